@@ -1,0 +1,9 @@
+/* Entry points of the subcommands of bin/pgtandem. Each returns the process
+ * exit status: 0 success, 1 operational failure, 2 bad input. */
+#ifndef PGTANDEM_CLI_H
+#define PGTANDEM_CLI_H
+
+int proxy_main(int argc, char **argv);   /* bin/pgtandem proxy ... */
+int migrate_main(int argc, char **argv); /* bin/pgtandem migrate ... */
+
+#endif

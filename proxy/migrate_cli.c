@@ -1,0 +1,10 @@
+/* bin/pgtandem migrate: placeholder entry until the engine lands. */
+#include "cli.h"
+
+#include <stdio.h>
+
+int migrate_main(int argc, char **argv)
+{
+    fprintf(stderr, "usage: pgtandem migrate start|status|complete|rollback|plan|lint|verify ...\n");
+    return 2;
+}

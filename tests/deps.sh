@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what pgtandem needs to build, test, demo and benchmark on Debian 12.
+# Idempotent: does nothing when everything is present. Works as root, or
+# through sudo for a normal user.
+set -e
+PKGS="build-essential pkg-config libevent-dev libssl-dev libpq-dev libjansson-dev
+postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest
+clang libclang-rt-14-dev procps iproute2"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm  >/dev/null 2>&1 || missing="$missing npm"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+if [ -n "$missing" ]; then
+  echo "deps: installing$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# node-postgres for the integration tests, pinned by package.json in tests/node.
+if [ ! -d tests/node/node_modules/pg ]; then
+  echo "deps: npm install (tests/node)"
+  (cd tests/node && npm install --no-audit --no-fund --silent >/dev/null)
+fi
