@@ -5,7 +5,7 @@ CC       ?= cc
 PKGS     := libevent libevent_openssl openssl libpq jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-WARN     := -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter
+WARN     := -std=c11 -Wall -Wextra -Werror
 BASE_CFLAGS := $(WARN) -D_GNU_SOURCE -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   ?= -O2 -g
 LDLIBS   := -lm

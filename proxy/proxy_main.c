@@ -5,6 +5,8 @@
 
 int proxy_main(int argc, char **argv)
 {
+    (void)argc;
+    (void)argv;
     fprintf(stderr, "usage: pgtandem proxy ...\n");
     return 2;
 }
