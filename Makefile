@@ -17,7 +17,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all asan test unit demo deps bench fuzz clean
+.PHONY: all asan test unit clients demo deps bench fuzz clean
 all: bin/pgtandem
 
 build/rel/%.o: proxy/%.c $(wildcard include/*.h)
@@ -43,7 +43,14 @@ build/asan/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/asan/%.o) tests/uni
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS:proxy/%.c=build/asan/%.o) $(PKG_LIBS) $(LDLIBS)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/rel/unit/%) $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) clients
+
+# Test clients written against libpq (pipeline mode, cancel, NOTIFY, large rows).
+CLIENT_SRCS := $(wildcard tests/clients/*.c)
+build/clients/%: tests/clients/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) $(LDLIBS)
+clients: $(CLIENT_SRCS:tests/clients/%.c=build/clients/%)
 
 # Everything a fresh Debian 12 machine needs; idempotent and non-interactive.
 deps:
