@@ -1,0 +1,19 @@
+/* The admin HTTP API (libevent evhttp): status, pause/resume, metrics. */
+#ifndef PGTANDEM_ADMIN_H
+#define PGTANDEM_ADMIN_H
+
+struct server;
+struct evhttp_request;
+
+struct admin *admin_start(struct server *srv, char *err, unsigned long errlen);
+void admin_free(struct admin *a);
+
+/* Extra routes (e.g. migrations) register here; return 1 when handled. */
+typedef int (*admin_route_fn)(struct server *srv, struct evhttp_request *req, const char *path, void *ctx);
+void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx);
+
+/* Replies with a JSON body (takes ownership of `body`). */
+struct json_t;
+void admin_reply_json(struct evhttp_request *req, int code, struct json_t *body);
+
+#endif

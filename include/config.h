@@ -1,0 +1,48 @@
+/* Proxy configuration: defaults, the JSON config file and command-line flags
+ * (flags override the file). */
+#ifndef PGTANDEM_CONFIG_H
+#define PGTANDEM_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+enum client_tls_mode { CLIENT_TLS_DISABLE, CLIENT_TLS_ALLOW, CLIENT_TLS_REQUIRE };
+enum upstream_tls_mode { UPSTREAM_TLS_DISABLE, UPSTREAM_TLS_REQUIRE, UPSTREAM_TLS_VERIFY_CA, UPSTREAM_TLS_VERIFY_FULL };
+
+struct config {
+    char *config_path;
+    char *listen_host;
+    int listen_port;
+    char *unix_socket_dir;     /* NULL: no Unix socket */
+    char *upstream_uri;
+    char *upstream_host;       /* from the URI */
+    int upstream_port;
+    enum upstream_tls_mode upstream_tls;
+    char *upstream_ca;         /* sslrootcert; NULL: system store */
+    char *admin_host;
+    int admin_port;            /* 0: no admin API */
+    char *admin_token;         /* NULL: no token required */
+    char *tls_cert;
+    char *tls_key;
+    enum client_tls_mode client_tls;
+    int client_tls_given;      /* explicitly configured (else derived from cert) */
+    uint32_t max_message_bytes;
+    size_t buffer_bytes;       /* per direction, before backpressure */
+    enum log_level log_level;
+    int shutdown_timeout_ms;
+};
+
+void config_init(struct config *cfg);
+void config_free(struct config *cfg);
+
+/* Loads defaults, then the file named by --config (if any), then the flags.
+ * argv[0] is the subcommand name. Returns 0, or -1 with a message in err. */
+int config_from_args(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Re-reads the reloadable settings (log level, TLS files) from the config
+ * file into cfg; flags given at start keep precedence. */
+int config_reload(struct config *cfg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,105 @@
+/* Migration files: the in-memory model of one JSON migration, its parser and
+ * structural validator (no database needed), and the directory chain check
+ * behind `migrate lint DIR`. Migration files are untrusted input: everything
+ * is checked here before any SQL is generated from it. */
+#ifndef PGTANDEM_MIGRATION_H
+#define PGTANDEM_MIGRATION_H
+
+#include <stddef.h>
+
+enum mig_op_kind {
+    MIG_RENAME_COLUMN,
+    MIG_ADD_COLUMN,
+    MIG_ALTER_COLUMN,
+    MIG_DROP_COLUMN,
+    MIG_CREATE_TABLE,
+    MIG_DROP_TABLE,
+    MIG_RENAME_TABLE,
+    MIG_CREATE_INDEX,
+    MIG_DROP_INDEX,
+    MIG_CREATE_CONSTRAINT,
+    MIG_SQL,
+};
+
+enum mig_sql_on { MIG_ON_START, MIG_ON_COMPLETE };
+
+/* A column as written in add_column / create_table. tri-state ints use -1
+ * for "not given". */
+struct mig_column {
+    char *name;
+    char *type;
+    char *default_expr;
+    char *check;
+    char *references;   /* "table(column)" or "table" */
+    char *comment;
+    int nullable;       /* -1, 0, 1 */
+    int unique;         /* -1, 0, 1 */
+    int primary_key;    /* -1, 0, 1 */
+};
+
+struct mig_op {
+    enum mig_op_kind kind;
+    int index;              /* position in "operations", 0-based */
+    char *schema;           /* defaults to "public" */
+    char *table;
+    char *from, *to;        /* rename_column, rename_table */
+    char *column;           /* alter_column, drop_column */
+    char *type;
+    char *up, *down;        /* SQL expressions (rename/alter/add/drop) or statements (sql) */
+    char *default_expr;
+    int has_default;        /* alter_column: "default" present (null drops it) */
+    char *check;
+    int nullable, unique;   /* -1 when not given */
+    char *name;             /* create_index, drop_index, create_constraint */
+    char **columns;         /* create_index, create_constraint */
+    size_t ncolumns;
+    char *method;           /* create_index: btree, gin, ... */
+    char *where;            /* create_index: partial index predicate */
+    char *constraint_type;  /* create_constraint: check | unique | foreign_key */
+    char *ref_table;        /* create_constraint foreign_key */
+    char **ref_columns;
+    size_t nref_columns;
+    struct mig_column col;  /* add_column */
+    struct mig_column *cols;/* create_table */
+    size_t ncols;
+    enum mig_sql_on on;     /* sql */
+};
+
+struct mig_backfill_settings {
+    long batch_rows;        /* first batch size */
+    long min_rows, max_rows;
+    long target_ms;         /* adaptive target per batch */
+    long max_rows_per_sec;  /* 0 = unlimited */
+    double sleep_ratio;     /* sleep this fraction of each batch's duration */
+    long lock_timeout_ms;
+};
+
+struct migration {
+    char *file;             /* for messages; may be "<stdin>" */
+    char *name;
+    char *parent;           /* NULL for the first migration */
+    struct mig_op *ops;
+    size_t nops;
+    struct mig_backfill_settings backfill;
+    char checksum[65];      /* sha256 hex of the file bytes */
+    char *json;             /* the file text as given */
+};
+
+/* Parses and validates text. On error returns -1 and writes
+ * "file:line:col: operations[i].op: message" into err. */
+int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
+              char *err, size_t errlen);
+int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen);
+void mig_free(struct migration *m);
+
+const char *mig_op_name(enum mig_op_kind kind);
+/* Levenshtein distance, used for "did you mean". */
+size_t mig_edit_distance(const char *a, const char *b);
+
+/* Reads every *.json in dir, validates each and the parent chain (one
+ * head, no missing parents, no duplicate names). Fills *out / *n sorted
+ * parent-first. Returns 0, or -1 with a message. */
+int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen);
+void mig_free_list(struct migration *list, size_t n);
+
+#endif

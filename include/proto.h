@@ -1,0 +1,122 @@
+/* PostgreSQL v3 wire protocol: constants, header-only framing, the startup
+ * packet, and the per-session protocol tracker that follows transaction
+ * status, COPY and pipelines without ever holding a whole message. */
+#ifndef PGTANDEM_PROTO_H
+#define PGTANDEM_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Special request codes in the startup packet's version field. */
+#define PROTO_VERSION_3 196608u        /* 3.0 */
+#define PROTO_CANCEL_CODE 80877102u    /* CancelRequest */
+#define PROTO_SSL_CODE 80877103u       /* SSLRequest */
+#define PROTO_GSSENC_CODE 80877104u    /* GSSENCRequest */
+#define PROTO_MAX_STARTUP_LEN 10000u   /* as Postgres's MAX_STARTUP_PACKET_LENGTH */
+#define PROTO_HEADER_LEN 5u            /* type byte + int32 length */
+
+/* SQLSTATEs we send ourselves (src/backend/utils/errcodes.txt). */
+#define SQLSTATE_PROTOCOL_VIOLATION "08P01"
+#define SQLSTATE_CONNECTION_FAILURE "08006"
+#define SQLSTATE_CANNOT_CONNECT_NOW "57P03"
+#define SQLSTATE_ADMIN_SHUTDOWN "57P01"
+#define SQLSTATE_FEATURE_NOT_SUPPORTED "0A000"
+#define SQLSTATE_INVALID_AUTH_SPEC "28000"
+#define SQLSTATE_TOO_MANY_CONNECTIONS "53300"
+
+enum header_result { HEADER_NEED_MORE, HEADER_OK, HEADER_BAD_LENGTH };
+
+struct msg_header {
+    uint8_t type;
+    uint32_t length; /* as on the wire: includes the 4 length bytes, not the type */
+};
+
+/* Reads a regular message header from the first `avail` bytes of `buf`.
+ * A length below 4 or above max_length is HEADER_BAD_LENGTH. */
+enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t max_length,
+                                     struct msg_header *out);
+
+/* ---- startup packet ---- */
+
+#define STARTUP_MAX_PARAMS 64
+
+struct startup_packet {
+    uint32_t code; /* PROTO_VERSION_3, PROTO_SSL_CODE, PROTO_CANCEL_CODE, ... */
+    /* v3 startup: key/value pairs pointing into the caller's buffer */
+    int nparams;
+    const char *keys[STARTUP_MAX_PARAMS];
+    const char *values[STARTUP_MAX_PARAMS];
+    /* CancelRequest */
+    uint32_t cancel_pid;
+    uint32_t cancel_key;
+};
+
+/* Reads the length word of a startup-phase packet (no type byte).
+ * Returns HEADER_NEED_MORE until 4 bytes are there. */
+enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, uint32_t *length);
+
+/* Parses a whole startup-phase packet (length word included). On error
+ * returns -1 and sets *why. The packet buffer must outlive `out`. */
+int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, const char **why);
+
+const char *startup_param(const struct startup_packet *sp, const char *key);
+
+/* ---- authentication ---- */
+
+#define AUTH_OK 0
+#define AUTH_SASL 10
+
+/* Rewrites the body of an AuthenticationSASL message (after the int32 code)
+ * without SCRAM-SHA-256-PLUS: channel binding cannot cross a TLS hop that
+ * ends at the proxy. Writes at most `cap` bytes to `out`; returns the new
+ * body length or -1 when the list is malformed. */
+int proto_sasl_without_plus(const uint8_t *body, size_t len, uint8_t *out, size_t cap);
+
+/* ---- session protocol tracking ---- */
+
+/* What the proxy needs to know to tell a transaction boundary: every Query,
+ * Sync and FunctionCall the client sends is answered by one ReadyForQuery,
+ * except Syncs the server ignores while in COPY-in mode. */
+struct proto_tracker {
+    char tx_status;          /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    uint32_t pending_rfq;    /* ReadyForQuery messages the server still owes */
+    uint32_t syncs_since_execute; /* Syncs sent after the last Execute */
+    uint8_t mid_unit;        /* client sent part of an extended-protocol batch */
+    uint8_t copy_in;         /* server is in COPY-in mode */
+};
+
+void tracker_init(struct proto_tracker *t);
+/* Called for every client message the proxy forwards. */
+void tracker_client_message(struct proto_tracker *t, uint8_t type);
+/* Called for every server message; `status` is the ReadyForQuery byte
+ * (ignored for other types). Returns 1 when this message completed a unit
+ * (a ReadyForQuery that leaves nothing pending). */
+int tracker_server_message(struct proto_tracker *t, uint8_t type, uint8_t status);
+/* True when the session sits at a transaction boundary: no transaction
+ * open, nothing in flight, not in the middle of a batch or COPY. */
+int tracker_at_boundary(const struct proto_tracker *t);
+/* True when a message starting now may be held back during a pause without
+ * stalling anything the client is already waiting on. */
+int tracker_may_hold_next(const struct proto_tracker *t);
+
+/* ---- messages the proxy writes itself ---- */
+
+/* Formats an ErrorResponse (severity FATAL or ERROR) into `out`, returning
+ * its length (0 when `cap` is too small). */
+size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const char *sqlstate,
+                          const char *message);
+
+static inline uint32_t proto_get_u32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline void proto_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+#endif

@@ -1,0 +1,76 @@
+/* A client session: one client connection paired with one upstream
+ * connection (session pooling), relayed through bounded streaming buffers. */
+#ifndef PGTANDEM_SESSION_H
+#define PGTANDEM_SESSION_H
+
+#include <event2/util.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+struct server;
+struct bufferevent;
+struct upstream_connect;
+
+enum session_state {
+    SESS_STARTUP,     /* reading SSLRequest / StartupMessage / CancelRequest */
+    SESS_TLS_ACCEPT,  /* 'S' sent; switch to TLS once it is flushed */
+    SESS_CONNECTING,  /* opening the upstream connection */
+    SESS_AUTH,        /* relaying authentication */
+    SESS_READY,       /* relaying queries */
+    SESS_CLOSING      /* flushing a last message to the client */
+};
+
+struct session {
+    struct session *prev, *next;
+    struct server *srv;
+    uint64_t id;
+    enum session_state state;
+    struct bufferevent *client;
+    struct bufferevent *server;
+    struct upstream_connect *connecting;
+    int client_on_tls;
+    int is_unix;
+    char client_addr[64];
+
+    uint8_t *startup_buf;           /* owns the strings startup points into */
+    uint32_t startup_len;
+    struct startup_packet startup;
+
+    struct proto_tracker tracker;
+    uint32_t c2s_remaining;         /* bytes of the current client message still to pass */
+    uint32_t s2c_remaining;
+    int c2s_blocked;                /* waiting for the upstream to drain */
+    int s2c_blocked;
+    int holding;                    /* a client message is held by a pause */
+
+    uint64_t connected_us;
+    uint64_t unit_start_us;         /* first message of the request in flight */
+    uint64_t tx_start_us;           /* when the open transaction began */
+    uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
+    uint32_t cancel_pid, cancel_key;     /* what the client was told */
+    uint64_t bytes_in, bytes_out;
+};
+
+/* Takes ownership of an accepted socket. */
+void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen);
+/* Closes the session at once (both sockets). */
+void session_free(struct session *s);
+/* Closes with a FATAL ErrorResponse to the client once it is flushed. */
+void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sits at a transaction boundary (nothing in flight, no open transaction). */
+int session_at_boundary(const struct session *s);
+/* Continues relaying after a pause is lifted. */
+void session_release_held(struct session *s);
+/* For GET /status and pause errors. */
+json_t *session_describe(const struct session *s, uint64_t now_us);
+const char *session_state_name(enum session_state st);
+/* Finds the session a client's CancelRequest names (NULL: none). */
+struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
+/* Asks the session to end at its next boundary (shutdown). */
+void session_end_at_boundary(struct session *s);
+
+#endif

@@ -1,0 +1,21 @@
+/* Opening a connection to the upstream Postgres: DNS, TCP (or a Unix
+ * socket), SSLRequest, and the TLS handshake with SNI and verification. */
+#ifndef PGTANDEM_UPSTREAM_H
+#define PGTANDEM_UPSTREAM_H
+
+struct server;
+struct bufferevent;
+struct upstream_connect;
+
+/* Called once: with a ready bufferevent (ownership passes to the callee), or
+ * with bev NULL and a message naming the upstream and the reason. */
+typedef void (*upstream_ready_fn)(void *ctx, struct bufferevent *bev, const char *error);
+
+struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx);
+/* Abandons a connection attempt; the callback will not be called. */
+void upstream_connect_cancel(struct upstream_connect *uc);
+
+/* Sends a CancelRequest for (pid, key) over a fresh upstream connection. */
+void upstream_send_cancel(struct server *srv, unsigned pid, unsigned key);
+
+#endif

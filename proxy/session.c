@@ -1,0 +1,716 @@
+/* Client sessions: the startup exchange, TLS termination, pass-through
+ * authentication and the relay. Bytes stream from one bufferevent to the
+ * other without whole messages being assembled; only headers (and the few
+ * small messages the proxy must read or rewrite) are inspected. */
+#include "session.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "log.h"
+#include "server.h"
+#include "upstream.h"
+
+#define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void relay_client_to_server(struct session *s);
+static void relay_server_to_client(struct session *s);
+
+const char *session_state_name(enum session_state st)
+{
+    static const char *const names[] = {"startup", "tls", "connecting", "auth", "ready", "closing"};
+    return names[st];
+}
+
+static void format_client_addr(struct session *s, const struct sockaddr *addr)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    } else {
+        snprintf(s->client_addr, sizeof s->client_addr, "unix");
+        s->is_unix = 1;
+        return;
+    }
+    snprintf(s->client_addr, sizeof s->client_addr, "%s:%d", host, port);
+}
+
+static void set_nodelay(evutil_socket_t fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void configure_bev(struct session *s, struct bufferevent *bev, bufferevent_data_cb rd,
+                          bufferevent_data_cb wr, bufferevent_event_cb ev)
+{
+    bufferevent_setcb(bev, rd, wr, ev, s);
+    /* Reading stops once this much is buffered: backpressure to the sender. */
+    bufferevent_setwatermark(bev, EV_READ, 0, s->srv->cfg.buffer_bytes);
+    /* write_cb fires when the output has drained to half: resume the peer. */
+    bufferevent_setwatermark(bev, EV_WRITE, s->srv->cfg.buffer_bytes / 2, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
+{
+    (void)addrlen;
+    struct session *s = calloc(1, sizeof *s);
+    struct bufferevent *bev = s ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        log_error("out of memory accepting a connection");
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
+    s->srv = srv;
+    s->id = ++srv->next_session_id;
+    s->client = bev;
+    s->connected_us = server_now_us(srv);
+    tracker_init(&s->tracker);
+    format_client_addr(s, addr);
+    if (!s->is_unix)
+        set_nodelay(fd);
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->session_count++;
+    srv->metrics.connections_total++;
+    configure_bev(s, bev, client_read_cb, client_write_cb, client_event_cb);
+}
+
+void session_free(struct session *s)
+{
+    struct server *srv = s->srv;
+    if (s->connecting)
+        upstream_connect_cancel(s->connecting);
+    if (s->client)
+        bufferevent_free(s->client);
+    if (s->server)
+        bufferevent_free(s->server);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->session_count--;
+    free(s->startup_buf);
+    free(s);
+    if (srv->pause.paused)
+        pause_check_drained(srv);
+    server_session_closed(srv);
+}
+
+/* Writes an ErrorResponse to the client (which must still be connected). */
+static void send_error(struct session *s, const char *severity, const char *sqlstate, const char *msg)
+{
+    uint8_t buf[1024];
+    size_t n = proto_format_error(buf, sizeof buf, severity, sqlstate, msg);
+    if (n && s->client)
+        bufferevent_write(s->client, buf, n);
+}
+
+static void free_now_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_free(arg);
+}
+
+/* Callers up the stack may still hold `s`: free it on the next loop turn. */
+static void free_later(struct session *s)
+{
+    struct timeval now = {0, 0};
+    if (s->client)
+        bufferevent_disable(s->client, EV_READ | EV_WRITE);
+    if (event_base_once(s->srv->base, -1, EV_TIMEOUT, free_now_cb, s, &now) != 0)
+        log_error("session %llu: could not schedule its release", (unsigned long long)s->id);
+}
+
+void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_info("session %llu (%s): closing: %s [%s]", (unsigned long long)s->id, s->client_addr, msg, sqlstate);
+    if (s->connecting) {
+        upstream_connect_cancel(s->connecting);
+        s->connecting = NULL;
+    }
+    if (s->server) {
+        bufferevent_free(s->server);
+        s->server = NULL;
+    }
+    int can_tell_client = s->client && s->state != SESS_TLS_ACCEPT;
+    s->state = SESS_CLOSING;
+    if (!can_tell_client) {
+        free_later(s);
+        return;
+    }
+    send_error(s, "FATAL", sqlstate, msg);
+    bufferevent_disable(s->client, EV_READ);
+    /* write_cb frees the session once the error is on the wire */
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+}
+
+static void protocol_violation(struct session *s, const char *what)
+{
+    s->srv->metrics.protocol_errors++;
+    session_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "%s", what);
+}
+
+/* ---- startup: SSLRequest, GSSENCRequest, CancelRequest, StartupMessage ---- */
+
+static void start_client_tls(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    if (evbuffer_get_length(in) > 0) {
+        /* Bytes sent before the handshake would be trusted as if encrypted. */
+        protocol_violation(s, "received unencrypted data after SSL request");
+        return;
+    }
+    evutil_socket_t fd = bufferevent_getfd(s->client);
+    SSL *ssl = SSL_new(s->srv->client_tls);
+    if (!ssl) {
+        session_free(s);
+        return;
+    }
+    /* Swap the plain bufferevent for a TLS one on the same socket. */
+    bufferevent_setcb(s->client, NULL, NULL, NULL, NULL);
+    bufferevent_disable(s->client, EV_READ | EV_WRITE);
+    struct bufferevent *plain = s->client;
+    s->client = bufferevent_openssl_socket_new(s->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+    /* The plain one must not close the fd the TLS one now owns. */
+    bufferevent_setfd(plain, -1);
+    bufferevent_free(plain);
+    if (!s->client) {
+        SSL_free(ssl);
+        evutil_closesocket(fd);
+        session_free(s);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1);
+    s->client_on_tls = 1;
+    s->state = SESS_STARTUP;
+    configure_bev(s, s->client, client_read_cb, client_write_cb, client_event_cb);
+}
+
+static void on_upstream_ready(void *ctx, struct bufferevent *bev, const char *error);
+
+static void begin_upstream(struct session *s)
+{
+    const struct config *cfg = &s->srv->cfg;
+    if (cfg->client_tls == CLIENT_TLS_REQUIRE && !s->client_on_tls && !s->is_unix) {
+        session_fail(s, SQLSTATE_INVALID_AUTH_SPEC, "pgtandem requires TLS: connect with sslmode=require");
+        return;
+    }
+    if (s->srv->shutting_down) {
+        session_fail(s, SQLSTATE_CANNOT_CONNECT_NOW, "the proxy is shutting down");
+        return;
+    }
+    s->state = SESS_CONNECTING;
+    bufferevent_disable(s->client, EV_READ);
+    s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
+}
+
+/* Handles one complete startup-phase packet. Returns 0 to keep reading
+ * startup packets, 1 when the session moved on, -1 when it is gone. */
+static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t len)
+{
+    const char *why = NULL;
+    struct startup_packet sp;
+    if (proto_parse_startup(packet, len, &sp, &why) != 0) {
+        free(packet);
+        protocol_violation(s, why);
+        return -1;
+    }
+    if (sp.code == PROTO_SSL_CODE) {
+        free(packet);
+        int offer = s->srv->cfg.client_tls != CLIENT_TLS_DISABLE && !s->client_on_tls && !s->is_unix;
+        bufferevent_write(s->client, offer ? "S" : "N", 1);
+        if (!offer)
+            return 0;
+        s->state = SESS_TLS_ACCEPT;
+        bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+        bufferevent_disable(s->client, EV_READ);
+        return 1;
+    }
+    if (sp.code == PROTO_GSSENC_CODE) {
+        free(packet);
+        bufferevent_write(s->client, "N", 1); /* no GSSAPI encryption: client falls back */
+        return 0;
+    }
+    if (sp.code == PROTO_CANCEL_CODE) {
+        free(packet);
+        struct session *target = session_find_by_cancel_key(s->srv, sp.cancel_pid, sp.cancel_key);
+        if (target && target->upstream_pid)
+            upstream_send_cancel(s->srv, target->upstream_pid, target->upstream_key);
+        else
+            log_info("cancel request for an unknown session ignored");
+        session_free(s);
+        return -1;
+    }
+    s->startup_buf = packet;
+    s->startup_len = len;
+    s->startup = sp;
+    begin_upstream(s);
+    return s->state == SESS_CONNECTING ? 1 : -1;
+}
+
+static void read_startup(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    for (;;) {
+        uint8_t head[4];
+        uint32_t len;
+        size_t avail = evbuffer_get_length(in);
+        evbuffer_copyout(in, head, avail < 4 ? avail : 4);
+        enum header_result hr = proto_read_startup_length(head, avail, &len);
+        if (hr == HEADER_NEED_MORE)
+            return;
+        if (hr == HEADER_BAD_LENGTH) {
+            protocol_violation(s, "invalid length of startup packet");
+            return;
+        }
+        if (avail < len)
+            return;
+        uint8_t *packet = malloc(len);
+        if (!packet) {
+            session_free(s);
+            return;
+        }
+        evbuffer_remove(in, packet, len);
+        if (handle_startup_packet(s, packet, len) != 0)
+            return;
+    }
+}
+
+/* Rebuilds the StartupMessage for the upstream from the client's parameters. */
+static int send_startup_upstream(struct session *s)
+{
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    size_t len = 8 + 1;
+    for (int i = 0; i < s->startup.nparams; i++)
+        len += strlen(s->startup.keys[i]) + 1 + strlen(s->startup.values[i]) + 1;
+    uint8_t head[8];
+    proto_put_u32(head, (uint32_t)len);
+    proto_put_u32(head + 4, PROTO_VERSION_3);
+    evbuffer_add(out, head, 8);
+    for (int i = 0; i < s->startup.nparams; i++) {
+        evbuffer_add(out, s->startup.keys[i], strlen(s->startup.keys[i]) + 1);
+        evbuffer_add(out, s->startup.values[i], strlen(s->startup.values[i]) + 1);
+    }
+    return evbuffer_add(out, "", 1);
+}
+
+static void on_upstream_ready(void *ctx, struct bufferevent *bev, const char *error)
+{
+    struct session *s = ctx;
+    s->connecting = NULL;
+    if (!bev) {
+        s->srv->metrics.connections_failed++;
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "%s", error);
+        return;
+    }
+    s->server = bev;
+    configure_bev(s, bev, server_read_cb, server_write_cb, server_event_cb);
+    send_startup_upstream(s);
+    s->state = SESS_AUTH;
+    bufferevent_enable(s->client, EV_READ);
+    relay_client_to_server(s); /* anything the client already sent */
+}
+
+/* ---- relay ---- */
+
+static int paused_hold(struct session *s)
+{
+    return s->srv->pause.paused && s->state == SESS_READY && tracker_may_hold_next(&s->tracker);
+}
+
+/* Moves up to `want` bytes of the current message; returns bytes moved. */
+static size_t pass_bytes(struct evbuffer *in, struct evbuffer *out, uint32_t *remaining)
+{
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < *remaining ? avail : *remaining;
+    if (n == 0)
+        return 0;
+    int moved = evbuffer_remove_buffer(in, out, n);
+    if (moved <= 0)
+        return 0;
+    *remaining -= (uint32_t)moved;
+    return (size_t)moved;
+}
+
+static int client_output_full(struct session *s, struct bufferevent *to)
+{
+    return evbuffer_get_length(bufferevent_get_output(to)) >= s->srv->cfg.buffer_bytes;
+}
+
+static void note_client_message(struct session *s, uint8_t type)
+{
+    if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
+        s->unit_start_us = server_now_us(s->srv);
+    tracker_client_message(&s->tracker, type);
+}
+
+static void relay_client_to_server(struct session *s)
+{
+    if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    for (;;) {
+        if (s->c2s_remaining) {
+            size_t n = pass_bytes(in, out, &s->c2s_remaining);
+            s->bytes_in += n;
+            s->srv->metrics.bytes_from_client += n;
+            if (s->c2s_remaining)
+                break;
+        }
+        if (client_output_full(s, s->server)) {
+            s->c2s_blocked = 1;
+            bufferevent_disable(s->client, EV_READ);
+            break;
+        }
+        uint8_t head[PROTO_HEADER_LEN];
+        size_t avail = evbuffer_get_length(in);
+        if (avail < PROTO_HEADER_LEN)
+            break;
+        evbuffer_copyout(in, head, PROTO_HEADER_LEN);
+        struct msg_header h;
+        if (proto_read_header(head, avail, s->srv->cfg.max_message_bytes, &h) != HEADER_OK) {
+            protocol_violation(s, h.length < 4 ? "invalid message length"
+                                               : "message exceeds the maximum message size");
+            return;
+        }
+        if (paused_hold(s)) {
+            if (!s->holding) {
+                s->holding = 1;
+                s->srv->pause.held_messages++;
+            }
+            break;
+        }
+        if (s->state == SESS_READY)
+            note_client_message(s, h.type);
+        s->c2s_remaining = h.length + 1;
+    }
+}
+
+/* AuthenticationSASL: drop SCRAM-SHA-256-PLUS from the offered mechanisms. */
+static void forward_auth_request(struct session *s, struct evbuffer *in, struct evbuffer *out, uint32_t total)
+{
+    uint8_t *msg = evbuffer_pullup(in, total);
+    uint32_t code = proto_get_u32(msg + 5);
+    if (code == AUTH_SASL) {
+        uint8_t body[MAX_AUTH_MESSAGE];
+        int n = proto_sasl_without_plus(msg + 9, total - 9, body, sizeof body);
+        if (n < 0) {
+            protocol_violation(s, "malformed SASL mechanism list from upstream");
+            return;
+        }
+        uint8_t head[9];
+        head[0] = 'R';
+        proto_put_u32(head + 1, (uint32_t)(8 + n));
+        proto_put_u32(head + 5, AUTH_SASL);
+        evbuffer_add(out, head, 9);
+        evbuffer_add(out, body, (size_t)n);
+        evbuffer_drain(in, total);
+    } else {
+        evbuffer_remove_buffer(in, out, total);
+    }
+}
+
+/* BackendKeyData: keep the upstream's key, give the client one of ours so a
+ * CancelRequest has to come through us and can only hit this session. */
+static void forward_backend_key(struct session *s, struct evbuffer *in, struct evbuffer *out)
+{
+    uint8_t msg[13];
+    evbuffer_remove(in, msg, sizeof msg);
+    s->upstream_pid = proto_get_u32(msg + 5);
+    s->upstream_key = proto_get_u32(msg + 9);
+    s->cancel_pid = (uint32_t)(s->id & 0x7fffffff);
+    if (RAND_bytes((unsigned char *)&s->cancel_key, sizeof s->cancel_key) != 1)
+        s->cancel_key = (uint32_t)random();
+    proto_put_u32(msg + 5, s->cancel_pid);
+    proto_put_u32(msg + 9, s->cancel_key);
+    evbuffer_add(out, msg, sizeof msg);
+}
+
+/* A ReadyForQuery arrived: bookkeeping for metrics, pause and shutdown. */
+static void on_ready_for_query(struct session *s, uint8_t status)
+{
+    char before = s->tracker.tx_status;
+    int unit_done = tracker_server_message(&s->tracker, 'Z', status);
+    uint64_t now = server_now_us(s->srv);
+    if (s->state == SESS_AUTH) {
+        s->state = SESS_READY;
+        log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
+                  startup_param(&s->startup, "user"), startup_param(&s->startup, "database"));
+        return;
+    }
+    if (unit_done && s->unit_start_us)
+        metrics_record_latency(&s->srv->metrics, now > s->unit_start_us ? now - s->unit_start_us : 0);
+    if (status == 'I')
+        s->srv->metrics.transactions_total++;
+    else if (before == 'I')
+        s->tx_start_us = s->unit_start_us ? s->unit_start_us : now;
+}
+
+/* Examines a server message at its start. Returns 1 when it was consumed
+ * whole, 0 to stream it, -1 when more bytes are needed, -2 when the session
+ * is gone. */
+static int inspect_server_message(struct session *s, struct evbuffer *in, struct evbuffer *out,
+                                  const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    switch (h->type) {
+    case 'Z': {
+        if (avail < 6)
+            return -1;
+        uint8_t z[6];
+        evbuffer_copyout(in, z, 6);
+        on_ready_for_query(s, z[5]);
+        return 0;
+    }
+    case 'G': case 'W':
+        tracker_server_message(&s->tracker, h->type, 0);
+        return 0;
+    case 'R':
+    case 'K':
+        if (s->state != SESS_AUTH)
+            return 0;
+        if (total > MAX_AUTH_MESSAGE || (h->type == 'K' && h->length != 12) || (h->type == 'R' && h->length < 8)) {
+            protocol_violation(s, "invalid authentication message from upstream");
+            return -2;
+        }
+        if (avail < total)
+            return -1;
+        if (h->type == 'K')
+            forward_backend_key(s, in, out);
+        else
+            forward_auth_request(s, in, out, total);
+        return s->state == SESS_CLOSING ? -2 : 1;
+    default:
+        return 0;
+    }
+}
+
+static void relay_server_to_client(struct session *s)
+{
+    if (!s->client || !s->server || s->state == SESS_CLOSING)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->server);
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    int saw_boundary = 0;
+    for (;;) {
+        if (s->s2c_remaining) {
+            size_t n = pass_bytes(in, out, &s->s2c_remaining);
+            s->bytes_out += n;
+            s->srv->metrics.bytes_from_server += n;
+            if (s->s2c_remaining)
+                break;
+        }
+        if (client_output_full(s, s->client)) {
+            s->s2c_blocked = 1;
+            bufferevent_disable(s->server, EV_READ);
+            break;
+        }
+        uint8_t head[PROTO_HEADER_LEN];
+        size_t avail = evbuffer_get_length(in);
+        if (avail < PROTO_HEADER_LEN)
+            break;
+        evbuffer_copyout(in, head, PROTO_HEADER_LEN);
+        struct msg_header h;
+        if (proto_read_header(head, avail, 0xffffffffu, &h) != HEADER_OK) {
+            protocol_violation(s, "invalid message length from upstream");
+            return;
+        }
+        int r = inspect_server_message(s, in, out, &h, avail);
+        if (r == -2)
+            return;
+        if (r == -1)
+            break;
+        if (h.type == 'Z' || h.type == 'G' || h.type == 'W')
+            saw_boundary = 1;
+        if (r == 0)
+            s->s2c_remaining = h.length + 1;
+    }
+    if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
+        return;
+    }
+    if (saw_boundary && s->srv->pause.paused) {
+        if (s->holding && !tracker_may_hold_next(&s->tracker)) {
+            s->holding = 0;
+            relay_client_to_server(s);
+        }
+        pause_check_drained(s->srv);
+    }
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (s->state == SESS_STARTUP)
+        read_startup(s);
+    else
+        relay_client_to_server(s);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (s->state == SESS_CLOSING) {
+        session_free(s);
+        return;
+    }
+    if (s->state == SESS_TLS_ACCEPT) {
+        start_client_tls(s);
+        return;
+    }
+    if (s->s2c_blocked) {
+        s->s2c_blocked = 0;
+        bufferevent_enable(s->server, EV_READ);
+        relay_server_to_client(s);
+    }
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* TLS handshake done */
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR && s->client_on_tls && s->state == SESS_STARTUP)
+            log_info("session %llu (%s): TLS handshake failed", (unsigned long long)s->id, s->client_addr);
+        session_free(s);
+    }
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    relay_server_to_client(arg);
+}
+
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (s->c2s_blocked) {
+        s->c2s_blocked = 0;
+        bufferevent_enable(s->client, EV_READ);
+        relay_client_to_server(s);
+    }
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+    /* Relay what the server said last (often a FATAL), then close. */
+    relay_server_to_client(s);
+    if (s->state == SESS_CLOSING)
+        return;
+    bufferevent_free(s->server);
+    s->server = NULL;
+    s->state = SESS_CLOSING;
+    bufferevent_disable(s->client, EV_READ);
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+        session_free(s);
+}
+
+/* ---- queries from the rest of the proxy ---- */
+
+int session_at_boundary(const struct session *s)
+{
+    return s->state != SESS_READY || tracker_at_boundary(&s->tracker);
+}
+
+void session_release_held(struct session *s)
+{
+    if (!s->holding)
+        return;
+    s->holding = 0;
+    relay_client_to_server(s);
+}
+
+void session_end_at_boundary(struct session *s)
+{
+    if (s->state == SESS_CLOSING)
+        return;
+    if (session_at_boundary(s))
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
+}
+
+struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key)
+{
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
+            return s;
+    return NULL;
+}
+
+json_t *session_describe(const struct session *s, uint64_t now_us)
+{
+    const char *app = startup_param(&s->startup, "application_name");
+    char tx[2] = {s->tracker.tx_status, 0};
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer((json_int_t)s->id));
+    json_object_set_new(o, "client", json_string(s->client_addr));
+    json_object_set_new(o, "user", s->startup_buf ? json_string(startup_param(&s->startup, "user")) : json_null());
+    const char *db = startup_param(&s->startup, "database");
+    json_object_set_new(o, "database", db ? json_string(db) : json_null());
+    json_object_set_new(o, "application_name", json_string(app ? app : ""));
+    const char *state = session_state_name(s->state);
+    if (s->state == SESS_READY)
+        state = s->holding ? "held" : tracker_at_boundary(&s->tracker) ? "idle" : "active";
+    json_object_set_new(o, "state", json_string(state));
+    json_object_set_new(o, "tx_status", json_string(tx));
+    json_object_set_new(o, "tls", json_boolean(s->client_on_tls));
+    json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
+    json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));
+    json_object_set_new(o, "connected_s", json_real((double)(now_us - s->connected_us) / 1e6));
+    if (s->state == SESS_READY && !tracker_at_boundary(&s->tracker)) {
+        uint64_t since = s->tracker.tx_status != 'I' ? s->tx_start_us : s->unit_start_us;
+        json_object_set_new(o, "in_transaction_ms", json_integer((json_int_t)((now_us - since) / 1000)));
+    }
+    return o;
+}

@@ -1,0 +1,97 @@
+/* TLS contexts for both legs. The client leg terminates TLS with our own
+ * certificate; the upstream leg always sends SNI, because Neon routes on it
+ * (PgBouncer sends it only in verify-full, which breaks Neon). */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+static void describe_openssl_error(const char *what, char *err, size_t errlen)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "unknown error";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    snprintf(err, errlen, "%s: %s", what, buf);
+    ERR_clear_error();
+}
+
+SSL_CTX *tls_client_side_ctx(const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->tls_cert)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        describe_openssl_error("TLS context", err, errlen);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    char what[600];
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        snprintf(what, sizeof what, "TLS certificate %s", cfg->tls_cert);
+        describe_openssl_error(what, err, errlen);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        snprintf(what, sizeof what, "TLS key %s", cfg->tls_key);
+        describe_openssl_error(what, err, errlen);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        describe_openssl_error("TLS key does not match the certificate", err, errlen);
+    } else {
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *tls_upstream_ctx(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->upstream_tls == UPSTREAM_TLS_DISABLE)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        describe_openssl_error("TLS context", err, errlen);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (cfg->upstream_tls == UPSTREAM_TLS_REQUIRE) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int loaded = cfg->upstream_ca ? SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca, NULL)
+                                  : SSL_CTX_set_default_verify_paths(ctx);
+    if (loaded != 1) {
+        char what[600];
+        snprintf(what, sizeof what, "upstream CA %s", cfg->upstream_ca ? cfg->upstream_ca : "(system store)");
+        describe_openssl_error(what, err, errlen);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+SSL *tls_upstream_ssl(SSL_CTX *ctx, const struct config *cfg)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    const char *host = cfg->upstream_host;
+    if (!is_ip_literal(host))
+        SSL_set_tlsext_host_name(ssl, host);
+    if (cfg->upstream_tls == UPSTREAM_TLS_VERIFY_FULL) {
+        if (is_ip_literal(host))
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+        else
+            SSL_set1_host(ssl, host);
+    }
+    return ssl;
+}
