@@ -178,3 +178,158 @@ def run_pgtandem(args, env=None, timeout=600, input=None):
     for mark in SANITIZER_MARKS:
         assert mark not in r.stderr, "sanitizer report:\n" + r.stderr[-4000:]
     return r
+
+
+# ---------------------------------------------------------------------------
+# Relay test helpers: raw wire protocol, file-descriptor limits, and a target
+# that is either a running proxy or (PGT_RELAY_DIRECT=1) the cluster itself,
+# which is how a relay test is checked against Postgres alone.
+
+import resource
+import struct
+
+
+def raise_nofile(want):
+    """Raises this process's RLIMIT_NOFILE soft limit towards `want` (capped by
+    the hard limit); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def pg_startup_packet(user, database="appdb", **params):
+    body = struct.pack("!I", 196608)
+    for k, v in [("user", user), ("database", database)] + sorted(params.items()):
+        body += k.encode() + b"\0" + str(v).encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def _recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def pg_read_message(sock):
+    """Reads one backend message: (type, payload), or (None, None) at EOF."""
+    hdr = _recv_exact(sock, 5)
+    if hdr is None:
+        return None, None
+    length = struct.unpack("!I", hdr[1:5])[0]
+    payload = _recv_exact(sock, length - 4) if length > 4 else b""
+    if payload is None:
+        return None, None
+    return hdr[0:1], payload
+
+
+def pg_error_fields(payload):
+    """ErrorResponse/NoticeResponse payload -> {'C': sqlstate, 'M': message, ...}."""
+    out = {}
+    for part in payload.split(b"\0"):
+        if part:
+            out[part[0:1].decode()] = part[1:].decode(errors="replace")
+    return out
+
+
+def pg_read_until(sock, types=(b"Z",), timeout=10.0):
+    """Reads messages until one whose type is in `types`, an ErrorResponse, or
+    EOF. Returns the list of (type, payload) read; EOF appears as (None, None)."""
+    sock.settimeout(timeout)
+    msgs = []
+    while True:
+        t, p = pg_read_message(sock)
+        msgs.append((t, p))
+        if t is None or t in types or t == b"E":
+            return msgs
+
+
+def pg_raw_session(port, user="trustuser", database="appdb", host="127.0.0.1", timeout=10.0, **params):
+    """A socket logged in (trust auth, no TLS) and ready for query; raises on error."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.sendall(pg_startup_packet(user, database, **params))
+    msgs = pg_read_until(s, timeout=timeout)
+    t, p = msgs[-1]
+    if t != b"Z":
+        s.close()
+        raise RuntimeError("login failed: %r" % (pg_error_fields(p) if t == b"E" else msgs[-3:]))
+    return s
+
+
+def pg_simple_query(sock, sql, timeout=10.0):
+    """Sends a simple Query; returns (rows as lists of str/None, error fields or None)."""
+    body = sql.encode() + b"\0"
+    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
+    rows, err = [], None
+    sock.settimeout(timeout)
+    while True:
+        t, p = pg_read_message(sock)
+        if t is None:
+            raise RuntimeError("connection closed during query")
+        if t == b"D":
+            n = struct.unpack("!H", p[:2])[0]
+            off, row = 2, []
+            for _ in range(n):
+                ln = struct.unpack("!i", p[off:off + 4])[0]
+                off += 4
+                if ln < 0:
+                    row.append(None)
+                else:
+                    row.append(p[off:off + ln].decode())
+                    off += ln
+            rows.append(row)
+        elif t == b"E":
+            err = pg_error_fields(p)
+        elif t == b"Z":
+            return rows, err
+
+
+class DirectTarget:
+    """Stands in for a proxy when PGT_RELAY_DIRECT=1: clients go straight to the
+    cluster. Tests that need the admin API or proxy options skip."""
+
+    direct = True
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.port = cluster.port
+        self.admin_port = None
+
+    def uri(self, user="app", password="apppass", db="appdb", sslmode="disable", extra=""):
+        u = "postgresql://%s:%s@127.0.0.1:%d/%s?sslmode=%s" % (user, password, self.port, db, sslmode)
+        return u + ("&" + extra if extra else "")
+
+    def admin(self, *a, **kw):
+        pytest.skip("admin API needs the proxy")
+
+    def log(self):
+        return ""
+
+    def stop(self, timeout=30):
+        return 0
+
+
+def relay_direct():
+    return os.environ.get("PGT_RELAY_DIRECT") == "1"
+
+
+@pytest.fixture
+def relay(cluster, proxy_factory):
+    """The proxy under test (default options), or the cluster itself when
+    PGT_RELAY_DIRECT=1."""
+    if relay_direct():
+        return DirectTarget(cluster)
+    return proxy_factory()
+
+
+@pytest.fixture
+def needs_proxy():
+    if relay_direct():
+        pytest.skip("needs the proxy (PGT_RELAY_DIRECT=1)")
