@@ -351,9 +351,10 @@ static void on_upstream_ready(void *ctx, struct bufferevent *bev, const char *er
 
 /* ---- relay ---- */
 
-static int paused_hold(struct session *s)
+/* Terminate is never held: a client leaving cannot start a transaction. */
+static int paused_hold(struct session *s, uint8_t type)
 {
-    return s->srv->pause.paused && s->state == SESS_READY && tracker_may_hold_next(&s->tracker);
+    return s->srv->pause.paused && s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker);
 }
 
 /* Moves up to `want` bytes of the current message; returns bytes moved. */
@@ -412,7 +413,7 @@ static void relay_client_to_server(struct session *s)
                                                : "message exceeds the maximum message size");
             return;
         }
-        if (paused_hold(s)) {
+        if (paused_hold(s, h.type)) {
             if (!s->holding) {
                 s->holding = 1;
                 s->srv->pause.held_messages++;

@@ -1,0 +1,58 @@
+/* libFuzzer target for the wire-protocol code the relay runs on untrusted
+ * bytes: startup packets, message headers streamed in arbitrary chunks,
+ * the protocol tracker, and the SASL mechanism-list rewrite. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+/* Streams `data` as client or server messages, the way the relay does:
+ * header first, then the body passed through without being assembled. */
+static void stream_messages(const uint8_t *data, size_t size, int from_server)
+{
+    struct proto_tracker t;
+    tracker_init(&t);
+    size_t pos = 0;
+    while (pos + PROTO_HEADER_LEN <= size) {
+        struct msg_header h;
+        if (proto_read_header(data + pos, size - pos, 1u << 20, &h) != HEADER_OK)
+            return;
+        uint8_t status = pos + 5 < size ? data[pos + 5] : 'I';
+        if (from_server)
+            tracker_server_message(&t, h.type, status);
+        else
+            tracker_client_message(&t, h.type);
+        (void)tracker_at_boundary(&t);
+        (void)tracker_may_hold_next(&t);
+        pos += (size_t)h.length + 1;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t mode = data[0] % 4;
+    data++;
+    size--;
+    if (mode == 0) {
+        uint32_t len;
+        if (proto_read_startup_length(data, size, &len) == HEADER_OK && len <= size) {
+            uint8_t *copy = malloc(len);
+            memcpy(copy, data, len);
+            struct startup_packet sp;
+            const char *why;
+            if (proto_parse_startup(copy, len, &sp, &why) == 0)
+                for (int i = 0; i < sp.nparams; i++)
+                    (void)strlen(sp.keys[i]), (void)strlen(sp.values[i]);
+            free(copy);
+        }
+    } else if (mode == 1 || mode == 2) {
+        stream_messages(data, size, mode == 2);
+    } else {
+        uint8_t out[512];
+        (void)proto_sasl_without_plus(data, size, out, sizeof out);
+    }
+    return 0;
+}

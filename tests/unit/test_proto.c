@@ -1,0 +1,129 @@
+/* Unit tests for the wire-protocol framing and tracking in proxy/proto.c. */
+#include "proto.h"
+#include "unit.h"
+
+static void test_headers(void)
+{
+    struct msg_header h;
+    uint8_t q[] = {'Q', 0, 0, 0, 13};
+    CHECK("header: needs five bytes", proto_read_header(q, 4, 1024, &h) == HEADER_NEED_MORE);
+    CHECK("header: reads type and length", proto_read_header(q, 5, 1024, &h) == HEADER_OK && h.type == 'Q' && h.length == 13);
+    uint8_t short_len[] = {'Q', 0, 0, 0, 3};
+    CHECK("header: length below 4 is bad", proto_read_header(short_len, 5, 1024, &h) == HEADER_BAD_LENGTH);
+    uint8_t big[] = {'Q', 0, 0, 4, 1};
+    CHECK("header: over the maximum is bad", proto_read_header(big, 5, 1024, &h) == HEADER_BAD_LENGTH);
+    CHECK("header: at the maximum is fine", proto_read_header((uint8_t[]){'d', 0, 0, 4, 0}, 5, 1024, &h) == HEADER_OK);
+}
+
+static void test_startup(void)
+{
+    uint8_t pkt[] = {0, 0, 0, 39, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 'l', 'i', 'c', 'e', 0,
+                     'd', 'a', 't', 'a', 'b', 'a', 's', 'e', 0, 'd', 'b', 0, 'x', 0, 'y', 'z', 0, 0, 0, 0};
+    /* fix up the real length */
+    size_t len = 8 + 5 + 6 + 9 + 3 + 2 + 3 + 1;
+    pkt[3] = (uint8_t)len;
+    struct startup_packet sp;
+    const char *why = NULL;
+    CHECK("startup: parses v3 parameters", proto_parse_startup(pkt, len, &sp, &why) == 0 && sp.nparams == 3);
+    CHECK("startup: finds user", startup_param(&sp, "user") && strcmp(startup_param(&sp, "user"), "alice") == 0);
+    CHECK("startup: finds database", startup_param(&sp, "database") && strcmp(startup_param(&sp, "database"), "db") == 0);
+    CHECK("startup: missing key is NULL", startup_param(&sp, "options") == NULL);
+
+    uint8_t unterminated[] = {0, 0, 0, 14, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a'};
+    CHECK("startup: unterminated value refused", proto_parse_startup(unterminated, 14, &sp, &why) == -1);
+    uint8_t nouser[] = {0, 0, 0, 9, 0, 3, 0, 0, 0};
+    CHECK("startup: no user refused", proto_parse_startup(nouser, 9, &sp, &why) == -1 && strstr(why, "user"));
+    uint8_t ssl[] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    CHECK("startup: SSLRequest", proto_parse_startup(ssl, 8, &sp, &why) == 0 && sp.code == PROTO_SSL_CODE);
+    uint8_t cancel[] = {0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 0, 0, 1, 2};
+    CHECK("startup: CancelRequest", proto_parse_startup(cancel, 16, &sp, &why) == 0 && sp.code == PROTO_CANCEL_CODE &&
+                                        sp.cancel_pid == 7 && sp.cancel_key == 258);
+    uint8_t v2[] = {0, 0, 0, 8, 0, 2, 0, 0};
+    CHECK("startup: protocol 2 refused", proto_parse_startup(v2, 8, &sp, &why) == -1);
+    uint32_t l;
+    CHECK("startup length: too long", proto_read_startup_length((uint8_t[]){0, 1, 0, 0}, 4, &l) == HEADER_BAD_LENGTH);
+}
+
+static void test_sasl(void)
+{
+    const char list[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+    uint8_t out[64];
+    int n = proto_sasl_without_plus((const uint8_t *)list, sizeof list, out, sizeof out);
+    CHECK("sasl: PLUS removed", n == 15 && memcmp(out, "SCRAM-SHA-256\0\0", 15) == 0);
+    const char only[] = "SCRAM-SHA-256\0";
+    n = proto_sasl_without_plus((const uint8_t *)only, sizeof only, out, sizeof out);
+    CHECK("sasl: plain list unchanged", n == (int)sizeof only && memcmp(out, only, sizeof only) == 0);
+    const char bad[] = {'S', 'C', 'R'};
+    CHECK("sasl: unterminated refused", proto_sasl_without_plus((const uint8_t *)bad, sizeof bad, out, sizeof out) == -1);
+}
+
+static void test_tracker(void)
+{
+    struct proto_tracker t;
+    tracker_init(&t);
+    CHECK("tracker: starts at a boundary", tracker_at_boundary(&t));
+    tracker_client_message(&t, 'Q');
+    CHECK("tracker: query in flight", !tracker_at_boundary(&t) && t.pending_rfq == 1);
+    CHECK("tracker: RFQ completes unit", tracker_server_message(&t, 'Z', 'T') == 1);
+    CHECK("tracker: open transaction is not a boundary", !tracker_at_boundary(&t) && !tracker_may_hold_next(&t));
+    tracker_client_message(&t, 'Q');
+    tracker_server_message(&t, 'Z', 'I');
+    CHECK("tracker: commit returns to boundary", tracker_at_boundary(&t));
+
+    /* extended protocol: Parse/Bind/Execute without Sync is mid-batch */
+    tracker_client_message(&t, 'P');
+    tracker_client_message(&t, 'B');
+    tracker_client_message(&t, 'E');
+    CHECK("tracker: mid batch cannot hold", !tracker_may_hold_next(&t) && !tracker_at_boundary(&t));
+    tracker_client_message(&t, 'S');
+    CHECK("tracker: after Sync may hold", tracker_may_hold_next(&t) && t.pending_rfq == 1);
+    tracker_server_message(&t, 'Z', 'I');
+    CHECK("tracker: batch done", tracker_at_boundary(&t));
+
+    /* pipeline: two Syncs, two RFQs */
+    tracker_client_message(&t, 'P'); tracker_client_message(&t, 'E'); tracker_client_message(&t, 'S');
+    tracker_client_message(&t, 'P'); tracker_client_message(&t, 'E'); tracker_client_message(&t, 'S');
+    CHECK("tracker: pipeline counts syncs", t.pending_rfq == 2);
+    CHECK("tracker: first RFQ leaves one pending", tracker_server_message(&t, 'Z', 'I') == 0);
+    CHECK("tracker: second RFQ completes", tracker_server_message(&t, 'Z', 'I') == 1 && tracker_at_boundary(&t));
+
+    /* extended COPY FROM STDIN: the Sync after Execute is ignored in COPY mode */
+    tracker_client_message(&t, 'P'); tracker_client_message(&t, 'B'); tracker_client_message(&t, 'E');
+    tracker_client_message(&t, 'S');
+    tracker_server_message(&t, 'G', 0);
+    CHECK("tracker: COPY-in drops ignored Sync", t.pending_rfq == 0 && t.copy_in && !tracker_may_hold_next(&t));
+    tracker_client_message(&t, 'd');
+    tracker_client_message(&t, 'S'); /* ignored by the server during COPY */
+    tracker_client_message(&t, 'c');
+    tracker_client_message(&t, 'S');
+    CHECK("tracker: Sync after CopyDone counts", t.pending_rfq == 1);
+    CHECK("tracker: COPY done", tracker_server_message(&t, 'Z', 'I') == 1 && tracker_at_boundary(&t));
+
+    /* simple COPY */
+    tracker_client_message(&t, 'Q');
+    tracker_server_message(&t, 'G', 0);
+    CHECK("tracker: simple COPY keeps its RFQ", t.pending_rfq == 1 && t.copy_in);
+    tracker_client_message(&t, 'f');
+    tracker_server_message(&t, 'Z', 'I');
+    CHECK("tracker: COPY fail ends", tracker_at_boundary(&t));
+}
+
+static void test_error_format(void)
+{
+    uint8_t buf[256];
+    size_t n = proto_format_error(buf, sizeof buf, "FATAL", "08P01", "bad");
+    CHECK("error: type E", n > 0 && buf[0] == 'E');
+    CHECK("error: length matches", proto_get_u32(buf + 1) == n - 1);
+    CHECK("error: carries SQLSTATE", memmem(buf, n, "C08P01", 6) != NULL);
+    CHECK("error: too small buffer", proto_format_error(buf, 10, "FATAL", "08P01", "bad") == 0);
+}
+
+int main(void)
+{
+    test_headers();
+    test_startup();
+    test_sasl();
+    test_tracker();
+    test_error_format();
+    return UNIT_RESULT();
+}
