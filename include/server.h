@@ -12,6 +12,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "pause.h"
+#include "upstream.h"
 
 struct session;
 struct admin;
@@ -26,6 +27,7 @@ struct server {
     char *unix_socket_path;
     SSL_CTX *client_tls;   /* terminates client TLS; NULL when disabled */
     SSL_CTX *upstream_tls; /* NULL when the upstream is plain */
+    struct upstream_address upstream_addr;
     struct admin *admin;
     struct event *sigterm, *sigint, *sighup;
     struct event *shutdown_timer;

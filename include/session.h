@@ -10,7 +10,8 @@
 #include "proto.h"
 
 struct server;
-struct bufferevent;
+struct sbuf;
+struct event;
 struct upstream_connect;
 
 enum session_state {
@@ -27,8 +28,9 @@ struct session {
     struct server *srv;
     uint64_t id;
     enum session_state state;
-    struct bufferevent *client;
-    struct bufferevent *server;
+    struct sbuf *client;
+    struct sbuf *server;
+    struct event *free_ev;          /* deferred release, see free_later */
     struct upstream_connect *connecting;
     int client_on_tls;
     int is_unix;

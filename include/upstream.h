@@ -1,15 +1,31 @@
-/* Opening a connection to the upstream Postgres: DNS, TCP (or a Unix
- * socket), SSLRequest, and the TLS handshake with SNI and verification. */
+/* Opening a connection to the upstream Postgres: TCP (or a Unix socket) to
+ * the resolved address, SSLRequest, and the TLS handshake with SNI and
+ * verification. */
 #ifndef PGTANDEM_UPSTREAM_H
 #define PGTANDEM_UPSTREAM_H
 
+#include <sys/socket.h>
+
 struct server;
-struct bufferevent;
+struct sbuf;
 struct upstream_connect;
 
-/* Called once: with a ready bufferevent (ownership passes to the callee), or
- * with bev NULL and a message naming the upstream and the reason. */
-typedef void (*upstream_ready_fn)(void *ctx, struct bufferevent *bev, const char *error);
+/* Where the upstream is; resolved at start and refreshed in the
+ * background, so no connection waits for DNS. */
+struct upstream_address {
+    struct sockaddr_storage addr;
+    int addrlen;          /* 0: not resolved (yet) */
+    char error[160];      /* why resolution failed */
+    struct evdns_getaddrinfo_request *pending;
+    struct event *refresh_timer;
+};
+
+void upstream_address_init(struct server *srv);
+void upstream_address_free(struct server *srv);
+
+/* Called once: with a ready stream buffer (ownership passes to the callee),
+ * or with sb NULL and a message naming the upstream and the reason. */
+typedef void (*upstream_ready_fn)(void *ctx, struct sbuf *sb, const char *error);
 
 struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx);
 /* Abandons a connection attempt; the callback will not be called. */

@@ -197,7 +197,14 @@ static void raise_fd_limit(void)
 
 static int server_init(struct server *srv, char *err, size_t errlen)
 {
-    srv->base = event_base_new();
+    /* The changelist folds the add/delete of write interest that every
+     * relayed message causes into one epoll_ctl per loop turn. */
+    struct event_config *ec = event_config_new();
+    if (ec)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    srv->base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec)
+        event_config_free(ec);
     if (!srv->base) {
         snprintf(err, errlen, "cannot create the event loop");
         return -1;
@@ -209,6 +216,7 @@ static int server_init(struct server *srv, char *err, size_t errlen)
         return -1;
     if (srv->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(srv->upstream_tls = tls_upstream_ctx(&srv->cfg, err, errlen)))
         return -1;
+    upstream_address_init(srv);
     if (listen_tcp(srv, err, errlen) != 0)
         return -1;
     if (srv->cfg.unix_socket_dir && listen_unix(srv, err, errlen) != 0)
@@ -231,6 +239,7 @@ static void server_free(struct server *srv)
     close_listeners(srv);
     admin_free(srv->admin);
     pause_free(srv);
+    upstream_address_free(srv);
     struct event *events[] = {srv->sigterm, srv->sigint, srv->sighup, srv->shutdown_timer};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (events[i])

@@ -1,13 +1,12 @@
 /* Client sessions: the startup exchange, TLS termination, pass-through
- * authentication and the relay. Bytes stream from one bufferevent to the
+ * authentication and the relay. Bytes stream from one stream buffer to the
  * other without whole messages being assembled; only headers (and the few
  * small messages the proxy must read or rewrite) are inspected. */
 #include "session.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
@@ -19,17 +18,24 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "sbuf.h"
 #include "server.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_write_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
-static void server_read_cb(struct bufferevent *bev, void *arg);
-static void server_write_cb(struct bufferevent *bev, void *arg);
-static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_readable(struct sbuf *sb, void *arg);
+static void client_drained(struct sbuf *sb, void *arg);
+static void client_tls_ready(struct sbuf *sb, void *arg);
+static void client_error(struct sbuf *sb, void *arg, int eof, const char *why);
+static void server_readable(struct sbuf *sb, void *arg);
+static void server_drained(struct sbuf *sb, void *arg);
+static void server_ready(struct sbuf *sb, void *arg);
+static void server_error(struct sbuf *sb, void *arg, int eof, const char *why);
+
+static const struct sbuf_ops client_ops = {client_readable, client_drained, client_tls_ready, client_error};
+static const struct sbuf_ops server_ops = {server_readable, server_drained, server_ready, server_error};
 static void relay_client_to_server(struct session *s);
 static void relay_server_to_client(struct session *s);
 
@@ -65,23 +71,12 @@ static void set_nodelay(evutil_socket_t fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static void configure_bev(struct session *s, struct bufferevent *bev, bufferevent_data_cb rd,
-                          bufferevent_data_cb wr, bufferevent_event_cb ev)
-{
-    bufferevent_setcb(bev, rd, wr, ev, s);
-    /* Reading stops once this much is buffered: backpressure to the sender. */
-    bufferevent_setwatermark(bev, EV_READ, 0, s->srv->cfg.buffer_bytes);
-    /* write_cb fires when the output has drained to half: resume the peer. */
-    bufferevent_setwatermark(bev, EV_WRITE, s->srv->cfg.buffer_bytes / 2, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
-
 void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
 {
     (void)addrlen;
     struct session *s = calloc(1, sizeof *s);
-    struct bufferevent *bev = s ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
+    struct sbuf *sb = s ? sbuf_new(srv->base, fd, &client_ops, s, srv->cfg.buffer_bytes / 2) : NULL;
+    if (!sb) {
         log_error("out of memory accepting a connection");
         evutil_closesocket(fd);
         free(s);
@@ -89,7 +84,7 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     }
     s->srv = srv;
     s->id = ++srv->next_session_id;
-    s->client = bev;
+    s->client = sb;
     s->connected_us = server_now_us(srv);
     tracker_init(&s->tracker);
     format_client_addr(s, addr);
@@ -101,7 +96,6 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     srv->sessions = s;
     srv->session_count++;
     srv->metrics.connections_total++;
-    configure_bev(s, bev, client_read_cb, client_write_cb, client_event_cb);
 }
 
 void session_free(struct session *s)
@@ -109,10 +103,10 @@ void session_free(struct session *s)
     struct server *srv = s->srv;
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
-    if (s->client)
-        bufferevent_free(s->client);
-    if (s->server)
-        bufferevent_free(s->server);
+    sbuf_free(s->client);
+    sbuf_free(s->server);
+    if (s->free_ev)
+        event_free(s->free_ev);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -132,8 +126,10 @@ static void send_error(struct session *s, const char *severity, const char *sqls
 {
     uint8_t buf[1024];
     size_t n = proto_format_error(buf, sizeof buf, severity, sqlstate, msg);
-    if (n && s->client)
-        bufferevent_write(s->client, buf, n);
+    if (n && s->client) {
+        evbuffer_add(s->client->out, buf, n);
+        sbuf_flush(s->client);
+    }
 }
 
 static void free_now_cb(evutil_socket_t fd, short what, void *arg)
@@ -146,10 +142,13 @@ static void free_now_cb(evutil_socket_t fd, short what, void *arg)
 /* Callers up the stack may still hold `s`: free it on the next loop turn. */
 static void free_later(struct session *s)
 {
-    struct timeval now = {0, 0};
+    if (!s->free_ev)
+        s->free_ev = evtimer_new(s->srv->base, free_now_cb, s);
     if (s->client)
-        bufferevent_disable(s->client, EV_READ | EV_WRITE);
-    if (event_base_once(s->srv->base, -1, EV_TIMEOUT, free_now_cb, s, &now) != 0)
+        sbuf_pause_read(s->client);
+    if (s->free_ev)
+        event_active(s->free_ev, EV_TIMEOUT, 0);
+    else
         log_error("session %llu: could not schedule its release", (unsigned long long)s->id);
 }
 
@@ -165,10 +164,8 @@ void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
         upstream_connect_cancel(s->connecting);
         s->connecting = NULL;
     }
-    if (s->server) {
-        bufferevent_free(s->server);
-        s->server = NULL;
-    }
+    sbuf_free(s->server);
+    s->server = NULL;
     int can_tell_client = s->client && s->state != SESS_TLS_ACCEPT;
     s->state = SESS_CLOSING;
     if (!can_tell_client) {
@@ -176,9 +173,18 @@ void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
         return;
     }
     send_error(s, "FATAL", sqlstate, msg);
-    bufferevent_disable(s->client, EV_READ);
-    /* write_cb frees the session once the error is on the wire */
-    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    sbuf_pause_read(s->client);
+    s->client->out_low = 0;
+    /* client_drained frees the session once the error is on the wire */
+    if (sbuf_pending_out(s->client) == 0)
+        free_later(s);
+}
+
+/* For a connection that only came to send a CancelRequest. */
+static void session_fail_silently(struct session *s)
+{
+    s->state = SESS_CLOSING;
+    free_later(s);
 }
 
 static void protocol_violation(struct session *s, const char *what)
@@ -191,40 +197,21 @@ static void protocol_violation(struct session *s, const char *what)
 
 static void start_client_tls(struct session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->client);
-    if (evbuffer_get_length(in) > 0) {
-        /* Bytes sent before the handshake would be trusted as if encrypted. */
+    SSL *ssl = SSL_new(s->srv->client_tls);
+    if (!ssl) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
+    /* Bytes sent before the handshake would be trusted as if encrypted. */
+    if (sbuf_start_tls(s->client, ssl, 1) != 0) {
         protocol_violation(s, "received unencrypted data after SSL request");
         return;
     }
-    evutil_socket_t fd = bufferevent_getfd(s->client);
-    SSL *ssl = SSL_new(s->srv->client_tls);
-    if (!ssl) {
-        session_free(s);
-        return;
-    }
-    /* Swap the plain bufferevent for a TLS one on the same socket. */
-    bufferevent_setcb(s->client, NULL, NULL, NULL, NULL);
-    bufferevent_disable(s->client, EV_READ | EV_WRITE);
-    struct bufferevent *plain = s->client;
-    s->client = bufferevent_openssl_socket_new(s->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                               BEV_OPT_CLOSE_ON_FREE);
-    /* The plain one must not close the fd the TLS one now owns. */
-    bufferevent_setfd(plain, -1);
-    bufferevent_free(plain);
-    if (!s->client) {
-        SSL_free(ssl);
-        evutil_closesocket(fd);
-        session_free(s);
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1);
     s->client_on_tls = 1;
     s->state = SESS_STARTUP;
-    configure_bev(s, s->client, client_read_cb, client_write_cb, client_event_cb);
 }
 
-static void on_upstream_ready(void *ctx, struct bufferevent *bev, const char *error);
+static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
 
 static void begin_upstream(struct session *s)
 {
@@ -238,7 +225,7 @@ static void begin_upstream(struct session *s)
         return;
     }
     s->state = SESS_CONNECTING;
-    bufferevent_disable(s->client, EV_READ);
+    sbuf_pause_read(s->client);
     s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
 }
 
@@ -256,17 +243,21 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     if (sp.code == PROTO_SSL_CODE) {
         free(packet);
         int offer = s->srv->cfg.client_tls != CLIENT_TLS_DISABLE && !s->client_on_tls && !s->is_unix;
-        bufferevent_write(s->client, offer ? "S" : "N", 1);
+        evbuffer_add(s->client->out, offer ? "S" : "N", 1);
+        sbuf_flush(s->client);
         if (!offer)
             return 0;
         s->state = SESS_TLS_ACCEPT;
-        bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
-        bufferevent_disable(s->client, EV_READ);
+        sbuf_pause_read(s->client);
+        s->client->out_low = 0;
+        if (sbuf_pending_out(s->client) == 0)
+            start_client_tls(s);
         return 1;
     }
     if (sp.code == PROTO_GSSENC_CODE) {
         free(packet);
-        bufferevent_write(s->client, "N", 1); /* no GSSAPI encryption: client falls back */
+        evbuffer_add(s->client->out, "N", 1); /* no GSSAPI encryption: client falls back */
+        sbuf_flush(s->client);
         return 0;
     }
     if (sp.code == PROTO_CANCEL_CODE) {
@@ -276,7 +267,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
             upstream_send_cancel(s->srv, target->upstream_pid, target->upstream_key);
         else
             log_info("cancel request for an unknown session ignored");
-        session_free(s);
+        session_fail_silently(s);
         return -1;
     }
     s->startup_buf = packet;
@@ -288,7 +279,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
 
 static void read_startup(struct session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *in = s->client->in;
     for (;;) {
         uint8_t head[4];
         uint32_t len;
@@ -305,7 +296,7 @@ static void read_startup(struct session *s)
             return;
         uint8_t *packet = malloc(len);
         if (!packet) {
-            session_free(s);
+            session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
             return;
         }
         evbuffer_remove(in, packet, len);
@@ -317,7 +308,7 @@ static void read_startup(struct session *s)
 /* Rebuilds the StartupMessage for the upstream from the client's parameters. */
 static int send_startup_upstream(struct session *s)
 {
-    struct evbuffer *out = bufferevent_get_output(s->server);
+    struct evbuffer *out = s->server->out;
     size_t len = 8 + 1;
     for (int i = 0; i < s->startup.nparams; i++)
         len += strlen(s->startup.keys[i]) + 1 + strlen(s->startup.values[i]) + 1;
@@ -329,23 +320,26 @@ static int send_startup_upstream(struct session *s)
         evbuffer_add(out, s->startup.keys[i], strlen(s->startup.keys[i]) + 1);
         evbuffer_add(out, s->startup.values[i], strlen(s->startup.values[i]) + 1);
     }
-    return evbuffer_add(out, "", 1);
+    int rc = evbuffer_add(out, "", 1);
+    sbuf_flush(s->server);
+    return rc;
 }
 
-static void on_upstream_ready(void *ctx, struct bufferevent *bev, const char *error)
+static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
 {
     struct session *s = ctx;
     s->connecting = NULL;
-    if (!bev) {
+    if (!sb) {
         s->srv->metrics.connections_failed++;
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "%s", error);
         return;
     }
-    s->server = bev;
-    configure_bev(s, bev, server_read_cb, server_write_cb, server_event_cb);
+    s->server = sb;
+    sbuf_set_ops(sb, &server_ops, s);
+    sb->out_low = s->srv->cfg.buffer_bytes / 2;
     send_startup_upstream(s);
     s->state = SESS_AUTH;
-    bufferevent_enable(s->client, EV_READ);
+    sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */
 }
 
@@ -371,9 +365,9 @@ static size_t pass_bytes(struct evbuffer *in, struct evbuffer *out, uint32_t *re
     return (size_t)moved;
 }
 
-static int client_output_full(struct session *s, struct bufferevent *to)
+static int output_full(struct session *s, struct sbuf *to)
 {
-    return evbuffer_get_length(bufferevent_get_output(to)) >= s->srv->cfg.buffer_bytes;
+    return sbuf_pending_out(to) >= s->srv->cfg.buffer_bytes;
 }
 
 static void note_client_message(struct session *s, uint8_t type)
@@ -387,8 +381,8 @@ static void relay_client_to_server(struct session *s)
 {
     if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->client);
-    struct evbuffer *out = bufferevent_get_output(s->server);
+    struct evbuffer *in = s->client->in;
+    struct evbuffer *out = s->server->out;
     for (;;) {
         if (s->c2s_remaining) {
             size_t n = pass_bytes(in, out, &s->c2s_remaining);
@@ -397,9 +391,9 @@ static void relay_client_to_server(struct session *s)
             if (s->c2s_remaining)
                 break;
         }
-        if (client_output_full(s, s->server)) {
+        if (output_full(s, s->server)) {
             s->c2s_blocked = 1;
-            bufferevent_disable(s->client, EV_READ);
+            sbuf_pause_read(s->client);
             break;
         }
         uint8_t head[PROTO_HEADER_LEN];
@@ -417,6 +411,7 @@ static void relay_client_to_server(struct session *s)
             if (!s->holding) {
                 s->holding = 1;
                 s->srv->pause.held_messages++;
+                sbuf_pause_read(s->client); /* held bytes stay in the kernel */
             }
             break;
         }
@@ -424,6 +419,7 @@ static void relay_client_to_server(struct session *s)
             note_client_message(s, h.type);
         s->c2s_remaining = h.length + 1;
     }
+    sbuf_flush(s->server);
 }
 
 /* AuthenticationSASL: drop SCRAM-SHA-256-PLUS from the offered mechanisms. */
@@ -529,8 +525,8 @@ static void relay_server_to_client(struct session *s)
 {
     if (!s->client || !s->server || s->state == SESS_CLOSING)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->server);
-    struct evbuffer *out = bufferevent_get_output(s->client);
+    struct evbuffer *in = s->server->in;
+    struct evbuffer *out = s->client->out;
     int saw_boundary = 0;
     for (;;) {
         if (s->s2c_remaining) {
@@ -540,9 +536,9 @@ static void relay_server_to_client(struct session *s)
             if (s->s2c_remaining)
                 break;
         }
-        if (client_output_full(s, s->client)) {
+        if (output_full(s, s->client)) {
             s->s2c_blocked = 1;
-            bufferevent_disable(s->server, EV_READ);
+            sbuf_pause_read(s->server);
             break;
         }
         uint8_t head[PROTO_HEADER_LEN];
@@ -565,97 +561,104 @@ static void relay_server_to_client(struct session *s)
         if (r == 0)
             s->s2c_remaining = h.length + 1;
     }
+    sbuf_flush(s->client);
     if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
         return;
     }
     if (saw_boundary && s->srv->pause.paused) {
-        if (s->holding && !tracker_may_hold_next(&s->tracker)) {
-            s->holding = 0;
-            relay_client_to_server(s);
-        }
+        if (s->holding && !tracker_may_hold_next(&s->tracker))
+            session_release_held(s);
         pause_check_drained(s->srv);
     }
 }
 
-/* ---- bufferevent callbacks ---- */
+/* ---- stream-buffer callbacks ---- */
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_readable(struct sbuf *sb, void *arg)
 {
     struct session *s = arg;
-    (void)bev;
+    (void)sb;
     if (s->state == SESS_STARTUP)
         read_startup(s);
     else
         relay_client_to_server(s);
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_drained(struct sbuf *sb, void *arg)
 {
     struct session *s = arg;
-    (void)bev;
+    (void)sb;
     if (s->state == SESS_CLOSING) {
-        session_free(s);
+        free_later(s);
         return;
     }
     if (s->state == SESS_TLS_ACCEPT) {
         start_client_tls(s);
         return;
     }
-    if (s->s2c_blocked) {
+    if (s->s2c_blocked && s->server) {
         s->s2c_blocked = 0;
-        bufferevent_enable(s->server, EV_READ);
+        sbuf_resume_read(s->server);
         relay_server_to_client(s);
     }
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_tls_ready(struct sbuf *sb, void *arg)
 {
-    struct session *s = arg;
-    (void)bev;
-    if (what & BEV_EVENT_CONNECTED)
-        return; /* TLS handshake done */
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (what & BEV_EVENT_ERROR && s->client_on_tls && s->state == SESS_STARTUP)
-            log_info("session %llu (%s): TLS handshake failed", (unsigned long long)s->id, s->client_addr);
-        session_free(s);
-    }
+    (void)sb;
+    (void)arg; /* TLS is up: the StartupMessage comes next, through client_readable */
 }
 
-static void server_read_cb(struct bufferevent *bev, void *arg)
+static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
-    (void)bev;
+    struct session *s = arg;
+    (void)sb;
+    if (!eof && s->state != SESS_CLOSING)
+        log_info("session %llu (%s): client connection failed: %s", (unsigned long long)s->id, s->client_addr, why);
+    session_free(s);
+}
+
+static void server_readable(struct sbuf *sb, void *arg)
+{
+    (void)sb;
     relay_server_to_client(arg);
 }
 
-static void server_write_cb(struct bufferevent *bev, void *arg)
+static void server_drained(struct sbuf *sb, void *arg)
 {
     struct session *s = arg;
-    (void)bev;
+    (void)sb;
     if (s->c2s_blocked) {
         s->c2s_blocked = 0;
-        bufferevent_enable(s->client, EV_READ);
+        sbuf_resume_read(s->client);
         relay_client_to_server(s);
     }
 }
 
-static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+static void server_ready(struct sbuf *sb, void *arg)
+{
+    (void)sb;
+    (void)arg; /* the upstream is handed over already connected */
+}
+
+static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
     struct session *s = arg;
-    (void)bev;
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-        return;
+    (void)sb;
+    if (!eof)
+        log_info("session %llu: upstream connection failed: %s", (unsigned long long)s->id, why);
     /* Relay what the server said last (often a FATAL), then close. */
     relay_server_to_client(s);
     if (s->state == SESS_CLOSING)
         return;
-    bufferevent_free(s->server);
+    sbuf_free(s->server);
     s->server = NULL;
     s->state = SESS_CLOSING;
-    bufferevent_disable(s->client, EV_READ);
-    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
-    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
-        session_free(s);
+    sbuf_pause_read(s->client);
+    s->client->out_low = 0;
+    if (sbuf_pending_out(s->client) == 0)
+        free_later(s);
 }
 
 /* ---- queries from the rest of the proxy ---- */

@@ -30,6 +30,7 @@ SSL_CTX *tls_client_side_ctx(const struct config *cfg, char *err, size_t errlen)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_read_ahead(ctx, 1); /* one read() per record, not two */
     char what[600];
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
         snprintf(what, sizeof what, "TLS certificate %s", cfg->tls_cert);
@@ -56,6 +57,7 @@ SSL_CTX *tls_upstream_ctx(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_read_ahead(ctx, 1); /* one read() per record, not two */
     if (cfg->upstream_tls == UPSTREAM_TLS_REQUIRE) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return ctx;

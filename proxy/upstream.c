@@ -1,107 +1,158 @@
-/* Upstream connections: resolve, connect (TCP or a Unix socket), send
- * SSLRequest, run the TLS handshake with SNI, then hand the bufferevent to
- * whoever asked. Also sends CancelRequests on fresh connections, because
- * Postgres only accepts a cancel on a new connection. */
+/* Upstream connections: connect to the cached upstream address (TCP or a
+ * Unix socket), send SSLRequest, run the TLS handshake with SNI, then hand
+ * the stream buffer to whoever asked. Also sends CancelRequests, on fresh
+ * connections as Postgres requires. */
 #include "upstream.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "log.h"
 #include "proto.h"
+#include "sbuf.h"
 #include "server.h"
 #include "tls.h"
 
 #define CONNECT_TIMEOUT_S 10
+#define DNS_REFRESH_S 30
 
 enum uc_state { UC_CONNECTING, UC_SSL_REQUEST, UC_TLS_HANDSHAKE };
 
 struct upstream_connect {
     struct server *srv;
-    struct bufferevent *bev;
+    struct sbuf *sb;
     enum uc_state state;
+    struct event *timer;   /* connect timeout, or a failure reported on the next turn */
     upstream_ready_fn ready;
     void *ctx;
-    int deferred;      /* a failure report is scheduled on the loop */
     char error[384];
 };
 
-static void uc_read_cb(struct bufferevent *bev, void *arg);
-static void uc_event_cb(struct bufferevent *bev, short what, void *arg);
+static void uc_readable(struct sbuf *sb, void *arg);
+static void uc_drained(struct sbuf *sb, void *arg);
+static void uc_ready(struct sbuf *sb, void *arg);
+static void uc_error(struct sbuf *sb, void *arg, int eof, const char *why);
+static const struct sbuf_ops uc_ops = {uc_readable, uc_drained, uc_ready, uc_error};
 
-static void uc_finish(struct upstream_connect *uc, const char *error)
+/* ---- the upstream address ---- */
+
+static void dns_answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-    struct bufferevent *bev = uc->bev;
-    uc->bev = NULL;
-    if (error && bev) {
-        bufferevent_free(bev);
-        bev = NULL;
+    struct server *srv = arg;
+    struct upstream_address *ua = &srv->upstream_addr;
+    ua->pending = NULL;
+    if (result == EVUTIL_EAI_CANCEL)
+        return;
+    if (result != 0 || !res) {
+        snprintf(ua->error, sizeof ua->error, "could not resolve host name \"%s\": %s", srv->cfg.upstream_host,
+                 evutil_gai_strerror(result));
+        if (ua->addrlen)
+            log_warn("%s (keeping the last address)", ua->error);
+    } else {
+        memcpy(&ua->addr, res->ai_addr, res->ai_addrlen);
+        ua->addrlen = (int)res->ai_addrlen;
+        ((struct sockaddr_in *)&ua->addr)->sin_port = htons((uint16_t)srv->cfg.upstream_port);
+        ua->error[0] = '\0';
     }
-    if (bev) {
-        bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-        bufferevent_set_timeouts(bev, NULL, NULL);
+    if (res)
+        evutil_freeaddrinfo(res);
+}
+
+static void resolve(struct server *srv)
+{
+    struct upstream_address *ua = &srv->upstream_addr;
+    if (ua->pending)
+        return;
+    struct evutil_addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    ua->pending = evdns_getaddrinfo(srv->dns, srv->cfg.upstream_host, NULL, &hints, dns_answer_cb, srv);
+}
+
+static void refresh_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    resolve(arg);
+}
+
+void upstream_address_init(struct server *srv)
+{
+    struct upstream_address *ua = &srv->upstream_addr;
+    const struct config *cfg = &srv->cfg;
+    if (cfg->upstream_host[0] == '/') {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ua->addr;
+        sun->sun_family = AF_UNIX;
+        snprintf(sun->sun_path, sizeof sun->sun_path, "%s/.s.PGSQL.%d", cfg->upstream_host, cfg->upstream_port);
+        ua->addrlen = sizeof *sun;
+        return;
     }
+    /* Numeric hosts answer synchronously; names are looked up by evdns. */
+    resolve(srv);
+    ua->refresh_timer = event_new(srv->base, -1, EV_PERSIST, refresh_cb, srv);
+    struct timeval tv = {DNS_REFRESH_S, 0};
+    if (ua->refresh_timer)
+        event_add(ua->refresh_timer, &tv);
+}
+
+void upstream_address_free(struct server *srv)
+{
+    struct upstream_address *ua = &srv->upstream_addr;
+    if (ua->pending)
+        evdns_getaddrinfo_cancel(ua->pending);
+    ua->pending = NULL;
+    if (ua->refresh_timer)
+        event_free(ua->refresh_timer);
+    ua->refresh_timer = NULL;
+}
+
+/* ---- one connection attempt ---- */
+
+static void uc_destroy(struct upstream_connect *uc)
+{
+    if (uc->timer)
+        event_free(uc->timer);
+    sbuf_free(uc->sb);
+    free(uc);
+}
+
+static void uc_deliver(struct upstream_connect *uc)
+{
+    struct sbuf *sb = uc->sb;
+    uc->sb = NULL;
     upstream_ready_fn ready = uc->ready;
     void *ctx = uc->ctx;
-    free(uc);
-    if (ready)
-        ready(ctx, bev, error);
-    else if (bev)
-        bufferevent_free(bev);
+    uc_destroy(uc);
+    ready(ctx, sb, NULL);
 }
 
 static void uc_fail(struct upstream_connect *uc, const char *reason)
 {
     const struct config *cfg = &uc->srv->cfg;
-    snprintf(uc->error, sizeof uc->error, "could not connect to upstream %s:%d: %s", cfg->upstream_host,
-             cfg->upstream_port, reason);
-    log_warn("%s", uc->error);
-    char copy[sizeof uc->error];
-    memcpy(copy, uc->error, sizeof copy);
-    uc_finish(uc, copy);
+    char msg[sizeof uc->error];
+    snprintf(msg, sizeof msg, "could not connect to upstream %s:%d: %s", cfg->upstream_host, cfg->upstream_port,
+             reason);
+    log_warn("%s", msg);
+    upstream_ready_fn ready = uc->ready;
+    void *ctx = uc->ctx;
+    uc_destroy(uc);
+    ready(ctx, NULL, msg);
 }
 
-static void uc_fail_later_cb(evutil_socket_t fd, short what, void *arg)
+static void uc_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct upstream_connect *uc = arg;
-    uc_fail(uc, uc->error);
-}
-
-static void set_timeout(struct bufferevent *bev)
-{
-    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
-    bufferevent_set_timeouts(bev, &tv, &tv);
-}
-
-static int start_unix(struct upstream_connect *uc)
-{
-    const struct config *cfg = &uc->srv->cfg;
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/.s.PGSQL.%d", cfg->upstream_host, cfg->upstream_port);
-    if (n < 0 || (size_t)n >= sizeof sun.sun_path) {
-        snprintf(uc->error, sizeof uc->error, "socket path too long");
-        return -1;
-    }
-    if (bufferevent_socket_connect(uc->bev, (struct sockaddr *)&sun, sizeof sun) != 0) {
-        snprintf(uc->error, sizeof uc->error, "%s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    uc_fail(uc, uc->error[0] ? uc->error : "timed out");
 }
 
 struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx)
@@ -112,202 +163,149 @@ struct upstream_connect *upstream_connect_start(struct server *srv, upstream_rea
     uc->srv = srv;
     uc->ready = ready;
     uc->ctx = ctx;
-    uc->state = UC_CONNECTING;
-    uc->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    int rc = -1;
-    if (!uc->bev) {
-        snprintf(uc->error, sizeof uc->error, "out of memory");
-    } else {
-        bufferevent_setcb(uc->bev, uc_read_cb, NULL, uc_event_cb, uc);
-        set_timeout(uc->bev);
-        if (srv->cfg.upstream_host[0] == '/') {
-            rc = start_unix(uc);
-        } else {
-            rc = bufferevent_socket_connect_hostname(uc->bev, srv->dns, AF_UNSPEC, srv->cfg.upstream_host,
-                                                     srv->cfg.upstream_port);
-            if (rc != 0)
-                snprintf(uc->error, sizeof uc->error, "%s", strerror(errno));
-        }
+    uc->timer = evtimer_new(srv->base, uc_timer_cb, uc);
+    if (!uc->timer) {
+        free(uc);
+        return NULL;
     }
-    if (rc != 0) {
+    struct upstream_address *ua = &srv->upstream_addr;
+    if (ua->addrlen)
+        uc->sb = sbuf_connect(srv->base, (struct sockaddr *)&ua->addr, ua->addrlen, &uc_ops, uc, 0);
+    if (!uc->sb) {
         /* Report on the next loop turn: callers expect an asynchronous answer. */
-        struct timeval now = {0, 0};
-        uc->deferred = 1;
-        event_base_once(srv->base, -1, EV_TIMEOUT, uc_fail_later_cb, uc, &now);
+        snprintf(uc->error, sizeof uc->error, "%s",
+                 !ua->addrlen ? (ua->error[0] ? ua->error : "host name not resolved yet") : strerror(errno));
+        if (!ua->addrlen)
+            resolve(srv);
+        event_active(uc->timer, EV_TIMEOUT, 0);
+        return uc;
     }
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    evtimer_add(uc->timer, &tv);
     return uc;
 }
 
 void upstream_connect_cancel(struct upstream_connect *uc)
 {
-    if (!uc)
-        return;
-    if (uc->deferred) {
-        uc->ready = NULL; /* the scheduled report frees it */
-        return;
-    }
-    if (uc->bev)
-        bufferevent_free(uc->bev);
-    free(uc);
+    if (uc)
+        uc_destroy(uc);
 }
 
-static void send_ssl_request(struct upstream_connect *uc)
+static void uc_ready(struct sbuf *sb, void *arg)
 {
+    struct upstream_connect *uc = arg;
+    if (uc->state == UC_TLS_HANDSHAKE) {
+        uc_deliver(uc);
+        return;
+    }
+    if (uc->srv->upstream_addr.addr.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(sb->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (!uc->srv->upstream_tls) {
+        uc_deliver(uc);
+        return;
+    }
     uint8_t req[8];
     proto_put_u32(req, 8);
     proto_put_u32(req + 4, PROTO_SSL_CODE);
     uc->state = UC_SSL_REQUEST;
-    bufferevent_write(uc->bev, req, sizeof req);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    evbuffer_add(sb->out, req, sizeof req);
+    sbuf_flush(sb);
 }
 
-static void start_tls(struct upstream_connect *uc)
-{
-    struct server *srv = uc->srv;
-    if (evbuffer_get_length(bufferevent_get_input(uc->bev)) > 0) {
-        uc_fail(uc, "unencrypted data after the SSL response");
-        return;
-    }
-    SSL *ssl = tls_upstream_ssl(srv->upstream_tls, &srv->cfg);
-    if (!ssl) {
-        uc_fail(uc, "out of memory");
-        return;
-    }
-    evutil_socket_t fd = bufferevent_getfd(uc->bev);
-    struct bufferevent *plain = uc->bev;
-    bufferevent_setcb(plain, NULL, NULL, NULL, NULL);
-    bufferevent_setfd(plain, -1);
-    bufferevent_free(plain);
-    uc->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!uc->bev) {
-        SSL_free(ssl);
-        evutil_closesocket(fd);
-        uc_fail(uc, "out of memory");
-        return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(uc->bev, 1);
-    uc->state = UC_TLS_HANDSHAKE;
-    bufferevent_setcb(uc->bev, uc_read_cb, NULL, uc_event_cb, uc);
-    set_timeout(uc->bev);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
-}
-
-static void uc_read_cb(struct bufferevent *bev, void *arg)
+static void uc_readable(struct sbuf *sb, void *arg)
 {
     struct upstream_connect *uc = arg;
     if (uc->state != UC_SSL_REQUEST)
         return;
     char answer;
-    if (bufferevent_read(bev, &answer, 1) != 1)
+    if (evbuffer_remove(sb->in, &answer, 1) != 1)
         return;
-    if (answer == 'S')
-        start_tls(uc);
-    else if (answer == 'N')
-        uc_fail(uc, "the server does not support TLS but sslmode requires it");
-    else
+    if (answer == 'N') {
+        uc_fail(uc, "the server does not support TLS, but sslmode requires it");
+        return;
+    }
+    if (answer != 'S') {
         uc_fail(uc, "unexpected answer to SSLRequest");
-}
-
-static void describe_tls_error(struct bufferevent *bev, char *buf, size_t len)
-{
-    unsigned long e = bufferevent_get_openssl_error(bev);
-    if (!e) {
-        snprintf(buf, len, "TLS handshake failed");
         return;
     }
-    char detail[256];
-    ERR_error_string_n(e, detail, sizeof detail);
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (vr != X509_V_OK)
-        snprintf(buf, len, "TLS certificate verification failed: %s", X509_verify_cert_error_string(vr));
-    else
-        snprintf(buf, len, "TLS handshake failed: %s", detail);
-    while (bufferevent_get_openssl_error(bev))
-        ;
+    SSL *ssl = tls_upstream_ssl(uc->srv->upstream_tls, &uc->srv->cfg);
+    if (!ssl) {
+        uc_fail(uc, "out of memory");
+        return;
+    }
+    uc->state = UC_TLS_HANDSHAKE;
+    if (sbuf_start_tls(sb, ssl, 0) != 0)
+        uc_fail(uc, "unencrypted data after the SSL response");
 }
 
-static void uc_event_cb(struct bufferevent *bev, short what, void *arg)
+static void uc_drained(struct sbuf *sb, void *arg)
 {
+    (void)sb;
+    (void)arg;
+}
+
+static void uc_error(struct sbuf *sb, void *arg, int eof, const char *why)
+{
+    (void)sb;
     struct upstream_connect *uc = arg;
-    char reason[300];
-    if (what & BEV_EVENT_CONNECTED) {
-        if (uc->state == UC_TLS_HANDSHAKE) {
-            uc_finish(uc, NULL);
-            return;
-        }
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        int one = 1;
-        if (uc->srv->cfg.upstream_host[0] != '/')
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (uc->srv->upstream_tls)
-            send_ssl_request(uc);
-        else
-            uc_finish(uc, NULL);
-        return;
-    }
-    if (what & BEV_EVENT_TIMEOUT) {
-        uc_fail(uc, "timed out");
-    } else if (uc->state == UC_TLS_HANDSHAKE) {
-        describe_tls_error(bev, reason, sizeof reason);
-        uc_fail(uc, reason);
-    } else {
-        int dns_err = bufferevent_socket_get_dns_error(bev);
-        int sock_err = EVUTIL_SOCKET_ERROR();
-        if (dns_err)
-            snprintf(reason, sizeof reason, "%s", evutil_gai_strerror(dns_err));
-        else if (what & BEV_EVENT_EOF)
-            snprintf(reason, sizeof reason, "connection closed by the server");
-        else
-            snprintf(reason, sizeof reason, "%s", evutil_socket_error_to_string(sock_err));
-        uc_fail(uc, reason);
-    }
+    uc_fail(uc, eof ? "connection closed by the server" : why);
 }
 
 /* ---- cancel requests ---- */
 
-struct cancel_sender {
-    uint8_t packet[16];
-};
-
-static void cancel_done_cb(struct bufferevent *bev, void *arg)
+static void cancel_readable(struct sbuf *sb, void *arg)
 {
-    /* Postgres closes the connection after reading the request; close ours
-     * once the request is written. */
-    bufferevent_free(bev);
-    free(arg);
+    (void)arg;
+    evbuffer_drain(sb->in, evbuffer_get_length(sb->in));
 }
 
-static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
+static void cancel_drained(struct sbuf *sb, void *arg)
 {
-    (void)what;
-    bufferevent_free(bev);
-    free(arg);
+    (void)sb;
+    (void)arg;
 }
 
-static void cancel_ready(void *ctx, struct bufferevent *bev, const char *error)
+static void cancel_ready(struct sbuf *sb, void *arg)
 {
-    struct cancel_sender *cs = ctx;
-    if (!bev) {
+    (void)sb;
+    (void)arg;
+}
+
+/* Postgres closes the connection once it has read the request. */
+static void cancel_closed(struct sbuf *sb, void *arg, int eof, const char *why)
+{
+    (void)arg;
+    if (!eof)
+        log_info("cancel connection: %s", why);
+    sbuf_free(sb);
+}
+
+static const struct sbuf_ops cancel_ops = {cancel_readable, cancel_drained, cancel_ready, cancel_closed};
+
+static void cancel_connected(void *ctx, struct sbuf *sb, const char *error)
+{
+    uint8_t *packet = ctx;
+    if (!sb) {
         log_warn("cancel request not delivered: %s", error);
-        free(cs);
-        return;
+    } else {
+        sbuf_set_ops(sb, &cancel_ops, NULL);
+        evbuffer_add(sb->out, packet, 16);
+        sbuf_flush(sb);
     }
-    bufferevent_setcb(bev, NULL, cancel_done_cb, cancel_event_cb, cs);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_enable(bev, EV_WRITE);
-    bufferevent_write(bev, cs->packet, sizeof cs->packet);
+    free(packet);
 }
 
 void upstream_send_cancel(struct server *srv, unsigned pid, unsigned key)
 {
-    struct cancel_sender *cs = calloc(1, sizeof *cs);
-    if (!cs)
+    uint8_t *packet = malloc(16);
+    if (!packet)
         return;
-    proto_put_u32(cs->packet, 16);
-    proto_put_u32(cs->packet + 4, PROTO_CANCEL_CODE);
-    proto_put_u32(cs->packet + 8, pid);
-    proto_put_u32(cs->packet + 12, key);
-    if (!upstream_connect_start(srv, cancel_ready, cs))
-        free(cs);
+    proto_put_u32(packet, 16);
+    proto_put_u32(packet + 4, PROTO_CANCEL_CODE);
+    proto_put_u32(packet + 8, pid);
+    proto_put_u32(packet + 12, key);
+    if (!upstream_connect_start(srv, cancel_connected, packet))
+        free(packet);
 }

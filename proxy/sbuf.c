@@ -1,0 +1,380 @@
+/* Stream buffers (see include/sbuf.h). The read side reads a bounded chunk
+ * per event; the owner pauses reading when it cannot pass the bytes on,
+ * which is what bounds memory per connection. */
+#include "sbuf.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_CHUNK 16384
+#define TLS_READ_BUDGET (4 * READ_CHUNK) /* per event, for fairness */
+
+static void on_read_event(evutil_socket_t fd, short what, void *arg);
+static void on_write_event(evutil_socket_t fd, short what, void *arg);
+
+static void want_write(struct sbuf *sb, int on)
+{
+    if (on && !sb->writing)
+        event_add(sb->wev, NULL);
+    else if (!on && sb->writing)
+        event_del(sb->wev);
+    sb->writing = on;
+}
+
+static void want_read(struct sbuf *sb, int on)
+{
+    if (on && !sb->reading)
+        event_add(sb->rev, NULL);
+    else if (!on && sb->reading)
+        event_del(sb->rev);
+    sb->reading = on;
+}
+
+/* Records a failure and reports it from the loop, not from the caller. */
+static void fail_later(struct sbuf *sb, int eof, const char *why)
+{
+    if (sb->phase == SBUF_FAILED)
+        return;
+    sb->phase = SBUF_FAILED;
+    sb->error_eof = eof;
+    snprintf(sb->error, sizeof sb->error, "%s", why);
+    want_read(sb, 0);
+    want_write(sb, 0);
+    event_active(sb->wev, EV_WRITE, 0);
+}
+
+static void describe_tls_failure(struct sbuf *sb, char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error();
+    long vr = SSL_get_verify_result(sb->ssl);
+    if (!sb->tls_server && vr != X509_V_OK)
+        snprintf(buf, len, "TLS certificate verification failed: %s", X509_verify_cert_error_string(vr));
+    else if (e)
+        ERR_error_string_n(e, buf, len);
+    else
+        snprintf(buf, len, "TLS connection failed");
+    ERR_clear_error();
+}
+
+static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
+                               size_t out_low)
+{
+    struct sbuf *sb = calloc(1, sizeof *sb);
+    if (!sb)
+        return NULL;
+    sb->base = base;
+    sb->fd = fd;
+    sb->ops = ops;
+    sb->ctx = ctx;
+    sb->out_low = out_low;
+    sb->in = evbuffer_new();
+    sb->out = evbuffer_new();
+    sb->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read_event, sb);
+    sb->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write_event, sb);
+    if (!sb->in || !sb->out || !sb->rev || !sb->wev) {
+        sb->fd = -1; /* the caller still owns the socket on failure */
+        sbuf_free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+struct sbuf *sbuf_new(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
+                      size_t out_low)
+{
+    struct sbuf *sb = sbuf_alloc(base, fd, ops, ctx, out_low);
+    if (!sb)
+        return NULL;
+    sb->phase = SBUF_OPEN;
+    evutil_make_socket_nonblocking(fd);
+    want_read(sb, 1);
+    return sb;
+}
+
+struct sbuf *sbuf_connect(struct event_base *base, const struct sockaddr *addr, int addrlen,
+                          const struct sbuf_ops *ops, void *ctx, size_t out_low)
+{
+    evutil_socket_t fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    struct sbuf *sb = sbuf_alloc(base, fd, ops, ctx, out_low);
+    if (!sb) {
+        close(fd);
+        return NULL;
+    }
+    sb->phase = SBUF_CONNECTING;
+    if (connect(fd, addr, (socklen_t)addrlen) != 0 && errno != EINPROGRESS) {
+        fail_later(sb, 0, strerror(errno));
+        return sb;
+    }
+    want_write(sb, 1); /* writability tells the connect finished */
+    return sb;
+}
+
+void sbuf_free(struct sbuf *sb)
+{
+    if (!sb)
+        return;
+    if (sb->rev)
+        event_free(sb->rev);
+    if (sb->wev)
+        event_free(sb->wev);
+    if (sb->ssl) {
+        if (sb->phase == SBUF_OPEN)
+            SSL_shutdown(sb->ssl); /* best effort close_notify; never waits */
+        SSL_free(sb->ssl);
+    }
+    if (sb->fd >= 0)
+        close(sb->fd);
+    if (sb->in)
+        evbuffer_free(sb->in);
+    if (sb->out)
+        evbuffer_free(sb->out);
+    free(sb);
+}
+
+void sbuf_set_ops(struct sbuf *sb, const struct sbuf_ops *ops, void *ctx)
+{
+    sb->ops = ops;
+    sb->ctx = ctx;
+}
+
+size_t sbuf_pending_out(const struct sbuf *sb)
+{
+    return evbuffer_get_length(sb->out);
+}
+
+void sbuf_pause_read(struct sbuf *sb)
+{
+    if (sb->phase == SBUF_OPEN)
+        want_read(sb, 0);
+}
+
+void sbuf_resume_read(struct sbuf *sb)
+{
+    if (sb->phase != SBUF_OPEN)
+        return;
+    want_read(sb, 1);
+    /* OpenSSL may hold decrypted bytes the socket will not signal again. */
+    if (sb->ssl && SSL_pending(sb->ssl) > 0)
+        event_active(sb->rev, EV_READ, 0);
+}
+
+static void continue_handshake(struct sbuf *sb)
+{
+    ERR_clear_error();
+    int rc = sb->tls_server ? SSL_accept(sb->ssl) : SSL_connect(sb->ssl);
+    if (rc == 1) {
+        sb->phase = SBUF_OPEN;
+        want_write(sb, evbuffer_get_length(sb->out) > 0);
+        want_read(sb, 1);
+        sb->ops->on_ready(sb, sb->ctx);
+        return;
+    }
+    int err = SSL_get_error(sb->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        want_write(sb, 0);
+        want_read(sb, 1);
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+        want_write(sb, 1);
+    } else {
+        char why[200];
+        describe_tls_failure(sb, why, sizeof why);
+        fail_later(sb, 0, why);
+    }
+}
+
+int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
+{
+    if (evbuffer_get_length(sb->in) > 0 || sb->phase != SBUF_OPEN) {
+        SSL_free(ssl);
+        return -1;
+    }
+    sb->ssl = ssl;
+    sb->tls_server = as_server;
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_set_fd(ssl, (int)sb->fd) != 1)
+        return -1;
+    sb->phase = SBUF_TLS_HANDSHAKE;
+    want_read(sb, 1);
+    /* First step from the loop so on_ready never runs inside this call. */
+    event_active(sb->rev, EV_READ, 0);
+    return 0;
+}
+
+/* Reads one chunk (plain) or up to a budget (TLS). Returns bytes read,
+ * 0 on EOF, -1 on error, -2 when nothing was available. */
+static ssize_t read_plain(struct sbuf *sb)
+{
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(sb->in, READ_CHUNK, &v, 1) < 1)
+        return -1;
+    ssize_t n = read(sb->fd, v.iov_base, READ_CHUNK);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(sb->in, &v, 1);
+        return n;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return -2;
+    return n;
+}
+
+static ssize_t read_tls(struct sbuf *sb)
+{
+    ssize_t total = 0;
+    while (total < TLS_READ_BUDGET) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(sb->in, READ_CHUNK, &v, 1) < 1)
+            return -1;
+        ERR_clear_error();
+        int n = SSL_read(sb->ssl, v.iov_base, READ_CHUNK);
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(sb->in, &v, 1);
+            total += n;
+            /* With read-ahead, nothing buffered means the socket is empty:
+             * skip the read() that would only say EAGAIN. */
+            if (!SSL_has_pending(sb->ssl))
+                return total;
+            continue;
+        }
+        int err = SSL_get_error(sb->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            return total ? total : -2;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            want_write(sb, 1);
+            return total ? total : -2;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+            return total ? total : 0; /* close_notify or a plain close */
+        return total ? total : -1;
+    }
+    if (SSL_pending(sb->ssl) > 0)
+        event_active(sb->rev, EV_READ, 0); /* more decrypted bytes: next turn */
+    return total;
+}
+
+static void on_read_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sbuf *sb = arg;
+    if (sb->phase == SBUF_TLS_HANDSHAKE) {
+        continue_handshake(sb);
+        return;
+    }
+    if (sb->phase != SBUF_OPEN)
+        return;
+    if (sb->tls_write_wants_read) {
+        sb->tls_write_wants_read = 0;
+        sbuf_flush(sb);
+    }
+    if (!sb->reading)
+        return;
+    ssize_t n = sb->ssl ? read_tls(sb) : read_plain(sb);
+    if (n > 0)
+        sb->ops->on_readable(sb, sb->ctx);
+    else if (n == 0)
+        fail_later(sb, 1, "connection closed");
+    else if (n == -1)
+        fail_later(sb, 0, sb->ssl ? "TLS read failed" : strerror(errno));
+}
+
+static int write_tls(struct sbuf *sb)
+{
+    while (evbuffer_get_length(sb->out) > 0) {
+        struct evbuffer_iovec v;
+        evbuffer_peek(sb->out, -1, NULL, &v, 1);
+        ERR_clear_error();
+        int n = SSL_write(sb->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+        if (n > 0) {
+            evbuffer_drain(sb->out, (size_t)n);
+            continue;
+        }
+        int err = SSL_get_error(sb->ssl, n);
+        if (err == SSL_ERROR_WANT_WRITE)
+            return 1;
+        if (err == SSL_ERROR_WANT_READ) {
+            sb->tls_write_wants_read = 1;
+            return 0;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+void sbuf_flush(struct sbuf *sb)
+{
+    if (sb->phase != SBUF_OPEN)
+        return; /* connect / handshake still going: written once open */
+    int blocked = 0;
+    if (sb->ssl) {
+        int rc = write_tls(sb);
+        if (rc < 0) {
+            fail_later(sb, 0, "TLS write failed");
+            return;
+        }
+        blocked = rc == 1;
+    } else {
+        while (evbuffer_get_length(sb->out) > 0) {
+            int n = evbuffer_write(sb->out, sb->fd);
+            if (n > 0)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                blocked = 1;
+                break;
+            }
+            fail_later(sb, n == 0, n == 0 ? "connection closed" : strerror(errno));
+            return;
+        }
+    }
+    want_write(sb, blocked);
+}
+
+static void finish_connect(struct sbuf *sb)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(sb->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        fail_later(sb, 0, strerror(err));
+        return;
+    }
+    sb->phase = SBUF_OPEN;
+    want_write(sb, 0);
+    want_read(sb, 1);
+    sb->ops->on_ready(sb, sb->ctx);
+}
+
+static void on_write_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sbuf *sb = arg;
+    switch (sb->phase) {
+    case SBUF_FAILED:
+        event_del(sb->wev);
+        sb->writing = 0;
+        sb->ops->on_error(sb, sb->ctx, sb->error_eof, sb->error);
+        return;
+    case SBUF_CONNECTING:
+        finish_connect(sb);
+        return;
+    case SBUF_TLS_HANDSHAKE:
+        continue_handshake(sb);
+        return;
+    case SBUF_OPEN:
+        sbuf_flush(sb);
+        if (sb->phase == SBUF_OPEN && evbuffer_get_length(sb->out) <= sb->out_low)
+            sb->ops->on_drained(sb, sb->ctx);
+        return;
+    }
+}
