@@ -1,12 +1,454 @@
-/* bin/pgtandem migrate: placeholder entry until the engine lands. */
+/* bin/pgtandem migrate: argument parsing, output and exit statuses for the
+ * migration engine (start, resume, status, complete, rollback, plan, lint,
+ * verify, pause, unpause). The work itself is in engine*.c / migration*.c. */
 #include "cli.h"
 
+#include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "migration.h"
+#include "migration_plan.h"
+
+#define EXIT_INVALID 2
+
+struct cli {
+    const char *command;
+    const char *file;
+    const char *db;
+    int json;
+    int quiet;
+    struct engine_options opt;
+};
+
+struct progress {
+    int tty;
+    double started_ms, last_print_ms;
+    long long start_rows;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: pgtandem migrate start    FILE [--db URI] [--lock-timeout MS] [--retries N]\n"
+        "                                      [--no-backfill] [--stop-after-batches N]\n"
+        "       pgtandem migrate resume        [--db URI]\n"
+        "       pgtandem migrate status        [--db URI] [--json]\n"
+        "       pgtandem migrate complete      [--db URI] [--lock-timeout MS] [--retries N]\n"
+        "       pgtandem migrate rollback      [--db URI]\n"
+        "       pgtandem migrate plan     FILE [--db URI]\n"
+        "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
+        "       pgtandem migrate verify        [--db URI]\n"
+        "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
+        "--db defaults to $PGTANDEM_DB, then $DATABASE_URL.\n"
+        "exit status: 0 success, 1 operational failure, 2 bad input\n");
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void format_eta(char *buf, size_t n, double seconds)
+{
+    if (seconds < 0 || seconds > 1e7)
+        snprintf(buf, n, "?");
+    else if (seconds >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(seconds / 3600), (int)(seconds / 60) % 60);
+    else if (seconds >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(seconds / 60), (int)seconds % 60);
+    else
+        snprintf(buf, n, "%.0fs", seconds);
+}
+
+/* gh-ost style: one status line, rewritten in place on a terminal, logged
+ * every few seconds otherwise. */
+static void on_progress(const struct backfill *b, int finished, void *arg)
+{
+    struct progress *p = arg;
+    double now = mono_ms();
+    if (p->started_ms == 0) {
+        p->started_ms = now;
+        p->start_rows = b->rows_done;
+    }
+    int due = p->tty ? now - p->last_print_ms >= 100 : now - p->last_print_ms >= 2000;
+    if (!due && !finished)
+        return;
+    p->last_print_ms = now;
+    double secs = (now - p->started_ms) / 1000.0;
+    double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : 0;
+    double total = b->est_total > (double)b->rows_done ? b->est_total : (double)b->rows_done;
+    double pct = finished ? 100.0 : (total > 0 ? 100.0 * (double)b->rows_done / total : 0);
+    char eta[32];
+    format_eta(eta, sizeof eta, finished ? 0 : (rate > 0 ? (total - (double)b->rows_done) / rate : -1));
+    char line[512];
+    snprintf(line, sizeof line, "backfill %s: %lld/%.0f rows (%.1f%%), %.0f rows/s, ETA %s, batch %ld rows "
+             "(last %.0fms, max %.0fms), throttle %s%s", b->table->qname, b->rows_done, total,
+             pct > 100 ? 100.0 : pct, rate, eta, b->batch_rows, b->last_ms, b->max_ms, b->throttle,
+             finished ? ", done" : "");
+    if (p->tty) {
+        fprintf(stderr, "\r\033[K%s%s", line, finished ? "\n" : "");
+        fflush(stderr);
+    } else {
+        log_info("%s", line);
+    }
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct cli *c)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
+        {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
+        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    memset(c, 0, sizeof *c);
+    engine_default_options(&c->opt);
+    if (argc < 2)
+        return -1;
+    c->command = argv[1];
+    optind = 2;
+    opterr = 0;
+    int ch;
+    long v;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': c->db = optarg; break;
+        case 'j': c->json = 1; break;
+        case 'q': c->quiet = 1; break;
+        case 'n': c->opt.skip_backfill = 1; break;
+        case 'l':
+            if (parse_long(optarg, 1, 600000, &v) != 0) return -1;
+            c->opt.lock_timeout_ms = v;
+            break;
+        case 'r':
+            if (parse_long(optarg, 1, 1000, &v) != 0) return -1;
+            c->opt.contract_attempts = (int)v;
+            break;
+        case 's':
+            if (parse_long(optarg, 1, 1000000000, &v) != 0) return -1;
+            c->opt.stop_after_batches = v;
+            break;
+        default:
+            fprintf(stderr, "pgtandem migrate: unknown or malformed option %s\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc)
+        c->file = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "pgtandem migrate: unexpected argument %s\n", argv[optind]);
+        return -1;
+    }
+    if (!c->db)
+        c->db = getenv("PGTANDEM_DB");
+    if (!c->db)
+        c->db = getenv("DATABASE_URL");
+    return 0;
+}
+
+static int report(int rc, const char *err)
+{
+    if (rc != 0)
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+    return rc;
+}
+
+static int need_db(const struct cli *c)
+{
+    if (c->db)
+        return 0;
+    fprintf(stderr, "pgtandem migrate %s: no database: pass --db URI or set PGTANDEM_DB / DATABASE_URL\n",
+            c->command);
+    return -1;
+}
+
+static int need_file(const struct cli *c)
+{
+    if (c->file)
+        return 0;
+    fprintf(stderr, "pgtandem migrate %s: a migration FILE is required\n", c->command);
+    return -1;
+}
+
+static int open_engine(const struct cli *c, struct engine *e, int exclusive, char *err, size_t errlen)
+{
+    int rc = engine_open(e, c->db, &c->opt, exclusive, err, errlen);
+    if (rc != ENGINE_OK)
+        engine_close(e);
+    return rc;
+}
+
+static int cmd_plan(const struct cli *c)
+{
+    char err[2048];
+    struct migration m;
+    if (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0) {
+        if (c->file)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        mig_free(&m);
+        return EXIT_INVALID;
+    }
+    struct mig_plan plan;
+    int rc;
+    if (c->db) {
+        struct engine e;
+        rc = open_engine(c, &e, 0, err, sizeof err);
+        if (rc == ENGINE_OK) {
+            rc = engine_prepare(&e, &m, &plan, err, sizeof err);
+            engine_close(&e);
+        }
+    } else {
+        rc = mig_plan_build(&m, NULL, &plan, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        if (rc == ENGINE_OK)
+            printf("-- offline plan (no --db): column types, keys and copied indexes come from the live\n"
+                   "-- catalog and appear as placeholders; pass --db for the exact SQL\n");
+    }
+    if (rc == ENGINE_OK) {
+        mig_plan_print(&m, &plan, stdout);
+        mig_plan_free(&plan);
+    }
+    mig_free(&m);
+    return report(rc, err);
+}
+
+static int lint_against_db(const struct cli *c, struct migration *list, size_t n, char *err, size_t errlen)
+{
+    struct engine e;
+    int rc = open_engine(c, &e, 0, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    json_t *applied = NULL;
+    rc = engine_applied(&e, &applied, err, errlen);
+    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
+        json_t *a = json_object_get(applied, list[i].name);
+        const char *sum = json_string_value(json_object_get(a, "checksum"));
+        const char *status = json_string_value(json_object_get(a, "status"));
+        if (sum && strcmp(sum, list[i].checksum) != 0 && status && strcmp(status, "rolled_back") != 0) {
+            snprintf(err, errlen, "%s: migration \"%s\" was applied (%s) with checksum %.12s but the file now "
+                     "has %.12s; applied migrations are history: restore the file and put the change in a "
+                     "new migration", list[i].file, list[i].name, status, sum, list[i].checksum);
+            rc = ENGINE_INVALID;
+        }
+    }
+    json_decref(applied);
+    engine_close(&e);
+    return rc;
+}
+
+static int cmd_lint(const struct cli *c)
+{
+    char err[2048];
+    if (need_file(c))
+        return EXIT_INVALID;
+    struct stat st;
+    struct migration *list = NULL;
+    size_t n = 0;
+    int rc;
+    if (stat(c->file, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = mig_load_dir(c->file, &list, &n, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    } else {
+        list = calloc(1, sizeof *list);
+        rc = list && mig_load_file(c->file, list, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        n = 1;
+    }
+    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
+        struct mig_plan plan;
+        rc = mig_plan_build(&list[i], NULL, &plan, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        if (rc == ENGINE_OK)
+            mig_plan_free(&plan);
+    }
+    if (rc == ENGINE_OK && c->db)
+        rc = lint_against_db(c, list, n, err, sizeof err);
+    if (rc == ENGINE_OK && !c->quiet)
+        printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
+    mig_free_list(list, n);
+    return report(rc, err);
+}
+
+static int cmd_start(const struct cli *c, int resume)
+{
+    char err[2048];
+    struct migration m;
+    memset(&m, 0, sizeof m);
+    if (!resume && (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0)) {
+        if (c->file)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        mig_free(&m);
+        return EXIT_INVALID;
+    }
+    if (need_db(c)) {
+        mig_free(&m);
+        return EXIT_INVALID;
+    }
+    struct progress prog = {.tty = isatty(STDERR_FILENO) && !c->quiet};
+    struct cli local = *c;
+    local.opt.on_progress = on_progress;
+    local.opt.progress_arg = &prog;
+    struct engine e;
+    int rc = open_engine(&local, &e, 1, err, sizeof err);
+    if (rc == ENGINE_OK) {
+        rc = resume ? engine_resume(&e, err, sizeof err) : engine_start(&e, &m, err, sizeof err);
+        engine_close(&e);
+    }
+    mig_free(&m);
+    return report(rc, err);
+}
+
+static int cmd_complete(const struct cli *c)
+{
+    char err[2048];
+    if (need_db(c))
+        return EXIT_INVALID;
+    struct engine e;
+    struct engine_contract_report rep = {0};
+    int rc = open_engine(c, &e, 1, err, sizeof err);
+    if (rc == ENGINE_OK) {
+        rc = engine_complete(&e, &rep, err, sizeof err);
+        engine_close(&e);
+    }
+    if (rep.attempts > 0)
+        fprintf(stderr, "contract: %s after %d attempt(s), lock wait %.0fms, total %.0fms\n",
+                rc == ENGINE_OK ? "committed" : "abandoned", rep.attempts, rep.lock_wait_ms, rep.total_ms);
+    if (rc == ENGINE_OK)
+        printf("migration complete\n");
+    return report(rc, err);
+}
+
+static int cmd_simple(const struct cli *c, int exclusive, int (*fn)(struct engine *, char *, size_t))
+{
+    char err[2048];
+    if (need_db(c))
+        return EXIT_INVALID;
+    struct engine e;
+    int rc = open_engine(c, &e, exclusive, err, sizeof err);
+    if (rc == ENGINE_OK) {
+        rc = fn(&e, err, sizeof err);
+        engine_close(&e);
+    }
+    return report(rc, err);
+}
+
+static int do_rollback(struct engine *e, char *err, size_t errlen)
+{
+    int rc = engine_rollback(e, err, errlen);
+    if (rc == ENGINE_OK)
+        printf("migration rolled back; the original shape is restored\n");
+    return rc;
+}
+
+static int do_verify(struct engine *e, char *err, size_t errlen)
+{
+    return engine_verify(e, stdout, err, errlen);
+}
+
+static int do_pause(struct engine *e, char *err, size_t errlen)
+{
+    return engine_set_paused(e, 1, err, errlen);
+}
+
+static int do_unpause(struct engine *e, char *err, size_t errlen)
+{
+    return engine_set_paused(e, 0, err, errlen);
+}
+
+static void print_status_text(json_t *st)
+{
+    const char *name = json_string_value(json_object_get(st, "migration"));
+    printf("migration: %s\nstatus:    %s\n", name ? name : "(none)",
+           json_string_value(json_object_get(st, "status")));
+    const char *error = json_string_value(json_object_get(st, "error"));
+    if (error)
+        printf("error:     %s\n", error);
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(st, "backfill"), i, t) {
+        printf("backfill:  %s.%s %lld/%.0f rows (%.1f%%)%s%s\n",
+               json_string_value(json_object_get(t, "schema")), json_string_value(json_object_get(t, "table")),
+               (long long)json_integer_value(json_object_get(t, "rows_done")),
+               json_number_value(json_object_get(t, "estimated_rows")),
+               json_number_value(json_object_get(t, "percent")),
+               json_is_true(json_object_get(t, "done")) ? ", done" : "",
+               json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
+    }
+}
+
+static int cmd_status(const struct cli *c)
+{
+    char err[2048];
+    if (need_db(c))
+        return EXIT_INVALID;
+    struct engine e;
+    int rc = open_engine(c, &e, 0, err, sizeof err);
+    json_t *st = NULL;
+    if (rc == ENGINE_OK) {
+        rc = engine_status(&e, &st, err, sizeof err);
+        engine_close(&e);
+    }
+    if (rc == ENGINE_OK && c->json) {
+        char *text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+    } else if (rc == ENGINE_OK) {
+        print_status_text(st);
+    }
+    json_decref(st);
+    return report(rc, err);
+}
 
 int migrate_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "usage: pgtandem migrate start|status|complete|rollback|plan|lint|verify ...\n");
-    return 2;
+    struct cli c;
+    if (parse_args(argc, argv, &c) != 0) {
+        usage(stderr);
+        return EXIT_INVALID;
+    }
+    const char *cmd = c.command;
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "plan")) return cmd_plan(&c);
+    if (!strcmp(cmd, "lint")) return cmd_lint(&c);
+    if (!strcmp(cmd, "start")) return cmd_start(&c, 0);
+    if (!strcmp(cmd, "resume")) return cmd_start(&c, 1);
+    if (!strcmp(cmd, "complete")) return cmd_complete(&c);
+    if (!strcmp(cmd, "rollback")) return cmd_simple(&c, 1, do_rollback);
+    if (!strcmp(cmd, "verify")) return cmd_simple(&c, 0, do_verify);
+    if (!strcmp(cmd, "status")) return cmd_status(&c);
+    if (!strcmp(cmd, "pause")) return cmd_simple(&c, 0, do_pause);
+    if (!strcmp(cmd, "unpause")) return cmd_simple(&c, 0, do_unpause);
+    static const char *const cmds[] = {"start", "resume", "status", "complete", "rollback", "plan",
+                                       "lint", "verify", "pause", "unpause"};
+    const char *hint = NULL;
+    size_t best = 3;
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        size_t d = mig_edit_distance(cmd, cmds[i]);
+        if (d < best) {
+            best = d;
+            hint = cmds[i];
+        }
+    }
+    fprintf(stderr, "pgtandem migrate: unknown command \"%s\"%s%s%s\n", cmd, hint ? " (did you mean \"" : "",
+            hint ? hint : "", hint ? "\"?)" : "");
+    usage(stderr);
+    return EXIT_INVALID;
 }

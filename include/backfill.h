@@ -1,0 +1,58 @@
+/* The backfill as a sequence of discrete batches. All state lives in struct
+ * backfill; backfill_batch_sql()/backfill_batch_params() produce the one
+ * statement of the next batch (keyset range + UPDATE + checkpoint, in one
+ * statement and so one transaction), backfill_apply_result() folds its result
+ * back in and adapts the batch size, backfill_sleep_ms() says how long to
+ * wait before the next one. A blocking driver (backfill_step) is provided;
+ * an event loop can instead PQsendQueryParams the same statement. */
+#ifndef PGTANDEM_BACKFILL_H
+#define PGTANDEM_BACKFILL_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "migration.h"
+#include "migration_plan.h"
+
+#define BACKFILL_MAX_KEY 8
+
+struct backfill {
+    const struct mig_bf_table *table;   /* borrowed from the plan */
+    const char *migration;              /* borrowed */
+    struct mig_backfill_settings cfg;
+    char *last_key[BACKFILL_MAX_KEY];   /* text form of the last key done */
+    int have_last;
+    long long rows_done, rows_updated, batches;
+    double est_total;
+    long batch_rows;                    /* size of the next batch */
+    double rate;                        /* weighted rows per ms */
+    double last_ms, max_ms, total_ms;
+    long lock_timeouts;
+    int done, paused;
+    const char *throttle;               /* "none", "max-rows", "sleep-ratio", "lock-wait", "paused" */
+};
+
+void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char *migration,
+                   const struct mig_backfill_settings *cfg);
+void backfill_free(struct backfill *b);
+/* Loads the checkpoint row (creating it at zero). */
+int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen);
+
+char *backfill_batch_sql(const struct backfill *b);
+/* Fills values (at most 3 + BACKFILL_MAX_KEY); returns the count. The
+ * strings point into b or into numbuf, which must outlive the call. */
+int backfill_batch_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen);
+int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_ms, char *err,
+                          size_t errlen);
+/* A batch that failed on lock_timeout: shrink and back off instead of failing. */
+void backfill_lock_timeout(struct backfill *b);
+long backfill_sleep_ms(struct backfill *b);
+
+/* Runs one batch synchronously. Returns 0 (check b->done), or -1 with err. */
+int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen);
+
+/* The SQL a session runs before its first batch: triggers stand aside and a
+ * batch never waits long behind the application. */
+char *backfill_session_sql(const struct backfill *b);
+
+#endif

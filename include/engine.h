@@ -1,0 +1,71 @@
+/* The migration engine: runs a migration's phases against one database and
+ * records every step in schema pgtandem of that database (so any process can
+ * resume). This issue drives it with blocking libpq; the SQL of each phase
+ * comes from migration_plan and each backfill batch is a discrete step
+ * (backfill.h), so an event loop can drive the same pieces asynchronously.
+ * Return values are exit statuses: ENGINE_OK, ENGINE_FAILED (operational),
+ * ENGINE_INVALID (bad input; nothing was changed). */
+#ifndef PGTANDEM_ENGINE_H
+#define PGTANDEM_ENGINE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "backfill.h"
+#include "migration.h"
+#include "migration_plan.h"
+
+enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
+
+struct engine_options {
+    long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */
+    int contract_attempts;      /* bounded retries of the contract (default 10) */
+    long backoff_ms;            /* first retry delay, doubled each time, with jitter */
+    int skip_backfill;          /* start: stop after expand (tests, operators) */
+    long stop_after_batches;    /* start/resume: stop after N batches (0 = run to end) */
+    /* Called after every backfill batch (and with done=1 at the end). */
+    void (*on_progress)(const struct backfill *b, int finished, void *arg);
+    void *progress_arg;
+};
+
+struct engine {
+    PGconn *conn;
+    struct engine_options opt;
+    int locked;
+};
+
+struct engine_contract_report {
+    int attempts;
+    double lock_wait_ms;        /* time lost to attempts that hit lock_timeout */
+    double total_ms;
+};
+
+void engine_default_options(struct engine_options *o);
+/* Connects; with exclusive, takes the one-engine-per-database advisory lock
+ * (refused with a clear message when another engine holds it) and creates
+ * the state schema. */
+int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
+                char *err, size_t errlen);
+void engine_close(struct engine *e);
+
+/* Validates m against the live catalog and builds its plan (no changes). */
+int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,
+                   size_t errlen);
+int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen);
+/* Continues the migration in progress: re-runs an interrupted expand,
+ * continues the backfill from its checkpoint. */
+int engine_resume(struct engine *e, char *err, size_t errlen);
+int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen);
+int engine_rollback(struct engine *e, char *err, size_t errlen);
+/* Status of the current (or most recent) migration; caller owns the JSON. */
+int engine_status(struct engine *e, json_t **out, char *err, size_t errlen);
+/* Row-by-row check that new columns equal up(old); reports to out. */
+int engine_verify(struct engine *e, FILE *out, char *err, size_t errlen);
+/* Sets the backfill pause switch of the migration in progress. */
+int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen);
+/* Checksums of applied migrations, for lint: name -> checksum, status. */
+int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen);
+
+#endif

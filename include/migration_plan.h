@@ -1,0 +1,59 @@
+/* SQL generation: turns a validated migration (plus, when available, a
+ * catalog snapshot) into the exact SQL of every phase. This is what
+ * `migrate plan` prints and what the engine executes; it does no I/O, so the
+ * proxy can later send the same statements asynchronously. */
+#ifndef PGTANDEM_MIGRATION_PLAN_H
+#define PGTANDEM_MIGRATION_PLAN_H
+
+#include <stdio.h>
+
+#include "migration.h"
+#include "migration_catalog.h"
+#include "migration_sql.h"
+
+/* One table the backfill must walk, with the pieces of its batch statement.
+ * All strings are complete, quoted SQL fragments. */
+struct mig_bf_table {
+    char *schema, *name;   /* raw names, used as the progress key */
+    char *qname;           /* quoted schema.table */
+    char **pk, **pk_types; /* quoted key columns and their types */
+    size_t npk;
+    char *set_list;        /* "new" = (up), ... */
+    char *pending;         /* predicate: this row still needs the backfill */
+    char *mismatch;        /* predicate for verify: shapes disagree (NULL: nothing to verify) */
+    double est_rows;
+};
+
+struct mig_plan {
+    struct mig_steps expand;    /* before the backfill; MIG_STEP_ALONE steps run outside a txn */
+    struct mig_steps validate;  /* after the backfill: VALIDATE CONSTRAINT ... */
+    struct mig_steps contract;  /* one transaction */
+    struct mig_steps post;      /* after the contract commits (validations that scan) */
+    struct mig_steps rollback;  /* removes everything expand created; safe after a partial expand */
+    struct mig_bf_table *bf;
+    size_t nbf;
+    char *version_schema;       /* quoted pgtandem_<name> */
+    char **notes;               /* things the plan could not carry over, for the operator */
+    size_t nnotes;
+};
+
+/* cat may be NULL (offline plan: catalog-derived parts become placeholders
+ * and validation against the live schema is skipped). Returns 0, or -1 with
+ * err naming the operation index and object. */
+int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, struct mig_plan *p,
+                   char *err, size_t errlen);
+void mig_plan_free(struct mig_plan *p);
+void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *out);
+
+/* The plan is computed once, against the catalog as it was before expand,
+ * and stored with the migration so complete/rollback/verify run exactly
+ * what start planned. */
+char *mig_plan_to_json(const struct mig_plan *p);
+int mig_plan_from_json(const char *text, struct mig_plan *p, char *err, size_t errlen);
+
+/* Name of the session setting that makes the triggers stand aside for the
+ * backfill's own session. */
+#define MIG_BACKFILL_GUC "pgtandem.backfill"
+#define MIG_VERSION_GUC "pgtandem.version"
+
+#endif

@@ -1,0 +1,311 @@
+/* Backfill batches: builds the one statement per batch (select the next key
+ * range, UPDATE the rows in it that still need the new value, advance the
+ * checkpoint — all data-modifying CTEs of a single statement, so the
+ * checkpoint commits with its batch) and adapts the batch size to a target
+ * duration the way pt-online-schema-change does (weighted rows/ms average). */
+#include "backfill.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "migration_sql.h"
+
+#define RATE_WEIGHT 0.75          /* weight of the history in the rows/ms average */
+#define MAX_GROWTH 2.0            /* never more than double the batch at once */
+
+void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char *migration,
+                   const struct mig_backfill_settings *cfg)
+{
+    memset(b, 0, sizeof *b);
+    b->table = t;
+    b->migration = migration;
+    b->cfg = *cfg;
+    b->batch_rows = cfg->batch_rows;
+    b->est_total = t->est_rows;
+    b->throttle = "none";
+}
+
+void backfill_free(struct backfill *b)
+{
+    for (int i = 0; i < BACKFILL_MAX_KEY; i++) {
+        free(b->last_key[i]);
+        b->last_key[i] = NULL;
+    }
+}
+
+/* A data-modifying CTE's rows are invisible to the rest of its statement,
+ * so creating and reading the checkpoint are two statements. */
+static const char *CREATE_SQL =
+    "INSERT INTO pgtandem.backfill_progress (migration, schema_name, table_name, est_rows)"
+    " VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING";
+static const char *LOAD_SQL =
+    "SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
+    "  FROM pgtandem.backfill_progress WHERE migration = $1 AND schema_name = $2 AND table_name = $3";
+
+/* Splits Postgres's text[] output ({a,"b c"}) into its elements. Key values
+ * come back from the server, quoted by array_out's rules. */
+static int parse_text_array(const char *s, char **out, int max)
+{
+    int n = 0;
+    if (*s++ != '{')
+        return -1;
+    while (*s && *s != '}' && n < max) {
+        struct mig_str v = {0};
+        mig_str_add(&v, "");
+        if (*s == '"') {
+            for (s++; *s && *s != '"'; s++) {
+                if (*s == '\\' && s[1])
+                    s++;
+                char c[2] = {*s, 0};
+                mig_str_add(&v, c);
+            }
+            if (*s == '"')
+                s++;
+        } else {
+            for (; *s && *s != ',' && *s != '}'; s++) {
+                char c[2] = {*s, 0};
+                mig_str_add(&v, c);
+            }
+        }
+        out[n++] = mig_str_take(&v);
+        if (*s == ',')
+            s++;
+    }
+    return n;
+}
+
+int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
+{
+    char est[32];
+    snprintf(est, sizeof est, "%.0f", b->table->est_rows);
+    const char *params[4] = {b->migration, b->table->schema, b->table->name, est};
+    PGresult *r = PQexecParams(conn, CREATE_SQL, 4, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    r = ok ? PQexecParams(conn, LOAD_SQL, 3, NULL, params, NULL, NULL, 0) : NULL;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
+                 r && PQntuples(r) == 0 ? "checkpoint row missing" : PQerrorMessage(conn));
+        PQclear(r);
+        return -1;
+    }
+    backfill_free(b);
+    b->have_last = !PQgetisnull(r, 0, 0);
+    if (b->have_last && parse_text_array(PQgetvalue(r, 0, 0), b->last_key, BACKFILL_MAX_KEY) != (int)b->table->npk) {
+        snprintf(err, errlen, "the checkpoint of %s has a malformed key", b->table->qname);
+        PQclear(r);
+        return -1;
+    }
+    b->rows_done = atoll(PQgetvalue(r, 0, 1));
+    b->rows_updated = atoll(PQgetvalue(r, 0, 2));
+    b->batches = atoll(PQgetvalue(r, 0, 3));
+    b->done = PQgetvalue(r, 0, 4)[0] == 't';
+    b->paused = PQgetvalue(r, 0, 5)[0] == 't';
+    if (!PQgetisnull(r, 0, 6))
+        b->est_total = atof(PQgetvalue(r, 0, 6));
+    PQclear(r);
+    return 0;
+}
+
+static void key_list(struct mig_str *s, const struct mig_bf_table *t, const char *prefix, const char *suffix)
+{
+    for (size_t k = 0; k < t->npk; k++)
+        mig_str_addf(s, "%s%s%s%s", k ? ", " : "", prefix, t->pk[k], suffix);
+}
+
+static void key_params(struct mig_str *s, const struct mig_bf_table *t)
+{
+    for (size_t k = 0; k < t->npk; k++)
+        mig_str_addf(s, "%s$%zu::%s", k ? ", " : "", k + 5, t->pk_types[k]);
+}
+
+/* The lower bound: rows strictly after the checkpoint. */
+static void after_checkpoint(struct mig_str *s, const struct backfill *b, const char *alias)
+{
+    const struct mig_bf_table *t = b->table;
+    if (!b->have_last) {
+        mig_str_add(s, "true");
+        return;
+    }
+    mig_str_add(s, "(");
+    key_list(s, t, alias, "");
+    mig_str_add(s, ") > (");
+    key_params(s, t);
+    mig_str_add(s, ")");
+}
+
+/* One statement: `batch` picks the next keys, `upd` sets the new columns of
+ * the rows among them that still need it (a single-column key uses a range so
+ * the UPDATE is one index range scan), `cp` advances the checkpoint. */
+char *backfill_batch_sql(const struct backfill *b)
+{
+    const struct mig_bf_table *t = b->table;
+    struct mig_str s = {0};
+    mig_str_add(&s, "WITH batch AS (SELECT ");
+    key_list(&s, t, "", "");
+    mig_str_addf(&s, " FROM %s WHERE ", t->qname);
+    after_checkpoint(&s, b, "");
+    mig_str_add(&s, " ORDER BY ");
+    key_list(&s, t, "", "");
+    mig_str_add(&s, " LIMIT $4::int), bounds AS (SELECT ");
+    key_list(&s, t, "", "");
+    mig_str_add(&s, " FROM batch ORDER BY ");
+    key_list(&s, t, "", " DESC");
+    mig_str_addf(&s, " LIMIT 1), upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
+    if (t->npk == 1) {
+        mig_str_add(&s, " WHERE ");
+        after_checkpoint(&s, b, "t.");
+        mig_str_addf(&s, " AND t.%s <= (SELECT %s FROM bounds)", t->pk[0], t->pk[0]);
+    } else {
+        mig_str_add(&s, " FROM batch WHERE (");
+        key_list(&s, t, "t.", "");
+        mig_str_add(&s, ") = (");
+        key_list(&s, t, "batch.", "");
+        mig_str_add(&s, ")");
+    }
+    mig_str_addf(&s, " AND (%s) RETURNING 1), n AS (SELECT count(*) AS rows FROM batch),", t->pending);
+    mig_str_add(&s, " cp AS (UPDATE pgtandem.backfill_progress SET"
+                " last_key = coalesce((SELECT ARRAY[");
+    key_list(&s, t, "", "::text");
+    mig_str_add(&s, "] FROM bounds), last_key),"
+                " rows_done = rows_done + (SELECT rows FROM n),"
+                " rows_updated = rows_updated + (SELECT count(*) FROM upd),"
+                " batches = batches + 1, done = (SELECT rows FROM n) < $4::int, updated_at = now()"
+                " WHERE migration = $1 AND schema_name = $2 AND table_name = $3"
+                " RETURNING last_key, rows_done, rows_updated, done, paused)"
+                " SELECT (SELECT rows FROM n), last_key, rows_done, rows_updated, done, paused FROM cp");
+    return mig_str_take(&s);
+}
+
+int backfill_batch_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen)
+{
+    snprintf(numbuf, numlen, "%ld", b->batch_rows);
+    values[0] = b->migration;
+    values[1] = b->table->schema;
+    values[2] = b->table->name;
+    values[3] = numbuf;
+    int n = 4;
+    for (size_t k = 0; b->have_last && k < b->table->npk; k++)
+        values[n++] = b->last_key[k];
+    return n;
+}
+
+/* pt-online-schema-change's chunk sizing: keep a weighted average of the
+ * observed rows/ms and size the next batch to take target_ms. */
+static void adapt_batch_size(struct backfill *b, long rows, double ms)
+{
+    if (rows <= 0 || ms <= 0.0)
+        return;
+    double observed = (double)rows / ms;
+    b->rate = b->rate > 0.0 ? RATE_WEIGHT * b->rate + (1.0 - RATE_WEIGHT) * observed : observed;
+    double next = b->rate * (double)b->cfg.target_ms;
+    if (next > (double)b->batch_rows * MAX_GROWTH)
+        next = (double)b->batch_rows * MAX_GROWTH;
+    if (next < (double)b->cfg.min_rows)
+        next = (double)b->cfg.min_rows;
+    if (next > (double)b->cfg.max_rows)
+        next = (double)b->cfg.max_rows;
+    b->batch_rows = (long)next;
+}
+
+int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_ms, char *err,
+                          size_t errlen)
+{
+    if (PQntuples(r) != 1) {
+        snprintf(err, errlen, "the checkpoint row of %s is missing", b->table->qname);
+        return -1;
+    }
+    long rows = atol(PQgetvalue(r, 0, 0));
+    backfill_free(b);
+    b->have_last = !PQgetisnull(r, 0, 1);
+    if (b->have_last)
+        parse_text_array(PQgetvalue(r, 0, 1), b->last_key, BACKFILL_MAX_KEY);
+    b->rows_done = atoll(PQgetvalue(r, 0, 2));
+    b->rows_updated = atoll(PQgetvalue(r, 0, 3));
+    b->done = PQgetvalue(r, 0, 4)[0] == 't';
+    b->paused = PQgetvalue(r, 0, 5)[0] == 't';
+    b->batches++;
+    b->last_ms = elapsed_ms;
+    b->total_ms += elapsed_ms;
+    if (elapsed_ms > b->max_ms)
+        b->max_ms = elapsed_ms;
+    if (b->rows_done > b->est_total)
+        b->est_total = (double)b->rows_done;
+    adapt_batch_size(b, rows, elapsed_ms);
+    return 0;
+}
+
+void backfill_lock_timeout(struct backfill *b)
+{
+    b->lock_timeouts++;
+    b->batch_rows = b->batch_rows / 2 > b->cfg.min_rows ? b->batch_rows / 2 : b->cfg.min_rows;
+    b->throttle = "lock-wait";
+}
+
+long backfill_sleep_ms(struct backfill *b)
+{
+    if (b->paused) {
+        b->throttle = "paused";
+        return 1000;
+    }
+    double sleep = b->last_ms * b->cfg.sleep_ratio;
+    const char *why = sleep > 0.0 ? "sleep-ratio" : "none";
+    if (b->cfg.max_rows_per_sec > 0) {
+        double min_ms = (double)b->batch_rows * 1000.0 / (double)b->cfg.max_rows_per_sec;
+        if (min_ms - b->last_ms > sleep) {
+            sleep = min_ms - b->last_ms;
+            why = "max-rows";
+        }
+    }
+    if (strcmp(b->throttle, "lock-wait") != 0 || sleep > 0.0)
+        b->throttle = why;
+    return (long)ceil(sleep);
+}
+
+char *backfill_session_sql(const struct backfill *b)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "SET " MIG_BACKFILL_GUC " = 'on'; SET lock_timeout = '%ldms'", b->cfg.lock_timeout_ms);
+    return mig_str_take(&s);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
+{
+    char *sql = backfill_batch_sql(b);
+    if (!sql) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *values[4 + BACKFILL_MAX_KEY];
+    char num[32];
+    int n = backfill_batch_params(b, values, num, sizeof num);
+    double t0 = now_ms();
+    PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
+    double elapsed = now_ms() - t0;
+    free(sql);
+    int rc = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        rc = backfill_apply_result(b, r, elapsed, err, errlen);
+    } else {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "55P03") == 0) {
+            backfill_lock_timeout(b);
+        } else {
+            snprintf(err, errlen, "backfill batch on %s failed: %s", b->table->qname,
+                     PQresultErrorMessage(r));
+            rc = -1;
+        }
+    }
+    PQclear(r);
+    return rc;
+}

@@ -1,0 +1,767 @@
+/* The migration engine's phases over blocking libpq: state schema and
+ * advisory lock, validation against the live catalog, expand, the backfill
+ * loop, contract with lock_timeout and bounded retries, rollback. SQL comes
+ * from migration_plan / backfill; this file only sequences and records it. */
+#include "engine.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migration_catalog.h"
+#include "migration_sql.h"
+
+#define ENGINE_LOCK_KEY "7020637716434665572"  /* advisory lock key: one engine per database */
+#define LOCK_NOT_AVAILABLE "55P03"
+
+static const char *STATE_SQL =
+    "CREATE SCHEMA IF NOT EXISTS pgtandem;"
+    "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
+    "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,"
+    "  plan text, status text NOT NULL CHECK (status IN"
+    "    ('expanding','backfilling','active','completed','rolled_back','failed')),"
+    "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
+    "  completed_at timestamptz, rolled_back_at timestamptz,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
+    "  contract_attempts int, contract_lock_wait_ms float8);"
+    "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
+    "  migration text NOT NULL REFERENCES pgtandem.migrations (name) ON DELETE CASCADE,"
+    "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"
+    "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"
+    "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"
+    "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (migration, schema_name, table_name))";
+
+static const char *CURRENT_SQL =
+    "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
+    " WHERE status NOT IN ('completed', 'rolled_back') ORDER BY started_at DESC LIMIT 1";
+
+struct current {
+    char *name, *status, *checksum, *plan_json, *migration_json;
+};
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return ENGINE_FAILED;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs sql (possibly several statements, no parameters). */
+static int exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
+    if (!ok) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (sqlstate)
+            snprintf(sqlstate, 6, "%s", state ? state : "");
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        size_t n = strlen(err);
+        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+            err[--n] = '\0';
+    }
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *const *values,
+                             char *err, size_t errlen)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int record_status(PGconn *conn, const char *name, const char *status, const char *error)
+{
+    char err[256];
+    const char *v[3] = {name, status, error};
+    PGresult *r = exec_params(conn,
+        "UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
+        " backfilled_at = CASE WHEN $2 = 'active' THEN now() ELSE backfilled_at END,"
+        " rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN now() ELSE rolled_back_at END"
+        " WHERE name = $1", 3, v, err, sizeof err);
+    if (!r) {
+        log_error("recording status %s of %s: %s", status, name, err);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+void engine_default_options(struct engine_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->lock_timeout_ms = 200;
+    o->contract_attempts = 10;
+    o->backoff_ms = 100;
+}
+
+int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
+                char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->opt = *o;
+    e->conn = PQconnectdb(uri);
+    if (PQstatus(e->conn) != CONNECTION_OK)
+        return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
+    exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",
+                NULL, err, errlen);
+    if (!exclusive)
+        return ENGINE_OK;
+    PGresult *r = PQexec(e->conn, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")");
+    int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!got)
+        return fail(err, errlen, "another pgtandem engine is working on this database (advisory lock %s "
+                    "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
+                    "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
+    e->locked = 1;
+    if (exec_simple(e->conn, STATE_SQL, NULL, err, errlen) != 0)
+        return fail(err, errlen, "creating schema pgtandem: %s", PQerrorMessage(e->conn));
+    return ENGINE_OK;
+}
+
+void engine_close(struct engine *e)
+{
+    if (e->conn)
+        PQfinish(e->conn);
+    e->conn = NULL;
+}
+
+static void free_current(struct current *c)
+{
+    free(c->name); free(c->status); free(c->checksum); free(c->plan_json); free(c->migration_json);
+    memset(c, 0, sizeof *c);
+}
+
+/* Returns 1 when a migration is in progress, 0 when none, -1 on error. */
+static int load_current(PGconn *conn, struct current *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
+    int has_state = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!has_state)
+        return 0;
+    r = PQexec(conn, CURRENT_SQL);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fail(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(conn));
+        PQclear(r);
+        return -1;
+    }
+    int found = PQntuples(r) == 1;
+    if (found) {
+        c->name = strdup(PQgetvalue(r, 0, 0));
+        c->status = strdup(PQgetvalue(r, 0, 1));
+        c->checksum = strdup(PQgetvalue(r, 0, 2));
+        c->plan_json = PQgetisnull(r, 0, 3) ? NULL : strdup(PQgetvalue(r, 0, 3));
+        c->migration_json = strdup(PQgetvalue(r, 0, 4));
+    }
+    PQclear(r);
+    return found;
+}
+
+/* ---- validation against the live database -------------------------------- */
+
+static int check_type_exists(PGconn *conn, const struct migration *m, const struct mig_op *op,
+                             const char *type, char *err, size_t errlen)
+{
+    if (!type)
+        return 0;
+    const char *v[1] = {type};
+    char e2[512];
+    PGresult *r = exec_params(conn, "SELECT $1::regtype", 1, v, e2, sizeof e2);
+    if (!r)
+        return snprintf(err, errlen, "%s: operations[%d].%s: type \"%s\" does not exist: %s", m->file,
+                        op->index, mig_op_name(op->kind), type, e2), -1;
+    PQclear(r);
+    return 0;
+}
+
+/* Evaluates an author's expression against the table with zero rows inside a
+ * read-only transaction, so type errors and unknown columns are reported
+ * before anything changes. extra_col/extra_type stands in for a column the
+ * migration will add. PQexecParams refuses multiple statements. */
+static int check_expression(PGconn *conn, const struct migration *m, const struct mig_op *op,
+                            const char *key, const char *expr, const char *table,
+                            const char *extra_col, const char *extra_type, char *err, size_t errlen)
+{
+    if (!expr || !table)
+        return 0;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "SELECT (%s) FROM (SELECT *", expr);
+    if (extra_col) {
+        mig_str_addf(&s, ", NULL::%s AS ", extra_type);
+        mig_str_ident(&s, extra_col);
+    }
+    mig_str_add(&s, " FROM ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, ") AS ");
+    mig_str_ident(&s, table);
+    mig_str_add(&s, " LIMIT 0");
+    char *sql = mig_str_take(&s);
+    exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
+    PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(err, errlen, "%s: operations[%d].%s: \"%s\" expression \"%s\" does not work on table "
+                 "\"%s\": %s", m->file, op->index, mig_op_name(op->kind), key, expr, table,
+                 PQresultErrorMessage(r));
+        size_t n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+    }
+    PQclear(r);
+    free(sql);
+    char e2[256];
+    exec_simple(conn, "ROLLBACK TO SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
+    return ok ? 0 : -1;
+}
+
+static const char *table_for_checks(const struct migration *m, const struct mig_op *op)
+{
+    /* Tables created or renamed by this migration do not exist yet. */
+    for (size_t i = 0; i < m->nops && (int)i < op->index; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if ((o->kind == MIG_CREATE_TABLE && !strcmp(o->table, op->table)) ||
+            (o->kind == MIG_RENAME_TABLE && !strcmp(o->to, op->table)))
+            return NULL;
+    }
+    return op->table;
+}
+
+static int check_op_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat,
+                         const struct mig_op *op, char *err, size_t errlen)
+{
+    if (check_type_exists(conn, m, op, op->type, err, errlen) ||
+        check_type_exists(conn, m, op, op->col.type, err, errlen))
+        return -1;
+    for (size_t i = 0; i < op->ncols; i++)
+        if (check_type_exists(conn, m, op, op->cols[i].type, err, errlen))
+            return -1;
+    const char *table = op->table ? table_for_checks(m, op) : NULL;
+    struct mig_cat_column *oc = NULL;
+    if (table && (op->from || op->column))
+        oc = mig_catalog_column(mig_catalog_table(cat, op->schema, table), op->from ? op->from : op->column);
+    const char *new_type = op->type ? op->type : (oc ? oc->type : "text");
+    switch (op->kind) {
+    case MIG_RENAME_COLUMN:
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, op->to, new_type, err, errlen);
+    case MIG_ALTER_COLUMN:
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "check", op->check, table, NULL, NULL, err, errlen);
+    case MIG_ADD_COLUMN:
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "check", op->col.check, table, op->col.name, op->col.type,
+                                err, errlen);
+    case MIG_DROP_COLUMN:
+        return check_expression(conn, m, op, "down", op->down, table, NULL, NULL, err, errlen);
+    case MIG_CREATE_INDEX:
+        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, err, errlen);
+    case MIG_CREATE_CONSTRAINT:
+        return check_expression(conn, m, op, "check", op->check, table, NULL, NULL, err, errlen);
+    default:
+        return 0;
+    }
+}
+
+static int check_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat,
+                      char *err, size_t errlen)
+{
+    char e2[256];
+    if (exec_simple(conn, "BEGIN READ ONLY", NULL, e2, sizeof e2) != 0)
+        return snprintf(err, errlen, "%s", e2), -1;
+    int rc = 0;
+    for (size_t i = 0; i < m->nops && rc == 0; i++)
+        rc = check_op_live(conn, m, cat, &m->ops[i], err, errlen);
+    exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
+    return rc;
+}
+
+int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,
+                   size_t errlen)
+{
+    struct mig_catalog cat;
+    if (mig_catalog_load(e->conn, m, &cat, err, errlen) != 0) {
+        mig_catalog_free(&cat);
+        return ENGINE_FAILED;
+    }
+    int rc = mig_plan_build(m, &cat, plan, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    if (rc == ENGINE_OK && check_live(e->conn, m, &cat, err, errlen) != 0) {
+        mig_plan_free(plan);
+        rc = ENGINE_INVALID;
+    }
+    mig_catalog_free(&cat);
+    return rc;
+}
+
+/* A migration may only follow the last one applied here; the first one
+ * applied through pgtandem adopts whatever history the database has. */
+static int check_history(PGconn *conn, const struct migration *m, char *err, size_t errlen)
+{
+    const char *v[1] = {m->name};
+    PGresult *r = exec_params(conn,
+        "SELECT (SELECT count(*) FROM pgtandem.migrations WHERE name = $1 AND status = 'completed'),"
+        "       (SELECT name FROM pgtandem.migrations WHERE status = 'completed'"
+        "         ORDER BY completed_at DESC LIMIT 1)", 1, v, err, errlen);
+    if (!r)
+        return ENGINE_FAILED;
+    int rc = ENGINE_OK;
+    if (atoi(PQgetvalue(r, 0, 0)) > 0)
+        rc = fail(err, errlen, "%s: migration \"%s\" has already been completed on this database", m->file,
+                  m->name);
+    else if (!PQgetisnull(r, 0, 1) && (!m->parent || strcmp(m->parent, PQgetvalue(r, 0, 1)) != 0))
+        rc = fail(err, errlen, "%s: \"parent\" is \"%s\" but the last migration completed here is \"%s\"; "
+                  "migrations are forward-only, re-parent it onto \"%s\"", m->file,
+                  m->parent ? m->parent : "null", PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return rc == ENGINE_OK ? ENGINE_OK : ENGINE_INVALID;
+}
+
+/* ---- running steps -------------------------------------------------------- */
+
+static long backoff_delay(const struct engine *e, int attempt, unsigned int *seed)
+{
+    long base = e->opt.backoff_ms << (attempt < 6 ? attempt : 6);
+    if (base > 5000)
+        base = 5000;
+    return base / 2 + (long)(rand_r(seed) % (unsigned int)(base + 1));
+}
+
+/* Runs steps [from, to) as one transaction with lock_timeout, retrying lock
+ * timeouts with backoff and jitter. tail_sql (may be NULL) joins the same
+ * transaction, e.g. the state update that must commit with the DDL. */
+static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, size_t to,
+                   const char *tail_sql, const char *const *tail_params, int ntail,
+                   struct engine_contract_report *rep, char *err, size_t errlen)
+{
+    unsigned int seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();
+    int attempts = e->opt.contract_attempts > 0 ? e->opt.contract_attempts : 1;
+    char begin[96], state[6] = "";
+    snprintf(begin, sizeof begin, "BEGIN; SET LOCAL lock_timeout = '%ldms'", e->opt.lock_timeout_ms);
+    for (int attempt = 1; attempt <= attempts; attempt++) {
+        double t0 = now_ms();
+        int rc = exec_simple(e->conn, begin, state, err, errlen);
+        for (size_t i = from; rc == 0 && i < to; i++) {
+            rc = exec_simple(e->conn, l->v[i].sql, state, err, errlen);
+            if (rc != 0 && l->v[i].op_index >= 0) {
+                char tmp[1024];
+                snprintf(tmp, sizeof tmp, "operations[%d]: %s", l->v[i].op_index, err);
+                snprintf(err, errlen, "%s", tmp);
+            }
+        }
+        if (rc == 0 && tail_sql) {
+            PGresult *r = exec_params(e->conn, tail_sql, ntail, tail_params, err, errlen);
+            rc = r ? 0 : -1;
+            PQclear(r);
+        }
+        if (rc == 0)
+            rc = exec_simple(e->conn, "COMMIT", state, err, errlen);
+        if (rep) {
+            rep->attempts = attempt;
+            rep->total_ms += now_ms() - t0;
+        }
+        if (rc == 0)
+            return ENGINE_OK;
+        char ignore[128];
+        exec_simple(e->conn, "ROLLBACK", NULL, ignore, sizeof ignore);
+        if (strcmp(state, LOCK_NOT_AVAILABLE) != 0)
+            return ENGINE_FAILED;
+        if (rep)
+            rep->lock_wait_ms += now_ms() - t0;
+        long delay = backoff_delay(e, attempt - 1, &seed);
+        log_warn("lock not available within %ldms (attempt %d/%d); retrying in %ldms",
+                 e->opt.lock_timeout_ms, attempt, attempts, delay);
+        sleep_ms(delay);
+    }
+    return ENGINE_FAILED;
+}
+
+/* A CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind: drop
+ * it and try once more. */
+static int run_alone(struct engine *e, const struct mig_step *s, char *err, size_t errlen)
+{
+    char state[6] = "";
+    char tmo[64];
+    snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
+    exec_simple(e->conn, tmo, NULL, err, errlen);
+    int rc = exec_simple(e->conn, s->sql, state, err, errlen);
+    const char *p = strstr(s->sql, "INDEX CONCURRENTLY ");
+    if (rc != 0 && p && strncmp(s->sql, "CREATE", 6) == 0) {
+        const char *name = p + strlen("INDEX CONCURRENTLY ");
+        const char *on = strstr(name, " ON ");
+        const char *schema_end = on ? strstr(on + 4, "\".") : NULL;
+        if (on && schema_end) {
+            struct mig_str d = {0};
+            mig_str_add(&d, "DROP INDEX CONCURRENTLY IF EXISTS ");
+            char *schema = strndup(on + 4, (size_t)(schema_end - on - 4) + 1);
+            mig_str_addf(&d, "%s.%.*s", schema ? schema : "", (int)(on - name), name);
+            free(schema);
+            char *drop = mig_str_take(&d);
+            char e2[512];
+            log_warn("index build failed (%s); dropping the invalid index and retrying", err);
+            if (drop && exec_simple(e->conn, drop, NULL, e2, sizeof e2) == 0)
+                rc = exec_simple(e->conn, s->sql, state, err, errlen);
+            free(drop);
+        }
+    }
+    exec_simple(e->conn, "RESET lock_timeout", NULL, tmo, sizeof tmo);
+    if (rc != 0 && s->op_index >= 0) {
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "operations[%d]: %s", s->op_index, err);
+        snprintf(err, errlen, "%s", tmp);
+    }
+    return rc == 0 ? ENGINE_OK : ENGINE_FAILED;
+}
+
+/* Runs a step list: consecutive transactional steps share one transaction,
+ * CONCURRENTLY steps run on their own. */
+static int run_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
+{
+    size_t i = 0;
+    while (i < l->n) {
+        int rc;
+        if (l->v[i].mode == MIG_STEP_ALONE) {
+            rc = run_alone(e, &l->v[i], err, errlen);
+            i++;
+        } else {
+            size_t j = i;
+            while (j < l->n && l->v[j].mode == MIG_STEP_TXN)
+                j++;
+            rc = run_txn(e, l, i, j, NULL, NULL, 0, NULL, err, errlen);
+            i = j;
+        }
+        if (rc != ENGINE_OK)
+            return rc;
+    }
+    return ENGINE_OK;
+}
+
+/* Rollback steps run one by one and keep going: after a partial expand some
+ * objects never existed, and every step is written to tolerate that. */
+static int run_rollback_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
+{
+    int failed = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        struct mig_steps one = {.v = &l->v[i], .n = 1, .cap = 1};
+        char e2[1024];
+        if (run_steps(e, &one, e2, sizeof e2) != ENGINE_OK) {
+            log_warn("rollback step failed: %s", e2);
+            if (!failed)
+                snprintf(err, errlen, "%s", e2);
+            failed = 1;
+        }
+    }
+    return failed ? ENGINE_FAILED : ENGINE_OK;
+}
+
+/* ---- backfill loop -------------------------------------------------------- */
+
+static int backfill_table(struct engine *e, const char *name, const struct mig_bf_table *t,
+                          const struct mig_backfill_settings *cfg, long *budget, char *err, size_t errlen)
+{
+    struct backfill b;
+    backfill_init(&b, t, name, cfg);
+    int rc = backfill_load(e->conn, &b, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
+    char *session = backfill_session_sql(&b);
+    if (rc == ENGINE_OK && exec_simple(e->conn, session ? session : "", NULL, err, errlen) != 0)
+        rc = ENGINE_FAILED;
+    free(session);
+    while (rc == ENGINE_OK && !b.done) {
+        if (*budget == 0)
+            break;
+        if (backfill_step(e->conn, &b, err, errlen) != 0) {
+            rc = ENGINE_FAILED;
+            break;
+        }
+        if (*budget > 0)
+            (*budget)--;
+        if (e->opt.on_progress)
+            e->opt.on_progress(&b, 0, e->opt.progress_arg);
+        sleep_ms(backfill_sleep_ms(&b));
+    }
+    if (e->opt.on_progress && rc == ENGINE_OK)
+        e->opt.on_progress(&b, b.done, e->opt.progress_arg);
+    char e2[128];
+    exec_simple(e->conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout", NULL, e2, sizeof e2);
+    int finished = b.done;
+    backfill_free(&b);
+    if (rc == ENGINE_OK && !finished)
+        return -2;  /* stopped by the batch budget */
+    return rc;
+}
+
+static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
+                        const struct mig_backfill_settings *cfg, char *err, size_t errlen)
+{
+    long budget = e->opt.stop_after_batches > 0 ? e->opt.stop_after_batches : -1;
+    for (size_t i = 0; i < plan->nbf; i++) {
+        int rc = backfill_table(e, name, &plan->bf[i], cfg, &budget, err, errlen);
+        if (rc != ENGINE_OK)
+            return rc;
+    }
+    return ENGINE_OK;
+}
+
+/* Backfill, then the validations that need the data in place. */
+static int finish_start(struct engine *e, const char *name, const struct mig_plan *plan,
+                        const struct mig_backfill_settings *cfg, char *err, size_t errlen)
+{
+    if (e->opt.skip_backfill)
+        return ENGINE_OK;
+    int rc = run_backfill(e, name, plan, cfg, err, errlen);
+    if (rc == -2) {
+        log_info("backfill of %s stopped after the requested number of batches; "
+                 "run `pgtandem migrate resume` to continue", name);
+        return ENGINE_OK;
+    }
+    if (rc != ENGINE_OK) {
+        record_status(e->conn, name, "backfilling", err);
+        return rc;
+    }
+    if (run_steps(e, &plan->validate, err, errlen) != ENGINE_OK) {
+        record_status(e->conn, name, "backfilling", err);
+        return ENGINE_FAILED;
+    }
+    record_status(e->conn, name, "active", NULL);
+    log_info("migration %s is active: both shapes are live; run `pgtandem migrate complete` "
+             "once every client uses the new shape", name);
+    return ENGINE_OK;
+}
+
+static int expand(struct engine *e, const struct migration *m, const struct mig_plan *plan,
+                  char *err, size_t errlen)
+{
+    if (record_status(e->conn, m->name, "expanding", NULL) != 0)
+        return fail(err, errlen, "cannot record the migration state: %s", PQerrorMessage(e->conn));
+    if (run_steps(e, &plan->expand, err, errlen) != ENGINE_OK) {
+        char e2[1024];
+        log_error("expand of %s failed: %s; removing what it created", m->name, err);
+        run_rollback_steps(e, &plan->rollback, e2, sizeof e2);
+        record_status(e->conn, m->name, "failed", err);
+        return ENGINE_FAILED;
+    }
+    record_status(e->conn, m->name, "backfilling", NULL);
+    return ENGINE_OK;
+}
+
+static int insert_migration(struct engine *e, const struct migration *m, const struct mig_plan *plan,
+                            char *err, size_t errlen)
+{
+    char *plan_json = mig_plan_to_json(plan);
+    if (!plan_json)
+        return fail(err, errlen, "out of memory");
+    const char *v[5] = {m->name, m->parent, m->checksum, m->json, plan_json};
+    PGresult *r = exec_params(e->conn,
+        "INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
+        " VALUES ($1, $2, $3, $4, $5, 'expanding') ON CONFLICT (name) DO UPDATE SET"
+        " parent = $2, checksum = $3, migration = $4, plan = $5, status = 'expanding',"
+        " started_at = now(), updated_at = now(), error = NULL, backfilled_at = NULL,"
+        " rolled_back_at = NULL, completed_at = NULL", 5, v, err, errlen);
+    free(plan_json);
+    if (!r)
+        return ENGINE_FAILED;
+    PQclear(r);
+    r = exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v, err, errlen);
+    PQclear(r);
+    return r ? ENGINE_OK : ENGINE_FAILED;
+}
+
+int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
+{
+    struct current cur;
+    int found = load_current(e->conn, &cur, err, errlen);
+    if (found < 0)
+        return ENGINE_FAILED;
+    if (found) {
+        int same = !strcmp(cur.name, m->name) && !strcmp(cur.checksum, m->checksum);
+        int same_name = !strcmp(cur.name, m->name);
+        char name[128];
+        snprintf(name, sizeof name, "%s", cur.name);
+        free_current(&cur);
+        if (same)
+            return engine_resume(e, err, errlen);
+        if (same_name)
+            return fail(err, errlen, "%s: migration \"%s\" was started from a different file (checksum "
+                        "changed); roll it back first or restore the file", m->file, m->name), ENGINE_INVALID;
+        snprintf(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting "
+                 "\"%s\"", name, m->name);
+        return ENGINE_INVALID;
+    }
+    int rc = check_history(e->conn, m, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    struct mig_plan plan;
+    rc = engine_prepare(e, m, &plan, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    for (size_t i = 0; i < plan.nnotes; i++)
+        log_warn("%s", plan.notes[i]);
+    rc = insert_migration(e, m, &plan, err, errlen);
+    if (rc == ENGINE_OK)
+        rc = expand(e, m, &plan, err, errlen);
+    if (rc == ENGINE_OK)
+        rc = finish_start(e, m->name, &plan, &m->backfill, err, errlen);
+    mig_plan_free(&plan);
+    return rc;
+}
+
+/* Loads the migration in progress with its stored plan. */
+static int load_in_progress(struct engine *e, struct current *cur, struct migration *m,
+                            struct mig_plan *plan, char *err, size_t errlen)
+{
+    int found = load_current(e->conn, cur, err, errlen);
+    if (found <= 0) {
+        if (found == 0)
+            snprintf(err, errlen, "no migration is in progress");
+        return found == 0 ? ENGINE_INVALID : ENGINE_FAILED;
+    }
+    if (mig_parse(cur->migration_json, strlen(cur->migration_json), cur->name, m, err, errlen) != 0 ||
+        !cur->plan_json || mig_plan_from_json(cur->plan_json, plan, err, errlen) != 0) {
+        mig_free(m);
+        free_current(cur);
+        return ENGINE_FAILED;
+    }
+    return ENGINE_OK;
+}
+
+int engine_resume(struct engine *e, char *err, size_t errlen)
+{
+    struct current cur;
+    struct migration m;
+    struct mig_plan plan;
+    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    if (!strcmp(cur.status, "expanding") || !strcmp(cur.status, "failed")) {
+        log_info("migration %s was interrupted during expand; undoing the partial expand and redoing it",
+                 cur.name);
+        char e2[1024];
+        run_rollback_steps(e, &plan.rollback, e2, sizeof e2);
+        rc = expand(e, &m, &plan, err, errlen);
+    }
+    if (rc == ENGINE_OK && strcmp(cur.status, "active") != 0)
+        rc = finish_start(e, cur.name, &plan, &m.backfill, err, errlen);
+    else if (rc == ENGINE_OK)
+        log_info("migration %s is already active; run `pgtandem migrate complete`", cur.name);
+    mig_plan_free(&plan);
+    mig_free(&m);
+    free_current(&cur);
+    return rc;
+}
+
+int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen)
+{
+    memset(rep, 0, sizeof *rep);
+    struct current cur;
+    struct migration m;
+    struct mig_plan plan;
+    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    if (strcmp(cur.status, "active") != 0) {
+        snprintf(err, errlen, "migration %s is %s, not active; %s", cur.name, cur.status,
+                 strcmp(cur.status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
+                                               : "roll it back");
+        rc = ENGINE_INVALID;
+    } else {
+        char attempts_buf[16];
+        const char *v[1] = {cur.name};
+        (void)attempts_buf;
+        rc = run_txn(e, &plan.contract, 0, plan.contract.n,
+                     "UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
+                     " updated_at = now(), error = NULL WHERE name = $1", v, 1, rep, err, errlen);
+        if (rc != ENGINE_OK) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "contract failed after %d attempt(s): %s", rep->attempts, err);
+            snprintf(err, errlen, "%s", msg);
+        }
+        char a[16], w[32];
+        snprintf(a, sizeof a, "%d", rep->attempts);
+        snprintf(w, sizeof w, "%.1f", rep->lock_wait_ms);
+        const char *v2[4] = {cur.name, a, w, rc == ENGINE_OK ? NULL : err};
+        char e2[256];
+        PGresult *r = exec_params(e->conn, "UPDATE pgtandem.migrations SET contract_attempts = $2::int,"
+                                  " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
+                                  4, v2, e2, sizeof e2);
+        PQclear(r);
+        if (rc == ENGINE_OK && run_steps(e, &plan.post, err, errlen) != ENGINE_OK) {
+            log_error("the migration is complete but a post-contract validation failed: %s", err);
+            rc = ENGINE_FAILED;
+        }
+    }
+    mig_plan_free(&plan);
+    mig_free(&m);
+    free_current(&cur);
+    return rc;
+}
+
+int engine_rollback(struct engine *e, char *err, size_t errlen)
+{
+    struct current cur;
+    struct migration m;
+    struct mig_plan plan;
+    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    rc = run_rollback_steps(e, &plan.rollback, err, errlen);
+    if (rc == ENGINE_OK) {
+        record_status(e->conn, cur.name, "rolled_back", NULL);
+        const char *v[1] = {cur.name};
+        char e2[256];
+        PQclear(exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,
+                            e2, sizeof e2));
+    } else {
+        record_status(e->conn, cur.name, cur.status, err);
+    }
+    mig_plan_free(&plan);
+    mig_free(&m);
+    free_current(&cur);
+    return rc;
+}
+
+int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen)
+{
+    struct current cur;
+    int found = load_current(e->conn, &cur, err, errlen);
+    if (found <= 0)
+        return found == 0 ? (snprintf(err, errlen, "no migration is in progress"), ENGINE_INVALID)
+                          : ENGINE_FAILED;
+    const char *v[2] = {cur.name, paused ? "t" : "f"};
+    PGresult *r = exec_params(e->conn, "UPDATE pgtandem.backfill_progress SET paused = $2::boolean"
+                              " WHERE migration = $1", 2, v, err, errlen);
+    PQclear(r);
+    free_current(&cur);
+    return r ? ENGINE_OK : ENGINE_FAILED;
+}

@@ -1,0 +1,721 @@
+/* Migration file parser and structural validator. Every key, type and name in
+ * an (untrusted) migration file is checked here; anything unexpected is an
+ * error naming the file, line, column, operation index and key, with a "did
+ * you mean" for near misses. Nothing here talks to a database. */
+#include "migration.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NAME 63     /* NAMEDATALEN - 1: longer identifiers get truncated silently */
+#define MAX_MIG_NAME 40 /* leaves room for the "pgtandem_" version schema prefix */
+#define MAX_OPS 1000
+#define MAX_FILE (16 * 1024 * 1024)
+
+enum key_type { K_STR, K_BOOL, K_STRS, K_OBJ, K_COLS, K_STR_OR_NULL, K_INT, K_NUM };
+
+struct key_spec {
+    const char *key;
+    enum key_type type;
+    int required;
+};
+
+struct op_spec {
+    const char *name;
+    enum mig_op_kind kind;
+    const struct key_spec *keys;
+};
+
+struct parse_ctx {
+    const char *file;
+    const char *text;
+    char *err;
+    size_t errlen;
+    char path[160];     /* e.g. operations[2].rename_column */
+};
+
+static const struct key_spec rename_column_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"from", K_STR, 1}, {"to", K_STR, 1},
+    {"type", K_STR, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec add_column_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_OBJ, 1}, {"up", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec alter_column_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"type", K_STR, 0},
+    {"nullable", K_BOOL, 0}, {"default", K_STR_OR_NULL, 0}, {"check", K_STR, 0},
+    {"unique", K_BOOL, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec drop_column_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"down", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec create_table_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"columns", K_COLS, 1}, {NULL, 0, 0}};
+static const struct key_spec drop_table_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {NULL, 0, 0}};
+static const struct key_spec rename_table_keys[] = {
+    {"schema", K_STR, 0}, {"from", K_STR, 1}, {"to", K_STR, 1}, {NULL, 0, 0}};
+static const struct key_spec create_index_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"columns", K_STRS, 1},
+    {"unique", K_BOOL, 0}, {"method", K_STR, 0}, {"where", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec drop_index_keys[] = {
+    {"schema", K_STR, 0}, {"name", K_STR, 1}, {NULL, 0, 0}};
+static const struct key_spec create_constraint_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"type", K_STR, 1},
+    {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {NULL, 0, 0}};
+static const struct key_spec sql_keys[] = {
+    {"up", K_STR, 1}, {"down", K_STR, 0}, {"on", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec column_keys[] = {
+    {"name", K_STR, 1}, {"type", K_STR, 1}, {"nullable", K_BOOL, 0}, {"default", K_STR, 0},
+    {"check", K_STR, 0}, {"unique", K_BOOL, 0}, {"primary_key", K_BOOL, 0},
+    {"references", K_STR, 0}, {"comment", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec references_keys[] = {
+    {"table", K_STR, 1}, {"columns", K_STRS, 1}, {NULL, 0, 0}};
+static const struct key_spec top_keys[] = {
+    {"name", K_STR, 1}, {"parent", K_STR_OR_NULL, 0}, {"operations", K_OBJ, 1},
+    {"backfill", K_OBJ, 0}, {NULL, 0, 0}};
+static const struct key_spec backfill_keys[] = {
+    {"batch_rows", K_INT, 0}, {"min_rows", K_INT, 0}, {"max_rows", K_INT, 0},
+    {"target_ms", K_INT, 0}, {"max_rows_per_sec", K_INT, 0}, {"sleep_ratio", K_NUM, 0},
+    {"lock_timeout_ms", K_INT, 0}, {NULL, 0, 0}};
+
+static const struct op_spec op_specs[] = {
+    {"rename_column", MIG_RENAME_COLUMN, rename_column_keys},
+    {"add_column", MIG_ADD_COLUMN, add_column_keys},
+    {"alter_column", MIG_ALTER_COLUMN, alter_column_keys},
+    {"drop_column", MIG_DROP_COLUMN, drop_column_keys},
+    {"create_table", MIG_CREATE_TABLE, create_table_keys},
+    {"drop_table", MIG_DROP_TABLE, drop_table_keys},
+    {"rename_table", MIG_RENAME_TABLE, rename_table_keys},
+    {"create_index", MIG_CREATE_INDEX, create_index_keys},
+    {"drop_index", MIG_DROP_INDEX, drop_index_keys},
+    {"create_constraint", MIG_CREATE_CONSTRAINT, create_constraint_keys},
+    {"sql", MIG_SQL, sql_keys},
+};
+#define N_OP_SPECS (sizeof(op_specs) / sizeof(op_specs[0]))
+
+const char *mig_op_name(enum mig_op_kind kind)
+{
+    for (size_t i = 0; i < N_OP_SPECS; i++)
+        if (op_specs[i].kind == kind)
+            return op_specs[i].name;
+    return "?";
+}
+
+size_t mig_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return (size_t)-1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = diag + cost;
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Finds where a quoted token first appears so errors can point at a line even
+ * though jansson does not keep positions for decoded values. */
+static void locate(const struct parse_ctx *c, const char *token, int *line, int *col)
+{
+    *line = 0;
+    *col = 0;
+    if (!c->text || !token)
+        return;
+    char quoted[80];
+    if (snprintf(quoted, sizeof quoted, "\"%s\"", token) >= (int)sizeof quoted)
+        return;
+    const char *hit = strstr(c->text, quoted);
+    if (!hit)
+        return;
+    *line = 1;
+    const char *line_start = c->text;
+    for (const char *p = c->text; p < hit; p++)
+        if (*p == '\n') {
+            (*line)++;
+            line_start = p + 1;
+        }
+    *col = (int)(hit - line_start) + 1;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail_at(struct parse_ctx *c, const char *token, const char *fmt, ...)
+{
+    int line, col;
+    locate(c, token, &line, &col);
+    size_t off = 0;
+    if (line > 0)
+        off = (size_t)snprintf(c->err, c->errlen, "%s:%d:%d: ", c->file, line, col);
+    else
+        off = (size_t)snprintf(c->err, c->errlen, "%s: ", c->file);
+    if (off < c->errlen && c->path[0])
+        off += (size_t)snprintf(c->err + off, c->errlen - off, "%s: ", c->path);
+    if (off < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err + off, c->errlen - off, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static const char *closest(const char *word, const char *const *cands, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = mig_edit_distance(word, cands[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = cands[i];
+        }
+    }
+    size_t limit = strlen(word) / 3 + 1;
+    return best_d <= (limit < 3 ? limit : 3) ? best : NULL;
+}
+
+static int unknown_key(struct parse_ctx *c, const char *key, const struct key_spec *spec)
+{
+    const char *names[32];
+    size_t n = 0;
+    for (; spec[n].key && n < 32; n++)
+        names[n] = spec[n].key;
+    const char *hint = closest(key, names, n);
+    if (hint)
+        return fail_at(c, key, "unknown key \"%s\" (did you mean \"%s\"?)", key, hint);
+    char list[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+        if (i + 1 < n)
+            strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return fail_at(c, key, "unknown key \"%s\" (allowed: %s)", key, list);
+}
+
+static const char *type_label(enum key_type t)
+{
+    switch (t) {
+    case K_STR: return "a string";
+    case K_BOOL: return "true or false";
+    case K_STRS: return "an array of strings";
+    case K_OBJ: return "an object";
+    case K_COLS: return "an array of column objects";
+    case K_STR_OR_NULL: return "a string or null";
+    case K_INT: return "an integer";
+    case K_NUM: return "a number";
+    }
+    return "?";
+}
+
+static int type_ok(json_t *v, enum key_type t)
+{
+    switch (t) {
+    case K_STR: return json_is_string(v);
+    case K_BOOL: return json_is_boolean(v);
+    case K_STRS: case K_COLS: return json_is_array(v);
+    case K_OBJ: return json_is_object(v) || json_is_array(v);
+    case K_STR_OR_NULL: return json_is_string(v) || json_is_null(v);
+    case K_INT: return json_is_integer(v);
+    case K_NUM: return json_is_number(v);
+    }
+    return 0;
+}
+
+/* Checks that obj has only known keys, each of the right JSON type, and all
+ * required keys. */
+static int check_keys(struct parse_ctx *c, json_t *obj, const struct key_spec *spec)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+        const struct key_spec *k = spec;
+        while (k->key && strcmp(k->key, key) != 0)
+            k++;
+        if (!k->key)
+            return unknown_key(c, key, spec);
+        if (!type_ok(val, k->type))
+            return fail_at(c, key, "\"%s\" must be %s", key, type_label(k->type));
+        if (json_is_string(val) && json_string_length(val) == 0)
+            return fail_at(c, key, "\"%s\" must not be empty", key);
+    }
+    for (const struct key_spec *k = spec; k->key; k++)
+        if (k->required && !json_object_get(obj, k->key))
+            return fail_at(c, NULL, "missing required key \"%s\"", k->key);
+    return 0;
+}
+
+static char *dup_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+static int get_tristate(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_boolean(v) ? json_is_true(v) : -1;
+}
+
+/* Identifiers are quoted wherever they reach SQL; this only refuses what
+ * Postgres would silently mangle (truncation) or what can never be right. */
+static int check_ident(struct parse_ctx *c, const char *key, const char *s)
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_NAME)
+        return fail_at(c, key, "\"%s\" must be 1 to %d bytes long (got %zu)", key, MAX_NAME, n);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return fail_at(c, key, "\"%s\" contains a control character", key);
+    return 0;
+}
+
+/* Type names cannot be quoted as one identifier ("numeric(10,2)", "timestamp
+ * with time zone", "text[]"), so they are restricted to the characters a type
+ * name can contain; the live catalog check resolves them afterwards. */
+static int check_type(struct parse_ctx *c, const char *key, const char *s)
+{
+    if (!s)
+        return 0;
+    int depth = 0;
+    if (strlen(s) > 128)
+        return fail_at(c, key, "type \"%.40s...\" is too long", s);
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '(') depth++;
+        else if (ch == ')') { if (--depth < 0) break; }
+        else if (!(isalnum(ch) || ch == '_' || ch == ' ' || ch == ',' || ch == '.' ||
+                   ch == '[' || ch == ']' || ch == '"'))
+            return fail_at(c, key, "type \"%s\" contains '%c'; use a plain type name such as "
+                           "\"jsonb\" or \"numeric(10,2)\"", s, ch);
+    }
+    if (depth != 0)
+        return fail_at(c, key, "type \"%s\" has unbalanced parentheses", s);
+    return 0;
+}
+
+static int dup_strs(struct parse_ctx *c, json_t *arr, const char *key, char ***out, size_t *n)
+{
+    size_t len = json_array_size(arr);
+    if (len == 0 || len > 32)
+        return fail_at(c, key, "\"%s\" must list 1 to 32 names", key);
+    *out = calloc(len, sizeof(char *));
+    if (!*out)
+        return fail_at(c, key, "out of memory");
+    *n = len;
+    for (size_t i = 0; i < len; i++) {
+        json_t *v = json_array_get(arr, i);
+        if (!json_is_string(v))
+            return fail_at(c, key, "\"%s\"[%zu] must be a string", key, i);
+        (*out)[i] = strdup(json_string_value(v));
+        if (check_ident(c, key, (*out)[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_column(struct parse_ctx *c, json_t *obj, struct mig_column *col)
+{
+    if (!json_is_object(obj))
+        return fail_at(c, NULL, "a column must be an object");
+    if (check_keys(c, obj, column_keys) != 0)
+        return -1;
+    col->name = dup_str(obj, "name");
+    col->type = dup_str(obj, "type");
+    col->default_expr = dup_str(obj, "default");
+    col->check = dup_str(obj, "check");
+    col->references = dup_str(obj, "references");
+    col->comment = dup_str(obj, "comment");
+    col->nullable = get_tristate(obj, "nullable");
+    col->unique = get_tristate(obj, "unique");
+    col->primary_key = get_tristate(obj, "primary_key");
+    if (check_ident(c, "name", col->name) || check_type(c, "type", col->type))
+        return -1;
+    if (col->references && check_type(c, "references", col->references))
+        return -1;
+    return 0;
+}
+
+static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
+{
+    size_t n = json_array_size(arr);
+    if (n == 0 || n > 1600)
+        return fail_at(c, "columns", "\"columns\" must list 1 to 1600 columns");
+    op->cols = calloc(n, sizeof *op->cols);
+    if (!op->cols)
+        return fail_at(c, NULL, "out of memory");
+    op->ncols = n;
+    size_t base = strlen(c->path);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(c->path + base, sizeof c->path - base, ".columns[%zu]", i);
+        if (parse_column(c, json_array_get(arr, i), &op->cols[i]) != 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(op->cols[j].name, op->cols[i].name) == 0)
+                return fail_at(c, op->cols[i].name, "column \"%s\" is listed twice", op->cols[i].name);
+    }
+    c->path[base] = '\0';
+    return 0;
+}
+
+static int parse_references(struct parse_ctx *c, json_t *obj, struct mig_op *op)
+{
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj))
+        return fail_at(c, "references", "\"references\" must be an object {table, columns}");
+    if (check_keys(c, obj, references_keys) != 0)
+        return -1;
+    op->ref_table = dup_str(obj, "table");
+    if (check_ident(c, "table", op->ref_table))
+        return -1;
+    return dup_strs(c, json_object_get(obj, "columns"), "columns", &op->ref_columns, &op->nref_columns);
+}
+
+static int parse_op_fields(struct parse_ctx *c, json_t *body, struct mig_op *op)
+{
+    op->schema = dup_str(body, "schema");
+    if (!op->schema)
+        op->schema = strdup("public");
+    op->table = dup_str(body, "table");
+    op->from = dup_str(body, "from");
+    op->to = dup_str(body, "to");
+    op->type = dup_str(body, "type");
+    op->up = dup_str(body, "up");
+    op->down = dup_str(body, "down");
+    op->check = dup_str(body, "check");
+    op->name = dup_str(body, "name");
+    op->method = dup_str(body, "method");
+    op->where = dup_str(body, "where");
+    op->nullable = get_tristate(body, "nullable");
+    op->unique = get_tristate(body, "unique");
+    json_t *def = json_object_get(body, "default");
+    op->has_default = def != NULL;
+    op->default_expr = json_is_string(def) ? strdup(json_string_value(def)) : NULL;
+    json_t *column = json_object_get(body, "column");
+    if (json_is_string(column))
+        op->column = strdup(json_string_value(column));
+    if (check_ident(c, "schema", op->schema) || check_ident(c, "table", op->table) ||
+        check_ident(c, "from", op->from) || check_ident(c, "to", op->to) ||
+        check_ident(c, "column", op->column) || check_ident(c, "name", op->name) ||
+        check_ident(c, "method", op->method))
+        return -1;
+    return 0;
+}
+
+static int check_method(struct parse_ctx *c, const char *method)
+{
+    static const char *const methods[] = {"btree", "hash", "gin", "gist", "spgist", "brin"};
+    if (!method)
+        return 0;
+    for (size_t i = 0; i < 6; i++)
+        if (strcmp(method, methods[i]) == 0)
+            return 0;
+    const char *hint = closest(method, methods, 6);
+    return fail_at(c, "method", "unknown index method \"%s\"%s%s%s", method,
+                   hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+}
+
+/* Rules that depend on the operation kind beyond key presence/types. */
+static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *op)
+{
+    switch (op->kind) {
+    case MIG_RENAME_COLUMN:
+        if (strcmp(op->from, op->to) == 0)
+            return fail_at(c, "to", "\"from\" and \"to\" are both \"%s\"", op->to);
+        if ((op->up || op->down) && !(op->up && op->down))
+            return fail_at(c, op->up ? "up" : "down", "\"up\" and \"down\" must be given together "
+                           "so writes through either name reach the other");
+        return check_type(c, "type", op->type);
+    case MIG_ADD_COLUMN:
+        if (parse_column(c, json_object_get(body, "column"), &op->col) != 0)
+            return -1;
+        if (op->col.primary_key == 1)
+            return fail_at(c, "primary_key", "add_column cannot add a primary key; use create_constraint");
+        return 0;
+    case MIG_ALTER_COLUMN:
+        if (!op->type && op->nullable < 0 && !op->has_default && !op->check && op->unique < 0)
+            return fail_at(c, "alter_column", "nothing to change: give type, nullable, default, check or unique");
+        if (op->type && !op->up)
+            return fail_at(c, "type", "changing the type needs \"up\" (old -> new expression) and \"down\"");
+        if ((op->up || op->down) && !(op->up && op->down))
+            return fail_at(c, op->up ? "up" : "down", "\"up\" and \"down\" must be given together");
+        return check_type(c, "type", op->type);
+    case MIG_RENAME_TABLE:
+        if (strcmp(op->from, op->to) == 0)
+            return fail_at(c, "to", "\"from\" and \"to\" are both \"%s\"", op->to);
+        return 0;
+    case MIG_CREATE_TABLE:
+        return parse_columns(c, json_object_get(body, "columns"), op);
+    case MIG_CREATE_INDEX:
+        if (dup_strs(c, json_object_get(body, "columns"), "columns", &op->columns, &op->ncolumns))
+            return -1;
+        return check_method(c, op->method);
+    case MIG_CREATE_CONSTRAINT: {
+        static const char *const kinds[] = {"check", "unique", "foreign_key"};
+        op->constraint_type = strdup(op->type);
+        free(op->type);
+        op->type = NULL;
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(op->constraint_type, kinds[i]) == 0)
+                k = i;
+        if (k < 0) {
+            const char *hint = closest(op->constraint_type, kinds, 3);
+            return fail_at(c, "type", "unknown constraint type \"%s\" (%s%s%s)", op->constraint_type,
+                           hint ? "did you mean \"" : "use check, unique or foreign_key",
+                           hint ? hint : "", hint ? "\"?" : "");
+        }
+        json_t *cols = json_object_get(body, "columns");
+        if (cols && dup_strs(c, cols, "columns", &op->columns, &op->ncolumns))
+            return -1;
+        if (k == 0 && !op->check)
+            return fail_at(c, "check", "a check constraint needs \"check\"");
+        if (k > 0 && !op->columns)
+            return fail_at(c, "columns", "a %s constraint needs \"columns\"", kinds[k]);
+        if (k == 2 && !json_object_get(body, "references"))
+            return fail_at(c, "references", "a foreign_key constraint needs \"references\"");
+        return parse_references(c, json_object_get(body, "references"), op);
+    }
+    case MIG_SQL: {
+        json_t *on = json_object_get(body, "on");
+        const char *v = on ? json_string_value(on) : "start";
+        if (strcmp(v, "start") == 0)
+            op->on = MIG_ON_START;
+        else if (strcmp(v, "complete") == 0)
+            op->on = MIG_ON_COMPLETE;
+        else
+            return fail_at(c, "on", "\"on\" must be \"start\" or \"complete\" (got \"%s\")", v);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int parse_op(struct parse_ctx *c, json_t *entry, size_t idx, struct mig_op *op)
+{
+    snprintf(c->path, sizeof c->path, "operations[%zu]", idx);
+    op->index = (int)idx;
+    op->nullable = op->unique = -1;
+    if (!json_is_object(entry) || json_object_size(entry) != 1)
+        return fail_at(c, NULL, "each operation must be an object with exactly one key, "
+                       "e.g. {\"rename_column\": {...}}");
+    const char *opname = json_object_iter_key(json_object_iter(entry));
+    json_t *body = json_object_get(entry, opname);
+    const struct op_spec *spec = NULL;
+    const char *names[N_OP_SPECS];
+    for (size_t i = 0; i < N_OP_SPECS; i++) {
+        names[i] = op_specs[i].name;
+        if (strcmp(op_specs[i].name, opname) == 0)
+            spec = &op_specs[i];
+    }
+    if (!spec) {
+        const char *hint = closest(opname, names, N_OP_SPECS);
+        if (hint)
+            return fail_at(c, opname, "unknown operation \"%s\" (did you mean \"%s\"?)", opname, hint);
+        return fail_at(c, opname, "unknown operation \"%s\"", opname);
+    }
+    snprintf(c->path, sizeof c->path, "operations[%zu].%s", idx, spec->name);
+    op->kind = spec->kind;
+    if (!json_is_object(body))
+        return fail_at(c, opname, "the body of \"%s\" must be an object", opname);
+    if (check_keys(c, body, spec->keys) != 0 || parse_op_fields(c, body, op) != 0)
+        return -1;
+    return check_op_semantics(c, body, op);
+}
+
+static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_settings *bf)
+{
+    bf->batch_rows = 1000;
+    bf->min_rows = 100;
+    bf->max_rows = 100000;
+    bf->target_ms = 50;
+    bf->max_rows_per_sec = 0;
+    bf->sleep_ratio = 0.0;
+    bf->lock_timeout_ms = 1000;
+    if (!obj)
+        return 0;
+    snprintf(c->path, sizeof c->path, "backfill");
+    if (!json_is_object(obj))
+        return fail_at(c, "backfill", "\"backfill\" must be an object");
+    if (check_keys(c, obj, backfill_keys) != 0)
+        return -1;
+    struct { const char *key; long *dst; long lo, hi; } ints[] = {
+        {"batch_rows", &bf->batch_rows, 1, 10000000}, {"min_rows", &bf->min_rows, 1, 10000000},
+        {"max_rows", &bf->max_rows, 1, 10000000}, {"target_ms", &bf->target_ms, 1, 60000},
+        {"max_rows_per_sec", &bf->max_rows_per_sec, 0, 1000000000},
+        {"lock_timeout_ms", &bf->lock_timeout_ms, 1, 600000}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        json_t *v = json_object_get(obj, ints[i].key);
+        if (!v)
+            continue;
+        json_int_t x = json_integer_value(v);
+        if (x < ints[i].lo || x > ints[i].hi)
+            return fail_at(c, ints[i].key, "\"%s\" must be between %ld and %ld", ints[i].key,
+                           ints[i].lo, ints[i].hi);
+        *ints[i].dst = (long)x;
+    }
+    json_t *sr = json_object_get(obj, "sleep_ratio");
+    if (sr) {
+        bf->sleep_ratio = json_number_value(sr);
+        if (!(bf->sleep_ratio >= 0.0 && bf->sleep_ratio <= 100.0))
+            return fail_at(c, "sleep_ratio", "\"sleep_ratio\" must be between 0 and 100");
+    }
+    if (bf->min_rows > bf->max_rows)
+        return fail_at(c, "min_rows", "\"min_rows\" is larger than \"max_rows\"");
+    return 0;
+}
+
+static int check_mig_name(struct parse_ctx *c, const char *key, const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_MIG_NAME)
+        return fail_at(c, key, "\"%s\" must be 1 to %d characters", key, MAX_MIG_NAME);
+    for (const char *p = s; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-'))
+            return fail_at(c, key, "\"%s\" may only contain letters, digits, '_' and '-' (got '%c')",
+                           key, *p);
+    return 0;
+}
+
+static void checksum_hex(const char *text, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned int i = 0; i < mdlen && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[64] = '\0';
+}
+
+static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
+{
+    c->path[0] = '\0';
+    if (!json_is_object(root))
+        return fail_at(c, NULL, "a migration must be a JSON object");
+    if (check_keys(c, root, top_keys) != 0)
+        return -1;
+    m->name = dup_str(root, "name");
+    m->parent = dup_str(root, "parent");
+    if (check_mig_name(c, "name", m->name) || (m->parent && check_mig_name(c, "parent", m->parent)))
+        return -1;
+    if (m->parent && strcmp(m->parent, m->name) == 0)
+        return fail_at(c, "parent", "a migration cannot be its own parent");
+    json_t *ops = json_object_get(root, "operations");
+    if (!json_is_array(ops) || json_array_size(ops) == 0 || json_array_size(ops) > MAX_OPS)
+        return fail_at(c, "operations", "\"operations\" must be an array of 1 to %d operations", MAX_OPS);
+    m->nops = json_array_size(ops);
+    m->ops = calloc(m->nops, sizeof *m->ops);
+    if (!m->ops)
+        return fail_at(c, NULL, "out of memory");
+    for (size_t i = 0; i < m->nops; i++)
+        if (parse_op(c, json_array_get(ops, i), i, &m->ops[i]) != 0)
+            return -1;
+    return parse_backfill(c, json_object_get(root, "backfill"), &m->backfill);
+}
+
+int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
+              char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->file = strdup(file ? file : "<input>");
+    struct parse_ctx c = {.file = out->file, .text = NULL, .err = err, .errlen = errlen};
+    if (memchr(text, '\0', len)) {
+        fail_at(&c, NULL, "the file contains a NUL byte");
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", out->file, jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    out->json = strndup(text, len);
+    c.text = out->json;
+    checksum_hex(text, len, out->checksum);
+    int rc = parse_top(&c, root, out);
+    json_decref(root);
+    return rc;
+}
+
+int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(MAX_FILE + 1);
+    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > MAX_FILE) {
+        free(buf);
+        snprintf(err, errlen, "%s: file is larger than %d bytes", path, MAX_FILE);
+        return -1;
+    }
+    int rc = mig_parse(buf, n, path, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+static void free_column(struct mig_column *c)
+{
+    free(c->name);
+    free(c->type);
+    free(c->default_expr);
+    free(c->check);
+    free(c->references);
+    free(c->comment);
+}
+
+static void free_strs(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_op(struct mig_op *op)
+{
+    free(op->schema); free(op->table); free(op->from); free(op->to); free(op->column);
+    free(op->type); free(op->up); free(op->down); free(op->default_expr); free(op->check);
+    free(op->name); free(op->method); free(op->where); free(op->constraint_type);
+    free(op->ref_table);
+    free_strs(op->columns, op->ncolumns);
+    free_strs(op->ref_columns, op->nref_columns);
+    free_column(&op->col);
+    for (size_t i = 0; i < op->ncols; i++)
+        free_column(&op->cols[i]);
+    free(op->cols);
+}
+
+void mig_free(struct migration *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nops; i++)
+        free_op(&m->ops[i]);
+    free(m->ops);
+    free(m->file);
+    free(m->name);
+    free(m->parent);
+    free(m->json);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,284 @@
+/* Reads the live catalog (columns, primary key, indexes, foreign keys) of the
+ * tables a migration names, so that validation and SQL generation can work
+ * from a snapshot. Every query takes names as parameters. */
+#include "migration_catalog.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *COLUMNS_SQL =
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+    "       pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum)"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_attribute a ON a.attrelid = c.oid"
+    "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','p')"
+    "   AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+/* Simple (no expression, no predicate) indexes come back with their column
+ * names as JSON so they can be rebuilt on a renamed column. */
+static const char *INDEXES_SQL =
+    "SELECT ic.relname, am.amname, i.indisunique, i.indisprimary,"
+    "       (i.indexprs IS NULL AND i.indpred IS NULL AND i.indisvalid"
+    "        AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption) o WHERE o <> 0)),"
+    "       (SELECT json_agg(a.attname ORDER BY k.o) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)"
+    "          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)::text,"
+    "       con.conname,"
+    "       (SELECT bool_and(a.attnotnull) FROM pg_attribute a"
+    "         WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_index i ON i.indrelid = c.oid JOIN pg_class ic ON ic.oid = i.indexrelid"
+    "  JOIN pg_am am ON am.oid = ic.relam"
+    "  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('u','p')"
+    " WHERE n.nspname = $1 AND c.relname = $2"
+    " ORDER BY i.indisprimary DESC, ic.relname";
+
+static const char *FKEYS_SQL =
+    "SELECT con.conname, a.attname, con.confrelid::regclass::text, ra.attname,"
+    "       con.confdeltype, con.confupdtype"
+    "  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid"
+    "  JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]"
+    "  JOIN pg_attribute ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]"
+    " WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2"
+    "   AND array_length(con.conkey, 1) = 1";
+
+static const char *ESTIMATE_SQL =
+    "SELECT greatest(c.reltuples, 0)::float8 FROM pg_class c"
+    "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
+
+static char *dup_or_null(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+static PGresult *query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
+                             char *err, size_t errlen)
+{
+    const char *params[2] = {t->schema, t->name};
+    PGresult *r = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "reading the catalog of %s.%s: %s", t->schema, t->name,
+                 PQerrorMessage(conn));
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, COLUMNS_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->exists = n > 0;
+    t->cols = calloc((size_t)n + 1, sizeof *t->cols);
+    for (int i = 0; t->cols && i < n; i++) {
+        struct mig_cat_column *c = &t->cols[t->ncols++];
+        c->name = strdup(PQgetvalue(r, i, 0));
+        c->type = strdup(PQgetvalue(r, i, 1));
+        c->notnull = PQgetvalue(r, i, 2)[0] == 't';
+        c->default_expr = dup_or_null(r, i, 3);
+        c->comment = dup_or_null(r, i, 4);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void parse_json_names(const char *text, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *arr = text ? json_loads(text, 0, NULL) : NULL;
+    size_t len = json_array_size(arr);
+    if (len > 0 && (*out = calloc(len, sizeof(char *))) != NULL) {
+        for (size_t i = 0; i < len; i++) {
+            const char *s = json_string_value(json_array_get(arr, i));
+            (*out)[(*n)++] = strdup(s ? s : "");
+        }
+    }
+    json_decref(arr);
+}
+
+static void take_key(struct mig_cat_table *t, const struct mig_cat_index *ix)
+{
+    t->npk = ix->ncols;
+    t->pk = calloc(ix->ncols, sizeof(char *));
+    t->pk_types = calloc(ix->ncols, sizeof(char *));
+    for (size_t k = 0; t->pk && t->pk_types && k < ix->ncols; k++) {
+        t->pk[k] = strdup(ix->cols[k]);
+        struct mig_cat_column *c = mig_catalog_column(t, ix->cols[k]);
+        t->pk_types[k] = strdup(c ? c->type : "text");
+    }
+}
+
+/* The backfill's keyset needs the primary key, or failing that a unique index
+ * over NOT NULL columns (same guarantee: total order, no NULLs). */
+static void choose_key(struct mig_cat_table *t, const PGresult *r)
+{
+    for (size_t i = 0; i < t->nidx && !t->pk; i++) {
+        const struct mig_cat_index *ix = &t->idx[i];
+        int all_notnull = PQgetvalue(r, (int)i, 7)[0] == 't';
+        if (ix->simple && ix->ncols > 0 && (ix->primary || (ix->unique && all_notnull)))
+            take_key(t, ix);
+    }
+}
+
+static int load_indexes(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, INDEXES_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->idx = calloc((size_t)n + 1, sizeof *t->idx);
+    for (int i = 0; t->idx && i < n; i++) {
+        struct mig_cat_index *ix = &t->idx[t->nidx++];
+        ix->name = strdup(PQgetvalue(r, i, 0));
+        ix->method = strdup(PQgetvalue(r, i, 1));
+        ix->unique = PQgetvalue(r, i, 2)[0] == 't';
+        ix->primary = PQgetvalue(r, i, 3)[0] == 't';
+        ix->simple = PQgetvalue(r, i, 4)[0] == 't';
+        ix->constraint = dup_or_null(r, i, 6);
+        if (ix->simple)
+            parse_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &ix->cols, &ix->ncols);
+        if (ix->simple && ix->ncols == 0)
+            ix->simple = 0;
+    }
+    choose_key(t, r);
+    PQclear(r);
+    return 0;
+}
+
+static int load_fkeys(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, FKEYS_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->fk = calloc((size_t)n + 1, sizeof *t->fk);
+    for (int i = 0; t->fk && i < n; i++) {
+        struct mig_cat_fkey *f = &t->fk[t->nfk++];
+        f->name = strdup(PQgetvalue(r, i, 0));
+        f->column = strdup(PQgetvalue(r, i, 1));
+        f->ref_table = strdup(PQgetvalue(r, i, 2));
+        f->ref_column = strdup(PQgetvalue(r, i, 3));
+        f->on_delete = PQgetvalue(r, i, 4)[0];
+        f->on_update = PQgetvalue(r, i, 5)[0];
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int load_estimate(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, ESTIMATE_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return 0;
+}
+
+static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    if (load_columns(conn, t, err, errlen) != 0)
+        return -1;
+    if (!t->exists)
+        return 0;
+    if (load_indexes(conn, t, err, errlen) || load_fkeys(conn, t, err, errlen) ||
+        load_estimate(conn, t, err, errlen))
+        return -1;
+    return 0;
+}
+
+struct mig_cat_table *mig_catalog_table(const struct mig_catalog *cat, const char *schema,
+                                        const char *name)
+{
+    for (size_t i = 0; cat && i < cat->n; i++)
+        if (strcmp(cat->tables[i].schema, schema) == 0 && strcmp(cat->tables[i].name, name) == 0)
+            return &cat->tables[i];
+    return NULL;
+}
+
+struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; t && i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, name) == 0)
+            return &t->cols[i];
+    return NULL;
+}
+
+static int add_table(PGconn *conn, struct mig_catalog *cat, const char *schema, const char *name,
+                     char *err, size_t errlen)
+{
+    if (!name || mig_catalog_table(cat, schema, name))
+        return 0;
+    struct mig_cat_table *grown = realloc(cat->tables, (cat->n + 1) * sizeof *grown);
+    if (!grown) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cat->tables = grown;
+    struct mig_cat_table *t = &cat->tables[cat->n++];
+    memset(t, 0, sizeof *t);
+    t->schema = strdup(schema);
+    t->name = strdup(name);
+    return load_table(conn, t, err, errlen);
+}
+
+int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
+                     char *err, size_t errlen)
+{
+    memset(cat, 0, sizeof *cat);
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *op = &m->ops[i];
+        const char *name = op->kind == MIG_RENAME_TABLE ? op->from : op->table;
+        if (add_table(conn, cat, op->schema, name, err, errlen) != 0)
+            return -1;
+        if (op->kind == MIG_RENAME_TABLE && add_table(conn, cat, op->schema, op->to, err, errlen) != 0)
+            return -1;
+        if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_table(struct mig_cat_table *t)
+{
+    for (size_t i = 0; i < t->ncols; i++) {
+        free(t->cols[i].name); free(t->cols[i].type); free(t->cols[i].default_expr);
+        free(t->cols[i].comment);
+    }
+    free(t->cols);
+    for (size_t i = 0; i < t->npk; i++) {
+        free(t->pk ? t->pk[i] : NULL);
+        free(t->pk_types ? t->pk_types[i] : NULL);
+    }
+    free(t->pk);
+    free(t->pk_types);
+    for (size_t i = 0; i < t->nidx; i++) {
+        struct mig_cat_index *ix = &t->idx[i];
+        free(ix->name); free(ix->method); free(ix->constraint);
+        for (size_t k = 0; k < ix->ncols; k++)
+            free(ix->cols[k]);
+        free(ix->cols);
+    }
+    free(t->idx);
+    for (size_t i = 0; i < t->nfk; i++) {
+        free(t->fk[i].name); free(t->fk[i].column); free(t->fk[i].ref_table); free(t->fk[i].ref_column);
+    }
+    free(t->fk);
+    free(t->schema);
+    free(t->name);
+}
+
+void mig_catalog_free(struct mig_catalog *cat)
+{
+    for (size_t i = 0; cat && i < cat->n; i++)
+        free_table(&cat->tables[i]);
+    if (cat)
+        free(cat->tables);
+}

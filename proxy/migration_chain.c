@@ -1,0 +1,166 @@
+/* A directory of migrations as one history: loads every *.json file and checks
+ * that the `parent` links form a single chain (one root, one head, no missing
+ * parent, no duplicate name), then orders it parent-first. */
+#include "migration.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int has_json_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && strcmp(name + n - 5, ".json") == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_json_files(const char *dir, char ***names, size_t *n, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: cannot open directory", dir);
+        return -1;
+    }
+    size_t cap = 16;
+    *n = 0;
+    *names = malloc(cap * sizeof(char *));
+    struct dirent *e;
+    while (*names && (e = readdir(d)) != NULL) {
+        if (!has_json_suffix(e->d_name))
+            continue;
+        if (*n == cap) {
+            char **grown = realloc(*names, 2 * cap * sizeof(char *));
+            if (!grown)
+                break;
+            *names = grown;
+            cap *= 2;
+        }
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        (*names)[*n] = malloc(len);
+        snprintf((*names)[*n], len, "%s/%s", dir, e->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    qsort(*names, *n, sizeof(char *), cmp_str);
+    return 0;
+}
+
+static long find_by_name(struct migration *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static int check_links(struct migration *list, size_t n, char *err, size_t errlen)
+{
+    long root = -1;
+    for (size_t i = 0; i < n; i++) {
+        long dup = find_by_name(list, i, list[i].name);
+        if (dup >= 0) {
+            snprintf(err, errlen, "%s: migration name \"%s\" is also used by %s", list[i].file,
+                     list[i].name, list[dup].file);
+            return -1;
+        }
+        if (!list[i].parent) {
+            if (root >= 0) {
+                snprintf(err, errlen, "multiple roots: %s and %s both have no parent",
+                         list[root].file, list[i].file);
+                return -1;
+            }
+            root = (long)i;
+        } else if (find_by_name(list, n, list[i].parent) < 0) {
+            snprintf(err, errlen, "%s: parent \"%s\" of \"%s\" is not in the directory; add it or fix "
+                     "\"parent\"", list[i].file, list[i].parent, list[i].name);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            int same = (list[j].parent && list[i].parent && strcmp(list[j].parent, list[i].parent) == 0);
+            if (same) {
+                snprintf(err, errlen, "multiple heads: \"%s\" (%s) and \"%s\" (%s) both have parent \"%s\"; "
+                         "re-parent one of them onto the other", list[j].name, list[j].file,
+                         list[i].name, list[i].file, list[i].parent);
+                return -1;
+            }
+        }
+    }
+    if (n > 0 && root < 0) {
+        snprintf(err, errlen, "no root migration (one must have \"parent\": null); the chain has a cycle");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reorders list parent-first by walking from the root; links are unique, so
+ * each step has exactly one child. */
+static int order_chain(struct migration *list, size_t n)
+{
+    const char *prev = NULL;
+    for (size_t pos = 0; pos < n; pos++) {
+        size_t i;
+        for (i = pos; i < n; i++) {
+            int is_next = prev ? (list[i].parent && strcmp(list[i].parent, prev) == 0) : !list[i].parent;
+            if (is_next) {
+                struct migration tmp = list[pos];
+                list[pos] = list[i];
+                list[i] = tmp;
+                break;
+            }
+        }
+        if (i == n)
+            return -1;
+        prev = list[pos].name;
+    }
+    return 0;
+}
+
+int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen)
+{
+    char **names = NULL;
+    size_t nnames = 0;
+    *out = NULL;
+    *n = 0;
+    if (list_json_files(dir, &names, &nnames, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    struct migration *list = calloc(nnames ? nnames : 1, sizeof *list);
+    size_t loaded = 0;
+    for (size_t i = 0; list && i < nnames && rc == 0; i++) {
+        rc = mig_load_file(names[i], &list[i], err, errlen);
+        loaded = i + 1;
+    }
+    for (size_t i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    if (rc == 0 && nnames == 0) {
+        snprintf(err, errlen, "%s: no *.json migrations found", dir);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = check_links(list, nnames, err, errlen);
+    if (rc != 0) {
+        mig_free_list(list, loaded);
+        return -1;
+    }
+    if (order_chain(list, nnames) != 0) {
+        snprintf(err, errlen, "%s: the parent links contain a cycle", dir);
+        mig_free_list(list, nnames);
+        return -1;
+    }
+    *out = list;
+    *n = nnames;
+    return 0;
+}
+
+void mig_free_list(struct migration *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        mig_free(&list[i]);
+    free(list);
+}

@@ -1,0 +1,1309 @@
+/* SQL generation for every phase of a migration (expand, validate, contract,
+ * post-contract, rollback) and the pieces of each backfill batch. Pure: reads
+ * the migration and a catalog snapshot, writes strings. Identifiers are always
+ * quoted through migration_sql; `up`/`down`/`default`/`check`/`where` are SQL
+ * expressions written by the migration's author and are embedded as code. */
+#include "migration_plan.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct vcol {
+    const char *schema, *table, *name, *type;
+};
+
+struct plan_ctx {
+    const struct migration *m;
+    const struct mig_catalog *cat;
+    struct mig_plan *p;
+    char *err;
+    size_t errlen;
+    struct vcol added[256];     /* columns added by earlier operations */
+    size_t nadded;
+    const struct mig_op *created[64];  /* create_table / rename_table targets so far */
+    size_t ncreated;
+};
+
+__attribute__((format(printf, 3, 4)))
+static int op_error(struct plan_ctx *c, const struct mig_op *op, const char *fmt, ...)
+{
+    int off = snprintf(c->err, c->errlen, "%s: operations[%d].%s: ", c->m->file, op->index,
+                       mig_op_name(op->kind));
+    if (off > 0 && (size_t)off < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err + off, c->errlen - (size_t)off, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void note(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a,
+                 const char *b)
+{
+    char buf[512];
+    int off = snprintf(buf, sizeof buf, "operations[%d].%s: ", op->index, mig_op_name(op->kind));
+    snprintf(buf + off, sizeof buf - (size_t)off, fmt, a, b);
+    char **grown = realloc(c->p->notes, (c->p->nnotes + 1) * sizeof(char *));
+    if (grown) {
+        c->p->notes = grown;
+        c->p->notes[c->p->nnotes++] = strdup(buf);
+    }
+}
+
+/* ---- names of the objects a migration creates --------------------------- */
+
+static void object_name(char *out, size_t n, const char *kind, const struct mig_op *op, int k,
+                        const char *mig)
+{
+    if (k >= 0)
+        snprintf(out, n, "pgtandem_%s%d_%d_%s", kind, op->index, k, mig);
+    else
+        snprintf(out, n, "pgtandem_%s%d_%s", kind, op->index, mig);
+}
+
+static void shadow_name(char *out, size_t n, const char *column)
+{
+    snprintf(out, n, "_pgtandem_%.53s", column);
+}
+
+/* ---- catalog view that follows earlier operations of the same migration -- */
+
+static const struct mig_op *created_table(const struct plan_ctx *c, const char *schema,
+                                          const char *name)
+{
+    for (size_t i = 0; i < c->ncreated; i++) {
+        const struct mig_op *op = c->created[i];
+        const char *n = op->kind == MIG_RENAME_TABLE ? op->to : op->table;
+        if (strcmp(op->schema, schema) == 0 && strcmp(n, name) == 0)
+            return op;
+    }
+    return NULL;
+}
+
+static const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema,
+                                            const char *name)
+{
+    const struct mig_op *op = created_table(c, schema, name);
+    if (op && op->kind == MIG_RENAME_TABLE)
+        return mig_catalog_table(c->cat, schema, op->from);
+    if (op)
+        return NULL;
+    return mig_catalog_table(c->cat, schema, name);
+}
+
+static int table_exists(const struct plan_ctx *c, const char *schema, const char *name)
+{
+    if (created_table(c, schema, name))
+        return 1;
+    const struct mig_cat_table *t = mig_catalog_table(c->cat, schema, name);
+    return t && t->exists;
+}
+
+static const char *added_type(const struct plan_ctx *c, const char *schema, const char *table,
+                              const char *col)
+{
+    for (size_t i = 0; i < c->nadded; i++)
+        if (!strcmp(c->added[i].schema, schema) && !strcmp(c->added[i].table, table) &&
+            !strcmp(c->added[i].name, col))
+            return c->added[i].type;
+    return NULL;
+}
+
+static const char *column_type(const struct plan_ctx *c, const char *schema, const char *table,
+                               const char *col)
+{
+    const char *t = added_type(c, schema, table, col);
+    if (t)
+        return t;
+    struct mig_cat_column *cc = mig_catalog_column(table_of(c, schema, table), col);
+    return cc ? cc->type : NULL;
+}
+
+static void remember_column(struct plan_ctx *c, const char *schema, const char *table,
+                            const char *name, const char *type)
+{
+    if (c->nadded < sizeof c->added / sizeof c->added[0])
+        c->added[c->nadded++] = (struct vcol){schema, table, name, type};
+}
+
+static int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    if (!c->cat || table_exists(c, op->schema, name))
+        return 0;
+    return op_error(c, op, "table \"%s.%s\" does not exist", op->schema, name);
+}
+
+static int require_column(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                          const char *col)
+{
+    if (!c->cat || column_type(c, op->schema, table, col))
+        return 0;
+    return op_error(c, op, "column \"%s\" does not exist in table \"%s.%s\"", col, op->schema, table);
+}
+
+static int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                             const char *col)
+{
+    if (!c->cat || !column_type(c, op->schema, table, col))
+        return 0;
+    return op_error(c, op, "column \"%s\" already exists in table \"%s.%s\"; pick another name",
+                    col, op->schema, table);
+}
+
+static int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    if (!c->cat || !t || t->npk > 0)
+        return 0;
+    return op_error(c, op, "table \"%s.%s\" has no primary key (or unique index over NOT NULL "
+                    "columns); the backfill walks rows in key order and cannot resume without one. "
+                    "Add a primary key first", op->schema, table);
+}
+
+/* ---- small SQL builders --------------------------------------------------- */
+
+static char *sqlf_table(const struct mig_op *op, const char *table, const char *fmt_after)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, fmt_after);
+    return mig_str_take(&s);
+}
+
+static void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
+                      const char *action, const char *ident, const char *tail)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_addf(&s, " %s ", action);
+    mig_str_ident(&s, ident);
+    mig_str_add(&s, tail);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+static void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                               const char *col)
+{
+    char cname[80];
+    object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, " ADD CONSTRAINT ");
+    mig_str_ident(&s, cname);
+    mig_str_add(&s, " CHECK (");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, " IS NOT NULL) NOT VALID");
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", cname, "");
+    /* SET NOT NULL skips its table scan when a valid CHECK (col IS NOT NULL) exists. */
+    add_alter(&c->p->contract, op, table, "ALTER COLUMN", col, " SET NOT NULL");
+    add_alter(&c->p->contract, op, table, "DROP CONSTRAINT", cname, "");
+}
+
+static void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                        const char *col, const char *comment)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "COMMENT ON COLUMN ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, ".");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, " IS ");
+    mig_str_literal(&s, comment);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+static char *index_sql(const char *schema, const char *table, const char *name, int unique,
+                       const char *method, char *const *cols, size_t ncols, const char *swap_from,
+                       const char *swap_to, const char *where)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE %sINDEX CONCURRENTLY ", unique ? "UNIQUE " : "");
+    mig_str_ident(&s, name);
+    mig_str_add(&s, " ON ");
+    mig_str_qname(&s, schema, table);
+    mig_str_add(&s, " USING ");
+    mig_str_ident(&s, method ? method : "btree");
+    mig_str_add(&s, " (");
+    for (size_t i = 0; i < ncols; i++) {
+        if (i)
+            mig_str_add(&s, ", ");
+        int swap = swap_from && strcmp(cols[i], swap_from) == 0;
+        mig_str_ident(&s, swap ? swap_to : cols[i]);
+    }
+    mig_str_add(&s, ")");
+    if (where)
+        mig_str_addf(&s, " WHERE (%s)", where);
+    return mig_str_take(&s);
+}
+
+static char *drop_index_sql(const char *schema, const char *name, int concurrently)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "DROP INDEX %sIF EXISTS ", concurrently ? "CONCURRENTLY " : "");
+    mig_str_qname(&s, schema, name);
+    return mig_str_take(&s);
+}
+
+static int index_uses(const struct mig_cat_index *ix, const char *col)
+{
+    for (size_t k = 0; k < ix->ncols; k++)
+        if (strcmp(ix->cols[k], col) == 0)
+            return 1;
+    return 0;
+}
+
+/* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
+ * at contract gives it back the original name, or re-attaches the UNIQUE
+ * constraint it backed. */
+static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                         const char *from, const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nidx; i++) {
+        const struct mig_cat_index *ix = &t->idx[i];
+        if (!ix->simple) {
+            note(c, op, "index \"%s\" uses expressions, a predicate or options; recreate it on \"%s\" "
+                 "with create_index if it involves the column", ix->name, to);
+            continue;
+        }
+        if (!index_uses(ix, from))
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+                      index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
+                                from, to, NULL));
+        if (ix->constraint) {
+            struct mig_str s = {0};
+            mig_str_add(&s, "ALTER TABLE ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_add(&s, " ADD CONSTRAINT ");
+            mig_str_ident(&s, ix->constraint);
+            mig_str_add(&s, " UNIQUE USING INDEX ");
+            mig_str_ident(&s, tmp);
+            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        } else {
+            struct mig_str s = {0};
+            mig_str_add(&s, "ALTER INDEX ");
+            mig_str_qname(&s, op->schema, tmp);
+            mig_str_add(&s, " RENAME TO ");
+            mig_str_ident(&s, ix->name);
+            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        }
+    }
+}
+
+static const char *fk_action(char a)
+{
+    switch (a) {
+    case 'c': return "CASCADE";
+    case 'n': return "SET NULL";
+    case 'd': return "SET DEFAULT";
+    case 'r': return "RESTRICT";
+    default: return "NO ACTION";
+    }
+}
+
+static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                              const char *from, const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nfk; i++) {
+        const struct mig_cat_fkey *f = &t->fk[i];
+        if (strcmp(f->column, from) != 0)
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "fk", op, (int)i, c->m->name);
+        struct mig_str s = {0};
+        mig_str_add(&s, "ALTER TABLE ");
+        mig_str_qname(&s, op->schema, table);
+        mig_str_add(&s, " ADD CONSTRAINT ");
+        mig_str_ident(&s, tmp);
+        mig_str_add(&s, " FOREIGN KEY (");
+        mig_str_ident(&s, to);
+        /* ref_table is regclass output: Postgres already quoted it. */
+        mig_str_addf(&s, ") REFERENCES %s (", f->ref_table);
+        mig_str_ident(&s, f->ref_column);
+        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", fk_action(f->on_delete),
+                     fk_action(f->on_update));
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
+        struct mig_str r = {0};
+        mig_str_add(&r, "ALTER TABLE ");
+        mig_str_qname(&r, op->schema, table);
+        mig_str_add(&r, " RENAME CONSTRAINT ");
+        mig_str_ident(&r, tmp);
+        mig_str_add(&r, " TO ");
+        mig_str_ident(&r, f->name);
+        mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&r));
+    }
+}
+
+/* ---- dual-write trigger --------------------------------------------------- */
+
+static void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op,
+                            const char *table, const char *extra, const char *extra_type)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ncols; i++) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, t->cols[i].name);
+        mig_str_addf(s, " %s := NEW.", t->cols[i].type);
+        mig_str_ident(s, t->cols[i].name);
+        mig_str_add(s, ";\n");
+    }
+    for (size_t i = 0; i < c->nadded; i++) {
+        const struct vcol *v = &c->added[i];
+        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || !strcmp(v->name, extra))
+            continue;
+        mig_str_add(s, "  ");
+        mig_str_ident(s, v->name);
+        mig_str_addf(s, " %s := NEW.", v->type);
+        mig_str_ident(s, v->name);
+        mig_str_add(s, ";\n");
+    }
+    if (!t && !c->cat && op->from && op->kind == MIG_RENAME_COLUMN) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, op->from);
+        mig_str_add(s, " <type of old column> := NEW.");
+        mig_str_ident(s, op->from);
+        mig_str_add(s, ";\n");
+    }
+    if (extra) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, extra);
+        mig_str_addf(s, " %s := NEW.", extra_type);
+        mig_str_ident(s, extra);
+        mig_str_add(s, ";\n");
+    }
+}
+
+static void dollar_tag(char *tag, size_t n, const char *a, const char *b)
+{
+    for (int i = 0;; i++) {
+        snprintf(tag, n, i ? "$pgtandem%d$" : "$pgtandem$", i);
+        if (!(a && strstr(a, tag)) && !(b && strstr(b, tag)))
+            return;
+    }
+}
+
+struct dual_write {
+    const char *table, *old_col, *new_col, *new_type, *up, *down;
+};
+
+/* The direction rule, documented for operators:
+ *  - INSERT: new column NULL -> fill it from old (up); else old column NULL ->
+ *    fill old from new (down); both given -> the session's pgtandem.version
+ *    decides (equal to this migration: the new shape wrote, so down; else up).
+ *  - UPDATE: whichever column the statement changed wins; both changed ->
+ *    pgtandem.version decides as above; neither changed but the new column is
+ *    still NULL (row not backfilled yet) -> fill it from old.
+ *  - The backfill session sets pgtandem.backfill=on and the trigger's WHEN
+ *    clause skips it; triggers only assign NEW, so they never recurse. */
+static char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
+                                 const struct dual_write *d)
+{
+    char tag[32];
+    dollar_tag(tag, sizeof tag, d->up, d->down);
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE OR REPLACE FUNCTION ");
+    mig_str_qname(&s, "pgtandem", fname);
+    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+    declare_columns(c, &s, op, d->table, d->new_col, d->new_type);
+    mig_str_add(&s, "  pgt_new_wrote boolean := coalesce(current_setting('" MIG_VERSION_GUC
+                "', true), '') = ");
+    mig_str_literal(&s, c->m->name);
+    mig_str_add(&s, ";\n  pgt_to_new boolean;\nBEGIN\n  IF TG_OP = 'INSERT' THEN\n    pgt_to_new := CASE WHEN NEW.");
+    mig_str_ident(&s, d->new_col);
+    mig_str_add(&s, " IS NULL THEN true WHEN NEW.");
+    mig_str_ident(&s, d->old_col);
+    mig_str_add(&s, " IS NULL THEN false ELSE NOT pgt_new_wrote END;\n  ELSE\n    pgt_to_new := CASE"
+                "\n      WHEN NEW.");
+#define OLDCHG(col) do { mig_str_ident(&s, col); mig_str_add(&s, " IS DISTINCT FROM OLD."); mig_str_ident(&s, col); } while (0)
+    OLDCHG(d->old_col);
+    mig_str_add(&s, " AND NEW.");
+    OLDCHG(d->new_col);
+    mig_str_add(&s, " THEN NOT pgt_new_wrote\n      WHEN NEW.");
+    OLDCHG(d->new_col);
+    mig_str_add(&s, " THEN false\n      WHEN NEW.");
+    OLDCHG(d->old_col);
+    mig_str_add(&s, " THEN true\n      WHEN NEW.");
+#undef OLDCHG
+    mig_str_ident(&s, d->new_col);
+    mig_str_add(&s, " IS NULL AND NEW.");
+    mig_str_ident(&s, d->old_col);
+    mig_str_add(&s, " IS NOT NULL THEN true\n      ELSE NULL END;\n  END IF;\n"
+                "  IF pgt_to_new THEN\n    NEW.");
+    mig_str_ident(&s, d->new_col);
+    mig_str_addf(&s, " := (%s);\n  ELSIF NOT pgt_to_new THEN\n    NEW.", d->up);
+    mig_str_ident(&s, d->old_col);
+    mig_str_addf(&s, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", d->down, tag);
+    return mig_str_take(&s);
+}
+
+static char *trigger_sql(const struct mig_op *op, const char *table, const char *tname,
+                         const char *fname)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE TRIGGER ");
+    mig_str_ident(&s, tname);
+    mig_str_add(&s, " BEFORE INSERT OR UPDATE ON ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, " FOR EACH ROW WHEN (current_setting('" MIG_BACKFILL_GUC
+                "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION ");
+    mig_str_qname(&s, "pgtandem", fname);
+    mig_str_add(&s, "()");
+    return mig_str_take(&s);
+}
+
+static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, const char *table,
+                               const char *tname, const char *fname)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "DROP TRIGGER IF EXISTS ");
+    mig_str_ident(&s, tname);
+    mig_str_add(&s, " ON ");
+    mig_str_qname(&s, op->schema, table);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    struct mig_str f = {0};
+    mig_str_add(&f, "DROP FUNCTION IF EXISTS ");
+    mig_str_qname(&f, "pgtandem", fname);
+    mig_str_add(&f, "()");
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&f));
+}
+
+/* Installs the trigger at expand and removes it at contract and rollback. A
+ * rollback of a rename_table runs before the table gets its old name back, so
+ * the trigger is addressed by the name the table has during the migration. */
+static void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                            char *function_sql)
+{
+    char fname[80], tname[80];
+    snprintf(fname, sizeof fname, "%s_%d", c->m->name, op->index);
+    object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
+    drop_trigger_steps(&c->p->contract, op, table, tname, fname);
+    drop_trigger_steps(&c->p->rollback, op, table, tname, fname);
+}
+
+static void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n)
+{
+    snprintf(fname, n, "%s_%d", c->m->name, op->index);
+}
+
+/* ---- backfill pieces ------------------------------------------------------ */
+
+static struct mig_bf_table *bf_table(struct plan_ctx *c, const struct mig_op *op, const char *table)
+{
+    for (size_t i = 0; i < c->p->nbf; i++)
+        if (!strcmp(c->p->bf[i].schema, op->schema) && !strcmp(c->p->bf[i].name, table))
+            return &c->p->bf[i];
+    struct mig_bf_table *grown = realloc(c->p->bf, (c->p->nbf + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    c->p->bf = grown;
+    struct mig_bf_table *b = &c->p->bf[c->p->nbf++];
+    memset(b, 0, sizeof *b);
+    b->schema = strdup(op->schema);
+    b->name = strdup(table);
+    b->qname = mig_quote_qname(op->schema, table);
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    b->npk = t ? t->npk : 1;
+    b->pk = calloc(b->npk, sizeof(char *));
+    b->pk_types = calloc(b->npk, sizeof(char *));
+    for (size_t k = 0; b->pk && b->pk_types && k < b->npk; k++) {
+        b->pk[k] = t ? mig_quote_ident(t->pk[k]) : strdup("<primary key>");
+        b->pk_types[k] = strdup(t ? t->pk_types[k] : "<key type>");
+    }
+    b->est_rows = t ? t->est_rows : 0;
+    return b;
+}
+
+static void append_joined(char **dst, const char *sep, const char *piece)
+{
+    struct mig_str s = {0};
+    if (*dst) {
+        mig_str_add(&s, *dst);
+        mig_str_add(&s, sep);
+    }
+    mig_str_add(&s, piece);
+    free(*dst);
+    *dst = mig_str_take(&s);
+}
+
+/* new = up(old) for rows the application has not written since expand: the
+ * trigger fills the new column on every write after expand, so a row whose
+ * new column is still NULL while its source is not has never been written. */
+static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                         const char *new_col, const char *old_col, const char *up, int verify)
+{
+    struct mig_bf_table *b = bf_table(c, op, table);
+    if (!b)
+        return;
+    struct mig_str set = {0}, pend = {0}, mis = {0};
+    mig_str_ident(&set, new_col);
+    mig_str_add(&set, " = CASE WHEN ");
+    mig_str_ident(&pend, new_col);
+    mig_str_add(&pend, " IS NULL AND ");
+    if (old_col) {
+        mig_str_ident(&pend, old_col);
+        mig_str_add(&pend, " IS NOT NULL");
+    } else {
+        mig_str_addf(&pend, "(%s) IS NOT NULL", up);
+    }
+    char *pending = mig_str_take(&pend);
+    mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
+    mig_str_ident(&set, new_col);
+    mig_str_add(&set, " END");
+    char *setv = mig_str_take(&set);
+    char *wrapped = NULL;
+    append_joined(&wrapped, "", "(");
+    append_joined(&wrapped, "", pending);
+    append_joined(&wrapped, "", ")");
+    append_joined(&b->set_list, ", ", setv);
+    append_joined(&b->pending, " OR ", wrapped);
+    if (verify) {
+        mig_str_ident(&mis, new_col);
+        mig_str_addf(&mis, " IS DISTINCT FROM (%s)", up);
+        char *m = mig_str_take(&mis);
+        append_joined(&b->mismatch, " OR ", m);
+        free(m);
+    }
+    free(setv);
+    free(wrapped);
+    free(pending);
+}
+
+/* ---- operations ----------------------------------------------------------- */
+
+struct shadow_spec {
+    const char *table, *from, *to, *type, *up, *down;
+    int copy_default, copy_not_null, copy_comment;
+};
+
+/* Shared by rename_column and alter_column: a real second column kept in sync
+ * by a trigger, filled by the backfill, with the old column's indexes, foreign
+ * keys, NOT NULL, default and comment copied over. */
+static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const struct shadow_spec *sp,
+                                struct mig_steps *deferred)
+{
+    const char *old_type = column_type(c, op->schema, sp->table, sp->from);
+    const char *type = sp->type ? sp->type : (old_type ? old_type : "<type of old column>");
+    struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, sp->table), sp->from);
+    char up_default[200], down_default[200];
+    struct mig_str u = {0}, d = {0};
+    mig_str_ident(&u, sp->from);
+    if (sp->type)
+        mig_str_addf(&u, "::%s", sp->type);
+    mig_str_ident(&d, sp->to);
+    if (sp->type)
+        mig_str_addf(&d, "::%s", old_type ? old_type : "<type of old column>");
+    char *ud = mig_str_take(&u), *dd = mig_str_take(&d);
+    snprintf(up_default, sizeof up_default, "%s", ud ? ud : "");
+    snprintf(down_default, sizeof down_default, "%s", dd ? dd : "");
+    free(ud);
+    free(dd);
+    const char *up = sp->up ? sp->up : up_default;
+    const char *down = sp->down ? sp->down : down_default;
+
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, sp->table);
+    mig_str_add(&s, " ADD COLUMN ");
+    mig_str_ident(&s, sp->to);
+    mig_str_addf(&s, " %s", type);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    /* The default is set separately so existing rows keep NULL and stay
+     * recognisable to the backfill. */
+    if (sp->copy_default && oc && oc->default_expr) {
+        struct mig_str ds = {0};
+        mig_str_addf(&ds, " SET DEFAULT %s", oc->default_expr);
+        char *tail = mig_str_take(&ds);
+        add_alter(&c->p->expand, op, sp->table, "ALTER COLUMN", sp->to, tail ? tail : "");
+        free(tail);
+    }
+    struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down};
+    char fname[80];
+    trigger_names(c, op, fname, sizeof fname);
+    install_trigger(c, op, sp->table, dual_write_function(c, op, fname, &dw));
+    /* Contract steps that need the old column gone (index and constraint
+     * names are reused) are collected aside; the caller appends them after
+     * its DROP COLUMN. */
+    struct mig_steps contract = c->p->contract;
+    c->p->contract = (struct mig_steps){0};
+    if (sp->copy_not_null && oc && oc->notnull)
+        add_not_null_check(c, op, sp->table, sp->to);
+    if (sp->copy_comment && oc && oc->comment)
+        add_comment(c, op, sp->table, sp->to, oc->comment);
+    copy_indexes(c, op, sp->table, sp->from, sp->to);
+    copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
+    *deferred = c->p->contract;
+    c->p->contract = contract;
+    add_backfill(c, op, sp->table, sp->to, sp->from, up, 1);
+    remember_column(c, op->schema, sp->table, sp->to, type);
+    return 0;
+}
+
+static void append_steps(struct mig_steps *dst, struct mig_steps *src)
+{
+    for (size_t i = 0; i < src->n; i++)
+        mig_steps_add(dst, src->v[i].op_index, src->v[i].mode, src->v[i].sql);
+    dst->oom |= src->oom;
+    free(src->v);
+    memset(src, 0, sizeof *src);
+}
+
+static int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t k = 0; t && k < t->npk; k++)
+        if (strcmp(t->pk[k], col) == 0)
+            return 1;
+    return 0;
+}
+
+static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
+        require_no_column(c, op, op->table, op->to) || require_key(c, op, op->table))
+        return -1;
+    if (key_uses(c, op, op->table, op->from))
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming key columns online is "
+                        "not supported", op->from, op->table);
+    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, 1, 1, 1};
+    if (op->type && !op->up)
+        sp.copy_default = 0;
+    struct mig_steps deferred = {0};
+    if (expand_second_column(c, op, &sp, &deferred) != 0)
+        return -1;
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->from, "");
+    append_steps(&c->p->contract, &deferred);
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
+    return 0;
+}
+
+static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
+        require_key(c, op, op->table))
+        return -1;
+    if (key_uses(c, op, op->table, op->column))
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; altering key columns online is "
+                        "not supported", op->column, op->table);
+    char shadow[80];
+    shadow_name(shadow, sizeof shadow, op->column);
+    if (require_no_column(c, op, op->table, shadow))
+        return -1;
+    struct shadow_spec sp = {op->table, op->column, shadow, op->type, op->up, op->down,
+                             !op->has_default, op->nullable != 1, 1};
+    struct mig_steps deferred = {0};
+    if (expand_second_column(c, op, &sp, &deferred) != 0)
+        return -1;
+    if (op->has_default && op->default_expr) {
+        struct mig_str ds = {0};
+        mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
+        char *tail = mig_str_take(&ds);
+        add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", shadow, tail ? tail : "");
+        free(tail);
+    }
+    struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
+    if (op->nullable == 0 && !(oc && oc->notnull))
+        add_not_null_check(c, op, op->table, shadow);
+    if (op->unique == 1) {
+        char ix[80];
+        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
+        char *cols[1] = {shadow};
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+                      index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+    }
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
+    struct mig_str r = {0};
+    mig_str_add(&r, " TO ");
+    mig_str_ident(&r, op->column);
+    char *tail = mig_str_take(&r);
+    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
+    free(tail);
+    append_steps(&c->p->contract, &deferred);
+    if (op->check) {
+        char cname[80];
+        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+        struct mig_str s = {0};
+        mig_str_add(&s, " CHECK (");
+        mig_str_add(&s, op->check);
+        mig_str_add(&s, ") NOT VALID");
+        char *t2 = mig_str_take(&s);
+        add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", cname, t2 ? t2 : "");
+        free(t2);
+        add_alter(&c->p->post, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    }
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");
+    return 0;
+}
+
+static void column_definition(struct mig_str *s, const struct mig_column *col, int with_default)
+{
+    mig_str_ident(s, col->name);
+    mig_str_addf(s, " %s", col->type);
+    if (with_default && col->default_expr)
+        mig_str_addf(s, " DEFAULT %s", col->default_expr);
+}
+
+/* "table" or "table(column)" from a column's "references". */
+static void references_clause(struct mig_str *s, const char *schema, const char *ref)
+{
+    char table[128] = "", column[128] = "";
+    const char *open = strchr(ref, '(');
+    size_t tlen = open ? (size_t)(open - ref) : strlen(ref);
+    snprintf(table, sizeof table, "%.*s", (int)(tlen < 127 ? tlen : 127), ref);
+    if (open) {
+        const char *close = strchr(open, ')');
+        size_t clen = close ? (size_t)(close - open - 1) : strlen(open + 1);
+        snprintf(column, sizeof column, "%.*s", (int)(clen < 127 ? clen : 127), open + 1);
+    }
+    mig_str_add(s, " REFERENCES ");
+    mig_str_qname(s, schema, table);
+    if (column[0]) {
+        mig_str_add(s, " (");
+        mig_str_ident(s, column);
+        mig_str_add(s, ")");
+    }
+}
+
+static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_column *col = &op->col;
+    if (require_table(c, op, op->table) || require_no_column(c, op, op->table, col->name))
+        return -1;
+    if (op->up && require_key(c, op, op->table))
+        return -1;
+    if (col->nullable == 0 && !col->default_expr && !op->up)
+        return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; "
+                        "existing rows would violate it", col->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " ADD COLUMN ");
+    column_definition(&s, col, !op->up);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    if (op->up && col->default_expr) {
+        struct mig_str ds = {0};
+        mig_str_addf(&ds, " SET DEFAULT %s", col->default_expr);
+        char *tail = mig_str_take(&ds);
+        add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col->name, tail ? tail : "");
+        free(tail);
+    }
+    if (col->nullable == 0)
+        add_not_null_check(c, op, op->table, col->name);
+    if (col->check) {
+        char cname[80];
+        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+        struct mig_str t = {0};
+        mig_str_addf(&t, " CHECK (%s) NOT VALID", col->check);
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
+        free(tail);
+        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    }
+    if (col->references) {
+        char cname[80];
+        object_name(cname, sizeof cname, "fk", op, -1, c->m->name);
+        struct mig_str t = {0};
+        mig_str_add(&t, " FOREIGN KEY (");
+        mig_str_ident(&t, col->name);
+        mig_str_add(&t, ")");
+        references_clause(&t, op->schema, col->references);
+        mig_str_add(&t, " NOT VALID");
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
+        free(tail);
+        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    }
+    if (col->unique == 1) {
+        char ix[80];
+        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
+        char *cols[1] = {col->name};
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+                      index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+    }
+    if (col->comment)
+        add_comment(c, op, op->table, col->name, col->comment);
+    if (op->up) {
+        char fname[80];
+        trigger_names(c, op, fname, sizeof fname);
+        char tag[32];
+        dollar_tag(tag, sizeof tag, op->up, NULL);
+        struct mig_str f = {0};
+        mig_str_add(&f, "CREATE OR REPLACE FUNCTION ");
+        mig_str_qname(&f, "pgtandem", fname);
+        mig_str_addf(&f, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+        declare_columns(c, &f, op, op->table, col->name, col->type);
+        /* Old-shape writers do not know the column: compute it for them. */
+        mig_str_add(&f, "BEGIN\n  IF NEW.");
+        mig_str_ident(&f, col->name);
+        mig_str_add(&f, " IS NULL AND coalesce(current_setting('" MIG_VERSION_GUC "', true), '') <> ");
+        mig_str_literal(&f, c->m->name);
+        mig_str_add(&f, " THEN\n    NEW.");
+        mig_str_ident(&f, col->name);
+        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", op->up, tag);
+        install_trigger(c, op, op->table, mig_str_take(&f));
+        add_backfill(c, op, op->table, col->name, NULL, op->up, 0);
+    }
+    remember_column(c, op->schema, op->table, col->name, col->type);
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
+    return 0;
+}
+
+static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column))
+        return -1;
+    if (key_uses(c, op, op->table, op->column))
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\"", op->column, op->table);
+    if (op->down) {
+        char fname[80];
+        trigger_names(c, op, fname, sizeof fname);
+        char tag[32];
+        dollar_tag(tag, sizeof tag, op->down, NULL);
+        struct mig_str f = {0};
+        mig_str_add(&f, "CREATE OR REPLACE FUNCTION ");
+        mig_str_qname(&f, "pgtandem", fname);
+        mig_str_addf(&f, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+        declare_columns(c, &f, op, op->table, NULL, NULL);
+        /* New-shape writers no longer send the column: keep it valid for the old release. */
+        mig_str_add(&f, "BEGIN\n  IF NEW.");
+        mig_str_ident(&f, op->column);
+        mig_str_add(&f, " IS NULL THEN\n    NEW.");
+        mig_str_ident(&f, op->column);
+        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", op->down, tag);
+        install_trigger(c, op, op->table, mig_str_take(&f));
+    }
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
+    return 0;
+}
+
+static int plan_create_table(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (c->cat && table_exists(c, op->schema, op->table))
+        return op_error(c, op, "table \"%s.%s\" already exists", op->schema, op->table);
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " (\n");
+    for (size_t i = 0; i < op->ncols; i++) {
+        const struct mig_column *col = &op->cols[i];
+        mig_str_add(&s, "  ");
+        column_definition(&s, col, 1);
+        if (col->primary_key == 1)
+            mig_str_add(&s, " PRIMARY KEY");
+        if (col->nullable == 0 && col->primary_key != 1)
+            mig_str_add(&s, " NOT NULL");
+        if (col->unique == 1)
+            mig_str_add(&s, " UNIQUE");
+        if (col->check)
+            mig_str_addf(&s, " CHECK (%s)", col->check);
+        if (col->references)
+            references_clause(&s, op->schema, col->references);
+        mig_str_add(&s, i + 1 < op->ncols ? ",\n" : "\n");
+    }
+    mig_str_add(&s, ")");
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    for (size_t i = 0; i < op->ncols; i++)
+        if (op->cols[i].comment)
+            add_comment(c, op, op->table, op->cols[i].name, op->cols[i].comment);
+    struct mig_str r = {0};
+    mig_str_add(&r, "DROP TABLE IF EXISTS ");
+    mig_str_qname(&r, op->schema, op->table);
+    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&r));
+    if (c->ncreated < sizeof c->created / sizeof c->created[0])
+        c->created[c->ncreated++] = op;
+    return 0;
+}
+
+static int plan_drop_table(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table))
+        return -1;
+    struct mig_str s = {0};
+    mig_str_add(&s, "DROP TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    return 0;
+}
+
+/* The table is renamed at expand and a view under the old name keeps old
+ * clients working (simple views are updatable); contract drops the view. */
+static int plan_rename_table(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->from))
+        return -1;
+    if (c->cat && table_exists(c, op->schema, op->to))
+        return op_error(c, op, "table \"%s.%s\" already exists", op->schema, op->to);
+    struct mig_str r = {0};
+    mig_str_add(&r, " RENAME TO ");
+    mig_str_ident(&r, op->to);
+    char *tail = mig_str_take(&r);
+    char *sql = sqlf_table(op, op->from, tail ? tail : "");
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, sql);
+    free(tail);
+    struct mig_str v = {0};
+    mig_str_add(&v, "CREATE VIEW ");
+    mig_str_qname(&v, op->schema, op->from);
+    mig_str_add(&v, " WITH (security_invoker = true) AS SELECT * FROM ");
+    mig_str_qname(&v, op->schema, op->to);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&v));
+    struct mig_str d = {0};
+    mig_str_add(&d, "DROP VIEW IF EXISTS ");
+    mig_str_qname(&d, op->schema, op->from);
+    char *drop_view = mig_str_take(&d);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, drop_view ? strdup(drop_view) : NULL);
+    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, drop_view);
+    struct mig_str b = {0};
+    mig_str_add(&b, "ALTER TABLE IF EXISTS ");
+    mig_str_qname(&b, op->schema, op->to);
+    mig_str_add(&b, " RENAME TO ");
+    mig_str_ident(&b, op->from);
+    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&b));
+    if (c->ncreated < sizeof c->created / sizeof c->created[0])
+        c->created[c->ncreated++] = op;
+    return 0;
+}
+
+static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table))
+        return -1;
+    for (size_t i = 0; i < op->ncolumns; i++)
+        if (require_column(c, op, op->table, op->columns[i]))
+            return -1;
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+                  index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, op->columns,
+                            op->ncolumns, NULL, NULL, op->where));
+    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
+    return 0;
+}
+
+static int plan_drop_index(struct plan_ctx *c, const struct mig_op *op)
+{
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, drop_index_sql(op->schema, op->name, 0));
+    return 0;
+}
+
+static void column_list(struct mig_str *s, char *const *cols, size_t n)
+{
+    mig_str_add(s, "(");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            mig_str_add(s, ", ");
+        mig_str_ident(s, cols[i]);
+    }
+    mig_str_add(s, ")");
+}
+
+static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table))
+        return -1;
+    for (size_t i = 0; i < op->ncolumns; i++)
+        if (require_column(c, op, op->table, op->columns[i]))
+            return -1;
+    if (op->ref_table && require_table(c, op, op->ref_table))
+        return -1;
+    if (strcmp(op->constraint_type, "unique") == 0) {
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+                      index_sql(op->schema, op->table, op->name, 1, NULL, op->columns, op->ncolumns,
+                                NULL, NULL, NULL));
+        struct mig_str s = {0};
+        mig_str_add(&s, " UNIQUE USING INDEX ");
+        mig_str_ident(&s, op->name);
+        char *tail = mig_str_take(&s);
+        add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", op->name, tail ? tail : "");
+        free(tail);
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
+        return 0;
+    }
+    struct mig_str s = {0};
+    if (strcmp(op->constraint_type, "check") == 0) {
+        mig_str_addf(&s, " CHECK (%s) NOT VALID", op->check);
+    } else {
+        mig_str_add(&s, " FOREIGN KEY ");
+        column_list(&s, op->columns, op->ncolumns);
+        mig_str_add(&s, " REFERENCES ");
+        mig_str_qname(&s, op->schema, op->ref_table);
+        mig_str_add(&s, " ");
+        column_list(&s, op->ref_columns, op->nref_columns);
+        mig_str_add(&s, " NOT VALID");
+    }
+    char *tail = mig_str_take(&s);
+    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", op->name, tail ? tail : "");
+    free(tail);
+    add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", op->name, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", op->name, "");
+    return 0;
+}
+
+static int plan_sql(struct plan_ctx *c, const struct mig_op *op)
+{
+    struct mig_steps *l = op->on == MIG_ON_START ? &c->p->expand : &c->p->contract;
+    mig_steps_add(l, op->index, MIG_STEP_TXN, strdup(op->up));
+    if (op->down && op->on == MIG_ON_START)
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, strdup(op->down));
+    return 0;
+}
+
+static int plan_op(struct plan_ctx *c, const struct mig_op *op)
+{
+    switch (op->kind) {
+    case MIG_RENAME_COLUMN: return plan_rename_column(c, op);
+    case MIG_ADD_COLUMN: return plan_add_column(c, op);
+    case MIG_ALTER_COLUMN: return plan_alter_column(c, op);
+    case MIG_DROP_COLUMN: return plan_drop_column(c, op);
+    case MIG_CREATE_TABLE: return plan_create_table(c, op);
+    case MIG_DROP_TABLE: return plan_drop_table(c, op);
+    case MIG_RENAME_TABLE: return plan_rename_table(c, op);
+    case MIG_CREATE_INDEX: return plan_create_index(c, op);
+    case MIG_DROP_INDEX: return plan_drop_index(c, op);
+    case MIG_CREATE_CONSTRAINT: return plan_create_constraint(c, op);
+    case MIG_SQL: return plan_sql(c, op);
+    }
+    return -1;
+}
+
+/* ---- version schema ------------------------------------------------------- */
+
+static int op_touches_columns(const struct mig_op *op, const char *schema, const char *table)
+{
+    int kind_ok = op->kind == MIG_RENAME_COLUMN || op->kind == MIG_ALTER_COLUMN ||
+                  op->kind == MIG_DROP_COLUMN || op->kind == MIG_ADD_COLUMN;
+    return kind_ok && !strcmp(op->schema, schema) && !strcmp(op->table, table);
+}
+
+/* How the new shape names a physical column: NULL hides it, otherwise the
+ * select-list item. */
+static char *view_item(const struct plan_ctx *c, const char *schema, const char *table, const char *col)
+{
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *op = &c->m->ops[i];
+        if (!op_touches_columns(op, schema, table))
+            continue;
+        if (op->kind == MIG_RENAME_COLUMN && !strcmp(op->from, col))
+            return NULL;
+        if ((op->kind == MIG_DROP_COLUMN || op->kind == MIG_ALTER_COLUMN) && !strcmp(op->column, col))
+            return NULL;
+        char shadow[80];
+        if (op->kind == MIG_ALTER_COLUMN) {
+            shadow_name(shadow, sizeof shadow, op->column);
+            if (!strcmp(shadow, col)) {
+                struct mig_str s = {0};
+                mig_str_ident(&s, shadow);
+                mig_str_add(&s, " AS ");
+                mig_str_ident(&s, op->column);
+                return mig_str_take(&s);
+            }
+        }
+    }
+    return mig_quote_ident(col);
+}
+
+static void add_item(struct mig_str *s, int *first, char *item)
+{
+    if (!item)
+        return;
+    mig_str_add(s, *first ? "" : ", ");
+    mig_str_add(s, item);
+    *first = 0;
+    free(item);
+}
+
+static void version_view(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE VIEW ");
+    mig_str_add(&s, c->p->version_schema);
+    mig_str_add(&s, ".");
+    mig_str_ident(&s, op->table);
+    mig_str_add(&s, " WITH (security_invoker = true) AS SELECT ");
+    int first = 1;
+    for (size_t i = 0; t && i < t->ncols; i++)
+        add_item(&s, &first, view_item(c, op->schema, op->table, t->cols[i].name));
+    for (size_t i = 0; i < c->nadded; i++)
+        if (!strcmp(c->added[i].schema, op->schema) && !strcmp(c->added[i].table, op->table))
+            add_item(&s, &first, view_item(c, op->schema, op->table, c->added[i].name));
+    if (first)
+        mig_str_add(&s, "*");
+    mig_str_add(&s, " FROM ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+static void version_schema(struct plan_ctx *c)
+{
+    char name[80];
+    snprintf(name, sizeof name, "pgtandem_%s", c->m->name);
+    c->p->version_schema = mig_quote_ident(name);
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE SCHEMA %s", c->p->version_schema);
+    mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&s));
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *op = &c->m->ops[i];
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            if (op_touches_columns(&c->m->ops[j], op->schema, op->table ? op->table : ""))
+                seen = 1;
+        if (!seen && op->table && op_touches_columns(op, op->schema, op->table))
+            version_view(c, op);
+    }
+    struct mig_str d = {0};
+    mig_str_addf(&d, "DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);
+    char *drop = mig_str_take(&d);
+    /* The views read the old columns, so they go before anything is dropped. */
+    mig_steps_add(&c->p->contract, -1, MIG_STEP_TXN, drop ? strdup(drop) : NULL);
+    mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN, drop);
+}
+
+/* Rollback undoes operations last-first, but the steps of one operation keep
+ * their order (a trigger goes before its function). */
+static void reverse_op_groups(struct mig_steps *l)
+{
+    struct mig_step *out = malloc((l->n ? l->n : 1) * sizeof *out);
+    if (!out) {
+        l->oom = 1;
+        return;
+    }
+    size_t pos = 0, end = l->n;
+    while (end > 0) {
+        size_t start = end - 1;
+        while (start > 0 && l->v[start - 1].op_index == l->v[end - 1].op_index)
+            start--;
+        memcpy(out + pos, l->v + start, (end - start) * sizeof *out);
+        pos += end - start;
+        end = start;
+    }
+    memcpy(l->v, out, l->n * sizeof *out);
+    free(out);
+}
+
+static void move_last_to_front(struct mig_steps *l)
+{
+    if (l->n < 2)
+        return;
+    struct mig_step last = l->v[l->n - 1];
+    memmove(l->v + 1, l->v, (l->n - 1) * sizeof last);
+    l->v[0] = last;
+}
+
+int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, struct mig_plan *p,
+                   char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    struct plan_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *c = (struct plan_ctx){.m = m, .cat = cat, .p = p, .err = err, .errlen = errlen};
+    int rc = 0;
+    for (size_t i = 0; i < m->nops && rc == 0; i++)
+        rc = plan_op(c, &m->ops[i]);
+    if (rc == 0) {
+        reverse_op_groups(&p->rollback);
+        version_schema(c);
+        /* The views read the old columns, so the version schema goes first. */
+        move_last_to_front(&p->contract);
+        move_last_to_front(&p->rollback);
+    }
+    int oom = p->expand.oom || p->contract.oom || p->rollback.oom || p->validate.oom || p->post.oom;
+    if (rc == 0 && oom) {
+        snprintf(err, errlen, "out of memory building the plan");
+        rc = -1;
+    }
+    free(c);
+    return rc;
+}
+
+static void free_bf(struct mig_bf_table *b)
+{
+    free(b->schema); free(b->name); free(b->qname); free(b->set_list); free(b->pending);
+    free(b->mismatch);
+    for (size_t k = 0; k < b->npk; k++) {
+        free(b->pk ? b->pk[k] : NULL);
+        free(b->pk_types ? b->pk_types[k] : NULL);
+    }
+    free(b->pk);
+    free(b->pk_types);
+}
+
+void mig_plan_free(struct mig_plan *p)
+{
+    mig_steps_free(&p->expand);
+    mig_steps_free(&p->validate);
+    mig_steps_free(&p->contract);
+    mig_steps_free(&p->post);
+    mig_steps_free(&p->rollback);
+    for (size_t i = 0; i < p->nbf; i++)
+        free_bf(&p->bf[i]);
+    free(p->bf);
+    free(p->version_schema);
+    for (size_t i = 0; i < p->nnotes; i++)
+        free(p->notes[i]);
+    free(p->notes);
+    memset(p, 0, sizeof *p);
+}
+
+static void print_steps(FILE *out, const char *title, const struct mig_steps *l, const char *begin,
+                        const char *end)
+{
+    fprintf(out, "\n-- == %s ==\n", title);
+    if (l->n == 0) {
+        fprintf(out, "-- (nothing)\n");
+        return;
+    }
+    int in_txn = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct mig_step *s = &l->v[i];
+        if (s->mode == MIG_STEP_TXN && !in_txn && begin) {
+            fprintf(out, "%s\n", begin);
+            in_txn = 1;
+        } else if (s->mode == MIG_STEP_ALONE && in_txn) {
+            fprintf(out, "COMMIT;\n");
+            in_txn = 0;
+        }
+        if (s->op_index >= 0)
+            fprintf(out, "-- operations[%d]\n", s->op_index);
+        fprintf(out, "%s;\n", s->sql);
+    }
+    if (in_txn)
+        fprintf(out, "%s\n", end);
+}
+
+void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *out)
+{
+    fprintf(out, "-- pgtandem plan for migration %s (parent %s), checksum %s\n", m->name,
+            m->parent ? m->parent : "none", m->checksum);
+    for (size_t i = 0; i < p->nnotes; i++)
+        fprintf(out, "-- NOTE %s\n", p->notes[i]);
+    print_steps(out, "expand", &p->expand, "BEGIN;", "COMMIT;");
+    fprintf(out, "\n-- == backfill ==\n");
+    if (p->nbf == 0)
+        fprintf(out, "-- (nothing)\n");
+    for (size_t i = 0; i < p->nbf; i++) {
+        const struct mig_bf_table *b = &p->bf[i];
+        fprintf(out, "-- %s: keyset batches on (", b->qname);
+        for (size_t k = 0; k < b->npk; k++)
+            fprintf(out, "%s%s", k ? ", " : "", b->pk[k]);
+        fprintf(out, "), session setting " MIG_BACKFILL_GUC "=on, each batch:\n"
+                "-- UPDATE %s SET %s\n--  WHERE <key in (last checkpoint, batch end]> AND (%s)\n",
+                b->qname, b->set_list, b->pending);
+    }
+    print_steps(out, "validate (after backfill)", &p->validate, NULL, NULL);
+    print_steps(out, "contract (one transaction, SET LOCAL lock_timeout)", &p->contract, "BEGIN;", "COMMIT;");
+    print_steps(out, "after contract", &p->post, NULL, NULL);
+    print_steps(out, "rollback", &p->rollback, "BEGIN;", "COMMIT;");
+}

@@ -1,0 +1,129 @@
+/* Serialises a migration plan to JSON and back, so the plan computed at start
+ * (against the pre-expand catalog) is what later phases execute, even from
+ * another process after a crash. */
+#include "migration_plan.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *steps_to_json(const struct mig_steps *l)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l->n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:b, s:i}", "sql", l->v[i].sql,
+                                             "alone", l->v[i].mode == MIG_STEP_ALONE,
+                                             "op", l->v[i].op_index));
+    return arr;
+}
+
+static json_t *strs_to_json(char *const *v, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(v[i]));
+    return arr;
+}
+
+static json_t *bf_to_json(const struct mig_bf_table *b)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:f}", "schema", b->schema,
+                     "name", b->name, "qname", b->qname, "pk", strs_to_json(b->pk, b->npk),
+                     "pk_types", strs_to_json(b->pk_types, b->npk), "set", b->set_list,
+                     "pending", b->pending, "mismatch", b->mismatch, "est_rows", b->est_rows);
+}
+
+char *mig_plan_to_json(const struct mig_plan *p)
+{
+    json_t *bf = json_array();
+    for (size_t i = 0; i < p->nbf; i++)
+        json_array_append_new(bf, bf_to_json(&p->bf[i]));
+    json_t *root = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:s}", "expand", steps_to_json(&p->expand),
+                             "validate", steps_to_json(&p->validate), "contract", steps_to_json(&p->contract),
+                             "post", steps_to_json(&p->post), "rollback", steps_to_json(&p->rollback),
+                             "backfill", bf, "version_schema", p->version_schema);
+    char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return out;
+}
+
+static int steps_from_json(json_t *arr, struct mig_steps *l)
+{
+    size_t i;
+    json_t *v;
+    if (!json_is_array(arr))
+        return -1;
+    json_array_foreach(arr, i, v) {
+        const char *sql = json_string_value(json_object_get(v, "sql"));
+        if (!sql)
+            return -1;
+        mig_steps_add(l, (int)json_integer_value(json_object_get(v, "op")),
+                      json_is_true(json_object_get(v, "alone")) ? MIG_STEP_ALONE : MIG_STEP_TXN,
+                      strdup(sql));
+    }
+    return l->oom ? -1 : 0;
+}
+
+static char *dup_key(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? strdup(s) : NULL;
+}
+
+static int bf_from_json(json_t *v, struct mig_bf_table *b)
+{
+    memset(b, 0, sizeof *b);
+    b->schema = dup_key(v, "schema");
+    b->name = dup_key(v, "name");
+    b->qname = dup_key(v, "qname");
+    b->set_list = dup_key(v, "set");
+    b->pending = dup_key(v, "pending");
+    b->mismatch = dup_key(v, "mismatch");
+    b->est_rows = json_number_value(json_object_get(v, "est_rows"));
+    json_t *pk = json_object_get(v, "pk"), *types = json_object_get(v, "pk_types");
+    b->npk = json_array_size(pk);
+    if (b->npk == 0 || b->npk != json_array_size(types))
+        return -1;
+    b->pk = calloc(b->npk, sizeof(char *));
+    b->pk_types = calloc(b->npk, sizeof(char *));
+    if (!b->pk || !b->pk_types)
+        return -1;
+    for (size_t k = 0; k < b->npk; k++) {
+        const char *a = json_string_value(json_array_get(pk, k));
+        const char *t = json_string_value(json_array_get(types, k));
+        b->pk[k] = strdup(a ? a : "");
+        b->pk_types[k] = strdup(t ? t : "");
+    }
+    return b->schema && b->name && b->qname && b->set_list && b->pending ? 0 : -1;
+}
+
+int mig_plan_from_json(const char *text, struct mig_plan *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    int rc = root ? 0 : -1;
+    if (rc == 0)
+        rc = steps_from_json(json_object_get(root, "expand"), &p->expand) |
+             steps_from_json(json_object_get(root, "validate"), &p->validate) |
+             steps_from_json(json_object_get(root, "contract"), &p->contract) |
+             steps_from_json(json_object_get(root, "post"), &p->post) |
+             steps_from_json(json_object_get(root, "rollback"), &p->rollback);
+    json_t *bf = root ? json_object_get(root, "backfill") : NULL;
+    size_t n = json_array_size(bf);
+    if (rc == 0 && n > 0) {
+        p->bf = calloc(n, sizeof *p->bf);
+        for (size_t i = 0; p->bf && i < n && rc == 0; i++) {
+            p->nbf = i + 1;
+            rc = bf_from_json(json_array_get(bf, i), &p->bf[i]);
+        }
+    }
+    if (root)
+        p->version_schema = dup_key(root, "version_schema");
+    json_decref(root);
+    if (rc != 0) {
+        snprintf(err, errlen, "the stored plan is unreadable");
+        mig_plan_free(p);
+    }
+    return rc;
+}

@@ -1,0 +1,149 @@
+/* SQL text building blocks for the migration engine: a growable string with
+ * offline identifier and literal quoting, and lists of SQL steps. Keeping
+ * quoting in one place is what makes "every identifier is quoted" checkable. */
+#include "migration_sql.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int reserve(struct mig_str *s, size_t extra)
+{
+    if (s->oom)
+        return -1;
+    if (s->len + extra + 1 <= s->cap)
+        return 0;
+    size_t cap = s->cap ? s->cap : 128;
+    while (cap < s->len + extra + 1)
+        cap *= 2;
+    char *grown = realloc(s->buf, cap);
+    if (!grown) {
+        s->oom = 1;
+        return -1;
+    }
+    s->buf = grown;
+    s->cap = cap;
+    return 0;
+}
+
+static void add_char(struct mig_str *s, char c)
+{
+    if (reserve(s, 1) == 0) {
+        s->buf[s->len++] = c;
+        s->buf[s->len] = '\0';
+    }
+}
+
+void mig_str_add(struct mig_str *s, const char *text)
+{
+    size_t n = strlen(text);
+    if (reserve(s, n) == 0) {
+        memcpy(s->buf + s->len, text, n + 1);
+        s->len += n;
+    }
+}
+
+void mig_str_addf(struct mig_str *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || reserve(s, (size_t)n) != 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->buf + s->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    s->len += (size_t)n;
+}
+
+void mig_str_ident(struct mig_str *s, const char *ident)
+{
+    add_char(s, '"');
+    for (const char *p = ident; *p; p++) {
+        if (*p == '"')
+            add_char(s, '"');
+        add_char(s, *p);
+    }
+    add_char(s, '"');
+}
+
+void mig_str_qname(struct mig_str *s, const char *schema, const char *name)
+{
+    mig_str_ident(s, schema);
+    add_char(s, '.');
+    mig_str_ident(s, name);
+}
+
+void mig_str_literal(struct mig_str *s, const char *text)
+{
+    if (strchr(text, '\\'))
+        add_char(s, 'E');
+    add_char(s, '\'');
+    for (const char *p = text; *p; p++) {
+        if (*p == '\'' || *p == '\\')
+            add_char(s, *p);
+        add_char(s, *p);
+    }
+    add_char(s, '\'');
+}
+
+char *mig_str_take(struct mig_str *s)
+{
+    char *out = s->oom ? NULL : s->buf;
+    if (!out && !s->oom)
+        out = strdup("");
+    if (s->oom)
+        free(s->buf);
+    memset(s, 0, sizeof *s);
+    return out;
+}
+
+void mig_str_free(struct mig_str *s)
+{
+    free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+char *mig_quote_ident(const char *ident)
+{
+    struct mig_str s = {0};
+    mig_str_ident(&s, ident);
+    return mig_str_take(&s);
+}
+
+char *mig_quote_qname(const char *schema, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_qname(&s, schema, name);
+    return mig_str_take(&s);
+}
+
+void mig_steps_add(struct mig_steps *l, int op_index, enum mig_step_mode mode, char *sql_owned)
+{
+    if (!sql_owned) {
+        l->oom = 1;
+        return;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        struct mig_step *grown = realloc(l->v, cap * sizeof *grown);
+        if (!grown) {
+            free(sql_owned);
+            l->oom = 1;
+            return;
+        }
+        l->v = grown;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (struct mig_step){.sql = sql_owned, .mode = mode, .op_index = op_index};
+}
+
+void mig_steps_free(struct mig_steps *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].sql);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
