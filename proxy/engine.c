@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,8 +196,12 @@ static int load_current(PGconn *conn, struct current *c, char *err, size_t errle
 static int check_type_exists(PGconn *conn, const struct migration *m, const struct mig_op *op,
                              const char *type, char *err, size_t errlen)
 {
+    static const char *const serials[] = {"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"};
     if (!type)
         return 0;
+    for (size_t i = 0; i < sizeof serials / sizeof serials[0]; i++)
+        if (strcasecmp(type, serials[i]) == 0)
+            return 0;
     const char *v[1] = {type};
     char e2[512];
     PGresult *r = exec_params(conn, "SELECT $1::regtype", 1, v, e2, sizeof e2);

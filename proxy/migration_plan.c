@@ -10,7 +10,8 @@
 #include <string.h>
 
 struct vcol {
-    const char *schema, *table, *name, *type;
+    const char *schema, *table;   /* owned by the migration */
+    char name[72], type[136];     /* copies: callers pass stack buffers */
 };
 
 struct plan_ctx {
@@ -124,8 +125,13 @@ static const char *column_type(const struct plan_ctx *c, const char *schema, con
 static void remember_column(struct plan_ctx *c, const char *schema, const char *table,
                             const char *name, const char *type)
 {
-    if (c->nadded < sizeof c->added / sizeof c->added[0])
-        c->added[c->nadded++] = (struct vcol){schema, table, name, type};
+    if (c->nadded >= sizeof c->added / sizeof c->added[0])
+        return;
+    struct vcol *v = &c->added[c->nadded++];
+    v->schema = schema;
+    v->table = table;
+    snprintf(v->name, sizeof v->name, "%s", name);
+    snprintf(v->type, sizeof v->type, "%s", type);
 }
 
 static int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name)
@@ -395,6 +401,7 @@ static void dollar_tag(char *tag, size_t n, const char *a, const char *b)
 
 struct dual_write {
     const char *table, *old_col, *new_col, *new_type, *up, *down;
+    const char *down_name;  /* alter_column: `down` names the new value by the column's name */
 };
 
 /* The direction rule, documented for operators:
@@ -441,9 +448,21 @@ static char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, co
     mig_str_add(&s, " IS NOT NULL THEN true\n      ELSE NULL END;\n  END IF;\n"
                 "  IF pgt_to_new THEN\n    NEW.");
     mig_str_ident(&s, d->new_col);
-    mig_str_addf(&s, " := (%s);\n  ELSIF NOT pgt_to_new THEN\n    NEW.", d->up);
+    mig_str_addf(&s, " := (%s);\n  ELSIF NOT pgt_to_new THEN\n", d->up);
+    if (d->down_name) {
+        /* An inner block rebinds the column's name to the new value. */
+        mig_str_add(&s, "    DECLARE ");
+        mig_str_ident(&s, d->down_name);
+        mig_str_addf(&s, " %s := NEW.", d->new_type);
+        mig_str_ident(&s, d->new_col);
+        mig_str_add(&s, "; BEGIN\n  ");
+    }
+    mig_str_add(&s, "    NEW.");
     mig_str_ident(&s, d->old_col);
-    mig_str_addf(&s, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", d->down, tag);
+    mig_str_addf(&s, " := (%s);\n", d->down);
+    if (d->down_name)
+        mig_str_add(&s, "    END;\n");
+    mig_str_addf(&s, "  END IF;\n  RETURN NEW;\nEND\n%s", tag);
     return mig_str_take(&s);
 }
 
@@ -629,7 +648,8 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
         add_alter(&c->p->expand, op, sp->table, "ALTER COLUMN", sp->to, tail ? tail : "");
         free(tail);
     }
-    struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down};
+    struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down,
+                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL};
     char fname[80];
     trigger_names(c, op, fname, sizeof fname);
     install_trigger(c, op, sp->table, dual_write_function(c, op, fname, &dw));
@@ -844,10 +864,9 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         mig_str_qname(&f, "pgtandem", fname);
         mig_str_addf(&f, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
         declare_columns(c, &f, op, op->table, col->name, col->type);
-        /* Old-shape writers do not know the column: compute it for them. */
-        mig_str_add(&f, "BEGIN\n  IF NEW.");
-        mig_str_ident(&f, col->name);
-        mig_str_add(&f, " IS NULL AND coalesce(current_setting('" MIG_VERSION_GUC "', true), '') <> ");
+        /* Old-shape writers do not know the column (they get its default at
+         * best): compute it for them on every write. */
+        mig_str_add(&f, "BEGIN\n  IF coalesce(current_setting('" MIG_VERSION_GUC "', true), '') <> ");
         mig_str_literal(&f, c->m->name);
         mig_str_add(&f, " THEN\n    NEW.");
         mig_str_ident(&f, col->name);
