@@ -366,7 +366,7 @@ static void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct 
     }
     for (size_t i = 0; i < c->nadded; i++) {
         const struct vcol *v = &c->added[i];
-        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || !strcmp(v->name, extra))
+        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || (extra && !strcmp(v->name, extra)))
             continue;
         mig_str_add(s, "  ");
         mig_str_ident(s, v->name);

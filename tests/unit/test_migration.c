@@ -1,0 +1,214 @@
+/* Unit tests of the migration parser, the plan generator (offline) and the
+ * backfill's batch statement and batch-size adaptation. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backfill.h"
+#include "migration.h"
+#include "migration_plan.h"
+#include "migration_sql.h"
+#include "unit.h"
+
+static const char *GOOD =
+    "{\"name\": \"0003_checks_unify\", \"parent\": \"0002\", \"operations\": [\n"
+    " {\"rename_column\": {\"table\": \"checks\", \"from\": \"aggregation\", \"to\": \"config_json\",\n"
+    "   \"type\": \"jsonb\", \"up\": \"aggregation::jsonb\", \"down\": \"config_json::text\"}},\n"
+    " {\"create_index\": {\"table\": \"checks\", \"name\": \"ix\", \"columns\": [\"env\", \"anon_token\"]}},\n"
+    " {\"sql\": {\"up\": \"UPDATE alembic_version SET version_num = 'b73c9aa4f0c3'\", \"on\": \"complete\"}}],\n"
+    " \"backfill\": {\"target_ms\": 25, \"max_rows_per_sec\": 1000}}";
+
+static int parse(const char *text, struct migration *m, char *err, size_t n)
+{
+    return mig_parse(text, strlen(text), "t.json", m, err, n);
+}
+
+static void test_parse_good(void)
+{
+    struct migration m;
+    char err[512] = "";
+    CHECK("parse good migration", parse(GOOD, &m, err, sizeof err) == 0);
+    CHECK("name", m.name && strcmp(m.name, "0003_checks_unify") == 0);
+    CHECK("three operations", m.nops == 3);
+    CHECK("op kinds", m.ops[0].kind == MIG_RENAME_COLUMN && m.ops[2].kind == MIG_SQL);
+    CHECK("sql on complete", m.ops[2].on == MIG_ON_COMPLETE);
+    CHECK("backfill settings", m.backfill.target_ms == 25 && m.backfill.max_rows_per_sec == 1000);
+    CHECK("default schema", strcmp(m.ops[0].schema, "public") == 0);
+    CHECK("checksum is sha256 hex", strlen(m.checksum) == 64);
+    mig_free(&m);
+}
+
+static void expect_error(const char *name, const char *text, const char *needle)
+{
+    struct migration m;
+    char err[512] = "";
+    int rc = parse(text, &m, err, sizeof err);
+    CHECK(name, rc != 0 && strstr(err, needle) != NULL);
+    if (rc == 0 || !strstr(err, needle))
+        printf("  got: %s\n", err);
+    mig_free(&m);
+}
+
+static void test_parse_errors(void)
+{
+    expect_error("did you mean key", "{\"name\": \"x\", \"operations\": [{\"drop_table\": {\"tabel\": \"t\"}}]}",
+                 "operations[0].drop_table: unknown key \"tabel\" (did you mean \"table\"?)");
+    expect_error("did you mean op", "{\"name\": \"x\", \"operations\": [{\"add_colum\": {}}]}",
+                 "did you mean \"add_column\"");
+    expect_error("line and column", "{\"name\": \"x\",\n \"operations\": [{\"drop_table\": {\"tabel\": \"t\"}}]}",
+                 "t.json:2:33:");
+    expect_error("json syntax", "{\"name\": ", "invalid JSON");
+    expect_error("duplicates", "{\"name\": \"a\", \"name\": \"b\"}", "duplicate");
+    expect_error("nul byte", "{\"name\": \"a\\u0000b\", \"operations\": []}", "invalid JSON");
+    expect_error("type injection",
+                 "{\"name\": \"x\", \"operations\": [{\"rename_column\": {\"table\": \"t\", \"from\": \"a\","
+                 " \"to\": \"b\", \"type\": \"int'--\"}}]}", "contains '''");
+}
+
+static void test_edit_distance(void)
+{
+    CHECK("distance equal", mig_edit_distance("from", "from") == 0);
+    CHECK("distance one", mig_edit_distance("fro", "from") == 1);
+    CHECK("distance swap", mig_edit_distance("tabel", "table") == 2);
+    CHECK("distance empty", mig_edit_distance("", "abc") == 3);
+}
+
+static void test_quoting(void)
+{
+    char *q = mig_quote_ident("we\"ird");
+    CHECK("ident doubles quotes", q && strcmp(q, "\"we\"\"ird\"") == 0);
+    free(q);
+    struct mig_str s = {0};
+    mig_str_literal(&s, "it's a \\ test");
+    char *lit = mig_str_take(&s);
+    CHECK("literal escapes", lit && strcmp(lit, "E'it''s a \\\\ test'") == 0);
+    free(lit);
+}
+
+static int steps_contain(const struct mig_steps *l, const char *needle)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strstr(l->v[i].sql, needle))
+            return 1;
+    return 0;
+}
+
+static void test_plan_offline(void)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[512] = "";
+    parse(GOOD, &m, err, sizeof err);
+    CHECK("offline plan builds", mig_plan_build(&m, NULL, &p, err, sizeof err) == 0);
+    CHECK("expand adds column", steps_contain(&p.expand, "ADD COLUMN \"config_json\" jsonb"));
+    CHECK("expand trigger skips backfill", steps_contain(&p.expand, "current_setting('pgtandem.backfill', true)"));
+    CHECK("index concurrently", steps_contain(&p.expand, "CREATE INDEX CONCURRENTLY \"ix\""));
+    CHECK("version schema", steps_contain(&p.expand, "CREATE SCHEMA \"pgtandem_0003_checks_unify\""));
+    CHECK("contract drops old column", steps_contain(&p.contract, "DROP COLUMN \"aggregation\""));
+    CHECK("contract runs on-complete sql", steps_contain(&p.contract, "b73c9aa4f0c3"));
+    CHECK("contract drops version schema first", p.contract.n > 0 && strstr(p.contract.v[0].sql, "DROP SCHEMA"));
+    CHECK("rollback drops new column", steps_contain(&p.rollback, "DROP COLUMN IF EXISTS \"config_json\""));
+    CHECK("one backfill table", p.nbf == 1 && strstr(p.bf[0].pending, "\"config_json\" IS NULL"));
+    char *json = mig_plan_to_json(&p);
+    struct mig_plan back;
+    CHECK("plan json round trip", json && mig_plan_from_json(json, &back, err, sizeof err) == 0 &&
+          back.contract.n == p.contract.n && back.nbf == 1 && !strcmp(back.bf[0].set_list, p.bf[0].set_list));
+    free(json);
+    mig_plan_free(&back);
+    mig_plan_free(&p);
+    mig_free(&m);
+}
+
+static void test_backfill_sql(void)
+{
+    char *pk[1] = {"\"id\""}, *types[1] = {"bigint"};
+    struct mig_bf_table t = {.schema = "public", .name = "checks", .qname = "\"public\".\"checks\"",
+                             .pk = pk, .pk_types = types, .npk = 1, .set_list = "\"n\" = (\"o\")",
+                             .pending = "(\"n\" IS NULL AND \"o\" IS NOT NULL)", .est_rows = 1000};
+    struct mig_backfill_settings cfg = {.batch_rows = 1000, .min_rows = 100, .max_rows = 50000,
+                                        .target_ms = 50, .lock_timeout_ms = 1000};
+    struct backfill b;
+    backfill_init(&b, &t, "m", &cfg);
+    char *sql = backfill_batch_sql(&b);
+    CHECK("first batch has no lower bound", sql && !strstr(sql, "$5"));
+    CHECK("batch advances checkpoint in the same statement", sql && strstr(sql, "UPDATE pgtandem.backfill_progress"));
+    free(sql);
+    b.have_last = 1;
+    b.last_key[0] = strdup("41");
+    sql = backfill_batch_sql(&b);
+    CHECK("next batch starts after the checkpoint", sql && strstr(sql, "(\"id\") > ($5::bigint)"));
+    CHECK("range update for a single key", sql && strstr(sql, "t.\"id\" <= (SELECT \"id\" FROM bounds)"));
+    const char *values[12];
+    char num[32];
+    CHECK("params", backfill_batch_params(&b, values, num, sizeof num) == 5 && !strcmp(values[4], "41"));
+    free(sql);
+    backfill_free(&b);
+}
+
+/* A result shaped like the batch statement's: rows, last_key, rows_done,
+ * rows_updated, done, paused. */
+static PGresult *fake_result(long rows, long long done)
+{
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc attrs[6];
+    const char *names[6] = {"rows", "last_key", "rows_done", "rows_updated", "done", "paused"};
+    memset(attrs, 0, sizeof attrs);
+    for (int i = 0; i < 6; i++) {
+        attrs[i].name = (char *)names[i];
+        attrs[i].format = 0;
+        attrs[i].typid = 25;
+        attrs[i].typlen = -1;
+        attrs[i].atttypmod = -1;
+    }
+    PQsetResultAttrs(r, 6, attrs);
+    char a[32], c[32];
+    snprintf(a, sizeof a, "%ld", rows);
+    snprintf(c, sizeof c, "%lld", done);
+    const char *vals[6] = {a, "{7}", c, c, "f", "f"};
+    for (int i = 0; i < 6; i++)
+        PQsetvalue(r, 0, i, (char *)vals[i], (int)strlen(vals[i]));
+    return r;
+}
+
+static void test_backfill_adapts(void)
+{
+    char *pk[1] = {"\"id\""}, *types[1] = {"bigint"};
+    struct mig_bf_table t = {.schema = "public", .name = "t", .qname = "t", .pk = pk, .pk_types = types,
+                             .npk = 1, .set_list = "x", .pending = "y"};
+    struct mig_backfill_settings cfg = {.batch_rows = 1000, .min_rows = 100, .max_rows = 50000,
+                                        .target_ms = 50, .max_rows_per_sec = 0, .lock_timeout_ms = 1000};
+    struct backfill b;
+    backfill_init(&b, &t, "m", &cfg);
+    /* The server does 100 rows/ms: from 1000 rows the size doubles, then
+     * settles where a batch takes target_ms (5000 rows). */
+    for (int i = 0; i < 10; i++) {
+        PGresult *r = fake_result(b.batch_rows, b.rows_done + b.batch_rows);
+        char err[128];
+        backfill_apply_result(&b, r, (double)b.batch_rows / 100.0, err, sizeof err);
+        PQclear(r);
+    }
+    CHECK("converges to target", b.batch_rows == 5000);
+    backfill_lock_timeout(&b);
+    CHECK("lock timeout halves", b.batch_rows == 2500 && !strcmp(b.throttle, "lock-wait"));
+    b.cfg.max_rows_per_sec = 1000;
+    b.last_ms = 100;
+    long sleep = backfill_sleep_ms(&b);
+    CHECK("max rows/s throttles", sleep == 2400 && !strcmp(b.throttle, "max-rows"));
+    b.cfg.max_rows_per_sec = 0;
+    b.cfg.sleep_ratio = 0.5;
+    CHECK("sleep ratio", backfill_sleep_ms(&b) == 50 && !strcmp(b.throttle, "sleep-ratio"));
+    b.paused = 1;
+    CHECK("paused", backfill_sleep_ms(&b) == 1000 && !strcmp(b.throttle, "paused"));
+    backfill_free(&b);
+}
+
+int main(void)
+{
+    test_parse_good();
+    test_parse_errors();
+    test_edit_distance();
+    test_quoting();
+    test_plan_offline();
+    test_backfill_sql();
+    test_backfill_adapts();
+    return UNIT_RESULT();
+}
