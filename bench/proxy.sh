@@ -1,0 +1,300 @@
+#!/bin/sh
+# Proxy benchmark: pgbench through pgtandem vs PgBouncer (Debian's, session
+# mode) vs a direct connection, alternating in one run on a throwaway cluster,
+# plus resident memory of both proxies holding idle client connections.
+#
+#   select-only (-S) and TPC-B-like, 1/16/64 clients, ROUNDS rounds of DURATION s
+#   each; the order of the three targets rotates every round.
+#   Both proxies reach Postgres over TLS (UPSTREAM_SSLMODE, default require),
+#   and the direct runs use the same sslmode, so the only difference is the hop.
+#   Client legs to the proxies are plain TCP on loopback.
+#
+# Environment:
+#   ROUNDS=3 DURATION=10 CLIENTS="1 16 64" SCALE=10 MODE=simple
+#   TARGETS="pgtandem pgbouncer direct" WORKLOADS="select tpcb"
+#   MEM_CONNS="1000 2000 10000"   idle connections held for the memory measurement
+#   MAX_CONNECTIONS=2300     the bench cluster's max_connections
+#   UPSTREAM_SSLMODE=require
+#   OUT=bench/results/proxy-<date>  (writes OUT.md and OUT.json)
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bin="$top/bin/pgtandem"
+[ -x "$bin" ] || make -s all
+command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (make deps)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/pgtandem-proxybench.XXXXXX)
+chmod 755 "$work"
+pids=""
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null || true
+  sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+if [ "$(id -u)" = 0 ]; then RUN="runuser -u postgres --"; else RUN=""; fi
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---- cluster --------------------------------------------------------------
+echo "== starting a throwaway cluster"
+sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
+. "$work/pg/env"
+maxconn=${MAX_CONNECTIONS:-2300}
+echo "max_connections = $maxconn" | $RUN tee -a "$PGT_PGDIR/data/postgresql.conf" >/dev/null
+$RUN "$PGT_PGBIN/pg_ctl" -D "$PGT_PGDIR/data" -l "$PGT_PGDIR/postgres.log" -w -t 120 restart >/dev/null
+psql "$PGT_SUPER_URI" -qAtX -c "CREATE DATABASE bench OWNER app" >/dev/null
+scram=$(psql "$PGT_SUPER_URI" -qAtX -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+sslmode=${UPSTREAM_SSLMODE:-require}
+direct_uri="postgresql://app:apppass@127.0.0.1:$PGT_PGPORT/bench?sslmode=$sslmode"
+
+# ---- pgtandem ---------------------------------------------------------------
+tport=$(free_port); taport=$(free_port)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+"$bin" proxy --listen "127.0.0.1:$tport" --admin "127.0.0.1:$taport" --log-level warn \
+  --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=$sslmode" >"$work/pgtandem.log" 2>&1 &
+tpid=$!
+pids="$pids $tpid"
+
+# ---- pgbouncer (session mode, SCRAM secret in its auth_file) ----------------
+bport=$(free_port)
+printf '"app" "%s"\n' "$scram" >"$work/userlist.txt"
+cat >"$work/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PGT_PGPORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bport
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 12000
+default_pool_size = $maxconn
+max_db_connections = 0
+server_tls_sslmode = $sslmode
+logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+ignore_startup_parameters = extra_float_digits
+INI
+[ -n "$RUN" ] && chown postgres "$work" "$work/pgbouncer.ini" "$work/userlist.txt"
+$RUN sh -c "ulimit -n \$(ulimit -Hn); exec pgbouncer -d '$work/pgbouncer.ini'" >"$work/pgbouncer.out" 2>&1 || {
+  cat "$work/pgbouncer.out" "$work/pgbouncer.log" 2>/dev/null; exit 1; }
+
+wait_port() {
+  i=0
+  until /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "port $1 did not open" >&2; exit 1; }; sleep 0.1
+  done
+}
+wait_port "$tport"; wait_port "$bport"
+bpid=$(cat "$work/pgbouncer.pid")
+
+echo "== pgbench -i -s ${SCALE:-10}"
+pgbench -i -q -s "${SCALE:-10}" "$direct_uri" >"$work/init.log" 2>&1 || { cat "$work/init.log"; exit 1; }
+
+stamp=$(date -u +%Y-%m-%d)
+TPID=$tpid BPID=$bpid TPORT=$tport BPORT=$bport DIRECT_URI="$direct_uri" WORK="$work" \
+OUT=${OUT:-bench/results/proxy-$stamp} MAXCONN=$maxconn SSLMODE=$sslmode /usr/bin/python3 - <<'PY'
+import datetime, json, os, platform, re, resource, statistics, subprocess, sys, time
+
+import psycopg
+
+env = os.environ
+rounds = int(env.get("ROUNDS", "3"))
+duration = int(env.get("DURATION", "10"))
+clients = [int(c) for c in env.get("CLIENTS", "1 16 64").split()]
+targets = env.get("TARGETS", "pgtandem pgbouncer direct").split()
+workloads = env.get("WORKLOADS", "select tpcb").split()
+mode = env.get("MODE", "simple")
+mem_conns = [int(n) for n in env.get("MEM_CONNS", "1000 2000 10000").split()]
+maxconn = int(env["MAXCONN"])
+tpid, bpid = int(env["TPID"]), int(env["BPID"])
+uris = {
+    "pgtandem": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["TPORT"],
+    "pgbouncer": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["BPORT"],
+    "direct": env["DIRECT_URI"],
+}
+pids = {"pgtandem": tpid, "pgbouncer": bpid}
+ncpu = os.cpu_count() or 1
+
+
+def pgbench(target, workload, c):
+    args = ["pgbench", "-n", "-c", str(c), "-j", str(min(c, ncpu)), "-T", str(duration), "-M", mode]
+    if workload == "select":
+        args.append("-S")
+    args.append(uris[target])
+    r = subprocess.run(args, capture_output=True, text=True, timeout=duration * 10 + 120)
+    out = r.stdout + r.stderr
+    tps = re.search(r"tps = ([\d.]+)", out)
+    lat = re.search(r"latency average = ([\d.]+) ms", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if r.returncode != 0 or not tps:
+        print("pgbench failed (%s %s %d):\n%s" % (target, workload, c, out[-2000:]), file=sys.stderr)
+        return None
+    return {"tps": float(tps.group(1)), "latency_ms": float(lat.group(1)) if lat else None,
+            "failed": int(failed.group(1)) if failed else None}
+
+
+runs = []
+print("== %d rounds x %d s, targets %s, clients %s, -M %s" % (rounds, duration, targets, clients, mode))
+for rnd in range(rounds):
+    order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+    for workload in workloads:
+        for c in clients:
+            for t in order:
+                res = pgbench(t, workload, c)
+                print("round %d %-6s %2d clients %-9s %s" % (rnd + 1, workload, c, t, res), flush=True)
+                if res:
+                    runs.append(dict(res, round=rnd + 1, workload=workload, clients=c, target=t))
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+HOLDER = r'''
+import sys, psycopg
+uri, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for i in range(n):
+    c = psycopg.connect(uri, autocommit=True, application_name="idle")
+    c.execute("SELECT 1")  # session mode: the client now owns a server connection
+    conns.append(c)
+print("ready", flush=True)
+sys.stdin.readline()
+'''
+
+mem = []
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+cap = maxconn - 50
+for n in mem_conns:
+    for t in ("pgtandem", "pgbouncer"):
+        if n > cap:
+            mem.append({"target": t, "connections": n, "measured": False,
+                        "why": "needs %d Postgres backends in session mode; the cluster allows %d" % (n, maxconn)})
+            continue
+        time.sleep(1.0)
+        base = rss_kb(pids[t])
+        h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        line = h.stdout.readline().strip()
+        if line != "ready":
+            h.kill()
+            mem.append({"target": t, "connections": n, "measured": False, "why": "holder failed"})
+            continue
+        time.sleep(1.0)
+        held = rss_kb(pids[t])
+        h.stdin.write("\n")
+        h.stdin.flush()
+        h.wait(timeout=120)
+        per = (held - base) * 1024.0 / n
+        mem.append({"target": t, "connections": n, "measured": True, "rss_idle_kb": base,
+                    "rss_held_kb": held, "bytes_per_connection": round(per)})
+        print("memory %-9s %5d connections: RSS %d kB -> %d kB, %.0f bytes/connection" % (t, n, base, held, per),
+              flush=True)
+        time.sleep(2.0)  # let backends exit before the next holder
+
+# ---- summary ----------------------------------------------------------------
+summary = []
+for workload in workloads:
+    for c in clients:
+        row = {"workload": workload, "clients": c}
+        for t in targets:
+            tps = [r["tps"] for r in runs if r["workload"] == workload and r["clients"] == c and r["target"] == t]
+            lat = [r["latency_ms"] for r in runs if r["workload"] == workload and r["clients"] == c
+                   and r["target"] == t and r["latency_ms"] is not None]
+            row[t] = {"tps_median": statistics.median(tps) if tps else None,
+                      "tps_all": tps, "latency_ms_mean": statistics.mean(lat) if lat else None}
+
+        def ratio(a, b):
+            x = row.get(a, {}).get("tps_median")
+            y = row.get(b, {}).get("tps_median")
+            return round(x / y, 3) if x and y else None
+
+        row["pgtandem/pgbouncer"] = ratio("pgtandem", "pgbouncer")
+        row["pgtandem/direct"] = ratio("pgtandem", "direct")
+        row["pgbouncer/direct"] = ratio("pgbouncer", "direct")
+        summary.append(row)
+
+pgv = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+meta = {
+    "date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+    "host": platform.node(), "cpus": ncpu, "kernel": platform.release(),
+    "postgres": subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip(),
+    "pgbouncer": pgv, "rounds": rounds, "duration_s": duration, "query_mode": mode,
+    "scale": int(env.get("SCALE", "10")), "upstream_sslmode": env["SSLMODE"], "max_connections": maxconn,
+}
+
+
+def fmt(x, spec="%.0f"):
+    return spec % x if x is not None else "-"
+
+
+lines = ["| workload | clients | pgtandem TPS | PgBouncer TPS | direct TPS | pgtandem/PgBouncer | "
+         "pgtandem/direct | PgBouncer/direct | latency ms (pgtandem / PgBouncer / direct) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+for r in summary:
+    g = lambda t, k: r.get(t, {}).get(k)
+    lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s |" % (
+        "select-only" if r["workload"] == "select" else "TPC-B-like", r["clients"],
+        fmt(g("pgtandem", "tps_median")), fmt(g("pgbouncer", "tps_median")), fmt(g("direct", "tps_median")),
+        fmt(r["pgtandem/pgbouncer"], "%.2f"), fmt(r["pgtandem/direct"], "%.2f"), fmt(r["pgbouncer/direct"], "%.2f"),
+        fmt(g("pgtandem", "latency_ms_mean"), "%.3f"), fmt(g("pgbouncer", "latency_ms_mean"), "%.3f"),
+        fmt(g("direct", "latency_ms_mean"), "%.3f")))
+mlines = ["| proxy | idle connections | RSS before (kB) | RSS holding (kB) | bytes per connection |",
+          "|---|---:|---:|---:|---:|"]
+for m in mem:
+    if m["measured"]:
+        mlines.append("| %s | %d | %d | %d | %d |" % (m["target"], m["connections"], m["rss_idle_kb"],
+                                                      m["rss_held_kb"], m["bytes_per_connection"]))
+    else:
+        mlines.append("| %s | %d | - | - | not measured: %s |" % (m["target"], m["connections"], m["why"]))
+table = "\n".join(lines)
+mtable = "\n".join(mlines)
+
+md = """# Proxy benchmark, %(date)s
+
+Machine: %(cpus)d CPUs, kernel %(kernel)s; %(postgres)s; %(pgbouncer)s.
+pgbench scale %(scale)d, query mode `%(query_mode)s`, %(rounds)d rounds x %(duration_s)d s per cell; the order
+of pgtandem / PgBouncer / direct rotates every round and the table shows the median TPS of the rounds and
+the mean of pgbench's average latency. Both proxies run in session mode and reach Postgres over TLS
+(`sslmode=%(upstream_sslmode)s`); direct runs use the same sslmode, so the extra hop is the only difference.
+Clients reach the proxies over plain TCP on loopback. Everything (Postgres, proxies, pgbench) shares the
+same %(cpus)d CPUs, so at high client counts the proxies compete with Postgres for CPU.
+
+""" % meta
+md += table + "\n\n## Memory per idle connection\n\n"
+md += """Method: RSS (VmRSS from /proc) of the proxy process right before and while a holder process keeps N
+clients connected, each logged in (SCRAM) and having run one query, so that in session mode each client
+owns an upstream connection in both proxies. Per-connection bytes = (RSS holding - RSS before) / N.
+Each client therefore costs a Postgres backend; the bench cluster runs with max_connections = %(max_connections)d,
+and counts above that cannot be held this way on this machine (10,000 backends would need far more memory
+than it has), so they are reported as not measured rather than simulated.
+
+""" % meta
+md += mtable + "\n"
+
+out = env["OUT"]
+os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+with open(out + ".md", "w") as f:
+    f.write(md)
+with open(out + ".json", "w") as f:
+    json.dump({"meta": meta, "summary": summary, "runs": runs, "memory": mem}, f, indent=2)
+print()
+print(table)
+print()
+print(mtable)
+print("\nwrote %s.md and %s.json" % (out, out))
+PY
