@@ -140,21 +140,55 @@ static void after_checkpoint(struct mig_str *s, const struct backfill *b, const 
 /* One statement: `batch` picks the next keys, `upd` sets the new columns of
  * the rows among them that still need it (a single-column key uses a range so
  * the UPDATE is one index range scan), `cp` advances the checkpoint. */
+/* Single-column key: the batch's upper edge is found by skipping n-1 index
+ * entries (an index-only scan, nothing materialised); the last, partial
+ * batch falls back to max(). */
+static void single_key_bounds(struct mig_str *s, const struct backfill *b)
+{
+    const struct mig_bf_table *t = b->table;
+    const char *k = t->pk[0];
+    mig_str_addf(s, "WITH edge AS (SELECT %s FROM %s WHERE ", k, t->qname);
+    after_checkpoint(s, b, "");
+    mig_str_addf(s, " ORDER BY %s OFFSET $4::int - 1 LIMIT 1), bounds AS (SELECT coalesce((SELECT %s FROM edge),"
+                 " (SELECT max(%s) FROM %s WHERE ", k, k, k, t->qname);
+    after_checkpoint(s, b, "");
+    mig_str_add(s, ")) AS ");
+    mig_str_add(s, k);
+    mig_str_addf(s, ", CASE WHEN EXISTS (SELECT 1 FROM edge) THEN $4::bigint ELSE (SELECT count(*) FROM %s WHERE ",
+                 t->qname);
+    after_checkpoint(s, b, "");
+    mig_str_add(s, ") END AS rows), n AS (SELECT rows FROM bounds)");
+}
+
+/* Composite key: materialise the next n keys and take the last. */
+static void composite_key_bounds(struct mig_str *s, const struct backfill *b)
+{
+    const struct mig_bf_table *t = b->table;
+    mig_str_add(s, "WITH batch AS (SELECT ");
+    key_list(s, t, "", "");
+    mig_str_addf(s, " FROM %s WHERE ", t->qname);
+    after_checkpoint(s, b, "");
+    mig_str_add(s, " ORDER BY ");
+    key_list(s, t, "", "");
+    mig_str_add(s, " LIMIT $4::int), bounds AS (SELECT ");
+    key_list(s, t, "", "");
+    mig_str_add(s, " FROM batch ORDER BY ");
+    key_list(s, t, "", " DESC");
+    mig_str_add(s, " LIMIT 1), n AS (SELECT count(*) AS rows FROM batch)");
+}
+
+/* One statement: the bounds CTEs pick the next key range, `upd` sets the new
+ * columns of the rows in it that still need them (a single-column key gives
+ * one index range scan), `cp` advances the checkpoint. */
 char *backfill_batch_sql(const struct backfill *b)
 {
     const struct mig_bf_table *t = b->table;
     struct mig_str s = {0};
-    mig_str_add(&s, "WITH batch AS (SELECT ");
-    key_list(&s, t, "", "");
-    mig_str_addf(&s, " FROM %s WHERE ", t->qname);
-    after_checkpoint(&s, b, "");
-    mig_str_add(&s, " ORDER BY ");
-    key_list(&s, t, "", "");
-    mig_str_add(&s, " LIMIT $4::int), bounds AS (SELECT ");
-    key_list(&s, t, "", "");
-    mig_str_add(&s, " FROM batch ORDER BY ");
-    key_list(&s, t, "", " DESC");
-    mig_str_addf(&s, " LIMIT 1), upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
+    if (t->npk == 1)
+        single_key_bounds(&s, b);
+    else
+        composite_key_bounds(&s, b);
+    mig_str_addf(&s, ", upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
     if (t->npk == 1) {
         mig_str_add(&s, " WHERE ");
         after_checkpoint(&s, b, "t.");
@@ -166,7 +200,7 @@ char *backfill_batch_sql(const struct backfill *b)
         key_list(&s, t, "batch.", "");
         mig_str_add(&s, ")");
     }
-    mig_str_addf(&s, " AND (%s) RETURNING 1), n AS (SELECT count(*) AS rows FROM batch),", t->pending);
+    mig_str_addf(&s, " AND (%s) RETURNING 1),", t->pending);
     mig_str_add(&s, " cp AS (UPDATE pgtandem.backfill_progress SET"
                 " last_key = coalesce((SELECT ARRAY[");
     key_list(&s, t, "", "::text");

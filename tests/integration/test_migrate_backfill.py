@@ -37,7 +37,9 @@ def watch_backfill_updates(db):
             "CREATE FUNCTION note_touch() RETURNS trigger LANGUAGE plpgsql AS $$"
             " BEGIN INSERT INTO touched VALUES (NEW.id); RETURN NEW; END $$;"
             "CREATE TRIGGER zz_touch AFTER UPDATE ON checks FOR EACH ROW"
-            " WHEN (current_setting('pgtandem.backfill', true) = 'on') EXECUTE FUNCTION note_touch()")
+            " WHEN (current_setting('pgtandem.backfill', true) = 'on') EXECUTE FUNCTION note_touch();"
+            # fires even when the backfill runs with session_replication_role = replica
+            "ALTER TABLE checks ENABLE ALWAYS TRIGGER zz_touch")
 
 
 def test_kill_9_mid_backfill_then_resume(db):
@@ -138,3 +140,22 @@ def test_writers_during_large_backfill(db):
 
 def sql_exists(conn, name):
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def test_composite_key_backfill(db):
+    sql(db, "CREATE TABLE usage_ledger (tenant int, seq int, amount text, PRIMARY KEY (tenant, seq));"
+            "INSERT INTO usage_ledger SELECT t, s, (t * s)::text FROM generate_series(1, 7) t,"
+            " generate_series(1, 1000) s")
+    m = {"name": "ledger_numeric", "parent": None,
+         "backfill": {"batch_rows": 250, "max_rows": 250},
+         "operations": [{"alter_column": {"table": "usage_ledger", "column": "amount", "type": "numeric",
+                                          "up": "amount::numeric", "down": "amount::text"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["backfill"][0]["rows_done"] == 7000 and st["backfill"][0]["batches"] >= 28
+    assert st["backfill"][0]["last_key"] == "7,1000"
+    v = migrate(db, "verify")
+    assert v.returncode == 0 and "7000 rows, 0 not yet backfilled, 0 where" in v.stdout, v.stdout
+    assert migrate(db, "complete").returncode == 0
+    assert sql(db, "SELECT sum(amount) FROM usage_ledger") == [(sum(t * s for t in range(1, 8) for s in range(1, 1001)),)]

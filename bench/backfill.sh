@@ -1,0 +1,171 @@
+#!/bin/sh
+# Backfill benchmark: on ROWS rows of the seeds' `checks` shape (1M, or 10M
+# with FULL=1), alternating in one run on a throwaway cluster:
+#   pgtandem  - `pgtandem migrate` backfill of the three checks_unify renames, unthrottled
+#   single    - one `UPDATE checks SET claim = claim_text, config_json = aggregation::jsonb, ...`
+#   pgroll    - pgroll's batch statement (1000-row keyset batch, FOR NO KEY UPDATE,
+#               `SET id = id`) with a BEFORE UPDATE trigger computing the new columns
+# Reports rows/s, ratios and the longest pgtandem batch; writes
+# bench/results/backfill-<date>.md and .json.
+#   ROUNDS=N (default 2)  FULL=1  ROWS=N
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+rows=${ROWS:-1000000}
+[ "${FULL:-0}" = 1 ] && rows=${ROWS:-10000000}
+rounds=${ROUNDS:-2}
+bin="$top/bin/pgtandem"
+[ -x "$bin" ] || make -s all
+work=$(mktemp -d /tmp/pgtandem-bench.XXXXXX)
+chmod 755 "$work"
+trap 'sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1; rm -rf "$work"' EXIT INT TERM
+sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
+. "$work/pg/env"
+export PGT_SUPER_URI
+stamp=$(date -u +%Y-%m-%d)
+out="bench/results/backfill-$stamp"
+
+ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top /usr/bin/python3 - <<'PY'
+import datetime, json, os, platform, re, statistics, subprocess, time
+import psycopg
+
+rows, rounds, binary, out = int(os.environ["ROWS"]), int(os.environ["ROUNDS"]), os.environ["BIN"], os.environ["OUT"]
+top = os.environ["TOP"]
+admin = os.environ["PGT_SUPER_URI"]
+with psycopg.connect(admin, autocommit=True) as c:
+    c.execute("DROP DATABASE IF EXISTS bench")
+    c.execute("CREATE DATABASE bench")
+db = admin.replace("/appdb?", "/bench?")
+
+def run(sql):
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute(sql)
+
+print("loading %d rows" % rows, flush=True)
+subprocess.run(["psql", db, "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "rows=0", "-f",
+                os.path.join(top, "config", "examples", "checks_legacy.sql")], check=True, capture_output=True)
+run("CREATE TABLE checks_src AS SELECT * FROM checks WITH NO DATA")
+run("INSERT INTO checks_src (id, claim_text, aggregation, diagnostics, env, anon_token, created_at)"
+    " SELECT g, 'claim number ' || g,"
+    " json_build_object('model', 'gpt-5', 'k', g % 7, 'p_true', round((g % 100) / 100.0, 2))::text,"
+    " CASE WHEN g % 10 = 0 THEN NULL ELSE json_build_object('template_a', g % 13, 'template_b', g % 5)::text END,"
+    " CASE WHEN g % 3 = 0 THEN 'dev' ELSE 'prod' END, CASE WHEN g % 2 = 0 THEN md5(g::text) END,"
+    " now() - (g || ' seconds')::interval FROM generate_series(1, " + str(rows) + ") g")
+
+def fresh_table():
+    """The legacy table, freshly written and vacuumed, so every method starts
+    from the same physical state."""
+    run("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE;"
+        " DROP TABLE IF EXISTS checks CASCADE")
+    run("CREATE TABLE checks (id bigint PRIMARY KEY, claim_text text, aggregation text, diagnostics text,"
+        " env text NOT NULL DEFAULT 'prod', anon_token text, created_at timestamptz NOT NULL DEFAULT now())")
+    run("INSERT INTO checks SELECT * FROM checks_src ORDER BY id")
+    run("VACUUM (ANALYZE) checks")
+    run("CHECKPOINT")
+
+NEW_COLS = ("ALTER TABLE checks ADD COLUMN claim text, ADD COLUMN config_json jsonb,"
+            " ADD COLUMN counts_by_template_json jsonb")
+UP = "claim = claim_text, config_json = aggregation::jsonb, counts_by_template_json = diagnostics::jsonb"
+
+def bench_single():
+    fresh_table()
+    run(NEW_COLS)
+    t0 = time.perf_counter()
+    run("UPDATE checks SET " + UP)
+    return {"seconds": time.perf_counter() - t0}
+
+def bench_pgroll():
+    fresh_table()
+    run(NEW_COLS)
+    run("CREATE FUNCTION pgroll_like() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " NEW.claim := NEW.claim_text; NEW.config_json := NEW.aggregation::jsonb;"
+        " NEW.counts_by_template_json := NEW.diagnostics::jsonb; RETURN NEW; END $$;"
+        "CREATE TRIGGER pgroll_like BEFORE UPDATE ON checks FOR EACH ROW EXECUTE FUNCTION pgroll_like()")
+    stmt = ("WITH batch AS (SELECT id FROM checks WHERE id > %s ORDER BY id LIMIT 1000 FOR NO KEY UPDATE)"
+            " UPDATE checks SET id = checks.id FROM batch WHERE checks.id = batch.id RETURNING checks.id")
+    last, longest, batches = 0, 0.0, 0
+    t0 = time.perf_counter()
+    with psycopg.connect(db, autocommit=True) as c:
+        while True:
+            b0 = time.perf_counter()
+            ids = [r[0] for r in c.execute(stmt, (last,)).fetchall()]
+            longest = max(longest, time.perf_counter() - b0)
+            if not ids:
+                break
+            batches += 1
+            last = max(ids)
+    secs = time.perf_counter() - t0
+    run("DROP TRIGGER pgroll_like ON checks; DROP FUNCTION pgroll_like()")
+    return {"seconds": secs, "longest_batch_ms": longest * 1000, "batches": batches}
+
+MIGRATION = {
+    "name": "bench_unify", "parent": None,
+    "operations": [
+        {"rename_column": {"table": "checks", "from": "claim_text", "to": "claim"}},
+        {"rename_column": {"table": "checks", "from": "aggregation", "to": "config_json", "type": "jsonb",
+                           "up": "aggregation::jsonb", "down": "config_json::text"}},
+        {"rename_column": {"table": "checks", "from": "diagnostics", "to": "counts_by_template_json",
+                           "type": "jsonb", "up": "diagnostics::jsonb", "down": "counts_by_template_json::text"}}],
+}
+
+def bench_pgtandem():
+    fresh_table()
+    path = "/tmp/pgtandem-bench-migration.json"
+    with open(path, "w") as f:
+        json.dump(MIGRATION, f)
+    r = subprocess.run([binary, "migrate", "start", path, "--db", db, "--no-backfill"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    t0 = time.perf_counter()
+    r = subprocess.run([binary, "migrate", "resume", "--db", db], capture_output=True, text=True)
+    secs = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    m = re.findall(r"max (\d+)ms\), throttle \S+, done", r.stderr)
+    with psycopg.connect(db) as c:
+        done, batches = c.execute("SELECT rows_done, batches FROM pgtandem.backfill_progress").fetchone()
+    assert done == rows, (done, rows)
+    return {"seconds": secs, "longest_batch_ms": float(m[-1]) if m else None, "batches": batches}
+
+methods = {"pgtandem": bench_pgtandem, "single": bench_single, "pgroll": bench_pgroll}
+results = {k: [] for k in methods}
+for rnd in range(rounds):
+    for name, fn in methods.items():
+        res = fn()
+        res["rows_per_sec"] = rows / res["seconds"]
+        results[name].append(res)
+        print("round %d %-8s %7.2fs %9.0f rows/s%s" % (rnd + 1, name, res["seconds"], res["rows_per_sec"],
+              ("  longest batch %.0fms" % res["longest_batch_ms"]) if res.get("longest_batch_ms") else ""), flush=True)
+
+med = {k: statistics.median(r["rows_per_sec"] for r in v) for k, v in results.items()}
+longest = max(r["longest_batch_ms"] or 0 for r in results["pgtandem"])
+summary = {
+    "date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z", "rows": rows, "rounds": rounds,
+    "machine": "%s, %d cpus" % (platform.platform(), os.cpu_count()),
+    "postgres": subprocess.run(["psql", db, "-qAtX", "-c", "SHOW server_version"], capture_output=True, text=True).stdout.strip(),
+    "median_rows_per_sec": med,
+    "ratio_vs_single_update": med["pgtandem"] / med["single"],
+    "ratio_vs_pgroll": med["pgtandem"] / med["pgroll"],
+    "pgtandem_longest_batch_ms": longest,
+    "targets": {"vs_single >= 0.85": med["pgtandem"] / med["single"] >= 0.85,
+                "vs_pgroll >= 2": med["pgtandem"] / med["pgroll"] >= 2.0,
+                "longest batch <= 100ms": longest <= 100},
+    "runs": results,
+}
+with open(out + ".json", "w") as f:
+    json.dump(summary, f, indent=2)
+with open(out + ".md", "w") as f:
+    f.write("# Backfill benchmark, %s\n\n" % summary["date"])
+    f.write("%d rows of the seeds' `checks` shape (three renames: `claim_text -> claim`, "
+            "`aggregation -> config_json` jsonb, `diagnostics -> counts_by_template_json` jsonb), "
+            "%d alternating rounds, Postgres %s, %s. Command: `sh bench/backfill.sh`%s.\n\n"
+            % (rows, rounds, summary["postgres"], summary["machine"], " (FULL=1)" if rows >= 10000000 else ""))
+    f.write("| method | median rows/s | runs (s) | longest batch |\n|---|---:|---|---:|\n")
+    for k in methods:
+        f.write("| %s | %.0f | %s | %s |\n" % (k, med[k], ", ".join("%.2f" % r["seconds"] for r in results[k]),
+                ("%.0f ms" % max(r.get("longest_batch_ms") or 0 for r in results[k])) if k != "single" else "-"))
+    f.write("\npgtandem / single UPDATE: **%.2fx** (target >= 0.85)  \n" % summary["ratio_vs_single_update"])
+    f.write("pgtandem / pgroll batch: **%.2fx** (target >= 2)  \n" % summary["ratio_vs_pgroll"])
+    f.write("pgtandem longest batch: **%.0f ms** (target <= 100 ms)\n" % longest)
+print(json.dumps({k: summary[k] for k in ("median_rows_per_sec", "ratio_vs_single_update", "ratio_vs_pgroll",
+                                           "pgtandem_longest_batch_ms", "targets")}, indent=2))
+print("wrote %s.md and %s.json" % (out, out))
+PY
