@@ -190,7 +190,7 @@ static const char *closest(const char *word, const char *const *cands, size_t n)
 
 static int unknown_key(struct parse_ctx *c, const char *key, const struct key_spec *spec)
 {
-    const char *names[32];
+    const char *names[32] = {0};
     size_t n = 0;
     for (; spec[n].key && n < 32; n++)
         names[n] = spec[n].key;
