@@ -1191,6 +1191,8 @@ static void version_schema(struct plan_ctx *c)
  * their order (a trigger goes before its function). */
 static void reverse_op_groups(struct mig_steps *l)
 {
+    if (l->n == 0)
+        return;
     struct mig_step *out = malloc((l->n ? l->n : 1) * sizeof *out);
     if (!out) {
         l->oom = 1;
@@ -1244,6 +1246,8 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         rc = -1;
     }
     free(c);
+    if (rc != 0)
+        mig_plan_free(p);
     return rc;
 }
 
