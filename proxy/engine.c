@@ -38,7 +38,7 @@ static const char *STATE_SQL =
 
 static const char *CURRENT_SQL =
     "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
-    " WHERE status NOT IN ('completed', 'rolled_back') ORDER BY started_at DESC LIMIT 1";
+    " WHERE status NOT IN ('completed', 'rolled_back', 'failed') ORDER BY started_at DESC LIMIT 1";
 
 struct current {
     char *name, *status, *checksum, *plan_json, *migration_json;
@@ -513,6 +513,15 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
     while (rc == ENGINE_OK && !b.done) {
         if (*budget == 0)
             break;
+        if (b.paused) {
+            /* Paused: no batch, just re-read the switch from the checkpoint row. */
+            sleep_ms(backfill_sleep_ms(&b));
+            if (backfill_load(e->conn, &b, err, errlen) != 0)
+                rc = ENGINE_FAILED;
+            if (e->opt.on_progress)
+                e->opt.on_progress(&b, 0, e->opt.progress_arg);
+            continue;
+        }
         if (backfill_step(e->conn, &b, err, errlen) != 0) {
             rc = ENGINE_FAILED;
             break;
@@ -678,7 +687,7 @@ int engine_resume(struct engine *e, char *err, size_t errlen)
     int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
-    if (!strcmp(cur.status, "expanding") || !strcmp(cur.status, "failed")) {
+    if (!strcmp(cur.status, "expanding")) {
         log_info("migration %s was interrupted during expand; undoing the partial expand and redoing it",
                  cur.name);
         char e2[1024];

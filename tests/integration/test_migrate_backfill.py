@@ -159,3 +159,34 @@ def test_composite_key_backfill(db):
     assert v.returncode == 0 and "7000 rows, 0 not yet backfilled, 0 where" in v.stdout, v.stdout
     assert migrate(db, "complete").returncode == 0
     assert sql(db, "SELECT sum(amount) FROM usage_ledger") == [(sum(t * s for t in range(1, 8) for s in range(1, 1001)),)]
+
+
+def test_pause_switch(db):
+    load_legacy(db, 20000)
+    path = unify({"batch_rows": 200, "max_rows": 200, "max_rows_per_sec": 10000})
+    proc = subprocess.Popen([BIN, "migrate", "start", path, "--db", db],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if progress(db)[0] > 1000:
+                    break
+            except psycopg.Error:
+                pass
+            time.sleep(0.02)
+        assert migrate(db, "pause").returncode == 0
+        time.sleep(0.5)
+        held = progress(db)[0]
+        time.sleep(1.5)
+        assert progress(db)[0] == held < 20000
+        st = json.loads(migrate(db, "status", "--json").stdout)
+        assert st["backfill"][0]["paused"] is True
+        assert migrate(db, "unpause").returncode == 0
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "throttle paused" in err
+    assert progress(db)[0] == 20000

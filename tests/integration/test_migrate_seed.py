@@ -4,12 +4,13 @@ and start -> rollback -> start -> complete, each ending with a row-by-row
 comparison and a schema check."""
 import json
 import os
+import re
 import threading
 
 import psycopg
 
 from test_migrate_util import (EXAMPLES, columns, db, load_legacy, migrate, new_shape_options, rows,  # noqa: F401
-                               shape, sql)
+                               shape, sql, write_migration)
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 NAME = "0003_checks_unify"
@@ -148,3 +149,59 @@ def test_seed_plan_changes_nothing(db):
     assert "UPDATE alembic_version SET version_num = 'b73c9aa4f0c3'" in r.stdout
     assert "== contract" in r.stdout and "== rollback" in r.stdout
     assert shape(db) == before
+
+
+def test_contract_retries_while_table_is_locked(db):
+    load_legacy(db, 500)
+    assert migrate(db, "start", UNIFY).returncode == 0
+    blocker = psycopg.connect(db)
+    blocker.execute("LOCK TABLE checks IN ACCESS SHARE MODE")   # an open reader transaction
+    release = threading.Timer(1.0, blocker.rollback)
+    release.start()
+    try:
+        r = migrate(db, "complete", "--lock-timeout", "100", "--retries", "30")
+    finally:
+        release.join()
+        blocker.close()
+    assert r.returncode == 0, r.stderr
+    attempts = int(re.search(r"after (\d+) attempt", r.stderr).group(1))
+    assert attempts > 1
+    assert "lock not available" in r.stderr
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "completed" and st["contract_attempts"] == attempts
+    assert st["contract_lock_wait_ms"] > 0
+
+
+def test_contract_gives_up_and_changes_nothing(db):
+    load_legacy(db, 500)
+    assert migrate(db, "start", UNIFY).returncode == 0
+    before = shape(db)
+    blocker = psycopg.connect(db)
+    blocker.execute("LOCK TABLE checks IN ACCESS SHARE MODE")
+    try:
+        r = migrate(db, "complete", "--lock-timeout", "50", "--retries", "3")
+    finally:
+        blocker.close()
+    assert r.returncode == 1
+    assert "after 3 attempt(s)" in r.stderr
+    assert shape(db) == before
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "active"
+    assert migrate(db, "complete").returncode == 0
+
+
+def test_failed_expand_leaves_nothing_behind(db):
+    load_legacy(db, 200)
+    before, before_rows = shape(db), rows(db, "checks")
+    with open(UNIFY) as f:
+        m = json.load(f)
+    m["operations"].insert(4, {"sql": {"up": "SELECT 1/0"}})
+    path = write_migration(m)
+    r = migrate(db, "start", path)
+    assert r.returncode == 1
+    assert "operations[4]" in r.stderr and "division by zero" in r.stderr
+    assert shape(db) == before
+    assert rows(db, "checks") == before_rows
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "failed" and "division by zero" in st["error"]
+    assert migrate(db, "start", UNIFY).returncode == 0
