@@ -1,7 +1,30 @@
 /* SQL generation: turns a validated migration (plus, when available, a
  * catalog snapshot) into the exact SQL of every phase. This is what
  * `migrate plan` prints and what the engine executes; it does no I/O, so the
- * proxy can later send the same statements asynchronously. */
+ * proxy can later send the same statements asynchronously.
+ *
+ * The two-shape rules (what operators can rely on):
+ *  - Dual-write triggers (rename_column, alter_column) are BEFORE INSERT OR
+ *    UPDATE, FOR EACH ROW, and only ever assign NEW, so they never recurse.
+ *    Direction: on INSERT, a NULL new column is filled from the old one (up),
+ *    else a NULL old column from the new one (down); on UPDATE, the column the
+ *    statement changed wins; when both (or, on INSERT, both non-NULL) the
+ *    session setting pgtandem.version breaks the tie: equal to the migration's
+ *    name means the new shape wrote (down), anything else the old shape (up).
+ *    An UPDATE that touches neither but finds the new column still NULL fills
+ *    it (the row was not backfilled yet). New-shape writers that bypass the
+ *    proxy should set pgtandem.version (options=-c pgtandem.version=NAME).
+ *  - add_column with "up": old-shape sessions always get the column computed
+ *    by up; new-shape sessions write it themselves.
+ *  - The backfill session sets pgtandem.backfill=on, which the triggers' WHEN
+ *    clause skips, and session_replication_role=replica where permitted.
+ *  - The backfill only writes rows whose new column is NULL while the source
+ *    is not: every write after expand passes through the trigger and fills
+ *    the new column, so such a row has not been written since expand and a
+ *    value the application wrote is never overwritten. New columns are added
+ *    without a default (the default is set separately) so pre-existing rows
+ *    stay recognisable. Consequence: `up` must map NULL to NULL for renamed
+ *    columns (rows with a NULL source are left NULL). */
 #ifndef PGTANDEM_MIGRATION_PLAN_H
 #define PGTANDEM_MIGRATION_PLAN_H
 
