@@ -117,6 +117,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"proxy", required_argument, NULL, 'p'},
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
@@ -132,6 +133,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': c->db = optarg; break;
+        case 'p':
+            fprintf(stderr, "pgtandem migrate: --proxy is not available yet; run the engine against the "
+                    "database with --db URI\n");
+            return -1;
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'n': c->opt.skip_backfill = 1; break;
