@@ -162,7 +162,7 @@ void sbuf_resume_read(struct sbuf *sb)
         return;
     want_read(sb, 1);
     /* OpenSSL may hold decrypted bytes the socket will not signal again. */
-    if (sb->ssl && SSL_pending(sb->ssl) > 0)
+    if (sb->ssl && SSL_has_pending(sb->ssl))
         event_active(sb->rev, EV_READ, 0);
 }
 
@@ -174,6 +174,10 @@ static void continue_handshake(struct sbuf *sb)
         sb->phase = SBUF_OPEN;
         want_write(sb, evbuffer_get_length(sb->out) > 0);
         want_read(sb, 1);
+        /* Read-ahead may have pulled the first application bytes in with
+         * the handshake: the socket will not signal them again. */
+        if (SSL_has_pending(sb->ssl))
+            event_active(sb->rev, EV_READ, 0);
         sb->ops->on_ready(sb, sb->ctx);
         return;
     }
@@ -256,8 +260,8 @@ static ssize_t read_tls(struct sbuf *sb)
             return total ? total : 0; /* close_notify or a plain close */
         return total ? total : -1;
     }
-    if (SSL_pending(sb->ssl) > 0)
-        event_active(sb->rev, EV_READ, 0); /* more decrypted bytes: next turn */
+    if (SSL_has_pending(sb->ssl))
+        event_active(sb->rev, EV_READ, 0); /* more buffered bytes: next turn */
     return total;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -25,11 +26,14 @@
 
 #define LISTEN_BACKLOG 4096
 
+/* The loop's cached clock is only as fine as CLOCK_MONOTONIC_COARSE
+ * (jiffies), too coarse for sub-millisecond query latencies. */
 uint64_t server_now_us(struct server *srv)
 {
-    struct timeval tv;
-    event_base_gettimeofday_cached(srv->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+    (void)srv;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 void server_session_closed(struct server *srv)

@@ -673,6 +673,8 @@ void session_release_held(struct session *s)
     if (!s->holding)
         return;
     s->holding = 0;
+    if (!s->c2s_blocked && s->state == SESS_READY)
+        sbuf_resume_read(s->client);
     relay_client_to_server(s);
 }
 
