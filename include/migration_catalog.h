@@ -27,9 +27,12 @@ struct mig_cat_index {
     int unique, primary, simple;
 };
 
+/* A single-column foreign key. For keys of this table, column is ours and
+ * ref_* the referenced side; for keys pointing at this table (in_fk),
+ * column is our referenced column and ref_* the referencing side. */
 struct mig_cat_fkey {
     char *name;
-    char *column;        /* single-column foreign keys only */
+    char *column;
     char *ref_table;     /* regclass text, already quoted by Postgres */
     char *ref_column;
     char on_delete, on_update;
@@ -46,6 +49,8 @@ struct mig_cat_table {
     size_t nidx;
     struct mig_cat_fkey *fk;
     size_t nfk;
+    struct mig_cat_fkey *in_fk;
+    size_t nin_fk;
     double est_rows;
 };
 

@@ -473,6 +473,19 @@ static int run_steps(struct engine *e, const struct mig_steps *l, char *err, siz
     return ENGINE_OK;
 }
 
+/* Each step in its own short transaction: a VALIDATE scans the table and must
+ * not keep the lock of a preceding ADD CONSTRAINT while it does. */
+static int run_each(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        int rc = l->v[i].mode == MIG_STEP_ALONE ? run_alone(e, &l->v[i], err, errlen)
+                                                : run_txn(e, l, i, i + 1, NULL, NULL, 0, NULL, err, errlen);
+        if (rc != ENGINE_OK)
+            return rc;
+    }
+    return ENGINE_OK;
+}
+
 /* Rollback steps run one by one and keep going: after a partial expand some
  * objects never existed, and every step is written to tolerate that. */
 static int run_rollback_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
@@ -573,7 +586,7 @@ static int finish_start(struct engine *e, const char *name, const struct mig_pla
         record_status(e->conn, name, "backfilling", err);
         return rc;
     }
-    if (run_steps(e, &plan->validate, err, errlen) != ENGINE_OK) {
+    if (run_each(e, &plan->validate, err, errlen) != ENGINE_OK) {
         record_status(e->conn, name, "backfilling", err);
         return ENGINE_FAILED;
     }
@@ -739,7 +752,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
-        if (rc == ENGINE_OK && run_steps(e, &plan.post, err, errlen) != ENGINE_OK) {
+        if (rc == ENGINE_OK && run_each(e, &plan.post, err, errlen) != ENGINE_OK) {
             log_error("the migration is complete but a post-contract validation failed: %s", err);
             rc = ENGINE_FAILED;
         }

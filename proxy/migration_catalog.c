@@ -45,6 +45,16 @@ static const char *FKEYS_SQL =
     " WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2"
     "   AND array_length(con.conkey, 1) = 1";
 
+static const char *INCOMING_FKEYS_SQL =
+    "SELECT con.conname, ra.attname, con.conrelid::regclass::text, a.attname,"
+    "       con.confdeltype, con.confupdtype"
+    "  FROM pg_constraint con JOIN pg_class c ON c.oid = con.confrelid"
+    "  JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]"
+    "  JOIN pg_attribute ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]"
+    " WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2"
+    "   AND array_length(con.conkey, 1) = 1";
+
 static const char *ESTIMATE_SQL =
     "SELECT greatest(c.reltuples, 0)::float8 FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
@@ -152,15 +162,16 @@ static int load_indexes(PGconn *conn, struct mig_cat_table *t, char *err, size_t
     return 0;
 }
 
-static int load_fkeys(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+static int load_fkeys(PGconn *conn, struct mig_cat_table *t, const char *sql, struct mig_cat_fkey **out,
+                      size_t *count, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, FKEYS_SQL, t, err, errlen);
+    PGresult *r = query_table(conn, sql, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
-    t->fk = calloc((size_t)n + 1, sizeof *t->fk);
-    for (int i = 0; t->fk && i < n; i++) {
-        struct mig_cat_fkey *f = &t->fk[t->nfk++];
+    *out = calloc((size_t)n + 1, sizeof **out);
+    for (int i = 0; *out && i < n; i++) {
+        struct mig_cat_fkey *f = &(*out)[(*count)++];
         f->name = strdup(PQgetvalue(r, i, 0));
         f->column = strdup(PQgetvalue(r, i, 1));
         f->ref_table = strdup(PQgetvalue(r, i, 2));
@@ -188,7 +199,9 @@ static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         return -1;
     if (!t->exists)
         return 0;
-    if (load_indexes(conn, t, err, errlen) || load_fkeys(conn, t, err, errlen) ||
+    if (load_indexes(conn, t, err, errlen) ||
+        load_fkeys(conn, t, FKEYS_SQL, &t->fk, &t->nfk, err, errlen) ||
+        load_fkeys(conn, t, INCOMING_FKEYS_SQL, &t->in_fk, &t->nin_fk, err, errlen) ||
         load_estimate(conn, t, err, errlen))
         return -1;
     return 0;
@@ -246,6 +259,14 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
     return 0;
 }
 
+static void free_fkeys(struct mig_cat_fkey *fk, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(fk[i].name); free(fk[i].column); free(fk[i].ref_table); free(fk[i].ref_column);
+    }
+    free(fk);
+}
+
 static void free_table(struct mig_cat_table *t)
 {
     for (size_t i = 0; i < t->ncols; i++) {
@@ -267,10 +288,8 @@ static void free_table(struct mig_cat_table *t)
         free(ix->cols);
     }
     free(t->idx);
-    for (size_t i = 0; i < t->nfk; i++) {
-        free(t->fk[i].name); free(t->fk[i].column); free(t->fk[i].ref_table); free(t->fk[i].ref_column);
-    }
-    free(t->fk);
+    free_fkeys(t->fk, t->nfk);
+    free_fkeys(t->in_fk, t->nin_fk);
     free(t->schema);
     free(t->name);
 }

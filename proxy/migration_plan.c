@@ -351,6 +351,50 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
     }
 }
 
+/* Foreign keys of other tables that point at `from` are re-pointed at `to`.
+ * They are added after the backfill (validate phase): earlier, a new
+ * referencing row could point at a row whose new column is still NULL. */
+static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                       const char *from, const char *to, struct mig_steps *contract_before_drop,
+                                       struct mig_steps *contract_after_drop)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nin_fk; i++) {
+        const struct mig_cat_fkey *f = &t->in_fk[i];
+        if (strcmp(f->column, from) != 0)
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
+        struct mig_str s = {0};
+        /* ref_table is regclass output: Postgres already quoted it. */
+        mig_str_addf(&s, "ALTER TABLE %s ADD CONSTRAINT ", f->ref_table);
+        mig_str_ident(&s, tmp);
+        mig_str_add(&s, " FOREIGN KEY (");
+        mig_str_ident(&s, f->ref_column);
+        mig_str_add(&s, ") REFERENCES ");
+        mig_str_qname(&s, op->schema, table);
+        mig_str_add(&s, " (");
+        mig_str_ident(&s, to);
+        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", fk_action(f->on_delete), fk_action(f->on_update));
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
+        mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
+        mig_str_ident(&v, tmp);
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&v));
+        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT ", f->ref_table);
+        mig_str_ident(&d, f->name);
+        mig_steps_add(contract_before_drop, op->index, MIG_STEP_TXN, mig_str_take(&d));
+        mig_str_addf(&r, "ALTER TABLE %s RENAME CONSTRAINT ", f->ref_table);
+        mig_str_ident(&r, tmp);
+        mig_str_add(&r, " TO ");
+        mig_str_ident(&r, f->name);
+        mig_steps_add(contract_after_drop, op->index, MIG_STEP_TXN, mig_str_take(&r));
+        mig_str_addf(&rb, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS ", f->ref_table);
+        mig_str_ident(&rb, tmp);
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&rb));
+    }
+}
+
 /* ---- dual-write trigger --------------------------------------------------- */
 
 static void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op,
@@ -664,6 +708,7 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
         add_comment(c, op, sp->table, sp->to, oc->comment);
     copy_indexes(c, op, sp->table, sp->from, sp->to);
     copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
+    copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
     *deferred = c->p->contract;
     c->p->contract = contract;
     add_backfill(c, op, sp->table, sp->to, sp->from, up, 1);

@@ -182,3 +182,52 @@ def test_op_start_rollback_start_complete(db, case):
     assert r.returncode == 0, r.stderr
     run_concurrent_writes(db, m["name"], case)
     verify_and_complete(db, m["name"], case)
+
+
+def test_rename_referenced_column_keeps_foreign_keys(db):
+    sql(db, "CREATE TABLE accounts (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE);"
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, account_code text REFERENCES accounts (code)"
+            " ON DELETE CASCADE, owner_code text);"
+            "ALTER TABLE accounts ADD COLUMN parent_code text REFERENCES accounts (code);"
+            "INSERT INTO accounts (code) SELECT 'c' || g FROM generate_series(1, 300) g;"
+            "INSERT INTO orders (account_code) SELECT 'c' || (g % 300 + 1) FROM generate_series(1, 900) g")
+    before_shape = shape(db)
+    m = {"name": "accounts_ref", "parent": None,
+         "operations": [{"rename_column": {"table": "accounts", "from": "code", "to": "ref"}}]}
+    path = write_migration(m)
+    assert migrate(db, "start", path).returncode == 0
+    # during the migration both names are enforced for new referencing rows
+    sql(db, "INSERT INTO orders (account_code) VALUES ('c7')")
+    try:
+        sql(db, "INSERT INTO orders (account_code) VALUES ('nope')")
+        assert False, "foreign key not enforced"
+    except psycopg.errors.ForeignKeyViolation:
+        pass
+    assert migrate(db, "rollback").returncode == 0
+    assert shape(db) == before_shape
+    assert migrate(db, "start", path).returncode == 0
+    sql(db, "INSERT INTO accounts (ref) VALUES ('new1')", options=new_shape_options("accounts_ref"))
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr
+    fks = sql(db, "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint"
+                  " WHERE contype = 'f' AND connamespace = 'public'::regnamespace ORDER BY 1")
+    assert fks == [("accounts_parent_code_fkey", "FOREIGN KEY (parent_code) REFERENCES accounts(ref)", True),
+                   ("orders_account_code_fkey",
+                    "FOREIGN KEY (account_code) REFERENCES accounts(ref) ON DELETE CASCADE", True)]
+    assert sql(db, "SELECT conname FROM pg_constraint WHERE contype = 'u' AND connamespace = 'public'::regnamespace") == [("accounts_code_key",)]
+    sql(db, "DELETE FROM accounts WHERE ref = 'c7'")
+    assert sql(db, "SELECT count(*) FROM orders WHERE account_code = 'c7'") == [(0,)]
+
+
+def test_failed_unique_index_build_is_cleaned_up(db):
+    sql(db, BASE + "UPDATE items SET b = 1 WHERE id < 5")
+    before = shape(db)
+    m = {"name": "uniq_b", "parent": None,
+         "operations": [{"create_index": {"table": "items", "name": "items_b_unique", "columns": ["b"],
+                                          "unique": True}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 1
+    assert "could not create unique index" in r.stderr
+    assert "dropping the invalid index and retrying" in r.stderr
+    assert shape(db) == before
+    assert sql(db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
