@@ -32,6 +32,7 @@ struct config {
     size_t buffer_bytes;       /* per direction, before backpressure */
     enum log_level log_level;
     int shutdown_timeout_ms;
+    char *engine_db;           /* where the proxy's own engine connects (with credentials) */
 };
 
 void config_init(struct config *cfg);

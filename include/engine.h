@@ -19,6 +19,9 @@
 
 enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
+/* Advisory lock key: one engine per database (the CLI and the proxy alike). */
+#define ENGINE_LOCK_KEY "7020637716434665572"
+
 struct engine_options {
     long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */
     int contract_attempts;      /* bounded retries of the contract (default 10) */

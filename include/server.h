@@ -16,6 +16,7 @@
 
 struct session;
 struct admin;
+struct migration_runner;
 struct evdns_base;
 
 struct server {
@@ -29,8 +30,10 @@ struct server {
     SSL_CTX *upstream_tls; /* NULL when the upstream is plain */
     struct upstream_address upstream_addr;
     struct admin *admin;
+    struct migration_runner *runner; /* the engine inside the proxy */
     struct event *sigterm, *sigint, *sighup;
     struct event *shutdown_timer;
+    struct event *metrics_timer;
     int shutting_down;
 
     struct session *sessions; /* doubly linked, newest first */

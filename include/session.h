@@ -53,6 +53,11 @@ struct session {
     uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
     uint32_t cancel_pid, cancel_key;     /* what the client was told */
     uint64_t bytes_in, bytes_out;
+
+    struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
+    uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
+    int s2c_discard;                /* the current server message is one of those answers */
+    char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
 };
 
 /* Takes ownership of an accepted socket. */
@@ -74,5 +79,11 @@ const char *session_state_name(enum session_state st);
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
+/* At a boundary during a pause: prepares the session's named statements
+ * again upstream, answers swallowed. Returns how many. */
+int session_reprepare(struct session *s);
+/* The migration name a client declared with -c pgtandem.version=NAME in
+ * its startup options, or application_name "...@NAME"; NULL if none. */
+char *session_declared_version(const struct startup_packet *sp);
 
 #endif

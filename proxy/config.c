@@ -39,7 +39,7 @@ void config_free(struct config *cfg)
 {
     char **strings[] = {&cfg->config_path, &cfg->listen_host, &cfg->unix_socket_dir, &cfg->upstream_uri,
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
-                        &cfg->tls_cert, &cfg->tls_key};
+                        &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
 }
@@ -207,6 +207,8 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
         }
     } else if (strcmp(key, "upstream") == 0) {
         rc = take_string(fc, v, key, &cfg->upstream_uri);
+    } else if (strcmp(key, "engine_db") == 0) {
+        rc = take_string(fc, v, key, &cfg->engine_db);
     } else if (strcmp(key, "admin_token") == 0) {
         rc = take_string(fc, v, key, &cfg->admin_token);
     } else if (strcmp(key, "tls_cert") == 0) {
@@ -234,7 +236,7 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     } else {
         rc = key_error(fc, key, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
                                 "tls_key, client_tls, unix_socket, log_level, max_message_bytes, buffer_bytes, "
-                                "shutdown_timeout_s)");
+                                "shutdown_timeout_s, engine_db)");
     }
     free(s);
     return rc;
@@ -302,7 +304,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--max-message-bytes", "--buffer-bytes", "--log-level",
-                                         "--shutdown-timeout", NULL};
+                                         "--shutdown-timeout", "--engine-db", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -322,6 +324,8 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         set_str(&cfg->upstream_uri, v);
     else if (strcmp(flag, "--admin-token") == 0)
         set_str(&cfg->admin_token, v);
+    else if (strcmp(flag, "--engine-db") == 0)
+        set_str(&cfg->engine_db, v);
     else if (strcmp(flag, "--tls-cert") == 0)
         set_str(&cfg->tls_cert, v);
     else if (strcmp(flag, "--tls-key") == 0)
@@ -377,6 +381,9 @@ static int finish(struct config *cfg, char *err, size_t errlen)
 {
     if (!cfg->admin_token && getenv("PGTANDEM_ADMIN_TOKEN") && *getenv("PGTANDEM_ADMIN_TOKEN"))
         set_str(&cfg->admin_token, getenv("PGTANDEM_ADMIN_TOKEN"));
+    const char *db_env = getenv("PGTANDEM_DB") && *getenv("PGTANDEM_DB") ? getenv("PGTANDEM_DB") : getenv("DATABASE_URL");
+    if (!cfg->engine_db && db_env && *db_env)
+        set_str(&cfg->engine_db, db_env);
     if (!cfg->upstream_uri) {
         snprintf(err, errlen, "no upstream: give --upstream postgresql://HOST:PORT/?sslmode=require or \"upstream\" in the config file");
         return -1;

@@ -15,7 +15,6 @@
 #include "migration_catalog.h"
 #include "migration_sql.h"
 
-#define ENGINE_LOCK_KEY "7020637716434665572"  /* advisory lock key: one engine per database */
 #define LOCK_NOT_AVAILABLE "55P03"
 
 static const char *STATE_SQL =
@@ -413,8 +412,8 @@ static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, siz
     return ENGINE_FAILED;
 }
 
-/* A CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind: drop
- * it and try once more. */
+/* Runs a step outside any transaction (CONCURRENTLY). A step with a cleanup
+ * (an index build, whose failure leaves an INVALID index) gets one retry. */
 static int run_alone(struct engine *e, const struct mig_step *s, char *err, size_t errlen)
 {
     char state[6] = "";
@@ -422,24 +421,13 @@ static int run_alone(struct engine *e, const struct mig_step *s, char *err, size
     snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
     exec_simple(e->conn, tmo, NULL, err, errlen);
     int rc = exec_simple(e->conn, s->sql, state, err, errlen);
-    const char *p = strstr(s->sql, "INDEX CONCURRENTLY ");
-    if (rc != 0 && p && strncmp(s->sql, "CREATE", 6) == 0) {
-        const char *name = p + strlen("INDEX CONCURRENTLY ");
-        const char *on = strstr(name, " ON ");
-        const char *schema_end = on ? strstr(on + 4, "\".") : NULL;
-        if (on && schema_end) {
-            struct mig_str d = {0};
-            mig_str_add(&d, "DROP INDEX CONCURRENTLY IF EXISTS ");
-            char *schema = strndup(on + 4, (size_t)(schema_end - on - 4) + 1);
-            mig_str_addf(&d, "%s.%.*s", schema ? schema : "", (int)(on - name), name);
-            free(schema);
-            char *drop = mig_str_take(&d);
-            char e2[512];
-            log_warn("index build failed (%s); dropping the invalid index and retrying", err);
-            if (drop && exec_simple(e->conn, drop, NULL, e2, sizeof e2) == 0)
-                rc = exec_simple(e->conn, s->sql, state, err, errlen);
-            free(drop);
-        }
+    if (rc != 0 && s->cleanup) {
+        char e2[512];
+        log_warn("index build failed (%s); dropping the invalid index and retrying", err);
+        if (exec_simple(e->conn, s->cleanup, NULL, e2, sizeof e2) == 0)
+            rc = exec_simple(e->conn, s->sql, state, err, errlen);
+        if (rc != 0 && exec_simple(e->conn, s->cleanup, NULL, e2, sizeof e2) != 0)
+            log_warn("could not drop the invalid index: %s", e2);
     }
     exec_simple(e->conn, "RESET lock_timeout", NULL, tmo, sizeof tmo);
     if (rc != 0 && s->op_index >= 0) {

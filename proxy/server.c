@@ -20,6 +20,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "log.h"
+#include "migration_runner.h"
 #include "server.h"
 #include "session.h"
 #include "tls.h"
@@ -190,6 +191,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         begin_shutdown(srv);
 }
 
+/* The recent-latency window behind the backfill throttle fades each second. */
+static void metrics_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    metrics_decay_window(&srv->metrics);
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -227,6 +237,11 @@ static int server_init(struct server *srv, char *err, size_t errlen)
         return -1;
     if (srv->cfg.admin_port && !(srv->admin = admin_start(srv, err, errlen)))
         return -1;
+    srv->runner = runner_new(srv);
+    srv->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
+    struct timeval second = {1, 0};
+    if (srv->metrics_timer)
+        event_add(srv->metrics_timer, &second);
     srv->sigterm = evsignal_new(srv->base, SIGTERM, signal_cb, srv);
     srv->sigint = evsignal_new(srv->base, SIGINT, signal_cb, srv);
     srv->sighup = evsignal_new(srv->base, SIGHUP, signal_cb, srv);
@@ -241,10 +256,11 @@ static void server_free(struct server *srv)
     while (srv->sessions)
         session_free(srv->sessions);
     close_listeners(srv);
+    runner_free(srv->runner);
     admin_free(srv->admin);
     pause_free(srv);
     upstream_address_free(srv);
-    struct event *events[] = {srv->sigterm, srv->sigint, srv->sighup, srv->shutdown_timer};
+    struct event *events[] = {srv->sigterm, srv->sigint, srv->sighup, srv->shutdown_timer, srv->metrics_timer};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (events[i])
             event_free(events[i]);

@@ -18,6 +18,8 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "migration_runner.h"
+#include "prepared.h"
 #include "sbuf.h"
 #include "server.h"
 #include "tls.h"
@@ -115,6 +117,8 @@ void session_free(struct session *s)
         s->next->prev = s->prev;
     srv->session_count--;
     free(s->startup_buf);
+    free(s->version);
+    prepared_free_all(&s->prepared);
     free(s);
     if (srv->pause.paused)
         pause_check_drained(srv);
@@ -305,24 +309,77 @@ static void read_startup(struct session *s)
     }
 }
 
-/* Rebuilds the StartupMessage for the upstream from the client's parameters. */
+static const char *skip_spaces(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* Finds "pgtandem.version=NAME" in a startup options string, written as
+ * "-c pgtandem.version=NAME" or "--pgtandem.version=NAME". */
+static char *version_from_options(const char *opts)
+{
+    static const char key[] = "pgtandem.version=";
+    for (const char *p = opts; (p = strstr(p, key)); p += sizeof key - 1) {
+        const char *v = p + sizeof key - 1;
+        size_t n = strcspn(v, " \t");
+        if (n)
+            return strndup(v, n);
+    }
+    return NULL;
+}
+
+char *session_declared_version(const struct startup_packet *sp)
+{
+    const char *opts = startup_param(sp, "options");
+    char *v = opts ? version_from_options(skip_spaces(opts)) : NULL;
+    if (v)
+        return v;
+    const char *app = startup_param(sp, "application_name");
+    const char *at = app ? strrchr(app, '@') : NULL;
+    return at && at[1] ? strdup(at + 1) : NULL;
+}
+
+static void add_param(struct evbuffer *out, const char *key, const char *value, const char *extra)
+{
+    evbuffer_add(out, key, strlen(key) + 1);
+    evbuffer_add(out, value, strlen(value));
+    if (extra)
+        evbuffer_add(out, extra, strlen(extra));
+    evbuffer_add(out, "", 1);
+}
+
+/* Rebuilds the StartupMessage for the upstream from the client's parameters.
+ * A session that declared the version of the migration in progress gets
+ * that migration's version schema first on its search_path. */
 static int send_startup_upstream(struct session *s)
 {
-    struct evbuffer *out = s->server->out;
-    size_t len = 8 + 1;
-    for (int i = 0; i < s->startup.nparams; i++)
-        len += strlen(s->startup.keys[i]) + 1 + strlen(s->startup.values[i]) + 1;
-    uint8_t head[8];
-    proto_put_u32(head, (uint32_t)len);
-    proto_put_u32(head + 4, PROTO_VERSION_3);
-    evbuffer_add(out, head, 8);
+    struct evbuffer *params = evbuffer_new();
+    if (!params)
+        return -1;
+    s->version = session_declared_version(&s->startup);
+    char route[160] = "";
+    const char *schema = runner_version_schema(s->srv->runner, s->version);
+    if (schema)
+        snprintf(route, sizeof route, " -c search_path=%s,public", schema);
+    int saw_options = 0;
     for (int i = 0; i < s->startup.nparams; i++) {
-        evbuffer_add(out, s->startup.keys[i], strlen(s->startup.keys[i]) + 1);
-        evbuffer_add(out, s->startup.values[i], strlen(s->startup.values[i]) + 1);
+        int is_options = strcmp(s->startup.keys[i], "options") == 0;
+        saw_options |= is_options;
+        add_param(params, s->startup.keys[i], s->startup.values[i], is_options && route[0] ? route : NULL);
     }
-    int rc = evbuffer_add(out, "", 1);
+    if (!saw_options && route[0])
+        add_param(params, "options", "", route);
+    evbuffer_add(params, "", 1);
+    uint8_t head[8];
+    proto_put_u32(head, (uint32_t)(8 + evbuffer_get_length(params)));
+    proto_put_u32(head + 4, PROTO_VERSION_3);
+    evbuffer_add(s->server->out, head, 8);
+    evbuffer_add_buffer(s->server->out, params);
+    evbuffer_free(params);
     sbuf_flush(s->server);
-    return rc;
+    return 0;
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
@@ -377,6 +434,29 @@ static void note_client_message(struct session *s, uint8_t type)
     tracker_client_message(&s->tracker, type);
 }
 
+/* Named Parse and Close messages update the prepared-statement registry.
+ * Returns -1 when the whole message is not buffered yet. */
+static int track_statement(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    if ((h->type != 'P' && h->type != 'C') || total > PREPARED_MAX_MESSAGE)
+        return 0;
+    if (avail < PROTO_HEADER_LEN + 1)
+        return -1;
+    uint8_t first[PROTO_HEADER_LEN + 1];
+    evbuffer_copyout(in, first, sizeof first);
+    if (h->type == 'P' && first[PROTO_HEADER_LEN] == '\0')
+        return 0; /* unnamed: nothing to remember */
+    if (avail < total)
+        return -1;
+    const uint8_t *msg = evbuffer_pullup(in, total);
+    if (h->type == 'P')
+        prepared_remember(&s->prepared, msg, total);
+    else
+        prepared_forget_closed(&s->prepared, msg, total);
+    return 0;
+}
+
 static void relay_client_to_server(struct session *s)
 {
     if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING)
@@ -415,8 +495,12 @@ static void relay_client_to_server(struct session *s)
             }
             break;
         }
-        if (s->state == SESS_READY)
+        if (s->state == SESS_READY) {
+            int r = track_statement(s, in, &h, avail);
+            if (r < 0)
+                break;
             note_client_message(s, h.type);
+        }
         s->c2s_remaining = h.length + 1;
     }
     sbuf_flush(s->server);
@@ -529,7 +613,14 @@ static void relay_server_to_client(struct session *s)
     struct evbuffer *out = s->client->out;
     int saw_boundary = 0;
     for (;;) {
-        if (s->s2c_remaining) {
+        if (s->s2c_remaining && s->s2c_discard) {
+            size_t n = evbuffer_get_length(in) < s->s2c_remaining ? evbuffer_get_length(in) : s->s2c_remaining;
+            evbuffer_drain(in, n);
+            s->s2c_remaining -= (uint32_t)n;
+            if (s->s2c_remaining)
+                break;
+            s->s2c_discard = 0;
+        } else if (s->s2c_remaining) {
             size_t n = pass_bytes(in, out, &s->s2c_remaining);
             s->bytes_out += n;
             s->srv->metrics.bytes_from_server += n;
@@ -550,6 +641,13 @@ static void relay_server_to_client(struct session *s)
         if (proto_read_header(head, avail, 0xffffffffu, &h) != HEADER_OK) {
             protocol_violation(s, "invalid message length from upstream");
             return;
+        }
+        if (s->swallow_rfq) { /* answers to our re-prepare, not the client's */
+            if (h.type == 'Z')
+                s->swallow_rfq--;
+            s->s2c_remaining = h.length + 1;
+            s->s2c_discard = 1;
+            continue;
         }
         int r = inspect_server_message(s, in, out, &h, avail);
         if (r == -2)
@@ -694,6 +792,26 @@ struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uin
     return NULL;
 }
 
+static size_t count_prepared(const struct session *s)
+{
+    size_t n = 0;
+    for (const struct prepared *p = s->prepared; p; p = p->next)
+        n++;
+    return n;
+}
+
+int session_reprepare(struct session *s)
+{
+    if (s->state != SESS_READY || !s->server || !s->prepared || !session_at_boundary(s))
+        return 0;
+    int n = prepared_write_reprepare(s->prepared, s->server->out);
+    if (n) {
+        s->swallow_rfq++;
+        sbuf_flush(s->server);
+    }
+    return n;
+}
+
 json_t *session_describe(const struct session *s, uint64_t now_us)
 {
     const char *app = startup_param(&s->startup, "application_name");
@@ -711,6 +829,8 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     json_object_set_new(o, "state", json_string(state));
     json_object_set_new(o, "tx_status", json_string(tx));
     json_object_set_new(o, "tls", json_boolean(s->client_on_tls));
+    json_object_set_new(o, "version", s->version ? json_string(s->version) : json_null());
+    json_object_set_new(o, "prepared_statements", json_integer((json_int_t)count_prepared(s)));
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
     json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));
     json_object_set_new(o, "connected_s", json_real((double)(now_us - s->connected_us) / 1e6));
