@@ -165,6 +165,22 @@ static void handle_resume(struct admin *a, struct evhttp_request *req)
                                          was_paused ? (int)p->last_held_messages : 0));
 }
 
+/* How many sessions declared each version ("old": none declared), so an
+ * operator sees when the old release is gone before completing. */
+static json_t *version_counts(struct server *srv)
+{
+    json_t *counts = json_object();
+    json_object_set_new(counts, "old", json_integer(0));
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (s->state != SESS_READY)
+            continue;
+        const char *key = s->version ? s->version : "old";
+        json_t *n = json_object_get(counts, key);
+        json_object_set_new(counts, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    return counts;
+}
+
 static void handle_status(struct admin *a, struct evhttp_request *req)
 {
     struct server *srv = a->srv;
@@ -176,6 +192,7 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              srv->shutting_down, "connections", (int)srv->session_count, "sessions", sessions,
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
+    json_object_set_new(body, "versions", version_counts(srv));
     admin_reply_json(req, 200, body);
 }
 
