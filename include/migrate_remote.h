@@ -1,0 +1,12 @@
+/* bin/pgtandem migrate ... --proxy URL: the same commands driven through a
+ * running proxy's admin API instead of a direct database connection. */
+#ifndef PGTANDEM_MIGRATE_REMOTE_H
+#define PGTANDEM_MIGRATE_REMOTE_H
+
+/* command: "start" (file required), "status" (json: print the raw state),
+ * "complete" or "rollback". proxy_url: "http://HOST:PORT". The bearer token
+ * comes from $PGTANDEM_ADMIN_TOKEN. Returns the process exit status:
+ * 0 success, 1 operational failure, 2 bad input. */
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json);
+
+#endif

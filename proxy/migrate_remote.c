@@ -1,0 +1,568 @@
+/* Client side of `pgtandem migrate start|status|complete|rollback --proxy URL`:
+ * a small blocking HTTP/1.1 client for the proxy's admin API (one request per
+ * connection, Connection: close, body read until the server closes) and the
+ * commands on top of it. `start` submits the migration and then polls
+ * GET /migrations/current, showing the same progress display as direct mode. */
+#include "migrate_remote.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define EXIT_OPERATIONAL 1
+#define EXIT_INVALID 2
+#define MAX_UPLOAD (1 << 20)    /* the admin API's body limit */
+#define MAX_RESPONSE (8 << 20)
+#define POLL_MS 250
+#define MAX_POLL_FAILURES 40    /* 10 s of an unreachable proxy while polling */
+#define SHORT_TIMEOUT_S 30
+#define LONG_TIMEOUT_S 900      /* complete/rollback answer when done */
+
+struct remote {
+    const char *url;
+    const char *token;
+    char host[256];
+    char port[8];
+};
+
+struct http_resp {
+    int status;
+    char *raw;         /* the whole response, NUL-terminated */
+    const char *body;  /* points into raw */
+    json_t *json;      /* the body parsed, or NULL */
+};
+
+struct progress {
+    int tty, line_open;
+    double started_ms, last_print_ms;
+    char phase[32];
+};
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- URL and token ---- */
+
+static int copy_part(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* "http://HOST:PORT" (or "[v6]:PORT"; port 80 when omitted; a trailing "/"). */
+static int parse_url(struct remote *r, char *err, size_t errlen)
+{
+    const char *p = r->url;
+    if (strncmp(p, "http://", 7) == 0)
+        p += 7;
+    else if (strstr(p, "://")) {
+        snprintf(err, errlen, "--proxy %s: only http:// is supported (the admin API listens on loopback; "
+                 "reach a remote proxy through an SSH tunnel)", r->url);
+        return -1;
+    }
+    const char *host = p, *hend;
+    if (*p == '[') {
+        host = p + 1;
+        hend = strchr(host, ']');
+        p = hend ? hend + 1 : host;
+    } else {
+        hend = p + strcspn(p, ":/");
+        p = hend;
+    }
+    const char *port = "80";
+    size_t plen = 2;
+    if (hend && *p == ':') {
+        port = ++p;
+        plen = strspn(p, "0123456789");
+        p += plen;
+    }
+    if (!hend || copy_part(r->host, sizeof r->host, host, (size_t)(hend - host)) != 0 ||
+        copy_part(r->port, sizeof r->port, port, plen) != 0 || plen > 5 || (*p && strcmp(p, "/") != 0)) {
+        snprintf(err, errlen, "--proxy %s: expected http://HOST:PORT (the proxy's --admin address)", r->url);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_token(const struct remote *r, char *err, size_t errlen)
+{
+    if (r->token && strpbrk(r->token, "\r\n")) {
+        snprintf(err, errlen, "PGTANDEM_ADMIN_TOKEN contains a line break");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- HTTP ---- */
+
+static int dial(const struct remote *r, int timeout_s, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int g = getaddrinfo(r->host, r->port, &hints, &res);
+    if (g != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", r->host, gai_strerror(g));
+        return -1;
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            saved = errno;
+            close(fd);
+            fd = -1;
+        } else if (fd < 0) {
+            saved = errno;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot reach the proxy's admin API at %s: %s", r->url, strerror(saved));
+        return -1;
+    }
+    struct timeval tv = {timeout_s, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static int send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads until the server closes; returns a NUL-terminated buffer or NULL. */
+static char *read_all(int fd, size_t *len_out)
+{
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (cap - len < 2) {
+            char *bigger = cap < MAX_RESPONSE ? realloc(buf, cap * 2) : NULL;
+            if (!bigger)
+                break;
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (n == 0) {
+            buf[len] = '\0';
+            *len_out = len;
+            return buf;
+        }
+        len += (size_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+static int parse_response(char *raw, size_t len, struct http_resp *out)
+{
+    int major, minor, status;
+    if (sscanf(raw, "HTTP/%d.%d %d", &major, &minor, &status) != 3 || status < 100 || status > 599)
+        return -1;
+    char *end = strstr(raw, "\r\n\r\n");
+    if (!end)
+        return -1;
+    out->status = status;
+    out->body = end + 4;
+    /* honour Content-Length when present (read-until-close covers the rest) */
+    const char *cl = strcasestr(raw, "\r\ncontent-length:");
+    if (cl && cl < end) {
+        long n = strtol(cl + 17, NULL, 10);
+        if (n >= 0 && (size_t)n < len - (size_t)(out->body - raw))
+            end[4 + n] = '\0';
+    }
+    out->json = json_loads(out->body, JSON_DECODE_ANY, NULL);
+    return 0;
+}
+
+static char *build_request(const struct remote *r, const char *method, const char *path, size_t body_len)
+{
+    char auth[1024] = "";
+    if (r->token && *r->token)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", r->token);
+    char *head = NULL;
+    int n = asprintf(&head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: pgtandem-migrate\r\n"
+                     "Accept: application/json\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                     method, path, r->host, r->port, body_len, auth);
+    return n < 0 ? NULL : head;
+}
+
+static void resp_free(struct http_resp *resp)
+{
+    json_decref(resp->json);
+    free(resp->raw);
+    memset(resp, 0, sizeof *resp);
+}
+
+/* One request on a fresh connection. Returns 0 with *out filled (any status),
+ * -1 with err set when no HTTP answer came back. */
+static int http_request(const struct remote *r, const char *method, const char *path, const char *body,
+                        size_t body_len, int timeout_s, struct http_resp *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    int fd = dial(r, timeout_s, err, errlen);
+    if (fd < 0)
+        return -1;
+    char *head = build_request(r, method, path, body_len);
+    int rc = -1;
+    size_t len = 0;
+    if (!head)
+        snprintf(err, errlen, "out of memory");
+    else if (send_all(fd, head, strlen(head)) != 0 || (body_len && send_all(fd, body, body_len) != 0))
+        snprintf(err, errlen, "%s %s%s: sending the request failed: %s", method, r->url, path, strerror(errno));
+    else if (!(out->raw = read_all(fd, &len)))
+        snprintf(err, errlen, "%s %s%s: no complete answer from the proxy (%s)", method, r->url, path,
+                 errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
+    else if (parse_response(out->raw, len, out) != 0)
+        snprintf(err, errlen, "%s %s%s: the answer is not HTTP (is %s the proxy's --admin address?)", method,
+                 r->url, path, r->url);
+    else
+        rc = 0;
+    free(head);
+    close(fd);
+    if (rc != 0)
+        resp_free(out);
+    return rc;
+}
+
+/* ---- answers ---- */
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static double jnum(json_t *o, const char *key)
+{
+    return json_number_value(json_object_get(o, key));
+}
+
+/* Prints a non-2xx answer; returns the exit status it maps to. */
+static int report_http_error(const char *what, const struct http_resp *resp)
+{
+    const char *msg = jstr(resp->json, "error");
+    if (resp->status == 401)
+        msg = "the proxy refused the admin token: set PGTANDEM_ADMIN_TOKEN to its --admin-token";
+    fprintf(stderr, "pgtandem migrate %s: error (HTTP %d): %s\n", what, resp->status,
+            msg ? msg : resp->body && *resp->body ? resp->body : "no details");
+    return resp->status == 400 ? EXIT_INVALID : EXIT_OPERATIONAL;
+}
+
+static int fail_msg(const char *what, const char *err)
+{
+    fprintf(stderr, "pgtandem migrate %s: error: %s\n", what, err);
+    return EXIT_OPERATIONAL;
+}
+
+/* ---- progress (the direct mode's status line, fed from GET /migrations/current) ---- */
+
+static void format_eta(char *buf, size_t n, double seconds)
+{
+    if (seconds < 0 || seconds > 1e7)
+        snprintf(buf, n, "?");
+    else if (seconds >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(seconds / 3600), (int)(seconds / 60) % 60);
+    else if (seconds >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(seconds / 60), (int)seconds % 60);
+    else
+        snprintf(buf, n, "%.0fs", seconds);
+}
+
+static void end_line(struct progress *p)
+{
+    if (p->line_open) {
+        fputc('\n', stderr);
+        p->line_open = 0;
+    }
+}
+
+static void show_backfill(struct progress *p, const char *name, json_t *bf, int finished)
+{
+    double now = mono_ms();
+    int due = p->tty ? now - p->last_print_ms >= 100 : now - p->last_print_ms >= 2000;
+    if (!json_is_object(bf) || (!due && !finished))
+        return;
+    p->last_print_ms = now;
+    double done = jnum(bf, "rows_done"), total = jnum(bf, "est_total"), rate = jnum(bf, "rows_per_s");
+    if (total < done)
+        total = done;
+    char eta[32];
+    format_eta(eta, sizeof eta, finished ? 0 : rate > 0 ? jnum(bf, "eta_s") : -1);
+    const char *throttle = jstr(bf, "throttle");
+    char line[512];
+    snprintf(line, sizeof line, "backfill %s: %.0f/%.0f rows (%.1f%%), %.0f rows/s, ETA %s, batch %.0f rows "
+             "(max %.0fms), throttle %s%s", name, done, total, finished ? 100.0 : jnum(bf, "percent"), rate, eta,
+             jnum(bf, "batch_rows"), jnum(bf, "max_batch_ms"), throttle ? throttle : "none",
+             finished ? ", done" : "");
+    if (p->tty) {
+        fprintf(stderr, "\r\033[K%s", line);
+        p->line_open = 1;
+        if (finished)
+            end_line(p);
+        fflush(stderr);
+    } else {
+        log_info("%s", line);
+    }
+}
+
+/* Handles one state; returns -1 to keep polling, else the exit status. */
+static int on_state(struct progress *p, const char *name, json_t *st)
+{
+    const char *phase = jstr(st, "phase");
+    const char *cur = jstr(st, "name");
+    if (!phase || !cur)
+        return fail_msg("start", "unexpected answer from GET /migrations/current");
+    if (strcmp(cur, name) != 0) {
+        end_line(p);
+        fprintf(stderr, "pgtandem migrate start: error: the proxy is now running migration \"%s\"\n", cur);
+        return EXIT_OPERATIONAL;
+    }
+    int changed = strcmp(phase, p->phase) != 0;
+    if (changed && !strcmp(p->phase, "backfilling"))
+        show_backfill(p, name, json_object_get(st, "backfill"), 1);
+    if (changed) {
+        end_line(p);
+        log_info("migration %s: %s", name, phase);
+        snprintf(p->phase, sizeof p->phase, "%s", phase);
+    }
+    if (!strcmp(phase, "backfilling"))
+        show_backfill(p, name, json_object_get(st, "backfill"), 0);
+    if (!strcmp(phase, "active") || !strcmp(phase, "completing") || !strcmp(phase, "completed")) {
+        json_t *bf = json_object_get(st, "backfill");
+        log_info("migration %s is %s: both shapes are served (backfilled %.0f rows at %.0f rows/s); "
+                 "run `pgtandem migrate complete --proxy URL` once the old release is retired", name, phase,
+                 jnum(bf, "rows_done"), jnum(bf, "rows_per_s"));
+        return 0;
+    }
+    if (!strcmp(phase, "failed") || !strcmp(phase, "rolled_back")) {
+        const char *e = jstr(st, "error");
+        fprintf(stderr, "pgtandem migrate start: error: migration %s %s%s%s\n", name, phase, e ? ": " : "",
+                e ? e : "");
+        return json_is_true(json_object_get(st, "invalid")) ? EXIT_INVALID : EXIT_OPERATIONAL;
+    }
+    return -1;
+}
+
+static int poll_until_active(const struct remote *r, const char *name)
+{
+    struct progress p = {.tty = isatty(STDERR_FILENO)};
+    int failures = 0, rc = -1;
+    char err[1024] = "";
+    while (rc < 0) {
+        struct http_resp resp;
+        if (http_request(r, "GET", "/migrations/current", NULL, 0, SHORT_TIMEOUT_S, &resp, err, sizeof err) == 0) {
+            if (resp.status == 200 && json_is_object(resp.json)) {
+                failures = 0;
+                rc = on_state(&p, name, resp.json);
+            } else {
+                snprintf(err, sizeof err, "GET /migrations/current answered HTTP %d: %.200s", resp.status,
+                         jstr(resp.json, "error") ? jstr(resp.json, "error") : resp.body);
+                failures++;
+            }
+            resp_free(&resp);
+        } else {
+            failures++;
+        }
+        if (rc < 0 && failures >= MAX_POLL_FAILURES) {
+            end_line(&p);
+            return fail_msg("start", err);
+        }
+        if (rc < 0)
+            sleep_ms(POLL_MS);
+    }
+    end_line(&p);
+    return rc;
+}
+
+/* ---- commands ---- */
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_UPLOAD + 1);
+    size_t n = buf ? fread(buf, 1, MAX_UPLOAD + 1, f) : 0;
+    int bad = !buf || ferror(f) || n > MAX_UPLOAD;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : n > MAX_UPLOAD ? "larger than 1 MiB"
+                                                                                     : "read error");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static int cmd_start(const struct remote *r, const char *file)
+{
+    char err[1024];
+    if (!file) {
+        fprintf(stderr, "pgtandem migrate start: a migration FILE is required\n");
+        return EXIT_INVALID;
+    }
+    size_t len;
+    char *body = read_file(file, &len, err, sizeof err);
+    if (!body) {
+        fprintf(stderr, "pgtandem migrate start: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    struct http_resp resp;
+    int rc = http_request(r, "POST", "/migrations", body, len, SHORT_TIMEOUT_S, &resp, err, sizeof err);
+    free(body);
+    if (rc != 0)
+        return fail_msg("start", err);
+    char name[256] = "";
+    if (resp.status != 202 && resp.status != 200)
+        rc = report_http_error("start", &resp);
+    else if (!jstr(resp.json, "name"))
+        rc = fail_msg("start", "POST /migrations answered without a migration name");
+    else
+        snprintf(name, sizeof name, "%s", jstr(resp.json, "name"));
+    resp_free(&resp);
+    if (rc != 0)
+        return rc;
+    log_info("migration %s submitted to the proxy at %s; it runs there (interrupting this command does not "
+             "stop it: `pgtandem migrate status --proxy URL`)", name, r->url);
+    return poll_until_active(r, name);
+}
+
+static void print_status_text(json_t *st)
+{
+    const char *e = jstr(st, "error");
+    json_t *bf = json_object_get(st, "backfill"), *cut = json_object_get(st, "cutover");
+    printf("migration: %s\nphase:     %s\n", jstr(st, "name") ? jstr(st, "name") : "(none)",
+           jstr(st, "phase") ? jstr(st, "phase") : "?");
+    if (e)
+        printf("error:     %s\n", e);
+    if (json_is_object(bf))
+        printf("backfill:  %.0f/%.0f rows (%.1f%%), %.0f rows/s, %.0f batches (max %.0fms), throttle %s\n",
+               jnum(bf, "rows_done"), jnum(bf, "est_total"), jnum(bf, "percent"), jnum(bf, "rows_per_s"),
+               jnum(bf, "batches"), jnum(bf, "max_batch_ms"), jstr(bf, "throttle") ? jstr(bf, "throttle") : "none");
+    if (json_is_object(cut))
+        printf("cutover:   %.0f attempt(s), traffic held %.1fms, %.0f held messages, %.0f re-prepared\n",
+               jnum(cut, "attempts"), jnum(cut, "pause_ms"), jnum(cut, "held_messages"), jnum(cut, "reprepared"));
+}
+
+static void print_json(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    printf("%s\n", text ? text : "null");
+    free(text);
+}
+
+static int cmd_status(const struct remote *r, int json)
+{
+    char err[1024];
+    struct http_resp resp;
+    if (http_request(r, "GET", "/migrations/current", NULL, 0, SHORT_TIMEOUT_S, &resp, err, sizeof err) != 0)
+        return fail_msg("status", err);
+    int rc = 0;
+    if (resp.status == 404 && json)
+        printf("{\"name\": null, \"phase\": null}\n");
+    else if (resp.status == 404)
+        printf("migration: (none)\n");
+    else if (resp.status != 200 || !json_is_object(resp.json))
+        rc = report_http_error("status", &resp);
+    else if (json)
+        print_json(resp.json);
+    else
+        print_status_text(resp.json);
+    resp_free(&resp);
+    return rc;
+}
+
+static void print_cutover(FILE *out, json_t *c, int ok)
+{
+    fprintf(out, "contract: %s after %.0f attempt(s); traffic held %.1fms in total (longest %.1fms), "
+            "%.0f held messages, %.0f re-prepared statements, lock wait %.1fms\n",
+            ok ? "committed" : "abandoned", jnum(c, "attempts"), jnum(c, "pause_ms"), jnum(c, "max_pause_ms"),
+            jnum(c, "held_messages"), jnum(c, "reprepared"), jnum(c, "lock_wait_ms"));
+}
+
+static int cmd_finish(const struct remote *r, const char *what, int json)
+{
+    char err[1024], path[64];
+    snprintf(path, sizeof path, "/migrations/current/%s", what);
+    struct http_resp resp;
+    if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
+        return fail_msg(what, err);
+    int ok = resp.status == 200, rc = ok ? 0 : EXIT_OPERATIONAL;
+    int complete = !strcmp(what, "complete");
+    if (json && json_is_object(resp.json))
+        print_json(resp.json);
+    else if (complete && json_is_object(resp.json) && json_object_get(resp.json, "attempts"))
+        print_cutover(ok ? stdout : stderr, resp.json, ok);
+    if (!ok)
+        rc = report_http_error(what, &resp);
+    else if (!json)
+        printf(complete ? "migration complete\n" : "migration rolled back; the original shape is restored\n");
+    resp_free(&resp);
+    return rc;
+}
+
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json)
+{
+    char err[1024];
+    struct remote r;
+    memset(&r, 0, sizeof r);
+    r.url = proxy_url;
+    r.token = getenv("PGTANDEM_ADMIN_TOKEN");
+    if (!command || !proxy_url || parse_url(&r, err, sizeof err) != 0 || check_token(&r, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", proxy_url ? err : "--proxy URL is required");
+        return EXIT_INVALID;
+    }
+    if (!strcmp(command, "start"))
+        return cmd_start(&r, file);
+    if (!strcmp(command, "status"))
+        return cmd_status(&r, json);
+    if (!strcmp(command, "complete") || !strcmp(command, "rollback"))
+        return cmd_finish(&r, command, json);
+    fprintf(stderr, "pgtandem migrate %s: not available with --proxy (start, status, complete and rollback are; "
+            "run it with --db URI)\n", command);
+    return EXIT_INVALID;
+}
