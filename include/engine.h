@@ -19,6 +19,11 @@
 
 enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
+/* Session advisory lock key held by whichever engine works on a database
+ * (one engine per database, whether the CLI or a proxy hosts it). A string
+ * so it can be pasted into SQL. */
+#define ENGINE_LOCK_KEY "7020637716434665572"
+
 /* Advisory lock key: one engine per database (the CLI and the proxy alike). */
 #define ENGINE_LOCK_KEY "7020637716434665572"
 

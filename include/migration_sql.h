@@ -38,6 +38,7 @@ struct mig_step {
     char *sql;
     enum mig_step_mode mode;
     int op_index;        /* operation that produced it, -1 for engine steps */
+    char *cleanup;       /* run before one retry when the step fails (NULL: no retry) */
 };
 
 struct mig_steps {
@@ -47,6 +48,8 @@ struct mig_steps {
 };
 
 void mig_steps_add(struct mig_steps *l, int op_index, enum mig_step_mode mode, char *sql_owned);
+/* Gives the last step a cleanup statement (takes ownership). */
+void mig_steps_set_cleanup(struct mig_steps *l, char *sql_owned);
 void mig_steps_free(struct mig_steps *l);
 
 #endif

@@ -256,6 +256,15 @@ static char *drop_index_sql(const char *schema, const char *name, int concurrent
     return mig_str_take(&s);
 }
 
+/* CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind; the
+ * step carries the DROP that lets the engine retry it once. */
+static void add_index_build(struct mig_steps *l, const struct mig_op *op, const char *schema,
+                            const char *name, char *create_sql)
+{
+    mig_steps_add(l, op->index, MIG_STEP_ALONE, create_sql);
+    mig_steps_set_cleanup(l, drop_index_sql(schema, name, 1));
+}
+
 static int index_uses(const struct mig_cat_index *ix, const char *col)
 {
     for (size_t k = 0; k < ix->ncols; k++)
@@ -282,9 +291,9 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
-                      index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
-                                from, to, NULL));
+        add_index_build(&c->p->expand, op, op->schema, tmp,
+                        index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
+                                  from, to, NULL));
         if (ix->constraint) {
             struct mig_str s = {0};
             mig_str_add(&s, "ALTER TABLE ");
@@ -718,8 +727,11 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
 
 static void append_steps(struct mig_steps *dst, struct mig_steps *src)
 {
-    for (size_t i = 0; i < src->n; i++)
+    for (size_t i = 0; i < src->n; i++) {
         mig_steps_add(dst, src->v[i].op_index, src->v[i].mode, src->v[i].sql);
+        if (src->v[i].cleanup)
+            mig_steps_set_cleanup(dst, src->v[i].cleanup);
+    }
     dst->oom |= src->oom;
     free(src->v);
     memset(src, 0, sizeof *src);
@@ -785,8 +797,8 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         char ix[80];
         object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
         char *cols[1] = {shadow};
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
-                      index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+        add_index_build(&c->p->expand, op, op->schema, ix,
+                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
     struct mig_str r = {0};
@@ -894,8 +906,8 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         char ix[80];
         object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
         char *cols[1] = {col->name};
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
-                      index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+        add_index_build(&c->p->expand, op, op->schema, ix,
+                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
     if (col->comment)
         add_comment(c, op, op->table, col->name, col->comment);
@@ -1046,7 +1058,7 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (require_column(c, op, op->table, op->columns[i]))
             return -1;
-    mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+    add_index_build(&c->p->expand, op, op->schema, op->name,
                   index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, op->columns,
                             op->ncolumns, NULL, NULL, op->where));
     mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
@@ -1080,7 +1092,7 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
     if (op->ref_table && require_table(c, op, op->ref_table))
         return -1;
     if (strcmp(op->constraint_type, "unique") == 0) {
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_ALONE,
+        add_index_build(&c->p->expand, op, op->schema, op->name,
                       index_sql(op->schema, op->table, op->name, 1, NULL, op->columns, op->ncolumns,
                                 NULL, NULL, NULL));
         struct mig_str s = {0};

@@ -11,9 +11,9 @@ static json_t *steps_to_json(const struct mig_steps *l)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < l->n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:b, s:i}", "sql", l->v[i].sql,
+        json_array_append_new(arr, json_pack("{s:s, s:b, s:i, s:s?}", "sql", l->v[i].sql,
                                              "alone", l->v[i].mode == MIG_STEP_ALONE,
-                                             "op", l->v[i].op_index));
+                                             "op", l->v[i].op_index, "cleanup", l->v[i].cleanup));
     return arr;
 }
 
@@ -60,6 +60,9 @@ static int steps_from_json(json_t *arr, struct mig_steps *l)
         mig_steps_add(l, (int)json_integer_value(json_object_get(v, "op")),
                       json_is_true(json_object_get(v, "alone")) ? MIG_STEP_ALONE : MIG_STEP_TXN,
                       strdup(sql));
+        const char *cleanup = json_string_value(json_object_get(v, "cleanup"));
+        if (cleanup)
+            mig_steps_set_cleanup(l, strdup(cleanup));
     }
     return l->oom ? -1 : 0;
 }

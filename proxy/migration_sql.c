@@ -140,10 +140,23 @@ void mig_steps_add(struct mig_steps *l, int op_index, enum mig_step_mode mode, c
     l->v[l->n++] = (struct mig_step){.sql = sql_owned, .mode = mode, .op_index = op_index};
 }
 
+void mig_steps_set_cleanup(struct mig_steps *l, char *sql_owned)
+{
+    if (l->n == 0 || !sql_owned) {
+        free(sql_owned);
+        l->oom = 1;
+        return;
+    }
+    free(l->v[l->n - 1].cleanup);
+    l->v[l->n - 1].cleanup = sql_owned;
+}
+
 void mig_steps_free(struct mig_steps *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].sql);
+        free(l->v[i].cleanup);
+    }
     free(l->v);
     memset(l, 0, sizeof *l);
 }
