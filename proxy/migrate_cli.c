@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "migrate_remote.h"
 #include "log.h"
 #include "migration.h"
 #include "migration_plan.h"
@@ -23,6 +24,7 @@ struct cli {
     const char *command;
     const char *file;
     const char *db;
+    const char *proxy;      /* drive a running proxy's engine instead of --db */
     int json;
     int quiet;
     struct engine_options opt;
@@ -37,12 +39,12 @@ struct progress {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: pgtandem migrate start    FILE [--db URI] [--lock-timeout MS] [--retries N]\n"
+        "usage: pgtandem migrate start    FILE [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
         "                                      [--no-backfill] [--stop-after-batches N]\n"
         "       pgtandem migrate resume        [--db URI]\n"
-        "       pgtandem migrate status        [--db URI] [--json]\n"
-        "       pgtandem migrate complete      [--db URI] [--lock-timeout MS] [--retries N]\n"
-        "       pgtandem migrate rollback      [--db URI]\n"
+        "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
+        "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
+        "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
         "       pgtandem migrate verify        [--db URI]\n"
@@ -133,10 +135,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': c->db = optarg; break;
-        case 'p':
-            fprintf(stderr, "pgtandem migrate: --proxy is not available yet; run the engine against the "
-                    "database with --db URI\n");
-            return -1;
+        case 'p': c->proxy = optarg; break;
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'n': c->opt.skip_backfill = 1; break;
@@ -431,6 +430,12 @@ int migrate_main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (c.proxy && c.db) {
+        fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
+        return EXIT_INVALID;
+    }
+    if (c.proxy)
+        return migrate_remote_main(cmd, c.proxy, c.file, c.json);
     if (!strcmp(cmd, "plan")) return cmd_plan(&c);
     if (!strcmp(cmd, "lint")) return cmd_lint(&c);
     if (!strcmp(cmd, "start")) return cmd_start(&c, 0);
