@@ -190,3 +190,34 @@ def test_pause_switch(db):
     assert proc.returncode == 0, err
     assert "throttle paused" in err
     assert progress(db)[0] == 20000
+
+
+def test_interrupted_expand_is_redone(db):
+    load_legacy(db, 2000)
+    path = unify({})
+    assert migrate(db, "start", path, "--no-backfill").returncode == 0
+    # as if the engine died between two expand steps
+    sql(db, "UPDATE pgtandem.migrations SET status = 'expanding'")
+    sql(db, "DROP TRIGGER pgtandem_tg1_0003_checks_unify ON checks")
+    r = migrate(db, "resume")
+    assert r.returncode == 0, r.stderr
+    assert "interrupted during expand" in r.stderr
+    assert sql(db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtandem_tg%'") == [(3,)]
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "active" and st["backfill"][0]["rows_done"] == 2000
+    v = migrate(db, "verify")
+    assert v.returncode == 0, v.stdout
+    assert migrate(db, "complete").returncode == 0
+
+
+def test_stop_after_batches_then_start_again(db):
+    load_legacy(db, 5000)
+    path = unify({"batch_rows": 500, "max_rows": 500})
+    r = migrate(db, "start", path, "--stop-after-batches", "3")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "backfilling" and st["backfill"][0]["rows_done"] == 1500
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    rows_done, rows_updated, finished = progress(db)
+    assert finished and rows_done == 5000 and rows_updated == 5000
