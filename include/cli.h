@@ -5,5 +5,6 @@
 
 int proxy_main(int argc, char **argv);   /* bin/pgtandem proxy ... */
 int migrate_main(int argc, char **argv); /* bin/pgtandem migrate ... */
+int passwd_main(int argc, char **argv);  /* bin/pgtandem passwd USER: writes a SCRAM verifier */
 
 #endif

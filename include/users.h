@@ -1,0 +1,37 @@
+/* The users file for auth "scram" (config/users.json): who may log in to
+ * the proxy and with which SCRAM verifier, plus, for users stored with a
+ * plain password, the password the proxy uses to log in upstream.
+ *
+ *   {"alice": "SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>",
+ *    "bob":   {"password": "..."},
+ *    "carol": {"verifier": "SCRAM-SHA-256$..."}}
+ *
+ * The file holds secrets: like .pgpass it is refused when its mode gives
+ * the group or others any access. A table is immutable once loaded; a reload
+ * (SIGHUP) loads a new one and swaps it in. */
+#ifndef PGTANDEM_USERS_H
+#define PGTANDEM_USERS_H
+
+#include <stddef.h>
+
+#include "scram.h"
+
+struct user_entry {
+    char *name;
+    struct scram_verifier verifier;  /* parsed, or derived from the password at load */
+    char *password;                  /* NULL for verifier-only users; wiped on free */
+    size_t password_len;
+};
+
+struct users {
+    struct user_entry *entries;  /* sorted by name */
+    size_t count;
+};
+
+/* Loads and validates the whole file; on failure returns -1 with a message
+ * naming the file (and the user) in err, and *out untouched. */
+int users_load(const char *path, struct users **out, char *err, size_t errlen);
+const struct user_entry *users_find(const struct users *u, const char *name);
+void users_free(struct users *u);
+
+#endif

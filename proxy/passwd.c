@@ -1,0 +1,214 @@
+/* `pgtandem passwd USER [--file config/users.json] [--iterations N]`: stores
+ * a SCRAM-SHA-256 verifier for USER in the users file. The password comes
+ * from the terminal with echo off, or from the first line of stdin when
+ * stdin is not a terminal (scripts) -- never from the command line, where
+ * other users could read it in the process list. The file is rewritten
+ * through a 0600 temporary file and an atomic rename, so a crash leaves
+ * either the old or the new file, never half of one. */
+#include "cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "scram.h"
+
+#define PASSWORD_MAX 1024
+
+struct passwd_args {
+    const char *user;
+    const char *file;
+    int iterations;
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: pgtandem passwd USER [--file config/users.json] [--iterations N]\n"
+                    "       reads the password from the terminal, or from stdin when it is not a terminal\n");
+}
+
+static int parse_args(int argc, char **argv, struct passwd_args *a)
+{
+    a->user = NULL;
+    a->file = "config/users.json";
+    a->iterations = SCRAM_DEFAULT_ITERATIONS;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) {
+            a->file = argv[++i];
+        } else if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 100000000) {
+                fprintf(stderr, "pgtandem passwd: --iterations must be between 1 and 100000000\n");
+                return -1;
+            }
+            a->iterations = (int)n;
+        } else if (argv[i][0] == '-' || a->user) {
+            fprintf(stderr, "pgtandem passwd: unexpected argument '%s'\n", argv[i]);
+            return -1;
+        } else {
+            a->user = argv[i];
+        }
+    }
+    if (!a->user || !a->user[0]) {
+        fprintf(stderr, "pgtandem passwd: a user name is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* One line from fd, without its line ending. Returns its length or -1. */
+static long read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    char ch;
+    ssize_t r;
+    while ((r = read(fd, &ch, 1)) == 1 && ch != '\n') {
+        if (n + 1 >= cap)
+            return -1;
+        buf[n++] = ch;
+    }
+    if (r < 0 || (r == 0 && n == 0))
+        return -1;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    return (long)n;
+}
+
+/* Prompts on stderr and reads one line with terminal echo turned off. */
+static long read_hidden(const char *prompt, char *buf, size_t cap)
+{
+    struct termios old, quiet;
+    fputs(prompt, stderr);
+    fflush(stderr);
+    if (tcgetattr(STDIN_FILENO, &old) != 0)
+        return -1;
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    quiet.c_lflag |= ECHONL;
+    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0)
+        return -1;
+    long n = read_line(STDIN_FILENO, buf, cap);
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    return n;
+}
+
+/* The password into buf: asked twice on a terminal, one line otherwise. */
+static long get_password(const char *user, char *buf, size_t cap)
+{
+    if (!isatty(STDIN_FILENO))
+        return read_line(STDIN_FILENO, buf, cap);
+    char prompt[256], again[PASSWORD_MAX];
+    snprintf(prompt, sizeof prompt, "Enter password for \"%s\": ", user);
+    long n = read_hidden(prompt, buf, cap);
+    if (n < 0)
+        return -1;
+    long m = read_hidden("Enter it again: ", again, sizeof again);
+    int same = m == n && memcmp(buf, again, (size_t)n) == 0;
+    OPENSSL_cleanse(again, sizeof again);
+    if (!same) {
+        fprintf(stderr, "pgtandem passwd: passwords didn't match\n");
+        return -2;
+    }
+    return n;
+}
+
+/* The current file, or an empty object when it does not exist yet. */
+static json_t *load_users_json(const char *path)
+{
+    json_error_t jerr;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return json_object();
+        fprintf(stderr, "pgtandem passwd: cannot read \"%s\": %s\n", path, strerror(errno));
+        return NULL;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        fprintf(stderr, "pgtandem passwd: warning: \"%s\" has group or world access; the rewritten file will be "
+                        "0600\n", path);
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        fprintf(stderr, "pgtandem passwd: \"%s\", line %d, column %d: %s\n", path, jerr.line, jerr.column, jerr.text);
+    else if (!json_is_object(root)) {
+        fprintf(stderr, "pgtandem passwd: \"%s\" is not a JSON object of users\n", path);
+        json_decref(root);
+        root = NULL;
+    }
+    return root;
+}
+
+/* Writes root to a 0600 temporary file beside path, then renames it over. */
+static int write_atomically(const char *path, json_t *root)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 8);
+    if (!tmp)
+        return -1;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".XXXXXX", 8);
+    int fd = mkstemp(tmp); /* created 0600 */
+    int ok = fd >= 0 && fchmod(fd, 0600) == 0 && json_dumpfd(root, fd, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 &&
+             write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "pgtandem passwd: could not write \"%s\": %s\n", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
+static int store_verifier(const struct passwd_args *a, const char *password, size_t len)
+{
+    struct scram_verifier v;
+    char text[SCRAM_VERIFIER_MAX_LEN];
+    if (scram_verifier_from_password(&v, password, len, a->iterations) != SCRAM_OK ||
+        scram_verifier_format(&v, text, sizeof text) < 0) {
+        scram_verifier_wipe(&v);
+        fprintf(stderr, "pgtandem passwd: could not compute the verifier\n");
+        return 1;
+    }
+    scram_verifier_wipe(&v);
+    json_t *root = load_users_json(a->file);
+    if (!root)
+        return 1;
+    int rc = json_object_set_new(root, a->user, json_string(text)) == 0 && write_atomically(a->file, root) == 0
+                 ? 0
+                 : 1;
+    json_decref(root);
+    if (rc == 0)
+        fprintf(stderr, "pgtandem passwd: stored a SCRAM-SHA-256 verifier for \"%s\" in %s\n", a->user, a->file);
+    return rc;
+}
+
+int passwd_main(int argc, char **argv)
+{
+    struct passwd_args a;
+    char password[PASSWORD_MAX];
+    if (parse_args(argc, argv, &a) != 0) {
+        usage();
+        return 2;
+    }
+    long n = get_password(a.user, password, sizeof password);
+    if (n <= 0) {
+        OPENSSL_cleanse(password, sizeof password);
+        if (n != -2)
+            fprintf(stderr, "pgtandem passwd: %s\n", n == 0 ? "empty password refused" : "no password read");
+        return n == 0 ? 2 : 1;
+    }
+    int rc = store_verifier(&a, password, (size_t)n);
+    OPENSSL_cleanse(password, sizeof password);
+    return rc;
+}
