@@ -17,6 +17,9 @@ cd "$top"
 rows=${ROWS:-200000}
 bin=${PGTANDEM_BIN:-$top/bin/pgtandem}
 py=/usr/bin/python3
+# `migrate --proxy` refuses a database from the environment too (see the report); the
+# demo talks to the proxy only.
+unset PGTANDEM_DB DATABASE_URL
 name=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' config/examples/checks_unify.json)
 work=$(mktemp -d /tmp/pgtandem-demo.XXXXXX)
 chmod 755 "$work"
