@@ -57,7 +57,7 @@ deps:
 	@sh tests/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all asan unit
+	@$(MAKE) --no-print-directory -j$$(nproc) all asan unit
 	@sh tests/run.sh
 
 demo: deps

@@ -35,6 +35,7 @@ struct sbuf {
     int reading;                    /* read interest registered */
     int writing;                    /* write interest registered */
     int tls_write_wants_read;
+    int notify_drained;             /* the owner waits for on_drained */
     struct evbuffer *in, *out;
     size_t out_low;
     const struct sbuf_ops *ops;
@@ -61,6 +62,9 @@ void sbuf_pause_read(struct sbuf *sb);
 void sbuf_resume_read(struct sbuf *sb);
 /* Sends what it can of sb->out now; the rest follows as the socket allows. */
 void sbuf_flush(struct sbuf *sb);
+/* Asks for on_drained once the output is at or below its low mark, even
+ * when that happens inside the very next sbuf_flush. */
+void sbuf_notify_when_drained(struct sbuf *sb);
 size_t sbuf_pending_out(const struct sbuf *sb);
 
 #endif

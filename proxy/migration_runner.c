@@ -227,6 +227,9 @@ static int spawn_engine(struct migration_runner *r, const char *cmd, const char 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    /* Client and admin sockets must not stay open in the child: a client
+     * reading its reply until EOF would wait for the child to exit. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     int rc = posix_spawn(&r->child.pid, self, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);

@@ -340,6 +340,15 @@ void sbuf_flush(struct sbuf *sb)
         }
     }
     want_write(sb, blocked);
+    /* Drained without the socket ever pushing back: no write event will
+     * come, so report it from the loop's next turn. */
+    if (!blocked && sb->notify_drained && evbuffer_get_length(sb->out) <= sb->out_low)
+        event_active(sb->wev, EV_WRITE, 0);
+}
+
+void sbuf_notify_when_drained(struct sbuf *sb)
+{
+    sb->notify_drained = 1;
 }
 
 static void finish_connect(struct sbuf *sb)
@@ -377,8 +386,10 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg)
         return;
     case SBUF_OPEN:
         sbuf_flush(sb);
-        if (sb->phase == SBUF_OPEN && evbuffer_get_length(sb->out) <= sb->out_low)
+        if (sb->phase == SBUF_OPEN && evbuffer_get_length(sb->out) <= sb->out_low) {
+            sb->notify_drained = 0;
             sb->ops->on_drained(sb, sb->ctx);
+        }
         return;
     }
 }

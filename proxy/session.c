@@ -422,9 +422,49 @@ static size_t pass_bytes(struct evbuffer *in, struct evbuffer *out, uint32_t *re
     return (size_t)moved;
 }
 
-static int output_full(struct session *s, struct sbuf *to)
+/* One direction of the relay: where bytes come from and go to, and the
+ * state of the message being passed through. */
+struct relay_dir {
+    struct sbuf *from, *to;
+    uint32_t *remaining;  /* bytes of the current message still to pass */
+    int *blocked;         /* waiting for `to` to drain */
+    int *discard;         /* drop the current message instead (may be NULL) */
+    uint64_t *bytes, *metric;
+    uint32_t max_length;
+};
+
+/* Passes the rest of the current message, then looks at the next header.
+ * Returns 1 with *h filled when a message starts here and `to` has room,
+ * 0 to wait for more bytes or for `to` to drain, -1 on a bad length. */
+static int next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
 {
-    return sbuf_pending_out(to) >= s->srv->cfg.buffer_bytes;
+    struct evbuffer *in = d->from->in;
+    if (*d->remaining && d->discard && *d->discard) {
+        size_t n = evbuffer_get_length(in) < *d->remaining ? evbuffer_get_length(in) : *d->remaining;
+        evbuffer_drain(in, n);
+        *d->remaining -= (uint32_t)n;
+        if (*d->remaining)
+            return 0;
+        *d->discard = 0;
+    } else if (*d->remaining) {
+        size_t n = pass_bytes(in, d->to->out, d->remaining);
+        *d->bytes += n;
+        *d->metric += n;
+        if (*d->remaining)
+            return 0;
+    }
+    if (sbuf_pending_out(d->to) >= s->srv->cfg.buffer_bytes) {
+        *d->blocked = 1;
+        sbuf_pause_read(d->from);
+        sbuf_notify_when_drained(d->to);
+        return 0;
+    }
+    uint8_t head[PROTO_HEADER_LEN];
+    *avail = evbuffer_get_length(in);
+    if (*avail < PROTO_HEADER_LEN)
+        return 0;
+    evbuffer_copyout(in, head, PROTO_HEADER_LEN);
+    return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? 1 : -1;
 }
 
 static void note_client_message(struct session *s, uint8_t type)
@@ -462,31 +502,19 @@ static void relay_client_to_server(struct session *s)
     if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING)
         return;
     struct evbuffer *in = s->client->in;
-    struct evbuffer *out = s->server->out;
+    struct relay_dir d = {s->client, s->server, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
+                          &s->srv->metrics.bytes_from_client, s->srv->cfg.max_message_bytes};
     for (;;) {
-        if (s->c2s_remaining) {
-            size_t n = pass_bytes(in, out, &s->c2s_remaining);
-            s->bytes_in += n;
-            s->srv->metrics.bytes_from_client += n;
-            if (s->c2s_remaining)
-                break;
-        }
-        if (output_full(s, s->server)) {
-            s->c2s_blocked = 1;
-            sbuf_pause_read(s->client);
-            break;
-        }
-        uint8_t head[PROTO_HEADER_LEN];
-        size_t avail = evbuffer_get_length(in);
-        if (avail < PROTO_HEADER_LEN)
-            break;
-        evbuffer_copyout(in, head, PROTO_HEADER_LEN);
         struct msg_header h;
-        if (proto_read_header(head, avail, s->srv->cfg.max_message_bytes, &h) != HEADER_OK) {
+        size_t avail;
+        int r = next_message(s, &d, &h, &avail);
+        if (r < 0) {
             protocol_violation(s, h.length < 4 ? "invalid message length"
                                                : "message exceeds the maximum message size");
             return;
         }
+        if (r == 0)
+            break;
         if (paused_hold(s, h.type)) {
             if (!s->holding) {
                 s->holding = 1;
@@ -612,36 +640,18 @@ static void relay_server_to_client(struct session *s)
     struct evbuffer *in = s->server->in;
     struct evbuffer *out = s->client->out;
     int saw_boundary = 0;
+    struct relay_dir d = {s->server, s->client, &s->s2c_remaining, &s->s2c_blocked, &s->s2c_discard, &s->bytes_out,
+                          &s->srv->metrics.bytes_from_server, 0xffffffffu};
     for (;;) {
-        if (s->s2c_remaining && s->s2c_discard) {
-            size_t n = evbuffer_get_length(in) < s->s2c_remaining ? evbuffer_get_length(in) : s->s2c_remaining;
-            evbuffer_drain(in, n);
-            s->s2c_remaining -= (uint32_t)n;
-            if (s->s2c_remaining)
-                break;
-            s->s2c_discard = 0;
-        } else if (s->s2c_remaining) {
-            size_t n = pass_bytes(in, out, &s->s2c_remaining);
-            s->bytes_out += n;
-            s->srv->metrics.bytes_from_server += n;
-            if (s->s2c_remaining)
-                break;
-        }
-        if (output_full(s, s->client)) {
-            s->s2c_blocked = 1;
-            sbuf_pause_read(s->server);
-            break;
-        }
-        uint8_t head[PROTO_HEADER_LEN];
-        size_t avail = evbuffer_get_length(in);
-        if (avail < PROTO_HEADER_LEN)
-            break;
-        evbuffer_copyout(in, head, PROTO_HEADER_LEN);
         struct msg_header h;
-        if (proto_read_header(head, avail, 0xffffffffu, &h) != HEADER_OK) {
+        size_t avail;
+        int r = next_message(s, &d, &h, &avail);
+        if (r < 0) {
             protocol_violation(s, "invalid message length from upstream");
             return;
         }
+        if (r == 0)
+            break;
         if (s->swallow_rfq) { /* answers to our re-prepare, not the client's */
             if (h.type == 'Z')
                 s->swallow_rfq--;
@@ -649,14 +659,14 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        int r = inspect_server_message(s, in, out, &h, avail);
-        if (r == -2)
+        int seen = inspect_server_message(s, in, out, &h, avail);
+        if (seen == -2)
             return;
-        if (r == -1)
+        if (seen == -1)
             break;
         if (h.type == 'Z' || h.type == 'G' || h.type == 'W')
             saw_boundary = 1;
-        if (r == 0)
+        if (seen == 0)
             s->s2c_remaining = h.length + 1;
     }
     sbuf_flush(s->client);
