@@ -21,7 +21,7 @@
 #include "server.h"
 #include "tls.h"
 
-#define CONNECT_TIMEOUT_S 10
+#define CONNECT_TIMEOUT_S 30 /* TCP + TLS to the upstream; PgBouncer uses 15 */
 #define DNS_REFRESH_S 30
 
 enum uc_state { UC_CONNECTING, UC_SSL_REQUEST, UC_TLS_HANDSHAKE };
