@@ -23,6 +23,7 @@ int main(int argc, char **argv)
         return proxy_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "passwd") == 0) return passwd_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("pgtandem 0.1.0\n");
         return 0;
