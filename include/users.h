@@ -8,7 +8,12 @@
  *
  * The file holds secrets: like .pgpass it is refused when its mode gives
  * the group or others any access. A table is immutable once loaded; a reload
- * (SIGHUP) loads a new one and swaps it in. */
+ * (SIGHUP) loads a new one and swaps it in.
+ *
+ * Our copies of passwords and keys are wiped when freed; the JSON parser's
+ * own transient copies of the file's strings are freed without wiping (its
+ * allocator hooks are process-wide), which is why verifiers are preferred
+ * over plain passwords in the file. */
 #ifndef PGTANDEM_USERS_H
 #define PGTANDEM_USERS_H
 
