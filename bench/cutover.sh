@@ -11,12 +11,13 @@
 #              that overlapped the complete vs the rest (pgbench -l logs).
 #   backfill   ROWS rows: backfill rows/s with no load, with 16 old-release
 #              pgbench clients writing, and with the same load plus the latency
-#              throttle (max_app_p99_ms = THROTTLE_P99_MS, default 2x the
+#              throttle (max_app_p99_ms = THROTTLE_P99_MS, default 1.2x the
 #              measured baseline p99); the application's p99 in each case and
 #              the throttle reasons the proxy reported.
 #
 # Writes bench/results/cutover-<date>.md and .json and prints the table.
 #   ROUNDS=20  CUT_ROWS=20000  ROWS=500000  CUT_SECONDS=4  THROTTLE_P99_MS=N
+#   FROM_JSON=bench/results/cutover-DATE.json   rewrite that run's .md from its .json
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -32,14 +33,18 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
-. "$work/pg/env"
-export PGT_SUPER_URI
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); aport=$(free_port)
-"$bin" proxy --listen "127.0.0.1:$port" --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=require" \
-  --admin "127.0.0.1:$aport" --engine-db "$PGT_SUPER_URI" >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
+if [ -n "${FROM_JSON:-}" ]; then  # FROM_JSON=bench/results/cutover-DATE.json: rebuild its .md only
+  export PGT_SUPER_URI=unused; port=0; aport=0
+else
+  sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
+  . "$work/pg/env"
+  export PGT_SUPER_URI
+  free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  port=$(free_port); aport=$(free_port)
+  "$bin" proxy --listen "127.0.0.1:$port" --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=require" \
+    --admin "127.0.0.1:$aport" --engine-db "$PGT_SUPER_URI" >"$work/proxy.log" 2>&1 &
+  proxy_pid=$!
+fi
 stamp=$(date -u +%Y-%m-%d)
 
 WORK=$work TOP=$top PORT=$port APORT=$aport OUT="bench/results/cutover-$stamp" \
@@ -102,8 +107,14 @@ def wait_for(phases, timeout=1800, seen=None):
     while time.time() < deadline:
         code, cur = call("GET", "/migrations/current")
         if code == 200:
-            if seen is not None and cur["backfill"].get("throttle") not in (None, "none"):
-                seen.add(cur["backfill"]["throttle"].split(" > ")[0].split(":")[0])
+            if seen is not None and cur["phase"] == "backfilling":
+                t = cur["backfill"].get("throttle") or "none"
+                seen["polls"] = seen.get("polls", 0) + 1
+                if t != "none":
+                    seen["throttled"] = seen.get("throttled", 0) + 1
+                    seen.setdefault("samples", [])
+                    if len(seen["samples"]) < 3 and t not in seen["samples"]:
+                        seen["samples"].append(t)
             if cur["phase"] in phases:
                 return cur
             if cur["phase"] == "failed":
@@ -212,7 +223,7 @@ def cutover_round(clients):
 
 def backfill_case(label, load_clients, throttle):
     psql("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_%s CASCADE" % name)
-    pg, seen, base = None, set(), None
+    pg, seen, base = None, {}, None
     if load_clients:
         # a baseline window without the backfill, then the same load during it
         base_pg = Pgbench(OLD_SQL, load_clients, 5, "prepared", "", "base-%s" % label.replace(" ", "_").replace(",", ""), rows)
@@ -221,7 +232,7 @@ def backfill_case(label, load_clients, throttle):
         pg = LoadLoop(load_clients, "load-%s" % label.replace(" ", "_").replace(",", ""))
         time.sleep(1)
     if throttle is not None and base is not None:
-        throttle = {"max_app_p99_ms": throttle or max(2, int(round(base * 2)))}
+        throttle = {"max_app_p99_ms": throttle or max(2, int(round(base * 1.2)))}
     t0 = time.time()
     start_migration(throttle)
     cur = wait_for(("active",), seen=seen)
@@ -237,47 +248,66 @@ def backfill_case(label, load_clients, throttle):
     bf = cur["backfill"]
     return {"case": label, "load_clients": load_clients, "rows": bf["rows_done"], "rows_per_s": bf["rows_per_s"],
             "batches": bf["batches"], "max_batch_ms": bf["max_batch_ms"], "seconds": t1 - t0,
-            "throttle_setting": throttle, "throttle_seen": sorted(seen),
+            "throttle_setting": throttle, "throttle_seen": seen,
             "app_p99_baseline_ms": base, "app_p99_during_ms": pct(during, 0.99) if during else None,
             "app_tx_during": len(during), "app_failed": pg.failed if pg else 0}
 
 
-for _ in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", int(E["APORT"])), timeout=0.5).close()
-        break
-    except OSError:
-        time.sleep(0.1)
+def measure():
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", int(E["APORT"])), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    for clients in (16, 64):
+        for i in range(rounds):
+            r = cutover_round(clients)
+            results["cutover"].append(r)
+            print("cutover %2d clients round %2d: pause %.1f ms, attempts %d, max client latency during complete "
+                  "%.1f ms (p99 otherwise %.1f ms)" % (clients, i + 1, r["pause_ms"], r["attempts"],
+                                                       r["max_latency_during_ms"], r["p99_latency_rest_ms"]),
+                  flush=True)
+    load(rows)
+    for label, clients, throttle in (("no load", 0, None), ("16 clients", 16, None),
+                                     ("16 clients, p99 throttle", 16, throttle_p99)):
+        r = backfill_case(label, clients, throttle)
+        results["backfill"].append(r)
+        print("backfill %s: %.0f rows/s, app p99 %s ms (baseline %s ms), throttle %s" % (
+            label, r["rows_per_s"], r["app_p99_during_ms"], r["app_p99_baseline_ms"], r["throttle_seen"]),
+            flush=True)
+
 
 results = {"date": datetime.datetime.utcnow().isoformat() + "Z", "host": platform.node(),
            "cpus": os.cpu_count(), "rounds": rounds, "cut_rows": cut_rows, "rows": rows, "cutover": [],
            "backfill": []}
-for clients in (16, 64):
-    for i in range(rounds):
-        r = cutover_round(clients)
-        results["cutover"].append(r)
-        print("cutover %2d clients round %2d: pause %.1f ms, attempts %d, max client latency during complete "
-              "%.1f ms (p99 otherwise %.1f ms)" % (clients, i + 1, r["pause_ms"], r["attempts"],
-                                                   r["max_latency_during_ms"], r["p99_latency_rest_ms"]), flush=True)
-
-load(rows)
-for label, clients, throttle in (("no load", 0, None), ("16 clients", 16, None),
-                                 ("16 clients, p99 throttle", 16, throttle_p99)):
-    r = backfill_case(label, clients, throttle)
-    results["backfill"].append(r)
-    print("backfill %s: %.0f rows/s, app p99 %s ms (baseline %s ms), throttle %s" % (
-        label, r["rows_per_s"], r["app_p99_during_ms"], r["app_p99_baseline_ms"], r["throttle_seen"]), flush=True)
+if E.get("FROM_JSON"):
+    results = json.load(open(E["FROM_JSON"]))
+    rounds = results["rounds"]
+    out = os.path.splitext(E["FROM_JSON"])[0]
+else:
+    measure()
 
 
 def summary(clients):
     rs = [r for r in results["cutover"] if r["clients"] == clients]
     pauses = [r["max_pause_ms"] for r in rs]
     lat = [r["max_latency_during_ms"] for r in rs]
-    return ("| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %.1f | %d |" % (
+    return ("| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %.1f | %d |" % (
         clients, len(rs), statistics.median(pauses), max(pauses), statistics.median(lat), max(lat),
-        statistics.median([r["p99_latency_rest_ms"] for r in rs]), statistics.mean([r["attempts"] for r in rs]),
+        statistics.median([r["p99_latency_rest_ms"] for r in rs]),
+        statistics.median([r["max_latency_rest_ms"] for r in rs]), statistics.mean([r["attempts"] for r in rs]),
         max(r["reprepared"] for r in rs), statistics.median([r["complete_call_ms"] for r in rs]),
         sum(r["failed"] for r in rs)))
+
+
+def throttled(seen):
+    if isinstance(seen, list):  # older result files
+        return ", ".join(seen) or "-"
+    if not seen.get("polls"):
+        return "-"
+    return "%d%% of polls%s" % (100 * seen.get("throttled", 0) // seen["polls"],
+                                ": " + "; ".join(seen["samples"]) if seen.get("samples") else "")
 
 
 def fmt(v):
@@ -289,18 +319,18 @@ lines = ["# Cutover benchmark (%s)" % results["date"][:10], "",
          "`SELECT *` by id, `-M prepared`, pgtandem.version); %d rounds per client count, %d-row `checks` per "
          "round; complete issued mid-run." % (results["host"], results["cpus"], rounds, cut_rows), "",
          "| clients | rounds | pause p50 ms | pause max ms | client max latency across complete p50 ms | "
-         "… max ms | client p99 otherwise ms | attempts (mean) | re-prepared (max) | complete call p50 ms | "
-         "failed tx |", "|---|---|---|---|---|---|---|---|---|---|---|",
+         "… max ms | client p99 otherwise p50 ms | client max otherwise p50 ms | attempts (mean) | "
+         "re-prepared (max) | complete call p50 ms | failed tx |", "|---|---|---|---|---|---|---|---|---|---|---|---|",
          summary(16), summary(64), "",
          "Backfill of %d rows (three renames, two to jsonb); load = 16 old-release pgbench clients "
          "(UPDATE + SELECT by id, `-M prepared`):" % rows, "",
          "| case | rows/s | batches | longest batch ms | app p99 baseline ms | app p99 during backfill ms | "
-         "throttle setting | throttle reasons seen |", "|---|---|---|---|---|---|---|---|"]
+         "throttle setting | throttled (status polls), sample reasons |", "|---|---|---|---|---|---|---|---|"]
 for r in results["backfill"]:
     lines.append("| %s | %.0f | %d | %.0f | %s | %s | %s | %s |" % (
         r["case"], r["rows_per_s"], r["batches"], r["max_batch_ms"], fmt(r["app_p99_baseline_ms"]),
         fmt(r["app_p99_during_ms"]), json.dumps(r["throttle_setting"]) if r["throttle_setting"] else "-",
-        ", ".join(r["throttle_seen"]) or "-"))
+        throttled(r["throttle_seen"])))
 text = "\n".join(lines) + "\n"
 os.makedirs(os.path.dirname(os.path.join(top, out)), exist_ok=True)
 with open(os.path.join(top, out + ".md"), "w") as f:
