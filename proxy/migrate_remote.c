@@ -100,7 +100,8 @@ static int parse_url(struct remote *r, char *err, size_t errlen)
         p += plen;
     }
     if (!hend || copy_part(r->host, sizeof r->host, host, (size_t)(hend - host)) != 0 ||
-        copy_part(r->port, sizeof r->port, port, plen) != 0 || plen > 5 || (*p && strcmp(p, "/") != 0)) {
+        copy_part(r->port, sizeof r->port, port, plen) != 0 || plen > 5 || atoi(r->port) < 1 ||
+        atoi(r->port) > 65535 || (*p && strcmp(p, "/") != 0)) {
         snprintf(err, errlen, "--proxy %s: expected http://HOST:PORT (the proxy's --admin address)", r->url);
         return -1;
     }
