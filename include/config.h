@@ -33,6 +33,10 @@ struct config {
     enum log_level log_level;
     int shutdown_timeout_ms;
     char *engine_db;           /* where the proxy's own engine connects (with credentials) */
+    int auth_scram;            /* auth "scram": the proxy authenticates clients itself */
+    char *users_file;          /* for auth "scram" */
+    char *neon_endpoint;       /* added as options=endpoint=<id> when the client sent none */
+    char *upstream_hostaddr;   /* connect here, keep upstream_host for SNI/verification */
 };
 
 void config_init(struct config *cfg);

@@ -17,6 +17,7 @@
 struct session;
 struct admin;
 struct migration_runner;
+struct users;
 struct evdns_base;
 
 struct server {
@@ -31,6 +32,15 @@ struct server {
     struct upstream_address upstream_addr;
     struct admin *admin;
     struct migration_runner *runner; /* the engine inside the proxy */
+    struct users *users;             /* auth "scram": who may log in */
+    unsigned char mock_secret[32];   /* salts mock exchanges for unknown users */
+    unsigned char cb_data[64];       /* tls-server-end-point of our certificate */
+    size_t cb_len;
+    struct auth_failures {           /* failed logins per client address, per minute */
+        char addr[64];
+        uint64_t window_start_us;
+        uint32_t count;
+    } auth_failures[64];
     struct event *sigterm, *sigint, *sighup;
     struct event *shutdown_timer;
     struct event *metrics_timer;

@@ -12,13 +12,16 @@
 struct server;
 struct sbuf;
 struct event;
+struct auth_state;
 struct upstream_connect;
 
 enum session_state {
     SESS_STARTUP,     /* reading SSLRequest / StartupMessage / CancelRequest */
     SESS_TLS_ACCEPT,  /* 'S' sent; switch to TLS once it is flushed */
+    SESS_CLIENT_AUTH, /* auth "scram": the proxy authenticates the client */
     SESS_CONNECTING,  /* opening the upstream connection */
-    SESS_AUTH,        /* relaying authentication */
+    SESS_UPSTREAM_LOGIN, /* auth "scram": the proxy logs in upstream */
+    SESS_AUTH,        /* relaying authentication (then ParameterStatus...) */
     SESS_READY,       /* relaying queries */
     SESS_CLOSING      /* flushing a last message to the client */
 };
@@ -58,6 +61,7 @@ struct session {
     uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
     int s2c_discard;                /* the current server message is one of those answers */
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
+    struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
 };
 
 /* Takes ownership of an accepted socket. */

@@ -39,7 +39,8 @@ void config_free(struct config *cfg)
 {
     char **strings[] = {&cfg->config_path, &cfg->listen_host, &cfg->unix_socket_dir, &cfg->upstream_uri,
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
-                        &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db};
+                        &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db,
+                        &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
 }
@@ -85,6 +86,14 @@ static int parse_upstream_tls(const char *v, enum upstream_tls_mode *out)
     return -1;
 }
 
+static int parse_auth(const char *v, int *scram)
+{
+    if (strcmp(v, "passthrough") != 0 && strcmp(v, "scram") != 0)
+        return -1;
+    *scram = strcmp(v, "scram") == 0;
+    return 0;
+}
+
 static int parse_client_tls(const char *v, enum client_tls_mode *out)
 {
     static const char *const names[] = {"disable", "allow", "require"};
@@ -94,6 +103,18 @@ static int parse_client_tls(const char *v, enum client_tls_mode *out)
             return 0;
         }
     return -1;
+}
+
+/* Without an sslmode: a Unix socket needs none, loopback gets encryption
+ * without verification, and anything across a network (Neon) gets
+ * verify-full against the system CA store. */
+static enum upstream_tls_mode default_upstream_tls(const char *host)
+{
+    if (host[0] == '/')
+        return UPSTREAM_TLS_DISABLE;
+    if (strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0)
+        return UPSTREAM_TLS_REQUIRE;
+    return UPSTREAM_TLS_VERIFY_FULL;
 }
 
 /* Reads host, port, sslmode and sslrootcert out of a libpq URI or
@@ -108,13 +129,15 @@ static int parse_upstream_uri(struct config *cfg, char *err, size_t errlen)
         PQfreemem(perr);
         return -1;
     }
-    int rc = 0;
+    int rc = 0, sslmode_given = 0;
     set_str(&cfg->upstream_host, "localhost");
     cfg->upstream_port = 5432;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (!o->val || !*o->val)
             continue;
-        if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0) {
+        if (strcmp(o->keyword, "hostaddr") == 0) {
+            set_str(&cfg->upstream_hostaddr, o->val);
+        } else if (strcmp(o->keyword, "host") == 0) {
             if (strchr(o->val, ',')) {
                 snprintf(err, errlen, "upstream URI: one host only (got '%s')", o->val);
                 rc = -1;
@@ -123,6 +146,7 @@ static int parse_upstream_uri(struct config *cfg, char *err, size_t errlen)
         } else if (strcmp(o->keyword, "port") == 0) {
             cfg->upstream_port = atoi(o->val);
         } else if (strcmp(o->keyword, "sslmode") == 0) {
+            sslmode_given = 1;
             if (parse_upstream_tls(o->val, &cfg->upstream_tls) != 0) {
                 snprintf(err, errlen, "upstream URI: sslmode '%s' is not disable, require, verify-ca or verify-full", o->val);
                 rc = -1;
@@ -132,6 +156,8 @@ static int parse_upstream_uri(struct config *cfg, char *err, size_t errlen)
         }
     }
     PQconninfoFree(opts);
+    if (!sslmode_given)
+        cfg->upstream_tls = default_upstream_tls(cfg->upstream_host);
     if (rc == 0 && (cfg->upstream_port <= 0 || cfg->upstream_port > 65535)) {
         snprintf(err, errlen, "upstream URI: invalid port");
         rc = -1;
@@ -207,6 +233,13 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
         }
     } else if (strcmp(key, "upstream") == 0) {
         rc = take_string(fc, v, key, &cfg->upstream_uri);
+    } else if (strcmp(key, "auth") == 0) {
+        if ((rc = take_string(fc, v, key, &s)) == 0 && parse_auth(s, &cfg->auth_scram) != 0)
+            rc = key_error(fc, key, "must be \"passthrough\" or \"scram\"");
+    } else if (strcmp(key, "users_file") == 0) {
+        rc = take_string(fc, v, key, &cfg->users_file);
+    } else if (strcmp(key, "neon_endpoint") == 0) {
+        rc = take_string(fc, v, key, &cfg->neon_endpoint);
     } else if (strcmp(key, "engine_db") == 0) {
         rc = take_string(fc, v, key, &cfg->engine_db);
     } else if (strcmp(key, "admin_token") == 0) {
@@ -236,7 +269,7 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     } else {
         rc = key_error(fc, key, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
                                 "tls_key, client_tls, unix_socket, log_level, max_message_bytes, buffer_bytes, "
-                                "shutdown_timeout_s, engine_db)");
+                                "shutdown_timeout_s, engine_db, auth, users_file, neon_endpoint)");
     }
     free(s);
     return rc;
@@ -304,7 +337,8 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--max-message-bytes", "--buffer-bytes", "--log-level",
-                                         "--shutdown-timeout", "--engine-db", NULL};
+                                         "--shutdown-timeout", "--engine-db", "--auth", "--users-file",
+                                         "--neon-endpoint", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -326,6 +360,16 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         set_str(&cfg->admin_token, v);
     else if (strcmp(flag, "--engine-db") == 0)
         set_str(&cfg->engine_db, v);
+    else if (strcmp(flag, "--users-file") == 0)
+        set_str(&cfg->users_file, v);
+    else if (strcmp(flag, "--neon-endpoint") == 0)
+        set_str(&cfg->neon_endpoint, v);
+    else if (strcmp(flag, "--auth") == 0) {
+        if (parse_auth(v, &cfg->auth_scram) != 0) {
+            snprintf(err, errlen, "--auth: '%s' is not passthrough or scram", v);
+            return -1;
+        }
+    }
     else if (strcmp(flag, "--tls-cert") == 0)
         set_str(&cfg->tls_cert, v);
     else if (strcmp(flag, "--tls-key") == 0)
@@ -392,6 +436,8 @@ static int finish(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
     }
+    if (cfg->auth_scram && !cfg->users_file)
+        set_str(&cfg->users_file, "config/users.json");
     if (!cfg->client_tls_given)
         cfg->client_tls = cfg->tls_cert ? CLIENT_TLS_ALLOW : CLIENT_TLS_DISABLE;
     if (cfg->client_tls != CLIENT_TLS_DISABLE && !cfg->tls_cert) {

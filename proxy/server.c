@@ -5,6 +5,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@
 #include "migration_runner.h"
 #include "server.h"
 #include "session.h"
+#include "scram.h"
 #include "tls.h"
+#include "users.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -160,6 +163,15 @@ static void begin_shutdown(struct server *srv)
     evtimer_add(srv->shutdown_timer, &tv);
 }
 
+/* SCRAM-SHA-256-PLUS binds to the certificate clients see. */
+static void remember_channel_binding(struct server *srv)
+{
+    X509 *cert = srv->client_tls ? SSL_CTX_get0_certificate(srv->client_tls) : NULL;
+    srv->cb_len = 0;
+    if (cert && scram_tls_server_end_point(cert, srv->cb_data, &srv->cb_len) != SCRAM_OK)
+        srv->cb_len = 0;
+}
+
 static void reload(struct server *srv)
 {
     char err[512];
@@ -177,6 +189,16 @@ static void reload(struct server *srv)
         /* Sessions already on TLS keep a reference to the old context. */
         SSL_CTX_free(srv->client_tls);
         srv->client_tls = fresh;
+        remember_channel_binding(srv);
+    }
+    if (srv->cfg.auth_scram) {
+        struct users *fresh_users = NULL;
+        if (users_load(srv->cfg.users_file, &fresh_users, err, sizeof err) != 0) {
+            log_error("reload: %s (keeping the old users)", err);
+        } else {
+            users_free(srv->users);
+            srv->users = fresh_users;
+        }
     }
     log_info("reload: configuration and TLS certificate reloaded");
 }
@@ -228,6 +250,15 @@ static int server_init(struct server *srv, char *err, size_t errlen)
         srv->dns = evdns_base_new(srv->base, 0); /* no resolv.conf: IP addresses still work */
     if (srv->cfg.tls_cert && !(srv->client_tls = tls_client_side_ctx(&srv->cfg, err, errlen)))
         return -1;
+    remember_channel_binding(srv);
+    if (srv->cfg.auth_scram) {
+        if (users_load(srv->cfg.users_file, &srv->users, err, errlen) != 0)
+            return -1;
+        if (RAND_bytes(srv->mock_secret, sizeof srv->mock_secret) != 1) {
+            snprintf(err, errlen, "no randomness for the mock authentication secret");
+            return -1;
+        }
+    }
     if (srv->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(srv->upstream_tls = tls_upstream_ctx(&srv->cfg, err, errlen)))
         return -1;
     upstream_address_init(srv);
@@ -268,6 +299,9 @@ static void server_free(struct server *srv)
         evdns_base_free(srv->dns, 0);
     SSL_CTX_free(srv->client_tls);
     SSL_CTX_free(srv->upstream_tls);
+    if (srv->users)
+        users_free(srv->users);
+    OPENSSL_cleanse(srv->mock_secret, sizeof srv->mock_secret);
     if (srv->base)
         event_base_free(srv->base);
     config_free(&srv->cfg);

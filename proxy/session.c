@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "auth.h"
 #include "log.h"
 #include "migration_runner.h"
 #include "prepared.h"
@@ -26,6 +27,7 @@
 #include "upstream.h"
 
 #define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
+#define PROTO_MAX_AUTH_MESSAGE MAX_AUTH_MESSAGE
 
 static void client_readable(struct sbuf *sb, void *arg);
 static void client_drained(struct sbuf *sb, void *arg);
@@ -43,7 +45,8 @@ static void relay_server_to_client(struct session *s);
 
 const char *session_state_name(enum session_state st)
 {
-    static const char *const names[] = {"startup", "tls", "connecting", "auth", "ready", "closing"};
+    static const char *const names[] = {"startup", "tls", "client_auth", "connecting", "upstream_login",
+                                        "auth", "ready", "closing"};
     return names[st];
 }
 
@@ -118,6 +121,7 @@ void session_free(struct session *s)
     srv->session_count--;
     free(s->startup_buf);
     free(s->version);
+    auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
     if (srv->pause.paused)
@@ -217,17 +221,23 @@ static void start_client_tls(struct session *s)
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
 
-static void begin_upstream(struct session *s)
+/* Refuses a StartupMessage the proxy will not serve; 0 when it may go on. */
+static int refuse_startup(struct session *s)
 {
     const struct config *cfg = &s->srv->cfg;
     if (cfg->client_tls == CLIENT_TLS_REQUIRE && !s->client_on_tls && !s->is_unix) {
         session_fail(s, SQLSTATE_INVALID_AUTH_SPEC, "pgtandem requires TLS: connect with sslmode=require");
-        return;
+        return -1;
     }
     if (s->srv->shutting_down) {
         session_fail(s, SQLSTATE_CANNOT_CONNECT_NOW, "the proxy is shutting down");
-        return;
+        return -1;
     }
+    return 0;
+}
+
+static void begin_upstream(struct session *s)
+{
     s->state = SESS_CONNECTING;
     sbuf_pause_read(s->client);
     s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
@@ -277,8 +287,14 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     s->startup_buf = packet;
     s->startup_len = len;
     s->startup = sp;
-    begin_upstream(s);
-    return s->state == SESS_CONNECTING ? 1 : -1;
+    if (refuse_startup(s) != 0)
+        return -1;
+    if (!s->srv->cfg.auth_scram) {
+        begin_upstream(s);
+        return 1;
+    }
+    s->state = SESS_CLIENT_AUTH;
+    return auth_begin_client(s) == AUTH_FAILED ? -1 : 1;
 }
 
 static void read_startup(struct session *s)
@@ -350,6 +366,33 @@ static void add_param(struct evbuffer *out, const char *key, const char *value, 
     evbuffer_add(out, "", 1);
 }
 
+/* Client messages while the proxy authenticates it: whole 'p' messages. */
+static void read_client_auth(struct session *s)
+{
+    struct evbuffer *in = s->client->in;
+    while (s->state == SESS_CLIENT_AUTH) {
+        uint8_t head[PROTO_HEADER_LEN];
+        size_t avail = evbuffer_get_length(in);
+        if (avail < PROTO_HEADER_LEN)
+            return;
+        evbuffer_copyout(in, head, sizeof head);
+        struct msg_header h;
+        if (proto_read_header(head, avail, PROTO_MAX_AUTH_MESSAGE, &h) != HEADER_OK) {
+            protocol_violation(s, "invalid authentication message length");
+            return;
+        }
+        if (avail < h.length + 1u)
+            return;
+        uint8_t *msg = evbuffer_pullup(in, h.length + 1);
+        enum auth_result r = auth_client_message(s, msg, h.length + 1);
+        evbuffer_drain(in, h.length + 1);
+        if (r == AUTH_DONE)
+            begin_upstream(s);
+        if (r != AUTH_CONTINUE)
+            return;
+    }
+}
+
 /* Rebuilds the StartupMessage for the upstream from the client's parameters.
  * A session that declared the version of the migration in progress gets
  * that migration's version schema first on its search_path. */
@@ -359,10 +402,14 @@ static int send_startup_upstream(struct session *s)
     if (!params)
         return -1;
     s->version = session_declared_version(&s->startup);
-    char route[160] = "";
+    char route[256] = "";
     const char *schema = runner_version_schema(s->srv->runner, s->version);
+    const char *opts = startup_param(&s->startup, "options");
+    const char *endpoint = s->srv->cfg.neon_endpoint;
+    if (endpoint && !(opts && strstr(opts, "endpoint=")))
+        snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
     if (schema)
-        snprintf(route, sizeof route, " -c search_path=%s,public", schema);
+        snprintf(route + strlen(route), sizeof route - strlen(route), " -c search_path=%s,public", schema);
     int saw_options = 0;
     for (int i = 0; i < s->startup.nparams; i++) {
         int is_options = strcmp(s->startup.keys[i], "options") == 0;
@@ -395,7 +442,7 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
     sbuf_set_ops(sb, &server_ops, s);
     sb->out_low = s->srv->cfg.buffer_bytes / 2;
     send_startup_upstream(s);
-    s->state = SESS_AUTH;
+    s->state = s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH;
     sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */
 }
@@ -499,7 +546,8 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
 
 static void relay_client_to_server(struct session *s)
 {
-    if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING)
+    if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
+        s->state == SESS_UPSTREAM_LOGIN)
         return;
     struct evbuffer *in = s->client->in;
     struct relay_dir d = {s->client, s->server, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
@@ -594,6 +642,28 @@ static void on_ready_for_query(struct session *s, uint8_t status)
         s->tx_start_us = s->unit_start_us ? s->unit_start_us : now;
 }
 
+/* Auth "scram": an Authentication* message from the upstream is answered
+ * by the proxy, never shown to the client. Same return codes as below. */
+static int upstream_login_step(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    if (total > PROTO_MAX_AUTH_MESSAGE) {
+        protocol_violation(s, "invalid authentication message from upstream");
+        return -2;
+    }
+    if (avail < total)
+        return -1;
+    enum auth_result r = auth_upstream_message(s, evbuffer_pullup(in, total), total);
+    if (r == AUTH_FAILED)
+        return -2;
+    if (r == AUTH_NOT_MINE)
+        return 0;
+    evbuffer_drain(in, total);
+    if (r == AUTH_DONE)
+        s->state = SESS_AUTH;
+    return 1;
+}
+
 /* Examines a server message at its start. Returns 1 when it was consumed
  * whole, 0 to stream it, -1 when more bytes are needed, -2 when the session
  * is gone. */
@@ -614,6 +684,9 @@ static int inspect_server_message(struct session *s, struct evbuffer *in, struct
         tracker_server_message(&s->tracker, h->type, 0);
         return 0;
     case 'R':
+        if (s->state == SESS_UPSTREAM_LOGIN)
+            return upstream_login_step(s, in, h, avail);
+        /* fall through */
     case 'K':
         if (s->state != SESS_AUTH)
             return 0;
@@ -689,6 +762,8 @@ static void client_readable(struct sbuf *sb, void *arg)
     (void)sb;
     if (s->state == SESS_STARTUP)
         read_startup(s);
+    else if (s->state == SESS_CLIENT_AUTH)
+        read_client_auth(s);
     else
         relay_client_to_server(s);
 }

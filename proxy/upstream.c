@@ -74,7 +74,9 @@ static void resolve(struct server *srv)
     struct evutil_addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    ua->pending = evdns_getaddrinfo(srv->dns, srv->cfg.upstream_host, NULL, &hints, dns_answer_cb, srv);
+    /* hostaddr, as in libpq: connect there, keep the name for SNI and checks */
+    const char *where = srv->cfg.upstream_hostaddr ? srv->cfg.upstream_hostaddr : srv->cfg.upstream_host;
+    ua->pending = evdns_getaddrinfo(srv->dns, where, NULL, &hints, dns_answer_cb, srv);
 }
 
 static void refresh_cb(evutil_socket_t fd, short what, void *arg)

@@ -1,0 +1,322 @@
+/* Authentication at the proxy (see include/auth.h). Client leg: SASL with
+ * SCRAM-SHA-256(-PLUS) against the users file, the way Postgres does it,
+ * including the mock exchange for unknown users. Upstream leg: SCRAM (with
+ * -PLUS when offered over TLS) using the stored password or the ClientKey
+ * recovered from the client's proof; md5 and cleartext with a stored
+ * password. */
+#include "auth.h"
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proto.h"
+#include "sbuf.h"
+#include "scram.h"
+#include "server.h"
+#include "session.h"
+#include "users.h"
+
+#define AUTH_SASL_CONTINUE 11
+#define AUTH_SASL_FINAL 12
+#define AUTH_MD5 5
+#define AUTH_CLEARTEXT 3
+#define FAILURE_WINDOW_US 60000000ull
+#define FAILURES_ALLOWED 10 /* per address and minute, before logins are refused */
+
+struct auth_state {
+    struct scram_server server;      /* the client's exchange with us */
+    struct scram_client client;      /* our exchange with the upstream */
+    char *password;                  /* stored password, if any (wiped) */
+    size_t password_len;
+    struct scram_verifier verifier;  /* copied: a reload may swap the table */
+    int known_user;
+    unsigned char *server_final;     /* SASLFinal for the client, sent after the upstream says Ok */
+    size_t server_final_len;
+};
+
+void auth_free(struct auth_state *a)
+{
+    if (!a)
+        return;
+    scram_server_free(&a->server);
+    scram_client_free(&a->client);
+    if (a->password) {
+        OPENSSL_cleanse(a->password, a->password_len);
+        free(a->password);
+    }
+    scram_verifier_wipe(&a->verifier);
+    free(a->server_final);
+    free(a);
+}
+
+/* R message: code plus payload, to the client. */
+static void send_auth_request(struct session *s, uint32_t code, const void *payload, size_t len)
+{
+    uint8_t head[9];
+    head[0] = 'R';
+    proto_put_u32(head + 1, (uint32_t)(8 + len));
+    proto_put_u32(head + 5, code);
+    evbuffer_add(s->client->out, head, sizeof head);
+    if (len)
+        evbuffer_add(s->client->out, payload, len);
+    sbuf_flush(s->client);
+}
+
+/* A password message ('p') to the upstream. */
+static void send_password_message(struct session *s, const void *payload, size_t len)
+{
+    uint8_t head[5];
+    head[0] = 'p';
+    proto_put_u32(head + 1, (uint32_t)(4 + len));
+    evbuffer_add(s->server->out, head, sizeof head);
+    evbuffer_add(s->server->out, payload, len);
+    sbuf_flush(s->server);
+}
+
+static const char *user_of(const struct session *s)
+{
+    return startup_param(&s->startup, "user");
+}
+
+/* The client address without its port: the unit of rate limiting. */
+static void client_host(const struct session *s, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", s->client_addr);
+    char *colon = strrchr(out, ':');
+    if (colon && colon != out)
+        *colon = '\0';
+}
+
+/* The slot counting failures of this address in the current minute. */
+static struct auth_failures *failure_slot(struct session *s)
+{
+    char host[64];
+    client_host(s, host, sizeof host);
+    uint64_t now = server_now_us(s->srv);
+    struct auth_failures *oldest = &s->srv->auth_failures[0];
+    for (size_t i = 0; i < sizeof s->srv->auth_failures / sizeof s->srv->auth_failures[0]; i++) {
+        struct auth_failures *f = &s->srv->auth_failures[i];
+        if (strcmp(f->addr, host) == 0) {
+            if (now - f->window_start_us > FAILURE_WINDOW_US) {
+                f->window_start_us = now;
+                f->count = 0;
+            }
+            return f;
+        }
+        if (f->window_start_us < oldest->window_start_us)
+            oldest = f;
+    }
+    snprintf(oldest->addr, sizeof oldest->addr, "%s", host);
+    oldest->window_start_us = now;
+    oldest->count = 0;
+    return oldest;
+}
+
+/* The client learns only what Postgres would tell it; the log gets why,
+ * once per failure up to the limit and then once per ten. */
+static enum auth_result refuse_client(struct session *s, enum scram_status st, const char *detail)
+{
+    struct auth_failures *f = failure_slot(s);
+    f->count++;
+    const char *why = st != SCRAM_ERR_AUTH_FAILED ? scram_status_message(st)
+                      : s->auth && s->auth->known_user ? "wrong password" : "unknown user";
+    if (f->count <= FAILURES_ALLOWED || f->count % 10 == 0)
+        log_info("session %llu (%s): authentication of user \"%s\" failed (%u from this address this minute): %s%s%s",
+                 (unsigned long long)s->id, s->client_addr, user_of(s), f->count, why, detail ? ": " : "",
+                 detail ? detail : "");
+    if (st == SCRAM_ERR_AUTH_FAILED)
+        session_fail(s, scram_status_sqlstate(st), "password authentication failed for user \"%s\"", user_of(s));
+    else
+        session_fail(s, scram_status_sqlstate(st), "%s", scram_status_message(st));
+    return AUTH_FAILED;
+}
+
+enum auth_result auth_begin_client(struct session *s)
+{
+    struct server *srv = s->srv;
+    struct auth_state *a = calloc(1, sizeof *a);
+    if (!a) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return AUTH_FAILED;
+    }
+    s->auth = a;
+    if (failure_slot(s)->count >= FAILURES_ALLOWED) {
+        session_fail(s, SQLSTATE_TOO_MANY_CONNECTIONS, "too many failed authentication attempts from this address; "
+                                                      "try again in a minute");
+        return AUTH_FAILED;
+    }
+    const struct user_entry *u = srv->users ? users_find(srv->users, user_of(s)) : NULL;
+    const unsigned char *cb = s->client_on_tls ? srv->cb_data : NULL;
+    size_t cb_len = s->client_on_tls ? srv->cb_len : 0;
+    enum scram_status st;
+    if (u) {
+        a->known_user = 1;
+        a->verifier = u->verifier;
+        if (u->password) {
+            a->password = malloc(u->password_len + 1);
+            if (a->password) {
+                memcpy(a->password, u->password, u->password_len + 1);
+                a->password_len = u->password_len;
+            }
+        }
+        st = scram_server_init(&a->server, &a->verifier, s->client_on_tls, cb, cb_len);
+    } else {
+        const char *name = user_of(s);
+        st = scram_server_init_mock(&a->server, name, strlen(name), srv->mock_secret, sizeof srv->mock_secret,
+                                    s->client_on_tls, cb, cb_len);
+    }
+    if (st != SCRAM_OK)
+        return refuse_client(s, st, NULL);
+    unsigned char mechs[64];
+    size_t n = scram_server_mechanisms(&a->server, mechs, sizeof mechs);
+    send_auth_request(s, AUTH_SASL, mechs, n);
+    return AUTH_CONTINUE;
+}
+
+enum auth_result auth_client_message(struct session *s, const uint8_t *msg, uint32_t len)
+{
+    struct auth_state *a = s->auth;
+    if (msg[0] != 'p') {
+        session_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "expected SASL response, got message type %d", msg[0]);
+        return AUTH_FAILED;
+    }
+    const unsigned char *out = NULL;
+    size_t out_len = 0;
+    enum scram_status st = a->server.state == SCRAM_SERVER_INIT
+                               ? scram_server_handle_initial(&a->server, msg + 5, len - 5, &out, &out_len)
+                               : scram_server_handle_response(&a->server, msg + 5, len - 5, &out, &out_len);
+    if (st != SCRAM_OK)
+        return refuse_client(s, st, a->server.detail);
+    if (a->server.state != SCRAM_SERVER_SUCCESS) {
+        send_auth_request(s, AUTH_SASL_CONTINUE, out, out_len);
+        return AUTH_CONTINUE;
+    }
+    a->server_final = malloc(out_len ? out_len : 1);
+    if (!a->server_final) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return AUTH_FAILED;
+    }
+    memcpy(a->server_final, out, out_len);
+    a->server_final_len = out_len;
+    return AUTH_DONE;
+}
+
+/* "md5" + md5(md5(password || user) as hex || salt) as hex, as libpq does. */
+static void md5_hex(const void *data, size_t len, char out[33])
+{
+    unsigned char digest[16];
+    unsigned int dlen = 0;
+    EVP_Digest(data, len, digest, &dlen, EVP_md5(), NULL);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+static enum auth_result answer_md5(struct session *s, const uint8_t *salt)
+{
+    struct auth_state *a = s->auth;
+    const char *user = user_of(s);
+    size_t ulen = strlen(user);
+    char *buf = malloc(a->password_len + ulen + 36);
+    if (!buf)
+        return AUTH_FAILED;
+    char inner[33], outer[36];
+    memcpy(buf, a->password, a->password_len);
+    memcpy(buf + a->password_len, user, ulen);
+    md5_hex(buf, a->password_len + ulen, inner);
+    memcpy(buf, inner, 32);
+    memcpy(buf + 32, salt, 4);
+    md5_hex(buf, 36, outer + 3);
+    memcpy(outer, "md5", 3);
+    OPENSSL_cleanse(buf, a->password_len + ulen + 36);
+    free(buf);
+    send_password_message(s, outer, sizeof outer); /* 35 chars + NUL */
+    return AUTH_CONTINUE;
+}
+
+static enum auth_result upstream_refused(struct session *s, const char *why)
+{
+    log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)s->id, user_of(s), why);
+    session_fail(s, "28P01", "password authentication failed for user \"%s\"", user_of(s));
+    return AUTH_FAILED;
+}
+
+static enum auth_result start_upstream_scram(struct session *s, const uint8_t *mechs, size_t len)
+{
+    struct auth_state *a = s->auth;
+    enum scram_status st = a->password ? scram_client_init_password(&a->client, a->password, a->password_len)
+                                       : scram_client_init_client_key(&a->client, a->server.client_key, &a->verifier);
+    if (st != SCRAM_OK)
+        return upstream_refused(s, scram_status_message(st));
+    unsigned char cb[SCRAM_MAX_CB_LEN];
+    size_t cb_len = 0;
+    X509 *cert = s->server->ssl ? SSL_get1_peer_certificate(s->server->ssl) : NULL;
+    if (cert) {
+        if (scram_tls_server_end_point(cert, cb, &cb_len) != SCRAM_OK)
+            cb_len = 0;
+        X509_free(cert);
+    }
+    const unsigned char *out;
+    size_t out_len;
+    st = scram_client_initial_response(&a->client, mechs, len, s->server->ssl != NULL, cb_len ? cb : NULL, cb_len,
+                                       &out, &out_len);
+    if (st != SCRAM_OK)
+        return upstream_refused(s, scram_status_message(st));
+    send_password_message(s, out, out_len);
+    return AUTH_CONTINUE;
+}
+
+/* The upstream accepted us: now the client hears SASLFinal and Ok. */
+static enum auth_result upstream_ok(struct session *s)
+{
+    struct auth_state *a = s->auth;
+    send_auth_request(s, AUTH_SASL_FINAL, a->server_final, a->server_final_len);
+    send_auth_request(s, AUTH_OK, NULL, 0);
+    log_debug("session %llu: user \"%s\" authenticated by the proxy and logged in upstream", (unsigned long long)s->id,
+              user_of(s));
+    return AUTH_DONE;
+}
+
+enum auth_result auth_upstream_message(struct session *s, const uint8_t *msg, uint32_t len)
+{
+    struct auth_state *a = s->auth;
+    if (msg[0] != 'R' || len < 9)
+        return AUTH_NOT_MINE;
+    uint32_t code = proto_get_u32(msg + 5);
+    const uint8_t *body = msg + 9;
+    size_t blen = len - 9;
+    enum scram_status st;
+    const unsigned char *out;
+    size_t out_len;
+    switch (code) {
+    case AUTH_OK:
+        if (a->client.state != SCRAM_CLIENT_INIT && a->client.state != SCRAM_CLIENT_SUCCESS)
+            return upstream_refused(s, "the server skipped the SCRAM proof");
+        return upstream_ok(s);
+    case AUTH_SASL:
+        return start_upstream_scram(s, body, blen);
+    case AUTH_SASL_CONTINUE:
+        st = scram_client_handle_continue(&a->client, body, blen, &out, &out_len);
+        if (st != SCRAM_OK)
+            return upstream_refused(s, scram_status_message(st));
+        send_password_message(s, out, out_len);
+        return AUTH_CONTINUE;
+    case AUTH_SASL_FINAL:
+        st = scram_client_handle_final(&a->client, body, blen);
+        return st == SCRAM_OK ? AUTH_CONTINUE : upstream_refused(s, scram_status_message(st));
+    case AUTH_MD5:
+        if (!a->password || blen < 4)
+            return upstream_refused(s, "the upstream asks for md5 but the users file has no password for this user");
+        return answer_md5(s, body);
+    case AUTH_CLEARTEXT:
+        if (!a->password)
+            return upstream_refused(s, "the upstream asks for a password but the users file has only a verifier");
+        send_password_message(s, a->password, a->password_len + 1);
+        return AUTH_CONTINUE;
+    default:
+        return upstream_refused(s, "unsupported authentication method requested by the upstream");
+    }
+}
