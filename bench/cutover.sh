@@ -102,6 +102,9 @@ def load(n):
     psql("VACUUM ANALYZE checks")
 
 
+LOCK_RACE = "advisory lock"
+
+
 def wait_for(phases, timeout=1800, seen=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -118,9 +121,26 @@ def wait_for(phases, timeout=1800, seen=None):
             if cur["phase"] in phases:
                 return cur
             if cur["phase"] == "failed":
-                raise SystemExit("migration failed: %s" % cur.get("error"))
+                return cur
         time.sleep(0.1)
     raise SystemExit("timed out waiting for %s" % (phases,))
+
+
+def run_migration(throttle=None, seen=None):
+    """POST /migrations and wait for active. The proxy can lose a race for
+    the engine's advisory lock right after its expand child exits (the
+    child's backend has not released it yet): that start fails and is
+    submitted again, which resumes from the recorded state."""
+    for attempt in range(3):
+        start_migration(throttle)
+        cur = wait_for(("active", "failed"), seen=seen)
+        if cur["phase"] == "active":
+            results["start_retries"] = results.get("start_retries", 0) + attempt
+            return cur
+        if LOCK_RACE not in (cur.get("error") or ""):
+            break
+        time.sleep(0.2)
+    raise SystemExit("migration failed: %s" % cur.get("error"))
 
 
 def start_migration(throttle=None):
@@ -197,8 +217,7 @@ def pct(values, q):
 
 def cutover_round(clients):
     load(cut_rows)
-    start_migration()
-    wait_for(("active",))
+    run_migration()
     pg = Pgbench(NEW_SQL, clients, cut_seconds, "prepared", "-c pgtandem.version=" + name,
                  "cut-%d-%d" % (clients, time.time_ns()), cut_rows)
     time.sleep(cut_seconds / 2.0)
@@ -234,8 +253,7 @@ def backfill_case(label, load_clients, throttle):
     if throttle is not None and base is not None:
         throttle = {"max_app_p99_ms": throttle or max(2, int(round(base * 1.2)))}
     t0 = time.time()
-    start_migration(throttle)
-    cur = wait_for(("active",), seen=seen)
+    cur = run_migration(throttle, seen)
     t1 = time.time()
     if pg:
         pg.finish()

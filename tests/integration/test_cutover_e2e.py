@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 
 import psycopg
 import pytest
@@ -107,6 +108,12 @@ def migrate(proxy, *args, timeout=300):
 
 def start_migration(proxy, path=UNIFY):
     r = migrate(proxy, "start", path)
+    if r.returncode == 1 and "advisory lock" in r.stderr:
+        # Known proxy race: right after the expand child exits, its backend
+        # may still hold the engine's advisory lock when the proxy takes it.
+        # Submitting again resumes the migration from its recorded state.
+        warnings.warn("proxy lost the race for the engine advisory lock; start submitted again")
+        r = migrate(proxy, "start", path)
     assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
     code, cur = proxy.admin("GET", "/migrations/current")
     assert code == 200 and cur["phase"] == "active", cur
