@@ -117,6 +117,9 @@ class RawScram:
         """Full exchange. Returns {"error": fields or None, "ok": bool,
         "server_first": str, "server_sig_ok": bool}."""
         out = {"error": None, "ok": False, "server_first": None, "server_sig_ok": None}
+        if self.first[0] == b"E":
+            out["error"] = pg_error_fields(self.first[1])
+            return out
         mechs = self.mechanisms()
         if mech is None:
             mech = PLUS if PLUS in mechs else PLAIN
@@ -836,3 +839,29 @@ def test_upstream_binding_detects_a_middlebox(scram_proxy, fronts, pki, cluster)
     logins = [x for x in front.conns if "startup" in x]
     assert logins and all(x.get("sasl_mechanism") == PLUS for x in logins), front.conns
     assert res["error"] and res["error"].get("C"), res
+
+
+def test_failed_logins_limited_per_address_without_secrets(scram_proxy):
+    """Failed attempts are logged without secrets, and the logging is limited
+    per client address: a password-guessing loop must not write one log line
+    per attempt forever (default log level)."""
+    p = scram_proxy({"app": {"password": APP_PW}})
+    secret = "Wr0ng-S3cret-limit"
+    attempts = 40
+    errors = []
+    for i in range(attempts):
+        user = "app" if i % 2 else "nosuchuser"
+        res = raw_login(p.port, secret, user=user)
+        assert not res["ok"], res
+        errors.append((user, res["error"]))
+    # the first attempts are told exactly what Postgres says; all get an ErrorResponse
+    for user, e in errors[:5]:
+        assert (e.get("C"), e.get("M")) == ("28P01", 'password authentication failed for user "%s"' % user), e
+    assert all("C" in e for _, e in errors), errors
+    log = p.log()
+    assert secret not in log and APP_PW not in log
+    about = [l for l in log.splitlines() if "127.0.0.1:" in l]
+    assert any("nosuchuser" in l for l in about) and any('"app"' in l for l in about), about
+    assert len(about) <= attempts // 2, "%d log lines for %d failed attempts:\n%s" % (
+        len(about), attempts, "\n".join(about[-12:]))
+    assert p.proc.poll() is None
