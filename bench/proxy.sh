@@ -142,6 +142,7 @@ def pgbench(target, workload, c):
             "failed": int(failed.group(1)) if failed else None}
 
 
+load_before = os.getloadavg()
 runs = []
 print("== %d rounds x %d s, targets %s, clients %s, -M %s" % (rounds, duration, targets, clients, mode))
 for rnd in range(rounds):
@@ -187,8 +188,9 @@ for n in mem_conns:
             continue
         time.sleep(1.0)
         base = rss_kb(pids[t])
+        # psycopg's default wait function uses select(), which stops at fd 1024
         h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(n)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
         line = h.stdout.readline().strip()
         if line != "ready":
             h.kill()
@@ -234,6 +236,8 @@ meta = {
     "host": platform.node(), "cpus": ncpu, "kernel": platform.release(),
     "postgres": subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip(),
     "pgbouncer": pgv, "rounds": rounds, "duration_s": duration, "query_mode": mode,
+    "load_average_before": [round(x, 2) for x in load_before],
+    "load_average_after": [round(x, 2) for x in os.getloadavg()],
     "scale": int(env.get("SCALE", "10")), "upstream_sslmode": env["SSLMODE"], "max_connections": maxconn,
 }
 
@@ -272,7 +276,9 @@ of pgtandem / PgBouncer / direct rotates every round and the table shows the med
 the mean of pgbench's average latency. Both proxies run in session mode and reach Postgres over TLS
 (`sslmode=%(upstream_sslmode)s`); direct runs use the same sslmode, so the extra hop is the only difference.
 Clients reach the proxies over plain TCP on loopback. Everything (Postgres, proxies, pgbench) shares the
-same %(cpus)d CPUs, so at high client counts the proxies compete with Postgres for CPU.
+same %(cpus)d CPUs, so at high client counts the proxies compete with Postgres for CPU. Load average
+before / after the pgbench runs: %(load_average_before)s / %(load_average_after)s (anything well above the CPU
+count means other work shared the machine and the figures are noisy).
 
 """ % meta
 md += table + "\n\n## Memory per idle connection\n\n"
