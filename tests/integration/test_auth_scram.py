@@ -353,6 +353,25 @@ def test_front_ca_not_trusted_fails(scram_proxy, fronts, pki, cluster, app_verif
     assert FRONT_HOST in res["error"].get("M", "") + res["error"].get("D", ""), res
 
 
+def test_front_default_sslmode_is_verify_full_with_the_system_store(proxy_factory, fronts, pki, cluster,
+                                                                   app_verifier, tmp_path):
+    """No sslmode in the URI and a host that is not loopback: verify-full
+    against the system CA store (OpenSSL's default paths; SSL_CERT_FILE
+    stands in for the system store here)."""
+    front = fronts(pki["wild"][0], pki["wild"][1], cluster.port)
+    users = write_users_file(str(tmp_path / "users.json"), {"app": app_verifier})
+    upstream = "postgresql://%s:%d/?hostaddr=127.0.0.1" % (FRONT_HOST, front.port)
+    args = ["--auth", "scram", "--users-file", users]
+    p = proxy_factory(extra_args=args, upstream=upstream, env={"SSL_CERT_FILE": cluster.ca})
+    res = raw_login(p.port, APP_PW)
+    assert not res["ok"] and res["error"].get("C") == "08006", res
+    assert FRONT_HOST in res["error"].get("M", "") + res["error"].get("D", ""), res
+    p2 = proxy_factory(extra_args=args, upstream=upstream, env={"SSL_CERT_FILE": pki["ca"]})
+    with psycopg.connect(p2.uri(sslmode="require"), connect_timeout=20) as c:
+        assert who(c) == ("app", False)  # the front talks to Postgres in plain TCP
+    assert front.snis() and all(s == FRONT_HOST for s in front.snis()), front.snis()
+
+
 def test_front_endpoint_option(scram_proxy, fronts, pki, cluster, app_verifier):
     front = fronts(pki["wild"][0], pki["wild"][1], cluster.port)
     p = scram_proxy({"app": app_verifier}, upstream=front_upstream(front.port, pki["ca"]),
@@ -865,3 +884,74 @@ def test_failed_logins_limited_per_address_without_secrets(scram_proxy):
     assert len(about) <= attempts // 2, "%d log lines for %d failed attempts:\n%s" % (
         len(about), attempts, "\n".join(about[-12:]))
     assert p.proc.poll() is None
+
+
+def test_concurrent_logins(scram_proxy, cluster, app_verifier, vuser):
+    p = scram_proxy({"app": app_verifier, vuser["user"]: vuser["verifier"]})
+    results, lock = [], threading.Lock()
+
+    def one(i):
+        user, pw = ("app", APP_PW) if i % 2 else (vuser["user"], vuser["password"])
+        try:
+            with psycopg.connect(p.uri(user=user, password=pw, sslmode="require"), connect_timeout=30) as c:
+                got = c.execute("SELECT current_user, %s::int", (i,)).fetchone()
+            ok = got == (user, i)
+        except Exception as e:  # reported below
+            ok = repr(e)
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results.count(True) == 40, [r for r in results if r is not True][:5]
+
+
+def test_clients_vanishing_mid_exchange(scram_proxy, cluster):
+    p = scram_proxy({"app": {"password": APP_PW}})
+
+    def after_startup(r):
+        pass
+
+    def after_client_first(r):
+        r.send(sasl_initial(PLUS, b"p=tls-server-end-point,,n=,r=" + _nonce()))
+
+    def after_client_final(r):
+        # a correct proof: the proxy goes on to log in upstream, the client is gone
+        r.sock.settimeout(15)
+        mech = PLUS
+        nonce = _nonce().decode()
+        gs2 = "p=tls-server-end-point,,"
+        t, pl = r.send(sasl_initial(mech, (gs2 + "n=,r=" + nonce).encode()))
+        sf = pl[4:].decode()
+        attrs = dict(kv.split("=", 1) for kv in sf.split(","))
+        final_wo = "c=%s,r=%s" % (_b64(gs2.encode() + r.peer_end_point()), attrs["r"])
+        salted = hashlib.pbkdf2_hmac("sha256", APP_PW.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+        ck = _hmac(salted, b"Client Key")
+        am = ("n=,r=%s,%s,%s" % (nonce, sf, final_wo)).encode()
+        proof = bytes(a ^ b for a, b in zip(ck, _hmac(hashlib.sha256(ck).digest(), am)))
+        r.sock.sendall(pg_msg(b"p", (final_wo + ",p=" + _b64(proof)).encode()))
+
+    def half_message(r):
+        r.sock.sendall(sasl_initial(PLUS, b"p=tls-server-end-point,,n=,r=" + _nonce())[:9])
+
+    for step in (after_startup, after_client_first, after_client_final, half_message):
+        for _ in range(3):
+            r = RawScram(p.port)
+            step(r)
+            r.close()
+    # and a plain TCP client that leaves right after the startup packet
+    for _ in range(3):
+        RawScram(p.port, tls=False).close()
+    assert p.proc.poll() is None
+    # no upstream session is left behind for the clients that went away
+    deadline = time.time() + 20
+    while True:
+        n = int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'"))
+        if n == 0 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert n == 0, cluster.psql("SELECT pid, state, backend_start FROM pg_stat_activity WHERE usename = 'app'")
+    still_serving(p)
