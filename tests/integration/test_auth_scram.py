@@ -955,3 +955,65 @@ def test_clients_vanishing_mid_exchange(scram_proxy, cluster):
         time.sleep(0.2)
     assert n == 0, cluster.psql("SELECT pid, state, backend_start FROM pg_stat_activity WHERE usename = 'app'")
     still_serving(p)
+
+
+def test_mock_exchange_is_stable_for_unknown_users(scram_proxy, cluster):
+    """An unknown user's salt and iteration count do not change between
+    attempts (as with Postgres's mock), so probing cannot tell unknown users
+    from known ones by asking twice."""
+    p = scram_proxy({"app": {"password": APP_PW}})
+
+    def server_first(port, user):
+        r = RawScram(port, user=user)
+        try:
+            t, pl = r.send(sasl_initial(PLUS, b"p=tls-server-end-point,,n=,r=" + _nonce()))
+            assert t == b"R" and struct.unpack("!I", pl[:4])[0] == 11, (t, pl)
+            attrs = dict(kv.split("=", 1) for kv in pl[4:].decode().split(","))
+            return attrs["s"], attrs["i"]
+        finally:
+            r.close()
+
+    for user in ("app", "nosuchuser", "another_unknown"):
+        a, b = server_first(p.port, user), server_first(p.port, user)
+        assert a == b, (user, a, b)
+        assert a[1] == "4096" and len(base64.b64decode(a[0])) == 16, a
+    assert server_first(p.port, "nosuchuser") != server_first(p.port, "another_unknown")
+    # Postgres does the same
+    assert server_first(cluster.port, "nosuchuser") == server_first(cluster.port, "nosuchuser")
+
+
+def test_auth_settings_from_the_config_file(cluster, tmp_path, fronts, pki, app_verifier):
+    front = fronts(pki["wild"][0], pki["wild"][1], cluster.port)
+    users = write_users_file(str(tmp_path / "users.json"), {"app": app_verifier})
+    port, admin = free_port(), free_port()
+    cfg = tmp_path / "pgtandem.json"
+    cfg.write_text(json.dumps({
+        "listen": "127.0.0.1:%d" % port, "admin": "127.0.0.1:%d" % admin,
+        "upstream": front_upstream(front.port, pki["ca"]),
+        "tls_cert": os.path.join(cluster.tlsdir, "server.crt"),
+        "tls_key": os.path.join(cluster.tlsdir, "server.key"),
+        "auth": "scram", "users_file": users, "neon_endpoint": "ep-from-config",
+    }))
+    log = open(str(tmp_path / "proxy.log"), "w")
+    proc = subprocess.Popen([BIN, "proxy", "--config", str(cfg)], stdout=log, stderr=log)
+    try:
+        wait_port(port, proc=proc)
+        with psycopg.connect("postgresql://app:%s@127.0.0.1:%d/appdb?sslmode=require&channel_binding=require"
+                             % (APP_PW, port), connect_timeout=20) as c:
+            assert c.execute("SELECT current_user").fetchone() == ("app",)
+        starts = [x for x in front.conns if "startup" in x]
+        assert starts and starts[-1]["endpoints"] == ["ep-from-config"], front.conns
+        # the proxy authenticates: a wrong password never reaches the front
+        n = len(front.conns)
+        res = raw_login(port, "wrong-one")
+        assert res["error"].get("C") == "28P01", res
+        front.settle()
+        assert len(front.conns) == n, front.conns
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
