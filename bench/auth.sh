@@ -164,6 +164,7 @@ def run(target, c):
             "upstream_logins_per_conn": round((after - before) / n, 3) if n else None}
 
 
+load_before = os.getloadavg()
 checks = {t: probe(t) for t in targets}
 for t, v in checks.items():
     print("%-17s %s" % (t, v))
@@ -215,6 +216,8 @@ meta = {
     "pgbouncer": subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout.split("\n")[0],
     "openssl": subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip(),
     "duration_s": duration, "rounds": rounds,
+    "loadavg_before": " ".join("%.2f" % x for x in load_before),
+    "loadavg_after": " ".join("%.2f" % x for x in os.getloadavg()),
 }
 md = """# Connection setup with TLS + SCRAM, %(date)s
 
@@ -235,7 +238,9 @@ pgbench's tps, i.e. connections per second including connection setup.
 - direct: straight to Postgres, TLS + SCRAM-SHA-256-PLUS, one leg.
 
 "upstream logins per connection" is the growth of `pg_stat_database.sessions` divided by the client
-connections pgbench made. Everything (Postgres, proxies, pgbench) shares the same %(cpus)d CPUs.
+connections pgbench made. Everything (Postgres, proxies, pgbench) shares the same %(cpus)d CPUs; load
+average before the runs %(loadavg_before)s, after %(loadavg_after)s (other work on the machine makes
+single runs noisy: compare rows of the same run only).
 
 Login check with psql (libpq defaults, sslmode=require) before the runs:
 
