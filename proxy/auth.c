@@ -116,18 +116,24 @@ static struct auth_failures *failure_slot(struct session *s)
     return oldest;
 }
 
-/* The client learns only what Postgres would tell it; the log gets why,
- * once per failure up to the limit and then once per ten. */
-static enum auth_result refuse_client(struct session *s, enum scram_status st, const char *detail)
+/* Counts a failed login of this address and logs it: every one up to the
+ * limit, then one in ten, so a brute force cannot flood the log. */
+static void note_failure(struct session *s, const char *why, const char *detail)
 {
     struct auth_failures *f = failure_slot(s);
     f->count++;
-    const char *why = st != SCRAM_ERR_AUTH_FAILED ? scram_status_message(st)
-                      : s->auth && s->auth->known_user ? "wrong password" : "unknown user";
     if (f->count <= FAILURES_ALLOWED || f->count % 10 == 0)
         log_info("session %llu (%s): authentication of user \"%s\" failed (%u from this address this minute): %s%s%s",
                  (unsigned long long)s->id, s->client_addr, user_of(s), f->count, why, detail ? ": " : "",
                  detail ? detail : "");
+}
+
+/* The client learns only what Postgres would tell it; the log gets why. */
+static enum auth_result refuse_client(struct session *s, enum scram_status st, const char *detail)
+{
+    const char *why = st != SCRAM_ERR_AUTH_FAILED ? scram_status_message(st)
+                      : s->auth && s->auth->known_user ? "wrong password" : "unknown user";
+    note_failure(s, why, detail);
     if (st == SCRAM_ERR_AUTH_FAILED)
         session_fail(s, scram_status_sqlstate(st), "password authentication failed for user \"%s\"", user_of(s));
     else
@@ -145,6 +151,7 @@ enum auth_result auth_begin_client(struct session *s)
     }
     s->auth = a;
     if (failure_slot(s)->count >= FAILURES_ALLOWED) {
+        note_failure(s, "refused: too many failed attempts from this address", NULL);
         session_fail(s, SQLSTATE_TOO_MANY_CONNECTIONS, "too many failed authentication attempts from this address; "
                                                       "try again in a minute");
         return AUTH_FAILED;
@@ -177,6 +184,25 @@ enum auth_result auth_begin_client(struct session *s)
     return AUTH_CONTINUE;
 }
 
+/* Postgres names the binding type it does not support; so do we (printable
+ * characters only: it comes from the client). */
+static enum auth_result refuse_binding_type(struct session *s, const uint8_t *body, size_t len)
+{
+    char type[33] = "";
+    const uint8_t *end = memchr(body, '\0', len);
+    const uint8_t *data = end && (size_t)(end - body) + 5 <= len ? end + 5 : NULL;
+    size_t left = data ? len - (size_t)(data - body) : 0;
+    if (data && left > 2 && data[0] == 'p' && data[1] == '=') {
+        size_t n = 0;
+        for (size_t i = 2; i < left && data[i] != ',' && n < sizeof type - 1; i++)
+            type[n++] = data[i] >= 0x20 && data[i] < 0x7f ? (char)data[i] : '?';
+        type[n] = '\0';
+    }
+    note_failure(s, scram_status_message(SCRAM_ERR_CB_TYPE), type);
+    session_fail(s, scram_status_sqlstate(SCRAM_ERR_CB_TYPE), "unsupported SCRAM channel-binding type \"%s\"", type);
+    return AUTH_FAILED;
+}
+
 enum auth_result auth_client_message(struct session *s, const uint8_t *msg, uint32_t len)
 {
     struct auth_state *a = s->auth;
@@ -189,6 +215,8 @@ enum auth_result auth_client_message(struct session *s, const uint8_t *msg, uint
     enum scram_status st = a->server.state == SCRAM_SERVER_INIT
                                ? scram_server_handle_initial(&a->server, msg + 5, len - 5, &out, &out_len)
                                : scram_server_handle_response(&a->server, msg + 5, len - 5, &out, &out_len);
+    if (st == SCRAM_ERR_CB_TYPE)
+        return refuse_binding_type(s, msg + 5, len - 5);
     if (st != SCRAM_OK)
         return refuse_client(s, st, a->server.detail);
     if (a->server.state != SCRAM_SERVER_SUCCESS) {

@@ -630,10 +630,9 @@ static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
     return parse_backfill(c, json_object_get(root, "backfill"), &m->backfill);
 }
 
-int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
-              char *err, size_t errlen)
+static int parse_text(const char *text, size_t len, const char *file, struct migration *out,
+                      char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
     out->file = strdup(file ? file : "<input>");
     struct parse_ctx c = {.file = out->file, .text = NULL, .err = err, .errlen = errlen};
     if (memchr(text, '\0', len)) {
@@ -652,6 +651,19 @@ int mig_parse(const char *text, size_t len, const char *file, struct migration *
     int rc = parse_top(&c, root, out);
     json_decref(root);
     return rc;
+}
+
+/* On failure nothing stays allocated: callers need not free a migration
+ * that did not parse (freeing it anyway is harmless). */
+int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
+              char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (parse_text(text, len, file, out, err, errlen) == 0)
+        return 0;
+    mig_free(out);
+    memset(out, 0, sizeof *out);
+    return -1;
 }
 
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen)

@@ -130,8 +130,14 @@ void sbuf_free(struct sbuf *sb)
             SSL_shutdown(sb->ssl); /* best effort close_notify; never waits */
         SSL_free(sb->ssl);
     }
-    if (sb->fd >= 0)
+    if (sb->fd >= 0) {
+        /* Unread input makes close() send a reset, which can destroy the
+         * ErrorResponse just written: read what is there first. */
+        char sink[4096];
+        for (int budget = 64; budget > 0 && read(sb->fd, sink, sizeof sink) > 0; budget--)
+            ;
         close(sb->fd);
+    }
     if (sb->in)
         evbuffer_free(sb->in);
     if (sb->out)

@@ -162,12 +162,17 @@ static void free_later(struct session *s)
 
 void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
+    if (s->state == SESS_CLOSING)
+        return; /* the first reason is the one the client hears */
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    log_info("session %llu (%s): closing: %s [%s]", (unsigned long long)s->id, s->client_addr, msg, sqlstate);
+    /* login failures are logged (and rate-limited) by the auth code */
+    int auth_failure = strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) == 0;
+    log_msg(auth_failure ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "session %llu (%s): closing: %s [%s]",
+            (unsigned long long)s->id, s->client_addr, msg, sqlstate);
     if (s->connecting) {
         upstream_connect_cancel(s->connecting);
         s->connecting = NULL;
