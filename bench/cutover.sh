@@ -324,8 +324,8 @@ def throttled(seen):
         return ", ".join(seen) or "-"
     if not seen.get("polls"):
         return "-"
-    return "%d%% of polls%s" % (100 * seen.get("throttled", 0) // seen["polls"],
-                                ": " + "; ".join(seen["samples"]) if seen.get("samples") else "")
+    return "%d of %d polls%s" % (seen.get("throttled", 0), seen["polls"],
+                                 ": " + "; ".join(seen["samples"]) if seen.get("samples") else "")
 
 
 def fmt(v):
@@ -349,6 +349,10 @@ for r in results["backfill"]:
         r["case"], r["rows_per_s"], r["batches"], r["max_batch_ms"], fmt(r["app_p99_baseline_ms"]),
         fmt(r["app_p99_during_ms"]), json.dumps(r["throttle_setting"]) if r["throttle_setting"] else "-",
         throttled(r["throttle_seen"])))
+lines += ["", "App p99 here is pgbench's, per transaction (BEGIN, UPDATE, SELECT, END: four round trips). "
+          "The proxy's throttle compares its own p99, per message to ReadyForQuery, taken as the upper bound "
+          "of a Prometheus bucket (10, 25, 50, 100 ms ...) over a decaying window, so \"app p99 50.0 ms\" "
+          "means the statement p99 fell in (25, 50] ms."]
 text = "\n".join(lines) + "\n"
 os.makedirs(os.path.dirname(os.path.join(top, out)), exist_ok=True)
 with open(os.path.join(top, out + ".md"), "w") as f:
