@@ -368,6 +368,22 @@ def test_cli_status_rollback_and_errors(cluster, proxy_factory, legacy_db):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "rename_colum" in r.stderr, r.stderr
 
+    # valid JSON, refused against the live catalog: exit 2, nothing changed
+    before = scalar(cluster, legacy_db, "SELECT count(*) FROM information_schema.columns"
+                                        " WHERE table_schema = 'public'")
+    bad = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    bad.write('{"name": "0009_bad", "parent": null, "operations": ['
+              '{"rename_column": {"table": "no_such_table", "from": "a", "to": "b"}}]}')
+    bad.close()
+    try:
+        r = migrate(proxy, "start", bad.name)
+    finally:
+        os.unlink(bad.name)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no_such_table" in r.stderr, r.stderr
+    assert scalar(cluster, legacy_db, "SELECT count(*) FROM information_schema.columns"
+                                      " WHERE table_schema = 'public'") == before
+
     r = run_pgtandem(["migrate", "status", "--proxy", "http://127.0.0.1:1"])
     assert r.returncode == 1 and "cannot reach" in r.stderr, r.stderr
 
