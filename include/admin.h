@@ -12,6 +12,9 @@ void admin_free(struct admin *a);
 typedef int (*admin_route_fn)(struct server *srv, struct evhttp_request *req, const char *path, void *ctx);
 void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx);
 
+/* An integer query parameter (?key=N), or fallback when absent. */
+int admin_query_int(struct evhttp_request *req, const char *key, int fallback);
+
 /* Replies with a JSON body (takes ownership of `body`). */
 struct json_t;
 void admin_reply_json(struct evhttp_request *req, int code, struct json_t *body);

@@ -118,7 +118,7 @@ static void pause_done(void *ctx, int ok, uint64_t waited_us)
     free(pp);
 }
 
-static int query_int(struct evhttp_request *req, const char *key, int fallback)
+int admin_query_int(struct evhttp_request *req, const char *key, int fallback)
 {
     struct evkeyvalq params;
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -132,7 +132,7 @@ static int query_int(struct evhttp_request *req, const char *key, int fallback)
 
 static void handle_pause(struct admin *a, struct evhttp_request *req)
 {
-    int timeout_ms = query_int(req, "timeout_ms", DEFAULT_PAUSE_TIMEOUT_MS);
+    int timeout_ms = admin_query_int(req, "timeout_ms", DEFAULT_PAUSE_TIMEOUT_MS);
     if (timeout_ms <= 0 || timeout_ms > 600000) {
         admin_reply_json(req, 400, error_body("timeout_ms must be between 1 and 600000"));
         return;

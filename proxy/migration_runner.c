@@ -13,7 +13,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -849,13 +848,7 @@ static void cutover_attempt(struct migration_runner *r)
 
 static int query_int(struct evhttp_request *req, const char *key, int fallback, int lo, int hi)
 {
-    struct evkeyvalq params;
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (!q || evhttp_parse_query_str(q, &params) != 0)
-        return fallback;
-    const char *v = evhttp_find_header(&params, key);
-    int out = v ? atoi(v) : fallback;
-    evhttp_clear_headers(&params);
+    int out = admin_query_int(req, key, fallback);
     return out < lo ? lo : out > hi ? hi : out;
 }
 
