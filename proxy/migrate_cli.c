@@ -162,9 +162,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
         fprintf(stderr, "pgtandem migrate: unexpected argument %s\n", argv[optind]);
         return -1;
     }
-    if (!c->db)
+    /* the environment is a default for direct mode, never a conflict with --proxy */
+    if (!c->db && !c->proxy)
         c->db = getenv("PGTANDEM_DB");
-    if (!c->db)
+    if (!c->db && !c->proxy)
         c->db = getenv("DATABASE_URL");
     return 0;
 }

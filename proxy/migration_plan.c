@@ -1227,6 +1227,12 @@ static void version_schema(struct plan_ctx *c)
     struct mig_str s = {0};
     mig_str_addf(&s, "CREATE SCHEMA %s", c->p->version_schema);
     mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&s));
+    /* Every role that may use the tables may use their new shape: the views
+     * are security_invoker, so the base tables' privileges still decide. */
+    struct mig_str g = {0};
+    mig_str_addf(&g, "GRANT USAGE ON SCHEMA %s TO PUBLIC", c->p->version_schema);
+    mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&g));
+    size_t first_view = c->p->expand.n;
     for (size_t i = 0; i < c->m->nops; i++) {
         const struct mig_op *op = &c->m->ops[i];
         int seen = 0;
@@ -1235,6 +1241,12 @@ static void version_schema(struct plan_ctx *c)
                 seen = 1;
         if (!seen && op->table && op_touches_columns(op, op->schema, op->table))
             version_view(c, op);
+    }
+    if (c->p->expand.n > first_view) {
+        struct mig_str v = {0};
+        mig_str_addf(&v, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC",
+                     c->p->version_schema);
+        mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&v));
     }
     struct mig_str d = {0};
     mig_str_addf(&d, "DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);

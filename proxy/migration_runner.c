@@ -98,6 +98,7 @@ struct migration_runner {
     runner_step_fn after_connect;
     runner_step_fn after_unlock;
     int child_exit;                 /* exit status of the last engine process */
+    int lock_attempts;              /* tries for the engine lock after a child exits */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -441,20 +442,34 @@ static int load_checkpoints(struct migration_runner *r)
     return 0;
 }
 
+static void take_engine_lock(struct migration_runner *r);
+
 static void on_lock(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
     struct migration_runner *r = ctx;
     if (error || !res || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
+        /* The expand process's backend may not have let go yet: retry briefly. */
+        if (!error && ++r->lock_attempts < 50) {
+            schedule(r, 100, take_engine_lock);
+            return;
+        }
         fail(r, "another pgtandem engine is working on this database (advisory lock " ENGINE_LOCK_KEY " is held)");
         return;
     }
+    r->lock_attempts = 0;
     if (load_checkpoints(r) != 0)
         return;
     char *sql = r->nbf ? backfill_session_sql(&r->bf[0]) : strdup("SELECT 1");
     if (!sql || pgasync_send(&r->db, sql, 0, NULL, on_session_setup, r) != 0)
         fail(r, "preparing the backfill session: %s", r->db.error);
     free(sql);
+}
+
+static void take_engine_lock(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")", 0, NULL, on_lock, r) != 0)
+        fail(r, "%s", r->db.error);
 }
 
 /* Loads the migration and its stored plan (the plan start computed). */
@@ -488,8 +503,7 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     r->phase = RP_BACKFILLING;
-    if (pgasync_send(&r->db, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")", 0, NULL, on_lock, r) != 0)
-        fail(r, "%s", r->db.error);
+    take_engine_lock(r);
 }
 
 static void load_state(struct migration_runner *r)
@@ -592,6 +606,9 @@ static void reset_migration(struct migration_runner *r)
     free(r->cut.sql);
     memset(&r->cut, 0, sizeof r->cut);
     r->user_paused = r->stop_backfill = 0;
+    r->max_app_p99_ms = r->max_replica_lag_ms = 0;
+    r->replica_lag_ms = r->lag_checked_ms = 0;
+    r->lock_attempts = 0;
 }
 
 static char *request_body(struct evhttp_request *req, size_t *len)
