@@ -62,6 +62,9 @@ struct session {
     int s2c_discard;                /* the current server message is one of those answers */
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
     struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
+    struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
+    char fail_sqlstate[6];
+    char fail_message[256];
 };
 
 /* Takes ownership of an accepted socket. */
@@ -71,6 +74,9 @@ void session_free(struct session *s);
 /* Closes with a FATAL ErrorResponse to the client once it is flushed. */
 void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Like session_fail, after delay_ms: the client waits, reading stops. */
+void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message);
 
 /* Sits at a transaction boundary (nothing in flight, no open transaction). */
 int session_at_boundary(const struct session *s);

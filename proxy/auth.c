@@ -25,7 +25,8 @@
 #define AUTH_MD5 5
 #define AUTH_CLEARTEXT 3
 #define FAILURE_WINDOW_US 60000000ull
-#define FAILURES_ALLOWED 10 /* per address and minute, before logins are refused */
+#define FAILURES_ALLOWED 10 /* per address and minute, before failures are slowed down */
+#define FAILURE_DELAY_MS 1000 /* like Postgres's auth_delay: guessing gets slow, logging in does not */
 
 struct auth_state {
     struct scram_server server;      /* the client's exchange with us */
@@ -134,10 +135,17 @@ static enum auth_result refuse_client(struct session *s, enum scram_status st, c
     const char *why = st != SCRAM_ERR_AUTH_FAILED ? scram_status_message(st)
                       : s->auth && s->auth->known_user ? "wrong password" : "unknown user";
     note_failure(s, why, detail);
+    char msg[256];
     if (st == SCRAM_ERR_AUTH_FAILED)
-        session_fail(s, scram_status_sqlstate(st), "password authentication failed for user \"%s\"", user_of(s));
+        snprintf(msg, sizeof msg, "password authentication failed for user \"%s\"", user_of(s));
     else
-        session_fail(s, scram_status_sqlstate(st), "%s", scram_status_message(st));
+        snprintf(msg, sizeof msg, "%s", scram_status_message(st));
+    /* Past the limit the answer comes late, so a correct password from the
+     * same address (a NAT, a stale worker next to good ones) still logs in. */
+    if (failure_slot(s)->count > FAILURES_ALLOWED)
+        session_fail_after(s, FAILURE_DELAY_MS, scram_status_sqlstate(st), msg);
+    else
+        session_fail(s, scram_status_sqlstate(st), "%s", msg);
     return AUTH_FAILED;
 }
 
@@ -150,12 +158,6 @@ enum auth_result auth_begin_client(struct session *s)
         return AUTH_FAILED;
     }
     s->auth = a;
-    if (failure_slot(s)->count >= FAILURES_ALLOWED) {
-        note_failure(s, "refused: too many failed attempts from this address", NULL);
-        session_fail(s, SQLSTATE_TOO_MANY_CONNECTIONS, "too many failed authentication attempts from this address; "
-                                                      "try again in a minute");
-        return AUTH_FAILED;
-    }
     const struct user_entry *u = srv->users ? users_find(srv->users, user_of(s)) : NULL;
     const unsigned char *cb = s->client_on_tls ? srv->cb_data : NULL;
     size_t cb_len = s->client_on_tls ? srv->cb_len : 0;

@@ -112,6 +112,8 @@ void session_free(struct session *s)
     sbuf_free(s->server);
     if (s->free_ev)
         event_free(s->free_ev);
+    if (s->fail_ev)
+        event_free(s->fail_ev);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -198,6 +200,29 @@ static void session_fail_silently(struct session *s)
 {
     s->state = SESS_CLOSING;
     free_later(s);
+}
+
+static void delayed_failure_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct session *s = arg;
+    session_fail(s, s->fail_sqlstate, "%s", s->fail_message);
+}
+
+void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message)
+{
+    snprintf(s->fail_sqlstate, sizeof s->fail_sqlstate, "%s", sqlstate);
+    snprintf(s->fail_message, sizeof s->fail_message, "%s", message);
+    if (!s->fail_ev)
+        s->fail_ev = evtimer_new(s->srv->base, delayed_failure_cb, s);
+    if (!s->fail_ev) {
+        session_fail(s, sqlstate, "%s", message);
+        return;
+    }
+    sbuf_pause_read(s->client);
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(s->fail_ev, &tv);
 }
 
 static void protocol_violation(struct session *s, const char *what)
