@@ -558,7 +558,10 @@ static void install_trigger(struct plan_ctx *c, const struct mig_op *op, const c
 {
     char fname[80], tname[80];
     snprintf(fname, sizeof fname, "%s_%d", c->m->name, op->index);
-    object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
+    /* Postgres fires a table's triggers in name order, and a later
+     * operation's `up` may read a column an earlier trigger fills: pad the
+     * index (MAX_OPS is 1000) so name order is operation order. */
+    snprintf(tname, sizeof tname, "pgtandem_tg%03d_%s", op->index, c->m->name);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
     drop_trigger_steps(&c->p->contract, op, table, tname, fname);

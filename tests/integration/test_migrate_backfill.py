@@ -198,7 +198,7 @@ def test_interrupted_expand_is_redone(db):
     assert migrate(db, "start", path, "--no-backfill").returncode == 0
     # as if the engine died between two expand steps
     sql(db, "UPDATE pgtandem.migrations SET status = 'expanding'")
-    sql(db, "DROP TRIGGER pgtandem_tg1_0003_checks_unify ON checks")
+    sql(db, "DROP TRIGGER pgtandem_tg001_0003_checks_unify ON checks")
     r = migrate(db, "resume")
     assert r.returncode == 0, r.stderr
     assert "interrupted during expand" in r.stderr

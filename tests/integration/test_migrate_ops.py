@@ -231,3 +231,25 @@ def test_failed_unique_index_build_is_cleaned_up(db):
     assert "dropping the invalid index and retrying" in r.stderr
     assert shape(db) == before
     assert sql(db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
+
+
+def test_dual_write_triggers_fire_in_operation_order(db):
+    """Eleven operations on one table: the last one's `up` reads c2, which
+    operation 2 dual-writes from d2, so its trigger must fire after operation
+    2's (Postgres fires triggers in name order: op 10 must not sort before op 2)."""
+    sql(db, "CREATE TABLE wide (id bigserial PRIMARY KEY, a text, %s);"
+            "INSERT INTO wide (a, %s) VALUES ('a0', %s)"
+            % (", ".join("c%d text" % i for i in range(10)), ", ".join("c%d" % i for i in range(10)),
+               ", ".join("'v%d'" % i for i in range(10))))
+    ops = [{"rename_column": {"table": "wide", "from": "c%d" % i, "to": "d%d" % i}} for i in range(10)]
+    ops.append({"rename_column": {"table": "wide", "from": "a", "to": "b",
+                                  "up": "a || '+' || coalesce(c2, 'missing')", "down": "split_part(b, '+', 1)"}})
+    m = {"name": "wide_order", "parent": None, "operations": ops}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT b FROM wide WHERE id = 1") == [("a0+v2",)]
+    sql(db, "INSERT INTO wide (a, d2) VALUES ('a1', 'w2')")  # one old name, one new name
+    assert sql(db, "SELECT b, d2 FROM wide WHERE a = 'a1'") == [("a1+w2", "w2")]
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT b, d2 FROM wide ORDER BY id") == [("a0+v2", "v2"), ("a1+w2", "w2")]
