@@ -299,10 +299,14 @@ long backfill_sleep_ms(struct backfill *b)
     return (long)ceil(sleep);
 }
 
+/* synchronous_commit off: a batch and its checkpoint commit together, so a
+ * crash can only lose both, and the resume redoes them; the backfill need
+ * not wait for a WAL flush (or Neon's safekeepers) once per batch. */
 char *backfill_session_sql(const struct backfill *b)
 {
     struct mig_str s = {0};
-    mig_str_addf(&s, "SET " MIG_BACKFILL_GUC " = 'on'; SET lock_timeout = '%ldms'", b->cfg.lock_timeout_ms);
+    mig_str_addf(&s, "SET " MIG_BACKFILL_GUC " = 'on'; SET lock_timeout = '%ldms'; SET synchronous_commit = off",
+                 b->cfg.lock_timeout_ms);
     return mig_str_take(&s);
 }
 

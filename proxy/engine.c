@@ -536,7 +536,7 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
     if (e->opt.on_progress && rc == ENGINE_OK)
         e->opt.on_progress(&b, b.done, e->opt.progress_arg);
     char e2[128];
-    exec_simple(e->conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout", NULL, e2, sizeof e2);
+    exec_simple(e->conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit", NULL, e2, sizeof e2);
     if (replica)
         exec_simple(e->conn, "RESET session_replication_role", NULL, e2, sizeof e2);
     int finished = b.done;

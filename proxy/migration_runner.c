@@ -807,7 +807,8 @@ static char *contract_sql(struct migration_runner *r)
         PQfreemem(lit);
         return NULL;
     }
-    evbuffer_add_printf(b, "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL pgtandem.backfill = 'off';\n",
+    evbuffer_add_printf(b, "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL pgtandem.backfill = 'off';"
+                           " SET LOCAL synchronous_commit = on;\n",
                         r->cut.lock_timeout_ms);
     for (size_t i = 0; i < r->plan.contract.n; i++)
         evbuffer_add_printf(b, "%s;\n", r->plan.contract.v[i].sql);
