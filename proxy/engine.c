@@ -720,9 +720,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                                                : "roll it back");
         rc = ENGINE_INVALID;
     } else {
-        char attempts_buf[16];
         const char *v[1] = {cur.name};
-        (void)attempts_buf;
         rc = run_txn(e, &plan.contract, 0, plan.contract.n,
                      "UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
                      " updated_at = now(), error = NULL WHERE name = $1", v, 1, rep, err, errlen);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -17,6 +16,7 @@
 #include "log.h"
 #include "migration.h"
 #include "migration_plan.h"
+#include "progress_line.h"
 
 #define EXIT_INVALID 2
 
@@ -31,8 +31,8 @@ struct cli {
 };
 
 struct progress {
-    int tty;
-    double started_ms, last_print_ms;
+    struct progress_line line;
+    double started_ms;
     long long start_rows;
 };
 
@@ -53,56 +53,27 @@ static void usage(FILE *out)
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void format_eta(char *buf, size_t n, double seconds)
-{
-    if (seconds < 0 || seconds > 1e7)
-        snprintf(buf, n, "?");
-    else if (seconds >= 3600)
-        snprintf(buf, n, "%dh%02dm", (int)(seconds / 3600), (int)(seconds / 60) % 60);
-    else if (seconds >= 60)
-        snprintf(buf, n, "%dm%02ds", (int)(seconds / 60), (int)seconds % 60);
-    else
-        snprintf(buf, n, "%.0fs", seconds);
-}
-
-/* gh-ost style: one status line, rewritten in place on a terminal, logged
- * every few seconds otherwise. */
+/* Feeds the engine's backfill callbacks to the shared status line; the rate
+ * is measured from this process's first callback, so a resumed backfill
+ * shows its own speed. */
 static void on_progress(const struct backfill *b, int finished, void *arg)
 {
     struct progress *p = arg;
-    double now = mono_ms();
+    double now = progress_mono_ms();
     if (p->started_ms == 0) {
         p->started_ms = now;
         p->start_rows = b->rows_done;
     }
-    int due = p->tty ? now - p->last_print_ms >= 100 : now - p->last_print_ms >= 2000;
-    if (!due && !finished)
+    if (!progress_line_due(&p->line, finished))
         return;
-    p->last_print_ms = now;
     double secs = (now - p->started_ms) / 1000.0;
     double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : 0;
     double total = b->est_total > (double)b->rows_done ? b->est_total : (double)b->rows_done;
-    double pct = finished ? 100.0 : (total > 0 ? 100.0 * (double)b->rows_done / total : 0);
-    char eta[32];
-    format_eta(eta, sizeof eta, finished ? 0 : (rate > 0 ? (total - (double)b->rows_done) / rate : -1));
-    char line[512];
-    snprintf(line, sizeof line, "backfill %s: %lld/%.0f rows (%.1f%%), %.0f rows/s, ETA %s, batch %ld rows "
-             "(last %.0fms, max %.0fms), throttle %s%s", b->table->qname, b->rows_done, total,
-             pct > 100 ? 100.0 : pct, rate, eta, b->batch_rows, b->last_ms, b->max_ms, b->throttle,
-             finished ? ", done" : "");
-    if (p->tty) {
-        fprintf(stderr, "\r\033[K%s%s", line, finished ? "\n" : "");
-        fflush(stderr);
-    } else {
-        log_info("%s", line);
-    }
+    struct progress_sample s = {
+        .table = b->table->qname, .rows_done = (double)b->rows_done, .est_total = total, .rows_per_s = rate,
+        .eta_s = rate > 0 ? (total - (double)b->rows_done) / rate : -1, .batch_rows = (double)b->batch_rows,
+        .last_batch_ms = b->last_ms, .max_batch_ms = b->max_ms, .throttle = b->throttle};
+    progress_line_show(&p->line, &s, finished);
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out)
@@ -304,7 +275,7 @@ static int cmd_start(const struct cli *c, int resume)
         mig_free(&m);
         return EXIT_INVALID;
     }
-    struct progress prog = {.tty = isatty(STDERR_FILENO) && !c->quiet};
+    struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet};
     struct cli local = *c;
     local.opt.on_progress = on_progress;
     local.opt.progress_arg = &prog;
@@ -312,6 +283,7 @@ static int cmd_start(const struct cli *c, int resume)
     int rc = open_engine(&local, &e, 1, err, sizeof err);
     if (rc == ENGINE_OK) {
         rc = resume ? engine_resume(&e, err, sizeof err) : engine_start(&e, &m, err, sizeof err);
+        progress_line_end(&prog.line);
         engine_close(&e);
     }
     mig_free(&m);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "progress_line.h"
 
 #define EXIT_OPERATIONAL 1
 #define EXIT_INVALID 2
@@ -42,17 +43,9 @@ struct http_resp {
 };
 
 struct progress {
-    int tty, line_open;
-    double started_ms, last_print_ms;
+    struct progress_line line;
     char phase[32];
 };
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static void sleep_ms(long ms)
 {
@@ -298,53 +291,15 @@ static int fail_msg(const char *what, const char *err)
 
 /* ---- progress (the direct mode's status line, fed from GET /migrations/current) ---- */
 
-static void format_eta(char *buf, size_t n, double seconds)
-{
-    if (seconds < 0 || seconds > 1e7)
-        snprintf(buf, n, "?");
-    else if (seconds >= 3600)
-        snprintf(buf, n, "%dh%02dm", (int)(seconds / 3600), (int)(seconds / 60) % 60);
-    else if (seconds >= 60)
-        snprintf(buf, n, "%dm%02ds", (int)(seconds / 60), (int)seconds % 60);
-    else
-        snprintf(buf, n, "%.0fs", seconds);
-}
-
-static void end_line(struct progress *p)
-{
-    if (p->line_open) {
-        fputc('\n', stderr);
-        p->line_open = 0;
-    }
-}
-
 static void show_backfill(struct progress *p, const char *name, json_t *bf, int finished)
 {
-    double now = mono_ms();
-    int due = p->tty ? now - p->last_print_ms >= 100 : now - p->last_print_ms >= 2000;
-    if (!json_is_object(bf) || (!due && !finished))
+    if (!json_is_object(bf) || !progress_line_due(&p->line, finished))
         return;
-    p->last_print_ms = now;
-    double done = jnum(bf, "rows_done"), total = jnum(bf, "est_total"), rate = jnum(bf, "rows_per_s");
-    if (total < done)
-        total = done;
-    char eta[32];
-    format_eta(eta, sizeof eta, finished ? 0 : rate > 0 ? jnum(bf, "eta_s") : -1);
-    const char *throttle = jstr(bf, "throttle");
-    char line[512];
-    snprintf(line, sizeof line, "backfill %s: %.0f/%.0f rows (%.1f%%), %.0f rows/s, ETA %s, batch %.0f rows "
-             "(max %.0fms), throttle %s%s", name, done, total, finished ? 100.0 : jnum(bf, "percent"), rate, eta,
-             jnum(bf, "batch_rows"), jnum(bf, "max_batch_ms"), throttle ? throttle : "none",
-             finished ? ", done" : "");
-    if (p->tty) {
-        fprintf(stderr, "\r\033[K%s", line);
-        p->line_open = 1;
-        if (finished)
-            end_line(p);
-        fflush(stderr);
-    } else {
-        log_info("%s", line);
-    }
+    struct progress_sample smp = {
+        .table = name, .rows_done = jnum(bf, "rows_done"), .est_total = jnum(bf, "est_total"),
+        .rows_per_s = jnum(bf, "rows_per_s"), .eta_s = jnum(bf, "eta_s"), .batch_rows = jnum(bf, "batch_rows"),
+        .last_batch_ms = -1, .max_batch_ms = jnum(bf, "max_batch_ms"), .throttle = jstr(bf, "throttle")};
+    progress_line_show(&p->line, &smp, finished);
 }
 
 /* Handles one state; returns -1 to keep polling, else the exit status. */
@@ -355,7 +310,7 @@ static int on_state(struct progress *p, const char *name, json_t *st)
     if (!phase || !cur)
         return fail_msg("start", "unexpected answer from GET /migrations/current");
     if (strcmp(cur, name) != 0) {
-        end_line(p);
+        progress_line_end(&p->line);
         fprintf(stderr, "pgtandem migrate start: error: the proxy is now running migration \"%s\"\n", cur);
         return EXIT_OPERATIONAL;
     }
@@ -363,7 +318,7 @@ static int on_state(struct progress *p, const char *name, json_t *st)
     if (changed && !strcmp(p->phase, "backfilling"))
         show_backfill(p, name, json_object_get(st, "backfill"), 1);
     if (changed) {
-        end_line(p);
+        progress_line_end(&p->line);
         log_info("migration %s: %s", name, phase);
         snprintf(p->phase, sizeof p->phase, "%s", phase);
     }
@@ -387,7 +342,7 @@ static int on_state(struct progress *p, const char *name, json_t *st)
 
 static int poll_until_active(const struct remote *r, const char *name)
 {
-    struct progress p = {.tty = isatty(STDERR_FILENO)};
+    struct progress p = {.line.tty = isatty(STDERR_FILENO)};
     int failures = 0, rc = -1;
     char err[1024] = "";
     while (rc < 0) {
@@ -406,13 +361,13 @@ static int poll_until_active(const struct remote *r, const char *name)
             failures++;
         }
         if (rc < 0 && failures >= MAX_POLL_FAILURES) {
-            end_line(&p);
+            progress_line_end(&p.line);
             return fail_msg("start", err);
         }
         if (rc < 0)
             sleep_ms(POLL_MS);
     }
-    end_line(&p);
+    progress_line_end(&p.line);
     return rc;
 }
 

@@ -1,0 +1,31 @@
+/* The backfill status line that `migrate start` prints in both modes (direct
+ * and --proxy), modelled on gh-ost's: rewritten in place on a terminal, a
+ * plain log line every few seconds when stderr is not a terminal. */
+#ifndef PGTANDEM_PROGRESS_LINE_H
+#define PGTANDEM_PROGRESS_LINE_H
+
+struct progress_line {
+    int tty;                /* rewrite one line in place instead of logging */
+    int open;               /* a line is on the terminal without its newline */
+    double last_print_ms;
+};
+
+struct progress_sample {
+    const char *table;
+    double rows_done, est_total, rows_per_s;
+    double eta_s;           /* < 0: unknown */
+    double batch_rows;
+    double last_batch_ms;   /* < 0: not known to this caller */
+    double max_batch_ms;
+    const char *throttle;   /* NULL: none */
+};
+
+double progress_mono_ms(void);
+/* True when a line is due (every 100 ms on a terminal, 2 s otherwise, and
+ * always when finished); stamps the time when it says yes. */
+int progress_line_due(struct progress_line *p, int finished);
+void progress_line_show(struct progress_line *p, const struct progress_sample *s, int finished);
+/* Ends a line left open on the terminal, before anything else is printed. */
+void progress_line_end(struct progress_line *p);
+
+#endif
