@@ -40,12 +40,13 @@ enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t 
 
 #define STARTUP_MAX_PARAMS 64
 
+/* A parsed startup-phase packet. The v3 parameters stay where they are in
+ * the caller's buffer ("key\0value\0...\0"), so a session keeps a few bytes
+ * per parameter instead of a table sized for the worst case. */
 struct startup_packet {
     uint32_t code; /* PROTO_VERSION_3, PROTO_SSL_CODE, PROTO_CANCEL_CODE, ... */
-    /* v3 startup: key/value pairs pointing into the caller's buffer */
     int nparams;
-    const char *keys[STARTUP_MAX_PARAMS];
-    const char *values[STARTUP_MAX_PARAMS];
+    const char *params;            /* first key, validated by the parser */
     /* CancelRequest */
     uint32_t cancel_pid;
     uint32_t cancel_key;
@@ -60,6 +61,9 @@ enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, u
 int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, const char **why);
 
 const char *startup_param(const struct startup_packet *sp, const char *key);
+/* Walks the parameters in order: NULL gives the first key; returns the key
+ * after `key` (its value in *value), or NULL after the last. */
+const char *startup_next_param(const struct startup_packet *sp, const char *key, const char **value);
 
 /* ---- authentication ---- */
 

@@ -38,9 +38,10 @@ struct sbuf {
     int notify_drained;             /* the owner waits for on_drained */
     struct evbuffer *in, *out;
     size_t out_low;
+    size_t read_size;               /* bytes asked of the next read, see sbuf.c */
     const struct sbuf_ops *ops;
     void *ctx;
-    char error[256];
+    char *error;                    /* why it failed, allocated only then */
     int error_eof;
 };
 

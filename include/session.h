@@ -64,7 +64,7 @@ struct session {
     struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
     struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
     char fail_sqlstate[6];
-    char fail_message[256];
+    char *fail_message;             /* allocated with fail_ev */
 };
 
 /* Takes ownership of an accepted socket. */

@@ -954,7 +954,8 @@ static json_t *backfill_json(const struct migration_runner *r)
     double rate = elapsed_s > 0 ? (double)(done - r->bf_rows_at_start) / elapsed_s : 0;
     int all_done = r->nbf > 0 && r->cur >= r->nbf;
     double percent = all_done ? 100.0 : total > 0 ? fmin(99.9, 100.0 * (double)done / total) : 0;
-    const struct backfill *b = r->cur < r->nbf ? &r->bf[r->cur] : NULL;
+    /* the table being filled, or once all are done the last one */
+    const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
     return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:{s:I,s:I,s:I,s:f,s:b}}", "rows_done", (json_int_t)done,
                      "est_total", total, "percent", percent, "rows_per_s", rate, "eta_s",

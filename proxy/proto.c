@@ -51,9 +51,8 @@ static int parse_startup_params(uint8_t *packet, size_t length, struct startup_p
             *why = "too many startup parameters";
             return -1;
         }
-        out->keys[out->nparams] = key;
-        out->values[out->nparams] = (const char *)packet + pos;
-        out->nparams++;
+        if (out->nparams++ == 0)
+            out->params = key;
         pos = (size_t)(val_end - packet) + 1;
     }
     if (pos != length - 1) {
@@ -99,11 +98,27 @@ int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *o
     }
 }
 
+const char *startup_next_param(const struct startup_packet *sp, const char *key, const char **value)
+{
+    if (!key) {
+        key = sp->nparams > 0 ? sp->params : NULL;
+    } else {
+        const char *v = key + strlen(key) + 1;
+        key = v + strlen(v) + 1;
+        if (*key == '\0') /* the empty name that ends the packet */
+            key = NULL;
+    }
+    if (key)
+        *value = key + strlen(key) + 1;
+    return key;
+}
+
 const char *startup_param(const struct startup_packet *sp, const char *key)
 {
-    for (int i = 0; i < sp->nparams; i++)
-        if (strcmp(sp->keys[i], key) == 0)
-            return sp->values[i];
+    const char *value;
+    for (const char *k = startup_next_param(sp, NULL, &value); k; k = startup_next_param(sp, k, &value))
+        if (strcmp(k, key) == 0)
+            return value;
     return NULL;
 }
 

@@ -12,8 +12,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_CHUNK 16384
-#define TLS_READ_BUDGET (4 * READ_CHUNK) /* per event, for fairness */
+/* Reads start small and double while they fill the space they were given
+ * (a result set streaming), then shrink back. Idle sessions then never hold
+ * 16 KB chunks, whose holes would fragment the heap between small objects
+ * that live as long as their sessions. */
+#define READ_MIN 2048
+#define READ_MAX 16384
+#define TLS_READ_BUDGET (4 * READ_MAX) /* per event, for fairness */
 
 static void on_read_event(evutil_socket_t fd, short what, void *arg);
 static void on_write_event(evutil_socket_t fd, short what, void *arg);
@@ -43,7 +48,7 @@ static void fail_later(struct sbuf *sb, int eof, const char *why)
         return;
     sb->phase = SBUF_FAILED;
     sb->error_eof = eof;
-    snprintf(sb->error, sizeof sb->error, "%s", why);
+    sb->error = strdup(why);
     want_read(sb, 0);
     want_write(sb, 0);
     event_active(sb->wev, EV_WRITE, 0);
@@ -73,6 +78,7 @@ static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, cons
     sb->ops = ops;
     sb->ctx = ctx;
     sb->out_low = out_low;
+    sb->read_size = READ_MIN;
     sb->in = evbuffer_new();
     sb->out = evbuffer_new();
     sb->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read_event, sb);
@@ -142,6 +148,7 @@ void sbuf_free(struct sbuf *sb)
         evbuffer_free(sb->in);
     if (sb->out)
         evbuffer_free(sb->out);
+    free(sb->error);
     free(sb);
 }
 
@@ -218,17 +225,26 @@ int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
     return 0;
 }
 
+static void adapt_read_size(struct sbuf *sb, size_t got)
+{
+    if (got >= sb->read_size && sb->read_size < READ_MAX)
+        sb->read_size *= 2;
+    else if (got < sb->read_size / 4 && sb->read_size > READ_MIN)
+        sb->read_size /= 2;
+}
+
 /* Reads one chunk (plain) or up to a budget (TLS). Returns bytes read,
  * 0 on EOF, -1 on error, -2 when nothing was available. */
 static ssize_t read_plain(struct sbuf *sb)
 {
     struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(sb->in, READ_CHUNK, &v, 1) < 1)
+    if (evbuffer_reserve_space(sb->in, sb->read_size, &v, 1) < 1)
         return -1;
-    ssize_t n = read(sb->fd, v.iov_base, READ_CHUNK);
+    ssize_t n = read(sb->fd, v.iov_base, sb->read_size);
     if (n > 0) {
         v.iov_len = (size_t)n;
         evbuffer_commit_space(sb->in, &v, 1);
+        adapt_read_size(sb, (size_t)n);
         return n;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -241,13 +257,14 @@ static ssize_t read_tls(struct sbuf *sb)
     ssize_t total = 0;
     while (total < TLS_READ_BUDGET) {
         struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(sb->in, READ_CHUNK, &v, 1) < 1)
+        if (evbuffer_reserve_space(sb->in, sb->read_size, &v, 1) < 1)
             return -1;
         ERR_clear_error();
-        int n = SSL_read(sb->ssl, v.iov_base, READ_CHUNK);
+        int n = SSL_read(sb->ssl, v.iov_base, (int)sb->read_size);
         if (n > 0) {
             v.iov_len = (size_t)n;
             evbuffer_commit_space(sb->in, &v, 1);
+            adapt_read_size(sb, (size_t)n);
             total += n;
             /* With read-ahead, nothing buffered means the socket is empty:
              * skip the read() that would only say EAGAIN. */
@@ -382,7 +399,7 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg)
     case SBUF_FAILED:
         event_del(sb->wev);
         sb->writing = 0;
-        sb->ops->on_error(sb, sb->ctx, sb->error_eof, sb->error);
+        sb->ops->on_error(sb, sb->ctx, sb->error_eof, sb->error ? sb->error : "out of memory");
         return;
     case SBUF_CONNECTING:
         finish_connect(sb);

@@ -122,6 +122,7 @@ void session_free(struct session *s)
         s->next->prev = s->prev;
     srv->session_count--;
     free(s->startup_buf);
+    free(s->fail_message);
     free(s->version);
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
@@ -213,10 +214,11 @@ static void delayed_failure_cb(evutil_socket_t fd, short what, void *arg)
 void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message)
 {
     snprintf(s->fail_sqlstate, sizeof s->fail_sqlstate, "%s", sqlstate);
-    snprintf(s->fail_message, sizeof s->fail_message, "%s", message);
+    free(s->fail_message);
+    s->fail_message = strdup(message);
     if (!s->fail_ev)
         s->fail_ev = evtimer_new(s->srv->base, delayed_failure_cb, s);
-    if (!s->fail_ev) {
+    if (!s->fail_ev || !s->fail_message) {
         session_fail(s, sqlstate, "%s", message);
         return;
     }
@@ -441,10 +443,12 @@ static int send_startup_upstream(struct session *s)
     if (schema)
         snprintf(route + strlen(route), sizeof route - strlen(route), " -c search_path=%s,public", schema);
     int saw_options = 0;
-    for (int i = 0; i < s->startup.nparams; i++) {
-        int is_options = strcmp(s->startup.keys[i], "options") == 0;
+    const char *value;
+    for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
+         k = startup_next_param(&s->startup, k, &value)) {
+        int is_options = strcmp(k, "options") == 0;
         saw_options |= is_options;
-        add_param(params, s->startup.keys[i], s->startup.values[i], is_options && route[0] ? route : NULL);
+        add_param(params, k, value, is_options && route[0] ? route : NULL);
     }
     if (!saw_options && route[0])
         add_param(params, "options", "", route);

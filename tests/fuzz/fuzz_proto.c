@@ -43,9 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(copy, data, len);
             struct startup_packet sp;
             const char *why;
-            if (proto_parse_startup(copy, len, &sp, &why) == 0)
-                for (int i = 0; i < sp.nparams; i++)
-                    (void)strlen(sp.keys[i]), (void)strlen(sp.values[i]);
+            const char *value;
+            int n = 0;
+            if (proto_parse_startup(copy, len, &sp, &why) == 0) {
+                for (const char *k = startup_next_param(&sp, NULL, &value); k; k = startup_next_param(&sp, k, &value))
+                    n++, (void)strlen(value);
+                if (n != sp.nparams)
+                    __builtin_trap();
+            }
             free(copy);
         }
     } else if (mode == 1 || mode == 2) {

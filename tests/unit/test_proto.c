@@ -28,6 +28,16 @@ static void test_startup(void)
     CHECK("startup: finds user", startup_param(&sp, "user") && strcmp(startup_param(&sp, "user"), "alice") == 0);
     CHECK("startup: finds database", startup_param(&sp, "database") && strcmp(startup_param(&sp, "database"), "db") == 0);
     CHECK("startup: missing key is NULL", startup_param(&sp, "options") == NULL);
+    char order[64] = "";
+    const char *value;
+    for (const char *k = startup_next_param(&sp, NULL, &value); k; k = startup_next_param(&sp, k, &value))
+        snprintf(order + strlen(order), sizeof order - strlen(order), "%s=%s;", k, value);
+    CHECK("startup: parameters walked in order", strcmp(order, "user=alice;database=db;x=yz;") == 0);
+    uint8_t empty_value[] = {0, 0, 0, 19, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 0, 'o', 0, 0, 0};
+    CHECK("startup: empty last value parsed", proto_parse_startup(empty_value, 19, &sp, &why) == 0 &&
+                                                  sp.nparams == 2 && strcmp(startup_param(&sp, "o"), "") == 0 &&
+                                                  startup_next_param(&sp, startup_next_param(&sp, NULL, &value),
+                                                                     &value) != NULL);
 
     uint8_t unterminated[] = {0, 0, 0, 14, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a'};
     CHECK("startup: unterminated value refused", proto_parse_startup(unterminated, 14, &sp, &why) == -1);
