@@ -82,6 +82,8 @@ pidfile = $work/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 ignore_startup_parameters = extra_float_digits
+; idle server connections go soon, so the memory rounds find free backend slots
+server_idle_timeout = 3
 INI
 [ -n "$RUN" ] && chown postgres "$work" "$work/pgbouncer.ini" "$work/userlist.txt"
 $RUN sh -c "ulimit -n \$(ulimit -Hn); exec pgbouncer -d '$work/pgbouncer.ini'" >"$work/pgbouncer.out" 2>&1 || {
@@ -100,7 +102,7 @@ echo "== pgbench -i -s ${SCALE:-10}"
 pgbench -i -q -s "${SCALE:-10}" "$direct_uri" >"$work/init.log" 2>&1 || { cat "$work/init.log"; exit 1; }
 
 stamp=$(date -u +%Y-%m-%d)
-TPID=$tpid BPID=$bpid TPORT=$tport BPORT=$bport DIRECT_URI="$direct_uri" WORK="$work" \
+TPID=$tpid BPID=$bpid TPORT=$tport BPORT=$bport DIRECT_URI="$direct_uri" WORK="$work" PGT_SUPER_URI="$PGT_SUPER_URI" \
 OUT=${OUT:-bench/results/proxy-$stamp} MAXCONN=$maxconn SSLMODE=$sslmode /usr/bin/python3 - <<'PY'
 import datetime, json, os, platform, re, resource, statistics, subprocess, sys, time
 
@@ -180,14 +182,29 @@ mem = []
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 cap = maxconn - 50
-for n in mem_conns:
+
+
+def wait_for_backends_to_leave(limit_s=60):
+    """Waits until the app role's backends are gone (PgBouncer closes its idle
+    server connections after server_idle_timeout), so the next holder finds slots."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        with psycopg.connect(env["PGT_SUPER_URI"], autocommit=True) as c:
+            if c.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").fetchone()[0] < 20:
+                return
+        time.sleep(1.0)
+
+# Each proxy's RSS before the first holder is the base of every count: memory
+# freed after a round is kept by the process and reused by the next, larger one.
+bases = {"pgtandem": rss_kb(tpid), "pgbouncer": rss_kb(bpid)}
+for n in sorted(mem_conns):
     for t in ("pgtandem", "pgbouncer"):
         if n > cap:
             mem.append({"target": t, "connections": n, "measured": False,
                         "why": "needs %d Postgres backends in session mode; the cluster allows %d" % (n, maxconn)})
             continue
         time.sleep(1.0)
-        base = rss_kb(pids[t])
+        base = bases[t]
         # psycopg's default wait function uses select(), which stops at fd 1024
         h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(n)], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
@@ -206,7 +223,7 @@ for n in mem_conns:
                     "rss_held_kb": held, "bytes_per_connection": round(per)})
         print("memory %-9s %5d connections: RSS %d kB -> %d kB, %.0f bytes/connection" % (t, n, base, held, per),
               flush=True)
-        time.sleep(2.0)  # let backends exit before the next holder
+        wait_for_backends_to_leave()
 
 # ---- summary ----------------------------------------------------------------
 summary = []
@@ -282,7 +299,7 @@ count means other work shared the machine and the figures are noisy).
 
 """ % meta
 md += table + "\n\n## Memory per idle connection\n\n"
-md += """Method: RSS (VmRSS from /proc) of the proxy process right before and while a holder process keeps N
+md += """Method: RSS (VmRSS from /proc) of the proxy process before the first memory round and while a holder process keeps N
 clients connected, each logged in (SCRAM) and having run one query, so that in session mode each client
 owns an upstream connection in both proxies. Per-connection bytes = (RSS holding - RSS before) / N.
 Each client therefore costs a Postgres backend; the bench cluster runs with max_connections = %(max_connections)d,
