@@ -34,10 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ "$(id -u)" = 0 ]; then RUN="runuser -u postgres --"; else RUN=""; fi
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$top/bench/lib.sh"
 
 # ---- cluster --------------------------------------------------------------
 echo "== starting a throwaway cluster"
@@ -89,12 +86,6 @@ INI
 $RUN sh -c "ulimit -n \$(ulimit -Hn); exec pgbouncer -d '$work/pgbouncer.ini'" >"$work/pgbouncer.out" 2>&1 || {
   cat "$work/pgbouncer.out" "$work/pgbouncer.log" 2>/dev/null; exit 1; }
 
-wait_port() {
-  i=0
-  until /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "port $1 did not open" >&2; exit 1; }; sleep 0.1
-  done
-}
 wait_port "$tport"; wait_port "$bport"
 bpid=$(cat "$work/pgbouncer.pid")
 
