@@ -11,7 +11,7 @@
 #               `SET id = id`) with a BEFORE UPDATE trigger computing the new columns
 # Reports rows/s, ratios and the longest pgtandem batch; writes
 # bench/results/backfill-<date>.md and .json.
-#   ROUNDS=N (default 2)  FULL=1  ROWS=N
+#   ROUNDS=N (default 2)  FULL=1  ROWS=N  OUT=bench/results/backfill-<date>
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -27,7 +27,7 @@ sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work
 . "$work/pg/env"
 export PGT_SUPER_URI
 stamp=$(date -u +%Y-%m-%d)
-out="bench/results/backfill-$stamp"
+out=${OUT:-bench/results/backfill-$stamp}
 
 ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top /usr/bin/python3 - <<'PY'
 import datetime, json, os, platform, re, statistics, subprocess, time
@@ -78,13 +78,18 @@ def bench_single():
     run("UPDATE checks SET " + UP)
     return {"seconds": time.perf_counter() - t0}
 
-def bench_single_tg():
+def expand_only():
+    """A fresh table with the bench migration expanded (new columns and the
+    dual-write triggers in place), nothing backfilled yet."""
     fresh_table()
     path = "/tmp/pgtandem-bench-migration.json"
     with open(path, "w") as f:
         json.dump(MIGRATION, f)
     r = subprocess.run([binary, "migrate", "start", path, "--db", db, "--no-backfill"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+def bench_single_tg():
+    expand_only()
     t0 = time.perf_counter()
     run("SET pgtandem.backfill = 'on'; UPDATE checks SET " + UP)
     return {"seconds": time.perf_counter() - t0}
@@ -124,12 +129,7 @@ MIGRATION = {
 }
 
 def bench_pgtandem():
-    fresh_table()
-    path = "/tmp/pgtandem-bench-migration.json"
-    with open(path, "w") as f:
-        json.dump(MIGRATION, f)
-    r = subprocess.run([binary, "migrate", "start", path, "--db", db, "--no-backfill"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    expand_only()
     t0 = time.perf_counter()
     r = subprocess.run([binary, "migrate", "resume", "--db", db], capture_output=True, text=True)
     secs = time.perf_counter() - t0

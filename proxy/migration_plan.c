@@ -58,10 +58,13 @@ static void note(struct plan_ctx *c, const struct mig_op *op, const char *fmt, c
 static void object_name(char *out, size_t n, const char *kind, const struct mig_op *op, int k,
                         const char *mig)
 {
+    /* The index is padded (MAX_OPS is 1000) so that name order is operation
+     * order: Postgres fires a table's triggers in name order, and a later
+     * operation's `up` may read a column an earlier trigger fills. */
     if (k >= 0)
-        snprintf(out, n, "pgtandem_%s%d_%d_%s", kind, op->index, k, mig);
+        snprintf(out, n, "pgtandem_%s%03d_%d_%s", kind, op->index, k, mig);
     else
-        snprintf(out, n, "pgtandem_%s%d_%s", kind, op->index, mig);
+        snprintf(out, n, "pgtandem_%s%03d_%s", kind, op->index, mig);
 }
 
 static void shadow_name(char *out, size_t n, const char *column)
@@ -558,10 +561,7 @@ static void install_trigger(struct plan_ctx *c, const struct mig_op *op, const c
 {
     char fname[80], tname[80];
     snprintf(fname, sizeof fname, "%s_%d", c->m->name, op->index);
-    /* Postgres fires a table's triggers in name order, and a later
-     * operation's `up` may read a column an earlier trigger fills: pad the
-     * index (MAX_OPS is 1000) so name order is operation order. */
-    snprintf(tname, sizeof tname, "pgtandem_tg%03d_%s", op->index, c->m->name);
+    object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
     drop_trigger_steps(&c->p->contract, op, table, tname, fname);
