@@ -20,12 +20,15 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 .PHONY: all asan test unit clients demo deps bench fuzz clean
 all: bin/pgtandem
 
-build/rel/%.o: proxy/%.c $(wildcard include/*.h)
+# -MMD: each object lists the headers it includes (build/*/%.d), so a header
+# change rebuilds exactly what depends on it.
+build/rel/%.o: proxy/%.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
-build/asan/%.o: proxy/%.c $(wildcard include/*.h)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+build/asan/%.o: proxy/%.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+-include $(wildcard build/rel/*.d build/asan/*.d)
 
 bin/pgtandem: $(SRCS:proxy/%.c=build/rel/%.o)
 	@mkdir -p bin

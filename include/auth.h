@@ -7,20 +7,43 @@
 
 #include <stdint.h>
 
-struct session;
+struct server;
+struct sbuf;
 struct auth_state;
 
 enum auth_result { AUTH_CONTINUE, AUTH_DONE, AUTH_FAILED, AUTH_NOT_MINE };
 
-/* Looks the user up and sends AuthenticationSASL. AUTH_FAILED: the session
- * is closing with an ErrorResponse. */
-enum auth_result auth_begin_client(struct session *s);
+/* What the exchange needs of the session it runs for. The strings and the
+ * client buffer belong to the session and outlive the exchange. */
+struct auth_peer {
+    struct server *srv;
+    struct sbuf *client;       /* Authentication* messages to the client */
+    const char *user;
+    const char *client_addr;
+    uint64_t session_id;
+    int client_on_tls;
+};
+
+/* Why an exchange failed: what the client is told, and how late (rate
+ * limiting answers repeated failures after a delay). The session closes. */
+struct auth_failure {
+    char sqlstate[6];
+    char message[256];
+    int delay_ms;
+};
+
+/* Looks the user up and sends AuthenticationSASL. *out is the exchange's
+ * state (NULL only when out of memory); the session frees it. */
+enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_state **out);
 /* One complete client message (type 'p') while the proxy authenticates.
  * AUTH_DONE: the client proved its password; connect upstream next. */
-enum auth_result auth_client_message(struct session *s, const uint8_t *msg, uint32_t len);
-/* One complete upstream 'R' message while the proxy logs in upstream.
- * AUTH_DONE: AuthenticationOk arrived and the client has been told. */
-enum auth_result auth_upstream_message(struct session *s, const uint8_t *msg, uint32_t len);
+enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, uint32_t len);
+/* One complete upstream 'R' message while the proxy logs in upstream over
+ * `upstream`. AUTH_DONE: AuthenticationOk arrived and the client was told. */
+enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstream, const uint8_t *msg,
+                                       uint32_t len);
+/* After AUTH_FAILED: why (never NULL for a state auth_begin_client made). */
+const struct auth_failure *auth_failure(const struct auth_state *a);
 void auth_free(struct auth_state *a);
 
 #endif

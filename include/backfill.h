@@ -37,6 +37,12 @@ void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char 
 void backfill_free(struct backfill *b);
 /* Loads the checkpoint row (creating it at zero). */
 int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen);
+/* The same as one statement for an event loop: send backfill_checkpoint_sql()
+ * with backfill_checkpoint_params() (4 values; numbuf must outlive the
+ * send), then fold its result in with backfill_apply_checkpoint(). */
+const char *backfill_checkpoint_sql(void);
+int backfill_checkpoint_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen);
+int backfill_apply_checkpoint(struct backfill *b, const PGresult *r, char *err, size_t errlen);
 
 char *backfill_batch_sql(const struct backfill *b);
 /* Fills values (at most 3 + BACKFILL_MAX_KEY); returns the count. The

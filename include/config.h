@@ -32,6 +32,8 @@ struct config {
     size_t buffer_bytes;       /* per direction, before backpressure */
     enum log_level log_level;
     int shutdown_timeout_ms;
+    int client_login_timeout_ms; /* startup, TLS handshake and login must finish within it (0: no limit) */
+    int admin_request_timeout_s; /* an admin request must arrive whole within it */
     char *engine_db;           /* where the proxy's own engine connects (with credentials) */
     int auth_scram;            /* auth "scram": the proxy authenticates clients itself */
     char *users_file;          /* for auth "scram" */

@@ -1,21 +1,53 @@
 /* The engine inside the proxy: runs a migration submitted through the admin
  * API. Expand and the bookkeeping around it run in a child `pgtandem
- * migrate` process (the same code as the CLI, off the event loop); the
- * backfill batches and the contract run on a non-blocking libpq connection
- * driven by the proxy's loop, and the contract runs while client traffic is
- * paused at transaction boundaries. */
+ * migrate` process (engine_child.h: the same code as the CLI, off the event
+ * loop); the backfill batches run on a non-blocking libpq connection driven
+ * by the proxy's loop; the contract runs as a cutover (cutover.h) while the
+ * relay holds client traffic. It reaches the relay only through relay.h.
+ *
+ * Callers reach it through one entry point, runner_request. Every request
+ * is answered exactly once, on every path: requests that wait (complete,
+ * rollback) are answered when the phase they wait for ends, from the one
+ * function that changes the phase. */
 #ifndef PGTANDEM_MIGRATION_RUNNER_H
 #define PGTANDEM_MIGRATION_RUNNER_H
 
+#include <stddef.h>
+
+#include "cutover.h"
+
 struct server;
-struct migration_runner;
+struct event_base;
 struct json_t;
+struct migration_runner;
 
-struct migration_runner *runner_new(struct server *srv);
+enum runner_op {
+    RUNNER_START,     /* body: the migration (JSON) */
+    RUNNER_STATUS,
+    RUNNER_COMPLETE,  /* cutover: the cutover's settings */
+    RUNNER_ROLLBACK,
+    RUNNER_THROTTLE   /* body: a JSON object of backfill settings */
+};
+
+/* status: an HTTP status code (200, 202, 400, 404, 409, 500, 503), since
+ * the admin API passes it on and it says what the caller needs to know.
+ * body: owned by the callee. */
+typedef void (*runner_answer_fn)(void *ctx, int status, struct json_t *body);
+
+struct runner_request {
+    enum runner_op op;
+    const char *body;
+    size_t body_len;
+    struct cutover_options cutover;
+    runner_answer_fn answer;
+    void *ctx;                  /* identifies the request for runner_forget */
+};
+
+/* engine_db NULL: no engine; every request is answered 503. */
+struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db);
+void runner_request(struct migration_runner *r, const struct runner_request *req);
+/* The requester identified by ctx went away: it will not be answered. */
+void runner_forget(struct migration_runner *r, void *ctx);
 void runner_free(struct migration_runner *r);
-
-/* The version schema a session declaring `version` should see first, or
- * NULL when that migration is not in progress here. */
-const char *runner_version_schema(const struct migration_runner *r, const char *version);
 
 #endif

@@ -1,6 +1,9 @@
 /* The one server struct: the event loop, listeners, TLS contexts, every
- * session, pause state and metrics. Everything mutable in the proxy hangs
- * off this struct. */
+ * session, pause state and metrics. Everything mutable in the relay hangs
+ * off this struct. It is the bottom of the relay: every relay module
+ * includes this header and this header includes no relay module, so the
+ * state that several of them share (pause bookkeeping, the upstream's
+ * address, the version route the engine pushed in) is defined here. */
 #ifndef PGTANDEM_SERVER_H
 #define PGTANDEM_SERVER_H
 
@@ -8,17 +11,58 @@
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "metrics.h"
-#include "pause.h"
-#include "upstream.h"
 
 struct session;
-struct admin;
-struct migration_runner;
 struct users;
 struct evdns_base;
+struct evdns_getaddrinfo_request;
+
+/* ok: 1 when every session reached a boundary, 0 on timeout (the relay has
+ * already resumed by itself in that case). */
+typedef void (*pause_done_fn)(void *ctx, int ok, uint64_t waited_us);
+
+#define PAUSE_MAX_WAITERS 16
+
+struct pause_waiter {
+    pause_done_fn done;
+    void *ctx;
+};
+
+/* Owned by pause.c; sessions only read `paused` and count held messages. */
+struct pause_state {
+    int paused;
+    int drained;                  /* every session is at a boundary */
+    uint64_t started_us;
+    uint64_t drained_us;
+    uint32_t held_messages;       /* messages held since the pause began */
+    uint64_t last_held_ms;        /* how long the last pause held traffic */
+    uint32_t last_held_messages;
+    struct event *timeout_timer;
+    struct event *check_ev;       /* activated when a session may have reached a boundary */
+    struct pause_waiter waiters[PAUSE_MAX_WAITERS];
+    int nwaiters;
+};
+
+/* Where the upstream is; resolved at start and refreshed in the
+ * background by upstream.c, so no connection waits for DNS. */
+struct upstream_address {
+    struct sockaddr_storage addr;
+    int addrlen;          /* 0: not resolved (yet) */
+    char error[160];      /* why resolution failed */
+    struct evdns_getaddrinfo_request *pending;
+    struct event *refresh_timer;
+};
+
+/* Sessions that declare `version` get `schema` first on their search_path.
+ * Pushed in by the engine through relay.h; empty when no migration routes. */
+struct version_route {
+    char version[64];
+    char schema[96];
+};
 
 struct server {
     struct config cfg;
@@ -27,11 +71,12 @@ struct server {
     struct evconnlistener *tcp_listener;
     struct evconnlistener *unix_listener;
     char *unix_socket_path;
+    struct event *accept_retry;      /* re-enables accepting after descriptors ran out */
+    uint64_t accept_error_logged_us; /* last "accept failed" line, to log once per interval */
+    uint32_t accept_errors;          /* since that line */
     SSL_CTX *client_tls;   /* terminates client TLS; NULL when disabled */
     SSL_CTX *upstream_tls; /* NULL when the upstream is plain */
     struct upstream_address upstream_addr;
-    struct admin *admin;
-    struct migration_runner *runner; /* the engine inside the proxy */
     struct users *users;             /* auth "scram": who may log in */
     unsigned char mock_secret[32];   /* salts mock exchanges for unknown users */
     unsigned char cb_data[64];       /* tls-server-end-point of our certificate */
@@ -41,9 +86,6 @@ struct server {
         uint64_t window_start_us;
         uint32_t count;
     } auth_failures[64];
-    struct event *sigterm, *sigint, *sighup;
-    struct event *shutdown_timer;
-    struct event *metrics_timer;
     int shutting_down;
 
     struct session *sessions; /* doubly linked, newest first */
@@ -51,13 +93,22 @@ struct server {
     uint64_t next_session_id;
 
     struct pause_state pause;
+    struct version_route route;
     struct metrics metrics;
 };
 
-/* Time in microseconds from the loop's cached clock. */
+/* Time in microseconds from the monotonic clock. */
 uint64_t server_now_us(struct server *srv);
 
 /* Called by sessions as they go away, so shutdown can finish. */
 void server_session_closed(struct server *srv);
+
+/* Called by sessions when they may have reached a transaction boundary:
+ * during a pause, pause.c re-checks the drain once this loop turn. */
+void server_boundary_reached(struct server *srv);
+
+/* The version schema a session declaring `version` should see first, or
+ * NULL when no migration in progress routes that version. */
+const char *server_version_schema(const struct server *srv, const char *version);
 
 #endif

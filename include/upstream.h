@@ -4,21 +4,9 @@
 #ifndef PGTANDEM_UPSTREAM_H
 #define PGTANDEM_UPSTREAM_H
 
-#include <sys/socket.h>
-
 struct server;
 struct sbuf;
 struct upstream_connect;
-
-/* Where the upstream is; resolved at start and refreshed in the
- * background, so no connection waits for DNS. */
-struct upstream_address {
-    struct sockaddr_storage addr;
-    int addrlen;          /* 0: not resolved (yet) */
-    char error[160];      /* why resolution failed */
-    struct evdns_getaddrinfo_request *pending;
-    struct event *refresh_timer;
-};
 
 void upstream_address_init(struct server *srv);
 void upstream_address_free(struct server *srv);

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "pause.h"
+#include "relay.h"
 #include "server.h"
 #include "session.h"
 
@@ -69,27 +71,6 @@ static int authorized(struct admin *a, struct evhttp_request *req)
     return strlen(h + 7) == n && CRYPTO_memcmp(h + 7, token, n) == 0;
 }
 
-static json_t *busy_sessions(struct server *srv)
-{
-    json_t *list = json_array();
-    uint64_t now = server_now_us(srv);
-    for (struct session *s = srv->sessions; s; s = s->next) {
-        if (session_at_boundary(s))
-            continue;
-        json_t *d = session_describe(s, now);
-        json_t *brief = json_object();
-        static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms"};
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-            json_t *v = json_object_get(d, keys[i]);
-            if (v)
-                json_object_set(brief, keys[i], v);
-        }
-        json_array_append_new(list, brief);
-        json_decref(d);
-    }
-    return list;
-}
-
 static void pause_connection_closed(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
@@ -112,7 +93,7 @@ static void pause_done(void *ctx, int ok, uint64_t waited_us)
         json_t *body = json_pack("{s:s,s:b,s:f,s:o}", "error",
                                  "timed out waiting for sessions to reach a transaction boundary; resumed",
                                  "paused", 0, "waited_ms", (double)waited_us / 1000.0, "sessions",
-                                 busy_sessions(pp->admin->srv));
+                                 relay_busy_sessions(pp->admin->srv));
         admin_reply_json(pp->req, 409, body);
     }
     free(pp);
@@ -165,22 +146,6 @@ static void handle_resume(struct admin *a, struct evhttp_request *req)
                                          was_paused ? (int)p->last_held_messages : 0));
 }
 
-/* How many sessions declared each version ("old": none declared), so an
- * operator sees when the old release is gone before completing. */
-static json_t *version_counts(struct server *srv)
-{
-    json_t *counts = json_object();
-    json_object_set_new(counts, "old", json_integer(0));
-    for (struct session *s = srv->sessions; s; s = s->next) {
-        if (s->state != SESS_READY)
-            continue;
-        const char *key = s->version ? s->version : "old";
-        json_t *n = json_object_get(counts, key);
-        json_object_set_new(counts, key, json_integer(n ? json_integer_value(n) + 1 : 1));
-    }
-    return counts;
-}
-
 static void handle_status(struct admin *a, struct evhttp_request *req)
 {
     struct server *srv = a->srv;
@@ -192,7 +157,7 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              srv->shutting_down, "connections", (int)srv->session_count, "sessions", sessions,
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
-    json_object_set_new(body, "versions", version_counts(srv));
+    json_object_set_new(body, "versions", relay_version_counts(srv));
     admin_reply_json(req, 200, body);
 }
 

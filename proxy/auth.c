@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,6 @@
 #include "sbuf.h"
 #include "scram.h"
 #include "server.h"
-#include "session.h"
 #include "users.h"
 
 #define AUTH_SASL_CONTINUE 11
@@ -29,6 +29,8 @@
 #define FAILURE_DELAY_MS 1000 /* like Postgres's auth_delay: guessing gets slow, logging in does not */
 
 struct auth_state {
+    struct auth_peer peer;
+    struct auth_failure failure;
     struct scram_server server;      /* the client's exchange with us */
     struct scram_client client;      /* our exchange with the upstream */
     char *password;                  /* stored password, if any (wiped) */
@@ -54,53 +56,69 @@ void auth_free(struct auth_state *a)
     free(a);
 }
 
-/* R message: code plus payload, to the client. */
-static void send_auth_request(struct session *s, uint32_t code, const void *payload, size_t len)
+const struct auth_failure *auth_failure(const struct auth_state *a)
 {
+    return &a->failure;
+}
+
+/* Records why the exchange failed; the session closes with it. */
+static enum auth_result failed(struct auth_state *a, int delay_ms, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static enum auth_result failed(struct auth_state *a, int delay_ms, const char *sqlstate, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->failure.message, sizeof a->failure.message, fmt, ap);
+    va_end(ap);
+    snprintf(a->failure.sqlstate, sizeof a->failure.sqlstate, "%s", sqlstate);
+    a->failure.delay_ms = delay_ms;
+    return AUTH_FAILED;
+}
+
+/* R message: code plus payload, to the client. */
+static void send_auth_request(struct auth_state *a, uint32_t code, const void *payload, size_t len)
+{
+    struct sbuf *client = a->peer.client;
     uint8_t head[9];
     head[0] = 'R';
     proto_put_u32(head + 1, (uint32_t)(8 + len));
     proto_put_u32(head + 5, code);
-    evbuffer_add(s->client->out, head, sizeof head);
+    evbuffer_add(client->out, head, sizeof head);
     if (len)
-        evbuffer_add(s->client->out, payload, len);
-    sbuf_flush(s->client);
+        evbuffer_add(client->out, payload, len);
+    sbuf_flush(client);
 }
 
 /* A password message ('p') to the upstream. */
-static void send_password_message(struct session *s, const void *payload, size_t len)
+static void send_password_message(struct sbuf *upstream, const void *payload, size_t len)
 {
     uint8_t head[5];
     head[0] = 'p';
     proto_put_u32(head + 1, (uint32_t)(4 + len));
-    evbuffer_add(s->server->out, head, sizeof head);
-    evbuffer_add(s->server->out, payload, len);
-    sbuf_flush(s->server);
-}
-
-static const char *user_of(const struct session *s)
-{
-    return startup_param(&s->startup, "user");
+    evbuffer_add(upstream->out, head, sizeof head);
+    evbuffer_add(upstream->out, payload, len);
+    sbuf_flush(upstream);
 }
 
 /* The client address without its port: the unit of rate limiting. */
-static void client_host(const struct session *s, char *out, size_t cap)
+static void client_host(const struct auth_peer *p, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s", s->client_addr);
+    snprintf(out, cap, "%s", p->client_addr);
     char *colon = strrchr(out, ':');
     if (colon && colon != out)
         *colon = '\0';
 }
 
 /* The slot counting failures of this address in the current minute. */
-static struct auth_failures *failure_slot(struct session *s)
+static struct auth_failures *failure_slot(const struct auth_peer *p)
 {
     char host[64];
-    client_host(s, host, sizeof host);
-    uint64_t now = server_now_us(s->srv);
-    struct auth_failures *oldest = &s->srv->auth_failures[0];
-    for (size_t i = 0; i < sizeof s->srv->auth_failures / sizeof s->srv->auth_failures[0]; i++) {
-        struct auth_failures *f = &s->srv->auth_failures[i];
+    client_host(p, host, sizeof host);
+    struct server *srv = p->srv;
+    uint64_t now = server_now_us(srv);
+    struct auth_failures *oldest = &srv->auth_failures[0];
+    for (size_t i = 0; i < sizeof srv->auth_failures / sizeof srv->auth_failures[0]; i++) {
+        struct auth_failures *f = &srv->auth_failures[i];
         if (strcmp(f->addr, host) == 0) {
             if (now - f->window_start_us > FAILURE_WINDOW_US) {
                 f->window_start_us = now;
@@ -119,48 +137,42 @@ static struct auth_failures *failure_slot(struct session *s)
 
 /* Counts a failed login of this address and logs it: every one up to the
  * limit, then one in ten, so a brute force cannot flood the log. */
-static void note_failure(struct session *s, const char *why, const char *detail)
+static void note_failure(const struct auth_peer *p, const char *why, const char *detail)
 {
-    struct auth_failures *f = failure_slot(s);
+    struct auth_failures *f = failure_slot(p);
     f->count++;
     if (f->count <= FAILURES_ALLOWED || f->count % 10 == 0)
         log_info("session %llu (%s): authentication of user \"%s\" failed (%u from this address this minute): %s%s%s",
-                 (unsigned long long)s->id, s->client_addr, user_of(s), f->count, why, detail ? ": " : "",
+                 (unsigned long long)p->session_id, p->client_addr, p->user, f->count, why, detail ? ": " : "",
                  detail ? detail : "");
 }
 
 /* The client learns only what Postgres would tell it; the log gets why. */
-static enum auth_result refuse_client(struct session *s, enum scram_status st, const char *detail)
+static enum auth_result refuse_client(struct auth_state *a, enum scram_status st, const char *detail)
 {
+    const struct auth_peer *p = &a->peer;
     const char *why = st != SCRAM_ERR_AUTH_FAILED ? scram_status_message(st)
-                      : s->auth && s->auth->known_user ? "wrong password" : "unknown user";
-    note_failure(s, why, detail);
-    char msg[256];
-    if (st == SCRAM_ERR_AUTH_FAILED)
-        snprintf(msg, sizeof msg, "password authentication failed for user \"%s\"", user_of(s));
-    else
-        snprintf(msg, sizeof msg, "%s", scram_status_message(st));
+                      : a->known_user ? "wrong password" : "unknown user";
+    note_failure(p, why, detail);
     /* Past the limit the answer comes late, so a correct password from the
      * same address (a NAT, a stale worker next to good ones) still logs in. */
-    if (failure_slot(s)->count > FAILURES_ALLOWED)
-        session_fail_after(s, FAILURE_DELAY_MS, scram_status_sqlstate(st), msg);
-    else
-        session_fail(s, scram_status_sqlstate(st), "%s", msg);
-    return AUTH_FAILED;
+    int delay = failure_slot(p)->count > FAILURES_ALLOWED ? FAILURE_DELAY_MS : 0;
+    if (st == SCRAM_ERR_AUTH_FAILED)
+        return failed(a, delay, scram_status_sqlstate(st), "password authentication failed for user \"%s\"", p->user);
+    return failed(a, delay, scram_status_sqlstate(st), "%s", scram_status_message(st));
 }
 
-enum auth_result auth_begin_client(struct session *s)
+enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_state **out)
 {
-    struct server *srv = s->srv;
+    struct server *srv = peer->srv;
     struct auth_state *a = calloc(1, sizeof *a);
-    if (!a) {
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+    *out = a;
+    if (!a)
         return AUTH_FAILED;
-    }
-    s->auth = a;
-    const struct user_entry *u = srv->users ? users_find(srv->users, user_of(s)) : NULL;
-    const unsigned char *cb = s->client_on_tls ? srv->cb_data : NULL;
-    size_t cb_len = s->client_on_tls ? srv->cb_len : 0;
+    a->peer = *peer;
+    const struct user_entry *u = srv->users ? users_find(srv->users, peer->user) : NULL;
+    const unsigned char *cb = peer->client_on_tls ? srv->cb_data : NULL;
+    size_t cb_len = peer->client_on_tls ? srv->cb_len : 0;
     enum scram_status st;
     if (u) {
         a->known_user = 1;
@@ -172,23 +184,23 @@ enum auth_result auth_begin_client(struct session *s)
                 a->password_len = u->password_len;
             }
         }
-        st = scram_server_init(&a->server, &a->verifier, s->client_on_tls, cb, cb_len);
+        st = scram_server_init(&a->server, &a->verifier, peer->client_on_tls, cb, cb_len);
     } else {
-        const char *name = user_of(s);
+        const char *name = peer->user;
         st = scram_server_init_mock(&a->server, name, strlen(name), srv->mock_secret, sizeof srv->mock_secret,
-                                    s->client_on_tls, cb, cb_len);
+                                    peer->client_on_tls, cb, cb_len);
     }
     if (st != SCRAM_OK)
-        return refuse_client(s, st, NULL);
+        return refuse_client(a, st, NULL);
     unsigned char mechs[64];
     size_t n = scram_server_mechanisms(&a->server, mechs, sizeof mechs);
-    send_auth_request(s, AUTH_SASL, mechs, n);
+    send_auth_request(a, AUTH_SASL, mechs, n);
     return AUTH_CONTINUE;
 }
 
 /* Postgres names the binding type it does not support; so do we (printable
  * characters only: it comes from the client). */
-static enum auth_result refuse_binding_type(struct session *s, const uint8_t *body, size_t len)
+static enum auth_result refuse_binding_type(struct auth_state *a, const uint8_t *body, size_t len)
 {
     char type[33] = "";
     const uint8_t *end = memchr(body, '\0', len);
@@ -200,36 +212,31 @@ static enum auth_result refuse_binding_type(struct session *s, const uint8_t *bo
             type[n++] = data[i] >= 0x20 && data[i] < 0x7f ? (char)data[i] : '?';
         type[n] = '\0';
     }
-    note_failure(s, scram_status_message(SCRAM_ERR_CB_TYPE), type);
-    session_fail(s, scram_status_sqlstate(SCRAM_ERR_CB_TYPE), "unsupported SCRAM channel-binding type \"%s\"", type);
-    return AUTH_FAILED;
+    note_failure(&a->peer, scram_status_message(SCRAM_ERR_CB_TYPE), type);
+    return failed(a, 0, scram_status_sqlstate(SCRAM_ERR_CB_TYPE), "unsupported SCRAM channel-binding type \"%s\"",
+                  type);
 }
 
-enum auth_result auth_client_message(struct session *s, const uint8_t *msg, uint32_t len)
+enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, uint32_t len)
 {
-    struct auth_state *a = s->auth;
-    if (msg[0] != 'p') {
-        session_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "expected SASL response, got message type %d", msg[0]);
-        return AUTH_FAILED;
-    }
+    if (msg[0] != 'p')
+        return failed(a, 0, SQLSTATE_PROTOCOL_VIOLATION, "expected SASL response, got message type %d", msg[0]);
     const unsigned char *out = NULL;
     size_t out_len = 0;
     enum scram_status st = a->server.state == SCRAM_SERVER_INIT
                                ? scram_server_handle_initial(&a->server, msg + 5, len - 5, &out, &out_len)
                                : scram_server_handle_response(&a->server, msg + 5, len - 5, &out, &out_len);
     if (st == SCRAM_ERR_CB_TYPE)
-        return refuse_binding_type(s, msg + 5, len - 5);
+        return refuse_binding_type(a, msg + 5, len - 5);
     if (st != SCRAM_OK)
-        return refuse_client(s, st, a->server.detail);
+        return refuse_client(a, st, a->server.detail);
     if (a->server.state != SCRAM_SERVER_SUCCESS) {
-        send_auth_request(s, AUTH_SASL_CONTINUE, out, out_len);
+        send_auth_request(a, AUTH_SASL_CONTINUE, out, out_len);
         return AUTH_CONTINUE;
     }
     a->server_final = malloc(out_len ? out_len : 1);
-    if (!a->server_final) {
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-        return AUTH_FAILED;
-    }
+    if (!a->server_final)
+        return failed(a, 0, SQLSTATE_CONNECTION_FAILURE, "out of memory");
     memcpy(a->server_final, out, out_len);
     a->server_final_len = out_len;
     return AUTH_DONE;
@@ -245,14 +252,13 @@ static void md5_hex(const void *data, size_t len, char out[33])
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
-static enum auth_result answer_md5(struct session *s, const uint8_t *salt)
+static enum auth_result answer_md5(struct auth_state *a, struct sbuf *upstream, const uint8_t *salt)
 {
-    struct auth_state *a = s->auth;
-    const char *user = user_of(s);
+    const char *user = a->peer.user;
     size_t ulen = strlen(user);
     char *buf = malloc(a->password_len + ulen + 36);
     if (!buf)
-        return AUTH_FAILED;
+        return failed(a, 0, SQLSTATE_CONNECTION_FAILURE, "out of memory");
     char inner[33], outer[36];
     memcpy(buf, a->password, a->password_len);
     memcpy(buf + a->password_len, user, ulen);
@@ -263,27 +269,27 @@ static enum auth_result answer_md5(struct session *s, const uint8_t *salt)
     memcpy(outer, "md5", 3);
     OPENSSL_cleanse(buf, a->password_len + ulen + 36);
     free(buf);
-    send_password_message(s, outer, sizeof outer); /* 35 chars + NUL */
+    send_password_message(upstream, outer, sizeof outer); /* 35 chars + NUL */
     return AUTH_CONTINUE;
 }
 
-static enum auth_result upstream_refused(struct session *s, const char *why)
+static enum auth_result upstream_refused(struct auth_state *a, const char *why)
 {
-    log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)s->id, user_of(s), why);
-    session_fail(s, "28P01", "password authentication failed for user \"%s\"", user_of(s));
-    return AUTH_FAILED;
+    log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)a->peer.session_id,
+             a->peer.user, why);
+    return failed(a, 0, "28P01", "password authentication failed for user \"%s\"", a->peer.user);
 }
 
-static enum auth_result start_upstream_scram(struct session *s, const uint8_t *mechs, size_t len)
+static enum auth_result start_upstream_scram(struct auth_state *a, struct sbuf *upstream, const uint8_t *mechs,
+                                             size_t len)
 {
-    struct auth_state *a = s->auth;
     enum scram_status st = a->password ? scram_client_init_password(&a->client, a->password, a->password_len)
                                        : scram_client_init_client_key(&a->client, a->server.client_key, &a->verifier);
     if (st != SCRAM_OK)
-        return upstream_refused(s, scram_status_message(st));
+        return upstream_refused(a, scram_status_message(st));
     unsigned char cb[SCRAM_MAX_CB_LEN];
     size_t cb_len = 0;
-    X509 *cert = s->server->ssl ? SSL_get1_peer_certificate(s->server->ssl) : NULL;
+    X509 *cert = upstream->ssl ? SSL_get1_peer_certificate(upstream->ssl) : NULL;
     if (cert) {
         if (scram_tls_server_end_point(cert, cb, &cb_len) != SCRAM_OK)
             cb_len = 0;
@@ -291,28 +297,27 @@ static enum auth_result start_upstream_scram(struct session *s, const uint8_t *m
     }
     const unsigned char *out;
     size_t out_len;
-    st = scram_client_initial_response(&a->client, mechs, len, s->server->ssl != NULL, cb_len ? cb : NULL, cb_len,
+    st = scram_client_initial_response(&a->client, mechs, len, upstream->ssl != NULL, cb_len ? cb : NULL, cb_len,
                                        &out, &out_len);
     if (st != SCRAM_OK)
-        return upstream_refused(s, scram_status_message(st));
-    send_password_message(s, out, out_len);
+        return upstream_refused(a, scram_status_message(st));
+    send_password_message(upstream, out, out_len);
     return AUTH_CONTINUE;
 }
 
 /* The upstream accepted us: now the client hears SASLFinal and Ok. */
-static enum auth_result upstream_ok(struct session *s)
+static enum auth_result upstream_ok(struct auth_state *a)
 {
-    struct auth_state *a = s->auth;
-    send_auth_request(s, AUTH_SASL_FINAL, a->server_final, a->server_final_len);
-    send_auth_request(s, AUTH_OK, NULL, 0);
-    log_debug("session %llu: user \"%s\" authenticated by the proxy and logged in upstream", (unsigned long long)s->id,
-              user_of(s));
+    send_auth_request(a, AUTH_SASL_FINAL, a->server_final, a->server_final_len);
+    send_auth_request(a, AUTH_OK, NULL, 0);
+    log_debug("session %llu: user \"%s\" authenticated by the proxy and logged in upstream",
+              (unsigned long long)a->peer.session_id, a->peer.user);
     return AUTH_DONE;
 }
 
-enum auth_result auth_upstream_message(struct session *s, const uint8_t *msg, uint32_t len)
+enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstream, const uint8_t *msg,
+                                       uint32_t len)
 {
-    struct auth_state *a = s->auth;
     if (msg[0] != 'R' || len < 9)
         return AUTH_NOT_MINE;
     uint32_t code = proto_get_u32(msg + 5);
@@ -324,29 +329,29 @@ enum auth_result auth_upstream_message(struct session *s, const uint8_t *msg, ui
     switch (code) {
     case AUTH_OK:
         if (a->client.state != SCRAM_CLIENT_INIT && a->client.state != SCRAM_CLIENT_SUCCESS)
-            return upstream_refused(s, "the server skipped the SCRAM proof");
-        return upstream_ok(s);
+            return upstream_refused(a, "the server skipped the SCRAM proof");
+        return upstream_ok(a);
     case AUTH_SASL:
-        return start_upstream_scram(s, body, blen);
+        return start_upstream_scram(a, upstream, body, blen);
     case AUTH_SASL_CONTINUE:
         st = scram_client_handle_continue(&a->client, body, blen, &out, &out_len);
         if (st != SCRAM_OK)
-            return upstream_refused(s, scram_status_message(st));
-        send_password_message(s, out, out_len);
+            return upstream_refused(a, scram_status_message(st));
+        send_password_message(upstream, out, out_len);
         return AUTH_CONTINUE;
     case AUTH_SASL_FINAL:
         st = scram_client_handle_final(&a->client, body, blen);
-        return st == SCRAM_OK ? AUTH_CONTINUE : upstream_refused(s, scram_status_message(st));
+        return st == SCRAM_OK ? AUTH_CONTINUE : upstream_refused(a, scram_status_message(st));
     case AUTH_MD5:
         if (!a->password || blen < 4)
-            return upstream_refused(s, "the upstream asks for md5 but the users file has no password for this user");
-        return answer_md5(s, body);
+            return upstream_refused(a, "the upstream asks for md5 but the users file has no password for this user");
+        return answer_md5(a, upstream, body);
     case AUTH_CLEARTEXT:
         if (!a->password)
-            return upstream_refused(s, "the upstream asks for a password but the users file has only a verifier");
-        send_password_message(s, a->password, a->password_len + 1);
+            return upstream_refused(a, "the upstream asks for a password but the users file has only a verifier");
+        send_password_message(upstream, a->password, a->password_len + 1);
         return AUTH_CONTINUE;
     default:
-        return upstream_refused(s, "unsupported authentication method requested by the upstream");
+        return upstream_refused(a, "unsupported authentication method requested by the upstream");
     }
 }

@@ -77,26 +77,44 @@ static int parse_text_array(const char *s, char **out, int max)
     return n;
 }
 
-int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
+/* The same in one statement, for the event loop: the INSERT's row when it
+ * created the checkpoint, else the stored one (the SELECT sees the table as
+ * it was before the INSERT, so exactly one of the two yields a row). */
+static const char *CREATE_OR_LOAD_SQL =
+    "WITH created AS (INSERT INTO pgtandem.backfill_progress (migration, schema_name, table_name, est_rows)"
+    "   VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING"
+    "   RETURNING last_key, rows_done, rows_updated, batches, done, paused, est_rows)"
+    " SELECT * FROM created UNION ALL"
+    " SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
+    "   FROM pgtandem.backfill_progress WHERE migration = $1 AND schema_name = $2 AND table_name = $3";
+
+const char *backfill_checkpoint_sql(void)
 {
-    char est[32];
-    snprintf(est, sizeof est, "%.0f", b->table->est_rows);
-    const char *params[4] = {b->migration, b->table->schema, b->table->name, est};
-    PGresult *r = PQexecParams(conn, CREATE_SQL, 4, NULL, params, NULL, NULL, 0);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    r = ok ? PQexecParams(conn, LOAD_SQL, 3, NULL, params, NULL, NULL, 0) : NULL;
+    return CREATE_OR_LOAD_SQL;
+}
+
+int backfill_checkpoint_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen)
+{
+    snprintf(numbuf, numlen, "%.0f", b->table->est_rows);
+    values[0] = b->migration;
+    values[1] = b->table->schema;
+    values[2] = b->table->name;
+    values[3] = numbuf;
+    return 4;
+}
+
+int backfill_apply_checkpoint(struct backfill *b, const PGresult *r, char *err, size_t errlen)
+{
     if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
-                 r && PQntuples(r) == 0 ? "checkpoint row missing" : PQerrorMessage(conn));
-        PQclear(r);
+                 r && PQresultStatus(r) == PGRES_TUPLES_OK ? "checkpoint row missing"
+                 : r ? PQresultErrorMessage(r) : "no result");
         return -1;
     }
     backfill_free(b);
     b->have_last = !PQgetisnull(r, 0, 0);
     if (b->have_last && parse_text_array(PQgetvalue(r, 0, 0), b->last_key, BACKFILL_MAX_KEY) != (int)b->table->npk) {
         snprintf(err, errlen, "the checkpoint of %s has a malformed key", b->table->qname);
-        PQclear(r);
         return -1;
     }
     b->rows_done = atoll(PQgetvalue(r, 0, 1));
@@ -106,8 +124,23 @@ int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
     b->paused = PQgetvalue(r, 0, 5)[0] == 't';
     if (!PQgetisnull(r, 0, 6))
         b->est_total = atof(PQgetvalue(r, 0, 6));
-    PQclear(r);
     return 0;
+}
+
+int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
+{
+    char est[32];
+    const char *params[4];
+    backfill_checkpoint_params(b, params, est, sizeof est);
+    PGresult *r = PQexecParams(conn, CREATE_SQL, 4, NULL, params, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    r = ok ? PQexecParams(conn, LOAD_SQL, 3, NULL, params, NULL, NULL, 0) : NULL;
+    int rc = r ? backfill_apply_checkpoint(b, r, err, errlen) : -1;
+    if (!r)
+        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname, PQerrorMessage(conn));
+    PQclear(r);
+    return rc;
 }
 
 static void key_list(struct mig_str *s, const struct mig_bf_table *t, const char *prefix, const char *suffix)

@@ -10,15 +10,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "settings.h"
+
 #define DEFAULT_LISTEN_PORT 6432
 #define DEFAULT_ADMIN_PORT 6433
-#define DEFAULT_MAX_MESSAGE (1024u * 1024u * 1024u)
-#define DEFAULT_BUFFER_BYTES (256u * 1024u)
 
 static void set_str(char **slot, const char *value)
 {
     free(*slot);
     *slot = value ? strdup(value) : NULL;
+}
+
+/* The numeric settings, already validated against the settings table. */
+static void config_set_number(struct config *cfg, const struct setting *st, double v)
+{
+    if (!strcmp(st->name, "max_message_bytes"))
+        cfg->max_message_bytes = (uint32_t)v;
+    else if (!strcmp(st->name, "buffer_bytes"))
+        cfg->buffer_bytes = (size_t)v;
+    else if (!strcmp(st->name, "shutdown_timeout_s"))
+        cfg->shutdown_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "client_login_timeout_s"))
+        cfg->client_login_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "admin_request_timeout_s"))
+        cfg->admin_request_timeout_s = (int)v;
 }
 
 void config_init(struct config *cfg)
@@ -28,10 +43,10 @@ void config_init(struct config *cfg)
     cfg->listen_port = DEFAULT_LISTEN_PORT;
     set_str(&cfg->admin_host, "127.0.0.1");
     cfg->admin_port = DEFAULT_ADMIN_PORT;
-    cfg->max_message_bytes = DEFAULT_MAX_MESSAGE;
-    cfg->buffer_bytes = DEFAULT_BUFFER_BYTES;
+    for (const struct setting *st = SETTINGS; st->name; st++)
+        if (st->scope == SETTING_PROXY)
+            config_set_number(cfg, st, st->def);
     cfg->log_level = LOG_LEVEL_INFO;
-    cfg->shutdown_timeout_ms = 30000;
     cfg->upstream_tls = UPSTREAM_TLS_REQUIRE;
 }
 
@@ -206,23 +221,24 @@ static int take_string(struct file_ctx *fc, json_t *v, const char *key, char **s
     return 0;
 }
 
-static int take_int(struct file_ctx *fc, json_t *v, const char *key, long long min, long long max, long long *out)
+static int take_setting(struct config *cfg, struct file_ctx *fc, json_t *v, const struct setting *st)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        char what[96];
-        snprintf(what, sizeof what, "must be an integer from %lld to %lld", min, max);
-        return key_error(fc, key, what);
-    }
-    *out = json_integer_value(v);
+    double value;
+    char why[256];
+    if (setting_from_json(st, v, &value, why, sizeof why) != 0)
+        return key_error(fc, st->name, why);
+    config_set_number(cfg, st, value);
     return 0;
 }
 
 static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *key, json_t *v)
 {
-    long long n;
     char *s = NULL;
     int rc = 0;
-    if (strcmp(key, "listen") == 0 || strcmp(key, "admin") == 0) {
+    const struct setting *st = setting_by_name(SETTING_PROXY, key);
+    if (st) {
+        rc = take_setting(cfg, fc, v, st);
+    } else if (strcmp(key, "listen") == 0 || strcmp(key, "admin") == 0) {
         if ((rc = take_string(fc, v, key, &s)) == 0) {
             int is_admin = key[0] == 'a';
             char perr[256];
@@ -257,19 +273,13 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     } else if (strcmp(key, "log_level") == 0) {
         if ((rc = take_string(fc, v, key, &s)) == 0 && log_level_parse(s, &cfg->log_level) != 0)
             rc = key_error(fc, key, "must be \"error\", \"warn\", \"info\" or \"debug\"");
-    } else if (strcmp(key, "max_message_bytes") == 0) {
-        if ((rc = take_int(fc, v, key, 1024, 0x7fffffff, &n)) == 0)
-            cfg->max_message_bytes = (uint32_t)n;
-    } else if (strcmp(key, "buffer_bytes") == 0) {
-        if ((rc = take_int(fc, v, key, 4096, 64 << 20, &n)) == 0)
-            cfg->buffer_bytes = (size_t)n;
-    } else if (strcmp(key, "shutdown_timeout_s") == 0) {
-        if ((rc = take_int(fc, v, key, 0, 86400, &n)) == 0)
-            cfg->shutdown_timeout_ms = (int)n * 1000;
     } else {
-        rc = key_error(fc, key, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
-                                "tls_key, client_tls, unix_socket, log_level, max_message_bytes, buffer_bytes, "
-                                "shutdown_timeout_s, engine_db, auth, users_file, neon_endpoint)");
+        char known[600], numbers[300];
+        setting_names(SETTING_PROXY, numbers, sizeof numbers);
+        snprintf(known, sizeof known, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
+                                      "tls_key, client_tls, unix_socket, log_level, engine_db, auth, users_file, "
+                                      "neon_endpoint, %s)", numbers);
+        rc = key_error(fc, key, known);
     }
     free(s);
     return rc;
@@ -336,8 +346,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
-                                         "--max-message-bytes", "--buffer-bytes", "--log-level",
-                                         "--shutdown-timeout", "--engine-db", "--auth", "--users-file",
+                                         "--log-level", "--engine-db", "--auth", "--users-file",
                                          "--neon-endpoint", NULL};
 
 static int is_known_flag(const char *arg)
@@ -345,7 +354,7 @@ static int is_known_flag(const char *arg)
     for (int i = 0; flag_names[i]; i++)
         if (strcmp(arg, flag_names[i]) == 0)
             return 1;
-    return 0;
+    return setting_by_flag(arg) != NULL;
 }
 
 static int apply_flag(struct config *cfg, const char *flag, const char *v, char *err, size_t errlen)
@@ -388,18 +397,14 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
             return -1;
         }
     } else {
-        char *end;
-        long long n = strtoll(v, &end, 10);
-        if (*end || end == v || n < 0) {
-            snprintf(err, errlen, "%s: '%s' is not a non-negative integer", flag, v);
+        const struct setting *st = setting_by_flag(flag);
+        double value;
+        char why[256];
+        if (!st || setting_from_text(st, v, &value, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s: %s", flag, st ? why : "unknown option");
             return -1;
         }
-        if (strcmp(flag, "--max-message-bytes") == 0)
-            cfg->max_message_bytes = n > 0x7fffffff ? 0x7fffffffu : (uint32_t)(n < 1024 ? 1024 : n);
-        else if (strcmp(flag, "--buffer-bytes") == 0)
-            cfg->buffer_bytes = (size_t)(n < 4096 ? 4096 : n);
-        else if (strcmp(flag, "--shutdown-timeout") == 0)
-            cfg->shutdown_timeout_ms = (int)(n > 86400 ? 86400 : n) * 1000;
+        config_set_number(cfg, st, value);
     }
     return 0;
 }

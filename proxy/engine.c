@@ -33,7 +33,8 @@ static const char *STATE_SQL =
     "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"
     "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"
     "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"
-    "  PRIMARY KEY (migration, schema_name, table_name))";
+    "  PRIMARY KEY (migration, schema_name, table_name));"
+    "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb";
 
 static const char *CURRENT_SQL =
     "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"

@@ -1,13 +1,15 @@
 /* Pause/resume. While paused, sessions hold their next message at a
  * transaction boundary (see session.c: paused_hold); this module only keeps
- * the bookkeeping: who waits for the drain, the timeout, and the release. */
+ * the bookkeeping: who waits for the drain, the timeout, and the release.
+ * Sessions do not call in here (this module sits above them): they
+ * activate check_ev through server_boundary_reached, and the drain is
+ * re-checked once per loop turn however many sessions reached a boundary. */
 #include "pause.h"
 
 #include <event2/event.h>
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
 #include "session.h"
 
 static void notify_waiters(struct server *srv, int ok, uint64_t waited_us)
@@ -39,10 +41,19 @@ static void pause_timeout_cb(evutil_socket_t fd, short what, void *arg)
     pause_resume(srv);
 }
 
+static void check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pause_check_drained(arg);
+}
+
 int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx)
 {
     struct pause_state *p = &srv->pause;
     if (p->nwaiters == PAUSE_MAX_WAITERS)
+        return -1;
+    if (!p->check_ev && !(p->check_ev = event_new(srv->base, -1, 0, check_cb, srv)))
         return -1;
     p->waiters[p->nwaiters++] = (struct pause_waiter){done, ctx};
     if (!p->paused) {
@@ -119,5 +130,7 @@ void pause_free(struct server *srv)
 {
     if (srv->pause.timeout_timer)
         event_free(srv->pause.timeout_timer);
-    srv->pause.timeout_timer = NULL;
+    if (srv->pause.check_ev)
+        event_free(srv->pause.check_ev);
+    srv->pause.timeout_timer = srv->pause.check_ev = NULL;
 }

@@ -1,6 +1,9 @@
 /* Event-loop-driven libpq (see include/pgasync.h). libpq may swap sockets
  * while connecting, so the watched event is recreated whenever the socket
- * or the direction changes. */
+ * or the direction changes. libpq also closes its socket by itself when
+ * the connection breaks; the event on that descriptor is dropped right
+ * after every libpq call that may have done so (forget_dead_socket), before
+ * the loop can hand the number to a new client socket or a child's pipe. */
 #include "pgasync.h"
 
 #include <event2/event.h>
@@ -50,6 +53,14 @@ static void unwatch(struct pgasync *a)
     a->ev_fd = -1;
 }
 
+/* libpq closed the socket (a broken connection): the event must go before
+ * anything else reuses the descriptor number. */
+static void forget_dead_socket(struct pgasync *a)
+{
+    if (a->ev && (!a->conn || PQsocket(a->conn) != a->ev_fd || PQstatus(a->conn) == CONNECTION_BAD))
+        unwatch(a);
+}
+
 static void finish(struct pgasync *a)
 {
     pgasync_done_fn done = a->done;
@@ -96,8 +107,8 @@ static void poll_connect(struct pgasync *a)
         return;
     default:
         a->connecting = 0;
-        set_error(a, PQerrorMessage(a->conn), "08006");
         unwatch(a);
+        set_error(a, PQerrorMessage(a->conn), "08006");
         finish(a);
         return;
     }
@@ -106,6 +117,7 @@ static void poll_connect(struct pgasync *a)
 static void collect_results(struct pgasync *a)
 {
     if (!PQconsumeInput(a->conn)) {
+        forget_dead_socket(a);
         set_error(a, PQerrorMessage(a->conn), "08006");
         finish(a);
         return;
@@ -122,6 +134,7 @@ static void collect_results(struct pgasync *a)
         PQclear(a->last);
         a->last = r;
     }
+    forget_dead_socket(a);
 }
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
@@ -135,7 +148,12 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
     if ((what & EV_WRITE) && PQflush(a->conn) == 0)
         watch(a, EV_READ);
     if (!a->busy) {
-        PQconsumeInput(a->conn); /* NOTICEs or a dropped connection while idle */
+        /* NOTICEs, or the server going away while we are idle (a restart):
+         * the next use finds the connection not ready and reconnects. */
+        if (!PQconsumeInput(a->conn) || PQstatus(a->conn) == CONNECTION_BAD) {
+            log_warn("engine connection lost while idle: %s", PQerrorMessage(a->conn));
+            unwatch(a);
+        }
         return;
     }
     collect_results(a);
@@ -160,7 +178,7 @@ int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, vo
 
 int pgasync_ready(const struct pgasync *a)
 {
-    return a->conn && !a->connecting && PQstatus(a->conn) == CONNECTION_OK;
+    return a->conn && !a->connecting && a->ev && PQstatus(a->conn) == CONNECTION_OK;
 }
 
 int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *const *values,
@@ -175,12 +193,19 @@ int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *co
                      : PQsendQuery(a->conn, sql);
     if (!ok) {
         snprintf(a->error, sizeof a->error, "%s", PQerrorMessage(a->conn));
+        forget_dead_socket(a);
+        return -1;
+    }
+    int flushed = PQflush(a->conn);
+    if (flushed < 0) {
+        snprintf(a->error, sizeof a->error, "%s", PQerrorMessage(a->conn));
+        forget_dead_socket(a);
         return -1;
     }
     a->busy = 1;
     a->done = done;
     a->ctx = ctx;
-    watch(a, PQflush(a->conn) == 1 ? EV_READ | EV_WRITE : EV_READ);
+    watch(a, flushed == 1 ? EV_READ | EV_WRITE : EV_READ);
     return 0;
 }
 

@@ -19,7 +19,6 @@
 
 #include "auth.h"
 #include "log.h"
-#include "migration_runner.h"
 #include "prepared.h"
 #include "sbuf.h"
 #include "server.h"
@@ -127,8 +126,7 @@ void session_free(struct session *s)
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
-    if (srv->pause.paused)
-        pause_check_drained(srv);
+    server_boundary_reached(srv);
     server_session_closed(srv);
 }
 
@@ -225,6 +223,18 @@ void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, c
     sbuf_pause_read(s->client);
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
     evtimer_add(s->fail_ev, &tv);
+}
+
+/* Auth "scram": the exchange failed; the client hears why, maybe late. */
+static void fail_authentication(struct session *s)
+{
+    const struct auth_failure *f = s->auth ? auth_failure(s->auth) : NULL;
+    if (!f)
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+    else if (f->delay_ms > 0)
+        session_fail_after(s, f->delay_ms, f->sqlstate, f->message);
+    else
+        session_fail(s, f->sqlstate, "%s", f->message);
 }
 
 static void protocol_violation(struct session *s, const char *what)
@@ -326,7 +336,12 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         return 1;
     }
     s->state = SESS_CLIENT_AUTH;
-    return auth_begin_client(s) == AUTH_FAILED ? -1 : 1;
+    struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
+                             s->client_on_tls};
+    if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
+        return 1;
+    fail_authentication(s);
+    return -1;
 }
 
 static void read_startup(struct session *s)
@@ -416,9 +431,11 @@ static void read_client_auth(struct session *s)
         if (avail < h.length + 1u)
             return;
         uint8_t *msg = evbuffer_pullup(in, h.length + 1);
-        enum auth_result r = auth_client_message(s, msg, h.length + 1);
+        enum auth_result r = auth_client_message(s->auth, msg, h.length + 1);
         evbuffer_drain(in, h.length + 1);
-        if (r == AUTH_DONE)
+        if (r == AUTH_FAILED)
+            fail_authentication(s);
+        else if (r == AUTH_DONE)
             begin_upstream(s);
         if (r != AUTH_CONTINUE)
             return;
@@ -435,7 +452,7 @@ static int send_startup_upstream(struct session *s)
         return -1;
     s->version = session_declared_version(&s->startup);
     char route[256] = "";
-    const char *schema = runner_version_schema(s->srv->runner, s->version);
+    const char *schema = server_version_schema(s->srv, s->version);
     const char *opts = startup_param(&s->startup, "options");
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
@@ -687,9 +704,11 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
     }
     if (avail < total)
         return -1;
-    enum auth_result r = auth_upstream_message(s, evbuffer_pullup(in, total), total);
-    if (r == AUTH_FAILED)
+    enum auth_result r = auth_upstream_message(s->auth, s->server, evbuffer_pullup(in, total), total);
+    if (r == AUTH_FAILED) {
+        fail_authentication(s);
         return -2;
+    }
     if (r == AUTH_NOT_MINE)
         return 0;
     evbuffer_drain(in, total);
@@ -784,7 +803,7 @@ static void relay_server_to_client(struct session *s)
     if (saw_boundary && s->srv->pause.paused) {
         if (s->holding && !tracker_may_hold_next(&s->tracker))
             session_release_held(s);
-        pause_check_drained(s->srv);
+        server_boundary_reached(s->srv);
     }
 }
 

@@ -6,6 +6,7 @@
 #
 #   PGT_ONLY=rel|asan   run one variant only
 #   PGT_PYTEST_ARGS     extra pytest arguments (e.g. "-k pause")
+#   PGT_TESTS           test files to run instead of all of tests/integration
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -38,7 +39,7 @@ run_variant() {  # $1 = rel|asan
   bin=bin/pgtandem; [ "$v" = asan ] && bin=bin/pgtandem-asan
   PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$work/$v.xml" \
-      ${PGT_PYTEST_ARGS:-} tests/integration
+      ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
   counts=$(/usr/bin/python3 tests/junit_counts.py "$work/$v.xml")
   passed=$((passed + ${counts% *})); failed=$((failed + ${counts#* }))
 }

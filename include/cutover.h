@@ -1,0 +1,79 @@
+/* The cutover: the contract transaction run while the relay holds client
+ * traffic at transaction boundaries, retried with backoff.
+ *
+ * One attempt: (1) look for what would block it — sessions through this
+ * proxy inside a transaction for more than half the drain budget, and
+ * transactions holding locks on the migrated tables for longer than the
+ * lock timeout — and if there are any, wait for a better moment without
+ * holding anyone; (2) hold traffic until every session is at a boundary;
+ * (3) run the contract's statements in a transaction with a short
+ * lock_timeout and a statement budget; (4) only then send the state update
+ * and COMMIT, as a second round trip, so a contract whose coordinator died
+ * while it waited for a lock never commits (its backend reads EOF instead
+ * of COMMIT and rolls back; client_connection_check_interval ends the wait
+ * itself); (5) re-prepare the sessions' statements and release. */
+#ifndef PGTANDEM_CUTOVER_H
+#define PGTANDEM_CUTOVER_H
+
+#include <stdint.h>
+
+struct server;
+struct pgasync;
+struct event;
+struct event_base;
+struct json_t;
+
+struct cutover_options {
+    int drain_timeout_ms;     /* longest hold while sessions finish their transactions */
+    int lock_timeout_ms;      /* the contract's lock_timeout */
+    int statement_budget_ms;  /* the contract's statement_timeout */
+    int max_attempts;
+};
+
+struct cutover_report {
+    int attempts;
+    int blocked_checks;       /* attempts that found a blocker and held nobody */
+    double total_pause_ms, max_pause_ms, lock_wait_ms;
+    uint32_t held_messages;
+    int reprepared;
+    char blockers[512];       /* who blocked the last attempt that was blocked */
+    char error[768];          /* why it gave up or failed */
+};
+
+enum cutover_outcome {
+    CUTOVER_COMMITTED,   /* the contract committed; traffic flows again */
+    CUTOVER_GAVE_UP,     /* every attempt was blocked or timed out; nothing changed */
+    CUTOVER_FAILED       /* an error that retrying will not fix; nothing changed */
+};
+
+struct cutover;
+/* The contract's statements (no BEGIN/COMMIT) and the state update that
+ * commits with them, built for the attempt in progress. Caller frees. */
+typedef char *(*cutover_sql_fn)(void *ctx, const struct cutover_report *rep, int tail);
+typedef void (*cutover_done_fn)(void *ctx, enum cutover_outcome outcome, const struct cutover_report *rep);
+
+struct cutover {
+    struct server *relay;
+    struct pgasync *db;
+    struct event *retry_timer;
+    struct cutover_options opt;
+    struct cutover_report rep;
+    char *tables;               /* Postgres text[] literal of the migrated tables */
+    uint64_t hold_started_us;
+    int holding;
+    cutover_sql_fn build_sql;
+    cutover_done_fn done;
+    void *ctx;
+};
+
+/* Starts the first attempt; `done` is called exactly once (possibly before
+ * this returns). Returns -1 when it cannot start (out of memory). */
+int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct pgasync *db,
+                  const struct cutover_options *opt, const char *tables_literal, cutover_sql_fn build_sql,
+                  cutover_done_fn done, void *ctx);
+/* Stops a cutover in progress (releases a hold); done is not called. */
+void cutover_abort(struct cutover *c);
+int cutover_running(const struct cutover *c);
+struct json_t *cutover_report_json(const struct cutover_report *rep);
+
+#endif

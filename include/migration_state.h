@@ -1,0 +1,25 @@
+/* The SQL of the migration's state of record, schema pgtandem in the target
+ * database (tables migrations and backfill_progress), for the engine inside
+ * the proxy. The statements take parameters ($1 is always the migration's
+ * name) so the event loop can send them with PQsendQueryParams. */
+#ifndef PGTANDEM_MIGRATION_STATE_H
+#define PGTANDEM_MIGRATION_STATE_H
+
+/* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error */
+extern const char MIG_STATE_LOAD_SQL[];
+/* -> name, status of the most recent migration (any status) */
+extern const char MIG_STATE_LATEST_SQL[];
+/* $1 name, $2 throttle settings (JSON) */
+extern const char MIG_STATE_SAVE_THROTTLE_SQL[];
+/* The one-engine-per-database advisory lock, and letting go of it. */
+extern const char MIG_STATE_TRY_LOCK_SQL[];
+extern const char MIG_STATE_UNLOCK_SQL[];
+/* Applied to the engine connection once it is open: a statement that
+ * outlives its client is ended (see cutover.h). */
+extern const char MIG_STATE_SESSION_SQL[];
+
+/* The state update that commits with the contract (no trailing ';').
+ * name_literal is already quoted. Caller frees. */
+char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms);
+
+#endif

@@ -1,0 +1,54 @@
+/* The relay as the engine sees it: the one small interface between the
+ * migration engine and the sessions it must not know. The engine holds
+ * traffic at transaction boundaries for the contract, has the sessions'
+ * named statements prepared again after it, reads the application's recent
+ * latency for its throttle, and pushes in the version route. The relay
+ * includes nothing of the engine; the engine includes nothing of the relay
+ * but this header. `struct server` is opaque here. */
+#ifndef PGTANDEM_RELAY_H
+#define PGTANDEM_RELAY_H
+
+#include <stdint.h>
+
+struct server;
+struct event_base;
+struct json_t;
+
+/* drained: 1 when every session reached a boundary (traffic is held until
+ * relay_release), 0 when the timeout passed first (the relay has resumed
+ * by itself). waited_us: time from the hold to the drain or the timeout. */
+typedef void (*relay_hold_fn)(void *ctx, int drained, uint64_t waited_us);
+
+/* Holds every session's next transaction at its boundary. `done` is called
+ * once. Returns -1 (and never calls done) when it cannot start. */
+int relay_hold(struct server *relay, int timeout_ms, relay_hold_fn done, void *ctx);
+/* Forgets a hold waiter whose context is going away. */
+void relay_forget(struct server *relay, void *ctx);
+
+struct relay_hold_stats {
+    double held_ms;           /* how long traffic was held */
+    uint32_t held_messages;   /* client messages that waited */
+};
+/* Releases a hold (no-op when none); `out` (may be NULL) says what it cost. */
+void relay_release(struct server *relay, struct relay_hold_stats *out);
+/* Client messages waiting in the hold in progress (0 when none). */
+uint32_t relay_held_messages(const struct server *relay);
+
+/* While held and drained: prepares every session's named statements again
+ * upstream (their answers are swallowed). Returns how many. */
+int relay_reprepare(struct server *relay);
+
+/* The application's recent query latency, p99 in milliseconds (0: none). */
+double relay_latency_p99_ms(const struct server *relay);
+
+/* Sessions declaring `version` (pgtandem.version) get `schema` first on
+ * their search_path from now on; version NULL clears the route. */
+void relay_route_version(struct server *relay, const char *version, const char *schema);
+
+/* Sessions not at a transaction boundary: [{id, client, application_name,
+ * tx_status, in_transaction_ms}], for errors that say who blocked. */
+struct json_t *relay_busy_sessions(const struct server *relay);
+/* Ready sessions per declared version ({"old": n, "<name>": n}). */
+struct json_t *relay_version_counts(const struct server *relay);
+
+#endif

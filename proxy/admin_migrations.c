@@ -1,0 +1,119 @@
+/* /migrations routes of the admin API (see include/admin_migrations.h).
+ * A request that waits (complete, rollback) keeps its connection's close
+ * callback, so a caller that goes away is forgotten rather than answered
+ * into freed memory. */
+#include "admin_migrations.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "migration_runner.h"
+
+#define DEFAULT_DRAIN_TIMEOUT_MS 2000
+#define DEFAULT_LOCK_TIMEOUT_MS 200
+#define DEFAULT_STATEMENT_BUDGET_MS 5000
+#define DEFAULT_ATTEMPTS 10
+
+struct pending {
+    struct migration_runner *runner;
+    struct evhttp_request *req;
+};
+
+static void request_gone(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    struct pending *p = arg;
+    runner_forget(p->runner, p);
+    free(p);
+}
+
+static void answer(void *ctx, int status, json_t *body)
+{
+    struct pending *p = ctx;
+    struct evhttp_connection *conn = evhttp_request_get_connection(p->req);
+    if (conn)
+        evhttp_connection_set_closecb(conn, NULL, NULL);
+    admin_reply_json(p->req, status, body);
+    free(p);
+}
+
+/* ?key=N within [lo, hi], else a 400 naming the parameter. */
+static int query_param(struct evhttp_request *req, const char *key, int fallback, int lo, int hi, int *out)
+{
+    int v = admin_query_int(req, key, fallback);
+    if (v < lo || v > hi) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "query parameter \"%s\" must be an integer from %d to %d", key, lo, hi);
+        admin_reply_json(req, 400, json_pack("{s:s}", "error", msg));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int cutover_options(struct evhttp_request *req, struct cutover_options *o)
+{
+    return query_param(req, "drain_timeout_ms", DEFAULT_DRAIN_TIMEOUT_MS, 1, 600000, &o->drain_timeout_ms) ||
+           query_param(req, "lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS, 1, 600000, &o->lock_timeout_ms) ||
+           query_param(req, "statement_budget_ms", DEFAULT_STATEMENT_BUDGET_MS, 1, 3600000,
+                       &o->statement_budget_ms) ||
+           query_param(req, "attempts", DEFAULT_ATTEMPTS, 1, 1000, &o->max_attempts)
+               ? -1
+               : 0;
+}
+
+static int route_op(enum evhttp_cmd_type m, const char *path, enum runner_op *op)
+{
+    static const struct {
+        enum evhttp_cmd_type method;
+        const char *path;
+        enum runner_op op;
+    } routes[] = {
+        {EVHTTP_REQ_POST, "/migrations", RUNNER_START},
+        {EVHTTP_REQ_GET, "/migrations/current", RUNNER_STATUS},
+        {EVHTTP_REQ_POST, "/migrations/current/complete", RUNNER_COMPLETE},
+        {EVHTTP_REQ_POST, "/migrations/current/rollback", RUNNER_ROLLBACK},
+        {EVHTTP_REQ_POST, "/migrations/current/throttle", RUNNER_THROTTLE},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (routes[i].method == m && strcmp(routes[i].path, path) == 0) {
+            *op = routes[i].op;
+            return 1;
+        }
+    return 0;
+}
+
+int admin_migrations_route(struct server *srv, struct evhttp_request *req, const char *path, void *ctx)
+{
+    (void)srv;
+    struct runner_request q;
+    memset(&q, 0, sizeof q);
+    if (!route_op(evhttp_request_get_command(req), path, &q.op))
+        return 0;
+    if (q.op == RUNNER_COMPLETE && cutover_options(req, &q.cutover) != 0)
+        return 1;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char *body = (q.op == RUNNER_START || q.op == RUNNER_THROTTLE) ? (char *)evbuffer_pullup(in, -1) : NULL;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        admin_reply_json(req, 500, json_pack("{s:s}", "error", "out of memory"));
+        return 1;
+    }
+    p->runner = ctx;
+    p->req = req;
+    q.body = body ? body : "";
+    q.body_len = body ? len : 0;
+    q.answer = answer;
+    q.ctx = p;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    if (conn)
+        evhttp_connection_set_closecb(conn, request_gone, p);
+    runner_request(ctx, &q);
+    return 1;
+}

@@ -1,0 +1,373 @@
+/* The cutover (see include/cutover.h). */
+#include "cutover.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "pgasync.h"
+#include "relay.h"
+
+#define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
+#define SQLSTATE_QUERY_CANCELED "57014"
+
+/* Transactions that hold a lock on a migrated table and have been open for
+ * longer than the contract may wait for its lock: the contract would only
+ * time out behind them. Postgres's own sessions and ours are left out. */
+static const char BLOCKERS_SQL[] =
+    "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, '?'), a.state,"
+    "       (extract(epoch FROM now() - a.xact_start) * 1000)::bigint, l.mode, l.relation::regclass::text"
+    "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
+    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)"
+    "   AND a.xact_start < now() - make_interval(secs => $2::float8 / 1000)"
+    " ORDER BY a.xact_start LIMIT 5";
+
+static void attempt(struct cutover *c);
+
+static void finish(struct cutover *c, enum cutover_outcome outcome)
+{
+    cutover_done_fn done = c->done;
+    c->done = NULL;
+    free(c->tables);
+    c->tables = NULL;
+    if (done)
+        done(c->ctx, outcome, &c->rep);
+}
+
+static long backoff_ms(int attempt_no)
+{
+    long base = 100L << (attempt_no < 5 ? attempt_no : 5);
+    if (base > 3000)
+        base = 3000;
+    return base / 2 + (long)((unsigned)rand() % (unsigned)(base / 2 + 1));
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    attempt(arg);
+}
+
+/* `why` may point into c->rep: copied before anything is formatted. */
+static void retry_or_give_up(struct cutover *c, const char *why)
+{
+    char reason[sizeof c->rep.error];
+    snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
+    if (c->rep.attempts < c->opt.max_attempts) {
+        long delay = backoff_ms(c->rep.attempts);
+        log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
+                 c->opt.max_attempts, reason, delay);
+        snprintf(c->rep.error, sizeof c->rep.error, "%s", reason);
+        struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+        evtimer_add(c->retry_timer, &tv);
+        return;
+    }
+    snprintf(c->rep.error, sizeof c->rep.error, "gave up after %d attempt%s: %.640s; nothing changed, traffic flows",
+             c->rep.attempts, c->rep.attempts == 1 ? "" : "s", reason);
+    log_error("%s", c->rep.error);
+    finish(c, CUTOVER_GAVE_UP);
+}
+
+static void fail_now(struct cutover *c, const char *why)
+{
+    char reason[sizeof c->rep.error];
+    snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
+    snprintf(c->rep.error, sizeof c->rep.error, "attempt %d failed: %.640s; nothing changed, traffic flows",
+             c->rep.attempts, reason);
+    log_error("%s", c->rep.error);
+    finish(c, CUTOVER_FAILED);
+}
+
+static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
+{
+    c->rep.total_pause_ms += st->held_ms;
+    if (st->held_ms > c->rep.max_pause_ms)
+        c->rep.max_pause_ms = st->held_ms;
+    c->rep.held_messages += st->held_messages;
+    log_info("cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
+             st->held_messages);
+}
+
+static void release(struct cutover *c)
+{
+    if (!c->holding)
+        return;
+    c->holding = 0;
+    struct relay_hold_stats st;
+    relay_release(c->relay, &st);
+    account_hold(c, &st);
+}
+
+/* "session 7 (10.0.0.5:5123, app) in a transaction for 5012 ms, ..." */
+static void describe_sessions(json_t *list, char *out, size_t cap)
+{
+    size_t used = strlen(out);
+    size_t i;
+    json_t *s;
+    json_array_foreach(list, i, s) {
+        const char *app = json_string_value(json_object_get(s, "application_name"));
+        int n = snprintf(out + used, cap - used, "%sproxy session %lld (%s%s%s) in a transaction for %lld ms",
+                         used ? "; " : "", (long long)json_integer_value(json_object_get(s, "id")),
+                         json_string_value(json_object_get(s, "client")), app && app[0] ? ", " : "",
+                         app ? app : "", (long long)json_integer_value(json_object_get(s, "in_transaction_ms")));
+        if (n < 0 || (size_t)n >= cap - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+/* Sessions through this proxy that are unlikely to reach a boundary within
+ * the drain budget: already in a transaction for half of it. */
+static json_t *long_transactions(struct cutover *c)
+{
+    json_t *busy = relay_busy_sessions(c->relay);
+    json_t *slow = json_array();
+    size_t i;
+    json_t *s;
+    json_array_foreach(busy, i, s) {
+        json_t *ms = json_object_get(s, "in_transaction_ms");
+        if (ms && json_integer_value(ms) * 2 >= c->opt.drain_timeout_ms)
+            json_array_append(slow, s);
+    }
+    json_decref(busy);
+    return slow;
+}
+
+static void blocked(struct cutover *c)
+{
+    c->rep.blocked_checks++;
+    char why[sizeof c->rep.blockers + 64];
+    snprintf(why, sizeof why, "blocked by %s", c->rep.blockers);
+    retry_or_give_up(c, why);
+}
+
+static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error, const char *sqlstate);
+static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate);
+
+/* A failed statement: the transaction is rolled back before traffic moves,
+ * so nothing the contract did is visible. */
+static void roll_back(struct cutover *c, const char *error, const char *sqlstate)
+{
+    int lock = sqlstate && strcmp(sqlstate, SQLSTATE_LOCK_NOT_AVAILABLE) == 0;
+    int budget = sqlstate && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+    if (lock)
+        snprintf(c->rep.error, sizeof c->rep.error, "lock timeout after %d ms (55P03): %s", c->opt.lock_timeout_ms,
+                 error);
+    else if (budget)
+        snprintf(c->rep.error, sizeof c->rep.error, "the contract ran past its statement budget of %d ms: %s",
+                 c->opt.statement_budget_ms, error);
+    else
+        snprintf(c->rep.error, sizeof c->rep.error, "%s%s%s%s", error, sqlstate ? " (" : "",
+                 sqlstate ? sqlstate : "", sqlstate ? ")" : "");
+    if (lock)
+        c->rep.lock_wait_ms += c->opt.lock_timeout_ms;
+    if (pgasync_send(c->db, "ROLLBACK", 0, NULL, on_contract_rolled_back, c) != 0) {
+        release(c);
+        fail_now(c, c->rep.error);
+    }
+}
+
+static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)error;
+    (void)sqlstate;
+    struct cutover *c = ctx;
+    release(c);
+    if (strstr(c->rep.error, "(55P03)"))
+        retry_or_give_up(c, c->rep.error);
+    else
+        fail_now(c, c->rep.error); /* retrying will not help */
+}
+
+static void on_contract_body(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct cutover *c = ctx;
+    if (error) {
+        roll_back(c, error, sqlstate);
+        return;
+    }
+    char *tail = c->build_sql(c->ctx, &c->rep, 1);
+    size_t n = tail ? strlen(tail) + 16 : 0;
+    char *sql = tail ? malloc(n) : NULL;
+    if (sql)
+        snprintf(sql, n, "%s;\nCOMMIT", tail);
+    free(tail);
+    if (!sql || pgasync_send(c->db, sql, 0, NULL, on_committed, c) != 0)
+        roll_back(c, sql ? c->db->error : "out of memory", NULL);
+    free(sql);
+}
+
+static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct cutover *c = ctx;
+    if (error) {
+        roll_back(c, error, sqlstate);
+        return;
+    }
+    c->rep.reprepared += relay_reprepare(c->relay);
+    release(c);
+    log_info("cutover committed on attempt %d", c->rep.attempts);
+    finish(c, CUTOVER_COMMITTED);
+}
+
+static void run_contract(struct cutover *c)
+{
+    char *body = c->build_sql(c->ctx, &c->rep, 0);
+    size_t n = body ? strlen(body) + 256 : 0;
+    char *sql = body ? malloc(n) : NULL;
+    if (sql)
+        snprintf(sql, n,
+                 "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
+                 " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n%s",
+                 c->opt.lock_timeout_ms, c->opt.statement_budget_ms, body);
+    free(body);
+    int rc = sql ? pgasync_send(c->db, sql, 0, NULL, on_contract_body, c) : -1;
+    free(sql);
+    if (rc != 0) {
+        release(c);
+        fail_now(c, c->db->error[0] ? c->db->error : "out of memory");
+    }
+}
+
+static void on_drained(void *ctx, int drained, uint64_t waited_us)
+{
+    (void)waited_us;
+    struct cutover *c = ctx;
+    if (drained) {
+        run_contract(c);
+        return;
+    }
+    /* The relay resumes by itself after this returns: name who was busy. */
+    c->rep.blockers[0] = '\0';
+    json_t *busy = relay_busy_sessions(c->relay);
+    describe_sessions(busy, c->rep.blockers, sizeof c->rep.blockers);
+    json_decref(busy);
+    c->holding = 0;
+    struct relay_hold_stats st = {(double)waited_us / 1000.0, relay_held_messages(c->relay)};
+    account_hold(c, &st);
+    char why[sizeof c->rep.blockers + 96];
+    snprintf(why, sizeof why, "sessions stayed inside transactions past the drain timeout (%d ms): %s",
+             c->opt.drain_timeout_ms, c->rep.blockers);
+    retry_or_give_up(c, why);
+}
+
+static void hold_traffic(struct cutover *c)
+{
+    c->holding = 1;
+    if (relay_hold(c->relay, c->opt.drain_timeout_ms, on_drained, c) != 0) {
+        c->holding = 0;
+        retry_or_give_up(c, "another pause is in progress");
+    }
+}
+
+static void describe_lock_holders(const PGresult *res, char *out, size_t cap)
+{
+    size_t used = strlen(out);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s) holds %s on %s in a transaction open for %s ms",
+                         used ? "; " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                         PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 3));
+        if (n < 0 || (size_t)n >= cap - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+static void on_blockers(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct cutover *c = ctx;
+    if (error) {
+        /* The check is advice; a failing check must not stop the cutover. */
+        log_warn("cutover: looking for blocking transactions failed: %s", error);
+    } else if (res && PQntuples(res) > 0) {
+        describe_lock_holders(res, c->rep.blockers, sizeof c->rep.blockers);
+        blocked(c);
+        return;
+    }
+    if (c->rep.blockers[0]) {
+        blocked(c);
+        return;
+    }
+    hold_traffic(c);
+}
+
+static void attempt(struct cutover *c)
+{
+    c->rep.attempts++;
+    c->rep.blockers[0] = '\0';
+    if (!pgasync_ready(c->db)) {
+        fail_now(c, "the engine connection is not open");
+        return;
+    }
+    json_t *slow = long_transactions(c);
+    describe_sessions(slow, c->rep.blockers, sizeof c->rep.blockers);
+    json_decref(slow);
+    char budget[32];
+    snprintf(budget, sizeof budget, "%d", c->opt.lock_timeout_ms);
+    const char *values[2] = {c->tables, budget};
+    if (pgasync_send(c->db, BLOCKERS_SQL, 2, values, on_blockers, c) != 0)
+        fail_now(c, c->db->error);
+}
+
+int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct pgasync *db,
+                  const struct cutover_options *opt, const char *tables_literal, cutover_sql_fn build_sql,
+                  cutover_done_fn done, void *ctx)
+{
+    cutover_abort(c);
+    memset(&c->rep, 0, sizeof c->rep);
+    c->relay = relay;
+    c->db = db;
+    c->opt = *opt;
+    c->build_sql = build_sql;
+    c->done = done;
+    c->ctx = ctx;
+    c->tables = strdup(tables_literal ? tables_literal : "{}");
+    if (!c->retry_timer)
+        c->retry_timer = evtimer_new(base, retry_cb, c);
+    if (!c->tables || !c->retry_timer) {
+        c->done = NULL;
+        return -1;
+    }
+    attempt(c);
+    return 0;
+}
+
+int cutover_running(const struct cutover *c)
+{
+    return c->done != NULL;
+}
+
+void cutover_abort(struct cutover *c)
+{
+    if (c->retry_timer)
+        evtimer_del(c->retry_timer);
+    if (c->holding) {
+        relay_forget(c->relay, c);
+        release(c);
+    }
+    c->done = NULL;
+    free(c->tables);
+    c->tables = NULL;
+}
+
+json_t *cutover_report_json(const struct cutover_report *rep)
+{
+    json_t *o = json_pack("{s:i,s:i,s:f,s:f,s:i,s:i,s:f}", "attempts", rep->attempts, "blocked_checks",
+                          rep->blocked_checks, "pause_ms", rep->total_pause_ms, "max_pause_ms", rep->max_pause_ms,
+                          "held_messages", (int)rep->held_messages, "reprepared", rep->reprepared, "lock_wait_ms",
+                          rep->lock_wait_ms);
+    if (o && rep->blockers[0])
+        json_object_set_new(o, "blockers", json_string(rep->blockers));
+    return o;
+}

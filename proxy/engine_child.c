@@ -1,0 +1,199 @@
+/* The engine's child processes (see include/engine_child.h). */
+#include "engine_child.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+#define REAP_INTERVAL_MS 50
+
+void engine_child_init(struct engine_child *c, struct event_base *base)
+{
+    memset(c, 0, sizeof *c);
+    c->base = base;
+    c->fd = -1;
+}
+
+int engine_child_running(const struct engine_child *c)
+{
+    return c->pid > 0;
+}
+
+/* Keeps the tail: the last lines say why it failed. */
+static void keep_output(struct engine_child *c, const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c->outlen == sizeof c->output - 1) {
+            memmove(c->output, c->output + 1024, c->outlen - 1024);
+            c->outlen -= 1024;
+        }
+        c->output[c->outlen++] = buf[i];
+    }
+    c->output[c->outlen] = '\0';
+}
+
+static void close_output(struct engine_child *c)
+{
+    if (c->out_ev)
+        event_free(c->out_ev);
+    c->out_ev = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Reads what is there without waiting (the pipe is non-blocking). */
+static void drain_output(struct engine_child *c)
+{
+    char buf[2048];
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof buf);
+        if (n > 0) {
+            keep_output(c, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            close_output(c); /* EOF: the reap timer finishes the job */
+        return;
+    }
+}
+
+static void output_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain_output(arg);
+}
+
+static void arm_reap_timer(struct engine_child *c)
+{
+    struct timeval tv = {0, REAP_INTERVAL_MS * 1000};
+    evtimer_add(c->reap_timer, &tv);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct engine_child *c = arg;
+    int status = 0;
+    pid_t got = waitpid(c->pid, &status, WNOHANG);
+    if (got == 0 || (got < 0 && errno == EINTR)) {
+        arm_reap_timer(c);
+        return;
+    }
+    if (c->fd >= 0)
+        drain_output(c); /* whatever it wrote just before exiting */
+    close_output(c);
+    c->pid = 0;
+    int code = got > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    engine_child_done_fn done = c->done;
+    c->done = NULL;
+    if (done)
+        done(c->ctx, code);
+}
+
+static int start_process(struct engine_child *c, char **argv, int *out_fd)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    /* Client and admin sockets must not stay open in the child: a client
+     * reading its reply until EOF would wait for the child to exit. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    int rc = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    if (rc != 0) {
+        close(pipefd[0]);
+        c->pid = 0;
+        errno = rc;
+        return -1;
+    }
+    *out_fd = pipefd[0];
+    return 0;
+}
+
+int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file, const char *db_uri,
+                       const char *extra, engine_child_done_fn done, void *ctx)
+{
+    if (c->pid > 0) {
+        errno = EBUSY;
+        return -1;
+    }
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    char *argv[9];
+    int argc = 0;
+    argv[argc++] = self;
+    argv[argc++] = "migrate";
+    argv[argc++] = (char *)cmd;
+    if (file)
+        argv[argc++] = (char *)file;
+    argv[argc++] = "--db";
+    argv[argc++] = (char *)db_uri;
+    if (extra)
+        argv[argc++] = (char *)extra;
+    argv[argc++] = "--quiet";
+    argv[argc] = NULL;
+    if (!c->reap_timer && !(c->reap_timer = evtimer_new(c->base, reap_cb, c)))
+        return -1;
+    int fd;
+    if (start_process(c, argv, &fd) != 0)
+        return -1;
+    c->fd = fd;
+    c->outlen = 0;
+    c->output[0] = '\0';
+    c->done = done;
+    c->ctx = ctx;
+    c->out_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, output_cb, c);
+    if (c->out_ev)
+        event_add(c->out_ev, NULL);
+    arm_reap_timer(c);
+    log_info("engine: running `pgtandem migrate %s` (pid %d)", cmd, (int)c->pid);
+    return 0;
+}
+
+const char *engine_child_reason(struct engine_child *c)
+{
+    char *out = c->output;
+    size_t n = strlen(out);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        out[--n] = '\0';
+    return n ? out : "the engine process failed";
+}
+
+void engine_child_free(struct engine_child *c)
+{
+    close_output(c);
+    if (c->reap_timer)
+        event_free(c->reap_timer);
+    c->reap_timer = NULL;
+    if (c->pid > 0) {
+        /* It cleans up after itself on SIGTERM; reaped here if already gone,
+         * otherwise by init once this process exits. */
+        kill(c->pid, SIGTERM);
+        waitpid(c->pid, NULL, WNOHANG);
+    }
+    c->pid = 0;
+    c->done = NULL;
+}

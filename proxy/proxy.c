@@ -1,0 +1,406 @@
+/* bin/pgtandem proxy: the composition root. Builds the server struct (the
+ * relay) from the configuration, opens the listeners, starts the engine and
+ * the admin API and wires them together, handles signals, and runs the one
+ * event loop until SIGTERM has let every session finish. The only module
+ * that knows the relay, the engine and the admin API at once. */
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "admin_migrations.h"
+#include "cli.h"
+#include "log.h"
+#include "migration_runner.h"
+#include "pause.h"
+#include "scram.h"
+#include "server.h"
+#include "session.h"
+#include "tls.h"
+#include "upstream.h"
+#include "users.h"
+
+#define LISTEN_BACKLOG 4096
+/* Out of descriptors: stop accepting this long, then try again (PgBouncer
+ * waits the same way), and log it once per interval, not once per try. */
+#define ACCEPT_RETRY_MS 1000
+#define ACCEPT_LOG_INTERVAL_US 10000000u
+
+/* The process: the relay's server struct and what the composition root
+ * owns besides it. */
+struct proxy {
+    struct server srv;
+    struct admin *admin;
+    struct migration_runner *runner;
+    struct event *sigterm, *sigint, *sighup;
+    struct event *shutdown_timer;
+    struct event *metrics_timer;
+};
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg)
+{
+    (void)l;
+    session_accept(arg, fd, addr, len);
+}
+
+static void set_accepting(struct server *srv, int on)
+{
+    struct evconnlistener *ls[] = {srv->tcp_listener, srv->unix_listener};
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        if (ls[i])
+            (void)(on ? evconnlistener_enable(ls[i]) : evconnlistener_disable(ls[i]));
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    if (!srv->shutting_down)
+        set_accepting(srv, 1);
+}
+
+static int out_of_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* libevent calls this for every failed accept; without a pause it would
+ * retry at once and spin on a full descriptor table. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct server *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    uint64_t now = server_now_us(srv);
+    srv->accept_errors++;
+    if (now - srv->accept_error_logged_us >= ACCEPT_LOG_INTERVAL_US || !srv->accept_error_logged_us) {
+        log_error("accept failed: %s (%u times since the last report; %u sessions open)%s",
+                  evutil_socket_error_to_string(err), srv->accept_errors, srv->session_count,
+                  out_of_resources(err) ? "; not accepting for a second" : "");
+        srv->accept_error_logged_us = now;
+        srv->accept_errors = 0;
+    }
+    if (!out_of_resources(err) || !srv->accept_retry)
+        return;
+    set_accepting(srv, 0);
+    struct timeval tv = {ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000};
+    evtimer_add(srv->accept_retry, &tv);
+}
+
+static int listen_tcp(struct server *srv, char *err, size_t errlen)
+{
+    struct evutil_addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE;
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv->cfg.listen_port);
+    const char *host = srv->cfg.listen_host[0] ? srv->cfg.listen_host : NULL;
+    int gai = evutil_getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen address %s: %s", srv->cfg.listen_host, evutil_gai_strerror(gai));
+        return -1;
+    }
+    /* SO_REUSEPORT: several proxy processes can share the port to scale out. */
+    srv->tcp_listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
+                                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                                    LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+                                                LISTEN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
+    evutil_freeaddrinfo(res);
+    if (!srv->tcp_listener) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", srv->cfg.listen_host, srv->cfg.listen_port,
+                 strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(srv->tcp_listener, accept_error_cb);
+    return 0;
+}
+
+/* Like Postgres: DIR/.s.PGSQL.PORT, so `psql -h DIR -p PORT` finds it. */
+static int listen_unix(struct server *srv, char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/.s.PGSQL.%d", srv->cfg.unix_socket_dir,
+                     srv->cfg.listen_port);
+    if (n < 0 || (size_t)n >= sizeof sun.sun_path) {
+        snprintf(err, errlen, "unix socket path too long");
+        return -1;
+    }
+    unlink(sun.sun_path);
+    srv->unix_listener = evconnlistener_new_bind(srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                                 LISTEN_BACKLOG, (struct sockaddr *)&sun, sizeof sun);
+    if (!srv->unix_listener) {
+        snprintf(err, errlen, "cannot listen on %s: %s", sun.sun_path, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(srv->unix_listener, accept_error_cb);
+    chmod(sun.sun_path, 0777);
+    srv->unix_socket_path = strdup(sun.sun_path);
+    return 0;
+}
+
+static void close_listeners(struct server *srv)
+{
+    if (srv->tcp_listener)
+        evconnlistener_free(srv->tcp_listener);
+    if (srv->unix_listener)
+        evconnlistener_free(srv->unix_listener);
+    srv->tcp_listener = srv->unix_listener = NULL;
+    if (srv->unix_socket_path) {
+        unlink(srv->unix_socket_path);
+        free(srv->unix_socket_path);
+        srv->unix_socket_path = NULL;
+    }
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = &((struct proxy *)arg)->srv;
+    log_warn("shutdown: %u sessions still open after the timeout; closing them", srv->session_count);
+    while (srv->sessions)
+        session_free(srv->sessions);
+    event_base_loopexit(srv->base, NULL);
+}
+
+static void begin_shutdown(struct proxy *p)
+{
+    struct server *srv = &p->srv;
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = 1;
+    log_info("shutdown: no new connections; %u sessions finish their transactions (timeout %d s)",
+             srv->session_count, srv->cfg.shutdown_timeout_ms / 1000);
+    close_listeners(srv);
+    if (srv->pause.paused)
+        pause_resume(srv);
+    for (struct session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        session_end_at_boundary(s);
+    }
+    if (srv->session_count == 0) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    p->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, p);
+    struct timeval tv = {srv->cfg.shutdown_timeout_ms / 1000, (srv->cfg.shutdown_timeout_ms % 1000) * 1000};
+    if (p->shutdown_timer)
+        evtimer_add(p->shutdown_timer, &tv);
+}
+
+/* SCRAM-SHA-256-PLUS binds to the certificate clients see. */
+static void remember_channel_binding(struct server *srv)
+{
+    X509 *cert = srv->client_tls ? SSL_CTX_get0_certificate(srv->client_tls) : NULL;
+    srv->cb_len = 0;
+    if (cert && scram_tls_server_end_point(cert, srv->cb_data, &srv->cb_len) != SCRAM_OK)
+        srv->cb_len = 0;
+}
+
+static void reload(struct server *srv)
+{
+    char err[512];
+    if (config_reload(&srv->cfg, err, sizeof err) != 0) {
+        log_error("reload: %s (keeping the running configuration)", err);
+        return;
+    }
+    log_set_level(srv->cfg.log_level);
+    if (srv->cfg.tls_cert) {
+        SSL_CTX *fresh = tls_client_side_ctx(&srv->cfg, err, sizeof err);
+        if (!fresh) {
+            log_error("reload: %s (keeping the old certificate)", err);
+            return;
+        }
+        /* Sessions already on TLS keep a reference to the old context. */
+        SSL_CTX_free(srv->client_tls);
+        srv->client_tls = fresh;
+        remember_channel_binding(srv);
+    }
+    if (srv->cfg.auth_scram) {
+        struct users *fresh_users = NULL;
+        if (users_load(srv->cfg.users_file, &fresh_users, err, sizeof err) != 0) {
+            log_error("reload: %s (keeping the old users)", err);
+        } else {
+            users_free(srv->users);
+            srv->users = fresh_users;
+        }
+    }
+    log_info("reload: configuration and TLS certificate reloaded");
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct proxy *p = arg;
+    if (sig == SIGHUP)
+        reload(&p->srv);
+    else
+        begin_shutdown(p);
+}
+
+/* The recent-latency window behind the backfill throttle fades each second. */
+static void metrics_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    metrics_decay_window(&srv->metrics);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int relay_init(struct server *srv, char *err, size_t errlen)
+{
+    /* The changelist folds the add/delete of write interest that every
+     * relayed message causes into one epoll_ctl per loop turn. */
+    struct event_config *ec = event_config_new();
+    if (ec)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    srv->base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec)
+        event_config_free(ec);
+    if (!srv->base) {
+        snprintf(err, errlen, "cannot create the event loop");
+        return -1;
+    }
+    srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!srv->dns)
+        srv->dns = evdns_base_new(srv->base, 0); /* no resolv.conf: IP addresses still work */
+    if (srv->cfg.tls_cert && !(srv->client_tls = tls_client_side_ctx(&srv->cfg, err, errlen)))
+        return -1;
+    remember_channel_binding(srv);
+    if (srv->cfg.auth_scram) {
+        if (users_load(srv->cfg.users_file, &srv->users, err, errlen) != 0)
+            return -1;
+        if (RAND_bytes(srv->mock_secret, sizeof srv->mock_secret) != 1) {
+            snprintf(err, errlen, "no randomness for the mock authentication secret");
+            return -1;
+        }
+    }
+    if (srv->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(srv->upstream_tls = tls_upstream_ctx(&srv->cfg, err, errlen)))
+        return -1;
+    upstream_address_init(srv);
+    if (!(srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (listen_tcp(srv, err, errlen) != 0)
+        return -1;
+    if (srv->cfg.unix_socket_dir && listen_unix(srv, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static struct event *add_signal(struct proxy *p, int sig)
+{
+    struct event *ev = evsignal_new(p->srv.base, sig, signal_cb, p);
+    if (ev)
+        evsignal_add(ev, NULL);
+    return ev;
+}
+
+/* The engine and the admin API on top of the relay; the admin API reaches
+ * the engine through the one route admin_migrations.c adds. */
+static int proxy_init(struct proxy *p, char *err, size_t errlen)
+{
+    struct server *srv = &p->srv;
+    if (relay_init(srv, err, errlen) != 0)
+        return -1;
+    p->runner = runner_new(srv->base, srv, srv->cfg.engine_db);
+    if (!p->runner) {
+        snprintf(err, errlen, "out of memory starting the engine");
+        return -1;
+    }
+    if (srv->cfg.admin_port) {
+        if (!(p->admin = admin_start(srv, err, errlen)))
+            return -1;
+        admin_add_routes(p->admin, admin_migrations_route, p->runner);
+    }
+    p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
+    struct timeval second = {1, 0};
+    if (p->metrics_timer)
+        event_add(p->metrics_timer, &second);
+    p->sigterm = add_signal(p, SIGTERM);
+    p->sigint = add_signal(p, SIGINT);
+    p->sighup = add_signal(p, SIGHUP);
+    return 0;
+}
+
+static void proxy_free(struct proxy *p)
+{
+    struct server *srv = &p->srv;
+    while (srv->sessions)
+        session_free(srv->sessions);
+    close_listeners(srv);
+    runner_free(p->runner);
+    admin_free(p->admin);
+    pause_free(srv);
+    upstream_address_free(srv);
+    struct event *events[] = {p->sigterm, p->sigint, p->sighup, p->shutdown_timer, p->metrics_timer,
+                              srv->accept_retry};
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+        if (events[i])
+            event_free(events[i]);
+    if (srv->dns)
+        evdns_base_free(srv->dns, 0);
+    SSL_CTX_free(srv->client_tls);
+    SSL_CTX_free(srv->upstream_tls);
+    if (srv->users)
+        users_free(srv->users);
+    OPENSSL_cleanse(srv->mock_secret, sizeof srv->mock_secret);
+    if (srv->base)
+        event_base_free(srv->base);
+    config_free(&srv->cfg);
+}
+
+int proxy_main(int argc, char **argv)
+{
+    struct proxy p;
+    memset(&p, 0, sizeof p);
+    config_init(&p.srv.cfg);
+    char err[1024];
+    if (config_from_args(&p.srv.cfg, argc, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem proxy: %s\n", err);
+        config_free(&p.srv.cfg);
+        return 2;
+    }
+    log_set_level(p.srv.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    if (proxy_init(&p, err, sizeof err) != 0) {
+        log_error("%s", err);
+        proxy_free(&p);
+        return 1;
+    }
+    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s:%d", p.srv.cfg.listen_host,
+             p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "", p.srv.unix_socket_path ? p.srv.unix_socket_path : "",
+             p.srv.cfg.upstream_host, p.srv.cfg.upstream_port, p.srv.upstream_tls ? "on" : "off", p.srv.cfg.admin_host,
+             p.srv.cfg.admin_port);
+    event_base_dispatch(p.srv.base);
+    log_info("pgtandem proxy stopped");
+    proxy_free(&p);
+    return 0;
+}

@@ -1,0 +1,99 @@
+/* The relay's side of include/relay.h: the engine's requests turned into
+ * pause bookkeeping and session walks. */
+#include "relay.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pause.h"
+#include "server.h"
+#include "session.h"
+
+int relay_hold(struct server *relay, int timeout_ms, relay_hold_fn done, void *ctx)
+{
+    return pause_begin(relay, timeout_ms, done, ctx);
+}
+
+void relay_forget(struct server *relay, void *ctx)
+{
+    pause_forget_waiter(relay, ctx);
+}
+
+void relay_release(struct server *relay, struct relay_hold_stats *out)
+{
+    uint32_t held_messages = relay->pause.held_messages;
+    int was_paused = relay->pause.paused;
+    uint64_t held_us = pause_resume(relay);
+    if (out) {
+        out->held_ms = (double)held_us / 1000.0;
+        out->held_messages = was_paused ? held_messages : 0;
+    }
+}
+
+uint32_t relay_held_messages(const struct server *relay)
+{
+    return relay->pause.paused ? relay->pause.held_messages : 0;
+}
+
+int relay_reprepare(struct server *relay)
+{
+    int n = 0;
+    for (struct session *s = relay->sessions; s; s = s->next)
+        n += session_reprepare(s);
+    return n;
+}
+
+double relay_latency_p99_ms(const struct server *relay)
+{
+    return metrics_recent_p99_ms(&relay->metrics);
+}
+
+void relay_route_version(struct server *relay, const char *version, const char *schema)
+{
+    struct version_route *r = &relay->route;
+    if (!version || !schema) {
+        r->version[0] = r->schema[0] = '\0';
+        return;
+    }
+    /* A name that does not fit is not routed rather than routed wrongly. */
+    int nv = snprintf(r->version, sizeof r->version, "%s", version);
+    int ns = snprintf(r->schema, sizeof r->schema, "%s", schema);
+    if (nv < 0 || (size_t)nv >= sizeof r->version || ns < 0 || (size_t)ns >= sizeof r->schema)
+        r->version[0] = r->schema[0] = '\0';
+}
+
+json_t *relay_busy_sessions(const struct server *relay)
+{
+    static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms"};
+    json_t *list = json_array();
+    uint64_t now = server_now_us((struct server *)relay);
+    for (const struct session *s = relay->sessions; s; s = s->next) {
+        if (session_at_boundary(s))
+            continue;
+        json_t *d = session_describe(s, now);
+        json_t *brief = json_object();
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            json_t *v = json_object_get(d, keys[i]);
+            if (v)
+                json_object_set(brief, keys[i], v);
+        }
+        json_array_append_new(list, brief);
+        json_decref(d);
+    }
+    return list;
+}
+
+json_t *relay_version_counts(const struct server *relay)
+{
+    json_t *counts = json_object();
+    json_object_set_new(counts, "old", json_integer(0));
+    for (const struct session *s = relay->sessions; s; s = s->next) {
+        if (s->state != SESS_READY)
+            continue;
+        const char *key = s->version ? s->version : "old";
+        json_t *n = json_object_get(counts, key);
+        json_object_set_new(counts, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    return counts;
+}

@@ -1,0 +1,206 @@
+/* The settings table and its one validation (see include/settings.h). */
+#include "settings.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MS 3600000.0
+
+const struct setting SETTINGS[] = {
+    {"max_message_bytes", "--max-message-bytes", SETTING_INT, 1024, 2147483647.0, 1073741824.0, 0, SETTING_PROXY,
+     "bytes"},
+    {"buffer_bytes", "--buffer-bytes", SETTING_INT, 4096, 67108864.0, 262144.0, 0, SETTING_PROXY, "bytes"},
+    {"shutdown_timeout_s", "--shutdown-timeout", SETTING_INT, 0, 86400, 30, 0, SETTING_PROXY, "s"},
+    {"client_login_timeout_s", "--client-login-timeout", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s"},
+    {"admin_request_timeout_s", "--admin-request-timeout", SETTING_INT, 1, 86400, 30, 0, SETTING_PROXY, "s"},
+    {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s"},
+    {"target_ms", NULL, SETTING_INT, 1, 60000, 50, 1, SETTING_THROTTLE, "ms"},
+    {"sleep_ratio", NULL, SETTING_NUMBER, 0, 100, 0, 1, SETTING_THROTTLE, "x batch time"},
+    {"max_app_p99_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
+    {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
+    {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, ""},
+    {NULL, NULL, SETTING_INT, 0, 0, 0, 0, SETTING_PROXY, NULL},
+};
+
+const struct setting *setting_by_name(enum setting_scope scope, const char *name)
+{
+    for (const struct setting *s = SETTINGS; s->name; s++)
+        if (s->scope == scope && strcmp(s->name, name) == 0)
+            return s;
+    return NULL;
+}
+
+const struct setting *setting_by_flag(const char *flag)
+{
+    for (const struct setting *s = SETTINGS; s->name; s++)
+        if (s->flag && strcmp(s->flag, flag) == 0)
+            return s;
+    return NULL;
+}
+
+void setting_names(enum setting_scope scope, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const struct setting *s = SETTINGS; s->name; s++) {
+        if (s->scope != scope)
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", s->name);
+        if (n < 0 || (size_t)n >= cap - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+static int refuse(const struct setting *s, const char *shown, char *err, size_t errlen)
+{
+    if (s->type == SETTING_BOOL)
+        snprintf(err, errlen, "setting \"%s\": %s is not true or false", s->name, shown);
+    else
+        snprintf(err, errlen, "setting \"%s\": %s is not %s from %.15g to %.15g%s%s%s", s->name, shown,
+                 s->type == SETTING_INT ? "an integer" : "a number", s->min, s->max, s->unit[0] ? " (" : "",
+                 s->unit, s->unit[0] ? ")" : "");
+    return -1;
+}
+
+static int in_range(const struct setting *s, double v)
+{
+    return isfinite(v) && v >= s->min && v <= s->max && (s->type != SETTING_INT || v == floor(v));
+}
+
+int setting_from_text(const struct setting *s, const char *text, double *out, char *err, size_t errlen)
+{
+    char shown[64];
+    snprintf(shown, sizeof shown, "'%s'", text);
+    if (s->type == SETTING_BOOL) {
+        if (strcmp(text, "true") && strcmp(text, "false"))
+            return refuse(s, shown, err, errlen);
+        *out = strcmp(text, "true") == 0;
+        return 0;
+    }
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !in_range(s, v))
+        return refuse(s, shown, err, errlen);
+    *out = v;
+    return 0;
+}
+
+int setting_from_json(const struct setting *s, const json_t *v, double *out, char *err, size_t errlen)
+{
+    char shown[64];
+    char *dumped = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    snprintf(shown, sizeof shown, "%s", dumped ? dumped : "?");
+    free(dumped);
+    if (s->type == SETTING_BOOL) {
+        if (!json_is_boolean(v))
+            return refuse(s, shown, err, errlen);
+        *out = json_is_true(v);
+        return 0;
+    }
+    if (!json_is_number(v) || (s->type == SETTING_INT && !json_is_integer(v)) || !in_range(s, json_number_value(v)))
+        return refuse(s, shown, err, errlen);
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* ---- the backfill's live settings ---- */
+
+void settings_throttle_defaults(struct throttle_settings *t)
+{
+    memset(t, 0, sizeof *t);
+    t->target_ms = (long)setting_by_name(SETTING_THROTTLE, "target_ms")->def;
+}
+
+void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf)
+{
+    t->max_rows_per_sec = bf->max_rows_per_sec;
+    t->target_ms = bf->target_ms;
+    t->sleep_ratio = bf->sleep_ratio;
+}
+
+void settings_apply_to_backfill(const struct throttle_settings *t, struct mig_backfill_settings *bf)
+{
+    bf->max_rows_per_sec = t->max_rows_per_sec;
+    bf->target_ms = t->target_ms;
+    bf->sleep_ratio = t->sleep_ratio;
+}
+
+static void assign(struct throttle_settings *t, const char *name, double v)
+{
+    if (!strcmp(name, "max_rows_per_sec"))
+        t->max_rows_per_sec = (long)v;
+    else if (!strcmp(name, "target_ms"))
+        t->target_ms = (long)v;
+    else if (!strcmp(name, "sleep_ratio"))
+        t->sleep_ratio = v;
+    else if (!strcmp(name, "max_app_p99_ms"))
+        t->max_app_p99_ms = (long)v;
+    else if (!strcmp(name, "max_replica_lag_ms"))
+        t->max_replica_lag_ms = (long)v;
+    else if (!strcmp(name, "paused"))
+        t->paused = v != 0;
+}
+
+static int update_from_object(struct throttle_settings *t, const json_t *in, char *err, size_t errlen)
+{
+    if (!json_is_object(in)) {
+        snprintf(err, errlen, "the body must be a JSON object of settings");
+        return -1;
+    }
+    struct throttle_settings next = *t;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)in, key, v) {
+        const struct setting *s = setting_by_name(SETTING_THROTTLE, key);
+        double value;
+        if (!s) {
+            char known[256];
+            setting_names(SETTING_THROTTLE, known, sizeof known);
+            snprintf(err, errlen, "unknown setting \"%s\" (known: %s)", key, known);
+            return -1;
+        }
+        if (setting_from_json(s, v, &value, err, errlen) != 0)
+            return -1;
+        assign(&next, key, value);
+    }
+    *t = next;
+    return 0;
+}
+
+int settings_throttle_update(struct throttle_settings *t, const char *json, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *in = json ? json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!in) {
+        snprintf(err, errlen, "the body is not JSON: %s", json ? jerr.text : "empty");
+        return -1;
+    }
+    int rc = update_from_object(t, in, err, errlen);
+    json_decref(in);
+    return rc;
+}
+
+json_t *settings_throttle_json(const struct throttle_settings *t)
+{
+    return json_pack("{s:I,s:I,s:f,s:I,s:I,s:b}", "max_rows_per_sec", (json_int_t)t->max_rows_per_sec, "target_ms",
+                     (json_int_t)t->target_ms, "sleep_ratio", t->sleep_ratio, "max_app_p99_ms",
+                     (json_int_t)t->max_app_p99_ms, "max_replica_lag_ms", (json_int_t)t->max_replica_lag_ms,
+                     "paused", t->paused);
+}
+
+char *settings_throttle_dump(const struct throttle_settings *t)
+{
+    json_t *o = settings_throttle_json(t);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    return text;
+}
+
+int settings_throttle_load(struct throttle_settings *t, const char *json, char *err, size_t errlen)
+{
+    return settings_throttle_update(t, json, strlen(json), err, errlen);
+}
