@@ -17,7 +17,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all asan test unit clients demo deps bench fuzz clean
+.PHONY: all asan test unit clients demo deps bench fuzz lint clean
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
@@ -46,7 +46,14 @@ build/asan/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/asan/%.o) tests/uni
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS:proxy/%.c=build/asan/%.o) $(PKG_LIBS) $(LDLIBS)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/rel/unit/%) $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
-unit: $(UNIT_BINS) clients
+
+# The fuzz targets' recorded corpora, replayed under ASan+UBSan with gcc
+# (tests/fuzz/replay.c stands in for libFuzzer's driver); run by make test.
+build/asan/replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIB_SRCS:proxy/%.c=build/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(LIB_SRCS:proxy/%.c=build/asan/%.o) $(PKG_LIBS) $(LDLIBS)
+REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/asan/replay/%)
+unit: $(UNIT_BINS) $(REPLAY_BINS) clients
 
 # Test clients written against libpq (pipeline mode, cancel, NOTIFY, large rows).
 CLIENT_SRCS := $(wildcard tests/clients/*.c)
@@ -82,5 +89,27 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 	  echo "== $$f ($(FUZZ_RUNS) runs)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \
 	  $$f -runs=$(FUZZ_RUNS) -max_len=4096 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) 2>&1 | tail -3 || exit 1; done
 
+# Static checks, all of which must be clean: cppcheck, clang-tidy's
+# analyzer (the clang static analyzer's core, unix and deadcode checkers),
+# shellcheck. compile_commands.json is written for editors and clang tools.
+LINT_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
+lint: deps compile_commands.json
+	cppcheck --quiet --std=c11 --enable=warning,portability --error-exitcode=1 --inline-suppr \
+	  -D_GNU_SOURCE -Iinclude --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
+	shellcheck -S warning tests/*.sh bench/*.sh .ci/run
+	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
+	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
+	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy
+	@echo "lint: clean"
+
+compile_commands.json: $(SRCS) Makefile
+	@printf '[\n' > $@.tmp
+	@first=1; for f in $(SRCS); do \
+	  [ $$first = 1 ] || printf ',\n' >> $@.tmp; first=0; \
+	  printf '  {"directory": "%s", "file": "%s", "command": "clang %s -c %s"}' \
+	    "$(CURDIR)" "$$f" "$(LINT_CFLAGS)" "$$f" >> $@.tmp; \
+	done; printf '\n]\n' >> $@.tmp; mv $@.tmp $@
+
 clean:
-	rm -rf build bin
+	rm -rf build bin compile_commands.json

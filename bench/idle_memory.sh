@@ -16,6 +16,7 @@ cd "$top"
 bin="$top/bin/pgtandem"
 [ -x "$bin" ] || make -s all
 command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (make deps)" >&2; exit 1; }
+# shellcheck disable=SC3045  # dash and bash both have ulimit -n/-H
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d /tmp/pgtandem-idlemem.XXXXXX)

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034  # sourced: the drivers use what it sets
 # Helpers shared by the benchmark drivers (sourced, not run): who runs
 # Postgres-side commands, a free loopback port, waiting for a port to open.
 

@@ -50,6 +50,7 @@ direct_uri="postgresql://app:apppass@127.0.0.1:$PGT_PGPORT/bench?sslmode=$sslmod
 
 # ---- pgtandem ---------------------------------------------------------------
 tport=$(free_port); taport=$(free_port)
+# shellcheck disable=SC3045  # dash and bash both have ulimit -n/-H
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$bin" proxy --listen "127.0.0.1:$tport" --admin "127.0.0.1:$taport" --log-level warn \
   --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=$sslmode" >"$work/pgtandem.log" 2>&1 &

@@ -63,6 +63,7 @@ struct session {
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
     struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
     struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
+    struct event *login_timer;      /* client_login_timeout: freed once the session is ready */
     char fail_sqlstate[6];
     char *fail_message;             /* allocated with fail_ev */
 };

@@ -211,6 +211,9 @@ struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
         return NULL;
     }
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    /* A request that stops halfway (or a connection that never sends one)
+     * is closed after this long instead of holding a descriptor forever. */
+    evhttp_set_timeout(a->http, srv->cfg.admin_request_timeout_s);
     evhttp_set_max_body_size(a->http, 1 << 20);
     evhttp_set_gencb(a->http, admin_request_cb, a);
     return a;

@@ -218,7 +218,7 @@ static int take_string(struct file_ctx *fc, json_t *v, const char *key, char **s
     if (!json_is_string(v))
         return key_error(fc, key, "must be a string");
     set_str(slot, json_string_value(v));
-    return 0;
+    return *slot ? 0 : key_error(fc, key, "out of memory");
 }
 
 static int take_setting(struct config *cfg, struct file_ctx *fc, json_t *v, const struct setting *st)
@@ -428,9 +428,12 @@ static int apply_flags(struct config *cfg, int argc, char **argv, char *err, siz
 
 static int finish(struct config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->admin_token && getenv("PGTANDEM_ADMIN_TOKEN") && *getenv("PGTANDEM_ADMIN_TOKEN"))
-        set_str(&cfg->admin_token, getenv("PGTANDEM_ADMIN_TOKEN"));
-    const char *db_env = getenv("PGTANDEM_DB") && *getenv("PGTANDEM_DB") ? getenv("PGTANDEM_DB") : getenv("DATABASE_URL");
+    const char *token_env = getenv("PGTANDEM_ADMIN_TOKEN");
+    if (!cfg->admin_token && token_env && *token_env)
+        set_str(&cfg->admin_token, token_env);
+    const char *db_env = getenv("PGTANDEM_DB");
+    if (!db_env || !*db_env)
+        db_env = getenv("DATABASE_URL");
     if (!cfg->engine_db && db_env && *db_env)
         set_str(&cfg->engine_db, db_env);
     if (!cfg->upstream_uri) {

@@ -1,6 +1,7 @@
 /* The cutover (see include/cutover.h). */
 #include "cutover.h"
 
+#include <assert.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ static void attempt(struct cutover *c);
 
 static void finish(struct cutover *c, enum cutover_outcome outcome)
 {
+    assert(!c->holding); /* never report while traffic is still held */
     cutover_done_fn done = c->done;
     c->done = NULL;
     free(c->tables);

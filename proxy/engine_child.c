@@ -1,6 +1,7 @@
 /* The engine's child processes (see include/engine_child.h). */
 #include "engine_child.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -88,6 +89,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct engine_child *c = arg;
+    assert(c->pid > 0); /* the timer runs only while a child does */
     int status = 0;
     pid_t got = waitpid(c->pid, &status, WNOHANG);
     if (got == 0 || (got < 0 && errno == EINTR)) {

@@ -192,7 +192,7 @@ static int unknown_key(struct parse_ctx *c, const char *key, const struct key_sp
 {
     const char *names[32] = {0};
     size_t n = 0;
-    for (; spec[n].key && n < 32; n++)
+    for (; n < 32 && spec[n].key; n++)
         names[n] = spec[n].key;
     const char *hint = closest(key, names, n);
     if (hint)
@@ -366,7 +366,7 @@ static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
         if (parse_column(c, json_array_get(arr, i), &op->cols[i]) != 0)
             return -1;
         for (size_t j = 0; j < i; j++)
-            if (strcmp(op->cols[j].name, op->cols[i].name) == 0)
+            if (op->cols[j].name && op->cols[i].name && strcmp(op->cols[j].name, op->cols[i].name) == 0)
                 return fail_at(c, op->cols[i].name, "column \"%s\" is listed twice", op->cols[i].name);
     }
     c->path[base] = '\0';

@@ -129,7 +129,7 @@ static void take_key(struct mig_cat_table *t, const struct mig_cat_index *ix)
  * over NOT NULL columns (same guarantee: total order, no NULLs). */
 static void choose_key(struct mig_cat_table *t, const PGresult *r)
 {
-    for (size_t i = 0; i < t->nidx && !t->pk; i++) {
+    for (size_t i = 0; t->idx && i < t->nidx && !t->pk; i++) {
         const struct mig_cat_index *ix = &t->idx[i];
         int all_notnull = PQgetvalue(r, (int)i, 7)[0] == 't';
         if (ix->simple && ix->ncols > 0 && (ix->primary || (ix->unique && all_notnull)))

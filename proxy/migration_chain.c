@@ -21,32 +21,48 @@ static int cmp_str(const void *a, const void *b)
 
 static int list_json_files(const char *dir, char ***names, size_t *n, char *err, size_t errlen)
 {
-    DIR *d = opendir(dir);
+    size_t cap = 16, count = 0;
+    char **list = malloc(cap * sizeof *list);
+    DIR *d = list ? opendir(dir) : NULL;
     if (!d) {
-        snprintf(err, errlen, "%s: cannot open directory", dir);
+        snprintf(err, errlen, "%s: %s", dir, list ? "cannot open directory" : "out of memory");
+        free(list);
         return -1;
     }
-    size_t cap = 16;
-    *n = 0;
-    *names = malloc(cap * sizeof(char *));
+    int oom = 0;
     struct dirent *e;
-    while (*names && (e = readdir(d)) != NULL) {
+    while (!oom && (e = readdir(d)) != NULL) {
         if (!has_json_suffix(e->d_name))
             continue;
-        if (*n == cap) {
-            char **grown = realloc(*names, 2 * cap * sizeof(char *));
-            if (!grown)
+        if (count == cap) {
+            char **grown = realloc(list, 2 * cap * sizeof *list);
+            if (!grown) {
+                oom = 1;
                 break;
-            *names = grown;
+            }
+            list = grown;
             cap *= 2;
         }
         size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        (*names)[*n] = malloc(len);
-        snprintf((*names)[*n], len, "%s/%s", dir, e->d_name);
-        (*n)++;
+        char *path = malloc(len);
+        if (!path) {
+            oom = 1;
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        list[count++] = path;
     }
     closedir(d);
-    qsort(*names, *n, sizeof(char *), cmp_str);
+    if (oom) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        while (count)
+            free(list[--count]);
+        free(list);
+        return -1;
+    }
+    qsort(list, count, sizeof *list, cmp_str);
+    *names = list;
+    *n = count;
     return 0;
 }
 
@@ -138,6 +154,10 @@ int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, 
     for (size_t i = 0; i < nnames; i++)
         free(names[i]);
     free(names);
+    if (rc == 0 && !list) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        rc = -1;
+    }
     if (rc == 0 && nnames == 0) {
         snprintf(err, errlen, "%s: no *.json migrations found", dir);
         rc = -1;

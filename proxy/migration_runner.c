@@ -10,6 +10,7 @@
  * learns what happened to a migration while it was away. */
 #include "migration_runner.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -164,6 +165,10 @@ static void push_route(struct migration_runner *r)
 
 static void enter_phase(struct migration_runner *r, enum runner_phase phase)
 {
+    assert(phase >= RP_IDLE && phase <= RP_FAILED);
+    /* a waiting complete exists only while completing, a rollback only
+     * while one is asked for or runs */
+    assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
     push_route(r);
     if (r->complete_w.fn && phase != RP_COMPLETING)

@@ -6,6 +6,7 @@
  * re-checked once per loop turn however many sessions reached a boundary. */
 #include "pause.h"
 
+#include <assert.h>
 #include <event2/event.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ static void notify_waiters(struct server *srv, int ok, uint64_t waited_us)
     /* Copy first: a waiter may start another pause from its callback. */
     struct pause_waiter waiters[PAUSE_MAX_WAITERS];
     int n = p->nwaiters;
+    assert(n >= 0 && n <= PAUSE_MAX_WAITERS);
     memcpy(waiters, p->waiters, sizeof waiters);
     p->nwaiters = 0;
     for (int i = 0; i < n; i++)
@@ -100,6 +102,7 @@ uint64_t pause_resume(struct server *srv)
     struct pause_state *p = &srv->pause;
     if (!p->paused)
         return 0;
+    assert(p->started_us <= server_now_us(srv));
     uint64_t held = server_now_us(srv) - p->started_us;
     p->paused = 0;
     p->drained = 0;

@@ -5,6 +5,7 @@
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -41,6 +42,7 @@ static const struct sbuf_ops client_ops = {client_readable, client_drained, clie
 static const struct sbuf_ops server_ops = {server_readable, server_drained, server_ready, server_error};
 static void relay_client_to_server(struct session *s);
 static void relay_server_to_client(struct session *s);
+static void session_fail_silently(struct session *s);
 
 const char *session_state_name(enum session_state st)
 {
@@ -75,6 +77,41 @@ static void set_nodelay(evutil_socket_t fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Like Postgres's authentication_timeout: a peer that never finishes its
+ * startup packet, its TLS handshake or its login is not kept forever.
+ * Before a startup packet the connection just closes, as Postgres does;
+ * after it the client hears why. */
+static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct session *s = arg;
+    if (s->state == SESS_READY || s->state == SESS_CLOSING)
+        return;
+    log_info("session %llu (%s): no login within %d s (state %s); closing", (unsigned long long)s->id,
+             s->client_addr, s->srv->cfg.client_login_timeout_ms / 1000, session_state_name(s->state));
+    if (s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT)
+        session_fail_silently(s);
+    else
+        session_fail(s, SQLSTATE_QUERY_CANCELED, "canceling authentication due to timeout");
+}
+
+static void start_login_timer(struct session *s)
+{
+    int ms = s->srv->cfg.client_login_timeout_ms;
+    if (ms <= 0 || !(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)))
+        return;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->login_timer, &tv);
+}
+
+static void stop_login_timer(struct session *s)
+{
+    if (s->login_timer)
+        event_free(s->login_timer);
+    s->login_timer = NULL;
+}
+
 void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
 {
     (void)addrlen;
@@ -94,6 +131,7 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     format_client_addr(s, addr);
     if (!s->is_unix)
         set_nodelay(fd);
+    start_login_timer(s);
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
@@ -113,12 +151,15 @@ void session_free(struct session *s)
         event_free(s->free_ev);
     if (s->fail_ev)
         event_free(s->fail_ev);
+    if (s->login_timer)
+        event_free(s->login_timer);
     if (s->prev)
         s->prev->next = s->next;
     else
         srv->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    assert(srv->session_count > 0);
     srv->session_count--;
     free(s->startup_buf);
     free(s->fail_message);
@@ -681,6 +722,7 @@ static void on_ready_for_query(struct session *s, uint8_t status)
     uint64_t now = server_now_us(s->srv);
     if (s->state == SESS_AUTH) {
         s->state = SESS_READY;
+        stop_login_timer(s);
         log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
                   startup_param(&s->startup, "user"), startup_param(&s->startup, "database"));
         return;

@@ -156,7 +156,7 @@ static int update_from_object(struct throttle_settings *t, const json_t *in, cha
     json_t *v;
     json_object_foreach((json_t *)in, key, v) {
         const struct setting *s = setting_by_name(SETTING_THROTTLE, key);
-        double value;
+        double value = 0;
         if (!s) {
             char known[256];
             setting_names(SETTING_THROTTLE, known, sizeof known);

@@ -9,7 +9,7 @@
 #   PGT_TESTS           test files to run instead of all of tests/integration
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 work=$(mktemp -d /tmp/pgtandem-test.XXXXXX)
 chmod 755 "$work"
 passed=0; failed=0
@@ -23,7 +23,11 @@ fi
 export PGT_ENV="$work/pg/env"
 
 count_unit() {  # runs one unit binary, counts its PASS/FAIL lines
-  out=$("$1" 2>&1); rc=$?
+  count_unit_args "$1"
+}
+
+count_unit_args() {  # like count_unit, with arguments for the binary
+  out=$("$@" 2>&1); rc=$?
   p=$(printf '%s\n' "$out" | grep -c '^PASS ')
   f=$(printf '%s\n' "$out" | grep -c '^FAIL ')
   printf '%s\n' "$out" | grep -v '^PASS ' || true
@@ -35,6 +39,14 @@ run_variant() {  # $1 = rel|asan
   v=$1
   echo "== $v: unit tests"
   for t in build/$v/unit/test_*; do [ -x "$t" ] && count_unit "$t"; done
+  if [ "$v" = asan ]; then
+    echo "== asan: fuzz corpora"
+    for r in build/asan/replay/fuzz_*; do
+      [ -x "$r" ] || continue
+      name=$(basename "$r")
+      count_unit_args "$r" "$name" tests/fuzz/seeds/"$name"/*
+    done
+  fi
   echo "== $v: integration tests"
   bin=bin/pgtandem; [ "$v" = asan ] && bin=bin/pgtandem-asan
   PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
@@ -43,6 +55,13 @@ run_variant() {  # $1 = rel|asan
   counts=$(/usr/bin/python3 tests/junit_counts.py "$work/$v.xml")
   passed=$((passed + ${counts% *})); failed=$((failed + ${counts#* }))
 }
+
+echo "== lint (cppcheck, clang-tidy analyzer, shellcheck)"
+if make --no-print-directory -s lint >"$work/lint.log" 2>&1; then
+  echo "PASS lint"; passed=$((passed + 1))
+else
+  cat "$work/lint.log"; echo "FAIL lint"; failed=$((failed + 1))
+fi
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
