@@ -948,11 +948,11 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         answer(&w, 409, error_json(msg));
         return;
     }
-    r->complete_w = w;
     r->cut_opt = q->cutover;
     r->have_cut_rep = 0;
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
+    r->complete_w = w;
     with_connection(r, recheck_then_cutover);
 }
 
