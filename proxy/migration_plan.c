@@ -804,13 +804,15 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
+    /* The deferred steps (SET NOT NULL, index and constraint names) address
+     * the shadow column by the name it has until the rename below. */
+    append_steps(&c->p->contract, &deferred);
     struct mig_str r = {0};
     mig_str_add(&r, " TO ");
     mig_str_ident(&r, op->column);
     char *tail = mig_str_take(&r);
     add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
     free(tail);
-    append_steps(&c->p->contract, &deferred);
     if (op->check) {
         char cname[80];
         object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
