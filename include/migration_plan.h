@@ -47,11 +47,29 @@ struct mig_bf_table {
     double est_rows;
 };
 
+/* A constraint of the new shape that `complete` validates before its cutover,
+ * with traffic flowing: `add` puts it on the table NOT VALID (rows written
+ * from then on are checked), `validate` scans the existing rows (SHARE UPDATE
+ * EXCLUSIVE, which does not block reads or writes). When rows violate it,
+ * `violations` counts them and returns the first key, and `drop` removes
+ * the constraint again, so a refused complete leaves the migration as it
+ * was. The contract's VALIDATE of the same constraint is then a no-op. */
+struct mig_check {
+    int op_index;
+    char *describe;     /* operations[i].op: check (expr) on "schema"."table" */
+    char *add;          /* several statements, one transaction */
+    char *validate;
+    char *violations;   /* SELECT count, the first violating row's key as ("k")=(v) */
+    char *drop;
+};
+
 struct mig_plan {
     struct mig_steps expand;    /* before the backfill; MIG_STEP_ALONE steps run outside a txn */
     struct mig_steps validate;  /* after the backfill: VALIDATE CONSTRAINT ... */
+    struct mig_check *checks;   /* complete, before the cutover: constraints that need a scan */
+    size_t nchecks;
     struct mig_steps contract;  /* one transaction */
-    struct mig_steps post;      /* after the contract commits (validations that scan) */
+    struct mig_steps post;      /* after the contract commits (plans stored by older versions) */
     struct mig_steps rollback;  /* removes everything expand created; safe after a partial expand */
     struct mig_bf_table *bf;
     size_t nbf;
@@ -66,6 +84,7 @@ struct mig_plan {
 int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, struct mig_plan *p,
                    char *err, size_t errlen);
 void mig_plan_free(struct mig_plan *p);
+void mig_check_free(struct mig_check *k);
 void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *out);
 
 /* The plan is computed once, against the catalog as it was before expand,

@@ -44,6 +44,7 @@ static void usage(FILE *out)
         "       pgtandem migrate resume        [--db URI]\n"
         "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
         "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
+        "                                      [--validate-only]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
@@ -93,7 +94,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"proxy", required_argument, NULL, 'p'},
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
-        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     if (argc < 2)
@@ -110,6 +112,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'n': c->opt.skip_backfill = 1; break;
+        case 'v': c->opt.validate_only = 1; break;
         case 'l':
             if (parse_long(optarg, 1, 600000, &v) != 0) return -1;
             c->opt.lock_timeout_ms = v;
@@ -305,7 +308,9 @@ static int cmd_complete(const struct cli *c)
     if (rep.attempts > 0)
         fprintf(stderr, "contract: %s after %d attempt(s), lock wait %.0fms, total %.0fms\n",
                 rc == ENGINE_OK ? "committed" : "abandoned", rep.attempts, rep.lock_wait_ms, rep.total_ms);
-    if (rc == ENGINE_OK)
+    if (rc == ENGINE_OK && c->opt.validate_only)
+        printf("every row passes the migration's checks; it is ready for the cutover\n");
+    else if (rc == ENGINE_OK)
         printf("migration complete\n");
     return report(rc, err);
 }

@@ -491,8 +491,8 @@ static int cmd_finish(const struct remote *r, const char *what, int json)
     int complete = !strcmp(what, "complete");
     if (json && json_is_object(resp.json))
         print_json(resp.json);
-    else if (complete && json_is_object(resp.json) && json_object_get(resp.json, "attempts"))
-        print_cutover(ok ? stdout : stderr, resp.json, ok);
+    else if (complete && json_is_object(resp.json) && jnum(resp.json, "attempts") > 0)
+        print_cutover(ok ? stdout : stderr, resp.json, ok);   /* none when refused before the cutover */
     if (!ok)
         rc = report_http_error(what, &resp);
     else if (!json)

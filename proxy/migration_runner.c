@@ -864,6 +864,18 @@ static void cutover_attempt(struct migration_runner *r)
     }
 }
 
+/* The checks that scan the table ran in a child, traffic flowing; rows that
+ * violate one leave the migration active and the cutover is not attempted. */
+static void after_checks(struct migration_runner *r, int code)
+{
+    if (code != 0) {
+        r->phase = RP_ACTIVE;
+        reply_complete(r, 409, child_reason(r));
+        return;
+    }
+    with_connection(r, cutover_attempt);
+}
+
 static int query_int(struct evhttp_request *req, const char *key, int fallback, int lo, int hi)
 {
     int out = admin_query_int(req, key, fallback);
@@ -886,7 +898,12 @@ static void post_complete(struct migration_runner *r, struct evhttp_request *req
     r->cut.lock_timeout_ms = query_int(req, "lock_timeout_ms", 200, 1, 600000);
     r->cut.max_attempts = query_int(req, "attempts", 10, 1, 1000);
     r->phase = RP_COMPLETING;
-    with_connection(r, cutover_attempt);
+    if (r->plan.nchecks == 0)
+        with_connection(r, cutover_attempt);
+    else if (spawn_engine(r, "complete", NULL, "--validate-only", after_checks) != 0) {
+        r->phase = RP_ACTIVE;
+        reply_complete(r, 500, "cannot start the engine process");
+    }
 }
 
 /* ---- rollback ---- */

@@ -156,3 +156,89 @@ def test_alter_not_null_column_completes_through_proxy(db, proxy_factory):
     code, cur = proxy.admin("GET", "/migrations/current")
     assert cur["phase"] == "completed", cur
     check_env_completed(db, before)
+
+
+# ---- 6: a check that existing rows violate ------------------------------------
+
+def assert_refused_for_violations(text):
+    # rows 1..3 have qty -2, -1, 0
+    assert re.search(r"\b3 (existing )?rows?\b", text), text
+    assert re.search(r'\("?id"?\)=\(1\)', text), text
+    assert "qty > 0" in text, text
+    assert "migration complete" not in text, text
+
+
+def check_qty_completed(db, before):
+    assert column_info(db, "qty")[0] == "bigint"
+    assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'items'::regclass"
+                   " AND contype = 'c'") == [(True,)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql(db, "INSERT INTO items (env, qty) VALUES ('bad', -5)")
+    fixed = [dict(r[0], qty=1) if r[0]["qty"] <= 0 else r[0] for r in before]
+    assert_rows(db, [(r,) for r in fixed], "qty", lambda v: v, [])
+
+
+def test_violated_check_refuses_complete_db(db):
+    sql(db, BASE)
+    before = rows(db, "items")
+    m = alter_qty_with_check()
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    shape_active = shape(db)
+    c = migrate(db, "complete")
+    assert c.returncode == 1, c.stdout + c.stderr
+    assert_refused_for_violations(c.stdout + c.stderr)
+    # nothing changed: still active, same shape, and no contract was attempted
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "active", st
+    assert shape(db) == shape_active
+    assert "contract:" not in c.stderr, c.stderr
+    # the operator fixes the rows through the old shape; complete now succeeds
+    sql(db, "UPDATE items SET qty = 1 WHERE qty <= 0")
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert "migration complete" in c.stdout
+    check_qty_completed(db, before)
+
+
+def test_violated_check_refuses_complete_through_proxy(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items")
+    m = alter_qty_with_check()
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    shape_active = shape(db)
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 1, c.stdout + c.stderr + proxy.log()[-3000:]
+    assert_refused_for_violations(c.stdout + c.stderr)
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert code == 200 and cur["phase"] == "active", cur
+    assert shape(db) == shape_active
+    # traffic was never paused for it
+    assert not cur.get("cutover"), cur
+    sql(db, "UPDATE items SET qty = 1 WHERE qty <= 0")
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    assert "migration complete" in c.stdout
+    check_qty_completed(db, before)
+
+
+def test_alter_column_check_is_written_for_the_new_type(db):
+    """`down` and `check` of alter_column see the column with its new type."""
+    sql(db, BASE)
+    before = rows(db, "items")
+    m = {"name": "price_positive", "parent": None, "operations": [
+        {"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                          "up": "price::numeric(10,2)", "down": "to_char(price, 'FM9999990.00')",
+                          "check": "price > 0"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO items (env, price) VALUES ('new', 7.5)", options=new_shape_options(m["name"]))
+    assert sql(db, "SELECT price FROM items WHERE env = 'new'") == [("7.50",)]
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'items'::regclass"
+                   " AND contype = 'c'") == [(True,)]
+    expect = [dict(o, price=float(o["price"])) for (o,) in before] + [None]
+    got = [dict(x[0], price=float(x[0]["price"])) for x in rows(db, "items")]
+    assert got[:-1] == expect[:-1] and got[-1]["env"] == "new" and got[-1]["price"] == 7.5, got[-3:]
