@@ -48,6 +48,13 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
 void backfill_lock_timeout(struct backfill *b);
 long backfill_sleep_ms(struct backfill *b);
 
+/* A batch failed with pg_error (not a lock timeout): names the row and the
+ * `up` expression that failed on it, found with a few read-only queries over
+ * the batch's key range (blocking; b as it was for the failed batch). Falls
+ * back to the batch's key range when no expression fails there. */
+void backfill_describe_failure(PGconn *conn, const struct backfill *b, const char *pg_error, char *out,
+                               size_t outlen);
+
 /* Runs one batch synchronously. Returns 0 (check b->done), or -1 with err. */
 int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen);
 

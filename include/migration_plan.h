@@ -34,6 +34,15 @@
 #include "migration_catalog.h"
 #include "migration_sql.h"
 
+/* One `up` expression a backfill batch evaluates, kept apart so that a
+ * failed batch can say which expression failed on which row. */
+struct mig_bf_expr {
+    char *what;            /* operations[i].op */
+    char *column;          /* raw name of the column it fills */
+    char *up;              /* the expression, as its author wrote it */
+    char *pending;         /* predicate: this row still needs it */
+};
+
 /* One table the backfill must walk, with the pieces of its batch statement.
  * All strings are complete, quoted SQL fragments. */
 struct mig_bf_table {
@@ -44,6 +53,8 @@ struct mig_bf_table {
     char *set_list;        /* "new" = (up), ... */
     char *pending;         /* predicate: this row still needs the backfill */
     char *mismatch;        /* predicate for verify: shapes disagree (NULL: nothing to verify) */
+    struct mig_bf_expr *exprs;  /* the expressions of set_list (none in plans stored by older versions) */
+    size_t nexprs;
     double est_rows;
 };
 

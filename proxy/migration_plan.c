@@ -613,6 +613,26 @@ static void append_joined(char **dst, const char *sep, const char *piece)
     *dst = mig_str_take(&s);
 }
 
+static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
+                                const char *column, const char *up, const char *pending)
+{
+    struct mig_bf_expr *grown = realloc(b->exprs, (b->nexprs + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->expand.oom = 1;
+        return;
+    }
+    b->exprs = grown;
+    struct mig_bf_expr *x = &b->exprs[b->nexprs++];
+    char what[64];
+    snprintf(what, sizeof what, "operations[%d].%s", op->index, mig_op_name(op->kind));
+    x->what = strdup(what);
+    x->column = strdup(column);
+    x->up = strdup(up);
+    x->pending = pending ? strdup(pending) : NULL;
+    if (!x->what || !x->column || !x->up || !x->pending)
+        c->p->expand.oom = 1;
+}
+
 /* new = up(old) for rows the application has not written since expand: the
  * trigger fills the new column on every write after expand, so a row whose
  * new column is still NULL while its source is not has never been written. */
@@ -634,6 +654,7 @@ static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char
         mig_str_addf(&pend, "(%s) IS NOT NULL", up);
     }
     char *pending = mig_str_take(&pend);
+    remember_expression(c, b, op, new_col, up, pending);
     mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
@@ -1450,6 +1471,10 @@ static void free_bf(struct mig_bf_table *b)
 {
     free(b->schema); free(b->name); free(b->qname); free(b->set_list); free(b->pending);
     free(b->mismatch);
+    for (size_t i = 0; i < b->nexprs; i++) {
+        free(b->exprs[i].what); free(b->exprs[i].column); free(b->exprs[i].up); free(b->exprs[i].pending);
+    }
+    free(b->exprs);
     for (size_t k = 0; k < b->npk; k++) {
         free(b->pk ? b->pk[k] : NULL);
         free(b->pk_types ? b->pk_types[k] : NULL);

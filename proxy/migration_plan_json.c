@@ -25,12 +25,23 @@ static json_t *strs_to_json(char *const *v, size_t n)
     return arr;
 }
 
+static json_t *exprs_to_json(const struct mig_bf_table *b)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < b->nexprs; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "what", b->exprs[i].what, "column",
+                                             b->exprs[i].column, "up", b->exprs[i].up, "pending",
+                                             b->exprs[i].pending));
+    return arr;
+}
+
 static json_t *bf_to_json(const struct mig_bf_table *b)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:f}", "schema", b->schema,
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:o, s:f}", "schema", b->schema,
                      "name", b->name, "qname", b->qname, "pk", strs_to_json(b->pk, b->npk),
                      "pk_types", strs_to_json(b->pk_types, b->npk), "set", b->set_list,
-                     "pending", b->pending, "mismatch", b->mismatch, "est_rows", b->est_rows);
+                     "pending", b->pending, "mismatch", b->mismatch, "exprs", exprs_to_json(b),
+                     "est_rows", b->est_rows);
 }
 
 static json_t *checks_to_json(const struct mig_plan *p)
@@ -86,6 +97,29 @@ static char *dup_key(json_t *obj, const char *key)
     return s ? strdup(s) : NULL;
 }
 
+/* Plans stored before the expressions were kept have none. */
+static int exprs_from_json(json_t *arr, struct mig_bf_table *b)
+{
+    size_t n = json_array_size(arr);
+    if (n == 0)
+        return 0;
+    b->exprs = calloc(n, sizeof *b->exprs);
+    if (!b->exprs)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+        struct mig_bf_expr *x = &b->exprs[i];
+        b->nexprs = i + 1;
+        x->what = dup_key(v, "what");
+        x->column = dup_key(v, "column");
+        x->up = dup_key(v, "up");
+        x->pending = dup_key(v, "pending");
+        if (!x->what || !x->column || !x->up || !x->pending)
+            return -1;
+    }
+    return 0;
+}
+
 static int bf_from_json(json_t *v, struct mig_bf_table *b)
 {
     memset(b, 0, sizeof *b);
@@ -96,6 +130,8 @@ static int bf_from_json(json_t *v, struct mig_bf_table *b)
     b->pending = dup_key(v, "pending");
     b->mismatch = dup_key(v, "mismatch");
     b->est_rows = json_number_value(json_object_get(v, "est_rows"));
+    if (exprs_from_json(json_object_get(v, "exprs"), b) != 0)
+        return -1;
     json_t *pk = json_object_get(v, "pk"), *types = json_object_get(v, "pk_types");
     b->npk = json_array_size(pk);
     if (b->npk == 0 || b->npk != json_array_size(types))

@@ -242,3 +242,41 @@ def test_alter_column_check_is_written_for_the_new_type(db):
     expect = [dict(o, price=float(o["price"])) for (o,) in before] + [None]
     got = [dict(x[0], price=float(x[0]["price"])) for x in rows(db, "items")]
     assert got[:-1] == expect[:-1] and got[-1]["env"] == "new" and got[-1]["price"] == 7.5, got[-3:]
+
+
+# ---- 3: a failed batch names the row and the expression -----------------------
+
+def test_failed_batch_names_row_and_expression(db):
+    sql(db, BASE)
+    sql(db, "UPDATE items SET price = 'n/a' WHERE id = 1234")
+    before = rows(db, "items")
+    m = {"name": "price_numeric", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
+         "operations": [
+             {"rename_column": {"table": "items", "from": "note", "to": "remark"}},
+             {"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                               "up": "price::numeric(10,2)", "down": "price::text"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 1, r.stderr
+    err = r.stderr
+    assert re.search(r'\("?id"?\)=\(1234\)', err), err
+    assert "price::numeric(10,2)" in err, err
+    assert "operations[1]" in err, err
+    assert 'invalid input syntax for type numeric: "n/a"' in err, err
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "backfilling" and "1234" in st["error"], st
+    # fixed, the backfill continues from its checkpoint and the migration completes
+    sql(db, "UPDATE items SET price = '308.50' WHERE id = 1234")
+    r = migrate(db, "resume")
+    assert r.returncode == 0, r.stderr
+    v = migrate(db, "verify")
+    assert v.returncode == 0 and "0 where the new shape disagrees" in v.stdout, v.stdout
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    expect = []
+    for (old,) in before:
+        e = dict(old)
+        e["price"] = 308.5 if old["id"] == 1234 else round(float(old["price"]), 2)
+        e["remark"] = e.pop("note")
+        expect.append(e)
+    got = [dict(r[0], price=float(r[0]["price"])) for r in rows(db, "items")]
+    assert got == expect
