@@ -23,6 +23,7 @@ struct backfill {
     char *last_key[BACKFILL_MAX_KEY];   /* text form of the last key done */
     int have_last;
     long long rows_done, rows_updated, batches;
+    long last_rows;                     /* rows the last batch walked */
     double est_total;
     long batch_rows;                    /* size of the next batch */
     double rate;                        /* weighted rows per ms */

@@ -268,6 +268,7 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
     b->done = PQgetvalue(r, 0, 4)[0] == 't';
     b->paused = PQgetvalue(r, 0, 5)[0] == 't';
     b->batches++;
+    b->last_rows = rows;
     b->last_ms = elapsed_ms;
     b->total_ms += elapsed_ms;
     if (elapsed_ms > b->max_ms)

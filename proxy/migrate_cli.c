@@ -32,6 +32,7 @@ struct cli {
 
 struct progress {
     struct progress_line line;
+    const struct mig_bf_table *table;   /* the table the rate is measured on */
     double started_ms;
     long long start_rows;
 };
@@ -54,21 +55,23 @@ static void usage(FILE *out)
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
 
-/* Feeds the engine's backfill callbacks to the shared status line; the rate
- * is measured from this process's first callback, so a resumed backfill
- * shows its own speed. */
+/* Feeds the engine's backfill callbacks to the shared status line. The rate
+ * is measured per table from the start of the first batch this process ran
+ * on it (the callback comes after that batch), so a resumed backfill shows
+ * its own speed and each table its own. */
 static void on_progress(const struct backfill *b, int finished, void *arg)
 {
     struct progress *p = arg;
     double now = progress_mono_ms();
-    if (p->started_ms == 0) {
-        p->started_ms = now;
-        p->start_rows = b->rows_done;
+    if (p->table != b->table) {
+        p->table = b->table;
+        p->started_ms = now - b->last_ms;
+        p->start_rows = b->rows_done - b->last_rows;
     }
     if (!progress_line_due(&p->line, finished))
         return;
     double secs = (now - p->started_ms) / 1000.0;
-    double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : 0;
+    double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : -1;
     double total = b->est_total > (double)b->rows_done ? b->est_total : (double)b->rows_done;
     struct progress_sample s = {
         .table = b->table->qname, .rows_done = (double)b->rows_done, .est_total = total, .rows_per_s = rate,

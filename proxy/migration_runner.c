@@ -707,7 +707,8 @@ static void resume_traffic(struct migration_runner *r)
 static void retry_or_give_up(struct migration_runner *r, const char *why)
 {
     struct cutover *c = &r->cut;
-    snprintf(c->last_error, sizeof c->last_error, "%s", why);
+    if (why != c->last_error)   /* formatting the buffer into itself would empty it */
+        snprintf(c->last_error, sizeof c->last_error, "%s", why);
     if (c->attempt < c->max_attempts) {
         long delay = backoff_ms(c->attempt);
         log_warn("migration %s: cutover attempt %d/%d abandoned (%s); traffic resumed, retrying in %ld ms", r->name,
@@ -717,7 +718,7 @@ static void retry_or_give_up(struct migration_runner *r, const char *why)
     }
     r->phase = RP_ACTIVE;
     char msg[700];
-    snprintf(msg, sizeof msg, "gave up after %d attempts: %s; nothing changed, traffic flows", c->attempt, why);
+    snprintf(msg, sizeof msg, "gave up after %d attempt(s): %s; nothing changed, traffic flows", c->attempt, why);
     log_error("migration %s: %s", r->name, msg);
     reply_complete(r, 409, msg);
 }
@@ -775,7 +776,7 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
     }
     char why[600];
     snprintf(why, sizeof why, "%s", r->cut.last_error);
-    r->cut.attempt = r->cut.max_attempts; /* not a lock problem: retrying will not help */
+    r->cut.max_attempts = r->cut.attempt; /* not a lock problem: retrying will not help */
     retry_or_give_up(r, why);
 }
 

@@ -94,7 +94,7 @@ def column_info(db, column):
 def assert_rows(db, before, field, convert, written):
     """Row by row: every loaded row kept its values (field converted as the
     migration's `up` does), and exactly the written rows were added."""
-    after = {r[0]["id"]: r[0] for r in rows(db, "items")}
+    after = {r[0]["id"]: r[0] for r in rows(db, "items", order="t.id")}
     for (old,) in before:
         new = after.pop(old["id"])
         expect = dict(old)
@@ -128,7 +128,7 @@ def check_env_completed(db, before):
 
 def test_alter_not_null_column_completes_db(db):
     sql(db, BASE)
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = alter_env()
     r = migrate(db, "start", write_migration(m))
     assert r.returncode == 0, r.stderr
@@ -144,7 +144,7 @@ def test_alter_not_null_column_completes_db(db):
 
 def test_alter_not_null_column_completes_through_proxy(db, proxy_factory):
     sql(db, BASE)
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = alter_env()
     proxy = engine_proxy(proxy_factory, db)
     proxy_start(proxy, write_migration(m))
@@ -180,7 +180,7 @@ def check_qty_completed(db, before):
 
 def test_violated_check_refuses_complete_db(db):
     sql(db, BASE)
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = alter_qty_with_check()
     r = migrate(db, "start", write_migration(m))
     assert r.returncode == 0, r.stderr
@@ -203,7 +203,7 @@ def test_violated_check_refuses_complete_db(db):
 
 def test_violated_check_refuses_complete_through_proxy(db, proxy_factory):
     sql(db, BASE)
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = alter_qty_with_check()
     proxy = engine_proxy(proxy_factory, db)
     proxy_start(proxy, write_migration(m))
@@ -226,7 +226,7 @@ def test_violated_check_refuses_complete_through_proxy(db, proxy_factory):
 def test_alter_column_check_is_written_for_the_new_type(db):
     """`down` and `check` of alter_column see the column with its new type."""
     sql(db, BASE)
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = {"name": "price_positive", "parent": None, "operations": [
         {"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
                           "up": "price::numeric(10,2)", "down": "to_char(price, 'FM9999990.00')",
@@ -240,7 +240,7 @@ def test_alter_column_check_is_written_for_the_new_type(db):
     assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'items'::regclass"
                    " AND contype = 'c'") == [(True,)]
     expect = [dict(o, price=float(o["price"])) for (o,) in before] + [None]
-    got = [dict(x[0], price=float(x[0]["price"])) for x in rows(db, "items")]
+    got = [dict(x[0], price=float(x[0]["price"])) for x in rows(db, "items", order="t.id")]
     assert got[:-1] == expect[:-1] and got[-1]["env"] == "new" and got[-1]["price"] == 7.5, got[-3:]
 
 
@@ -249,7 +249,7 @@ def test_alter_column_check_is_written_for_the_new_type(db):
 def test_failed_batch_names_row_and_expression(db):
     sql(db, BASE)
     sql(db, "UPDATE items SET price = 'n/a' WHERE id = 1234")
-    before = rows(db, "items")
+    before = rows(db, "items", order="t.id")
     m = {"name": "price_numeric", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
          "operations": [
              {"rename_column": {"table": "items", "from": "note", "to": "remark"}},
@@ -278,5 +278,138 @@ def test_failed_batch_names_row_and_expression(db):
         e["price"] = 308.5 if old["id"] == 1234 else round(float(old["price"]), 2)
         e["remark"] = e.pop("note")
         expect.append(e)
-    got = [dict(r[0], price=float(r[0]["price"])) for r in rows(db, "items")]
+    got = [dict(r[0], price=float(r[0]["price"])) for r in rows(db, "items", order="t.id")]
     assert got == expect
+
+
+# ---- 9: rates and contract messages ----------------------------------------------
+
+def rates(text):
+    return [m.group(1) for m in RATE.finditer(text)]
+
+
+def assert_sensible_rates(text):
+    for rate in rates(text):
+        assert rate != "?" and float(rate) > 0, text
+
+
+def test_rates_are_per_table_and_positive_db(db):
+    sql(db, "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, w text);"
+            "INSERT INTO a SELECT g, 'x' || g FROM generate_series(1, 5000) g;"
+            "INSERT INTO b SELECT g, 'y' || g FROM generate_series(1, 10) g")
+    before_a, before_b = rows(db, "a", order="t.id"), rows(db, "b", order="t.id")
+    m = {"name": "two_tables", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
+         "operations": [{"rename_column": {"table": "a", "from": "v", "to": "v2"}},
+                        {"rename_column": {"table": "b", "from": "w", "to": "w2"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    assert len(rates(r.stderr)) >= 2, r.stderr
+    assert_sensible_rates(r.stderr)
+    assert migrate(db, "complete").returncode == 0
+    assert [dict(x[0], v=x[0].pop("v2")) for x in rows(db, "a", order="t.id")] == [x[0] for x in before_a]
+    assert [dict(x[0], w=x[0].pop("w2")) for x in rows(db, "b", order="t.id")] == [x[0] for x in before_b]
+
+
+def test_rates_after_a_resubmit_through_proxy(db, proxy_factory):
+    """A backfill begun by the CLI, continued by the proxy, failing on a bad
+    row, then submitted again: whatever the proxy's counters say, the CLI never
+    shows a negative rate."""
+    sql(db, BASE)
+    sql(db, "UPDATE items SET price = 'n/a' WHERE id = 1900")
+    before = rows(db, "items", order="t.id")
+    m = {"name": "price_numeric_p", "parent": None, "backfill": {"batch_rows": 200, "max_rows": 200},
+         "operations": [{"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                                          "up": "price::numeric(10,2)", "down": "price::text"}}]}
+    path = write_migration(m)
+    r = migrate(db, "start", path, "--stop-after-batches", "5")
+    assert r.returncode == 0, r.stderr
+    proxy = engine_proxy(proxy_factory, db)   # picks the backfill up at its checkpoint
+    deadline = time.time() + 60
+    while True:
+        code, cur = proxy.admin("GET", "/migrations/current")
+        if code == 200 and cur["phase"] == "failed":
+            break
+        assert time.time() < deadline, cur
+        time.sleep(0.1)
+    outputs = []
+    s = pmigrate(proxy, "status")
+    outputs.append(s.stdout + s.stderr)
+    again = pmigrate(proxy, "start", path)
+    outputs.append(again.stdout + again.stderr)
+    for _ in range(3):
+        s = pmigrate(proxy, "status")
+        outputs.append(s.stdout + s.stderr)
+        time.sleep(0.2)
+    for text in outputs:
+        for rate in rates(text):
+            assert rate != "nan" and "inf" not in rate and float(rate if rate != "?" else 0) >= 0, text
+    assert any("rows/s" in t for t in outputs), outputs
+    # the data: fix the row and finish with the CLI (the proxy no longer runs it)
+    proxy.stop()
+    sql(db, "UPDATE items SET price = '475.00' WHERE id = 1900")
+    r = migrate(db, "resume")
+    assert r.returncode == 0, r.stderr
+    assert migrate(db, "complete").returncode == 0
+    got = {x[0]["id"]: float(x[0]["price"]) for x in rows(db, "items", order="t.id")}
+    assert got == {o["id"]: (475.0 if o["id"] == 1900 else round(float(o["price"]), 2)) for (o,) in before}
+
+
+def contract_error_migration(name):
+    return {"name": name, "parent": None, "operations": [
+        {"rename_column": {"table": "items", "from": "note", "to": "remark"}},
+        {"sql": {"up": "SELECT 1 / (SELECT count(*) FROM items WHERE remark = 'zero')", "on": "complete"}}]}
+
+
+def test_non_lock_contract_error_counts_one_attempt(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = contract_error_migration("contract_div0")
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    c = pmigrate(proxy, "complete")
+    text = c.stdout + c.stderr
+    assert c.returncode == 1, text + proxy.log()[-3000:]
+    assert "division by zero" in text, text
+    assert "10 attempt" not in text, text
+    assert re.search(r"after 1 attempt", text), text
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert cur["phase"] == "active" and cur["cutover"]["attempts"] == 1, cur
+    proxy.stop()
+    # and the same with --db
+    c = migrate(db, "complete", "--retries", "10")
+    assert c.returncode == 1
+    assert "10 attempt" not in c.stderr and "after 1 attempt" in c.stderr, c.stderr
+    # once the statement can run, the migration completes
+    sql(db, "UPDATE items SET note = 'zero' WHERE id = 1")
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    expect = [dict(o, remark=("zero" if o["id"] == 1 else o["note"])) for (o,) in before]
+    for e in expect:
+        del e["note"]
+    assert [x[0] for x in rows(db, "items", order="t.id")] == expect
+
+
+def test_lock_timeouts_keep_their_reason_through_proxy(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = {"name": "rename_note", "parent": None,
+         "operations": [{"rename_column": {"table": "items", "from": "note", "to": "remark"}}]}
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    blocker = psycopg.connect(db)          # straight to Postgres: the pause does not wait for it
+    blocker.execute("LOCK TABLE items IN ACCESS SHARE MODE")
+    try:
+        code, body = proxy.admin("POST", "/migrations/current/complete?attempts=2&lock_timeout_ms=50")
+    finally:
+        blocker.close()
+    assert code == 409, body
+    assert body["attempts"] == 2, body
+    assert "lock timeout" in body["error"] and "attempts: ;" not in body["error"], body
+    log = proxy.log()
+    assert "abandoned ()" not in log, log[-3000:]
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    expect = [dict(o, remark=o["note"]) for (o,) in before]
+    for e in expect:
+        del e["note"]
+    assert [x[0] for x in rows(db, "items", order="t.id")] == expect
