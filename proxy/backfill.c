@@ -400,9 +400,9 @@ static PGresult *run_slice(PGconn *conn, const struct backfill *b, const char *s
     return PQexecParams(conn, sql, (int)nk + 2, NULL, values, NULL, NULL, 0);
 }
 
-/* Evaluates x over a slice the way the batch does (only where the row still
- * needs it). Returns 1 when it fails there (with Postgres's message), 0 when
- * it does not, -1 when the slice cannot be read at all. */
+/* Evaluates an expression over a slice the way the batch does (only where
+ * the row still needs it). Returns 1 when it fails there, with Postgres's
+ * message, else 0. */
 static int expression_fails(PGconn *conn, const struct backfill *b, const char *sql, long long offset,
                             long long limit, char *msg, size_t msglen)
 {
@@ -483,7 +483,8 @@ void backfill_describe_failure(PGconn *conn, const struct backfill *b, const cha
 {
     const struct mig_bf_table *t = b->table;
     char msg[512], key[512];
-    for (size_t i = 0; i < t->nexprs; i++) {
+    /* a lost connection fails every query: bisecting would blame row 0 */
+    for (size_t i = 0; PQstatus(conn) == CONNECTION_OK && i < t->nexprs; i++) {
         const struct mig_bf_expr *x = &t->exprs[i];
         long long at = first_failing_row(conn, b, x, msg, sizeof msg);
         if (at < 0)
