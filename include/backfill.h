@@ -23,6 +23,7 @@ struct backfill {
     char *last_key[BACKFILL_MAX_KEY];   /* text form of the last key done */
     int have_last;
     long long rows_done, rows_updated, batches;
+    long last_rows;                     /* rows the last batch walked */
     double est_total;
     long batch_rows;                    /* size of the next batch */
     double rate;                        /* weighted rows per ms */
@@ -53,6 +54,13 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
 /* A batch that failed on lock_timeout: shrink and back off instead of failing. */
 void backfill_lock_timeout(struct backfill *b);
 long backfill_sleep_ms(struct backfill *b);
+
+/* A batch failed with pg_error (not a lock timeout): names the row and the
+ * `up` expression that failed on it, found with a few read-only queries over
+ * the batch's key range (blocking; b as it was for the failed batch). Falls
+ * back to the batch's key range when no expression fails there. */
+void backfill_describe_failure(PGconn *conn, const struct backfill *b, const char *pg_error, char *out,
+                               size_t outlen);
 
 /* Runs one batch synchronously. Returns 0 (check b->done), or -1 with err. */
 int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen);

@@ -24,15 +24,13 @@ enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
 
-/* Advisory lock key: one engine per database (the CLI and the proxy alike). */
-#define ENGINE_LOCK_KEY "7020637716434665572"
-
 struct engine_options {
     long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */
     int contract_attempts;      /* bounded retries of the contract (default 10) */
     long backoff_ms;            /* first retry delay, doubled each time, with jitter */
     int skip_backfill;          /* start: stop after expand (tests, operators) */
     long stop_after_batches;    /* start/resume: stop after N batches (0 = run to end) */
+    int validate_only;          /* complete: run the checks that precede the cutover, then stop */
     /* Called after every backfill batch (and with done=1 at the end). */
     void (*on_progress)(const struct backfill *b, int finished, void *arg);
     void *progress_arg;
@@ -65,6 +63,9 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
 /* Continues the migration in progress: re-runs an interrupted expand,
  * continues the backfill from its checkpoint. */
 int engine_resume(struct engine *e, char *err, size_t errlen);
+/* Validates the constraints that need a scan (traffic flows), then runs the
+ * contract. Rows that violate a constraint stop it before the contract, with
+ * their count and the first one's key; the migration stays active. */
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen);
 int engine_rollback(struct engine *e, char *err, size_t errlen);
 /* Status of the current (or most recent) migration; caller owns the JSON. */

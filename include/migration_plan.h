@@ -34,6 +34,15 @@
 #include "migration_catalog.h"
 #include "migration_sql.h"
 
+/* One `up` expression a backfill batch evaluates, kept apart so that a
+ * failed batch can say which expression failed on which row. */
+struct mig_bf_expr {
+    char *what;            /* operations[i].op */
+    char *column;          /* raw name of the column it fills */
+    char *up;              /* the expression, as its author wrote it */
+    char *pending;         /* predicate: this row still needs it */
+};
+
 /* One table the backfill must walk, with the pieces of its batch statement.
  * All strings are complete, quoted SQL fragments. */
 struct mig_bf_table {
@@ -44,14 +53,34 @@ struct mig_bf_table {
     char *set_list;        /* "new" = (up), ... */
     char *pending;         /* predicate: this row still needs the backfill */
     char *mismatch;        /* predicate for verify: shapes disagree (NULL: nothing to verify) */
+    struct mig_bf_expr *exprs;  /* the expressions of set_list (none in plans stored by older versions) */
+    size_t nexprs;
     double est_rows;
+};
+
+/* A constraint of the new shape that `complete` validates before its cutover,
+ * with traffic flowing: `add` puts it on the table NOT VALID (rows written
+ * from then on are checked), `validate` scans the existing rows (SHARE UPDATE
+ * EXCLUSIVE, which does not block reads or writes). When rows violate it,
+ * `violations` counts them and returns the first key, and `drop` removes
+ * the constraint again, so a refused complete leaves the migration as it
+ * was. The contract's VALIDATE of the same constraint is then a no-op. */
+struct mig_check {
+    int op_index;
+    char *describe;     /* operations[i].op: check (expr) on "schema"."table" */
+    char *add;          /* several statements, one transaction */
+    char *validate;
+    char *violations;   /* SELECT count, the first violating row's key as ("k")=(v) */
+    char *drop;
 };
 
 struct mig_plan {
     struct mig_steps expand;    /* before the backfill; MIG_STEP_ALONE steps run outside a txn */
     struct mig_steps validate;  /* after the backfill: VALIDATE CONSTRAINT ... */
+    struct mig_check *checks;   /* complete, before the cutover: constraints that need a scan */
+    size_t nchecks;
     struct mig_steps contract;  /* one transaction */
-    struct mig_steps post;      /* after the contract commits (validations that scan) */
+    struct mig_steps post;      /* after the contract commits (plans stored by older versions) */
     struct mig_steps rollback;  /* removes everything expand created; safe after a partial expand */
     struct mig_bf_table *bf;
     size_t nbf;
@@ -66,6 +95,7 @@ struct mig_plan {
 int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, struct mig_plan *p,
                    char *err, size_t errlen);
 void mig_plan_free(struct mig_plan *p);
+void mig_check_free(struct mig_check *k);
 void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *out);
 
 /* The plan is computed once, against the catalog as it was before expand,

@@ -4,6 +4,8 @@
 #ifndef PGTANDEM_PROGRESS_LINE_H
 #define PGTANDEM_PROGRESS_LINE_H
 
+#include <stddef.h>
+
 struct progress_line {
     int tty;                /* rewrite one line in place instead of logging */
     int open;               /* a line is on the terminal without its newline */
@@ -21,6 +23,12 @@ struct progress_sample {
 };
 
 double progress_mono_ms(void);
+/* "1234 rows/s", or "? rows/s" when the number is no measurement (negative,
+ * infinite, not a number: counters that restarted, a clock that did not
+ * move). Returns buf. */
+const char *progress_rate(char *buf, size_t n, double rows_per_s);
+/* True when rows_per_s is a rate worth printing. */
+int progress_rate_known(double rows_per_s);
 /* True when a line is due (every 100 ms on a terminal, 2 s otherwise, and
  * always when finished); stamps the time when it says yes. */
 int progress_line_due(struct progress_line *p, int finished);

@@ -149,14 +149,14 @@ static void key_list(struct mig_str *s, const struct mig_bf_table *t, const char
         mig_str_addf(s, "%s%s%s%s", k ? ", " : "", prefix, t->pk[k], suffix);
 }
 
-static void key_params(struct mig_str *s, const struct mig_bf_table *t)
+/* The checkpoint's key values are parameters $first, $first + 1, ... */
+static void key_params(struct mig_str *s, const struct mig_bf_table *t, size_t first)
 {
     for (size_t k = 0; k < t->npk; k++)
-        mig_str_addf(s, "%s$%zu::%s", k ? ", " : "", k + 5, t->pk_types[k]);
+        mig_str_addf(s, "%s$%zu::%s", k ? ", " : "", k + first, t->pk_types[k]);
 }
 
-/* The lower bound: rows strictly after the checkpoint. */
-static void after_checkpoint(struct mig_str *s, const struct backfill *b, const char *alias)
+static void after_checkpoint_from(struct mig_str *s, const struct backfill *b, const char *alias, size_t first)
 {
     const struct mig_bf_table *t = b->table;
     if (!b->have_last) {
@@ -166,8 +166,14 @@ static void after_checkpoint(struct mig_str *s, const struct backfill *b, const 
     mig_str_add(s, "(");
     key_list(s, t, alias, "");
     mig_str_add(s, ") > (");
-    key_params(s, t);
+    key_params(s, t, first);
     mig_str_add(s, ")");
+}
+
+/* The lower bound of a batch: rows strictly after the checkpoint. */
+static void after_checkpoint(struct mig_str *s, const struct backfill *b, const char *alias)
+{
+    after_checkpoint_from(s, b, alias, 5);
 }
 
 /* One statement: `batch` picks the next keys, `upd` sets the new columns of
@@ -295,6 +301,7 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
     b->done = PQgetvalue(r, 0, 4)[0] == 't';
     b->paused = PQgetvalue(r, 0, 5)[0] == 't';
     b->batches++;
+    b->last_rows = rows;
     b->last_ms = elapsed_ms;
     b->total_ms += elapsed_ms;
     if (elapsed_ms > b->max_ms)
@@ -372,11 +379,170 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
         if (state && strcmp(state, "55P03") == 0) {
             backfill_lock_timeout(b);
         } else {
-            snprintf(err, errlen, "backfill batch on %s failed: %s", b->table->qname,
-                     PQresultErrorMessage(r));
+            char pg_error[1024];
+            snprintf(pg_error, sizeof pg_error, "%s", PQresultErrorMessage(r));
+            size_t n = strlen(pg_error);
+            while (n > 0 && (pg_error[n - 1] == '\n' || pg_error[n - 1] == ' '))
+                pg_error[--n] = '\0';
+            PQclear(r);
+            r = NULL;
+            backfill_describe_failure(conn, b, pg_error, err, errlen);
             rc = -1;
         }
     }
     PQclear(r);
     return rc;
+}
+
+/* ---- naming the row a failed batch stumbled on ----------------------------- */
+
+/* Parameters of a slice: the checkpoint's key values (when there is one),
+ * then LIMIT and OFFSET. */
+static size_t slice_key_params(const struct backfill *b)
+{
+    return b->have_last ? b->table->npk : 0;
+}
+
+/* `select_list` over rows [OFFSET, OFFSET + LIMIT) of the failed batch, in
+ * key order after the checkpoint, as the batch's UPDATE saw them (alias t). */
+static char *slice_sql(const struct backfill *b, const char *select_list)
+{
+    const struct mig_bf_table *t = b->table;
+    size_t nk = slice_key_params(b);
+    struct mig_str s = {0};
+    mig_str_addf(&s, "SELECT %s FROM (SELECT * FROM %s WHERE ", select_list, t->qname);
+    after_checkpoint_from(&s, b, "", 1);
+    mig_str_add(&s, " ORDER BY ");
+    key_list(&s, t, "", "");
+    mig_str_addf(&s, " LIMIT $%zu::bigint OFFSET $%zu::bigint) AS t", nk + 1, nk + 2);
+    return mig_str_take(&s);
+}
+
+static PGresult *run_slice(PGconn *conn, const struct backfill *b, const char *sql, long long offset,
+                           long long limit)
+{
+    const char *values[BACKFILL_MAX_KEY + 2];
+    char lim[32], off[32];
+    size_t nk = slice_key_params(b);
+    for (size_t k = 0; k < nk; k++)
+        values[k] = b->last_key[k];
+    snprintf(lim, sizeof lim, "%lld", limit);
+    snprintf(off, sizeof off, "%lld", offset);
+    values[nk] = lim;
+    values[nk + 1] = off;
+    return PQexecParams(conn, sql, (int)nk + 2, NULL, values, NULL, NULL, 0);
+}
+
+/* Evaluates an expression over a slice the way the batch does (only where
+ * the row still needs it). Returns 1 when it fails there, with Postgres's
+ * message, else 0. */
+static int expression_fails(PGconn *conn, const struct backfill *b, const char *sql, long long offset,
+                            long long limit, char *msg, size_t msglen)
+{
+    PGresult *r = run_slice(conn, b, sql, offset, limit);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(msg, msglen, "%s", primary ? primary : PQresultErrorMessage(r));
+        rc = 1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* ("k1", "k2")=(v1, v2) of the row at offset, or "" when it cannot be read. */
+static void key_at(PGconn *conn, const struct backfill *b, long long offset, char *out, size_t outlen)
+{
+    const struct mig_bf_table *t = b->table;
+    struct mig_str sel = {0};
+    mig_str_add(&sel, "concat_ws(', ', ");
+    key_list(&sel, t, "t.", "::text");
+    mig_str_add(&sel, ")");
+    char *list = mig_str_take(&sel);
+    char *sql = list ? slice_sql(b, list) : NULL;
+    PGresult *r = sql ? run_slice(conn, b, sql, offset, 1) : NULL;
+    out[0] = '\0';
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        struct mig_str k = {0};
+        mig_str_add(&k, "(");
+        key_list(&k, t, "", "");
+        mig_str_addf(&k, ")=(%s)", PQgetvalue(r, 0, 0));
+        char *text = mig_str_take(&k);
+        snprintf(out, outlen, "%s", text ? text : "");
+        free(text);
+    }
+    PQclear(r);
+    free(sql);
+    free(list);
+}
+
+/* Bisects the failed batch for the first row on which x fails; returns its
+ * offset, or -1 when x does not fail on this batch. */
+static long long first_failing_row(PGconn *conn, const struct backfill *b, const struct mig_bf_expr *x,
+                                   char *msg, size_t msglen)
+{
+    struct mig_str sel = {0};
+    mig_str_addf(&sel, "count(CASE WHEN %s THEN (%s) END)", x->pending, x->up);
+    char *list = mig_str_take(&sel);
+    char *sql = list ? slice_sql(b, list) : NULL;
+    free(list);
+    if (!sql)
+        return -1;
+    long long lo = 0, len = b->batch_rows > 0 ? b->batch_rows : 1;
+    long long found = -1;
+    if (expression_fails(conn, b, sql, lo, len, msg, msglen) == 1) {
+        while (len > 1) {
+            long long half = len / 2;
+            if (expression_fails(conn, b, sql, lo, half, msg, msglen) == 1) {
+                len = half;
+            } else {
+                lo += half;
+                len -= half;
+            }
+        }
+        /* the message of the row itself, not of a slice that contained it */
+        if (expression_fails(conn, b, sql, lo, 1, msg, msglen) == 1)
+            found = lo;
+    }
+    free(sql);
+    return found;
+}
+
+/* A batch failed on something else than a lock: find the row and the `up`
+ * expression behind it, with small read-only queries over the batch's key
+ * range (about log2(batch rows) of them, only ever after a failure). */
+void backfill_describe_failure(PGconn *conn, const struct backfill *b, const char *pg_error, char *out,
+                               size_t outlen)
+{
+    const struct mig_bf_table *t = b->table;
+    char msg[512], key[512];
+    /* a lost connection fails every query: bisecting would blame row 0 */
+    for (size_t i = 0; PQstatus(conn) == CONNECTION_OK && i < t->nexprs; i++) {
+        const struct mig_bf_expr *x = &t->exprs[i];
+        long long at = first_failing_row(conn, b, x, msg, sizeof msg);
+        if (at < 0)
+            continue;
+        key_at(conn, b, at, key, sizeof key);
+        snprintf(out, outlen, "backfill of %s failed at the row with key %s: %s's \"up\" expression (%s), "
+                 "which fills \"%s\", fails on it: %s. Fix that row (through either shape), or roll back and "
+                 "correct the expression; `pgtandem migrate resume` continues from the checkpoint",
+                 t->qname, key[0] ? key : "(unknown)", x->what, x->up, x->column, msg);
+        return;
+    }
+    if (b->have_last) {
+        struct mig_str k = {0};
+        mig_str_add(&k, "(");
+        key_list(&k, t, "", "");
+        mig_str_add(&k, ")=(");
+        for (size_t i = 0; i < t->npk; i++)
+            mig_str_addf(&k, "%s%s", i ? ", " : "", b->last_key[i]);
+        mig_str_add(&k, ")");
+        char *text = mig_str_take(&k);
+        snprintf(out, outlen, "backfill batch on %s (the %ld rows after key %s) failed: %s", t->qname,
+                 b->batch_rows, text ? text : "?", pg_error);
+        free(text);
+    } else {
+        snprintf(out, outlen, "backfill batch on %s (its first %ld rows) failed: %s", t->qname, b->batch_rows,
+                 pg_error);
+    }
 }

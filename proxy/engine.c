@@ -212,20 +212,39 @@ static int check_type_exists(PGconn *conn, const struct migration *m, const stru
     return 0;
 }
 
+/* The table's columns but `column`, for a select list that gives `column` a
+ * new type. */
+static void columns_but(struct mig_str *s, const struct mig_cat_table *t, const char *column)
+{
+    for (size_t i = 0; i < t->ncols; i++) {
+        if (strcmp(t->cols[i].name, column) == 0)
+            continue;
+        mig_str_ident(s, t->cols[i].name);
+        mig_str_add(s, ", ");
+    }
+}
+
 /* Evaluates an author's expression against the table with zero rows inside a
  * read-only transaction, so type errors and unknown columns are reported
  * before anything changes. extra_col/extra_type stands in for a column the
- * migration will add. PQexecParams refuses multiple statements. */
+ * migration will add, or, with retyped (the table's catalog entry), for a
+ * column whose type it changes: alter_column's `down` and `check` are
+ * written for the new shape. PQexecParams refuses multiple statements. */
 static int check_expression(PGconn *conn, const struct migration *m, const struct mig_op *op,
                             const char *key, const char *expr, const char *table,
-                            const char *extra_col, const char *extra_type, char *err, size_t errlen)
+                            const char *extra_col, const char *extra_type,
+                            const struct mig_cat_table *retyped, char *err, size_t errlen)
 {
     if (!expr || !table)
         return 0;
     struct mig_str s = {0};
-    mig_str_addf(&s, "SELECT (%s) FROM (SELECT *", expr);
+    mig_str_addf(&s, "SELECT (%s) FROM (SELECT ", expr);
+    if (retyped && extra_col)
+        columns_but(&s, retyped, extra_col);
+    else
+        mig_str_add(&s, extra_col ? "*, " : "*");
     if (extra_col) {
-        mig_str_addf(&s, ", NULL::%s AS ", extra_type);
+        mig_str_addf(&s, "NULL::%s AS ", extra_type);
         mig_str_ident(&s, extra_col);
     }
     mig_str_add(&s, " FROM ");
@@ -278,24 +297,26 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     if (table && (op->from || op->column))
         oc = mig_catalog_column(mig_catalog_table(cat, op->schema, table), op->from ? op->from : op->column);
     const char *new_type = op->type ? op->type : (oc ? oc->type : "text");
+    const struct mig_cat_table *t = table ? mig_catalog_table(cat, op->schema, table) : NULL;
+    const char *retyped = t && oc && op->kind == MIG_ALTER_COLUMN ? op->column : NULL;
     switch (op->kind) {
     case MIG_RENAME_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "down", op->down, table, op->to, new_type, err, errlen);
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, op->to, new_type, NULL, err, errlen);
     case MIG_ALTER_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "down", op->down, table, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "check", op->check, table, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, retyped, new_type, t, err, errlen) ||
+               check_expression(conn, m, op, "check", op->check, table, retyped, new_type, t, err, errlen);
     case MIG_ADD_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "check", op->col.check, table, op->col.name, op->col.type,
+        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "check", op->col.check, table, op->col.name, op->col.type, NULL,
                                 err, errlen);
     case MIG_DROP_COLUMN:
-        return check_expression(conn, m, op, "down", op->down, table, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "down", op->down, table, NULL, NULL, NULL, err, errlen);
     case MIG_CREATE_INDEX:
-        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, NULL, err, errlen);
     case MIG_CREATE_CONSTRAINT:
-        return check_expression(conn, m, op, "check", op->check, table, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "check", op->check, table, NULL, NULL, NULL, err, errlen);
     default:
         return 0;
     }
@@ -491,6 +512,79 @@ static int run_rollback_steps(struct engine *e, const struct mig_steps *l, char 
         }
     }
     return failed ? ENGINE_FAILED : ENGINE_OK;
+}
+
+/* ---- checks that precede the cutover -------------------------------------- */
+
+#define CHECK_VIOLATION "23514"
+
+static void record_error(PGconn *conn, const char *name, const char *error)
+{
+    char err[256];
+    const char *v[2] = {name, error};
+    PGresult *r = exec_params(conn, "UPDATE pgtandem.migrations SET error = $2, updated_at = now() WHERE name = $1",
+                              2, v, err, sizeof err);
+    if (!r)
+        log_error("recording the error of %s: %s", name, err);
+    PQclear(r);
+}
+
+/* The refusal: how many rows violate the check and which one comes first, so
+ * the operator can find and fix them. */
+static void describe_violations(struct engine *e, const struct mig_check *k, const char *pg_error, char *err,
+                                size_t errlen)
+{
+    PGresult *r = PQexec(e->conn, k->violations);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        long long n = atoll(PQgetvalue(r, 0, 0));
+        snprintf(err, errlen, "%s is violated by %lld existing row%s, the first with key %s; fix %s (through "
+                 "either shape) and run `pgtandem migrate complete` again. Nothing was changed: the migration "
+                 "is still active", k->describe, n, n == 1 ? "" : "s", PQgetvalue(r, 0, 1), n == 1 ? "it" : "them");
+    } else {
+        snprintf(err, errlen, "%s is violated by existing rows (%s)%s%s; fix them and run `pgtandem migrate "
+                 "complete` again. Nothing was changed: the migration is still active", k->describe, pg_error,
+                 PQresultStatus(r) == PGRES_TUPLES_OK ? "" : "; counting them failed: ",
+                 PQresultStatus(r) == PGRES_TUPLES_OK ? "" : PQresultErrorMessage(r));
+    }
+    PQclear(r);
+}
+
+/* Adds the check NOT VALID (rows written from now on are checked), then
+ * validates it. A refusal takes the check away again. */
+static int validate_check(struct engine *e, const struct mig_check *k, char *err, size_t errlen)
+{
+    struct mig_step add = {.sql = k->add, .mode = MIG_STEP_TXN, .op_index = k->op_index};
+    struct mig_steps one = {.v = &add, .n = 1, .cap = 1};
+    if (run_txn(e, &one, 0, 1, NULL, NULL, 0, NULL, err, errlen) != ENGINE_OK)
+        return ENGINE_FAILED;
+    char tmo[64], state[6] = "", pg_error[1024], ignored[256];
+    /* VALIDATE takes SHARE UPDATE EXCLUSIVE: it waits only for other DDL and VACUUM. */
+    snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
+    exec_simple(e->conn, tmo, NULL, ignored, sizeof ignored);
+    int rc = exec_simple(e->conn, k->validate, state, pg_error, sizeof pg_error);
+    exec_simple(e->conn, "RESET lock_timeout", NULL, ignored, sizeof ignored);
+    if (rc == 0)
+        return ENGINE_OK;
+    if (strcmp(state, CHECK_VIOLATION) == 0)
+        describe_violations(e, k, pg_error, err, errlen);
+    else
+        snprintf(err, errlen, "%s: validating it failed: %s; nothing was changed", k->describe, pg_error);
+    struct mig_step drop = {.sql = k->drop, .mode = MIG_STEP_TXN, .op_index = k->op_index};
+    one.v = &drop;
+    if (run_txn(e, &one, 0, 1, NULL, NULL, 0, NULL, ignored, sizeof ignored) != ENGINE_OK)
+        log_warn("%s: could not remove the unvalidated check again (rollback or the next complete will): %s",
+                 k->describe, ignored);
+    return ENGINE_FAILED;
+}
+
+static int validate_checks(struct engine *e, const struct mig_plan *plan, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < plan->nchecks; i++) {
+        log_debug("validating %s against every row", plan->checks[i].describe);
+        if (validate_check(e, &plan->checks[i], err, errlen) != ENGINE_OK)
+            return ENGINE_FAILED;
+    }
+    return ENGINE_OK;
 }
 
 /* ---- backfill loop -------------------------------------------------------- */
@@ -720,6 +814,11 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                  strcmp(cur.status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
                                                : "roll it back");
         rc = ENGINE_INVALID;
+    } else if (validate_checks(e, &plan, err, errlen) != ENGINE_OK) {
+        record_error(e->conn, cur.name, err);
+        rc = ENGINE_FAILED;
+    } else if (e->opt.validate_only) {
+        rc = ENGINE_OK;
     } else {
         const char *v[1] = {cur.name};
         rc = run_txn(e, &plan.contract, 0, plan.contract.n,

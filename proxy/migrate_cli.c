@@ -32,6 +32,7 @@ struct cli {
 
 struct progress {
     struct progress_line line;
+    const struct mig_bf_table *table;   /* the table the rate is measured on */
     double started_ms;
     long long start_rows;
 };
@@ -44,6 +45,7 @@ static void usage(FILE *out)
         "       pgtandem migrate resume        [--db URI]\n"
         "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
         "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
+        "                                      [--validate-only]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
@@ -53,21 +55,23 @@ static void usage(FILE *out)
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
 
-/* Feeds the engine's backfill callbacks to the shared status line; the rate
- * is measured from this process's first callback, so a resumed backfill
- * shows its own speed. */
+/* Feeds the engine's backfill callbacks to the shared status line. The rate
+ * is measured per table from the start of the first batch this process ran
+ * on it (the callback comes after that batch), so a resumed backfill shows
+ * its own speed and each table its own. */
 static void on_progress(const struct backfill *b, int finished, void *arg)
 {
     struct progress *p = arg;
     double now = progress_mono_ms();
-    if (p->started_ms == 0) {
-        p->started_ms = now;
-        p->start_rows = b->rows_done;
+    if (p->table != b->table) {
+        p->table = b->table;
+        p->started_ms = now - b->last_ms;
+        p->start_rows = b->rows_done - b->last_rows;
     }
     if (!progress_line_due(&p->line, finished))
         return;
     double secs = (now - p->started_ms) / 1000.0;
-    double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : 0;
+    double rate = secs > 0 ? (double)(b->rows_done - p->start_rows) / secs : -1;
     double total = b->est_total > (double)b->rows_done ? b->est_total : (double)b->rows_done;
     struct progress_sample s = {
         .table = b->table->qname, .rows_done = (double)b->rows_done, .est_total = total, .rows_per_s = rate,
@@ -93,7 +97,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"proxy", required_argument, NULL, 'p'},
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
-        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     if (argc < 2)
@@ -110,6 +115,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'n': c->opt.skip_backfill = 1; break;
+        case 'v': c->opt.validate_only = 1; break;
         case 'l':
             if (parse_long(optarg, 1, 600000, &v) != 0) return -1;
             c->opt.lock_timeout_ms = v;
@@ -305,7 +311,9 @@ static int cmd_complete(const struct cli *c)
     if (rep.attempts > 0)
         fprintf(stderr, "contract: %s after %d attempt(s), lock wait %.0fms, total %.0fms\n",
                 rc == ENGINE_OK ? "committed" : "abandoned", rep.attempts, rep.lock_wait_ms, rep.total_ms);
-    if (rc == ENGINE_OK)
+    if (rc == ENGINE_OK && c->opt.validate_only)
+        printf("every row passes the migration's checks; it is ready for the cutover\n");
+    else if (rc == ENGINE_OK)
         printf("migration complete\n");
     return report(rc, err);
 }

@@ -302,6 +302,17 @@ static void show_backfill(struct progress *p, const char *name, json_t *bf, int 
     progress_line_show(&p->line, &smp, finished);
 }
 
+/* "backfilled N rows at R rows/s"; the rate only when this proxy measured
+ * one (after a resubmit or a restart its counters start again). */
+static void backfilled(char *buf, size_t n, json_t *bf)
+{
+    double rows = jnum(bf, "rows_done"), rate = jnum(bf, "rows_per_s");
+    if (rows > 0 && rate > 0 && progress_rate_known(rate))
+        snprintf(buf, n, "backfilled %.0f rows at %.0f rows/s", rows, rate);
+    else
+        snprintf(buf, n, "backfilled %.0f rows", rows);
+}
+
 /* Handles one state; returns -1 to keep polling, else the exit status. */
 static int on_state(struct progress *p, const char *name, json_t *st)
 {
@@ -325,10 +336,10 @@ static int on_state(struct progress *p, const char *name, json_t *st)
     if (!strcmp(phase, "backfilling"))
         show_backfill(p, name, json_object_get(st, "backfill"), 0);
     if (!strcmp(phase, "active") || !strcmp(phase, "completing") || !strcmp(phase, "completed")) {
-        json_t *bf = json_object_get(st, "backfill");
-        log_info("migration %s is %s: both shapes are served (backfilled %.0f rows at %.0f rows/s); "
-                 "run `pgtandem migrate complete --proxy URL` once the old release is retired", name, phase,
-                 jnum(bf, "rows_done"), jnum(bf, "rows_per_s"));
+        char done[96];
+        backfilled(done, sizeof done, json_object_get(st, "backfill"));
+        log_info("migration %s is %s: both shapes are served (%s); run `pgtandem migrate complete --proxy URL` "
+                 "once the old release is retired", name, phase, done);
         return 0;
     }
     if (!strcmp(phase, "failed") || !strcmp(phase, "rolled_back")) {
@@ -435,10 +446,12 @@ static void print_status_text(json_t *st)
            jstr(st, "phase") ? jstr(st, "phase") : "?");
     if (e)
         printf("error:     %s\n", e);
+    char rate[48];
     if (json_is_object(bf))
-        printf("backfill:  %.0f/%.0f rows (%.1f%%), %.0f rows/s, %.0f batches (max %.0fms), throttle %s\n",
-               jnum(bf, "rows_done"), jnum(bf, "est_total"), jnum(bf, "percent"), jnum(bf, "rows_per_s"),
-               jnum(bf, "batches"), jnum(bf, "max_batch_ms"), jstr(bf, "throttle") ? jstr(bf, "throttle") : "none");
+        printf("backfill:  %.0f/%.0f rows (%.1f%%), %s, %.0f batches (max %.0fms), throttle %s\n",
+               jnum(bf, "rows_done"), jnum(bf, "est_total"), jnum(bf, "percent"),
+               progress_rate(rate, sizeof rate, jnum(bf, "rows_per_s")), jnum(bf, "batches"),
+               jnum(bf, "max_batch_ms"), jstr(bf, "throttle") ? jstr(bf, "throttle") : "none");
     if (json_is_object(cut))
         printf("cutover:   %.0f attempt(s), traffic held %.1fms, %.0f held messages, %.0f re-prepared\n",
                jnum(cut, "attempts"), jnum(cut, "pause_ms"), jnum(cut, "held_messages"), jnum(cut, "reprepared"));
@@ -491,8 +504,8 @@ static int cmd_finish(const struct remote *r, const char *what, int json)
     int complete = !strcmp(what, "complete");
     if (json && json_is_object(resp.json))
         print_json(resp.json);
-    else if (complete && json_is_object(resp.json) && json_object_get(resp.json, "attempts"))
-        print_cutover(ok ? stdout : stderr, resp.json, ok);
+    else if (complete && json_is_object(resp.json) && jnum(resp.json, "attempts") > 0)
+        print_cutover(ok ? stdout : stderr, resp.json, ok);   /* none when refused before the cutover */
     if (!ok)
         rc = report_http_error(what, &resp);
     else if (!json)

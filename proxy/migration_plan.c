@@ -613,6 +613,26 @@ static void append_joined(char **dst, const char *sep, const char *piece)
     *dst = mig_str_take(&s);
 }
 
+static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
+                                const char *column, const char *up, const char *pending)
+{
+    struct mig_bf_expr *grown = realloc(b->exprs, (b->nexprs + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->expand.oom = 1;
+        return;
+    }
+    b->exprs = grown;
+    struct mig_bf_expr *x = &b->exprs[b->nexprs++];
+    char what[64];
+    snprintf(what, sizeof what, "operations[%d].%s", op->index, mig_op_name(op->kind));
+    x->what = strdup(what);
+    x->column = strdup(column);
+    x->up = strdup(up);
+    x->pending = pending ? strdup(pending) : NULL;
+    if (!x->what || !x->column || !x->up || !x->pending)
+        c->p->expand.oom = 1;
+}
+
 /* new = up(old) for rows the application has not written since expand: the
  * trigger fills the new column on every write after expand, so a row whose
  * new column is still NULL while its source is not has never been written. */
@@ -634,6 +654,7 @@ static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char
         mig_str_addf(&pend, "(%s) IS NOT NULL", up);
     }
     char *pending = mig_str_take(&pend);
+    remember_expression(c, b, op, new_col, up, pending);
     mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
@@ -769,6 +790,137 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* ---- checks that complete validates before its cutover ------------------ */
+
+static void rename_column_statement(struct mig_str *s, const struct mig_op *op, const char *from,
+                                    const char *to)
+{
+    mig_str_add(s, "ALTER TABLE ");
+    mig_str_qname(s, op->schema, op->table);
+    mig_str_add(s, " RENAME COLUMN ");
+    mig_str_ident(s, from);
+    mig_str_add(s, " TO ");
+    mig_str_ident(s, to);
+    mig_str_add(s, ";\n");
+}
+
+/* The check is written for the new shape, where the column's name means the
+ * shadow column. Postgres binds a constraint to column numbers, not names, so
+ * it is added while the shadow column wears the column's name and keeps
+ * pointing at the shadow once the names are swapped back. One transaction:
+ * no other session ever sees the swap. */
+static char *check_add_sql(const struct plan_ctx *c, const struct mig_op *op, const char *shadow,
+                           const char *cname)
+{
+    char parked[80];
+    object_name(parked, sizeof parked, "old", op, -1, c->m->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " DROP CONSTRAINT IF EXISTS ");
+    mig_str_ident(&s, cname);
+    mig_str_add(&s, ";\n");
+    rename_column_statement(&s, op, op->column, parked);
+    rename_column_statement(&s, op, shadow, op->column);
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " ADD CONSTRAINT ");
+    mig_str_ident(&s, cname);
+    mig_str_addf(&s, " CHECK (%s) NOT VALID;\n", op->check);
+    rename_column_statement(&s, op, op->column, shadow);
+    rename_column_statement(&s, op, parked, op->column);
+    return mig_str_take(&s);
+}
+
+/* The table's key columns, quoted, each followed by suffix (offline plans get
+ * a placeholder). */
+static void key_columns(struct mig_str *s, const struct mig_cat_table *t, const char *suffix)
+{
+    if (!t || t->npk == 0) {
+        mig_str_addf(s, "<primary key>%s", suffix);
+        return;
+    }
+    for (size_t k = 0; k < t->npk; k++) {
+        if (k)
+            mig_str_add(s, ", ");
+        mig_str_ident(s, t->pk[k]);
+        mig_str_add(s, suffix);
+    }
+}
+
+/* Counts the rows whose new shape violates the check and names the first
+ * one's key. It reads the version view, where the check's column names mean
+ * what its author meant. */
+static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    char vschema[80];
+    snprintf(vschema, sizeof vschema, "pgtandem_%s", c->m->name);
+    struct mig_str label = {0};
+    mig_str_add(&label, "(");
+    key_columns(&label, t, "");
+    mig_str_add(&label, ")=(");
+    char *prefix = mig_str_take(&label);
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT count(*) OVER (), ");
+    mig_str_literal(&s, prefix ? prefix : "");
+    mig_str_add(&s, " || concat_ws(', ', ");
+    key_columns(&s, t, "::text");
+    mig_str_add(&s, ") || ')' FROM ");
+    mig_str_qname(&s, vschema, op->table);
+    mig_str_add(&s, " AS ");
+    mig_str_ident(&s, op->table);
+    mig_str_addf(&s, " WHERE NOT (%s) ORDER BY ", op->check);
+    key_columns(&s, t, "");
+    mig_str_add(&s, " LIMIT 1");
+    free(prefix);
+    return mig_str_take(&s);
+}
+
+static char *alter_table_sql(const struct mig_op *op, const char *action, const char *ident)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_addf(&s, " %s ", action);
+    mig_str_ident(&s, ident);
+    return mig_str_take(&s);
+}
+
+/* alter_column's check needs a scan of the table to be validated. The scan
+ * must not run inside the contract (it would hold the table's lock, and the
+ * paused traffic, while it reads) nor after it (a violation could then only
+ * be logged): complete validates first, with traffic flowing, and refuses to
+ * go on when rows violate the check. */
+static void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow)
+{
+    char cname[80];
+    object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->contract.oom = 1;
+        return;
+    }
+    c->p->checks = grown;
+    struct mig_check *k = &c->p->checks[c->p->nchecks++];
+    memset(k, 0, sizeof *k);
+    k->op_index = op->index;
+    struct mig_str d = {0};
+    mig_str_addf(&d, "operations[%d].%s: check (%s) on ", op->index, mig_op_name(op->kind), op->check);
+    mig_str_qname(&d, op->schema, op->table);
+    k->describe = mig_str_take(&d);
+    k->add = check_add_sql(c, op, shadow, cname);
+    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
+    k->violations = check_violations_sql(c, op);
+    k->drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
+    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
+        c->p->contract.oom = 1;
+    /* Already validated by then, so this costs nothing; should anything ever
+     * skip the validation, the contract fails instead of losing the check. */
+    add_alter(&c->p->contract, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+}
+
 static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
@@ -804,25 +956,17 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
+    /* The deferred steps (SET NOT NULL, index and constraint names) address
+     * the shadow column by the name it has until the rename below. */
+    append_steps(&c->p->contract, &deferred);
     struct mig_str r = {0};
     mig_str_add(&r, " TO ");
     mig_str_ident(&r, op->column);
     char *tail = mig_str_take(&r);
     add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
     free(tail);
-    append_steps(&c->p->contract, &deferred);
-    if (op->check) {
-        char cname[80];
-        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
-        struct mig_str s = {0};
-        mig_str_add(&s, " CHECK (");
-        mig_str_add(&s, op->check);
-        mig_str_add(&s, ") NOT VALID");
-        char *t2 = mig_str_take(&s);
-        add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", cname, t2 ? t2 : "");
-        free(t2);
-        add_alter(&c->p->post, op, op->table, "VALIDATE CONSTRAINT", cname, "");
-    }
+    if (op->check)
+        add_check_before_cutover(c, op, shadow);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");
     return 0;
 }
@@ -1327,6 +1471,10 @@ static void free_bf(struct mig_bf_table *b)
 {
     free(b->schema); free(b->name); free(b->qname); free(b->set_list); free(b->pending);
     free(b->mismatch);
+    for (size_t i = 0; i < b->nexprs; i++) {
+        free(b->exprs[i].what); free(b->exprs[i].column); free(b->exprs[i].up); free(b->exprs[i].pending);
+    }
+    free(b->exprs);
     for (size_t k = 0; k < b->npk; k++) {
         free(b->pk ? b->pk[k] : NULL);
         free(b->pk_types ? b->pk_types[k] : NULL);
@@ -1335,10 +1483,23 @@ static void free_bf(struct mig_bf_table *b)
     free(b->pk_types);
 }
 
+void mig_check_free(struct mig_check *k)
+{
+    free(k->describe);
+    free(k->add);
+    free(k->validate);
+    free(k->violations);
+    free(k->drop);
+    memset(k, 0, sizeof *k);
+}
+
 void mig_plan_free(struct mig_plan *p)
 {
     mig_steps_free(&p->expand);
     mig_steps_free(&p->validate);
+    for (size_t i = 0; i < p->nchecks; i++)
+        mig_check_free(&p->checks[i]);
+    free(p->checks);
     mig_steps_free(&p->contract);
     mig_steps_free(&p->post);
     mig_steps_free(&p->rollback);
@@ -1398,6 +1559,14 @@ void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *o
                 b->qname, b->set_list, b->pending);
     }
     print_steps(out, "validate (after backfill)", &p->validate, NULL, NULL);
+    fprintf(out, "\n-- == complete, before the cutover (traffic flows) ==\n");
+    if (p->nchecks == 0)
+        fprintf(out, "-- (nothing)\n");
+    for (size_t i = 0; i < p->nchecks; i++) {
+        const struct mig_check *k = &p->checks[i];
+        fprintf(out, "-- %s\nBEGIN;\n%sCOMMIT;\n%s;\n-- rows that violate it (complete stops and names them):\n"
+                "-- %s;\n", k->describe, k->add, k->validate, k->violations);
+    }
     print_steps(out, "contract (one transaction, SET LOCAL lock_timeout)", &p->contract, "BEGIN;", "COMMIT;");
     print_steps(out, "after contract", &p->post, NULL, NULL);
     print_steps(out, "rollback", &p->rollback, "BEGIN;", "COMMIT;");

@@ -92,6 +92,8 @@ struct migration_runner {
 
 static void backfill_next(struct migration_runner *r);
 static void backfill_stopped(struct migration_runner *r);
+static void after_checks(void *ctx, int code);
+static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 
@@ -393,7 +395,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
         reconnect_backfill(r, error);
         return;
     } else if (error) {
-        fail(r, "backfill batch on %s failed: %s", b->table->qname, error);
+        diagnose_batch(r, b, error);
         return;
     } else {
         char err[512];
@@ -404,6 +406,36 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
         r->error[0] = '\0';
     }
     schedule(r, backfill_sleep_ms(b), backfill_next);
+}
+
+static void after_diagnosis(void *ctx, int code)
+{
+    struct migration_runner *r = ctx;
+    r->child_exit = code;
+    if (r->stop_backfill) {
+        backfill_stopped(r);
+        return;
+    }
+    if (code == 0) { /* it went through this time: carry on from the checkpoint */
+        r->error[0] = '\0';
+        load_state(r);
+        return;
+    }
+    fail(r, "%s", engine_child_reason(&r->child));
+}
+
+/* A batch failed on the data (an `up` expression that errors on some row).
+ * The CLI's engine runs the same batch once more in a child and, when it
+ * fails, names the row and the expression; its queries stay off the loop.
+ * The proxy lets go of the engine lock first so the child can take it. */
+static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
+{
+    snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
+    log_warn("migration %s: %s; finding the row", r->name, r->error);
+    pgasync_close(&r->db);
+    r->holds_lock = 0;
+    if (engine_child_spawn(&r->child, "resume", NULL, r->engine_db, "--stop-after-batches=1", after_diagnosis, r) != 0)
+        fail(r, "%s", r->error);
 }
 
 static void on_lag(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -745,6 +777,8 @@ static void reset_migration(struct migration_runner *r)
     r->replica_lag_ms = r->lag_checked_ms = 0;
     r->lock_tries = r->reconnects = 0;
     r->child_exit = 0;
+    r->bf_started_ms = r->bf_finished_ms = 0;
+    r->bf_rows_at_start = 0;
 }
 
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
@@ -933,6 +967,19 @@ static void recheck_then_cutover(struct migration_runner *r)
         on_recheck(r, NULL, r->db.error, "08006");
 }
 
+/* Rows that violate a check leave the migration active, nobody held. */
+static void after_checks(void *ctx, int code)
+{
+    struct migration_runner *r = ctx;
+    r->child_exit = code;
+    if (code != 0) {
+        snprintf(r->error, sizeof r->error, "%s", engine_child_reason(&r->child));
+        enter_phase(r, RP_ACTIVE);
+        return;
+    }
+    with_connection(r, recheck_then_cutover);
+}
+
 static void handle_complete(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
@@ -953,7 +1000,16 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
     r->complete_w = w;
-    with_connection(r, recheck_then_cutover);
+    if (r->plan.nchecks == 0) {
+        with_connection(r, recheck_then_cutover);
+        return;
+    }
+    /* Checks that scan the table run before anyone is held, in a child
+     * (the CLI's code), with traffic flowing. */
+    if (engine_child_spawn(&r->child, "complete", NULL, r->engine_db, "--validate-only", after_checks, r) != 0) {
+        snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
+        enter_phase(r, RP_ACTIVE);
+    }
 }
 
 /* ---- rollback ---- */
@@ -1008,7 +1064,7 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         return;
     }
     r->rollback_w = w;
-    if (r->phase == RP_BACKFILLING && r->db.busy) {
+    if (r->phase == RP_BACKFILLING && (r->db.busy || engine_child_running(&r->child))) {
         r->stop_backfill = 1; /* the batch in flight ends first, then the rollback runs */
         return;
     }

@@ -3,6 +3,7 @@
  * rows/s, ETA, batch size and the throttle state. */
 #include "progress_line.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -16,6 +17,20 @@ double progress_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+int progress_rate_known(double rows_per_s)
+{
+    return isfinite(rows_per_s) && rows_per_s >= 0;
+}
+
+const char *progress_rate(char *buf, size_t n, double rows_per_s)
+{
+    if (progress_rate_known(rows_per_s))
+        snprintf(buf, n, "%.0f rows/s", rows_per_s);
+    else
+        snprintf(buf, n, "? rows/s");
+    return buf;
 }
 
 static void format_eta(char *buf, size_t n, double seconds)
@@ -47,15 +62,16 @@ void progress_line_show(struct progress_line *p, const struct progress_sample *s
     double pct = finished ? 100.0 : total > 0 ? 100.0 * s->rows_done / total : 0.0;
     if (!finished && pct > 99.9)
         pct = 99.9;
-    char eta[32], last[32] = "";
-    format_eta(eta, sizeof eta, finished ? 0 : s->rows_per_s > 0 ? s->eta_s : -1);
+    char eta[32], last[32] = "", rate[48];
+    int known = progress_rate_known(s->rows_per_s);
+    format_eta(eta, sizeof eta, finished ? 0 : known && s->rows_per_s > 0 ? s->eta_s : -1);
     if (s->last_batch_ms >= 0)
         snprintf(last, sizeof last, "last %.0fms, ", s->last_batch_ms);
     char line[512];
-    snprintf(line, sizeof line, "backfill %s: %.0f/%.0f rows (%.1f%%), %.0f rows/s, ETA %s, batch %.0f rows "
+    snprintf(line, sizeof line, "backfill %s: %.0f/%.0f rows (%.1f%%), %s, ETA %s, batch %.0f rows "
              "(%smax %.0fms), throttle %s%s", s->table, s->rows_done, total, pct,
-             s->rows_per_s, eta, s->batch_rows, last, s->max_batch_ms, s->throttle ? s->throttle : "none",
-             finished ? ", done" : "");
+             progress_rate(rate, sizeof rate, s->rows_per_s), eta, s->batch_rows, last, s->max_batch_ms,
+             s->throttle ? s->throttle : "none", finished ? ", done" : "");
     if (!p->tty) {
         log_info("%s", line);
         return;

@@ -1,0 +1,415 @@
+"""Engine faults of issue 10, each reproduced with `--db` and, where the proxy
+has its own path, through the proxy's engine (`--proxy`):
+
+- 5: alter_column on a NOT NULL column completes (the contract used to set
+  NOT NULL on the shadow column after renaming it away);
+- 6: a check that existing rows violate makes `complete` refuse before the
+  cutover (exit 1, the number of offending rows and a sample key); nothing
+  changes, and once the rows are fixed `complete` succeeds;
+- 3: a failed backfill batch names the row (its key) and the expression;
+- 9: no negative or meaningless rates in the CLI's output, a non-lock
+  contract error does not claim ten attempts, and a lock timeout keeps its
+  reason.
+
+Every scenario that moves data ends with a row-by-row comparison."""
+import json
+import re
+import threading
+import time
+import urllib.parse
+
+import psycopg
+import pytest
+
+from conftest import run_pgtandem
+from test_migrate_util import db, migrate, new_shape_options, rows, shape, sql, write_migration  # noqa: F401
+
+NROWS = 2000
+
+BASE = """
+CREATE TABLE items (id bigserial PRIMARY KEY, env text NOT NULL, qty int, price text, note text);
+INSERT INTO items (env, qty, price, note)
+  SELECT 'env' || g, g - 3, (g / 4.0)::text, 'n' || g FROM generate_series(1, %d) g;
+""" % NROWS
+
+RATE = re.compile(r"(-?[\d.]+|\?|nan|-?inf) rows/s")
+
+
+# ---- helpers -----------------------------------------------------------------
+
+def dbname(uri):
+    return urllib.parse.urlparse(uri).path.lstrip("/")
+
+
+def engine_proxy(proxy_factory, db):
+    return proxy_factory(extra_args=["--engine-db", db])
+
+
+def pmigrate(proxy, *args, timeout=300):
+    return run_pgtandem(["migrate"] + list(args) + ["--proxy", "http://127.0.0.1:%d" % proxy.admin_port],
+                        timeout=timeout)
+
+
+def proxy_start(proxy, path):
+    r = pmigrate(proxy, "start", path)
+    if r.returncode == 1 and "advisory lock" in r.stderr:
+        # right after the expand child exits its backend may still hold the
+        # engine lock when the proxy takes it; submitting again resumes
+        r = pmigrate(proxy, "start", path)
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    return r
+
+
+def proxy_uri(proxy, db):
+    return proxy.uri(user="postgres", password="postgres", db=dbname(db))
+
+
+def write_both_shapes(uri, name, old_sql, new_sql, n=30):
+    """Concurrent writers through the old and the new shape; returns nothing,
+    raises what a writer hit."""
+    errors = []
+
+    def writer(statement, options):
+        try:
+            with psycopg.connect(uri, autocommit=True, options=options) as c:
+                for i in range(n):
+                    c.execute(statement.format(i=i))
+        except Exception as e:  # reported by the test, not lost in the thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(old_sql, "")),
+               threading.Thread(target=writer, args=(new_sql, new_shape_options(name)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def column_info(db, column):
+    return sql(db, "SELECT data_type, is_nullable FROM information_schema.columns"
+                   " WHERE table_schema = 'public' AND table_name = 'items' AND column_name = %s", (column,))[0]
+
+
+def assert_rows(db, before, field, convert, written):
+    """Row by row: every loaded row kept its values (field converted as the
+    migration's `up` does), and exactly the written rows were added."""
+    after = {r[0]["id"]: r[0] for r in rows(db, "items", order="t.id")}
+    for (old,) in before:
+        new = after.pop(old["id"])
+        expect = dict(old)
+        expect[field] = convert(old[field])
+        assert new == expect, (old, new)
+    assert sorted(r[field] for r in after.values()) == sorted(written), (sorted(after.values(), key=str)[:5])
+
+
+def alter_env():
+    return {"name": "env_varchar", "parent": None, "operations": [
+        {"alter_column": {"table": "items", "column": "env", "type": "varchar(64)",
+                          "up": "env::varchar(64)", "down": "env::text"}}]}
+
+
+def alter_qty_with_check():
+    return {"name": "qty_bigint_positive", "parent": None, "operations": [
+        {"alter_column": {"table": "items", "column": "qty", "type": "bigint",
+                          "up": "qty::bigint", "down": "qty::int", "check": "qty > 0"}}]}
+
+
+# ---- 5: alter_column on a NOT NULL column --------------------------------------
+
+def check_env_completed(db, before):
+    assert column_info(db, "env") == ("character varying", "NO")
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        sql(db, "INSERT INTO items (env) VALUES (NULL)")
+    assert sql(db, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass AND contype = 'c'") == [(0,)]
+    written = ["old%d" % i for i in range(30)] + ["new%d" % i for i in range(30)]
+    assert_rows(db, before, "env", lambda v: v, written)
+
+
+def test_alter_not_null_column_completes_db(db):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = alter_env()
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    write_both_shapes(db, m["name"], "INSERT INTO items (env) VALUES ('old{i}')",
+                      "INSERT INTO items (env) VALUES ('new{i}')")
+    v = migrate(db, "verify")
+    assert v.returncode == 0, v.stdout + v.stderr
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert "migration complete" in c.stdout
+    check_env_completed(db, before)
+
+
+def test_alter_not_null_column_completes_through_proxy(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = alter_env()
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    write_both_shapes(proxy_uri(proxy, db), m["name"], "INSERT INTO items (env) VALUES ('old{i}')",
+                      "INSERT INTO items (env) VALUES ('new{i}')")
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    assert "migration complete" in c.stdout
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert cur["phase"] == "completed", cur
+    check_env_completed(db, before)
+
+
+# ---- 6: a check that existing rows violate ------------------------------------
+
+def assert_refused_for_violations(text):
+    # rows 1..3 have qty -2, -1, 0
+    assert re.search(r"\b3 (existing )?rows?\b", text), text
+    assert re.search(r'\("?id"?\)=\(1\)', text), text
+    assert "qty > 0" in text, text
+    assert "migration complete" not in text, text
+
+
+def check_qty_completed(db, before):
+    assert column_info(db, "qty")[0] == "bigint"
+    assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'items'::regclass"
+                   " AND contype = 'c'") == [(True,)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql(db, "INSERT INTO items (env, qty) VALUES ('bad', -5)")
+    fixed = [dict(r[0], qty=1) if r[0]["qty"] <= 0 else r[0] for r in before]
+    assert_rows(db, [(r,) for r in fixed], "qty", lambda v: v, [])
+
+
+def test_violated_check_refuses_complete_db(db):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = alter_qty_with_check()
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    shape_active = shape(db)
+    c = migrate(db, "complete")
+    assert c.returncode == 1, c.stdout + c.stderr
+    assert_refused_for_violations(c.stdout + c.stderr)
+    # nothing changed: still active, same shape, and no contract was attempted
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "active", st
+    assert shape(db) == shape_active
+    assert "contract:" not in c.stderr, c.stderr
+    # the operator fixes the rows through the old shape; complete now succeeds
+    sql(db, "UPDATE items SET qty = 1 WHERE qty <= 0")
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert "migration complete" in c.stdout
+    check_qty_completed(db, before)
+
+
+def test_violated_check_refuses_complete_through_proxy(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = alter_qty_with_check()
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    shape_active = shape(db)
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 1, c.stdout + c.stderr + proxy.log()[-3000:]
+    assert_refused_for_violations(c.stdout + c.stderr)
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert code == 200 and cur["phase"] == "active", cur
+    assert shape(db) == shape_active
+    # traffic was never paused for it
+    assert not cur.get("cutover"), cur
+    sql(db, "UPDATE items SET qty = 1 WHERE qty <= 0")
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    assert "migration complete" in c.stdout
+    check_qty_completed(db, before)
+
+
+def test_alter_column_check_is_written_for_the_new_type(db):
+    """`down` and `check` of alter_column see the column with its new type."""
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = {"name": "price_positive", "parent": None, "operations": [
+        {"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                          "up": "price::numeric(10,2)", "down": "to_char(price, 'FM9999990.00')",
+                          "check": "price > 0"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO items (env, price) VALUES ('new', 7.5)", options=new_shape_options(m["name"]))
+    assert sql(db, "SELECT price FROM items WHERE env = 'new'") == [("7.50",)]
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'items'::regclass"
+                   " AND contype = 'c'") == [(True,)]
+    expect = [dict(o, price=float(o["price"])) for (o,) in before] + [None]
+    got = [dict(x[0], price=float(x[0]["price"])) for x in rows(db, "items", order="t.id")]
+    assert got[:-1] == expect[:-1] and got[-1]["env"] == "new" and got[-1]["price"] == 7.5, got[-3:]
+
+
+# ---- 3: a failed batch names the row and the expression -----------------------
+
+def test_failed_batch_names_row_and_expression(db):
+    sql(db, BASE)
+    sql(db, "UPDATE items SET price = 'n/a' WHERE id = 1234")
+    before = rows(db, "items", order="t.id")
+    m = {"name": "price_numeric", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
+         "operations": [
+             {"rename_column": {"table": "items", "from": "note", "to": "remark"}},
+             {"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                               "up": "price::numeric(10,2)", "down": "price::text"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 1, r.stderr
+    err = r.stderr
+    assert re.search(r'\("?id"?\)=\(1234\)', err), err
+    assert "price::numeric(10,2)" in err, err
+    assert "operations[1]" in err, err
+    assert 'invalid input syntax for type numeric: "n/a"' in err, err
+    st = json.loads(migrate(db, "status", "--json").stdout)
+    assert st["status"] == "backfilling" and "1234" in st["error"], st
+    # fixed, the backfill continues from its checkpoint and the migration completes
+    sql(db, "UPDATE items SET price = '308.50' WHERE id = 1234")
+    r = migrate(db, "resume")
+    assert r.returncode == 0, r.stderr
+    v = migrate(db, "verify")
+    assert v.returncode == 0 and "0 where the new shape disagrees" in v.stdout, v.stdout
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    expect = []
+    for (old,) in before:
+        e = dict(old)
+        e["price"] = 308.5 if old["id"] == 1234 else round(float(old["price"]), 2)
+        e["remark"] = e.pop("note")
+        expect.append(e)
+    got = [dict(r[0], price=float(r[0]["price"])) for r in rows(db, "items", order="t.id")]
+    assert got == expect
+
+
+# ---- 9: rates and contract messages ----------------------------------------------
+
+def rates(text):
+    return [m.group(1) for m in RATE.finditer(text)]
+
+
+def assert_sensible_rates(text):
+    for rate in rates(text):
+        assert rate != "?" and float(rate) > 0, text
+
+
+def test_rates_are_per_table_and_positive_db(db):
+    sql(db, "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, w text);"
+            "INSERT INTO a SELECT g, 'x' || g FROM generate_series(1, 5000) g;"
+            "INSERT INTO b SELECT g, 'y' || g FROM generate_series(1, 10) g")
+    before_a, before_b = rows(db, "a", order="t.id"), rows(db, "b", order="t.id")
+    m = {"name": "two_tables", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
+         "operations": [{"rename_column": {"table": "a", "from": "v", "to": "v2"}},
+                        {"rename_column": {"table": "b", "from": "w", "to": "w2"}}]}
+    r = migrate(db, "start", write_migration(m))
+    assert r.returncode == 0, r.stderr
+    assert len(rates(r.stderr)) >= 2, r.stderr
+    assert_sensible_rates(r.stderr)
+    assert migrate(db, "complete").returncode == 0
+    assert [dict(x[0], v=x[0].pop("v2")) for x in rows(db, "a", order="t.id")] == [x[0] for x in before_a]
+    assert [dict(x[0], w=x[0].pop("w2")) for x in rows(db, "b", order="t.id")] == [x[0] for x in before_b]
+
+
+def test_rates_after_a_resubmit_through_proxy(db, proxy_factory):
+    """A backfill begun by the CLI, continued by the proxy, failing on a bad
+    row, then submitted again: whatever the proxy's counters say, the CLI never
+    shows a negative rate."""
+    sql(db, BASE)
+    sql(db, "UPDATE items SET price = 'n/a' WHERE id = 1900")
+    before = rows(db, "items", order="t.id")
+    m = {"name": "price_numeric_p", "parent": None, "backfill": {"batch_rows": 200, "max_rows": 200},
+         "operations": [{"alter_column": {"table": "items", "column": "price", "type": "numeric(10,2)",
+                                          "up": "price::numeric(10,2)", "down": "price::text"}}]}
+    path = write_migration(m)
+    r = migrate(db, "start", path, "--stop-after-batches", "5")
+    assert r.returncode == 0, r.stderr
+    proxy = engine_proxy(proxy_factory, db)   # picks the backfill up at its checkpoint
+    deadline = time.time() + 60
+    while True:
+        code, cur = proxy.admin("GET", "/migrations/current")
+        if code == 200 and cur["phase"] == "failed":
+            break
+        assert time.time() < deadline, cur
+        time.sleep(0.1)
+    outputs = []
+    s = pmigrate(proxy, "status")
+    outputs.append(s.stdout + s.stderr)
+    again = pmigrate(proxy, "start", path)
+    outputs.append(again.stdout + again.stderr)
+    for _ in range(3):
+        s = pmigrate(proxy, "status")
+        outputs.append(s.stdout + s.stderr)
+        time.sleep(0.2)
+    for text in outputs:
+        for rate in rates(text):
+            assert rate != "nan" and "inf" not in rate and float(rate if rate != "?" else 0) >= 0, text
+    assert any("rows/s" in t for t in outputs), outputs
+    # the data: fix the row and finish with the CLI (the proxy no longer runs it)
+    proxy.stop()
+    sql(db, "UPDATE items SET price = '475.00' WHERE id = 1900")
+    r = migrate(db, "resume")
+    assert r.returncode == 0, r.stderr
+    assert migrate(db, "complete").returncode == 0
+    got = {x[0]["id"]: float(x[0]["price"]) for x in rows(db, "items", order="t.id")}
+    assert got == {o["id"]: (475.0 if o["id"] == 1900 else round(float(o["price"]), 2)) for (o,) in before}
+
+
+def contract_error_migration(name):
+    return {"name": name, "parent": None, "operations": [
+        {"rename_column": {"table": "items", "from": "note", "to": "remark"}},
+        {"sql": {"up": "SELECT 1 / (SELECT count(*) FROM items WHERE remark = 'zero')", "on": "complete"}}]}
+
+
+def test_non_lock_contract_error_counts_one_attempt(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = contract_error_migration("contract_div0")
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    c = pmigrate(proxy, "complete")
+    text = c.stdout + c.stderr
+    assert c.returncode == 1, text + proxy.log()[-3000:]
+    assert "division by zero" in text, text
+    assert "10 attempt" not in text, text
+    assert re.search(r"after 1 attempt", text), text
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert cur["phase"] == "active" and cur["cutover"]["attempts"] == 1, cur
+    proxy.stop()
+    # and the same with --db
+    c = migrate(db, "complete", "--retries", "10")
+    assert c.returncode == 1
+    assert "10 attempt" not in c.stderr and "after 1 attempt" in c.stderr, c.stderr
+    # once the statement can run, the migration completes
+    sql(db, "UPDATE items SET note = 'zero' WHERE id = 1")
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    expect = [dict(o, remark=("zero" if o["id"] == 1 else o["note"])) for (o,) in before]
+    for e in expect:
+        del e["note"]
+    assert [x[0] for x in rows(db, "items", order="t.id")] == expect
+
+
+def test_lock_timeouts_keep_their_reason_through_proxy(db, proxy_factory):
+    sql(db, BASE)
+    before = rows(db, "items", order="t.id")
+    m = {"name": "rename_note", "parent": None,
+         "operations": [{"rename_column": {"table": "items", "from": "note", "to": "remark"}}]}
+    proxy = engine_proxy(proxy_factory, db)
+    proxy_start(proxy, write_migration(m))
+    blocker = psycopg.connect(db)          # straight to Postgres: the pause does not wait for it
+    blocker.execute("LOCK TABLE items IN ACCESS SHARE MODE")
+    try:
+        code, body = proxy.admin("POST", "/migrations/current/complete?attempts=2&lock_timeout_ms=50")
+    finally:
+        blocker.close()
+    assert code == 409, body
+    assert body["attempts"] == 2, body
+    assert "lock timeout" in body["error"] and "attempts: ;" not in body["error"], body
+    log = proxy.log()
+    assert "abandoned ()" not in log, log[-3000:]
+    c = pmigrate(proxy, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    expect = [dict(o, remark=o["note"]) for (o,) in before]
+    for e in expect:
+        del e["note"]
+    assert [x[0] for x in rows(db, "items", order="t.id")] == expect
