@@ -36,7 +36,7 @@ struct cutover_report {
     double total_pause_ms, max_pause_ms, lock_wait_ms;
     uint32_t held_messages;
     int reprepared;
-    char blockers[512];       /* who blocked the last attempt that was blocked */
+    char blockers[512];       /* who blocked the last attempt that was blocked (kept after success) */
     char error[768];          /* why it gave up or failed */
 };
 
@@ -59,6 +59,7 @@ struct cutover {
     struct cutover_options opt;
     struct cutover_report rep;
     char *tables;               /* Postgres text[] literal of the migrated tables */
+    char seen[512];             /* blockers found by the attempt in progress */
     uint64_t hold_started_us;
     int holding;
     cutover_sql_fn build_sql;

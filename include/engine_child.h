@@ -33,6 +33,9 @@ void engine_child_init(struct engine_child *c, struct event_base *base);
 int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file, const char *db_uri,
                        const char *extra, engine_child_done_fn done, void *ctx);
 int engine_child_running(const struct engine_child *c);
+/* Asks a running child to stop (SIGTERM); done is still called once it
+ * has exited. */
+void engine_child_terminate(struct engine_child *c);
 /* The child's last non-empty line, for error reports. */
 const char *engine_child_reason(struct engine_child *c);
 /* Stops a running child (SIGTERM, reaped if it has exited) and frees. */

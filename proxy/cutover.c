@@ -16,9 +16,11 @@
 #define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 #define SQLSTATE_QUERY_CANCELED "57014"
 
-/* Transactions that hold a lock on a migrated table and have been open for
- * longer than the contract may wait for its lock: the contract would only
- * time out behind them. Postgres's own sessions and ours are left out. */
+/* Transactions that hold a lock on a migrated table and either have been
+ * open for longer than the contract may wait for its lock, or sit idle in
+ * the transaction (their client, not the server, decides when they end):
+ * the contract would only time out behind them, and a drain would wait for
+ * them. Postgres's own sessions and ours are left out. */
 static const char BLOCKERS_SQL[] =
     "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, '?'), a.state,"
     "       (extract(epoch FROM now() - a.xact_start) * 1000)::bigint, l.mode, l.relation::regclass::text"
@@ -26,7 +28,8 @@ static const char BLOCKERS_SQL[] =
     " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     "   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)"
-    "   AND a.xact_start < now() - make_interval(secs => $2::float8 / 1000)"
+    "   AND (a.xact_start < now() - make_interval(secs => $2::float8 / 1000)"
+    "        OR a.state IN ('idle in transaction', 'idle in transaction (aborted)'))"
     " ORDER BY a.xact_start LIMIT 5";
 
 static void attempt(struct cutover *c);
@@ -145,6 +148,7 @@ static json_t *long_transactions(struct cutover *c)
 static void blocked(struct cutover *c)
 {
     c->rep.blocked_checks++;
+    memcpy(c->rep.blockers, c->seen, sizeof c->rep.blockers);
     char why[sizeof c->rep.blockers + 64];
     snprintf(why, sizeof why, "blocked by %s", c->rep.blockers);
     retry_or_give_up(c, why);
@@ -293,11 +297,11 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
         /* The check is advice; a failing check must not stop the cutover. */
         log_warn("cutover: looking for blocking transactions failed: %s", error);
     } else if (res && PQntuples(res) > 0) {
-        describe_lock_holders(res, c->rep.blockers, sizeof c->rep.blockers);
+        describe_lock_holders(res, c->seen, sizeof c->seen);
         blocked(c);
         return;
     }
-    if (c->rep.blockers[0]) {
+    if (c->seen[0]) {
         blocked(c);
         return;
     }
@@ -307,13 +311,13 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
 static void attempt(struct cutover *c)
 {
     c->rep.attempts++;
-    c->rep.blockers[0] = '\0';
+    c->seen[0] = '\0';
     if (!pgasync_ready(c->db)) {
         fail_now(c, "the engine connection is not open");
         return;
     }
     json_t *slow = long_transactions(c);
-    describe_sessions(slow, c->rep.blockers, sizeof c->rep.blockers);
+    describe_sessions(slow, c->seen, sizeof c->seen);
     json_decref(slow);
     char budget[32];
     snprintf(budget, sizeof budget, "%d", c->opt.lock_timeout_ms);

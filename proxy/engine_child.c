@@ -175,6 +175,12 @@ int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file
     return 0;
 }
 
+void engine_child_terminate(struct engine_child *c)
+{
+    if (c->pid > 0)
+        kill(c->pid, SIGTERM);
+}
+
 const char *engine_child_reason(struct engine_child *c)
 {
     char *out = c->output;

@@ -88,6 +88,7 @@ struct migration_runner {
     struct waiter complete_w, rollback_w;
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
+    int db_unavailable;             /* the complete waiting ended because the database could not be reached */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -117,8 +118,11 @@ static json_t *error_json(const char *msg)
 
 /* ---- the one place the phase changes, and pending requests are answered ---- */
 
+/* The cutover in progress (who blocks it, attempts so far), else the last. */
 static json_t *cutover_json(const struct migration_runner *r)
 {
+    if (cutover_running(&r->cut))
+        return cutover_report_json(&r->cut.rep);
     return r->have_cut_rep ? cutover_report_json(&r->cut_rep) : json_null();
 }
 
@@ -136,7 +140,7 @@ static void answer(struct waiter *w, int status, json_t *body)
 
 static void answer_complete(struct migration_runner *r)
 {
-    int status = r->phase == RP_COMPLETED ? 200 : r->phase == RP_FAILED ? 500 : 409;
+    int status = r->phase == RP_COMPLETED ? 200 : r->phase == RP_FAILED ? 500 : r->db_unavailable ? 503 : 409;
     json_t *body = cutover_json(r);
     if (!json_is_object(body))
         body = json_object();
@@ -260,8 +264,10 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
         snprintf(r->error, sizeof r->error, "cannot connect to the database: %.900s", why);
         log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
         /* the phase stays; what waits on it learns why */
-        if (r->phase == RP_COMPLETING)
+        if (r->phase == RP_COMPLETING) {
+            r->db_unavailable = 1;
             enter_phase(r, RP_ACTIVE);
+        }
         else if (r->phase == RP_BACKFILLING && r->stop_backfill)
             backfill_stopped(r);
         else if (r->phase == RP_BACKFILLING)
@@ -326,10 +332,12 @@ static void reconnect_backfill(struct migration_runner *r, const char *why)
         snprintf(r->error, sizeof r->error, "lost the database connection: %.900s", why);
         pgasync_close(&r->db);
         r->holds_lock = 0;
-        if (r->stop_backfill)
+        if (r->stop_backfill) {
             backfill_stopped(r);
-        else if (r->phase == RP_COMPLETING)
+        } else if (r->phase == RP_COMPLETING) {
+            r->db_unavailable = 1;
             enter_phase(r, RP_ACTIVE);
+        }
         return;
     }
     snprintf(r->error, sizeof r->error, "waiting for the database: %.900s", why);
@@ -393,6 +401,9 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
         backfill_lock_timeout(b);
     } else if (error && connection_lost(sqlstate)) {
         reconnect_backfill(r, error);
+        return;
+    } else if (error && (r->stop_backfill || r->rollback_w.fn)) {
+        fail(r, "backfill batch on %s failed: %s", b->table->qname, error); /* runs the rollback asked for */
         return;
     } else if (error) {
         diagnose_batch(r, b, error);
@@ -997,6 +1008,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     }
     r->cut_opt = q->cutover;
     r->have_cut_rep = 0;
+    r->db_unavailable = 0;
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
     r->complete_w = w;
@@ -1064,7 +1076,13 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         return;
     }
     r->rollback_w = w;
-    if (r->phase == RP_BACKFILLING && (r->db.busy || engine_child_running(&r->child))) {
+    if (r->phase == RP_BACKFILLING && engine_child_running(&r->child)) {
+        /* a failed batch is being diagnosed: the rollback matters more */
+        r->stop_backfill = 1;
+        engine_child_terminate(&r->child);
+        return;
+    }
+    if (r->phase == RP_BACKFILLING && r->db.busy) {
         r->stop_backfill = 1; /* the batch in flight ends first, then the rollback runs */
         return;
     }
