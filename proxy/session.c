@@ -640,18 +640,39 @@ static void forward_auth_request(struct session *s, struct evbuffer *in, struct 
     }
 }
 
-/* BackendKeyData: keep the upstream's key, give the client one of ours so a
- * CancelRequest has to come through us and can only hit this session. */
+static int cancel_key_taken(const struct server *srv, uint32_t key)
+{
+    for (const struct session *other = srv->sessions; other; other = other->next)
+        if (other->cancel_key == key)
+            return 1;
+    return 0;
+}
+
+/* With the real PID shown, the key is all that stops a forged cancel:
+ * random, never 0 (no key yet), and held by no other live session. */
+static uint32_t new_cancel_key(const struct server *srv)
+{
+    for (;;) {
+        uint32_t key;
+        if (RAND_bytes((unsigned char *)&key, sizeof key) != 1)
+            key = (uint32_t)random() ^ ((uint32_t)random() << 16);
+        if (key != 0 && !cancel_key_taken(srv, key))
+            return key;
+    }
+}
+
+/* BackendKeyData: the client is told the backend's own PID, the one
+ * pg_backend_pid(), pg_stat_activity and notifications name, and a key of
+ * ours in place of the upstream's, so a CancelRequest has to come through
+ * us and reaches only the session its (pid, key) pair names. */
 static void forward_backend_key(struct session *s, struct evbuffer *in, struct evbuffer *out)
 {
     uint8_t msg[13];
     evbuffer_remove(in, msg, sizeof msg);
     s->upstream_pid = proto_get_u32(msg + 5);
     s->upstream_key = proto_get_u32(msg + 9);
-    s->cancel_pid = (uint32_t)(s->id & 0x7fffffff);
-    if (RAND_bytes((unsigned char *)&s->cancel_key, sizeof s->cancel_key) != 1)
-        s->cancel_key = (uint32_t)random();
-    proto_put_u32(msg + 5, s->cancel_pid);
+    s->cancel_pid = s->upstream_pid;
+    s->cancel_key = new_cancel_key(s->srv);
     proto_put_u32(msg + 9, s->cancel_key);
     evbuffer_add(out, msg, sizeof msg);
 }
