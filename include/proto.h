@@ -12,7 +12,7 @@
 #define PROTO_CANCEL_CODE 80877102u    /* CancelRequest */
 #define PROTO_SSL_CODE 80877103u       /* SSLRequest */
 #define PROTO_GSSENC_CODE 80877104u    /* GSSENCRequest */
-#define PROTO_MAX_STARTUP_LEN 10000u   /* as Postgres's MAX_STARTUP_PACKET_LENGTH */
+#define PROTO_MAX_STARTUP_LEN 10000u   /* body after the length word, as Postgres's MAX_STARTUP_PACKET_LENGTH */
 #define PROTO_HEADER_LEN 5u            /* type byte + int32 length */
 
 /* SQLSTATEs we send ourselves (src/backend/utils/errcodes.txt). */
@@ -54,12 +54,28 @@ struct startup_packet {
 };
 
 /* Reads the length word of a startup-phase packet (no type byte).
- * Returns HEADER_NEED_MORE until 4 bytes are there. */
+ * Returns HEADER_NEED_MORE until 4 bytes are there, HEADER_BAD_LENGTH for a
+ * length Postgres refuses (below 8, or a body over PROTO_MAX_STARTUP_LEN). */
 enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, uint32_t *length);
 
+/* Why a startup-phase packet is refused, answered as Postgres's
+ * ProcessStartupPacket answers the same bytes: a FATAL ErrorResponse with
+ * `sqlstate`, or, for the communication errors Postgres only logs (a bad
+ * length, a CancelRequest of the wrong size), nothing at all: the client may
+ * not even speak the protocol, and node-postgres takes the silence it gets
+ * from Postgres for granted. */
+struct startup_refusal {
+    const char *sqlstate;   /* NULL: close without a word */
+    int old_protocol;       /* a 1.x/2.x client: the error in the pre-3.0 format */
+    char message[96];
+};
+
 /* Parses a whole startup-phase packet (length word included). On error
- * returns -1 and sets *why. The packet buffer must outlive `out`. */
-int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, const char **why);
+ * returns -1 and fills *why. The packet buffer must outlive `out`. */
+int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, struct startup_refusal *why);
+/* Fills *why as Postgres refuses a protocol version it does not speak
+ * (also what a second SSLRequest or GSSENCRequest reads as); returns -1. */
+int proto_refuse_protocol(struct startup_refusal *why, uint32_t code);
 
 const char *startup_param(const struct startup_packet *sp, const char *key);
 /* Walks the parameters in order: NULL gives the first key; returns the key
@@ -110,6 +126,9 @@ int tracker_may_hold_next(const struct proto_tracker *t);
  * its length (0 when `cap` is too small). */
 size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const char *sqlstate,
                           const char *message);
+/* The same in the format before protocol 3.0 ('E', "SEVERITY:  message\n",
+ * NUL), which Postgres still uses to refuse a 1.x or 2.x client. */
+size_t proto_format_old_error(uint8_t *out, size_t cap, const char *severity, const char *message);
 
 static inline uint32_t proto_get_u32(const uint8_t *p)
 {

@@ -23,78 +23,83 @@ enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, u
     if (avail < 4)
         return HEADER_NEED_MORE;
     *length = proto_get_u32(buf);
-    if (*length < 8 || *length > PROTO_MAX_STARTUP_LEN)
+    if (*length < 8 || *length - 4 > PROTO_MAX_STARTUP_LEN)
         return HEADER_BAD_LENGTH;
     return HEADER_OK;
+}
+
+static int refuse(struct startup_refusal *why, const char *sqlstate, const char *message)
+{
+    why->sqlstate = sqlstate;
+    why->old_protocol = 0;
+    snprintf(why->message, sizeof why->message, "%s", message);
+    return -1;
 }
 
 /* Key/value pairs of a v3 StartupMessage: NUL-terminated strings ending with
  * an empty key. Every string must end inside the packet. */
 static int parse_startup_params(uint8_t *packet, size_t length, struct startup_packet *out,
-                                const char **why)
+                                struct startup_refusal *why)
 {
+    static const char bad_layout[] = "invalid startup packet layout: expected terminator as last byte";
     size_t pos = 8;
     while (pos < length && packet[pos] != '\0') {
         const char *key = (const char *)packet + pos;
         const uint8_t *key_end = memchr(packet + pos, '\0', length - pos);
-        if (!key_end) {
-            *why = "startup parameter name is not terminated";
-            return -1;
-        }
+        if (!key_end)
+            return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, bad_layout);
         pos = (size_t)(key_end - packet) + 1;
         const uint8_t *val_end = pos < length ? memchr(packet + pos, '\0', length - pos) : NULL;
-        if (!val_end) {
-            *why = "startup parameter value is not terminated";
-            return -1;
-        }
-        if (out->nparams == STARTUP_MAX_PARAMS) {
-            *why = "too many startup parameters";
-            return -1;
-        }
+        if (!val_end)
+            return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, bad_layout);
+        if (out->nparams == STARTUP_MAX_PARAMS)
+            return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, "too many startup parameters");
         if (out->nparams++ == 0)
             out->params = key;
         pos = (size_t)(val_end - packet) + 1;
     }
-    if (pos != length - 1) {
-        *why = "startup packet does not end with an empty parameter name";
-        return -1;
-    }
-    if (!startup_param(out, "user")) {
-        *why = "no PostgreSQL user name specified in startup packet";
-        return -1;
-    }
+    if (pos != length - 1)
+        return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, bad_layout);
+    const char *user = startup_param(out, "user");
+    if (!user || !*user)
+        return refuse(why, SQLSTATE_INVALID_AUTH_SPEC, "no PostgreSQL user name specified in startup packet");
     return 0;
 }
 
-int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, const char **why)
+/* To 1.x and 2.x clients in their own format (0 counts as "not set yet"). */
+int proto_refuse_protocol(struct startup_refusal *why, uint32_t code)
+{
+    unsigned major = code >> 16, minor = code & 0xffff;
+    refuse(why, SQLSTATE_FEATURE_NOT_SUPPORTED, "");
+    snprintf(why->message, sizeof why->message, "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+             major, minor);
+    why->old_protocol = code != 0 && major < 3;
+    return -1;
+}
+
+int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, struct startup_refusal *why)
 {
     memset(out, 0, sizeof *out);
-    if (length < 8 || proto_get_u32(packet) != length) {
-        *why = "invalid length of startup packet";
-        return -1;
-    }
+    if (length < 8 || proto_get_u32(packet) != length)
+        return refuse(why, NULL, "invalid length of startup packet");
     out->code = proto_get_u32(packet + 4);
     switch (out->code) {
     case PROTO_SSL_CODE:
     case PROTO_GSSENC_CODE:
-        if (length != 8) {
-            *why = "invalid length of encryption request";
-            return -1;
-        }
-        return 0;
+        return 0; /* Postgres ignores whatever follows the code */
     case PROTO_CANCEL_CODE:
-        if (length != 16) {
-            *why = "invalid length of cancel request";
-            return -1;
-        }
+        if (length != 16)
+            return refuse(why, NULL, "invalid length of startup packet");
         out->cancel_pid = proto_get_u32(packet + 8);
         out->cancel_key = proto_get_u32(packet + 12);
         return 0;
     case PROTO_VERSION_3:
         return parse_startup_params(packet, length, out, why);
     default:
-        *why = "unsupported frontend protocol: the proxy speaks protocol 3.0";
-        return -1;
+        if (out->code >> 16 == 3) /* 3.x: Postgres would negotiate down to 3.0; not yet here */
+            return refuse(why, SQLSTATE_FEATURE_NOT_SUPPORTED,
+                          "unsupported frontend protocol: the proxy speaks protocol 3.0");
+        return proto_refuse_protocol(why, out->code);
     }
 }
 
@@ -246,4 +251,13 @@ size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const 
     out[pos++] = '\0';
     proto_put_u32(out + 1, (uint32_t)(pos - 1));
     return pos;
+}
+
+size_t proto_format_old_error(uint8_t *out, size_t cap, const char *severity, const char *message)
+{
+    int n = snprintf((char *)out + 1, cap > 1 ? cap - 1 : 0, "%s:  %s\n", severity, message);
+    if (cap < 2 || n < 0 || (size_t)n + 2 > cap)
+        return 0;
+    out[0] = 'E';
+    return (size_t)n + 2; /* with the NUL that ends the text */
 }

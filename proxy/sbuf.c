@@ -314,13 +314,40 @@ static void on_read_event(evutil_socket_t fd, short what, void *arg)
         fail_later(sb, 0, sb->ssl ? "TLS read failed" : strerror(errno));
 }
 
+/* Postgres hands its whole output to one SSL_write; a client that reads one
+ * record at a time (libpq) then finds everything one commit sent (several
+ * NotificationResponses) in one read. Segments of the output buffer are
+ * however long the relay made them, so small ones are gathered here up to
+ * a record's payload before they are encrypted. One event loop: one buffer. */
+#define TLS_RECORD_PAYLOAD 16384
+static unsigned char tls_gather[TLS_RECORD_PAYLOAD];
+
+/* The next bytes to hand to SSL_write: the first segment in place when it
+ * fills a record or is all there is, else a copy of up to a record's worth.
+ * A retry after WANT_WRITE sees the same bytes again, at least as many:
+ * the buffer only grows at its end (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+ * allows the new address). */
+static const void *next_tls_chunk(struct sbuf *sb, size_t *len)
+{
+    size_t pending = evbuffer_get_length(sb->out);
+    struct evbuffer_iovec v;
+    evbuffer_peek(sb->out, -1, NULL, &v, 1);
+    if (v.iov_len >= TLS_RECORD_PAYLOAD || v.iov_len == pending) {
+        *len = v.iov_len > 4 * TLS_RECORD_PAYLOAD ? 4 * TLS_RECORD_PAYLOAD : v.iov_len;
+        return v.iov_base;
+    }
+    *len = pending < TLS_RECORD_PAYLOAD ? pending : TLS_RECORD_PAYLOAD;
+    evbuffer_copyout(sb->out, tls_gather, *len);
+    return tls_gather;
+}
+
 static int write_tls(struct sbuf *sb)
 {
     while (evbuffer_get_length(sb->out) > 0) {
-        struct evbuffer_iovec v;
-        evbuffer_peek(sb->out, -1, NULL, &v, 1);
+        size_t len;
+        const void *chunk = next_tls_chunk(sb, &len);
         ERR_clear_error();
-        int n = SSL_write(sb->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+        int n = SSL_write(sb->ssl, chunk, (int)len);
         if (n > 0) {
             evbuffer_drain(sb->out, (size_t)n);
             continue;

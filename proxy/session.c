@@ -235,7 +235,9 @@ void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
         free_later(s);
 }
 
-/* For a connection that only came to send a CancelRequest. */
+/* For a connection that only came to send a CancelRequest, and for the
+ * communication errors before a startup packet, which Postgres answers by
+ * closing without a word. */
 static void session_fail_silently(struct session *s)
 {
     s->state = SESS_CLOSING;
@@ -286,6 +288,39 @@ static void protocol_violation(struct session *s, const char *what)
 
 /* ---- startup: SSLRequest, GSSENCRequest, CancelRequest, StartupMessage ---- */
 
+/* Protocol 1.x and 2.x clients read only the old error format: Postgres
+ * answers them in it, and so do we, then close. */
+static void refuse_old_protocol(struct session *s, const char *message)
+{
+    uint8_t buf[256];
+    size_t n = proto_format_old_error(buf, sizeof buf, "FATAL", message);
+    log_info("session %llu (%s): closing: %s", (unsigned long long)s->id, s->client_addr, message);
+    s->state = SESS_CLOSING;
+    evbuffer_add(s->client->out, buf, n);
+    sbuf_flush(s->client);
+    sbuf_pause_read(s->client);
+    s->client->out_low = 0;
+    if (sbuf_pending_out(s->client) == 0)
+        free_later(s); /* else client_drained frees it */
+}
+
+/* A startup-phase packet refused as Postgres refuses the same bytes (see
+ * struct startup_refusal): logged always, told to the client only when
+ * Postgres would tell it. */
+static void refuse_startup_packet(struct session *s, const struct startup_refusal *why)
+{
+    s->srv->metrics.protocol_errors++;
+    if (why->old_protocol) {
+        refuse_old_protocol(s, why->message);
+    } else if (why->sqlstate) {
+        session_fail(s, why->sqlstate, "%s", why->message);
+    } else {
+        log_info("session %llu (%s): closing without a reply: %s", (unsigned long long)s->id, s->client_addr,
+                 why->message);
+        session_fail_silently(s);
+    }
+}
+
 static void start_client_tls(struct session *s)
 {
     SSL *ssl = SSL_new(s->srv->client_tls);
@@ -330,11 +365,18 @@ static void begin_upstream(struct session *s)
  * startup packets, 1 when the session moved on, -1 when it is gone. */
 static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t len)
 {
-    const char *why = NULL;
+    struct startup_refusal why;
     struct startup_packet sp;
     if (proto_parse_startup(packet, len, &sp, &why) != 0) {
         free(packet);
-        protocol_violation(s, why);
+        refuse_startup_packet(s, &why);
+        return -1;
+    }
+    if ((sp.code == PROTO_SSL_CODE || sp.code == PROTO_GSSENC_CODE) && s->client_on_tls) {
+        /* Postgres negotiates encryption once; another request reads as a version number */
+        free(packet);
+        proto_refuse_protocol(&why, sp.code);
+        refuse_startup_packet(s, &why);
         return -1;
     }
     if (sp.code == PROTO_SSL_CODE) {
@@ -397,7 +439,7 @@ static void read_startup(struct session *s)
         if (hr == HEADER_NEED_MORE)
             return;
         if (hr == HEADER_BAD_LENGTH) {
-            protocol_violation(s, "invalid length of startup packet");
+            refuse_startup_packet(s, &(struct startup_refusal){NULL, 0, "invalid length of startup packet"});
             return;
         }
         if (avail < len)
@@ -698,18 +740,39 @@ static void forward_auth_request(struct session *s, struct evbuffer *in, struct 
     }
 }
 
-/* BackendKeyData: keep the upstream's key, give the client one of ours so a
- * CancelRequest has to come through us and can only hit this session. */
+static int cancel_key_taken(const struct server *srv, uint32_t key)
+{
+    for (const struct session *other = srv->sessions; other; other = other->next)
+        if (other->cancel_key == key)
+            return 1;
+    return 0;
+}
+
+/* With the real PID shown, the key is all that stops a forged cancel:
+ * random, never 0 (no key yet), and held by no other live session. */
+static uint32_t new_cancel_key(const struct server *srv)
+{
+    for (;;) {
+        uint32_t key;
+        if (RAND_bytes((unsigned char *)&key, sizeof key) != 1)
+            key = (uint32_t)random() ^ ((uint32_t)random() << 16);
+        if (key != 0 && !cancel_key_taken(srv, key))
+            return key;
+    }
+}
+
+/* BackendKeyData: the client is told the backend's own PID, the one
+ * pg_backend_pid(), pg_stat_activity and notifications name, and a key of
+ * ours in place of the upstream's, so a CancelRequest has to come through
+ * us and reaches only the session its (pid, key) pair names. */
 static void forward_backend_key(struct session *s, struct evbuffer *in, struct evbuffer *out)
 {
     uint8_t msg[13];
     evbuffer_remove(in, msg, sizeof msg);
     s->upstream_pid = proto_get_u32(msg + 5);
     s->upstream_key = proto_get_u32(msg + 9);
-    s->cancel_pid = (uint32_t)(s->id & 0x7fffffff);
-    if (RAND_bytes((unsigned char *)&s->cancel_key, sizeof s->cancel_key) != 1)
-        s->cancel_key = (uint32_t)random();
-    proto_put_u32(msg + 5, s->cancel_pid);
+    s->cancel_pid = s->upstream_pid;
+    s->cancel_key = new_cancel_key(s->srv);
     proto_put_u32(msg + 9, s->cancel_key);
     evbuffer_add(out, msg, sizeof msg);
 }
@@ -891,9 +954,10 @@ static void client_tls_ready(struct sbuf *sb, void *arg)
 static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
     struct session *s = arg;
-    (void)sb;
     if (!eof && s->state != SESS_CLOSING)
         log_info("session %llu (%s): client connection failed: %s", (unsigned long long)s->id, s->client_addr, why);
+    else if (s->state == SESS_STARTUP && evbuffer_get_length(sb->in) > 0)
+        log_info("session %llu (%s): incomplete startup packet", (unsigned long long)s->id, s->client_addr);
     session_free(s);
 }
 

@@ -6,6 +6,10 @@
  *   libpq_client cancel URI        pg_sleep(60) cancelled -> 57014; prints elapsed
  *   libpq_client notify URI        LISTEN/NOTIFY between two connections
  *   libpq_client notice URI        NoticeResponse reaches the notice receiver
+ *   libpq_client backend_pid URI   PQbackendPID is pg_backend_pid(), the session's
+ *                                  pg_stat_activity.pid and a notification's PID
+ *   libpq_client notify_one_read URI  two NOTIFYs committed together are both
+ *                                  there after a single PQconsumeInput
  *   libpq_client largerow URI MB   a row of MB megabytes down, and a parameter
  *                                  of MB megabytes up, checked by MD5
  *
@@ -284,6 +288,106 @@ static int cmd_notify(const char *uri)
     return 0;
 }
 
+/* ---- backend PID --------------------------------------------------------- */
+
+static int query_int(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail("%s: %s", sql, PQerrorMessage(c));
+    int v = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static PGnotify *wait_notify(PGconn *c, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        if (!PQconsumeInput(c))
+            fail("consume: %s", PQerrorMessage(c));
+        PGnotify *n = PQnotifies(c);
+        if (n)
+            return n;
+        double left = deadline - now_s();
+        if (left <= 0)
+            fail("no notification within %.0f s", timeout_s);
+        int sock = PQsocket(c);
+        fd_set rfds;
+        FD_ZERO(&rfds);
+        FD_SET(sock, &rfds);
+        struct timeval tv = {(long)left, (long)((left - (long)left) * 1e6)};
+        if (select(sock + 1, &rfds, NULL, NULL, &tv) < 0)
+            fail("select");
+    }
+}
+
+static int cmd_backend_pid(const char *uri)
+{
+    PGconn *c = connect_or_die(uri);
+    int reported = PQbackendPID(c);
+    int actual = query_int(c, "SELECT pg_backend_pid()");
+    if (reported != actual)
+        fail("PQbackendPID %d, pg_backend_pid() %d", reported, actual);
+    ok("PQbackendPID %d is pg_backend_pid()", reported);
+
+    exec_ok(c, "SET application_name = 'pgt_backend_pid_check'");
+    int listed = query_int(c, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgt_backend_pid_check'");
+    if (listed != reported)
+        fail("pg_stat_activity.pid %d, PQbackendPID %d", listed, reported);
+    ok("pg_stat_activity.pid is PQbackendPID");
+
+    exec_ok(c, "LISTEN pgt_pid_channel");
+    exec_ok(c, "NOTIFY pgt_pid_channel, 'self'");
+    PGnotify *n = wait_notify(c, 10.0);
+    if (n->be_pid != reported)
+        fail("notification from PID %d, PQbackendPID %d", n->be_pid, reported);
+    PQfreemem(n);
+    ok("a notification names PQbackendPID as its sender");
+    PQfinish(c);
+    return 0;
+}
+
+/* libpq reads one TLS record per PQconsumeInput: Postgres writes what one
+ * transaction's commit queued in one go, so both notifications are there
+ * after the first read. */
+static int cmd_notify_one_read(const char *uri)
+{
+    PGconn *listener = connect_or_die(uri);
+    PGconn *sender = connect_or_die(uri);
+    exec_ok(listener, "LISTEN pgt_one_read");
+    exec_ok(sender, "BEGIN; NOTIFY pgt_one_read, 'first'; NOTIFY pgt_one_read, 'second'; COMMIT");
+
+    int sock = PQsocket(listener);
+    fd_set rfds;
+    FD_ZERO(&rfds);
+    FD_SET(sock, &rfds);
+    struct timeval tv = {10, 0};
+    int ready = select(sock + 1, &rfds, NULL, NULL, &tv);
+    if (ready <= 0)
+        fail("listener never became readable");
+    /* Whatever was sent has arrived: only how it was framed decides now. */
+    struct timespec settle = {0, 200 * 1000 * 1000};
+    nanosleep(&settle, NULL);
+    if (!PQconsumeInput(listener))
+        fail("consume: %s", PQerrorMessage(listener));
+    const char *want[2] = {"first", "second"};
+    int got = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(listener)) != NULL) {
+        if (got < 2 && strcmp(n->extra, want[got]) != 0)
+            fail("notification %d payload '%s', expected '%s'", got, n->extra, want[got]);
+        got++;
+        PQfreemem(n);
+    }
+    if (got != 2)
+        fail("%d of 2 notifications after one read (ssl %s)", got, PQsslInUse(listener) ? "on" : "off");
+    ok("both notifications of one transaction after one read (ssl %s)", PQsslInUse(listener) ? "on" : "off");
+    PQfinish(listener);
+    PQfinish(sender);
+    return 0;
+}
+
 /* ---- notice ------------------------------------------------------------ */
 
 static char notices[4096];
@@ -382,7 +486,7 @@ static int cmd_largerow(const char *uri, long mb)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s pipeline|cancel|notify|notice URI | largerow URI MB\n", argv[0]);
+        fprintf(stderr, "usage: %s pipeline|cancel|notify|notice|backend_pid|notify_one_read URI | largerow URI MB\n", argv[0]);
         return 2;
     }
     const char *cmd = argv[1], *uri = argv[2];
@@ -394,6 +498,10 @@ int main(int argc, char **argv)
         return cmd_notify(uri);
     if (strcmp(cmd, "notice") == 0)
         return cmd_notice(uri);
+    if (strcmp(cmd, "backend_pid") == 0)
+        return cmd_backend_pid(uri);
+    if (strcmp(cmd, "notify_one_read") == 0)
+        return cmd_notify_one_read(uri);
     if (strcmp(cmd, "largerow") == 0 && argc >= 4)
         return cmd_largerow(uri, atol(argv[3]));
     fprintf(stderr, "unknown command %s\n", cmd);

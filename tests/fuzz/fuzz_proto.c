@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint8_t *copy = malloc(len);
             memcpy(copy, data, len);
             struct startup_packet sp;
-            const char *why;
+            struct startup_refusal why;
             const char *value;
             int n = 0;
             if (proto_parse_startup(copy, len, &sp, &why) == 0) {
@@ -50,6 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     n++, (void)strlen(value);
                 if (n != sp.nparams)
                     __builtin_trap();
+            } else if (!memchr(why.message, '\0', sizeof why.message)) {
+                __builtin_trap();
             }
             free(copy);
         }

@@ -23,7 +23,7 @@ static void test_startup(void)
     size_t len = 8 + 5 + 6 + 9 + 3 + 2 + 3 + 1;
     pkt[3] = (uint8_t)len;
     struct startup_packet sp;
-    const char *why = NULL;
+    struct startup_refusal why;
     CHECK("startup: parses v3 parameters", proto_parse_startup(pkt, len, &sp, &why) == 0 && sp.nparams == 3);
     CHECK("startup: finds user", startup_param(&sp, "user") && strcmp(startup_param(&sp, "user"), "alice") == 0);
     CHECK("startup: finds database", startup_param(&sp, "database") && strcmp(startup_param(&sp, "database"), "db") == 0);
@@ -40,18 +40,53 @@ static void test_startup(void)
                                                                      &value) != NULL);
 
     uint8_t unterminated[] = {0, 0, 0, 14, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a'};
-    CHECK("startup: unterminated value refused", proto_parse_startup(unterminated, 14, &sp, &why) == -1);
+    CHECK("startup: unterminated value refused like Postgres",
+          proto_parse_startup(unterminated, 14, &sp, &why) == -1 && strcmp(why.sqlstate, "08P01") == 0 &&
+              strcmp(why.message, "invalid startup packet layout: expected terminator as last byte") == 0);
     uint8_t nouser[] = {0, 0, 0, 9, 0, 3, 0, 0, 0};
-    CHECK("startup: no user refused", proto_parse_startup(nouser, 9, &sp, &why) == -1 && strstr(why, "user"));
+    CHECK("startup: no user refused with 28000", proto_parse_startup(nouser, 9, &sp, &why) == -1 &&
+                                                     strcmp(why.sqlstate, "28000") == 0 && strstr(why.message, "user"));
+    uint8_t empty_user[] = {0, 0, 0, 15, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 0, 0};
+    CHECK("startup: empty user refused with 28000",
+          proto_parse_startup(empty_user, 15, &sp, &why) == -1 && strcmp(why.sqlstate, "28000") == 0);
     uint8_t ssl[] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
     CHECK("startup: SSLRequest", proto_parse_startup(ssl, 8, &sp, &why) == 0 && sp.code == PROTO_SSL_CODE);
+    uint8_t ssl_padded[] = {0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2f, 0, 0, 0, 0};
+    CHECK("startup: SSLRequest with trailing bytes, as Postgres takes it",
+          proto_parse_startup(ssl_padded, 12, &sp, &why) == 0 && sp.code == PROTO_SSL_CODE);
     uint8_t cancel[] = {0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7, 0, 0, 1, 2};
     CHECK("startup: CancelRequest", proto_parse_startup(cancel, 16, &sp, &why) == 0 && sp.code == PROTO_CANCEL_CODE &&
                                         sp.cancel_pid == 7 && sp.cancel_key == 258);
+    uint8_t short_cancel[] = {0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7};
+    CHECK("startup: short CancelRequest closed without a word",
+          proto_parse_startup(short_cancel, 12, &sp, &why) == -1 && why.sqlstate == NULL);
     uint8_t v2[] = {0, 0, 0, 8, 0, 2, 0, 0};
-    CHECK("startup: protocol 2 refused", proto_parse_startup(v2, 8, &sp, &why) == -1);
+    CHECK("startup: protocol 2 refused in its own format",
+          proto_parse_startup(v2, 8, &sp, &why) == -1 && strcmp(why.sqlstate, "0A000") == 0 && why.old_protocol &&
+              strcmp(why.message, "unsupported frontend protocol 2.0: server supports 3.0 to 3.0") == 0);
+    uint8_t v0[] = {0, 0, 0, 8, 0, 0, 0, 0};
+    CHECK("startup: protocol 0.0 refused in the 3.0 format",
+          proto_parse_startup(v0, 8, &sp, &why) == -1 && !why.old_protocol && strcmp(why.sqlstate, "0A000") == 0);
+    uint8_t v4[] = {0, 0, 0, 8, 0, 4, 0, 1};
+    CHECK("startup: protocol 4.1 refused", proto_parse_startup(v4, 8, &sp, &why) == -1 && !why.old_protocol &&
+                                               strstr(why.message, "protocol 4.1:"));
     uint32_t l;
     CHECK("startup length: too long", proto_read_startup_length((uint8_t[]){0, 1, 0, 0}, 4, &l) == HEADER_BAD_LENGTH);
+    CHECK("startup length: a body of 10000 bytes is fine",
+          proto_read_startup_length((uint8_t[]){0, 0, 0x27, 0x14}, 4, &l) == HEADER_OK && l == 10004);
+    CHECK("startup length: a body of 10001 bytes is not",
+          proto_read_startup_length((uint8_t[]){0, 0, 0x27, 0x15}, 4, &l) == HEADER_BAD_LENGTH);
+    CHECK("startup length: Terminate read as a length is bad",
+          proto_read_startup_length((const uint8_t *)"X\0\0\0\4", 5, &l) == HEADER_BAD_LENGTH);
+    CHECK("startup length: below 8 is bad", proto_read_startup_length((uint8_t[]){0, 0, 0, 7}, 4, &l) == HEADER_BAD_LENGTH);
+}
+
+static void test_old_error(void)
+{
+    uint8_t out[128];
+    size_t n = proto_format_old_error(out, sizeof out, "FATAL", "no");
+    CHECK("old error: Postgres's pre-3.0 format", n == 13 && memcmp(out, "EFATAL:  no\n", 13) == 0);
+    CHECK("old error: too small a buffer", proto_format_old_error(out, 12, "FATAL", "no") == 0);
 }
 
 static void test_sasl(void)
@@ -132,6 +167,7 @@ int main(void)
 {
     test_headers();
     test_startup();
+    test_old_error();
     test_sasl();
     test_tracker();
     test_error_format();
