@@ -23,9 +23,14 @@
 static void on_read_event(evutil_socket_t fd, short what, void *arg);
 static void on_write_event(evutil_socket_t fd, short what, void *arg);
 
+/* The flags save an epoll_ctl per message; the event's own pending state
+ * is checked too when interest is wanted, so a flag that ever disagrees
+ * with libevent (a COPY once stalled with `writing` set and no write event
+ * registered) costs one more event_add instead of a connection that never
+ * moves again. */
 static void want_write(struct sbuf *sb, int on)
 {
-    if (on && !sb->writing)
+    if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)))
         event_add(sb->wev, NULL);
     else if (!on && sb->writing)
         event_del(sb->wev);
@@ -34,7 +39,7 @@ static void want_write(struct sbuf *sb, int on)
 
 static void want_read(struct sbuf *sb, int on)
 {
-    if (on && !sb->reading)
+    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)))
         event_add(sb->rev, NULL);
     else if (!on && sb->reading)
         event_del(sb->rev);
