@@ -1,6 +1,7 @@
 /* bin/pgtandem migrate: argument parsing, output and exit statuses for the
  * migration engine (start, resume, status, complete, rollback, plan, lint,
- * verify, pause, unpause). The work itself is in engine*.c / migration*.c. */
+ * verify, pause, unpause, convert). The work itself is in engine*.c /
+ * migration*.c; FILE.sql is converted by sql_load.c / sql_convert.c. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -17,6 +18,8 @@
 #include "migration.h"
 #include "migration_plan.h"
 #include "progress_line.h"
+#include "sql_convert.h"
+#include "sql_load.h"
 
 #define EXIT_INVALID 2
 
@@ -27,6 +30,7 @@ struct cli {
     const char *proxy;      /* drive a running proxy's engine instead of --db */
     int json;
     int quiet;
+    const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     struct engine_options opt;
 };
 
@@ -50,7 +54,10 @@ static void usage(FILE *out)
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
         "       pgtandem migrate verify        [--db URI]\n"
+        "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
         "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
+        "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
+        "first (--name/--parent as for convert; --db supplies old column types for derived downs).\n"
         "--db defaults to $PGTANDEM_DB, then $DATABASE_URL.\n"
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
@@ -98,6 +105,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
+        {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
@@ -114,6 +122,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'p': c->proxy = optarg; break;
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
+        case 'N': c->name = optarg; break;
+        case 'P': c->parent = optarg; break;
         case 'n': c->opt.skip_backfill = 1; break;
         case 'v': c->opt.validate_only = 1; break;
         case 'l':
@@ -171,6 +181,15 @@ static int need_file(const struct cli *c)
     return -1;
 }
 
+/* A migration file: JSON as it is, FILE.sql converted first. */
+static int load_migration(const struct cli *c, const char *path, struct migration *m, char *err, size_t errlen)
+{
+    if (!sqlc_is_sql_file(path))
+        return mig_load_file(path, m, err, errlen);
+    struct sql_load_options o = {.db = c->db, .name = c->name, .parent = c->parent};
+    return sql_load_migration(path, &o, m, err, errlen);
+}
+
 static int open_engine(const struct cli *c, struct engine *e, int exclusive, char *err, size_t errlen)
 {
     int rc = engine_open(e, c->db, &c->opt, exclusive, err, errlen);
@@ -183,7 +202,7 @@ static int cmd_plan(const struct cli *c)
 {
     char err[2048];
     struct migration m;
-    if (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0) {
+    if (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);
@@ -249,7 +268,7 @@ static int cmd_lint(const struct cli *c)
         rc = mig_load_dir(c->file, &list, &n, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
     } else {
         list = calloc(1, sizeof *list);
-        rc = list && mig_load_file(c->file, list, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        rc = list && load_migration(c, c->file, list, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
         n = 1;
     }
     for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
@@ -271,7 +290,7 @@ static int cmd_start(const struct cli *c, int resume)
     char err[2048];
     struct migration m;
     memset(&m, 0, sizeof m);
-    if (!resume && (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0)) {
+    if (!resume && (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0)) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);
@@ -399,6 +418,57 @@ static int cmd_status(const struct cli *c)
     return report(rc, err);
 }
 
+static int cmd_convert(const struct cli *c)
+{
+    char err[2048];
+    if (need_file(c))
+        return EXIT_INVALID;
+    struct sql_load_options o = {.db = c->db, .name = c->name, .parent = c->parent};
+    json_t *m = NULL;
+    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(m);
+    /* the printed migration must be one the engine takes as it is */
+    struct migration check;
+    int ok = text && mig_parse(text, strlen(text), c->file, &check, err, sizeof err) == 0;
+    mig_free(&check);
+    if (ok)
+        printf("%s\n", text);
+    else
+        fprintf(stderr, "pgtandem migrate: error: %s\n", text ? err : "out of memory");
+    free(text);
+    return ok ? 0 : EXIT_INVALID;
+}
+
+/* --proxy start with FILE.sql: the proxy takes JSON, so convert to a
+ * temporary file first. */
+static int remote_with_sql(const struct cli *c)
+{
+    char err[2048], path[] = "/tmp/pgtandem-convert-XXXXXX";
+    struct sql_load_options o = {.name = c->name, .parent = c->parent};
+    json_t *m = NULL;
+    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    int fd = mkstemp(path);
+    int rc = fd >= 0 && json_dumpfd(m, fd, JSON_PRESERVE_ORDER) == 0 ? 0 : -1;
+    json_decref(m);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        fprintf(stderr, "pgtandem migrate: error: cannot write the converted migration to %s\n", path);
+        unlink(path);
+        return 1;
+    }
+    rc = migrate_remote_main(c->command, c->proxy, path, c->json);
+    unlink(path);
+    return rc;
+}
+
 int migrate_main(int argc, char **argv)
 {
     struct cli c;
@@ -415,8 +485,11 @@ int migrate_main(int argc, char **argv)
         fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
         return EXIT_INVALID;
     }
+    if (c.proxy && c.file && sqlc_is_sql_file(c.file))
+        return remote_with_sql(&c);
     if (c.proxy)
         return migrate_remote_main(cmd, c.proxy, c.file, c.json);
+    if (!strcmp(cmd, "convert")) return cmd_convert(&c);
     if (!strcmp(cmd, "plan")) return cmd_plan(&c);
     if (!strcmp(cmd, "lint")) return cmd_lint(&c);
     if (!strcmp(cmd, "start")) return cmd_start(&c, 0);
@@ -428,7 +501,7 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "pause")) return cmd_simple(&c, 0, do_pause);
     if (!strcmp(cmd, "unpause")) return cmd_simple(&c, 0, do_unpause);
     static const char *const cmds[] = {"start", "resume", "status", "complete", "rollback", "plan",
-                                       "lint", "verify", "pause", "unpause"};
+                                       "lint", "verify", "pause", "unpause", "convert"};
     const char *hint = NULL;
     size_t best = 3;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
