@@ -392,9 +392,10 @@ static json_t *column_by_name(json_t *cols, const char *name)
 {
     size_t i;
     json_t *col;
-    json_array_foreach(cols, i, col)
+    json_array_foreach(cols, i, col) {
         if (!strcmp(str_or(col, "name", ""), name))
             return col;
+    }
     return NULL;
 }
 
@@ -637,8 +638,9 @@ static int constraint_columns(json_t *body, const char *key, json_t *names)
     json_t *arr = json_array();
     size_t i;
     json_t *n;
-    json_array_foreach(names, i, n)
+    json_array_foreach(names, i, n) {
         json_array_append_new(arr, json_string(sql_node_str(n) ? sql_node_str(n) : ""));
+    }
     return json_object_set_new(body, key, arr);
 }
 
@@ -775,9 +777,10 @@ static int conv_alter_table(struct conv *c, const struct sql_stmt *st)
     json_t *cmds = json_object_get(st->body, "cmds");
     size_t i;
     json_t *cmd;
-    json_array_foreach(cmds, i, cmd)
+    json_array_foreach(cmds, i, cmd) {
         if (conv_alter_cmd(c, st, rel, json_object_get(cmd, "AlterTableCmd"), json_array_size(cmds)) != 0)
             return -1;
+    }
     return 0;
 }
 
@@ -925,10 +928,11 @@ static const char *blocking_reason(const struct sql_stmt *st)
     if (!strcmp(k, "VacuumStmt")) {
         size_t i;
         json_t *o;
-        json_array_foreach(json_object_get(st->body, "options"), i, o)
+        json_array_foreach(json_object_get(st->body, "options"), i, o) {
             if (!strcmp(str_or(json_object_get(o, "DefElem"), "defname", ""), "full"))
                 return "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: every read and write "
                        "waits for the whole rewrite (use pg_repack, or leave it out)";
+        }
         return "VACUUM cannot run inside the migration's transactions; leave it to autovacuum or run it apart";
     }
     if (!strcmp(k, "ClusterStmt"))

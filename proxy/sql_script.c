@@ -204,13 +204,15 @@ static void strip_locations(json_t *j)
         json_object_del(j, "location");
         const char *k;
         json_t *v;
-        json_object_foreach(j, k, v)
+        json_object_foreach(j, k, v) {
             strip_locations(v);
+        }
     } else if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v)
+        json_array_foreach(j, i, v) {
             strip_locations(v);
+        }
     }
 }
 
@@ -233,8 +235,9 @@ static void location_range(json_t *j, long *lo, long *hi)
     } else if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v)
+        json_array_foreach(j, i, v) {
             location_range(v, lo, hi);
+        }
     }
 }
 
