@@ -4,6 +4,7 @@
  * migration*.c; FILE.sql is converted by sql_load.c / sql_convert.c. */
 #include "cli.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "migration_plan.h"
 #include "progress_line.h"
 #include "sql_convert.h"
+#include "sql_lint.h"
 #include "sql_load.h"
 
 #define EXIT_INVALID 2
@@ -52,7 +54,7 @@ static void usage(FILE *out)
         "                                      [--validate-only]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
-        "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
+        "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
         "       pgtandem migrate verify        [--db URI]\n"
         "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
         "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
@@ -101,6 +103,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"format", required_argument, NULL, 'F'},
         {"proxy", required_argument, NULL, 'p'},
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
@@ -123,6 +126,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'N': c->name = optarg; break;
+        case 'F':
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) return -1;
+            c->json = !strcmp(optarg, "json");
+            break;
         case 'P': c->parent = optarg; break;
         case 'n': c->opt.skip_backfill = 1; break;
         case 'v': c->opt.validate_only = 1; break;
@@ -255,33 +262,86 @@ static int lint_against_db(const struct cli *c, struct migration *list, size_t n
     return rc;
 }
 
+/* JSON migrations, one file or a directory's chain: structure, plans, the
+ * applied checksums, and the SQL inside their `sql` operations. */
+static int lint_json(const struct cli *c, int is_dir, struct lint_report *lr, char *err, size_t errlen)
+{
+    struct migration *list = NULL;
+    size_t n = 0;
+    int rc;
+    if (is_dir) {
+        rc = mig_load_dir(c->file, &list, &n, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    } else {
+        list = calloc(1, sizeof *list);
+        rc = list && load_migration(c, c->file, list, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        n = 1;
+    }
+    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
+        struct mig_plan plan;
+        rc = mig_plan_build(&list[i], NULL, &plan, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        if (rc == ENGINE_OK)
+            mig_plan_free(&plan);
+        if (rc == ENGINE_OK && sql_lint_migration(&list[i], lr, err, errlen) != 0)
+            rc = ENGINE_INVALID;
+    }
+    if (rc == ENGINE_OK && c->db)
+        rc = lint_against_db(c, list, n, err, errlen);
+    if (rc == ENGINE_OK && !c->quiet && !c->json)
+        printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
+    mig_free_list(list, n);
+    return rc;
+}
+
+static int dir_has_json(const char *dir)
+{
+    DIR *d = opendir(dir);
+    const struct dirent *e;
+    int found = 0;
+    while (d && !found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        found = n > 5 && !strcmp(e->d_name + n - 5, ".json");
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* lint FILE.sql|FILE.json|DIR: SQL is checked statement by statement for
+ * what would block or break the running application; JSON migrations as
+ * before. Anything blocking makes the exit status 2. */
 static int cmd_lint(const struct cli *c)
 {
     char err[2048];
     if (need_file(c))
         return EXIT_INVALID;
     struct stat st;
-    struct migration *list = NULL;
-    size_t n = 0;
-    int rc;
-    if (stat(c->file, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = mig_load_dir(c->file, &list, &n, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    int is_dir = stat(c->file, &st) == 0 && S_ISDIR(st.st_mode);
+    int is_sql = !is_dir && sqlc_is_sql_file(c->file);
+    struct lint_report lr = {0};
+    size_t nsql = 0;
+    int rc = ENGINE_OK;
+    if (is_dir)
+        rc = sql_lint_dir(c->file, &lr, &nsql, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    else if (is_sql)
+        rc = sql_lint_file(c->file, &lr, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    if (rc == ENGINE_OK && !is_sql && (!is_dir || nsql == 0 || dir_has_json(c->file)))
+        rc = lint_json(c, is_dir, &lr, err, sizeof err);
+    if (c->json) {
+        char *doc = lint_report_json(&lr);
+        printf("%s\n", doc ? doc : "{}");
+        free(doc);
     } else {
-        list = calloc(1, sizeof *list);
-        rc = list && load_migration(c, c->file, list, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
-        n = 1;
+        lint_report_print(&lr, stdout);
     }
-    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
-        struct mig_plan plan;
-        rc = mig_plan_build(&list[i], NULL, &plan, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
-        if (rc == ENGINE_OK)
-            mig_plan_free(&plan);
+    if (rc == ENGINE_OK && lr.blocking) {
+        snprintf(err, sizeof err, "%zu statement(s) would block or break the running application; each "
+                 "finding names the online alternative (pgtandem migrate start FILE.sql runs the convertible "
+                 "ones that way)", lr.blocking);
+        rc = ENGINE_INVALID;
+    } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json) {
+        printf("lint: %zu SQL file(s), nothing that blocks the running application\n", nsql);
     }
-    if (rc == ENGINE_OK && c->db)
-        rc = lint_against_db(c, list, n, err, sizeof err);
-    if (rc == ENGINE_OK && !c->quiet)
-        printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
-    mig_free_list(list, n);
+    lint_report_free(&lr);
     return report(rc, err);
 }
 

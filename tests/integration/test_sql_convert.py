@@ -148,11 +148,80 @@ def test_bad_sql_exits_2_and_changes_nothing(db, text, message):
     load_legacy(db, 10)
     before = shape(db)
     path = write_sql(text, "bad.sql")
-    for cmd in ("convert", "start", "plan", "lint"):
+    for cmd in ("convert", "start", "plan"):
         r = migrate(db, cmd, path)
         assert r.returncode == 2, (cmd, r.stdout, r.stderr)
         assert path + message in r.stderr, (cmd, r.stderr)
+    # lint reports the same statement (as a finding, or the syntax error)
+    where = path + ":".join(message.split(":")[:3]) + ":"
+    r = migrate(db, "lint", path)
+    assert r.returncode == 2 and where in r.stdout + r.stderr, (r.stdout, r.stderr)
     assert shape(db) == before
+
+
+UNSAFE = """BEGIN;
+CREATE TABLE fresh (id int);
+CREATE INDEX ix_fresh ON fresh (id);
+CREATE INDEX ix_checks_env ON checks (env);
+ALTER TABLE checks ADD COLUMN uid uuid DEFAULT gen_random_uuid();
+ALTER TABLE checks ALTER COLUMN aggregation TYPE jsonb USING aggregation::jsonb;
+ALTER TABLE checks ALTER COLUMN env SET NOT NULL;
+ALTER TABLE checks ADD CONSTRAINT ck CHECK (length(env) > 0);
+ALTER TABLE checks ADD CONSTRAINT ck2 CHECK (length(env) > 0) NOT VALID;
+ALTER TABLE checks RENAME claim_text TO claim;
+ALTER TABLE checks DROP COLUMN diagnostics;
+LOCK TABLE checks;
+CLUSTER checks USING ix_checks_env;
+VACUUM FULL checks;
+REINDEX TABLE checks;
+REINDEX TABLE CONCURRENTLY checks;
+UPDATE checks SET env = 'x';
+UPDATE alembic_version SET version_num = 'x';
+COMMIT;
+"""
+
+UNSAFE_RULES = [(4, "create-index-not-concurrently"), (5, "add-column-volatile-default"), (6, "alter-column-type"),
+                (7, "set-not-null"), (8, "constraint-without-not-valid"), (10, "rename-column"),
+                (11, "drop-column"), (12, "lock-table"), (13, "cluster"), (14, "vacuum-full"),
+                (15, "reindex-not-concurrently"), (17, "update-all-rows")]
+
+
+def test_lint_sql_flags_what_blocks():
+    path = write_sql(UNSAFE, "unsafe.sql")
+    r = run_pgtandem(["migrate", "lint", path])
+    assert r.returncode == 2, r.stdout + r.stderr
+    for line, rule in UNSAFE_RULES:
+        assert "%s:%d:1: error [%s]" % (path, line, rule) in r.stdout, (rule, r.stdout)
+    assert "ACCESS EXCLUSIVE" in r.stdout and "online: CREATE INDEX CONCURRENTLY" in r.stdout
+    assert "12 statement(s) would block" in r.stderr
+    j = run_pgtandem(["migrate", "lint", path, "--format", "json"])
+    assert j.returncode == 2
+    doc = json.loads(j.stdout)
+    assert doc["blocking"] == 12
+    assert [(f["line"], f["rule"]) for f in doc["findings"]] == UNSAFE_RULES
+    assert all(f["why"] and f["online_alternative"] and f["file"] == path for f in doc["findings"])
+
+
+def test_lint_sql_directory_and_json_sql_operations():
+    d = tempfile.mkdtemp(prefix="drizzle-")
+    with open(os.path.join(d, "0001_init.sql"), "w") as f:
+        f.write('CREATE TABLE "usage_events" ("id" serial PRIMARY KEY, "bucket" text);--> statement-breakpoint\n'
+                'CREATE INDEX "usage_bucket_idx" ON "usage_events" ("bucket");\n')
+    with open(os.path.join(d, "0002_windows.sql"), "w") as f:
+        f.write('ALTER TABLE "usage_events" ADD COLUMN "window_start" timestamp;--> statement-breakpoint\n'
+                'CREATE INDEX CONCURRENTLY "usage_window_idx" ON "usage_events" ("window_start");\n')
+    r = run_pgtandem(["migrate", "lint", d])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lint: 2 SQL file(s), nothing that blocks" in r.stdout
+    with open(os.path.join(d, "0003_unsafe.sql"), "w") as f:
+        f.write('ALTER TABLE "usage_events" ALTER COLUMN "bucket" SET NOT NULL;\n')
+    r = run_pgtandem(["migrate", "lint", d])
+    assert r.returncode == 2 and "0003_unsafe.sql:1:1: error [set-not-null]" in r.stdout
+    m = os.path.join(d, "m.json")
+    with open(m, "w") as f:
+        json.dump({"name": "0001", "operations": [{"sql": {"up": "SELECT 1;\nVACUUM FULL checks"}}]}, f)
+    r = run_pgtandem(["migrate", "lint", m])
+    assert r.returncode == 2 and "m.json: operations[0].sql:2:1: error [vacuum-full]" in r.stdout, r.stdout
 
 
 # ---- Alembic itself (Debian's alembic): migration scripts -> --sql -> pgtandem ----
