@@ -8,7 +8,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -std=c11 -Wall -Wextra -Werror
 BASE_CFLAGS := $(WARN) -D_GNU_SOURCE -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   ?= -O2 -g
-LDLIBS   := -lm
+LDLIBS   := -lpg_query -lm
 
 SRCS      := $(wildcard proxy/*.c)
 LIB_SRCS  := $(filter-out proxy/main.c,$(SRCS))

@@ -1,8 +1,10 @@
 /* bin/pgtandem migrate: argument parsing, output and exit statuses for the
  * migration engine (start, resume, status, complete, rollback, plan, lint,
- * verify, pause, unpause). The work itself is in engine*.c / migration*.c. */
+ * verify, pause, unpause, convert). The work itself is in engine*.c /
+ * migration*.c; FILE.sql is converted by sql_load.c / sql_convert.c. */
 #include "cli.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,6 +19,9 @@
 #include "migration.h"
 #include "migration_plan.h"
 #include "progress_line.h"
+#include "sql_convert.h"
+#include "sql_lint.h"
+#include "sql_load.h"
 
 #define EXIT_INVALID 2
 
@@ -27,6 +32,7 @@ struct cli {
     const char *proxy;      /* drive a running proxy's engine instead of --db */
     int json;
     int quiet;
+    const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     struct engine_options opt;
 };
 
@@ -48,9 +54,12 @@ static void usage(FILE *out)
         "                                      [--validate-only]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
-        "       pgtandem migrate lint     FILE|DIR [--db URI]\n"
+        "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
         "       pgtandem migrate verify        [--db URI]\n"
+        "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
         "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
+        "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
+        "first (--name/--parent as for convert; --db supplies old column types for derived downs).\n"
         "--db defaults to $PGTANDEM_DB, then $DATABASE_URL.\n"
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
@@ -94,10 +103,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"format", required_argument, NULL, 'F'},
         {"proxy", required_argument, NULL, 'p'},
         {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
+        {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
@@ -114,6 +125,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'p': c->proxy = optarg; break;
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
+        case 'N': c->name = optarg; break;
+        case 'F':
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) return -1;
+            c->json = !strcmp(optarg, "json");
+            break;
+        case 'P': c->parent = optarg; break;
         case 'n': c->opt.skip_backfill = 1; break;
         case 'v': c->opt.validate_only = 1; break;
         case 'l':
@@ -171,6 +188,15 @@ static int need_file(const struct cli *c)
     return -1;
 }
 
+/* A migration file: JSON as it is, FILE.sql converted first. */
+static int load_migration(const struct cli *c, const char *path, struct migration *m, char *err, size_t errlen)
+{
+    if (!sqlc_is_sql_file(path))
+        return mig_load_file(path, m, err, errlen);
+    struct sql_load_options o = {.db = c->db, .name = c->name, .parent = c->parent};
+    return sql_load_migration(path, &o, m, err, errlen);
+}
+
 static int open_engine(const struct cli *c, struct engine *e, int exclusive, char *err, size_t errlen)
 {
     int rc = engine_open(e, c->db, &c->opt, exclusive, err, errlen);
@@ -183,7 +209,7 @@ static int cmd_plan(const struct cli *c)
 {
     char err[2048];
     struct migration m;
-    if (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0) {
+    if (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);
@@ -236,33 +262,86 @@ static int lint_against_db(const struct cli *c, struct migration *list, size_t n
     return rc;
 }
 
+/* JSON migrations, one file or a directory's chain: structure, plans, the
+ * applied checksums, and the SQL inside their `sql` operations. */
+static int lint_json(const struct cli *c, int is_dir, struct lint_report *lr, char *err, size_t errlen)
+{
+    struct migration *list = NULL;
+    size_t n = 0;
+    int rc;
+    if (is_dir) {
+        rc = mig_load_dir(c->file, &list, &n, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    } else {
+        list = calloc(1, sizeof *list);
+        rc = list && load_migration(c, c->file, list, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        n = 1;
+    }
+    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
+        struct mig_plan plan;
+        rc = mig_plan_build(&list[i], NULL, &plan, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+        if (rc == ENGINE_OK)
+            mig_plan_free(&plan);
+        if (rc == ENGINE_OK && sql_lint_migration(&list[i], lr, err, errlen) != 0)
+            rc = ENGINE_INVALID;
+    }
+    if (rc == ENGINE_OK && c->db)
+        rc = lint_against_db(c, list, n, err, errlen);
+    if (rc == ENGINE_OK && !c->quiet && !c->json)
+        printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
+    mig_free_list(list, n);
+    return rc;
+}
+
+static int dir_has_json(const char *dir)
+{
+    DIR *d = opendir(dir);
+    const struct dirent *e;
+    int found = 0;
+    while (d && !found && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        found = n > 5 && !strcmp(e->d_name + n - 5, ".json");
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* lint FILE.sql|FILE.json|DIR: SQL is checked statement by statement for
+ * what would block or break the running application; JSON migrations as
+ * before. Anything blocking makes the exit status 2. */
 static int cmd_lint(const struct cli *c)
 {
     char err[2048];
     if (need_file(c))
         return EXIT_INVALID;
     struct stat st;
-    struct migration *list = NULL;
-    size_t n = 0;
-    int rc;
-    if (stat(c->file, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = mig_load_dir(c->file, &list, &n, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    int is_dir = stat(c->file, &st) == 0 && S_ISDIR(st.st_mode);
+    int is_sql = !is_dir && sqlc_is_sql_file(c->file);
+    struct lint_report lr = {0};
+    size_t nsql = 0;
+    int rc = ENGINE_OK;
+    if (is_dir)
+        rc = sql_lint_dir(c->file, &lr, &nsql, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    else if (is_sql)
+        rc = sql_lint_file(c->file, &lr, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    if (rc == ENGINE_OK && !is_sql && (!is_dir || nsql == 0 || dir_has_json(c->file)))
+        rc = lint_json(c, is_dir, &lr, err, sizeof err);
+    if (c->json) {
+        char *doc = lint_report_json(&lr);
+        printf("%s\n", doc ? doc : "{}");
+        free(doc);
     } else {
-        list = calloc(1, sizeof *list);
-        rc = list && mig_load_file(c->file, list, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
-        n = 1;
+        lint_report_print(&lr, stdout);
     }
-    for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {
-        struct mig_plan plan;
-        rc = mig_plan_build(&list[i], NULL, &plan, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
-        if (rc == ENGINE_OK)
-            mig_plan_free(&plan);
+    if (rc == ENGINE_OK && lr.blocking) {
+        snprintf(err, sizeof err, "%zu statement(s) would block or break the running application; each "
+                 "finding names the online alternative (pgtandem migrate start FILE.sql runs the convertible "
+                 "ones that way)", lr.blocking);
+        rc = ENGINE_INVALID;
+    } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json) {
+        printf("lint: %zu SQL file(s), nothing that blocks the running application\n", nsql);
     }
-    if (rc == ENGINE_OK && c->db)
-        rc = lint_against_db(c, list, n, err, sizeof err);
-    if (rc == ENGINE_OK && !c->quiet)
-        printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
-    mig_free_list(list, n);
+    lint_report_free(&lr);
     return report(rc, err);
 }
 
@@ -271,7 +350,7 @@ static int cmd_start(const struct cli *c, int resume)
     char err[2048];
     struct migration m;
     memset(&m, 0, sizeof m);
-    if (!resume && (need_file(c) || mig_load_file(c->file, &m, err, sizeof err) != 0)) {
+    if (!resume && (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0)) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);
@@ -399,6 +478,57 @@ static int cmd_status(const struct cli *c)
     return report(rc, err);
 }
 
+static int cmd_convert(const struct cli *c)
+{
+    char err[2048];
+    if (need_file(c))
+        return EXIT_INVALID;
+    struct sql_load_options o = {.db = c->db, .name = c->name, .parent = c->parent};
+    json_t *m = NULL;
+    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(m);
+    /* the printed migration must be one the engine takes as it is */
+    struct migration check;
+    int ok = text && mig_parse(text, strlen(text), c->file, &check, err, sizeof err) == 0;
+    mig_free(&check);
+    if (ok)
+        printf("%s\n", text);
+    else
+        fprintf(stderr, "pgtandem migrate: error: %s\n", text ? err : "out of memory");
+    free(text);
+    return ok ? 0 : EXIT_INVALID;
+}
+
+/* --proxy start with FILE.sql: the proxy takes JSON, so convert to a
+ * temporary file first. */
+static int remote_with_sql(const struct cli *c)
+{
+    char err[2048], path[] = "/tmp/pgtandem-convert-XXXXXX";
+    struct sql_load_options o = {.name = c->name, .parent = c->parent};
+    json_t *m = NULL;
+    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    int fd = mkstemp(path);
+    int rc = fd >= 0 && json_dumpfd(m, fd, JSON_PRESERVE_ORDER) == 0 ? 0 : -1;
+    json_decref(m);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        fprintf(stderr, "pgtandem migrate: error: cannot write the converted migration to %s\n", path);
+        unlink(path);
+        return 1;
+    }
+    rc = migrate_remote_main(c->command, c->proxy, path, c->json);
+    unlink(path);
+    return rc;
+}
+
 int migrate_main(int argc, char **argv)
 {
     struct cli c;
@@ -415,8 +545,11 @@ int migrate_main(int argc, char **argv)
         fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
         return EXIT_INVALID;
     }
+    if (c.proxy && c.file && sqlc_is_sql_file(c.file))
+        return remote_with_sql(&c);
     if (c.proxy)
         return migrate_remote_main(cmd, c.proxy, c.file, c.json);
+    if (!strcmp(cmd, "convert")) return cmd_convert(&c);
     if (!strcmp(cmd, "plan")) return cmd_plan(&c);
     if (!strcmp(cmd, "lint")) return cmd_lint(&c);
     if (!strcmp(cmd, "start")) return cmd_start(&c, 0);
@@ -428,7 +561,7 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "pause")) return cmd_simple(&c, 0, do_pause);
     if (!strcmp(cmd, "unpause")) return cmd_simple(&c, 0, do_unpause);
     static const char *const cmds[] = {"start", "resume", "status", "complete", "rollback", "plan",
-                                       "lint", "verify", "pause", "unpause"};
+                                       "lint", "verify", "pause", "unpause", "convert"};
     const char *hint = NULL;
     size_t best = 3;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {

@@ -1,0 +1,35 @@
+/* SQL -> pgtandem migration: reads what Alembic (`alembic upgrade A:B --sql`),
+ * drizzle-kit and people write, with Postgres's own parser, and turns it into
+ * the JSON migration of migration.h (pgroll's vocabulary). Statements that
+ * cannot be expressed as online operations become `sql` operations only when
+ * running them as they are is safe; anything else is refused with the
+ * statement's line and column and the reason. Nothing is silently dropped
+ * and nothing is reordered. */
+#ifndef PGTANDEM_SQL_CONVERT_H
+#define PGTANDEM_SQL_CONVERT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Looks up a column's current type in the live catalog (format_type text).
+ * Returns 0 and fills type, or -1 when unknown. */
+typedef int (*sqlc_column_type_fn)(void *arg, const char *schema, const char *table, const char *column,
+                                   char *type, size_t typelen);
+
+struct sqlc_options {
+    const char *name;               /* NULL: the Alembic revision set, else the file name */
+    const char *parent;             /* NULL: the Alembic revision replaced, else none */
+    sqlc_column_type_fn column_type;/* optional: old types for deriving `down` */
+    void *column_type_arg;
+};
+
+/* Converts text (from file, used in messages) into a migration object.
+ * Returns 0 with *out set (caller decrefs), or -1 with
+ * "FILE:LINE:COL: message" in err. */
+int sqlc_convert(const char *file, const char *text, size_t len, const struct sqlc_options *opt,
+                 json_t **out, char *err, size_t errlen);
+
+/* True when path names an SQL file (ends in ".sql"). */
+int sqlc_is_sql_file(const char *path);
+
+#endif

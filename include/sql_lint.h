@@ -1,0 +1,46 @@
+/* Lint for migration SQL: flags statements that would block or break a live
+ * application if run as written (by `alembic upgrade`, drizzle-kit, psql),
+ * each with a rule id, its position, why (which lock, what breaks) and the
+ * online alternative. The rules follow what squawk and strong_migrations
+ * check; they read the SQL only (no database). */
+#ifndef PGTANDEM_SQL_LINT_H
+#define PGTANDEM_SQL_LINT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "migration.h"
+
+struct lint_finding {
+    const char *rule;       /* e.g. "create-index-not-concurrently" */
+    char *file;
+    int line, col;
+    int blocking;           /* 1: blocks or breaks the running application */
+    char *why;
+    const char *fix;        /* the online alternative */
+    char *statement;        /* the statement's first line, shortened */
+};
+
+struct lint_report {
+    struct lint_finding *v;
+    size_t n, cap;
+    size_t blocking;
+};
+
+/* Lints SQL text (file names it in findings; findings are appended to r).
+ * Returns 0, or -1 with
+ * "FILE:LINE:COL: message" in err when the SQL does not parse. */
+int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen);
+
+/* The same for a file, for the `sql` operations of a JSON migration, and
+ * for every *.sql file of a directory (in name order; *nfiles says how many). */
+int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen);
+int sql_lint_migration(const struct migration *m, struct lint_report *r, char *err, size_t errlen);
+int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *err, size_t errlen);
+
+void lint_report_print(const struct lint_report *r, FILE *out);
+/* {"findings": [...], "blocking": N}; caller frees. */
+char *lint_report_json(const struct lint_report *r);
+void lint_report_free(struct lint_report *r);
+
+#endif

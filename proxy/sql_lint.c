@@ -1,0 +1,446 @@
+/* Lint rules for migration SQL. Each rule looks at one parsed statement and
+ * says what running it as written does to a live application: the lock it
+ * takes and for how long, or what the old release loses, and how to do the
+ * same online (with pgtandem's operation for it). Tables created earlier in
+ * the same script carry no traffic yet, so rules about locking them stay
+ * quiet. */
+#include "sql_lint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sql_convert.h"
+#include "sql_script.h"
+
+struct lint_ctx {
+    struct sql_script *s;
+    struct lint_report *r;
+    char **created;         /* tables this script created */
+    size_t ncreated;
+};
+
+static const char *str_or(json_t *obj, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : dflt;
+}
+
+static char *first_line(const struct sql_script *s, const struct sql_stmt *st)
+{
+    size_t n = strcspn(s->text + st->start, "\n");
+    if (n > st->end - st->start)
+        n = st->end - st->start;
+    int cut = n > 72;
+    char *out = malloc(80);
+    if (out)
+        snprintf(out, 80, "%.*s%s", (int)(cut ? 72 : n), s->text + st->start, cut ? "..." : "");
+    return out;
+}
+
+__attribute__((format(printf, 5, 6)))
+static void report(struct lint_ctx *c, const struct sql_stmt *st, const char *rule, const char *fix,
+                   const char *fmt, ...)
+{
+    struct lint_report *r = c->r;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 8;
+        struct lint_finding *grown = realloc(r->v, cap * sizeof *grown);
+        if (!grown)
+            return;     /* out of memory: the finding is lost, never a crash */
+        r->v = grown;
+        r->cap = cap;
+    }
+    char why[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    struct lint_finding *f = &r->v[r->n];
+    f->rule = rule;
+    f->file = strdup(c->s->file);
+    f->line = st->line;
+    f->col = st->col;
+    f->blocking = 1;
+    f->why = strdup(why);
+    f->fix = fix;
+    f->statement = first_line(c->s, st);
+    if (!f->file || !f->why || !f->statement) {
+        free(f->file);
+        free(f->why);
+        free(f->statement);
+        return;
+    }
+    r->n++;
+    r->blocking++;
+}
+
+static int created_here(const struct lint_ctx *c, json_t *rel)
+{
+    const char *name = str_or(rel, "relname", "");
+    for (size_t i = 0; i < c->ncreated; i++)
+        if (!strcmp(c->created[i], name))
+            return 1;
+    return 0;
+}
+
+static void note_created(struct lint_ctx *c, json_t *rel)
+{
+    char **grown = realloc(c->created, (c->ncreated + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    c->created = grown;
+    c->created[c->ncreated] = strdup(str_or(rel, "relname", ""));
+    if (c->created[c->ncreated])
+        c->ncreated++;
+}
+
+/* Functions whose value differs per row: a default calling one makes ADD
+ * COLUMN fill every existing row, i.e. rewrite the table. */
+static int calls_volatile(json_t *j)
+{
+    static const char *const volatile_fns[] = {"random", "gen_random_uuid", "uuid_generate_v1",
+        "uuid_generate_v4", "clock_timestamp", "timeofday", "nextval", "txid_current", NULL};
+    if (json_is_object(j)) {
+        json_t *fn = json_object_get(j, "FuncCall");
+        json_t *names = json_object_get(fn, "funcname");
+        const char *name = sql_node_str(json_array_get(names, json_array_size(names) - 1));
+        for (const char *const *v = volatile_fns; name && *v; v++)
+            if (!strcmp(*v, name))
+                return 1;
+        const char *k;
+        json_t *x;
+        json_object_foreach(j, k, x) {
+            if (calls_volatile(x))
+                return 1;
+        }
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(j, i, x) {
+            if (calls_volatile(x))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int is_serial(json_t *type_name)
+{
+    json_t *names = json_object_get(type_name, "names");
+    const char *t = sql_node_str(json_array_get(names, json_array_size(names) - 1));
+    return t && (!strcmp(t, "serial") || !strcmp(t, "bigserial") || !strcmp(t, "smallserial") ||
+                 !strcmp(t, "serial4") || !strcmp(t, "serial8") || !strcmp(t, "serial2"));
+}
+
+static void lint_add_column(struct lint_ctx *c, const struct sql_stmt *st, const char *table, json_t *def)
+{
+    const char *col = str_or(def, "colname", "?");
+    int not_null = 0, has_default = 0;
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(def, "constraints"), i, node) {
+        json_t *con = json_object_get(node, "Constraint");
+        const char *ct = str_or(con, "contype", "");
+        if (!strcmp(ct, "CONSTR_NOTNULL"))
+            not_null = 1;
+        if (!strcmp(ct, "CONSTR_DEFAULT")) {
+            has_default = 1;
+            if (calls_volatile(json_object_get(con, "raw_expr")))
+                report(c, st, "add-column-volatile-default",
+                       "add the column without a default, then SET DEFAULT, and fill existing rows in batches "
+                       "(add_column with \"up\")",
+                       "ADD COLUMN \"%s\" with a volatile default rewrites \"%s\" under an ACCESS EXCLUSIVE lock: "
+                       "every read and write waits for the whole rewrite", col, table);
+        }
+    }
+    if (is_serial(json_object_get(def, "typeName")))
+        report(c, st, "add-column-volatile-default",
+               "add an integer column, attach a sequence with SET DEFAULT, and fill existing rows in batches",
+               "ADD COLUMN \"%s\" of a serial type fills every row from a sequence: \"%s\" is rewritten under "
+               "an ACCESS EXCLUSIVE lock", col, table);
+    if (not_null && !has_default)
+        report(c, st, "add-column-not-null-without-default",
+               "add it nullable (or with a default), backfill, then SET NOT NULL (add_column with \"up\" and "
+               "alter_column nullable:false)",
+               "ADD COLUMN \"%s\" NOT NULL without a default fails on a table with rows, and the old release's "
+               "INSERTs into \"%s\", which do not name it, fail", col, table);
+}
+
+static void lint_add_constraint(struct lint_ctx *c, const struct sql_stmt *st, const char *table, json_t *con)
+{
+    const char *ct = str_or(con, "contype", "");
+    const char *name = str_or(con, "conname", "(unnamed)");
+    if (json_is_true(json_object_get(con, "skip_validation")) || json_object_get(con, "indexname"))
+        return;
+    if (!strcmp(ct, "CONSTR_CHECK"))
+        report(c, st, "constraint-without-not-valid",
+               "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction (create_constraint)",
+               "ADD CONSTRAINT \"%s\" CHECK scans every row of \"%s\" under an ACCESS EXCLUSIVE lock: reads and "
+               "writes wait for the scan", name, table);
+    else if (!strcmp(ct, "CONSTR_FOREIGN"))
+        report(c, st, "constraint-without-not-valid",
+               "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction (create_constraint)",
+               "ADD CONSTRAINT \"%s\" FOREIGN KEY scans \"%s\" holding SHARE ROW EXCLUSIVE locks on both tables: "
+               "writes to either wait for the scan", name, table);
+    else if (!strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY"))
+        report(c, st, "constraint-builds-index",
+               "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX (create_constraint unique)",
+               "ADD CONSTRAINT \"%s\" builds a unique index on \"%s\" under an ACCESS EXCLUSIVE lock: reads and "
+               "writes wait for the build", name, table);
+}
+
+static void lint_alter_cmd(struct lint_ctx *c, const struct sql_stmt *st, const char *table, json_t *cmd)
+{
+    const char *sub = str_or(cmd, "subtype", "");
+    const char *col = str_or(cmd, "name", "?");
+    json_t *def = json_object_get(cmd, "def");
+    if (!strcmp(sub, "AT_AddColumn")) {
+        lint_add_column(c, st, table, json_object_get(def, "ColumnDef"));
+    } else if (!strcmp(sub, "AT_AlterColumnType")) {
+        report(c, st, "alter-column-type",
+               "alter_column (or rename_column) with type, up and down: a shadow column kept in sync by triggers, "
+               "filled in batches, swapped in at complete",
+               "ALTER COLUMN \"%s\" TYPE rewrites \"%s\" and its indexes under an ACCESS EXCLUSIVE lock (unless it "
+               "only widens a varchar or numeric): reads and writes wait, and the old release gets the new type",
+               col, table);
+    } else if (!strcmp(sub, "AT_SetNotNull")) {
+        report(c, st, "set-not-null",
+               "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL "
+               "(Postgres 12+ skips the scan); alter_column nullable:false does this",
+               "SET NOT NULL on \"%s\" scans every row of \"%s\" under an ACCESS EXCLUSIVE lock, and the old "
+               "release's writes of NULL start failing", col, table);
+    } else if (!strcmp(sub, "AT_AddConstraint")) {
+        lint_add_constraint(c, st, table, json_object_get(def, "Constraint"));
+    } else if (!strcmp(sub, "AT_DropColumn")) {
+        report(c, st, "drop-column",
+               "drop_column: the column stays for the old release until complete, and rollback restores it",
+               "DROP COLUMN \"%s\": the old release's queries of \"%s\" that name it fail at once (42703), and its "
+               "data is gone", col, table);
+    }
+}
+
+static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
+{
+    const char *k = st->kind;
+    json_t *b = st->body;
+    json_t *rel = json_object_get(b, "relation");
+    const char *table = str_or(rel, "relname", "?");
+    if (!strcmp(k, "CreateStmt")) {
+        note_created(c, rel);
+    } else if (!strcmp(k, "IndexStmt")) {
+        if (!json_is_true(json_object_get(b, "concurrent")) && !created_here(c, rel))
+            report(c, st, "create-index-not-concurrently",
+                   "CREATE INDEX CONCURRENTLY (create_index builds it that way)",
+                   "CREATE INDEX without CONCURRENTLY holds a SHARE lock on \"%s\" for the whole build: every "
+                   "INSERT, UPDATE and DELETE waits", table);
+    } else if (!strcmp(k, "AlterTableStmt") && !created_here(c, rel)) {
+        size_t i;
+        json_t *cmd;
+        json_array_foreach(json_object_get(b, "cmds"), i, cmd) {
+            lint_alter_cmd(c, st, table, json_object_get(cmd, "AlterTableCmd"));
+        }
+    } else if (!strcmp(k, "RenameStmt")) {
+        const char *what = str_or(b, "renameType", "");
+        if (!strcmp(what, "OBJECT_COLUMN"))
+            report(c, st, "rename-column",
+                   "rename_column: both names work (dual-written) until complete",
+                   "RENAME COLUMN \"%s\" of \"%s\": the old release's queries that name it fail at once (42703)",
+                   str_or(b, "subname", "?"), table);
+        else if (!strcmp(what, "OBJECT_TABLE"))
+            report(c, st, "rename-table",
+                   "rename_table: a view keeps the old name working until complete",
+                   "RENAME of table \"%s\": the old release's queries of it fail at once (42P01)", table);
+    } else if (!strcmp(k, "DropStmt") && !strcmp(str_or(b, "removeType", ""), "OBJECT_TABLE")) {
+        report(c, st, "drop-table", "drop_table: dropped at complete, once the old release is gone",
+               "DROP TABLE: the old release's queries of it fail at once (42P01), and its data is gone");
+    } else if (!strcmp(k, "DropStmt") && !strcmp(str_or(b, "removeType", ""), "OBJECT_INDEX") &&
+               !json_is_true(json_object_get(b, "concurrent"))) {
+        report(c, st, "drop-index-not-concurrently", "DROP INDEX CONCURRENTLY (drop_index)",
+               "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes "
+               "wait behind any running query");
+    } else if (!strcmp(k, "LockStmt")) {
+        report(c, st, "lock-table", "leave it out: pgtandem takes only short locks, with a lock_timeout",
+               "LOCK TABLE blocks the application until the transaction ends");
+    } else if (!strcmp(k, "ClusterStmt")) {
+        report(c, st, "cluster", "pg_repack, or leave it out",
+               "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock: every read and write waits");
+    } else if (!strcmp(k, "VacuumStmt")) {
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(b, "options"), i, o) {
+            if (!strcmp(str_or(json_object_get(o, "DefElem"), "defname", ""), "full"))
+                report(c, st, "vacuum-full", "pg_repack, or plain VACUUM (autovacuum)",
+                       "VACUUM FULL rewrites the table under an ACCESS EXCLUSIVE lock: every read and write waits");
+        }
+    } else if (!strcmp(k, "ReindexStmt")) {
+        int concurrent = 0;
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(b, "params"), i, o) {
+            if (!strcmp(str_or(json_object_get(o, "DefElem"), "defname", ""), "concurrently"))
+                concurrent = 1;
+        }
+        if (!concurrent)
+            report(c, st, "reindex-not-concurrently", "REINDEX CONCURRENTLY (Postgres 12+), outside a transaction",
+                   "REINDEX blocks writes to the table, and reads that use the index, for the whole rebuild");
+    } else if (!strcmp(k, "TruncateStmt")) {
+        report(c, st, "truncate", "delete in batches, or leave it to a later release",
+               "TRUNCATE takes an ACCESS EXCLUSIVE lock and empties the table under the running application");
+    } else if ((!strcmp(k, "UpdateStmt") || !strcmp(k, "DeleteStmt")) && !json_object_get(b, "whereClause") &&
+               strcmp(table, "alembic_version") != 0) {
+        report(c, st, "update-all-rows", "put the expression in add_column / alter_column \"up\": the backfill "
+               "writes it in short batches",
+               "%s of every row of \"%s\" in one transaction locks each row until it ends: the application's "
+               "writes to them wait", !strcmp(k, "UpdateStmt") ? "UPDATE" : "DELETE", table);
+    }
+}
+
+int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen)
+{
+    struct sql_script s;
+    if (sql_script_parse(&s, file, text, len, err, errlen) != 0) {
+        sql_script_free(&s);
+        return -1;
+    }
+    struct lint_ctx c = {.s = &s, .r = r};
+    for (size_t i = 0; i < s.nstmts; i++)
+        lint_statement(&c, &s.stmts[i]);
+    for (size_t i = 0; i < c.ncreated; i++)
+        free(c.created[i]);
+    free(c.created);
+    sql_script_free(&s);
+    return 0;
+}
+
+int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 16 * 1024 * 1024;
+    char *buf = malloc(cap + 1);
+    size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > cap) {
+        free(buf);
+        snprintf(err, errlen, "%s: file is larger than %zu bytes", path, cap);
+        return -1;
+    }
+    int rc = sql_lint_text(path, buf, n, r, err, errlen);
+    free(buf);
+    return rc;
+}
+
+int sql_lint_migration(const struct migration *m, struct lint_report *r, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (op->kind != MIG_SQL || !op->up)
+            continue;
+        char label[512];
+        snprintf(label, sizeof label, "%s: operations[%zu].sql", m->file ? m->file : "?", i);
+        if (sql_lint_text(label, op->up, strlen(op->up), r, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *err, size_t errlen)
+{
+    *nfiles = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: cannot open: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    int rc = 0;
+    const struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!sqlc_is_sql_file(e->d_name))
+            continue;
+        char **grown = realloc(names, (n + 1) * sizeof *names);
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = grown ? malloc(len) : NULL;
+        if (grown)
+            names = grown;
+        if (!path) {
+            snprintf(err, errlen, "%s: out of memory", dir);
+            rc = -1;
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        names[n++] = path;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof *names, by_name);    /* numbered files in their order */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = sql_lint_file(names[i], r, err, errlen);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    *nfiles = n;
+    return rc;
+}
+
+void lint_report_print(const struct lint_report *r, FILE *out)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const struct lint_finding *f = &r->v[i];
+        fprintf(out, "%s:%d:%d: %s [%s] %s\n    in:     %s\n    online: %s\n", f->file, f->line, f->col,
+                f->blocking ? "error" : "warning", f->rule, f->why, f->statement, f->fix);
+    }
+}
+
+char *lint_report_json(const struct lint_report *r)
+{
+    json_t *doc = json_object(), *list = json_array();
+    if (!doc || !list) {
+        json_decref(doc);
+        json_decref(list);
+        return NULL;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        const struct lint_finding *f = &r->v[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "rule", json_string(f->rule));
+        json_object_set_new(o, "file", json_string(f->file));
+        json_object_set_new(o, "line", json_integer(f->line));
+        json_object_set_new(o, "column", json_integer(f->col));
+        json_object_set_new(o, "blocking", json_boolean(f->blocking));
+        json_object_set_new(o, "why", json_string(f->why));
+        json_object_set_new(o, "online_alternative", json_string(f->fix));
+        json_object_set_new(o, "statement", json_string(f->statement));
+        json_array_append_new(list, o);
+    }
+    json_object_set_new(doc, "findings", list);
+    json_object_set_new(doc, "blocking", json_integer((json_int_t)r->blocking));
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    return text;
+}
+
+void lint_report_free(struct lint_report *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].file);
+        free(r->v[i].why);
+        free(r->v[i].statement);
+    }
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,2 @@
+ALTER TABLE t ADD COLUMN a int;
+  ALTER TABLEE t; /* unterminated

@@ -1,0 +1,269 @@
+/* Unit tests for the SQL converter: Alembic and drizzle-kit output, merges of
+ * consecutive statements on one column, statements passed through as `sql`,
+ * and refusals that name the line, the column and the reason. */
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "migration.h"
+#include "sql_convert.h"
+#include "sql_script.h"
+#include "unit.h"
+
+static char err[2048];
+
+/* A catalog stand-in: every column asked about is text. */
+static int all_text(void *arg, const char *schema, const char *table, const char *column, char *type, size_t n)
+{
+    (void)arg; (void)schema; (void)table; (void)column;
+    snprintf(type, n, "text");
+    return 0;
+}
+
+static json_t *convert(const char *sql, int with_catalog)
+{
+    struct sqlc_options o = {.column_type = with_catalog ? all_text : NULL};
+    json_t *m = NULL;
+    err[0] = '\0';
+    if (sqlc_convert("m.sql", sql, strlen(sql), &o, &m, err, sizeof err) != 0)
+        return NULL;
+    return m;
+}
+
+/* The operations as compact JSON, for exact comparisons. */
+static char *ops_of(const char *sql, int with_catalog)
+{
+    json_t *m = convert(sql, with_catalog);
+    char *s = m ? json_dumps(json_object_get(m, "operations"), JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(m);
+    return s;
+}
+
+static int ops_equal(const char *sql, int with_catalog, const char *want)
+{
+    char *got = ops_of(sql, with_catalog);
+    int ok = got && !strcmp(got, want);
+    if (!ok)
+        printf("  got:  %s\n  want: %s\n  err:  %s\n", got ? got : "(null)", want, err);
+    free(got);
+    return ok;
+}
+
+static int fails_with(const char *sql, const char *want)
+{
+    json_t *m = convert(sql, 1);
+    int ok = !m && strstr(err, want) != NULL;
+    if (!ok)
+        printf("  err: %s\n  want: %s\n", err, want);
+    json_decref(m);
+    return ok;
+}
+
+/* The converted migration must be one the engine's parser takes. */
+static int parses_as_migration(const char *sql)
+{
+    json_t *m = convert(sql, 1);
+    char *text = m ? json_dumps(m, JSON_PRESERVE_ORDER) : NULL;
+    struct migration mig;
+    int ok = text && mig_parse(text, strlen(text), "m.sql", &mig, err, sizeof err) == 0;
+    mig_free(&mig);
+    free(text);
+    json_decref(m);
+    return ok;
+}
+
+static const char *ALEMBIC_SEED =
+    "BEGIN;\n\n-- Running upgrade 9e15719c5c3c -> b73c9aa4f0c3\n\n"
+    "ALTER TABLE checks RENAME claim_text TO claim;\n\n"
+    "ALTER TABLE checks ALTER COLUMN aggregation TYPE JSONB USING aggregation::jsonb;\n\n"
+    "ALTER TABLE checks RENAME aggregation TO config_json;\n\n"
+    "CREATE TABLE anonymous_usage (\n    token TEXT NOT NULL,\n"
+    "    checks_allowed INTEGER DEFAULT '3' NOT NULL,\n"
+    "    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,\n    PRIMARY KEY (token)\n);\n\n"
+    "CREATE INDEX ix_checks_env_anon_token ON checks (env, anon_token);\n\n"
+    "UPDATE alembic_version SET version_num='b73c9aa4f0c3' WHERE alembic_version.version_num = '9e15719c5c3c';\n\n"
+    "COMMIT;\n";
+
+static void test_alembic_seed(void)
+{
+    json_t *m = convert(ALEMBIC_SEED, 1);
+    CHECK("alembic: converts", m != NULL);
+    CHECK("alembic: name is the revision set", !strcmp(json_string_value(json_object_get(m, "name")), "b73c9aa4f0c3"));
+    CHECK("alembic: parent is the revision replaced",
+          !strcmp(json_string_value(json_object_get(m, "parent")), "9e15719c5c3c"));
+    json_decref(m);
+    CHECK("alembic: operations", ops_equal(ALEMBIC_SEED, 1,
+        "[{\"rename_column\":{\"table\":\"checks\",\"from\":\"claim_text\",\"to\":\"claim\"}},"
+        "{\"rename_column\":{\"table\":\"checks\",\"from\":\"aggregation\",\"to\":\"config_json\",\"type\":\"JSONB\","
+        "\"up\":\"aggregation::jsonb\",\"down\":\"config_json::text\"}},"
+        "{\"create_table\":{\"table\":\"anonymous_usage\",\"columns\":["
+        "{\"name\":\"token\",\"type\":\"TEXT\",\"nullable\":false,\"primary_key\":true},"
+        "{\"name\":\"checks_allowed\",\"type\":\"INTEGER\",\"default\":\"'3'\",\"nullable\":false},"
+        "{\"name\":\"created_at\",\"type\":\"TIMESTAMP WITH TIME ZONE\",\"default\":\"now()\",\"nullable\":false}]}},"
+        "{\"create_index\":{\"table\":\"checks\",\"name\":\"ix_checks_env_anon_token\",\"columns\":[\"env\",\"anon_token\"]}},"
+        "{\"sql\":{\"up\":\"UPDATE alembic_version SET version_num='b73c9aa4f0c3' WHERE "
+        "alembic_version.version_num = '9e15719c5c3c'\",\"on\":\"complete\"}}]"));
+    CHECK("alembic: engine parser accepts it", parses_as_migration(ALEMBIC_SEED));
+}
+
+static void test_down_needs_old_type(void)
+{
+    const char *sql = "ALTER TABLE checks ALTER COLUMN aggregation TYPE jsonb USING aggregation::jsonb;\n";
+    json_t *m = convert(sql, 0);
+    CHECK("down: unknown old type refused", m == NULL);
+    CHECK("down: message names line and column", strstr(err, "m.sql:1:1: cannot derive \"down\"") != NULL);
+    CHECK("down: message says how", strstr(err, "--db") && strstr(err, "pgtandem:down"));
+    json_decref(m);
+    CHECK("down: annotation gives it", ops_equal(
+        "-- pgtandem:down aggregation::text\n" "ALTER TABLE checks ALTER COLUMN aggregation TYPE jsonb USING aggregation::jsonb;", 0,
+        "[{\"alter_column\":{\"table\":\"checks\",\"column\":\"aggregation\",\"type\":\"jsonb\","
+        "\"up\":\"aggregation::jsonb\",\"down\":\"aggregation::text\"}}]"));
+    CHECK("down: a USING that is not a cast asks for it",
+          fails_with("ALTER TABLE t ALTER COLUMN c TYPE integer USING length(c);",
+                     "m.sql:1:1: cannot derive \"down\" (new -> old value) from the USING expression length(c)"));
+    CHECK("down: type known from an earlier CREATE TABLE", ops_equal(
+        "CREATE TABLE t (id bigint PRIMARY KEY, n varchar(20));\nALTER TABLE t ALTER COLUMN n TYPE text;", 0,
+        "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"bigint\",\"primary_key\":true},"
+        "{\"name\":\"n\",\"type\":\"varchar(20)\"}]}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"n\",\"type\":\"text\",\"up\":\"n::text\",\"down\":\"n::varchar(20)\"}}]"));
+}
+
+static void test_drizzle(void)
+{
+    const char *sql =
+        "ALTER TABLE \"usage_events\" RENAME COLUMN \"bucket\" TO \"Bucket Key\";--> statement-breakpoint\n"
+        "ALTER TABLE \"usage_events\" ALTER COLUMN \"Bucket Key\" SET DATA TYPE integer;--> statement-breakpoint\n"
+        "ALTER TABLE \"public\".\"usage_events\" ADD COLUMN \"window_start\" timestamp with time zone;--> statement-breakpoint\n"
+        "CREATE INDEX IF NOT EXISTS \"usage_admin_bucket_idx\" ON \"usage_events\" USING btree (\"Bucket Key\",\"window_start\");";
+    CHECK("drizzle: operations", ops_equal(sql, 1,
+        "[{\"rename_column\":{\"table\":\"usage_events\",\"from\":\"bucket\",\"to\":\"Bucket Key\",\"type\":\"integer\","
+        "\"up\":\"bucket::integer\",\"down\":\"\\\"Bucket Key\\\"::text\"}},"
+        "{\"add_column\":{\"table\":\"usage_events\",\"column\":{\"name\":\"window_start\",\"type\":\"timestamp with time zone\"}}},"
+        "{\"create_index\":{\"table\":\"usage_events\",\"name\":\"usage_admin_bucket_idx\",\"columns\":[\"Bucket Key\",\"window_start\"]}}]"));
+    json_t *m = convert(sql, 1);
+    CHECK("drizzle: name from the file", m && !strcmp(json_string_value(json_object_get(m, "name")), "m"));
+    CHECK("drizzle: no parent", m && !json_object_get(m, "parent"));
+    json_decref(m);
+    CHECK("drizzle: a USING on the new name after the rename is refused",
+          fails_with("ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t ALTER COLUMN b SET DATA TYPE int USING length(b);",
+                     "m.sql:2:1: the type of \"b\" changes after its rename"));
+}
+
+static void test_column_merges(void)
+{
+    CHECK("merge: consecutive changes of one column", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL;\nALTER TABLE t ALTER COLUMN c SET DEFAULT 'x' || 'y';\n"
+        "ALTER TABLE t ALTER COLUMN d DROP DEFAULT, ALTER COLUMN d DROP NOT NULL;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"nullable\":false,\"default\":\"'x' || 'y'\"}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"d\",\"default\":null,\"nullable\":true}}]"));
+    CHECK("merge: the same change twice stays two operations", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL;\nALTER TABLE t ALTER COLUMN c DROP NOT NULL;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"nullable\":false}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"nullable\":true}}]"));
+    CHECK("merge: a parenthesised USING keeps its text", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE jsonb USING (c)::jsonb;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"jsonb\",\"up\":\"(c)::jsonb\",\"down\":\"c::text\"}}]"));
+    CHECK("merge: keyword column names are quoted in derived SQL", ops_equal(
+        "ALTER TABLE t ALTER COLUMN \"user\" TYPE jsonb;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"user\",\"type\":\"jsonb\",\"up\":\"\\\"user\\\"::jsonb\","
+        "\"down\":\"\\\"user\\\"::text\"}}]"));
+}
+
+static void test_columns_constraints_indexes(void)
+{
+    CHECK("add/drop column", ops_equal(
+        "ALTER TABLE s.t ADD COLUMN n integer DEFAULT 0 NOT NULL CHECK (n >= 0) REFERENCES s.u (id), DROP COLUMN old;", 1,
+        "[{\"add_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\",\"default\":\"0\","
+        "\"nullable\":false,\"check\":\"n >= 0\",\"references\":\"u(id)\"}}},"
+        "{\"drop_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":\"old\"}}]"));
+    CHECK("add constraint", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT pos CHECK ((n > 0));\n"
+        "ALTER TABLE t ADD CONSTRAINT uq UNIQUE (a, b);\n"
+        "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES \"public\".\"users\"(\"id\") ON DELETE no action;", 1,
+        "[{\"create_constraint\":{\"table\":\"t\",\"name\":\"pos\",\"type\":\"check\",\"check\":\"n > 0\"}},"
+        "{\"create_constraint\":{\"table\":\"t\",\"name\":\"uq\",\"type\":\"unique\",\"columns\":[\"a\",\"b\"]}},"
+        "{\"create_constraint\":{\"table\":\"t\",\"name\":\"fk\",\"type\":\"foreign_key\",\"columns\":[\"u\"],"
+        "\"references\":{\"table\":\"users\",\"columns\":[\"id\"]}}}]"));
+    CHECK("NOT VALID and VALIDATE pass through", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT pos CHECK (n > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT pos;", 1,
+        "[{\"sql\":{\"up\":\"ALTER TABLE t ADD CONSTRAINT pos CHECK (n > 0) NOT VALID\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t VALIDATE CONSTRAINT pos\"}}]"));
+    CHECK("create index", ops_equal(
+        "CREATE UNIQUE INDEX CONCURRENTLY ix ON t USING gin (a) WHERE b IS NULL AND c > 0;\n"
+        "DROP INDEX CONCURRENTLY old_ix; DROP TABLE a, s.b;", 1,
+        "[{\"create_index\":{\"table\":\"t\",\"name\":\"ix\",\"columns\":[\"a\"],\"unique\":true,\"method\":\"gin\","
+        "\"where\":\"b IS NULL AND c > 0\"}},{\"drop_index\":{\"name\":\"old_ix\"}},"
+        "{\"drop_table\":{\"table\":\"a\"}},{\"drop_table\":{\"schema\":\"s\",\"table\":\"b\"}}]"));
+    CHECK("rename table", ops_equal("ALTER TABLE a RENAME TO b;", 1,
+                                    "[{\"rename_table\":{\"from\":\"a\",\"to\":\"b\"}}]"));
+    CHECK("create table with a composite key passes through with a rollback", ops_equal(
+        "CREATE TABLE pair (a int, b int, CONSTRAINT pair_pk PRIMARY KEY (a, b))", 1,
+        "[{\"sql\":{\"up\":\"CREATE TABLE pair (a int, b int, CONSTRAINT pair_pk PRIMARY KEY (a, b))\","
+        "\"down\":\"DROP TABLE IF EXISTS public.pair\"}}]"));
+    CHECK("function definitions pass through", ops_equal(
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\nCOMMENT ON TABLE t IS 'x';", 1,
+        "[{\"sql\":{\"up\":\"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$\"}},"
+        "{\"sql\":{\"up\":\"COMMENT ON TABLE t IS 'x'\"}}]"));
+    CHECK("a trailing line comment cannot swallow what follows", ops_equal(
+        "UPDATE t SET a = 1 WHERE id = 2 -- fix one row", 1,
+        "[{\"sql\":{\"up\":\"UPDATE t SET a = 1 WHERE id = 2 -- fix one row\\n\"}}]"));
+}
+
+static void test_refusals(void)
+{
+    CHECK("refuse: VACUUM FULL", fails_with("BEGIN;\n  VACUUM FULL checks;", "m.sql:2:3: cannot run online: VACUUM FULL"));
+    CHECK("refuse: UPDATE of every row",
+          fails_with("UPDATE checks SET claim = claim_text;", "m.sql:1:1: UPDATE of every row of \"checks\""));
+    CHECK("refuse: DO block", fails_with("DO $$ BEGIN PERFORM 1; END $$;", "a DO block"));
+    CHECK("refuse: LOCK TABLE", fails_with("\n\nLOCK TABLE t;", "m.sql:3:1: cannot run online: LOCK TABLE"));
+    CHECK("refuse: CLUSTER", fails_with("CLUSTER t USING ix;", "CLUSTER rewrites"));
+    CHECK("refuse: REINDEX", fails_with("REINDEX INDEX ix;", "REINDEX blocks writes"));
+    CHECK("refuse: TRUNCATE", fails_with("TRUNCATE t;", "TRUNCATE"));
+    CHECK("refuse: ADD PRIMARY KEY", fails_with("ALTER TABLE t ADD PRIMARY KEY (id);", "USING INDEX"));
+    CHECK("refuse: unnamed index", fails_with("CREATE INDEX ON t (a);", "name the index"));
+    CHECK("refuse: expression index", fails_with("CREATE INDEX ix ON t (lower(a));", "plain column names"));
+    CHECK("refuse: CASCADE", fails_with("ALTER TABLE t DROP COLUMN a CASCADE;", "CASCADE"));
+    CHECK("refuse: ROLLBACK", fails_with("BEGIN; ROLLBACK;", "m.sql:1:8: cannot run online: only BEGIN and COMMIT"));
+    CHECK("refuse: drop of a view", fails_with("DROP VIEW v;", "DROP VIEW"));
+    CHECK("refuse: empty", fails_with("BEGIN;\n-- nothing\nCOMMIT;", "no statement to convert"));
+    CHECK("refuse: syntax error with line and column",
+          fails_with("ALTER TABLE t ADD COLUMN a int;\n  ALTER TABLEE t;", "m.sql:2:9: syntax error at or near \"TABLEE\""));
+    CHECK("refuse: syntax error after multibyte text counts characters",
+          fails_with("COMMENT ON TABLE t IS 'été'; SELEC 1;", "m.sql:1:30: syntax error at or near \"SELEC\""));
+    json_t *m = NULL;
+    int rc = sqlc_convert("m.sql", "COMMENT ON TABLE t IS 'x';\0", 27, NULL, &m, err, sizeof err);
+    CHECK("refuse: NUL byte", rc != 0 && !m && strstr(err, "m.sql:1:27: the file contains a NUL byte"));
+}
+
+static void test_expression_text(void)
+{
+    struct sql_script s;
+    const char *sql = "ALTER TABLE t ALTER COLUMN c SET DEFAULT now();";
+    int rc = sql_script_parse(&s, "x.sql", sql, strlen(sql), err, sizeof err);
+    CHECK("script: parses", rc == 0 && s.nstmts == 1);
+    json_t *def = rc == 0 ? sql_get(json_array_get(json_object_get(s.stmts[0].body, "cmds"), 0), "AlterTableCmd.def") : NULL;
+    char *text = def ? sql_expr_text(&s, &s.stmts[0], def) : NULL;
+    CHECK("script: now() keeps its parentheses", text && !strcmp(text, "now()"));
+    free(text);
+    sql_script_free(&s);
+    char *q = sql_ident("order");
+    CHECK("ident: keyword quoted", q && !strcmp(q, "\"order\""));
+    free(q);
+    q = sql_ident("claim_text");
+    CHECK("ident: plain name bare", q && !strcmp(q, "claim_text"));
+    free(q);
+    q = sql_ident("Mixed\"Case");
+    CHECK("ident: quotes doubled", q && !strcmp(q, "\"Mixed\"\"Case\""));
+    free(q);
+}
+
+int main(void)
+{
+    test_alembic_seed();
+    test_down_needs_old_type();
+    test_drizzle();
+    test_column_merges();
+    test_columns_constraints_indexes();
+    test_refusals();
+    test_expression_text();
+    return UNIT_RESULT();
+}
