@@ -21,11 +21,13 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
-# change rebuilds exactly what depends on it.
-build/rel/%.o: proxy/%.c
+# change rebuilds exactly what depends on it. Objects also depend on this
+# Makefile: a change of flags (or objects built before the .d files existed)
+# rebuilds everything once.
+build/rel/%.o: proxy/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
-build/asan/%.o: proxy/%.c
+build/asan/%.o: proxy/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 -include $(wildcard build/rel/*.d build/asan/*.d)
