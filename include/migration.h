@@ -47,7 +47,7 @@ struct mig_op {
     char *type;
     char *up, *down;        /* SQL expressions (rename/alter/add/drop) or statements (sql) */
     char *default_expr;
-    int has_default;        /* alter_column: "default" present (null drops it) */
+    int has_default;        /* alter_column, rename_column: "default" present (null: none) */
     char *check;
     int nullable, unique;   /* -1 when not given */
     char *name;             /* create_index, drop_index, create_constraint */

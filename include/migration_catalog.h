@@ -1,6 +1,7 @@
 /* What the engine needs to know about the live database before generating
- * SQL: the columns, primary key, indexes and foreign keys of every table a
- * migration touches. Loaded once (libpq) and then read by the plan
+ * SQL: the columns (with their grants and statistics targets), primary key,
+ * indexes, foreign keys and every other object depending on a column of
+ * each table a migration touches. Loaded once (libpq) and then read by the plan
  * generator, so SQL generation itself stays free of I/O. */
 #ifndef PGTANDEM_MIGRATION_CATALOG_H
 #define PGTANDEM_MIGRATION_CATALOG_H
@@ -16,6 +17,29 @@ struct mig_cat_column {
     char *default_expr;  /* pg_get_expr() text or NULL */
     char *comment;
     int notnull;
+    int stattarget;      /* attstattarget, -1 when default */
+    char **grants;       /* column privileges as "PRIVILEGE\tgrantee\tgrantable(t|f)"; grantee "" is PUBLIC */
+    size_t ngrants;
+};
+
+/* Something in the database that depends on one column of the table
+ * (pg_depend), other than the column's own default: what a change of the
+ * column's type or a drop must carry or refuse. */
+enum mig_dep_kind {
+    MIG_DEP_VIEW,        /* view or materialized view reading the column */
+    MIG_DEP_INDEX,       /* index on the column (its name) */
+    MIG_DEP_CONSTRAINT,  /* constraint involving the column; contype in `contype` */
+    MIG_DEP_OTHER,       /* trigger, policy, statistics, sequence, generated column, rule ... */
+};
+
+struct mig_cat_dep {
+    char *column;
+    enum mig_dep_kind kind;
+    char *name;          /* view: regclass text; index and constraint: their name */
+    char *describe;      /* pg_describe_object() text, for messages */
+    char contype;        /* constraints: c, f, u, p, x; else 0 */
+    int foreign;         /* the object belongs to another table (views aside) */
+    char deptype;        /* 'n': a DROP COLUMN refuses while it exists; 'a': it goes with the column */
 };
 
 struct mig_cat_index {
@@ -51,6 +75,8 @@ struct mig_cat_table {
     size_t nfk;
     struct mig_cat_fkey *in_fk;
     size_t nin_fk;
+    struct mig_cat_dep *deps;
+    size_t ndeps;
     double est_rows;
 };
 
@@ -66,5 +92,6 @@ void mig_catalog_free(struct mig_catalog *cat);
 struct mig_cat_table *mig_catalog_table(const struct mig_catalog *cat, const char *schema,
                                         const char *name);
 struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const char *name);
+struct mig_cat_index *mig_catalog_index(const struct mig_cat_table *t, const char *name);
 
 #endif

@@ -24,7 +24,42 @@
  *    value the application wrote is never overwritten. New columns are added
  *    without a default (the default is set separately) so pre-existing rows
  *    stay recognisable. Consequence: `up` must map NULL to NULL for renamed
- *    columns (rows with a NULL source are left NULL). */
+ *    columns (rows with a NULL source are left NULL).
+ *
+ * Schema fidelity: `start` + `complete` ends in the schema the offline DDL
+ * (ALTER TABLE ... RENAME COLUMN / ALTER COLUMN ... TYPE ... USING / DROP
+ * COLUMN, CREATE INDEX, ...) would have produced, column order aside, and
+ * `start` + `rollback` in the starting schema. Two contracts, chosen per
+ * operation:
+ *  - Keep the original (rename_column without type change, up or down, and
+ *    no later operation of the migration building on the new name): the
+ *    second column only serves the new name while the migration runs; it
+ *    gets the type and nothing else. The contract drops it and renames the
+ *    original, which is exactly the offline RENAME COLUMN: every index (of
+ *    any kind, with its name), constraint, foreign key in either direction,
+ *    view and materialized view (whose output column keeps its name, as
+ *    Postgres writes `claim AS claim_text`), grant, comment, default,
+ *    NOT NULL and statistics target follows, and the column keeps its
+ *    position and statistics. It costs two catalog updates in the contract.
+ *  - Take the second column (type changes, alter_column, renames whose
+ *    values change): the original is dropped at contract and the second
+ *    column takes its name, so dependents are moved to it: simple indexes
+ *    (built CONCURRENTLY at expand, renamed at contract, UNIQUE constraints
+ *    re-attached), single-column foreign keys both ways (NOT VALID, validated
+ *    after the backfill, renamed), NOT NULL (CHECK NOT VALID, validated, SET
+ *    NOT NULL), comment, column privileges, statistics target and default.
+ *    A default that the new type cannot take is refused before any DDL
+ *    unless the operation gives "default". Everything else that depends on
+ *    the column (views, whose column type Postgres cannot change either;
+ *    indexes with expressions, predicates or INCLUDE; CHECK and EXCLUDE
+ *    constraints; multi-column foreign keys; triggers, policies, extended
+ *    statistics, sequences, generated columns) is refused before the first
+ *    DDL, naming the object, why, and what to do.
+ *  - drop_column runs the offline DROP COLUMN at contract, so what goes with
+ *    the column offline goes with it online; what an offline DROP COLUMN
+ *    refuses without CASCADE (a view, a foreign key of another table, a
+ *    policy, a generated column ...) is refused before any DDL.
+ * `migrate plan` lists every dependent it carries and how. */
 #ifndef PGTANDEM_MIGRATION_PLAN_H
 #define PGTANDEM_MIGRATION_PLAN_H
 
@@ -87,6 +122,8 @@ struct mig_plan {
     char *version_schema;       /* quoted pgtandem_<name> */
     char **notes;               /* things the plan could not carry over, for the operator */
     size_t nnotes;
+    char **carried;             /* dependents carried to the new shape, and how (plan output only) */
+    size_t ncarried;
 };
 
 /* cat may be NULL (offline plan: catalog-derived parts become placeholders

@@ -322,6 +322,49 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     }
 }
 
+/* The column whose type the operation changes and keeps the default of
+ * (no "default" given), or NULL. */
+static const struct mig_cat_column *retyped_with_default(const struct migration *m, const struct mig_catalog *cat,
+                                                         const struct mig_op *op)
+{
+    if ((op->kind != MIG_RENAME_COLUMN && op->kind != MIG_ALTER_COLUMN) || !op->type || op->has_default)
+        return NULL;
+    const char *table = table_for_checks(m, op);
+    const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+    const struct mig_cat_column *oc = table ? mig_catalog_column(mig_catalog_table(cat, op->schema, table), col)
+                                            : NULL;
+    if (!oc || !oc->default_expr || strcmp(oc->type, op->type) == 0)
+        return NULL;
+    return oc;
+}
+
+/* A change of type keeps the column's default only when Postgres can assign
+ * it to the new type, as an offline ALTER COLUMN ... TYPE requires. The
+ * probe is a temporary table in a transaction that is always rolled back
+ * (a read-only transaction may not create one), so nothing is left. */
+static int check_default_fits(PGconn *conn, const struct migration *m, const struct mig_op *op,
+                              const struct mig_cat_column *oc, char *err, size_t errlen)
+{
+    char e2[512];
+    if (exec_simple(conn, "BEGIN", NULL, e2, sizeof e2) != 0)
+        return snprintf(err, errlen, "%s", e2), -1;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE TEMPORARY TABLE pgtandem_default_probe (v %s DEFAULT %s)", op->type, oc->default_expr);
+    char *sql = mig_str_take(&s);
+    int rc = exec_simple(conn, sql ? sql : "", NULL, e2, sizeof e2);
+    free(sql);
+    char e3[256];
+    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    if (rc == 0)
+        return 0;
+    const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+    snprintf(err, errlen, "%s: operations[%d].%s: the default of column \"%s\" of \"%s.%s\" (%s) cannot be the "
+             "default of a %s column (%s); set \"default\" in the operation to the new column's default "
+             "(null for none)", m->file, op->index, mig_op_name(op->kind), col, op->schema, op->table,
+             oc->default_expr, op->type, e2);
+    return -1;
+}
+
 static int check_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat,
                       char *err, size_t errlen)
 {
@@ -332,6 +375,11 @@ static int check_live(PGconn *conn, const struct migration *m, const struct mig_
     for (size_t i = 0; i < m->nops && rc == 0; i++)
         rc = check_op_live(conn, m, cat, &m->ops[i], err, errlen);
     exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
+    for (size_t i = 0; i < m->nops && rc == 0; i++) {
+        const struct mig_cat_column *oc = retyped_with_default(m, cat, &m->ops[i]);
+        if (oc)
+            rc = check_default_fits(conn, m, &m->ops[i], oc, err, errlen);
+    }
     return rc;
 }
 

@@ -42,7 +42,7 @@ struct parse_ctx {
 
 static const struct key_spec rename_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"from", K_STR, 1}, {"to", K_STR, 1},
-    {"type", K_STR, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {NULL, 0, 0}};
+    {"type", K_STR, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {"default", K_STR_OR_NULL, 0}, {NULL, 0, 0}};
 static const struct key_spec add_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_OBJ, 1}, {"up", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec alter_column_keys[] = {

@@ -10,7 +10,11 @@
 
 static const char *COLUMNS_SQL =
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
-    "       pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum)"
+    "       pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum), a.attstattarget,"
+    "       (SELECT json_agg(x.privilege_type || chr(9) ||"
+    "               CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END || chr(9) ||"
+    "               CASE WHEN x.is_grantable THEN 't' ELSE 'f' END ORDER BY 1)"
+    "          FROM aclexplode(a.attacl) x)::text"
     "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     "  JOIN pg_attribute a ON a.attrelid = c.oid"
     "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
@@ -21,8 +25,12 @@ static const char *COLUMNS_SQL =
  * names as JSON so they can be rebuilt on a renamed column. */
 static const char *INDEXES_SQL =
     "SELECT ic.relname, am.amname, i.indisunique, i.indisprimary,"
-    "       (i.indexprs IS NULL AND i.indpred IS NULL AND i.indisvalid"
-    "        AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption) o WHERE o <> 0)),"
+    "       (i.indexprs IS NULL AND i.indpred IS NULL AND i.indisvalid AND i.indnkeyatts = i.indnatts"
+    "        AND NOT EXISTS (SELECT 1 FROM unnest(i.indoption) o WHERE o <> 0)"
+    "        AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass) k JOIN pg_opclass oc ON oc.oid = k"
+    "                         WHERE NOT oc.opcdefault)"
+    "        AND NOT EXISTS (SELECT 1 FROM unnest(i.indcollation) k WHERE k <> 0 AND k NOT IN"
+    "                         (SELECT attcollation FROM pg_attribute WHERE attrelid = i.indrelid))),"
     "       (SELECT json_agg(a.attname ORDER BY k.o) FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)"
     "          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)::text,"
     "       con.conname,"
@@ -55,6 +63,35 @@ static const char *INCOMING_FKEYS_SQL =
     " WHERE con.contype = 'f' AND n.nspname = $1 AND c.relname = $2"
     "   AND array_length(con.conkey, 1) = 1";
 
+/* Everything that depends on a column of the table, the column's own
+ * default aside: views (through their rewrite rule), indexes, constraints
+ * (of this table, or foreign keys of others), triggers, policies, extended
+ * statistics, owned sequences, generated columns. */
+static const char *DEPENDENTS_SQL =
+    "SELECT DISTINCT a.attname,"
+    "       CASE WHEN r.oid IS NOT NULL THEN 'v' WHEN ic.relkind IN ('i','I') THEN 'i'"
+    "            WHEN con.oid IS NOT NULL THEN 'c' ELSE 'o' END,"
+    "       coalesce(r.ev_class::regclass::text, ic.relname::text, con.conname::text, ''),"
+    "       CASE WHEN r.oid IS NOT NULL THEN"
+    "            (CASE rv.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END) || r.ev_class::regclass::text"
+    "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,"
+    "       coalesce(con.contype::text, ''),"
+    "       coalesce(con.conrelid <> d.refobjid, false), d.deptype"
+    "  FROM pg_depend d"
+    "  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+    "  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
+    "  LEFT JOIN pg_class rv ON rv.oid = r.ev_class"
+    "  LEFT JOIN pg_class ic ON d.classid = 'pg_class'::regclass AND ic.oid = d.objid"
+    "  LEFT JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid"
+    "  LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid"
+    " WHERE d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0"
+    "   AND d.refobjid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "                      WHERE n.nspname = $1 AND c.relname = $2)"
+    "   AND d.deptype IN ('n', 'a')"
+    "   AND NOT (ad.oid IS NOT NULL AND ad.adrelid = d.refobjid AND ad.adnum = d.refobjsubid)"
+    "   AND NOT (r.oid IS NOT NULL AND r.ev_class = d.refobjid)"
+    " ORDER BY 1, 2, 3";
+
 static const char *ESTIMATE_SQL =
     "SELECT greatest(c.reltuples, 0)::float8 FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
@@ -78,6 +115,21 @@ static PGresult *query_table(PGconn *conn, const char *sql, const struct mig_cat
     return r;
 }
 
+static void parse_json_names(const char *text, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *arr = text ? json_loads(text, 0, NULL) : NULL;
+    size_t len = json_array_size(arr);
+    if (len > 0 && (*out = calloc(len, sizeof(char *))) != NULL) {
+        for (size_t i = 0; i < len; i++) {
+            const char *s = json_string_value(json_array_get(arr, i));
+            (*out)[(*n)++] = strdup(s ? s : "");
+        }
+    }
+    json_decref(arr);
+}
+
 static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
     PGresult *r = query_table(conn, COLUMNS_SQL, t, err, errlen);
@@ -93,24 +145,42 @@ static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         c->notnull = PQgetvalue(r, i, 2)[0] == 't';
         c->default_expr = dup_or_null(r, i, 3);
         c->comment = dup_or_null(r, i, 4);
+        c->stattarget = atoi(PQgetvalue(r, i, 5));
+        parse_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
     }
     PQclear(r);
     return 0;
 }
 
-static void parse_json_names(const char *text, char ***out, size_t *n)
+static enum mig_dep_kind dep_kind(char k)
 {
-    *out = NULL;
-    *n = 0;
-    json_t *arr = text ? json_loads(text, 0, NULL) : NULL;
-    size_t len = json_array_size(arr);
-    if (len > 0 && (*out = calloc(len, sizeof(char *))) != NULL) {
-        for (size_t i = 0; i < len; i++) {
-            const char *s = json_string_value(json_array_get(arr, i));
-            (*out)[(*n)++] = strdup(s ? s : "");
-        }
+    switch (k) {
+    case 'v': return MIG_DEP_VIEW;
+    case 'i': return MIG_DEP_INDEX;
+    case 'c': return MIG_DEP_CONSTRAINT;
+    default: return MIG_DEP_OTHER;
     }
-    json_decref(arr);
+}
+
+static int load_dependents(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, DEPENDENTS_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->deps = calloc((size_t)n + 1, sizeof *t->deps);
+    for (int i = 0; t->deps && i < n; i++) {
+        struct mig_cat_dep *d = &t->deps[t->ndeps++];
+        d->column = strdup(PQgetvalue(r, i, 0));
+        d->kind = dep_kind(PQgetvalue(r, i, 1)[0]);
+        d->name = strdup(PQgetvalue(r, i, 2));
+        d->describe = strdup(PQgetvalue(r, i, 3));
+        d->contype = PQgetvalue(r, i, 4)[0];
+        d->foreign = PQgetvalue(r, i, 5)[0] == 't';
+        d->deptype = PQgetvalue(r, i, 6)[0];
+    }
+    PQclear(r);
+    return 0;
 }
 
 static void take_key(struct mig_cat_table *t, const struct mig_cat_index *ix)
@@ -202,6 +272,7 @@ static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
     if (load_indexes(conn, t, err, errlen) ||
         load_fkeys(conn, t, FKEYS_SQL, &t->fk, &t->nfk, err, errlen) ||
         load_fkeys(conn, t, INCOMING_FKEYS_SQL, &t->in_fk, &t->nin_fk, err, errlen) ||
+        load_dependents(conn, t, err, errlen) ||
         load_estimate(conn, t, err, errlen))
         return -1;
     return 0;
@@ -221,6 +292,14 @@ struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const c
     for (size_t i = 0; t && i < t->ncols; i++)
         if (strcmp(t->cols[i].name, name) == 0)
             return &t->cols[i];
+    return NULL;
+}
+
+struct mig_cat_index *mig_catalog_index(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; t && i < t->nidx; i++)
+        if (strcmp(t->idx[i].name, name) == 0)
+            return &t->idx[i];
     return NULL;
 }
 
@@ -272,8 +351,15 @@ static void free_table(struct mig_cat_table *t)
     for (size_t i = 0; i < t->ncols; i++) {
         free(t->cols[i].name); free(t->cols[i].type); free(t->cols[i].default_expr);
         free(t->cols[i].comment);
+        for (size_t k = 0; k < t->cols[i].ngrants; k++)
+            free(t->cols[i].grants[k]);
+        free(t->cols[i].grants);
     }
     free(t->cols);
+    for (size_t i = 0; i < t->ndeps; i++) {
+        free(t->deps[i].column); free(t->deps[i].name); free(t->deps[i].describe);
+    }
+    free(t->deps);
     for (size_t i = 0; i < t->npk; i++) {
         free(t->pk ? t->pk[i] : NULL);
         free(t->pk_types ? t->pk_types[i] : NULL);

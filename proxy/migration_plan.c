@@ -40,17 +40,26 @@ static int op_error(struct plan_ctx *c, const struct mig_op *op, const char *fmt
     return -1;
 }
 
-static void note(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a,
-                 const char *b)
+/* fmt takes two %s: a and b. */
+static void add_line(char ***list, size_t *n, const struct mig_op *op, const char *fmt, const char *a,
+                     const char *b)
 {
     char buf[512];
     int off = snprintf(buf, sizeof buf, "operations[%d].%s: ", op->index, mig_op_name(op->kind));
     snprintf(buf + off, sizeof buf - (size_t)off, fmt, a, b);
-    char **grown = realloc(c->p->notes, (c->p->nnotes + 1) * sizeof(char *));
+    char **grown = realloc(*list, (*n + 1) * sizeof(char *));
     if (grown) {
-        c->p->notes = grown;
-        c->p->notes[c->p->nnotes++] = strdup(buf);
+        *list = grown;
+        (*list)[(*n)++] = strdup(buf);
     }
+}
+
+/* What `migrate plan` lists as carried: a dependent and how it gets to the
+ * new shape. */
+static void carried(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a,
+                    const char *b)
+{
+    add_line(&c->p->carried, &c->p->ncarried, op, fmt, a, b);
 }
 
 /* ---- names of the objects a migration creates --------------------------- */
@@ -285,18 +294,16 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nidx; i++) {
         const struct mig_cat_index *ix = &t->idx[i];
-        if (!ix->simple) {
-            note(c, op, "index \"%s\" uses expressions, a predicate or options; recreate it on \"%s\" "
-                 "with create_index if it involves the column", ix->name, to);
-            continue;
-        }
-        if (!index_uses(ix, from))
+        /* Other indexes on the column were refused before (refuse_uncarried_dependents). */
+        if (!ix->simple || !index_uses(ix, from))
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
         add_index_build(&c->p->expand, op, op->schema, tmp,
                         index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
                                   from, to, NULL));
+        carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand, given back its name at contract",
+                ix->name, to);
         if (ix->constraint) {
             struct mig_str s = {0};
             mig_str_add(&s, "ALTER TABLE ");
@@ -338,6 +345,8 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "fk", op, (int)i, c->m->name);
+        carried(c, op, "foreign key \"%s\": added NOT VALID on \"%s\" at expand, validated after the backfill, "
+                "renamed at contract", f->name, to);
         struct mig_str s = {0};
         mig_str_add(&s, "ALTER TABLE ");
         mig_str_qname(&s, op->schema, table);
@@ -377,6 +386,8 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
+        carried(c, op, "foreign key \"%s\" pointing at the column: re-pointed at \"%s\" after the backfill "
+                "(NOT VALID, then validated), renamed at contract", f->name, to);
         struct mig_str s = {0};
         /* ref_table is regclass output: Postgres already quoted it. */
         mig_str_addf(&s, "ALTER TABLE %s ADD CONSTRAINT ", f->ref_table);
@@ -679,9 +690,152 @@ static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char
 
 /* ---- operations ----------------------------------------------------------- */
 
+static const struct mig_cat_index *index_of_constraint(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->nidx; i++)
+        if (t->idx[i].constraint && !strcmp(t->idx[i].constraint, name))
+            return &t->idx[i];
+    return NULL;
+}
+
+/* Why a dependent of a column cannot follow a change of its type, and what
+ * the user can do instead. NULL: it follows. */
+static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
+{
+    const struct mig_cat_index *ix;
+    switch (d->kind) {
+    case MIG_DEP_VIEW:
+        return "Postgres cannot change the type of a column a view reads (an offline ALTER COLUMN ... TYPE "
+               "refuses the same way); drop the view in an earlier migration and re-create it after this one "
+               "completes, or keep the column's type";
+    case MIG_DEP_INDEX:
+        ix = mig_catalog_index(t, d->name);
+        if (ix && ix->simple)
+            return NULL;
+        return "it has an expression, a predicate, INCLUDE columns, a non-default operator class or "
+               "ordering, which pgtandem does not rebuild on the new column; drop it (drop_index) and "
+               "re-create it with create_index after this migration completes";
+    case MIG_DEP_CONSTRAINT:
+        if (d->contype == 'f')
+            return NULL;   /* single-column keys are moved; others are refused by the caller */
+        ix = d->contype == 'u' ? index_of_constraint(t, d->name) : NULL;
+        if (ix && ix->simple)
+            return NULL;
+        return "pgtandem does not re-create CHECK, EXCLUDE or such UNIQUE constraints on the new column; drop "
+               "it in an earlier migration and add it again with create_constraint after this one completes";
+    case MIG_DEP_OTHER:
+        return "pgtandem does not move triggers, policies, extended statistics, sequences or generated "
+               "columns to the new column; remove it first and re-create it after this migration completes";
+    }
+    return NULL;
+}
+
+/* drop_column runs the offline DROP COLUMN at contract: what goes with the
+ * column offline goes with it online; what makes it refuse must be refused
+ * before anything starts. */
+static const char *undroppable_reason(const struct mig_cat_dep *d)
+{
+    /* Indexes and constraints of the table go with the column offline, even
+     * multi-column ones; objects outside the table need CASCADE. */
+    if (d->kind == MIG_DEP_INDEX || (d->kind == MIG_DEP_CONSTRAINT && !d->foreign) ||
+        (d->kind == MIG_DEP_OTHER && d->deptype != 'n'))
+        return NULL;
+    return "an offline DROP COLUMN refuses the same way (only CASCADE would take it along); drop or change it "
+           "in an earlier migration first";
+}
+
+static int fkey_carried(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->nfk; i++)
+        if (!strcmp(t->fk[i].name, name))
+            return 1;
+    for (size_t i = 0; i < t->nin_fk; i++)
+        if (!strcmp(t->in_fk[i].name, name))
+            return 1;
+    return 0;
+}
+
+/* Validation before any DDL: every object depending on `col` must either
+ * follow the second column (or the drop) the way an offline ALTER TABLE
+ * takes it along, or the operation is refused, naming it. */
+static int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                       const char *col, int dropping)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, col) != 0)
+            continue;
+        const char *why = dropping ? undroppable_reason(d) : uncarried_reason(t, d);
+        if (!why && !dropping && d->kind == MIG_DEP_CONSTRAINT && d->contype == 'f' && !fkey_carried(t, d->name))
+            why = "only single-column foreign keys are moved to the new column; drop it in an earlier "
+                  "migration and add it again after this one completes";
+        if (why)
+            return op_error(c, op, "%s depends on column \"%s\" of \"%s.%s\" and cannot be carried: %s",
+                            d->describe, col, op->schema, table, why);
+    }
+    return 0;
+}
+
+static int column_privilege(const char *p)
+{
+    return !strcmp(p, "SELECT") || !strcmp(p, "INSERT") || !strcmp(p, "UPDATE") || !strcmp(p, "REFERENCES");
+}
+
+/* "PRIVILEGE\tgrantee\tt|f" from the catalog (grantee "" is PUBLIC).
+ * Returns 1 for a column privilege. */
+static int parse_grant(const char *text, char *priv, size_t privlen, char *grantee, size_t glen, char *grantable)
+{
+    const char *t1 = strchr(text, '\t');
+    const char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+    if (!t2)
+        return 0;
+    snprintf(priv, privlen, "%.*s", (int)(t1 - text), text);
+    snprintf(grantee, glen, "%.*s", (int)(t2 - t1 - 1), t1 + 1);
+    *grantable = t2[1];
+    return column_privilege(priv);
+}
+
+/* Column privileges and the statistics target are properties of the column:
+ * the second column gets them at expand, so they are there when it takes
+ * the column's name. */
+static void copy_column_properties(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                   const struct mig_cat_column *oc, const char *to)
+{
+    for (size_t i = 0; i < oc->ngrants; i++) {
+        char priv[32], grantee[128], grantable;
+        if (!parse_grant(oc->grants[i], priv, sizeof priv, grantee, sizeof grantee, &grantable))
+            continue;
+        struct mig_str s = {0};
+        mig_str_addf(&s, "GRANT %s (", priv);
+        mig_str_ident(&s, to);
+        mig_str_add(&s, ") ON ");
+        mig_str_qname(&s, op->schema, table);
+        mig_str_add(&s, " TO ");
+        if (grantee[0])
+            mig_str_ident(&s, grantee);
+        else
+            mig_str_add(&s, "PUBLIC");
+        if (grantable == 't')
+            mig_str_add(&s, " WITH GRANT OPTION");
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        char what[200];
+        snprintf(what, sizeof what, "%s to %s%s", priv, grantee[0] ? grantee : "PUBLIC",
+                 grantable == 't' ? " with grant option" : "");
+        carried(c, op, "column privilege %s: granted again on \"%s\" at expand", what, to);
+    }
+    if (oc->stattarget >= 0) {
+        char tail[48];
+        snprintf(tail, sizeof tail, " SET STATISTICS %d", oc->stattarget);
+        add_alter(&c->p->expand, op, table, "ALTER COLUMN", to, tail);
+        carried(c, op, "statistics target of \"%s\": set on \"%s\" at expand", oc->name, to);
+    }
+}
+
 struct shadow_spec {
     const char *table, *from, *to, *type, *up, *down;
     int copy_default, copy_not_null, copy_comment;
+    int copy_dependents;    /* indexes and foreign keys */
 };
 
 /* Shared by rename_column and alter_column: a real second column kept in sync
@@ -719,6 +873,7 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
     /* The default is set separately so existing rows keep NULL and stay
      * recognisable to the backfill. */
     if (sp->copy_default && oc && oc->default_expr) {
+        carried(c, op, "default %s: set on \"%s\" at expand", oc->default_expr, sp->to);
         struct mig_str ds = {0};
         mig_str_addf(&ds, " SET DEFAULT %s", oc->default_expr);
         char *tail = mig_str_take(&ds);
@@ -735,13 +890,22 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
      * its DROP COLUMN. */
     struct mig_steps contract = c->p->contract;
     c->p->contract = (struct mig_steps){0};
-    if (sp->copy_not_null && oc && oc->notnull)
+    if (sp->copy_not_null && oc && oc->notnull) {
         add_not_null_check(c, op, sp->table, sp->to);
-    if (sp->copy_comment && oc && oc->comment)
+        carried(c, op, "NOT NULL: a CHECK NOT VALID on \"%s\", validated after the backfill, SET NOT NULL at "
+                "contract%s", sp->to, "");
+    }
+    if (sp->copy_comment && oc && oc->comment) {
         add_comment(c, op, sp->table, sp->to, oc->comment);
-    copy_indexes(c, op, sp->table, sp->from, sp->to);
-    copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
-    copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
+        carried(c, op, "comment of \"%s\": set on \"%s\" at expand", sp->from, sp->to);
+    }
+    if (sp->copy_dependents) {
+        if (oc)
+            copy_column_properties(c, op, sp->table, oc, sp->to);
+        copy_indexes(c, op, sp->table, sp->from, sp->to);
+        copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
+        copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
+    }
     *deferred = c->p->contract;
     c->p->contract = contract;
     add_backfill(c, op, sp->table, sp->to, sp->from, up, 1);
@@ -770,6 +934,95 @@ static int key_uses(const struct plan_ctx *c, const struct mig_op *op, const cha
     return 0;
 }
 
+/* The operation's "default": the new column's default, set at expand so
+ * writes through the new shape get it while the migration runs (null: the
+ * new column has none). */
+static void set_new_default(struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    if (!op->has_default || !op->default_expr)
+        return;
+    struct mig_str ds = {0};
+    mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
+    char *tail = mig_str_take(&ds);
+    add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col, tail ? tail : "");
+    free(tail);
+}
+
+static int names_column(const char *const *cols, size_t n, const char *col)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(cols[i], col) == 0)
+            return 1;
+    return 0;
+}
+
+/* Does a later operation of the migration build something on `col` of the
+ * table (an index, a constraint, another change of the column)? Expressions
+ * are matched as text, so a mere mention counts: the cautious answer. */
+static int later_op_builds_on(const struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    for (size_t i = (size_t)op->index + 1; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
+            continue;
+        if ((o->from && !strcmp(o->from, col)) || (o->column && !strcmp(o->column, col)) ||
+            names_column((const char *const *)o->columns, o->ncolumns, col) ||
+            (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)))
+            return 1;
+    }
+    return 0;
+}
+
+/* See include/migration_plan.h: a rename that keeps the column's values as
+ * they are keeps the original column and renames it at contract. */
+static int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
+{
+    if (op->up || op->down || later_op_builds_on(c, op, op->to))
+        return 0;
+    if (!op->type)
+        return 1;
+    const char *old_type = column_type(c, op->schema, op->table, op->from);
+    return old_type && strcmp(old_type, op->type) == 0;
+}
+
+/* The copy only lets both names work while the migration runs: it gets the
+ * column's type and nothing else, and is dropped at contract, when the
+ * original, with every index, constraint, view, grant, comment, default and
+ * statistics target that depends on it, takes the new name, as an offline
+ * RENAME COLUMN does. */
+static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op *op)
+{
+    struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
+    struct mig_steps deferred = {0};
+    if (expand_second_column(c, op, &sp, &deferred) != 0)
+        return -1;
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->to, "");
+    append_steps(&c->p->contract, &deferred);
+    struct mig_str r = {0};
+    mig_str_add(&r, " TO ");
+    mig_str_ident(&r, op->to);
+    char *tail = mig_str_take(&r);
+    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", op->from, tail ? tail : "");
+    free(tail);
+    if (op->has_default) {
+        struct mig_str ds = {0};
+        if (op->default_expr)
+            mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
+        else
+            mig_str_add(&ds, " DROP DEFAULT");
+        char *dt = mig_str_take(&ds);
+        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->to, dt ? dt : "");
+        free(dt);
+    }
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
+    char how[200];
+    snprintf(how, sizeof how, "keeps column \"%.60s\" and renames it to \"%.60s\" at contract",
+             op->from, op->to);
+    carried(c, op, "%s: its indexes, constraints, views, grants, comment, default and statistics follow it",
+            how, "");
+    return 0;
+}
+
 static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
@@ -778,12 +1031,15 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
     if (key_uses(c, op, op->table, op->from))
         return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming key columns online is "
                         "not supported", op->from, op->table);
-    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, 1, 1, 1};
-    if (op->type && !op->up)
-        sp.copy_default = 0;
+    if (rename_keeps_original(c, op))
+        return plan_rename_keeping_original(c, op);
+    if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
+        return -1;
+    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1};
     struct mig_steps deferred = {0};
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;
+    set_new_default(c, op, op->to);
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->from, "");
     append_steps(&c->p->contract, &deferred);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
@@ -933,18 +1189,14 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
     shadow_name(shadow, sizeof shadow, op->column);
     if (require_no_column(c, op, op->table, shadow))
         return -1;
+    if (refuse_uncarried_dependents(c, op, op->table, op->column, 0))
+        return -1;
     struct shadow_spec sp = {op->table, op->column, shadow, op->type, op->up, op->down,
-                             !op->has_default, op->nullable != 1, 1};
+                             !op->has_default, op->nullable != 1, 1, 1};
     struct mig_steps deferred = {0};
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;
-    if (op->has_default && op->default_expr) {
-        struct mig_str ds = {0};
-        mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
-        char *tail = mig_str_take(&ds);
-        add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", shadow, tail ? tail : "");
-        free(tail);
-    }
+    set_new_default(c, op, shadow);
     struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
     if (op->nullable == 0 && !(oc && oc->notnull))
         add_not_null_check(c, op, op->table, shadow);
@@ -1089,6 +1341,8 @@ static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     if (key_uses(c, op, op->table, op->column))
         return op_error(c, op, "\"%s\" is part of the key of \"%s\"", op->column, op->table);
+    if (refuse_uncarried_dependents(c, op, op->table, op->column, 1))
+        return -1;
     if (op->down) {
         char fname[80];
         trigger_names(c, op, fname, sizeof fname);
@@ -1198,6 +1452,25 @@ static int plan_rename_table(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* While the migration runs, a column that an earlier alter_column changes
+ * lives on in its shadow column, which takes the column's name at contract
+ * (the original is dropped). An index this migration creates on the column
+ * is built on the shadow so that it survives the contract, as it would
+ * after an offline ALTER COLUMN ... TYPE followed by CREATE INDEX. */
+static char *column_after_contract(const struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_ALTER_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+            !strcmp(o->column, col)) {
+            char shadow[80];
+            shadow_name(shadow, sizeof shadow, col);
+            return strdup(shadow);
+        }
+    }
+    return strdup(col);
+}
+
 static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
@@ -1205,9 +1478,19 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (require_column(c, op, op->table, op->columns[i]))
             return -1;
-    add_index_build(&c->p->expand, op, op->schema, op->name,
-                  index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, op->columns,
-                            op->ncolumns, NULL, NULL, op->where));
+    char **cols = calloc(op->ncolumns ? op->ncolumns : 1, sizeof *cols);
+    if (!cols)
+        return op_error(c, op, "out of memory");
+    for (size_t i = 0; i < op->ncolumns; i++)
+        if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
+            c->p->expand.oom = 1;
+    if (!c->p->expand.oom)
+        add_index_build(&c->p->expand, op, op->schema, op->name,
+                        index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, cols,
+                                  op->ncolumns, NULL, NULL, op->where));
+    for (size_t i = 0; i < op->ncolumns; i++)
+        free(cols[i]);
+    free(cols);
     mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
     return 0;
 }
@@ -1510,6 +1793,9 @@ void mig_plan_free(struct mig_plan *p)
     for (size_t i = 0; i < p->nnotes; i++)
         free(p->notes[i]);
     free(p->notes);
+    for (size_t i = 0; i < p->ncarried; i++)
+        free(p->carried[i]);
+    free(p->carried);
     memset(p, 0, sizeof *p);
 }
 
@@ -1545,6 +1831,8 @@ void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *o
             m->parent ? m->parent : "none", m->checksum);
     for (size_t i = 0; i < p->nnotes; i++)
         fprintf(out, "-- NOTE %s\n", p->notes[i]);
+    for (size_t i = 0; i < p->ncarried; i++)
+        fprintf(out, "-- CARRIED %s\n", p->carried[i]);
     print_steps(out, "expand", &p->expand, "BEGIN;", "COMMIT;");
     fprintf(out, "\n-- == backfill ==\n");
     if (p->nbf == 0)

@@ -59,7 +59,9 @@ def writers(db, n=40):
 
 
 def check_final(db, expected):
-    assert columns(db, "checks") == ["id", "env", "anon_token", "created_at", "claim", "config_json",
+    # the renamed claim keeps its position (the original column is kept);
+    # the retyped columns are new columns at the end
+    assert columns(db, "checks") == ["id", "claim", "env", "anon_token", "created_at", "config_json",
                                      "counts_by_template_json"]
     types = dict(sql(db, "SELECT column_name, data_type FROM information_schema.columns"
                          " WHERE table_name = 'checks'"))
