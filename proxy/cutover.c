@@ -193,6 +193,22 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
         fail_now(c, c->rep.error); /* retrying will not help */
 }
 
+/* Sends `prefix` + the statements the caller builds + `suffix`. */
+static int send_built(struct cutover *c, const char *prefix, int tail, const char *suffix, pgasync_done_fn done)
+{
+    char *built = c->build_sql(c->ctx, &c->rep, tail);
+    size_t n = built ? strlen(prefix) + strlen(built) + strlen(suffix) + 1 : 0;
+    char *sql = built ? malloc(n) : NULL;
+    if (sql)
+        snprintf(sql, n, "%s%s%s", prefix, built, suffix);
+    free(built);
+    int rc = sql ? pgasync_send(c->db, sql, 0, NULL, done, c) : -1;
+    if (!sql)
+        snprintf(c->db->error, sizeof c->db->error, "out of memory");
+    free(sql);
+    return rc;
+}
+
 static void on_contract_body(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)res;
@@ -201,15 +217,8 @@ static void on_contract_body(void *ctx, PGresult *res, const char *error, const 
         roll_back(c, error, sqlstate);
         return;
     }
-    char *tail = c->build_sql(c->ctx, &c->rep, 1);
-    size_t n = tail ? strlen(tail) + 16 : 0;
-    char *sql = tail ? malloc(n) : NULL;
-    if (sql)
-        snprintf(sql, n, "%s;\nCOMMIT", tail);
-    free(tail);
-    if (!sql || pgasync_send(c->db, sql, 0, NULL, on_committed, c) != 0)
-        roll_back(c, sql ? c->db->error : "out of memory", NULL);
-    free(sql);
+    if (send_built(c, "", 1, ";\nCOMMIT", on_committed) != 0)
+        roll_back(c, c->db->error, NULL);
 }
 
 static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -228,20 +237,14 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
 
 static void run_contract(struct cutover *c)
 {
-    char *body = c->build_sql(c->ctx, &c->rep, 0);
-    size_t n = body ? strlen(body) + 256 : 0;
-    char *sql = body ? malloc(n) : NULL;
-    if (sql)
-        snprintf(sql, n,
-                 "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
-                 " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n%s",
-                 c->opt.lock_timeout_ms, c->opt.statement_budget_ms, body);
-    free(body);
-    int rc = sql ? pgasync_send(c->db, sql, 0, NULL, on_contract_body, c) : -1;
-    free(sql);
-    if (rc != 0) {
+    char begin[256];
+    snprintf(begin, sizeof begin,
+             "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
+             " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n",
+             c->opt.lock_timeout_ms, c->opt.statement_budget_ms);
+    if (send_built(c, begin, 0, "", on_contract_body) != 0) {
         release(c);
-        fail_now(c, c->db->error[0] ? c->db->error : "out of memory");
+        fail_now(c, c->db->error);
     }
 }
 

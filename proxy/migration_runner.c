@@ -83,8 +83,7 @@ struct migration_runner {
     int stop_backfill;              /* a rollback waits for the batch in flight */
     struct cutover cut;
     struct cutover_options cut_opt;
-    struct cutover_report cut_rep;
-    int have_cut_rep;
+    int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     struct waiter complete_w, rollback_w;
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
@@ -121,9 +120,7 @@ static json_t *error_json(const char *msg)
 /* The cutover in progress (who blocks it, attempts so far), else the last. */
 static json_t *cutover_json(const struct migration_runner *r)
 {
-    if (cutover_running(&r->cut))
-        return cutover_report_json(&r->cut.rep);
-    return r->have_cut_rep ? cutover_report_json(&r->cut_rep) : json_null();
+    return cutover_running(&r->cut) || r->have_cut_rep ? cutover_report_json(&r->cut.rep) : json_null();
 }
 
 static void answer(struct waiter *w, int status, json_t *body)
@@ -920,7 +917,7 @@ static void run_post_steps(struct migration_runner *r)
 static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct cutover_report *rep)
 {
     struct migration_runner *r = ctx;
-    r->cut_rep = *rep;
+    (void)rep; /* the same report stays in r->cut.rep */
     r->have_cut_rep = 1;
     if (outcome == CUTOVER_COMMITTED) {
         r->error[0] = '\0';
