@@ -12,6 +12,11 @@ void admin_free(struct admin *a);
 typedef int (*admin_route_fn)(struct server *srv, struct evhttp_request *req, const char *path, void *ctx);
 void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx);
 
+/* GET /status gains key: fn's object (NULL: the key is left out). */
+struct json_t;
+typedef struct json_t *(*admin_status_fn)(void *ctx);
+void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void *ctx);
+
 /* An integer query parameter (?key=N), or fallback when absent. */
 int admin_query_int(struct evhttp_request *req, const char *key, int fallback);
 

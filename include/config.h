@@ -35,6 +35,8 @@ struct config {
     int client_login_timeout_ms; /* startup, TLS handshake and login must finish within it (0: no limit) */
     int admin_request_timeout_s; /* an admin request must arrive whole within it */
     char *engine_db;           /* where the proxy's own engine connects (with credentials) */
+    int fleet_lease_ms;        /* a proxy silent this long is out of the fleet */
+    char *fleet_id;            /* this proxy's id in pgtandem.proxies (NULL: host-pid-random) */
     int auth_scram;            /* auth "scram": the proxy authenticates clients itself */
     char *users_file;          /* for auth "scram" */
     char *neon_endpoint;       /* added as options=endpoint=<id> when the client sent none */

@@ -1,6 +1,12 @@
 /* The cutover: the contract transaction run while the relay holds client
  * traffic at transaction boundaries, retried with backoff.
  *
+ * With a fleet (fleet.h), every other live proxy holds its traffic in step
+ * (2), the contract commits only while they all still hold, and they
+ * re-prepare and resume with us. Sessions that bypass every proxy are
+ * looked at while everyone is held: one in a transaction or that touched a
+ * migrated table refuses the cutover unless it is forced.
+ *
  * One attempt: (1) look for what would block it — sessions through this
  * proxy inside a transaction for more than half the drain budget, and
  * transactions holding locks on the migrated tables for longer than the
@@ -18,6 +24,7 @@
 #include <stdint.h>
 
 struct server;
+struct fleet;
 struct pgasync;
 struct event;
 struct event_base;
@@ -28,6 +35,7 @@ struct cutover_options {
     int lock_timeout_ms;      /* the contract's lock_timeout */
     int statement_budget_ms;  /* the contract's statement_timeout */
     int max_attempts;
+    int force;                /* go on despite sessions that bypass the proxies */
 };
 
 struct cutover_report {
@@ -38,12 +46,14 @@ struct cutover_report {
     int reprepared;
     char blockers[512];       /* who blocked the last attempt that was blocked (kept after success) */
     char error[768];          /* why it gave up or failed */
+    char bypassing[512];      /* sessions through no proxy, seen while held */
 };
 
 enum cutover_outcome {
     CUTOVER_COMMITTED,   /* the contract committed; traffic flows again */
     CUTOVER_GAVE_UP,     /* every attempt was blocked or timed out; nothing changed */
-    CUTOVER_FAILED       /* an error that retrying will not fix; nothing changed */
+    CUTOVER_FAILED,      /* an error that retrying will not fix; nothing changed */
+    CUTOVER_REFUSED      /* sessions bypass the proxies (not forced); nothing changed */
 };
 
 struct cutover;
@@ -61,7 +71,12 @@ struct cutover {
     char *tables;               /* Postgres text[] literal of the migrated tables */
     char seen[512];             /* blockers found by the attempt in progress */
     uint64_t hold_started_us;
-    int holding;
+    int holding;                /* the local relay is held (or draining) */
+    struct fleet *fleet;        /* NULL: this proxy alone */
+    char migration[128];
+    int waiting;                /* holds not yet answered: local, fleet */
+    int hold_failed;
+    char hold_why[640];
     cutover_sql_fn build_sql;
     cutover_done_fn done;
     void *ctx;
@@ -69,9 +84,9 @@ struct cutover {
 
 /* Starts the first attempt; `done` is called exactly once (possibly before
  * this returns). Returns -1 when it cannot start (out of memory). */
-int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct pgasync *db,
-                  const struct cutover_options *opt, const char *tables_literal, cutover_sql_fn build_sql,
-                  cutover_done_fn done, void *ctx);
+int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct fleet *fleet,
+                  struct pgasync *db, const struct cutover_options *opt, const char *migration,
+                  const char *tables_literal, cutover_sql_fn build_sql, cutover_done_fn done, void *ctx);
 /* Stops a cutover in progress (releases a hold); done is not called. */
 void cutover_abort(struct cutover *c);
 int cutover_running(const struct cutover *c);

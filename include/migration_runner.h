@@ -17,6 +17,7 @@
 #include "cutover.h"
 
 struct server;
+struct fleet;
 struct event_base;
 struct json_t;
 struct migration_runner;
@@ -43,8 +44,11 @@ struct runner_request {
     void *ctx;                  /* identifies the request for runner_forget */
 };
 
-/* engine_db NULL: no engine; every request is answered 503. */
-struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db);
+/* engine_db NULL: no engine; every request is answered 503. fleet (may be
+ * NULL) tells the runner of migrations changed by anyone else, and holds
+ * the other proxies during the cutover. */
+struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
+                                    struct fleet *fleet);
 void runner_request(struct migration_runner *r, const struct runner_request *req);
 /* The requester identified by ctx went away: it will not be answered. */
 void runner_forget(struct migration_runner *r, void *ctx);

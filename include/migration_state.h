@@ -5,6 +5,12 @@
 #ifndef PGTANDEM_MIGRATION_STATE_H
 #define PGTANDEM_MIGRATION_STATE_H
 
+/* Creates (or upgrades) schema pgtandem: the migrations and their
+ * backfill progress, the fleet's proxies and holds, the notification
+ * triggers and the commit check. Safe to run from several processes at
+ * once: it takes a transaction-level advisory lock first. */
+extern const char MIG_STATE_SCHEMA_SQL[];
+
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error */
 extern const char MIG_STATE_LOAD_SQL[];
 /* -> name, status of the most recent migration (any status) */

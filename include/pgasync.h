@@ -14,6 +14,9 @@ struct event;
  * on success, else the first error message; sqlstate likewise. The result
  * is freed after the callback returns. */
 typedef void (*pgasync_done_fn)(void *ctx, PGresult *result, const char *error, const char *sqlstate);
+/* A NOTIFY on a channel the connection LISTENs to. Called from the loop
+ * between statements' callbacks; it may send a statement if not busy. */
+typedef void (*pgasync_notify_fn)(void *ctx, const char *channel, const char *payload);
 
 struct pgasync {
     struct event_base *base;
@@ -28,6 +31,8 @@ struct pgasync {
     PGresult *last;
     char error[1024];
     char sqlstate[6];
+    pgasync_notify_fn on_notify;  /* NULL: notifications are dropped */
+    void *notify_ctx;
 };
 
 void pgasync_init(struct pgasync *a, struct event_base *base);

@@ -51,4 +51,16 @@ struct json_t *relay_busy_sessions(const struct server *relay);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
 struct json_t *relay_version_counts(const struct server *relay);
 
+/* Upstream backend PIDs of the sessions (a JSON array of integers), so
+ * the fleet can tell its sessions from ones that bypass every proxy. */
+struct json_t *relay_backend_pids(const struct server *relay);
+
+/* Lease fencing for the fleet (see fleet.c): once the monotonic clock
+ * passes deadline_us, every session is held at its next transaction
+ * boundary, before the loop runs anything else for it, until the lease is
+ * renewed. 0 turns fencing off and releases whoever it held. */
+void relay_set_lease(struct server *relay, uint64_t deadline_us);
+/* 1 when the lease has run out (traffic is being held). */
+int relay_lease_expired(const struct server *relay);
+
 #endif

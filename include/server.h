@@ -93,6 +93,7 @@ struct server {
     uint64_t next_session_id;
 
     struct pause_state pause;
+    uint64_t lease_deadline_us;      /* fleet lease (relay.h); 0: not fenced */
     struct version_route route;
     struct metrics metrics;
 };
@@ -106,6 +107,11 @@ void server_session_closed(struct server *srv);
 /* Called by sessions when they may have reached a transaction boundary:
  * during a pause, pause.c re-checks the drain once this loop turn. */
 void server_boundary_reached(struct server *srv);
+
+/* The fleet lease ran out: sessions hold at their next boundary. Reads
+ * the clock itself, since a stopped process must fence before it relays
+ * anything once it runs again. */
+int server_lease_expired(const struct server *srv);
 
 /* The version schema a session declaring `version` should see first, or
  * NULL when no migration in progress routes that version. */

@@ -32,6 +32,9 @@ struct admin {
     struct evhttp *http;
     struct admin_route routes[MAX_ROUTES];
     int nroutes;
+    const char *status_key;
+    admin_status_fn status_fn;
+    void *status_ctx;
 };
 
 /* A POST /pause waiting for the drain. */
@@ -158,6 +161,9 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
     json_object_set_new(body, "versions", relay_version_counts(srv));
+    json_t *extra = a->status_fn ? a->status_fn(a->status_ctx) : NULL;
+    if (extra)
+        json_object_set_new(body, a->status_key, extra);
     admin_reply_json(req, 200, body);
 }
 
@@ -223,6 +229,13 @@ void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx)
 {
     if (a->nroutes < MAX_ROUTES)
         a->routes[a->nroutes++] = (struct admin_route){fn, ctx};
+}
+
+void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void *ctx)
+{
+    a->status_key = key;
+    a->status_fn = fn;
+    a->status_ctx = ctx;
 }
 
 void admin_free(struct admin *a)

@@ -34,6 +34,8 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->client_login_timeout_ms = (int)v * 1000;
     else if (!strcmp(st->name, "admin_request_timeout_s"))
         cfg->admin_request_timeout_s = (int)v;
+    else if (!strcmp(st->name, "fleet_lease_ms"))
+        cfg->fleet_lease_ms = (int)v;
 }
 
 void config_init(struct config *cfg)
@@ -54,7 +56,7 @@ void config_free(struct config *cfg)
 {
     char **strings[] = {&cfg->config_path, &cfg->listen_host, &cfg->unix_socket_dir, &cfg->upstream_uri,
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
-                        &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db,
+                        &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db, &cfg->fleet_id,
                         &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
@@ -258,6 +260,8 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
         rc = take_string(fc, v, key, &cfg->neon_endpoint);
     } else if (strcmp(key, "engine_db") == 0) {
         rc = take_string(fc, v, key, &cfg->engine_db);
+    } else if (strcmp(key, "fleet_id") == 0) {
+        rc = take_string(fc, v, key, &cfg->fleet_id);
     } else if (strcmp(key, "admin_token") == 0) {
         rc = take_string(fc, v, key, &cfg->admin_token);
     } else if (strcmp(key, "tls_cert") == 0) {
@@ -347,7 +351,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--log-level", "--engine-db", "--auth", "--users-file",
-                                         "--neon-endpoint", NULL};
+                                         "--neon-endpoint", "--fleet-id", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -373,6 +377,8 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         set_str(&cfg->users_file, v);
     else if (strcmp(flag, "--neon-endpoint") == 0)
         set_str(&cfg->neon_endpoint, v);
+    else if (strcmp(flag, "--fleet-id") == 0)
+        set_str(&cfg->fleet_id, v);
     else if (strcmp(flag, "--auth") == 0) {
         if (parse_auth(v, &cfg->auth_scram) != 0) {
             snprintf(err, errlen, "--auth: '%s' is not passthrough or scram", v);

@@ -9,12 +9,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "pgasync.h"
 #include "relay.h"
 
 #define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 #define SQLSTATE_QUERY_CANCELED "57014"
+#define SQLSTATE_FLEET_HOLD_LOST "PGT01" /* raised by pgtandem.fleet_may_commit */
 
 /* Transactions that hold a lock on a migrated table and either have been
  * open for longer than the contract may wait for its lock, or sit idle in
@@ -102,9 +104,13 @@ static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
 
 static void release(struct cutover *c)
 {
+    if (c->fleet)
+        fleet_release_all(c->fleet);
+    c->waiting = 0;
     if (!c->holding)
         return;
     c->holding = 0;
+    relay_forget(c->relay, c);
     struct relay_hold_stats st;
     relay_release(c->relay, &st);
     account_hold(c, &st);
@@ -163,7 +169,11 @@ static void roll_back(struct cutover *c, const char *error, const char *sqlstate
 {
     int lock = sqlstate && strcmp(sqlstate, SQLSTATE_LOCK_NOT_AVAILABLE) == 0;
     int budget = sqlstate && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
-    if (lock)
+    int fleet = sqlstate && strcmp(sqlstate, SQLSTATE_FLEET_HOLD_LOST) == 0;
+    if (fleet)
+        snprintf(c->rep.error, sizeof c->rep.error, "the fleet stopped holding before COMMIT (%s): %s",
+                 SQLSTATE_FLEET_HOLD_LOST, error);
+    else if (lock)
         snprintf(c->rep.error, sizeof c->rep.error, "lock timeout after %d ms (55P03): %s", c->opt.lock_timeout_ms,
                  error);
     else if (budget)
@@ -187,7 +197,7 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
     (void)sqlstate;
     struct cutover *c = ctx;
     release(c);
-    if (strstr(c->rep.error, "(55P03)"))
+    if (strstr(c->rep.error, "(55P03)") || strstr(c->rep.error, "(" SQLSTATE_FLEET_HOLD_LOST ")"))
         retry_or_give_up(c, c->rep.error);
     else
         fail_now(c, c->rep.error); /* retrying will not help */
@@ -217,7 +227,10 @@ static void on_contract_body(void *ctx, PGresult *res, const char *error, const 
         roll_back(c, error, sqlstate);
         return;
     }
-    if (send_built(c, "", 1, ";\nCOMMIT", on_committed) != 0)
+    char *check = c->fleet ? fleet_commit_check_sql(c->fleet) : strdup("");
+    int rc = check ? send_built(c, check, 1, ";\nCOMMIT", on_committed) : -1;
+    free(check);
+    if (rc != 0)
         roll_back(c, c->db->error, NULL);
 }
 
@@ -248,12 +261,13 @@ static void run_contract(struct cutover *c)
     }
 }
 
+static void hold_answered(struct cutover *c, int ok, const char *why);
+
 static void on_drained(void *ctx, int drained, uint64_t waited_us)
 {
-    (void)waited_us;
     struct cutover *c = ctx;
     if (drained) {
-        run_contract(c);
+        hold_answered(c, 1, NULL);
         return;
     }
     /* The relay resumes by itself after this returns: name who was busy. */
@@ -267,15 +281,114 @@ static void on_drained(void *ctx, int drained, uint64_t waited_us)
     char why[sizeof c->rep.blockers + 96];
     snprintf(why, sizeof why, "sessions stayed inside transactions past the drain timeout (%d ms): %s",
              c->opt.drain_timeout_ms, c->rep.blockers);
-    retry_or_give_up(c, why);
+    hold_answered(c, 0, why);
+}
+
+static void on_fleet_held(void *ctx, int ok, const char *why)
+{
+    hold_answered(ctx, ok, why);
+}
+
+/* "pid 4242 (psql, 10.0.0.9, idle in transaction, in a transaction for
+ * 5012 ms): UPDATE checks ..." for each session through no proxy. */
+static int describe_bypassing(const PGresult *res, char *out, size_t cap)
+{
+    int touched = 0;
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < PQntuples(res); i++) {
+        int t = PQgetvalue(res, i, 5)[0] == 't';
+        touched += t;
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s%s%s)%s%.60s", used ? "; " : "",
+                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                         strcmp(PQgetvalue(res, i, 4), "0") ? ", in a transaction for " : "",
+                         strcmp(PQgetvalue(res, i, 4), "0") ? PQgetvalue(res, i, 4) : "",
+                         strcmp(PQgetvalue(res, i, 4), "0") ? " ms" : "", t ? " touched the migrated tables: " : ": ",
+                         PQgetvalue(res, i, 6));
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+    return touched;
+}
+
+static void on_bypassing(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct cutover *c = ctx;
+    if (error || !res) {
+        log_warn("cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
+        run_contract(c);
+        return;
+    }
+    int touched = describe_bypassing(res, c->rep.bypassing, sizeof c->rep.bypassing);
+    if (touched && !c->opt.force) {
+        release(c);
+        snprintf(c->rep.error, sizeof c->rep.error,
+                 "refused: %d session%s reach the database through no pgtandem proxy and hold a transaction or "
+                 "touched the migrated tables (%.560s); stop them, or complete with --force (their statements then "
+                 "wait at most lock_timeout)",
+                 touched, touched == 1 ? "" : "s", c->rep.bypassing);
+        log_error("%s", c->rep.error);
+        finish(c, CUTOVER_REFUSED);
+        return;
+    }
+    if (touched)
+        log_warn("cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
+    run_contract(c);
+}
+
+/* Everyone holds: look at the sessions no proxy holds, then the contract. */
+static void everyone_held(struct cutover *c)
+{
+    if (!c->fleet) {
+        run_contract(c);
+        return;
+    }
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", fleet_lease_ms(c->fleet));
+    const char *values[2] = {c->tables, lease};
+    if (pgasync_send(c->db, FLEET_BYPASSING_SQL, 2, values, on_bypassing, c) != 0) {
+        release(c);
+        fail_now(c, c->db->error);
+    }
+}
+
+/* Both holds (this relay's, the fleet's) answer here; the first that fails
+ * ends the other, so nobody stays held for an attempt that is over. */
+static void hold_answered(struct cutover *c, int ok, const char *why)
+{
+    if (c->waiting <= 0)
+        return;
+    c->waiting--;
+    if (!ok) {
+        char reason[sizeof c->hold_why];
+        snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "the hold failed");
+        release(c);
+        retry_or_give_up(c, reason);
+        return;
+    }
+    if (c->waiting == 0)
+        everyone_held(c);
 }
 
 static void hold_traffic(struct cutover *c)
 {
+    c->waiting = c->fleet ? 2 : 1;
+    if (c->fleet) {
+        /* Participants wait this long for the release before they close
+         * the hold themselves: the drain, then the contract's lock wait. */
+        int hold_ms = c->opt.drain_timeout_ms + c->opt.lock_timeout_ms + 1000;
+        if (fleet_hold_all(c->fleet, c->migration, c->opt.drain_timeout_ms, hold_ms, on_fleet_held, c) != 0) {
+            c->waiting = 0;
+            retry_or_give_up(c, "the fleet's connection to the database is not up");
+            return;
+        }
+    }
     c->holding = 1;
     if (relay_hold(c->relay, c->opt.drain_timeout_ms, on_drained, c) != 0) {
         c->holding = 0;
-        retry_or_give_up(c, "another pause is in progress");
+        hold_answered(c, 0, "another pause is in progress");
     }
 }
 
@@ -329,13 +442,15 @@ static void attempt(struct cutover *c)
         fail_now(c, c->db->error);
 }
 
-int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct pgasync *db,
-                  const struct cutover_options *opt, const char *tables_literal, cutover_sql_fn build_sql,
-                  cutover_done_fn done, void *ctx)
+int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct fleet *fleet,
+                  struct pgasync *db, const struct cutover_options *opt, const char *migration,
+                  const char *tables_literal, cutover_sql_fn build_sql, cutover_done_fn done, void *ctx)
 {
     cutover_abort(c);
     memset(&c->rep, 0, sizeof c->rep);
     c->relay = relay;
+    c->fleet = fleet;
+    snprintf(c->migration, sizeof c->migration, "%s", migration);
     c->db = db;
     c->opt = *opt;
     c->build_sql = build_sql;
@@ -361,10 +476,8 @@ void cutover_abort(struct cutover *c)
 {
     if (c->retry_timer)
         evtimer_del(c->retry_timer);
-    if (c->holding) {
-        relay_forget(c->relay, c);
+    if (c->holding || c->waiting)
         release(c);
-    }
     c->done = NULL;
     free(c->tables);
     c->tables = NULL;
@@ -378,5 +491,7 @@ json_t *cutover_report_json(const struct cutover_report *rep)
                           rep->lock_wait_ms);
     if (o && rep->blockers[0])
         json_object_set_new(o, "blockers", json_string(rep->blockers));
+    if (o && rep->bypassing[0])
+        json_object_set_new(o, "bypassing", json_string(rep->bypassing));
     return o;
 }

@@ -11,30 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migration_state.h"
 #include "log.h"
 #include "migration_catalog.h"
 #include "migration_sql.h"
 
 #define LOCK_NOT_AVAILABLE "55P03"
-
-static const char *STATE_SQL =
-    "CREATE SCHEMA IF NOT EXISTS pgtandem;"
-    "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
-    "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,"
-    "  plan text, status text NOT NULL CHECK (status IN"
-    "    ('expanding','backfilling','active','completed','rolled_back','failed')),"
-    "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
-    "  completed_at timestamptz, rolled_back_at timestamptz,"
-    "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
-    "  contract_attempts int, contract_lock_wait_ms float8);"
-    "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
-    "  migration text NOT NULL REFERENCES pgtandem.migrations (name) ON DELETE CASCADE,"
-    "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"
-    "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"
-    "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"
-    "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"
-    "  PRIMARY KEY (migration, schema_name, table_name));"
-    "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb";
 
 static const char *CURRENT_SQL =
     "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
@@ -146,7 +128,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
                     "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
                     "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
     e->locked = 1;
-    if (exec_simple(e->conn, STATE_SQL, NULL, err, errlen) != 0)
+    if (exec_simple(e->conn, MIG_STATE_SCHEMA_SQL, NULL, err, errlen) != 0)
         return fail(err, errlen, "creating schema pgtandem: %s", PQerrorMessage(e->conn));
     return ENGINE_OK;
 }

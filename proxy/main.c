@@ -1,5 +1,6 @@
 /* bin/pgtandem: dispatches to the proxy or the migration CLI. */
 #include "cli.h"
+#include "version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,7 @@ int main(int argc, char **argv)
         return migrate_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "passwd") == 0) return passwd_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("pgtandem 0.1.0\n");
+        printf("pgtandem " PGTANDEM_VERSION "\n");
         return 0;
     }
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

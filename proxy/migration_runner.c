@@ -7,7 +7,11 @@
  *
  * The state of record stays in schema pgtandem of the database, so a proxy
  * restart picks up a running backfill where its checkpoint left it, and
- * learns what happened to a migration while it was away. */
+ * learns what happened to a migration while it was away. Every proxy of a
+ * fleet follows it (fleet.h): a migration started or changed elsewhere is
+ * loaded from the table whenever this proxy is not working on it itself;
+ * the backfill is done by whoever holds the engine lock, and a follower
+ * takes it over when that one stops. */
 #include "migration_runner.h"
 
 #include <assert.h>
@@ -26,6 +30,7 @@
 #include "backfill.h"
 #include "engine.h"
 #include "engine_child.h"
+#include "fleet.h"
 #include "log.h"
 #include "migration.h"
 #include "migration_plan.h"
@@ -56,6 +61,8 @@ struct waiter {
 struct migration_runner {
     struct event_base *base;
     struct server *relay;
+    struct fleet *fleet;            /* NULL: no fleet */
+    int following;                  /* the migration is another engine's work */
     char *engine_db;
     enum runner_phase phase;
     char *name;
@@ -646,6 +653,11 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
         return;
     }
     if (error || !res || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
+        if (!error && r->following) { /* another engine backfills; we follow it */
+            r->lock_tries = 0;
+            snprintf(r->error, sizeof r->error, "%s", "");
+            return;
+        }
         if (!error && ++r->lock_tries < LOCK_TRIES) {
             schedule(r, 100, take_engine_lock);
             return;
@@ -656,6 +668,9 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
     }
     r->lock_tries = 0;
     r->holds_lock = 1;
+    if (r->following)
+        log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
+    r->following = 0;
     load_checkpoints(r);
 }
 
@@ -721,6 +736,8 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
     } else if (!strcmp(status, "failed")) {
         snprintf(r->error, sizeof r->error, "%s", PQgetisnull(res, 0, 4) ? "failed" : PQgetvalue(res, 0, 4));
         enter_phase(r, RP_FAILED);
+    } else if (!strcmp(status, "expanding") && r->following) {
+        enter_phase(r, RP_EXPANDING); /* another engine expands; its next status comes by notification */
     } else if (!strcmp(status, "expanding")) {
         fail(r, "the expand of %s did not finish (its process was interrupted); start it again or roll it back",
              r->name);
@@ -804,6 +821,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
         return;
     }
     r->have_mig = 1;
+    r->following = 0;
     settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     set_name(r, r->mig.name);
     snprintf(r->tmpfile, sizeof r->tmpfile, "/tmp/pgtandem-%d-XXXXXX.json", (int)getpid());
@@ -938,8 +956,8 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 static void begin_cutover(struct migration_runner *r)
 {
     char *tables = tables_literal(r);
-    int rc = tables ? cutover_start(&r->cut, r->base, r->relay, &r->db, &r->cut_opt, tables, contract_sql,
-                                    cutover_done, r)
+    int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
+                                    contract_sql, cutover_done, r)
                     : -1;
     free(tables);
     if (rc != 0) {
@@ -1127,6 +1145,9 @@ static void handle_status(struct migration_runner *r, const struct runner_reques
                              "cutover", cutover_json(r));
     /* exit status 2: the migration was refused before any DDL */
     json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->child_exit == 2));
+    json_object_set_new(body, "following", json_boolean(r->following && r->phase != RP_COMPLETED));
+    if (r->fleet)
+        json_object_set_new(body, "fleet", fleet_status_json(r->fleet));
     answer(&w, 200, body);
 }
 
@@ -1180,9 +1201,57 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
     struct migration_runner *r = ctx;
     if (error || !res || PQntuples(res) != 1)
         return; /* no state schema yet, or no migration ever */
+    if (r->name) /* the fleet got there first */
+        return;
     set_name(r, PQgetvalue(res, 0, 0));
+    r->following = 1;
     log_info("migration %s is %s in the database; following it", r->name, PQgetvalue(res, 0, 1));
     send_load_state(r);
+}
+
+/* What the database's status is while the runner is in phase p. */
+static const char *phase_status(enum runner_phase p)
+{
+    switch (p) {
+    case RP_EXPANDING: return "expanding";
+    case RP_BACKFILLING:
+    case RP_FINISHING: return "backfilling";
+    case RP_ACTIVE:
+    case RP_COMPLETING: return "active";
+    case RP_COMPLETED: return "completed";
+    case RP_ROLLED_BACK: return "rolled_back";
+    case RP_FAILED: return "failed";
+    default: return "";
+    }
+}
+
+/* This proxy is doing the migration's work (a child, a batch, the lock, a
+ * cutover, a request waiting): what the table says is its own doing. */
+static int working_locally(const struct migration_runner *r)
+{
+    return engine_child_running(&r->child) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
+           r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
+           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
+}
+
+/* The fleet saw the most recent migration change (a notification or the
+ * heartbeat's poll). A follower in the backfill tries the engine lock each
+ * time, so the backfill continues when the engine doing it is gone. */
+static void on_fleet_migration(void *ctx, const char *name, const char *status)
+{
+    struct migration_runner *r = ctx;
+    if (!r->engine_db || working_locally(r))
+        return;
+    int same = r->name && strcmp(r->name, name) == 0;
+    if (same && strcmp(status, phase_status(r->phase)) == 0 && !(r->phase == RP_BACKFILLING && r->following))
+        return;
+    if (!same) {
+        reset_migration(r);
+        set_name(r, name);
+        log_info("migration %s is %s in the database; following it", name, status);
+    }
+    r->following = 1;
+    with_connection(r, send_load_state);
 }
 
 static void find_latest(struct migration_runner *r)
@@ -1191,13 +1260,15 @@ static void find_latest(struct migration_runner *r)
         log_warn("migration state: %s", r->db.error);
 }
 
-struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db)
+struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
+                                    struct fleet *fleet)
 {
     struct migration_runner *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->base = base;
     r->relay = relay;
+    r->fleet = fleet;
     r->engine_db = engine_db ? strdup(engine_db) : NULL;
     pgasync_init(&r->db, base);
     engine_child_init(&r->child, base);
@@ -1209,6 +1280,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     }
     if (r->engine_db)
         with_connection(r, find_latest);
+    if (fleet)
+        fleet_observe(fleet, on_fleet_migration, r);
     return r;
 }
 
@@ -1216,6 +1289,8 @@ void runner_free(struct migration_runner *r)
 {
     if (!r)
         return;
+    if (r->fleet)
+        fleet_observe(r->fleet, NULL, NULL);
     engine_child_free(&r->child);
     cutover_abort(&r->cut);
     if (r->cut.retry_timer)

@@ -6,6 +6,64 @@
 
 #include "engine.h"
 
+/* Every change of a migration's status is announced on channel
+ * pgtandem_migrations ("name status"), at commit, so every proxy follows it
+ * at once; the table stays the truth and is polled as well.
+ *
+ * fleet_may_commit runs in the contract's transaction just before COMMIT:
+ * it commits only while the hold it names is still open (a participant
+ * that gave up on it closed it, and that waits for this row lock) and every
+ * proxy whose lease is current has acknowledged it. */
+const char MIG_STATE_SCHEMA_SQL[] =
+    "SELECT pg_advisory_xact_lock(" ENGINE_LOCK_KEY " - 1);"
+    "CREATE SCHEMA IF NOT EXISTS pgtandem;"
+    "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
+    "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,"
+    "  plan text, status text NOT NULL CHECK (status IN"
+    "    ('expanding','backfilling','active','completed','rolled_back','failed')),"
+    "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
+    "  completed_at timestamptz, rolled_back_at timestamptz,"
+    "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
+    "  contract_attempts int, contract_lock_wait_ms float8);"
+    "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
+    "  migration text NOT NULL REFERENCES pgtandem.migrations (name) ON DELETE CASCADE,"
+    "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"
+    "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"
+    "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"
+    "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (migration, schema_name, table_name));"
+    "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;"
+    "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
+    "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
+    "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
+    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids int[]);"
+    "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
+    "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
+    "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
+    "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    "  released_at timestamptz, committed boolean);"
+    "CREATE OR REPLACE FUNCTION pgtandem.notify_migration() RETURNS trigger LANGUAGE plpgsql AS $f$"
+    " BEGIN PERFORM pg_notify('pgtandem_migrations', NEW.name || ' ' || NEW.status); RETURN NULL; END $f$;"
+    "DO $d$ BEGIN"
+    " IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'migrations_notify'"
+    "                AND tgrelid = 'pgtandem.migrations'::regclass) THEN"
+    "  CREATE TRIGGER migrations_notify AFTER INSERT OR UPDATE OF status ON pgtandem.migrations"
+    "   FOR EACH ROW EXECUTE FUNCTION pgtandem.notify_migration();"
+    " END IF; END $d$;"
+    "CREATE OR REPLACE FUNCTION pgtandem.fleet_may_commit(p_epoch bigint, p_lease_ms int) RETURNS void"
+    " LANGUAGE plpgsql AS $f$ DECLARE h pgtandem.fleet_holds; missing text; BEGIN"
+    "  SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = p_epoch FOR UPDATE;"
+    "  IF NOT FOUND OR h.released_at IS NOT NULL THEN"
+    "   RAISE EXCEPTION 'fleet hold % was given up before the contract could commit', p_epoch"
+    "    USING ERRCODE = 'PGT01'; END IF;"
+    "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
+    "   WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM p_epoch"
+    "     AND heartbeat_at > clock_timestamp() - make_interval(secs => p_lease_ms / 1000.0);"
+    "  IF missing IS NOT NULL THEN"
+    "   RAISE EXCEPTION 'proxies % have not held their traffic', missing USING ERRCODE = 'PGT01'; END IF;"
+    "  UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = p_epoch;"
+    " END $f$";
+
 const char MIG_STATE_LOAD_SQL[] =
     "SELECT plan, status, migration, throttle::text, error FROM pgtandem.migrations WHERE name = $1";
 

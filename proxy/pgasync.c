@@ -137,6 +137,18 @@ static void collect_results(struct pgasync *a)
     forget_dead_socket(a);
 }
 
+/* Notifications already read from the socket. libpq keeps them in a queue
+ * of its own, so they survive the statement callbacks that run first. */
+static void deliver_notifications(struct pgasync *a)
+{
+    PGnotify *n;
+    while (a->conn && (n = PQnotifies(a->conn)) != NULL) {
+        if (a->on_notify)
+            a->on_notify(a->notify_ctx, n->relname, n->extra ? n->extra : "");
+        PQfreemem(n);
+    }
+}
+
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -148,15 +160,18 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
     if ((what & EV_WRITE) && PQflush(a->conn) == 0)
         watch(a, EV_READ);
     if (!a->busy) {
-        /* NOTICEs, or the server going away while we are idle (a restart):
-         * the next use finds the connection not ready and reconnects. */
+        /* NOTICEs, notifications, or the server going away while we are
+         * idle (a restart): the next use finds the connection not ready. */
         if (!PQconsumeInput(a->conn) || PQstatus(a->conn) == CONNECTION_BAD) {
             log_warn("engine connection lost while idle: %s", PQerrorMessage(a->conn));
             unwatch(a);
+            return;
         }
+        deliver_notifications(a);
         return;
     }
     collect_results(a);
+    deliver_notifications(a);
 }
 
 int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx)

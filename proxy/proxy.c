@@ -23,6 +23,7 @@
 #include "admin_migrations.h"
 #include "cli.h"
 #include "log.h"
+#include "fleet.h"
 #include "migration_runner.h"
 #include "pause.h"
 #include "scram.h"
@@ -44,6 +45,7 @@ struct proxy {
     struct server srv;
     struct admin *admin;
     struct migration_runner *runner;
+    struct fleet *fleet;            /* with an engine connection only */
     struct event *sigterm, *sigint, *sighup;
     struct event *shutdown_timer;
     struct event *metrics_timer;
@@ -322,6 +324,26 @@ static struct event *add_signal(struct proxy *p, int sig)
     return ev;
 }
 
+/* Every proxy with an engine connection is a member of the database's
+ * fleet, under the addresses it serves. */
+static int start_fleet(struct proxy *p)
+{
+    const struct config *cfg = &p->srv.cfg;
+    char listen[160], admin[160] = "";
+    snprintf(listen, sizeof listen, "%s:%d", cfg->listen_host, cfg->listen_port);
+    if (cfg->admin_port)
+        snprintf(admin, sizeof admin, "%s:%d", cfg->admin_host, cfg->admin_port);
+    struct fleet_options opt = {cfg->engine_db, cfg->fleet_lease_ms, cfg->fleet_id, listen, admin};
+    p->fleet = fleet_new(p->srv.base, &p->srv, &opt);
+    return p->fleet ? 0 : -1;
+}
+
+static struct json_t *fleet_status(void *ctx)
+{
+    struct proxy *p = ctx;
+    return p->fleet ? fleet_status_json(p->fleet) : NULL;
+}
+
 /* The engine and the admin API on top of the relay; the admin API reaches
  * the engine through the one route admin_migrations.c adds. */
 static int proxy_init(struct proxy *p, char *err, size_t errlen)
@@ -329,7 +351,11 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
     struct server *srv = &p->srv;
     if (relay_init(srv, err, errlen) != 0)
         return -1;
-    p->runner = runner_new(srv->base, srv, srv->cfg.engine_db);
+    if (srv->cfg.engine_db && start_fleet(p) != 0) {
+        snprintf(err, errlen, "out of memory starting the fleet membership");
+        return -1;
+    }
+    p->runner = runner_new(srv->base, srv, srv->cfg.engine_db, p->fleet);
     if (!p->runner) {
         snprintf(err, errlen, "out of memory starting the engine");
         return -1;
@@ -338,6 +364,7 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
         if (!(p->admin = admin_start(srv, err, errlen)))
             return -1;
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
+        admin_add_status(p->admin, "fleet", fleet_status, p);
     }
     p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
     struct timeval second = {1, 0};
@@ -356,6 +383,7 @@ static void proxy_free(struct proxy *p)
         session_free(srv->sessions);
     close_listeners(srv);
     runner_free(p->runner);
+    fleet_free(p->fleet);
     admin_free(p->admin);
     pause_free(srv);
     upstream_address_free(srv);

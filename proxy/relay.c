@@ -97,3 +97,30 @@ json_t *relay_version_counts(const struct server *relay)
     }
     return counts;
 }
+
+json_t *relay_backend_pids(const struct server *relay)
+{
+    json_t *pids = json_array();
+    for (const struct session *s = relay->sessions; s; s = s->next)
+        if (s->upstream_pid)
+            json_array_append_new(pids, json_integer(s->upstream_pid));
+    return pids;
+}
+
+int relay_lease_expired(const struct server *relay)
+{
+    return server_lease_expired(relay);
+}
+
+/* Sessions the fence held go on unless a pause still holds them. */
+void relay_set_lease(struct server *relay, uint64_t deadline_us)
+{
+    int was_expired = server_lease_expired(relay);
+    relay->lease_deadline_us = deadline_us;
+    if (!was_expired || server_lease_expired(relay) || relay->pause.paused)
+        return;
+    for (struct session *s = relay->sessions, *next; s; s = next) {
+        next = s->next;
+        session_release_held(s);
+    }
+}

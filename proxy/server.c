@@ -18,6 +18,11 @@ uint64_t server_now_us(struct server *srv)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+int server_lease_expired(const struct server *srv)
+{
+    return srv->lease_deadline_us && server_now_us((struct server *)srv) > srv->lease_deadline_us;
+}
+
 void server_session_closed(struct server *srv)
 {
     if (srv->shutting_down && srv->session_count == 0) {

@@ -583,10 +583,12 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
 
 /* ---- relay ---- */
 
-/* Terminate is never held: a client leaving cannot start a transaction. */
+/* Terminate is never held: a client leaving cannot start a transaction.
+ * An expired fleet lease holds like a pause (relay.h: relay_set_lease). */
 static int paused_hold(struct session *s, uint8_t type)
 {
-    return s->srv->pause.paused && s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker);
+    return (s->srv->pause.paused || server_lease_expired(s->srv)) && s->state == SESS_READY && type != 'X' &&
+           tracker_may_hold_next(&s->tracker);
 }
 
 /* Moves up to `want` bytes of the current message; returns bytes moved. */

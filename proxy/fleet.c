@@ -1,0 +1,810 @@
+/* The fleet (see include/fleet.h): membership, following the migration,
+ * and both sides of the fleet-wide hold, on one non-blocking connection of
+ * its own. One statement is in flight at a time; what waits is a flag, and
+ * pump() sends the most urgent one (releases before acknowledgements
+ * before the heartbeat), so a hold never waits behind bookkeeping. */
+#include "fleet.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "migration_state.h"
+#include "pgasync.h"
+#include "relay.h"
+#include "version.h"
+
+#define CHANNEL_MIGRATIONS "pgtandem_migrations"
+#define CHANNEL_FLEET "pgtandem_fleet"
+#define RECONNECT_MS 500
+#define ACK_RECHECK_MS 50
+#define MAX_SLOT 255
+
+enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK_UP };
+
+/* What waits for the connection, most urgent first. */
+enum fleet_job { JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_ACK_CHECK, JOB_HEARTBEAT, NJOBS };
+
+/* This proxy as the cutover's coordinator. */
+struct coordinator_hold {
+    int active;               /* waiting for acknowledgements */
+    long long epoch;          /* 0 until the hold's row exists */
+    long long release_epoch;  /* to be released (may be set before the row exists) */
+    int release_pending;      /* release once the epoch is known */
+    char migration[128];
+    int drain_ms, hold_ms;
+    char missing[512];        /* proxies that have not acknowledged */
+    fleet_held_fn done;
+    void *ctx;
+    struct event *timeout, *recheck;
+};
+
+/* This proxy holding for another's cutover. */
+struct participant_hold {
+    int active;
+    int drained;              /* relay drained: acknowledged (or about to) */
+    long long epoch;          /* the hold being served */
+    long long last_epoch;     /* the newest hold seen, served or not */
+    int drain_ms, hold_ms;
+    struct event *deadline;
+};
+
+struct fleet {
+    struct event_base *base;
+    struct server *relay;
+    struct pgasync db;
+    enum fleet_link link;
+    char *engine_db;
+    char id[96], host[64], listen[160], admin[160];
+    int lease_ms, heartbeat_ms, slot;
+    int reconnects;
+    unsigned jobs;                   /* bit per enum fleet_job */
+    struct event *heartbeat_timer, *reconnect_timer;
+    uint64_t heartbeat_sent_us;
+    json_t *members, *bypassing;     /* as of the last heartbeat */
+    char migration[128], status[32]; /* the most recent migration */
+    pgasync_done_fn handler;         /* of the statement in flight */
+    fleet_migration_fn on_migration;
+    void *on_migration_ctx;
+    struct coordinator_hold co;
+    struct participant_hold part;
+};
+
+static void pump(struct fleet *f);
+static void connect_now(struct fleet *f);
+
+/* ---- SQL ---- */
+
+static const char SETUP_SQL_TAIL[] =
+    ";SET synchronous_commit = off; SET application_name = 'pgtandem fleet';"
+    " SET client_connection_check_interval = '1s';"
+    " LISTEN " CHANNEL_MIGRATIONS "; LISTEN " CHANNEL_FLEET;
+
+/* The slot (1..255) goes into cancel keys; a live proxy keeps its own, a
+ * restarted one gets the smallest free. Rows dead for long are dropped. */
+static const char REGISTER_SQL[] =
+    "WITH gc AS (DELETE FROM pgtandem.proxies WHERE heartbeat_at < clock_timestamp()"
+    "            - make_interval(secs => greatest(60, $7::int / 100.0)) AND id <> $1),"
+    " free AS (SELECT min(s) AS slot FROM generate_series(1, 255) s WHERE s NOT IN"
+    "          (SELECT slot FROM pgtandem.proxies WHERE id <> $1"
+    "            AND heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0)))"
+    " INSERT INTO pgtandem.proxies AS p (id, slot, host, listen, admin, version, pid, started_at, heartbeat_at)"
+    " SELECT $1, coalesce(free.slot, 0), $2, $3, $4, $5, $6::int, clock_timestamp(), clock_timestamp() FROM free"
+    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), listen = EXCLUDED.listen,"
+    "   admin = EXCLUDED.admin, slot = CASE WHEN p.slot IN (SELECT slot FROM pgtandem.proxies q WHERE q.id <> $1"
+    "     AND q.heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0))"
+    "     THEN EXCLUDED.slot ELSE p.slot END"
+    " RETURNING slot";
+
+#define LIVE(alias, param) \
+    alias ".heartbeat_at > clock_timestamp() - make_interval(secs => " param "::int / 1000.0)"
+
+/* Client backends on this database that no live proxy claims; pgtandem's
+ * own connections name themselves "pgtandem ..." and are left out. */
+#define BYPASSING_FROM(lease)                                                                              \
+    " FROM pg_stat_activity a"                                                                             \
+    " WHERE a.datname = current_database() AND a.backend_type = 'client backend'"                         \
+    "   AND a.pid <> pg_backend_pid() AND coalesce(a.application_name, '') NOT LIKE 'pgtandem%'"           \
+    "   AND NOT EXISTS (SELECT 1 FROM pgtandem.proxies p WHERE a.pid = ANY (p.backend_pids) AND "          \
+    LIVE("p", lease) ")"
+
+#define BYPASSING_WHO                                                                                      \
+    "a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, '?') AS who,"                        \
+    " coalesce(host(a.client_addr), 'local') AS client, coalesce(a.state, '') AS state,"                  \
+    " coalesce((extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, 0) AS xact_ms"
+
+const char FLEET_BYPASSING_SQL[] =
+    "SELECT " BYPASSING_WHO ","
+    "       a.xact_start IS NOT NULL"
+    "       OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation'"
+    "                  AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t))"
+    "       OR EXISTS (SELECT 1 FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)"
+    "                  WHERE a.query ~* ('\\m' || regexp_replace(c.relname, '([^[:alnum:]_])', '\\\\\\1', 'g')"
+    "                                      || '\\M')),"
+    "       left(a.query, 160)" BYPASSING_FROM("$2") " ORDER BY a.pid LIMIT 20";
+
+static const char HEARTBEAT_SQL[] =
+    "WITH hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
+    "            backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::int) WHERE id = $1 RETURNING id)"
+    " SELECT (SELECT count(*) FROM hb),"
+    "  (SELECT coalesce(json_agg(json_build_object('id', p.id, 'slot', p.slot, 'host', p.host, 'listen', p.listen,"
+    "     'admin', p.admin, 'peer', p.peer, 'version', p.version, 'pid', p.pid, 'started_at', p.started_at,"
+    "     'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - p.heartbeat_at) * 1000)::int,"
+    "     'live', p.id = $1 OR " LIVE("p", "$4") ", 'sessions', p.sessions) ORDER BY p.started_at), '[]')"
+    "     FROM pgtandem.proxies p),"
+    "  (SELECT coalesce(json_agg(b ORDER BY b.pid), '[]') FROM (SELECT " BYPASSING_WHO BYPASSING_FROM("$4")
+    "     LIMIT 20) b),"
+    "  m.name, m.status, h.epoch, h.coordinator, h.drain_ms, h.hold_ms,"
+    "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL"
+    " FROM (SELECT 1) one"
+    " LEFT JOIN LATERAL (SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1) m ON true"
+    " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
+
+/* The coordinator's own row says it holds too, with its sessions' PIDs. */
+static const char HOLD_SQL[] =
+    "WITH h AS (INSERT INTO pgtandem.fleet_holds (migration, coordinator, drain_ms, hold_ms)"
+    "           VALUES ($1, $2, $3::int, $4::int) RETURNING epoch),"
+    " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
+    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::int) WHERE id = $2)"
+    " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)) FROM h";
+
+static const char ACK_CHECK_SQL[] =
+    "SELECT string_agg(id, ', ' ORDER BY id) FROM pgtandem.proxies p"
+    " WHERE id <> $1 AND held_epoch IS DISTINCT FROM $3::bigint AND " LIVE("p", "$2");
+
+static const char ACK_SQL[] =
+    "WITH u AS (UPDATE pgtandem.proxies SET held_epoch = $2::bigint, heartbeat_at = clock_timestamp(),"
+    "           backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::int) WHERE id = $1)"
+    " SELECT pg_notify('" CHANNEL_FLEET "', format('ack %s %s', $2, $1))";
+
+/* Closing a hold waits for a contract in flight (it holds the row) and
+ * then reads from the row whether that contract committed. */
+static const char RELEASE_SQL[] =
+    "WITH u AS (UPDATE pgtandem.fleet_holds SET released_at = clock_timestamp()"
+    "           WHERE epoch = $1::bigint AND released_at IS NULL RETURNING committed),"
+    " c AS (SELECT coalesce((SELECT committed FROM u),"
+    "        (SELECT committed FROM pgtandem.fleet_holds WHERE epoch = $1::bigint), false) AS committed)"
+    " SELECT c.committed, pg_notify('" CHANNEL_FLEET "',"
+    "        format('release %s %s', $1, CASE WHEN c.committed THEN 1 ELSE 0 END)) FROM c";
+
+/* ---- small helpers ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void add_timer(struct event *ev, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
+static void want(struct fleet *f, enum fleet_job job)
+{
+    f->jobs |= 1u << job;
+    pump(f);
+}
+
+static char *pids_text(const struct fleet *f)
+{
+    json_t *pids = relay_backend_pids(f->relay);
+    char *text = json_dumps(pids, JSON_COMPACT);
+    json_decref(pids);
+    return text;
+}
+
+const char *fleet_id(const struct fleet *f)
+{
+    return f->id;
+}
+
+int fleet_lease_ms(const struct fleet *f)
+{
+    return f->lease_ms;
+}
+
+/* ---- the connection ---- */
+
+/* Every statement's answer goes to its handler, then the next job goes out. */
+static void on_answer(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    pgasync_done_fn handler = f->handler;
+    f->handler = NULL;
+    if (handler)
+        handler(f, res, error, sqlstate);
+    pump(f);
+}
+
+static int send_sql(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn handler)
+{
+    f->handler = handler;
+    return pgasync_send(&f->db, sql, n, values, on_answer, f);
+}
+
+static void link_lost(struct fleet *f, const char *why);
+
+static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    connect_now(arg);
+}
+
+static void on_registered(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct fleet *f = ctx;
+    if (error || !res || PQntuples(res) != 1) {
+        link_lost(f, error ? error : "registering in pgtandem.proxies");
+        return;
+    }
+    int slot = atoi(PQgetvalue(res, 0, 0));
+    if (slot < 1 || slot > MAX_SLOT)
+        log_warn("fleet: no free slot (more than %d live proxies); cancel requests are not forwarded to this one",
+                 MAX_SLOT);
+    f->slot = slot;
+    f->link = LINK_UP;
+    f->reconnects = 0;
+    log_info("fleet: registered as %s (slot %d, lease %d ms)", f->id, f->slot, f->lease_ms);
+    want(f, JOB_HEARTBEAT);
+}
+
+static void send_register(struct fleet *f)
+{
+    char pid[16], lease[16];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(lease, sizeof lease, "%d", f->lease_ms);
+    const char *values[7] = {f->id, f->host, f->listen, f->admin, PGTANDEM_VERSION, pid, lease};
+    f->link = LINK_REGISTERING;
+    if (send_sql(f, REGISTER_SQL, 7, values, on_registered) != 0)
+        link_lost(f, f->db.error);
+}
+
+static void on_setup(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct fleet *f = ctx;
+    if (error) {
+        link_lost(f, error);
+        return;
+    }
+    send_register(f);
+}
+
+static void on_connected(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct fleet *f = ctx;
+    if (error) {
+        link_lost(f, error);
+        return;
+    }
+    size_t n = strlen(MIG_STATE_SCHEMA_SQL) + sizeof SETUP_SQL_TAIL;
+    char *sql = malloc(n);
+    if (sql)
+        snprintf(sql, n, "%s%s", MIG_STATE_SCHEMA_SQL, SETUP_SQL_TAIL);
+    f->link = LINK_SETUP;
+    int rc = sql ? send_sql(f, sql, 0, NULL, on_setup) : -1;
+    free(sql);
+    if (rc != 0)
+        link_lost(f, sql ? f->db.error : "out of memory");
+}
+
+static void connect_now(struct fleet *f)
+{
+    pgasync_close(&f->db);
+    f->link = LINK_CONNECTING;
+    if (pgasync_connect(&f->db, f->engine_db, on_connected, f) != 0)
+        link_lost(f, f->db.error);
+}
+
+static void coordinator_finish(struct fleet *f, int ok, const char *why);
+static void participant_finish(struct fleet *f, int committed);
+
+/* Whatever waited on the connection learns it is gone; it comes back by
+ * itself. A participant keeps holding until its deadline: it cannot know
+ * yet whether the contract committed. */
+static void link_lost(struct fleet *f, const char *why)
+{
+    if (f->link != LINK_DOWN)
+        log_warn("fleet: connection to the database lost (%s); reconnecting", why ? why : "?");
+    pgasync_close(&f->db);
+    f->link = LINK_DOWN;
+    f->jobs &= ~((1u << JOB_ACK_CHECK) | (1u << JOB_HOLD) | (1u << JOB_HEARTBEAT));
+    if (f->co.active)
+        coordinator_finish(f, 0, "the fleet's connection to the database was lost");
+    long delay = RECONNECT_MS << (f->reconnects < 3 ? f->reconnects : 3);
+    f->reconnects++;
+    add_timer(f->reconnect_timer, delay);
+}
+
+/* A statement failed: a lost connection is handled as such, anything else
+ * is logged and the connection goes on. */
+static int failed(struct fleet *f, const char *what, const char *error, const char *sqlstate)
+{
+    if (!error)
+        return 0;
+    if (!pgasync_ready(&f->db) || (sqlstate && (!strncmp(sqlstate, "08", 2) || !strncmp(sqlstate, "57P", 3))))
+        link_lost(f, error);
+    else
+        log_warn("fleet: %s: %s", what, error);
+    return 1;
+}
+
+/* ---- heartbeat: renew the lease, learn the fleet and the migration ---- */
+
+static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms);
+
+static void set_json(json_t **slot, const char *text)
+{
+    json_t *v = json_loads(text, 0, NULL);
+    json_decref(*slot);
+    *slot = v ? v : json_array();
+}
+
+static int in_progress(const char *status)
+{
+    return !strcmp(status, "expanding") || !strcmp(status, "backfilling") || !strcmp(status, "active");
+}
+
+/* The relay fences itself once the lease may have run out in the
+ * database's eyes: the lease counts from before the heartbeat was sent. */
+static void renew_lease(struct fleet *f)
+{
+    int fence = f->migration[0] && in_progress(f->status);
+    relay_set_lease(f->relay, fence ? f->heartbeat_sent_us + (uint64_t)f->lease_ms * 1000u : 0);
+}
+
+static void learn_migration(struct fleet *f, const char *name, const char *status)
+{
+    snprintf(f->migration, sizeof f->migration, "%s", name);
+    snprintf(f->status, sizeof f->status, "%s", status);
+    if (f->on_migration && name[0])
+        f->on_migration(f->on_migration_ctx, name, status);
+}
+
+/* A hold that is open and young enough is joined: a proxy that started or
+ * came back during a cutover must hold too. */
+enum { HB_ALIVE, HB_MEMBERS, HB_BYPASSING, HB_NAME, HB_STATUS, HB_EPOCH, HB_COORDINATOR, HB_DRAIN_MS,
+       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_NFIELDS };
+
+static void learn_hold(struct fleet *f, PGresult *res)
+{
+    if (PQgetisnull(res, 0, HB_EPOCH) || !strcmp(PQgetvalue(res, 0, HB_RELEASED), "t"))
+        return;
+    long long epoch = atoll(PQgetvalue(res, 0, HB_EPOCH));
+    long long age = atoll(PQgetvalue(res, 0, HB_AGE_MS));
+    int hold_ms = atoi(PQgetvalue(res, 0, HB_HOLD_MS));
+    if (strcmp(PQgetvalue(res, 0, HB_COORDINATOR), f->id) != 0 && age < hold_ms)
+        participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age);
+}
+
+static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    if (failed(f, "heartbeat", error, sqlstate))
+        return;
+    if (!res || PQntuples(res) != 1 || PQnfields(res) != HB_NFIELDS) {
+        link_lost(f, "unexpected heartbeat answer");
+        return;
+    }
+    if (atoi(PQgetvalue(res, 0, HB_ALIVE)) == 0) { /* dropped as dead while we were away */
+        log_warn("fleet: this proxy's row was dropped; registering again");
+        send_register(f);
+        return;
+    }
+    set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
+    set_json(&f->bypassing, PQgetvalue(res, 0, HB_BYPASSING));
+    learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
+    learn_hold(f, res);
+    renew_lease(f);
+}
+
+static void send_heartbeat(struct fleet *f)
+{
+    json_t *counts = relay_version_counts(f->relay);
+    char *sessions = json_dumps(counts, JSON_COMPACT);
+    json_decref(counts);
+    char *pids = pids_text(f);
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", f->lease_ms);
+    const char *values[4] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease};
+    f->heartbeat_sent_us = now_us();
+    if (send_sql(f, HEARTBEAT_SQL, 4, values, on_heartbeat) != 0)
+        link_lost(f, f->db.error);
+    free(sessions);
+    free(pids);
+}
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fleet *f = arg;
+    if (f->link == LINK_UP)
+        want(f, JOB_HEARTBEAT);
+    add_timer(f->heartbeat_timer, f->heartbeat_ms);
+}
+
+/* ---- participant: holding for another proxy's cutover ---- */
+
+static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
+{
+    struct fleet *f = ctx;
+    if (!f->part.active)
+        return;
+    if (!drained) { /* the relay resumed by itself; the coordinator gives up on us */
+        log_warn("fleet: hold %lld: sessions did not reach a boundary within %d ms", f->part.epoch,
+                 f->part.drain_ms);
+        f->part.active = 0;
+        evtimer_del(f->part.deadline);
+        return;
+    }
+    log_info("fleet: hold %lld: drained after %.2f ms; acknowledging", f->part.epoch, (double)waited_us / 1000.0);
+    f->part.drained = 1;
+    want(f, JOB_ACK);
+}
+
+static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms)
+{
+    if (epoch <= f->part.last_epoch)
+        return;
+    if (f->part.active) /* a newer hold replaces one whose release we missed */
+        participant_finish(f, 0);
+    f->part.last_epoch = epoch;
+    f->part = (struct participant_hold){1, 0, epoch, epoch, drain_ms, hold_ms, f->part.deadline};
+    long remaining = hold_ms - (long)age_ms;
+    add_timer(f->part.deadline, remaining > 0 ? remaining : 0);
+    log_info("fleet: hold %lld asked for; holding traffic at transaction boundaries", epoch);
+    if (relay_hold(f->relay, drain_ms, on_participant_drained, f) != 0) {
+        log_warn("fleet: hold %lld: cannot hold traffic now", epoch);
+        f->part.active = 0;
+        evtimer_del(f->part.deadline);
+    }
+}
+
+/* The release (or our own closing of the hold) says whether the contract
+ * committed: then the sessions' statements are prepared again first. */
+static void participant_finish(struct fleet *f, int committed)
+{
+    if (!f->part.active)
+        return;
+    f->part.active = 0;
+    evtimer_del(f->part.deadline);
+    f->jobs &= ~((1u << JOB_ACK) | (1u << JOB_ABANDON));
+    int reprepared = committed && f->part.drained ? relay_reprepare(f->relay) : 0;
+    relay_forget(f->relay, f);
+    struct relay_hold_stats st = {0, 0};
+    relay_release(f->relay, &st);
+    log_info("fleet: hold %lld ended (%s): traffic held %.2f ms, %d statements prepared again", f->part.epoch,
+             committed ? "contract committed" : "nothing changed", st.held_ms, reprepared);
+}
+
+static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fleet *f = arg;
+    if (!f->part.active)
+        return;
+    if (f->link != LINK_UP) {
+        log_error("fleet: hold %lld: no release and no database to ask; resuming", f->part.epoch);
+        participant_finish(f, 0);
+        return;
+    }
+    log_warn("fleet: hold %lld: no release within %d ms; closing the hold ourselves", f->part.epoch,
+             f->part.hold_ms);
+    want(f, JOB_ABANDON);
+}
+
+static void on_acked(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct fleet *f = ctx;
+    failed(f, "acknowledging the hold", error, sqlstate);
+}
+
+static void on_abandoned(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    if (failed(f, "closing the hold", error, sqlstate)) {
+        participant_finish(f, 0);
+        return;
+    }
+    participant_finish(f, res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't');
+}
+
+/* ---- coordinator ---- */
+
+static void coordinator_finish(struct fleet *f, int ok, const char *why)
+{
+    if (!f->co.active)
+        return;
+    f->co.active = 0;
+    evtimer_del(f->co.timeout);
+    evtimer_del(f->co.recheck);
+    f->jobs &= ~(1u << JOB_ACK_CHECK);
+    fleet_held_fn done = f->co.done;
+    f->co.done = NULL;
+    if (done)
+        done(f->co.ctx, ok, why);
+}
+
+static void coordinator_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fleet *f = arg;
+    char why[640];
+    snprintf(why, sizeof why, "%s within the drain timeout (%d ms)",
+             f->co.missing[0] ? f->co.missing : "the fleet's hold could not be set up", f->co.drain_ms);
+    coordinator_finish(f, 0, why);
+}
+
+static void recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fleet *f = arg;
+    if (f->co.active && f->co.epoch)
+        want(f, JOB_ACK_CHECK);
+}
+
+static void on_ack_check(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    if (failed(f, "checking the acknowledgements", error, sqlstate) || !f->co.active)
+        return;
+    if (res && PQntuples(res) == 1 && PQgetisnull(res, 0, 0)) {
+        coordinator_finish(f, 1, NULL);
+        return;
+    }
+    snprintf(f->co.missing, sizeof f->co.missing, "proxies %s did not acknowledge the hold",
+             res && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
+    add_timer(f->co.recheck, ACK_RECHECK_MS); /* a lease may run out meanwhile */
+}
+
+static void on_hold_created(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    if (failed(f, "asking the fleet to hold", error, sqlstate)) {
+        coordinator_finish(f, 0, error);
+        return;
+    }
+    f->co.epoch = res && PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
+    if (f->co.release_pending) { /* given up while the row was being written */
+        f->co.release_pending = 0;
+        f->co.release_epoch = f->co.epoch;
+        want(f, JOB_RELEASE);
+        return;
+    }
+    want(f, JOB_ACK_CHECK);
+}
+
+int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_held_fn done,
+                   void *ctx)
+{
+    if (f->link != LINK_UP || f->co.active)
+        return -1;
+    f->co.active = 1;
+    f->co.epoch = 0;
+    f->co.release_pending = 0;
+    f->co.missing[0] = '\0';
+    snprintf(f->co.migration, sizeof f->co.migration, "%s", migration);
+    f->co.drain_ms = drain_ms;
+    f->co.hold_ms = hold_ms;
+    f->co.done = done;
+    f->co.ctx = ctx;
+    add_timer(f->co.timeout, drain_ms);
+    want(f, JOB_HOLD);
+    return 0;
+}
+
+char *fleet_commit_check_sql(const struct fleet *f)
+{
+    char sql[128] = "";
+    if (f->co.epoch)
+        snprintf(sql, sizeof sql, "SELECT pgtandem.fleet_may_commit(%lld, %d);\n", f->co.epoch, f->lease_ms);
+    return strdup(sql);
+}
+
+void fleet_release_all(struct fleet *f)
+{
+    int had_row = f->co.epoch != 0;
+    int in_flight = f->co.active && !had_row && (f->jobs & (1u << JOB_HOLD)) == 0;
+    f->co.done = NULL;
+    coordinator_finish(f, 0, NULL);
+    if (had_row) {
+        f->co.release_epoch = f->co.epoch;
+        f->co.epoch = 0;
+        want(f, JOB_RELEASE);
+    } else if (in_flight) {
+        f->co.release_pending = 1;
+    }
+    f->jobs &= ~(1u << JOB_HOLD);
+}
+
+static void on_released(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct fleet *f = ctx;
+    failed(f, "releasing the fleet", error, sqlstate);
+}
+
+/* ---- notifications ---- */
+
+static void on_fleet_message(struct fleet *f, const char *payload)
+{
+    long long epoch = 0;
+    int a = 0, b = 0;
+    char who[96] = "";
+    if (sscanf(payload, "hold %lld %d %d %95s", &epoch, &a, &b, who) == 4) {
+        if (strcmp(who, f->id) != 0)
+            participant_begin(f, epoch, a, b, 0);
+    } else if (sscanf(payload, "ack %lld %95s", &epoch, who) == 2) {
+        if (f->co.active && epoch == f->co.epoch)
+            want(f, JOB_ACK_CHECK);
+    } else if (sscanf(payload, "release %lld %d", &epoch, &a) == 2) {
+        if (f->part.active && epoch == f->part.epoch)
+            participant_finish(f, a == 1);
+    }
+}
+
+static void on_notify(void *ctx, const char *channel, const char *payload)
+{
+    struct fleet *f = ctx;
+    if (!strcmp(channel, CHANNEL_FLEET)) {
+        on_fleet_message(f, payload);
+        return;
+    }
+    char name[128] = "", status[32] = "";
+    if (!strcmp(channel, CHANNEL_MIGRATIONS) && sscanf(payload, "%127s %31s", name, status) == 2)
+        learn_migration(f, name, status);
+}
+
+/* ---- the queue ---- */
+
+static void send_job(struct fleet *f, enum fleet_job job)
+{
+    char a[32], b[32], c[32], lease[16];
+    snprintf(lease, sizeof lease, "%d", f->lease_ms);
+    char *pids = NULL;
+    int rc = -1;
+    switch (job) {
+    case JOB_RELEASE:
+        snprintf(a, sizeof a, "%lld", f->co.release_epoch);
+        rc = send_sql(f, RELEASE_SQL, 1, (const char *[]){a}, on_released);
+        break;
+    case JOB_ABANDON:
+        snprintf(a, sizeof a, "%lld", f->part.epoch);
+        rc = send_sql(f, RELEASE_SQL, 1, (const char *[]){a}, on_abandoned);
+        break;
+    case JOB_ACK:
+        snprintf(a, sizeof a, "%lld", f->part.epoch);
+        pids = pids_text(f);
+        rc = send_sql(f, ACK_SQL, 3, (const char *[]){f->id, a, pids ? pids : "[]"}, on_acked);
+        break;
+    case JOB_HOLD:
+        snprintf(a, sizeof a, "%d", f->co.drain_ms);
+        snprintf(b, sizeof b, "%d", f->co.hold_ms);
+        pids = pids_text(f);
+        rc = send_sql(f, HOLD_SQL, 5, (const char *[]){f->co.migration, f->id, a, b, pids ? pids : "[]"},
+                          on_hold_created);
+        break;
+    case JOB_ACK_CHECK:
+        snprintf(c, sizeof c, "%lld", f->co.epoch);
+        rc = send_sql(f, ACK_CHECK_SQL, 3, (const char *[]){f->id, lease, c}, on_ack_check);
+        break;
+    case JOB_HEARTBEAT:
+        send_heartbeat(f);
+        return;
+    case NJOBS:
+        return;
+    }
+    free(pids);
+    if (rc != 0)
+        link_lost(f, f->db.error);
+}
+
+static void pump(struct fleet *f)
+{
+    if (f->link != LINK_UP || f->db.busy || !pgasync_ready(&f->db))
+        return;
+    for (int job = 0; job < NJOBS; job++)
+        if (f->jobs & (1u << job)) {
+            f->jobs &= ~(1u << job);
+            send_job(f, (enum fleet_job)job);
+            return;
+        }
+}
+
+
+/* ---- status and lifecycle ---- */
+
+json_t *fleet_status_json(const struct fleet *f)
+{
+    return json_pack("{s:s,s:i,s:i,s:b,s:O,s:O}", "id", f->id, "slot", f->slot, "lease_ms", f->lease_ms,
+                     "connected", f->link == LINK_UP, "members", f->members, "bypassing", f->bypassing);
+}
+
+void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx)
+{
+    f->on_migration = fn;
+    f->on_migration_ctx = ctx;
+}
+
+/* host-pid-random: unique across restarts, readable in the table. */
+static void make_id(struct fleet *f, const char *id)
+{
+    if (gethostname(f->host, sizeof f->host - 1) != 0)
+        snprintf(f->host, sizeof f->host, "localhost");
+    if (id && id[0]) {
+        snprintf(f->id, sizeof f->id, "%s", id);
+        return;
+    }
+    unsigned r = (unsigned)now_us() ^ ((unsigned)getpid() << 16);
+    snprintf(f->id, sizeof f->id, "%.60s-%d-%04x", f->host, (int)getpid(), r & 0xffff);
+}
+
+struct fleet *fleet_new(struct event_base *base, struct server *relay, const struct fleet_options *opt)
+{
+    struct fleet *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->base = base;
+    f->relay = relay;
+    pgasync_init(&f->db, base);
+    f->db.on_notify = on_notify;
+    f->db.notify_ctx = f;
+    f->engine_db = strdup(opt->engine_db);
+    f->lease_ms = opt->lease_ms;
+    f->heartbeat_ms = opt->lease_ms / 4 < 100 ? 100 : opt->lease_ms / 4 > 1000 ? 1000 : opt->lease_ms / 4;
+    make_id(f, opt->id);
+    snprintf(f->listen, sizeof f->listen, "%s", opt->listen ? opt->listen : "");
+    snprintf(f->admin, sizeof f->admin, "%s", opt->admin ? opt->admin : "");
+    f->members = json_array();
+    f->bypassing = json_array();
+    f->heartbeat_timer = evtimer_new(base, heartbeat_cb, f);
+    f->reconnect_timer = evtimer_new(base, reconnect_cb, f);
+    f->co.timeout = evtimer_new(base, coordinator_timeout_cb, f);
+    f->co.recheck = evtimer_new(base, recheck_cb, f);
+    f->part.deadline = evtimer_new(base, participant_deadline_cb, f);
+    if (!f->engine_db || !f->heartbeat_timer || !f->reconnect_timer || !f->co.timeout || !f->co.recheck ||
+        !f->part.deadline) {
+        fleet_free(f);
+        return NULL;
+    }
+    add_timer(f->heartbeat_timer, f->heartbeat_ms);
+    connect_now(f);
+    return f;
+}
+
+void fleet_free(struct fleet *f)
+{
+    if (!f)
+        return;
+    if (f->part.active)
+        participant_finish(f, 0);
+    pgasync_close(&f->db);
+    struct event *timers[] = {f->heartbeat_timer, f->reconnect_timer, f->co.timeout, f->co.recheck,
+                              f->part.deadline};
+    for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
+        if (timers[i])
+            event_free(timers[i]);
+    json_decref(f->members);
+    json_decref(f->bypassing);
+    free(f->engine_db);
+    free(f);
+}
