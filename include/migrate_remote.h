@@ -5,8 +5,9 @@
 
 /* command: "start" (file required), "status" (json: print the raw state),
  * "complete" or "rollback". proxy_url: "http://HOST:PORT". The bearer token
- * comes from $PGTANDEM_ADMIN_TOKEN. Returns the process exit status:
+ * comes from $PGTANDEM_ADMIN_TOKEN. force: complete despite sessions that
+ * bypass the proxies. Returns the process exit status:
  * 0 success, 1 operational failure, 2 bad input. */
-int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json);
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force);
 
 #endif

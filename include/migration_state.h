@@ -11,6 +11,11 @@
  * once: it takes a transaction-level advisory lock first. */
 extern const char MIG_STATE_SCHEMA_SQL[];
 
+/* -> one row: a JSON array of the proxies whose lease is current ({id,
+ * listen, admin, sessions, heartbeat_age_ms}), newest first;
+ * an empty array when there is no fleet table. For the CLI. */
+extern const char MIG_STATE_FLEET_SQL[];
+
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error */
 extern const char MIG_STATE_LOAD_SQL[];
 /* -> name, status of the most recent migration (any status) */

@@ -62,7 +62,8 @@ static int cutover_options(struct evhttp_request *req, struct cutover_options *o
            query_param(req, "lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS, 1, 600000, &o->lock_timeout_ms) ||
            query_param(req, "statement_budget_ms", DEFAULT_STATEMENT_BUDGET_MS, 1, 3600000,
                        &o->statement_budget_ms) ||
-           query_param(req, "attempts", DEFAULT_ATTEMPTS, 1, 1000, &o->max_attempts)
+           query_param(req, "attempts", DEFAULT_ATTEMPTS, 1, 1000, &o->max_attempts) ||
+           query_param(req, "force", 0, 0, 1, &o->force)
                ? -1
                : 0;
 }

@@ -15,6 +15,7 @@
 
 #include "engine.h"
 #include "migrate_remote.h"
+#include "migration_state.h"
 #include "log.h"
 #include "migration.h"
 #include "migration_plan.h"
@@ -32,6 +33,7 @@ struct cli {
     const char *proxy;      /* drive a running proxy's engine instead of --db */
     int json;
     int quiet;
+    int force;              /* complete despite sessions that bypass the proxies */
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     struct engine_options opt;
 };
@@ -51,7 +53,7 @@ static void usage(FILE *out)
         "       pgtandem migrate resume        [--db URI]\n"
         "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
         "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
-        "                                      [--validate-only]\n"
+        "                                      [--validate-only] [--force]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
@@ -109,7 +111,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
         {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     if (argc < 2)
@@ -125,6 +127,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'p': c->proxy = optarg; break;
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
+        case 'f': c->force = 1; break;
         case 'N': c->name = optarg; break;
         case 'F':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) return -1;
@@ -375,11 +378,56 @@ static int cmd_start(const struct cli *c, int resume)
     return report(rc, err);
 }
 
+/* The proxies registered on the database (a JSON array; empty when none
+ * or when the database cannot say). */
+static json_t *live_proxies(const char *db)
+{
+    PGconn *conn = PQconnectdb(db);
+    PGresult *r = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, MIG_STATE_FLEET_SQL) : NULL;
+    json_t *list = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                       ? json_loads(PQgetvalue(r, 0, 0), 0, NULL)
+                       : NULL;
+    PQclear(r);
+    PQfinish(conn);
+    return json_is_array(list) ? list : (json_decref(list), json_array());
+}
+
+/* With proxies in front of the database, the contract must run while all
+ * of them hold their traffic: one of them coordinates it. */
+static int complete_through_fleet(const struct cli *c, json_t *proxies)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(proxies, i, p) {
+        const char *admin = json_string_value(json_object_get(p, "admin"));
+        if (!admin || !admin[0])
+            continue;
+        char url[200];
+        snprintf(url, sizeof url, "http://%s", admin);
+        fprintf(stderr, "%zu proxies are registered on this database; completing through the one at %s, "
+                "which holds all of them during the contract\n", json_array_size(proxies), url);
+        int rc = migrate_remote_main("complete", url, NULL, c->json, c->force);
+        if (rc != 1 || i + 1 == json_array_size(proxies))
+            return rc;
+    }
+    fprintf(stderr, "pgtandem migrate: error: %zu proxies are registered on this database but none has an admin "
+            "API; complete through one of them (the contract must run while they hold their traffic)\n",
+            json_array_size(proxies));
+    return 1;
+}
+
 static int cmd_complete(const struct cli *c)
 {
     char err[2048];
     if (need_db(c))
         return EXIT_INVALID;
+    if (!c->opt.validate_only) { /* a proxy's own check runs --validate-only: never back to a proxy */
+        json_t *proxies = live_proxies(c->db);
+        int rc = json_array_size(proxies) ? complete_through_fleet(c, proxies) : -1;
+        json_decref(proxies);
+        if (rc >= 0)
+            return rc;
+    }
     struct engine e;
     struct engine_contract_report rep = {0};
     int rc = open_engine(c, &e, 1, err, sizeof err);
@@ -434,6 +482,19 @@ static int do_unpause(struct engine *e, char *err, size_t errlen)
     return engine_set_paused(e, 0, err, errlen);
 }
 
+static void print_fleet_text(json_t *fleet)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(fleet, i, p) {
+        char *sessions = json_dumps(json_object_get(p, "sessions"), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("proxy:     %s at %s, sessions per version %s, heartbeat %lld ms ago\n",
+               json_string_value(json_object_get(p, "id")), json_string_value(json_object_get(p, "listen")),
+               sessions ? sessions : "{}", (long long)json_integer_value(json_object_get(p, "heartbeat_age_ms")));
+        free(sessions);
+    }
+}
+
 static void print_status_text(json_t *st)
 {
     const char *name = json_string_value(json_object_get(st, "migration"));
@@ -453,6 +514,7 @@ static void print_status_text(json_t *st)
                json_is_true(json_object_get(t, "done")) ? ", done" : "",
                json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
     }
+    print_fleet_text(json_object_get(st, "fleet"));
 }
 
 static int cmd_status(const struct cli *c)
@@ -467,6 +529,8 @@ static int cmd_status(const struct cli *c)
         rc = engine_status(&e, &st, err, sizeof err);
         engine_close(&e);
     }
+    if (rc == ENGINE_OK)
+        json_object_set_new(st, "fleet", live_proxies(c->db));
     if (rc == ENGINE_OK && c->json) {
         char *text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("%s\n", text ? text : "{}");
@@ -524,7 +588,7 @@ static int remote_with_sql(const struct cli *c)
         unlink(path);
         return 1;
     }
-    rc = migrate_remote_main(c->command, c->proxy, path, c->json);
+    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force);
     unlink(path);
     return rc;
 }
@@ -548,7 +612,7 @@ int migrate_main(int argc, char **argv)
     if (c.proxy && c.file && sqlc_is_sql_file(c.file))
         return remote_with_sql(&c);
     if (c.proxy)
-        return migrate_remote_main(cmd, c.proxy, c.file, c.json);
+        return migrate_remote_main(cmd, c.proxy, c.file, c.json, c.force);
     if (!strcmp(cmd, "convert")) return cmd_convert(&c);
     if (!strcmp(cmd, "plan")) return cmd_plan(&c);
     if (!strcmp(cmd, "lint")) return cmd_lint(&c);

@@ -493,10 +493,10 @@ static void print_cutover(FILE *out, json_t *c, int ok)
             jnum(c, "held_messages"), jnum(c, "reprepared"), jnum(c, "lock_wait_ms"));
 }
 
-static int cmd_finish(const struct remote *r, const char *what, int json)
+static int cmd_finish(const struct remote *r, const char *what, int json, int force)
 {
     char err[1024], path[64];
-    snprintf(path, sizeof path, "/migrations/current/%s", what);
+    snprintf(path, sizeof path, "/migrations/current/%s%s", what, force ? "?force=1" : "");
     struct http_resp resp;
     if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
         return fail_msg(what, err);
@@ -514,7 +514,7 @@ static int cmd_finish(const struct remote *r, const char *what, int json)
     return rc;
 }
 
-int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json)
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force)
 {
     char err[1024];
     struct remote r;
@@ -530,7 +530,7 @@ int migrate_remote_main(const char *command, const char *proxy_url, const char *
     if (!strcmp(command, "status"))
         return cmd_status(&r, json);
     if (!strcmp(command, "complete") || !strcmp(command, "rollback"))
-        return cmd_finish(&r, command, json);
+        return cmd_finish(&r, command, json, force);
     fprintf(stderr, "pgtandem migrate %s: not available with --proxy (start, status, complete and rollback are; "
             "run it with --db URI)\n", command);
     return EXIT_INVALID;

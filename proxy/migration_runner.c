@@ -63,6 +63,7 @@ struct migration_runner {
     struct server *relay;
     struct fleet *fleet;            /* NULL: no fleet */
     int following;                  /* the migration is another engine's work */
+    double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
     char *engine_db;
     enum runner_phase phase;
     char *name;
@@ -671,6 +672,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
     if (r->following)
         log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
     r->following = 0;
+    r->follow_since_ms = 0;
     load_checkpoints(r);
 }
 
@@ -711,6 +713,17 @@ static int parse_state(struct migration_runner *r, PGresult *res)
     return 0;
 }
 
+/* A follower takes the backfill over only once it has seen it run
+ * elsewhere for two leases: the engine that expanded takes the lock
+ * within milliseconds, and must not lose it to a follower. */
+static int takeover_due(struct migration_runner *r)
+{
+    double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
+    if (r->follow_since_ms == 0)
+        r->follow_since_ms = now_ms();
+    return now_ms() - r->follow_since_ms >= 2 * lease;
+}
+
 /* The state row is the truth: whatever happened while nobody watched
  * (a contract that committed, a rollback from the CLI) is what we report. */
 static void on_state_loaded(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -743,7 +756,8 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
              r->name);
     } else {
         enter_phase(r, RP_BACKFILLING);
-        take_engine_lock(r);
+        if (!r->following || takeover_due(r))
+            take_engine_lock(r);
     }
 }
 
@@ -822,6 +836,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     }
     r->have_mig = 1;
     r->following = 0;
+    r->follow_since_ms = 0;
     settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     set_name(r, r->mig.name);
     snprintf(r->tmpfile, sizeof r->tmpfile, "/tmp/pgtandem-%d-XXXXXX.json", (int)getpid());
@@ -1247,6 +1262,7 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
         return;
     if (!same) {
         reset_migration(r);
+        r->follow_since_ms = 0;
         set_name(r, name);
         log_info("migration %s is %s in the database; following it", name, status);
     }

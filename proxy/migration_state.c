@@ -36,7 +36,8 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
     "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
     "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
-    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids int[]);"
+    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids int[],"
+    "  lease_ms int NOT NULL DEFAULT 3000);"
     "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
     "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
     "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
@@ -63,6 +64,13 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "   RAISE EXCEPTION 'proxies % have not held their traffic', missing USING ERRCODE = 'PGT01'; END IF;"
     "  UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = p_epoch;"
     " END $f$";
+
+const char MIG_STATE_FLEET_SQL[] =
+    "SELECT CASE WHEN to_regclass('pgtandem.proxies') IS NULL THEN '[]'::json ELSE"
+    " (SELECT coalesce(json_agg(json_build_object('id', id, 'listen', listen, 'admin', admin, 'sessions', sessions,"
+    "   'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000)::int)"
+    "   ORDER BY heartbeat_at DESC), '[]') FROM pgtandem.proxies"
+    "   WHERE heartbeat_at > clock_timestamp() - make_interval(secs => lease_ms / 1000.0)) END";
 
 const char MIG_STATE_LOAD_SQL[] =
     "SELECT plan, status, migration, throttle::text, error FROM pgtandem.migrations WHERE name = $1";
