@@ -41,6 +41,9 @@ struct config {
     char *users_file;          /* for auth "scram" */
     char *neon_endpoint;       /* added as options=endpoint=<id> when the client sent none */
     char *upstream_hostaddr;   /* connect here, keep upstream_host for SNI/verification */
+    char *peer_host;           /* peer listener (forwarded cancels); NULL: off */
+    int peer_port;             /* 0: an ephemeral port */
+    int peer_given;            /* --peer-listen or peer_listen configured (else: listen host, port 0) */
 };
 
 void config_init(struct config *cfg);

@@ -15,6 +15,7 @@ struct metrics {
     uint64_t transactions_total;
     uint64_t queries_total;
     uint64_t protocol_errors;
+    uint64_t cancels_forwarded;    /* CancelRequests sent on to the proxy that issued the key */
     uint64_t latency_counts[LATENCY_BUCKETS + 1]; /* last: +Inf */
     uint64_t latency_sum_us;
     /* a decaying window for the latency-aware backfill throttle */

@@ -2,12 +2,15 @@
  * migration engine and the sessions it must not know. The engine holds
  * traffic at transaction boundaries for the contract, has the sessions'
  * named statements prepared again after it, reads the application's recent
- * latency for its throttle, and pushes in the version route. The relay
- * includes nothing of the engine; the engine includes nothing of the relay
- * but this header. `struct server` is opaque here. */
+ * latency for its throttle, and pushes in the version route; the fleet
+ * module pushes in this proxy's slot and its peers, for CancelRequests that
+ * reach the wrong proxy. The relay includes nothing of the engine; the
+ * engine includes nothing of the relay but this header. `struct server` is
+ * opaque here. */
 #ifndef PGTANDEM_RELAY_H
 #define PGTANDEM_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct server;
@@ -62,5 +65,24 @@ struct json_t *relay_backend_pids(const struct server *relay);
 void relay_set_lease(struct server *relay, uint64_t deadline_us);
 /* 1 when the lease has run out (traffic is being held). */
 int relay_lease_expired(const struct server *relay);
+
+/* Fleet identity for cancel keys: slot 1..255 is put in the top 8 bits of
+ * every cancel key issued from now on; 0: not in a fleet (random keys). */
+void relay_set_fleet_slot(struct server *relay, int slot);
+
+struct relay_peer {
+    int slot;               /* 1..255 */
+    char address[128];      /* "host:port" of that proxy's peer listener */
+};
+/* The other live proxies (replaces the previous list; n may be 0). A
+ * CancelRequest matching no session here whose key carries one of their
+ * slots is sent on to that proxy. Addresses must be numeric ("10.0.0.7:7000",
+ * "[fd00::7]:7000"); entries with a bad address or slot are skipped (logged). */
+void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers, size_t n);
+
+/* "host:port" this proxy's peer listener is bound to ("" when none). A
+ * wildcard host (0.0.0.0, ::) is reported as bound: whoever publishes it
+ * must put a reachable address in its place. */
+const char *relay_peer_address(const struct server *relay);
 
 #endif

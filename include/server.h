@@ -16,7 +16,9 @@
 #include "config.h"
 #include "metrics.h"
 
+struct server;
 struct session;
+struct peer_conn;
 struct users;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
@@ -64,6 +66,34 @@ struct version_route {
     char schema[96];
 };
 
+/* Another proxy of the fleet: where its peer listener is. */
+struct fleet_peer {
+    int slot;
+    struct sockaddr_storage addr;
+    int addrlen;
+    char address[128];
+};
+
+/* Cancels a session of this proxy named by (pid, key); 1 when one matched.
+ * What the peer listener does with the CancelRequests it reads. */
+typedef int (*peer_cancel_fn)(struct server *srv, uint32_t pid, uint32_t key);
+
+/* Owned by peer.c. Several proxies in front of one database: a cancel key
+ * carries the slot of the proxy that issued it in its top 8 bits, so a
+ * CancelRequest that reaches the wrong proxy (a shared port, a load
+ * balancer) is sent on to the owner's peer listener. The fleet module
+ * fills in the slot and the peers through relay.h. */
+struct fleet_peers {
+    int slot;                        /* 1..255; 0: not in a fleet (random keys) */
+    struct fleet_peer *peers;        /* the other live proxies */
+    size_t npeers;
+    struct evconnlistener *listener; /* NULL: off */
+    char address[128];               /* "host:port" it is bound to; "" when none */
+    peer_cancel_fn cancel_here;      /* local sessions only: never forwards again */
+    struct peer_conn *conns;         /* incoming requests being read, forwards in flight */
+    uint32_t nincoming, nforwards;
+};
+
 struct server {
     struct config cfg;
     struct event_base *base;
@@ -95,6 +125,7 @@ struct server {
     struct pause_state pause;
     uint64_t lease_deadline_us;      /* fleet lease (relay.h); 0: not fenced */
     struct version_route route;
+    struct fleet_peers fleet;
     struct metrics metrics;
 };
 

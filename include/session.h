@@ -88,6 +88,10 @@ json_t *session_describe(const struct session *s, uint64_t now_us);
 const char *session_state_name(enum session_state st);
 /* Finds the session a client's CancelRequest names (NULL: none). */
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
+/* Cancels what the session named by (pid, key) is running upstream; 1 when
+ * a session here matched. Never forwards to another proxy: the peer
+ * listener relies on that to keep a request from going round in circles. */
+int session_cancel(struct server *srv, uint32_t pid, uint32_t key);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements

@@ -161,6 +161,8 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
     json_object_set_new(body, "versions", relay_version_counts(srv));
+    const char *peer = relay_peer_address(srv);
+    json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
     json_t *extra = a->status_fn ? a->status_fn(a->status_ctx) : NULL;
     if (extra)
         json_object_set_new(body, a->status_key, extra);

@@ -57,7 +57,7 @@ void config_free(struct config *cfg)
     char **strings[] = {&cfg->config_path, &cfg->listen_host, &cfg->unix_socket_dir, &cfg->upstream_uri,
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
                         &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db, &cfg->fleet_id,
-                        &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr};
+                        &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr, &cfg->peer_host};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
 }
@@ -84,6 +84,23 @@ static int parse_host_port(const char *text, char **host, int *port, char *err, 
     free(*host);
     *host = strndup(text, hlen);
     *port = (int)p;
+    return 0;
+}
+
+/* "HOST:PORT" or "off" for the peer listener. */
+static int parse_peer_listen(struct config *cfg, const char *text, char *err, size_t errlen)
+{
+    cfg->peer_given = 1;
+    if (strcmp(text, "off") == 0) {
+        set_str(&cfg->peer_host, NULL);
+        cfg->peer_port = 0;
+        return 0;
+    }
+    char why[256];
+    if (parse_host_port(text, &cfg->peer_host, &cfg->peer_port, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
+        return -1;
+    }
     return 0;
 }
 
@@ -249,6 +266,10 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
             if (rc)
                 key_error(fc, key, perr);
         }
+    } else if (strcmp(key, "peer_listen") == 0) {
+        char perr[384];
+        if ((rc = take_string(fc, v, key, &s)) == 0 && (rc = parse_peer_listen(cfg, s, perr, sizeof perr)) != 0)
+            key_error(fc, key, perr);
     } else if (strcmp(key, "upstream") == 0) {
         rc = take_string(fc, v, key, &cfg->upstream_uri);
     } else if (strcmp(key, "auth") == 0) {
@@ -282,7 +303,7 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
         setting_names(SETTING_PROXY, numbers, sizeof numbers);
         snprintf(known, sizeof known, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
                                       "tls_key, client_tls, unix_socket, log_level, engine_db, auth, users_file, "
-                                      "neon_endpoint, %s)", numbers);
+                                      "neon_endpoint, peer_listen, %s)", numbers);
         rc = key_error(fc, key, known);
     }
     free(s);
@@ -351,7 +372,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--log-level", "--engine-db", "--auth", "--users-file",
-                                         "--neon-endpoint", "--fleet-id", NULL};
+                                         "--neon-endpoint", "--fleet-id", "--peer-listen", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -367,6 +388,13 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         return parse_host_port(v, &cfg->listen_host, &cfg->listen_port, err, errlen);
     if (strcmp(flag, "--admin") == 0)
         return parse_host_port(v, &cfg->admin_host, &cfg->admin_port, err, errlen);
+    if (strcmp(flag, "--peer-listen") == 0) {
+        char why[384];
+        if (parse_peer_listen(cfg, v, why, sizeof why) == 0)
+            return 0;
+        snprintf(err, errlen, "--peer-listen: %s", why);
+        return -1;
+    }
     if (strcmp(flag, "--upstream") == 0)
         set_str(&cfg->upstream_uri, v);
     else if (strcmp(flag, "--admin-token") == 0)
@@ -449,6 +477,10 @@ static int finish(struct config *cfg, char *err, size_t errlen)
     if (!cfg->tls_cert != !cfg->tls_key) {
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
+    }
+    if (!cfg->peer_given) { /* beside the clients' address, on whatever port is free */
+        set_str(&cfg->peer_host, cfg->listen_host);
+        cfg->peer_port = 0;
     }
     if (cfg->auth_scram && !cfg->users_file)
         set_str(&cfg->users_file, "config/users.json");

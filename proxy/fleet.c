@@ -95,10 +95,10 @@ static const char REGISTER_SQL[] =
     "          (SELECT slot FROM pgtandem.proxies WHERE id <> $1"
     "            AND heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0)))"
     " INSERT INTO pgtandem.proxies AS p (id, slot, host, listen, admin, version, pid, started_at, heartbeat_at,"
-    "                                  lease_ms)"
-    " SELECT $1, coalesce(free.slot, 0), $2, $3, $4, $5, $6::int, clock_timestamp(), clock_timestamp(), $7::int"
-    " FROM free"
-    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), listen = EXCLUDED.listen,"
+    "                                  lease_ms, peer)"
+    " SELECT $1, coalesce(free.slot, 0), $2, $3, $4, $5, $6::int, clock_timestamp(), clock_timestamp(), $7::int,"
+    "        nullif($8, '') FROM free"
+    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), listen = EXCLUDED.listen, peer = EXCLUDED.peer,"
     "   admin = EXCLUDED.admin, slot = CASE WHEN p.slot IN (SELECT slot FROM pgtandem.proxies q WHERE q.id <> $1"
     "     AND q.heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0))"
     "     THEN EXCLUDED.slot ELSE p.slot END"
@@ -255,6 +255,7 @@ static void on_registered(void *ctx, PGresult *res, const char *error, const cha
         log_warn("fleet: no free slot (more than %d live proxies); cancel requests are not forwarded to this one",
                  MAX_SLOT);
     f->slot = slot;
+    relay_set_fleet_slot(f->relay, slot >= 1 && slot <= MAX_SLOT ? slot : 0);
     f->link = LINK_UP;
     f->reconnects = 0;
     log_info("fleet: registered as %s (slot %d, lease %d ms)", f->id, f->slot, f->lease_ms);
@@ -266,9 +267,10 @@ static void send_register(struct fleet *f)
     char pid[16], lease[16];
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
-    const char *values[7] = {f->id, f->host, f->listen, f->admin, PGTANDEM_VERSION, pid, lease};
+    const char *values[8] = {f->id, f->host, f->listen, f->admin, PGTANDEM_VERSION, pid, lease,
+                             relay_peer_address(f->relay)};
     f->link = LINK_REGISTERING;
-    if (send_sql(f, REGISTER_SQL, 7, values, on_registered) != 0)
+    if (send_sql(f, REGISTER_SQL, 8, values, on_registered) != 0)
         link_lost(f, f->db.error);
 }
 
@@ -393,6 +395,27 @@ static void learn_hold(struct fleet *f, PGresult *res)
         participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age);
 }
 
+/* The other live proxies' peer listeners, so a CancelRequest for one of
+ * their sessions that reaches us is sent on. */
+static void share_peers(struct fleet *f)
+{
+    struct relay_peer peers[MAX_SLOT];
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach(f->members, i, m) {
+        const char *peer = json_string_value(json_object_get(m, "peer"));
+        const char *id = json_string_value(json_object_get(m, "id"));
+        int slot = (int)json_integer_value(json_object_get(m, "slot"));
+        if (n == MAX_SLOT || !peer || !id || !strcmp(id, f->id) || !json_is_true(json_object_get(m, "live")) ||
+            slot < 1 || slot > MAX_SLOT)
+            continue;
+        peers[n].slot = slot;
+        snprintf(peers[n].address, sizeof peers[n].address, "%s", peer);
+        n++;
+    }
+    relay_set_fleet_peers(f->relay, peers, n);
+}
+
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
@@ -408,6 +431,7 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
         return;
     }
     set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
+    share_peers(f);
     set_json(&f->bypassing, PQgetvalue(res, 0, HB_BYPASSING));
     learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
     learn_hold(f, res);

@@ -75,6 +75,11 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
                         "pgtandem_paused %d\n",
                         connections, m->connections_total, m->connections_failed, m->bytes_from_client,
                         m->bytes_from_server, m->transactions_total, m->protocol_errors, paused);
+    evbuffer_add_printf(out,
+                        "# HELP pgtandem_cancels_forwarded_total CancelRequests sent on to the proxy holding the session.\n"
+                        "# TYPE pgtandem_cancels_forwarded_total counter\n"
+                        "pgtandem_cancels_forwarded_total %" PRIu64 "\n",
+                        m->cancels_forwarded);
     evbuffer_add_printf(out, "# HELP pgtandem_query_latency_seconds From a client message to its ReadyForQuery.\n"
                              "# TYPE pgtandem_query_latency_seconds histogram\n");
     uint64_t cumulative = 0;

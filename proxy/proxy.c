@@ -26,6 +26,7 @@
 #include "fleet.h"
 #include "migration_runner.h"
 #include "pause.h"
+#include "peer.h"
 #include "scram.h"
 #include "server.h"
 #include "session.h"
@@ -59,7 +60,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void set_accepting(struct server *srv, int on)
 {
-    struct evconnlistener *ls[] = {srv->tcp_listener, srv->unix_listener};
+    struct evconnlistener *ls[] = {srv->tcp_listener, srv->unix_listener, srv->fleet.listener};
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
         if (ls[i])
             (void)(on ? evconnlistener_enable(ls[i]) : evconnlistener_disable(ls[i]));
@@ -69,9 +70,8 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = arg;
-    if (!srv->shutting_down)
-        set_accepting(srv, 1);
+    /* After a shutdown began only the peer listener is left to enable. */
+    set_accepting(arg, 1);
 }
 
 static int out_of_resources(int err)
@@ -189,6 +189,8 @@ static void begin_shutdown(struct proxy *p)
     srv->shutting_down = 1;
     log_info("shutdown: no new connections; %u sessions finish their transactions (timeout %d s)",
              srv->session_count, srv->cfg.shutdown_timeout_ms / 1000);
+    /* The peer listener stays open: other proxies may still forward cancels
+     * for the transactions that are finishing here. */
     close_listeners(srv);
     if (srv->pause.paused)
         pause_resume(srv);
@@ -311,6 +313,11 @@ static int relay_init(struct server *srv, char *err, size_t errlen)
     }
     if (listen_tcp(srv, err, errlen) != 0)
         return -1;
+    /* What peers send is cancelled here only: session_cancel never forwards. */
+    if (peer_listen(srv, session_cancel, err, errlen) != 0)
+        return -1;
+    if (srv->fleet.listener)
+        evconnlistener_set_error_cb(srv->fleet.listener, accept_error_cb);
     if (srv->cfg.unix_socket_dir && listen_unix(srv, err, errlen) != 0)
         return -1;
     return 0;
@@ -382,6 +389,7 @@ static void proxy_free(struct proxy *p)
     while (srv->sessions)
         session_free(srv->sessions);
     close_listeners(srv);
+    peer_free(srv);
     runner_free(p->runner);
     fleet_free(p->fleet);
     admin_free(p->admin);
@@ -423,10 +431,11 @@ int proxy_main(int argc, char **argv)
         proxy_free(&p);
         return 1;
     }
-    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s:%d", p.srv.cfg.listen_host,
-             p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "", p.srv.unix_socket_path ? p.srv.unix_socket_path : "",
-             p.srv.cfg.upstream_host, p.srv.cfg.upstream_port, p.srv.upstream_tls ? "on" : "off", p.srv.cfg.admin_host,
-             p.srv.cfg.admin_port);
+    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s:%d, peers %s",
+             p.srv.cfg.listen_host, p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "",
+             p.srv.unix_socket_path ? p.srv.unix_socket_path : "", p.srv.cfg.upstream_host, p.srv.cfg.upstream_port,
+             p.srv.upstream_tls ? "on" : "off", p.srv.cfg.admin_host, p.srv.cfg.admin_port,
+             p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
     event_base_dispatch(p.srv.base);
     log_info("pgtandem proxy stopped");
     proxy_free(&p);

@@ -1,5 +1,5 @@
 /* The relay's side of include/relay.h: the engine's requests turned into
- * pause bookkeeping and session walks. */
+ * pause bookkeeping and session walks, the fleet's into peer.c's table. */
 #include "relay.h"
 
 #include <jansson.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pause.h"
+#include "peer.h"
 #include "server.h"
 #include "session.h"
 
@@ -123,4 +124,19 @@ void relay_set_lease(struct server *relay, uint64_t deadline_us)
         next = s->next;
         session_release_held(s);
     }
+}
+
+void relay_set_fleet_slot(struct server *relay, int slot)
+{
+    peer_set_slot(relay, slot);
+}
+
+void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers, size_t n)
+{
+    peer_set_peers(relay, peers, n);
+}
+
+const char *relay_peer_address(const struct server *relay)
+{
+    return relay->fleet.address;
 }

@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "peer.h"
 #include "prepared.h"
 #include "sbuf.h"
 #include "server.h"
@@ -401,10 +402,9 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     if (sp.code == PROTO_CANCEL_CODE) {
         free(packet);
-        struct session *target = session_find_by_cancel_key(s->srv, sp.cancel_pid, sp.cancel_key);
-        if (target && target->upstream_pid)
-            upstream_send_cancel(s->srv, target->upstream_pid, target->upstream_key);
-        else
+        /* Not ours: its key may name the proxy of the fleet that issued it. */
+        if (!session_cancel(s->srv, sp.cancel_pid, sp.cancel_key) &&
+            !peer_forward_cancel(s->srv, sp.cancel_pid, sp.cancel_key))
             log_info("cancel request for an unknown session ignored");
         session_fail_silently(s);
         return -1;
@@ -751,13 +751,18 @@ static int cancel_key_taken(const struct server *srv, uint32_t key)
 }
 
 /* With the real PID shown, the key is all that stops a forged cancel:
- * random, never 0 (no key yet), and held by no other live session. */
+ * random, never 0 (no key yet), and held by no other live session. In a
+ * fleet its top 8 bits are this proxy's slot, so a CancelRequest that
+ * reaches another proxy finds its way here (peer.c); 24 bits stay random. */
 static uint32_t new_cancel_key(const struct server *srv)
 {
+    uint32_t slot = (uint32_t)srv->fleet.slot;
     for (;;) {
         uint32_t key;
         if (RAND_bytes((unsigned char *)&key, sizeof key) != 1)
             key = (uint32_t)random() ^ ((uint32_t)random() << 16);
+        if (slot)
+            key = (slot << PEER_SLOT_SHIFT) | (key & PEER_KEY_RANDOM_MASK);
         if (key != 0 && !cancel_key_taken(srv, key))
             return key;
     }
@@ -1036,6 +1041,15 @@ struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uin
         if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
             return s;
     return NULL;
+}
+
+int session_cancel(struct server *srv, uint32_t pid, uint32_t key)
+{
+    struct session *target = session_find_by_cancel_key(srv, pid, key);
+    if (!target || !target->upstream_pid)
+        return 0;
+    upstream_send_cancel(srv, target->upstream_pid, target->upstream_key);
+    return 1;
 }
 
 static size_t count_prepared(const struct session *s)

@@ -1,0 +1,38 @@
+/* CancelRequests between the proxies of a fleet, after PgBouncer's peering:
+ * the peer listener, which reads one CancelRequest per connection and
+ * handles it here, and the forwarding of a CancelRequest whose key another
+ * proxy issued to that proxy's peer listener. Below the sessions: what the
+ * listener reads goes up through the handler it is given. */
+#ifndef PGTANDEM_PEER_H
+#define PGTANDEM_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+struct relay_peer;
+
+/* A cancel key's top 8 bits: the slot of the proxy that issued it. */
+#define PEER_SLOT_SHIFT 24
+#define PEER_KEY_RANDOM_MASK 0x00ffffffu
+
+/* Opens the peer listener (unless configured off) and records the address
+ * it is bound to. `cancel_here` handles what it reads; it must not forward
+ * again, which is what keeps a request from going round in circles. */
+int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen);
+
+/* A CancelRequest that matched no session here: when its key carries the
+ * slot of another known proxy, sends it on to that proxy's peer listener
+ * and returns 1 (logged either way); 0 when the key names no other proxy. */
+int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key);
+
+/* See relay_set_fleet_slot and relay_set_fleet_peers in relay.h. */
+void peer_set_slot(struct server *srv, int slot);
+void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n);
+
+/* Closes the listener, its connections and the forwards in flight, and
+ * forgets the peers. */
+void peer_free(struct server *srv);
+
+#endif

@@ -1,0 +1,399 @@
+/* CancelRequests between the proxies of a fleet (see include/peer.h).
+ * Several proxies in front of one database: a client's CancelRequest comes
+ * on a new connection, which a shared port or a load balancer may hand to
+ * another proxy than the one holding the session. Cancel keys carry the
+ * issuing proxy's slot, so that proxy sends the 16 bytes on to the owner's
+ * peer listener. The listener takes exactly one CancelRequest per
+ * connection and handles it locally only: a request is forwarded at most
+ * once, whatever the proxies believe about each other's slots. */
+#include "peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "proto.h"
+#include "relay.h"
+#include "sbuf.h"
+
+#define PEER_BACKLOG 128
+#define CANCEL_LEN 16
+/* Peers send their 16 bytes at once, so these bounds only matter against
+ * connections that never do; beyond them new ones are refused. */
+#define MAX_INCOMING 256
+#define MAX_FORWARDS 256
+#define FORWARD_TIMEOUT_MS 5000
+/* The login timeout bounds an incoming connection; with that off (0),
+ * this does, so idle connections cannot use up MAX_INCOMING for good. */
+#define INCOMING_TIMEOUT_MS 60000
+
+/* One connection of the peer listener, or one forward in flight; it owns
+ * its stream buffer and timer and is freed by its own callbacks (or by
+ * peer_free at shutdown). */
+struct peer_conn {
+    struct peer_conn *prev, *next;
+    struct server *srv;
+    struct sbuf *sb;
+    struct event *timer;
+    int forward;          /* 1: ours, on its way to a peer; 0: a peer's, being read */
+    int slot;             /* forward: the peer's slot */
+    char addr[136];       /* the other end, for the log */
+};
+
+/* "host:port", with IPv6 hosts in brackets as evutil_parse_sockaddr_port
+ * reads them back. */
+static void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+static void conn_free(struct peer_conn *pc)
+{
+    struct fleet_peers *f = &pc->srv->fleet;
+    sbuf_free(pc->sb);
+    if (pc->timer)
+        event_free(pc->timer);
+    if (pc->prev)
+        pc->prev->next = pc->next;
+    else
+        f->conns = pc->next;
+    if (pc->next)
+        pc->next->prev = pc->prev;
+    if (pc->forward)
+        f->nforwards--;
+    else
+        f->nincoming--;
+    free(pc);
+}
+
+static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct peer_conn *pc = arg;
+    if (pc->forward)
+        log_warn("cancel request to proxy slot %d at %s not delivered: no connection within %d s", pc->slot,
+                 pc->addr, FORWARD_TIMEOUT_MS / 1000);
+    else
+        log_info("peer connection from %s: no CancelRequest in time; closing", pc->addr);
+    conn_free(pc);
+}
+
+/* Takes ownership of sb (NULL: out of memory or descriptors). */
+static struct peer_conn *conn_new(struct server *srv, struct sbuf *sb, int forward, int timeout_ms)
+{
+    struct peer_conn *pc = sb ? calloc(1, sizeof *pc) : NULL;
+    struct event *timer = pc ? evtimer_new(srv->base, conn_timeout_cb, pc) : NULL;
+    if (!timer) {
+        sbuf_free(sb);
+        free(pc);
+        return NULL;
+    }
+    pc->srv = srv;
+    pc->sb = sb;
+    pc->timer = timer;
+    pc->forward = forward;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(timer, &tv);
+    struct fleet_peers *f = &srv->fleet;
+    pc->next = f->conns;
+    if (f->conns)
+        f->conns->prev = pc;
+    f->conns = pc;
+    if (forward)
+        f->nforwards++;
+    else
+        f->nincoming++;
+    sbuf_set_ops(sb, sb->ops, pc);
+    return pc;
+}
+
+/* ---- the listener: one CancelRequest per connection, handled here ---- */
+
+/* Whether the first n bytes (n <= 16) can begin a CancelRequest. */
+static int cancel_prefix_ok(const uint8_t *bytes, size_t n)
+{
+    uint8_t head[8];
+    proto_put_u32(head, CANCEL_LEN);
+    proto_put_u32(head + 4, PROTO_CANCEL_CODE);
+    return memcmp(bytes, head, n < sizeof head ? n : sizeof head) == 0;
+}
+
+static void incoming_readable(struct sbuf *sb, void *arg)
+{
+    struct peer_conn *pc = arg;
+    size_t have = evbuffer_get_length(sb->in);
+    uint8_t req[CANCEL_LEN];
+    evbuffer_copyout(sb->in, req, have < CANCEL_LEN ? have : CANCEL_LEN);
+    if (have > CANCEL_LEN || !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
+        log_info("peer connection from %s: not a CancelRequest; closing", pc->addr);
+        conn_free(pc);
+        return;
+    }
+    if (have < CANCEL_LEN)
+        return;
+    struct server *srv = pc->srv;
+    uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
+    if (srv->fleet.cancel_here && srv->fleet.cancel_here(srv, pid, key))
+        log_debug("cancel request from peer %s delivered", pc->addr);
+    else
+        log_info("cancel request from peer %s for an unknown session ignored", pc->addr);
+    conn_free(pc);
+}
+
+static void incoming_drained(struct sbuf *sb, void *arg)
+{
+    (void)sb;
+    (void)arg; /* nothing is ever written to a peer */
+}
+
+static void incoming_ready(struct sbuf *sb, void *arg)
+{
+    (void)sb;
+    (void)arg; /* accepted connections are open from the start */
+}
+
+static void incoming_error(struct sbuf *sb, void *arg, int eof, const char *why)
+{
+    struct peer_conn *pc = arg;
+    if (!eof || evbuffer_get_length(sb->in) > 0)
+        log_info("peer connection from %s: %s before a whole CancelRequest", pc->addr,
+                 eof ? "closed" : why);
+    conn_free(pc);
+}
+
+static const struct sbuf_ops incoming_ops = {incoming_readable, incoming_drained, incoming_ready, incoming_error};
+
+static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg)
+{
+    (void)l;
+    (void)len;
+    struct server *srv = arg;
+    char who[136];
+    format_sockaddr(addr, who, sizeof who);
+    if (srv->fleet.nincoming >= MAX_INCOMING) {
+        log_warn("peer connection from %s refused: %d peer connections already open", who, MAX_INCOMING);
+        evutil_closesocket(fd);
+        return;
+    }
+    int ms = srv->cfg.client_login_timeout_ms > 0 ? srv->cfg.client_login_timeout_ms : INCOMING_TIMEOUT_MS;
+    struct peer_conn *pc = conn_new(srv, sbuf_new(srv->base, fd, &incoming_ops, NULL, 0), 0, ms);
+    if (!pc) {
+        log_error("out of memory accepting a peer connection");
+        return;
+    }
+    snprintf(pc->addr, sizeof pc->addr, "%s", who);
+}
+
+static int record_bound_address(struct fleet_peers *f, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    if (getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(err, errlen, "peer listener: %s", strerror(errno));
+        return -1;
+    }
+    format_sockaddr((struct sockaddr *)&ss, f->address, sizeof f->address);
+    return 0;
+}
+
+int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen)
+{
+    const struct config *cfg = &srv->cfg;
+    struct fleet_peers *f = &srv->fleet;
+    f->cancel_here = cancel_here;
+    if (!cfg->peer_host)
+        return 0;
+    struct evutil_addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->peer_port);
+    int gai = evutil_getaddrinfo(cfg->peer_host[0] ? cfg->peer_host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "peer listen address %s: %s", cfg->peer_host, evutil_gai_strerror(gai));
+        return -1;
+    }
+    /* No SO_REUSEPORT, unlike the client port: a peer port shared by two
+     * proxies would hand a forwarded request to either, and neither
+     * forwards it again. */
+    f->listener = evconnlistener_new_bind(srv->base, peer_accept_cb, srv,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                          PEER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
+    evutil_freeaddrinfo(res);
+    if (!f->listener) {
+        snprintf(err, errlen, "cannot listen for peers on %s:%d: %s", cfg->peer_host, cfg->peer_port, strerror(errno));
+        return -1;
+    }
+    return record_bound_address(f, err, errlen);
+}
+
+/* ---- forwarding to the proxy that issued the key ---- */
+
+static void forward_readable(struct sbuf *sb, void *arg)
+{
+    (void)arg;
+    evbuffer_drain(sb->in, evbuffer_get_length(sb->in)); /* a peer says nothing back */
+}
+
+/* The 16 bytes are on the wire: the peer closes once it has read them. */
+static void forward_drained(struct sbuf *sb, void *arg)
+{
+    (void)sb;
+    struct peer_conn *pc = arg;
+    log_debug("cancel request delivered to proxy slot %d at %s", pc->slot, pc->addr);
+    conn_free(pc);
+}
+
+static void forward_ready(struct sbuf *sb, void *arg)
+{
+    (void)arg;
+    sbuf_notify_when_drained(sb);
+    sbuf_flush(sb);
+}
+
+static void forward_error(struct sbuf *sb, void *arg, int eof, const char *why)
+{
+    (void)sb;
+    struct peer_conn *pc = arg;
+    log_warn("cancel request to proxy slot %d at %s not delivered: %s", pc->slot, pc->addr,
+             eof ? "connection closed" : why);
+    conn_free(pc);
+}
+
+static const struct sbuf_ops forward_ops = {forward_readable, forward_drained, forward_ready, forward_error};
+
+static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
+{
+    for (size_t i = 0; i < f->npeers; i++)
+        if (f->peers[i].slot == slot)
+            return &f->peers[i];
+    return NULL;
+}
+
+int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key)
+{
+    struct fleet_peers *f = &srv->fleet;
+    int slot = (int)(key >> PEER_SLOT_SHIFT);
+    const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
+    if (!to)
+        return 0;
+    if (f->nforwards >= MAX_FORWARDS) {
+        log_warn("cancel request for proxy slot %d at %s dropped: %d forwards already in flight", slot, to->address,
+                 MAX_FORWARDS);
+        return 1;
+    }
+    struct sbuf *sb = sbuf_connect(srv->base, (const struct sockaddr *)&to->addr, to->addrlen, &forward_ops, NULL, 0);
+    struct peer_conn *pc = conn_new(srv, sb, 1, FORWARD_TIMEOUT_MS);
+    if (!pc) {
+        log_warn("cancel request for proxy slot %d at %s not forwarded: %s", slot, to->address,
+                 sb ? "out of memory" : strerror(errno));
+        return 1;
+    }
+    pc->slot = slot;
+    snprintf(pc->addr, sizeof pc->addr, "%s", to->address);
+    uint8_t req[CANCEL_LEN];
+    proto_put_u32(req, CANCEL_LEN);
+    proto_put_u32(req + 4, PROTO_CANCEL_CODE);
+    proto_put_u32(req + 8, pid);
+    proto_put_u32(req + 12, key);
+    evbuffer_add(pc->sb->out, req, sizeof req); /* sent once connected, see forward_ready */
+    srv->metrics.cancels_forwarded++;
+    log_info("cancel request forwarded to proxy slot %d at %s", slot, to->address);
+    return 1;
+}
+
+/* ---- the fleet's view, pushed in through relay.h ---- */
+
+void peer_set_slot(struct server *srv, int slot)
+{
+    if (slot < 0 || slot > 255) {
+        log_warn("fleet slot %d is not 0..255; cancel keys carry no slot", slot);
+        slot = 0;
+    }
+    if (slot != srv->fleet.slot && slot)
+        log_info("fleet slot %d: cancel keys issued from now on carry it", slot);
+    else if (slot != srv->fleet.slot)
+        log_info("no fleet slot: cancel keys issued from now on are all random");
+    srv->fleet.slot = slot;
+}
+
+/* Numeric "host:port" with a port: peers are dialled without DNS. */
+static int parse_peer(const struct relay_peer *in, struct fleet_peer *out)
+{
+    size_t n = strnlen(in->address, sizeof in->address);
+    if (n >= sizeof out->address)
+        n = sizeof out->address - 1;
+    memcpy(out->address, in->address, n);
+    out->address[n] = '\0';
+    out->slot = in->slot;
+    int len = (int)sizeof out->addr;
+    if (in->slot < 1 || in->slot > 255 ||
+        evutil_parse_sockaddr_port(out->address, (struct sockaddr *)&out->addr, &len) != 0)
+        return -1;
+    out->addrlen = len;
+    const struct sockaddr *sa = (const struct sockaddr *)&out->addr;
+    int port = sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port)
+             : sa->sa_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port) : 0;
+    return port ? 0 : -1;
+}
+
+void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n)
+{
+    struct fleet_peers *f = &srv->fleet;
+    struct fleet_peer *fresh = n ? calloc(n, sizeof *fresh) : NULL;
+    if (n && !fresh) {
+        log_error("out of memory: keeping the previous list of fleet peers");
+        return;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parse_peer(&peers[i], &fresh[kept]) == 0)
+            kept++;
+        else
+            log_warn("fleet peer slot %d at '%s' ignored: needs a slot 1..255 and a numeric HOST:PORT",
+                     peers[i].slot, fresh[kept].address);
+    }
+    free(f->peers);
+    f->peers = fresh;
+    f->npeers = kept;
+    log_debug("fleet peers: %zu other proxies", kept);
+}
+
+void peer_free(struct server *srv)
+{
+    struct fleet_peers *f = &srv->fleet;
+    for (struct peer_conn *pc = f->conns, *next; pc; pc = next) {
+        next = pc->next;
+        conn_free(pc);
+    }
+    if (f->listener)
+        evconnlistener_free(f->listener);
+    f->listener = NULL;
+    f->address[0] = '\0';
+    free(f->peers);
+    f->peers = NULL;
+    f->npeers = 0;
+}

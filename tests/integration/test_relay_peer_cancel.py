@@ -1,0 +1,312 @@
+"""The peer listener: several proxies in front of one database forward a
+CancelRequest that reached the wrong proxy to the one holding the session
+(PgBouncer's peering). Each proxy announces where its peer listener is bound
+(GET /status "peer_address", the startup log line); what arrives there is one
+CancelRequest per connection, handled locally only; anything else just gets
+the connection closed. The cross-proxy test needs the fleet module (slots and
+peer lists) and runs once GET /status has a "fleet" list."""
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import (BIN, CANCEL_CODE, _read_env, free_port, pg_error_fields, pg_read_message, pg_read_until,
+                      pg_simple_query, pg_startup_packet, run_pgtandem, wait_port)
+
+CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
+
+
+def _fleet_available():
+    """Whether this build's proxy reports a fleet (GET /status "fleet") when
+    it has an engine database: a short-lived proxy is asked once."""
+    path = os.environ.get("PGT_ENV")
+    if not path:
+        return False
+    env = _read_env(path)
+    port, admin = free_port(), free_port()
+    engine = "postgresql://postgres:postgres@%s:%s/appdb?sslmode=require" % (env["PGT_PGHOST"], env["PGT_PGPORT"])
+    proc = subprocess.Popen([BIN, "proxy", "--listen", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
+                             "--upstream", "postgresql://%s:%s/?sslmode=require" % (env["PGT_PGHOST"],
+                                                                                   env["PGT_PGPORT"]),
+                             "--engine-db", engine],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(admin, timeout=10, proc=proc)
+        with urllib.request.urlopen("http://127.0.0.1:%d/status" % admin, timeout=10) as r:
+            return "fleet" in json.loads(r.read().decode())
+    except Exception:
+        return False
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+FLEET = _fleet_available()
+
+
+def host_port(address):
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def peer_address(proxy):
+    code, status = proxy.admin("GET", "/status")
+    assert code == 200, status
+    return status.get("peer_address")
+
+
+def login_with_key(port, user="trustuser", database="appdb"):
+    """A raw session (trust auth, no TLS) ready for query, and its
+    BackendKeyData (pid, key)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(pg_startup_packet(user, database))
+    msgs = pg_read_until(s)
+    assert msgs[-1][0] == b"Z", msgs[-3:]
+    keys = [p for t, p in msgs if t == b"K"]
+    assert len(keys) == 1, msgs
+    pid, key = struct.unpack("!II", keys[0])
+    return s, pid, key
+
+
+def cancel_request(pid, key):
+    return struct.pack("!IIII", 16, CANCEL_CODE, pid, key)
+
+
+def send_and_expect_close(address, data, timeout=5.0):
+    """Sends data to address; returns True when the proxy closed the
+    connection without a byte in reply within timeout."""
+    host, port = host_port(address)
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        if data:
+            s.sendall(data)
+        s.settimeout(timeout)
+        try:
+            return s.recv(64) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def start_query(sock, sql):
+    body = sql.encode() + b"\0"
+    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
+
+
+def read_result(sock, timeout):
+    """Reads until ReadyForQuery: (error fields or None, seconds taken)."""
+    t0 = time.time()
+    sock.settimeout(timeout)
+    err = None
+    while True:
+        t, p = pg_read_message(sock)
+        assert t is not None, "connection closed during the query"
+        if t == b"E":
+            err = pg_error_fields(p)
+        if t == b"Z":
+            return err, time.time() - t0
+
+
+def assert_cancelled(sock, started):
+    err, _ = read_result(sock, timeout=30)
+    elapsed = time.time() - started
+    assert err is not None and err["C"] == "57014", err
+    assert elapsed < CANCEL_BOUND_S, elapsed
+    rows, err = pg_simple_query(sock, "SELECT 'still here'")
+    assert err is None and rows == [["still here"]], (rows, err)
+
+
+def test_peer_address_in_status_and_log(proxy_factory):
+    p = proxy_factory()
+    addr = peer_address(p)
+    assert addr, addr
+    host, port = host_port(addr)
+    assert host == "127.0.0.1" and port not in (0, p.port, p.admin_port), addr  # --listen's host, a port of its own
+    assert "peers %s" % addr in p.log(), p.log()[-2000:]
+    with socket.create_connection((host, port), timeout=5):
+        pass
+
+
+def test_explicit_peer_listen_address(proxy_factory):
+    port = free_port()
+    p = proxy_factory(extra_args=["--peer-listen", "127.0.0.1:%d" % port])
+    assert peer_address(p) == "127.0.0.1:%d" % port
+
+
+def test_cancel_through_peer_listener(proxy_factory):
+    p = proxy_factory()
+    addr = peer_address(p)
+    sock, pid, key = login_with_key(p.port)
+    try:
+        start_query(sock, "SELECT pg_sleep(30)")
+        time.sleep(0.3)
+        started = time.time()
+        assert send_and_expect_close(addr, cancel_request(pid, key))
+        assert_cancelled(sock, started)
+    finally:
+        sock.close()
+    assert "forwarded" not in p.log()  # handled where it arrived
+
+
+def test_peer_listener_ignores_a_wrong_key_and_trailing_bytes(proxy_factory):
+    p = proxy_factory()
+    addr = peer_address(p)
+    sock, pid, key = login_with_key(p.port)
+    try:
+        start_query(sock, "SELECT pg_sleep(1.5), 'finished'")
+        time.sleep(0.2)
+        assert send_and_expect_close(addr, cancel_request(pid, key ^ 1))
+        assert send_and_expect_close(addr, cancel_request(pid, key) + b"\0")  # not exactly one CancelRequest
+        err, _ = read_result(sock, timeout=30)
+        assert err is None, err
+    finally:
+        sock.close()
+    assert "cancel request from peer 127.0.0.1:" in p.log()
+
+
+def test_peer_listener_stays_open_while_shutdown_drains(proxy_factory):
+    import signal
+    p = proxy_factory(extra_args=["--shutdown-timeout", "60"])
+    addr = peer_address(p)
+    sock, pid, key = login_with_key(p.port)
+    try:
+        start_query(sock, "SELECT pg_sleep(30)")
+        time.sleep(0.3)
+        p.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert p.proc.poll() is None
+        started = time.time()
+        assert send_and_expect_close(addr, cancel_request(pid, key))
+        err, _ = read_result(sock, timeout=30)
+        assert err is not None and err["C"] == "57014", err
+        assert time.time() - started < CANCEL_BOUND_S
+    finally:
+        sock.close()
+    assert p.proc.wait(30) == 0
+
+
+def test_garbage_to_peer_listener_is_closed_and_proxy_keeps_serving(proxy_factory):
+    p = proxy_factory()
+    addr = peer_address(p)
+    garbage = [
+        os.urandom(100),
+        b"x" * 100,
+        pg_startup_packet("trustuser"),
+        struct.pack("!II", 8, 80877103),                 # SSLRequest
+        struct.pack("!IIII", 17, CANCEL_CODE, 1, 2),      # wrong length
+        struct.pack("!IIII", 16, CANCEL_CODE + 1, 1, 2),  # wrong code
+    ]
+    for data in garbage:
+        assert send_and_expect_close(addr, data), data
+    host, port = host_port(addr)
+    with socket.create_connection((host, port), timeout=5) as s:  # half a request, then gone
+        s.sendall(cancel_request(1, 2)[:7])
+    sock, pid, key = login_with_key(p.port)
+    try:
+        rows, err = pg_simple_query(sock, "SELECT 1")
+        assert err is None and rows == [["1"]]
+        start_query(sock, "SELECT pg_sleep(30)")
+        time.sleep(0.3)
+        started = time.time()
+        assert send_and_expect_close(addr, cancel_request(pid, key))
+        assert_cancelled(sock, started)
+    finally:
+        sock.close()
+    assert p.proc.poll() is None
+
+
+def test_silent_peer_connection_closed_after_login_timeout(proxy_factory):
+    p = proxy_factory(extra_args=["--client-login-timeout", "1"])
+    t0 = time.time()
+    assert send_and_expect_close(peer_address(p), b"", timeout=10)
+    assert time.time() - t0 < 5
+    assert "no CancelRequest in time" in p.log()
+
+
+def test_peer_listen_off(proxy_factory):
+    p = proxy_factory(extra_args=["--peer-listen", "off"])
+    assert peer_address(p) in (None, "")
+    assert "peers off" in p.log(), p.log()[-2000:]
+
+
+def test_peer_listen_from_the_config_file(proxy_factory, tmp_path):
+    port = free_port()
+    cfg = tmp_path / "pgtandem.json"
+    cfg.write_text(json.dumps({"peer_listen": "127.0.0.1:%d" % port}))
+    p = proxy_factory(extra_args=["--config", str(cfg)])
+    assert peer_address(p) == "127.0.0.1:%d" % port
+
+
+def proxy_args(*extra):
+    return ["proxy", "--listen", "127.0.0.1:1", "--upstream", "postgresql://127.0.0.1:1/?sslmode=disable"] + list(extra)
+
+
+@pytest.mark.parametrize("value", ["nonsense", "127.0.0.1:99999", "127.0.0.1:port", "", "127.0.0.1:-1"])
+def test_bad_peer_listen_is_refused(value):
+    r = run_pgtandem(proxy_args("--peer-listen", value), timeout=20)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--peer-listen: '%s'" % value in r.stderr, r.stderr
+    assert "or off" in r.stderr, r.stderr
+
+
+def test_bad_peer_listen_in_the_config_file_is_refused(tmp_path):
+    cfg = tmp_path / "pgtandem.json"
+    cfg.write_text('{\n  "upstream": "postgresql://127.0.0.1:1/",\n  "peer_listen": "127.0.0.1"\n}\n')
+    r = run_pgtandem(["proxy", "--config", str(cfg)], timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert str(cfg) + ":3:" in r.stderr and '"peer_listen"' in r.stderr, r.stderr
+
+
+def test_peer_port_in_use_is_refused(proxy_factory):
+    p = proxy_factory()
+    r = run_pgtandem(proxy_args("--listen", "127.0.0.1:%d" % free_port(), "--admin", "127.0.0.1:%d" % free_port(),
+                                "--peer-listen", peer_address(p)), timeout=20)
+    assert r.returncode != 0, r.stderr
+    assert "cannot listen for peers on" in r.stderr, r.stderr
+
+
+def wait_fleet(proxy, n, timeout=60.0):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        code, status = proxy.admin("GET", "/status")
+        last = status
+        if code == 200 and len(status.get("fleet") or []) >= n:
+            return status
+        time.sleep(0.2)
+    raise AssertionError("fleet never had %d proxies: %r" % (n, last))
+
+
+@pytest.mark.skipif(not FLEET, reason="needs the fleet module (slots and peer lists in GET /status \"fleet\")")
+def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
+    engine = ["--engine-db", cluster.uri(db="appdb")]
+    a = proxy_factory(extra_args=engine)
+    b = proxy_factory(extra_args=engine)
+    wait_fleet(a, 2)
+    wait_fleet(b, 2)
+    sock, pid, key = login_with_key(a.port)  # after the slot is known, so the key carries it
+    try:
+        start_query(sock, "SELECT pg_sleep(30)")
+        time.sleep(0.3)
+        started = time.time()
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
+            s.sendall(cancel_request(pid, key))
+            s.settimeout(5)
+            assert s.recv(16) == b""  # closed without a reply, as today
+        err, _ = read_result(sock, timeout=30)
+        assert err is not None and err["C"] == "57014", err
+        assert time.time() - started < 10
+    finally:
+        sock.close()
+    assert "cancel request forwarded to proxy slot %d at " % (key >> 24) in b.log(), b.log()[-3000:]
+    code, metrics = b.admin("GET", "/metrics")
+    assert "pgtandem_cancels_forwarded_total 1" in metrics, metrics
