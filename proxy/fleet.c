@@ -416,6 +416,27 @@ static void share_peers(struct fleet *f)
     relay_set_fleet_peers(f->relay, peers, n);
 }
 
+static void on_refreshed(void *ctx, int drained, uint64_t waited_us)
+{
+    (void)waited_us;
+    struct fleet *f = ctx;
+    int n = drained ? relay_reprepare(f->relay) : 0;
+    if (drained)
+        relay_release(f->relay, NULL);
+    log_info("fleet: lease renewed after the migration completed without us; %d statements prepared again", n);
+}
+
+/* This proxy was out of the fleet (stopped, cut off) while the contract
+ * ran: its sessions wait at their boundaries (the fence), and their
+ * statements, prepared against the old shape, are prepared again before
+ * the fence lifts. */
+static void refresh_after_fence(struct fleet *f)
+{
+    log_warn("fleet: the migration completed while this proxy's lease had run out; preparing statements again");
+    if (relay_hold(f->relay, f->lease_ms, on_refreshed, f) != 0)
+        log_error("fleet: cannot hold traffic to prepare statements again");
+}
+
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
@@ -433,7 +454,12 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
     share_peers(f);
     set_json(&f->bypassing, PQgetvalue(res, 0, HB_BYPASSING));
+    int fenced = relay_lease_expired(f->relay);
+    char before[sizeof f->status];
+    snprintf(before, sizeof before, "%s", f->status);
     learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
+    if (fenced && strcmp(before, f->status) != 0 && !strcmp(f->status, "completed"))
+        refresh_after_fence(f);
     learn_hold(f, res);
     renew_lease(f);
 }

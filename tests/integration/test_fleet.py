@@ -334,3 +334,32 @@ def test_session_bypassing_the_proxies_refuses_complete_unless_forced(cluster, p
         assert "pid %d" % pid in rep.get("bypassing", ""), rep
     finally:
         direct.close()
+
+
+def test_stopped_proxy_fences_itself_and_prepares_again_after_a_cutover_without_it(cluster, proxy_factory,
+                                                                                    legacy_db):
+    proxies = make_fleet(proxy_factory, cluster, legacy_db)
+    start_migration(proxies[0])
+    for p in proxies:
+        wait_phase(p, "active")
+    with psycopg.connect(db_uri(proxies[2], legacy_db), prepare_threshold=0, autocommit=True,
+                         options=version_options()) as new:
+        cols = _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim" in cols and "config_json" in cols, cols
+        os.kill(proxies[2].proc.pid, signal.SIGSTOP)
+        try:
+            # the fleet waits for proxy 2 until its lease runs out; its
+            # session then counts as bypassing the fleet (it touched the
+            # table), so the cutover is refused unless forced
+            r, rep = complete_via(proxies[1])
+            assert r.returncode == 1 and "refused" in rep.get("error", ""), r.stdout + r.stderr
+            r, rep = complete_via(proxies[1], "--force")
+            assert r.returncode == 0 and rep["status"] == "completed", r.stdout + r.stderr
+        finally:
+            os.kill(proxies[2].proc.pid, signal.SIGCONT)
+        # proxy 2 wakes up past its lease: its session waits at the boundary
+        # until it has learnt of the contract and prepared its statements
+        # again, so the prepared SELECT * sees the new table, not 0A000
+        assert_new_shape(new)
+    assert "statements prepared again" in proxies[2].log(), proxies[2].log()[-3000:]
+    wait_phase(proxies[2], "completed")

@@ -280,7 +280,8 @@ def wait_fleet(proxy, n, timeout=60.0):
     while time.time() < deadline:
         code, status = proxy.admin("GET", "/status")
         last = status
-        if code == 200 and len(status.get("fleet") or []) >= n:
+        members = (status.get("fleet") or {}).get("members", []) if code == 200 else []
+        if len([m for m in members if m.get("live")]) >= n:
             return status
         time.sleep(0.2)
     raise AssertionError("fleet never had %d proxies: %r" % (n, last))
