@@ -438,6 +438,25 @@ static int cmd_start(const struct remote *r, const char *file)
     return poll_until_active(r, name);
 }
 
+/* One line per proxy of the fleet, and one per session that bypasses it. */
+static void print_fleet_text(json_t *fleet)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(fleet, "members"), i, m) {
+        char *sessions = json_dumps(json_object_get(m, "sessions"), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("proxy:     %s at %s%s, sessions per version %s, heartbeat %.0f ms ago%s\n", jstr(m, "id"),
+               jstr(m, "listen") ? jstr(m, "listen") : "?",
+               jstr(m, "id") && jstr(fleet, "id") && !strcmp(jstr(m, "id"), jstr(fleet, "id")) ? " (this one)" : "",
+               sessions ? sessions : "{}", jnum(m, "heartbeat_age_ms"),
+               json_is_true(json_object_get(m, "live")) ? "" : ", out of the fleet");
+        free(sessions);
+    }
+    json_array_foreach(json_object_get(fleet, "bypassing"), i, m)
+        printf("bypassing: pid %.0f (%s, %s, %s)\n", jnum(m, "pid"), jstr(m, "who") ? jstr(m, "who") : "?",
+               jstr(m, "client") ? jstr(m, "client") : "?", jstr(m, "state") ? jstr(m, "state") : "?");
+}
+
 static void print_status_text(json_t *st)
 {
     const char *e = jstr(st, "error");
@@ -455,6 +474,7 @@ static void print_status_text(json_t *st)
     if (json_is_object(cut))
         printf("cutover:   %.0f attempt(s), traffic held %.1fms, %.0f held messages, %.0f re-prepared\n",
                jnum(cut, "attempts"), jnum(cut, "pause_ms"), jnum(cut, "held_messages"), jnum(cut, "reprepared"));
+    print_fleet_text(json_object_get(st, "fleet"));
 }
 
 static void print_json(json_t *v)
