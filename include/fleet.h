@@ -10,7 +10,7 @@
  * The cutover's coordinator (the proxy that runs `complete`) asks every
  * live proxy to hold its traffic (a row in pgtandem.fleet_holds and a
  * NOTIFY), waits until each has acknowledged that it is drained, and runs
- * the contract with pgtandem.fleet_may_commit() before COMMIT, which
+ * the contract with a check before COMMIT (fleet_commit_check_sql) that
  * commits only while the hold is open and every live proxy holds. A
  * participant waits for the release at most hold_ms; then it closes the
  * hold itself, which waits for a contract in flight and learns from the
@@ -42,6 +42,9 @@ typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *stat
 struct fleet *fleet_new(struct event_base *base, struct server *relay, const struct fleet_options *opt);
 void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx);
 void fleet_free(struct fleet *f);
+/* The proxy is shutting down: its row goes now, so nobody waits for its
+ * lease (or sends it a `complete`). */
+void fleet_leave(struct fleet *f);
 
 const char *fleet_id(const struct fleet *f);
 int fleet_lease_ms(const struct fleet *f);

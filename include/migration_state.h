@@ -6,8 +6,7 @@
 #define PGTANDEM_MIGRATION_STATE_H
 
 /* Creates (or upgrades) schema pgtandem: the migrations and their
- * backfill progress, the fleet's proxies and holds, the notification
- * triggers and the commit check. Safe to run from several processes at
+ * backfill progress, the fleet's proxies and holds. Safe to run from several processes at
  * once: it takes a transaction-level advisory lock first. */
 extern const char MIG_STATE_SCHEMA_SQL[];
 
@@ -15,6 +14,14 @@ extern const char MIG_STATE_SCHEMA_SQL[];
  * listen, admin, sessions, heartbeat_age_ms}), newest first;
  * an empty array when there is no fleet table. For the CLI. */
 extern const char MIG_STATE_FLEET_SQL[];
+
+/* Every change of a migration's status is announced at its commit on
+ * channel pgtandem_migrations ("name status"), so every proxy of the fleet
+ * follows it at once: the statement that changes the status is a CTE named
+ * `cte` returning name and status, followed by this. (A notification, not a
+ * trigger: schema pgtandem holds tables only.) */
+#define MIG_STATE_NOTIFY_FROM(cte) \
+    " SELECT pg_notify('pgtandem_migrations', name || ' ' || status) FROM " cte
 
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error */
 extern const char MIG_STATE_LOAD_SQL[];

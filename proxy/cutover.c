@@ -16,22 +16,25 @@
 
 #define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 #define SQLSTATE_QUERY_CANCELED "57014"
-#define SQLSTATE_FLEET_HOLD_LOST "PGT01" /* raised by pgtandem.fleet_may_commit */
+#define SQLSTATE_FLEET_HOLD_LOST "PGT01" /* raised by the fleet's commit check */
 
 /* Transactions that hold a lock on a migrated table and either have been
- * open for longer than the contract may wait for its lock, or sit idle in
- * the transaction (their client, not the server, decides when they end):
- * the contract would only time out behind them, and a drain would wait for
- * them. Postgres's own sessions and ours are left out. */
+ * open for longer than the contract may wait for its lock, or have sat idle
+ * inside the transaction for that long (their client, not the server,
+ * decides when they end): the contract would only time out behind them.
+ * A client between two statements of a short transaction is idle in it
+ * for a moment, and is no blocker. Ours are left out. */
 static const char BLOCKERS_SQL[] =
-    "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, '?'), a.state,"
-    "       (extract(epoch FROM now() - a.xact_start) * 1000)::bigint, l.mode, l.relation::regclass::text"
+    "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, a.backend_type, '?'), a.state,"
+    "       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, l.mode,"
+    "       l.relation::regclass::text"
     "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     "   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)"
-    "   AND (a.xact_start < now() - make_interval(secs => $2::float8 / 1000)"
-    "        OR a.state IN ('idle in transaction', 'idle in transaction (aborted)'))"
+    "   AND (a.xact_start < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
+    "        OR (a.state IN ('idle in transaction', 'idle in transaction (aborted)')"
+    "            AND a.state_change < clock_timestamp() - make_interval(secs => $2::float8 / 1000)))"
     " ORDER BY a.xact_start LIMIT 5";
 
 static void attempt(struct cutover *c);

@@ -88,10 +88,10 @@ static int record_status(PGconn *conn, const char *name, const char *status, con
     char err[256];
     const char *v[3] = {name, status, error};
     PGresult *r = exec_params(conn,
-        "UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
+        "WITH u AS (UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
         " backfilled_at = CASE WHEN $2 = 'active' THEN now() ELSE backfilled_at END,"
         " rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN now() ELSE rolled_back_at END"
-        " WHERE name = $1", 3, v, err, sizeof err);
+        " WHERE name = $1 RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"), 3, v, err, sizeof err);
     if (!r) {
         log_error("recording status %s of %s: %s", status, name, err);
         return -1;
@@ -733,11 +733,12 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
         return fail(err, errlen, "out of memory");
     const char *v[5] = {m->name, m->parent, m->checksum, m->json, plan_json};
     PGresult *r = exec_params(e->conn,
-        "INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
+        "WITH u AS (INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
         " VALUES ($1, $2, $3, $4, $5, 'expanding') ON CONFLICT (name) DO UPDATE SET"
         " parent = $2, checksum = $3, migration = $4, plan = $5, status = 'expanding',"
         " started_at = now(), updated_at = now(), error = NULL, backfilled_at = NULL,"
-        " rolled_back_at = NULL, completed_at = NULL", 5, v, err, errlen);
+        " rolled_back_at = NULL, completed_at = NULL RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"),
+        5, v, err, errlen);
     free(plan_json);
     if (!r)
         return ENGINE_FAILED;
@@ -852,8 +853,9 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     } else {
         const char *v[1] = {cur.name};
         rc = run_txn(e, &plan.contract, 0, plan.contract.n,
-                     "UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
-                     " updated_at = now(), error = NULL WHERE name = $1", v, 1, rep, err, errlen);
+                     "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
+                     " updated_at = now(), error = NULL WHERE name = $1 RETURNING name, status)"
+                     MIG_STATE_NOTIFY_FROM("u"), v, 1, rep, err, errlen);
         if (rc != ENGINE_OK) {
             char msg[1200];
             snprintf(msg, sizeof msg, "contract failed after %d attempt(s): %s", rep->attempts, err);

@@ -29,7 +29,7 @@
 enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK_UP };
 
 /* What waits for the connection, most urgent first. */
-enum fleet_job { JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_ACK_CHECK, JOB_HEARTBEAT, NJOBS };
+enum fleet_job { JOB_LEAVE, JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_ACK_CHECK, JOB_HEARTBEAT, NJOBS };
 
 /* This proxy as the cutover's coordinator. */
 struct coordinator_hold {
@@ -155,6 +155,8 @@ static const char HOLD_SQL[] =
     " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
     "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::int) WHERE id = $2)"
     " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)) FROM h";
+
+static const char LEAVE_SQL[] = "DELETE FROM pgtandem.proxies WHERE id = $1";
 
 static const char ACK_CHECK_SQL[] =
     "SELECT string_agg(id, ', ' ORDER BY id) FROM pgtandem.proxies p"
@@ -485,7 +487,7 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct fleet *f = arg;
-    if (f->link == LINK_UP)
+    if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
     add_timer(f->heartbeat_timer, f->heartbeat_ms);
 }
@@ -648,7 +650,7 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
 int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_held_fn done,
                    void *ctx)
 {
-    if (f->link != LINK_UP || f->co.active)
+    if (f->link != LINK_UP || !pgasync_ready(&f->db) || f->co.active)
         return -1;
     f->co.active = 1;
     f->co.epoch = 0;
@@ -664,11 +666,32 @@ int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hol
     return 0;
 }
 
+/* Runs in the contract's transaction just before COMMIT: it commits only
+ * while the hold is still open (a participant that gave up on it closed
+ * it, and that waits for this row lock) and every proxy whose lease is
+ * current has acknowledged it. Its release notice is delivered with the
+ * COMMIT, so participants resume without another round trip. */
+static const char COMMIT_CHECK_SQL[] =
+    "DO $fleet$ DECLARE h record; missing text; BEGIN"
+    " SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = %1$lld FOR UPDATE;"
+    " IF NOT FOUND OR h.released_at IS NOT NULL THEN"
+    "  RAISE EXCEPTION 'fleet hold %1$lld was given up before the contract could commit' USING ERRCODE = 'PGT01';"
+    " END IF;"
+    " SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
+    "  WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM %1$lld"
+    "    AND heartbeat_at > clock_timestamp() - make_interval(secs => %2$d / 1000.0);"
+    " IF missing IS NOT NULL THEN"
+    "  RAISE EXCEPTION 'proxies %% have not held their traffic', missing USING ERRCODE = 'PGT01';"
+    " END IF;"
+    " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %1$lld;"
+    " PERFORM pg_notify('" CHANNEL_FLEET "', 'release %1$lld 1');"
+    " END $fleet$;\n";
+
 char *fleet_commit_check_sql(const struct fleet *f)
 {
-    char sql[128] = "";
+    char sql[sizeof COMMIT_CHECK_SQL + 128] = "";
     if (f->co.epoch)
-        snprintf(sql, sizeof sql, "SELECT pgtandem.fleet_may_commit(%lld, %d);\n", f->co.epoch, f->lease_ms);
+        snprintf(sql, sizeof sql, COMMIT_CHECK_SQL, f->co.epoch, f->lease_ms);
     return strdup(sql);
 }
 
@@ -693,6 +716,21 @@ static void on_released(void *ctx, PGresult *res, const char *error, const char 
     (void)res;
     struct fleet *f = ctx;
     failed(f, "releasing the fleet", error, sqlstate);
+}
+
+static void on_left(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct fleet *f = ctx;
+    if (!failed(f, "leaving the fleet", error, sqlstate))
+        log_info("fleet: %s left the fleet", f->id);
+}
+
+void fleet_leave(struct fleet *f)
+{
+    evtimer_del(f->heartbeat_timer);
+    f->jobs &= ~(1u << JOB_HEARTBEAT);
+    want(f, JOB_LEAVE);
 }
 
 /* ---- notifications ---- */
@@ -762,6 +800,9 @@ static void send_job(struct fleet *f, enum fleet_job job)
     case JOB_HEARTBEAT:
         send_heartbeat(f);
         return;
+    case JOB_LEAVE:
+        rc = send_sql(f, LEAVE_SQL, 1, (const char *[]){f->id}, on_left);
+        break;
     case NJOBS:
         return;
     }
@@ -772,8 +813,12 @@ static void send_job(struct fleet *f, enum fleet_job job)
 
 static void pump(struct fleet *f)
 {
-    if (f->link != LINK_UP || f->db.busy || !pgasync_ready(&f->db))
+    if (f->link != LINK_UP || f->db.busy)
         return;
+    if (!pgasync_ready(&f->db)) { /* closed while idle (a restart): reconnect */
+        link_lost(f, "the connection closed while idle");
+        return;
+    }
     for (int job = 0; job < NJOBS; job++)
         if (f->jobs & (1u << job)) {
             f->jobs &= ~(1u << job);

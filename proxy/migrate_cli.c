@@ -5,7 +5,12 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,27 +397,66 @@ static json_t *live_proxies(const char *db)
     return json_is_array(list) ? list : (json_decref(list), json_array());
 }
 
-/* With proxies in front of the database, the contract must run while all
- * of them hold their traffic: one of them coordinates it. */
-static int complete_through_fleet(const struct cli *c, json_t *proxies)
+/* Whether something accepts connections at host:port within a second. */
+static int admin_reachable(const char *hostport)
 {
-    size_t i;
-    json_t *p;
-    json_array_foreach(proxies, i, p) {
-        const char *admin = json_string_value(json_object_get(p, "admin"));
-        if (!admin || !admin[0])
-            continue;
-        char url[200];
-        snprintf(url, sizeof url, "http://%s", admin);
-        fprintf(stderr, "%zu proxies are registered on this database; completing through the one at %s, "
-                "which holds all of them during the contract\n", json_array_size(proxies), url);
-        int rc = migrate_remote_main("complete", url, NULL, c->json, c->force);
-        if (rc != 1 || i + 1 == json_array_size(proxies))
-            return rc;
+    char host[160];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (size_t)(colon - hostport) >= sizeof host)
+        return 0;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+        return 0;
+    int ok = 0;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd >= 0 && (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int err = 0;
+        socklen_t len = sizeof err;
+        ok = poll(&pfd, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
     }
-    fprintf(stderr, "pgtandem migrate: error: %zu proxies are registered on this database but none has an admin "
-            "API; complete through one of them (the contract must run while they hold their traffic)\n",
-            json_array_size(proxies));
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return ok;
+}
+
+#define FLEET_WAIT_TRIES 40 /* x 500 ms: longer than any lease a proxy runs with by default */
+
+/* With proxies in front of the database, the contract must run while all
+ * of them hold their traffic: one of them coordinates it. A registered
+ * proxy that cannot be reached is likely gone: its lease is waited out.
+ * Returns -1 when no proxy is (or remains) registered. */
+static int complete_through_fleet(const struct cli *c)
+{
+    for (int tries = 0; tries < FLEET_WAIT_TRIES; tries++) {
+        json_t *proxies = live_proxies(c->db);
+        size_t n = json_array_size(proxies), i;
+        json_t *p;
+        json_array_foreach(proxies, i, p) {
+            const char *admin = json_string_value(json_object_get(p, "admin"));
+            if (!admin || !admin[0] || !admin_reachable(admin))
+                continue;
+            char url[200];
+            snprintf(url, sizeof url, "http://%s", admin);
+            fprintf(stderr, "%zu proxies are registered on this database; completing through the one at %s, "
+                    "which holds all of them during the contract\n", n, url);
+            json_decref(proxies);
+            return migrate_remote_main("complete", url, NULL, c->json, c->force);
+        }
+        json_decref(proxies);
+        if (n == 0)
+            return -1;
+        if (tries == 0)
+            fprintf(stderr, "%zu proxies are registered on this database but none answers at its admin address; "
+                    "waiting for their leases to run out\n", n);
+        struct timespec ts = {0, 500 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "pgtandem migrate: error: proxies registered on this database keep renewing their leases but "
+            "none answers at its admin address; complete through one of them (the contract must run while they "
+            "hold their traffic)\n");
     return 1;
 }
 
@@ -422,9 +466,7 @@ static int cmd_complete(const struct cli *c)
     if (need_db(c))
         return EXIT_INVALID;
     if (!c->opt.validate_only) { /* a proxy's own check runs --validate-only: never back to a proxy */
-        json_t *proxies = live_proxies(c->db);
-        int rc = json_array_size(proxies) ? complete_through_fleet(c, proxies) : -1;
-        json_decref(proxies);
+        int rc = complete_through_fleet(c);
         if (rc >= 0)
             return rc;
     }

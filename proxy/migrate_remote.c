@@ -452,9 +452,10 @@ static void print_fleet_text(json_t *fleet)
                json_is_true(json_object_get(m, "live")) ? "" : ", out of the fleet");
         free(sessions);
     }
-    json_array_foreach(json_object_get(fleet, "bypassing"), i, m)
+    json_array_foreach(json_object_get(fleet, "bypassing"), i, m) {
         printf("bypassing: pid %.0f (%s, %s, %s)\n", jnum(m, "pid"), jstr(m, "who") ? jstr(m, "who") : "?",
                jstr(m, "client") ? jstr(m, "client") : "?", jstr(m, "state") ? jstr(m, "state") : "?");
+    }
 }
 
 static void print_status_text(json_t *st)

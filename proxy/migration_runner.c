@@ -64,6 +64,7 @@ struct migration_runner {
     struct fleet *fleet;            /* NULL: no fleet */
     int following;                  /* the migration is another engine's work */
     double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
+    int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
     char *engine_db;
     enum runner_phase phase;
     char *name;
@@ -673,6 +674,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
         log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
     r->following = 0;
     r->follow_since_ms = 0;
+    r->takeover_at_once = 0;
     load_checkpoints(r);
 }
 
@@ -718,6 +720,8 @@ static int parse_state(struct migration_runner *r, PGresult *res)
  * within milliseconds, and must not lose it to a follower. */
 static int takeover_due(struct migration_runner *r)
 {
+    if (r->takeover_at_once)
+        return 1;
     double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
     if (r->follow_since_ms == 0)
         r->follow_since_ms = now_ms();
@@ -1220,6 +1224,7 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
         return;
     set_name(r, PQgetvalue(res, 0, 0));
     r->following = 1;
+    r->takeover_at_once = 1; /* a restart: no expand of ours is about to take the lock */
     log_info("migration %s is %s in the database; following it", r->name, PQgetvalue(res, 0, 1));
     send_load_state(r);
 }
@@ -1263,6 +1268,7 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
     if (!same) {
         reset_migration(r);
         r->follow_since_ms = 0;
+        r->takeover_at_once = 0;
         set_name(r, name);
         log_info("migration %s is %s in the database; following it", name, status);
     }

@@ -6,14 +6,9 @@
 
 #include "engine.h"
 
-/* Every change of a migration's status is announced on channel
- * pgtandem_migrations ("name status"), at commit, so every proxy follows it
- * at once; the table stays the truth and is polled as well.
- *
- * fleet_may_commit runs in the contract's transaction just before COMMIT:
- * it commits only while the hold it names is still open (a participant
- * that gave up on it closed it, and that waits for this row lock) and every
- * proxy whose lease is current has acknowledged it. */
+/* The fleet's tables live beside the migrations': pgtandem.proxies (one
+ * row per proxy, renewed by its heartbeat) and pgtandem.fleet_holds (one row
+ * per fleet-wide hold of a cutover; see fleet.h). */
 const char MIG_STATE_SCHEMA_SQL[] =
     "SELECT pg_advisory_xact_lock(" ENGINE_LOCK_KEY " - 1);"
     "CREATE SCHEMA IF NOT EXISTS pgtandem;"
@@ -42,28 +37,7 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
     "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
     "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-    "  released_at timestamptz, committed boolean);"
-    "CREATE OR REPLACE FUNCTION pgtandem.notify_migration() RETURNS trigger LANGUAGE plpgsql AS $f$"
-    " BEGIN PERFORM pg_notify('pgtandem_migrations', NEW.name || ' ' || NEW.status); RETURN NULL; END $f$;"
-    "DO $d$ BEGIN"
-    " IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'migrations_notify'"
-    "                AND tgrelid = 'pgtandem.migrations'::regclass) THEN"
-    "  CREATE TRIGGER migrations_notify AFTER INSERT OR UPDATE OF status ON pgtandem.migrations"
-    "   FOR EACH ROW EXECUTE FUNCTION pgtandem.notify_migration();"
-    " END IF; END $d$;"
-    "CREATE OR REPLACE FUNCTION pgtandem.fleet_may_commit(p_epoch bigint, p_lease_ms int) RETURNS void"
-    " LANGUAGE plpgsql AS $f$ DECLARE h pgtandem.fleet_holds; missing text; BEGIN"
-    "  SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = p_epoch FOR UPDATE;"
-    "  IF NOT FOUND OR h.released_at IS NOT NULL THEN"
-    "   RAISE EXCEPTION 'fleet hold % was given up before the contract could commit', p_epoch"
-    "    USING ERRCODE = 'PGT01'; END IF;"
-    "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
-    "   WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM p_epoch"
-    "     AND heartbeat_at > clock_timestamp() - make_interval(secs => p_lease_ms / 1000.0);"
-    "  IF missing IS NOT NULL THEN"
-    "   RAISE EXCEPTION 'proxies % have not held their traffic', missing USING ERRCODE = 'PGT01'; END IF;"
-    "  UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = p_epoch;"
-    " END $f$";
+    "  released_at timestamptz, committed boolean)";
 
 const char MIG_STATE_FLEET_SQL[] =
     "SELECT CASE WHEN to_regclass('pgtandem.proxies') IS NULL THEN '[]'::json ELSE"
@@ -93,8 +67,9 @@ const char MIG_STATE_SESSION_SQL[] =
 char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms)
 {
     static const char fmt[] =
-        "UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(), updated_at = now(),"
-        " error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f WHERE name = %s";
+        "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(), updated_at = now(),"
+        " error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f WHERE name = %s RETURNING name, status)"
+        MIG_STATE_NOTIFY_FROM("u");
     int n = snprintf(NULL, 0, fmt, attempts, lock_wait_ms, name_literal);
     char *sql = n > 0 ? malloc((size_t)n + 1) : NULL;
     if (sql)

@@ -187,6 +187,8 @@ static void begin_shutdown(struct proxy *p)
     if (srv->shutting_down)
         return;
     srv->shutting_down = 1;
+    if (p->fleet)
+        fleet_leave(p->fleet);
     log_info("shutdown: no new connections; %u sessions finish their transactions (timeout %d s)",
              srv->session_count, srv->cfg.shutdown_timeout_ms / 1000);
     /* The peer listener stays open: other proxies may still forward cancels

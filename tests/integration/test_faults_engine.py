@@ -566,7 +566,7 @@ def test_contract_does_not_outlive_a_killed_proxy_unnoticed(env):
             " AND state = 'active'") == 1, 15)
         # the request is lost with the proxy: send it from a thread, answer ignored
         sender = threading.Thread(target=lambda: _ignore(a.admin, "POST", "/migrations/current/complete"
-                                  "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1", None, 90),
+                                  "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
                                   daemon=True)
         sender.start()
         wait_until("the contract to wait for its lock",
