@@ -673,25 +673,26 @@ int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hol
  * COMMIT, so participants resume without another round trip. */
 static const char COMMIT_CHECK_SQL[] =
     "DO $fleet$ DECLARE h record; missing text; BEGIN"
-    " SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = %1$lld FOR UPDATE;"
+    " SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = %lld FOR UPDATE;"
     " IF NOT FOUND OR h.released_at IS NOT NULL THEN"
-    "  RAISE EXCEPTION 'fleet hold %1$lld was given up before the contract could commit' USING ERRCODE = 'PGT01';"
+    "  RAISE EXCEPTION 'fleet hold %lld was given up before the contract could commit' USING ERRCODE = 'PGT01';"
     " END IF;"
     " SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
-    "  WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM %1$lld"
-    "    AND heartbeat_at > clock_timestamp() - make_interval(secs => %2$d / 1000.0);"
+    "  WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM %lld"
+    "    AND heartbeat_at > clock_timestamp() - make_interval(secs => %d / 1000.0);"
     " IF missing IS NOT NULL THEN"
     "  RAISE EXCEPTION 'proxies %% have not held their traffic', missing USING ERRCODE = 'PGT01';"
     " END IF;"
-    " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %1$lld;"
-    " PERFORM pg_notify('" CHANNEL_FLEET "', 'release %1$lld 1');"
+    " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %lld;"
+    " PERFORM pg_notify('" CHANNEL_FLEET "', 'release %lld 1');"
     " END $fleet$;\n";
 
 char *fleet_commit_check_sql(const struct fleet *f)
 {
     char sql[sizeof COMMIT_CHECK_SQL + 128] = "";
     if (f->co.epoch)
-        snprintf(sql, sizeof sql, COMMIT_CHECK_SQL, f->co.epoch, f->lease_ms);
+        snprintf(sql, sizeof sql, COMMIT_CHECK_SQL, f->co.epoch, f->co.epoch, f->co.epoch, f->lease_ms,
+                 f->co.epoch, f->co.epoch);
     return strdup(sql);
 }
 
