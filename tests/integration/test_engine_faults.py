@@ -396,10 +396,12 @@ def test_lock_timeouts_keep_their_reason_through_proxy(db, proxy_factory):
          "operations": [{"rename_column": {"table": "items", "from": "note", "to": "remark"}}]}
     proxy = engine_proxy(proxy_factory, db)
     proxy_start(proxy, write_migration(m))
-    blocker = psycopg.connect(db)          # straight to Postgres: the pause does not wait for it
+    # straight to Postgres: the pause does not wait for it (and it bypasses
+    # the proxies on purpose, hence force=1)
+    blocker = psycopg.connect(db)
     blocker.execute("LOCK TABLE items IN ACCESS SHARE MODE")
     try:
-        code, body = proxy.admin("POST", "/migrations/current/complete?attempts=2&lock_timeout_ms=50")
+        code, body = proxy.admin("POST", "/migrations/current/complete?attempts=2&lock_timeout_ms=50&force=1")
     finally:
         blocker.close()
     assert code == 409, body
