@@ -40,6 +40,7 @@ struct coordinator_hold {
     char migration[128];
     int drain_ms, hold_ms;
     char missing[512];        /* proxies that have not acknowledged */
+    json_t *expected;         /* ids live when the hold began, not yet acknowledged */
     fleet_held_fn done;
     void *ctx;
     struct event *timeout, *recheck;
@@ -154,7 +155,9 @@ static const char HOLD_SQL[] =
     "           VALUES ($1, $2, $3::int, $4::int) RETURNING epoch),"
     " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
     "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::int) WHERE id = $2)"
-    " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)) FROM h";
+    " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)),"
+    "  (SELECT coalesce(json_agg(p.id), '[]') FROM pgtandem.proxies p WHERE p.id <> $2 AND " LIVE("p", "$6") ")"
+    " FROM h";
 
 static const char LEAVE_SQL[] = "DELETE FROM pgtandem.proxies WHERE id = $1";
 
@@ -638,13 +641,38 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     f->co.epoch = res && PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
+    json_decref(f->co.expected);
+    f->co.expected = res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 2), 0, NULL) : NULL;
     if (f->co.release_pending) { /* given up while the row was being written */
         f->co.release_pending = 0;
         f->co.release_epoch = f->co.epoch;
         want(f, JOB_RELEASE);
         return;
     }
-    want(f, JOB_ACK_CHECK);
+    if (json_array_size(f->co.expected) == 0) { /* nobody else: no acknowledgement to wait for */
+        coordinator_finish(f, 1, NULL);
+        return;
+    }
+    /* Acknowledgements are counted as they arrive; the table is read now
+     * and then for leases that run out and proxies that join. The commit
+     * check decides in the end either way. */
+    add_timer(f->co.recheck, ACK_RECHECK_MS);
+}
+
+/* An acknowledgement arrived: the hold is complete once every proxy that
+ * was live when it began has sent one. */
+static void count_ack(struct fleet *f, const char *who)
+{
+    size_t i;
+    json_t *id;
+    json_array_foreach(f->co.expected, i, id) {
+        if (json_is_string(id) && strcmp(json_string_value(id), who) == 0) {
+            json_array_remove(f->co.expected, i);
+            break;
+        }
+    }
+    if (json_array_size(f->co.expected) == 0)
+        coordinator_finish(f, 1, NULL);
 }
 
 int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_held_fn done,
@@ -746,7 +774,7 @@ static void on_fleet_message(struct fleet *f, const char *payload)
             participant_begin(f, epoch, a, b, 0);
     } else if (sscanf(payload, "ack %lld %95s", &epoch, who) == 2) {
         if (f->co.active && epoch == f->co.epoch)
-            want(f, JOB_ACK_CHECK);
+            count_ack(f, who);
     } else if (sscanf(payload, "release %lld %d", &epoch, &a) == 2) {
         if (f->part.active && epoch == f->part.epoch)
             participant_finish(f, a == 1);
@@ -791,7 +819,7 @@ static void send_job(struct fleet *f, enum fleet_job job)
         snprintf(a, sizeof a, "%d", f->co.drain_ms);
         snprintf(b, sizeof b, "%d", f->co.hold_ms);
         pids = pids_text(f);
-        rc = send_sql(f, HOLD_SQL, 5, (const char *[]){f->co.migration, f->id, a, b, pids ? pids : "[]"},
+        rc = send_sql(f, HOLD_SQL, 6, (const char *[]){f->co.migration, f->id, a, b, pids ? pids : "[]", lease},
                           on_hold_created);
         break;
     case JOB_ACK_CHECK:
@@ -903,6 +931,7 @@ void fleet_free(struct fleet *f)
             event_free(timers[i]);
     json_decref(f->members);
     json_decref(f->bypassing);
+    json_decref(f->co.expected);
     free(f->engine_db);
     free(f);
 }
