@@ -16,13 +16,10 @@
 #include "backfill.h"
 #include "migration.h"
 #include "migration_plan.h"
+#include "migration_state.h"
 
 enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
-/* Session advisory lock key held by whichever engine works on a database
- * (one engine per database, whether the CLI or a proxy hosts it). A string
- * so it can be pasted into SQL. */
-#define ENGINE_LOCK_KEY "7020637716434665572"
 
 struct engine_options {
     long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */

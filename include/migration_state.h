@@ -5,6 +5,11 @@
 #ifndef PGTANDEM_MIGRATION_STATE_H
 #define PGTANDEM_MIGRATION_STATE_H
 
+/* Session advisory lock key held by whichever engine works on a database
+ * (one engine per database, whether the CLI or a proxy hosts it). A string
+ * so it can be pasted into SQL. */
+#define ENGINE_LOCK_KEY "7020637716434665572"
+
 /* Creates (or upgrades) schema pgtandem: the migrations and their
  * backfill progress, the fleet's proxies and holds. Safe to run from several processes at
  * once: it takes a transaction-level advisory lock first. */

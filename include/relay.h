@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "relay_peer.h"
+
 struct server;
 struct event_base;
 struct json_t;
@@ -70,10 +72,6 @@ int relay_lease_expired(const struct server *relay);
  * every cancel key issued from now on; 0: not in a fleet (random keys). */
 void relay_set_fleet_slot(struct server *relay, int slot);
 
-struct relay_peer {
-    int slot;               /* 1..255 */
-    char address[128];      /* "host:port" of that proxy's peer listener */
-};
 /* The other live proxies (replaces the previous list; n may be 0). A
  * CancelRequest matching no session here whose key carries one of their
  * slots is sent on to that proxy. Addresses must be numeric ("10.0.0.7:7000",

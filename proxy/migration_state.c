@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "engine.h"
 
 /* The fleet's tables live beside the migrations': pgtandem.proxies (one
  * row per proxy, renewed by its heartbeat) and pgtandem.fleet_holds (one row

@@ -22,7 +22,7 @@
 
 #include "log.h"
 #include "proto.h"
-#include "relay.h"
+#include "relay_peer.h"
 #include "sbuf.h"
 
 #define PEER_BACKLOG 128
@@ -325,7 +325,7 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key)
     return 1;
 }
 
-/* ---- the fleet's view, pushed in through relay.h ---- */
+/* ---- the fleet's view, pushed in through relay.h (relay_peer.h) ---- */
 
 void peer_set_slot(struct server *srv, int slot)
 {
