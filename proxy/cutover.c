@@ -20,10 +20,11 @@
 
 /* Transactions that hold a lock on a migrated table and either have been
  * open for longer than the contract may wait for its lock, or have sat idle
- * inside the transaction for that long (their client, not the server,
- * decides when they end): the contract would only time out behind them.
- * A client between two statements of a short transaction is idle in it
- * for a moment, and is no blocker. Ours are left out. */
+ * inside the transaction for more than IDLE_IN_TX_BLOCKER_MS (their client,
+ * not the server, decides when they end): the contract would only time out
+ * behind them. A client between two statements of a short transaction is
+ * idle in it for a moment, and is no blocker. Ours are left out. */
+#define IDLE_IN_TX_BLOCKER_MS "50"
 static const char BLOCKERS_SQL[] =
     "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, a.backend_type, '?'), a.state,"
     "       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, l.mode,"
@@ -34,7 +35,7 @@ static const char BLOCKERS_SQL[] =
     "   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)"
     "   AND (a.xact_start < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
     "        OR (a.state IN ('idle in transaction', 'idle in transaction (aborted)')"
-    "            AND a.state_change < clock_timestamp() - make_interval(secs => $2::float8 / 1000)))"
+    "            AND a.state_change < clock_timestamp() - make_interval(secs => " IDLE_IN_TX_BLOCKER_MS " / 1000.0)))"
     " ORDER BY a.xact_start LIMIT 5";
 
 static void attempt(struct cutover *c);
