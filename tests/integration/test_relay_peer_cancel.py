@@ -9,48 +9,16 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from conftest import (BIN, CANCEL_CODE, _read_env, free_port, pg_error_fields, pg_read_message, pg_read_until,
-                      pg_simple_query, pg_startup_packet, run_pgtandem, wait_port)
+from conftest import (CANCEL_CODE, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
+                      pg_startup_packet, run_pgtandem)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
 
 
-def _fleet_available():
-    """Whether this build's proxy reports a fleet (GET /status "fleet") when
-    it has an engine database: a short-lived proxy is asked once."""
-    path = os.environ.get("PGT_ENV")
-    if not path:
-        return False
-    env = _read_env(path)
-    port, admin = free_port(), free_port()
-    engine = "postgresql://postgres:postgres@%s:%s/appdb?sslmode=require" % (env["PGT_PGHOST"], env["PGT_PGPORT"])
-    proc = subprocess.Popen([BIN, "proxy", "--listen", "127.0.0.1:%d" % port, "--admin", "127.0.0.1:%d" % admin,
-                             "--upstream", "postgresql://%s:%s/?sslmode=require" % (env["PGT_PGHOST"],
-                                                                                   env["PGT_PGPORT"]),
-                             "--engine-db", engine],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(admin, timeout=10, proc=proc)
-        with urllib.request.urlopen("http://127.0.0.1:%d/status" % admin, timeout=10) as r:
-            return "fleet" in json.loads(r.read().decode())
-    except Exception:
-        return False
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-FLEET = _fleet_available()
 
 
 def host_port(address):
@@ -287,7 +255,6 @@ def wait_fleet(proxy, n, timeout=60.0):
     raise AssertionError("fleet never had %d proxies: %r" % (n, last))
 
 
-@pytest.mark.skipif(not FLEET, reason="needs the fleet module (slots and peer lists in GET /status \"fleet\")")
 def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
     engine = ["--engine-db", cluster.uri(db="appdb")]
     a = proxy_factory(extra_args=engine)
