@@ -12,16 +12,16 @@ each with an engine connection, following one migration.
   proxy."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import psycopg
-import pytest
 
 from conftest import BIN, TOP, run_pgtandem
 from test_cutover_e2e import (CLIENTS, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, UNIFY, VSCHEMA,  # noqa: F401
-                              _columns, admin_url, complete_migration, legacy_db, migrate, pgbench_result, scalar,
+                              _columns, admin_url, complete_migration, legacy_db, migrate, scalar,
                               start_migration, version_options, wait_until)
 
 LEASE_MS = 2000
@@ -98,7 +98,6 @@ def new_script_file(tmp_path):
 
 def pgbench_done(proc, timeout=120):
     out, _ = proc.communicate(timeout=timeout)
-    import re
     m = re.search(r"number of transactions actually processed: (\d+)", out)
     f = re.search(r"number of failed transactions: (\d+)", out)
     return {"rc": proc.returncode, "processed": int(m.group(1)) if m else 0,
