@@ -13,6 +13,9 @@
 int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx);
 /* Re-checks whether every session is at a boundary. */
 void pause_check_drained(struct server *srv);
+/* Lets every session holding a message go on (in order): the end of a
+ * pause, or a renewed fleet lease (relay_set_lease). */
+void pause_release_sessions(struct server *srv);
 /* Releases held messages in order; returns how long traffic was held (us). */
 uint64_t pause_resume(struct server *srv);
 /* Forgets a waiter whose context is going away. */

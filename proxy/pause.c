@@ -97,6 +97,14 @@ void pause_check_drained(struct server *srv)
     notify_waiters(srv, 1, p->drained_us - p->started_us);
 }
 
+void pause_release_sessions(struct server *srv)
+{
+    for (struct session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        session_release_held(s);
+    }
+}
+
 uint64_t pause_resume(struct server *srv)
 {
     struct pause_state *p = &srv->pause;
@@ -113,10 +121,7 @@ uint64_t pause_resume(struct server *srv)
     /* Waiters still pending (joined after the drain) learn it ended. */
     if (p->nwaiters)
         notify_waiters(srv, 0, held);
-    for (struct session *s = srv->sessions, *next; s; s = next) {
-        next = s->next;
-        session_release_held(s);
-    }
+    pause_release_sessions(srv);
     log_info("pause: resumed after %llu us, %u messages were held", (unsigned long long)held, p->held_messages);
     return held;
 }

@@ -118,12 +118,8 @@ void relay_set_lease(struct server *relay, uint64_t deadline_us)
 {
     int was_expired = server_lease_expired(relay);
     relay->lease_deadline_us = deadline_us;
-    if (!was_expired || server_lease_expired(relay) || relay->pause.paused)
-        return;
-    for (struct session *s = relay->sessions, *next; s; s = next) {
-        next = s->next;
-        session_release_held(s);
-    }
+    if (was_expired && !server_lease_expired(relay) && !relay->pause.paused)
+        pause_release_sessions(relay);
 }
 
 void relay_set_fleet_slot(struct server *relay, int slot)

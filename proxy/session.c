@@ -587,8 +587,9 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
  * An expired fleet lease holds like a pause (relay.h: relay_set_lease). */
 static int paused_hold(struct session *s, uint8_t type)
 {
-    return (s->srv->pause.paused || server_lease_expired(s->srv)) && s->state == SESS_READY && type != 'X' &&
-           tracker_may_hold_next(&s->tracker);
+    /* The clock is read only at a boundary, not for every message. */
+    return s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker) &&
+           (s->srv->pause.paused || server_lease_expired(s->srv));
 }
 
 /* Moves up to `want` bytes of the current message; returns bytes moved. */
