@@ -90,6 +90,10 @@ struct migration {
 int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
               char *err, size_t errlen);
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen);
+
+/* A migration or SQL file read whole (at most 16 MiB; *len excludes the
+ * NUL added after it). NULL with "path: ..." in err. Caller frees. */
+char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen);
 void mig_free(struct migration *m);
 
 const char *mig_op_name(enum mig_op_kind kind);

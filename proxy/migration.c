@@ -666,13 +666,12 @@ int mig_parse(const char *text, size_t len, const char *file, struct migration *
     return -1;
 }
 
-int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen)
+char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
+        return NULL;
     }
     char *buf = malloc(MAX_FILE + 1);
     size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
@@ -680,8 +679,20 @@ int mig_load_file(const char *path, struct migration *out, char *err, size_t err
     if (!buf || n > MAX_FILE) {
         free(buf);
         snprintf(err, errlen, "%s: file is larger than %d bytes", path, MAX_FILE);
-        return -1;
+        return NULL;
     }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    size_t n;
+    char *buf = mig_read_file(path, &n, err, errlen);
+    if (!buf)
+        return -1;
     int rc = mig_parse(buf, n, path, out, err, errlen);
     free(buf);
     return rc;

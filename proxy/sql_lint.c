@@ -171,6 +171,8 @@ static void lint_add_column(struct lint_ctx *c, const struct sql_stmt *st, const
                "INSERTs into \"%s\", which do not name it, fail", col, table);
 }
 
+static const char NOT_VALID_FIX[] = "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction (create_constraint)";
+
 static void lint_add_constraint(struct lint_ctx *c, const struct sql_stmt *st, const char *table, json_t *con)
 {
     const char *ct = str_or(con, "contype", "");
@@ -178,13 +180,11 @@ static void lint_add_constraint(struct lint_ctx *c, const struct sql_stmt *st, c
     if (json_is_true(json_object_get(con, "skip_validation")) || json_object_get(con, "indexname"))
         return;
     if (!strcmp(ct, "CONSTR_CHECK"))
-        report(c, st, "constraint-without-not-valid",
-               "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction (create_constraint)",
+        report(c, st, "constraint-without-not-valid", NOT_VALID_FIX,
                "ADD CONSTRAINT \"%s\" CHECK scans every row of \"%s\" under an ACCESS EXCLUSIVE lock: reads and "
                "writes wait for the scan", name, table);
     else if (!strcmp(ct, "CONSTR_FOREIGN"))
-        report(c, st, "constraint-without-not-valid",
-               "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction (create_constraint)",
+        report(c, st, "constraint-without-not-valid", NOT_VALID_FIX,
                "ADD CONSTRAINT \"%s\" FOREIGN KEY scans \"%s\" holding SHARE ROW EXCLUSIVE locks on both tables: "
                "writes to either wait for the scan", name, table);
     else if (!strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY"))
@@ -319,20 +319,10 @@ int sql_lint_text(const char *file, const char *text, size_t len, struct lint_re
 
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    size_t n;
+    char *buf = mig_read_file(path, &n, err, errlen);
+    if (!buf)
         return -1;
-    }
-    size_t cap = 16 * 1024 * 1024;
-    char *buf = malloc(cap + 1);
-    size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > cap) {
-        free(buf);
-        snprintf(err, errlen, "%s: file is larger than %zu bytes", path, cap);
-        return -1;
-    }
     int rc = sql_lint_text(path, buf, n, r, err, errlen);
     free(buf);
     return rc;

@@ -4,7 +4,6 @@
  * read (column types from pg_attribute), never changed. */
 #include "sql_load.h"
 
-#include <errno.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,6 @@
 
 #include "sql_convert.h"
 
-#define MAX_SQL_FILE (16 * 1024 * 1024)
 
 struct catalog {
     const char *db;
@@ -47,29 +45,10 @@ static int catalog_column_type(void *arg, const char *schema, const char *table,
     return rc;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_SQL_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_SQL_FILE + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > MAX_SQL_FILE) {
-        free(buf);
-        snprintf(err, errlen, "%s: file is larger than %d bytes", path, MAX_SQL_FILE);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 int sql_load_json(const char *path, const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
 {
     size_t len = 0;
-    char *text = read_file(path, &len, err, errlen);
+    char *text = mig_read_file(path, &len, err, errlen);
     if (!text)
         return -1;
     struct catalog cat = {.db = opt ? opt->db : NULL};
