@@ -10,4 +10,9 @@
  * 0 success, 1 operational failure, 2 bad input. */
 int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force);
 
+/* One line per proxy ({id, listen, sessions, heartbeat_age_ms, live?});
+ * self_id (may be NULL) is marked as this one. For both status commands. */
+struct json_t;
+void migrate_print_proxies(struct json_t *members, const char *self_id);
+
 #endif

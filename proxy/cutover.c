@@ -302,13 +302,14 @@ static int describe_bypassing(const PGresult *res, char *out, size_t cap)
     out[0] = '\0';
     for (int i = 0; i < PQntuples(res); i++) {
         int t = PQgetvalue(res, i, 5)[0] == 't';
+        const char *xact_ms = PQgetvalue(res, i, 4);
+        char in_tx[64] = "";
+        if (strcmp(xact_ms, "0") != 0)
+            snprintf(in_tx, sizeof in_tx, ", in a transaction for %s ms", xact_ms);
         touched += t;
-        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s%s%s)%s%.60s", used ? "; " : "",
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s)%s%.60s", used ? "; " : "",
                          PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                         strcmp(PQgetvalue(res, i, 4), "0") ? ", in a transaction for " : "",
-                         strcmp(PQgetvalue(res, i, 4), "0") ? PQgetvalue(res, i, 4) : "",
-                         strcmp(PQgetvalue(res, i, 4), "0") ? " ms" : "", t ? " touched the migrated tables: " : ": ",
-                         PQgetvalue(res, i, 6));
+                         in_tx, t ? " touched the migrated tables: " : ": ", PQgetvalue(res, i, 6));
         if (n < 0 || (size_t)n >= cap - used)
             break;
         used += (size_t)n;

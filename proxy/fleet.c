@@ -247,14 +247,22 @@ static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
     connect_now(arg);
 }
 
+/* Until the proxy is registered, any error means starting over. */
+static int setup_failed(struct fleet *f, const char *error)
+{
+    if (error)
+        link_lost(f, error);
+    return error != NULL;
+}
+
 static void on_registered(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
     struct fleet *f = ctx;
-    if (error || !res || PQntuples(res) != 1) {
-        link_lost(f, error ? error : "registering in pgtandem.proxies");
+    if (!error && (!res || PQntuples(res) != 1))
+        error = "registering in pgtandem.proxies returned no row";
+    if (setup_failed(f, error))
         return;
-    }
     int slot = atoi(PQgetvalue(res, 0, 0));
     if (slot < 1 || slot > MAX_SLOT)
         log_warn("fleet: no free slot (more than %d live proxies); cancel requests are not forwarded to this one",
@@ -283,12 +291,8 @@ static void on_setup(void *ctx, PGresult *res, const char *error, const char *sq
 {
     (void)res;
     (void)sqlstate;
-    struct fleet *f = ctx;
-    if (error) {
-        link_lost(f, error);
-        return;
-    }
-    send_register(f);
+    if (!setup_failed(ctx, error))
+        send_register(ctx);
 }
 
 static void on_connected(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -296,10 +300,8 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
     (void)res;
     (void)sqlstate;
     struct fleet *f = ctx;
-    if (error) {
-        link_lost(f, error);
+    if (setup_failed(f, error))
         return;
-    }
     size_t n = strlen(MIG_STATE_SCHEMA_SQL) + sizeof SETUP_SQL_TAIL;
     char *sql = malloc(n);
     if (sql)

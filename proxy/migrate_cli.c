@@ -524,19 +524,6 @@ static int do_unpause(struct engine *e, char *err, size_t errlen)
     return engine_set_paused(e, 0, err, errlen);
 }
 
-static void print_fleet_text(json_t *fleet)
-{
-    size_t i;
-    json_t *p;
-    json_array_foreach(fleet, i, p) {
-        char *sessions = json_dumps(json_object_get(p, "sessions"), JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("proxy:     %s at %s, sessions per version %s, heartbeat %lld ms ago\n",
-               json_string_value(json_object_get(p, "id")), json_string_value(json_object_get(p, "listen")),
-               sessions ? sessions : "{}", (long long)json_integer_value(json_object_get(p, "heartbeat_age_ms")));
-        free(sessions);
-    }
-}
-
 static void print_status_text(json_t *st)
 {
     const char *name = json_string_value(json_object_get(st, "migration"));
@@ -556,7 +543,7 @@ static void print_status_text(json_t *st)
                json_is_true(json_object_get(t, "done")) ? ", done" : "",
                json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
     }
-    print_fleet_text(json_object_get(st, "fleet"));
+    migrate_print_proxies(json_object_get(st, "fleet"), NULL);
 }
 
 static int cmd_status(const struct cli *c)

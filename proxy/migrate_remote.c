@@ -438,20 +438,28 @@ static int cmd_start(const struct remote *r, const char *file)
     return poll_until_active(r, name);
 }
 
+void migrate_print_proxies(json_t *members, const char *self_id)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+        char *sessions = json_dumps(json_object_get(m, "sessions"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *live = json_object_get(m, "live");
+        printf("proxy:     %s at %s%s, sessions per version %s, heartbeat %.0f ms ago%s\n", jstr(m, "id"),
+               jstr(m, "listen") ? jstr(m, "listen") : "?",
+               self_id && jstr(m, "id") && !strcmp(jstr(m, "id"), self_id) ? " (this one)" : "",
+               sessions ? sessions : "{}", jnum(m, "heartbeat_age_ms"),
+               live && !json_is_true(live) ? ", out of the fleet" : "");
+        free(sessions);
+    }
+}
+
 /* One line per proxy of the fleet, and one per session that bypasses it. */
 static void print_fleet_text(json_t *fleet)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(fleet, "members"), i, m) {
-        char *sessions = json_dumps(json_object_get(m, "sessions"), JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("proxy:     %s at %s%s, sessions per version %s, heartbeat %.0f ms ago%s\n", jstr(m, "id"),
-               jstr(m, "listen") ? jstr(m, "listen") : "?",
-               jstr(m, "id") && jstr(fleet, "id") && !strcmp(jstr(m, "id"), jstr(fleet, "id")) ? " (this one)" : "",
-               sessions ? sessions : "{}", jnum(m, "heartbeat_age_ms"),
-               json_is_true(json_object_get(m, "live")) ? "" : ", out of the fleet");
-        free(sessions);
-    }
+    migrate_print_proxies(json_object_get(fleet, "members"), jstr(fleet, "id"));
     json_array_foreach(json_object_get(fleet, "bypassing"), i, m) {
         printf("bypassing: pid %.0f (%s, %s, %s)\n", jnum(m, "pid"), jstr(m, "who") ? jstr(m, "who") : "?",
                jstr(m, "client") ? jstr(m, "client") : "?", jstr(m, "state") ? jstr(m, "state") : "?");
