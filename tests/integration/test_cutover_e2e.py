@@ -163,12 +163,12 @@ def versions(proxy):
     return st.get("versions", {})
 
 
-def pgbench(proxy, dbname, script, duration, mode, options=""):
+def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4):
     fd, path = tempfile.mkstemp(prefix="cutover-", suffix=".sql")
     with os.fdopen(fd, "w") as f:
         f.write(script % {"rows": LEGACY_ROWS})
     env = dict(os.environ, PGOPTIONS=options)
-    args = ["pgbench", "-n", "-c", str(CLIENTS), "-j", "4", "-T", str(duration), "-M", mode, "-f", path,
+    args = ["pgbench", "-n", "-c", str(clients), "-j", str(jobs), "-T", str(duration), "-M", mode, "-f", path,
             proxy.uri(user="postgres", password="postgres", db=dbname)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), path
 
