@@ -80,28 +80,7 @@ case " $parts " in *" reuseport "*)
     >"$work/init.log" 2>&1 || { cat "$work/init.log"; exit 1; }
   scram=$(psql "$PGT_SUPER_URI" -qAtX -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
   bport=$(free_port)
-  printf '"app" "%s"\n' "$scram" >"$work/userlist.txt"
-  cat >"$work/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$PGT_PGPORT dbname=bench
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = session
-max_client_conn = 2000
-default_pool_size = 200
-max_db_connections = 0
-server_tls_sslmode = $sslmode
-logfile = $work/logs/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-ignore_startup_parameters = extra_float_digits
-INI
+  write_pgbouncer_ini "$work" "$scram" "$bport" "$sslmode" 2000 200 "$work/logs/pgbouncer.log"
   [ -n "$RUN" ] && chown postgres "$work" "$work/logs" "$work/pgbouncer.ini" "$work/userlist.txt"
   $RUN pgbouncer -d "$work/pgbouncer.ini" >"$work/pgbouncer.out" 2>&1 || {
     cat "$work/pgbouncer.out" "$work/logs/pgbouncer.log" 2>/dev/null; exit 1; }

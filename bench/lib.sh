@@ -1,6 +1,7 @@
 # shellcheck shell=sh disable=SC2034  # sourced: the drivers use what it sets
 # Helpers shared by the benchmark drivers (sourced, not run): who runs
-# Postgres-side commands, a free loopback port, waiting for a port to open.
+# Postgres-side commands, a free loopback port, waiting for a port to open,
+# PgBouncer's configuration.
 
 # Postgres and PgBouncer refuse to run as root: as root they run as `postgres`.
 if [ "$(id -u)" = 0 ]; then RUN="runuser -u postgres --"; else RUN=""; fi
@@ -15,4 +16,33 @@ wait_port() {
   until /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do
     i=$((i + 1)); [ $i -gt 100 ] && { echo "port $1 did not open" >&2; exit 1; }; sleep 0.1
   done
+}
+
+# Writes DIR/userlist.txt (user app with SCRAM secret $2) and DIR/pgbouncer.ini:
+# session mode, database `bench` on the cluster at $PGT_PGPORT, listening on
+# 127.0.0.1:$3. $4 server sslmode, $5 max_client_conn, $6 default_pool_size,
+# $7 logfile. Drivers append settings of their own with `>>`.
+write_pgbouncer_ini() {
+  printf '"app" "%s"\n' "$2" >"$1/userlist.txt"
+  cat >"$1/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PGT_PGPORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $3
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $1/userlist.txt
+pool_mode = session
+max_client_conn = $5
+default_pool_size = $6
+max_db_connections = 0
+server_tls_sslmode = $4
+logfile = $7
+pidfile = $1/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+ignore_startup_parameters = extra_float_digits
+INI
 }

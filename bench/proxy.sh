@@ -59,27 +59,8 @@ pids="$pids $tpid"
 
 # ---- pgbouncer (session mode, SCRAM secret in its auth_file) ----------------
 bport=$(free_port)
-printf '"app" "%s"\n' "$scram" >"$work/userlist.txt"
-cat >"$work/pgbouncer.ini" <<INI
-[databases]
-bench = host=127.0.0.1 port=$PGT_PGPORT dbname=bench
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $work/userlist.txt
-pool_mode = session
-max_client_conn = 12000
-default_pool_size = $maxconn
-max_db_connections = 0
-server_tls_sslmode = $sslmode
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-ignore_startup_parameters = extra_float_digits
+write_pgbouncer_ini "$work" "$scram" "$bport" "$sslmode" 12000 "$maxconn" "$work/pgbouncer.log"
+cat >>"$work/pgbouncer.ini" <<INI
 ; idle server connections go soon, so the memory rounds find free backend slots
 server_idle_timeout = 3
 INI
