@@ -32,6 +32,9 @@
 #define SUMS "SHA256SUMS"
 #define RESTRICT_KEY "pgtandemevidence"
 #define LINE_MAX_LOG 4096
+/* Sessions named pgtandem* are the tool's own: the fleet's check for
+ * sessions that bypass the proxies leaves them out. */
+#define APP_NAME "pgtandem evidence"
 
 static void utc_stamp(char *buf, size_t n, const char *fmt, int millis)
 {
@@ -124,6 +127,7 @@ static void conninfo_to_env(const char *db)
     PQconninfoFree(opts);
     PQconninfoFree(defs);
     PQfreemem(msg);
+    setenv("PGAPPNAME", APP_NAME, 1);
 }
 
 /* Runs argv with stdout to out_fd and stderr to err_fd (-1: inherited), in
@@ -431,7 +435,9 @@ void evidence_migration(struct evidence *ev, const struct migration *m, const ch
 
 static PGconn *connect_db(struct evidence *ev)
 {
-    PGconn *c = PQconnectdb(ev->db);
+    const char *const keys[] = {"dbname", "application_name", NULL};
+    const char *const values[] = {ev->db, APP_NAME, NULL};
+    PGconn *c = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c) != CONNECTION_OK) {
         evidence_note(ev, "evidence: cannot connect to the database: %s", PQerrorMessage(c));
         ev->failed = 1;
@@ -501,6 +507,8 @@ static void count_rows(struct evidence *ev, const char *when)
 {
     PGconn *c = ev->ntables ? connect_db(ev) : NULL;
     FILE *f = c ? open_step_file(ev, "row-counts.txt", strcmp(when, "before") ? "a" : "w") : NULL;
+    if (f && !strcmp(when, "before"))
+        fprintf(f, "# when\ttable\trows (count(*))\n");
     for (size_t i = 0; f && i < ev->ntables; i++) {
         char *q = mig_quote_qname(ev->tables[i].schema, ev->tables[i].table), *sql = NULL;
         const char *params[1] = {q};
@@ -619,6 +627,8 @@ void evidence_before(struct evidence *ev, int verify_it)
 
 int evidence_into_log(struct evidence *ev, const char *title, int (*fn)(void *), void *arg)
 {
+    tee_stop(ev, 0);    /* what the step printed comes first */
+    tee_stop(ev, 1);
     evidence_note(ev, "%s:", title);
     fflush(stdout);
     int saved = dup(STDOUT_FILENO);
@@ -634,12 +644,17 @@ int evidence_into_log(struct evidence *ev, const char *title, int (*fn)(void *),
     return rc;
 }
 
+/* Each batch once; the end of a table's backfill as its own line. */
 void evidence_batch(struct evidence *ev, const struct backfill *b, int finished)
 {
-    evidence_note(ev, "batch %lld on %s: %ld rows walked in %.1f ms (max %.1f ms), %lld rows done of ~%.0f, "
-                  "next batch %ld rows, throttle %s%s", b->batches, b->table ? b->table->qname : "?", b->last_rows,
-                  b->last_ms, b->max_ms, b->rows_done, b->est_total, b->batch_rows,
-                  b->throttle ? b->throttle : "none", finished ? ", table done" : "");
+    const char *table = b->table ? b->table->qname : "?";
+    if (finished)
+        evidence_note(ev, "backfill of %s done: %lld rows in %lld batches, longest batch %.1f ms", table,
+                      b->rows_done, b->batches, b->max_ms);
+    else
+        evidence_note(ev, "batch %lld on %s: %ld rows walked in %.1f ms, %lld rows done of ~%.0f, next batch "
+                      "%ld rows, throttle %s", b->batches, table, b->last_rows, b->last_ms, b->rows_done,
+                      b->est_total, b->batch_rows, b->throttle ? b->throttle : "none");
 }
 
 /* ---- checksums ---- */
@@ -704,7 +719,7 @@ int evidence_finish(struct evidence *ev, int step_rc, int verify_it)
 {
     tee_stop(ev, 0);
     tee_stop(ev, 1);
-    evidence_note(ev, "phase: step ended with exit status %d", step_rc);
+    evidence_note(ev, "phase: step ended (exit status %d); evidence after it", step_rc);
     snapshot(ev, "schema-after.sql");
     schema_diff(ev);
     count_rows(ev, "after");
