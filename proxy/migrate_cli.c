@@ -683,7 +683,13 @@ static int evidence_usage(const struct cli *c, const char *db)
  * migration worse. */
 static int run_with_evidence(struct cli *c)
 {
-    const char *db = c->db ? c->db : getenv("PGTANDEM_DB") ? getenv("PGTANDEM_DB") : getenv("DATABASE_URL");
+    const char *db = c->db;
+    if (!db || !*db)
+        db = getenv("PGTANDEM_DB");
+    if (!db || !*db)
+        db = getenv("DATABASE_URL");
+    if (db && !*db)
+        db = NULL;
     if (evidence_usage(c, db) != 0)
         return EXIT_INVALID;
     int start = !strcmp(c->command, "start");
