@@ -23,7 +23,8 @@ struct evidence {
     char *path;                 /* dir/step */
     const char *db;             /* for snapshots, counts and verify; never written anywhere */
     char *pg_dump;
-    int restrict_key;           /* pg_dump takes --restrict-key (stable snapshots to diff) */
+    char restrict_arg[64];      /* "--restrict-key=<random>", one per step so its two snapshots diff cleanly;
+                                 * empty when pg_dump does not take it */
     int log_fd;
     int saved_fd[2];            /* stdout and stderr while they are teed into the log */
     pid_t tee_pid[2];

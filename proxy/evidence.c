@@ -14,6 +14,7 @@
 #include <glob.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,7 +31,6 @@
 #include "sql_convert.h"
 
 #define SUMS "SHA256SUMS"
-#define RESTRICT_KEY "pgtandemevidence"
 #define LINE_MAX_LOG 4096
 /* Sessions named pgtandem* are the tool's own: the fleet's check for
  * sessions that bypass the proxies leaves them out. */
@@ -243,6 +243,20 @@ static int pg_dump_has_restrict_key(const char *pg_dump)
     return strstr(buf, "--restrict-key") != NULL;
 }
 
+/* pg_dump >= 13.22/14.19/15.14 writes a random \restrict key into every
+ * dump; one key per step keeps it out of the diff without making it
+ * guessable. */
+static void set_restrict_key(struct evidence *ev)
+{
+    unsigned char key[16];
+    ev->restrict_arg[0] = '\0';
+    if (!pg_dump_has_restrict_key(ev->pg_dump) || RAND_bytes(key, sizeof key) != 1)
+        return;
+    int n = snprintf(ev->restrict_arg, sizeof ev->restrict_arg, "--restrict-key=");
+    for (size_t i = 0; i < sizeof key; i++)
+        n += snprintf(ev->restrict_arg + n, sizeof ev->restrict_arg - (size_t)n, "%02x", key[i]);
+}
+
 /* ---- the bundle and this step's folder ---- */
 
 static int next_step_number(const char *dir)
@@ -343,7 +357,7 @@ int evidence_open(struct evidence *ev, const char *dir, const char *command, con
         free_evidence(ev);
         return EVIDENCE_INVALID;
     }
-    ev->restrict_key = pg_dump_has_restrict_key(ev->pg_dump);
+    set_restrict_key(ev);
     evidence_note(ev, "step %s: pgtandem migrate %s, schema snapshots by %s", ev->step, command, ev->pg_dump);
     return EVIDENCE_OK;
 }
@@ -477,8 +491,8 @@ static void snapshot(struct evidence *ev, const char *name)
     char *out = path_join(ev->path, name);
     int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
     free(out);
-    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password",
-                    ev->restrict_key ? "--restrict-key=" RESTRICT_KEY : NULL, NULL};
+    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password", ev->restrict_arg[0] ? ev->restrict_arg : NULL,
+                    NULL};
     int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, NULL, ev->db) : -1;
     if (fd >= 0)
         close(fd);

@@ -720,7 +720,7 @@ static int run_with_evidence(struct cli *c)
     c->ev = &ev;
     rc = run_step(c);
     c->ev = NULL;
-    evidence_into_log(&ev, "status after the step", status_into_log, with_db.proxy ? c : &with_db);
+    evidence_into_log(&ev, "status after the step", status_into_log, &with_db);
     int erc = evidence_finish(&ev, rc, start);
     return rc == 0 && erc != EVIDENCE_OK ? 1 : rc;
 }

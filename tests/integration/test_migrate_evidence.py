@@ -79,6 +79,9 @@ def test_direct_start_then_complete_appends_to_one_bundle(db, tmp_path):
     for mark in ("phase: step begins", "batch 1 on \"public\".\"checks\"", "backfill of \"public\".\"checks\" done",
                  "phase: step ended (exit status 0)", "schema snapshot schema-after.sql: written"):
         assert mark in log, log
+    for path in glob.glob(os.path.join(bundle, start, "*")):
+        with open(path) as f:
+            assert db not in f.read(), "the database URI (with its password) is in %s" % path
     assert sha256_check(bundle).returncode == 0
     with open(os.path.join(bundle, "SHA256SUMS")) as f:
         first_sums = f.read()
