@@ -563,10 +563,12 @@ static void verify(struct evidence *ev, const char *name)
 
 /* ---- the run log: stdout and stderr teed into it, line by line ---- */
 
+/* One write per line: the parent and the other stream append to the same
+ * log (O_APPEND), and whole lines do not interleave. */
 static void tee_loop(int in, int out, int log_fd, const char *stream)
 {
     char buf[8192], line[LINE_MAX_LOG];
-    size_t used = 0;
+    size_t used = 0, head = 0;
     ssize_t n;
     signal(SIGPIPE, SIG_IGN);
     while ((n = read(in, buf, sizeof buf)) != 0) {
@@ -577,18 +579,23 @@ static void tee_loop(int in, int out, int log_fd, const char *stream)
         (void)write_all(out, buf, (size_t)n);
         for (ssize_t i = 0; i < n; i++) {
             int end = buf[i] == '\n' || buf[i] == '\r';
-            if (!end && used < sizeof line - 80)
-                line[used++] = buf[i];
-            if ((end || used >= sizeof line - 80) && used > 0) {
-                char stamp[40], head[64];
+            if (used == 0 && !end) {
+                char stamp[40];
                 utc_stamp(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", 1);
-                int h = snprintf(head, sizeof head, "%s %s| ", stamp, stream);
+                used = head = (size_t)snprintf(line, sizeof line, "%s %s| ", stamp, stream);
+            }
+            if (!end)
+                line[used++] = buf[i];
+            if ((end && used > head) || used >= sizeof line - 1) {
                 line[used++] = '\n';
-                (void)write_all(log_fd, head, (size_t)h);
                 (void)write_all(log_fd, line, used);
                 used = 0;
             }
         }
+    }
+    if (used > head) {
+        line[used++] = '\n';
+        (void)write_all(log_fd, line, used);
     }
 }
 
