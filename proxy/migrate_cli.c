@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "evidence.h"
 #include "migrate_remote.h"
 #include "migration_state.h"
 #include "log.h"
@@ -40,6 +41,8 @@ struct cli {
     int quiet;
     int force;              /* complete despite sessions that bypass the proxies */
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
+    const char *evidence;       /* start/complete/rollback: the evidence bundle's directory */
+    struct evidence *ev;        /* while a step runs with --evidence */
     struct engine_options opt;
 };
 
@@ -48,6 +51,7 @@ struct progress {
     const struct mig_bf_table *table;   /* the table the rate is measured on */
     double started_ms;
     long long start_rows;
+    struct evidence *ev;                /* every batch goes to its log */
 };
 
 static void usage(FILE *out)
@@ -60,6 +64,8 @@ static void usage(FILE *out)
         "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
         "                                      [--validate-only] [--force]\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
+        "       (start, complete and rollback take --evidence DIR: schema snapshots and their diff, the\n"
+        "        migration and plan, a run log, row counts, verify, SHA256SUMS; with --proxy, also --db URI)\n"
         "       pgtandem migrate plan     FILE [--db URI]\n"
         "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
         "       pgtandem migrate verify        [--db URI]\n"
@@ -79,6 +85,8 @@ static void on_progress(const struct backfill *b, int finished, void *arg)
 {
     struct progress *p = arg;
     double now = progress_mono_ms();
+    if (p->ev)
+        evidence_batch(p->ev, b, finished);
     if (p->table != b->table) {
         p->table = b->table;
         p->started_ms = now - b->last_ms;
@@ -116,7 +124,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
         {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
-        {"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"force", no_argument, NULL, 'f'}, {"evidence", required_argument, NULL, 'E'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     if (argc < 2)
@@ -134,6 +143,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'q': c->quiet = 1; break;
         case 'f': c->force = 1; break;
         case 'N': c->name = optarg; break;
+        case 'E': c->evidence = optarg; break;
         case 'F':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) return -1;
             c->json = !strcmp(optarg, "json");
@@ -368,7 +378,7 @@ static int cmd_start(const struct cli *c, int resume)
         mig_free(&m);
         return EXIT_INVALID;
     }
-    struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet};
+    struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet, .ev = c->ev};
     struct cli local = *c;
     local.opt.on_progress = on_progress;
     local.opt.progress_arg = &prog;
@@ -622,6 +632,99 @@ static int remote_with_sql(const struct cli *c)
     return rc;
 }
 
+static int run_remote(const struct cli *c)
+{
+    if (c->file && sqlc_is_sql_file(c->file))
+        return remote_with_sql(c);
+    return migrate_remote_main(c->command, c->proxy, c->file, c->json, c->force);
+}
+
+static int run_step(const struct cli *c)
+{
+    if (c->proxy)
+        return run_remote(c);
+    if (!strcmp(c->command, "start"))
+        return cmd_start(c, 0);
+    if (!strcmp(c->command, "complete"))
+        return cmd_complete(c);
+    return cmd_simple(c, 1, do_rollback);
+}
+
+/* The state after the step as `migrate status` reports it (batches,
+ * throttle, the proxy's cutover report), for the run log only. */
+static int status_into_log(void *arg)
+{
+    const struct cli *c = arg;
+    if (c->proxy)
+        return migrate_remote_main("status", c->proxy, NULL, 0, 0);
+    struct cli json = *c;
+    json.json = 1;
+    return cmd_status(&json);
+}
+
+static int evidence_usage(const struct cli *c, const char *db)
+{
+    if (strcmp(c->command, "start") && strcmp(c->command, "complete") && strcmp(c->command, "rollback")) {
+        fprintf(stderr, "pgtandem migrate %s: --evidence is for start, complete and rollback\n", c->command);
+        return -1;
+    }
+    if (!db) {
+        fprintf(stderr, "pgtandem migrate %s: --evidence needs the database for its schema snapshots and row "
+                "counts: pass --db URI (with --proxy as well: the proxy's upstream is not known here) or set "
+                "PGTANDEM_DB / DATABASE_URL\n", c->command);
+        return -1;
+    }
+    return 0;
+}
+
+/* --evidence DIR: the step runs as it would without it, between the
+ * bundle's "before" and "after"; a step that fails still gets its entry.
+ * Evidence that could not be taken makes the exit status 1, never the
+ * migration worse. */
+static int run_with_evidence(struct cli *c)
+{
+    const char *db = c->db;
+    if (!db || !*db)
+        db = getenv("PGTANDEM_DB");
+    if (!db || !*db)
+        db = getenv("DATABASE_URL");
+    if (db && !*db)
+        db = NULL;
+    if (evidence_usage(c, db) != 0)
+        return EXIT_INVALID;
+    int start = !strcmp(c->command, "start");
+    char err[2048];
+    struct migration m;
+    memset(&m, 0, sizeof m);
+    struct cli with_db = *c;
+    with_db.db = db;
+    if (start && (need_file(c) || load_migration(&with_db, c->file, &m, err, sizeof err) != 0)) {
+        if (c->file)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        mig_free(&m);
+        return EXIT_INVALID;
+    }
+    struct evidence ev;
+    int rc = evidence_open(&ev, c->evidence, c->command, db, err, sizeof err);
+    if (rc != EVIDENCE_OK) {
+        fprintf(stderr, "pgtandem migrate %s: error: %s\n", c->command, err);
+        mig_free(&m);
+        return rc;
+    }
+    if (start)
+        evidence_migration(&ev, &m, c->file);
+    else
+        evidence_current_migration(&ev);
+    mig_free(&m);
+    evidence_before(&ev, !start);
+    c->ev = &ev;
+    rc = run_step(c);
+    c->ev = NULL;
+    evidence_into_log(&ev, "status after the step", status_into_log, &with_db);
+    int erc = evidence_finish(&ev, rc, start);
+    return rc == 0 && erc != EVIDENCE_OK ? 1 : rc;
+}
+
 int migrate_main(int argc, char **argv)
 {
     struct cli c;
@@ -634,14 +737,14 @@ int migrate_main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (c.evidence)
+        return run_with_evidence(&c);
     if (c.proxy && c.db) {
         fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
         return EXIT_INVALID;
     }
-    if (c.proxy && c.file && sqlc_is_sql_file(c.file))
-        return remote_with_sql(&c);
     if (c.proxy)
-        return migrate_remote_main(cmd, c.proxy, c.file, c.json, c.force);
+        return run_remote(&c);
     if (!strcmp(cmd, "convert")) return cmd_convert(&c);
     if (!strcmp(cmd, "plan")) return cmd_plan(&c);
     if (!strcmp(cmd, "lint")) return cmd_lint(&c);
