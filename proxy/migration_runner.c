@@ -97,6 +97,7 @@ struct migration_runner {
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
+    int failed_here;                /* RP_FAILED by this proxy's own doing, not read from the table */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -182,6 +183,7 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
+    r->failed_here = 0;
     push_route(r);
     if (r->complete_w.fn && phase != RP_COMPLETING)
         answer_complete(r);
@@ -214,6 +216,7 @@ static void fail(struct migration_runner *r, const char *fmt, ...)
         return;
     }
     enter_phase(r, RP_FAILED);
+    r->failed_here = 1;
 }
 
 /* ---- timers ---- */
@@ -548,6 +551,10 @@ static void backfill_next(struct migration_runner *r)
         backfill_stopped(r);
         return;
     }
+    if (!pgasync_ready(&r->db)) { /* it died while idle (paused, throttled): a restart */
+        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle");
+        return;
+    }
     if (r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0)
         return;
     while (r->cur < r->nbf && r->bf[r->cur].done)
@@ -684,10 +691,13 @@ static void take_engine_lock(struct migration_runner *r)
         reconnect_backfill(r, r->db.error);
 }
 
-/* Settings saved with the state win over the migration file's. */
+/* Settings saved with the state win over the migration file's; settings
+ * changed here and not saved yet (the connection was down) win over both. */
 static void restore_throttle(struct migration_runner *r, const char *saved)
 {
     char err[256];
+    if (r->throttle_dirty)
+        return;
     if (saved && saved[0] && settings_throttle_load(&r->thr, saved, err, sizeof err) != 0)
         log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
 }
@@ -1263,6 +1273,11 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
     if (!r->engine_db || working_locally(r))
         return;
     int same = r->name && strcmp(r->name, name) == 0;
+    /* The table still says the backfill runs after this proxy's own batch
+     * failed: that is not news, and reloading would run the failing batch
+     * again and hide the error from whoever reads the status. */
+    if (same && r->failed_here && (!strcmp(status, "backfilling") || !strcmp(status, "expanding")))
+        return;
     if (same && strcmp(status, phase_status(r->phase)) == 0 && !(r->phase == RP_BACKFILLING && r->following))
         return;
     if (!same) {

@@ -538,6 +538,22 @@ def test_failed_batch_error_names_the_row_and_the_expression(env):
     assert str(BAD_ID) in err and "val::integer" in err, "error does not name the row/expression: %r" % err
 
 
+
+def test_failed_batch_stays_failed_while_the_fleet_polls(env):
+    """The state row still says `backfilling` after the proxy's own batch
+    failed. The fleet's poll (every quarter lease) must not read that as
+    news: the migration used to flip back to `backfilling`, run the failing
+    batch again, and answer a resubmission with 409 in between."""
+    p, cur = failed_batch(env)
+    seen = set()
+    deadline = time.time() + 3.0  # four heartbeats at the default 3 s lease
+    while time.time() < deadline:
+        now = current(p)
+        seen.add(now["phase"])
+        assert str(BAD_ID) in (now.get("error") or ""), now
+        time.sleep(0.05)
+    assert seen == {"failed"}, seen
+
 # ---- fault 4: a contract that commits after its coordinator died --------------------------------
 
 def test_contract_does_not_outlive_a_killed_proxy_unnoticed(env):

@@ -212,7 +212,7 @@ def test_interrupted_expand_is_redone(db):
 
 def test_stop_after_batches_then_start_again(db):
     load_legacy(db, 5000)
-    path = unify({"batch_rows": 500, "max_rows": 500})
+    path = unify({"batch_rows": 500, "min_rows": 500, "max_rows": 500})
     r = migrate(db, "start", path, "--stop-after-batches", "3")
     assert r.returncode == 0, r.stderr
     st = json.loads(migrate(db, "status", "--json").stdout)
