@@ -21,7 +21,8 @@
 
 struct estimate_table {
     char *qname;                /* the live table, quoted */
-    char *operations;           /* "operations[0].rename_column, ..." */
+    char *schema, *name;        /* the same, raw */
+    json_t *operations;         /* ["operations[0].rename_column", ...] */
     double table_rows;          /* what the figures are extrapolated to */
     const char *rows_source;    /* "reltuples", "count(*)" or "size / sample row width" */
     double table_bytes;         /* pg_relation_size of the live table */

@@ -108,6 +108,18 @@ static int run(PGconn *conn, char *sql, const char *doing, char *err, size_t err
     return r ? 0 : -1;
 }
 
+/* Several statements (simple protocol, no parameters). */
+static int run_script(PGconn *conn, char *sql, const char *doing, char *err, size_t errlen)
+{
+    PGresult *r = sql ? PQexec(conn, sql) : NULL;
+    free(sql);
+    int ok = !interrupted && PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        failed(conn, r, doing, err, errlen);
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
 static char *scratch_qname(const struct estimate_report *rep, const char *name)
 {
     return mig_quote_qname(rep->scratch, name);
@@ -302,13 +314,12 @@ static int walk_sample(PGconn *conn, struct backfill *b, struct estimate_table *
     return ok ? 0 : -1;
 }
 
-static char *operations_of(const struct mig_bf_table *t)
+static json_t *operations_of(const struct mig_bf_table *t)
 {
-    struct mig_str s = {0};
-    mig_str_add(&s, "");
-    for (size_t i = 0; i < t->nexprs; i++)
-        mig_str_addf(&s, "%s%s", i ? ", " : "", t->exprs[i].what);
-    return mig_str_take(&s);
+    json_t *ops = json_array();
+    for (size_t i = 0; ops && i < t->nexprs; i++)
+        json_array_append_new(ops, json_string(t->exprs[i].what));
+    return ops;
 }
 
 static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, const struct mig_bf_table *t,
@@ -317,6 +328,8 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
     double reltuples = -1;
     char *columns = NULL, name[64];
     et->qname = strdup(t->qname);
+    et->schema = strdup(t->schema);
+    et->name = strdup(t->name);
     et->operations = operations_of(t);
     snprintf(name, sizeof name, "t%zu_%s", i, t->name);
     name[63] = '\0';
@@ -329,7 +342,7 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
     backfill_init(&b, &scratch, rep->migration, &rep->cfg);
     char *progress = scratch_qname(rep, "backfill_progress");
     b.progress_table = progress;
-    int rc = !et->qname || !et->operations || !copy || !progress ? -1 : 0;
+    int rc = !et->qname || !et->schema || !et->name || !et->operations || !copy || !progress ? -1 : 0;
     if (rc != 0)
         snprintf(err, errlen, "out of memory");
     if (rc == 0)
@@ -358,7 +371,7 @@ static int backfill_session(PGconn *conn, const struct estimate_report *rep, cha
     struct backfill b;
     struct mig_bf_table none = {0};
     backfill_init(&b, &none, rep->migration, &rep->cfg);
-    if (run(conn, backfill_session_sql(&b), "setting up the backfill session", err, errlen) != 0)
+    if (run_script(conn, backfill_session_sql(&b), "setting up the backfill session", err, errlen) != 0)
         return -1;
     PQclear(PQexec(conn, "SET session_replication_role = replica"));
     return 0;
@@ -392,7 +405,8 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     release_signals(&sig);
     if (interrupted && rc == 0)
         rc = failed(conn, NULL, "finishing", err, errlen);
-    PQclear(PQexec(conn, "RESET ALL"));
+    PQclear(PQexec(conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit;"
+                         " RESET session_replication_role"));
     if (drop_scratch(conn, out, err, errlen) != 0)
         rc = -1;
     else if (rc != 0)
@@ -404,7 +418,9 @@ void estimate_free(struct estimate_report *r)
 {
     for (size_t i = 0; r->tables && i < r->ntables; i++) {
         free(r->tables[i].qname);
-        free(r->tables[i].operations);
+        free(r->tables[i].schema);
+        free(r->tables[i].name);
+        json_decref(r->tables[i].operations);
     }
     free(r->tables);
     free(r->migration);
@@ -482,7 +498,12 @@ void estimate_print(const struct estimate_report *r, FILE *out)
         human_bytes(p.wal_bytes, wal, sizeof wal);
         human_bytes(p.wal_per_row, per, sizeof per);
         human_duration(p.eta_s, eta, sizeof eta);
-        fprintf(out, "-- %s (%s): %.0f rows (from %s)\n", t->qname, t->operations, t->table_rows, t->rows_source);
+        fprintf(out, "-- %s (", t->qname);
+        size_t k;
+        json_t *op;
+        json_array_foreach(t->operations, k, op)
+            fprintf(out, "%s%s", k ? ", " : "", json_string_value(op));
+        fprintf(out, "): %.0f rows (from %s)\n", t->table_rows, t->rows_source);
         fprintf(out, "--   sample: %lld rows (%lld updated) in %lld batches, %.0f ms: %.0f rows/s, %s of WAL per row\n",
                 t->sample_rows, t->sample_updated, t->batches, t->sample_ms, p.rows_per_s, per);
         fprintf(out, "--   expected backfill: %s at %.0f rows/s with the throttle, %s of WAL, %.0f dead tuples "
@@ -501,8 +522,8 @@ json_t *estimate_to_json(const struct estimate_report *r)
         wal += p.wal_bytes;
         dead += p.dead_tuples;
         json_array_append_new(tables, json_pack(
-            "{s:s, s:s, s:f, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-            "table", t->qname, "operations", t->operations, "table_rows", t->table_rows,
+            "{s:s, s:s, s:O, s:f, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+            "schema", t->schema, "table", t->name, "operations", t->operations, "table_rows", t->table_rows,
             "rows_source", t->rows_source, "table_bytes", t->table_bytes,
             "sample_rows", (json_int_t)t->sample_rows, "sample_rows_updated", (json_int_t)t->sample_updated,
             "sample_batches", (json_int_t)t->batches, "last_batch_rows", (json_int_t)t->last_batch_rows,
