@@ -143,7 +143,15 @@ static int create_scratch(PGconn *conn, struct estimate_report *rep, char *err, 
                  " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, schema_name, table_name))",
                  q ? q : "");
     free(q);
-    return run(conn, mig_str_take(&s), "creating the scratch checkpoint table", err, errlen);
+    if (run(conn, mig_str_take(&s), "creating the scratch checkpoint table", err, errlen) != 0)
+        return -1;
+    /* Stands in for the dual-write functions: the backfill's session skips
+     * them, so only their presence costs (see add_triggers). */
+    q = scratch_qname(rep, "stand_aside");
+    mig_str_addf(&s, "CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+                 q ? q : "");
+    free(q);
+    return run(conn, mig_str_take(&s), "creating the scratch trigger function", err, errlen);
 }
 
 static int drop_scratch(PGconn *conn, const struct estimate_report *rep, char *err, size_t errlen)
@@ -211,6 +219,26 @@ static int create_copy(PGconn *conn, const struct mig_bf_table *t, const char *c
             return -1;
     }
     return 0;
+}
+
+/* One trigger per operation, as expand installs them (BEFORE INSERT OR
+ * UPDATE, skipped by the backfill's session): Postgres fetches and locks
+ * every row an UPDATE changes once a BEFORE ROW trigger exists, skipped or
+ * not, which is a good part of a batch's cost. */
+static int add_triggers(PGconn *conn, const struct estimate_report *rep, const struct mig_bf_table *t,
+                        const char *copy, char *err, size_t errlen)
+{
+    char *fn = scratch_qname(rep, "stand_aside");
+    int rc = fn ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < t->nexprs; i++) {
+        struct mig_str s = {0};
+        mig_str_addf(&s, "CREATE TRIGGER \"tg_%zu\" BEFORE INSERT OR UPDATE ON %s FOR EACH ROW WHEN"
+                     " (current_setting('" MIG_BACKFILL_GUC "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION %s()",
+                     i, copy, fn);
+        rc = run(conn, mig_str_take(&s), "adding the trigger to the scratch copy", err, errlen);
+    }
+    free(fn);
+    return rc;
 }
 
 /* The first rows in key order: an index range scan on the live table, the
@@ -351,6 +379,8 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
         rc = create_copy(conn, t, copy, err, errlen);
     if (rc == 0)
         rc = copy_sample(conn, t, copy, columns, rep->sample_limit, err, errlen);
+    if (rc == 0)
+        rc = add_triggers(conn, rep, t, copy, err, errlen);
     if (rc == 0)
         rc = start_checkpoint(conn, &b, err, errlen);
     if (rc == 0)
