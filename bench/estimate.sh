@@ -53,7 +53,7 @@ MIGRATION = {
         {"rename_column": {"table": "checks", "from": "diagnostics", "to": "counts_by_template_json",
                            "type": "jsonb", "up": "diagnostics::jsonb", "down": "counts_by_template_json::text"}}],
 }
-path = os.path.join(os.path.dirname(out) or ".", ".estimate-migration.json")
+path = "/tmp/pgtandem-bench-estimate-migration.json"
 with open(path, "w") as f:
     json.dump(MIGRATION, f)
 
@@ -90,8 +90,12 @@ for rnd in range(rounds):
     secs = time.perf_counter() - t0
     wal = float(q("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", (lsn,))[0][0])
     done, updated = q("SELECT rows_done, rows_updated FROM pgtandem.backfill_progress")[0]
-    time.sleep(1)   # the backfill's backend has exited and flushed its statistics
-    dead = q("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'checks'::regclass")[0][0]
+    # the backfill's backend flushes its statistics as it exits; read them once they arrived
+    for _ in range(50):
+        dead = q("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'checks'::regclass")[0][0]
+        if dead >= updated:
+            break
+        time.sleep(0.2)
     real = {"seconds": secs, "rows_per_s": done / secs, "wal_bytes": wal, "wal_bytes_per_row": wal / done,
             "rows_updated": updated, "n_dead_tup": dead}
     print("  backfill: %.0f rows/s, %.1f s, %.0f B WAL/row, %.1f MB WAL, %d rows updated, n_dead_tup %d"

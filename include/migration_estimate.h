@@ -29,6 +29,8 @@ struct estimate_table {
     long long sample_rows, sample_updated, batches;
     long last_batch_rows;       /* the adaptive batch size the sample ended at */
     double sample_ms;           /* wall clock of the sample's batches */
+    long first_rows;            /* the first batch, kept apart as warm-up */
+    double first_ms, first_sleep_ms;
     double sleep_ms;            /* throttle sleeps the backfill would add (not slept here) */
     double wal_bytes;           /* WAL the sample's batches wrote */
 };

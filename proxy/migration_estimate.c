@@ -50,12 +50,17 @@ static void catch_signals(PGconn *conn, struct signals *s)
     sigaction(SIGTERM, &sa, &s->old_term);
 }
 
-/* The cleanup itself must not be cancelled: the handler is detached first. */
-static void release_signals(struct signals *s)
+/* The cleanup itself must not be cancelled, nor the process killed before
+ * it ran: the cancel handle goes first, the handlers after the cleanup. */
+static void detach_cancel(void)
 {
     PGcancel *c = cancel_handle;
     cancel_handle = NULL;
     PQfreeCancel(c);
+}
+
+static void restore_signals(struct signals *s)
+{
     sigaction(SIGINT, &s->old_int, NULL);
     sigaction(SIGTERM, &s->old_term, NULL);
 }
@@ -180,22 +185,28 @@ static int live_shape(PGconn *conn, const struct mig_bf_table *t, double *reltup
 {
     const char *v[1] = {t->qname};
     PGresult *r = query(conn, strdup(
-        "SELECT c.reltuples::float8, pg_relation_size(c.oid)::float8,"
-        "  (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a"
-        "    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')"
-        " FROM pg_class c WHERE c.oid = $1::regclass"), 1, v, "reading the size of the table", err, errlen);
+        "SELECT c.reltuples::float8, pg_relation_size(c.oid)::float8, a.attname FROM pg_class c"
+        "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        "   AND a.attgenerated = ''"
+        " WHERE c.oid = $1::regclass ORDER BY a.attnum"), 1, v, "reading the size of the table", err, errlen);
     if (!r)
         return -1;
-    int ok = PQntuples(r) == 1;
-    if (ok) {
+    int n = PQntuples(r);
+    struct mig_str list = {0};
+    for (int i = 0; i < n; i++) {
+        mig_str_add(&list, i ? ", " : "");
+        mig_str_ident(&list, PQgetvalue(r, i, 2));
+    }
+    if (n > 0) {
         *reltuples = atof(PQgetvalue(r, 0, 0));
         et->table_bytes = atof(PQgetvalue(r, 0, 1));
-        *columns = strdup(PQgetvalue(r, 0, 2));
+        *columns = mig_str_take(&list);
     } else {
-        snprintf(err, errlen, "estimate: table %s not found", t->qname);
+        mig_str_free(&list);
+        snprintf(err, errlen, "estimate: table %s has no columns to copy", t->qname);
     }
     PQclear(r);
-    return ok && *columns ? 0 : -1;
+    return *columns ? 0 : -1;
 }
 
 /* The scratch copy: same columns, defaults, constraints (but foreign keys,
@@ -251,8 +262,13 @@ static int copy_sample(PGconn *conn, const struct mig_bf_table *t, const char *c
                  columns, t->qname);
     for (size_t k = 0; k < t->npk; k++)
         mig_str_addf(&s, "%s%s", k ? ", " : "", t->pk[k]);
-    mig_str_addf(&s, " LIMIT %ld", limit);
-    if (run(conn, mig_str_take(&s), "copying the sample", err, errlen) != 0)
+    mig_str_add(&s, " LIMIT $1::bigint");
+    char num[32];
+    snprintf(num, sizeof num, "%ld", limit);
+    const char *v[1] = {num};
+    PGresult *r = query(conn, mig_str_take(&s), 1, v, "copying the sample", err, errlen);
+    PQclear(r);
+    if (!r)
         return -1;
     /* hint bits and the visibility map as on a table autovacuum has seen */
     mig_str_addf(&s, "VACUUM (ANALYZE) %s", copy);
@@ -328,6 +344,11 @@ static int walk_sample(PGconn *conn, struct backfill *b, struct estimate_table *
         if (backfill_step(conn, b, err, errlen) != 0)
             return interrupted ? failed(conn, NULL, "running a sample batch", err, errlen) : -1;
         et->sleep_ms += (double)backfill_sleep_ms(b);
+        if (b->batches == 1) {
+            et->first_rows = b->last_rows;
+            et->first_ms = now_ms() - t0;
+            et->first_sleep_ms = et->sleep_ms;
+        }
     }
     et->sample_ms = now_ms() - t0;
     if (interrupted)
@@ -432,7 +453,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
         rc = estimate_table(conn, out, i, &p->bf[i], &out->tables[i], err, errlen);
         out->ntables = i + 1;
     }
-    release_signals(&sig);
+    detach_cancel();
     if (interrupted && rc == 0)
         rc = failed(conn, NULL, "finishing", err, errlen);
     PQclear(PQexec(conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit;"
@@ -441,6 +462,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
         rc = -1;
     else if (rc != 0)
         snprintf(err + strlen(err), errlen - strlen(err), "; the scratch schema %s was dropped", out->scratch);
+    restore_signals(&sig);
     return rc;
 }
 
@@ -471,9 +493,20 @@ static struct projection project(const struct estimate_table *t)
     if (t->sample_rows <= 0 || t->sample_ms <= 0)
         return p;
     double n = (double)t->sample_rows;
-    p.rows_per_s = n / (t->sample_ms / 1000.0);
-    p.throttled_rows_per_s = n / ((t->sample_ms + t->sleep_ms) / 1000.0);
-    p.eta_s = t->table_rows / p.throttled_rows_per_s;
+    /* The first batch pays for what a session meets once per table (catalog
+     * caches, the statement's plan): the rate comes from the batches after
+     * it, and the first batch counts once in the duration. */
+    double fixed_ms = 0, rows = n, ms = t->sample_ms, sleep = t->sleep_ms;
+    if (t->batches >= 3 && t->first_rows > 0 && t->first_ms < t->sample_ms) {
+        fixed_ms = t->first_ms + t->first_sleep_ms;
+        rows -= (double)t->first_rows;
+        ms -= t->first_ms;
+        sleep -= t->first_sleep_ms;
+    }
+    p.rows_per_s = rows / (ms / 1000.0);
+    p.throttled_rows_per_s = rows / ((ms + sleep) / 1000.0);
+    p.eta_s = fixed_ms / 1000.0 + (t->table_rows - (fixed_ms > 0 ? (double)t->first_rows : 0.0))
+                                  / p.throttled_rows_per_s;
     p.wal_per_row = t->wal_bytes / n;
     p.wal_bytes = p.wal_per_row * t->table_rows;
     p.dead_tuples = t->table_rows * (double)t->sample_updated / n;
@@ -552,12 +585,13 @@ json_t *estimate_to_json(const struct estimate_report *r)
         wal += p.wal_bytes;
         dead += p.dead_tuples;
         json_array_append_new(tables, json_pack(
-            "{s:s, s:s, s:O, s:f, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+            "{s:s, s:s, s:O, s:f, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
             "schema", t->schema, "table", t->name, "operations", t->operations, "table_rows", t->table_rows,
             "rows_source", t->rows_source, "table_bytes", t->table_bytes,
             "sample_rows", (json_int_t)t->sample_rows, "sample_rows_updated", (json_int_t)t->sample_updated,
             "sample_batches", (json_int_t)t->batches, "last_batch_rows", (json_int_t)t->last_batch_rows,
-            "sample_ms", t->sample_ms, "sample_wal_bytes", t->wal_bytes, "rows_per_s", p.rows_per_s,
+            "sample_ms", t->sample_ms, "first_batch_ms", t->first_ms, "sample_wal_bytes", t->wal_bytes,
+            "rows_per_s", p.rows_per_s,
             "throttled_rows_per_s", p.throttled_rows_per_s, "wal_bytes_per_row", p.wal_per_row,
             "eta_s", p.eta_s, "wal_bytes", p.wal_bytes, "dead_tuples", p.dead_tuples,
             "throttle_sleep_ms", t->sleep_ms));
