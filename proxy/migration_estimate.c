@@ -562,10 +562,8 @@ void estimate_print(const struct estimate_report *r, FILE *out)
         human_bytes(p.wal_per_row, per, sizeof per);
         human_duration(p.eta_s, eta, sizeof eta);
         fprintf(out, "-- %s (", t->qname);
-        size_t k;
-        json_t *op;
-        json_array_foreach(t->operations, k, op)
-            fprintf(out, "%s%s", k ? ", " : "", json_string_value(op));
+        for (size_t k = 0; k < json_array_size(t->operations); k++)
+            fprintf(out, "%s%s", k ? ", " : "", json_string_value(json_array_get(t->operations, k)));
         fprintf(out, "): %.0f rows (from %s)\n", t->table_rows, t->rows_source);
         fprintf(out, "--   sample: %lld rows (%lld updated) in %lld batches, %.0f ms: %.0f rows/s, %s of WAL per row\n",
                 t->sample_rows, t->sample_updated, t->batches, t->sample_ms, p.rows_per_s, per);

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, run_pgtandem
+from conftest import BIN, SANITIZER_MARKS
 from test_migrate_util import EXAMPLES, db, load_legacy, migrate, rows, sql, write_migration  # noqa: F401
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
@@ -168,6 +168,7 @@ def test_estimate_interrupted_leaves_nothing(cluster, db):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
+    assert not any(mark in err for mark in SANITIZER_MARKS), err
     assert "interrupted" in err and "was dropped" in err
     assert scratch_schemas(db) == []
     assert snapshot(cluster, db) == before
