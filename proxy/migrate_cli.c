@@ -119,8 +119,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
         {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
-        {"force", no_argument, NULL, 'f'},
-        {"estimate", no_argument, NULL, 'X'}, {"estimate-rows", required_argument, NULL, 'x'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"force", no_argument, NULL, 'f'}, {"help", no_argument, NULL, 'h'},
+        {"estimate", no_argument, NULL, 'X'}, {"estimate-rows", required_argument, NULL, 'x'},
+        {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     c->estimate_rows = ESTIMATE_DEFAULT_ROWS;
@@ -672,6 +673,10 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help")) {
         usage(stdout);
         return 0;
+    }
+    if ((c.estimate || c.estimate_rows != ESTIMATE_DEFAULT_ROWS) && strcmp(cmd, "plan") != 0) {
+        fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
+        return EXIT_INVALID;
     }
     if (c.proxy && c.db) {
         fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");

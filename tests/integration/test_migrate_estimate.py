@@ -126,6 +126,10 @@ def test_estimate_needs_db(db):
     assert r.returncode == 2, r.stderr
     assert "--estimate" in r.stderr and "--db" in r.stderr
     assert r.stdout == ""
+    # the flag belongs to plan: start does not silently ignore it
+    r = migrate(db, "start", UNIFY, "--estimate")
+    assert r.returncode == 2 and "belong to `migrate plan`" in r.stderr, r.stderr
+    assert scratch_schemas(db) == []
 
 
 def test_estimate_refuses_invalid_migration_before_creating_anything(cluster, db):
