@@ -19,6 +19,7 @@
 struct backfill {
     const struct mig_bf_table *table;   /* borrowed from the plan */
     const char *migration;              /* borrowed */
+    const char *progress_table;         /* quoted checkpoint table the batch advances */
     struct mig_backfill_settings cfg;
     char *last_key[BACKFILL_MAX_KEY];   /* text form of the last key done */
     int have_last;

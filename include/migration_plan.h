@@ -74,6 +74,7 @@
 struct mig_bf_expr {
     char *what;            /* operations[i].op */
     char *column;          /* raw name of the column it fills */
+    char *type;            /* that column's SQL type (NULL in plans read back from JSON) */
     char *up;              /* the expression, as its author wrote it */
     char *pending;         /* predicate: this row still needs it */
 };

@@ -22,6 +22,7 @@ void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char 
     memset(b, 0, sizeof *b);
     b->table = t;
     b->migration = migration;
+    b->progress_table = "pgtandem.backfill_progress";
     b->cfg = *cfg;
     b->batch_rows = cfg->batch_rows;
     b->est_total = t->est_rows;
@@ -240,8 +241,8 @@ char *backfill_batch_sql(const struct backfill *b)
         mig_str_add(&s, ")");
     }
     mig_str_addf(&s, " AND (%s) RETURNING 1),", t->pending);
-    mig_str_add(&s, " cp AS (UPDATE pgtandem.backfill_progress SET"
-                " last_key = coalesce((SELECT ARRAY[");
+    mig_str_addf(&s, " cp AS (UPDATE %s SET"
+                 " last_key = coalesce((SELECT ARRAY[", b->progress_table);
     key_list(&s, t, "", "::text");
     mig_str_add(&s, "] FROM bounds), last_key),"
                 " rows_done = rows_done + (SELECT rows FROM n),"

@@ -24,6 +24,7 @@
 #include "migration_state.h"
 #include "log.h"
 #include "migration.h"
+#include "migration_estimate.h"
 #include "migration_plan.h"
 #include "progress_line.h"
 #include "sql_convert.h"
@@ -40,6 +41,8 @@ struct cli {
     int json;
     int quiet;
     int force;              /* complete despite sessions that bypass the proxies */
+    int estimate;           /* plan: measure the backfill on a sample of each table */
+    long estimate_rows;
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     const char *evidence;       /* start/complete/rollback: the evidence bundle's directory */
     struct evidence *ev;        /* while a step runs with --evidence */
@@ -66,7 +69,7 @@ static void usage(FILE *out)
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       (start, complete and rollback take --evidence DIR: schema snapshots and their diff, the\n"
         "        migration and plan, a run log, row counts, verify, SHA256SUMS; with --proxy, also --db URI)\n"
-        "       pgtandem migrate plan     FILE [--db URI]\n"
+        "       pgtandem migrate plan     FILE [--db URI] [--estimate [--estimate-rows N] [--json]]\n"
         "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
         "       pgtandem migrate verify        [--db URI]\n"
         "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
@@ -125,9 +128,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
         {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
         {"force", no_argument, NULL, 'f'}, {"evidence", required_argument, NULL, 'E'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},
+        {"estimate", no_argument, NULL, 'X'}, {"estimate-rows", required_argument, NULL, 'x'},
+        {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
+    c->estimate_rows = ESTIMATE_DEFAULT_ROWS;
     if (argc < 2)
         return -1;
     c->command = argv[1];
@@ -149,6 +155,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
             c->json = !strcmp(optarg, "json");
             break;
         case 'P': c->parent = optarg; break;
+        case 'X': c->estimate = 1; break;
+        case 'x':
+            if (parse_long(optarg, 1, 100000000, &v) != 0) return -1;
+            c->estimate_rows = v;
+            break;
         case 'n': c->opt.skip_backfill = 1; break;
         case 'v': c->opt.validate_only = 1; break;
         case 'l':
@@ -223,10 +234,35 @@ static int open_engine(const struct cli *c, struct engine *e, int exclusive, cha
     return rc;
 }
 
+/* The estimate, after the plan it measures (or alone, as JSON). */
+static int plan_estimate(const struct cli *c, struct engine *e, const struct migration *m,
+                         const struct mig_plan *plan, char *err, size_t errlen)
+{
+    struct estimate_report rep;
+    int rc = estimate_run(e->conn, m, plan, c->estimate_rows, &rep, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
+    if (rc == ENGINE_OK && c->json) {
+        json_t *doc = estimate_to_json(&rep);
+        char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(doc);
+    } else if (rc == ENGINE_OK) {
+        mig_plan_print(m, plan, stdout);
+        estimate_print(&rep, stdout);
+    }
+    estimate_free(&rep);
+    return rc;
+}
+
 static int cmd_plan(const struct cli *c)
 {
     char err[2048];
     struct migration m;
+    if (c->estimate && !c->db) {
+        fprintf(stderr, "pgtandem migrate plan --estimate: the estimate samples the live tables: pass --db URI "
+                "or set PGTANDEM_DB / DATABASE_URL\n");
+        return EXIT_INVALID;
+    }
     if (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
@@ -234,21 +270,25 @@ static int cmd_plan(const struct cli *c)
         return EXIT_INVALID;
     }
     struct mig_plan plan;
-    int rc;
+    int rc, estimated = 0;
     if (c->db) {
         struct engine e;
         rc = open_engine(c, &e, 0, err, sizeof err);
-        if (rc == ENGINE_OK) {
+        if (rc == ENGINE_OK)
             rc = engine_prepare(&e, &m, &plan, err, sizeof err);
-            engine_close(&e);
+        if (rc == ENGINE_OK && c->estimate) {
+            rc = plan_estimate(c, &e, &m, &plan, err, sizeof err);
+            mig_plan_free(&plan);
+            estimated = 1;
         }
+        engine_close(&e);
     } else {
         rc = mig_plan_build(&m, NULL, &plan, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
         if (rc == ENGINE_OK)
             printf("-- offline plan (no --db): column types, keys and copied indexes come from the live\n"
                    "-- catalog and appear as placeholders; pass --db for the exact SQL\n");
     }
-    if (rc == ENGINE_OK) {
+    if (rc == ENGINE_OK && !estimated) {
         mig_plan_print(&m, &plan, stdout);
         mig_plan_free(&plan);
     }
@@ -736,6 +776,10 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help")) {
         usage(stdout);
         return 0;
+    }
+    if ((c.estimate || c.estimate_rows != ESTIMATE_DEFAULT_ROWS) && strcmp(cmd, "plan") != 0) {
+        fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
+        return EXIT_INVALID;
     }
     if (c.evidence)
         return run_with_evidence(&c);

@@ -625,7 +625,7 @@ static void append_joined(char **dst, const char *sep, const char *piece)
 }
 
 static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
-                                const char *column, const char *up, const char *pending)
+                                const char *column, const char *type, const char *up, const char *pending)
 {
     struct mig_bf_expr *grown = realloc(b->exprs, (b->nexprs + 1) * sizeof *grown);
     if (!grown) {
@@ -638,6 +638,7 @@ static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, cons
     snprintf(what, sizeof what, "operations[%d].%s", op->index, mig_op_name(op->kind));
     x->what = strdup(what);
     x->column = strdup(column);
+    x->type = type ? strdup(type) : NULL;
     x->up = strdup(up);
     x->pending = pending ? strdup(pending) : NULL;
     if (!x->what || !x->column || !x->up || !x->pending)
@@ -648,7 +649,7 @@ static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, cons
  * trigger fills the new column on every write after expand, so a row whose
  * new column is still NULL while its source is not has never been written. */
 static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table,
-                         const char *new_col, const char *old_col, const char *up, int verify)
+                         const char *new_col, const char *type, const char *old_col, const char *up, int verify)
 {
     struct mig_bf_table *b = bf_table(c, op, table);
     if (!b)
@@ -665,7 +666,7 @@ static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char
         mig_str_addf(&pend, "(%s) IS NOT NULL", up);
     }
     char *pending = mig_str_take(&pend);
-    remember_expression(c, b, op, new_col, up, pending);
+    remember_expression(c, b, op, new_col, type, up, pending);
     mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
@@ -908,7 +909,7 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
     }
     *deferred = c->p->contract;
     c->p->contract = contract;
-    add_backfill(c, op, sp->table, sp->to, sp->from, up, 1);
+    add_backfill(c, op, sp->table, sp->to, type, sp->from, up, 1);
     remember_column(c, op->schema, sp->table, sp->to, type);
     return 0;
 }
@@ -1328,7 +1329,7 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         mig_str_ident(&f, col->name);
         mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", op->up, tag);
         install_trigger(c, op, op->table, mig_str_take(&f));
-        add_backfill(c, op, op->table, col->name, NULL, op->up, 0);
+        add_backfill(c, op, op->table, col->name, col->type, NULL, op->up, 0);
     }
     remember_column(c, op->schema, op->table, col->name, col->type);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
@@ -1756,6 +1757,7 @@ static void free_bf(struct mig_bf_table *b)
     free(b->mismatch);
     for (size_t i = 0; i < b->nexprs; i++) {
         free(b->exprs[i].what); free(b->exprs[i].column); free(b->exprs[i].up); free(b->exprs[i].pending);
+        free(b->exprs[i].type);
     }
     free(b->exprs);
     for (size_t k = 0; k < b->npk; k++) {
