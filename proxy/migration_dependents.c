@@ -43,16 +43,30 @@ int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_
     return 0;
 }
 
+int mig_dependent_repeated(const struct mig_cat_table *t, size_t i)
+{
+    const struct mig_cat_dep *d = &t->deps[i];
+    for (size_t k = 0; k < i; k++)
+        if (t->deps[k].oid == d->oid && t->deps[k].kind == d->kind && !strcmp(t->deps[k].column, d->column))
+            return 1;
+    return 0;
+}
+
 /* ---- talking to Postgres --------------------------------------------------- */
 
-/* The first line of Postgres's message, for a refusal. */
+/* Postgres's message and its detail (which names, e.g., the other views
+ * depending on a view) on one line, for a refusal. */
 static void primary_message(const PGresult *r, PGconn *conn, char *out, size_t n)
 {
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    snprintf(out, n, "%s", msg ? msg : PQerrorMessage(conn));
-    char *nl = strchr(out, '\n');
-    if (nl)
-        *nl = '\0';
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    snprintf(out, n, "%s%s%s", msg ? msg : PQerrorMessage(conn), detail ? ": " : "", detail ? detail : "");
+    for (char *p = out; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    size_t len = strlen(out);
+    while (len > 0 && out[len - 1] == ' ')
+        out[--len] = '\0';
 }
 
 /* Runs sql (no parameters, or one oid); returns the result, or NULL with
@@ -103,14 +117,16 @@ static void refuse(struct mig_cat_dep *d, const struct rehearsal *h, const char 
 
 /* An index's definition from USING on: what follows "CREATE [UNIQUE] INDEX
  * name ON table " in pg_get_indexdef, which always prints that prefix with
- * quote_identifier, as format's %I does. */
+ * quote_identifier, as format's %I does (and a temporary table's schema as
+ * pg_temp). */
 static const char *INDEX_TAIL_SQL =
     "SELECT substr(d, length(p) + 1) FROM pg_index i"
     "  JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace,"
     "  LATERAL (SELECT pg_get_indexdef(i.indexrelid) AS d,"
-    "                  format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
-    "                         ic.relname, n.nspname, c.relname) AS p) x"
+    "                  format('CREATE %sINDEX %I ON %s.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
+    "                         ic.relname, CASE WHEN n.oid = pg_my_temp_schema() THEN 'pg_temp'"
+    "                                          ELSE quote_ident(n.nspname) END, c.relname) AS p) x"
     " WHERE i.indexrelid = $1::oid AND left(d, length(p)) = p";
 
 static const char *PROBE_CHECK_SQL =
@@ -198,7 +214,8 @@ static int rehearse_on_copy(struct rehearsal *h)
     int have_copy = copy_of_table(h, why, sizeof why) == 0;
     for (size_t i = 0; i < h->t->ndeps; i++) {
         struct mig_cat_dep *d = &h->t->deps[i];
-        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d))
+        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d) ||
+            mig_dependent_repeated(h->t, i))
             continue;
         if (!have_copy) {
             refuse(d, h, why, advice_for(d));
@@ -366,7 +383,8 @@ static int rehearse_views(struct rehearsal *h)
     if (!v)
         return snprintf(h->err, h->errlen, "out of memory"), -1;
     for (size_t i = 0; i < h->t->ndeps; i++)
-        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW)
+        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW &&
+            !mig_dependent_repeated(h->t, i))
             v[nv++].d = &h->t->deps[i];
     if (nv == 0)
         return free(v), 0;
