@@ -375,8 +375,60 @@ static void free_views(struct view_script *v, size_t nv)
     free(v);
 }
 
+/* Views reading those views, at any depth: dropping a view needs them gone
+ * first, as an offline DROP VIEW without CASCADE does. */
+static const char *VIEWS_OF_VIEWS_SQL =
+    "WITH RECURSIVE v(oid) AS (SELECT unnest($1::oid[])"
+    "  UNION SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN v ON d.refobjid = v.oid"
+    "   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass AND r.ev_class <> v.oid)"
+    "SELECT c.oid, c.oid::regclass::text,"
+    "       CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END || c.oid::regclass::text"
+    "  FROM v JOIN pg_class c ON c.oid = v.oid WHERE NOT c.oid = ANY($1::oid[]) ORDER BY c.oid";
+
+static int add_view_dep(struct mig_cat_table *t, const char *col, const PGresult *r, int row)
+{
+    struct mig_cat_dep *grown = realloc(t->deps, (t->ndeps + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    t->deps = grown;
+    struct mig_cat_dep *d = &t->deps[t->ndeps++];
+    memset(d, 0, sizeof *d);
+    d->column = strdup(col);
+    d->kind = MIG_DEP_VIEW;
+    d->oid = (unsigned int)strtoul(PQgetvalue(r, row, 0), NULL, 10);
+    d->name = strdup(PQgetvalue(r, row, 1));
+    d->describe = strdup(PQgetvalue(r, row, 2));
+    d->deptype = 'n';
+    return d->column && d->name && d->describe ? 0 : -1;
+}
+
+/* Lists the views that read the column's views as dependents of the
+ * column too, so that they are dropped and created again with them. */
+static int add_views_of_views(struct rehearsal *h)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "{");
+    size_t n = 0;
+    for (size_t i = 0; i < h->t->ndeps; i++)
+        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW)
+            mig_str_addf(&s, "%s%u", n++ ? "," : "", h->t->deps[i].oid);
+    mig_str_add(&s, "}");
+    char *oids = mig_str_take(&s), why[512] = "";
+    PGresult *r = oids ? run(h->conn, VIEWS_OF_VIEWS_SQL, oids, why, sizeof why, NULL) : NULL;
+    free(oids);
+    if (!r)
+        return snprintf(h->err, h->errlen, "operations[%d]: reading the views of views: %s", h->op->index, why), -1;
+    int rc = 0;
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++)
+        rc = add_view_dep(h->t, h->col, r, i);
+    PQclear(r);
+    return rc == 0 ? 0 : (snprintf(h->err, h->errlen, "out of memory"), -1);
+}
+
 static int rehearse_views(struct rehearsal *h)
 {
+    if (add_views_of_views(h) != 0)
+        return -1;
     struct view_script *v = calloc(h->t->ndeps + 1, sizeof *v);
     size_t nv = 0;
     char why[512] = "", ignore[256];
