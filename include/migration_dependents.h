@@ -20,7 +20,7 @@
  *    while they exist, so the offline equivalent is to drop them, change
  *    the column and create them again. Their definitions (with options,
  *    grants, comments, owner, and a materialized view's indexes) are read at
- *    start; the rehearsal then does, on the real table, in a transaction
+ *    start, with those of the views reading them at any depth; the rehearsal then does, on the real table, in a transaction
  *    that is rolled back, what the contract will do: add a column of the new
  *    type, drop the views, drop the column, give the new one its name,
  *    create the views again. This takes the table's lock briefly (catalog

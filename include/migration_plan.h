@@ -57,7 +57,8 @@
  *    renamed at contract; indexes are built CONCURRENTLY and renamed at
  *    contract. Views and materialized views reading the column are what an
  *    offline ALTER COLUMN ... TYPE refuses, so their offline equivalent is
- *    drop, change, create again: the contract drops them before the column
+ *    drop, change, create again: the contract drops them (and the views
+ *    reading them, at any depth) before the column
  *    and creates them again (definitions, options, grants, comments, owner,
  *    a materialized view's data and indexes, all read at start) after the
  *    second column has the column's name; for rename_column while it still
@@ -65,7 +66,7 @@
  *    `new AS old` as an offline rename does. Whatever the rehearsal saw
  *    Postgres refuse on the new type is refused before the first DDL with
  *    Postgres's message. Everything else that depends on the column
- *    (a view read by another view; a UNIQUE constraint whose index is not
+ *    (a UNIQUE constraint whose index is not
  *    simple; EXCLUDE constraints; multi-column foreign keys; triggers,
  *    policies, extended statistics, sequences, generated columns) is refused
  *    before the first DDL, naming the object, why, and what to do.
