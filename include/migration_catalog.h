@@ -40,6 +40,14 @@ struct mig_cat_dep {
     char contype;        /* constraints: c, f, u, p, x; else 0 */
     int foreign;         /* the object belongs to another table (views aside) */
     char deptype;        /* 'n': a DROP COLUMN refuses while it exists; 'a': it goes with the column */
+    unsigned int oid;    /* the index, the constraint, or the view (a view's oid is its creation order) */
+    /* Filled by the rehearsal of a change of the column's type
+     * (migration_dependents.h); all NULL when there was none. */
+    char *carry;         /* CHECK: its definition over the second column; index: its definition from
+                          * USING on, over the second column; view: the script that re-creates it */
+    char *carry_drop;    /* view: the statement that drops it */
+    char *refusal;       /* why it cannot be carried to the new type, and what to do */
+    int validated;       /* CHECK: the constraint was valid (convalidated) */
 };
 
 struct mig_cat_index {

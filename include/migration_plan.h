@@ -49,12 +49,27 @@
  *    after the backfill, renamed), NOT NULL (CHECK NOT VALID, validated, SET
  *    NOT NULL), comment, column privileges, statistics target and default.
  *    A default that the new type cannot take is refused before any DDL
- *    unless the operation gives "default". Everything else that depends on
- *    the column (views, whose column type Postgres cannot change either;
- *    indexes with expressions, predicates or INCLUDE; CHECK and EXCLUDE
- *    constraints; multi-column foreign keys; triggers, policies, extended
- *    statistics, sequences, generated columns) is refused before the first
- *    DDL, naming the object, why, and what to do.
+ *    unless the operation gives "default". CHECK constraints and indexes
+ *    that are not simple (expressions, predicates, INCLUDE, ordering,
+ *    operator classes, any access method) are written over the second column
+ *    by Postgres during the catalog's rehearsal (migration_dependents.h):
+ *    CHECKs are added NOT VALID at expand, validated after the backfill and
+ *    renamed at contract; indexes are built CONCURRENTLY and renamed at
+ *    contract. Views and materialized views reading the column are what an
+ *    offline ALTER COLUMN ... TYPE refuses, so their offline equivalent is
+ *    drop, change, create again: the contract drops them (and the views
+ *    reading them, at any depth) before the column
+ *    and creates them again (definitions, options, grants, comments, owner,
+ *    a materialized view's data and indexes, all read at start) after the
+ *    second column has the column's name; for rename_column while it still
+ *    wears the old name, so that the rename after makes Postgres write
+ *    `new AS old` as an offline rename does. Whatever the rehearsal saw
+ *    Postgres refuse on the new type is refused before the first DDL with
+ *    Postgres's message. Everything else that depends on the column
+ *    (a UNIQUE constraint whose index is not
+ *    simple; EXCLUDE constraints; multi-column foreign keys; triggers,
+ *    policies, extended statistics, sequences, generated columns) is refused
+ *    before the first DDL, naming the object, why, and what to do.
  *  - drop_column runs the offline DROP COLUMN at contract, so what goes with
  *    the column offline goes with it online; what an offline DROP COLUMN
  *    refuses without CASCADE (a view, a foreign key of another table, a

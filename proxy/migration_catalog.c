@@ -2,6 +2,7 @@
  * tables a migration names, so that validation and SQL generation can work
  * from a snapshot. Every query takes names as parameters. */
 #include "migration_catalog.h"
+#include "migration_dependents.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -76,7 +77,8 @@ static const char *DEPENDENTS_SQL =
     "            (CASE rv.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END) || r.ev_class::regclass::text"
     "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,"
     "       coalesce(con.contype::text, ''),"
-    "       coalesce(con.conrelid <> d.refobjid, false), d.deptype"
+    "       coalesce(con.conrelid <> d.refobjid, false), d.deptype,"
+    "       coalesce(r.ev_class, ic.oid, con.oid, 0)::oid::text, coalesce(con.convalidated, true)"
     "  FROM pg_depend d"
     "  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
     "  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
@@ -178,6 +180,8 @@ static int load_dependents(PGconn *conn, struct mig_cat_table *t, char *err, siz
         d->contype = PQgetvalue(r, i, 4)[0];
         d->foreign = PQgetvalue(r, i, 5)[0] == 't';
         d->deptype = PQgetvalue(r, i, 6)[0];
+        d->oid = (unsigned int)strtoul(PQgetvalue(r, i, 7), NULL, 10);
+        d->validated = PQgetvalue(r, i, 8)[0] == 't';
     }
     PQclear(r);
     return 0;
@@ -335,7 +339,7 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
         if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
             return -1;
     }
-    return 0;
+    return mig_dependents_rehearse(conn, m, cat, err, errlen);
 }
 
 static void free_fkeys(struct mig_cat_fkey *fk, size_t n)
@@ -358,6 +362,7 @@ static void free_table(struct mig_cat_table *t)
     free(t->cols);
     for (size_t i = 0; i < t->ndeps; i++) {
         free(t->deps[i].column); free(t->deps[i].name); free(t->deps[i].describe);
+        free(t->deps[i].carry); free(t->deps[i].carry_drop); free(t->deps[i].refusal);
     }
     free(t->deps);
     for (size_t i = 0; i < t->npk; i++) {

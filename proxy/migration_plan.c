@@ -4,6 +4,7 @@
  * quoted through migration_sql; `up`/`down`/`default`/`check`/`where` are SQL
  * expressions written by the migration's author and are embedded as code. */
 #include "migration_plan.h"
+#include "migration_dependents.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ struct plan_ctx {
     size_t nadded;
     const struct mig_op *created[64];  /* create_table / rename_table targets so far */
     size_t ncreated;
+    const char *views[64];      /* views re-created by the contract so far (catalog names) */
+    size_t nviews;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -78,7 +81,7 @@ static void object_name(char *out, size_t n, const char *kind, const struct mig_
 
 static void shadow_name(char *out, size_t n, const char *column)
 {
-    snprintf(out, n, "_pgtandem_%.53s", column);
+    mig_shadow_name(out, n, column);
 }
 
 /* ---- catalog view that follows earlier operations of the same migration -- */
@@ -322,6 +325,104 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
         }
     }
+}
+
+static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
+                               const char *tmp, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, index ? tmp : table);
+    if (!index) {
+        mig_str_add(&s, " RENAME CONSTRAINT ");
+        mig_str_ident(&s, tmp);
+    } else {
+        mig_str_add(&s, " RENAME");
+    }
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, name);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+/* Indexes with expressions, predicates, INCLUDE, operator classes or any
+ * access method, and CHECK constraints: the catalog's rehearsal gave their
+ * definitions over `to` (Postgres printed them), see migration_dependents.h. */
+static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
+                           const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry || !mig_dependent_rehearsed(t, d) ||
+            mig_dependent_repeated(t, i))
+            continue;
+        char tmp[80];
+        const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
+        object_name(tmp, sizeof tmp, ix ? "ix" : "cc", op, ix ? (int)(ix - t->idx) : (int)i, c->m->name);
+        struct mig_str s = {0};
+        if (ix) {
+            mig_str_addf(&s, "CREATE %sINDEX CONCURRENTLY ", ix->unique ? "UNIQUE " : "");
+            mig_str_ident(&s, tmp);
+            mig_str_add(&s, " ON ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_addf(&s, " %s", d->carry);
+            add_index_build(&c->p->expand, op, op->schema, tmp, mig_str_take(&s));
+            carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand from its definition, given back "
+                    "its name at contract", ix->name, to);
+        } else {
+            mig_str_add(&s, "ALTER TABLE ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_add(&s, " ADD CONSTRAINT ");
+            mig_str_ident(&s, tmp);
+            mig_str_addf(&s, " %s%s", d->carry, d->validated ? " NOT VALID" : "");
+            mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+            if (d->validated)
+                add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
+            carried(c, op, "CHECK constraint \"%s\": added NOT VALID on \"%s\" at expand, validated after the "
+                    "backfill, renamed at contract", d->name, to);
+        }
+        rename_at_contract(c, op, table, ix != NULL, tmp, d->name);
+    }
+}
+
+/* Views and materialized views reading the column: dropped in the contract
+ * before the column (newest first), created again after the second column
+ * has the column's name (oldest first) from the definitions read at start,
+ * with their options, grants, comments, owner and indexes. */
+static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
+                       struct mig_steps *drops, struct mig_steps *creates)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    const struct mig_cat_dep *v[64];
+    size_t nv = 0;
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry || mig_dependent_repeated(t, i))
+            continue;
+        for (size_t k = 0; k < c->nviews; k++)
+            if (!strcmp(c->views[k], d->name))
+                return op_error(c, op, "view %s reads columns of two operations that change a type; split the "
+                                "migration in two", d->name);
+        if (nv >= sizeof v / sizeof v[0] || c->nviews >= sizeof c->views / sizeof c->views[0])
+            return op_error(c, op, "too many views read column \"%s\"", from);
+        size_t at = nv++;
+        while (at > 0 && v[at - 1]->oid > d->oid) {
+            v[at] = v[at - 1];
+            at--;
+        }
+        v[at] = d;
+        c->views[c->nviews++] = d->name;
+    }
+    for (size_t i = nv; i-- > 0;)
+        mig_steps_add(drops, op->index, MIG_STEP_TXN, strdup(v[i]->carry_drop));
+    for (size_t i = 0; i < nv; i++) {
+        mig_steps_add(creates, op->index, MIG_STEP_TXN, strdup(v[i]->carry));
+        carried(c, op, "%s: dropped at contract before the column, created again over the new column in the "
+                "same transaction with its options, grants, comments and owner%s", v[i]->describe,
+                strncmp(v[i]->describe, "materialized", 12) == 0 ? " (and indexes; its query runs inside the "
+                "contract)" : "");
+    }
+    return 0;
 }
 
 static const char *fk_action(char a)
@@ -704,6 +805,10 @@ static const struct mig_cat_index *index_of_constraint(const struct mig_cat_tabl
 static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     const struct mig_cat_index *ix;
+    if (mig_dependent_rehearsed(t, d) && d->refusal)
+        return d->refusal;
+    if (mig_dependent_rehearsed(t, d) && d->carry)
+        return NULL;
     switch (d->kind) {
     case MIG_DEP_VIEW:
         return "Postgres cannot change the type of a column a view reads (an offline ALTER COLUMN ... TYPE "
@@ -765,7 +870,7 @@ static int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, col) != 0)
+        if (strcmp(d->column, col) != 0 || mig_dependent_repeated(t, i))
             continue;
         const char *why = dropping ? undroppable_reason(d) : uncarried_reason(t, d);
         if (!why && !dropping && d->kind == MIG_DEP_CONSTRAINT && d->contype == 'f' && !fkey_carried(t, d->name))
@@ -904,6 +1009,7 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
         if (oc)
             copy_column_properties(c, op, sp->table, oc, sp->to);
         copy_indexes(c, op, sp->table, sp->from, sp->to);
+        copy_rehearsed(c, op, sp->table, sp->from, sp->to);
         copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
         copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
     }
@@ -1024,6 +1130,22 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
     return 0;
 }
 
+static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, const char *name,
+                                const char *meanwhile, struct mig_steps *between)
+{
+    struct mig_str a = {0}, b = {0};
+    mig_str_add(&a, " TO ");
+    mig_str_ident(&a, meanwhile);
+    mig_str_add(&b, " TO ");
+    mig_str_ident(&b, name);
+    char *ta = mig_str_take(&a), *tb = mig_str_take(&b);
+    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", name, ta ? ta : "");
+    append_steps(&c->p->contract, between);
+    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", meanwhile, tb ? tb : "");
+    free(ta);
+    free(tb);
+}
+
 static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
@@ -1041,8 +1163,19 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;
     set_new_default(c, op, op->to);
+    struct mig_steps views = {0};
+    if (carry_views(c, op, op->table, op->from, &c->p->contract, &views) != 0) {
+        mig_steps_free(&deferred);
+        return -1;
+    }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->from, "");
     append_steps(&c->p->contract, &deferred);
+    if (views.n > 0) {
+        /* The views are created while the new column wears the old name, so
+         * the rename after makes Postgres write `new AS old` in them, as an
+         * offline RENAME COLUMN does. */
+        rename_column_twice(c, op, op->to, op->from, &views);
+    }
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
     return 0;
 }
@@ -1208,6 +1341,11 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         add_index_build(&c->p->expand, op, op->schema, ix,
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
+    struct mig_steps views = {0};
+    if (carry_views(c, op, op->table, op->column, &c->p->contract, &views) != 0) {
+        mig_steps_free(&deferred);
+        return -1;
+    }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
     /* The deferred steps (SET NOT NULL, index and constraint names) address
      * the shadow column by the name it has until the rename below. */
@@ -1218,6 +1356,7 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
     char *tail = mig_str_take(&r);
     add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
     free(tail);
+    append_steps(&c->p->contract, &views);
     if (op->check)
         add_check_before_cutover(c, op, shadow);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");

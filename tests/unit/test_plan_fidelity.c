@@ -3,7 +3,10 @@
  * every dependent follows); a rename that a later operation builds on, or
  * that changes the type, takes the second column; "default" is accepted by
  * rename_column; an index created after an alter_column of its column is
- * built on the column that survives the contract. */
+ * built on the column that survives the contract; a change of type carries
+ * the CHECK constraints, rich indexes and views the catalog's rehearsal
+ * could write over the second column, and refuses, before any DDL, the one
+ * Postgres refused on the new type. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,8 +121,122 @@ static void test_index_after_alter_column(void)
     mig_free(&m);
 }
 
+/* A catalog as the rehearsal leaves it (migration_dependents.c): price has
+ * a CHECK, a partial index and a view that Postgres could write over the
+ * second column. */
+static char *pk[] = {"id"}, *pk_types[] = {"bigint"};
+static struct mig_cat_column cols[] = {{.name = "id", .type = "bigint", .stattarget = -1},
+                                       {.name = "price", .type = "text", .stattarget = -1}};
+static struct mig_cat_index idx[] = {{.name = "checks_open_price", .method = "btree"}};
+
+static void fill_catalog(struct mig_cat_dep *deps, struct mig_cat_table *t, struct mig_catalog *cat)
+{
+    deps[0] = (struct mig_cat_dep){.column = "price", .kind = MIG_DEP_CONSTRAINT, .name = "checks_price_pos",
+                                   .describe = "constraint checks_price_pos on table checks", .contype = 'c',
+                                   .deptype = 'a', .oid = 10, .validated = 1,
+                                   .carry = "CHECK ((_pgtandem_price >= (0)::numeric))"};
+    deps[1] = (struct mig_cat_dep){.column = "price", .kind = MIG_DEP_INDEX, .name = "checks_open_price",
+                                   .describe = "index checks_open_price", .deptype = 'a', .oid = 11,
+                                   .carry = "USING btree (_pgtandem_price) WHERE (status = 'open'::text)"};
+    deps[2] = (struct mig_cat_dep){.column = "price", .kind = MIG_DEP_VIEW, .name = "prices",
+                                   .describe = "view prices", .deptype = 'n', .oid = 12,
+                                   .carry = "CREATE VIEW public.prices AS  SELECT checks.price FROM checks",
+                                   .carry_drop = "DROP VIEW public.prices"};
+    *t = (struct mig_cat_table){.schema = "public", .name = "checks", .exists = 1, .cols = cols, .ncols = 2,
+                                .pk = pk, .pk_types = pk_types, .npk = 1, .idx = idx, .nidx = 1,
+                                .deps = deps, .ndeps = 3};
+    *cat = (struct mig_catalog){t, 1};
+}
+
+static const char *RETYPE_PRICE =
+    "{\"name\": \"rt\", \"operations\": ["
+    " {\"alter_column\": {\"table\": \"checks\", \"column\": \"price\", \"type\": \"numeric\","
+    "  \"up\": \"price::numeric\", \"down\": \"price::text\"}}]}";
+
+/* The position of the first step containing needle, or -1. */
+static long step_at(const struct mig_steps *l, const char *needle)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strstr(l->v[i].sql, needle))
+            return (long)i;
+    return -1;
+}
+
+static void test_retype_carries_rehearsed(void)
+{
+    struct mig_cat_dep deps[3];
+    struct mig_cat_table t;
+    struct mig_catalog cat;
+    fill_catalog(deps, &t, &cat);
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "";
+    if (mig_parse(RETYPE_PRICE, strlen(RETYPE_PRICE), "t.json", &m, err, sizeof err) != 0 ||
+        mig_plan_build(&m, &cat, &p, err, sizeof err) != 0) {
+        printf("FAIL retype plan (%s)\n", err);
+        CHECK("retype: plan builds", 0);
+        return;
+    }
+    CHECK("retype: CHECK added NOT VALID over the second column under a temporary name",
+          steps_contain(&p.expand, "ADD CONSTRAINT \"pgtandem_cc000_0_rt\" CHECK ((_pgtandem_price >= (0)::numeric)) "
+                                   "NOT VALID"));
+    CHECK("retype: CHECK validated after the backfill",
+          steps_contain(&p.validate, "VALIDATE CONSTRAINT \"pgtandem_cc000_0_rt\""));
+    CHECK("retype: CHECK given its name after the old column is dropped",
+          step_at(&p.contract, "RENAME CONSTRAINT \"pgtandem_cc000_0_rt\" TO \"checks_price_pos\"") >
+          step_at(&p.contract, "DROP COLUMN \"price\""));
+    long ix = step_at(&p.expand, "CREATE INDEX CONCURRENTLY \"pgtandem_ix000_0_rt\" ON \"public\".\"checks\" "
+                                 "USING btree (_pgtandem_price) WHERE");
+    CHECK("retype: partial index built CONCURRENTLY outside a transaction",
+          ix >= 0 && p.expand.v[ix].mode == MIG_STEP_ALONE && p.expand.v[ix].cleanup);
+    CHECK("retype: index renamed at contract",
+          steps_contain(&p.contract, "ALTER INDEX \"public\".\"pgtandem_ix000_0_rt\" RENAME TO \"checks_open_price\""));
+    long drop_view = step_at(&p.contract, "DROP VIEW public.prices");
+    long drop_col = step_at(&p.contract, "DROP COLUMN \"price\"");
+    long rename = step_at(&p.contract, "RENAME COLUMN \"_pgtandem_price\" TO \"price\"");
+    long create_view = step_at(&p.contract, "CREATE VIEW public.prices");
+    CHECK("retype: view dropped before the column, created again after the rename",
+          drop_view >= 0 && drop_view < drop_col && drop_col < rename && rename < create_view);
+    CHECK("retype: rollback leaves views alone", step_at(&p.rollback, "VIEW") < 0);
+    size_t listed = 0;
+    for (size_t i = 0; i < p.ncarried; i++)
+        listed += strstr(p.carried[i], "checks_price_pos") || strstr(p.carried[i], "checks_open_price") ||
+                  strstr(p.carried[i], "view prices: dropped at contract");
+    CHECK("retype: plan lists the three carried dependents", listed == 3);
+    mig_plan_free(&p);
+    mig_free(&m);
+}
+
+static void test_retype_refuses_what_postgres_refused(void)
+{
+    struct mig_cat_dep deps[3];
+    struct mig_cat_table t;
+    struct mig_catalog cat;
+    fill_catalog(deps, &t, &cat);
+    deps[0].carry = NULL;
+    deps[0].refusal = "on the new type numeric Postgres refuses it (function length(numeric) does not exist); "
+                      "drop it ... create_constraint";
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "";
+    if (mig_parse(RETYPE_PRICE, strlen(RETYPE_PRICE), "t.json", &m, err, sizeof err) != 0) {
+        CHECK("refuse: parses", 0);
+        return;
+    }
+    int rc = mig_plan_build(&m, &cat, &p, err, sizeof err);
+    CHECK("refuse: the plan is refused", rc != 0);
+    CHECK("refuse: the message names the operation, the constraint and Postgres's reason",
+          strstr(err, "operations[0].alter_column") && strstr(err, "checks_price_pos") &&
+          strstr(err, "length(numeric) does not exist"));
+    if (rc == 0)
+        mig_plan_free(&p);
+    mig_free(&m);
+}
+
 int main(void)
 {
+    test_retype_carries_rehearsed();
+    test_retype_refuses_what_postgres_refused();
     test_rename_keeps_original();
     test_later_index_takes_the_copy();
     test_rename_default();

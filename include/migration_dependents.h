@@ -1,0 +1,58 @@
+/* The rehearsal of a change of a column's type: before anything changes,
+ * Postgres itself is asked whether each CHECK constraint, index with an
+ * expression / predicate / INCLUDE columns / operator class / access method,
+ * and view or materialized view reading the column still holds on the new
+ * type, and how each reads once written over the second column. Everything
+ * runs in transactions that are always rolled back, so nothing is left.
+ *
+ * Why Postgres and not string edits: a constraint, an index and a view are
+ * bound to column numbers, and Postgres prints them back with the current
+ * column names. So:
+ *  - CHECK: added to an empty temporary copy of the table whose column has
+ *    the new type (this is the type check: an offline ALTER COLUMN ... TYPE
+ *    re-parses it the same way), then the column is renamed to the second
+ *    column's name and pg_get_constraintdef gives the definition to add at
+ *    expand (NOT VALID, validated after the backfill, renamed at contract).
+ *  - Indexes: the same, with CREATE INDEX on the copy and pg_get_indexdef
+ *    read back; the plan builds it CONCURRENTLY under a temporary name and
+ *    renames it at contract, like a simple index.
+ *  - Views and materialized views: an offline ALTER COLUMN ... TYPE refuses
+ *    while they exist, so the offline equivalent is to drop them, change
+ *    the column and create them again. Their definitions (with options,
+ *    grants, comments, owner, and a materialized view's indexes) are read at
+ *    start, with those of the views reading them at any depth; the rehearsal then does, on the real table, in a transaction
+ *    that is rolled back, what the contract will do: add a column of the new
+ *    type, drop the views, drop the column, give the new one its name,
+ *    create the views again. This takes the table's lock briefly (catalog
+ *    changes only, under a lock_timeout). The contract repeats it for real.
+ * What Postgres refuses is recorded as the dependent's refusal and the plan
+ * refuses the operation with it (exit 2) before the first DDL. */
+#ifndef PGTANDEM_MIGRATION_DEPENDENTS_H
+#define PGTANDEM_MIGRATION_DEPENDENTS_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "migration.h"
+#include "migration_catalog.h"
+
+/* Fills carry / carry_drop / refusal of the dependents of every column that
+ * an alter_column, or a rename_column changing type or values, moves to a
+ * second column. Returns 0, or -1 with err (the database could not be
+ * asked, e.g. the table's lock was not granted in time). */
+int mig_dependents_rehearse(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
+                            char *err, size_t errlen);
+
+/* Is this dependent one the rehearsal decides on (a CHECK of the table, an
+ * index that is not simple and backs no constraint, a view)? */
+int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d);
+
+/* The catalog lists an object once per kind of dependency (a CHECK on two
+ * columns depends on this one automatically and normally): true when
+ * t->deps[i] repeats an earlier entry for the same column and object. */
+int mig_dependent_repeated(const struct mig_cat_table *t, size_t i);
+
+/* Name of alter_column's second column for `column`. */
+void mig_shadow_name(char *out, size_t n, const char *column);
+
+#endif
