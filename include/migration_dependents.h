@@ -23,8 +23,11 @@
  *    start, with those of the views reading them at any depth; the rehearsal then does, on the real table, in a transaction
  *    that is rolled back, what the contract will do: add a column of the new
  *    type, drop the views, drop the column, give the new one its name,
- *    create the views again. This takes the table's lock briefly (catalog
- *    changes only, under a lock_timeout). The contract repeats it for real.
+ *    create the views again. This takes the table's lock for a moment
+ *    (catalog changes only), asked for with the contract's short
+ *    lock_timeout and tried again with backoff, so that no lock request
+ *    queues the application behind it for long. The contract repeats it
+ *    for real.
  * What Postgres refuses is recorded as the dependent's refusal and the plan
  * refuses the operation with it (exit 2) before the first DDL. */
 #ifndef PGTANDEM_MIGRATION_DEPENDENTS_H
