@@ -14,7 +14,7 @@ static const char *COLUMNS_SQL =
     "       (SELECT json_agg(x.privilege_type || chr(9) ||"
     "               CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END || chr(9) ||"
     "               CASE WHEN x.is_grantable THEN 't' ELSE 'f' END ORDER BY 1)"
-    "          FROM aclexplode(a.attacl) x)::text"
+    "          FROM aclexplode(a.attacl) x)::text, a.attidentity::text, a.attgenerated::text"
     "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     "  JOIN pg_attribute a ON a.attrelid = c.oid"
     "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
@@ -147,6 +147,8 @@ static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         c->comment = dup_or_null(r, i, 4);
         c->stattarget = atoi(PQgetvalue(r, i, 5));
         parse_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
+        c->identity = PQgetvalue(r, i, 7)[0];
+        c->generated = PQgetvalue(r, i, 8)[0];
     }
     PQclear(r);
     return 0;

@@ -294,16 +294,16 @@ CASES_MORE = {
         "CREATE TABLE account_log (account_id bigint, what text);"
         "CREATE FUNCTION log_account() RETURNS trigger LANGUAGE plpgsql AS $$"
         " BEGIN INSERT INTO account_log VALUES (NEW.id, TG_NAME); RETURN NEW; END $$;"
-        "CREATE TRIGGER accounts_code_changed AFTER UPDATE OF code ON accounts FOR EACH ROW"
+        "CREATE TRIGGER accounts_label_changed AFTER UPDATE OF label ON accounts FOR EACH ROW"
         " EXECUTE FUNCTION log_account();"
         "CREATE TRIGGER accounts_flagged AFTER INSERT ON accounts FOR EACH ROW WHEN (NEW.code LIKE '%7%')"
         " EXECUTE FUNCTION log_account();",
         ops=[{"rename_table": {"from": "accounts", "to": "customers"}}],
         offline="ALTER TABLE accounts RENAME TO customers",
         old=["INSERT INTO accounts (id, code, seq_no, ticket) VALUES (1000 + {i}, 'old {i}', 500 + {i}, {i})",
-             "UPDATE accounts SET code = 'old upd {i}' WHERE id = {i} + 1"],
+             "UPDATE accounts SET label = 'old upd {i}' WHERE id = {i} + 1"],
         new=["INSERT INTO customers (id, code, seq_no, ticket) VALUES (2000 + {i}, 'new {i}', 600 + {i}, {i})",
-             "UPDATE customers SET code = 'new upd {i}' WHERE id = {i} + 31"],
+             "UPDATE customers SET label = 'new upd {i}' WHERE id = {i} + 31"],
         tables=("checks", "customers", "account_log"), before_tables=("checks", "accounts", "account_log")),
     # a change of type: refused before DDL when a dependent cannot follow
     "retype_identity_column_refused": retype_refused(IDENTITY, "seq_no", "numeric", ["seq_no", "identity"]),
