@@ -66,7 +66,8 @@ static const char *INCOMING_FKEYS_SQL =
 /* Everything that depends on a column of the table, the column's own
  * default aside: views (through their rewrite rule), indexes, constraints
  * (of this table, or foreign keys of others), triggers, policies, extended
- * statistics, owned sequences, generated columns. */
+ * statistics, owned sequences, generated columns (another column's "default"
+ * that reads this one can only be a generation expression). */
 static const char *DEPENDENTS_SQL =
     "SELECT DISTINCT a.attname,"
     "       CASE WHEN r.oid IS NOT NULL THEN 'v' WHEN ic.relkind IN ('i','I') THEN 'i'"
@@ -74,6 +75,8 @@ static const char *DEPENDENTS_SQL =
     "       coalesce(r.ev_class::regclass::text, ic.relname::text, con.conname::text, ''),"
     "       CASE WHEN r.oid IS NOT NULL THEN"
     "            (CASE rv.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END) || r.ev_class::regclass::text"
+    "            WHEN ad.oid IS NOT NULL THEN"
+    "            replace(pg_describe_object(d.classid, d.objid, d.objsubid), 'default value for', 'generated')"
     "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,"
     "       coalesce(con.contype::text, ''),"
     "       coalesce(con.conrelid <> d.refobjid, false), d.deptype"
