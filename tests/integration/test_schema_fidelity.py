@@ -16,6 +16,8 @@ import uuid
 import psycopg
 import pytest
 
+from conftest import run_pgtandem
+from test_cutover_e2e import admin_url, complete_migration, start_migration
 from test_migrate_util import migrate, new_shape_options, sql, write_migration
 
 ITER = 30
@@ -397,7 +399,10 @@ def write_all(uri, statements, options=""):
                 c.execute(s.format(i=i))
 
 
-def concurrent_writers(uri, name, old, new):
+def concurrent_writers(uri, name, old, new, new_options=None):
+    """Old- and new-shape writers at once; the new shape's session declares
+    the migration (and, without the proxy to route it, sets its own
+    search_path)."""
     errors = []
 
     def writer(statements, options):
@@ -407,7 +412,7 @@ def concurrent_writers(uri, name, old, new):
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(old, "")),
-               threading.Thread(target=writer, args=(new, new_shape_options(name)))]
+               threading.Thread(target=writer, args=(new, new_options or new_shape_options(name)))]
     for t in threads:
         t.start()
     for t in threads:
@@ -463,6 +468,12 @@ def test_online_ends_where_offline_ends(cluster, twins, name):
     done = migrate(online, "complete")
     assert done.returncode == 0, done.stderr
 
+    offline_twin_matches(cluster, c, online, offline)
+
+
+def offline_twin_matches(cluster, c, online, offline):
+    """The twin gets the old-shape writes, the offline DDL, the new-shape
+    writes; then both must have the same schema and rows."""
     write_all(offline, c["old"])
     run_script(offline, c["offline"])
     write_all(offline, c["new"])
@@ -471,3 +482,46 @@ def test_online_ends_where_offline_ends(cluster, twins, name):
     assert got == want, diff(want, got)
     assert leftovers(online) == []
     assert table_rows(online, c["tables"]) == table_rows(offline, c["tables"])
+
+
+# ---- the same through a running proxy -------------------------------------------
+
+# Representative cases: a rename keeping the original (views), a change of
+# type carrying the column's properties, user triggers, a table rename.
+THROUGH_PROXY = ["view_reads_renamed_column", "retype_carries_column_properties", "triggers_name_renamed_column",
+                 "rename_table_with_every_kind"]
+
+
+def through_proxy(proxy, *args):
+    return run_pgtandem(["migrate"] + list(args) + ["--proxy", admin_url(proxy)])
+
+
+@pytest.mark.parametrize("name", THROUGH_PROXY)
+def test_through_the_proxy_ends_where_offline_ends(cluster, twins, proxy_factory, name):
+    """start, rollback, start and complete sent to a running proxy's admin
+    API; the writers connect through the proxy, the new-shape one with only
+    `options=-c pgtandem.version=<name>` (the proxy routes it to the new
+    shape)."""
+    c = CASES[name]
+    online, offline = twins
+    for uri in twins:
+        run_script(uri, c["base"])
+    start_dump, start_rows = schema_dump(cluster, online), table_rows(online, c["before_tables"])
+    mname = "fidp_" + name[:35]
+    path = write_migration({"name": mname, "parent": None, "operations": c["ops"]})
+    proxy = proxy_factory(extra_args=["--engine-db", online])
+
+    start_migration(proxy, path)
+    rb = through_proxy(proxy, "rollback")
+    assert rb.returncode == 0, rb.stdout + rb.stderr + proxy.log()[-3000:]
+    after_rollback = schema_dump(cluster, online)
+    assert after_rollback == start_dump, diff(start_dump, after_rollback)
+    assert table_rows(online, c["before_tables"]) == start_rows
+    assert leftovers(online) == []
+
+    start_migration(proxy, path)
+    dbname = online.rsplit("/", 1)[1].split("?")[0]
+    via_proxy = proxy.uri(user="postgres", password="postgres", db=dbname)
+    concurrent_writers(via_proxy, mname, c["old"], c["new"], new_options="-c pgtandem.version=" + mname)
+    complete_migration(proxy)
+    offline_twin_matches(cluster, c, online, offline)
