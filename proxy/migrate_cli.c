@@ -246,6 +246,7 @@ static int cmd_plan(const struct cli *c)
     return report(rc, err);
 }
 
+#define CATALOG_RULE "catalog-refuses"
 #define CATALOG_FIX "change the migration as the message says; `pgtandem migrate plan FILE --db` shows the same " \
                     "refusal, and start refuses it before its first DDL"
 
@@ -295,7 +296,7 @@ static void add_refusal(const struct migration *m, const char *msg, struct lint_
                  object ? " on " : "", object ? op->schema : "", object ? "." : "", object ? object : "");
     else
         snprintf(what, sizeof what, "migration \"%s\"", m->name);
-    lint_report_add(lr, "catalog-refuses", m->file, line, col, at ? at : msg, CATALOG_FIX, what);
+    lint_report_add(lr, CATALOG_RULE, m->file, line, col, at ? at : msg, CATALOG_FIX, what);
 }
 
 /* Recorded on the database (other than rolled back): the catalog already
@@ -450,9 +451,17 @@ static int cmd_lint(const struct cli *c)
         lint_report_print(&lr, stdout);
     }
     if (rc == ENGINE_OK && lr.blocking) {
-        snprintf(err, sizeof err, "%zu finding(s) would block or break the running application or are refused "
-                 "by the live catalog; each names the online alternative (pgtandem migrate start FILE.sql runs "
-                 "the convertible statements that way)", lr.blocking);
+        size_t refused = 0;
+        for (size_t i = 0; i < lr.n; i++)
+            refused += !strcmp(lr.v[i].rule, CATALOG_RULE);
+        int off = 0;
+        if (lr.blocking > refused)
+            off = snprintf(err, sizeof err, "%zu statement(s) would block or break the running application; each "
+                           "finding names the online alternative (pgtandem migrate start FILE.sql runs the "
+                           "convertible ones that way)%s", lr.blocking - refused, refused ? "; " : "");
+        if (refused && off >= 0 && (size_t)off < sizeof err)
+            snprintf(err + off, sizeof err - (size_t)off, "%zu operation(s) refused by the live catalog, as start "
+                     "would refuse them before its first DDL; nothing was changed", refused);
         rc = ENGINE_INVALID;
     } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json) {
         printf("lint: %zu SQL file(s), nothing that blocks the running application\n", nsql);
