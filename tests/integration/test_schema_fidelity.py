@@ -6,7 +6,9 @@ its twin runs the old-shape writes, the offline DDL, then the new-shape
 writes. Both must end with the same `pg_dump --schema-only` (column order
 inside each table aside) and the same rows. A case the engine cannot carry
 must be refused by `start` and `plan` with exit 2 before the first DDL, with
-a message naming the dependent, and change nothing."""
+a message naming the dependent, and change nothing. A few representative
+cases run again with start/rollback/complete sent to a running proxy and the
+writers connected through it (the new shape routed by pgtandem.version)."""
 import os
 import re
 import subprocess
@@ -385,9 +387,10 @@ def table_rows(uri, tables):
 
 def leftovers(uri):
     """What a finished migration must not leave behind (schema pgtandem itself
-    is excluded from the dumps)."""
+    is excluded from the dumps; the cases' own triggers are in them)."""
     return sql(uri, "SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'pgtandem'::regnamespace"
-                    " UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'pgtandem%'"
+                    " UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger"
+                    " WHERE NOT tgisinternal AND tgname LIKE 'pgtandem%'"
                     " UNION ALL SELECT 'invalid index ' || indexrelid::regclass::text FROM pg_index"
                     " WHERE NOT indisvalid")
 
