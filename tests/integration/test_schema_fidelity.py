@@ -321,6 +321,11 @@ CASES_MORE = {
         TRIGGERS.format(col="price"), "price", "numeric", ["trigger checks_price_"]),
     "retype_column_in_exclude_refused": retype_refused(
         EXCLUDE.format(col="price"), "price", "numeric", ["checks_price_excl"]),
+    "retype_rename_identity_and_policy_refused": case(
+        IDENTITY + POLICY.format(col="seq_no::text"),
+        ops=[{"rename_column": {"table": "checks", "from": "seq_no", "to": "ordinal", "type": "numeric",
+                                "up": "seq_no::numeric", "down": "ordinal::bigint"}}],
+        offline=None, refused=["operations[0].rename_column", "\"seq_no\"", "identity column", "add_column"]),
 }
 CASES.update(CASES_MORE)
 
