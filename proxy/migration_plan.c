@@ -1614,6 +1614,16 @@ static int op_touches_columns(const struct mig_op *op, const char *schema, const
     return kind_ok && !strcmp(op->schema, schema) && !strcmp(op->table, table);
 }
 
+/* "column AS name", quoted. */
+static char *aliased(const char *column, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_ident(&s, column);
+    mig_str_add(&s, " AS ");
+    mig_str_ident(&s, name);
+    return mig_str_take(&s);
+}
+
 /* How the new shape names a physical column: NULL hides it, otherwise the
  * select-list item. */
 static char *view_item(const struct plan_ctx *c, const char *schema, const char *table, const char *col)
@@ -1629,13 +1639,8 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
         int keeps = op->kind == MIG_RENAME_COLUMN && rename_keeps_original(c, op);
         if (keeps && !strcmp(op->to, col))
             return NULL;
-        if (keeps && !strcmp(op->from, col)) {
-            struct mig_str s = {0};
-            mig_str_ident(&s, op->from);
-            mig_str_add(&s, " AS ");
-            mig_str_ident(&s, op->to);
-            return mig_str_take(&s);
-        }
+        if (keeps && !strcmp(op->from, col))
+            return aliased(op->from, op->to);
         if (op->kind == MIG_RENAME_COLUMN && !strcmp(op->from, col))
             return NULL;
         if ((op->kind == MIG_DROP_COLUMN || op->kind == MIG_ALTER_COLUMN) && !strcmp(op->column, col))
@@ -1643,13 +1648,8 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
         char shadow[80];
         if (op->kind == MIG_ALTER_COLUMN) {
             shadow_name(shadow, sizeof shadow, op->column);
-            if (!strcmp(shadow, col)) {
-                struct mig_str s = {0};
-                mig_str_ident(&s, shadow);
-                mig_str_add(&s, " AS ");
-                mig_str_ident(&s, op->column);
-                return mig_str_take(&s);
-            }
+            if (!strcmp(shadow, col))
+                return aliased(shadow, op->column);
         }
     }
     return mig_quote_ident(col);
