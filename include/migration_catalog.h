@@ -20,6 +20,8 @@ struct mig_cat_column {
     int stattarget;      /* attstattarget, -1 when default */
     char **grants;       /* column privileges as "PRIVILEGE\tgrantee\tgrantable(t|f)"; grantee "" is PUBLIC */
     size_t ngrants;
+    char identity;       /* attidentity: 'a' (ALWAYS), 'd' (BY DEFAULT), 0: not an identity column */
+    char generated;      /* attgenerated: 's' (STORED), 0: not a generated column */
 };
 
 /* Something in the database that depends on one column of the table

@@ -2,7 +2,8 @@
  * application if run as written (by `alembic upgrade`, drizzle-kit, psql),
  * each with a rule id, its position, why (which lock, what breaks) and the
  * online alternative. The rules follow what squawk and strong_migrations
- * check; they read the SQL only (no database). */
+ * check; they read the SQL only. With --db, `migrate lint` adds what the
+ * live catalog refuses (rule catalog-refuses, see migrate_cli.c). */
 #ifndef PGTANDEM_SQL_LINT_H
 #define PGTANDEM_SQL_LINT_H
 
@@ -37,6 +38,11 @@ int sql_lint_text(const char *file, const char *text, size_t len, struct lint_re
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen);
 int sql_lint_migration(const struct migration *m, struct lint_report *r, char *err, size_t errlen);
 int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *err, size_t errlen);
+
+/* Appends a blocking finding (strings are copied; fix is kept as given).
+ * line 0: no position (a migration converted from SQL, say). */
+void lint_report_add(struct lint_report *r, const char *rule, const char *file, int line, int col,
+                     const char *why, const char *fix, const char *statement);
 
 void lint_report_print(const struct lint_report *r, FILE *out);
 /* {"findings": [...], "blocking": N}; caller frees. */

@@ -296,7 +296,99 @@ static int cmd_plan(const struct cli *c)
     return report(rc, err);
 }
 
-static int lint_against_db(const struct cli *c, struct migration *list, size_t n, char *err, size_t errlen)
+#define CATALOG_RULE "catalog-refuses"
+#define CATALOG_FIX "change the migration as the message says; `pgtandem migrate plan FILE --db` shows the same " \
+                    "refusal, and start refuses it before its first DDL"
+
+/* Where operation `index` is written in a JSON migration: the occurrence of
+ * its operation key that belongs to it. 0 when unknown (a migration
+ * converted from SQL has no such text). */
+static void locate_op(const struct migration *m, int index, int *line, int *col)
+{
+    *line = 0;
+    *col = 0;
+    if (index < 0 || (size_t)index >= m->nops || !m->json || sqlc_is_sql_file(m->file))
+        return;
+    char key[40];
+    snprintf(key, sizeof key, "\"%s\"", mig_op_name(m->ops[index].kind));
+    int nth = 0;
+    for (int i = 0; i < index; i++)
+        nth += m->ops[i].kind == m->ops[index].kind;
+    const char *hit = strstr(m->json, "\"operations\"");
+    for (hit = hit ? strstr(hit, key) : NULL; hit && nth > 0; nth--)
+        hit = strstr(hit + 1, key);
+    if (!hit)
+        return;
+    const char *line_start = m->json;
+    *line = 1;
+    for (const char *p = m->json; p < hit; p++)
+        if (*p == '\n') {
+            (*line)++;
+            line_start = p + 1;
+        }
+    *col = (int)(hit - line_start) + 1;
+}
+
+/* A refusal of the live catalog ("FILE: operations[i].op: object, why, what
+ * to do") as a lint finding at the operation it names. */
+static void add_refusal(const struct migration *m, const char *msg, struct lint_report *lr)
+{
+    int index = -1, line, col;
+    const char *at = strstr(msg, "operations[");
+    if (!at || sscanf(at, "operations[%d]", &index) != 1)
+        index = -1;
+    locate_op(m, index, &line, &col);
+    const struct mig_op *op = index >= 0 && (size_t)index < m->nops ? &m->ops[index] : NULL;
+    const char *object = op ? (op->table ? op->table : op->from) : NULL;
+    char what[300];
+    if (op)
+        snprintf(what, sizeof what, "operations[%d].%s%s%s%s%s", index, mig_op_name(op->kind),
+                 object ? " on " : "", object ? op->schema : "", object ? "." : "", object ? object : "");
+    else
+        snprintf(what, sizeof what, "migration \"%s\"", m->name);
+    lint_report_add(lr, CATALOG_RULE, m->file, line, col, at ? at : msg, CATALOG_FIX, what);
+}
+
+/* Recorded on the database (other than rolled back): the catalog already
+ * has its changes, or some of them. */
+static int is_applied(json_t *applied, const struct migration *m)
+{
+    const char *status = json_string_value(json_object_get(json_object_get(applied, m->name), "status"));
+    return status && strcmp(status, "rolled_back") != 0;
+}
+
+/* What start would refuse before its first DDL (the plan against the live
+ * catalog, the dependents of every column it changes, the live checks), for
+ * the first migration not applied yet: the later ones build on it, so the
+ * catalog cannot judge them before it is applied. Changes nothing. */
+static int lint_catalog(const struct cli *c, struct engine *e, json_t *applied, struct migration *list, size_t n,
+                        struct lint_report *lr, char *err, size_t errlen)
+{
+    size_t i = 0;
+    while (i < n && is_applied(applied, &list[i]))
+        i++;
+    if (i == n)
+        return ENGINE_OK;
+    struct mig_plan plan;
+    char why[2048];
+    int rc = engine_prepare(e, &list[i], &plan, why, sizeof why);
+    if (rc == ENGINE_OK)
+        mig_plan_free(&plan);
+    else if (rc == ENGINE_INVALID)
+        add_refusal(&list[i], why, lr);
+    else
+        return snprintf(err, errlen, "%s", why), rc;
+    if (rc == ENGINE_OK && !c->quiet && !c->json)
+        printf("lint: \"%s\" passes the live catalog's validation (what start checks before its first DDL)\n",
+               list[i].name);
+    if (i + 1 < n && !c->quiet && !c->json)
+        printf("lint: %zu later migration(s) are checked against the catalog once \"%s\" is applied\n",
+               n - i - 1, list[i].name);
+    return ENGINE_OK;
+}
+
+static int lint_against_db(const struct cli *c, struct migration *list, size_t n, struct lint_report *lr,
+                           char *err, size_t errlen)
 {
     struct engine e;
     int rc = open_engine(c, &e, 0, err, errlen);
@@ -315,8 +407,22 @@ static int lint_against_db(const struct cli *c, struct migration *list, size_t n
             rc = ENGINE_INVALID;
         }
     }
+    if (rc == ENGINE_OK)
+        rc = lint_catalog(c, &e, applied, list, n, lr, err, errlen);
     json_decref(applied);
     engine_close(&e);
+    return rc;
+}
+
+/* lint FILE.sql --db: the file converted as start would convert it, then
+ * checked against the catalog like a JSON migration. */
+static int lint_sql_against_db(const struct cli *c, struct lint_report *lr, char *err, size_t errlen)
+{
+    struct migration m;
+    int rc = load_migration(c, c->file, &m, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    if (rc == ENGINE_OK)
+        rc = lint_against_db(c, &m, 1, lr, err, errlen);
+    mig_free(&m);
     return rc;
 }
 
@@ -343,8 +449,8 @@ static int lint_json(const struct cli *c, int is_dir, struct lint_report *lr, ch
             rc = ENGINE_INVALID;
     }
     if (rc == ENGINE_OK && c->db)
-        rc = lint_against_db(c, list, n, err, errlen);
-    if (rc == ENGINE_OK && !c->quiet && !c->json)
+        rc = lint_against_db(c, list, n, lr, err, errlen);
+    if (rc == ENGINE_OK && !c->quiet && !c->json && lr->blocking == 0)
         printf("lint: %zu migration(s) OK%s%s\n", n, n ? ", head " : "", n ? list[n - 1].name : "");
     mig_free_list(list, n);
     return rc;
@@ -366,7 +472,8 @@ static int dir_has_json(const char *dir)
 
 /* lint FILE.sql|FILE.json|DIR: SQL is checked statement by statement for
  * what would block or break the running application; JSON migrations as
- * before. Anything blocking makes the exit status 2. */
+ * before; with --db, what the live catalog refuses as well. Anything
+ * blocking or refused makes the exit status 2. */
 static int cmd_lint(const struct cli *c)
 {
     char err[2048];
@@ -384,6 +491,8 @@ static int cmd_lint(const struct cli *c)
         rc = sql_lint_file(c->file, &lr, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
     if (rc == ENGINE_OK && !is_sql && (!is_dir || nsql == 0 || dir_has_json(c->file)))
         rc = lint_json(c, is_dir, &lr, err, sizeof err);
+    if (rc == ENGINE_OK && is_sql && c->db)
+        rc = lint_sql_against_db(c, &lr, err, sizeof err);
     if (c->json) {
         char *doc = lint_report_json(&lr);
         printf("%s\n", doc ? doc : "{}");
@@ -392,9 +501,17 @@ static int cmd_lint(const struct cli *c)
         lint_report_print(&lr, stdout);
     }
     if (rc == ENGINE_OK && lr.blocking) {
-        snprintf(err, sizeof err, "%zu statement(s) would block or break the running application; each "
-                 "finding names the online alternative (pgtandem migrate start FILE.sql runs the convertible "
-                 "ones that way)", lr.blocking);
+        size_t refused = 0;
+        for (size_t i = 0; i < lr.n; i++)
+            refused += !strcmp(lr.v[i].rule, CATALOG_RULE);
+        int off = 0;
+        if (lr.blocking > refused)
+            off = snprintf(err, sizeof err, "%zu statement(s) would block or break the running application; each "
+                           "finding names the online alternative (pgtandem migrate start FILE.sql runs the "
+                           "convertible ones that way)%s", lr.blocking - refused, refused ? "; " : "");
+        if (refused && off >= 0 && (size_t)off < sizeof err)
+            snprintf(err + off, sizeof err - (size_t)off, "%zu operation(s) refused by the live catalog, as start "
+                     "would refuse them before its first DDL; nothing was changed", refused);
         rc = ENGINE_INVALID;
     } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json) {
         printf("lint: %zu SQL file(s), nothing that blocks the running application\n", nsql);

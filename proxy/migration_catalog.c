@@ -15,7 +15,7 @@ static const char *COLUMNS_SQL =
     "       (SELECT json_agg(x.privilege_type || chr(9) ||"
     "               CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END || chr(9) ||"
     "               CASE WHEN x.is_grantable THEN 't' ELSE 'f' END ORDER BY 1)"
-    "          FROM aclexplode(a.attacl) x)::text"
+    "          FROM aclexplode(a.attacl) x)::text, a.attidentity::text, a.attgenerated::text"
     "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     "  JOIN pg_attribute a ON a.attrelid = c.oid"
     "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
@@ -67,7 +67,8 @@ static const char *INCOMING_FKEYS_SQL =
 /* Everything that depends on a column of the table, the column's own
  * default aside: views (through their rewrite rule), indexes, constraints
  * (of this table, or foreign keys of others), triggers, policies, extended
- * statistics, owned sequences, generated columns. */
+ * statistics, owned sequences, generated columns (another column's "default"
+ * that reads this one can only be a generation expression). */
 static const char *DEPENDENTS_SQL =
     "SELECT DISTINCT a.attname,"
     "       CASE WHEN r.oid IS NOT NULL THEN 'v' WHEN ic.relkind IN ('i','I') THEN 'i'"
@@ -75,6 +76,8 @@ static const char *DEPENDENTS_SQL =
     "       coalesce(r.ev_class::regclass::text, ic.relname::text, con.conname::text, ''),"
     "       CASE WHEN r.oid IS NOT NULL THEN"
     "            (CASE rv.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END) || r.ev_class::regclass::text"
+    "            WHEN ad.oid IS NOT NULL THEN"
+    "            replace(pg_describe_object(d.classid, d.objid, d.objsubid), 'default value for', 'generated')"
     "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,"
     "       coalesce(con.contype::text, ''),"
     "       coalesce(con.conrelid <> d.refobjid, false), d.deptype,"
@@ -149,6 +152,8 @@ static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         c->comment = dup_or_null(r, i, 4);
         c->stattarget = atoi(PQgetvalue(r, i, 5));
         parse_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
+        c->identity = PQgetvalue(r, i, 7)[0];
+        c->generated = PQgetvalue(r, i, 8)[0];
     }
     PQclear(r);
     return 0;

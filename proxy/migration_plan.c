@@ -861,12 +861,36 @@ static int fkey_carried(const struct mig_cat_table *t, const char *name)
     return 0;
 }
 
+/* The second column is a plain column: an identity column would lose its
+ * sequence and a generated column its expression (an offline ALTER COLUMN
+ * ... TYPE keeps both, rewriting the table under an ACCESS EXCLUSIVE lock). */
+static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                        const char *col)
+{
+    const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, table), col);
+    if (oc && oc->identity)
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column (GENERATED %s AS IDENTITY), "
+                        "which a second column cannot carry (it would end as a plain column without its "
+                        "sequence); keep its type, or add a new column with add_column, fill it, and drop this "
+                        "one in a later migration", col, op->schema, table,
+                        oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT");
+    if (oc && oc->generated)
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is a generated column (GENERATED ALWAYS AS (%s) "
+                        "STORED), which a second column cannot carry (the dual-write trigger cannot write it); "
+                        "keep its type, or drop it with drop_column and add it again with the new type after "
+                        "this migration completes", col, op->schema, table,
+                        oc->default_expr ? oc->default_expr : "...");
+    return 0;
+}
+
 /* Validation before any DDL: every object depending on `col` must either
  * follow the second column (or the drop) the way an offline ALTER TABLE
  * takes it along, or the operation is refused, naming it. */
 static int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,
                                        const char *col, int dropping)
 {
+    if (!dropping && refuse_identity_or_generated(c, op, table, col))
+        return -1;
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
@@ -1730,6 +1754,16 @@ static int op_touches_columns(const struct mig_op *op, const char *schema, const
     return kind_ok && !strcmp(op->schema, schema) && !strcmp(op->table, table);
 }
 
+/* "column AS name", quoted. */
+static char *aliased(const char *column, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_ident(&s, column);
+    mig_str_add(&s, " AS ");
+    mig_str_ident(&s, name);
+    return mig_str_take(&s);
+}
+
 /* How the new shape names a physical column: NULL hides it, otherwise the
  * select-list item. */
 static char *view_item(const struct plan_ctx *c, const char *schema, const char *table, const char *col)
@@ -1738,6 +1772,15 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
         const struct mig_op *op = &c->m->ops[i];
         if (!op_touches_columns(op, schema, table))
             continue;
+        /* A rename that keeps the original shows the original under the new
+         * name: writes through the new shape then reach it as an offline
+         * rename's would (UPDATE OF triggers fire, generated columns and
+         * defaults apply); the copy only serves clients that bypass the view. */
+        int keeps = op->kind == MIG_RENAME_COLUMN && rename_keeps_original(c, op);
+        if (keeps && !strcmp(op->to, col))
+            return NULL;
+        if (keeps && !strcmp(op->from, col))
+            return aliased(op->from, op->to);
         if (op->kind == MIG_RENAME_COLUMN && !strcmp(op->from, col))
             return NULL;
         if ((op->kind == MIG_DROP_COLUMN || op->kind == MIG_ALTER_COLUMN) && !strcmp(op->column, col))
@@ -1745,13 +1788,8 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
         char shadow[80];
         if (op->kind == MIG_ALTER_COLUMN) {
             shadow_name(shadow, sizeof shadow, op->column);
-            if (!strcmp(shadow, col)) {
-                struct mig_str s = {0};
-                mig_str_ident(&s, shadow);
-                mig_str_add(&s, " AS ");
-                mig_str_ident(&s, op->column);
-                return mig_str_take(&s);
-            }
+            if (!strcmp(shadow, col))
+                return aliased(shadow, op->column);
         }
     }
     return mig_quote_ident(col);

@@ -42,11 +42,9 @@ static char *first_line(const struct sql_script *s, const struct sql_stmt *st)
     return out;
 }
 
-__attribute__((format(printf, 5, 6)))
-static void report(struct lint_ctx *c, const struct sql_stmt *st, const char *rule, const char *fix,
-                   const char *fmt, ...)
+void lint_report_add(struct lint_report *r, const char *rule, const char *file, int line, int col,
+                     const char *why, const char *fix, const char *statement)
 {
-    struct lint_report *r = c->r;
     if (r->n == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 8;
         struct lint_finding *grown = realloc(r->v, cap * sizeof *grown);
@@ -55,20 +53,15 @@ static void report(struct lint_ctx *c, const struct sql_stmt *st, const char *ru
         r->v = grown;
         r->cap = cap;
     }
-    char why[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
     struct lint_finding *f = &r->v[r->n];
     f->rule = rule;
-    f->file = strdup(c->s->file);
-    f->line = st->line;
-    f->col = st->col;
+    f->file = strdup(file);
+    f->line = line;
+    f->col = col;
     f->blocking = 1;
     f->why = strdup(why);
     f->fix = fix;
-    f->statement = first_line(c->s, st);
+    f->statement = strdup(statement);
     if (!f->file || !f->why || !f->statement) {
         free(f->file);
         free(f->why);
@@ -77,6 +70,21 @@ static void report(struct lint_ctx *c, const struct sql_stmt *st, const char *ru
     }
     r->n++;
     r->blocking++;
+}
+
+__attribute__((format(printf, 5, 6)))
+static void report(struct lint_ctx *c, const struct sql_stmt *st, const char *rule, const char *fix,
+                   const char *fmt, ...)
+{
+    char why[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    char *statement = first_line(c->s, st);
+    if (statement)
+        lint_report_add(c->r, rule, c->s->file, st->line, st->col, why, fix, statement);
+    free(statement);
 }
 
 static int created_here(const struct lint_ctx *c, json_t *rel)
@@ -391,8 +399,12 @@ void lint_report_print(const struct lint_report *r, FILE *out)
 {
     for (size_t i = 0; i < r->n; i++) {
         const struct lint_finding *f = &r->v[i];
-        fprintf(out, "%s:%d:%d: %s [%s] %s\n    in:     %s\n    online: %s\n", f->file, f->line, f->col,
-                f->blocking ? "error" : "warning", f->rule, f->why, f->statement, f->fix);
+        if (f->line > 0)
+            fprintf(out, "%s:%d:%d: ", f->file, f->line, f->col);
+        else
+            fprintf(out, "%s: ", f->file);
+        fprintf(out, "%s [%s] %s\n    in:     %s\n    online: %s\n", f->blocking ? "error" : "warning", f->rule,
+                f->why, f->statement, f->fix);
     }
 }
 

@@ -3,7 +3,9 @@ it must produce in *.expect), directory chains, files changed after being
 applied, and validation against the live catalog — all exit 2 and change
 nothing."""
 import glob
+import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -104,3 +106,106 @@ def test_live_validation_changes_nothing(db, op, expected):
     after = shape(db)
     assert after == before
     assert sql(db, "SELECT count(*) FROM pgtandem.migrations") == [(0,)]
+
+
+# ---- lint --db: what the live catalog refuses, as findings -------------------
+
+from test_schema_fidelity import CASES, run_script  # noqa: E402
+
+REFUSED_CASES = ["retype_column_in_policy_refused", "retype_identity_column_refused",
+                 "drop_column_named_by_triggers", "drop_column_read_by_generated_column",
+                 "retype_rename_read_by_view", "table_without_primary_key"]
+
+
+def catalog_state(db):
+    return shape(db), sql(db, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgtandem%'")
+
+
+@pytest.mark.parametrize("case", REFUSED_CASES)
+def test_lint_db_reports_what_start_refuses(db, case):
+    c = CASES[case]
+    run_script(db, c["base"])
+    before = catalog_state(db)
+    path = write_migration({"name": "lint_" + case[:30], "parent": None, "operations": c["ops"]})
+    r = migrate(db, "lint", path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "[catalog-refuses]" in r.stdout and ("%s:" % path) in r.stdout, r.stdout
+    for want in c["refused"]:
+        assert want in r.stdout, (want, r.stdout)
+    assert "migration(s) OK" not in r.stdout
+    j = migrate(db, "lint", path, "--format", "json")
+    assert j.returncode == 2, j.stderr
+    findings = [f for f in json.loads(j.stdout)["findings"] if f["rule"] == "catalog-refuses"]
+    assert len(findings) == 1, j.stdout
+    f = findings[0]
+    # the finding points at the operation in the file, and says what start says
+    with open(path) as fh:
+        line = fh.read().splitlines()[f["line"] - 1]
+    assert line[f["column"] - 1:].startswith('"%s"' % list(c["ops"][0])[0]), (line, f)
+    assert f["statement"].startswith("operations[0].")
+    assert f["blocking"] and f["online_alternative"]
+    assert catalog_state(db) == before
+    s = migrate(db, "start", path)
+    assert s.returncode == 2 and f["why"] in s.stderr, (f["why"], s.stderr)
+    assert shape(db) == before[0]
+
+
+def test_lint_db_passes_a_carried_migration(db):
+    c = CASES["identity_column_renamed"]
+    run_script(db, c["base"])
+    before = catalog_state(db)
+    path = write_migration({"name": "lint_ok", "parent": None, "operations": c["ops"]})
+    r = migrate(db, "lint", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '"lint_ok" passes the live catalog\'s validation' in r.stdout, r.stdout
+    assert "1 migration(s) OK" in r.stdout
+    assert catalog_state(db) == before
+
+
+def test_lint_db_checks_the_next_migration_of_a_chain(db):
+    """Applied migrations are history; the first one not applied is checked
+    against the catalog; the ones after it wait for it."""
+    run_script(db, CASES["retype_column_in_policy_refused"]["base"])
+    d = tempfile.mkdtemp()
+    first = {"name": "0001_idx", "parent": None,
+             "operations": [{"create_index": {"table": "checks", "name": "ix_env", "columns": ["env"]}}]}
+    second = {"name": "0002_price", "parent": "0001_idx",
+              "operations": [{"create_index": {"table": "checks", "name": "ix_status", "columns": ["status"]}},
+                             CASES["retype_column_in_policy_refused"]["ops"][0]]}
+    third = {"name": "0003_more", "parent": "0002_price",
+             "operations": [{"drop_index": {"name": "ix_status"}}]}
+    for n, m in (("0001.json", first), ("0002.json", second), ("0003.json", third)):
+        with open(os.path.join(d, n), "w") as f:
+            json.dump(m, f, indent=2)
+    assert migrate(db, "start", os.path.join(d, "0001.json")).returncode == 0
+    assert migrate(db, "complete").returncode == 0
+    before = catalog_state(db)
+    r = migrate(db, "lint", d)
+    assert r.returncode == 2, r.stdout + r.stderr
+    m = re.search(re.escape(os.path.join(d, "0002.json")) + r":(\d+):(\d+): error \[catalog-refuses\]", r.stdout)
+    assert m, r.stdout + r.stderr
+    with open(os.path.join(d, "0002.json")) as f:
+        line = f.read().splitlines()[int(m.group(1)) - 1]
+    assert line[int(m.group(2)) - 1:].startswith('"alter_column"'), line
+    assert "[catalog-refuses] operations[1].alter_column" in r.stdout and "policy checks_visible" in r.stdout
+    assert '1 later migration(s) are checked against the catalog once "0002_price" is applied' in r.stdout
+    assert catalog_state(db) == before
+
+
+def test_lint_db_sql_file(db):
+    """A .sql file is converted as start would convert it, then checked: the
+    SQL rule and the catalog's refusal both show."""
+    run_script(db, CASES["retype_column_in_policy_refused"]["base"])
+    before = catalog_state(db)
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "0002_price.sql")
+    with open(path, "w") as f:
+        f.write("ALTER TABLE checks ALTER COLUMN price TYPE numeric USING price::numeric;\n")
+    r = migrate(db, "lint", path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "[alter-column-type]" in r.stdout, r.stdout
+    assert path + ": error [catalog-refuses] operations[0].alter_column" in r.stdout, r.stdout
+    assert "policy checks_visible" in r.stdout
+    assert catalog_state(db) == before
+    r = run_pgtandem(["migrate", "lint", path])   # without --db: the SQL rules only
+    assert r.returncode == 2 and "catalog-refuses" not in r.stdout, r.stdout
