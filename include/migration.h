@@ -105,5 +105,9 @@ size_t mig_edit_distance(const char *a, const char *b);
  * parent-first. Returns 0, or -1 with a message. */
 int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen);
 void mig_free_list(struct migration *list, size_t n);
+/* The paths "dir/name" of dir's files whose name ends in suffix, sorted by
+ * name (numbered files in their order). Free with mig_free_names. */
+int mig_list_files(const char *dir, const char *suffix, char ***names, size_t *n, char *err, size_t errlen);
+void mig_free_names(char **names, size_t n);
 
 #endif
