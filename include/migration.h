@@ -55,10 +55,16 @@ struct mig_op {
     size_t ncolumns;
     char *method;           /* create_index: btree, gin, ... */
     char *where;            /* create_index: partial index predicate */
+    char **keys;            /* create_index: index keys as SQL, instead of columns */
+    size_t nkeys;
+    char **include;         /* create_index: INCLUDE columns */
+    size_t ninclude;
+    char *storage_parameters; /* create_index: WITH (...) */
     char *constraint_type;  /* create_constraint: check | unique | foreign_key */
     char *ref_table;        /* create_constraint foreign_key */
     char **ref_columns;
     size_t nref_columns;
+    char *on_delete, *on_update; /* create_constraint foreign_key: an action, upper case */
     struct mig_column col;  /* add_column */
     struct mig_column *cols;/* create_table */
     size_t ncols;
