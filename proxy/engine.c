@@ -279,12 +279,14 @@ static int earlier_op_reshapes(const struct migration *m, const struct mig_op *o
 }
 
 /* An index with keys written as SQL, INCLUDE columns or storage parameters
- * is built once on an empty temporary copy of the table's columns inside a
- * savepoint rolled back at once: an unknown function, operator class,
- * column or parameter stops the migration before its first DDL. */
+ * is built once on an empty temporary copy of the table's columns, in a
+ * transaction rolled back at once (a temporary table needs a read-write
+ * one): an unknown function, operator class, column or parameter stops the
+ * migration before its first DDL. */
 static int check_index_probe(PGconn *conn, const struct migration *m, const struct mig_op *op,
-                             const char *table, char *err, size_t errlen)
+                             char *err, size_t errlen)
 {
+    const char *table = op->kind == MIG_CREATE_INDEX ? table_for_checks(m, op) : NULL;
     if (!table || (!op->nkeys && !op->ninclude && !op->storage_parameters) || earlier_op_reshapes(m, op))
         return 0;
     struct mig_str s = {0};
@@ -294,10 +296,9 @@ static int check_index_probe(PGconn *conn, const struct migration *m, const stru
     char *like = mig_str_take(&s);
     char *create = mig_index_sql_keys(op, "pg_temp", "pgtandem_index_probe", op->columns, 0);
     char e2[256];
-    exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
-    int ok = like && create && exec_simple(conn, like, NULL, err, errlen) == 0 &&
-             exec_simple(conn, create, NULL, err, errlen) == 0;
-    exec_simple(conn, "ROLLBACK TO SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
+    int ok = like && create && exec_simple(conn, "BEGIN", NULL, err, errlen) == 0;
+    ok = ok && exec_simple(conn, like, NULL, err, errlen) == 0 && exec_simple(conn, create, NULL, err, errlen) == 0;
+    exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
     if (!ok) {
         char why[1024];
         snprintf(why, sizeof why, "%s", like && create ? err : "out of memory");
@@ -340,8 +341,7 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     case MIG_DROP_COLUMN:
         return check_expression(conn, m, op, "down", op->down, table, NULL, NULL, NULL, err, errlen);
     case MIG_CREATE_INDEX:
-        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, NULL, err, errlen) ||
-               check_index_probe(conn, m, op, table, err, errlen);
+        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, NULL, err, errlen);
     case MIG_CREATE_CONSTRAINT:
         return check_expression(conn, m, op, "check", op->check, table, NULL, NULL, NULL, err, errlen);
     default:
@@ -406,6 +406,8 @@ static int check_live(PGconn *conn, const struct migration *m, const struct mig_
         const struct mig_cat_column *oc = retyped_with_default(m, cat, &m->ops[i]);
         if (oc)
             rc = check_default_fits(conn, m, &m->ops[i], oc, err, errlen);
+        if (rc == 0)
+            rc = check_index_probe(conn, m, &m->ops[i], err, errlen);
     }
     return rc;
 }
