@@ -177,7 +177,7 @@ int alembic_parse_rev(const char *text, const char *path, struct alembic_rev *ou
 const struct alembic_rev *alembic_find(const struct alembic_chain *c, const char *revision)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->revs[i].revision, revision) == 0)
+        if (c->revs[i].revision && strcmp(c->revs[i].revision, revision) == 0)
             return &c->revs[i];
     return NULL;
 }

@@ -465,8 +465,8 @@ static int check_method(struct parse_ctx *c, const char *method)
 static int check_index_key(struct parse_ctx *c, const char *key)
 {
     static const char *const allowed[] = {"idxname", "relation", "accessMethod", "indexParams", NULL};
-    size_t n = strlen(key) + 40;
-    char *sql = malloc(n);
+    size_t n = key ? strlen(key) + 40 : 0;
+    char *sql = n ? malloc(n) : NULL;
     if (!sql)
         return fail_at(c, "keys", "out of memory");
     snprintf(sql, n, "CREATE INDEX i ON t (%s, x)", key);  /* a trailing comment would swallow ", x)" */
@@ -508,7 +508,7 @@ static int parse_index_parts(struct parse_ctx *c, json_t *body, struct mig_op *o
         return -1;
     if (keys && dup_list(c, keys, "keys", &op->keys, &op->nkeys, 0))
         return -1;
-    for (size_t i = 0; i < op->nkeys; i++)
+    for (size_t i = 0; op->keys && i < op->nkeys; i++)
         if (check_index_key(c, op->keys[i]) != 0)
             return -1;
     if (include && dup_strs(c, include, "include", &op->include, &op->ninclude))

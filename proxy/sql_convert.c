@@ -910,8 +910,9 @@ static int conv_create_index(struct conv *c, const struct sql_stmt *st)
         json_array_append_new(cols, json_string(json_string_value(sql_get(p, "IndexElem.name")) ?
                                                 json_string_value(sql_get(p, "IndexElem.name")) : ""));
     }
-    json_array_foreach(json_object_get(st->body, "indexIncludingParams"), i, p)
+    json_array_foreach(json_object_get(st->body, "indexIncludingParams"), i, p) {
         json_array_append_new(include, json_string(str_or(json_object_get(p, "IndexElem"), "name", "")));
+    }
     char *where = NULL, *params = NULL;
     json_t *wc = json_object_get(st->body, "whereClause"), *opts = json_object_get(st->body, "options");
     int bad_where = wc && !(where = sql_expr_text(&c->s, st, wc));
