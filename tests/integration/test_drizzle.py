@@ -13,7 +13,6 @@ import pty
 import re
 import select
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -107,9 +106,12 @@ def drizzle_generate(project, name, renames):
     before = set(os.listdir(os.path.join(project, "drizzle"))) if os.path.isdir(os.path.join(project, "drizzle")) else set()
     pid, fd = pty.fork()
     if pid == 0:  # the child: drizzle-kit with the project as cwd, offline
-        os.chdir(project)
-        os.environ["NO_COLOR"] = "1"
-        os.execv(DRIZZLE_KIT, [DRIZZLE_KIT, "generate", "--name", name])
+        try:
+            os.chdir(project)
+            os.environ["NO_COLOR"] = "1"
+            os.execv(DRIZZLE_KIT, [DRIZZLE_KIT, "generate", "--name", name])
+        finally:
+            os._exit(127)   # never back into pytest in the child
     out, answered, deadline = "", 0, time.time() + 120
     while time.time() < deadline:
         ready, _, _ = select.select([fd], [], [], 1)
@@ -141,6 +143,7 @@ def drizzle_generate(project, name, renames):
 
 
 def drizzle_project():
+    assert os.access(DRIZZLE_KIT, os.X_OK), "drizzle-kit is not installed: run sh tests/deps.sh"
     d = tempfile.mkdtemp(prefix="drizzle-")
     os.symlink(os.path.join(NODE_DIR, "node_modules"), os.path.join(d, "node_modules"))
     with open(os.path.join(d, "drizzle.config.ts"), "w") as f:

@@ -1,10 +1,12 @@
 """Bad input: the corpus in tests/migrations/bad (each *.json with the error
 it must produce in *.expect), directory chains, files changed after being
-applied, and validation against the live catalog — all exit 2 and change
-nothing."""
+applied, validation against the live catalog, and Alembic versions/
+directories made by Debian's alembic held to the same chain rules — all
+exit 2 and change nothing."""
 import glob
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -112,7 +114,6 @@ alembic_missing = pytest.mark.skipif(shutil.which("alembic") is None, reason="al
 
 
 def alembic(project, *args):
-    import subprocess
     r = subprocess.run(["alembic"] + list(args), cwd=project, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stdout
