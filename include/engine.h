@@ -71,7 +71,10 @@ int engine_status(struct engine *e, json_t **out, char *err, size_t errlen);
 int engine_verify(struct engine *e, FILE *out, char *err, size_t errlen);
 /* Sets the backfill pause switch of the migration in progress. */
 int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen);
-/* Checksums of applied migrations, for lint: name -> checksum, status. */
+/* Checksums of applied migrations, for lint: name -> checksum, status, parent. */
 int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen);
+/* The revisions in the database's alembic_version (an empty array when it
+ * has no such table), for lint of an Alembic directory. */
+int engine_alembic_versions(struct engine *e, json_t **out, char *err, size_t errlen);
 
 #endif

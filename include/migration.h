@@ -55,10 +55,16 @@ struct mig_op {
     size_t ncolumns;
     char *method;           /* create_index: btree, gin, ... */
     char *where;            /* create_index: partial index predicate */
+    char **keys;            /* create_index: index keys as SQL, instead of columns */
+    size_t nkeys;
+    char **include;         /* create_index: INCLUDE columns */
+    size_t ninclude;
+    char *storage_parameters; /* create_index: WITH (...) */
     char *constraint_type;  /* create_constraint: check | unique | foreign_key */
     char *ref_table;        /* create_constraint foreign_key */
     char **ref_columns;
     size_t nref_columns;
+    char *on_delete, *on_update; /* create_constraint foreign_key: an action, upper case */
     struct mig_column col;  /* add_column */
     struct mig_column *cols;/* create_table */
     size_t ncols;
@@ -105,5 +111,9 @@ size_t mig_edit_distance(const char *a, const char *b);
  * parent-first. Returns 0, or -1 with a message. */
 int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen);
 void mig_free_list(struct migration *list, size_t n);
+/* The paths "dir/name" of dir's files whose name ends in suffix, sorted by
+ * name (numbered files in their order). Free with mig_free_names. */
+int mig_list_files(const char *dir, const char *suffix, char ***names, size_t *n, char *err, size_t errlen);
+void mig_free_names(char **names, size_t n);
 
 #endif

@@ -148,6 +148,11 @@ struct mig_plan {
 int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, struct mig_plan *p,
                    char *err, size_t errlen);
 void mig_plan_free(struct mig_plan *p);
+/* create_index with keys written as SQL, INCLUDE or storage parameters, on
+ * schema.table (the engine builds it once on an empty probe table before
+ * any DDL); cols are the op's plain columns as they are named there. */
+char *mig_index_sql_keys(const struct mig_op *op, const char *schema, const char *table, char *const *cols,
+                         int concurrently);
 void mig_check_free(struct mig_check *k);
 void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *out);
 

@@ -56,6 +56,10 @@ char *sql_ident(const char *name);
 const char *sql_node_str(json_t *node);
 json_t *sql_node_fields(json_t *node, const char *kind);
 json_t *sql_get(json_t *obj, const char *path);
+/* The number of index keys when sql is exactly one CREATE INDEX whose parse
+ * node has no fields but the allowed ones; -1 otherwise. Lets a migration's
+ * index keys and storage parameters be checked as what they claim to be. */
+int sql_index_stmt_params(const char *sql, const char *const *allowed);
 /* True when obj is an object with no keys but the allowed ones. */
 int sql_only_keys(json_t *obj, const char *const *allowed);
 

@@ -265,6 +265,51 @@ static const char *table_for_checks(const struct migration *m, const struct mig_
     return op->table;
 }
 
+/* Columns of the table this migration adds or renames before op do not
+ * exist yet, so an empty copy of today's columns cannot stand in for it. */
+static int earlier_op_reshapes(const struct migration *m, const struct mig_op *op)
+{
+    for (size_t i = 0; i < m->nops && (int)i < op->index; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if (o->table && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+            (o->kind == MIG_ADD_COLUMN || o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN))
+            return 1;
+    }
+    return 0;
+}
+
+/* An index with keys written as SQL, INCLUDE columns or storage parameters
+ * is built once on an empty temporary copy of the table's columns, in a
+ * transaction rolled back at once (a temporary table needs a read-write
+ * one): an unknown function, operator class, column or parameter stops the
+ * migration before its first DDL. */
+static int check_index_probe(PGconn *conn, const struct migration *m, const struct mig_op *op,
+                             char *err, size_t errlen)
+{
+    const char *table = op->kind == MIG_CREATE_INDEX ? table_for_checks(m, op) : NULL;
+    if (!table || (!op->nkeys && !op->ninclude && !op->storage_parameters) || earlier_op_reshapes(m, op))
+        return 0;
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE TEMPORARY TABLE pgtandem_index_probe (LIKE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, ")");
+    char *like = mig_str_take(&s);
+    char *create = mig_index_sql_keys(op, "pg_temp", "pgtandem_index_probe", op->columns, 0);
+    char e2[256];
+    int ok = like && create && exec_simple(conn, "BEGIN", NULL, err, errlen) == 0;
+    ok = ok && exec_simple(conn, like, NULL, err, errlen) == 0 && exec_simple(conn, create, NULL, err, errlen) == 0;
+    exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
+    if (!ok) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", like && create ? err : "out of memory");
+        snprintf(err, errlen, "%s: operations[%d].create_index: index \"%s\" cannot be built on table \"%s\": %s",
+                 m->file, op->index, op->name, table, why);
+    }
+    free(like);
+    free(create);
+    return ok ? 0 : -1;
+}
+
 static int check_op_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat,
                          const struct mig_op *op, char *err, size_t errlen)
 {
@@ -361,6 +406,8 @@ static int check_live(PGconn *conn, const struct migration *m, const struct mig_
         const struct mig_cat_column *oc = retyped_with_default(m, cat, &m->ops[i]);
         if (oc)
             rc = check_default_fits(conn, m, &m->ops[i], oc, err, errlen);
+        if (rc == 0)
+            rc = check_index_probe(conn, m, &m->ops[i], err, errlen);
     }
     return rc;
 }

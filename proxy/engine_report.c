@@ -179,7 +179,7 @@ int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen)
     *out = json_object();
     if (!has_state(e->conn))
         return ENGINE_OK;
-    PGresult *r = PQexec(e->conn, "SELECT name, checksum, status FROM pgtandem.migrations");
+    PGresult *r = PQexec(e->conn, "SELECT name, checksum, status, parent FROM pgtandem.migrations");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(e->conn));
         PQclear(r);
@@ -187,7 +187,29 @@ int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen)
     }
     for (int i = 0; i < PQntuples(r); i++)
         json_object_set_new(*out, PQgetvalue(r, i, 0),
-                            json_pack("{s:s, s:s}", "checksum", PQgetvalue(r, i, 1), "status", PQgetvalue(r, i, 2)));
+                            json_pack("{s:s, s:s, s:s?}", "checksum", PQgetvalue(r, i, 1), "status",
+                                      PQgetvalue(r, i, 2), "parent",
+                                      PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3)));
+    PQclear(r);
+    return ENGINE_OK;
+}
+
+int engine_alembic_versions(struct engine *e, json_t **out, char *err, size_t errlen)
+{
+    *out = json_array();
+    PGresult *r = PQexec(e->conn, "SELECT to_regclass('alembic_version') IS NOT NULL");
+    int exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!exists)
+        return ENGINE_OK;
+    r = PQexec(e->conn, "SELECT version_num FROM alembic_version");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "reading alembic_version: %s", PQerrorMessage(e->conn));
+        PQclear(r);
+        return ENGINE_FAILED;
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(*out, json_string(PQgetvalue(r, i, 0)));
     PQclear(r);
     return ENGINE_OK;
 }

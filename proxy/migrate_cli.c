@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alembic_chain.h"
 #include "engine.h"
 #include "evidence.h"
 #include "migrate_remote.h"
@@ -456,6 +457,61 @@ static int lint_json(const struct cli *c, int is_dir, struct lint_report *lr, ch
     return rc;
 }
 
+/* Applied Alembic revisions are history: every revision alembic_version
+ * names has its file, and one pgtandem applied still has the down_revision
+ * it was applied with (the policy's "never change down_revision"). */
+static int alembic_against_db(const struct cli *c, const struct alembic_chain *ch, char *err, size_t errlen)
+{
+    struct engine e;
+    int rc = open_engine(c, &e, 0, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    json_t *versions = NULL, *applied = NULL;
+    rc = engine_alembic_versions(&e, &versions, err, errlen);
+    if (rc == ENGINE_OK)
+        rc = engine_applied(&e, &applied, err, errlen);
+    size_t i;
+    json_t *v;
+    json_array_foreach(versions, i, v) {
+        if (rc == ENGINE_OK && !alembic_find(ch, json_string_value(v))) {
+            snprintf(err, errlen, "%s: the database is at revision \"%s\" (alembic_version) but no file defines "
+                     "it; applied migrations are never deleted: restore its file", c->file, json_string_value(v));
+            rc = ENGINE_INVALID;
+        }
+    }
+    for (i = 0; rc == ENGINE_OK && i < ch->n; i++) {
+        const struct alembic_rev *r = &ch->revs[i];
+        json_t *a = json_object_get(applied, r->revision);
+        const char *status = json_string_value(json_object_get(a, "status"));
+        const char *parent = json_string_value(json_object_get(a, "parent"));
+        int applied_here = status && strcmp(status, "rolled_back") != 0 && parent && r->nparents == 1;
+        if (applied_here && strcmp(parent, r->parents[0]) != 0) {
+            snprintf(err, errlen, "%s:%d: revision \"%s\" was applied (%s) after \"%s\" but its down_revision "
+                     "is now \"%s\"; applied migrations are history: restore down_revision and put the change "
+                     "in a new revision", r->file, r->down_line, r->revision, status, parent, r->parents[0]);
+            rc = ENGINE_INVALID;
+        }
+    }
+    json_decref(versions);
+    json_decref(applied);
+    engine_close(&e);
+    return rc;
+}
+
+/* An Alembic versions/ directory: the chain rules, then with --db the
+ * applied history. */
+static int lint_alembic(const struct cli *c, char *err, size_t errlen)
+{
+    struct alembic_chain ch;
+    if (alembic_load_dir(c->file, &ch, err, errlen) != 0)
+        return ENGINE_INVALID;
+    int rc = c->db ? alembic_against_db(c, &ch, err, errlen) : ENGINE_OK;
+    if (rc == ENGINE_OK && !c->quiet && !c->json)
+        printf("lint: %zu Alembic revision(s) OK, head %s\n", ch.n, ch.revs[ch.head].revision);
+    alembic_chain_free(&ch);
+    return rc;
+}
+
 static int dir_has_json(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -489,7 +545,10 @@ static int cmd_lint(const struct cli *c)
         rc = sql_lint_dir(c->file, &lr, &nsql, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
     else if (is_sql)
         rc = sql_lint_file(c->file, &lr, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
-    if (rc == ENGINE_OK && !is_sql && (!is_dir || nsql == 0 || dir_has_json(c->file)))
+    int is_alembic = is_dir && alembic_dir_has_revisions(c->file);
+    if (rc == ENGINE_OK && is_alembic)
+        rc = lint_alembic(c, err, sizeof err);
+    if (rc == ENGINE_OK && !is_sql && (!is_dir || (nsql == 0 && !is_alembic) || dir_has_json(c->file)))
         rc = lint_json(c, is_dir, &lr, err, sizeof err);
     if (rc == ENGINE_OK && is_sql && c->db)
         rc = lint_sql_against_db(c, &lr, err, sizeof err);

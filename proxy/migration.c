@@ -3,6 +3,7 @@
  * error naming the file, line, column, operation index and key, with a "did
  * you mean" for near misses. Nothing here talks to a database. */
 #include "migration.h"
+#include "sql_script.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -58,7 +59,8 @@ static const struct key_spec drop_table_keys[] = {
 static const struct key_spec rename_table_keys[] = {
     {"schema", K_STR, 0}, {"from", K_STR, 1}, {"to", K_STR, 1}, {NULL, 0, 0}};
 static const struct key_spec create_index_keys[] = {
-    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"columns", K_STRS, 1},
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"columns", K_STRS, 0},
+    {"keys", K_STRS, 0}, {"include", K_STRS, 0}, {"storage_parameters", K_STR, 0},
     {"unique", K_BOOL, 0}, {"method", K_STR, 0}, {"where", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_index_keys[] = {
     {"schema", K_STR, 0}, {"name", K_STR, 1}, {NULL, 0, 0}};
@@ -72,7 +74,8 @@ static const struct key_spec column_keys[] = {
     {"check", K_STR, 0}, {"unique", K_BOOL, 0}, {"primary_key", K_BOOL, 0},
     {"references", K_STR, 0}, {"comment", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec references_keys[] = {
-    {"table", K_STR, 1}, {"columns", K_STRS, 1}, {NULL, 0, 0}};
+    {"table", K_STR, 1}, {"columns", K_STRS, 1}, {"on_delete", K_STR, 0}, {"on_update", K_STR, 0},
+    {NULL, 0, 0}};
 static const struct key_spec top_keys[] = {
     {"name", K_STR, 1}, {"parent", K_STR_OR_NULL, 0}, {"operations", K_OBJ, 1},
     {"backfill", K_OBJ, 0}, {NULL, 0, 0}};
@@ -309,7 +312,8 @@ static int check_type(struct parse_ctx *c, const char *key, const char *s)
     return 0;
 }
 
-static int dup_strs(struct parse_ctx *c, json_t *arr, const char *key, char ***out, size_t *n)
+/* A list of 1 to 32 strings; identifiers unless they are SQL (index keys). */
+static int dup_list(struct parse_ctx *c, json_t *arr, const char *key, char ***out, size_t *n, int idents)
 {
     size_t len = json_array_size(arr);
     if (len == 0 || len > 32)
@@ -323,10 +327,15 @@ static int dup_strs(struct parse_ctx *c, json_t *arr, const char *key, char ***o
         if (!json_is_string(v))
             return fail_at(c, key, "\"%s\"[%zu] must be a string", key, i);
         (*out)[i] = strdup(json_string_value(v));
-        if (check_ident(c, key, (*out)[i]) != 0)
-            return -1;
+        if (!(*out)[i] || (idents && check_ident(c, key, (*out)[i]) != 0))
+            return (*out)[i] ? -1 : fail_at(c, key, "out of memory");
     }
     return 0;
+}
+
+static int dup_strs(struct parse_ctx *c, json_t *arr, const char *key, char ***out, size_t *n)
+{
+    return dup_list(c, arr, key, out, n, 1);
 }
 
 static int parse_column(struct parse_ctx *c, json_t *obj, struct mig_column *col)
@@ -373,6 +382,22 @@ static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
     return 0;
 }
 
+/* ON DELETE / ON UPDATE, written as Postgres spells them; upper-cased in
+ * place so the plan can write it as it is. */
+static int check_fk_action(struct parse_ctx *c, const char *key, char *action)
+{
+    static const char *const actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"};
+    if (!action)
+        return 0;
+    for (char *p = action; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    for (size_t i = 0; i < 5; i++)
+        if (strcmp(action, actions[i]) == 0)
+            return 0;
+    return fail_at(c, key, "\"%s\" must be one of NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT (not \"%s\")",
+                   key, action);
+}
+
 static int parse_references(struct parse_ctx *c, json_t *obj, struct mig_op *op)
 {
     if (!obj)
@@ -382,7 +407,10 @@ static int parse_references(struct parse_ctx *c, json_t *obj, struct mig_op *op)
     if (check_keys(c, obj, references_keys) != 0)
         return -1;
     op->ref_table = dup_str(obj, "table");
-    if (check_ident(c, "table", op->ref_table))
+    op->on_delete = dup_str(obj, "on_delete");
+    op->on_update = dup_str(obj, "on_update");
+    if (check_ident(c, "table", op->ref_table) || check_fk_action(c, "on_delete", op->on_delete) ||
+        check_fk_action(c, "on_update", op->on_update))
         return -1;
     return dup_strs(c, json_object_get(obj, "columns"), "columns", &op->ref_columns, &op->nref_columns);
 }
@@ -431,6 +459,63 @@ static int check_method(struct parse_ctx *c, const char *method)
                    hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
 }
 
+/* One index key as SQL ("lower(claim)", "claim text_pattern_ops", "created_at
+ * DESC"): it must parse, inside CREATE INDEX, as exactly one key and nothing
+ * else, so it cannot carry a WHERE, an INCLUDE or another statement. */
+static int check_index_key(struct parse_ctx *c, const char *key)
+{
+    static const char *const allowed[] = {"idxname", "relation", "accessMethod", "indexParams", NULL};
+    size_t n = key ? strlen(key) + 40 : 0;
+    char *sql = n ? malloc(n) : NULL;
+    if (!sql)
+        return fail_at(c, "keys", "out of memory");
+    snprintf(sql, n, "CREATE INDEX i ON t (%s, x)", key);  /* a trailing comment would swallow ", x)" */
+    int keys = sql_index_stmt_params(sql, allowed);
+    free(sql);
+    if (keys != 2)
+        return fail_at(c, "keys", "\"%s\" is not one index key (a column or an expression in parentheses, "
+                       "optionally with COLLATE, an operator class, ASC/DESC, NULLS FIRST/LAST)", key);
+    return 0;
+}
+
+static int check_storage_parameters(struct parse_ctx *c, const char *params)
+{
+    static const char *const allowed[] = {"idxname", "relation", "accessMethod", "indexParams", "options", NULL};
+    size_t n = strlen(params) + 40;
+    char *sql = malloc(n);
+    if (!sql)
+        return fail_at(c, "storage_parameters", "out of memory");
+    snprintf(sql, n, "CREATE INDEX i ON t (c) WITH (%s)", params);
+    int keys = sql_index_stmt_params(sql, allowed);
+    free(sql);
+    if (keys != 1)
+        return fail_at(c, "storage_parameters", "\"%s\" is not a list of storage parameters "
+                       "(\"fillfactor=70, deduplicate_items=off\")", params);
+    return 0;
+}
+
+/* create_index keys its index by "columns" (names) or "keys" (SQL), one of
+ * the two; "include" lists covering columns. */
+static int parse_index_parts(struct parse_ctx *c, json_t *body, struct mig_op *op)
+{
+    json_t *cols = json_object_get(body, "columns"), *keys = json_object_get(body, "keys");
+    json_t *include = json_object_get(body, "include");
+    op->storage_parameters = dup_str(body, "storage_parameters");
+    if (!cols == !keys)
+        return fail_at(c, keys ? "keys" : "columns", "create_index needs \"columns\" (column names) or \"keys\" "
+                       "(index keys as SQL), not both");
+    if (cols && dup_strs(c, cols, "columns", &op->columns, &op->ncolumns))
+        return -1;
+    if (keys && dup_list(c, keys, "keys", &op->keys, &op->nkeys, 0))
+        return -1;
+    for (size_t i = 0; op->keys && i < op->nkeys; i++)
+        if (check_index_key(c, op->keys[i]) != 0)
+            return -1;
+    if (include && dup_strs(c, include, "include", &op->include, &op->ninclude))
+        return -1;
+    return op->storage_parameters ? check_storage_parameters(c, op->storage_parameters) : 0;
+}
+
 /* Rules that depend on the operation kind beyond key presence/types. */
 static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *op)
 {
@@ -463,9 +548,7 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
     case MIG_CREATE_TABLE:
         return parse_columns(c, json_object_get(body, "columns"), op);
     case MIG_CREATE_INDEX:
-        if (dup_strs(c, json_object_get(body, "columns"), "columns", &op->columns, &op->ncolumns))
-            return -1;
-        return check_method(c, op->method);
+        return parse_index_parts(c, body, op) || check_method(c, op->method);
     case MIG_CREATE_CONSTRAINT: {
         static const char *const kinds[] = {"check", "unique", "foreign_key"};
         op->constraint_type = strdup(op->type);
@@ -720,7 +803,9 @@ static void free_op(struct mig_op *op)
     free(op->schema); free(op->table); free(op->from); free(op->to); free(op->column);
     free(op->type); free(op->up); free(op->down); free(op->default_expr); free(op->check);
     free(op->name); free(op->method); free(op->where); free(op->constraint_type);
-    free(op->ref_table);
+    free(op->ref_table); free(op->on_delete); free(op->on_update); free(op->storage_parameters);
+    free_strs(op->keys, op->nkeys);
+    free_strs(op->include, op->ninclude);
     free_strs(op->columns, op->ncolumns);
     free_strs(op->ref_columns, op->nref_columns);
     free_column(&op->col);

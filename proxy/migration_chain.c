@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int has_json_suffix(const char *name)
+static int has_suffix(const char *name, const char *suffix)
 {
-    size_t n = strlen(name);
-    return n > 5 && strcmp(name + n - 5, ".json") == 0;
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcmp(name + n - k, suffix) == 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -19,7 +19,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int list_json_files(const char *dir, char ***names, size_t *n, char *err, size_t errlen)
+int mig_list_files(const char *dir, const char *suffix, char ***names, size_t *n, char *err, size_t errlen)
 {
     size_t cap = 16, count = 0;
     char **list = malloc(cap * sizeof *list);
@@ -32,7 +32,7 @@ static int list_json_files(const char *dir, char ***names, size_t *n, char *err,
     int oom = 0;
     struct dirent *e;
     while (!oom && (e = readdir(d)) != NULL) {
-        if (!has_json_suffix(e->d_name))
+        if (!has_suffix(e->d_name, suffix))
             continue;
         if (count == cap) {
             char **grown = realloc(list, 2 * cap * sizeof *list);
@@ -64,6 +64,13 @@ static int list_json_files(const char *dir, char ***names, size_t *n, char *err,
     *names = list;
     *n = count;
     return 0;
+}
+
+void mig_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
 }
 
 static long find_by_name(struct migration *list, size_t n, const char *name)
@@ -142,7 +149,7 @@ int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, 
     size_t nnames = 0;
     *out = NULL;
     *n = 0;
-    if (list_json_files(dir, &names, &nnames, err, errlen) != 0)
+    if (mig_list_files(dir, ".json", &names, &nnames, err, errlen) != 0)
         return -1;
     int rc = 0;
     struct migration *list = calloc(nnames ? nnames : 1, sizeof *list);
@@ -151,9 +158,7 @@ int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, 
         rc = mig_load_file(names[i], &list[i], err, errlen);
         loaded = i + 1;
     }
-    for (size_t i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
+    mig_free_names(names, nnames);
     if (rc == 0 && !list) {
         snprintf(err, errlen, "%s: out of memory", dir);
         rc = -1;

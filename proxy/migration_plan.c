@@ -1098,8 +1098,12 @@ static int later_op_builds_on(const struct plan_ctx *c, const struct mig_op *op,
             continue;
         if ((o->from && !strcmp(o->from, col)) || (o->column && !strcmp(o->column, col)) ||
             names_column((const char *const *)o->columns, o->ncolumns, col) ||
+            names_column((const char *const *)o->include, o->ninclude, col) ||
             (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)))
             return 1;
+        for (size_t k = 0; k < o->nkeys; k++)
+            if (strstr(o->keys[k], col))
+                return 1;
     }
     return 0;
 }
@@ -1635,6 +1639,54 @@ static char *column_after_contract(const struct plan_ctx *c, const struct mig_op
     return strdup(col);
 }
 
+static void column_list(struct mig_str *s, char *const *cols, size_t n);
+
+/* CREATE INDEX CONCURRENTLY with keys written as SQL (checked by the parser
+ * to be index keys only), INCLUDE columns and storage parameters. */
+char *mig_index_sql_keys(const struct mig_op *op, const char *schema, const char *table, char *const *cols,
+                         int concurrently)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE %sINDEX %s", op->unique == 1 ? "UNIQUE " : "", concurrently ? "CONCURRENTLY " : "");
+    mig_str_ident(&s, op->name);
+    mig_str_add(&s, " ON ");
+    mig_str_qname(&s, schema, table);
+    mig_str_add(&s, " USING ");
+    mig_str_ident(&s, op->method ? op->method : "btree");
+    mig_str_add(&s, " (");
+    for (size_t i = 0; i < op->ncolumns + op->nkeys; i++) {
+        if (i)
+            mig_str_add(&s, ", ");
+        if (i < op->ncolumns)
+            mig_str_ident(&s, cols[i]);
+        else
+            mig_str_add(&s, op->keys[i - op->ncolumns]);
+    }
+    mig_str_add(&s, ")");
+    if (op->ninclude) {
+        mig_str_add(&s, " INCLUDE ");
+        column_list(&s, op->include, op->ninclude);
+    }
+    if (op->storage_parameters)
+        mig_str_addf(&s, " WITH (%s)", op->storage_parameters);
+    if (op->where)
+        mig_str_addf(&s, " WHERE (%s)", op->where);
+    return mig_str_take(&s);
+}
+
+/* Keys written as SQL name columns by their names of today; a column this
+ * migration retypes earlier is another column until the contract. */
+static int keys_meet_retyped_column(const struct plan_ctx *c, const struct mig_op *op)
+{
+    for (size_t i = 0; op->nkeys && i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        int retypes = o->kind == MIG_ALTER_COLUMN || (o->kind == MIG_RENAME_COLUMN && o->type);
+        if (retypes && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table))
+            return 1;
+    }
+    return 0;
+}
+
 static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
@@ -1642,16 +1694,24 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (require_column(c, op, op->table, op->columns[i]))
             return -1;
+    for (size_t i = 0; i < op->ninclude; i++)
+        if (require_column(c, op, op->table, op->include[i]))
+            return -1;
+    if (keys_meet_retyped_column(c, op))
+        return op_error(c, op, "index \"%s\" has keys written as SQL on table \"%s\", whose columns an earlier "
+                        "operation changes; create it in the next migration", op->name, op->table);
     char **cols = calloc(op->ncolumns ? op->ncolumns : 1, sizeof *cols);
     if (!cols)
         return op_error(c, op, "out of memory");
     for (size_t i = 0; i < op->ncolumns; i++)
         if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
             c->p->expand.oom = 1;
+    int plain = !op->nkeys && !op->ninclude && !op->storage_parameters;
     if (!c->p->expand.oom)
         add_index_build(&c->p->expand, op, op->schema, op->name,
-                        index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, cols,
-                                  op->ncolumns, NULL, NULL, op->where));
+                        plain ? index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, cols,
+                                          op->ncolumns, NULL, NULL, op->where)
+                              : mig_index_sql_keys(op, op->schema, op->table, cols, 1));
     for (size_t i = 0; i < op->ncolumns; i++)
         free(cols[i]);
     free(cols);
@@ -1708,6 +1768,10 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         mig_str_qname(&s, op->schema, op->ref_table);
         mig_str_add(&s, " ");
         column_list(&s, op->ref_columns, op->nref_columns);
+        if (op->on_delete)
+            mig_str_addf(&s, " ON DELETE %s", op->on_delete);
+        if (op->on_update)
+            mig_str_addf(&s, " ON UPDATE %s", op->on_update);
         mig_str_add(&s, " NOT VALID");
     }
     char *tail = mig_str_take(&s);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "migration_sql.h"
 #include "sql_script.h"
 
 #define MAX_MIG_NAME 40
@@ -246,6 +247,17 @@ static int fk_actions_default(json_t *con)
 {
     return !strcmp(str_or(con, "fk_upd_action", "a"), "a") && !strcmp(str_or(con, "fk_del_action", "a"), "a") &&
            !strcmp(str_or(con, "fk_matchtype", "s"), "s");
+}
+
+/* ON DELETE / ON UPDATE from the parse tree's action letter; NO ACTION, the
+ * default, is left out. */
+static void add_fk_action(json_t *ref, const char *key, const char *code)
+{
+    static const char *const actions[][2] = {{"r", "RESTRICT"}, {"c", "CASCADE"}, {"n", "SET NULL"},
+                                             {"d", "SET DEFAULT"}};
+    for (size_t i = 0; i < 4; i++)
+        if (!strcmp(code, actions[i][0]))
+            json_object_set_new(ref, key, json_string(actions[i][1]));
 }
 
 /* "table(column)" for a column REFERENCES in the same schema, else NULL
@@ -669,11 +681,10 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
     if (!plain)
         return fail(c, st, "constraint \"%s\" has options (DEFERRABLE, INCLUDE, NO INHERIT, ...) that "
                     "create_constraint cannot hold", name);
-    if (!strcmp(ct, "CONSTR_FOREIGN") && (!fk_actions_default(con) ||
+    if (!strcmp(ct, "CONSTR_FOREIGN") && (strcmp(str_or(con, "fk_matchtype", "s"), "s") ||
                                           strcmp(rel_schema(json_object_get(con, "pktable")), rel_schema(rel)))) {
-        return fail(c, st, "foreign key \"%s\" has ON DELETE/ON UPDATE actions, a MATCH type or a table in "
-                    "another schema; write it as ADD CONSTRAINT ... NOT VALID followed by VALIDATE CONSTRAINT "
-                    "(both run online as they are)", name);
+        return fail(c, st, "foreign key \"%s\" has a MATCH type or a table in another schema; write it as ADD "
+                    "CONSTRAINT ... NOT VALID followed by VALIDATE CONSTRAINT (both run online as they are)", name);
     }
     if (!strcmp(ct, "CONSTR_FOREIGN") && json_array_size(json_object_get(con, "pk_attrs")) == 0)
         return fail(c, st, "foreign key \"%s\": name the referenced columns (REFERENCES t (col))", name);
@@ -700,6 +711,8 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
         json_t *ref = json_object();
         json_object_set_new(ref, "table", json_string(str_or(json_object_get(con, "pktable"), "relname", "")));
         constraint_columns(ref, "columns", json_object_get(con, "pk_attrs"));
+        add_fk_action(ref, "on_delete", str_or(con, "fk_del_action", "a"));
+        add_fk_action(ref, "on_update", str_or(con, "fk_upd_action", "a"));
         json_object_set_new(body, "references", ref);
     }
     return add_op(c, "create_constraint", body) == 0 ? 0 : oom(c, st);
@@ -784,16 +797,93 @@ static int conv_alter_table(struct conv *c, const struct sql_stmt *st)
     return 0;
 }
 
+/* A dotted name (an operator class or a collation), each part as SQL. */
+static void add_dotted(struct mig_str *s, json_t *names)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        char *part = sql_ident(sql_node_str(n) ? sql_node_str(n) : "");
+        mig_str_add(s, i ? "." : "");
+        mig_str_add(s, part ? part : "");
+        free(part);
+    }
+}
+
+/* One IndexElem as create_index key text: the column or the expression (in
+ * parentheses, as the author wrote it), then COLLATE, the operator class and
+ * the order, all read from the parse tree. *plain: a bare column name. */
+static char *index_key_text(struct conv *c, const struct sql_stmt *st, json_t *e, int *plain)
+{
+    static const char *const elem_keys[] = {"name", "expr", "collation", "opclass", "ordering", "nulls_ordering",
+                                            NULL};
+    const char *col = json_string_value(json_object_get(e, "name"));
+    const char *ord = str_or(e, "ordering", "SORTBY_DEFAULT");
+    const char *nulls = str_or(e, "nulls_ordering", "SORTBY_NULLS_DEFAULT");
+    if (!sql_only_keys(e, elem_keys))
+        return NULL;    /* operator class options: not carried */
+    *plain = col && !json_object_get(e, "collation") && !json_object_get(e, "opclass") &&
+             !strcmp(ord, "SORTBY_DEFAULT") && !strcmp(nulls, "SORTBY_NULLS_DEFAULT");
+    struct mig_str s = {0};
+    char *base = col ? sql_ident(col) : sql_expr_text(&c->s, st, json_object_get(e, "expr"));
+    if (!base)
+        return NULL;
+    mig_str_addf(&s, col ? "%s" : "(%s)", base);
+    free(base);
+    if (json_object_get(e, "collation")) {
+        mig_str_add(&s, " COLLATE ");
+        add_dotted(&s, json_object_get(e, "collation"));
+    }
+    if (json_object_get(e, "opclass")) {
+        mig_str_add(&s, " ");
+        add_dotted(&s, json_object_get(e, "opclass"));
+    }
+    mig_str_add(&s, !strcmp(ord, "SORTBY_ASC") ? " ASC" : !strcmp(ord, "SORTBY_DESC") ? " DESC" : "");
+    mig_str_add(&s, !strcmp(nulls, "SORTBY_NULLS_FIRST") ? " NULLS FIRST"
+                    : !strcmp(nulls, "SORTBY_NULLS_LAST") ? " NULLS LAST" : "");
+    return mig_str_take(&s);
+}
+
+/* WITH (fillfactor = 70, deduplicate_items = off) as storage_parameters. */
+static char *storage_parameters_text(json_t *options)
+{
+    struct mig_str s = {0};
+    size_t i;
+    json_t *o;
+    json_array_foreach(options, i, o) {
+        json_t *d = json_object_get(o, "DefElem"), *arg = json_object_get(d, "arg");
+        const char *name = json_string_value(json_object_get(d, "defname"));
+        json_t *integer = json_object_get(arg, "Integer"), *fval = sql_get(arg, "Float.fval");
+        const char *sval = json_string_value(sql_get(arg, "String.sval"));
+        json_t *word = sql_get(arg, "TypeName.names");     /* a bare word: off, on */
+        if (!sval && json_array_size(word) == 1)
+            sval = sql_node_str(json_array_get(word, 0));
+        if (!name || json_object_get(d, "defnamespace") || !(integer || json_is_string(fval) || sval)) {
+            mig_str_free(&s);
+            return NULL;
+        }
+        char *ident = sql_ident(name);
+        mig_str_addf(&s, "%s%s = ", i ? ", " : "", ident ? ident : "");
+        free(ident);
+        if (integer)    /* the parse tree leaves out an ival of 0 */
+            mig_str_addf(&s, "%lld", (long long)json_integer_value(json_object_get(integer, "ival")));
+        else if (fval)
+            mig_str_add(&s, json_string_value(fval));
+        else
+            mig_str_literal(&s, sval);
+    }
+    return mig_str_take(&s);
+}
+
 static int conv_create_index(struct conv *c, const struct sql_stmt *st)
 {
-    static const char *const plain_keys[] = {"idxname", "relation", "accessMethod", "indexParams", "unique",
-                                             "concurrent", "whereClause", "if_not_exists", NULL};
-    static const char *const elem_keys[] = {"name", "ordering", "nulls_ordering", NULL};
+    static const char *const known_keys[] = {"idxname", "relation", "accessMethod", "indexParams", "unique",
+                                             "concurrent", "whereClause", "if_not_exists", "indexIncludingParams",
+                                             "options", NULL};
     static const char *const methods[] = {"btree", "hash", "gin", "gist", "spgist", "brin", NULL};
     const char *name = json_string_value(json_object_get(st->body, "idxname"));
-    if (!sql_only_keys(st->body, plain_keys))
-        return fail(c, st, "an index with INCLUDE, WITH (...), TABLESPACE or NULLS NOT DISTINCT cannot be "
-                    "converted to create_index");
+    if (!sql_only_keys(st->body, known_keys))
+        return fail(c, st, "an index with TABLESPACE or NULLS NOT DISTINCT cannot be converted to create_index");
     if (!name)
         return fail(c, st, "name the index: create_index needs a name");
     const char *method = str_or(st->body, "accessMethod", "btree");
@@ -802,41 +892,56 @@ static int conv_create_index(struct conv *c, const struct sql_stmt *st)
         m++;
     if (!*m)
         return fail(c, st, "index method \"%s\" is not supported by create_index", method);
-    json_t *cols = json_array();
+    json_t *cols = json_array(), *keys = json_array(), *include = json_array();
+    int all_plain = 1;
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(st->body, "indexParams"), i, p) {
-        json_t *e = json_object_get(p, "IndexElem");
-        const char *col = json_string_value(json_object_get(e, "name"));
-        if (!col || !sql_only_keys(e, elem_keys) || strcmp(str_or(e, "ordering", "SORTBY_DEFAULT"), "SORTBY_DEFAULT") ||
-            strcmp(str_or(e, "nulls_ordering", "SORTBY_NULLS_DEFAULT"), "SORTBY_NULLS_DEFAULT")) {
-            json_decref(cols);
-            return fail(c, st, "index \"%s\": key %zu is an expression or has an operator class, collation or "
-                        "order; create_index takes plain column names", name, i + 1);
+        int plain = 0;
+        char *key = index_key_text(c, st, json_object_get(p, "IndexElem"), &plain);
+        if (!key) {
+            json_decref(cols); json_decref(keys); json_decref(include);
+            return fail(c, st, "index \"%s\": key %zu cannot be read (operator class options are not carried)",
+                        name, i + 1);
         }
-        json_array_append_new(cols, json_string(col));
+        all_plain &= plain;
+        json_array_append_new(keys, json_string(key));
+        free(key);
+        json_array_append_new(cols, json_string(json_string_value(sql_get(p, "IndexElem.name")) ?
+                                                json_string_value(sql_get(p, "IndexElem.name")) : ""));
     }
-    char *where = NULL;
-    json_t *wc = json_object_get(st->body, "whereClause");
-    if (wc && !(where = sql_expr_text(&c->s, st, wc))) {
-        json_decref(cols);
-        return fail(c, st, "cannot read the WHERE clause of index \"%s\"", name);
+    json_array_foreach(json_object_get(st->body, "indexIncludingParams"), i, p) {
+        json_array_append_new(include, json_string(str_or(json_object_get(p, "IndexElem"), "name", "")));
     }
-    if (close_last(c) != 0) {
-        json_decref(cols);
+    char *where = NULL, *params = NULL;
+    json_t *wc = json_object_get(st->body, "whereClause"), *opts = json_object_get(st->body, "options");
+    int bad_where = wc && !(where = sql_expr_text(&c->s, st, wc));
+    int bad_opts = opts && !(params = storage_parameters_text(opts));
+    if (bad_where || bad_opts || close_last(c) != 0) {
+        json_decref(cols); json_decref(keys); json_decref(include);
         free(where);
-        return -1;
+        free(params);
+        return bad_where ? fail(c, st, "cannot read the WHERE clause of index \"%s\"", name)
+               : bad_opts ? fail(c, st, "cannot read the storage parameters WITH (...) of index \"%s\"", name)
+               : -1;
     }
     json_t *body = json_object();
     set_relation(body, json_object_get(st->body, "relation"), "table");
     json_object_set_new(body, "name", json_string(name));
-    json_object_set_new(body, "columns", cols);
+    json_object_set_new(body, all_plain ? "columns" : "keys", all_plain ? cols : keys);
+    json_decref(all_plain ? keys : cols);
+    if (json_array_size(include))
+        json_object_set(body, "include", include);
+    json_decref(include);
     if (is_true(st->body, "unique"))
         json_object_set_new(body, "unique", json_true());
     if (strcmp(method, "btree") != 0)
         json_object_set_new(body, "method", json_string(method));
+    if (params)
+        json_object_set_new(body, "storage_parameters", json_string(params));
     if (where)
         json_object_set_new(body, "where", json_string(where));
+    free(params);
     free(where);
     return add_op(c, "create_index", body) == 0 ? 0 : oom(c, st);
 }

@@ -394,3 +394,15 @@ char *sql_ident(const char *name)
     *o = '\0';
     return out;
 }
+
+int sql_index_stmt_params(const char *sql, const char *const *allowed)
+{
+    PgQueryParseResult r = pg_query_parse(sql);
+    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
+    pg_query_free_parse_result(r);
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *ix = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.IndexStmt") : NULL;
+    int n = ix && sql_only_keys(ix, allowed) ? (int)json_array_size(json_object_get(ix, "indexParams")) : -1;
+    json_decref(root);
+    return n;
+}

@@ -21,8 +21,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# node-postgres for the integration tests, pinned by package.json in tests/node.
-if [ ! -d tests/node/node_modules/pg ]; then
+# node-postgres and drizzle-kit (with drizzle-orm for its schema files) for the
+# integration tests, pinned by package.json in tests/node.
+if [ ! -d tests/node/node_modules/pg ] || [ ! -x tests/node/node_modules/.bin/drizzle-kit ]; then
   echo "deps: npm install (tests/node)"
   (cd tests/node && npm install --no-audit --no-fund --silent >/dev/null)
 fi
