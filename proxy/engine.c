@@ -14,6 +14,7 @@
 #include "migration_state.h"
 #include "log.h"
 #include "migration_catalog.h"
+#include "migration_dependents.h"
 #include "migration_sql.h"
 
 #define LOCK_NOT_AVAILABLE "55P03"
@@ -416,7 +417,9 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
                    size_t errlen)
 {
     struct mig_catalog cat;
-    if (mig_catalog_load(e->conn, m, &cat, err, errlen) != 0) {
+    /* the rehearsal fills in how each dependent of a retyped column is carried */
+    if (mig_catalog_load(e->conn, m, &cat, err, errlen) != 0 ||
+        mig_dependents_rehearse(e->conn, m, &cat, err, errlen) != 0) {
         mig_catalog_free(&cat);
         return ENGINE_FAILED;
     }

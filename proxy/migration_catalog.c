@@ -2,7 +2,6 @@
  * tables a migration names, so that validation and SQL generation can work
  * from a snapshot. Every query takes names as parameters. */
 #include "migration_catalog.h"
-#include "migration_dependents.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -344,7 +343,7 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
         if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
             return -1;
     }
-    return mig_dependents_rehearse(conn, m, cat, err, errlen);
+    return 0;
 }
 
 static void free_fkeys(struct mig_cat_fkey *fk, size_t n)
