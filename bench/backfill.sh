@@ -18,15 +18,8 @@ cd "$top"
 rows=${ROWS:-1000000}
 [ "${FULL:-0}" = 1 ] && rows=${ROWS:-10000000}
 rounds=${ROUNDS:-2}
-bin="$top/bin/pgtandem"
-[ -x "$bin" ] || make -s all
-work=$(mktemp -d /tmp/pgtandem-bench.XXXXXX)
-chmod 755 "$work"
-trap 'sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1; rm -rf "$work"' EXIT INT TERM
-sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
-. "$work/pg/env"
-export PGT_SUPER_URI
-stamp=$(date -u +%Y-%m-%d)
+. bench/lib.sh
+start_bench_cluster
 out=${OUT:-bench/results/backfill-$stamp}
 
 ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top /usr/bin/python3 - <<'PY'

@@ -46,3 +46,21 @@ log_disconnections = 0
 ignore_startup_parameters = extra_float_digits
 INI
 }
+
+# Starts a throwaway cluster for a driver that needs nothing else: builds
+# bin/pgtandem if missing, makes $work, stops the cluster and removes $work on
+# exit, and exports the cluster's settings (PGT_PGPORT, PGT_SUPER_URI, ...).
+# Sets bin, work and stamp (today's UTC date for the results' file names).
+start_bench_cluster() {
+  # shellcheck disable=SC2154  # top: the driver's checkout, set before sourcing
+  bin="$top/bin/pgtandem"
+  [ -x "$bin" ] || make -s all
+  work=$(mktemp -d /tmp/pgtandem-bench.XXXXXX)
+  chmod 755 "$work"
+  trap 'sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1; rm -rf "$work"' EXIT INT TERM
+  sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
+  # shellcheck disable=SC1091  # written by tests/pgcluster.sh at run time
+  . "$work/pg/env"
+  export PGT_SUPER_URI
+  stamp=$(date -u +%Y-%m-%d)
+}

@@ -43,7 +43,7 @@ struct cli {
     int quiet;
     int force;              /* complete despite sessions that bypass the proxies */
     int estimate;           /* plan: measure the backfill on a sample of each table */
-    long estimate_rows;
+    long estimate_rows;     /* --estimate-rows; 0: not given, ESTIMATE_DEFAULT_ROWS */
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     const char *evidence;       /* start/complete/rollback: the evidence bundle's directory */
     struct evidence *ev;        /* while a step runs with --evidence */
@@ -134,7 +134,6 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {NULL, 0, NULL, 0}};
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
-    c->estimate_rows = ESTIMATE_DEFAULT_ROWS;
     if (argc < 2)
         return -1;
     c->command = argv[1];
@@ -240,7 +239,8 @@ static int plan_estimate(const struct cli *c, struct engine *e, const struct mig
                          const struct mig_plan *plan, char *err, size_t errlen)
 {
     struct estimate_report rep;
-    int rc = estimate_run(e->conn, m, plan, c->estimate_rows, &rep, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
+    long sample_rows = c->estimate_rows ? c->estimate_rows : ESTIMATE_DEFAULT_ROWS;
+    int rc = estimate_run(e->conn, m, plan, sample_rows, &rep, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
     if (rc == ENGINE_OK && c->json) {
         json_t *doc = estimate_to_json(&rep);
         char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -953,7 +953,7 @@ int migrate_main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if ((c.estimate || c.estimate_rows != ESTIMATE_DEFAULT_ROWS) && strcmp(cmd, "plan") != 0) {
+    if ((c.estimate || c.estimate_rows != 0) && strcmp(cmd, "plan") != 0) {
         fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
         return EXIT_INVALID;
     }

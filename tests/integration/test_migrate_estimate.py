@@ -63,12 +63,12 @@ def test_estimate_figures_and_nothing_left_behind(cluster, db):
     sql(db, "VACUUM (ANALYZE) checks")
     before = snapshot(cluster, db)
     w0 = writes(db)
-    text = migrate(db, "plan", UNIFY, "--estimate")
+    text = migrate(db, "plan", UNIFY, "--estimate", "--estimate-rows", "10000")
     assert text.returncode == 0, text.stderr
     assert "-- == expand ==" in text.stdout            # the plan, then the estimate
     assert "-- == estimate" in text.stdout
     assert "rows/s" in text.stdout and "dead tuples left for vacuum" in text.stdout
-    est = estimate_json(db)
+    est = estimate_json(db, UNIFY, "--estimate-rows", "10000")
     print("estimate on 50000 rows:", json.dumps(est["tables"][0], indent=1))
     assert est["migration"] == "0003_checks_unify"
     assert est["scratch_schema"].startswith("pgtandem_estimate_")
@@ -127,8 +127,9 @@ def test_estimate_needs_db(db):
     assert "--estimate" in r.stderr and "--db" in r.stderr
     assert r.stdout == ""
     # the flag belongs to plan: start does not silently ignore it
-    r = migrate(db, "start", UNIFY, "--estimate")
-    assert r.returncode == 2 and "belong to `migrate plan`" in r.stderr, r.stderr
+    for flags in (["--estimate"], ["--estimate-rows", "100000"]):   # the default value too
+        r = migrate(db, "start", UNIFY, *flags)
+        assert r.returncode == 2 and "belong to `migrate plan`" in r.stderr, r.stderr
     assert scratch_schemas(db) == []
 
 
