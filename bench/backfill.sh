@@ -23,16 +23,14 @@ start_bench_cluster
 out=${OUT:-bench/results/backfill-$stamp}
 
 ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top /usr/bin/python3 - <<'PY'
-import datetime, json, os, platform, re, statistics, subprocess, time
+import json, os, re, statistics, subprocess, sys, time
 import psycopg
+sys.path.insert(0, os.path.join(os.environ["TOP"], "bench"))
+from benchlib import BENCH_MIGRATION, bench_database, run_header
 
 rows, rounds, binary, out = int(os.environ["ROWS"]), int(os.environ["ROUNDS"]), os.environ["BIN"], os.environ["OUT"]
 top = os.environ["TOP"]
-admin = os.environ["PGT_SUPER_URI"]
-with psycopg.connect(admin, autocommit=True) as c:
-    c.execute("DROP DATABASE IF EXISTS bench")
-    c.execute("CREATE DATABASE bench")
-db = admin.replace("/appdb?", "/bench?")
+db = bench_database()
 
 def run(sql):
     with psycopg.connect(db, autocommit=True) as c:
@@ -75,10 +73,7 @@ def expand_only():
     """A fresh table with the bench migration expanded (new columns and the
     dual-write triggers in place), nothing backfilled yet."""
     fresh_table()
-    path = "/tmp/pgtandem-bench-migration.json"
-    with open(path, "w") as f:
-        json.dump(MIGRATION, f)
-    r = subprocess.run([binary, "migrate", "start", path, "--db", db, "--no-backfill"], capture_output=True, text=True)
+    r = subprocess.run([binary, "migrate", "start", BENCH_MIGRATION, "--db", db, "--no-backfill"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 def bench_single_tg():
@@ -111,16 +106,6 @@ def bench_pgroll():
     run("DROP TRIGGER pgroll_like ON checks; DROP FUNCTION pgroll_like()")
     return {"seconds": secs, "longest_batch_ms": longest * 1000, "batches": batches}
 
-MIGRATION = {
-    "name": "bench_unify", "parent": None,
-    "operations": [
-        {"rename_column": {"table": "checks", "from": "claim_text", "to": "claim"}},
-        {"rename_column": {"table": "checks", "from": "aggregation", "to": "config_json", "type": "jsonb",
-                           "up": "aggregation::jsonb", "down": "config_json::text"}},
-        {"rename_column": {"table": "checks", "from": "diagnostics", "to": "counts_by_template_json",
-                           "type": "jsonb", "up": "diagnostics::jsonb", "down": "counts_by_template_json::text"}}],
-}
-
 def bench_pgtandem():
     expand_only()
     t0 = time.perf_counter()
@@ -145,10 +130,7 @@ for rnd in range(rounds):
 
 med = {k: statistics.median(r["rows_per_sec"] for r in v) for k, v in results.items()}
 longest = max(r["longest_batch_ms"] or 0 for r in results["pgtandem"])
-summary = {
-    "date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z", "rows": rows, "rounds": rounds,
-    "machine": "%s, %d cpus" % (platform.platform(), os.cpu_count()),
-    "postgres": subprocess.run(["psql", db, "-qAtX", "-c", "SHOW server_version"], capture_output=True, text=True).stdout.strip(),
+summary = dict(run_header(db), rows=rows, rounds=rounds, **{
     "median_rows_per_sec": med,
     "ratio_vs_single_update": med["pgtandem"] / med["single"],
     "ratio_vs_pgroll": med["pgtandem"] / med["pgroll"],
@@ -159,7 +141,7 @@ summary = {
                 "vs_pgroll >= 2": med["pgtandem"] / med["pgroll"] >= 2.0,
                 "longest batch <= 100ms": longest <= 100},
     "runs": results,
-}
+})
 with open(out + ".json", "w") as f:
     json.dump(summary, f, indent=2)
 with open(out + ".md", "w") as f:

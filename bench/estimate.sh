@@ -3,8 +3,8 @@
 # backfill of the same table. ROWS rows (default 1M) of the seeds' `checks`
 # shape, filled by config/examples/checks_legacy.sql's generator (the one the
 # demo and bench/backfill.sh's schema use), vacuumed and analyzed; each round
-# re-creates the table, estimates the bench migration of bench/backfill.sh
-# (three renames, two of them to jsonb) with samples of SAMPLES rows, then
+# re-creates the table, estimates bench/bench_unify.json (bench/backfill.sh's
+# migration: three renames, two of them to jsonb) with samples of SAMPLES rows, then
 # expands (--no-backfill) and times `migrate resume`, reading the WAL position
 # before and after and the table's dead tuples after.
 # Writes bench/results/estimate-<date>.md and .json.
@@ -20,35 +20,22 @@ start_bench_cluster
 out=${OUT:-bench/results/estimate-$stamp}
 
 ROWS=$rows ROUNDS=$rounds SAMPLES=$samples BIN=$bin OUT=$out TOP=$top /usr/bin/python3 - <<'PY'
-import datetime, json, os, platform, statistics, subprocess, time
+import json, os, statistics, subprocess, sys, time
 import psycopg
+sys.path.insert(0, os.path.join(os.environ["TOP"], "bench"))
+from benchlib import BENCH_MIGRATION, bench_database, run_header
 
 rows, rounds, binary, out = int(os.environ["ROWS"]), int(os.environ["ROUNDS"]), os.environ["BIN"], os.environ["OUT"]
 samples = [int(s) for s in os.environ["SAMPLES"].split()]
 top = os.environ["TOP"]
-admin = os.environ["PGT_SUPER_URI"]
-with psycopg.connect(admin, autocommit=True) as c:
-    c.execute("DROP DATABASE IF EXISTS bench")
-    c.execute("CREATE DATABASE bench")
-db = admin.replace("/appdb?", "/bench?")
+db = bench_database()
 
 def q(sql, params=None):
     with psycopg.connect(db, autocommit=True) as c:
         cur = c.execute(sql, params)
         return cur.fetchall() if cur.description else None
 
-MIGRATION = {
-    "name": "bench_unify", "parent": None,
-    "operations": [
-        {"rename_column": {"table": "checks", "from": "claim_text", "to": "claim"}},
-        {"rename_column": {"table": "checks", "from": "aggregation", "to": "config_json", "type": "jsonb",
-                           "up": "aggregation::jsonb", "down": "config_json::text"}},
-        {"rename_column": {"table": "checks", "from": "diagnostics", "to": "counts_by_template_json",
-                           "type": "jsonb", "up": "diagnostics::jsonb", "down": "counts_by_template_json::text"}}],
-}
-path = "/tmp/pgtandem-bench-estimate-migration.json"
-with open(path, "w") as f:
-    json.dump(MIGRATION, f)
+path = BENCH_MIGRATION
 
 def fresh_table():
     q("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE")
@@ -94,23 +81,16 @@ for rnd in range(rounds):
     print("  backfill: %.0f rows/s, %.1f s, %.0f B WAL/row, %.1f MB WAL, %d rows updated, n_dead_tup %d"
           % (real["rows_per_s"], secs, real["wal_bytes_per_row"], wal / 1048576, updated, dead), flush=True)
     runs.append({"estimates": {str(k): v for k, v in est.items()}, "backfill": real})
-os.unlink(path)
 
 def med(f):
     return statistics.median(f(r) for r in runs)
 
-summary = {
-    "date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z", "rows": rows, "rounds": rounds,
-    "machine": "%s, %d cpus" % (platform.platform(), os.cpu_count()),
-    "postgres": subprocess.run(["psql", db, "-qAtX", "-c", "SHOW server_version"], capture_output=True,
-                               text=True).stdout.strip(),
-    "runs": runs,
-}
+summary = dict(run_header(db), rows=rows, rounds=rounds, runs=runs)
 with open(out + ".json", "w") as f:
     json.dump(summary, f, indent=2)
 with open(out + ".md", "w") as f:
     f.write("# Estimate against the measured backfill, %s\n\n" % summary["date"])
-    f.write("%d rows of the seeds' `checks` shape (three renames, two to jsonb: bench/backfill.sh's migration), "
+    f.write("%d rows of the seeds' `checks` shape (three renames, two to jsonb: bench/bench_unify.json, the backfill benchmark's migration), "
             "unthrottled defaults, %d rounds (medians below), Postgres %s, %s.\n"
             "Command: `sh bench/estimate.sh`%s.\n\n"
             % (rows, rounds, summary["postgres"], summary["machine"],
