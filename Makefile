@@ -41,10 +41,10 @@ bin/pgtandem-asan: $(SRCS:proxy/%.c=build/asan/%.o)
 asan: bin/pgtandem-asan
 
 # Unit tests: one program per tests/unit/test_*.c, linked with every module but main.
-build/rel/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/rel/%.o) tests/unit/unit.h
+build/rel/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/rel/%.o) tests/unit/unit.h tests/unit/unit_steps.h
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS:proxy/%.c=build/rel/%.o) $(PKG_LIBS) $(LDLIBS)
-build/asan/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/asan/%.o) tests/unit/unit.h
+build/asan/unit/%: tests/unit/%.c $(LIB_SRCS:proxy/%.c=build/asan/%.o) tests/unit/unit.h tests/unit/unit_steps.h
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS:proxy/%.c=build/asan/%.o) $(PKG_LIBS) $(LDLIBS)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/rel/unit/%) $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)

@@ -8,6 +8,7 @@
 #include "migration_plan.h"
 #include "migration_sql.h"
 #include "unit.h"
+#include "unit_steps.h"
 
 static const char *GOOD =
     "{\"name\": \"0003_checks_unify\", \"parent\": \"0002\", \"operations\": [\n"
@@ -82,14 +83,6 @@ static void test_quoting(void)
     char *lit = mig_str_take(&s);
     CHECK("literal escapes", lit && strcmp(lit, "E'it''s a \\\\ test'") == 0);
     free(lit);
-}
-
-static int steps_contain(const struct mig_steps *l, const char *needle)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strstr(l->v[i].sql, needle))
-            return 1;
-    return 0;
 }
 
 static void test_plan_offline(void)

@@ -8,20 +8,13 @@
 #include "migration.h"
 #include "migration_plan.h"
 #include "unit.h"
+#include "unit_steps.h"
 
 static const char *ALTER_WITH_CHECK =
     "{\"name\": \"qty_positive\", \"operations\": ["
     " {\"rename_column\": {\"table\": \"items\", \"from\": \"note\", \"to\": \"remark\"}},"
     " {\"alter_column\": {\"table\": \"items\", \"column\": \"qty\", \"type\": \"bigint\","
     "  \"up\": \"qty::bigint\", \"down\": \"qty::int\", \"check\": \"qty > 0\"}}]}";
-
-static int steps_contain(const struct mig_steps *l, const char *needle)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strstr(l->v[i].sql, needle))
-            return 1;
-    return 0;
-}
 
 static void test_check_runs_before_the_cutover(struct mig_plan *p)
 {

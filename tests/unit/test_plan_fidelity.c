@@ -15,14 +15,7 @@
 #include "migration.h"
 #include "migration_plan.h"
 #include "unit.h"
-
-static int steps_contain(const struct mig_steps *l, const char *needle)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strstr(l->v[i].sql, needle))
-            return 1;
-    return 0;
-}
+#include "unit_steps.h"
 
 static int build(const char *text, struct migration *m, struct mig_plan *p)
 {
@@ -154,15 +147,6 @@ static const char *RETYPE_PRICE =
     "{\"name\": \"rt\", \"operations\": ["
     " {\"alter_column\": {\"table\": \"checks\", \"column\": \"price\", \"type\": \"numeric\","
     "  \"up\": \"price::numeric\", \"down\": \"price::text\"}}]}";
-
-/* The position of the first step containing needle, or -1. */
-static long step_at(const struct mig_steps *l, const char *needle)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strstr(l->v[i].sql, needle))
-            return (long)i;
-    return -1;
-}
 
 static void test_retype_carries_rehearsed(void)
 {
