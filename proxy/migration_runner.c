@@ -97,7 +97,7 @@ struct migration_runner {
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
-    int failed_here;                /* RP_FAILED by this proxy's own doing, not read from the table */
+    char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -176,6 +176,27 @@ static void push_route(struct migration_runner *r)
     relay_route_version(r->relay, routed ? r->name : NULL, routed ? r->version_schema : NULL);
 }
 
+/* What the database's status is while the runner is in phase p. */
+static const char *phase_status(enum runner_phase p)
+{
+    switch (p) {
+    case RP_EXPANDING: return "expanding";
+    case RP_BACKFILLING:
+    case RP_FINISHING: return "backfilling";
+    case RP_ACTIVE:
+    case RP_COMPLETING: return "active";
+    case RP_COMPLETED: return "completed";
+    case RP_ROLLED_BACK: return "rolled_back";
+    case RP_FAILED: return "failed";
+    default: return "";
+    }
+}
+
+/* A failure of this proxy's own work is not written to the table, which
+ * keeps saying what it said: table_status stays what it was, so the fleet's
+ * poll does not take that status for news. Where the table is the truth
+ * again (a rollback or a read of the state that failed), table_status is
+ * forgotten and the next poll reloads. */
 static void enter_phase(struct migration_runner *r, enum runner_phase phase)
 {
     assert(phase >= RP_IDLE && phase <= RP_FAILED);
@@ -183,7 +204,8 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
-    r->failed_here = 0;
+    if (phase != RP_FAILED && phase_status(phase)[0])
+        snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(phase));
     push_route(r);
     if (r->complete_w.fn && phase != RP_COMPLETING)
         answer_complete(r);
@@ -216,7 +238,6 @@ static void fail(struct migration_runner *r, const char *fmt, ...)
         return;
     }
     enter_phase(r, RP_FAILED);
-    r->failed_here = 1;
 }
 
 /* ---- timers ---- */
@@ -748,12 +769,16 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     if (error || !res || PQntuples(res) != 1) {
+        r->table_status[0] = '\0'; /* the next poll reads it again */
         fail(r, "reading pgtandem.migrations: %s", error ? error : "migration not recorded");
         return;
     }
-    if (parse_state(r, res) != 0)
+    if (parse_state(r, res) != 0) {
+        r->table_status[0] = '\0';
         return;
+    }
     const char *status = PQgetvalue(res, 0, 1);
+    snprintf(r->table_status, sizeof r->table_status, "%s", status);
     if (!strcmp(status, "active")) {
         enter_phase(r, RP_ACTIVE);
     } else if (!strcmp(status, "completed")) {
@@ -827,6 +852,7 @@ static void reset_migration(struct migration_runner *r)
     r->stop_backfill = 0;
     settings_throttle_defaults(&r->thr);
     r->throttle_dirty = 0;
+    r->table_status[0] = '\0';
     r->replica_lag_ms = r->lag_checked_ms = 0;
     r->lock_tries = r->reconnects = 0;
     r->child_exit = 0;
@@ -1070,6 +1096,14 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
 
 /* ---- rollback ---- */
 
+/* A rollback that failed left the state row as it was, and that row is the
+ * truth again: forgetting what it said makes the fleet's next poll reload it. */
+static void rollback_failed(struct migration_runner *r)
+{
+    r->table_status[0] = '\0';
+    enter_phase(r, RP_FAILED);
+}
+
 static void after_rollback(void *ctx, int code)
 {
     struct migration_runner *r = ctx;
@@ -1082,7 +1116,7 @@ static void after_rollback(void *ctx, int code)
     }
     snprintf(r->error, sizeof r->error, "rollback: %s", engine_child_reason(&r->child));
     log_error("migration %s: %s", r->name, r->error);
-    enter_phase(r, RP_FAILED);
+    rollback_failed(r);
 }
 
 static void start_rollback(struct migration_runner *r)
@@ -1094,7 +1128,7 @@ static void start_rollback(struct migration_runner *r)
     enter_phase(r, RP_ROLLING_BACK);
     if (engine_child_spawn(&r->child, "rollback", NULL, r->engine_db, NULL, after_rollback, r) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
-        enter_phase(r, RP_FAILED);
+        rollback_failed(r);
     }
 }
 
@@ -1239,22 +1273,6 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
     send_load_state(r);
 }
 
-/* What the database's status is while the runner is in phase p. */
-static const char *phase_status(enum runner_phase p)
-{
-    switch (p) {
-    case RP_EXPANDING: return "expanding";
-    case RP_BACKFILLING:
-    case RP_FINISHING: return "backfilling";
-    case RP_ACTIVE:
-    case RP_COMPLETING: return "active";
-    case RP_COMPLETED: return "completed";
-    case RP_ROLLED_BACK: return "rolled_back";
-    case RP_FAILED: return "failed";
-    default: return "";
-    }
-}
-
 /* This proxy is doing the migration's work (a child, a batch, the lock, a
  * cutover, a request waiting): what the table says is its own doing. */
 static int working_locally(const struct migration_runner *r)
@@ -1273,12 +1291,11 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
     if (!r->engine_db || working_locally(r))
         return;
     int same = r->name && strcmp(r->name, name) == 0;
-    /* The table still says the backfill runs after this proxy's own batch
-     * failed: that is not news, and reloading would run the failing batch
-     * again and hide the error from whoever reads the status. */
-    if (same && r->failed_here && (!strcmp(status, "backfilling") || !strcmp(status, "expanding")))
-        return;
-    if (same && strcmp(status, phase_status(r->phase)) == 0 && !(r->phase == RP_BACKFILLING && r->following))
+    /* A status the table already had is not news. After a failure of this
+     * proxy's own work (a batch, the expand) the table still says what it
+     * said before: reloading would run the failing batch again and hide the
+     * error from whoever reads the status. */
+    if (same && strcmp(status, r->table_status) == 0 && !(r->phase == RP_BACKFILLING && r->following))
         return;
     if (!same) {
         reset_migration(r);
