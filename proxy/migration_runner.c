@@ -536,6 +536,10 @@ static void on_throttle_saved(void *ctx, PGresult *res, const char *error, const
     struct migration_runner *r = ctx;
     if (error)
         log_warn("migration %s: saving the throttle settings: %s", r->name, error);
+    /* lost with the connection: still to be saved, and not to be replaced by
+     * the stale settings the reconnect's reload reads */
+    if (error && connection_lost(sqlstate))
+        r->throttle_dirty = 1;
     backfill_next(r);
 }
 
@@ -548,6 +552,8 @@ static int save_throttle(struct migration_runner *r, pgasync_done_fn done)
     const char *values[2] = {r->name, text};
     int rc = text ? pgasync_send(&r->db, MIG_STATE_SAVE_THROTTLE_SQL, 2, values, done, r) : -1;
     free(text);
+    if (rc != 0)
+        r->throttle_dirty = 1;
     return rc;
 }
 
