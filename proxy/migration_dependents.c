@@ -47,15 +47,6 @@ int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_
     return 0;
 }
 
-int mig_dependent_repeated(const struct mig_cat_table *t, size_t i)
-{
-    const struct mig_cat_dep *d = &t->deps[i];
-    for (size_t k = 0; k < i; k++)
-        if (t->deps[k].oid == d->oid && t->deps[k].kind == d->kind && !strcmp(t->deps[k].column, d->column))
-            return 1;
-    return 0;
-}
-
 /* ---- talking to Postgres --------------------------------------------------- */
 
 /* Postgres's message and its detail (which names, e.g., the other views
@@ -218,8 +209,7 @@ static int rehearse_on_copy(struct rehearsal *h)
     int have_copy = copy_of_table(h, why, sizeof why) == 0;
     for (size_t i = 0; i < h->t->ndeps; i++) {
         struct mig_cat_dep *d = &h->t->deps[i];
-        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d) ||
-            mig_dependent_repeated(h->t, i))
+        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d))
             continue;
         if (!have_copy) {
             refuse(d, h, why, advice_for(d));
@@ -439,8 +429,7 @@ static int rehearse_views_once(struct rehearsal *h, int *lock)
     if (!v)
         return snprintf(h->err, h->errlen, "out of memory"), -1;
     for (size_t i = 0; i < h->t->ndeps; i++)
-        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW &&
-            !mig_dependent_repeated(h->t, i))
+        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW)
             v[nv++].d = &h->t->deps[i];
     if (nv == 0)
         return free(v), 0;

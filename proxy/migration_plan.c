@@ -353,8 +353,7 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry || !mig_dependent_rehearsed(t, d) ||
-            mig_dependent_repeated(t, i))
+        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry || !mig_dependent_rehearsed(t, d))
             continue;
         char tmp[80];
         const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
@@ -397,7 +396,7 @@ static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *
     size_t nv = 0;
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry || mig_dependent_repeated(t, i))
+        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry)
             continue;
         for (size_t k = 0; k < c->nviews; k++)
             if (!strcmp(c->views[k], d->name))
@@ -894,7 +893,7 @@ static int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, col) != 0 || mig_dependent_repeated(t, i))
+        if (strcmp(d->column, col) != 0)
             continue;
         const char *why = dropping ? undroppable_reason(d) : uncarried_reason(t, d);
         if (!why && !dropping && d->kind == MIG_DEP_CONSTRAINT && d->contype == 'f' && !fkey_carried(t, d->name))
