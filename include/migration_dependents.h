@@ -46,10 +46,6 @@
 int mig_dependents_rehearse(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                             char *err, size_t errlen);
 
-/* Is this dependent one the rehearsal decides on (a CHECK of the table, an
- * index that is not simple and backs no constraint, a view)? */
-int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d);
-
 /* Name of alter_column's second column for `column`. */
 void mig_shadow_name(char *out, size_t n, const char *column);
 

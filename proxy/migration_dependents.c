@@ -34,7 +34,10 @@ void mig_shadow_name(char *out, size_t n, const char *column)
     snprintf(out, n, "_pgtandem_%.53s", column);
 }
 
-int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d)
+/* Is this dependent one the rehearsal decides on (a CHECK of the table, an
+ * index that is not simple and backs no constraint, a view)? Only these get
+ * a carry or a refusal. */
+static int dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     if (d->kind == MIG_DEP_VIEW)
         return 1;
@@ -209,7 +212,7 @@ static int rehearse_on_copy(struct rehearsal *h)
     int have_copy = copy_of_table(h, why, sizeof why) == 0;
     for (size_t i = 0; i < h->t->ndeps; i++) {
         struct mig_cat_dep *d = &h->t->deps[i];
-        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d))
+        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !dependent_rehearsed(h->t, d))
             continue;
         if (!have_copy) {
             refuse(d, h, why, advice_for(d));
@@ -493,7 +496,7 @@ static const char *retyped_column(const struct mig_op *op)
 static int has_rehearsed_dependents(const struct mig_cat_table *t, const char *col, int views)
 {
     for (size_t i = 0; i < t->ndeps; i++)
-        if (!strcmp(t->deps[i].column, col) && mig_dependent_rehearsed(t, &t->deps[i]) &&
+        if (!strcmp(t->deps[i].column, col) && dependent_rehearsed(t, &t->deps[i]) &&
             (t->deps[i].kind == MIG_DEP_VIEW) == views)
             return 1;
     return 0;

@@ -353,7 +353,7 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry || !mig_dependent_rehearsed(t, d))
+        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry)
             continue;
         char tmp[80];
         const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
@@ -804,9 +804,9 @@ static const struct mig_cat_index *index_of_constraint(const struct mig_cat_tabl
 static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     const struct mig_cat_index *ix;
-    if (mig_dependent_rehearsed(t, d) && d->refusal)
+    if (d->refusal)
         return d->refusal;
-    if (mig_dependent_rehearsed(t, d) && d->carry)
+    if (d->carry)
         return NULL;
     switch (d->kind) {
     case MIG_DEP_VIEW:
