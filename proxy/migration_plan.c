@@ -1705,12 +1705,9 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
             c->p->expand.oom = 1;
-    int plain = !op->nkeys && !op->ninclude && !op->storage_parameters;
     if (!c->p->expand.oom)
         add_index_build(&c->p->expand, op, op->schema, op->name,
-                        plain ? index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, cols,
-                                          op->ncolumns, NULL, NULL, op->where)
-                              : mig_index_sql_keys(op, op->schema, op->table, cols, 1));
+                        mig_index_sql_keys(op, op->schema, op->table, cols, 1));
     for (size_t i = 0; i < op->ncolumns; i++)
         free(cols[i]);
     free(cols);
