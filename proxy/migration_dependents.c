@@ -67,7 +67,7 @@ static void primary_message(const PGresult *r, PGconn *conn, char *out, size_t n
         out[--len] = '\0';
 }
 
-/* Runs sql (no parameters, or one oid); returns the result, or NULL with
+/* Runs sql (no parameters, or one); returns the result, or NULL with
  * Postgres's message in why and its SQLSTATE in state. */
 static PGresult *run(PGconn *conn, const char *sql, const char *oid_param, char *why, size_t n, char *state)
 {
@@ -91,14 +91,12 @@ static int run_ok(PGconn *conn, const char *sql, char *why, size_t n, char *stat
     return r ? 0 : -1;
 }
 
-/* One text value of a one-row query with an oid parameter (NULL on error or
- * when absent). */
-static char *query_text(PGconn *conn, const char *sql, unsigned int oid, int col, char *why, size_t n)
+/* The one value of a one-row query with no parameter or one (NULL on
+ * error or when absent). */
+static char *query_text(PGconn *conn, const char *sql, const char *param, char *why, size_t n)
 {
-    char param[16];
-    snprintf(param, sizeof param, "%u", oid);
     PGresult *r = run(conn, sql, param, why, n, NULL);
-    char *out = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, col) ? strdup(PQgetvalue(r, 0, col)) : NULL;
+    char *out = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? strdup(PQgetvalue(r, 0, 0)) : NULL;
     PQclear(r);
     return out;
 }
@@ -125,14 +123,11 @@ static const char *INDEX_TAIL_SQL =
     "                  format('CREATE %sINDEX %I ON %s.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
     "                         ic.relname, CASE WHEN n.oid = pg_my_temp_schema() THEN 'pg_temp'"
     "                                          ELSE quote_ident(n.nspname) END, c.relname) AS p) x"
-    " WHERE i.indexrelid = $1::oid AND left(d, length(p)) = p";
+    " WHERE i.indexrelid = $1::regclass AND left(d, length(p)) = p";
 
 static const char *PROBE_CHECK_SQL =
     "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-    " WHERE conrelid = '" PROBE_TABLE "'::regclass AND conname = 'pgtandem_probe_ck' AND $1::oid IS NOT NULL";
-
-static const char *PROBE_INDEX_OID_SQL =
-    "SELECT $1::oid, 'pg_temp.pgtandem_probe_ix'::regclass::oid::text";
+    " WHERE conrelid = '" PROBE_TABLE "'::regclass AND conname = 'pgtandem_probe_ck'";
 
 static int copy_of_table(struct rehearsal *h, char *why, size_t n)
 {
@@ -165,9 +160,10 @@ static int rename_probe_column(struct rehearsal *h, char *why, size_t n)
 static char *carry_on_copy(struct rehearsal *h, const struct mig_cat_dep *d, char *why, size_t n)
 {
     const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(h->t, d->name) : NULL;
-    char *def = d->kind == MIG_DEP_INDEX
-                    ? query_text(h->conn, INDEX_TAIL_SQL, d->oid, 0, why, n)
-                    : query_text(h->conn, "SELECT pg_get_constraintdef($1::oid)", d->oid, 0, why, n);
+    char oid[16];
+    snprintf(oid, sizeof oid, "%u", d->oid);
+    char *def = query_text(h->conn, d->kind == MIG_DEP_INDEX ? INDEX_TAIL_SQL : "SELECT pg_get_constraintdef($1::oid)",
+                           oid, why, n);
     if (!def) {
         if (!why[0])
             snprintf(why, n, "its definition could not be read");
@@ -181,16 +177,9 @@ static char *carry_on_copy(struct rehearsal *h, const struct mig_cat_dep *d, cha
     free(def);
     char *sql = mig_str_take(&s);
     char *out = NULL;
-    if (run_ok(h->conn, sql ? sql : "", why, n, NULL) == 0 && rename_probe_column(h, why, n) == 0) {
-        if (ix) {
-            char *probe_oid = query_text(h->conn, PROBE_INDEX_OID_SQL, d->oid, 1, why, n);
-            if (probe_oid)
-                out = query_text(h->conn, INDEX_TAIL_SQL, (unsigned int)strtoul(probe_oid, NULL, 10), 0, why, n);
-            free(probe_oid);
-        } else {
-            out = query_text(h->conn, PROBE_CHECK_SQL, d->oid, 0, why, n);
-        }
-    }
+    if (run_ok(h->conn, sql ? sql : "", why, n, NULL) == 0 && rename_probe_column(h, why, n) == 0)
+        out = ix ? query_text(h->conn, INDEX_TAIL_SQL, "pg_temp.pgtandem_probe_ix", why, n)
+                 : query_text(h->conn, PROBE_CHECK_SQL, NULL, why, n);
     free(sql);
     return out;
 }
