@@ -413,11 +413,34 @@ static int add_views_of_views(struct rehearsal *h)
 
 /* One try of the views' rehearsal, in a transaction that is rolled back.
  * *lock says the table's lock was not granted within the short timeout. */
-static int rehearse_views_once(struct rehearsal *h, int *lock)
+static int rehearse_views_once(struct rehearsal *h, struct view_script *v, size_t nv, int *lock)
 {
+    char why[512] = "", ignore[256];
+    if (run_ok(h->conn, "BEGIN; SET LOCAL lock_timeout = '" REHEARSAL_LOCK_TIMEOUT "'", why,
+               sizeof why, NULL) != 0)
+        return snprintf(h->err, h->errlen, "rehearsing operations[%d]: %s", h->op->index, why), -1;
+    if (play_views(h, v, nv, lock) == NULL) {
+        for (size_t i = 0; i < nv; i++) {
+            v[i].d->carry = view_script_text(&v[i], 1);
+            v[i].d->carry_drop = strdup(v[i].drop);
+        }
+    }
+    run_ok(h->conn, "ROLLBACK", ignore, sizeof ignore, NULL);
+    return *lock ? -1 : 0;
+}
+
+/* The views' definitions are read once. The rehearsal takes the table's
+ * ACCESS EXCLUSIVE lock for a moment. A request for it that waits blocks
+ * every later reader and writer of the table behind it, so it waits
+ * briefly and tries again later, as the contract does, instead of waiting
+ * long once. */
+static int rehearse_views(struct rehearsal *h)
+{
+    if (add_views_of_views(h) != 0)
+        return -1;
     struct view_script *v = calloc(h->t->ndeps + 1, sizeof *v);
     size_t nv = 0;
-    char why[512] = "", ignore[256];
+    char why[512] = "";
     if (!v)
         return snprintf(h->err, h->errlen, "out of memory"), -1;
     for (size_t i = 0; i < h->t->ndeps; i++)
@@ -426,46 +449,24 @@ static int rehearse_views_once(struct rehearsal *h, int *lock)
     if (nv == 0)
         return free(v), 0;
     qsort(v, nv, sizeof *v, cmp_view);
-    if (run_ok(h->conn, "BEGIN; SET LOCAL lock_timeout = '" REHEARSAL_LOCK_TIMEOUT "'", why,
-               sizeof why, NULL) != 0) {
-        free_views(v, nv);
-        return snprintf(h->err, h->errlen, "rehearsing operations[%d]: %s", h->op->index, why), -1;
-    }
-    int rc = 0;
-    for (size_t i = 0; i < nv && rc == 0; i++)
+    for (size_t i = 0; i < nv; i++)
         if (load_view(h, &v[i], why, sizeof why) != 0) {
             refuse(v[i].d, h, why, "drop it in an earlier migration and create it again after this one completes");
-            rc = 1;
+            return free_views(v, nv), 0;
         }
-    if (rc == 0 && play_views(h, v, nv, lock) == NULL) {
-        for (size_t i = 0; i < nv; i++) {
-            v[i].d->carry = view_script_text(&v[i], 1);
-            v[i].d->carry_drop = strdup(v[i].drop);
-        }
-    }
-    run_ok(h->conn, "ROLLBACK", ignore, sizeof ignore, NULL);
-    free_views(v, nv);
-    return *lock ? -1 : 0;
-}
-
-/* The rehearsal takes the table's ACCESS EXCLUSIVE lock for a moment. A
- * request for it that waits blocks every later reader and writer of the
- * table behind it, so it waits briefly and tries again later, as the
- * contract does, instead of waiting long once. */
-static int rehearse_views(struct rehearsal *h)
-{
-    if (add_views_of_views(h) != 0)
-        return -1;
     long backoff_ms = 100;
+    int rc = 0;
     for (int attempt = 1;; attempt++) {
         int lock = 0;
-        int rc = rehearse_views_once(h, &lock);
+        rc = rehearse_views_once(h, v, nv, &lock);
         if (!lock || attempt == REHEARSAL_LOCK_TRIES)
-            return rc;
+            break;
         struct timespec pause = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
         nanosleep(&pause, NULL);
         backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
     }
+    free_views(v, nv);
+    return rc;
 }
 
 /* ---- which operations ------------------------------------------------------ */
