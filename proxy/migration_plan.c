@@ -288,6 +288,25 @@ static int index_uses(const struct mig_cat_index *ix, const char *col)
     return 0;
 }
 
+/* At contract, the temporary index `tmp` or constraint `tmp` of `table`
+ * takes the name `name`. */
+static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
+                               const char *tmp, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, index ? tmp : table);
+    if (!index) {
+        mig_str_add(&s, " RENAME CONSTRAINT ");
+        mig_str_ident(&s, tmp);
+    } else {
+        mig_str_add(&s, " RENAME");
+    }
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, name);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
  * constraint it backed. */
@@ -317,31 +336,9 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             mig_str_ident(&s, tmp);
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
         } else {
-            struct mig_str s = {0};
-            mig_str_add(&s, "ALTER INDEX ");
-            mig_str_qname(&s, op->schema, tmp);
-            mig_str_add(&s, " RENAME TO ");
-            mig_str_ident(&s, ix->name);
-            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+            rename_at_contract(c, op, table, 1, tmp, ix->name);
         }
     }
-}
-
-static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
-                               const char *tmp, const char *name)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
-    mig_str_qname(&s, op->schema, index ? tmp : table);
-    if (!index) {
-        mig_str_add(&s, " RENAME CONSTRAINT ");
-        mig_str_ident(&s, tmp);
-    } else {
-        mig_str_add(&s, " RENAME");
-    }
-    mig_str_add(&s, " TO ");
-    mig_str_ident(&s, name);
-    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
 /* Indexes with expressions, predicates, INCLUDE, operator classes or any
@@ -461,14 +458,7 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
                      fk_action(f->on_update));
         mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
-        struct mig_str r = {0};
-        mig_str_add(&r, "ALTER TABLE ");
-        mig_str_qname(&r, op->schema, table);
-        mig_str_add(&r, " RENAME CONSTRAINT ");
-        mig_str_ident(&r, tmp);
-        mig_str_add(&r, " TO ");
-        mig_str_ident(&r, f->name);
-        mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&r));
+        rename_at_contract(c, op, table, 0, tmp, f->name);
     }
 }
 
