@@ -42,7 +42,8 @@ struct mig_cat_dep {
     char contype;        /* constraints: c, f, u, p, x; else 0 */
     int foreign;         /* the object belongs to another table (views aside) */
     char deptype;        /* 'n': a DROP COLUMN refuses while it exists; 'a': it goes with the column */
-    unsigned int oid;    /* the index, the constraint, or the view (a view's oid is its creation order) */
+    unsigned int oid;    /* the object (a view: its relation, whose oid is its creation order); one
+                          * entry per column and object */
     /* Filled by the rehearsal of a change of the column's type
      * (migration_dependents.h); all NULL when there was none. */
     char *carry;         /* CHECK: its definition over the second column; index: its definition from

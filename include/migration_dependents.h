@@ -46,15 +46,6 @@
 int mig_dependents_rehearse(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                             char *err, size_t errlen);
 
-/* Is this dependent one the rehearsal decides on (a CHECK of the table, an
- * index that is not simple and backs no constraint, a view)? */
-int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d);
-
-/* The catalog lists an object once per kind of dependency (a CHECK on two
- * columns depends on this one automatically and normally): true when
- * t->deps[i] repeats an earlier entry for the same column and object. */
-int mig_dependent_repeated(const struct mig_cat_table *t, size_t i);
-
 /* Name of alter_column's second column for `column`. */
 void mig_shadow_name(char *out, size_t n, const char *column);
 

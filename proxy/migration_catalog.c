@@ -67,20 +67,31 @@ static const char *INCOMING_FKEYS_SQL =
  * default aside: views (through their rewrite rule), indexes, constraints
  * (of this table, or foreign keys of others), triggers, policies, extended
  * statistics, owned sequences, generated columns (another column's "default"
- * that reads this one can only be a generation expression). */
+ * that reads this one can only be a generation expression).
+ *
+ * One row per column and object: pg_depend lists an object once per
+ * dependency (a CHECK on two columns depends on each automatically through
+ * its key and normally through its expression, a partial index twice on its
+ * column), and a view once per rewrite rule. An object that depends on the
+ * column automatically at all goes with it at DROP COLUMN, so 'a' is kept
+ * over 'n'. */
 static const char *DEPENDENTS_SQL =
-    "SELECT DISTINCT a.attname,"
+    "WITH dep AS ("
+    "SELECT a.attname,"
     "       CASE WHEN r.oid IS NOT NULL THEN 'v' WHEN ic.relkind IN ('i','I') THEN 'i'"
-    "            WHEN con.oid IS NOT NULL THEN 'c' ELSE 'o' END,"
-    "       coalesce(r.ev_class::regclass::text, ic.relname::text, con.conname::text, ''),"
+    "            WHEN con.oid IS NOT NULL THEN 'c' ELSE 'o' END AS kind,"
+    "       coalesce(r.ev_class::regclass::text, ic.relname::text, con.conname::text, '') AS name,"
     "       CASE WHEN r.oid IS NOT NULL THEN"
     "            (CASE rv.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END) || r.ev_class::regclass::text"
     "            WHEN ad.oid IS NOT NULL THEN"
     "            replace(pg_describe_object(d.classid, d.objid, d.objsubid), 'default value for', 'generated')"
-    "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,"
-    "       coalesce(con.contype::text, ''),"
-    "       coalesce(con.conrelid <> d.refobjid, false), d.deptype,"
-    "       coalesce(r.ev_class, ic.oid, con.oid, 0)::oid::text, coalesce(con.convalidated, true)"
+    "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END AS describe,"
+    "       coalesce(con.contype::text, '') AS contype,"
+    "       coalesce(con.conrelid <> d.refobjid, false) AS foreign_, d.deptype,"
+    "       CASE WHEN r.oid IS NOT NULL THEN 'pg_class'::regclass ELSE d.classid END AS objclass,"
+    "       coalesce(r.ev_class, d.objid) AS objid,"
+    "       CASE WHEN r.oid IS NOT NULL THEN 0 ELSE d.objsubid END AS objsubid,"
+    "       coalesce(con.convalidated, true) AS validated"
     "  FROM pg_depend d"
     "  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
     "  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
@@ -93,8 +104,11 @@ static const char *DEPENDENTS_SQL =
     "                      WHERE n.nspname = $1 AND c.relname = $2)"
     "   AND d.deptype IN ('n', 'a')"
     "   AND NOT (ad.oid IS NOT NULL AND ad.adrelid = d.refobjid AND ad.adnum = d.refobjsubid)"
-    "   AND NOT (r.oid IS NOT NULL AND r.ev_class = d.refobjid)"
-    " ORDER BY 1, 2, 3";
+    "   AND NOT (r.oid IS NOT NULL AND r.ev_class = d.refobjid)),"
+    " one AS (SELECT DISTINCT ON (attname, objclass, objid, objsubid) * FROM dep"
+    "          ORDER BY attname, objclass, objid, objsubid, deptype)"
+    "SELECT attname, kind, name, describe, contype, foreign_, deptype, objid::text, validated"
+    "  FROM one ORDER BY 1, 2, 3, 4";
 
 static const char *ESTIMATE_SQL =
     "SELECT greatest(c.reltuples, 0)::float8 FROM pg_class c"

@@ -34,7 +34,10 @@ void mig_shadow_name(char *out, size_t n, const char *column)
     snprintf(out, n, "_pgtandem_%.53s", column);
 }
 
-int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d)
+/* Is this dependent one the rehearsal decides on (a CHECK of the table, an
+ * index that is not simple and backs no constraint, a view)? Only these get
+ * a carry or a refusal. */
+static int dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     if (d->kind == MIG_DEP_VIEW)
         return 1;
@@ -44,15 +47,6 @@ int mig_dependent_rehearsed(const struct mig_cat_table *t, const struct mig_cat_
         const struct mig_cat_index *ix = mig_catalog_index(t, d->name);
         return ix && !ix->simple && !ix->constraint && !ix->primary;
     }
-    return 0;
-}
-
-int mig_dependent_repeated(const struct mig_cat_table *t, size_t i)
-{
-    const struct mig_cat_dep *d = &t->deps[i];
-    for (size_t k = 0; k < i; k++)
-        if (t->deps[k].oid == d->oid && t->deps[k].kind == d->kind && !strcmp(t->deps[k].column, d->column))
-            return 1;
     return 0;
 }
 
@@ -73,7 +67,7 @@ static void primary_message(const PGresult *r, PGconn *conn, char *out, size_t n
         out[--len] = '\0';
 }
 
-/* Runs sql (no parameters, or one oid); returns the result, or NULL with
+/* Runs sql (no parameters, or one); returns the result, or NULL with
  * Postgres's message in why and its SQLSTATE in state. */
 static PGresult *run(PGconn *conn, const char *sql, const char *oid_param, char *why, size_t n, char *state)
 {
@@ -97,14 +91,12 @@ static int run_ok(PGconn *conn, const char *sql, char *why, size_t n, char *stat
     return r ? 0 : -1;
 }
 
-/* One text value of a one-row query with an oid parameter (NULL on error or
- * when absent). */
-static char *query_text(PGconn *conn, const char *sql, unsigned int oid, int col, char *why, size_t n)
+/* The one value of a one-row query with no parameter or one (NULL on
+ * error or when absent). */
+static char *query_text(PGconn *conn, const char *sql, const char *param, char *why, size_t n)
 {
-    char param[16];
-    snprintf(param, sizeof param, "%u", oid);
     PGresult *r = run(conn, sql, param, why, n, NULL);
-    char *out = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, col) ? strdup(PQgetvalue(r, 0, col)) : NULL;
+    char *out = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? strdup(PQgetvalue(r, 0, 0)) : NULL;
     PQclear(r);
     return out;
 }
@@ -131,14 +123,11 @@ static const char *INDEX_TAIL_SQL =
     "                  format('CREATE %sINDEX %I ON %s.%I ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
     "                         ic.relname, CASE WHEN n.oid = pg_my_temp_schema() THEN 'pg_temp'"
     "                                          ELSE quote_ident(n.nspname) END, c.relname) AS p) x"
-    " WHERE i.indexrelid = $1::oid AND left(d, length(p)) = p";
+    " WHERE i.indexrelid = $1::regclass AND left(d, length(p)) = p";
 
 static const char *PROBE_CHECK_SQL =
     "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-    " WHERE conrelid = '" PROBE_TABLE "'::regclass AND conname = 'pgtandem_probe_ck' AND $1::oid IS NOT NULL";
-
-static const char *PROBE_INDEX_OID_SQL =
-    "SELECT $1::oid, 'pg_temp.pgtandem_probe_ix'::regclass::oid::text";
+    " WHERE conrelid = '" PROBE_TABLE "'::regclass AND conname = 'pgtandem_probe_ck'";
 
 static int copy_of_table(struct rehearsal *h, char *why, size_t n)
 {
@@ -171,9 +160,10 @@ static int rename_probe_column(struct rehearsal *h, char *why, size_t n)
 static char *carry_on_copy(struct rehearsal *h, const struct mig_cat_dep *d, char *why, size_t n)
 {
     const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(h->t, d->name) : NULL;
-    char *def = d->kind == MIG_DEP_INDEX
-                    ? query_text(h->conn, INDEX_TAIL_SQL, d->oid, 0, why, n)
-                    : query_text(h->conn, "SELECT pg_get_constraintdef($1::oid)", d->oid, 0, why, n);
+    char oid[16];
+    snprintf(oid, sizeof oid, "%u", d->oid);
+    char *def = query_text(h->conn, d->kind == MIG_DEP_INDEX ? INDEX_TAIL_SQL : "SELECT pg_get_constraintdef($1::oid)",
+                           oid, why, n);
     if (!def) {
         if (!why[0])
             snprintf(why, n, "its definition could not be read");
@@ -187,16 +177,9 @@ static char *carry_on_copy(struct rehearsal *h, const struct mig_cat_dep *d, cha
     free(def);
     char *sql = mig_str_take(&s);
     char *out = NULL;
-    if (run_ok(h->conn, sql ? sql : "", why, n, NULL) == 0 && rename_probe_column(h, why, n) == 0) {
-        if (ix) {
-            char *probe_oid = query_text(h->conn, PROBE_INDEX_OID_SQL, d->oid, 1, why, n);
-            if (probe_oid)
-                out = query_text(h->conn, INDEX_TAIL_SQL, (unsigned int)strtoul(probe_oid, NULL, 10), 0, why, n);
-            free(probe_oid);
-        } else {
-            out = query_text(h->conn, PROBE_CHECK_SQL, d->oid, 0, why, n);
-        }
-    }
+    if (run_ok(h->conn, sql ? sql : "", why, n, NULL) == 0 && rename_probe_column(h, why, n) == 0)
+        out = ix ? query_text(h->conn, INDEX_TAIL_SQL, "pg_temp.pgtandem_probe_ix", why, n)
+                 : query_text(h->conn, PROBE_CHECK_SQL, NULL, why, n);
     free(sql);
     return out;
 }
@@ -218,8 +201,7 @@ static int rehearse_on_copy(struct rehearsal *h)
     int have_copy = copy_of_table(h, why, sizeof why) == 0;
     for (size_t i = 0; i < h->t->ndeps; i++) {
         struct mig_cat_dep *d = &h->t->deps[i];
-        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !mig_dependent_rehearsed(h->t, d) ||
-            mig_dependent_repeated(h->t, i))
+        if (strcmp(d->column, h->col) != 0 || d->kind == MIG_DEP_VIEW || !dependent_rehearsed(h->t, d))
             continue;
         if (!have_copy) {
             refuse(d, h, why, advice_for(d));
@@ -431,60 +413,60 @@ static int add_views_of_views(struct rehearsal *h)
 
 /* One try of the views' rehearsal, in a transaction that is rolled back.
  * *lock says the table's lock was not granted within the short timeout. */
-static int rehearse_views_once(struct rehearsal *h, int *lock)
+static int rehearse_views_once(struct rehearsal *h, struct view_script *v, size_t nv, int *lock)
 {
-    struct view_script *v = calloc(h->t->ndeps + 1, sizeof *v);
-    size_t nv = 0;
     char why[512] = "", ignore[256];
-    if (!v)
-        return snprintf(h->err, h->errlen, "out of memory"), -1;
-    for (size_t i = 0; i < h->t->ndeps; i++)
-        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW &&
-            !mig_dependent_repeated(h->t, i))
-            v[nv++].d = &h->t->deps[i];
-    if (nv == 0)
-        return free(v), 0;
-    qsort(v, nv, sizeof *v, cmp_view);
     if (run_ok(h->conn, "BEGIN; SET LOCAL lock_timeout = '" REHEARSAL_LOCK_TIMEOUT "'", why,
-               sizeof why, NULL) != 0) {
-        free_views(v, nv);
+               sizeof why, NULL) != 0)
         return snprintf(h->err, h->errlen, "rehearsing operations[%d]: %s", h->op->index, why), -1;
-    }
-    int rc = 0;
-    for (size_t i = 0; i < nv && rc == 0; i++)
-        if (load_view(h, &v[i], why, sizeof why) != 0) {
-            refuse(v[i].d, h, why, "drop it in an earlier migration and create it again after this one completes");
-            rc = 1;
-        }
-    if (rc == 0 && play_views(h, v, nv, lock) == NULL) {
+    if (play_views(h, v, nv, lock) == NULL) {
         for (size_t i = 0; i < nv; i++) {
             v[i].d->carry = view_script_text(&v[i], 1);
             v[i].d->carry_drop = strdup(v[i].drop);
         }
     }
     run_ok(h->conn, "ROLLBACK", ignore, sizeof ignore, NULL);
-    free_views(v, nv);
     return *lock ? -1 : 0;
 }
 
-/* The rehearsal takes the table's ACCESS EXCLUSIVE lock for a moment. A
- * request for it that waits blocks every later reader and writer of the
- * table behind it, so it waits briefly and tries again later, as the
- * contract does, instead of waiting long once. */
+/* The views' definitions are read once. The rehearsal takes the table's
+ * ACCESS EXCLUSIVE lock for a moment. A request for it that waits blocks
+ * every later reader and writer of the table behind it, so it waits
+ * briefly and tries again later, as the contract does, instead of waiting
+ * long once. */
 static int rehearse_views(struct rehearsal *h)
 {
     if (add_views_of_views(h) != 0)
         return -1;
+    struct view_script *v = calloc(h->t->ndeps + 1, sizeof *v);
+    size_t nv = 0;
+    char why[512] = "";
+    if (!v)
+        return snprintf(h->err, h->errlen, "out of memory"), -1;
+    for (size_t i = 0; i < h->t->ndeps; i++)
+        if (!strcmp(h->t->deps[i].column, h->col) && h->t->deps[i].kind == MIG_DEP_VIEW)
+            v[nv++].d = &h->t->deps[i];
+    if (nv == 0)
+        return free(v), 0;
+    qsort(v, nv, sizeof *v, cmp_view);
+    for (size_t i = 0; i < nv; i++)
+        if (load_view(h, &v[i], why, sizeof why) != 0) {
+            refuse(v[i].d, h, why, "drop it in an earlier migration and create it again after this one completes");
+            return free_views(v, nv), 0;
+        }
     long backoff_ms = 100;
+    int rc = 0;
     for (int attempt = 1;; attempt++) {
         int lock = 0;
-        int rc = rehearse_views_once(h, &lock);
+        rc = rehearse_views_once(h, v, nv, &lock);
         if (!lock || attempt == REHEARSAL_LOCK_TRIES)
-            return rc;
+            break;
         struct timespec pause = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
         nanosleep(&pause, NULL);
         backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
     }
+    free_views(v, nv);
+    return rc;
 }
 
 /* ---- which operations ------------------------------------------------------ */
@@ -504,7 +486,7 @@ static const char *retyped_column(const struct mig_op *op)
 static int has_rehearsed_dependents(const struct mig_cat_table *t, const char *col, int views)
 {
     for (size_t i = 0; i < t->ndeps; i++)
-        if (!strcmp(t->deps[i].column, col) && mig_dependent_rehearsed(t, &t->deps[i]) &&
+        if (!strcmp(t->deps[i].column, col) && dependent_rehearsed(t, &t->deps[i]) &&
             (t->deps[i].kind == MIG_DEP_VIEW) == views)
             return 1;
     return 0;

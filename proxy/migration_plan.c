@@ -288,6 +288,25 @@ static int index_uses(const struct mig_cat_index *ix, const char *col)
     return 0;
 }
 
+/* At contract, the temporary index `tmp` or constraint `tmp` of `table`
+ * takes the name `name`. */
+static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
+                               const char *tmp, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, index ? tmp : table);
+    if (!index) {
+        mig_str_add(&s, " RENAME CONSTRAINT ");
+        mig_str_ident(&s, tmp);
+    } else {
+        mig_str_add(&s, " RENAME");
+    }
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, name);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
  * constraint it backed. */
@@ -317,31 +336,9 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             mig_str_ident(&s, tmp);
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
         } else {
-            struct mig_str s = {0};
-            mig_str_add(&s, "ALTER INDEX ");
-            mig_str_qname(&s, op->schema, tmp);
-            mig_str_add(&s, " RENAME TO ");
-            mig_str_ident(&s, ix->name);
-            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+            rename_at_contract(c, op, table, 1, tmp, ix->name);
         }
     }
-}
-
-static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
-                               const char *tmp, const char *name)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
-    mig_str_qname(&s, op->schema, index ? tmp : table);
-    if (!index) {
-        mig_str_add(&s, " RENAME CONSTRAINT ");
-        mig_str_ident(&s, tmp);
-    } else {
-        mig_str_add(&s, " RENAME");
-    }
-    mig_str_add(&s, " TO ");
-    mig_str_ident(&s, name);
-    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
 /* Indexes with expressions, predicates, INCLUDE, operator classes or any
@@ -353,8 +350,7 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry || !mig_dependent_rehearsed(t, d) ||
-            mig_dependent_repeated(t, i))
+        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry)
             continue;
         char tmp[80];
         const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
@@ -397,7 +393,7 @@ static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *
     size_t nv = 0;
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry || mig_dependent_repeated(t, i))
+        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry)
             continue;
         for (size_t k = 0; k < c->nviews; k++)
             if (!strcmp(c->views[k], d->name))
@@ -462,14 +458,7 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
                      fk_action(f->on_update));
         mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
-        struct mig_str r = {0};
-        mig_str_add(&r, "ALTER TABLE ");
-        mig_str_qname(&r, op->schema, table);
-        mig_str_add(&r, " RENAME CONSTRAINT ");
-        mig_str_ident(&r, tmp);
-        mig_str_add(&r, " TO ");
-        mig_str_ident(&r, f->name);
-        mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&r));
+        rename_at_contract(c, op, table, 0, tmp, f->name);
     }
 }
 
@@ -805,9 +794,9 @@ static const struct mig_cat_index *index_of_constraint(const struct mig_cat_tabl
 static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     const struct mig_cat_index *ix;
-    if (mig_dependent_rehearsed(t, d) && d->refusal)
+    if (d->refusal)
         return d->refusal;
-    if (mig_dependent_rehearsed(t, d) && d->carry)
+    if (d->carry)
         return NULL;
     switch (d->kind) {
     case MIG_DEP_VIEW:
@@ -894,7 +883,7 @@ static int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, col) != 0 || mig_dependent_repeated(t, i))
+        if (strcmp(d->column, col) != 0)
             continue;
         const char *why = dropping ? undroppable_reason(d) : uncarried_reason(t, d);
         if (!why && !dropping && d->kind == MIG_DEP_CONSTRAINT && d->contype == 'f' && !fkey_carried(t, d->name))
@@ -1706,12 +1695,9 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
             c->p->expand.oom = 1;
-    int plain = !op->nkeys && !op->ninclude && !op->storage_parameters;
     if (!c->p->expand.oom)
         add_index_build(&c->p->expand, op, op->schema, op->name,
-                        plain ? index_sql(op->schema, op->table, op->name, op->unique == 1, op->method, cols,
-                                          op->ncolumns, NULL, NULL, op->where)
-                              : mig_index_sql_keys(op, op->schema, op->table, cols, 1));
+                        mig_index_sql_keys(op, op->schema, op->table, cols, 1));
     for (size_t i = 0; i < op->ncolumns; i++)
         free(cols[i]);
     free(cols);
