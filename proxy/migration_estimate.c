@@ -113,18 +113,6 @@ static int run(PGconn *conn, char *sql, const char *doing, char *err, size_t err
     return r ? 0 : -1;
 }
 
-/* Several statements (simple protocol, no parameters). */
-static int run_script(PGconn *conn, char *sql, const char *doing, char *err, size_t errlen)
-{
-    PGresult *r = sql ? PQexec(conn, sql) : NULL;
-    free(sql);
-    int ok = !interrupted && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        failed(conn, r, doing, err, errlen);
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
 static char *scratch_qname(const struct estimate_report *rep, const char *name)
 {
     return mig_quote_qname(rep->scratch, name);
@@ -417,15 +405,17 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
 
 /* The backfill session's settings (triggers stand aside, lock_timeout,
  * synchronous_commit off), and replica mode where permitted, as the engine. */
-static int backfill_session(PGconn *conn, const struct estimate_report *rep, char *err, size_t errlen)
+static int backfill_session(PGconn *conn, const struct estimate_report *rep, int *replica, char *err,
+                            size_t errlen)
 {
-    struct backfill b;
-    struct mig_bf_table none = {0};
-    backfill_init(&b, &none, rep->migration, &rep->cfg);
-    if (run_script(conn, backfill_session_sql(&b), "setting up the backfill session", err, errlen) != 0)
-        return -1;
-    PQclear(PQexec(conn, "SET session_replication_role = replica"));
-    return 0;
+    char why[512];
+    if (backfill_session_begin(conn, &rep->cfg, replica, why, sizeof why) == 0 && !interrupted)
+        return 0;
+    if (interrupted)
+        snprintf(err, errlen, "estimate interrupted while setting up the backfill session");
+    else
+        snprintf(err, errlen, "estimate: setting up the backfill session: %s", why[0] ? why : "no result");
+    return -1;
 }
 
 int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan *p, long sample_rows,
@@ -446,9 +436,10 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
         return 0;
     struct signals sig;
     catch_signals(conn, &sig);
+    int replica = 0;
     int rc = create_scratch(conn, out, err, errlen);
     if (rc == 0)
-        rc = backfill_session(conn, out, err, errlen);
+        rc = backfill_session(conn, out, &replica, err, errlen);
     for (size_t i = 0; rc == 0 && i < p->nbf; i++) {
         rc = estimate_table(conn, out, i, &p->bf[i], &out->tables[i], err, errlen);
         out->ntables = i + 1;
@@ -456,8 +447,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     detach_cancel();
     if (interrupted && rc == 0)
         rc = failed(conn, NULL, "finishing", err, errlen);
-    PQclear(PQexec(conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit;"
-                         " RESET session_replication_role"));
+    backfill_session_end(conn, replica);
     if (drop_scratch(conn, out, err, errlen) != 0)
         rc = -1;
     else if (rc != 0)
