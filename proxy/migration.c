@@ -3,6 +3,7 @@
  * error naming the file, line, column, operation index and key, with a "did
  * you mean" for near misses. Nothing here talks to a database. */
 #include "migration.h"
+#include "migration_sql.h"
 #include "sql_script.h"
 
 #include <ctype.h>
@@ -386,13 +387,12 @@ static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
  * place so the plan can write it as it is. */
 static int check_fk_action(struct parse_ctx *c, const char *key, char *action)
 {
-    static const char *const actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"};
     if (!action)
         return 0;
     for (char *p = action; *p; p++)
         *p = (char)toupper((unsigned char)*p);
-    for (size_t i = 0; i < 5; i++)
-        if (strcmp(action, actions[i]) == 0)
+    for (const char *letter = "arcnd"; *letter; letter++)
+        if (strcmp(action, mig_fk_action(*letter)) == 0)
             return 0;
     return fail_at(c, key, "\"%s\" must be one of NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT (not \"%s\")",
                    key, action);

@@ -253,11 +253,9 @@ static int fk_actions_default(json_t *con)
  * default, is left out. */
 static void add_fk_action(json_t *ref, const char *key, const char *code)
 {
-    static const char *const actions[][2] = {{"r", "RESTRICT"}, {"c", "CASCADE"}, {"n", "SET NULL"},
-                                             {"d", "SET DEFAULT"}};
-    for (size_t i = 0; i < 4; i++)
-        if (!strcmp(code, actions[i][0]))
-            json_object_set_new(ref, key, json_string(actions[i][1]));
+    const char *action = mig_fk_action(code[0]);
+    if (code[0] && !code[1] && strcmp(action, "NO ACTION") != 0)
+        json_object_set_new(ref, key, json_string(action));
 }
 
 /* "table(column)" for a column REFERENCES in the same schema, else NULL
