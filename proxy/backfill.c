@@ -37,15 +37,6 @@ void backfill_free(struct backfill *b)
     }
 }
 
-/* A data-modifying CTE's rows are invisible to the rest of its statement,
- * so creating and reading the checkpoint are two statements. */
-static const char *CREATE_SQL =
-    "INSERT INTO pgtandem.backfill_progress (migration, schema_name, table_name, est_rows)"
-    " VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING";
-static const char *LOAD_SQL =
-    "SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
-    "  FROM pgtandem.backfill_progress WHERE migration = $1 AND schema_name = $2 AND table_name = $3";
-
 /* Splits Postgres's text[] output ({a,"b c"}) into its elements. Key values
  * come back from the server, quoted by array_out's rules. */
 static int parse_text_array(const char *s, char **out, int max)
@@ -133,14 +124,26 @@ int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
     char est[32];
     const char *params[4];
     backfill_checkpoint_params(b, params, est, sizeof est);
-    PGresult *r = PQexecParams(conn, CREATE_SQL, 4, NULL, params, NULL, NULL, 0);
+    /* A data-modifying CTE's rows are invisible to the rest of its
+     * statement, so creating and reading the checkpoint are two statements. */
+    struct mig_str s = {0};
+    mig_str_addf(&s, "INSERT INTO %s (migration, schema_name, table_name, est_rows)"
+                 " VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING", b->progress_table);
+    char *create = mig_str_take(&s);
+    mig_str_addf(&s, "SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
+                 "  FROM %s WHERE migration = $1 AND schema_name = $2 AND table_name = $3", b->progress_table);
+    char *load = mig_str_take(&s);
+    PGresult *r = create && load ? PQexecParams(conn, create, 4, NULL, params, NULL, NULL, 0) : NULL;
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    r = ok ? PQexecParams(conn, LOAD_SQL, 3, NULL, params, NULL, NULL, 0) : NULL;
+    r = ok ? PQexecParams(conn, load, 3, NULL, params, NULL, NULL, 0) : NULL;
     int rc = r ? backfill_apply_checkpoint(b, r, err, errlen) : -1;
     if (!r)
-        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname, PQerrorMessage(conn));
+        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
+                 create && load ? PQerrorMessage(conn) : "out of memory");
     PQclear(r);
+    free(create);
+    free(load);
     return rc;
 }
 

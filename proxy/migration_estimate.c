@@ -14,6 +14,7 @@
 
 #include "backfill.h"
 #include "migration_sql.h"
+#include "migration_state.h"
 
 /* Tables whose size is unknown (never analyzed) are counted when they are at
  * most this large; bigger ones are sized from the sample's row width. */
@@ -129,12 +130,7 @@ static int create_scratch(PGconn *conn, struct estimate_report *rep, char *err, 
         return -1;
     /* The checkpoint table the batches advance, shaped like pgtandem's own. */
     char *q = scratch_qname(rep, "backfill_progress");
-    mig_str_addf(&s, "CREATE TABLE %s (migration text NOT NULL, schema_name text NOT NULL,"
-                 " table_name text NOT NULL, last_key text[], rows_done bigint NOT NULL DEFAULT 0,"
-                 " rows_updated bigint NOT NULL DEFAULT 0, batches bigint NOT NULL DEFAULT 0, est_rows float8,"
-                 " done boolean NOT NULL DEFAULT false, paused boolean NOT NULL DEFAULT false,"
-                 " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, schema_name, table_name))",
-                 q ? q : "");
+    mig_str_addf(&s, "CREATE TABLE %s (" MIG_BACKFILL_PROGRESS_COLUMNS("") ")", q ? q : "");
     free(q);
     if (run(conn, mig_str_take(&s), "creating the scratch checkpoint table", err, errlen) != 0)
         return -1;
@@ -302,17 +298,12 @@ static int table_rows(PGconn *conn, const struct mig_bf_table *t, const char *co
     return ok ? 0 : -1;
 }
 
-static int start_checkpoint(PGconn *conn, const struct backfill *b, char *err, size_t errlen)
+/* The backfill's own loader creates the checkpoint row in the scratch table. */
+static int start_checkpoint(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 {
-    const char *v[4];
-    char est[32];
-    backfill_checkpoint_params(b, v, est, sizeof est);
-    struct mig_str s = {0};
-    mig_str_addf(&s, "INSERT INTO %s (migration, schema_name, table_name, est_rows) VALUES ($1, $2, $3, $4::float8)",
-                 b->progress_table);
-    PGresult *r = query(conn, mig_str_take(&s), 4, v, "creating the scratch checkpoint", err, errlen);
-    PQclear(r);
-    return r ? 0 : -1;
+    if (backfill_load(conn, b, err, errlen) == 0 && !interrupted)
+        return 0;
+    return interrupted ? failed(conn, NULL, "creating the scratch checkpoint", err, errlen) : -1;
 }
 
 /* The backfill's batches over the copy, as the engine runs them but for the
