@@ -9,12 +9,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backfill.h"
 #include "migration_sql.h"
 #include "migration_state.h"
+#include "progress_line.h"
 
 /* Tables whose size is unknown (never analyzed) are counted when they are at
  * most this large; bigger ones are sized from the sample's row width. */
@@ -67,13 +67,6 @@ static void restore_signals(struct signals *s)
 }
 
 /* ---- small query helpers ------------------------------------------------- */
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static int failed(PGconn *conn, const PGresult *r, const char *doing, char *err, size_t errlen)
 {
@@ -318,18 +311,18 @@ static int walk_sample(PGconn *conn, struct backfill *b, struct estimate_table *
         return -1;
     snprintf(lsn, sizeof lsn, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    double t0 = now_ms();
+    double t0 = progress_mono_ms();
     while (!b->done && !interrupted) {
         if (backfill_step(conn, b, err, errlen) != 0)
             return interrupted ? failed(conn, NULL, "running a sample batch", err, errlen) : -1;
         et->sleep_ms += (double)backfill_sleep_ms(b);
         if (b->batches == 1) {
             et->first_rows = b->last_rows;
-            et->first_ms = now_ms() - t0;
+            et->first_ms = progress_mono_ms() - t0;
             et->first_sleep_ms = et->sleep_ms;
         }
     }
-    et->sample_ms = now_ms() - t0;
+    et->sample_ms = progress_mono_ms() - t0;
     if (interrupted)
         return failed(conn, NULL, "running the sample batches", err, errlen);
     const char *v[1] = {lsn};
@@ -360,7 +353,6 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
     et->name = strdup(t->name);
     et->operations = operations_of(t);
     snprintf(name, sizeof name, "t%zu_%s", i, t->name);
-    name[63] = '\0';
     char *copy = scratch_qname(rep, name);
     struct mig_bf_table scratch = *t;
     scratch.schema = rep->scratch;

@@ -905,8 +905,8 @@ static int conv_create_index(struct conv *c, const struct sql_stmt *st)
         all_plain &= plain;
         json_array_append_new(keys, json_string(key));
         free(key);
-        json_array_append_new(cols, json_string(json_string_value(sql_get(p, "IndexElem.name")) ?
-                                                json_string_value(sql_get(p, "IndexElem.name")) : ""));
+        const char *column = json_string_value(sql_get(p, "IndexElem.name"));
+        json_array_append_new(cols, json_string(column ? column : ""));
     }
     json_array_foreach(json_object_get(st->body, "indexIncludingParams"), i, p) {
         json_array_append_new(include, json_string(str_or(json_object_get(p, "IndexElem"), "name", "")));
