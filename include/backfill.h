@@ -69,5 +69,12 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen);
 /* The SQL a session runs before its first batch: triggers stand aside and a
  * batch never waits long behind the application. */
 char *backfill_session_sql(const struct backfill *b);
+/* The same, run on conn (blocking), then replica mode where permitted
+ * (*replica says whether it was). Returns 0, or -1 with err when the
+ * settings failed (then nothing more was tried). */
+int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int *replica, char *err,
+                           size_t errlen);
+/* Undoes backfill_session_begin (replica as it set it). */
+void backfill_session_end(PGconn *conn, int replica);
 
 #endif

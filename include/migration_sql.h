@@ -29,6 +29,11 @@ void mig_str_free(struct mig_str *s);
 char *mig_quote_ident(const char *ident);
 char *mig_quote_qname(const char *schema, const char *name);
 
+/* A foreign key's ON DELETE / ON UPDATE action from its letter in
+ * pg_constraint and the parse tree (a, r, c, n, d), as Postgres spells it;
+ * NO ACTION, the default, for any other letter. */
+const char *mig_fk_action(char letter);
+
 enum mig_step_mode {
     MIG_STEP_TXN,        /* may share a transaction with its neighbours */
     MIG_STEP_ALONE,      /* must run outside a transaction (CONCURRENTLY) */

@@ -10,6 +10,17 @@
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
 
+/* The columns of a backfill checkpoint table (pgtandem.backfill_progress,
+ * and the estimate's scratch copy of it); migration_ref follows the
+ * migration column (its foreign key, or ""). */
+#define MIG_BACKFILL_PROGRESS_COLUMNS(migration_ref) \
+    "migration text NOT NULL" migration_ref ","                                                       \
+    "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"                         \
+    "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"                  \
+    "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"      \
+    "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"         \
+    "  PRIMARY KEY (migration, schema_name, table_name)"
+
 /* Creates (or upgrades) schema pgtandem: the migrations and their
  * backfill progress, the fleet's proxies and holds. Safe to run from several processes at
  * once: it takes a transaction-level advisory lock first. */

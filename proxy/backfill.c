@@ -37,15 +37,6 @@ void backfill_free(struct backfill *b)
     }
 }
 
-/* A data-modifying CTE's rows are invisible to the rest of its statement,
- * so creating and reading the checkpoint are two statements. */
-static const char *CREATE_SQL =
-    "INSERT INTO pgtandem.backfill_progress (migration, schema_name, table_name, est_rows)"
-    " VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING";
-static const char *LOAD_SQL =
-    "SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
-    "  FROM pgtandem.backfill_progress WHERE migration = $1 AND schema_name = $2 AND table_name = $3";
-
 /* Splits Postgres's text[] output ({a,"b c"}) into its elements. Key values
  * come back from the server, quoted by array_out's rules. */
 static int parse_text_array(const char *s, char **out, int max)
@@ -133,14 +124,26 @@ int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
     char est[32];
     const char *params[4];
     backfill_checkpoint_params(b, params, est, sizeof est);
-    PGresult *r = PQexecParams(conn, CREATE_SQL, 4, NULL, params, NULL, NULL, 0);
+    /* A data-modifying CTE's rows are invisible to the rest of its
+     * statement, so creating and reading the checkpoint are two statements. */
+    struct mig_str s = {0};
+    mig_str_addf(&s, "INSERT INTO %s (migration, schema_name, table_name, est_rows)"
+                 " VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING", b->progress_table);
+    char *create = mig_str_take(&s);
+    mig_str_addf(&s, "SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
+                 "  FROM %s WHERE migration = $1 AND schema_name = $2 AND table_name = $3", b->progress_table);
+    char *load = mig_str_take(&s);
+    PGresult *r = create && load ? PQexecParams(conn, create, 4, NULL, params, NULL, NULL, 0) : NULL;
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    r = ok ? PQexecParams(conn, LOAD_SQL, 3, NULL, params, NULL, NULL, 0) : NULL;
+    r = ok ? PQexecParams(conn, load, 3, NULL, params, NULL, NULL, 0) : NULL;
     int rc = r ? backfill_apply_checkpoint(b, r, err, errlen) : -1;
     if (!r)
-        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname, PQerrorMessage(conn));
+        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
+                 create && load ? PQerrorMessage(conn) : "out of memory");
     PQclear(r);
+    free(create);
+    free(load);
     return rc;
 }
 
@@ -343,12 +346,61 @@ long backfill_sleep_ms(struct backfill *b)
 /* synchronous_commit off: a batch and its checkpoint commit together, so a
  * crash can only lose both, and the resume redoes them; the backfill need
  * not wait for a WAL flush (or Neon's safekeepers) once per batch. */
-char *backfill_session_sql(const struct backfill *b)
+static char *session_sql(const struct mig_backfill_settings *cfg)
 {
     struct mig_str s = {0};
     mig_str_addf(&s, "SET " MIG_BACKFILL_GUC " = 'on'; SET lock_timeout = '%ldms'; SET synchronous_commit = off",
-                 b->cfg.lock_timeout_ms);
+                 cfg->lock_timeout_ms);
     return mig_str_take(&s);
+}
+
+char *backfill_session_sql(const struct backfill *b)
+{
+    return session_sql(&b->cfg);
+}
+
+/* Several statements, no parameters; err gets the server's message. */
+static int exec_script(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(conn, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok && err) {
+        snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+        size_t n = strlen(err);
+        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+            err[--n] = '\0';
+    }
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/* Where allowed (superuser), replica mode skips every ordinary trigger
+ * without even evaluating its WHEN clause; elsewhere (e.g. Neon) the
+ * pgtandem.backfill setting and the triggers' WHEN clause do the same, so
+ * a refused SET only leaves *replica at 0. */
+int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int *replica, char *err,
+                           size_t errlen)
+{
+    *replica = 0;
+    char *sql = session_sql(cfg);
+    if (!sql) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = exec_script(conn, sql, err, errlen);
+    free(sql);
+    if (rc == 0)
+        *replica = exec_script(conn, "SET session_replication_role = replica", NULL, 0) == 0;
+    return rc;
+}
+
+/* session_replication_role apart: a refused RESET of it (a non-superuser)
+ * would undo the other RESETs of the same implicit transaction. */
+void backfill_session_end(PGconn *conn, int replica)
+{
+    exec_script(conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit", NULL, 0);
+    if (replica)
+        exec_script(conn, "RESET session_replication_role", NULL, 0);
 }
 
 static double now_ms(void)

@@ -675,16 +675,9 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
     struct backfill b;
     backfill_init(&b, t, name, cfg);
     int rc = backfill_load(e->conn, &b, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
-    char *session = backfill_session_sql(&b);
-    if (rc == ENGINE_OK && exec_simple(e->conn, session ? session : "", NULL, err, errlen) != 0)
+    int replica = 0;
+    if (rc == ENGINE_OK && backfill_session_begin(e->conn, cfg, &replica, err, errlen) != 0)
         rc = ENGINE_FAILED;
-    free(session);
-    /* Where allowed (superuser), replica mode skips every ordinary trigger
-     * without even evaluating its WHEN clause; elsewhere (e.g. Neon) the
-     * pgtandem.backfill setting and the triggers' WHEN clause do the same. */
-    char ignored[256];
-    int replica = rc == ENGINE_OK &&
-                  exec_simple(e->conn, "SET session_replication_role = replica", NULL, ignored, sizeof ignored) == 0;
     log_debug("backfill session: session_replication_role %s", replica ? "replica" : "unchanged");
     while (rc == ENGINE_OK && !b.done) {
         if (*budget == 0)
@@ -710,10 +703,7 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
     }
     if (e->opt.on_progress && rc == ENGINE_OK)
         e->opt.on_progress(&b, b.done, e->opt.progress_arg);
-    char e2[128];
-    exec_simple(e->conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit", NULL, e2, sizeof e2);
-    if (replica)
-        exec_simple(e->conn, "RESET session_replication_role", NULL, e2, sizeof e2);
+    backfill_session_end(e->conn, replica);
     int finished = b.done;
     backfill_free(&b);
     if (rc == ENGINE_OK && !finished)

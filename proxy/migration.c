@@ -3,6 +3,7 @@
  * error naming the file, line, column, operation index and key, with a "did
  * you mean" for near misses. Nothing here talks to a database. */
 #include "migration.h"
+#include "migration_sql.h"
 #include "sql_script.h"
 
 #include <ctype.h>
@@ -386,13 +387,12 @@ static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
  * place so the plan can write it as it is. */
 static int check_fk_action(struct parse_ctx *c, const char *key, char *action)
 {
-    static const char *const actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"};
     if (!action)
         return 0;
     for (char *p = action; *p; p++)
         *p = (char)toupper((unsigned char)*p);
-    for (size_t i = 0; i < 5; i++)
-        if (strcmp(action, actions[i]) == 0)
+    for (const char *letter = "arcnd"; *letter; letter++)
+        if (strcmp(action, mig_fk_action(*letter)) == 0)
             return 0;
     return fail_at(c, key, "\"%s\" must be one of NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT (not \"%s\")",
                    key, action);
@@ -459,19 +459,30 @@ static int check_method(struct parse_ctx *c, const char *method)
                    hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
 }
 
+/* The number of index keys of prefix + text + suffix, a CREATE INDEX, when
+ * it parses as one with only the allowed fields; else -1, -2 out of memory. */
+static int index_stmt_keys(const char *prefix, const char *text, const char *suffix, const char *const *allowed)
+{
+    size_t n = text ? strlen(prefix) + strlen(text) + strlen(suffix) + 1 : 0;
+    char *sql = n ? malloc(n) : NULL;
+    if (!sql)
+        return -2;
+    snprintf(sql, n, "%s%s%s", prefix, text, suffix);
+    int keys = sql_index_stmt_params(sql, allowed);
+    free(sql);
+    return keys;
+}
+
 /* One index key as SQL ("lower(claim)", "claim text_pattern_ops", "created_at
  * DESC"): it must parse, inside CREATE INDEX, as exactly one key and nothing
  * else, so it cannot carry a WHERE, an INCLUDE or another statement. */
 static int check_index_key(struct parse_ctx *c, const char *key)
 {
     static const char *const allowed[] = {"idxname", "relation", "accessMethod", "indexParams", NULL};
-    size_t n = key ? strlen(key) + 40 : 0;
-    char *sql = n ? malloc(n) : NULL;
-    if (!sql)
+    /* a trailing comment would swallow ", x)" */
+    int keys = index_stmt_keys("CREATE INDEX i ON t (", key, ", x)", allowed);
+    if (keys == -2)
         return fail_at(c, "keys", "out of memory");
-    snprintf(sql, n, "CREATE INDEX i ON t (%s, x)", key);  /* a trailing comment would swallow ", x)" */
-    int keys = sql_index_stmt_params(sql, allowed);
-    free(sql);
     if (keys != 2)
         return fail_at(c, "keys", "\"%s\" is not one index key (a column or an expression in parentheses, "
                        "optionally with COLLATE, an operator class, ASC/DESC, NULLS FIRST/LAST)", key);
@@ -481,13 +492,9 @@ static int check_index_key(struct parse_ctx *c, const char *key)
 static int check_storage_parameters(struct parse_ctx *c, const char *params)
 {
     static const char *const allowed[] = {"idxname", "relation", "accessMethod", "indexParams", "options", NULL};
-    size_t n = strlen(params) + 40;
-    char *sql = malloc(n);
-    if (!sql)
+    int keys = index_stmt_keys("CREATE INDEX i ON t (c) WITH (", params, ")", allowed);
+    if (keys == -2)
         return fail_at(c, "storage_parameters", "out of memory");
-    snprintf(sql, n, "CREATE INDEX i ON t (c) WITH (%s)", params);
-    int keys = sql_index_stmt_params(sql, allowed);
-    free(sql);
     if (keys != 1)
         return fail_at(c, "storage_parameters", "\"%s\" is not a list of storage parameters "
                        "(\"fillfactor=70, deduplicate_items=off\")", params);

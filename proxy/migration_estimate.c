@@ -9,11 +9,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backfill.h"
 #include "migration_sql.h"
+#include "migration_state.h"
+#include "progress_line.h"
 
 /* Tables whose size is unknown (never analyzed) are counted when they are at
  * most this large; bigger ones are sized from the sample's row width. */
@@ -67,13 +68,6 @@ static void restore_signals(struct signals *s)
 
 /* ---- small query helpers ------------------------------------------------- */
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 static int failed(PGconn *conn, const PGresult *r, const char *doing, char *err, size_t errlen)
 {
     const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
@@ -113,18 +107,6 @@ static int run(PGconn *conn, char *sql, const char *doing, char *err, size_t err
     return r ? 0 : -1;
 }
 
-/* Several statements (simple protocol, no parameters). */
-static int run_script(PGconn *conn, char *sql, const char *doing, char *err, size_t errlen)
-{
-    PGresult *r = sql ? PQexec(conn, sql) : NULL;
-    free(sql);
-    int ok = !interrupted && PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        failed(conn, r, doing, err, errlen);
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
 static char *scratch_qname(const struct estimate_report *rep, const char *name)
 {
     return mig_quote_qname(rep->scratch, name);
@@ -141,12 +123,7 @@ static int create_scratch(PGconn *conn, struct estimate_report *rep, char *err, 
         return -1;
     /* The checkpoint table the batches advance, shaped like pgtandem's own. */
     char *q = scratch_qname(rep, "backfill_progress");
-    mig_str_addf(&s, "CREATE TABLE %s (migration text NOT NULL, schema_name text NOT NULL,"
-                 " table_name text NOT NULL, last_key text[], rows_done bigint NOT NULL DEFAULT 0,"
-                 " rows_updated bigint NOT NULL DEFAULT 0, batches bigint NOT NULL DEFAULT 0, est_rows float8,"
-                 " done boolean NOT NULL DEFAULT false, paused boolean NOT NULL DEFAULT false,"
-                 " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, schema_name, table_name))",
-                 q ? q : "");
+    mig_str_addf(&s, "CREATE TABLE %s (" MIG_BACKFILL_PROGRESS_COLUMNS("") ")", q ? q : "");
     free(q);
     if (run(conn, mig_str_take(&s), "creating the scratch checkpoint table", err, errlen) != 0)
         return -1;
@@ -314,17 +291,12 @@ static int table_rows(PGconn *conn, const struct mig_bf_table *t, const char *co
     return ok ? 0 : -1;
 }
 
-static int start_checkpoint(PGconn *conn, const struct backfill *b, char *err, size_t errlen)
+/* The backfill's own loader creates the checkpoint row in the scratch table. */
+static int start_checkpoint(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 {
-    const char *v[4];
-    char est[32];
-    backfill_checkpoint_params(b, v, est, sizeof est);
-    struct mig_str s = {0};
-    mig_str_addf(&s, "INSERT INTO %s (migration, schema_name, table_name, est_rows) VALUES ($1, $2, $3, $4::float8)",
-                 b->progress_table);
-    PGresult *r = query(conn, mig_str_take(&s), 4, v, "creating the scratch checkpoint", err, errlen);
-    PQclear(r);
-    return r ? 0 : -1;
+    if (backfill_load(conn, b, err, errlen) == 0 && !interrupted)
+        return 0;
+    return interrupted ? failed(conn, NULL, "creating the scratch checkpoint", err, errlen) : -1;
 }
 
 /* The backfill's batches over the copy, as the engine runs them but for the
@@ -339,18 +311,18 @@ static int walk_sample(PGconn *conn, struct backfill *b, struct estimate_table *
         return -1;
     snprintf(lsn, sizeof lsn, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    double t0 = now_ms();
+    double t0 = progress_mono_ms();
     while (!b->done && !interrupted) {
         if (backfill_step(conn, b, err, errlen) != 0)
             return interrupted ? failed(conn, NULL, "running a sample batch", err, errlen) : -1;
         et->sleep_ms += (double)backfill_sleep_ms(b);
         if (b->batches == 1) {
             et->first_rows = b->last_rows;
-            et->first_ms = now_ms() - t0;
+            et->first_ms = progress_mono_ms() - t0;
             et->first_sleep_ms = et->sleep_ms;
         }
     }
-    et->sample_ms = now_ms() - t0;
+    et->sample_ms = progress_mono_ms() - t0;
     if (interrupted)
         return failed(conn, NULL, "running the sample batches", err, errlen);
     const char *v[1] = {lsn};
@@ -381,7 +353,6 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
     et->name = strdup(t->name);
     et->operations = operations_of(t);
     snprintf(name, sizeof name, "t%zu_%s", i, t->name);
-    name[63] = '\0';
     char *copy = scratch_qname(rep, name);
     struct mig_bf_table scratch = *t;
     scratch.schema = rep->scratch;
@@ -417,15 +388,17 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
 
 /* The backfill session's settings (triggers stand aside, lock_timeout,
  * synchronous_commit off), and replica mode where permitted, as the engine. */
-static int backfill_session(PGconn *conn, const struct estimate_report *rep, char *err, size_t errlen)
+static int backfill_session(PGconn *conn, const struct estimate_report *rep, int *replica, char *err,
+                            size_t errlen)
 {
-    struct backfill b;
-    struct mig_bf_table none = {0};
-    backfill_init(&b, &none, rep->migration, &rep->cfg);
-    if (run_script(conn, backfill_session_sql(&b), "setting up the backfill session", err, errlen) != 0)
-        return -1;
-    PQclear(PQexec(conn, "SET session_replication_role = replica"));
-    return 0;
+    char why[512];
+    if (backfill_session_begin(conn, &rep->cfg, replica, why, sizeof why) == 0 && !interrupted)
+        return 0;
+    if (interrupted)
+        snprintf(err, errlen, "estimate interrupted while setting up the backfill session");
+    else
+        snprintf(err, errlen, "estimate: setting up the backfill session: %s", why[0] ? why : "no result");
+    return -1;
 }
 
 int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan *p, long sample_rows,
@@ -446,9 +419,10 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
         return 0;
     struct signals sig;
     catch_signals(conn, &sig);
+    int replica = 0;
     int rc = create_scratch(conn, out, err, errlen);
     if (rc == 0)
-        rc = backfill_session(conn, out, err, errlen);
+        rc = backfill_session(conn, out, &replica, err, errlen);
     for (size_t i = 0; rc == 0 && i < p->nbf; i++) {
         rc = estimate_table(conn, out, i, &p->bf[i], &out->tables[i], err, errlen);
         out->ntables = i + 1;
@@ -456,8 +430,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     detach_cancel();
     if (interrupted && rc == 0)
         rc = failed(conn, NULL, "finishing", err, errlen);
-    PQclear(PQexec(conn, "RESET " MIG_BACKFILL_GUC "; RESET lock_timeout; RESET synchronous_commit;"
-                         " RESET session_replication_role"));
+    backfill_session_end(conn, replica);
     if (drop_scratch(conn, out, err, errlen) != 0)
         rc = -1;
     else if (rc != 0)

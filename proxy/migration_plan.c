@@ -421,16 +421,7 @@ static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *
     return 0;
 }
 
-static const char *fk_action(char a)
-{
-    switch (a) {
-    case 'c': return "CASCADE";
-    case 'n': return "SET NULL";
-    case 'd': return "SET DEFAULT";
-    case 'r': return "RESTRICT";
-    default: return "NO ACTION";
-    }
-}
+#define fk_action mig_fk_action
 
 static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
                               const char *from, const char *to)

@@ -160,3 +160,14 @@ void mig_steps_free(struct mig_steps *l)
     free(l->v);
     memset(l, 0, sizeof *l);
 }
+
+const char *mig_fk_action(char letter)
+{
+    switch (letter) {
+    case 'r': return "RESTRICT";
+    case 'c': return "CASCADE";
+    case 'n': return "SET NULL";
+    case 'd': return "SET DEFAULT";
+    default: return "NO ACTION";
+    }
+}

@@ -253,11 +253,9 @@ static int fk_actions_default(json_t *con)
  * default, is left out. */
 static void add_fk_action(json_t *ref, const char *key, const char *code)
 {
-    static const char *const actions[][2] = {{"r", "RESTRICT"}, {"c", "CASCADE"}, {"n", "SET NULL"},
-                                             {"d", "SET DEFAULT"}};
-    for (size_t i = 0; i < 4; i++)
-        if (!strcmp(code, actions[i][0]))
-            json_object_set_new(ref, key, json_string(actions[i][1]));
+    const char *action = mig_fk_action(code[0]);
+    if (code[0] && !code[1] && strcmp(action, "NO ACTION") != 0)
+        json_object_set_new(ref, key, json_string(action));
 }
 
 /* "table(column)" for a column REFERENCES in the same schema, else NULL
@@ -907,8 +905,8 @@ static int conv_create_index(struct conv *c, const struct sql_stmt *st)
         all_plain &= plain;
         json_array_append_new(keys, json_string(key));
         free(key);
-        json_array_append_new(cols, json_string(json_string_value(sql_get(p, "IndexElem.name")) ?
-                                                json_string_value(sql_get(p, "IndexElem.name")) : ""));
+        const char *column = json_string_value(sql_get(p, "IndexElem.name"));
+        json_array_append_new(cols, json_string(column ? column : ""));
     }
     json_array_foreach(json_object_get(st->body, "indexIncludingParams"), i, p) {
         json_array_append_new(include, json_string(str_or(json_object_get(p, "IndexElem"), "name", "")));

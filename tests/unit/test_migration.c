@@ -85,6 +85,16 @@ static void test_quoting(void)
     free(lit);
 }
 
+static void test_fk_action(void)
+{
+    CHECK("fk action a", !strcmp(mig_fk_action('a'), "NO ACTION"));
+    CHECK("fk action r", !strcmp(mig_fk_action('r'), "RESTRICT"));
+    CHECK("fk action c", !strcmp(mig_fk_action('c'), "CASCADE"));
+    CHECK("fk action n", !strcmp(mig_fk_action('n'), "SET NULL"));
+    CHECK("fk action d", !strcmp(mig_fk_action('d'), "SET DEFAULT"));
+    CHECK("fk action unknown", !strcmp(mig_fk_action('\0'), "NO ACTION"));
+}
+
 static void test_plan_offline(void)
 {
     struct migration m;
@@ -200,6 +210,7 @@ int main(void)
     test_parse_errors();
     test_edit_distance();
     test_quoting();
+    test_fk_action();
     test_plan_offline();
     test_backfill_sql();
     test_backfill_adapts();
