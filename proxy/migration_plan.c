@@ -421,8 +421,6 @@ static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *
     return 0;
 }
 
-#define fk_action mig_fk_action
-
 static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
                               const char *from, const char *to)
 {
@@ -445,8 +443,8 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         /* ref_table is regclass output: Postgres already quoted it. */
         mig_str_addf(&s, ") REFERENCES %s (", f->ref_table);
         mig_str_ident(&s, f->ref_column);
-        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", fk_action(f->on_delete),
-                     fk_action(f->on_update));
+        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
+                     mig_fk_action(f->on_update));
         mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
         rename_at_contract(c, op, table, 0, tmp, f->name);
@@ -479,7 +477,8 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
         mig_str_qname(&s, op->schema, table);
         mig_str_add(&s, " (");
         mig_str_ident(&s, to);
-        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", fk_action(f->on_delete), fk_action(f->on_update));
+        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
+                     mig_fk_action(f->on_update));
         mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&s));
         struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
         mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
