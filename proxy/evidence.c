@@ -386,12 +386,15 @@ static void add_table(struct evidence *ev, const char *schema, const char *table
     }
 }
 
+/* rename_table names its table by from/to, not table: both names are
+ * counted, the old one before and the new one after. */
 static void collect_tables(struct evidence *ev, const struct migration *m)
 {
     for (size_t i = 0; i < m->nops; i++) {
-        add_table(ev, m->ops[i].schema, m->ops[i].table);
-        if (m->ops[i].kind == MIG_RENAME_TABLE)
-            add_table(ev, m->ops[i].schema, m->ops[i].to);
+        const struct mig_op *op = &m->ops[i];
+        add_table(ev, op->schema, op->kind == MIG_RENAME_TABLE ? op->from : op->table);
+        if (op->kind == MIG_RENAME_TABLE)
+            add_table(ev, op->schema, op->to);
     }
 }
 
