@@ -247,6 +247,18 @@ def test_rename_table_counts_the_table_under_both_names(db, tmp_path):
     assert sha256_check(bundle).returncode == 0
 
 
+def test_empty_pgtandem_db_falls_back_to_database_url_for_step_and_evidence(db, tmp_path):
+    load_legacy(db, 100)
+    bundle = str(tmp_path / "evidence")
+    r = run_pgtandem(["migrate", "start", UNIFY, "--evidence", bundle],
+                     env={"PGTANDEM_DB": "", "DATABASE_URL": db})
+    assert r.returncode == 0, r.stderr
+    [start] = steps(bundle)
+    assert counts(bundle, start, "after") == {"public.checks": "100", "public.anonymous_usage": "0"}
+    assert has_column(diff_lines(bundle, start, "+"), "claim text")
+    assert sql(db, "SELECT count(*) FROM pgtandem.migrations")[0][0] == 1
+
+
 def test_missing_dir_is_created_and_an_unreachable_database_still_leaves_an_entry():
     # a DIR that does not exist yet is created (its parent must exist)
     with tempfile.TemporaryDirectory() as d:
