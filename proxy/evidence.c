@@ -158,8 +158,9 @@ static int run_child(char *const argv[], int out_fd, int err_fd, const char *cwd
     return WIFEXITED(st) && WEXITSTATUS(st) != 127 ? WEXITSTATUS(st) : -1;
 }
 
-/* The first line argv prints on stdout (its exit status must be 0). */
-static int capture_line(char *const argv[], char *buf, size_t n)
+/* What argv prints on stdout, NUL-terminated, up to n - 1 bytes (its exit
+ * status must be 0); -1 when it printed nothing or failed. */
+static int capture(char *const argv[], char *buf, size_t n)
 {
     char tmpl[] = "/tmp/pgtandem-evidence-XXXXXX";
     int fd = mkstemp(tmpl);
@@ -175,7 +176,6 @@ static int capture_line(char *const argv[], char *buf, size_t n)
     if (got <= 0)
         return -1;
     buf[got] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
     return 0;
 }
 
@@ -212,8 +212,10 @@ static char *find_pg_dump(void)
     char *found = find_in_path("pg_dump");
     char *pg_config = found ? NULL : find_in_path("pg_config"), bindir[1024];
     char *argv[] = {pg_config, "--bindir", NULL};
-    if (pg_config && capture_line(argv, bindir, sizeof bindir) == 0)
+    if (pg_config && capture(argv, bindir, sizeof bindir) == 0) {
+        bindir[strcspn(bindir, "\n")] = '\0';
         found = executable(bindir, "pg_dump");
+    }
     free(pg_config);
     glob_t g;
     if (!found && glob("/usr/lib/postgresql/*/bin", 0, NULL, &g) == 0) {
@@ -229,18 +231,8 @@ static char *find_pg_dump(void)
 
 static int pg_dump_has_restrict_key(const char *pg_dump)
 {
-    char tmpl[] = "/tmp/pgtandem-evidence-XXXXXX", buf[16384];
-    int fd = mkstemp(tmpl);
-    if (fd < 0)
-        return 0;
-    unlink(tmpl);
-    char *argv[] = {(char *)pg_dump, "--help", NULL};
-    ssize_t got = run_child(argv, fd, -1, NULL, NULL) == 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
-    close(fd);
-    if (got <= 0)
-        return 0;
-    buf[got] = '\0';
-    return strstr(buf, "--restrict-key") != NULL;
+    char buf[16384], *argv[] = {(char *)pg_dump, "--help", NULL};
+    return capture(argv, buf, sizeof buf) == 0 && strstr(buf, "--restrict-key") != NULL;
 }
 
 /* pg_dump >= 13.22/14.19/15.14 writes a random \restrict key into every
