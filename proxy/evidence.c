@@ -481,16 +481,24 @@ void evidence_current_migration(struct evidence *ev)
 
 /* ---- snapshots, counts, verify ---- */
 
-static void snapshot(struct evidence *ev, const char *name)
+/* argv with stdout to the step file name and stderr to the run log; the
+ * exit status, -1 when it could not run. */
+static int run_to_file(struct evidence *ev, const char *name, char *const argv[], const char *cwd, const char *db)
 {
     char *out = path_join(ev->path, name);
     int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
     free(out);
-    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password", ev->restrict_arg[0] ? ev->restrict_arg : NULL,
-                    NULL};
-    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, NULL, ev->db) : -1;
+    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, cwd, db) : -1;
     if (fd >= 0)
         close(fd);
+    return rc;
+}
+
+static void snapshot(struct evidence *ev, const char *name)
+{
+    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password", ev->restrict_arg[0] ? ev->restrict_arg : NULL,
+                    NULL};
+    int rc = run_to_file(ev, name, argv, NULL, ev->db);
     evidence_note(ev, "schema snapshot %s: %s", name, rc == 0 ? "written" : "FAILED (pg_dump's message above)");
     if (rc != 0)
         ev->failed = 1;
@@ -498,15 +506,10 @@ static void snapshot(struct evidence *ev, const char *name)
 
 static void schema_diff(struct evidence *ev)
 {
-    char *out = path_join(ev->path, "schema.diff");
-    int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-    free(out);
-    char *argv[] = {"/usr/bin/diff", "-u", "schema-before.sql", "schema-after.sql", NULL};
-    if (access(argv[0], X_OK) != 0)
-        argv[0] = "/bin/diff";
-    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, ev->path, NULL) : -1;
-    if (fd >= 0)
-        close(fd);
+    char *diff = find_in_path("diff");
+    char *argv[] = {diff, "-u", "schema-before.sql", "schema-after.sql", NULL};
+    int rc = diff ? run_to_file(ev, "schema.diff", argv, ev->path, NULL) : -1;
+    free(diff);
     evidence_note(ev, "schema diff: %s", rc == 0 ? "no change" : rc == 1 ? "written" : "FAILED");
     if (rc != 0 && rc != 1)
         ev->failed = 1;
