@@ -408,15 +408,27 @@ static void copy_source(struct evidence *ev, const char *source)
     free(text);
 }
 
+/* The evidence's own session, named APP_NAME; e->conn is NULL when it
+ * could not connect. */
+static int open_db(struct evidence *ev, struct engine *e, char *err, size_t errlen)
+{
+    struct engine_options o;
+    engine_default_options(&o);
+    int rc = engine_open(e, ev->db, &o, 0, err, errlen);
+    if (rc == ENGINE_OK)
+        PQclear(PQexec(e->conn, "SET application_name = '" APP_NAME "'"));
+    else
+        engine_close(e);
+    return rc;
+}
+
 static void write_plan(struct evidence *ev, const struct migration *m)
 {
     char err[2048];
     struct engine e;
-    struct engine_options o;
     struct mig_plan plan;
-    engine_default_options(&o);
     FILE *f = open_step_file(ev, "plan.txt", "w");
-    int rc = engine_open(&e, ev->db, &o, 0, err, sizeof err);
+    int rc = open_db(ev, &e, err, sizeof err);
     if (rc == ENGINE_OK)
         rc = engine_prepare(&e, m, &plan, err, sizeof err);
     engine_close(&e);
@@ -442,23 +454,20 @@ void evidence_migration(struct evidence *ev, const struct migration *m, const ch
     evidence_note(ev, "migration %s: %zu operation(s), %zu table(s) touched", m->name, m->nops, ev->ntables);
 }
 
-static PGconn *connect_db(struct evidence *ev)
+static PGconn *connect_db(struct evidence *ev, struct engine *e)
 {
-    const char *const keys[] = {"dbname", "application_name", NULL};
-    const char *const values[] = {ev->db, APP_NAME, NULL};
-    PGconn *c = PQconnectdbParams(keys, values, 1);
-    if (PQstatus(c) != CONNECTION_OK) {
-        evidence_note(ev, "evidence: cannot connect to the database: %s", PQerrorMessage(c));
-        ev->failed = 1;
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
+    char err[2048];
+    if (open_db(ev, e, err, sizeof err) == ENGINE_OK)
+        return e->conn;
+    evidence_note(ev, "evidence: %s", err);
+    ev->failed = 1;
+    return NULL;
 }
 
 void evidence_current_migration(struct evidence *ev)
 {
-    PGconn *c = connect_db(ev);
+    struct engine e;
+    PGconn *c = connect_db(ev, &e);
     PGresult *r = c ? PQexec(c, "SELECT name, status, migration, coalesce(plan, '') FROM pgtandem.migrations "
                                 "ORDER BY started_at DESC LIMIT 1")
                     : NULL;
@@ -476,7 +485,7 @@ void evidence_current_migration(struct evidence *ev)
         evidence_note(ev, "no migration recorded in this database");
     }
     PQclear(r);
-    PQfinish(c);
+    engine_close(&e);
 }
 
 /* ---- snapshots, counts, verify ---- */
@@ -517,7 +526,8 @@ static void schema_diff(struct evidence *ev)
 
 static void count_rows(struct evidence *ev, const char *when)
 {
-    PGconn *c = ev->ntables ? connect_db(ev) : NULL;
+    struct engine e = {0};
+    PGconn *c = ev->ntables ? connect_db(ev, &e) : NULL;
     FILE *f = c ? open_step_file(ev, "row-counts.txt", strcmp(when, "before") ? "a" : "w") : NULL;
     if (f && !strcmp(when, "before"))
         fprintf(f, "# when\ttable\trows (count(*))\n");
@@ -539,17 +549,15 @@ static void count_rows(struct evidence *ev, const char *when)
         free(q);
     }
     close_step_file(ev, f, "row-counts.txt");
-    PQfinish(c);
+    engine_close(&e);
 }
 
 static void verify(struct evidence *ev, const char *name)
 {
     char err[2048];
     struct engine e;
-    struct engine_options o;
-    engine_default_options(&o);
     FILE *f = open_step_file(ev, name, "w");
-    int rc = engine_open(&e, ev->db, &o, 0, err, sizeof err);
+    int rc = open_db(ev, &e, err, sizeof err);
     if (rc == ENGINE_OK && f)
         rc = engine_verify(&e, f, err, sizeof err);
     engine_close(&e);
