@@ -445,10 +445,7 @@ void evidence_migration(struct evidence *ev, const struct migration *m, const ch
 {
     if (sqlc_is_sql_file(source))
         copy_source(ev, source);
-    if (m->json)
-        write_text(ev, "migration.json", m->json);
-    else if (!sqlc_is_sql_file(source))
-        copy_source(ev, source);
+    write_text(ev, "migration.json", m->json);   /* a parsed migration always has its JSON */
     collect_tables(ev, m);
     write_plan(ev, m);
     evidence_note(ev, "migration %s: %zu operation(s), %zu table(s) touched", m->name, m->nops, ev->ntables);
