@@ -158,8 +158,9 @@ static int run_child(char *const argv[], int out_fd, int err_fd, const char *cwd
     return WIFEXITED(st) && WEXITSTATUS(st) != 127 ? WEXITSTATUS(st) : -1;
 }
 
-/* The first line argv prints on stdout (its exit status must be 0). */
-static int capture_line(char *const argv[], char *buf, size_t n)
+/* What argv prints on stdout, NUL-terminated, up to n - 1 bytes (its exit
+ * status must be 0); -1 when it printed nothing or failed. */
+static int capture(char *const argv[], char *buf, size_t n)
 {
     char tmpl[] = "/tmp/pgtandem-evidence-XXXXXX";
     int fd = mkstemp(tmpl);
@@ -175,7 +176,6 @@ static int capture_line(char *const argv[], char *buf, size_t n)
     if (got <= 0)
         return -1;
     buf[got] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
     return 0;
 }
 
@@ -212,8 +212,10 @@ static char *find_pg_dump(void)
     char *found = find_in_path("pg_dump");
     char *pg_config = found ? NULL : find_in_path("pg_config"), bindir[1024];
     char *argv[] = {pg_config, "--bindir", NULL};
-    if (pg_config && capture_line(argv, bindir, sizeof bindir) == 0)
+    if (pg_config && capture(argv, bindir, sizeof bindir) == 0) {
+        bindir[strcspn(bindir, "\n")] = '\0';
         found = executable(bindir, "pg_dump");
+    }
     free(pg_config);
     glob_t g;
     if (!found && glob("/usr/lib/postgresql/*/bin", 0, NULL, &g) == 0) {
@@ -229,18 +231,8 @@ static char *find_pg_dump(void)
 
 static int pg_dump_has_restrict_key(const char *pg_dump)
 {
-    char tmpl[] = "/tmp/pgtandem-evidence-XXXXXX", buf[16384];
-    int fd = mkstemp(tmpl);
-    if (fd < 0)
-        return 0;
-    unlink(tmpl);
-    char *argv[] = {(char *)pg_dump, "--help", NULL};
-    ssize_t got = run_child(argv, fd, -1, NULL, NULL) == 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
-    close(fd);
-    if (got <= 0)
-        return 0;
-    buf[got] = '\0';
-    return strstr(buf, "--restrict-key") != NULL;
+    char buf[16384], *argv[] = {(char *)pg_dump, "--help", NULL};
+    return capture(argv, buf, sizeof buf) == 0 && strstr(buf, "--restrict-key") != NULL;
 }
 
 /* pg_dump >= 13.22/14.19/15.14 writes a random \restrict key into every
@@ -386,12 +378,15 @@ static void add_table(struct evidence *ev, const char *schema, const char *table
     }
 }
 
+/* rename_table names its table by from/to, not table: both names are
+ * counted, the old one before and the new one after. */
 static void collect_tables(struct evidence *ev, const struct migration *m)
 {
     for (size_t i = 0; i < m->nops; i++) {
-        add_table(ev, m->ops[i].schema, m->ops[i].table);
-        if (m->ops[i].kind == MIG_RENAME_TABLE)
-            add_table(ev, m->ops[i].schema, m->ops[i].to);
+        const struct mig_op *op = &m->ops[i];
+        add_table(ev, op->schema, op->kind == MIG_RENAME_TABLE ? op->from : op->table);
+        if (op->kind == MIG_RENAME_TABLE)
+            add_table(ev, op->schema, op->to);
     }
 }
 
@@ -413,15 +408,27 @@ static void copy_source(struct evidence *ev, const char *source)
     free(text);
 }
 
+/* The evidence's own session, named APP_NAME; e->conn is NULL when it
+ * could not connect. */
+static int open_db(struct evidence *ev, struct engine *e, char *err, size_t errlen)
+{
+    struct engine_options o;
+    engine_default_options(&o);
+    int rc = engine_open(e, ev->db, &o, 0, err, errlen);
+    if (rc == ENGINE_OK)
+        PQclear(PQexec(e->conn, "SET application_name = '" APP_NAME "'"));
+    else
+        engine_close(e);
+    return rc;
+}
+
 static void write_plan(struct evidence *ev, const struct migration *m)
 {
     char err[2048];
     struct engine e;
-    struct engine_options o;
     struct mig_plan plan;
-    engine_default_options(&o);
     FILE *f = open_step_file(ev, "plan.txt", "w");
-    int rc = engine_open(&e, ev->db, &o, 0, err, sizeof err);
+    int rc = open_db(ev, &e, err, sizeof err);
     if (rc == ENGINE_OK)
         rc = engine_prepare(&e, m, &plan, err, sizeof err);
     engine_close(&e);
@@ -438,32 +445,26 @@ void evidence_migration(struct evidence *ev, const struct migration *m, const ch
 {
     if (sqlc_is_sql_file(source))
         copy_source(ev, source);
-    if (m->json)
-        write_text(ev, "migration.json", m->json);
-    else if (!sqlc_is_sql_file(source))
-        copy_source(ev, source);
+    write_text(ev, "migration.json", m->json);   /* a parsed migration always has its JSON */
     collect_tables(ev, m);
     write_plan(ev, m);
     evidence_note(ev, "migration %s: %zu operation(s), %zu table(s) touched", m->name, m->nops, ev->ntables);
 }
 
-static PGconn *connect_db(struct evidence *ev)
+static PGconn *connect_db(struct evidence *ev, struct engine *e)
 {
-    const char *const keys[] = {"dbname", "application_name", NULL};
-    const char *const values[] = {ev->db, APP_NAME, NULL};
-    PGconn *c = PQconnectdbParams(keys, values, 1);
-    if (PQstatus(c) != CONNECTION_OK) {
-        evidence_note(ev, "evidence: cannot connect to the database: %s", PQerrorMessage(c));
-        ev->failed = 1;
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
+    char err[2048];
+    if (open_db(ev, e, err, sizeof err) == ENGINE_OK)
+        return e->conn;
+    evidence_note(ev, "evidence: %s", err);
+    ev->failed = 1;
+    return NULL;
 }
 
 void evidence_current_migration(struct evidence *ev)
 {
-    PGconn *c = connect_db(ev);
+    struct engine e;
+    PGconn *c = connect_db(ev, &e);
     PGresult *r = c ? PQexec(c, "SELECT name, status, migration, coalesce(plan, '') FROM pgtandem.migrations "
                                 "ORDER BY started_at DESC LIMIT 1")
                     : NULL;
@@ -481,21 +482,29 @@ void evidence_current_migration(struct evidence *ev)
         evidence_note(ev, "no migration recorded in this database");
     }
     PQclear(r);
-    PQfinish(c);
+    engine_close(&e);
 }
 
 /* ---- snapshots, counts, verify ---- */
 
-static void snapshot(struct evidence *ev, const char *name)
+/* argv with stdout to the step file name and stderr to the run log; the
+ * exit status, -1 when it could not run. */
+static int run_to_file(struct evidence *ev, const char *name, char *const argv[], const char *cwd, const char *db)
 {
     char *out = path_join(ev->path, name);
     int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
     free(out);
-    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password", ev->restrict_arg[0] ? ev->restrict_arg : NULL,
-                    NULL};
-    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, NULL, ev->db) : -1;
+    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, cwd, db) : -1;
     if (fd >= 0)
         close(fd);
+    return rc;
+}
+
+static void snapshot(struct evidence *ev, const char *name)
+{
+    char *argv[] = {ev->pg_dump, "--schema-only", "--no-password", ev->restrict_arg[0] ? ev->restrict_arg : NULL,
+                    NULL};
+    int rc = run_to_file(ev, name, argv, NULL, ev->db);
     evidence_note(ev, "schema snapshot %s: %s", name, rc == 0 ? "written" : "FAILED (pg_dump's message above)");
     if (rc != 0)
         ev->failed = 1;
@@ -503,15 +512,10 @@ static void snapshot(struct evidence *ev, const char *name)
 
 static void schema_diff(struct evidence *ev)
 {
-    char *out = path_join(ev->path, "schema.diff");
-    int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-    free(out);
-    char *argv[] = {"/usr/bin/diff", "-u", "schema-before.sql", "schema-after.sql", NULL};
-    if (access(argv[0], X_OK) != 0)
-        argv[0] = "/bin/diff";
-    int rc = fd >= 0 ? run_child(argv, fd, ev->log_fd, ev->path, NULL) : -1;
-    if (fd >= 0)
-        close(fd);
+    char *diff = find_in_path("diff");
+    char *argv[] = {diff, "-u", "schema-before.sql", "schema-after.sql", NULL};
+    int rc = diff ? run_to_file(ev, "schema.diff", argv, ev->path, NULL) : -1;
+    free(diff);
     evidence_note(ev, "schema diff: %s", rc == 0 ? "no change" : rc == 1 ? "written" : "FAILED");
     if (rc != 0 && rc != 1)
         ev->failed = 1;
@@ -519,7 +523,8 @@ static void schema_diff(struct evidence *ev)
 
 static void count_rows(struct evidence *ev, const char *when)
 {
-    PGconn *c = ev->ntables ? connect_db(ev) : NULL;
+    struct engine e = {0};
+    PGconn *c = ev->ntables ? connect_db(ev, &e) : NULL;
     FILE *f = c ? open_step_file(ev, "row-counts.txt", strcmp(when, "before") ? "a" : "w") : NULL;
     if (f && !strcmp(when, "before"))
         fprintf(f, "# when\ttable\trows (count(*))\n");
@@ -541,17 +546,15 @@ static void count_rows(struct evidence *ev, const char *when)
         free(q);
     }
     close_step_file(ev, f, "row-counts.txt");
-    PQfinish(c);
+    engine_close(&e);
 }
 
 static void verify(struct evidence *ev, const char *name)
 {
     char err[2048];
     struct engine e;
-    struct engine_options o;
-    engine_default_options(&o);
     FILE *f = open_step_file(ev, name, "w");
-    int rc = engine_open(&e, ev->db, &o, 0, err, sizeof err);
+    int rc = open_db(ev, &e, err, sizeof err);
     if (rc == ENGINE_OK && f)
         rc = engine_verify(&e, f, err, sizeof err);
     engine_close(&e);

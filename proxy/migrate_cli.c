@@ -118,6 +118,16 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* The database from the environment, as the proxy's configuration reads
+ * it: PGTANDEM_DB, else DATABASE_URL; an empty value is unset. */
+static const char *env_db(void)
+{
+    const char *db = getenv("PGTANDEM_DB");
+    if (!db || !*db)
+        db = getenv("DATABASE_URL");
+    return db && *db ? db : NULL;
+}
+
 static int parse_args(int argc, char **argv, struct cli *c)
 {
     static const struct option opts[] = {
@@ -185,11 +195,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
         fprintf(stderr, "pgtandem migrate: unexpected argument %s\n", argv[optind]);
         return -1;
     }
-    /* the environment is a default for direct mode, never a conflict with --proxy */
-    if (!c->db && !c->proxy)
-        c->db = getenv("PGTANDEM_DB");
-    if (!c->db && !c->proxy)
-        c->db = getenv("DATABASE_URL");
+    /* the environment is a default for direct mode and for --evidence (its
+     * snapshots need the database), never a conflict with --proxy alone */
+    if (c->db && !*c->db)
+        c->db = NULL;
+    if (!c->db && (!c->proxy || c->evidence))
+        c->db = env_db();
     return 0;
 }
 
@@ -878,13 +889,13 @@ static int status_into_log(void *arg)
     return cmd_status(&json);
 }
 
-static int evidence_usage(const struct cli *c, const char *db)
+static int evidence_usage(const struct cli *c)
 {
     if (strcmp(c->command, "start") && strcmp(c->command, "complete") && strcmp(c->command, "rollback")) {
         fprintf(stderr, "pgtandem migrate %s: --evidence is for start, complete and rollback\n", c->command);
         return -1;
     }
-    if (!db) {
+    if (!c->db) {
         fprintf(stderr, "pgtandem migrate %s: --evidence needs the database for its schema snapshots and row "
                 "counts: pass --db URI (with --proxy as well: the proxy's upstream is not known here) or set "
                 "PGTANDEM_DB / DATABASE_URL\n", c->command);
@@ -899,29 +910,20 @@ static int evidence_usage(const struct cli *c, const char *db)
  * migration worse. */
 static int run_with_evidence(struct cli *c)
 {
-    const char *db = c->db;
-    if (!db || !*db)
-        db = getenv("PGTANDEM_DB");
-    if (!db || !*db)
-        db = getenv("DATABASE_URL");
-    if (db && !*db)
-        db = NULL;
-    if (evidence_usage(c, db) != 0)
+    if (evidence_usage(c) != 0)
         return EXIT_INVALID;
     int start = !strcmp(c->command, "start");
     char err[2048];
     struct migration m;
     memset(&m, 0, sizeof m);
-    struct cli with_db = *c;
-    with_db.db = db;
-    if (start && (need_file(c) || load_migration(&with_db, c->file, &m, err, sizeof err) != 0)) {
+    if (start && (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0)) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);
         return EXIT_INVALID;
     }
     struct evidence ev;
-    int rc = evidence_open(&ev, c->evidence, c->command, db, err, sizeof err);
+    int rc = evidence_open(&ev, c->evidence, c->command, c->db, err, sizeof err);
     if (rc != EVIDENCE_OK) {
         fprintf(stderr, "pgtandem migrate %s: error: %s\n", c->command, err);
         mig_free(&m);
@@ -936,7 +938,7 @@ static int run_with_evidence(struct cli *c)
     c->ev = &ev;
     rc = run_step(c);
     c->ev = NULL;
-    evidence_into_log(&ev, "status after the step", status_into_log, &with_db);
+    evidence_into_log(&ev, "status after the step", status_into_log, c);
     int erc = evidence_finish(&ev, rc, start);
     return rc == 0 && erc != EVIDENCE_OK ? 1 : rc;
 }

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 
 from conftest import run_pgtandem
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, shape, sql  # noqa: F401
+from test_migrate_util import EXAMPLES, db, load_legacy, migrate, shape, sql, write_migration  # noqa: F401
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 STEP_FILES = {"migration.json", "plan.txt", "row-counts.txt", "run.log", "schema-before.sql",
@@ -228,6 +228,35 @@ def test_sql_file_keeps_the_source_and_the_converted_migration(db, tmp_path):
     assert sha256_check(bundle).returncode == 0
     assert migrate(db, "complete").returncode == 0
     assert sql(db, "SELECT id, claim_body FROM checks ORDER BY id") == before
+
+
+def test_rename_table_counts_the_table_under_both_names(db, tmp_path):
+    sql(db, "CREATE TABLE scratch (id int PRIMARY KEY, note text)")
+    sql(db, "INSERT INTO scratch SELECT g, 'n' || g FROM generate_series(1, 42) g")
+    path = write_migration({"name": "0005_rename_scratch",
+                            "operations": [{"rename_table": {"from": "scratch", "to": "notes"}}]},
+                           directory=str(tmp_path))
+    bundle = str(tmp_path / "evidence")
+    r = migrate(db, "start", path, "--evidence", bundle)
+    assert r.returncode == 0, r.stderr
+    [start] = steps(bundle)
+    assert counts(bundle, start, "before") == {"public.scratch": "42", "public.notes": "absent"}
+    after = counts(bundle, start, "after")
+    assert after["public.notes"] == "42", after
+    assert set(after) == {"public.scratch", "public.notes"}
+    assert sha256_check(bundle).returncode == 0
+
+
+def test_empty_pgtandem_db_falls_back_to_database_url_for_step_and_evidence(db, tmp_path):
+    load_legacy(db, 100)
+    bundle = str(tmp_path / "evidence")
+    r = run_pgtandem(["migrate", "start", UNIFY, "--evidence", bundle],
+                     env={"PGTANDEM_DB": "", "DATABASE_URL": db})
+    assert r.returncode == 0, r.stderr
+    [start] = steps(bundle)
+    assert counts(bundle, start, "after") == {"public.checks": "100", "public.anonymous_usage": "0"}
+    assert has_column(diff_lines(bundle, start, "+"), "claim text")
+    assert sql(db, "SELECT count(*) FROM pgtandem.migrations")[0][0] == 1
 
 
 def test_missing_dir_is_created_and_an_unreachable_database_still_leaves_an_entry():
