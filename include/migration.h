@@ -103,6 +103,8 @@ char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen);
 void mig_free(struct migration *m);
 
 const char *mig_op_name(enum mig_op_kind kind);
+/* The 1-based line and column (in bytes) of at, a position inside text. */
+void mig_text_pos(const char *text, const char *at, int *line, int *col);
 /* Levenshtein distance, used for "did you mean". */
 size_t mig_edit_distance(const char *a, const char *b);
 

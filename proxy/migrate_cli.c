@@ -329,16 +329,8 @@ static void locate_op(const struct migration *m, int index, int *line, int *col)
     const char *hit = strstr(m->json, "\"operations\"");
     for (hit = hit ? strstr(hit, key) : NULL; hit && nth > 0; nth--)
         hit = strstr(hit + 1, key);
-    if (!hit)
-        return;
-    const char *line_start = m->json;
-    *line = 1;
-    for (const char *p = m->json; p < hit; p++)
-        if (*p == '\n') {
-            (*line)++;
-            line_start = p + 1;
-        }
-    *col = (int)(hit - line_start) + 1;
+    if (hit)
+        mig_text_pos(m->json, hit, line, col);
 }
 
 /* A refusal of the live catalog ("FILE: operations[i].op: object, why, what

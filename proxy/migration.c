@@ -144,16 +144,20 @@ static void locate(const struct parse_ctx *c, const char *token, int *line, int 
     if (snprintf(quoted, sizeof quoted, "\"%s\"", token) >= (int)sizeof quoted)
         return;
     const char *hit = strstr(c->text, quoted);
-    if (!hit)
-        return;
+    if (hit)
+        mig_text_pos(c->text, hit, line, col);
+}
+
+void mig_text_pos(const char *text, const char *at, int *line, int *col)
+{
+    const char *line_start = text;
     *line = 1;
-    const char *line_start = c->text;
-    for (const char *p = c->text; p < hit; p++)
+    for (const char *p = text; p < at; p++)
         if (*p == '\n') {
             (*line)++;
             line_start = p + 1;
         }
-    *col = (int)(hit - line_start) + 1;
+    *col = (int)(at - line_start) + 1;
 }
 
 __attribute__((format(printf, 3, 4)))
