@@ -2,7 +2,7 @@
 # builds, and runs the unit + integration suites twice (plain and ASan+UBSan).
 
 CC       ?= cc
-PKGS     := libevent openssl libpq jansson
+PKGS     := libevent openssl libpq jansson libidn
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -std=c11 -Wall -Wextra -Werror

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "compiler.h"
 struct server;
 struct sbuf;
 struct auth_state;
@@ -34,13 +35,13 @@ struct auth_failure {
 
 /* Looks the user up and sends AuthenticationSASL. *out is the exchange's
  * state (NULL only when out of memory); the session frees it. */
-enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_state **out);
+PGT_MUSTCHECK enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_state **out);
 /* One complete client message (type 'p') while the proxy authenticates.
  * AUTH_DONE: the client proved its password; connect upstream next. */
-enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, uint32_t len);
+PGT_MUSTCHECK enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, uint32_t len);
 /* One complete upstream 'R' message while the proxy logs in upstream over
  * `upstream`. AUTH_DONE: AuthenticationOk arrived and the client was told. */
-enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstream, const uint8_t *msg,
+PGT_MUSTCHECK enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstream, const uint8_t *msg,
                                        uint32_t len);
 /* After AUTH_FAILED: why (never NULL for a state auth_begin_client made). */
 const struct auth_failure *auth_failure(const struct auth_state *a);

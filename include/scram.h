@@ -9,17 +9,17 @@
  * return an enum scram_status; on failure the state object records a detail
  * string (static, never containing secrets) that mirrors Postgres's errdetail.
  *
- * Passwords are used as bytes as is: no SASLprep normalisation. For ASCII
- * passwords this is exactly what Postgres and libpq compute (SASLprep maps
- * printable ASCII to itself and Postgres falls back to the raw bytes when
- * SASLprep refuses control characters). A non-ASCII password whose SASLprep
- * form differs from its bytes (non-ASCII spaces, compatibility characters,
- * soft hyphens...) gives a different verifier than Postgres would. */
+ * Passwords go through SASLprep (include/saslprep.h) before hashing, as in
+ * Postgres and libpq: "IX-\u2168" and "IX-IX" are the same password, and one
+ * that SASLprep refuses (control or prohibited characters, bad bidi, not
+ * UTF-8) is hashed as its raw bytes, as Postgres does. */
 #ifndef PGTANDEM_SCRAM_H
 #define PGTANDEM_SCRAM_H
 
 #include <openssl/x509.h>
 #include <stddef.h>
+
+#include "compiler.h"
 
 #define SCRAM_KEY_LEN 32                /* SHA-256 output */
 #define SCRAM_SALT_LEN 16               /* salt of verifiers we create */
@@ -76,25 +76,25 @@ struct scram_verifier {
     unsigned char server_key[SCRAM_KEY_LEN];
 };
 
-enum scram_status scram_verifier_parse(struct scram_verifier *v, const char *text, size_t len);
+PGT_MUSTCHECK enum scram_status scram_verifier_parse(struct scram_verifier *v, const char *text, size_t len);
 /* Writes the NUL-terminated text into out; returns its length, or -1 when
  * cap is too small. */
-int scram_verifier_format(const struct scram_verifier *v, char *out, size_t cap);
+PGT_MUSTCHECK int scram_verifier_format(const struct scram_verifier *v, char *out, size_t cap);
 /* Derives a verifier from a password with the given salt (known answers). */
-enum scram_status scram_verifier_derive(struct scram_verifier *v, const char *password, size_t pw_len,
+PGT_MUSTCHECK enum scram_status scram_verifier_derive(struct scram_verifier *v, const char *password, size_t pw_len,
                                         const unsigned char *salt, size_t salt_len, int iterations);
 /* A fresh verifier: random 16-byte salt; iterations <= 0 means 4096. */
-enum scram_status scram_verifier_from_password(struct scram_verifier *v, const char *password, size_t pw_len,
+PGT_MUSTCHECK enum scram_status scram_verifier_from_password(struct scram_verifier *v, const char *password, size_t pw_len,
                                                int iterations);
 /* 1 when the password matches the verifier (constant-time compare). */
-int scram_verifier_check_password(const struct scram_verifier *v, const char *password, size_t pw_len);
+PGT_MUSTCHECK int scram_verifier_check_password(const struct scram_verifier *v, const char *password, size_t pw_len);
 void scram_verifier_wipe(struct scram_verifier *v);
 
 /* ---- tls-server-end-point (RFC 5929 section 4.1) ---- */
 
 /* Hash of the DER certificate with its signature's digest (SHA-256 when
  * that is MD5 or SHA-1). out must hold SCRAM_MAX_CB_LEN bytes. */
-enum scram_status scram_tls_server_end_point(X509 *cert, unsigned char *out, size_t *out_len);
+PGT_MUSTCHECK enum scram_status scram_tls_server_end_point(X509 *cert, unsigned char *out, size_t *out_len);
 
 /* ---- server side: the proxy authenticates a client ---- */
 
@@ -131,12 +131,12 @@ struct scram_server {
 
 /* cb_data: tls-server-end-point of the certificate the client sees (may be
  * NULL/0 when not on TLS or unavailable; then -PLUS is not offered). */
-enum scram_status scram_server_init(struct scram_server *s, const struct scram_verifier *v, int client_on_tls,
+PGT_MUSTCHECK enum scram_status scram_server_init(struct scram_server *s, const struct scram_verifier *v, int client_on_tls,
                                     const unsigned char *cb_data, size_t cb_len);
 /* For an unknown user: runs the whole exchange, as Postgres does, with a salt
  * derived from the user name and a process secret so that probing cannot tell
  * unknown users from wrong passwords; the proof always fails. */
-enum scram_status scram_server_init_mock(struct scram_server *s, const char *user, size_t user_len,
+PGT_MUSTCHECK enum scram_status scram_server_init_mock(struct scram_server *s, const char *user, size_t user_len,
                                          const unsigned char *secret, size_t secret_len, int client_on_tls,
                                          const unsigned char *cb_data, size_t cb_len);
 /* The AuthenticationSASL payload after the Int32 10: NUL-terminated names
@@ -146,16 +146,16 @@ size_t scram_server_mechanisms(const struct scram_server *s, unsigned char *out,
 /* body: SASLInitialResponse payload (mechanism NUL, Int32 length or -1,
  * client-first-message). *out: server-first-message for
  * AuthenticationSASLContinue (empty when the client sent no data), owned by s. */
-enum scram_status scram_server_handle_initial(struct scram_server *s, const unsigned char *body, size_t len,
+PGT_MUSTCHECK enum scram_status scram_server_handle_initial(struct scram_server *s, const unsigned char *body, size_t len,
                                               const unsigned char **out, size_t *out_len);
 /* data: SASLResponse payload. In SCRAM_SERVER_WAIT_FIRST it is the
  * client-first (answer with SASLContinue(*out)); in SENT_FIRST the
  * client-final: on SCRAM_OK the state is SUCCESS and *out the server-final
  * for AuthenticationSASLFinal. */
-enum scram_status scram_server_handle_response(struct scram_server *s, const unsigned char *data, size_t len,
+PGT_MUSTCHECK enum scram_status scram_server_handle_response(struct scram_server *s, const unsigned char *data, size_t len,
                                                const unsigned char **out, size_t *out_len);
 /* The client's ClientKey, recovered from a verified proof (SUCCESS only). */
-enum scram_status scram_server_client_key(const struct scram_server *s, unsigned char out[SCRAM_KEY_LEN]);
+PGT_MUSTCHECK enum scram_status scram_server_client_key(const struct scram_server *s, unsigned char out[SCRAM_KEY_LEN]);
 /* Wipes keys and frees owned buffers; s may be reused after init. */
 void scram_server_free(struct scram_server *s);
 
@@ -191,25 +191,25 @@ struct scram_client {
     const char *detail;
 };
 
-enum scram_status scram_client_init_password(struct scram_client *c, const char *password, size_t pw_len);
+PGT_MUSTCHECK enum scram_status scram_client_init_password(struct scram_client *c, const char *password, size_t pw_len);
 /* The ClientKey technique: proves knowledge of the password to an upstream
  * that stores the same verifier (same salt and iteration count). */
-enum scram_status scram_client_init_client_key(struct scram_client *c, const unsigned char client_key[SCRAM_KEY_LEN],
+PGT_MUSTCHECK enum scram_status scram_client_init_client_key(struct scram_client *c, const unsigned char client_key[SCRAM_KEY_LEN],
                                                const struct scram_verifier *v);
 /* Like libpq's channel_binding=require. */
 void scram_client_require_channel_binding(struct scram_client *c, int require);
 /* mechs: AuthenticationSASL payload after the Int32 10. on_tls / cb_data:
  * the upstream connection and the tls-server-end-point of the upstream's
  * certificate. *out: SASLInitialResponse payload, owned by c. */
-enum scram_status scram_client_initial_response(struct scram_client *c, const unsigned char *mechs, size_t mechs_len,
+PGT_MUSTCHECK enum scram_status scram_client_initial_response(struct scram_client *c, const unsigned char *mechs, size_t mechs_len,
                                                 int on_tls, const unsigned char *cb_data, size_t cb_len,
                                                 const unsigned char **out, size_t *out_len);
 /* data: AuthenticationSASLContinue payload (server-first-message).
  * *out: SASLResponse payload (client-final-message), owned by c. */
-enum scram_status scram_client_handle_continue(struct scram_client *c, const unsigned char *data, size_t len,
+PGT_MUSTCHECK enum scram_status scram_client_handle_continue(struct scram_client *c, const unsigned char *data, size_t len,
                                                const unsigned char **out, size_t *out_len);
 /* data: AuthenticationSASLFinal payload (server-final-message). */
-enum scram_status scram_client_handle_final(struct scram_client *c, const unsigned char *data, size_t len);
+PGT_MUSTCHECK enum scram_status scram_client_handle_final(struct scram_client *c, const unsigned char *data, size_t len);
 void scram_client_free(struct scram_client *c);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 
+#include "compiler.h"
 #include "scram.h"
 
 struct user_entry {
@@ -35,7 +36,7 @@ struct users {
 
 /* Loads and validates the whole file; on failure returns -1 with a message
  * naming the file (and the user) in err, and *out untouched. */
-int users_load(const char *path, struct users **out, char *err, size_t errlen);
+PGT_MUSTCHECK int users_load(const char *path, struct users **out, char *err, size_t errlen);
 const struct user_entry *users_find(const struct users *u, const char *name);
 void users_free(struct users *u);
 

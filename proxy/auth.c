@@ -75,29 +75,37 @@ static enum auth_result failed(struct auth_state *a, int delay_ms, const char *s
     return AUTH_FAILED;
 }
 
-/* R message: code plus payload, to the client. */
-static void send_auth_request(struct auth_state *a, uint32_t code, const void *payload, size_t len)
+/* R message: code plus payload, to the client. 0, or -1 when the buffer
+ * could not take it (out of memory): the exchange then fails rather than
+ * sending half a message. */
+PGT_MUSTCHECK static int send_auth_request(struct auth_state *a, uint32_t code, const void *payload, size_t len)
 {
     struct sbuf *client = a->peer.client;
     uint8_t head[9];
     head[0] = 'R';
     proto_put_u32(head + 1, (uint32_t)(8 + len));
     proto_put_u32(head + 5, code);
-    evbuffer_add(client->out, head, sizeof head);
-    if (len)
-        evbuffer_add(client->out, payload, len);
+    if (evbuffer_add(client->out, head, sizeof head) != 0 || (len && evbuffer_add(client->out, payload, len) != 0))
+        return -1;
     sbuf_flush(client);
+    return 0;
 }
 
-/* A password message ('p') to the upstream. */
-static void send_password_message(struct sbuf *upstream, const void *payload, size_t len)
+/* A password message ('p') to the upstream; 0 or -1 as above. */
+PGT_MUSTCHECK static int send_password_message(struct sbuf *upstream, const void *payload, size_t len)
 {
     uint8_t head[5];
     head[0] = 'p';
     proto_put_u32(head + 1, (uint32_t)(4 + len));
-    evbuffer_add(upstream->out, head, sizeof head);
-    evbuffer_add(upstream->out, payload, len);
+    if (evbuffer_add(upstream->out, head, sizeof head) != 0 || evbuffer_add(upstream->out, payload, len) != 0)
+        return -1;
     sbuf_flush(upstream);
+    return 0;
+}
+
+static enum auth_result out_of_memory(struct auth_state *a)
+{
+    return failed(a, 0, SQLSTATE_CONNECTION_FAILURE, "out of memory");
 }
 
 /* The client address without its port: the unit of rate limiting. */
@@ -194,7 +202,8 @@ enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_sta
         return refuse_client(a, st, NULL);
     unsigned char mechs[64];
     size_t n = scram_server_mechanisms(&a->server, mechs, sizeof mechs);
-    send_auth_request(a, AUTH_SASL, mechs, n);
+    if (send_auth_request(a, AUTH_SASL, mechs, n) != 0)
+        return out_of_memory(a);
     return AUTH_CONTINUE;
 }
 
@@ -231,25 +240,36 @@ enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, u
     if (st != SCRAM_OK)
         return refuse_client(a, st, a->server.detail);
     if (a->server.state != SCRAM_SERVER_SUCCESS) {
-        send_auth_request(a, AUTH_SASL_CONTINUE, out, out_len);
+        if (send_auth_request(a, AUTH_SASL_CONTINUE, out, out_len) != 0)
+            return out_of_memory(a);
         return AUTH_CONTINUE;
     }
     a->server_final = malloc(out_len ? out_len : 1);
     if (!a->server_final)
-        return failed(a, 0, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return out_of_memory(a);
     memcpy(a->server_final, out, out_len);
     a->server_final_len = out_len;
     return AUTH_DONE;
 }
 
-/* "md5" + md5(md5(password || user) as hex || salt) as hex, as libpq does. */
-static void md5_hex(const void *data, size_t len, char out[33])
+static enum auth_result upstream_refused(struct auth_state *a, const char *why)
+{
+    log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)a->peer.session_id,
+             a->peer.user, why);
+    return failed(a, 0, "28P01", "password authentication failed for user \"%s\"", a->peer.user);
+}
+
+/* "md5" + md5(md5(password || user) as hex || salt) as hex, as libpq does.
+ * 0 when there is no MD5 (a FIPS provider): nothing is sent then. */
+static int md5_hex(const void *data, size_t len, char out[33])
 {
     unsigned char digest[16];
     unsigned int dlen = 0;
-    EVP_Digest(data, len, digest, &dlen, EVP_md5(), NULL);
+    if (EVP_Digest(data, len, digest, &dlen, EVP_md5(), NULL) != 1 || dlen != sizeof digest)
+        return 0;
     for (int i = 0; i < 16; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    return 1;
 }
 
 static enum auth_result answer_md5(struct auth_state *a, struct sbuf *upstream, const uint8_t *salt)
@@ -258,26 +278,23 @@ static enum auth_result answer_md5(struct auth_state *a, struct sbuf *upstream, 
     size_t ulen = strlen(user);
     char *buf = malloc(a->password_len + ulen + 36);
     if (!buf)
-        return failed(a, 0, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-    char inner[33], outer[36];
+        return out_of_memory(a);
+    char inner[33] = "", outer[36] = "";
     memcpy(buf, a->password, a->password_len);
     memcpy(buf + a->password_len, user, ulen);
-    md5_hex(buf, a->password_len + ulen, inner);
+    int ok = md5_hex(buf, a->password_len + ulen, inner);
     memcpy(buf, inner, 32);
     memcpy(buf + 32, salt, 4);
-    md5_hex(buf, 36, outer + 3);
+    ok = ok && md5_hex(buf, 36, outer + 3);
     memcpy(outer, "md5", 3);
     OPENSSL_cleanse(buf, a->password_len + ulen + 36);
+    OPENSSL_cleanse(inner, sizeof inner);
     free(buf);
-    send_password_message(upstream, outer, sizeof outer); /* 35 chars + NUL */
+    if (!ok)
+        return upstream_refused(a, "MD5 is not available to answer the upstream's md5 request");
+    if (send_password_message(upstream, outer, sizeof outer) != 0) /* 35 chars + NUL */
+        return out_of_memory(a);
     return AUTH_CONTINUE;
-}
-
-static enum auth_result upstream_refused(struct auth_state *a, const char *why)
-{
-    log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)a->peer.session_id,
-             a->peer.user, why);
-    return failed(a, 0, "28P01", "password authentication failed for user \"%s\"", a->peer.user);
 }
 
 static enum auth_result start_upstream_scram(struct auth_state *a, struct sbuf *upstream, const uint8_t *mechs,
@@ -301,15 +318,17 @@ static enum auth_result start_upstream_scram(struct auth_state *a, struct sbuf *
                                        &out, &out_len);
     if (st != SCRAM_OK)
         return upstream_refused(a, scram_status_message(st));
-    send_password_message(upstream, out, out_len);
+    if (send_password_message(upstream, out, out_len) != 0)
+        return out_of_memory(a);
     return AUTH_CONTINUE;
 }
 
 /* The upstream accepted us: now the client hears SASLFinal and Ok. */
 static enum auth_result upstream_ok(struct auth_state *a)
 {
-    send_auth_request(a, AUTH_SASL_FINAL, a->server_final, a->server_final_len);
-    send_auth_request(a, AUTH_OK, NULL, 0);
+    if (send_auth_request(a, AUTH_SASL_FINAL, a->server_final, a->server_final_len) != 0 ||
+        send_auth_request(a, AUTH_OK, NULL, 0) != 0)
+        return out_of_memory(a);
     log_debug("session %llu: user \"%s\" authenticated by the proxy and logged in upstream",
               (unsigned long long)a->peer.session_id, a->peer.user);
     return AUTH_DONE;
@@ -337,7 +356,8 @@ enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstre
         st = scram_client_handle_continue(&a->client, body, blen, &out, &out_len);
         if (st != SCRAM_OK)
             return upstream_refused(a, scram_status_message(st));
-        send_password_message(upstream, out, out_len);
+        if (send_password_message(upstream, out, out_len) != 0)
+            return out_of_memory(a);
         return AUTH_CONTINUE;
     case AUTH_SASL_FINAL:
         st = scram_client_handle_final(&a->client, body, blen);
@@ -349,7 +369,8 @@ enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstre
     case AUTH_CLEARTEXT:
         if (!a->password)
             return upstream_refused(a, "the upstream asks for a password but the users file has only a verifier");
-        send_password_message(upstream, a->password, a->password_len + 1);
+        if (send_password_message(upstream, a->password, a->password_len + 1) != 0)
+            return out_of_memory(a);
         return AUTH_CONTINUE;
     default:
         return upstream_refused(a, "unsupported authentication method requested by the upstream");

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "saslprep.h"
+
 #define GS2_HEADER_P "p=" SCRAM_CB_TYPE ",,"
 #define B64_LEN(n) ((((n) + 2) / 3) * 4)
 
@@ -140,16 +142,25 @@ static int hmac_sha256(const unsigned char *key, size_t klen, const void *msg, s
     return HMAC(EVP_sha256(), key, (int)klen, msg, n, out, &len) != NULL && len == SCRAM_KEY_LEN;
 }
 
-/* SaltedPassword -> ClientKey and ServerKey (RFC 5802 section 3). */
+/* SaltedPassword := Hi(Normalize(password), salt, i) -> ClientKey and
+ * ServerKey (RFC 5802 section 3). Normalize is SASLprep as Postgres does
+ * it, so every verifier we make and every proof we compute toward the
+ * upstream agrees with what Postgres and libpq compute for the password. */
 static int derive_keys(const char *pw, size_t pw_len, const unsigned char *salt, size_t salt_len, int iterations,
                        unsigned char client_key[SCRAM_KEY_LEN], unsigned char server_key[SCRAM_KEY_LEN])
 {
     unsigned char salted[SCRAM_KEY_LEN];
-    int ok = pw_len <= INT_MAX &&
-             PKCS5_PBKDF2_HMAC(pw_len ? pw : "", (int)pw_len, salt, (int)salt_len, iterations, EVP_sha256(),
-                               SCRAM_KEY_LEN, salted) == 1 &&
+    char *prep = NULL;
+    size_t prep_len = 0;
+    if (saslprep_password(pw_len ? pw : "", pw_len, &prep, &prep_len) != 0)
+        return 0;
+    int ok = prep_len <= INT_MAX &&
+             PKCS5_PBKDF2_HMAC(prep, (int)prep_len, salt, (int)salt_len, iterations, EVP_sha256(), SCRAM_KEY_LEN,
+                               salted) == 1 &&
              hmac_sha256(salted, SCRAM_KEY_LEN, "Client Key", 10, client_key) &&
              hmac_sha256(salted, SCRAM_KEY_LEN, "Server Key", 10, server_key);
+    OPENSSL_cleanse(prep, prep_len);
+    free(prep);
     OPENSSL_cleanse(salted, sizeof salted);
     return ok;
 }
@@ -787,7 +798,12 @@ static enum scram_status client_choose(struct scram_client *c, const unsigned ch
     if (has_plus && !on_tls)
         return client_fail(c, SCRAM_ERR_NO_MECHANISM,
                            "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection");
-    c->cb_in_use = has_plus && cb_len > 0;
+    /* Like libpq: over TLS, a server offering -PLUS gets -PLUS. Without our
+     * hash of its certificate we stop, rather than answer 'n' and let a
+     * middlebox that presents a certificate we cannot hash strip the binding. */
+    if (has_plus && cb_len == 0)
+        return client_fail(c, SCRAM_ERR_CERT, "could not compute the channel binding data of the server certificate");
+    c->cb_in_use = has_plus;
     if (!c->cb_in_use && c->require_cb)
         return client_fail(c, SCRAM_ERR_NO_MECHANISM, "channel binding is required, but server did not offer an "
                                                       "authentication method that supports channel binding");

@@ -232,9 +232,10 @@ static void uc_readable(struct sbuf *sb, void *arg)
         uc_fail(uc, "unexpected answer to SSLRequest");
         return;
     }
-    SSL *ssl = tls_upstream_ssl(uc->srv->upstream_tls, &uc->srv->cfg);
+    char why[256];
+    SSL *ssl = tls_upstream_ssl(uc->srv->upstream_tls, &uc->srv->cfg, why, sizeof why);
     if (!ssl) {
-        uc_fail(uc, "out of memory");
+        uc_fail(uc, why);
         return;
     }
     uc->state = UC_TLS_HANDSHAKE;

@@ -22,6 +22,11 @@ static const char *const PG_VERIFIER_2 =
     "UEytTu2exClpihzFYmN7PHCmsDAXhskQwRhB8H4YTU4=";
 static const char *const PG_PASSWORD_2 = "apppass";
 
+/* A step that must succeed for the check after it to mean anything. */
+#define SETUP(call) do { \
+    if ((call) != SCRAM_OK) { printf("FAIL setup (%s:%d: %s)\n", __FILE__, __LINE__, #call); unit_failures++; } \
+} while (0)
+
 static const unsigned char CB_PROXY[32] = "proxy certificate hash 32 bytes";
 static const unsigned char CB_OTHER[32] = "a man in the middle's cert hash";
 
@@ -128,7 +133,7 @@ static void test_verifier_format(void)
     CHECK("verifier: password checks", scram_verifier_check_password(&v, "s3cret", 6));
     CHECK("verifier: small buffer refused", scram_verifier_format(&v, text, 20) == -1);
     struct scram_verifier v2;
-    scram_verifier_from_password(&v2, "s3cret", 6, 0);
+    SETUP(scram_verifier_from_password(&v2, "s3cret", 6, 0));
     CHECK("verifier: salts are random", memcmp(v.salt, v2.salt, SCRAM_SALT_LEN) != 0);
 
     static const char *const bad[] = {
@@ -176,8 +181,8 @@ static void test_password_exchange(void)
     unsigned char ck[SCRAM_KEY_LEN], h[SCRAM_KEY_LEN];
     unsigned int hl;
 
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("plain: exchange succeeds", x.st == SCRAM_OK && x.srv.state == SCRAM_SERVER_SUCCESS &&
                                           x.cli.state == SCRAM_CLIENT_SUCCESS);
@@ -187,8 +192,8 @@ static void test_password_exchange(void)
               memcmp(h, v.stored_key, 32) == 0);
     free_exchange(&x);
 
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
-    scram_client_init_password(&x.cli, "pencil-tandeM", 13);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, "pencil-tandeM", 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("plain: wrong password refused", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server &&
                                                x.srv.state == SCRAM_SERVER_FAILED);
@@ -198,8 +203,8 @@ static void test_password_exchange(void)
 
     /* TLS client, server could not compute its certificate hash: no -PLUS
      * offered, so 'y' is honest and accepted. */
-    scram_server_init(&x.srv, &v, 1, NULL, 0);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, NULL, 1, CB_PROXY, 0, T_NONE);
     CHECK("tls without binding data: 'y' accepted", x.st == SCRAM_OK && x.cli.cbind_flag == 'y');
     free_exchange(&x);
@@ -213,44 +218,44 @@ static void test_plus_and_client_key(void)
     struct exchange x, up;
     unsigned char ck[SCRAM_KEY_LEN];
 
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONE);
     CHECK("plus: exchange succeeds with channel binding",
           x.st == SCRAM_OK && x.srv.cb_in_use && x.cli.cbind_flag == 'p');
     CHECK("plus: ClientKey available", scram_server_client_key(&x.srv, ck) == SCRAM_OK);
     free_exchange(&x);
 
-    scram_server_init(&up.srv, &v, 1, CB_OTHER, 32); /* the upstream, its own certificate */
-    scram_client_init_client_key(&up.cli, ck, &v);
+    SETUP(scram_server_init(&up.srv, &v, 1, CB_OTHER, 32)); /* the upstream, its own certificate */
+    SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 1, CB_OTHER, 1, CB_OTHER, 0, T_NONE);
     CHECK("client key: upstream login with recovered ClientKey (-PLUS)",
           up.st == SCRAM_OK && up.srv.state == SCRAM_SERVER_SUCCESS && up.cli.state == SCRAM_CLIENT_SUCCESS);
     free_exchange(&up);
 
-    scram_server_init(&up.srv, &v, 0, NULL, 0);
-    scram_client_init_client_key(&up.cli, ck, &v);
+    SETUP(scram_server_init(&up.srv, &v, 0, NULL, 0));
+    SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("client key: upstream login without TLS", up.st == SCRAM_OK);
     free_exchange(&up);
 
     struct scram_verifier other;
-    scram_verifier_from_password(&other, PG_PASSWORD_1, 13, 0); /* same password, other salt */
-    scram_server_init(&up.srv, &other, 0, NULL, 0);
-    scram_client_init_client_key(&up.cli, ck, &v);
+    SETUP(scram_verifier_from_password(&other, PG_PASSWORD_1, 13, 0)); /* same password, other salt */
+    SETUP(scram_server_init(&up.srv, &other, 0, NULL, 0));
+    SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("client key: different upstream salt is a clear error",
           up.st == SCRAM_ERR_VERIFIER_MISMATCH && !up.failed_on_server && up.cli.detail != NULL);
     free_exchange(&up);
 
-    scram_server_init(&up.srv, &other, 0, NULL, 0);
-    scram_client_init_password(&up.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&up.srv, &other, 0, NULL, 0));
+    SETUP(scram_client_init_password(&up.cli, PG_PASSWORD_1, 13));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("password client adapts to any upstream salt", up.st == SCRAM_OK);
     free_exchange(&up);
 
-    scram_server_init(&up.srv, &v, 1, CB_OTHER, 32);
-    scram_client_init_password(&up.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&up.srv, &v, 1, CB_OTHER, 32));
+    SETUP(scram_client_init_password(&up.cli, PG_PASSWORD_1, 13));
     scram_client_require_channel_binding(&up.cli, 1);
     run(&up, 1, CB_OTHER, 1, CB_OTHER, 1, T_NONE);
     CHECK("require channel binding: stripped -PLUS refused by the client", up.st == SCRAM_ERR_NO_MECHANISM);
@@ -263,8 +268,8 @@ static void test_downgrade_and_binding(void)
     struct exchange x;
 
     /* An attacker removed -PLUS from the list: the client says 'y'. */
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 1, T_NONE);
     CHECK("downgrade: 'y' over TLS refused", x.st == SCRAM_ERR_CB_NEGOTIATION && x.failed_on_server);
     CHECK("downgrade: Postgres's message and detail",
@@ -275,10 +280,20 @@ static void test_downgrade_and_binding(void)
     free_exchange(&x);
 
     /* The client binds to a different certificate: a man in the middle. */
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_OTHER, 0, T_NONE);
     CHECK("binding: other certificate hash refused", x.st == SCRAM_ERR_CB_CHECK && x.failed_on_server);
+    free_exchange(&x);
+
+    /* Over TLS the server offers -PLUS but we have no hash of its
+     * certificate (one we cannot hash, say a middlebox's): answering 'n'
+     * would drop the binding unnoticed, so the client stops, as libpq does. */
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
+    run(&x, 1, CB_PROXY, 1, NULL, 0, T_NONE);
+    CHECK("binding: -PLUS offered over TLS without our hash: client stops",
+          x.st == SCRAM_ERR_CERT && !x.failed_on_server && x.cli.state == SCRAM_CLIENT_FAILED);
     free_exchange(&x);
 
     /* 'p' over a connection without TLS, with either mechanism name. */
@@ -286,35 +301,35 @@ static void test_downgrade_and_binding(void)
     size_t out_len;
     static const char plus_body[] = SCRAM_MECH_PLUS "\0\0\0\0\x35p=tls-server-end-point,,n=,r=abcdefghijklmnopqrstuvwx";
     static const char plain_p[] = SCRAM_MECH "\0\0\0\0\x35p=tls-server-end-point,,n=,r=abcdefghijklmnopqrstuvwx";
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
     CHECK("no tls: -PLUS mechanism refused",
           scram_server_handle_initial(&x.srv, (const unsigned char *)plus_body, sizeof plus_body - 1, &out,
                                       &out_len) == SCRAM_ERR_INVALID_MECHANISM);
     scram_server_free(&x.srv);
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
     CHECK("no tls: 'p' flag with plain mechanism refused",
           scram_server_handle_initial(&x.srv, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
                                       &out_len) == SCRAM_ERR_MALFORMED);
     scram_server_free(&x.srv);
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
     CHECK("tls: 'p' flag with plain mechanism refused",
           scram_server_handle_initial(&x.srv, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
                                       &out_len) == SCRAM_ERR_MALFORMED);
     scram_server_free(&x.srv);
 
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
     unsigned char mechs[64];
     size_t ml = scram_server_mechanisms(&x.srv, mechs, sizeof mechs);
     CHECK("tls: offers -PLUS first", ml == sizeof SCRAM_MECH_PLUS + sizeof SCRAM_MECH + 1 &&
                                          memcmp(mechs, SCRAM_MECH_PLUS, sizeof SCRAM_MECH_PLUS) == 0);
     scram_server_free(&x.srv);
-    scram_server_init(&x.srv, &v, 0, CB_PROXY, 32);
+    SETUP(scram_server_init(&x.srv, &v, 0, CB_PROXY, 32));
     ml = scram_server_mechanisms(&x.srv, mechs, sizeof mechs);
     CHECK("no tls: offers only SCRAM-SHA-256", ml == sizeof SCRAM_MECH + 1);
     scram_server_free(&x.srv);
 
     /* A client that speaks PLUS over no TLS is a client bug; libpq refuses. */
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     static const unsigned char both[] = SCRAM_MECH_PLUS "\0" SCRAM_MECH "\0";
     CHECK("client: -PLUS offered without TLS refused",
           scram_client_initial_response(&x.cli, both, sizeof both, 0, NULL, 0, &out, &out_len) ==
@@ -327,20 +342,20 @@ static void test_tampering(void)
     struct scram_verifier v = verifier_of(PG_VERIFIER_1);
     struct exchange x;
 
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONCE);
     CHECK("tamper: final nonce refused", x.st == SCRAM_ERR_NONCE && x.failed_on_server);
     free_exchange(&x);
 
-    scram_server_init(&x.srv, &v, 1, CB_PROXY, 32);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_PROOF);
     CHECK("tamper: proof refused", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server);
     free_exchange(&x);
 
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_SERVER_SIG);
     CHECK("tamper: server signature refused by the client", x.st == SCRAM_ERR_SERVER_SIGNATURE &&
                                                                 !x.failed_on_server);
@@ -349,10 +364,10 @@ static void test_tampering(void)
     /* A server that does not know the verifier cannot impersonate the
      * upstream: its signature does not verify. */
     struct scram_verifier fake;
-    scram_verifier_derive(&fake, "guess", 5, v.salt, v.salt_len, v.iterations);
+    SETUP(scram_verifier_derive(&fake, "guess", 5, v.salt, v.salt_len, v.iterations));
     memcpy(fake.stored_key, v.stored_key, 32); /* accepts the proof, wrong ServerKey */
-    scram_server_init(&x.srv, &fake, 0, NULL, 0);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&x.srv, &fake, 0, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("impostor server refused", x.st == SCRAM_ERR_SERVER_SIGNATURE);
     free_exchange(&x);
@@ -361,11 +376,11 @@ static void test_tampering(void)
     const unsigned char *out;
     size_t ol;
     static const unsigned char mechs[] = SCRAM_MECH "\0";
-    scram_server_init(&x.srv, &v, 0, NULL, 0);
-    scram_client_init_password(&x.cli, PG_PASSWORD_1, 13);
-    scram_client_initial_response(&x.cli, mechs, sizeof mechs, 0, NULL, 0, &out, &ol);
-    scram_server_handle_initial(&x.srv, out, ol, &out, &ol);
-    scram_client_handle_continue(&x.cli, out, ol, &out, &ol);
+    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
+    SETUP(scram_client_initial_response(&x.cli, mechs, sizeof mechs, 0, NULL, 0, &out, &ol));
+    SETUP(scram_server_handle_initial(&x.srv, out, ol, &out, &ol));
+    SETUP(scram_client_handle_continue(&x.cli, out, ol, &out, &ol));
     CHECK("server error e= reported", scram_client_handle_final(&x.cli, (const unsigned char *)"e=invalid-proof",
                                                                 15) == SCRAM_ERR_SERVER_ERROR &&
                                           strcmp(x.cli.server_error, "invalid-proof") == 0);
@@ -377,14 +392,14 @@ static void test_mock_and_empty_initial(void)
     struct scram_server a, b;
     const unsigned char secret[16] = "process secret!";
     unsigned char mechs[64];
-    scram_server_init_mock(&a, "nobody", 6, secret, 16, 1, CB_PROXY, 32);
-    scram_server_init_mock(&b, "nobody", 6, secret, 16, 1, CB_PROXY, 32);
+    SETUP(scram_server_init_mock(&a, "nobody", 6, secret, 16, 1, CB_PROXY, 32));
+    SETUP(scram_server_init_mock(&b, "nobody", 6, secret, 16, 1, CB_PROXY, 32));
     CHECK("mock: same salt for the same user",
           memcmp(a.verifier.salt, b.verifier.salt, 16) == 0 && a.verifier.iterations == 4096);
     CHECK("mock: offers what a real user gets", scram_server_mechanisms(&a, mechs, sizeof mechs) > 15);
     struct exchange x;
     x.srv = a;
-    scram_client_init_password(&x.cli, "anything", 8);
+    SETUP(scram_client_init_password(&x.cli, "anything", 8));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONE);
     CHECK("mock: unknown user fails like a wrong password", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server);
     free_exchange(&x);
@@ -399,8 +414,8 @@ static void test_mock_and_empty_initial(void)
     size_t ol;
     static const unsigned char body[] = SCRAM_MECH "\0\xff\xff\xff\xff";
     static const unsigned char m[] = SCRAM_MECH "\0";
-    scram_server_init(&s, &v, 0, NULL, 0);
-    scram_client_init_password(&c, PG_PASSWORD_1, 13);
+    SETUP(scram_server_init(&s, &v, 0, NULL, 0));
+    SETUP(scram_client_init_password(&c, PG_PASSWORD_1, 13));
     int ok = scram_server_handle_initial(&s, body, sizeof body - 1, &out, &ol) == SCRAM_OK && ol == 0 &&
              s.state == SCRAM_SERVER_WAIT_FIRST;
     ok = ok && scram_client_initial_response(&c, m, sizeof m, 0, NULL, 0, &out, &ol) == SCRAM_OK;
@@ -427,7 +442,7 @@ static enum scram_status first_status(int tls, const char *mech, const char *msg
     memcpy(body, mech, ml);
     body[ml] = 0, body[ml + 1] = 0, body[ml + 2] = (unsigned char)(len >> 8), body[ml + 3] = (unsigned char)len;
     memcpy(body + ml + 4, msg, len);
-    scram_server_init(&s, &v, tls, CB_PROXY, 32);
+    SETUP(scram_server_init(&s, &v, tls, CB_PROXY, 32));
     enum scram_status st = scram_server_handle_initial(&s, body, ml + 4 + len, &out, &ol);
     scram_server_free(&s);
     return st;
@@ -459,11 +474,11 @@ static void test_malformed_first(void)
     size_t ol;
     static const unsigned char short_body[] = SCRAM_MECH "\0\0\0";
     static const unsigned char long_len[] = SCRAM_MECH "\0\0\0\0\x0an,,n=,r=a";
-    scram_server_init(&s, &v, 0, NULL, 0);
+    SETUP(scram_server_init(&s, &v, 0, NULL, 0));
     CHECK("initial: truncated length", scram_server_handle_initial(&s, short_body, sizeof short_body - 1, &out,
                                                                    &ol) == SCRAM_ERR_MALFORMED);
     scram_server_free(&s);
-    scram_server_init(&s, &v, 0, NULL, 0);
+    SETUP(scram_server_init(&s, &v, 0, NULL, 0));
     CHECK("initial: length beyond message", scram_server_handle_initial(&s, long_len, sizeof long_len - 1, &out,
                                                                         &ol) == SCRAM_ERR_MALFORMED);
     scram_server_free(&s);
@@ -478,8 +493,8 @@ static enum scram_status final_status(const char *fmt_tail)
     const unsigned char *out;
     size_t ol;
     char msg[256];
-    scram_server_init(&s, &v, 0, NULL, 0);
-    scram_server_handle_initial(&s, body, sizeof body - 1, &out, &ol);
+    SETUP(scram_server_init(&s, &v, 0, NULL, 0));
+    SETUP(scram_server_handle_initial(&s, body, sizeof body - 1, &out, &ol));
     int n = snprintf(msg, sizeof msg, "c=biws,r=abc%s%s", s.server_nonce, fmt_tail);
     enum scram_status st = scram_server_handle_response(&s, (const unsigned char *)msg, (size_t)n, &out, &ol);
     scram_server_free(&s);
@@ -504,8 +519,8 @@ static void test_malformed_final(void)
     static const unsigned char body[] = SCRAM_MECH "\0\0\0\0\x0bn,,n=,r=abc";
     const unsigned char *out;
     size_t ol;
-    scram_server_init(&s, &v, 0, NULL, 0);
-    scram_server_handle_initial(&s, body, sizeof body - 1, &out, &ol);
+    SETUP(scram_server_init(&s, &v, 0, NULL, 0));
+    SETUP(scram_server_handle_initial(&s, body, sizeof body - 1, &out, &ol));
     CHECK("final: binding flag changed n -> y",
           scram_server_handle_response(&s, (const unsigned char *)"c=eSws,r=x,p=A", 14, &out, &ol) ==
               SCRAM_ERR_CB_UNEXPECTED);
