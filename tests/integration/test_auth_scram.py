@@ -1020,3 +1020,114 @@ def test_auth_settings_from_the_config_file(cluster, tmp_path, fronts, pki, app_
             proc.kill()
             proc.wait()
         log.close()
+
+
+# ---------------------------------------------------------------------------
+# SASLprep (RFC 4013) as Postgres applies it: a password is hashed in its
+# SASLprep form, or as raw bytes when SASLprep refuses it. Cases from
+# Postgres's src/test/authentication/t/002_saslprep.pl and RFC 4013.
+# (stored password, other spellings that are the same password, spellings
+# that are not, whether node-postgres's own SASLprep agrees with Postgres)
+
+SASLPREP_CASES = [
+    ("IX-\u2168", ["IX-IX", "I\u00adX-\u2168"], ["ix-ix", "IX-"], True),   # NFKC, soft hyphen
+    ("pass\u00adword", ["password"], ["pass-word"], True),               # U+00AD mapped to nothing
+    ("no\u00a0break", ["no break", "no\u3000break"], ["nobreak"], True),  # non-ASCII spaces -> space
+    ("\ufb01le", ["file"], ["fle"], True),                               # ligature under NFKC
+    ("\u00aa-a", ["a-a", "\u00aa-\u00aa"], [], True),                    # RFC 4013 example 4
+    ("foo\x07bar", [], ["foobar"], True),                                # prohibited ASCII: raw bytes
+    ("foo\u06271bar", [], ["foo1\u0627bar", "foobar"], True),            # bidi failure: raw bytes
+    ("caf\u00e9\x07", [], ["caf\u00e9"], True),                          # prohibited, non-ASCII: raw
+    ("e\u0340x", [], ["\u00e8x"], False),                                # checked before NFKC: raw
+]
+
+
+def _pg_literal(s):
+    """A string literal for any password: U&'' with escapes for everything
+    but printable ASCII."""
+    return "U&'%s'" % "".join(c if 0x20 <= ord(c) < 0x7f and c not in "'\\" else "\\+%06x" % ord(c) for c in s)
+
+
+@pytest.fixture(scope="module")
+def saslprep_roles(cluster):
+    """One role per case, its password set by Postgres itself
+    (password_encryption = scram-sha-256: Postgres SASLpreps on its side)."""
+    roles = []
+    for i, (pw, same, other, node_ok) in enumerate(SASLPREP_CASES):
+        role = "saslprep%d" % i
+        cluster.psql("DROP ROLE IF EXISTS %s" % role)
+        cluster.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE %s LOGIN PASSWORD %s"
+                     % (role, _pg_literal(pw)))
+        stored = cluster.psql("SELECT rolpassword FROM pg_authid WHERE rolname = '%s'" % role)
+        assert stored.startswith("SCRAM-SHA-256$"), stored
+        roles.append({"role": role, "password": pw, "same": same, "other": other, "node": node_ok,
+                      "verifier": stored})
+    yield roles
+    for r in roles:
+        cluster.psql("DROP ROLE IF EXISTS %s" % r["role"])
+
+
+def psql_as(port, role, password):
+    uri = "postgresql://%s@127.0.0.1:%d/appdb?sslmode=require" % (role, port)
+    return psql(uri, "SELECT current_user", env={"PGPASSWORD": password})
+
+
+def test_saslprep_password_logs_in_like_postgres(scram_proxy, cluster, saslprep_roles):
+    """The users file holds the plain password: the proxy's verifier for the
+    client leg and its proof toward Postgres both hash the SASLprep form."""
+    p = scram_proxy({r["role"]: {"password": r["password"]} for r in saslprep_roles})
+    for r in saslprep_roles:
+        # Postgres itself agrees on every spelling (the test's own premise)
+        for pw in [r["password"]] + r["same"]:
+            direct = psql_as(cluster.port, r["role"], pw)
+            assert direct.returncode == 0, (r["role"], pw, direct.stderr)
+            got = psql_as(p.port, r["role"], pw)
+            assert got.returncode == 0 and got.stdout.strip() == r["role"], (r["role"], repr(pw), got.stderr)
+        for pw in r["other"]:
+            got = psql_as(p.port, r["role"], pw)
+            assert got.returncode != 0 and "password authentication failed" in got.stderr, (r["role"], pw, got)
+        if r["node"]:
+            for pw in [r["password"]] + r["same"]:
+                res = node({"host": "127.0.0.1", "port": p.port, "user": r["role"], "password": pw,
+                            "database": "appdb", "ca": cluster.ca, "channelBinding": True})
+                assert res.get("ok") and res["user"] == r["role"], (r["role"], repr(pw), res)
+    log = p.log()
+    assert not [r["role"] for r in saslprep_roles if r["password"] in log]
+
+
+def test_saslprep_password_agrees_with_postgres_verifier(scram_proxy, saslprep_roles):
+    """Password and pg_authid's verifier side by side: the proxy checks at
+    load that the password hashes to the verifier, which holds only when it
+    prepares the password exactly as Postgres did."""
+    p = scram_proxy({r["role"]: {"password": r["password"], "verifier": r["verifier"]} for r in saslprep_roles})
+    for r in saslprep_roles:
+        got = psql_as(p.port, r["role"], r["password"])
+        assert got.returncode == 0 and got.stdout.strip() == r["role"], (r["role"], got.stderr)
+
+
+def test_saslprep_passwd_stores_what_postgres_would(scram_proxy, cluster, tmp_path):
+    """`pgtandem passwd` hashes the SASLprep form: Postgres accepts its
+    verifier for every spelling of the password, and so does the proxy
+    (ClientKey technique, the same verifier on both sides)."""
+    cases = [c for c in SASLPREP_CASES if c[0] in ("IX-\u2168", "pass\u00adword", "e\u0340x", "foo\u06271bar")]
+    users = {}
+    try:
+        for i, (pw, same, other, _) in enumerate(cases):
+            role = "saslpasswd%d" % i
+            v = new_verifier(tmp_path, role, pw)
+            cluster.psql("DROP ROLE IF EXISTS %s" % role)
+            cluster.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (role, v))
+            users[role] = (v, pw, same, other)
+        p = scram_proxy({role: v for role, (v, _, _, _) in users.items()})
+        for role, (v, pw, same, other) in users.items():
+            for spelling in [pw] + same:
+                direct = psql_as(cluster.port, role, spelling)
+                assert direct.returncode == 0, (role, repr(spelling), direct.stderr)
+                got = psql_as(p.port, role, spelling)
+                assert got.returncode == 0 and got.stdout.strip() == role, (role, repr(spelling), got.stderr)
+            for spelling in other:
+                assert psql_as(cluster.port, role, spelling).returncode != 0, (role, spelling)
+                assert psql_as(p.port, role, spelling).returncode != 0, (role, spelling)
+    finally:
+        for role in users:
+            cluster.psql("DROP ROLE IF EXISTS %s" % role)

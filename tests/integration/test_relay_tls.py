@@ -104,6 +104,34 @@ def test_upstream_verify_fails_with_wrong_ca(proxy_factory, cluster, tmp_path):
         psycopg.connect(p.uri())
 
 
+def test_upstream_verify_full_refuses_a_certificate_for_another_name(proxy_factory, cluster):
+    """The cluster's certificate (trusted CA) names localhost and 127.0.0.1.
+    Reached by address under another name, verify-full must refuse it; the
+    same upstream in verify-ca connects, so the refusal is the name check
+    and nothing else."""
+    up = "postgresql://db.not-this-name.test:%d/?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert=%s" % (
+        cluster.port, cluster.ca)
+    p = proxy_factory(upstream=up)
+    for _ in range(2):
+        err = plain_startup_error(p.port, user="trustuser")
+        assert err.get("C") == "08006", err
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(p.uri(), connect_timeout=20)
+    assert "hostname mismatch" in p.log(), p.log()[-2000:]
+    ca = proxy_factory(upstream=up.replace("verify-full", "verify-ca"))
+    with psycopg.connect(ca.uri(), connect_timeout=20) as c:
+        assert upstream_ssl(c) is True
+
+
+def test_upstream_verify_full_by_ip_address(proxy_factory, cluster):
+    """verify-full against an IP literal checks the certificate's IP SAN:
+    127.0.0.1 is in it and connects."""
+    up = "postgresql://127.0.0.1:%d/?sslmode=verify-full&sslrootcert=%s" % (cluster.port, cluster.ca)
+    p = proxy_factory(upstream=up)
+    with psycopg.connect(p.uri(), connect_timeout=20) as c:
+        assert upstream_ssl(c) is True
+
+
 def test_upstream_sni_is_host_name(proxy_factory, cluster):
     """A fake TLS upstream records the SNI the proxy sends (require mode)."""
     seen = {}
