@@ -43,6 +43,19 @@ static void test_verify_full_arms_the_name(void)
     CHECK("verify-full: IP address armed", ip && strcmp(ip, "127.0.0.1") == 0);
     OPENSSL_free(ip);
     SSL_free(ssl);
+
+    /* Looks like an address but is none: checked as a name (which no
+     * certificate for a real address carries), never left unchecked. */
+    cfg = config_for(UPSTREAM_TLS_VERIFY_FULL, "999.0.0.1");
+    ssl = tls_upstream_ssl(ctx, &cfg, err, sizeof err);
+    armed = ssl ? X509_VERIFY_PARAM_get0_host(SSL_get0_param(ssl), 0) : NULL;
+    CHECK("verify-full: invalid IP-looking host armed as a name", armed && strcmp(armed, "999.0.0.1") == 0);
+    SSL_free(ssl);
+
+    cfg = config_for(UPSTREAM_TLS_REQUIRE, "/var/run/postgresql");
+    ssl = tls_upstream_ssl(ctx, &cfg, err, sizeof err);
+    CHECK("require: a socket directory as host still connects", ssl != NULL);
+    SSL_free(ssl);
     SSL_CTX_free(ctx);
 }
 
