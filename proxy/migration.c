@@ -294,6 +294,19 @@ static int check_ident(struct parse_ctx *c, const char *key, const char *s)
     return 0;
 }
 
+/* What an error about a fragment points at: the fragment itself when it
+ * appears in the file as written (no escapes), else its key. */
+static const char *fragment_token(const struct parse_ctx *c, const char *key, const char *s)
+{
+    char quoted[80];
+    if (!c->text || strpbrk(s, "\"\\") || snprintf(quoted, sizeof quoted, "\"%s\"", s) >= (int)sizeof quoted)
+        return key;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20)
+            return key;
+    return strstr(c->text, quoted) ? s : key;
+}
+
 /* Type names cannot be quoted as one identifier ("numeric(10,2)", "timestamp
  * with time zone", "text[]"), so they are restricted to the characters a type
  * name can contain and must parse as exactly one type name; the live catalog
@@ -320,7 +333,7 @@ static int check_type(struct parse_ctx *c, const char *key, const char *s)
     if (r == SQL_FRAGMENT_OOM)
         return fail_at(c, key, "out of memory");
     if (r != SQL_FRAGMENT_OK)
-        return fail_at(c, key, "\"%s\": \"%s\" is not one type name (such as \"jsonb\", \"numeric(10,2)\" "
+        return fail_at(c, fragment_token(c, key, s), "\"%s\": \"%s\" is not one type name (such as \"jsonb\", \"numeric(10,2)\" "
                        "or \"timestamp with time zone\")", key, s);
     return 0;
 }
@@ -336,7 +349,7 @@ static int check_expr(struct parse_ctx *c, const char *key, const char *s)
     if (r == SQL_FRAGMENT_OOM)
         return fail_at(c, key, "out of memory");
     if (r != SQL_FRAGMENT_OK)
-        return fail_at(c, key, "\"%s\" must be exactly one SQL expression, with balanced parentheses and no "
+        return fail_at(c, fragment_token(c, key, s), "\"%s\" must be exactly one SQL expression, with balanced parentheses and no "
                        "trailing \"--\" comment (got \"%.80s%s\")", key, s, strlen(s) > 80 ? "..." : "");
     return 0;
 }

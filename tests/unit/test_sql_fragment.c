@@ -88,7 +88,7 @@ static void test_file_fields(void)
                    "operations[0].add_column: \"default\" must be exactly one SQL expression");
     expect_refused("alter_column default",
                    "{\"alter_column\": {\"table\": \"t\", \"column\": \"c\", \"default\": \"1); SELECT (1\"}}",
-                   "t.json:1:82: operations[0].alter_column: \"default\"");
+                   "t.json:1:93: operations[0].alter_column: \"default\"");
     expect_refused("rename_column default",
                    "{\"rename_column\": {\"table\": \"t\", \"from\": \"a\", \"to\": \"b\", \"default\": \"1 -- x\"}}",
                    "\"default\" must be exactly one");
@@ -107,6 +107,10 @@ static void test_file_fields(void)
     expect_refused("references", "{\"add_column\": {\"table\": \"t\", \"column\": {\"name\": \"c\","
                    " \"type\": \"int\", \"references\": \"u(id) ON DELETE CASCADE\"}}}",
                    "\"references\" must be \"table\" or \"table(column)\"");
+    expect_refused("points at the fragment, not the first key of its name",
+                   "{\"alter_column\": {\"table\": \"t\", \"column\": \"c\", \"default\": \"1\"}},\n"
+                   "{\"alter_column\": {\"table\": \"t\", \"column\": \"d\", \"default\": \"1 x\"}}",
+                   "t.json:2:59: operations[1].alter_column: \"default\"");
     struct migration m;
     char err[512] = "";
     const char *sql_op = "{\"name\": \"0001_x\", \"operations\": [{\"sql\": {\"up\": \"CREATE TABLE a (x int);"
