@@ -29,6 +29,11 @@ void mig_str_free(struct mig_str *s);
 char *mig_quote_ident(const char *ident);
 char *mig_quote_qname(const char *schema, const char *name);
 
+/* " -c search_path=\"schema\",public" for a startup packet's options: the
+ * schema quoted as an identifier (its case kept), then escaped as the
+ * server's options splitting needs. -1 when it does not fit in n bytes. */
+int mig_search_path_option(char *out, size_t n, const char *schema);
+
 /* A foreign key's ON DELETE / ON UPDATE action from its letter in
  * pg_constraint and the parse tree (a, r, c, n, d), as Postgres spells it;
  * NO ACTION, the default, for any other letter. */

@@ -4,6 +4,7 @@
  * you mean" for near misses. Nothing here talks to a database. */
 #include "migration.h"
 #include "migration_sql.h"
+#include "sql_fragment.h"
 #include "sql_script.h"
 
 #include <ctype.h>
@@ -293,27 +294,88 @@ static int check_ident(struct parse_ctx *c, const char *key, const char *s)
     return 0;
 }
 
+/* What an error about a fragment points at: the fragment itself when it
+ * appears in the file as written (no escapes), else its key. */
+static const char *fragment_token(const struct parse_ctx *c, const char *key, const char *s)
+{
+    char quoted[80];
+    if (!c->text || strpbrk(s, "\"\\") || snprintf(quoted, sizeof quoted, "\"%s\"", s) >= (int)sizeof quoted)
+        return key;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20)
+            return key;
+    return strstr(c->text, quoted) ? s : key;
+}
+
 /* Type names cannot be quoted as one identifier ("numeric(10,2)", "timestamp
  * with time zone", "text[]"), so they are restricted to the characters a type
- * name can contain; the live catalog check resolves them afterwards. */
+ * name can contain and must parse as exactly one type name; the live catalog
+ * check resolves them afterwards. */
 static int check_type(struct parse_ctx *c, const char *key, const char *s)
 {
     if (!s)
         return 0;
     int depth = 0;
     if (strlen(s) > 128)
-        return fail_at(c, key, "type \"%.40s...\" is too long", s);
+        return fail_at(c, key, "\"%s\": type \"%.40s...\" is too long", key, s);
     for (const char *p = s; *p; p++) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '(') depth++;
         else if (ch == ')') { if (--depth < 0) break; }
         else if (!(isalnum(ch) || ch == '_' || ch == ' ' || ch == ',' || ch == '.' ||
                    ch == '[' || ch == ']' || ch == '"'))
-            return fail_at(c, key, "type \"%s\" contains '%c'; use a plain type name such as "
-                           "\"jsonb\" or \"numeric(10,2)\"", s, ch);
+            return fail_at(c, key, "\"%s\": type \"%s\" contains '%c'; use a plain type name such as "
+                           "\"jsonb\" or \"numeric(10,2)\"", key, s, ch);
     }
     if (depth != 0)
-        return fail_at(c, key, "type \"%s\" has unbalanced parentheses", s);
+        return fail_at(c, key, "\"%s\": type \"%s\" has unbalanced parentheses", key, s);
+    enum sql_fragment_result r = sql_fragment_type(s);
+    if (r == SQL_FRAGMENT_OOM)
+        return fail_at(c, key, "out of memory");
+    if (r != SQL_FRAGMENT_OK)
+        return fail_at(c, fragment_token(c, key, s), "\"%s\": \"%s\" is not one type name (such as \"jsonb\", \"numeric(10,2)\" "
+                       "or \"timestamp with time zone\")", key, s);
+    return 0;
+}
+
+/* An SQL expression (a default, up, down, check, where) is pasted into DDL
+ * and trigger bodies as code: it must be exactly one expression, so it can
+ * add no statement, clause or unbalanced parenthesis to what surrounds it. */
+static int check_expr(struct parse_ctx *c, const char *key, const char *s)
+{
+    if (!s)
+        return 0;
+    enum sql_fragment_result r = sql_fragment_expr(s);
+    if (r == SQL_FRAGMENT_OOM)
+        return fail_at(c, key, "out of memory");
+    if (r != SQL_FRAGMENT_OK)
+        return fail_at(c, fragment_token(c, key, s), "\"%s\" must be exactly one SQL expression, with balanced parentheses and no "
+                       "trailing \"--\" comment (got \"%.80s%s\")", key, s, strlen(s) > 80 ? "..." : "");
+    return 0;
+}
+
+/* A column's "references": "table" or "table(column)", each part an
+ * identifier (both are quoted when the DDL is written). */
+static int check_reference(struct parse_ctx *c, const char *s)
+{
+    if (!s)
+        return 0;
+    const char *open = strchr(s, '(');
+    size_t tlen = open ? (size_t)(open - s) : strlen(s);
+    size_t clen = open ? strlen(open + 1) : 0;
+    int ok = tlen > 0 && tlen <= MAX_NAME && !strchr(s, '"') && !isspace((unsigned char)s[0]) &&
+             !isspace((unsigned char)s[tlen - 1]);
+    if (ok && open)
+        ok = clen >= 2 && clen - 1 <= MAX_NAME && open[clen] == ')' && !memchr(open + 1, '(', clen) &&
+             !memchr(open + 1, ')', clen - 1) && !isspace((unsigned char)open[1]) &&
+             !isspace((unsigned char)open[clen - 1]);
+    else if (ok)
+        ok = !strchr(s, ')');
+    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++)
+        ok = *p >= 0x20 && *p != 0x7f;
+    if (!ok)
+        return fail_at(c, "references", "\"references\" must be \"table\" or \"table(column)\" "
+                       "(got \"%.80s\")", s);
     return 0;
 }
 
@@ -360,9 +422,8 @@ static int parse_column(struct parse_ctx *c, json_t *obj, struct mig_column *col
     col->primary_key = get_tristate(obj, "primary_key");
     if (check_ident(c, "name", col->name) || check_type(c, "type", col->type))
         return -1;
-    if (col->references && check_type(c, "references", col->references))
-        return -1;
-    return 0;
+    return check_reference(c, col->references) || check_expr(c, "default", col->default_expr) ||
+           check_expr(c, "check", col->check);
 }
 
 static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
@@ -602,6 +663,17 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
     }
 }
 
+/* The operation's own expressions (a column's are checked with the
+ * column); an "sql" operation's up and down are whole statements by design. */
+static int check_op_expressions(struct parse_ctx *c, const struct mig_op *op)
+{
+    if (op->kind == MIG_SQL)
+        return 0;
+    return check_expr(c, "up", op->up) || check_expr(c, "down", op->down) ||
+           check_expr(c, "default", op->default_expr) || check_expr(c, "check", op->check) ||
+           check_expr(c, "where", op->where);
+}
+
 static int parse_op(struct parse_ctx *c, json_t *entry, size_t idx, struct mig_op *op)
 {
     snprintf(c->path, sizeof c->path, "operations[%zu]", idx);
@@ -631,7 +703,7 @@ static int parse_op(struct parse_ctx *c, json_t *entry, size_t idx, struct mig_o
         return fail_at(c, opname, "the body of \"%s\" must be an object", opname);
     if (check_keys(c, body, spec->keys) != 0 || parse_op_fields(c, body, op) != 0)
         return -1;
-    return check_op_semantics(c, body, op);
+    return check_op_semantics(c, body, op) || check_op_expressions(c, op);
 }
 
 static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_settings *bf)

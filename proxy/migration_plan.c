@@ -537,13 +537,26 @@ static void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct 
     }
 }
 
-static void dollar_tag(char *tag, size_t n, const char *a, const char *b)
+/* CREATE FUNCTION pgtandem.fname() for a trigger, its body dollar-quoted
+ * with a tag that occurs nowhere in it: the body holds the author's
+ * expressions and every column name of the table, any of which may contain
+ * "$pgtandem$". Takes ownership of body. */
+static char *trigger_function(const char *fname, char *body)
 {
+    if (!body)
+        return NULL;
+    char tag[32];
     for (int i = 0;; i++) {
-        snprintf(tag, n, i ? "$pgtandem%d$" : "$pgtandem$", i);
-        if (!(a && strstr(a, tag)) && !(b && strstr(b, tag)))
-            return;
+        snprintf(tag, sizeof tag, i ? "$pgtandem%d$" : "$pgtandem$", i);
+        if (!strstr(body, tag))
+            break;
     }
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE OR REPLACE FUNCTION ");
+    mig_str_qname(&s, "pgtandem", fname);
+    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\n%s%s", tag, body, tag);
+    free(body);
+    return mig_str_take(&s);
 }
 
 struct dual_write {
@@ -563,12 +576,8 @@ struct dual_write {
 static char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
                                  const struct dual_write *d)
 {
-    char tag[32];
-    dollar_tag(tag, sizeof tag, d->up, d->down);
     struct mig_str s = {0};
-    mig_str_add(&s, "CREATE OR REPLACE FUNCTION ");
-    mig_str_qname(&s, "pgtandem", fname);
-    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+    mig_str_add(&s, "DECLARE\n");
     declare_columns(c, &s, op, d->table, d->new_col, d->new_type);
     mig_str_add(&s, "  pgt_new_wrote boolean := coalesce(current_setting('" MIG_VERSION_GUC
                 "', true), '') = ");
@@ -609,8 +618,8 @@ static char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, co
     mig_str_addf(&s, " := (%s);\n", d->down);
     if (d->down_name)
         mig_str_add(&s, "    END;\n");
-    mig_str_addf(&s, "  END IF;\n  RETURN NEW;\nEND\n%s", tag);
-    return mig_str_take(&s);
+    mig_str_add(&s, "  END IF;\n  RETURN NEW;\nEND\n");
+    return trigger_function(fname, mig_str_take(&s));
 }
 
 static char *trigger_sql(const struct mig_op *op, const char *table, const char *tname,
@@ -1374,8 +1383,9 @@ static void column_definition(struct mig_str *s, const struct mig_column *col, i
 {
     mig_str_ident(s, col->name);
     mig_str_addf(s, " %s", col->type);
+    /* DEFAULT takes a b_expr: parentheses let any one expression through */
     if (with_default && col->default_expr)
-        mig_str_addf(s, " DEFAULT %s", col->default_expr);
+        mig_str_addf(s, " DEFAULT (%s)", col->default_expr);
 }
 
 /* "table" or "table(column)" from a column's "references". */
@@ -1460,12 +1470,8 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     if (op->up) {
         char fname[80];
         trigger_names(c, op, fname, sizeof fname);
-        char tag[32];
-        dollar_tag(tag, sizeof tag, op->up, NULL);
         struct mig_str f = {0};
-        mig_str_add(&f, "CREATE OR REPLACE FUNCTION ");
-        mig_str_qname(&f, "pgtandem", fname);
-        mig_str_addf(&f, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+        mig_str_add(&f, "DECLARE\n");
         declare_columns(c, &f, op, op->table, col->name, col->type);
         /* Old-shape writers do not know the column (they get its default at
          * best): compute it for them on every write. */
@@ -1473,8 +1479,8 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         mig_str_literal(&f, c->m->name);
         mig_str_add(&f, " THEN\n    NEW.");
         mig_str_ident(&f, col->name);
-        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", op->up, tag);
-        install_trigger(c, op, op->table, mig_str_take(&f));
+        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n", op->up);
+        install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
         add_backfill(c, op, op->table, col->name, col->type, NULL, op->up, 0);
     }
     remember_column(c, op->schema, op->table, col->name, col->type);
@@ -1493,20 +1499,16 @@ static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
     if (op->down) {
         char fname[80];
         trigger_names(c, op, fname, sizeof fname);
-        char tag[32];
-        dollar_tag(tag, sizeof tag, op->down, NULL);
         struct mig_str f = {0};
-        mig_str_add(&f, "CREATE OR REPLACE FUNCTION ");
-        mig_str_qname(&f, "pgtandem", fname);
-        mig_str_addf(&f, "() RETURNS trigger LANGUAGE plpgsql AS %s\nDECLARE\n", tag);
+        mig_str_add(&f, "DECLARE\n");
         declare_columns(c, &f, op, op->table, NULL, NULL);
         /* New-shape writers no longer send the column: keep it valid for the old release. */
         mig_str_add(&f, "BEGIN\n  IF NEW.");
         mig_str_ident(&f, op->column);
         mig_str_add(&f, " IS NULL THEN\n    NEW.");
         mig_str_ident(&f, op->column);
-        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n%s", op->down, tag);
-        install_trigger(c, op, op->table, mig_str_take(&f));
+        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n", op->down);
+        install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
     }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
     return 0;

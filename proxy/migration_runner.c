@@ -838,10 +838,8 @@ static void set_name(struct migration_runner *r, const char *name)
 {
     free(r->name);
     r->name = strdup(name);
+    /* the schema's name as it is, quoted by the sessions routed to it */
     snprintf(r->version_schema, sizeof r->version_schema, "pgtandem_%s", name);
-    /* only plain identifiers are routed: they need no quoting in options */
-    if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(name))
-        r->version_schema[0] = '\0';
 }
 
 static void reset_migration(struct migration_runner *r)

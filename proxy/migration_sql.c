@@ -161,6 +161,30 @@ void mig_steps_free(struct mig_steps *l)
     memset(l, 0, sizeof *l);
 }
 
+int mig_search_path_option(char *out, size_t n, const char *schema)
+{
+    struct mig_str q = {0}, o = {0};
+    mig_str_ident(&q, schema);
+    mig_str_add(&q, ",public");
+    char *path = mig_str_take(&q);
+    if (!path)
+        return -1;
+    /* the server splits "options" at spaces; a backslash keeps the next
+     * character (a space or a backslash) in the word */
+    mig_str_add(&o, " -c search_path=");
+    for (const char *p = path; *p; p++) {
+        char c[3] = {'\\', *p, '\0'};
+        mig_str_add(&o, *p == ' ' || *p == '\t' || *p == '\\' ? c : c + 1);
+    }
+    free(path);
+    char *opt = mig_str_take(&o);
+    int fits = opt && strlen(opt) < n;
+    if (fits)
+        memcpy(out, opt, strlen(opt) + 1);
+    free(opt);
+    return fits ? 0 : -1;
+}
+
 const char *mig_fk_action(char letter)
 {
     switch (letter) {

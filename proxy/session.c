@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "migration_sql.h"
 #include "peer.h"
 #include "prepared.h"
 #include "sbuf.h"
@@ -540,8 +541,9 @@ static int send_startup_upstream(struct session *s)
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
         snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
-    if (schema)
-        snprintf(route + strlen(route), sizeof route - strlen(route), " -c search_path=%s,public", schema);
+    /* quoted: an unquoted name would be folded to lower case */
+    if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema) != 0)
+        log_warn("session %llu: version schema name too long to route", (unsigned long long)s->id);
     int saw_options = 0;
     const char *value;
     for (const char *k = startup_next_param(&s->startup, NULL, &value); k;

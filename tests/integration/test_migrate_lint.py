@@ -83,7 +83,8 @@ LIVE_CASES = [
     ({"rename_column": {"table": "checks", "from": "aggregation", "to": "c", "type": "jsonb",
                         "up": "aggregaton::jsonb", "down": "c::text"}}, '"up" expression "aggregaton::jsonb"'),
     ({"rename_column": {"table": "checks", "from": "aggregation", "to": "c", "type": "jsonb",
-                        "up": "1); DROP TABLE checks; SELECT (1", "down": "c::text"}}, '"up" expression'),
+                        "up": "1); DROP TABLE checks; SELECT (1", "down": "c::text"}},
+     '"up" must be exactly one SQL expression'),
     ({"rename_column": {"table": "nokey", "from": "a", "to": "b"}}, "has no primary key"),
     ({"rename_column": {"table": "checks", "from": "id", "to": "check_id"}}, "part of the key"),
     ({"create_table": {"table": "checks", "columns": [{"name": "id", "type": "int"}]}}, "already exists"),
@@ -107,7 +108,9 @@ def test_live_validation_changes_nothing(db, op, expected):
     assert sql(db, "SELECT to_regclass('checks') IS NOT NULL") == [(True,)]
     after = shape(db)
     assert after == before
-    assert sql(db, "SELECT count(*) FROM pgtandem.migrations") == [(0,)]
+    # refused while reading the file (no state table yet) or against the catalog
+    if sql(db, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL") == [(True,)]:
+        assert sql(db, "SELECT count(*) FROM pgtandem.migrations") == [(0,)]
 
 
 # ---- lint --db: what the live catalog refuses, as findings -------------------

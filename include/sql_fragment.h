@@ -1,0 +1,28 @@
+/* SQL fragments from untrusted files (a column default, a trigger's up/down
+ * expression, a CHECK, an index predicate, a type name), checked with
+ * Postgres's own parser (libpg_query) to be exactly one thing of the
+ * expected kind, so that embedding them in generated DDL cannot add a
+ * statement, a clause or an unbalanced parenthesis. Pure functions: no
+ * database, no migration model. */
+#ifndef PGTANDEM_SQL_FRAGMENT_H
+#define PGTANDEM_SQL_FRAGMENT_H
+
+enum sql_fragment_result {
+    SQL_FRAGMENT_OK = 0,
+    SQL_FRAGMENT_BAD = -1,
+    SQL_FRAGMENT_OOM = -2,
+};
+
+/* OK when text is one value expression: "SELECT (text)" parses as a single
+ * SELECT with one unnamed target and no other clause, and "SELECT text"
+ * parses to the same expression, so its parentheses balance on its own (a
+ * trailing "--" comment, "1) OR (2", "x; DROP ..." are all BAD). */
+enum sql_fragment_result sql_fragment_expr(const char *text);
+
+/* OK when text is one type name as a column definition takes it
+ * ("numeric(10,2)", "timestamp with time zone", "public.\"T\"[]"): it
+ * parses inside CAST(NULL AS ...) as exactly that cast, with constant type
+ * modifiers and no SETOF or %TYPE. */
+enum sql_fragment_result sql_fragment_type(const char *text);
+
+#endif

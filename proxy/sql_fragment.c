@@ -1,0 +1,131 @@
+/* SQL fragments from untrusted files checked with Postgres's own parser.
+ * A fragment is embedded as code in generated DDL and trigger bodies, so
+ * "it parses somewhere" is not enough: it has to be exactly one expression
+ * (or type), judged on the parse tree, never on the characters. */
+#include "sql_fragment.h"
+#include "sql_script.h"
+
+#include <jansson.h>
+#include <pg_query.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The parse tree of prefix + text + suffix; NULL on a syntax error, *oom set
+ * when memory ran out. */
+static json_t *parse_wrapped(const char *prefix, const char *text, const char *suffix, int *oom)
+{
+    size_t n = strlen(prefix) + strlen(text) + strlen(suffix) + 1;
+    char *sql = malloc(n);
+    if (!sql) {
+        *oom = 1;
+        return NULL;
+    }
+    snprintf(sql, n, "%s%s%s", prefix, text, suffix);
+    PgQueryParseResult r = pg_query_parse(sql);
+    free(sql);
+    json_t *root = r.error || !r.parse_tree ? NULL : json_loads(r.parse_tree, 0, NULL);
+    if (!r.error && r.parse_tree && !root)
+        *oom = 1;
+    pg_query_free_parse_result(r);
+    return root;
+}
+
+/* The one target expression of a tree that is exactly one plain SELECT with
+ * one unnamed target: no FROM, WHERE, set operation, ORDER BY, LIMIT, alias
+ * or second statement. Borrowed from root. */
+static json_t *sole_target(json_t *root)
+{
+    static const char *const select_keys[] = {"targetList", "limitOption", "op", NULL};
+    static const char *const target_keys[] = {"val", "location", NULL};
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *sel = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.SelectStmt") : NULL;
+    if (!sql_only_keys(sel, select_keys))
+        return NULL;
+    const char *op = json_string_value(json_object_get(sel, "op"));
+    const char *limit = json_string_value(json_object_get(sel, "limitOption"));
+    if ((op && strcmp(op, "SETOP_NONE") != 0) || (limit && strcmp(limit, "LIMIT_OPTION_DEFAULT") != 0))
+        return NULL;
+    json_t *targets = json_object_get(sel, "targetList");
+    json_t *res = json_array_size(targets) == 1 ? json_object_get(json_array_get(targets, 0), "ResTarget") : NULL;
+    return sql_only_keys(res, target_keys) ? json_object_get(res, "val") : NULL;
+}
+
+/* Trees equal but for "location" fields, which differ by the wrapping. */
+static int same_tree(json_t *a, json_t *b)
+{
+    if (json_is_object(a) && json_is_object(b)) {
+        const char *k;
+        json_t *v;
+        size_t na = 0, nb = 0;
+        json_object_foreach(a, k, v) {
+            if (strcmp(k, "location") == 0)
+                continue;
+            na++;
+            if (!same_tree(v, json_object_get(b, k)))
+                return 0;
+        }
+        json_object_foreach(b, k, v)
+            nb += strcmp(k, "location") != 0;
+        return na == nb;
+    }
+    if (json_is_array(a) && json_is_array(b)) {
+        if (json_array_size(a) != json_array_size(b))
+            return 0;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!same_tree(json_array_get(a, i), json_array_get(b, i)))
+                return 0;
+        return 1;
+    }
+    return a && b && json_equal(a, b);
+}
+
+enum sql_fragment_result sql_fragment_expr(const char *text)
+{
+    if (!text || !*text)
+        return SQL_FRAGMENT_BAD;
+    int oom = 0;
+    /* No newline after the text: a trailing "--" comment swallows the ')'
+     * and is refused, as it would swallow whatever the DDL puts after it. */
+    json_t *wrapped = parse_wrapped("SELECT (", text, ")", &oom);
+    json_t *bare = wrapped ? parse_wrapped("SELECT ", text, "", &oom) : NULL;
+    json_t *w = sole_target(wrapped), *b = sole_target(bare);
+    /* "1) OR (2" parses wrapped but not bare; "1 x" bare (an alias) but not
+     * wrapped: only a fragment whose parentheses balance on their own gives
+     * the same expression both ways. */
+    int ok = w && b && same_tree(w, b);
+    json_decref(wrapped);
+    json_decref(bare);
+    return oom ? SQL_FRAGMENT_OOM : ok ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
+}
+
+/* Type modifiers must be constants (Postgres says so too, later). */
+static int constant_typmods(json_t *type_name)
+{
+    json_t *mods = json_object_get(type_name, "typmods");
+    for (size_t i = 0; i < json_array_size(mods); i++) {
+        static const char *const const_keys[] = {"A_Const", NULL};
+        if (!sql_only_keys(json_array_get(mods, i), const_keys))
+            return 0;
+    }
+    return 1;
+}
+
+enum sql_fragment_result sql_fragment_type(const char *text)
+{
+    static const char *const cast_keys[] = {"arg", "typeName", "location", NULL};
+    static const char *const null_keys[] = {"isnull", "location", NULL};
+    static const char *const type_keys[] = {"names", "typmods", "typemod", "arrayBounds", "location", NULL};
+    if (!text || !*text)
+        return SQL_FRAGMENT_BAD;
+    int oom = 0;
+    json_t *root = parse_wrapped("SELECT CAST(NULL AS ", text, ")", &oom);
+    json_t *cast = json_object_get(sole_target(root), "TypeCast");
+    json_t *arg = sql_get(cast, "arg.A_Const");
+    json_t *type_name = json_object_get(cast, "typeName");
+    int ok = sql_only_keys(cast, cast_keys) && sql_only_keys(arg, null_keys) &&
+             json_is_true(json_object_get(arg, "isnull")) && sql_only_keys(type_name, type_keys) &&
+             constant_typmods(type_name);
+    json_decref(root);
+    return oom ? SQL_FRAGMENT_OOM : ok ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
+}
