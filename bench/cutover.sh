@@ -82,7 +82,8 @@ END;
 
 
 def call(method, path, body=None, timeout=600):
-    req = urllib.request.Request(admin + path, method=method, data=body)
+    req = urllib.request.Request(admin + path, method=method, data=body,
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")

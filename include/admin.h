@@ -17,8 +17,13 @@ struct json_t;
 typedef struct json_t *(*admin_status_fn)(void *ctx);
 void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void *ctx);
 
-/* An integer query parameter (?key=N), or fallback when absent. */
-int admin_query_int(struct evhttp_request *req, const char *key, int fallback);
+/* A query parameter (?key=value) parsed and range-checked by the settings
+ * table (scope SETTING_QUERY); its default when absent. 0, or -1 after
+ * answering 400 with the table's message. */
+int admin_query_param(struct evhttp_request *req, const char *key, double *out);
+
+/* localhost, 127.0.0.0/8, ::1: an address only this host can reach. */
+int admin_address_is_loopback(const char *host);
 
 /* Replies with a JSON body (takes ownership of `body`). */
 struct json_t;

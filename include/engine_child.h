@@ -28,10 +28,15 @@ struct engine_child {
 };
 
 void engine_child_init(struct engine_child *c, struct event_base *base);
-/* Runs `<this binary> migrate <cmd> [file] --db uri [extra] --quiet`.
+/* Runs `<this binary> migrate <cmd> [file] [extra] --quiet` with the
+ * database URI in its environment (PGTANDEM_DB), never in argv.
  * Returns -1 (errno set) when it could not start; done is not called. */
 int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file, const char *db_uri,
                        const char *extra, engine_child_done_fn done, void *ctx);
+/* The same with `body` as the file: an anonymous memfd the child inherits
+ * and reads as /dev/fd/3, so the body never lands in a file others see. */
+int engine_child_spawn_input(struct engine_child *c, const char *cmd, const char *body, size_t len,
+                             const char *db_uri, const char *extra, engine_child_done_fn done, void *ctx);
 int engine_child_running(const struct engine_child *c);
 /* Asks a running child to stop (SIGTERM); done is still called once it
  * has exited. */

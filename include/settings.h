@@ -15,7 +15,8 @@ struct json_t;
 enum setting_type { SETTING_INT, SETTING_NUMBER, SETTING_BOOL };
 enum setting_scope {
     SETTING_PROXY,    /* flags and the config file */
-    SETTING_THROTTLE  /* the running backfill: admin API, kept with the migration's state */
+    SETTING_THROTTLE, /* the running backfill: admin API, kept with the migration's state */
+    SETTING_QUERY     /* an admin API request's ?name=value parameters */
 };
 
 struct setting {
@@ -37,7 +38,8 @@ const struct setting *setting_by_flag(const char *flag);
 void setting_names(enum setting_scope scope, char *out, size_t cap);
 
 /* Parse and range-check. Errors read: setting "NAME": VALUE is not an
- * integer from MIN to MAX (UNIT). */
+ * integer from MIN to MAX (UNIT) ("query parameter" for SETTING_QUERY).
+ * Booleans as text: true/false, 1/0, yes/no, on/off. */
 int setting_from_text(const struct setting *s, const char *text, double *out, char *err, size_t errlen);
 int setting_from_json(const struct setting *s, const struct json_t *v, double *out, char *err, size_t errlen);
 

@@ -1,26 +1,45 @@
 /* Admin API over evhttp: GET /status, POST /pause, POST /resume,
  * GET /metrics. Loopback by default; a bearer token when configured.
  * POST /pause answers only when every session is at a transaction boundary
- * (or the timeout passes), so a caller can run DDL right after it returns. */
+ * (or the timeout passes), so a caller can run DDL right after it returns.
+ *
+ * Web pages are callers too: a page can POST text/plain to 127.0.0.1
+ * without asking, and DNS rebinding lets it read the answers. So without a
+ * token a request must name this address or a loopback name in Host, an
+ * Origin must be this address, and a state-changing request must be JSON
+ * (which a page cannot send cross-site without a CORS preflight, never
+ * answered here). Headers and body are bounded before any of that. */
 #include "admin.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "pause.h"
 #include "relay.h"
 #include "server.h"
 #include "session.h"
+#include "settings.h"
 
-#define DEFAULT_PAUSE_TIMEOUT_MS 2000
 #define MAX_ROUTES 4
+/* Read before the token is checked, so kept small: a request line and a
+ * few headers fit many times over; a migration file fits the body. */
+#define MAX_HEADERS_BYTES (64 * 1024)
+#define MAX_BODY_BYTES (1 << 20)
+#define RESERVE_RETRY_MS 10
 
 struct admin_route {
     admin_route_fn fn;
@@ -35,7 +54,17 @@ struct admin {
     const char *status_key;
     admin_status_fn status_fn;
     void *status_ctx;
+    /* Out of descriptors, the admin API is how an operator finds out: one
+     * descriptor is held back and given up for the next admin connection. */
+    struct evconnlistener *listener;
+    int reserve_fd;                 /* -1: given up, reopened by reserve_timer */
+    struct event *reserve_timer;
+    struct admin *next;             /* in `admins` */
 };
+
+/* evhttp's listener calls its error callback with the evhttp as argument;
+ * this finds the admin that owns it (one per process in practice). */
+static struct admin *admins;
 
 /* A POST /pause waiting for the drain. */
 struct pending_pause {
@@ -51,8 +80,11 @@ void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
     evbuffer_add_printf(out, "%s\n", text ? text : "{}");
     free(text);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    const char *reason = code == 200 ? "OK" : code == 401 ? "Unauthorized" : code == 404 ? "Not Found"
-                       : code == 409 ? "Conflict" : code == 400 ? "Bad Request" : "Error";
+    const char *reason = code == 200 ? "OK" : code == 202 ? "Accepted" : code == 400 ? "Bad Request"
+                       : code == 401 ? "Unauthorized" : code == 403 ? "Forbidden" : code == 404 ? "Not Found"
+                       : code == 409 ? "Conflict" : code == 413 ? "Payload Too Large"
+                       : code == 415 ? "Unsupported Media Type" : code == 421 ? "Misdirected Request"
+                       : code == 503 ? "Service Unavailable" : "Error";
     evhttp_send_reply(req, code, reason, out);
     evbuffer_free(out);
 }
@@ -62,16 +94,160 @@ static json_t *error_body(const char *message)
     return json_pack("{s:s}", "error", message);
 }
 
-static int authorized(struct admin *a, struct evhttp_request *req)
+/* ---- who may call ---- */
+
+static const char *header(struct evhttp_request *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+/* The request carries the configured token (0 when none is configured). */
+static int has_token(struct admin *a, struct evhttp_request *req)
 {
     const char *token = a->srv->cfg.admin_token;
-    if (!token)
-        return 1;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
+    const char *h = header(req, "Authorization");
+    if (!token || !h || strncasecmp(h, "Bearer ", 7) != 0)
         return 0;
     size_t n = strlen(token);
     return strlen(h + 7) == n && CRYPTO_memcmp(h + 7, token, n) == 0;
+}
+
+int admin_address_is_loopback(const char *host)
+{
+    unsigned char addr[16];
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return addr[0] == 127;
+    if (inet_pton(AF_INET6, host, addr) == 1) {
+        static const unsigned char v6_loopback[16] = {[15] = 1};
+        static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+        return memcmp(addr, v6_loopback, 16) == 0 || (memcmp(addr, v4_mapped, 12) == 0 && addr[12] == 127);
+    }
+    return 0;
+}
+
+/* "host", "host:port", "[v6]" or "[v6]:port" into host (brackets off) and
+ * port (-1 when absent). 0, or -1 when it does not read as one. */
+static int split_host_port(const char *text, char *host, size_t cap, long *port)
+{
+    const char *end, *colon;
+    if (text[0] == '[') {
+        end = strchr(text, ']');
+        if (!end)
+            return -1;
+        text++;
+        colon = end[1] == ':' ? end + 1 : NULL;
+        if (end[1] && !colon)
+            return -1;
+    } else {
+        colon = strchr(text, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return -1; /* a bare IPv6 address: not how Host names one */
+        end = colon ? colon : text + strlen(text);
+    }
+    size_t n = (size_t)(end - text);
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(host, text, n);
+    host[n] = '\0';
+    *port = -1;
+    if (colon) {
+        char *stop;
+        *port = strtol(colon + 1, &stop, 10);
+        if (stop == colon + 1 || *stop || *port < 0 || *port > 65535)
+            return -1;
+    }
+    return 0;
+}
+
+/* A name this admin API answers to: a loopback name or the host it was
+ * told to listen on (unless that is a wildcard, which names nothing). */
+static int own_host_name(struct admin *a, const char *host)
+{
+    const char *listen = a->srv->cfg.admin_host;
+    if (admin_address_is_loopback(host))
+        return 1;
+    int wildcard = !listen[0] || strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0 ||
+                   strcmp(listen, "*") == 0;
+    return !wildcard && strcasecmp(host, listen) == 0;
+}
+
+/* Host must name this API (any port: a forwarded port is still us). A
+ * request without Host (HTTP/1.0) did not come from a browser. */
+static int host_ok(struct admin *a, struct evhttp_request *req)
+{
+    const char *h = header(req, "Host");
+    char host[256];
+    long port;
+    if (!h)
+        return 1;
+    return split_host_port(h, host, sizeof host, &port) == 0 && own_host_name(a, host);
+}
+
+/* An Origin (sent by browsers) must be this API itself: http://NAME:PORT
+ * with NAME one of ours and PORT the admin port, or, for a request that
+ * carries the token, the origin the Host header names. */
+static int origin_ok(struct admin *a, struct evhttp_request *req, int token)
+{
+    const char *o = header(req, "Origin");
+    if (!o)
+        return 1;
+    if (strncasecmp(o, "http://", 7) != 0)
+        return 0;
+    char host[256];
+    long port;
+    if (split_host_port(o + 7, host, sizeof host, &port) != 0)
+        return 0;
+    if (own_host_name(a, host) && (port < 0 ? 80 : port) == a->srv->cfg.admin_port)
+        return 1;
+    const char *h = header(req, "Host");
+    return token && h && strcasecmp(h, o + 7) == 0;
+}
+
+static int is_json(struct evhttp_request *req)
+{
+    const char *t = header(req, "Content-Type");
+    static const char json_type[] = "application/json";
+    if (!t)
+        return 0;
+    t += strspn(t, " \t");
+    size_t n = sizeof json_type - 1;
+    return strncasecmp(t, json_type, n) == 0 && (t[n] == '\0' || t[n] == ';' || t[n] == ' ' || t[n] == '\t');
+}
+
+static int tokenless_path(enum evhttp_cmd_type method, const char *path)
+{
+    return method == EVHTTP_REQ_GET && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0);
+}
+
+/* 0 when the request may go on; otherwise it has been answered. */
+static int admit(struct admin *a, struct evhttp_request *req, enum evhttp_cmd_type method, const char *path)
+{
+    int token = has_token(a, req);
+    if (tokenless_path(method, path))
+        return 0;
+    if (a->srv->cfg.admin_token && !token) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+        admin_reply_json(req, 401, error_body("missing or wrong bearer token"));
+        return -1;
+    }
+    /* A browser cannot send the token on its own: with it, Host needs no check. */
+    if (!token && !host_ok(a, req)) {
+        admin_reply_json(req, 421, error_body("the Host header names neither this admin address nor a loopback "
+                                              "name; give the admin API a token to reach it by another name"));
+        return -1;
+    }
+    if (!origin_ok(a, req, token)) {
+        admin_reply_json(req, 403, error_body("requests from another Origin (a web page) are refused"));
+        return -1;
+    }
+    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD && !token && !is_json(req)) {
+        admin_reply_json(req, 415, error_body("a request that changes anything must have Content-Type: "
+                                              "application/json (or the bearer token)"));
+        return -1;
+    }
+    return 0;
 }
 
 static void pause_connection_closed(struct evhttp_connection *conn, void *arg)
@@ -102,25 +278,38 @@ static void pause_done(void *ctx, int ok, uint64_t waited_us)
     free(pp);
 }
 
-int admin_query_int(struct evhttp_request *req, const char *key, int fallback)
+int admin_query_param(struct evhttp_request *req, const char *key, double *out)
 {
+    const struct setting *s = setting_by_name(SETTING_QUERY, key);
     struct evkeyvalq params;
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (!q || evhttp_parse_query_str(q, &params) != 0)
-        return fallback;
+    char err[256];
+    *out = s ? s->def : 0;
+    if (!s) {
+        snprintf(err, sizeof err, "query parameter \"%s\" is not in the settings table", key);
+        admin_reply_json(req, 500, error_body(err));
+        return -1;
+    }
+    if (!q)
+        return 0;
+    if (evhttp_parse_query_str(q, &params) != 0) {
+        admin_reply_json(req, 400, error_body("the query string is not name=value pairs"));
+        return -1;
+    }
     const char *v = evhttp_find_header(&params, key);
-    int out = v ? atoi(v) : fallback;
+    int rc = v ? setting_from_text(s, v, out, err, sizeof err) : 0;
     evhttp_clear_headers(&params);
-    return out;
+    if (rc != 0)
+        admin_reply_json(req, 400, error_body(err));
+    return rc;
 }
 
 static void handle_pause(struct admin *a, struct evhttp_request *req)
 {
-    int timeout_ms = admin_query_int(req, "timeout_ms", DEFAULT_PAUSE_TIMEOUT_MS);
-    if (timeout_ms <= 0 || timeout_ms > 600000) {
-        admin_reply_json(req, 400, error_body("timeout_ms must be between 1 and 600000"));
+    double timeout;
+    if (admin_query_param(req, "timeout_ms", &timeout) != 0)
         return;
-    }
+    int timeout_ms = (int)timeout;
     struct pending_pause *pp = calloc(1, sizeof *pp);
     if (!pp) {
         admin_reply_json(req, 500, error_body("out of memory"));
@@ -185,11 +374,8 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (!path)
         path = "/";
-    if (!authorized(a, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-        admin_reply_json(req, 401, error_body("missing or wrong bearer token"));
+    if (admit(a, req, method, path) != 0)
         return;
-    }
     if (method == EVHTTP_REQ_GET && strcmp(path, "/status") == 0)
         handle_status(a, req);
     else if (method == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0)
@@ -206,14 +392,76 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
     }
 }
 
+/* ---- the reserve descriptor ---- */
+
+static void arm_reserve_timer(struct admin *a)
+{
+    struct timeval tv = {0, RESERVE_RETRY_MS * 1000};
+    if (!evtimer_pending(a->reserve_timer, NULL))
+        evtimer_add(a->reserve_timer, &tv);
+}
+
+/* Takes the descriptor back as soon as one is free, then listens again. */
+static void reserve_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct admin *a = arg;
+    if (a->reserve_fd < 0)
+        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (a->reserve_fd < 0) {
+        arm_reserve_timer(a);
+        return;
+    }
+    evconnlistener_enable(a->listener);
+}
+
+/* Out of descriptors: give up the reserve one, so the accept libevent
+ * retries at once succeeds; with none left, stop accepting until the
+ * reserve is back (instead of failing in a busy loop). */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct admin *a = admins;
+    while (a && a->http != arg)
+        a = a->next;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (!a || (err != EMFILE && err != ENFILE))
+        return;
+    if (a->reserve_fd >= 0) {
+        close(a->reserve_fd);
+        a->reserve_fd = -1;
+        log_warn("admin API: out of file descriptors; the reserve one serves the next admin connection");
+    } else {
+        evconnlistener_disable(l);
+    }
+    arm_reserve_timer(a);
+}
+
+static int keep_reserve(struct admin *a, struct evhttp_bound_socket *bound)
+{
+    a->listener = evhttp_bound_socket_get_listener(bound);
+    a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->reserve_timer = evtimer_new(a->srv->base, reserve_timer_cb, a);
+    if (a->reserve_fd < 0 || !a->reserve_timer)
+        return -1;
+    evconnlistener_set_error_cb(a->listener, accept_error_cb);
+    return 0;
+}
+
 struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
 {
     struct admin *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
     a->srv = srv;
+    a->reserve_fd = -1;
+    a->next = admins;
+    admins = a;
     a->http = evhttp_new(srv->base);
-    if (!a->http || evhttp_bind_socket(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port) != 0) {
+    struct evhttp_bound_socket *bound =
+        a->http ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
+                : NULL;
+    if (!bound || keep_reserve(a, bound) != 0) {
         snprintf(err, errlen, "cannot listen for the admin API on %s:%d", srv->cfg.admin_host, srv->cfg.admin_port);
         admin_free(a);
         return NULL;
@@ -222,7 +470,9 @@ struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
     /* A request that stops halfway (or a connection that never sends one)
      * is closed after this long instead of holding a descriptor forever. */
     evhttp_set_timeout(a->http, srv->cfg.admin_request_timeout_s);
-    evhttp_set_max_body_size(a->http, 1 << 20);
+    /* Both before the token is checked: evhttp answers 413 and closes. */
+    evhttp_set_max_headers_size(a->http, MAX_HEADERS_BYTES);
+    evhttp_set_max_body_size(a->http, MAX_BODY_BYTES);
     evhttp_set_gencb(a->http, admin_request_cb, a);
     return a;
 }
@@ -244,7 +494,16 @@ void admin_free(struct admin *a)
 {
     if (!a)
         return;
+    for (struct admin **p = &admins; *p; p = &(*p)->next)
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
     if (a->http)
         evhttp_free(a->http);
+    if (a->reserve_timer)
+        event_free(a->reserve_timer);
+    if (a->reserve_fd >= 0)
+        close(a->reserve_fd);
     free(a);
 }

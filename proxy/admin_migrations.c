@@ -14,11 +14,6 @@
 #include "admin.h"
 #include "migration_runner.h"
 
-#define DEFAULT_DRAIN_TIMEOUT_MS 2000
-#define DEFAULT_LOCK_TIMEOUT_MS 200
-#define DEFAULT_STATEMENT_BUDGET_MS 5000
-#define DEFAULT_ATTEMPTS 10
-
 struct pending {
     struct migration_runner *runner;
     struct evhttp_request *req;
@@ -42,28 +37,22 @@ static void answer(void *ctx, int status, json_t *body)
     free(p);
 }
 
-/* ?key=N within [lo, hi], else a 400 naming the parameter. */
-static int query_param(struct evhttp_request *req, const char *key, int fallback, int lo, int hi, int *out)
+/* ?key=value through the settings table (range and default there). */
+static int query_param(struct evhttp_request *req, const char *key, int *out)
 {
-    int v = admin_query_int(req, key, fallback);
-    if (v < lo || v > hi) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "query parameter \"%s\" must be an integer from %d to %d", key, lo, hi);
-        admin_reply_json(req, 400, json_pack("{s:s}", "error", msg));
+    double v;
+    if (admin_query_param(req, key, &v) != 0)
         return -1;
-    }
-    *out = v;
+    *out = (int)v;
     return 0;
 }
 
 static int cutover_options(struct evhttp_request *req, struct cutover_options *o)
 {
-    return query_param(req, "drain_timeout_ms", DEFAULT_DRAIN_TIMEOUT_MS, 1, 600000, &o->drain_timeout_ms) ||
-           query_param(req, "lock_timeout_ms", DEFAULT_LOCK_TIMEOUT_MS, 1, 600000, &o->lock_timeout_ms) ||
-           query_param(req, "statement_budget_ms", DEFAULT_STATEMENT_BUDGET_MS, 1, 3600000,
-                       &o->statement_budget_ms) ||
-           query_param(req, "attempts", DEFAULT_ATTEMPTS, 1, 1000, &o->max_attempts) ||
-           query_param(req, "force", 0, 0, 1, &o->force)
+    return query_param(req, "drain_timeout_ms", &o->drain_timeout_ms) ||
+           query_param(req, "lock_timeout_ms", &o->lock_timeout_ms) ||
+           query_param(req, "statement_budget_ms", &o->statement_budget_ms) ||
+           query_param(req, "attempts", &o->max_attempts) || query_param(req, "force", &o->force)
                ? -1
                : 0;
 }

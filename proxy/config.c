@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "settings.h"
 
 #define DEFAULT_LISTEN_PORT 6432
@@ -465,6 +466,16 @@ static int finish(struct config *cfg, char *err, size_t errlen)
     const char *token_env = getenv("PGTANDEM_ADMIN_TOKEN");
     if (!cfg->admin_token && token_env && *token_env)
         set_str(&cfg->admin_token, token_env);
+    if (cfg->admin_token && !*cfg->admin_token)
+        set_str(&cfg->admin_token, NULL);
+    /* Without a token anyone who reaches the port can pause traffic and
+     * run migrations (SQL as the engine role): only this host may. */
+    if (cfg->admin_port && !cfg->admin_token && !admin_address_is_loopback(cfg->admin_host)) {
+        snprintf(err, errlen, "the admin API would listen on %s:%d, beyond this host, with no token: set "
+                 "PGTANDEM_ADMIN_TOKEN (or --admin-token, \"admin_token\"), or listen on 127.0.0.1",
+                 cfg->admin_host, cfg->admin_port);
+        return -1;
+    }
     const char *db_env = getenv("PGTANDEM_DB");
     if (!db_env || !*db_env)
         db_env = getenv("DATABASE_URL");

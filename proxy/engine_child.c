@@ -1,4 +1,7 @@
-/* The engine's child processes (see include/engine_child.h). */
+/* The engine's child processes (see include/engine_child.h). The engine's
+ * database URI (password included) goes in the child's environment, which
+ * only this user can read, never on its command line, which `ps` shows to
+ * everyone; a migration body goes through an inherited memfd, never /tmp. */
 #include "engine_child.h"
 
 #include <assert.h>
@@ -9,6 +12,8 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +22,9 @@
 extern char **environ;
 
 #define REAP_INTERVAL_MS 50
+/* The descriptor the child reads a migration body from (/dev/fd/3). */
+#define INPUT_FD 3
+#define INPUT_PATH "/dev/fd/3"
 
 void engine_child_init(struct engine_child *c, struct event_base *base)
 {
@@ -107,7 +115,68 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
         done(c->ctx, code);
 }
 
-static int start_process(struct engine_child *c, char **argv, int *out_fd)
+/* This process's environment with the engine URI as PGTANDEM_DB (which
+ * the CLI reads when there is no --db) and without the other secrets the
+ * child has no use for. */
+static char **child_environment(const char *db_uri)
+{
+    static const char *const dropped[] = {"PGTANDEM_DB=", "DATABASE_URL=", "PGTANDEM_ADMIN_TOKEN="};
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int keep = 1;
+        for (size_t d = 0; d < sizeof dropped / sizeof dropped[0]; d++)
+            keep = keep && strncmp(environ[i], dropped[d], strlen(dropped[d])) != 0;
+        if (keep)
+            env[k++] = environ[i];
+    }
+    if (asprintf(&env[k], "PGTANDEM_DB=%s", db_uri) < 0) {
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void free_child_environment(char **env)
+{
+    size_t n = 0;
+    while (env[n + 1])
+        n++;
+    free(env[n]); /* the PGTANDEM_DB entry, the last one */
+    free(env);
+}
+
+/* The body in an anonymous file (nothing on disk, no name in /tmp),
+ * positioned at its start; -1 on failure. */
+static int input_memfd(const char *body, size_t len)
+{
+    int fd = memfd_create("pgtandem-migration", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, body + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(fd);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int start_process(struct engine_child *c, char **argv, char **env, int input_fd, int *out_fd)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -116,10 +185,12 @@ static int start_process(struct engine_child *c, char **argv, int *out_fd)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    if (input_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, input_fd, INPUT_FD);
     /* Client and admin sockets must not stay open in the child: a client
      * reading its reply until EOF would wait for the child to exit. */
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    int rc = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_addclosefrom_np(&fa, input_fd >= 0 ? INPUT_FD + 1 : 3);
+    int rc = posix_spawn(&c->pid, argv[0], &fa, NULL, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);
     if (rc != 0) {
@@ -132,8 +203,8 @@ static int start_process(struct engine_child *c, char **argv, int *out_fd)
     return 0;
 }
 
-int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file, const char *db_uri,
-                       const char *extra, engine_child_done_fn done, void *ctx)
+static int spawn(struct engine_child *c, const char *cmd, const char *file, int input_fd, const char *db_uri,
+                 const char *extra, engine_child_done_fn done, void *ctx)
 {
     if (c->pid > 0) {
         errno = EBUSY;
@@ -144,23 +215,26 @@ int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file
     if (n <= 0)
         return -1;
     self[n] = '\0';
-    char *argv[9];
+    char *argv[8];
     int argc = 0;
     argv[argc++] = self;
     argv[argc++] = "migrate";
     argv[argc++] = (char *)cmd;
     if (file)
         argv[argc++] = (char *)file;
-    argv[argc++] = "--db";
-    argv[argc++] = (char *)db_uri;
     if (extra)
         argv[argc++] = (char *)extra;
     argv[argc++] = "--quiet";
     argv[argc] = NULL;
     if (!c->reap_timer && !(c->reap_timer = evtimer_new(c->base, reap_cb, c)))
         return -1;
+    char **env = child_environment(db_uri);
+    if (!env)
+        return -1;
     int fd;
-    if (start_process(c, argv, &fd) != 0)
+    int rc = start_process(c, argv, env, input_fd, &fd);
+    free_child_environment(env);
+    if (rc != 0)
         return -1;
     c->fd = fd;
     c->outlen = 0;
@@ -173,6 +247,25 @@ int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file
     arm_reap_timer(c);
     log_info("engine: running `pgtandem migrate %s` (pid %d)", cmd, (int)c->pid);
     return 0;
+}
+
+int engine_child_spawn(struct engine_child *c, const char *cmd, const char *file, const char *db_uri,
+                       const char *extra, engine_child_done_fn done, void *ctx)
+{
+    return spawn(c, cmd, file, -1, db_uri, extra, done, ctx);
+}
+
+int engine_child_spawn_input(struct engine_child *c, const char *cmd, const char *body, size_t len,
+                             const char *db_uri, const char *extra, engine_child_done_fn done, void *ctx)
+{
+    int fd = input_memfd(body, len);
+    if (fd < 0)
+        return -1;
+    int rc = spawn(c, cmd, INPUT_PATH, fd, db_uri, extra, done, ctx);
+    int saved = errno;
+    close(fd); /* the child has its own copy */
+    errno = saved;
+    return rc;
 }
 
 void engine_child_terminate(struct engine_child *c)

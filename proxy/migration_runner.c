@@ -78,7 +78,6 @@ struct migration_runner {
     char error[1024];
     struct engine_child child;
     int child_exit;                 /* exit status of the last engine process */
-    char tmpfile[128];
     struct pgasync db;
     int holds_lock;                 /* db holds the one-engine advisory lock */
     struct event *timer;
@@ -823,7 +822,6 @@ static void load_state(struct migration_runner *r)
 static void after_expand(void *ctx, int code)
 {
     struct migration_runner *r = ctx;
-    unlink(r->tmpfile);
     r->child_exit = code;
     if (code != 0) {
         fail(r, "%s", engine_child_reason(&r->child));
@@ -883,18 +881,13 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     r->follow_since_ms = 0;
     settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     set_name(r, r->mig.name);
-    snprintf(r->tmpfile, sizeof r->tmpfile, "/tmp/pgtandem-%d-XXXXXX.json", (int)getpid());
-    int fd = mkstemps(r->tmpfile, 5);
-    int ok = fd >= 0 && write(fd, q->body, q->body_len) == (ssize_t)q->body_len;
-    if (fd >= 0)
-        close(fd);
     /* The expand process takes the engine lock: this proxy must not hold it. */
     if (r->holds_lock) {
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
-    if (!ok || engine_child_spawn(&r->child, "start", r->tmpfile, r->engine_db, "--no-backfill", after_expand, r) != 0) {
-        unlink(r->tmpfile);
+    if (engine_child_spawn_input(&r->child, "start", q->body, q->body_len, r->engine_db, "--no-backfill",
+                                 after_expand, r) != 0) {
         answer(&w, 500, error_json("cannot start the engine process"));
         return;
     }

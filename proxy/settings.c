@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_MS 3600000.0
 
@@ -23,6 +24,12 @@ const struct setting SETTINGS[] = {
     {"max_app_p99_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
     {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
     {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, ""},
+    {"timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms"},
+    {"drain_timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms"},
+    {"lock_timeout_ms", NULL, SETTING_INT, 1, 600000, 200, 0, SETTING_QUERY, "ms"},
+    {"statement_budget_ms", NULL, SETTING_INT, 1, MAX_MS, 5000, 0, SETTING_QUERY, "ms"},
+    {"attempts", NULL, SETTING_INT, 1, 1000, 10, 0, SETTING_QUERY, ""},
+    {"force", NULL, SETTING_BOOL, 0, 1, 0, 0, SETTING_QUERY, ""},
     {NULL, NULL, SETTING_INT, 0, 0, 0, 0, SETTING_PROXY, NULL},
 };
 
@@ -58,10 +65,12 @@ void setting_names(enum setting_scope scope, char *out, size_t cap)
 
 static int refuse(const struct setting *s, const char *shown, char *err, size_t errlen)
 {
+    const char *what = s->scope == SETTING_QUERY ? "query parameter" : "setting";
     if (s->type == SETTING_BOOL)
-        snprintf(err, errlen, "setting \"%s\": %s is not true or false", s->name, shown);
+        snprintf(err, errlen, "%s \"%s\": %s is not true or false%s", what, s->name, shown,
+                 s->scope == SETTING_QUERY ? " (or 1/0, yes/no, on/off)" : "");
     else
-        snprintf(err, errlen, "setting \"%s\": %s is not %s from %.15g to %.15g%s%s%s", s->name, shown,
+        snprintf(err, errlen, "%s \"%s\": %s is not %s from %.15g to %.15g%s%s%s", what, s->name, shown,
                  s->type == SETTING_INT ? "an integer" : "a number", s->min, s->max, s->unit[0] ? " (" : "",
                  s->unit, s->unit[0] ? ")" : "");
     return -1;
@@ -72,14 +81,28 @@ static int in_range(const struct setting *s, double v)
     return isfinite(v) && v >= s->min && v <= s->max && (s->type != SETTING_INT || v == floor(v));
 }
 
+/* The words Postgres and most shells' tools take for a boolean; -1: none. */
+static int text_bool(const char *text)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 int setting_from_text(const struct setting *s, const char *text, double *out, char *err, size_t errlen)
 {
     char shown[64];
     snprintf(shown, sizeof shown, "'%s'", text);
     if (s->type == SETTING_BOOL) {
-        if (strcmp(text, "true") && strcmp(text, "false"))
+        int b = text_bool(text);
+        if (b < 0)
             return refuse(s, shown, err, errlen);
-        *out = strcmp(text, "true") == 0;
+        *out = b;
         return 0;
     }
     char *end;

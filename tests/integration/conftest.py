@@ -117,6 +117,7 @@ class Proxy:
         import urllib.request
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path), method=method,
                                      data=body.encode() if isinstance(body, str) else body)
+        req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
         try:
