@@ -28,7 +28,8 @@ static void fuzz_initial(const struct scram_verifier *v, int tls, const uint8_t 
     struct scram_server s;
     const unsigned char *out;
     size_t ol;
-    scram_server_init(&s, v, tls, CB, sizeof CB);
+    if (scram_server_init(&s, v, tls, CB, sizeof CB) != SCRAM_OK)
+        return;
     if (scram_server_handle_initial(&s, data, size, &out, &ol) == SCRAM_OK && s.state == SCRAM_SERVER_WAIT_FIRST)
         (void)scram_server_handle_response(&s, data, size, &out, &ol);
     scram_server_free(&s);
@@ -45,7 +46,8 @@ static void fuzz_final(const struct scram_verifier *v, int tls, const uint8_t *d
     size_t ol;
     unsigned char msg[4096 + 64];
     size_t n = 0;
-    scram_server_init(&s, v, tls, CB, sizeof CB);
+    if (scram_server_init(&s, v, tls, CB, sizeof CB) != SCRAM_OK)
+        return;
     if (tls ? scram_server_handle_initial(&s, plus, sizeof plus - 1, &out, &ol)
             : scram_server_handle_initial(&s, plain, sizeof plain - 1, &out, &ol))
         goto done;
@@ -73,7 +75,8 @@ static void fuzz_client(const struct scram_verifier *v, int tls, const uint8_t *
     const unsigned char *out;
     size_t ol;
     const uint8_t *split = memchr(data, 0xff, size);
-    scram_client_init_client_key(&c, key, v);
+    if (scram_client_init_client_key(&c, key, v) != SCRAM_OK)
+        return;
     if (!split) {
         (void)scram_client_initial_response(&c, data, size, tls, CB, sizeof CB, &out, &ol);
         goto done;
