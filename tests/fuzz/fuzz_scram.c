@@ -9,6 +9,10 @@
 
 #include "scram.h"
 
+/* Refusals are the outcomes the fuzzer explores; the results of the
+ * must-check calls are looked at and dropped. */
+#define FUZZ_OUTCOME(call) do { if ((call) != 0) { } } while (0)
+
 static const char VERIFIER[] =
     "SCRAM-SHA-256$4096:48WdZ5WSJqk88F9eN3HXxg==$quS16VXPjZtl+fVyG0xqriMwmcceeXRH4qqIeEkj81c=:"
     "6f+UCTZJJClaCfrZ2ahObQqj/2kbE5ZQznb0cF2styk=";
@@ -19,7 +23,7 @@ static void fuzz_verifier(const uint8_t *data, size_t size)
     struct scram_verifier v;
     char text[SCRAM_VERIFIER_MAX_LEN];
     if (scram_verifier_parse(&v, (const char *)data, size) == SCRAM_OK)
-        (void)scram_verifier_format(&v, text, sizeof text);
+        FUZZ_OUTCOME(scram_verifier_format(&v, text, sizeof text));
 }
 
 /* data is a whole SASLInitialResponse body. */
@@ -31,7 +35,7 @@ static void fuzz_initial(const struct scram_verifier *v, int tls, const uint8_t 
     if (scram_server_init(&s, v, tls, CB, sizeof CB) != SCRAM_OK)
         return;
     if (scram_server_handle_initial(&s, data, size, &out, &ol) == SCRAM_OK && s.state == SCRAM_SERVER_WAIT_FIRST)
-        (void)scram_server_handle_response(&s, data, size, &out, &ol);
+        FUZZ_OUTCOME(scram_server_handle_response(&s, data, size, &out, &ol));
     scram_server_free(&s);
 }
 
@@ -59,7 +63,7 @@ static void fuzz_final(const struct scram_verifier *v, int tls, const uint8_t *d
             msg[n++] = data[i];
         }
     }
-    (void)scram_server_handle_response(&s, msg, n, &out, &ol);
+    FUZZ_OUTCOME(scram_server_handle_response(&s, msg, n, &out, &ol));
 done:
     scram_server_free(&s);
 }
@@ -78,7 +82,7 @@ static void fuzz_client(const struct scram_verifier *v, int tls, const uint8_t *
     if (scram_client_init_client_key(&c, key, v) != SCRAM_OK)
         return;
     if (!split) {
-        (void)scram_client_initial_response(&c, data, size, tls, CB, sizeof CB, &out, &ol);
+        FUZZ_OUTCOME(scram_client_initial_response(&c, data, size, tls, CB, sizeof CB, &out, &ol));
         goto done;
     }
     if (scram_client_initial_response(&c, mechs, sizeof mechs, tls, CB, sizeof CB, &out, &ol) != SCRAM_OK)
@@ -88,11 +92,11 @@ static void fuzz_client(const struct scram_verifier *v, int tls, const uint8_t *
     char first[256];
     int fl = snprintf(first, sizeof first, "r=%sXYZ,s=48WdZ5WSJqk88F9eN3HXxg==,i=4096", c.client_nonce);
     if (data[0] == 'r') {
-        (void)scram_client_handle_continue(&c, data, (size_t)(split - data), &out, &ol);
+        FUZZ_OUTCOME(scram_client_handle_continue(&c, data, (size_t)(split - data), &out, &ol));
         goto done;
     }
     if (scram_client_handle_continue(&c, (const unsigned char *)first, (size_t)fl, &out, &ol) == SCRAM_OK)
-        (void)scram_client_handle_final(&c, split + 1, size - (size_t)(split - data) - 1);
+        FUZZ_OUTCOME(scram_client_handle_final(&c, split + 1, size - (size_t)(split - data) - 1));
 done:
     scram_client_free(&c);
 }
