@@ -294,26 +294,34 @@ static void on_fleet_held(void *ctx, int ok, const char *why)
 }
 
 /* "pid 4242 (psql, 10.0.0.9, idle in transaction, in a transaction for
- * 5012 ms): UPDATE checks ..." for each session through no proxy. */
+ * 5012 ms) touched the migrated tables: UPDATE checks ..." for each
+ * session through no proxy that holds a transaction or touched the
+ * migrated tables: the sessions the count in the refusal counts. */
 static int describe_bypassing(const PGresult *res, char *out, size_t cap)
 {
-    int touched = 0;
+    int touched = 0, listed = 0;
     size_t used = 0;
     out[0] = '\0';
     for (int i = 0; i < PQntuples(res); i++) {
-        int t = PQgetvalue(res, i, 5)[0] == 't';
+        if (PQgetvalue(res, i, 5)[0] != 't')
+            continue;
+        touched++;
         const char *xact_ms = PQgetvalue(res, i, 4);
         char in_tx[64] = "";
         if (strcmp(xact_ms, "0") != 0)
             snprintf(in_tx, sizeof in_tx, ", in a transaction for %s ms", xact_ms);
-        touched += t;
-        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s)%s%.60s", used ? "; " : "",
-                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                         in_tx, t ? " touched the migrated tables: " : ": ", PQgetvalue(res, i, 6));
-        if (n < 0 || (size_t)n >= cap - used)
-            break;
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s) touched the migrated tables: %.60s",
+                         used ? "; " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                         PQgetvalue(res, i, 3), in_tx, PQgetvalue(res, i, 6));
+        if (n < 0 || (size_t)n >= cap - used - 24) {
+            out[used] = '\0';
+            continue;
+        }
         used += (size_t)n;
+        listed++;
     }
+    if (listed < touched)
+        snprintf(out + used, cap - used, "%sand %d more", used ? "; " : "", touched - listed);
     return touched;
 }
 
@@ -391,7 +399,9 @@ static void hold_traffic(struct cutover *c)
         }
     }
     c->holding = 1;
-    if (relay_hold(c->relay, c->opt.drain_timeout_ms, on_drained, c) != 0) {
+    char reason[192];
+    snprintf(reason, sizeof reason, "cutover of %.100s: this proxy runs the contract", c->migration);
+    if (relay_hold(c->relay, "cutover", reason, c->opt.drain_timeout_ms, on_drained, c) != 0) {
         c->holding = 0;
         hold_answered(c, 0, "another pause is in progress");
     }
