@@ -148,7 +148,8 @@ static const char HEARTBEAT_SQL[] =
     "     'live', p.id = $1 OR " LIVE("p", "$4") ", 'sessions', p.sessions) ORDER BY p.started_at), '[]')"
     "     FROM pgtandem.proxies p),"
     "  (SELECT coalesce(json_agg(b ORDER BY b.pid), '[]') FROM (SELECT " BYPASSING_WHO BYPASSING_FROM("$4")
-    "     LIMIT 20) b),"
+    /* the statement sees our row as it was before this UPDATE */
+    "     AND a.pid NOT IN (SELECT jsonb_array_elements_text($3::jsonb)::bigint) LIMIT 20) b),"
     "  m.name, m.status, h.epoch, h.coordinator, h.drain_ms, h.hold_ms,"
     "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL,"
     "  h.committed IS TRUE, EXISTS (SELECT 1 FROM pgtandem.proxies c WHERE c.id = h.coordinator"
