@@ -194,7 +194,7 @@ static void fail_fenced_sessions(struct server *srv)
     uint32_t n = 0;
     for (struct session *s = srv->sessions; s; s = s->next)
         if (s->holding && s->state != SESS_CLOSING) {
-            session_fail(s, "57P01", "%s", srv->fence_error);
+            session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", srv->fence_error);
             n++;
         }
     if (n)
@@ -212,8 +212,9 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = server_now_us(srv);
     int holding = h.paused || h.fenced;
     if (holding && (!p->watch_holding || now - p->watch_logged_us >= WATCH_LOG_EVERY_US)) {
-        log_warn("hold: %u session%s held for %.1f s (%s): %s", h.held, h.held == 1 ? "" : "s",
-                 (double)h.for_ms / 1000.0, h.kind, h.reason);
+        /* a fence is trouble; a pause is the cutover (or an operator) at work */
+        log_msg(h.fenced ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "hold: %u session%s held for %.1f s (%s): %s", h.held,
+                h.held == 1 ? "" : "s", (double)h.for_ms / 1000.0, h.kind, h.reason);
         p->watch_logged_us = now;
     } else if (!holding && p->watch_holding) {
         log_info("hold: lifted; nothing is held");

@@ -139,6 +139,27 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
         reals = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (old, new, other)}
         wait_until("every session's real PID in the fleet",
                    lambda: reals <= fleet_pids(cluster, legacy_db), timeout=10)
+        # sessions that do bypass the proxies: the refusal counts and lists the same ones
+        touching = psycopg.connect(cluster.uri(db=legacy_db), autocommit=True)
+        idle = psycopg.connect(cluster.uri(db=legacy_db), autocommit=True)
+        try:
+            touching.execute("SELECT count(*) FROM checks")
+            idle.execute("SELECT 1")
+            direct = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (touching, idle)}
+            touching.execute("SELECT count(*) FROM checks")
+            wait_until("both direct sessions bypassing", lambda: direct <= {
+                b["pid"] for b in status(proxies[1])["fleet"]["bypassing"]}, timeout=10)
+            r, rep = complete_via(proxies[1])
+            assert r.returncode == 1, r.stdout + r.stderr
+            m = re.search(r"refused: (\d+) of the (\d+) sessions? that reach .*? \((.*)\); stop them",
+                          rep.get("error", ""))
+            assert m, rep
+            assert int(m.group(1)) == 1 and int(m.group(2)) == len(re.findall(r"(?:^|; )pid \d+ \(", m.group(3))), rep
+            assert all(("pid %d " % pid) in m.group(3) for pid in direct), rep
+            assert not reals & {int(x) for x in re.findall(r"pid (\d+) \(", m.group(3))}, rep
+        finally:
+            touching.close()
+            idle.close()
         for p in proxies:
             wait_until("nothing bypassing on %d" % p.port, lambda p=p: status(p)["fleet"]["bypassing"] == [],
                        timeout=10)
