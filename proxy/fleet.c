@@ -539,7 +539,7 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
     uint64_t waited_us = now_us() - f->heartbeat_sent_us;
-    if (f->handler == on_heartbeat && waited_us > (uint64_t)f->lease_ms * 1000u) {
+    if (f->handler == on_heartbeat && waited_us > (uint64_t)f->heartbeat_ms * 1000u) {
         char why[192]; /* a lock on pgtandem.proxies, a database that hangs */
         snprintf(why, sizeof why, "the heartbeat has had no answer for %.1f s", (double)waited_us / 1e6);
         relay_set_fence_why(f->relay, why);
