@@ -12,12 +12,20 @@
  * NOTIFY), waits until each has acknowledged that it is drained, and runs
  * the contract with a check before COMMIT (fleet_commit_check_sql) that
  * commits only while the hold is open and every live proxy holds. A
- * participant waits for the release at most hold_ms; then it closes the
- * hold itself, which waits for a contract in flight and learns from the
- * same row whether it committed. A proxy that stops heartbeating is out of
- * the fleet after the lease; so that it cannot relay traffic the fleet no
- * longer waits for, its own relay holds every session at the next
- * boundary once its lease has run out locally (relay_set_lease). */
+ * participant waits for the release at most hold_ms, and no longer than
+ * the coordinator's lease once the coordinator stops heartbeating (it
+ * died mid-contract); then it closes the hold itself, which waits for a
+ * contract in flight and learns from the same row whether it committed. A
+ * proxy does not join a hold whose coordinator is out of the fleet. A
+ * proxy that stops heartbeating is out of the fleet after the lease; so
+ * that it cannot relay traffic the fleet no longer waits for, its own
+ * relay holds every session at the next boundary once its lease has run
+ * out locally (relay_set_lease): the fence. A fence still up two leases
+ * after it began closes its sessions with 57P01 (relay_set_fence_bound).
+ *
+ * Sessions are named by the PID Postgres gives their backend
+ * (pg_backend_pid(), asked once after login), not the BackendKeyData PID,
+ * which an edge such as Neon's proxy makes up; PIDs are stored as bigint. */
 #ifndef PGTANDEM_FLEET_H
 #define PGTANDEM_FLEET_H
 

@@ -30,5 +30,8 @@ void metrics_decay_window(struct metrics *m);
 /* Appends Prometheus text exposition to buf; returns bytes written. */
 struct evbuffer;
 void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int paused, struct evbuffer *out);
+/* pgtandem_held_sessions, pgtandem_fenced and pgtandem_hold{reason=...}:
+ * reason is one word (pause.h: pause_hold_info). */
+void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct evbuffer *out);
 
 #endif

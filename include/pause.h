@@ -4,6 +4,7 @@
 #ifndef PGTANDEM_PAUSE_H
 #define PGTANDEM_PAUSE_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "server.h"
@@ -11,6 +12,27 @@
 /* Starts holding (or joins a pause in progress). `done` is called once,
  * when drained or after timeout_ms. Returns -1 when too many callers wait. */
 int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx);
+/* The same, saying why for /status, /metrics and the log: kind is a short
+ * word ("cutover", "fleet_hold", "operator_pause", "refresh"), reason a
+ * sentence. pause_begin is an operator's pause. */
+int pause_begin_for(struct server *srv, const char *kind, const char *reason, int timeout_ms, pause_done_fn done,
+                    void *ctx);
+
+/* Whatever holds sessions now: a pause or the fleet fence (which wins). */
+struct pause_hold_info {
+    uint32_t held;          /* sessions with a message held */
+    int paused, fenced;
+    const char *kind;       /* "fence", a pause's kind, or "none" */
+    const char *reason;
+    uint64_t for_ms;        /* since the hold began */
+};
+void pause_hold_info(const struct server *srv, struct pause_hold_info *out);
+/* {"held_sessions", "fenced", "reason", "detail", "for_ms", "fence_bound_ms"} for GET /status. */
+json_t *pause_hold_json(const struct server *srv);
+/* Starts the watch (idempotent): while a pause or a fleet lease may hold
+ * sessions it logs the hold when it starts and every 5 s while it lasts,
+ * and closes the sessions of a fence past its bound. */
+void pause_watch(struct server *srv);
 /* Re-checks whether every session is at a boundary. */
 void pause_check_drained(struct server *srv);
 /* Lets every session holding a message go on (in order): the end of a

@@ -24,9 +24,11 @@ struct json_t;
  * by itself). waited_us: time from the hold to the drain or the timeout. */
 typedef void (*relay_hold_fn)(void *ctx, int drained, uint64_t waited_us);
 
-/* Holds every session's next transaction at its boundary. `done` is called
- * once. Returns -1 (and never calls done) when it cannot start. */
-int relay_hold(struct server *relay, int timeout_ms, relay_hold_fn done, void *ctx);
+/* Holds every session's next transaction at its boundary; kind (a word:
+ * "cutover", "fleet_hold", "refresh") and reason (a sentence) say why in
+ * /status, /metrics and the log. `done` is called once. Returns -1 (and never calls done) when it cannot start. */
+int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
+               void *ctx);
 /* Forgets a hold waiter whose context is going away. */
 void relay_forget(struct server *relay, void *ctx);
 
@@ -56,8 +58,9 @@ struct json_t *relay_busy_sessions(const struct server *relay);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
 struct json_t *relay_version_counts(const struct server *relay);
 
-/* Upstream backend PIDs of the sessions (a JSON array of integers), so
- * the fleet can tell its sessions from ones that bypass every proxy. */
+/* Backend PIDs of the sessions as pg_stat_activity names them (a JSON
+ * array of integers; up to 2^32 - 1), so the fleet can tell its sessions
+ * from ones that bypass every proxy. */
 struct json_t *relay_backend_pids(const struct server *relay);
 
 /* Lease fencing for the fleet (see fleet.c): once the monotonic clock
@@ -67,6 +70,14 @@ struct json_t *relay_backend_pids(const struct server *relay);
 void relay_set_lease(struct server *relay, uint64_t deadline_us);
 /* 1 when the lease has run out (traffic is being held). */
 int relay_lease_expired(const struct server *relay);
+/* The fence's bound: a lease that has been out this long fails the
+ * sessions it holds, and new ones, with 57P01 instead of holding them on.
+ * Also has every new session ask Postgres for its real backend PID
+ * (session.h), which the fleet needs. */
+void relay_set_fence_bound(struct server *relay, uint32_t bound_ms);
+/* Why the lease is not being renewed ("" when it is), for the fence's log
+ * lines, /status and the error its sessions get. */
+void relay_set_fence_why(struct server *relay, const char *why);
 
 /* Fleet identity for cancel keys: slot 1..255 is put in the top 8 bits of
  * every cancel key issued from now on; 0: not in a fleet (random keys). */

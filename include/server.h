@@ -47,6 +47,11 @@ struct pause_state {
     struct event *check_ev;       /* activated when a session may have reached a boundary */
     struct pause_waiter waiters[PAUSE_MAX_WAITERS];
     int nwaiters;
+    char kind[24];                /* why traffic is held: "cutover", "fleet_hold", ... */
+    char reason[192];             /* the same for people: who asked and for what */
+    struct event *watch_timer;    /* while a pause or a fleet lease may hold sessions */
+    int watch_holding;            /* the watch has announced a hold that lasts */
+    uint64_t watch_logged_us;     /* its last line about it */
 };
 
 /* Where the upstream is; resolved at start and refreshed in the
@@ -124,6 +129,10 @@ struct server {
 
     struct pause_state pause;
     uint64_t lease_deadline_us;      /* fleet lease (relay.h); 0: not fenced */
+    uint32_t fence_bound_ms;         /* a fence older than this fails its sessions (0: never) */
+    char fence_why[192];             /* what keeps the lease from being renewed, as last heard */
+    char fence_error[320];           /* what a session failed by an overdue fence is told */
+    int probe_backend_pids;          /* sessions ask Postgres for their backend PID (session.h) */
     struct version_route route;
     struct fleet_peers fleet;
     struct metrics metrics;
@@ -143,6 +152,9 @@ void server_boundary_reached(struct server *srv);
  * the clock itself, since a stopped process must fence before it relays
  * anything once it runs again. */
 int server_lease_expired(const struct server *srv);
+/* The lease ran out longer than fence_bound_ms ago: held sessions and new
+ * ones are failed (57P01, fence_error) instead of waiting on. */
+int server_fence_overdue(const struct server *srv);
 
 /* The version schema a session declaring `version` should see first, or
  * NULL when no migration in progress routes that version. */

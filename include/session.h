@@ -55,6 +55,8 @@ struct session {
     uint64_t tx_start_us;           /* when the open transaction began */
     uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
     uint32_t cancel_pid, cancel_key;     /* what the client was told */
+    uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
+    int pid_probe;                  /* that question's answer is still due */
     uint64_t bytes_in, bytes_out;
 
     struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
@@ -81,6 +83,11 @@ void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, c
 
 /* Sits at a transaction boundary (nothing in flight, no open transaction). */
 int session_at_boundary(const struct session *s);
+/* The backend's PID as Postgres itself names it (pg_stat_activity): asked
+ * once after login when the fleet needs it, since an edge in front of
+ * Postgres (Neon's proxy) hands out BackendKeyData of its own. Falls back
+ * to the BackendKeyData PID; 0 when neither is known. */
+uint32_t session_backend_pid(const struct session *s);
 /* Continues relaying after a pause is lifted. */
 void session_release_held(struct session *s);
 /* For GET /status and pause errors. */

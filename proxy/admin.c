@@ -350,6 +350,7 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
     json_object_set_new(body, "versions", relay_version_counts(srv));
+    json_object_set_new(body, "hold", pause_hold_json(srv));
     const char *peer = relay_peer_address(srv);
     json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
     json_t *extra = a->status_fn ? a->status_fn(a->status_ctx) : NULL;
@@ -362,6 +363,9 @@ static void handle_metrics(struct admin *a, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
     metrics_write_prometheus(&a->srv->metrics, a->srv->session_count, a->srv->pause.paused, out);
+    struct pause_hold_info hold;
+    pause_hold_info(a->srv, &hold);
+    metrics_write_holds(hold.held, hold.fenced, hold.kind, out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", out);
     evbuffer_free(out);

@@ -294,26 +294,34 @@ static void on_fleet_held(void *ctx, int ok, const char *why)
 }
 
 /* "pid 4242 (psql, 10.0.0.9, idle in transaction, in a transaction for
- * 5012 ms): UPDATE checks ..." for each session through no proxy. */
-static int describe_bypassing(const PGresult *res, char *out, size_t cap)
+ * 5012 ms) touched the migrated tables: UPDATE checks ..." for each session
+ * through no proxy, the ones that count first. Returns how many count (in
+ * a transaction or touched the migrated tables); *listed: how many rows. */
+static int describe_bypassing(const PGresult *res, char *out, size_t cap, int *listed)
 {
     int touched = 0;
     size_t used = 0;
     out[0] = '\0';
-    for (int i = 0; i < PQntuples(res); i++) {
-        int t = PQgetvalue(res, i, 5)[0] == 't';
-        const char *xact_ms = PQgetvalue(res, i, 4);
-        char in_tx[64] = "";
-        if (strcmp(xact_ms, "0") != 0)
-            snprintf(in_tx, sizeof in_tx, ", in a transaction for %s ms", xact_ms);
-        touched += t;
-        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s)%s%.60s", used ? "; " : "",
-                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                         in_tx, t ? " touched the migrated tables: " : ": ", PQgetvalue(res, i, 6));
-        if (n < 0 || (size_t)n >= cap - used)
-            break;
-        used += (size_t)n;
-    }
+    *listed = PQntuples(res);
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < PQntuples(res); i++) {
+            int t = PQgetvalue(res, i, 5)[0] == 't';
+            if (t != pass)
+                continue;
+            touched += t;
+            const char *xact_ms = PQgetvalue(res, i, 4);
+            char in_tx[64] = "";
+            if (strcmp(xact_ms, "0") != 0)
+                snprintf(in_tx, sizeof in_tx, ", in a transaction for %s ms", xact_ms);
+            int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s)%s%.60s", used ? "; " : "",
+                             PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                             PQgetvalue(res, i, 3), in_tx, t ? " touched the migrated tables: " : ": ",
+                             PQgetvalue(res, i, 6));
+            if (n < 0 || (size_t)n >= cap - used)
+                out[used] = '\0';
+            else
+                used += (size_t)n;
+        }
     return touched;
 }
 
@@ -326,14 +334,16 @@ static void on_bypassing(void *ctx, PGresult *res, const char *error, const char
         run_contract(c);
         return;
     }
-    int touched = describe_bypassing(res, c->rep.bypassing, sizeof c->rep.bypassing);
+    int listed = 0;
+    int touched = describe_bypassing(res, c->rep.bypassing, sizeof c->rep.bypassing, &listed);
     if (touched && !c->opt.force) {
         release(c);
+        /* The count says which of the listed sessions refuse it. */
         snprintf(c->rep.error, sizeof c->rep.error,
-                 "refused: %d session%s reach the database through no pgtandem proxy and hold a transaction or "
-                 "touched the migrated tables (%.560s); stop them, or complete with --force (their statements then "
-                 "wait at most lock_timeout)",
-                 touched, touched == 1 ? "" : "s", c->rep.bypassing);
+                 "refused: %d of the %d session%s that reach the database through no pgtandem proxy hold a "
+                 "transaction or touched the migrated tables (%.560s); stop them, or complete with --force (their "
+                 "statements then wait at most lock_timeout)",
+                 touched, listed, listed == 1 ? "" : "s", c->rep.bypassing);
         log_error("%s", c->rep.error);
         finish(c, CUTOVER_REFUSED);
         return;
@@ -391,7 +401,9 @@ static void hold_traffic(struct cutover *c)
         }
     }
     c->holding = 1;
-    if (relay_hold(c->relay, c->opt.drain_timeout_ms, on_drained, c) != 0) {
+    char reason[192];
+    snprintf(reason, sizeof reason, "cutover of %.100s: this proxy runs the contract", c->migration);
+    if (relay_hold(c->relay, "cutover", reason, c->opt.drain_timeout_ms, on_drained, c) != 0) {
         c->holding = 0;
         hold_answered(c, 0, "another pause is in progress");
     }

@@ -25,6 +25,10 @@
 #define RECONNECT_MS 500
 #define ACK_RECHECK_MS 50
 #define MAX_SLOT 255
+/* A fence that lasts this many leases past its start is not going to lift
+ * soon (the database is away, or the heartbeat keeps failing): its
+ * sessions are closed with 57P01 rather than held on. */
+#define FENCE_BOUND_LEASES 2
 
 enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK_UP };
 
@@ -54,6 +58,8 @@ struct participant_hold {
     long long last_epoch;     /* the newest hold seen, served or not */
     int drain_ms, hold_ms;
     struct event *deadline;
+    int abandoning;           /* closing it ourselves (JOB_ABANDON sent) */
+    char coordinator[96];
 };
 
 struct fleet {
@@ -134,7 +140,7 @@ const char FLEET_BYPASSING_SQL[] =
 
 static const char HEARTBEAT_SQL[] =
     "WITH hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
-    "            backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::int) WHERE id = $1 RETURNING id)"
+    "            backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint) WHERE id = $1 RETURNING id)"
     " SELECT (SELECT count(*) FROM hb),"
     "  (SELECT coalesce(json_agg(json_build_object('id', p.id, 'slot', p.slot, 'host', p.host, 'listen', p.listen,"
     "     'admin', p.admin, 'peer', p.peer, 'version', p.version, 'pid', p.pid, 'started_at', p.started_at,"
@@ -142,9 +148,12 @@ static const char HEARTBEAT_SQL[] =
     "     'live', p.id = $1 OR " LIVE("p", "$4") ", 'sessions', p.sessions) ORDER BY p.started_at), '[]')"
     "     FROM pgtandem.proxies p),"
     "  (SELECT coalesce(json_agg(b ORDER BY b.pid), '[]') FROM (SELECT " BYPASSING_WHO BYPASSING_FROM("$4")
-    "     LIMIT 20) b),"
+    /* the statement sees our row as it was before this UPDATE */
+    "     AND a.pid NOT IN (SELECT jsonb_array_elements_text($3::jsonb)::bigint) LIMIT 20) b),"
     "  m.name, m.status, h.epoch, h.coordinator, h.drain_ms, h.hold_ms,"
-    "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL"
+    "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL,"
+    "  h.committed IS TRUE, EXISTS (SELECT 1 FROM pgtandem.proxies c WHERE c.id = h.coordinator"
+    "    AND c.heartbeat_at > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0))"
     " FROM (SELECT 1) one"
     " LEFT JOIN LATERAL (SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1) m ON true"
     " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
@@ -154,7 +163,7 @@ static const char HOLD_SQL[] =
     "WITH h AS (INSERT INTO pgtandem.fleet_holds (migration, coordinator, drain_ms, hold_ms)"
     "           VALUES ($1, $2, $3::int, $4::int) RETURNING epoch),"
     " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
-    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::int) WHERE id = $2)"
+    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::bigint) WHERE id = $2)"
     " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)),"
     "  (SELECT coalesce(json_agg(p.id), '[]') FROM pgtandem.proxies p WHERE p.id <> $2 AND " LIVE("p", "$6") ")"
     " FROM h";
@@ -167,7 +176,7 @@ static const char ACK_CHECK_SQL[] =
 
 static const char ACK_SQL[] =
     "WITH u AS (UPDATE pgtandem.proxies SET held_epoch = $2::bigint, heartbeat_at = clock_timestamp(),"
-    "           backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::int) WHERE id = $1)"
+    "           backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint) WHERE id = $1)"
     " SELECT pg_notify('" CHANNEL_FLEET "', format('ack %s %s', $2, $1))";
 
 /* Closing a hold waits for a contract in flight (it holds the row) and
@@ -331,6 +340,9 @@ static void link_lost(struct fleet *f, const char *why)
 {
     if (f->link != LINK_DOWN)
         log_warn("fleet: connection to the database lost (%s); reconnecting", why ? why : "?");
+    char fence_why[192];
+    snprintf(fence_why, sizeof fence_why, "the fleet's connection to the database is down: %s", why ? why : "?");
+    relay_set_fence_why(f->relay, fence_why);
     pgasync_close(&f->db);
     f->link = LINK_DOWN;
     f->jobs &= ~((1u << JOB_ACK_CHECK) | (1u << JOB_HOLD) | (1u << JOB_HEARTBEAT));
@@ -356,7 +368,8 @@ static int failed(struct fleet *f, const char *what, const char *error, const ch
 
 /* ---- heartbeat: renew the lease, learn the fleet and the migration ---- */
 
-static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms);
+static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
+                              const char *coordinator);
 
 static void set_json(json_t **slot, const char *text)
 {
@@ -389,7 +402,28 @@ static void learn_migration(struct fleet *f, const char *name, const char *statu
 /* A hold that is open and young enough is joined: a proxy that started or
  * came back during a cutover must hold too. */
 enum { HB_ALIVE, HB_MEMBERS, HB_BYPASSING, HB_NAME, HB_STATUS, HB_EPOCH, HB_COORDINATOR, HB_DRAIN_MS,
-       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_NFIELDS };
+       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_COMMITTED, HB_COORDINATOR_LIVE, HB_NFIELDS };
+
+/* The hold being served, as the table has it now: a release whose notice
+ * was lost ends it; so does a coordinator whose lease ran out (it died
+ * mid-contract): nobody would release it, and its contract cannot commit
+ * once the hold is closed, so the hold ends within the coordinator's
+ * lease instead of lasting drain + lock_timeout. */
+static void check_served_hold(struct fleet *f, PGresult *res)
+{
+    if (!f->part.active || PQgetisnull(res, 0, HB_EPOCH) || atoll(PQgetvalue(res, 0, HB_EPOCH)) != f->part.epoch)
+        return;
+    if (!strcmp(PQgetvalue(res, 0, HB_RELEASED), "t")) {
+        participant_finish(f, !strcmp(PQgetvalue(res, 0, HB_COMMITTED), "t"));
+        return;
+    }
+    if (!strcmp(PQgetvalue(res, 0, HB_COORDINATOR_LIVE), "t") || f->part.abandoning)
+        return;
+    log_warn("fleet: hold %lld: the coordinator %s is out of the fleet (its lease ran out); closing the hold",
+             f->part.epoch, f->part.coordinator);
+    f->part.abandoning = 1;
+    want(f, JOB_ABANDON);
+}
 
 static void learn_hold(struct fleet *f, PGresult *res)
 {
@@ -398,8 +432,10 @@ static void learn_hold(struct fleet *f, PGresult *res)
     long long epoch = atoll(PQgetvalue(res, 0, HB_EPOCH));
     long long age = atoll(PQgetvalue(res, 0, HB_AGE_MS));
     int hold_ms = atoi(PQgetvalue(res, 0, HB_HOLD_MS));
-    if (strcmp(PQgetvalue(res, 0, HB_COORDINATOR), f->id) != 0 && age < hold_ms)
-        participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age);
+    const char *coordinator = PQgetvalue(res, 0, HB_COORDINATOR);
+    /* A hold whose coordinator is gone is not joined: nobody will release it. */
+    if (strcmp(coordinator, f->id) != 0 && age < hold_ms && !strcmp(PQgetvalue(res, 0, HB_COORDINATOR_LIVE), "t"))
+        participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age, coordinator);
 }
 
 /* The other live proxies' peer listeners, so a CancelRequest for one of
@@ -440,13 +476,19 @@ static void on_refreshed(void *ctx, int drained, uint64_t waited_us)
 static void refresh_after_fence(struct fleet *f)
 {
     log_warn("fleet: the migration completed while this proxy's lease had run out; preparing statements again");
-    if (relay_hold(f->relay, f->lease_ms, on_refreshed, f) != 0)
+    if (relay_hold(f->relay, "refresh", "preparing statements again after a contract that ran without this proxy",
+                   f->lease_ms, on_refreshed, f) != 0)
         log_error("fleet: cannot hold traffic to prepare statements again");
 }
 
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
+    if (error) {
+        char why[192];
+        snprintf(why, sizeof why, "the heartbeat fails: %s", error);
+        relay_set_fence_why(f->relay, why);
+    }
     if (failed(f, "heartbeat", error, sqlstate))
         return;
     if (!res || PQntuples(res) != 1 || PQnfields(res) != HB_NFIELDS) {
@@ -467,7 +509,9 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
     if (fenced && strcmp(before, f->status) != 0 && !strcmp(f->status, "completed"))
         refresh_after_fence(f);
+    check_served_hold(f, res);
     learn_hold(f, res);
+    relay_set_fence_why(f->relay, "");
     renew_lease(f);
 }
 
@@ -494,6 +538,12 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     struct fleet *f = arg;
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
+    uint64_t waited_us = now_us() - f->heartbeat_sent_us;
+    if (f->handler == on_heartbeat && waited_us > (uint64_t)f->heartbeat_ms * 1000u) {
+        char why[192]; /* a lock on pgtandem.proxies, a database that hangs */
+        snprintf(why, sizeof why, "the heartbeat has had no answer for %.1f s", (double)waited_us / 1e6);
+        relay_set_fence_why(f->relay, why);
+    }
     add_timer(f->heartbeat_timer, f->heartbeat_ms);
 }
 
@@ -516,18 +566,23 @@ static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
     want(f, JOB_ACK);
 }
 
-static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms)
+static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
+                              const char *coordinator)
 {
     if (epoch <= f->part.last_epoch)
         return;
     if (f->part.active) /* a newer hold replaces one whose release we missed */
         participant_finish(f, 0);
     f->part.last_epoch = epoch;
-    f->part = (struct participant_hold){1, 0, epoch, epoch, drain_ms, hold_ms, f->part.deadline};
+    f->part = (struct participant_hold){1, 0, epoch, epoch, drain_ms, hold_ms, f->part.deadline, 0, ""};
+    snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
     long remaining = hold_ms - (long)age_ms;
     add_timer(f->part.deadline, remaining > 0 ? remaining : 0);
-    log_info("fleet: hold %lld asked for; holding traffic at transaction boundaries", epoch);
-    if (relay_hold(f->relay, drain_ms, on_participant_drained, f) != 0) {
+    log_info("fleet: hold %lld asked for by %s; holding traffic at transaction boundaries", epoch, coordinator);
+    char reason[192];
+    snprintf(reason, sizeof reason, "fleet hold %lld for the cutover run by %.96s (at most %d ms)", epoch,
+             coordinator, hold_ms);
+    if (relay_hold(f->relay, "fleet_hold", reason, drain_ms, on_participant_drained, f) != 0) {
         log_warn("fleet: hold %lld: cannot hold traffic now", epoch);
         f->part.active = 0;
         evtimer_del(f->part.deadline);
@@ -773,7 +828,7 @@ static void on_fleet_message(struct fleet *f, const char *payload)
     char who[96] = "";
     if (sscanf(payload, "hold %lld %d %d %95s", &epoch, &a, &b, who) == 4) {
         if (strcmp(who, f->id) != 0)
-            participant_begin(f, epoch, a, b, 0);
+            participant_begin(f, epoch, a, b, 0, who);
     } else if (sscanf(payload, "ack %lld %95s", &epoch, who) == 2) {
         if (f->co.active && epoch == f->co.epoch)
             count_ack(f, who);
@@ -899,6 +954,7 @@ struct fleet *fleet_new(struct event_base *base, struct server *relay, const str
     f->engine_db = strdup(opt->engine_db);
     f->lease_ms = opt->lease_ms;
     f->heartbeat_ms = opt->lease_ms / 4 < 100 ? 100 : opt->lease_ms / 4 > 1000 ? 1000 : opt->lease_ms / 4;
+    relay_set_fence_bound(relay, (uint32_t)(FENCE_BOUND_LEASES * opt->lease_ms));
     make_id(f, opt->id);
     snprintf(f->listen, sizeof f->listen, "%s", opt->listen ? opt->listen : "");
     snprintf(f->admin, sizeof f->admin, "%s", opt->admin ? opt->admin : "");

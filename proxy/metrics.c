@@ -95,3 +95,18 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
                         "pgtandem_query_latency_seconds_count %" PRIu64 "\n",
                         cumulative, (double)m->latency_sum_us / 1e6, cumulative);
 }
+
+void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct evbuffer *out)
+{
+    evbuffer_add_printf(out,
+                        "# HELP pgtandem_held_sessions Sessions whose next message is held (a pause, a fleet hold, the fence).\n"
+                        "# TYPE pgtandem_held_sessions gauge\n"
+                        "pgtandem_held_sessions %" PRIu32 "\n"
+                        "# HELP pgtandem_fenced 1 while this proxy's fleet lease has run out and it holds every session.\n"
+                        "# TYPE pgtandem_fenced gauge\n"
+                        "pgtandem_fenced %d\n"
+                        "# HELP pgtandem_hold Why sessions are held now: fence, cutover, fleet_hold, operator_pause, refresh or none.\n"
+                        "# TYPE pgtandem_hold gauge\n"
+                        "pgtandem_hold{reason=\"%s\"} 1\n",
+                        held, fenced, reason);
+}

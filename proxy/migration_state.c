@@ -25,8 +25,13 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
     "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
     "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
-    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids int[],"
+    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids bigint[],"
     "  lease_ms int NOT NULL DEFAULT 3000);"
+    /* Backend PIDs run up to 2^32 - 1 behind an edge that makes them up;
+     * tables made as int[] are widened once. */
+    "DO $widen$ BEGIN IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
+    "  AND attname = 'backend_pids') = 'int4[]'::regtype THEN"
+    "  ALTER TABLE pgtandem.proxies ALTER COLUMN backend_pids TYPE bigint[]; END IF; END $widen$;"
     "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
     "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
     "  drain_ms int NOT NULL, hold_ms int NOT NULL,"

@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -52,6 +53,12 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
 
 int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx)
 {
+    return pause_begin_for(srv, "operator_pause", "an operator's POST /pause", timeout_ms, done, ctx);
+}
+
+int pause_begin_for(struct server *srv, const char *kind, const char *reason, int timeout_ms, pause_done_fn done,
+                    void *ctx)
+{
     struct pause_state *p = &srv->pause;
     if (p->nwaiters == PAUSE_MAX_WAITERS)
         return -1;
@@ -63,9 +70,12 @@ int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ct
         p->drained = 0;
         p->started_us = server_now_us(srv);
         p->held_messages = 0;
+        snprintf(p->kind, sizeof p->kind, "%s", kind);
+        snprintf(p->reason, sizeof p->reason, "%s", reason);
+        pause_watch(srv);
         if (!p->timeout_timer)
             p->timeout_timer = evtimer_new(srv->base, pause_timeout_cb, srv);
-        log_info("pause: holding new transactions (timeout %d ms)", timeout_ms);
+        log_info("pause: holding new transactions (timeout %d ms): %s", timeout_ms, reason);
     }
     if (p->timeout_timer && !p->drained) {
         struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -134,8 +144,105 @@ void pause_forget_waiter(struct server *srv, void *ctx)
             p->waiters[i].done = NULL;
 }
 
+/* ---- the watch: every hold is visible and a fence is bounded ---- */
+
+#define WATCH_TICK_MS 250
+#define WATCH_LOG_EVERY_US 5000000u
+
+static uint32_t count_held(const struct server *srv)
+{
+    uint32_t n = 0;
+    for (const struct session *s = srv->sessions; s; s = s->next)
+        n += s->holding != 0;
+    return n;
+}
+
+void pause_hold_info(const struct server *srv, struct pause_hold_info *out)
+{
+    const struct pause_state *p = &srv->pause;
+    uint64_t now = server_now_us((struct server *)srv);
+    out->held = count_held(srv);
+    out->paused = p->paused;
+    out->fenced = server_lease_expired(srv);
+    out->for_ms = 0;
+    out->kind = "none";
+    out->reason = "";
+    if (out->fenced) {
+        out->kind = "fence";
+        out->reason = srv->fence_why[0] ? srv->fence_why : "the fleet lease ran out";
+        out->for_ms = (now - srv->lease_deadline_us) / 1000;
+    } else if (p->paused) {
+        out->kind = p->kind[0] ? p->kind : "pause";
+        out->reason = p->reason;
+        out->for_ms = (now - p->started_us) / 1000;
+    }
+}
+
+json_t *pause_hold_json(const struct server *srv)
+{
+    struct pause_hold_info h;
+    pause_hold_info(srv, &h);
+    return json_pack("{s:i,s:b,s:s,s:s,s:I,s:I}", "held_sessions", (int)h.held, "fenced", h.fenced, "reason",
+                     h.kind, "detail", h.reason, "for_ms", (json_int_t)h.for_ms, "fence_bound_ms",
+                     (json_int_t)srv->fence_bound_ms);
+}
+
+/* A fence past its bound ends for the sessions it holds: they are at a
+ * transaction boundary, so closing them loses nothing in flight. */
+static void fail_fenced_sessions(struct server *srv)
+{
+    uint32_t n = 0;
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (s->holding && s->state != SESS_CLOSING) {
+            session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", srv->fence_error);
+            n++;
+        }
+    if (n)
+        log_error("fence: %s; %u held session%s closed with 57P01", srv->fence_error, n, n == 1 ? "" : "s");
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    struct pause_state *p = &srv->pause;
+    struct pause_hold_info h;
+    pause_hold_info(srv, &h);
+    uint64_t now = server_now_us(srv);
+    int holding = h.paused || h.fenced;
+    if (holding && (!p->watch_holding || now - p->watch_logged_us >= WATCH_LOG_EVERY_US)) {
+        /* a fence is trouble; a pause is the cutover (or an operator) at work */
+        log_msg(h.fenced ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "hold: %u session%s held for %.1f s (%s): %s", h.held,
+                h.held == 1 ? "" : "s", (double)h.for_ms / 1000.0, h.kind, h.reason);
+        p->watch_logged_us = now;
+    } else if (!holding && p->watch_holding) {
+        log_info("hold: lifted; nothing is held");
+    }
+    p->watch_holding = holding;
+    if (h.fenced && server_fence_overdue(srv))
+        fail_fenced_sessions(srv);
+    if (!holding && !srv->lease_deadline_us)
+        evtimer_del(p->watch_timer);
+}
+
+void pause_watch(struct server *srv)
+{
+    struct pause_state *p = &srv->pause;
+    if (!p->watch_timer && !(p->watch_timer = event_new(srv->base, -1, EV_PERSIST, watch_cb, srv)))
+        return;
+    if (!evtimer_pending(p->watch_timer, NULL)) {
+        struct timeval tv = {0, WATCH_TICK_MS * 1000};
+        evtimer_add(p->watch_timer, &tv);
+        event_active(p->watch_timer, EV_TIMEOUT, 0); /* a hold starting now is told now */
+    }
+}
+
 void pause_free(struct server *srv)
 {
+    if (srv->pause.watch_timer)
+        event_free(srv->pause.watch_timer);
+    srv->pause.watch_timer = NULL;
     if (srv->pause.timeout_timer)
         event_free(srv->pause.timeout_timer);
     if (srv->pause.check_ev)

@@ -11,9 +11,10 @@
 #include "server.h"
 #include "session.h"
 
-int relay_hold(struct server *relay, int timeout_ms, relay_hold_fn done, void *ctx)
+int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
+               void *ctx)
 {
-    return pause_begin(relay, timeout_ms, done, ctx);
+    return pause_begin_for(relay, kind, reason, timeout_ms, done, ctx);
 }
 
 void relay_forget(struct server *relay, void *ctx)
@@ -103,8 +104,8 @@ json_t *relay_backend_pids(const struct server *relay)
 {
     json_t *pids = json_array();
     for (const struct session *s = relay->sessions; s; s = s->next)
-        if (s->upstream_pid)
-            json_array_append_new(pids, json_integer(s->upstream_pid));
+        if (session_backend_pid(s))
+            json_array_append_new(pids, json_integer((json_int_t)session_backend_pid(s)));
     return pids;
 }
 
@@ -118,8 +119,30 @@ void relay_set_lease(struct server *relay, uint64_t deadline_us)
 {
     int was_expired = server_lease_expired(relay);
     relay->lease_deadline_us = deadline_us;
+    if (deadline_us)
+        pause_watch(relay);
     if (was_expired && !server_lease_expired(relay) && !relay->pause.paused)
         pause_release_sessions(relay);
+}
+
+static void compose_fence_error(struct server *relay)
+{
+    snprintf(relay->fence_error, sizeof relay->fence_error,
+             "pgtandem: this proxy's fleet fence could not be lifted within %u s (%s); reconnect",
+             (relay->fence_bound_ms + 999) / 1000, relay->fence_why[0] ? relay->fence_why : "lease not renewed");
+}
+
+void relay_set_fence_bound(struct server *relay, uint32_t bound_ms)
+{
+    relay->fence_bound_ms = bound_ms;
+    relay->probe_backend_pids = 1;
+    compose_fence_error(relay);
+}
+
+void relay_set_fence_why(struct server *relay, const char *why)
+{
+    snprintf(relay->fence_why, sizeof relay->fence_why, "%s", why ? why : "");
+    compose_fence_error(relay);
 }
 
 void relay_set_fleet_slot(struct server *relay, int slot)

@@ -23,6 +23,12 @@ int server_lease_expired(const struct server *srv)
     return srv->lease_deadline_us && server_now_us((struct server *)srv) > srv->lease_deadline_us;
 }
 
+int server_fence_overdue(const struct server *srv)
+{
+    return srv->lease_deadline_us && srv->fence_bound_ms &&
+           server_now_us((struct server *)srv) > srv->lease_deadline_us + (uint64_t)srv->fence_bound_ms * 1000u;
+}
+
 void server_session_closed(struct server *srv)
 {
     if (srv->shutting_down && srv->session_count == 0) {

@@ -703,11 +703,19 @@ static void relay_client_to_server(struct session *s)
         if (r == 0)
             break;
         if (paused_hold(s, h.type)) {
+            if (server_fence_overdue(s->srv)) {
+                session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->srv->fence_error);
+                return;
+            }
             if (!s->holding) {
                 s->holding = 1;
                 s->srv->pause.held_messages++;
-                sbuf_pause_read(s->client); /* held bytes stay in the kernel */
             }
+            /* Reading goes on, so a client that leaves while held is
+             * noticed and its session freed at once; past one buffer the
+             * held bytes stay in the kernel. */
+            if (evbuffer_get_length(in) >= s->srv->cfg.buffer_bytes)
+                sbuf_pause_read(s->client);
             break;
         }
         if (s->state == SESS_READY) {
@@ -787,6 +795,58 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     evbuffer_add(out, msg, sizeof msg);
 }
 
+#define PID_PROBE_SQL "SELECT pg_backend_pid()"
+
+/* After login, before the client's first query: Postgres is asked for the
+ * backend's PID, because the BackendKeyData PID may be an edge's own (Neon's
+ * proxy makes one up per connection) and the fleet must name its sessions
+ * as pg_stat_activity does. The answer is swallowed like a re-prepare's;
+ * the client goes on seeing the BackendKeyData PID. Only in a fleet. */
+static void probe_backend_pid(struct session *s)
+{
+    if (!s->srv->probe_backend_pids || !s->server)
+        return;
+    uint8_t head[5] = {'Q'};
+    proto_put_u32(head + 1, (uint32_t)(4 + sizeof PID_PROBE_SQL));
+    evbuffer_add(s->server->out, head, sizeof head);
+    evbuffer_add(s->server->out, PID_PROBE_SQL, sizeof PID_PROBE_SQL);
+    s->swallow_rfq++;
+    s->pid_probe = 1;
+    sbuf_flush(s->server);
+}
+
+/* The probe's DataRow: one column, the PID as text. Returns -1 until the
+ * whole row is buffered; anything unexpected is ignored (the PID then
+ * stays the BackendKeyData one). */
+static int read_probe_answer(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    if (!s->pid_probe || h->type != 'D' || total > 32)
+        return 0;
+    if (avail < total)
+        return -1;
+    uint8_t msg[32];
+    char text[16];
+    evbuffer_copyout(in, msg, total);
+    if (total < 12 || msg[5] != 0 || msg[6] != 1)
+        return 0;
+    uint32_t len = proto_get_u32(msg + 7);
+    if (len == 0 || len >= sizeof text || 11 + len != total)
+        return 0;
+    memcpy(text, msg + 11, len);
+    text[len] = '\0';
+    char *end;
+    unsigned long long pid = strtoull(text, &end, 10);
+    if (*end == '\0' && pid > 0 && pid <= UINT32_MAX)
+        s->backend_pid = (uint32_t)pid;
+    return 0;
+}
+
+uint32_t session_backend_pid(const struct session *s)
+{
+    return s->backend_pid ? s->backend_pid : s->upstream_pid;
+}
+
 /* A ReadyForQuery arrived: bookkeeping for metrics, pause and shutdown. */
 static void on_ready_for_query(struct session *s, uint8_t status)
 {
@@ -796,6 +856,7 @@ static void on_ready_for_query(struct session *s, uint8_t status)
     if (s->state == SESS_AUTH) {
         s->state = SESS_READY;
         stop_login_timer(s);
+        probe_backend_pid(s);
         log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
                   startup_param(&s->startup, "user"), startup_param(&s->startup, "database"));
         return;
@@ -893,9 +954,13 @@ static void relay_server_to_client(struct session *s)
         }
         if (r == 0)
             break;
-        if (s->swallow_rfq) { /* answers to our re-prepare, not the client's */
-            if (h.type == 'Z')
+        if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
+            if (read_probe_answer(s, in, &h, avail) < 0)
+                break;
+            if (h.type == 'Z') {
                 s->swallow_rfq--;
+                s->pid_probe = 0;
+            }
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;
@@ -1091,6 +1156,8 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
         state = s->holding ? "held" : tracker_at_boundary(&s->tracker) ? "idle" : "active";
     json_object_set_new(o, "state", json_string(state));
     json_object_set_new(o, "tx_status", json_string(tx));
+    if (session_backend_pid(s))
+        json_object_set_new(o, "backend_pid", json_integer((json_int_t)session_backend_pid(s)));
     json_object_set_new(o, "tls", json_boolean(s->client_on_tls));
     json_object_set_new(o, "version", s->version ? json_string(s->version) : json_null());
     json_object_set_new(o, "prepared_statements", json_integer((json_int_t)count_prepared(s)));
