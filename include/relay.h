@@ -68,7 +68,7 @@ void relay_set_lease(struct server *relay, uint64_t deadline_us);
 /* 1 when the lease has run out (traffic is being held). */
 int relay_lease_expired(const struct server *relay);
 
-/* Fleet identity for cancel keys: slot 1..255 is put in the top 8 bits of
+/* Fleet identity for cancel keys: slot 1..63 is put in the top 6 bits of
  * every cancel key issued from now on; 0: not in a fleet (random keys). */
 void relay_set_fleet_slot(struct server *relay, int slot);
 
