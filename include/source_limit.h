@@ -16,7 +16,7 @@ enum source_event {
     SOURCE_CANCEL_UNKNOWN,   /* a CancelRequest for no session this proxy knows */
     SOURCE_CANCEL_FORWARDED, /* sent on to the proxy its key names: it may be forged, so it costs too */
     SOURCE_BAD_STARTUP,      /* a startup packet or TLS handshake Postgres would refuse */
-    SOURCE_THROTTLED,        /* over the limit: closed without being looked at */
+    SOURCE_THROTTLED,        /* a CancelRequest over the limit: closed without being looked at */
     SOURCE_EVENTS
 };
 

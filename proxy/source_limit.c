@@ -200,7 +200,7 @@ int source_limit_failure(struct server *srv, const char *addr, enum source_event
         va_end(ap);
         log_info("%s", line);
     } else {
-        count_unlogged(l, s, under ? ev : SOURCE_THROTTLED);
+        count_unlogged(l, s, ev);
     }
     return under;
 }
