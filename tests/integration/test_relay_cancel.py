@@ -156,6 +156,8 @@ def test_asyncpg_idle_cancel_never_hits_the_next_statement(relay):
 
 
 def test_asyncpg_statement_timeout(relay):
+    import asyncpg
+
     async def run():
         conn = await asyncpg_connect(relay)
         try:
@@ -167,6 +169,18 @@ def test_asyncpg_statement_timeout(relay):
                 # the next query works: the cancel landed on the statement that timed out
                 assert await conn.fetchval("SELECT pg_sleep(0.02)::text || 'ok'") == "ok", i
                 assert await conn.fetchval("SELECT 42") == 42
+            # a statement that ends just as its timeout fires: the cancel then finds the
+            # session idle, and must not reach the statement after it
+            hit = 0
+            for _ in range(30):
+                for sql, timeout in (("SELECT pg_sleep(0.1)", 0.1), ("SELECT pg_sleep(0.02)", None)):
+                    try:
+                        await conn.fetch(sql, timeout=timeout)
+                    except asyncio.TimeoutError:
+                        pass
+                    except asyncpg.exceptions.QueryCanceledError:
+                        hit += 1
+            assert hit == 0
         finally:
             await conn.close()
 
