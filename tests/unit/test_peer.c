@@ -1,6 +1,8 @@
 /* Unit tests for cancel forwarding between the proxies of a fleet: two
  * relays on one event loop, B forwarding to A's peer listener what A's
- * slot names, and the peer list taking only what it can dial. */
+ * slot names, B told the request was answered only once A closed (which A
+ * does only once its own cancel was answered), and the peer list taking
+ * only what it can dial. */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +12,36 @@
 #include "peer.h"
 #include "relay.h"
 #include "server.h"
+#include "source_limit.h"
 #include "unit.h"
 
 static int cancels_seen;
 static uint32_t seen_pid, seen_key;
+static cancel_done_fn seen_done;
+static uint64_t seen_waiter;
+static int answers;          /* B's forward_done calls */
+static uint64_t answered_waiter;
 
-/* Stands in for session_cancel on A. */
-static int record_cancel(struct server *srv, uint32_t pid, uint32_t key)
+/* Stands in for session_cancel on A: the request "went upstream"; the
+ * test answers it by calling seen_done, as upstream.c does once Postgres
+ * closed its connection. */
+static int record_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
     (void)srv;
     cancels_seen++;
     seen_pid = pid;
     seen_key = key;
+    seen_done = done;
+    seen_waiter = waiter;
     return 1;
+}
+
+/* Stands in for the client session on B that waits for the answer. */
+static void forward_done(struct server *srv, uint64_t waiter)
+{
+    (void)srv;
+    answers++;
+    answered_waiter = waiter;
 }
 
 static void relay_init_for_test(struct server *srv, struct event_base *base, const char *peer_host)
@@ -36,9 +55,19 @@ static void relay_init_for_test(struct server *srv, struct event_base *base, con
 
 static struct server a, b;
 
-static int delivered(void)
+static int seen_by_a(void)
 {
-    return cancels_seen == 1 && b.fleet.nforwards == 0 && a.fleet.nincoming == 0;
+    return cancels_seen == 1;
+}
+
+static int answered(void)
+{
+    return answers == 1 && b.fleet.nforwards == 0 && a.fleet.nincoming == 0;
+}
+
+static int never(void)
+{
+    return 0;
 }
 
 static int forward_gone(void)
@@ -46,14 +75,19 @@ static int forward_gone(void)
     return b.fleet.nforwards == 0;
 }
 
-/* Runs the loop until `done` holds or about two seconds pass. */
-static void run_until(struct event_base *base, int (*done)(void))
+/* Runs the loop until `done` holds or about `ms` milliseconds pass. */
+static void run_for(struct event_base *base, int (*done)(void), int ms)
 {
     struct timespec pause = {0, 2000000};
-    for (int i = 0; i < 1000 && !done(); i++) {
+    for (int i = 0; i < ms / 2 && !done(); i++) {
         event_base_loop(base, EVLOOP_NONBLOCK);
         nanosleep(&pause, NULL);
     }
+}
+
+static void run_until(struct event_base *base, int (*done)(void))
+{
+    run_for(base, done, 2000);
 }
 
 int main(void)
@@ -73,16 +107,29 @@ int main(void)
     struct relay_peer peers[4] = {{7, ""}, {0, "127.0.0.1:5"}, {8, "db.example.com:5432"}, {6, "127.0.0.1"}};
     snprintf(peers[0].address, sizeof peers[0].address, "%s", addr);
     relay_set_fleet_peers(&b, peers, 4);
-    CHECK("peer: only numeric HOST:PORT with a slot 1..255 is kept", b.fleet.npeers == 1);
+    CHECK("peer: only numeric HOST:PORT with a slot 1..63 is kept", b.fleet.npeers == 1);
 
+    const char *from = "192.0.2.1:5000";
     uint32_t pid = 4242, key_a = (7u << PEER_SLOT_SHIFT) | 0x123456u;
-    CHECK("peer: a key of B's own slot is not forwarded", peer_forward_cancel(&b, pid, (9u << 24) | 1) == 0);
-    CHECK("peer: a key of an unknown slot is not forwarded", peer_forward_cancel(&b, pid, (8u << 24) | 1) == 0);
-    CHECK("peer: a key without a slot is not forwarded", peer_forward_cancel(&b, pid, 0x00abcdefu) == 0);
-    CHECK("peer: a key of A's slot is forwarded", peer_forward_cancel(&b, pid, key_a) == 1);
+    CHECK("peer: a key of B's own slot is not forwarded",
+          peer_forward_cancel(&b, pid, (9u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == 0);
+    CHECK("peer: a key of an unknown slot is not forwarded",
+          peer_forward_cancel(&b, pid, (8u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == 0);
+    CHECK("peer: a key without a slot is not forwarded",
+          peer_forward_cancel(&b, pid, PEER_KEY_RANDOM_MASK, from, forward_done, 1) == 0);
+    CHECK("peer: a key of A's slot is forwarded", peer_forward_cancel(&b, pid, key_a, from, forward_done, 77) == 1);
     CHECK("peer: the forward is counted", b.metrics.cancels_forwarded == 1);
-    run_until(base, delivered);
+    run_until(base, seen_by_a);
     CHECK("peer: A's handler got the same (pid, key)", cancels_seen == 1 && seen_pid == pid && seen_key == key_a);
+    run_for(base, never, 100);
+    CHECK("peer: until A's cancel is answered, A keeps the connection and B waits",
+          answers == 0 && a.fleet.nincoming == 1 && b.fleet.nforwards == 1);
+    seen_done(&a, seen_waiter + 1000);
+    run_for(base, never, 50);
+    CHECK("peer: an answer for another waiter closes nothing", answers == 0 && a.fleet.nincoming == 1);
+    seen_done(&a, seen_waiter);
+    run_until(base, answered);
+    CHECK("peer: once it is, A closes and B tells its waiter", answers == 1 && answered_waiter == 77);
     CHECK("peer: nothing left in flight", b.fleet.nforwards == 0 && a.fleet.nincoming == 0 && !b.fleet.conns);
 
     /* A peer that is gone: the forward fails, is logged and freed. */
@@ -90,17 +137,22 @@ int main(void)
     peer_free(&a);
     snprintf(peers[0].address, sizeof peers[0].address, "127.0.0.1:%u", dead_port);
     relay_set_fleet_peers(&b, peers, 1);
-    CHECK("peer: a dead peer still takes the request", peer_forward_cancel(&b, pid, key_a) == 1);
+    CHECK("peer: a dead peer still takes the request", peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == 1);
     run_until(base, forward_gone);
     CHECK("peer: the failed forward is freed", b.fleet.nforwards == 0 && !b.fleet.conns);
+    CHECK("peer: and its waiter is let go", answers == 2 && answered_waiter == 78);
 
     relay_set_fleet_peers(&b, NULL, 0);
     CHECK("peer: an empty list replaces the old one", b.fleet.npeers == 0 && !b.fleet.peers);
-    CHECK("peer: no peers, no forward", peer_forward_cancel(&b, pid, key_a) == 0);
-    relay_set_fleet_slot(&b, 300);
+    CHECK("peer: no peers, no forward", peer_forward_cancel(&b, pid, key_a, from, forward_done, 1) == 0);
+    relay_set_fleet_slot(&b, PEER_MAX_SLOT);
+    CHECK("peer: the top slot fits the key", b.fleet.slot == PEER_MAX_SLOT);
+    relay_set_fleet_slot(&b, PEER_MAX_SLOT + 1);
     CHECK("peer: a slot out of range means no slot", b.fleet.slot == 0);
 
     peer_free(&b);
+    source_limits_free(&a);
+    source_limits_free(&b);
     config_free(&a.cfg);
     config_free(&b.cfg);
     event_base_free(base);
