@@ -421,3 +421,24 @@ def test_rate_limit_is_a_setting(proxy_factory, needs_proxy):
     forge_cancels(p.port, pid, key, 300, source="127.0.0.6")
     log = wait_accounted(p, 300)
     assert summed(log, "refused") == 0, log[-2000:]
+
+
+NO_RANDOMNESS_C = """
+/* RAND_bytes failing, as it does when the system has no entropy to give. */
+int RAND_bytes(unsigned char *buf, int num) { (void)buf; (void)num; return 0; }
+"""
+
+
+def test_no_randomness_means_no_session_rather_than_a_guessable_key(proxy_factory, needs_proxy, tmp_path):
+    if "asan" in os.path.basename(os.environ.get("PGTANDEM_BIN", "")):
+        pytest.skip("LD_PRELOAD next to the sanitizer runtime")
+    src = tmp_path / "norand.c"
+    src.write_text(NO_RANDOMNESS_C)
+    lib = tmp_path / "norand.so"
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    p = proxy_factory(env={"LD_PRELOAD": str(lib)})
+    with pytest.raises(psycopg.OperationalError) as e:
+        psycopg.connect(p.uri(), connect_timeout=10)
+    assert "could not generate random cancel key" in str(e.value), str(e.value)
+    assert "no random bytes for a cancel key" in p.log(), p.log()[-2000:]
