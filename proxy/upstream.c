@@ -384,6 +384,8 @@ int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_
 
 void upstream_cancels_free(struct server *srv)
 {
-    while (srv->cancels)
-        cancel_free(srv->cancels);
+    for (struct upstream_cancel *c = srv->cancels, *next; c; c = next) {
+        next = c->next;
+        cancel_free(c);
+    }
 }
