@@ -859,7 +859,8 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->cancel_pid = s->upstream_pid;
     s->cancel_key = new_cancel_key(s->srv);
     if (!s->cancel_key) {
-        log_error("session %llu (%s): no random bytes for a cancel key", (unsigned long long)s->id, s->client_addr);
+        log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
+                  s->client_addr);
         session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
         return;
     }
@@ -1046,8 +1047,9 @@ static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
     struct session *s = arg;
     int stranger = s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT; /* nothing said yet but bytes */
     if (!eof && stranger)
-        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1, "session %llu (%s): client connection failed: %s",
-                             (unsigned long long)s->id, s->client_addr, why);
+        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
+                             "session %llu (%s): client connection failed: %s", (unsigned long long)s->id,
+                             s->client_addr, why);
     else if (!eof && s->state != SESS_CLOSING)
         log_info("session %llu (%s): client connection failed: %s", (unsigned long long)s->id, s->client_addr, why);
     else if (s->state == SESS_STARTUP && evbuffer_get_length(sb->in) > 0)

@@ -137,7 +137,8 @@ int main(void)
     peer_free(&a);
     snprintf(peers[0].address, sizeof peers[0].address, "127.0.0.1:%u", dead_port);
     relay_set_fleet_peers(&b, peers, 1);
-    CHECK("peer: a dead peer still takes the request", peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == 1);
+    CHECK("peer: a dead peer still takes the request",
+          peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == 1);
     run_until(base, forward_gone);
     CHECK("peer: the failed forward is freed", b.fleet.nforwards == 0 && !b.fleet.conns);
     CHECK("peer: and its waiter is let go", answers == 2 && answered_waiter == 78);
