@@ -24,7 +24,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import CANCEL_CODE, TOP, pg_read_message, pg_read_until, pg_startup_packet
+from conftest import CANCEL_CODE, TOP, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem
 
 CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
 DBD_PG_CLIENT = os.path.join(TOP, "tests", "clients", "dbd_pg_cancel.pl")
@@ -442,3 +442,25 @@ def test_no_randomness_means_no_session_rather_than_a_guessable_key(proxy_factor
         psycopg.connect(p.uri(), connect_timeout=10)
     assert "could not generate random cancel key" in str(e.value), str(e.value)
     assert "no random bytes for a cancel key" in p.log(), p.log()[-2000:]
+
+
+@pytest.mark.parametrize("flag,value,name,bounds", [
+    ("--cancel-wait-timeout", "0", "cancel_wait_timeout_s", "from 1 to 3600 (s)"),
+    ("--source-failures-per-s", "0", "source_failures_per_s", "from 1 to 1000000 (/s)"),
+])
+def test_cancel_settings_are_range_checked(flag, value, name, bounds):
+    r = run_pgtandem(["proxy", "--listen", "127.0.0.1:1", "--upstream", "postgresql://127.0.0.1:1/?sslmode=disable",
+                      flag, value], timeout=20)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'setting "%s": \'%s\' is not an integer %s' % (name, value, bounds) in r.stderr, r.stderr
+
+
+def test_cancel_wait_timeout_from_the_config_file(proxy_factory, needs_proxy, tmp_path):
+    cfg = tmp_path / "pgtandem.json"
+    cfg.write_text('{"cancel_wait_timeout_s": 2, "source_failures_per_s": 3}')
+    p = proxy_factory(extra_args=["--config", str(cfg)])
+    sock, pid, key = login_with_key(p.port)
+    sock.close()
+    forge_cancels(p.port, pid, key, 40, source="127.0.0.7")
+    log = wait_accounted(p, 40)
+    assert summed(log, "refused") >= 40 - 15 - 5, log[-2000:]  # a burst of 15, 3 a second
