@@ -56,6 +56,7 @@ struct peer_conn {
     uint64_t id;          /* incoming: names it to the cancel's done callback */
     cancel_done_fn done;  /* forward: whom to tell once the peer closed */
     uint64_t waiter;
+    struct sockaddr_storage from; /* incoming: who connected */
     char addr[136];       /* the other end, for the log */
 };
 
@@ -187,13 +188,40 @@ static void incoming_answered(struct server *srv, uint64_t waiter)
     }
 }
 
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr, &((const struct sockaddr_in *)b)->sin_addr,
+                      sizeof(struct in_addr)) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+/* Whether the connection comes from the host of another proxy of the
+ * fleet, which has charged the request to its own client's source. */
+static int from_fleet_peer(const struct peer_conn *pc)
+{
+    const struct fleet_peers *f = &pc->srv->fleet;
+    for (size_t i = 0; i < f->npeers; i++)
+        if (same_host(&pc->from, &f->peers[i].addr))
+            return 1;
+    return 0;
+}
+
 /* A whole CancelRequest: handled here (never forwarded again). The peer
- * port is as open as the client port, so its sources are limited the
- * same way. */
+ * port is as open as the client port, so a stranger's requests are
+ * limited the same way; a fleet peer's are not, or clients forging keys
+ * through that peer from many addresses would use up its budget here and
+ * have its genuine forwards refused. */
 static void handle_request(struct peer_conn *pc, const uint8_t *req)
 {
     struct server *srv = pc->srv;
-    if (!source_limit_allows(srv, pc->addr)) {
+    int stranger = !from_fleet_peer(pc);
+    if (stranger && !source_limit_allows(srv, pc->addr)) {
         conn_free(pc);
         return;
     }
@@ -207,7 +235,7 @@ static void handle_request(struct peer_conn *pc, const uint8_t *req)
         return;
     }
     if (r == 0)
-        source_limit_failure(srv, pc->addr, SOURCE_CANCEL_UNKNOWN, 1,
+        source_limit_failure(srv, pc->addr, SOURCE_CANCEL_UNKNOWN, stranger,
                              "cancel request from peer %s for an unknown session ignored", pc->addr);
     conn_free(pc);
 }
@@ -261,7 +289,6 @@ static const struct sbuf_ops incoming_ops = {incoming_readable, incoming_drained
 static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg)
 {
     (void)l;
-    (void)len;
     struct server *srv = arg;
     char who[136];
     format_sockaddr(addr, who, sizeof who);
@@ -277,6 +304,8 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
         return;
     }
     snprintf(pc->addr, sizeof pc->addr, "%s", who);
+    if (len > 0 && (size_t)len <= sizeof pc->from)
+        memcpy(&pc->from, addr, (size_t)len);
 }
 
 static int record_bound_address(struct fleet_peers *f, char *err, size_t errlen)

@@ -16,6 +16,7 @@
 #include "unit.h"
 
 static int cancels_seen;
+static int a_knows_no_session;  /* record_cancel answers "no such session" */
 static uint32_t seen_pid, seen_key;
 static cancel_done_fn seen_done;
 static uint64_t seen_waiter;
@@ -33,7 +34,7 @@ static int record_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_
     seen_key = key;
     seen_done = done;
     seen_waiter = waiter;
-    return 1;
+    return a_knows_no_session ? 0 : 1;
 }
 
 /* Stands in for the client session on B that waits for the answer. */
@@ -90,6 +91,21 @@ static void run_until(struct event_base *base, int (*done)(void))
     run_for(base, done, 2000);
 }
 
+/* B forwards n requests for A's slot, each from another client address
+ * (B's own limit is per client source), that A matches to no session;
+ * returns how many reached A's handler. */
+static int forward_unknown(struct event_base *base, int n, uint32_t key)
+{
+    int before = cancels_seen;
+    char from[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "198.51.100.%d:4000", i);
+        peer_forward_cancel(&b, 1, key + (uint32_t)i, from, forward_done, 100 + (uint64_t)i);
+        run_until(base, forward_gone);
+    }
+    return cancels_seen - before;
+}
+
 int main(void)
 {
     struct event_base *base = event_base_new();
@@ -132,16 +148,29 @@ int main(void)
     CHECK("peer: once it is, A closes and B tells its waiter", answers == 1 && answered_waiter == 77);
     CHECK("peer: nothing left in flight", b.fleet.nforwards == 0 && a.fleet.nincoming == 0 && !b.fleet.conns);
 
+    /* Forged keys for A's slot sent to B from many addresses: A does not
+     * limit a fleet peer (B limited each address), only strangers. */
+    a_knows_no_session = 1;
+    struct relay_peer b_seen_from_a = {9, "127.0.0.1:1"};
+    relay_set_fleet_peers(&a, &b_seen_from_a, 1);
+    int burst = a.cfg.source_failures_per_s * SOURCE_BURST_S;
+    CHECK("peer: a fleet peer's forwards are never refused", forward_unknown(base, burst + 10, key_a) == burst + 10);
+    relay_set_fleet_peers(&a, NULL, 0);
+    CHECK("peer: a stranger's are, past its burst", forward_unknown(base, burst + 40, key_a) < burst + 40);
+    a_knows_no_session = 0;
+
     /* A peer that is gone: the forward fails, is logged and freed. */
     uint32_t dead_port = (uint32_t)atoi(addr + 10);
     peer_free(&a);
+    source_limits_free(&a);
     snprintf(peers[0].address, sizeof peers[0].address, "127.0.0.1:%u", dead_port);
     relay_set_fleet_peers(&b, peers, 1);
+    int answers_before = answers;
     CHECK("peer: a dead peer still takes the request",
           peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == 1);
     run_until(base, forward_gone);
     CHECK("peer: the failed forward is freed", b.fleet.nforwards == 0 && !b.fleet.conns);
-    CHECK("peer: and its waiter is let go", answers == 2 && answered_waiter == 78);
+    CHECK("peer: and its waiter is let go", answers == answers_before + 1 && answered_waiter == 78);
 
     relay_set_fleet_peers(&b, NULL, 0);
     CHECK("peer: an empty list replaces the old one", b.fleet.npeers == 0 && !b.fleet.peers);
