@@ -33,6 +33,8 @@ struct config {
     enum log_level log_level;
     int shutdown_timeout_ms;
     int client_login_timeout_ms; /* startup, TLS handshake and login must finish within it (0: no limit) */
+    int cancel_wait_timeout_ms;  /* a CancelRequest's connection stays open until it is answered, at most this */
+    int source_failures_per_s;   /* unmatched CancelRequests and bad startup packets per source address */
     int admin_request_timeout_s; /* an admin request must arrive whole within it */
     char *engine_db;           /* where the proxy's own engine connects (with credentials) */
     int fleet_lease_ms;        /* a proxy silent this long is out of the fleet */

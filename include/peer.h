@@ -13,19 +13,29 @@
 
 struct relay_peer;
 
-/* A cancel key's top 8 bits: the slot of the proxy that issued it. */
-#define PEER_SLOT_SHIFT 24
-#define PEER_KEY_RANDOM_MASK 0x00ffffffu
+/* A cancel key's top 6 bits: the slot of the proxy that issued it (1..63;
+ * 0: not in a fleet). The PID next to the key is the backend's real one,
+ * which any user of the database can read in pg_stat_activity, so the 26
+ * random bits left are all that stop a forged cancel: see source_limit.h
+ * for how fast they can be guessed at. */
+#define PEER_SLOT_SHIFT 26
+#define PEER_MAX_SLOT 63
+#define PEER_KEY_RANDOM_MASK 0x03ffffffu
 
 /* Opens the peer listener (unless configured off) and records the address
  * it is bound to. `cancel_here` handles what it reads; it must not forward
  * again, which is what keeps a request from going round in circles. */
 int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen);
 
-/* A CancelRequest that matched no session here: when its key carries the
- * slot of another known proxy, sends it on to that proxy's peer listener
- * and returns 1 (logged either way); 0 when the key names no other proxy. */
-int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key);
+/* A CancelRequest from `from` (the client's "host:port") that matched no
+ * session here: when its key carries the slot of another known proxy,
+ * sends it on to that proxy's peer listener and returns 1; done(srv,
+ * waiter) follows once that proxy closed the connection (it does so after
+ * Postgres has), or the forward failed or cancel_wait_timeout ran out.
+ * -1 when it names another proxy but was not sent (over the source's
+ * limit, too many in flight; logged); 0 when the key names no other proxy. */
+int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
+                        uint64_t waiter);
 
 /* See relay_set_fleet_slot and relay_set_fleet_peers in relay.h. */
 void peer_set_slot(struct server *srv, int slot);

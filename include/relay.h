@@ -79,7 +79,7 @@ void relay_set_fence_bound(struct server *relay, uint32_t bound_ms);
  * lines, /status and the error its sessions get. */
 void relay_set_fence_why(struct server *relay, const char *why);
 
-/* Fleet identity for cancel keys: slot 1..255 is put in the top 8 bits of
+/* Fleet identity for cancel keys: slot 1..63 is put in the top 6 bits of
  * every cancel key issued from now on; 0: not in a fleet (random keys). */
 void relay_set_fleet_slot(struct server *relay, int slot);
 

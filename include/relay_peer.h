@@ -5,7 +5,7 @@
 #define PGTANDEM_RELAY_PEER_H
 
 struct relay_peer {
-    int slot;               /* 1..255 */
+    int slot;               /* 1..63 (PEER_MAX_SLOT) */
     char address[128];      /* "host:port" of that proxy's peer listener */
 };
 

@@ -19,6 +19,8 @@
 struct server;
 struct session;
 struct peer_conn;
+struct upstream_cancel;
+struct source_limits;
 struct users;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
@@ -79,9 +81,18 @@ struct fleet_peer {
     char address[128];
 };
 
-/* Cancels a session of this proxy named by (pid, key); 1 when one matched.
- * What the peer listener does with the CancelRequests it reads. */
-typedef int (*peer_cancel_fn)(struct server *srv, uint32_t pid, uint32_t key);
+/* Told once a CancelRequest sent on has been answered: Postgres (or the
+ * peer proxy) closed the connection that carried it, or gave up. `waiter`
+ * names who waits (a session id, a peer connection id); the callee looks it
+ * up, so a waiter that went away in the meantime needs no unhooking. */
+typedef void (*cancel_done_fn)(struct server *srv, uint64_t waiter);
+
+/* Cancels a session of this proxy named by (pid, key): 1 when one matched
+ * and the request is on its way upstream (`done` follows, at most once,
+ * from an event callback), -1 when one matched but the request could not be
+ * sent, 0 when none matched. What the peer listener does with the
+ * CancelRequests it reads. */
+typedef int (*peer_cancel_fn)(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
 
 /* Owned by peer.c. Several proxies in front of one database: a cancel key
  * carries the slot of the proxy that issued it in its top 8 bits, so a
@@ -97,6 +108,7 @@ struct fleet_peers {
     peer_cancel_fn cancel_here;      /* local sessions only: never forwards again */
     struct peer_conn *conns;         /* incoming requests being read, forwards in flight */
     uint32_t nincoming, nforwards;
+    uint64_t next_conn_id;           /* names a connection waiting for its cancel's answer */
 };
 
 struct server {
@@ -122,6 +134,8 @@ struct server {
         uint32_t count;
     } auth_failures[64];
     int shutting_down;
+    struct source_limits *limits;    /* strangers' failures per source address (source_limit.c) */
+    struct upstream_cancel *cancels; /* CancelRequests on their way upstream (upstream.c) */
 
     struct session *sessions; /* doubly linked, newest first */
     uint32_t session_count;

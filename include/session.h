@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "server.h"
 
 struct server;
 struct sbuf;
@@ -23,6 +24,7 @@ enum session_state {
     SESS_UPSTREAM_LOGIN, /* auth "scram": the proxy logs in upstream */
     SESS_AUTH,        /* relaying authentication (then ParameterStatus...) */
     SESS_READY,       /* relaying queries */
+    SESS_CANCEL_WAIT, /* a CancelRequest went on: closes once it is answered */
     SESS_CLOSING      /* flushing a last message to the client */
 };
 
@@ -65,7 +67,8 @@ struct session {
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
     struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
     struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
-    struct event *login_timer;      /* client_login_timeout: freed once the session is ready */
+    struct event *login_timer;      /* client_login_timeout: freed once the session is ready;
+                                       cancel_wait_timeout for a CancelRequest's connection */
     char fail_sqlstate[6];
     char *fail_message;             /* allocated with fail_ev */
 };
@@ -95,10 +98,13 @@ json_t *session_describe(const struct session *s, uint64_t now_us);
 const char *session_state_name(enum session_state st);
 /* Finds the session a client's CancelRequest names (NULL: none). */
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
-/* Cancels what the session named by (pid, key) is running upstream; 1 when
- * a session here matched. Never forwards to another proxy: the peer
- * listener relies on that to keep a request from going round in circles. */
-int session_cancel(struct server *srv, uint32_t pid, uint32_t key);
+/* Cancels what the session named by (pid, key) is running upstream: 1 when
+ * a session here matched and the request is on its way (done(srv, waiter)
+ * follows once Postgres has closed the connection carrying it), -1 when
+ * one matched but the request could not be sent, 0 when none matched. A
+ * peer_cancel_fn. Never forwards to another proxy: the peer listener
+ * relies on that to keep a request from going round in circles. */
+int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements

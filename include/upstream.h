@@ -4,7 +4,10 @@
 #ifndef PGTANDEM_UPSTREAM_H
 #define PGTANDEM_UPSTREAM_H
 
-struct server;
+#include <stdint.h>
+
+#include "server.h"
+
 struct sbuf;
 struct upstream_connect;
 
@@ -19,7 +22,13 @@ struct upstream_connect *upstream_connect_start(struct server *srv, upstream_rea
 /* Abandons a connection attempt; the callback will not be called. */
 void upstream_connect_cancel(struct upstream_connect *uc);
 
-/* Sends a CancelRequest for (pid, key) over a fresh upstream connection. */
-void upstream_send_cancel(struct server *srv, unsigned pid, unsigned key);
+/* Sends a CancelRequest for (pid, key) over a fresh upstream connection
+ * and calls done(srv, waiter) once Postgres has closed it (it does so after
+ * signalling the backend), or when that fails or cancel_wait_timeout runs
+ * out; done may be NULL. 0 when on its way (done follows, never from inside
+ * this call), -1 when it could not be started (done is not called). */
+int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter);
+/* Drops the requests still in flight, without calling their done (exit). */
+void upstream_cancels_free(struct server *srv);
 
 #endif

@@ -33,6 +33,10 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->shutdown_timeout_ms = (int)v * 1000;
     else if (!strcmp(st->name, "client_login_timeout_s"))
         cfg->client_login_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "cancel_wait_timeout_s"))
+        cfg->cancel_wait_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "source_failures_per_s"))
+        cfg->source_failures_per_s = (int)v;
     else if (!strcmp(st->name, "admin_request_timeout_s"))
         cfg->admin_request_timeout_s = (int)v;
     else if (!strcmp(st->name, "fleet_lease_ms"))

@@ -24,7 +24,7 @@
 #define CHANNEL_FLEET "pgtandem_fleet"
 #define RECONNECT_MS 500
 #define ACK_RECHECK_MS 50
-#define MAX_SLOT 255
+#define MAX_SLOT 63 /* PEER_MAX_SLOT: the slot is 6 bits of the cancel key */
 /* A fence that lasts this many leases past its start is not going to lift
  * soon (the database is away, or the heartbeat keeps failing): its
  * sessions are closed with 57P01 rather than held on. */
@@ -93,12 +93,12 @@ static const char SETUP_SQL_TAIL[] =
     " SET client_connection_check_interval = '1s';"
     " LISTEN " CHANNEL_MIGRATIONS "; LISTEN " CHANNEL_FLEET;
 
-/* The slot (1..255) goes into cancel keys; a live proxy keeps its own, a
+/* The slot (1..63) goes into cancel keys; a live proxy keeps its own, a
  * restarted one gets the smallest free. Rows dead for long are dropped. */
 static const char REGISTER_SQL[] =
     "WITH gc AS (DELETE FROM pgtandem.proxies WHERE heartbeat_at < clock_timestamp()"
     "            - make_interval(secs => greatest(60, $7::int / 100.0)) AND id <> $1),"
-    " free AS (SELECT min(s) AS slot FROM generate_series(1, 255) s WHERE s NOT IN"
+    " free AS (SELECT min(s) AS slot FROM generate_series(1, 63) s WHERE s NOT IN"
     "          (SELECT slot FROM pgtandem.proxies WHERE id <> $1"
     "            AND heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0)))"
     " INSERT INTO pgtandem.proxies AS p (id, slot, host, listen, admin, version, pid, started_at, heartbeat_at,"

@@ -5,7 +5,12 @@
  * issuing proxy's slot, so that proxy sends the 16 bytes on to the owner's
  * peer listener. The listener takes exactly one CancelRequest per
  * connection and handles it locally only: a request is forwarded at most
- * once, whatever the proxies believe about each other's slots. */
+ * once, whatever the proxies believe about each other's slots.
+ *
+ * As with Postgres, closing the connection is the answer: the listener
+ * closes once Postgres has closed the connection that carried the request
+ * on (so the backend has been signalled), and the forwarding proxy waits
+ * for that close before it closes its client's connection. */
 #include "peer.h"
 
 #include <arpa/inet.h>
@@ -24,6 +29,7 @@
 #include "proto.h"
 #include "relay_peer.h"
 #include "sbuf.h"
+#include "source_limit.h"
 
 #define PEER_BACKLOG 128
 #define CANCEL_LEN 16
@@ -31,7 +37,6 @@
  * connections that never do; beyond them new ones are refused. */
 #define MAX_INCOMING 256
 #define MAX_FORWARDS 256
-#define FORWARD_TIMEOUT_MS 5000
 /* The login timeout bounds an incoming connection; with that off (0),
  * this does, so idle connections cannot use up MAX_INCOMING for good. */
 #define INCOMING_TIMEOUT_MS 60000
@@ -46,6 +51,12 @@ struct peer_conn {
     struct event *timer;
     int forward;          /* 1: ours, on its way to a peer; 0: a peer's, being read */
     int slot;             /* forward: the peer's slot */
+    int delivered;        /* forward: the 16 bytes are out; waiting for the peer to close */
+    int waiting;          /* incoming: the request went upstream; waiting for Postgres to close */
+    uint64_t id;          /* incoming: names it to the cancel's done callback */
+    cancel_done_fn done;  /* forward: whom to tell once the peer closed */
+    uint64_t waiter;
+    struct sockaddr_storage from; /* incoming: who connected */
     char addr[136];       /* the other end, for the log */
 };
 
@@ -86,17 +97,42 @@ static void conn_free(struct peer_conn *pc)
     free(pc);
 }
 
+/* A forward is over (answered, failed or timed out): tell who waits. */
+static void forward_finish(struct peer_conn *pc)
+{
+    struct server *srv = pc->srv;
+    cancel_done_fn done = pc->done;
+    uint64_t waiter = pc->waiter;
+    conn_free(pc);
+    if (done)
+        done(srv, waiter);
+}
+
 static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct peer_conn *pc = arg;
-    if (pc->forward)
-        log_warn("cancel request to proxy slot %d at %s not delivered: no connection within %d s", pc->slot,
-                 pc->addr, FORWARD_TIMEOUT_MS / 1000);
+    int ms = pc->srv->cfg.cancel_wait_timeout_ms;
+    if (pc->forward && pc->delivered)
+        log_info("cancel request to proxy slot %d at %s: no answer within %d ms; closing", pc->slot, pc->addr, ms);
+    else if (pc->forward)
+        log_warn("cancel request to proxy slot %d at %s not delivered: no connection within %d ms", pc->slot,
+                 pc->addr, ms);
+    else if (pc->waiting)
+        log_info("cancel request from peer %s: the upstream did not answer within %d ms; closing", pc->addr, ms);
     else
         log_info("peer connection from %s: no CancelRequest in time; closing", pc->addr);
-    conn_free(pc);
+    if (pc->forward)
+        forward_finish(pc);
+    else
+        conn_free(pc);
+}
+
+static void restart_timer(struct peer_conn *pc, int timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(pc->timer, &tv);
 }
 
 /* Takes ownership of sb (NULL: out of memory or descriptors). */
@@ -113,9 +149,9 @@ static struct peer_conn *conn_new(struct server *srv, struct sbuf *sb, int forwa
     pc->sb = sb;
     pc->timer = timer;
     pc->forward = forward;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(timer, &tv);
+    restart_timer(pc, timeout_ms);
     struct fleet_peers *f = &srv->fleet;
+    pc->id = ++f->next_conn_id;
     pc->next = f->conns;
     if (f->conns)
         f->conns->prev = pc;
@@ -139,26 +175,89 @@ static int cancel_prefix_ok(const uint8_t *bytes, size_t n)
     return memcmp(bytes, head, n < sizeof head ? n : sizeof head) == 0;
 }
 
+/* Postgres closed the connection that carried the request on: so does
+ * the listener, which is the forwarding proxy's answer. */
+static void incoming_answered(struct server *srv, uint64_t waiter)
+{
+    for (struct peer_conn *pc = srv->fleet.conns; pc; pc = pc->next) {
+        if (!pc->forward && pc->id == waiter && pc->waiting) {
+            log_debug("cancel request from peer %s answered", pc->addr);
+            conn_free(pc);
+            return;
+        }
+    }
+}
+
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr, &((const struct sockaddr_in *)b)->sin_addr,
+                      sizeof(struct in_addr)) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+/* Whether the connection comes from the host of another proxy of the
+ * fleet, which has charged the request to its own client's source. */
+static int from_fleet_peer(const struct peer_conn *pc)
+{
+    const struct fleet_peers *f = &pc->srv->fleet;
+    for (size_t i = 0; i < f->npeers; i++)
+        if (same_host(&pc->from, &f->peers[i].addr))
+            return 1;
+    return 0;
+}
+
+/* A whole CancelRequest: handled here (never forwarded again). The peer
+ * port is as open as the client port, so a stranger's requests are
+ * limited the same way; a fleet peer's are not, or clients forging keys
+ * through that peer from many addresses would use up its budget here and
+ * have its genuine forwards refused. */
+static void handle_request(struct peer_conn *pc, const uint8_t *req)
+{
+    struct server *srv = pc->srv;
+    int stranger = !from_fleet_peer(pc);
+    if (stranger && !source_limit_allows(srv, pc->addr)) {
+        conn_free(pc);
+        return;
+    }
+    uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
+    int r = srv->fleet.cancel_here ? srv->fleet.cancel_here(srv, pid, key, incoming_answered, pc->id) : 0;
+    if (r > 0) {
+        log_debug("cancel request from peer %s sent upstream", pc->addr);
+        evbuffer_drain(pc->sb->in, CANCEL_LEN);
+        pc->waiting = 1;
+        restart_timer(pc, srv->cfg.cancel_wait_timeout_ms);
+        return;
+    }
+    if (r == 0)
+        source_limit_failure(srv, pc->addr, SOURCE_CANCEL_UNKNOWN, stranger,
+                             "cancel request from peer %s for an unknown session ignored", pc->addr);
+    conn_free(pc);
+}
+
 static void incoming_readable(struct sbuf *sb, void *arg)
 {
     struct peer_conn *pc = arg;
     size_t have = evbuffer_get_length(sb->in);
+    if (pc->waiting) { /* nothing more is expected: ignored */
+        evbuffer_drain(sb->in, have);
+        return;
+    }
     uint8_t req[CANCEL_LEN];
     evbuffer_copyout(sb->in, req, have < CANCEL_LEN ? have : CANCEL_LEN);
     if (have > CANCEL_LEN || !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
-        log_info("peer connection from %s: not a CancelRequest; closing", pc->addr);
+        source_limit_failure(pc->srv, pc->addr, SOURCE_BAD_STARTUP, 1,
+                             "peer connection from %s: not a CancelRequest; closing", pc->addr);
         conn_free(pc);
         return;
     }
-    if (have < CANCEL_LEN)
-        return;
-    struct server *srv = pc->srv;
-    uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
-    if (srv->fleet.cancel_here && srv->fleet.cancel_here(srv, pid, key))
-        log_debug("cancel request from peer %s delivered", pc->addr);
-    else
-        log_info("cancel request from peer %s for an unknown session ignored", pc->addr);
-    conn_free(pc);
+    if (have == CANCEL_LEN)
+        handle_request(pc, req);
 }
 
 static void incoming_drained(struct sbuf *sb, void *arg)
@@ -176,9 +275,12 @@ static void incoming_ready(struct sbuf *sb, void *arg)
 static void incoming_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
     struct peer_conn *pc = arg;
-    if (!eof || evbuffer_get_length(sb->in) > 0)
-        log_info("peer connection from %s: %s before a whole CancelRequest", pc->addr,
-                 eof ? "closed" : why);
+    if (pc->waiting)
+        log_debug("cancel request from peer %s: the peer closed first", pc->addr);
+    else if (!eof || evbuffer_get_length(sb->in) > 0)
+        source_limit_failure(pc->srv, pc->addr, SOURCE_BAD_STARTUP, 1,
+                             "peer connection from %s: %s before a whole CancelRequest", pc->addr,
+                             eof ? "closed" : why);
     conn_free(pc);
 }
 
@@ -187,7 +289,6 @@ static const struct sbuf_ops incoming_ops = {incoming_readable, incoming_drained
 static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg)
 {
     (void)l;
-    (void)len;
     struct server *srv = arg;
     char who[136];
     format_sockaddr(addr, who, sizeof who);
@@ -203,6 +304,8 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
         return;
     }
     snprintf(pc->addr, sizeof pc->addr, "%s", who);
+    if (len > 0 && (size_t)len <= sizeof pc->from)
+        memcpy(&pc->from, addr, (size_t)len);
 }
 
 static int record_bound_address(struct fleet_peers *f, char *err, size_t errlen)
@@ -258,13 +361,13 @@ static void forward_readable(struct sbuf *sb, void *arg)
     evbuffer_drain(sb->in, evbuffer_get_length(sb->in)); /* a peer says nothing back */
 }
 
-/* The 16 bytes are on the wire: the peer closes once it has read them. */
+/* The 16 bytes are on the wire: the peer closes once Postgres has. */
 static void forward_drained(struct sbuf *sb, void *arg)
 {
     (void)sb;
     struct peer_conn *pc = arg;
+    pc->delivered = 1;
     log_debug("cancel request delivered to proxy slot %d at %s", pc->slot, pc->addr);
-    conn_free(pc);
 }
 
 static void forward_ready(struct sbuf *sb, void *arg)
@@ -276,11 +379,13 @@ static void forward_ready(struct sbuf *sb, void *arg)
 
 static void forward_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
-    (void)sb;
     struct peer_conn *pc = arg;
-    log_warn("cancel request to proxy slot %d at %s not delivered: %s", pc->slot, pc->addr,
-             eof ? "connection closed" : why);
-    conn_free(pc);
+    if (pc->delivered && eof && sbuf_pending_out(sb) == 0)
+        log_debug("cancel request to proxy slot %d at %s answered", pc->slot, pc->addr);
+    else
+        log_warn("cancel request to proxy slot %d at %s not delivered: %s", pc->slot, pc->addr,
+                 eof ? "connection closed" : why);
+    forward_finish(pc);
 }
 
 static const struct sbuf_ops forward_ops = {forward_readable, forward_drained, forward_ready, forward_error};
@@ -293,25 +398,34 @@ static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
     return NULL;
 }
 
-int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key)
+int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
+                        uint64_t waiter)
 {
     struct fleet_peers *f = &srv->fleet;
     int slot = (int)(key >> PEER_SLOT_SHIFT);
     const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
     if (!to)
         return 0;
+    /* Whether the key is right only the peer knows: a forward costs the
+     * client's source a token like a miss, or forging keys for another
+     * proxy's slot would go unlimited. */
+    if (!source_limit_failure(srv, from, SOURCE_CANCEL_FORWARDED, 1,
+                              "cancel request from %s forwarded to proxy slot %d at %s", from, slot, to->address))
+        return -1;
     if (f->nforwards >= MAX_FORWARDS) {
         log_warn("cancel request for proxy slot %d at %s dropped: %d forwards already in flight", slot, to->address,
                  MAX_FORWARDS);
-        return 1;
+        return -1;
     }
     struct sbuf *sb = sbuf_connect(srv->base, (const struct sockaddr *)&to->addr, to->addrlen, &forward_ops, NULL, 0);
-    struct peer_conn *pc = conn_new(srv, sb, 1, FORWARD_TIMEOUT_MS);
+    struct peer_conn *pc = conn_new(srv, sb, 1, srv->cfg.cancel_wait_timeout_ms);
     if (!pc) {
         log_warn("cancel request for proxy slot %d at %s not forwarded: %s", slot, to->address,
                  sb ? "out of memory" : strerror(errno));
-        return 1;
+        return -1;
     }
+    pc->done = done;
+    pc->waiter = waiter;
     pc->slot = slot;
     snprintf(pc->addr, sizeof pc->addr, "%s", to->address);
     uint8_t req[CANCEL_LEN];
@@ -321,7 +435,6 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key)
     proto_put_u32(req + 12, key);
     evbuffer_add(pc->sb->out, req, sizeof req); /* sent once connected, see forward_ready */
     srv->metrics.cancels_forwarded++;
-    log_info("cancel request forwarded to proxy slot %d at %s", slot, to->address);
     return 1;
 }
 
@@ -329,8 +442,8 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key)
 
 void peer_set_slot(struct server *srv, int slot)
 {
-    if (slot < 0 || slot > 255) {
-        log_warn("fleet slot %d is not 0..255; cancel keys carry no slot", slot);
+    if (slot < 0 || slot > PEER_MAX_SLOT) {
+        log_warn("fleet slot %d is not 0..%d; cancel keys carry no slot", slot, PEER_MAX_SLOT);
         slot = 0;
     }
     if (slot != srv->fleet.slot && slot)
@@ -350,7 +463,7 @@ static int parse_peer(const struct relay_peer *in, struct fleet_peer *out)
     out->address[n] = '\0';
     out->slot = in->slot;
     int len = (int)sizeof out->addr;
-    if (in->slot < 1 || in->slot > 255 ||
+    if (in->slot < 1 || in->slot > PEER_MAX_SLOT ||
         evutil_parse_sockaddr_port(out->address, (struct sockaddr *)&out->addr, &len) != 0)
         return -1;
     out->addrlen = len;
@@ -373,8 +486,8 @@ void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n
         if (parse_peer(&peers[i], &fresh[kept]) == 0)
             kept++;
         else
-            log_warn("fleet peer slot %d at '%s' ignored: needs a slot 1..255 and a numeric HOST:PORT",
-                     peers[i].slot, fresh[kept].address);
+            log_warn("fleet peer slot %d at '%s' ignored: needs a slot 1..%d and a numeric HOST:PORT",
+                     peers[i].slot, fresh[kept].address, PEER_MAX_SLOT);
     }
     free(f->peers);
     f->peers = fresh;

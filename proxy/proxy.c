@@ -30,6 +30,7 @@
 #include "scram.h"
 #include "server.h"
 #include "session.h"
+#include "source_limit.h"
 #include "tls.h"
 #include "upstream.h"
 #include "users.h"
@@ -392,6 +393,8 @@ static void proxy_free(struct proxy *p)
         session_free(srv->sessions);
     close_listeners(srv);
     peer_free(srv);
+    upstream_cancels_free(srv);
+    source_limits_free(srv);
     runner_free(p->runner);
     fleet_free(p->fleet);
     admin_free(p->admin);

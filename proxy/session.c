@@ -25,6 +25,7 @@
 #include "prepared.h"
 #include "sbuf.h"
 #include "server.h"
+#include "source_limit.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -49,7 +50,7 @@ static void session_fail_silently(struct session *s);
 const char *session_state_name(enum session_state st)
 {
     static const char *const names[] = {"startup", "tls", "client_auth", "connecting", "upstream_login",
-                                        "auth", "ready", "closing"};
+                                        "auth", "ready", "cancel_wait", "closing"};
     return names[st];
 }
 
@@ -204,6 +205,8 @@ static void free_later(struct session *s)
         log_error("session %llu: could not schedule its release", (unsigned long long)s->id);
 }
 
+static void close_with_error(struct session *s, const char *sqlstate, const char *msg);
+
 void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
     if (s->state == SESS_CLOSING)
@@ -217,6 +220,13 @@ void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
     int auth_failure = strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) == 0;
     log_msg(auth_failure ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "session %llu (%s): closing: %s [%s]",
             (unsigned long long)s->id, s->client_addr, msg, sqlstate);
+    close_with_error(s, sqlstate, msg);
+}
+
+/* session_fail without the log line, which the caller has written (or
+ * left out). */
+static void close_with_error(struct session *s, const char *sqlstate, const char *msg)
+{
     if (s->connecting) {
         upstream_connect_cancel(s->connecting);
         s->connecting = NULL;
@@ -296,7 +306,6 @@ static void refuse_old_protocol(struct session *s, const char *message)
 {
     uint8_t buf[256];
     size_t n = proto_format_old_error(buf, sizeof buf, "FATAL", message);
-    log_info("session %llu (%s): closing: %s", (unsigned long long)s->id, s->client_addr, message);
     s->state = SESS_CLOSING;
     evbuffer_add(s->client->out, buf, n);
     sbuf_flush(s->client);
@@ -307,18 +316,23 @@ static void refuse_old_protocol(struct session *s, const char *message)
 }
 
 /* A startup-phase packet refused as Postgres refuses the same bytes (see
- * struct startup_refusal): logged always, told to the client only when
- * Postgres would tell it. */
+ * struct startup_refusal): told to the client only when Postgres would
+ * tell it. Such packets cost their source a token: past its limit the
+ * connection just closes, and the log sums them up. */
 static void refuse_startup_packet(struct session *s, const struct startup_refusal *why)
 {
     s->srv->metrics.protocol_errors++;
-    if (why->old_protocol) {
+    int replies = why->old_protocol || why->sqlstate;
+    if (!source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1, "session %llu (%s): closing%s: %s%s%s%s",
+                              (unsigned long long)s->id, s->client_addr, replies ? "" : " without a reply",
+                              why->message, why->sqlstate ? " [" : "", why->sqlstate ? why->sqlstate : "",
+                              why->sqlstate ? "]" : "")) {
+        session_fail_silently(s);
+    } else if (why->old_protocol) {
         refuse_old_protocol(s, why->message);
     } else if (why->sqlstate) {
-        session_fail(s, why->sqlstate, "%s", why->message);
+        close_with_error(s, why->sqlstate, why->message);
     } else {
-        log_info("session %llu (%s): closing without a reply: %s", (unsigned long long)s->id, s->client_addr,
-                 why->message);
         session_fail_silently(s);
     }
 }
@@ -340,6 +354,70 @@ static void start_client_tls(struct session *s)
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
+
+/* The CancelRequest went on and has been answered (or given up on):
+ * Postgres, or the proxy it was forwarded to, closed the connection that
+ * carried it, so the backend has been signalled. Only now is the client's
+ * connection closed: clients wait for that close before sending their next
+ * query, which a cancel still on its way would otherwise hit. */
+static void cancel_answered(struct server *srv, uint64_t waiter)
+{
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (s->id == waiter) {
+            if (s->state == SESS_CANCEL_WAIT)
+                session_fail_silently(s);
+            return;
+        }
+    }
+}
+
+static void cancel_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct session *s = arg;
+    if (s->state != SESS_CANCEL_WAIT)
+        return;
+    log_info("session %llu (%s): cancel request not answered within %d ms; closing", (unsigned long long)s->id,
+             s->client_addr, s->srv->cfg.cancel_wait_timeout_ms);
+    session_fail_silently(s);
+}
+
+static void wait_for_cancel(struct session *s)
+{
+    s->state = SESS_CANCEL_WAIT;
+    sbuf_pause_read(s->client); /* a CancelRequest is all a cancel connection says */
+    stop_login_timer(s);
+    int ms = s->srv->cfg.cancel_wait_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if ((s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)))
+        evtimer_add(s->login_timer, &tv);
+}
+
+/* A CancelRequest: a source over its limit is closed before its key is
+ * even looked at; otherwise the key names a session here or, in a fleet,
+ * the proxy that issued it (peer.c); either way the connection stays open
+ * until the request has been answered, as Postgres keeps it. */
+static void handle_cancel_request(struct session *s, uint32_t pid, uint32_t key)
+{
+    struct server *srv = s->srv;
+    if (!source_limit_allows(srv, s->client_addr)) {
+        session_fail_silently(s);
+        return;
+    }
+    int sent = session_cancel(srv, pid, key, cancel_answered, s->id);
+    if (!sent)
+        sent = peer_forward_cancel(srv, pid, key, s->client_addr, cancel_answered, s->id);
+    if (sent > 0) {
+        wait_for_cancel(s);
+        return;
+    }
+    if (!sent)
+        source_limit_failure(srv, s->client_addr, SOURCE_CANCEL_UNKNOWN, 1,
+                             "session %llu (%s): cancel request for an unknown session ignored",
+                             (unsigned long long)s->id, s->client_addr);
+    session_fail_silently(s);
+}
 
 /* Refuses a StartupMessage the proxy will not serve; 0 when it may go on. */
 static int refuse_startup(struct session *s)
@@ -403,12 +481,8 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     if (sp.code == PROTO_CANCEL_CODE) {
         free(packet);
-        /* Not ours: its key may name the proxy of the fleet that issued it. */
-        if (!session_cancel(s->srv, sp.cancel_pid, sp.cancel_key) &&
-            !peer_forward_cancel(s->srv, sp.cancel_pid, sp.cancel_key))
-            log_info("cancel request for an unknown session ignored");
-        session_fail_silently(s);
-        return -1;
+        handle_cancel_request(s, sp.cancel_pid, sp.cancel_key);
+        return 1;
     }
     s->startup_buf = packet;
     s->startup_len = len;
@@ -763,20 +837,23 @@ static int cancel_key_taken(const struct server *srv, uint32_t key)
 
 /* With the real PID shown, the key is all that stops a forged cancel:
  * random, never 0 (no key yet), and held by no other live session. In a
- * fleet its top 8 bits are this proxy's slot, so a CancelRequest that
- * reaches another proxy finds its way here (peer.c); 24 bits stay random. */
+ * fleet its top 6 bits are this proxy's slot, so a CancelRequest that
+ * reaches another proxy finds its way here (peer.c); 26 bits stay random.
+ * 0 when there is no randomness to be had: a guessable key is worse than
+ * no session. */
 static uint32_t new_cancel_key(const struct server *srv)
 {
     uint32_t slot = (uint32_t)srv->fleet.slot;
-    for (;;) {
+    for (int tries = 0; tries < 64; tries++) {
         uint32_t key;
         if (RAND_bytes((unsigned char *)&key, sizeof key) != 1)
-            key = (uint32_t)random() ^ ((uint32_t)random() << 16);
+            return 0;
         if (slot)
             key = (slot << PEER_SLOT_SHIFT) | (key & PEER_KEY_RANDOM_MASK);
         if (key != 0 && !cancel_key_taken(srv, key))
             return key;
     }
+    return 0;
 }
 
 /* BackendKeyData: the client is told the backend's own PID, the one
@@ -791,6 +868,12 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->upstream_key = proto_get_u32(msg + 9);
     s->cancel_pid = s->upstream_pid;
     s->cancel_key = new_cancel_key(s->srv);
+    if (!s->cancel_key) {
+        log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
+                  s->client_addr);
+        session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
+        return;
+    }
     proto_put_u32(msg + 9, s->cancel_key);
     evbuffer_add(out, msg, sizeof msg);
 }
@@ -1029,10 +1112,16 @@ static void client_tls_ready(struct sbuf *sb, void *arg)
 static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
 {
     struct session *s = arg;
-    if (!eof && s->state != SESS_CLOSING)
+    int stranger = s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT; /* nothing said yet but bytes */
+    if (!eof && stranger)
+        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
+                             "session %llu (%s): client connection failed: %s", (unsigned long long)s->id,
+                             s->client_addr, why);
+    else if (!eof && s->state != SESS_CLOSING)
         log_info("session %llu (%s): client connection failed: %s", (unsigned long long)s->id, s->client_addr, why);
     else if (s->state == SESS_STARTUP && evbuffer_get_length(sb->in) > 0)
-        log_info("session %llu (%s): incomplete startup packet", (unsigned long long)s->id, s->client_addr);
+        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
+                             "session %llu (%s): incomplete startup packet", (unsigned long long)s->id, s->client_addr);
     session_free(s);
 }
 
@@ -1097,7 +1186,7 @@ void session_release_held(struct session *s)
 
 void session_end_at_boundary(struct session *s)
 {
-    if (s->state == SESS_CLOSING)
+    if (s->state == SESS_CLOSING || s->state == SESS_CANCEL_WAIT) /* that one closes by itself, and says nothing */
         return;
     if (session_at_boundary(s))
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
@@ -1111,12 +1200,15 @@ struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uin
     return NULL;
 }
 
-int session_cancel(struct server *srv, uint32_t pid, uint32_t key)
+int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
     struct session *target = session_find_by_cancel_key(srv, pid, key);
     if (!target || !target->upstream_pid)
         return 0;
-    upstream_send_cancel(srv, target->upstream_pid, target->upstream_key);
+    if (upstream_send_cancel(srv, target->upstream_pid, target->upstream_key, done, waiter) != 0) {
+        log_warn("session %llu: cancel request not sent: out of memory", (unsigned long long)target->id);
+        return -1;
+    }
     return 1;
 }
 

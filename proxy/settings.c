@@ -16,6 +16,8 @@ const struct setting SETTINGS[] = {
     {"buffer_bytes", "--buffer-bytes", SETTING_INT, 4096, 67108864.0, 262144.0, 0, SETTING_PROXY, "bytes"},
     {"shutdown_timeout_s", "--shutdown-timeout", SETTING_INT, 0, 86400, 30, 0, SETTING_PROXY, "s"},
     {"client_login_timeout_s", "--client-login-timeout", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s"},
+    {"cancel_wait_timeout_s", "--cancel-wait-timeout", SETTING_INT, 1, 3600, 10, 0, SETTING_PROXY, "s"},
+    {"source_failures_per_s", "--source-failures-per-s", SETTING_INT, 1, 1000000, 10, 0, SETTING_PROXY, "/s"},
     {"admin_request_timeout_s", "--admin-request-timeout", SETTING_INT, 1, 86400, 30, 0, SETTING_PROXY, "s"},
     {"fleet_lease_ms", "--fleet-lease-ms", SETTING_INT, 300, 600000, 3000, 0, SETTING_PROXY, "ms"},
     {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s"},

@@ -258,6 +258,49 @@ static void uc_error(struct sbuf *sb, void *arg, int eof, const char *why)
 
 /* ---- cancel requests ---- */
 
+/* One CancelRequest on its way to Postgres. Postgres closes the connection
+ * only once it has signalled the backend, so that close is the answer the
+ * client's own cancel connection waits for (libpq, asyncpg and DBD::Pg send
+ * their next query only after it). Freed by its own callbacks, or by
+ * upstream_cancels_free at exit. */
+struct upstream_cancel {
+    struct upstream_cancel *prev, *next;
+    struct server *srv;
+    struct upstream_connect *connecting; /* until connected */
+    struct sbuf *sb;                     /* then the connection carrying it */
+    struct event *timer;                 /* cancel_wait_timeout */
+    cancel_done_fn done;
+    uint64_t waiter;
+    uint8_t packet[16];
+};
+
+static void cancel_free(struct upstream_cancel *c)
+{
+    if (c->connecting)
+        upstream_connect_cancel(c->connecting);
+    sbuf_free(c->sb);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->cancels = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+/* The request has been answered (or given up on): tell whoever waits. */
+static void cancel_finish(struct upstream_cancel *c)
+{
+    struct server *srv = c->srv;
+    cancel_done_fn done = c->done;
+    uint64_t waiter = c->waiter;
+    cancel_free(c);
+    if (done)
+        done(srv, waiter);
+}
+
 static void cancel_readable(struct sbuf *sb, void *arg)
 {
     (void)arg;
@@ -276,39 +319,74 @@ static void cancel_ready(struct sbuf *sb, void *arg)
     (void)arg;
 }
 
-/* Postgres closes the connection once it has read the request. */
+/* Postgres closes the connection once the backend has been signalled. */
 static void cancel_closed(struct sbuf *sb, void *arg, int eof, const char *why)
 {
-    (void)arg;
+    (void)sb;
+    struct upstream_cancel *c = arg;
     if (!eof)
         log_info("cancel connection: %s", why);
-    sbuf_free(sb);
+    cancel_finish(c);
 }
 
 static const struct sbuf_ops cancel_ops = {cancel_readable, cancel_drained, cancel_ready, cancel_closed};
 
 static void cancel_connected(void *ctx, struct sbuf *sb, const char *error)
 {
-    uint8_t *packet = ctx;
+    struct upstream_cancel *c = ctx;
+    c->connecting = NULL;
     if (!sb) {
         log_warn("cancel request not delivered: %s", error);
-    } else {
-        sbuf_set_ops(sb, &cancel_ops, NULL);
-        evbuffer_add(sb->out, packet, 16);
-        sbuf_flush(sb);
+        cancel_finish(c);
+        return;
     }
-    free(packet);
+    c->sb = sb;
+    sbuf_set_ops(sb, &cancel_ops, c);
+    evbuffer_add(sb->out, c->packet, sizeof c->packet);
+    sbuf_flush(sb);
 }
 
-void upstream_send_cancel(struct server *srv, unsigned pid, unsigned key)
+static void cancel_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-    uint8_t *packet = malloc(16);
-    if (!packet)
-        return;
-    proto_put_u32(packet, 16);
-    proto_put_u32(packet + 4, PROTO_CANCEL_CODE);
-    proto_put_u32(packet + 8, pid);
-    proto_put_u32(packet + 12, key);
-    if (!upstream_connect_start(srv, cancel_connected, packet))
-        free(packet);
+    (void)fd;
+    (void)what;
+    struct upstream_cancel *c = arg;
+    log_info("cancel request: the upstream did not close the connection within %d ms; giving up on it",
+             c->srv->cfg.cancel_wait_timeout_ms);
+    cancel_finish(c);
+}
+
+int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter)
+{
+    struct upstream_cancel *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->srv = srv;
+    c->done = done;
+    c->waiter = waiter;
+    proto_put_u32(c->packet, 16);
+    proto_put_u32(c->packet + 4, PROTO_CANCEL_CODE);
+    proto_put_u32(c->packet + 8, pid);
+    proto_put_u32(c->packet + 12, key);
+    c->next = srv->cancels;
+    if (srv->cancels)
+        srv->cancels->prev = c;
+    srv->cancels = c;
+    int ms = srv->cfg.cancel_wait_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (!(c->timer = evtimer_new(srv->base, cancel_timeout_cb, c)) || evtimer_add(c->timer, &tv) != 0 ||
+        !(c->connecting = upstream_connect_start(srv, cancel_connected, c))) {
+        c->done = NULL;
+        cancel_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+void upstream_cancels_free(struct server *srv)
+{
+    for (struct upstream_cancel *c = srv->cancels, *next; c; c = next) {
+        next = c->next;
+        cancel_free(c);
+    }
 }

@@ -6,7 +6,7 @@ set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libpq-dev libjansson-dev
 postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest
 clang libclang-rt-14-dev procps iproute2 cppcheck clang-tidy shellcheck
-libpg-query-dev alembic libidn-dev"
+libpg-query-dev alembic libidn-dev python3-asyncpg libdbd-pg-perl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,6 +4,10 @@
  *   libpq_client pipeline URI      pipeline mode: batches, an error that aborts
  *                                  the rest of its batch, recovery after Sync
  *   libpq_client cancel URI        pg_sleep(60) cancelled -> 57014; prints elapsed
+ *   libpq_client cancel_idle URI N  N times: PQcancel on the idle session, then
+ *                                  pg_sleep(0.02); prints "cancelled K of N"
+ *                                  (PQcancel returns once the server closed the
+ *                                  cancel connection: K is 0 against Postgres)
  *   libpq_client notify URI        LISTEN/NOTIFY between two connections
  *   libpq_client notice URI        NoticeResponse reaches the notice receiver
  *   libpq_client backend_pid URI   PQbackendPID is pg_backend_pid(), the session's
@@ -221,6 +225,32 @@ static int cmd_cancel(const char *uri)
         fail("query after cancel: %s", PQerrorMessage(c));
     PQclear(r2);
     ok("session usable after cancel");
+    PQfinish(c);
+    return 0;
+}
+
+/* A cancel of an idle session must not reach the statement after it:
+ * PQcancel waits for the server to close the cancel connection, which
+ * Postgres does only once it has signalled the backend. */
+static int cmd_cancel_idle(const char *uri, int n)
+{
+    PGconn *c = connect_or_die(uri);
+    int cancelled = 0;
+    for (int i = 0; i < n; i++) {
+        PGcancel *cn = PQgetCancel(c);
+        char errbuf[256];
+        if (!cn || !PQcancel(cn, errbuf, sizeof errbuf))
+            fail("PQcancel %d: %s", i, errbuf);
+        PQfreeCancel(cn);
+        PGresult *r = PQexec(c, "SELECT pg_sleep(0.02)");
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR && strcmp(sqlstate(r), "57014") == 0)
+            cancelled++;
+        else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            fail("statement %d: %s", i, PQerrorMessage(c));
+        PQclear(r);
+    }
+    ok("%d statements after an idle cancel", n);
+    printf("cancelled %d of %d\n", cancelled, n);
     PQfinish(c);
     return 0;
 }
@@ -486,7 +516,7 @@ static int cmd_largerow(const char *uri, long mb)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s pipeline|cancel|notify|notice|backend_pid|notify_one_read URI | largerow URI MB\n", argv[0]);
+        fprintf(stderr, "usage: %s pipeline|cancel|notify|notice|backend_pid|notify_one_read URI | largerow URI MB | cancel_idle URI N\n", argv[0]);
         return 2;
     }
     const char *cmd = argv[1], *uri = argv[2];
@@ -494,6 +524,8 @@ int main(int argc, char **argv)
         return cmd_pipeline(uri);
     if (strcmp(cmd, "cancel") == 0)
         return cmd_cancel(uri);
+    if (strcmp(cmd, "cancel_idle") == 0 && argc >= 4)
+        return cmd_cancel_idle(uri, atoi(argv[3]));
     if (strcmp(cmd, "notify") == 0)
         return cmd_notify(uri);
     if (strcmp(cmd, "notice") == 0)

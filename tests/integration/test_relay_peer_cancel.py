@@ -4,9 +4,16 @@ CancelRequest that reached the wrong proxy to the one holding the session
 (GET /status "peer_address", the startup log line); what arrives there is one
 CancelRequest per connection, handled locally only; anything else just gets
 the connection closed. The cross-proxy test needs the fleet module (slots and
-peer lists) and runs once GET /status has a "fleet" list."""
+peer lists) and runs once GET /status has a "fleet" list.
+
+As with Postgres, the close is the answer: the peer listener closes only once
+Postgres has closed the connection that carried the request on, and a proxy
+that forwarded a client's CancelRequest closes the client's connection only
+once the peer has closed; so a cancel of an idle session never reaches the
+statement the client sends after it."""
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -275,6 +282,74 @@ def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
         assert time.time() - started < 10
     finally:
         sock.close()
-    assert "cancel request forwarded to proxy slot %d at " % (key >> 24) in b.log(), b.log()[-3000:]
+    assert re.search(r"cancel request from 127\.0\.0\.1:\d+ forwarded to proxy slot %d at " % (key >> 26), b.log()), \
+        b.log()[-3000:]
     code, metrics = b.admin("GET", "/metrics")
     assert "pgtandem_cancels_forwarded_total 1" in metrics, metrics
+
+
+IDLE_CANCELS = 50
+
+
+def idle_cancels_that_hit(sock, cancel):
+    """IDLE_CANCELS times: cancel() (returns once the cancel connection is
+    closed) on the idle session, then a short statement; how many of those
+    statements were cancelled."""
+    hit = 0
+    for _ in range(IDLE_CANCELS):
+        cancel()
+        rows, err = pg_simple_query(sock, "SELECT pg_sleep(0.02)", timeout=30)
+        if err is not None:
+            assert err["C"] == "57014", err
+            hit += 1
+    return hit
+
+
+def test_peer_listener_closes_only_once_postgres_has(proxy_factory):
+    p = proxy_factory()
+    addr = peer_address(p)
+    sock, pid, key = login_with_key(p.port)
+    try:
+        assert idle_cancels_that_hit(sock, lambda: send_and_expect_close(addr, cancel_request(pid, key))) == 0
+    finally:
+        sock.close()
+
+
+def test_forwarded_idle_cancel_never_hits_the_next_statement(cluster, proxy_factory):
+    engine = ["--engine-db", cluster.uri(db="appdb")]
+    a = proxy_factory(extra_args=engine)
+    b = proxy_factory(extra_args=engine)
+    wait_fleet(a, 2)
+    wait_fleet(b, 2)
+    sock, pid, key = login_with_key(a.port)
+    try:
+        assert key >> 26, key  # the key carries a's slot
+        assert idle_cancels_that_hit(sock, lambda: send_and_expect_close("127.0.0.1:%d" % b.port,
+                                                                         cancel_request(pid, key), timeout=30)) == 0
+    finally:
+        sock.close()
+    code, metrics = b.admin("GET", "/metrics")
+    assert "pgtandem_cancels_forwarded_total %d" % IDLE_CANCELS in metrics, metrics
+
+
+def test_forged_cancels_to_the_peer_port_are_throttled(proxy_factory):
+    """The peer port is as open as the client port: forged keys sent there
+    cost their source the same tokens."""
+    p = proxy_factory(extra_args=["--source-failures-per-s", "1"])
+    addr = peer_address(p)
+    sock, pid, key = login_with_key(p.port)
+    sock.close()
+    for i in range(500):
+        assert send_and_expect_close(addr, cancel_request(pid, key ^ (i + 1)))
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        log = p.log()
+        refused = sum(int(n) for n in re.findall(r"(\d+) cancel requests refused over the rate limit", log))
+        looked = len(re.findall(r"cancel request from peer \S+ for an unknown session ignored", log)) + \
+            sum(int(n) for n in re.findall(r"(\d+) cancel requests for unknown sessions", log))
+        if refused + looked >= 500:
+            break
+        time.sleep(0.1)
+    assert refused + looked == 500, log[-2000:]
+    assert looked <= 5 + 20, (looked, refused)
+    assert len(log.splitlines()) < 30, log[-3000:]
