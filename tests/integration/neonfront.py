@@ -164,7 +164,6 @@ class NeonFront:
         self.keys = {}               # (fake pid, fake key) -> Conn
         self.errors = []
         self.cancels = []            # (pid, key, forwarded: bool)
-        self._sni_names = {}
         self._next_id = 0
         self._active = 0             # connections counted against max_connections
         self._wake_at = None         # monotonic time the compute is up again
@@ -194,8 +193,10 @@ class NeonFront:
         self.loop.run_forever()
         self.loop.close()
 
-    def _sni(self, sslobj, name, _ctx):
-        self._sni_names[id(sslobj)] = name
+    @staticmethod
+    def _sni(sslobj, name, _ctx):
+        # called during the handshake with the connection's SSLObject
+        sslobj.pgt_sni = name
 
     def _new_conn(self):
         with self.lock:
@@ -263,7 +264,7 @@ class NeonFront:
             await writer.drain()
             await asyncio.wait_for(writer.start_tls(self.ctx), 30)
             sslobj = writer.get_extra_info("ssl_object")
-            c.sni = self._sni_names.pop(id(sslobj), None)  # no entry: no SNI sent
+            c.sni = getattr(sslobj, "pgt_sni", None)  # none: the client sent no SNI
             c.tls = True
             body = await asyncio.wait_for(self._read_packet(reader), 30)
             code = struct.unpack("!I", body[:4])[0]

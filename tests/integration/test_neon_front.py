@@ -25,8 +25,8 @@ import pytest
 from conftest import (CANCEL_CODE, SSL_REQUEST, pg_error_fields, pg_raw_session, pg_read_message, pg_read_until,
                       pg_startup_packet, raise_nofile, run_pgtandem)
 from neonfront import COMPUTE_DOWN_MSG, NO_ENDPOINT_MSG, TERMINATED_MSG, neon_uri
-from test_cutover_e2e import (NAME, UNIFY, _columns, admin_url, legacy_db, scalar, start_migration,  # noqa: F401
-                              version_options, wait_until)
+from test_cutover_e2e import (_columns, admin_url, legacy_db, scalar, start_migration, version_options,  # noqa: F401
+                              wait_until)
 
 HIGH = 1 << 31
 CONNECT_BOUND_S = 5.0
