@@ -422,7 +422,7 @@ def test_pgtandem_after_suspend_idle_client_gets_57p01_and_new_client_works(neon
         raw.close()
     # during the refusal a client is told why
     r = psql(proxy.uri(), "SELECT 1")
-    assert r.returncode != 0, r.stdout
+    assert r.returncode != 0 and COMPUTE_DOWN_MSG in r.stderr, r.stdout + r.stderr
     front.wait("wake-up", lambda: not front.suspended, timeout=5)
     t0 = time.time()
     r = psql(proxy.uri(), "SELECT 'awake'")
@@ -438,7 +438,12 @@ def engine_through(proxy_factory, front, dbname, extra_args=()):
 
 
 def fleet_status(proxy):
-    code, st = proxy.admin("GET", "/status", timeout=10)
+    t0 = time.time()
+    try:
+        code, st = proxy.admin("GET", "/status", timeout=10)
+    except OSError as e:
+        raise AssertionError("admin API: no answer in %.1f s (%r); proxy log:\n%s"
+                             % (time.time() - t0, e, proxy.log()[-3000:]))
     assert code == 200, st
     return st
 
@@ -470,6 +475,29 @@ def test_pgtandem_engine_through_the_front_runs_a_migration(neon_front, proxy_fa
                                       " information_schema.columns WHERE table_schema = 'public' AND"
                                       " table_name = 'checks'")
     assert "claim" in cols.split(",") and "claim_text" not in cols.split(","), cols
+
+
+def test_pgtandem_engine_survives_a_compute_restart_mid_migration(neon_front, proxy_factory, cluster, legacy_db):
+    """The compute restarts while a migration is active: the engine's and
+    the fleet's connections through the front get 57P01 like everyone
+    else's; after the wake-up the proxy is back in the fleet, serves new
+    clients and completes the migration."""
+    front = neon_front(low_pids=True)
+    proxy = engine_through(proxy_factory, front, legacy_db, ["--fleet-lease-ms", "2000"])
+    start_migration(proxy)
+    wait_until("fleet connected", lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"), timeout=10)
+    ended = front.suspend(refuse_ms=1000)
+    assert ended, "the proxy had no connection through the front"
+    front.wait("wake-up", lambda: not front.suspended, timeout=5)
+    wait_until("fleet connected again", lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"),
+               timeout=15)
+    wait_heartbeats(cluster, legacy_db, proxy)
+    ok, why = fresh_psql_ok(proxy, legacy_db)
+    assert ok, why + proxy.log()[-2000:]
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert code == 200 and cur["phase"] == "active", cur
+    r = run_pgtandem(["migrate", "complete", "--json", "--proxy", admin_url(proxy)], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
 
 
 @pytest.mark.xfail(strict=False, reason="the fleet heartbeat stores backend pids as int[]: with a pid >= 2^31"
