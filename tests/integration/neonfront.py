@@ -31,6 +31,9 @@ does where pgtandem can tell the difference:
   with "Couldn't connect to compute node" (mode "refuse") or held until the
   wake-up (mode "delay", a cold start).
 - max_connections=N: connection N+1 gets FATAL 53300 "too many connections".
+- When a connection ends, the front sends close_notify and closes TCP at
+  once, as Neon's proxy and Postgres do; linger_close=True waits for the
+  peer's close_notify instead (asyncio's default, and some middleboxes').
 
 It runs one asyncio loop in one thread: no thread per connection, no polling,
 hundreds of connections. Backend messages are framed by their 1+4 byte
@@ -145,7 +148,8 @@ class NeonFront:
     suspend() (without it the front closes the backend sockets itself)."""
 
     def __init__(self, certfile, keyfile, backend_port, backend_host="127.0.0.1", backend_tls=False,
-                 high_pids=False, low_pids=False, max_connections=None, super_uri=None, host="127.0.0.1"):
+                 high_pids=False, low_pids=False, max_connections=None, super_uri=None, host="127.0.0.1",
+                 linger_close=False):
         self.backend_host = backend_host
         self.backend_port = backend_port
         self.backend_tls = backend_tls
@@ -153,6 +157,7 @@ class NeonFront:
         self.low_pids = low_pids  # every pid < 2^31 (to test one thing at a time)
         self.max_connections = max_connections
         self.super_uri = super_uri
+        self.linger_close = linger_close
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.sni_callback = self._sni
@@ -230,14 +235,20 @@ class NeonFront:
             self._tasks.discard(task)
 
     async def _close(self, c):
+        # TLS: close_notify, then the TCP connection goes too, without
+        # waiting for the peer's close_notify (as Neon's proxy and Postgres
+        # do); with linger_close, it waits for it as asyncio does by default
         for w in (c.back_writer, c.client_writer):
             if w is None:
                 continue
             try:
                 w.close()
-                await asyncio.wait_for(w.wait_closed(), 2)
+                await asyncio.wait_for(w.wait_closed(), 30 if self.linger_close else 0.05)
             except Exception:
-                pass
+                try:
+                    w.transport.abort()
+                except Exception:
+                    pass
 
     async def _refuse(self, c, writer, severity, sqlstate, message):
         c.refused = (sqlstate, message)
