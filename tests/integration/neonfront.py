@@ -310,8 +310,6 @@ class NeonFront:
         if over:
             await self._refuse(c, writer, "FATAL", "53300", TOO_MANY_MSG)
             return
-        if not await self._wait_compute(c, writer):
-            return
         await self._relay(c, reader, writer, build_startup(params))
 
     async def _wait_compute(self, c, writer):
@@ -389,12 +387,23 @@ class NeonFront:
         return t + struct.pack("!I", len(payload) + 4) + payload
 
     async def _relay(self, c, creader, cwriter, startup):
-        try:
-            breader, bwriter = await self._open_backend()
-        except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-            await self._refuse(c, cwriter, "ERROR", "XX000", COMPUTE_DOWN_MSG)
-            return
-        c.back_writer = bwriter
+        while True:
+            if not await self._wait_compute(c, cwriter):
+                return
+            try:
+                breader, bwriter = await self._open_backend()
+            except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                await self._refuse(c, cwriter, "ERROR", "XX000", COMPUTE_DOWN_MSG)
+                return
+            # under the lock that suspend() takes to list its victims: a
+            # backend is either one of them or opened after the wake-up
+            with self.lock:
+                asleep = self._wake_at is not None and time.monotonic() < self._wake_at
+                if not asleep:
+                    c.back_writer = bwriter
+            if not asleep:
+                break
+            bwriter.close()
         bwriter.write(startup)
         await bwriter.drain()
         up = asyncio.ensure_future(self._client_to_backend(creader, bwriter))

@@ -430,6 +430,25 @@ def test_pgtandem_after_suspend_idle_client_gets_57p01_and_new_client_works(neon
     assert time.time() - t0 < CONNECT_BOUND_S
 
 
+def test_pgtandem_passes_the_connection_cap_on(neon_front, proxy_factory):
+    """Beyond Neon's cap the client is told 53300 "too many connections";
+    once a connection ends, a new one gets in."""
+    front = neon_front(max_connections=2)
+    proxy = pgt_through(proxy_factory, front)
+    conns = [pg_raw_session(proxy.port) for _ in range(2)]
+    try:
+        with pytest.raises(RuntimeError) as e:
+            pg_raw_session(proxy.port)
+        assert "'C': '53300'" in str(e.value) and "too many connections" in str(e.value), e.value
+        conns.pop().close()
+        front.wait("a slot to free", lambda: len(front.relayed()) == 1)
+        conns.append(pg_raw_session(proxy.port))
+        assert pg_simple_query(conns[-1], "SELECT 'in'") == ([["in"]], None)
+    finally:
+        for c in conns:
+            c.close()
+
+
 @pytest.mark.xfail(strict=False, reason="when the upstream's FATAL and close_notify arrive together and the peer"
                                         " keeps TCP open for the answering close_notify, the relay sometimes"
                                         " never ends the client's session (about 1 time in 6)")
