@@ -241,14 +241,23 @@ class NeonFront:
         for w in (c.back_writer, c.client_writer):
             if w is None:
                 continue
-            try:
-                w.close()
-                await asyncio.wait_for(w.wait_closed(), 30 if self.linger_close else 0.05)
-            except Exception:
-                try:
-                    w.transport.abort()
-                except Exception:
-                    pass
+            w.close()
+            if await self._closed_within(w, 30 if self.linger_close else 0.05):
+                continue
+            try:  # FIN after the close_notify: the peer sees the end now
+                w.get_extra_info("socket").shutdown(socket.SHUT_WR)
+            except (OSError, AttributeError):
+                pass
+            if not await self._closed_within(w, 2):
+                w.transport.abort()
+
+    @staticmethod
+    async def _closed_within(w, seconds):
+        try:
+            await asyncio.wait_for(w.wait_closed(), seconds)
+            return True
+        except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            return False
 
     async def _refuse(self, c, writer, severity, sqlstate, message):
         c.refused = (sqlstate, message)
