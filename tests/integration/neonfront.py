@@ -22,7 +22,8 @@ does where pgtandem can tell the difference:
   low_pids=True every pid < 2^31). A
   CancelRequest naming a key the front handed out is sent to Postgres with
   the real backend's pid and key; the client's connection is closed once
-  Postgres has closed its own, as Postgres does. Unknown keys are ignored.
+  Postgres has closed its own, as Postgres does (cancel_delay_ms later:
+  a slow cancel path). Unknown keys are ignored.
 - suspend(): every relayed backend is ended with pg_terminate_backend (so
   Postgres itself sends FATAL 57P01 "terminating connection due to
   administrator command", as when a compute shuts down); a connection still
@@ -149,7 +150,7 @@ class NeonFront:
 
     def __init__(self, certfile, keyfile, backend_port, backend_host="127.0.0.1", backend_tls=False,
                  high_pids=False, low_pids=False, max_connections=None, super_uri=None, host="127.0.0.1",
-                 linger_close=False):
+                 linger_close=False, cancel_delay_ms=0):
         self.backend_host = backend_host
         self.backend_port = backend_port
         self.backend_tls = backend_tls
@@ -158,6 +159,7 @@ class NeonFront:
         self.max_connections = max_connections
         self.super_uri = super_uri
         self.linger_close = linger_close
+        self.cancel_delay_ms = cancel_delay_ms
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.sni_callback = self._sni
@@ -367,6 +369,8 @@ class NeonFront:
             c.cancel_result = "forwarded"
         finally:
             w.close()
+        if self.cancel_delay_ms:  # a slow cancel path: the client's connection stays open
+            await asyncio.sleep(self.cancel_delay_ms / 1000.0)
 
     def _new_key(self):
         while True:
