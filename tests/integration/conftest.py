@@ -603,3 +603,96 @@ class TlsFront:
         for t in threads:
             t.join(10)
         return [t for t in threads if t.is_alive()]
+
+
+# ---------------------------------------------------------------------------
+# A Neon-like upstream (neonfront.NeonFront): random 32-bit backend keys,
+# SNI or options endpoint= required, suspend with 57P01, a connection cap.
+# `upstream` runs a test against plain Postgres and against the front.
+
+from neonfront import NeonFront, neon_uri  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def neon_pki(tmp_path_factory):
+    """The front's CA and a certificate for localhost, 127.0.0.1 and *.neon.test."""
+    d = str(tmp_path_factory.mktemp("neon-pki"))
+    ca = make_test_ca(d, cn="pgtandem neon front CA")
+    cert = make_cert(d, "front", ca, ["DNS:localhost", "DNS:*.neon.test", "IP:127.0.0.1"])
+    return {"ca": ca[0], "cert": cert}
+
+
+@pytest.fixture
+def neon_front(cluster, neon_pki):
+    """neon_front(high_pids=False, backend_tls=False, max_connections=None)
+    -> a running NeonFront relaying to the cluster; stopped at teardown."""
+    started = []
+
+    def make(**kw):
+        kw.setdefault("super_uri", cluster.super_uri)
+        f = NeonFront(neon_pki["cert"][0], neon_pki["cert"][1], cluster.port, **kw)
+        started.append(f)
+        return f
+
+    yield make
+    for f in started:
+        assert f.stop(), "neon front thread still running"
+        assert not f.errors, "neon front errors: %r" % f.errors
+
+
+class Upstream:
+    """Where a proxy's --upstream and --engine-db point: the cluster itself
+    ("postgres") or a NeonFront in front of it ("neon")."""
+
+    def __init__(self, kind, cluster, front=None):
+        self.kind = kind
+        self.cluster = cluster
+        self.front = front
+        if front is None:
+            self.uri = "postgresql://%s:%d/?sslmode=require" % (cluster.host, cluster.port)
+        else:
+            # a host name, so that pgtandem sends SNI "localhost" (the endpoint id)
+            self.uri = "postgresql://localhost:%d/?hostaddr=127.0.0.1&sslmode=require" % front.port
+
+    def db_uri(self, db="appdb", user="postgres", password="postgres"):
+        """What a client (or the proxy's engine) uses to reach the database
+        without pgtandem."""
+        if self.front is None:
+            return self.cluster.uri(user=user, password=password, db=db)
+        return neon_uri(self.front.port, user=user, password=password, db=db, extra="hostaddr=127.0.0.1")
+
+
+@pytest.fixture(params=["postgres", "neon"])
+def upstream(request, cluster, neon_front):
+    """Runs a test against plain Postgres and against a NeonFront (random
+    keys, about half of them >= 2^31). Override the params with
+    @pytest.mark.parametrize("upstream", [...], indirect=True), e.g. to mark
+    the "neon" variant with NEON_FLEET_XFAIL."""
+    if request.param == "postgres":
+        return Upstream("postgres", cluster)
+    return Upstream("neon", cluster, neon_front())
+
+
+@pytest.fixture
+def upstream_relay(upstream, cluster, proxy_factory):
+    """Like `relay`, with the proxy's --upstream from `upstream`. With
+    PGT_RELAY_DIRECT=1 the postgres variant is the cluster itself and the
+    neon variant is skipped (the front wants TLS and SNI)."""
+    if relay_direct():
+        if upstream.front is not None:
+            pytest.skip("direct runs go to the cluster itself")
+        return DirectTarget(cluster)
+    return proxy_factory(upstream=upstream.uri)
+
+
+# Where the fleet cannot work behind Neon's proxy yet: the heartbeat stores
+# backend pids as int[] (a pid >= 2^31 fails it) and sessions are matched
+# with pg_stat_activity by the pid BackendKeyData gave, which Neon's proxy
+# makes up. Take it off a variant once that works.
+NEON_FLEET_XFAIL = pytest.mark.xfail(strict=False, reason="fleet behind a Neon-like proxy: backend_pids int[] and"
+                                                          " pids that do not match pg_stat_activity")
+
+
+def upstream_params(neon_marks=()):
+    """Params for @pytest.mark.parametrize("upstream", ..., indirect=True)."""
+    return ["postgres", pytest.param("neon", marks=list(neon_marks))]

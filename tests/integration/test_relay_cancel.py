@@ -52,7 +52,8 @@ def test_libpq_cancel_pg_sleep(relay, cluster, tls):
     assert float(m.group(1)) < BOUND_S, r.stdout
 
 
-def test_psycopg_cancel_hits_only_its_backend(relay):
+def test_psycopg_cancel_hits_only_its_backend(upstream_relay):
+    relay = upstream_relay
     victim = psycopg.connect(relay.uri(), autocommit=True)
     other = psycopg.connect(relay.uri(), autocommit=True)
     try:
