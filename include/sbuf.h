@@ -43,6 +43,7 @@ struct sbuf {
     void *ctx;
     char *error;                    /* why it failed, allocated only then */
     int error_eof;
+    int tls_end;                    /* TLS ended after bytes read in the same call: 1 closed, 2 failed */
 };
 
 /* Wraps a connected (or connecting, see sbuf_connect) non-blocking socket;

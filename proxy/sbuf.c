@@ -180,7 +180,7 @@ void sbuf_resume_read(struct sbuf *sb)
         return;
     want_read(sb, 1);
     /* OpenSSL may hold decrypted bytes the socket will not signal again. */
-    if (sb->ssl && SSL_has_pending(sb->ssl))
+    if (sb->ssl && (SSL_has_pending(sb->ssl) || sb->tls_end))
         event_active(sb->rev, EV_READ, 0);
 }
 
@@ -257,9 +257,25 @@ static ssize_t read_plain(struct sbuf *sb)
     return n;
 }
 
+/* An SSL_read that returns the last bytes and then meets close_notify (or
+ * an error) in the same call: the bytes go up now, the end on the next
+ * turn. A peer that keeps TCP open for our close_notify sends nothing more,
+ * so the socket would never signal it again. */
+static ssize_t end_tls_after(struct sbuf *sb, ssize_t total, int closed)
+{
+    if (!total)
+        return closed ? 0 : -1;
+    sb->tls_end = closed ? 1 : 2;
+    if (sb->reading)
+        event_active(sb->rev, EV_READ, 0);
+    return total;
+}
+
 static ssize_t read_tls(struct sbuf *sb)
 {
     ssize_t total = 0;
+    if (sb->tls_end)
+        return sb->tls_end == 1 ? 0 : -1;
     while (total < TLS_READ_BUDGET) {
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(sb->in, sb->read_size, &v, 1) < 1)
@@ -284,9 +300,8 @@ static ssize_t read_tls(struct sbuf *sb)
             want_write(sb, 1);
             return total ? total : -2;
         }
-        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
-            return total ? total : 0; /* close_notify or a plain close */
-        return total ? total : -1;
+        /* close_notify or a plain close, or a failure */
+        return end_tls_after(sb, total, err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0));
     }
     if (SSL_has_pending(sb->ssl))
         event_active(sb->rev, EV_READ, 0); /* more buffered bytes: next turn */

@@ -667,7 +667,7 @@ def upstream(request, cluster, neon_front):
     """Runs a test against plain Postgres and against a NeonFront (random
     keys, about half of them >= 2^31). Override the params with
     @pytest.mark.parametrize("upstream", [...], indirect=True), e.g. to mark
-    the "neon" variant with NEON_FLEET_XFAIL."""
+    the "neon" variant."""
     if request.param == "postgres":
         return Upstream("postgres", cluster)
     return Upstream("neon", cluster, neon_front())
@@ -683,14 +683,6 @@ def upstream_relay(upstream, cluster, proxy_factory):
             pytest.skip("direct runs go to the cluster itself")
         return DirectTarget(cluster)
     return proxy_factory(upstream=upstream.uri)
-
-
-# Where the fleet cannot work behind Neon's proxy yet: the heartbeat stores
-# backend pids as int[] (a pid >= 2^31 fails it) and sessions are matched
-# with pg_stat_activity by the pid BackendKeyData gave, which Neon's proxy
-# makes up. Take it off a variant once that works.
-NEON_FLEET_XFAIL = pytest.mark.xfail(strict=False, reason="fleet behind a Neon-like proxy: backend_pids int[] and"
-                                                          " pids that do not match pg_stat_activity")
 
 
 def upstream_params(neon_marks=()):

@@ -25,7 +25,7 @@ import warnings
 import psycopg
 import pytest
 
-from conftest import NEON_FLEET_XFAIL, TOP, run_pgtandem, upstream_params
+from conftest import TOP, run_pgtandem, upstream_params
 
 EXAMPLES = os.path.join(TOP, "config", "examples")
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
@@ -252,7 +252,7 @@ def _columns(cur):
     return [d.name for d in cur.description]
 
 
-@pytest.mark.parametrize("upstream", upstream_params([NEON_FLEET_XFAIL]), indirect=True)
+@pytest.mark.parametrize("upstream", upstream_params(), indirect=True)
 def test_psycopg_prepared_select_star_across_complete(cluster, proxy_factory, legacy_db, upstream):
     proxy = engine_proxy(proxy_factory, cluster, legacy_db, upstream)
     start_migration(proxy)

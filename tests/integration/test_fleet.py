@@ -19,7 +19,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, NEON_FLEET_XFAIL, TOP, run_pgtandem, upstream_params
+from conftest import BIN, TOP, run_pgtandem, upstream_params
 from test_cutover_e2e import (CLIENTS, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, UNIFY, VSCHEMA,  # noqa: F401
                               _columns, admin_url, complete_migration, legacy_db, migrate, pgbench, pgbench_result, scalar,
                               start_migration, version_options, wait_until)
@@ -209,7 +209,7 @@ def test_cli_db_start_is_followed_and_cli_complete_goes_through_the_fleet(cluste
         wait_phase(p, "completed")
 
 
-@pytest.mark.parametrize("upstream", upstream_params([NEON_FLEET_XFAIL]), indirect=True)
+@pytest.mark.parametrize("upstream", upstream_params(), indirect=True)
 def test_proxy_started_after_the_migration_began_joins_it(cluster, proxy_factory, legacy_db, upstream):
     first = fleet_proxy(proxy_factory, cluster, legacy_db, upstream=upstream)
     start_migration(first)

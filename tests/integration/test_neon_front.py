@@ -409,9 +409,6 @@ def cancels_done(front):
     front.wait("cancel connections to close", lambda: not cancel_conns_open(front), timeout=15)
 
 
-@pytest.mark.xfail(strict=False, reason="a proxy stopped while its upstream cancel connection is still open leaks"
-                                        " it (LeakSanitizer: sbuf_alloc <- sbuf_connect <- upstream_connect_start"
-                                        " <- upstream_send_cancel); seen with the ASan build")
 def test_pgtandem_stops_cleanly_with_a_cancel_in_flight(neon_front, cluster):
     front = neon_front(cancel_delay_ms=10000)
     proxy = Proxy(cluster, upstream="postgresql://localhost:%d/?hostaddr=127.0.0.1&sslmode=require" % front.port)
@@ -479,9 +476,6 @@ def test_pgtandem_passes_the_connection_cap_on(neon_front, proxy_factory):
             c.close()
 
 
-@pytest.mark.xfail(strict=False, reason="when the upstream's FATAL and close_notify arrive together and the peer"
-                                        " keeps TCP open for the answering close_notify, the relay sometimes"
-                                        " never ends the client's session (about 1 time in 6)")
 def test_pgtandem_ends_the_session_when_the_upstream_closes_tls_and_lingers(neon_front, proxy_factory, cluster):
     """An upstream that ends TLS with close_notify and then waits for the
     peer's close_notify before closing TCP (linger_close): each client
@@ -579,9 +573,6 @@ def test_pgtandem_engine_survives_a_compute_restart_mid_migration(neon_front, pr
     assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
 
 
-@pytest.mark.xfail(strict=False, reason="the fleet heartbeat stores backend pids as int[]: with a pid >= 2^31"
-                                        " every heartbeat fails ('value \"2733767490\" is out of range for type"
-                                        " integer') and the proxy's fleet row stops advancing")
 def test_pgtandem_migration_with_a_high_pid_client_connected(neon_front, proxy_factory, cluster, legacy_db):
     front = neon_front(high_pids=True)
     proxy = engine_through(proxy_factory, front, legacy_db, ["--fleet-lease-ms", "2000"])
@@ -607,9 +598,6 @@ def test_pgtandem_migration_with_a_high_pid_client_connected(neon_front, proxy_f
             assert "claim" in cols and "claim_text" not in cols, cols
 
 
-@pytest.mark.xfail(strict=False, reason="sessions through the front count as bypassing the proxies: the fleet"
-                                        " matches the pids BackendKeyData gave (the front's) against"
-                                        " pg_stat_activity (the real ones)")
 def test_pgtandem_sessions_through_the_front_are_not_bypassing(neon_front, proxy_factory, cluster, legacy_db):
     # pids < 2^31 only, so that the int[] heartbeat is not what fails here
     front = neon_front(low_pids=True)
