@@ -48,6 +48,10 @@ static const char *const phase_names[] = {"idle", "expanding", "backfilling", "f
                                           "completing", "completed", "rolling_back", "rolled_back", "failed"};
 
 #define RECONNECT_MAX_DELAY_MS 5000
+/* A backfill batch aims at tens of milliseconds and the cutover's
+ * statements carry a statement_timeout of a few seconds: a statement on
+ * the engine connection unanswered for this long is a dead connection. */
+#define ENGINE_WATCHDOG_MS 30000
 #define LOCK_TRIES 50 /* the expand process's backend may not have let go yet */
 
 struct migration_runner;
@@ -1331,6 +1335,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     r->fleet = fleet;
     r->engine_db = engine_db ? strdup(engine_db) : NULL;
     pgasync_init(&r->db, base);
+    /* no session-wide statement or lock timeout: backfill and cutover set their own per step */
+    pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
     engine_child_init(&r->child, base);
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);
@@ -1362,4 +1368,9 @@ void runner_free(struct migration_runner *r)
     free(r->engine_db);
     free(r->name);
     free(r);
+}
+
+json_t *runner_connection_json(const struct migration_runner *r)
+{
+    return r->engine_db ? pgasync_status_json(&r->db) : NULL;
 }

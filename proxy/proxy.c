@@ -347,6 +347,12 @@ static int start_fleet(struct proxy *p)
     return p->fleet ? 0 : -1;
 }
 
+static struct json_t *engine_status(void *ctx)
+{
+    struct proxy *p = ctx;
+    return runner_connection_json(p->runner);
+}
+
 static struct json_t *fleet_status(void *ctx)
 {
     struct proxy *p = ctx;
@@ -374,6 +380,7 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
             return -1;
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
+        admin_add_status(p->admin, "engine", engine_status, p);
     }
     p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
     struct timeval second = {1, 0};

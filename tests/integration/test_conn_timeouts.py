@@ -1,0 +1,172 @@
+"""Every connection the proxy owns has a timeout story.
+
+A TCP forwarder (tcp_forwarder.py) sits between the proxy's --engine-db and
+Postgres and stops forwarding bytes without closing anything, as a
+suspended compute, a NAT that dropped the flow or a frozen network path do.
+Client traffic (--upstream) goes to Postgres directly.
+
+- the flows freeze, new ones work: the proxy finds its connections dead
+  within seconds (no answer to a statement), says so in the log and in
+  GET /status, reconnects, and new clients are served;
+- the whole path freezes: the same detection, and once the path is back the
+  proxy reconnects by itself;
+- a session holds the rows of pgtandem.proxies: the fleet's heartbeat gives
+  up after its lock_timeout, the log names the blocked statement, and
+  clients are held no longer than the lock.
+"""
+import json
+import re
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import Proxy
+from tcp_forwarder import Forwarder
+from test_faults_engine import Env, call, items_migration, login_through, start_until_active
+
+DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
+SERVE = 12.0    # detection, reconnect, register, renew the lease
+
+
+@pytest.fixture
+def env(cluster):
+    e = Env(cluster)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def forwarder(cluster):
+    f = Forwarder(cluster.host, cluster.port)
+    yield f
+    f.stop()
+
+
+def engine_proxy(e, fw):
+    uri = e.uri.replace("@%s:%d/" % (e.cluster.host, e.cluster.port), "@127.0.0.1:%d/" % fw.port)
+    assert uri != e.uri
+    p = Proxy(e.cluster, extra_args=["--engine-db", uri, "--shutdown-timeout", "2"])
+    e.proxies.append(p)
+    return p
+
+
+def status(p):
+    code, st = call(p, "GET", "/status", timeout=5)
+    assert code == 200, st
+    return st
+
+
+def wait_for(what, fn, timeout, p):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("%s: not within %.0f s\nproxy log:\n%s" % (what, timeout, p.log()[-3000:]))
+        time.sleep(0.1)
+
+
+def registrations(p):
+    return len(re.findall(r"fleet: registered as", p.log()))
+
+
+def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
+    """A migration is active (the fleet's lease fences the relay), and the
+    flows of the engine and the fleet freeze. Before: nothing noticed for
+    ~105 s, every new client waited, /status said connected. Now: the
+    fleet's statement gets no answer within its watchdog, the connection is
+    dropped with a WARN naming it and the statement, the proxy reconnects
+    over a new flow, and a new client gets a session within seconds."""
+    e, fw = env, forwarder
+    p = engine_proxy(e, fw)
+    start_until_active(p, items_migration())
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+
+    fw.freeze_flows()
+    t0, worst = time.time(), 0.0
+    while time.time() < t0 + DETECT + 2:  # past the lease, the watchdog and the reconnect
+        t = time.time()
+        problem = login_through(p, e.dbname, timeout=SERVE)
+        took = time.time() - t
+        assert problem is None, "%s after %.1f s\nproxy log:\n%s" % (problem, took, p.log()[-3000:])
+        worst = max(worst, took)
+        time.sleep(0.2)
+    print("frozen flows: the slowest new client waited %.1f s" % worst)
+    assert worst < 5.0, worst
+    log = p.log()
+    assert re.search(r"WARN pgtandem fleet connection: no answer to `.+` within \d+ ms", log), log[-3000:]
+    wait_for("the fleet to register again", lambda: registrations(p) >= 2, SERVE, p)
+    st = status(p)
+    assert st["fleet"]["connected"] is True, st["fleet"]
+    assert "engine" in st and "connected" in st["engine"], st.get("engine")
+
+
+def test_frozen_path_is_reported_and_reconnected_when_it_comes_back(env, forwarder):
+    """Nothing moves on the path, new connections neither. /status must say
+    the fleet is not connected and why within seconds (before: `connected:
+    true` for minutes), clients without a migration in progress are not
+    affected, and once the path is back the proxy reconnects by itself."""
+    e, fw = env, forwarder
+    p = engine_proxy(e, fw)
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+
+    fw.freeze()
+    t0 = time.time()
+    wait_for("/status to say the fleet is not connected", lambda: status(p)["fleet"]["connected"] is False,
+             DETECT, p)
+    detected = time.time() - t0
+    assert "fleet connection: no answer" in p.log()
+    assert login_through(p, e.dbname) is None
+
+    fw.thaw()
+    t1 = time.time()
+    wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+    print("detected in %.1f s, reconnected %.1f s after the path came back" % (detected, time.time() - t1))
+    assert len(re.findall(r"fleet: connection to the database lost", p.log())) == 1, \
+        "one WARN per outage, not per retry:\n" + p.log()[-3000:]
+
+
+def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
+    """A session holds SELECT ... FOR UPDATE on pgtandem.proxies. Before:
+    the heartbeat waited silently behind it and clients were held 17.6 s.
+    Now the heartbeat gives up after its lock_timeout, the log names the
+    statement that was blocked, and clients are held no longer than the
+    lock (plus a heartbeat)."""
+    e = env
+    p = e.proxy()
+    start_until_active(p, items_migration())
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    held_for = 8.0
+    locked = threading.Event()
+
+    def hold():
+        with psycopg.connect(e.uri, connect_timeout=10) as c:
+            c.execute("SELECT * FROM pgtandem.proxies FOR UPDATE")
+            locked.set()
+            time.sleep(held_for)
+            c.rollback()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert locked.wait(10)
+        t0 = time.time()
+        wait_for("the log to name the blocked heartbeat",
+                 lambda: re.search(r"lock timeout", p.log()), DETECT, p)
+        named = time.time() - t0
+        worst = 0.0
+        while t.is_alive():
+            t1 = time.time()
+            problem = login_through(p, e.dbname, timeout=held_for + 6)
+            assert problem is None, problem
+            worst = max(worst, time.time() - t1)
+            time.sleep(0.2)
+        print("blocked statement named after %.1f s; slowest client %.1f s (lock held %.0f s)"
+              % (named, worst, held_for))
+        assert worst < held_for + 3, worst
+        assert re.search(r"WARN fleet: .*lock timeout", p.log()), p.log()[-3000:]
+    finally:
+        t.join()
