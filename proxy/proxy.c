@@ -27,6 +27,7 @@
 #include "migration_runner.h"
 #include "pause.h"
 #include "peer.h"
+#include "proto.h"
 #include "scram.h"
 #include "server.h"
 #include "session.h"
@@ -176,9 +177,18 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct server *srv = &((struct proxy *)arg)->srv;
     log_warn("shutdown: %u sessions still open after the timeout; closing them", srv->session_count);
-    while (srv->sessions)
-        session_free(srv->sessions);
-    event_base_loopexit(srv->base, NULL);
+    /* Each client hears why, as from a Postgres stopped with -m fast; the
+     * sessions free themselves once the error is on the wire, and what is
+     * left after a moment is closed when the loop ends. */
+    for (struct session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN,
+                     "terminating connection due to administrator command: the proxy is shutting down"
+                     " (its --shutdown-timeout of %d s has passed; the open transaction is rolled back)",
+                     srv->cfg.shutdown_timeout_ms / 1000);
+    }
+    struct timeval flush = {0, 200000};
+    event_base_loopexit(srv->base, &flush);
 }
 
 static void begin_shutdown(struct proxy *p)
