@@ -62,6 +62,15 @@ void pgasync_close(struct pgasync *a);
 struct json_t;
 struct json_t *pgasync_status_json(const struct pgasync *a);
 
+/* Failures to wait out (with backoff) rather than fail a migration for:
+ * the connection went away (class 08, 57P01..57P03: a restart, a Neon
+ * compute suspended) or the server ran out of something (class 53: disk
+ * full, out of memory, too many connections). */
+int pg_error_transient(const char *sqlstate);
+/* The cause in words for the log and /status ("the database's disk is
+ * full"), or NULL when the SQLSTATE is not one of those. */
+const char *pg_error_cause(const char *sqlstate);
+
 /* TCP settings every connection pgtandem opens gets unless the URI (or the
  * PG* environment) sets them: connect_timeout, keepalives, tcp_user_timeout.
  * `pg_options` (may be NULL) goes before the user's own `options`, so the

@@ -272,6 +272,8 @@ static void cancel_timer(struct migration_runner *r)
 
 /* ---- the engine connection ---- */
 
+static void outage_reason(struct migration_runner *r, char *out, size_t n, const char *why, const char *sqlstate);
+
 static void on_session_set(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)res;
@@ -281,6 +283,8 @@ static void on_session_set(void *ctx, PGresult *res, const char *error, const ch
     r->after_connect = NULL;
     if (error)
         log_warn("engine connection settings: %s", error); /* Postgres < 14: no connection check */
+    if (r->reconnects > 0)
+        log_info("migration %s: the database is back after %d retries", r->name ? r->name : "-", r->reconnects);
     r->reconnects = 0;
     next(r);
 }
@@ -295,8 +299,11 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
         snprintf(why, sizeof why, "%s", error ? error : r->db.error);
         pgasync_close(&r->db);
         r->after_connect = NULL;
-        snprintf(r->error, sizeof r->error, "cannot connect to the database: %.900s", why);
-        log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
+        char reason[sizeof r->error - 32];
+        outage_reason(r, reason, sizeof reason, why, "08006");
+        snprintf(r->error, sizeof r->error, "cannot connect to the database: %s", reason);
+        if (r->reconnects == 0) /* once per outage, not per retry */
+            log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
@@ -352,15 +359,32 @@ static void release_lock_then(struct migration_runner *r, runner_step_fn next)
     }
 }
 
-/* A lost connection during the backfill is waited out, not fatal: the
- * checkpoint commits with each batch, so it continues where it stopped. */
+/* A lost connection (a restart, a suspended compute) or a server out of
+ * disk during the backfill is waited out, not fatal: the checkpoint commits
+ * with each batch, so it continues where it stopped. */
 static int connection_lost(const char *sqlstate)
 {
-    return sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
-                        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0);
+    return pg_error_transient(sqlstate);
 }
 
-static void reconnect_backfill(struct migration_runner *r, const char *why)
+/* "the database's disk is full (53100): could not extend file ...". A
+ * disk-full server often crashes and recovers next: its "not yet accepting
+ * connections" is a consequence, and the disk stays the reported cause. */
+static void outage_reason(struct migration_runner *r, char *out, size_t n, const char *why, const char *sqlstate)
+{
+    const char *cause = pg_error_cause(sqlstate);
+    if (r->reconnects > 0 && strstr(r->error, "(53") && sqlstate && strncmp(sqlstate, "53", 2) != 0) {
+        const char *p = strstr(r->error, ": ");
+        snprintf(out, n, "%.600s; now: %.300s", p ? p + 2 : r->error, why);
+        return;
+    }
+    if (cause)
+        snprintf(out, n, "%s (%s): %.700s", cause, sqlstate, why);
+    else
+        snprintf(out, n, "%.900s", why);
+}
+
+static void reconnect_backfill(struct migration_runner *r, const char *why, const char *sqlstate)
 {
     if (r->phase != RP_BACKFILLING || r->stop_backfill) {
         snprintf(r->error, sizeof r->error, "lost the database connection: %.900s", why);
@@ -374,8 +398,12 @@ static void reconnect_backfill(struct migration_runner *r, const char *why)
         }
         return;
     }
-    snprintf(r->error, sizeof r->error, "waiting for the database: %.900s", why);
-    log_warn("migration %s: backfill %s; continuing from the checkpoint once it is back", r->name, r->error);
+    char reason[sizeof r->error - 32];
+    outage_reason(r, reason, sizeof reason, why, sqlstate);
+    snprintf(r->error, sizeof r->error, "waiting for the database: %s", reason);
+    if (r->reconnects == 0) /* once per outage, not per retry */
+        log_warn("migration %s: backfill %s; retrying with backoff, continuing from the checkpoint",
+                 r->name, r->error);
     pgasync_close(&r->db);
     r->holds_lock = 0;
     schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
@@ -434,7 +462,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
     if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
         backfill_lock_timeout(b);
     } else if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     } else if (error && (r->stop_backfill || r->rollback_w.fn)) {
         fail(r, "backfill batch on %s failed: %s", b->table->qname, error); /* runs the rollback asked for */
@@ -583,7 +611,7 @@ static void backfill_next(struct migration_runner *r)
         return;
     }
     if (!pgasync_ready(&r->db)) { /* it died while idle (paused, throttled): a restart */
-        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle");
+        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle", "08006");
         return;
     }
     if (r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0)
@@ -638,7 +666,7 @@ static void on_checkpoint(void *ctx, PGresult *res, const char *error, const cha
     struct migration_runner *r = ctx;
     char err[512];
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || backfill_apply_checkpoint(&r->bf[r->cur], res, err, sizeof err) != 0) {
@@ -689,7 +717,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 {
     struct migration_runner *r = ctx;
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || !res || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
@@ -719,7 +747,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 static void take_engine_lock(struct migration_runner *r)
 {
     if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 0, NULL, on_lock, r) != 0)
-        reconnect_backfill(r, r->db.error);
+        reconnect_backfill(r, r->db.error, r->db.sqlstate);
 }
 
 /* Settings saved with the state win over the migration file's; settings
@@ -775,7 +803,7 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
 {
     struct migration_runner *r = ctx;
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || !res || PQntuples(res) != 1) {
@@ -814,7 +842,7 @@ static void send_load_state(struct migration_runner *r)
 {
     const char *values[1] = {r->name};
     if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_loaded, r) != 0)
-        reconnect_backfill(r, r->db.error);
+        reconnect_backfill(r, r->db.error, r->db.sqlstate);
 }
 
 static void load_state(struct migration_runner *r)

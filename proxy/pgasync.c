@@ -436,3 +436,29 @@ json_t *pgasync_status_json(const struct pgasync *a)
                      a->last_error_ms > 0 ? json_integer((json_int_t)((now - a->last_error_ms) / 1000)) : NULL,
                      "watchdog_drops", a->drops);
 }
+
+int pg_error_transient(const char *sqlstate)
+{
+    return pg_error_cause(sqlstate) != NULL;
+}
+
+const char *pg_error_cause(const char *sqlstate)
+{
+    static const char *const causes[][2] = {
+        {"53100", "the database's disk is full"},
+        {"53200", "the database is out of memory"},
+        {"53300", "the database has no free connection slots"},
+        {"53400", "the database hit a configured limit"},
+        {"53", "the database is out of resources"},
+        {"57P01", "the database terminated the connection (administrator command, or a compute suspended)"},
+        {"57P02", "the database crashed and terminated the connection"},
+        {"57P03", "the database is not accepting connections yet (starting up or recovering)"},
+        {"08", "the connection to the database failed"},
+    };
+    if (!sqlstate)
+        return NULL;
+    for (size_t i = 0; i < sizeof causes / sizeof causes[0]; i++)
+        if (!strncmp(sqlstate, causes[i][0], strlen(causes[i][0])))
+            return causes[i][1];
+    return NULL;
+}
