@@ -98,6 +98,8 @@ struct migration_runner {
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     struct waiter complete_w, rollback_w;
+    struct waiter start_w;          /* a start waiting for the connection-slot check */
+    struct runner_request start_q;  /* its request, body owned */
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
@@ -105,6 +107,7 @@ struct migration_runner {
 };
 
 static void backfill_next(struct migration_runner *r);
+static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
@@ -304,6 +307,8 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
         snprintf(r->error, sizeof r->error, "cannot connect to the database: %s", reason);
         if (r->reconnects == 0) /* once per outage, not per retry */
             log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
+        if (r->start_w.fn)
+            answer_start_check(r, 503, r->error);
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
@@ -936,6 +941,101 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
 }
 
+/* ---- start: connection slots first ---- */
+
+/* The slots a new connection of the engine's role can still take: client
+ * backends count against max_connections (background workers and WAL
+ * senders have slots of their own); a role that is not superuser cannot
+ * use the reserved ones. */
+static const char FREE_SLOTS_SQL[] =
+    "SELECT current_setting('max_connections')::int"
+    " - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int"
+    "   + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) END"
+    " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
+    " FROM pg_roles r WHERE r.rolname = current_user";
+
+/* The expand runs in a process of its own on a new connection (so do the
+ * validations and a rollback later, one at a time); the proxy's engine and
+ * fleet connections are open already. */
+#define START_NEEDS_SLOTS 1
+
+static void answer_start_check(struct migration_runner *r, int status, const char *why)
+{
+    free((char *)r->start_q.body);
+    r->start_q.body = NULL;
+    answer(&r->start_w, status, error_json(why));
+}
+
+static void on_free_slots(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (!r->start_w.fn) { /* the requester went away */
+        answer_start_check(r, 500, "");
+        return;
+    }
+    if (error || !res || PQntuples(res) != 1) {
+        char why[1200];
+        snprintf(why, sizeof why, "cannot count the database's free connection slots: %s",
+                 error ? error : "no answer");
+        answer_start_check(r, 503, why);
+        return;
+    }
+    int free_slots = atoi(PQgetvalue(res, 0, 0));
+    if (free_slots < START_NEEDS_SLOTS) {
+        char why[700];
+        snprintf(why, sizeof why,
+                 "the database has %d free connection slots; the migration needs %d: one for the engine process "
+                 "that expands, validates or rolls back (the proxy's engine and fleet connections are open "
+                 "already). Nothing was changed. Free a slot (close idle clients, lower a pool's size) or raise "
+                 "max_connections, then start again",
+                 free_slots < 0 ? 0 : free_slots, START_NEEDS_SLOTS);
+        log_warn("migration start refused: %s", why);
+        answer_start_check(r, 503, why);
+        return;
+    }
+    struct runner_request q = r->start_q;
+    q.answer = r->start_w.fn;
+    q.ctx = r->start_w.ctx;
+    r->start_w.fn = NULL;
+    r->start_w.ctx = NULL;
+    r->start_q.body = NULL;
+    handle_start(r, &q);
+    free((char *)q.body);
+}
+
+static void send_free_slots(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, FREE_SLOTS_SQL, 0, NULL, on_free_slots, r) != 0)
+        answer_start_check(r, 503, r->db.error);
+}
+
+/* Before anything changes, the connections the migration will need must
+ * be there to have: a start that cannot get them is refused with nothing
+ * done, instead of failing halfway through the expand. */
+static void check_slots_then_start(struct migration_runner *r, const struct runner_request *q)
+{
+    struct waiter w = {q->answer, q->ctx};
+    if (in_progress(r->phase) || r->db.busy || r->start_w.fn) {
+        if (r->start_w.fn)
+            answer(&w, 409, error_json("a start is being checked already"));
+        else
+            handle_start(r, q); /* answers 409, or goes ahead without the check while the connection is busy */
+        return;
+    }
+    char *body = malloc(q->body_len + 1);
+    if (!body) {
+        answer(&w, 500, error_json("out of memory"));
+        return;
+    }
+    memcpy(body, q->body, q->body_len);
+    body[q->body_len] = '\0';
+    r->start_q = *q;
+    r->start_q.body = body;
+    r->start_w = w;
+    with_connection(r, send_free_slots);
+}
+
 /* ---- complete: the cutover ---- */
 
 /* The migrated tables as a Postgres text[] literal, for the blocker check. */
@@ -1277,7 +1377,7 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
         return;
     }
     switch (q->op) {
-    case RUNNER_START: handle_start(r, q); return;
+    case RUNNER_START: check_slots_then_start(r, q); return;
     case RUNNER_STATUS: handle_status(r, q); return;
     case RUNNER_COMPLETE: handle_complete(r, q); return;
     case RUNNER_ROLLBACK: handle_rollback(r, q); return;
@@ -1288,7 +1388,7 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
 
 void runner_forget(struct migration_runner *r, void *ctx)
 {
-    struct waiter *ws[] = {&r->complete_w, &r->rollback_w};
+    struct waiter *ws[] = {&r->complete_w, &r->rollback_w, &r->start_w};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
         if (ws[i]->ctx == ctx)
             ws[i]->fn = NULL, ws[i]->ctx = NULL;
@@ -1391,6 +1491,7 @@ void runner_free(struct migration_runner *r)
         event_free(r->cut.retry_timer);
     reset_migration(r);
     pgasync_close(&r->db);
+    free((char *)r->start_q.body);
     if (r->timer)
         event_free(r->timer);
     free(r->engine_db);

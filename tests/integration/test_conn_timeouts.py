@@ -22,9 +22,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import Proxy
+from conftest import Proxy, pg_error_fields, pg_raw_session, pg_read_until
 from tcp_forwarder import Forwarder
-from test_faults_engine import Env, call, items_migration, login_through, start_until_active
+from test_faults_engine import Env, call, current, items_migration, login_through, start_until_active, wait_phase
 
 DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
 SERVE = 12.0    # detection, reconnect, register, renew the lease
@@ -170,3 +170,109 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
         assert re.search(r"WARN fleet: .*lock timeout", p.log()), p.log()[-3000:]
     finally:
         t.join()
+
+
+def test_every_backend_terminated_mid_backfill_like_a_neon_suspend(env):
+    """Neon suspends an idle compute by terminating every session (57P01).
+    During a throttled backfill through the proxy every backend of the
+    database is terminated: the engine and the fleet reconnect by
+    themselves (one WARN each per outage), the backfill continues from its
+    checkpoint and completes with every row right, an idle client of the
+    proxy hears Postgres's own FATAL 57P01, and a new client works."""
+    e = env
+    p = e.proxy()
+    mig = items_migration(backfill={"batch_rows": 100, "min_rows": 100, "max_rows": 100,
+                                    "max_rows_per_sec": 400})
+    idle = pg_raw_session(p.port, database=e.dbname)
+    try:
+        code, ans = call(p, "POST", "/migrations", mig)
+        assert code == 202, ans
+        wait_for("the backfill to be under way", lambda: (current(p).get("backfill") or {}).get("rows_done", 0) > 200,
+                 30, p)
+        killed = e.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                          " WHERE pid <> pg_backend_pid() AND datname = %s", (e.dbname,))
+        assert killed >= 3, killed  # engine, fleet, the idle client
+
+        msgs = pg_read_until(idle, types=(b"E",), timeout=10)
+        t, payload = msgs[-1]
+        assert t == b"E", msgs
+        fields = pg_error_fields(payload)
+        assert fields.get("C") == "57P01" and fields.get("S") == "FATAL", fields
+
+        assert login_through(p, e.dbname) is None
+        cur = wait_phase(p, ("active", "failed"), 60, what="the backfill after the termination")
+        assert cur["phase"] == "active", cur
+        assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
+        wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+        log = p.log()
+        print(log[-2500:])
+        assert log.count("fleet: connection to the database lost") == 1, log[-3000:]
+        assert len(re.findall(r"migration \S+: backfill waiting for the database", log)) <= 1, log[-3000:]
+    finally:
+        idle.close()
+
+
+# ---- connection slots ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    """A cluster of this module's own with max_connections = 12, so that
+    every slot can be taken."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from test_faults_engine import PGCLUSTER, RestartableCluster
+    from conftest import _read_env
+    d = tempfile.mkdtemp(prefix="pgtandem-slots-")
+    os.chmod(d, 0o755)
+    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail("cannot start a cluster of this module's own: %s%s" % (r.stdout, r.stderr))
+    c = RestartableCluster(_read_env(d + "/pg/env"))
+    try:
+        c.psql("ALTER SYSTEM SET max_connections = 12")
+        c.restart()
+        yield c
+    finally:
+        subprocess.run(["sh", PGCLUSTER, "stop", d + "/pg"], capture_output=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(small_cluster):
+    """Every slot is taken (Neon's 0.25 CU direct endpoint: 104). Before:
+    the start was accepted, its expand process could not connect
+    (`remaining connection slots are reserved`) and the migration was left
+    `failed`. Now the start is refused before anything changes (503, the
+    free and needed slot counts), the catalog has no trace of it, and once a
+    slot is free the same start goes through."""
+    e = Env(small_cluster)
+    fillers = []
+    try:
+        p = e.proxy()
+        wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+        wait_for("the engine connection", lambda: status(p)["engine"]["connected"], 10, p)
+        while True:
+            try:
+                fillers.append(psycopg.connect(e.uri, autocommit=True, connect_timeout=5))
+            except psycopg.OperationalError as err:
+                assert "too many clients" in str(err) or "reserved" in str(err), err
+                break
+            assert len(fillers) < 20
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 503, (code, ans, p.log()[-2000:])
+        assert "free connection slots" in ans["error"] and "needs 1" in ans["error"], ans
+        assert current(p).get("phase") != "failed"
+        row = fillers[0].execute("SELECT count(*) FROM pgtandem.migrations").fetchone()[0]
+        assert row == 0, "the refused start left a row in pgtandem.migrations"
+
+        fillers.pop().close()
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, (code, ans)
+        cur = wait_phase(p, ("active", "failed"), 60, what="the start once a slot is free")
+        assert cur["phase"] == "active", cur
+    finally:
+        for c in fillers:
+            c.close()
+        e.close()
