@@ -104,6 +104,11 @@ struct migration_runner {
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
+    struct event *blocked_timer;    /* while an engine process works: who blocks it */
+    json_t *blocked_by;             /* the backends its statement waits for, as last seen */
+    double blocked_seen_ms, blocked_logged_ms;
+    int polling_blockers;           /* db is busy with that question */
+    int stopping_child;             /* a rollback stops the engine process: its backend goes first */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -113,6 +118,7 @@ static void after_checks(void *ctx, int code);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
+static void watch_blockers(struct migration_runner *r);
 
 static double now_ms(void)
 {
@@ -211,6 +217,7 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
+    watch_blockers(r);
     if (phase != RP_FAILED && phase_status(phase)[0])
         snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(phase));
     push_route(r);
@@ -309,6 +316,10 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
             log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
         if (r->start_w.fn)
             answer_start_check(r, 503, r->error);
+        if (r->stopping_child) {
+            r->stopping_child = 0;
+            engine_child_terminate(&r->child);
+        }
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
@@ -941,6 +952,144 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
 }
 
+/* ---- who blocks the engine process ---- */
+
+/* The engine process (expand, validations, rollback) holds the engine's
+ * advisory lock. Who blocks it: whoever its backend waits for right now,
+ * and, since a step with a short lock_timeout waits in spurts between
+ * retries, whoever has held a lock on a migrated table for over a second
+ * ($1: the tables). pgtandem's own connections are left out. */
+static const char BLOCKED_BY_SQL[] =
+    "WITH engine AS (SELECT l.pid FROM pg_locks l"
+    "   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    "     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "     AND l.classid::bigint = (" ENGINE_LOCK_KEY "::bigint >> 32)"
+    "     AND l.objid::bigint = (" ENGINE_LOCK_KEY "::bigint & 4294967295)),"
+    " waiting AS (SELECT bp.pid AS blocker, e.pid AS waiter FROM engine e"
+    "   CROSS JOIN LATERAL unnest(pg_blocking_pids(e.pid)) AS bp(pid)),"
+    " holding AS (SELECT l.pid AS blocker, e.pid AS waiter FROM engine e JOIN pg_locks l ON l.pid <> e.pid"
+    "   WHERE l.locktype = 'relation' AND l.granted"
+    "     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "     AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)),"
+    " who AS (SELECT blocker, waiter, true AS now FROM waiting"
+    "   UNION SELECT blocker, waiter, false FROM holding WHERE blocker NOT IN (SELECT blocker FROM waiting))"
+    " SELECT coalesce(json_agg(json_build_object('pid', b.pid, 'application_name', b.application_name,"
+    "   'state', b.state, 'xact_start', b.xact_start, 'query_start', b.query_start, 'query', left(b.query, 200),"
+    "   'waiting_now', who.now, 'waiting_pid', w.pid, 'waiting_query', left(w.query, 200))"
+    "   ORDER BY who.now DESC, b.xact_start), '[]')"
+    " FROM who JOIN pg_stat_activity b ON b.pid = who.blocker JOIN pg_stat_activity w ON w.pid = who.waiter"
+    " WHERE b.pid <> pg_backend_pid() AND coalesce(b.application_name, '') NOT LIKE 'pgtandem%'"
+    "   AND (who.now OR b.xact_start < clock_timestamp() - interval '1 second')";
+
+static char *tables_literal(const struct migration_runner *r);
+
+#define BLOCKED_POLL_MS 1000
+#define BLOCKED_LOG_MS 5000   /* a WARN every few seconds while it waits */
+#define BLOCKED_KEEP_MS 10000 /* a step that retries waits in spurts: the last blocker stays shown this long */
+
+static int child_phase(enum runner_phase p)
+{
+    return p == RP_EXPANDING || p == RP_FINISHING || p == RP_ROLLING_BACK;
+}
+
+static const char *field(json_t *o, const char *key, const char *absent)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : absent;
+}
+
+static void log_blockers(struct migration_runner *r)
+{
+    json_t *b = json_array_get(r->blocked_by, 0);
+    log_warn("migration %s: the %s step waits for a lock held by pid %lld (application_name '%s', %s, transaction"
+             " since %s, last query: %.120s)%s; its statement: %.120s",
+             r->name ? r->name : "-", phase_names[r->phase], (long long)json_integer_value(json_object_get(b, "pid")),
+             field(b, "application_name", ""), field(b, "state", "?"), field(b, "xact_start", "-"),
+             field(b, "query", ""), json_array_size(r->blocked_by) > 1 ? " and others" : "",
+             field(b, "waiting_query", ""));
+    r->blocked_logged_ms = now_ms();
+}
+
+static void on_blockers(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    r->polling_blockers = 0;
+    double now = now_ms();
+    json_t *found = !error && res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (json_array_size(found) > 0) {
+        json_decref(r->blocked_by);
+        r->blocked_by = found;
+        r->blocked_seen_ms = now;
+        if (now - r->blocked_logged_ms >= BLOCKED_LOG_MS)
+            log_blockers(r);
+    } else {
+        json_decref(found);
+        if (r->blocked_by && now - r->blocked_seen_ms > BLOCKED_KEEP_MS) {
+            json_decref(r->blocked_by);
+            r->blocked_by = NULL;
+            r->blocked_logged_ms = 0;
+        }
+    }
+    watch_blockers(r);
+}
+
+static void poll_blockers(struct migration_runner *r)
+{
+    if (!child_phase(r->phase) || r->db.busy)
+        return;
+    char *tables = r->have_mig ? tables_literal(r) : NULL;
+    const char *values[1] = {tables ? tables : "{}"};
+    if (pgasync_send(&r->db, BLOCKED_BY_SQL, 1, values, on_blockers, r) == 0)
+        r->polling_blockers = 1;
+    else
+        watch_blockers(r);
+    free(tables);
+}
+
+static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    if (!child_phase(r->phase))
+        return;
+    if (r->db.busy) {
+        watch_blockers(r);
+    } else if (!pgasync_ready(&r->db) && !r->after_connect) {
+        with_connection(r, poll_blockers); /* the engine connection comes back by itself */
+        if (!r->db.busy)
+            watch_blockers(r);
+    } else if (pgasync_ready(&r->db)) {
+        poll_blockers(r);
+    } else {
+        watch_blockers(r);
+    }
+}
+
+/* Polls while an engine process works; forgets the blockers otherwise. */
+static void watch_blockers(struct migration_runner *r)
+{
+    if (!child_phase(r->phase)) {
+        if (r->polling_blockers && !r->holds_lock) {
+            /* the next step needs the connection now, not after the answer */
+            pgasync_close(&r->db);
+            r->polling_blockers = 0;
+        }
+        json_decref(r->blocked_by);
+        r->blocked_by = NULL;
+        r->blocked_logged_ms = 0;
+        if (r->blocked_timer)
+            evtimer_del(r->blocked_timer);
+        return;
+    }
+    if (!r->blocked_timer)
+        r->blocked_timer = evtimer_new(r->base, blocked_timer_cb, r);
+    struct timeval tv = {BLOCKED_POLL_MS / 1000, (BLOCKED_POLL_MS % 1000) * 1000};
+    if (r->blocked_timer && !evtimer_pending(r->blocked_timer, NULL))
+        evtimer_add(r->blocked_timer, &tv);
+}
+
 /* ---- start: connection slots first ---- */
 
 /* The slots a new connection of the engine's role can still take: client
@@ -1270,11 +1419,59 @@ static void start_rollback(struct migration_runner *r)
     }
 }
 
+/* The backend of the engine process: the one holding the engine lock. A
+ * backend waiting for a lock does not notice its client is gone, so it is
+ * ended here (waiting up to 5 s for it to go) before the process is. */
+static const char END_ENGINE_BACKEND_SQL[] =
+    "SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
+    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "   AND l.classid::bigint = (" ENGINE_LOCK_KEY "::bigint >> 32)"
+    "   AND l.objid::bigint = (" ENGINE_LOCK_KEY "::bigint & 4294967295)";
+
+static void on_engine_backend_ended(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (error)
+        log_warn("migration %s: ending the engine process's backend: %s", r->name, error);
+    r->stopping_child = 0;
+    engine_child_terminate(&r->child); /* its done callback fails the step; the rollback asked for runs */
+}
+
+static void send_end_engine_backend(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, END_ENGINE_BACKEND_SQL, 0, NULL, on_engine_backend_ended, r) != 0)
+        on_engine_backend_ended(r, NULL, r->db.error, NULL);
+}
+
+/* A rollback asked for while the expand (or the validations) waits, maybe
+ * for a lock an idle transaction holds: the step is stopped, then rolled
+ * back, instead of telling the operator to wait for it. */
+static void stop_engine_process(struct migration_runner *r)
+{
+    log_warn("migration %s: rollback asked for while %s; stopping the engine process", r->name,
+             phase_names[r->phase]);
+    r->stopping_child = 1;
+    if (r->db.busy) { /* a question about blockers: this matters more */
+        pgasync_close(&r->db);
+        r->polling_blockers = 0;
+    }
+    with_connection(r, send_end_engine_backend);
+}
+
 static void handle_rollback(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
     if (r->phase == RP_IDLE) {
         answer(&w, 404, error_json("no migration to roll back"));
+        return;
+    }
+    if ((r->phase == RP_EXPANDING || r->phase == RP_FINISHING) && !r->rollback_w.fn &&
+        engine_child_running(&r->child) && !r->following) {
+        r->rollback_w = w;
+        stop_engine_process(r);
         return;
     }
     if (r->phase == RP_EXPANDING || r->phase == RP_FINISHING || r->phase == RP_COMPLETING ||
@@ -1346,6 +1543,7 @@ static void handle_status(struct migration_runner *r, const struct runner_reques
                              "cutover", cutover_json(r));
     /* exit status 2: the migration was refused before any DDL */
     json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->child_exit == 2));
+    json_object_set_new(body, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != RP_COMPLETED));
     if (r->fleet)
         json_object_set_new(body, "fleet", fleet_status_json(r->fleet));
@@ -1492,6 +1690,9 @@ void runner_free(struct migration_runner *r)
     reset_migration(r);
     pgasync_close(&r->db);
     free((char *)r->start_q.body);
+    json_decref(r->blocked_by);
+    if (r->blocked_timer)
+        event_free(r->blocked_timer);
     if (r->timer)
         event_free(r->timer);
     free(r->engine_db);
@@ -1501,5 +1702,9 @@ void runner_free(struct migration_runner *r)
 
 json_t *runner_connection_json(const struct migration_runner *r)
 {
-    return r->engine_db ? pgasync_status_json(&r->db) : NULL;
+    if (!r->engine_db)
+        return NULL;
+    json_t *o = pgasync_status_json(&r->db);
+    json_object_set_new(o, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
+    return o;
 }

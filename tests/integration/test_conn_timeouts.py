@@ -276,3 +276,55 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
         for c in fillers:
             c.close()
         e.close()
+
+
+# ---- a step blocked on a lock says who blocks it ------------------------------------------
+
+def test_blocked_expand_names_its_blocker_and_rollback_stops_it(env):
+    """An idle-in-transaction session holds a lock on the table. Before: the
+    expand sat in `expanding`, error null, for 115 s, and rollback answered
+    409 "try again when that step has finished". Now /migrations/current and
+    /status say who blocks it (pid, application_name, state) and the log
+    does every few seconds; a rollback is accepted: the expand is stopped,
+    then rolled back, with the table as it was."""
+    e = env
+    p = e.proxy()
+    before = e.items_columns()
+    holder = psycopg.connect(e.uri, connect_timeout=10)
+    try:
+        holder.execute("SET application_name = 'forgotten console'")
+        holder.execute("SELECT * FROM items LIMIT 1")  # AccessShareLock, idle in transaction
+        holder_pid = holder.info.backend_pid
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, ans
+
+        def blocked():
+            cur = current(p)
+            return cur.get("blocked_by") if cur.get("phase") == "expanding" else None
+        t0 = time.time()
+        who = wait_for("/migrations/current to name the blocker", blocked, DETECT, p)
+        print("blocker named after %.1f s: %s" % (time.time() - t0, json.dumps(who)[:300]))
+        assert who[0]["pid"] == holder_pid, who
+        assert who[0]["application_name"] == "forgotten console", who
+        assert who[0]["state"] == "idle in transaction", who
+        assert status(p)["engine"]["blocked_by"][0]["pid"] == holder_pid
+        wait_for("the log to name the blocker",
+                 lambda: re.search(r"waits for a lock held by pid %d \(application_name 'forgotten console', "
+                                   r"idle in transaction" % holder_pid, p.log()), DETECT, p)
+
+        # the rollback is accepted at once; its own steps need the same lock,
+        # so it waits (saying so) until the forgotten transaction ends
+        t1, result = time.time(), {}
+        th = threading.Thread(target=lambda: result.update(
+            ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
+        th.start()
+        wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
+        print("rollback of the blocked expand under way after %.1f s" % (time.time() - t1))
+        holder.rollback()
+        th.join(60)
+        code, ans = result["ans"]
+        assert code == 200, (code, ans, p.log()[-3000:])
+        assert current(p)["phase"] == "rolled_back"
+        assert e.items_columns() == before
+    finally:
+        holder.close()
