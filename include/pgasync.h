@@ -52,6 +52,8 @@ struct pgasync {
  * backfill) says so before connecting. */
 void pgasync_init(struct pgasync *a, struct event_base *base);
 void pgasync_configure(struct pgasync *a, const char *label, int watchdog_ms, const char *pg_options);
+/* The name for the log and application_name (when the URI sets none). */
+void pgasync_set_label(struct pgasync *a, const char *label);
 int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx);
 int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *const *values,
                  pgasync_done_fn done, void *ctx);

@@ -119,11 +119,14 @@ void pgasync_configure(struct pgasync *a, const char *label, int watchdog_ms, co
     a->watchdog_ms = watchdog_ms;
 }
 
-/* The name the server knows it by ('pgtandem fleet'), once set. */
+void pgasync_set_label(struct pgasync *a, const char *label)
+{
+    snprintf(a->label, sizeof a->label, "%s", label);
+}
+
 static const char *conn_name(const struct pgasync *a)
 {
-    const char *app = a->conn ? PQparameterStatus(a->conn, "application_name") : NULL;
-    return app && app[0] ? app : a->label;
+    return a->label;
 }
 
 static void watch(struct pgasync *a, short what)
@@ -187,7 +190,10 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     char msg[512];
     snprintf(msg, sizeof msg, "%s connection: no answer %s within %d ms; the connection is dropped as dead",
              conn_name(a), a->purpose, a->watchdog_ms);
-    log_warn("%s", msg);
+    if (a->connecting)
+        log_info("%s", msg); /* the owner reports the outage, once */
+    else
+        log_warn("%s", msg);
     a->drops++;
     remember_failure(a, msg);
     disarm(a);

@@ -97,7 +97,7 @@ def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
     print("frozen flows: the slowest new client waited %.1f s" % worst)
     assert worst < 5.0, worst
     log = p.log()
-    assert re.search(r"WARN pgtandem fleet connection: no answer to `.+` within \d+ ms", log), log[-3000:]
+    assert re.search(r"WARN fleet connection: no answer to `.+` within \d+ ms", log), log[-3000:]
     wait_for("the fleet to register again", lambda: registrations(p) >= 2, SERVE, p)
     st = status(p)
     assert st["fleet"]["connected"] is True, st["fleet"]
