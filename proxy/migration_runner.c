@@ -119,6 +119,7 @@ static void diagnose_batch(struct migration_runner *r, const struct backfill *b,
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
+static int child_phase(enum runner_phase p);
 
 static double now_ms(void)
 {
@@ -329,6 +330,8 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
             backfill_stopped(r);
         else if (r->phase == RP_BACKFILLING)
             schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
+        else if (child_phase(r->phase))
+            r->reconnects++; /* the blocker poll tries again; the outage was logged once */
     }
 }
 
