@@ -219,6 +219,8 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
     watch_blockers(r);
+    if (phase != RP_COMPLETING)
+        r->db.watchdog_ms = ENGINE_WATCHDOG_MS;
     if (phase != RP_FAILED && phase_status(phase)[0])
         snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(phase));
     push_route(r);
@@ -1300,6 +1302,11 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 
 static void begin_cutover(struct migration_runner *r)
 {
+    /* Traffic may be held while a statement of the cutover is in flight:
+     * one unanswered past its own budgets (drain, lock_timeout,
+     * statement_timeout) means a dead connection, found in seconds. */
+    const struct cutover_options *o = &r->cut_opt;
+    r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
     char *tables = tables_literal(r);
     int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
                                     contract_sql, cutover_done, r)
