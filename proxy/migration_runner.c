@@ -52,6 +52,7 @@ static const char *const phase_names[] = {"idle", "expanding", "backfilling", "f
  * statements carry a statement_timeout of a few seconds: a statement on
  * the engine connection unanswered for this long is a dead connection. */
 #define ENGINE_WATCHDOG_MS 30000
+#define HEALTH_CHECK_MS 3000
 #define LOCK_TRIES 50 /* the expand process's backend may not have let go yet */
 
 struct migration_runner;
@@ -109,6 +110,7 @@ struct migration_runner {
     double blocked_seen_ms, blocked_logged_ms;
     int polling_blockers;           /* db is busy with that question */
     int stopping_child;             /* a rollback stops the engine process: its backend goes first */
+    struct event *health_timer;     /* reconnects a connection lost while nothing used it */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -332,8 +334,8 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
             backfill_stopped(r);
         else if (r->phase == RP_BACKFILLING)
             schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
-        else if (child_phase(r->phase))
-            r->reconnects++; /* the blocker poll tries again; the outage was logged once */
+        else
+            r->reconnects++; /* the health check tries again; the outage was logged once */
     }
 }
 
@@ -1660,6 +1662,24 @@ static void find_latest(struct migration_runner *r)
         log_warn("migration state: %s", r->db.error);
 }
 
+static void reconnected(struct migration_runner *r)
+{
+    (void)r;
+}
+
+/* A connection lost while idle (a restart, a suspended compute) is opened
+ * again within seconds, so /status says the truth and the next step does
+ * not start with a failure. */
+static void health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    if (r->phase != RP_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy && !r->after_connect &&
+        !evtimer_pending(r->timer, NULL))
+        with_connection(r, reconnected);
+}
+
 struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
                                     struct fleet *fleet)
 {
@@ -1680,8 +1700,13 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
         runner_free(r);
         return NULL;
     }
-    if (r->engine_db)
+    if (r->engine_db) {
         with_connection(r, find_latest);
+        struct timeval every = {HEALTH_CHECK_MS / 1000, (HEALTH_CHECK_MS % 1000) * 1000};
+        r->health_timer = event_new(base, -1, EV_PERSIST, health_cb, r);
+        if (r->health_timer)
+            event_add(r->health_timer, &every);
+    }
     if (fleet)
         fleet_observe(fleet, on_fleet_migration, r);
     return r;
@@ -1703,6 +1728,8 @@ void runner_free(struct migration_runner *r)
     json_decref(r->blocked_by);
     if (r->blocked_timer)
         event_free(r->blocked_timer);
+    if (r->health_timer)
+        event_free(r->health_timer);
     if (r->timer)
         event_free(r->timer);
     free(r->engine_db);
