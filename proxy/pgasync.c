@@ -45,7 +45,8 @@ static const char *const tcp_defaults[][2] = {
 
 static int user_set(const PQconninfoOption *o)
 {
-    return (o->val && o->val[0]) || (o->envvar && getenv(o->envvar) && getenv(o->envvar)[0]);
+    const char *env = o->envvar ? getenv(o->envvar) : NULL;
+    return (o->val && o->val[0]) || (env && env[0]);
 }
 
 static const char *tcp_default(const char *key)
