@@ -619,6 +619,9 @@ static void send_batch(struct migration_runner *r, struct backfill *b)
     char num[32];
     int n = backfill_batch_params(b, values, num, sizeof num);
     r->batch_t0 = now_ms();
+    /* a batch aims at target_ms: many times that without an answer is a dead connection */
+    long bound = 10 * r->thr.target_ms;
+    r->db.watchdog_ms = bound > ENGINE_WATCHDOG_MS ? (int)(bound < 3600000 ? bound : 3600000) : ENGINE_WATCHDOG_MS;
     int rc = sql ? pgasync_send(&r->db, sql, n, values, on_batch_done, r) : -1;
     free(sql);
     if (rc != 0)
