@@ -23,6 +23,7 @@ struct engine_child {
     struct event *reap_timer;
     char output[4096];         /* the tail of what it printed */
     size_t outlen;
+    size_t line_start;         /* where in output the line being written began */
     engine_child_done_fn done;
     void *ctx;
 };

@@ -53,5 +53,9 @@ void runner_request(struct migration_runner *r, const struct runner_request *req
 /* The requester identified by ctx went away: it will not be answered. */
 void runner_forget(struct migration_runner *r, void *ctx);
 void runner_free(struct migration_runner *r);
+/* The engine connection for GET /status "engine": connected, what is in
+ * flight and for how long, the last failure, and who blocks the step in
+ * progress (blocked_by). */
+struct json_t *runner_connection_json(const struct migration_runner *r);
 
 #endif

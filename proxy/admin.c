@@ -51,9 +51,12 @@ struct admin {
     struct evhttp *http;
     struct admin_route routes[MAX_ROUTES];
     int nroutes;
-    const char *status_key;
-    admin_status_fn status_fn;
-    void *status_ctx;
+    struct {
+        const char *key;
+        admin_status_fn fn;
+        void *ctx;
+    } status[4];
+    int nstatus;
     /* Out of descriptors, the admin API is how an operator finds out: one
      * descriptor is held back and given up for the next admin connection. */
     struct evconnlistener *listener;
@@ -353,9 +356,11 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
     json_object_set_new(body, "hold", pause_hold_json(srv));
     const char *peer = relay_peer_address(srv);
     json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
-    json_t *extra = a->status_fn ? a->status_fn(a->status_ctx) : NULL;
-    if (extra)
-        json_object_set_new(body, a->status_key, extra);
+    for (int i = 0; i < a->nstatus; i++) {
+        json_t *extra = a->status[i].fn(a->status[i].ctx);
+        if (extra)
+            json_object_set_new(body, a->status[i].key, extra);
+    }
     admin_reply_json(req, 200, body);
 }
 
@@ -489,9 +494,12 @@ void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx)
 
 void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void *ctx)
 {
-    a->status_key = key;
-    a->status_fn = fn;
-    a->status_ctx = ctx;
+    int n = (int)(sizeof a->status / sizeof a->status[0]);
+    if (a->nstatus < n) {
+        a->status[a->nstatus].key = key;
+        a->status[a->nstatus].fn = fn;
+        a->status[a->nstatus++].ctx = ctx;
+    }
 }
 
 void admin_free(struct admin *a)

@@ -254,11 +254,15 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
 
 static void run_contract(struct cutover *c)
 {
-    char begin[256];
+    /* A connection lost between the body and the COMMIT must not leave the
+     * transaction idle on the server holding its locks over every table it
+     * touched: the server ends it itself. */
+    char begin[384];
     snprintf(begin, sizeof begin,
              "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
+             " SET LOCAL idle_in_transaction_session_timeout = '%dms';"
              " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n",
-             c->opt.lock_timeout_ms, c->opt.statement_budget_ms);
+             c->opt.lock_timeout_ms, c->opt.statement_budget_ms, c->opt.statement_budget_ms);
     if (send_built(c, begin, 0, "", on_contract_body) != 0) {
         release(c);
         fail_now(c, c->db->error);

@@ -13,6 +13,7 @@
 
 #include "migration_state.h"
 #include "log.h"
+#include "pgasync.h"
 #include "migration_catalog.h"
 #include "migration_dependents.h"
 #include "migration_sql.h"
@@ -114,7 +115,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
 {
     memset(e, 0, sizeof *e);
     e->opt = *o;
-    e->conn = PQconnectdb(uri);
+    e->conn = pgconn_open(uri, NULL, 0); /* TCP timeouts; no statement_timeout: DDL and backfill run long */
     if (PQstatus(e->conn) != CONNECTION_OK)
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
     exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",

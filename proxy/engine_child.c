@@ -38,17 +38,32 @@ int engine_child_running(const struct engine_child *c)
     return c->pid > 0;
 }
 
-/* Keeps the tail: the last lines say why it failed. */
+/* Its lines go to the log as they are written (the child logs in the same
+ * format, with its own timestamps), so a step that retries shows it while
+ * it retries; the tail is kept too: the last lines say why it failed. */
+static void pass_line(struct engine_child *c, int whole)
+{
+    size_t n = c->outlen - c->line_start;
+    if (n)
+        fprintf(stderr, "%.*s%s", (int)n, c->output + c->line_start, whole ? "" : "\n");
+    c->line_start = c->outlen;
+}
+
 static void keep_output(struct engine_child *c, const char *buf, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (c->outlen == sizeof c->output - 1) {
+            pass_line(c, 0); /* a line longer than the buffer goes out in pieces */
             memmove(c->output, c->output + 1024, c->outlen - 1024);
             c->outlen -= 1024;
+            c->line_start = c->outlen;
         }
         c->output[c->outlen++] = buf[i];
+        if (buf[i] == '\n')
+            pass_line(c, 1);
     }
     c->output[c->outlen] = '\0';
+    fflush(stderr);
 }
 
 static void close_output(struct engine_child *c)
@@ -106,6 +121,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (c->fd >= 0)
         drain_output(c); /* whatever it wrote just before exiting */
+    pass_line(c, 0);     /* a last line without its newline */
     close_output(c);
     c->pid = 0;
     int code = got > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : 1;
@@ -237,7 +253,7 @@ static int spawn(struct engine_child *c, const char *cmd, const char *file, int 
     if (rc != 0)
         return -1;
     c->fd = fd;
-    c->outlen = 0;
+    c->outlen = c->line_start = 0;
     c->output[0] = '\0';
     c->done = done;
     c->ctx = ctx;

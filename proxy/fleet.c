@@ -338,7 +338,7 @@ static void participant_finish(struct fleet *f, int committed);
  * yet whether the contract committed. */
 static void link_lost(struct fleet *f, const char *why)
 {
-    if (f->link != LINK_DOWN)
+    if (f->link != LINK_DOWN && f->reconnects == 0) /* once per outage, not per retry */
         log_warn("fleet: connection to the database lost (%s); reconnecting", why ? why : "?");
     char fence_why[192];
     snprintf(fence_why, sizeof fence_why, "the fleet's connection to the database is down: %s", why ? why : "?");
@@ -949,6 +949,7 @@ struct fleet *fleet_new(struct event_base *base, struct server *relay, const str
     f->base = base;
     f->relay = relay;
     pgasync_init(&f->db, base);
+    pgasync_set_label(&f->db, "fleet");
     f->db.on_notify = on_notify;
     f->db.notify_ctx = f;
     f->engine_db = strdup(opt->engine_db);

@@ -48,6 +48,11 @@ static const char *const phase_names[] = {"idle", "expanding", "backfilling", "f
                                           "completing", "completed", "rolling_back", "rolled_back", "failed"};
 
 #define RECONNECT_MAX_DELAY_MS 5000
+/* A backfill batch aims at tens of milliseconds and the cutover's
+ * statements carry a statement_timeout of a few seconds: a statement on
+ * the engine connection unanswered for this long is a dead connection. */
+#define ENGINE_WATCHDOG_MS 30000
+#define HEALTH_CHECK_MS 3000
 #define LOCK_TRIES 50 /* the expand process's backend may not have let go yet */
 
 struct migration_runner;
@@ -93,18 +98,29 @@ struct migration_runner {
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     struct waiter complete_w, rollback_w;
+    struct waiter start_w;          /* a start waiting for the connection-slot check */
+    struct runner_request start_q;  /* its request, body owned */
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
+    struct event *blocked_timer;    /* while an engine process works: who blocks it */
+    json_t *blocked_by;             /* the backends its statement waits for, as last seen */
+    double blocked_seen_ms, blocked_logged_ms;
+    int polling_blockers;           /* db is busy with that question */
+    int stopping_child;             /* a rollback stops the engine process: its backend goes first */
+    struct event *health_timer;     /* reconnects a connection lost while nothing used it */
 };
 
 static void backfill_next(struct migration_runner *r);
+static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
+static void watch_blockers(struct migration_runner *r);
+static int child_phase(enum runner_phase p);
 
 static double now_ms(void)
 {
@@ -203,6 +219,9 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
     r->phase = phase;
+    watch_blockers(r);
+    if (phase != RP_COMPLETING)
+        r->db.watchdog_ms = ENGINE_WATCHDOG_MS;
     if (phase != RP_FAILED && phase_status(phase)[0])
         snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(phase));
     push_route(r);
@@ -267,6 +286,8 @@ static void cancel_timer(struct migration_runner *r)
 
 /* ---- the engine connection ---- */
 
+static void outage_reason(struct migration_runner *r, char *out, size_t n, const char *why, const char *sqlstate);
+
 static void on_session_set(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)res;
@@ -276,6 +297,8 @@ static void on_session_set(void *ctx, PGresult *res, const char *error, const ch
     r->after_connect = NULL;
     if (error)
         log_warn("engine connection settings: %s", error); /* Postgres < 14: no connection check */
+    if (r->reconnects > 0)
+        log_info("migration %s: the database is back after %d retries", r->name ? r->name : "-", r->reconnects);
     r->reconnects = 0;
     next(r);
 }
@@ -290,8 +313,17 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
         snprintf(why, sizeof why, "%s", error ? error : r->db.error);
         pgasync_close(&r->db);
         r->after_connect = NULL;
-        snprintf(r->error, sizeof r->error, "cannot connect to the database: %.900s", why);
-        log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
+        char reason[sizeof r->error - 32];
+        outage_reason(r, reason, sizeof reason, why, "08006");
+        snprintf(r->error, sizeof r->error, "cannot connect to the database: %s", reason);
+        if (r->reconnects == 0) /* once per outage, not per retry */
+            log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
+        if (r->start_w.fn)
+            answer_start_check(r, 503, r->error);
+        if (r->stopping_child) {
+            r->stopping_child = 0;
+            engine_child_terminate(&r->child);
+        }
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
@@ -301,6 +333,8 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
             backfill_stopped(r);
         else if (r->phase == RP_BACKFILLING)
             schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
+        else
+            r->reconnects++; /* the health check tries again; the outage was logged once */
     }
 }
 
@@ -347,15 +381,32 @@ static void release_lock_then(struct migration_runner *r, runner_step_fn next)
     }
 }
 
-/* A lost connection during the backfill is waited out, not fatal: the
- * checkpoint commits with each batch, so it continues where it stopped. */
+/* A lost connection (a restart, a suspended compute) or a server out of
+ * disk during the backfill is waited out, not fatal: the checkpoint commits
+ * with each batch, so it continues where it stopped. */
 static int connection_lost(const char *sqlstate)
 {
-    return sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
-                        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0);
+    return pg_error_transient(sqlstate);
 }
 
-static void reconnect_backfill(struct migration_runner *r, const char *why)
+/* "the database's disk is full (53100): could not extend file ...". A
+ * disk-full server often crashes and recovers next: its "not yet accepting
+ * connections" is a consequence, and the disk stays the reported cause. */
+static void outage_reason(struct migration_runner *r, char *out, size_t n, const char *why, const char *sqlstate)
+{
+    const char *cause = pg_error_cause(sqlstate);
+    if (r->reconnects > 0 && strstr(r->error, "(53") && sqlstate && strncmp(sqlstate, "53", 2) != 0) {
+        const char *p = strstr(r->error, ": ");
+        snprintf(out, n, "%.600s; now: %.300s", p ? p + 2 : r->error, why);
+        return;
+    }
+    if (cause)
+        snprintf(out, n, "%s (%s): %.700s", cause, sqlstate, why);
+    else
+        snprintf(out, n, "%.900s", why);
+}
+
+static void reconnect_backfill(struct migration_runner *r, const char *why, const char *sqlstate)
 {
     if (r->phase != RP_BACKFILLING || r->stop_backfill) {
         snprintf(r->error, sizeof r->error, "lost the database connection: %.900s", why);
@@ -369,8 +420,12 @@ static void reconnect_backfill(struct migration_runner *r, const char *why)
         }
         return;
     }
-    snprintf(r->error, sizeof r->error, "waiting for the database: %.900s", why);
-    log_warn("migration %s: backfill %s; continuing from the checkpoint once it is back", r->name, r->error);
+    char reason[sizeof r->error - 32];
+    outage_reason(r, reason, sizeof reason, why, sqlstate);
+    snprintf(r->error, sizeof r->error, "waiting for the database: %s", reason);
+    if (r->reconnects == 0) /* once per outage, not per retry */
+        log_warn("migration %s: backfill %s; retrying with backoff, continuing from the checkpoint",
+                 r->name, r->error);
     pgasync_close(&r->db);
     r->holds_lock = 0;
     schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
@@ -429,7 +484,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
     if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
         backfill_lock_timeout(b);
     } else if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     } else if (error && (r->stop_backfill || r->rollback_w.fn)) {
         fail(r, "backfill batch on %s failed: %s", b->table->qname, error); /* runs the rollback asked for */
@@ -563,6 +618,9 @@ static void send_batch(struct migration_runner *r, struct backfill *b)
     char num[32];
     int n = backfill_batch_params(b, values, num, sizeof num);
     r->batch_t0 = now_ms();
+    /* a batch aims at target_ms: many times that without an answer is a dead connection */
+    long bound = 10 * r->thr.target_ms;
+    r->db.watchdog_ms = bound > ENGINE_WATCHDOG_MS ? (int)(bound < 3600000 ? bound : 3600000) : ENGINE_WATCHDOG_MS;
     int rc = sql ? pgasync_send(&r->db, sql, n, values, on_batch_done, r) : -1;
     free(sql);
     if (rc != 0)
@@ -578,7 +636,7 @@ static void backfill_next(struct migration_runner *r)
         return;
     }
     if (!pgasync_ready(&r->db)) { /* it died while idle (paused, throttled): a restart */
-        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle");
+        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle", "08006");
         return;
     }
     if (r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0)
@@ -633,7 +691,7 @@ static void on_checkpoint(void *ctx, PGresult *res, const char *error, const cha
     struct migration_runner *r = ctx;
     char err[512];
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || backfill_apply_checkpoint(&r->bf[r->cur], res, err, sizeof err) != 0) {
@@ -684,7 +742,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 {
     struct migration_runner *r = ctx;
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || !res || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
@@ -714,7 +772,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 static void take_engine_lock(struct migration_runner *r)
 {
     if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 0, NULL, on_lock, r) != 0)
-        reconnect_backfill(r, r->db.error);
+        reconnect_backfill(r, r->db.error, r->db.sqlstate);
 }
 
 /* Settings saved with the state win over the migration file's; settings
@@ -770,7 +828,7 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
 {
     struct migration_runner *r = ctx;
     if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error);
+        reconnect_backfill(r, error, sqlstate);
         return;
     }
     if (error || !res || PQntuples(res) != 1) {
@@ -809,7 +867,7 @@ static void send_load_state(struct migration_runner *r)
 {
     const char *values[1] = {r->name};
     if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_loaded, r) != 0)
-        reconnect_backfill(r, r->db.error);
+        reconnect_backfill(r, r->db.error, r->db.sqlstate);
 }
 
 static void load_state(struct migration_runner *r)
@@ -893,6 +951,239 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     }
     enter_phase(r, RP_EXPANDING);
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
+}
+
+/* ---- who blocks the engine process ---- */
+
+/* The engine process (expand, validations, rollback) holds the engine's
+ * advisory lock. Who blocks it: whoever its backend waits for right now,
+ * and, since a step with a short lock_timeout waits in spurts between
+ * retries, whoever has held a lock on a migrated table for over a second
+ * ($1: the tables). pgtandem's own connections are left out. */
+static const char BLOCKED_BY_SQL[] =
+    "WITH engine AS (SELECT l.pid FROM pg_locks l"
+    "   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    "     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "     AND l.classid::bigint = (" ENGINE_LOCK_KEY "::bigint >> 32)"
+    "     AND l.objid::bigint = (" ENGINE_LOCK_KEY "::bigint & 4294967295)),"
+    " waiting AS (SELECT bp.pid AS blocker, e.pid AS waiter FROM engine e"
+    "   CROSS JOIN LATERAL unnest(pg_blocking_pids(e.pid)) AS bp(pid)),"
+    " holding AS (SELECT l.pid AS blocker, e.pid AS waiter FROM engine e JOIN pg_locks l ON l.pid <> e.pid"
+    "   WHERE l.locktype = 'relation' AND l.granted"
+    "     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "     AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)),"
+    " who AS (SELECT blocker, waiter, true AS now FROM waiting"
+    "   UNION SELECT blocker, waiter, false FROM holding WHERE blocker NOT IN (SELECT blocker FROM waiting))"
+    " SELECT coalesce(json_agg(json_build_object('pid', b.pid, 'application_name', b.application_name,"
+    "   'state', b.state, 'xact_start', b.xact_start, 'query_start', b.query_start, 'query', left(b.query, 200),"
+    "   'waiting_now', who.now, 'waiting_pid', w.pid, 'waiting_query', left(w.query, 200))"
+    "   ORDER BY who.now DESC, b.xact_start), '[]')"
+    " FROM who JOIN pg_stat_activity b ON b.pid = who.blocker JOIN pg_stat_activity w ON w.pid = who.waiter"
+    " WHERE b.pid <> pg_backend_pid() AND coalesce(b.application_name, '') NOT LIKE 'pgtandem%'"
+    "   AND (who.now OR b.xact_start < clock_timestamp() - interval '1 second')";
+
+static char *tables_literal(const struct migration_runner *r);
+
+#define BLOCKED_POLL_MS 1000
+#define BLOCKED_LOG_MS 5000   /* a WARN every few seconds while it waits */
+#define BLOCKED_KEEP_MS 10000 /* a step that retries waits in spurts: the last blocker stays shown this long */
+
+static int child_phase(enum runner_phase p)
+{
+    return p == RP_EXPANDING || p == RP_FINISHING || p == RP_ROLLING_BACK;
+}
+
+static const char *field(json_t *o, const char *key, const char *absent)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : absent;
+}
+
+static void log_blockers(struct migration_runner *r)
+{
+    json_t *b = json_array_get(r->blocked_by, 0);
+    log_warn("migration %s: the %s step waits for a lock held by pid %lld (application_name '%s', %s, transaction"
+             " since %s, last query: %.120s)%s; its statement: %.120s",
+             r->name ? r->name : "-", phase_names[r->phase], (long long)json_integer_value(json_object_get(b, "pid")),
+             field(b, "application_name", ""), field(b, "state", "?"), field(b, "xact_start", "-"),
+             field(b, "query", ""), json_array_size(r->blocked_by) > 1 ? " and others" : "",
+             field(b, "waiting_query", ""));
+    r->blocked_logged_ms = now_ms();
+}
+
+static void on_blockers(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    r->polling_blockers = 0;
+    double now = now_ms();
+    json_t *found = !error && res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (json_array_size(found) > 0) {
+        json_decref(r->blocked_by);
+        r->blocked_by = found;
+        r->blocked_seen_ms = now;
+        if (now - r->blocked_logged_ms >= BLOCKED_LOG_MS)
+            log_blockers(r);
+    } else {
+        json_decref(found);
+        if (r->blocked_by && now - r->blocked_seen_ms > BLOCKED_KEEP_MS) {
+            json_decref(r->blocked_by);
+            r->blocked_by = NULL;
+            r->blocked_logged_ms = 0;
+        }
+    }
+    watch_blockers(r);
+}
+
+static void poll_blockers(struct migration_runner *r)
+{
+    if (!child_phase(r->phase) || r->db.busy)
+        return;
+    char *tables = r->have_mig ? tables_literal(r) : NULL;
+    const char *values[1] = {tables ? tables : "{}"};
+    if (pgasync_send(&r->db, BLOCKED_BY_SQL, 1, values, on_blockers, r) == 0)
+        r->polling_blockers = 1;
+    else
+        watch_blockers(r);
+    free(tables);
+}
+
+static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    if (!child_phase(r->phase))
+        return;
+    if (r->db.busy) {
+        watch_blockers(r);
+    } else if (!pgasync_ready(&r->db) && !r->after_connect) {
+        with_connection(r, poll_blockers); /* the engine connection comes back by itself */
+        if (!r->db.busy)
+            watch_blockers(r);
+    } else if (pgasync_ready(&r->db)) {
+        poll_blockers(r);
+    } else {
+        watch_blockers(r);
+    }
+}
+
+/* Polls while an engine process works; forgets the blockers otherwise. */
+static void watch_blockers(struct migration_runner *r)
+{
+    if (!child_phase(r->phase)) {
+        if (r->polling_blockers && !r->holds_lock) {
+            /* the next step needs the connection now, not after the answer */
+            pgasync_close(&r->db);
+            r->polling_blockers = 0;
+        }
+        json_decref(r->blocked_by);
+        r->blocked_by = NULL;
+        r->blocked_logged_ms = 0;
+        if (r->blocked_timer)
+            evtimer_del(r->blocked_timer);
+        return;
+    }
+    if (!r->blocked_timer)
+        r->blocked_timer = evtimer_new(r->base, blocked_timer_cb, r);
+    struct timeval tv = {BLOCKED_POLL_MS / 1000, (BLOCKED_POLL_MS % 1000) * 1000};
+    if (r->blocked_timer && !evtimer_pending(r->blocked_timer, NULL))
+        evtimer_add(r->blocked_timer, &tv);
+}
+
+/* ---- start: connection slots first ---- */
+
+/* The slots a new connection of the engine's role can still take: client
+ * backends count against max_connections (background workers and WAL
+ * senders have slots of their own); a role that is not superuser cannot
+ * use the reserved ones. */
+static const char FREE_SLOTS_SQL[] =
+    "SELECT current_setting('max_connections')::int"
+    " - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int"
+    "   + coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) END"
+    " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
+    " FROM pg_roles r WHERE r.rolname = current_user";
+
+/* The expand runs in a process of its own on a new connection (so do the
+ * validations and a rollback later, one at a time); the proxy's engine and
+ * fleet connections are open already. */
+#define START_NEEDS_SLOTS 1
+
+static void answer_start_check(struct migration_runner *r, int status, const char *why)
+{
+    free((char *)r->start_q.body);
+    r->start_q.body = NULL;
+    answer(&r->start_w, status, error_json(why));
+}
+
+static void on_free_slots(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (!r->start_w.fn) { /* the requester went away */
+        answer_start_check(r, 500, "");
+        return;
+    }
+    if (error || !res || PQntuples(res) != 1) {
+        char why[1200];
+        snprintf(why, sizeof why, "cannot count the database's free connection slots: %s",
+                 error ? error : "no answer");
+        answer_start_check(r, 503, why);
+        return;
+    }
+    int free_slots = atoi(PQgetvalue(res, 0, 0));
+    if (free_slots < START_NEEDS_SLOTS) {
+        char why[700];
+        snprintf(why, sizeof why,
+                 "the database has %d free connection slots; the migration needs %d: one for the engine process "
+                 "that expands, validates or rolls back (the proxy's engine and fleet connections are open "
+                 "already). Nothing was changed. Free a slot (close idle clients, lower a pool's size) or raise "
+                 "max_connections, then start again",
+                 free_slots < 0 ? 0 : free_slots, START_NEEDS_SLOTS);
+        log_warn("migration start refused: %s", why);
+        answer_start_check(r, 503, why);
+        return;
+    }
+    struct runner_request q = r->start_q;
+    q.answer = r->start_w.fn;
+    q.ctx = r->start_w.ctx;
+    r->start_w.fn = NULL;
+    r->start_w.ctx = NULL;
+    r->start_q.body = NULL;
+    handle_start(r, &q);
+    free((char *)q.body);
+}
+
+static void send_free_slots(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, FREE_SLOTS_SQL, 0, NULL, on_free_slots, r) != 0)
+        answer_start_check(r, 503, r->db.error);
+}
+
+/* Before anything changes, the connections the migration will need must
+ * be there to have: a start that cannot get them is refused with nothing
+ * done, instead of failing halfway through the expand. */
+static void check_slots_then_start(struct migration_runner *r, const struct runner_request *q)
+{
+    struct waiter w = {q->answer, q->ctx};
+    if (in_progress(r->phase) || r->db.busy || r->start_w.fn) {
+        if (r->start_w.fn)
+            answer(&w, 409, error_json("a start is being checked already"));
+        else
+            handle_start(r, q); /* answers 409, or goes ahead without the check while the connection is busy */
+        return;
+    }
+    char *body = malloc(q->body_len + 1);
+    if (!body) {
+        answer(&w, 500, error_json("out of memory"));
+        return;
+    }
+    memcpy(body, q->body, q->body_len);
+    body[q->body_len] = '\0';
+    r->start_q = *q;
+    r->start_q.body = body;
+    r->start_w = w;
+    with_connection(r, send_free_slots);
 }
 
 /* ---- complete: the cutover ---- */
@@ -1007,6 +1298,11 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 
 static void begin_cutover(struct migration_runner *r)
 {
+    /* Traffic may be held while a statement of the cutover is in flight:
+     * one unanswered past its own budgets (drain, lock_timeout,
+     * statement_timeout) means a dead connection, found in seconds. */
+    const struct cutover_options *o = &r->cut_opt;
+    r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
     char *tables = tables_literal(r);
     int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
                                     contract_sql, cutover_done, r)
@@ -1129,11 +1425,59 @@ static void start_rollback(struct migration_runner *r)
     }
 }
 
+/* The backend of the engine process: the one holding the engine lock. A
+ * backend waiting for a lock does not notice its client is gone, so it is
+ * ended here (waiting up to 5 s for it to go) before the process is. */
+static const char END_ENGINE_BACKEND_SQL[] =
+    "SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
+    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    "   AND l.classid::bigint = (" ENGINE_LOCK_KEY "::bigint >> 32)"
+    "   AND l.objid::bigint = (" ENGINE_LOCK_KEY "::bigint & 4294967295)";
+
+static void on_engine_backend_ended(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (error)
+        log_warn("migration %s: ending the engine process's backend: %s", r->name, error);
+    r->stopping_child = 0;
+    engine_child_terminate(&r->child); /* its done callback fails the step; the rollback asked for runs */
+}
+
+static void send_end_engine_backend(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, END_ENGINE_BACKEND_SQL, 0, NULL, on_engine_backend_ended, r) != 0)
+        on_engine_backend_ended(r, NULL, r->db.error, NULL);
+}
+
+/* A rollback asked for while the expand (or the validations) waits, maybe
+ * for a lock an idle transaction holds: the step is stopped, then rolled
+ * back, instead of telling the operator to wait for it. */
+static void stop_engine_process(struct migration_runner *r)
+{
+    log_warn("migration %s: rollback asked for while %s; stopping the engine process", r->name,
+             phase_names[r->phase]);
+    r->stopping_child = 1;
+    if (r->db.busy) { /* a question about blockers: this matters more */
+        pgasync_close(&r->db);
+        r->polling_blockers = 0;
+    }
+    with_connection(r, send_end_engine_backend);
+}
+
 static void handle_rollback(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
     if (r->phase == RP_IDLE) {
         answer(&w, 404, error_json("no migration to roll back"));
+        return;
+    }
+    if ((r->phase == RP_EXPANDING || r->phase == RP_FINISHING) && !r->rollback_w.fn &&
+        engine_child_running(&r->child) && !r->following) {
+        r->rollback_w = w;
+        stop_engine_process(r);
         return;
     }
     if (r->phase == RP_EXPANDING || r->phase == RP_FINISHING || r->phase == RP_COMPLETING ||
@@ -1205,6 +1549,7 @@ static void handle_status(struct migration_runner *r, const struct runner_reques
                              "cutover", cutover_json(r));
     /* exit status 2: the migration was refused before any DDL */
     json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->child_exit == 2));
+    json_object_set_new(body, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != RP_COMPLETED));
     if (r->fleet)
         json_object_set_new(body, "fleet", fleet_status_json(r->fleet));
@@ -1236,7 +1581,7 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
         return;
     }
     switch (q->op) {
-    case RUNNER_START: handle_start(r, q); return;
+    case RUNNER_START: check_slots_then_start(r, q); return;
     case RUNNER_STATUS: handle_status(r, q); return;
     case RUNNER_COMPLETE: handle_complete(r, q); return;
     case RUNNER_ROLLBACK: handle_rollback(r, q); return;
@@ -1247,7 +1592,7 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
 
 void runner_forget(struct migration_runner *r, void *ctx)
 {
-    struct waiter *ws[] = {&r->complete_w, &r->rollback_w};
+    struct waiter *ws[] = {&r->complete_w, &r->rollback_w, &r->start_w};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
         if (ws[i]->ctx == ctx)
             ws[i]->fn = NULL, ws[i]->ctx = NULL;
@@ -1311,6 +1656,24 @@ static void find_latest(struct migration_runner *r)
         log_warn("migration state: %s", r->db.error);
 }
 
+static void reconnected(struct migration_runner *r)
+{
+    (void)r;
+}
+
+/* A connection lost while idle (a restart, a suspended compute) is opened
+ * again within seconds, so /status says the truth and the next step does
+ * not start with a failure. */
+static void health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    if (r->phase != RP_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy && !r->after_connect &&
+        !evtimer_pending(r->timer, NULL))
+        with_connection(r, reconnected);
+}
+
 struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
                                     struct fleet *fleet)
 {
@@ -1322,6 +1685,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     r->fleet = fleet;
     r->engine_db = engine_db ? strdup(engine_db) : NULL;
     pgasync_init(&r->db, base);
+    /* no session-wide statement or lock timeout: backfill and cutover set their own per step */
+    pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
     engine_child_init(&r->child, base);
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);
@@ -1329,8 +1694,13 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
         runner_free(r);
         return NULL;
     }
-    if (r->engine_db)
+    if (r->engine_db) {
         with_connection(r, find_latest);
+        struct timeval every = {HEALTH_CHECK_MS / 1000, (HEALTH_CHECK_MS % 1000) * 1000};
+        r->health_timer = event_new(base, -1, EV_PERSIST, health_cb, r);
+        if (r->health_timer)
+            event_add(r->health_timer, &every);
+    }
     if (fleet)
         fleet_observe(fleet, on_fleet_migration, r);
     return r;
@@ -1348,9 +1718,24 @@ void runner_free(struct migration_runner *r)
         event_free(r->cut.retry_timer);
     reset_migration(r);
     pgasync_close(&r->db);
+    free((char *)r->start_q.body);
+    json_decref(r->blocked_by);
+    if (r->blocked_timer)
+        event_free(r->blocked_timer);
+    if (r->health_timer)
+        event_free(r->health_timer);
     if (r->timer)
         event_free(r->timer);
     free(r->engine_db);
     free(r->name);
     free(r);
+}
+
+json_t *runner_connection_json(const struct migration_runner *r)
+{
+    if (!r->engine_db)
+        return NULL;
+    json_t *o = pgasync_status_json(&r->db);
+    json_object_set_new(o, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
+    return o;
 }

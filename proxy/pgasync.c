@@ -7,12 +7,95 @@
 #include "pgasync.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
+/* Bookkeeping statements answer in milliseconds; a few seconds without an
+ * answer is a dead path (a suspended compute, a NAT that dropped the flow)
+ * long before TCP would say so. statement_timeout fires first when the
+ * path is alive but the statement is slow or blocked, so the server's own
+ * error names it. */
+#define DEFAULT_WATCHDOG_MS 5000
+#define DEFAULT_PG_OPTIONS "-c statement_timeout=4000 -c lock_timeout=2000"
+
 static void on_socket(evutil_socket_t fd, short what, void *arg);
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- connection parameters ---- */
+
+/* Dead peers are found in seconds instead of the kernel's two hours of
+ * keepalive silence or fifteen minutes of retransmissions: idle 5 s, then
+ * 3 probes 2 s apart (11 s); unacknowledged data for 10 s. Connecting has
+ * 5 s per address. */
+static const char *const tcp_defaults[][2] = {
+    {"connect_timeout", "5"},     {"keepalives", "1"},        {"keepalives_idle", "5"},
+    {"keepalives_interval", "2"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "10000"},
+};
+
+static int user_set(const PQconninfoOption *o)
+{
+    const char *env = o->envvar ? getenv(o->envvar) : NULL;
+    return (o->val && o->val[0]) || (env && env[0]);
+}
+
+static const char *tcp_default(const char *key)
+{
+    for (size_t i = 0; i < sizeof tcp_defaults / sizeof tcp_defaults[0]; i++)
+        if (!strcmp(tcp_defaults[i][0], key))
+            return tcp_defaults[i][1];
+    return NULL;
+}
+
+PGconn *pgconn_open(const char *uri, const char *pg_options, int async)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(uri, &errmsg);
+    if (!opts) { /* let libpq say what is wrong with it */
+        PQfreemem(errmsg);
+        return async ? PQconnectStart(uri) : PQconnectdb(uri);
+    }
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        n++;
+    const char **keys = calloc(n + 1, sizeof *keys), **vals = calloc(n + 1, sizeof *vals);
+    char *options = NULL;
+    size_t k = 0;
+    for (PQconninfoOption *o = opts; keys && vals && o->keyword; o++) {
+        const char *v = o->val && o->val[0] ? o->val : NULL;
+        if (!strcmp(o->keyword, "options") && pg_options && pg_options[0]) {
+            const char *mine = v ? v : (o->envvar ? getenv(o->envvar) : NULL);
+            size_t len = strlen(pg_options) + (mine ? strlen(mine) : 0) + 2;
+            if ((options = malloc(len)))
+                snprintf(options, len, "%s%s%s", pg_options, mine ? " " : "", mine ? mine : "");
+            v = options;
+        } else if (!user_set(o) && tcp_default(o->keyword)) {
+            v = tcp_default(o->keyword);
+        }
+        if (v) {
+            keys[k] = o->keyword;
+            vals[k++] = v;
+        }
+    }
+    PGconn *conn = NULL;
+    if (keys && vals)
+        conn = async ? PQconnectStartParams(keys, vals, 0) : PQconnectdbParams(keys, vals, 0);
+    free(keys);
+    free(vals);
+    free(options);
+    PQconninfoFree(opts);
+    return conn;
+}
 
 /* NOTICEs ("drop cascades to ...") belong in the log, not on stderr raw. */
 static void log_notice(void *arg, const char *message)
@@ -27,6 +110,24 @@ void pgasync_init(struct pgasync *a, struct event_base *base)
     memset(a, 0, sizeof *a);
     a->base = base;
     a->ev_fd = -1;
+    pgasync_configure(a, "engine", DEFAULT_WATCHDOG_MS, DEFAULT_PG_OPTIONS);
+}
+
+void pgasync_configure(struct pgasync *a, const char *label, int watchdog_ms, const char *pg_options)
+{
+    snprintf(a->label, sizeof a->label, "%s", label);
+    snprintf(a->pg_options, sizeof a->pg_options, "%s", pg_options ? pg_options : "");
+    a->watchdog_ms = watchdog_ms;
+}
+
+void pgasync_set_label(struct pgasync *a, const char *label)
+{
+    snprintf(a->label, sizeof a->label, "%s", label);
+}
+
+static const char *conn_name(const struct pgasync *a)
+{
+    return a->label;
 }
 
 static void watch(struct pgasync *a, short what)
@@ -61,8 +162,90 @@ static void forget_dead_socket(struct pgasync *a)
         unwatch(a);
 }
 
+static void disarm(struct pgasync *a)
+{
+    if (a->watchdog)
+        event_free(a->watchdog);
+    a->watchdog = NULL;
+}
+
+static void remember_failure(struct pgasync *a, const char *msg)
+{
+    snprintf(a->last_error, sizeof a->last_error, "%s", msg);
+    size_t n = strlen(a->last_error);
+    while (n && (a->last_error[n - 1] == '\n' || a->last_error[n - 1] == ' '))
+        a->last_error[--n] = '\0';
+    a->last_error_ms = mono_ms();
+}
+
+static void finish(struct pgasync *a);
+static void set_error(struct pgasync *a, const char *msg, const char *state);
+
+/* No answer within the bound: whatever is on the other end is gone or
+ * frozen, and waiting for TCP to notice can take minutes. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pgasync *a = arg;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s connection: no answer %s within %d ms; the connection is dropped as dead",
+             conn_name(a), a->purpose, a->watchdog_ms);
+    if (a->connecting)
+        log_info("%s", msg); /* the owner reports the outage, once */
+    else
+        log_warn("%s", msg);
+    a->drops++;
+    remember_failure(a, msg);
+    disarm(a);
+    unwatch(a);
+    PQclear(a->last);
+    a->last = NULL;
+    if (a->conn)
+        PQfinish(a->conn);
+    a->conn = NULL;
+    a->connecting = 0;
+    set_error(a, msg, "08006");
+    finish(a);
+}
+
+/* "to `UPDATE pgtandem.proxies SET ...`": the statement's first words on
+ * one line, enough to tell which one it was. */
+static void describe(struct pgasync *a, const char *sql)
+{
+    char words[72];
+    size_t j = 0;
+    int space = 1;
+    const char *p = sql;
+    for (; *p && j < sizeof words - 1; p++) {
+        int ws = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+        if (ws && space)
+            continue;
+        words[j++] = ws ? ' ' : *p;
+        space = ws;
+    }
+    while (j && words[j - 1] == ' ')
+        j--;
+    words[j] = '\0';
+    snprintf(a->purpose, sizeof a->purpose, "to `%s%s`", words, *p ? "..." : "");
+}
+
+static void arm(struct pgasync *a)
+{
+    a->sent_ms = mono_ms();
+    if (a->watchdog_ms <= 0)
+        return;
+    if (!a->watchdog)
+        a->watchdog = evtimer_new(a->base, on_watchdog, a);
+    struct timeval tv = {a->watchdog_ms / 1000, (a->watchdog_ms % 1000) * 1000};
+    if (a->watchdog)
+        evtimer_add(a->watchdog, &tv);
+}
+
 static void finish(struct pgasync *a)
 {
+    if (a->watchdog)
+        evtimer_del(a->watchdog);
     pgasync_done_fn done = a->done;
     void *ctx = a->ctx;
     PGresult *last = a->last;
@@ -109,6 +292,7 @@ static void poll_connect(struct pgasync *a)
         a->connecting = 0;
         unwatch(a);
         set_error(a, PQerrorMessage(a->conn), "08006");
+        remember_failure(a, a->error);
         finish(a);
         return;
     }
@@ -119,6 +303,7 @@ static void collect_results(struct pgasync *a)
     if (!PQconsumeInput(a->conn)) {
         forget_dead_socket(a);
         set_error(a, PQerrorMessage(a->conn), "08006");
+        remember_failure(a, a->error);
         finish(a);
         return;
     }
@@ -129,8 +314,13 @@ static void collect_results(struct pgasync *a)
             return;
         }
         ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE)
-            set_error(a, PQresultErrorMessage(r), PQresultErrorField(r, PG_DIAG_SQLSTATE));
+        if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            set_error(a, PQresultErrorMessage(r), state);
+            if (!state || !strncmp(state, "08", 2) || !strncmp(state, "57P", 3) || !strcmp(state, "57014") ||
+                !strcmp(state, "55P03"))
+                remember_failure(a, a->error);
+        }
         PQclear(a->last);
         a->last = r;
     }
@@ -163,7 +353,8 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
         /* NOTICEs, notifications, or the server going away while we are
          * idle (a restart): the next use finds the connection not ready. */
         if (!PQconsumeInput(a->conn) || PQstatus(a->conn) == CONNECTION_BAD) {
-            log_warn("engine connection lost while idle: %s", PQerrorMessage(a->conn));
+            log_warn("%s connection lost while idle: %s", conn_name(a), PQerrorMessage(a->conn));
+            remember_failure(a, PQerrorMessage(a->conn));
             unwatch(a);
             return;
         }
@@ -176,10 +367,11 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 
 int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx)
 {
-    a->conn = PQconnectStart(uri);
+    a->conn = pgconn_open(uri, a->pg_options, 1);
     a->error[0] = a->sqlstate[0] = '\0';
     if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
         snprintf(a->error, sizeof a->error, "%s", a->conn ? PQerrorMessage(a->conn) : "out of memory");
+        remember_failure(a, a->error);
         return -1;
     }
     PQsetNoticeProcessor(a->conn, log_notice, NULL);
@@ -188,6 +380,8 @@ int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, vo
     a->done = done;
     a->ctx = ctx;
     watch(a, EV_WRITE);
+    snprintf(a->purpose, sizeof a->purpose, "to the connection attempt");
+    arm(a);
     return 0;
 }
 
@@ -221,11 +415,14 @@ int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *co
     a->done = done;
     a->ctx = ctx;
     watch(a, flushed == 1 ? EV_READ | EV_WRITE : EV_READ);
+    describe(a, sql);
+    arm(a);
     return 0;
 }
 
 void pgasync_close(struct pgasync *a)
 {
+    disarm(a);
     unwatch(a);
     PQclear(a->last);
     a->last = NULL;
@@ -234,4 +431,41 @@ void pgasync_close(struct pgasync *a)
     a->conn = NULL;
     a->busy = a->connecting = 0;
     a->done = NULL;
+}
+
+json_t *pgasync_status_json(const struct pgasync *a)
+{
+    int busy = a->busy && !a->connecting;
+    double now = mono_ms();
+    return json_pack("{s:b,s:s?,s:o?,s:s?,s:o?,s:i}", "connected", pgasync_ready(a), "in_flight",
+                     busy ? a->purpose : NULL, "in_flight_ms", busy ? json_integer((json_int_t)(now - a->sent_ms)) : NULL,
+                     "last_error", a->last_error[0] ? a->last_error : NULL, "last_error_age_s",
+                     a->last_error_ms > 0 ? json_integer((json_int_t)((now - a->last_error_ms) / 1000)) : NULL,
+                     "watchdog_drops", a->drops);
+}
+
+int pg_error_transient(const char *sqlstate)
+{
+    return pg_error_cause(sqlstate) != NULL;
+}
+
+const char *pg_error_cause(const char *sqlstate)
+{
+    static const char *const causes[][2] = {
+        {"53100", "the database's disk is full"},
+        {"53200", "the database is out of memory"},
+        {"53300", "the database has no free connection slots"},
+        {"53400", "the database hit a configured limit"},
+        {"53", "the database is out of resources"},
+        {"57P01", "the database terminated the connection (administrator command, or a compute suspended)"},
+        {"57P02", "the database crashed and terminated the connection"},
+        {"57P03", "the database is not accepting connections yet (starting up or recovering)"},
+        {"08", "the connection to the database failed"},
+    };
+    if (!sqlstate)
+        return NULL;
+    for (size_t i = 0; i < sizeof causes / sizeof causes[0]; i++)
+        if (!strncmp(sqlstate, causes[i][0], strlen(causes[i][0])))
+            return causes[i][1];
+    return NULL;
 }

@@ -27,6 +27,7 @@
 #include "migration_runner.h"
 #include "pause.h"
 #include "peer.h"
+#include "proto.h"
 #include "scram.h"
 #include "server.h"
 #include "session.h"
@@ -177,9 +178,18 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct server *srv = &((struct proxy *)arg)->srv;
     log_warn("shutdown: %u sessions still open after the timeout; closing them", srv->session_count);
-    while (srv->sessions)
-        session_free(srv->sessions);
-    event_base_loopexit(srv->base, NULL);
+    /* Each client hears why, as from a Postgres stopped with -m fast; the
+     * sessions free themselves once the error is on the wire, and what is
+     * left after a moment is closed when the loop ends. */
+    for (struct session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN,
+                     "terminating connection due to administrator command: the proxy is shutting down"
+                     " (its --shutdown-timeout of %d s has passed; the open transaction is rolled back)",
+                     srv->cfg.shutdown_timeout_ms / 1000);
+    }
+    struct timeval flush = {0, 200000};
+    event_base_loopexit(srv->base, &flush);
 }
 
 static void begin_shutdown(struct proxy *p)
@@ -348,6 +358,12 @@ static int start_fleet(struct proxy *p)
     return p->fleet ? 0 : -1;
 }
 
+static struct json_t *engine_status(void *ctx)
+{
+    struct proxy *p = ctx;
+    return runner_connection_json(p->runner);
+}
+
 static struct json_t *fleet_status(void *ctx)
 {
     struct proxy *p = ctx;
@@ -375,6 +391,7 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
             return -1;
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
+        admin_add_status(p->admin, "engine", engine_status, p);
     }
     p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
     struct timeval second = {1, 0};

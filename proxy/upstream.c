@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "log.h"
@@ -193,6 +194,19 @@ void upstream_connect_cancel(struct upstream_connect *uc)
         uc_destroy(uc);
 }
 
+/* An upstream whose path died silently (a NAT that dropped the flow, a
+ * compute gone) is found within a minute of silence, not the kernel's two
+ * hours: idle sessions are normal, so the probes are gentler than on the
+ * engine's connections (pgasync.c). */
+static void set_keepalive(int fd)
+{
+    int on = 1, idle = 30, interval = 10, count = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
 static void uc_ready(struct sbuf *sb, void *arg)
 {
     struct upstream_connect *uc = arg;
@@ -203,6 +217,7 @@ static void uc_ready(struct sbuf *sb, void *arg)
     if (uc->srv->upstream_addr.addr.ss_family != AF_UNIX) {
         int one = 1;
         setsockopt(sb->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        set_keepalive(sb->fd);
     }
     if (!uc->srv->upstream_tls) {
         uc_deliver(uc);

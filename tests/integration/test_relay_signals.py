@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import pg_raw_session, pg_simple_query, pg_startup_packet, pg_read_until
+from conftest import pg_error_fields, pg_raw_session, pg_simple_query, pg_startup_packet, pg_read_until
 
 
 def test_sigterm_idle_exits_zero(proxy_factory):
@@ -60,6 +60,27 @@ def test_sigterm_open_transaction_bounded_by_timeout(proxy_factory):
     p.proc.send_signal(signal.SIGTERM)
     assert p.proc.wait(timeout=30) == 0, p.log()[-2000:]
     conn.close()
+
+
+def test_sigterm_transaction_cut_by_timeout_hears_why(proxy_factory):
+    """A transaction still open when --shutdown-timeout passes is cut; the
+    client gets FATAL 57P01 saying the proxy is shutting down, as from a
+    Postgres stopped with -m fast, not a bare EOF."""
+    p = proxy_factory(extra_args=["--shutdown-timeout", "1"])
+    s = pg_raw_session(p.port)
+    try:
+        rows, err = pg_simple_query(s, "BEGIN")
+        assert err is None
+        p.proc.send_signal(signal.SIGTERM)
+        msgs = pg_read_until(s, types=(b"E",), timeout=15)
+        t, payload = msgs[-1]
+        assert t == b"E", msgs
+        fields = pg_error_fields(payload)
+        assert fields.get("S") == "FATAL" and fields.get("C") == "57P01", fields
+        assert "shutting down" in fields.get("M", ""), fields
+    finally:
+        s.close()
+    assert p.proc.wait(timeout=30) == 0, p.log()[-2000:]
 
 
 def test_sighup_keeps_serving(proxy_factory):

@@ -1,0 +1,120 @@
+"""A tiny TCP forwarder put between a proxy and Postgres, to make a network
+path misbehave without closing anything:
+
+- freeze_flows() (SIGUSR1): the connections open now stop forwarding bytes
+  for good, while new ones work (a NAT that dropped the flows, a compute
+  replaced behind the endpoint); thaw_flows() (SIGUSR2) lets them go on;
+- freeze() (SIGSTOP): nothing moves, new connections neither (a frozen
+  path); thaw() (SIGCONT).
+
+    python3 tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT
+
+Run as a subprocess (Forwarder below) so that freezing it freezes every
+connection through it at once.
+"""
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def serve(listen_port, host, port):
+    flags = {"freeze": False, "thaw": False}
+    signal.signal(signal.SIGUSR1, lambda *_: flags.update(freeze=True))
+    signal.signal(signal.SIGUSR2, lambda *_: flags.update(thaw=True))
+    frozen = []
+    sel = selectors.DefaultSelector()
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", listen_port))
+    lsock.listen(128)
+    sel.register(lsock, selectors.EVENT_READ, None)
+    peers = {}
+    while True:
+        if flags["freeze"]:
+            flags["freeze"] = False
+            for s in list(peers):
+                sel.unregister(s)
+                frozen.append(s)
+        if flags["thaw"]:
+            flags["thaw"] = False
+            for s in frozen:
+                if s in peers:
+                    sel.register(s, selectors.EVENT_READ, "t")
+            frozen = []
+        for key, _ in sel.select(timeout=0.1):
+            if key.data is None:
+                client, _ = lsock.accept()
+                try:
+                    back = socket.create_connection((host, port))
+                except OSError:
+                    client.close()
+                    continue
+                peers[client] = back
+                peers[back] = client
+                sel.register(client, selectors.EVENT_READ, "c")
+                sel.register(back, selectors.EVENT_READ, "b")
+                continue
+            s = key.fileobj
+            other = peers.get(s)
+            if other is None:
+                continue
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    other.sendall(data)
+                    continue
+                except OSError:
+                    pass
+            for x in (s, other):
+                try:
+                    sel.unregister(x)
+                except (KeyError, ValueError):
+                    pass
+                peers.pop(x, None)
+                x.close()
+
+
+class Forwarder:
+    """The forwarder as a subprocess listening on self.port."""
+
+    def __init__(self, host, port):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port), host, str(port)])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("forwarder did not start")
+
+    def freeze_flows(self):
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def thaw_flows(self):
+        self.proc.send_signal(signal.SIGUSR2)
+
+    def freeze(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.kill()
+        self.proc.wait()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

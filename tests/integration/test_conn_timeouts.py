@@ -1,0 +1,390 @@
+"""Every connection the proxy owns has a timeout story.
+
+A TCP forwarder (tcp_forwarder.py) sits between the proxy's --engine-db and
+Postgres and stops forwarding bytes without closing anything, as a
+suspended compute, a NAT that dropped the flow or a frozen network path do.
+Client traffic (--upstream) goes to Postgres directly.
+
+- the flows freeze, new ones work: the proxy finds its connections dead
+  within seconds (no answer to a statement), says so in the log and in
+  GET /status, reconnects, and new clients are served;
+- the whole path freezes: the same detection, and once the path is back the
+  proxy reconnects by itself;
+- a session holds the rows of pgtandem.proxies: the fleet's heartbeat gives
+  up after its lock_timeout, the log names the blocked statement, and
+  clients are held no longer than the lock.
+"""
+import json
+import re
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import Proxy, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
+from tcp_forwarder import Forwarder
+from test_faults_engine import Env, call, current, items_migration, login_through, start_until_active, wait_phase
+
+DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
+SERVE = 12.0    # detection, reconnect, register, renew the lease
+
+
+@pytest.fixture
+def env(cluster):
+    e = Env(cluster)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def forwarder(cluster):
+    f = Forwarder(cluster.host, cluster.port)
+    yield f
+    f.stop()
+
+
+def engine_proxy(e, fw):
+    uri = e.uri.replace("@%s:%d/" % (e.cluster.host, e.cluster.port), "@127.0.0.1:%d/" % fw.port)
+    assert uri != e.uri
+    p = Proxy(e.cluster, extra_args=["--engine-db", uri, "--shutdown-timeout", "2"])
+    e.proxies.append(p)
+    return p
+
+
+def status(p):
+    code, st = call(p, "GET", "/status", timeout=5)
+    assert code == 200, st
+    return st
+
+
+def wait_for(what, fn, timeout, p):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("%s: not within %.0f s\nproxy log:\n%s" % (what, timeout, p.log()[-3000:]))
+        time.sleep(0.1)
+
+
+def registrations(p):
+    return len(re.findall(r"fleet: registered as", p.log()))
+
+
+def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
+    """A migration is active (the fleet's lease fences the relay), and the
+    flows of the engine and the fleet freeze. Before: nothing noticed for
+    ~105 s, every new client waited, /status said connected. Now: the
+    fleet's statement gets no answer within its watchdog, the connection is
+    dropped with a WARN naming it and the statement, the proxy reconnects
+    over a new flow, and a new client gets a session within seconds."""
+    e, fw = env, forwarder
+    p = engine_proxy(e, fw)
+    start_until_active(p, items_migration())
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+
+    fw.freeze_flows()
+    t0, worst = time.time(), 0.0
+    while time.time() < t0 + DETECT + 2:  # past the lease, the watchdog and the reconnect
+        t = time.time()
+        problem = login_through(p, e.dbname, timeout=SERVE)
+        took = time.time() - t
+        assert problem is None, "%s after %.1f s\nproxy log:\n%s" % (problem, took, p.log()[-3000:])
+        worst = max(worst, took)
+        time.sleep(0.2)
+    print("frozen flows: the slowest new client waited %.1f s" % worst)
+    assert worst < 5.0, worst
+    log = p.log()
+    assert re.search(r"WARN fleet connection: no answer to `.+` within \d+ ms", log), log[-3000:]
+    wait_for("the fleet to register again", lambda: registrations(p) >= 2, SERVE, p)
+    st = status(p)
+    assert st["fleet"]["connected"] is True, st["fleet"]
+    assert "engine" in st and "connected" in st["engine"], st.get("engine")
+
+
+def test_frozen_path_is_reported_and_reconnected_when_it_comes_back(env, forwarder):
+    """Nothing moves on the path, new connections neither. /status must say
+    the fleet is not connected and why within seconds (before: `connected:
+    true` for minutes), clients without a migration in progress are not
+    affected, and once the path is back the proxy reconnects by itself."""
+    e, fw = env, forwarder
+    p = engine_proxy(e, fw)
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+
+    fw.freeze()
+    t0 = time.time()
+    wait_for("/status to say the fleet is not connected", lambda: status(p)["fleet"]["connected"] is False,
+             DETECT, p)
+    detected = time.time() - t0
+    assert "fleet connection: no answer" in p.log()
+    assert login_through(p, e.dbname) is None
+
+    fw.thaw()
+    t1 = time.time()
+    wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+    print("detected in %.1f s, reconnected %.1f s after the path came back" % (detected, time.time() - t1))
+    assert len(re.findall(r"fleet: connection to the database lost", p.log())) == 1, \
+        "one WARN per outage, not per retry:\n" + p.log()[-3000:]
+
+
+def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
+    """A session holds SELECT ... FOR UPDATE on pgtandem.proxies. Before:
+    the heartbeat waited silently behind it and clients were held 17.6 s.
+    Now the heartbeat gives up after its lock_timeout, the log names the
+    statement that was blocked, and clients are held no longer than the
+    lock (plus a heartbeat)."""
+    e = env
+    p = e.proxy()
+    start_until_active(p, items_migration())
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    held_for = 8.0
+    locked = threading.Event()
+
+    def hold():
+        with psycopg.connect(e.uri, connect_timeout=10) as c:
+            c.execute("SELECT * FROM pgtandem.proxies FOR UPDATE")
+            locked.set()
+            time.sleep(held_for)
+            c.rollback()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert locked.wait(10)
+        t0 = time.time()
+        wait_for("the log to name the blocked heartbeat",
+                 lambda: re.search(r"lock timeout", p.log()), DETECT, p)
+        named = time.time() - t0
+        worst = 0.0
+        while t.is_alive():
+            t1 = time.time()
+            problem = login_through(p, e.dbname, timeout=held_for + 6)
+            assert problem is None, problem
+            worst = max(worst, time.time() - t1)
+            time.sleep(0.2)
+        print("blocked statement named after %.1f s; slowest client %.1f s (lock held %.0f s)"
+              % (named, worst, held_for))
+        assert worst < held_for + 3, worst
+        assert re.search(r"WARN fleet: .*lock timeout", p.log()), p.log()[-3000:]
+    finally:
+        t.join()
+
+
+def test_every_backend_terminated_mid_backfill_like_a_neon_suspend(env):
+    """Neon suspends an idle compute by terminating every session (57P01).
+    During a throttled backfill through the proxy every backend of the
+    database is terminated: the engine and the fleet reconnect by
+    themselves (one WARN each per outage), the backfill continues from its
+    checkpoint and completes with every row right, an idle client of the
+    proxy hears Postgres's own FATAL 57P01, and a new client works."""
+    e = env
+    p = e.proxy()
+    mig = items_migration(backfill={"batch_rows": 100, "min_rows": 100, "max_rows": 100,
+                                    "max_rows_per_sec": 400})
+    idle = pg_raw_session(p.port, database=e.dbname)
+    try:
+        code, ans = call(p, "POST", "/migrations", mig)
+        assert code == 202, ans
+        wait_for("the backfill to be under way", lambda: (current(p).get("backfill") or {}).get("rows_done", 0) > 200,
+                 30, p)
+        killed = e.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                          " WHERE pid <> pg_backend_pid() AND datname = %s", (e.dbname,))
+        assert killed >= 3, killed  # engine, fleet, the idle client
+
+        msgs = pg_read_until(idle, types=(b"E",), timeout=10)
+        t, payload = msgs[-1]
+        assert t == b"E", msgs
+        fields = pg_error_fields(payload)
+        assert fields.get("C") == "57P01" and fields.get("S") == "FATAL", fields
+
+        assert login_through(p, e.dbname) is None
+        cur = wait_phase(p, ("active", "failed"), 60, what="the backfill after the termination")
+        assert cur["phase"] == "active", cur
+        assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
+        wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+        # once more with the migration active and the engine connection idle:
+        # it is opened again by itself, /status says so
+        e.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                 " WHERE pid <> pg_backend_pid() AND datname = %s", (e.dbname,))
+        wait_for("/status to see the engine connection gone",
+                 lambda: status(p)["engine"]["connected"] is False, DETECT, p)
+        t0 = time.time()
+        wait_for("the engine connection to come back", lambda: status(p)["engine"]["connected"] is True, DETECT, p)
+        print("engine connection back %.1f s after it was seen gone" % (time.time() - t0))
+        log = p.log()
+        assert log.count("fleet: connection to the database lost") == 2, log[-3000:]
+        assert len(re.findall(r"migration \S+: backfill waiting for the database", log)) <= 1, log[-3000:]
+    finally:
+        idle.close()
+
+
+# ---- connection slots ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    """A cluster of this module's own with max_connections = 12, so that
+    every slot can be taken."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from test_faults_engine import PGCLUSTER, RestartableCluster
+    from conftest import _read_env
+    d = tempfile.mkdtemp(prefix="pgtandem-slots-")
+    os.chmod(d, 0o755)
+    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail("cannot start a cluster of this module's own: %s%s" % (r.stdout, r.stderr))
+    c = RestartableCluster(_read_env(d + "/pg/env"))
+    try:
+        c.psql("ALTER SYSTEM SET max_connections = 12")
+        c.restart()
+        yield c
+    finally:
+        subprocess.run(["sh", PGCLUSTER, "stop", d + "/pg"], capture_output=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(small_cluster):
+    """Every slot is taken (Neon's 0.25 CU direct endpoint: 104). Before:
+    the start was accepted, its expand process could not connect
+    (`remaining connection slots are reserved`) and the migration was left
+    `failed`. Now the start is refused before anything changes (503, the
+    free and needed slot counts), the catalog has no trace of it, and once a
+    slot is free the same start goes through."""
+    e = Env(small_cluster)
+    fillers = []
+    try:
+        p = e.proxy()
+        wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+        wait_for("the engine connection", lambda: (status(p).get("engine") or {}).get("connected", True), 10, p)
+        while True:
+            try:
+                fillers.append(psycopg.connect(e.uri, autocommit=True, connect_timeout=5))
+            except psycopg.OperationalError as err:
+                assert "too many clients" in str(err) or "reserved" in str(err), err
+                break
+            assert len(fillers) < 20
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 503, (code, ans, p.log()[-2000:])
+        assert "free connection slots" in ans["error"] and "needs 1" in ans["error"], ans
+        assert current(p).get("phase") != "failed"
+        row = fillers[0].execute("SELECT count(*) FROM pgtandem.migrations").fetchone()[0]
+        assert row == 0, "the refused start left a row in pgtandem.migrations"
+
+        fillers.pop().close()
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, (code, ans)
+        cur = wait_phase(p, ("active", "failed"), 60, what="the start once a slot is free")
+        assert cur["phase"] == "active", cur
+    finally:
+        for c in fillers:
+            c.close()
+        e.close()
+
+
+# ---- a step blocked on a lock says who blocks it ------------------------------------------
+
+def test_blocked_expand_names_its_blocker_and_rollback_stops_it(env):
+    """An idle-in-transaction session holds a lock on the table. Before: the
+    expand sat in `expanding`, error null, for 115 s, and rollback answered
+    409 "try again when that step has finished". Now /migrations/current and
+    /status say who blocks it (pid, application_name, state) and the log
+    does every few seconds; a rollback is accepted: the expand is stopped,
+    then rolled back, with the table as it was."""
+    e = env
+    p = e.proxy()
+    before = e.items_columns()
+    holder = psycopg.connect(e.uri, connect_timeout=10)
+    try:
+        holder.execute("SET application_name = 'forgotten console'")
+        holder.execute("SELECT * FROM items LIMIT 1")  # AccessShareLock, idle in transaction
+        holder_pid = holder.info.backend_pid
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, ans
+
+        def blocked():
+            cur = current(p)
+            return cur.get("blocked_by") if cur.get("phase") == "expanding" else None
+        t0 = time.time()
+        who = wait_for("/migrations/current to name the blocker", blocked, DETECT, p)
+        print("blocker named after %.1f s: %s" % (time.time() - t0, json.dumps(who)[:300]))
+        assert who[0]["pid"] == holder_pid, who
+        assert who[0]["application_name"] == "forgotten console", who
+        assert who[0]["state"] == "idle in transaction", who
+        assert status(p)["engine"]["blocked_by"][0]["pid"] == holder_pid
+        wait_for("the log to name the blocker",
+                 lambda: re.search(r"waits for a lock held by pid %d \(application_name 'forgotten console', "
+                                   r"idle in transaction" % holder_pid, p.log()), DETECT, p)
+
+        # the rollback is accepted at once; its own steps need the same lock,
+        # so it waits (saying so) until the forgotten transaction ends
+        t1, result = time.time(), {}
+        th = threading.Thread(target=lambda: result.update(
+            ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
+        th.start()
+        wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
+        print("rollback of the blocked expand under way after %.1f s" % (time.time() - t1))
+        holder.rollback()
+        th.join(60)
+        code, ans = result["ans"]
+        assert code == 200, (code, ans, p.log()[-3000:])
+        assert current(p)["phase"] == "rolled_back"
+        assert e.items_columns() == before
+    finally:
+        holder.close()
+
+
+def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long(env, forwarder):
+    """A complete is in flight (its contract runs a 3 s statement, so the
+    relay holds traffic meanwhile) when the engine's and the fleet's flows
+    freeze. Before: traffic was held ~20 s and more, past the 2 s drain and
+    the 5 s statement budget, until TCP gave up. Now the engine connection's
+    watchdog during a cutover is the cutover's own budgets plus 2 s, the
+    fleet's is 5 s: clients wait no longer than that, and the state row
+    says how the complete ended."""
+    e, fw = env, forwarder
+    p = engine_proxy(e, fw)
+    mig = items_migration()
+    mig["operations"].append({"sql": {"up": "SELECT pg_sleep(3)", "on": "complete"}})
+    start_until_active(p, mig)
+    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    client = pg_raw_session(p.port, database=e.dbname)
+    result = {}
+    th = threading.Thread(target=lambda: result.update(
+        ans=call(p, "POST", "/migrations/current/complete", timeout=60)))
+    th.start()
+    try:
+        # named like pgtandem's own so the cutover does not count it as bypassing the proxy
+        with psycopg.connect(e.uri, autocommit=True, application_name="pgtandem test probe") as probe:
+            wait_for("the contract to run", lambda: probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%'"
+                " AND pid <> pg_backend_pid()").fetchone()[0] > 0, 10, p)
+        fw.freeze_flows()
+        t0, worst = time.time(), 0.0
+        while time.time() < t0 + 14:
+            t = time.time()
+            rows, err = pg_simple_query(client, "SELECT 1", timeout=30)
+            worst = max(worst, time.time() - t)
+            time.sleep(0.1)
+        print("complete in flight, flows frozen: the slowest statement waited %.1f s" % worst)
+        assert worst < 12.0, (worst, p.log()[-3000:])
+        th.join(60)
+        code, ans = result["ans"]
+        print("complete answered", code, json.dumps(ans)[:300])
+        assert code in (200, 409, 500, 503), (code, ans)
+        # whatever the answer, the proxy ends up agreeing with the state row
+        row = e.state_row()
+        wait_for("the proxy to agree with the state row %r" % (row,),
+                 lambda: current(p).get("phase") == row[0], 15, p)
+        # and the contract's transaction, cut off from the proxy, does not
+        # stay idle on the server holding its locks over the table
+        t1 = time.time()
+        e.sql("SET lock_timeout = '15s'; SELECT count(*) FROM items")
+        print("the table was free again %.1f s after the complete was answered" % (time.time() - t1))
+    finally:
+        client.close()
+        th.join(60)
