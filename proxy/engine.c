@@ -110,12 +110,38 @@ void engine_default_options(struct engine_options *o)
     o->backoff_ms = 100;
 }
 
+/* The proxy gives up the connection slot it reserved for a migration step
+ * just before the step's process connects; Postgres frees it when that
+ * backend has exited, a moment later. So "too many clients" (53300, which
+ * libpq reports only as text) is waited out briefly rather than fatal. */
+#define SLOT_WAIT_MS 3000
+#define SLOT_RETRY_MS 50
+
+static int refused_for_slots(PGconn *conn)
+{
+    const char *m = PQerrorMessage(conn);
+    return strstr(m, "too many clients already") || strstr(m, "remaining connection slots are reserved");
+}
+
+static PGconn *open_waiting_for_a_slot(const char *uri)
+{
+    PGconn *conn = pgconn_open(uri, NULL, 0); /* TCP timeouts; no statement_timeout: DDL and backfill run long */
+    for (int waited = 0; PQstatus(conn) != CONNECTION_OK && refused_for_slots(conn) && waited < SLOT_WAIT_MS;
+         waited += SLOT_RETRY_MS) {
+        PQfinish(conn);
+        struct timespec ts = {0, SLOT_RETRY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        conn = pgconn_open(uri, NULL, 0);
+    }
+    return conn;
+}
+
 int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
                 char *err, size_t errlen)
 {
     memset(e, 0, sizeof *e);
     e->opt = *o;
-    e->conn = pgconn_open(uri, NULL, 0); /* TCP timeouts; no statement_timeout: DDL and backfill run long */
+    e->conn = open_waiting_for_a_slot(uri);
     if (PQstatus(e->conn) != CONNECTION_OK)
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
     exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",

@@ -110,6 +110,13 @@ struct migration_runner {
     int polling_blockers;           /* db is busy with that question */
     int stopping_child;             /* a rollback stops the engine process: its backend goes first */
     struct event *health_timer;     /* reconnects a connection lost while nothing used it */
+    /* A connection slot held for the engine process of the next step
+     * (validations, a rollback, a diagnosis) while a migration is in
+     * progress: it is given up just before that process connects, and
+     * taken again once it has exited, so clients that fill the database
+     * mid-way cannot leave a step without a slot. */
+    struct pgasync reserve;
+    int reserve_logged;             /* its failure was logged for this outage */
 };
 
 static void backfill_next(struct migration_runner *r);
@@ -121,6 +128,8 @@ static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
 static int child_phase(enum runner_phase p);
+
+static void give_slot_to_step(struct migration_runner *r);
 
 static double now_ms(void)
 {
@@ -466,6 +475,7 @@ static void after_finish(void *ctx, int code)
 static void spawn_finish(struct migration_runner *r)
 {
     enter_phase(r, RP_FINISHING);
+    give_slot_to_step(r);
     if (engine_child_spawn(&r->child, "resume", NULL, r->engine_db, NULL, after_finish, r) != 0)
         fail(r, "cannot start the engine process: %s", strerror(errno));
 }
@@ -529,6 +539,7 @@ static void diagnose_batch(struct migration_runner *r, const struct backfill *b,
     log_warn("migration %s: %s; finding the row", r->name, r->error);
     pgasync_close(&r->db);
     r->holds_lock = 0;
+    give_slot_to_step(r);
     if (engine_child_spawn(&r->child, "resume", NULL, r->engine_db, "--stop-after-batches=1", after_diagnosis, r) != 0)
         fail(r, "%s", r->error);
 }
@@ -944,6 +955,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
+    give_slot_to_step(r);
     if (engine_child_spawn_input(&r->child, "start", q->body, q->body_len, r->engine_db, "--no-backfill",
                                  after_expand, r) != 0) {
         answer(&w, 500, error_json("cannot start the engine process"));
@@ -1381,6 +1393,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     }
     /* Checks that scan the table run before anyone is held, in a child
      * (the CLI's code), with traffic flowing. */
+    give_slot_to_step(r);
     if (engine_child_spawn(&r->child, "complete", NULL, r->engine_db, "--validate-only", after_checks, r) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
         enter_phase(r, RP_ACTIVE);
@@ -1419,6 +1432,7 @@ static void start_rollback(struct migration_runner *r)
         r->holds_lock = 0;
     }
     enter_phase(r, RP_ROLLING_BACK);
+    give_slot_to_step(r);
     if (engine_child_spawn(&r->child, "rollback", NULL, r->engine_db, NULL, after_rollback, r) != 0) {
         snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
         rollback_failed(r);
@@ -1661,6 +1675,50 @@ static void reconnected(struct migration_runner *r)
     (void)r;
 }
 
+/* ---- the reserved connection slot ---- */
+
+static void on_slot_reserved(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (!error) {
+        if (r->reserve_logged)
+            log_info("engine: a connection slot is reserved for the migration's next step again");
+        r->reserve_logged = 0;
+        return;
+    }
+    pgasync_close(&r->reserve);
+    if (!r->reserve_logged)
+        log_warn("engine: cannot reserve a connection slot for the migration's next step (%s); "
+                 "it will need a free slot when it starts", error);
+    r->reserve_logged = 1;
+}
+
+/* Held while a migration this proxy runs is in progress and no engine
+ * process runs (followers run no steps). */
+static void keep_slot_reserved(struct migration_runner *r)
+{
+    int want = r->engine_db && in_progress(r->phase) && !r->following && !engine_child_running(&r->child);
+    if (!want) {
+        if (!engine_child_running(&r->child))
+            pgasync_close(&r->reserve);
+        return;
+    }
+    if (r->reserve.conn)
+        return; /* open, or opening */
+    if (pgasync_connect(&r->reserve, r->engine_db, on_slot_reserved, r) != 0)
+        on_slot_reserved(r, NULL, r->reserve.error, NULL);
+}
+
+/* The engine process connects right after this; Postgres frees the slot
+ * when the backend has exited, which the process's own connect waits for
+ * (engine_open retries "too many clients" briefly). */
+static void give_slot_to_step(struct migration_runner *r)
+{
+    pgasync_close(&r->reserve);
+}
+
 /* A connection lost while idle (a restart, a suspended compute) is opened
  * again within seconds, so /status says the truth and the next step does
  * not start with a failure. */
@@ -1672,6 +1730,7 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
     if (r->phase != RP_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy && !r->after_connect &&
         !evtimer_pending(r->timer, NULL))
         with_connection(r, reconnected);
+    keep_slot_reserved(r);
 }
 
 struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
@@ -1687,6 +1746,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     pgasync_init(&r->db, base);
     /* no session-wide statement or lock timeout: backfill and cutover set their own per step */
     pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
+    pgasync_init(&r->reserve, base);
+    pgasync_configure(&r->reserve, "engine reserve", ENGINE_WATCHDOG_MS, "-c application_name=pgtandem-slot-reserve");
     engine_child_init(&r->child, base);
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);
@@ -1718,6 +1779,7 @@ void runner_free(struct migration_runner *r)
         event_free(r->cut.retry_timer);
     reset_migration(r);
     pgasync_close(&r->db);
+    pgasync_close(&r->reserve);
     free((char *)r->start_q.body);
     json_decref(r->blocked_by);
     if (r->blocked_timer)

@@ -286,6 +286,51 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
         e.close()
 
 
+def fill_free_slots(uri, fillers):
+    """Takes every connection slot left; returns how many it took."""
+    n = 0
+    while True:
+        try:
+            fillers.append(psycopg.connect(uri, autocommit=True, connect_timeout=5))
+            n += 1
+        except psycopg.OperationalError as err:
+            assert "too many clients" in str(err) or "reserved" in str(err), err
+            return n
+        assert n < 20
+
+
+@pytest.mark.parametrize("step", ["complete", "rollback"])
+def test_slots_filled_mid_migration_leave_the_next_step_its_slot(small_cluster, step):
+    """Clients take every free slot after the start (a traffic spike on a
+    small Neon compute). The proxy keeps one slot reserved for the
+    migration's next step and gives it to the step's engine process just
+    before it connects, so the validations of `complete` (and a rollback)
+    still run, instead of failing with `too many clients`."""
+    e = Env(small_cluster)
+    fillers = []
+    try:
+        p = e.proxy()
+        wait_for("the engine connection", lambda: (status(p).get("engine") or {}).get("connected", True), 10, p)
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, (code, ans)
+        cur = wait_phase(p, ("active", "failed"), 60, what="the start")
+        assert cur["phase"] == "active", cur
+        wait_for("the slot reserve", lambda: "pgtandem-slot-reserve" in " ".join(
+            r[0] or "" for r in psycopg.connect(e.uri, autocommit=True).execute(
+                "SELECT application_name FROM pg_stat_activity").fetchall()), 10, p)
+        taken = fill_free_slots(e.uri, fillers)
+        assert fillers, "no slot was free to take"
+        code, ans = call(p, "POST", "/migrations/current/" + step, timeout=120)
+        assert code == 200, (code, ans, taken, p.log()[-3000:])
+        want = "completed" if step == "complete" else "rolled_back"
+        cur = wait_phase(p, (want, "failed"), 60, what="the " + step)
+        assert cur["phase"] == want, (cur, p.log()[-3000:])
+    finally:
+        for c in fillers:
+            c.close()
+        e.close()
+
+
 # ---- a step blocked on a lock says who blocks it ------------------------------------------
 
 def test_blocked_expand_names_its_blocker_and_rollback_stops_it(env):
