@@ -29,7 +29,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, Upstream
+from conftest import BIN, Upstream, pg_error_fields, pg_raw_session, pg_read_message
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
                               legacy_db, migrate, scalar, start_migration, version_options, wait_until)
@@ -364,6 +364,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
     mig = migration_file(max_rows_per_sec=2500, batch_rows=250, max_rows=500)
     starting = start_in_background(proxy, mig)
     idle_new = None
+    raw = pg_raw_session(proxy.port, user="trustuser", database=legacy_db)
     try:
         wait_until("the backfill a quarter done", lambda: current(proxy).get("phase") == "backfilling"
                    and current(proxy)["backfill"]["rows_done"] >= LEGACY_ROWS // 4, timeout=60)
@@ -374,13 +375,19 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         assert at_suspend < LEGACY_ROWS, at_suspend
         t_suspend = time.time()
         ended = front.suspend(refuse_ms=1500)
-        assert len(ended) >= 3, ended   # the engine, the fleet and the clients
+        assert len(ended) >= 5, ended   # the engine, the fleet and the three clients
         # the idle clients learn it with their next query: Postgres' FATAL 57P01
         for c in (idle_old, idle_new):
             with pytest.raises(psycopg.OperationalError) as e:
                 c.execute("SELECT 1")
             assert TERMINATED_MSG in str(e.value), e.value
-            assert e.value.sqlstate in ("57P01", None), e.value.sqlstate
+        # (libpq read the FATAL while idle and names no SQLSTATE; on the wire:)
+        raw.settimeout(5)
+        t, p = pg_read_message(raw)
+        assert t == b"E", (t, p)
+        f = pg_error_fields(p)
+        assert (f["S"], f["C"], f["M"]) == ("FATAL", "57P01", TERMINATED_MSG), f
+        assert pg_read_message(raw) == (None, None)
         front.wait("wake-up", lambda: not front.suspended, timeout=10)
         t_wake = time.time()
         # a new client gets in after the wake-up
@@ -400,9 +407,11 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         assert checkpoint_rows(cluster, legacy_db) >= at_suspend
         finish_start(starting, proxy, mig)
         cur = current(proxy)
-        assert cur["phase"] == "active" and cur["backfill"]["rows_done"] == LEGACY_ROWS, cur
-        # rows visited exactly once: the checkpoint never went back
-        assert checkpoint_rows(cluster, legacy_db) == LEGACY_ROWS
+        # every row visited exactly once (the two inserted ones included): the
+        # checkpoint never went back
+        rows = LEGACY_ROWS + 2
+        assert cur["phase"] == "active" and cur["backfill"]["rows_done"] == rows, cur
+        assert checkpoint_rows(cluster, legacy_db) == rows
         during = [n for ph, n in seen if ph == "backfilling" and n is not None]
         assert all(n >= at_suspend for n in during), (at_suspend, seen)
         assert "continuing from the checkpoint" in proxy.log(), proxy.log()[-3000:]
@@ -412,6 +421,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
             starting.communicate()
         os.unlink(mig)
         idle_old.close()
+        raw.close()
         if idle_new is not None:
             idle_new.close()
     # both shapes agree row by row before the cutover
@@ -476,3 +486,8 @@ def test_migrate_start_when_the_database_is_full_refuses_and_changes_nothing(neo
     finally:
         for c in fill:
             c.close()
+    # with the slots free again the same migration starts: the refusal left
+    # nothing in its way
+    front.wait("the slots to free", lambda: len(front.relayed()) < cap - 2, timeout=10)
+    start_migration(proxy)
+    assert current(proxy)["phase"] == "active"
