@@ -216,6 +216,11 @@ class BypassSampler(threading.Thread):
         self.stop_ev.set()
         self.join(30)
 
+    def excused_ages(self, writers):
+        born = {w.real_pid: w.connected_at for w in writers if w.real_pid}
+        return [t - born[b.get("pid")] for t, _, b in self.seen
+                if b.get("pid") in born and t < born[b.get("pid")] + HEARTBEAT_GRACE_S]
+
     def offenders(self, writers):
         """Entries that are no session mid-login: a writer listed more than
         HEARTBEAT_GRACE_S after it connected, or anything else at all."""
@@ -283,7 +288,10 @@ def test_fleet_of_three_through_neon_completes_without_force_under_writers(neon_
     off = sampler.offenders(old + new)
     assert not off, off[:10]
     told = [w.told_pid for w in old + new]
-    assert any(p >= HIGH for p in told) and len({w.real_pid for w in old + new}) == len(told), told
+    assert len({w.real_pid for w in old + new}) == len(told), told
+    # writers, engines and heartbeats: about half of the keys >= 2^31
+    keys = [c["fake_pid"] for c in front.snapshot() if c["fake_pid"] is not None]
+    assert len(keys) >= 20 and 0 < sum(k >= HIGH for k in keys) < len(keys), keys
     assert rows_when_new is not None and rows_when_new < LEGACY_ROWS, \
         "the new release came in after the backfill (rows done %r)" % rows_when_new
     for p in proxies:
@@ -297,6 +305,10 @@ def test_fleet_of_three_through_neon_completes_without_force_under_writers(neon_
           % (sum(w.commits for w in old), sum(w.commits for w in new), start_s, complete_s,
              {k: rep.get(k) for k in ("attempts", "max_pause_ms", "reprepared")}, sampler.samples,
              sum(p >= HIGH for p in told), len(told)))
+    ages = sampler.excused_ages(old + new)
+    print("keys >= 2^31: %d of the %d connections through the front; %d bypass entries of writers just logged"
+          " in (not yet in a heartbeat), at most %.2f s after their login"
+          % (sum(k >= HIGH for k in keys), len(keys), len(ages), max(ages, default=0)))
 
 
 # ---- 2. the wedge: a client whose pid is >= 2^31 during a migration ------------
@@ -333,6 +345,15 @@ def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_
         assert max(times) < FENCE_BOUND_S, times
         assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
         assert "out of range" not in proxy.log()
+        # the list is live: a session that does bypass the proxies shows up
+        # (so the empty lists above and in the fleet test mean something)
+        with psycopg.connect(cluster.uri(db=legacy_db), autocommit=True) as direct:
+            dpid = direct.execute("SELECT pg_backend_pid()").fetchone()[0]
+            direct.execute("SELECT count(*) FROM checks")
+            wait_until("the direct session listed as bypassing",
+                       lambda: dpid in [b["pid"] for b in status(proxy)["fleet"]["bypassing"]], timeout=10)
+        wait_until("the direct session gone from the list",
+                   lambda: dpid not in [b["pid"] for b in status(proxy)["fleet"]["bypassing"]], timeout=10)
     finally:
         conn.close()
     t0 = time.time()
@@ -351,6 +372,29 @@ def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_
 
 # ---- 3. the compute suspended mid-backfill, clients idle -----------------------
 
+class ProgressSampler(threading.Thread):
+    """(time, phase, rows_done) from GET /migrations/current every 100 ms."""
+
+    def __init__(self, proxy):
+        super().__init__(name="progress-sampler", daemon=True)
+        self.proxy = proxy
+        self.stop_ev = threading.Event()
+        self.seen = []
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                cur = current(self.proxy)
+            except OSError:
+                cur = {}
+            self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
+            self.stop_ev.wait(0.1)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(30)
+
+
 def checkpoint_rows(cluster, dbname):
     return int(scalar(cluster, dbname, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress"))
 
@@ -363,7 +407,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
     idle_old.execute("INSERT INTO checks (claim_text, aggregation) VALUES ('before-suspend', '{\"a\": 1}')")
     mig = migration_file(max_rows_per_sec=2500, batch_rows=250, max_rows=500)
     starting = start_in_background(proxy, mig)
-    idle_new = None
+    idle_new = progress = None
     raw = pg_raw_session(proxy.port, user="trustuser", database=legacy_db)
     try:
         wait_until("the backfill a quarter done", lambda: current(proxy).get("phase") == "backfilling"
@@ -373,6 +417,8 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         assert "claim" in _columns(idle_new.execute("SELECT * FROM checks WHERE id = 1"))
         at_suspend = current(proxy)["backfill"]["rows_done"]
         assert at_suspend < LEGACY_ROWS, at_suspend
+        progress = ProgressSampler(proxy)
+        progress.start()
         t_suspend = time.time()
         ended = front.suspend(refuse_ms=1500)
         assert len(ended) >= 5, ended   # the engine, the fleet and the three clients
@@ -396,14 +442,10 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
             c.execute("INSERT INTO checks (claim_text, aggregation) VALUES ('after-wake', '{\"a\": 2}')")
         new_client_s = time.time() - t0
         # the backfill goes on from its checkpoint, not from 0
-        seen = []
-
-        def moved():
-            cur = current(proxy)
-            seen.append((cur.get("phase"), cur.get("backfill", {}).get("rows_done")))
-            return cur.get("phase") != "backfilling" or (seen[-1][1] or 0) > at_suspend
-        wait_until("the backfill to move again", moved, timeout=30)
-        resumed_s = time.time() - t_wake
+        moved = wait_until("the backfill to move again", lambda: [
+            t for t, ph, n in list(progress.seen) if t > t_wake and (ph != "backfilling" or (n or 0) > at_suspend)],
+            timeout=30)
+        resumed_s = moved[0] - t_wake
         assert checkpoint_rows(cluster, legacy_db) >= at_suspend
         finish_start(starting, proxy, mig)
         cur = current(proxy)
@@ -412,10 +454,16 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         rows = LEGACY_ROWS + 2
         assert cur["phase"] == "active" and cur["backfill"]["rows_done"] == rows, cur
         assert checkpoint_rows(cluster, legacy_db) == rows
-        during = [n for ph, n in seen if ph == "backfilling" and n is not None]
-        assert all(n >= at_suspend for n in during), (at_suspend, seen)
+        progress.stop()
+        # GET /migrations/current never showed less than before the suspend,
+        # neither while the compute slept nor after
+        during = [(round(t - t_suspend, 2), ph, n) for t, ph, n in progress.seen]
+        assert len(during) > 10 and all(n is not None and n >= at_suspend for _, _, n in during), \
+            (at_suspend, during)
         assert "continuing from the checkpoint" in proxy.log(), proxy.log()[-3000:]
     finally:
+        if progress is not None:
+            progress.stop()
         if starting.poll() is None:
             starting.kill()
             starting.communicate()
