@@ -31,7 +31,7 @@ import pytest
 
 from conftest import BIN, Upstream, pg_error_fields, pg_raw_session, pg_read_message
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
-from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
+from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
                               legacy_db, migrate, scalar, start_migration, version_options, wait_until)
 from test_fleet import (assert_new_shape, check_data, complete_via, db_uri, fleet_proxy, live_members, status,
                         wait_phase)
@@ -154,8 +154,10 @@ class Writer(threading.Thread):
                 try:
                     with self.conn.transaction():
                         for q in sql:
-                            self.conn.execute(q, args).fetchall() if q.startswith("SELECT") else \
-                                self.conn.execute(q, args)
+                            cur = self.conn.execute(q, args)
+                        row = cur.fetchone()            # the row it updated
+                    if row is None:
+                        self.errors.append("tx %d: row %d not found" % (n, args["lid"]))
                     self.commits += 1
                 except psycopg.Error as e:
                     self.errors.append("tx %d: %r" % (n, e))
@@ -524,8 +526,10 @@ def test_migrate_start_when_the_database_is_full_refuses_and_changes_nothing(neo
             # the proxy already held every connection it needed
             assert current(proxy)["phase"] == "active", out
             return
-        assert r.returncode == 1, out
-        assert "too many connections" in out or "connection slot" in out, out + proxy.log()[-3000:]
+        assert r.returncode in (1, 2), out
+        # Postgres' (here Neon's) own words, or pgtandem's on the slots it needs
+        assert any(w in out for w in ("too many connections", "connection slot", "53300", "max_connections")), \
+            out + proxy.log()[-3000:]
         assert shape() == before
         if scalar(cluster, legacy_db, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL") == "t":
             assert scalar(cluster, legacy_db, "SELECT count(*) FROM pgtandem.migrations WHERE status NOT IN"
