@@ -543,3 +543,34 @@ def test_migrate_start_when_the_database_is_full_refuses_and_changes_nothing(neo
     front.wait("the slots to free", lambda: len(front.relayed()) < cap - 2, timeout=10)
     start_migration(proxy)
     assert current(proxy)["phase"] == "active"
+
+
+# ---- 5. a compute restart longer than the fence bound, migration active --------
+
+def test_long_compute_restart_during_an_active_migration_serves_clients_soon_after_the_wake_up(
+        neon_front, proxy_factory, cluster, legacy_db):
+    front = neon_front()
+    proxy = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS, Upstream("neon", cluster, front))
+    start_migration(proxy)
+    wait_until("fleet connected", lambda: (status(proxy).get("fleet") or {}).get("connected"), timeout=10)
+    outage_s = 3 * FENCE_BOUND_S / 2
+    t_suspend = time.time()
+    front.suspend(refuse_ms=int(outage_s * 1000))
+    front.wait("wake-up", lambda: not front.suspended, timeout=outage_s + 10)
+    t_wake = time.time()
+    tries = []
+    while True:
+        t0 = time.time()
+        r = subprocess.run(["psql", db_uri(proxy, legacy_db), "-qAtX", "-c", "SELECT 1"], capture_output=True,
+                           text=True, timeout=FENCE_BOUND_S + 5)
+        tries.append((round(t0 - t_wake, 2), round(time.time() - t0, 2), r.stderr.strip()[-120:]))
+        if r.returncode == 0:
+            break
+        assert time.time() - t_wake < 15, (tries, proxy.log()[-3000:])
+        time.sleep(0.1)   # a client retrying, not a synchronisation
+    served_s = time.time() - t_wake
+    print("\ncompute down %.1f s (suspend took %.1f s) with a migration active: first client served %.2f s after"
+          " the wake-up; tries: %r" % (outage_s, t_wake - t_suspend, served_s, tries))
+    assert served_s < 1.5, tries
+    r, rep = complete_via(proxy)
+    assert r.returncode == 0 and rep["status"] == "completed", r.stdout + r.stderr + proxy.log()[-3000:]
