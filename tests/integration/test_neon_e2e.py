@@ -126,7 +126,7 @@ class Writer(threading.Thread):
         self.commits = 0
         self.errors = []
         self.real_pid = self.told_pid = None
-        self.connected_at = None
+        self.connected_at = self.closed_at = None
         self.conn = None
 
     def run(self):
@@ -168,6 +168,7 @@ class Writer(threading.Thread):
         finally:
             if self.conn is not None and not self.conn.closed:
                 self.conn.close()
+            self.closed_at = time.time()
 
     def stop(self, timeout=30):
         self.stop_ev.set()
@@ -218,21 +219,36 @@ class BypassSampler(threading.Thread):
         self.stop_ev.set()
         self.join(30)
 
-    def excused_ages(self, writers):
-        born = {w.real_pid: w.connected_at for w in writers if w.real_pid}
-        return [t - born[b.get("pid")] for t, _, b in self.seen
-                if b.get("pid") in born and t < born[b.get("pid")] + HEARTBEAT_GRACE_S]
+    @staticmethod
+    def _excused(t, w):
+        """A writer that had just logged in (its proxy's heartbeat had not
+        named it yet) or had just left (its backend not gone yet when
+        another proxy's heartbeat looked)."""
+        return t < w.connected_at + HEARTBEAT_GRACE_S or (w.closed_at and t > w.closed_at - 0.1
+                                                           and t < w.closed_at + HEARTBEAT_GRACE_S)
+
+    def excused(self, writers):
+        """(seconds after login, seconds after leaving or None) of each
+        excused entry."""
+        by_pid = {w.real_pid: w for w in writers if w.real_pid}
+        out = []
+        for t, _, b in self.seen:
+            w = by_pid.get(b.get("pid"))
+            if w is not None and self._excused(t, w):
+                out.append((t - w.connected_at, t - w.closed_at if w.closed_at and t > w.closed_at - 0.1 else None))
+        return out
 
     def offenders(self, writers):
-        """Entries that are no session mid-login: a writer listed more than
-        HEARTBEAT_GRACE_S after it connected, or anything else at all."""
-        born = {w.real_pid: w.connected_at for w in writers if w.real_pid}
+        """Every other entry: a writer listed in the middle of its life, or
+        a session of no writer at all."""
+        by_pid = {w.real_pid: w for w in writers if w.real_pid}
         out = []
         for t, port, b in self.seen:
-            pid = b.get("pid")
-            if pid in born and t < born[pid] + HEARTBEAT_GRACE_S:
+            w = by_pid.get(b.get("pid"))
+            if w is not None and self._excused(t, w):
                 continue
-            out.append((round(t, 2), port, b))
+            out.append((round(t, 2), port, b, w and (w.tag, round(w.connected_at, 2), w.closed_at and
+                                                     round(w.closed_at, 2))))
         return out
 
 
@@ -307,10 +323,13 @@ def test_fleet_of_three_through_neon_completes_without_force_under_writers(neon_
           % (sum(w.commits for w in old), sum(w.commits for w in new), start_s, complete_s,
              {k: rep.get(k) for k in ("attempts", "max_pause_ms", "reprepared")}, sampler.samples,
              sum(p >= HIGH for p in told), len(told)))
-    ages = sampler.excused_ages(old + new)
-    print("keys >= 2^31: %d of the %d connections through the front; %d bypass entries of writers just logged"
-          " in (not yet in a heartbeat), at most %.2f s after their login"
-          % (sum(k >= HIGH for k in keys), len(keys), len(ages), max(ages, default=0)))
+    exc = sampler.excused(old + new)
+    joining = [a for a, gone in exc if gone is None]
+    leaving = [gone for a, gone in exc if gone is not None]
+    print("keys >= 2^31: %d of the %d connections through the front; bypass entries excused: %d of writers"
+          " just logged in (at most %.2f s after login), %d of writers just gone (at most %.2f s after)"
+          % (sum(k >= HIGH for k in keys), len(keys), len(joining), max(joining, default=0), len(leaving),
+             max(leaving, default=0)))
 
 
 # ---- 2. the wedge: a client whose pid is >= 2^31 during a migration ------------
