@@ -125,7 +125,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     if (!got)
-        return fail(err, errlen, "another pgtandem engine is working on this database (advisory lock %s "
+        return fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s "
                     "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
                     "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
     e->locked = 1;
