@@ -114,7 +114,10 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
 {
     memset(e, 0, sizeof *e);
     e->opt = *o;
-    e->conn = PQconnectdb(uri);
+    /* named from the startup packet on: see pgasync_connect */
+    const char *const keys[] = {"dbname", "application_name", NULL};
+    const char *const values[] = {uri, "pgtandem-migrate", NULL};
+    e->conn = PQconnectdbParams(keys, values, 1);
     if (PQstatus(e->conn) != CONNECTION_OK)
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
     exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",

@@ -176,7 +176,13 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 
 int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx)
 {
-    a->conn = PQconnectStart(uri);
+    /* Named from the startup packet on (the owner's SET gives the exact
+     * name later): the fleet leaves "pgtandem..." backends out of the
+     * sessions that bypass it, and a login through an edge such as Neon's
+     * proxy takes long enough for a heartbeat to see it unnamed. */
+    const char *const keys[] = {"dbname", "application_name", NULL};
+    const char *const values[] = {uri, "pgtandem", NULL};
+    a->conn = PQconnectStartParams(keys, values, 1);
     a->error[0] = a->sqlstate[0] = '\0';
     if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
         snprintf(a->error, sizeof a->error, "%s", a->conn ? PQerrorMessage(a->conn) : "out of memory");
