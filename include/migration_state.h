@@ -9,6 +9,9 @@
  * (one engine per database, whether the CLI or a proxy hosts it). A string
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
+/* How an engine that finds the lock taken says so (the runner recognises it
+ * in a child's output). */
+#define ENGINE_LOCK_HELD_MSG "another pgtandem engine is working on this database"
 
 /* The columns of a backfill checkpoint table (pgtandem.backfill_progress,
  * and the estimate's scratch copy of it); migration_ref follows the

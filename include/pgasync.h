@@ -76,7 +76,9 @@ const char *pg_error_cause(const char *sqlstate);
 /* TCP settings every connection pgtandem opens gets unless the URI (or the
  * PG* environment) sets them: connect_timeout, keepalives, tcp_user_timeout.
  * `pg_options` (may be NULL) goes before the user's own `options`, so the
- * user's win. Async: PQconnectStartParams, else PQconnectdbParams. */
-PGconn *pgconn_open(const char *uri, const char *pg_options, int async);
+ * user's win. `app_name` (may be NULL) is the application_name from the
+ * startup packet on, whatever the URI says: the fleet tells pgtandem's own
+ * backends by it. Async: PQconnectStartParams, else PQconnectdbParams. */
+PGconn *pgconn_open(const char *uri, const char *pg_options, const char *app_name, int async);
 
 #endif

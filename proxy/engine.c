@@ -125,13 +125,13 @@ static int refused_for_slots(PGconn *conn)
 
 static PGconn *open_waiting_for_a_slot(const char *uri)
 {
-    PGconn *conn = pgconn_open(uri, NULL, 0); /* TCP timeouts; no statement_timeout: DDL and backfill run long */
+    PGconn *conn = pgconn_open(uri, NULL, "pgtandem-migrate", 0); /* TCP timeouts; no statement_timeout: DDL and backfill run long */
     for (int waited = 0; PQstatus(conn) != CONNECTION_OK && refused_for_slots(conn) && waited < SLOT_WAIT_MS;
          waited += SLOT_RETRY_MS) {
         PQfinish(conn);
         struct timespec ts = {0, SLOT_RETRY_MS * 1000000L};
         nanosleep(&ts, NULL);
-        conn = pgconn_open(uri, NULL, 0);
+        conn = pgconn_open(uri, NULL, "pgtandem-migrate", 0);
     }
     return conn;
 }
@@ -152,7 +152,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     if (!got)
-        return fail(err, errlen, "another pgtandem engine is working on this database (advisory lock %s "
+        return fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s "
                     "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
                     "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
     e->locked = 1;

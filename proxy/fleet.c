@@ -332,6 +332,7 @@ static void connect_now(struct fleet *f)
 
 static void coordinator_finish(struct fleet *f, int ok, const char *why);
 static void participant_finish(struct fleet *f, int committed);
+static int in_progress(const char *status);
 
 /* Whatever waited on the connection learns it is gone; it comes back by
  * itself. A participant keeps holding until its deadline: it cannot know
@@ -348,7 +349,14 @@ static void link_lost(struct fleet *f, const char *why)
     f->jobs &= ~((1u << JOB_ACK_CHECK) | (1u << JOB_HOLD) | (1u << JOB_HEARTBEAT));
     if (f->co.active)
         coordinator_finish(f, 0, "the fleet's connection to the database was lost");
+    /* With a migration in progress the relay stays fenced until the link is
+     * back, and once the fence outlasts its bound every client is refused:
+     * retry as often as the heartbeat runs, so that a database that returns
+     * (a compute restarted behind Neon's proxy) is served within a heartbeat
+     * rather than after a backoff of seconds. */
     long delay = RECONNECT_MS << (f->reconnects < 3 ? f->reconnects : 3);
+    if (f->migration[0] && in_progress(f->status) && delay > f->heartbeat_ms)
+        delay = f->heartbeat_ms;
     f->reconnects++;
     add_timer(f->reconnect_timer, delay);
 }

@@ -459,10 +459,30 @@ static long long rows_done(const struct migration_runner *r)
     return n;
 }
 
+/* Between our unlock and the finishing child's lock, a follower that has
+ * seen the backfill run for two leases may take the lock (it tries on every
+ * poll): it finds the backfill done and finishes it itself. That is no
+ * failure: this proxy follows it (and takes the work back should it die). */
+static int lost_lock_to_a_follower(struct migration_runner *r, int code)
+{
+    if (code == 0 || !r->fleet || !strstr(engine_child_reason(&r->child), ENGINE_LOCK_HELD_MSG))
+        return 0;
+    log_info("migration %s: another proxy of the fleet took the engine lock to finish the backfill; following it",
+             r->name);
+    r->following = 1;
+    r->follow_since_ms = 0;
+    r->takeover_at_once = 0;
+    enter_phase(r, RP_BACKFILLING);
+    load_state(r);
+    return 1;
+}
+
 static void after_finish(void *ctx, int code)
 {
     struct migration_runner *r = ctx;
     r->child_exit = code;
+    if (lost_lock_to_a_follower(r, code))
+        return;
     if (code != 0) {
         fail(r, "finishing the backfill: %s", engine_child_reason(&r->child));
         return;
@@ -766,7 +786,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
             schedule(r, 100, take_engine_lock);
             return;
         }
-        fail(r, "another pgtandem engine is working on this database (advisory lock " ENGINE_LOCK_KEY
+        fail(r, ENGINE_LOCK_HELD_MSG " (advisory lock " ENGINE_LOCK_KEY
                 " is held): %s", error ? error : "stop it or wait for it to finish");
         return;
     }
@@ -1747,7 +1767,7 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     /* no session-wide statement or lock timeout: backfill and cutover set their own per step */
     pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
     pgasync_init(&r->reserve, base);
-    pgasync_configure(&r->reserve, "engine reserve", ENGINE_WATCHDOG_MS, "-c application_name=pgtandem-slot-reserve");
+    pgasync_configure(&r->reserve, "engine reserve", ENGINE_WATCHDOG_MS, NULL);
     engine_child_init(&r->child, base);
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);

@@ -57,7 +57,7 @@ static const char *tcp_default(const char *key)
     return NULL;
 }
 
-PGconn *pgconn_open(const char *uri, const char *pg_options, int async)
+PGconn *pgconn_open(const char *uri, const char *pg_options, const char *app_name, int async)
 {
     char *errmsg = NULL;
     PQconninfoOption *opts = PQconninfoParse(uri, &errmsg);
@@ -79,6 +79,8 @@ PGconn *pgconn_open(const char *uri, const char *pg_options, int async)
             if ((options = malloc(len)))
                 snprintf(options, len, "%s%s%s", pg_options, mine ? " " : "", mine ? mine : "");
             v = options;
+        } else if (!strcmp(o->keyword, "application_name") && app_name) {
+            v = app_name;
         } else if (!user_set(o) && tcp_default(o->keyword)) {
             v = tcp_default(o->keyword);
         }
@@ -367,7 +369,13 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 
 int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx)
 {
-    a->conn = pgconn_open(uri, a->pg_options, 1);
+    /* Named from the startup packet on (the owner's SET gives the exact
+     * name later): the fleet leaves "pgtandem..." backends out of the
+     * sessions that bypass it, and a login through an edge such as Neon's
+     * proxy takes long enough for a heartbeat to see it unnamed. */
+    char name[64];
+    snprintf(name, sizeof name, "pgtandem %s", a->label[0] ? a->label : "engine");
+    a->conn = pgconn_open(uri, a->pg_options, name, 1);
     a->error[0] = a->sqlstate[0] = '\0';
     if (!a->conn || PQstatus(a->conn) == CONNECTION_BAD) {
         snprintf(a->error, sizeof a->error, "%s", a->conn ? PQerrorMessage(a->conn) : "out of memory");

@@ -315,7 +315,7 @@ def test_slots_filled_mid_migration_leave_the_next_step_its_slot(small_cluster, 
         assert code == 202, (code, ans)
         cur = wait_phase(p, ("active", "failed"), 60, what="the start")
         assert cur["phase"] == "active", cur
-        wait_for("the slot reserve", lambda: "pgtandem-slot-reserve" in " ".join(
+        wait_for("the slot reserve", lambda: "pgtandem engine reserve" in " ".join(
             r[0] or "" for r in psycopg.connect(e.uri, autocommit=True).execute(
                 "SELECT application_name FROM pg_stat_activity").fetchall()), 10, p)
         taken = fill_free_slots(e.uri, fillers)

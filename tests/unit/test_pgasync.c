@@ -25,7 +25,7 @@ static void test_defaults_are_added(void)
 {
     char v[256];
     /* nothing listens on port 1: the connection is only started */
-    PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db", NULL, 1);
+    PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db", NULL, NULL, 1);
     CHECK("defaults: connection object", c != NULL);
     CHECK("defaults: connect_timeout", !strcmp(setting(c, "connect_timeout", v, sizeof v), "5"));
     CHECK("defaults: keepalives", !strcmp(setting(c, "keepalives", v, sizeof v), "1"));
@@ -42,7 +42,7 @@ static void test_user_settings_win(void)
     char v[256];
     PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db?keepalives_idle=30&connect_timeout=20"
                             "&options=-c%20statement_timeout%3D9000",
-                            "-c statement_timeout=4000 -c lock_timeout=2000", 1);
+                            "-c statement_timeout=4000 -c lock_timeout=2000", NULL, 1);
     CHECK("user: keepalives_idle kept", !strcmp(setting(c, "keepalives_idle", v, sizeof v), "30"));
     CHECK("user: connect_timeout kept", !strcmp(setting(c, "connect_timeout", v, sizeof v), "20"));
     CHECK("user: the other defaults still added", !strcmp(setting(c, "keepalives_count", v, sizeof v), "3"));
@@ -53,7 +53,7 @@ static void test_user_settings_win(void)
     PQfinish(c);
 
     setenv("PGCONNECT_TIMEOUT", "7", 1);
-    c = pgconn_open("host=127.0.0.1 port=1 dbname=db user=u", NULL, 1);
+    c = pgconn_open("host=127.0.0.1 port=1 dbname=db user=u", NULL, NULL, 1);
     CHECK("env: PGCONNECT_TIMEOUT is the user's setting", !strcmp(setting(c, "connect_timeout", v, sizeof v), "7"));
     PQfinish(c);
     unsetenv("PGCONNECT_TIMEOUT");
@@ -61,7 +61,7 @@ static void test_user_settings_win(void)
 
 static void test_invalid_uri_reports_libpqs_error(void)
 {
-    PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db?nosuchoption=1", NULL, 0);
+    PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db?nosuchoption=1", NULL, NULL, 0);
     CHECK("invalid: a connection object carrying the error", c && PQstatus(c) == CONNECTION_BAD);
     CHECK("invalid: libpq names the option", c && strstr(PQerrorMessage(c), "nosuchoption"));
     PQfinish(c);
@@ -82,9 +82,23 @@ static void test_transient_errors(void)
     CHECK("no SQLSTATE is not", !pg_error_transient(NULL));
 }
 
+/* The fleet tells pgtandem's own backends by their name, so it is theirs
+ * from the startup packet on, whatever the URI says. */
+static void test_application_name_is_ours(void)
+{
+    char v[256];
+    PGconn *c = pgconn_open("postgresql://u@127.0.0.1:1/db?application_name=app", NULL, "pgtandem fleet", 1);
+    CHECK("name: ours over the URI's", !strcmp(setting(c, "application_name", v, sizeof v), "pgtandem fleet"));
+    PQfinish(c);
+    c = pgconn_open("postgresql://u@127.0.0.1:1/db?application_name=app", NULL, NULL, 1);
+    CHECK("name: the URI's without one of ours", !strcmp(setting(c, "application_name", v, sizeof v), "app"));
+    PQfinish(c);
+}
+
 int main(void)
 {
     test_defaults_are_added();
+    test_application_name_is_ours();
     test_user_settings_win();
     test_invalid_uri_reports_libpqs_error();
     test_transient_errors();
