@@ -22,9 +22,6 @@ void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void
  * answering 400 with the table's message. */
 int admin_query_param(struct evhttp_request *req, const char *key, double *out);
 
-/* localhost, 127.0.0.0/8, ::1: an address only this host can reach. */
-int admin_address_is_loopback(const char *host);
-
 /* Replies with a JSON body (takes ownership of `body`). */
 struct json_t;
 void admin_reply_json(struct evhttp_request *req, int code, struct json_t *body);

@@ -59,4 +59,9 @@ int config_from_args(struct config *cfg, int argc, char **argv, char *err, size_
  * file into cfg; flags given at start keep precedence. */
 int config_reload(struct config *cfg, char *err, size_t errlen);
 
+/* localhost, 127.0.0.0/8, ::1 (also v4-mapped): an address only this
+ * host can reach. The admin API's Host check and its refusal to listen
+ * beyond this host without a token both use it. */
+int config_host_is_loopback(const char *host);
+
 #endif

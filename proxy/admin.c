@@ -115,21 +115,6 @@ static int has_token(struct admin *a, struct evhttp_request *req)
     return strlen(h + 7) == n && CRYPTO_memcmp(h + 7, token, n) == 0;
 }
 
-int admin_address_is_loopback(const char *host)
-{
-    unsigned char addr[16];
-    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
-        return 1;
-    if (inet_pton(AF_INET, host, addr) == 1)
-        return addr[0] == 127;
-    if (inet_pton(AF_INET6, host, addr) == 1) {
-        static const unsigned char v6_loopback[16] = {[15] = 1};
-        static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
-        return memcmp(addr, v6_loopback, 16) == 0 || (memcmp(addr, v4_mapped, 12) == 0 && addr[12] == 127);
-    }
-    return 0;
-}
-
 /* "host", "host:port", "[v6]" or "[v6]:port" into host (brackets off) and
  * port (-1 when absent). 0, or -1 when it does not read as one. */
 static int split_host_port(const char *text, char *host, size_t cap, long *port)
@@ -169,7 +154,7 @@ static int split_host_port(const char *text, char *host, size_t cap, long *port)
 static int own_host_name(struct admin *a, const char *host)
 {
     const char *listen = a->srv->cfg.admin_host;
-    if (admin_address_is_loopback(host))
+    if (config_host_is_loopback(host))
         return 1;
     int wildcard = !listen[0] || strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0 ||
                    strcmp(listen, "*") == 0;

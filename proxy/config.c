@@ -3,14 +3,15 @@
  * guessing. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "admin.h"
 #include "settings.h"
 
 #define DEFAULT_LISTEN_PORT 6432
@@ -465,6 +466,21 @@ static int apply_flags(struct config *cfg, int argc, char **argv, char *err, siz
     return 0;
 }
 
+int config_host_is_loopback(const char *host)
+{
+    unsigned char addr[16];
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return addr[0] == 127;
+    if (inet_pton(AF_INET6, host, addr) == 1) {
+        static const unsigned char v6_loopback[16] = {[15] = 1};
+        static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+        return memcmp(addr, v6_loopback, 16) == 0 || (memcmp(addr, v4_mapped, 12) == 0 && addr[12] == 127);
+    }
+    return 0;
+}
+
 static int finish(struct config *cfg, char *err, size_t errlen)
 {
     const char *token_env = getenv("PGTANDEM_ADMIN_TOKEN");
@@ -474,7 +490,7 @@ static int finish(struct config *cfg, char *err, size_t errlen)
         set_str(&cfg->admin_token, NULL);
     /* Without a token anyone who reaches the port can pause traffic and
      * run migrations (SQL as the engine role): only this host may. */
-    if (cfg->admin_port && !cfg->admin_token && !admin_address_is_loopback(cfg->admin_host)) {
+    if (cfg->admin_port && !cfg->admin_token && !config_host_is_loopback(cfg->admin_host)) {
         snprintf(err, errlen, "the admin API would listen on %s:%d, beyond this host, with no token: set "
                  "PGTANDEM_ADMIN_TOKEN (or --admin-token, \"admin_token\"), or listen on 127.0.0.1",
                  cfg->admin_host, cfg->admin_port);

@@ -2,22 +2,23 @@
  * listen addresses count as loopback (no token needed), and the settings
  * table's words for query parameters (numbers and booleans). */
 #include "admin.h"
+#include "config.h"
 #include "settings.h"
 #include "unit.h"
 
 static void loopback_addresses(void)
 {
-    CHECK("127.0.0.1", admin_address_is_loopback("127.0.0.1"));
-    CHECK("127.0.0.2", admin_address_is_loopback("127.0.0.2"));
-    CHECK("::1", admin_address_is_loopback("::1"));
-    CHECK("v4-mapped loopback", admin_address_is_loopback("::ffff:127.0.0.1"));
-    CHECK("localhost", admin_address_is_loopback("localhost") && admin_address_is_loopback("LOCALHOST"));
-    CHECK("0.0.0.0 is not", !admin_address_is_loopback("0.0.0.0"));
-    CHECK(":: is not", !admin_address_is_loopback("::"));
-    CHECK("empty is not", !admin_address_is_loopback(""));
-    CHECK("a LAN address is not", !admin_address_is_loopback("10.0.0.5"));
-    CHECK("a name that starts like one is not", !admin_address_is_loopback("127.0.0.1.nip.io"));
-    CHECK("short forms are not", !admin_address_is_loopback("127.1"));
+    CHECK("127.0.0.1", config_host_is_loopback("127.0.0.1"));
+    CHECK("127.0.0.2", config_host_is_loopback("127.0.0.2"));
+    CHECK("::1", config_host_is_loopback("::1"));
+    CHECK("v4-mapped loopback", config_host_is_loopback("::ffff:127.0.0.1"));
+    CHECK("localhost", config_host_is_loopback("localhost") && config_host_is_loopback("LOCALHOST"));
+    CHECK("0.0.0.0 is not", !config_host_is_loopback("0.0.0.0"));
+    CHECK(":: is not", !config_host_is_loopback("::"));
+    CHECK("empty is not", !config_host_is_loopback(""));
+    CHECK("a LAN address is not", !config_host_is_loopback("10.0.0.5"));
+    CHECK("a name that starts like one is not", !config_host_is_loopback("127.0.0.1.nip.io"));
+    CHECK("short forms are not", !config_host_is_loopback("127.1"));
 }
 
 static int query(const char *name, const char *text, double *v, char *err, size_t errlen)
