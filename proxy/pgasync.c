@@ -171,6 +171,20 @@ static void disarm(struct pgasync *a)
     a->watchdog = NULL;
 }
 
+/* The socket, its events and the connection; what was in flight stays
+ * for the caller to answer or forget. */
+static void drop_connection(struct pgasync *a)
+{
+    disarm(a);
+    unwatch(a);
+    PQclear(a->last);
+    a->last = NULL;
+    if (a->conn)
+        PQfinish(a->conn);
+    a->conn = NULL;
+    a->connecting = 0;
+}
+
 static void remember_failure(struct pgasync *a, const char *msg)
 {
     snprintf(a->last_error, sizeof a->last_error, "%s", msg);
@@ -199,16 +213,9 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         log_warn("%s", msg);
     a->drops++;
     remember_failure(a, msg);
-    disarm(a);
-    unwatch(a);
-    PQclear(a->last);
-    a->last = NULL;
-    if (a->conn)
-        PQfinish(a->conn);
-    a->conn = NULL;
-    a->connecting = 0;
+    drop_connection(a);
     set_error(a, msg, "08006");
-    finish(a);
+    finish(a); /* the statement in flight gets the error */
 }
 
 /* "to `UPDATE pgtandem.proxies SET ...`": the statement's first words on
@@ -430,14 +437,8 @@ int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *co
 
 void pgasync_close(struct pgasync *a)
 {
-    disarm(a);
-    unwatch(a);
-    PQclear(a->last);
-    a->last = NULL;
-    if (a->conn)
-        PQfinish(a->conn);
-    a->conn = NULL;
-    a->busy = a->connecting = 0;
+    drop_connection(a);
+    a->busy = 0;
     a->done = NULL;
 }
 

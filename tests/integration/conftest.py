@@ -219,6 +219,28 @@ def _recv_exact(sock, n):
     return buf
 
 
+def stop_thread_front(front, threads=()):
+    """Stops a thread-per-connection test front (TlsFront, KeyFront): its
+    stop flag, its listener `srv`, every socket in `_socks` (under `lock`),
+    then waits for `threads`; returns those still alive."""
+    front._stop.set()
+    try:
+        front.srv.close()
+    except OSError:
+        pass
+    with front.lock:
+        socks = list(front._socks)
+        threads = list(threads)
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+    for t in threads:
+        t.join(10)
+    return [t for t in threads if t.is_alive()]
+
+
 def pg_read_message(sock):
     """Reads one backend message: (type, payload), or (None, None) at EOF."""
     hdr = _recv_exact(sock, 5)
@@ -238,6 +260,18 @@ def pg_error_fields(payload):
         if part:
             out[part[0:1].decode()] = part[1:].decode(errors="replace")
     return out
+
+
+def assert_terminated_on_the_wire(sock, timeout=5.0):
+    """The next message is Postgres's FATAL 57P01 (a terminated backend:
+    pg_terminate_backend, a Neon compute suspended), then the end."""
+    from neonfront import TERMINATED_MSG
+    sock.settimeout(timeout)
+    t, p = pg_read_message(sock)
+    assert t == b"E", (t, p)
+    f = pg_error_fields(p)
+    assert (f["S"], f["C"], f["M"]) == ("FATAL", "57P01", TERMINATED_MSG), f
+    assert pg_read_message(sock) == (None, None)
 
 
 def pg_read_until(sock, types=(b"Z",), timeout=10.0):
@@ -587,22 +621,7 @@ class TlsFront:
                     client.sendall(data)
 
     def stop(self):
-        self._stop.set()
-        try:
-            self.srv.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks = list(self._socks)
-            threads = list(self._threads)
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        for t in threads:
-            t.join(10)
-        return [t for t in threads if t.is_alive()]
+        return stop_thread_front(self, self._threads)
 
 
 # ---------------------------------------------------------------------------

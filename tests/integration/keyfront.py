@@ -11,18 +11,10 @@ import socket
 import struct
 import threading
 
+from conftest import _recv_exact, stop_thread_front
+
 SSL_REQUEST_CODE = 80877103
 CANCEL_CODE = 80877102
-
-
-def _recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
 
 
 class KeyFront:
@@ -144,15 +136,4 @@ class KeyFront:
                     client.sendall(out)
 
     def stop(self):
-        self._stop.set()
-        try:
-            self.srv.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+        stop_thread_front(self)

@@ -29,7 +29,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, Upstream, pg_error_fields, pg_raw_session, pg_read_message
+from conftest import BIN, Upstream, assert_terminated_on_the_wire, pg_raw_session
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
                               legacy_db, migrate, scalar, start_migration, version_options, wait_until)
@@ -454,12 +454,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
                 c.execute("SELECT 1")
             assert TERMINATED_MSG in str(e.value), e.value
         # (libpq read the FATAL while idle and names no SQLSTATE; on the wire:)
-        raw.settimeout(5)
-        t, p = pg_read_message(raw)
-        assert t == b"E", (t, p)
-        f = pg_error_fields(p)
-        assert (f["S"], f["C"], f["M"]) == ("FATAL", "57P01", TERMINATED_MSG), f
-        assert pg_read_message(raw) == (None, None)
+        assert_terminated_on_the_wire(raw)
         front.wait("wake-up", lambda: not front.suspended, timeout=10)
         t_wake = time.time()
         # a new client gets in after the wake-up

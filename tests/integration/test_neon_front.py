@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, SSL_REQUEST, Proxy, pg_error_fields, pg_raw_session, pg_read_message, pg_read_until,
+from conftest import (CANCEL_CODE, SSL_REQUEST, Proxy, assert_terminated_on_the_wire, pg_error_fields, pg_raw_session, pg_read_message, pg_read_until,
                       pg_simple_query, pg_startup_packet, raise_nofile, run_pgtandem)
 from neonfront import COMPUTE_DOWN_MSG, NO_ENDPOINT_MSG, TERMINATED_MSG, neon_uri
 from test_cutover_e2e import (_columns, admin_url, legacy_db, scalar, start_migration, version_options,  # noqa: F401
@@ -226,12 +226,7 @@ def test_front_suspend_ends_connections_with_57p01_and_wakes_up(neon_front, clus
         victims = front.suspend(refuse_ms=1500)
         assert len(victims) == 5
         # the raw socket reads the FATAL itself, then EOF
-        raw.settimeout(5)
-        t, p = pg_read_message(raw)
-        assert t == b"E", (t, p)
-        f = pg_error_fields(p)
-        assert (f["S"], f["C"], f["M"]) == ("FATAL", "57P01", TERMINATED_MSG), f
-        assert pg_read_message(raw) == (None, None)
+        assert_terminated_on_the_wire(raw)
         for c in idle:
             with pytest.raises(psycopg.OperationalError) as e:
                 c.execute("SELECT 1")
@@ -438,12 +433,7 @@ def test_pgtandem_after_suspend_idle_client_gets_57p01_and_new_client_works(neon
             idle.execute("SELECT 1")
         assert TERMINATED_MSG in str(e.value), e.value
         # on the wire: the FATAL with its SQLSTATE, then the end
-        raw.settimeout(5)
-        t, p = pg_read_message(raw)
-        assert t == b"E", (t, p)
-        f = pg_error_fields(p)
-        assert (f["S"], f["C"], f["M"]) == ("FATAL", "57P01", TERMINATED_MSG), f
-        assert pg_read_message(raw) == (None, None)
+        assert_terminated_on_the_wire(raw)
     finally:
         idle.close()
         raw.close()

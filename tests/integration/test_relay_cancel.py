@@ -198,6 +198,17 @@ def test_dbd_pg_async_cancel(relay):
     assert count_cancelled(r.stdout) == (0, 50), r.stdout
 
 
+def wait_until_running(cluster, pid, text, timeout=10.0):
+    """Polls pg_stat_activity until backend `pid` runs a statement
+    containing `text`, so a cancel is sent while it is in flight."""
+    deadline = time.monotonic() + timeout
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' AND query LIKE '%%%s%%'" % (
+        pid, text.replace("'", "''"))
+    while cluster.psql(sql) != "1":
+        assert time.monotonic() < deadline, "backend %d never ran %r" % (pid, text)
+        time.sleep(0.02)
+
+
 class HoldingFront:
     """A plain TCP relay in front of Postgres that passes everything on but,
     for a CancelRequest, never closes the proxy's connection: an upstream
@@ -261,7 +272,7 @@ def test_cancel_connection_closes_after_the_timeout_when_upstream_is_silent(clus
         sock, pid, key = login_with_key(p.port)
         try:
             start_query(sock, "SELECT pg_sleep(30)")
-            time.sleep(0.3)
+            wait_until_running(cluster, pid, "pg_sleep(30)")
             waited = cancel_and_wait_close(p.port, pid, key)
             assert 0.9 < waited < 1.0 + BOUND_S, waited
             msgs = pg_read_until(sock, timeout=30)  # Postgres did get the request
