@@ -6,12 +6,14 @@ PKGS     := libevent openssl libpq jansson libidn
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -std=c11 -Wall -Wextra -Werror
-BASE_CFLAGS := $(WARN) -D_GNU_SOURCE -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+LAYERS   := base engine relay online admin cli
+LAYER_INC := $(LAYERS:%=-Iproxy/%)
+BASE_CFLAGS := $(WARN) -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   ?= -O2 -g
 LDLIBS   := -lpg_query -lm
 
-SRCS      := $(wildcard proxy/*.c)
-LIB_SRCS  := $(filter-out proxy/main.c,$(SRCS))
+SRCS      := $(foreach l,$(LAYERS),$(wildcard proxy/$(l)/*.c))
+LIB_SRCS  := $(filter-out proxy/cli/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -30,7 +32,7 @@ build/rel/%.o: proxy/%.c Makefile
 build/asan/%.o: proxy/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
--include $(wildcard build/rel/*.d build/asan/*.d)
+-include $(wildcard build/rel/*/*.d build/asan/*/*.d)
 
 bin/pgtandem: $(SRCS:proxy/%.c=build/rel/%.o)
 	@mkdir -p bin
@@ -85,7 +87,7 @@ bench: deps
 FUZZ_RUNS ?= 1000000
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(@D)
-	clang $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(PKG_LIBS) $(LDLIBS)
+	clang $(WARN) -D_GNU_SOURCE $(LAYER_INC) $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(PKG_LIBS) $(LDLIBS)
 fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 	@for f in $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%); do \
 	  echo "== $$f ($(FUZZ_RUNS) runs)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \
@@ -93,13 +95,15 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
 # Static checks, all of which must be clean: cppcheck, clang-tidy's
 # analyzer (the clang static analyzer's core, unix and deadcode checkers),
-# shellcheck. compile_commands.json is written for editors and clang tools.
-LINT_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+# shellcheck, and the layer rule of proxy/*/README.md (tests/check_layers.py).
+# compile_commands.json is written for editors and clang tools.
+LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
 lint: deps compile_commands.json
 	cppcheck --quiet --std=c11 --enable=warning,portability --error-exitcode=1 --inline-suppr \
-	  -D_GNU_SOURCE -Iinclude --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
+	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
 	shellcheck -S warning tests/*.sh bench/*.sh .ci/run
+	/usr/bin/python3 tests/check_layers.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
 	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
 	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy

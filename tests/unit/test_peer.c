@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "peer.h"
-#include "relay.h"
+#include "relay_control.h"
 #include "server.h"
 #include "source_limit.h"
 #include "unit.h"

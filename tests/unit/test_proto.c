@@ -1,4 +1,4 @@
-/* Unit tests for the wire-protocol framing and tracking in proxy/proto.c. */
+/* Unit tests for the wire-protocol framing and tracking in proxy/relay/proto.c. */
 #include "proto.h"
 #include "unit.h"
 

@@ -1,4 +1,4 @@
-/* The engine's child processes (see include/engine_child.h). The engine's
+/* The engine's child processes (see engine_child.h). The engine's
  * database URI (password included) goes in the child's environment, which
  * only this user can read, never on its command line, which `ps` shows to
  * everyone; a migration body goes through an inherited memfd, never /tmp. */

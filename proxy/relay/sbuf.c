@@ -1,4 +1,4 @@
-/* Stream buffers (see include/sbuf.h). The read side reads a bounded chunk
+/* Stream buffers (see sbuf.h). The read side reads a bounded chunk
  * per event; the owner pauses reading when it cannot pass the bytes on,
  * which is what bounds memory per connection. */
 #include "sbuf.h"

@@ -1,4 +1,4 @@
-/* The engine's state SQL (see include/migration_state.h). */
+/* The engine's state SQL (see migration_state.h). */
 #include "migration_state.h"
 
 #include <stdio.h>

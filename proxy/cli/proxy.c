@@ -24,7 +24,7 @@
 #include "cli.h"
 #include "log.h"
 #include "fleet.h"
-#include "migration_runner.h"
+#include "online_migration.h"
 #include "pause.h"
 #include "peer.h"
 #include "proto.h"

@@ -1,4 +1,4 @@
-/* The cutover (see include/cutover.h). */
+/* The cutover (see cutover.h). */
 #include "cutover.h"
 
 #include <assert.h>
@@ -12,7 +12,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "pgasync.h"
-#include "relay.h"
+#include "relay_control.h"
 
 #define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 #define SQLSTATE_QUERY_CANCELED "57014"

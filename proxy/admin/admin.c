@@ -29,7 +29,7 @@
 
 #include "log.h"
 #include "pause.h"
-#include "relay.h"
+#include "relay_control.h"
 #include "server.h"
 #include "session.h"
 #include "settings.h"

@@ -1,4 +1,4 @@
-/* SASLprep of passwords (see include/saslprep.h), on libidn's stringprep
+/* SASLprep of passwords (see saslprep.h), on libidn's stringprep
  * tables and Unicode 3.2 NFKC. libidn's own "SASLprep" profile is not used
  * as is: Postgres checks prohibited, unassigned and bidirectional characters
  * on the mapped string before NFKC, not on the normalised output (so

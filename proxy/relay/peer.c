@@ -1,4 +1,4 @@
-/* CancelRequests between the proxies of a fleet (see include/peer.h).
+/* CancelRequests between the proxies of a fleet (see peer.h).
  * Several proxies in front of one database: a client's CancelRequest comes
  * on a new connection, which a shared port or a load balancer may hand to
  * another proxy than the one holding the session. Cancel keys carry the

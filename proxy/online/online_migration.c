@@ -1,4 +1,4 @@
-/* The engine inside the proxy (see include/migration_runner.h).
+/* The engine inside the proxy (see online_migration.h).
  *
  * Phases: expanding (child process) -> backfilling (batches on the loop) ->
  * finishing (child: validations, status 'active') -> active -> completing
@@ -12,7 +12,7 @@
  * loaded from the table whenever this proxy is not working on it itself;
  * the backfill is done by whoever holds the engine lock, and a follower
  * takes it over when that one stops. */
-#include "migration_runner.h"
+#include "online_migration.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -36,7 +36,7 @@
 #include "migration_plan.h"
 #include "migration_state.h"
 #include "pgasync.h"
-#include "relay.h"
+#include "relay_control.h"
 #include "settings.h"
 
 enum runner_phase {
@@ -118,6 +118,21 @@ struct migration_runner {
     struct pgasync reserve;
     int reserve_logged;             /* its failure was logged for this outage */
 };
+
+/* The migration file's backfill section sets the starting values. */
+static void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf)
+{
+    t->max_rows_per_sec = bf->max_rows_per_sec;
+    t->target_ms = bf->target_ms;
+    t->sleep_ratio = bf->sleep_ratio;
+}
+
+static void settings_apply_to_backfill(const struct throttle_settings *t, struct mig_backfill_settings *bf)
+{
+    bf->max_rows_per_sec = t->max_rows_per_sec;
+    bf->target_ms = t->target_ms;
+    bf->sleep_ratio = t->sleep_ratio;
+}
 
 static void backfill_next(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);

@@ -1,6 +1,6 @@
 /* Rehearses, against the live database and always rolled back, how the
  * dependents of a column whose type changes are carried to the second column
- * (see include/migration_dependents.h): Postgres type-checks them on the new
+ * (see migration_dependents.h): Postgres type-checks them on the new
  * type and prints them back over the new column. Names reach SQL as
  * parameters or through quoting; definitions come from Postgres itself. */
 #include "migration_dependents.h"

@@ -1,4 +1,4 @@
-/* Prepared-statement registry per session (see include/prepared.h). The
+/* Prepared-statement registry per session (see prepared.h). The
  * re-prepare is Close + the client's own Parse, byte for byte, so parameter
  * types and the statement text are exactly what the client sent. */
 #include "prepared.h"

@@ -1,4 +1,4 @@
-/* The fleet (see include/fleet.h): membership, following the migration,
+/* The fleet (see fleet.h): membership, following the migration,
  * and both sides of the fleet-wide hold, on one non-blocking connection of
  * its own. One statement is in flight at a time; what waits is a flag, and
  * pump() sends the most urgent one (releases before acknowledgements
@@ -17,7 +17,7 @@
 #include "log.h"
 #include "migration_state.h"
 #include "pgasync.h"
-#include "relay.h"
+#include "relay_control.h"
 #include "version.h"
 
 #define CHANNEL_MIGRATIONS "pgtandem_migrations"

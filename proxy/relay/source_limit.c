@@ -1,5 +1,5 @@
 /* Per-source token buckets for unauthenticated failures, and the log lines
- * they would otherwise write (see include/source_limit.h). */
+ * they would otherwise write (see source_limit.h). */
 #include "source_limit.h"
 
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* The settings table and its one validation (see include/settings.h). */
+/* The settings table and its one validation (see settings.h). */
 #include "settings.h"
 
 #include <jansson.h>
@@ -139,20 +139,6 @@ void settings_throttle_defaults(struct throttle_settings *t)
 {
     memset(t, 0, sizeof *t);
     t->target_ms = (long)setting_by_name(SETTING_THROTTLE, "target_ms")->def;
-}
-
-void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf)
-{
-    t->max_rows_per_sec = bf->max_rows_per_sec;
-    t->target_ms = bf->target_ms;
-    t->sleep_ratio = bf->sleep_ratio;
-}
-
-void settings_apply_to_backfill(const struct throttle_settings *t, struct mig_backfill_settings *bf)
-{
-    bf->max_rows_per_sec = t->max_rows_per_sec;
-    bf->target_ms = t->target_ms;
-    bf->sleep_ratio = t->sleep_ratio;
 }
 
 static void assign(struct throttle_settings *t, const char *name, double v)

@@ -1,4 +1,4 @@
-/* /migrations routes of the admin API (see include/admin_migrations.h).
+/* /migrations routes of the admin API (see admin_migrations.h).
  * A request that waits (complete, rollback) keeps its connection's close
  * callback, so a caller that goes away is forgotten rather than answered
  * into freed memory. */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "admin.h"
-#include "migration_runner.h"
+#include "online_migration.h"
 
 struct pending {
     struct migration_runner *runner;

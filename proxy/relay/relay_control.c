@@ -1,6 +1,6 @@
-/* The relay's side of include/relay.h: the engine's requests turned into
+/* The relay's side of relay_control.h: the engine's requests turned into
  * pause bookkeeping and session walks, the fleet's into peer.c's table. */
-#include "relay.h"
+#include "relay_control.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Authentication at the proxy (see include/auth.h). Client leg: SASL with
+/* Authentication at the proxy (see auth.h). Client leg: SASL with
  * SCRAM-SHA-256(-PLUS) against the users file, the way Postgres does it,
  * including the mock exchange for unknown users. Upstream leg: SCRAM (with
  * -PLUS when offered over TLS) using the stored password or the ClientKey

@@ -8,8 +8,6 @@
 
 #include <stddef.h>
 
-#include "migration.h"
-
 struct json_t;
 
 enum setting_type { SETTING_INT, SETTING_NUMBER, SETTING_BOOL };
@@ -54,9 +52,6 @@ struct throttle_settings {
 };
 
 void settings_throttle_defaults(struct throttle_settings *t);
-/* The migration file's backfill section sets the starting values. */
-void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf);
-void settings_apply_to_backfill(const struct throttle_settings *t, struct mig_backfill_settings *bf);
 /* A JSON object of settings; all applied or none (err says which and why). */
 int settings_throttle_update(struct throttle_settings *t, const char *json, size_t len, char *err, size_t errlen);
 struct json_t *settings_throttle_json(const struct throttle_settings *t);

@@ -1,4 +1,4 @@
-/* Event-loop-driven libpq (see include/pgasync.h). libpq may swap sockets
+/* Event-loop-driven libpq (see pgasync.h). libpq may swap sockets
  * while connecting, so the watched event is recreated whenever the socket
  * or the direction changes. libpq also closes its socket by itself when
  * the connection breaks; the event on that descriptor is dropped right
