@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "progress_line.h"
 
@@ -46,13 +47,6 @@ struct progress {
     struct progress_line line;
     char phase[32];
 };
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* ---- URL and token ---- */
 
@@ -376,7 +370,7 @@ static int poll_until_active(const struct remote *r, const char *name)
             return fail_msg("start", err);
         }
         if (rc < 0)
-            sleep_ms(POLL_MS);
+            clock_sleep_ms(POLL_MS);
     }
     progress_line_end(&p.line);
     return rc;

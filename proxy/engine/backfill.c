@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "migration_sql.h"
 
 #define RATE_WEIGHT 0.75          /* weight of the history in the rows/ms average */
@@ -403,13 +404,6 @@ void backfill_session_end(PGconn *conn, int replica)
         exec_script(conn, "RESET session_replication_role", NULL, 0);
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 {
     char *sql = backfill_batch_sql(b);
@@ -420,9 +414,9 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
     const char *values[4 + BACKFILL_MAX_KEY];
     char num[32];
     int n = backfill_batch_params(b, values, num, sizeof num);
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
-    double elapsed = now_ms() - t0;
+    double elapsed = clock_now_ms() - t0;
     free(sql);
     int rc = 0;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {

@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "migration_state.h"
 #include "log.h"
 #include "pgasync.h"
 #include "migration_catalog.h"
 #include "migration_dependents.h"
 #include "migration_sql.h"
-
-#define LOCK_NOT_AVAILABLE "55P03"
+#include "retry.h"
 
 static const char *CURRENT_SQL =
     "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
@@ -36,21 +36,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return ENGINE_FAILED;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* Runs sql (possibly several statements, no parameters). */
@@ -136,6 +121,40 @@ static PGconn *open_waiting_for_a_slot(const char *uri)
     return conn;
 }
 
+void engine_close(struct engine *e)
+{
+    if (e->conn && e->locked && PQstatus(e->conn) == CONNECTION_OK)
+        PQclear(PQexec(e->conn, MIG_STATE_UNLOCK_SQL));
+    e->locked = 0;
+    if (e->conn)
+        PQfinish(e->conn);
+    e->conn = NULL;
+}
+
+int engine_stopped(const struct engine *e)
+{
+    return e->opt.stop && atomic_load(e->opt.stop);
+}
+
+/* Sleeps ms, in slices, returning early (-1) once the engine is stopped. */
+static int nap(const struct engine *e, long ms)
+{
+    for (long left = ms; left > 0; left -= 50) {
+        if (engine_stopped(e))
+            return -1;
+        clock_sleep_ms(left < 50 ? left : 50);
+    }
+    return engine_stopped(e) ? -1 : 0;
+}
+
+static int try_engine_lock(struct engine *e)
+{
+    PGresult *r = PQexec(e->conn, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")");
+    int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return got;
+}
+
 int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
                 char *err, size_t errlen)
 {
@@ -148,9 +167,9 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
                 NULL, err, errlen);
     if (!exclusive)
         return ENGINE_OK;
-    PGresult *r = PQexec(e->conn, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")");
-    int got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
+    int got = try_engine_lock(e);
+    for (long waited = 0; !got && waited < e->opt.lock_wait_ms && nap(e, 50) == 0; waited += 50)
+        got = try_engine_lock(e);
     if (!got)
         return fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s "
                     "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
@@ -161,12 +180,6 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     return ENGINE_OK;
 }
 
-void engine_close(struct engine *e)
-{
-    if (e->conn)
-        PQfinish(e->conn);
-    e->conn = NULL;
-}
 
 static void free_current(struct current *c)
 {
@@ -484,14 +497,6 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 
 /* ---- running steps -------------------------------------------------------- */
 
-static long backoff_delay(const struct engine *e, int attempt, unsigned int *seed)
-{
-    long base = e->opt.backoff_ms << (attempt < 6 ? attempt : 6);
-    if (base > 5000)
-        base = 5000;
-    return base / 2 + (long)(rand_r(seed) % (unsigned int)(base + 1));
-}
-
 /* Runs steps [from, to) as one transaction with lock_timeout, retrying lock
  * timeouts with backoff and jitter. tail_sql (may be NULL) joins the same
  * transaction, e.g. the state update that must commit with the DDL. */
@@ -504,7 +509,9 @@ static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, siz
     char begin[96], state[6] = "";
     snprintf(begin, sizeof begin, "BEGIN; SET LOCAL lock_timeout = '%ldms'", e->opt.lock_timeout_ms);
     for (int attempt = 1; attempt <= attempts; attempt++) {
-        double t0 = now_ms();
+        if (engine_stopped(e))
+            return fail(err, errlen, "stopped");
+        double t0 = clock_now_ms();
         int rc = exec_simple(e->conn, begin, state, err, errlen);
         for (size_t i = from; rc == 0 && i < to; i++) {
             rc = exec_simple(e->conn, l->v[i].sql, state, err, errlen);
@@ -523,20 +530,21 @@ static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, siz
             rc = exec_simple(e->conn, "COMMIT", state, err, errlen);
         if (rep) {
             rep->attempts = attempt;
-            rep->total_ms += now_ms() - t0;
+            rep->total_ms += clock_now_ms() - t0;
         }
         if (rc == 0)
             return ENGINE_OK;
         char ignore[128];
         exec_simple(e->conn, "ROLLBACK", NULL, ignore, sizeof ignore);
-        if (strcmp(state, LOCK_NOT_AVAILABLE) != 0)
+        if (!retry_worthwhile(state))
             return ENGINE_FAILED;
         if (rep)
-            rep->lock_wait_ms += now_ms() - t0;
-        long delay = backoff_delay(e, attempt - 1, &seed);
+            rep->lock_wait_ms += clock_now_ms() - t0;
+        long delay = retry_delay_ms(e->opt.backoff_ms, attempt - 1, &seed);
         log_warn("lock not available within %ldms (attempt %d/%d); retrying in %ldms",
                  e->opt.lock_timeout_ms, attempt, attempts, delay);
-        sleep_ms(delay);
+        if (nap(e, delay) != 0)
+            return fail(err, errlen, "stopped while waiting to retry");
     }
     return ENGINE_FAILED;
 }
@@ -545,6 +553,8 @@ static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, siz
  * (an index build, whose failure leaves an INVALID index) gets one retry. */
 static int run_alone(struct engine *e, const struct mig_step *s, char *err, size_t errlen)
 {
+    if (engine_stopped(e))
+        return fail(err, errlen, "stopped");
     char state[6] = "";
     char tmo[64];
     snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
@@ -711,7 +721,10 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
             break;
         if (b.paused) {
             /* Paused: no batch, just re-read the switch from the checkpoint row. */
-            sleep_ms(backfill_sleep_ms(&b));
+            if (nap(e, backfill_sleep_ms(&b)) != 0) {
+                rc = fail(err, errlen, "stopped");
+                break;
+            }
             if (backfill_load(e->conn, &b, err, errlen) != 0)
                 rc = ENGINE_FAILED;
             if (e->opt.on_progress)
@@ -726,7 +739,8 @@ static int backfill_table(struct engine *e, const char *name, const struct mig_b
             (*budget)--;
         if (e->opt.on_progress)
             e->opt.on_progress(&b, 0, e->opt.progress_arg);
-        sleep_ms(backfill_sleep_ms(&b));
+        if (nap(e, backfill_sleep_ms(&b)) != 0)
+            rc = fail(err, errlen, "stopped");
     }
     if (e->opt.on_progress && rc == ENGINE_OK)
         e->opt.on_progress(&b, b.done, e->opt.progress_arg);
@@ -918,11 +932,14 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     } else if (e->opt.validate_only) {
         rc = ENGINE_OK;
     } else {
-        const char *v[1] = {cur.name};
-        rc = run_txn(e, &plan.contract, 0, plan.contract.n,
-                     "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
-                     " updated_at = now(), error = NULL WHERE name = $1 RETURNING name, status)"
-                     MIG_STATE_NOTIFY_FROM("u"), v, 1, rep, err, errlen);
+        /* the same statement the proxy's cutover commits with; the attempts
+         * and the lock wait are known only afterwards and recorded below */
+        char *lit = PQescapeLiteral(e->conn, cur.name, strlen(cur.name));
+        char *completed = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
+        rc = completed ? run_txn(e, &plan.contract, 0, plan.contract.n, completed, NULL, 0, rep, err, errlen)
+                       : fail(err, errlen, "out of memory");
+        free(completed);
+        PQfreemem(lit);
         if (rc != ENGINE_OK) {
             char msg[1200];
             snprintf(msg, sizeof msg, "contract failed after %d attempt(s): %s", rep->attempts, err);

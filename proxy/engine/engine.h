@@ -1,6 +1,6 @@
 /* The migration engine: runs a migration's phases against one database and
  * records every step in schema pgtandem of that database (so any process can
- * resume). This issue drives it with blocking libpq; the SQL of each phase
+ * resume). Driven here with blocking libpq; the SQL of each phase
  * comes from migration_plan and each backfill batch is a discrete step
  * (backfill.h), so an event loop can drive the same pieces asynchronously.
  * Return values are exit statuses: ENGINE_OK, ENGINE_FAILED (operational),
@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -28,6 +29,10 @@ struct engine_options {
     int skip_backfill;          /* start: stop after expand (tests, operators) */
     long stop_after_batches;    /* start/resume: stop after N batches (0 = run to end) */
     int validate_only;          /* complete: run the checks that precede the cutover, then stop */
+    /* Another thread sets *stop to have the engine give up between
+     * statements (it also cancels the one running); NULL: never. */
+    const atomic_int *stop;
+    long lock_wait_ms;          /* exclusive open: wait this long for the engine lock (0: refuse at once) */
     /* Called after every backfill batch (and with done=1 at the end). */
     void (*on_progress)(const struct backfill *b, int finished, void *arg);
     void *progress_arg;
@@ -51,7 +56,12 @@ void engine_default_options(struct engine_options *o);
  * the state schema. */
 int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
                 char *err, size_t errlen);
+/* Lets go of the engine lock before closing: a backend ends a moment after
+ * its client has gone, and the next engine (a script's next command, the
+ * proxy's next step) must not find the lock still held. */
 void engine_close(struct engine *e);
+/* Whether *opt.stop was set. */
+int engine_stopped(const struct engine *e);
 
 /* Validates m against the live catalog and builds its plan (no changes). */
 int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,

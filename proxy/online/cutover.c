@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fleet.h"
 #include "log.h"
 #include "pgasync.h"
 #include "relay_control.h"
+#include "retry.h"
 
 #define SQLSTATE_LOCK_NOT_AVAILABLE "55P03"
 #define SQLSTATE_QUERY_CANCELED "57014"
@@ -51,14 +53,6 @@ static void finish(struct cutover *c, enum cutover_outcome outcome)
         done(c->ctx, outcome, &c->rep);
 }
 
-static long backoff_ms(int attempt_no)
-{
-    long base = 100L << (attempt_no < 5 ? attempt_no : 5);
-    if (base > 3000)
-        base = 3000;
-    return base / 2 + (long)((unsigned)rand() % (unsigned)(base / 2 + 1));
-}
-
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -72,7 +66,7 @@ static void retry_or_give_up(struct cutover *c, const char *why)
     char reason[sizeof c->rep.error];
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
     if (c->rep.attempts < c->opt.max_attempts) {
-        long delay = backoff_ms(c->rep.attempts);
+        long delay = retry_delay_ms(RETRY_FIRST_MS, c->rep.attempts, &c->seed);
         log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
                  c->opt.max_attempts, reason, delay);
         snprintf(c->rep.error, sizeof c->rep.error, "%s", reason);
@@ -201,7 +195,7 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
     (void)sqlstate;
     struct cutover *c = ctx;
     release(c);
-    if (strstr(c->rep.error, "(55P03)") || strstr(c->rep.error, "(" SQLSTATE_FLEET_HOLD_LOST ")"))
+    if (strstr(c->rep.error, "(" SQLSTATE_LOCK_NOT_AVAILABLE ")") || strstr(c->rep.error, "(" SQLSTATE_FLEET_HOLD_LOST ")"))
         retry_or_give_up(c, c->rep.error);
     else
         fail_now(c, c->rep.error); /* retrying will not help */
@@ -469,6 +463,7 @@ int cutover_start(struct cutover *c, struct event_base *base, struct server *rel
 {
     cutover_abort(c);
     memset(&c->rep, 0, sizeof c->rep);
+    c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     c->relay = relay;
     c->fleet = fleet;
     snprintf(c->migration, sizeof c->migration, "%s", migration);

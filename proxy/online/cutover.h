@@ -74,6 +74,7 @@ struct cutover {
     int holding;                /* the local relay is held (or draining) */
     struct fleet *fleet;        /* NULL: this proxy alone */
     char migration[128];
+    unsigned int seed;          /* rand_r state of the retry jitter */
     int waiting;                /* holds not yet answered: local, fleet */
     int hold_failed;
     char hold_why[640];

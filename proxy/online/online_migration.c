@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "backfill.h"
+#include "clock.h"
 #include "engine.h"
 #include "engine_child.h"
 #include "fleet.h"
@@ -145,13 +146,6 @@ static void watch_blockers(struct migration_runner *r);
 static int child_phase(enum runner_phase p);
 
 static void give_slot_to_step(struct migration_runner *r);
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static int in_progress(enum runner_phase p)
 {
@@ -525,7 +519,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
 {
     struct migration_runner *r = ctx;
     struct backfill *b = &r->bf[r->cur];
-    double elapsed = now_ms() - r->batch_t0;
+    double elapsed = clock_now_ms() - r->batch_t0;
     if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
         backfill_lock_timeout(b);
     } else if (error && connection_lost(sqlstate)) {
@@ -583,7 +577,7 @@ static void on_lag(void *ctx, PGresult *res, const char *error, const char *sqls
 {
     (void)sqlstate;
     struct migration_runner *r = ctx;
-    r->lag_checked_ms = now_ms();
+    r->lag_checked_ms = clock_now_ms();
     if (!error && res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         r->replica_lag_ms = atof(PQgetvalue(res, 0, 0));
     backfill_next(r);
@@ -623,9 +617,9 @@ static long throttle_delay(struct migration_runner *r, struct backfill *b)
 
 static void backfill_finished(struct migration_runner *r)
 {
-    r->bf_finished_ms = now_ms();
+    r->bf_finished_ms = clock_now_ms();
     log_info("migration %s: backfill done, %lld rows in %.1f s", r->name, rows_done(r),
-             (now_ms() - r->bf_started_ms) / 1000.0);
+             (clock_now_ms() - r->bf_started_ms) / 1000.0);
     release_lock_then(r, spawn_finish);
 }
 
@@ -663,7 +657,7 @@ static void send_batch(struct migration_runner *r, struct backfill *b)
     const char *values[4 + BACKFILL_MAX_KEY];
     char num[32];
     int n = backfill_batch_params(b, values, num, sizeof num);
-    r->batch_t0 = now_ms();
+    r->batch_t0 = clock_now_ms();
     /* a batch aims at target_ms: many times that without an answer is a dead connection */
     long bound = 10 * r->thr.target_ms;
     r->db.watchdog_ms = bound > ENGINE_WATCHDOG_MS ? (int)(bound < 3600000 ? bound : 3600000) : ENGINE_WATCHDOG_MS;
@@ -694,7 +688,7 @@ static void backfill_next(struct migration_runner *r)
         return;
     }
     struct backfill *b = &r->bf[r->cur];
-    if (r->thr.max_replica_lag_ms > 0 && now_ms() - r->lag_checked_ms > 1000) {
+    if (r->thr.max_replica_lag_ms > 0 && clock_now_ms() - r->lag_checked_ms > 1000) {
         if (pgasync_send(&r->db, LAG_SQL, 0, NULL, on_lag, r) != 0)
             fail(r, "replica lag check: %s", r->db.error);
         return;
@@ -716,7 +710,7 @@ static void on_session_setup(void *ctx, PGresult *res, const char *error, const 
         fail(r, "preparing the backfill session: %s", error);
         return;
     }
-    r->bf_started_ms = now_ms();
+    r->bf_started_ms = clock_now_ms();
     r->bf_finished_ms = 0;
     r->bf_rows_at_start = rows_done(r);
     backfill_next(r);
@@ -864,8 +858,8 @@ static int takeover_due(struct migration_runner *r)
         return 1;
     double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
     if (r->follow_since_ms == 0)
-        r->follow_since_ms = now_ms();
-    return now_ms() - r->follow_since_ms >= 2 * lease;
+        r->follow_since_ms = clock_now_ms();
+    return clock_now_ms() - r->follow_since_ms >= 2 * lease;
 }
 
 /* The state row is the truth: whatever happened while nobody watched
@@ -1055,7 +1049,7 @@ static void log_blockers(struct migration_runner *r)
              field(b, "application_name", ""), field(b, "state", "?"), field(b, "xact_start", "-"),
              field(b, "query", ""), json_array_size(r->blocked_by) > 1 ? " and others" : "",
              field(b, "waiting_query", ""));
-    r->blocked_logged_ms = now_ms();
+    r->blocked_logged_ms = clock_now_ms();
 }
 
 static void on_blockers(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -1063,7 +1057,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
     (void)sqlstate;
     struct migration_runner *r = ctx;
     r->polling_blockers = 0;
-    double now = now_ms();
+    double now = clock_now_ms();
     json_t *found = !error && res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
     if (json_array_size(found) > 0) {
         json_decref(r->blocked_by);
@@ -1570,7 +1564,7 @@ static json_t *backfill_json(const struct migration_runner *r)
         batches += r->bf[i].batches;
         max_ms = r->bf[i].max_ms > max_ms ? r->bf[i].max_ms : max_ms;
     }
-    double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : now_ms();
+    double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
     double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
     long long moved = done - r->bf_rows_at_start;
     double rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
