@@ -796,6 +796,8 @@ static int expand(struct engine *e, const struct migration *m, const struct mig_
     if (record_status(e->conn, m->name, "expanding", NULL) != 0)
         return fail(err, errlen, "cannot record the migration state: %s", PQerrorMessage(e->conn));
     if (run_steps(e, &plan->expand, err, errlen) != ENGINE_OK) {
+        if (engine_stopped(e)) /* stopped for a rollback: it undoes the partial expand */
+            return ENGINE_FAILED;
         char e2[1024];
         log_error("expand of %s failed: %s; removing what it created", m->name, err);
         run_rollback_steps(e, &plan->rollback, e2, sizeof e2);

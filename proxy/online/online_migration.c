@@ -1,8 +1,9 @@
 /* The engine inside the proxy (see online_migration.h).
  *
- * Phases: expanding (child process) -> backfilling (batches on the loop) ->
- * finishing (child: validations, status 'active') -> active -> completing
- * (the cutover) -> completed. Rollback is a child process from any phase
+ * Phases: expanding (the worker thread) -> backfilling (batches on the
+ * loop) -> finishing (worker: validations, status 'active') -> active ->
+ * completing (the cutover, on the loop) -> completed. Rollback runs on the
+ * worker from any phase
  * before completed; failed is left by rollback or by a new start.
  *
  * The state of record stays in schema pgtandem of the database, so a proxy
@@ -30,7 +31,7 @@
 #include "backfill.h"
 #include "clock.h"
 #include "engine.h"
-#include "engine_child.h"
+#include "engine_worker.h"
 #include "fleet.h"
 #include "log.h"
 #include "migration.h"
@@ -82,8 +83,8 @@ struct migration_runner {
     struct backfill *bf;
     size_t nbf, cur;
     char error[1024];
-    struct engine_child child;
-    int child_exit;                 /* exit status of the last engine process */
+    struct engine_worker worker;    /* the engine's blocking steps, off the loop */
+    int step_status;                /* ENGINE_OK/FAILED/INVALID of the last worker step */
     struct pgasync db;
     int holds_lock;                 /* db holds the one-engine advisory lock */
     struct event *timer;
@@ -105,13 +106,12 @@ struct migration_runner {
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
-    struct event *blocked_timer;    /* while an engine process works: who blocks it */
+    struct event *blocked_timer;    /* while a worker step runs: who blocks it */
     json_t *blocked_by;             /* the backends its statement waits for, as last seen */
     double blocked_seen_ms, blocked_logged_ms;
     int polling_blockers;           /* db is busy with that question */
-    int stopping_child;             /* a rollback stops the engine process: its backend goes first */
     struct event *health_timer;     /* reconnects a connection lost while nothing used it */
-    /* A connection slot held for the engine process of the next step
+    /* A connection slot held for the worker step that comes next
      * (validations, a rollback, a diagnosis) while a migration is in
      * progress: it is given up just before that process connects, and
      * taken again once it has exited, so clients that fill the database
@@ -138,12 +138,12 @@ static void settings_apply_to_backfill(const struct throttle_settings *t, struct
 static void backfill_next(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
-static void after_checks(void *ctx, int code);
+static void after_checks(void *ctx, int code, const char *why);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
-static int child_phase(enum runner_phase p);
+static int worker_phase(enum runner_phase p);
 
 static void give_slot_to_step(struct migration_runner *r);
 
@@ -196,7 +196,7 @@ static void answer_rollback(struct migration_runner *r)
     if (r->phase == RP_ROLLED_BACK)
         answer(&r->rollback_w, 200, json_pack("{s:s,s:s}", "status", "rolled_back", "name", r->name));
     else
-        answer(&r->rollback_w, r->child_exit == 2 ? 409 : 500,
+        answer(&r->rollback_w, r->step_status == 2 ? 409 : 500,
                json_pack("{s:s,s:s}", "status", phase_names[r->phase], "error",
                          r->error[0] ? r->error : "the rollback did not run"));
 }
@@ -338,10 +338,6 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
             log_warn("migration %s: %s", r->name ? r->name : "-", r->error);
         if (r->start_w.fn)
             answer_start_check(r, 503, r->error);
-        if (r->stopping_child) {
-            r->stopping_child = 0;
-            engine_child_terminate(&r->child);
-        }
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
@@ -383,7 +379,7 @@ static void on_unlocked(void *ctx, PGresult *res, const char *error, const char 
     next(r);
 }
 
-/* The child engine takes the one-engine advisory lock itself: let go first. */
+/* The worker's engine takes the one-engine advisory lock itself: let go first. */
 static void release_lock_then(struct migration_runner *r, runner_step_fn next)
 {
     if (!pgasync_ready(&r->db) || !r->holds_lock) {
@@ -468,13 +464,13 @@ static long long rows_done(const struct migration_runner *r)
     return n;
 }
 
-/* Between our unlock and the finishing child's lock, a follower that has
+/* Between our unlock and the finishing worker's lock, a follower that has
  * seen the backfill run for two leases may take the lock (it tries on every
  * poll): it finds the backfill done and finishes it itself. That is no
  * failure: this proxy follows it (and takes the work back should it die). */
-static int lost_lock_to_a_follower(struct migration_runner *r, int code)
+static int lost_lock_to_a_follower(struct migration_runner *r, int code, const char *why)
 {
-    if (code == 0 || !r->fleet || !strstr(engine_child_reason(&r->child), ENGINE_LOCK_HELD_MSG))
+    if (code == 0 || !r->fleet || !strstr(why, ENGINE_LOCK_HELD_MSG))
         return 0;
     log_info("migration %s: another proxy of the fleet took the engine lock to finish the backfill; following it",
              r->name);
@@ -486,14 +482,14 @@ static int lost_lock_to_a_follower(struct migration_runner *r, int code)
     return 1;
 }
 
-static void after_finish(void *ctx, int code)
+static void after_finish(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    r->child_exit = code;
-    if (lost_lock_to_a_follower(r, code))
+    r->step_status = code;
+    if (lost_lock_to_a_follower(r, code, why))
         return;
     if (code != 0) {
-        fail(r, "finishing the backfill: %s", engine_child_reason(&r->child));
+        fail(r, "finishing the backfill: %s", why);
         return;
     }
     r->error[0] = '\0';
@@ -505,8 +501,8 @@ static void spawn_finish(struct migration_runner *r)
 {
     enter_phase(r, RP_FINISHING);
     give_slot_to_step(r);
-    if (engine_child_spawn(&r->child, "resume", NULL, r->engine_db, NULL, after_finish, r) != 0)
-        fail(r, "cannot start the engine process: %s", strerror(errno));
+    if (engine_worker_run(&r->worker, ENGINE_JOB_FINISH, r->engine_db, NULL, 0, after_finish, r) != 0)
+        fail(r, "%s", r->worker.why);
 }
 
 static void backfill_stopped(struct migration_runner *r)
@@ -542,10 +538,10 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
     schedule(r, backfill_sleep_ms(b), backfill_next);
 }
 
-static void after_diagnosis(void *ctx, int code)
+static void after_diagnosis(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    r->child_exit = code;
+    r->step_status = code;
     if (r->stop_backfill) {
         backfill_stopped(r);
         return;
@@ -555,13 +551,13 @@ static void after_diagnosis(void *ctx, int code)
         load_state(r);
         return;
     }
-    fail(r, "%s", engine_child_reason(&r->child));
+    fail(r, "%s", why);
 }
 
 /* A batch failed on the data (an `up` expression that errors on some row).
- * The CLI's engine runs the same batch once more in a child and, when it
+ * The engine runs the same batch once more on the worker and, when it
  * fails, names the row and the expression; its queries stay off the loop.
- * The proxy lets go of the engine lock first so the child can take it. */
+ * The proxy lets go of the engine lock first so the worker can take it. */
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
 {
     snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
@@ -569,7 +565,7 @@ static void diagnose_batch(struct migration_runner *r, const struct backfill *b,
     pgasync_close(&r->db);
     r->holds_lock = 0;
     give_slot_to_step(r);
-    if (engine_child_spawn(&r->child, "resume", NULL, r->engine_db, "--stop-after-batches=1", after_diagnosis, r) != 0)
+    if (engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)
         fail(r, "%s", r->error);
 }
 
@@ -917,12 +913,12 @@ static void load_state(struct migration_runner *r)
 
 /* ---- start ---- */
 
-static void after_expand(void *ctx, int code)
+static void after_expand(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    r->child_exit = code;
+    r->step_status = code;
     if (code != 0) {
-        fail(r, "%s", engine_child_reason(&r->child));
+        fail(r, "%s", why);
         return;
     }
     log_info("migration %s: expanded; backfilling on the proxy's event loop", r->name);
@@ -955,7 +951,7 @@ static void reset_migration(struct migration_runner *r)
     r->table_status[0] = '\0';
     r->replica_lag_ms = r->lag_checked_ms = 0;
     r->lock_tries = r->reconnects = 0;
-    r->child_exit = 0;
+    r->step_status = 0;
     r->bf_started_ms = r->bf_finished_ms = 0;
     r->bf_rows_at_start = 0;
 }
@@ -979,24 +975,23 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     r->follow_since_ms = 0;
     settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     set_name(r, r->mig.name);
-    /* The expand process takes the engine lock: this proxy must not hold it. */
+    /* The worker's engine takes the engine lock: this proxy must not hold it. */
     if (r->holds_lock) {
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
     give_slot_to_step(r);
-    if (engine_child_spawn_input(&r->child, "start", q->body, q->body_len, r->engine_db, "--no-backfill",
-                                 after_expand, r) != 0) {
-        answer(&w, 500, error_json("cannot start the engine process"));
+    if (engine_worker_run(&r->worker, ENGINE_JOB_EXPAND, r->engine_db, q->body, q->body_len, after_expand, r) != 0) {
+        answer(&w, 500, error_json(r->worker.why));
         return;
     }
     enter_phase(r, RP_EXPANDING);
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
 }
 
-/* ---- who blocks the engine process ---- */
+/* ---- who blocks the worker step ---- */
 
-/* The engine process (expand, validations, rollback) holds the engine's
+/* The worker step (expand, validations, rollback) holds the engine's
  * advisory lock. Who blocks it: whoever its backend waits for right now,
  * and, since a step with a short lock_timeout waits in spurts between
  * retries, whoever has held a lock on a migrated table for over a second
@@ -1029,7 +1024,7 @@ static char *tables_literal(const struct migration_runner *r);
 #define BLOCKED_LOG_MS 5000   /* a WARN every few seconds while it waits */
 #define BLOCKED_KEEP_MS 10000 /* a step that retries waits in spurts: the last blocker stays shown this long */
 
-static int child_phase(enum runner_phase p)
+static int worker_phase(enum runner_phase p)
 {
     return p == RP_EXPANDING || p == RP_FINISHING || p == RP_ROLLING_BACK;
 }
@@ -1078,7 +1073,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
 
 static void poll_blockers(struct migration_runner *r)
 {
-    if (!child_phase(r->phase) || r->db.busy)
+    if (!worker_phase(r->phase) || r->db.busy)
         return;
     char *tables = r->have_mig ? tables_literal(r) : NULL;
     const char *values[1] = {tables ? tables : "{}"};
@@ -1094,7 +1089,7 @@ static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct migration_runner *r = arg;
-    if (!child_phase(r->phase))
+    if (!worker_phase(r->phase))
         return;
     if (r->db.busy) {
         watch_blockers(r);
@@ -1109,10 +1104,10 @@ static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Polls while an engine process works; forgets the blockers otherwise. */
+/* Polls while a worker step runs; forgets the blockers otherwise. */
 static void watch_blockers(struct migration_runner *r)
 {
-    if (!child_phase(r->phase)) {
+    if (!worker_phase(r->phase)) {
         if (r->polling_blockers && !r->holds_lock) {
             /* the next step needs the connection now, not after the answer */
             pgasync_close(&r->db);
@@ -1176,7 +1171,7 @@ static void on_free_slots(void *ctx, PGresult *res, const char *error, const cha
     if (free_slots < START_NEEDS_SLOTS) {
         char why[700];
         snprintf(why, sizeof why,
-                 "the database has %d free connection slots; the migration needs %d: one for the engine process "
+                 "the database has %d free connection slots; the migration needs %d: one for the engine worker "
                  "that expands, validates or rolls back (the proxy's engine and fleet connections are open "
                  "already). Nothing was changed. Free a slot (close idle clients, lower a pool's size) or raise "
                  "max_connections, then start again",
@@ -1383,12 +1378,12 @@ static void recheck_then_cutover(struct migration_runner *r)
 }
 
 /* Rows that violate a check leave the migration active, nobody held. */
-static void after_checks(void *ctx, int code)
+static void after_checks(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    r->child_exit = code;
+    r->step_status = code;
     if (code != 0) {
-        snprintf(r->error, sizeof r->error, "%s", engine_child_reason(&r->child));
+        snprintf(r->error, sizeof r->error, "%s", why);
         enter_phase(r, RP_ACTIVE);
         return;
     }
@@ -1420,11 +1415,11 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         with_connection(r, recheck_then_cutover);
         return;
     }
-    /* Checks that scan the table run before anyone is held, in a child
-     * (the CLI's code), with traffic flowing. */
+    /* Checks that scan the table run before anyone is held, on the
+     * worker, with traffic flowing. */
     give_slot_to_step(r);
-    if (engine_child_spawn(&r->child, "complete", NULL, r->engine_db, "--validate-only", after_checks, r) != 0) {
-        snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
+    if (engine_worker_run(&r->worker, ENGINE_JOB_CHECK, r->engine_db, NULL, 0, after_checks, r) != 0) {
+        snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
         enter_phase(r, RP_ACTIVE);
     }
 }
@@ -1439,75 +1434,42 @@ static void rollback_failed(struct migration_runner *r)
     enter_phase(r, RP_FAILED);
 }
 
-static void after_rollback(void *ctx, int code)
+static void after_rollback(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    r->child_exit = code;
+    r->step_status = code;
     if (code == 0) {
         r->error[0] = '\0';
         log_info("migration %s rolled back", r->name);
         enter_phase(r, RP_ROLLED_BACK);
         return;
     }
-    snprintf(r->error, sizeof r->error, "rollback: %s", engine_child_reason(&r->child));
+    snprintf(r->error, sizeof r->error, "rollback: %s", why);
     log_error("migration %s: %s", r->name, r->error);
     rollback_failed(r);
 }
 
 static void start_rollback(struct migration_runner *r)
 {
-    if (r->holds_lock) { /* the rollback process takes the engine lock itself */
+    if (r->holds_lock) { /* the worker's rollback takes the engine lock itself */
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
     enter_phase(r, RP_ROLLING_BACK);
     give_slot_to_step(r);
-    if (engine_child_spawn(&r->child, "rollback", NULL, r->engine_db, NULL, after_rollback, r) != 0) {
-        snprintf(r->error, sizeof r->error, "cannot start the engine process: %s", strerror(errno));
+    if (engine_worker_run(&r->worker, ENGINE_JOB_ROLLBACK, r->engine_db, NULL, 0, after_rollback, r) != 0) {
+        snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
         rollback_failed(r);
     }
 }
 
-/* The backend of the engine process: the one holding the engine lock. A
- * backend waiting for a lock does not notice its client is gone, so it is
- * ended here (waiting up to 5 s for it to go) before the process is. */
-static const char END_ENGINE_BACKEND_SQL[] =
-    "SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()"
-    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    "   AND l.classid::bigint = (" ENGINE_LOCK_KEY "::bigint >> 32)"
-    "   AND l.objid::bigint = (" ENGINE_LOCK_KEY "::bigint & 4294967295)";
-
-static void on_engine_backend_ended(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    (void)res;
-    (void)sqlstate;
-    struct migration_runner *r = ctx;
-    if (error)
-        log_warn("migration %s: ending the engine process's backend: %s", r->name, error);
-    r->stopping_child = 0;
-    engine_child_terminate(&r->child); /* its done callback fails the step; the rollback asked for runs */
-}
-
-static void send_end_engine_backend(struct migration_runner *r)
-{
-    if (pgasync_send(&r->db, END_ENGINE_BACKEND_SQL, 0, NULL, on_engine_backend_ended, r) != 0)
-        on_engine_backend_ended(r, NULL, r->db.error, NULL);
-}
-
 /* A rollback asked for while the expand (or the validations) waits, maybe
- * for a lock an idle transaction holds: the step is stopped, then rolled
- * back, instead of telling the operator to wait for it. */
-static void stop_engine_process(struct migration_runner *r)
+ * for a lock an idle transaction holds: the step is stopped (its statement
+ * cancelled), then rolled back, instead of telling the operator to wait. */
+static void stop_engine_step(struct migration_runner *r)
 {
-    log_warn("migration %s: rollback asked for while %s; stopping the engine process", r->name,
-             phase_names[r->phase]);
-    r->stopping_child = 1;
-    if (r->db.busy) { /* a question about blockers: this matters more */
-        pgasync_close(&r->db);
-        r->polling_blockers = 0;
-    }
-    with_connection(r, send_end_engine_backend);
+    log_warn("migration %s: rollback asked for while %s; stopping that step", r->name, phase_names[r->phase]);
+    engine_worker_stop(&r->worker); /* its done callback fails the step; the rollback asked for runs */
 }
 
 static void handle_rollback(struct migration_runner *r, const struct runner_request *q)
@@ -1518,9 +1480,9 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         return;
     }
     if ((r->phase == RP_EXPANDING || r->phase == RP_FINISHING) && !r->rollback_w.fn &&
-        engine_child_running(&r->child) && !r->following) {
+        engine_worker_running(&r->worker) && !r->following) {
         r->rollback_w = w;
-        stop_engine_process(r);
+        stop_engine_step(r);
         return;
     }
     if (r->phase == RP_EXPANDING || r->phase == RP_FINISHING || r->phase == RP_COMPLETING ||
@@ -1538,10 +1500,10 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         return;
     }
     r->rollback_w = w;
-    if (r->phase == RP_BACKFILLING && engine_child_running(&r->child)) {
+    if (r->phase == RP_BACKFILLING && engine_worker_running(&r->worker)) {
         /* a failed batch is being diagnosed: the rollback matters more */
         r->stop_backfill = 1;
-        engine_child_terminate(&r->child);
+        engine_worker_stop(&r->worker);
         return;
     }
     if (r->phase == RP_BACKFILLING && r->db.busy) {
@@ -1591,7 +1553,7 @@ static void handle_status(struct migration_runner *r, const struct runner_reques
                              r->error[0] ? json_string(r->error) : json_null(), "backfill", backfill_json(r),
                              "cutover", cutover_json(r));
     /* exit status 2: the migration was refused before any DDL */
-    json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->child_exit == 2));
+    json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->step_status == 2));
     json_object_set_new(body, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != RP_COMPLETED));
     if (r->fleet)
@@ -1658,11 +1620,11 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
     send_load_state(r);
 }
 
-/* This proxy is doing the migration's work (a child, a batch, the lock, a
+/* This proxy is doing the migration's work (a worker step, a batch, the lock, a
  * cutover, a request waiting): what the table says is its own doing. */
 static int working_locally(const struct migration_runner *r)
 {
-    return engine_child_running(&r->child) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
+    return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
            r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
 }
@@ -1725,12 +1687,12 @@ static void on_slot_reserved(void *ctx, PGresult *res, const char *error, const 
 }
 
 /* Held while a migration this proxy runs is in progress and no engine
- * process runs (followers run no steps). */
+ * step runs (followers run no steps). */
 static void keep_slot_reserved(struct migration_runner *r)
 {
-    int want = r->engine_db && in_progress(r->phase) && !r->following && !engine_child_running(&r->child);
+    int want = r->engine_db && in_progress(r->phase) && !r->following && !engine_worker_running(&r->worker);
     if (!want) {
-        if (!engine_child_running(&r->child))
+        if (!engine_worker_running(&r->worker))
             pgasync_close(&r->reserve);
         return;
     }
@@ -1740,9 +1702,9 @@ static void keep_slot_reserved(struct migration_runner *r)
         on_slot_reserved(r, NULL, r->reserve.error, NULL);
 }
 
-/* The engine process connects right after this; Postgres frees the slot
- * when the backend has exited, which the process's own connect waits for
- * (engine_open retries "too many clients" briefly). */
+/* The worker connects right after this; Postgres frees the slot when the
+ * backend has exited, which the worker's connect waits for (engine_open
+ * retries "too many clients" briefly). */
 static void give_slot_to_step(struct migration_runner *r)
 {
     pgasync_close(&r->reserve);
@@ -1777,10 +1739,10 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
     pgasync_init(&r->reserve, base);
     pgasync_configure(&r->reserve, "engine reserve", ENGINE_WATCHDOG_MS, NULL);
-    engine_child_init(&r->child, base);
+    int worker_ok = engine_worker_init(&r->worker, base) == 0;
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);
-    if (!r->timer || (engine_db && !r->engine_db)) {
+    if (!worker_ok || !r->timer || (engine_db && !r->engine_db)) {
         runner_free(r);
         return NULL;
     }
@@ -1802,7 +1764,7 @@ void runner_free(struct migration_runner *r)
         return;
     if (r->fleet)
         fleet_observe(r->fleet, NULL, NULL);
-    engine_child_free(&r->child);
+    engine_worker_free(&r->worker);
     cutover_abort(&r->cut);
     if (r->cut.retry_timer)
         event_free(r->cut.retry_timer);

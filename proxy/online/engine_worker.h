@@ -1,0 +1,69 @@
+/* The engine's blocking steps, run inside the proxy: expand, finishing the
+ * backfill (its validations), the checks before a cutover, a failed batch's
+ * diagnosis and rollback are the same engine calls the CLI makes (engine.h),
+ * run on one worker thread with its own database connection, so the event
+ * loop never waits on them. No child process, no file, no credentials
+ * anywhere but in this process's memory.
+ *
+ * One job at a time. The thread touches nothing of the proxy: it gets
+ * copies of what it needs, and its outcome (exit status and message) comes
+ * back to the loop through a pipe, where the done callback runs. */
+#ifndef PGTANDEM_ENGINE_WORKER_H
+#define PGTANDEM_ENGINE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "compiler.h"
+#include "engine.h"
+
+struct event_base;
+struct event;
+
+enum engine_job {
+    ENGINE_JOB_EXPAND,   /* parse body, validate, expand; the backfill stays for the loop */
+    ENGINE_JOB_FINISH,   /* resume: the backfill is done; run the validations, status active */
+    ENGINE_JOB_DIAGNOSE, /* resume for one batch: a failing batch names its row */
+    ENGINE_JOB_CHECK,    /* the checks that precede the cutover, traffic flowing */
+    ENGINE_JOB_ROLLBACK
+};
+
+/* status: ENGINE_OK, ENGINE_FAILED or ENGINE_INVALID; why: the engine's
+ * message when it failed ("" otherwise). */
+typedef void (*engine_worker_done_fn)(void *ctx, int status, const char *why);
+
+struct engine_worker {
+    struct event_base *base;
+    struct event *wake;         /* the read end of the pipe: the job ended */
+    int pipe_fd[2];
+    pthread_t thread;
+    int running;                /* a thread was started and not yet joined */
+    enum engine_job job;
+    char *db_uri;               /* copies, owned while a job runs */
+    char *body;
+    size_t body_len;
+    atomic_int stop;
+    pthread_mutex_t lock;       /* guards cancel */
+    PGcancel *cancel;           /* the job's connection, once open */
+    struct event *recancel;     /* a stop repeats its cancel until the job ends */
+    int status;
+    char why[2048];
+    engine_worker_done_fn done;
+    void *ctx;
+};
+
+PGT_MUSTCHECK int engine_worker_init(struct engine_worker *w, struct event_base *base);
+/* Starts job on its own connection to db_uri; body is the migration
+ * (EXPAND only). Returns -1 (why set) when it cannot start; done is not
+ * called then. */
+PGT_MUSTCHECK int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *db_uri,
+                                    const char *body, size_t len, engine_worker_done_fn done, void *ctx);
+int engine_worker_running(const struct engine_worker *w);
+/* Asks the running job to stop: it gives up between statements, and the
+ * statement it waits on is cancelled. done is still called when it ends. */
+void engine_worker_stop(struct engine_worker *w);
+/* Stops a running job, waits for its thread, frees. */
+void engine_worker_free(struct engine_worker *w);
+
+#endif
