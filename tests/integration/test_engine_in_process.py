@@ -1,0 +1,169 @@
+"""The proxy runs its migration steps itself, and engines let go of their lock.
+
+- A step caught mid-way (an expand blocked by an idle transaction's lock):
+  the proxy has no child process, no command line on the machine carries
+  the engine role's password, and the backend doing the expand is connected
+  from a socket of the proxy's own process. A rollback then stops the step
+  and undoes it.
+- `migrate start` then `migrate rollback` straight after, from a script:
+  the second command never finds the first one's advisory lock still held
+  (the backend of a closed connection lets go a moment after its client).
+"""
+import os
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import Proxy, run_pgtandem
+from test_faults_engine import Env, call, current, items_migration
+
+DETECT = 8.0
+
+
+@pytest.fixture
+def env(cluster):
+    e = Env(cluster)
+    yield e
+    e.close()
+
+
+def wait_for(what, fn, timeout, p=None):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("%s: not within %.0f s%s" % (what, timeout,
+                                 "\nproxy log:\n" + p.log()[-3000:] if p else ""))
+        time.sleep(0.1)
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def command_lines_with(secret):
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if secret.encode() in cmd:
+            found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+def socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def inode_of_local_port(port):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    return cols[9]
+    return None
+
+
+@pytest.fixture
+def engine_role(env):
+    """A superuser with a password nothing else on the machine has."""
+    name = "eng_" + uuid.uuid4().hex[:8]
+    password = "pw-" + uuid.uuid4().hex
+    env.sql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'" % (name, password))
+    yield name, password
+    for proxy in env.proxies:
+        proxy.stop()
+    env.sql("REASSIGN OWNED BY %s TO postgres; DROP OWNED BY %s" % (name, name))
+    env.sql("DROP ROLE IF EXISTS %s" % name)
+
+
+def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a_command_line(env, engine_role):
+    e = env
+    name, password = engine_role
+    engine_uri = "postgresql://%s:%s@%s:%d/%s?sslmode=require" % (name, password, e.cluster.host, e.cluster.port,
+                                                                  e.dbname)
+    # the URI goes in the environment: a command line is what `ps` shows everyone
+    p = Proxy(e.cluster, extra_args=["--shutdown-timeout", "2"], env={"PGTANDEM_DB": engine_uri})
+    e.proxies.append(p)
+    assert command_lines_with(password) == []
+    before = e.items_columns()
+    holder = psycopg.connect(e.uri, connect_timeout=10)
+    try:
+        holder.execute("SET application_name = 'forgotten console'")
+        holder.execute("SELECT * FROM items LIMIT 1")  # AccessShareLock, idle in transaction
+        code, ans = call(p, "POST", "/migrations", items_migration())
+        assert code == 202, ans
+        wait_for("the expand to wait on the lock",
+                 lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT, p)
+
+        assert children_of(p.proc.pid) == [], "the proxy started processes"
+        assert command_lines_with(password) == [], "a command line carries the engine password"
+        ports = wait_for("the expand's backend", lambda: e.sql(
+            "SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
+            " AND usename = %s", (name,)), DETECT, p)
+        assert len(ports) == 1, ports
+        inode = inode_of_local_port(ports[0][0])
+        assert inode and inode in socket_inodes(p.proc.pid), \
+            "the backend doing the expand is not connected from the proxy's own process"
+        threads = len(os.listdir("/proc/%d/task" % p.proc.pid))
+        print("expand blocked: proxy pid %d, %d threads, no children; the expand's backend talks to socket %s of"
+              " the proxy" % (p.proc.pid, threads, inode))
+
+        result = {}
+        th = threading.Thread(target=lambda: result.update(
+            ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
+        th.start()
+        wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
+        holder.rollback()
+        th.join(60)
+        code, ans = result["ans"]
+        assert code == 200, (code, ans, p.log()[-3000:])
+        assert current(p)["phase"] == "rolled_back"
+        assert e.items_columns() == before
+        assert children_of(p.proc.pid) == []
+    finally:
+        holder.close()
+
+
+def test_start_then_rollback_straight_after_never_finds_the_lock_held(env, tmp_path):
+    e = env
+    path = tmp_path / "m.json"
+    path.write_text(__import__("json").dumps(items_migration()))
+    for i in range(8):
+        r = run_pgtandem(["migrate", "start", str(path), "--db", e.uri, "--quiet"])
+        assert r.returncode == 0, (i, r.stderr)
+        r = run_pgtandem(["migrate", "rollback", "--db", e.uri])
+        assert r.returncode == 0, (i, r.stderr)
+        assert "advisory lock" not in r.stderr
+    held = e.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    assert held == 0
