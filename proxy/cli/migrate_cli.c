@@ -77,6 +77,9 @@ static void usage(FILE *out)
         "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
         "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
         "first (--name/--parent as for convert; --db supplies old column types for derived downs).\n"
+        "--no-backfill: expand only; `resume` backfills later (a quieter hour, another machine).\n"
+        "--stop-after-batches N: a rehearsal: N batches, then stop; `resume` continues.\n"
+        "--validate-only: the checks that precede the contract, against every row; nothing changes.\n"
         "--db defaults to $PGTANDEM_DB, then $DATABASE_URL.\n"
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
 }
@@ -694,7 +697,11 @@ static int cmd_complete(const struct cli *c)
     char err[2048];
     if (need_db(c))
         return EXIT_INVALID;
-    if (!c->opt.validate_only) { /* a proxy's own check runs --validate-only: never back to a proxy */
+    /* The contract must run while every proxy holds its traffic, which only
+     * a proxy can do: with proxies registered, one of them runs it. This is
+     * the one call from the CLI to a proxy, and a proxy never calls the CLI.
+     * Checks alone hold nobody: they run here. */
+    if (!c->opt.validate_only) {
         int rc = complete_through_fleet(c);
         if (rc >= 0)
             return rc;
