@@ -60,12 +60,19 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
+enum cutover_next cutover_next_after(const char *sqlstate, int attempts, int max_attempts)
+{
+    if (sqlstate && !retry_worthwhile(sqlstate) && strcmp(sqlstate, SQLSTATE_FLEET_HOLD_LOST) != 0)
+        return CUTOVER_NEXT_FAIL;
+    return attempts < max_attempts ? CUTOVER_NEXT_RETRY : CUTOVER_NEXT_GIVE_UP;
+}
+
 /* `why` may point into c->rep: copied before anything is formatted. */
 static void retry_or_give_up(struct cutover *c, const char *why)
 {
     char reason[sizeof c->rep.error];
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
-    if (c->rep.attempts < c->opt.max_attempts) {
+    if (cutover_next_after(NULL, c->rep.attempts, c->opt.max_attempts) == CUTOVER_NEXT_RETRY) {
         long delay = retry_delay_ms(RETRY_FIRST_MS, c->rep.attempts, &c->seed);
         log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
                  c->opt.max_attempts, reason, delay);
@@ -182,6 +189,7 @@ static void roll_back(struct cutover *c, const char *error, const char *sqlstate
                  sqlstate ? sqlstate : "", sqlstate ? ")" : "");
     if (lock)
         c->rep.lock_wait_ms += c->opt.lock_timeout_ms;
+    snprintf(c->failed_sqlstate, sizeof c->failed_sqlstate, "%s", sqlstate ? sqlstate : "");
     if (pgasync_send(c->db, "ROLLBACK", 0, NULL, on_contract_rolled_back, c) != 0) {
         release(c);
         fail_now(c, c->rep.error);
@@ -195,7 +203,7 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
     (void)sqlstate;
     struct cutover *c = ctx;
     release(c);
-    if (strstr(c->rep.error, "(" SQLSTATE_LOCK_NOT_AVAILABLE ")") || strstr(c->rep.error, "(" SQLSTATE_FLEET_HOLD_LOST ")"))
+    if (cutover_next_after(c->failed_sqlstate, c->rep.attempts, c->opt.max_attempts) != CUTOVER_NEXT_FAIL)
         retry_or_give_up(c, c->rep.error);
     else
         fail_now(c, c->rep.error); /* retrying will not help */

@@ -75,6 +75,7 @@ struct cutover {
     struct fleet *fleet;        /* NULL: this proxy alone */
     char migration[128];
     unsigned int seed;          /* rand_r state of the retry jitter */
+    char failed_sqlstate[6];    /* of the contract statement that failed the attempt */
     int waiting;                /* holds not yet answered: local, fleet */
     int hold_failed;
     char hold_why[640];
@@ -92,5 +93,13 @@ int cutover_start(struct cutover *c, struct event_base *base, struct server *rel
 void cutover_abort(struct cutover *c);
 int cutover_running(const struct cutover *c);
 struct json_t *cutover_report_json(const struct cutover_report *rep);
+
+/* What follows an attempt that did not commit. sqlstate: the failed
+ * contract statement's, or NULL when nothing failed in the database (the
+ * drain timed out, a blocker was seen, a hold failed). Only a lock race
+ * (55P03) or a fleet that stopped holding is worth another attempt; within
+ * max_attempts it gets one. Pure: unit-tested in tests/unit/test_cutover.c. */
+enum cutover_next { CUTOVER_NEXT_RETRY, CUTOVER_NEXT_GIVE_UP, CUTOVER_NEXT_FAIL };
+enum cutover_next cutover_next_after(const char *sqlstate, int attempts, int max_attempts);
 
 #endif
