@@ -1,9 +1,10 @@
 /* The engine inside the proxy: runs a migration submitted through the admin
- * API. Expand and the bookkeeping around it run in a child `pgtandem
- * migrate` process (engine_child.h: the same code as the CLI, off the event
- * loop); the backfill batches run on a non-blocking libpq connection driven
- * by the proxy's loop; the contract runs as a cutover (cutover.h) while the
- * relay holds client traffic. It reaches the relay only through relay.h.
+ * API. Expand and the bookkeeping around it run on the engine worker
+ * (engine_worker.h: the CLI's engine functions, on a thread with its own
+ * connection, off the event loop); the backfill batches run on a
+ * non-blocking libpq connection driven by the proxy's loop; the contract
+ * runs as a cutover (cutover.h) while the relay holds client traffic. It
+ * reaches the relay only through relay_control.h.
  *
  * Callers reach it through one entry point, runner_request. Every request
  * is answered exactly once, on every path: requests that wait (complete,

@@ -303,7 +303,7 @@ def fill_free_slots(uri, fillers):
 def test_slots_filled_mid_migration_leave_the_next_step_its_slot(small_cluster, step):
     """Clients take every free slot after the start (a traffic spike on a
     small Neon compute). The proxy keeps one slot reserved for the
-    migration's next step and gives it to the step's engine process just
+    migration's next step and gives it to the step's engine worker just
     before it connects, so the validations of `complete` (and a rollback)
     still run, instead of failing with `too many clients`."""
     e = Env(small_cluster)

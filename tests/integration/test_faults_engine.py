@@ -500,7 +500,7 @@ def lock_holders(e):
 
 def test_resubmit_after_failed_batch_takes_the_engine_lock(env):
     """Fault 3. A batch fails on one row; the operator fixes the row and
-    submits the migration again (POST /migrations). The new engine process
+    submits the migration again (POST /migrations). The new engine step
     must be able to take the engine advisory lock and the migration must
     reach `active` (today the proxy's own engine connection still holds the
     lock and the resubmission fails with "advisory lock ... is held")."""
