@@ -78,8 +78,9 @@ static void retry_or_give_up(struct cutover *c, const char *why)
                  c->opt.max_attempts, reason, delay);
         snprintf(c->rep.error, sizeof c->rep.error, "%s", reason);
         struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-        evtimer_add(c->retry_timer, &tv);
-        return;
+        if (evtimer_add(c->retry_timer, &tv) == 0)
+            return;
+        snprintf(reason, sizeof reason, "%.600s; and the retry timer could not be armed", c->rep.error);
     }
     snprintf(c->rep.error, sizeof c->rep.error, "gave up after %d attempt%s: %.640s; nothing changed, traffic flows",
              c->rep.attempts, c->rep.attempts == 1 ? "" : "s", reason);

@@ -293,7 +293,10 @@ static void schedule(struct migration_runner *r, long delay_ms, runner_step_fn s
 {
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
     r->timer_step = step;
-    evtimer_add(r->timer, &tv);
+    if (evtimer_add(r->timer, &tv) != 0) {
+        r->timer_step = NULL;
+        fail(r, "cannot arm the engine's timer (libevent)");
+    }
 }
 
 static void cancel_timer(struct migration_runner *r)
@@ -1123,8 +1126,8 @@ static void watch_blockers(struct migration_runner *r)
     if (!r->blocked_timer)
         r->blocked_timer = evtimer_new(r->base, blocked_timer_cb, r);
     struct timeval tv = {BLOCKED_POLL_MS / 1000, (BLOCKED_POLL_MS % 1000) * 1000};
-    if (r->blocked_timer && !evtimer_pending(r->blocked_timer, NULL))
-        evtimer_add(r->blocked_timer, &tv);
+    if (r->blocked_timer && !evtimer_pending(r->blocked_timer, NULL) && evtimer_add(r->blocked_timer, &tv) != 0)
+        log_warn("migration %s: cannot arm the blocker poll; blockers are not reported", r->name ? r->name : "-");
 }
 
 /* ---- start: connection slots first ---- */
@@ -1750,8 +1753,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
         with_connection(r, find_latest);
         struct timeval every = {HEALTH_CHECK_MS / 1000, (HEALTH_CHECK_MS % 1000) * 1000};
         r->health_timer = event_new(base, -1, EV_PERSIST, health_cb, r);
-        if (r->health_timer)
-            event_add(r->health_timer, &every);
+        if (!r->health_timer || event_add(r->health_timer, &every) != 0)
+            log_warn("engine: no health check timer; a lost engine connection is reopened by its next use");
     }
     if (fleet)
         fleet_observe(fleet, on_fleet_migration, r);
