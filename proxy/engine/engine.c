@@ -4,6 +4,7 @@
  * from migration_plan / backfill; this file only sequences and records it. */
 #include "engine.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,7 @@ static int try_engine_lock(struct engine *e)
 int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
                 char *err, size_t errlen)
 {
+    assert(e && uri && o && err && errlen > 0);
     memset(e, 0, sizeof *e);
     e->opt = *o;
     e->conn = open_waiting_for_a_slot(uri);
@@ -833,6 +835,7 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
 
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
+    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
     int found = load_current(e->conn, &cur, err, errlen);
     if (found < 0)
@@ -891,6 +894,7 @@ static int load_in_progress(struct engine *e, struct current *cur, struct migrat
 
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
+    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
     struct migration m;
     struct mig_plan plan;
@@ -916,6 +920,7 @@ int engine_resume(struct engine *e, char *err, size_t errlen)
 
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen)
 {
+    assert(e->conn && e->locked && rep && err && errlen > 0);
     memset(rep, 0, sizeof *rep);
     struct current cur;
     struct migration m;
@@ -969,6 +974,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
 
 int engine_rollback(struct engine *e, char *err, size_t errlen)
 {
+    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
     struct migration m;
     struct mig_plan plan;

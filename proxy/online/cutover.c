@@ -470,6 +470,7 @@ int cutover_start(struct cutover *c, struct event_base *base, struct server *rel
                   struct pgasync *db, const struct cutover_options *opt, const char *migration,
                   const char *tables_literal, cutover_sql_fn build_sql, cutover_done_fn done, void *ctx)
 {
+    assert(c && base && relay && db && opt && migration && build_sql && done);
     cutover_abort(c);
     memset(&c->rep, 0, sizeof c->rep);
     c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();

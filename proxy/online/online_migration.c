@@ -1582,6 +1582,7 @@ static void handle_throttle(struct migration_runner *r, const struct runner_requ
 
 void runner_request(struct migration_runner *r, const struct runner_request *q)
 {
+    assert(r && q && q->answer); /* every request is answered: it needs somewhere to go */
     struct waiter w = {q->answer, q->ctx};
     if (!r->engine_db) {
         answer(&w, 503, error_json("no engine database: start the proxy with --engine-db URI "
