@@ -20,6 +20,7 @@
 #include "migration_dependents.h"
 #include "migration_sql.h"
 #include "retry.h"
+#include "step_run.h"
 
 static const char *CURRENT_SQL =
     "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
@@ -499,138 +500,69 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 
 /* ---- running steps -------------------------------------------------------- */
 
-/* Runs steps [from, to) as one transaction with lock_timeout, retrying lock
- * timeouts with backoff and jitter. tail_sql (may be NULL) joins the same
- * transaction, e.g. the state update that must commit with the DDL. */
-static int run_txn(struct engine *e, const struct mig_steps *l, size_t from, size_t to,
-                   const char *tail_sql, const char *const *tail_params, int ntail,
-                   struct engine_contract_report *rep, char *err, size_t errlen)
+/* The blocking driver of the step-list machine (step_run.h): it runs what
+ * the machine says, tells it the outcome, sleeps its waits, and logs its
+ * notes. Stopping (engine_stopped) ends it where no transaction is open. */
+static int drive(struct engine *e, struct step_run *sr, char *err, size_t errlen)
 {
-    unsigned int seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();
-    int attempts = e->opt.contract_attempts > 0 ? e->opt.contract_attempts : 1;
-    char begin[96], state[6] = "";
-    snprintf(begin, sizeof begin, "BEGIN; SET LOCAL lock_timeout = '%ldms'", e->opt.lock_timeout_ms);
-    for (int attempt = 1; attempt <= attempts; attempt++) {
-        if (engine_stopped(e))
-            return fail(err, errlen, "stopped");
-        double t0 = clock_now_ms();
-        int rc = exec_simple(e->conn, begin, state, err, errlen);
-        for (size_t i = from; rc == 0 && i < to; i++) {
-            rc = exec_simple(e->conn, l->v[i].sql, state, err, errlen);
-            if (rc != 0 && l->v[i].op_index >= 0) {
-                char tmp[1024];
-                snprintf(tmp, sizeof tmp, "operations[%d]: %s", l->v[i].op_index, err);
-                snprintf(err, errlen, "%s", tmp);
-            }
-        }
-        if (rc == 0 && tail_sql) {
-            PGresult *r = exec_params(e->conn, tail_sql, ntail, tail_params, err, errlen);
-            rc = r ? 0 : -1;
-            PQclear(r);
-        }
-        if (rc == 0)
-            rc = exec_simple(e->conn, "COMMIT", state, err, errlen);
-        if (rep) {
-            rep->attempts = attempt;
-            rep->total_ms += clock_now_ms() - t0;
-        }
-        if (rc == 0)
+    for (;;) {
+        int boundary = sr->st == SR_NEXT_GROUP || sr->st == SR_BEGIN || sr->st == SR_ALONE_SET;
+        struct step_action a = step_run_next(sr, clock_now_ms());
+        if (a.note)
+            log_warn("%s", a.note);
+        if (a.kind == STEP_DONE)
             return ENGINE_OK;
-        char ignore[128];
-        exec_simple(e->conn, "ROLLBACK", NULL, ignore, sizeof ignore);
-        if (!retry_worthwhile(state))
-            return ENGINE_FAILED;
-        if (rep)
-            rep->lock_wait_ms += clock_now_ms() - t0;
-        long delay = retry_delay_ms(e->opt.backoff_ms, attempt - 1, &seed);
-        log_warn("lock not available within %ldms (attempt %d/%d); retrying in %ldms",
-                 e->opt.lock_timeout_ms, attempt, attempts, delay);
-        if (nap(e, delay) != 0)
-            return fail(err, errlen, "stopped while waiting to retry");
+        if (a.kind == STEP_FAILED)
+            return fail(err, errlen, "%s", sr->error);
+        if (a.kind == STEP_WAIT) {
+            if (nap(e, a.wait_ms) != 0)
+                return fail(err, errlen, "stopped while waiting to retry");
+            step_run_result(sr, 1, NULL, NULL, clock_now_ms());
+            continue;
+        }
+        if (boundary && engine_stopped(e))
+            return fail(err, errlen, "stopped");
+        char state[6] = "", msg[1024] = "";
+        int rc = exec_simple(e->conn, a.sql, state, msg, sizeof msg);
+        step_run_result(sr, rc == 0, state, msg, clock_now_ms());
     }
-    return ENGINE_FAILED;
 }
 
-/* Runs a step outside any transaction (CONCURRENTLY). A step with a cleanup
- * (an index build, whose failure leaves an INVALID index) gets one retry. */
-static int run_alone(struct engine *e, const struct mig_step *s, char *err, size_t errlen)
+static int run_list(struct engine *e, const struct mig_steps *l, enum step_grouping grouping, const char *tail_sql,
+                    struct engine_contract_report *rep, char *err, size_t errlen)
 {
-    if (engine_stopped(e))
-        return fail(err, errlen, "stopped");
-    char state[6] = "";
-    char tmo[64];
-    snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
-    exec_simple(e->conn, tmo, NULL, err, errlen);
-    int rc = exec_simple(e->conn, s->sql, state, err, errlen);
-    if (rc != 0 && s->cleanup) {
-        char e2[512];
-        log_warn("index build failed (%s); dropping the invalid index and retrying", err);
-        if (exec_simple(e->conn, s->cleanup, NULL, e2, sizeof e2) == 0)
-            rc = exec_simple(e->conn, s->sql, state, err, errlen);
-        if (rc != 0 && exec_simple(e->conn, s->cleanup, NULL, e2, sizeof e2) != 0)
-            log_warn("could not drop the invalid index: %s", e2);
+    struct step_run sr;
+    step_run_init(&sr, l, grouping, e->opt.lock_timeout_ms, e->opt.contract_attempts, e->opt.backoff_ms,
+                  (unsigned int)time(NULL) ^ (unsigned int)getpid());
+    sr.tail_sql = tail_sql;
+    int rc = drive(e, &sr, err, errlen);
+    if (rep) {
+        rep->attempts = sr.attempts;
+        rep->total_ms = sr.total_ms;
+        rep->lock_wait_ms = sr.lock_wait_ms;
     }
-    exec_simple(e->conn, "RESET lock_timeout", NULL, tmo, sizeof tmo);
-    if (rc != 0 && s->op_index >= 0) {
-        char tmp[1024];
-        snprintf(tmp, sizeof tmp, "operations[%d]: %s", s->op_index, err);
-        snprintf(err, errlen, "%s", tmp);
-    }
-    return rc == 0 ? ENGINE_OK : ENGINE_FAILED;
+    return rc;
 }
 
-/* Runs a step list: consecutive transactional steps share one transaction,
- * CONCURRENTLY steps run on their own. */
+/* Consecutive transactional steps share one transaction; CONCURRENTLY steps
+ * run on their own. */
 static int run_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    size_t i = 0;
-    while (i < l->n) {
-        int rc;
-        if (l->v[i].mode == MIG_STEP_ALONE) {
-            rc = run_alone(e, &l->v[i], err, errlen);
-            i++;
-        } else {
-            size_t j = i;
-            while (j < l->n && l->v[j].mode == MIG_STEP_TXN)
-                j++;
-            rc = run_txn(e, l, i, j, NULL, NULL, 0, NULL, err, errlen);
-            i = j;
-        }
-        if (rc != ENGINE_OK)
-            return rc;
-    }
-    return ENGINE_OK;
+    return run_list(e, l, STEPS_SHARED_TXN, NULL, NULL, err, errlen);
 }
 
 /* Each step in its own short transaction: a VALIDATE scans the table and must
  * not keep the lock of a preceding ADD CONSTRAINT while it does. */
 static int run_each(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        int rc = l->v[i].mode == MIG_STEP_ALONE ? run_alone(e, &l->v[i], err, errlen)
-                                                : run_txn(e, l, i, i + 1, NULL, NULL, 0, NULL, err, errlen);
-        if (rc != ENGINE_OK)
-            return rc;
-    }
-    return ENGINE_OK;
+    return run_list(e, l, STEPS_EACH, NULL, NULL, err, errlen);
 }
 
 /* Rollback steps run one by one and keep going: after a partial expand some
  * objects never existed, and every step is written to tolerate that. */
 static int run_rollback_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    int failed = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        struct mig_steps one = {.v = &l->v[i], .n = 1, .cap = 1};
-        char e2[1024];
-        if (run_steps(e, &one, e2, sizeof e2) != ENGINE_OK) {
-            log_warn("rollback step failed: %s", e2);
-            if (!failed)
-                snprintf(err, errlen, "%s", e2);
-            failed = 1;
-        }
-    }
-    return failed ? ENGINE_FAILED : ENGINE_OK;
+    return run_list(e, l, STEPS_KEEP_GOING, NULL, NULL, err, errlen);
 }
 
 /* ---- checks that precede the cutover -------------------------------------- */
@@ -674,7 +606,7 @@ static int validate_check(struct engine *e, const struct mig_check *k, char *err
 {
     struct mig_step add = {.sql = k->add, .mode = MIG_STEP_TXN, .op_index = k->op_index};
     struct mig_steps one = {.v = &add, .n = 1, .cap = 1};
-    if (run_txn(e, &one, 0, 1, NULL, NULL, 0, NULL, err, errlen) != ENGINE_OK)
+    if (run_each(e, &one, err, errlen) != ENGINE_OK)
         return ENGINE_FAILED;
     char tmo[64], state[6] = "", pg_error[1024], ignored[256];
     /* VALIDATE takes SHARE UPDATE EXCLUSIVE: it waits only for other DDL and VACUUM. */
@@ -690,7 +622,7 @@ static int validate_check(struct engine *e, const struct mig_check *k, char *err
         snprintf(err, errlen, "%s: validating it failed: %s; nothing was changed", k->describe, pg_error);
     struct mig_step drop = {.sql = k->drop, .mode = MIG_STEP_TXN, .op_index = k->op_index};
     one.v = &drop;
-    if (run_txn(e, &one, 0, 1, NULL, NULL, 0, NULL, ignored, sizeof ignored) != ENGINE_OK)
+    if (run_each(e, &one, ignored, sizeof ignored) != ENGINE_OK)
         log_warn("%s: could not remove the unvalidated check again (rollback or the next complete will): %s",
                  k->describe, ignored);
     return ENGINE_FAILED;
@@ -943,7 +875,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
          * and the lock wait are known only afterwards and recorded below */
         char *lit = PQescapeLiteral(e->conn, cur.name, strlen(cur.name));
         char *completed = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
-        rc = completed ? run_txn(e, &plan.contract, 0, plan.contract.n, completed, NULL, 0, rep, err, errlen)
+        rc = completed ? run_list(e, &plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);
         PQfreemem(lit);
