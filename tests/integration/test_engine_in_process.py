@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from conftest import Proxy, run_pgtandem
-from test_faults_engine import Env, call, current, items_migration
+from test_faults_engine import Env, call, children, current, items_migration
 
 DETECT = 8.0
 
@@ -40,21 +40,6 @@ def wait_for(what, fn, timeout, p=None):
             raise AssertionError("%s: not within %.0f s%s" % (what, timeout,
                                  "\nproxy log:\n" + p.log()[-3000:] if p else ""))
         time.sleep(0.1)
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
 
 
 def command_lines_with(secret):
@@ -126,7 +111,7 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         wait_for("the expand to wait on the lock",
                  lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT, p)
 
-        assert children_of(p.proc.pid) == [], "the proxy started processes"
+        assert children(p.proc.pid) == "none", "the proxy started processes"
         assert command_lines_with(password) == [], "a command line carries the engine password"
         ports = wait_for("the expand's backend", lambda: e.sql(
             "SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
@@ -150,7 +135,7 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         assert code == 200, (code, ans, p.log()[-3000:])
         assert current(p)["phase"] == "rolled_back"
         assert e.items_columns() == before
-        assert children_of(p.proc.pid) == []
+        assert children(p.proc.pid) == "none"
     finally:
         holder.close()
 
