@@ -85,6 +85,15 @@ int pause_begin_for(struct server *srv, const char *kind, const char *reason, in
     return 0;
 }
 
+enum pause_drain pause_drain_decision(int paused, int drained, uint32_t busy_sessions)
+{
+    if (!paused)
+        return PAUSE_NOT_PAUSED;
+    if (drained)
+        return PAUSE_ALREADY_DRAINED;
+    return busy_sessions ? PAUSE_STILL_BUSY : PAUSE_NOW_DRAINED;
+}
+
 void pause_check_drained(struct server *srv)
 {
     struct pause_state *p = &srv->pause;
@@ -95,9 +104,14 @@ void pause_check_drained(struct server *srv)
             notify_waiters(srv, 1, p->drained_us - p->started_us);
         return;
     }
-    for (struct session *s = srv->sessions; s; s = s->next)
-        if (!session_at_boundary(s))
-            return;
+#ifdef PGT_DEBUG
+    uint32_t busy = 0;
+    for (const struct session *s = srv->sessions; s; s = s->next)
+        busy += !session_at_boundary(s);
+    assert(busy == srv->counts.busy);
+#endif
+    if (pause_drain_decision(p->paused, p->drained, srv->counts.busy) != PAUSE_NOW_DRAINED)
+        return;
     p->drained = 1;
     p->drained_us = server_now_us(srv);
     if (p->timeout_timer)

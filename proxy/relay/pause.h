@@ -33,7 +33,16 @@ json_t *pause_hold_json(const struct server *srv);
  * sessions it logs the hold when it starts and every 5 s while it lasts,
  * and closes the sessions of a fence past its bound. */
 void pause_watch(struct server *srv);
-/* Re-checks whether every session is at a boundary. */
+/* The drain decision on its own: given the pause and how many sessions are
+ * ready and not at a boundary (srv->counts.busy), what happens now. */
+enum pause_drain {
+    PAUSE_NOT_PAUSED,      /* nothing to decide */
+    PAUSE_ALREADY_DRAINED, /* waiters who joined late are told at once */
+    PAUSE_STILL_BUSY,      /* some session is still inside a transaction */
+    PAUSE_NOW_DRAINED      /* every session is at a boundary: notify */
+};
+enum pause_drain pause_drain_decision(int paused, int drained, uint32_t busy_sessions);
+/* Re-checks whether every session is at a boundary (O(1): a counter). */
 void pause_check_drained(struct server *srv);
 /* Lets every session holding a message go on (in order): the end of a
  * pause, or a renewed fleet lease (relay_set_lease). */

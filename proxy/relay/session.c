@@ -47,11 +47,64 @@ static void relay_client_to_server(struct session *s);
 static void relay_server_to_client(struct session *s);
 static void session_fail_silently(struct session *s);
 
-const char *session_state_name(enum session_state st)
+static void free_later(struct session *s);
+
+/* Ready and inside a transaction or request: what a pause waits for. Kept
+ * in srv->counts.busy so the drain is a counter check, not a scan; called
+ * after every change of the state or the tracker. */
+static void sync_busy(struct session *s)
 {
-    static const char *const names[] = {"startup", "tls", "client_auth", "connecting", "upstream_login",
-                                        "auth", "ready", "cancel_wait", "closing"};
-    return names[st];
+    int busy = s->state == SESS_READY && !tracker_at_boundary(&s->tracker);
+    if (busy == s->busy)
+        return;
+    s->busy = busy;
+    session_counts_busy(&s->srv->counts, busy);
+}
+
+void session_set_state(struct session *s, enum session_state to)
+{
+    assert(s && s->srv);
+    enum session_state from = s->state;
+    int forbidden = !session_state_allowed(from, to);
+    if (forbidden) {
+#ifdef PGT_DEBUG
+        assert(!"forbidden session state transition");
+#endif
+        log_error("session %llu (%s): forbidden state transition %s -> %s; closing the session",
+                  (unsigned long long)s->id, s->client_addr, session_state_name(from), session_state_name(to));
+        to = SESS_CLOSING;
+    }
+    session_counts_move(&s->srv->counts, from, to);
+    s->state = to;
+    sync_busy(s);
+    if (forbidden)
+        free_later(s);
+}
+
+static struct session **cancel_bucket(struct server *srv, uint32_t key)
+{
+    return &srv->cancel_index[key & (SERVER_CANCEL_BUCKETS - 1)];
+}
+
+static void cancel_index_add(struct session *s)
+{
+    struct session **b = cancel_bucket(s->srv, s->cancel_key);
+    s->cancel_next = *b;
+    *b = s;
+}
+
+static void cancel_index_remove(struct session *s)
+{
+    if (!s->cancel_key)
+        return;
+    for (struct session **p = cancel_bucket(s->srv, s->cancel_key); *p; p = &(*p)->cancel_next)
+        if (*p == s) {
+            *p = s->cancel_next;
+            s->cancel_next = NULL;
+            s->cancel_key = 0;
+            return;
+        }
+    assert(!"session missing from the cancel index");
 }
 
 static void format_client_addr(struct session *s, const struct sockaddr *addr)
@@ -140,6 +193,7 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->session_count++;
+    session_counts_enter(&srv->counts, SESS_STARTUP);
     srv->metrics.connections_total++;
 }
 
@@ -164,6 +218,10 @@ void session_free(struct session *s)
         s->next->prev = s->prev;
     assert(srv->session_count > 0);
     srv->session_count--;
+    if (s->busy)
+        session_counts_busy(&srv->counts, 0);
+    session_counts_leave(&srv->counts, s->state);
+    cancel_index_remove(s);
     free(s->startup_buf);
     free(s->fail_message);
     free(s->version);
@@ -234,7 +292,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
     sbuf_free(s->server);
     s->server = NULL;
     int can_tell_client = s->client && s->state != SESS_TLS_ACCEPT;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     if (!can_tell_client) {
         free_later(s);
         return;
@@ -252,7 +310,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
  * closing without a word. */
 static void session_fail_silently(struct session *s)
 {
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     free_later(s);
 }
 
@@ -306,7 +364,7 @@ static void refuse_old_protocol(struct session *s, const char *message)
 {
     uint8_t buf[256];
     size_t n = proto_format_old_error(buf, sizeof buf, "FATAL", message);
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     evbuffer_add(s->client->out, buf, n);
     sbuf_flush(s->client);
     sbuf_pause_read(s->client);
@@ -350,7 +408,7 @@ static void start_client_tls(struct session *s)
         return;
     }
     s->client_on_tls = 1;
-    s->state = SESS_STARTUP;
+    session_set_state(s, SESS_STARTUP);
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
@@ -385,7 +443,7 @@ static void cancel_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 static void wait_for_cancel(struct session *s)
 {
-    s->state = SESS_CANCEL_WAIT;
+    session_set_state(s, SESS_CANCEL_WAIT);
     sbuf_pause_read(s->client); /* a CancelRequest is all a cancel connection says */
     stop_login_timer(s);
     int ms = s->srv->cfg.cancel_wait_timeout_ms;
@@ -436,7 +494,7 @@ static int refuse_startup(struct session *s)
 
 static void begin_upstream(struct session *s)
 {
-    s->state = SESS_CONNECTING;
+    session_set_state(s, SESS_CONNECTING);
     sbuf_pause_read(s->client);
     s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
 }
@@ -466,7 +524,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         sbuf_flush(s->client);
         if (!offer)
             return 0;
-        s->state = SESS_TLS_ACCEPT;
+        session_set_state(s, SESS_TLS_ACCEPT);
         sbuf_pause_read(s->client);
         s->client->out_low = 0;
         if (sbuf_pending_out(s->client) == 0)
@@ -493,7 +551,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         begin_upstream(s);
         return 1;
     }
-    s->state = SESS_CLIENT_AUTH;
+    session_set_state(s, SESS_CLIENT_AUTH);
     struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
                              s->client_on_tls};
     if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
@@ -652,7 +710,7 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
     sbuf_set_ops(sb, &server_ops, s);
     sb->out_low = s->srv->cfg.buffer_bytes / 2;
     send_startup_upstream(s);
-    s->state = s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH;
+    session_set_state(s, s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH);
     sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */
 }
@@ -732,6 +790,7 @@ static void note_client_message(struct session *s, uint8_t type)
     if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
         s->unit_start_us = server_now_us(s->srv);
     tracker_client_message(&s->tracker, type);
+    sync_busy(s);
 }
 
 /* Named Parse and Close messages update the prepared-statement registry.
@@ -827,9 +886,9 @@ static void forward_auth_request(struct session *s, struct evbuffer *in, struct 
     }
 }
 
-static int cancel_key_taken(const struct server *srv, uint32_t key)
+static int cancel_key_taken(struct server *srv, uint32_t key)
 {
-    for (const struct session *other = srv->sessions; other; other = other->next)
+    for (const struct session *other = *cancel_bucket(srv, key); other; other = other->cancel_next)
         if (other->cancel_key == key)
             return 1;
     return 0;
@@ -841,7 +900,7 @@ static int cancel_key_taken(const struct server *srv, uint32_t key)
  * reaches another proxy finds its way here (peer.c); 26 bits stay random.
  * 0 when there is no randomness to be had: a guessable key is worse than
  * no session. */
-static uint32_t new_cancel_key(const struct server *srv)
+static uint32_t new_cancel_key(struct server *srv)
 {
     uint32_t slot = (uint32_t)srv->fleet.slot;
     for (int tries = 0; tries < 64; tries++) {
@@ -867,6 +926,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->upstream_pid = proto_get_u32(msg + 5);
     s->upstream_key = proto_get_u32(msg + 9);
     s->cancel_pid = s->upstream_pid;
+    cancel_index_remove(s); /* a second BackendKeyData replaces the first */
     s->cancel_key = new_cancel_key(s->srv);
     if (!s->cancel_key) {
         log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
@@ -874,6 +934,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
         session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
         return;
     }
+    cancel_index_add(s);
     proto_put_u32(msg + 9, s->cancel_key);
     evbuffer_add(out, msg, sizeof msg);
 }
@@ -935,9 +996,10 @@ static void on_ready_for_query(struct session *s, uint8_t status)
 {
     char before = s->tracker.tx_status;
     int unit_done = tracker_server_message(&s->tracker, 'Z', status);
+    sync_busy(s);
     uint64_t now = server_now_us(s->srv);
     if (s->state == SESS_AUTH) {
-        s->state = SESS_READY;
+        session_set_state(s, SESS_READY);
         stop_login_timer(s);
         probe_backend_pid(s);
         log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
@@ -972,7 +1034,7 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
         return 0;
     evbuffer_drain(in, total);
     if (r == AUTH_DONE)
-        s->state = SESS_AUTH;
+        session_set_state(s, SESS_AUTH);
     return 1;
 }
 
@@ -994,6 +1056,7 @@ static int inspect_server_message(struct session *s, struct evbuffer *in, struct
     }
     case 'G': case 'W':
         tracker_server_message(&s->tracker, h->type, 0);
+        sync_busy(s);
         return 0;
     case 'R':
         if (s->state == SESS_UPSTREAM_LOGIN)
@@ -1160,7 +1223,7 @@ static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
         return;
     sbuf_free(s->server);
     s->server = NULL;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     sbuf_pause_read(s->client);
     s->client->out_low = 0;
     if (sbuf_pending_out(s->client) == 0)
@@ -1194,7 +1257,7 @@ void session_end_at_boundary(struct session *s)
 
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key)
 {
-    for (struct session *s = srv->sessions; s; s = s->next)
+    for (struct session *s = *cancel_bucket(srv, key); s; s = s->cancel_next)
         if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
             return s;
     return NULL;
