@@ -13,7 +13,9 @@ enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t 
         return HEADER_NEED_MORE;
     out->type = buf[0];
     out->length = proto_get_u32(buf + 1);
-    if (out->length < 4 || out->length > max_length)
+    /* The wire's Int32 is signed; the cap also keeps length + 1 (what the
+     * relay passes) from wrapping to 0. */
+    if (out->length < 4 || out->length > max_length || out->length > PROTO_MAX_LENGTH)
         return HEADER_BAD_LENGTH;
     return HEADER_OK;
 }
