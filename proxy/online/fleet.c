@@ -195,10 +195,16 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* A timer that cannot be set fires at once: every timer here bounds a
+ * wait (a lease, a hold, a reconnect), and ending a wait early is safe
+ * where waiting forever is not. */
 static void add_timer(struct event *ev, long ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
+    if (evtimer_add(ev, &tv) != 0) {
+        log_error("fleet: could not set a %ld ms timer; it fires now", ms);
+        event_active(ev, EV_TIMEOUT, 0);
+    }
 }
 
 static void want(struct fleet *f, enum fleet_job job)

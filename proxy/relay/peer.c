@@ -132,7 +132,10 @@ static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void restart_timer(struct peer_conn *pc, int timeout_ms)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(pc->timer, &tv);
+    if (evtimer_add(pc->timer, &tv) != 0) { /* ends now rather than never */
+        log_error("peer connection %s: could not set its timer; closing", pc->addr);
+        event_active(pc->timer, EV_TIMEOUT, 0);
+    }
 }
 
 /* Takes ownership of sb (NULL: out of memory or descriptors). */

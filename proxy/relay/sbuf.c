@@ -28,20 +28,30 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg);
  * with libevent (a COPY once stalled with `writing` set and no write event
  * registered) costs one more event_add instead of a connection that never
  * moves again. */
+static void fail_later(struct sbuf *sb, int eof, const char *why);
+
+/* A socket the loop cannot watch would never move again: the connection
+ * fails (through the owner's error callback), the process goes on. */
 static void want_write(struct sbuf *sb, int on)
 {
-    if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)))
-        event_add(sb->wev, NULL);
-    else if (!on && sb->writing)
+    if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)) && event_add(sb->wev, NULL) != 0) {
+        sb->writing = 0;
+        fail_later(sb, 0, "could not register the socket for writing");
+        return;
+    }
+    if (!on && sb->writing)
         event_del(sb->wev);
     sb->writing = on;
 }
 
 static void want_read(struct sbuf *sb, int on)
 {
-    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)))
-        event_add(sb->rev, NULL);
-    else if (!on && sb->reading)
+    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)) && event_add(sb->rev, NULL) != 0) {
+        sb->reading = 0;
+        fail_later(sb, 0, "could not register the socket for reading");
+        return;
+    }
+    if (!on && sb->reading)
         event_del(sb->rev);
     sb->reading = on;
 }

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 
 #include "auth.h"
+#include "compiler.h"
 #include "log.h"
 #include "migration_sql.h"
 #include "peer.h"
@@ -152,13 +153,20 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
         session_fail(s, SQLSTATE_QUERY_CANCELED, "canceling authentication due to timeout");
 }
 
-static void start_login_timer(struct session *s)
+/* -1 when the timer cannot be set: a login without its bound could hold
+ * the connection forever, so the caller closes it instead. */
+static PGT_MUSTCHECK int start_login_timer(struct session *s)
 {
     int ms = s->srv->cfg.client_login_timeout_ms;
-    if (ms <= 0 || !(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)))
-        return;
+    if (ms <= 0)
+        return 0;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(s->login_timer, &tv);
+    if (!(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)) || evtimer_add(s->login_timer, &tv) != 0) {
+        log_error("session %llu (%s): could not set the login timer; closing", (unsigned long long)s->id,
+                  s->client_addr);
+        return -1;
+    }
+    return 0;
 }
 
 static void stop_login_timer(struct session *s)
@@ -187,7 +195,6 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     format_client_addr(s, addr);
     if (!s->is_unix)
         set_nodelay(fd);
-    start_login_timer(s);
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
@@ -195,6 +202,8 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     srv->session_count++;
     session_counts_enter(&srv->counts, SESS_STARTUP);
     srv->metrics.connections_total++;
+    if (start_login_timer(s) != 0)
+        session_fail_silently(s);
 }
 
 void session_free(struct session *s)
@@ -333,9 +342,12 @@ void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, c
         session_fail(s, sqlstate, "%s", message);
         return;
     }
-    sbuf_pause_read(s->client);
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
-    evtimer_add(s->fail_ev, &tv);
+    if (evtimer_add(s->fail_ev, &tv) != 0) {
+        session_fail(s, sqlstate, "%s", message); /* at once rather than never */
+        return;
+    }
+    sbuf_pause_read(s->client);
 }
 
 /* Auth "scram": the exchange failed; the client hears why, maybe late. */
@@ -448,8 +460,14 @@ static void wait_for_cancel(struct session *s)
     stop_login_timer(s);
     int ms = s->srv->cfg.cancel_wait_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if ((s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)))
-        evtimer_add(s->login_timer, &tv);
+    /* Without its bound the connection could wait forever: it closes now
+     * (the request is on its way regardless). */
+    if (!(s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)) ||
+        evtimer_add(s->login_timer, &tv) != 0) {
+        log_error("session %llu (%s): could not set the cancel wait timer; closing", (unsigned long long)s->id,
+                  s->client_addr);
+        session_fail_silently(s);
+    }
 }
 
 /* A CancelRequest: a source over its limit is closed before its key is
@@ -497,6 +515,8 @@ static void begin_upstream(struct session *s)
     session_set_state(s, SESS_CONNECTING);
     sbuf_pause_read(s->client);
     s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
+    if (!s->connecting) /* else the session would wait for nothing, forever */
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
 }
 
 /* Handles one complete startup-phase packet. Returns 0 to keep reading
@@ -661,7 +681,7 @@ static void read_client_auth(struct session *s)
 /* Rebuilds the StartupMessage for the upstream from the client's parameters.
  * A session that declared the version of the migration in progress gets
  * that migration's version schema first on its search_path. */
-static int send_startup_upstream(struct session *s)
+static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
 {
     struct evbuffer *params = evbuffer_new();
     if (!params)
@@ -709,7 +729,10 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
     s->server = sb;
     sbuf_set_ops(sb, &server_ops, s);
     sb->out_low = s->srv->cfg.buffer_bytes / 2;
-    send_startup_upstream(s);
+    if (send_startup_upstream(s) != 0) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
     session_set_state(s, s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH);
     sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */

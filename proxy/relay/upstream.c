@@ -102,8 +102,8 @@ void upstream_address_init(struct server *srv)
     resolve(srv);
     ua->refresh_timer = event_new(srv->base, -1, EV_PERSIST, refresh_cb, srv);
     struct timeval tv = {DNS_REFRESH_S, 0};
-    if (ua->refresh_timer)
-        event_add(ua->refresh_timer, &tv);
+    if (!ua->refresh_timer || event_add(ua->refresh_timer, &tv) != 0)
+        log_warn("upstream: could not set the DNS refresh timer; %s stays at its first address", cfg->upstream_host);
 }
 
 void upstream_address_free(struct server *srv)
@@ -184,7 +184,10 @@ struct upstream_connect *upstream_connect_start(struct server *srv, upstream_rea
         return uc;
     }
     struct timeval tv = {CONNECT_TIMEOUT_S, 0};
-    evtimer_add(uc->timer, &tv);
+    if (evtimer_add(uc->timer, &tv) != 0) { /* fails now rather than waiting unbounded */
+        snprintf(uc->error, sizeof uc->error, "could not set the connect timer");
+        event_active(uc->timer, EV_TIMEOUT, 0);
+    }
     return uc;
 }
 
