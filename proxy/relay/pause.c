@@ -103,6 +103,7 @@ enum pause_drain pause_drain_decision(int paused, int drained, uint32_t busy_ses
 
 void pause_check_drained(struct server *srv)
 {
+    assert(srv);
     struct pause_state *p = &srv->pause;
     if (!p->paused)
         return;
@@ -130,6 +131,7 @@ void pause_check_drained(struct server *srv)
 
 void pause_release_sessions(struct server *srv)
 {
+    assert(srv);
     for (struct session *s = srv->sessions, *next; s; s = next) {
         next = s->next;
         session_release_held(s);
@@ -180,6 +182,7 @@ static uint32_t count_held(const struct server *srv)
 
 void pause_hold_info(const struct server *srv, struct pause_hold_info *out)
 {
+    assert(srv && out);
     const struct pause_state *p = &srv->pause;
     uint64_t now = server_now_us((struct server *)srv);
     out->held = count_held(srv);

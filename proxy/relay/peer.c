@@ -14,6 +14,7 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -404,6 +405,7 @@ static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
 int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
                         uint64_t waiter)
 {
+    assert(srv && from && done);
     struct fleet_peers *f = &srv->fleet;
     int slot = (int)(key >> PEER_SLOT_SHIFT);
     const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
@@ -478,6 +480,7 @@ static int parse_peer(const struct relay_peer *in, struct fleet_peer *out)
 
 void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n)
 {
+    assert(srv && (peers || n == 0));
     struct fleet_peers *f = &srv->fleet;
     struct fleet_peer *fresh = n ? calloc(n, sizeof *fresh) : NULL;
     if (n && !fresh) {

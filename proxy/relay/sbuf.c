@@ -3,6 +3,7 @@
  * which is what bounds memory per connection. */
 #include "sbuf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <openssl/err.h>
@@ -109,6 +110,7 @@ static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, cons
 struct sbuf *sbuf_new(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
                       size_t out_low)
 {
+    assert(base && ops && fd >= 0);
     struct sbuf *sb = sbuf_alloc(base, fd, ops, ctx, out_low);
     if (!sb)
         return NULL;
@@ -121,6 +123,7 @@ struct sbuf *sbuf_new(struct event_base *base, evutil_socket_t fd, const struct 
 struct sbuf *sbuf_connect(struct event_base *base, const struct sockaddr *addr, int addrlen,
                           const struct sbuf_ops *ops, void *ctx, size_t out_low)
 {
+    assert(base && addr && ops && addrlen > 0);
     evutil_socket_t fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
@@ -169,23 +172,27 @@ void sbuf_free(struct sbuf *sb)
 
 void sbuf_set_ops(struct sbuf *sb, const struct sbuf_ops *ops, void *ctx)
 {
+    assert(sb && ops);
     sb->ops = ops;
     sb->ctx = ctx;
 }
 
 size_t sbuf_pending_out(const struct sbuf *sb)
 {
+    assert(sb && sb->out);
     return evbuffer_get_length(sb->out);
 }
 
 void sbuf_pause_read(struct sbuf *sb)
 {
+    assert(sb);
     if (sb->phase == SBUF_OPEN)
         want_read(sb, 0);
 }
 
 void sbuf_resume_read(struct sbuf *sb)
 {
+    assert(sb);
     if (sb->phase != SBUF_OPEN)
         return;
     want_read(sb, 1);
@@ -224,6 +231,7 @@ static void continue_handshake(struct sbuf *sb)
 
 int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
 {
+    assert(sb && ssl);
     if (evbuffer_get_length(sb->in) > 0 || sb->phase != SBUF_OPEN) {
         SSL_free(ssl);
         return -1;
@@ -396,6 +404,7 @@ static int write_tls(struct sbuf *sb)
 
 void sbuf_flush(struct sbuf *sb)
 {
+    assert(sb && sb->out);
     if (sb->phase != SBUF_OPEN)
         return; /* connect / handshake still going: written once open */
     int blocked = 0;
@@ -428,6 +437,7 @@ void sbuf_flush(struct sbuf *sb)
 
 void sbuf_notify_when_drained(struct sbuf *sb)
 {
+    assert(sb);
     sb->notify_drained = 1;
 }
 

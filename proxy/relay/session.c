@@ -178,6 +178,7 @@ static void stop_login_timer(struct session *s)
 
 void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
 {
+    assert(srv && addr && fd >= 0);
     (void)addrlen;
     struct session *s = calloc(1, sizeof *s);
     struct sbuf *sb = s ? sbuf_new(srv->base, fd, &client_ops, s, srv->cfg.buffer_bytes / 2) : NULL;
@@ -208,6 +209,7 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
 
 void session_free(struct session *s)
 {
+    assert(s && s->srv && session_state_valid((int)s->state));
     struct server *srv = s->srv;
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
@@ -276,6 +278,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
 
 void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
+    assert(s && sqlstate && fmt);
     if (s->state == SESS_CLOSING)
         return; /* the first reason is the one the client hears */
     char msg[512];
@@ -333,6 +336,7 @@ static void delayed_failure_cb(evutil_socket_t fd, short what, void *arg)
 
 void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message)
 {
+    assert(s && s->client && sqlstate && message && delay_ms >= 0);
     snprintf(s->fail_sqlstate, sizeof s->fail_sqlstate, "%s", sqlstate);
     free(s->fail_message);
     s->fail_message = strdup(message);
@@ -1262,6 +1266,7 @@ int session_at_boundary(const struct session *s)
 
 void session_release_held(struct session *s)
 {
+    assert(s);
     if (!s->holding)
         return;
     s->holding = 0;
@@ -1272,6 +1277,7 @@ void session_release_held(struct session *s)
 
 void session_end_at_boundary(struct session *s)
 {
+    assert(s);
     if (s->state == SESS_CLOSING || s->state == SESS_CANCEL_WAIT) /* that one closes by itself, and says nothing */
         return;
     if (session_at_boundary(s))
@@ -1280,6 +1286,7 @@ void session_end_at_boundary(struct session *s)
 
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key)
 {
+    assert(srv);
     for (struct session *s = *cancel_bucket(srv, key); s; s = s->cancel_next)
         if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
             return s;
@@ -1288,6 +1295,7 @@ struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uin
 
 int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
+    assert(srv && done);
     struct session *target = session_find_by_cancel_key(srv, pid, key);
     if (!target || !target->upstream_pid)
         return 0;
@@ -1308,6 +1316,7 @@ static size_t count_prepared(const struct session *s)
 
 int session_reprepare(struct session *s)
 {
+    assert(s);
     if (s->state != SESS_READY || !s->server || !s->prepared || !session_at_boundary(s))
         return 0;
     int n = prepared_write_reprepare(s->prepared, s->server->out);
@@ -1320,6 +1329,7 @@ int session_reprepare(struct session *s)
 
 json_t *session_describe(const struct session *s, uint64_t now_us)
 {
+    assert(s);
     const char *app = startup_param(&s->startup, "application_name");
     char tx[2] = {s->tracker.tx_status, 0};
     json_t *o = json_object();

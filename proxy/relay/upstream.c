@@ -4,6 +4,7 @@
  * connections as Postgres requires. */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/dns.h>
@@ -160,6 +161,7 @@ static void uc_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx)
 {
+    assert(srv && ready);
     struct upstream_connect *uc = calloc(1, sizeof *uc);
     if (!uc)
         return NULL;
@@ -376,6 +378,7 @@ static void cancel_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter)
 {
+    assert(srv && done);
     struct upstream_cancel *c = calloc(1, sizeof *c);
     if (!c)
         return -1;

@@ -37,6 +37,11 @@ static void set_nonblocking(int fd)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+static void remove_socket(void)
+{
+    unlink(upstream_sun.sun_path);
+}
+
 static void setup_once(void)
 {
     if (srv.base)
@@ -57,6 +62,7 @@ static void setup_once(void)
         listen(listen_fd, 16) != 0)
         abort();
     set_nonblocking(listen_fd);
+    atexit(remove_socket);
     memcpy(&srv.upstream_addr.addr, &upstream_sun, sizeof upstream_sun);
     srv.upstream_addr.addrlen = sizeof upstream_sun;
 }
