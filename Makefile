@@ -17,7 +17,8 @@ LIB_SRCS  := $(filter-out proxy/cli/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# PGT_DEBUG: invariant checks that abort (session transitions, the drain count)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPGT_DEBUG
 
 .PHONY: all asan test unit clients demo deps bench fuzz lint clean
 all: bin/pgtandem
@@ -87,7 +88,7 @@ bench: deps
 FUZZ_RUNS ?= 1000000
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(@D)
-	clang $(WARN) -D_GNU_SOURCE $(LAYER_INC) $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(PKG_LIBS) $(LDLIBS)
+	clang $(WARN) -D_GNU_SOURCE $(LAYER_INC) $(PKG_CFLAGS) -g -O1 -DPGT_DEBUG -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRCS) $(PKG_LIBS) $(LDLIBS)
 fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 	@for f in $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%); do \
 	  echo "== $$f ($(FUZZ_RUNS) runs)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \

@@ -391,8 +391,12 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
 static void arm_reserve_timer(struct admin *a)
 {
     struct timeval tv = {0, RESERVE_RETRY_MS * 1000};
-    if (!evtimer_pending(a->reserve_timer, NULL))
-        evtimer_add(a->reserve_timer, &tv);
+    if (evtimer_pending(a->reserve_timer, NULL) || evtimer_add(a->reserve_timer, &tv) == 0)
+        return;
+    /* Without the timer nothing would listen again: accept now instead. */
+    log_error("admin API: could not set the reserve timer; accepting again at once");
+    if (evconnlistener_enable(a->listener) != 0)
+        log_error("admin API: could not accept connections again");
 }
 
 /* Takes the descriptor back as soon as one is free, then listens again. */
@@ -407,7 +411,10 @@ static void reserve_timer_cb(evutil_socket_t fd, short what, void *arg)
         arm_reserve_timer(a);
         return;
     }
-    evconnlistener_enable(a->listener);
+    if (evconnlistener_enable(a->listener) != 0) {
+        log_error("admin API: could not accept connections again; retrying");
+        arm_reserve_timer(a);
+    }
 }
 
 /* Out of descriptors: give up the reserve one, so the accept libevent

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compiler.h"
 #include "log.h"
 
 /* Bookkeeping statements answer in milliseconds; a few seconds without an
@@ -132,7 +133,11 @@ static const char *conn_name(const struct pgasync *a)
     return a->label;
 }
 
-static void watch(struct pgasync *a, short what)
+static void unwatch(struct pgasync *a);
+
+/* -1 when the loop cannot watch the socket (out of memory): the caller
+ * fails the connection, since nothing would ever wake it up. */
+static PGT_MUSTCHECK int watch(struct pgasync *a, short what)
 {
     int fd = PQsocket(a->conn);
     if (a->ev && (a->ev_fd != fd || a->ev_what != what)) {
@@ -143,9 +148,13 @@ static void watch(struct pgasync *a, short what)
         a->ev = event_new(a->base, fd, what | EV_PERSIST, on_socket, a);
         a->ev_fd = fd;
         a->ev_what = what;
-        if (a->ev)
-            event_add(a->ev, NULL);
+        if (!a->ev || event_add(a->ev, NULL) != 0) {
+            log_error("%s connection: could not register its socket with the event loop", conn_name(a));
+            unwatch(a);
+            return -1;
+        }
     }
+    return 0;
 }
 
 static void unwatch(struct pgasync *a)
@@ -239,16 +248,47 @@ static void describe(struct pgasync *a, const char *sql)
     snprintf(a->purpose, sizeof a->purpose, "to `%s%s`", words, *p ? "..." : "");
 }
 
-static void arm(struct pgasync *a)
+/* -1 when the watchdog cannot be set: a statement without it could wait
+ * on a frozen server forever, so the caller fails it instead. */
+static PGT_MUSTCHECK int arm(struct pgasync *a)
 {
     a->sent_ms = mono_ms();
     if (a->watchdog_ms <= 0)
-        return;
+        return 0;
     if (!a->watchdog)
         a->watchdog = evtimer_new(a->base, on_watchdog, a);
     struct timeval tv = {a->watchdog_ms / 1000, (a->watchdog_ms % 1000) * 1000};
-    if (a->watchdog)
-        evtimer_add(a->watchdog, &tv);
+    if (!a->watchdog || evtimer_add(a->watchdog, &tv) != 0) {
+        log_error("%s connection: could not set its watchdog", conn_name(a));
+        return -1;
+    }
+    return 0;
+}
+
+#define UNWATCHABLE "could not register the connection with the event loop"
+
+/* From an event callback: the connection cannot be watched any more, so
+ * it is dropped like a dead one and the statement in flight hears so. */
+static void fail_unwatchable(struct pgasync *a)
+{
+    a->connecting = 0;
+    remember_failure(a, UNWATCHABLE);
+    drop_connection(a);
+    set_error(a, UNWATCHABLE, "08006");
+    finish(a);
+}
+
+/* From a call: nothing was started, the caller hears -1. */
+static int refuse_unwatchable(struct pgasync *a)
+{
+    drop_connection(a);
+    a->busy = 0;
+    a->done = NULL;
+    a->ctx = NULL;
+    snprintf(a->error, sizeof a->error, "%s", UNWATCHABLE);
+    snprintf(a->sqlstate, sizeof a->sqlstate, "08006");
+    remember_failure(a, UNWATCHABLE);
+    return -1;
 }
 
 static void finish(struct pgasync *a)
@@ -286,15 +326,20 @@ static void poll_connect(struct pgasync *a)
 {
     switch (PQconnectPoll(a->conn)) {
     case PGRES_POLLING_READING:
-        watch(a, EV_READ);
+        if (watch(a, EV_READ) != 0)
+            fail_unwatchable(a);
         return;
     case PGRES_POLLING_WRITING:
-        watch(a, EV_WRITE);
+        if (watch(a, EV_WRITE) != 0)
+            fail_unwatchable(a);
         return;
     case PGRES_POLLING_OK:
         a->connecting = 0;
         PQsetnonblocking(a->conn, 1);
-        watch(a, EV_READ);
+        if (watch(a, EV_READ) != 0) {
+            fail_unwatchable(a);
+            return;
+        }
         finish(a);
         return;
     default:
@@ -356,8 +401,13 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
         poll_connect(a);
         return;
     }
-    if ((what & EV_WRITE) && PQflush(a->conn) == 0)
-        watch(a, EV_READ);
+    if ((what & EV_WRITE) && PQflush(a->conn) == 0 && watch(a, EV_READ) != 0) {
+        if (a->busy)
+            fail_unwatchable(a);
+        else
+            drop_connection(a);
+        return;
+    }
     if (!a->busy) {
         /* NOTICEs, notifications, or the server going away while we are
          * idle (a restart): the next use finds the connection not ready. */
@@ -394,9 +444,9 @@ int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, vo
     a->busy = 1;
     a->done = done;
     a->ctx = ctx;
-    watch(a, EV_WRITE);
     snprintf(a->purpose, sizeof a->purpose, "to the connection attempt");
-    arm(a);
+    if (watch(a, EV_WRITE) != 0 || arm(a) != 0)
+        return refuse_unwatchable(a);
     return 0;
 }
 
@@ -429,9 +479,9 @@ int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *co
     a->busy = 1;
     a->done = done;
     a->ctx = ctx;
-    watch(a, flushed == 1 ? EV_READ | EV_WRITE : EV_READ);
     describe(a, sql);
-    arm(a);
+    if (watch(a, flushed == 1 ? EV_READ | EV_WRITE : EV_READ) != 0 || arm(a) != 0)
+        return refuse_unwatchable(a);
     return 0;
 }
 

@@ -7,6 +7,8 @@
 
 #include <libpq-fe.h>
 
+#include "compiler.h"
+
 struct event_base;
 struct event;
 
@@ -54,8 +56,8 @@ void pgasync_init(struct pgasync *a, struct event_base *base);
 void pgasync_configure(struct pgasync *a, const char *label, int watchdog_ms, const char *pg_options);
 /* The name for the log and application_name (when the URI sets none). */
 void pgasync_set_label(struct pgasync *a, const char *label);
-int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx);
-int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *const *values,
+PGT_MUSTCHECK int pgasync_connect(struct pgasync *a, const char *uri, pgasync_done_fn done, void *ctx);
+PGT_MUSTCHECK int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *const *values,
                  pgasync_done_fn done, void *ctx);
 int pgasync_ready(const struct pgasync *a);
 void pgasync_close(struct pgasync *a);

@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "admin_migrations.h"
 #include "cli.h"
+#include "compiler.h"
 #include "log.h"
 #include "fleet.h"
 #include "online_migration.h"
@@ -60,12 +61,22 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     session_accept(arg, fd, addr, len);
 }
 
-static void set_accepting(struct server *srv, int on)
+/* Returns how many listeners failed to change. */
+static PGT_MUSTCHECK int set_accepting(struct server *srv, int on)
 {
     struct evconnlistener *ls[] = {srv->tcp_listener, srv->unix_listener, srv->fleet.listener};
+    int failed = 0;
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
         if (ls[i])
-            (void)(on ? evconnlistener_enable(ls[i]) : evconnlistener_disable(ls[i]));
+            failed += (on ? evconnlistener_enable(ls[i]) : evconnlistener_disable(ls[i])) != 0;
+    return failed;
+}
+
+static void arm_accept_retry(struct server *srv)
+{
+    struct timeval tv = {ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000};
+    if (evtimer_add(srv->accept_retry, &tv) != 0)
+        log_error("could not set the accept retry timer");
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -73,7 +84,10 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     /* After a shutdown began only the peer listener is left to enable. */
-    set_accepting(arg, 1);
+    if (set_accepting(arg, 1) != 0) {
+        log_error("could not accept connections again; retrying in %d ms", ACCEPT_RETRY_MS);
+        arm_accept_retry(arg);
+    }
 }
 
 static int out_of_resources(int err)
@@ -99,9 +113,14 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     }
     if (!out_of_resources(err) || !srv->accept_retry)
         return;
-    set_accepting(srv, 0);
+    /* The retry first: without it, listeners turned off stay off. */
     struct timeval tv = {ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000};
-    evtimer_add(srv->accept_retry, &tv);
+    if (evtimer_add(srv->accept_retry, &tv) != 0) {
+        log_error("could not set the accept retry timer; accepting on");
+        return;
+    }
+    if (set_accepting(srv, 0) != 0)
+        log_warn("could not stop accepting for a moment");
 }
 
 static int listen_tcp(struct server *srv, char *err, size_t errlen)
@@ -217,8 +236,11 @@ static void begin_shutdown(struct proxy *p)
     }
     p->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, p);
     struct timeval tv = {srv->cfg.shutdown_timeout_ms / 1000, (srv->cfg.shutdown_timeout_ms % 1000) * 1000};
-    if (p->shutdown_timer)
-        evtimer_add(p->shutdown_timer, &tv);
+    if (!p->shutdown_timer || evtimer_add(p->shutdown_timer, &tv) != 0) {
+        /* unbounded waiting would keep a stopping proxy alive forever */
+        log_error("shutdown: could not set the shutdown timeout; closing the sessions now");
+        shutdown_timeout_cb(-1, EV_TIMEOUT, p);
+    }
 }
 
 /* SCRAM-SHA-256-PLUS binds to the certificate clients see. */
@@ -339,8 +361,10 @@ static int relay_init(struct server *srv, char *err, size_t errlen)
 static struct event *add_signal(struct proxy *p, int sig)
 {
     struct event *ev = evsignal_new(p->srv.base, sig, signal_cb, p);
-    if (ev)
-        evsignal_add(ev, NULL);
+    if (ev && evsignal_add(ev, NULL) != 0) {
+        event_free(ev);
+        return NULL;
+    }
     return ev;
 }
 
@@ -395,11 +419,17 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
     }
     p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
     struct timeval second = {1, 0};
-    if (p->metrics_timer)
-        event_add(p->metrics_timer, &second);
+    if (!p->metrics_timer || event_add(p->metrics_timer, &second) != 0) {
+        snprintf(err, errlen, "could not set the metrics timer");
+        return -1;
+    }
     p->sigterm = add_signal(p, SIGTERM);
     p->sigint = add_signal(p, SIGINT);
     p->sighup = add_signal(p, SIGHUP);
+    if (!p->sigterm || !p->sigint || !p->sighup) {
+        snprintf(err, errlen, "could not install the signal handlers");
+        return -1;
+    }
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fleet_lease.h"
 #include "log.h"
 #include "migration_state.h"
 #include "pgasync.h"
@@ -25,10 +26,6 @@
 #define RECONNECT_MS 500
 #define ACK_RECHECK_MS 50
 #define MAX_SLOT 63 /* PEER_MAX_SLOT: the slot is 6 bits of the cancel key */
-/* A fence that lasts this many leases past its start is not going to lift
- * soon (the database is away, or the heartbeat keeps failing): its
- * sessions are closed with 57P01 rather than held on. */
-#define FENCE_BOUND_LEASES 2
 
 enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK_UP };
 
@@ -198,10 +195,16 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* A timer that cannot be set fires at once: every timer here bounds a
+ * wait (a lease, a hold, a reconnect), and ending a wait early is safe
+ * where waiting forever is not. */
 static void add_timer(struct event *ev, long ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
+    if (evtimer_add(ev, &tv) != 0) {
+        log_error("fleet: could not set a %ld ms timer; it fires now", ms);
+        event_active(ev, EV_TIMEOUT, 0);
+    }
 }
 
 static void want(struct fleet *f, enum fleet_job job)
@@ -396,7 +399,7 @@ static int in_progress(const char *status)
 static void renew_lease(struct fleet *f)
 {
     int fence = f->migration[0] && in_progress(f->status);
-    relay_set_lease(f->relay, fence ? f->heartbeat_sent_us + (uint64_t)f->lease_ms * 1000u : 0);
+    relay_set_lease(f->relay, fleet_lease_deadline_us(f->heartbeat_sent_us, f->lease_ms, fence));
 }
 
 static void learn_migration(struct fleet *f, const char *name, const char *status)
@@ -546,8 +549,9 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     struct fleet *f = arg;
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
-    uint64_t waited_us = now_us() - f->heartbeat_sent_us;
-    if (f->handler == on_heartbeat && waited_us > (uint64_t)f->heartbeat_ms * 1000u) {
+    uint64_t now = now_us();
+    uint64_t waited_us = now - f->heartbeat_sent_us;
+    if (f->handler == on_heartbeat && fleet_heartbeat_late(now, f->heartbeat_sent_us, f->heartbeat_ms)) {
         char why[192]; /* a lock on pgtandem.proxies, a database that hangs */
         snprintf(why, sizeof why, "the heartbeat has had no answer for %.1f s", (double)waited_us / 1e6);
         relay_set_fence_why(f->relay, why);
@@ -962,8 +966,8 @@ struct fleet *fleet_new(struct event_base *base, struct server *relay, const str
     f->db.notify_ctx = f;
     f->engine_db = strdup(opt->engine_db);
     f->lease_ms = opt->lease_ms;
-    f->heartbeat_ms = opt->lease_ms / 4 < 100 ? 100 : opt->lease_ms / 4 > 1000 ? 1000 : opt->lease_ms / 4;
-    relay_set_fence_bound(relay, (uint32_t)(FENCE_BOUND_LEASES * opt->lease_ms));
+    f->heartbeat_ms = fleet_heartbeat_interval_ms(opt->lease_ms);
+    relay_set_fence_bound(relay, fleet_fence_bound_ms(opt->lease_ms));
     make_id(f, opt->id);
     snprintf(f->listen, sizeof f->listen, "%s", opt->listen ? opt->listen : "");
     snprintf(f->admin, sizeof f->admin, "%s", opt->admin ? opt->admin : "");

@@ -60,10 +60,24 @@ int pause_begin_for(struct server *srv, const char *kind, const char *reason, in
                     void *ctx)
 {
     struct pause_state *p = &srv->pause;
+    assert(srv && kind && reason);
     if (p->nwaiters == PAUSE_MAX_WAITERS)
         return -1;
     if (!p->check_ev && !(p->check_ev = event_new(srv->base, -1, 0, check_cb, srv)))
         return -1;
+    /* A pause without its timeout could hold traffic forever, and one
+     * without the watch would never fail an overdue fence: refused. */
+    if (!p->timeout_timer && !(p->timeout_timer = evtimer_new(srv->base, pause_timeout_cb, srv)))
+        return -1;
+    if (!p->paused && pause_watch(srv) != 0)
+        return -1;
+    if (!p->drained) {
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        if (evtimer_add(p->timeout_timer, &tv) != 0) {
+            log_error("pause: could not set its timeout; refused");
+            return -1;
+        }
+    }
     p->waiters[p->nwaiters++] = (struct pause_waiter){done, ctx};
     if (!p->paused) {
         p->paused = 1;
@@ -72,21 +86,24 @@ int pause_begin_for(struct server *srv, const char *kind, const char *reason, in
         p->held_messages = 0;
         snprintf(p->kind, sizeof p->kind, "%s", kind);
         snprintf(p->reason, sizeof p->reason, "%s", reason);
-        pause_watch(srv);
-        if (!p->timeout_timer)
-            p->timeout_timer = evtimer_new(srv->base, pause_timeout_cb, srv);
         log_info("pause: holding new transactions (timeout %d ms): %s", timeout_ms, reason);
-    }
-    if (p->timeout_timer && !p->drained) {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        evtimer_add(p->timeout_timer, &tv);
     }
     pause_check_drained(srv);
     return 0;
 }
 
+enum pause_drain pause_drain_decision(int paused, int drained, uint32_t busy_sessions)
+{
+    if (!paused)
+        return PAUSE_NOT_PAUSED;
+    if (drained)
+        return PAUSE_ALREADY_DRAINED;
+    return busy_sessions ? PAUSE_STILL_BUSY : PAUSE_NOW_DRAINED;
+}
+
 void pause_check_drained(struct server *srv)
 {
+    assert(srv);
     struct pause_state *p = &srv->pause;
     if (!p->paused)
         return;
@@ -95,9 +112,14 @@ void pause_check_drained(struct server *srv)
             notify_waiters(srv, 1, p->drained_us - p->started_us);
         return;
     }
-    for (struct session *s = srv->sessions; s; s = s->next)
-        if (!session_at_boundary(s))
-            return;
+#ifdef PGT_DEBUG
+    uint32_t busy = 0;
+    for (const struct session *s = srv->sessions; s; s = s->next)
+        busy += !session_at_boundary(s);
+    assert(busy == srv->counts.busy);
+#endif
+    if (pause_drain_decision(p->paused, p->drained, srv->counts.busy) != PAUSE_NOW_DRAINED)
+        return;
     p->drained = 1;
     p->drained_us = server_now_us(srv);
     if (p->timeout_timer)
@@ -109,6 +131,7 @@ void pause_check_drained(struct server *srv)
 
 void pause_release_sessions(struct server *srv)
 {
+    assert(srv);
     for (struct session *s = srv->sessions, *next; s; s = next) {
         next = s->next;
         session_release_held(s);
@@ -159,6 +182,7 @@ static uint32_t count_held(const struct server *srv)
 
 void pause_hold_info(const struct server *srv, struct pause_hold_info *out)
 {
+    assert(srv && out);
     const struct pause_state *p = &srv->pause;
     uint64_t now = server_now_us((struct server *)srv);
     out->held = count_held(srv);
@@ -226,16 +250,22 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_del(p->watch_timer);
 }
 
-void pause_watch(struct server *srv)
+int pause_watch(struct server *srv)
 {
     struct pause_state *p = &srv->pause;
-    if (!p->watch_timer && !(p->watch_timer = event_new(srv->base, -1, EV_PERSIST, watch_cb, srv)))
-        return;
+    if (!p->watch_timer && !(p->watch_timer = event_new(srv->base, -1, EV_PERSIST, watch_cb, srv))) {
+        log_error("hold: could not start the watch (out of memory)");
+        return -1;
+    }
     if (!evtimer_pending(p->watch_timer, NULL)) {
         struct timeval tv = {0, WATCH_TICK_MS * 1000};
-        evtimer_add(p->watch_timer, &tv);
+        if (evtimer_add(p->watch_timer, &tv) != 0) {
+            log_error("hold: could not start the watch");
+            return -1;
+        }
         event_active(p->watch_timer, EV_TIMEOUT, 0); /* a hold starting now is told now */
     }
+    return 0;
 }
 
 void pause_free(struct server *srv)

@@ -7,16 +7,17 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "compiler.h"
 #include "server.h"
 
 /* Starts holding (or joins a pause in progress). `done` is called once,
  * when drained or after timeout_ms. Returns -1 when too many callers wait. */
-int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx);
+PGT_MUSTCHECK int pause_begin(struct server *srv, int timeout_ms, pause_done_fn done, void *ctx);
 /* The same, saying why for /status, /metrics and the log: kind is a short
  * word ("cutover", "fleet_hold", "operator_pause", "refresh"), reason a
  * sentence. pause_begin is an operator's pause. */
-int pause_begin_for(struct server *srv, const char *kind, const char *reason, int timeout_ms, pause_done_fn done,
-                    void *ctx);
+PGT_MUSTCHECK int pause_begin_for(struct server *srv, const char *kind, const char *reason, int timeout_ms,
+                                  pause_done_fn done, void *ctx);
 
 /* Whatever holds sessions now: a pause or the fleet fence (which wins). */
 struct pause_hold_info {
@@ -32,8 +33,17 @@ json_t *pause_hold_json(const struct server *srv);
 /* Starts the watch (idempotent): while a pause or a fleet lease may hold
  * sessions it logs the hold when it starts and every 5 s while it lasts,
  * and closes the sessions of a fence past its bound. */
-void pause_watch(struct server *srv);
-/* Re-checks whether every session is at a boundary. */
+PGT_MUSTCHECK int pause_watch(struct server *srv);
+/* The drain decision on its own: given the pause and how many sessions are
+ * ready and not at a boundary (srv->counts.busy), what happens now. */
+enum pause_drain {
+    PAUSE_NOT_PAUSED,      /* nothing to decide */
+    PAUSE_ALREADY_DRAINED, /* waiters who joined late are told at once */
+    PAUSE_STILL_BUSY,      /* some session is still inside a transaction */
+    PAUSE_NOW_DRAINED      /* every session is at a boundary: notify */
+};
+enum pause_drain pause_drain_decision(int paused, int drained, uint32_t busy_sessions);
+/* Re-checks whether every session is at a boundary (O(1): a counter). */
 void pause_check_drained(struct server *srv);
 /* Lets every session holding a message go on (in order): the end of a
  * pause, or a renewed fleet lease (relay_set_lease). */

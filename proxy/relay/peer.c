@@ -14,6 +14,7 @@
 #include "peer.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -132,7 +133,10 @@ static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void restart_timer(struct peer_conn *pc, int timeout_ms)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(pc->timer, &tv);
+    if (evtimer_add(pc->timer, &tv) != 0) { /* ends now rather than never */
+        log_error("peer connection %s: could not set its timer; closing", pc->addr);
+        event_active(pc->timer, EV_TIMEOUT, 0);
+    }
 }
 
 /* Takes ownership of sb (NULL: out of memory or descriptors). */
@@ -401,6 +405,7 @@ static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
 int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
                         uint64_t waiter)
 {
+    assert(srv && from && done);
     struct fleet_peers *f = &srv->fleet;
     int slot = (int)(key >> PEER_SLOT_SHIFT);
     const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
@@ -475,6 +480,7 @@ static int parse_peer(const struct relay_peer *in, struct fleet_peer *out)
 
 void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n)
 {
+    assert(srv && (peers || n == 0));
     struct fleet_peers *f = &srv->fleet;
     struct fleet_peer *fresh = n ? calloc(n, sizeof *fresh) : NULL;
     if (n && !fresh) {

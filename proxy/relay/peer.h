@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compiler.h"
 #include "server.h"
 
 struct relay_peer;
@@ -25,7 +26,7 @@ struct relay_peer;
 /* Opens the peer listener (unless configured off) and records the address
  * it is bound to. `cancel_here` handles what it reads; it must not forward
  * again, which is what keeps a request from going round in circles. */
-int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen);
+PGT_MUSTCHECK int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen);
 
 /* A CancelRequest from `from` (the client's "host:port") that matched no
  * session here: when its key carries the slot of another known proxy,
@@ -34,8 +35,8 @@ int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_
  * Postgres has), or the forward failed or cancel_wait_timeout ran out.
  * -1 when it names another proxy but was not sent (over the source's
  * limit, too many in flight; logged); 0 when the key names no other proxy. */
-int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
-                        uint64_t waiter);
+PGT_MUSTCHECK int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from,
+                                      cancel_done_fn done, uint64_t waiter);
 
 /* See relay_set_fleet_slot and relay_set_fleet_peers in relay.h. */
 void peer_set_slot(struct server *srv, int slot);

@@ -3,6 +3,7 @@
  * types and the statement text are exactly what the client sent. */
 #include "prepared.h"
 
+#include <assert.h>
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ static void forget(struct prepared **list, const char *name)
 
 int prepared_remember(struct prepared **list, const uint8_t *msg, uint32_t len)
 {
+    assert(list && msg);
     if (len <= PROTO_HEADER_LEN || len > PREPARED_MAX_MESSAGE)
         return -1;
     const char *name = name_in(msg + PROTO_HEADER_LEN, len - PROTO_HEADER_LEN);
@@ -57,6 +59,7 @@ int prepared_remember(struct prepared **list, const uint8_t *msg, uint32_t len)
 
 void prepared_forget_closed(struct prepared **list, const uint8_t *msg, uint32_t len)
 {
+    assert(list && msg);
     if (len <= PROTO_HEADER_LEN + 1 || msg[PROTO_HEADER_LEN] != 'S')
         return;
     const char *name = name_in(msg + PROTO_HEADER_LEN + 1, len - PROTO_HEADER_LEN - 1);
@@ -77,6 +80,7 @@ void prepared_free_all(struct prepared **list)
 
 int prepared_write_reprepare(const struct prepared *list, struct evbuffer *out)
 {
+    assert(out);
     int n = 0;
     for (const struct prepared *p = list; p; p = p->next, n++) {
         size_t name_len = strlen(p->name) + 1;

@@ -3,23 +3,28 @@
  * the fuzz target share one implementation. */
 #include "proto.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t max_length,
                                      struct msg_header *out)
 {
+    assert(buf && out);
     if (avail < PROTO_HEADER_LEN)
         return HEADER_NEED_MORE;
     out->type = buf[0];
     out->length = proto_get_u32(buf + 1);
-    if (out->length < 4 || out->length > max_length)
+    /* The wire's Int32 is signed; the cap also keeps length + 1 (what the
+     * relay passes) from wrapping to 0. */
+    if (out->length < 4 || out->length > max_length || out->length > PROTO_MAX_LENGTH)
         return HEADER_BAD_LENGTH;
     return HEADER_OK;
 }
 
 enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, uint32_t *length)
 {
+    assert(buf && length);
     if (avail < 4)
         return HEADER_NEED_MORE;
     *length = proto_get_u32(buf);
@@ -79,6 +84,7 @@ int proto_refuse_protocol(struct startup_refusal *why, uint32_t code)
 
 int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *out, struct startup_refusal *why)
 {
+    assert(packet && out && why);
     memset(out, 0, sizeof *out);
     if (length < 8 || proto_get_u32(packet) != length)
         return refuse(why, NULL, "invalid length of startup packet");
@@ -129,6 +135,7 @@ const char *startup_param(const struct startup_packet *sp, const char *key)
 
 int proto_sasl_without_plus(const uint8_t *body, size_t len, uint8_t *out, size_t cap)
 {
+    assert(body && out);
     size_t pos = 0, w = 0;
     for (;;) {
         if (pos >= len)
@@ -162,6 +169,7 @@ void tracker_init(struct proto_tracker *t)
 
 void tracker_client_message(struct proto_tracker *t, uint8_t type)
 {
+    assert(t);
     switch (type) {
     case 'Q': /* simple query */
     case 'F': /* function call */
@@ -194,6 +202,7 @@ void tracker_client_message(struct proto_tracker *t, uint8_t type)
 
 int tracker_server_message(struct proto_tracker *t, uint8_t type, uint8_t status)
 {
+    assert(t);
     switch (type) {
     case 'G': /* CopyInResponse */
     case 'W': /* CopyBothResponse */
@@ -238,6 +247,7 @@ static size_t put_field(uint8_t *out, size_t pos, size_t cap, char code, const c
 size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const char *sqlstate,
                           const char *message)
 {
+    assert(out && severity && sqlstate && message);
     if (cap < PROTO_HEADER_LEN + 1)
         return 0;
     out[0] = 'E';
@@ -255,6 +265,7 @@ size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const 
 
 size_t proto_format_old_error(uint8_t *out, size_t cap, const char *severity, const char *message)
 {
+    assert(out && severity && message);
     int n = snprintf((char *)out + 1, cap > 1 ? cap - 1 : 0, "%s:  %s\n", severity, message);
     if (cap < 2 || n < 0 || (size_t)n + 2 > cap)
         return 0;

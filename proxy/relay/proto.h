@@ -33,8 +33,11 @@ struct msg_header {
     uint32_t length; /* as on the wire: includes the 4 length bytes, not the type */
 };
 
+/* The largest length a message header can carry (a signed Int32). */
+#define PROTO_MAX_LENGTH 0x7fffffffu
 /* Reads a regular message header from the first `avail` bytes of `buf`.
- * A length below 4 or above max_length is HEADER_BAD_LENGTH. */
+ * A length below 4, above max_length or above PROTO_MAX_LENGTH is
+ * HEADER_BAD_LENGTH. */
 enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t max_length,
                                      struct msg_header *out);
 

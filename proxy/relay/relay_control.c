@@ -119,8 +119,8 @@ void relay_set_lease(struct server *relay, uint64_t deadline_us)
 {
     int was_expired = server_lease_expired(relay);
     relay->lease_deadline_us = deadline_us;
-    if (deadline_us)
-        pause_watch(relay);
+    if (deadline_us && pause_watch(relay) != 0) /* idempotent: the next renewal tries again */
+        log_warn("fleet: the fence's watch could not start; it is tried again at the next heartbeat");
     if (was_expired && !server_lease_expired(relay) && !relay->pause.paused)
         pause_release_sessions(relay);
 }

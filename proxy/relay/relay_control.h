@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compiler.h"
 #include "relay_peer.h"
 
 struct server;
@@ -27,8 +28,8 @@ typedef void (*relay_hold_fn)(void *ctx, int drained, uint64_t waited_us);
 /* Holds every session's next transaction at its boundary; kind (a word:
  * "cutover", "fleet_hold", "refresh") and reason (a sentence) say why in
  * /status, /metrics and the log. `done` is called once. Returns -1 (and never calls done) when it cannot start. */
-int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
-               void *ctx);
+PGT_MUSTCHECK int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms,
+                             relay_hold_fn done, void *ctx);
 /* Forgets a hold waiter whose context is going away. */
 void relay_forget(struct server *relay, void *ctx);
 

@@ -3,6 +3,7 @@
  * which is what bounds memory per connection. */
 #include "sbuf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <openssl/err.h>
@@ -28,20 +29,30 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg);
  * with libevent (a COPY once stalled with `writing` set and no write event
  * registered) costs one more event_add instead of a connection that never
  * moves again. */
+static void fail_later(struct sbuf *sb, int eof, const char *why);
+
+/* A socket the loop cannot watch would never move again: the connection
+ * fails (through the owner's error callback), the process goes on. */
 static void want_write(struct sbuf *sb, int on)
 {
-    if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)))
-        event_add(sb->wev, NULL);
-    else if (!on && sb->writing)
+    if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)) && event_add(sb->wev, NULL) != 0) {
+        sb->writing = 0;
+        fail_later(sb, 0, "could not register the socket for writing");
+        return;
+    }
+    if (!on && sb->writing)
         event_del(sb->wev);
     sb->writing = on;
 }
 
 static void want_read(struct sbuf *sb, int on)
 {
-    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)))
-        event_add(sb->rev, NULL);
-    else if (!on && sb->reading)
+    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)) && event_add(sb->rev, NULL) != 0) {
+        sb->reading = 0;
+        fail_later(sb, 0, "could not register the socket for reading");
+        return;
+    }
+    if (!on && sb->reading)
         event_del(sb->rev);
     sb->reading = on;
 }
@@ -99,6 +110,7 @@ static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, cons
 struct sbuf *sbuf_new(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
                       size_t out_low)
 {
+    assert(base && ops && fd >= 0);
     struct sbuf *sb = sbuf_alloc(base, fd, ops, ctx, out_low);
     if (!sb)
         return NULL;
@@ -111,6 +123,7 @@ struct sbuf *sbuf_new(struct event_base *base, evutil_socket_t fd, const struct 
 struct sbuf *sbuf_connect(struct event_base *base, const struct sockaddr *addr, int addrlen,
                           const struct sbuf_ops *ops, void *ctx, size_t out_low)
 {
+    assert(base && addr && ops && addrlen > 0);
     evutil_socket_t fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return NULL;
@@ -159,23 +172,27 @@ void sbuf_free(struct sbuf *sb)
 
 void sbuf_set_ops(struct sbuf *sb, const struct sbuf_ops *ops, void *ctx)
 {
+    assert(sb && ops);
     sb->ops = ops;
     sb->ctx = ctx;
 }
 
 size_t sbuf_pending_out(const struct sbuf *sb)
 {
+    assert(sb && sb->out);
     return evbuffer_get_length(sb->out);
 }
 
 void sbuf_pause_read(struct sbuf *sb)
 {
+    assert(sb);
     if (sb->phase == SBUF_OPEN)
         want_read(sb, 0);
 }
 
 void sbuf_resume_read(struct sbuf *sb)
 {
+    assert(sb);
     if (sb->phase != SBUF_OPEN)
         return;
     want_read(sb, 1);
@@ -214,6 +231,7 @@ static void continue_handshake(struct sbuf *sb)
 
 int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
 {
+    assert(sb && ssl);
     if (evbuffer_get_length(sb->in) > 0 || sb->phase != SBUF_OPEN) {
         SSL_free(ssl);
         return -1;
@@ -386,6 +404,7 @@ static int write_tls(struct sbuf *sb)
 
 void sbuf_flush(struct sbuf *sb)
 {
+    assert(sb && sb->out);
     if (sb->phase != SBUF_OPEN)
         return; /* connect / handshake still going: written once open */
     int blocked = 0;
@@ -418,6 +437,7 @@ void sbuf_flush(struct sbuf *sb)
 
 void sbuf_notify_when_drained(struct sbuf *sb)
 {
+    assert(sb);
     sb->notify_drained = 1;
 }
 

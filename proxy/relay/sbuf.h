@@ -13,6 +13,8 @@
 #include <openssl/ssl.h>
 #include <stddef.h>
 
+#include "compiler.h"
+
 struct sbuf;
 struct evbuffer;
 
@@ -58,7 +60,7 @@ void sbuf_set_ops(struct sbuf *sb, const struct sbuf_ops *ops, void *ctx);
 
 /* Begins a TLS handshake on the socket (taking ownership of ssl); on_ready
  * or on_error follows. The input buffer must be empty. */
-int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server);
+PGT_MUSTCHECK int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server);
 
 void sbuf_pause_read(struct sbuf *sb);
 void sbuf_resume_read(struct sbuf *sb);

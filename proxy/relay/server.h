@@ -1,8 +1,8 @@
 /* The one server struct: the event loop, listeners, TLS contexts, every
  * session, pause state and metrics. Everything mutable in the relay hangs
  * off this struct. It is the bottom of the relay: every relay module
- * includes this header and this header includes no relay module, so the
- * state that several of them share (pause bookkeeping, the upstream's
+ * includes this header and this header includes no relay module but the
+ * pure session_state.h, so the state that several of them share (pause bookkeeping, the upstream's
  * address, the version route the engine pushed in) is defined here. */
 #ifndef PGTANDEM_SERVER_H
 #define PGTANDEM_SERVER_H
@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "session_state.h"
 
 struct server;
 struct session;
@@ -30,6 +31,7 @@ struct evdns_getaddrinfo_request;
 typedef void (*pause_done_fn)(void *ctx, int ok, uint64_t waited_us);
 
 #define PAUSE_MAX_WAITERS 16
+#define SERVER_CANCEL_BUCKETS 1024 /* a power of two */
 
 struct pause_waiter {
     pause_done_fn done;
@@ -139,6 +141,10 @@ struct server {
 
     struct session *sessions; /* doubly linked, newest first */
     uint32_t session_count;
+    struct session_counts counts;    /* per state, and busy (session.c keeps them) */
+    /* Live sessions by cancel key (session.c): the key's low bits are
+     * random, so they pick the bucket; chained through cancel_next. */
+    struct session *cancel_index[SERVER_CANCEL_BUCKETS];
     uint64_t next_session_id;
 
     struct pause_state pause;

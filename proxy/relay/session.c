@@ -19,6 +19,7 @@
 #include <sys/un.h>
 
 #include "auth.h"
+#include "compiler.h"
 #include "log.h"
 #include "migration_sql.h"
 #include "peer.h"
@@ -47,11 +48,64 @@ static void relay_client_to_server(struct session *s);
 static void relay_server_to_client(struct session *s);
 static void session_fail_silently(struct session *s);
 
-const char *session_state_name(enum session_state st)
+static void free_later(struct session *s);
+
+/* Ready and inside a transaction or request: what a pause waits for. Kept
+ * in srv->counts.busy so the drain is a counter check, not a scan; called
+ * after every change of the state or the tracker. */
+static void sync_busy(struct session *s)
 {
-    static const char *const names[] = {"startup", "tls", "client_auth", "connecting", "upstream_login",
-                                        "auth", "ready", "cancel_wait", "closing"};
-    return names[st];
+    int busy = s->state == SESS_READY && !tracker_at_boundary(&s->tracker);
+    if (busy == s->busy)
+        return;
+    s->busy = busy;
+    session_counts_busy(&s->srv->counts, busy);
+}
+
+void session_set_state(struct session *s, enum session_state to)
+{
+    assert(s && s->srv);
+    enum session_state from = s->state;
+    int forbidden = !session_state_allowed(from, to);
+    if (forbidden) {
+#ifdef PGT_DEBUG
+        assert(!"forbidden session state transition");
+#endif
+        log_error("session %llu (%s): forbidden state transition %s -> %s; closing the session",
+                  (unsigned long long)s->id, s->client_addr, session_state_name(from), session_state_name(to));
+        to = SESS_CLOSING;
+    }
+    session_counts_move(&s->srv->counts, from, to);
+    s->state = to;
+    sync_busy(s);
+    if (forbidden)
+        free_later(s);
+}
+
+static struct session **cancel_bucket(struct server *srv, uint32_t key)
+{
+    return &srv->cancel_index[key & (SERVER_CANCEL_BUCKETS - 1)];
+}
+
+static void cancel_index_add(struct session *s)
+{
+    struct session **b = cancel_bucket(s->srv, s->cancel_key);
+    s->cancel_next = *b;
+    *b = s;
+}
+
+static void cancel_index_remove(struct session *s)
+{
+    if (!s->cancel_key)
+        return;
+    for (struct session **p = cancel_bucket(s->srv, s->cancel_key); *p; p = &(*p)->cancel_next)
+        if (*p == s) {
+            *p = s->cancel_next;
+            s->cancel_next = NULL;
+            s->cancel_key = 0;
+            return;
+        }
+    assert(!"session missing from the cancel index");
 }
 
 static void format_client_addr(struct session *s, const struct sockaddr *addr)
@@ -99,13 +153,20 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
         session_fail(s, SQLSTATE_QUERY_CANCELED, "canceling authentication due to timeout");
 }
 
-static void start_login_timer(struct session *s)
+/* -1 when the timer cannot be set: a login without its bound could hold
+ * the connection forever, so the caller closes it instead. */
+static PGT_MUSTCHECK int start_login_timer(struct session *s)
 {
     int ms = s->srv->cfg.client_login_timeout_ms;
-    if (ms <= 0 || !(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)))
-        return;
+    if (ms <= 0)
+        return 0;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(s->login_timer, &tv);
+    if (!(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)) || evtimer_add(s->login_timer, &tv) != 0) {
+        log_error("session %llu (%s): could not set the login timer; closing", (unsigned long long)s->id,
+                  s->client_addr);
+        return -1;
+    }
+    return 0;
 }
 
 static void stop_login_timer(struct session *s)
@@ -117,6 +178,7 @@ static void stop_login_timer(struct session *s)
 
 void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
 {
+    assert(srv && addr && fd >= 0);
     (void)addrlen;
     struct session *s = calloc(1, sizeof *s);
     struct sbuf *sb = s ? sbuf_new(srv->base, fd, &client_ops, s, srv->cfg.buffer_bytes / 2) : NULL;
@@ -134,17 +196,20 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     format_client_addr(s, addr);
     if (!s->is_unix)
         set_nodelay(fd);
-    start_login_timer(s);
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->session_count++;
+    session_counts_enter(&srv->counts, SESS_STARTUP);
     srv->metrics.connections_total++;
+    if (start_login_timer(s) != 0)
+        session_fail_silently(s);
 }
 
 void session_free(struct session *s)
 {
+    assert(s && s->srv && session_state_valid((int)s->state));
     struct server *srv = s->srv;
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
@@ -164,6 +229,10 @@ void session_free(struct session *s)
         s->next->prev = s->prev;
     assert(srv->session_count > 0);
     srv->session_count--;
+    if (s->busy)
+        session_counts_busy(&srv->counts, 0);
+    session_counts_leave(&srv->counts, s->state);
+    cancel_index_remove(s);
     free(s->startup_buf);
     free(s->fail_message);
     free(s->version);
@@ -209,6 +278,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
 
 void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
+    assert(s && sqlstate && fmt);
     if (s->state == SESS_CLOSING)
         return; /* the first reason is the one the client hears */
     char msg[512];
@@ -234,7 +304,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
     sbuf_free(s->server);
     s->server = NULL;
     int can_tell_client = s->client && s->state != SESS_TLS_ACCEPT;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     if (!can_tell_client) {
         free_later(s);
         return;
@@ -252,7 +322,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
  * closing without a word. */
 static void session_fail_silently(struct session *s)
 {
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     free_later(s);
 }
 
@@ -266,6 +336,7 @@ static void delayed_failure_cb(evutil_socket_t fd, short what, void *arg)
 
 void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message)
 {
+    assert(s && s->client && sqlstate && message && delay_ms >= 0);
     snprintf(s->fail_sqlstate, sizeof s->fail_sqlstate, "%s", sqlstate);
     free(s->fail_message);
     s->fail_message = strdup(message);
@@ -275,9 +346,12 @@ void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, c
         session_fail(s, sqlstate, "%s", message);
         return;
     }
-    sbuf_pause_read(s->client);
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
-    evtimer_add(s->fail_ev, &tv);
+    if (evtimer_add(s->fail_ev, &tv) != 0) {
+        session_fail(s, sqlstate, "%s", message); /* at once rather than never */
+        return;
+    }
+    sbuf_pause_read(s->client);
 }
 
 /* Auth "scram": the exchange failed; the client hears why, maybe late. */
@@ -306,7 +380,7 @@ static void refuse_old_protocol(struct session *s, const char *message)
 {
     uint8_t buf[256];
     size_t n = proto_format_old_error(buf, sizeof buf, "FATAL", message);
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     evbuffer_add(s->client->out, buf, n);
     sbuf_flush(s->client);
     sbuf_pause_read(s->client);
@@ -350,7 +424,7 @@ static void start_client_tls(struct session *s)
         return;
     }
     s->client_on_tls = 1;
-    s->state = SESS_STARTUP;
+    session_set_state(s, SESS_STARTUP);
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
@@ -385,13 +459,19 @@ static void cancel_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 static void wait_for_cancel(struct session *s)
 {
-    s->state = SESS_CANCEL_WAIT;
+    session_set_state(s, SESS_CANCEL_WAIT);
     sbuf_pause_read(s->client); /* a CancelRequest is all a cancel connection says */
     stop_login_timer(s);
     int ms = s->srv->cfg.cancel_wait_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if ((s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)))
-        evtimer_add(s->login_timer, &tv);
+    /* Without its bound the connection could wait forever: it closes now
+     * (the request is on its way regardless). */
+    if (!(s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)) ||
+        evtimer_add(s->login_timer, &tv) != 0) {
+        log_error("session %llu (%s): could not set the cancel wait timer; closing", (unsigned long long)s->id,
+                  s->client_addr);
+        session_fail_silently(s);
+    }
 }
 
 /* A CancelRequest: a source over its limit is closed before its key is
@@ -436,9 +516,11 @@ static int refuse_startup(struct session *s)
 
 static void begin_upstream(struct session *s)
 {
-    s->state = SESS_CONNECTING;
+    session_set_state(s, SESS_CONNECTING);
     sbuf_pause_read(s->client);
     s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
+    if (!s->connecting) /* else the session would wait for nothing, forever */
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
 }
 
 /* Handles one complete startup-phase packet. Returns 0 to keep reading
@@ -466,7 +548,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         sbuf_flush(s->client);
         if (!offer)
             return 0;
-        s->state = SESS_TLS_ACCEPT;
+        session_set_state(s, SESS_TLS_ACCEPT);
         sbuf_pause_read(s->client);
         s->client->out_low = 0;
         if (sbuf_pending_out(s->client) == 0)
@@ -493,7 +575,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         begin_upstream(s);
         return 1;
     }
-    s->state = SESS_CLIENT_AUTH;
+    session_set_state(s, SESS_CLIENT_AUTH);
     struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
                              s->client_on_tls};
     if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
@@ -603,7 +685,7 @@ static void read_client_auth(struct session *s)
 /* Rebuilds the StartupMessage for the upstream from the client's parameters.
  * A session that declared the version of the migration in progress gets
  * that migration's version schema first on its search_path. */
-static int send_startup_upstream(struct session *s)
+static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
 {
     struct evbuffer *params = evbuffer_new();
     if (!params)
@@ -651,8 +733,11 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
     s->server = sb;
     sbuf_set_ops(sb, &server_ops, s);
     sb->out_low = s->srv->cfg.buffer_bytes / 2;
-    send_startup_upstream(s);
-    s->state = s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH;
+    if (send_startup_upstream(s) != 0) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
+    session_set_state(s, s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH);
     sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */
 }
@@ -732,6 +817,7 @@ static void note_client_message(struct session *s, uint8_t type)
     if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
         s->unit_start_us = server_now_us(s->srv);
     tracker_client_message(&s->tracker, type);
+    sync_busy(s);
 }
 
 /* Named Parse and Close messages update the prepared-statement registry.
@@ -827,9 +913,9 @@ static void forward_auth_request(struct session *s, struct evbuffer *in, struct 
     }
 }
 
-static int cancel_key_taken(const struct server *srv, uint32_t key)
+static int cancel_key_taken(struct server *srv, uint32_t key)
 {
-    for (const struct session *other = srv->sessions; other; other = other->next)
+    for (const struct session *other = *cancel_bucket(srv, key); other; other = other->cancel_next)
         if (other->cancel_key == key)
             return 1;
     return 0;
@@ -841,7 +927,7 @@ static int cancel_key_taken(const struct server *srv, uint32_t key)
  * reaches another proxy finds its way here (peer.c); 26 bits stay random.
  * 0 when there is no randomness to be had: a guessable key is worse than
  * no session. */
-static uint32_t new_cancel_key(const struct server *srv)
+static uint32_t new_cancel_key(struct server *srv)
 {
     uint32_t slot = (uint32_t)srv->fleet.slot;
     for (int tries = 0; tries < 64; tries++) {
@@ -867,6 +953,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->upstream_pid = proto_get_u32(msg + 5);
     s->upstream_key = proto_get_u32(msg + 9);
     s->cancel_pid = s->upstream_pid;
+    cancel_index_remove(s); /* a second BackendKeyData replaces the first */
     s->cancel_key = new_cancel_key(s->srv);
     if (!s->cancel_key) {
         log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
@@ -874,6 +961,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
         session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
         return;
     }
+    cancel_index_add(s);
     proto_put_u32(msg + 9, s->cancel_key);
     evbuffer_add(out, msg, sizeof msg);
 }
@@ -935,9 +1023,10 @@ static void on_ready_for_query(struct session *s, uint8_t status)
 {
     char before = s->tracker.tx_status;
     int unit_done = tracker_server_message(&s->tracker, 'Z', status);
+    sync_busy(s);
     uint64_t now = server_now_us(s->srv);
     if (s->state == SESS_AUTH) {
-        s->state = SESS_READY;
+        session_set_state(s, SESS_READY);
         stop_login_timer(s);
         probe_backend_pid(s);
         log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
@@ -972,7 +1061,7 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
         return 0;
     evbuffer_drain(in, total);
     if (r == AUTH_DONE)
-        s->state = SESS_AUTH;
+        session_set_state(s, SESS_AUTH);
     return 1;
 }
 
@@ -994,6 +1083,7 @@ static int inspect_server_message(struct session *s, struct evbuffer *in, struct
     }
     case 'G': case 'W':
         tracker_server_message(&s->tracker, h->type, 0);
+        sync_busy(s);
         return 0;
     case 'R':
         if (s->state == SESS_UPSTREAM_LOGIN)
@@ -1160,7 +1250,7 @@ static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
         return;
     sbuf_free(s->server);
     s->server = NULL;
-    s->state = SESS_CLOSING;
+    session_set_state(s, SESS_CLOSING);
     sbuf_pause_read(s->client);
     s->client->out_low = 0;
     if (sbuf_pending_out(s->client) == 0)
@@ -1176,6 +1266,7 @@ int session_at_boundary(const struct session *s)
 
 void session_release_held(struct session *s)
 {
+    assert(s);
     if (!s->holding)
         return;
     s->holding = 0;
@@ -1186,6 +1277,7 @@ void session_release_held(struct session *s)
 
 void session_end_at_boundary(struct session *s)
 {
+    assert(s);
     if (s->state == SESS_CLOSING || s->state == SESS_CANCEL_WAIT) /* that one closes by itself, and says nothing */
         return;
     if (session_at_boundary(s))
@@ -1194,7 +1286,8 @@ void session_end_at_boundary(struct session *s)
 
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key)
 {
-    for (struct session *s = srv->sessions; s; s = s->next)
+    assert(srv);
+    for (struct session *s = *cancel_bucket(srv, key); s; s = s->cancel_next)
         if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
             return s;
     return NULL;
@@ -1202,6 +1295,7 @@ struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uin
 
 int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
+    assert(srv && done);
     struct session *target = session_find_by_cancel_key(srv, pid, key);
     if (!target || !target->upstream_pid)
         return 0;
@@ -1222,6 +1316,7 @@ static size_t count_prepared(const struct session *s)
 
 int session_reprepare(struct session *s)
 {
+    assert(s);
     if (s->state != SESS_READY || !s->server || !s->prepared || !session_at_boundary(s))
         return 0;
     int n = prepared_write_reprepare(s->prepared, s->server->out);
@@ -1234,6 +1329,7 @@ int session_reprepare(struct session *s)
 
 json_t *session_describe(const struct session *s, uint64_t now_us)
 {
+    assert(s);
     const char *app = startup_param(&s->startup, "application_name");
     char tx[2] = {s->tracker.tx_status, 0};
     json_t *o = json_object();

@@ -9,6 +9,7 @@
 
 #include "proto.h"
 #include "server.h"
+#include "session_state.h"
 
 struct server;
 struct sbuf;
@@ -16,23 +17,14 @@ struct event;
 struct auth_state;
 struct upstream_connect;
 
-enum session_state {
-    SESS_STARTUP,     /* reading SSLRequest / StartupMessage / CancelRequest */
-    SESS_TLS_ACCEPT,  /* 'S' sent; switch to TLS once it is flushed */
-    SESS_CLIENT_AUTH, /* auth "scram": the proxy authenticates the client */
-    SESS_CONNECTING,  /* opening the upstream connection */
-    SESS_UPSTREAM_LOGIN, /* auth "scram": the proxy logs in upstream */
-    SESS_AUTH,        /* relaying authentication (then ParameterStatus...) */
-    SESS_READY,       /* relaying queries */
-    SESS_CANCEL_WAIT, /* a CancelRequest went on: closes once it is answered */
-    SESS_CLOSING      /* flushing a last message to the client */
-};
 
 struct session {
     struct session *prev, *next;
     struct server *srv;
     uint64_t id;
-    enum session_state state;
+    enum session_state state;       /* moved only by session_set_state */
+    int busy;                       /* counted in srv->counts.busy: ready, not at a boundary */
+    struct session *cancel_next;    /* same bucket of srv->cancel_index */
     struct sbuf *client;
     struct sbuf *server;
     struct event *free_ev;          /* deferred release, see free_later */
@@ -95,7 +87,11 @@ uint32_t session_backend_pid(const struct session *s);
 void session_release_held(struct session *s);
 /* For GET /status and pause errors. */
 json_t *session_describe(const struct session *s, uint64_t now_us);
-const char *session_state_name(enum session_state st);
+/* Moves the session to `to` through the transition table (session_state.c),
+ * keeping srv->counts right. A transition the table forbids is a bug: it
+ * asserts in debug builds (PGT_DEBUG); otherwise it is logged as an error
+ * and that one session is closed. */
+void session_set_state(struct session *s, enum session_state to);
 /* Finds the session a client's CancelRequest names (NULL: none). */
 struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
 /* Cancels what the session named by (pid, key) is running upstream: 1 when

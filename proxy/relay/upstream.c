@@ -4,6 +4,7 @@
  * connections as Postgres requires. */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/dns.h>
@@ -102,8 +103,8 @@ void upstream_address_init(struct server *srv)
     resolve(srv);
     ua->refresh_timer = event_new(srv->base, -1, EV_PERSIST, refresh_cb, srv);
     struct timeval tv = {DNS_REFRESH_S, 0};
-    if (ua->refresh_timer)
-        event_add(ua->refresh_timer, &tv);
+    if (!ua->refresh_timer || event_add(ua->refresh_timer, &tv) != 0)
+        log_warn("upstream: could not set the DNS refresh timer; %s stays at its first address", cfg->upstream_host);
 }
 
 void upstream_address_free(struct server *srv)
@@ -160,6 +161,7 @@ static void uc_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx)
 {
+    assert(srv && ready);
     struct upstream_connect *uc = calloc(1, sizeof *uc);
     if (!uc)
         return NULL;
@@ -184,7 +186,10 @@ struct upstream_connect *upstream_connect_start(struct server *srv, upstream_rea
         return uc;
     }
     struct timeval tv = {CONNECT_TIMEOUT_S, 0};
-    evtimer_add(uc->timer, &tv);
+    if (evtimer_add(uc->timer, &tv) != 0) { /* fails now rather than waiting unbounded */
+        snprintf(uc->error, sizeof uc->error, "could not set the connect timer");
+        event_active(uc->timer, EV_TIMEOUT, 0);
+    }
     return uc;
 }
 
@@ -373,6 +378,7 @@ static void cancel_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter)
 {
+    assert(srv && done);
     struct upstream_cancel *c = calloc(1, sizeof *c);
     if (!c)
         return -1;

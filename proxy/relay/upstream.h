@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "compiler.h"
 #include "server.h"
 
 struct sbuf;
@@ -27,7 +28,8 @@ void upstream_connect_cancel(struct upstream_connect *uc);
  * signalling the backend), or when that fails or cancel_wait_timeout runs
  * out; done may be NULL. 0 when on its way (done follows, never from inside
  * this call), -1 when it could not be started (done is not called). */
-int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter);
+PGT_MUSTCHECK int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done,
+                                       uint64_t waiter);
 /* Drops the requests still in flight, without calling their done (exit). */
 void upstream_cancels_free(struct server *srv);
 

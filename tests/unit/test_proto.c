@@ -13,6 +13,13 @@ static void test_headers(void)
     uint8_t big[] = {'Q', 0, 0, 4, 1};
     CHECK("header: over the maximum is bad", proto_read_header(big, 5, 1024, &h) == HEADER_BAD_LENGTH);
     CHECK("header: at the maximum is fine", proto_read_header((uint8_t[]){'d', 0, 0, 4, 0}, 5, 1024, &h) == HEADER_OK);
+    /* The relay passes length + 1 bytes: a length of 0xffffffff from the
+     * upstream (whose limit is "none") wrapped to 0 and spun the loop. The
+     * wire's Int32 is signed, so nothing above INT32_MAX is a length. */
+    CHECK("header: a length past INT32_MAX is bad even with no limit",
+          proto_read_header((uint8_t[]){'Y', 0xff, 0xff, 0xff, 0xff}, 5, 0xffffffffu, &h) == HEADER_BAD_LENGTH);
+    CHECK("header: INT32_MAX itself is a length",
+          proto_read_header((uint8_t[]){'D', 0x7f, 0xff, 0xff, 0xff}, 5, 0xffffffffu, &h) == HEADER_OK);
 }
 
 static void test_startup(void)
