@@ -18,6 +18,11 @@ BIN = os.environ.get("PGTANDEM_BIN", os.path.join(TOP, "bin", "pgtandem"))
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: runs after the parallel suite, one test at a time, on the"
+                            " runner's shared cluster (tests/run.sh)")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
