@@ -275,7 +275,13 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
         row = fillers[0].execute("SELECT count(*) FROM pgtandem.migrations").fetchone()[0]
         assert row == 0, "the refused start left a row in pgtandem.migrations"
 
-        fillers.pop().close()
+        # a closed connection's backend exits on its own time: the slot is
+        # free once it has left pg_stat_activity
+        freed = fillers.pop()
+        pid = freed.info.backend_pid
+        freed.close()
+        wait_for("the closed connection's backend to exit", lambda: fillers[0].execute(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0], 10, p)
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, (code, ans)
         cur = wait_phase(p, ("active", "failed"), 60, what="the start once a slot is free")
