@@ -551,7 +551,7 @@ def test_failed_batch_stays_failed_while_the_fleet_polls(env):
         now = current(p)
         seen.add(now["phase"])
         assert str(BAD_ID) in (now.get("error") or ""), now
-        time.sleep(0.05)
+        time.sleep(0.05)  # sampling: the phase is watched across the whole window
     assert seen == {"failed"}, seen
 
 # ---- fault 4: a contract that commits after its coordinator died --------------------------------
@@ -667,7 +667,7 @@ def test_cutover_does_not_hold_traffic_while_a_blocker_holds_the_table(env):
                     t0 = time.monotonic()
                     c.execute("SELECT 1 FROM other WHERE id = 1").fetchall()
                     latencies.append(time.monotonic() - t0)
-                    time.sleep(0.02)
+                    time.sleep(0.02)  # pacing: the bystander's statement rate
         except Exception as ex:
             errors.append(repr(ex))
 
