@@ -32,10 +32,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1; then
-  cat "$work/cluster.log"; echo "0 passed, 1 failed"; exit 1
+has_serial_tests() {
+  # shellcheck disable=SC2086
+  grep -lq 'mark\.serial' ${PGT_TESTS:-tests/integration/test_*.py} 2>/dev/null
+}
+
+# the shared cluster: for a run without xdist and for the serial phase
+if [ "$jobs" -eq 0 ] || has_serial_tests; then
+  if ! sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1; then
+    cat "$work/cluster.log"; echo "0 passed, 1 failed"; exit 1
+  fi
+  export PGT_ENV="$work/pg/env"
 fi
-export PGT_ENV="$work/pg/env"
 
 count_unit() {  # runs one unit binary, counts its PASS/FAIL lines
   count_unit_args "$1"
@@ -62,11 +70,6 @@ unit_variant() {  # $1 = rel|asan
       count_unit_args "$r" "$name" tests/fuzz/seeds/"$name"/*
     done
   fi
-}
-
-has_serial_tests() {
-  # shellcheck disable=SC2086
-  grep -lq 'mark\.serial' ${PGT_TESTS:-tests/integration/test_*.py} 2>/dev/null
 }
 
 integration() {  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.xml
@@ -133,7 +136,8 @@ for v in $variants; do
 done
 
 echo "== lint (cppcheck, clang-tidy analyzer, shellcheck)"
-if make --no-print-directory -s lint >"$work/lint.log" 2>&1; then
+# niced: the integration tests measure latencies and must not starve
+if nice -n 10 make --no-print-directory -s lint >"$work/lint.log" 2>&1; then
   echo "PASS lint"; passed=$((passed + 1))
 else
   cat "$work/lint.log"; echo "FAIL lint"; failed=$((failed + 1))
