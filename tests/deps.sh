@@ -4,7 +4,7 @@
 # through sudo for a normal user.
 set -e
 PKGS="build-essential pkg-config libevent-dev libssl-dev libpq-dev libjansson-dev
-postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest
+postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest python3-pytest-xdist
 clang libclang-rt-14-dev procps iproute2 cppcheck clang-tidy shellcheck
 libpg-query-dev alembic libidn-dev python3-asyncpg libdbd-pg-perl"
 missing=""

@@ -1,10 +1,19 @@
 #!/bin/sh
-# The test runner behind `make test`: starts a throwaway Postgres (TLS + SCRAM),
-# runs the C unit tests and the pytest integration suite against bin/pgtandem,
-# then both again against the AddressSanitizer + UBSan build, stops the
-# cluster and prints the closing `N passed, N failed` line.
+# The test runner behind `make test`: lint, the C unit tests and the pytest
+# integration suite against bin/pgtandem, then the unit tests, fuzz replays
+# and integration suite against the AddressSanitizer + UBSan build, and the
+# closing `N passed, N failed` line.
+#
+# The integration suite runs under pytest-xdist: PGT_JOBS workers per
+# variant, each with a Postgres cluster of its own (conftest.py), and the
+# two variants at the same time (their output is shown one after the
+# other). Tests marked `serial` run afterwards, one at a time, on the
+# runner's shared cluster.
 #
 #   PGT_ONLY=rel|asan   run one variant only
+#   PGT_JOBS=N          xdist workers per variant (default 3; 0: no xdist,
+#                       everything in one process on the shared cluster)
+#   PGT_SEQUENTIAL=1    the variants one after the other, not at the same time
 #   PGT_PYTEST_ARGS     extra pytest arguments (e.g. "-k pause")
 #   PGT_TESTS           test files to run instead of all of tests/integration
 set -u
@@ -13,14 +22,28 @@ cd "$top" || exit 1
 work=$(mktemp -d /tmp/pgtandem-test.XXXXXX)
 chmod 755 "$work"
 passed=0; failed=0
+jobs=${PGT_JOBS:-3}
 
-cleanup() { sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1; }
-trap cleanup EXIT INT TERM
+cleanup() {
+  for d in "$work"/pg "$work"/*/pgtandem-pg-*/pg; do
+    [ -d "$d" ] && sh tests/pgcluster.sh stop "$d" >/dev/null 2>&1
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-if ! sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1; then
-  cat "$work/cluster.log"; echo "0 passed, 1 failed"; exit 1
+has_serial_tests() {
+  # shellcheck disable=SC2086
+  grep -lq 'mark\.serial' ${PGT_TESTS:-tests/integration/test_*.py} 2>/dev/null
+}
+
+# the shared cluster: for a run without xdist and for the serial phase
+if [ "$jobs" -eq 0 ] || has_serial_tests; then
+  if ! sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1; then
+    cat "$work/cluster.log"; echo "0 passed, 1 failed"; exit 1
+  fi
+  export PGT_ENV="$work/pg/env"
 fi
-export PGT_ENV="$work/pg/env"
 
 count_unit() {  # runs one unit binary, counts its PASS/FAIL lines
   count_unit_args "$1"
@@ -35,7 +58,7 @@ count_unit_args() {  # like count_unit, with arguments for the binary
   passed=$((passed + p)); failed=$((failed + f))
 }
 
-run_variant() {  # $1 = rel|asan
+unit_variant() {  # $1 = rel|asan
   v=$1
   echo "== $v: unit tests"
   for t in build/$v/unit/test_*; do [ -x "$t" ] && count_unit "$t"; done
@@ -47,25 +70,82 @@ run_variant() {  # $1 = rel|asan
       count_unit_args "$r" "$name" tests/fuzz/seeds/"$name"/*
     done
   fi
-  echo "== $v: integration tests"
-  bin=bin/pgtandem; [ "$v" = asan ] && bin=bin/pgtandem-asan
-  PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$work/$v.xml" \
-      ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
-  counts=$(/usr/bin/python3 tests/junit_counts.py "$work/$v.xml")
-  passed=$((passed + ${counts% *})); failed=$((failed + ${counts#* }))
 }
 
+integration() {  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.xml
+  v=$1
+  bin=bin/pgtandem; [ "$v" = asan ] && bin=bin/pgtandem-asan
+  mkdir -p "$work/$v"; chmod 755 "$work/$v"
+  {
+    echo "== $v: integration tests"
+    if [ "$jobs" -gt 0 ]; then
+      # shellcheck disable=SC2086
+      PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v PGT_WORKDIR="$work/$v" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" -m "not serial" \
+          --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+      echo $? >"$work/$v.rc"
+      if has_serial_tests; then
+        echo "== $v: integration tests marked serial"
+        # shellcheck disable=SC2086
+        PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
+          /usr/bin/python3 -m pytest -q -p no:cacheprovider -m serial \
+            --junitxml="$work/$v-serial.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+        echo $? >"$work/$v-serial.rc"
+      fi
+    else
+      # shellcheck disable=SC2086
+      PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+          --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+      echo $? >"$work/$v.rc"
+    fi
+  } >"$work/$v.log" 2>&1
+}
+
+count_integration() {  # $1 = rel|asan: shows its output, adds its counts
+  v=$1
+  cat "$work/$v.log"
+  xmls="$work/$v.xml"
+  [ -f "$work/$v-serial.xml" ] && xmls="$xmls $work/$v-serial.xml"
+  # shellcheck disable=SC2086
+  counts=$(/usr/bin/python3 tests/junit_counts.py $xmls)
+  p=${counts% *}; f=${counts#* }
+  # pytest failed (0: passed, 5: nothing selected) with no failure in its
+  # report: an internal error, a worker lost, an interrupted run
+  for rc in "$work/$v.rc" "$work/$v-serial.rc"; do
+    [ -f "$rc" ] || continue
+    case $(cat "$rc") in 0|5) ;; *) [ "$f" -eq 0 ] && { f=1; echo "FAIL $v: pytest exited $(cat "$rc")"; } ;; esac
+  done
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+variants=${PGT_ONLY:-rel asan}
+
+# the integration suites first, in the background; lint and the unit tests
+# meanwhile
+pids=""
+for v in $variants; do
+  if [ "${PGT_SEQUENTIAL:-0}" = 1 ]; then
+    integration "$v"
+  else
+    integration "$v" &
+    pids="$pids $!"
+  fi
+done
+
 echo "== lint (cppcheck, clang-tidy analyzer, shellcheck)"
-if make --no-print-directory -s lint >"$work/lint.log" 2>&1; then
+# niced: the integration tests measure latencies and must not starve
+if nice -n 10 make --no-print-directory -s lint >"$work/lint.log" 2>&1; then
   echo "PASS lint"; passed=$((passed + 1))
 else
   cat "$work/lint.log"; echo "FAIL lint"; failed=$((failed + 1))
 fi
+for v in $variants; do unit_variant "$v"; done
 
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-for v in ${PGT_ONLY:-rel asan}; do run_variant "$v"; done
+for pid in $pids; do wait "$pid"; done
+for v in $variants; do count_integration "$v"; done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

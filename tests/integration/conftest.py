@@ -18,6 +18,11 @@ BIN = os.environ.get("PGTANDEM_BIN", os.path.join(TOP, "bin", "pgtandem"))
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: runs after the parallel suite, one test at a time, on the"
+                            " runner's shared cluster (tests/run.sh)")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,6 +40,56 @@ def wait_port(port, timeout=15.0, proc=None):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("port %d did not open" % port)
+
+
+def wait_for(cond, timeout=10.0, what="condition", interval=0.05):
+    """Polls cond() until it returns something true, for at most `timeout`
+    seconds; returns that value, or fails the test naming `what`. The way a
+    test waits for something to happen (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            pytest.fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def running_statements(super_uri, like, db=None):
+    """pids of backends (other than ours) running a statement matching the
+    LIKE pattern `like`, in database `db` when given."""
+    import psycopg
+    q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
+         " AND query LIKE %s")
+    args = [like]
+    if db:
+        q += " AND datname = %s"
+        args.append(db)
+    with psycopg.connect(super_uri, autocommit=True) as c:
+        return [r[0] for r in c.execute(q, args).fetchall()]
+
+
+def tagged(sql):
+    """`sql` with a unique leading comment, so that wait_statement finds this
+    statement and not one another test left running."""
+    import uuid
+    return "/* t%s */ %s" % (uuid.uuid4().hex[:12], sql)
+
+
+def wait_statement(cluster, sql, timeout=10.0):
+    """Waits until a backend of `cluster` is running exactly `sql` (see
+    tagged), e.g. before cancelling it; returns its pid."""
+    q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = '%s' LIMIT 1"
+         % sql.replace("'", "''"))
+    return int(wait_for(lambda: cluster.psql(q), timeout, "a backend running %r" % sql, interval=0.02))
+
+
+def wait_log(proc, text, timeout=10.0, count=1):
+    """Waits until the log of `proc` (a Proxy) has `text` at least `count`
+    times; returns the log."""
+    return wait_for(lambda: (lambda log: log if log.count(text) >= count else None)(proc.log()),
+                    timeout, "%r in the log" % text)
 
 
 class Cluster:
@@ -69,20 +124,36 @@ def _read_env(path):
     return env
 
 
+def _start_cluster(parent):
+    """Starts a throwaway cluster (tests/pgcluster.sh) under a new directory
+    in `parent`; returns its directory."""
+    d = tempfile.mkdtemp(prefix="pgtandem-pg-", dir=parent)
+    os.chmod(d, 0o755)
+    r = subprocess.run(["sh", os.path.join(TOP, "tests", "pgcluster.sh"), "start", d + "/pg"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("cannot start a cluster: %s%s" % (r.stdout, r.stderr))
+    return d
+
+
 @pytest.fixture(scope="session")
 def cluster():
+    """The suite's Postgres. Run serially under tests/run.sh: the runner's
+    cluster (PGT_ENV). Under pytest-xdist (-n): one cluster per worker,
+    started here (in PGT_WORKDIR when set, so that the runner can stop what a
+    crashed worker left behind), so that the tests of different workers share
+    no database, role, setting or pg_stat_activity and each worker sees the
+    suite exactly as a serial run does."""
     path = os.environ.get("PGT_ENV")
-    if path:
+    if path and not os.environ.get("PYTEST_XDIST_WORKER"):
         yield Cluster(_read_env(path))
         return
-    d = tempfile.mkdtemp(prefix="pgtandem-pg-")
-    os.chmod(d, 0o755)
-    subprocess.run(["sh", os.path.join(TOP, "tests", "pgcluster.sh"), "start", d + "/pg"],
-                   check=True, capture_output=True)
+    d = _start_cluster(os.environ.get("PGT_WORKDIR") or None)
     try:
         yield Cluster(_read_env(d + "/pg/env"))
     finally:
-        subprocess.run(["sh", os.path.join(TOP, "tests", "pgcluster.sh"), "stop", d + "/pg"])
+        subprocess.run(["sh", os.path.join(TOP, "tests", "pgcluster.sh"), "stop", d + "/pg"],
+                       capture_output=True, timeout=120)
 
 
 class Proxy:

@@ -31,7 +31,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import (BIN, TOP, SANITIZER_MARKS, TlsFront, free_port, make_cert, make_test_ca, pg_error_fields,
+from conftest import (BIN, wait_log, TOP, SANITIZER_MARKS, TlsFront, free_port, make_cert, make_test_ca, pg_error_fields,
                       pg_read_message, pg_simple_query, pg_startup_packet, pg_tls_socket, run_pgtandem,
                       wait_port, write_users_file)
 
@@ -807,7 +807,7 @@ def test_users_file_reloaded_on_sighup(scram_proxy, tmp_path, vuser):
     # a broken file on reload keeps the loaded table
     os.chmod(p.users_path, 0o644)
     p.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+    wait_log(p, "(keeping the old users)")
     assert p.proc.poll() is None
     os.chmod(p.users_path, 0o600)
     still_serving(p)

@@ -93,7 +93,7 @@ def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
         took = time.time() - t
         assert problem is None, "%s after %.1f s\nproxy log:\n%s" % (problem, took, p.log()[-3000:])
         worst = max(worst, took)
-        time.sleep(0.2)
+        time.sleep(0.2)  # pacing: a new client every 0.2 s across the window
     print("frozen flows: the slowest new client waited %.1f s" % worst)
     assert worst < 5.0, worst
     log = p.log()
@@ -146,7 +146,7 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
         with psycopg.connect(e.uri, connect_timeout=10) as c:
             c.execute("SELECT * FROM pgtandem.proxies FOR UPDATE")
             locked.set()
-            time.sleep(held_for)
+            time.sleep(held_for)  # the fault: the lock is held this long
             c.rollback()
 
     t = threading.Thread(target=hold)
@@ -163,7 +163,7 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
             problem = login_through(p, e.dbname, timeout=held_for + 6)
             assert problem is None, problem
             worst = max(worst, time.time() - t1)
-            time.sleep(0.2)
+            time.sleep(0.2)  # pacing: a new client every 0.2 s while the lock is held
         print("blocked statement named after %.1f s; slowest client %.1f s (lock held %.0f s)"
               % (named, worst, held_for))
         assert worst < held_for + 3, worst
@@ -275,7 +275,13 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
         row = fillers[0].execute("SELECT count(*) FROM pgtandem.migrations").fetchone()[0]
         assert row == 0, "the refused start left a row in pgtandem.migrations"
 
-        fillers.pop().close()
+        # a closed connection's backend exits on its own time: the slot is
+        # free once it has left pg_stat_activity
+        freed = fillers.pop()
+        pid = freed.info.backend_pid
+        freed.close()
+        wait_for("the closed connection's backend to exit", lambda: fillers[0].execute(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0], 10, p)
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, (code, ans)
         cur = wait_phase(p, ("active", "failed"), 60, what="the start once a slot is free")
@@ -414,7 +420,7 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
             t = time.time()
             rows, err = pg_simple_query(client, "SELECT 1", timeout=30)
             worst = max(worst, time.time() - t)
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing: a statement every 0.1 s across the window
         print("complete in flight, flows frozen: the slowest statement waited %.1f s" % worst)
         assert worst < 12.0, (worst, p.log()[-3000:])
         th.join(60)

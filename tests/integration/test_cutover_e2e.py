@@ -212,7 +212,7 @@ def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory,
     wait_until("old-release sessions to leave", lambda: versions(proxy).get("old", 0) == 0)
     new, new_path = pgbench(proxy, legacy_db, NEW_SCRIPT, 6, "prepared", version_options())
     wait_until("new-release sessions", lambda: versions(proxy).get(NAME, 0) >= CLIENTS, proc=new)
-    time.sleep(1)
+    time.sleep(1)  # traffic: the new release runs a while before the cutover, then across it
     rep = complete_migration(proxy)
     new_res = pgbench_result(new, new_path)
     print("old: %s tx, new: %s tx, cutover: %s" % (old_res["processed"], new_res["processed"], rep))

@@ -348,7 +348,7 @@ def test_rates_after_a_resubmit_through_proxy(db, proxy_factory):
     for _ in range(3):
         s = pmigrate(proxy, "status")
         outputs.append(s.stdout + s.stderr)
-        time.sleep(0.2)
+        time.sleep(0.2)  # sampling: the status is read three times over a while
     for text in outputs:
         for rate in rates(text):
             assert rate != "nan" and "inf" not in rate and float(rate if rate != "?" else 0) >= 0, text

@@ -32,7 +32,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import TOP, Cluster, Proxy, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
+from conftest import TOP, Cluster, Proxy, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 MIGRATION = "0001_items_val_int"
@@ -334,7 +334,7 @@ def test_postgres_restart_while_backfill_paused_new_clients_get_a_session(own_en
                lambda: current(p)["backfill"]["throttle"] == "paused by operator", 10)
 
     e.cluster.restart()
-    time.sleep(1.0)  # the proxy reads the engine connection's EOF
+    wait_log(p, "fleet: connection to the database lost", timeout=SHORT)  # the proxy has read the EOF
 
     for i in range(3):
         problem = login_through(p, e.dbname)
@@ -396,7 +396,7 @@ def test_postgres_restart_while_engine_idle_migration_does_not_stay_expanding(ow
                                     " pg_backend_pid()", (e.dbname,)) >= 1, 10)
 
         e.cluster.restart()
-        time.sleep(1.0)
+        wait_log(p, "fleet: connection to the database lost", timeout=SHORT)
 
         start(p, items_migration(), conn)
         try:
@@ -426,7 +426,7 @@ def test_complete_while_postgres_is_down_is_answered_then_completes(own_env):
     conn = KeepAlive(p)
     try:
         e.cluster.stop()
-        time.sleep(1.0)
+        wait_log(p, "fleet: connection to the database lost", timeout=SHORT)
         t0 = time.time()
         code, ans = conn.request("POST", "/migrations/current/complete?attempts=2&drain_timeout_ms=500",
                                  timeout=ANSWER)
@@ -551,7 +551,7 @@ def test_failed_batch_stays_failed_while_the_fleet_polls(env):
         now = current(p)
         seen.add(now["phase"])
         assert str(BAD_ID) in (now.get("error") or ""), now
-        time.sleep(0.05)
+        time.sleep(0.05)  # sampling: the phase is watched across the whole window
     assert seen == {"failed"}, seen
 
 # ---- fault 4: a contract that commits after its coordinator died --------------------------------
@@ -585,9 +585,9 @@ def test_contract_does_not_outlive_a_killed_proxy_unnoticed(env):
                                   "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
                                   daemon=True)
         sender.start()
-        wait_until("the contract to wait for its lock",
-                   lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND"
-                                    " wait_event_type = 'Lock'", (e.dbname,)) == 1, 15)
+        contract = wait_until("the contract to wait for its lock",
+                              lambda: e.scalar("SELECT min(pid) FROM pg_stat_activity WHERE datname = %s AND"
+                                               " wait_event_type = 'Lock' HAVING count(*) = 1", (e.dbname,)), 15)
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(timeout=10)
 
@@ -598,7 +598,10 @@ def test_contract_does_not_outlive_a_killed_proxy_unnoticed(env):
         blocking.join(15)
     finally:
         blocker.close()
-    time.sleep(1.0)
+    # the orphaned contract got its lock and went as far as it goes (committed or not)
+    wait_until("the orphaned contract to stop running",
+               lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                                (contract,)) == 0, 15)
 
     def consistent():
         cols = e.items_columns()
@@ -664,7 +667,7 @@ def test_cutover_does_not_hold_traffic_while_a_blocker_holds_the_table(env):
                     t0 = time.monotonic()
                     c.execute("SELECT 1 FROM other WHERE id = 1").fetchall()
                     latencies.append(time.monotonic() - t0)
-                    time.sleep(0.02)
+                    time.sleep(0.02)  # pacing: the bystander's statement rate
         except Exception as ex:
             errors.append(repr(ex))
 

@@ -242,13 +242,13 @@ def _exhaust_descriptors(p):
         while open_fds(pid) < limit and time.time() < deadline:
             time.sleep(0.05)
         assert open_fds(pid) >= limit, "the proxy did not fill its %d descriptors (%d open)" % (limit, open_fds(pid))
-        time.sleep(0.3)
+        time.sleep(0.3)  # the measured window starts once the proxy has been out of descriptors a while
 
         log_at = os.path.getsize(p.logfile.name)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         while time.monotonic() - t0 < WINDOW_S:       # more clients keep trying
             waiting.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing: a new client every 0.1 s across the window
         cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
         lines = count_lines(p.logfile.name, log_at)
         with open(p.logfile.name, "rb") as f:

@@ -156,7 +156,7 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
         for p in proxies:
             wait_until("versioned sessions on %d" % p.port,
                        lambda p=p: status(p)["versions"].get(NAME, 0) >= CLIENTS // 4 + 2)
-        time.sleep(1)
+        time.sleep(1)  # traffic: the clients run a while before the cutover, then across it
         r, rep = complete_via(proxies[1])
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
         results = [pgbench_result(proc, path) for proc, path in benches]

@@ -97,7 +97,7 @@ def test_writers_during_large_backfill(db):
                         # new release: writes the jsonb column through the version view
                         exists = sql_exists(c, "pgtandem_%s.checks" % NAME)
                         if not exists:
-                            time.sleep(0.01)
+                            time.sleep(0.01)  # pacing: until the version view exists
                             continue
                         c.execute("UPDATE checks SET config_json = %s, claim = %s WHERE id = %s",
                                   (json.dumps({"w": 1, "i": i}), "new %d" % i, rid))
@@ -114,7 +114,7 @@ def test_writers_during_large_backfill(db):
     try:
         r = migrate(db, "start", unify({"target_ms": 20}))
     finally:
-        time.sleep(0.3)
+        time.sleep(0.3)  # traffic: the writers go on a while after the backfill
         stop.set()
         for t in threads:
             t.join()
@@ -176,9 +176,11 @@ def test_pause_switch(db):
                 pass
             time.sleep(0.02)
         assert migrate(db, "pause").returncode == 0
+        # the pause is read between batches: a batch in flight may still
+        # commit; the behaviour under test is that nothing moves afterwards
         time.sleep(0.5)
         held = progress(db)[0]
-        time.sleep(1.5)
+        time.sleep(1.5)  # the observed window: the progress stays put
         assert progress(db)[0] == held < 20000
         st = json.loads(migrate(db, "status", "--json").stdout)
         assert st["backfill"][0]["paused"] is True

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, SANITIZER_MARKS
+from conftest import BIN, SANITIZER_MARKS, running_statements, wait_for
 from test_migrate_util import EXAMPLES, db, load_legacy, migrate, rows, sql, write_migration  # noqa: F401
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
@@ -159,17 +159,19 @@ def test_estimate_failure_drops_the_scratch_schema(cluster, db):
 def test_estimate_interrupted_leaves_nothing(cluster, db):
     load_legacy(db, 20000)
     before = snapshot(cluster, db)
-    # an `up` slow enough that SIGINT finds the sample's batches running
+    # an `up` slow enough that SIGINT finds the sample's batches running: the
+    # subquery refers to the row, so Postgres runs it (and sleeps) per row,
+    # not once per statement as an uncorrelated one
     slow = write_migration({"name": "slow", "operations": [
         {"add_column": {"table": "checks", "column": {"name": "slow_len", "type": "integer"},
-                        "up": "length(claim_text || (SELECT pg_sleep(0.001))::text)"}}]})
+                        "up": "length(claim_text || (SELECT pg_sleep(0.002) WHERE claim_text IS NOT NULL)::text)"}}]})
     proc = subprocess.Popen([BIN, "migrate", "plan", slow, "--estimate", "--estimate-rows", "20000", "--db", db],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not scratch_schemas(db):
-        time.sleep(0.01)
-    assert scratch_schemas(db), "the scratch schema never appeared"
-    time.sleep(0.3)                                     # into the batches
+    wait_for(lambda: scratch_schemas(db) or proc.poll() is not None, 60, "the scratch schema")
+    assert proc.poll() is None and scratch_schemas(db), "the estimate ended before its scratch schema was seen"
+    wait_for(lambda: running_statements(cluster.super_uri, "%pg_sleep(0.002)%", db_name(db)) or proc.poll() is not None,
+             60, "a batch of the sample running")
+    assert proc.poll() is None, "the estimate ended before its batches were seen running"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
@@ -177,6 +179,10 @@ def test_estimate_interrupted_leaves_nothing(cluster, db):
     assert "interrupted" in err and "was dropped" in err
     assert scratch_schemas(db) == []
     assert snapshot(cluster, db) == before
+
+
+def db_name(uri):
+    return uri.rsplit("/", 1)[1].split("?", 1)[0]
 
 
 def wal_lsn(db):

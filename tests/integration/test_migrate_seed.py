@@ -6,6 +6,7 @@ import json
 import os
 import re
 import threading
+import time
 
 import psycopg
 
@@ -153,12 +154,27 @@ def test_seed_plan_changes_nothing(db):
     assert shape(db) == before
 
 
+def release_after_two_lock_waits(db, blocker, timeout=60.0):
+    """Rolls `blocker` back once two lock waits (backend, statement start)
+    were seen in the database (or after `timeout`)."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db, autocommit=True) as c:
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen.update(c.execute("SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND wait_event_type = 'Lock'").fetchall())
+            time.sleep(0.01)  # polling interval
+    blocker.rollback()
+
+
 def test_contract_retries_while_table_is_locked(db):
     load_legacy(db, 500)
     assert migrate(db, "start", UNIFY).returncode == 0
     blocker = psycopg.connect(db)
     blocker.execute("LOCK TABLE checks IN ACCESS SHARE MODE")   # an open reader transaction
-    release = threading.Timer(1.0, blocker.rollback)
+    # the reader lets go once the contract has waited for its lock twice
+    # (two attempts seen), not after a fixed delay that a slow start uses up
+    release = threading.Thread(target=release_after_two_lock_waits, args=(db, blocker))
     release.start()
     try:
         r = migrate(db, "complete", "--lock-timeout", "100", "--retries", "30")

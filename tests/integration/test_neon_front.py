@@ -605,12 +605,21 @@ def test_pgtandem_sessions_through_the_front_are_not_bypassing(neon_front, proxy
 
 def wait_heartbeats(cluster, dbname, proxy, timeout=15.0):
     """Waits until the proxy's heartbeat ran at least twice (lease 2 s: one
-    every 500 ms) after now, with the sessions now connected in it."""
-    t0 = scalar(cluster, dbname, "SELECT clock_timestamp()")
+    every 500 ms) after now, with the sessions now connected in it.
+
+    It looks from a connection of its own straight to the database, which a
+    heartbeat would report among the sessions bypassing the proxies (a
+    heartbeat that runs while it is connected): it goes by a pgtandem
+    application_name, which the bypass check leaves out, so that the tests
+    see only what the proxy's own sessions make of it."""
+    def observe(sql):
+        return cluster.psql(sql, uri=cluster.uri(db=dbname) + "&application_name=pgtandem-test-observer")
+
+    t0 = observe("SELECT clock_timestamp()")
     try:
         wait_until("two heartbeats after " + t0,
-                   lambda: scalar(cluster, dbname, "SELECT coalesce(bool_or(heartbeat_at > '%s'::timestamptz"
-                                                   " + interval '600 ms'), false) FROM pgtandem.proxies" % t0) == "t",
+                   lambda: observe("SELECT coalesce(bool_or(heartbeat_at > '%s'::timestamptz"
+                                   " + interval '600 ms'), false) FROM pgtandem.proxies" % t0) == "t",
                    timeout=timeout)
     except AssertionError as e:
         log = [ln for ln in proxy.log().splitlines() if "fleet" in ln or "heartbeat" in ln]

@@ -23,7 +23,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, DirectTarget, TOP, pg_error_fields, pg_read_message, pg_read_until,
+from conftest import (CANCEL_CODE, tagged, wait_statement, DirectTarget, TOP, pg_error_fields, pg_read_message, pg_read_until,
                       pg_startup_packet, relay_direct, write_users_file)
 
 CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
@@ -189,7 +189,7 @@ def query_result(sock, timeout=10):
     return errs
 
 
-def test_cancel_is_routed_by_pid_and_key(relay):
+def test_cancel_is_routed_by_pid_and_key(cluster, relay):
     a, a_pid, a_key = raw_login(relay.port)
     b, b_pid, b_key = raw_login(relay.port)
     try:
@@ -199,8 +199,9 @@ def test_cancel_is_routed_by_pid_and_key(relay):
         assert len(rows) == 1 and int(rows[0][6:].decode()) == a_pid, (rows, a_pid)
         assert a_pid != b_pid
 
-        send_query(a, "SELECT pg_sleep(30)")
-        time.sleep(0.3)
+        q = tagged("SELECT pg_sleep(30)")
+        send_query(a, q)
+        wait_statement(cluster, q)
         send_cancel(relay.port, a_pid, b_key)        # the right PID, another session's key
         send_cancel(relay.port, b_pid, a_key)        # the right key, another session's PID
         send_cancel(relay.port, a_pid, a_key ^ 1)    # a guessed key
@@ -233,7 +234,7 @@ def test_cancel_keys_differ_between_sessions(relay):
 # ---------------------------------------------------------------------------
 # auth mode "scram": the proxy logs in upstream itself
 
-def test_scram_mode_reports_the_backend_pid_and_cancels_by_pair(scram_relay):
+def test_scram_mode_reports_the_backend_pid_and_cancels_by_pair(cluster, scram_relay):
     for uri in (scram_relay.uri(), tls_uri(scram_relay)):
         reported, own, listed, senders = psycopg_pids(uri, "pgt_scram_pid")
         assert reported == own and listed == [reported] and senders == [reported], (reported, own, listed, senders)
@@ -250,13 +251,14 @@ def test_scram_mode_reports_the_backend_pid_and_cancels_by_pair(scram_relay):
 
         def run():
             try:
-                res["v"] = conn.execute("SELECT pg_sleep(1.5), 'finished'").fetchone()[1]
+                res["v"] = conn.execute(q).fetchone()[1]
             except Exception as e:  # recorded for the assertion below
                 res["v"] = repr(e)
 
+        q = tagged("SELECT pg_sleep(1.5), 'finished'")
         th = threading.Thread(target=run)
         th.start()
-        time.sleep(0.3)
+        wait_statement(cluster, q)
         send_cancel(scram_relay.port, conn.info.backend_pid, 12345)
         th.join(30)
         assert res.get("v") == "finished", res

@@ -24,7 +24,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import CANCEL_CODE, TOP, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem
+from conftest import CANCEL_CODE, tagged, wait_statement, TOP, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem
 
 CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
 DBD_PG_CLIENT = os.path.join(TOP, "tests", "clients", "dbd_pg_cancel.pl")
@@ -83,7 +83,7 @@ def test_psycopg_cancel_hits_only_its_backend(upstream_relay):
         other.close()
 
 
-def test_cancel_with_bad_key_is_ignored(relay):
+def test_cancel_with_bad_key_is_ignored(cluster, relay):
     """A CancelRequest with a wrong key must not cancel anything."""
     import socket
     import struct
@@ -94,13 +94,14 @@ def test_cancel_with_bad_key_is_ignored(relay):
 
         def run():
             try:
-                res["v"] = conn.execute("SELECT pg_sleep(1.5), 'finished'").fetchone()[1]
+                res["v"] = conn.execute(q).fetchone()[1]
             except Exception as e:
                 res["v"] = repr(e)
 
+        q = tagged("SELECT pg_sleep(1.5), 'finished'")
         th = threading.Thread(target=run)
         th.start()
-        time.sleep(0.3)
+        wait_statement(cluster, q)
         with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as s:
             s.sendall(struct.pack("!IIII", 16, 80877102, pid, 12345))
             s.settimeout(5)

@@ -210,10 +210,10 @@ def test_pgbench_through_pause_sees_no_errors(proxy, tmp_path):
     pb = subprocess.Popen(["pgbench", "-n", "-c", "8", "-j", "2", "-T", "5", "-f", str(script),
                            proxy.uri()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(1.5)
+        time.sleep(1.5)  # traffic: pgbench runs a while before the pause
         code, body = proxy.admin("POST", "/pause?timeout_ms=5000")
         assert code == 200, body
-        time.sleep(1.0)
+        time.sleep(1.0)  # the pause is held this long under traffic
         code, rbody = proxy.admin("POST", "/resume")
         assert code == 200, rbody
         out, _ = pb.communicate(timeout=40)

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (CANCEL_CODE, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
+from conftest import (CANCEL_CODE, tagged, wait_log, wait_statement, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
                       pg_startup_packet, run_pgtandem)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
@@ -117,13 +117,14 @@ def test_explicit_peer_listen_address(proxy_factory):
     assert peer_address(p) == "127.0.0.1:%d" % port
 
 
-def test_cancel_through_peer_listener(proxy_factory):
+def test_cancel_through_peer_listener(cluster, proxy_factory):
     p = proxy_factory()
     addr = peer_address(p)
     sock, pid, key = login_with_key(p.port)
     try:
-        start_query(sock, "SELECT pg_sleep(30)")
-        time.sleep(0.3)
+        q = tagged("SELECT pg_sleep(30)")
+        start_query(sock, q)
+        wait_statement(cluster, q)
         started = time.time()
         assert send_and_expect_close(addr, cancel_request(pid, key))
         assert_cancelled(sock, started)
@@ -132,13 +133,14 @@ def test_cancel_through_peer_listener(proxy_factory):
     assert "forwarded" not in p.log()  # handled where it arrived
 
 
-def test_peer_listener_ignores_a_wrong_key_and_trailing_bytes(proxy_factory):
+def test_peer_listener_ignores_a_wrong_key_and_trailing_bytes(cluster, proxy_factory):
     p = proxy_factory()
     addr = peer_address(p)
     sock, pid, key = login_with_key(p.port)
     try:
-        start_query(sock, "SELECT pg_sleep(1.5), 'finished'")
-        time.sleep(0.2)
+        q = tagged("SELECT pg_sleep(1.5), 'finished'")
+        start_query(sock, q)
+        wait_statement(cluster, q)
         assert send_and_expect_close(addr, cancel_request(pid, key ^ 1))
         assert send_and_expect_close(addr, cancel_request(pid, key) + b"\0")  # not exactly one CancelRequest
         err, _ = read_result(sock, timeout=30)
@@ -148,16 +150,17 @@ def test_peer_listener_ignores_a_wrong_key_and_trailing_bytes(proxy_factory):
     assert "cancel request from peer 127.0.0.1:" in p.log()
 
 
-def test_peer_listener_stays_open_while_shutdown_drains(proxy_factory):
+def test_peer_listener_stays_open_while_shutdown_drains(cluster, proxy_factory):
     import signal
     p = proxy_factory(extra_args=["--shutdown-timeout", "60"])
     addr = peer_address(p)
     sock, pid, key = login_with_key(p.port)
     try:
-        start_query(sock, "SELECT pg_sleep(30)")
-        time.sleep(0.3)
+        q = tagged("SELECT pg_sleep(30)")
+        start_query(sock, q)
+        wait_statement(cluster, q)
         p.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_log(p, "shutdown: no new connections")
         assert p.proc.poll() is None
         started = time.time()
         assert send_and_expect_close(addr, cancel_request(pid, key))
@@ -169,7 +172,7 @@ def test_peer_listener_stays_open_while_shutdown_drains(proxy_factory):
     assert p.proc.wait(30) == 0
 
 
-def test_garbage_to_peer_listener_is_closed_and_proxy_keeps_serving(proxy_factory):
+def test_garbage_to_peer_listener_is_closed_and_proxy_keeps_serving(cluster, proxy_factory):
     p = proxy_factory()
     addr = peer_address(p)
     garbage = [
@@ -189,8 +192,9 @@ def test_garbage_to_peer_listener_is_closed_and_proxy_keeps_serving(proxy_factor
     try:
         rows, err = pg_simple_query(sock, "SELECT 1")
         assert err is None and rows == [["1"]]
-        start_query(sock, "SELECT pg_sleep(30)")
-        time.sleep(0.3)
+        q = tagged("SELECT pg_sleep(30)")
+        start_query(sock, q)
+        wait_statement(cluster, q)
         started = time.time()
         assert send_and_expect_close(addr, cancel_request(pid, key))
         assert_cancelled(sock, started)
@@ -270,8 +274,9 @@ def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
     wait_fleet(b, 2)
     sock, pid, key = login_with_key(a.port)  # after the slot is known, so the key carries it
     try:
-        start_query(sock, "SELECT pg_sleep(30)")
-        time.sleep(0.3)
+        q = tagged("SELECT pg_sleep(30)")
+        start_query(sock, q)
+        wait_statement(cluster, q)
         started = time.time()
         with socket.create_connection(("127.0.0.1", b.port), timeout=5) as s:
             s.sendall(cancel_request(pid, key))

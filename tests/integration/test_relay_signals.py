@@ -3,12 +3,11 @@
 import signal
 import socket
 import threading
-import time
 
 import psycopg
 import pytest
 
-from conftest import pg_error_fields, pg_raw_session, pg_simple_query, pg_startup_packet, pg_read_until
+from conftest import tagged, wait_log, wait_statement, pg_error_fields, pg_raw_session, pg_simple_query, pg_startup_packet, pg_read_until
 
 
 def test_sigterm_idle_exits_zero(proxy_factory):
@@ -21,22 +20,23 @@ def test_sigterm_idle_exits_zero(proxy_factory):
     assert "AddressSanitizer" not in p.log()
 
 
-def test_sigterm_lets_running_query_finish(proxy_factory):
+def test_sigterm_lets_running_query_finish(cluster, proxy_factory):
     p = proxy_factory(extra_args=["--shutdown-timeout", "20"])
     conn = psycopg.connect(p.uri(), autocommit=True)
     res = {}
 
     def run():
         try:
-            res["v"] = conn.execute("SELECT pg_sleep(1.5), 'finished'").fetchone()[1]
+            res["v"] = conn.execute(q).fetchone()[1]
         except Exception as e:
             res["v"] = repr(e)
 
+    q = tagged("SELECT pg_sleep(1.5), 'finished'")
     th = threading.Thread(target=run)
     th.start()
-    time.sleep(0.4)
+    wait_statement(cluster, q)
     p.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_log(p, "shutdown: no new connections")
     # no longer accepting: a new client cannot log in
     refused = False
     try:
@@ -87,9 +87,9 @@ def test_sighup_keeps_serving(proxy_factory):
     p = proxy_factory()
     s = pg_raw_session(p.port)
     try:
-        for _ in range(2):
+        for i in range(2):
             p.proc.send_signal(signal.SIGHUP)
-            time.sleep(0.3)
+            wait_log(p, "reload: configuration and TLS certificate reloaded", count=i + 1)
             assert p.proc.poll() is None, p.log()[-2000:]
             rows, err = pg_simple_query(s, "SELECT 'after hup'")
             assert err is None and rows == [["after hup"]]

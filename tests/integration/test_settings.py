@@ -110,7 +110,7 @@ def test_throttle_is_validated_and_survives_a_restart(db, proxy_factory):
     assert cur["backfill"]["settings"]["max_app_p99_ms"] == 40, cur
     assert cur["backfill"]["settings"]["max_rows_per_sec"] == 2000, cur
     done_before = cur["backfill"]["rows_done"]
-    time.sleep(1.0)
+    time.sleep(1.0)  # the observed window: nothing moves while paused
     assert current(again)["backfill"]["rows_done"] == done_before   # still paused
     code, _ = again.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False,
                                                                                "max_rows_per_sec": 0}))
