@@ -11,13 +11,12 @@
 """
 import os
 import threading
-import time
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import Proxy, run_pgtandem
+from conftest import Proxy, run_pgtandem, wait_for
 from test_faults_engine import Env, call, children, current, items_migration
 
 DETECT = 8.0
@@ -28,18 +27,6 @@ def env(cluster):
     e = Env(cluster)
     yield e
     e.close()
-
-
-def wait_for(what, fn, timeout, p=None):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("%s: not within %.0f s%s" % (what, timeout,
-                                 "\nproxy log:\n" + p.log()[-3000:] if p else ""))
-        time.sleep(0.1)
 
 
 def command_lines_with(secret):
@@ -108,14 +95,14 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         holder.execute("SELECT * FROM items LIMIT 1")  # AccessShareLock, idle in transaction
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, ans
-        wait_for("the expand to wait on the lock",
-                 lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT, p)
+        wait_for(lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT,
+                 "the expand to wait on the lock")
 
         assert children(p.proc.pid) == "none", "the proxy started processes"
         assert command_lines_with(password) == [], "a command line carries the engine password"
-        ports = wait_for("the expand's backend", lambda: e.sql(
+        ports = wait_for(lambda: e.sql(
             "SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
-            " AND usename = %s", (name,)), DETECT, p)
+            " AND usename = %s", (name,)), DETECT, "the expand's backend")
         assert len(ports) == 1, ports
         inode = inode_of_local_port(ports[0][0])
         assert inode and inode in socket_inodes(p.proc.pid), \
@@ -128,7 +115,7 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         th = threading.Thread(target=lambda: result.update(
             ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
         th.start()
-        wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
+        wait_for(lambda: current(p).get("phase") == "rolling_back", DETECT, "the rollback to stop the expand")
         holder.rollback()
         th.join(60)
         code, ans = result["ans"]
