@@ -23,10 +23,39 @@ def pytest_configure(config):
                             " runner's shared cluster (tests/run.sh)")
 
 
+PORTS_PER_WORKER = 400
+_ports_handed_out = [0]
+
+
+def _port_range():
+    """This process's own range of ports: one per (variant, xdist worker),
+    below the kernel's ephemeral range (32768-60999), so a port chosen here
+    cannot be taken by another worker, or by an outgoing connection, between
+    choosing it and the proxy or Postgres binding it."""
+    variant = {"rel": 0, "asan": 1}.get(os.environ.get("PGT_VARIANT", ""), 2)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 15
+    return 10000 + (variant * 16 + n % 16) * PORTS_PER_WORKER
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a server that binds later (a proxy, a cluster)."""
+    base = _port_range()
+    for _ in range(PORTS_PER_WORKER):
+        port = base + _ports_handed_out[0] % PORTS_PER_WORKER
+        _ports_handed_out[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in %d-%d" % (base, base + PORTS_PER_WORKER - 1))
+
+
+def cluster_env():
+    """The environment for tests/pgcluster.sh: its port from this process's range."""
+    return dict(os.environ, PGT_PGPORT=str(free_port()))
 
 
 def wait_port(port, timeout=15.0, proc=None):
@@ -130,7 +159,7 @@ def _start_cluster(parent):
     d = tempfile.mkdtemp(prefix="pgtandem-pg-", dir=parent)
     os.chmod(d, 0o755)
     r = subprocess.run(["sh", os.path.join(TOP, "tests", "pgcluster.sh"), "start", d + "/pg"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=cluster_env())
     if r.returncode != 0:
         raise RuntimeError("cannot start a cluster: %s%s" % (r.stdout, r.stderr))
     return d

@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import Proxy, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
+from conftest import Proxy, cluster_env, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
 from tcp_forwarder import Forwarder
 from test_faults_engine import Env, call, current, items_migration, login_through, start_until_active, wait_phase
 
@@ -234,7 +234,8 @@ def small_cluster():
     from conftest import _read_env
     d = tempfile.mkdtemp(prefix="pgtandem-slots-")
     os.chmod(d, 0o755)
-    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300,
+                       env=cluster_env())
     if r.returncode != 0:
         shutil.rmtree(d, ignore_errors=True)
         pytest.fail("cannot start a cluster of this module's own: %s%s" % (r.stdout, r.stderr))

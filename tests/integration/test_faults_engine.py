@@ -32,7 +32,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import TOP, Cluster, Proxy, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
+from conftest import TOP, Cluster, Proxy, cluster_env, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 MIGRATION = "0001_items_val_int"
@@ -79,7 +79,8 @@ class RestartableCluster(Cluster):
 def own_cluster():
     d = tempfile.mkdtemp(prefix="pgtandem-faults-")
     os.chmod(d, 0o755)
-    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300,
+                       env=cluster_env())
     if r.returncode != 0:
         shutil.rmtree(d, ignore_errors=True)
         pytest.fail("cannot start a cluster of this module's own: %s%s" % (r.stdout, r.stderr))
