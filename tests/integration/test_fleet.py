@@ -254,8 +254,12 @@ def test_kill_participant_mid_cutover(cluster, proxy_factory, legacy_db):
         # once proxy 2's lease ran out (within the drain timeout, or an
         # attempt later) the contract ran with the live proxies held
         assert complete.returncode == 0 and rep["status"] == "completed", out + err + proxies[1].log()[-4000:]
-        # and nobody was held past the drain timeout (2000 ms) by the dead one
-        assert rep["max_pause_ms"] < 2000 + 500, rep
+        # and nobody was held past the drain timeout (2000 ms) by the dead
+        # one, give or take the fleet's answer, which travels through the
+        # database and a heartbeat (lease/4); with both sanitizer and release
+        # suites on two cores it took 3.35 s once. Held until the dead one's
+        # lease ran out would be 3 s more, until the fence bound 6 s more.
+        assert rep["max_pause_ms"] < 2000 + 1500, rep
         assert time.time() - t0 < 60
         assert_new_shape(watcher)
     stuck.close()
