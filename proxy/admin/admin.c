@@ -255,7 +255,7 @@ static void pause_done(void *ctx, int ok, uint64_t waited_us)
     if (ok) {
         admin_reply_json(pp->req, 200, json_pack("{s:b,s:f,s:i}", "paused", 1, "waited_ms",
                                                  (double)waited_us / 1000.0, "sessions",
-                                                 (int)pp->admin->srv->session_count));
+                                                 (int)server_session_count(pp->admin->srv)));
     } else {
         json_t *body = json_pack("{s:s,s:b,s:f,s:o}", "error",
                                  "timed out waiting for sessions to reach a transaction boundary; resumed",
@@ -334,7 +334,7 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
     for (struct session *s = srv->sessions; s; s = s->next)
         json_array_append_new(sessions, session_describe(s, now));
     json_t *body = json_pack("{s:b,s:b,s:i,s:o,s:{s:I,s:i}}", "paused", srv->pause.paused, "shutting_down",
-                             srv->shutting_down, "connections", (int)srv->session_count, "sessions", sessions,
+                             srv->shutting_down, "connections", (int)server_session_count(srv), "sessions", sessions,
                              "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
                              (int)srv->pause.last_held_messages);
     json_object_set_new(body, "versions", relay_version_counts(srv));
@@ -352,7 +352,7 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
 static void handle_metrics(struct admin *a, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
-    metrics_write_prometheus(&a->srv->metrics, a->srv->session_count, a->srv->pause.paused, out);
+    metrics_write_prometheus(&a->srv->metrics, server_session_count(a->srv), a->srv->pause.paused, out);
     struct pause_hold_info hold;
     pause_hold_info(a->srv, &hold);
     metrics_write_holds(hold.held, hold.fenced, hold.kind, out);

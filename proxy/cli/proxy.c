@@ -106,7 +106,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     srv->accept_errors++;
     if (now - srv->accept_error_logged_us >= ACCEPT_LOG_INTERVAL_US || !srv->accept_error_logged_us) {
         log_error("accept failed: %s (%u times since the last report; %u sessions open)%s",
-                  evutil_socket_error_to_string(err), srv->accept_errors, srv->session_count,
+                  evutil_socket_error_to_string(err), srv->accept_errors, server_session_count(srv),
                   out_of_resources(err) ? "; not accepting for a second" : "");
         srv->accept_error_logged_us = now;
         srv->accept_errors = 0;
@@ -196,7 +196,7 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct server *srv = &((struct proxy *)arg)->srv;
-    log_warn("shutdown: %u sessions still open after the timeout; closing them", srv->session_count);
+    log_warn("shutdown: %u sessions still open after the timeout; closing them", server_session_count(srv));
     /* Each client hears why, as from a Postgres stopped with -m fast; the
      * sessions free themselves once the error is on the wire, and what is
      * left after a moment is closed when the loop ends. */
@@ -220,7 +220,7 @@ static void begin_shutdown(struct proxy *p)
     if (p->fleet)
         fleet_leave(p->fleet);
     log_info("shutdown: no new connections; %u sessions finish their transactions (timeout %d s)",
-             srv->session_count, srv->cfg.shutdown_timeout_ms / 1000);
+             server_session_count(srv), srv->cfg.shutdown_timeout_ms / 1000);
     /* The peer listener stays open: other proxies may still forward cancels
      * for the transactions that are finishing here. */
     close_listeners(srv);
@@ -230,7 +230,7 @@ static void begin_shutdown(struct proxy *p)
         next = s->next;
         session_end_at_boundary(s);
     }
-    if (srv->session_count == 0) {
+    if (server_session_count(srv) == 0) {
         event_base_loopexit(srv->base, NULL);
         return;
     }

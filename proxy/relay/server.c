@@ -8,6 +8,11 @@
 
 #include "log.h"
 
+uint32_t server_session_count(const struct server *srv)
+{
+    return session_counts_total(&srv->counts);
+}
+
 /* The loop's cached clock is only as fine as CLOCK_MONOTONIC_COARSE
  * (jiffies), too coarse for sub-millisecond query latencies. */
 uint64_t server_now_us(struct server *srv)
@@ -31,7 +36,7 @@ int server_fence_overdue(const struct server *srv)
 
 void server_session_closed(struct server *srv)
 {
-    if (srv->shutting_down && srv->session_count == 0) {
+    if (srv->shutting_down && server_session_count(srv) == 0) {
         log_info("shutdown: all sessions finished");
         event_base_loopexit(srv->base, NULL);
     }

@@ -140,7 +140,6 @@ struct server {
     struct upstream_cancel *cancels; /* CancelRequests on their way upstream (upstream.c) */
 
     struct session *sessions; /* doubly linked, newest first */
-    uint32_t session_count;
     struct session_counts counts;    /* per state, and busy (session.c keeps them) */
     /* Live sessions by cancel key (session.c): the key's low bits are
      * random, so they pick the bucket; chained through cancel_next. */
@@ -157,6 +156,9 @@ struct server {
     struct fleet_peers fleet;
     struct metrics metrics;
 };
+
+/* How many sessions there are: the sum of the per-state counts. */
+uint32_t server_session_count(const struct server *srv);
 
 /* Time in microseconds from the monotonic clock. */
 uint64_t server_now_us(struct server *srv);

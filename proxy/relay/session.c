@@ -200,7 +200,6 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     if (srv->sessions)
         srv->sessions->prev = s;
     srv->sessions = s;
-    srv->session_count++;
     session_counts_enter(&srv->counts, SESS_STARTUP);
     srv->metrics.connections_total++;
     if (start_login_timer(s) != 0)
@@ -227,8 +226,6 @@ void session_free(struct session *s)
         srv->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    assert(srv->session_count > 0);
-    srv->session_count--;
     if (s->busy)
         session_counts_busy(&srv->counts, 0);
     session_counts_leave(&srv->counts, s->state);

@@ -79,7 +79,7 @@ static void check_invariants(void)
         if (s->cancel_key && s->state == SESS_READY)
             assert(session_find_by_cancel_key(&srv, s->cancel_pid, s->cancel_key) == s);
     }
-    assert(n == srv.session_count);
+    assert(n == server_session_count(&srv));
     assert(n == session_counts_total(&srv.counts));
     assert(busy == srv.counts.busy);
     for (int i = 0; i < SESS_NSTATES; i++)
