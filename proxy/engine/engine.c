@@ -506,7 +506,7 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 static int drive(struct engine *e, struct step_run *sr, char *err, size_t errlen)
 {
     for (;;) {
-        int boundary = sr->st == SR_NEXT_GROUP || sr->st == SR_BEGIN || sr->st == SR_ALONE_SET;
+        int boundary = step_run_at_boundary(sr);
         struct step_action a = step_run_next(sr, clock_now_ms());
         if (a.note)
             log_warn("%s", a.note);
@@ -805,77 +805,94 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     return rc;
 }
 
-/* Loads the migration in progress with its stored plan. */
-static int load_in_progress(struct engine *e, struct current *cur, struct migration *m,
-                            struct mig_plan *plan, char *err, size_t errlen)
+/* The migration in progress as the state table has it, with the migration
+ * and the plan stored with it: what resume, complete and rollback work on. */
+struct in_progress {
+    struct current cur;
+    struct migration m;
+    struct mig_plan plan;
+};
+
+/* Loads it (all three or nothing) on an engine holding the engine lock. */
+static int load_in_progress(struct engine *e, struct in_progress *ip, char *err, size_t errlen)
 {
-    int found = load_current(e->conn, cur, err, errlen);
+    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
+    int found = load_current(e->conn, &ip->cur, err, errlen);
     if (found <= 0) {
         if (found == 0)
             snprintf(err, errlen, "no migration is in progress");
         return found == 0 ? ENGINE_INVALID : ENGINE_FAILED;
     }
-    if (mig_parse(cur->migration_json, strlen(cur->migration_json), cur->name, m, err, errlen) != 0 ||
-        !cur->plan_json || mig_plan_from_json(cur->plan_json, plan, err, errlen) != 0) {
-        mig_free(m);
-        free_current(cur);
+    /* parsed into locals first: a pointer into *ip handed to another file
+     * would make the analyzer forget what ip->cur owns */
+    const struct current *cur = &ip->cur;
+    struct migration m;
+    struct mig_plan plan;
+    if (mig_parse(cur->migration_json, strlen(cur->migration_json), cur->name, &m, err, errlen) != 0 ||
+        !cur->plan_json || mig_plan_from_json(cur->plan_json, &plan, err, errlen) != 0) {
+        mig_free(&m);
+        free_current(&ip->cur);
         return ENGINE_FAILED;
     }
+    ip->m = m;
+    ip->plan = plan;
     return ENGINE_OK;
+}
+
+static void free_in_progress(struct in_progress *ip)
+{
+    mig_plan_free(&ip->plan);
+    mig_free(&ip->m);
+    free_current(&ip->cur);
 }
 
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
-    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
-    struct current cur;
-    struct migration m;
-    struct mig_plan plan;
-    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    struct in_progress ip;
+    int rc = load_in_progress(e, &ip, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
-    if (!strcmp(cur.status, "expanding")) {
+    const struct current *cur = &ip.cur;
+    if (!strcmp(cur->status, "expanding")) {
         log_info("migration %s was interrupted during expand; undoing the partial expand and redoing it",
-                 cur.name);
+                 cur->name);
         char e2[1024];
-        run_rollback_steps(e, &plan.rollback, e2, sizeof e2);
-        rc = expand(e, &m, &plan, err, errlen);
+        run_rollback_steps(e, &ip.plan.rollback, e2, sizeof e2);
+        rc = expand(e, &ip.m, &ip.plan, err, errlen);
     }
-    if (rc == ENGINE_OK && strcmp(cur.status, "active") != 0)
-        rc = finish_start(e, cur.name, &plan, &m.backfill, err, errlen);
+    if (rc == ENGINE_OK && strcmp(cur->status, "active") != 0)
+        rc = finish_start(e, cur->name, &ip.plan, &ip.m.backfill, err, errlen);
     else if (rc == ENGINE_OK)
-        log_info("migration %s is already active; run `pgtandem migrate complete`", cur.name);
-    mig_plan_free(&plan);
-    mig_free(&m);
-    free_current(&cur);
+        log_info("migration %s is already active; run `pgtandem migrate complete`", cur->name);
+    free_in_progress(&ip);
     return rc;
 }
 
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen)
 {
-    assert(e->conn && e->locked && rep && err && errlen > 0);
+    assert(rep);
     memset(rep, 0, sizeof *rep);
-    struct current cur;
-    struct migration m;
-    struct mig_plan plan;
-    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    struct in_progress ip;
+    int rc = load_in_progress(e, &ip, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
-    if (strcmp(cur.status, "active") != 0) {
-        snprintf(err, errlen, "migration %s is %s, not active; %s", cur.name, cur.status,
-                 strcmp(cur.status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
+    const struct current *cur = &ip.cur;
+    if (strcmp(cur->status, "active") != 0) {
+        snprintf(err, errlen, "migration %s is %s, not active; %s", cur->name, cur->status,
+                 strcmp(cur->status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
                                                : "roll it back");
         rc = ENGINE_INVALID;
-    } else if (validate_checks(e, &plan, err, errlen) != ENGINE_OK) {
-        record_error(e->conn, cur.name, err);
+    } else if (validate_checks(e, &ip.plan, err, errlen) != ENGINE_OK) {
+        record_error(e->conn, cur->name, err);
         rc = ENGINE_FAILED;
     } else if (e->opt.validate_only) {
         rc = ENGINE_OK;
     } else {
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
-        char *lit = PQescapeLiteral(e->conn, cur.name, strlen(cur.name));
+        char *lit = PQescapeLiteral(e->conn, cur->name, strlen(cur->name));
         char *completed = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
-        rc = completed ? run_list(e, &plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
+        rc = completed ? run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);
         PQfreemem(lit);
@@ -887,45 +904,39 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         char a[16], w[32];
         snprintf(a, sizeof a, "%d", rep->attempts);
         snprintf(w, sizeof w, "%.1f", rep->lock_wait_ms);
-        const char *v2[4] = {cur.name, a, w, rc == ENGINE_OK ? NULL : err};
+        const char *v2[4] = {cur->name, a, w, rc == ENGINE_OK ? NULL : err};
         char e2[256];
         PGresult *r = exec_params(e->conn, "UPDATE pgtandem.migrations SET contract_attempts = $2::int,"
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
-        if (rc == ENGINE_OK && run_each(e, &plan.post, err, errlen) != ENGINE_OK) {
+        if (rc == ENGINE_OK && run_each(e, &ip.plan.post, err, errlen) != ENGINE_OK) {
             log_error("the migration is complete but a post-contract validation failed: %s", err);
             rc = ENGINE_FAILED;
         }
     }
-    mig_plan_free(&plan);
-    mig_free(&m);
-    free_current(&cur);
+    free_in_progress(&ip);
     return rc;
 }
 
 int engine_rollback(struct engine *e, char *err, size_t errlen)
 {
-    assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
-    struct current cur;
-    struct migration m;
-    struct mig_plan plan;
-    int rc = load_in_progress(e, &cur, &m, &plan, err, errlen);
+    struct in_progress ip;
+    int rc = load_in_progress(e, &ip, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
-    rc = run_rollback_steps(e, &plan.rollback, err, errlen);
+    const struct current *cur = &ip.cur;
+    rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
     if (rc == ENGINE_OK) {
-        record_status(e->conn, cur.name, "rolled_back", NULL);
-        const char *v[1] = {cur.name};
+        record_status(e->conn, cur->name, "rolled_back", NULL);
+        const char *v[1] = {cur->name};
         char e2[256];
         PQclear(exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,
                             e2, sizeof e2));
     } else {
-        record_status(e->conn, cur.name, cur.status, err);
+        record_status(e->conn, cur->name, cur->status, err);
     }
-    mig_plan_free(&plan);
-    mig_free(&m);
-    free_current(&cur);
+    free_in_progress(&ip);
     return rc;
 }
 

@@ -148,6 +148,11 @@ struct step_action step_run_next(struct step_run *r, double now_ms)
     return a;
 }
 
+int step_run_at_boundary(const struct step_run *r)
+{
+    return r->st == SR_NEXT_GROUP || r->st == SR_BEGIN || r->st == SR_ALONE_SET;
+}
+
 static void txn_statement_done(struct step_run *r)
 {
     if (r->st == SR_BEGIN)

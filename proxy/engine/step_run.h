@@ -68,6 +68,10 @@ struct step_run {
 void step_run_init(struct step_run *r, const struct mig_steps *steps, enum step_grouping grouping,
                    long lock_timeout_ms, int max_attempts, long backoff_ms, unsigned int seed);
 struct step_action step_run_next(struct step_run *r, double now_ms);
+/* Whether the next action starts a transaction or a CONCURRENTLY step (or
+ * ends the list): where a driver that was asked to stop may stop, with no
+ * transaction open. */
+int step_run_at_boundary(const struct step_run *r);
 /* The outcome of the last STEP_EXEC (ok, or its SQLSTATE and message), or
  * the end of a STEP_WAIT (ok = 1). */
 void step_run_result(struct step_run *r, int ok, const char *sqlstate, const char *error, double now_ms);

@@ -55,7 +55,7 @@ static const char *const phase_names[] = {"idle", "expanding", "backfilling", "f
  * the engine connection unanswered for this long is a dead connection. */
 #define ENGINE_WATCHDOG_MS 30000
 #define HEALTH_CHECK_MS 3000
-#define LOCK_TRIES 50 /* the expand process's backend may not have let go yet */
+#define LOCK_TRIES 50 /* an engine killed a moment ago (kill -9): its backend lets go when it notices */
 
 struct migration_runner;
 typedef void (*runner_step_fn)(struct migration_runner *r);
@@ -113,8 +113,8 @@ struct migration_runner {
     struct event *health_timer;     /* reconnects a connection lost while nothing used it */
     /* A connection slot held for the worker step that comes next
      * (validations, a rollback, a diagnosis) while a migration is in
-     * progress: it is given up just before that process connects, and
-     * taken again once it has exited, so clients that fill the database
+     * progress: it is given up just before the worker connects, and taken
+     * again once the step has ended, so clients that fill the database
      * mid-way cannot leave a step without a slot. */
     struct pgasync reserve;
     int reserve_logged;             /* its failure was logged for this outage */
