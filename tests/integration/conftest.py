@@ -114,6 +114,39 @@ def wait_statement(cluster, sql, timeout=10.0):
     return int(wait_for(lambda: cluster.psql(q), timeout, "a backend running %r" % sql, interval=0.02))
 
 
+def _proc_pids():
+    return [d for d in os.listdir("/proc") if d.isdigit()]
+
+
+def child_processes(pid):
+    """The child processes of pid as "PID (state)", e.g. a zombie nobody
+    reaped: "4242 (Z)"."""
+    out = []
+    for d in _proc_pids():
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append("%s (%s)" % (d, fields[0]))
+    return out
+
+
+def command_lines_with(secret):
+    """(pid, command line) of every process whose argv contains secret."""
+    found = []
+    for d in _proc_pids():
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if secret.encode() in cmd:
+            found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
 def wait_log(proc, text, timeout=10.0, count=1):
     """Waits until the log of `proc` (a Proxy) has `text` at least `count`
     times; returns the log."""

@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Proxy, free_port, pg_raw_session, raise_nofile, relay_direct
+from conftest import BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, raise_nofile, relay_direct
 from test_migrate_util import db  # noqa: F401
 
 
@@ -374,21 +374,6 @@ def test_admin_answers_while_out_of_descriptors(cluster, proxies):
 
 # ---- item 5: no secrets on command lines or in /tmp ------------------------------------------
 
-def _cmdlines_with(secret):
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if secret.encode() in cmd:
-            found.append((pid, cmd.replace(b"\0", b" ").decode(errors="replace")))
-    return found
-
-
 def _tmp_files_with(marker, since):
     """Files under /tmp written since `since` that contain `marker`."""
     found, dirs = [], ["/tmp"]
@@ -431,9 +416,9 @@ def test_engine_step_starts_no_process_and_leaks_no_password_nor_body(cluster, p
         deadline = time.time() + 90
         while time.time() < deadline:
             code, cur = p.admin("GET", "/migrations/current")
-            children = [c for c in os.listdir("/proc") if c.isdigit() and _ppid(c) == p.proc.pid]
+            children = child_processes(p.proc.pid)
             assert children == [], "the proxy started a process for the step: %r" % children
-            leaks = _cmdlines_with(password) + _tmp_files_with(marker, since)
+            leaks = command_lines_with(password) + _tmp_files_with(marker, since)
             assert not leaks, "the password on a command line or the body in /tmp: %r" % leaks
             if cur.get("phase") not in ("expanding",):
                 break
@@ -443,10 +428,3 @@ def test_engine_step_starts_no_process_and_leaks_no_password_nor_body(cluster, p
     finally:
         cluster.psql("DROP ROLE IF EXISTS %s" % role, check=False)
 
-
-def _ppid(pid):
-    try:
-        with open("/proc/%s/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None

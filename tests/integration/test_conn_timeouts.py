@@ -24,7 +24,8 @@ import pytest
 
 from conftest import Proxy, cluster_env, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
 from tcp_forwarder import Forwarder
-from test_faults_engine import Env, call, current, items_migration, login_through, start_until_active, wait_phase
+from test_faults_engine import (Env, call, current, items_migration, login_through, post_in_background, start_until_active,
+                               wait_phase)
 
 DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
 SERVE = 12.0    # detection, reconnect, register, renew the lease
@@ -374,15 +375,12 @@ def test_blocked_expand_names_its_blocker_and_rollback_stops_it(env):
 
         # the rollback is accepted at once; its own steps need the same lock,
         # so it waits (saying so) until the forgotten transaction ends
-        t1, result = time.time(), {}
-        th = threading.Thread(target=lambda: result.update(
-            ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
-        th.start()
+        t1 = time.time()
+        rollback = post_in_background(p, "/migrations/current/rollback", timeout=60)
         wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
         print("rollback of the blocked expand under way after %.1f s" % (time.time() - t1))
         holder.rollback()
-        th.join(60)
-        code, ans = result["ans"]
+        code, ans = rollback()
         assert code == 200, (code, ans, p.log()[-3000:])
         assert current(p)["phase"] == "rolled_back"
         assert e.items_columns() == before
@@ -405,10 +403,7 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
     start_until_active(p, mig)
     wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
     client = pg_raw_session(p.port, database=e.dbname)
-    result = {}
-    th = threading.Thread(target=lambda: result.update(
-        ans=call(p, "POST", "/migrations/current/complete", timeout=60)))
-    th.start()
+    complete = post_in_background(p, "/migrations/current/complete", timeout=60)
     try:
         # named like pgtandem's own so the cutover does not count it as bypassing the proxy
         with psycopg.connect(e.uri, autocommit=True, application_name="pgtandem test probe") as probe:
@@ -424,8 +419,7 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
             time.sleep(0.1)  # pacing: a statement every 0.1 s across the window
         print("complete in flight, flows frozen: the slowest statement waited %.1f s" % worst)
         assert worst < 12.0, (worst, p.log()[-3000:])
-        th.join(60)
-        code, ans = result["ans"]
+        code, ans = complete()
         print("complete answered", code, json.dumps(ans)[:300])
         assert code in (200, 409, 500, 503), (code, ans)
         # whatever the answer, the proxy ends up agreeing with the state row
@@ -439,4 +433,4 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
         print("the table was free again %.1f s after the complete was answered" % (time.time() - t1))
     finally:
         client.close()
-        th.join(60)
+        complete.thread.join(60)

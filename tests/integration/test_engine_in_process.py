@@ -10,14 +10,13 @@
   (the backend of a closed connection lets go a moment after its client).
 """
 import os
-import threading
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import Proxy, run_pgtandem, wait_for
-from test_faults_engine import Env, call, children, current, items_migration
+from conftest import Proxy, child_processes, command_lines_with, run_pgtandem, wait_for
+from test_faults_engine import Env, call, current, items_migration, post_in_background
 
 DETECT = 8.0
 
@@ -27,21 +26,6 @@ def env(cluster):
     e = Env(cluster)
     yield e
     e.close()
-
-
-def command_lines_with(secret):
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if secret.encode() in cmd:
-            found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
-    return found
 
 
 def socket_inodes(pid):
@@ -98,7 +82,7 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         wait_for(lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT,
                  "the expand to wait on the lock")
 
-        assert children(p.proc.pid) == "none", "the proxy started processes"
+        assert child_processes(p.proc.pid) == [], "the proxy started processes"
         assert command_lines_with(password) == [], "a command line carries the engine password"
         ports = wait_for(lambda: e.sql(
             "SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
@@ -111,18 +95,14 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         print("expand blocked: proxy pid %d, %d threads, no children; the expand's backend talks to socket %s of"
               " the proxy" % (p.proc.pid, threads, inode))
 
-        result = {}
-        th = threading.Thread(target=lambda: result.update(
-            ans=call(p, "POST", "/migrations/current/rollback", timeout=60)))
-        th.start()
+        rollback = post_in_background(p, "/migrations/current/rollback", timeout=60)
         wait_for(lambda: current(p).get("phase") == "rolling_back", DETECT, "the rollback to stop the expand")
         holder.rollback()
-        th.join(60)
-        code, ans = result["ans"]
+        code, ans = rollback()
         assert code == 200, (code, ans, p.log()[-3000:])
         assert current(p)["phase"] == "rolled_back"
         assert e.items_columns() == before
-        assert children(p.proc.pid) == "none"
+        assert child_processes(p.proc.pid) == []
     finally:
         holder.close()
 

@@ -32,7 +32,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import TOP, Cluster, Proxy, cluster_env, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
+from conftest import TOP, Cluster, Proxy, child_processes, cluster_env, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 MIGRATION = "0001_items_val_int"
@@ -226,6 +226,22 @@ class KeepAlive:
         self.c.close()
 
 
+def post_in_background(p, path, timeout=ANSWER):
+    """POSTs `path` on a thread of its own (rollback and complete answer only
+    when they end); returns a function that waits for the answer, (code,
+    body); its `thread` is there to join on a failure path."""
+    result = {}
+    th = threading.Thread(target=lambda: result.update(ans=call(p, "POST", path, timeout=timeout)))
+    th.start()
+
+    def answer():
+        th.join(timeout + 5)
+        assert "ans" in result, "POST %s: no answer within %.0f s" % (path, timeout)
+        return result["ans"]
+    answer.thread = th
+    return answer
+
+
 def current(p, conn=None):
     code, cur = (conn.request if conn else lambda m, path: call(p, m, path))("GET", "/migrations/current")
     assert code in (200, 404), (code, cur)
@@ -280,19 +296,8 @@ def sessions_summary(p):
 
 
 def children(pid):
-    """The child processes of pid as "PID (state)", e.g. a zombie nobody reaped: "4242 (Z)"."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append("%s (%s)" % (d, fields[0]))
-    return out or "none"
+    """The child processes of pid for a failure message ("none" when none)."""
+    return child_processes(pid) or "none"
 
 
 def login_through(p, dbname, timeout=SHORT):
