@@ -188,6 +188,17 @@ def scalar(cluster, dbname, sql):
     return cluster.psql(sql, uri=cluster.uri(db=dbname))
 
 
+NEW_WRITES_SQL = "SELECT count(*) FROM cut_ledger WHERE release = 'new'"
+
+
+def wait_new_release_writes(cluster, dbname, n, proc=None):
+    """Waits until the new release has committed n more transactions (rows
+    of its ledger), so that the cutover comes with its traffic under way."""
+    start = int(scalar(cluster, dbname, NEW_WRITES_SQL))
+    wait_until("%d new-release transactions" % n,
+               lambda: int(scalar(cluster, dbname, NEW_WRITES_SQL)) >= start + n, proc=proc)
+
+
 # ---- end to end under pgbench ------------------------------------------------
 
 def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory, legacy_db):
@@ -212,7 +223,7 @@ def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory,
     wait_until("old-release sessions to leave", lambda: versions(proxy).get("old", 0) == 0)
     new, new_path = pgbench(proxy, legacy_db, NEW_SCRIPT, 6, "prepared", version_options())
     wait_until("new-release sessions", lambda: versions(proxy).get(NAME, 0) >= CLIENTS, proc=new)
-    time.sleep(1)  # traffic: the new release runs a while before the cutover, then across it
+    wait_new_release_writes(cluster, legacy_db, 100, proc=new)  # the cutover comes under its traffic
     rep = complete_migration(proxy)
     new_res = pgbench_result(new, new_path)
     print("old: %s tx, new: %s tx, cutover: %s" % (old_res["processed"], new_res["processed"], rep))

@@ -30,7 +30,7 @@ import time
 import pytest
 
 from conftest import (SSL_REQUEST, Proxy, pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet,
-                      relay_direct)
+                      relay_direct, wait_log)
 
 LOGIN_TIMEOUT_S = 1
 ADMIN_TIMEOUT_S = 1
@@ -242,7 +242,9 @@ def _exhaust_descriptors(p):
         while open_fds(pid) < limit and time.time() < deadline:
             time.sleep(0.05)
         assert open_fds(pid) >= limit, "the proxy did not fill its %d descriptors (%d open)" % (limit, open_fds(pid))
-        time.sleep(0.3)  # the measured window starts once the proxy has been out of descriptors a while
+        # the measured window starts once the proxy has found itself out of
+        # descriptors (and said so once)
+        wait_log(p, "accept failed", timeout=10)
 
         log_at = os.path.getsize(p.logfile.name)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()

@@ -22,7 +22,7 @@ import pytest
 from conftest import BIN, TOP, run_pgtandem, upstream_params
 from test_cutover_e2e import (CLIENTS, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, UNIFY, VSCHEMA,  # noqa: F401
                               _columns, admin_url, complete_migration, legacy_db, migrate, pgbench, pgbench_result, scalar,
-                              start_migration, version_options, wait_until)
+                              start_migration, version_options, wait_new_release_writes, wait_until)
 
 LEASE_MS = 2000
 
@@ -156,7 +156,7 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
         for p in proxies:
             wait_until("versioned sessions on %d" % p.port,
                        lambda p=p: status(p)["versions"].get(NAME, 0) >= CLIENTS // 4 + 2)
-        time.sleep(1)  # traffic: the clients run a while before the cutover, then across it
+        wait_new_release_writes(cluster, legacy_db, 100)  # the cutover comes under their traffic
         r, rep = complete_via(proxies[1])
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
         results = [pgbench_result(proc, path) for proc, path in benches]

@@ -11,7 +11,7 @@ import time
 
 import psycopg
 
-from conftest import BIN
+from conftest import BIN, wait_for
 from test_migrate_util import EXAMPLES, db, load_legacy, migrate, new_shape_options, sql, write_migration  # noqa: F401
 
 NAME = "0003_checks_unify"
@@ -82,6 +82,7 @@ def test_writers_during_large_backfill(db):
     load_legacy(db, nrows)
     stop = threading.Event()
     expected = [{} for _ in range(3)]
+    writes = [0, 0, 0]
     errors = []
 
     def writer(k):
@@ -105,6 +106,7 @@ def test_writers_during_large_backfill(db):
                         c.execute("UPDATE checks SET aggregation = %s, claim_text = %s WHERE id = %s",
                                   (json.dumps({"w": k, "i": i}), "old %d" % i, rid))
                     expected[k][rid] = ("%s %d" % ("new" if k == 1 else "old", i), {"w": k, "i": i})
+                    writes[k] += 1
         except Exception as e:
             errors.append(e)
 
@@ -113,8 +115,11 @@ def test_writers_during_large_backfill(db):
         t.start()
     try:
         r = migrate(db, "start", unify({"target_ms": 20}))
+        # the writers go on after the backfill: every one writes 20 more rows
+        after = list(writes)
+        wait_for(lambda: errors or all(writes[k] >= after[k] + 20 for k in range(3)), 30,
+                 "writes of every writer after the backfill")
     finally:
-        time.sleep(0.3)  # traffic: the writers go on a while after the backfill
         stop.set()
         for t in threads:
             t.join()

@@ -11,6 +11,8 @@ import time
 import psycopg
 import pytest
 
+from conftest import wait_for
+
 HOLD_CHECK_S = 0.5  # how long a held query is observed not to run
 
 
@@ -204,13 +206,24 @@ def test_held_pipeline_released_in_order(proxy, cluster, ptable):
         finish(proxy, [bg], [a])
 
 
+def transactions_relayed(proxy):
+    code, text = proxy.admin("GET", "/metrics")
+    assert code == 200, text
+    m = re.search(r"^pgtandem_transactions_total (\d+)$", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def test_pgbench_through_pause_sees_no_errors(proxy, tmp_path):
     script = tmp_path / "tx.sql"
     script.write_text("BEGIN;\nSELECT pg_sleep(0.005);\nSELECT 1;\nCOMMIT;\n")
     pb = subprocess.Popen(["pgbench", "-n", "-c", "8", "-j", "2", "-T", "5", "-f", str(script),
                            proxy.uri()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(1.5)  # traffic: pgbench runs a while before the pause
+        # the pause comes under traffic: pgbench has committed 100 transactions
+        before = transactions_relayed(proxy)
+        wait_for(lambda: transactions_relayed(proxy) >= before + 100 or pb.poll() is not None, 30,
+                 "pgbench's first transactions")
+        assert pb.poll() is None, pb.communicate()[0]
         code, body = proxy.admin("POST", "/pause?timeout_ms=5000")
         assert code == 200, body
         time.sleep(1.0)  # the pause is held this long under traffic
