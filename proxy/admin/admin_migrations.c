@@ -85,7 +85,8 @@ int admin_migrations_route(struct server *srv, struct evhttp_request *req, const
     memset(&q, 0, sizeof q);
     if (!route_op(evhttp_request_get_command(req), path, &q.op))
         return 0;
-    if (q.op == RUNNER_COMPLETE && cutover_options(req, &q.cutover) != 0)
+    /* a start holds traffic too, to route the sessions (drain_timeout_ms) */
+    if ((q.op == RUNNER_COMPLETE || q.op == RUNNER_START) && cutover_options(req, &q.cutover) != 0)
         return 1;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);

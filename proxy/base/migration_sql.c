@@ -185,6 +185,15 @@ int mig_search_path_option(char *out, size_t n, const char *schema)
     return fits ? 0 : -1;
 }
 
+char *mig_search_path_sql(const char *schema)
+{
+    struct mig_str q = {0};
+    mig_str_add(&q, "SET search_path TO ");
+    mig_str_ident(&q, schema);
+    mig_str_add(&q, ", public");
+    return mig_str_take(&q);
+}
+
 const char *mig_fk_action(char letter)
 {
     switch (letter) {

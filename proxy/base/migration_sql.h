@@ -29,10 +29,19 @@ void mig_str_free(struct mig_str *s);
 char *mig_quote_ident(const char *ident);
 char *mig_quote_qname(const char *schema, const char *name);
 
+/* The schemas of a migration in progress (the name unquoted): its new
+ * shape's views, and the old shape's (the tables as they were before it
+ * started), for the sessions of each release. */
+#define MIG_VERSION_SCHEMA_FMT "pgtandem_%s"
+#define MIG_OLD_SCHEMA_FMT "pgtandem_%s_old"
+
 /* " -c search_path=\"schema\",public" for a startup packet's options: the
  * schema quoted as an identifier (its case kept), then escaped as the
  * server's options splitting needs. -1 when it does not fit in n bytes. */
 int mig_search_path_option(char *out, size_t n, const char *schema);
+/* The same route as a statement, for a session that is already connected:
+ * SET search_path TO "schema", public. Caller frees; NULL when out of memory. */
+char *mig_search_path_sql(const char *schema);
 
 /* A foreign key's ON DELETE / ON UPDATE action from its letter in
  * pg_constraint and the parse tree (a, r, c, n, d), as Postgres spells it;

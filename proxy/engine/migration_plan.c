@@ -1796,6 +1796,19 @@ static int op_touches_columns(const struct mig_op *op, const char *schema, const
     return kind_ok && !strcmp(op->schema, schema) && !strcmp(op->table, table);
 }
 
+/* Operation i is the first to change the columns of its table: each such
+ * table gets one view per shape. */
+static int first_to_change_columns(const struct plan_ctx *c, size_t i)
+{
+    const struct mig_op *op = &c->m->ops[i];
+    if (!op->table || !op_touches_columns(op, op->schema, op->table))
+        return 0;
+    for (size_t j = 0; j < i; j++)
+        if (op_touches_columns(&c->m->ops[j], op->schema, op->table))
+            return 0;
+    return 1;
+}
+
 /* "column AS name", quoted. */
 static char *aliased(const char *column, const char *name)
 {
@@ -1883,15 +1896,9 @@ static void version_schema(struct plan_ctx *c)
     mig_str_addf(&g, "GRANT USAGE ON SCHEMA %s TO PUBLIC", c->p->version_schema);
     mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&g));
     size_t first_view = c->p->expand.n;
-    for (size_t i = 0; i < c->m->nops; i++) {
-        const struct mig_op *op = &c->m->ops[i];
-        int seen = 0;
-        for (size_t j = 0; j < i; j++)
-            if (op_touches_columns(&c->m->ops[j], op->schema, op->table ? op->table : ""))
-                seen = 1;
-        if (!seen && op->table && op_touches_columns(op, op->schema, op->table))
-            version_view(c, op);
-    }
+    for (size_t i = 0; i < c->m->nops; i++)
+        if (first_to_change_columns(c, i))
+            version_view(c, &c->m->ops[i]);
     if (c->p->expand.n > first_view) {
         struct mig_str v = {0};
         mig_str_addf(&v, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC",
@@ -1904,6 +1911,86 @@ static void version_schema(struct plan_ctx *c)
     /* The views read the old columns, so they go before anything is dropped. */
     mig_steps_add(&c->p->contract, -1, MIG_STEP_TXN, drop ? strdup(drop) : NULL);
     mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN, drop);
+}
+
+/* The old shape: for every table whose columns the migration changes, a
+ * view in pgtandem_<name>_old that selects exactly the columns the table has
+ * before the migration starts, in their order, under their names. Every
+ * session that did not declare the new version reads and writes through
+ * it from the start to the end of the migration, so nothing expand adds
+ * (new columns, shadow columns) reaches the old release's `SELECT *` or
+ * its prepared statements. Its statements come first in the expand, in
+ * the same transaction as the first table change. */
+static void old_shape_view(struct plan_ctx *c, struct mig_steps *out, const char *schema, const char *table,
+                           const char *qschema)
+{
+    const struct mig_cat_table *t = mig_catalog_table(c->cat, schema, table);
+    if (c->cat && !t)
+        return; /* created by this migration: the old release does not know it */
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE VIEW %s.", qschema);
+    mig_str_ident(&s, table);
+    mig_str_add(&s, " WITH (security_invoker = true) AS SELECT ");
+    for (size_t i = 0; t && i < t->ncols; i++) {
+        mig_str_add(&s, i ? ", " : "");
+        mig_str_ident(&s, t->cols[i].name);
+    }
+    mig_str_add(&s, t && t->ncols ? " FROM " : "* FROM "); /* offline: * is expanded when the view is made */
+    mig_str_qname(&s, schema, table);
+    mig_steps_add(out, -1, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+static char *sql_printf(const char *fmt, const char *arg)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, fmt, arg);
+    return mig_str_take(&s);
+}
+
+static void prepend_steps(struct mig_steps *to, struct mig_steps *from)
+{
+    struct mig_steps all = {0};
+    for (size_t i = 0; i < from->n + to->n; i++) {
+        struct mig_step *st = i < from->n ? &from->v[i] : &to->v[i - from->n];
+        mig_steps_add(&all, st->op_index, st->mode, st->sql);
+        if (st->cleanup)
+            mig_steps_set_cleanup(&all, st->cleanup);
+        st->sql = st->cleanup = NULL;
+    }
+    all.oom |= to->oom || from->oom;
+    mig_steps_free(to);
+    mig_steps_free(from);
+    *to = all;
+}
+
+static void move_last_to_front(struct mig_steps *l);
+
+static void old_shape_schema(struct plan_ctx *c)
+{
+    char name[80];
+    snprintf(name, sizeof name, MIG_OLD_SCHEMA_FMT, c->m->name);
+    char *q = mig_quote_ident(name);
+    struct mig_steps views = {0};
+    for (size_t i = 0; q && i < c->m->nops; i++)
+        if (first_to_change_columns(c, i))
+            old_shape_view(c, &views, c->m->ops[i].schema, c->m->ops[i].table, q);
+    if (views.n > 0) {
+        struct mig_steps head = {0};
+        mig_steps_add(&head, -1, MIG_STEP_TXN, sql_printf("CREATE SCHEMA %s", q));
+        mig_steps_add(&head, -1, MIG_STEP_TXN, sql_printf("GRANT USAGE ON SCHEMA %s TO PUBLIC", q));
+        prepend_steps(&views, &head);
+        mig_steps_add(&views, -1, MIG_STEP_TXN,
+                      sql_printf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC", q));
+        prepend_steps(&c->p->expand, &views);
+        /* The old release reads it until the very end of a rollback; the
+         * contract drops it with the new shape's. */
+        char *drop = sql_printf("DROP SCHEMA IF EXISTS %s CASCADE", q);
+        mig_steps_add(&c->p->contract, -1, MIG_STEP_TXN, drop ? strdup(drop) : NULL);
+        move_last_to_front(&c->p->contract);
+        mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN, drop);
+    }
+    mig_steps_free(&views);
+    free(q);
 }
 
 /* Rollback undoes operations last-first, but the steps of one operation keep
@@ -1958,6 +2045,7 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         /* The views read the old columns, so the version schema goes first. */
         move_last_to_front(&p->contract);
         move_last_to_front(&p->rollback);
+        old_shape_schema(c);
     }
     int oom = p->expand.oom || p->contract.oom || p->rollback.oom || p->validate.oom || p->post.oom;
     if (rc == 0 && oom) {

@@ -39,6 +39,7 @@
 #include "migration_state.h"
 #include "pgasync.h"
 #include "relay_control.h"
+#include "retry.h"
 #include "settings.h"
 
 enum runner_phase {
@@ -55,6 +56,8 @@ static const char *const phase_names[] = {"idle", "expanding", "backfilling", "f
  * the engine connection unanswered for this long is a dead connection. */
 #define ENGINE_WATCHDOG_MS 30000
 #define HEALTH_CHECK_MS 3000
+#define ROUTE_ATTEMPTS 5 /* drains tried before a start gives up */
+#define ROUTE_DRAIN_MS 2000 /* each one's budget, as a complete's drain_timeout_ms */
 #define LOCK_TRIES 50 /* an engine killed a moment ago (kill -9): its backend lets go when it notices */
 
 struct migration_runner;
@@ -75,7 +78,11 @@ struct migration_runner {
     char *engine_db;
     enum runner_phase phase;
     char *name;
-    char version_schema[96];
+    char version_schema[96];        /* the new shape's views */
+    char old_schema[96];            /* the old shape's views, for every other session */
+    int route_attempts;             /* drains tried before the expand (start) */
+    int route_holding;              /* the relay holds for that drain */
+    int route_drain_ms;             /* how long each may hold */
     struct migration mig;
     int have_mig;
     struct mig_plan plan;
@@ -102,6 +109,9 @@ struct migration_runner {
     struct waiter complete_w, rollback_w;
     struct waiter start_w;          /* a start waiting for the connection-slot check */
     struct runner_request start_q;  /* its request, body owned */
+    const char *expand_body;        /* the migration to expand once the sessions are routed */
+    size_t expand_body_len;
+    unsigned int route_seed;
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
@@ -201,12 +211,20 @@ static void answer_rollback(struct migration_runner *r)
                          r->error[0] ? r->error : "the rollback did not run"));
 }
 
-/* Sessions that declared this migration see its version schema while both
- * shapes are live. */
+/* Each release sees its own shape from start to complete: sessions that
+ * declared this migration its new shape once expand has made it (before
+ * that, and during a rollback, the old one), every other session the old
+ * shape from the moment the migration starts until it has completed or
+ * rolled back. A schema routed before it exists is harmless: Postgres
+ * skips it on the search_path, and uses it from the statement after it
+ * appears, with the same columns the table had. */
 static void push_route(struct migration_runner *r)
 {
-    int routed = r->phase >= RP_BACKFILLING && r->phase <= RP_COMPLETING && r->version_schema[0];
-    relay_route_version(r->relay, routed ? r->name : NULL, routed ? r->version_schema : NULL);
+    enum runner_phase p = r->phase;
+    int routed = ((p >= RP_EXPANDING && p <= RP_COMPLETING) || p == RP_ROLLING_BACK) && r->name;
+    int new_shape = p >= RP_BACKFILLING && p <= RP_COMPLETING;
+    relay_route_version(r->relay, routed ? r->name : NULL, routed && new_shape ? r->version_schema : NULL,
+                        routed ? r->old_schema : NULL);
 }
 
 /* What the database's status is while the runner is in phase p. */
@@ -929,12 +947,71 @@ static void after_expand(void *ctx, int code, const char *why)
     load_state(r);
 }
 
+static void run_expand(struct migration_runner *r)
+{
+    give_slot_to_step(r);
+    int rc = engine_worker_run(&r->worker, ENGINE_JOB_EXPAND, r->engine_db, r->expand_body, r->expand_body_len,
+                               after_expand, r);
+    free((char *)r->expand_body);
+    r->expand_body = NULL;
+    if (rc != 0)
+        fail(r, "%s", r->worker.why);
+}
+
+static void route_then_expand(struct migration_runner *r);
+
+/* Drained: every session is at a transaction boundary, and the next thing
+ * each one sends goes to the old shape (session.c: follow_route). Nobody
+ * needs holding longer. */
+static void on_route_drained(void *ctx, int drained, uint64_t waited_us)
+{
+    struct migration_runner *r = ctx;
+    r->route_holding = 0;
+    if (drained) {
+        struct relay_hold_stats st;
+        relay_release(r->relay, &st);
+        log_info("migration %s: every session is routed to the old shape (traffic held %.2f ms, %u messages"
+                 " waited); expanding", r->name, st.held_ms, st.held_messages);
+        run_expand(r);
+        return;
+    }
+    if (++r->route_attempts < ROUTE_ATTEMPTS) {
+        long delay = retry_delay_ms(RETRY_FIRST_MS, r->route_attempts, &r->route_seed);
+        log_warn("migration %s: sessions still inside transactions after %llu ms; nothing changed yet, traffic"
+                 " flows, trying again in %ld ms", r->name, (unsigned long long)(waited_us / 1000), delay);
+        schedule(r, delay, route_then_expand);
+        return;
+    }
+    json_t *busy = relay_busy_sessions(r->relay);
+    char *who = json_dumps(busy, JSON_COMPACT);
+    json_decref(busy);
+    fail(r, "the sessions could not be routed to the old shape before expand: %d times some stayed inside a"
+         " transaction longer than %d ms (%.500s); nothing was changed", ROUTE_ATTEMPTS,
+         r->route_drain_ms, who ? who : "?");
+    free(who);
+}
+
+/* Before expand changes a table, every session must have left the
+ * transaction it was in when the migration started: its next one begins
+ * on the old shape. The same brief hold at transaction boundaries as the
+ * cutover's, released as soon as everyone is at one. */
+static void route_then_expand(struct migration_runner *r)
+{
+    if (relay_hold(r->relay, "route", "routing sessions to the old shape before expand", r->route_drain_ms,
+                   on_route_drained, r) != 0) {
+        fail(r, "cannot hold traffic to route the sessions; nothing was changed");
+        return;
+    }
+    r->route_holding = 1;
+}
+
 static void set_name(struct migration_runner *r, const char *name)
 {
     free(r->name);
     r->name = strdup(name);
-    /* the schema's name as it is, quoted by the sessions routed to it */
-    snprintf(r->version_schema, sizeof r->version_schema, "pgtandem_%s", name);
+    /* the schemas' names as they are, quoted by the sessions routed to them */
+    snprintf(r->version_schema, sizeof r->version_schema, MIG_VERSION_SCHEMA_FMT, name);
+    snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
 }
 
 static void reset_migration(struct migration_runner *r)
@@ -983,13 +1060,19 @@ static void handle_start(struct migration_runner *r, const struct runner_request
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
-    give_slot_to_step(r);
-    if (engine_worker_run(&r->worker, ENGINE_JOB_EXPAND, r->engine_db, q->body, q->body_len, after_expand, r) != 0) {
-        answer(&w, 500, error_json(r->worker.why));
+    free((char *)r->expand_body);
+    r->expand_body = malloc(q->body_len ? q->body_len : 1);
+    if (!r->expand_body) {
+        answer(&w, 500, error_json("out of memory"));
         return;
     }
-    enter_phase(r, RP_EXPANDING);
+    memcpy((char *)r->expand_body, q->body, q->body_len);
+    r->expand_body_len = q->body_len;
+    r->route_attempts = 0;
+    r->route_drain_ms = q->cutover.drain_timeout_ms > 0 ? q->cutover.drain_timeout_ms : ROUTE_DRAIN_MS;
+    enter_phase(r, RP_EXPANDING); /* routes every session to the old shape */
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
+    route_then_expand(r);
 }
 
 /* ---- who blocks the worker step ---- */
@@ -1393,6 +1476,90 @@ static void after_checks(void *ctx, int code, const char *why)
     with_connection(r, recheck_then_cutover);
 }
 
+/* Sessions of the release a complete retires (every session that did not
+ * declare this migration): this proxy's, named, and the other live proxies'
+ * counts as of their last heartbeat. */
+static json_t *old_release_left(const struct migration_runner *r, int *count)
+{
+    json_t *left = relay_sessions_not_of(r->relay, r->name);
+    *count = (int)json_array_size(left);
+    json_t *fleet = r->fleet ? fleet_status_json(r->fleet) : NULL;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(fleet, "members"), i, m) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        if (!json_is_true(json_object_get(m, "live")) || !id || !strcmp(id, fleet_id(r->fleet)))
+            continue;
+        const char *key;
+        json_t *n;
+        json_object_foreach(json_object_get(m, "sessions"), key, n) {
+            if (strcmp(key, r->name) == 0 || json_integer_value(n) <= 0)
+                continue;
+            *count += (int)json_integer_value(n);
+            json_array_append_new(left, json_pack("{s:O,s:s,s:I}", "proxy", json_object_get(m, "id"), "version",
+                                                  key, "sessions", json_integer_value(n)));
+        }
+    }
+    json_decref(fleet);
+    return left;
+}
+
+/* "session 7 (127.0.0.1:5123, billing-worker, idle 350 ms, last: SELECT ...)" */
+static void name_sessions(json_t *left, char *out, size_t cap)
+{
+    size_t used = 0, i;
+    json_t *s;
+    out[0] = '\0';
+    json_array_foreach(left, i, s) {
+        int n;
+        if (json_object_get(s, "proxy"))
+            n = snprintf(out + used, cap - used, "%s%lld through proxy %s", used ? "; " : "",
+                         (long long)json_integer_value(json_object_get(s, "sessions")),
+                         json_string_value(json_object_get(s, "proxy")));
+        else
+            n = snprintf(out + used, cap - used, "%ssession %lld (%s, %s, %s %lld ms, last: %.60s)", used ? "; " : "",
+                         (long long)json_integer_value(json_object_get(s, "id")),
+                         json_string_value(json_object_get(s, "client")),
+                         json_string_value(json_object_get(s, "application_name"))[0]
+                             ? json_string_value(json_object_get(s, "application_name")) : "no application_name",
+                         !strcmp(json_string_value(json_object_get(s, "state")), "idle") ? "idle for" : "active,",
+                         (long long)json_integer_value(json_object_get(s, "idle_ms")),
+                         json_string_value(json_object_get(s, "last_statement")));
+        if (n < 0 || (size_t)n >= cap - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+/* complete retires the old shape: refused while its release is still
+ * connected through any proxy of the fleet, unless forced (then said in
+ * the log). Returns 1 when it answered. */
+static int refuse_while_old_release_left(struct migration_runner *r, const struct runner_request *q,
+                                         struct waiter *w)
+{
+    int count = 0;
+    json_t *left = old_release_left(r, &count);
+    if (count == 0) {
+        json_decref(left);
+        return 0;
+    }
+    char who[900];
+    name_sessions(left, who, sizeof who);
+    if (q->cutover.force) {
+        log_warn("migration %s: completing with force while %d session%s of the old release %s connected: %s",
+                 r->name, count, count == 1 ? "" : "s", count == 1 ? "is" : "are", who);
+        json_decref(left);
+        return 0;
+    }
+    char msg[1200];
+    snprintf(msg, sizeof msg, "%d session%s of the old release (no pgtandem.version, or another one than %s) %s still"
+             " connected: %s; they would see the old shape disappear. Retire the old release first, or complete"
+             " with force", count, count == 1 ? "" : "s", r->name, count == 1 ? "is" : "are", who);
+    log_warn("migration %s: complete refused: %s", r->name, msg);
+    answer(w, 409, json_pack("{s:s,s:s,s:o}", "error", msg, "name", r->name, "old_release_sessions", left));
+    return 1;
+}
+
 static void handle_complete(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
@@ -1408,6 +1575,8 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         answer(&w, 409, error_json(msg));
         return;
     }
+    if (refuse_while_old_release_left(r, q, &w))
+        return;
     r->cut_opt = q->cutover;
     r->have_cut_rep = 0;
     r->db_unavailable = 0;
@@ -1776,6 +1945,11 @@ void runner_free(struct migration_runner *r)
     pgasync_close(&r->db);
     pgasync_close(&r->reserve);
     free((char *)r->start_q.body);
+    free((char *)r->expand_body);
+    if (r->route_holding) {
+        relay_forget(r->relay, r);
+        relay_release(r->relay, NULL);
+    }
     json_decref(r->blocked_by);
     if (r->blocked_timer)
         event_free(r->blocked_timer);

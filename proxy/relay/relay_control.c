@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "pause.h"
 #include "peer.h"
 #include "server.h"
@@ -51,18 +52,26 @@ double relay_latency_p99_ms(const struct server *relay)
     return metrics_recent_p99_ms(&relay->metrics);
 }
 
-void relay_route_version(struct server *relay, const char *version, const char *schema)
+void relay_route_version(struct server *relay, const char *version, const char *new_schema,
+                         const char *old_schema)
 {
-    struct version_route *r = &relay->route;
-    if (!version || !schema) {
-        r->version[0] = r->schema[0] = '\0';
-        return;
-    }
+    struct version_route next = {.gen = relay->route.gen};
     /* A name that does not fit is not routed rather than routed wrongly. */
-    int nv = snprintf(r->version, sizeof r->version, "%s", version);
-    int ns = snprintf(r->schema, sizeof r->schema, "%s", schema);
-    if (nv < 0 || (size_t)nv >= sizeof r->version || ns < 0 || (size_t)ns >= sizeof r->schema)
-        r->version[0] = r->schema[0] = '\0';
+    if (version && strlen(version) < sizeof next.version && strlen(new_schema ? new_schema : "") <
+        sizeof next.new_schema && strlen(old_schema ? old_schema : "") < sizeof next.old_schema) {
+        snprintf(next.version, sizeof next.version, "%s", version);
+        snprintf(next.new_schema, sizeof next.new_schema, "%s", new_schema ? new_schema : "");
+        snprintf(next.old_schema, sizeof next.old_schema, "%s", old_schema ? old_schema : "");
+    }
+    if (memcmp(&next, &relay->route, sizeof next) == 0)
+        return;
+    next.gen++;
+    relay->route = next;
+    if (next.version[0])
+        log_info("version route: sessions declaring %s see %s, the others %s", next.version,
+                 next.new_schema[0] ? next.new_schema : next.old_schema, next.old_schema[0] ? next.old_schema : "public");
+    else
+        log_info("version route: none");
 }
 
 json_t *relay_busy_sessions(const struct server *relay)
@@ -83,6 +92,16 @@ json_t *relay_busy_sessions(const struct server *relay)
         json_array_append_new(list, brief);
         json_decref(d);
     }
+    return list;
+}
+
+json_t *relay_sessions_not_of(const struct server *relay, const char *version)
+{
+    json_t *list = json_array();
+    uint64_t now = server_now_us((struct server *)relay);
+    for (const struct session *s = relay->sessions; s; s = s->next)
+        if (s->state == SESS_READY && !(s->version && version && !strcmp(s->version, version)))
+            json_array_append_new(list, session_describe_for_operator(s, now));
     return list;
 }
 

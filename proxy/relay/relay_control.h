@@ -49,13 +49,22 @@ int relay_reprepare(struct server *relay);
 /* The application's recent query latency, p99 in milliseconds (0: none). */
 double relay_latency_p99_ms(const struct server *relay);
 
-/* Sessions declaring `version` (pgtandem.version) get `schema` first on
- * their search_path from now on; version NULL clears the route. */
-void relay_route_version(struct server *relay, const char *version, const char *schema);
+/* While migration `version` is in progress: sessions declaring it
+ * (pgtandem.version) get new_schema first on their search_path, every
+ * other session old_schema (either may be NULL: that shape is not routed).
+ * Sessions that connect from now on get it in their startup packet;
+ * sessions already connected get a SET search_path (and their named
+ * statements prepared again) just before their next transaction starts.
+ * version NULL clears the route. */
+void relay_route_version(struct server *relay, const char *version, const char *new_schema,
+                         const char *old_schema);
 
 /* Sessions not at a transaction boundary: [{id, client, application_name,
  * tx_status, in_transaction_ms}], for errors that say who blocked. */
 struct json_t *relay_busy_sessions(const struct server *relay);
+/* Ready sessions that did not declare `version` (the release a complete
+ * retires), as session_describe_for_operator names them. */
+struct json_t *relay_sessions_not_of(const struct server *relay, const char *version);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
 struct json_t *relay_version_counts(const struct server *relay);
 

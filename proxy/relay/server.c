@@ -51,7 +51,9 @@ void server_boundary_reached(struct server *srv)
 const char *server_version_schema(const struct server *srv, const char *version)
 {
     const struct version_route *r = &srv->route;
-    if (!version || !r->version[0] || !r->schema[0] || strcmp(version, r->version) != 0)
+    if (!r->version[0])
         return NULL;
-    return r->schema;
+    if (version && !strcmp(version, r->version) && r->new_schema[0])
+        return r->new_schema;
+    return r->old_schema[0] ? r->old_schema : NULL;
 }

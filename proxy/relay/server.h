@@ -68,11 +68,17 @@ struct upstream_address {
     struct event *refresh_timer;
 };
 
-/* Sessions that declare `version` get `schema` first on their search_path.
- * Pushed in by the engine through relay.h; empty when no migration routes. */
+/* While a migration is in progress, sessions that declare its name get
+ * new_schema first on their search_path and every other session gets
+ * old_schema (the tables as they were before it started). Pushed in by the
+ * engine through relay_control.h; version "" when no migration routes. gen
+ * changes with every push: a session whose search_path was set under an
+ * older gen is routed again at its next transaction boundary. */
 struct version_route {
     char version[64];
-    char schema[96];
+    char new_schema[96];  /* "": the new shape is not there yet (old_schema then) */
+    char old_schema[96];
+    uint32_t gen;
 };
 
 /* Another proxy of the fleet: where its peer listener is. */
@@ -178,8 +184,8 @@ int server_lease_expired(const struct server *srv);
  * ones are failed (57P01, fence_error) instead of waiting on. */
 int server_fence_overdue(const struct server *srv);
 
-/* The version schema a session declaring `version` should see first, or
- * NULL when no migration in progress routes that version. */
+/* The version schema a session declaring `version` (NULL: none) should see
+ * first, or NULL when no migration in progress routes it anywhere. */
 const char *server_version_schema(const struct server *srv, const char *version);
 
 #endif

@@ -233,6 +233,7 @@ void session_free(struct session *s)
     free(s->startup_buf);
     free(s->fail_message);
     free(s->version);
+    free(s->routed_schema);
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
@@ -690,6 +691,8 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     s->version = session_declared_version(&s->startup);
     char route[256] = "";
     const char *schema = server_version_schema(s->srv, s->version);
+    s->route_gen = s->srv->route.gen;
+    s->routed_schema = schema ? strdup(schema) : NULL;
     const char *opts = startup_param(&s->startup, "options");
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
@@ -809,6 +812,31 @@ static int next_message(struct session *s, struct relay_dir *d, struct msg_heade
     return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? 1 : -1;
 }
 
+/* Keeps the start of a Query's or a Parse's SQL (the proxy has nothing
+ * else to name a session's work by; pg_stat_activity may be another
+ * proxy's to read). Only what is already buffered is looked at. */
+static void note_statement_text(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    if (h->type != 'Q' && h->type != 'P')
+        return;
+    uint8_t buf[PROTO_HEADER_LEN + 64 + sizeof s->last_statement];
+    size_t want = h->length + 1u < avail ? h->length + 1u : avail;
+    ev_ssize_t got = evbuffer_copyout(in, buf, want < sizeof buf ? want : sizeof buf);
+    if (got <= 0)
+        return;
+    size_t n = (size_t)got, at = PROTO_HEADER_LEN, len = 0;
+    if (h->type == 'P') { /* the statement's name comes first */
+        while (at < n && buf[at])
+            at++;
+        at++;
+    }
+    while (at + len < n && buf[at + len] && len + 1 < sizeof s->last_statement)
+        len++;
+    if (len)
+        memcpy(s->last_statement, buf + at, len);
+    s->last_statement[len] = '\0';
+}
+
 static void note_client_message(struct session *s, uint8_t type)
 {
     if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
@@ -838,6 +866,43 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
     else
         prepared_forget_closed(&s->prepared, msg, total);
     return 0;
+}
+
+/* The route changed since this session's search_path was set (a migration
+ * started, its new shape appeared, it ended): just before its next
+ * transaction, a SET search_path to the schema it should see now and its
+ * named statements prepared again under it, all answers swallowed, so
+ * neither a cached plan nor `SELECT *` changes shape under the client. Not
+ * at a boundary (a pipeline in flight, a transaction open) it waits for
+ * the next one. A route that ended needs nothing: the schema it named is
+ * gone, and Postgres skips a missing schema on the search_path. */
+static void follow_route(struct session *s)
+{
+    if (s->state != SESS_READY || !s->server || !tracker_at_boundary(&s->tracker))
+        return;
+    s->route_gen = s->srv->route.gen;
+    const char *want = server_version_schema(s->srv, s->version);
+    if (!want || (s->routed_schema && !strcmp(want, s->routed_schema)))
+        return;
+    char *sql = mig_search_path_sql(want);
+    char *copy = strdup(want);
+    if (!sql || !copy) {
+        free(sql);
+        free(copy);
+        s->route_gen--; /* tried again at the next boundary */
+        return;
+    }
+    uint8_t head[5] = {'Q'};
+    proto_put_u32(head + 1, (uint32_t)(4 + strlen(sql) + 1));
+    evbuffer_add(s->server->out, head, sizeof head);
+    evbuffer_add(s->server->out, sql, strlen(sql) + 1);
+    s->swallow_rfq++;
+    if (prepared_write_reprepare(s->prepared, s->server->out))
+        s->swallow_rfq++;
+    free(sql);
+    free(s->routed_schema);
+    s->routed_schema = copy;
+    log_debug("session %llu: routed to %s", (unsigned long long)s->id, want);
 }
 
 static void relay_client_to_server(struct session *s)
@@ -875,10 +940,14 @@ static void relay_client_to_server(struct session *s)
                 sbuf_pause_read(s->client);
             break;
         }
+        if (s->route_gen != s->srv->route.gen && h.type != 'X')
+            follow_route(s);
         if (s->state == SESS_READY) {
             int r = track_statement(s, in, &h, avail);
             if (r < 0)
                 break;
+            note_statement_text(s, in, &h, avail);
+            s->last_message_us = server_now_us(s->srv);
             note_client_message(s, h.type);
         }
         s->c2s_remaining = h.length + 1;
@@ -1322,6 +1391,22 @@ int session_reprepare(struct session *s)
         sbuf_flush(s->server);
     }
     return n;
+}
+
+json_t *session_describe_for_operator(const struct session *s, uint64_t now_us)
+{
+    assert(s);
+    const char *app = startup_param(&s->startup, "application_name");
+    uint64_t last = s->last_message_us ? s->last_message_us : s->connected_us;
+    const char *state = !tracker_at_boundary(&s->tracker) ? "active" : s->holding ? "held" : "idle";
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:s}", "id", (json_int_t)s->id, "client", s->client_addr,
+                          "application_name", app ? app : "", "version", s->version ? s->version : "old",
+                          "state", state, "idle_ms",
+                          (json_int_t)(tracker_at_boundary(&s->tracker) && now_us > last ? (now_us - last) / 1000 : 0),
+                          "last_statement", s->last_statement);
+    if (o && session_backend_pid(s))
+        json_object_set_new(o, "backend_pid", json_integer((json_int_t)session_backend_pid(s)));
+    return o;
 }
 
 json_t *session_describe(const struct session *s, uint64_t now_us)
