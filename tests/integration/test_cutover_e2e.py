@@ -122,8 +122,9 @@ def start_migration(proxy, path=UNIFY):
     return r
 
 
-def complete_migration(proxy):
-    r = migrate(proxy, "complete", "--json")
+def complete_migration(proxy, force=False):
+    """force: old-release sessions are still connected on purpose."""
+    r = migrate(proxy, "complete", "--json", *(["--force"] if force else []))
     assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "completed", rep
@@ -277,7 +278,7 @@ def test_psycopg_prepared_select_star_across_complete(cluster, proxy_factory, le
             cur = new.execute("SELECT * FROM checks WHERE id = %s", (i,))
             assert cur.fetchone() is not None
             assert "claim" in _columns(cur) and "claim_text" not in _columns(cur)
-        rep = complete_migration(proxy)
+        rep = complete_migration(proxy, force=True)  # the old session stays on purpose
         assert rep["reprepared"] >= 2, rep
         for conn in (old, new):
             for i in (1, 2, 3):
@@ -305,7 +306,7 @@ def test_node_postgres_named_statement_across_complete(cluster, proxy_factory, l
             assert line and line[0] == "ready", (line, p.stderr.read() if p.poll() is not None else "")
         assert "claim_text" in ready[0][1].split(",")
         assert "claim" in ready[1][1].split(",") and "claim_text" not in ready[1][1].split(",")
-        rep = complete_migration(proxy)
+        rep = complete_migration(proxy, force=True)  # the old session stays on purpose
         assert rep["reprepared"] >= 2, rep
         for p in procs:
             out, err = p.communicate("go\n", timeout=60)
@@ -332,7 +333,8 @@ def test_version_routing_and_status_counts(cluster, proxy_factory, legacy_db):
     with psycopg.connect(uri, autocommit=True) as old, \
             psycopg.connect(uri, autocommit=True, options=version_options()) as new, \
             psycopg.connect(app_name_uri, autocommit=True) as by_app_name:
-        assert not old.execute("SHOW search_path").fetchone()[0].startswith(VSCHEMA)
+        old_path = old.execute("SHOW search_path").fetchone()[0]
+        assert old_path.split(",")[0].strip().strip('"') == VSCHEMA + "_old", old_path  # the old shape
         old_cols = _columns(old.execute("SELECT * FROM checks LIMIT 1"))
         assert "claim_text" in old_cols and "aggregation" in old_cols
         assert old.execute("SELECT claim_text FROM checks WHERE id = 1").fetchone()[0] == "claim number 1"
@@ -349,7 +351,7 @@ def test_version_routing_and_status_counts(cluster, proxy_factory, legacy_db):
         declared = sorted(s.get("version") or "" for s in st["sessions"])
         assert declared == ["", NAME, NAME], st["sessions"]
 
-        complete_migration(proxy)
+        complete_migration(proxy, force=True)  # the old session stays on purpose
         # after the cutover the versioned sessions resolve names in the base
         # tables (the version schema is gone from the effective path)
         for conn in (new, by_app_name):

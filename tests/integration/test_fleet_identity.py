@@ -128,10 +128,12 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
     start_migration(proxies[0])
     for p in proxies:
         wait_phase(p, "active")
-    old = psycopg.connect(db_uri(proxies[0], legacy_db), autocommit=True)
+    # every session through a proxy is of the new release here: what is
+    # looked at is who bypasses the proxies, not which release is left
+    old = psycopg.connect(db_uri(proxies[0], legacy_db), autocommit=True, options=version_options())
     new = psycopg.connect(db_uri(proxies[1], legacy_db), prepare_threshold=0, autocommit=True,
                           options=version_options())
-    other = psycopg.connect(db_uri(proxies[2], legacy_db), autocommit=True)
+    other = psycopg.connect(db_uri(proxies[2], legacy_db), autocommit=True, options=version_options())
     try:
         assert int(old.execute("SELECT count(*) FROM checks").fetchone()[0]) == LEGACY_ROWS
         assert "claim" in _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))

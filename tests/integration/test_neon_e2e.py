@@ -33,8 +33,8 @@ from conftest import BIN, Upstream, assert_terminated_on_the_wire, pg_raw_sessio
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
                               legacy_db, migrate, scalar, start_migration, version_options, wait_until)
-from test_fleet import (assert_new_shape, check_data, complete_via, db_uri, fleet_proxy, live_members, status,
-                        wait_phase)
+from test_fleet import (assert_new_shape, check_data, complete_via, db_uri, fleet_proxy, live_members,
+                        old_release_left, status, wait_phase)
 
 HIGH = 1 << 31
 LEASE_MS = 2000
@@ -283,6 +283,8 @@ def test_fleet_of_three_through_neon_completes_without_force_under_writers(neon_
             w.stop()
         old_commits_mid = {w.tag: w.commits for w in old}
         assert all(old_commits_mid.values()), old_commits_mid
+        # as an operator would: GET /status shows none of them left in the fleet
+        wait_until("the old release gone from every proxy", lambda: old_release_left(proxies[1]) == 0, timeout=20)
         t0 = time.time()
         r, rep = complete_via(proxies[1])
         complete_s = time.time() - t0
@@ -500,7 +502,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         b = new.execute("SELECT id, claim, config_json, counts_by_template_json FROM checks ORDER BY id")
         rows_old, rows_new = a.fetchall(), b.fetchall()
         assert len(rows_old) == LEGACY_ROWS + 2 and rows_old == rows_new
-        r, rep = complete_via(proxy)
+        r, rep = complete_via(proxy, "--force")  # its checks read through the proxy without a version
         assert r.returncode == 0 and rep["status"] == "completed", r.stdout + r.stderr + proxy.log()[-3000:]
         assert_new_shape(new)
     assert scalar(cluster, legacy_db, LEGACY_DIFF_SQL % {"rows": LEGACY_ROWS}) == "0"

@@ -581,7 +581,8 @@ def test_pgtandem_migration_with_a_high_pid_client_connected(neon_front, proxy_f
         wait_heartbeats(cluster, legacy_db, proxy)
         st = fleet_status(proxy)
         assert st["fleet"]["bypassing"] == [], st["fleet"]
-        r = run_pgtandem(["migrate", "complete", "--json", "--proxy", admin_url(proxy)], timeout=120)
+        # the old session stays on purpose
+        r = run_pgtandem(["migrate", "complete", "--json", "--force", "--proxy", admin_url(proxy)], timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
         for conn in (old, new):
             cols = _columns(conn.execute("SELECT * FROM checks WHERE id = %s", (2,)))
@@ -594,7 +595,7 @@ def test_pgtandem_sessions_through_the_front_are_not_bypassing(neon_front, proxy
     proxy = engine_through(proxy_factory, front, legacy_db, ["--fleet-lease-ms", "2000"])
     start_migration(proxy)
     uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
-    with psycopg.connect(uri, autocommit=True, connect_timeout=10) as c:
+    with psycopg.connect(uri, autocommit=True, connect_timeout=10, options=version_options()) as c:
         c.execute("SELECT count(*) FROM checks")  # touched a migrated table, now idle
         wait_heartbeats(cluster, legacy_db, proxy)
         st = fleet_status(proxy)
