@@ -52,7 +52,8 @@ static int cutover_options(struct evhttp_request *req, struct cutover_options *o
     return query_param(req, "drain_timeout_ms", &o->drain_timeout_ms) ||
            query_param(req, "lock_timeout_ms", &o->lock_timeout_ms) ||
            query_param(req, "statement_budget_ms", &o->statement_budget_ms) ||
-           query_param(req, "attempts", &o->max_attempts) || query_param(req, "force", &o->force)
+           query_param(req, "attempts", &o->max_attempts) || query_param(req, "force", &o->force) ||
+           query_param(req, "revert_window_s", &o->revert_window_s)
                ? -1
                : 0;
 }
@@ -68,6 +69,8 @@ static int route_op(enum evhttp_cmd_type m, const char *path, enum runner_op *op
         {EVHTTP_REQ_GET, "/migrations/current", RUNNER_STATUS},
         {EVHTTP_REQ_POST, "/migrations/current/complete", RUNNER_COMPLETE},
         {EVHTTP_REQ_POST, "/migrations/current/rollback", RUNNER_ROLLBACK},
+        {EVHTTP_REQ_POST, "/migrations/current/finalize", RUNNER_FINALIZE},
+        {EVHTTP_REQ_POST, "/migrations/current/revert", RUNNER_REVERT},
         {EVHTTP_REQ_POST, "/migrations/current/throttle", RUNNER_THROTTLE},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
@@ -86,7 +89,8 @@ int admin_migrations_route(struct server *srv, struct evhttp_request *req, const
     if (!route_op(evhttp_request_get_command(req), path, &q.op))
         return 0;
     /* a start holds traffic too, to route the sessions (drain_timeout_ms) */
-    if ((q.op == RUNNER_COMPLETE || q.op == RUNNER_START) && cutover_options(req, &q.cutover) != 0)
+    if (q.op != RUNNER_STATUS && q.op != RUNNER_ROLLBACK && q.op != RUNNER_THROTTLE &&
+        cutover_options(req, &q.cutover) != 0)
         return 1;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);

@@ -32,6 +32,8 @@ const struct setting SETTINGS[] = {
     {"statement_budget_ms", NULL, SETTING_INT, 1, MAX_MS, 5000, 0, SETTING_QUERY, "ms"},
     {"attempts", NULL, SETTING_INT, 1, 1000, 10, 0, SETTING_QUERY, ""},
     {"force", NULL, SETTING_BOOL, 0, 1, 0, 0, SETTING_QUERY, ""},
+    /* a week at most: the old shape's columns cost writes until finalize */
+    {"revert_window_s", NULL, SETTING_INT, 0, 604800, 0, 0, SETTING_QUERY, "s"},
     {NULL, NULL, SETTING_INT, 0, 0, 0, 0, SETTING_PROXY, NULL},
 };
 

@@ -42,6 +42,7 @@ struct cli {
     int json;
     int quiet;
     int force;              /* complete despite sessions that bypass the proxies */
+    int revert_window_s;    /* complete: keep the old shape for a revert this long (proxy only) */
     int estimate;           /* plan: measure the backfill on a sample of each table */
     long estimate_rows;     /* --estimate-rows; 0: not given, ESTIMATE_DEFAULT_ROWS */
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
@@ -66,7 +67,9 @@ static void usage(FILE *out)
         "       pgtandem migrate resume        [--db URI]\n"
         "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
         "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
-        "                                      [--validate-only] [--force]\n"
+        "                                      [--validate-only] [--force] [--revert-window-s S]\n"
+        "       pgtandem migrate finalize      --proxy URL   (drop the old shape a revert window kept)\n"
+        "       pgtandem migrate revert        --proxy URL   (back to the old shape, then roll back)\n"
         "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
         "       (start, complete and rollback take --evidence DIR: schema snapshots and their diff, the\n"
         "        migration and plan, a run log, row counts, verify, SHA256SUMS; with --proxy, also --db URI)\n"
@@ -142,6 +145,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
         {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
         {"force", no_argument, NULL, 'f'}, {"evidence", required_argument, NULL, 'E'},
+        {"revert-window-s", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"estimate", no_argument, NULL, 'X'}, {"estimate-rows", required_argument, NULL, 'x'},
         {NULL, 0, NULL, 0}};
@@ -161,6 +165,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'j': c->json = 1; break;
         case 'q': c->quiet = 1; break;
         case 'f': c->force = 1; break;
+        case 'R':
+            if (parse_long(optarg, 0, 604800, &v) != 0) return -1;
+            c->revert_window_s = (int)v;
+            break;
         case 'N': c->name = optarg; break;
         case 'E': c->evidence = optarg; break;
         case 'F':
@@ -675,7 +683,7 @@ static int complete_through_fleet(const struct cli *c)
             fprintf(stderr, "%zu proxies are registered on this database; completing through the one at %s, "
                     "which holds all of them during the contract\n", n, url);
             json_decref(proxies);
-            return migrate_remote_main("complete", url, NULL, c->json, c->force);
+            return migrate_remote_main("complete", url, NULL, c->json, c->force, c->revert_window_s);
         }
         json_decref(proxies);
         if (n == 0)
@@ -705,6 +713,11 @@ static int cmd_complete(const struct cli *c)
         int rc = complete_through_fleet(c);
         if (rc >= 0)
             return rc;
+    }
+    if (c->revert_window_s > 0) {
+        fprintf(stderr, "pgtandem migrate complete: --revert-window-s needs a proxy: it keeps the old shape for"
+                " the sessions it routes, and no proxy is registered on this database\n");
+        return EXIT_INVALID;
     }
     struct engine e;
     struct engine_contract_report rep = {0};
@@ -853,7 +866,7 @@ static int remote_with_sql(const struct cli *c)
         unlink(path);
         return 1;
     }
-    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force);
+    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force, c->revert_window_s);
     unlink(path);
     return rc;
 }
@@ -862,7 +875,7 @@ static int run_remote(const struct cli *c)
 {
     if (c->file && sqlc_is_sql_file(c->file))
         return remote_with_sql(c);
-    return migrate_remote_main(c->command, c->proxy, c->file, c->json, c->force);
+    return migrate_remote_main(c->command, c->proxy, c->file, c->json, c->force, c->revert_window_s);
 }
 
 static int run_step(const struct cli *c)
@@ -882,7 +895,7 @@ static int status_into_log(void *arg)
 {
     const struct cli *c = arg;
     if (c->proxy)
-        return migrate_remote_main("status", c->proxy, NULL, 0, 0);
+        return migrate_remote_main("status", c->proxy, NULL, 0, 0, 0);
     struct cli json = *c;
     json.json = 1;
     return cmd_status(&json);
@@ -973,12 +986,19 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "resume")) return cmd_start(&c, 1);
     if (!strcmp(cmd, "complete")) return cmd_complete(&c);
     if (!strcmp(cmd, "rollback")) return cmd_simple(&c, 1, do_rollback);
+    if (!strcmp(cmd, "finalize") || !strcmp(cmd, "revert")) {
+        /* without a proxy no session is routed: `complete --db` drops a kept
+         * old shape, `rollback --db` goes back to it */
+        fprintf(stderr, "pgtandem migrate %s: needs --proxy URL (without a proxy, `migrate %s --db` does the same"
+                " to the database)\n", cmd, strcmp(cmd, "finalize") ? "rollback" : "complete");
+        return EXIT_INVALID;
+    }
     if (!strcmp(cmd, "verify")) return cmd_simple(&c, 0, do_verify);
     if (!strcmp(cmd, "status")) return cmd_status(&c);
     if (!strcmp(cmd, "pause")) return cmd_simple(&c, 0, do_pause);
     if (!strcmp(cmd, "unpause")) return cmd_simple(&c, 0, do_unpause);
     static const char *const cmds[] = {"start", "resume", "status", "complete", "rollback", "plan",
-                                       "lint", "verify", "pause", "unpause", "convert"};
+                                       "lint", "verify", "pause", "unpause", "convert", "finalize", "revert"};
     const char *hint = NULL;
     size_t best = 3;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {

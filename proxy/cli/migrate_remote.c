@@ -516,10 +516,13 @@ static void print_cutover(FILE *out, json_t *c, int ok)
             jnum(c, "held_messages"), jnum(c, "reprepared"), jnum(c, "lock_wait_ms"));
 }
 
-static int cmd_finish(const struct remote *r, const char *what, int json, int force)
+static int cmd_finish(const struct remote *r, const char *what, int json, int force, int revert_window_s)
 {
-    char err[1024], path[64];
-    snprintf(path, sizeof path, "/migrations/current/%s%s", what, force ? "?force=1" : "");
+    char err[1024], path[96];
+    char window[40] = "";
+    if (revert_window_s > 0)
+        snprintf(window, sizeof window, "%srevert_window_s=%d", force ? "&" : "?", revert_window_s);
+    snprintf(path, sizeof path, "/migrations/current/%s%s%s", what, force ? "?force=1" : "", window);
     struct http_resp resp;
     if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
         return fail_msg(what, err);
@@ -531,13 +534,20 @@ static int cmd_finish(const struct remote *r, const char *what, int json, int fo
         print_cutover(ok ? stdout : stderr, resp.json, ok);   /* none when refused before the cutover */
     if (!ok)
         rc = report_http_error(what, &resp);
+    else if (!json && complete && revert_window_s > 0)
+        printf("migration complete: every session sees the new shape; the old shape is kept for %d s"
+               " (`pgtandem migrate revert` goes back to it, `pgtandem migrate finalize` drops it now)\n",
+               revert_window_s);
     else if (!json)
-        printf(complete ? "migration complete\n" : "migration rolled back; the original shape is restored\n");
+        printf(complete ? "migration complete\n"
+               : !strcmp(what, "finalize") ? "migration finalized: the old shape is gone\n"
+               : "migration rolled back; the original shape is restored\n");
     resp_free(&resp);
     return rc;
 }
 
-int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force)
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force,
+                        int revert_window_s)
 {
     char err[1024];
     struct remote r;
@@ -552,9 +562,11 @@ int migrate_remote_main(const char *command, const char *proxy_url, const char *
         return cmd_start(&r, file);
     if (!strcmp(command, "status"))
         return cmd_status(&r, json);
-    if (!strcmp(command, "complete") || !strcmp(command, "rollback"))
-        return cmd_finish(&r, command, json, force);
-    fprintf(stderr, "pgtandem migrate %s: not available with --proxy (start, status, complete and rollback are; "
+    if (!strcmp(command, "complete") || !strcmp(command, "rollback") || !strcmp(command, "finalize") ||
+        !strcmp(command, "revert"))
+        return cmd_finish(&r, command, json, force, revert_window_s);
+    fprintf(stderr, "pgtandem migrate %s: not available with --proxy (start, status, complete, finalize, revert and"
+            " rollback are; "
             "run it with --db URI)\n", command);
     return EXIT_INVALID;
 }

@@ -4,11 +4,13 @@
 #define PGTANDEM_MIGRATE_REMOTE_H
 
 /* command: "start" (file required), "status" (json: print the raw state),
- * "complete" or "rollback". proxy_url: "http://HOST:PORT". The bearer token
+ * "complete", "finalize", "revert" or "rollback". proxy_url: "http://HOST:PORT". The bearer token
  * comes from $PGTANDEM_ADMIN_TOKEN. force: complete despite sessions that
  * bypass the proxies. Returns the process exit status:
  * 0 success, 1 operational failure, 2 bad input. */
-int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force);
+/* revert_window_s: complete keeps the old shape that long (0: contract at once). */
+int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force,
+                        int revert_window_s);
 
 /* One line per proxy ({id, listen, sessions, heartbeat_age_ms, live?});
  * self_id (may be NULL) is marked as this one. For both status commands. */

@@ -877,7 +877,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
-    if (strcmp(cur->status, "active") != 0) {
+    if (strcmp(cur->status, "active") != 0 && strcmp(cur->status, "switched") != 0) { /* switched: finalize */
         snprintf(err, errlen, "migration %s is %s, not active; %s", cur->name, cur->status,
                  strcmp(cur->status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
                                                : "roll it back");

@@ -101,6 +101,19 @@ static const struct op_spec op_specs[] = {
 };
 #define N_OP_SPECS (sizeof(op_specs) / sizeof(op_specs[0]))
 
+int mig_revert_blocker(const struct migration *m, char *why, size_t n)
+{
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (op->kind == MIG_DROP_COLUMN) {
+            snprintf(why, n, "operations[%zu].drop_column: rows the new release writes get no \"%s\", so a revert"
+                     " could not give them back to the old shape", i, op->column ? op->column : "?");
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 const char *mig_op_name(enum mig_op_kind kind)
 {
     for (size_t i = 0; i < N_OP_SPECS; i++)

@@ -103,6 +103,10 @@ char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen);
 void mig_free(struct migration *m);
 
 const char *mig_op_name(enum mig_op_kind kind);
+/* The first operation whose change a revert after complete could not undo
+ * without losing what the new release wrote (a dropped column gets no
+ * values from it); -1 when every one can be reverted. why says which. */
+int mig_revert_blocker(const struct migration *m, char *why, size_t n);
 /* The 1-based line and column (in bytes) of at, a position inside text. */
 void mig_text_pos(const char *text, const char *at, int *line, int *col);
 /* Levenshtein distance, used for "did you mean". */

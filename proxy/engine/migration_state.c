@@ -14,7 +14,7 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
     "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,"
     "  plan text, status text NOT NULL CHECK (status IN"
-    "    ('expanding','backfilling','active','completed','rolled_back','failed')),"
+    "    ('expanding','backfilling','active','switched','completed','rolled_back','failed')),"
     "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
     "  completed_at timestamptz, rolled_back_at timestamptz,"
     "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
@@ -22,6 +22,14 @@ const char MIG_STATE_SCHEMA_SQL[] =
     "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
     MIG_BACKFILL_PROGRESS_COLUMNS(" REFERENCES pgtandem.migrations (name) ON DELETE CASCADE") ");"
     "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;"
+    /* 'switched': completed, the old shape kept for a revert until finalize
+     * (a state schema made before it existed gets the wider check once) */
+    "DO $pgt$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'pgtandem.migrations'::regclass"
+    "   AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%switched%') THEN"
+    "  ALTER TABLE pgtandem.migrations DROP CONSTRAINT IF EXISTS migrations_status_check;"
+    "  ALTER TABLE pgtandem.migrations ADD CONSTRAINT migrations_status_check CHECK (status IN"
+    "    ('expanding','backfilling','active','switched','completed','rolled_back','failed'));"
+    " END IF; END $pgt$;"
     "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
     "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
     "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
@@ -62,6 +70,18 @@ const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";
  * while it waits for a lock, that the proxy that sent the statement died. */
 const char MIG_STATE_SESSION_SQL[] =
     "SET client_connection_check_interval = '1s'; SET application_name = 'pgtandem engine'";
+
+char *mig_state_status_sql(const char *name_literal, const char *status)
+{
+    static const char fmt[] =
+        "WITH u AS (UPDATE pgtandem.migrations SET status = '%s', updated_at = now(), error = NULL"
+        " WHERE name = %s RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u");
+    int n = snprintf(NULL, 0, fmt, status, name_literal);
+    char *sql = n > 0 ? malloc((size_t)n + 1) : NULL;
+    if (sql)
+        snprintf(sql, (size_t)n + 1, fmt, status, name_literal);
+    return sql;
+}
 
 char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms)
 {

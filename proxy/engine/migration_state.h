@@ -58,5 +58,8 @@ extern const char MIG_STATE_SESSION_SQL[];
 /* The state update that commits with the contract (no trailing ';').
  * name_literal is already quoted. Caller frees. */
 char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms);
+/* The same for a status change of the cutover's that contracts nothing:
+ * 'switched' (complete kept the old shape) or 'active' again (revert). */
+char *mig_state_status_sql(const char *name_literal, const char *status);
 
 #endif

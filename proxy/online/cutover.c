@@ -250,6 +250,8 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
         return;
     }
     c->rep.reprepared += relay_reprepare(c->relay);
+    if (c->committed)
+        c->committed(c->ctx);
     release(c);
     log_info("cutover committed on attempt %d", c->rep.attempts);
     finish(c, CUTOVER_COMMITTED);

@@ -36,6 +36,7 @@ struct cutover_options {
     int statement_budget_ms;  /* the contract's statement_timeout */
     int max_attempts;
     int force;                /* go on despite sessions that bypass the proxies */
+    int revert_window_s;      /* complete: keep the old shape this long for a revert (0: contract at once) */
 };
 
 struct cutover_report {
@@ -82,6 +83,10 @@ struct cutover {
     cutover_sql_fn build_sql;
     cutover_done_fn done;
     void *ctx;
+    /* Called once the state update committed, while traffic is still held
+     * (after the re-prepare, before the release): what the sessions must
+     * see from their next transaction on is decided here. May be NULL. */
+    void (*committed)(void *ctx);
 };
 
 /* Starts the first attempt; `done` is called exactly once (possibly before

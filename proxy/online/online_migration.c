@@ -42,13 +42,24 @@
 #include "retry.h"
 #include "settings.h"
 
+/* switched: a complete with a revert window ran; every session sees the
+ * new shape, the old one is kept in tandem (dual-written) until finalize
+ * drops it or revert goes back to it. */
 enum runner_phase {
     RP_IDLE, RP_EXPANDING, RP_BACKFILLING, RP_FINISHING, RP_ACTIVE, RP_COMPLETING, RP_COMPLETED,
-    RP_ROLLING_BACK, RP_ROLLED_BACK, RP_FAILED
+    RP_ROLLING_BACK, RP_ROLLED_BACK, RP_FAILED, RP_SWITCHED
 };
 
 static const char *const phase_names[] = {"idle", "expanding", "backfilling", "finishing", "active",
-                                          "completing", "completed", "rolling_back", "rolled_back", "failed"};
+                                          "completing", "completed", "rolling_back", "rolled_back", "failed",
+                                          "switched"};
+
+/* What a cutover (phase completing) does under its hold. */
+enum cut_kind {
+    CUT_CONTRACT, /* the contract: the old shape goes (complete, finalize) */
+    CUT_SWITCH,   /* every session to the new shape, the old one kept (complete with a revert window) */
+    CUT_REVERT    /* every session back to the old shape; the rollback follows */
+};
 
 #define RECONNECT_MAX_DELAY_MS 5000
 /* A backfill batch aims at tens of milliseconds and the cutover's
@@ -83,6 +94,8 @@ struct migration_runner {
     int route_attempts;             /* drains tried before the expand (start) */
     int route_holding;              /* the relay holds for that drain */
     int route_drain_ms;             /* how long each may hold */
+    enum cut_kind cut_kind;         /* of the cutover in progress or last run */
+    enum runner_phase cut_from;     /* the phase it returns to when it does not commit */
     struct migration mig;
     int have_mig;
     struct mig_plan plan;
@@ -146,6 +159,7 @@ static void settings_apply_to_backfill(const struct throttle_settings *t, struct
 }
 
 static void backfill_next(struct migration_runner *r);
+static void finalize_when_due(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
@@ -160,7 +174,7 @@ static void give_slot_to_step(struct migration_runner *r);
 static int in_progress(enum runner_phase p)
 {
     return p == RP_EXPANDING || p == RP_BACKFILLING || p == RP_FINISHING || p == RP_ACTIVE ||
-           p == RP_COMPLETING || p == RP_ROLLING_BACK;
+           p == RP_COMPLETING || p == RP_ROLLING_BACK || p == RP_SWITCHED;
 }
 
 static json_t *error_json(const char *msg)
@@ -190,14 +204,17 @@ static void answer(struct waiter *w, int status, json_t *body)
 
 static void answer_complete(struct migration_runner *r)
 {
-    int status = r->phase == RP_COMPLETED ? 200 : r->phase == RP_FAILED ? 500 : r->db_unavailable ? 503 : 409;
+    int done = r->phase == RP_COMPLETED || (r->phase == RP_SWITCHED && r->cut_kind == CUT_SWITCH && !r->error[0]);
+    int status = done ? 200 : r->phase == RP_FAILED ? 500 : r->db_unavailable ? 503 : 409;
     json_t *body = cutover_json(r);
     if (!json_is_object(body))
         body = json_object();
     json_object_set_new(body, "status", json_string(phase_names[r->phase]));
     json_object_set_new(body, "name", json_string(r->name ? r->name : ""));
-    if (r->phase != RP_COMPLETED && r->error[0])
+    if (!done && r->error[0])
         json_object_set_new(body, "error", json_string(r->error));
+    if (r->phase == RP_SWITCHED && done)
+        json_object_set_new(body, "revert_window_s", json_integer(r->cut_opt.revert_window_s));
     answer(&r->complete_w, status, body);
 }
 
@@ -218,24 +235,31 @@ static void answer_rollback(struct migration_runner *r)
  * rolled back. A schema routed before it exists is harmless: Postgres
  * skips it on the search_path, and uses it from the statement after it
  * appears, with the same columns the table had. */
+static void route_for(struct migration_runner *r, enum runner_phase p)
+{
+    int routed = ((p >= RP_EXPANDING && p <= RP_COMPLETING) || p == RP_ROLLING_BACK || p == RP_SWITCHED) && r->name;
+    int new_shape = p >= RP_BACKFILLING && p <= RP_COMPLETING;
+    /* once switched, everyone sees the new shape until finalize or revert */
+    int everyone_new = p == RP_SWITCHED || (p == RP_COMPLETING && r->cut_from == RP_SWITCHED);
+    relay_route_version(r->relay, routed ? r->name : NULL, routed && new_shape ? r->version_schema : NULL,
+                        !routed ? NULL : everyone_new ? r->version_schema : r->old_schema);
+}
+
 static void push_route(struct migration_runner *r)
 {
-    enum runner_phase p = r->phase;
-    int routed = ((p >= RP_EXPANDING && p <= RP_COMPLETING) || p == RP_ROLLING_BACK) && r->name;
-    int new_shape = p >= RP_BACKFILLING && p <= RP_COMPLETING;
-    relay_route_version(r->relay, routed ? r->name : NULL, routed && new_shape ? r->version_schema : NULL,
-                        routed ? r->old_schema : NULL);
+    route_for(r, r->phase);
 }
 
 /* What the database's status is while the runner is in phase p. */
-static const char *phase_status(enum runner_phase p)
+static const char *phase_status(const struct migration_runner *r, enum runner_phase p)
 {
     switch (p) {
     case RP_EXPANDING: return "expanding";
     case RP_BACKFILLING:
     case RP_FINISHING: return "backfilling";
-    case RP_ACTIVE:
-    case RP_COMPLETING: return "active";
+    case RP_COMPLETING: return r->cut_from == RP_SWITCHED ? "switched" : "active";
+    case RP_SWITCHED: return "switched";
+    case RP_ACTIVE: return "active";
     case RP_COMPLETED: return "completed";
     case RP_ROLLED_BACK: return "rolled_back";
     case RP_FAILED: return "failed";
@@ -250,7 +274,7 @@ static const char *phase_status(enum runner_phase p)
  * forgotten and the next poll reloads. */
 static void enter_phase(struct migration_runner *r, enum runner_phase phase)
 {
-    assert(phase >= RP_IDLE && phase <= RP_FAILED);
+    assert(phase >= RP_IDLE && phase <= RP_SWITCHED);
     /* a waiting complete exists only while completing, a rollback only
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
@@ -258,8 +282,8 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
     watch_blockers(r);
     if (phase != RP_COMPLETING)
         r->db.watchdog_ms = ENGINE_WATCHDOG_MS;
-    if (phase != RP_FAILED && phase_status(phase)[0])
-        snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(phase));
+    if (phase != RP_FAILED && phase_status(r, phase)[0])
+        snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(r, phase));
     push_route(r);
     if (r->complete_w.fn && phase != RP_COMPLETING)
         answer_complete(r);
@@ -362,7 +386,7 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
         /* the phase stays; what waits on it learns why */
         if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
-            enter_phase(r, RP_ACTIVE);
+            enter_phase(r, r->cut_from);
         }
         else if (r->phase == RP_BACKFILLING && r->stop_backfill)
             backfill_stopped(r);
@@ -451,7 +475,7 @@ static void reconnect_backfill(struct migration_runner *r, const char *why, cons
             backfill_stopped(r);
         } else if (r->phase == RP_COMPLETING) {
             r->db_unavailable = 1;
-            enter_phase(r, RP_ACTIVE);
+            enter_phase(r, r->cut_from);
         }
         return;
     }
@@ -901,6 +925,8 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
     snprintf(r->table_status, sizeof r->table_status, "%s", status);
     if (!strcmp(status, "active")) {
         enter_phase(r, RP_ACTIVE);
+    } else if (!strcmp(status, "switched")) {
+        enter_phase(r, RP_SWITCHED);
     } else if (!strcmp(status, "completed")) {
         enter_phase(r, RP_COMPLETED);
     } else if (!strcmp(status, "rolled_back")) {
@@ -1357,10 +1383,15 @@ static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
     struct migration_runner *r = ctx;
     if (tail) {
         char *lit = PQescapeLiteral(r->db.conn, r->name, strlen(r->name));
-        char *sql = lit ? mig_state_completed_sql(lit, rep->attempts, rep->lock_wait_ms) : NULL;
+        char *sql = !lit ? NULL
+                    : r->cut_kind == CUT_SWITCH ? mig_state_status_sql(lit, "switched")
+                    : r->cut_kind == CUT_REVERT ? mig_state_status_sql(lit, "active")
+                    : mig_state_completed_sql(lit, rep->attempts, rep->lock_wait_ms);
         PQfreemem(lit);
         return sql;
     }
+    if (r->cut_kind != CUT_CONTRACT) /* nothing changes but who sees which shape */
+        return strdup("SELECT 1");
     struct mig_str s = {0};
     mig_str_add(&s, "");
     for (size_t i = 0; i < r->plan.contract.n; i++)
@@ -1402,6 +1433,23 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
     struct migration_runner *r = ctx;
     (void)rep; /* the same report stays in r->cut.rep */
     r->have_cut_rep = 1;
+    if (outcome == CUTOVER_COMMITTED && r->cut_kind == CUT_SWITCH) {
+        r->error[0] = '\0';
+        log_info("migration %s: every session sees the new shape; the old one is kept for a revert for %d s"
+                 " (`pgtandem migrate revert`), then dropped (`pgtandem migrate finalize` drops it now)",
+                 r->name, r->cut_opt.revert_window_s);
+        enter_phase(r, RP_SWITCHED);
+        schedule(r, (long)r->cut_opt.revert_window_s * 1000, finalize_when_due);
+        return;
+    }
+    if (outcome == CUTOVER_COMMITTED && r->cut_kind == CUT_REVERT) {
+        r->error[0] = '\0';
+        log_info("migration %s: every session is back on the old shape; rolling the migration back", r->name);
+        r->rollback_w = r->complete_w; /* answered when the rollback has ended */
+        r->complete_w.fn = NULL;
+        start_rollback(r);
+        return;
+    }
     if (outcome == CUTOVER_COMMITTED) {
         r->error[0] = '\0';
         r->cur = 0;
@@ -1415,7 +1463,18 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
         with_connection(r, send_load_state);
         return;
     }
-    enter_phase(r, RP_ACTIVE);
+    enter_phase(r, r->cut_from);
+}
+
+/* Committed, traffic still held: the shape each session gets from its next
+ * transaction on is pushed before anyone moves. */
+static void cutover_committed(void *ctx)
+{
+    struct migration_runner *r = ctx;
+    if (r->cut_kind == CUT_SWITCH)
+        route_for(r, RP_SWITCHED);
+    else if (r->cut_kind == CUT_REVERT)
+        route_for(r, RP_ROLLING_BACK);
 }
 
 static void begin_cutover(struct migration_runner *r)
@@ -1426,13 +1485,14 @@ static void begin_cutover(struct migration_runner *r)
     const struct cutover_options *o = &r->cut_opt;
     r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
     char *tables = tables_literal(r);
+    r->cut.committed = cutover_committed;
     int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
                                     contract_sql, cutover_done, r)
                     : -1;
     free(tables);
     if (rc != 0) {
         snprintf(r->error, sizeof r->error, "out of memory starting the cutover");
-        enter_phase(r, RP_ACTIVE);
+        enter_phase(r, r->cut_from);
     }
 }
 
@@ -1446,10 +1506,10 @@ static void on_recheck(void *ctx, PGresult *res, const char *error, const char *
                  error ? error : "the migration is no longer recorded");
         if (connection_lost(sqlstate))
             pgasync_close(&r->db);
-        enter_phase(r, RP_ACTIVE);
+        enter_phase(r, r->cut_from);
         return;
     }
-    if (strcmp(PQgetvalue(res, 0, 1), "active") != 0) {
+    if (strcmp(PQgetvalue(res, 0, 1), phase_status(r, r->cut_from)) != 0) {
         on_state_loaded(ctx, res, error, sqlstate);
         return;
     }
@@ -1571,12 +1631,23 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     if (r->phase != RP_ACTIVE) {
         char msg[256];
         snprintf(msg, sizeof msg, "migration %s is %s, not active%s", r->name ? r->name : "(none)",
-                 phase_names[r->phase], r->phase == RP_BACKFILLING ? ": let the backfill finish" : "");
+                 phase_names[r->phase], r->phase == RP_BACKFILLING ? ": let the backfill finish"
+                 : r->phase == RP_SWITCHED ? ": its old shape is kept for a revert; finalize or revert it" : "");
+        answer(&w, 409, error_json(msg));
+        return;
+    }
+    char why[512];
+    if (q->cutover.revert_window_s > 0 && r->have_mig && mig_revert_blocker(&r->mig, why, sizeof why) >= 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "migration %s cannot be reverted after complete: %s; complete it without a revert"
+                 " window (the old shape goes at once)", r->name, why);
         answer(&w, 409, error_json(msg));
         return;
     }
     if (refuse_while_old_release_left(r, q, &w))
         return;
+    r->cut_kind = q->cutover.revert_window_s > 0 ? CUT_SWITCH : CUT_CONTRACT;
+    r->cut_from = RP_ACTIVE;
     r->cut_opt = q->cutover;
     r->have_cut_rep = 0;
     r->db_unavailable = 0;
@@ -1594,6 +1665,51 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
         enter_phase(r, RP_ACTIVE);
     }
+}
+
+/* finalize (the old shape goes: the contract) and revert (every session
+ * back to the old shape, then the rollback) start from switched, under
+ * the same hold as the cutover; the state row is read again first. */
+static void begin_from_switched(struct migration_runner *r, enum cut_kind kind, const struct cutover_options *o,
+                                const struct waiter *w)
+{
+    cancel_timer(r); /* the revert window's finalize */
+    r->cut_kind = kind;
+    r->cut_from = RP_SWITCHED;
+    int window = r->cut_opt.revert_window_s;
+    if (o)
+        r->cut_opt = *o;
+    r->cut_opt.revert_window_s = window;
+    r->have_cut_rep = 0;
+    r->db_unavailable = 0;
+    r->error[0] = '\0';
+    enter_phase(r, RP_COMPLETING);
+    if (w)
+        r->complete_w = *w;
+    log_info("migration %s: %s", r->name, kind == CUT_REVERT ? "reverting to the old shape" : "finalizing: the old"
+             " shape goes");
+    with_connection(r, recheck_then_cutover);
+}
+
+static void finalize_when_due(struct migration_runner *r)
+{
+    if (r->phase == RP_SWITCHED)
+        begin_from_switched(r, CUT_CONTRACT, NULL, NULL);
+}
+
+static void handle_finalize_or_revert(struct migration_runner *r, const struct runner_request *q)
+{
+    struct waiter w = {q->answer, q->ctx};
+    int revert = q->op == RUNNER_REVERT;
+    if (r->phase != RP_SWITCHED) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "migration %s is %s: only a migration completed with a revert window (its old"
+                 " shape kept) can be %s", r->name ? r->name : "(none)", phase_names[r->phase],
+                 revert ? "reverted; before complete, roll it back" : "finalized");
+        answer(&w, r->phase == RP_IDLE ? 404 : 409, error_json(msg));
+        return;
+    }
+    begin_from_switched(r, revert ? CUT_REVERT : CUT_CONTRACT, &q->cutover, &w);
 }
 
 /* ---- rollback ---- */
@@ -1663,6 +1779,11 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         snprintf(msg, sizeof msg, "the migration is %s; try again when that step has finished",
                  r->rollback_w.fn ? "already rolling back" : phase_names[r->phase]);
         answer(&w, 409, error_json(msg));
+        return;
+    }
+    if (r->phase == RP_SWITCHED) {
+        answer(&w, 409, error_json("the migration is completed with its old shape kept: `pgtandem migrate revert`"
+                                   " switches every session back to it and then rolls the migration back"));
         return;
     }
     if (r->phase == RP_COMPLETED || r->phase == RP_ROLLED_BACK) {
@@ -1763,6 +1884,8 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
     case RUNNER_STATUS: handle_status(r, q); return;
     case RUNNER_COMPLETE: handle_complete(r, q); return;
     case RUNNER_ROLLBACK: handle_rollback(r, q); return;
+    case RUNNER_FINALIZE:
+    case RUNNER_REVERT: handle_finalize_or_revert(r, q); return;
     case RUNNER_THROTTLE: handle_throttle(r, q); return;
     }
     answer(&w, 400, error_json("unknown request"));

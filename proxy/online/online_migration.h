@@ -28,6 +28,8 @@ enum runner_op {
     RUNNER_STATUS,
     RUNNER_COMPLETE,  /* cutover: the cutover's settings */
     RUNNER_ROLLBACK,
+    RUNNER_FINALIZE,  /* cutover: drops the old shape a complete kept */
+    RUNNER_REVERT,    /* cutover: back to the old shape, then the rollback */
     RUNNER_THROTTLE   /* body: a JSON object of backfill settings */
 };
 
