@@ -401,21 +401,24 @@ def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_
 # ---- 3. the compute suspended mid-backfill, clients idle -----------------------
 
 class ProgressSampler(threading.Thread):
-    """(time, phase, rows_done) from GET /migrations/current every 100 ms."""
+    """(time, phase, rows_done) from GET /migrations/current every 100 ms.
+    A request that got no answer in time (a loaded machine) showed nothing:
+    it is counted in `unanswered`, not taken for a reading."""
 
     def __init__(self, proxy):
         super().__init__(name="progress-sampler", daemon=True)
         self.proxy = proxy
         self.stop_ev = threading.Event()
         self.seen = []
+        self.unanswered = 0
 
     def run(self):
         while not self.stop_ev.is_set():
             try:
                 cur = current(self.proxy)
+                self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
             except OSError:
-                cur = {}
-            self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
+                self.unanswered += 1
             self.stop_ev.wait(0.1)
 
     def stop(self):
@@ -483,6 +486,7 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         during = [(round(t - t_suspend, 2), ph, n) for t, ph, n in progress.seen]
         assert len(during) > 10 and all(n is not None and n >= at_suspend for _, _, n in during), \
             (at_suspend, during)
+        assert progress.unanswered <= len(during) // 10, (progress.unanswered, len(during))
         assert "continuing from the checkpoint" in proxy.log(), proxy.log()[-3000:]
     finally:
         if progress is not None:
