@@ -7,8 +7,12 @@
 #   3. an "old release" writer (claim_text/aggregation/diagnostics) and a "new
 #      release" writer (pgtandem.version, claim/config_json/...) through the proxy
 #   4. migrate start --proxy (expand + backfill, live progress), the old release
-#      retires, migrate complete --proxy while the new release keeps writing
-#   5. every row each writer reported writing is checked under the new names
+#      retires, migrate complete --revert-window-s --proxy while the new release
+#      keeps writing (the old shape is kept in tandem)
+#   5. the new release "turns out broken": migrate revert --proxy; every row both
+#      releases wrote is checked under the old names
+#   6. the old release comes back; start again, complete, migrate finalize
+#   7. every row each writer reported writing is checked under the new names
 # Exits non-zero on any failed transaction, missing or mismatched row.
 #   ROWS=N (default 200000)  PGTANDEM_BIN=path (default bin/pgtandem)
 set -eu
@@ -103,21 +107,52 @@ echo "new release (claim, config_json, counts_by_template_json; pgtandem.version
 sleep 3
 echo "GET /status versions: $(admin_get /status 'j.get("versions")')"
 
+retire_old() {  # stops the old release's writer and waits until /status shows none of its sessions
+  stop_writer "$old_pid"
+  pids=$(echo "$pids" | sed "s/\b$old_pid\b//")
+  i=0
+  while [ "$(admin_get /status 'j.get("versions", {}).get("old", 0)')" != 0 ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "old-shape sessions are still connected"; exit 1; }
+    sleep 0.1
+  done
+  echo "GET /status versions: $(admin_get /status 'j.get("versions")')  (no old-shape sessions left)"
+}
+
 say "the old release is retired"
-stop_writer "$old_pid"
-pids=$(echo "$pids" | sed "s/\b$old_pid\b//")
-i=0
-while [ "$(admin_get /status 'j.get("versions", {}).get("old", 0)')" != 0 ]; do
-  i=$((i + 1)); [ $i -lt 100 ] || { echo "old-shape sessions are still connected"; exit 1; }
-  sleep 0.1
-done
-echo "GET /status versions: $(admin_get /status 'j.get("versions")')  (no old-shape sessions left)"
+retire_old
 sleep 2
 
-say "migrate complete --proxy $admin_url (the new release keeps writing)"
-"$bin" migrate complete --proxy "$admin_url"
+say "migrate complete --revert-window-s 600 --proxy $admin_url (the new release keeps writing)"
+"$bin" migrate complete --revert-window-s 600 --proxy "$admin_url"
 "$bin" migrate status --proxy "$admin_url" --json >"$work/after_complete.json"
 sleep 3
+
+say "the new release turns out broken: migrate revert --proxy $admin_url"
+stop_writer "$new_pid"
+pids=$(echo "$pids" | sed "s/\b$new_pid\b//")
+"$bin" migrate revert --proxy "$admin_url"
+psql "$PGT_SUPER_URI" -qAtX -c "SELECT 'checks columns: ' || string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'checks'"
+reverted=$($py tests/demo_writer.py verify-old "$PGT_SUPER_URI" "$work/old.log" "$work/new.log") || true
+echo "every row both releases wrote, under the old names: $reverted"
+echo "$reverted" >"$work/reverted.json"
+
+say "the old release is back; migrate start again, complete, finalize"
+$py tests/demo_writer.py write old "$old_uri" "$work/old.log" "$work/old2.stats" 2>"$work/old2.err" &
+old_pid=$!; pids="$old_pid $pids"
+( i=0; until [ "$(admin_get /migrations/current 'j["phase"]' 2>/dev/null)" = backfilling ] ||
+              [ "$(admin_get /migrations/current 'j["phase"]' 2>/dev/null)" = active ]; do
+    i=$((i + 1)); [ $i -lt 600 ] || exit 1; sleep 0.1; done
+  exec $py tests/demo_writer.py write new "$new_uri" "$work/new.log" "$work/new2.stats" 2>"$work/new2.err" ) &
+new_pid=$!; pids="$new_pid $pids"
+"$bin" migrate start config/examples/checks_unify.json --proxy "$admin_url"
+sleep 2
+retire_old
+"$bin" migrate complete --revert-window-s 600 --proxy "$admin_url"
+sleep 2
+say "migrate finalize --proxy $admin_url (the old shape goes; the new release keeps writing)"
+"$bin" migrate finalize --proxy "$admin_url"
+"$bin" migrate status --proxy "$admin_url" --json >"$work/after_finalize.json"
+sleep 2
 stop_writer "$new_pid"
 pids="$proxy_pid"
 psql "$PGT_SUPER_URI" -qAtX -c "SELECT 'alembic at ' || version_num FROM alembic_version" \
@@ -134,16 +169,22 @@ legacy_bad=$(psql "$PGT_SUPER_URI" -qAtX -v ON_ERROR_STOP=1 -c "SELECT count(*) 
      OR c.counts_by_template_json IS DISTINCT FROM (CASE WHEN g % 10 = 0 THEN NULL
           ELSE json_build_object('template_a', g % 13, 'template_b', g % 5)::jsonb END)")
 echo "$verify" >"$work/verify.json"
-old_tx=$(json_field "$work/old.stats" 'j["transactions"]'); old_fail=$(json_field "$work/old.stats" 'j["failures"]')
-new_tx=$(json_field "$work/new.stats" 'j["transactions"]'); new_fail=$(json_field "$work/new.stats" 'j["failures"]')
+sum_stats() {  # sum_stats KEY FILE...
+  k=$1; shift
+  $py -c 'import json,sys; print(sum(json.load(open(f))[sys.argv[1]] for f in sys.argv[2:]))' "$k" "$@"
+}
+old_tx=$(sum_stats transactions "$work/old.stats" "$work/old2.stats"); old_fail=$(sum_stats failures "$work/old.stats" "$work/old2.stats")
+new_tx=$(sum_stats transactions "$work/new.stats" "$work/new2.stats"); new_fail=$(sum_stats failures "$work/new.stats" "$work/new2.stats")
+rev_missing=$(json_field "$work/reverted.json" 'j["missing"]'); rev_mismatches=$(json_field "$work/reverted.json" 'j["mismatches"]')
 checked=$(json_field "$work/verify.json" 'j["rows_checked"]')
 missing=$(json_field "$work/verify.json" 'j["missing"]')
 mismatches=$(json_field "$work/verify.json" 'j["mismatches"]')
 pause=$(json_field "$work/after_complete.json" '"%.1f ms (longest attempt %.1f ms, %d attempt(s), %d held messages, %d re-prepared)" % (j["cutover"]["pause_ms"], j["cutover"]["max_pause_ms"], j["cutover"]["attempts"], j["cutover"]["held_messages"], j["cutover"]["reprepared"]) if j.get("cutover") else "n/a"')
 rate=$(json_field "$work/after_start.json" '"%.0f rows/s (%d rows, %d batches, longest %.0f ms)" % (j["backfill"]["rows_per_s"], j["backfill"]["rows_done"], j["backfill"]["batches"], j["backfill"]["max_batch_ms"])')
-for w in old new; do
+for w in old new old2 new2; do
   [ "$(json_field "$work/$w.stats" 'j["failures"]')" = 0 ] || { echo "$w release errors:"; json_field "$work/$w.stats" '"\n".join(j["errors"])'; }
 done
+finalize=$(json_field "$work/after_finalize.json" '"%.1f ms (%d attempt(s))" % (j["cutover"]["pause_ms"], j["cutover"]["attempts"]) if j.get("cutover") else "n/a"')
 
 cat <<EOF
 
@@ -151,12 +192,13 @@ cat <<EOF
   transactions (new release)   $new_tx
   failed transactions          $((old_fail + new_fail))   (old $old_fail, new $new_fail)
   rows checked                 $checked written by the releases + $rows loaded
-  missing rows                 $missing
-  mismatches                   $mismatches (written rows) + $legacy_bad (loaded rows)
-  pause duration               $pause
+  missing rows                 $missing   (after the revert, under the old names: $rev_missing)
+  mismatches                   $mismatches (written rows) + $legacy_bad (loaded rows)   (after the revert: $rev_mismatches)
+  pause duration               $pause   (complete: the switch to the new shape)
+  finalize pause               $finalize
   backfill                     $rate
 EOF
-if [ $((old_fail + new_fail + missing + mismatches + legacy_bad)) -ne 0 ] || [ "$checked" -eq 0 ]; then
+if [ $((old_fail + new_fail + missing + mismatches + legacy_bad + rev_missing + rev_mismatches)) -ne 0 ] || [ "$checked" -eq 0 ]; then
   echo "DEMO FAILED"; exit 1
 fi
 echo "zero failures, zero mismatches"

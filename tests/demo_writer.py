@@ -2,6 +2,7 @@
 
   demo_writer.py write old|new URI LOG STATS   runs until SIGTERM/SIGINT
   demo_writer.py verify URI LOG...              row-by-row check, prints JSON
+  demo_writer.py verify-old URI LOG...          the same under the old names (after a revert)
 
 `old` is the release before the migration: it inserts, updates and reads
 `checks` by claim_text / aggregation / diagnostics (JSON kept as text). `new`
@@ -116,7 +117,11 @@ def write(release, uri, log_path, stats_path):
     return 0
 
 
-def verify(uri, logs):
+NEW_COLUMNS = "claim, config_json, counts_by_template_json"
+OLD_COLUMNS = "claim_text, aggregation::jsonb, diagnostics::jsonb"
+
+
+def verify(uri, logs, columns=NEW_COLUMNS):
     expected = {}
     for path in logs:
         with open(path) as f:
@@ -127,8 +132,7 @@ def verify(uri, logs):
     with psycopg.connect(uri) as c:
         ids = list(expected)
         for i in range(0, len(ids), 5000):
-            for row in c.execute("SELECT id, claim, config_json, counts_by_template_json FROM checks"
-                                 " WHERE id = ANY(%s)", (ids[i:i + 5000],)):
+            for row in c.execute("SELECT id, %s FROM checks WHERE id = ANY(%%s)" % columns, (ids[i:i + 5000],)):
                 found[row[0]] = (row[1], row[2], row[3])
     missing = [i for i in expected if i not in found]
     mismatched = [i for i in expected if i in found and found[i] != expected[i][:3]]
@@ -144,6 +148,8 @@ def main(argv):
         return write(argv[1], argv[2], argv[3], argv[4])
     if len(argv) >= 3 and argv[0] == "verify":
         return verify(argv[1], argv[2:])
+    if len(argv) >= 3 and argv[0] == "verify-old":  # after a revert: the same rows under the old names
+        return verify(argv[1], argv[2:], OLD_COLUMNS)
     print(__doc__, file=sys.stderr)
     return 2
 
