@@ -593,9 +593,46 @@ static int cmd_lint(const struct cli *c)
     return report(rc, err);
 }
 
+static int is_directory(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* start DIR: the chain's pending migrations, as one (engine_start_chain). */
+static int cmd_start_chain(const struct cli *c)
+{
+    char err[2048];
+    struct migration *list;
+    size_t n;
+    if (mig_load_dir(c->file, &list, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    if (need_db(c)) {
+        mig_free_list(list, n);
+        return EXIT_INVALID;
+    }
+    struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet, .ev = c->ev};
+    struct cli local = *c;
+    local.opt.on_progress = on_progress;
+    local.opt.progress_arg = &prog;
+    struct engine e;
+    int rc = open_engine(&local, &e, 1, err, sizeof err);
+    if (rc == ENGINE_OK) {
+        rc = engine_start_chain(&e, list, n, err, sizeof err);
+        progress_line_end(&prog.line);
+        engine_close(&e);
+    }
+    mig_free_list(list, n);
+    return report(rc, err);
+}
+
 static int cmd_start(const struct cli *c, int resume)
 {
     char err[2048];
+    if (!resume && is_directory(c->file))
+        return cmd_start_chain(c);
     struct migration m;
     memset(&m, 0, sizeof m);
     if (!resume && (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0)) {
@@ -871,8 +908,41 @@ static int remote_with_sql(const struct cli *c)
     return rc;
 }
 
+/* start DIR --proxy: the whole chain goes; the proxy's engine picks the
+ * pending ones (it can read what is applied). */
+static int remote_with_chain(const struct cli *c)
+{
+    char err[2048];
+    struct migration *list;
+    size_t n;
+    if (mig_load_dir(c->file, &list, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    char *body = mig_chain_body(list, n);
+    mig_free_list(list, n);
+    char path[] = "/tmp/pgtandem-chain-XXXXXX";
+    int fd = body ? mkstemp(path) : -1;
+    size_t len = body ? strlen(body) : 0;
+    int rc = fd >= 0 && write(fd, body, len) == (ssize_t)len ? 0 : -1;
+    free(body);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        fprintf(stderr, "pgtandem migrate: error: cannot write the chain for the proxy\n");
+        if (fd >= 0)
+            unlink(path);
+        return 1;
+    }
+    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force, c->revert_window_s);
+    unlink(path);
+    return rc;
+}
+
 static int run_remote(const struct cli *c)
 {
+    if (c->file && !strcmp(c->command, "start") && is_directory(c->file))
+        return remote_with_chain(c);
     if (c->file && sqlc_is_sql_file(c->file))
         return remote_with_sql(c);
     return migrate_remote_main(c->command, c->proxy, c->file, c->json, c->force, c->revert_window_s);

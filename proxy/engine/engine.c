@@ -765,6 +765,63 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     return r ? ENGINE_OK : ENGINE_FAILED;
 }
 
+/* "a; b" (b may be ""). Caller frees. */
+static char *join_statements(const char *a, const char *b)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, a);
+    if (b[0]) {
+        mig_str_add(&s, ";\n");
+        mig_str_add(&s, b);
+    }
+    return mig_str_take(&s);
+}
+
+int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen)
+{
+    assert(e->conn && e->locked && n > 0);
+    json_t *applied = NULL;
+    int rc = engine_applied(e, &applied, err, errlen);
+    size_t first = 0;
+    for (; rc == ENGINE_OK && first < n; first++) {
+        json_t *a = json_object_get(applied, list[first].name);
+        const char *status = json_string_value(json_object_get(a, "status"));
+        if (!status || strcmp(status, "completed") != 0)
+            break;
+        const char *sum = json_string_value(json_object_get(a, "checksum"));
+        if (!sum || strcmp(sum, list[first].checksum) != 0) {
+            fail(err, errlen, "%s: migration \"%s\" was changed after it was applied (checksum differs); restore"
+                 " the file", list[first].file, list[first].name);
+            rc = ENGINE_INVALID;
+        }
+    }
+    for (size_t i = first + 1; rc == ENGINE_OK && i < n; i++) {
+        const char *status = json_string_value(json_object_get(json_object_get(applied, list[i].name), "status"));
+        if (status && !strcmp(status, "completed")) {
+            fail(err, errlen, "%s: \"%s\" is applied but its parent \"%s\" is not", list[i].file, list[i].name,
+                 list[i].parent ? list[i].parent : "-");
+            rc = ENGINE_INVALID;
+        }
+    }
+    json_decref(applied);
+    if (rc != ENGINE_OK)
+        return rc;
+    if (first == n) {
+        log_info("every migration of the chain is applied (head %s); nothing to do", list[n - 1].name);
+        return ENGINE_OK;
+    }
+    if (first + 1 == n)
+        return engine_start(e, &list[first], err, errlen);
+    struct migration merged;
+    if (mig_merge(list + first, n - first, &merged, err, errlen) != 0)
+        return ENGINE_INVALID;
+    log_info("%zu pending migrations (%s .. %s) run as one: one expand, one backfill, one cutover", n - first,
+             list[first].name, list[n - 1].name);
+    rc = engine_start(e, &merged, err, errlen);
+    mig_free(&merged);
+    return rc;
+}
+
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
@@ -891,7 +948,11 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
         char *lit = PQescapeLiteral(e->conn, cur->name, strlen(cur->name));
-        char *completed = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
+        char *state = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
+        char *merged = mig_state_merged_sql(e->conn, &ip.m); /* a merged one's migrations, completed too */
+        char *completed = state && merged ? join_statements(state, merged) : NULL;
+        free(state);
+        free(merged);
         rc = completed ? run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);

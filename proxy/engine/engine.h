@@ -67,6 +67,11 @@ int engine_stopped(const struct engine *e);
 int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,
                    size_t errlen);
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen);
+/* A chain (list[0..n), parent-first, e.g. mig_load_dir): the migrations
+ * already completed must be its first ones, unchanged; the pending ones
+ * are started as one (mig_merge), in one expand, backfill and cutover, and
+ * all recorded as completed when it completes. */
+int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
 /* Continues the migration in progress: re-runs an interrupted expand,
  * continues the backfill from its checkpoint. */
 int engine_resume(struct engine *e, char *err, size_t errlen);

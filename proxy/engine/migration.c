@@ -80,7 +80,7 @@ static const struct key_spec references_keys[] = {
     {NULL, 0, 0}};
 static const struct key_spec top_keys[] = {
     {"name", K_STR, 1}, {"parent", K_STR_OR_NULL, 0}, {"operations", K_OBJ, 1},
-    {"backfill", K_OBJ, 0}, {NULL, 0, 0}};
+    {"backfill", K_OBJ, 0}, {"merges", K_OBJ, 0}, {NULL, 0, 0}};
 static const struct key_spec backfill_keys[] = {
     {"batch_rows", K_INT, 0}, {"min_rows", K_INT, 0}, {"max_rows", K_INT, 0},
     {"target_ms", K_INT, 0}, {"max_rows_per_sec", K_INT, 0}, {"sleep_ratio", K_NUM, 0},
@@ -100,6 +100,32 @@ static const struct op_spec op_specs[] = {
     {"sql", MIG_SQL, sql_keys},
 };
 #define N_OP_SPECS (sizeof(op_specs) / sizeof(op_specs[0]))
+
+int mig_merge(const struct migration *list, size_t n, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_t *ops = json_array(), *merges = json_array(), *backfill = NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_t *root = json_loads(list[i].json, 0, NULL);
+        json_array_extend(ops, json_object_get(root, "operations"));
+        if (i + 1 == n && json_object_get(root, "backfill"))
+            backfill = json_incref(json_object_get(root, "backfill"));
+        json_array_append_new(merges, json_pack("{s:s,s:s?,s:s,s:s}", "name", list[i].name, "parent",
+                                                list[i].parent, "checksum", list[i].checksum, "json", list[i].json));
+        json_decref(root);
+    }
+    json_t *m = json_pack("{s:s,s:s?,s:o,s:o}", "name", list[n - 1].name, "parent", list[0].parent, "operations",
+                          ops, "merges", merges);
+    if (m && backfill)
+        json_object_set_new(m, "backfill", backfill);
+    char *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(m);
+    char file[160];
+    snprintf(file, sizeof file, "%s..%s (merged)", list[0].name, list[n - 1].name);
+    int rc = text ? mig_parse(text, strlen(text), file, out, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
+    free(text);
+    return rc;
+}
 
 int mig_revert_blocker(const struct migration *m, char *why, size_t n)
 {
@@ -783,6 +809,27 @@ static void checksum_hex(const char *text, size_t len, char out[65])
     out[64] = '\0';
 }
 
+/* "merges": what mig_merge wrote; each entry is checked, not trusted. */
+static int parse_merges(struct parse_ctx *c, json_t *merges, struct migration *m)
+{
+    if (!merges)
+        return 0;
+    if (!json_is_array(merges) || json_array_size(merges) < 2)
+        return fail_at(c, "merges", "\"merges\" must be an array of at least two migrations");
+    size_t i;
+    json_t *e;
+    json_array_foreach(merges, i, e) {
+        json_t *parent = json_object_get(e, "parent");
+        const char *name = json_string_value(json_object_get(e, "name"));
+        if (!json_is_object(e) || !name || !json_is_string(json_object_get(e, "checksum")) ||
+            !json_is_string(json_object_get(e, "json")) || !(json_is_null(parent) || json_is_string(parent)) ||
+            check_mig_name(c, "merges", name))
+            return fail_at(c, "merges", "merges[%zu] must be {name, parent, checksum, json}", i);
+    }
+    m->merges = json_dumps(merges, JSON_COMPACT);
+    return m->merges ? 0 : fail_at(c, NULL, "out of memory");
+}
+
 static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
 {
     c->path[0] = '\0';
@@ -806,6 +853,8 @@ static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
     for (size_t i = 0; i < m->nops; i++)
         if (parse_op(c, json_array_get(ops, i), i, &m->ops[i]) != 0)
             return -1;
+    if (parse_merges(c, json_object_get(root, "merges"), m) != 0)
+        return -1;
     return parse_backfill(c, json_object_get(root, "backfill"), &m->backfill);
 }
 
@@ -921,5 +970,6 @@ void mig_free(struct migration *m)
     free(m->name);
     free(m->parent);
     free(m->json);
+    free(m->merges);
     memset(m, 0, sizeof *m);
 }

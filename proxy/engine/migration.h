@@ -89,6 +89,10 @@ struct migration {
     struct mig_backfill_settings backfill;
     char checksum[65];      /* sha256 hex of the file bytes */
     char *json;             /* the file text as given */
+    /* Written by pgtandem only, in a migration it made by merging pending
+     * ones (mig_merge): [{name, parent, checksum, json}] of each, recorded
+     * as completed when this one completes. NULL otherwise. */
+    char *merges;
 };
 
 /* Parses and validates text. On error returns -1 and writes
@@ -96,6 +100,11 @@ struct migration {
 int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
               char *err, size_t errlen);
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen);
+/* One migration out of list[0..n) (a chain, parent-first): the last one's
+ * name, the first one's parent, every operation in order, the last one's
+ * backfill settings, and "merges" naming each, so that one expand, one
+ * backfill and one cutover apply them all. */
+int mig_merge(const struct migration *list, size_t n, struct migration *out, char *err, size_t errlen);
 
 /* A migration or SQL file read whole (at most 16 MiB; *len excludes the
  * NUL added after it). NULL with "path: ..." in err. Caller frees. */
@@ -117,6 +126,12 @@ size_t mig_edit_distance(const char *a, const char *b);
  * parent-first. Returns 0, or -1 with a message. */
 int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen);
 void mig_free_list(struct migration *list, size_t n);
+/* A chain sent to a proxy: {"chain": ["<file text>", ...]} (the texts as
+ * they are, so their checksums stay). Caller frees. */
+char *mig_chain_body(const struct migration *list, size_t n);
+/* 1 when text is such a chain: *out / *n filled (validated, parent-first);
+ * 0 when it is not one (a single migration); -1 with a message. */
+int mig_parse_chain(const char *text, size_t len, struct migration **out, size_t *n, char *err, size_t errlen);
 /* The paths "dir/name" of dir's files whose name ends in suffix, sorted by
  * name (numbered files in their order). Free with mig_free_names. */
 int mig_list_files(const char *dir, const char *suffix, char ***names, size_t *n, char *err, size_t errlen);

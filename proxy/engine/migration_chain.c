@@ -4,6 +4,7 @@
 #include "migration.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,52 @@ int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, 
     *out = list;
     *n = nnames;
     return 0;
+}
+
+char *mig_chain_body(const struct migration *list, size_t n)
+{
+    json_t *texts = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(texts, json_string(list[i].json));
+    json_t *body = json_pack("{s:o}", "chain", texts);
+    char *out = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return out;
+}
+
+int mig_parse_chain(const char *text, size_t len, struct migration **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *root = json_loadb(text, len, 0, NULL);
+    json_t *texts = json_object_get(root, "chain");
+    if (!json_is_array(texts)) {
+        json_decref(root);
+        return 0;
+    }
+    size_t count = json_array_size(texts), loaded = 0;
+    struct migration *list = count ? calloc(count, sizeof *list) : NULL;
+    int rc = list ? 0 : (snprintf(err, errlen, "\"chain\" must be a non-empty array of migrations"), -1);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        const char *t = json_string_value(json_array_get(texts, i));
+        char file[32];
+        snprintf(file, sizeof file, "chain[%zu]", i);
+        rc = t ? mig_parse(t, strlen(t), file, &list[i], err, errlen)
+               : (snprintf(err, errlen, "chain[%zu] must be a migration's text (a JSON string)", i), -1);
+        loaded = i + 1;
+    }
+    json_decref(root);
+    if (rc == 0)
+        rc = check_links(list, count, err, errlen);
+    if (rc == 0 && order_chain(list, count) != 0)
+        rc = (snprintf(err, errlen, "the chain's parent links contain a cycle"), -1);
+    if (rc != 0) {
+        mig_free_list(list, loaded);
+        return -1;
+    }
+    *out = list;
+    *n = count;
+    return 1;
 }
 
 void mig_free_list(struct migration *list, size_t n)

@@ -1,8 +1,13 @@
 /* The engine's state SQL (see migration_state.h). */
 #include "migration_state.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "migration.h"
+#include "migration_sql.h"
 
 
 /* The fleet's tables live beside the migrations': pgtandem.proxies (one
@@ -81,6 +86,44 @@ char *mig_state_status_sql(const char *name_literal, const char *status)
     if (sql)
         snprintf(sql, (size_t)n + 1, fmt, status, name_literal);
     return sql;
+}
+
+static void add_literal(PGconn *conn, struct mig_str *s, const char *v)
+{
+    char *lit = v ? PQescapeLiteral(conn, v, strlen(v)) : NULL;
+    mig_str_add(s, lit ? lit : "NULL");
+    PQfreemem(lit);
+}
+
+char *mig_state_merged_sql(PGconn *conn, const struct migration *m)
+{
+    json_t *merges = m->merges ? json_loads(m->merges, 0, NULL) : NULL;
+    if (!json_is_array(merges)) {
+        json_decref(merges);
+        return strdup("");
+    }
+    struct mig_str s = {0};
+    mig_str_add(&s, "INSERT INTO pgtandem.migrations AS m (name, parent, checksum, migration, status, completed_at)"
+                    " VALUES ");
+    size_t i;
+    json_t *e;
+    json_array_foreach(merges, i, e) {
+        mig_str_add(&s, i ? ", (" : "(");
+        add_literal(conn, &s, json_string_value(json_object_get(e, "name")));
+        mig_str_add(&s, ", ");
+        add_literal(conn, &s, json_string_value(json_object_get(e, "parent")));
+        mig_str_add(&s, ", ");
+        add_literal(conn, &s, json_string_value(json_object_get(e, "checksum")));
+        mig_str_add(&s, ", ");
+        add_literal(conn, &s, json_string_value(json_object_get(e, "json")));
+        mig_str_add(&s, ", 'completed', now())");
+    }
+    /* the last one is the merged migration's own row, completed above */
+    mig_str_add(&s, " ON CONFLICT (name) DO UPDATE SET status = 'completed', parent = EXCLUDED.parent,"
+                    " checksum = EXCLUDED.checksum, migration = EXCLUDED.migration, completed_at = now(),"
+                    " updated_at = now()");
+    json_decref(merges);
+    return mig_str_take(&s);
 }
 
 char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms)

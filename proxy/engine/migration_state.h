@@ -5,6 +5,8 @@
 #ifndef PGTANDEM_MIGRATION_STATE_H
 #define PGTANDEM_MIGRATION_STATE_H
 
+#include <libpq-fe.h>
+
 /* Session advisory lock key held by whichever engine works on a database
  * (one engine per database, whether the CLI or a proxy hosts it). A string
  * so it can be pasted into SQL. */
@@ -61,5 +63,10 @@ char *mig_state_completed_sql(const char *name_literal, int attempts, double loc
 /* The same for a status change of the cutover's that contracts nothing:
  * 'switched' (complete kept the old shape) or 'active' again (revert). */
 char *mig_state_status_sql(const char *name_literal, const char *status);
+/* For a merged migration (migration.h: merges), the statements that record
+ * each migration it merged as completed, to run in the contract's
+ * transaction; "" when m merged nothing, NULL when out of memory. */
+struct migration;
+char *mig_state_merged_sql(PGconn *conn, const struct migration *m);
 
 #endif

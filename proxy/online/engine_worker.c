@@ -38,8 +38,19 @@ static void publish_cancel(struct engine_worker *w, PGconn *conn)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The body is one migration, or a chain whose pending ones run as one. */
 static int expand_from_body(struct engine_worker *w, struct engine *e, char *err, size_t errlen)
 {
+    struct migration *list;
+    size_t n;
+    int chain = mig_parse_chain(w->body, w->body_len, &list, &n, err, errlen);
+    if (chain < 0)
+        return ENGINE_INVALID;
+    if (chain > 0) {
+        int rc = engine_start_chain(e, list, n, err, errlen);
+        mig_free_list(list, n);
+        return rc;
+    }
     struct migration m;
     if (mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0)
         return ENGINE_INVALID;

@@ -1072,15 +1072,30 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     }
     char err[1024];
     reset_migration(r);
-    if (mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err) != 0) {
+    struct migration *chain;
+    size_t n;
+    int is_chain = mig_parse_chain(q->body, q->body_len, &chain, &n, err, sizeof err);
+    if (is_chain < 0) {
         answer(&w, 400, error_json(err));
         return;
     }
-    r->have_mig = 1;
+    if (is_chain) {
+        /* the head names the migration; which ones are pending (merged or
+         * not) the engine decides, and the state row then says */
+        r->mig = chain[n - 1];
+        memset(&chain[n - 1], 0, sizeof chain[n - 1]);
+        mig_free_list(chain, n);
+    } else if (mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err) != 0) {
+        answer(&w, 400, error_json(err));
+        return;
+    }
+    r->have_mig = !is_chain;
     r->following = 0;
     r->follow_since_ms = 0;
     settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     set_name(r, r->mig.name);
+    if (is_chain)
+        mig_free(&r->mig); /* the stored (maybe merged) migration is loaded after expand */
     /* The worker's engine takes the engine lock: this proxy must not hold it. */
     if (r->holds_lock) {
         pgasync_close(&r->db);
@@ -1392,10 +1407,16 @@ static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
     }
     if (r->cut_kind != CUT_CONTRACT) /* nothing changes but who sees which shape */
         return strdup("SELECT 1");
+    char *merged = r->have_mig ? mig_state_merged_sql(r->db.conn, &r->mig) : strdup("");
+    if (!merged)
+        return NULL;
     struct mig_str s = {0};
     mig_str_add(&s, "");
     for (size_t i = 0; i < r->plan.contract.n; i++)
         mig_str_addf(&s, "%s;\n", r->plan.contract.v[i].sql);
+    if (merged[0])
+        mig_str_addf(&s, "%s;\n", merged);
+    free(merged);
     mig_str_add(&s, "SELECT 1");
     return mig_str_take(&s);
 }

@@ -1,0 +1,87 @@
+"""Several pending migrations in one window.
+
+`migrate start DIR` with three pending migrations (a rename on `checks`, a
+new table, a rename with a type change on `checks`) runs them as one: one
+expand, one backfill, one cutover, while the old release (from before
+`start` until just before `complete`) and the new release (declaring the
+head, from `start` to after `complete`) keep writing. Every row each wrote
+is then read back, and each of the three migrations is recorded as applied
+with its own file's checksum, so `migrate lint DIR --db` agrees."""
+import json
+import os
+import tempfile
+
+from conftest import run_pgtandem, wait_for
+from test_cutover_e2e import LEGACY_ROWS, admin_url, engine_proxy, legacy_db, scalar  # noqa: F401
+from test_lifecycle_shapes import Client, table_columns
+
+CHAIN = [
+    {"name": "0001_claim", "parent": None, "operations": [
+        {"rename_column": {"table": "checks", "from": "claim_text", "to": "claim"}}]},
+    {"name": "0002_usage", "parent": "0001_claim", "operations": [
+        {"create_table": {"table": "anonymous_usage", "columns": [
+            {"name": "token", "type": "text", "primary_key": True},
+            {"name": "checks_used", "type": "integer", "nullable": False, "default": "0"}]}}]},
+    {"name": "0003_config", "parent": "0002_usage", "operations": [
+        {"rename_column": {"table": "checks", "from": "aggregation", "to": "config_json", "type": "jsonb",
+                           "up": "aggregation::jsonb", "down": "config_json::text"}}],
+     "backfill": {"max_rows_per_sec": 5000}},
+]
+HEAD = CHAIN[-1]["name"]
+
+
+def write_chain(d):
+    for m in CHAIN:
+        with open(os.path.join(d, m["name"] + ".json"), "w") as f:
+            json.dump(m, f, indent=2)
+
+
+def test_three_pending_migrations_in_one_window_under_both_releases(cluster, proxy_factory, legacy_db):
+    proxy = engine_proxy(proxy_factory, cluster, legacy_db)
+    via = proxy.uri(user="postgres", password="postgres", db=legacy_db)
+    old_columns = table_columns(cluster, legacy_db)
+    with tempfile.TemporaryDirectory() as d:
+        write_chain(d)
+        old = Client(via, "claim_text")
+        old.start()
+        wait_for(lambda: old.rounds >= 20 or old.errors, what="the old release under way")
+        r = run_pgtandem(["migrate", "start", d, "--proxy", admin_url(proxy)])
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+        assert "3 pending migrations (0001_claim .. 0003_config) run as one" in proxy.log(), proxy.log()[-3000:]
+        code, cur = proxy.admin("GET", "/migrations/current")
+        assert cur["name"] == HEAD and cur["phase"] == "active", cur
+        new = Client(via, "claim", options="-c pgtandem.version=" + HEAD)
+        new.start()
+        wait_for(lambda: new.rounds >= 20 or new.errors, what="the new release under way")
+        rounds = old.rounds
+        wait_for(lambda: old.rounds >= rounds + 20 or old.errors, what="the old release after start")
+        old.finish()
+        r = run_pgtandem(["migrate", "complete", "--proxy", admin_url(proxy)])
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+        rounds = new.rounds
+        wait_for(lambda: new.rounds >= rounds + 20 or new.errors, what="the new release after complete")
+        new.finish()
+        assert old.errors == [] and new.errors == []
+        assert set(old.shapes) == {old_columns}, old.shapes
+        new_columns = table_columns(cluster, legacy_db)
+        assert set(new.shapes) == {new_columns}, new.shapes
+        assert {"claim", "config_json"} <= set(new_columns) and not {"claim_text", "aggregation"} & set(new_columns)
+        assert scalar(cluster, legacy_db, "SELECT to_regclass('public.anonymous_usage') IS NOT NULL") == "t"
+        # every row both releases wrote, under the new name
+        written = {**old.written, **new.written}
+        ids = ",".join(str(i) for i in written)
+        rows = scalar(cluster, legacy_db, "SELECT string_agg(id || '=' || claim, '|') FROM checks WHERE id IN (%s)"
+                      % ids)
+        assert {int(k): v for k, v in (x.split("=", 1) for x in rows.split("|"))} == written
+        # the loaded rows' JSON went through the type change
+        assert scalar(cluster, legacy_db, "SELECT count(*) FROM checks WHERE id <= %d AND config_json IS NULL"
+                      % LEGACY_ROWS) == "0"
+        # each migration is recorded with its own file, so the chain lints clean against the database
+        recorded = scalar(cluster, legacy_db, "SELECT string_agg(name || ':' || status, ',' ORDER BY name)"
+                                              " FROM pgtandem.migrations")
+        assert recorded == "0001_claim:completed,0002_usage:completed,0003_config:completed", recorded
+        r = run_pgtandem(["migrate", "lint", d, "--db", cluster.uri(db=legacy_db)])
+        assert r.returncode == 0, r.stdout + r.stderr
+        # and a second start of the same directory has nothing to do
+        r = run_pgtandem(["migrate", "start", d, "--db", cluster.uri(db=legacy_db)])
+        assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
