@@ -599,13 +599,54 @@ static int is_directory(const char *path)
     return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A directory of *.sql files (drizzle-kit's, or numbered hand-written
+ * ones) as a chain: each converted, named by its file (without .sql), its
+ * parent the file before it (--parent for the first). */
+static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen)
+{
+    char **paths = NULL;
+    size_t count = 0;
+    if (mig_list_files(c->file, ".sql", &paths, &count, err, errlen) != 0)
+        return -1;
+    struct migration *list = calloc(count ? count : 1, sizeof *list);
+    int rc = list && count ? 0 : (snprintf(err, errlen, "%s: no *.json or *.sql migrations found", c->file), -1);
+    size_t loaded = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        const char *base = strrchr(paths[i], '/');
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)strlen(base + 1) - 4, base + 1);
+        struct sql_load_options o = {.db = c->db, .name = name, .parent = i ? list[i - 1].name : c->parent};
+        rc = sql_load_migration(paths[i], &o, &list[i], err, errlen);
+        loaded = i + 1;
+    }
+    mig_free_names(paths, count);
+    if (rc != 0) {
+        mig_free_list(list, loaded);
+        return -1;
+    }
+    *out = list;
+    *n = count;
+    return 0;
+}
+
+/* start DIR: *.json (a chain with parents) or *.sql (in file order). */
+static int load_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen)
+{
+    char **json = NULL;
+    size_t njson = 0;
+    if (mig_list_files(c->file, ".json", &json, &njson, err, errlen) != 0)
+        return -1;
+    mig_free_names(json, njson);
+    return njson ? mig_load_dir(c->file, out, n, err, errlen) : load_sql_chain(c, out, n, err, errlen);
+}
+
 /* start DIR: the chain's pending migrations, as one (engine_start_chain). */
 static int cmd_start_chain(const struct cli *c)
 {
     char err[2048];
     struct migration *list;
     size_t n;
-    if (mig_load_dir(c->file, &list, &n, err, sizeof err) != 0) {
+    if (load_chain(c, &list, &n, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
     }
@@ -915,7 +956,7 @@ static int remote_with_chain(const struct cli *c)
     char err[2048];
     struct migration *list;
     size_t n;
-    if (mig_load_dir(c->file, &list, &n, err, sizeof err) != 0) {
+    if (load_chain(c, &list, &n, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
     }

@@ -799,7 +799,7 @@ static int check_mig_name(struct parse_ctx *c, const char *key, const char *s)
     return 0;
 }
 
-static void checksum_hex(const char *text, size_t len, char out[65])
+void mig_checksum(const char *text, size_t len, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
@@ -875,7 +875,7 @@ static int parse_text(const char *text, size_t len, const char *file, struct mig
     }
     out->json = strndup(text, len);
     c.text = out->json;
-    checksum_hex(text, len, out->checksum);
+    mig_checksum(text, len, out->checksum);
     int rc = parse_top(&c, root, out);
     json_decref(root);
     return rc;

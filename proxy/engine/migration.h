@@ -100,6 +100,8 @@ struct migration {
 int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
               char *err, size_t errlen);
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen);
+/* sha256 hex of text, as a migration's checksum. */
+void mig_checksum(const char *text, size_t len, char out[65]);
 /* One migration out of list[0..n) (a chain, parent-first): the last one's
  * name, the first one's parent, every operation in order, the last one's
  * backfill settings, and "merges" naming each, so that one expand, one
@@ -126,8 +128,8 @@ size_t mig_edit_distance(const char *a, const char *b);
  * parent-first. Returns 0, or -1 with a message. */
 int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, size_t errlen);
 void mig_free_list(struct migration *list, size_t n);
-/* A chain sent to a proxy: {"chain": ["<file text>", ...]} (the texts as
- * they are, so their checksums stay). Caller frees. */
+/* A chain sent to a proxy: {"chain": [{"text", "checksum"}, ...]} (each
+ * migration's text and its file's checksum). Caller frees. */
 char *mig_chain_body(const struct migration *list, size_t n);
 /* 1 when text is such a chain: *out / *n filled (validated, parent-first);
  * 0 when it is not one (a single migration); -1 with a message. */

@@ -187,8 +187,8 @@ int mig_load_dir(const char *dir, struct migration **out, size_t *n, char *err, 
 char *mig_chain_body(const struct migration *list, size_t n)
 {
     json_t *texts = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(texts, json_string(list[i].json));
+    for (size_t i = 0; i < n; i++) /* a converted .sql file keeps its file's checksum (sql_load.h) */
+        json_array_append_new(texts, json_pack("{s:s,s:s}", "text", list[i].json, "checksum", list[i].checksum));
     json_t *body = json_pack("{s:o}", "chain", texts);
     char *out = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -209,11 +209,16 @@ int mig_parse_chain(const char *text, size_t len, struct migration **out, size_t
     struct migration *list = count ? calloc(count, sizeof *list) : NULL;
     int rc = list ? 0 : (snprintf(err, errlen, "\"chain\" must be a non-empty array of migrations"), -1);
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        const char *t = json_string_value(json_array_get(texts, i));
+        json_t *e = json_array_get(texts, i);
+        const char *t = json_string_value(json_object_get(e, "text"));
+        const char *sum = json_string_value(json_object_get(e, "checksum"));
         char file[32];
         snprintf(file, sizeof file, "chain[%zu]", i);
-        rc = t ? mig_parse(t, strlen(t), file, &list[i], err, errlen)
-               : (snprintf(err, errlen, "chain[%zu] must be a migration's text (a JSON string)", i), -1);
+        rc = t && sum && strlen(sum) == 64 ? mig_parse(t, strlen(t), file, &list[i], err, errlen)
+             : (snprintf(err, errlen, "chain[%zu] must be {\"text\": a migration, \"checksum\": its file's sha256}",
+                         i), -1);
+        if (rc == 0)
+            memcpy(list[i].checksum, sum, 65);
         loaded = i + 1;
     }
     json_decref(root);

@@ -76,5 +76,17 @@ int sql_load_migration(const char *path, const struct sql_load_options *opt, str
     }
     int rc = mig_parse(text, strlen(text), path, out, err, errlen);
     free(text);
+    /* The file, not its conversion, is what was applied: a derived `down`
+     * reads the live catalog, which the migration itself changes, so the
+     * converted text of an applied file is not stable. */
+    char *src = NULL;
+    size_t len = 0;
+    FILE *f = rc == 0 ? fopen(path, "rb") : NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = (size_t)ftell(f)) < (1u << 26) && fseek(f, 0, SEEK_SET) == 0 &&
+        (src = malloc(len + 1)) && fread(src, 1, len, f) == len)
+        mig_checksum(src, len, out->checksum);
+    free(src);
+    if (f)
+        fclose(f);
     return rc;
 }

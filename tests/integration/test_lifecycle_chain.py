@@ -85,3 +85,34 @@ def test_three_pending_migrations_in_one_window_under_both_releases(cluster, pro
         # and a second start of the same directory has nothing to do
         r = run_pgtandem(["migrate", "start", d, "--db", cluster.uri(db=legacy_db)])
         assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
+
+
+SQL_CHAIN = {
+    "0001_claim.sql": 'ALTER TABLE "checks" RENAME COLUMN "claim_text" TO "claim";\n',
+    "0002_usage.sql": 'CREATE TABLE "anonymous_usage" ("token" text PRIMARY KEY, "checks_used" integer DEFAULT 0 NOT NULL);\n',
+    "0003_config.sql": 'ALTER TABLE "checks" ALTER COLUMN "aggregation" SET DATA TYPE jsonb USING "aggregation"::jsonb;\n',
+}
+
+
+def test_a_directory_of_sql_files_runs_its_pending_ones_as_one(cluster, legacy_db):
+    """drizzle-kit's layout: numbered .sql files, each converted, named by
+    its file, its parent the file before; with --db (the converter reads
+    the old column types there)."""
+    db = cluster.uri(db=legacy_db)
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in SQL_CHAIN.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "3 pending migrations (0001_claim .. 0003_config) run as one" in r.stderr, r.stderr
+        r = run_pgtandem(["migrate", "complete", "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        cols = table_columns(cluster, legacy_db)
+        assert "claim" in cols and "claim_text" not in cols, cols
+        assert scalar(cluster, legacy_db, "SELECT data_type FROM information_schema.columns WHERE table_name ="
+                                          " 'checks' AND column_name = 'aggregation'") == "jsonb"
+        assert scalar(cluster, legacy_db, "SELECT string_agg(name, ',' ORDER BY name) FROM pgtandem.migrations"
+                                          " WHERE status = 'completed'") == "0001_claim,0002_usage,0003_config"
+        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
