@@ -62,7 +62,7 @@ struct progress {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: pgtandem migrate start    FILE [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
+        "usage: pgtandem migrate start    FILE|DIR [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
         "                                      [--no-backfill] [--stop-after-batches N]\n"
         "       pgtandem migrate resume        [--db URI]\n"
         "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
@@ -78,6 +78,7 @@ static void usage(FILE *out)
         "       pgtandem migrate verify        [--db URI]\n"
         "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
         "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
+        "DIR: a chain (*.json with parents, or numbered *.sql files); its pending migrations run as one.\n"
         "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
         "first (--name/--parent as for convert; --db supplies old column types for derived downs).\n"
         "--no-backfill: expand only; `resume` backfills later (a quieter hour, another machine).\n"

@@ -41,11 +41,14 @@ def socket_inodes(pid):
 
 
 def inode_of_local_port(port):
+    """The inode of the live socket bound to this local port. A closed
+    connection that used the same port a moment ago may still be listed
+    (TIME_WAIT), with inode 0: it belongs to no process and is skipped."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] != "0":
                     return cols[9]
     return None
 

@@ -415,9 +415,12 @@ class ProgressSampler(threading.Thread):
     def run(self):
         while not self.stop_ev.is_set():
             try:
-                cur = current(self.proxy)
-                self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
+                cur = current(self.proxy)  # {} when not answered with 200 (the admin's own timeout)
             except OSError:
+                cur = {}
+            if cur:
+                self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
+            else:
                 self.unanswered += 1
             self.stop_ev.wait(0.1)
 
