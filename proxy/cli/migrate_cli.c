@@ -641,14 +641,32 @@ static int load_chain(const struct cli *c, struct migration **out, size_t *n, ch
     return njson ? mig_load_dir(c->file, out, n, err, errlen) : load_sql_chain(c, out, n, err, errlen);
 }
 
-/* start DIR: the chain's pending migrations, as one (engine_start_chain). */
-static int cmd_start_chain(const struct cli *c)
+/* What start runs: one migration (FILE), or a chain (DIR) whose pending
+ * migrations run as one (engine_start_chain). */
+static int load_start_input(const struct cli *c, int chain, struct migration **list, size_t *n, char *err,
+                            size_t errlen)
+{
+    if (chain)
+        return load_chain(c, list, n, err, errlen);
+    if (need_file(c))
+        return -1;
+    *list = calloc(1, sizeof **list);
+    *n = *list ? 1 : 0;
+    if (!*list)
+        return snprintf(err, errlen, "out of memory"), -1;
+    return load_migration(c, c->file, *list, err, errlen);
+}
+
+static int cmd_start(const struct cli *c, int resume)
 {
     char err[2048];
-    struct migration *list;
-    size_t n;
-    if (load_chain(c, &list, &n, err, sizeof err) != 0) {
-        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+    struct migration *list = NULL;
+    size_t n = 0;
+    int chain = !resume && is_directory(c->file);
+    if (!resume && load_start_input(c, chain, &list, &n, err, sizeof err) != 0) {
+        if (c->file)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        mig_free_list(list, n);
         return EXIT_INVALID;
     }
     if (need_db(c)) {
@@ -662,43 +680,13 @@ static int cmd_start_chain(const struct cli *c)
     struct engine e;
     int rc = open_engine(&local, &e, 1, err, sizeof err);
     if (rc == ENGINE_OK) {
-        rc = engine_start_chain(&e, list, n, err, sizeof err);
+        rc = resume ? engine_resume(&e, err, sizeof err)
+             : chain ? engine_start_chain(&e, list, n, err, sizeof err)
+                     : engine_start(&e, &list[0], err, sizeof err);
         progress_line_end(&prog.line);
         engine_close(&e);
     }
     mig_free_list(list, n);
-    return report(rc, err);
-}
-
-static int cmd_start(const struct cli *c, int resume)
-{
-    char err[2048];
-    if (!resume && is_directory(c->file))
-        return cmd_start_chain(c);
-    struct migration m;
-    memset(&m, 0, sizeof m);
-    if (!resume && (need_file(c) || load_migration(c, c->file, &m, err, sizeof err) != 0)) {
-        if (c->file)
-            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
-        mig_free(&m);
-        return EXIT_INVALID;
-    }
-    if (need_db(c)) {
-        mig_free(&m);
-        return EXIT_INVALID;
-    }
-    struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet, .ev = c->ev};
-    struct cli local = *c;
-    local.opt.on_progress = on_progress;
-    local.opt.progress_arg = &prog;
-    struct engine e;
-    int rc = open_engine(&local, &e, 1, err, sizeof err);
-    if (rc == ENGINE_OK) {
-        rc = resume ? engine_resume(&e, err, sizeof err) : engine_start(&e, &m, err, sizeof err);
-        progress_line_end(&prog.line);
-        engine_close(&e);
-    }
-    mig_free(&m);
     return report(rc, err);
 }
 

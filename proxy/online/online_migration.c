@@ -160,6 +160,7 @@ static void settings_apply_to_backfill(const struct throttle_settings *t, struct
 
 static void backfill_next(struct migration_runner *r);
 static void finalize_when_due(struct migration_runner *r);
+static void cancel_timer(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
@@ -278,6 +279,8 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
     /* a waiting complete exists only while completing, a rollback only
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
+    if (phase != RP_SWITCHED && r->timer_step == finalize_when_due)
+        cancel_timer(r); /* the window ended otherwise: reverted, finalized, or elsewhere */
     r->phase = phase;
     watch_blockers(r);
     if (phase != RP_COMPLETING)
@@ -1941,9 +1944,12 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
  * cutover, a request waiting): what the table says is its own doing. */
 static int working_locally(const struct migration_runner *r)
 {
+    /* a revert window's timer is no work: a revert or finalize through
+     * another proxy must be followed */
+    int timer_work = r->timer_step && r->timer_step != finalize_when_due;
     return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
-           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
+           timer_work || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
 }
 
 /* The fleet saw the most recent migration change (a notification or the

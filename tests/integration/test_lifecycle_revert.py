@@ -20,6 +20,7 @@ import psycopg
 from conftest import wait_for
 from test_cutover_e2e import (NAME, UNIFY, engine_proxy, legacy_db, migrate, scalar,  # noqa: F401
                               start_migration, version_options)
+from test_fleet import active_fleet, wait_phase
 from test_lifecycle_shapes import Client
 from test_schema_fidelity import schema_dump
 
@@ -142,3 +143,55 @@ def test_complete_with_a_revert_window_refused_for_a_dropped_column(cluster, pro
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         os.unlink(path)
+
+
+def test_revert_through_a_fleet_under_writers(cluster, proxy_factory, legacy_db):
+    """Three proxies: complete (with a window) through one while the new
+    release writes through another, revert through the third; every proxy
+    follows, and the database ends where its never-migrated twin ends."""
+    twin = legacy_db + "_twin"
+    cluster.psql("CREATE DATABASE %s TEMPLATE %s" % (twin, legacy_db))
+    try:
+        uri, twin_uri = cluster.uri(db=legacy_db), cluster.uri(db=twin)
+        before = schema_dump(cluster, uri)
+        proxies = active_fleet(proxy_factory, cluster, legacy_db)
+        via = [p.uri(user="postgres", password="postgres", db=legacy_db) for p in proxies]
+        writer = Client(via[2], "claim", options=version_options())  # the new release, across the switch
+        writer.start()
+        wait_for(lambda: writer.rounds >= 10 or writer.errors, what="the new release writing")
+        rep = finish(proxies[1], "complete", "--revert-window-s", "600")
+        assert rep["status"] == "switched", rep
+        for p in proxies:
+            wait_phase(p, "switched")
+        rounds = writer.rounds
+        wait_for(lambda: writer.rounds >= rounds + 10 or writer.errors, what="the new release after the switch")
+        writer.finish()
+        assert writer.errors == [], writer.errors
+        with psycopg.connect(via[0], autocommit=True, options=version_options()) as c:
+            new_release_writes(c)
+        with psycopg.connect(twin_uri, autocommit=True) as c:
+            # the writer's inserts took ids first; the twin's next ones must match
+            c.execute("SELECT setval('checks_id_seq', %s)", (max(writer.written),))
+            old_shape_writes(c)
+        rep = finish(proxies[0], "revert")
+        assert rep["status"] == "rolled_back", rep
+        for p in proxies:
+            try:
+                wait_phase(p, "rolled_back")
+            except AssertionError as e:
+                raise AssertionError("%s: %s\n%s" % (e, p.admin("GET", "/migrations/current"), p.log()[-4000:]))
+        for v in via:  # the old release reads every row the new one wrote, through any proxy
+            with psycopg.connect(v, autocommit=True) as c:
+                assert c.execute("SELECT claim_text FROM checks WHERE id = 7").fetchone()[0] == "upd-7"
+                got = c.execute("SELECT id, claim_text FROM checks WHERE id = ANY(%s)",
+                                (list(writer.written),)).fetchall()
+                assert dict(got) == writer.written
+        assert schema_dump(cluster, uri) == before
+        # the rows equal the twin's, but for the writer's own inserts, which the twin never got
+        ids = list(writer.written)
+        with psycopg.connect(uri) as c:
+            mine = [r[0] for r in c.execute("SELECT to_jsonb(x) FROM checks x WHERE NOT id = ANY(%s) ORDER BY id",
+                                            (ids,))]
+        assert mine == rows(twin_uri)
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)

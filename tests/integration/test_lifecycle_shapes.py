@@ -8,7 +8,8 @@ the proxy while clients that connected before `start` keep running:
   runs) and unprepared `SELECT *` unpacked by position, from before `start`
   to just before `complete`: no error, and every row has exactly the
   columns the table had before `start`, in their order; node-postgres's
-  named statement prepared before `start` the same;
+  named statement prepared before `start` the same, and pgjdbc's
+  (prepareThreshold=1) server-side prepared statement;
 - the new release (pgtandem.version) from `start` to after `complete`: no
   error, and every row has exactly the columns the table has afterwards;
 - a connection pool of the new release opened before `start`: its pooled
@@ -24,12 +25,13 @@ import subprocess
 import threading
 
 import psycopg
-import pytest
+from sqlalchemy import pool as sqlalchemy_pool
 
 from conftest import TOP, wait_for
 from test_cutover_e2e import (NAME, complete_migration, engine_proxy, legacy_db, migrate, scalar,  # noqa: F401
                               start_migration, throttled_migration, version_options)
 
+JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 COLUMNS_SQL = ("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid ="
                " 'public.checks'::regclass AND attnum > 0 AND NOT attisdropped")
 
@@ -124,11 +126,10 @@ def test_each_release_sees_its_own_shape_from_start_to_complete(cluster, proxy_f
 
 
 def test_pool_opened_before_start_is_routed_at_its_next_transaction(cluster, proxy_factory, legacy_db):
-    pool_mod = pytest.importorskip("sqlalchemy.pool")
     proxy = engine_proxy(proxy_factory, cluster, legacy_db)
     uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
     # SQLAlchemy's connection pool over psycopg 3, every statement prepared
-    pool = pool_mod.QueuePool(lambda: psycopg.connect(uri, prepare_threshold=0, options=version_options()),
+    pool = sqlalchemy_pool.QueuePool(lambda: psycopg.connect(uri, prepare_threshold=0, options=version_options()),
                               pool_size=1, max_overflow=0, reset_on_return="rollback")
 
     def shape_and_pid():
@@ -187,6 +188,30 @@ def test_node_postgres_named_statement_of_the_old_release_across_start(cluster, 
     node_dir = os.path.join(TOP, "tests", "node")
     uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
     p = subprocess.Popen(["node", os.path.join(node_dir, "cutover.js"), uri, "7"], cwd=node_dir,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = p.stdout.readline().split()
+        assert ready and ready[0] == "ready", (ready, p.stderr.read() if p.poll() is not None else "")
+        assert ready[1] == old_columns
+        start_migration(proxy)
+        out, err = p.communicate("go\n", timeout=60)
+        assert p.returncode == 0, err + proxy.log()[-3000:]
+        assert out.split("\n")[0].split() == ["after", old_columns], out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_pgjdbc_prepared_select_star_of_the_old_release_across_start(cluster, proxy_factory, legacy_db):
+    """pgjdbc with prepareThreshold=1 prepares `SELECT * FROM checks WHERE id = ?`
+    server-side before `start` and runs it again after: the same columns,
+    no `cached plan must not change result type`."""
+    proxy = engine_proxy(proxy_factory, cluster, legacy_db)
+    old_columns = ",".join(table_columns(cluster, legacy_db))
+    url = "jdbc:postgresql://127.0.0.1:%d/%s?sslmode=disable" % (proxy.port, legacy_db)
+    p = subprocess.Popen(["java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PreparedStar.java"), url,
+                          "postgres", "postgres", "7"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = p.stdout.readline().split()
