@@ -2142,6 +2142,11 @@ void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *o
         fprintf(out, "-- NOTE %s\n", p->notes[i]);
     for (size_t i = 0; i < p->ncarried; i++)
         fprintf(out, "-- CARRIED %s\n", p->carried[i]);
+    char why[512];
+    if (mig_revert_blocker(m, why, sizeof why) >= 0)
+        fprintf(out, "-- NOT REVERTIBLE after complete: %s; complete it without --revert-window-s\n", why);
+    else
+        fprintf(out, "-- REVERTIBLE: `complete --revert-window-s S` keeps the old shape, so `revert` loses no row\n");
     print_steps(out, "expand", &p->expand, "BEGIN;", "COMMIT;");
     fprintf(out, "\n-- == backfill ==\n");
     if (p->nbf == 0)

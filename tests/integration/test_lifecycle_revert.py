@@ -17,7 +17,7 @@ import tempfile
 
 import psycopg
 
-from conftest import wait_for
+from conftest import run_pgtandem, wait_for
 from test_cutover_e2e import (NAME, UNIFY, engine_proxy, legacy_db, migrate, scalar,  # noqa: F401
                               start_migration, version_options)
 from test_fleet import active_fleet, wait_phase
@@ -132,6 +132,10 @@ def test_complete_with_a_revert_window_refused_for_a_dropped_column(cluster, pro
     with os.fdopen(fd, "w") as f:
         json.dump(mig, f)
     try:
+        r = run_pgtandem(["migrate", "plan", path])  # the plan says so before anything runs
+        assert r.returncode == 0, r.stderr
+        assert "-- NOT REVERTIBLE after complete: operations[6].drop_column" in r.stdout, r.stdout[:2000]
+        assert "REVERTIBLE" in run_pgtandem(["migrate", "plan", UNIFY]).stdout
         proxy = engine_proxy(proxy_factory, cluster, legacy_db)
         start_migration(proxy, path)
         r = migrate(proxy, "complete", "--revert-window-s", "60")
