@@ -102,6 +102,8 @@ new_pid=$!; pids="$new_pid $pids"
   esac
 }
 echo "start + backfill took $(( $(date +%s) - started ))s"
+# before expand changed a table, every session was routed to the old shape's views
+grep -o "every session is routed to the old shape ([^)]*)" "$work/proxy.log" | tail -1 || true
 echo "new release (claim, config_json, counts_by_template_json; pgtandem.version=$name): pid $new_pid"
 "$bin" migrate status --proxy "$admin_url" --json >"$work/after_start.json"
 sleep 3
