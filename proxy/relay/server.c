@@ -28,10 +28,14 @@ int server_lease_expired(const struct server *srv)
     return srv->lease_deadline_us && server_now_us((struct server *)srv) > srv->lease_deadline_us;
 }
 
-int server_fence_overdue(const struct server *srv)
+int server_fence_overdue(struct server *srv)
 {
-    return srv->lease_deadline_us && srv->fence_bound_ms &&
-           server_now_us((struct server *)srv) > srv->lease_deadline_us + (uint64_t)srv->fence_bound_ms * 1000u;
+    if (!srv->fence_bound_ms || !server_lease_expired(srv))
+        return 0;
+    uint64_t now = server_now_us(srv);
+    if (srv->fence_seen_us < srv->lease_deadline_us) /* not seen since this lease ran out */
+        srv->fence_seen_us = now;
+    return now > srv->fence_seen_us + (uint64_t)srv->fence_bound_ms * 1000u;
 }
 
 void server_session_closed(struct server *srv)

@@ -154,6 +154,7 @@ struct server {
 
     struct pause_state pause;
     uint64_t lease_deadline_us;      /* fleet lease (relay.h); 0: not fenced */
+    uint64_t fence_seen_us;          /* when this process first saw the lease out (after the deadline) */
     uint32_t fence_bound_ms;         /* a fence older than this fails its sessions (0: never) */
     char fence_why[192];             /* what keeps the lease from being renewed, as last heard */
     char fence_error[320];           /* what a session failed by an overdue fence is told */
@@ -180,9 +181,12 @@ void server_boundary_reached(struct server *srv);
  * the clock itself, since a stopped process must fence before it relays
  * anything once it runs again. */
 int server_lease_expired(const struct server *srv);
-/* The lease ran out longer than fence_bound_ms ago: held sessions and new
- * ones are failed (57P01, fence_error) instead of waiting on. */
-int server_fence_overdue(const struct server *srv);
+/* The lease has been out for longer than fence_bound_ms as this process
+ * saw it: held sessions and new ones are failed (57P01, fence_error)
+ * instead of waiting on. The bound counts from when the process could
+ * first see the fence, so one that was stopped (SIGSTOP, a paused VM)
+ * past its lease gets the bound to renew it once it runs again. */
+int server_fence_overdue(struct server *srv);
 
 /* The version schema a session declaring `version` (NULL: none) should see
  * first, or NULL when no migration in progress routes it anywhere. */
