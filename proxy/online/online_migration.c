@@ -111,6 +111,7 @@ struct migration_runner {
     runner_step_fn timer_step;
     double batch_t0, bf_started_ms, bf_finished_ms;
     long long bf_rows_at_start;
+    long long rows_shown_floor;     /* rows done as last shown, while checkpoints reload */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
@@ -805,6 +806,10 @@ static void load_next_checkpoint(struct migration_runner *r)
 
 static void load_checkpoints(struct migration_runner *r)
 {
+    /* the counts start again from the checkpoints, which are read back one
+     * query at a time: until then the status keeps showing what it showed */
+    if (rows_done(r) > r->rows_shown_floor)
+        r->rows_shown_floor = rows_done(r);
     free_backfills(r);
     r->bf = calloc(r->plan.nbf ? r->plan.nbf : 1, sizeof *r->bf);
     if (!r->bf) {
@@ -1063,6 +1068,7 @@ static void reset_migration(struct migration_runner *r)
     r->step_status = 0;
     r->bf_started_ms = r->bf_finished_ms = 0;
     r->bf_rows_at_start = 0;
+    r->rows_shown_floor = 0;
 }
 
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
@@ -1836,6 +1842,8 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 static json_t *backfill_json(const struct migration_runner *r)
 {
     long long done = rows_done(r);
+    if (done < r->rows_shown_floor) /* checkpoints being read again after an outage */
+        done = r->rows_shown_floor;
     double total = 0, max_ms = 0;
     long long batches = 0;
     for (size_t i = 0; i < r->nbf; i++) {
