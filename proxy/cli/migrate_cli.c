@@ -914,27 +914,20 @@ static int cmd_convert(const struct cli *c)
 
 /* --proxy start with FILE.sql: the proxy takes JSON, so convert to a
  * temporary file first. */
+/* start FILE.sql --proxy: converted here (the proxy reads no files). */
 static int remote_with_sql(const struct cli *c)
 {
-    char err[2048], path[] = "/tmp/pgtandem-convert-XXXXXX";
+    char err[2048];
     struct sql_load_options o = {.name = c->name, .parent = c->parent};
     json_t *m = NULL;
     if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
     }
-    int fd = mkstemp(path);
-    int rc = fd >= 0 && json_dumpfd(m, fd, JSON_PRESERVE_ORDER) == 0 ? 0 : -1;
+    char *body = json_dumps(m, JSON_PRESERVE_ORDER);
     json_decref(m);
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0) {
-        fprintf(stderr, "pgtandem migrate: error: cannot write the converted migration to %s\n", path);
-        unlink(path);
-        return 1;
-    }
-    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force, c->revert_window_s);
-    unlink(path);
+    int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : 1;
+    free(body);
     return rc;
 }
 
@@ -951,29 +944,17 @@ static int remote_with_chain(const struct cli *c)
     }
     char *body = mig_chain_body(list, n);
     mig_free_list(list, n);
-    char path[] = "/tmp/pgtandem-chain-XXXXXX";
-    int fd = body ? mkstemp(path) : -1;
-    size_t len = body ? strlen(body) : 0;
-    int rc = fd >= 0 && write(fd, body, len) == (ssize_t)len ? 0 : -1;
+    int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : 1;
     free(body);
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0) {
-        fprintf(stderr, "pgtandem migrate: error: cannot write the chain for the proxy\n");
-        if (fd >= 0)
-            unlink(path);
-        return 1;
-    }
-    rc = migrate_remote_main(c->command, c->proxy, path, c->json, c->force, c->revert_window_s);
-    unlink(path);
     return rc;
 }
 
 static int run_remote(const struct cli *c)
 {
-    if (c->file && !strcmp(c->command, "start") && is_directory(c->file))
+    int start = c->file && !strcmp(c->command, "start");
+    if (start && is_directory(c->file))
         return remote_with_chain(c);
-    if (c->file && sqlc_is_sql_file(c->file))
+    if (start && sqlc_is_sql_file(c->file))
         return remote_with_sql(c);
     return migrate_remote_main(c->command, c->proxy, c->file, c->json, c->force, c->revert_window_s);
 }

@@ -399,22 +399,11 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-static int cmd_start(const struct remote *r, const char *file)
+static int start_body(const struct remote *r, const char *body, size_t len)
 {
     char err[1024];
-    if (!file) {
-        fprintf(stderr, "pgtandem migrate start: a migration FILE is required\n");
-        return EXIT_INVALID;
-    }
-    size_t len;
-    char *body = read_file(file, &len, err, sizeof err);
-    if (!body) {
-        fprintf(stderr, "pgtandem migrate start: error: %s\n", err);
-        return EXIT_INVALID;
-    }
     struct http_resp resp;
     int rc = http_request(r, "POST", "/migrations", body, len, SHORT_TIMEOUT_S, &resp, err, sizeof err);
-    free(body);
     if (rc != 0)
         return fail_msg("start", err);
     char name[256] = "";
@@ -430,6 +419,24 @@ static int cmd_start(const struct remote *r, const char *file)
     log_info("migration %s submitted to the proxy at %s; it runs there (interrupting this command does not "
              "stop it: `pgtandem migrate status --proxy URL`)", name, r->url);
     return poll_until_active(r, name);
+}
+
+static int cmd_start(const struct remote *r, const char *file)
+{
+    char err[1024];
+    if (!file) {
+        fprintf(stderr, "pgtandem migrate start: a migration FILE is required\n");
+        return EXIT_INVALID;
+    }
+    size_t len;
+    char *body = read_file(file, &len, err, sizeof err);
+    if (!body) {
+        fprintf(stderr, "pgtandem migrate start: error: %s\n", err);
+        return EXIT_INVALID;
+    }
+    int rc = start_body(r, body, len);
+    free(body);
+    return rc;
 }
 
 void migrate_print_proxies(json_t *members, const char *self_id)
@@ -546,18 +553,31 @@ static int cmd_finish(const struct remote *r, const char *what, int json, int fo
     return rc;
 }
 
+static int open_remote(struct remote *r, const char *proxy_url)
+{
+    char err[1024];
+    memset(r, 0, sizeof *r);
+    r->url = proxy_url;
+    r->token = getenv("PGTANDEM_ADMIN_TOKEN");
+    if (!proxy_url || parse_url(r, err, sizeof err) != 0 || check_token(r, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", proxy_url ? err : "--proxy URL is required");
+        return -1;
+    }
+    return 0;
+}
+
+int migrate_remote_start(const char *proxy_url, const char *body, size_t len)
+{
+    struct remote r;
+    return open_remote(&r, proxy_url) != 0 ? EXIT_INVALID : start_body(&r, body, len);
+}
+
 int migrate_remote_main(const char *command, const char *proxy_url, const char *file, int json, int force,
                         int revert_window_s)
 {
-    char err[1024];
     struct remote r;
-    memset(&r, 0, sizeof r);
-    r.url = proxy_url;
-    r.token = getenv("PGTANDEM_ADMIN_TOKEN");
-    if (!command || !proxy_url || parse_url(&r, err, sizeof err) != 0 || check_token(&r, err, sizeof err) != 0) {
-        fprintf(stderr, "pgtandem migrate: error: %s\n", proxy_url ? err : "--proxy URL is required");
+    if (!command || open_remote(&r, proxy_url) != 0)
         return EXIT_INVALID;
-    }
     if (!strcmp(command, "start"))
         return cmd_start(&r, file);
     if (!strcmp(command, "status"))
