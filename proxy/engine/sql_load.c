@@ -45,18 +45,24 @@ static int catalog_column_type(void *arg, const char *schema, const char *table,
     return rc;
 }
 
-int sql_load_json(const char *path, const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
+/* text: FILE.sql's bytes. */
+static int convert(const char *path, const char *text, size_t len, const struct sql_load_options *opt, json_t **out,
+                   char *err, size_t errlen)
 {
-    size_t len = 0;
-    char *text = mig_read_file(path, &len, err, errlen);
-    if (!text)
-        return -1;
     struct catalog cat = {.db = opt ? opt->db : NULL};
     struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
                               .column_type = catalog_column_type, .column_type_arg = &cat};
     int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
     if (cat.conn)
         PQfinish(cat.conn);
+    return rc;
+}
+
+int sql_load_json(const char *path, const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *text = mig_read_file(path, &len, err, errlen);
+    int rc = text ? convert(path, text, len, opt, out, err, errlen) : -1;
     free(text);
     return rc;
 }
@@ -65,28 +71,22 @@ int sql_load_migration(const char *path, const struct sql_load_options *opt, str
                        char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    size_t len = 0;
+    char *sql = mig_read_file(path, &len, err, errlen);
     json_t *m = NULL;
-    if (sql_load_json(path, opt, &m, err, errlen) != 0)
-        return -1;
-    char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int rc = sql ? convert(path, sql, len, opt, &m, err, errlen) : -1;
+    char *text = rc == 0 ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(m);
-    if (!text) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    int rc = mig_parse(text, strlen(text), path, out, err, errlen);
-    free(text);
+    if (rc == 0 && !text)
+        rc = (snprintf(err, errlen, "%s: out of memory", path), -1);
+    if (rc == 0)
+        rc = mig_parse(text, strlen(text), path, out, err, errlen);
     /* The file, not its conversion, is what was applied: a derived `down`
      * reads the live catalog, which the migration itself changes, so the
      * converted text of an applied file is not stable. */
-    char *src = NULL;
-    size_t len = 0;
-    FILE *f = rc == 0 ? fopen(path, "rb") : NULL;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (len = (size_t)ftell(f)) < (1u << 26) && fseek(f, 0, SEEK_SET) == 0 &&
-        (src = malloc(len + 1)) && fread(src, 1, len, f) == len)
-        mig_checksum(src, len, out->checksum);
-    free(src);
-    if (f)
-        fclose(f);
+    if (rc == 0)
+        mig_checksum(sql, len, out->checksum);
+    free(text);
+    free(sql);
     return rc;
 }
