@@ -1882,32 +1882,41 @@ static void version_view(struct plan_ctx *c, const struct mig_op *op)
     mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&s));
 }
 
+static char *sql_printf(const char *fmt, const char *arg)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, fmt, arg);
+    return mig_str_take(&s);
+}
+
+/* A shape's schema. Every role that may use the tables may use their
+ * shapes: the views are security_invoker, so the base tables' privileges
+ * still decide. */
+static void open_shape_schema(struct mig_steps *l, const char *qschema)
+{
+    mig_steps_add(l, -1, MIG_STEP_TXN, sql_printf("CREATE SCHEMA %s", qschema));
+    mig_steps_add(l, -1, MIG_STEP_TXN, sql_printf("GRANT USAGE ON SCHEMA %s TO PUBLIC", qschema));
+}
+
+static void grant_shape_views(struct mig_steps *l, const char *qschema)
+{
+    mig_steps_add(l, -1, MIG_STEP_TXN,
+                  sql_printf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC", qschema));
+}
+
 static void version_schema(struct plan_ctx *c)
 {
     char name[80];
-    snprintf(name, sizeof name, "pgtandem_%s", c->m->name);
+    snprintf(name, sizeof name, MIG_VERSION_SCHEMA_FMT, c->m->name);
     c->p->version_schema = mig_quote_ident(name);
-    struct mig_str s = {0};
-    mig_str_addf(&s, "CREATE SCHEMA %s", c->p->version_schema);
-    mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&s));
-    /* Every role that may use the tables may use their new shape: the views
-     * are security_invoker, so the base tables' privileges still decide. */
-    struct mig_str g = {0};
-    mig_str_addf(&g, "GRANT USAGE ON SCHEMA %s TO PUBLIC", c->p->version_schema);
-    mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&g));
+    open_shape_schema(&c->p->expand, c->p->version_schema);
     size_t first_view = c->p->expand.n;
     for (size_t i = 0; i < c->m->nops; i++)
         if (first_to_change_columns(c, i))
             version_view(c, &c->m->ops[i]);
-    if (c->p->expand.n > first_view) {
-        struct mig_str v = {0};
-        mig_str_addf(&v, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC",
-                     c->p->version_schema);
-        mig_steps_add(&c->p->expand, -1, MIG_STEP_TXN, mig_str_take(&v));
-    }
-    struct mig_str d = {0};
-    mig_str_addf(&d, "DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);
-    char *drop = mig_str_take(&d);
+    if (c->p->expand.n > first_view)
+        grant_shape_views(&c->p->expand, c->p->version_schema);
+    char *drop = sql_printf("DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);
     /* The views read the old columns, so they go before anything is dropped. */
     mig_steps_add(&c->p->contract, -1, MIG_STEP_TXN, drop ? strdup(drop) : NULL);
     mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN, drop);
@@ -1940,13 +1949,6 @@ static void old_shape_view(struct plan_ctx *c, struct mig_steps *out, const char
     mig_steps_add(out, -1, MIG_STEP_TXN, mig_str_take(&s));
 }
 
-static char *sql_printf(const char *fmt, const char *arg)
-{
-    struct mig_str s = {0};
-    mig_str_addf(&s, fmt, arg);
-    return mig_str_take(&s);
-}
-
 static void prepend_steps(struct mig_steps *to, struct mig_steps *from)
 {
     struct mig_steps all = {0};
@@ -1970,18 +1972,19 @@ static void old_shape_schema(struct plan_ctx *c)
     char name[80];
     snprintf(name, sizeof name, MIG_OLD_SCHEMA_FMT, c->m->name);
     char *q = mig_quote_ident(name);
-    struct mig_steps views = {0};
-    for (size_t i = 0; q && i < c->m->nops; i++)
+    if (!q) {
+        c->p->expand.oom = 1;
+        return;
+    }
+    struct mig_steps steps = {0};
+    open_shape_schema(&steps, q);
+    size_t first_view = steps.n;
+    for (size_t i = 0; i < c->m->nops; i++)
         if (first_to_change_columns(c, i))
-            old_shape_view(c, &views, c->m->ops[i].schema, c->m->ops[i].table, q);
-    if (views.n > 0) {
-        struct mig_steps head = {0};
-        mig_steps_add(&head, -1, MIG_STEP_TXN, sql_printf("CREATE SCHEMA %s", q));
-        mig_steps_add(&head, -1, MIG_STEP_TXN, sql_printf("GRANT USAGE ON SCHEMA %s TO PUBLIC", q));
-        prepend_steps(&views, &head);
-        mig_steps_add(&views, -1, MIG_STEP_TXN,
-                      sql_printf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO PUBLIC", q));
-        prepend_steps(&c->p->expand, &views);
+            old_shape_view(c, &steps, c->m->ops[i].schema, c->m->ops[i].table, q);
+    if (steps.n > first_view) {
+        grant_shape_views(&steps, q);
+        prepend_steps(&c->p->expand, &steps);
         /* The old release reads it until the very end of a rollback; the
          * contract drops it with the new shape's. */
         char *drop = sql_printf("DROP SCHEMA IF EXISTS %s CASCADE", q);
@@ -1989,7 +1992,7 @@ static void old_shape_schema(struct plan_ctx *c)
         move_last_to_front(&c->p->contract);
         mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN, drop);
     }
-    mig_steps_free(&views);
+    mig_steps_free(&steps);
     free(q);
 }
 
