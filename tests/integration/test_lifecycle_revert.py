@@ -27,26 +27,23 @@ from test_schema_fidelity import schema_dump
 WRITES = 40
 
 
-def new_release_writes(conn):
-    """Inserts, updates and deletes in the new shape."""
-    for i in range(WRITES):
-        conn.execute("INSERT INTO checks (claim, config_json, counts_by_template_json, env, created_at)"
-                     " VALUES (%s, %s::jsonb, %s::jsonb, 'prod', '2026-01-01'::timestamptz + %s * interval '1 s')",
-                     ("n-%d" % i, json.dumps({"i": i}), json.dumps({"t": i}), i))
-        conn.execute("UPDATE checks SET claim = 'upd-' || id, config_json = jsonb_build_object('u', id)"
-                     " WHERE id = %s", (7 * (i + 1),))
-        conn.execute("DELETE FROM checks WHERE id = %s", (3000 + i,))
+# The same writes in each shape: an insert, an update of a loaded row, a delete.
+WRITES_IN = {
+    "new": ("INSERT INTO checks (claim, config_json, counts_by_template_json, env, created_at)"
+            " VALUES (%s, %s::jsonb, %s::jsonb, 'prod', '2026-01-01'::timestamptz + %s * interval '1 s')",
+            "UPDATE checks SET claim = 'upd-' || id, config_json = jsonb_build_object('u', id) WHERE id = %s"),
+    "old": ("INSERT INTO checks (claim_text, aggregation, diagnostics, env, created_at)"
+            " VALUES (%s, %s::jsonb::text, %s::jsonb::text, 'prod', '2026-01-01'::timestamptz + %s * interval '1 s')",
+            "UPDATE checks SET claim_text = 'upd-' || id, aggregation = jsonb_build_object('u', id)::text"
+            " WHERE id = %s"),
+}
 
 
-def old_shape_writes(conn):
-    """The same writes as the old release would have made them."""
+def shape_writes(conn, shape):
+    insert, update = WRITES_IN[shape]
     for i in range(WRITES):
-        conn.execute("INSERT INTO checks (claim_text, aggregation, diagnostics, env, created_at)"
-                     " VALUES (%s, %s::jsonb::text, %s::jsonb::text, 'prod',"
-                     " '2026-01-01'::timestamptz + %s * interval '1 s')",
-                     ("n-%d" % i, json.dumps({"i": i}), json.dumps({"t": i}), i))
-        conn.execute("UPDATE checks SET claim_text = 'upd-' || id, aggregation = jsonb_build_object('u', id)::text"
-                     " WHERE id = %s", (7 * (i + 1),))
+        conn.execute(insert, ("n-%d" % i, json.dumps({"i": i}), json.dumps({"t": i}), i))
+        conn.execute(update, (7 * (i + 1),))
         conn.execute("DELETE FROM checks WHERE id = %s", (3000 + i,))
 
 
@@ -80,9 +77,9 @@ def test_revert_after_complete_ends_where_a_twin_that_never_migrated_ends(cluste
                 cols = [d.name for d in c.execute("SELECT * FROM checks LIMIT 1").description]
                 assert "claim" in cols and "claim_text" not in cols and "aggregation" not in cols, cols
         with psycopg.connect(via, autocommit=True, options=version_options()) as c:
-            new_release_writes(c)
+            shape_writes(c, "new")
         with psycopg.connect(twin_uri, autocommit=True) as c:
-            old_shape_writes(c)
+            shape_writes(c, "old")
 
         rep = finish(proxy, "revert")
         assert rep["status"] == "rolled_back", rep
@@ -172,11 +169,11 @@ def test_revert_through_a_fleet_under_writers(cluster, proxy_factory, legacy_db)
         writer.finish()
         assert writer.errors == [], writer.errors
         with psycopg.connect(via[0], autocommit=True, options=version_options()) as c:
-            new_release_writes(c)
+            shape_writes(c, "new")
         with psycopg.connect(twin_uri, autocommit=True) as c:
             # the writer's inserts took ids first; the twin's next ones must match
             c.execute("SELECT setval('checks_id_seq', %s)", (max(writer.written),))
-            old_shape_writes(c)
+            shape_writes(c, "old")
         rep = finish(proxies[0], "revert")
         assert rep["status"] == "rolled_back", rep
         for p in proxies:

@@ -180,15 +180,16 @@ def test_complete_refuses_while_the_old_release_is_connected(cluster, proxy_fact
     assert "completing with force while 1 session of the old release is connected" in proxy.log()
 
 
-def test_node_postgres_named_statement_of_the_old_release_across_start(cluster, proxy_factory, legacy_db):
-    """node-postgres prepares `SELECT * FROM checks WHERE id = $1` as a named
-    statement before `start`, and runs it again after: the same columns."""
+def same_columns_across_start(cluster, proxy_factory, legacy_db, client_argv, cwd=None):
+    """A client (tests/node/cutover.js, tests/clients/PreparedStar.java)
+    prepares `SELECT * FROM checks WHERE id = ...` before `start`, prints
+    "ready <columns>", and after a line on stdin runs it again on the same
+    connection and prints "after <columns>": the old release's columns both
+    times, with no error."""
     proxy = engine_proxy(proxy_factory, cluster, legacy_db)
     old_columns = ",".join(table_columns(cluster, legacy_db))
-    node_dir = os.path.join(TOP, "tests", "node")
-    uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
-    p = subprocess.Popen(["node", os.path.join(node_dir, "cutover.js"), uri, "7"], cwd=node_dir,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(client_argv(proxy), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     try:
         ready = p.stdout.readline().split()
         assert ready and ready[0] == "ready", (ready, p.stderr.read() if p.poll() is not None else "")
@@ -201,27 +202,19 @@ def test_node_postgres_named_statement_of_the_old_release_across_start(cluster, 
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_node_postgres_named_statement_of_the_old_release_across_start(cluster, proxy_factory, legacy_db):
+    """node-postgres's named statement prepared before `start`."""
+    node_dir = os.path.join(TOP, "tests", "node")
+    same_columns_across_start(cluster, proxy_factory, legacy_db, lambda proxy: [
+        "node", os.path.join(node_dir, "cutover.js"), proxy.uri(user="postgres", password="postgres", db=legacy_db),
+        "7"], cwd=node_dir)
 
 
 def test_pgjdbc_prepared_select_star_of_the_old_release_across_start(cluster, proxy_factory, legacy_db):
-    """pgjdbc with prepareThreshold=1 prepares `SELECT * FROM checks WHERE id = ?`
-    server-side before `start` and runs it again after: the same columns,
-    no `cached plan must not change result type`."""
-    proxy = engine_proxy(proxy_factory, cluster, legacy_db)
-    old_columns = ",".join(table_columns(cluster, legacy_db))
-    url = "jdbc:postgresql://127.0.0.1:%d/%s?sslmode=disable" % (proxy.port, legacy_db)
-    p = subprocess.Popen(["java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PreparedStar.java"), url,
-                          "postgres", "postgres", "7"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready = p.stdout.readline().split()
-        assert ready and ready[0] == "ready", (ready, p.stderr.read() if p.poll() is not None else "")
-        assert ready[1] == old_columns
-        start_migration(proxy)
-        out, err = p.communicate("go\n", timeout=60)
-        assert p.returncode == 0, err + proxy.log()[-3000:]
-        assert out.split("\n")[0].split() == ["after", old_columns], out
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    """pgjdbc with prepareThreshold=1: a server-side prepared statement from
+    its first run, before `start`; no `cached plan must not change result type`."""
+    same_columns_across_start(cluster, proxy_factory, legacy_db, lambda proxy: [
+        "java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PreparedStar.java"),
+        "jdbc:postgresql://127.0.0.1:%d/%s?sslmode=disable" % (proxy.port, legacy_db), "postgres", "postgres", "7"])
