@@ -161,12 +161,19 @@ void mig_steps_free(struct mig_steps *l)
     memset(l, 0, sizeof *l);
 }
 
-int mig_search_path_option(char *out, size_t n, const char *schema)
+/* The route's search_path value: "schema",public. */
+static char *search_path_value(const char *schema)
 {
-    struct mig_str q = {0}, o = {0};
+    struct mig_str q = {0};
     mig_str_ident(&q, schema);
     mig_str_add(&q, ",public");
-    char *path = mig_str_take(&q);
+    return mig_str_take(&q);
+}
+
+int mig_search_path_option(char *out, size_t n, const char *schema)
+{
+    struct mig_str o = {0};
+    char *path = search_path_value(schema);
     if (!path)
         return -1;
     /* the server splits "options" at spaces; a backslash keeps the next
@@ -187,11 +194,12 @@ int mig_search_path_option(char *out, size_t n, const char *schema)
 
 char *mig_search_path_sql(const char *schema)
 {
+    char *path = search_path_value(schema);
     struct mig_str q = {0};
     mig_str_add(&q, "SET search_path TO ");
-    mig_str_ident(&q, schema);
-    mig_str_add(&q, ", public");
-    return mig_str_take(&q);
+    mig_str_add(&q, path ? path : "");
+    free(path);
+    return path ? mig_str_take(&q) : (mig_str_free(&q), NULL);
 }
 
 const char *mig_fk_action(char letter)

@@ -765,18 +765,6 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     return r ? ENGINE_OK : ENGINE_FAILED;
 }
 
-/* "a; b" (b may be ""). Caller frees. */
-static char *join_statements(const char *a, const char *b)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, a);
-    if (b[0]) {
-        mig_str_add(&s, ";\n");
-        mig_str_add(&s, b);
-    }
-    return mig_str_take(&s);
-}
-
 int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && n > 0);
@@ -947,16 +935,10 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     } else {
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
-        char *lit = PQescapeLiteral(e->conn, cur->name, strlen(cur->name));
-        char *state = lit ? mig_state_completed_sql(lit, 0, 0) : NULL;
-        char *merged = mig_state_merged_sql(e->conn, &ip.m); /* a merged one's migrations, completed too */
-        char *completed = state && merged ? join_statements(state, merged) : NULL;
-        free(state);
-        free(merged);
+        char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0);
         rc = completed ? run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);
-        PQfreemem(lit);
         if (rc != ENGINE_OK) {
             char msg[1200];
             snprintf(msg, sizeof msg, "contract failed after %d attempt(s): %s", rep->attempts, err);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migration.h"
 #include "migration_sql.h"
 
 
@@ -76,65 +75,65 @@ const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";
 const char MIG_STATE_SESSION_SQL[] =
     "SET client_connection_check_interval = '1s'; SET application_name = 'pgtandem engine'";
 
-char *mig_state_status_sql(const char *name_literal, const char *status)
-{
-    static const char fmt[] =
-        "WITH u AS (UPDATE pgtandem.migrations SET status = '%s', updated_at = now(), error = NULL"
-        " WHERE name = %s RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u");
-    int n = snprintf(NULL, 0, fmt, status, name_literal);
-    char *sql = n > 0 ? malloc((size_t)n + 1) : NULL;
-    if (sql)
-        snprintf(sql, (size_t)n + 1, fmt, status, name_literal);
-    return sql;
-}
-
 static void add_literal(PGconn *conn, struct mig_str *s, const char *v)
 {
     char *lit = v ? PQescapeLiteral(conn, v, strlen(v)) : NULL;
+    s->oom |= v && !lit; /* mig_str_take then gives NULL */
     mig_str_add(s, lit ? lit : "NULL");
     PQfreemem(lit);
 }
 
-char *mig_state_merged_sql(PGconn *conn, const struct migration *m)
+/* A merged migration's migrations, each recorded as completed with its own
+ * file; the last is the merged one's own row (updated just before), which
+ * gets its head file's checksum, so a chain lints clean against it. */
+static void add_merged_rows(PGconn *conn, struct mig_str *s, const char *merges_json)
 {
-    json_t *merges = m->merges ? json_loads(m->merges, 0, NULL) : NULL;
+    json_t *merges = merges_json ? json_loads(merges_json, 0, NULL) : NULL;
     if (!json_is_array(merges)) {
         json_decref(merges);
-        return strdup("");
+        return;
     }
-    struct mig_str s = {0};
-    mig_str_add(&s, "INSERT INTO pgtandem.migrations AS m (name, parent, checksum, migration, status, completed_at)"
-                    " VALUES ");
+        mig_str_add(s, ";\nINSERT INTO pgtandem.migrations AS m (name, parent, checksum, migration, status,"
+                   " completed_at) VALUES ");
     size_t i;
     json_t *e;
     json_array_foreach(merges, i, e) {
-        mig_str_add(&s, i ? ", (" : "(");
-        add_literal(conn, &s, json_string_value(json_object_get(e, "name")));
-        mig_str_add(&s, ", ");
-        add_literal(conn, &s, json_string_value(json_object_get(e, "parent")));
-        mig_str_add(&s, ", ");
-        add_literal(conn, &s, json_string_value(json_object_get(e, "checksum")));
-        mig_str_add(&s, ", ");
-        add_literal(conn, &s, json_string_value(json_object_get(e, "json")));
-        mig_str_add(&s, ", 'completed', now())");
+        mig_str_add(s, i ? ", (" : "(");
+        add_literal(conn, s, json_string_value(json_object_get(e, "name")));
+        mig_str_add(s, ", ");
+        add_literal(conn, s, json_string_value(json_object_get(e, "parent")));
+        mig_str_add(s, ", ");
+        add_literal(conn, s, json_string_value(json_object_get(e, "checksum")));
+        mig_str_add(s, ", ");
+        add_literal(conn, s, json_string_value(json_object_get(e, "json")));
+        mig_str_add(s, ", 'completed', now())");
     }
-    /* the last one is the merged migration's own row, completed above */
-    mig_str_add(&s, " ON CONFLICT (name) DO UPDATE SET status = 'completed', parent = EXCLUDED.parent,"
-                    " checksum = EXCLUDED.checksum, migration = EXCLUDED.migration, completed_at = now(),"
-                    " updated_at = now()");
+    mig_str_add(s, " ON CONFLICT (name) DO UPDATE SET status = 'completed', parent = EXCLUDED.parent,"
+                   " checksum = EXCLUDED.checksum, migration = EXCLUDED.migration, completed_at = now(),"
+                   " updated_at = now()");
     json_decref(merges);
+}
+
+char *mig_state_status_sql(PGconn *conn, const char *name, const char *status)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = ");
+    add_literal(conn, &s, status);
+    mig_str_add(&s, ", updated_at = now(), error = NULL WHERE name = ");
+    add_literal(conn, &s, name);
+    mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
     return mig_str_take(&s);
 }
 
-char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms)
+char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
+                              double lock_wait_ms)
 {
-    static const char fmt[] =
-        "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(), updated_at = now(),"
-        " error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f WHERE name = %s RETURNING name, status)"
-        MIG_STATE_NOTIFY_FROM("u");
-    int n = snprintf(NULL, 0, fmt, attempts, lock_wait_ms, name_literal);
-    char *sql = n > 0 ? malloc((size_t)n + 1) : NULL;
-    if (sql)
-        snprintf(sql, (size_t)n + 1, fmt, attempts, lock_wait_ms, name_literal);
-    return sql;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
+                 " updated_at = now(), error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f"
+                 " WHERE name = ", attempts, lock_wait_ms);
+    add_literal(conn, &s, name);
+    mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
+    add_merged_rows(conn, &s, merges);
+    return mig_str_take(&s);
 }

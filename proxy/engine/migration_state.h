@@ -57,16 +57,15 @@ extern const char MIG_STATE_UNLOCK_SQL[];
  * outlives its client is ended (see cutover.h). */
 extern const char MIG_STATE_SESSION_SQL[];
 
-/* The state update that commits with the contract (no trailing ';').
- * name_literal is already quoted. Caller frees. */
-char *mig_state_completed_sql(const char *name_literal, int attempts, double lock_wait_ms);
+/* The state update that commits with the contract (no trailing ';'), for
+ * the CLI's contract and the proxy's cutover alike. merges: a merged
+ * migration's (migration.h), each of whose migrations is then recorded as
+ * completed too; NULL when it merged nothing. Caller frees; NULL when out
+ * of memory. */
+char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
+                              double lock_wait_ms);
 /* The same for a status change of the cutover's that contracts nothing:
  * 'switched' (complete kept the old shape) or 'active' again (revert). */
-char *mig_state_status_sql(const char *name_literal, const char *status);
-/* For a merged migration (migration.h: merges), the statements that record
- * each migration it merged as completed, to run in the contract's
- * transaction; "" when m merged nothing, NULL when out of memory. */
-struct migration;
-char *mig_state_merged_sql(PGconn *conn, const struct migration *m);
+char *mig_state_status_sql(PGconn *conn, const char *name, const char *status);
 
 #endif

@@ -68,7 +68,6 @@ enum cut_kind {
 #define ENGINE_WATCHDOG_MS 30000
 #define HEALTH_CHECK_MS 3000
 #define ROUTE_ATTEMPTS 5 /* drains tried before a start gives up */
-#define ROUTE_DRAIN_MS 2000 /* each one's budget, as a complete's drain_timeout_ms */
 #define LOCK_TRIES 50 /* an engine killed a moment ago (kill -9): its backend lets go when it notices */
 
 struct migration_runner;
@@ -93,7 +92,6 @@ struct migration_runner {
     char old_schema[96];            /* the old shape's views, for every other session */
     int route_attempts;             /* drains tried before the expand (start) */
     int route_holding;              /* the relay holds for that drain */
-    int route_drain_ms;             /* how long each may hold */
     enum cut_kind cut_kind;         /* of the cutover in progress or last run */
     enum runner_phase cut_from;     /* the phase it returns to when it does not commit */
     struct migration mig;
@@ -109,9 +107,9 @@ struct migration_runner {
     int holds_lock;                 /* db holds the one-engine advisory lock */
     struct event *timer;
     runner_step_fn timer_step;
+    struct event *window_timer;     /* a revert window's end (switched): finalize */
     double batch_t0, bf_started_ms, bf_finished_ms;
     long long bf_rows_at_start;
-    long long rows_shown_floor;     /* rows done as last shown, while checkpoints reload */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
@@ -160,8 +158,6 @@ static void settings_apply_to_backfill(const struct throttle_settings *t, struct
 }
 
 static void backfill_next(struct migration_runner *r);
-static void finalize_when_due(struct migration_runner *r);
-static void cancel_timer(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
@@ -280,8 +276,8 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
     /* a waiting complete exists only while completing, a rollback only
      * while one is asked for or runs */
     assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
-    if (phase != RP_SWITCHED && r->timer_step == finalize_when_due)
-        cancel_timer(r); /* the window ended otherwise: reverted, finalized, or elsewhere */
+    if (phase != RP_SWITCHED)
+        evtimer_del(r->window_timer); /* the window ended: reverted, finalized, here or elsewhere */
     r->phase = phase;
     watch_blockers(r);
     if (phase != RP_COMPLETING)
@@ -496,11 +492,16 @@ static void reconnect_backfill(struct migration_runner *r, const char *why, cons
 
 /* ---- backfill on the loop ---- */
 
+static void free_backfill_array(struct backfill *bf, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        backfill_free(&bf[i]);
+    free(bf);
+}
+
 static void free_backfills(struct migration_runner *r)
 {
-    for (size_t i = 0; i < r->nbf; i++)
-        backfill_free(&r->bf[i]);
-    free(r->bf);
+    free_backfill_array(r->bf, r->nbf);
     r->bf = NULL;
     r->nbf = r->cur = 0;
 }
@@ -806,13 +807,11 @@ static void load_next_checkpoint(struct migration_runner *r)
 
 static void load_checkpoints(struct migration_runner *r)
 {
-    /* the counts start again from the checkpoints, which are read back one
-     * query at a time: until then the status keeps showing what it showed */
-    if (rows_done(r) > r->rows_shown_floor)
-        r->rows_shown_floor = rows_done(r);
-    free_backfills(r);
+    struct backfill *before = r->bf;
+    size_t nbefore = r->nbf;
     r->bf = calloc(r->plan.nbf ? r->plan.nbf : 1, sizeof *r->bf);
     if (!r->bf) {
+        r->bf = before;
         fail(r, "out of memory");
         return;
     }
@@ -820,7 +819,12 @@ static void load_checkpoints(struct migration_runner *r)
     for (size_t i = 0; i < r->nbf; i++) {
         backfill_init(&r->bf[i], &r->plan.bf[i], r->name, &r->mig.backfill);
         settings_apply_to_backfill(&r->thr, &r->bf[i].cfg);
+        /* the checkpoints are read back one query at a time; until a table's
+         * arrives, the status keeps showing the rows it showed */
+        if (nbefore == r->nbf)
+            r->bf[i].rows_done = before[i].rows_done;
     }
+    free_backfill_array(before, nbefore);
     r->cur = 0;
     load_next_checkpoint(r);
 }
@@ -1021,7 +1025,7 @@ static void on_route_drained(void *ctx, int drained, uint64_t waited_us)
     json_decref(busy);
     fail(r, "the sessions could not be routed to the old shape before expand: %d times some stayed inside a"
          " transaction longer than %d ms (%.500s); nothing was changed", ROUTE_ATTEMPTS,
-         r->route_drain_ms, who ? who : "?");
+         r->cut_opt.drain_timeout_ms, who ? who : "?");
     free(who);
 }
 
@@ -1031,7 +1035,7 @@ static void on_route_drained(void *ctx, int drained, uint64_t waited_us)
  * cutover's, released as soon as everyone is at one. */
 static void route_then_expand(struct migration_runner *r)
 {
-    if (relay_hold(r->relay, "route", "routing sessions to the old shape before expand", r->route_drain_ms,
+    if (relay_hold(r->relay, "route", "routing sessions to the old shape before expand", r->cut_opt.drain_timeout_ms,
                    on_route_drained, r) != 0) {
         fail(r, "cannot hold traffic to route the sessions; nothing was changed");
         return;
@@ -1068,7 +1072,6 @@ static void reset_migration(struct migration_runner *r)
     r->step_status = 0;
     r->bf_started_ms = r->bf_finished_ms = 0;
     r->bf_rows_at_start = 0;
-    r->rows_shown_floor = 0;
 }
 
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
@@ -1081,30 +1084,22 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     }
     char err[1024];
     reset_migration(r);
-    struct migration *chain;
-    size_t n;
+    struct migration *chain = NULL;
+    size_t n = 0;
     int is_chain = mig_parse_chain(q->body, q->body_len, &chain, &n, err, sizeof err);
-    if (is_chain < 0) {
+    if (is_chain < 0 || (!is_chain && mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err))) {
         answer(&w, 400, error_json(err));
         return;
     }
-    if (is_chain) {
-        /* the head names the migration; which ones are pending (merged or
-         * not) the engine decides, and the state row then says */
-        r->mig = chain[n - 1];
-        memset(&chain[n - 1], 0, sizeof chain[n - 1]);
-        mig_free_list(chain, n);
-    } else if (mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err) != 0) {
-        answer(&w, 400, error_json(err));
-        return;
-    }
+    /* a chain's head names the migration; which ones are pending (merged or
+     * not) the engine decides, and the stored migration is loaded after expand */
+    const struct migration *head = is_chain ? &chain[n - 1] : &r->mig;
     r->have_mig = !is_chain;
     r->following = 0;
     r->follow_since_ms = 0;
-    settings_throttle_from_migration(&r->thr, &r->mig.backfill);
-    set_name(r, r->mig.name);
-    if (is_chain)
-        mig_free(&r->mig); /* the stored (maybe merged) migration is loaded after expand */
+    settings_throttle_from_migration(&r->thr, &head->backfill);
+    set_name(r, head->name);
+    mig_free_list(chain, n);
     /* The worker's engine takes the engine lock: this proxy must not hold it. */
     if (r->holds_lock) {
         pgasync_close(&r->db);
@@ -1119,7 +1114,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     memcpy((char *)r->expand_body, q->body, q->body_len);
     r->expand_body_len = q->body_len;
     r->route_attempts = 0;
-    r->route_drain_ms = q->cutover.drain_timeout_ms > 0 ? q->cutover.drain_timeout_ms : ROUTE_DRAIN_MS;
+    r->cut_opt = q->cutover; /* its drain_timeout_ms bounds each drain before expand */
     enter_phase(r, RP_EXPANDING); /* routes every session to the old shape */
     answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
     route_then_expand(r);
@@ -1405,27 +1400,18 @@ static char *tables_literal(const struct migration_runner *r)
 static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
 {
     struct migration_runner *r = ctx;
-    if (tail) {
-        char *lit = PQescapeLiteral(r->db.conn, r->name, strlen(r->name));
-        char *sql = !lit ? NULL
-                    : r->cut_kind == CUT_SWITCH ? mig_state_status_sql(lit, "switched")
-                    : r->cut_kind == CUT_REVERT ? mig_state_status_sql(lit, "active")
-                    : mig_state_completed_sql(lit, rep->attempts, rep->lock_wait_ms);
-        PQfreemem(lit);
-        return sql;
-    }
+    PGconn *conn = r->db.conn;
+    if (tail)
+        return r->cut_kind == CUT_SWITCH   ? mig_state_status_sql(conn, r->name, "switched")
+               : r->cut_kind == CUT_REVERT ? mig_state_status_sql(conn, r->name, "active")
+                                           : mig_state_completed_sql(conn, r->name, r->have_mig ? r->mig.merges : NULL,
+                                                                     rep->attempts, rep->lock_wait_ms);
     if (r->cut_kind != CUT_CONTRACT) /* nothing changes but who sees which shape */
         return strdup("SELECT 1");
-    char *merged = r->have_mig ? mig_state_merged_sql(r->db.conn, &r->mig) : strdup("");
-    if (!merged)
-        return NULL;
     struct mig_str s = {0};
     mig_str_add(&s, "");
     for (size_t i = 0; i < r->plan.contract.n; i++)
         mig_str_addf(&s, "%s;\n", r->plan.contract.v[i].sql);
-    if (merged[0])
-        mig_str_addf(&s, "%s;\n", merged);
-    free(merged);
     mig_str_add(&s, "SELECT 1");
     return mig_str_take(&s);
 }
@@ -1469,7 +1455,10 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
                  " (`pgtandem migrate revert`), then dropped (`pgtandem migrate finalize` drops it now)",
                  r->name, r->cut_opt.revert_window_s);
         enter_phase(r, RP_SWITCHED);
-        schedule(r, (long)r->cut_opt.revert_window_s * 1000, finalize_when_due);
+        struct timeval tv = {r->cut_opt.revert_window_s, 0};
+        if (evtimer_add(r->window_timer, &tv) != 0)
+            log_warn("migration %s: no timer for the revert window's end; `pgtandem migrate finalize` ends it",
+                     r->name);
         return;
     }
     if (outcome == CUTOVER_COMMITTED && r->cut_kind == CUT_REVERT) {
@@ -1594,60 +1583,111 @@ static json_t *old_release_left(const struct migration_runner *r, int *count)
     return left;
 }
 
-/* "session 7 (127.0.0.1:5123, billing-worker, idle 350 ms, last: SELECT ...)" */
-static void name_sessions(json_t *left, char *out, size_t cap)
+/* What each backend last ran and how long it has been idle, as Postgres
+ * keeps it ($1: the backends' PIDs as a JSON array). */
+static const char LAST_STATEMENTS_SQL[] =
+    "SELECT pid, left(query, 60), state, (extract(epoch FROM clock_timestamp() - state_change) * 1000)::bigint"
+    "  FROM pg_stat_activity WHERE pid IN (SELECT jsonb_array_elements_text($1::jsonb)::int)";
+
+/* "session 7 (127.0.0.1:5123, billing-worker, idle for 350 ms, last: SELECT ...)";
+ * res (may be NULL) has LAST_STATEMENTS_SQL's rows. */
+static void name_sessions(json_t *left, const PGresult *res, char *out, size_t cap)
 {
     size_t used = 0, i;
     json_t *s;
     out[0] = '\0';
     json_array_foreach(left, i, s) {
         int n;
+        const char *app = json_string_value(json_object_get(s, "application_name"));
+        json_int_t pid = json_integer_value(json_object_get(s, "backend_pid"));
+        int row = -1;
+        for (int k = 0; res && pid && k < PQntuples(res); k++)
+            if (atoll(PQgetvalue(res, k, 0)) == pid)
+                row = k;
+        char what[200];
+        if (row < 0)
+            snprintf(what, sizeof what, "%s, its last statement unknown", json_string_value(json_object_get(s, "state")));
+        else if (!strcmp(PQgetvalue(res, row, 2), "idle"))
+            snprintf(what, sizeof what, "idle for %s ms, last: %s", PQgetvalue(res, row, 3), PQgetvalue(res, row, 1));
+        else
+            snprintf(what, sizeof what, "%s, running: %s", PQgetvalue(res, row, 2), PQgetvalue(res, row, 1));
         if (json_object_get(s, "proxy"))
             n = snprintf(out + used, cap - used, "%s%lld through proxy %s", used ? "; " : "",
                          (long long)json_integer_value(json_object_get(s, "sessions")),
                          json_string_value(json_object_get(s, "proxy")));
         else
-            n = snprintf(out + used, cap - used, "%ssession %lld (%s, %s, %s %lld ms, last: %.60s)", used ? "; " : "",
+            n = snprintf(out + used, cap - used, "%ssession %lld (%s, %s, %s)", used ? "; " : "",
                          (long long)json_integer_value(json_object_get(s, "id")),
                          json_string_value(json_object_get(s, "client")),
-                         json_string_value(json_object_get(s, "application_name"))[0]
-                             ? json_string_value(json_object_get(s, "application_name")) : "no application_name",
-                         !strcmp(json_string_value(json_object_get(s, "state")), "idle") ? "idle for" : "active,",
-                         (long long)json_integer_value(json_object_get(s, "idle_ms")),
-                         json_string_value(json_object_get(s, "last_statement")));
+                         app && app[0] ? app : "no application_name", what);
         if (n < 0 || (size_t)n >= cap - used)
             return;
         used += (size_t)n;
     }
 }
 
+static void checks_then_cutover(struct migration_runner *r);
+
+/* LAST_STATEMENTS_SQL answered: the complete is refused, naming who is left. */
+static void on_last_statements(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    int count = 0;
+    json_t *left = old_release_left(r, &count);
+    char who[700];
+    name_sessions(left, error ? NULL : res, who, sizeof who);
+    json_decref(left);
+    snprintf(r->error, sizeof r->error, "%d session%s of the old release (no pgtandem.version, or another one than"
+             " %.40s) %s still connected: %.700s; they would see the old shape disappear. Retire the old release first,"
+             " or complete with force", count, count == 1 ? "" : "s", r->name, count == 1 ? "is" : "are", who);
+    log_warn("migration %s: complete refused: %s", r->name, r->error);
+    enter_phase(r, RP_ACTIVE); /* answers the complete: 409 with r->error */
+}
+
 /* complete retires the old shape: refused while its release is still
  * connected through any proxy of the fleet, unless forced (then said in
- * the log). Returns 1 when it answered. */
-static int refuse_while_old_release_left(struct migration_runner *r, const struct runner_request *q,
-                                         struct waiter *w)
+ * the log). What the sessions last ran is asked of Postgres only then. */
+static void refuse_while_old_release_left(struct migration_runner *r)
 {
     int count = 0;
     json_t *left = old_release_left(r, &count);
-    if (count == 0) {
-        json_decref(left);
-        return 0;
-    }
-    char who[900];
-    name_sessions(left, who, sizeof who);
-    if (q->cutover.force) {
+    json_t *pids = json_array();
+    size_t i;
+    json_t *s;
+    json_array_foreach(left, i, s)
+        if (json_object_get(s, "backend_pid"))
+            json_array_append(pids, json_object_get(s, "backend_pid"));
+    char *text = json_dumps(pids, JSON_COMPACT);
+    json_decref(pids);
+    if (count > 0 && r->cut_opt.force) {
+        char who[900];
+        name_sessions(left, NULL, who, sizeof who);
         log_warn("migration %s: completing with force while %d session%s of the old release %s connected: %s",
                  r->name, count, count == 1 ? "" : "s", count == 1 ? "is" : "are", who);
-        json_decref(left);
-        return 0;
     }
-    char msg[1200];
-    snprintf(msg, sizeof msg, "%d session%s of the old release (no pgtandem.version, or another one than %s) %s still"
-             " connected: %s; they would see the old shape disappear. Retire the old release first, or complete"
-             " with force", count, count == 1 ? "" : "s", r->name, count == 1 ? "is" : "are", who);
-    log_warn("migration %s: complete refused: %s", r->name, msg);
-    answer(w, 409, json_pack("{s:s,s:s,s:o}", "error", msg, "name", r->name, "old_release_sessions", left));
-    return 1;
+    json_decref(left);
+    const char *values[1] = {text ? text : "[]"};
+    if (count == 0 || r->cut_opt.force)
+        checks_then_cutover(r);
+    else if (pgasync_send(&r->db, LAST_STATEMENTS_SQL, 1, values, on_last_statements, r) != 0)
+        on_last_statements(r, NULL, r->db.error, NULL);
+    free(text);
+}
+
+/* Checks that scan the table run before anyone is held, on the worker,
+ * with traffic flowing; then the state row is read again. */
+static void checks_then_cutover(struct migration_runner *r)
+{
+    if (r->plan.nchecks == 0) {
+        recheck_then_cutover(r);
+        return;
+    }
+    give_slot_to_step(r);
+    if (engine_worker_run(&r->worker, ENGINE_JOB_CHECK, r->engine_db, NULL, 0, after_checks, r) != 0) {
+        snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
+        enter_phase(r, RP_ACTIVE);
+    }
 }
 
 static void handle_complete(struct migration_runner *r, const struct runner_request *q)
@@ -1674,8 +1714,6 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         answer(&w, 409, error_json(msg));
         return;
     }
-    if (refuse_while_old_release_left(r, q, &w))
-        return;
     r->cut_kind = q->cutover.revert_window_s > 0 ? CUT_SWITCH : CUT_CONTRACT;
     r->cut_from = RP_ACTIVE;
     r->cut_opt = q->cutover;
@@ -1684,17 +1722,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
     r->complete_w = w;
-    if (r->plan.nchecks == 0) {
-        with_connection(r, recheck_then_cutover);
-        return;
-    }
-    /* Checks that scan the table run before anyone is held, on the
-     * worker, with traffic flowing. */
-    give_slot_to_step(r);
-    if (engine_worker_run(&r->worker, ENGINE_JOB_CHECK, r->engine_db, NULL, 0, after_checks, r) != 0) {
-        snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
-        enter_phase(r, RP_ACTIVE);
-    }
+    with_connection(r, refuse_while_old_release_left);
 }
 
 /* finalize (the old shape goes: the contract) and revert (every session
@@ -1703,7 +1731,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
 static void begin_from_switched(struct migration_runner *r, enum cut_kind kind, const struct cutover_options *o,
                                 const struct waiter *w)
 {
-    cancel_timer(r); /* the revert window's finalize */
+    evtimer_del(r->window_timer);
     r->cut_kind = kind;
     r->cut_from = RP_SWITCHED;
     int window = r->cut_opt.revert_window_s;
@@ -1721,8 +1749,12 @@ static void begin_from_switched(struct migration_runner *r, enum cut_kind kind, 
     with_connection(r, recheck_then_cutover);
 }
 
-static void finalize_when_due(struct migration_runner *r)
+/* The revert window ran out: finalize. */
+static void window_ended(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
     if (r->phase == RP_SWITCHED)
         begin_from_switched(r, CUT_CONTRACT, NULL, NULL);
 }
@@ -1842,8 +1874,6 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 static json_t *backfill_json(const struct migration_runner *r)
 {
     long long done = rows_done(r);
-    if (done < r->rows_shown_floor) /* checkpoints being read again after an outage */
-        done = r->rows_shown_floor;
     double total = 0, max_ms = 0;
     long long batches = 0;
     for (size_t i = 0; i < r->nbf; i++) {
@@ -1952,12 +1982,9 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
  * cutover, a request waiting): what the table says is its own doing. */
 static int working_locally(const struct migration_runner *r)
 {
-    /* a revert window's timer is no work: a revert or finalize through
-     * another proxy must be followed */
-    int timer_work = r->timer_step && r->timer_step != finalize_when_due;
     return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
-           timer_work || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
+           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
 }
 
 /* The fleet saw the most recent migration change (a notification or the
@@ -2073,7 +2100,8 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     int worker_ok = engine_worker_init(&r->worker, base) == 0;
     settings_throttle_defaults(&r->thr);
     r->timer = evtimer_new(base, timer_cb, r);
-    if (!worker_ok || !r->timer || (engine_db && !r->engine_db)) {
+    r->window_timer = evtimer_new(base, window_ended, r);
+    if (!worker_ok || !r->timer || !r->window_timer || (engine_db && !r->engine_db)) {
         runner_free(r);
         return NULL;
     }
@@ -2115,6 +2143,8 @@ void runner_free(struct migration_runner *r)
         event_free(r->health_timer);
     if (r->timer)
         event_free(r->timer);
+    if (r->window_timer)
+        event_free(r->window_timer);
     free(r->engine_db);
     free(r->name);
     free(r);

@@ -74,34 +74,39 @@ void relay_route_version(struct server *relay, const char *version, const char *
         log_info("version route: none");
 }
 
+/* session_describe's keys that an answer naming sessions needs (NULL-ended). */
+static json_t *brief(const struct session *s, uint64_t now, const char *const *keys)
+{
+    json_t *d = session_describe(s, now);
+    json_t *out = json_object();
+    for (; *keys; keys++) {
+        json_t *v = json_object_get(d, *keys);
+        if (v)
+            json_object_set(out, *keys, v);
+    }
+    json_decref(d);
+    return out;
+}
+
 json_t *relay_busy_sessions(const struct server *relay)
 {
-    static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms"};
+    static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms", NULL};
     json_t *list = json_array();
     uint64_t now = server_now_us((struct server *)relay);
-    for (const struct session *s = relay->sessions; s; s = s->next) {
-        if (session_at_boundary(s))
-            continue;
-        json_t *d = session_describe(s, now);
-        json_t *brief = json_object();
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-            json_t *v = json_object_get(d, keys[i]);
-            if (v)
-                json_object_set(brief, keys[i], v);
-        }
-        json_array_append_new(list, brief);
-        json_decref(d);
-    }
+    for (const struct session *s = relay->sessions; s; s = s->next)
+        if (!session_at_boundary(s))
+            json_array_append_new(list, brief(s, now, keys));
     return list;
 }
 
 json_t *relay_sessions_not_of(const struct server *relay, const char *version)
 {
+    static const char *const keys[] = {"id", "client", "application_name", "state", "backend_pid", NULL};
     json_t *list = json_array();
     uint64_t now = server_now_us((struct server *)relay);
     for (const struct session *s = relay->sessions; s; s = s->next)
         if (s->state == SESS_READY && !(s->version && version && !strcmp(s->version, version)))
-            json_array_append_new(list, session_describe_for_operator(s, now));
+            json_array_append_new(list, brief(s, now, keys));
     return list;
 }
 

@@ -63,7 +63,7 @@ void relay_route_version(struct server *relay, const char *version, const char *
  * tx_status, in_transaction_ms}], for errors that say who blocked. */
 struct json_t *relay_busy_sessions(const struct server *relay);
 /* Ready sessions that did not declare `version` (the release a complete
- * retires), as session_describe_for_operator names them. */
+ * retires): [{id, client, application_name, state, backend_pid}]. */
 struct json_t *relay_sessions_not_of(const struct server *relay, const char *version);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
 struct json_t *relay_version_counts(const struct server *relay);

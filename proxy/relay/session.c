@@ -812,31 +812,6 @@ static int next_message(struct session *s, struct relay_dir *d, struct msg_heade
     return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? 1 : -1;
 }
 
-/* Keeps the start of a Query's or a Parse's SQL (the proxy has nothing
- * else to name a session's work by; pg_stat_activity may be another
- * proxy's to read). Only what is already buffered is looked at. */
-static void note_statement_text(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
-{
-    if (h->type != 'Q' && h->type != 'P')
-        return;
-    uint8_t buf[PROTO_HEADER_LEN + 64 + sizeof s->last_statement];
-    size_t want = h->length + 1u < avail ? h->length + 1u : avail;
-    ev_ssize_t got = evbuffer_copyout(in, buf, want < sizeof buf ? want : sizeof buf);
-    if (got <= 0)
-        return;
-    size_t n = (size_t)got, at = PROTO_HEADER_LEN, len = 0;
-    if (h->type == 'P') { /* the statement's name comes first */
-        while (at < n && buf[at])
-            at++;
-        at++;
-    }
-    while (at + len < n && buf[at + len] && len + 1 < sizeof s->last_statement)
-        len++;
-    if (len)
-        memcpy(s->last_statement, buf + at, len);
-    s->last_statement[len] = '\0';
-}
-
 static void note_client_message(struct session *s, uint8_t type)
 {
     if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
@@ -868,6 +843,17 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
     return 0;
 }
 
+/* A simple Query of the proxy's own, sent ahead of whatever the client
+ * sends next; its answers up to its ReadyForQuery are swallowed. */
+static void inject_query(struct session *s, const char *sql)
+{
+    uint8_t head[5] = {'Q'};
+    proto_put_u32(head + 1, (uint32_t)(4 + strlen(sql) + 1));
+    evbuffer_add(s->server->out, head, sizeof head);
+    evbuffer_add(s->server->out, sql, strlen(sql) + 1);
+    s->swallow_rfq++;
+}
+
 /* The route changed since this session's search_path was set (a migration
  * started, its new shape appeared, it ended): just before its next
  * transaction, a SET search_path to the schema it should see now and its
@@ -892,11 +878,7 @@ static void follow_route(struct session *s)
         s->route_gen--; /* tried again at the next boundary */
         return;
     }
-    uint8_t head[5] = {'Q'};
-    proto_put_u32(head + 1, (uint32_t)(4 + strlen(sql) + 1));
-    evbuffer_add(s->server->out, head, sizeof head);
-    evbuffer_add(s->server->out, sql, strlen(sql) + 1);
-    s->swallow_rfq++;
+    inject_query(s, sql);
     if (prepared_write_reprepare(s->prepared, s->server->out))
         s->swallow_rfq++;
     free(sql);
@@ -946,8 +928,6 @@ static void relay_client_to_server(struct session *s)
             int r = track_statement(s, in, &h, avail);
             if (r < 0)
                 break;
-            note_statement_text(s, in, &h, avail);
-            s->last_message_us = server_now_us(s->srv);
             note_client_message(s, h.type);
         }
         s->c2s_remaining = h.length + 1;
@@ -1043,11 +1023,7 @@ static void probe_backend_pid(struct session *s)
 {
     if (!s->srv->probe_backend_pids || !s->server)
         return;
-    uint8_t head[5] = {'Q'};
-    proto_put_u32(head + 1, (uint32_t)(4 + sizeof PID_PROBE_SQL));
-    evbuffer_add(s->server->out, head, sizeof head);
-    evbuffer_add(s->server->out, PID_PROBE_SQL, sizeof PID_PROBE_SQL);
-    s->swallow_rfq++;
+    inject_query(s, PID_PROBE_SQL);
     s->pid_probe = 1;
     sbuf_flush(s->server);
 }
@@ -1391,22 +1367,6 @@ int session_reprepare(struct session *s)
         sbuf_flush(s->server);
     }
     return n;
-}
-
-json_t *session_describe_for_operator(const struct session *s, uint64_t now_us)
-{
-    assert(s);
-    const char *app = startup_param(&s->startup, "application_name");
-    uint64_t last = s->last_message_us ? s->last_message_us : s->connected_us;
-    const char *state = !tracker_at_boundary(&s->tracker) ? "active" : s->holding ? "held" : "idle";
-    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:s}", "id", (json_int_t)s->id, "client", s->client_addr,
-                          "application_name", app ? app : "", "version", s->version ? s->version : "old",
-                          "state", state, "idle_ms",
-                          (json_int_t)(tracker_at_boundary(&s->tracker) && now_us > last ? (now_us - last) / 1000 : 0),
-                          "last_statement", s->last_statement);
-    if (o && session_backend_pid(s))
-        json_object_set_new(o, "backend_pid", json_integer((json_int_t)session_backend_pid(s)));
-    return o;
 }
 
 json_t *session_describe(const struct session *s, uint64_t now_us)

@@ -58,8 +58,6 @@ struct session {
     int s2c_discard;                /* the current server message is one of those answers */
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
     char *routed_schema;            /* the version schema we put on its search_path (NULL: none) */
-    char last_statement[100];       /* the start of its last Query or Parse, for who-is-left answers */
-    uint64_t last_message_us;       /* when it last sent anything */
     uint32_t route_gen;             /* srv->route.gen when we did */
     struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
     struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
@@ -91,9 +89,6 @@ uint32_t session_backend_pid(const struct session *s);
 void session_release_held(struct session *s);
 /* For GET /status and pause errors. */
 json_t *session_describe(const struct session *s, uint64_t now_us);
-/* {id, client, application_name, version, backend_pid, state, idle_ms,
- * last_statement}: a session named to an operator who must retire it. */
-json_t *session_describe_for_operator(const struct session *s, uint64_t now_us);
 /* Moves the session to `to` through the transition table (session_state.c),
  * keeping srv->counts right. A transition the table forbids is a bug: it
  * asserts in debug builds (PGT_DEBUG); otherwise it is logged as an error
