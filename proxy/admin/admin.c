@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "pause.h"
+#include "pool.h"
 #include "relay_control.h"
 #include "server.h"
 #include "session.h"
@@ -326,6 +327,14 @@ static void handle_resume(struct admin *a, struct evhttp_request *req)
                                          was_paused ? (int)p->last_held_messages : 0));
 }
 
+/* GET /pools: transaction pooling's pools (none in session mode). */
+static json_t *pools_json(struct server *srv)
+{
+    return json_pack("{s:s,s:i,s:i,s:i,s:o}", "pool_mode", srv->cfg.pool_transaction ? "transaction" : "session",
+                     "pool_size", srv->cfg.pool_size, "servers", (int)srv->pool_servers, "pinned_sessions",
+                     (int)srv->pinned_sessions, "pools", pool_describe_all(srv));
+}
+
 static void handle_status(struct admin *a, struct evhttp_request *req)
 {
     struct server *srv = a->srv;
@@ -339,6 +348,8 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
                              (int)srv->pause.last_held_messages);
     json_object_set_new(body, "versions", relay_version_counts(srv));
     json_object_set_new(body, "hold", pause_hold_json(srv));
+    if (srv->cfg.pool_transaction)
+        json_object_set_new(body, "pooling", pools_json(srv));
     const char *peer = relay_peer_address(srv);
     json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
     for (int i = 0; i < a->nstatus; i++) {
@@ -374,6 +385,8 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
         handle_status(a, req);
     else if (method == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0)
         handle_metrics(a, req);
+    else if (method == EVHTTP_REQ_GET && strcmp(path, "/pools") == 0)
+        admin_reply_json(req, 200, pools_json(a->srv));
     else if (method == EVHTTP_REQ_POST && strcmp(path, "/pause") == 0)
         handle_pause(a, req);
     else if (method == EVHTTP_REQ_POST && strcmp(path, "/resume") == 0)

@@ -42,6 +42,29 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->admin_request_timeout_s = (int)v;
     else if (!strcmp(st->name, "fleet_lease_ms"))
         cfg->fleet_lease_ms = (int)v;
+    else if (!strcmp(st->name, "pool_size"))
+        cfg->pool_size = (int)v;
+    else if (!strcmp(st->name, "max_client_conn"))
+        cfg->max_client_conn = (int)v;
+    else if (!strcmp(st->name, "max_db_connections"))
+        cfg->max_db_connections = (int)v;
+    else if (!strcmp(st->name, "query_wait_timeout_s"))
+        cfg->query_wait_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "server_idle_timeout_s"))
+        cfg->server_idle_timeout_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "server_lifetime_s"))
+        cfg->server_lifetime_ms = (int)v * 1000;
+}
+
+static int parse_pool_mode(const char *s, int *transaction)
+{
+    if (strcmp(s, "session") == 0)
+        *transaction = 0;
+    else if (strcmp(s, "transaction") == 0)
+        *transaction = 1;
+    else
+        return -1;
+    return 0;
 }
 
 void config_init(struct config *cfg)
@@ -281,6 +304,9 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     } else if (strcmp(key, "auth") == 0) {
         if ((rc = take_string(fc, v, key, &s)) == 0 && parse_auth(s, &cfg->auth_scram) != 0)
             rc = key_error(fc, key, "must be \"passthrough\" or \"scram\"");
+    } else if (strcmp(key, "pool_mode") == 0) {
+        if ((rc = take_string(fc, v, key, &s)) == 0 && parse_pool_mode(s, &cfg->pool_transaction) != 0)
+            rc = key_error(fc, key, "must be \"session\" or \"transaction\"");
     } else if (strcmp(key, "users_file") == 0) {
         rc = take_string(fc, v, key, &cfg->users_file);
     } else if (strcmp(key, "neon_endpoint") == 0) {
@@ -305,11 +331,11 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
         if ((rc = take_string(fc, v, key, &s)) == 0 && log_level_parse(s, &cfg->log_level) != 0)
             rc = key_error(fc, key, "must be \"error\", \"warn\", \"info\" or \"debug\"");
     } else {
-        char known[600], numbers[300];
+        char known[1100], numbers[600];
         setting_names(SETTING_PROXY, numbers, sizeof numbers);
         snprintf(known, sizeof known, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
                                       "tls_key, client_tls, unix_socket, log_level, engine_db, auth, users_file, "
-                                      "neon_endpoint, peer_listen, %s)", numbers);
+                                      "neon_endpoint, peer_listen, fleet_id, pool_mode, %s)", numbers);
         rc = key_error(fc, key, known);
     }
     free(s);
@@ -378,7 +404,7 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--log-level", "--engine-db", "--auth", "--users-file",
-                                         "--neon-endpoint", "--fleet-id", "--peer-listen", NULL};
+                                         "--neon-endpoint", "--fleet-id", "--peer-listen", "--pool-mode", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -413,7 +439,12 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         set_str(&cfg->neon_endpoint, v);
     else if (strcmp(flag, "--fleet-id") == 0)
         set_str(&cfg->fleet_id, v);
-    else if (strcmp(flag, "--auth") == 0) {
+    else if (strcmp(flag, "--pool-mode") == 0) {
+        if (parse_pool_mode(v, &cfg->pool_transaction) != 0) {
+            snprintf(err, errlen, "--pool-mode: '%s' is not session or transaction", v);
+            return -1;
+        }
+    } else if (strcmp(flag, "--auth") == 0) {
         if (parse_auth(v, &cfg->auth_scram) != 0) {
             snprintf(err, errlen, "--auth: '%s' is not passthrough or scram", v);
             return -1;
@@ -512,6 +543,13 @@ static int finish(struct config *cfg, char *err, size_t errlen)
     if (!cfg->peer_given) { /* beside the clients' address, on whatever port is free */
         set_str(&cfg->peer_host, cfg->listen_host);
         cfg->peer_port = 0;
+    }
+    /* a pooled server connection is logged in by the proxy, for whichever
+     * client borrows it: only a client the proxy authenticated may */
+    if (cfg->pool_transaction && !cfg->auth_scram) {
+        snprintf(err, errlen, "pool_mode transaction needs auth scram (--auth scram and a users file): the proxy "
+                              "logs in its server connections itself");
+        return -1;
     }
     if (cfg->auth_scram && !cfg->users_file)
         set_str(&cfg->users_file, "config/users.json");

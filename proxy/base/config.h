@@ -46,6 +46,13 @@ struct config {
     char *peer_host;           /* peer listener (forwarded cancels); NULL: off */
     int peer_port;             /* 0: an ephemeral port */
     int peer_given;            /* --peer-listen or peer_listen configured (else: listen host, port 0) */
+    int pool_transaction;      /* pool_mode "transaction" (else "session") */
+    int pool_size;             /* server connections per pool */
+    int max_client_conn;       /* client connections, in either mode */
+    int max_db_connections;    /* server connections per database over all its pools (0: no limit) */
+    int query_wait_timeout_ms; /* a client waits this long for a server connection (0: forever) */
+    int server_idle_timeout_ms;/* an idle server connection is closed after it (0: never) */
+    int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
 };
 
 void config_init(struct config *cfg);

@@ -27,6 +27,7 @@
 #include "fleet.h"
 #include "online_migration.h"
 #include "pause.h"
+#include "pool.h"
 #include "peer.h"
 #include "proto.h"
 #include "scram.h"
@@ -342,6 +343,10 @@ static int relay_init(struct server *srv, char *err, size_t errlen)
     if (srv->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(srv->upstream_tls = tls_upstream_ctx(&srv->cfg, err, errlen)))
         return -1;
     upstream_address_init(srv);
+    if (srv->cfg.pool_transaction && pool_start_janitor(srv) != 0) {
+        snprintf(err, errlen, "could not set the pool timer");
+        return -1;
+    }
     if (!(srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -438,6 +443,7 @@ static void proxy_free(struct proxy *p)
     struct server *srv = &p->srv;
     while (srv->sessions)
         session_free(srv->sessions);
+    pool_free_all(srv);
     close_listeners(srv);
     peer_free(srv);
     upstream_cancels_free(srv);

@@ -323,15 +323,68 @@ static enum auth_result start_upstream_scram(struct auth_state *a, struct sbuf *
     return AUTH_CONTINUE;
 }
 
-/* The upstream accepted us: now the client hears SASLFinal and Ok. */
-static enum auth_result upstream_ok(struct auth_state *a)
+int auth_finish_client(struct auth_state *a)
 {
     if (send_auth_request(a, AUTH_SASL_FINAL, a->server_final, a->server_final_len) != 0 ||
         send_auth_request(a, AUTH_OK, NULL, 0) != 0)
+        return -1;
+    return 0;
+}
+
+/* The upstream accepted us: now the client, if any, hears SASLFinal and Ok. */
+static enum auth_result upstream_ok(struct auth_state *a)
+{
+    if (a->peer.client && auth_finish_client(a) != 0)
         return out_of_memory(a);
     log_debug("session %llu: user \"%s\" authenticated by the proxy and logged in upstream",
               (unsigned long long)a->peer.session_id, a->peer.user);
     return AUTH_DONE;
+}
+
+int auth_credentials_copy(const struct auth_state *a, struct auth_credentials *out)
+{
+    memset(out, 0, sizeof *out);
+    out->verifier = a->verifier;
+    if (a->password) {
+        out->password = malloc(a->password_len + 1);
+        if (!out->password)
+            return -1;
+        memcpy(out->password, a->password, a->password_len + 1);
+        out->password_len = a->password_len;
+        return 0;
+    }
+    return scram_server_client_key(&a->server, out->client_key) == SCRAM_OK ? 0 : -1;
+}
+
+void auth_credentials_wipe(struct auth_credentials *c)
+{
+    if (c->password) {
+        OPENSSL_cleanse(c->password, c->password_len);
+        free(c->password);
+    }
+    OPENSSL_cleanse(c, sizeof *c);
+}
+
+struct auth_state *auth_begin_upstream(struct server *srv, const struct auth_credentials *c, const char *user,
+                                       uint64_t conn_id)
+{
+    struct auth_state *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->peer = (struct auth_peer){srv, NULL, user, "pool", conn_id, 0};
+    a->known_user = 1;
+    a->verifier = c->verifier;
+    memcpy(a->server.client_key, c->client_key, sizeof a->server.client_key);
+    if (c->password) {
+        a->password = malloc(c->password_len + 1);
+        if (!a->password) {
+            free(a);
+            return NULL;
+        }
+        memcpy(a->password, c->password, c->password_len + 1);
+        a->password_len = c->password_len;
+    }
+    return a;
 }
 
 enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstream, const uint8_t *msg,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "compiler.h"
+#include "scram.h"
 struct server;
 struct sbuf;
 struct auth_state;
@@ -46,5 +47,27 @@ PGT_MUSTCHECK enum auth_result auth_upstream_message(struct auth_state *a, struc
 /* After AUTH_FAILED: why (never NULL for a state auth_begin_client made). */
 const struct auth_failure *auth_failure(const struct auth_state *a);
 void auth_free(struct auth_state *a);
+
+/* What the proxy logs in upstream with once a client has proved its
+ * password: the users file's password, or the ClientKey recovered from the
+ * client's proof and the verifier it was checked against. A transaction
+ * pool keeps it to log in server connections no client waits behind. */
+struct auth_credentials {
+    char *password;                   /* NULL: use client_key (wiped on free) */
+    size_t password_len;
+    unsigned char client_key[SCRAM_KEY_LEN];
+    struct scram_verifier verifier;
+};
+/* After the client's exchange returned AUTH_DONE. 0, or -1 out of memory. */
+PGT_MUSTCHECK int auth_credentials_copy(const struct auth_state *a, struct auth_credentials *out);
+void auth_credentials_wipe(struct auth_credentials *c);
+/* An exchange that only logs in upstream, as `user`, with no client behind
+ * it (a pool's server connection): feed it the upstream's 'R' messages with
+ * auth_upstream_message; AUTH_DONE tells no one. NULL when out of memory. */
+struct auth_state *auth_begin_upstream(struct server *srv, const struct auth_credentials *c, const char *user,
+                                       uint64_t conn_id);
+/* Transaction pooling: the client hears SASLFinal and AuthenticationOk now,
+ * without an upstream login of its own. 0, or -1 out of memory. */
+PGT_MUSTCHECK int auth_finish_client(struct auth_state *a);
 
 #endif

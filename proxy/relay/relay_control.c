@@ -9,6 +9,7 @@
 #include "log.h"
 #include "pause.h"
 #include "peer.h"
+#include "pool.h"
 #include "server.h"
 #include "session.h"
 
@@ -67,6 +68,7 @@ void relay_route_version(struct server *relay, const char *version, const char *
         return;
     next.gen++;
     relay->route = next;
+    pool_route_changed(relay);
     if (next.version[0])
         log_info("version route: sessions declaring %s see %s, the others %s", next.version,
                  next.new_schema[0] ? next.new_schema : next.old_schema, next.old_schema[0] ? next.old_schema : "public");

@@ -25,6 +25,7 @@ struct source_limits;
 struct users;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
+struct pool;
 
 /* ok: 1 when every session reached a boundary, 0 on timeout (the relay has
  * already resumed by itself in that case). */
@@ -161,6 +162,11 @@ struct server {
     int probe_backend_pids;          /* sessions ask Postgres for their backend PID (session.h) */
     struct version_route route;
     struct fleet_peers fleet;
+    struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
+    struct event *pool_janitor;
+    uint64_t next_pool_server_id;
+    uint32_t pool_servers;           /* over all pools */
+    uint32_t pinned_sessions;        /* transaction mode: clients holding their server for good */
     struct metrics metrics;
 };
 

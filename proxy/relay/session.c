@@ -23,6 +23,7 @@
 #include "log.h"
 #include "migration_sql.h"
 #include "peer.h"
+#include "pin.h"
 #include "prepared.h"
 #include "sbuf.h"
 #include "server.h"
@@ -49,6 +50,32 @@ static void relay_server_to_client(struct session *s);
 static void session_fail_silently(struct session *s);
 
 static void free_later(struct session *s);
+
+/* pool_mode "transaction": a server is lent per transaction (pool.h). */
+static int pooled(const struct session *s)
+{
+    return s->srv->cfg.pool_transaction;
+}
+
+/* Lets go of the upstream: a lent server goes back to its pool (clean
+ * only at a boundary, with nothing of ours still due, and never after it
+ * was pinned: its state is the client's), an own one is closed. */
+static void drop_server(struct session *s)
+{
+    if (s->waiting_in)
+        pool_forget_waiter(s->waiting_in, s);
+    if (s->lent) {
+        int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
+                    !s->s2c_remaining && !s->c2s_remaining && !s->pin_reason[0];
+        struct pool_server *ps = s->lent;
+        s->lent = NULL;
+        s->server = NULL;
+        pool_release(ps, clean);
+        return;
+    }
+    sbuf_free(s->server);
+    s->server = NULL;
+}
 
 /* Ready and inside a transaction or request: what a pause waits for. Kept
  * in srv->counts.busy so the drain is a counter check, not a scan; called
@@ -202,6 +229,11 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     srv->sessions = s;
     session_counts_enter(&srv->counts, SESS_STARTUP);
     srv->metrics.connections_total++;
+    if (server_session_count(srv) > (uint32_t)srv->cfg.max_client_conn) {
+        session_fail(s, SQLSTATE_TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn %d)",
+                     srv->cfg.max_client_conn);
+        return;
+    }
     if (start_login_timer(s) != 0)
         session_fail_silently(s);
 }
@@ -213,7 +245,9 @@ void session_free(struct session *s)
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
     sbuf_free(s->client);
-    sbuf_free(s->server);
+    drop_server(s);
+    if (s->pin_reason[0])
+        srv->pinned_sessions--;
     if (s->free_ev)
         event_free(s->free_ev);
     if (s->fail_ev)
@@ -234,6 +268,7 @@ void session_free(struct session *s)
     free(s->fail_message);
     free(s->version);
     free(s->routed_schema);
+    free(s->pool_options);
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
@@ -299,8 +334,7 @@ static void close_with_error(struct session *s, const char *sqlstate, const char
         upstream_connect_cancel(s->connecting);
         s->connecting = NULL;
     }
-    sbuf_free(s->server);
-    s->server = NULL;
+    drop_server(s);
     int can_tell_client = s->client && s->state != SESS_TLS_ACCEPT;
     session_set_state(s, SESS_CLOSING);
     if (!can_tell_client) {
@@ -426,6 +460,9 @@ static void start_client_tls(struct session *s)
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
+static uint32_t new_cancel_key(struct server *srv);
+static void cancel_index_add(struct session *s);
+static void begin_pooled(struct session *s);
 
 /* The CancelRequest went on and has been answered (or given up on):
  * Postgres, or the proxy it was forwarded to, closed the connection that
@@ -651,6 +688,152 @@ static void add_param(struct evbuffer *out, const char *key, const char *value, 
     evbuffer_add(out, "", 1);
 }
 
+/* ---- transaction pooling: login ---- */
+
+/* Appends " -c key=value" with the value escaped as Postgres reads options
+ * (a backslash before spaces and backslashes). */
+static void add_option(struct evbuffer *out, const char *key, const char *value)
+{
+    evbuffer_add_printf(out, " -c %s=", key);
+    for (const char *v = value; *v; v++) {
+        if (*v == ' ' || *v == '\\')
+            evbuffer_add(out, "\\", 1);
+        evbuffer_add(out, v, 1);
+    }
+}
+
+/* What a pool is keyed by besides database and user: the client's options
+ * (without pgtandem.version, which picks the schema instead) and the
+ * startup parameters the pool does not carry itself, as -c options, so a
+ * server is only ever lent to clients that asked for the same settings. */
+static char *pool_options_of(const struct startup_packet *sp)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
+        return NULL;
+    const char *value;
+    for (const char *k = startup_next_param(sp, NULL, &value); k; k = startup_next_param(sp, k, &value)) {
+        if (!strcmp(k, "options")) {
+            const char *opts = skip_spaces(value);
+            if (!strstr(opts, "pgtandem.version=")) {
+                evbuffer_add_printf(out, " %s", opts);
+                continue;
+            }
+            /* every option but the version's */
+            char *copy = strdup(opts), *save = NULL;
+            for (char *w = copy ? strtok_r(copy, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save)) {
+                if (!strcmp(w, "-c") || strstr(w, "pgtandem.version="))
+                    continue;
+                evbuffer_add_printf(out, " -c %s", w);
+            }
+            free(copy);
+        } else if (strcmp(k, "user") && strcmp(k, "database") && pin_tracked_index(k) < 0) {
+            add_option(out, k, value);
+        }
+    }
+    size_t n = evbuffer_get_length(out);
+    char *text = malloc(n + 1);
+    if (text) {
+        evbuffer_remove(out, text, n);
+        text[n] = '\0';
+    }
+    evbuffer_free(out);
+    return text;
+}
+
+/* The pool this session's next transaction runs in: its version route may
+ * have changed since the last one. */
+static struct pool *current_pool(struct session *s)
+{
+    const char *user = startup_param(&s->startup, "user");
+    const char *db = startup_param(&s->startup, "database");
+    struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->pool_options,
+                              server_version_schema(s->srv, s->version));
+    if (p && !p->have_creds)
+        pool_take_credentials(p, s->auth);
+    return p;
+}
+
+static void add_parameter_status(struct evbuffer *out, const char *key, const char *value)
+{
+    uint8_t head[5] = {'S'};
+    proto_put_u32(head + 1, (uint32_t)(4 + strlen(key) + 1 + strlen(value) + 1));
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add(out, key, strlen(key) + 1);
+    evbuffer_add(out, value, strlen(value) + 1);
+}
+
+/* What Postgres says after AuthenticationOk, said by the proxy: the pool's
+ * ParameterStatus messages (with this client's own values of the tracked
+ * parameters), a BackendKeyData of ours and ReadyForQuery. */
+static void welcome_client(struct session *s, struct pool *p)
+{
+    s->params = p->welcome;
+    const char *value;
+    for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
+         k = startup_next_param(&s->startup, k, &value)) {
+        int i = pin_tracked_index(k);
+        if (i >= 0 && strlen(value) < sizeof s->params.value[i]) {
+            strcpy(s->params.value[i], value);
+            s->params.known[i] = 1;
+        }
+    }
+    struct evbuffer *out = s->client->out;
+    size_t total = evbuffer_get_length(p->welcome_msgs);
+    const uint8_t *all = evbuffer_pullup(p->welcome_msgs, -1);
+    for (size_t at = 0; at + PROTO_HEADER_LEN <= total;) {
+        uint32_t len = proto_get_u32(all + at + 1) + 1;
+        const char *key = (const char *)all + at + PROTO_HEADER_LEN;
+        int i = pin_tracked_index(key);
+        if (i >= 0 && s->params.known[i])
+            add_parameter_status(out, key, s->params.value[i]);
+        else
+            evbuffer_add(out, all + at, len);
+        at += len;
+    }
+    s->cancel_pid = (uint32_t)(s->id & 0x7fffffff);
+    s->cancel_key = new_cancel_key(s->srv);
+    if (!s->cancel_key) {
+        session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
+        return;
+    }
+    cancel_index_add(s);
+    uint8_t key_msg[13] = {'K'}, ready[6] = {'Z', 0, 0, 0, 5, 'I'};
+    proto_put_u32(key_msg + 1, 12);
+    proto_put_u32(key_msg + 5, s->cancel_pid);
+    proto_put_u32(key_msg + 9, s->cancel_key);
+    evbuffer_add(out, key_msg, sizeof key_msg);
+    evbuffer_add(out, ready, sizeof ready);
+    session_set_state(s, SESS_READY);
+    stop_login_timer(s);
+    sbuf_resume_read(s->client);
+    sbuf_flush(s->client);
+    log_debug("session %llu ready (transaction pooling): user=%s database=%s", (unsigned long long)s->id,
+              p->user, p->database);
+}
+
+/* The client proved its password: it is told so, and welcomed once its
+ * pool knows what a login says (after the pool's first server login). */
+static void begin_pooled(struct session *s)
+{
+    s->version = session_declared_version(&s->startup);
+    s->pool_options = pool_options_of(&s->startup);
+    struct pool *p = s->pool_options ? current_pool(s) : NULL;
+    if (!p || auth_finish_client(s->auth) != 0) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
+    if (p->welcome_ready) {
+        welcome_client(s, p);
+        return;
+    }
+    session_set_state(s, SESS_CONNECTING);
+    sbuf_pause_read(s->client);
+    struct pool_server *ps = pool_acquire(p, s);
+    if (ps)
+        session_server_lent(s, ps);
+}
+
 /* Client messages while the proxy authenticates it: whole 'p' messages. */
 static void read_client_auth(struct session *s)
 {
@@ -673,6 +856,8 @@ static void read_client_auth(struct session *s)
         evbuffer_drain(in, h.length + 1);
         if (r == AUTH_FAILED)
             fail_authentication(s);
+        else if (r == AUTH_DONE && pooled(s))
+            begin_pooled(s);
         else if (r == AUTH_DONE)
             begin_upstream(s);
         if (r != AUTH_CONTINUE)
@@ -887,8 +1072,193 @@ static void follow_route(struct session *s)
     log_debug("session %llu: routed to %s", (unsigned long long)s->id, want);
 }
 
+/* A pause (or an expired fleet lease) holds the client's next message.
+ * -1 when the session was failed instead (the fence is overdue). */
+static int hold_message(struct session *s)
+{
+    if (server_fence_overdue(s->srv)) {
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->srv->fence_error);
+        return -1;
+    }
+    if (!s->holding) {
+        s->holding = 1;
+        s->srv->pause.held_messages++;
+    }
+    /* Reading goes on, so a client that leaves while held is noticed and
+     * its session freed at once; past one buffer the held bytes stay in
+     * the kernel. */
+    if (evbuffer_get_length(s->client->in) >= s->srv->cfg.buffer_bytes)
+        sbuf_pause_read(s->client);
+    return 0;
+}
+
+/* ---- transaction pooling: lending ---- */
+
+/* SET for each tracked parameter whose value on the lent server is not
+ * the client's, sent ahead of the client's transaction, answers swallowed
+ * (their ParameterStatus still noted: see note_parameter). */
+static void sync_params(struct session *s)
+{
+    const struct param_values *have = &s->lent->params;
+    struct evbuffer *sql = NULL;
+    for (int i = 0; i < PIN_NTRACKED; i++) {
+        if (!s->params.known[i] || (have->known[i] && !strcmp(have->value[i], s->params.value[i])))
+            continue;
+        if (!sql && !(sql = evbuffer_new()))
+            return;
+        evbuffer_add_printf(sql, "SET %s TO '", PIN_TRACKED_PARAMS[i]);
+        for (const char *v = s->params.value[i]; *v; v++)
+        {
+            if (*v == '\'')
+                evbuffer_add(sql, "'", 1); /* quoted as a literal: '' */
+            evbuffer_add(sql, v, 1);
+        }
+        evbuffer_add(sql, "';", 2);
+    }
+    if (!sql)
+        return;
+    evbuffer_add(sql, "", 1);
+    inject_query(s, (const char *)evbuffer_pullup(sql, -1));
+    evbuffer_free(sql);
+}
+
+static void attach_server(struct session *s, struct pool_server *ps)
+{
+    s->lent = ps;
+    s->server = ps->sb;
+    s->upstream_pid = ps->pid;
+    s->upstream_key = ps->key;
+    sbuf_set_ops(ps->sb, &server_ops, s);
+    sbuf_resume_read(ps->sb);
+    sync_params(s);
+}
+
+void session_pool_failed(struct session *s, const char *sqlstate, const char *message)
+{
+    assert(s);
+    if (s->state == SESS_CLOSING)
+        return;
+    /* logged at info even as 53300: a pool that cannot serve is the operator's business */
+    log_info("session %llu (%s): closing: %s [%s]", (unsigned long long)s->id, s->client_addr, message, sqlstate);
+    close_with_error(s, sqlstate, message);
+}
+
+void session_server_lent(struct session *s, struct pool_server *ps)
+{
+    assert(s && ps);
+    attach_server(s, ps);
+    if (s->state == SESS_CONNECTING) { /* the pool's first login: the client can be welcomed now */
+        s->lent = NULL;
+        s->server = NULL;
+        pool_release(ps, 1);
+        welcome_client(s, ps->pool);
+        return;
+    }
+    relay_client_to_server(s);
+}
+
+/* Between transactions: the client's next message needs a server. 1 when
+ * one is lent now, 0 when the session waits for one, holds or ends. */
+static int borrow_for_next_message(struct session *s)
+{
+    uint8_t type;
+    if (s->waiting_in || evbuffer_copyout(s->client->in, &type, 1) != 1)
+        return 0;
+    if (type == 'X') { /* Terminate: nothing to lend for, and a pooled server must not see it */
+        session_fail_silently(s);
+        return 0;
+    }
+    if (paused_hold(s, type)) {
+        hold_message(s);
+        return 0;
+    }
+    struct pool *p = current_pool(s);
+    if (!p) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return 0;
+    }
+    struct pool_server *ps = pool_acquire(p, s);
+    if (!ps)
+        return 0;
+    attach_server(s, ps);
+    return 1;
+}
+
+/* At a transaction boundary with nothing of ours or the client's in
+ * flight, the server goes back to the pool; a next transaction the client
+ * already sent borrows again at once. */
+static void give_back_at_boundary(struct session *s)
+{
+    if (!s->lent || s->pin_reason[0] || s->state != SESS_READY || !tracker_at_boundary(&s->tracker) ||
+        s->swallow_rfq || s->s2c_remaining || s->c2s_remaining)
+        return;
+    struct pool_server *ps = s->lent;
+    s->lent = NULL;
+    s->server = NULL;
+    s->upstream_pid = s->upstream_key = 0;
+    s->s2c_blocked = 0;
+    if (s->c2s_blocked) {
+        s->c2s_blocked = 0;
+        sbuf_resume_read(s->client);
+    }
+    pool_release(ps, 1);
+    if (!s->holding && evbuffer_get_length(s->client->in))
+        relay_client_to_server(s);
+}
+
+static void pin(struct session *s, const char *why)
+{
+    snprintf(s->pin_reason, sizeof s->pin_reason, "%s", why);
+    s->srv->pinned_sessions++;
+    /* from now on routed like a session-mode session (follow_route) */
+    s->route_gen = s->srv->route.gen;
+    free(s->routed_schema);
+    s->routed_schema = s->lent->pool->schema ? strdup(s->lent->pool->schema) : NULL;
+    log_info("session %llu (%s): pinned to its server connection for the rest of the session: %s",
+             (unsigned long long)s->id, s->client_addr, why);
+}
+
+#define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
+
+/* Transaction pooling: a statement that leaves state on the server the
+ * pool cannot carry pins the client before it runs. -1 while the message
+ * is not buffered whole. */
+static int check_pin(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    if (h->type == 'F') {
+        pin(s, "function call (fast path)");
+        return 0;
+    }
+    if (h->type != 'Q' && h->type != 'P')
+        return 0;
+    if (total > PIN_MAX_INSPECT) {
+        pin(s, "statement too large to inspect");
+        return 0;
+    }
+    if (avail < total)
+        return -1;
+    const char *body = (const char *)evbuffer_pullup(in, total) + PROTO_HEADER_LEN;
+    size_t len = total - PROTO_HEADER_LEN;
+    if (h->type == 'P') {
+        size_t name_len = strnlen(body, len);
+        if (name_len) {
+            pin(s, "named prepared statement");
+            return 0;
+        }
+        body += name_len + 1;
+        len = len > name_len + 1 ? len - name_len - 1 : 0;
+    }
+    char why[64];
+    if (pin_reason_for_sql(body, strnlen(body, len), why, sizeof why) != 0)
+        pin(s, why);
+    return 0;
+}
+
 static void relay_client_to_server(struct session *s)
 {
+    if (s->state == SESS_READY && pooled(s) && !s->server && !borrow_for_next_message(s))
+        return;
     if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
         s->state == SESS_UPSTREAM_LOGIN)
         return;
@@ -907,24 +1277,19 @@ static void relay_client_to_server(struct session *s)
         if (r == 0)
             break;
         if (paused_hold(s, h.type)) {
-            if (server_fence_overdue(s->srv)) {
-                session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->srv->fence_error);
+            if (hold_message(s) != 0)
                 return;
-            }
-            if (!s->holding) {
-                s->holding = 1;
-                s->srv->pause.held_messages++;
-            }
-            /* Reading goes on, so a client that leaves while held is
-             * noticed and its session freed at once; past one buffer the
-             * held bytes stay in the kernel. */
-            if (evbuffer_get_length(in) >= s->srv->cfg.buffer_bytes)
-                sbuf_pause_read(s->client);
             break;
         }
-        if (s->route_gen != s->srv->route.gen && h.type != 'X')
+        if (s->lent && h.type == 'X') { /* the pooled server stays logged in */
+            session_fail_silently(s);
+            return;
+        }
+        if (s->route_gen != s->srv->route.gen && h.type != 'X' && (!s->lent || s->pin_reason[0]))
             follow_route(s);
         if (s->state == SESS_READY) {
+            if (s->lent && !s->pin_reason[0] && check_pin(s, in, &h, avail) < 0)
+                break;
             int r = track_statement(s, in, &h, avail);
             if (r < 0)
                 break;
@@ -1107,6 +1472,25 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
     return 1;
 }
 
+/* Transaction pooling: a ParameterStatus of a tracked parameter is what
+ * both the lent server and its client now have (the client's SET, or ours
+ * from sync_params in Postgres's spelling). A value too long to carry pins
+ * the client. Returns 0, or -1 while the message is not whole. */
+static int note_parameter(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+{
+    uint32_t total = h->length + 1;
+    if (!s->lent || h->type != 'S' || total > 1024)
+        return 0;
+    if (avail < total)
+        return -1;
+    const uint8_t *msg = evbuffer_pullup(in, total);
+    if (param_values_note(&s->lent->params, msg, total) != 0 || param_values_note(&s->params, msg, total) != 0) {
+        if (!s->pin_reason[0])
+            pin(s, "parameter value too long to carry");
+    }
+    return 0;
+}
+
 /* Examines a server message at its start. Returns 1 when it was consumed
  * whole, 0 to stream it, -1 when more bytes are needed, -2 when the session
  * is gone. */
@@ -1127,6 +1511,8 @@ static int inspect_server_message(struct session *s, struct evbuffer *in, struct
         tracker_server_message(&s->tracker, h->type, 0);
         sync_busy(s);
         return 0;
+    case 'S':
+        return note_parameter(s, in, h, avail);
     case 'R':
         if (s->state == SESS_UPSTREAM_LOGIN)
             return upstream_login_step(s, in, h, avail);
@@ -1170,7 +1556,7 @@ static void relay_server_to_client(struct session *s)
         if (r == 0)
             break;
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
-            if (read_probe_answer(s, in, &h, avail) < 0)
+            if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
                 break;
             if (h.type == 'Z') {
                 s->swallow_rfq--;
@@ -1200,6 +1586,8 @@ static void relay_server_to_client(struct session *s)
             session_release_held(s);
         server_boundary_reached(s->srv);
     }
+    if (saw_boundary && s->lent)
+        give_back_at_boundary(s);
 }
 
 /* ---- stream-buffer callbacks ---- */
@@ -1290,8 +1678,15 @@ static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
     relay_server_to_client(s);
     if (s->state == SESS_CLOSING)
         return;
-    sbuf_free(s->server);
-    s->server = NULL;
+    if (s->lent) { /* the pool forgets it; the client was inside a transaction */
+        struct pool_server *ps = s->lent;
+        s->lent = NULL;
+        s->server = NULL;
+        pool_release(ps, 0);
+    } else {
+        sbuf_free(s->server);
+        s->server = NULL;
+    }
     session_set_state(s, SESS_CLOSING);
     sbuf_pause_read(s->client);
     s->client->out_low = 0;
@@ -1339,6 +1734,8 @@ int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_f
 {
     assert(srv && done);
     struct session *target = session_find_by_cancel_key(srv, pid, key);
+    if (target && pooled(target) && !target->lent)
+        return -1; /* between transactions: nothing runs to cancel */
     if (!target || !target->upstream_pid)
         return 0;
     if (upstream_send_cancel(srv, target->upstream_pid, target->upstream_key, done, waiter) != 0) {
@@ -1373,6 +1770,9 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
 {
     assert(s);
     const char *app = startup_param(&s->startup, "application_name");
+    int app_index = pin_tracked_index("application_name");
+    if (pooled(s) && s->params.known[app_index])
+        app = s->params.value[app_index]; /* as the client set it since */
     char tx[2] = {s->tracker.tx_status, 0};
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));
@@ -1391,6 +1791,10 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     json_object_set_new(o, "tls", json_boolean(s->client_on_tls));
     json_object_set_new(o, "version", s->version ? json_string(s->version) : json_null());
     json_object_set_new(o, "prepared_statements", json_integer((json_int_t)count_prepared(s)));
+    if (pooled(s)) {
+        json_object_set_new(o, "pinned", s->pin_reason[0] ? json_string(s->pin_reason) : json_null());
+        json_object_set_new(o, "waiting_for_server", json_boolean(s->waiting_in != NULL));
+    }
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
     json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));
     json_object_set_new(o, "connected_s", json_real((double)(now_us - s->connected_us) / 1e6));

@@ -1,0 +1,189 @@
+/* Statements that pin a client to its server connection (see pin.h). The
+ * scan in may_pin only decides whether the parser is worth running: it errs
+ * towards parsing (a ';' inside a literal starts a "statement" for it), and
+ * the parse tree decides. Most transactions (SELECT, INSERT, UPDATE ...)
+ * never reach the parser. */
+#include "pin.h"
+
+#include <jansson.h>
+#include <pg_query.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CURSOR_OPT_HOLD 0x0020 /* src/include/nodes/parsenodes.h */
+
+const char *const PIN_TRACKED_PARAMS[PIN_NTRACKED] = {"application_name", "client_encoding", "DateStyle",
+                                                      "IntervalStyle", "TimeZone", "standard_conforming_strings"};
+
+int pin_tracked_index(const char *name)
+{
+    for (int i = 0; i < PIN_NTRACKED; i++)
+        if (strcasecmp(name, PIN_TRACKED_PARAMS[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int is_ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
+}
+
+/* The word at p (case-insensitive, whole word). */
+static int word_is(const char *p, const char *end, const char *w)
+{
+    size_t n = strlen(w);
+    return (size_t)(end - p) >= n && strncasecmp(p, w, n) == 0 && (p + n == end || !is_ident_char(p[n]));
+}
+
+static const char *skip_blanks_and_comments(const char *p, const char *end)
+{
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '(' || *p == '\f'))
+            p++;
+        if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+            while (p < end && *p != '\n')
+                p++;
+        } else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+            const char *close = p + 2;
+            while (close + 1 < end && !(close[0] == '*' && close[1] == '/'))
+                close++;
+            p = close + 1 < end ? close + 2 : end;
+        } else {
+            return p;
+        }
+    }
+}
+
+static int contains_ci(const char *p, const char *end, const char *w)
+{
+    size_t n = strlen(w);
+    for (; (size_t)(end - p) >= n; p++)
+        if ((*p | 0x20) == (w[0] | 0x20) && strncasecmp(p, w, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* A statement may pin when one starts with these words, or when the text
+ * calls a session-level advisory lock or set_config(). */
+static int may_pin(const char *sql, size_t len)
+{
+    static const char *const first_words[] = {"set", "prepare", "listen", "declare", "create", "load", NULL};
+    const char *end = sql + len;
+    if (contains_ci(sql, end, "advisory") || contains_ci(sql, end, "set_config"))
+        return 1;
+    for (const char *p = sql; p < end;) {
+        p = skip_blanks_and_comments(p, end);
+        for (int i = 0; first_words[i]; i++)
+            if (word_is(p, end, first_words[i]))
+                return 1;
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        p = semi ? semi + 1 : end;
+    }
+    return 0;
+}
+
+static int pins_set(json_t *node, char *why, size_t cap)
+{
+    const char *kind = json_string_value(json_object_get(node, "kind"));
+    const char *name = json_string_value(json_object_get(node, "name"));
+    if (!kind || !name || json_is_true(json_object_get(node, "is_local")))
+        return 0; /* RESET ALL, SET TRANSACTION, SET LOCAL: nothing outlives the transaction the pool cannot see */
+    if (strcmp(kind, "VAR_SET_VALUE") && strcmp(kind, "VAR_SET_DEFAULT") && strcmp(kind, "VAR_SET_CURRENT") &&
+        strcmp(kind, "VAR_RESET"))
+        return 0;
+    if (!strcmp(kind, "VAR_RESET") || pin_tracked_index(name) >= 0)
+        return 0; /* back to the default, or reported by Postgres and carried by the pool */
+    snprintf(why, cap, "SET %s", name);
+    return 1;
+}
+
+static int temporary(const char *tree)
+{
+    return strstr(tree, "\"relpersistence\":\"t\"") != NULL;
+}
+
+/* One top-level statement of the parse tree. */
+static int pins_statement(json_t *stmt, const char *tree, char *why, size_t cap)
+{
+    const char *type = NULL;
+    json_t *node = NULL;
+    void *it = json_object_iter(stmt);
+    if (it) {
+        type = json_object_iter_key(it);
+        node = json_object_iter_value(it);
+    }
+    if (!type)
+        return 0;
+    if (!strcmp(type, "VariableSetStmt"))
+        return pins_set(node, why, cap);
+    const char *reason = NULL;
+    if (!strcmp(type, "PrepareStmt"))
+        reason = "PREPARE";
+    else if (!strcmp(type, "ListenStmt"))
+        reason = "LISTEN";
+    else if (!strcmp(type, "LoadStmt"))
+        reason = "LOAD";
+    else if (!strcmp(type, "DeclareCursorStmt") &&
+             (json_integer_value(json_object_get(node, "options")) & CURSOR_OPT_HOLD))
+        reason = "DECLARE ... WITH HOLD";
+    else if ((!strcmp(type, "CreateStmt") || !strcmp(type, "CreateTableAsStmt") || !strcmp(type, "ViewStmt") ||
+              !strcmp(type, "CreateSeqStmt")) &&
+             temporary(tree))
+        reason = "temporary object";
+    if (!reason)
+        return 0;
+    snprintf(why, cap, "%s", reason);
+    return 1;
+}
+
+/* Function calls whose effect outlives the transaction, anywhere in the tree. */
+static int pins_call(const char *tree, char *why, size_t cap)
+{
+    static const char *const calls[] = {"\"pg_advisory_lock\"", "\"pg_advisory_lock_shared\"",
+                                        "\"pg_try_advisory_lock\"", "\"pg_try_advisory_lock_shared\"",
+                                        "\"set_config\"", NULL};
+    for (int i = 0; calls[i]; i++) {
+        if (strstr(tree, calls[i])) {
+            snprintf(why, cap, "%.*s()", (int)strlen(calls[i]) - 2, calls[i] + 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap)
+{
+    if (!may_pin(sql, len))
+        return 0;
+    char *text = malloc(len + 1);
+    if (!text) {
+        snprintf(why, cap, "out of memory");
+        return -1;
+    }
+    memcpy(text, sql, len);
+    text[len] = '\0';
+    PgQueryParseResult r = pg_query_parse(text);
+    free(text);
+    int pinned = 0;
+    if (!r.error && r.parse_tree) {
+        json_t *root = json_loads(r.parse_tree, 0, NULL);
+        json_t *stmts = json_object_get(root, "stmts");
+        size_t i;
+        json_t *entry;
+        json_array_foreach(stmts, i, entry) {
+            if ((pinned = pins_statement(json_object_get(entry, "stmt"), r.parse_tree, why, cap)))
+                break;
+        }
+        if (!pinned)
+            pinned = pins_call(r.parse_tree, why, cap);
+        if (!root) {
+            snprintf(why, cap, "out of memory");
+            pinned = -1;
+        }
+        json_decref(root);
+    }
+    pg_query_free_parse_result(r);
+    return pinned;
+}

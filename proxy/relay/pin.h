@@ -1,0 +1,27 @@
+/* Which statements leave state on a server connection that a transaction
+ * pool cannot carry to another one (a SET of an untracked parameter, SQL
+ * PREPARE, LISTEN, a WITH HOLD cursor, a session advisory lock, a temporary
+ * object, LOAD): a client that runs one is pinned to its server connection.
+ * Pure: SQL text in, a reason out; the statement is parsed with libpg_query,
+ * and only when a cheap scan of the text says it may be one of those. */
+#ifndef PGTANDEM_PIN_H
+#define PGTANDEM_PIN_H
+
+#include <stddef.h>
+
+/* The parameters a pool carries across server connections itself: Postgres
+ * reports them (ParameterStatus), so their values are always known. */
+extern const char *const PIN_TRACKED_PARAMS[];
+#define PIN_NTRACKED 6
+
+/* Index of a tracked parameter (case-insensitive), or -1. */
+int pin_tracked_index(const char *name);
+
+/* 1 when running `sql` (len bytes, need not be NUL-terminated) pins the
+ * client, with why as a short phrase in `why` ("SET search_path",
+ * "LISTEN", ...); 0 when it does not. Text that does not parse pins
+ * nothing: Postgres refuses it too. -1 when out of memory (the caller pins:
+ * less pooled, never wrong). */
+int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap);
+
+#endif

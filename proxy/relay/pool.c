@@ -1,0 +1,684 @@
+/* Transaction pools (see pool.h): finding a session's pool, logging server
+ * connections in, lending and taking them back, the wait queue, and the
+ * janitor that closes idle and old servers and times out waits. */
+#include "pool.h"
+
+#include <assert.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migration_sql.h"
+#include "proto.h"
+#include "sbuf.h"
+#include "session.h"
+#include "upstream.h"
+
+#define LOGIN_MAX_MESSAGE 65536u
+#define JANITOR_INTERVAL_MS 250
+
+static void login_readable(struct sbuf *sb, void *arg);
+static void idle_readable(struct sbuf *sb, void *arg);
+static void server_failed(struct sbuf *sb, void *arg, int eof, const char *why);
+static void nothing_drained(struct sbuf *sb, void *arg) { (void)sb; (void)arg; }
+static void nothing_ready(struct sbuf *sb, void *arg) { (void)sb; (void)arg; }
+
+static const struct sbuf_ops login_ops = {login_readable, nothing_drained, nothing_ready, server_failed};
+static const struct sbuf_ops idle_ops = {idle_readable, nothing_drained, nothing_ready, server_failed};
+
+int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len)
+{
+    if (len < PROTO_HEADER_LEN + 4 || msg[0] != 'S' || msg[len - 1] != '\0')
+        return -1;
+    const char *name = (const char *)msg + PROTO_HEADER_LEN;
+    const char *name_end = memchr(name, '\0', len - PROTO_HEADER_LEN);
+    if (!name_end || name_end + 1 >= (const char *)msg + len)
+        return -1;
+    const char *value = name_end + 1;
+    int i = pin_tracked_index(name);
+    if (i < 0)
+        return 0;
+    if (strlen(value) >= sizeof p->value[i])
+        return -1;
+    strcpy(p->value[i], value);
+    p->known[i] = 1;
+    return 0;
+}
+
+/* ---- finding pools ---- */
+
+static int same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        *oom = 1;
+    return d;
+}
+
+static void free_pool(struct pool *p)
+{
+    free(p->database);
+    free(p->user);
+    free(p->options);
+    free(p->schema);
+    if (p->welcome_msgs)
+        evbuffer_free(p->welcome_msgs);
+    if (p->have_creds)
+        auth_credentials_wipe(&p->creds);
+    free(p);
+}
+
+struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
+                      const char *schema)
+{
+    for (struct pool *p = srv->pools; p; p = p->next)
+        if (same(p->database, database) && same(p->user, user) && same(p->options, options) &&
+            same(p->schema, schema))
+            return p;
+    struct pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    int oom = 0;
+    p->srv = srv;
+    p->database = dup_or_null(database, &oom);
+    p->user = dup_or_null(user, &oom);
+    p->options = dup_or_null(options, &oom);
+    p->schema = dup_or_null(schema, &oom);
+    p->welcome_msgs = evbuffer_new();
+    if (oom || !p->welcome_msgs) {
+        free_pool(p);
+        return NULL;
+    }
+    p->next = srv->pools;
+    srv->pools = p;
+    log_debug("pool for database %s, user %s%s%s created", database, user, schema ? ", schema " : "",
+              schema ? schema : "");
+    return p;
+}
+
+void pool_take_credentials(struct pool *p, const struct auth_state *a)
+{
+    struct auth_credentials fresh;
+    if (!a || auth_credentials_copy(a, &fresh) != 0)
+        return;
+    if (p->have_creds)
+        auth_credentials_wipe(&p->creds);
+    p->creds = fresh;
+    p->have_creds = 1;
+}
+
+/* ---- the wait queue ---- */
+
+static void enqueue(struct pool *p, struct session *s)
+{
+    s->wait_next = NULL;
+    s->waiting_in = p;
+    s->wait_since_us = server_now_us(p->srv);
+    if (p->wait_tail)
+        p->wait_tail->wait_next = s;
+    else
+        p->wait_head = s;
+    p->wait_tail = s;
+    p->nwaiting++;
+    p->waits_total++;
+}
+
+static struct session *dequeue(struct pool *p)
+{
+    struct session *s = p->wait_head;
+    if (!s)
+        return NULL;
+    p->wait_head = s->wait_next;
+    if (!p->wait_head)
+        p->wait_tail = NULL;
+    p->nwaiting--;
+    s->wait_next = NULL;
+    s->waiting_in = NULL;
+    uint64_t waited = server_now_us(p->srv) - s->wait_since_us;
+    if (waited > p->waited_us_max)
+        p->waited_us_max = waited;
+    return s;
+}
+
+void pool_forget_waiter(struct pool *p, struct session *s)
+{
+    struct session *prev = NULL;
+    for (struct session *w = p->wait_head; w; prev = w, w = w->wait_next) {
+        if (w != s)
+            continue;
+        if (prev)
+            prev->wait_next = w->wait_next;
+        else
+            p->wait_head = w->wait_next;
+        if (p->wait_tail == w)
+            p->wait_tail = prev;
+        p->nwaiting--;
+        s->wait_next = NULL;
+        s->waiting_in = NULL;
+        return;
+    }
+}
+
+/* ---- servers ---- */
+
+static uint32_t servers_of_database(const struct server *srv, const char *database)
+{
+    uint32_t n = 0;
+    for (const struct pool *p = srv->pools; p; p = p->next)
+        if (same(p->database, database))
+            n += p->nservers;
+    return n;
+}
+
+static uint32_t logging_in(const struct pool *p)
+{
+    return p->nservers - p->nidle - p->nlent;
+}
+
+static void unlink_server(struct pool_server *ps)
+{
+    struct pool *p = ps->pool;
+    if (ps->prev)
+        ps->prev->next = ps->next;
+    else
+        p->servers = ps->next;
+    if (ps->next)
+        ps->next->prev = ps->prev;
+    p->nservers--;
+    p->srv->pool_servers--;
+    if (ps->state == PSRV_IDLE)
+        p->nidle--;
+    else if (ps->state == PSRV_LENT)
+        p->nlent--;
+}
+
+static void kick_waiters(struct server *srv);
+
+static void close_server(struct pool_server *ps, const char *why)
+{
+    struct pool *p = ps->pool;
+    log_debug("pool server %llu (database %s, user %s) closed: %s", (unsigned long long)ps->id, p->database,
+              p->user, why);
+    unlink_server(ps);
+    if (ps->connecting)
+        upstream_connect_cancel(ps->connecting);
+    sbuf_free(ps->sb);
+    auth_free(ps->auth);
+    free(ps);
+    if (!p->srv->shutting_down)
+        kick_waiters(p->srv);
+}
+
+/* A login failed and no server of the pool is left to serve its waiters:
+ * they hear why rather than wait for their timeout. */
+static void login_failed(struct pool_server *ps, const char *sqlstate, const char *why)
+{
+    struct pool *p = ps->pool;
+    snprintf(p->last_error, sizeof p->last_error, "%s", why);
+    log_warn("pool (database %s, user %s): server login failed: %s", p->database, p->user, why);
+    close_server(ps, why);
+    if (p->nservers)
+        return;
+    struct session *s;
+    while ((s = dequeue(p)))
+        session_pool_failed(s, sqlstate, why);
+}
+
+static void add_param(struct evbuffer *out, const char *key, const char *value)
+{
+    evbuffer_add(out, key, strlen(key) + 1);
+    evbuffer_add(out, value, strlen(value) + 1);
+}
+
+/* The StartupMessage of a pooled server: the pool's user, database and
+ * options, with the version schema's search_path and Neon's endpoint. */
+static int send_startup(struct pool_server *ps)
+{
+    struct pool *p = ps->pool;
+    const char *endpoint = p->srv->cfg.neon_endpoint;
+    char options[1024];
+    snprintf(options, sizeof options, "%s", p->options ? p->options : "");
+    size_t used = strlen(options);
+    if (endpoint && !strstr(options, "endpoint="))
+        used += (size_t)snprintf(options + used, sizeof options - used, " endpoint=%s", endpoint);
+    if (p->schema && used < sizeof options &&
+        mig_search_path_option(options + used, sizeof options - used, p->schema) != 0)
+        return -1;
+    struct evbuffer *params = evbuffer_new();
+    if (!params)
+        return -1;
+    add_param(params, "user", p->user);
+    add_param(params, "database", p->database);
+    if (options[0])
+        add_param(params, "options", options);
+    evbuffer_add(params, "", 1);
+    uint8_t head[8];
+    proto_put_u32(head, (uint32_t)(8 + evbuffer_get_length(params)));
+    proto_put_u32(head + 4, PROTO_VERSION_3);
+    evbuffer_add(ps->sb->out, head, 8);
+    evbuffer_add_buffer(ps->sb->out, params);
+    evbuffer_free(params);
+    sbuf_flush(ps->sb);
+    return 0;
+}
+
+static void on_connected(void *ctx, struct sbuf *sb, const char *error)
+{
+    struct pool_server *ps = ctx;
+    ps->connecting = NULL;
+    if (!sb) {
+        ps->pool->srv->metrics.connections_failed++;
+        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, error);
+        return;
+    }
+    ps->sb = sb;
+    sbuf_set_ops(sb, &login_ops, ps);
+    sb->out_low = ps->pool->srv->cfg.buffer_bytes / 2;
+    ps->state = PSRV_LOGIN;
+    ps->auth = auth_begin_upstream(ps->pool->srv, &ps->pool->creds, ps->pool->user, ps->id);
+    if (!ps->auth || send_startup(ps) != 0)
+        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory (or options too long) logging in");
+}
+
+static void open_server(struct pool *p)
+{
+    struct pool_server *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return;
+    ps->pool = p;
+    ps->id = ++p->srv->next_pool_server_id;
+    ps->state = PSRV_CONNECTING;
+    ps->created_us = server_now_us(p->srv);
+    ps->next = p->servers;
+    if (p->servers)
+        p->servers->prev = ps;
+    p->servers = ps;
+    p->nservers++;
+    p->srv->pool_servers++;
+    ps->connecting = upstream_connect_start(p->srv, on_connected, ps);
+    if (!ps->connecting)
+        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+}
+
+/* Under the database's limit, an idle server of another pool of the same
+ * database makes room (its pool had nobody waiting for it). */
+static int make_room(struct pool *p)
+{
+    for (struct pool *o = p->srv->pools; o; o = o->next) {
+        if (o == p || !same(o->database, p->database) || !o->nidle)
+            continue;
+        for (struct pool_server *ps = o->servers; ps; ps = ps->next)
+            if (ps->state == PSRV_IDLE) {
+                close_server(ps, "room for another pool of the same database");
+                return 1;
+            }
+    }
+    return 0;
+}
+
+static int may_open(struct pool *p)
+{
+    const struct config *cfg = &p->srv->cfg;
+    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size)
+        return 0;
+    return !cfg->max_db_connections || servers_of_database(p->srv, p->database) < (uint32_t)cfg->max_db_connections;
+}
+
+/* Opens servers for the waiters no login in progress will serve. */
+static void open_for_waiters(struct pool *p)
+{
+    while (p->nwaiting > logging_in(p)) {
+        if (!may_open(p)) {
+            const struct config *cfg = &p->srv->cfg;
+            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || !make_room(p))
+                return;
+            continue; /* make_room closed one: try again */
+        }
+        open_server(p);
+    }
+}
+
+static void kick_waiters(struct server *srv)
+{
+    for (struct pool *p = srv->pools; p; p = p->next)
+        if (p->nwaiting)
+            open_for_waiters(p);
+}
+
+static void lend(struct pool_server *ps, struct session *s)
+{
+    struct pool *p = ps->pool;
+    if (ps->state == PSRV_IDLE)
+        p->nidle--;
+    ps->state = PSRV_LENT;
+    ps->lent_to = s;
+    ps->lends++;
+    p->nlent++;
+    p->lends_total++;
+}
+
+/* A server finished its login or its transaction: to the first waiter, or idle. */
+static void became_free(struct pool_server *ps)
+{
+    struct pool *p = ps->pool;
+    struct session *s = dequeue(p);
+    if (s) {
+        lend(ps, s);
+        session_server_lent(s, ps);
+        return;
+    }
+    ps->state = PSRV_IDLE;
+    ps->idle_since_us = server_now_us(p->srv);
+    p->nidle++;
+    sbuf_set_ops(ps->sb, &idle_ops, ps);
+    sbuf_resume_read(ps->sb);
+}
+
+static int too_old(const struct pool_server *ps, uint64_t now)
+{
+    int lifetime = ps->pool->srv->cfg.server_lifetime_ms;
+    return lifetime && now - ps->created_us > (uint64_t)lifetime * 1000;
+}
+
+struct pool_server *pool_acquire(struct pool *p, struct session *s)
+{
+    assert(p && s && !s->waiting_in);
+    uint64_t now = server_now_us(p->srv);
+    struct pool_server *ps = p->servers, *next;
+    for (; ps; ps = next) {
+        next = ps->next;
+        if (ps->state != PSRV_IDLE)
+            continue;
+        if (!too_old(ps, now))
+            break;
+        close_server(ps, "server_lifetime reached");
+    }
+    if (ps) {
+        lend(ps, s);
+        return ps;
+    }
+    enqueue(p, s);
+    open_for_waiters(p);
+    return NULL;
+}
+
+void pool_release(struct pool_server *ps, int clean)
+{
+    assert(ps && ps->state == PSRV_LENT);
+    ps->lent_to = NULL;
+    if (!clean || ps->pool->srv->shutting_down || too_old(ps, server_now_us(ps->pool->srv))) {
+        close_server(ps, clean ? "server_lifetime reached" : "given back mid-transaction or with results pending");
+        return;
+    }
+    ps->pool->nlent--;
+    became_free(ps);
+}
+
+/* ---- reading from servers the pool holds ---- */
+
+/* The text of an ErrorResponse's message field, for the log and waiters. */
+static void error_text(const uint8_t *msg, uint32_t len, char *out, size_t cap)
+{
+    snprintf(out, cap, "the server refused the login");
+    for (uint32_t i = PROTO_HEADER_LEN; i < len && msg[i];) {
+        const char *field = (const char *)msg + i + 1;
+        size_t n = strnlen(field, len - i - 1);
+        if (msg[i] == 'M') {
+            snprintf(out, cap, "%.*s", (int)n, field);
+            return;
+        }
+        i += (uint32_t)n + 2;
+    }
+}
+
+/* One whole message of a server the pool holds; NULL while incomplete. */
+static const uint8_t *next_whole(struct pool_server *ps, uint32_t *len, int *bad)
+{
+    struct evbuffer *in = ps->sb->in;
+    size_t avail = evbuffer_get_length(in);
+    uint8_t head[PROTO_HEADER_LEN];
+    if (avail < PROTO_HEADER_LEN)
+        return NULL;
+    evbuffer_copyout(in, head, sizeof head);
+    struct msg_header h;
+    if (proto_read_header(head, avail, LOGIN_MAX_MESSAGE, &h) != HEADER_OK) {
+        *bad = 1;
+        return NULL;
+    }
+    if (avail < h.length + 1u)
+        return NULL;
+    *len = h.length + 1;
+    return evbuffer_pullup(in, *len);
+}
+
+/* 1: go on, 0: the login is over (the server is free or closed). */
+static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t len)
+{
+    struct pool *p = ps->pool;
+    char why[256];
+    switch (msg[0]) {
+    case 'R': {
+        enum auth_result r = auth_upstream_message(ps->auth, ps->sb, msg, len);
+        if (r == AUTH_FAILED) {
+            login_failed(ps, auth_failure(ps->auth)->sqlstate, auth_failure(ps->auth)->message);
+            return 0;
+        }
+        return 1;
+    }
+    case 'S':
+        if (param_values_note(&ps->params, msg, len) == 0 && !p->welcome_ready) {
+            param_values_note(&p->welcome, msg, len);
+            evbuffer_add(p->welcome_msgs, msg, len);
+        }
+        return 1;
+    case 'K':
+        if (len == 13) {
+            ps->pid = proto_get_u32(msg + 5);
+            ps->key = proto_get_u32(msg + 9);
+        }
+        return 1;
+    case 'N':
+        return 1;
+    case 'E':
+        error_text(msg, len, why, sizeof why);
+        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, why);
+        return 0;
+    case 'Z':
+        auth_free(ps->auth);
+        ps->auth = NULL;
+        p->welcome_ready = 1;
+        p->last_error[0] = '\0';
+        evbuffer_drain(ps->sb->in, len);
+        became_free(ps);
+        return 0;
+    default:
+        login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message from the server during login");
+        return 0;
+    }
+}
+
+static void login_readable(struct sbuf *sb, void *arg)
+{
+    struct pool_server *ps = arg;
+    (void)sb;
+    for (;;) {
+        uint32_t len = 0;
+        int bad = 0;
+        const uint8_t *msg = next_whole(ps, &len, &bad);
+        if (bad) {
+            login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length from the server during login");
+            return;
+        }
+        if (!msg)
+            return;
+        uint8_t type = msg[0];
+        if (!login_message(ps, msg, len))
+            return;
+        if (type != 'Z')
+            evbuffer_drain(ps->sb->in, len);
+    }
+}
+
+/* An idle server may still report a parameter or a notice; anything else
+ * (a FATAL as Postgres terminates it, bytes nobody asked for) ends it. */
+static void idle_readable(struct sbuf *sb, void *arg)
+{
+    struct pool_server *ps = arg;
+    (void)sb;
+    for (;;) {
+        uint32_t len = 0;
+        int bad = 0;
+        const uint8_t *msg = next_whole(ps, &len, &bad);
+        if (bad || (msg && msg[0] != 'S' && msg[0] != 'N')) {
+            char why[256] = "unexpected bytes from an idle server";
+            if (msg && msg[0] == 'E')
+                error_text(msg, len, why, sizeof why);
+            close_server(ps, why);
+            return;
+        }
+        if (!msg)
+            return;
+        if (msg[0] == 'S')
+            param_values_note(&ps->params, msg, len);
+        evbuffer_drain(ps->sb->in, len);
+    }
+}
+
+static void server_failed(struct sbuf *sb, void *arg, int eof, const char *why)
+{
+    struct pool_server *ps = arg;
+    (void)sb;
+    if (ps->state == PSRV_LOGIN)
+        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, eof ? "the server closed the connection during login" : why);
+    else
+        close_server(ps, eof ? "closed by the server" : why);
+}
+
+/* ---- housekeeping ---- */
+
+static void time_out_waiters(struct pool *p, uint64_t now)
+{
+    int ms = p->srv->cfg.query_wait_timeout_ms;
+    while (ms && p->wait_head && now - p->wait_head->wait_since_us > (uint64_t)ms * 1000) {
+        struct session *s = dequeue(p);
+        p->wait_timeouts++;
+        char why[384];
+        snprintf(why, sizeof why,
+                 "no server connection within query_wait_timeout (%d s): pool for database %s, user %s has %u of "
+                 "%d in use%s%s",
+                 ms / 1000, p->database, p->user, p->nservers, p->srv->cfg.pool_size,
+                 p->last_error[0] ? "; last login error: " : "", p->last_error);
+        session_pool_failed(s, SQLSTATE_TOO_MANY_CONNECTIONS, why);
+    }
+}
+
+static void close_stale(struct pool *p, uint64_t now)
+{
+    int idle_ms = p->srv->cfg.server_idle_timeout_ms;
+    struct pool_server *next;
+    for (struct pool_server *ps = p->servers; ps; ps = next) {
+        next = ps->next;
+        if (ps->state != PSRV_IDLE)
+            continue;
+        if (too_old(ps, now))
+            close_server(ps, "server_lifetime reached");
+        else if (idle_ms && now - ps->idle_since_us > (uint64_t)idle_ms * 1000)
+            close_server(ps, "server_idle_timeout reached");
+    }
+}
+
+static void janitor_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    uint64_t now = server_now_us(srv);
+    for (struct pool *p = srv->pools; p; p = p->next) {
+        time_out_waiters(p, now);
+        close_stale(p, now);
+    }
+}
+
+int pool_start_janitor(struct server *srv)
+{
+    srv->pool_janitor = event_new(srv->base, -1, EV_PERSIST, janitor_cb, srv);
+    struct timeval tv = {0, JANITOR_INTERVAL_MS * 1000};
+    return srv->pool_janitor && event_add(srv->pool_janitor, &tv) == 0 ? 0 : -1;
+}
+
+static int routed_now(const struct server *srv, const char *schema)
+{
+    if (!srv->route.version[0])
+        return schema == NULL;
+    return schema && (strcmp(schema, srv->route.old_schema) == 0 || strcmp(schema, srv->route.new_schema) == 0);
+}
+
+void pool_route_changed(struct server *srv)
+{
+    for (struct pool *p = srv->pools; p; p = p->next) {
+        if (routed_now(srv, p->schema))
+            continue;
+        struct pool_server *next;
+        for (struct pool_server *ps = p->servers; ps; ps = next) {
+            next = ps->next;
+            if (ps->state == PSRV_IDLE)
+                close_server(ps, "its version route ended");
+        }
+    }
+}
+
+void pool_free_all(struct server *srv)
+{
+    if (srv->pool_janitor) {
+        event_free(srv->pool_janitor);
+        srv->pool_janitor = NULL;
+    }
+    while (srv->pools) {
+        struct pool *p = srv->pools;
+        srv->pools = p->next;
+        while (p->servers) {
+            struct pool_server *ps = p->servers;
+            p->servers = ps->next;
+            if (ps->connecting)
+                upstream_connect_cancel(ps->connecting);
+            sbuf_free(ps->sb);
+            auth_free(ps->auth);
+            free(ps);
+        }
+        free_pool(p);
+    }
+    srv->pool_servers = 0;
+}
+
+json_t *pool_describe_all(struct server *srv)
+{
+    json_t *list = json_array();
+    uint64_t now = server_now_us(srv);
+    for (struct pool *p = srv->pools; p; p = p->next) {
+        json_t *o = json_object();
+        json_object_set_new(o, "database", json_string(p->database ? p->database : ""));
+        json_object_set_new(o, "user", json_string(p->user ? p->user : ""));
+        json_object_set_new(o, "schema", p->schema ? json_string(p->schema) : json_null());
+        json_object_set_new(o, "clients_waiting", json_integer(p->nwaiting));
+        json_object_set_new(o, "servers_active", json_integer(p->nlent));
+        json_object_set_new(o, "servers_idle", json_integer(p->nidle));
+        json_object_set_new(o, "servers_login", json_integer(logging_in(p)));
+        uint64_t oldest = p->wait_head ? now - p->wait_head->wait_since_us : 0;
+        json_object_set_new(o, "longest_wait_ms", json_integer((json_int_t)(oldest / 1000)));
+        json_object_set_new(o, "max_wait_ms", json_integer((json_int_t)(p->waited_us_max / 1000)));
+        json_object_set_new(o, "lends_total", json_integer((json_int_t)p->lends_total));
+        json_object_set_new(o, "waits_total", json_integer((json_int_t)p->waits_total));
+        json_object_set_new(o, "wait_timeouts_total", json_integer((json_int_t)p->wait_timeouts));
+        json_object_set_new(o, "last_error", p->last_error[0] ? json_string(p->last_error) : json_null());
+        json_array_append_new(list, o);
+    }
+    return list;
+}

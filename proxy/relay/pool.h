@@ -1,0 +1,112 @@
+/* Transaction pooling (pool_mode "transaction"): server connections the
+ * proxy logs in itself, kept in pools keyed by database, user, startup
+ * options and version schema, and lent to a client session for one
+ * transaction at a time. A session that declared a migration version gets
+ * servers of that version's pool, whose search_path was set at their login,
+ * so routing costs nothing per transaction.
+ *
+ * The pool owns its servers; a lent server's stream buffer is driven by the
+ * session that borrowed it (session.c) until the session gives it back at a
+ * transaction boundary (ReadyForQuery 'I'). Sessions that wait for a server
+ * queue per pool, first come first served, for at most query_wait_timeout. */
+#ifndef PGTANDEM_POOL_H
+#define PGTANDEM_POOL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "pin.h"
+#include "server.h"
+
+struct evbuffer;
+struct sbuf;
+struct session;
+struct upstream_connect;
+
+/* The values of the parameters the pool carries (pin.h), as Postgres
+ * reported them; "" with known 0 when never reported. */
+struct param_values {
+    char value[PIN_NTRACKED][64];
+    uint8_t known[PIN_NTRACKED];
+};
+
+/* A ParameterStatus message (whole, header included): records a tracked
+ * parameter's value. 0, or -1 when the message is malformed or the value
+ * does not fit (the caller then pins its client). */
+int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len);
+
+enum pool_server_state {
+    PSRV_CONNECTING,  /* TCP, TLS */
+    PSRV_LOGIN,       /* startup and authentication */
+    PSRV_IDLE,        /* in the pool, between transactions */
+    PSRV_LENT,        /* driven by a session */
+};
+
+struct pool;
+
+struct pool_server {
+    struct pool_server *prev, *next;   /* in its pool */
+    struct pool *pool;
+    uint64_t id;
+    enum pool_server_state state;
+    struct sbuf *sb;
+    struct upstream_connect *connecting;
+    struct auth_state *auth;           /* during login */
+    struct session *lent_to;
+    uint32_t pid, key;                 /* BackendKeyData: where a cancel goes */
+    uint64_t created_us, idle_since_us;
+    uint64_t lends;
+    struct param_values params;        /* what this server's session has set */
+};
+
+struct pool {
+    struct pool *next;
+    struct server *srv;
+    char *database, *user, *options;   /* options: the client's, without pgtandem.version */
+    char *schema;                      /* version schema first on the search_path; NULL: none */
+    struct pool_server *servers;
+    uint32_t nservers, nidle, nlent;
+    struct session *wait_head, *wait_tail;
+    uint32_t nwaiting;
+    uint64_t waited_us_max;            /* the longest wait so far (since start) */
+    struct auth_credentials creds;     /* from the last client of this user who logged in */
+    int have_creds;
+    struct param_values welcome;       /* tracked defaults from the first login */
+    struct evbuffer *welcome_msgs;     /* its ParameterStatus messages, replayed to each client */
+    int welcome_ready;
+    char last_error[256];              /* the last login failure, for waiters and /pools */
+    uint64_t lends_total, waits_total, wait_timeouts;
+};
+
+/* The pool a session with these startup values belongs to now (schema:
+ * the version schema of the current route, NULL for none); created on first
+ * use. NULL when out of memory. */
+struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
+                      const char *schema);
+/* Keeps the credentials a client just proved, for the pool's next logins. */
+void pool_take_credentials(struct pool *p, const struct auth_state *a);
+
+/* Lends an idle server to `s` now (returned), or queues `s` and returns
+ * NULL: session_server_lent or session_pool_failed follows. */
+struct pool_server *pool_acquire(struct pool *p, struct session *s);
+/* `s` no longer waits (it closed, or it is held by a pause). */
+void pool_forget_waiter(struct pool *p, struct session *s);
+/* The session is done with the server: back to the pool when `clean` (a
+ * ReadyForQuery 'I' with nothing in flight), else closed. */
+void pool_release(struct pool_server *ps, int clean);
+
+/* The version route changed: idle servers of pools no session is routed to
+ * any more are closed, freeing their slots under the database's limit. */
+void pool_route_changed(struct server *srv);
+/* Closes every server and frees every pool (exit). Waiting sessions must
+ * be gone already. */
+void pool_free_all(struct server *srv);
+/* Starts the pools' housekeeping timer (idle timeout, lifetime, waits). */
+int pool_start_janitor(struct server *srv);
+
+/* GET /pools and /status: per pool clients waiting, servers active/idle,
+ * the longest wait, totals. */
+json_t *pool_describe_all(struct server *srv);
+
+#endif

@@ -1,0 +1,245 @@
+"""pool_mode "transaction" (issue 23): the proxy lends a server connection per
+transaction from pools it logs in itself, behind its own SCRAM.
+
+- many clients against a role capped at 50 connections (Postgres's 53300
+  beyond): direct, pgbench -c 200 aborts; through a pool of 20 it runs with
+  0 failed transactions and never more than 20 server connections;
+- an unpinned client really moves between server connections, and the
+  parameters Postgres reports (TimeZone, application_name ...) follow it
+  there and never leak to the next borrower;
+- each kind of state a pool cannot carry (SET of another parameter, SET
+  search_path, SQL PREPARE, LISTEN, WITH HOLD cursors, session advisory
+  locks, temporary tables, named protocol statements) pins the client to
+  its server connection, keeps that state working, and shows in /status;
+- the wait queue answers with 53300 after query_wait_timeout; a server
+  terminated between transactions is replaced without the client noticing;
+- transaction mode without auth scram is refused at start.
+"""
+import socket
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import BIN, relay_direct, wait_for, write_users_file
+
+PW = "poolpass"
+
+
+def _role(cluster, name, limit=None):
+    cluster.psql("DROP ROLE IF EXISTS %s" % name)
+    cluster.psql("CREATE ROLE %s LOGIN PASSWORD '%s'%s" % (name, PW, " CONNECTION LIMIT %d" % limit if limit else ""))
+    cluster.psql("GRANT ALL ON SCHEMA public TO %s" % name)
+    cluster.psql("GRANT ALL ON ALL TABLES IN SCHEMA public TO %s" % name)
+
+
+def _pool_proxy(proxy_factory, tmp_path, user, *extra):
+    users = write_users_file(str(tmp_path / ("users-%s.json" % user)), {user: {"password": PW}})
+    return proxy_factory(extra_args=["--auth", "scram", "--users-file", users, "--pool-mode", "transaction"]
+                         + list(extra))
+
+
+def _uri(p, user, extra=""):
+    return p.uri(user=user, password=PW, extra=extra)
+
+
+def _connect(p, user):
+    # prepare_threshold=None: psycopg would otherwise prepare named statements
+    # after five runs, which pins (tested on its own below)
+    return psycopg.connect(_uri(p, user), autocommit=True, prepare_threshold=None)
+
+
+def _server_pids(cluster, user):
+    return int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = '%s'" % user))
+
+
+def _session_of(p, application_name):
+    code, st = p.admin("GET", "/status")
+    assert code == 200
+    for s in st["sessions"]:
+        if s.get("application_name") == application_name:
+            return s
+    return None
+
+
+@pytest.fixture
+def needs_proxy():
+    if relay_direct():
+        pytest.skip("transaction pooling is the proxy's")
+
+
+def test_transaction_mode_needs_proxy_authentication(cluster):
+    r = subprocess.run([BIN, "proxy", "--upstream", "postgresql://%s:%d/" % (cluster.host, cluster.port),
+                        "--pool-mode", "transaction", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "pool_mode transaction needs auth scram" in r.stderr
+
+
+def test_two_hundred_clients_over_a_role_capped_at_fifty(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolcap", limit=50)
+    cluster.psql("DROP TABLE IF EXISTS pool_counter; CREATE TABLE pool_counter (id int PRIMARY KEY, n bigint)")
+    cluster.psql("INSERT INTO pool_counter SELECT g, 0 FROM generate_series(1, 200) g")
+    cluster.psql("GRANT ALL ON pool_counter TO poolcap")
+    script = tmp_path / "bump.sql"
+    script.write_text("\\set id random(1, 200)\nBEGIN;\nUPDATE pool_counter SET n = n + 1 WHERE id = :id;\n"
+                      "SELECT pg_sleep(0.002);\nEND;\n")
+    direct = subprocess.run(["pgbench", "-n", "-c", "200", "-j", "2", "-T", "2", "-f", str(script),
+                             cluster.uri(user="poolcap", password=PW)], capture_output=True, text=True, timeout=120)
+    assert direct.returncode != 0 and "too many connections" in direct.stderr, direct.stderr[-2000:]
+
+    p = _pool_proxy(proxy_factory, tmp_path, "poolcap", "--pool-size", "20")
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _server_pids(cluster, "poolcap"))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = subprocess.run(["pgbench", "-n", "-c", "200", "-j", "2", "-T", "4", "-f", str(script), _uri(p, "poolcap")],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        sampler.join()
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + p.log()[-3000:]
+    assert "number of failed transactions: 0 " in r.stdout, r.stdout
+    done = int([l for l in r.stdout.splitlines() if "actually processed" in l][0].split(":")[1].split("/")[0])
+    assert done > 0
+    # every transaction that pgbench counted is in the table, no more, no less
+    assert int(cluster.psql("SELECT sum(n) FROM pool_counter")) == done
+    assert 0 < peak[0] <= 20, "server connections peaked at %d" % peak[0]
+
+
+def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolmove")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolmove", "--pool-size", "3")
+    a = _connect(p, "poolmove")
+    b = _connect(p, "poolmove")
+    a.execute("SET TimeZone TO 'Asia/Tokyo'")
+    a.execute("SET application_name TO 'mover'")
+    pid_a = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    # b takes the server a just gave back (the only idle one) and keeps it
+    b.execute("BEGIN")
+    pid_b = b.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert pid_b == pid_a, "b should have borrowed a's idle server"
+    # the parameters a set stayed a's: b sees the defaults on the same backend
+    assert b.execute("SHOW TimeZone").fetchone()[0] != "Asia/Tokyo"
+    assert b.execute("SELECT current_setting('application_name')").fetchone()[0] != "mover"
+    # a moves to another server and finds its parameters there
+    pid_a2, tz, app = a.execute("SELECT pg_backend_pid(), current_setting('TimeZone'), "
+                                "current_setting('application_name')").fetchone()
+    assert pid_a2 != pid_a
+    assert (tz, app) == ("Asia/Tokyo", "mover")
+    assert a.info.parameter_status("TimeZone") == "Asia/Tokyo"
+    b.execute("COMMIT")
+    s = _session_of(p, "mover")
+    assert s is not None and s["pinned"] is None
+    a.close()
+    b.close()
+    assert "pinned" not in p.log()
+
+
+PIN_CASES = [
+    ("set_untracked", "SET statement_timeout TO '4321ms'", "SHOW statement_timeout", "4321ms", "SET statement_timeout"),
+    ("search_path", "SET search_path TO pg_catalog, public", "SHOW search_path", "pg_catalog, public",
+     "SET search_path"),
+    ("prepare", "PREPARE pinned_q AS SELECT 41 + 1", "EXECUTE pinned_q", 42, "PREPARE"),
+    ("listen", "LISTEN pinned_channel", "SELECT count(*) FROM pg_listening_channels()", 1, "LISTEN"),
+    ("with_hold", "DECLARE pinned_c CURSOR WITH HOLD FOR SELECT 7 FROM generate_series(1, 10)", "FETCH pinned_c", 7,
+     "WITH HOLD"),
+    ("advisory", "SELECT pg_advisory_lock(424242)",
+     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242 AND pid = pg_backend_pid()", 1,
+     "pg_advisory_lock()"),
+    ("temp_table", "CREATE TEMP TABLE pinned_t AS SELECT 5 AS v", "SELECT v FROM pinned_t", 5, "temporary object"),
+]
+
+
+@pytest.mark.parametrize("name,setup,probe,expect,reason", PIN_CASES, ids=[c[0] for c in PIN_CASES])
+def test_state_the_pool_cannot_carry_pins_the_client(needs_proxy, cluster, proxy_factory, tmp_path, name, setup,
+                                                     probe, expect, reason):
+    user = "poolpin_" + name
+    _role(cluster, user)
+    p = _pool_proxy(proxy_factory, tmp_path, user, "--pool-size", "3")
+    a = psycopg.connect(_uri(p, user, "application_name=pinned-" + name), autocommit=True, prepare_threshold=None)
+    b = _connect(p, user)
+    a.execute(setup)
+    pid_a = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    # another client that borrows now gets another server: a's stays a's
+    b.execute("BEGIN")
+    assert b.execute("SELECT pg_backend_pid()").fetchone()[0] != pid_a
+    for _ in range(3):
+        assert a.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_a
+        assert a.execute(probe).fetchone()[0] == expect
+    b.execute("COMMIT")
+    s = _session_of(p, "pinned-" + name)
+    assert s is not None and s["pinned"] and reason in s["pinned"], s
+    a.close()
+    b.close()
+    log = p.log()
+    assert log.count("pinned to its server connection") == 1, log[-2000:]
+
+
+def test_named_protocol_statements_pin_for_now(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolnamed")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolnamed", "--pool-size", "2")
+    with psycopg.connect(_uri(p, "poolnamed", "application_name=named"), autocommit=True,
+                         prepare_threshold=0) as c:
+        pids = {c.execute("SELECT pg_backend_pid(), %s::int", (i,)).fetchone()[0] for i in range(5)}
+        assert len(pids) == 1
+        assert _session_of(p, "named")["pinned"] == "named prepared statement"
+
+
+def test_a_client_that_waits_too_long_hears_53300(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolwait")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolwait", "--pool-size", "1", "--query-wait-timeout", "1")
+    a = _connect(p, "poolwait")
+    a.execute("BEGIN")
+    a.execute("SELECT 1")
+    b = _connect(p, "poolwait")
+    t0 = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as e:
+        b.execute("SELECT 1")
+    assert 0.9 < time.monotonic() - t0 < 10
+    # a FATAL, as PgBouncer's: libpq reports the text, the log the SQLSTATE
+    assert "no server connection within query_wait_timeout (1 s)" in str(e.value)
+    assert "query_wait_timeout (1 s): pool for database appdb, user poolwait has 1 of 1 in use [53300]" in p.log()
+    a.execute("COMMIT")
+    # the pool serves the next client as soon as the server is back
+    with _connect(p, "poolwait") as c:
+        assert c.execute("SELECT 2").fetchone()[0] == 2
+    code, pools = p.admin("GET", "/pools")
+    assert code == 200
+    mine = [x for x in pools["pools"] if x["user"] == "poolwait"]
+    assert mine and mine[0]["wait_timeouts_total"] == 1
+    a.close()
+
+
+def test_a_server_terminated_between_transactions_is_replaced(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolkill")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolkill", "--pool-size", "2")
+    a = _connect(p, "poolkill")
+    pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    cluster.psql("SELECT pg_terminate_backend(%d)" % pid)
+    wait_for(lambda: _server_pids(cluster, "poolkill") == 0, 10, "the backend to go")
+    for i in range(3):
+        assert a.execute("SELECT %s::int", (i,)).fetchone()[0] == i
+    assert a.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+    a.close()
+
+
+def test_terminate_between_transactions_keeps_the_server(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolbye")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolbye", "--pool-size", "2")
+    pids = set()
+    for _ in range(5):
+        with _connect(p, "poolbye") as c:
+            pids.add(c.execute("SELECT pg_backend_pid()").fetchone()[0])
+    assert len(pids) == 1, "each client's Terminate must not end the pooled server"
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.close()

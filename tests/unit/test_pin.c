@@ -1,0 +1,96 @@
+/* Unit tests for what pins a client in transaction pooling (pin.c) and the
+ * tracked-parameter bookkeeping of pool.c. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "pin.h"
+#include "pool.h"
+#include "proto.h"
+#include "unit.h"
+
+static int pins(const char *sql, char *why)
+{
+    return pin_reason_for_sql(sql, strlen(sql), why, 64);
+}
+
+static void test_pinning_statements(void)
+{
+    char why[64];
+    CHECK("SET of an untracked parameter pins", pins("SET statement_timeout = 5", why) == 1 &&
+                                                    !strcmp(why, "SET statement_timeout"));
+    CHECK("SET search_path pins", pins("set search_path to a, b", why) == 1 && !strcmp(why, "SET search_path"));
+    CHECK("SET SESSION pins", pins("SET SESSION work_mem = '8MB'", why) == 1);
+    CHECK("SET ROLE pins", pins("SET ROLE other", why) == 1);
+    CHECK("PREPARE pins", pins("PREPARE q AS SELECT 1", why) == 1 && !strcmp(why, "PREPARE"));
+    CHECK("LISTEN pins", pins("  -- wake me\n LISTEN ch", why) == 1 && !strcmp(why, "LISTEN"));
+    CHECK("WITH HOLD pins", pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1", why) == 1);
+    CHECK("a temporary table pins", pins("CREATE TEMP TABLE t (a int)", why) == 1 &&
+                                        !strcmp(why, "temporary object"));
+    CHECK("CREATE TEMP TABLE AS pins", pins("create temporary table t as select 1", why) == 1);
+    CHECK("a session advisory lock pins", pins("SELECT pg_advisory_lock(1)", why) == 1 &&
+                                              !strcmp(why, "pg_advisory_lock()"));
+    CHECK("pg_try_advisory_lock pins", pins("select x from t where pg_try_advisory_lock(x)", why) == 1);
+    CHECK("set_config pins", pins("SELECT set_config('a.b', 'c', false)", why) == 1);
+    CHECK("LOAD pins", pins("LOAD 'auto_explain'", why) == 1);
+    CHECK("the second statement of a string pins", pins("SELECT 1; SET lock_timeout = 1", why) == 1);
+    CHECK("after a block comment", pins("/* x */ LISTEN ch", why) == 1);
+}
+
+static void test_statements_that_do_not_pin(void)
+{
+    char why[64];
+    CHECK("SELECT does not pin", pins("SELECT 1", why) == 0);
+    CHECK("UPDATE ... SET does not pin", pins("UPDATE t SET a = 1", why) == 0);
+    CHECK("SET LOCAL does not pin", pins("SET LOCAL statement_timeout = 5", why) == 0);
+    CHECK("a tracked parameter does not pin", pins("SET TimeZone = 'UTC'", why) == 0);
+    CHECK("SET application_name does not pin", pins("SET application_name = 'x'", why) == 0);
+    CHECK("RESET does not pin", pins("RESET statement_timeout", why) == 0);
+    CHECK("RESET ALL does not pin", pins("RESET ALL", why) == 0);
+    CHECK("SET TRANSACTION does not pin", pins("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", why) == 0);
+    CHECK("a cursor without hold does not pin", pins("DECLARE c CURSOR FOR SELECT 1", why) == 0);
+    CHECK("a table does not pin", pins("CREATE TABLE t (a int)", why) == 0);
+    CHECK("an xact advisory lock does not pin", pins("SELECT pg_advisory_xact_lock(1)", why) == 0);
+    CHECK("a syntax error does not pin", pins("SET SET SET", why) == 0);
+    CHECK("empty text does not pin", pin_reason_for_sql("", 0, why, sizeof why) == 0);
+    CHECK("a literal that says SET does not pin", pins("SELECT 'a; SET x = 1'", why) == 0);
+    CHECK("text not NUL-terminated is read to len only", pin_reason_for_sql("SELECT 1LISTEN x", 8, why, 64) == 0);
+}
+
+static uint32_t parameter_status(uint8_t *buf, const char *key, const char *value)
+{
+    size_t kl = strlen(key) + 1, vl = strlen(value) + 1;
+    buf[0] = 'S';
+    proto_put_u32(buf + 1, (uint32_t)(4 + kl + vl));
+    memcpy(buf + 5, key, kl);
+    memcpy(buf + 5 + kl, value, vl);
+    return (uint32_t)(5 + kl + vl);
+}
+
+static void test_parameter_values(void)
+{
+    struct param_values p;
+    memset(&p, 0, sizeof p);
+    uint8_t buf[256];
+    uint32_t n = parameter_status(buf, "TimeZone", "Asia/Tokyo");
+    CHECK("a tracked parameter is noted", param_values_note(&p, buf, n) == 0);
+    int tz = pin_tracked_index("timezone");
+    CHECK("tracked names match without case", tz >= 0 && p.known[tz] && !strcmp(p.value[tz], "Asia/Tokyo"));
+    n = parameter_status(buf, "server_version", "15.8");
+    CHECK("an untracked parameter is ignored", param_values_note(&p, buf, n) == 0);
+    char long_value[100];
+    memset(long_value, 'x', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    n = parameter_status(buf, "application_name", long_value);
+    CHECK("a value too long to carry is refused", param_values_note(&p, buf, n) == -1);
+    buf[n - 1] = 'x';
+    CHECK("a value without its NUL is refused", param_values_note(&p, buf, n) == -1);
+    CHECK("a short message is refused", param_values_note(&p, buf, 6) == -1);
+}
+
+int main(void)
+{
+    test_pinning_statements();
+    test_statements_that_do_not_pin();
+    test_parameter_values();
+    return UNIT_RESULT();
+}
