@@ -54,6 +54,8 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->server_idle_timeout_ms = (int)v * 1000;
     else if (!strcmp(st->name, "server_lifetime_s"))
         cfg->server_lifetime_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "max_prepared_statements"))
+        cfg->max_prepared_statements = (int)v;
 }
 
 static int parse_pool_mode(const char *s, int *transaction)

@@ -53,6 +53,7 @@ struct config {
     int query_wait_timeout_ms; /* a client waits this long for a server connection (0: forever) */
     int server_idle_timeout_ms;/* an idle server connection is closed after it (0: never) */
     int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
+    int max_prepared_statements; /* clients' named statements kept prepared per server connection */
 };
 
 void config_init(struct config *cfg);

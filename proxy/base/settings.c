@@ -28,6 +28,8 @@ const struct setting SETTINGS[] = {
     {"query_wait_timeout_s", "--query-wait-timeout", SETTING_INT, 0, 86400, 120, 0, SETTING_PROXY, "s"},
     {"server_idle_timeout_s", "--server-idle-timeout", SETTING_INT, 0, 86400, 600, 0, SETTING_PROXY, "s"},
     {"server_lifetime_s", "--server-lifetime", SETTING_INT, 0, 604800, 3600, 0, SETTING_PROXY, "s"},
+    {"max_prepared_statements", "--max-prepared-statements", SETTING_INT, 1, 100000, 200, 0, SETTING_PROXY,
+     "statements per server connection"},
     {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s"},
     {"target_ms", NULL, SETTING_INT, 1, 60000, 50, 1, SETTING_THROTTLE, "ms"},
     {"sleep_ratio", NULL, SETTING_NUMBER, 0, 100, 0, 1, SETTING_THROTTLE, "x batch time"},

@@ -153,6 +153,53 @@ static int pins_call(const char *tree, char *why, size_t cap)
     return 0;
 }
 
+/* Parameters whose SET always pins: the version route owns search_path,
+ * and a role changes who the server connection is. */
+static int never_carried(const char *name)
+{
+    static const char *const names[] = {"search_path", "role", "session_authorization", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *parse_tree(const char *sql, size_t len)
+{
+    char *text = malloc(len + 1);
+    if (!text)
+        return NULL;
+    memcpy(text, sql, len);
+    text[len] = '\0';
+    PgQueryParseResult r = pg_query_parse(text);
+    free(text);
+    json_t *root = !r.error && r.parse_tree ? json_loads(r.parse_tree, 0, NULL) : NULL;
+    pg_query_free_parse_result(r);
+    return root;
+}
+
+int pin_carried_set(const char *sql, size_t len, struct pin_carry *out)
+{
+    const char *end = sql + len;
+    const char *p = skip_blanks_and_comments(sql, end);
+    if (!word_is(p, end, "set") && !word_is(p, end, "reset"))
+        return 0;
+    json_t *root = parse_tree(sql, len);
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *node = json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), "VariableSetStmt");
+    const char *kind = json_string_value(json_object_get(node, "kind"));
+    const char *name = json_string_value(json_object_get(node, "name"));
+    int carried = json_array_size(stmts) == 1 && kind && name && !json_is_true(json_object_get(node, "is_local")) &&
+                  (!strcmp(kind, "VAR_SET_VALUE") || !strcmp(kind, "VAR_SET_DEFAULT") || !strcmp(kind, "VAR_RESET")) &&
+                  pin_tracked_index(name) < 0 && !never_carried(name) && strlen(name) < sizeof out->name;
+    if (carried) {
+        snprintf(out->name, sizeof out->name, "%s", name);
+        out->reset = !strcmp(kind, "VAR_RESET") || !strcmp(kind, "VAR_SET_DEFAULT");
+    }
+    json_decref(root);
+    return carried;
+}
+
 int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap)
 {
     if (!may_pin(sql, len))

@@ -24,4 +24,17 @@ int pin_tracked_index(const char *name);
  * less pooled, never wrong). */
 int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap);
 
+/* A session-level SET the pool can carry itself, as PgBouncer cannot: the
+ * only statement of its text, SET (or RESET) of a parameter that is not
+ * tracked, not search_path, not a role. The pool runs the same text again
+ * on the next server the client borrows (and RESET on servers the client
+ * leaves), so drivers that SET at connect (pgjdbc's extra_float_digits)
+ * stay pooled. */
+struct pin_carry {
+    char name[64];      /* the parameter, lower case as Postgres folds it */
+    int reset;          /* RESET name: back to the default */
+};
+/* 1 when `sql` is such a SET (filled in *out), 0 when not. */
+int pin_carried_set(const char *sql, size_t len, struct pin_carry *out);
+
 #endif

@@ -15,6 +15,7 @@
 #include "proto.h"
 #include "sbuf.h"
 #include "session.h"
+#include "statement_map.h"
 #include "upstream.h"
 
 #define LOGIN_MAX_MESSAGE 65536u
@@ -46,6 +47,77 @@ int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len)
     strcpy(p->value[i], value);
     p->known[i] = 1;
     return 0;
+}
+
+/* ---- carried SETs ---- */
+
+static int carried_find(const struct carried_sets *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->name[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static void carried_remove(struct carried_sets *c, int i)
+{
+    free(c->sql[i]);
+    c->n--;
+    memmove(c->name[i], c->name[c->n], sizeof c->name[i]);
+    c->sql[i] = c->sql[c->n];
+    c->sql[c->n] = NULL;
+}
+
+int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len)
+{
+    int i = carried_find(c, name);
+    if (reset) {
+        if (i >= 0)
+            carried_remove(c, i);
+        return 0;
+    }
+    char *copy = strndup(sql, len);
+    if (!copy || (i < 0 && c->n == CARRIED_MAX) || strlen(name) >= sizeof c->name[0]) {
+        free(copy);
+        return -1;
+    }
+    if (i < 0) {
+        i = c->n++;
+        snprintf(c->name[i], sizeof c->name[i], "%s", name);
+    } else {
+        free(c->sql[i]);
+    }
+    c->sql[i] = copy;
+    return 0;
+}
+
+void carried_sets_free(struct carried_sets *c)
+{
+    while (c->n)
+        carried_remove(c, c->n - 1);
+}
+
+int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src)
+{
+    carried_sets_free(dst);
+    for (int i = 0; i < src->n; i++)
+        if (carried_sets_apply(dst, src->name[i], 0, src->sql[i], strlen(src->sql[i])) != 0) {
+            carried_sets_free(dst);
+            return -1;
+        }
+    return 0;
+}
+
+void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out)
+{
+    for (int i = 0; i < have->n; i++)
+        if (carried_find(want, have->name[i]) < 0)
+            evbuffer_add_printf(out, "RESET %s;", have->name[i]);
+    for (int i = 0; i < want->n; i++) {
+        int j = carried_find(have, want->name[i]);
+        if (j < 0 || strcmp(have->sql[j], want->sql[i]) != 0)
+            evbuffer_add_printf(out, "%s;", want->sql[i]);
+    }
 }
 
 /* ---- finding pools ---- */
@@ -212,6 +284,8 @@ static void close_server(struct pool_server *ps, const char *why)
         upstream_connect_cancel(ps->connecting);
     sbuf_free(ps->sb);
     auth_free(ps->auth);
+    stmt_cache_free(ps);
+    carried_sets_free(&ps->carried);
     free(ps);
     if (!p->srv->shutting_down)
         kick_waiters(p->srv);
@@ -527,8 +601,9 @@ static void login_readable(struct sbuf *sb, void *arg)
     }
 }
 
-/* An idle server may still report a parameter or a notice; anything else
- * (a FATAL as Postgres terminates it, bytes nobody asked for) ends it. */
+/* An idle server may still report a parameter or a notice, or answer the
+ * Close messages of pool_forget_statements; anything else (a FATAL as
+ * Postgres terminates it, bytes nobody asked for) ends it. */
 static void idle_readable(struct sbuf *sb, void *arg)
 {
     struct pool_server *ps = arg;
@@ -537,7 +612,8 @@ static void idle_readable(struct sbuf *sb, void *arg)
         uint32_t len = 0;
         int bad = 0;
         const uint8_t *msg = next_whole(ps, &len, &bad);
-        if (bad || (msg && msg[0] != 'S' && msg[0] != 'N')) {
+        int owed = msg && ps->owed_rfq && (msg[0] == '3' || msg[0] == 'Z');
+        if (bad || (msg && msg[0] != 'S' && msg[0] != 'N' && !owed)) {
             char why[256] = "unexpected bytes from an idle server";
             if (msg && msg[0] == 'E')
                 error_text(msg, len, why, sizeof why);
@@ -548,6 +624,8 @@ static void idle_readable(struct sbuf *sb, void *arg)
             return;
         if (msg[0] == 'S')
             param_values_note(&ps->params, msg, len);
+        if (owed && msg[0] == 'Z')
+            ps->owed_rfq--;
         evbuffer_drain(ps->sb->in, len);
     }
 }
@@ -621,6 +699,16 @@ static int routed_now(const struct server *srv, const char *schema)
     return schema && (strcmp(schema, srv->route.old_schema) == 0 || strcmp(schema, srv->route.new_schema) == 0);
 }
 
+void pool_forget_statements(struct server *srv)
+{
+    for (struct pool *p = srv->pools; p; p = p->next)
+        for (struct pool_server *ps = p->servers; ps; ps = ps->next)
+            if (ps->state == PSRV_IDLE && stmt_cache_write_close_all(ps, ps->sb->out)) {
+                ps->owed_rfq++;
+                sbuf_flush(ps->sb);
+            }
+}
+
 void pool_route_changed(struct server *srv)
 {
     for (struct pool *p = srv->pools; p; p = p->next) {
@@ -651,6 +739,8 @@ void pool_free_all(struct server *srv)
                 upstream_connect_cancel(ps->connecting);
             sbuf_free(ps->sb);
             auth_free(ps->auth);
+            stmt_cache_free(ps);
+            carried_sets_free(&ps->carried);
             free(ps);
         }
         free_pool(p);
@@ -677,6 +767,8 @@ json_t *pool_describe_all(struct server *srv)
         json_object_set_new(o, "lends_total", json_integer((json_int_t)p->lends_total));
         json_object_set_new(o, "waits_total", json_integer((json_int_t)p->waits_total));
         json_object_set_new(o, "wait_timeouts_total", json_integer((json_int_t)p->wait_timeouts));
+        json_object_set_new(o, "prepared_hits_total", json_integer((json_int_t)p->stmt_hits));
+        json_object_set_new(o, "prepared_misses_total", json_integer((json_int_t)p->stmt_misses));
         json_object_set_new(o, "last_error", p->last_error[0] ? json_string(p->last_error) : json_null());
         json_array_append_new(list, o);
     }

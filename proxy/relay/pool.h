@@ -36,6 +36,24 @@ struct param_values {
  * does not fit (the caller then pins its client). */
 int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len);
 
+/* Session-level SETs of untracked parameters the pool carries (pin.h:
+ * pin_carried_set), each as the client wrote it. */
+#define CARRIED_MAX 8
+struct carried_sets {
+    char name[CARRIED_MAX][64];
+    char *sql[CARRIED_MAX];
+    int n;
+};
+/* Records SET (or, reset, RESET) of `name`; -1 when full or out of memory
+ * (the caller pins its client instead). */
+int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len);
+void carried_sets_free(struct carried_sets *c);
+/* `dst` becomes a copy of `src`; -1 out of memory (dst then empty). */
+int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src);
+/* Appends the statements that take a server from `have` to `want`: RESET
+ * of what `want` lacks, the client's SET where the text differs. */
+void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out);
+
 enum pool_server_state {
     PSRV_CONNECTING,  /* TCP, TLS */
     PSRV_LOGIN,       /* startup and authentication */
@@ -58,6 +76,11 @@ struct pool_server {
     uint64_t created_us, idle_since_us;
     uint64_t lends;
     struct param_values params;        /* what this server's session has set */
+    struct carried_sets carried;       /* SETs the last borrowers left on it */
+    uint64_t *stmts;                   /* clients' statements prepared here (statement_map.c) */
+    uint64_t *stmt_used;               /* when each was last bound: the oldest goes first */
+    uint32_t nstmts;
+    uint32_t owed_rfq;                 /* ReadyForQuery of our Close messages still due while idle */
 };
 
 struct pool {
@@ -77,6 +100,7 @@ struct pool {
     int welcome_ready;
     char last_error[256];              /* the last login failure, for waiters and /pools */
     uint64_t lends_total, waits_total, wait_timeouts;
+    uint64_t stmt_hits, stmt_misses;   /* a bound statement was on the lent server / prepared first */
 };
 
 /* The pool a session with these startup values belongs to now (schema:
@@ -95,6 +119,12 @@ void pool_forget_waiter(struct pool *p, struct session *s);
 /* The session is done with the server: back to the pool when `clean` (a
  * ReadyForQuery 'I' with nothing in flight), else closed. */
 void pool_release(struct pool_server *ps, int clean);
+
+/* The tables changed under every prepared statement (a cutover): idle
+ * servers close theirs (replies swallowed by whoever borrows them next),
+ * so they are prepared again on demand. Lent servers are their session's
+ * business (session_reprepare). */
+void pool_forget_statements(struct server *srv);
 
 /* The version route changed: idle servers of pools no session is routed to
  * any more are closed, freeing their slots under the database's limit. */

@@ -67,6 +67,20 @@ void prepared_forget_closed(struct prepared **list, const uint8_t *msg, uint32_t
         forget(list, name);
 }
 
+struct prepared *prepared_find(struct prepared **list, const char *name)
+{
+    for (struct prepared **p = list; *p; p = &(*p)->next) {
+        if (strcmp((*p)->name, name) == 0) {
+            struct prepared *found = *p;
+            *p = found->next;
+            found->next = *list;
+            *list = found;
+            return found;
+        }
+    }
+    return NULL;
+}
+
 void prepared_free_all(struct prepared **list)
 {
     while (*list) {

@@ -24,6 +24,9 @@ int prepared_remember(struct prepared **list, const uint8_t *msg, uint32_t len);
 /* msg is a complete Close message; only statement closes matter. */
 void prepared_forget_closed(struct prepared **list, const uint8_t *msg, uint32_t len);
 void prepared_free_all(struct prepared **list);
+/* The statement the client named `name`, or NULL; moved to the front, so
+ * the statements a client binds most are found first. */
+struct prepared *prepared_find(struct prepared **list, const char *name);
 /* Appends Close + Parse for every statement and one Sync; returns how many
  * statements (0: nothing appended). */
 int prepared_write_reprepare(const struct prepared *list, struct evbuffer *out);

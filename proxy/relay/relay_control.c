@@ -45,6 +45,7 @@ int relay_reprepare(struct server *relay)
     int n = 0;
     for (struct session *s = relay->sessions; s; s = s->next)
         n += session_reprepare(s);
+    pool_forget_statements(relay);
     return n;
 }
 

@@ -28,6 +28,7 @@
 #include "sbuf.h"
 #include "server.h"
 #include "source_limit.h"
+#include "statement_map.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -66,7 +67,9 @@ static void drop_server(struct session *s)
         pool_forget_waiter(s->waiting_in, s);
     if (s->lent) {
         int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
-                    !s->s2c_remaining && !s->c2s_remaining && !s->pin_reason[0];
+                    !s->s2c_remaining && !s->c2s_remaining && !s->pin_reason[0] &&
+                    reply_queue_empty(&s->replies);
+        reply_queue_free(&s->replies);
         struct pool_server *ps = s->lent;
         s->lent = NULL;
         s->server = NULL;
@@ -269,6 +272,8 @@ void session_free(struct session *s)
     free(s->version);
     free(s->routed_schema);
     free(s->pool_options);
+    reply_queue_free(&s->replies);
+    carried_sets_free(&s->carried);
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
@@ -1094,18 +1099,23 @@ static int hold_message(struct session *s)
 
 /* ---- transaction pooling: lending ---- */
 
+static void pin(struct session *s, const char *why);
+
 /* SET for each tracked parameter whose value on the lent server is not
  * the client's, sent ahead of the client's transaction, answers swallowed
  * (their ParameterStatus still noted: see note_parameter). */
 static void sync_params(struct session *s)
 {
     const struct param_values *have = &s->lent->params;
-    struct evbuffer *sql = NULL;
+    struct evbuffer *sql = evbuffer_new();
+    if (!sql)
+        return;
+    carried_sets_diff(&s->lent->carried, &s->carried, sql);
+    if (carried_sets_copy(&s->lent->carried, &s->carried) != 0)
+        pin(s, "out of memory carrying its SETs");
     for (int i = 0; i < PIN_NTRACKED; i++) {
         if (!s->params.known[i] || (have->known[i] && !strcmp(have->value[i], s->params.value[i])))
             continue;
-        if (!sql && !(sql = evbuffer_new()))
-            return;
         evbuffer_add_printf(sql, "SET %s TO '", PIN_TRACKED_PARAMS[i]);
         for (const char *v = s->params.value[i]; *v; v++)
         {
@@ -1115,10 +1125,10 @@ static void sync_params(struct session *s)
         }
         evbuffer_add(sql, "';", 2);
     }
-    if (!sql)
-        return;
-    evbuffer_add(sql, "", 1);
-    inject_query(s, (const char *)evbuffer_pullup(sql, -1));
+    if (evbuffer_get_length(sql)) {
+        evbuffer_add(sql, "", 1);
+        inject_query(s, (const char *)evbuffer_pullup(sql, -1));
+    }
     evbuffer_free(sql);
 }
 
@@ -1130,6 +1140,9 @@ static void attach_server(struct session *s, struct pool_server *ps)
     s->upstream_key = ps->key;
     sbuf_set_ops(ps->sb, &server_ops, s);
     sbuf_resume_read(ps->sb);
+    s->swallow_rfq += ps->owed_rfq; /* our Close messages sent while it was idle */
+    ps->owed_rfq = 0;
+    reply_queue_reset(&s->replies);
     sync_params(s);
 }
 
@@ -1190,7 +1203,7 @@ static int borrow_for_next_message(struct session *s)
 static void give_back_at_boundary(struct session *s)
 {
     if (!s->lent || s->pin_reason[0] || s->state != SESS_READY || !tracker_at_boundary(&s->tracker) ||
-        s->swallow_rfq || s->s2c_remaining || s->c2s_remaining)
+        s->swallow_rfq || s->s2c_remaining || s->c2s_remaining || !reply_queue_empty(&s->replies))
         return;
     struct pool_server *ps = s->lent;
     s->lent = NULL;
@@ -1204,6 +1217,14 @@ static void give_back_at_boundary(struct session *s)
     pool_release(ps, 1);
     if (!s->holding && evbuffer_get_length(s->client->in))
         relay_client_to_server(s);
+}
+
+/* Replies the proxy owes the client go out at once when nothing of the
+ * server's is on its way to the client before them. */
+static void stmt_map_answer_due_now(struct session *s)
+{
+    if (!s->s2c_remaining || s->s2c_discard)
+        stmt_map_answer_due(s);
 }
 
 static void pin(struct session *s, const char *why)
@@ -1240,17 +1261,22 @@ static int check_pin(struct session *s, struct evbuffer *in, const struct msg_he
         return -1;
     const char *body = (const char *)evbuffer_pullup(in, total) + PROTO_HEADER_LEN;
     size_t len = total - PROTO_HEADER_LEN;
-    if (h->type == 'P') {
+    if (h->type == 'P') { /* the query after the statement's name */
         size_t name_len = strnlen(body, len);
-        if (name_len) {
-            pin(s, "named prepared statement");
-            return 0;
-        }
         body += name_len + 1;
         len = len > name_len + 1 ? len - name_len - 1 : 0;
     }
+    len = strnlen(body, len);
+    struct pin_carry carry;
+    if (s->tracker.tx_status == 'I' && pin_carried_set(body, len, &carry)) {
+        /* on the server it runs on now, and on every one it borrows next */
+        if (carried_sets_apply(&s->carried, carry.name, carry.reset, body, len) != 0 ||
+            carried_sets_apply(&s->lent->carried, carry.name, carry.reset, body, len) != 0)
+            pin(s, "too many SETs to carry");
+        return 0;
+    }
     char why[64];
-    if (pin_reason_for_sql(body, strnlen(body, len), why, sizeof why) != 0)
+    if (pin_reason_for_sql(body, len, why, sizeof why) != 0)
         pin(s, why);
     return 0;
 }
@@ -1287,9 +1313,20 @@ static void relay_client_to_server(struct session *s)
         }
         if (s->route_gen != s->srv->route.gen && h.type != 'X' && (!s->lent || s->pin_reason[0]))
             follow_route(s);
-        if (s->state == SESS_READY) {
-            if (s->lent && !s->pin_reason[0] && check_pin(s, in, &h, avail) < 0)
+        if (s->state == SESS_READY && s->lent) {
+            if (!s->pin_reason[0] && check_pin(s, in, &h, avail) < 0)
                 break;
+            enum stmt_map_result m = stmt_map_client_message(s, in, &h, avail);
+            if (m == STMT_NEED_MORE)
+                break;
+            if (m == STMT_FAILED)
+                return;
+            note_client_message(s, h.type);
+            if (m == STMT_CONSUMED)
+                stmt_map_answer_due_now(s);
+            if (m == STMT_CONSUMED || m == STMT_STREAM_REST)
+                continue; /* c2s_remaining set, or nothing left of it */
+        } else if (s->state == SESS_READY) {
             int r = track_statement(s, in, &h, avail);
             if (r < 0)
                 break;
@@ -1555,6 +1592,8 @@ static void relay_server_to_client(struct session *s)
         }
         if (r == 0)
             break;
+        if (s->lent)
+            stmt_map_answer_due(s); /* in their turn: the message before them has passed */
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
             if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
                 break;
@@ -1562,6 +1601,11 @@ static void relay_server_to_client(struct session *s)
                 s->swallow_rfq--;
                 s->pid_probe = 0;
             }
+            s->s2c_remaining = h.length + 1;
+            s->s2c_discard = 1;
+            continue;
+        }
+        if (s->lent && stmt_map_server_message(s, h.type)) { /* the reply to one of ours */
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;
@@ -1576,6 +1620,8 @@ static void relay_server_to_client(struct session *s)
         if (seen == 0)
             s->s2c_remaining = h.length + 1;
     }
+    if (s->lent && !s->s2c_remaining)
+        stmt_map_answer_due(s);
     sbuf_flush(s->client);
     if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
@@ -1756,6 +1802,13 @@ static size_t count_prepared(const struct session *s)
 int session_reprepare(struct session *s)
 {
     assert(s);
+    if (s->lent) { /* its statements are prepared again on demand, under the new tables */
+        if (s->state != SESS_READY || !session_at_boundary(s) || !stmt_cache_write_close_all(s->lent, s->server->out))
+            return 0;
+        s->swallow_rfq++;
+        sbuf_flush(s->server);
+        return 1;
+    }
     if (s->state != SESS_READY || !s->server || !s->prepared || !session_at_boundary(s))
         return 0;
     int n = prepared_write_reprepare(s->prepared, s->server->out);

@@ -9,6 +9,7 @@
 
 #include "pool.h"
 #include "proto.h"
+#include "reply_queue.h"
 #include "server.h"
 #include "session_state.h"
 
@@ -76,6 +77,8 @@ struct session {
     char *pool_options;             /* startup options and parameters the pool is keyed by */
     char pin_reason[64];            /* keeps `lent` for good, and why ("": not pinned) */
     struct param_values params;     /* the tracked parameters as this client has them */
+    struct reply_queue replies;     /* what the lent server owes (statement_map.h) */
+    struct carried_sets carried;    /* its SETs the pool carries to each server it borrows */
 };
 
 /* Takes ownership of an accepted socket. */

@@ -5,16 +5,22 @@ transaction from pools it logs in itself, behind its own SCRAM.
   beyond): direct, pgbench -c 200 aborts; through a pool of 20 it runs with
   0 failed transactions and never more than 20 server connections;
 - an unpinned client really moves between server connections, and the
-  parameters Postgres reports (TimeZone, application_name ...) follow it
-  there and never leak to the next borrower;
-- each kind of state a pool cannot carry (SET of another parameter, SET
-  search_path, SQL PREPARE, LISTEN, WITH HOLD cursors, session advisory
-  locks, temporary tables, named protocol statements) pins the client to
-  its server connection, keeps that state working, and shows in /status;
+  parameters Postgres reports (TimeZone, application_name ...) and the
+  session-level SETs it ran (statement_timeout, pgjdbc's
+  extra_float_digits ...) follow it there and never leak to the next
+  borrower;
+- each kind of state a pool cannot carry (a SET inside a transaction block,
+  SET search_path, SQL PREPARE, LISTEN, WITH HOLD cursors, session
+  advisory locks, temporary tables) pins the client to its server
+  connection, keeps that state working, and shows in /status;
+- named protocol statements of psycopg, asyncpg, node-postgres, pgjdbc and
+  pgbench -M prepared are prepared on whichever server runs them, shared
+  between clients, and never pin;
 - the wait queue answers with 53300 after query_wait_timeout; a server
   terminated between transactions is replaced without the client noticing;
 - transaction mode without auth scram is refused at start.
 """
+import os
 import socket
 import subprocess
 import threading
@@ -23,7 +29,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, relay_direct, wait_for, write_users_file
+from conftest import BIN, TOP, relay_direct, wait_for, write_users_file
+
+JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 
 PW = "poolpass"
 
@@ -123,6 +131,11 @@ def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, c
     b = _connect(p, "poolmove")
     a.execute("SET TimeZone TO 'Asia/Tokyo'")
     a.execute("SET application_name TO 'mover'")
+    # not reported by Postgres: carried by the pool as the client wrote them
+    a.execute("SET statement_timeout = '4321ms'")
+    a.execute("SET extra_float_digits = 3")
+    a.execute("SET work_mem TO '8MB'")
+    a.execute("RESET work_mem")
     pid_a = a.execute("SELECT pg_backend_pid()").fetchone()[0]
     # b takes the server a just gave back (the only idle one) and keeps it
     b.execute("BEGIN")
@@ -131,11 +144,16 @@ def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, c
     # the parameters a set stayed a's: b sees the defaults on the same backend
     assert b.execute("SHOW TimeZone").fetchone()[0] != "Asia/Tokyo"
     assert b.execute("SELECT current_setting('application_name')").fetchone()[0] != "mover"
+    assert b.execute("SHOW statement_timeout").fetchone()[0] == "0"
+    assert b.execute("SHOW extra_float_digits").fetchone()[0] == "1"
     # a moves to another server and finds its parameters there
     pid_a2, tz, app = a.execute("SELECT pg_backend_pid(), current_setting('TimeZone'), "
                                 "current_setting('application_name')").fetchone()
     assert pid_a2 != pid_a
     assert (tz, app) == ("Asia/Tokyo", "mover")
+    assert a.execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+    assert a.execute("SHOW extra_float_digits").fetchone()[0] == "3"
+    assert a.execute("SHOW work_mem").fetchone()[0] == "4MB"
     assert a.info.parameter_status("TimeZone") == "Asia/Tokyo"
     b.execute("COMMIT")
     s = _session_of(p, "mover")
@@ -146,7 +164,8 @@ def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, c
 
 
 PIN_CASES = [
-    ("set_untracked", "SET statement_timeout TO '4321ms'", "SHOW statement_timeout", "4321ms", "SET statement_timeout"),
+    ("set_in_a_transaction", "BEGIN; SET statement_timeout TO '4321ms'; COMMIT", "SHOW statement_timeout", "4321ms",
+     "SET statement_timeout"),
     ("search_path", "SET search_path TO pg_catalog, public", "SHOW search_path", "pg_catalog, public",
      "SET search_path"),
     ("prepare", "PREPARE pinned_q AS SELECT 41 + 1", "EXECUTE pinned_q", 42, "PREPARE"),
@@ -185,14 +204,125 @@ def test_state_the_pool_cannot_carry_pins_the_client(needs_proxy, cluster, proxy
     assert log.count("pinned to its server connection") == 1, log[-2000:]
 
 
-def test_named_protocol_statements_pin_for_now(needs_proxy, cluster, proxy_factory, tmp_path):
-    _role(cluster, "poolnamed")
-    p = _pool_proxy(proxy_factory, tmp_path, "poolnamed", "--pool-size", "2")
-    with psycopg.connect(_uri(p, "poolnamed", "application_name=named"), autocommit=True,
-                         prepare_threshold=0) as c:
-        pids = {c.execute("SELECT pg_backend_pid(), %s::int", (i,)).fetchone()[0] for i in range(5)}
-        assert len(pids) == 1
-        assert _session_of(p, "named")["pinned"] == "named prepared statement"
+CLIENTS, ROUNDS, POOL = 8, 60, 3
+
+
+def _check_moved_and_shared(p, user, rows, most, clients=CLIENTS, rounds=ROUNDS):
+    """Every answer came back (rows), clients moved between servers (most
+    backends one client saw), statements were prepared on demand on each
+    server and then found there (the pool's hit and miss counts), and
+    nothing pinned."""
+    assert rows == 2 * clients * rounds
+    assert most >= 2, "no client ever moved to another server connection"
+    code, pools = p.admin("GET", "/pools")
+    mine = [x for x in pools["pools"] if x["user"] == user][0]
+    assert mine["prepared_misses_total"] <= 2 * POOL + 2 * clients, mine  # once per server, give or take re-Parse
+    assert mine["prepared_hits_total"] >= 2 * clients * rounds - mine["prepared_misses_total"], mine
+    assert pools["pinned_sessions"] == 0 and "pinned" not in p.log()
+
+
+def test_psycopg_prepared_statements_move_between_servers(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolpsy")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolpsy", "--pool-size", str(POOL))
+    results, errors = [], []
+
+    def client(k):
+        try:
+            # prepare_threshold=0: every statement is a named server-side one from its first run
+            with psycopg.connect(_uri(p, "poolpsy"), autocommit=True, prepare_threshold=0) as c:
+                pids = set()
+                for i in range(ROUNDS):
+                    v, pid = c.execute("SELECT %s::int + 1, pg_backend_pid()", (i,)).fetchone()
+                    assert v == i + 1
+                    pids.add(pid)
+                    assert c.execute("SELECT %s::text || %s::text", ("a", str(k))).fetchone()[0] == "a%d" % k
+                results.append(len(pids))
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    _check_moved_and_shared(p, "poolpsy", 2 * CLIENTS * ROUNDS, max(results))
+
+
+def test_asyncpg_statement_cache_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolasync")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolasync", "--pool-size", str(POOL))
+    script = tmp_path / "asyncpg_pool.py"
+    script.write_text("""
+import asyncio, sys
+import asyncpg
+
+async def client(uri, k, rounds):
+    c = await asyncpg.connect(uri)
+    pids = set()
+    for i in range(rounds):
+        v, pid = await c.fetchrow("SELECT $1::int + 1, pg_backend_pid()", i)
+        assert v == i + 1, (v, i)
+        pids.add(pid)
+        s = await c.fetchval("SELECT $1::text || $2::text", "a", str(k))
+        assert s == "a%d" % k, s
+    await c.close()
+    return len(pids)
+
+async def main(uri, n, rounds):
+    res = await asyncio.gather(*(client(uri, k, rounds) for k in range(n)))
+    print("ok", 2 * n * rounds, max(res))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+""")
+    r = subprocess.run(["/usr/bin/python3", str(script), _uri(p, "poolasync"), str(CLIENTS), str(ROUNDS)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
+    _, rows, most = r.stdout.split()
+    _check_moved_and_shared(p, "poolasync", int(rows), int(most))
+
+
+def test_node_postgres_named_statements_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolnode")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolnode", "--pool-size", str(POOL))
+    r = subprocess.run(["node", os.path.join(TOP, "tests", "node", "pooled.js"), _uri(p, "poolnode"), str(CLIENTS),
+                        str(ROUNDS)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
+    _, rows, most = r.stdout.split()
+    _check_moved_and_shared(p, "poolnode", int(rows), int(most))
+
+
+def test_pgjdbc_server_prepared_statements_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "pooljdbc")
+    p = _pool_proxy(proxy_factory, tmp_path, "pooljdbc", "--pool-size", str(POOL))
+    r = subprocess.run(["java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PooledPrepared.java"),
+                        "jdbc:postgresql://127.0.0.1:%d/appdb?sslmode=disable" % p.port, "pooljdbc", PW, str(CLIENTS),
+                        str(ROUNDS)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
+    _, rows, most = r.stdout.split()
+    _check_moved_and_shared(p, "pooljdbc", int(rows), int(most))
+
+
+def test_pgbench_prepared_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
+    """pgbench -M prepared prepares each statement with a blocking call on
+    first use, so clients sharing a thread would wait on each other's
+    servers: one thread per client, as with any transaction pooler."""
+    _role(cluster, "poolbench")
+    cluster.psql("DROP TABLE IF EXISTS pool_bench; CREATE TABLE pool_bench (id int PRIMARY KEY, n bigint)")
+    cluster.psql("INSERT INTO pool_bench SELECT g, 0 FROM generate_series(1, 50) g; GRANT ALL ON pool_bench TO poolbench")
+    script = tmp_path / "bump.sql"
+    script.write_text("\\set id random(1, 50)\nBEGIN;\nUPDATE pool_bench SET n = n + 1 WHERE id = :id;\n"
+                      "SELECT n FROM pool_bench WHERE id = :id;\nEND;\n")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolbench", "--pool-size", "4")
+    r = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "16", "-j", "16", "-T", "3", "-f", str(script),
+                        _uri(p, "poolbench")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + p.log()[-3000:]
+    assert "number of failed transactions: 0 " in r.stdout, r.stdout
+    done = int([l for l in r.stdout.splitlines() if "actually processed" in l][0].split(":")[1].split("/")[0])
+    assert int(cluster.psql("SELECT sum(n) FROM pool_bench")) == done
+    code, pools = p.admin("GET", "/pools")
+    mine = [x for x in pools["pools"] if x["user"] == "poolbench"][0]
+    assert mine["prepared_hits_total"] > mine["prepared_misses_total"] > 0, mine
 
 
 def test_a_client_that_waits_too_long_hears_53300(needs_proxy, cluster, proxy_factory, tmp_path):

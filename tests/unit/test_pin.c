@@ -1,6 +1,8 @@
 /* Unit tests for what pins a client in transaction pooling (pin.c) and the
  * tracked-parameter bookkeeping of pool.c. */
+#include <event2/buffer.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "pin.h"
@@ -87,8 +89,57 @@ static void test_parameter_values(void)
     CHECK("a short message is refused", param_values_note(&p, buf, 6) == -1);
 }
 
+static void test_carried_sets(void)
+{
+    struct pin_carry c;
+    const char *q = "SET extra_float_digits = 3";
+    CHECK("a lone SET of an untracked parameter is carried", pin_carried_set(q, strlen(q), &c) == 1 &&
+                                                               !strcmp(c.name, "extra_float_digits") && !c.reset);
+    q = "RESET statement_timeout";
+    CHECK("RESET is carried as a reset", pin_carried_set(q, strlen(q), &c) == 1 && c.reset);
+    q = "SET statement_timeout TO DEFAULT";
+    CHECK("SET ... TO DEFAULT is a reset", pin_carried_set(q, strlen(q), &c) == 1 && c.reset);
+    q = "SET search_path = a";
+    CHECK("search_path is never carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET ROLE x";
+    CHECK("a role is never carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET TimeZone = 'UTC'";
+    CHECK("a tracked parameter is not carried (Postgres reports it)", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET LOCAL work_mem = '8MB'";
+    CHECK("SET LOCAL is not carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET work_mem = '8MB'; SELECT 1";
+    CHECK("a SET among other statements is not carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SELECT 1";
+    CHECK("a SELECT is not a SET", pin_carried_set(q, strlen(q), &c) == 0);
+
+    struct carried_sets have = {0}, want = {0};
+    CHECK("apply", carried_sets_apply(&want, "work_mem", 0, "SET work_mem = '8MB'", 20) == 0 &&
+                       carried_sets_apply(&have, "lock_timeout", 0, "SET lock_timeout = 5", 20) == 0);
+    struct evbuffer *out = evbuffer_new();
+    carried_sets_diff(&have, &want, out);
+    size_t n = evbuffer_get_length(out);
+    char text[128] = "";
+    evbuffer_remove(out, text, n < sizeof text - 1 ? n : sizeof text - 1);
+    CHECK("the diff resets what the client lacks and sets what it has",
+          !strcmp(text, "RESET lock_timeout;SET work_mem = '8MB';"));
+    CHECK("copy", carried_sets_copy(&have, &want) == 0 && have.n == 1);
+    carried_sets_diff(&have, &want, out);
+    CHECK("no diff once the same", evbuffer_get_length(out) == 0);
+    CHECK("reset removes", carried_sets_apply(&want, "work_mem", 1, NULL, 0) == 0 && want.n == 0);
+    for (int i = 0; i < CARRIED_MAX; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        carried_sets_apply(&want, name, 0, "SET x = 1", 9);
+    }
+    CHECK("a full set refuses one more", carried_sets_apply(&want, "one_more", 0, "SET x = 1", 9) == -1);
+    evbuffer_free(out);
+    carried_sets_free(&have);
+    carried_sets_free(&want);
+}
+
 int main(void)
 {
+    test_carried_sets();
     test_pinning_statements();
     test_statements_that_do_not_pin();
     test_parameter_values();
