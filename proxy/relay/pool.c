@@ -277,6 +277,11 @@ static void kick_waiters(struct server *srv);
 static void close_server(struct pool_server *ps, const char *why)
 {
     struct pool *p = ps->pool;
+    /* cancels still on their way: cancel_arrived finds no server and drops
+     * them, so their clients are told here */
+    for (int i = 0; i < ps->ncancels; i++)
+        ps->cancels[i].done(p->srv, ps->cancels[i].waiter);
+    ps->ncancels = 0;
     log_debug("pool server %llu (database %s, user %s) closed: %s", (unsigned long long)ps->id, p->database,
               p->user, why);
     unlink_server(ps);
@@ -493,7 +498,40 @@ void pool_release(struct pool_server *ps, int clean)
         return;
     }
     ps->pool->nlent--;
+    if (ps->ncancels) {
+        ps->state = PSRV_CANCELLING; /* cancel_arrived frees it */
+        sbuf_set_ops(ps->sb, &idle_ops, ps);
+        return;
+    }
     became_free(ps);
+}
+
+/* A cancel for `waiter` was delivered (or given up on): its client hears
+ * so, and a server given back meanwhile is free again. */
+static void cancel_arrived(struct server *srv, uint64_t waiter)
+{
+    for (struct pool *p = srv->pools; p; p = p->next)
+        for (struct pool_server *ps = p->servers; ps; ps = ps->next)
+            for (int i = 0; i < ps->ncancels; i++) {
+                if (ps->cancels[i].waiter != waiter)
+                    continue;
+                cancel_done_fn done = ps->cancels[i].done;
+                ps->cancels[i] = ps->cancels[--ps->ncancels];
+                if (!ps->ncancels && ps->state == PSRV_CANCELLING)
+                    became_free(ps);
+                done(srv, waiter);
+                return;
+            }
+}
+
+int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
+{
+    if (ps->ncancels == POOL_CANCELS_MAX ||
+        upstream_send_cancel(ps->pool->srv, ps->pid, ps->key, cancel_arrived, waiter) != 0)
+        return -1;
+    ps->cancels[ps->ncancels].done = done;
+    ps->cancels[ps->ncancels++].waiter = waiter;
+    return 1;
 }
 
 /* ---- reading from servers the pool holds ---- */

@@ -59,7 +59,10 @@ enum pool_server_state {
     PSRV_LOGIN,       /* startup and authentication */
     PSRV_IDLE,        /* in the pool, between transactions */
     PSRV_LENT,        /* driven by a session */
+    PSRV_CANCELLING,  /* given back while a cancel for it is on its way: lent again once it arrived */
 };
+
+#define POOL_CANCELS_MAX 4
 
 struct pool;
 
@@ -81,6 +84,11 @@ struct pool_server {
     uint64_t *stmt_used;               /* when each was last bound: the oldest goes first */
     uint32_t nstmts;
     uint32_t owed_rfq;                 /* ReadyForQuery of our Close messages still due while idle */
+    struct {                           /* cancels on their way to this server's backend */
+        cancel_done_fn done;
+        uint64_t waiter;
+    } cancels[POOL_CANCELS_MAX];
+    int ncancels;
 };
 
 struct pool {
@@ -119,6 +127,12 @@ void pool_forget_waiter(struct pool *p, struct session *s);
 /* The session is done with the server: back to the pool when `clean` (a
  * ReadyForQuery 'I' with nothing in flight), else closed. */
 void pool_release(struct pool_server *ps, int clean);
+
+/* Sends a CancelRequest to the lent server's backend. Until Postgres has
+ * closed the connection that carried it, the server is not lent to anyone
+ * else: the signal must not reach the next borrower's query. Then
+ * done(srv, waiter) as for upstream_send_cancel. 1 on its way, -1 not. */
+int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
 
 /* The tables changed under every prepared statement (a cutover): idle
  * servers close theirs (replies swallowed by whoever borrows them next),

@@ -1780,8 +1780,8 @@ int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_f
 {
     assert(srv && done);
     struct session *target = session_find_by_cancel_key(srv, pid, key);
-    if (target && pooled(target) && !target->lent)
-        return -1; /* between transactions: nothing runs to cancel */
+    if (target && pooled(target)) /* between transactions nothing runs to cancel */
+        return target->lent ? pool_cancel(target->lent, done, waiter) : -1;
     if (!target || !target->upstream_pid)
         return 0;
     if (upstream_send_cancel(srv, target->upstream_pid, target->upstream_key, done, waiter) != 0) {

@@ -373,3 +373,35 @@ def test_terminate_between_transactions_keeps_the_server(needs_proxy, cluster, p
     assert len(pids) == 1, "each client's Terminate must not end the pooled server"
     s = socket.create_connection(("127.0.0.1", p.port))
     s.close()
+
+
+def test_cancel_reaches_the_server_the_client_uses_now(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolcancel")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolcancel", "--pool-size", "2")
+    a = _connect(p, "poolcancel")
+    b = _connect(p, "poolcancel")
+    a.cancel()  # between transactions: nothing to cancel, nothing breaks
+    assert a.execute("SELECT 1").fetchone()[0] == 1
+    done = []
+
+    def sleeper():
+        try:
+            a.execute("SELECT pg_sleep(30)")
+            done.append("finished")
+        except psycopg.errors.QueryCanceled:
+            done.append("canceled")
+
+    t = threading.Thread(target=sleeper)
+    t0 = time.monotonic()
+    t.start()
+    wait_for(lambda: int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'poolcancel'"
+                                      " AND query LIKE 'SELECT pg_sleep%' AND state = 'active'")) == 1, 10,
+             "the sleep to run")
+    a.cancel()
+    t.join(20)
+    assert done == ["canceled"] and time.monotonic() - t0 < 15
+    # the server it used goes back to the pool once the cancel was delivered, and serves on
+    for c in (a, b):
+        assert c.execute("SELECT pg_sleep(0.2), 7").fetchone()[1] == 7
+    a.close()
+    b.close()

@@ -1,0 +1,198 @@
+"""The measuring half of bench/pool.sh (run by it, with the poolers started):
+pgbench through each target, CPU per transaction from /proc, idle memory,
+and the results as OUT.md and OUT.json."""
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+
+env = os.environ
+rounds = int(env.get("ROUNDS", "2"))
+duration = int(env.get("DURATION", "10"))
+clients = [int(c) for c in env.get("CLIENTS", "10 100 1000").split()]
+prepared_clients = int(env.get("PREPARED_CLIENTS", "1000"))
+mem_conns = int(env.get("MEM_CONNS", "10000"))
+work = env["WORK"]
+pids = {"pgtandem": int(env["TPID"]), "pgbouncer": int(env["BPID"])}
+uris = {
+    "pgtandem": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["TPORT"],
+    "pgbouncer": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["BPORT"],
+    "direct": env["DIRECT_URI"],
+}
+targets = ["pgtandem", "pgbouncer", "direct"]
+ncpu = os.cpu_count() or 1
+tick = os.sysconf("SC_CLK_TCK")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def pgbench(target, c, mode="simple", jobs=None):
+    logdir = os.path.join(work, "log-%s-%d-%s" % (target, c, mode))
+    os.makedirs(logdir, exist_ok=True)
+    args = ["pgbench", "-n", "-S", "-c", str(c), "-j", str(jobs or min(c, ncpu)), "-T", str(duration), "-M", mode,
+            "-l", "--log-prefix", os.path.join(logdir, "tx"), uris[target]]
+    before = cpu_s(pids[target]) if target in pids else None
+    r = subprocess.run(args, capture_output=True, text=True, timeout=duration * 20 + 300, cwd=logdir)
+    after = cpu_s(pids[target]) if target in pids else None
+    out = r.stdout + r.stderr
+    tps = re.search(r"tps = ([\d.]+)", out)
+    done = re.search(r"actually processed: (\d+)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    aborted = len(re.findall(r"aborted", out))
+    lat = []
+    for path in glob.glob(os.path.join(logdir, "tx*")):
+        with open(path) as f:
+            lat += [int(line.split()[2]) for line in f if line.strip()]
+        os.unlink(path)
+    lat.sort()
+    res = {"target": target, "clients": c, "mode": mode, "ok": r.returncode == 0 and bool(tps),
+           "tps": float(tps.group(1)) if tps else 0.0, "transactions": int(done.group(1)) if done else 0,
+           "failed": int(failed.group(1)) if failed else None, "aborted_lines": aborted,
+           "p50_ms": percentile(lat, 0.50) / 1000.0 if lat else None,
+           "p99_ms": percentile(lat, 0.99) / 1000.0 if lat else None}
+    if before is not None and res["transactions"]:
+        res["cpu_us_per_tx"] = round((after - before) * 1e6 / res["transactions"], 2)
+    if not res["ok"]:
+        errs = [l for l in out.splitlines() if "error" in l.lower()]
+        res["error"] = errs[0][:200] if errs else out[-200:]
+    return res
+
+
+runs = []
+print("== %d rounds x %d s, -S, clients %s, pool %s" % (rounds, duration, clients, env["POOLSIZE"]), flush=True)
+for rnd in range(rounds):
+    order = targets[rnd % 3:] + targets[:rnd % 3]
+    for c in clients:
+        for t in order:
+            res = pgbench(t, c)
+            res["round"] = rnd + 1
+            runs.append(res)
+            print("round %d %5d clients %-9s tps %9.0f p50 %s p99 %s cpu/tx %s failed %s%s" % (
+                rnd + 1, c, t, res["tps"], res["p50_ms"], res["p99_ms"], res.get("cpu_us_per_tx"), res["failed"],
+                "" if res["ok"] else "  ERROR " + res.get("error", "")), flush=True)
+
+prepared = []
+for t in targets:
+    # one thread per client: -M prepared prepares with a blocking call on first use
+    res = pgbench(t, prepared_clients, "prepared", jobs=prepared_clients)
+    prepared.append(res)
+    print("prepared %5d clients %-9s tps %9.0f p99 %s failed %s%s" % (
+        prepared_clients, t, res["tps"], res["p99_ms"], res["failed"],
+        "" if res["ok"] else "  ERROR " + res.get("error", "")), flush=True)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+HOLDER = r'''
+import sys, psycopg
+uri, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for i in range(n):
+    c = psycopg.connect(uri, autocommit=True)
+    c.execute("SELECT 1")
+    conns.append(c)
+print("ready", flush=True)
+sys.stdin.readline()
+'''
+
+memory = []
+for t in ("pgtandem", "pgbouncer"):
+    base = rss_kb(pids[t])
+    h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(mem_conns)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
+    line = h.stdout.readline().strip()
+    if line != "ready":
+        h.kill()
+        memory.append({"target": t, "connections": mem_conns, "measured": False})
+        continue
+    time.sleep(1.0)
+    held = rss_kb(pids[t])
+    h.stdin.write("\n")
+    h.stdin.flush()
+    h.wait(timeout=300)
+    per = (held - base) * 1024.0 / mem_conns
+    memory.append({"target": t, "connections": mem_conns, "measured": True, "rss_base_kb": base,
+                   "rss_held_kb": held, "bytes_per_client": round(per)})
+    print("memory %-9s %d idle clients: RSS %d kB -> %d kB, %.0f bytes/client" % (t, mem_conns, base, held, per),
+          flush=True)
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+summary = []
+for c in clients:
+    row = {"clients": c}
+    for t in targets:
+        mine = [r for r in runs if r["target"] == t and r["clients"] == c]
+        ok = [r for r in mine if r["ok"]]
+        row[t] = {"tps": median([r["tps"] for r in ok]), "p50_ms": median([r["p50_ms"] for r in ok]),
+                  "p99_ms": median([r["p99_ms"] for r in ok]), "cpu_us_per_tx": median([r.get("cpu_us_per_tx")
+                                                                                       for r in ok]),
+                  "failed_runs": len(mine) - len(ok), "failed_tx": sum(r["failed"] or 0 for r in ok),
+                  "error": next((r.get("error") for r in mine if not r["ok"]), None)}
+    summary.append(row)
+
+out = env["OUT"]
+meta = {"date": datetime.datetime.utcnow().isoformat() + "Z", "host": platform.node(), "cpus": ncpu,
+        "rounds": rounds, "duration_s": duration, "pool_size": int(env["POOLSIZE"]), "max_connections": 50,
+        "load_after": os.getloadavg()}
+with open(out + ".json", "w") as f:
+    json.dump({"meta": meta, "runs": runs, "summary": summary, "prepared": prepared, "memory": memory}, f, indent=1)
+
+
+def fmt(v, spec="%.0f"):
+    return "—" if v is None else spec % v
+
+
+lines = ["# Transaction pooling: pgtandem vs PgBouncer vs direct (`sh bench/pool.sh`)", "",
+         "%s, %d CPUs, Postgres max_connections 50, pools of %s, pgbench -S, median of %d rounds x %d s." % (
+             meta["date"], ncpu, env["POOLSIZE"], rounds, duration), "",
+         "| clients | target | TPS | p50 ms | p99 ms | pooler CPU µs/tx | failed |", "|---|---|---|---|---|---|---|"]
+for row in summary:
+    for t in targets:
+        r = row[t]
+        failed = r["error"] if r["failed_runs"] else str(r["failed_tx"])
+        lines.append("| %d | %s | %s | %s | %s | %s | %s |" % (row["clients"], t, fmt(r["tps"]),
+                                                             fmt(r["p50_ms"], "%.2f"), fmt(r["p99_ms"], "%.2f"),
+                                                             fmt(r["cpu_us_per_tx"], "%.1f"), failed))
+lines += ["", "pgbench -S -M prepared, %d clients (one thread each):" % prepared_clients, "",
+          "| target | TPS | p99 ms | failed |", "|---|---|---|---|"]
+for r in prepared:
+    lines.append("| %s | %s | %s | %s |" % (r["target"], fmt(r["tps"]), fmt(r["p99_ms"], "%.2f"),
+                                           r.get("error") if not r["ok"] else r["failed"]))
+lines += ["", "Idle clients (each ran one `SELECT 1`), resident memory of the pooler:", "",
+          "| target | clients | bytes per client |", "|---|---|---|"]
+for m in memory:
+    lines.append("| %s | %d | %s |" % (m["target"], m["connections"],
+                                       m["bytes_per_client"] if m["measured"] else "not measured"))
+with open(out + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+print("\n".join(lines))
+print("wrote %s.md and %s.json" % (out, out))
