@@ -296,25 +296,22 @@ static void close_server(struct pool_server *ps, const char *why)
         kick_waiters(p->srv);
 }
 
-/* A login failed and no server of the pool is left to serve its waiters:
- * they hear why rather than wait for their timeout. */
+/* A login failed. When no server of the pool is left to serve its
+ * waiters, they hear why rather than wait for their timeout, unless Postgres
+ * only had no slot free for a moment (53300, 57P03: a backend the proxy
+ * closed may not have exited yet): the janitor tries again. */
 static void login_failed(struct pool_server *ps, const char *sqlstate, const char *why)
 {
     struct pool *p = ps->pool;
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
-    log_warn("pool (database %s, user %s): server login failed: %s", p->database, p->user, why);
+    log_warn("pool (database %s, user %s): server login failed: %s [%s]", p->database, p->user, why, sqlstate);
     close_server(ps, why);
-    if (p->nservers)
+    int transient = !strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) || !strcmp(sqlstate, SQLSTATE_CANNOT_CONNECT_NOW);
+    if (p->nservers || transient)
         return;
     struct session *s;
     while ((s = dequeue(p)))
         session_pool_failed(s, sqlstate, why);
-}
-
-static void add_param(struct evbuffer *out, const char *key, const char *value)
-{
-    evbuffer_add(out, key, strlen(key) + 1);
-    evbuffer_add(out, value, strlen(value) + 1);
 }
 
 /* The StartupMessage of a pooled server: the pool's user, database and
@@ -334,16 +331,11 @@ static int send_startup(struct pool_server *ps)
     struct evbuffer *params = evbuffer_new();
     if (!params)
         return -1;
-    add_param(params, "user", p->user);
-    add_param(params, "database", p->database);
+    proto_add_startup_param(params, "user", p->user, NULL);
+    proto_add_startup_param(params, "database", p->database, NULL);
     if (options[0])
-        add_param(params, "options", options);
-    evbuffer_add(params, "", 1);
-    uint8_t head[8];
-    proto_put_u32(head, (uint32_t)(8 + evbuffer_get_length(params)));
-    proto_put_u32(head + 4, PROTO_VERSION_3);
-    evbuffer_add(ps->sb->out, head, 8);
-    evbuffer_add_buffer(ps->sb->out, params);
+        proto_add_startup_param(params, "options", options, NULL);
+    proto_add_startup(ps->sb->out, params);
     evbuffer_free(params);
     sbuf_flush(ps->sb);
     return 0;
@@ -367,11 +359,12 @@ static void on_connected(void *ctx, struct sbuf *sb, const char *error)
         login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory (or options too long) logging in");
 }
 
-static void open_server(struct pool *p)
+/* 0, or -1 when out of memory (nothing to wait for then). */
+static int open_server(struct pool *p)
 {
     struct pool_server *ps = calloc(1, sizeof *ps);
     if (!ps)
-        return;
+        return -1;
     ps->pool = p;
     ps->id = ++p->srv->next_pool_server_id;
     ps->state = PSRV_CONNECTING;
@@ -383,8 +376,13 @@ static void open_server(struct pool *p)
     p->nservers++;
     p->srv->pool_servers++;
     ps->connecting = upstream_connect_start(p->srv, on_connected, ps);
-    if (!ps->connecting)
-        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+    if (!ps->connecting) { /* not close_server: it would try again at once, and again */
+        snprintf(p->last_error, sizeof p->last_error, "out of memory opening a server connection");
+        unlink_server(ps);
+        free(ps);
+        return -1;
+    }
+    return 0;
 }
 
 /* Under the database's limit, an idle server of another pool of the same
@@ -421,7 +419,8 @@ static void open_for_waiters(struct pool *p)
                 return;
             continue; /* make_room closed one: try again */
         }
-        open_server(p);
+        if (open_server(p) != 0)
+            return; /* the janitor tries again */
     }
 }
 
@@ -536,17 +535,18 @@ int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
 
 /* ---- reading from servers the pool holds ---- */
 
-/* The text of an ErrorResponse's message field, for the log and waiters. */
-static void error_text(const uint8_t *msg, uint32_t len, char *out, size_t cap)
+/* An ErrorResponse's message and SQLSTATE, for the log and waiters. */
+static void error_text(const uint8_t *msg, uint32_t len, char *out, size_t cap, char sqlstate[6])
 {
     snprintf(out, cap, "the server refused the login");
+    snprintf(sqlstate, 6, "%s", SQLSTATE_CONNECTION_FAILURE);
     for (uint32_t i = PROTO_HEADER_LEN; i < len && msg[i];) {
         const char *field = (const char *)msg + i + 1;
         size_t n = strnlen(field, len - i - 1);
-        if (msg[i] == 'M') {
+        if (msg[i] == 'M')
             snprintf(out, cap, "%.*s", (int)n, field);
-            return;
-        }
+        else if (msg[i] == 'C' && n == 5)
+            snprintf(sqlstate, 6, "%.5s", field);
         i += (uint32_t)n + 2;
     }
 }
@@ -571,12 +571,31 @@ static const uint8_t *next_whole(struct pool_server *ps, uint32_t *len, int *bad
     return evbuffer_pullup(in, *len);
 }
 
-/* 1: go on, 0: the login is over (the server is free or closed). */
+/* Hands each whole message of a server the pool holds to `handle`, NULL
+ * for one of an impossible length. It returns 1 to go on (the message is
+ * drained then), 0 once the server was closed or changed hands. */
+static void read_messages(struct pool_server *ps, int (*handle)(struct pool_server *, const uint8_t *, uint32_t))
+{
+    for (;;) {
+        uint32_t len = 0;
+        int bad = 0;
+        const uint8_t *msg = next_whole(ps, &len, &bad);
+        if (bad) {
+            handle(ps, NULL, 0);
+            return;
+        }
+        if (!msg || !handle(ps, msg, len))
+            return;
+        evbuffer_drain(ps->sb->in, len);
+    }
+}
+
+/* During login: 1 to go on, 0 when the login is over (free or closed). */
 static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t len)
 {
     struct pool *p = ps->pool;
     char why[256];
-    switch (msg[0]) {
+    switch (msg ? msg[0] : 0) {
     case 'R': {
         enum auth_result r = auth_upstream_message(ps->auth, ps->sb, msg, len);
         if (r == AUTH_FAILED) {
@@ -599,10 +618,12 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         return 1;
     case 'N':
         return 1;
-    case 'E':
-        error_text(msg, len, why, sizeof why);
-        login_failed(ps, SQLSTATE_CONNECTION_FAILURE, why);
+    case 'E': {
+        char sqlstate[6];
+        error_text(msg, len, why, sizeof why, sqlstate);
+        login_failed(ps, sqlstate, why);
         return 0;
+    }
     case 'Z':
         auth_free(ps->auth);
         ps->auth = NULL;
@@ -611,61 +632,45 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         evbuffer_drain(ps->sb->in, len);
         became_free(ps);
         return 0;
+    case 0:
+        login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length from the server during login");
+        return 0;
     default:
         login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message from the server during login");
         return 0;
     }
 }
 
-static void login_readable(struct sbuf *sb, void *arg)
-{
-    struct pool_server *ps = arg;
-    (void)sb;
-    for (;;) {
-        uint32_t len = 0;
-        int bad = 0;
-        const uint8_t *msg = next_whole(ps, &len, &bad);
-        if (bad) {
-            login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length from the server during login");
-            return;
-        }
-        if (!msg)
-            return;
-        uint8_t type = msg[0];
-        if (!login_message(ps, msg, len))
-            return;
-        if (type != 'Z')
-            evbuffer_drain(ps->sb->in, len);
-    }
-}
-
 /* An idle server may still report a parameter or a notice, or answer the
  * Close messages of pool_forget_statements; anything else (a FATAL as
  * Postgres terminates it, bytes nobody asked for) ends it. */
+static int idle_message(struct pool_server *ps, const uint8_t *msg, uint32_t len)
+{
+    int owed = msg && ps->owed_rfq && (msg[0] == '3' || msg[0] == 'Z');
+    if (!msg || (msg[0] != 'S' && msg[0] != 'N' && !owed)) {
+        char why[256] = "unexpected bytes from an idle server", sqlstate[6];
+        if (msg && msg[0] == 'E')
+            error_text(msg, len, why, sizeof why, sqlstate);
+        close_server(ps, why);
+        return 0;
+    }
+    if (msg[0] == 'S')
+        param_values_note(&ps->params, msg, len);
+    if (owed && msg[0] == 'Z')
+        ps->owed_rfq--;
+    return 1;
+}
+
+static void login_readable(struct sbuf *sb, void *arg)
+{
+    (void)sb;
+    read_messages(arg, login_message);
+}
+
 static void idle_readable(struct sbuf *sb, void *arg)
 {
-    struct pool_server *ps = arg;
     (void)sb;
-    for (;;) {
-        uint32_t len = 0;
-        int bad = 0;
-        const uint8_t *msg = next_whole(ps, &len, &bad);
-        int owed = msg && ps->owed_rfq && (msg[0] == '3' || msg[0] == 'Z');
-        if (bad || (msg && msg[0] != 'S' && msg[0] != 'N' && !owed)) {
-            char why[256] = "unexpected bytes from an idle server";
-            if (msg && msg[0] == 'E')
-                error_text(msg, len, why, sizeof why);
-            close_server(ps, why);
-            return;
-        }
-        if (!msg)
-            return;
-        if (msg[0] == 'S')
-            param_values_note(&ps->params, msg, len);
-        if (owed && msg[0] == 'Z')
-            ps->owed_rfq--;
-        evbuffer_drain(ps->sb->in, len);
-    }
+    read_messages(arg, idle_message);
 }
 
 static void server_failed(struct sbuf *sb, void *arg, int eof, const char *why)
@@ -721,6 +726,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
         time_out_waiters(p, now);
         close_stale(p, now);
     }
+    kick_waiters(srv); /* logins that found no slot free are tried again */
 }
 
 int pool_start_janitor(struct server *srv)

@@ -4,6 +4,7 @@
 #include "proto.h"
 
 #include <assert.h>
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -271,4 +272,23 @@ size_t proto_format_old_error(uint8_t *out, size_t cap, const char *severity, co
         return 0;
     out[0] = 'E';
     return (size_t)n + 2; /* with the NUL that ends the text */
+}
+
+void proto_add_startup_param(struct evbuffer *params, const char *key, const char *value, const char *extra)
+{
+    evbuffer_add(params, key, strlen(key) + 1);
+    evbuffer_add(params, value, strlen(value));
+    if (extra)
+        evbuffer_add(params, extra, strlen(extra));
+    evbuffer_add(params, "", 1);
+}
+
+void proto_add_startup(struct evbuffer *out, struct evbuffer *params)
+{
+    evbuffer_add(params, "", 1);
+    uint8_t head[8];
+    proto_put_u32(head, (uint32_t)(8 + evbuffer_get_length(params)));
+    proto_put_u32(head + 4, PROTO_VERSION_3);
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add_buffer(out, params);
 }

@@ -126,6 +126,12 @@ int tracker_may_hold_next(const struct proto_tracker *t);
 
 /* ---- messages the proxy writes itself ---- */
 
+struct evbuffer;
+/* Appends "key\0value<extra>\0" to a StartupMessage's parameters (extra may be NULL). */
+void proto_add_startup_param(struct evbuffer *params, const char *key, const char *value, const char *extra);
+/* Appends a protocol 3.0 StartupMessage with `params` (emptied) to `out`. */
+void proto_add_startup(struct evbuffer *out, struct evbuffer *params);
+
 /* Formats an ErrorResponse (severity FATAL or ERROR) into `out`, returning
  * its length (0 when `cap` is too small). */
 size_t proto_format_error(uint8_t *out, size_t cap, const char *severity, const char *sqlstate,

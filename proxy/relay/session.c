@@ -684,15 +684,6 @@ char *session_declared_version(const struct startup_packet *sp)
     return at && at[1] ? strdup(at + 1) : NULL;
 }
 
-static void add_param(struct evbuffer *out, const char *key, const char *value, const char *extra)
-{
-    evbuffer_add(out, key, strlen(key) + 1);
-    evbuffer_add(out, value, strlen(value));
-    if (extra)
-        evbuffer_add(out, extra, strlen(extra));
-    evbuffer_add(out, "", 1);
-}
-
 /* ---- transaction pooling: login ---- */
 
 /* Appends " -c key=value" with the value escaped as Postgres reads options
@@ -896,16 +887,11 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
          k = startup_next_param(&s->startup, k, &value)) {
         int is_options = strcmp(k, "options") == 0;
         saw_options |= is_options;
-        add_param(params, k, value, is_options && route[0] ? route : NULL);
+        proto_add_startup_param(params, k, value, is_options && route[0] ? route : NULL);
     }
     if (!saw_options && route[0])
-        add_param(params, "options", "", route);
-    evbuffer_add(params, "", 1);
-    uint8_t head[8];
-    proto_put_u32(head, (uint32_t)(8 + evbuffer_get_length(params)));
-    proto_put_u32(head + 4, PROTO_VERSION_3);
-    evbuffer_add(s->server->out, head, 8);
-    evbuffer_add_buffer(s->server->out, params);
+        proto_add_startup_param(params, "options", "", route);
+    proto_add_startup(s->server->out, params);
     evbuffer_free(params);
     sbuf_flush(s->server);
     return 0;

@@ -66,7 +66,9 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
                                                                      peak[0], rep))
     assert new_res["rc"] == 0 and not new_res["aborted"], new_res["out"] + proxy.log()[-3000:]
     assert new_res["failed"] in (None, 0) and new_res["processed"] > 0, new_res["out"]
-    assert 0 < peak[0] <= POOL, "server connections peaked at %d" % peak[0]
+    # one over at most: a server closed to make room for another route's is
+    # counted out by the proxy at once, by Postgres once its backend exited
+    assert 0 < peak[0] <= POOL + 1, "server connections peaked at %d" % peak[0]
     q = lambda sql: e2e.scalar(cluster, legacy_db, sql)
     assert int(q("SELECT count(*) FROM cut_ledger")) == old_res["processed"] + new_res["processed"]
     missing = q("SELECT count(*) FROM cut_ledger l LEFT JOIN checks c ON c.id = l.check_id WHERE c.id IS NULL")

@@ -98,7 +98,8 @@ def test_cancel_with_bad_key_is_ignored(cluster, relay):
             except Exception as e:
                 res["v"] = repr(e)
 
-        q = tagged("SELECT pg_sleep(1.5), 'finished'")
+        # long enough that the poll below (a psql per try) sees it run on a loaded machine
+        q = tagged("SELECT pg_sleep(4), 'finished'")
         th = threading.Thread(target=run)
         th.start()
         wait_statement(cluster, q)
