@@ -54,18 +54,16 @@ int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len)
 static int carried_find(const struct carried_sets *c, const char *name)
 {
     for (int i = 0; i < c->n; i++)
-        if (strcmp(c->name[i], name) == 0)
+        if (strcmp(c->items[i].name, name) == 0)
             return i;
     return -1;
 }
 
 static void carried_remove(struct carried_sets *c, int i)
 {
-    free(c->sql[i]);
-    c->n--;
-    memmove(c->name[i], c->name[c->n], sizeof c->name[i]);
-    c->sql[i] = c->sql[c->n];
-    c->sql[c->n] = NULL;
+    free(c->items[i].name);
+    free(c->items[i].sql);
+    c->items[i] = c->items[--c->n];
 }
 
 int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len)
@@ -76,18 +74,24 @@ int carried_sets_apply(struct carried_sets *c, const char *name, int reset, cons
             carried_remove(c, i);
         return 0;
     }
+    if (i < 0 && c->n == CARRIED_MAX)
+        return -1;
+    if (!c->items && !(c->items = calloc(CARRIED_MAX, sizeof *c->items)))
+        return -1;
     char *copy = strndup(sql, len);
-    if (!copy || (i < 0 && c->n == CARRIED_MAX) || strlen(name) >= sizeof c->name[0]) {
+    char *key = i < 0 ? strdup(name) : NULL;
+    if (!copy || (i < 0 && !key)) {
         free(copy);
+        free(key);
         return -1;
     }
     if (i < 0) {
         i = c->n++;
-        snprintf(c->name[i], sizeof c->name[i], "%s", name);
+        c->items[i].name = key;
     } else {
-        free(c->sql[i]);
+        free(c->items[i].sql);
     }
-    c->sql[i] = copy;
+    c->items[i].sql = copy;
     return 0;
 }
 
@@ -95,28 +99,43 @@ void carried_sets_free(struct carried_sets *c)
 {
     while (c->n)
         carried_remove(c, c->n - 1);
+    free(c->items);
+    c->items = NULL;
 }
 
 int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src)
 {
-    carried_sets_free(dst);
+    while (dst->n)
+        carried_remove(dst, dst->n - 1);
     for (int i = 0; i < src->n; i++)
-        if (carried_sets_apply(dst, src->name[i], 0, src->sql[i], strlen(src->sql[i])) != 0) {
+        if (carried_sets_apply(dst, src->items[i].name, 0, src->items[i].sql, strlen(src->items[i].sql)) != 0) {
             carried_sets_free(dst);
             return -1;
         }
     return 0;
 }
 
+int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want)
+{
+    if (have->n != want->n)
+        return 1;
+    for (int i = 0; i < want->n; i++) {
+        int j = carried_find(have, want->items[i].name);
+        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out)
 {
     for (int i = 0; i < have->n; i++)
-        if (carried_find(want, have->name[i]) < 0)
-            evbuffer_add_printf(out, "RESET %s;", have->name[i]);
+        if (carried_find(want, have->items[i].name) < 0)
+            evbuffer_add_printf(out, "RESET %s;", have->items[i].name);
     for (int i = 0; i < want->n; i++) {
-        int j = carried_find(have, want->name[i]);
-        if (j < 0 || strcmp(have->sql[j], want->sql[i]) != 0)
-            evbuffer_add_printf(out, "%s;", want->sql[i]);
+        int j = carried_find(have, want->items[i].name);
+        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
+            evbuffer_add_printf(out, "%s;", want->items[i].sql);
     }
 }
 

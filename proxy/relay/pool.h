@@ -40,8 +40,10 @@ int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len);
  * pin_carried_set), each as the client wrote it. */
 #define CARRIED_MAX 8
 struct carried_sets {
-    char name[CARRIED_MAX][64];
-    char *sql[CARRIED_MAX];
+    struct carried_set {
+        char *name;
+        char *sql;
+    } *items;                 /* CARRIED_MAX of them once one is there: most clients never SET */
     int n;
 };
 /* Records SET (or, reset, RESET) of `name`; -1 when full or out of memory
@@ -53,6 +55,8 @@ int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src);
 /* Appends the statements that take a server from `have` to `want`: RESET
  * of what `want` lacks, the client's SET where the text differs. */
 void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out);
+/* 1 when carried_sets_diff would append anything. */
+int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want);
 
 enum pool_server_state {
     PSRV_CONNECTING,  /* TCP, TLS */

@@ -274,6 +274,7 @@ void session_free(struct session *s)
     free(s->pool_options);
     reply_queue_free(&s->replies);
     carried_sets_free(&s->carried);
+    free(s->params);
     auth_free(s->auth);
     prepared_free_all(&s->prepared);
     free(s);
@@ -764,14 +765,18 @@ static void add_parameter_status(struct evbuffer *out, const char *key, const ch
  * parameters), a BackendKeyData of ours and ReadyForQuery. */
 static void welcome_client(struct session *s, struct pool *p)
 {
-    s->params = p->welcome;
+    if (!(s->params = malloc(sizeof *s->params))) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
+    *s->params = p->welcome;
     const char *value;
     for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
          k = startup_next_param(&s->startup, k, &value)) {
         int i = pin_tracked_index(k);
-        if (i >= 0 && strlen(value) < sizeof s->params.value[i]) {
-            strcpy(s->params.value[i], value);
-            s->params.known[i] = 1;
+        if (i >= 0 && strlen(value) < sizeof s->params->value[i]) {
+            strcpy(s->params->value[i], value);
+            s->params->known[i] = 1;
         }
     }
     struct evbuffer *out = s->client->out;
@@ -781,8 +786,8 @@ static void welcome_client(struct session *s, struct pool *p)
         uint32_t len = proto_get_u32(all + at + 1) + 1;
         const char *key = (const char *)all + at + PROTO_HEADER_LEN;
         int i = pin_tracked_index(key);
-        if (i >= 0 && s->params.known[i])
-            add_parameter_status(out, key, s->params.value[i]);
+        if (i >= 0 && s->params->known[i])
+            add_parameter_status(out, key, s->params->value[i]);
         else
             evbuffer_add(out, all + at, len);
         at += len;
@@ -1090,9 +1095,24 @@ static void pin(struct session *s, const char *why);
 /* SET for each tracked parameter whose value on the lent server is not
  * the client's, sent ahead of the client's transaction, answers swallowed
  * (their ParameterStatus still noted: see note_parameter). */
-static void sync_params(struct session *s)
+static int param_differs(const struct session *s, int i)
 {
     const struct param_values *have = &s->lent->params;
+    return s->params->known[i] && !(have->known[i] && !strcmp(have->value[i], s->params->value[i]));
+}
+
+static int params_differ(const struct session *s)
+{
+    for (int i = 0; i < PIN_NTRACKED; i++)
+        if (param_differs(s, i))
+            return 1;
+    return carried_sets_differ(&s->lent->carried, &s->carried);
+}
+
+static void sync_params(struct session *s)
+{
+    if (!s->params || !params_differ(s)) /* the usual case: nothing to say, nothing allocated */
+        return;
     struct evbuffer *sql = evbuffer_new();
     if (!sql)
         return;
@@ -1100,11 +1120,10 @@ static void sync_params(struct session *s)
     if (carried_sets_copy(&s->lent->carried, &s->carried) != 0)
         pin(s, "out of memory carrying its SETs");
     for (int i = 0; i < PIN_NTRACKED; i++) {
-        if (!s->params.known[i] || (have->known[i] && !strcmp(have->value[i], s->params.value[i])))
+        if (!param_differs(s, i))
             continue;
         evbuffer_add_printf(sql, "SET %s TO '", PIN_TRACKED_PARAMS[i]);
-        for (const char *v = s->params.value[i]; *v; v++)
-        {
+        for (const char *v = s->params->value[i]; *v; v++) {
             if (*v == '\'')
                 evbuffer_add(sql, "'", 1); /* quoted as a literal: '' */
             evbuffer_add(sql, v, 1);
@@ -1507,7 +1526,7 @@ static int note_parameter(struct session *s, struct evbuffer *in, const struct m
     if (avail < total)
         return -1;
     const uint8_t *msg = evbuffer_pullup(in, total);
-    if (param_values_note(&s->lent->params, msg, total) != 0 || param_values_note(&s->params, msg, total) != 0) {
+    if (param_values_note(&s->lent->params, msg, total) != 0 || param_values_note(s->params, msg, total) != 0) {
         if (!s->pin_reason[0])
             pin(s, "parameter value too long to carry");
     }
@@ -1810,8 +1829,8 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     assert(s);
     const char *app = startup_param(&s->startup, "application_name");
     int app_index = pin_tracked_index("application_name");
-    if (pooled(s) && s->params.known[app_index])
-        app = s->params.value[app_index]; /* as the client set it since */
+    if (s->params && s->params->known[app_index])
+        app = s->params->value[app_index]; /* as the client set it since */
     char tx[2] = {s->tracker.tx_status, 0};
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));

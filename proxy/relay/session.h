@@ -76,7 +76,7 @@ struct session {
     uint64_t wait_since_us;
     char *pool_options;             /* startup options and parameters the pool is keyed by */
     char pin_reason[64];            /* keeps `lent` for good, and why ("": not pinned) */
-    struct param_values params;     /* the tracked parameters as this client has them */
+    struct param_values *params;    /* the tracked parameters as this client has them (from its welcome) */
     struct reply_queue replies;     /* what the lent server owes (statement_map.h) */
     struct carried_sets carried;    /* its SETs the pool carries to each server it borrows */
 };
