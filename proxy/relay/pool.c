@@ -609,6 +609,39 @@ static void read_messages(struct pool_server *ps, int (*handle)(struct pool_serv
     }
 }
 
+#define PID_PROBE_SQL "SELECT pg_backend_pid()"
+
+/* In a fleet, after login: the backend's PID as pg_stat_activity names
+ * it, since an edge in front of Postgres (Neon's proxy) hands out a
+ * BackendKeyData PID of its own. */
+static void ask_backend_pid(struct pool_server *ps)
+{
+    uint8_t head[5] = {'Q'};
+    proto_put_u32(head + 1, (uint32_t)(4 + sizeof PID_PROBE_SQL));
+    evbuffer_add(ps->sb->out, head, sizeof head);
+    evbuffer_add(ps->sb->out, PID_PROBE_SQL, sizeof PID_PROBE_SQL);
+    sbuf_flush(ps->sb);
+    ps->probing = 1;
+}
+
+/* The probe's DataRow: one text column. Anything else is ignored (the
+ * BackendKeyData PID stands then). */
+static void note_backend_pid(struct pool_server *ps, const uint8_t *msg, uint32_t len)
+{
+    char text[16];
+    if (len < 12 || len > 32 || msg[5] != 0 || msg[6] != 1)
+        return;
+    uint32_t n = proto_get_u32(msg + 7);
+    if (n == 0 || n >= sizeof text || 11 + n != len)
+        return;
+    memcpy(text, msg + 11, n);
+    text[n] = '\0';
+    char *end;
+    unsigned long long pid = strtoull(text, &end, 10);
+    if (*end == '\0' && pid > 0 && pid <= UINT32_MAX)
+        ps->backend_pid = (uint32_t)pid;
+}
+
 /* During login: 1 to go on, 0 when the login is over (free or closed). */
 static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t len)
 {
@@ -644,20 +677,32 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         return 0;
     }
     case 'Z':
+        if (!ps->probing && p->srv->probe_backend_pids && !ps->backend_pid) {
+            ask_backend_pid(ps);
+            return 1;
+        }
         auth_free(ps->auth);
         ps->auth = NULL;
+        ps->probing = 0;
         p->welcome_ready = 1;
         p->last_error[0] = '\0';
         evbuffer_drain(ps->sb->in, len);
         became_free(ps);
         return 0;
+    case 'T': case 'C': case 'D':
+        if (!ps->probing)
+            break;
+        if (msg[0] == 'D')
+            note_backend_pid(ps, msg, len);
+        return 1;
     case 0:
         login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length from the server during login");
         return 0;
     default:
-        login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message from the server during login");
-        return 0;
+        break;
     }
+    login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "unexpected message from the server during login");
+    return 0;
 }
 
 /* An idle server may still report a parameter or a notice, or answer the
@@ -809,6 +854,16 @@ void pool_free_all(struct server *srv)
         free_pool(p);
     }
     srv->pool_servers = 0;
+}
+
+void pool_append_backend_pids(const struct server *srv, json_t *pids)
+{
+    for (const struct pool *p = srv->pools; p; p = p->next)
+        for (const struct pool_server *ps = p->servers; ps; ps = ps->next) {
+            uint32_t pid = ps->backend_pid ? ps->backend_pid : ps->pid;
+            if (pid)
+                json_array_append_new(pids, json_integer((json_int_t)pid));
+        }
 }
 
 json_t *pool_describe_all(struct server *srv)

@@ -80,6 +80,8 @@ struct pool_server {
     struct auth_state *auth;           /* during login */
     struct session *lent_to;
     uint32_t pid, key;                 /* BackendKeyData: where a cancel goes */
+    uint32_t backend_pid;              /* pg_backend_pid() when the fleet asked (an edge's PID may differ) */
+    int probing;                       /* that question's answer is still due (login) */
     uint64_t created_us, idle_since_us;
     uint64_t lends;
     struct param_values params;        /* what this server's session has set */
@@ -152,6 +154,10 @@ void pool_route_changed(struct server *srv);
 void pool_free_all(struct server *srv);
 /* Starts the pools' housekeeping timer (idle timeout, lifetime, waits). */
 int pool_start_janitor(struct server *srv);
+
+/* Appends the backend PID of every pool server (the fleet counts them as
+ * this proxy's, not as sessions bypassing it). */
+void pool_append_backend_pids(const struct server *srv, json_t *pids);
 
 /* GET /pools and /status: per pool clients waiting, servers active/idle,
  * the longest wait, totals. */

@@ -131,8 +131,9 @@ json_t *relay_backend_pids(const struct server *relay)
 {
     json_t *pids = json_array();
     for (const struct session *s = relay->sessions; s; s = s->next)
-        if (session_backend_pid(s))
+        if (session_backend_pid(s) && !s->lent) /* a lent server is listed with its pool */
             json_array_append_new(pids, json_integer((json_int_t)session_backend_pid(s)));
+    pool_append_backend_pids(relay, pids);
     return pids;
 }
 

@@ -1143,6 +1143,7 @@ static void attach_server(struct session *s, struct pool_server *ps)
     s->server = ps->sb;
     s->upstream_pid = ps->pid;
     s->upstream_key = ps->key;
+    s->backend_pid = ps->backend_pid;
     sbuf_set_ops(ps->sb, &server_ops, s);
     sbuf_resume_read(ps->sb);
     s->swallow_rfq += ps->owed_rfq; /* our Close messages sent while it was idle */
@@ -1213,7 +1214,7 @@ static void give_back_at_boundary(struct session *s)
     struct pool_server *ps = s->lent;
     s->lent = NULL;
     s->server = NULL;
-    s->upstream_pid = s->upstream_key = 0;
+    s->upstream_pid = s->upstream_key = s->backend_pid = 0;
     s->s2c_blocked = 0;
     if (s->c2s_blocked) {
         s->c2s_blocked = 0;

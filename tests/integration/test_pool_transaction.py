@@ -405,3 +405,34 @@ def test_cancel_reaches_the_server_the_client_uses_now(needs_proxy, cluster, pro
         assert c.execute("SELECT pg_sleep(0.2), 7").fetchone()[1] == 7
     a.close()
     b.close()
+
+
+def test_pool_servers_are_the_fleets_not_bypassing_sessions(needs_proxy, cluster, proxy_factory, tmp_path):
+    """With --engine-db the proxy is in the fleet: its pool's server
+    connections, lent or idle, are listed as its own backends (asked with
+    pg_backend_pid(), as behind Neon's proxy), never as sessions that
+    bypass every proxy."""
+    _role(cluster, "poolfleet")
+    users = write_users_file(str(tmp_path / "users-fleet.json"), {"poolfleet": {"password": PW}})
+    p = proxy_factory(extra_args=["--auth", "scram", "--users-file", users, "--pool-mode", "transaction",
+                                  "--pool-size", "3", "--engine-db", cluster.uri(db="appdb")])
+    conns = [_connect(p, "poolfleet") for _ in range(3)]
+    for c in conns:
+        c.execute("BEGIN")
+        c.execute("SELECT 1")
+    pids = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in conns}
+    for c in conns:
+        c.execute("COMMIT")
+    assert len(pids) == 3
+
+    def fleet():
+        code, st = p.admin("GET", "/status")
+        return st.get("fleet") or {}
+
+    wait_for(lambda: fleet().get("connected"), 15, "the fleet membership")
+    listed = "SELECT count(*) FROM pgtandem.proxies WHERE backend_pids @> ARRAY[%s]::bigint[]" % ",".join(
+        str(x) for x in sorted(pids))
+    wait_for(lambda: cluster.psql(listed) == "1", 15, "the pool servers in this proxy's row")
+    assert not [b for b in fleet().get("bypassing", []) if b["pid"] in pids], fleet()
+    for c in conns:
+        c.close()

@@ -111,11 +111,21 @@ def describe(got, end):
     return answer, "closed" if end == "reset" and not got else end
 
 
+def answer(port, data, shut, tls=False):
+    """What a client can tell; silence is asked again with a longer wait, so
+    that a Postgres (or proxy) slowed by a loaded machine is not taken for a
+    silent one."""
+    got = describe(*exchange(port, data, shut, tls=tls))
+    if got == (b"", "open"):
+        got = describe(*exchange(port, data, shut, wait=5.0, tls=tls))
+    return got
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_answer_like_postgres(relay, cluster, case):
     data, shut = CASES[case]
-    want = describe(*exchange(cluster.port, data, shut))
-    got = describe(*exchange(relay.port, data, shut))
+    want = answer(cluster.port, data, shut)
+    got = answer(relay.port, data, shut)
     assert got == want, "%s: target answered %r, Postgres %r" % (case, got, want)
 
 
@@ -125,8 +135,8 @@ def test_answer_like_postgres_on_tls(relay, cluster, case):
     (Postgres negotiates encryption once and reads another request as a
     protocol version)."""
     data, shut = CASES[case]
-    want = describe(*exchange(cluster.port, data, shut, tls=True))
-    got = describe(*exchange(relay.port, data, shut, tls=True))
+    want = answer(cluster.port, data, shut, tls=True)
+    got = answer(relay.port, data, shut, tls=True)
     assert got == want, "%s: target answered %r, Postgres %r" % (case, got, want)
 
 
