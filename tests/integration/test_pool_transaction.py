@@ -110,15 +110,16 @@ def test_two_hundred_clients_over_a_role_capped_at_fifty(needs_proxy, cluster, p
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        r = subprocess.run(["pgbench", "-n", "-c", "200", "-j", "2", "-T", "4", "-f", str(script), _uri(p, "poolcap")],
-                           capture_output=True, text=True, timeout=300)
+        # a number of transactions, not a duration: 200 logins under ASan on a busy machine take seconds
+        r = subprocess.run(["pgbench", "-n", "-c", "200", "-j", "2", "-t", "20", "-f", str(script),
+                            _uri(p, "poolcap")], capture_output=True, text=True, timeout=300)
     finally:
         stop.set()
         sampler.join()
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + p.log()[-3000:]
     assert "number of failed transactions: 0 " in r.stdout, r.stdout
     done = int([l for l in r.stdout.splitlines() if "actually processed" in l][0].split(":")[1].split("/")[0])
-    assert done > 0
+    assert done == 200 * 20
     # every transaction that pgbench counted is in the table, no more, no less
     assert int(cluster.psql("SELECT sum(n) FROM pool_counter")) == done
     assert 0 < peak[0] <= 20, "server connections peaked at %d" % peak[0]
@@ -314,11 +315,12 @@ def test_pgbench_prepared_through_the_pool(needs_proxy, cluster, proxy_factory, 
     script.write_text("\\set id random(1, 50)\nBEGIN;\nUPDATE pool_bench SET n = n + 1 WHERE id = :id;\n"
                       "SELECT n FROM pool_bench WHERE id = :id;\nEND;\n")
     p = _pool_proxy(proxy_factory, tmp_path, "poolbench", "--pool-size", "4")
-    r = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "16", "-j", "16", "-T", "3", "-f", str(script),
+    r = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "16", "-j", "16", "-t", "30", "-f", str(script),
                         _uri(p, "poolbench")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + p.log()[-3000:]
     assert "number of failed transactions: 0 " in r.stdout, r.stdout
     done = int([l for l in r.stdout.splitlines() if "actually processed" in l][0].split(":")[1].split("/")[0])
+    assert done == 16 * 30
     assert int(cluster.psql("SELECT sum(n) FROM pool_bench")) == done
     code, pools = p.admin("GET", "/pools")
     mine = [x for x in pools["pools"] if x["user"] == "poolbench"][0]
