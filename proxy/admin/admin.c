@@ -330,9 +330,12 @@ static void handle_resume(struct admin *a, struct evhttp_request *req)
 /* GET /pools: transaction pooling's pools (none in session mode). */
 static json_t *pools_json(struct server *srv)
 {
+    int pinned = 0;
+    for (const struct session *s = srv->sessions; s; s = s->next)
+        pinned += s->pin_reason[0] != '\0';
     return json_pack("{s:s,s:i,s:i,s:i,s:o}", "pool_mode", srv->cfg.pool_transaction ? "transaction" : "session",
-                     "pool_size", srv->cfg.pool_size, "servers", (int)srv->pool_servers, "pinned_sessions",
-                     (int)srv->pinned_sessions, "pools", pool_describe_all(srv));
+                     "pool_size", srv->cfg.pool_size, "servers", (int)pool_count_servers(srv), "pinned_sessions",
+                     pinned, "pools", pool_describe_all(srv));
 }
 
 static void handle_status(struct admin *a, struct evhttp_request *req)

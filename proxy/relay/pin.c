@@ -56,12 +56,15 @@ static const char *skip_blanks_and_comments(const char *p, const char *end)
     }
 }
 
-static int contains_ci(const char *p, const char *end, const char *w)
+/* Words that pin wherever they are (a function call), found in one pass. */
+static int calls_session_function(const char *p, const char *end)
 {
-    size_t n = strlen(w);
-    for (; (size_t)(end - p) >= n; p++)
-        if ((*p | 0x20) == (w[0] | 0x20) && strncasecmp(p, w, n) == 0)
+    for (; p < end; p++) {
+        char c = (char)(*p | 0x20);
+        if ((c == 'a' && end - p >= 8 && strncasecmp(p, "advisory", 8) == 0) ||
+            (c == 's' && end - p >= 10 && strncasecmp(p, "set_config", 10) == 0))
             return 1;
+    }
     return 0;
 }
 
@@ -71,7 +74,7 @@ static int may_pin(const char *sql, size_t len)
 {
     static const char *const first_words[] = {"set", "prepare", "listen", "declare", "create", "load", NULL};
     const char *end = sql + len;
-    if (contains_ci(sql, end, "advisory") || contains_ci(sql, end, "set_config"))
+    if (calls_session_function(sql, end))
         return 1;
     for (const char *p = sql; p < end;) {
         p = skip_blanks_and_comments(p, end);
@@ -164,15 +167,25 @@ static int never_carried(const char *name)
     return 0;
 }
 
-static json_t *parse_tree(const char *sql, size_t len)
+/* Postgres's parse of `len` bytes of text (no NUL needed); -1 when out of
+ * memory. The caller frees *r. */
+static int parse_sql(const char *sql, size_t len, PgQueryParseResult *r)
 {
     char *text = malloc(len + 1);
     if (!text)
-        return NULL;
+        return -1;
     memcpy(text, sql, len);
     text[len] = '\0';
-    PgQueryParseResult r = pg_query_parse(text);
+    *r = pg_query_parse(text);
     free(text);
+    return 0;
+}
+
+static json_t *parse_tree(const char *sql, size_t len)
+{
+    PgQueryParseResult r;
+    if (parse_sql(sql, len, &r) != 0)
+        return NULL;
     json_t *root = !r.error && r.parse_tree ? json_loads(r.parse_tree, 0, NULL) : NULL;
     pg_query_free_parse_result(r);
     return root;
@@ -204,15 +217,11 @@ int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap)
 {
     if (!may_pin(sql, len))
         return 0;
-    char *text = malloc(len + 1);
-    if (!text) {
+    PgQueryParseResult r;
+    if (parse_sql(sql, len, &r) != 0) {
         snprintf(why, cap, "out of memory");
         return -1;
     }
-    memcpy(text, sql, len);
-    text[len] = '\0';
-    PgQueryParseResult r = pg_query_parse(text);
-    free(text);
     int pinned = 0;
     if (!r.error && r.parse_tree) {
         json_t *root = json_loads(r.parse_tree, 0, NULL);

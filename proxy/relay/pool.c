@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,6 @@
 #include "migration_sql.h"
 #include "proto.h"
 #include "sbuf.h"
-#include "session.h"
-#include "statement_map.h"
 #include "upstream.h"
 
 #define LOGIN_MAX_MESSAGE 65536u
@@ -208,52 +207,53 @@ void pool_take_credentials(struct pool *p, const struct auth_state *a)
 
 /* ---- the wait queue ---- */
 
-static void enqueue(struct pool *p, struct session *s)
+static void enqueue(struct pool *p, struct pool_waiter *w)
 {
-    s->wait_next = NULL;
-    s->waiting_in = p;
-    s->wait_since_us = server_now_us(p->srv);
+    w->next = NULL;
+    w->in = p;
+    w->since_us = server_now_us(p->srv);
     if (p->wait_tail)
-        p->wait_tail->wait_next = s;
+        p->wait_tail->next = w;
     else
-        p->wait_head = s;
-    p->wait_tail = s;
+        p->wait_head = w;
+    p->wait_tail = w;
     p->nwaiting++;
     p->waits_total++;
 }
 
-static struct session *dequeue(struct pool *p)
+static struct pool_waiter *dequeue(struct pool *p)
 {
-    struct session *s = p->wait_head;
-    if (!s)
+    struct pool_waiter *w = p->wait_head;
+    if (!w)
         return NULL;
-    p->wait_head = s->wait_next;
+    p->wait_head = w->next;
     if (!p->wait_head)
         p->wait_tail = NULL;
     p->nwaiting--;
-    s->wait_next = NULL;
-    s->waiting_in = NULL;
-    uint64_t waited = server_now_us(p->srv) - s->wait_since_us;
+    w->next = NULL;
+    w->in = NULL;
+    uint64_t waited = server_now_us(p->srv) - w->since_us;
     if (waited > p->waited_us_max)
         p->waited_us_max = waited;
-    return s;
+    return w;
 }
 
-void pool_forget_waiter(struct pool *p, struct session *s)
+void pool_forget_waiter(struct pool_waiter *w)
 {
-    struct session *prev = NULL;
-    for (struct session *w = p->wait_head; w; prev = w, w = w->wait_next) {
-        if (w != s)
+    struct pool *p = w->in;
+    struct pool_waiter *prev = NULL;
+    for (struct pool_waiter *it = p ? p->wait_head : NULL; it; prev = it, it = it->next) {
+        if (it != w)
             continue;
         if (prev)
-            prev->wait_next = w->wait_next;
+            prev->next = w->next;
         else
-            p->wait_head = w->wait_next;
+            p->wait_head = w->next;
         if (p->wait_tail == w)
             p->wait_tail = prev;
         p->nwaiting--;
-        s->wait_next = NULL;
-        s->waiting_in = NULL;
+        w->next = NULL;
+        w->in = NULL;
         return;
     }
 }
@@ -284,7 +284,6 @@ static void unlink_server(struct pool_server *ps)
     if (ps->next)
         ps->next->prev = ps->prev;
     p->nservers--;
-    p->srv->pool_servers--;
     if (ps->state == PSRV_IDLE)
         p->nidle--;
     else if (ps->state == PSRV_LENT)
@@ -292,6 +291,19 @@ static void unlink_server(struct pool_server *ps)
 }
 
 static void kick_waiters(struct server *srv);
+
+/* Everything a server owns; it is out of its pool's list already. */
+static void free_server(struct pool_server *ps)
+{
+    if (ps->connecting)
+        upstream_connect_cancel(ps->connecting);
+    sbuf_free(ps->sb);
+    auth_free(ps->auth);
+    free(ps->stmts);
+    free(ps->stmt_used);
+    carried_sets_free(&ps->carried);
+    free(ps);
+}
 
 static void close_server(struct pool_server *ps, const char *why)
 {
@@ -304,13 +316,7 @@ static void close_server(struct pool_server *ps, const char *why)
     log_debug("pool server %llu (database %s, user %s) closed: %s", (unsigned long long)ps->id, p->database,
               p->user, why);
     unlink_server(ps);
-    if (ps->connecting)
-        upstream_connect_cancel(ps->connecting);
-    sbuf_free(ps->sb);
-    auth_free(ps->auth);
-    stmt_cache_free(ps);
-    carried_sets_free(&ps->carried);
-    free(ps);
+    free_server(ps);
     if (!p->srv->shutting_down)
         kick_waiters(p->srv);
 }
@@ -328,9 +334,9 @@ static void login_failed(struct pool_server *ps, const char *sqlstate, const cha
     int transient = !strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) || !strcmp(sqlstate, SQLSTATE_CANNOT_CONNECT_NOW);
     if (p->nservers || transient)
         return;
-    struct session *s;
-    while ((s = dequeue(p)))
-        session_pool_failed(s, sqlstate, why);
+    struct pool_waiter *w;
+    while ((w = dequeue(p)))
+        w->failed(w, sqlstate, why);
 }
 
 /* The StartupMessage of a pooled server: the pool's user, database and
@@ -393,7 +399,6 @@ static int open_server(struct pool *p)
         p->servers->prev = ps;
     p->servers = ps;
     p->nservers++;
-    p->srv->pool_servers++;
     ps->connecting = upstream_connect_start(p->srv, on_connected, ps);
     if (!ps->connecting) { /* not close_server: it would try again at once, and again */
         snprintf(p->last_error, sizeof p->last_error, "out of memory opening a server connection");
@@ -450,13 +455,12 @@ static void kick_waiters(struct server *srv)
             open_for_waiters(p);
 }
 
-static void lend(struct pool_server *ps, struct session *s)
+static void lend(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
     if (ps->state == PSRV_IDLE)
         p->nidle--;
     ps->state = PSRV_LENT;
-    ps->lent_to = s;
     ps->lends++;
     p->nlent++;
     p->lends_total++;
@@ -466,10 +470,10 @@ static void lend(struct pool_server *ps, struct session *s)
 static void became_free(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
-    struct session *s = dequeue(p);
-    if (s) {
-        lend(ps, s);
-        session_server_lent(s, ps);
+    struct pool_waiter *w = dequeue(p);
+    if (w) {
+        lend(ps);
+        w->lent(w, ps);
         return;
     }
     ps->state = PSRV_IDLE;
@@ -485,9 +489,9 @@ static int too_old(const struct pool_server *ps, uint64_t now)
     return lifetime && now - ps->created_us > (uint64_t)lifetime * 1000;
 }
 
-struct pool_server *pool_acquire(struct pool *p, struct session *s)
+struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
 {
-    assert(p && s && !s->waiting_in);
+    assert(p && w && !w->in);
     uint64_t now = server_now_us(p->srv);
     struct pool_server *ps = p->servers, *next;
     for (; ps; ps = next) {
@@ -499,10 +503,10 @@ struct pool_server *pool_acquire(struct pool *p, struct session *s)
         close_server(ps, "server_lifetime reached");
     }
     if (ps) {
-        lend(ps, s);
+        lend(ps);
         return ps;
     }
-    enqueue(p, s);
+    enqueue(p, w);
     open_for_waiters(p);
     return NULL;
 }
@@ -510,7 +514,6 @@ struct pool_server *pool_acquire(struct pool *p, struct session *s)
 void pool_release(struct pool_server *ps, int clean)
 {
     assert(ps && ps->state == PSRV_LENT);
-    ps->lent_to = NULL;
     if (!clean || ps->pool->srv->shutting_down || too_old(ps, server_now_us(ps->pool->srv))) {
         close_server(ps, clean ? "server_lifetime reached" : "given back mid-transaction or with results pending");
         return;
@@ -549,6 +552,92 @@ int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
         return -1;
     ps->cancels[ps->ncancels].done = done;
     ps->cancels[ps->ncancels++].waiter = waiter;
+    return 1;
+}
+
+/* ---- the clients' statements prepared on a server ---- */
+
+void pool_statement_name(char out[24], uint64_t hash)
+{
+    snprintf(out, 24, "pgt_%016" PRIx64, hash);
+}
+
+void pool_write_close_statement(struct evbuffer *out, uint64_t hash)
+{
+    char name[24];
+    pool_statement_name(name, hash);
+    uint8_t head[6] = {'C', 0, 0, 0, 0, 'S'};
+    proto_put_u32(head + 1, (uint32_t)(4 + 1 + strlen(name) + 1));
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add(out, name, strlen(name) + 1);
+}
+
+static int statement_index(const struct pool_server *ps, uint64_t hash)
+{
+    for (uint32_t i = 0; i < ps->nstmts; i++)
+        if (ps->stmts[i] == hash)
+            return (int)i;
+    return -1;
+}
+
+static void remove_statement(struct pool_server *ps, uint32_t i)
+{
+    ps->nstmts--;
+    ps->stmts[i] = ps->stmts[ps->nstmts];
+    ps->stmt_used[i] = ps->stmt_used[ps->nstmts];
+}
+
+int pool_server_has_statement(struct pool_server *ps, uint64_t hash)
+{
+    int i = statement_index(ps, hash);
+    if (i >= 0)
+        ps->stmt_used[i] = ++ps->stmt_clock;
+    return i >= 0;
+}
+
+int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint32_t cap, uint64_t *evicted)
+{
+    *evicted = 0;
+    if (!ps->stmts) {
+        ps->stmts = calloc(cap, sizeof *ps->stmts);
+        ps->stmt_used = calloc(cap, sizeof *ps->stmt_used);
+        if (!ps->stmts || !ps->stmt_used) {
+            free(ps->stmts);
+            free(ps->stmt_used);
+            ps->stmts = NULL;
+            ps->stmt_used = NULL;
+            return -1;
+        }
+    }
+    if (ps->nstmts == cap) {
+        uint32_t oldest = 0;
+        for (uint32_t i = 1; i < ps->nstmts; i++)
+            if (ps->stmt_used[i] < ps->stmt_used[oldest])
+                oldest = i;
+        *evicted = ps->stmts[oldest];
+        remove_statement(ps, oldest);
+    }
+    ps->stmts[ps->nstmts] = hash;
+    ps->stmt_used[ps->nstmts++] = ++ps->stmt_clock;
+    return 0;
+}
+
+void pool_server_forget_statement(struct pool_server *ps, uint64_t hash)
+{
+    int i = statement_index(ps, hash);
+    if (i >= 0)
+        remove_statement(ps, (uint32_t)i);
+}
+
+int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out)
+{
+    if (!ps->nstmts)
+        return 0;
+    for (uint32_t i = 0; i < ps->nstmts; i++)
+        pool_write_close_statement(out, ps->stmts[i]);
+    uint8_t sync[5] = {'S', 0, 0, 0, 4};
+    evbuffer_add(out, sync, sizeof sync);
+    ps->nstmts = 0;
     return 1;
 }
 
@@ -609,37 +698,14 @@ static void read_messages(struct pool_server *ps, int (*handle)(struct pool_serv
     }
 }
 
-#define PID_PROBE_SQL "SELECT pg_backend_pid()"
-
 /* In a fleet, after login: the backend's PID as pg_stat_activity names
  * it, since an edge in front of Postgres (Neon's proxy) hands out a
  * BackendKeyData PID of its own. */
 static void ask_backend_pid(struct pool_server *ps)
 {
-    uint8_t head[5] = {'Q'};
-    proto_put_u32(head + 1, (uint32_t)(4 + sizeof PID_PROBE_SQL));
-    evbuffer_add(ps->sb->out, head, sizeof head);
-    evbuffer_add(ps->sb->out, PID_PROBE_SQL, sizeof PID_PROBE_SQL);
+    proto_add_query(ps->sb->out, PROTO_PID_PROBE_SQL);
     sbuf_flush(ps->sb);
     ps->probing = 1;
-}
-
-/* The probe's DataRow: one text column. Anything else is ignored (the
- * BackendKeyData PID stands then). */
-static void note_backend_pid(struct pool_server *ps, const uint8_t *msg, uint32_t len)
-{
-    char text[16];
-    if (len < 12 || len > 32 || msg[5] != 0 || msg[6] != 1)
-        return;
-    uint32_t n = proto_get_u32(msg + 7);
-    if (n == 0 || n >= sizeof text || 11 + n != len)
-        return;
-    memcpy(text, msg + 11, n);
-    text[n] = '\0';
-    char *end;
-    unsigned long long pid = strtoull(text, &end, 10);
-    if (*end == '\0' && pid > 0 && pid <= UINT32_MAX)
-        ps->backend_pid = (uint32_t)pid;
 }
 
 /* During login: 1 to go on, 0 when the login is over (free or closed). */
@@ -692,8 +758,8 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
     case 'T': case 'C': case 'D':
         if (!ps->probing)
             break;
-        if (msg[0] == 'D')
-            note_backend_pid(ps, msg, len);
+        if (msg[0] == 'D') /* any other row: the BackendKeyData PID stands */
+            proto_read_pid_row(msg, len, &ps->backend_pid);
         return 1;
     case 0:
         login_failed(ps, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length from the server during login");
@@ -752,8 +818,8 @@ static void server_failed(struct sbuf *sb, void *arg, int eof, const char *why)
 static void time_out_waiters(struct pool *p, uint64_t now)
 {
     int ms = p->srv->cfg.query_wait_timeout_ms;
-    while (ms && p->wait_head && now - p->wait_head->wait_since_us > (uint64_t)ms * 1000) {
-        struct session *s = dequeue(p);
+    while (ms && p->wait_head && now - p->wait_head->since_us > (uint64_t)ms * 1000) {
+        struct pool_waiter *w = dequeue(p);
         p->wait_timeouts++;
         char why[384];
         snprintf(why, sizeof why,
@@ -761,7 +827,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
                  "%d in use%s%s",
                  ms / 1000, p->database, p->user, p->nservers, p->srv->cfg.pool_size,
                  p->last_error[0] ? "; last login error: " : "", p->last_error);
-        session_pool_failed(s, SQLSTATE_TOO_MANY_CONNECTIONS, why);
+        w->failed(w, SQLSTATE_TOO_MANY_CONNECTIONS, why);
     }
 }
 
@@ -811,7 +877,7 @@ void pool_forget_statements(struct server *srv)
 {
     for (struct pool *p = srv->pools; p; p = p->next)
         for (struct pool_server *ps = p->servers; ps; ps = ps->next)
-            if (ps->state == PSRV_IDLE && stmt_cache_write_close_all(ps, ps->sb->out)) {
+            if (ps->state == PSRV_IDLE && pool_server_close_statements(ps, ps->sb->out)) {
                 ps->owed_rfq++;
                 sbuf_flush(ps->sb);
             }
@@ -843,17 +909,18 @@ void pool_free_all(struct server *srv)
         while (p->servers) {
             struct pool_server *ps = p->servers;
             p->servers = ps->next;
-            if (ps->connecting)
-                upstream_connect_cancel(ps->connecting);
-            sbuf_free(ps->sb);
-            auth_free(ps->auth);
-            stmt_cache_free(ps);
-            carried_sets_free(&ps->carried);
-            free(ps);
+            free_server(ps);
         }
         free_pool(p);
     }
-    srv->pool_servers = 0;
+}
+
+uint32_t pool_count_servers(const struct server *srv)
+{
+    uint32_t n = 0;
+    for (const struct pool *p = srv->pools; p; p = p->next)
+        n += p->nservers;
+    return n;
 }
 
 void pool_append_backend_pids(const struct server *srv, json_t *pids)
@@ -879,7 +946,7 @@ json_t *pool_describe_all(struct server *srv)
         json_object_set_new(o, "servers_active", json_integer(p->nlent));
         json_object_set_new(o, "servers_idle", json_integer(p->nidle));
         json_object_set_new(o, "servers_login", json_integer(logging_in(p)));
-        uint64_t oldest = p->wait_head ? now - p->wait_head->wait_since_us : 0;
+        uint64_t oldest = p->wait_head ? now - p->wait_head->since_us : 0;
         json_object_set_new(o, "longest_wait_ms", json_integer((json_int_t)(oldest / 1000)));
         json_object_set_new(o, "max_wait_ms", json_integer((json_int_t)(p->waited_us_max / 1000)));
         json_object_set_new(o, "lends_total", json_integer((json_int_t)p->lends_total));

@@ -21,8 +21,20 @@
 
 struct evbuffer;
 struct sbuf;
-struct session;
 struct upstream_connect;
+struct pool;
+struct pool_server;
+
+/* Who waits for a server: the pool knows its waiters only through this,
+ * embedded in whatever waits (a client session). `lent` or `failed` is
+ * called once, from the pool, after the waiter left the queue. */
+struct pool_waiter {
+    struct pool_waiter *next;
+    struct pool *in;                   /* the pool it waits in; NULL: not waiting */
+    uint64_t since_us;
+    void (*lent)(struct pool_waiter *w, struct pool_server *ps);
+    void (*failed)(struct pool_waiter *w, const char *sqlstate, const char *message);
+};
 
 /* The values of the parameters the pool carries (pin.h), as Postgres
  * reported them; "" with known 0 when never reported. */
@@ -78,12 +90,12 @@ struct pool_server {
     struct sbuf *sb;
     struct upstream_connect *connecting;
     struct auth_state *auth;           /* during login */
-    struct session *lent_to;
     uint32_t pid, key;                 /* BackendKeyData: where a cancel goes */
     uint32_t backend_pid;              /* pg_backend_pid() when the fleet asked (an edge's PID may differ) */
     int probing;                       /* that question's answer is still due (login) */
     uint64_t created_us, idle_since_us;
     uint64_t lends;
+    uint64_t stmt_clock;               /* counts binds: stmt_used holds its value at each statement's last */
     struct param_values params;        /* what this server's session has set */
     struct carried_sets carried;       /* SETs the last borrowers left on it */
     uint64_t *stmts;                   /* clients' statements prepared here (statement_map.c) */
@@ -104,7 +116,7 @@ struct pool {
     char *schema;                      /* version schema first on the search_path; NULL: none */
     struct pool_server *servers;
     uint32_t nservers, nidle, nlent;
-    struct session *wait_head, *wait_tail;
+    struct pool_waiter *wait_head, *wait_tail;
     uint32_t nwaiting;
     uint64_t waited_us_max;            /* the longest wait so far (since start) */
     struct auth_credentials creds;     /* from the last client of this user who logged in */
@@ -125,14 +137,33 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
 /* Keeps the credentials a client just proved, for the pool's next logins. */
 void pool_take_credentials(struct pool *p, const struct auth_state *a);
 
-/* Lends an idle server to `s` now (returned), or queues `s` and returns
- * NULL: session_server_lent or session_pool_failed follows. */
-struct pool_server *pool_acquire(struct pool *p, struct session *s);
-/* `s` no longer waits (it closed, or it is held by a pause). */
-void pool_forget_waiter(struct pool *p, struct session *s);
+/* Lends an idle server now (returned), or queues `w` and returns NULL:
+ * w->lent or w->failed follows. */
+struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w);
+/* `w` no longer waits (its client closed). */
+void pool_forget_waiter(struct pool_waiter *w);
 /* The session is done with the server: back to the pool when `clean` (a
  * ReadyForQuery 'I' with nothing in flight), else closed. */
 void pool_release(struct pool_server *ps, int clean);
+
+/* ---- the clients' statements prepared on a server (statement_map.c) ---- */
+
+/* The server-side name of a statement: "pgt_" and its hash in hex. */
+void pool_statement_name(char out[24], uint64_t hash);
+/* Appends a Close of that statement. */
+void pool_write_close_statement(struct evbuffer *out, uint64_t hash);
+/* 1 when the server has the statement (now its most recently used), 0 when not. */
+int pool_server_has_statement(struct pool_server *ps, uint64_t hash);
+/* Records the statement as prepared on the server. At `cap` statements the
+ * least recently used one makes room: its hash in *evicted, for the caller
+ * to close (0: none). -1 when out of memory. */
+int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint32_t cap, uint64_t *evicted);
+/* The statement is not on the server after all (its Parse failed). */
+void pool_server_forget_statement(struct pool_server *ps, uint64_t hash);
+/* Appends a Close of every statement the server has and a Sync, and
+ * empties the cache; 1 when anything was appended (its ReadyForQuery is
+ * owed), 0 otherwise. */
+int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out);
 
 /* Sends a CancelRequest to the lent server's backend. Until Postgres has
  * closed the connection that carried it, the server is not lent to anyone
@@ -158,6 +189,9 @@ int pool_start_janitor(struct server *srv);
 /* Appends the backend PID of every pool server (the fleet counts them as
  * this proxy's, not as sessions bypassing it). */
 void pool_append_backend_pids(const struct server *srv, json_t *pids);
+
+/* How many server connections all pools hold. */
+uint32_t pool_count_servers(const struct server *srv);
 
 /* GET /pools and /status: per pool clients waiting, servers active/idle,
  * the longest wait, totals. */

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t max_length,
@@ -291,4 +292,30 @@ void proto_add_startup(struct evbuffer *out, struct evbuffer *params)
     proto_put_u32(head + 4, PROTO_VERSION_3);
     evbuffer_add(out, head, sizeof head);
     evbuffer_add_buffer(out, params);
+}
+
+void proto_add_query(struct evbuffer *out, const char *sql)
+{
+    uint8_t head[5] = {'Q'};
+    proto_put_u32(head + 1, (uint32_t)(4 + strlen(sql) + 1));
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add(out, sql, strlen(sql) + 1);
+}
+
+int proto_read_pid_row(const uint8_t *msg, uint32_t len, uint32_t *pid)
+{
+    char text[16];
+    if (len < 12 || len > 32 || msg[0] != 'D' || msg[5] != 0 || msg[6] != 1)
+        return -1;
+    uint32_t n = proto_get_u32(msg + 7);
+    if (n == 0 || n >= sizeof text || 11 + n != len)
+        return -1;
+    memcpy(text, msg + 11, n);
+    text[n] = '\0';
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (*end != '\0' || v == 0 || v > UINT32_MAX)
+        return -1;
+    *pid = (uint32_t)v;
+    return 0;
 }

@@ -131,6 +131,15 @@ struct evbuffer;
 void proto_add_startup_param(struct evbuffer *params, const char *key, const char *value, const char *extra);
 /* Appends a protocol 3.0 StartupMessage with `params` (emptied) to `out`. */
 void proto_add_startup(struct evbuffer *out, struct evbuffer *params);
+/* Appends a simple Query message. */
+void proto_add_query(struct evbuffer *out, const char *sql);
+
+/* What the proxy asks a backend whose BackendKeyData PID may be an edge's
+ * own (Neon's proxy makes one up per connection), and the answer's
+ * DataRow: one column, the PID as text. 0 with *pid set, or -1 for any
+ * other row. */
+#define PROTO_PID_PROBE_SQL "SELECT pg_backend_pid()"
+int proto_read_pid_row(const uint8_t *msg, uint32_t len, uint32_t *pid);
 
 /* Formats an ErrorResponse (severity FATAL or ERROR) into `out`, returning
  * its length (0 when `cap` is too small). */

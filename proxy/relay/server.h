@@ -165,8 +165,6 @@ struct server {
     struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
     struct event *pool_janitor;
     uint64_t next_pool_server_id;
-    uint32_t pool_servers;           /* over all pools */
-    uint32_t pinned_sessions;        /* transaction mode: clients holding their server for good */
     struct metrics metrics;
 };
 

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ static void relay_server_to_client(struct session *s);
 static void session_fail_silently(struct session *s);
 
 static void free_later(struct session *s);
+static void server_lent(struct pool_waiter *w, struct pool_server *ps);
+static void server_not_lent(struct pool_waiter *w, const char *sqlstate, const char *message);
 
 /* pool_mode "transaction": a server is lent per transaction (pool.h). */
 static int pooled(const struct session *s)
@@ -63,8 +66,8 @@ static int pooled(const struct session *s)
  * was pinned: its state is the client's), an own one is closed. */
 static void drop_server(struct session *s)
 {
-    if (s->waiting_in)
-        pool_forget_waiter(s->waiting_in, s);
+    if (s->waiter.in)
+        pool_forget_waiter(&s->waiter);
     if (s->lent) {
         int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
                     !s->s2c_remaining && !s->c2s_remaining && !s->pin_reason[0] &&
@@ -220,6 +223,8 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     }
     s->srv = srv;
     s->id = ++srv->next_session_id;
+    s->waiter.lent = server_lent;
+    s->waiter.failed = server_not_lent;
     s->client = sb;
     s->connected_us = server_now_us(srv);
     tracker_init(&s->tracker);
@@ -249,8 +254,6 @@ void session_free(struct session *s)
         upstream_connect_cancel(s->connecting);
     sbuf_free(s->client);
     drop_server(s);
-    if (s->pin_reason[0])
-        srv->pinned_sessions--;
     if (s->free_ev)
         event_free(s->free_ev);
     if (s->fail_ev)
@@ -830,9 +833,9 @@ static void begin_pooled(struct session *s)
     }
     session_set_state(s, SESS_CONNECTING);
     sbuf_pause_read(s->client);
-    struct pool_server *ps = pool_acquire(p, s);
+    struct pool_server *ps = pool_acquire(p, &s->waiter);
     if (ps)
-        session_server_lent(s, ps);
+        server_lent(&s->waiter, ps);
 }
 
 /* Client messages while the proxy authenticates it: whole 'p' messages. */
@@ -1028,10 +1031,7 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
  * sends next; its answers up to its ReadyForQuery are swallowed. */
 static void inject_query(struct session *s, const char *sql)
 {
-    uint8_t head[5] = {'Q'};
-    proto_put_u32(head + 1, (uint32_t)(4 + strlen(sql) + 1));
-    evbuffer_add(s->server->out, head, sizeof head);
-    evbuffer_add(s->server->out, sql, strlen(sql) + 1);
+    proto_add_query(s->server->out, sql);
     s->swallow_rfq++;
 }
 
@@ -1152,9 +1152,13 @@ static void attach_server(struct session *s, struct pool_server *ps)
     sync_params(s);
 }
 
-void session_pool_failed(struct session *s, const char *sqlstate, const char *message)
+#define SESSION_OF(w) ((struct session *)((char *)(w) - offsetof(struct session, waiter)))
+
+/* No server for a session that waited (timeout, a login that failed): the
+ * client hears why and the session closes. */
+static void server_not_lent(struct pool_waiter *w, const char *sqlstate, const char *message)
 {
-    assert(s);
+    struct session *s = SESSION_OF(w);
     if (s->state == SESS_CLOSING)
         return;
     /* logged at info even as 53300: a pool that cannot serve is the operator's business */
@@ -1162,9 +1166,10 @@ void session_pool_failed(struct session *s, const char *sqlstate, const char *me
     close_with_error(s, sqlstate, message);
 }
 
-void session_server_lent(struct session *s, struct pool_server *ps)
+/* The pool lends `ps` to a session that waited for it. */
+static void server_lent(struct pool_waiter *w, struct pool_server *ps)
 {
-    assert(s && ps);
+    struct session *s = SESSION_OF(w);
     attach_server(s, ps);
     if (s->state == SESS_CONNECTING) { /* the pool's first login: the client can be welcomed now */
         s->lent = NULL;
@@ -1181,7 +1186,7 @@ void session_server_lent(struct session *s, struct pool_server *ps)
 static int borrow_for_next_message(struct session *s)
 {
     uint8_t type;
-    if (s->waiting_in || evbuffer_copyout(s->client->in, &type, 1) != 1)
+    if (s->waiter.in || evbuffer_copyout(s->client->in, &type, 1) != 1)
         return 0;
     if (type == 'X') { /* Terminate: nothing to lend for, and a pooled server must not see it */
         session_fail_silently(s);
@@ -1196,7 +1201,7 @@ static int borrow_for_next_message(struct session *s)
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return 0;
     }
-    struct pool_server *ps = pool_acquire(p, s);
+    struct pool_server *ps = pool_acquire(p, &s->waiter);
     if (!ps)
         return 0;
     attach_server(s, ps);
@@ -1227,16 +1232,36 @@ static void give_back_at_boundary(struct session *s)
 
 /* Replies the proxy owes the client go out at once when nothing of the
  * server's is on its way to the client before them. */
-static void stmt_map_answer_due_now(struct session *s)
+static void answer_due(struct session *s)
+{
+    if (stmt_map_answer_due(&s->replies, s->client->out))
+        sbuf_flush(s->client);
+}
+
+static void answer_due_now(struct session *s)
 {
     if (!s->s2c_remaining || s->s2c_discard)
-        stmt_map_answer_due(s);
+        answer_due(s);
+}
+
+/* The client's next message through the statement map; a failure ends the
+ * session with what the map says. */
+static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                          size_t avail)
+{
+    struct stmt_map m = {&s->prepared, &s->replies, s->lent, s->server->out,
+                         (uint32_t)s->srv->cfg.max_prepared_statements, 0, NULL, NULL};
+    enum stmt_map_result r = stmt_map_client_message(&m, in, h, avail);
+    if (r == STMT_FAILED)
+        session_fail(s, m.sqlstate, "%s", m.error);
+    else if (r == STMT_STREAM_REST)
+        s->c2s_remaining = m.rest;
+    return r;
 }
 
 static void pin(struct session *s, const char *why)
 {
     snprintf(s->pin_reason, sizeof s->pin_reason, "%s", why);
-    s->srv->pinned_sessions++;
     /* from now on routed like a session-mode session (follow_route) */
     s->route_gen = s->srv->route.gen;
     free(s->routed_schema);
@@ -1322,14 +1347,14 @@ static void relay_client_to_server(struct session *s)
         if (s->state == SESS_READY && s->lent) {
             if (!s->pin_reason[0] && check_pin(s, in, &h, avail) < 0)
                 break;
-            enum stmt_map_result m = stmt_map_client_message(s, in, &h, avail);
+            enum stmt_map_result m = map_statement(s, in, &h, avail);
             if (m == STMT_NEED_MORE)
                 break;
             if (m == STMT_FAILED)
                 return;
             note_client_message(s, h.type);
             if (m == STMT_CONSUMED)
-                stmt_map_answer_due_now(s);
+                answer_due_now(s);
             if (m == STMT_CONSUMED || m == STMT_STREAM_REST)
                 continue; /* c2s_remaining set, or nothing left of it */
         } else if (s->state == SESS_READY) {
@@ -1420,8 +1445,6 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     evbuffer_add(out, msg, sizeof msg);
 }
 
-#define PID_PROBE_SQL "SELECT pg_backend_pid()"
-
 /* After login, before the client's first query: Postgres is asked for the
  * backend's PID, because the BackendKeyData PID may be an edge's own (Neon's
  * proxy makes one up per connection) and the fleet must name its sessions
@@ -1431,7 +1454,7 @@ static void probe_backend_pid(struct session *s)
 {
     if (!s->srv->probe_backend_pids || !s->server)
         return;
-    inject_query(s, PID_PROBE_SQL);
+    inject_query(s, PROTO_PID_PROBE_SQL);
     s->pid_probe = 1;
     sbuf_flush(s->server);
 }
@@ -1447,19 +1470,10 @@ static int read_probe_answer(struct session *s, struct evbuffer *in, const struc
     if (avail < total)
         return -1;
     uint8_t msg[32];
-    char text[16];
+    uint32_t pid;
     evbuffer_copyout(in, msg, total);
-    if (total < 12 || msg[5] != 0 || msg[6] != 1)
-        return 0;
-    uint32_t len = proto_get_u32(msg + 7);
-    if (len == 0 || len >= sizeof text || 11 + len != total)
-        return 0;
-    memcpy(text, msg + 11, len);
-    text[len] = '\0';
-    char *end;
-    unsigned long long pid = strtoull(text, &end, 10);
-    if (*end == '\0' && pid > 0 && pid <= UINT32_MAX)
-        s->backend_pid = (uint32_t)pid;
+    if (proto_read_pid_row(msg, total, &pid) == 0)
+        s->backend_pid = pid;
     return 0;
 }
 
@@ -1599,7 +1613,7 @@ static void relay_server_to_client(struct session *s)
         if (r == 0)
             break;
         if (s->lent)
-            stmt_map_answer_due(s); /* in their turn: the message before them has passed */
+            answer_due(s); /* in their turn: the message before them has passed */
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
             if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
                 break;
@@ -1611,7 +1625,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        if (s->lent && stmt_map_server_message(s, h.type)) { /* the reply to one of ours */
+        if (s->lent && stmt_map_server_message(&s->replies, s->lent, h.type)) { /* the reply to one of ours */
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;
@@ -1627,7 +1641,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_remaining = h.length + 1;
     }
     if (s->lent && !s->s2c_remaining)
-        stmt_map_answer_due(s);
+        answer_due(s);
     sbuf_flush(s->client);
     if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
@@ -1809,7 +1823,7 @@ int session_reprepare(struct session *s)
 {
     assert(s);
     if (s->lent) { /* its statements are prepared again on demand, under the new tables */
-        if (s->state != SESS_READY || !session_at_boundary(s) || !stmt_cache_write_close_all(s->lent, s->server->out))
+        if (s->state != SESS_READY || !session_at_boundary(s) || !pool_server_close_statements(s->lent, s->server->out))
             return 0;
         s->swallow_rfq++;
         sbuf_flush(s->server);
@@ -1852,7 +1866,7 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     json_object_set_new(o, "prepared_statements", json_integer((json_int_t)count_prepared(s)));
     if (pooled(s)) {
         json_object_set_new(o, "pinned", s->pin_reason[0] ? json_string(s->pin_reason) : json_null());
-        json_object_set_new(o, "waiting_for_server", json_boolean(s->waiting_in != NULL));
+        json_object_set_new(o, "waiting_for_server", json_boolean(s->waiter.in != NULL));
     }
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
     json_object_set_new(o, "bytes_out", json_integer((json_int_t)s->bytes_out));

@@ -71,9 +71,7 @@ struct session {
     /* pool_mode "transaction" (pool.h): `server` is lent->sb while a
      * server is lent, NULL between transactions */
     struct pool_server *lent;
-    struct pool *waiting_in;        /* queued in this pool for a server */
-    struct session *wait_next;
-    uint64_t wait_since_us;
+    struct pool_waiter waiter;      /* queued for a server when waiter.in is set */
     char *pool_options;             /* startup options and parameters the pool is keyed by */
     char pin_reason[64];            /* keeps `lent` for good, and why ("": not pinned) */
     struct param_values *params;    /* the tracked parameters as this client has them (from its welcome) */
@@ -122,11 +120,6 @@ void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements
  * again upstream, answers swallowed. Returns how many. */
 int session_reprepare(struct session *s);
-/* Transaction pooling: the pool lends `ps` to a session that waited for it. */
-void session_server_lent(struct session *s, struct pool_server *ps);
-/* Transaction pooling: no server for a session that waited (timeout, a
- * login that failed); the client hears why and the session closes. */
-void session_pool_failed(struct session *s, const char *sqlstate, const char *message);
 /* The migration name a client declared with -c pgtandem.version=NAME in
  * its startup options, or application_name "...@NAME"; NULL if none. */
 char *session_declared_version(const struct startup_packet *sp);

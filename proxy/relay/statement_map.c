@@ -12,87 +12,8 @@
 #include "pool.h"
 #include "prepared.h"
 #include "reply_queue.h"
-#include "sbuf.h"
-#include "session.h"
 
 #define MAX_NAMES_PREFIX 4096u /* portal and statement names of a Bind: NAMEDATALEN is 64 */
-
-/* ---- the server's cache ---- */
-
-static int cache_find(const struct pool_server *ps, uint64_t hash)
-{
-    for (uint32_t i = 0; i < ps->nstmts; i++)
-        if (ps->stmts[i] == hash)
-            return (int)i;
-    return -1;
-}
-
-static void cache_remove_at(struct pool_server *ps, uint32_t i)
-{
-    ps->nstmts--;
-    ps->stmts[i] = ps->stmts[ps->nstmts];
-    ps->stmt_used[i] = ps->stmt_used[ps->nstmts];
-}
-
-/* Room for one more: the least recently bound statement's slot (its
- * hash in *evicted, to be closed on the server), or -1 out of memory. */
-static int cache_make_room(struct pool_server *ps, uint32_t cap, uint64_t *evicted)
-{
-    *evicted = 0;
-    if (!ps->stmts) {
-        ps->stmts = calloc(cap, sizeof *ps->stmts);
-        ps->stmt_used = calloc(cap, sizeof *ps->stmt_used);
-        if (!ps->stmts || !ps->stmt_used) {
-            stmt_cache_free(ps);
-            return -1;
-        }
-    }
-    if (ps->nstmts < cap)
-        return 0;
-    uint32_t oldest = 0;
-    for (uint32_t i = 1; i < ps->nstmts; i++)
-        if (ps->stmt_used[i] < ps->stmt_used[oldest])
-            oldest = i;
-    *evicted = ps->stmts[oldest];
-    cache_remove_at(ps, oldest);
-    return 0;
-}
-
-void stmt_cache_free(struct pool_server *ps)
-{
-    free(ps->stmts);
-    free(ps->stmt_used);
-    ps->stmts = NULL;
-    ps->stmt_used = NULL;
-    ps->nstmts = 0;
-}
-
-static void server_name(char out[24], uint64_t hash)
-{
-    snprintf(out, 24, "pgt_%016" PRIx64, hash);
-}
-
-static void write_close(struct evbuffer *out, uint64_t hash)
-{
-    char name[24];
-    server_name(name, hash);
-    uint8_t head[6] = {'C', 0, 0, 0, 0, 'S'};
-    proto_put_u32(head + 1, (uint32_t)(4 + 1 + strlen(name) + 1));
-    evbuffer_add(out, head, sizeof head);
-    evbuffer_add(out, name, strlen(name) + 1);
-}
-
-int stmt_cache_write_close_all(struct pool_server *ps, struct evbuffer *out)
-{
-    if (!ps->nstmts)
-        return 0;
-    for (uint32_t i = 0; i < ps->nstmts; i++)
-        write_close(out, ps->stmts[i]);
-    uint8_t sync[5] = {'S', 0, 0, 0, 4};
-    evbuffer_add(out, sync, sizeof sync);
-    ps->nstmts = 0;
-    return 1;
-}
 
 /* ---- statements ---- */
 
@@ -120,36 +41,49 @@ static uint64_t hash_of(const struct prepared *p)
     return statement_hash(rest, len);
 }
 
-static int push(struct session *s, uint8_t kind, enum reply_action action, uint64_t hash)
+static enum stmt_map_result out_of_memory(struct stmt_map *m)
 {
-    int r = reply_queue_push(&s->replies, kind, action, hash);
+    m->sqlstate = SQLSTATE_CONNECTION_FAILURE;
+    m->error = "out of memory";
+    return STMT_FAILED;
+}
+
+static int push(struct stmt_map *m, uint8_t kind, enum reply_action action, uint64_t hash)
+{
+    int r = reply_queue_push(m->replies, kind, action, hash);
     if (r < 0)
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        out_of_memory(m);
     return r;
+}
+
+/* A message passed through as it is: its reply is the client's. */
+static enum stmt_map_result stream(struct stmt_map *m, uint8_t kind)
+{
+    return push(m, kind, REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
 }
 
 /* Makes sure the lent server has the statement (a Close of the one it
  * evicts, its reply dropped, and a Parse whose reply gets `action`, when
- * it does not), and names it in `name`. 0, or -1 when the session failed. */
-static int ensure_on_server(struct session *s, const struct prepared *p, char name[24], enum reply_action action)
+ * it does not), and names it in `name`. 0, or -1 (STMT_FAILED's message set). */
+static int ensure_on_server(struct stmt_map *m, const struct prepared *p, char name[24], enum reply_action action)
 {
-    struct pool_server *ps = s->lent;
+    struct pool_server *ps = m->server;
     uint64_t hash = hash_of(p);
-    server_name(name, hash);
-    int i = cache_find(ps, hash);
-    if (i >= 0) {
-        ps->stmt_used[i] = ++ps->pool->stmt_hits + ps->pool->stmt_misses;
+    pool_statement_name(name, hash);
+    if (pool_server_has_statement(ps, hash)) {
+        ps->pool->stmt_hits++;
         return 0;
     }
     uint64_t evicted;
-    if (cache_make_room(ps, (uint32_t)s->srv->cfg.max_prepared_statements, &evicted) != 0) {
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+    if (pool_server_add_statement(ps, hash, m->max_statements, &evicted) != 0) {
+        out_of_memory(m);
         return -1;
     }
-    struct evbuffer *out = s->server->out;
+    ps->pool->stmt_misses++;
+    struct evbuffer *out = m->to_server;
     if (evicted) {
-        write_close(out, evicted);
-        if (push(s, 'C', REPLY_DROP, 0) < 0)
+        pool_write_close_statement(out, evicted);
+        if (push(m, 'C', REPLY_DROP, 0) < 0)
             return -1;
     }
     size_t rest_len;
@@ -159,31 +93,24 @@ static int ensure_on_server(struct session *s, const struct prepared *p, char na
     evbuffer_add(out, head, sizeof head);
     evbuffer_add(out, name, strlen(name) + 1);
     evbuffer_add(out, rest, rest_len);
-    if (push(s, 'P', action, hash) < 0)
-        return -1;
-    ps->stmts[ps->nstmts] = hash;
-    ps->stmt_used[ps->nstmts++] = ps->pool->stmt_hits + ++ps->pool->stmt_misses;
-    return 0;
+    return push(m, 'P', action, hash) < 0 ? -1 : 0;
 }
 
 /* A named Parse: remembered, and prepared on the server only if it does
  * not have that statement yet (else answered by the proxy). */
-static enum stmt_map_result map_parse(struct session *s, struct evbuffer *in, uint32_t total)
+static enum stmt_map_result map_parse(struct stmt_map *m, struct evbuffer *in, uint32_t total)
 {
     const uint8_t *msg = evbuffer_pullup(in, total);
-    if (prepared_remember(&s->prepared, msg, total) != 0) {
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-        return STMT_FAILED;
-    }
-    const struct prepared *p = s->prepared;
-    uint64_t hash = hash_of(p);
+    if (prepared_remember(m->registry, msg, total) != 0)
+        return out_of_memory(m);
+    const struct prepared *p = *m->registry;
     evbuffer_drain(in, total);
-    if (cache_find(s->lent, hash) >= 0)
-        return push(s, 'P', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
+    if (pool_server_has_statement(m->server, hash_of(p)))
+        return push(m, 'P', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
     char name[24];
     /* prepared now, under its server name, as the client's own Parse: its
      * ParseComplete (or error) is the client's */
-    return ensure_on_server(s, p, name, REPLY_PASS) != 0 ? STMT_FAILED : STMT_CONSUMED;
+    return ensure_on_server(m, p, name, REPLY_PASS) != 0 ? STMT_FAILED : STMT_CONSUMED;
 }
 
 /* The statement name of a Bind (after the portal's) or a Describe/Close
@@ -213,8 +140,8 @@ static int name_span(struct evbuffer *in, size_t avail, uint32_t total, size_t s
 
 /* Bind or Describe 'S' of a named statement: the server's name in place of
  * the client's, the statement prepared there first if need be. */
-static enum stmt_map_result map_use(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail,
-                                    uint8_t kind)
+static enum stmt_map_result map_use(struct stmt_map *m, struct evbuffer *in, const struct msg_header *h,
+                                    size_t avail, uint8_t kind)
 {
     uint32_t total = h->length + 1;
     size_t name_at, prefix_len;
@@ -222,55 +149,53 @@ static enum stmt_map_result map_use(struct session *s, struct evbuffer *in, cons
     if (r == -1)
         return STMT_NEED_MORE;
     if (r == -2) {
-        session_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "malformed %s message", h->type == 'B' ? "Bind" : "Describe");
+        m->sqlstate = SQLSTATE_PROTOCOL_VIOLATION;
+        m->error = h->type == 'B' ? "malformed Bind message" : "malformed Describe message";
         return STMT_FAILED;
     }
     const char *client_name = (const char *)evbuffer_pullup(in, (ssize_t)prefix_len) + name_at;
-    struct prepared *p = *client_name ? prepared_find(&s->prepared, client_name) : NULL;
+    struct prepared *p = *client_name ? prepared_find(m->registry, client_name) : NULL;
     if (!p) /* unnamed, or unknown: Postgres answers as it would */
-        return push(s, kind, REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
+        return stream(m, kind);
     char name[24];
-    if (ensure_on_server(s, p, name, REPLY_DROP) != 0)
+    if (ensure_on_server(m, p, name, REPLY_DROP) != 0)
         return STMT_FAILED;
     size_t old_name_len = prefix_len - name_at; /* with its NUL */
     size_t new_len = total - old_name_len + strlen(name) + 1;
     uint8_t *prefix = malloc(name_at);
-    if (!prefix) {
-        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-        return STMT_FAILED;
-    }
+    if (!prefix)
+        return out_of_memory(m);
     evbuffer_remove(in, prefix, name_at);
     evbuffer_drain(in, old_name_len);
     proto_put_u32(prefix + 1, (uint32_t)(new_len - 1));
-    struct evbuffer *out = s->server->out;
-    evbuffer_add(out, prefix, name_at);
-    evbuffer_add(out, name, strlen(name) + 1);
+    evbuffer_add(m->to_server, prefix, name_at);
+    evbuffer_add(m->to_server, name, strlen(name) + 1);
     free(prefix);
-    if (push(s, kind, REPLY_PASS, 0) < 0)
+    if (push(m, kind, REPLY_PASS, 0) < 0)
         return STMT_FAILED;
-    s->c2s_remaining = (uint32_t)(total - prefix_len);
-    return s->c2s_remaining ? STMT_STREAM_REST : STMT_CONSUMED;
+    m->rest = (uint32_t)(total - prefix_len);
+    return m->rest ? STMT_STREAM_REST : STMT_CONSUMED;
 }
 
 /* Close 'S' of a named statement: forgotten, answered by the proxy (the
  * server keeps it for the other clients that prepare the same). */
-static enum stmt_map_result map_close(struct session *s, struct evbuffer *in, const struct msg_header *h,
+static enum stmt_map_result map_close(struct stmt_map *m, struct evbuffer *in, const struct msg_header *h,
                                       size_t avail)
 {
     uint32_t total = h->length + 1;
     if (total > PREPARED_MAX_MESSAGE)
-        return push(s, 'C', REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
+        return stream(m, 'C');
     if (avail < total)
         return STMT_NEED_MORE;
     const uint8_t *msg = evbuffer_pullup(in, total);
     if (total < PROTO_HEADER_LEN + 2 || msg[PROTO_HEADER_LEN] != 'S' || msg[PROTO_HEADER_LEN + 1] == '\0')
-        return push(s, 'C', REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
-    prepared_forget_closed(&s->prepared, msg, total);
+        return stream(m, 'C');
+    prepared_forget_closed(m->registry, msg, total);
     evbuffer_drain(in, total);
-    return push(s, 'C', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
+    return push(m, 'C', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
 }
 
-enum stmt_map_result stmt_map_client_message(struct session *s, struct evbuffer *in, const struct msg_header *h,
+enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer *in, const struct msg_header *h,
                                              size_t avail)
 {
     uint32_t total = h->length + 1;
@@ -281,51 +206,47 @@ enum stmt_map_result stmt_map_client_message(struct session *s, struct evbuffer 
         uint8_t first[PROTO_HEADER_LEN + 1];
         evbuffer_copyout(in, first, sizeof first);
         if (first[PROTO_HEADER_LEN] == '\0' || total > PREPARED_MAX_MESSAGE) /* unnamed (or too large to keep) */
-            return push(s, 'P', REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
+            return stream(m, 'P');
         if (avail < total)
             return STMT_NEED_MORE;
-        return map_parse(s, in, total);
+        return map_parse(m, in, total);
     }
     case 'B':
-        return map_use(s, in, h, avail, 'B');
+        return map_use(m, in, h, avail, 'B');
     case 'D': {
         if (avail < PROTO_HEADER_LEN + 1)
             return STMT_NEED_MORE;
         uint8_t first[PROTO_HEADER_LEN + 1];
         evbuffer_copyout(in, first, sizeof first);
         if (first[PROTO_HEADER_LEN] != 'S')
-            return push(s, 'D', REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
-        return map_use(s, in, h, avail, 'd');
+            return stream(m, 'D');
+        return map_use(m, in, h, avail, 'd');
     }
     case 'C':
-        return map_close(s, in, h, avail);
+        return map_close(m, in, h, avail);
     case 'E': case 'S': case 'Q': case 'F':
-        return push(s, h->type, REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
+        return stream(m, h->type);
     default: /* Flush, COPY data, Terminate: no reply of their own */
         return STMT_STREAM;
     }
 }
 
-int stmt_map_server_message(struct session *s, uint8_t type)
+int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, uint8_t type)
 {
-    struct reply_step step = reply_queue_on_server(&s->replies, type);
-    if (step.failed_hash && s->lent) {
-        int i = cache_find(s->lent, step.failed_hash);
-        if (i >= 0)
-            cache_remove_at(s->lent, (uint32_t)i);
-    }
+    struct reply_step step = reply_queue_on_server(q, type);
+    if (step.failed_hash)
+        pool_server_forget_statement(ps, step.failed_hash);
     return step.drop;
 }
 
-void stmt_map_answer_due(struct session *s)
+int stmt_map_answer_due(struct reply_queue *q, struct evbuffer *to_client)
 {
     uint8_t reply;
     int any = 0;
-    while ((reply = reply_queue_take_synth(&s->replies))) {
+    while ((reply = reply_queue_take_synth(q))) {
         uint8_t msg[5] = {reply, 0, 0, 0, 4};
-        evbuffer_add(s->client->out, msg, sizeof msg);
+        evbuffer_add(to_client, msg, sizeof msg);
         any = 1;
     }
-    if (any)
-        sbuf_flush(s->client);
+    return any;
 }

@@ -14,32 +14,39 @@
 
 #include "proto.h"
 
-struct session;
 struct evbuffer;
 struct pool_server;
+struct prepared;
+struct reply_queue;
+
+/* What the mapping works on, handed in by the session for each message
+ * (the module keeps nothing of its own). */
+struct stmt_map {
+    struct prepared **registry;     /* the client's named statements */
+    struct reply_queue *replies;    /* what the lent server owes */
+    struct pool_server *server;     /* the lent server */
+    struct evbuffer *to_server;
+    uint32_t max_statements;        /* per server (max_prepared_statements) */
+    uint32_t rest;                  /* out, STMT_STREAM_REST: bytes of the message still to pass */
+    const char *sqlstate, *error;   /* out, STMT_FAILED: what the client is told */
+};
 
 enum stmt_map_result {
     STMT_NEED_MORE,      /* the part of the message to rewrite is not buffered yet */
     STMT_STREAM,         /* pass the message through as it is */
     STMT_CONSUMED,       /* the message was taken from the input, rewritten or answered */
-    STMT_STREAM_REST,    /* its start was rewritten: c2s_remaining bytes of it follow as they are */
-    STMT_FAILED,         /* the session was failed (out of memory, a malformed message) */
+    STMT_STREAM_REST,    /* its start was rewritten: m->rest bytes of it follow as they are */
+    STMT_FAILED,         /* out of memory, a malformed message: the session ends with m->error */
 };
 
 /* A client message at its start, while a server is lent. */
-enum stmt_map_result stmt_map_client_message(struct session *s, struct evbuffer *in, const struct msg_header *h,
+enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer *in, const struct msg_header *h,
                                              size_t avail);
 /* A server message at its start: 1 when it answers one of the proxy's own
  * messages (drop it). */
-int stmt_map_server_message(struct session *s, uint8_t type);
-/* Writes the replies the proxy owes the client now, in their turn. */
-void stmt_map_answer_due(struct session *s);
-
-/* The server's statement cache. */
-void stmt_cache_free(struct pool_server *ps);
-/* Appends a Close of every statement the server has and a Sync; returns 1
- * when anything was appended (its ReadyForQuery is owed), 0 otherwise. The
- * cache is empty afterwards. */
-int stmt_cache_write_close_all(struct pool_server *ps, struct evbuffer *out);
+int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, uint8_t type);
+/* Writes the replies the proxy owes the client now, in their turn; 1 when
+ * it wrote any. */
+int stmt_map_answer_due(struct reply_queue *q, struct evbuffer *to_client);
 
 #endif
