@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -83,6 +84,32 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.05):
         if time.monotonic() >= deadline:
             pytest.fail("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+class PeakSampler:
+    """Reads fn() in a thread, every `interval` seconds, until the `with`
+    block ends; .peak is the largest value read. It waits on its stop
+    event, not a sleep, so leaving the block ends it at once."""
+
+    def __init__(self, fn, interval=0.05):
+        self.fn, self.interval, self.peak = fn, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        while True:
+            self.peak = max(self.peak, self.fn())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
 
 
 def running_statements(super_uri, like, db=None):

@@ -5,12 +5,10 @@ writing across `complete`; 0 client errors, every transaction in the ledger,
 the ledger and `checks` compared row by row, and never more server
 connections than the pool allows."""
 import os
-import threading
-import time
 
 import pytest
 
-from conftest import relay_direct, write_users_file
+from conftest import PeakSampler, relay_direct, write_users_file
 import test_cutover_e2e as e2e
 from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
 
@@ -32,43 +30,35 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
                                       users, "--pool-mode", "transaction", "--pool-size", str(POOL),
                                       # pools are per version route: the database's cap bounds them all
                                       "--max-db-connections", str(POOL)])
-    peak = [0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _server_connections(cluster, legacy_db))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     mig = e2e.throttled_migration(4000)
     try:
-        old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, 8, "simple", clients=OLD_CLIENTS, jobs=4)
-        e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= OLD_CLIENTS, proc=old)
-        e2e.start_migration(proxy, mig)
-        old_res = e2e.pgbench_result(old, old_path)
-        assert old_res["rc"] == 0 and not old_res["aborted"], old_res["out"] + proxy.log()[-3000:]
-        assert old_res["failed"] in (None, 0) and old_res["processed"] > 0, old_res["out"]
+        with PeakSampler(lambda: _server_connections(cluster, legacy_db), 0.1) as servers:
+            old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, 8, "simple", clients=OLD_CLIENTS,
+                                        jobs=4)
+            e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= OLD_CLIENTS,
+                           proc=old)
+            e2e.start_migration(proxy, mig)
+            old_res = e2e.pgbench_result(old, old_path)
+            assert old_res["rc"] == 0 and not old_res["aborted"], old_res["out"] + proxy.log()[-3000:]
+            assert old_res["failed"] in (None, 0) and old_res["processed"] > 0, old_res["out"]
 
-        e2e.wait_until("old-release sessions to leave", lambda: e2e.versions(proxy).get("old", 0) == 0)
-        new, new_path = e2e.pgbench(proxy, legacy_db, e2e.NEW_SCRIPT, 6, "prepared", e2e.version_options(),
-                                    clients=NEW_CLIENTS, jobs=NEW_CLIENTS)
-        e2e.wait_until("new-release sessions", lambda: e2e.versions(proxy).get(e2e.NAME, 0) >= NEW_CLIENTS, proc=new)
-        e2e.wait_new_release_writes(cluster, legacy_db, 100, proc=new)
-        rep = e2e.complete_migration(proxy)
-        new_res = e2e.pgbench_result(new, new_path)
+            e2e.wait_until("old-release sessions to leave", lambda: e2e.versions(proxy).get("old", 0) == 0)
+            new, new_path = e2e.pgbench(proxy, legacy_db, e2e.NEW_SCRIPT, 6, "prepared", e2e.version_options(),
+                                        clients=NEW_CLIENTS, jobs=NEW_CLIENTS)
+            e2e.wait_until("new-release sessions", lambda: e2e.versions(proxy).get(e2e.NAME, 0) >= NEW_CLIENTS,
+                           proc=new)
+            e2e.wait_new_release_writes(cluster, legacy_db, 100, proc=new)
+            rep = e2e.complete_migration(proxy)
+            new_res = e2e.pgbench_result(new, new_path)
     finally:
-        stop.set()
-        sampler.join()
         os.unlink(mig)
     print("old: %s tx, new: %s tx, peak servers %d, cutover: %s" % (old_res["processed"], new_res["processed"],
-                                                                     peak[0], rep))
+                                                                     servers.peak, rep))
     assert new_res["rc"] == 0 and not new_res["aborted"], new_res["out"] + proxy.log()[-3000:]
     assert new_res["failed"] in (None, 0) and new_res["processed"] > 0, new_res["out"]
     # one over at most: a server closed to make room for another route's is
     # counted out by the proxy at once, by Postgres once its backend exited
-    assert 0 < peak[0] <= POOL + 1, "server connections peaked at %d" % peak[0]
+    assert 0 < servers.peak <= POOL + 1, "server connections peaked at %d" % servers.peak
     q = lambda sql: e2e.scalar(cluster, legacy_db, sql)
     assert int(q("SELECT count(*) FROM cut_ledger")) == old_res["processed"] + new_res["processed"]
     missing = q("SELECT count(*) FROM cut_ledger l LEFT JOIN checks c ON c.id = l.check_id WHERE c.id IS NULL")

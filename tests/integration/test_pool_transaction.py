@@ -29,7 +29,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, TOP, relay_direct, wait_for, write_users_file
+from conftest import BIN, TOP, PeakSampler, relay_direct, wait_for, write_users_file
 
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 
@@ -99,30 +99,17 @@ def test_two_hundred_clients_over_a_role_capped_at_fifty(needs_proxy, cluster, p
     assert direct.returncode != 0 and "too many connections" in direct.stderr, direct.stderr[-2000:]
 
     p = _pool_proxy(proxy_factory, tmp_path, "poolcap", "--pool-size", "20")
-    peak = [0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _server_pids(cluster, "poolcap"))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with PeakSampler(lambda: _server_pids(cluster, "poolcap")) as servers:
         # a number of transactions, not a duration: 200 logins under ASan on a busy machine take seconds
         r = subprocess.run(["pgbench", "-n", "-c", "200", "-j", "2", "-t", "20", "-f", str(script),
                             _uri(p, "poolcap")], capture_output=True, text=True, timeout=300)
-    finally:
-        stop.set()
-        sampler.join()
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + p.log()[-3000:]
     assert "number of failed transactions: 0 " in r.stdout, r.stdout
     done = int([l for l in r.stdout.splitlines() if "actually processed" in l][0].split(":")[1].split("/")[0])
     assert done == 200 * 20
     # every transaction that pgbench counted is in the table, no more, no less
     assert int(cluster.psql("SELECT sum(n) FROM pool_counter")) == done
-    assert 0 < peak[0] <= 20, "server connections peaked at %d" % peak[0]
+    assert 0 < servers.peak <= 20, "server connections peaked at %d" % servers.peak
 
 
 def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, cluster, proxy_factory, tmp_path):
@@ -222,6 +209,15 @@ def _check_moved_and_shared(p, user, rows, most, clients=CLIENTS, rounds=ROUNDS)
     assert pools["pinned_sessions"] == 0 and "pinned" not in p.log()
 
 
+def _run_pooled_client(p, user, argv):
+    """Runs a client program that prints "ok <rows> <most backends one
+    client saw>", and checks what it did to the pool."""
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
+    _, rows, most = r.stdout.split()
+    _check_moved_and_shared(p, user, int(rows), int(most))
+
+
 def test_psycopg_prepared_statements_move_between_servers(needs_proxy, cluster, proxy_factory, tmp_path):
     _role(cluster, "poolpsy")
     p = _pool_proxy(proxy_factory, tmp_path, "poolpsy", "--pool-size", str(POOL))
@@ -276,32 +272,24 @@ async def main(uri, n, rounds):
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """)
-    r = subprocess.run(["/usr/bin/python3", str(script), _uri(p, "poolasync"), str(CLIENTS), str(ROUNDS)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
-    _, rows, most = r.stdout.split()
-    _check_moved_and_shared(p, "poolasync", int(rows), int(most))
+    _run_pooled_client(p, "poolasync", ["/usr/bin/python3", str(script), _uri(p, "poolasync"), str(CLIENTS),
+                                        str(ROUNDS)])
 
 
 def test_node_postgres_named_statements_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
     _role(cluster, "poolnode")
     p = _pool_proxy(proxy_factory, tmp_path, "poolnode", "--pool-size", str(POOL))
-    r = subprocess.run(["node", os.path.join(TOP, "tests", "node", "pooled.js"), _uri(p, "poolnode"), str(CLIENTS),
-                        str(ROUNDS)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
-    _, rows, most = r.stdout.split()
-    _check_moved_and_shared(p, "poolnode", int(rows), int(most))
+    _run_pooled_client(p, "poolnode", ["node", os.path.join(TOP, "tests", "node", "pooled.js"), _uri(p, "poolnode"),
+                                       str(CLIENTS), str(ROUNDS)])
 
 
 def test_pgjdbc_server_prepared_statements_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
     _role(cluster, "pooljdbc")
     p = _pool_proxy(proxy_factory, tmp_path, "pooljdbc", "--pool-size", str(POOL))
-    r = subprocess.run(["java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PooledPrepared.java"),
-                        "jdbc:postgresql://127.0.0.1:%d/appdb?sslmode=disable" % p.port, "pooljdbc", PW, str(CLIENTS),
-                        str(ROUNDS)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr + p.log()[-3000:]
-    _, rows, most = r.stdout.split()
-    _check_moved_and_shared(p, "pooljdbc", int(rows), int(most))
+    _run_pooled_client(p, "pooljdbc", ["java", "-cp", JDBC_JAR,
+                                       os.path.join(TOP, "tests", "clients", "PooledPrepared.java"),
+                                       "jdbc:postgresql://127.0.0.1:%d/appdb?sslmode=disable" % p.port, "pooljdbc",
+                                       PW, str(CLIENTS), str(ROUNDS)])
 
 
 def test_pgbench_prepared_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):
