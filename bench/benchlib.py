@@ -29,3 +29,45 @@ def run_header(db):
     return {"date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
             "machine": "%s, %d cpus" % (platform.platform(), os.cpu_count()),
             "postgres": version}
+
+
+def rss_kb(pid):
+    """Resident memory of a process, in kB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+IDLE_HOLDER = r'''
+import sys, psycopg
+uri, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for i in range(n):
+    c = psycopg.connect(uri, autocommit=True, application_name="idle")
+    c.execute("SELECT 1")  # in session mode the client now owns a server connection
+    conns.append(c)
+print("ready", flush=True)
+sys.stdin.readline()
+'''
+
+
+def rss_with_idle_clients(pid, uri, n):
+    """The RSS (kB) of process `pid` while n idle clients, each having run
+    one SELECT 1, are connected to `uri`; None when they could not connect."""
+    import sys
+    import time
+    # psycopg's default wait function uses select(), which stops at fd 1024
+    h = subprocess.Popen([sys.executable, "-c", IDLE_HOLDER, uri, str(n)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
+    if h.stdout.readline().strip() != "ready":
+        h.kill()
+        h.wait()
+        return None
+    time.sleep(1.0)  # settle: the last logins' buffers are freed
+    held = rss_kb(pid)
+    h.stdin.write("\n")
+    h.stdin.flush()
+    h.wait(timeout=300)
+    return held

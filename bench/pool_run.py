@@ -10,7 +10,9 @@ import re
 import resource
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import rss_kb, rss_with_idle_clients  # noqa: E402
 
 env = os.environ
 rounds = int(env.get("ROUNDS", "2"))
@@ -99,41 +101,13 @@ for t in targets:
         "" if res["ok"] else "  ERROR " + res.get("error", "")), flush=True)
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
-
-
-HOLDER = r'''
-import sys, psycopg
-uri, n = sys.argv[1], int(sys.argv[2])
-conns = []
-for i in range(n):
-    c = psycopg.connect(uri, autocommit=True)
-    c.execute("SELECT 1")
-    conns.append(c)
-print("ready", flush=True)
-sys.stdin.readline()
-'''
-
 memory = []
 for t in ("pgtandem", "pgbouncer"):
     base = rss_kb(pids[t])
-    h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(mem_conns)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
-    line = h.stdout.readline().strip()
-    if line != "ready":
-        h.kill()
+    held = rss_with_idle_clients(pids[t], uris[t], mem_conns)
+    if held is None:
         memory.append({"target": t, "connections": mem_conns, "measured": False})
         continue
-    time.sleep(1.0)
-    held = rss_kb(pids[t])
-    h.stdin.write("\n")
-    h.stdin.flush()
-    h.wait(timeout=300)
     per = (held - base) * 1024.0 / mem_conns
     memory.append({"target": t, "connections": mem_conns, "measured": True, "rss_base_kb": base,
                    "rss_held_kb": held, "bytes_per_client": round(per)})

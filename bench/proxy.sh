@@ -131,25 +131,8 @@ for rnd in range(rounds):
                     runs.append(dict(res, round=rnd + 1, workload=workload, clients=c, target=t))
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
-
-
-HOLDER = r'''
-import sys, psycopg
-uri, n = sys.argv[1], int(sys.argv[2])
-conns = []
-for i in range(n):
-    c = psycopg.connect(uri, autocommit=True, application_name="idle")
-    c.execute("SELECT 1")  # session mode: the client now owns a server connection
-    conns.append(c)
-print("ready", flush=True)
-sys.stdin.readline()
-'''
+sys.path.insert(0, "bench")
+from benchlib import rss_kb, rss_with_idle_clients  # noqa: E402
 
 mem = []
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -178,19 +161,10 @@ for n in sorted(mem_conns):
             continue
         time.sleep(1.0)
         base = bases[t]
-        # psycopg's default wait function uses select(), which stops at fd 1024
-        h = subprocess.Popen([sys.executable, "-c", HOLDER, uris[t], str(n)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PSYCOPG_WAIT_FUNC="wait_epoll"))
-        line = h.stdout.readline().strip()
-        if line != "ready":
-            h.kill()
+        held = rss_with_idle_clients(pids[t], uris[t], n)
+        if held is None:
             mem.append({"target": t, "connections": n, "measured": False, "why": "holder failed"})
             continue
-        time.sleep(1.0)
-        held = rss_kb(pids[t])
-        h.stdin.write("\n")
-        h.stdin.flush()
-        h.wait(timeout=120)
         per = (held - base) * 1024.0 / n
         mem.append({"target": t, "connections": n, "measured": True, "rss_idle_kb": base,
                     "rss_held_kb": held, "bytes_per_connection": round(per)})
