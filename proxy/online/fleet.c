@@ -470,6 +470,28 @@ static void share_peers(struct fleet *f)
     relay_set_fleet_peers(f->relay, peers, n);
 }
 
+/* Two registrations that run at once can both take the same free slot:
+ * neither sees the other's row before it commits. Left so, a cancel for
+ * one's session that reaches the other is taken for its own and dropped.
+ * The proxy with the greater id registers again, which moves it to a slot
+ * no other live proxy holds; one moves, so the two cannot chase each other. */
+static int slot_taken_by_another(const struct fleet *f)
+{
+    size_t i;
+    json_t *m;
+    if (f->slot < 1 || f->slot > MAX_SLOT)
+        return 0;
+    json_array_foreach(f->members, i, m) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        if (id && strcmp(id, f->id) < 0 && json_is_true(json_object_get(m, "live")) &&
+            json_integer_value(json_object_get(m, "slot")) == f->slot) {
+            log_warn("fleet: slot %d is also held by %s; registering again for another", f->slot, id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void on_refreshed(void *ctx, int drained, uint64_t waited_us)
 {
     (void)waited_us;
@@ -512,6 +534,10 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
         return;
     }
     set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
+    if (slot_taken_by_another(f)) {
+        send_register(f);
+        return;
+    }
     share_peers(f);
     set_json(&f->bypassing, PQgetvalue(res, 0, HB_BYPASSING));
     int fenced = relay_lease_expired(f->relay);

@@ -266,12 +266,73 @@ def wait_fleet(proxy, n, timeout=60.0):
     raise AssertionError("fleet never had %d proxies: %r" % (n, last))
 
 
+def fleet_status(proxy):
+    code, status = proxy.admin("GET", "/status")
+    return (status.get("fleet") or {}) if code == 200 else {}
+
+
+def wait_peers(a, b, timeout=60.0):
+    """Waits until each of a and b lists the other as a live member with a
+    peer listener, and they hold different slots. Counting live members is not enough: the engine database
+    is shared with the tests before, and a proxy they stopped stays "live"
+    until its lease runs out, so a count of two can be b and a ghost while b
+    has not yet seen a (and a cancel for a's slot would have nowhere to go)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        fa, fb = fleet_status(a), fleet_status(b)
+        last = (fa, fb)
+
+        def knows(f, other):
+            return any(m.get("id") == other.get("id") and m.get("live") and m.get("peer")
+                       and m.get("slot") == other.get("slot") for m in f.get("members", []))
+        if fa.get("id") and fb.get("id") and knows(fa, fb) and knows(fb, fa) and fa.get("slot") != fb.get("slot"):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the two proxies never listed each other: %r" % (last,))
+
+
+def registrations_waiting(conn):
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%INSERT INTO pgtandem.proxies%'").fetchone()[0]
+
+
+def test_proxies_that_register_at_the_same_moment_end_with_different_slots(cluster, proxy_factory):
+    """Two registrations that run at once both find the same slot free
+    (neither sees the other's row before it commits). Left so, a cancel for
+    one proxy's session that reaches the other is taken for its own and
+    dropped as unknown. The later one (by id) must move to another slot.
+
+    The two are made to run at once for real: a long-dead row that each
+    registration's clean-up deletes is locked by this test, so both wait
+    with their snapshots taken, and go on together when it lets go."""
+    import psycopg
+    engine = ["--engine-db", cluster.uri(db="appdb")]
+    first = proxy_factory(extra_args=engine)  # so that pgtandem.proxies exists
+    wait_fleet(first, 1)
+    first.stop()
+    with psycopg.connect(cluster.uri(db="appdb")) as conn:
+        conn.execute("INSERT INTO pgtandem.proxies (id, slot, host, listen, version, pid, started_at, heartbeat_at)"
+                     " VALUES ('ghost', 63, 'gone', 'gone', '0', 1, now() - interval '1 hour',"
+                     " now() - interval '1 hour')")
+        conn.commit()
+        conn.execute("SELECT 1 FROM pgtandem.proxies WHERE id = 'ghost' FOR UPDATE")
+        a = proxy_factory(extra_args=engine)
+        b = proxy_factory(extra_args=engine)
+        deadline = time.time() + 60
+        while registrations_waiting(conn) < 2:
+            assert time.time() < deadline, "the two registrations never waited on the dead row"
+            time.sleep(0.05)
+        conn.commit()
+    wait_peers(a, b)
+    assert re.search(r"fleet: slot \d+ is also held by ", a.log() + b.log()), (a.log() + b.log())[-3000:]
+
+
 def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
     engine = ["--engine-db", cluster.uri(db="appdb")]
     a = proxy_factory(extra_args=engine)
     b = proxy_factory(extra_args=engine)
-    wait_fleet(a, 2)
-    wait_fleet(b, 2)
+    wait_peers(a, b)
     sock, pid, key = login_with_key(a.port)  # after the slot is known, so the key carries it
     try:
         q = tagged("SELECT pg_sleep(30)")
@@ -324,8 +385,7 @@ def test_forwarded_idle_cancel_never_hits_the_next_statement(cluster, proxy_fact
     engine = ["--engine-db", cluster.uri(db="appdb")]
     a = proxy_factory(extra_args=engine)
     b = proxy_factory(extra_args=engine)
-    wait_fleet(a, 2)
-    wait_fleet(b, 2)
+    wait_peers(a, b)
     sock, pid, key = login_with_key(a.port)
     try:
         assert key >> 26, key  # the key carries a's slot
