@@ -292,9 +292,10 @@ def wait_peers(a, b, timeout=60.0):
     raise AssertionError("the two proxies never listed each other: %r" % (last,))
 
 
-def registrations_waiting(conn):
-    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE '%INSERT INTO pgtandem.proxies%'").fetchone()[0]
+def registrations_waiting_on(conn):
+    """Registrations blocked by this connection's locks."""
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%INSERT INTO pgtandem.proxies%'"
+                        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))").fetchone()[0]
 
 
 def test_proxies_that_register_at_the_same_moment_end_with_different_slots(cluster, proxy_factory):
@@ -303,29 +304,37 @@ def test_proxies_that_register_at_the_same_moment_end_with_different_slots(clust
     one proxy's session that reaches the other is taken for its own and
     dropped as unknown. The later one (by id) must move to another slot.
 
-    The two are made to run at once for real: a long-dead row that each
-    registration's clean-up deletes is locked by this test, so both wait
-    with their snapshots taken, and go on together when it lets go."""
+    The two are made to run at once for real: each proxy (named with
+    --fleet-id) finds a row of its own from a while ago, with the same slot
+    and no longer live; this test holds both rows locked, so both
+    registrations wait with their snapshots taken (neither sees the other
+    live) and go on together when it lets go. Other proxies on the same
+    database (tests in other workers) neither touch nor need those rows."""
     import psycopg
     engine = ["--engine-db", cluster.uri(db="appdb")]
     first = proxy_factory(extra_args=engine)  # so that pgtandem.proxies exists
     wait_fleet(first, 1)
     first.stop()
+    tag = os.urandom(4).hex()
+    ids = ["slot-race-a-" + tag, "slot-race-b-" + tag]
     with psycopg.connect(cluster.uri(db="appdb")) as conn:
-        conn.execute("INSERT INTO pgtandem.proxies (id, slot, host, listen, version, pid, started_at, heartbeat_at)"
-                     " VALUES ('ghost', 63, 'gone', 'gone', '0', 1, now() - interval '1 hour',"
-                     " now() - interval '1 hour')")
+        for i in ids:  # not live (older than a lease), not yet cleaned up (younger than a minute)
+            conn.execute("INSERT INTO pgtandem.proxies (id, slot, host, listen, version, pid, started_at, heartbeat_at)"
+                         " VALUES (%s, 62, 'gone', 'gone', '0', 1, now() - interval '20 s', now() - interval '20 s')",
+                         (i,))
         conn.commit()
-        conn.execute("SELECT 1 FROM pgtandem.proxies WHERE id = 'ghost' FOR UPDATE")
-        a = proxy_factory(extra_args=engine)
-        b = proxy_factory(extra_args=engine)
-        deadline = time.time() + 60
-        while registrations_waiting(conn) < 2:
-            assert time.time() < deadline, "the two registrations never waited on the dead row"
+        conn.execute("SELECT 1 FROM pgtandem.proxies WHERE id = ANY(%s) FOR UPDATE", (ids,))
+        a = proxy_factory(extra_args=engine + ["--fleet-id", ids[0]])
+        b = proxy_factory(extra_args=engine + ["--fleet-id", ids[1]])
+        deadline = time.time() + 30
+        while registrations_waiting_on(conn) < 2:
+            assert time.time() < deadline, conn.execute(
+                "SELECT application_name, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
+                " WHERE datname = 'appdb'").fetchall()
             time.sleep(0.05)
         conn.commit()
     wait_peers(a, b)
-    assert re.search(r"fleet: slot \d+ is also held by ", a.log() + b.log()), (a.log() + b.log())[-3000:]
+    assert "fleet: slot 62 is also held by %s" % ids[0] in b.log(), b.log()[-3000:]
 
 
 def test_cancel_sent_to_the_wrong_proxy_is_forwarded(cluster, proxy_factory):
