@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet,
+from conftest import (pg_login, pg_raw_session, relay_login, pg_read_message, pg_simple_query, pg_startup_packet,
                       pg_error_fields, relay_direct)
 
 
@@ -62,7 +62,7 @@ DROP TABLE relay_basic_tx;
 
 
 def test_error_sqlstate_and_session_survives(relay):
-    s = pg_raw_session(relay.port)
+    s = pg_raw_session(relay.port, **relay_login(relay))
     try:
         rows, err = pg_simple_query(s, "SELECT 1/0")
         assert err is not None and err["C"] == "22012", err
@@ -76,7 +76,7 @@ def test_error_sqlstate_and_session_survives(relay):
 
 def test_ready_for_query_status_passes_through(relay):
     """ReadyForQuery carries I / T / E unchanged through the relay."""
-    s = pg_raw_session(relay.port)
+    s = pg_raw_session(relay.port, **relay_login(relay))
 
     def status_after(sql):
         body = sql.encode() + b"\0"
@@ -100,16 +100,12 @@ def test_ready_for_query_status_passes_through(relay):
 def test_notice_and_parameter_status(relay):
     s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
     try:
-        s.sendall(pg_startup_packet("trustuser", "appdb", application_name="relay-basic"))
         params = {}
-        while True:
-            t, p = pg_read_message(s)
+        for t, p in pg_login(s, application_name="relay-basic", **relay_login(relay)):
             assert t is not None and t != b"E", p
             if t == b"S":
                 k, v = p.split(b"\0")[:2]
                 params[k.decode()] = v.decode()
-            if t == b"Z":
-                break
         assert params.get("application_name") == "relay-basic"
         assert params.get("server_version", "").startswith("15")
         body = b"DO $$ BEGIN RAISE NOTICE 'relay notice %', 7; END $$\0"
@@ -133,12 +129,8 @@ def test_gssenc_request_answered_n(relay, needs_proxy):
         s.sendall(struct.pack("!II", 8, 80877104))
         assert s.recv(1) == b"N"
         # the connection continues with a normal startup
-        s.sendall(pg_startup_packet("trustuser", "appdb"))
-        while True:
-            t, p = pg_read_message(s)
-            assert t is not None and t != b"E", p
-            if t == b"Z":
-                break
+        msgs = pg_login(s, **relay_login(relay))
+        assert msgs[-1][0] == b"Z", msgs[-3:]
     finally:
         s.close()
 
