@@ -255,7 +255,7 @@ def test_scram_mode_reports_the_backend_pid_and_cancels_by_pair(cluster, scram_r
             except Exception as e:  # recorded for the assertion below
                 res["v"] = repr(e)
 
-        q = tagged("SELECT pg_sleep(1.5), 'finished'")
+        q = tagged("SELECT pg_sleep(4), 'finished'")  # long enough for a poll on a loaded machine to see it
         th = threading.Thread(target=run)
         th.start()
         wait_statement(cluster, q)

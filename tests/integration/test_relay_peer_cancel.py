@@ -138,7 +138,7 @@ def test_peer_listener_ignores_a_wrong_key_and_trailing_bytes(cluster, proxy_fac
     addr = peer_address(p)
     sock, pid, key = login_with_key(p.port)
     try:
-        q = tagged("SELECT pg_sleep(1.5), 'finished'")
+        q = tagged("SELECT pg_sleep(4), 'finished'")  # long enough for a poll on a loaded machine to see it
         start_query(sock, q)
         wait_statement(cluster, q)
         assert send_and_expect_close(addr, cancel_request(pid, key ^ 1))

@@ -31,7 +31,7 @@ def test_sigterm_lets_running_query_finish(cluster, proxy_factory):
         except Exception as e:
             res["v"] = repr(e)
 
-    q = tagged("SELECT pg_sleep(1.5), 'finished'")
+    q = tagged("SELECT pg_sleep(4), 'finished'")  # long enough for a poll on a loaded machine to see it
     th = threading.Thread(target=run)
     th.start()
     wait_statement(cluster, q)
