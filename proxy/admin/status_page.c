@@ -32,7 +32,8 @@ static const char page_style[] =
     "header .grow { flex: 1; }\n"
     "main, #login { padding: 12px 16px; }\n"
     "section { background: #fff; border: 1px solid #d5dae0; border-radius: 6px; padding: 10px 14px; margin-bottom: 12px; }\n"
-    "h2 { font-size: 15px; margin: 0 0 8px; }\n"
+    "h2 { font-size: 15px; margin: 14px 0 6px; }\n"
+    "section > h2:first-child { margin-top: 0; }\n"
     "dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }\n"
     "dt { color: #5b6574; }\n"
     "dd { margin: 0; font-variant-numeric: tabular-nums; }\n"
@@ -332,7 +333,7 @@ static void add_security_headers(struct evkeyvalq *h)
     csp_hash(page_script, script, sizeof script);
     csp_hash(page_style, style, sizeof style);
     snprintf(csp, sizeof csp,
-             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; img-src 'self'; "
+             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
              script, style);
     evhttp_add_header(h, "Content-Security-Policy", csp);

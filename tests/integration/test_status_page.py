@@ -59,7 +59,7 @@ class Chromium:
         self.events = []
         self.dialogs = []
         self.answer_dialogs = True
-        url = wait_for(self._page_ws_url, timeout=30, what="Chromium's DevTools endpoint")
+        url = wait_for(self._page_ws_url, timeout=120, interval=0.2, what="Chromium's DevTools endpoint")
         self.ws = websocket.create_connection(url, timeout=30, suppress_origin=True)
         self.call("Page.enable")
         self.call("Runtime.enable")
@@ -80,7 +80,7 @@ class Chromium:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params or {}}))
         return self.next_id
 
-    def call(self, method, params=None, timeout=30):
+    def call(self, method, params=None, timeout=60):
         want = self._send(method, params)
         deadline = time.time() + timeout
         while True:
@@ -172,7 +172,7 @@ class Writer:
 
     def __init__(self, p, dbname, new):
         extra = "options=" + urllib.parse.quote(version_options()) if new else ""
-        self.conn = psycopg.connect(p.uri(db=dbname, extra=extra), autocommit=True, connect_timeout=10)
+        self.conn = psycopg.connect(p.uri(user="postgres", password="postgres", db=dbname, extra=extra), autocommit=True, connect_timeout=10)
         self.new = new
         self.done = 0
         self.errors = []
@@ -330,3 +330,32 @@ def test_status_page_without_a_token_configured(proxy_factory):
     assert code == 200 and "<script>" in html
     code, _ = raw_request(p.admin_port, "GET", "/", headers={"Host": "rebind.example:%d" % p.admin_port})
     assert code == 421
+
+
+def test_the_policy_allows_exactly_the_inline_script_and_style(proxy_factory):
+    """Without Chromium too: the CSP's hashes are those of the document's
+    one <script> and one <style>, so nothing else (an injected element)
+    would run, and the headers a browser needs are there."""
+    import hashlib
+    import re
+    p = proxy_factory(token=TOKEN)
+    req = urllib.request.Request("http://127.0.0.1:%d/" % p.admin_port, headers={"Authorization": "Bearer " + TOKEN})
+    with urllib.request.urlopen(req) as r:
+        html = r.read().decode()
+        headers = r.headers
+    csp = headers["Content-Security-Policy"]
+
+    def source(tag):
+        found = re.findall(r"<%s>(.*?)</%s>" % (tag, tag), html, re.S)
+        assert len(found) == 1, (tag, len(found))
+        return "'sha256-%s'" % base64.b64encode(hashlib.sha256(found[0].encode()).digest()).decode()
+
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'", csp
+    assert directives["script-src"] == source("script"), csp
+    assert directives["style-src"] == source("style"), csp
+    assert directives["connect-src"] == "'self'" and directives["frame-ancestors"] == "'none'", csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+    assert "innerHTML" not in html and "insertAdjacentHTML" not in html and "document.write" not in html
+    assert "Set-Cookie" not in headers
