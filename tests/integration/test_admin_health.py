@@ -207,3 +207,27 @@ def test_readyz_503_while_shutting_down(proxy_factory):
         assert get(p, "/healthz")[0] == 200
     finally:
         s.close()
+
+
+def test_a_probe_that_leaves_or_outlives_the_proxy_is_forgotten(proxy_factory):
+    """A caller that hangs up while its readyz waits for the probe, and a
+    proxy told to stop while one waits: nothing is answered into freed
+    memory (the ASan build reports it), the proxy exits cleanly."""
+    port, state, closer = _counting_upstream(None)
+    try:
+        p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=disable" % port)
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", p.admin_port), timeout=5)
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.close()
+        # the probe they started lasts its whole second (the upstream never
+        # answers): a readyz sent now waits on it
+        wait_until("the probe under way", lambda: state["accepted"] >= 1, timeout=5)
+        waiting = socket.create_connection(("127.0.0.1", p.admin_port), timeout=5)
+        waiting.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.proc.wait(timeout=10) == 0
+        waiting.close()
+        assert p.stop() == 0
+    finally:
+        closer()
