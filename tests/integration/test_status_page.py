@@ -35,6 +35,8 @@ from test_cutover_e2e import NAME, legacy_db, throttled_migration, version_optio
 websocket = pytest.importorskip("websocket")
 
 TOKEN = "page-token-5f1c"
+# what the page shows of sessions is theirs to choose: it must stay text
+HOSTILE = "<img src=x onerror=window.pwned=1>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = os.environ.get("PGT_ARTIFACTS") or os.path.join(TOP, "tests", "artifacts")
 
@@ -170,9 +172,10 @@ class Writer:
     """One application session through the proxy writing in a loop until
     stopped: the old release (no version) or the new one."""
 
-    def __init__(self, p, dbname, new):
+    def __init__(self, p, dbname, new, application_name="writer"):
         extra = "options=" + urllib.parse.quote(version_options()) if new else ""
-        self.conn = psycopg.connect(p.uri(user="postgres", password="postgres", db=dbname, extra=extra), autocommit=True, connect_timeout=10)
+        self.conn = psycopg.connect(p.uri(user="postgres", password="postgres", db=dbname, extra=extra),
+                                    autocommit=True, connect_timeout=10, application_name=application_name)
         self.new = new
         self.done = 0
         self.errors = []
@@ -214,7 +217,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
     p = proxy_factory(token=TOKEN, extra_args=["--engine-db", cluster.uri(db=legacy_db)])
     with open(throttled_migration(1500)) as f:
         body = f.read()
-    old = Writer(p, legacy_db, new=False)
+    old = Writer(p, legacy_db, new=False, application_name=HOSTILE)
     code, started = api(p, "POST", "/migrations", body)
     assert code == 202, started
     writers = [old]
@@ -288,6 +291,19 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         assert code == 200, thr
         wait_until("active", lambda: current(p)["phase"] == "active", timeout=120)
         wait_for(lambda: c.text("phase") == "active", timeout=10, what="the page to say active")
+        # complete while the old release is connected: refused, and the page
+        # names the session by its application_name, as text
+        wait_for(lambda: not c.js("document.getElementById('btn-complete').disabled"), timeout=10,
+                 what="the complete button")
+        asked = c.click("btn-complete")
+        assert asked and "Complete " + NAME in asked[0], asked
+        wait_for(lambda: c.text("action-result").startswith("complete: 409"), timeout=60,
+                 what="the refusal on the page: %r" % c.text("action-result"))
+        assert HOSTILE in c.text("action-result") and "old release" in c.text("action-result")
+        wait_for(lambda: HOSTILE in c.text("mig-error"), timeout=10, what="the refusal as the migration's error")
+        assert c.js("document.querySelectorAll('img').length") == 0
+        assert c.js("typeof window.pwned") == "undefined"
+        assert current(p)["phase"] == "active"
         old.stop()
         writers.remove(old)
         wait_for(lambda: not c.js("document.getElementById('btn-complete').disabled"), timeout=10,
