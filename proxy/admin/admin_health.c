@@ -5,16 +5,17 @@
  * /healthz: the loop runs. /readyz: the proxy is not shutting down, not
  * fenced by the fleet, and its upstream answers.
  *
- * Whether the upstream answers is learnt by one cheap probe: a connection
- * to the address sessions use and an SSLRequest, which a Postgres answers
- * with one byte before any login (and, when the probe then hangs up, logs
- * nothing). Its outcome is kept for a second; requests that come while a
- * probe runs wait for it, so a burst of probes costs the upstream one
- * connection, and the probe's own deadline bounds every wait. */
+ * Whether the upstream answers is learnt by one cheap probe: the start of
+ * a session's upstream connection (upstream.c: TCP to the address sessions
+ * use, then SSLRequest and the TLS handshake with its verification when
+ * the upstream is TLS), closed before any startup packet; Postgres logs
+ * nothing for a connection that ends there cleanly (TLS with its
+ * close_notify). Its outcome is kept for a second; requests that come
+ * while a probe runs wait for it, so a burst of probes costs the upstream
+ * one connection, and the probe's own deadline bounds every wait. */
 #include "admin_health.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <stdint.h>
@@ -22,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
 #include "relay_control.h"
+#include "sbuf.h"
 #include "server.h"
+#include "upstream.h"
 
-#define PROBE_TIMEOUT_MS 1000 /* an upstream slower than this to say S or N is not ready */
+#define PROBE_TIMEOUT_MS 1000 /* an upstream slower than this to connect (and shake hands) is not ready */
 #define PROBE_KEPT_MS 1000    /* a probe's outcome answers the requests of the next second */
 #define MAX_WAITERS 64        /* beyond: answered from the last outcome at once */
 
@@ -38,7 +40,7 @@ struct health_waiter {
 
 struct admin_health {
     struct server *srv;
-    struct bufferevent *probe;  /* in flight; NULL when none */
+    struct upstream_connect *probe; /* in flight; NULL when none */
     struct event *deadline;     /* the probe's */
     uint64_t checked_us;        /* when the last probe ended; 0: never */
     int reachable;              /* its outcome */
@@ -119,8 +121,7 @@ static void release_waiters(struct admin_health *h, int answer)
 
 static void stop_probe(struct admin_health *h)
 {
-    if (h->probe)
-        bufferevent_free(h->probe);
+    upstream_connect_cancel(h->probe); /* NULL: nothing in flight */
     h->probe = NULL;
     if (h->deadline)
         evtimer_del(h->deadline);
@@ -136,20 +137,16 @@ static void probe_done(struct admin_health *h, int reachable)
     release_waiters(h, 1);
 }
 
-/* The first byte of the answer to an SSLRequest: S or N from a Postgres. */
-static void probe_read(struct bufferevent *bev, void *arg)
+/* The connection a session would have got (or why not, already logged by
+ * upstream.c): closed at once, TLS with its close_notify. */
+static void probe_ready(void *ctx, struct sbuf *sb, const char *error)
 {
-    unsigned char c = 0;
-    struct admin_health *h = arg;
-    if (bufferevent_read(bev, &c, 1) == 1)
-        probe_done(h, c == 'S' || c == 'N');
-}
-
-static void probe_event(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))
-        probe_done(arg, 0);
+    (void)error;
+    struct admin_health *h = ctx;
+    h->probe = NULL; /* upstream.c has let it go */
+    if (sb)
+        sbuf_free(sb);
+    probe_done(h, sb != NULL);
 }
 
 static void probe_deadline(evutil_socket_t fd, short what, void *arg)
@@ -163,21 +160,14 @@ static void probe_deadline(evutil_socket_t fd, short what, void *arg)
 static int start_probe(struct admin_health *h)
 {
     struct server *srv = h->srv;
-    struct upstream_address *ua = &srv->upstream_addr;
-    uint8_t req[8];
     struct timeval tv = {PROBE_TIMEOUT_MS / 1000, (PROBE_TIMEOUT_MS % 1000) * 1000};
-    if (!ua->addrlen || (!h->deadline && !(h->deadline = evtimer_new(srv->base, probe_deadline, h))))
+    if (!h->deadline && !(h->deadline = evtimer_new(srv->base, probe_deadline, h)))
         return -1;
-    h->probe = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!h->probe)
+    if (evtimer_add(h->deadline, &tv) != 0)
         return -1;
-    bufferevent_setcb(h->probe, probe_read, NULL, probe_event, h);
-    proto_put_u32(req, 8);
-    proto_put_u32(req + 4, PROTO_SSL_CODE);
-    if (bufferevent_write(h->probe, req, sizeof req) != 0 || bufferevent_enable(h->probe, EV_READ) != 0 ||
-        evtimer_add(h->deadline, &tv) != 0 ||
-        bufferevent_socket_connect(h->probe, (struct sockaddr *)&ua->addr, ua->addrlen) != 0) {
-        stop_probe(h);
+    h->probe = upstream_connect_start(srv, probe_ready, h);
+    if (!h->probe) {
+        evtimer_del(h->deadline);
         return -1;
     }
     return 0;

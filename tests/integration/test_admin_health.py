@@ -10,6 +10,7 @@ one, nothing told but ready or not and one reason word.
 - a burst of probes makes one connection to the upstream, not one each,
   and an upstream that accepts and never answers gets a bounded wait."""
 import concurrent.futures
+import os
 import signal
 import socket
 import threading
@@ -79,7 +80,18 @@ def test_health_needs_no_token_and_opens_nothing_else(proxy_factory):
 def test_readyz_follows_postgres_stopped_and_started(own_cluster, proxy_factory):  # noqa: F811
     c = own_cluster
     p = proxy_factory(upstream="postgresql://%s:%d/?sslmode=require" % (c.host, c.port), token=TOKEN)
-    assert readyz(p)[0] == 200
+    log = os.path.join(c.dir, "postgres.log")
+    lines = len(open(log, errors="replace").read().splitlines())
+    # a few probes (one a second at most), each a TLS handshake and a hang-up
+    # before any startup packet: Postgres logs none of them
+    t0 = time.time()
+    while time.time() - t0 < 2.5:
+        assert readyz(p)[0] == 200
+    with psycopg.connect(c.uri(db="postgres")) as conn:  # a line of our own, written after the probes'
+        conn.execute("DO $$ BEGIN RAISE LOG 'pgtandem readyz marker'; END $$")
+    new = wait_until("the marker in the log", lambda: (lambda t: "pgtandem readyz marker" in t and t)(
+        "\n".join(open(log, errors="replace").read().splitlines()[lines:])), timeout=10)
+    assert "could not" not in new and "EOF" not in new, new
     c.stop()
     try:
         t0 = time.time()
@@ -160,7 +172,7 @@ def test_a_burst_of_probes_shares_one_upstream_connection(proxy_factory):
 def test_an_upstream_that_never_answers_is_not_ready_within_a_bound(proxy_factory):
     port, state, closer = _counting_upstream(None)
     try:
-        p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=disable" % port)
+        p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=require" % port)
         t0 = time.time()
         answers = burst(p, 20)
         took = time.time() - t0
@@ -215,7 +227,7 @@ def test_a_probe_that_leaves_or_outlives_the_proxy_is_forgotten(proxy_factory):
     memory (the ASan build reports it), the proxy exits cleanly."""
     port, state, closer = _counting_upstream(None)
     try:
-        p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=disable" % port)
+        p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=require" % port)
         for _ in range(5):
             s = socket.create_connection(("127.0.0.1", p.admin_port), timeout=5)
             s.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
