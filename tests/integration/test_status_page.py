@@ -309,10 +309,27 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         assert current(p)["phase"] == "active"
         old.stop()
         writers.remove(old)
-        wait_for(lambda: not c.js("document.getElementById('btn-complete').disabled"), timeout=10,
-                 what="the complete button")
-        asked = c.click("btn-complete")
-        assert asked and "Complete " + NAME in asked[0], asked
+        # a session of the new release idle in a transaction: the cutover's
+        # drain times out and the page names it among the blockers; once it
+        # commits, the next attempt completes
+        blocker = psycopg.connect(p.uri(user="postgres", password="postgres", db=legacy_db,
+                                        extra="options=" + urllib.parse.quote(version_options())),
+                                  connect_timeout=10, application_name="page-blocker")
+        blocker.execute("SELECT count(*) FROM checks")
+        try:
+            wait_for(lambda: not c.js("document.getElementById('btn-complete').disabled"), timeout=10,
+                     what="the complete button")
+            asked = c.click("btn-complete")
+            assert asked and "Complete " + NAME in asked[0], asked
+            wait_for(lambda: "page-blocker" in c.js("document.getElementById('blockers').textContent"),
+                     timeout=60, what="the blocker on the page")
+            blockers = c.js("[...document.querySelectorAll('#blockers li')].map(li => li.textContent)")
+            assert any(b.startswith("in a transaction: ") and "page-blocker" in b for b in blockers), blockers
+            assert c.text("phase") == "completing", c.text("phase")
+            c.screenshot(os.path.join(ARTIFACTS, "status_page_blocked.png"))
+        finally:
+            blocker.rollback()
+            blocker.close()
         wait_until("completed", lambda: current(p)["phase"] == "completed", timeout=120)
         wait_for(lambda: c.text("phase") == "completed", timeout=10, what="the page to say completed")
         wait_for(lambda: c.text("action-result").startswith("complete: 200"), timeout=30,
