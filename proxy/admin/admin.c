@@ -1,5 +1,7 @@
 /* Admin API over evhttp: GET /status, POST /pause, POST /resume,
- * GET /metrics. Loopback by default; a bearer token when configured.
+ * GET /metrics; GET /healthz and /readyz (admin_health.c) and the status
+ * page, GET / (status_page.c). Loopback by default; a bearer token when
+ * configured.
  * POST /pause answers only when every session is at a transaction boundary
  * (or the timeout passes), so a caller can run DDL right after it returns.
  *
@@ -488,8 +490,9 @@ struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
     a->http = evhttp_new(srv->base);
     a->health = admin_health_new(srv);
     struct evhttp_bound_socket *bound =
-        a->http && a->health ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
-                : NULL;
+        a->http && a->health
+            ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
+            : NULL;
     if (!bound || keep_reserve(a, bound) != 0) {
         snprintf(err, errlen, "cannot listen for the admin API on %s:%d", srv->cfg.admin_host, srv->cfg.admin_port);
         admin_free(a);
