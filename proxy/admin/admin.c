@@ -1,5 +1,7 @@
 /* Admin API over evhttp: GET /status, POST /pause, POST /resume,
- * GET /metrics. Loopback by default; a bearer token when configured.
+ * GET /metrics; GET /healthz and /readyz (admin_health.c) and the status
+ * page, GET / (status_page.c). Loopback by default; a bearer token when
+ * configured.
  * POST /pause answers only when every session is at a transaction boundary
  * (or the timeout passes), so a caller can run DDL right after it returns.
  *
@@ -10,6 +12,8 @@
  * (which a page cannot send cross-site without a CORS preflight, never
  * answered here). Headers and body are bounded before any of that. */
 #include "admin.h"
+#include "admin_health.h"
+#include "status_page.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,6 +54,7 @@ struct admin_route {
 struct admin {
     struct server *srv;
     struct evhttp *http;
+    struct admin_health *health;    /* GET /healthz, GET /readyz */
     struct admin_route routes[MAX_ROUTES];
     int nroutes;
     struct {
@@ -217,6 +222,10 @@ static int admit(struct admin *a, struct evhttp_request *req, enum evhttp_cmd_ty
     if (tokenless_path(method, path))
         return 0;
     if (a->srv->cfg.admin_token && !token) {
+        if (method == EVHTTP_REQ_GET && strcmp(path, "/") == 0) {
+            status_page_reply(req, 401); /* the page asks for the token; it holds no data */
+            return -1;
+        }
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
         admin_reply_json(req, 401, error_body("missing or wrong bearer token"));
         return -1;
@@ -384,7 +393,11 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
         path = "/";
     if (admit(a, req, method, path) != 0)
         return;
-    if (method == EVHTTP_REQ_GET && strcmp(path, "/status") == 0)
+    if (method == EVHTTP_REQ_GET && admin_health_route(a->health, req, path))
+        return;
+    if (method == EVHTTP_REQ_GET && strcmp(path, "/") == 0)
+        status_page_reply(req, 200);
+    else if (method == EVHTTP_REQ_GET && strcmp(path, "/status") == 0)
         handle_status(a, req);
     else if (method == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0)
         handle_metrics(a, req);
@@ -475,9 +488,11 @@ struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
     a->next = admins;
     admins = a;
     a->http = evhttp_new(srv->base);
+    a->health = admin_health_new(srv);
     struct evhttp_bound_socket *bound =
-        a->http ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
-                : NULL;
+        a->http && a->health
+            ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
+            : NULL;
     if (!bound || keep_reserve(a, bound) != 0) {
         snprintf(err, errlen, "cannot listen for the admin API on %s:%d", srv->cfg.admin_host, srv->cfg.admin_port);
         admin_free(a);
@@ -519,6 +534,7 @@ void admin_free(struct admin *a)
             *p = a->next;
             break;
         }
+    admin_health_free(a->health); /* first: it unhooks its requests from their connections */
     if (a->http)
         evhttp_free(a->http);
     if (a->reserve_timer)
