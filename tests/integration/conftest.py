@@ -35,7 +35,9 @@ def _port_range():
     choosing it and the proxy or Postgres binding it."""
     variant = {"rel": 0, "asan": 1}.get(os.environ.get("PGT_VARIANT", ""), 2)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 15
+    # a run without xdist (one file by hand) takes one of the upper slots by
+    # its pid, so that several such runs at once rarely pick the same ports
+    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 8 + os.getpid() % 8
     return 10000 + (variant * 16 + n % 16) * PORTS_PER_WORKER
 
 
