@@ -33,6 +33,7 @@
 
 #include "log.h"
 #include "pause.h"
+#include "pool_metrics.h"
 #include "pool.h"
 #include "relay_control.h"
 #include "server.h"
@@ -379,6 +380,7 @@ static void handle_metrics(struct admin *a, struct evhttp_request *req)
     struct pause_hold_info hold;
     pause_hold_info(a->srv, &hold);
     metrics_write_holds(hold.held, hold.fenced, hold.kind, out);
+    pool_metrics_write(a->srv, out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", out);
     evbuffer_free(out);

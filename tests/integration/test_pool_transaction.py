@@ -21,6 +21,7 @@ transaction from pools it logs in itself, behind its own SCRAM.
 - transaction mode without auth scram is refused at start.
 """
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -426,3 +427,52 @@ def test_pool_servers_are_the_fleets_not_bypassing_sessions(needs_proxy, cluster
     assert not [b for b in fleet().get("bypassing", []) if b["pid"] in pids], fleet()
     for c in conns:
         c.close()
+
+
+def _metric(text, name, **labels):
+    """The value of the sample of `name` whose labels include `labels`."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        lab, value = line[len(name) + 1:].rsplit("} ", 1)
+        have = dict(kv.split("=", 1) for kv in lab.split(","))
+        if all(have.get(k) == '"%s"' % v for k, v in labels.items()):
+            return float(value)
+    raise AssertionError("no %s%r in:\n%s" % (name, labels, text))
+
+
+def test_pool_metrics_show_active_idle_waiting_and_pinned(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolmet")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolmet", "--pool-size", "2", "--query-wait-timeout", "30")
+    pinned, busy, waiter = _connect(p, "poolmet"), _connect(p, "poolmet"), _connect(p, "poolmet")
+    done = threading.Event()
+    try:
+        pinned.execute("SELECT pg_advisory_lock(42)")  # session state: pins its server for good
+        busy.execute("BEGIN")
+        busy.execute("SELECT 1")  # holds the other server until COMMIT
+        t = threading.Thread(target=lambda: (waiter.execute("SELECT 1"), done.set()))
+        t.start()
+        wait_for(lambda: p.admin("GET", "/pools")[1]["pools"][0]["clients_waiting"] == 1, what="a waiting client")
+        code, text = p.admin("GET", "/metrics")
+        assert code == 200
+        mine = dict(user="poolmet", database="appdb")
+        assert _metric(text, "pgtandem_pool_servers", state="active", **mine) == 2, text
+        assert _metric(text, "pgtandem_pool_servers", state="idle", **mine) == 0, text
+        assert _metric(text, "pgtandem_pool_clients_waiting", **mine) == 1, text
+        assert _metric(text, "pgtandem_pool_clients_pinned", **mine) == 1, text
+        assert _metric(text, "pgtandem_pool_longest_wait_seconds", **mine) > 0, text
+        assert _metric(text, "pgtandem_pool_lends_total", **mine) >= 2, text
+        assert "# TYPE pgtandem_pool_waits_total counter" in text
+        if shutil.which("promtool"):
+            r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+        busy.execute("COMMIT")
+        t.join(30)
+        assert done.is_set()
+        code, text = p.admin("GET", "/metrics")
+        assert _metric(text, "pgtandem_pool_clients_waiting", **mine) == 0, text
+        assert _metric(text, "pgtandem_pool_waits_total", **mine) >= 1, text
+        assert _metric(text, "pgtandem_pool_max_wait_seconds", **mine) > 0, text
+    finally:
+        for c in (pinned, busy, waiter):
+            c.close()

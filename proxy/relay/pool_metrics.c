@@ -1,0 +1,118 @@
+/* Transaction pooling's pools in Prometheus text (see pool_metrics.h). The
+ * numbers are the pools' own counters; only the pinned clients are counted
+ * here, from the sessions, since a pinned session is what holds a server
+ * of its pool for good. Database and user names come from clients, so label
+ * values are escaped as the exposition format asks. */
+#include "pool_metrics.h"
+
+#include <event2/buffer.h>
+
+#include "pool.h"
+#include "server.h"
+#include "session.h"
+
+struct pool_family {
+    const char *name, *type, *help;
+};
+
+enum {
+    F_WAITING, F_PINNED, F_SERVERS, F_LONGEST_WAIT, F_MAX_WAIT, F_LENDS, F_WAITS, F_TIMEOUTS, F_HITS,
+    F_MISSES, F_COUNT
+};
+
+static const struct pool_family FAMILIES[F_COUNT] = {
+    [F_WAITING] = {"pgtandem_pool_clients_waiting", "gauge", "Clients queued for a server connection."},
+    [F_PINNED] = {"pgtandem_pool_clients_pinned", "gauge",
+                  "Clients pinned to a server connection by state the pool cannot carry."},
+    [F_SERVERS] = {"pgtandem_pool_servers", "gauge",
+                   "Server connections by state (active: lent to a client; idle; login)."},
+    [F_LONGEST_WAIT] = {"pgtandem_pool_longest_wait_seconds", "gauge", "How long the oldest waiting client has waited."},
+    [F_MAX_WAIT] = {"pgtandem_pool_max_wait_seconds", "gauge", "The longest wait for a server since start."},
+    [F_LENDS] = {"pgtandem_pool_lends_total", "counter", "Server connections lent to clients."},
+    [F_WAITS] = {"pgtandem_pool_waits_total", "counter", "Clients that had to queue for a server."},
+    [F_TIMEOUTS] = {"pgtandem_pool_wait_timeouts_total", "counter",
+                    "Clients answered 53300 after query_wait_timeout."},
+    [F_HITS] = {"pgtandem_pool_prepared_hits_total", "counter",
+                "Bound statements already prepared on the lent server."},
+    [F_MISSES] = {"pgtandem_pool_prepared_misses_total", "counter",
+                  "Bound statements prepared on the lent server first."},
+};
+
+static void add_label_value(struct evbuffer *out, const char *v)
+{
+    for (; v && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, v, 1);
+    }
+}
+
+static void add_labels(struct evbuffer *out, const struct pool *p, const char *state)
+{
+    evbuffer_add(out, "{database=\"", 11);
+    add_label_value(out, p->database);
+    evbuffer_add(out, "\",user=\"", 8);
+    add_label_value(out, p->user);
+    evbuffer_add(out, "\",schema=\"", 10);
+    add_label_value(out, p->schema);
+    if (state)
+        evbuffer_add_printf(out, "\",state=\"%s", state);
+    evbuffer_add(out, "\"}", 2);
+}
+
+static uint32_t pinned_in(const struct server *srv, const struct pool *p)
+{
+    uint32_t n = 0;
+    for (const struct session *s = srv->sessions; s; s = s->next)
+        n += s->pin_reason[0] && s->lent && s->lent->pool == p;
+    return n;
+}
+
+static void add_sample(struct evbuffer *out, const char *name, const struct pool *p, const char *state, double v)
+{
+    evbuffer_add_printf(out, "%s", name);
+    add_labels(out, p, state);
+    evbuffer_add_printf(out, " %.17g\n", v);
+}
+
+static void write_family(struct server *srv, int f, struct evbuffer *out)
+{
+    uint64_t now = server_now_us(srv);
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", FAMILIES[f].name, FAMILIES[f].help, FAMILIES[f].name,
+                        FAMILIES[f].type);
+    for (const struct pool *p = srv->pools; p; p = p->next) {
+        if (f == F_SERVERS) {
+            uint32_t login = p->nservers - p->nidle - p->nlent;
+            const char *states[] = {"active", "idle", "login"};
+            uint32_t counts[] = {p->nlent, p->nidle, login};
+            for (int i = 0; i < 3; i++)
+                add_sample(out, FAMILIES[f].name, p, states[i], counts[i]);
+            continue;
+        }
+        double v = 0;
+        switch (f) {
+        case F_WAITING: v = p->nwaiting; break;
+        case F_PINNED: v = pinned_in(srv, p); break;
+        case F_LONGEST_WAIT: v = p->wait_head ? (double)(now - p->wait_head->since_us) / 1e6 : 0; break;
+        case F_MAX_WAIT: v = (double)p->waited_us_max / 1e6; break;
+        case F_LENDS: v = (double)p->lends_total; break;
+        case F_WAITS: v = (double)p->waits_total; break;
+        case F_TIMEOUTS: v = (double)p->wait_timeouts; break;
+        case F_HITS: v = (double)p->stmt_hits; break;
+        case F_MISSES: v = (double)p->stmt_misses; break;
+        default: break;
+        }
+        add_sample(out, FAMILIES[f].name, p, NULL, v);
+    }
+}
+
+void pool_metrics_write(struct server *srv, struct evbuffer *out)
+{
+    if (!srv->cfg.pool_transaction)
+        return;
+    for (int f = 0; f < F_COUNT; f++)
+        write_family(srv, f, out);
+}
