@@ -578,10 +578,11 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct fleet *f = arg;
+    /* due, and nothing to send it on, or the last one still unanswered */
+    if (f->link != LINK_UP || f->handler == on_heartbeat)
+        f->heartbeat_failures++;
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
-    else if (f->link != LINK_UP)
-        f->heartbeat_failures++; /* due, and nothing to send it on */
     uint64_t now = now_us();
     uint64_t waited_us = now - f->heartbeat_sent_us;
     if (f->handler == on_heartbeat && fleet_heartbeat_late(now, f->heartbeat_sent_us, f->heartbeat_ms)) {
