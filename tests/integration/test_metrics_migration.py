@@ -157,8 +157,9 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
     lease_age = before.get("pgtandem_fleet_lease_age_seconds")
     assert 0 <= lease_age < LEASE_MS / 1000.0, lease_age
 
-    # during the backfill (2000 rows/s: about 10 s for 20000 rows)
-    code, ans = p.admin("POST", "/migrations", throttled_unify(2000))
+    # during the backfill (1000 rows/s: about 20 s for 20000 rows, paused
+    # long before the end, then let go unthrottled)
+    code, ans = p.admin("POST", "/migrations", throttled_unify(1000))
     assert code == 202, ans
     m = {"migration": NAME}
     first = wait_scrape(p, "rows done while backfilling",
@@ -210,7 +211,7 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
     locker = psycopg.connect(cluster.uri(db=legacy_db))
     locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
     try:
-        wait_scrape(p, "fenced", lambda s: s.get("pgtandem_fenced") == 1, timeout=3 * LEASE_MS / 1000.0)
+        wait_scrape(p, "fenced", lambda s: s.get("pgtandem_fenced") == 1, timeout=3 * LEASE_MS / 1000.0 + 4)
         t, outcome = held_query(old, 30)
         fenced = wait_scrape(p, "a session held by the fence",
                              lambda s: (s.get("pgtandem_held_sessions", reason="fence") or 0) >= 1, timeout=5)
