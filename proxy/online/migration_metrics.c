@@ -74,11 +74,7 @@ static void write_backfill(struct evbuffer *out, const char *m, const struct run
                         "pgtandem_migration_rows_estimated{migration=\"%s\"} %.0f\n"
                         "pgtandem_migration_rows_per_second{migration=\"%s\"} %.3f\n",
                         m, rm->following, m, rm->rows_done, m, rm->rows_total, m, rm->rows_per_s);
-    double ratio = rm->eta_s == 0 && !rm->backfilling && rm->rows_total <= (double)rm->rows_done
-                       ? 1.0
-                       : rm->rows_total > 0 ? (double)rm->rows_done / rm->rows_total : 0;
-    evbuffer_add_printf(out, "pgtandem_migration_progress_ratio{migration=\"%s\"} %.4f\n", m,
-                        ratio > 1 ? 1.0 : ratio);
+    evbuffer_add_printf(out, "pgtandem_migration_progress_ratio{migration=\"%s\"} %.4f\n", m, rm->progress);
     if (rm->eta_s >= 0)
         evbuffer_add_printf(out, "pgtandem_migration_eta_seconds{migration=\"%s\"} %.1f\n", m, rm->eta_s);
     evbuffer_add_printf(out, "pgtandem_migration_paused{migration=\"%s\"} %d\n", m, rm->paused);

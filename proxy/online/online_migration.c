@@ -1959,8 +1959,10 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     out->rows_total = p.total;
     out->rows_per_s = p.rate;
     int all_done = r->nbf > 0 && r->cur >= r->nbf;
+    int past_backfill = r->phase == RP_FINISHING || r->phase == RP_ACTIVE || r->phase == RP_COMPLETING ||
+                        r->phase == RP_COMPLETED || r->phase == RP_SWITCHED;
+    out->progress = all_done || past_backfill ? 1.0 : p.percent / 100.0;
     out->eta_s = all_done || r->phase != RP_BACKFILLING ? 0 : p.rate > 0 ? p.eta_s : -1;
-    out->backfilling = r->phase == RP_BACKFILLING;
     const char *word = throttle_word(r);
     out->paused = !strcmp(word, "paused");
     out->throttle = out->paused ? "none" : word;

@@ -71,8 +71,8 @@ struct runner_metrics {
     int nphases;
     long long rows_done;
     double rows_total, rows_per_s;
+    double progress;                    /* 0 to 1; 1 once the backfill is done */
     double eta_s;                       /* < 0: not known yet */
-    int backfilling;                    /* the phase is backfilling */
     int paused;                         /* the backfill is paused (operator) */
     const char *throttle;               /* none, app_latency, replica_lag, lock_wait, max_rows, sleep_ratio */
     int following;                      /* another proxy of the fleet does the work */
