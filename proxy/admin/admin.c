@@ -64,6 +64,11 @@ struct admin {
         void *ctx;
     } status[4];
     int nstatus;
+    struct {
+        admin_metrics_fn fn;
+        void *ctx;
+    } metrics[4];
+    int nmetrics;
     /* Out of descriptors, the admin API is how an operator finds out: one
      * descriptor is held back and given up for the next admin connection. */
     struct evconnlistener *listener;
@@ -376,11 +381,14 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
 static void handle_metrics(struct admin *a, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
-    metrics_write_prometheus(&a->srv->metrics, server_session_count(a->srv), a->srv->pause.paused, out);
     struct pause_hold_info hold;
     pause_hold_info(a->srv, &hold);
+    /* the fence holds new transactions as surely as a pause does */
+    metrics_write_prometheus(&a->srv->metrics, server_session_count(a->srv), hold.paused || hold.fenced, out);
     metrics_write_holds(hold.held, hold.fenced, hold.kind, out);
     pool_metrics_write(a->srv, out);
+    for (int i = 0; i < a->nmetrics; i++)
+        a->metrics[i].fn(a->metrics[i].ctx, out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", out);
     evbuffer_free(out);
@@ -524,6 +532,14 @@ void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void
         a->status[a->nstatus].key = key;
         a->status[a->nstatus].fn = fn;
         a->status[a->nstatus++].ctx = ctx;
+    }
+}
+
+void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *ctx)
+{
+    if (a->nmetrics < (int)(sizeof a->metrics / sizeof a->metrics[0])) {
+        a->metrics[a->nmetrics].fn = fn;
+        a->metrics[a->nmetrics++].ctx = ctx;
     }
 }
 

@@ -17,6 +17,11 @@ struct json_t;
 typedef struct json_t *(*admin_status_fn)(void *ctx);
 void admin_add_status(struct admin *a, const char *key, admin_status_fn fn, void *ctx);
 
+/* GET /metrics gains fn's series (Prometheus text appended to out). */
+struct evbuffer;
+typedef void (*admin_metrics_fn)(void *ctx, struct evbuffer *out);
+void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *ctx);
+
 /* A query parameter (?key=value) parsed and range-checked by the settings
  * table (scope SETTING_QUERY); its default when absent. 0, or -1 after
  * answering 400 with the table's message. */

@@ -1,9 +1,12 @@
 /* Metrics: plain counters plus a fixed-bucket latency histogram, the same
- * buckets Prometheus client libraries use by default (in seconds). */
+ * buckets Prometheus client libraries use by default (in seconds), and the
+ * text-format helpers (histograms, label values, hold series) the modules
+ * that own other numbers render theirs with. */
 #include "metrics.h"
 
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <string.h>
 
 static const uint64_t bucket_bounds_us[LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
@@ -70,7 +73,7 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
                         "# HELP pgtandem_protocol_errors_total Connections closed for malformed messages.\n"
                         "# TYPE pgtandem_protocol_errors_total counter\n"
                         "pgtandem_protocol_errors_total %" PRIu64 "\n"
-                        "# HELP pgtandem_paused 1 while new transactions are held.\n"
+                        "# HELP pgtandem_paused 1 while new transactions are held (a pause or the fleet fence).\n"
                         "# TYPE pgtandem_paused gauge\n"
                         "pgtandem_paused %d\n",
                         connections, m->connections_total, m->connections_failed, m->bytes_from_client,
@@ -96,17 +99,119 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
                         cumulative, (double)m->latency_sum_us / 1e6, cumulative);
 }
 
+/* Every kind of hold pause.c and its callers know; one not listed here
+ * still gets its series while it holds. */
+static const char *const hold_reasons[] = {"fence", "cutover", "fleet_hold", "operator_pause", "refresh", "route"};
+#define NHOLD_REASONS (sizeof hold_reasons / sizeof hold_reasons[0])
+
+static int known_reason(const char *reason)
+{
+    for (size_t i = 0; i < NHOLD_REASONS; i++)
+        if (strcmp(hold_reasons[i], reason) == 0)
+            return 1;
+    return strcmp(reason, "none") == 0;
+}
+
+/* name{reason="..."} for every known reason: value_now for the one that
+ * holds, 0 for the others. */
+static void write_per_reason(struct evbuffer *out, const char *name, const char *reason, uint64_t value_now)
+{
+    char esc[64];
+    for (size_t i = 0; i < NHOLD_REASONS; i++)
+        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, hold_reasons[i],
+                            strcmp(hold_reasons[i], reason) == 0 ? value_now : 0);
+    if (!known_reason(reason)) {
+        metrics_escape_label(reason, esc, sizeof esc);
+        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, esc, value_now);
+    }
+}
+
 void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct evbuffer *out)
 {
+    int holding = strcmp(reason, "none") != 0;
+    char esc[64];
+    metrics_escape_label(reason, esc, sizeof esc);
+    metrics_write_header(out, "pgtandem_held_sessions", "gauge",
+                         "Sessions whose next message is held now, by what holds them (a pause, a fleet hold, the fence).");
+    write_per_reason(out, "pgtandem_held_sessions", reason, held);
+    metrics_write_header(out, "pgtandem_hold_active", "gauge",
+                         "1 while this kind of hold is in force (the fence wins over a pause).");
+    write_per_reason(out, "pgtandem_hold_active", reason, holding ? 1 : 0);
     evbuffer_add_printf(out,
-                        "# HELP pgtandem_held_sessions Sessions whose next message is held (a pause, a fleet hold, the fence).\n"
-                        "# TYPE pgtandem_held_sessions gauge\n"
-                        "pgtandem_held_sessions %" PRIu32 "\n"
                         "# HELP pgtandem_fenced 1 while this proxy's fleet lease has run out and it holds every session.\n"
                         "# TYPE pgtandem_fenced gauge\n"
                         "pgtandem_fenced %d\n"
-                        "# HELP pgtandem_hold Why sessions are held now: fence, cutover, fleet_hold, operator_pause, refresh or none.\n"
+                        "# HELP pgtandem_hold Why sessions are held now: fence, cutover, fleet_hold, operator_pause, refresh, route or none.\n"
                         "# TYPE pgtandem_hold gauge\n"
                         "pgtandem_hold{reason=\"%s\"} 1\n",
-                        held, fenced, reason);
+                        fenced, esc);
+}
+
+/* ---- histograms and the text format ---- */
+
+void histogram_init(struct histogram *h, const double *bounds, int nbounds)
+{
+    memset(h, 0, sizeof *h);
+    h->nbounds = nbounds < HISTOGRAM_MAX_BOUNDS ? nbounds : HISTOGRAM_MAX_BOUNDS;
+    for (int i = 0; i < h->nbounds; i++)
+        h->bounds[i] = bounds[i];
+}
+
+void histogram_observe(struct histogram *h, double value)
+{
+    int b = 0;
+    while (b < h->nbounds && value > h->bounds[b])
+        b++;
+    h->counts[b]++;
+    h->sum += value;
+}
+
+uint64_t histogram_count(const struct histogram *h)
+{
+    uint64_t n = 0;
+    for (int i = 0; i <= h->nbounds; i++)
+        n += h->counts[i];
+    return n;
+}
+
+void metrics_write_header(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void metrics_write_histogram(struct evbuffer *out, const char *name, const char *labels, const struct histogram *h)
+{
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cumulative = 0;
+    for (int i = 0; i < h->nbounds; i++) {
+        cumulative += h->counts[i];
+        evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep, h->bounds[i],
+                            cumulative);
+    }
+    cumulative += h->counts[h->nbounds];
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    evbuffer_add_printf(out,
+                        "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n"
+                        "%s_sum%s%s%s %.6f\n"
+                        "%s_count%s%s%s %" PRIu64 "\n",
+                        name, labels, sep, cumulative, name, open, labels, close, h->sum, name, open, labels, close,
+                        cumulative);
+}
+
+void metrics_escape_label(const char *value, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = value ? value : ""; *p && n + 3 < cap; p++) {
+        if (*p == '\\' || *p == '"') {
+            out[n++] = '\\';
+            out[n++] = *p;
+        } else if (*p == '\n') {
+            out[n++] = '\\';
+            out[n++] = 'n';
+        } else {
+            out[n++] = *p;
+        }
+    }
+    if (cap)
+        out[n < cap ? n : cap - 1] = '\0';
 }

@@ -1,4 +1,5 @@
-/* Counters and the query-latency histogram behind GET /metrics. */
+/* Counters and histograms behind GET /metrics, and the helpers every
+ * module that renders series uses (histograms, label values). */
 #ifndef PGTANDEM_METRICS_H
 #define PGTANDEM_METRICS_H
 
@@ -30,8 +31,34 @@ void metrics_decay_window(struct metrics *m);
 /* Appends Prometheus text exposition to buf; returns bytes written. */
 struct evbuffer;
 void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int paused, struct evbuffer *out);
-/* pgtandem_held_sessions, pgtandem_fenced and pgtandem_hold{reason=...}:
- * reason is one word (pause.h: pause_hold_info). */
+/* pgtandem_held_sessions{reason}, pgtandem_hold_active{reason},
+ * pgtandem_fenced and pgtandem_hold{reason}: reason is one word
+ * (pause.h: pause_hold_info), "none" when nothing holds. Every known
+ * reason has a series (0 when it does not hold), so alerts and graphs see
+ * 0 rather than an absent series. */
 void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct evbuffer *out);
+
+/* A histogram with fixed upper bounds (ascending, in the unit of the
+ * series, seconds for *_seconds); the last count is +Inf. */
+#define HISTOGRAM_MAX_BOUNDS 16
+struct histogram {
+    double bounds[HISTOGRAM_MAX_BOUNDS];
+    int nbounds;
+    uint64_t counts[HISTOGRAM_MAX_BOUNDS + 1];
+    double sum;
+};
+/* Empties h and sets its bounds (at most HISTOGRAM_MAX_BOUNDS are kept). */
+void histogram_init(struct histogram *h, const double *bounds, int nbounds);
+void histogram_observe(struct histogram *h, double value);
+uint64_t histogram_count(const struct histogram *h);
+
+/* "# HELP name help\n# TYPE name type\n". */
+void metrics_write_header(struct evbuffer *out, const char *name, const char *type, const char *help);
+/* name_bucket{labels,le="..."} ... name_sum{labels} name_count{labels}
+ * (no header). labels: already escaped `k="v",k2="v2"`, or "". */
+void metrics_write_histogram(struct evbuffer *out, const char *name, const char *labels, const struct histogram *h);
+/* A label value as the text format wants it (\\, \" and \n escaped),
+ * cut to fit cap. */
+void metrics_escape_label(const char *value, char *out, size_t cap);
 
 #endif

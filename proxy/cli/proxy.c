@@ -25,6 +25,7 @@
 #include "compiler.h"
 #include "log.h"
 #include "fleet.h"
+#include "migration_metrics.h"
 #include "online_migration.h"
 #include "pause.h"
 #include "pool.h"
@@ -421,6 +422,10 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
         admin_add_status(p->admin, "engine", engine_status, p);
+        admin_add_metrics(p->admin, migration_metrics_write_relay, srv);
+        admin_add_metrics(p->admin, migration_metrics_write_runner, p->runner);
+        if (p->fleet)
+            admin_add_metrics(p->admin, migration_metrics_write_fleet, p->fleet);
     }
     p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
     struct timeval second = {1, 0};

@@ -42,9 +42,34 @@ static const char BLOCKERS_SQL[] =
 
 static void attempt(struct cutover *c);
 
+const char *const cutover_attempt_outcomes[CUTOVER_ATTEMPT_OUTCOMES] = {"committed", "blocked", "abandoned",
+                                                                         "refused", "failed"};
+
+/* Most holds are tens of milliseconds; a drain budget is a few seconds. */
+static const double hold_bounds_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
+void cutover_totals_reset(struct cutover_totals *t)
+{
+    memset(t->attempts, 0, sizeof t->attempts);
+    histogram_init(&t->hold_seconds, hold_bounds_s, (int)(sizeof hold_bounds_s / sizeof hold_bounds_s[0]));
+}
+
+/* Each attempt is counted once, by the first ending it reaches. */
+static void attempt_ended(struct cutover *c, enum cutover_attempt_outcome outcome)
+{
+    if (!c->attempt_open)
+        return;
+    c->attempt_open = 0;
+    c->totals.attempts[outcome]++;
+}
+
 static void finish(struct cutover *c, enum cutover_outcome outcome)
 {
     assert(!c->holding); /* never report while traffic is still held */
+    attempt_ended(c, outcome == CUTOVER_COMMITTED ? CUTOVER_ATTEMPT_COMMITTED
+                     : outcome == CUTOVER_REFUSED ? CUTOVER_ATTEMPT_REFUSED
+                     : outcome == CUTOVER_FAILED  ? CUTOVER_ATTEMPT_FAILED
+                                                  : CUTOVER_ATTEMPT_ABANDONED);
     cutover_done_fn done = c->done;
     c->done = NULL;
     free(c->tables);
@@ -72,6 +97,7 @@ static void retry_or_give_up(struct cutover *c, const char *why)
 {
     char reason[sizeof c->rep.error];
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
+    attempt_ended(c, CUTOVER_ATTEMPT_ABANDONED);
     if (cutover_next_after(NULL, c->rep.attempts, c->opt.max_attempts) == CUTOVER_NEXT_RETRY) {
         long delay = retry_delay_ms(RETRY_FIRST_MS, c->rep.attempts, &c->seed);
         log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
@@ -92,6 +118,7 @@ static void fail_now(struct cutover *c, const char *why)
 {
     char reason[sizeof c->rep.error];
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
+    attempt_ended(c, CUTOVER_ATTEMPT_FAILED);
     snprintf(c->rep.error, sizeof c->rep.error, "attempt %d failed: %.640s; nothing changed, traffic flows",
              c->rep.attempts, reason);
     log_error("%s", c->rep.error);
@@ -104,6 +131,7 @@ static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
     if (st->held_ms > c->rep.max_pause_ms)
         c->rep.max_pause_ms = st->held_ms;
     c->rep.held_messages += st->held_messages;
+    histogram_observe(&c->totals.hold_seconds, st->held_ms / 1000.0);
     log_info("cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
              st->held_messages);
 }
@@ -160,6 +188,7 @@ static json_t *long_transactions(struct cutover *c)
 static void blocked(struct cutover *c)
 {
     c->rep.blocked_checks++;
+    attempt_ended(c, CUTOVER_ATTEMPT_BLOCKED);
     memcpy(c->rep.blockers, c->seen, sizeof c->rep.blockers);
     char why[sizeof c->rep.blockers + 64];
     snprintf(why, sizeof why, "blocked by %s", c->rep.blockers);
@@ -453,6 +482,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
 static void attempt(struct cutover *c)
 {
     c->rep.attempts++;
+    c->attempt_open = 1;
     c->seen[0] = '\0';
     if (!pgasync_ready(c->db)) {
         fail_now(c, "the engine connection is not open");
@@ -506,6 +536,7 @@ void cutover_abort(struct cutover *c)
         evtimer_del(c->retry_timer);
     if (c->holding || c->waiting)
         release(c);
+    attempt_ended(c, CUTOVER_ATTEMPT_ABANDONED);
     c->done = NULL;
     free(c->tables);
     c->tables = NULL;

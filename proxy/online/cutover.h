@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct server;
 struct fleet;
 struct pgasync;
@@ -57,6 +59,24 @@ enum cutover_outcome {
     CUTOVER_REFUSED      /* sessions bypass the proxies (not forced); nothing changed */
 };
 
+/* How each attempt ended, for GET /metrics (cutover_attempt_outcomes
+ * names them): committed; blocked (a blocker was seen, nobody was held);
+ * abandoned (held, then a drain, lock or fleet timeout; retried or given
+ * up); refused (sessions bypass the proxies); failed (an error). */
+enum cutover_attempt_outcome {
+    CUTOVER_ATTEMPT_COMMITTED, CUTOVER_ATTEMPT_BLOCKED, CUTOVER_ATTEMPT_ABANDONED, CUTOVER_ATTEMPT_REFUSED,
+    CUTOVER_ATTEMPT_FAILED, CUTOVER_ATTEMPT_OUTCOMES
+};
+extern const char *const cutover_attempt_outcomes[CUTOVER_ATTEMPT_OUTCOMES];
+
+/* Kept across the cutover's retries and its runs (complete, finalize,
+ * revert) for one migration; the runner empties them for the next one. */
+struct cutover_totals {
+    uint64_t attempts[CUTOVER_ATTEMPT_OUTCOMES];
+    struct histogram hold_seconds;   /* how long each attempt held traffic */
+};
+void cutover_totals_reset(struct cutover_totals *t);
+
 struct cutover;
 /* The contract's statements (no BEGIN/COMMIT) and the state update that
  * commits with them, built for the attempt in progress. Caller frees. */
@@ -79,6 +99,8 @@ struct cutover {
     char failed_sqlstate[6];    /* of the contract statement that failed the attempt */
     int waiting;                /* holds not yet answered: local, fleet */
     int hold_failed;
+    int attempt_open;           /* the attempt in progress is not yet counted in totals */
+    struct cutover_totals totals;
     char hold_why[640];
     cutover_sql_fn build_sql;
     cutover_done_fn done;

@@ -71,6 +71,8 @@ struct fleet {
     unsigned jobs;                   /* bit per enum fleet_job */
     struct event *heartbeat_timer, *reconnect_timer;
     uint64_t heartbeat_sent_us;
+    uint64_t renewed_us;             /* sent time of the heartbeat that last renewed the lease; 0: none */
+    unsigned long long heartbeat_failures;
     json_t *members, *bypassing;     /* as of the last heartbeat */
     char migration[128], status[32]; /* the most recent migration */
     pgasync_done_fn handler;         /* of the statement in flight */
@@ -399,6 +401,7 @@ static int in_progress(const char *status)
 static void renew_lease(struct fleet *f)
 {
     int fence = f->migration[0] && in_progress(f->status);
+    f->renewed_us = f->heartbeat_sent_us;
     relay_set_lease(f->relay, fleet_lease_deadline_us(f->heartbeat_sent_us, f->lease_ms, fence));
 }
 
@@ -517,6 +520,8 @@ static void refresh_after_fence(struct fleet *f)
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
+    if (error || !res || PQntuples(res) != 1 || PQnfields(res) != HB_NFIELDS)
+        f->heartbeat_failures++;
     if (error) {
         char why[192];
         snprintf(why, sizeof why, "the heartbeat fails: %s", error);
@@ -573,6 +578,9 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct fleet *f = arg;
+    /* due, and nothing to send it on, or the last one still unanswered */
+    if (f->link != LINK_UP || f->handler == on_heartbeat)
+        f->heartbeat_failures++;
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
     uint64_t now = now_us();
@@ -958,6 +966,17 @@ json_t *fleet_status_json(const struct fleet *f)
 {
     return json_pack("{s:s,s:i,s:i,s:b,s:O,s:O}", "id", f->id, "slot", f->slot, "lease_ms", f->lease_ms,
                      "connected", f->link == LINK_UP, "members", f->members, "bypassing", f->bypassing);
+}
+
+void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
+{
+    uint64_t now = now_us();
+    out->connected = f->link == LINK_UP;
+    out->lease_s = f->lease_ms / 1000.0;
+    out->lease_age_s = f->renewed_us && now >= f->renewed_us ? (double)(now - f->renewed_us) / 1e6 : -1;
+    out->heartbeat_failures = f->heartbeat_failures;
+    out->members = json_is_array(f->members) ? json_array_size(f->members) : 0;
+    out->bypassing = json_is_array(f->bypassing) ? json_array_size(f->bypassing) : 0;
 }
 
 void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx)

@@ -84,4 +84,14 @@ extern const char FLEET_BYPASSING_SQL[];
  * heartbeat. */
 struct json_t *fleet_status_json(const struct fleet *f);
 
+/* The fleet's numbers for GET /metrics (migration_metrics.c renders them). */
+struct fleet_metrics {
+    int connected;                  /* the fleet's connection is up */
+    double lease_s;                 /* the lease */
+    double lease_age_s;             /* since the heartbeat that last renewed it was sent (-1: never) */
+    unsigned long long heartbeat_failures; /* heartbeats due that did not renew the lease */
+    size_t members, bypassing;      /* as of the last heartbeat */
+};
+void fleet_metrics(const struct fleet *f, struct fleet_metrics *out);
+
 #endif

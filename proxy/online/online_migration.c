@@ -114,6 +114,8 @@ struct migration_runner {
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
     char throttle_reason[128];
+    const char *throttle_kind;      /* throttle_reason in one word (metrics), NULL when none */
+    struct histogram batch_seconds; /* batches run by this process for this migration */
     int stop_backfill;              /* a rollback waits for the batch in flight */
     struct cutover cut;
     struct cutover_options cut_opt;
@@ -583,6 +585,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
             fail(r, "%s", err);
             return;
         }
+        histogram_observe(&r->batch_seconds, elapsed / 1000.0);
         r->error[0] = '\0';
     }
     schedule(r, backfill_sleep_ms(b), backfill_next);
@@ -639,12 +642,15 @@ static const char LAG_SQL[] =
 static long throttle_delay(struct migration_runner *r, struct backfill *b)
 {
     r->throttle_reason[0] = '\0';
+    r->throttle_kind = NULL;
     if (r->thr.paused || b->paused) {
+        r->throttle_kind = "paused";
         snprintf(r->throttle_reason, sizeof r->throttle_reason, "paused by operator");
         return 500;
     }
     double p99 = relay_latency_p99_ms(r->relay);
     if (r->thr.max_app_p99_ms > 0 && p99 > (double)r->thr.max_app_p99_ms) {
+        r->throttle_kind = "app_latency";
         snprintf(r->throttle_reason, sizeof r->throttle_reason, "app p99 %.1f ms > %ld ms", p99,
                  r->thr.max_app_p99_ms);
         if (b->batch_rows > b->cfg.min_rows) {
@@ -654,6 +660,7 @@ static long throttle_delay(struct migration_runner *r, struct backfill *b)
         return 250;
     }
     if (r->thr.max_replica_lag_ms > 0 && r->replica_lag_ms > (double)r->thr.max_replica_lag_ms) {
+        r->throttle_kind = "replica_lag";
         snprintf(r->throttle_reason, sizeof r->throttle_reason, "replica lag %.0f ms > %ld ms", r->replica_lag_ms,
                  r->thr.max_replica_lag_ms);
         return 500;
@@ -1052,6 +1059,15 @@ static void set_name(struct migration_runner *r, const char *name)
     snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
 }
 
+/* A batch aims at target_ms (tens of ms); a slow one runs into seconds. */
+static const double batch_bounds_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+static void reset_metrics(struct migration_runner *r)
+{
+    histogram_init(&r->batch_seconds, batch_bounds_s, (int)(sizeof batch_bounds_s / sizeof batch_bounds_s[0]));
+    cutover_totals_reset(&r->cut.totals);
+}
+
 static void reset_migration(struct migration_runner *r)
 {
     free_backfills(r);
@@ -1061,7 +1077,9 @@ static void reset_migration(struct migration_runner *r)
         mig_free(&r->mig);
     r->have_plan = r->have_mig = 0;
     r->error[0] = r->throttle_reason[0] = '\0';
+    r->throttle_kind = NULL;
     cutover_abort(&r->cut);
+    reset_metrics(r);
     r->have_cut_rep = 0;
     r->stop_backfill = 0;
     settings_throttle_defaults(&r->thr);
@@ -1871,30 +1889,86 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 
 /* ---- status and throttle ---- */
 
-static json_t *backfill_json(const struct migration_runner *r)
+/* The backfill's progress as GET /migrations/current and /metrics show it. */
+struct progress {
+    long long done, batches;
+    double total, rate, eta_s, percent, max_ms;
+};
+
+static void backfill_progress(const struct migration_runner *r, struct progress *p)
 {
-    long long done = rows_done(r);
-    double total = 0, max_ms = 0;
-    long long batches = 0;
+    p->done = rows_done(r);
+    p->total = p->max_ms = 0;
+    p->batches = 0;
     for (size_t i = 0; i < r->nbf; i++) {
-        total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
-        batches += r->bf[i].batches;
-        max_ms = r->bf[i].max_ms > max_ms ? r->bf[i].max_ms : max_ms;
+        p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
+        p->batches += r->bf[i].batches;
+        p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
     }
     double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
     double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
-    long long moved = done - r->bf_rows_at_start;
-    double rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
+    long long moved = p->done - r->bf_rows_at_start;
+    p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
     int all_done = r->nbf > 0 && r->cur >= r->nbf;
-    double percent = all_done ? 100.0 : total > 0 ? fmin(99.9, 100.0 * (double)done / total) : 0;
+    p->percent = all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
+    p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
+}
+
+static json_t *backfill_json(const struct migration_runner *r)
+{
+    struct progress p;
+    backfill_progress(r, &p);
     /* the table being filled, or once all are done the last one */
     const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o}", "rows_done", (json_int_t)done, "est_total", total,
-                     "percent", percent, "rows_per_s", rate, "eta_s",
-                     rate > 0 && total > (double)done ? (total - (double)done) / rate : 0.0, "batch_rows",
-                     (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)batches, "max_batch_ms", max_ms,
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o}", "rows_done", (json_int_t)p.done, "est_total",
+                     p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s", p.eta_s, "batch_rows",
+                     (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)p.batches, "max_batch_ms", p.max_ms,
                      "throttle", throttle, "settings", settings_throttle_json(&r->thr));
+}
+
+/* backfill.c's throttle names, in the words metrics use for label values. */
+static const char *throttle_word(const struct migration_runner *r)
+{
+    if (r->phase != RP_BACKFILLING)
+        return "none";
+    if (r->throttle_kind)
+        return r->throttle_kind;
+    const struct backfill *b = r->cur < r->nbf ? &r->bf[r->cur] : NULL;
+    if (!b || !b->throttle)
+        return "none";
+    if (!strcmp(b->throttle, "max-rows"))
+        return "max_rows";
+    if (!strcmp(b->throttle, "sleep-ratio"))
+        return "sleep_ratio";
+    if (!strcmp(b->throttle, "lock-wait"))
+        return "lock_wait";
+    return !strcmp(b->throttle, "paused") ? "paused" : "none";
+}
+
+void runner_metrics(const struct migration_runner *r, struct runner_metrics *out)
+{
+    struct progress p;
+    backfill_progress(r, &p);
+    memset(out, 0, sizeof *out);
+    out->name = r->phase != RP_IDLE && r->name ? r->name : NULL;
+    out->phase = phase_names[r->phase];
+    out->phases = phase_names;
+    out->nphases = (int)(sizeof phase_names / sizeof phase_names[0]);
+    out->rows_done = p.done;
+    out->rows_total = p.total;
+    out->rows_per_s = p.rate;
+    int all_done = r->nbf > 0 && r->cur >= r->nbf;
+    int past_backfill = r->phase == RP_FINISHING || r->phase == RP_ACTIVE || r->phase == RP_COMPLETING ||
+                        r->phase == RP_COMPLETED || r->phase == RP_SWITCHED;
+    out->progress = all_done || past_backfill ? 1.0 : p.percent / 100.0;
+    out->eta_s = all_done || r->phase != RP_BACKFILLING ? 0 : p.rate > 0 ? p.eta_s : -1;
+    const char *word = throttle_word(r);
+    out->paused = !strcmp(word, "paused");
+    out->throttle = out->paused ? "none" : word;
+    out->following = r->following && r->phase != RP_COMPLETED;
+    out->batch_seconds = &r->batch_seconds;
+    out->cutover = &r->cut.totals;
 }
 
 static void handle_status(struct migration_runner *r, const struct runner_request *q)
@@ -2099,6 +2173,7 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     pgasync_configure(&r->reserve, "engine reserve", ENGINE_WATCHDOG_MS, NULL);
     int worker_ok = engine_worker_init(&r->worker, base) == 0;
     settings_throttle_defaults(&r->thr);
+    reset_metrics(r);
     r->timer = evtimer_new(base, timer_cb, r);
     r->window_timer = evtimer_new(base, window_ended, r);
     if (!worker_ok || !r->timer || !r->window_timer || (engine_db && !r->engine_db)) {

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "cutover.h"
+#include "metrics.h"
 
 struct server;
 struct fleet;
@@ -60,5 +61,24 @@ void runner_free(struct migration_runner *r);
  * flight and for how long, the last failure, and who blocks the step in
  * progress (blocked_by). */
 struct json_t *runner_connection_json(const struct migration_runner *r);
+
+/* The runner's numbers for GET /metrics (migration_metrics.c renders
+ * them); pointers stay valid until the runner runs again. */
+struct runner_metrics {
+    const char *name;                   /* NULL: no migration known */
+    const char *phase;                  /* one of phases[] */
+    const char *const *phases;
+    int nphases;
+    long long rows_done;
+    double rows_total, rows_per_s;
+    double progress;                    /* 0 to 1; 1 once the backfill is done */
+    double eta_s;                       /* < 0: not known yet */
+    int paused;                         /* the backfill is paused (operator) */
+    const char *throttle;               /* none, app_latency, replica_lag, lock_wait, max_rows, sleep_ratio */
+    int following;                      /* another proxy of the fleet does the work */
+    const struct histogram *batch_seconds; /* batches this process ran */
+    const struct cutover_totals *cutover;
+};
+void runner_metrics(const struct migration_runner *r, struct runner_metrics *out);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 
+#include "metrics.h"
 #include "pool.h"
 #include "server.h"
 #include "session.h"
@@ -38,29 +39,16 @@ static const struct pool_family FAMILIES[F_COUNT] = {
                   "Bound statements prepared on the lent server first."},
 };
 
-static void add_label_value(struct evbuffer *out, const char *v)
-{
-    for (; v && *v; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
-}
-
 static void add_labels(struct evbuffer *out, const struct pool *p, const char *state)
 {
-    evbuffer_add(out, "{database=\"", 11);
-    add_label_value(out, p->database);
-    evbuffer_add(out, "\",user=\"", 8);
-    add_label_value(out, p->user);
-    evbuffer_add(out, "\",schema=\"", 10);
-    add_label_value(out, p->schema);
+    char db[160], user[160], schema[160]; /* names are at most 63 bytes, escaped at most twice that */
+    metrics_escape_label(p->database, db, sizeof db);
+    metrics_escape_label(p->user, user, sizeof user);
+    metrics_escape_label(p->schema, schema, sizeof schema);
+    evbuffer_add_printf(out, "{database=\"%s\",user=\"%s\",schema=\"%s\"", db, user, schema);
     if (state)
-        evbuffer_add_printf(out, "\",state=\"%s", state);
-    evbuffer_add(out, "\"}", 2);
+        evbuffer_add_printf(out, ",state=\"%s\"", state);
+    evbuffer_add(out, "}", 1);
 }
 
 static uint32_t pinned_in(const struct server *srv, const struct pool *p)

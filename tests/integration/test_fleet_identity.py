@@ -215,7 +215,7 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
             zip(("what", "fields", "s"), query_outcome(held, "SELECT 1", FENCE_BOUND_MS / 1000.0 + 5))))
         t.start()
         wait_until("held and fenced in /metrics",
-                   lambda: (metric(metrics(p), "pgtandem_held_sessions") or 0) >= 1
+                   lambda: (metric(metrics(p), "pgtandem_held_sessions{reason=\"fence\"}") or 0) >= 1
                    and metric(metrics(p), "pgtandem_fenced") == 1, timeout=5)
         assert 'pgtandem_hold{reason="fence"} 1' in metrics(p)
         st = status(p)["hold"]
