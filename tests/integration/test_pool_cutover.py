@@ -1,5 +1,5 @@
-"""The seeds' migration through pool_mode "transaction" (issue 23): many
-clients over a pool of 20 server connections, the old release writing during
+"""The seeds' migration through pool_mode "transaction" (issue 23): a
+thousand clients over a pool of 20 server connections, the old release writing during
 expand and backfill, the new release (pgtandem.version, pgbench -M prepared)
 writing across `complete`; 0 client errors, every transaction in the ledger,
 the ledger and `checks` compared row by row, and never more server
@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-from conftest import PeakSampler, relay_direct, write_users_file
+from conftest import PeakSampler, raise_nofile, relay_direct, write_users_file
 import test_cutover_e2e as e2e
 from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
 
 POOL = 20
-OLD_CLIENTS = 200
+OLD_CLIENTS = 1000  # the issue's figure: a thousand clients on a pool of 20
 NEW_CLIENTS = 60  # -M prepared prepares with a blocking call: one thread each
 
 
@@ -25,6 +25,7 @@ def _server_connections(cluster, dbname):
 def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, legacy_db, tmp_path):
     if relay_direct():
         pytest.skip("transaction pooling is the proxy's")
+    raise_nofile(4096)  # pgbench's thousand sockets are this process's children's
     users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
     proxy = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db), "--auth", "scram", "--users-file",
                                       users, "--pool-mode", "transaction", "--pool-size", str(POOL),
@@ -35,8 +36,9 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
         with PeakSampler(lambda: _server_connections(cluster, legacy_db), 0.1) as servers:
             old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, 8, "simple", clients=OLD_CLIENTS,
                                         jobs=4)
+            # a thousand SCRAM logins (each one's key derivation in pgbench)
             e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= OLD_CLIENTS,
-                           proc=old)
+                           timeout=180, proc=old)
             e2e.start_migration(proxy, mig)
             old_res = e2e.pgbench_result(old, old_path)
             assert old_res["rc"] == 0 and not old_res["aborted"], old_res["out"] + proxy.log()[-3000:]
