@@ -470,8 +470,31 @@ static void proxy_free(struct proxy *p)
     config_free(&srv->cfg);
 }
 
+void proxy_usage(FILE *out)
+{
+    fprintf(out, "usage: pgtandem proxy --upstream URI [--config FILE] [OPTION VALUE]...\n"
+                 "Relays Postgres clients to the upstream and runs online migrations for them. Every option\n"
+                 "below can also be given in the --config file under its config key; flags override the file.\n"
+                 "SIGHUP reloads the TLS certificate, the log level and the users file; SIGTERM stops gracefully.\n"
+                 "options:\n");
+    config_print_help(out);
+}
+
+/* --help or -h where a flag is expected (not as another flag's value). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i += 2)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int proxy_main(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        proxy_usage(stdout);
+        return 0;
+    }
     struct proxy p;
     memset(&p, 0, sizeof p);
     config_init(&p.srv.cfg);
