@@ -181,7 +181,14 @@ static int set_listen(struct config *cfg, const char *v, char *err, size_t errle
 
 static int set_admin(struct config *cfg, const char *v, char *err, size_t errlen)
 {
-    return parse_host_port(v, &cfg->admin_host, &cfg->admin_port, err, errlen);
+    cfg->admin_off = strcmp(v, "off") == 0;
+    if (cfg->admin_off)
+        return 0;
+    char why[256];
+    if (parse_host_port(v, &cfg->admin_host, &cfg->admin_port, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
+    return -1;
 }
 
 static int set_client_tls(struct config *cfg, const char *v, char *err, size_t errlen)
@@ -242,8 +249,8 @@ static const struct config_option OPTIONS[] = {
     {"--tls-key", "tls_key", "FILE", NULL, "none", "its private key", TEXT(tls_key)},
     {"--client-tls", "client_tls", "MODE", client_tls_names, "allow with a certificate, else disable",
      "client TLS", 0, set_client_tls},
-    {"--admin", "admin", "HOST:PORT", NULL, "127.0.0.1:6433", "admin API address (port 0: any free port)", 0,
-     set_admin},
+    {"--admin", "admin", "HOST:PORT|off", NULL, "127.0.0.1:6433",
+     "admin API address (port 0: any free port; off: no admin API)", 0, set_admin},
     {"--admin-token", "admin_token", "TOKEN", NULL, "$PGTANDEM_ADMIN_TOKEN, else none (loopback only)",
      "bearer token the admin API requires", TEXT(admin_token)},
     {"--engine-db", "engine_db", "URI", NULL, "$PGTANDEM_DB, else $DATABASE_URL, else none",
@@ -618,7 +625,7 @@ static int finish(struct config *cfg, char *err, size_t errlen)
         set_str(&cfg->admin_token, NULL);
     /* Without a token anyone who reaches the port can pause traffic and
      * run migrations (SQL as the engine role): only this host may. */
-    if (cfg->admin_port && !cfg->admin_token && !config_host_is_loopback(cfg->admin_host)) {
+    if (!cfg->admin_off && !cfg->admin_token && !config_host_is_loopback(cfg->admin_host)) {
         snprintf(err, errlen, "the admin API would listen on %s:%d, beyond this host, with no token: set "
                  "PGTANDEM_ADMIN_TOKEN (or --admin-token, \"admin_token\"), or listen on 127.0.0.1",
                  cfg->admin_host, cfg->admin_port);

@@ -23,7 +23,8 @@ struct config {
     enum upstream_tls_mode upstream_tls;
     char *upstream_ca;         /* sslrootcert; NULL: system store */
     char *admin_host;
-    int admin_port;            /* 0: no admin API */
+    int admin_port;            /* 0: any free port (the bound one once listening) */
+    int admin_off;             /* --admin off: no admin API */
     char *admin_token;         /* NULL: no token required */
     char *tls_cert;
     char *tls_key;

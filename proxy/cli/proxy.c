@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -124,6 +126,21 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
         log_warn("could not stop accepting for a moment");
 }
 
+/* The port a listening socket has: with port 0 in the configuration, the
+ * one the kernel chose. */
+static int bound_port(evutil_socket_t fd, int configured)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return configured;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return configured;
+}
+
 static int listen_tcp(struct server *srv, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints = {0}, *res = NULL;
@@ -150,6 +167,8 @@ static int listen_tcp(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     evconnlistener_set_error_cb(srv->tcp_listener, accept_error_cb);
+    /* what the log, the Unix socket's name and the fleet's row show */
+    srv->cfg.listen_port = bound_port(evconnlistener_get_fd(srv->tcp_listener), srv->cfg.listen_port);
     return 0;
 }
 
@@ -380,7 +399,7 @@ static int start_fleet(struct proxy *p)
     const struct config *cfg = &p->srv.cfg;
     char listen[160], admin[160] = "";
     snprintf(listen, sizeof listen, "%s:%d", cfg->listen_host, cfg->listen_port);
-    if (cfg->admin_port)
+    if (!cfg->admin_off)
         snprintf(admin, sizeof admin, "%s:%d", cfg->admin_host, cfg->admin_port);
     struct fleet_options opt = {cfg->engine_db, cfg->fleet_lease_ms, cfg->fleet_id, listen, admin};
     p->fleet = fleet_new(p->srv.base, &p->srv, &opt);
@@ -406,6 +425,9 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
     struct server *srv = &p->srv;
     if (relay_init(srv, err, errlen) != 0)
         return -1;
+    /* before the fleet: its row names the admin port that was bound */
+    if (!srv->cfg.admin_off && !(p->admin = admin_start(srv, err, errlen)))
+        return -1;
     if (srv->cfg.engine_db && start_fleet(p) != 0) {
         snprintf(err, errlen, "out of memory starting the fleet membership");
         return -1;
@@ -415,9 +437,7 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory starting the engine");
         return -1;
     }
-    if (srv->cfg.admin_port) {
-        if (!(p->admin = admin_start(srv, err, errlen)))
-            return -1;
+    if (p->admin) {
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
         admin_add_status(p->admin, "engine", engine_status, p);
@@ -498,7 +518,7 @@ int proxy_main(int argc, char **argv)
     struct proxy p;
     memset(&p, 0, sizeof p);
     config_init(&p.srv.cfg);
-    char err[1024];
+    char err[2048];
     if (config_from_args(&p.srv.cfg, argc, argv, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem proxy: %s\n", err);
         config_free(&p.srv.cfg);
@@ -512,11 +532,13 @@ int proxy_main(int argc, char **argv)
         proxy_free(&p);
         return 1;
     }
-    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s:%d, peers %s",
+    char admin[160] = "off";
+    if (p.admin)
+        snprintf(admin, sizeof admin, "%s:%d", p.srv.cfg.admin_host, p.srv.cfg.admin_port);
+    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s, peers %s",
              p.srv.cfg.listen_host, p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "",
              p.srv.unix_socket_path ? p.srv.unix_socket_path : "", p.srv.cfg.upstream_host, p.srv.cfg.upstream_port,
-             p.srv.upstream_tls ? "on" : "off", p.srv.cfg.admin_host, p.srv.cfg.admin_port,
-             p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
+             p.srv.upstream_tls ? "on" : "off", admin, p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
     event_base_dispatch(p.srv.base);
     log_info("pgtandem proxy stopped");
     proxy_free(&p);
