@@ -1026,21 +1026,19 @@ static int cmd_convert(const struct cli *c)
     return ok ? 0 : EXIT_INVALID;
 }
 
-/* --proxy start with FILE.sql: the proxy takes JSON, so convert to a
- * temporary file first. */
-/* start FILE.sql --proxy: converted here (the proxy reads no files). */
+/* start FILE.sql --proxy: the file goes as it is; the proxy's engine
+ * converts it, reading the old types of its type changes (for the derived
+ * downs) from the catalog it reaches. */
 static int remote_with_sql(const struct cli *c)
 {
     char err[2048];
     struct sql_load_options o = {.name = c->name, .parent = c->parent};
-    json_t *m = NULL;
-    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+    char *body = sql_load_body(c->file, &o, err, sizeof err);
+    if (!body) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
     }
-    char *body = json_dumps(m, JSON_PRESERVE_ORDER);
-    json_decref(m);
-    int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : 1;
+    int rc = migrate_remote_start(c->proxy, body, strlen(body));
     free(body);
     return rc;
 }

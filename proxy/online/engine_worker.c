@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "migration.h"
+#include "sql_load.h"
 
 /* The proxy's own engine connection may have held the engine lock a moment
  * ago; its backend lets go when it has exited. */
@@ -51,8 +52,11 @@ static int expand_from_body(struct engine_worker *w, struct engine *e, char *err
         mig_free_list(list, n);
         return rc;
     }
+    /* FILE.sql as it was sent: converted here, where the catalog gives the
+     * old types of its type changes (their derived downs) */
     struct migration m;
-    if (mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0)
+    int sql = sql_load_from_body(w->body, w->body_len, e->conn, &m, err, errlen);
+    if (sql < 0 || (sql == 0 && mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0))
         return ENGINE_INVALID;
     int rc = engine_start(e, &m, err, errlen);
     mig_free(&m);
