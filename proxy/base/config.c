@@ -4,7 +4,6 @@
 #include "config.h"
 
 #include <arpa/inet.h>
-#include <stddef.h>
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>

@@ -3,10 +3,12 @@
  * the admin API and wires them together, handles signals, and runs the one
  * event loop until SIGTERM has let every session finish. The only module
  * that knows the relay, the engine and the admin API at once. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -17,8 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "admin.h"
