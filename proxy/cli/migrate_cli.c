@@ -152,7 +152,7 @@ static void print_flag(FILE *out, const struct migrate_flag *f)
 {
     char head[64];
     snprintf(head, sizeof head, "--%s%s%s", f->name, f->value ? " " : "", f->value ? f->value : "");
-    fprintf(out, "  %-26s %s\n", head, f->help);
+    fprintf(out, "  %-28s %s\n", head, f->help);
 }
 
 void migrate_usage(FILE *out)
@@ -162,7 +162,7 @@ void migrate_usage(FILE *out)
     for (const struct migrate_command *m = COMMANDS; m->name; m++) {
         char head[64];
         snprintf(head, sizeof head, "%s %s", m->name, m->args);
-        fprintf(out, "  %-26s %s\n", head, m->help);
+        fprintf(out, "  %-28s %s\n", head, m->help);
     }
     fprintf(out, "options (the commands each belongs to: `pgtandem migrate COMMAND --help`):\n");
     for (const struct migrate_flag *f = FLAGS; f->name; f++)
