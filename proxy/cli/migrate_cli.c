@@ -1196,7 +1196,9 @@ int migrate_main(int argc, char **argv)
     if (c.evidence)
         return run_with_evidence(&c);
     if (c.proxy && c.db) {
-        fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
+        fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both (through a proxy its engine "
+                "reads the catalog, a .sql file's old column types too; --db goes with --proxy only for "
+                "--evidence)\n");
         return EXIT_INVALID;
     }
     if (c.proxy)
