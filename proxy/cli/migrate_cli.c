@@ -717,6 +717,14 @@ static int is_directory(const char *path)
 /* A directory of *.sql files (drizzle-kit's, or numbered hand-written
  * ones) as a chain: each converted, named by its file (without .sql), its
  * parent the file before it (--parent for the first). */
+/* A chain's .sql file is named by its file, without ".sql". */
+static void sql_chain_name(const char *path, char *name, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(name, cap, "%.*s", (int)strlen(base) - 4, base);
+}
+
 static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen)
 {
     char **paths = NULL;
@@ -727,9 +735,8 @@ static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n
     int rc = list && count ? 0 : (snprintf(err, errlen, "%s: no *.json or *.sql migrations found", c->file), -1);
     size_t loaded = 0;
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        const char *base = strrchr(paths[i], '/');
         char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)strlen(base + 1) - 4, base + 1);
+        sql_chain_name(paths[i], name, sizeof name);
         struct sql_load_options o = {.db = c->db, .name = name, .parent = i ? list[i - 1].name : c->parent};
         rc = sql_load_migration(paths[i], &o, &list[i], err, errlen);
         loaded = i + 1;
@@ -1043,6 +1050,30 @@ static int remote_with_sql(const struct cli *c)
     return rc;
 }
 
+/* start DIR --proxy of *.sql files: they go as they are, in file order,
+ * for the proxy's engine to convert with its catalog (as FILE.sql). */
+static char *sql_chain_body(const struct cli *c, char *err, size_t errlen)
+{
+    char **paths = NULL, **names = NULL;
+    size_t n = 0;
+    if (mig_list_files(c->file, ".sql", &paths, &n, err, errlen) != 0)
+        return NULL;
+    char *body = NULL;
+    names = n ? calloc(n, sizeof *names) : NULL;
+    if (!names)
+        snprintf(err, errlen, n ? "out of memory" : "%s: no *.json or *.sql migrations found", c->file);
+    for (size_t i = 0; names && i < n; i++) {
+        char name[128];
+        sql_chain_name(paths[i], name, sizeof name);
+        names[i] = strdup(name);
+    }
+    if (names)
+        body = sql_load_chain_body(paths, names, n, c->parent, err, errlen);
+    mig_free_names(names, names ? n : 0);
+    mig_free_names(paths, n);
+    return body;
+}
+
 /* start DIR --proxy: the whole chain goes; the proxy's engine picks the
  * pending ones (it can read what is applied). */
 static int remote_with_chain(const struct cli *c)
@@ -1050,6 +1081,17 @@ static int remote_with_chain(const struct cli *c)
     char err[2048];
     struct migration *list;
     size_t n;
+    char **json = NULL;
+    size_t njson = 0;
+    if (mig_list_files(c->file, ".json", &json, &njson, err, sizeof err) == 0 && njson == 0) {
+        char *body = sql_chain_body(c, err, sizeof err);
+        int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : EXIT_INVALID;
+        if (!body)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        free(body);
+        return rc;
+    }
+    mig_free_names(json, njson);
     if (load_chain(c, &list, &n, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;

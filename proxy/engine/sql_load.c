@@ -114,20 +114,63 @@ int sql_load_migration(const char *path, const struct sql_load_options *opt, str
 
 /* ---- FILE.sql sent to a proxy as it is ---- */
 
-char *sql_load_body(const char *path, const struct sql_load_options *opt, char *err, size_t errlen)
+/* {"path", "text", "name"?, "parent"?} */
+static json_t *file_object(const char *path, const char *name, const char *parent, char *err, size_t errlen)
 {
     size_t len = 0;
     char *sql = mig_read_file(path, &len, err, errlen);
     if (!sql)
         return NULL;
-    json_t *o = json_pack("{s:{s:s,s:s%,s:s*,s:s*}}", "sql_file", "path", path, "text", sql, len, "name",
-                          opt ? opt->name : NULL, "parent", opt ? opt->parent : NULL);
+    json_t *o = json_pack("{s:s,s:s%,s:s*,s:s*}", "path", path, "text", sql, len, "name", name, "parent", parent);
     free(sql);
+    if (!o)
+        snprintf(err, errlen, "%s: out of memory (or not UTF-8)", path);
+    return o;
+}
+
+static char *dump_body(json_t *o, char *err, size_t errlen)
+{
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    if (!body)
-        snprintf(err, errlen, "%s: out of memory (or not UTF-8)", path);
+    if (o && !body)
+        snprintf(err, errlen, "out of memory");
     return body;
+}
+
+char *sql_load_body(const char *path, const struct sql_load_options *opt, char *err, size_t errlen)
+{
+    json_t *f = file_object(path, opt ? opt->name : NULL, opt ? opt->parent : NULL, err, errlen);
+    return f ? dump_body(json_pack("{s:o}", "sql_file", f), err, errlen) : NULL;
+}
+
+char *sql_load_chain_body(char *const *paths, char *const *names, size_t n, const char *parent, char *err,
+                          size_t errlen)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *f = file_object(paths[i], names[i], i ? names[i - 1] : parent, err, errlen);
+        if (!f || json_array_append_new(list, f) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list ? dump_body(json_pack("{s:o}", "sql_chain", list), err, errlen) : NULL;
+}
+
+/* One {"path", "text", ...} converted; the catalog read through conn, or
+ * (NULL) a stand-in type for checks of the rest before the real conversion. */
+static int from_file_object(json_t *f, PGconn *conn, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const char *path = json_string_value(json_object_get(f, "path"));
+    const char *text = json_string_value(json_object_get(f, "text"));
+    struct sql_load_options o = {.name = json_string_value(json_object_get(f, "name")),
+                                 .parent = json_string_value(json_object_get(f, "parent"))};
+    struct catalog cat = {.conn = conn, .borrowed = 1, .stand_in = conn ? NULL : "text"};
+    if (!path || !text)
+        return snprintf(err, errlen, "a .sql file must be sent as {\"path\": FILE, \"text\": its SQL, \"name\"?, "
+                        "\"parent\"?}"), -1;
+    return parse_converted(&cat, path, text, json_string_length(json_object_get(f, "text")), &o, out, err, errlen);
 }
 
 int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migration *out, char *err, size_t errlen)
@@ -135,21 +178,33 @@ int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migrat
     memset(out, 0, sizeof *out);
     json_t *root = json_loadb(body, len, 0, NULL);
     json_t *f = json_object_get(root, "sql_file");
-    if (!f) {
+    int rc = f ? (from_file_object(f, conn, out, err, errlen) == 0 ? 1 : -1) : 0;
+    json_decref(root);
+    return rc;
+}
+
+int sql_load_chain_from_body(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n,
+                             char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *files = json_object_get(root, "sql_chain");
+    if (!files) {
         json_decref(root);
         return 0;
     }
-    const char *path = json_string_value(json_object_get(f, "path"));
-    const char *text = json_string_value(json_object_get(f, "text"));
-    struct sql_load_options o = {.name = json_string_value(json_object_get(f, "name")),
-                                 .parent = json_string_value(json_object_get(f, "parent"))};
-    /* without the catalog the old types are unknown; a stand-in lets the
-     * rest of the file be checked before the real conversion */
-    struct catalog cat = {.conn = conn, .borrowed = 1, .stand_in = conn ? NULL : "text"};
-    int rc = path && text ? parse_converted(&cat, path, text, json_string_length(json_object_get(f, "text")), &o,
-                                            out, err, errlen)
-                          : (snprintf(err, errlen, "\"sql_file\" must be {\"path\": FILE, \"text\": its SQL, "
-                                      "\"name\"?, \"parent\"?}"), -1);
+    size_t count = json_array_size(files), done = 0;
+    struct migration *list = count ? calloc(count, sizeof *list) : NULL;
+    int rc = list ? 0 : (snprintf(err, errlen, "\"sql_chain\" must be a non-empty array of .sql files"), -1);
+    for (; rc == 0 && done < count; done++)
+        rc = from_file_object(json_array_get(files, done), conn, &list[done], err, errlen);
     json_decref(root);
-    return rc == 0 ? 1 : -1;
+    if (rc != 0) {
+        mig_free_list(list, done);
+        return -1;
+    }
+    *out = list;
+    *n = count;
+    return 1;
 }

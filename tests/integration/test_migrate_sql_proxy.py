@@ -92,3 +92,21 @@ def test_a_broken_sql_file_is_refused_by_the_proxy_with_its_position(db, proxy_f
     code, _ = proxy.admin("GET", "/migrations/current")
     assert code == 404
     assert column_types(db)["qty"] == "integer"
+
+
+def test_a_sql_directory_through_proxy_gets_its_types_from_the_catalog(db, proxy_factory, tmp_path):
+    """start DIR --proxy of *.sql files: each file goes as it is, the
+    proxy's engine converts each with the catalog, and they run as one."""
+    sql(db, BASE)
+    (tmp_path / "0001_widen.sql").write_text("ALTER TABLE items ALTER COLUMN qty TYPE bigint;\n")
+    (tmp_path / "0002_note.sql").write_text("ALTER TABLE items ADD COLUMN note text;\n")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    url = start_through(proxy, tmp_path, db)
+    # the chain runs as one migration, named by its head
+    downs = {op["column"]: op["down"] for op in stored_ops(db, "0002_note") if "down" in op}
+    assert "integer" in (downs.get("qty") or ""), downs
+    r = run_pgtandem(["migrate", "complete", "--proxy", url], timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert column_types(db) == {"id": "bigint", "qty": "bigint", "price": "numeric(10,2)", "note": "text"}
+    assert sql(db, "SELECT name, status FROM pgtandem.migrations ORDER BY name") == [
+        ("0001_widen", "completed"), ("0002_note", "completed")]
