@@ -1083,7 +1083,9 @@ static int remote_with_chain(const struct cli *c)
     size_t n;
     char **json = NULL;
     size_t njson = 0;
-    if (mig_list_files(c->file, ".json", &json, &njson, err, sizeof err) == 0 && njson == 0) {
+    int listed = mig_list_files(c->file, ".json", &json, &njson, err, sizeof err) == 0;
+    mig_free_names(json, njson);
+    if (listed && njson == 0) {
         char *body = sql_chain_body(c, err, sizeof err);
         int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : EXIT_INVALID;
         if (!body)
@@ -1091,7 +1093,6 @@ static int remote_with_chain(const struct cli *c)
         free(body);
         return rc;
     }
-    mig_free_names(json, njson);
     if (load_chain(c, &list, &n, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
