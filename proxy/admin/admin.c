@@ -468,6 +468,7 @@ static int keep_reserve(struct admin *a, struct evhttp_bound_socket *bound)
 static int admin_bound_port(evutil_socket_t fd, int configured)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return configured;

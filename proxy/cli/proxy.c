@@ -131,6 +131,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 static int bound_port(evutil_socket_t fd, int configured)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return configured;
