@@ -170,6 +170,210 @@ static int parse_client_tls(const char *v, enum client_tls_mode *out)
     return -1;
 }
 
+/* ---- the options that are not numbers: one table for the flags, the
+ * config file's keys, their errors and `pgtandem proxy --help` ---- */
+
+static int set_listen(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    return parse_host_port(v, &cfg->listen_host, &cfg->listen_port, err, errlen);
+}
+
+static int set_admin(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    cfg->admin_off = strcmp(v, "off") == 0;
+    if (cfg->admin_off)
+        return 0;
+    char why[256];
+    if (parse_host_port(v, &cfg->admin_host, &cfg->admin_port, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
+    return -1;
+}
+
+static int set_client_tls(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    cfg->client_tls_given = 1;
+    return parse_client_tls(v, &cfg->client_tls);
+}
+
+static int set_log_level(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return log_level_parse(v, &cfg->log_level);
+}
+
+static int set_auth(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return parse_auth(v, &cfg->auth_scram);
+}
+
+static int set_pool_mode(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return parse_pool_mode(v, &cfg->pool_transaction);
+}
+
+static int set_nothing(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)cfg;
+    (void)v;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static const char *const client_tls_names[] = {"disable", "allow", "require", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const auth_names[] = {"passthrough", "scram", NULL};
+static const char *const pool_mode_names[] = {"session", "transaction", NULL};
+
+#define TEXT(field) offsetof(struct config, field), NULL
+
+static const struct config_option OPTIONS[] = {
+    {"--config", NULL, "FILE", NULL, "none", "a JSON file of these settings under their config keys; flags override it",
+     0, set_nothing},
+    {"--listen", "listen", "HOST:PORT", NULL, "127.0.0.1:6432",
+     "client address (port 0: any free port); SO_REUSEPORT lets several proxies share a port", 0, set_listen},
+    {"--unix-socket", "unix_socket", "DIR", NULL, "none", "also listen on DIR/.s.PGSQL.<port>", TEXT(unix_socket_dir)},
+    {"--upstream", "upstream", "URI", NULL, "none (required)",
+     "postgresql://HOST:PORT/?sslmode=...&sslrootcert=... (libpq syntax; clients bring user, password, database)",
+     TEXT(upstream_uri)},
+    {"--tls-cert", "tls_cert", "FILE", NULL, "none", "the certificate clients see (with --tls-key)", TEXT(tls_cert)},
+    {"--tls-key", "tls_key", "FILE", NULL, "none", "its private key", TEXT(tls_key)},
+    {"--client-tls", "client_tls", "MODE", client_tls_names, "allow with a certificate, else disable",
+     "client TLS", 0, set_client_tls},
+    {"--admin", "admin", "HOST:PORT|off", NULL, "127.0.0.1:6433",
+     "admin API address (port 0: any free port; off: no admin API)", 0, set_admin},
+    {"--admin-token", "admin_token", "TOKEN", NULL, "$PGTANDEM_ADMIN_TOKEN, else none (loopback only)",
+     "bearer token the admin API requires", TEXT(admin_token)},
+    {"--engine-db", "engine_db", "URI", NULL, "$PGTANDEM_DB, else $DATABASE_URL, else none",
+     "the connection (with credentials) the proxy's own migration engine uses; also makes it a fleet member",
+     TEXT(engine_db)},
+    {"--log-level", "log_level", "LEVEL", log_level_names, "info", "logs go to stderr with UTC timestamps", 0,
+     set_log_level},
+    {"--auth", "auth", "MODE", auth_names, "passthrough",
+     "scram: the proxy authenticates clients itself from --users-file", 0, set_auth},
+    {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",
+     "SCRAM verifiers written by `pgtandem passwd`", TEXT(users_file)},
+    {"--neon-endpoint", "neon_endpoint", "ID", NULL, "none",
+     "sent upstream as options=endpoint=ID when the client sent none", TEXT(neon_endpoint)},
+    {"--peer-listen", "peer_listen", "HOST:PORT|off", NULL, "the --listen host, any free port",
+     "where other proxies send cancel requests that belong here (off: none)", 0, parse_peer_listen},
+    {"--fleet-id", "fleet_id", "ID", NULL, "host-pid-random", "this proxy's name in the fleet (pgtandem.proxies)",
+     TEXT(fleet_id)},
+    {"--pool-mode", "pool_mode", "MODE", pool_mode_names, "session",
+     "transaction: a server connection lent per transaction (needs --auth scram)", 0, set_pool_mode},
+    {NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL},
+};
+
+const struct config_option *config_options(void)
+{
+    return OPTIONS;
+}
+
+static const struct config_option *option_by_flag(const char *flag)
+{
+    for (const struct config_option *o = OPTIONS; o->flag; o++)
+        if (strcmp(o->flag, flag) == 0)
+            return o;
+    return NULL;
+}
+
+static const struct config_option *option_by_key(const char *key)
+{
+    for (const struct config_option *o = OPTIONS; o->flag; o++)
+        if (o->key && strcmp(o->key, key) == 0)
+            return o;
+    return NULL;
+}
+
+/* "a, b or c" */
+static void join_choices(const char *const *choices, const char *last_sep, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; choices[i] && used < cap; i++) {
+        const char *sep = i == 0 ? "" : choices[i + 1] ? ", " : last_sep;
+        int n = snprintf(out + used, cap - used, "%s%s", sep, choices[i]);
+        if (n < 0)
+            return;
+        used += (size_t)n;
+    }
+}
+
+/* Sets one option from its text; err says why not (without the flag or key). */
+static int apply_option(struct config *cfg, const struct config_option *o, const char *v, char *err, size_t errlen)
+{
+    char why[384] = "";
+    if (!o->set) {
+        set_str((char **)((char *)cfg + o->field), v);
+        return 0;
+    }
+    if (o->set(cfg, v, why, sizeof why) == 0)
+        return 0;
+    if (o->choices) {
+        char names[160];
+        join_choices(o->choices, " or ", names, sizeof names);
+        snprintf(err, errlen, "'%s' is not %s", v, names);
+    } else {
+        snprintf(err, errlen, "%s", why);
+    }
+    return -1;
+}
+
+void config_known_keys(char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const struct config_option *o = OPTIONS; o->flag && used < cap; o++) {
+        if (!o->key)
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", o->key);
+        if (n < 0)
+            return;
+        used += (size_t)n;
+    }
+    if (used < cap) {
+        char numbers[1024];
+        setting_names(SETTING_PROXY, numbers, sizeof numbers);
+        snprintf(out + used, cap - used, "%s%s", used ? ", " : "", numbers);
+    }
+}
+
+static void print_option(FILE *out, const char *flag, const char *value, const char *help, const char *values,
+                         const char *key)
+{
+    char head[64];
+    snprintf(head, sizeof head, "%s %s", flag, value);
+    fprintf(out, "  %-34s %s\n", head, help ? help : "");
+    fprintf(out, "  %-34s %s; config key: %s\n", "", values, key ? key : "(none)");
+}
+
+void config_print_help(FILE *out)
+{
+    char values[384];
+    for (const struct config_option *o = OPTIONS; o->flag; o++) {
+        char names[160] = "";
+        if (o->choices)
+            join_choices(o->choices, ", ", names, sizeof names);
+        snprintf(values, sizeof values, "%s%s%sdefault %s", o->choices ? "one of " : "", names,
+                 o->choices ? ", " : "", o->def);
+        print_option(out, o->flag, o->value, o->help, values, o->key);
+    }
+    for (const struct setting *st = SETTINGS; st->name; st++) {
+        if (st->scope != SETTING_PROXY || !st->flag)
+            continue;
+        setting_describe(st, values, sizeof values);
+        print_option(out, st->flag, st->type == SETTING_BOOL ? "BOOL" : "N", st->help, values, st->name);
+    }
+}
+
 /* Without an sslmode: a Unix socket needs none, loopback gets encryption
  * without verification, and anything across a network (Neon) gets
  * verify-full against the system CA store. */
@@ -263,14 +467,6 @@ static int key_error(struct file_ctx *fc, const char *key, const char *what)
     return -1;
 }
 
-static int take_string(struct file_ctx *fc, json_t *v, const char *key, char **slot)
-{
-    if (!json_is_string(v))
-        return key_error(fc, key, "must be a string");
-    set_str(slot, json_string_value(v));
-    return *slot ? 0 : key_error(fc, key, "out of memory");
-}
-
 static int take_setting(struct config *cfg, struct file_ctx *fc, json_t *v, const struct setting *st)
 {
     double value;
@@ -283,65 +479,23 @@ static int take_setting(struct config *cfg, struct file_ctx *fc, json_t *v, cons
 
 static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *key, json_t *v)
 {
-    char *s = NULL;
-    int rc = 0;
     const struct setting *st = setting_by_name(SETTING_PROXY, key);
-    if (st) {
-        rc = take_setting(cfg, fc, v, st);
-    } else if (strcmp(key, "listen") == 0 || strcmp(key, "admin") == 0) {
-        if ((rc = take_string(fc, v, key, &s)) == 0) {
-            int is_admin = key[0] == 'a';
-            char perr[256];
-            rc = parse_host_port(s, is_admin ? &cfg->admin_host : &cfg->listen_host,
-                                 is_admin ? &cfg->admin_port : &cfg->listen_port, perr, sizeof perr);
-            if (rc)
-                key_error(fc, key, perr);
-        }
-    } else if (strcmp(key, "peer_listen") == 0) {
-        char perr[384];
-        if ((rc = take_string(fc, v, key, &s)) == 0 && (rc = parse_peer_listen(cfg, s, perr, sizeof perr)) != 0)
-            key_error(fc, key, perr);
-    } else if (strcmp(key, "upstream") == 0) {
-        rc = take_string(fc, v, key, &cfg->upstream_uri);
-    } else if (strcmp(key, "auth") == 0) {
-        if ((rc = take_string(fc, v, key, &s)) == 0 && parse_auth(s, &cfg->auth_scram) != 0)
-            rc = key_error(fc, key, "must be \"passthrough\" or \"scram\"");
-    } else if (strcmp(key, "pool_mode") == 0) {
-        if ((rc = take_string(fc, v, key, &s)) == 0 && parse_pool_mode(s, &cfg->pool_transaction) != 0)
-            rc = key_error(fc, key, "must be \"session\" or \"transaction\"");
-    } else if (strcmp(key, "users_file") == 0) {
-        rc = take_string(fc, v, key, &cfg->users_file);
-    } else if (strcmp(key, "neon_endpoint") == 0) {
-        rc = take_string(fc, v, key, &cfg->neon_endpoint);
-    } else if (strcmp(key, "engine_db") == 0) {
-        rc = take_string(fc, v, key, &cfg->engine_db);
-    } else if (strcmp(key, "fleet_id") == 0) {
-        rc = take_string(fc, v, key, &cfg->fleet_id);
-    } else if (strcmp(key, "admin_token") == 0) {
-        rc = take_string(fc, v, key, &cfg->admin_token);
-    } else if (strcmp(key, "tls_cert") == 0) {
-        rc = take_string(fc, v, key, &cfg->tls_cert);
-    } else if (strcmp(key, "tls_key") == 0) {
-        rc = take_string(fc, v, key, &cfg->tls_key);
-    } else if (strcmp(key, "unix_socket") == 0) {
-        rc = take_string(fc, v, key, &cfg->unix_socket_dir);
-    } else if (strcmp(key, "client_tls") == 0) {
-        if ((rc = take_string(fc, v, key, &s)) == 0 && parse_client_tls(s, &cfg->client_tls) != 0)
-            rc = key_error(fc, key, "must be \"disable\", \"allow\" or \"require\"");
-        cfg->client_tls_given = 1;
-    } else if (strcmp(key, "log_level") == 0) {
-        if ((rc = take_string(fc, v, key, &s)) == 0 && log_level_parse(s, &cfg->log_level) != 0)
-            rc = key_error(fc, key, "must be \"error\", \"warn\", \"info\" or \"debug\"");
-    } else {
-        char known[1100], numbers[600];
-        setting_names(SETTING_PROXY, numbers, sizeof numbers);
-        snprintf(known, sizeof known, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
-                                      "tls_key, client_tls, unix_socket, log_level, engine_db, auth, users_file, "
-                                      "neon_endpoint, peer_listen, fleet_id, pool_mode, %s)", numbers);
-        rc = key_error(fc, key, known);
+    if (st)
+        return take_setting(cfg, fc, v, st);
+    const struct config_option *o = option_by_key(key);
+    if (!o) {
+        char known[1400];
+        config_known_keys(known, sizeof known);
+        char what[1500];
+        snprintf(what, sizeof what, "unknown setting (known: %s)", known);
+        return key_error(fc, key, what);
     }
-    free(s);
-    return rc;
+    if (!json_is_string(v))
+        return key_error(fc, key, "must be a string");
+    char why[512];
+    if (apply_option(cfg, o, json_string_value(v), why, sizeof why) != 0)
+        return key_error(fc, key, why);
+    return 0;
 }
 
 static char *read_whole_file(const char *path)
@@ -403,82 +557,29 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
     return rc;
 }
 
-static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
-                                         "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
-                                         "--log-level", "--engine-db", "--auth", "--users-file",
-                                         "--neon-endpoint", "--fleet-id", "--peer-listen", "--pool-mode", NULL};
-
+/* --config is read before the rest (the flags override the file). */
 static int is_known_flag(const char *arg)
 {
-    for (int i = 0; flag_names[i]; i++)
-        if (strcmp(arg, flag_names[i]) == 0)
-            return 1;
-    return setting_by_flag(arg) != NULL;
+    return option_by_flag(arg) != NULL || setting_by_flag(arg) != NULL;
 }
 
 static int apply_flag(struct config *cfg, const char *flag, const char *v, char *err, size_t errlen)
 {
-    if (strcmp(flag, "--listen") == 0)
-        return parse_host_port(v, &cfg->listen_host, &cfg->listen_port, err, errlen);
-    if (strcmp(flag, "--admin") == 0)
-        return parse_host_port(v, &cfg->admin_host, &cfg->admin_port, err, errlen);
-    if (strcmp(flag, "--peer-listen") == 0) {
-        char why[384];
-        if (parse_peer_listen(cfg, v, why, sizeof why) == 0)
+    const struct config_option *o = option_by_flag(flag);
+    char why[512];
+    if (o) {
+        if (apply_option(cfg, o, v, why, sizeof why) == 0)
             return 0;
-        snprintf(err, errlen, "--peer-listen: %s", why);
+        snprintf(err, errlen, "%s: %s", flag, why);
         return -1;
     }
-    if (strcmp(flag, "--upstream") == 0)
-        set_str(&cfg->upstream_uri, v);
-    else if (strcmp(flag, "--admin-token") == 0)
-        set_str(&cfg->admin_token, v);
-    else if (strcmp(flag, "--engine-db") == 0)
-        set_str(&cfg->engine_db, v);
-    else if (strcmp(flag, "--users-file") == 0)
-        set_str(&cfg->users_file, v);
-    else if (strcmp(flag, "--neon-endpoint") == 0)
-        set_str(&cfg->neon_endpoint, v);
-    else if (strcmp(flag, "--fleet-id") == 0)
-        set_str(&cfg->fleet_id, v);
-    else if (strcmp(flag, "--pool-mode") == 0) {
-        if (parse_pool_mode(v, &cfg->pool_transaction) != 0) {
-            snprintf(err, errlen, "--pool-mode: '%s' is not session or transaction", v);
-            return -1;
-        }
-    } else if (strcmp(flag, "--auth") == 0) {
-        if (parse_auth(v, &cfg->auth_scram) != 0) {
-            snprintf(err, errlen, "--auth: '%s' is not passthrough or scram", v);
-            return -1;
-        }
+    const struct setting *st = setting_by_flag(flag);
+    double value;
+    if (!st || setting_from_text(st, v, &value, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", flag, st ? why : "unknown option");
+        return -1;
     }
-    else if (strcmp(flag, "--tls-cert") == 0)
-        set_str(&cfg->tls_cert, v);
-    else if (strcmp(flag, "--tls-key") == 0)
-        set_str(&cfg->tls_key, v);
-    else if (strcmp(flag, "--unix-socket") == 0)
-        set_str(&cfg->unix_socket_dir, v);
-    else if (strcmp(flag, "--client-tls") == 0) {
-        cfg->client_tls_given = 1;
-        if (parse_client_tls(v, &cfg->client_tls) != 0) {
-            snprintf(err, errlen, "--client-tls: '%s' is not disable, allow or require", v);
-            return -1;
-        }
-    } else if (strcmp(flag, "--log-level") == 0) {
-        if (log_level_parse(v, &cfg->log_level) != 0) {
-            snprintf(err, errlen, "--log-level: '%s' is not error, warn, info or debug", v);
-            return -1;
-        }
-    } else {
-        const struct setting *st = setting_by_flag(flag);
-        double value;
-        char why[256];
-        if (!st || setting_from_text(st, v, &value, why, sizeof why) != 0) {
-            snprintf(err, errlen, "%s: %s", flag, st ? why : "unknown option");
-            return -1;
-        }
-        config_set_number(cfg, st, value);
-    }
+    config_set_number(cfg, st, value);
     return 0;
 }
 
@@ -486,7 +587,7 @@ static int apply_flags(struct config *cfg, int argc, char **argv, char *err, siz
 {
     for (int i = 1; i < argc; i += 2) {
         if (!is_known_flag(argv[i])) {
-            snprintf(err, errlen, "unknown option '%s'", argv[i]);
+            snprintf(err, errlen, "unknown option '%s' (`pgtandem proxy --help` lists them)", argv[i]);
             return -1;
         }
         if (i + 1 >= argc) {
@@ -523,7 +624,7 @@ static int finish(struct config *cfg, char *err, size_t errlen)
         set_str(&cfg->admin_token, NULL);
     /* Without a token anyone who reaches the port can pause traffic and
      * run migrations (SQL as the engine role): only this host may. */
-    if (cfg->admin_port && !cfg->admin_token && !config_host_is_loopback(cfg->admin_host)) {
+    if (!cfg->admin_off && !cfg->admin_token && !config_host_is_loopback(cfg->admin_host)) {
         snprintf(err, errlen, "the admin API would listen on %s:%d, beyond this host, with no token: set "
                  "PGTANDEM_ADMIN_TOKEN (or --admin-token, \"admin_token\"), or listen on 127.0.0.1",
                  cfg->admin_host, cfg->admin_port);

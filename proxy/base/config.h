@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
@@ -22,7 +23,8 @@ struct config {
     enum upstream_tls_mode upstream_tls;
     char *upstream_ca;         /* sslrootcert; NULL: system store */
     char *admin_host;
-    int admin_port;            /* 0: no admin API */
+    int admin_port;            /* 0: any free port (the bound one once listening) */
+    int admin_off;             /* --admin off: no admin API */
     char *admin_token;         /* NULL: no token required */
     char *tls_cert;
     char *tls_key;
@@ -55,6 +57,28 @@ struct config {
     int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
     int max_prepared_statements; /* clients' named statements kept prepared per server connection */
 };
+
+/* A setting that is not a number (those are in settings.c's table): its
+ * flag, config file key, what it takes and its default, one line of help,
+ * and how it is set. Flags, the config file, their errors and
+ * `pgtandem proxy --help` all read this one table. */
+struct config_option {
+    const char *flag;            /* "--listen" */
+    const char *key;             /* config file key; NULL: a flag only */
+    const char *value;           /* what it takes: "HOST:PORT", "URI" */
+    const char *const *choices;  /* the words it takes (NULL-ended); NULL: any text */
+    const char *def;             /* the default, as the help shows it */
+    const char *help;
+    size_t field;                /* offsetof a char * in struct config, when set is NULL */
+    int (*set)(struct config *cfg, const char *v, char *err, size_t errlen);
+};
+
+/* The table, ended by an entry whose flag is NULL. */
+const struct config_option *config_options(void);
+/* "listen, unix_socket, ...": every key the config file takes. */
+void config_known_keys(char *out, size_t cap);
+/* Every flag of `pgtandem proxy` with its values, default and config key. */
+void config_print_help(FILE *out);
 
 void config_init(struct config *cfg);
 void config_free(struct config *cfg);

@@ -12,39 +12,67 @@
 
 const struct setting SETTINGS[] = {
     {"max_message_bytes", "--max-message-bytes", SETTING_INT, 1024, 2147483647.0, 1073741824.0, 0, SETTING_PROXY,
-     "bytes"},
-    {"buffer_bytes", "--buffer-bytes", SETTING_INT, 4096, 67108864.0, 262144.0, 0, SETTING_PROXY, "bytes"},
-    {"shutdown_timeout_s", "--shutdown-timeout", SETTING_INT, 0, 86400, 30, 0, SETTING_PROXY, "s"},
-    {"client_login_timeout_s", "--client-login-timeout", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s"},
-    {"cancel_wait_timeout_s", "--cancel-wait-timeout", SETTING_INT, 1, 3600, 10, 0, SETTING_PROXY, "s"},
-    {"source_failures_per_s", "--source-failures-per-s", SETTING_INT, 1, 1000000, 10, 0, SETTING_PROXY, "/s"},
-    {"admin_request_timeout_s", "--admin-request-timeout", SETTING_INT, 1, 86400, 30, 0, SETTING_PROXY, "s"},
-    {"fleet_lease_ms", "--fleet-lease-ms", SETTING_INT, 300, 600000, 3000, 0, SETTING_PROXY, "ms"},
+     "bytes",
+     "largest client message accepted; a larger one (or one under 4 bytes) closes that connection with 08P01"},
+    {"buffer_bytes", "--buffer-bytes", SETTING_INT, 4096, 67108864.0, 262144.0, 0, SETTING_PROXY, "bytes",
+     "per-direction buffer before backpressure"},
+    {"shutdown_timeout_s", "--shutdown-timeout", SETTING_INT, 0, 86400, 30, 0, SETTING_PROXY, "s",
+     "SIGTERM waits this long for open transactions"},
+    {"client_login_timeout_s", "--client-login-timeout", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s",
+     "a client must send its startup packet, finish TLS and log in within it (0: no limit)"},
+    {"cancel_wait_timeout_s", "--cancel-wait-timeout", SETTING_INT, 1, 3600, 10, 0, SETTING_PROXY, "s",
+     "a CancelRequest's connection stays open this long waiting for the cancel's delivery"},
+    {"source_failures_per_s", "--source-failures-per-s", SETTING_INT, 1, 1000000, 10, 0, SETTING_PROXY, "/s",
+     "unmatched or forwarded cancels and bad startup packets one source address may send (burst 5x)"},
+    {"admin_request_timeout_s", "--admin-request-timeout", SETTING_INT, 1, 86400, 30, 0, SETTING_PROXY, "s",
+     "an admin API request must arrive whole within it"},
+    {"fleet_lease_ms", "--fleet-lease-ms", SETTING_INT, 300, 600000, 3000, 0, SETTING_PROXY, "ms",
+     "a proxy that has not renewed its row in pgtandem.proxies for this long is out of the fleet"},
     /* transaction pooling (pool_mode "transaction"); max_client_conn holds in both modes */
-    {"pool_size", "--pool-size", SETTING_INT, 1, 10000, 20, 0, SETTING_PROXY, "server connections"},
-    {"max_client_conn", "--max-client-conn", SETTING_INT, 1, 1000000, 10000, 0, SETTING_PROXY, "clients"},
+    {"pool_size", "--pool-size", SETTING_INT, 1, 10000, 20, 0, SETTING_PROXY, "server connections",
+     "transaction mode: server connections per pool"},
+    {"max_client_conn", "--max-client-conn", SETTING_INT, 1, 1000000, 10000, 0, SETTING_PROXY, "clients",
+     "client connections, in either pool mode; one more gets 53300"},
     {"max_db_connections", "--max-db-connections", SETTING_INT, 0, 100000, 0, 0, SETTING_PROXY,
-     "server connections, 0: pool_size per pool"},
-    {"query_wait_timeout_s", "--query-wait-timeout", SETTING_INT, 0, 86400, 120, 0, SETTING_PROXY, "s"},
-    {"server_idle_timeout_s", "--server-idle-timeout", SETTING_INT, 0, 86400, 600, 0, SETTING_PROXY, "s"},
-    {"server_lifetime_s", "--server-lifetime", SETTING_INT, 0, 604800, 3600, 0, SETTING_PROXY, "s"},
+     "server connections, 0: pool_size per pool",
+     "transaction mode: server connections per database over all its pools"},
+    {"query_wait_timeout_s", "--query-wait-timeout", SETTING_INT, 0, 86400, 120, 0, SETTING_PROXY, "s",
+     "transaction mode: a client waits this long for a server connection before 53300 (0: forever)"},
+    {"server_idle_timeout_s", "--server-idle-timeout", SETTING_INT, 0, 86400, 600, 0, SETTING_PROXY, "s",
+     "transaction mode: an idle server connection is closed after it (0: never)"},
+    {"server_lifetime_s", "--server-lifetime", SETTING_INT, 0, 604800, 3600, 0, SETTING_PROXY, "s",
+     "transaction mode: a server connection this old is closed between transactions (0: never)"},
     {"max_prepared_statements", "--max-prepared-statements", SETTING_INT, 1, 100000, 200, 0, SETTING_PROXY,
-     "statements per server connection"},
-    {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s"},
-    {"target_ms", NULL, SETTING_INT, 1, 60000, 50, 1, SETTING_THROTTLE, "ms"},
-    {"sleep_ratio", NULL, SETTING_NUMBER, 0, 100, 0, 1, SETTING_THROTTLE, "x batch time"},
-    {"max_app_p99_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
-    {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms"},
-    {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, ""},
-    {"timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms"},
-    {"drain_timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms"},
-    {"lock_timeout_ms", NULL, SETTING_INT, 1, 600000, 200, 0, SETTING_QUERY, "ms"},
-    {"statement_budget_ms", NULL, SETTING_INT, 1, MAX_MS, 5000, 0, SETTING_QUERY, "ms"},
-    {"attempts", NULL, SETTING_INT, 1, 1000, 10, 0, SETTING_QUERY, ""},
-    {"force", NULL, SETTING_BOOL, 0, 1, 0, 0, SETTING_QUERY, ""},
+     "statements per server connection",
+     "transaction mode: clients' named statements kept prepared per server connection"},
+    {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s",
+     "backfill rows per second at most (0: no limit)"},
+    {"target_ms", NULL, SETTING_INT, 1, 60000, 50, 1, SETTING_THROTTLE, "ms",
+     "the backfill sizes its batches to take about this long"},
+    {"sleep_ratio", NULL, SETTING_NUMBER, 0, 100, 0, 1, SETTING_THROTTLE, "x batch time",
+     "the backfill sleeps this many times its batch's time after each batch"},
+    {"max_app_p99_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms",
+     "the backfill waits while the application's p99 latency is above it (0: off)"},
+    {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms",
+     "the backfill waits while a replica lags more than this (0: off)"},
+    {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, "",
+     "the backfill is paused"},
+    {"timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms",
+     "POST /pause: traffic is held at most this long"},
+    {"drain_timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms",
+     "the cutover holds traffic at most this long while transactions finish"},
+    {"lock_timeout_ms", NULL, SETTING_INT, 1, 600000, 200, 0, SETTING_QUERY, "ms",
+     "the contract's lock_timeout"},
+    {"statement_budget_ms", NULL, SETTING_INT, 1, MAX_MS, 5000, 0, SETTING_QUERY, "ms",
+     "the contract's statement_timeout"},
+    {"attempts", NULL, SETTING_INT, 1, 1000, 10, 0, SETTING_QUERY, "",
+     "contract attempts before giving up"},
+    {"force", NULL, SETTING_BOOL, 0, 1, 0, 0, SETTING_QUERY, "",
+     "go on despite sessions that bypass the proxies"},
     /* a week at most: the old shape's columns cost writes until finalize */
-    {"revert_window_s", NULL, SETTING_INT, 0, 604800, 0, 0, SETTING_QUERY, "s"},
-    {NULL, NULL, SETTING_INT, 0, 0, 0, 0, SETTING_PROXY, NULL},
+    {"revert_window_s", NULL, SETTING_INT, 0, 604800, 0, 0, SETTING_QUERY, "s",
+     "complete keeps the old shape this long for a revert"},
+    {NULL, NULL, SETTING_INT, 0, 0, 0, 0, SETTING_PROXY, NULL, NULL},
 };
 
 const struct setting *setting_by_name(enum setting_scope scope, const char *name)
@@ -75,6 +103,15 @@ void setting_names(enum setting_scope scope, char *out, size_t cap)
             return;
         used += (size_t)n;
     }
+}
+
+void setting_describe(const struct setting *s, char *out, size_t cap)
+{
+    if (s->type == SETTING_BOOL)
+        snprintf(out, cap, "true or false, default %s", s->def != 0 ? "true" : "false");
+    else
+        snprintf(out, cap, "%s from %.15g to %.15g%s%s, default %.15g", s->type == SETTING_INT ? "integer" : "number",
+                 s->min, s->max, s->unit[0] ? " " : "", s->unit, s->def);
 }
 
 static int refuse(const struct setting *s, const char *shown, char *err, size_t errlen)

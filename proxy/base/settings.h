@@ -25,6 +25,7 @@ struct setting {
     int reloadable;         /* SIGHUP or the admin API changes it while running */
     enum setting_scope scope;
     const char *unit;       /* for messages and the README: "bytes", "ms", ... */
+    const char *help;       /* one line for `pgtandem proxy --help` */
 };
 
 /* The table, ended by an entry whose name is NULL. */
@@ -34,6 +35,10 @@ const struct setting *setting_by_name(enum setting_scope scope, const char *name
 const struct setting *setting_by_flag(const char *flag);
 /* "a, b, c": the names a scope knows, for "unknown setting" messages. */
 void setting_names(enum setting_scope scope, char *out, size_t cap);
+
+/* "integer 0..86400 s, default 30": a setting's range and default as the
+ * help shows them. */
+void setting_describe(const struct setting *s, char *out, size_t cap);
 
 /* Parse and range-check. Errors read: setting "NAME": VALUE is not an
  * integer from MIN to MAX (UNIT) ("query parameter" for SETTING_QUERY).

@@ -7,11 +7,39 @@
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: pgtandem proxy   [--config FILE] [--listen HOST:PORT] [--upstream URI]\n"
-            "                        [--admin HOST:PORT] [--admin-token TOKEN] [--tls-cert F --tls-key F]\n"
-            "       pgtandem migrate start|status|complete|rollback|plan|lint|verify ...\n"
-            "       pgtandem version\n");
+    fprintf(out, "usage: pgtandem proxy   [OPTION VALUE]...   the proxy (pgtandem proxy --help: every option)\n"
+                 "       pgtandem migrate COMMAND ...         online migrations (pgtandem migrate --help)\n"
+                 "       pgtandem passwd  USER ...            a SCRAM verifier for --auth scram\n"
+                 "       pgtandem version\n"
+                 "       pgtandem help [COMMAND]\n");
+}
+
+static void version_usage(FILE *out)
+{
+    fprintf(out, "usage: pgtandem version\nprints the version\n");
+}
+
+/* `pgtandem help`: everything; `pgtandem help COMMAND`: that command. */
+static int help(const char *command)
+{
+    if (command && !strcmp(command, "proxy"))
+        proxy_usage(stdout);
+    else if (command && !strcmp(command, "migrate"))
+        migrate_usage(stdout);
+    else if (command && !strcmp(command, "passwd"))
+        passwd_usage(stdout);
+    else if (command && !strcmp(command, "version"))
+        version_usage(stdout);
+    else {
+        print_usage(stdout);
+        printf("\n");
+        proxy_usage(stdout);
+        printf("\n");
+        migrate_usage(stdout);
+        printf("\n");
+        passwd_usage(stdout);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -24,15 +52,18 @@ int main(int argc, char **argv)
         return proxy_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "passwd") == 0) return passwd_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "passwd") == 0)
+        return passwd_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            version_usage(stdout);
+            return 0;
+        }
         printf("pgtandem " PGTANDEM_VERSION "\n");
         return 0;
     }
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        print_usage(stdout);
-        return 0;
-    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return help(argc > 2 ? argv[2] : NULL);
     fprintf(stderr, "pgtandem: unknown command '%s'\n", argv[1]);
     print_usage(stderr);
     return 2;

@@ -59,33 +59,158 @@ struct progress {
     struct evidence *ev;                /* every batch goes to its log */
 };
 
-static void usage(FILE *out)
+/* The commands and their flags: getopt's table, `migrate --help` and each
+ * `migrate COMMAND --help` are built from these two lists. */
+struct migrate_command {
+    const char *name;
+    const char *args;       /* its operand, "" for none */
+    const char *help;
+};
+
+static const struct migrate_command COMMANDS[] = {
+    {"start", "FILE|DIR", "validate, expand and backfill; both releases work until complete"},
+    {"resume", "", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
+    {"status", "", "the current migration, its phase and backfill, and the proxies of the fleet"},
+    {"complete", "", "the cutover: checks while traffic flows, then the contract in one short transaction"},
+    {"rollback", "", "back to the original shape (any time before complete)"},
+    {"finalize", "", "drop the old shape `complete --revert-window-s` kept (with --proxy)"},
+    {"revert", "", "every session back to the old shape `complete --revert-window-s` kept, then roll back "
+                   "(with --proxy)"},
+    {"plan", "FILE", "the SQL of every phase (exact with --db); changes nothing"},
+    {"lint", "FILE.sql|FILE.json|DIR", "what would block or break the running application, the chain rules and, "
+                                       "with --db, what the live catalog refuses"},
+    {"verify", "", "row by row: the new columns equal up(old)"},
+    {"convert", "FILE.sql", "print the migration (JSON) a .sql file converts to"},
+    {"pause", "", "pause the backfill (the throttle's switch)"},
+    {"unpause", "", "let a paused backfill go on"},
+    {NULL, NULL, NULL},
+};
+
+#define ALL_DIRECT "start resume status complete rollback plan lint verify convert pause unpause"
+#define REMOTE "start status complete rollback finalize revert"
+
+struct migrate_flag {
+    const char *name;       /* without the leading "--" */
+    const char *value;      /* what it takes; NULL: a switch */
+    int code;               /* getopt_long's answer for it */
+    const char *commands;   /* the commands it belongs to, space-separated */
+    const char *help;
+};
+
+static const struct migrate_flag FLAGS[] = {
+    {"db", "URI", 'd', ALL_DIRECT, "the database, with credentials (default $PGTANDEM_DB, then $DATABASE_URL)"},
+    {"proxy", "URL", 'p', REMOTE, "run it in the proxy whose admin API is at http://HOST:PORT (its --admin address) "
+                                  "instead of with --db; the bearer token is read from $PGTANDEM_ADMIN_TOKEN"},
+    {"json", NULL, 'j', "status plan lint complete rollback finalize revert", "print JSON instead of text"},
+    {"format", "text|json", 'F', "lint", "the findings as text (default) or one JSON document"},
+    {"lock-timeout", "MS", 'l', "start resume complete rollback", "lock_timeout of each DDL step, 1 to 600000 ms "
+                                                                   "(default 200)"},
+    {"retries", "N", 'r', "start complete", "attempts of a step that waits for a lock, 1 to 1000 (default 10)"},
+    {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
+    {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
+                                                      "continues"},
+    {"quiet", NULL, 'q', "start resume lint", "no progress line or summary"},
+    {"validate-only", NULL, 'v', "complete", "only the checks that precede the contract, against every row; "
+                                            "nothing changes"},
+    {"force", NULL, 'f', "complete", "complete despite sessions that bypass the proxies"},
+    {"revert-window-s", "S", 'R', "complete", "keep the old shape S seconds (at most 604800) so `revert` can go back "
+                                             "(with --proxy)"},
+    {"evidence", "DIR", 'E', "start complete rollback", "keep schema snapshots, their diff, the migration, a run log, "
+                                                       "row counts and SHA256SUMS in DIR (with --proxy, --db too)"},
+    {"name", "N", 'N', "start plan lint convert", "FILE.sql: the converted migration's name (default: Alembic's "
+                                                  "revision, else the file's name)"},
+    {"parent", "P", 'P', "start plan lint convert", "FILE.sql: the converted migration's parent"},
+    {"estimate", NULL, 'X', "plan", "measure the backfill (rows/s, duration, WAL) on a sample; needs --db"},
+    {"estimate-rows", "N", 'x', "plan", "rows in the --estimate sample, 1 to 100000000"},
+    {"help", NULL, 'h', NULL, "this help"},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+#define NFLAGS (sizeof FLAGS / sizeof FLAGS[0])
+
+static const struct migrate_command *command_by_name(const char *name)
 {
+    for (const struct migrate_command *m = COMMANDS; m->name; m++)
+        if (!strcmp(m->name, name))
+            return m;
+    return NULL;
+}
+
+/* Whether the word `name` is in the space-separated list; NULL: every command. */
+static int in_list(const char *list, const char *name)
+{
+    if (!list)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+static void print_flag(FILE *out, const struct migrate_flag *f)
+{
+    char head[64];
+    snprintf(head, sizeof head, "--%s%s%s", f->name, f->value ? " " : "", f->value ? f->value : "");
+    fprintf(out, "  %-28s %s\n", head, f->help);
+}
+
+void migrate_usage(FILE *out)
+{
+    fprintf(out, "usage: pgtandem migrate COMMAND [FILE|DIR] [OPTIONS]   (`pgtandem migrate COMMAND --help`: its "
+                 "options)\ncommands:\n");
+    for (const struct migrate_command *m = COMMANDS; m->name; m++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", m->name, m->args);
+        fprintf(out, "  %-28s %s\n", head, m->help);
+    }
+    fprintf(out, "options (the commands each belongs to: `pgtandem migrate COMMAND --help`):\n");
+    for (const struct migrate_flag *f = FLAGS; f->name; f++)
+        print_flag(out, f);
     fprintf(out,
-        "usage: pgtandem migrate start    FILE|DIR [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
-        "                                      [--no-backfill] [--stop-after-batches N]\n"
-        "       pgtandem migrate resume        [--db URI]\n"
-        "       pgtandem migrate status        [--db URI | --proxy URL] [--json]\n"
-        "       pgtandem migrate complete      [--db URI | --proxy URL] [--lock-timeout MS] [--retries N]\n"
-        "                                      [--validate-only] [--force] [--revert-window-s S]\n"
-        "       pgtandem migrate finalize      --proxy URL   (drop the old shape a revert window kept)\n"
-        "       pgtandem migrate revert        --proxy URL   (back to the old shape, then roll back)\n"
-        "       pgtandem migrate rollback      [--db URI | --proxy URL]\n"
-        "       (start, complete and rollback take --evidence DIR: schema snapshots and their diff, the\n"
-        "        migration and plan, a run log, row counts, verify, SHA256SUMS; with --proxy, also --db URI)\n"
-        "       pgtandem migrate plan     FILE [--db URI] [--estimate [--estimate-rows N] [--json]]\n"
-        "       pgtandem migrate lint     FILE.sql|FILE.json|DIR [--db URI] [--format text|json]\n"
-        "       pgtandem migrate verify        [--db URI]\n"
-        "       pgtandem migrate convert  FILE.sql [--name N] [--parent P] [--db URI]\n"
-        "       pgtandem migrate pause|unpause [--db URI]   (backfill throttle switch)\n"
         "DIR: a chain (*.json with parents, or numbered *.sql files); its pending migrations run as one.\n"
         "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
-        "first (--name/--parent as for convert; --db supplies old column types for derived downs).\n"
-        "--no-backfill: expand only; `resume` backfills later (a quieter hour, another machine).\n"
-        "--stop-after-batches N: a rehearsal: N batches, then stop; `resume` continues.\n"
-        "--validate-only: the checks that precede the contract, against every row; nothing changes.\n"
-        "--db defaults to $PGTANDEM_DB, then $DATABASE_URL.\n"
+        "first (--name/--parent as for convert; the old column types of derived downs come from --db,\n"
+        "or with --proxy from the proxy's engine database).\n"
+        "--proxy commands (" REMOTE ") send $PGTANDEM_ADMIN_TOKEN as the bearer token.\n"
         "exit status: 0 success, 1 operational failure, 2 bad input\n");
+}
+
+static void command_usage(FILE *out, const struct migrate_command *m)
+{
+    fprintf(out, "usage: pgtandem migrate %s%s%s [OPTIONS]\n%s\noptions:\n", m->name, m->args[0] ? " " : "", m->args,
+            m->help);
+    int remote = 0;
+    for (const struct migrate_flag *f = FLAGS; f->name; f++) {
+        if (!in_list(f->commands, m->name))
+            continue;
+        print_flag(out, f);
+        remote |= f->code == 'p';
+    }
+    if (remote)
+        fprintf(out, "with --proxy URL the bearer token comes from $PGTANDEM_ADMIN_TOKEN (the proxy's "
+                     "--admin-token)\n");
+    if (!in_list(FLAGS[0].commands, m->name))
+        fprintf(out, "needs --proxy URL: without a proxy no session is routed\n");
+    fprintf(out, "exit status: 0 success, 1 operational failure, 2 bad input\n");
+}
+
+/* getopt_long's table, from FLAGS. */
+static void getopt_table(struct option *opts)
+{
+    size_t i = 0;
+    for (const struct migrate_flag *f = FLAGS; f->name; f++, i++)
+        opts[i] = (struct option){f->name, f->value ? required_argument : no_argument, NULL, f->code};
+    opts[i] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* `migrate COMMAND ... --help|-h`: anywhere after the command. */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
 }
 
 /* Feeds the engine's backfill callbacks to the shared status line. The rate
@@ -137,19 +262,8 @@ static const char *env_db(void)
 
 static int parse_args(int argc, char **argv, struct cli *c)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
-        {"format", required_argument, NULL, 'F'},
-        {"proxy", required_argument, NULL, 'p'},
-        {"lock-timeout", required_argument, NULL, 'l'}, {"retries", required_argument, NULL, 'r'},
-        {"no-backfill", no_argument, NULL, 'n'}, {"stop-after-batches", required_argument, NULL, 's'},
-        {"quiet", no_argument, NULL, 'q'}, {"validate-only", no_argument, NULL, 'v'},
-        {"name", required_argument, NULL, 'N'}, {"parent", required_argument, NULL, 'P'},
-        {"force", no_argument, NULL, 'f'}, {"evidence", required_argument, NULL, 'E'},
-        {"revert-window-s", required_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},
-        {"estimate", no_argument, NULL, 'X'}, {"estimate-rows", required_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0}};
+    struct option opts[NFLAGS];
+    getopt_table(opts);
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
     if (argc < 2)
@@ -603,6 +717,14 @@ static int is_directory(const char *path)
 /* A directory of *.sql files (drizzle-kit's, or numbered hand-written
  * ones) as a chain: each converted, named by its file (without .sql), its
  * parent the file before it (--parent for the first). */
+/* A chain's .sql file is named by its file, without ".sql". */
+static void sql_chain_name(const char *path, char *name, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(name, cap, "%.*s", (int)strlen(base) - 4, base);
+}
+
 static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen)
 {
     char **paths = NULL;
@@ -613,9 +735,8 @@ static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n
     int rc = list && count ? 0 : (snprintf(err, errlen, "%s: no *.json or *.sql migrations found", c->file), -1);
     size_t loaded = 0;
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        const char *base = strrchr(paths[i], '/');
         char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)strlen(base + 1) - 4, base + 1);
+        sql_chain_name(paths[i], name, sizeof name);
         struct sql_load_options o = {.db = c->db, .name = name, .parent = i ? list[i - 1].name : c->parent};
         rc = sql_load_migration(paths[i], &o, &list[i], err, errlen);
         loaded = i + 1;
@@ -912,23 +1033,45 @@ static int cmd_convert(const struct cli *c)
     return ok ? 0 : EXIT_INVALID;
 }
 
-/* --proxy start with FILE.sql: the proxy takes JSON, so convert to a
- * temporary file first. */
-/* start FILE.sql --proxy: converted here (the proxy reads no files). */
+/* start FILE.sql --proxy: the file goes as it is; the proxy's engine
+ * converts it, reading the old types of its type changes (for the derived
+ * downs) from the catalog it reaches. */
 static int remote_with_sql(const struct cli *c)
 {
     char err[2048];
     struct sql_load_options o = {.name = c->name, .parent = c->parent};
-    json_t *m = NULL;
-    if (sql_load_json(c->file, &o, &m, err, sizeof err) != 0) {
+    char *body = sql_load_body(c->file, &o, err, sizeof err);
+    if (!body) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
     }
-    char *body = json_dumps(m, JSON_PRESERVE_ORDER);
-    json_decref(m);
-    int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : 1;
+    int rc = migrate_remote_start(c->proxy, body, strlen(body));
     free(body);
     return rc;
+}
+
+/* start DIR --proxy of *.sql files: they go as they are, in file order,
+ * for the proxy's engine to convert with its catalog (as FILE.sql). */
+static char *sql_chain_body(const struct cli *c, char *err, size_t errlen)
+{
+    char **paths = NULL, **names = NULL;
+    size_t n = 0;
+    if (mig_list_files(c->file, ".sql", &paths, &n, err, errlen) != 0)
+        return NULL;
+    char *body = NULL;
+    names = n ? calloc(n, sizeof *names) : NULL;
+    if (!names)
+        snprintf(err, errlen, n ? "out of memory" : "%s: no *.json or *.sql migrations found", c->file);
+    for (size_t i = 0; names && i < n; i++) {
+        char name[128];
+        sql_chain_name(paths[i], name, sizeof name);
+        names[i] = strdup(name);
+    }
+    if (names)
+        body = sql_load_chain_body(paths, names, n, c->parent, err, errlen);
+    mig_free_names(names, names ? n : 0);
+    mig_free_names(paths, n);
+    return body;
 }
 
 /* start DIR --proxy: the whole chain goes; the proxy's engine picks the
@@ -938,6 +1081,18 @@ static int remote_with_chain(const struct cli *c)
     char err[2048];
     struct migration *list;
     size_t n;
+    char **json = NULL;
+    size_t njson = 0;
+    int listed = mig_list_files(c->file, ".json", &json, &njson, err, sizeof err) == 0;
+    mig_free_names(json, njson);
+    if (listed && njson == 0) {
+        char *body = sql_chain_body(c, err, sizeof err);
+        int rc = body ? migrate_remote_start(c->proxy, body, strlen(body)) : EXIT_INVALID;
+        if (!body)
+            fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        free(body);
+        return rc;
+    }
     if (load_chain(c, &list, &n, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         return EXIT_INVALID;
@@ -1036,18 +1191,47 @@ static int run_with_evidence(struct cli *c)
     return rc == 0 && erc != EVIDENCE_OK ? 1 : rc;
 }
 
+/* `migrate --help`, `migrate help [COMMAND]`, `migrate COMMAND --help|-h`;
+ * -1 when no help was asked for. */
+static int help(int argc, char **argv)
+{
+    const char *first = argc > 1 ? argv[1] : "";
+    if (!strcmp(first, "help") && argc > 2 && command_by_name(argv[2])) {
+        command_usage(stdout, command_by_name(argv[2]));
+        return 0;
+    }
+    if (!strcmp(first, "help") || !strcmp(first, "--help") || !strcmp(first, "-h")) {
+        migrate_usage(stdout);
+        return 0;
+    }
+    if (!wants_help(argc, argv))
+        return -1;
+    if (command_by_name(first))
+        command_usage(stdout, command_by_name(first));
+    else
+        migrate_usage(stdout);
+    return 0;
+}
+
+static void usage_for(FILE *out, const char *cmd)
+{
+    if (cmd && command_by_name(cmd))
+        command_usage(out, command_by_name(cmd));
+    else
+        migrate_usage(out);
+}
+
 int migrate_main(int argc, char **argv)
 {
+    int rc = help(argc, argv);
+    if (rc >= 0)
+        return rc;
     struct cli c;
     if (parse_args(argc, argv, &c) != 0) {
-        usage(stderr);
+        usage_for(stderr, argc > 1 ? argv[1] : NULL);
         return EXIT_INVALID;
     }
     const char *cmd = c.command;
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help")) {
-        usage(stdout);
-        return 0;
-    }
     if ((c.estimate || c.estimate_rows != 0) && strcmp(cmd, "plan") != 0) {
         fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
         return EXIT_INVALID;
@@ -1055,7 +1239,9 @@ int migrate_main(int argc, char **argv)
     if (c.evidence)
         return run_with_evidence(&c);
     if (c.proxy && c.db) {
-        fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both\n");
+        fprintf(stderr, "pgtandem migrate: give either --db or --proxy, not both (through a proxy its engine "
+                "reads the catalog, a .sql file's old column types too; --db goes with --proxy only for "
+                "--evidence)\n");
         return EXIT_INVALID;
     }
     if (c.proxy)
@@ -1078,19 +1264,17 @@ int migrate_main(int argc, char **argv)
     if (!strcmp(cmd, "status")) return cmd_status(&c);
     if (!strcmp(cmd, "pause")) return cmd_simple(&c, 0, do_pause);
     if (!strcmp(cmd, "unpause")) return cmd_simple(&c, 0, do_unpause);
-    static const char *const cmds[] = {"start", "resume", "status", "complete", "rollback", "plan",
-                                       "lint", "verify", "pause", "unpause", "convert", "finalize", "revert"};
     const char *hint = NULL;
     size_t best = 3;
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        size_t d = mig_edit_distance(cmd, cmds[i]);
+    for (const struct migrate_command *m = COMMANDS; m->name; m++) {
+        size_t d = mig_edit_distance(cmd, m->name);
         if (d < best) {
             best = d;
-            hint = cmds[i];
+            hint = m->name;
         }
     }
     fprintf(stderr, "pgtandem migrate: unknown command \"%s\"%s%s%s\n", cmd, hint ? " (did you mean \"" : "",
             hint ? hint : "", hint ? "\"?)" : "");
-    usage(stderr);
+    migrate_usage(stderr);
     return EXIT_INVALID;
 }

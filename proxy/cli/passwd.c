@@ -27,10 +27,23 @@ struct passwd_args {
     int iterations;
 };
 
-static void usage(void)
+void passwd_usage(FILE *out)
 {
-    fprintf(stderr, "usage: pgtandem passwd USER [--file config/users.json] [--iterations N]\n"
-                    "       reads the password from the terminal, or from stdin when it is not a terminal\n");
+    fprintf(out, "usage: pgtandem passwd USER [--file FILE] [--iterations N]\n"
+                 "stores a SCRAM-SHA-256 verifier for USER (for `pgtandem proxy --auth scram`); the password is\n"
+                 "read from the terminal, or from stdin's first line when it is not a terminal, never from argv\n"
+                 "options:\n"
+                 "  --file FILE                the users file (default config/users.json)\n"
+                 "  --iterations N             SCRAM iterations, 1 to 100000000 (default %d)\n",
+            SCRAM_DEFAULT_ITERATIONS);
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
 }
 
 static int parse_args(int argc, char **argv, struct passwd_args *a)
@@ -197,8 +210,12 @@ int passwd_main(int argc, char **argv)
 {
     struct passwd_args a;
     char password[PASSWORD_MAX];
+    if (wants_help(argc, argv)) {
+        passwd_usage(stdout);
+        return 0;
+    }
     if (parse_args(argc, argv, &a) != 0) {
-        usage();
+        passwd_usage(stderr);
         return 2;
     }
     long n = get_password(a.user, password, sizeof password);

@@ -3,10 +3,12 @@
  * the admin API and wires them together, handles signals, and runs the one
  * event loop until SIGTERM has let every session finish. The only module
  * that knows the relay, the engine and the admin API at once. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -125,6 +127,22 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
         log_warn("could not stop accepting for a moment");
 }
 
+/* The port a listening socket has: with port 0 in the configuration, the
+ * one the kernel chose. */
+static int bound_port(evutil_socket_t fd, int configured)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return configured;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return configured;
+}
+
 static int listen_tcp(struct server *srv, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints = {0}, *res = NULL;
@@ -151,6 +169,8 @@ static int listen_tcp(struct server *srv, char *err, size_t errlen)
         return -1;
     }
     evconnlistener_set_error_cb(srv->tcp_listener, accept_error_cb);
+    /* what the log, the Unix socket's name and the fleet's row show */
+    srv->cfg.listen_port = bound_port(evconnlistener_get_fd(srv->tcp_listener), srv->cfg.listen_port);
     return 0;
 }
 
@@ -381,7 +401,7 @@ static int start_fleet(struct proxy *p)
     const struct config *cfg = &p->srv.cfg;
     char listen[160], admin[160] = "";
     snprintf(listen, sizeof listen, "%s:%d", cfg->listen_host, cfg->listen_port);
-    if (cfg->admin_port)
+    if (!cfg->admin_off)
         snprintf(admin, sizeof admin, "%s:%d", cfg->admin_host, cfg->admin_port);
     struct fleet_options opt = {cfg->engine_db, cfg->fleet_lease_ms, cfg->fleet_id, listen, admin};
     p->fleet = fleet_new(p->srv.base, &p->srv, &opt);
@@ -407,6 +427,9 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
     struct server *srv = &p->srv;
     if (relay_init(srv, err, errlen) != 0)
         return -1;
+    /* before the fleet: its row names the admin port that was bound */
+    if (!srv->cfg.admin_off && !(p->admin = admin_start(srv, err, errlen)))
+        return -1;
     if (srv->cfg.engine_db && start_fleet(p) != 0) {
         snprintf(err, errlen, "out of memory starting the fleet membership");
         return -1;
@@ -416,9 +439,7 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory starting the engine");
         return -1;
     }
-    if (srv->cfg.admin_port) {
-        if (!(p->admin = admin_start(srv, err, errlen)))
-            return -1;
+    if (p->admin) {
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
         admin_add_status(p->admin, "engine", engine_status, p);
@@ -475,12 +496,35 @@ static void proxy_free(struct proxy *p)
     config_free(&srv->cfg);
 }
 
+void proxy_usage(FILE *out)
+{
+    fprintf(out, "usage: pgtandem proxy --upstream URI [--config FILE] [OPTION VALUE]...\n"
+                 "Relays Postgres clients to the upstream and runs online migrations for them. Every option\n"
+                 "below can also be given in the --config file under its config key; flags override the file.\n"
+                 "SIGHUP reloads the TLS certificate, the log level and the users file; SIGTERM stops gracefully.\n"
+                 "options:\n");
+    config_print_help(out);
+}
+
+/* --help or -h where a flag is expected (not as another flag's value). */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i += 2)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int proxy_main(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        proxy_usage(stdout);
+        return 0;
+    }
     struct proxy p;
     memset(&p, 0, sizeof p);
     config_init(&p.srv.cfg);
-    char err[1024];
+    char err[2048];
     if (config_from_args(&p.srv.cfg, argc, argv, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem proxy: %s\n", err);
         config_free(&p.srv.cfg);
@@ -494,11 +538,13 @@ int proxy_main(int argc, char **argv)
         proxy_free(&p);
         return 1;
     }
-    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s:%d, peers %s",
+    char admin[160] = "off";
+    if (p.admin)
+        snprintf(admin, sizeof admin, "%s:%d", p.srv.cfg.admin_host, p.srv.cfg.admin_port);
+    log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s, peers %s",
              p.srv.cfg.listen_host, p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "",
              p.srv.unix_socket_path ? p.srv.unix_socket_path : "", p.srv.cfg.upstream_host, p.srv.cfg.upstream_port,
-             p.srv.upstream_tls ? "on" : "off", p.srv.cfg.admin_host, p.srv.cfg.admin_port,
-             p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
+             p.srv.upstream_tls ? "on" : "off", admin, p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
     event_base_dispatch(p.srv.base);
     log_info("pgtandem proxy stopped");
     proxy_free(&p);

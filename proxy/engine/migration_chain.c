@@ -50,7 +50,7 @@ int mig_list_files(const char *dir, const char *suffix, char ***names, size_t *n
             oom = 1;
             break;
         }
-        snprintf(path, len, "%s/%s", dir, e->d_name);
+        snprintf(path, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
         list[count++] = path;
     }
     closedir(d);

@@ -569,9 +569,9 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
             rc = fail(c, st, "cannot derive \"down\" (new -> old value) from the USING expression %s: write it "
                       "above the statement as \"-- pgtandem:down EXPR\" (EXPR reads the column by its new name)", up);
         } else if (old_type(c, rel_schema(rel), str_or(rel, "relname", ""), db_name, c->last.cast_back) != 0) {
-            rc = fail(c, st, "cannot derive \"down\" for the type change of \"%s\": its old type is unknown; pass "
-                      "--db URI so it is read from the catalog, or write \"-- pgtandem:down EXPR\" above the "
-                      "statement", column);
+            rc = fail(c, st, "cannot derive \"down\" for the type change of \"%s\": its old type is unknown (no "
+                      "catalog was read, or it has no such column); pass --db URI or --proxy URL so it is read from "
+                      "the catalog, or write \"-- pgtandem:down EXPR\" above the statement", column);
         } else {
             c->last.type_stmt = st;
         }

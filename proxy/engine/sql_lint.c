@@ -350,6 +350,36 @@ int sql_lint_migration(const struct migration *m, struct lint_report *r, char *e
     return 0;
 }
 
+static int note_skipped(struct lint_report *r, const char *path, int line, char *err, size_t errlen)
+{
+    char **grown = realloc(r->skipped, (r->nskipped + 1) * sizeof *grown);
+    char *note = NULL;
+    if (grown)
+        r->skipped = grown;
+    if (!grown || asprintf(&note, "%s: skipped: a psql script (meta-command at line %d, where Postgres's parser "
+                           "stops), not a migration", path, line) < 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    r->skipped[r->nskipped++] = note;
+    return 0;
+}
+
+/* One file of a directory: a migration is linted, a psql script (seed
+ * data, checks run by hand) is noted and left alone. */
+static int lint_dir_file(const char *path, struct lint_report *r, int *skipped, char *err, size_t errlen)
+{
+    size_t n;
+    char *buf = mig_read_file(path, &n, err, errlen);
+    if (!buf)
+        return -1;
+    int line = sql_script_psql_line(buf, n), rc;
+    *skipped = line > 0;
+    rc = line > 0 ? note_skipped(r, path, line, err, errlen) : sql_lint_text(path, buf, n, r, err, errlen);
+    free(buf);
+    return rc;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -380,23 +410,29 @@ int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *e
             rc = -1;
             break;
         }
-        snprintf(path, len, "%s/%s", dir, e->d_name);
+        snprintf(path, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
         names[n++] = path;
     }
     closedir(d);
     if (n > 1)
         qsort(names, n, sizeof *names, by_name);    /* numbered files in their order */
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = sql_lint_file(names[i], r, err, errlen);
+    size_t linted = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int skipped = 0;
+        rc = lint_dir_file(names[i], r, &skipped, err, errlen);
+        linted += rc == 0 && !skipped;
+    }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    *nfiles = n;
+    *nfiles = linted;
     return rc;
 }
 
 void lint_report_print(const struct lint_report *r, FILE *out)
 {
+    for (size_t i = 0; i < r->nskipped; i++)
+        fprintf(out, "lint: note: %s\n", r->skipped[i]);
     for (size_t i = 0; i < r->n; i++) {
         const struct lint_finding *f = &r->v[i];
         if (f->line > 0)
@@ -431,6 +467,12 @@ char *lint_report_json(const struct lint_report *r)
     }
     json_object_set_new(doc, "findings", list);
     json_object_set_new(doc, "blocking", json_integer((json_int_t)r->blocking));
+    if (r->nskipped) {
+        json_t *skipped = json_array();
+        for (size_t i = 0; i < r->nskipped; i++)
+            json_array_append_new(skipped, json_string(r->skipped[i]));
+        json_object_set_new(doc, "skipped", skipped);
+    }
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(doc);
     return text;
@@ -444,5 +486,8 @@ void lint_report_free(struct lint_report *r)
         free(r->v[i].statement);
     }
     free(r->v);
+    for (size_t i = 0; i < r->nskipped; i++)
+        free(r->skipped[i]);
+    free(r->skipped);
     memset(r, 0, sizeof *r);
 }

@@ -16,13 +16,19 @@ struct catalog {
     const char *db;
     PGconn *conn;
     int failed;     /* connect once; a failure means "type unknown" */
+    int borrowed;   /* conn is the caller's: not ours to close */
+    const char *stand_in;   /* no catalog: every old type reads as this */
 };
 
 static int catalog_column_type(void *arg, const char *schema, const char *table, const char *column,
                                char *type, size_t typelen)
 {
     struct catalog *cat = arg;
-    if (!cat->db || cat->failed)
+    if (cat->stand_in) {
+        snprintf(type, typelen, "%s", cat->stand_in);
+        return 0;
+    }
+    if ((!cat->db && !cat->conn) || cat->failed)
         return -1;
     if (!cat->conn) {
         cat->conn = PQconnectdb(cat->db);
@@ -46,16 +52,22 @@ static int catalog_column_type(void *arg, const char *schema, const char *table,
 }
 
 /* text: FILE.sql's bytes. */
+static int convert_with(struct catalog *cat, const char *path, const char *text, size_t len,
+                        const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
+{
+    struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
+                              .column_type = catalog_column_type, .column_type_arg = cat};
+    int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
+    if (cat->conn && !cat->borrowed)
+        PQfinish(cat->conn);
+    return rc;
+}
+
 static int convert(const char *path, const char *text, size_t len, const struct sql_load_options *opt, json_t **out,
                    char *err, size_t errlen)
 {
     struct catalog cat = {.db = opt ? opt->db : NULL};
-    struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
-                              .column_type = catalog_column_type, .column_type_arg = &cat};
-    int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
-    if (cat.conn)
-        PQfinish(cat.conn);
-    return rc;
+    return convert_with(&cat, path, text, len, opt, out, err, errlen);
 }
 
 int sql_load_json(const char *path, const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
@@ -67,14 +79,12 @@ int sql_load_json(const char *path, const struct sql_load_options *opt, json_t *
     return rc;
 }
 
-int sql_load_migration(const char *path, const struct sql_load_options *opt, struct migration *out,
-                       char *err, size_t errlen)
+/* The converted JSON parsed as a migration; its checksum is the SQL's. */
+static int parse_converted(struct catalog *cat, const char *path, const char *sql, size_t len,
+                           const struct sql_load_options *opt, struct migration *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    size_t len = 0;
-    char *sql = mig_read_file(path, &len, err, errlen);
     json_t *m = NULL;
-    int rc = sql ? convert(path, sql, len, opt, &m, err, errlen) : -1;
+    int rc = convert_with(cat, path, sql, len, opt, &m, err, errlen);
     char *text = rc == 0 ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(m);
     if (rc == 0 && !text)
@@ -87,6 +97,114 @@ int sql_load_migration(const char *path, const struct sql_load_options *opt, str
     if (rc == 0)
         mig_checksum(sql, len, out->checksum);
     free(text);
+    return rc;
+}
+
+int sql_load_migration(const char *path, const struct sql_load_options *opt, struct migration *out,
+                       char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    size_t len = 0;
+    char *sql = mig_read_file(path, &len, err, errlen);
+    struct catalog cat = {.db = opt ? opt->db : NULL};
+    int rc = sql ? parse_converted(&cat, path, sql, len, opt, out, err, errlen) : -1;
     free(sql);
     return rc;
+}
+
+/* ---- FILE.sql sent to a proxy as it is ---- */
+
+/* {"path", "text", "name"?, "parent"?} */
+static json_t *file_object(const char *path, const char *name, const char *parent, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *sql = mig_read_file(path, &len, err, errlen);
+    if (!sql)
+        return NULL;
+    json_t *o = json_pack("{s:s,s:s%,s:s*,s:s*}", "path", path, "text", sql, len, "name", name, "parent", parent);
+    free(sql);
+    if (!o)
+        snprintf(err, errlen, "%s: out of memory (or not UTF-8)", path);
+    return o;
+}
+
+static char *dump_body(json_t *o, char *err, size_t errlen)
+{
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (o && !body)
+        snprintf(err, errlen, "out of memory");
+    return body;
+}
+
+char *sql_load_body(const char *path, const struct sql_load_options *opt, char *err, size_t errlen)
+{
+    json_t *f = file_object(path, opt ? opt->name : NULL, opt ? opt->parent : NULL, err, errlen);
+    return f ? dump_body(json_pack("{s:o}", "sql_file", f), err, errlen) : NULL;
+}
+
+char *sql_load_chain_body(char *const *paths, char *const *names, size_t n, const char *parent, char *err,
+                          size_t errlen)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *f = file_object(paths[i], names[i], i ? names[i - 1] : parent, err, errlen);
+        if (!f || json_array_append_new(list, f) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list ? dump_body(json_pack("{s:o}", "sql_chain", list), err, errlen) : NULL;
+}
+
+/* One {"path", "text", ...} converted; the catalog read through conn, or
+ * (NULL) a stand-in type for checks of the rest before the real conversion. */
+static int from_file_object(json_t *f, PGconn *conn, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const char *path = json_string_value(json_object_get(f, "path"));
+    const char *text = json_string_value(json_object_get(f, "text"));
+    struct sql_load_options o = {.name = json_string_value(json_object_get(f, "name")),
+                                 .parent = json_string_value(json_object_get(f, "parent"))};
+    struct catalog cat = {.conn = conn, .borrowed = 1, .stand_in = conn ? NULL : "text"};
+    if (!path || !text)
+        return snprintf(err, errlen, "a .sql file must be sent as {\"path\": FILE, \"text\": its SQL, \"name\"?, "
+                        "\"parent\"?}"), -1;
+    return parse_converted(&cat, path, text, json_string_length(json_object_get(f, "text")), &o, out, err, errlen);
+}
+
+int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migration *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *f = json_object_get(root, "sql_file");
+    int rc = f ? (from_file_object(f, conn, out, err, errlen) == 0 ? 1 : -1) : 0;
+    json_decref(root);
+    return rc;
+}
+
+int sql_load_chain_from_body(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n,
+                             char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *files = json_object_get(root, "sql_chain");
+    if (!files) {
+        json_decref(root);
+        return 0;
+    }
+    size_t count = json_array_size(files), done = 0;
+    struct migration *list = count ? calloc(count, sizeof *list) : NULL;
+    int rc = list ? 0 : (snprintf(err, errlen, "\"sql_chain\" must be a non-empty array of .sql files"), -1);
+    for (; rc == 0 && done < count; done++)
+        rc = from_file_object(json_array_get(files, done), conn, &list[done], err, errlen);
+    json_decref(root);
+    if (rc != 0) {
+        mig_free_list(list, done);
+        return -1;
+    }
+    *out = list;
+    *n = count;
+    return 1;
 }

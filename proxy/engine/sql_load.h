@@ -6,6 +6,7 @@
 #define PGTANDEM_SQL_LOAD_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 
 #include "migration.h"
@@ -23,5 +24,25 @@ int sql_load_json(const char *path, const struct sql_load_options *opt, json_t *
 /* FILE.sql -> struct migration (its json is the converted text). */
 int sql_load_migration(const char *path, const struct sql_load_options *opt, struct migration *out,
                        char *err, size_t errlen);
+
+/* FILE.sql sent to a proxy as it is, for its engine to convert with the
+ * catalog it reaches: {"sql_file": {"path", "text", "name"?, "parent"?}}.
+ * The request body (caller frees), or NULL with err set. */
+char *sql_load_body(const char *path, const struct sql_load_options *opt, char *err, size_t errlen);
+
+/* A directory's *.sql files (in order, named names[i], the first one's
+ * parent `parent`, each one's the file before) as such a chain:
+ * {"sql_chain": [{"path", "text", "name", "parent"}, ...]}. */
+char *sql_load_chain_body(char *const *paths, char *const *names, size_t n, const char *parent, char *err,
+                          size_t errlen);
+
+/* Such a body converted and parsed into *out: 1. 0: the body is not one
+ * (*out untouched but zeroed); -1: err says why. conn: where the old column
+ * types are read; NULL: a stand-in type, for checks of the rest before the
+ * real conversion (the result's derived downs are then not the real ones). */
+int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migration *out, char *err, size_t errlen);
+/* The same for a chain: 1 with *out (n of them, in order), 0, or -1. */
+int sql_load_chain_from_body(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n,
+                             char *err, size_t errlen);
 
 #endif

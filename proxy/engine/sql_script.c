@@ -165,6 +165,28 @@ int sql_script_parse(struct sql_script *s, const char *file, const char *text, s
     return rc;
 }
 
+int sql_script_psql_line(const char *text, size_t len)
+{
+    char *copy = strndup(text, len);
+    if (!copy)
+        return 0;
+    PgQueryParseResult r = pg_query_parse(copy);
+    int line = 0;
+    if (r.error) {
+        size_t at = char_pos_to_offset(copy, len, r.error->cursorpos), start = at;
+        while (start > 0 && (copy[start - 1] == ' ' || copy[start - 1] == '\t'))
+            start--;
+        if (at < len && copy[at] == '\\' && (start == 0 || copy[start - 1] == '\n')) {
+            line = 1;
+            for (size_t i = 0; i < at; i++)
+                line += copy[i] == '\n';
+        }
+    }
+    pg_query_free_parse_result(r);
+    free(copy);
+    return line;
+}
+
 void sql_script_free(struct sql_script *s)
 {
     if (!s)

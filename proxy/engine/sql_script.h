@@ -32,6 +32,11 @@ int sql_script_parse(struct sql_script *s, const char *file, const char *text, s
                      char *err, size_t errlen);
 void sql_script_free(struct sql_script *s);
 
+/* The line of the psql meta-command (\set, \if, \i ...) at which
+ * Postgres's parser stops in text: a psql script, which no migration tool
+ * runs. 0 when the text parses, or stops anywhere else. */
+int sql_script_psql_line(const char *text, size_t len);
+
 /* Line and column (1-based, columns in characters) of a byte offset. */
 void sql_script_where(const struct sql_script *s, size_t offset, int *line, int *col);
 

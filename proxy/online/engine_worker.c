@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "migration.h"
+#include "sql_load.h"
 
 /* The proxy's own engine connection may have held the engine lock a moment
  * ago; its backend lets go when it has exited. */
@@ -44,6 +45,8 @@ static int expand_from_body(struct engine_worker *w, struct engine *e, char *err
     struct migration *list;
     size_t n;
     int chain = mig_parse_chain(w->body, w->body_len, &list, &n, err, errlen);
+    if (chain == 0) /* .sql files as they were sent: converted here, where the catalog gives old types */
+        chain = sql_load_chain_from_body(w->body, w->body_len, e->conn, &list, &n, err, errlen);
     if (chain < 0)
         return ENGINE_INVALID;
     if (chain > 0) {
@@ -52,7 +55,8 @@ static int expand_from_body(struct engine_worker *w, struct engine *e, char *err
         return rc;
     }
     struct migration m;
-    if (mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0)
+    int sql = sql_load_from_body(w->body, w->body_len, e->conn, &m, err, errlen);
+    if (sql < 0 || (sql == 0 && mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0))
         return ENGINE_INVALID;
     int rc = engine_start(e, &m, err, errlen);
     mig_free(&m);

@@ -41,6 +41,7 @@
 #include "relay_control.h"
 #include "retry.h"
 #include "settings.h"
+#include "sql_load.h"
 
 /* switched: a complete with a revert window ran; every session sees the
  * new shape, the old one is kept in tandem (dual-written) until finalize
@@ -1105,19 +1106,26 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     struct migration *chain = NULL;
     size_t n = 0;
     int is_chain = mig_parse_chain(q->body, q->body_len, &chain, &n, err, sizeof err);
-    if (is_chain < 0 || (!is_chain && mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err))) {
+    /* .sql files: checked here, converted with the catalog by the worker */
+    if (is_chain == 0)
+        is_chain = sql_load_chain_from_body(q->body, q->body_len, NULL, &chain, &n, err, sizeof err);
+    int is_sql = is_chain ? 0 : sql_load_from_body(q->body, q->body_len, NULL, &r->mig, err, sizeof err);
+    if (is_chain < 0 || is_sql < 0 ||
+        (!is_chain && !is_sql && mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err))) {
         answer(&w, 400, error_json(err));
         return;
     }
     /* a chain's head names the migration; which ones are pending (merged or
      * not) the engine decides, and the stored migration is loaded after expand */
     const struct migration *head = is_chain ? &chain[n - 1] : &r->mig;
-    r->have_mig = !is_chain;
+    r->have_mig = !is_chain && !is_sql; /* else loaded as expand stored it */
     r->following = 0;
     r->follow_since_ms = 0;
     settings_throttle_from_migration(&r->thr, &head->backfill);
     set_name(r, head->name);
     mig_free_list(chain, n);
+    if (is_sql)
+        mig_free(&r->mig);
     /* The worker's engine takes the engine lock: this proxy must not hold it. */
     if (r->holds_lock) {
         pgasync_close(&r->db);
