@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -292,10 +293,12 @@ def wait_peers(a, b, timeout=60.0):
     raise AssertionError("the two proxies never listed each other: %r" % (last,))
 
 
-def registrations_waiting_on(conn):
-    """Registrations blocked by this connection's locks."""
-    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%INSERT INTO pgtandem.proxies%'"
-                        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid))").fetchone()[0]
+def registrations_waiting_on(watcher, holder_pid):
+    """Registrations blocked by the locks of backend holder_pid. Asked on a
+    connection of its own: within a transaction pg_stat_activity is a
+    snapshot taken at its first use."""
+    return watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%INSERT INTO pgtandem.proxies%%'"
+                           " AND %s = ANY(pg_blocking_pids(pid))", (holder_pid,)).fetchone()[0]
 
 
 def test_proxies_that_register_at_the_same_moment_end_with_different_slots(cluster, proxy_factory):
@@ -317,20 +320,31 @@ def test_proxies_that_register_at_the_same_moment_end_with_different_slots(clust
     first.stop()
     tag = os.urandom(4).hex()
     ids = ["slot-race-a-" + tag, "slot-race-b-" + tag]
-    with psycopg.connect(cluster.uri(db="appdb")) as conn:
+    with psycopg.connect(cluster.uri(db="appdb")) as conn, \
+            psycopg.connect(cluster.uri(db="appdb"), autocommit=True) as watcher:
         for i in ids:  # not live (older than a lease), not yet cleaned up (younger than a minute)
             conn.execute("INSERT INTO pgtandem.proxies (id, slot, host, listen, version, pid, started_at, heartbeat_at)"
                          " VALUES (%s, 62, 'gone', 'gone', '0', 1, now() - interval '20 s', now() - interval '20 s')",
                          (i,))
         conn.commit()
         conn.execute("SELECT 1 FROM pgtandem.proxies WHERE id = ANY(%s) FOR UPDATE", (ids,))
-        a = proxy_factory(extra_args=engine + ["--fleet-id", ids[0]])
-        b = proxy_factory(extra_args=engine + ["--fleet-id", ids[1]])
+        # started together: a registration waits at most the fleet
+        # connection's lock_timeout (2 s), then tries again later, so two
+        # started one after the other on a slow machine might never wait
+        # at the same moment
+        started = {}
+        threads = [threading.Thread(target=lambda i=i: started.update(
+            {i: proxy_factory(extra_args=engine + ["--fleet-id", i])})) for i in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        a, b = started[ids[0]], started[ids[1]]
         deadline = time.time() + 30
-        while registrations_waiting_on(conn) < 2:
-            assert time.time() < deadline, conn.execute(
+        while registrations_waiting_on(watcher, conn.info.backend_pid) < 2:
+            assert time.time() < deadline, "%r\n%s\n%s" % (watcher.execute(
                 "SELECT application_name, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
-                " WHERE datname = 'appdb'").fetchall()
+                " WHERE datname = 'appdb'").fetchall(), a.log()[-1500:], b.log()[-1500:])
             time.sleep(0.05)
         conn.commit()
     wait_peers(a, b)
