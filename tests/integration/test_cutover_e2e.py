@@ -166,12 +166,16 @@ def versions(proxy):
     return st.get("versions", {})
 
 
-def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4):
+def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4, transactions=None):
+    """pgbench for `duration` seconds, or `transactions` per client: a count
+    cannot run out while slow logins (many clients, a loaded machine) are
+    still being made, and pgbench starts its clients only once all are in."""
     fd, path = tempfile.mkstemp(prefix="cutover-", suffix=".sql")
     with os.fdopen(fd, "w") as f:
         f.write(script % {"rows": LEGACY_ROWS})
     env = dict(os.environ, PGOPTIONS=options)
-    args = ["pgbench", "-n", "-c", str(clients), "-j", str(jobs), "-T", str(duration), "-M", mode, "-f", path,
+    length = ["-t", str(transactions)] if transactions else ["-T", str(duration)]
+    args = ["pgbench", "-n", "-c", str(clients), "-j", str(jobs)] + length + ["-M", mode, "-f", path,
             proxy.uri(user="postgres", password="postgres", db=dbname)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), path
 

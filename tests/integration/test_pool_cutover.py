@@ -15,6 +15,11 @@ from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
 POOL = 20
 OLD_CLIENTS = 1000  # the figure: a thousand clients on a pool of 20
 NEW_CLIENTS = 60  # -M prepared prepares with a blocking call: one thread each
+# transactions per client: enough that both runs are still writing when the
+# migration starts (old) and completes (new), counted so that slow logins
+# cannot leave a run with none
+OLD_TX = 16
+NEW_TX = 150
 
 
 def _server_connections(cluster, dbname):
@@ -34,24 +39,24 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
     mig = e2e.throttled_migration(4000)
     try:
         with PeakSampler(lambda: _server_connections(cluster, legacy_db), 0.1) as servers:
-            old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, 8, "simple", clients=OLD_CLIENTS,
-                                        jobs=4)
+            old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, None, "simple", clients=OLD_CLIENTS,
+                                        jobs=4, transactions=OLD_TX)
             # a thousand SCRAM logins (each one's key derivation in pgbench)
             e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= OLD_CLIENTS,
                            timeout=180, proc=old)
             e2e.start_migration(proxy, mig)
-            old_res = e2e.pgbench_result(old, old_path)
+            old_res = e2e.pgbench_result(old, old_path, timeout=600)
             assert old_res["rc"] == 0 and not old_res["aborted"], old_res["out"] + proxy.log()[-3000:]
             assert old_res["failed"] in (None, 0) and old_res["processed"] > 0, old_res["out"]
 
             e2e.wait_until("old-release sessions to leave", lambda: e2e.versions(proxy).get("old", 0) == 0)
-            new, new_path = e2e.pgbench(proxy, legacy_db, e2e.NEW_SCRIPT, 6, "prepared", e2e.version_options(),
-                                        clients=NEW_CLIENTS, jobs=NEW_CLIENTS)
+            new, new_path = e2e.pgbench(proxy, legacy_db, e2e.NEW_SCRIPT, None, "prepared", e2e.version_options(),
+                                        clients=NEW_CLIENTS, jobs=NEW_CLIENTS, transactions=NEW_TX)
             e2e.wait_until("new-release sessions", lambda: e2e.versions(proxy).get(e2e.NAME, 0) >= NEW_CLIENTS,
                            proc=new)
             e2e.wait_new_release_writes(cluster, legacy_db, 100, proc=new)
             rep = e2e.complete_migration(proxy)
-            new_res = e2e.pgbench_result(new, new_path)
+            new_res = e2e.pgbench_result(new, new_path, timeout=600)
     finally:
         os.unlink(mig)
     print("old: %s tx, new: %s tx, peak servers %d, cutover: %s" % (old_res["processed"], new_res["processed"],
