@@ -9,7 +9,8 @@ network against the suite's Postgres (TLS + SCRAM upstream):
 - an online migration (rename a column) started and completed through the
   container's admin API by `IMAGE migrate ... --proxy URL`, the image's own
   CLI, with old and new clients reading through the proxy in between;
-- docker/compose.yml brought up with podman-compose against the same cluster.
+- docker/compose.yml brought up with podman-compose (its own network, the
+  ports published) against the same cluster.
 
 Marked `image`: tests/run.sh runs them once, after the two integration
 suites (the image builds its own release binary, whichever variant runs)."""
@@ -25,13 +26,13 @@ import uuid
 import pytest
 
 from conftest import TOP, free_port, wait_for
+from tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.image
 
 PODMAN = os.path.join(TOP, "tests", "image", "podman.sh")
 TAG = "localhost/pgtandem:test"
 COMPOSE = os.path.join(TOP, "docker", "compose.yml")
-COMPOSE_HOST = os.path.join(TOP, "tests", "image", "compose.host.yml")
 
 
 def podman(*args, timeout=120, env=None, check=False):
@@ -74,9 +75,9 @@ class Container:
         flags = []
         for k, v in penv.items():
             flags += ["-e", "%s=%s" % (k, v)]
-        # --no-healthcheck: podman runs healthchecks from systemd timers, which
-        # a test machine may not have; the check's script is run by hand
-        podman("run", "-d", "--name", self.name, "--no-healthcheck", *flags, image, *args, check=True)
+        # (podman runs the healthcheck from a systemd timer where there is
+        # systemd; `podman healthcheck run` runs it here)
+        podman("run", "-d", "--name", self.name, *flags, image, *args, check=True)
         wait_for(lambda: self.answers() or self.exited(), timeout=30, what="the container's admin API")
         assert not self.exited(), "container exited:\n" + self.logs()
 
@@ -145,10 +146,11 @@ def psql(uri, sql, options=None):
 
 def test_image_user_ports_healthcheck_and_help(image):
     r = podman("image", "inspect", image, check=True)
-    cfg = json.loads(r.stdout)[0]["Config"]
+    info = json.loads(r.stdout)[0]
+    cfg = info["Config"]
     assert cfg["User"] == "10001:10001", cfg
     assert set(cfg["ExposedPorts"]) == {"6432/tcp", "6433/tcp"}, cfg
-    assert cfg["Healthcheck"]["Test"] == ["CMD", "pgtandem-healthcheck"], cfg
+    assert info["Healthcheck"]["Test"] == ["CMD", "pgtandem-healthcheck"], info["Healthcheck"]
 
     r = podman("run", "--rm", "--no-healthcheck", image, "--help")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -166,14 +168,12 @@ def test_psql_through_the_container(container_factory):
     assert psql(c.uri(), "SELECT current_user || ':' || 6 * 7") == "app:42"
     code, st = c.admin("GET", "/status")
     assert code == 200 and "sessions" in st, st
-    r = podman("exec", c.name, "pgtandem-healthcheck")
-    assert r.returncode == 0, r.stdout + r.stderr
+    r = podman("healthcheck", "run", c.name)
+    assert r.returncode == 0 and "unhealthy" not in r.stdout, r.stdout + r.stderr
     r = podman("exec", c.name, "id", "-u")
     assert r.stdout.strip() == "10001", r.stdout + r.stderr
     # the proxy is PID 1 (exec'd by the entrypoint): SIGTERM reaches it
     assert c.stop() == 0, c.logs()
-    r = podman("exec", c.name, "pgtandem-healthcheck")
-    assert r.returncode != 0
 
 
 @pytest.fixture
@@ -222,34 +222,51 @@ def test_migration_through_the_container_admin_api(image, container_factory, clu
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def compose_network_gateway(network):
+    r = podman("network", "inspect", network, check=True)
+    return json.loads(r.stdout)[0]["subnets"][0]["gateway"]
+
+
 def test_compose_file_against_the_cluster(image, cluster):
-    """docker/compose.yml with tests/image/compose.host.yml on top (the host's
-    network, the ports from this process's range), as podman-compose runs it."""
-    port, admin_port = free_port(), free_port()
+    """docker/compose.yml as it is, brought up by podman-compose: the service
+    on its own network with its ports published on this host, and the
+    cluster (listening on loopback) reached through a forwarder on the
+    network's gateway as host.containers.internal."""
+    port, admin_port, upstream_port = free_port(), free_port(), free_port()
     project = "pgtandem-test-" + uuid.uuid4().hex[:8]
     env = {"PGTANDEM_IMAGE": image,
-           "PGTANDEM_UPSTREAM": "postgresql://%s:%d/?sslmode=require" % (cluster.host, cluster.port),
+           "PGTANDEM_UPSTREAM": "postgresql://host.containers.internal:%d/?sslmode=require" % upstream_port,
            "PGTANDEM_ADMIN_TOKEN": "compose-s3cret",
-           "PGT_COMPOSE_LISTEN": "127.0.0.1:%d" % port,
-           "PGT_COMPOSE_ADMIN": "127.0.0.1:%d" % admin_port}
-    files = ["-p", project, "-f", COMPOSE, "-f", COMPOSE_HOST]
+           "PGTANDEM_PORT": str(port),
+           "PGTANDEM_ADMIN_PORT": str(admin_port)}
+    files = ["-p", project, "-f", COMPOSE]
+    container = project + "_pgtandem_1"
+    forwarder = None
     r = podman("compose", *files, "up", "-d", "--no-build", env=env, timeout=300)
     try:
-        assert r.returncode == 0, r.stdout + r.stderr
+        # podman-compose exits 0 even when podman run failed
+        state = podman("inspect", "-f", "{{.State.Running}}", container)
+        assert state.stdout.strip() == "true", r.stdout + r.stderr + state.stderr
+        forwarder = Forwarder(cluster.host, cluster.port, listen_host=compose_network_gateway(project + "_default"),
+                              listen_port=upstream_port)
         uri = "postgresql://app:apppass@127.0.0.1:%d/appdb?sslmode=disable" % port
-
-        def answers():
-            return subprocess.run(["psql", uri, "-qAtX", "-c", "SELECT 1"], capture_output=True,
-                                  text=True, timeout=30).stdout.strip() == "1"
-        wait_for(answers, timeout=30, what="psql through the compose service")
-        req = urllib.request.Request("http://127.0.0.1:%d/status" % admin_port,
-                                     headers={"Authorization": "Bearer compose-s3cret"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        wait_for(lambda: subprocess.run(["psql", uri, "-qAtX", "-c", "SELECT 1"], capture_output=True, text=True,
+                                        timeout=30).stdout.strip() == "1",
+                 timeout=30, what="psql through the compose service")
+        assert psql(uri, "SELECT current_user") == "app"
+        # the admin API, published on this host's loopback, with the token only
+        url = "http://127.0.0.1:%d/status" % admin_port
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer compose-s3cret"}),
+                                    timeout=10) as resp:
             assert resp.status == 200
-        req = urllib.request.Request("http://127.0.0.1:%d/status" % admin_port)
         with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(req, timeout=10)
+            urllib.request.urlopen(url, timeout=10)
         assert e.value.code == 401
+        r = podman("healthcheck", "run", container)
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
+        if forwarder:
+            forwarder.stop()
         down = podman("compose", *files, "down", "-t", "10", env=env, timeout=300)
+        podman("network", "rm", "-f", project + "_default")
         assert down.returncode == 0, down.stdout + down.stderr
