@@ -10,7 +10,7 @@ host=${host#[}; host=${host%]}
 case $host in 0.0.0.0|""|"*") host=127.0.0.1 ;; ::) host=::1 ;; esac
 
 status_of() {  # status_of PATH: the HTTP status code, empty when unreachable
-  exec 3<>"/dev/tcp/$host/$port" || return 1
+  { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || return 1
   auth=""
   [ -n "${PGTANDEM_ADMIN_TOKEN:-}" ] && auth="Authorization: Bearer $PGTANDEM_ADMIN_TOKEN"$'\r\n'
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s\r\n' "$1" "$auth" >&3

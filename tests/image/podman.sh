@@ -6,6 +6,7 @@
 #   tests/image/podman.sh check           can podman run a container here? (exit 0, or why not)
 #   tests/image/podman.sh base            makes debian:12-slim from the Debian mirror if absent
 #   tests/image/podman.sh build TAG       base, then the image of docker/Dockerfile as TAG
+#                                         (and its build stage as TAG-build)
 #   tests/image/podman.sh compose ARGS    podman-compose with the same settings
 #   tests/image/podman.sh ARGS            podman ARGS (run, rm, logs, images ...)
 #
@@ -101,8 +102,15 @@ case "${1:-}" in
     make_base
     # --pull=never: debian:12-slim is the local base (no registry here);
     # the short name resolves to localhost/ before any registry.
-    # (podman build takes neither the limits nor the network from containers.conf)
-    podman build --quiet --format docker --pull=never --network host --ulimit "nofile=$nofile" --ulimit "nproc=$nproc" -f "$top/docker/Dockerfile" -t "$tag" "$top" ;;
+    # (podman build takes neither the limits nor the network from
+    # containers.conf; --format docker keeps the HEALTHCHECK)
+    set -- --quiet --format docker --pull=never --network host \
+      --ulimit "nofile=$nofile" --ulimit "nproc=$nproc" -f "$top/docker/Dockerfile"
+    # The build stage tagged too: its layers (apt's above all) are the next
+    # build's cache, and what earlier builds left untagged can go.
+    podman build "$@" --target build -t "$tag-build" "$top" >/dev/null
+    podman build "$@" -t "$tag" "$top"
+    podman image prune -f >/dev/null ;;
   compose)
     shift
     exec podman-compose "$@" ;;

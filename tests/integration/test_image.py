@@ -268,5 +268,6 @@ def test_compose_file_against_the_cluster(image, cluster):
         if forwarder:
             forwarder.stop()
         down = podman("compose", *files, "down", "-t", "10", env=env, timeout=300)
-        podman("network", "rm", "-f", project + "_default")
+        net = podman("network", "rm", "-f", project + "_default")
         assert down.returncode == 0, down.stdout + down.stderr
+        assert net.returncode == 0, net.stdout + net.stderr
