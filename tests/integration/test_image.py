@@ -16,6 +16,7 @@ Marked `image`: tests/run.sh runs them once, after the two integration
 suites (the image builds its own release binary, whichever variant runs)."""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -64,7 +65,7 @@ class Container:
     """`podman run -d` of the image on the host's network, with the proxy's
     ports from this process's range."""
 
-    def __init__(self, image, cluster, env=None, args=()):
+    def __init__(self, image, cluster, env=None, args=(), volumes=()):
         self.port = free_port()
         self.admin_port = free_port()
         self.name = "pgtandem-test-" + uuid.uuid4().hex[:10]
@@ -75,6 +76,8 @@ class Container:
         flags = []
         for k, v in penv.items():
             flags += ["-e", "%s=%s" % (k, v)]
+        for v in volumes:
+            flags += ["-v", v]
         # (podman runs the healthcheck from a systemd timer where there is
         # systemd; `podman healthcheck run` runs it here)
         podman("run", "-d", "--name", self.name, *flags, image, *args, check=True)
@@ -103,8 +106,8 @@ class Container:
         except ValueError:
             return code, body
 
-    def uri(self, db="appdb", user="app", password="apppass"):
-        return "postgresql://%s:%s@127.0.0.1:%d/%s?sslmode=disable" % (user, password, self.port, db)
+    def uri(self, db="appdb", user="app", password="apppass", sslmode="disable"):
+        return "postgresql://%s:%s@127.0.0.1:%d/%s?sslmode=%s" % (user, password, self.port, db, sslmode)
 
     def logs(self):
         r = podman("logs", self.name)
@@ -163,9 +166,38 @@ def test_image_user_ports_healthcheck_and_help(image):
     assert "PGTANDEM_UPSTREAM" in r.stderr, r.stderr
 
 
-def test_psql_through_the_container(container_factory):
-    c = container_factory()
-    assert psql(c.uri(), "SELECT current_user || ':' || 6 * 7") == "app:42"
+@pytest.fixture
+def shared_dir():
+    """A directory to mount into a container: the image's user (10001) reads
+    it, so not under pytest's private tmp_path."""
+    d = tempfile.mkdtemp(prefix="pgtandem-image-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def readable_tls_dir(cluster, d):
+    """The cluster's certificate and key, readable by the image's user."""
+    for name in ("server.crt", "server.key"):
+        with open(os.path.join(cluster.tlsdir, name), "rb") as src, open(os.path.join(d, name), "wb") as dst:
+            dst.write(src.read())
+        os.chmod(os.path.join(d, name), 0o644)
+    return d
+
+
+def test_psql_through_the_container(container_factory, cluster, shared_dir):
+    # flags after the image name go to the proxy, beside the image's config
+    tls = readable_tls_dir(cluster, shared_dir)
+    c = container_factory(volumes=["%s:/tls:ro" % tls],
+                          args=["--tls-cert", "/tls/server.crt", "--tls-key", "/tls/server.key",
+                                "--client-tls", "require"])
+    # TLS on both sides: psql to the proxy, the proxy to Postgres (SCRAM)
+    # (SCRAM passes through to Postgres: no channel binding to the proxy's certificate)
+    tls_uri = c.uri(sslmode="require") + "&channel_binding=disable"
+    assert psql(tls_uri, "SELECT current_user || ':' || 6 * 7") == "app:42"
+    assert psql(tls_uri, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
+    r = subprocess.run(["psql", c.uri(), "-c", "SELECT 1"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "the proxy took a client without TLS despite --client-tls require"
     code, st = c.admin("GET", "/status")
     assert code == 200 and "sessions" in st, st
     r = podman("healthcheck", "run", c.name)
@@ -186,10 +218,9 @@ def items_db(cluster):
     cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
 
 
-def test_migration_through_the_container_admin_api(image, container_factory, cluster, items_db):
+def test_migration_through_the_container_admin_api(image, container_factory, cluster, items_db, shared_dir):
     c = container_factory(env={"PGTANDEM_DB": cluster.uri(db=items_db)})
-    d = tempfile.mkdtemp(prefix="pgtandem-image-")
-    os.chmod(d, 0o755)
+    d = shared_dir
     path = os.path.join(d, "0001_items_name.json")
     with open(path, "w") as f:
         json.dump({"name": "0001_items_name", "parent": None,
