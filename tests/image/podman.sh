@@ -107,10 +107,11 @@ case "${1:-}" in
     set -- --quiet --format docker --pull=never --network host \
       --ulimit "nofile=$nofile" --ulimit "nproc=$nproc" -f "$top/docker/Dockerfile"
     # The build stage tagged too: its layers (apt's above all) are the next
-    # build's cache, and what earlier builds left untagged can go.
+    # build's cache, and what earlier builds left untagged can go (not
+    # what a build running beside this one has just made).
     podman build "$@" --target build -t "$tag-build" "$top" >/dev/null
     podman build "$@" -t "$tag" "$top"
-    podman image prune -f >/dev/null ;;
+    podman image prune -f --filter until=1h >/dev/null ;;
   compose)
     shift
     exec podman-compose "$@" ;;
