@@ -20,7 +20,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 # PGT_DEBUG: invariant checks that abort (session transitions, the drain count)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPGT_DEBUG
 
-.PHONY: all asan test unit clients demo deps bench fuzz lint clean
+.PHONY: all asan test test-image unit clients demo deps bench fuzz lint clean
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
@@ -75,6 +75,11 @@ test: deps
 	@$(MAKE) --no-print-directory -j$$(nproc) all asan unit
 	@sh tests/run.sh
 
+# The container image (docker/Dockerfile) built and run with podman; make
+# test runs these too (tests/run.sh, PGT_IMAGE=0 leaves them out).
+test-image: deps
+	@PGT_VARIANT=image /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image tests/integration/test_image.py
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/demo.sh
@@ -103,7 +108,7 @@ TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang
 lint: deps compile_commands.json
 	cppcheck --quiet --std=c11 --enable=warning,portability --error-exitcode=1 --inline-suppr \
 	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
-	shellcheck -S warning tests/*.sh bench/*.sh .ci/run
+	shellcheck -S warning tests/*.sh tests/image/*.sh docker/*.sh bench/*.sh .ci/run
 	/usr/bin/python3 tests/check_layers.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
 	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \

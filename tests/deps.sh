@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config libevent-dev libssl-dev libpq-dev libjansson-de
 postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest python3-pytest-xdist
 clang libclang-rt-14-dev procps iproute2 cppcheck clang-tidy shellcheck
 libpg-query-dev alembic libidn-dev python3-asyncpg libdbd-pg-perl python3-sqlalchemy
-libpostgresql-jdbc-java openjdk-17-jdk-headless chromium python3-websocket prometheus"
+libpostgresql-jdbc-java openjdk-17-jdk-headless chromium python3-websocket prometheus
+podman runc debootstrap podman-compose"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -16,6 +16,11 @@
 #   PGT_SEQUENTIAL=1    the variants one after the other, not at the same time
 #   PGT_PYTEST_ARGS     extra pytest arguments (e.g. "-k pause")
 #   PGT_TESTS           test files to run instead of all of tests/integration
+#   PGT_IMAGE=0         without the container image tests
+#
+# The tests marked `image` (the container image, tests/integration/test_image.py)
+# run once, after both suites: the image builds its own binary, and its build
+# must not compete with the suites' timing.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -81,25 +86,37 @@ integration() {  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.x
     if [ "$jobs" -gt 0 ]; then
       # shellcheck disable=SC2086
       PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v PGT_WORKDIR="$work/$v" \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" -m "not serial" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" -m "not serial and not image" \
           --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
       if has_serial_tests; then
         echo "== $v: integration tests marked serial"
         # shellcheck disable=SC2086
         PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
-          /usr/bin/python3 -m pytest -q -p no:cacheprovider -m serial \
+          /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "serial and not image" \
             --junitxml="$work/$v-serial.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
         echo $? >"$work/$v-serial.rc"
       fi
     else
       # shellcheck disable=SC2086
       PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not image" \
           --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
     fi
   } >"$work/$v.log" 2>&1
+}
+
+image_tests() {  # output in $work/image.log, results in $work/image.xml
+  mkdir -p "$work/image"; chmod 755 "$work/image"
+  {
+    echo "== image: the container image (podman)"
+    # shellcheck disable=SC2086
+    PGT_VARIANT=image PGT_WORKDIR="$work/image" \
+      /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image \
+        --junitxml="$work/image.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+    echo $? >"$work/image.rc"
+  } >"$work/image.log" 2>&1
 }
 
 count_integration() {  # $1 = rel|asan: shows its output, adds its counts
@@ -146,6 +163,10 @@ for v in $variants; do unit_variant "$v"; done
 
 for pid in $pids; do wait "$pid"; done
 for v in $variants; do count_integration "$v"; done
+if [ "${PGT_IMAGE:-1}" != 0 ]; then
+  image_tests
+  count_integration image
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -22,6 +22,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 def pytest_configure(config):
     config.addinivalue_line("markers", "serial: runs after the parallel suite, one test at a time, on the"
                             " runner's shared cluster (tests/run.sh)")
+    config.addinivalue_line("markers", "image: the container image (podman); tests/run.sh runs these once,"
+                            " after the two suites")
 
 
 PORTS_PER_WORKER = 400

@@ -7,7 +7,7 @@ path misbehave without closing anything:
 - freeze() (SIGSTOP): nothing moves, new connections neither (a frozen
   path); thaw() (SIGCONT).
 
-    python3 tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT
+    python3 tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT [LISTEN_HOST]
 
 Run as a subprocess (Forwarder below) so that freezing it freezes every
 connection through it at once.
@@ -21,7 +21,7 @@ import sys
 import time
 
 
-def serve(listen_port, host, port):
+def serve(listen_port, host, port, listen_host="127.0.0.1"):
     flags = {"freeze": False, "thaw": False}
     signal.signal(signal.SIGUSR1, lambda *_: flags.update(freeze=True))
     signal.signal(signal.SIGUSR2, lambda *_: flags.update(thaw=True))
@@ -29,7 +29,7 @@ def serve(listen_port, host, port):
     sel = selectors.DefaultSelector()
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", listen_port))
+    lsock.bind((listen_host, listen_port))
     lsock.listen(128)
     sel.register(lsock, selectors.EVENT_READ, None)
     peers = {}
@@ -82,17 +82,21 @@ def serve(listen_port, host, port):
 
 
 class Forwarder:
-    """The forwarder as a subprocess listening on self.port."""
+    """The forwarder as a subprocess listening on self.port (of listen_host:
+    another address of this host, e.g. a container network's gateway)."""
 
-    def __init__(self, host, port):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port), host, str(port)])
+    def __init__(self, host, port, listen_host="127.0.0.1", listen_port=0):
+        self.port = listen_port
+        if not self.port:
+            with socket.socket() as s:
+                s.bind((listen_host, 0))
+                self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port), host, str(port),
+                                      listen_host])
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((listen_host, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.05)
@@ -117,4 +121,4 @@ class Forwarder:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
