@@ -30,7 +30,7 @@
 static const char BLOCKERS_SQL[] =
     "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, a.backend_type, '?'), a.state,"
     "       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, l.mode,"
-    "       l.relation::regclass::text"
+    "       l.relation::regclass::text, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120)"
     "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -422,9 +422,10 @@ static void describe_lock_holders(const PGresult *res, char *out, size_t cap)
 {
     size_t used = strlen(out);
     for (int i = 0; i < PQntuples(res); i++) {
-        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s) holds %s on %s in a transaction open for %s ms",
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s) holds %s on %s in a transaction open for %s ms"
+                         " (last query: %s)",
                          used ? "; " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-                         PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 3));
+                         PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 3), PQgetvalue(res, i, 6));
         if (n < 0 || (size_t)n >= cap - used)
             return;
         used += (size_t)n;

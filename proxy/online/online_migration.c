@@ -110,6 +110,7 @@ struct migration_runner {
     struct event *window_timer;     /* a revert window's end (switched): finalize */
     double batch_t0, bf_started_ms, bf_finished_ms;
     long long bf_rows_at_start;
+    long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
@@ -892,6 +893,7 @@ static int parse_state(struct migration_runner *r, PGresult *res)
         settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     }
     restore_throttle(r, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+    r->recorded_rows = atoll(PQgetvalue(res, 0, 5));
     if (r->have_plan)
         mig_plan_free(&r->plan);
     r->have_plan = !PQgetisnull(res, 0, 0) && mig_plan_from_json(PQgetvalue(res, 0, 0), &r->plan, err, sizeof err) == 0;
@@ -1873,28 +1875,34 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 
 static json_t *backfill_json(const struct migration_runner *r)
 {
-    long long done = rows_done(r);
-    double total = 0, max_ms = 0;
+    /* a proxy that only followed has no counters of its own */
+    long long done = r->nbf ? rows_done(r) : r->recorded_rows;
+    double total = r->nbf ? 0 : (double)done, max_ms = 0, estimated = total;
     long long batches = 0;
+    int every_done = r->nbf > 0;
     for (size_t i = 0; i < r->nbf; i++) {
         total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
+        /* the plan's estimate, before the rows done raised it */
+        estimated += r->bf[i].table ? r->bf[i].table->est_rows : r->bf[i].est_total;
         batches += r->bf[i].batches;
         max_ms = r->bf[i].max_ms > max_ms ? r->bf[i].max_ms : max_ms;
+        every_done = every_done && r->bf[i].done;
     }
     double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
     double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
     long long moved = done - r->bf_rows_at_start;
     double rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
-    int all_done = r->nbf > 0 && r->cur >= r->nbf;
+    int all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done;
     double percent = all_done ? 100.0 : total > 0 ? fmin(99.9, 100.0 * (double)done / total) : 0;
     /* the table being filled, or once all are done the last one */
     const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o}", "rows_done", (json_int_t)done, "est_total", total,
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)done, "est_total", total,
                      "percent", percent, "rows_per_s", rate, "eta_s",
                      rate > 0 && total > (double)done ? (total - (double)done) / rate : 0.0, "batch_rows",
                      (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)batches, "max_batch_ms", max_ms,
-                     "throttle", throttle, "settings", settings_throttle_json(&r->thr));
+                     "throttle", throttle, "settings", settings_throttle_json(&r->thr), "estimated_rows", estimated,
+                     "done", all_done);
 }
 
 static void handle_status(struct migration_runner *r, const struct runner_request *q)
