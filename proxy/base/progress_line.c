@@ -87,7 +87,7 @@ void progress_line_show(struct progress_line *p, const struct progress_sample *s
              progress_rate(rate, sizeof rate, s->rows_per_s), eta, s->batch_rows, last, s->max_batch_ms,
              s->throttle ? s->throttle : "none", finished ? ", done" : "");
     if (!p->tty) {
-        log_info("%s", line);
+        log_migration(LOG_LEVEL_INFO, p->migration, "%s", line);
         return;
     }
     fprintf(stderr, "\r\033[K%s", line);

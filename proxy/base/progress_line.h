@@ -10,6 +10,7 @@ struct progress_line {
     int tty;                /* rewrite one line in place instead of logging */
     int open;               /* a line is on the terminal without its newline */
     double last_print_ms;
+    const char *migration;  /* tags the log lines (NULL: none) */
 };
 
 struct progress_sample {

@@ -74,7 +74,8 @@ static void retry_or_give_up(struct cutover *c, const char *why)
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
     if (cutover_next_after(NULL, c->rep.attempts, c->opt.max_attempts) == CUTOVER_NEXT_RETRY) {
         long delay = retry_delay_ms(RETRY_FIRST_MS, c->rep.attempts, &c->seed);
-        log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
                  c->opt.max_attempts, reason, delay);
         snprintf(c->rep.error, sizeof c->rep.error, "%s", reason);
         struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
@@ -104,7 +105,8 @@ static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
     if (st->held_ms > c->rep.max_pause_ms)
         c->rep.max_pause_ms = st->held_ms;
     c->rep.held_messages += st->held_messages;
-    log_info("cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
+    log_migration(LOG_LEVEL_INFO, c->migration,
+                  "cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
              st->held_messages);
 }
 
@@ -253,7 +255,7 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
     if (c->committed)
         c->committed(c->ctx);
     release(c);
-    log_info("cutover committed on attempt %d", c->rep.attempts);
+    log_migration(LOG_LEVEL_INFO, c->migration, "cutover committed on attempt %d", c->rep.attempts);
     finish(c, CUTOVER_COMMITTED);
 }
 
@@ -339,7 +341,8 @@ static void on_bypassing(void *ctx, PGresult *res, const char *error, const char
     (void)sqlstate;
     struct cutover *c = ctx;
     if (error || !res) {
-        log_warn("cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
         run_contract(c);
         return;
     }
@@ -358,7 +361,8 @@ static void on_bypassing(void *ctx, PGresult *res, const char *error, const char
         return;
     }
     if (touched)
-        log_warn("cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
     run_contract(c);
 }
 
@@ -438,7 +442,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
     struct cutover *c = ctx;
     if (error) {
         /* The check is advice; a failing check must not stop the cutover. */
-        log_warn("cutover: looking for blocking transactions failed: %s", error);
+        log_migration(LOG_LEVEL_WARN, c->migration, "cutover: looking for blocking transactions failed: %s", error);
     } else if (res && PQntuples(res) > 0) {
         describe_lock_holders(res, c->seen, sizeof c->seen);
         blocked(c);

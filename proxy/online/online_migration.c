@@ -38,6 +38,7 @@
 #include "migration_plan.h"
 #include "migration_state.h"
 #include "pgasync.h"
+#include "progress_line.h"
 #include "relay_control.h"
 #include "retry.h"
 #include "settings.h"
@@ -111,6 +112,7 @@ struct migration_runner {
     double batch_t0, bf_started_ms, bf_finished_ms;
     long long bf_rows_at_start;
     long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
+    struct progress_line progress;  /* the backfill's line in the log every few seconds */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
@@ -163,6 +165,7 @@ static void answer_start_check(struct migration_runner *r, int status, const cha
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
+static json_t *backfill_json(const struct migration_runner *r);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
@@ -562,6 +565,27 @@ static void backfill_stopped(struct migration_runner *r)
     release_lock_then(r, start_rollback);
 }
 
+/* The same line `migrate start` shows, in the proxy's log (all tables). */
+static void log_progress(struct migration_runner *r)
+{
+    if (!progress_line_due(&r->progress, 0))
+        return;
+    json_t *bf = backfill_json(r);
+    const struct backfill *b = &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1];
+    struct progress_sample smp = {
+        .table = b->table->qname,
+        .rows_done = json_number_value(json_object_get(bf, "rows_done")),
+        .est_total = json_number_value(json_object_get(bf, "est_total")),
+        .rows_per_s = json_number_value(json_object_get(bf, "rows_per_s")),
+        .eta_s = json_number_value(json_object_get(bf, "eta_s")),
+        .batch_rows = (double)b->batch_rows, .last_batch_ms = b->last_ms, .max_batch_ms = b->max_ms,
+        .throttle = json_string_value(json_object_get(bf, "throttle"))};
+    r->progress.tty = 0;
+    r->progress.migration = r->name;
+    progress_line_show(&r->progress, &smp, 0);
+    json_decref(bf);
+}
+
 static void on_batch_done(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct migration_runner *r = ctx;
@@ -585,6 +609,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
             return;
         }
         r->error[0] = '\0';
+        log_progress(r);
     }
     schedule(r, backfill_sleep_ms(b), backfill_next);
 }
@@ -1897,7 +1922,8 @@ static json_t *backfill_json(const struct migration_runner *r)
     /* the table being filled, or once all are done the last one */
     const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)done, "est_total", total,
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)done, "est_total",
+                     total,
                      "percent", percent, "rows_per_s", rate, "eta_s",
                      rate > 0 && total > (double)done ? (total - (double)done) / rate : 0.0, "batch_rows",
                      (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)batches, "max_batch_ms", max_ms,
@@ -1933,11 +1959,23 @@ static void handle_throttle(struct migration_runner *r, const struct runner_requ
         answer(&w, 400, error_json(err));
         return;
     }
+    json_t *before = settings_throttle_json(&r->thr), *after = settings_throttle_json(&next);
     r->thr = next;
     for (size_t i = 0; i < r->nbf; i++)
         settings_apply_to_backfill(&r->thr, &r->bf[i].cfg);
     r->throttle_dirty = r->name != NULL;
-    answer(&w, 200, settings_throttle_json(&r->thr));
+    /* what this request changed, for the caller and the admin log */
+    json_t *changed = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(after, key, v) {
+        json_t *old = json_object_get(before, key);
+        if (!json_equal(old, v))
+            json_object_set_new(changed, key, json_pack("{s:O,s:O}", "from", old, "to", v));
+    }
+    json_decref(before);
+    json_object_set_new(after, "changed", changed);
+    answer(&w, 200, after);
 }
 
 void runner_request(struct migration_runner *r, const struct runner_request *q)
