@@ -332,11 +332,14 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     } else if (strcmp(key, "log_level") == 0) {
         if ((rc = take_string(fc, v, key, &s)) == 0 && log_level_parse(s, &cfg->log_level) != 0)
             rc = key_error(fc, key, "must be \"error\", \"warn\", \"info\" or \"debug\"");
+    } else if (strcmp(key, "log_format") == 0) {
+        if ((rc = take_string(fc, v, key, &s)) == 0 && log_format_parse(s, &cfg->log_format) != 0)
+            rc = key_error(fc, key, "must be \"text\" or \"json\"");
     } else {
         char known[1100], numbers[600];
         setting_names(SETTING_PROXY, numbers, sizeof numbers);
         snprintf(known, sizeof known, "unknown setting (known: listen, upstream, admin, admin_token, tls_cert, "
-                                      "tls_key, client_tls, unix_socket, log_level, engine_db, auth, users_file, "
+                                      "tls_key, client_tls, unix_socket, log_level, log_format, engine_db, auth, users_file, "
                                       "neon_endpoint, peer_listen, fleet_id, pool_mode, %s)", numbers);
         rc = key_error(fc, key, known);
     }
@@ -406,7 +409,8 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
 static const char *const flag_names[] = {"--config", "--listen", "--upstream", "--admin", "--admin-token",
                                          "--tls-cert", "--tls-key", "--client-tls", "--unix-socket",
                                          "--log-level", "--engine-db", "--auth", "--users-file",
-                                         "--neon-endpoint", "--fleet-id", "--peer-listen", "--pool-mode", NULL};
+                                         "--neon-endpoint", "--fleet-id", "--peer-listen", "--pool-mode",
+                                         "--log-format", NULL};
 
 static int is_known_flag(const char *arg)
 {
@@ -462,6 +466,11 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         cfg->client_tls_given = 1;
         if (parse_client_tls(v, &cfg->client_tls) != 0) {
             snprintf(err, errlen, "--client-tls: '%s' is not disable, allow or require", v);
+            return -1;
+        }
+    } else if (strcmp(flag, "--log-format") == 0) {
+        if (log_format_parse(v, &cfg->log_format) != 0) {
+            snprintf(err, errlen, "--log-format: '%s' is not text or json", v);
             return -1;
         }
     } else if (strcmp(flag, "--log-level") == 0) {
