@@ -304,9 +304,10 @@ static int start_checkpoint(PGconn *conn, struct backfill *b, char *err, size_t 
  * pages, the batch statement's plan, the `up` expressions' functions and
  * the triggers' first calls were all paid inside the timing. The copy is
  * read through once, and one batch runs and is rolled back, before the clock
- * starts. */
+ * starts; the timed batches start at the size that batch adapted to, as a
+ * long backfill runs at its adapted size, not its first one. */
 static int warm_sample(PGconn *conn, const struct estimate_report *rep, const struct mig_bf_table *scratch,
-                       const char *progress, char *err, size_t errlen)
+                       const char *progress, struct backfill *b, char *err, size_t errlen)
 {
     struct mig_str s = {0};
     mig_str_addf(&s, "SELECT count(*), sum(pg_column_size(t)) FROM %s t", scratch->qname);
@@ -325,6 +326,10 @@ static int warm_sample(PGconn *conn, const struct estimate_report *rep, const st
     warm.progress_table = progress;
     int rc = backfill_load(conn, &warm, err, errlen) == 0 && !interrupted ? backfill_step(conn, &warm, err, errlen)
                                                                           : -1;
+    if (rc == 0 && warm.batches == 1) {
+        b->batch_rows = warm.batch_rows;
+        b->rate = warm.rate;
+    }
     backfill_free(&warm);
     PGresult *r = PQexec(conn, "ROLLBACK");
     if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
@@ -412,7 +417,7 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
     if (rc == 0)
         rc = start_checkpoint(conn, &b, err, errlen);
     if (rc == 0)
-        rc = warm_sample(conn, rep, &scratch, progress, err, errlen);
+        rc = warm_sample(conn, rep, &scratch, progress, &b, err, errlen);
     if (rc == 0)
         rc = walk_sample(conn, &b, et, err, errlen);
     if (rc == 0)
