@@ -1922,9 +1922,8 @@ static json_t *backfill_json(const struct migration_runner *r)
     /* the table being filled, or once all are done the last one */
     const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)done, "est_total",
-                     total,
-                     "percent", percent, "rows_per_s", rate, "eta_s",
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)done,
+                     "est_total", total, "percent", percent, "rows_per_s", rate, "eta_s",
                      rate > 0 && total > (double)done ? (total - (double)done) / rate : 0.0, "batch_rows",
                      (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)batches, "max_batch_ms", max_ms,
                      "throttle", throttle, "settings", settings_throttle_json(&r->thr), "estimated_rows", estimated,
