@@ -209,6 +209,24 @@ static int create_copy(PGconn *conn, const struct mig_bf_table *t, const char *c
     return 0;
 }
 
+/* The indexes this migration's create_index operations build on the table
+ * at expand, before the backfill: every batch maintains them too. One the
+ * copy cannot take (a key over a column it lacks) is left out. */
+static int add_planned_indexes(PGconn *conn, const struct migration *m, const struct mig_bf_table *t,
+                               const char *copy_schema, const char *copy_name, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < m->nops && !interrupted; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (op->kind != MIG_CREATE_INDEX || strcmp(op->schema, t->schema) || strcmp(op->table, t->name))
+            continue;
+        char *sql = mig_index_sql_keys(op, copy_schema, copy_name, op->columns, 0);
+        PGresult *r = sql ? PQexec(conn, sql) : NULL;
+        free(sql);
+        PQclear(r);
+    }
+    return interrupted ? failed(conn, NULL, "adding the migration's indexes to the scratch copy", err, errlen) : 0;
+}
+
 /* One trigger per operation, as expand installs them (BEFORE INSERT OR
  * UPDATE, skipped by the backfill's session): Postgres fetches and locks
  * every row an UPDATE changes once a BEFORE ROW trigger exists, skipped or
@@ -384,8 +402,8 @@ static json_t *operations_of(const struct mig_bf_table *t)
     return ops;
 }
 
-static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, const struct mig_bf_table *t,
-                          struct estimate_table *et, char *err, size_t errlen)
+static int estimate_table(PGconn *conn, struct estimate_report *rep, const struct migration *m, size_t i,
+                          const struct mig_bf_table *t, struct estimate_table *et, char *err, size_t errlen)
 {
     double reltuples = -1;
     char *columns = NULL, name[64];
@@ -412,6 +430,8 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, size_t i, c
         rc = create_copy(conn, t, copy, err, errlen);
     if (rc == 0)
         rc = copy_sample(conn, t, copy, columns, rep->sample_limit, err, errlen);
+    if (rc == 0)
+        rc = add_planned_indexes(conn, m, t, rep->scratch, name, err, errlen);
     if (rc == 0)
         rc = add_triggers(conn, rep, t, copy, err, errlen);
     if (rc == 0)
@@ -467,7 +487,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     if (rc == 0)
         rc = backfill_session(conn, out, &replica, err, errlen);
     for (size_t i = 0; rc == 0 && i < p->nbf; i++) {
-        rc = estimate_table(conn, out, i, &p->bf[i], &out->tables[i], err, errlen);
+        rc = estimate_table(conn, out, m, i, &p->bf[i], &out->tables[i], err, errlen);
         out->ntables = i + 1;
     }
     detach_cancel();
