@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,91 @@ struct pending_pause {
     struct evhttp_request *req;
 };
 
+/* ---- the operator's actions, in the log ---- */
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+static void add_text(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void add_text(char *out, size_t cap, const char *fmt, ...)
+{
+    size_t used = strlen(out);
+    if (used + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+static void add_value(char *out, size_t cap, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    add_text(out, cap, "%.120s", text ? text : "?");
+    free(text);
+}
+
+/* What the answer says changed: "old→new" for each setting a throttle
+ * changed, else the fields that say what the action did. */
+static void describe_outcome(json_t *body, char *out, size_t cap)
+{
+    static const char *const fields[] = {"name", "status", "paused", "was_paused", "waited_ms", "held_ms",
+                                         "held_messages", "attempts", "revert_window_s", "error"};
+    json_t *changed = json_object_get(body, "changed");
+    if (json_is_object(changed)) {
+        const char *key;
+        json_t *v;
+        if (json_object_size(changed) == 0)
+            add_text(out, cap, ", nothing changed");
+        json_object_foreach(changed, key, v) {
+            add_text(out, cap, ", %s ", key);
+            add_value(out, cap, json_object_get(v, "from"));
+            add_text(out, cap, "\u2192");
+            add_value(out, cap, json_object_get(v, "to"));
+        }
+        return;
+    }
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        json_t *v = json_object_get(body, fields[i]);
+        if (!v)
+            continue;
+        add_text(out, cap, ", %s ", fields[i]);
+        add_value(out, cap, v);
+    }
+}
+
+/* Every request that changes something is logged once, when it is answered:
+ * who sent it, what it asked and what came of it. */
+static void log_action(struct evhttp_request *req, int code, json_t *body)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+        return;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (conn)
+        evhttp_connection_get_peer(conn, &addr, &port);
+    char outcome[768] = "";
+    describe_outcome(body, outcome, sizeof outcome);
+    const char *uri = evhttp_request_get_uri(req);
+    log_msg(code < 300 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "admin: %s %.300s from %s:%u: %d%s", method_name(m),
+            uri ? uri : "?", addr ? addr : "?", (unsigned)port, code, outcome);
+}
+
 void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
 {
+    log_action(req, code, body);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     struct evbuffer *out = evbuffer_new();

@@ -205,6 +205,13 @@ static int set_log_level(struct config *cfg, const char *v, char *err, size_t er
     return log_level_parse(v, &cfg->log_level);
 }
 
+static int set_log_format(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return log_format_parse(v, &cfg->log_format);
+}
+
 static int set_auth(struct config *cfg, const char *v, char *err, size_t errlen)
 {
     (void)err;
@@ -230,6 +237,7 @@ static int set_nothing(struct config *cfg, const char *v, char *err, size_t errl
 
 static const char *const client_tls_names[] = {"disable", "allow", "require", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const auth_names[] = {"passthrough", "scram", NULL};
 static const char *const pool_mode_names[] = {"session", "transaction", NULL};
 
@@ -257,6 +265,8 @@ static const struct config_option OPTIONS[] = {
      TEXT(engine_db)},
     {"--log-level", "log_level", "LEVEL", log_level_names, "info", "logs go to stderr with UTC timestamps", 0,
      set_log_level},
+    {"--log-format", "log_format", "FORMAT", log_format_names, "text",
+     "json: one object per line (time, level, component, migration, session, msg)", 0, set_log_format},
     {"--auth", "auth", "MODE", auth_names, "passthrough",
      "scram: the proxy authenticates clients itself from --users-file", 0, set_auth},
     {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",

@@ -33,6 +33,7 @@ struct config {
     uint32_t max_message_bytes;
     size_t buffer_bytes;       /* per direction, before backpressure */
     enum log_level log_level;
+    enum log_format log_format;     /* text | json */
     int shutdown_timeout_ms;
     int client_login_timeout_ms; /* startup, TLS handshake and login must finish within it (0: no limit) */
     int cancel_wait_timeout_ms;  /* a CancelRequest's connection stays open until it is answered, at most this */

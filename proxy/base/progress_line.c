@@ -33,7 +33,7 @@ const char *progress_rate(char *buf, size_t n, double rows_per_s)
     return buf;
 }
 
-static void format_eta(char *buf, size_t n, double seconds)
+const char *progress_eta(char *buf, size_t n, double seconds)
 {
     if (seconds < 0 || seconds > 1e7)
         snprintf(buf, n, "?");
@@ -43,6 +43,20 @@ static void format_eta(char *buf, size_t n, double seconds)
         snprintf(buf, n, "%dm%02ds", (int)(seconds / 60), (int)seconds % 60);
     else
         snprintf(buf, n, "%.0fs", seconds);
+    return buf;
+}
+
+const char *progress_rows(char *buf, size_t n, double rows_done, double estimated, int finished)
+{
+    if (finished)
+        snprintf(buf, n, "%.0f/%.0f rows (100.0%%)", rows_done, rows_done);
+    else if (estimated <= 0)
+        snprintf(buf, n, "%.0f rows (no estimate of the total)", rows_done);
+    else if (rows_done >= estimated)
+        snprintf(buf, n, "%.0f rows (more than the %.0f estimated)", rows_done, estimated);
+    else
+        snprintf(buf, n, "%.0f/%.0f rows (%.1f%%)", rows_done, estimated, 100.0 * rows_done / estimated);
+    return buf;
 }
 
 int progress_line_due(struct progress_line *p, int finished)
@@ -64,7 +78,7 @@ void progress_line_show(struct progress_line *p, const struct progress_sample *s
         pct = 99.9;
     char eta[32], last[32] = "", rate[48];
     int known = progress_rate_known(s->rows_per_s);
-    format_eta(eta, sizeof eta, finished ? 0 : known && s->rows_per_s > 0 ? s->eta_s : -1);
+    progress_eta(eta, sizeof eta, finished ? 0 : known && s->rows_per_s > 0 ? s->eta_s : -1);
     if (s->last_batch_ms >= 0)
         snprintf(last, sizeof last, "last %.0fms, ", s->last_batch_ms);
     char line[512];
@@ -73,7 +87,7 @@ void progress_line_show(struct progress_line *p, const struct progress_sample *s
              progress_rate(rate, sizeof rate, s->rows_per_s), eta, s->batch_rows, last, s->max_batch_ms,
              s->throttle ? s->throttle : "none", finished ? ", done" : "");
     if (!p->tty) {
-        log_info("%s", line);
+        log_migration(LOG_LEVEL_INFO, p->migration, "%s", line);
         return;
     }
     fprintf(stderr, "\r\033[K%s", line);

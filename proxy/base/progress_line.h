@@ -10,6 +10,7 @@ struct progress_line {
     int tty;                /* rewrite one line in place instead of logging */
     int open;               /* a line is on the terminal without its newline */
     double last_print_ms;
+    const char *migration;  /* tags the log lines (NULL: none) */
 };
 
 struct progress_sample {
@@ -29,6 +30,13 @@ double progress_mono_ms(void);
 const char *progress_rate(char *buf, size_t n, double rows_per_s);
 /* True when rows_per_s is a rate worth printing. */
 int progress_rate_known(double rows_per_s);
+/* "42s", "3m05s", "1h02m"; "?" when negative or absurd. Returns buf. */
+const char *progress_eta(char *buf, size_t n, double seconds);
+/* The row count as `migrate status` shows it: "done/total rows (pct)" with
+ * the real total once finished (never above 100 %, never 99.9 % when done),
+ * and no percentage once the rows done pass the estimate, which is then
+ * known to be wrong. Returns buf. */
+const char *progress_rows(char *buf, size_t n, double rows_done, double estimated, int finished);
 /* True when a line is due (every 100 ms on a terminal, 2 s otherwise, and
  * always when finished); stamps the time when it says yes. */
 int progress_line_due(struct progress_line *p, int finished);

@@ -972,13 +972,13 @@ static void print_status_text(json_t *st)
     size_t i;
     json_t *t;
     json_array_foreach(json_object_get(st, "backfill"), i, t) {
-        printf("backfill:  %s.%s %lld/%.0f rows (%.1f%%)%s%s\n",
-               json_string_value(json_object_get(t, "schema")), json_string_value(json_object_get(t, "table")),
-               (long long)json_integer_value(json_object_get(t, "rows_done")),
-               json_number_value(json_object_get(t, "estimated_rows")),
-               json_number_value(json_object_get(t, "percent")),
-               json_is_true(json_object_get(t, "done")) ? ", done" : "",
-               json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
+        char rows[128];
+        int done = json_is_true(json_object_get(t, "done"));
+        printf("backfill:  %s.%s %s%s%s\n", json_string_value(json_object_get(t, "schema")),
+               json_string_value(json_object_get(t, "table")),
+               progress_rows(rows, sizeof rows, (double)json_integer_value(json_object_get(t, "rows_done")),
+                             json_number_value(json_object_get(t, "estimated_rows")), done),
+               done ? ", done" : "", !done && json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
     }
     migrate_print_proxies(json_object_get(st, "fleet"), NULL);
 }

@@ -467,23 +467,83 @@ static void print_fleet_text(json_t *fleet)
     }
 }
 
+/* "paused" while the operator holds the backfill, else the ETA when the
+ * rate and a total are known. */
+static const char *backfill_eta(char *buf, size_t n, json_t *bf, int finished, int past_estimate)
+{
+    const char *throttle = jstr(bf, "throttle");
+    json_t *settings = json_object_get(bf, "settings");
+    if (finished)
+        snprintf(buf, n, "done");
+    else if (json_is_true(json_object_get(settings, "paused")) || (throttle && strstr(throttle, "paused")))
+        snprintf(buf, n, "paused");
+    else if (past_estimate || !progress_rate_known(jnum(bf, "rows_per_s")) || jnum(bf, "rows_per_s") <= 0)
+        snprintf(buf, n, "ETA ?");
+    else {
+        char eta[32];
+        snprintf(buf, n, "ETA %s", progress_eta(eta, sizeof eta, jnum(bf, "eta_s")));
+    }
+    return buf;
+}
+
+static void print_backfill_text(json_t *bf, const char *phase)
+{
+    /* past the backfill, the rows done are the table's real count */
+    static const char *const after_backfill[] = {"finishing", "active", "completing", "completed", "switched"};
+    int finished = json_is_true(json_object_get(bf, "done")) || jnum(bf, "percent") >= 100.0;
+    for (size_t i = 0; phase && i < sizeof after_backfill / sizeof after_backfill[0]; i++)
+        finished = finished || !strcmp(phase, after_backfill[i]);
+    json_t *est = json_object_get(bf, "estimated_rows");
+    double estimated = json_is_number(est) ? json_number_value(est) : jnum(bf, "est_total");
+    double done = jnum(bf, "rows_done");
+    char rows[128], rate[48], eta[48];
+    printf("backfill:  %s, %s, %s, %.0f batches (max %.0fms), throttle %s\n",
+           progress_rows(rows, sizeof rows, done, estimated, finished),
+           progress_rate(rate, sizeof rate, jnum(bf, "rows_per_s")),
+           backfill_eta(eta, sizeof eta, bf, finished, !finished && estimated > 0 && done >= estimated),
+           jnum(bf, "batches"), jnum(bf, "max_batch_ms"), jstr(bf, "throttle") ? jstr(bf, "throttle") : "none");
+}
+
+/* One line per blocker: the cutover's list is "a; b; c". */
+static void print_blockers(const char *label, const char *list)
+{
+    const char *p = list;
+    while (p && *p) {
+        const char *end = strstr(p, "; ");
+        int len = end ? (int)(end - p) : (int)strlen(p);
+        printf("blocked:   %s %.*s\n", label, len, p);
+        p = end ? end + 2 : NULL;
+    }
+}
+
+/* The sessions a worker step (expand, contract) waits for right now. */
+static void print_blocked_by(json_t *list)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(list, i, b) {
+        const char *app = jstr(b, "application_name");
+        printf("blocked:   now by pid %.0f (%s, %s, transaction since %s), last query: %.120s\n", jnum(b, "pid"),
+               app && app[0] ? app : "?", jstr(b, "state") ? jstr(b, "state") : "?",
+               jstr(b, "xact_start") ? jstr(b, "xact_start") : "-", jstr(b, "query") ? jstr(b, "query") : "");
+    }
+}
+
 static void print_status_text(json_t *st)
 {
-    const char *e = jstr(st, "error");
+    const char *e = jstr(st, "error"), *phase = jstr(st, "phase");
     json_t *bf = json_object_get(st, "backfill"), *cut = json_object_get(st, "cutover");
-    printf("migration: %s\nphase:     %s\n", jstr(st, "name") ? jstr(st, "name") : "(none)",
-           jstr(st, "phase") ? jstr(st, "phase") : "?");
+    printf("migration: %s\nphase:     %s\n", jstr(st, "name") ? jstr(st, "name") : "(none)", phase ? phase : "?");
     if (e)
         printf("error:     %s\n", e);
-    char rate[48];
     if (json_is_object(bf))
-        printf("backfill:  %.0f/%.0f rows (%.1f%%), %s, %.0f batches (max %.0fms), throttle %s\n",
-               jnum(bf, "rows_done"), jnum(bf, "est_total"), jnum(bf, "percent"),
-               progress_rate(rate, sizeof rate, jnum(bf, "rows_per_s")), jnum(bf, "batches"),
-               jnum(bf, "max_batch_ms"), jstr(bf, "throttle") ? jstr(bf, "throttle") : "none");
-    if (json_is_object(cut))
+        print_backfill_text(bf, phase);
+    if (json_is_object(cut)) {
         printf("cutover:   %.0f attempt(s), traffic held %.1fms, %.0f held messages, %.0f re-prepared\n",
                jnum(cut, "attempts"), jnum(cut, "pause_ms"), jnum(cut, "held_messages"), jnum(cut, "reprepared"));
+        print_blockers("the last cutover attempt by", jstr(cut, "blockers"));
+    }
+    print_blocked_by(json_object_get(st, "blocked_by"));
     print_fleet_text(json_object_get(st, "fleet"));
 }
 

@@ -531,6 +531,7 @@ int proxy_main(int argc, char **argv)
         return 2;
     }
     log_set_level(p.srv.cfg.log_level);
+    log_set_format(p.srv.cfg.log_format);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     if (proxy_init(&p, err, sizeof err) != 0) {

@@ -58,7 +58,9 @@ const char MIG_STATE_FLEET_SQL[] =
     "   WHERE heartbeat_at > clock_timestamp() - make_interval(secs => lease_ms / 1000.0)) END";
 
 const char MIG_STATE_LOAD_SQL[] =
-    "SELECT plan, status, migration, throttle::text, error FROM pgtandem.migrations WHERE name = $1";
+    "SELECT plan, status, migration, throttle::text, error,"
+    "       (SELECT coalesce(sum(p.rows_done), 0) FROM pgtandem.backfill_progress p WHERE p.migration = m.name)"
+    "  FROM pgtandem.migrations m WHERE name = $1";
 
 const char MIG_STATE_LATEST_SQL[] =
     "SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1";

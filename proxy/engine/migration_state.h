@@ -44,7 +44,8 @@ extern const char MIG_STATE_FLEET_SQL[];
 #define MIG_STATE_NOTIFY_FROM(cte) \
     " SELECT pg_notify('pgtandem_migrations', name || ' ' || status) FROM " cte
 
-/* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error */
+/* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error,
+ * the rows its backfill has done (all tables) */
 extern const char MIG_STATE_LOAD_SQL[];
 /* -> name, status of the most recent migration (any status) */
 extern const char MIG_STATE_LATEST_SQL[];

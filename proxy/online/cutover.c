@@ -30,7 +30,7 @@
 static const char BLOCKERS_SQL[] =
     "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, a.backend_type, '?'), a.state,"
     "       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, l.mode,"
-    "       l.relation::regclass::text"
+    "       l.relation::regclass::text, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120)"
     "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -100,7 +100,8 @@ static void retry_or_give_up(struct cutover *c, const char *why)
     attempt_ended(c, CUTOVER_ATTEMPT_ABANDONED);
     if (cutover_next_after(NULL, c->rep.attempts, c->opt.max_attempts) == CUTOVER_NEXT_RETRY) {
         long delay = retry_delay_ms(RETRY_FIRST_MS, c->rep.attempts, &c->seed);
-        log_warn("cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover attempt %d/%d abandoned (%s); traffic flows, retrying in %ld ms", c->rep.attempts,
                  c->opt.max_attempts, reason, delay);
         snprintf(c->rep.error, sizeof c->rep.error, "%s", reason);
         struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
@@ -132,7 +133,8 @@ static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
         c->rep.max_pause_ms = st->held_ms;
     c->rep.held_messages += st->held_messages;
     histogram_observe(&c->totals.hold_seconds, st->held_ms / 1000.0);
-    log_info("cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
+    log_migration(LOG_LEVEL_INFO, c->migration,
+                  "cutover attempt %d held traffic for %.2f ms (%u messages waited)", c->rep.attempts, st->held_ms,
              st->held_messages);
 }
 
@@ -282,7 +284,7 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
     if (c->committed)
         c->committed(c->ctx);
     release(c);
-    log_info("cutover committed on attempt %d", c->rep.attempts);
+    log_migration(LOG_LEVEL_INFO, c->migration, "cutover committed on attempt %d", c->rep.attempts);
     finish(c, CUTOVER_COMMITTED);
 }
 
@@ -368,7 +370,8 @@ static void on_bypassing(void *ctx, PGresult *res, const char *error, const char
     (void)sqlstate;
     struct cutover *c = ctx;
     if (error || !res) {
-        log_warn("cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
         run_contract(c);
         return;
     }
@@ -387,7 +390,8 @@ static void on_bypassing(void *ctx, PGresult *res, const char *error, const char
         return;
     }
     if (touched)
-        log_warn("cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
     run_contract(c);
 }
 
@@ -451,9 +455,10 @@ static void describe_lock_holders(const PGresult *res, char *out, size_t cap)
 {
     size_t used = strlen(out);
     for (int i = 0; i < PQntuples(res); i++) {
-        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s) holds %s on %s in a transaction open for %s ms",
+        int n = snprintf(out + used, cap - used, "%spid %s (%s, %s) holds %s on %s in a transaction open for %s ms"
+                         " (last query: %s)",
                          used ? "; " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-                         PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 3));
+                         PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 3), PQgetvalue(res, i, 6));
         if (n < 0 || (size_t)n >= cap - used)
             return;
         used += (size_t)n;
@@ -466,7 +471,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
     struct cutover *c = ctx;
     if (error) {
         /* The check is advice; a failing check must not stop the cutover. */
-        log_warn("cutover: looking for blocking transactions failed: %s", error);
+        log_migration(LOG_LEVEL_WARN, c->migration, "cutover: looking for blocking transactions failed: %s", error);
     } else if (res && PQntuples(res) > 0) {
         describe_lock_holders(res, c->seen, sizeof c->seen);
         blocked(c);

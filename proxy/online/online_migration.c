@@ -38,6 +38,7 @@
 #include "migration_plan.h"
 #include "migration_state.h"
 #include "pgasync.h"
+#include "progress_line.h"
 #include "relay_control.h"
 #include "retry.h"
 #include "settings.h"
@@ -111,6 +112,8 @@ struct migration_runner {
     struct event *window_timer;     /* a revert window's end (switched): finalize */
     double batch_t0, bf_started_ms, bf_finished_ms;
     long long bf_rows_at_start;
+    long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
+    struct progress_line progress;  /* the backfill's line in the log every few seconds */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
     double replica_lag_ms, lag_checked_ms;
@@ -165,6 +168,7 @@ static void answer_start_check(struct migration_runner *r, int status, const cha
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error);
+static json_t *backfill_json(const struct migration_runner *r);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
@@ -564,6 +568,27 @@ static void backfill_stopped(struct migration_runner *r)
     release_lock_then(r, start_rollback);
 }
 
+/* The same line `migrate start` shows, in the proxy's log (all tables). */
+static void log_progress(struct migration_runner *r)
+{
+    if (!progress_line_due(&r->progress, 0))
+        return;
+    json_t *bf = backfill_json(r);
+    const struct backfill *b = &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1];
+    struct progress_sample smp = {
+        .table = b->table->qname,
+        .rows_done = json_number_value(json_object_get(bf, "rows_done")),
+        .est_total = json_number_value(json_object_get(bf, "est_total")),
+        .rows_per_s = json_number_value(json_object_get(bf, "rows_per_s")),
+        .eta_s = json_number_value(json_object_get(bf, "eta_s")),
+        .batch_rows = (double)b->batch_rows, .last_batch_ms = b->last_ms, .max_batch_ms = b->max_ms,
+        .throttle = json_string_value(json_object_get(bf, "throttle"))};
+    r->progress.tty = 0;
+    r->progress.migration = r->name;
+    progress_line_show(&r->progress, &smp, 0);
+    json_decref(bf);
+}
+
 static void on_batch_done(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct migration_runner *r = ctx;
@@ -588,6 +613,7 @@ static void on_batch_done(void *ctx, PGresult *res, const char *error, const cha
         }
         histogram_observe(&r->batch_seconds, elapsed / 1000.0);
         r->error[0] = '\0';
+        log_progress(r);
     }
     schedule(r, backfill_sleep_ms(b), backfill_next);
 }
@@ -900,6 +926,7 @@ static int parse_state(struct migration_runner *r, PGresult *res)
         settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     }
     restore_throttle(r, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+    r->recorded_rows = atoll(PQgetvalue(res, 0, 5));
     if (r->have_plan)
         mig_plan_free(&r->plan);
     r->have_plan = !PQgetisnull(res, 0, 0) && mig_plan_from_json(PQgetvalue(res, 0, 0), &r->plan, err, sizeof err) == 0;
@@ -1900,25 +1927,33 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 /* The backfill's progress as GET /migrations/current and /metrics show it. */
 struct progress {
     long long done, batches;
-    double total, rate, eta_s, percent, max_ms;
+    double total, estimated, rate, eta_s, percent, max_ms;
+    int all_done;
 };
 
 static void backfill_progress(const struct migration_runner *r, struct progress *p)
 {
-    p->done = rows_done(r);
-    p->total = p->max_ms = 0;
+    /* a proxy that only followed has no counters of its own */
+    p->done = r->nbf ? rows_done(r) : r->recorded_rows;
+    p->total = r->nbf ? 0 : (double)p->done;
+    p->estimated = p->total;
+    p->max_ms = 0;
     p->batches = 0;
+    int every_done = r->nbf > 0;
     for (size_t i = 0; i < r->nbf; i++) {
         p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
+        /* the plan's estimate, before the rows done raised it */
+        p->estimated += r->bf[i].table ? r->bf[i].table->est_rows : r->bf[i].est_total;
         p->batches += r->bf[i].batches;
         p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
+        every_done = every_done && r->bf[i].done;
     }
     double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
     double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
     long long moved = p->done - r->bf_rows_at_start;
     p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
-    int all_done = r->nbf > 0 && r->cur >= r->nbf;
-    p->percent = all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
+    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done;
+    p->percent = p->all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
     p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
 }
 
@@ -1929,10 +1964,11 @@ static json_t *backfill_json(const struct migration_runner *r)
     /* the table being filled, or once all are done the last one */
     const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
     const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o}", "rows_done", (json_int_t)p.done, "est_total",
-                     p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s", p.eta_s, "batch_rows",
-                     (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)p.batches, "max_batch_ms", p.max_ms,
-                     "throttle", throttle, "settings", settings_throttle_json(&r->thr));
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)p.done,
+                     "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s", p.eta_s,
+                     "batch_rows", (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)p.batches,
+                     "max_batch_ms", p.max_ms, "throttle", throttle, "settings", settings_throttle_json(&r->thr),
+                     "estimated_rows", p.estimated, "done", p.all_done);
 }
 
 /* backfill.c's throttle names, in the words metrics use for label values. */
@@ -2007,11 +2043,23 @@ static void handle_throttle(struct migration_runner *r, const struct runner_requ
         answer(&w, 400, error_json(err));
         return;
     }
+    json_t *before = settings_throttle_json(&r->thr), *after = settings_throttle_json(&next);
     r->thr = next;
     for (size_t i = 0; i < r->nbf; i++)
         settings_apply_to_backfill(&r->thr, &r->bf[i].cfg);
     r->throttle_dirty = r->name != NULL;
-    answer(&w, 200, settings_throttle_json(&r->thr));
+    /* what this request changed, for the caller and the admin log */
+    json_t *changed = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(after, key, v) {
+        json_t *old = json_object_get(before, key);
+        if (!json_equal(old, v))
+            json_object_set_new(changed, key, json_pack("{s:O,s:O}", "from", old, "to", v));
+    }
+    json_decref(before);
+    json_object_set_new(after, "changed", changed);
+    answer(&w, 200, after);
 }
 
 void runner_request(struct migration_runner *r, const struct runner_request *q)

@@ -1162,7 +1162,8 @@ static void server_not_lent(struct pool_waiter *w, const char *sqlstate, const c
     if (s->state == SESS_CLOSING)
         return;
     /* logged at info even as 53300: a pool that cannot serve is the operator's business */
-    log_info("session %llu (%s): closing: %s [%s]", (unsigned long long)s->id, s->client_addr, message, sqlstate);
+    log_session(LOG_LEVEL_INFO, s->id, "session %llu (%s): closing: %s [%s]", (unsigned long long)s->id,
+                s->client_addr, message, sqlstate);
     close_with_error(s, sqlstate, message);
 }
 
@@ -1704,7 +1705,8 @@ static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
                              "session %llu (%s): client connection failed: %s", (unsigned long long)s->id,
                              s->client_addr, why);
     else if (!eof && s->state != SESS_CLOSING)
-        log_info("session %llu (%s): client connection failed: %s", (unsigned long long)s->id, s->client_addr, why);
+        log_session(LOG_LEVEL_INFO, s->id, "session %llu (%s): client connection failed: %s",
+                    (unsigned long long)s->id, s->client_addr, why);
     else if (s->state == SESS_STARTUP && evbuffer_get_length(sb->in) > 0)
         source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
                              "session %llu (%s): incomplete startup packet", (unsigned long long)s->id, s->client_addr);
@@ -1739,7 +1741,8 @@ static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
     struct session *s = arg;
     (void)sb;
     if (!eof)
-        log_info("session %llu: upstream connection failed: %s", (unsigned long long)s->id, why);
+        log_session(LOG_LEVEL_INFO, s->id, "session %llu: upstream connection failed: %s", (unsigned long long)s->id,
+                    why);
     /* Relay what the server said last (often a FATAL), then close. */
     relay_server_to_client(s);
     if (s->state == SESS_CLOSING)

@@ -1,0 +1,156 @@
+"""`pgtandem migrate status` as an operator reads it (the human text, both
+modes): the ETA while the backfill runs, "paused" instead of an ETA while it
+is paused, who blocked the last cutover attempt, and a row count that stays
+true when the table held more rows than its estimate (never above 100 %,
+never 99.9 % once done)."""
+import json
+import os
+import re
+
+import psycopg
+
+from conftest import run_pgtandem, wait_for
+from test_migrate_util import EXAMPLES, db, load_legacy, migrate, sql, write_migration  # noqa: F401
+
+NAME = "0003_checks_unify"
+
+
+def unify(backfill=None):
+    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
+        m = json.load(f)
+    if backfill:
+        m["backfill"] = backfill
+    return write_migration(m)
+
+
+def url(proxy):
+    return "http://127.0.0.1:%d" % proxy.admin_port
+
+
+def pstatus(proxy, *extra):
+    r = run_pgtandem(["migrate", "status", "--proxy", url(proxy)] + list(extra))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def dstatus(db):
+    r = migrate(db, "status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def backfill_line(text):
+    lines = [s for s in text.splitlines() if s.startswith("backfill:")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def load_underestimated(db, analyzed, more):
+    """A table whose statistics count `analyzed` rows while it holds
+    analyzed + more (autovacuum off, so they stay wrong)."""
+    load_legacy(db, analyzed)
+    sql(db, "ALTER TABLE checks SET (autovacuum_enabled = off); ANALYZE checks")
+    sql(db, "SELECT legacy_fill_checks(%d)" % more)
+
+
+def submit(proxy, path):
+    with open(path) as f:
+        code, body = proxy.admin("POST", "/migrations", f.read())
+    assert code in (200, 202), body
+
+
+def current(proxy):
+    code, body = proxy.admin("GET", "/migrations/current")
+    assert code == 200, body
+    return body
+
+
+def start_and_wait_active(proxy, path):
+    r = run_pgtandem(["migrate", "start", path, "--proxy", url(proxy)])
+    if r.returncode == 1 and "advisory lock" in r.stderr:
+        r = run_pgtandem(["migrate", "start", path, "--proxy", url(proxy)])
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+
+
+def test_completed_shows_the_real_total_at_100_percent(db, proxy_factory):
+    # the statistics say 1000 rows; the table holds 4000
+    load_underestimated(db, 1000, 3000)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    start_and_wait_active(proxy, unify())
+    for text in (pstatus(proxy), dstatus(db)):
+        line = backfill_line(text)
+        assert "4000/4000 rows (100.0%)" in line, text
+    c = run_pgtandem(["migrate", "complete", "--proxy", url(proxy)])
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
+    # a proxy started afterwards only follows the finished migration
+    proxy.stop()
+    follower = proxy_factory(extra_args=["--engine-db", db])
+    wait_for(lambda: follower.admin("GET", "/migrations/current")[0] == 200, timeout=30,
+             what="the restarted proxy finds the migration")
+    for text in (pstatus(follower), dstatus(db)):
+        line = backfill_line(text)
+        assert "4000/4000 rows (100.0%)" in line, text
+        assert "99.9" not in text and "/1000" not in text, text
+
+
+def test_running_shows_eta_then_paused_instead(db, proxy_factory):
+    load_legacy(db, 30000)
+    sql(db, "ANALYZE checks")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    submit(proxy, unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}))
+    wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill runs")
+    line = backfill_line(pstatus(proxy))
+    assert re.search(r"\d+/30000 rows \(\d+\.\d%\), \d+ rows/s, ETA \d", line), line
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
+    assert code == 200, body
+    wait_for(lambda: current(proxy)["backfill"]["throttle"] == "paused by operator", timeout=30,
+             what="the backfill pauses")
+    line = backfill_line(pstatus(proxy))
+    assert "paused" in line and "ETA" not in line, line
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
+    assert code == 200, body
+    wait_for(lambda: current(proxy)["phase"] == "active", timeout=120, what="the backfill ends")
+
+
+def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
+    # 1000 rows in the statistics, 20000 in the table: paused past the estimate
+    load_underestimated(db, 1000, 19000)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    submit(proxy, unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}))
+    wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
+    assert code == 200, body
+    wait_for(lambda: current(proxy)["backfill"]["throttle"] == "paused by operator", timeout=30,
+             what="the backfill pauses")
+    for text in (pstatus(proxy), dstatus(db)):
+        line = backfill_line(text)
+        assert re.search(r"\d+ rows \(more than the 1000 estimated\)", line), text
+        assert "%" not in line and "/1000" not in line, text
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
+    assert code == 200, body
+    wait_for(lambda: current(proxy)["phase"] == "active", timeout=120, what="the backfill ends")
+    assert "20000/20000 rows (100.0%)" in backfill_line(pstatus(proxy))
+
+
+def test_blocked_cutover_names_its_blocker(db, proxy_factory):
+    load_legacy(db, 2000)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    start_and_wait_active(proxy, unify())
+    # straight to Postgres, so force=1: a transaction that holds a lock on checks
+    blocker = psycopg.connect(db, application_name="nightly_report")
+    blocker.execute("SELECT count(*) FROM checks /* report query */")
+    pid = blocker.info.backend_pid
+    try:
+        wait_for(lambda: sql(db, "SELECT now() - xact_start > interval '200 ms' FROM pg_stat_activity"
+                                 " WHERE pid = %s", (pid,))[0][0], timeout=10, what="the blocker ages")
+        code, body = proxy.admin("POST", "/migrations/current/complete?attempts=2&lock_timeout_ms=100&force=1")
+        assert code == 409, body
+        text = pstatus(proxy)
+    finally:
+        blocker.close()
+    blocked = [s for s in text.splitlines() if s.startswith("blocked:")]
+    assert blocked, text
+    assert any("pid %d" % pid in s and "nightly_report" in s and "checks" in s for s in blocked), text
+    assert any("report query" in s for s in blocked), text
+    c = run_pgtandem(["migrate", "complete", "--proxy", url(proxy)])
+    assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
