@@ -171,7 +171,7 @@ def test_every_flag_the_readme_shows_is_in_its_commands_help():
     missing = []
     for (cmd, sub), flags in sorted(wanted.items(), key=str):
         out = run_ok([cmd, sub, "--help"] if sub else [cmd, "--help"])
-        missing += ["%s %s %s" % (cmd, sub or "", f) for f in sorted(flags) if not block(out, f)]
+        missing += ["%s %s %s" % (cmd, sub or "", f) for f in sorted(flags - {"--help"}) if not block(out, f)]
     assert not missing, missing
 
 
