@@ -26,7 +26,7 @@ void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char 
     b->progress_table = "pgtandem.backfill_progress";
     b->cfg = *cfg;
     b->batch_rows = cfg->batch_rows;
-    b->est_total = t->est_rows;
+    b->est_total = b->est_planned = t->est_rows;
     b->throttle = "none";
 }
 

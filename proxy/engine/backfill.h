@@ -25,7 +25,8 @@ struct backfill {
     int have_last;
     long long rows_done, rows_updated, batches;
     long last_rows;                     /* rows the last batch walked */
-    double est_total;
+    double est_total;                   /* the rows to do: the plan's estimate, raised by the rows done */
+    double est_planned;                 /* the plan's estimate alone (kept: the plan can be freed first) */
     long batch_rows;                    /* size of the next batch */
     double rate;                        /* weighted rows per ms */
     double last_ms, max_ms, total_ms;

@@ -1943,7 +1943,7 @@ static void backfill_progress(const struct migration_runner *r, struct progress 
     for (size_t i = 0; i < r->nbf; i++) {
         p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
         /* the plan's estimate, before the rows done raised it */
-        p->estimated += r->bf[i].table ? r->bf[i].table->est_rows : r->bf[i].est_total;
+        p->estimated += r->bf[i].est_planned;
         p->batches += r->bf[i].batches;
         p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
         every_done = every_done && r->bf[i].done;
