@@ -753,7 +753,7 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
         "WITH u AS (INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
         " VALUES ($1, $2, $3, $4, $5, 'expanding') ON CONFLICT (name) DO UPDATE SET"
         " parent = $2, checksum = $3, migration = $4, plan = $5, status = 'expanding',"
-        " started_at = now(), updated_at = now(), error = NULL, backfilled_at = NULL,"
+        " started_at = now(), updated_at = now(), error = NULL, backfilled_at = NULL, throttle = NULL,"
         " rolled_back_at = NULL, completed_at = NULL RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"),
         5, v, err, errlen);
     free(plan_json);

@@ -903,12 +903,17 @@ static void take_engine_lock(struct migration_runner *r)
 }
 
 /* Settings saved with the state win over the migration file's; settings
- * changed here and not saved yet (the connection was down) win over both. */
+ * changed here and not saved yet (the connection was down) win over both.
+ * Each load starts again from the file's: a state saved with none (a run
+ * started again after a rollback) must not keep what an earlier load of
+ * the old run's settings left here (its operator pause). */
 static void restore_throttle(struct migration_runner *r, const char *saved)
 {
     char err[256];
     if (r->throttle_dirty)
         return;
+    settings_throttle_defaults(&r->thr);
+    settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     if (saved && saved[0] && settings_throttle_load(&r->thr, saved, err, sizeof err) != 0)
         log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
 }
@@ -923,7 +928,6 @@ static int parse_state(struct migration_runner *r, PGresult *res)
             return -1;
         }
         r->have_mig = 1;
-        settings_throttle_from_migration(&r->thr, &r->mig.backfill);
     }
     restore_throttle(r, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
     r->recorded_rows = atoll(PQgetvalue(res, 0, 5));

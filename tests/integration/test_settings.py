@@ -123,3 +123,31 @@ def test_throttle_is_validated_and_survives_a_restart(db, proxy_factory):
     assert len(after) == len(before)
     for (o,), (n,) in zip(before, after):
         assert n["title"] == o["label"] and n["id"] == o["id"], (o, n)
+
+
+def test_a_migration_started_again_after_a_rollback_starts_with_its_own_throttle(db, proxy_factory):
+    """The throttle lives with the migration's row, and the row is reused when
+    a rolled-back migration of the same name starts again: the new run must
+    not inherit the old run's operator pause (or its limits) and sit still."""
+    sql(db, BASE)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    code, body = proxy.admin("POST", "/migrations", json.dumps(MIGRATION))
+    assert code == 202, body
+    code, settings = proxy.admin("POST", "/migrations/current/throttle",
+                                 json.dumps({"paused": True, "max_app_p99_ms": 40}))
+    assert code == 200 and settings["paused"] is True, settings
+    saved_pause = "SELECT throttle->>'paused' FROM pgtandem.migrations WHERE name = 'gadgets_rename'"
+    wait_for(lambda: (sql(db, saved_pause) or [[None]])[0][0] == "true", what="the pause saved with the migration")
+    code, body = proxy.admin("POST", "/migrations/current/rollback")
+    assert code == 200, body
+    code, body = proxy.admin("POST", "/migrations", json.dumps(MIGRATION))
+    assert code == 202, body
+    again = proxy_factory(extra_args=["--engine-db", db])  # one that learns the throttle from the row
+    for p in (proxy, again):
+        cur = wait_for(lambda: (lambda c: c if c and c["phase"] in ("backfilling", "active") else None)(current(p)),
+                       what="the new run")
+        assert cur["backfill"]["settings"]["paused"] is False, (p is again, sql(db, saved_pause), cur["backfill"])
+        assert cur["backfill"]["settings"]["max_app_p99_ms"] in (0, None), cur
+    assert (sql(db, saved_pause) or [[None]])[0][0] != "true"
+    wait_for(lambda: (lambda c: c if c and c["phase"] == "active" else None)(current(proxy)),
+             timeout=120, what="the backfill to finish")
