@@ -113,7 +113,10 @@ class Chromium:
         return self.js("document.getElementById(%s).textContent" % json.dumps(element_id))
 
     def visible(self, element_id):
-        return self.js("!document.getElementById(%s).hidden" % json.dumps(element_id))
+        # false while the element is not there: right after Page.navigate the
+        # document can still be the one before (about:blank, readyState complete)
+        return self.js("(function (e) { return !!e && !e.hidden; })(document.getElementById(%s))"
+                       % json.dumps(element_id))
 
     def click(self, element_id, accept=True):
         """Clicks a button; its confirm() is answered with `accept`."""
