@@ -16,6 +16,7 @@
 #   PGT_SEQUENTIAL=1    the variants one after the other, not at the same time
 #   PGT_PYTEST_ARGS     extra pytest arguments (e.g. "-k pause")
 #   PGT_TESTS           test files to run instead of all of tests/integration
+#   PGT_KEEP=1          keep the run's directory in /tmp (clusters, logs)
 #   PGT_IMAGE=0         without the container image tests
 #
 # The tests marked `image` (the container image, tests/integration/test_image.py)
@@ -33,6 +34,9 @@ cleanup() {
   for d in "$work"/pg "$work"/*/pgtandem-pg-*/pg; do
     [ -d "$d" ] && sh tests/pgcluster.sh stop "$d" >/dev/null 2>&1
   done
+  # the clusters and logs of a run take about a gigabyte: runs in a row
+  # would fill the disk (PGT_KEEP=1 keeps them to look at)
+  [ "${PGT_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
