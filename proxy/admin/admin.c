@@ -572,18 +572,6 @@ static int keep_reserve(struct admin *a, struct evhttp_bound_socket *bound)
     return 0;
 }
 
-static int admin_bound_port(evutil_socket_t fd, int configured)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return configured;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : configured;
-}
-
 struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
 {
     struct admin *a = calloc(1, sizeof *a);
@@ -605,7 +593,7 @@ struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
         return NULL;
     }
     /* port 0: the kernel's choice, for the log, the fleet and the Origin check */
-    srv->cfg.admin_port = admin_bound_port(evhttp_bound_socket_get_fd(bound), srv->cfg.admin_port);
+    srv->cfg.admin_port = server_bound_port(evhttp_bound_socket_get_fd(bound), srv->cfg.admin_port);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     /* A request that stops halfway (or a connection that never sends one)
      * is closed after this long instead of holding a descriptor forever. */

@@ -127,22 +127,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
         log_warn("could not stop accepting for a moment");
 }
 
-/* The port a listening socket has: with port 0 in the configuration, the
- * one the kernel chose. */
-static int bound_port(evutil_socket_t fd, int configured)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return configured;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return configured;
-}
-
 static int listen_tcp(struct server *srv, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints = {0}, *res = NULL;
@@ -170,7 +154,7 @@ static int listen_tcp(struct server *srv, char *err, size_t errlen)
     }
     evconnlistener_set_error_cb(srv->tcp_listener, accept_error_cb);
     /* what the log, the Unix socket's name and the fleet's row show */
-    srv->cfg.listen_port = bound_port(evconnlistener_get_fd(srv->tcp_listener), srv->cfg.listen_port);
+    srv->cfg.listen_port = server_bound_port(evconnlistener_get_fd(srv->tcp_listener), srv->cfg.listen_port);
     return 0;
 }
 

@@ -3,6 +3,8 @@
  * route. Nothing here knows sessions, pause or the engine by name. */
 #include "server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <time.h>
 
@@ -60,4 +62,18 @@ const char *server_version_schema(const struct server *srv, const char *version)
     if (version && !strcmp(version, r->version) && r->new_schema[0])
         return r->new_schema;
     return r->old_schema[0] ? r->old_schema : NULL;
+}
+
+int server_bound_port(evutil_socket_t fd, int configured)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return configured;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return configured;
 }

@@ -192,6 +192,10 @@ int server_lease_expired(const struct server *srv);
  * past its lease gets the bound to renew it once it runs again. */
 int server_fence_overdue(struct server *srv);
 
+/* The port a listening socket has: with port 0 configured, the one the
+ * kernel chose (the listen, admin and peer addresses take port 0). */
+int server_bound_port(evutil_socket_t fd, int configured);
+
 /* The version schema a session declaring `version` (NULL: none) should see
  * first, or NULL when no migration in progress routes it anywhere. */
 const char *server_version_schema(const struct server *srv, const char *version);
