@@ -76,17 +76,19 @@ def wait_port(port, timeout=15.0, proc=None):
     raise RuntimeError("port %d did not open" % port)
 
 
-def wait_for(cond, timeout=10.0, what="condition", interval=0.05):
+def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None):
     """Polls cond() until it returns something true, for at most `timeout`
-    seconds; returns that value, or fails the test naming `what`. The way a
-    test waits for something to happen (never a fixed sleep)."""
+    seconds; returns that value, or fails the test naming `what` (and
+    detail(), when given: what the test saw last). The way a test waits for
+    something to happen (never a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() >= deadline:
-            pytest.fail("timed out after %.1f s waiting for %s" % (timeout, what))
+            pytest.fail("timed out after %.1f s waiting for %s%s"
+                        % (timeout, what, "\n" + str(detail()) if detail else ""))
         time.sleep(interval)
 
 

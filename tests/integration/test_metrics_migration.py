@@ -15,12 +15,11 @@ import shutil
 import struct
 import subprocess
 import threading
-import time
 
 import psycopg
 import pytest
 
-from conftest import TOP, pg_raw_session, pg_read_message, run_pgtandem
+from conftest import TOP, pg_raw_session, pg_read_message, run_pgtandem, wait_for
 from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
 
 LEASE_MS = 2000
@@ -73,15 +72,13 @@ def scrape(p):
 
 def wait_scrape(p, what, fn, timeout=60.0):
     """Scrapes until fn(scrape) holds; returns that scrape."""
-    deadline = time.time() + timeout
-    while True:
-        s = scrape(p)
-        if fn(s):
-            return s
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for %s; last scrape:\n%s\nproxy log:\n%s"
-                                 % (what, s.text, p.log()[-3000:]))
-        time.sleep(0.1)
+    last = []
+
+    def holds():
+        last[:] = [scrape(p)]
+        return last[0] if fn(last[0]) else None
+    return wait_for(holds, timeout, what, interval=0.1,
+                    detail=lambda: "last scrape:\n%s\nproxy log:\n%s" % (last[0].text if last else "", p.log()[-3000:]))
 
 
 def phase(s):

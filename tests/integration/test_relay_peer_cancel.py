@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import (CANCEL_CODE, tagged, wait_log, wait_statement, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
-                      pg_startup_packet, run_pgtandem)
+                      pg_startup_packet, run_pgtandem, wait_for)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
 
@@ -278,19 +278,16 @@ def wait_peers(a, b, timeout=60.0):
     is shared with the tests before, and a proxy they stopped stays "live"
     until its lease runs out, so a count of two can be b and a ghost while b
     has not yet seen a (and a cancel for a's slot would have nowhere to go)."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        fa, fb = fleet_status(a), fleet_status(b)
-        last = (fa, fb)
+    last = []
 
-        def knows(f, other):
-            return any(m.get("id") == other.get("id") and m.get("live") and m.get("peer")
-                       and m.get("slot") == other.get("slot") for m in f.get("members", []))
-        if fa.get("id") and fb.get("id") and knows(fa, fb) and knows(fb, fa) and fa.get("slot") != fb.get("slot"):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the two proxies never listed each other: %r" % (last,))
+    def knows(f, other):
+        return any(m.get("id") == other.get("id") and m.get("live") and m.get("peer")
+                   and m.get("slot") == other.get("slot") for m in f.get("members", []))
+
+    def listed():
+        fa, fb = last[:] = [fleet_status(a), fleet_status(b)]
+        return fa.get("id") and fb.get("id") and knows(fa, fb) and knows(fb, fa) and fa.get("slot") != fb.get("slot")
+    wait_for(listed, timeout, "the two proxies to list each other", interval=0.2, detail=lambda: last)
 
 
 def registrations_waiting_on(watcher, holder_pid):
@@ -340,12 +337,11 @@ def test_proxies_that_register_at_the_same_moment_end_with_different_slots(clust
         for t in threads:
             t.join(60)
         a, b = started[ids[0]], started[ids[1]]
-        deadline = time.time() + 30
-        while registrations_waiting_on(watcher, conn.info.backend_pid) < 2:
-            assert time.time() < deadline, "%r\n%s\n%s" % (watcher.execute(
-                "SELECT application_name, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
-                " WHERE datname = 'appdb'").fetchall(), a.log()[-1500:], b.log()[-1500:])
-            time.sleep(0.05)
+        wait_for(lambda: registrations_waiting_on(watcher, conn.info.backend_pid) >= 2, 30,
+                 "the two registrations to wait on the locked rows",
+                 detail=lambda: "%r\n%s\n%s" % (watcher.execute(
+                     "SELECT application_name, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
+                     " WHERE datname = 'appdb'").fetchall(), a.log()[-1500:], b.log()[-1500:]))
         conn.commit()
     wait_peers(a, b)
     assert "fleet: slot 62 is also held by %s" % ids[0] in b.log(), b.log()[-3000:]
