@@ -58,17 +58,6 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->max_prepared_statements = (int)v;
 }
 
-static int parse_pool_mode(const char *s, int *transaction)
-{
-    if (strcmp(s, "session") == 0)
-        *transaction = 0;
-    else if (strcmp(s, "transaction") == 0)
-        *transaction = 1;
-    else
-        return -1;
-    return 0;
-}
-
 void config_init(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -151,25 +140,6 @@ static int parse_upstream_tls(const char *v, enum upstream_tls_mode *out)
     return -1;
 }
 
-static int parse_auth(const char *v, int *scram)
-{
-    if (strcmp(v, "passthrough") != 0 && strcmp(v, "scram") != 0)
-        return -1;
-    *scram = strcmp(v, "scram") == 0;
-    return 0;
-}
-
-static int parse_client_tls(const char *v, enum client_tls_mode *out)
-{
-    static const char *const names[] = {"disable", "allow", "require"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(v, names[i]) == 0) {
-            *out = (enum client_tls_mode)i;
-            return 0;
-        }
-    return -1;
-}
-
 /* ---- the options that are not numbers: one table for the flags, the
  * config file's keys, their errors and `pgtandem proxy --help` ---- */
 
@@ -190,12 +160,34 @@ static int set_admin(struct config *cfg, const char *v, char *err, size_t errlen
     return -1;
 }
 
+/* The words an option takes, in the order of the values they stand for:
+ * an option with words and no setter stores the word's index in the int
+ * at its field. */
+static const char *const client_tls_names[] = {"disable", "allow", "require", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const auth_names[] = {"passthrough", "scram", NULL};
+static const char *const pool_mode_names[] = {"session", "transaction", NULL};
+
+/* Which of the NULL-ended `choices` v is; -1: none. */
+static int choice_index(const char *const *choices, const char *v)
+{
+    for (int i = 0; choices[i]; i++)
+        if (strcmp(choices[i], v) == 0)
+            return i;
+    return -1;
+}
+
 static int set_client_tls(struct config *cfg, const char *v, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
+    int i = choice_index(client_tls_names, v);
+    if (i < 0)
+        return -1;
+    cfg->client_tls = (enum client_tls_mode)i;
     cfg->client_tls_given = 1;
-    return parse_client_tls(v, &cfg->client_tls);
+    return 0;
 }
 
 static int set_log_level(struct config *cfg, const char *v, char *err, size_t errlen)
@@ -212,20 +204,6 @@ static int set_log_format(struct config *cfg, const char *v, char *err, size_t e
     return log_format_parse(v, &cfg->log_format);
 }
 
-static int set_auth(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-    (void)err;
-    (void)errlen;
-    return parse_auth(v, &cfg->auth_scram);
-}
-
-static int set_pool_mode(struct config *cfg, const char *v, char *err, size_t errlen)
-{
-    (void)err;
-    (void)errlen;
-    return parse_pool_mode(v, &cfg->pool_transaction);
-}
-
 static int set_nothing(struct config *cfg, const char *v, char *err, size_t errlen)
 {
     (void)cfg;
@@ -235,13 +213,9 @@ static int set_nothing(struct config *cfg, const char *v, char *err, size_t errl
     return 0;
 }
 
-static const char *const client_tls_names[] = {"disable", "allow", "require", NULL};
-static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
-static const char *const log_format_names[] = {"text", "json", NULL};
-static const char *const auth_names[] = {"passthrough", "scram", NULL};
-static const char *const pool_mode_names[] = {"session", "transaction", NULL};
 
 #define TEXT(field) offsetof(struct config, field), NULL
+#define CHOICE(field) offsetof(struct config, field), NULL
 
 static const struct config_option OPTIONS[] = {
     {"--config", NULL, "FILE", NULL, "none", "a JSON file of these settings under their config keys; flags override it",
@@ -268,7 +242,7 @@ static const struct config_option OPTIONS[] = {
     {"--log-format", "log_format", "FORMAT", log_format_names, "text",
      "json: one object per line (time, level, component, migration, session, msg)", 0, set_log_format},
     {"--auth", "auth", "MODE", auth_names, "passthrough",
-     "scram: the proxy authenticates clients itself from --users-file", 0, set_auth},
+     "scram: the proxy authenticates clients itself from --users-file", CHOICE(auth_scram)},
     {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",
      "SCRAM verifiers written by `pgtandem passwd`", TEXT(users_file)},
     {"--neon-endpoint", "neon_endpoint", "ID", NULL, "none",
@@ -278,7 +252,7 @@ static const struct config_option OPTIONS[] = {
     {"--fleet-id", "fleet_id", "ID", NULL, "host-pid-random", "this proxy's name in the fleet (pgtandem.proxies)",
      TEXT(fleet_id)},
     {"--pool-mode", "pool_mode", "MODE", pool_mode_names, "session",
-     "transaction: a server connection lent per transaction (needs --auth scram)", 0, set_pool_mode},
+     "transaction: a server connection lent per transaction (needs --auth scram)", CHOICE(pool_transaction)},
     {NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -321,11 +295,17 @@ static void join_choices(const char *const *choices, const char *last_sep, char 
 static int apply_option(struct config *cfg, const struct config_option *o, const char *v, char *err, size_t errlen)
 {
     char why[384] = "";
-    if (!o->set) {
+    if (!o->set && o->choices) {
+        int i = choice_index(o->choices, v);
+        if (i >= 0) {
+            *(int *)((char *)cfg + o->field) = i;
+            return 0;
+        }
+    } else if (!o->set) {
         set_str((char **)((char *)cfg + o->field), v);
         return 0;
     }
-    if (o->set(cfg, v, why, sizeof why) == 0)
+    if (o->set && o->set(cfg, v, why, sizeof why) == 0)
         return 0;
     if (o->choices) {
         char names[160];

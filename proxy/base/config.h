@@ -70,7 +70,8 @@ struct config_option {
     const char *const *choices;  /* the words it takes (NULL-ended); NULL: any text */
     const char *def;             /* the default, as the help shows it */
     const char *help;
-    size_t field;                /* offsetof a char * in struct config, when set is NULL */
+    size_t field;                /* when set is NULL: offsetof a char * in struct config, or with
+                                    choices an int that takes the word's index */
     int (*set)(struct config *cfg, const char *v, char *err, size_t errlen);
 };
 
