@@ -269,7 +269,7 @@ static uint32_t servers_of_database(const struct server *srv, const char *databa
     return n;
 }
 
-static uint32_t logging_in(const struct pool *p)
+uint32_t pool_logging_in(const struct pool *p)
 {
     return p->nservers - p->nidle - p->nlent;
 }
@@ -436,7 +436,7 @@ static int may_open(struct pool *p)
 /* Opens servers for the waiters no login in progress will serve. */
 static void open_for_waiters(struct pool *p)
 {
-    while (p->nwaiting > logging_in(p)) {
+    while (p->nwaiting > pool_logging_in(p)) {
         if (!may_open(p)) {
             const struct config *cfg = &p->srv->cfg;
             if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || !make_room(p))
@@ -595,8 +595,9 @@ int pool_server_has_statement(struct pool_server *ps, uint64_t hash)
     return i >= 0;
 }
 
-int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint32_t cap, uint64_t *evicted)
+int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint64_t *evicted)
 {
+    uint32_t cap = (uint32_t)ps->pool->srv->cfg.max_prepared_statements;
     *evicted = 0;
     if (!ps->stmts) {
         ps->stmts = calloc(cap, sizeof *ps->stmts);
@@ -945,7 +946,7 @@ json_t *pool_describe_all(struct server *srv)
         json_object_set_new(o, "clients_waiting", json_integer(p->nwaiting));
         json_object_set_new(o, "servers_active", json_integer(p->nlent));
         json_object_set_new(o, "servers_idle", json_integer(p->nidle));
-        json_object_set_new(o, "servers_login", json_integer(logging_in(p)));
+        json_object_set_new(o, "servers_login", json_integer(pool_logging_in(p)));
         uint64_t oldest = p->wait_head ? now - p->wait_head->since_us : 0;
         json_object_set_new(o, "longest_wait_ms", json_integer((json_int_t)(oldest / 1000)));
         json_object_set_new(o, "max_wait_ms", json_integer((json_int_t)(p->waited_us_max / 1000)));

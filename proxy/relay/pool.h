@@ -80,7 +80,6 @@ enum pool_server_state {
 
 #define POOL_CANCELS_MAX 4
 
-struct pool;
 
 struct pool_server {
     struct pool_server *prev, *next;   /* in its pool */
@@ -98,7 +97,7 @@ struct pool_server {
     uint64_t stmt_clock;               /* counts binds: stmt_used holds its value at each statement's last */
     struct param_values params;        /* what this server's session has set */
     struct carried_sets carried;       /* SETs the last borrowers left on it */
-    uint64_t *stmts;                   /* clients' statements prepared here (statement_map.c) */
+    uint64_t *stmts;                   /* hashes of the clients' statements prepared here (statement_map.c prepares them) */
     uint64_t *stmt_used;               /* when each was last bound: the oldest goes first */
     uint32_t nstmts;
     uint32_t owed_rfq;                 /* ReadyForQuery of our Close messages still due while idle */
@@ -129,6 +128,9 @@ struct pool {
     uint64_t stmt_hits, stmt_misses;   /* a bound statement was on the lent server / prepared first */
 };
 
+/* Its servers still connecting or logging in (neither idle nor lent). */
+uint32_t pool_logging_in(const struct pool *p);
+
 /* The pool a session with these startup values belongs to now (schema:
  * the version schema of the current route, NULL for none); created on first
  * use. NULL when out of memory. */
@@ -154,10 +156,10 @@ void pool_statement_name(char out[24], uint64_t hash);
 void pool_write_close_statement(struct evbuffer *out, uint64_t hash);
 /* 1 when the server has the statement (now its most recently used), 0 when not. */
 int pool_server_has_statement(struct pool_server *ps, uint64_t hash);
-/* Records the statement as prepared on the server. At `cap` statements the
- * least recently used one makes room: its hash in *evicted, for the caller
- * to close (0: none). -1 when out of memory. */
-int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint32_t cap, uint64_t *evicted);
+/* Records the statement as prepared on the server. At max_prepared_statements
+ * the least recently used one makes room: its hash in *evicted, for the
+ * caller to close (0: none). -1 when out of memory. */
+int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint64_t *evicted);
 /* The statement is not on the server after all (its Parse failed). */
 void pool_server_forget_statement(struct pool_server *ps, uint64_t hash);
 /* Appends a Close of every statement the server has and a Sync, and

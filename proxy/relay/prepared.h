@@ -15,6 +15,7 @@ struct prepared {
     char *name;
     uint8_t *parse;   /* the whole Parse message, header included */
     uint32_t len;
+    uint64_t hash;    /* statement_map.c: its text's hash once first needed, else 0 */
 };
 
 #define PREPARED_MAX_MESSAGE (1u << 20) /* larger Parse messages are not tracked */

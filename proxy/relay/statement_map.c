@@ -1,17 +1,15 @@
 /* Named statements under transaction pooling (see statement_map.h): the
- * rewrite of Parse, Bind, Describe and Close, and each server's cache of
- * the statements prepared on it. */
+ * rewrite of Parse, Bind, Describe and Close. Which statements a server
+ * has prepared is the pool's (pool.h). */
 #include "statement_map.h"
 
 #include <event2/buffer.h>
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "pool.h"
 #include "prepared.h"
 #include "reply_queue.h"
+#include "sbuf.h"
 
 #define MAX_NAMES_PREFIX 4096u /* portal and statement names of a Bind: NAMEDATALEN is 64 */
 
@@ -34,11 +32,16 @@ static const uint8_t *parse_rest(const struct prepared *p, size_t *len)
     return p->parse + PROTO_HEADER_LEN + name_len;
 }
 
-static uint64_t hash_of(const struct prepared *p)
+/* Hashed once: a Bind of it runs through here for every execution, and
+ * its text (up to PREPARED_MAX_MESSAGE) never changes once remembered. */
+static uint64_t hash_of(struct prepared *p)
 {
-    size_t len;
-    const uint8_t *rest = parse_rest(p, &len);
-    return statement_hash(rest, len);
+    if (!p->hash) {
+        size_t len;
+        const uint8_t *rest = parse_rest(p, &len);
+        p->hash = statement_hash(rest, len);
+    }
+    return p->hash;
 }
 
 static enum stmt_map_result out_of_memory(struct stmt_map *m)
@@ -62,38 +65,45 @@ static enum stmt_map_result stream(struct stmt_map *m, uint8_t kind)
     return push(m, kind, REPLY_PASS, 0) < 0 ? STMT_FAILED : STMT_STREAM;
 }
 
-/* Makes sure the lent server has the statement (a Close of the one it
- * evicts, its reply dropped, and a Parse whose reply gets `action`, when
- * it does not), and names it in `name`. 0, or -1 (STMT_FAILED's message set). */
-static int ensure_on_server(struct stmt_map *m, const struct prepared *p, char name[24], enum reply_action action)
+/* Prepares the statement the lent server does not have yet, as `name`:
+ * a Close of the one it evicts (reply dropped), then a Parse whose reply
+ * gets `action`. 0, or -1 (STMT_FAILED's message set). */
+static int prepare_on_server(struct stmt_map *m, const struct prepared *p, uint64_t hash, const char *name,
+                             enum reply_action action)
 {
     struct pool_server *ps = m->server;
-    uint64_t hash = hash_of(p);
-    pool_statement_name(name, hash);
-    if (pool_server_has_statement(ps, hash)) {
-        ps->pool->stmt_hits++;
-        return 0;
-    }
     uint64_t evicted;
-    if (pool_server_add_statement(ps, hash, m->max_statements, &evicted) != 0) {
+    if (pool_server_add_statement(ps, hash, &evicted) != 0) {
         out_of_memory(m);
         return -1;
     }
     ps->pool->stmt_misses++;
-    struct evbuffer *out = m->to_server;
+    struct evbuffer *out = ps->sb->out;
     if (evicted) {
         pool_write_close_statement(out, evicted);
         if (push(m, 'C', REPLY_DROP, 0) < 0)
             return -1;
     }
-    size_t rest_len;
+    size_t rest_len, name_len = strlen(name) + 1;
     const uint8_t *rest = parse_rest(p, &rest_len);
-    uint8_t head[5] = {'P'};
-    proto_put_u32(head + 1, (uint32_t)(4 + strlen(name) + 1 + rest_len));
+    uint8_t head[PROTO_HEADER_LEN] = {'P'};
+    proto_put_u32(head + 1, (uint32_t)(4 + name_len + rest_len));
     evbuffer_add(out, head, sizeof head);
-    evbuffer_add(out, name, strlen(name) + 1);
+    evbuffer_add(out, name, name_len);
     evbuffer_add(out, rest, rest_len);
     return push(m, 'P', action, hash) < 0 ? -1 : 0;
+}
+
+/* Makes sure the lent server has the statement and names it in `name`. */
+static int ensure_on_server(struct stmt_map *m, struct prepared *p, char name[24], enum reply_action action)
+{
+    uint64_t hash = hash_of(p);
+    pool_statement_name(name, hash);
+    if (pool_server_has_statement(m->server, hash)) {
+        m->server->pool->stmt_hits++;
+        return 0;
+    }
+    return prepare_on_server(m, p, hash, name, action);
 }
 
 /* A named Parse: remembered, and prepared on the server only if it does
@@ -103,14 +113,16 @@ static enum stmt_map_result map_parse(struct stmt_map *m, struct evbuffer *in, u
     const uint8_t *msg = evbuffer_pullup(in, total);
     if (prepared_remember(m->registry, msg, total) != 0)
         return out_of_memory(m);
-    const struct prepared *p = *m->registry;
+    struct prepared *p = *m->registry;
     evbuffer_drain(in, total);
-    if (pool_server_has_statement(m->server, hash_of(p)))
+    uint64_t hash = hash_of(p);
+    if (pool_server_has_statement(m->server, hash))
         return push(m, 'P', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
     char name[24];
+    pool_statement_name(name, hash);
     /* prepared now, under its server name, as the client's own Parse: its
      * ParseComplete (or error) is the client's */
-    return ensure_on_server(m, p, name, REPLY_PASS) != 0 ? STMT_FAILED : STMT_CONSUMED;
+    return prepare_on_server(m, p, hash, name, REPLY_PASS) != 0 ? STMT_FAILED : STMT_CONSUMED;
 }
 
 /* The statement name of a Bind (after the portal's) or a Describe/Close
@@ -153,24 +165,25 @@ static enum stmt_map_result map_use(struct stmt_map *m, struct evbuffer *in, con
         m->error = h->type == 'B' ? "malformed Bind message" : "malformed Describe message";
         return STMT_FAILED;
     }
-    const char *client_name = (const char *)evbuffer_pullup(in, (ssize_t)prefix_len) + name_at;
+    /* contiguous from here on: neither the registry nor the server's
+     * output touches `in` */
+    const uint8_t *msg = evbuffer_pullup(in, (ssize_t)prefix_len);
+    const char *client_name = (const char *)msg + name_at;
     struct prepared *p = *client_name ? prepared_find(m->registry, client_name) : NULL;
     if (!p) /* unnamed, or unknown: Postgres answers as it would */
         return stream(m, kind);
     char name[24];
     if (ensure_on_server(m, p, name, REPLY_DROP) != 0)
         return STMT_FAILED;
-    size_t old_name_len = prefix_len - name_at; /* with its NUL */
-    size_t new_len = total - old_name_len + strlen(name) + 1;
-    uint8_t *prefix = malloc(name_at);
-    if (!prefix)
-        return out_of_memory(m);
-    evbuffer_remove(in, prefix, name_at);
-    evbuffer_drain(in, old_name_len);
-    proto_put_u32(prefix + 1, (uint32_t)(new_len - 1));
-    evbuffer_add(m->to_server, prefix, name_at);
-    evbuffer_add(m->to_server, name, strlen(name) + 1);
-    free(prefix);
+    size_t name_len = strlen(name) + 1;
+    size_t new_len = total - (prefix_len - name_at) + name_len;
+    struct evbuffer *out = m->server->sb->out;
+    uint8_t head[PROTO_HEADER_LEN] = {msg[0]};
+    proto_put_u32(head + 1, (uint32_t)(new_len - 1));
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add(out, msg + PROTO_HEADER_LEN, name_at - PROTO_HEADER_LEN);
+    evbuffer_add(out, name, name_len);
+    evbuffer_drain(in, prefix_len);
     if (push(m, kind, REPLY_PASS, 0) < 0)
         return STMT_FAILED;
     m->rest = (uint32_t)(total - prefix_len);

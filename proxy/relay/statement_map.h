@@ -24,9 +24,7 @@ struct reply_queue;
 struct stmt_map {
     struct prepared **registry;     /* the client's named statements */
     struct reply_queue *replies;    /* what the lent server owes */
-    struct pool_server *server;     /* the lent server */
-    struct evbuffer *to_server;
-    uint32_t max_statements;        /* per server (max_prepared_statements) */
+    struct pool_server *server;     /* the lent server (what goes to it: server->sb->out) */
     uint32_t rest;                  /* out, STMT_STREAM_REST: bytes of the message still to pass */
     const char *sqlstate, *error;   /* out, STMT_FAILED: what the client is told */
 };
