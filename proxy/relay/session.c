@@ -1231,18 +1231,14 @@ static void give_back_at_boundary(struct session *s)
         relay_client_to_server(s);
 }
 
-/* Replies the proxy owes the client go out at once when nothing of the
- * server's is on its way to the client before them. */
-static void answer_due(struct session *s)
+/* Replies the proxy owes the client are written when nothing of the
+ * server's is on its way to the client before them; 1 when any was (the
+ * caller flushes the client once, after its loop). */
+static int answer_due_now(struct session *s)
 {
-    if (stmt_map_answer_due(&s->replies, s->client->out))
-        sbuf_flush(s->client);
-}
-
-static void answer_due_now(struct session *s)
-{
-    if (!s->s2c_remaining || s->s2c_discard)
-        answer_due(s);
+    if (s->s2c_remaining && !s->s2c_discard)
+        return 0;
+    return stmt_map_answer_due(&s->replies, s->client->out);
 }
 
 /* The client's next message through the statement map; a failure ends the
@@ -1250,8 +1246,7 @@ static void answer_due_now(struct session *s)
 static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                           size_t avail)
 {
-    struct stmt_map m = {&s->prepared, &s->replies, s->lent, s->server->out,
-                         (uint32_t)s->srv->cfg.max_prepared_statements, 0, NULL, NULL};
+    struct stmt_map m = {&s->prepared, &s->replies, s->lent, 0, NULL, NULL};
     enum stmt_map_result r = stmt_map_client_message(&m, in, h, avail);
     if (r == STMT_FAILED)
         session_fail(s, m.sqlstate, "%s", m.error);
@@ -1323,6 +1318,7 @@ static void relay_client_to_server(struct session *s)
     struct evbuffer *in = s->client->in;
     struct relay_dir d = {s->client, s->server, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
                           &s->srv->metrics.bytes_from_client, s->srv->cfg.max_message_bytes};
+    int answered = 0;
     for (;;) {
         struct msg_header h;
         size_t avail;
@@ -1355,7 +1351,7 @@ static void relay_client_to_server(struct session *s)
                 return;
             note_client_message(s, h.type);
             if (m == STMT_CONSUMED)
-                answer_due_now(s);
+                answered |= answer_due_now(s);
             if (m == STMT_CONSUMED || m == STMT_STREAM_REST)
                 continue; /* c2s_remaining set, or nothing left of it */
         } else if (s->state == SESS_READY) {
@@ -1367,6 +1363,8 @@ static void relay_client_to_server(struct session *s)
         s->c2s_remaining = h.length + 1;
     }
     sbuf_flush(s->server);
+    if (answered)
+        sbuf_flush(s->client);
 }
 
 /* AuthenticationSASL: drop SCRAM-SHA-256-PLUS from the offered mechanisms. */
@@ -1471,10 +1469,8 @@ static int read_probe_answer(struct session *s, struct evbuffer *in, const struc
     if (avail < total)
         return -1;
     uint8_t msg[32];
-    uint32_t pid;
     evbuffer_copyout(in, msg, total);
-    if (proto_read_pid_row(msg, total, &pid) == 0)
-        s->backend_pid = pid;
+    proto_read_pid_row(msg, total, &s->backend_pid); /* sets it only when it reads one */
     return 0;
 }
 
@@ -1613,8 +1609,8 @@ static void relay_server_to_client(struct session *s)
         }
         if (r == 0)
             break;
-        if (s->lent)
-            answer_due(s); /* in their turn: the message before them has passed */
+        if (s->lent) /* in their turn: the message before them has passed */
+            stmt_map_answer_due(&s->replies, out);
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
             if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
                 break;
@@ -1642,7 +1638,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_remaining = h.length + 1;
     }
     if (s->lent && !s->s2c_remaining)
-        answer_due(s);
+        stmt_map_answer_due(&s->replies, out);
     sbuf_flush(s->client);
     if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
