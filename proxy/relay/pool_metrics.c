@@ -69,13 +69,11 @@ static void add_sample(struct evbuffer *out, const char *name, const struct pool
 static void write_family(struct server *srv, int f, struct evbuffer *out)
 {
     uint64_t now = server_now_us(srv);
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", FAMILIES[f].name, FAMILIES[f].help, FAMILIES[f].name,
-                        FAMILIES[f].type);
+    metrics_write_header(out, FAMILIES[f].name, FAMILIES[f].type, FAMILIES[f].help);
     for (const struct pool *p = srv->pools; p; p = p->next) {
         if (f == F_SERVERS) {
-            uint32_t login = p->nservers - p->nidle - p->nlent;
             const char *states[] = {"active", "idle", "login"};
-            uint32_t counts[] = {p->nlent, p->nidle, login};
+            uint32_t counts[] = {p->nlent, p->nidle, pool_logging_in(p)};
             for (int i = 0; i < 3; i++)
                 add_sample(out, FAMILIES[f].name, p, states[i], counts[i]);
             continue;
