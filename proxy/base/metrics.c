@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <string.h>
 
+_Static_assert(LATENCY_BUCKETS <= HISTOGRAM_MAX_BOUNDS, "the latency buckets fit a struct histogram");
+
 static const uint64_t bucket_bounds_us[LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
     2500000, 5000000, 10000000};
@@ -83,20 +85,13 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
                         "# TYPE pgtandem_cancels_forwarded_total counter\n"
                         "pgtandem_cancels_forwarded_total %" PRIu64 "\n",
                         m->cancels_forwarded);
-    evbuffer_add_printf(out, "# HELP pgtandem_query_latency_seconds From a client message to its ReadyForQuery.\n"
-                             "# TYPE pgtandem_query_latency_seconds histogram\n");
-    uint64_t cumulative = 0;
-    for (int i = 0; i < LATENCY_BUCKETS; i++) {
-        cumulative += m->latency_counts[i];
-        evbuffer_add_printf(out, "pgtandem_query_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                            (double)bucket_bounds_us[i] / 1e6, cumulative);
-    }
-    cumulative += m->latency_counts[LATENCY_BUCKETS];
-    evbuffer_add_printf(out,
-                        "pgtandem_query_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-                        "pgtandem_query_latency_seconds_sum %.6f\n"
-                        "pgtandem_query_latency_seconds_count %" PRIu64 "\n",
-                        cumulative, (double)m->latency_sum_us / 1e6, cumulative);
+    struct histogram h = {.nbounds = LATENCY_BUCKETS, .sum = (double)m->latency_sum_us / 1e6};
+    for (int i = 0; i < LATENCY_BUCKETS; i++)
+        h.bounds[i] = (double)bucket_bounds_us[i] / 1e6;
+    memcpy(h.counts, m->latency_counts, sizeof m->latency_counts);
+    metrics_write_header(out, "pgtandem_query_latency_seconds", "histogram",
+                         "From a client message to its ReadyForQuery.");
+    metrics_write_histogram(out, "pgtandem_query_latency_seconds", "", &h);
 }
 
 /* Every kind of hold pause.c and its callers know; one not listed here
@@ -104,26 +99,19 @@ void metrics_write_prometheus(const struct metrics *m, uint32_t connections, int
 static const char *const hold_reasons[] = {"fence", "cutover", "fleet_hold", "operator_pause", "refresh", "route"};
 #define NHOLD_REASONS (sizeof hold_reasons / sizeof hold_reasons[0])
 
-static int known_reason(const char *reason)
-{
-    for (size_t i = 0; i < NHOLD_REASONS; i++)
-        if (strcmp(hold_reasons[i], reason) == 0)
-            return 1;
-    return strcmp(reason, "none") == 0;
-}
-
 /* name{reason="..."} for every known reason: value_now for the one that
- * holds, 0 for the others. */
-static void write_per_reason(struct evbuffer *out, const char *name, const char *reason, uint64_t value_now)
+ * holds, 0 for the others; a reason not listed gets its own series. */
+static void write_per_reason(struct evbuffer *out, const char *name, const char *reason, const char *escaped,
+                             uint64_t value_now)
 {
-    char esc[64];
-    for (size_t i = 0; i < NHOLD_REASONS; i++)
-        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, hold_reasons[i],
-                            strcmp(hold_reasons[i], reason) == 0 ? value_now : 0);
-    if (!known_reason(reason)) {
-        metrics_escape_label(reason, esc, sizeof esc);
-        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, esc, value_now);
+    int known = strcmp(reason, "none") == 0;
+    for (size_t i = 0; i < NHOLD_REASONS; i++) {
+        int now = strcmp(hold_reasons[i], reason) == 0;
+        known |= now;
+        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, hold_reasons[i], now ? value_now : 0);
     }
+    if (!known)
+        evbuffer_add_printf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, escaped, value_now);
 }
 
 void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct evbuffer *out)
@@ -133,10 +121,10 @@ void metrics_write_holds(uint32_t held, int fenced, const char *reason, struct e
     metrics_escape_label(reason, esc, sizeof esc);
     metrics_write_header(out, "pgtandem_held_sessions", "gauge",
                          "Sessions whose next message is held now, by what holds them (a pause, a fleet hold, the fence).");
-    write_per_reason(out, "pgtandem_held_sessions", reason, held);
+    write_per_reason(out, "pgtandem_held_sessions", reason, esc, held);
     metrics_write_header(out, "pgtandem_hold_active", "gauge",
                          "1 while this kind of hold is in force (the fence wins over a pause).");
-    write_per_reason(out, "pgtandem_hold_active", reason, holding ? 1 : 0);
+    write_per_reason(out, "pgtandem_hold_active", reason, esc, holding ? 1 : 0);
     evbuffer_add_printf(out,
                         "# HELP pgtandem_fenced 1 while this proxy's fleet lease has run out and it holds every session.\n"
                         "# TYPE pgtandem_fenced gauge\n"
