@@ -90,19 +90,6 @@ struct pending_pause {
 
 /* ---- the operator's actions, in the log ---- */
 
-static const char *method_name(enum evhttp_cmd_type m)
-{
-    switch (m) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return "OTHER";
-    }
-}
-
 static void add_text(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void add_text(char *out, size_t cap, const char *fmt, ...)
 {
@@ -155,8 +142,8 @@ static void describe_outcome(json_t *body, char *out, size_t cap)
  * who sent it, what it asked and what came of it. */
 static void log_action(struct evhttp_request *req, int code, json_t *body)
 {
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+    /* the server takes GET and POST only (evhttp_set_allowed_methods) */
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return;
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     char *addr = NULL;
@@ -166,8 +153,8 @@ static void log_action(struct evhttp_request *req, int code, json_t *body)
     char outcome[768] = "";
     describe_outcome(body, outcome, sizeof outcome);
     const char *uri = evhttp_request_get_uri(req);
-    log_msg(code < 300 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "admin: %s %.300s from %s:%u: %d%s", method_name(m),
-            uri ? uri : "?", addr ? addr : "?", (unsigned)port, code, outcome);
+    log_msg(code < 300 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "admin: POST %.300s from %s:%u: %d%s", uri ? uri : "?",
+            addr ? addr : "?", (unsigned)port, code, outcome);
 }
 
 void admin_reply_json(struct evhttp_request *req, int code, json_t *body)
@@ -300,17 +287,10 @@ static int is_json(struct evhttp_request *req)
     return strncasecmp(t, json_type, n) == 0 && (t[n] == '\0' || t[n] == ';' || t[n] == ' ' || t[n] == '\t');
 }
 
-static int tokenless_path(enum evhttp_cmd_type method, const char *path)
-{
-    return method == EVHTTP_REQ_GET && (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0);
-}
-
 /* 0 when the request may go on; otherwise it has been answered. */
 static int admit(struct admin *a, struct evhttp_request *req, enum evhttp_cmd_type method, const char *path)
 {
     int token = has_token(a, req);
-    if (tokenless_path(method, path))
-        return 0;
     if (a->srv->cfg.admin_token && !token) {
         if (method == EVHTTP_REQ_GET && strcmp(path, "/") == 0) {
             status_page_reply(req, 401); /* the page asks for the token; it holds no data */
@@ -485,9 +465,10 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (!path)
         path = "/";
-    if (admit(a, req, method, path) != 0)
-        return;
+    /* the probes answer anyone: they tell nothing but ready or not */
     if (method == EVHTTP_REQ_GET && admin_health_route(a->health, req, path))
+        return;
+    if (admit(a, req, method, path) != 0)
         return;
     if (method == EVHTTP_REQ_GET && strcmp(path, "/") == 0)
         status_page_reply(req, 200);

@@ -62,17 +62,20 @@ static void reply_text(struct evhttp_request *req, int code, const char *text)
         evbuffer_free(out);
 }
 
+/* A reason of the proxy's own not to be sent traffic, or NULL. */
+static const char *own_reason(const struct admin_health *h)
+{
+    if (h->srv->shutting_down)
+        return "shutting_down";
+    return relay_lease_expired(h->srv) ? "fenced" : NULL;
+}
+
 /* Why the proxy should not be sent traffic now, or NULL. The upstream's
  * word is the last probe's: callers decide whether it is fresh. */
 static const char *not_ready_reason(const struct admin_health *h)
 {
-    if (h->srv->shutting_down)
-        return "shutting_down";
-    if (relay_lease_expired(h->srv))
-        return "fenced";
-    if (!h->reachable)
-        return "upstream_unreachable";
-    return NULL;
+    const char *why = own_reason(h);
+    return why ? why : h->reachable ? NULL : "upstream_unreachable";
 }
 
 static void answer_ready(struct admin_health *h, struct evhttp_request *req)
@@ -176,7 +179,7 @@ static int start_probe(struct admin_health *h)
 static void handle_readyz(struct admin_health *h, struct evhttp_request *req)
 {
     /* A reason of the proxy's own needs no probe. */
-    if (h->srv->shutting_down || relay_lease_expired(h->srv)) {
+    if (own_reason(h)) {
         answer_ready(h, req);
         return;
     }
