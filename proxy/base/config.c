@@ -107,21 +107,27 @@ static int parse_host_port(const char *text, char **host, int *port, char *err, 
     return 0;
 }
 
-/* "HOST:PORT" or "off" for the peer listener. */
+/* "HOST:PORT", or "off": 1 for off, 0 for an address, -1 with err set. */
+static int parse_host_port_or_off(const char *text, char **host, int *port, char *err, size_t errlen)
+{
+    if (strcmp(text, "off") == 0)
+        return 1;
+    char why[256];
+    if (parse_host_port(text, host, port, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
+    return -1;
+}
+
 static int parse_peer_listen(struct config *cfg, const char *text, char *err, size_t errlen)
 {
     cfg->peer_given = 1;
-    if (strcmp(text, "off") == 0) {
+    int r = parse_host_port_or_off(text, &cfg->peer_host, &cfg->peer_port, err, errlen);
+    if (r == 1) {
         set_str(&cfg->peer_host, NULL);
         cfg->peer_port = 0;
-        return 0;
     }
-    char why[256];
-    if (parse_host_port(text, &cfg->peer_host, &cfg->peer_port, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
-        return -1;
-    }
-    return 0;
+    return r < 0 ? -1 : 0;
 }
 
 static int parse_upstream_tls(const char *v, enum upstream_tls_mode *out)
@@ -150,14 +156,9 @@ static int set_listen(struct config *cfg, const char *v, char *err, size_t errle
 
 static int set_admin(struct config *cfg, const char *v, char *err, size_t errlen)
 {
-    cfg->admin_off = strcmp(v, "off") == 0;
-    if (cfg->admin_off)
-        return 0;
-    char why[256];
-    if (parse_host_port(v, &cfg->admin_host, &cfg->admin_port, why, sizeof why) == 0)
-        return 0;
-    snprintf(err, errlen, "%s (give HOST:PORT, port 0 for any free port, or off)", why);
-    return -1;
+    int r = parse_host_port_or_off(v, &cfg->admin_host, &cfg->admin_port, err, errlen);
+    cfg->admin_off = r == 1;
+    return r < 0 ? -1 : 0;
 }
 
 /* The words an option takes, in the order of the values they stand for:
