@@ -373,9 +373,11 @@ static int lint_dir_file(const char *path, struct lint_report *r, int *skipped, 
     char *buf = mig_read_file(path, &n, err, errlen);
     if (!buf)
         return -1;
-    int line = sql_script_psql_line(buf, n), rc;
+    /* parsed a second time only when it does not parse as SQL */
+    int rc = sql_lint_text(path, buf, n, r, err, errlen), line = rc != 0 ? sql_script_psql_line(buf, n) : 0;
     *skipped = line > 0;
-    rc = line > 0 ? note_skipped(r, path, line, err, errlen) : sql_lint_text(path, buf, n, r, err, errlen);
+    if (line > 0)
+        rc = note_skipped(r, path, line, err, errlen);
     free(buf);
     return rc;
 }
