@@ -119,7 +119,6 @@ static void fail_now(struct cutover *c, const char *why)
 {
     char reason[sizeof c->rep.error];
     snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "unknown reason");
-    attempt_ended(c, CUTOVER_ATTEMPT_FAILED);
     snprintf(c->rep.error, sizeof c->rep.error, "attempt %d failed: %.640s; nothing changed, traffic flows",
              c->rep.attempts, reason);
     log_error("%s", c->rep.error);
