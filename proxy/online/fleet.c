@@ -72,7 +72,8 @@ struct fleet {
     struct event *heartbeat_timer, *reconnect_timer;
     uint64_t heartbeat_sent_us;
     uint64_t renewed_us;             /* sent time of the heartbeat that last renewed the lease; 0: none */
-    unsigned long long heartbeat_failures;
+    unsigned long long heartbeat_failures; /* counted when the next one is due (heartbeat_cb) */
+    int heartbeat_answered_ok;       /* the last heartbeat sent was answered as it should be */
     json_t *members, *bypassing;     /* as of the last heartbeat */
     char migration[128], status[32]; /* the most recent migration */
     pgasync_done_fn handler;         /* of the statement in flight */
@@ -520,8 +521,7 @@ static void refresh_after_fence(struct fleet *f)
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
-    if (error || !res || PQntuples(res) != 1 || PQnfields(res) != HB_NFIELDS)
-        f->heartbeat_failures++;
+    f->heartbeat_answered_ok = !error && res && PQntuples(res) == 1 && PQnfields(res) == HB_NFIELDS;
     if (error) {
         char why[192];
         snprintf(why, sizeof why, "the heartbeat fails: %s", error);
@@ -578,9 +578,11 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct fleet *f = arg;
-    /* due, and nothing to send it on, or the last one still unanswered */
-    if (f->link != LINK_UP || f->handler == on_heartbeat)
+    /* due, and nothing to send it on, or the last one unanswered or
+     * answered with an error: one failure per heartbeat, counted here */
+    if (f->link != LINK_UP || f->handler == on_heartbeat || !f->heartbeat_answered_ok)
         f->heartbeat_failures++;
+    f->heartbeat_answered_ok = 1; /* the next one is judged on its own answer */
     if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
         want(f, JOB_HEARTBEAT);
     uint64_t now = now_us();
@@ -975,7 +977,11 @@ void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
     out->lease_s = f->lease_ms / 1000.0;
     out->lease_age_s = f->renewed_us && now >= f->renewed_us ? (double)(now - f->renewed_us) / 1e6 : -1;
     out->heartbeat_failures = f->heartbeat_failures;
-    out->members = json_is_array(f->members) ? json_array_size(f->members) : 0;
+    size_t i;
+    json_t *m;
+    out->members = 0;
+    json_array_foreach(f->members, i, m) /* dead rows stay listed until cleaned up */
+        out->members += json_is_true(json_object_get(m, "live"));
     out->bypassing = json_is_array(f->bypassing) ? json_array_size(f->bypassing) : 0;
 }
 
@@ -1011,6 +1017,7 @@ struct fleet *fleet_new(struct event_base *base, struct server *relay, const str
     f->db.notify_ctx = f;
     f->engine_db = strdup(opt->engine_db);
     f->lease_ms = opt->lease_ms;
+    f->heartbeat_answered_ok = 1;
     f->heartbeat_ms = fleet_heartbeat_interval_ms(opt->lease_ms);
     relay_set_fence_bound(relay, fleet_fence_bound_ms(opt->lease_ms));
     make_id(f, opt->id);
