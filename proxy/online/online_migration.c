@@ -568,25 +568,72 @@ static void backfill_stopped(struct migration_runner *r)
     release_lock_then(r, start_rollback);
 }
 
+/* The backfill's progress as GET /migrations/current and /metrics show it. */
+struct progress {
+    long long done, batches;
+    double total, estimated, rate, eta_s, percent, max_ms;
+    int all_done;
+};
+
+/* Past the backfill, whatever this process counted (a follower, or a
+ * proxy restarted after it, counted nothing): the rows are all done. */
+static int past_backfill(const struct migration_runner *r)
+{
+    return r->phase == RP_FINISHING || r->phase == RP_ACTIVE || r->phase == RP_COMPLETING ||
+           r->phase == RP_COMPLETED || r->phase == RP_SWITCHED;
+}
+
+static void backfill_progress(const struct migration_runner *r, struct progress *p)
+{
+    /* a proxy that only followed has no counters of its own */
+    p->done = r->nbf ? rows_done(r) : r->recorded_rows;
+    p->total = r->nbf ? 0 : (double)p->done;
+    p->estimated = p->total;
+    p->max_ms = 0;
+    p->batches = 0;
+    int every_done = r->nbf > 0;
+    for (size_t i = 0; i < r->nbf; i++) {
+        p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
+        /* the plan's estimate, before the rows done raised it */
+        p->estimated += r->bf[i].est_planned;
+        p->batches += r->bf[i].batches;
+        p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
+        every_done = every_done && r->bf[i].done;
+    }
+    double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
+    double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
+    long long moved = p->done - r->bf_rows_at_start;
+    p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
+    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done || past_backfill(r);
+    p->percent = p->all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
+    p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
+}
+
+/* The table being filled, or once all are done the last one (NULL: none). */
+static const struct backfill *current_backfill(const struct migration_runner *r)
+{
+    return r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
+}
+
+/* Why the backfill goes slower than it could, in words ("none"). */
+static const char *throttle_text(const struct migration_runner *r, const struct backfill *b)
+{
+    return r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
+}
+
 /* The same line `migrate start` shows, in the proxy's log (all tables). */
 static void log_progress(struct migration_runner *r)
 {
     if (!progress_line_due(&r->progress, 0))
         return;
-    json_t *bf = backfill_json(r);
-    const struct backfill *b = &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1];
+    struct progress p;
+    backfill_progress(r, &p);
+    const struct backfill *b = current_backfill(r);
     struct progress_sample smp = {
-        .table = b->table->qname,
-        .rows_done = json_number_value(json_object_get(bf, "rows_done")),
-        .est_total = json_number_value(json_object_get(bf, "est_total")),
-        .rows_per_s = json_number_value(json_object_get(bf, "rows_per_s")),
-        .eta_s = json_number_value(json_object_get(bf, "eta_s")),
-        .batch_rows = (double)b->batch_rows, .last_batch_ms = b->last_ms, .max_batch_ms = b->max_ms,
-        .throttle = json_string_value(json_object_get(bf, "throttle"))};
-    r->progress.tty = 0;
-    r->progress.migration = r->name;
+        .table = b->table->qname, .rows_done = (double)p.done, .est_total = p.total, .rows_per_s = p.rate,
+        .eta_s = p.eta_s, .batch_rows = (double)b->batch_rows, .last_batch_ms = b->last_ms,
+        .max_batch_ms = b->max_ms, .throttle = throttle_text(r, b)};
     progress_line_show(&r->progress, &smp, 0);
-    json_decref(bf);
 }
 
 static void on_batch_done(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -1086,6 +1133,7 @@ static void set_name(struct migration_runner *r, const char *name)
 {
     free(r->name);
     r->name = strdup(name);
+    r->progress.migration = r->name; /* tags the backfill's lines in the log */
     /* the schemas' names as they are, quoted by the sessions routed to them */
     snprintf(r->version_schema, sizeof r->version_schema, MIG_VERSION_SCHEMA_FMT, name);
     snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
@@ -1928,46 +1976,12 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 
 /* ---- status and throttle ---- */
 
-/* The backfill's progress as GET /migrations/current and /metrics show it. */
-struct progress {
-    long long done, batches;
-    double total, estimated, rate, eta_s, percent, max_ms;
-    int all_done;
-};
-
-static void backfill_progress(const struct migration_runner *r, struct progress *p)
-{
-    /* a proxy that only followed has no counters of its own */
-    p->done = r->nbf ? rows_done(r) : r->recorded_rows;
-    p->total = r->nbf ? 0 : (double)p->done;
-    p->estimated = p->total;
-    p->max_ms = 0;
-    p->batches = 0;
-    int every_done = r->nbf > 0;
-    for (size_t i = 0; i < r->nbf; i++) {
-        p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
-        /* the plan's estimate, before the rows done raised it */
-        p->estimated += r->bf[i].est_planned;
-        p->batches += r->bf[i].batches;
-        p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
-        every_done = every_done && r->bf[i].done;
-    }
-    double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
-    double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
-    long long moved = p->done - r->bf_rows_at_start;
-    p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
-    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done;
-    p->percent = p->all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
-    p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
-}
-
 static json_t *backfill_json(const struct migration_runner *r)
 {
     struct progress p;
     backfill_progress(r, &p);
-    /* the table being filled, or once all are done the last one */
-    const struct backfill *b = r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
-    const char *throttle = r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
+    const struct backfill *b = current_backfill(r);
+    const char *throttle = throttle_text(r, b);
     return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)p.done,
                      "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s", p.eta_s,
                      "batch_rows", (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)p.batches,
@@ -2006,11 +2020,8 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     out->rows_done = p.done;
     out->rows_total = p.total;
     out->rows_per_s = p.rate;
-    int all_done = r->nbf > 0 && r->cur >= r->nbf;
-    int past_backfill = r->phase == RP_FINISHING || r->phase == RP_ACTIVE || r->phase == RP_COMPLETING ||
-                        r->phase == RP_COMPLETED || r->phase == RP_SWITCHED;
-    out->progress = all_done || past_backfill ? 1.0 : p.percent / 100.0;
-    out->eta_s = all_done || r->phase != RP_BACKFILLING ? 0 : p.rate > 0 ? p.eta_s : -1;
+    out->progress = p.percent / 100.0;
+    out->eta_s = p.all_done || r->phase != RP_BACKFILLING ? 0 : p.rate > 0 ? p.eta_s : -1;
     const char *word = throttle_word(r);
     out->paused = !strcmp(word, "paused");
     out->throttle = out->paused ? "none" : word;
