@@ -16,13 +16,12 @@ import json
 import re
 import threading
 import time
-import urllib.parse
 
 import psycopg
 import pytest
 
-from conftest import run_pgtandem
-from test_migrate_util import db, migrate, new_shape_options, rows, shape, sql, write_migration  # noqa: F401
+from test_migrate_util import (db, migrate, new_shape_options, pmigrate, proxy_start, proxy_uri,  # noqa: F401
+                               rows, shape, sql, write_migration)
 
 NROWS = 2000
 
@@ -37,31 +36,8 @@ RATE = re.compile(r"(-?[\d.]+|\?|nan|-?inf) rows/s")
 
 # ---- helpers -----------------------------------------------------------------
 
-def dbname(uri):
-    return urllib.parse.urlparse(uri).path.lstrip("/")
-
-
 def engine_proxy(proxy_factory, db):
     return proxy_factory(extra_args=["--engine-db", db])
-
-
-def pmigrate(proxy, *args, timeout=300):
-    return run_pgtandem(["migrate"] + list(args) + ["--proxy", "http://127.0.0.1:%d" % proxy.admin_port],
-                        timeout=timeout)
-
-
-def proxy_start(proxy, path):
-    r = pmigrate(proxy, "start", path)
-    if r.returncode == 1 and "advisory lock" in r.stderr:
-        # right after the expand child exits its backend may still hold the
-        # engine lock when the proxy takes it; submitting again resumes
-        r = pmigrate(proxy, "start", path)
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
-    return r
-
-
-def proxy_uri(proxy, db):
-    return proxy.uri(user="postgres", password="postgres", db=dbname(db))
 
 
 def write_both_shapes(uri, name, old_sql, new_sql, n=30):

@@ -8,7 +8,7 @@ import re
 import socket
 
 from conftest import run_pgtandem, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, sql, write_migration  # noqa: F401
+from test_migrate_util import EXAMPLES, db, load_legacy, pmigrate, proxy_start, sql, write_migration  # noqa: F401
 
 NAME = "0003_checks_unify"
 ROWS = 20000
@@ -24,16 +24,9 @@ def unify():
     return write_migration(m)
 
 
-def url(proxy):
-    return "http://127.0.0.1:%d" % proxy.admin_port
-
-
-def migrate_through(proxy, db):
+def migrate_through(proxy):
     """start, a session that errors, complete: the log's main events."""
-    r = run_pgtandem(["migrate", "start", unify(), "--proxy", url(proxy)])
-    if r.returncode == 1 and "advisory lock" in r.stderr:
-        r = run_pgtandem(["migrate", "start", unify(), "--proxy", url(proxy)])
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    proxy_start(proxy, unify())
     # a client that sends garbage instead of a startup packet: a session error
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         sock.sendall(b"\x00\x00\x00\x08\x00\x00\x00\x00")
@@ -43,14 +36,14 @@ def migrate_through(proxy, db):
             pass
     wait_for(lambda: re.search(r"session \d+ \(127\.0\.0\.1", proxy.log()), timeout=10,
              what="the session's failure in the log")
-    c = run_pgtandem(["migrate", "complete", "--proxy", url(proxy)])
+    c = pmigrate(proxy, "complete")
     assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
 
 
 def test_every_line_is_json_during_a_migration(db, proxy_factory):
     load_legacy(db, ROWS)
     proxy = proxy_factory(extra_args=["--engine-db", db, "--log-format", "json"])
-    migrate_through(proxy, db)
+    migrate_through(proxy)
     proxy.stop()
     events = []
     for line in proxy.log().splitlines():
@@ -78,10 +71,7 @@ def test_backfill_progress_lines_in_the_text_log(db, proxy_factory):
     load_legacy(db, ROWS)
     sql(db, "ANALYZE checks")
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    r = run_pgtandem(["migrate", "start", unify(), "--proxy", url(proxy)])
-    if r.returncode == 1 and "advisory lock" in r.stderr:
-        r = run_pgtandem(["migrate", "start", unify(), "--proxy", url(proxy)])
-    assert r.returncode == 0, r.stdout + r.stderr
+    proxy_start(proxy, unify())
     lines = [s for s in proxy.log().splitlines() if PROGRESS.search(s)]
     assert len(lines) >= 2, proxy.log()[-3000:]
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC INFO backfill ", s) for s in lines), lines

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from conftest import run_pgtandem, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate  # noqa: F401
+from conftest import wait_for
+from test_migrate_util import EXAMPLES, db, load_legacy, migrate, proxy_start  # noqa: F401
 
 ROWS = 300000
 
@@ -25,11 +25,7 @@ def test_first_estimate_is_within_a_factor_of_three_of_the_backfill(db, proxy_fa
     assert r.returncode == 0, r.stderr
     est = json.loads(r.stdout)["tables"][0]
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    url = "http://127.0.0.1:%d" % proxy.admin_port
-    s = run_pgtandem(["migrate", "start", os.path.join(EXAMPLES, "checks_unify.json"), "--proxy", url])
-    if s.returncode == 1 and "advisory lock" in s.stderr:
-        s = run_pgtandem(["migrate", "start", os.path.join(EXAMPLES, "checks_unify.json"), "--proxy", url])
-    assert s.returncode == 0, s.stdout + s.stderr + proxy.log()[-3000:]
+    proxy_start(proxy, os.path.join(EXAMPLES, "checks_unify.json"))
     cur = wait_for(lambda: (lambda c: c if c[1].get("phase") == "active" else None)(
         proxy.admin("GET", "/migrations/current")), timeout=60, what="the migration to be active")[1]
     real = cur["backfill"]["rows_per_s"]

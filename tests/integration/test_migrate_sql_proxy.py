@@ -9,8 +9,7 @@ import json
 
 import psycopg
 
-from conftest import run_pgtandem
-from test_migrate_util import db, new_shape_options, sql  # noqa: F401
+from test_migrate_util import db, new_shape_options, pmigrate, proxy_uri, sql  # noqa: F401
 
 BASE = """
 DROP TABLE IF EXISTS items;
@@ -31,13 +30,11 @@ def column_types(db):
 
 
 def start_through(proxy, path, db):
-    url = "http://127.0.0.1:%d" % proxy.admin_port
     # the database in the environment is not the proxy's business: it must not get in the way
-    r = run_pgtandem(["migrate", "start", str(path), "--proxy", url], env={"PGTANDEM_DB": db}, timeout=300)
+    r = pmigrate(proxy, "start", str(path), env={"PGTANDEM_DB": db})
     assert r.returncode == 0, r.stdout + r.stderr
     code, cur = proxy.admin("GET", "/migrations/current")
     assert code == 200 and cur["phase"] == "active", cur
-    return url
 
 
 def stored_ops(db, name):
@@ -51,17 +48,17 @@ def test_type_change_sql_through_proxy_derives_down_from_the_proxys_catalog(db, 
     path = tmp_path / "0001_widen.sql"
     path.write_text(TYPE_CHANGE)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    url = start_through(proxy, path, db)
+    start_through(proxy, path, db)
     downs = {op["column"]: op.get("down") for op in stored_ops(db, "0001_widen")}
     assert downs["qty"].replace(" ", "") in ("qty::integer", "(qty)::integer", "CAST(qtyASinteger)"), downs
     assert "numeric(10,2)" in downs["price"], downs
     # the new release's writes reach the old shape through that down
-    through = proxy.uri(user="postgres", password="postgres", db=db.rsplit("/", 1)[1].split("?")[0])
+    through = proxy_uri(proxy, db)
     with psycopg.connect(through, autocommit=True, options=new_shape_options("0001_widen")) as c:
         c.execute("INSERT INTO items (id, qty, price) VALUES (5000, 7, 1.25)")
     with psycopg.connect(through, autocommit=True) as c:
         assert c.execute("SELECT qty, price FROM items WHERE id = 5000").fetchone() == (7, decimal.Decimal("1.25"))
-    r = run_pgtandem(["migrate", "complete", "--proxy", url], timeout=300)
+    r = pmigrate(proxy, "complete")
     assert r.returncode == 0, r.stdout + r.stderr
     assert column_types(db) == {"id": "bigint", "qty": "bigint", "price": "numeric(12,2)"}
     assert sql(db, "SELECT count(*), sum(qty) FROM items")[0] == (2001, 2000 * 2001 // 2 + 7)
@@ -73,8 +70,8 @@ def test_rollback_restores_the_old_types(db, proxy_factory, tmp_path):
     path = tmp_path / "0001_widen.sql"
     path.write_text(TYPE_CHANGE)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    url = start_through(proxy, path, db)
-    r = run_pgtandem(["migrate", "rollback", "--proxy", url], timeout=300)
+    start_through(proxy, path, db)
+    r = pmigrate(proxy, "rollback")
     assert r.returncode == 0, r.stdout + r.stderr
     assert column_types(db) == {"id": "bigint", "qty": "integer", "price": "numeric(10,2)"}
     assert sql(db, "SELECT id, qty, price FROM items ORDER BY id") == before
@@ -85,8 +82,7 @@ def test_a_broken_sql_file_is_refused_by_the_proxy_with_its_position(db, proxy_f
     path = tmp_path / "0002_bad.sql"
     path.write_text("ALTER TABLE items ALTER COLUMN qty TYPE bigint;\nALTER TABLEE items ADD x int;\n")
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    r = run_pgtandem(["migrate", "start", str(path), "--proxy", "http://127.0.0.1:%d" % proxy.admin_port],
-                     timeout=120)
+    r = pmigrate(proxy, "start", str(path), timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "0002_bad.sql:2:7: syntax error" in r.stderr, r.stderr
     code, _ = proxy.admin("GET", "/migrations/current")
@@ -101,11 +97,11 @@ def test_a_sql_directory_through_proxy_gets_its_types_from_the_catalog(db, proxy
     (tmp_path / "0001_widen.sql").write_text("ALTER TABLE items ALTER COLUMN qty TYPE bigint;\n")
     (tmp_path / "0002_note.sql").write_text("ALTER TABLE items ADD COLUMN note text;\n")
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    url = start_through(proxy, tmp_path, db)
+    start_through(proxy, tmp_path, db)
     # the chain runs as one migration, named by its head
     downs = {op["column"]: op["down"] for op in stored_ops(db, "0002_note") if "down" in op}
     assert "integer" in (downs.get("qty") or ""), downs
-    r = run_pgtandem(["migrate", "complete", "--proxy", url], timeout=300)
+    r = pmigrate(proxy, "complete")
     assert r.returncode == 0, r.stdout + r.stderr
     assert column_types(db) == {"id": "bigint", "qty": "bigint", "price": "numeric(10,2)", "note": "text"}
     assert sql(db, "SELECT name, status FROM pgtandem.migrations ORDER BY name") == [

@@ -9,8 +9,9 @@ import re
 
 import psycopg
 
-from conftest import run_pgtandem, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, sql, write_migration  # noqa: F401
+from conftest import wait_for
+from test_migrate_util import (EXAMPLES, db, load_legacy, migrate, pmigrate, proxy_start, sql,  # noqa: F401
+                               write_migration)
 
 NAME = "0003_checks_unify"
 
@@ -23,12 +24,8 @@ def unify(backfill=None):
     return write_migration(m)
 
 
-def url(proxy):
-    return "http://127.0.0.1:%d" % proxy.admin_port
-
-
 def pstatus(proxy, *extra):
-    r = run_pgtandem(["migrate", "status", "--proxy", url(proxy)] + list(extra))
+    r = pmigrate(proxy, "status", *extra)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -65,22 +62,15 @@ def current(proxy):
     return body
 
 
-def start_and_wait_active(proxy, path):
-    r = run_pgtandem(["migrate", "start", path, "--proxy", url(proxy)])
-    if r.returncode == 1 and "advisory lock" in r.stderr:
-        r = run_pgtandem(["migrate", "start", path, "--proxy", url(proxy)])
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
-
-
 def test_completed_shows_the_real_total_at_100_percent(db, proxy_factory):
     # the statistics say 1000 rows; the table holds 4000
     load_underestimated(db, 1000, 3000)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    start_and_wait_active(proxy, unify())
+    proxy_start(proxy, unify())
     for text in (pstatus(proxy), dstatus(db)):
         line = backfill_line(text)
         assert "4000/4000 rows (100.0%)" in line, text
-    c = run_pgtandem(["migrate", "complete", "--proxy", url(proxy)])
+    c = pmigrate(proxy, "complete")
     assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]
     # a proxy started afterwards only follows the finished migration
     proxy.stop()
@@ -135,7 +125,7 @@ def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
 def test_blocked_cutover_names_its_blocker(db, proxy_factory):
     load_legacy(db, 2000)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    start_and_wait_active(proxy, unify())
+    proxy_start(proxy, unify())
     # straight to Postgres, so force=1: a transaction that holds a lock on checks
     blocker = psycopg.connect(db, application_name="nightly_report")
     blocker.execute("SELECT count(*) FROM checks /* report query */")
@@ -152,5 +142,5 @@ def test_blocked_cutover_names_its_blocker(db, proxy_factory):
     assert blocked, text
     assert any("pid %d" % pid in s and "nightly_report" in s and "checks" in s for s in blocked), text
     assert any("report query" in s for s in blocked), text
-    c = run_pgtandem(["migrate", "complete", "--proxy", url(proxy)])
+    c = pmigrate(proxy, "complete")
     assert c.returncode == 0, c.stdout + c.stderr + proxy.log()[-3000:]

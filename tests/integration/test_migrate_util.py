@@ -1,8 +1,10 @@
 """Helpers shared by the migration engine's integration tests (no tests here):
-a fresh database per test, running `pgtandem migrate`, shape snapshots."""
+a fresh database per test, running `pgtandem migrate` (directly or through a
+proxy's admin API), shape snapshots."""
 import json
 import os
 import tempfile
+import urllib.parse
 import uuid
 
 import psycopg
@@ -23,6 +25,31 @@ def db(cluster):
 
 def migrate(db, *args, timeout=600):
     return run_pgtandem(["migrate"] + list(args) + ["--db", db], timeout=timeout)
+
+
+def pmigrate(proxy, *args, timeout=300, env=None):
+    """`pgtandem migrate ARGS --proxy` against the proxy's admin API."""
+    return run_pgtandem(["migrate"] + list(args) + ["--proxy", "http://127.0.0.1:%d" % proxy.admin_port],
+                        env=env, timeout=timeout)
+
+
+def proxy_start(proxy, path):
+    r = pmigrate(proxy, "start", path)
+    if r.returncode == 1 and "advisory lock" in r.stderr:
+        # right after the expand child exits its backend may still hold the
+        # engine lock when the proxy takes it; submitting again resumes
+        r = pmigrate(proxy, "start", path)
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    return r
+
+
+def dbname(uri):
+    return urllib.parse.urlparse(uri).path.lstrip("/")
+
+
+def proxy_uri(proxy, db):
+    """The database `db` (a URI) reached through the proxy, as postgres."""
+    return proxy.uri(user="postgres", password="postgres", db=dbname(db))
 
 
 def write_migration(obj, directory=None):
