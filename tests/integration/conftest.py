@@ -542,6 +542,24 @@ def pg_simple_query(sock, sql, timeout=10.0):
             return rows, err
 
 
+def query_outcome(sock, sql, timeout):
+    """Sends a simple Query; returns ("ok", None) at ReadyForQuery,
+    ("error", fields) for an ErrorResponse or ("closed", None) when the
+    server closed the session, and the seconds it took."""
+    t0 = time.time()
+    body = sql.encode() + b"\0"
+    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
+    sock.settimeout(timeout)
+    while True:
+        t, payload = pg_read_message(sock)
+        if t is None:
+            return "closed", None, time.time() - t0
+        if t == b"E":
+            return "error", pg_error_fields(payload), time.time() - t0
+        if t == b"Z":
+            return "ok", None, time.time() - t0
+
+
 class DirectTarget:
     """Stands in for a proxy when PGT_RELAY_DIRECT=1: clients go straight to the
     cluster. Tests that need the admin API or proxy options skip."""

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import pg_error_fields, pg_raw_session, pg_read_message
+from conftest import pg_raw_session, query_outcome
 from keyfront import KeyFront
 from test_cutover_e2e import (LEGACY_ROWS, _columns, admin_url, legacy_db, scalar,  # noqa: F401
                               start_migration, version_options, wait_until)
@@ -180,23 +179,6 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
     finally:
         for c in (old, new, other):
             c.close()
-
-
-def query_outcome(sock, sql, timeout):
-    """Sends a simple Query; returns ("ok", None) at ReadyForQuery or
-    ("error", fields) for an ErrorResponse, and the seconds it took."""
-    t0 = time.time()
-    body = sql.encode() + b"\0"
-    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
-    sock.settimeout(timeout)
-    while True:
-        t, payload = pg_read_message(sock)
-        if t is None:
-            return "closed", None, time.time() - t0
-        if t == b"E":
-            return "error", pg_error_fields(payload), time.time() - t0
-        if t == b"Z":
-            return "ok", None, time.time() - t0
 
 
 def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, front):

@@ -12,14 +12,13 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from conftest import TOP, pg_raw_session, pg_read_message, run_pgtandem, wait_for
+from conftest import TOP, pg_raw_session, query_outcome, run_pgtandem, wait_for
 from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
 
 LEASE_MS = 2000
@@ -98,27 +97,11 @@ def engine_proxy(proxy_factory, cluster, dbname):
     return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname), "--fleet-lease-ms", str(LEASE_MS)])
 
 
-def query_outcome(sock, sql, timeout):
-    """Sends a simple Query; "ok" at ReadyForQuery, "error" for an
-    ErrorResponse, "closed" when the proxy closed the session."""
-    body = sql.encode() + b"\0"
-    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
-    sock.settimeout(timeout)
-    while True:
-        t, _ = pg_read_message(sock)
-        if t is None:
-            return "closed"
-        if t == b"E":
-            return "error"
-        if t == b"Z":
-            return "ok"
-
-
 def held_query(sock, timeout):
     """Sends SELECT 1 on a raw session in a thread; returns the thread and
     a dict that gets the outcome."""
     outcome = {}
-    t = threading.Thread(target=lambda: outcome.update(what=query_outcome(sock, "SELECT 1", timeout)))
+    t = threading.Thread(target=lambda: outcome.update(what=query_outcome(sock, "SELECT 1", timeout)[0]))
     t.start()
     return t, outcome
 
