@@ -76,6 +76,15 @@ def wait_port(port, timeout=15.0, proc=None):
     raise RuntimeError("port %d did not open" % port)
 
 
+def port_open(port, host="127.0.0.1"):
+    """Whether something accepts connections on host:port right now."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None):
     """Polls cond() until it returns something true, for at most `timeout`
     seconds; returns that value, or fails the test naming `what` (and

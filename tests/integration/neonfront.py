@@ -603,11 +603,3 @@ def neon_uri(port, user="postgres", password="postgres", db="appdb", host="local
     if endpoint:
         u += "&options=endpoint%%3D%s" % endpoint
     return u + ("&" + extra if extra else "")
-
-
-def port_open(port, host="127.0.0.1"):
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False

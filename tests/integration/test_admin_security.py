@@ -20,7 +20,8 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, raise_nofile, relay_direct
+from conftest import (BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, port_open,
+                      raise_nofile, relay_direct)
 from test_migrate_util import db  # noqa: F401
 
 
@@ -167,19 +168,11 @@ def test_non_loopback_admin_without_token_refuses_to_start(cluster):
     try:
         code = wait_for(lambda: raw_request(aport, "GET", "/status", {"Host": "127.0.0.1",
                                                                        "Authorization": "Bearer t0ken"})[0]
-                        if _port_open(aport) else None, 15, "the admin port")
+                        if port_open(aport) else None, 15, "the admin port")
         assert code == 200
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
-
-
-def _port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 # ---- item 2: bounded headers and body before authentication -------------------------------

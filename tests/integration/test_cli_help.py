@@ -11,15 +11,12 @@ or command added there without help fails a test."""
 import os
 import re
 import select
-import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, run_pgtandem
-
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from conftest import BIN, TOP, port_open, run_pgtandem
 
 
 def source(path):
@@ -227,14 +224,6 @@ def read_until(proc, pattern, timeout=20.0):
     raise AssertionError("no line matching %r in:\n%s" % (pattern, seen))
 
 
-def connects(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_port_zero_is_logged_as_bound():
     proc = subprocess.Popen([BIN, "proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--peer-listen",
                              "127.0.0.1:0", "--upstream", "postgresql://127.0.0.1:1/?sslmode=disable"],
@@ -245,7 +234,7 @@ def test_port_zero_is_logged_as_bound():
         assert all(p > 0 for p in ports), m.group(0)
         assert len(set(ports)) == 3, m.group(0)
         for p in ports:
-            assert connects(p), (p, m.group(0))
+            assert port_open(p), (p, m.group(0))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
