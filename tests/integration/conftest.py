@@ -5,6 +5,8 @@ when it is not set (running pytest by hand) a cluster is started here.
 PGTANDEM_BIN selects the binary under test (plain or sanitizer build).
 """
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -567,6 +569,43 @@ def query_outcome(sock, sql, timeout):
             return "error", pg_error_fields(payload), time.time() - t0
         if t == b"Z":
             return "ok", None, time.time() - t0
+
+
+# ---- Prometheus text ----------------------------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+
+
+class Scrape:
+    """One /metrics answer (Prometheus text) and its samples."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = []
+        for line in text.splitlines():
+            if line.startswith("#") or not line:
+                continue
+            m = SAMPLE.match(line)
+            assert m, "not a sample line: %r" % line
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            self.samples.append((m.group(1), labels, float(m.group(3))))
+
+    def get(self, name, **labels):
+        """The value of the one sample named name with these labels (None: absent)."""
+        found = [v for n, ls, v in self.samples if n == name and all(ls.get(k) == w for k, w in labels.items())]
+        assert len(found) <= 1, (name, labels, found)
+        return found[0] if found else None
+
+    def names(self):
+        return {n for n, _, _ in self.samples}
+
+
+def promtool_check(text):
+    """`promtool check metrics` passes the text with nothing to say."""
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), \
+        "promtool check metrics:\n%s%s\n---\n%s" % (r.stdout, r.stderr, text)
 
 
 class DirectTarget:

@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import pg_raw_session, query_outcome
+from conftest import Scrape, pg_raw_session, query_outcome
 from keyfront import KeyFront
 from test_cutover_e2e import (LEGACY_ROWS, _columns, admin_url, legacy_db, scalar,  # noqa: F401
                               start_migration, version_options, wait_until)
@@ -62,12 +62,7 @@ def fleet_pids(cluster, dbname):
 def metrics(proxy):
     code, body = proxy.admin("GET", "/metrics")
     assert code == 200
-    return body
-
-
-def metric(body, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), body, re.M)
-    return float(m.group(1)) if m else None
+    return Scrape(body)
 
 
 def timed_select_1(proxy, dbname, timeout):
@@ -197,9 +192,9 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
             zip(("what", "fields", "s"), query_outcome(held, "SELECT 1", FENCE_BOUND_MS / 1000.0 + 5))))
         t.start()
         wait_until("held and fenced in /metrics",
-                   lambda: (metric(metrics(p), "pgtandem_held_sessions{reason=\"fence\"}") or 0) >= 1
-                   and metric(metrics(p), "pgtandem_fenced") == 1, timeout=5)
-        assert 'pgtandem_hold{reason="fence"} 1' in metrics(p)
+                   lambda: (metrics(p).get("pgtandem_held_sessions", reason="fence") or 0) >= 1
+                   and metrics(p).get("pgtandem_fenced") == 1, timeout=5)
+        assert 'pgtandem_hold{reason="fence"} 1' in metrics(p).text
         st = status(p)["hold"]
         assert st["fenced"] and st["reason"] == "fence" and st["held_sessions"] >= 1, st
         assert st["fence_bound_ms"] == FENCE_BOUND_MS, st
@@ -228,7 +223,7 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
         held.close()
     wait_until("fence lifted", lambda: not status(p)["hold"]["fenced"], timeout=10)
     assert timed_select_1(p, legacy_db, timeout=10) < 2.0
-    assert metric(metrics(p), "pgtandem_fenced") == 0
+    assert metrics(p).get("pgtandem_fenced") == 0
 
 
 def test_coordinator_killed_mid_contract_holds_survivors_at_most_its_lease(cluster, proxy_factory, legacy_db):

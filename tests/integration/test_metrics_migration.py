@@ -11,55 +11,21 @@ running a migration really exports."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from conftest import TOP, pg_raw_session, query_outcome, run_pgtandem, wait_for
+from conftest import PROMTOOL, TOP, Scrape, pg_raw_session, promtool_check, query_outcome, run_pgtandem, wait_for
 from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
 
 LEASE_MS = 2000
-PROMTOOL = shutil.which("promtool")
 ALERTS = os.path.join(TOP, "config", "prometheus", "alerts.yml")
 ALERTS_TEST = os.path.join(TOP, "config", "prometheus", "alerts_test.yml")
 DASHBOARD = os.path.join(TOP, "config", "grafana", "pgtandem.json")
 
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed")
-
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
-
-
-class Scrape:
-    """One /metrics answer, checked by promtool, with its samples."""
-
-    def __init__(self, text):
-        self.text = text
-        self.samples = []
-        for line in text.splitlines():
-            if line.startswith("#") or not line:
-                continue
-            m = SAMPLE.match(line)
-            assert m, "not a sample line: %r" % line
-            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-            self.samples.append((m.group(1), labels, float(m.group(3))))
-
-    def get(self, name, **labels):
-        """The value of the one sample named name with these labels (None: absent)."""
-        found = [v for n, ls, v in self.samples if n == name and all(ls.get(k) == w for k, w in labels.items())]
-        assert len(found) <= 1, (name, labels, found)
-        return found[0] if found else None
-
-    def names(self):
-        return {n for n, _, _ in self.samples}
-
-
-def promtool_check(text):
-    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), \
-        "promtool check metrics:\n%s%s\n---\n%s" % (r.stdout, r.stderr, text)
 
 
 def scrape(p):

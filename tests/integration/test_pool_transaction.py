@@ -30,7 +30,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, TOP, PeakSampler, relay_direct, wait_for, write_users_file
+from conftest import BIN, TOP, PeakSampler, Scrape, promtool_check, relay_direct, wait_for, write_users_file
 
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 
@@ -429,18 +429,6 @@ def test_pool_servers_are_the_fleets_not_bypassing_sessions(needs_proxy, cluster
         c.close()
 
 
-def _metric(text, name, **labels):
-    """The value of the sample of `name` whose labels include `labels`."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        lab, value = line[len(name) + 1:].rsplit("} ", 1)
-        have = dict(kv.split("=", 1) for kv in lab.split(","))
-        if all(have.get(k) == '"%s"' % v for k, v in labels.items()):
-            return float(value)
-    raise AssertionError("no %s%r in:\n%s" % (name, labels, text))
-
-
 def test_pool_metrics_show_active_idle_waiting_and_pinned(needs_proxy, cluster, proxy_factory, tmp_path):
     _role(cluster, "poolmet")
     p = _pool_proxy(proxy_factory, tmp_path, "poolmet", "--pool-size", "2", "--query-wait-timeout", "30")
@@ -455,24 +443,25 @@ def test_pool_metrics_show_active_idle_waiting_and_pinned(needs_proxy, cluster, 
         wait_for(lambda: p.admin("GET", "/pools")[1]["pools"][0]["clients_waiting"] == 1, what="a waiting client")
         code, text = p.admin("GET", "/metrics")
         assert code == 200
+        s = Scrape(text)
         mine = dict(user="poolmet", database="appdb")
-        assert _metric(text, "pgtandem_pool_servers", state="active", **mine) == 2, text
-        assert _metric(text, "pgtandem_pool_servers", state="idle", **mine) == 0, text
-        assert _metric(text, "pgtandem_pool_clients_waiting", **mine) == 1, text
-        assert _metric(text, "pgtandem_pool_clients_pinned", **mine) == 1, text
-        assert _metric(text, "pgtandem_pool_longest_wait_seconds", **mine) > 0, text
-        assert _metric(text, "pgtandem_pool_lends_total", **mine) >= 2, text
+        assert s.get("pgtandem_pool_servers", state="active", **mine) == 2, text
+        assert s.get("pgtandem_pool_servers", state="idle", **mine) == 0, text
+        assert s.get("pgtandem_pool_clients_waiting", **mine) == 1, text
+        assert s.get("pgtandem_pool_clients_pinned", **mine) == 1, text
+        assert s.get("pgtandem_pool_longest_wait_seconds", **mine) > 0, text
+        assert s.get("pgtandem_pool_lends_total", **mine) >= 2, text
         assert "# TYPE pgtandem_pool_waits_total counter" in text
         if shutil.which("promtool"):
-            r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
-            assert r.returncode == 0, r.stdout + r.stderr
+            promtool_check(text)
         busy.execute("COMMIT")
         t.join(30)
         assert done.is_set()
         code, text = p.admin("GET", "/metrics")
-        assert _metric(text, "pgtandem_pool_clients_waiting", **mine) == 0, text
-        assert _metric(text, "pgtandem_pool_waits_total", **mine) >= 1, text
-        assert _metric(text, "pgtandem_pool_max_wait_seconds", **mine) > 0, text
+        s = Scrape(text)
+        assert s.get("pgtandem_pool_clients_waiting", **mine) == 0, text
+        assert s.get("pgtandem_pool_waits_total", **mine) >= 1, text
+        assert s.get("pgtandem_pool_max_wait_seconds", **mine) > 0, text
     finally:
         for c in (pinned, busy, waiter):
             c.close()
