@@ -655,8 +655,7 @@ def relay(cluster, proxy_factory, relay_mode, tmp_path):
 
 
 # The client suites run through transaction pooling too (issue 23): each of
-# their tests that uses `relay` runs once per mode. What cannot work there is
-# marked at the test with pooled_xfail(reason), and the README lists it.
+# their tests that uses `relay` runs once per mode.
 POOLED_SUITES = {"test_relay_clients", "test_relay_basic", "test_relay_copy", "test_relay_libpq"}
 POOLED_USERS = {"app": "apppass", "postgres": "postgres", "md5user": "md5pass", "pwuser": "pwpass"}
 
@@ -669,12 +668,6 @@ def relay_mode():
 def pytest_generate_tests(metafunc):
     if "relay" in metafunc.fixturenames and metafunc.module.__name__ in POOLED_SUITES and not relay_direct():
         metafunc.parametrize("relay_mode", ["session", "transaction"])
-
-
-def pooled_xfail(request, reason):
-    """Marks this test as expected to fail in transaction pooling, with why."""
-    if request.node.callspec.params.get("relay_mode") == "transaction" if hasattr(request.node, "callspec") else False:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 @pytest.fixture
