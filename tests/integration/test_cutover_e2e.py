@@ -166,6 +166,12 @@ def versions(proxy):
     return st.get("versions", {})
 
 
+def current(proxy):
+    code, body = proxy.admin("GET", "/migrations/current")
+    assert code == 200, body
+    return body
+
+
 def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4, transactions=None):
     """pgbench for `duration` seconds, or `transactions` per client: a count
     cannot run out while slow logins (many clients, a loaded machine) are

@@ -10,6 +10,7 @@ import re
 import psycopg
 
 from conftest import wait_for
+from test_cutover_e2e import current
 from test_migrate_util import (EXAMPLES, db, load_legacy, migrate, pmigrate, proxy_start, sql,  # noqa: F401
                                write_migration)
 
@@ -54,12 +55,6 @@ def submit(proxy, path):
     with open(path) as f:
         code, body = proxy.admin("POST", "/migrations", f.read())
     assert code in (200, 202), body
-
-
-def current(proxy):
-    code, body = proxy.admin("GET", "/migrations/current")
-    assert code == 200, body
-    return body
 
 
 def test_completed_shows_the_real_total_at_100_percent(db, proxy_factory):

@@ -30,7 +30,8 @@ import pytest
 
 from conftest import TOP, free_port, wait_for
 from test_admin_security import raw_request
-from test_cutover_e2e import NAME, legacy_db, throttled_migration, version_options, wait_until  # noqa: F401
+from test_cutover_e2e import (NAME, current, legacy_db, throttled_migration, version_options,  # noqa: F401
+                              wait_until)
 
 try:
     import websocket  # Debian: python3-websocket
@@ -164,16 +165,6 @@ def chromium():
     c.close()
 
 
-def api(p, method, path, body=None):
-    return p.admin(method, path, body)
-
-
-def current(p):
-    code, cur = api(p, "GET", "/migrations/current")
-    assert code == 200, cur
-    return cur
-
-
 class Writer:
     """One application session through the proxy writing in a loop until
     stopped: the old release (no version) or the new one."""
@@ -224,7 +215,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
     with open(throttled_migration(1500)) as f:
         body = f.read()
     old = Writer(p, legacy_db, new=False, application_name=HOSTILE)
-    code, started = api(p, "POST", "/migrations", body)
+    code, started = p.admin("POST", "/migrations", body)
     assert code == 202, started
     writers = [old]
     try:
@@ -293,7 +284,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         wait_until("rows moving again", lambda: current(p)["backfill"]["rows_done"] > held, timeout=30)
 
         # finish the backfill at full speed, then complete from the page
-        code, thr = api(p, "POST", "/migrations/current/throttle", json.dumps({"max_rows_per_sec": 0}))
+        code, thr = p.admin("POST", "/migrations/current/throttle", json.dumps({"max_rows_per_sec": 0}))
         assert code == 200, thr
         wait_until("active", lambda: current(p)["phase"] == "active", timeout=120)
         wait_for(lambda: c.text("phase") == "active", timeout=10, what="the page to say active")
