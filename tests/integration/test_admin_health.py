@@ -22,7 +22,7 @@ from conftest import pg_raw_session, pg_simple_query
 from test_admin_security import raw_request
 from test_cutover_e2e import legacy_db, start_migration, wait_until  # noqa: F401
 from test_faults_engine import own_cluster  # noqa: F401
-from test_fleet import status
+from test_fleet import fleet_proxy, status
 
 TOKEN = "health-check-token"
 LEASE_MS = 2000
@@ -193,7 +193,7 @@ def test_an_upstream_that_never_answers_is_not_ready_within_a_bound(proxy_factor
 
 
 def test_readyz_503_while_fenced(cluster, proxy_factory, legacy_db):  # noqa: F811
-    p = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db), "--fleet-lease-ms", str(LEASE_MS)])
+    p = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS)
     start_migration(p)
     assert readyz(p)[0] == 200
     # the heartbeat's UPDATE waits behind this lock: the lease runs out

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import PROMTOOL, TOP, Scrape, pg_raw_session, promtool_check, query_outcome, run_pgtandem, wait_for
 from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
+from test_fleet import fleet_proxy
 
 LEASE_MS = 2000
 ALERTS = os.path.join(TOP, "config", "prometheus", "alerts.yml")
@@ -59,10 +60,6 @@ def throttled_unify(rows_per_sec):
     return json.dumps(mig)
 
 
-def engine_proxy(proxy_factory, cluster, dbname):
-    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname), "--fleet-lease-ms", str(LEASE_MS)])
-
-
 def held_query(sock, timeout):
     """Sends SELECT 1 on a raw session in a thread; returns the thread and
     a dict that gets the outcome."""
@@ -85,7 +82,7 @@ def check_hold(s, reason, held_at_least):
 
 
 def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa: F811
-    p = engine_proxy(proxy_factory, cluster, legacy_db)
+    p = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS)
     old = pg_raw_session(p.port, database=legacy_db)
 
     # before: the families are there, with nothing to say about a migration
@@ -282,7 +279,7 @@ def alert_exprs():
 
 
 def test_dashboard_and_alerts_name_only_exported_series(cluster, proxy_factory, legacy_db):  # noqa: F811
-    p = engine_proxy(proxy_factory, cluster, legacy_db)
+    p = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS)
     code, ans = p.admin("POST", "/migrations", throttled_unify(0))
     assert code == 202, ans
     s = wait_scrape(p, "phase active", lambda s: phase(s) == "active", timeout=120)
