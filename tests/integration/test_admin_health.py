@@ -105,7 +105,7 @@ def test_readyz_follows_postgres_stopped_and_started(own_cluster, proxy_factory)
         took = time.time() - t0
         # within the second the last answer is kept for, or at once
         if code == 200:
-            code, body = wait_until("readyz 503", lambda: readyz(p)[0] == 503 and readyz(p), timeout=3)
+            code, body = wait_until("readyz 503", lambda: (lambda r: r[0] == 503 and r)(readyz(p)), timeout=3)
         assert code == 503, body
         assert_plain(body, "not ready: upstream_unreachable")
         assert get(p, "/healthz")[0] == 200
