@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from conftest import TOP, free_port, wait_for
+from conftest import TOP, Proxy, free_port, wait_for
 from tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.image
@@ -63,7 +63,11 @@ def image():
 
 class Container:
     """`podman run -d` of the image on the host's network, with the proxy's
-    ports from this process's range."""
+    ports from this process's range; reached as a Proxy is (no token)."""
+
+    token = None
+    admin = Proxy.admin
+    uri = Proxy.uri
 
     def __init__(self, image, cluster, env=None, args=(), volumes=()):
         self.port = free_port()
@@ -93,21 +97,6 @@ class Container:
             return self.admin("GET", "/status")[0] == 200
         except OSError:
             return False
-
-    def admin(self, method, path, timeout=10):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path), method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                body, code = r.read().decode(), r.status
-        except urllib.error.HTTPError as e:
-            body, code = e.read().decode(), e.code
-        try:
-            return code, json.loads(body)
-        except ValueError:
-            return code, body
-
-    def uri(self, db="appdb", user="app", password="apppass", sslmode="disable"):
-        return "postgresql://%s:%s@127.0.0.1:%d/%s?sslmode=%s" % (user, password, self.port, db, sslmode)
 
     def logs(self):
         r = podman("logs", self.name)
