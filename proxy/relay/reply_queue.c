@@ -64,7 +64,7 @@ static void pop(struct reply_queue *q)
 static int completes(uint8_t kind, uint8_t type)
 {
     switch (kind) {
-    case 'P': return type == '1';
+    case 'P': case 'p': return type == '1';
     case 'B': return type == '2';
     case 'C': return type == '3';
     case 'd': case 'D': return type == 'T' || type == 'n';
@@ -85,7 +85,7 @@ static void skip_to_sync(struct reply_queue *q)
 
 struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type)
 {
-    struct reply_step step = {0, 0};
+    struct reply_step step = {0, 0, 0};
     if (!q->count || type == 'N' || type == 'S' || type == 'A')
         return step; /* notices, parameter reports, notifications: whenever they like */
     struct reply_entry *f = at(q, 0);
@@ -93,6 +93,7 @@ struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type)
     if (type == 'E' && extended) {
         if (f->kind == 'P')
             step.failed_hash = f->hash;
+        step.failed_unnamed = f->kind == 'p';
         skip_to_sync(q);
         return step; /* the client sees the error, even one of ours: its next message is skipped */
     }

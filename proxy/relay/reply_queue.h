@@ -18,7 +18,7 @@ enum reply_action {
     REPLY_SYNTH,  /* not sent: the proxy answers it in its turn */
 };
 
-/* kinds: 'P' Parse, 'B' Bind, 'C' Close, 'd' Describe statement ('t' then
+/* kinds: 'P' Parse of a named statement, 'p' of the unnamed one, 'B' Bind, 'C' Close, 'd' Describe statement ('t' then
  * 'T' or 'n'), 'D' Describe portal, 'E' Execute, 'S' Sync, 'Q' Query, 'F'
  * FunctionCall. */
 struct reply_entry {
@@ -46,6 +46,7 @@ int reply_queue_push(struct reply_queue *q, uint8_t kind, enum reply_action acti
 struct reply_step {
     int drop;             /* the message answers one of ours: the client must not see it */
     uint64_t failed_hash; /* a Parse that failed: that statement is not on the server */
+    int failed_unnamed;   /* a Parse of the unnamed statement failed: the server has none now */
 };
 /* Called at the start of every server message (its type). */
 struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type);

@@ -276,6 +276,7 @@ void session_free(struct session *s)
     free(s->routed_schema);
     free(s->pool_options);
     reply_queue_free(&s->replies);
+    unnamed_statement_free(&s->unnamed);
     carried_sets_free(&s->carried);
     free(s->params);
     auth_free(s->auth);
@@ -1149,6 +1150,7 @@ static void attach_server(struct session *s, struct pool_server *ps)
     s->swallow_rfq += ps->owed_rfq; /* our Close messages sent while it was idle */
     ps->owed_rfq = 0;
     reply_queue_reset(&s->replies);
+    s->unnamed.on_server = 0; /* it may have another borrower's */
     sync_params(s);
 }
 
@@ -1246,7 +1248,7 @@ static int answer_due_now(struct session *s)
 static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                           size_t avail)
 {
-    struct stmt_map m = {&s->prepared, &s->replies, s->lent, 0, NULL, NULL};
+    struct stmt_map m = {.registry = &s->prepared, .replies = &s->replies, .server = s->lent, .unnamed = &s->unnamed};
     enum stmt_map_result r = stmt_map_client_message(&m, in, h, avail);
     if (r == STMT_FAILED)
         session_fail(s, m.sqlstate, "%s", m.error);
@@ -1622,7 +1624,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        if (s->lent && stmt_map_server_message(&s->replies, s->lent, h.type)) { /* the reply to one of ours */
+        if (s->lent && stmt_map_server_message(&s->replies, s->lent, &s->unnamed, h.type)) { /* the reply to one of ours */
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;

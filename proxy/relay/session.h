@@ -12,6 +12,7 @@
 #include "reply_queue.h"
 #include "server.h"
 #include "session_state.h"
+#include "statement_map.h"
 
 struct server;
 struct sbuf;
@@ -76,6 +77,7 @@ struct session {
     char pin_reason[64];            /* keeps `lent` for good, and why ("": not pinned) */
     struct param_values *params;    /* the tracked parameters as this client has them (from its welcome) */
     struct reply_queue replies;     /* what the lent server owes (statement_map.h) */
+    struct unnamed_statement unnamed; /* its unnamed statement, kept across servers (statement_map.h) */
     struct carried_sets carried;    /* its SETs the pool carries to each server it borrows */
 };
 

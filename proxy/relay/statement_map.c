@@ -4,6 +4,7 @@
 #include "statement_map.h"
 
 #include <event2/buffer.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool.h"
@@ -106,6 +107,72 @@ static int ensure_on_server(struct stmt_map *m, struct prepared *p, char name[24
     return prepare_on_server(m, p, hash, name, action);
 }
 
+/* ---- the unnamed statement ---- */
+
+void unnamed_statement_free(struct unnamed_statement *u)
+{
+    free(u->parse);
+    u->parse = NULL;
+    u->len = 0;
+}
+
+/* The client's Parse "": kept (whole: it is at most PREPARED_MAX_MESSAGE)
+ * and passed through; the server it runs on has it from then on. One the
+ * server skips (after an error, before the Sync) changes nothing. */
+static enum stmt_map_result map_unnamed_parse(struct stmt_map *m, struct evbuffer *in, uint32_t total)
+{
+    struct unnamed_statement *u = m->unnamed;
+    uint8_t *copy = malloc(total);
+    if (!copy)
+        return out_of_memory(m);
+    int queued = push(m, 'p', REPLY_PASS, 0);
+    if (queued <= 0) {
+        free(copy);
+        return queued < 0 ? STMT_FAILED : STMT_STREAM;
+    }
+    evbuffer_copyout(in, copy, total);
+    free(u->parse);
+    u->parse = copy;
+    u->len = total;
+    u->on_server = 1;
+    return STMT_STREAM;
+}
+
+/* Before a Bind or Describe of the unnamed statement on a server that does
+ * not have the client's: its Parse again, or a Close of the server's (a
+ * previous borrower's) when the client has none. Replies dropped. */
+static int unnamed_to_server(struct stmt_map *m)
+{
+    struct unnamed_statement *u = m->unnamed;
+    if (u->on_server)
+        return 0;
+    static const uint8_t close_unnamed[] = {'C', 0, 0, 0, 6, 'S', '\0'};
+    int queued = u->parse ? push(m, 'p', REPLY_DROP, 0) : push(m, 'C', REPLY_DROP, 0);
+    if (queued <= 0) /* skipped by the server, as the client's message will be */
+        return queued;
+    if (u->parse)
+        evbuffer_add(m->server->sb->out, u->parse, u->len);
+    else
+        evbuffer_add(m->server->sb->out, close_unnamed, sizeof close_unnamed);
+    u->on_server = 1;
+    return 0;
+}
+
+/* A simple Query (Postgres runs it as the unnamed statement) or a Close of
+ * the unnamed statement: passed through, and the statement is gone on the
+ * server it runs on, as it is for the client. */
+static enum stmt_map_result stream_dropping_unnamed(struct stmt_map *m, uint8_t kind)
+{
+    int queued = push(m, kind, REPLY_PASS, 0);
+    if (queued < 0)
+        return STMT_FAILED;
+    if (queued) {
+        unnamed_statement_free(m->unnamed);
+        m->unnamed->on_server = 1;
+    }
+    return STMT_STREAM;
+}
+
 /* A named Parse: remembered, and prepared on the server only if it does
  * not have that statement yet (else answered by the proxy). */
 static enum stmt_map_result map_parse(struct stmt_map *m, struct evbuffer *in, uint32_t total)
@@ -169,8 +236,10 @@ static enum stmt_map_result map_use(struct stmt_map *m, struct evbuffer *in, con
      * output touches `in` */
     const uint8_t *msg = evbuffer_pullup(in, (ssize_t)prefix_len);
     const char *client_name = (const char *)msg + name_at;
-    struct prepared *p = *client_name ? prepared_find(m->registry, client_name) : NULL;
-    if (!p) /* unnamed, or unknown: Postgres answers as it would */
+    if (!*client_name)
+        return unnamed_to_server(m) != 0 ? STMT_FAILED : stream(m, kind);
+    struct prepared *p = prepared_find(m->registry, client_name);
+    if (!p) /* unknown: Postgres answers as it would */
         return stream(m, kind);
     char name[24];
     if (ensure_on_server(m, p, name, REPLY_DROP) != 0)
@@ -201,8 +270,10 @@ static enum stmt_map_result map_close(struct stmt_map *m, struct evbuffer *in, c
     if (avail < total)
         return STMT_NEED_MORE;
     const uint8_t *msg = evbuffer_pullup(in, total);
-    if (total < PROTO_HEADER_LEN + 2 || msg[PROTO_HEADER_LEN] != 'S' || msg[PROTO_HEADER_LEN + 1] == '\0')
+    if (total < PROTO_HEADER_LEN + 2 || msg[PROTO_HEADER_LEN] != 'S')
         return stream(m, 'C');
+    if (msg[PROTO_HEADER_LEN + 1] == '\0')
+        return stream_dropping_unnamed(m, 'C');
     prepared_forget_closed(m->registry, msg, total);
     evbuffer_drain(in, total);
     return push(m, 'C', REPLY_SYNTH, 0) < 0 ? STMT_FAILED : STMT_CONSUMED;
@@ -218,11 +289,11 @@ enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer
             return STMT_NEED_MORE;
         uint8_t first[PROTO_HEADER_LEN + 1];
         evbuffer_copyout(in, first, sizeof first);
-        if (first[PROTO_HEADER_LEN] == '\0' || total > PREPARED_MAX_MESSAGE) /* unnamed (or too large to keep) */
-            return stream(m, 'P');
+        if (total > PREPARED_MAX_MESSAGE) /* too large to keep: such a Parse pins the client */
+            return stream(m, first[PROTO_HEADER_LEN] ? 'P' : 'p');
         if (avail < total)
             return STMT_NEED_MORE;
-        return map_parse(m, in, total);
+        return first[PROTO_HEADER_LEN] ? map_parse(m, in, total) : map_unnamed_parse(m, in, total);
     }
     case 'B':
         return map_use(m, in, h, avail, 'B');
@@ -237,18 +308,23 @@ enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer
     }
     case 'C':
         return map_close(m, in, h, avail);
-    case 'E': case 'S': case 'Q': case 'F':
+    case 'Q':
+        return stream_dropping_unnamed(m, 'Q');
+    case 'E': case 'S': case 'F':
         return stream(m, h->type);
     default: /* Flush, COPY data, Terminate: no reply of their own */
         return STMT_STREAM;
     }
 }
 
-int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, uint8_t type)
+int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, struct unnamed_statement *u,
+                            uint8_t type)
 {
     struct reply_step step = reply_queue_on_server(q, type);
     if (step.failed_hash)
         pool_server_forget_statement(ps, step.failed_hash);
+    if (step.failed_unnamed) /* Postgres dropped the old one before parsing: none now, on either side */
+        unnamed_statement_free(u);
     return step.drop;
 }
 

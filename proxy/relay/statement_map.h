@@ -19,12 +19,26 @@ struct pool_server;
 struct prepared;
 struct reply_queue;
 
+/* The client's unnamed statement. Postgres keeps it across Syncs, until the
+ * next unnamed Parse, a simple Query or a Close of it, but a client's next
+ * Sync may run on another server: its Parse is kept to prepare it there
+ * before a Bind or Describe of it (or, when the client has none, the
+ * server's is closed, so the client hears 26000 as Postgres would answer). */
+struct unnamed_statement {
+    uint8_t *parse;     /* the client's Parse "" (NULL: it has no unnamed statement) */
+    uint32_t len;
+    int on_server;      /* the lent server's unnamed statement is the client's (or none, as the client's) */
+};
+
+void unnamed_statement_free(struct unnamed_statement *u);
+
 /* What the mapping works on, handed in by the session for each message
  * (the module keeps nothing of its own). */
 struct stmt_map {
     struct prepared **registry;     /* the client's named statements */
     struct reply_queue *replies;    /* what the lent server owes */
     struct pool_server *server;     /* the lent server (what goes to it: server->sb->out) */
+    struct unnamed_statement *unnamed; /* the client's unnamed statement */
     uint32_t rest;                  /* out, STMT_STREAM_REST: bytes of the message still to pass */
     const char *sqlstate, *error;   /* out, STMT_FAILED: what the client is told */
 };
@@ -42,7 +56,8 @@ enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer
                                              size_t avail);
 /* A server message at its start: 1 when it answers one of the proxy's own
  * messages (drop it). */
-int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, uint8_t type);
+int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, struct unnamed_statement *u,
+                            uint8_t type);
 /* Writes the replies the proxy owes the client now, in their turn; 1 when
  * it wrote any. */
 int stmt_map_answer_due(struct reply_queue *q, struct evbuffer *to_client);

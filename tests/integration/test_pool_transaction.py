@@ -15,7 +15,9 @@ transaction from pools it logs in itself, behind its own SCRAM.
   connection, keeps that state working, and shows in /status;
 - named protocol statements of psycopg, asyncpg, node-postgres, pgjdbc and
   pgbench -M prepared are prepared on whichever server runs them, shared
-  between clients, and never pin;
+  between clients, and never pin; the unnamed statement (libpq's PQprepare
+  with "") follows its client to the next server as Postgres keeps it,
+  compared step by step with direct connections;
 - the wait queue answers with 53300 after query_wait_timeout; a server
   terminated between transactions is replaced without the client noticing;
 - transaction mode without auth scram is refused at start.
@@ -245,6 +247,60 @@ def test_psycopg_prepared_statements_move_between_servers(needs_proxy, cluster, 
         t.join()
     assert not errors, errors[:3]
     _check_moved_and_shared(p, "poolpsy", 2 * CLIENTS * ROUNDS, max(results))
+
+
+def _unnamed_statement_steps(a, b, c):
+    """libpq's PQprepare with an empty name, then PQexecPrepared of it: a
+    Parse "" and a Bind "" in two Syncs. Between them b holds the server a
+    used (in a transaction), so through the pool a runs on another one; c
+    leaves an unnamed statement of its own on a server a may borrow next.
+    What a hears at each step, and the backends a ran on."""
+    def outcome(res):
+        if res.status == psycopg.pq.ExecStatus.TUPLES_OK:
+            return ("rows", res.get_value(0, 0).decode())
+        if res.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            return ("ok", res.nfields)
+        return ("error", (res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b"").decode())
+
+    def backend(conn):
+        return int(conn.pgconn.exec_(b"SELECT pg_backend_pid()").get_value(0, 0))
+
+    pa, steps = a.pgconn, []
+    steps.append(outcome(pa.prepare(b"", b"SELECT ($1::int + 1)::text")))
+    first = backend(a)  # a simple query: the unnamed statement is gone after it, in Postgres too
+    steps.append(outcome(pa.exec_prepared(b"", [b"1"])))
+    steps.append(outcome(pa.prepare(b"", b"SELECT ($1::int + 1)::text")))
+    b.execute("BEGIN")
+    held = b.execute("SELECT pg_backend_pid()").fetchone()[0]
+    steps.append(outcome(pa.exec_prepared(b"", [b"41"])))
+    steps.append(outcome(pa.describe_prepared(b"")))
+    steps.append(outcome(pa.exec_prepared(b"", [b"99"])))
+    steps.append(outcome(pa.prepare(b"", b"SELEC broken")))  # fails: Postgres drops the old one first
+    steps.append(outcome(pa.exec_prepared(b"", [b"1"])))
+    c.pgconn.prepare(b"", b"SELECT 'not yours'::text")
+    steps.append(outcome(pa.exec_prepared(b"", [])))
+    b.execute("COMMIT")
+    return steps, first, held
+
+
+def test_an_unnamed_statement_follows_its_client_to_another_server(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "poolunnamed")
+    p = _pool_proxy(proxy_factory, tmp_path, "poolunnamed", "--pool-size", "3")
+    direct = [psycopg.connect(cluster.uri(user="poolunnamed", password=PW), autocommit=True) for _ in range(3)]
+    pooled = [_connect(p, "poolunnamed") for _ in range(3)]
+    try:
+        want, _, _ = _unnamed_statement_steps(*direct)
+        got, first, held = _unnamed_statement_steps(*pooled)
+    finally:
+        for conn in direct + pooled:
+            conn.close()
+    # Postgres's answers, step by step: the statement, 26000 once it is gone
+    assert want == [("ok", 0), ("error", "26000"), ("ok", 0), ("rows", "42"), ("ok", 1), ("rows", "100"),
+                    ("error", "42601"), ("error", "26000"), ("error", "26000")]
+    assert got == want
+    assert held == first, "b should have borrowed the server a prepared on"
+    code, pools = p.admin("GET", "/pools")
+    assert code == 200 and pools["pinned_sessions"] == 0
 
 
 def test_asyncpg_statement_cache_through_the_pool(needs_proxy, cluster, proxy_factory, tmp_path):

@@ -57,6 +57,23 @@ static void test_an_error_skips_to_the_sync(void)
     reply_queue_free(&q);
 }
 
+static void test_the_unnamed_statement(void)
+{
+    struct reply_queue q;
+    reply_queue_init(&q);
+    reply_queue_push(&q, 'p', REPLY_DROP, 0);
+    reply_queue_push(&q, 'B', REPLY_PASS, 0);
+    CHECK("the ParseComplete of our unnamed Parse is dropped", step_drops(&q, '1'));
+    CHECK("the client's BindComplete passes", !step_drops(&q, '2') && reply_queue_empty(&q));
+    reply_queue_push(&q, 'p', REPLY_PASS, 0);
+    reply_queue_push(&q, 'S', REPLY_PASS, 0);
+    struct reply_step st = reply_queue_on_server(&q, 'E');
+    CHECK("a failed unnamed Parse says so", st.failed_unnamed && !st.failed_hash && !st.drop);
+    reply_queue_push(&q, 'P', REPLY_PASS, 5);
+    CHECK("a named one does not", !step_drops(&q, 'Z') && !reply_queue_on_server(&q, 'E').failed_unnamed);
+    reply_queue_free(&q);
+}
+
 static void test_simple_queries_and_growth(void)
 {
     struct reply_queue q;
@@ -78,6 +95,7 @@ int main(void)
 {
     test_drop_and_synth_in_their_turn();
     test_an_error_skips_to_the_sync();
+    test_the_unnamed_statement();
     test_simple_queries_and_growth();
     return UNIT_RESULT();
 }
