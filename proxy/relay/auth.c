@@ -356,6 +356,20 @@ int auth_credentials_copy(const struct auth_state *a, struct auth_credentials *o
     return scram_server_client_key(&a->server, out->client_key) == SCRAM_OK ? 0 : -1;
 }
 
+int auth_credentials_dup(const struct auth_credentials *c, struct auth_credentials *out)
+{
+    *out = *c;
+    if (!c->password)
+        return 0;
+    out->password = malloc(c->password_len + 1);
+    if (!out->password) {
+        OPENSSL_cleanse(out, sizeof *out);
+        return -1;
+    }
+    memcpy(out->password, c->password, c->password_len + 1);
+    return 0;
+}
+
 void auth_credentials_wipe(struct auth_credentials *c)
 {
     if (c->password) {

@@ -60,6 +60,8 @@ struct auth_credentials {
 };
 /* After the client's exchange returned AUTH_DONE. 0, or -1 out of memory. */
 PGT_MUSTCHECK int auth_credentials_copy(const struct auth_state *a, struct auth_credentials *out);
+/* A copy of `c` (its password allocated anew). 0, or -1 out of memory. */
+PGT_MUSTCHECK int auth_credentials_dup(const struct auth_credentials *c, struct auth_credentials *out);
 void auth_credentials_wipe(struct auth_credentials *c);
 /* An exchange that only logs in upstream, as `user`, with no client behind
  * it (a pool's server connection): feed it the upstream's 'R' messages with

@@ -194,10 +194,10 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
     return p;
 }
 
-void pool_take_credentials(struct pool *p, const struct auth_state *a)
+void pool_take_credentials(struct pool *p, const struct auth_credentials *c)
 {
     struct auth_credentials fresh;
-    if (!a || auth_credentials_copy(a, &fresh) != 0)
+    if (!c || auth_credentials_dup(c, &fresh) != 0)
         return;
     if (p->have_creds)
         auth_credentials_wipe(&p->creds);

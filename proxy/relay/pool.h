@@ -137,7 +137,7 @@ uint32_t pool_logging_in(const struct pool *p);
 struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
                       const char *schema);
 /* Keeps the credentials a client just proved, for the pool's next logins. */
-void pool_take_credentials(struct pool *p, const struct auth_state *a);
+void pool_take_credentials(struct pool *p, const struct auth_credentials *c);
 
 /* Lends an idle server now (returned), or queues `w` and returns NULL:
  * w->lent or w->failed follows. */

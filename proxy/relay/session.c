@@ -280,6 +280,10 @@ void session_free(struct session *s)
     carried_sets_free(&s->carried);
     free(s->params);
     auth_free(s->auth);
+    if (s->creds) {
+        auth_credentials_wipe(s->creds);
+        free(s->creds);
+    }
     prepared_free_all(&s->prepared);
     free(s);
     server_boundary_reached(srv);
@@ -751,8 +755,24 @@ static struct pool *current_pool(struct session *s)
     struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->pool_options,
                               server_version_schema(s->srv, s->version));
     if (p && !p->have_creds)
-        pool_take_credentials(p, s->auth);
+        pool_take_credentials(p, s->creds);
     return p;
+}
+
+/* The client proved its password: of the exchange (over a kilobyte, kept
+ * for the whole session otherwise) only the credentials a pool made later
+ * logs in with are kept. 0, or -1 out of memory. */
+static int keep_only_credentials(struct session *s)
+{
+    struct auth_credentials *c = malloc(sizeof *c);
+    if (!c || auth_credentials_copy(s->auth, c) != 0) {
+        free(c);
+        return -1;
+    }
+    s->creds = c;
+    auth_free(s->auth);
+    s->auth = NULL;
+    return 0;
 }
 
 static void add_parameter_status(struct evbuffer *out, const char *key, const char *value)
@@ -823,8 +843,12 @@ static void begin_pooled(struct session *s)
 {
     s->version = session_declared_version(&s->startup);
     s->pool_options = pool_options_of(&s->startup);
+    if (auth_finish_client(s->auth) != 0 || keep_only_credentials(s) != 0) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return;
+    }
     struct pool *p = s->pool_options ? current_pool(s) : NULL;
-    if (!p || auth_finish_client(s->auth) != 0) {
+    if (!p) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
     }
@@ -1523,8 +1547,11 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
     if (r == AUTH_NOT_MINE)
         return 0;
     evbuffer_drain(in, total);
-    if (r == AUTH_DONE)
+    if (r == AUTH_DONE) { /* the exchange is over, and its state no longer needed */
+        auth_free(s->auth);
+        s->auth = NULL;
         session_set_state(s, SESS_AUTH);
+    }
     return 1;
 }
 

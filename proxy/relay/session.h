@@ -62,7 +62,8 @@ struct session {
     char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
     char *routed_schema;            /* the version schema we put on its search_path (NULL: none) */
     uint32_t route_gen;             /* srv->route.gen when we did */
-    struct auth_state *auth;        /* auth "scram" exchanges, NULL in pass-through */
+    struct auth_state *auth;        /* auth "scram" exchanges while they last, NULL in pass-through */
+    struct auth_credentials *creds; /* transaction pooling: what the client proved, for pools made later */
     struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
     struct event *login_timer;      /* client_login_timeout: freed once the session is ready;
                                        cancel_wait_timeout for a CancelRequest's connection */
