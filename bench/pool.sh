@@ -13,7 +13,7 @@
 #   Both poolers reach Postgres over TLS; client legs are plain TCP on loopback.
 #
 # Environment:
-#   ROUNDS=2 DURATION=10 CLIENTS="10 100 1000" PREPARED_CLIENTS=1000
+#   ROUNDS=2 DURATION=10 CLIENTS="10 100 1000 5000" PREPARED_CLIENTS=1000
 #   MEM_CONNS=10000 POOL=20 MAX_CONNECTIONS=50 SCALE=10
 #   OUT=bench/results/pool-<date>  (writes OUT.md and OUT.json)
 set -eu
