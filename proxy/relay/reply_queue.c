@@ -10,21 +10,24 @@ void reply_queue_init(struct reply_queue *q)
     memset(q, 0, sizeof *q);
 }
 
-void reply_queue_free(struct reply_queue *q)
+static struct reply_entry *at(const struct reply_queue *q, uint32_t i)
 {
-    free(q->e);
-    memset(q, 0, sizeof *q);
+    return &q->e[(q->head + i) % q->cap];
 }
 
 void reply_queue_reset(struct reply_queue *q)
 {
+    for (uint32_t i = 0; i < q->count; i++)
+        free(at(q, i)->error);
     q->head = q->count = 0;
     q->skipping = 0;
 }
 
-static struct reply_entry *at(const struct reply_queue *q, uint32_t i)
+void reply_queue_free(struct reply_queue *q)
 {
-    return &q->e[(q->head + i) % q->cap];
+    reply_queue_reset(q);
+    free(q->e);
+    memset(q, 0, sizeof *q);
 }
 
 static int grow(struct reply_queue *q)
@@ -50,12 +53,23 @@ int reply_queue_push(struct reply_queue *q, uint8_t kind, enum reply_action acti
         q->skipping = 0;
     if (q->count == q->cap && grow(q) != 0)
         return -1;
-    *at(q, q->count++) = (struct reply_entry){kind, (uint8_t)action, hash};
+    *at(q, q->count++) = (struct reply_entry){kind, (uint8_t)action, hash, NULL};
     return 1;
+}
+
+int reply_queue_push_failure(struct reply_queue *q, uint8_t kind, uint8_t *error)
+{
+    int r = reply_queue_push(q, kind, REPLY_FAIL, 0);
+    if (r == 1)
+        at(q, q->count - 1)->error = error;
+    else
+        free(error);
+    return r;
 }
 
 static void pop(struct reply_queue *q)
 {
+    free(at(q, 0)->error);
     q->head = (q->head + 1) % q->cap;
     q->count--;
 }
@@ -85,7 +99,7 @@ static void skip_to_sync(struct reply_queue *q)
 
 struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type)
 {
-    struct reply_step step = {0, 0, 0};
+    struct reply_step step = {0};
     if (!q->count || type == 'N' || type == 'S' || type == 'A')
         return step; /* notices, parameter reports, notifications: whenever they like */
     struct reply_entry *f = at(q, 0);
@@ -94,6 +108,8 @@ struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type)
         if (f->kind == 'P')
             step.failed_hash = f->hash;
         step.failed_unnamed = f->kind == 'p';
+        step.error = f->error; /* taken before the entry goes */
+        f->error = NULL;
         skip_to_sync(q);
         return step; /* the client sees the error, even one of ours: its next message is skipped */
     }

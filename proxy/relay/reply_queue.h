@@ -16,6 +16,9 @@ enum reply_action {
     REPLY_PASS,   /* the client's own message: its reply goes to the client */
     REPLY_DROP,   /* ours: its reply is dropped */
     REPLY_SYNTH,  /* not sent: the proxy answers it in its turn */
+    REPLY_FAIL,   /* ours, sent to fail where Postgres fails the client's message (so the
+                     server skips to the Sync and aborts a transaction block as Postgres
+                     would): the server's error is replaced by the entry's own */
 };
 
 /* kinds: 'P' Parse of a named statement, 'p' of the unnamed one, 'B' Bind, 'C' Close, 'd' Describe statement ('t' then
@@ -25,6 +28,7 @@ struct reply_entry {
     uint8_t kind;
     uint8_t action;
     uint64_t hash;        /* the server-side statement a Parse creates (0: none) */
+    uint8_t *error;       /* REPLY_FAIL: the ErrorResponse the client hears (owned) */
 };
 
 struct reply_queue {
@@ -41,11 +45,16 @@ void reply_queue_reset(struct reply_queue *q);
  * the server will skip it (after an error, before a Sync; a SYNTH entry
  * then must not be answered either), -1 when out of memory. */
 int reply_queue_push(struct reply_queue *q, uint8_t kind, enum reply_action action, uint64_t hash);
+/* A REPLY_FAIL entry whose ErrorResponse is `error` (malloc'd, taken over:
+ * freed here when the entry is not queued). Returns as reply_queue_push. */
+int reply_queue_push_failure(struct reply_queue *q, uint8_t kind, uint8_t *error);
 
 /* What a server message means for the queue. */
 struct reply_step {
     int drop;             /* the message answers one of ours: the client must not see it */
     uint64_t failed_hash; /* a Parse that failed: that statement is not on the server */
+    uint8_t *error;       /* a REPLY_FAIL entry's error, to send in place of the server's (the
+                             caller frees it) */
     int failed_unnamed;   /* a Parse of the unnamed statement failed: the server has none now */
 };
 /* Called at the start of every server message (its type). */

@@ -1651,7 +1651,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        if (s->lent && stmt_map_server_message(&s->replies, s->lent, &s->unnamed, h.type)) { /* the reply to one of ours */
+        if (s->lent && stmt_map_server_message(&s->replies, s->lent, &s->unnamed, h.type, out)) { /* the reply to one of ours */
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;

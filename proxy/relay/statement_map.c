@@ -173,11 +173,45 @@ static enum stmt_map_result stream_dropping_unnamed(struct stmt_map *m, uint8_t 
     return STMT_STREAM;
 }
 
+/* A Parse of a name the client has not closed: Postgres refuses it with
+ * 42P05 and keeps the statement it has. The server is made to fail in its
+ * place, by a Describe of a statement no connection has (no side effect),
+ * so that it skips to the Sync and aborts a transaction block as Postgres
+ * would; its error is replaced by the one the client would hear. */
+static enum stmt_map_result refuse_duplicate(struct stmt_map *m, struct evbuffer *in, uint32_t total,
+                                             const char *name)
+{
+    static const uint8_t describe_missing[] = {'D', 0, 0, 0, 14, 'S', 'p', 'g', 't', '_', 'n', 'o', 'n', 'e', '\0'};
+    size_t name_len = strlen(name), text_len = name_len + 48, cap = text_len + 64;
+    char *text = malloc(text_len);
+    uint8_t *error = malloc(cap);
+    size_t n = 0;
+    if (text && error) {
+        snprintf(text, text_len, "prepared statement \"%s\" already exists", name);
+        n = proto_format_error(error, cap, "ERROR", SQLSTATE_DUPLICATE_PSTATEMENT, text);
+    }
+    free(text);
+    if (!n) {
+        free(error);
+        return out_of_memory(m);
+    }
+    int queued = reply_queue_push_failure(m->replies, 'd', error);
+    if (queued < 0)
+        return out_of_memory(m);
+    evbuffer_drain(in, total);
+    if (queued) /* else skipped, as the client's Parse is, after an earlier error */
+        evbuffer_add(m->server->sb->out, describe_missing, sizeof describe_missing);
+    return STMT_CONSUMED;
+}
+
 /* A named Parse: remembered, and prepared on the server only if it does
  * not have that statement yet (else answered by the proxy). */
 static enum stmt_map_result map_parse(struct stmt_map *m, struct evbuffer *in, uint32_t total)
 {
     const uint8_t *msg = evbuffer_pullup(in, total);
+    const char *client_name = (const char *)msg + PROTO_HEADER_LEN;
+    if (memchr(client_name, '\0', total - PROTO_HEADER_LEN) && prepared_find(m->registry, client_name))
+        return refuse_duplicate(m, in, total, client_name);
     if (prepared_remember(m->registry, msg, total) != 0)
         return out_of_memory(m);
     struct prepared *p = *m->registry;
@@ -318,13 +352,18 @@ enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer
 }
 
 int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, struct unnamed_statement *u,
-                            uint8_t type)
+                            uint8_t type, struct evbuffer *to_client)
 {
     struct reply_step step = reply_queue_on_server(q, type);
     if (step.failed_hash)
         pool_server_forget_statement(ps, step.failed_hash);
     if (step.failed_unnamed) /* Postgres dropped the old one before parsing: none now, on either side */
         unnamed_statement_free(u);
+    if (step.error) { /* the failure we asked for: the client hears the one it caused */
+        evbuffer_add(to_client, step.error, proto_get_u32(step.error + 1) + 1);
+        free(step.error);
+        return 1;
+    }
     return step.drop;
 }
 

@@ -54,10 +54,11 @@ enum stmt_map_result {
 /* A client message at its start, while a server is lent. */
 enum stmt_map_result stmt_map_client_message(struct stmt_map *m, struct evbuffer *in, const struct msg_header *h,
                                              size_t avail);
-/* A server message at its start: 1 when it answers one of the proxy's own
- * messages (drop it). */
+/* A server message at its start: 1 when the client must not see it (it
+ * answers one of the proxy's own messages, or it is an error the proxy
+ * replaced, writing its own to `to_client`). */
 int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, struct unnamed_statement *u,
-                            uint8_t type);
+                            uint8_t type, struct evbuffer *to_client);
 /* Writes the replies the proxy owes the client now, in their turn; 1 when
  * it wrote any. */
 int stmt_map_answer_due(struct reply_queue *q, struct evbuffer *to_client);

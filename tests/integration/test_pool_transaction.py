@@ -17,7 +17,8 @@ transaction from pools it logs in itself, behind its own SCRAM.
   pgbench -M prepared are prepared on whichever server runs them, shared
   between clients, and never pin; the unnamed statement (libpq's PQprepare
   with "") follows its client to the next server as Postgres keeps it,
-  compared step by step with direct connections;
+  compared step by step with direct connections; a Parse of a name not
+  closed is refused with 42P05 and aborts what Postgres aborts;
 - the wait queue answers with 53300 after query_wait_timeout; a server
   terminated between transactions is replaced without the client noticing;
 - transaction mode without auth scram is refused at start.
@@ -299,6 +300,79 @@ def test_an_unnamed_statement_follows_its_client_to_another_server(needs_proxy, 
                     ("error", "42601"), ("error", "26000"), ("error", "26000")]
     assert got == want
     assert held == first, "b should have borrowed the server a prepared on"
+    code, pools = p.admin("GET", "/pools")
+    assert code == 200 and pools["pinned_sessions"] == 0
+
+
+def _answer(res):
+    """A libpq result as the client hears it: rows, ok, or the error's
+    SQLSTATE and primary message."""
+    st = psycopg.pq.ExecStatus
+    if res.status == st.TUPLES_OK:
+        return ("rows", res.get_value(0, 0).decode() if res.ntuples else None)
+    if res.status == st.COMMAND_OK:
+        return ("ok",)
+    if res.status == st.PIPELINE_ABORTED:
+        return ("skipped",)
+    field = psycopg.pq.DiagnosticField
+    return ("error", (res.error_field(field.SQLSTATE) or b"").decode(),
+            (res.error_field(field.MESSAGE_PRIMARY) or b"").decode())
+
+
+def _pipeline(pc, *sends):
+    """The messages `sends` queue, then one Sync; every answer up to it."""
+    pc.enter_pipeline_mode()
+    for send in sends:
+        send()
+    pc.pipeline_sync()
+    answers = []
+    while True:
+        res = pc.get_result()
+        if res is None:
+            continue  # the end of one command's results
+        if res.status == psycopg.pq.ExecStatus.PIPELINE_SYNC:
+            break
+        answers.append(_answer(res))
+    pc.exit_pipeline_mode()
+    return answers
+
+
+def _duplicate_name_steps(conn, table):
+    """A Parse of a name the client has not closed, alone, inside a
+    transaction block, and in a pipeline after an INSERT: what the client
+    hears at each step, and what the INSERTs left."""
+    pc, steps = conn.pgconn, []
+    steps.append(_answer(pc.prepare(b"dup", b"SELECT 'first'::text")))
+    steps.append(_answer(pc.prepare(b"dup", b"SELECT 'second'::text")))
+    steps.append(_answer(pc.exec_prepared(b"dup", [])))
+    steps.append(_answer(pc.exec_(b"BEGIN")))
+    steps.append(_answer(pc.exec_(("INSERT INTO %s VALUES (1)" % table).encode())))
+    steps.append(_answer(pc.prepare(b"dup", b"SELECT 'third'::text")))
+    steps.append(_answer(pc.exec_(b"SELECT 1")))
+    steps.append(_answer(pc.exec_(b"COMMIT")))
+    # the error ends the implicit transaction: the INSERT before it is rolled back
+    steps += _pipeline(pc, lambda: pc.send_query_params(("INSERT INTO %s VALUES (2)" % table).encode(), None),
+                       lambda: pc.send_prepare(b"dup", b"SELECT 'fourth'::text"),
+                       lambda: pc.send_query_prepared(b"dup", None))
+    steps.append(_answer(pc.exec_prepared(b"dup", [])))
+    steps.append(_answer(pc.exec_(("SELECT count(*)::text FROM %s" % table).encode())))
+    return steps
+
+
+def test_a_parse_of_a_name_not_closed_is_refused_as_postgres_does(needs_proxy, cluster, proxy_factory, tmp_path):
+    _role(cluster, "pooldup")
+    cluster.psql("DROP TABLE IF EXISTS dup_direct, dup_pooled; CREATE TABLE dup_direct (v int); "
+                 "CREATE TABLE dup_pooled (v int); GRANT ALL ON dup_direct, dup_pooled TO pooldup")
+    p = _pool_proxy(proxy_factory, tmp_path, "pooldup", "--pool-size", "3")
+    with psycopg.connect(cluster.uri(user="pooldup", password=PW), autocommit=True) as direct:
+        want = _duplicate_name_steps(direct, "dup_direct")
+    with _connect(p, "pooldup") as pooled:
+        got = _duplicate_name_steps(pooled, "dup_pooled")
+    dup = ("error", "42P05", 'prepared statement "dup" already exists')
+    assert want == [("ok",), dup, ("rows", "first"), ("ok",), ("ok",), dup,
+                    ("error", "25P02", "current transaction is aborted, commands ignored until end of transaction "
+                                       "block"), ("ok",), ("ok",), dup, ("skipped",), ("rows", "first"), ("rows", "0")]
+    assert got == want
     code, pools = p.admin("GET", "/pools")
     assert code == 200 and pools["pinned_sessions"] == 0
 

@@ -1,5 +1,9 @@
 /* Unit tests for the replies a pooled server owes (reply_queue.c). */
 #include "reply_queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
 #include "unit.h"
 
 static int step_drops(struct reply_queue *q, uint8_t type)
@@ -74,6 +78,33 @@ static void test_the_unnamed_statement(void)
     reply_queue_free(&q);
 }
 
+static void test_a_failure_of_ours_says_the_clients_error(void)
+{
+    struct reply_queue q;
+    reply_queue_init(&q);
+    uint8_t *error = malloc(8);
+    memcpy(error, "E\0\0\0\7ab", 8);
+    reply_queue_push(&q, 'B', REPLY_PASS, 0);
+    CHECK("a failure is queued", reply_queue_push_failure(&q, 'd', error) == 1);
+    reply_queue_push(&q, 'E', REPLY_PASS, 0);
+    reply_queue_push(&q, 'S', REPLY_PASS, 0);
+    CHECK("the reply before it passes", !step_drops(&q, '2'));
+    struct reply_step st = reply_queue_on_server(&q, 'E');
+    CHECK("the server's error comes with ours to send instead", st.error == error);
+    free(st.error);
+    CHECK("then the server skips to the Sync", !step_drops(&q, 'Z') && reply_queue_empty(&q));
+    /* queued behind an error that already came: never sent, freed at once */
+    reply_queue_push(&q, 'B', REPLY_PASS, 0);
+    reply_queue_on_server(&q, 'E');
+    CHECK("a failure the server will skip is not queued", reply_queue_push_failure(&q, 'd', malloc(8)) == 0);
+    reply_queue_push(&q, 'S', REPLY_PASS, 0);
+    /* still queued when the queue is reset or freed: freed with it (ASan) */
+    reply_queue_push_failure(&q, 'd', malloc(8));
+    reply_queue_reset(&q);
+    reply_queue_push_failure(&q, 'd', malloc(8));
+    reply_queue_free(&q);
+}
+
 static void test_simple_queries_and_growth(void)
 {
     struct reply_queue q;
@@ -96,6 +127,7 @@ int main(void)
     test_drop_and_synth_in_their_turn();
     test_an_error_skips_to_the_sync();
     test_the_unnamed_statement();
+    test_a_failure_of_ours_says_the_clients_error();
     test_simple_queries_and_growth();
     return UNIT_RESULT();
 }
