@@ -3,12 +3,16 @@ thousand clients over a pool of 20 server connections, the old release writing d
 expand and backfill, the new release (pgtandem.version, pgbench -M prepared)
 writing across `complete`; 0 client errors, every transaction in the ledger,
 the ledger and `checks` compared row by row, and never more server
-connections than the pool allows."""
+connections than the pool allows. And the prepared `SELECT *` of the new
+release's clients across `complete`: psycopg, node-postgres, pgjdbc and
+asyncpg, each on one connection moving between server connections."""
 import os
+import subprocess
 
+import psycopg
 import pytest
 
-from conftest import PeakSampler, raise_nofile, relay_direct, write_users_file
+from conftest import TOP, PeakSampler, raise_nofile, relay_direct, write_users_file
 import test_cutover_e2e as e2e
 from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
 
@@ -79,3 +83,92 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
     code, pools = proxy.admin("GET", "/pools")
     assert pools["pinned_sessions"] == 0, pools
     assert sum(p["prepared_hits_total"] for p in pools["pools"]) > 0, pools
+
+
+JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
+
+# asyncpg's statement cache: the statement prepared once, its description
+# kept and used to decode every row after; the "ready"/"after" protocol of
+# tests/node/cutover.js
+ASYNCPG_STAR = r"""
+import asyncio, sys
+import asyncpg
+
+async def main(uri, options, id_):
+    c = await asyncpg.connect(uri, server_settings={"options": options})
+    async def run():
+        for _ in range(5):
+            r = await c.fetchrow("SELECT * FROM checks WHERE id = $1", id_)
+            if r is None:
+                raise RuntimeError("no row %d" % id_)
+            list(r.values())
+        return ",".join(r.keys())
+    print("ready " + await run(), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    print("after " + await run(), flush=True)
+    await c.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def _psycopg_star(conn):
+    for _ in range(5):
+        cur = conn.execute("SELECT * FROM checks WHERE id = %s", (7,))
+        assert cur.fetchone() is not None
+    return ",".join(d.name for d in cur.description)
+
+
+def test_prepared_select_star_of_the_new_release_across_complete(cluster, proxy_factory, legacy_db, tmp_path):
+    """Each client of the new release prepares `SELECT * FROM checks WHERE id
+    = 7` during the migration and runs it again after `complete` on the same
+    connection: the same columns both times (the new shape, which clients
+    that keep a statement's description decode with), no error, and the
+    servers' statements prepared again after the contract."""
+    if relay_direct():
+        pytest.skip("transaction pooling is the proxy's")
+    users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
+    proxy = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db), "--auth", "scram", "--users-file",
+                                      users, "--pool-mode", "transaction", "--pool-size", "3"])
+    e2e.start_migration(proxy)
+    options = e2e.version_options()
+    encoded = options.replace(" ", "%20").replace("=", "%3D")
+    uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
+    node_dir = os.path.join(TOP, "tests", "node")
+    clients = {
+        "node-postgres": (["node", os.path.join(node_dir, "cutover.js"), uri + "&options=" + encoded, "7"], node_dir),
+        "pgjdbc": (["java", "-cp", JDBC_JAR, os.path.join(TOP, "tests", "clients", "PreparedStar.java"),
+                    "jdbc:postgresql://127.0.0.1:%d/%s?sslmode=disable&options=%s" % (proxy.port, legacy_db, encoded),
+                    "postgres", "postgres", "7"], None),
+        "asyncpg": (["/usr/bin/python3", "-c", ASYNCPG_STAR, uri, options, "7"], None),
+    }
+    procs = {}
+    try:
+        for name, (argv, cwd) in clients.items():
+            procs[name] = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True)
+        with psycopg.connect(uri, prepare_threshold=0, autocommit=True, options=options) as conn:
+            ready = {"psycopg": _psycopg_star(conn)}
+            for name, p in procs.items():
+                line = p.stdout.readline().split()
+                assert line and line[0] == "ready", (name, line, p.stderr.read() if p.poll() is not None else "")
+                ready[name] = line[1]
+            e2e.complete_migration(proxy)
+            after = {"psycopg": _psycopg_star(conn)}
+        for name, p in procs.items():
+            out, err = p.communicate("go\n", timeout=120)
+            assert p.returncode == 0, (name, err, proxy.log()[-3000:])
+            line = out.split("\n")[0].split()
+            assert line and line[0] == "after", (name, out)
+            after[name] = line[1]
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    final = e2e.scalar(cluster, legacy_db, "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute"
+                                           " WHERE attrelid = 'checks'::regclass AND attnum > 0 AND NOT attisdropped")
+    assert "claim" in final.split(",") and "claim_text" not in final.split(",")
+    assert ready == after == {name: final for name in ready}, (ready, after, final)
+    code, pools = proxy.admin("GET", "/pools")
+    assert code == 200 and pools["pinned_sessions"] == 0, pools
