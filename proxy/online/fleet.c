@@ -980,8 +980,9 @@ void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
     size_t i;
     json_t *m;
     out->members = 0;
-    json_array_foreach(f->members, i, m) /* dead rows stay listed until cleaned up */
+    json_array_foreach(f->members, i, m) { /* dead rows stay listed until cleaned up */
         out->members += json_is_true(json_object_get(m, "live"));
+    }
     out->bypassing = json_is_array(f->bypassing) ? json_array_size(f->bypassing) : 0;
 }
 
