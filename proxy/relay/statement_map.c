@@ -109,30 +109,35 @@ static int ensure_on_server(struct stmt_map *m, struct prepared *p, char name[24
 
 /* ---- the unnamed statement ---- */
 
+void unnamed_statement_forget(struct unnamed_statement *u)
+{
+    u->len = 0;
+}
+
 void unnamed_statement_free(struct unnamed_statement *u)
 {
     free(u->parse);
-    u->parse = NULL;
-    u->len = 0;
+    memset(u, 0, sizeof *u);
 }
 
 /* The client's Parse "": kept (whole: it is at most PREPARED_MAX_MESSAGE)
  * and passed through; the server it runs on has it from then on. One the
- * server skips (after an error, before the Sync) changes nothing. */
+ * server skips (after an error, before the Sync) changes nothing. On the
+ * path of every parameterized query: the buffer grows, it is not renewed. */
 static enum stmt_map_result map_unnamed_parse(struct stmt_map *m, struct evbuffer *in, uint32_t total)
 {
     struct unnamed_statement *u = m->unnamed;
-    uint8_t *copy = malloc(total);
-    if (!copy)
-        return out_of_memory(m);
-    int queued = push(m, 'p', REPLY_PASS, 0);
-    if (queued <= 0) {
-        free(copy);
-        return queued < 0 ? STMT_FAILED : STMT_STREAM;
+    if (total > u->cap) { /* before the push: out of memory must change nothing */
+        uint8_t *bigger = realloc(u->parse, total);
+        if (!bigger)
+            return out_of_memory(m);
+        u->parse = bigger;
+        u->cap = total;
     }
-    evbuffer_copyout(in, copy, total);
-    free(u->parse);
-    u->parse = copy;
+    int queued = push(m, 'p', REPLY_PASS, 0);
+    if (queued <= 0)
+        return queued < 0 ? STMT_FAILED : STMT_STREAM;
+    evbuffer_copyout(in, u->parse, total);
     u->len = total;
     u->on_server = 1;
     return STMT_STREAM;
@@ -147,10 +152,10 @@ static int unnamed_to_server(struct stmt_map *m)
     if (u->on_server)
         return 0;
     static const uint8_t close_unnamed[] = {'C', 0, 0, 0, 6, 'S', '\0'};
-    int queued = u->parse ? push(m, 'p', REPLY_DROP, 0) : push(m, 'C', REPLY_DROP, 0);
+    int queued = u->len ? push(m, 'p', REPLY_DROP, 0) : push(m, 'C', REPLY_DROP, 0);
     if (queued <= 0) /* skipped by the server, as the client's message will be */
         return queued;
-    if (u->parse)
+    if (u->len)
         evbuffer_add(m->server->sb->out, u->parse, u->len);
     else
         evbuffer_add(m->server->sb->out, close_unnamed, sizeof close_unnamed);
@@ -167,7 +172,7 @@ static enum stmt_map_result stream_dropping_unnamed(struct stmt_map *m, uint8_t 
     if (queued < 0)
         return STMT_FAILED;
     if (queued) {
-        unnamed_statement_free(m->unnamed);
+        unnamed_statement_forget(m->unnamed);
         m->unnamed->on_server = 1;
     }
     return STMT_STREAM;
@@ -358,7 +363,7 @@ int stmt_map_server_message(struct reply_queue *q, struct pool_server *ps, struc
     if (step.failed_hash)
         pool_server_forget_statement(ps, step.failed_hash);
     if (step.failed_unnamed) /* Postgres dropped the old one before parsing: none now, on either side */
-        unnamed_statement_free(u);
+        unnamed_statement_forget(u);
     if (step.error) { /* the failure we asked for: the client hears the one it caused */
         evbuffer_add(to_client, step.error, proto_get_u32(step.error + 1) + 1);
         free(step.error);

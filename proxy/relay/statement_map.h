@@ -25,11 +25,13 @@ struct reply_queue;
  * before a Bind or Describe of it (or, when the client has none, the
  * server's is closed, so the client hears 26000 as Postgres would answer). */
 struct unnamed_statement {
-    uint8_t *parse;     /* the client's Parse "" (NULL: it has no unnamed statement) */
-    uint32_t len;
+    uint8_t *parse;     /* the client's Parse "", len bytes (0: it has no unnamed statement) */
+    uint32_t len, cap;  /* the buffer is kept for the next one: most drivers send one per query */
     int on_server;      /* the lent server's unnamed statement is the client's (or none, as the client's) */
 };
 
+/* The client has no unnamed statement any more (its buffer is kept). */
+void unnamed_statement_forget(struct unnamed_statement *u);
 void unnamed_statement_free(struct unnamed_statement *u);
 
 /* What the mapping works on, handed in by the session for each message
