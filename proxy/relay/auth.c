@@ -343,17 +343,14 @@ static enum auth_result upstream_ok(struct auth_state *a)
 
 int auth_credentials_copy(const struct auth_state *a, struct auth_credentials *out)
 {
-    memset(out, 0, sizeof *out);
-    out->verifier = a->verifier;
-    if (a->password) {
-        out->password = malloc(a->password_len + 1);
-        if (!out->password)
-            return -1;
-        memcpy(out->password, a->password, a->password_len + 1);
-        out->password_len = a->password_len;
-        return 0;
-    }
-    return scram_server_client_key(&a->server, out->client_key) == SCRAM_OK ? 0 : -1;
+    /* the exchange's own fields seen as credentials, then copied as any are */
+    struct auth_credentials view = {.password = a->password, .password_len = a->password_len,
+                                    .verifier = a->verifier};
+    int r = a->password || scram_server_client_key(&a->server, view.client_key) == SCRAM_OK
+                ? auth_credentials_dup(&view, out)
+                : -1;
+    OPENSSL_cleanse(&view, sizeof view);
+    return r;
 }
 
 int auth_credentials_dup(const struct auth_credentials *c, struct auth_credentials *out)
