@@ -414,7 +414,7 @@ static int open_server(struct pool *p)
 static int make_room(struct pool *p)
 {
     for (struct pool *o = p->srv->pools; o; o = o->next) {
-        if (o == p || !same(o->database, p->database) || !o->nidle)
+        if (o == p || !same(o->database, p->database) || !o->nidle || o->nwaiting)
             continue;
         for (struct pool_server *ps = o->servers; ps; ps = ps->next)
             if (ps->state == PSRV_IDLE) {
@@ -436,7 +436,7 @@ static int may_open(struct pool *p)
 /* Opens servers for the waiters no login in progress will serve. */
 static void open_for_waiters(struct pool *p)
 {
-    while (p->nwaiting > pool_logging_in(p)) {
+    while (p->nwaiting > pool_logging_in(p) + p->nidle) {
         if (!may_open(p)) {
             const struct config *cfg = &p->srv->cfg;
             if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || !make_room(p))
@@ -466,21 +466,20 @@ static void lend(struct pool_server *ps)
     p->lends_total++;
 }
 
-/* A server finished its login or its transaction: to the first waiter, or idle. */
+/* A server finished its login or its transaction: idle, and handed to the
+ * first waiter once this loop turn's events are all handled (as PgBouncer
+ * does once per loop), so the replies of a turn reach their clients
+ * together and the servers get their next queries together. */
 static void became_free(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
-    struct pool_waiter *w = dequeue(p);
-    if (w) {
-        lend(ps);
-        w->lent(w, ps);
-        return;
-    }
     ps->state = PSRV_IDLE;
     ps->idle_since_us = server_now_us(p->srv);
     p->nidle++;
     sbuf_set_ops(ps->sb, &idle_ops, ps);
     sbuf_resume_read(ps->sb);
+    if (p->nwaiting && p->srv->pool_handoff)
+        event_active(p->srv->pool_handoff, EV_TIMEOUT, 0);
 }
 
 static int too_old(const struct pool_server *ps, uint64_t now)
@@ -489,24 +488,50 @@ static int too_old(const struct pool_server *ps, uint64_t now)
     return lifetime && now - ps->created_us > (uint64_t)lifetime * 1000;
 }
 
-struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
+/* The first idle server young enough to lend; older ones are closed. */
+static struct pool_server *first_idle(struct pool *p)
 {
-    assert(p && w && !w->in);
     uint64_t now = server_now_us(p->srv);
     struct pool_server *ps = p->servers, *next;
-    for (; ps; ps = next) {
+    for (; ps && p->nidle; ps = next) {
         next = ps->next;
         if (ps->state != PSRV_IDLE)
             continue;
         if (!too_old(ps, now))
-            break;
+            return ps;
         close_server(ps, "server_lifetime reached");
     }
+    return NULL;
+}
+
+/* Waiters take idle servers in the order they came. A lent server may come
+ * straight back (its client failed), so each turn looks again. */
+static void hand_off(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    for (struct pool *p = srv->pools; p; p = p->next) {
+        struct pool_server *ps;
+        while (p->nwaiting && (ps = first_idle(p))) {
+            struct pool_waiter *w = dequeue(p);
+            lend(ps);
+            w->lent(w, ps);
+        }
+    }
+}
+
+struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
+{
+    assert(p && w && !w->in);
+    struct pool_server *ps = p->nwaiting ? NULL : first_idle(p); /* no overtaking the queue */
     if (ps) {
         lend(ps);
         return ps;
     }
     enqueue(p, w);
+    if (p->nidle && p->srv->pool_handoff)
+        event_active(p->srv->pool_handoff, EV_TIMEOUT, 0);
     open_for_waiters(p);
     return NULL;
 }
@@ -863,8 +888,9 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 int pool_start_janitor(struct server *srv)
 {
     srv->pool_janitor = event_new(srv->base, -1, EV_PERSIST, janitor_cb, srv);
+    srv->pool_handoff = event_new(srv->base, -1, 0, hand_off, srv);
     struct timeval tv = {0, JANITOR_INTERVAL_MS * 1000};
-    return srv->pool_janitor && event_add(srv->pool_janitor, &tv) == 0 ? 0 : -1;
+    return srv->pool_janitor && srv->pool_handoff && event_add(srv->pool_janitor, &tv) == 0 ? 0 : -1;
 }
 
 static int routed_now(const struct server *srv, const char *schema)
@@ -903,6 +929,10 @@ void pool_free_all(struct server *srv)
     if (srv->pool_janitor) {
         event_free(srv->pool_janitor);
         srv->pool_janitor = NULL;
+    }
+    if (srv->pool_handoff) {
+        event_free(srv->pool_handoff);
+        srv->pool_handoff = NULL;
     }
     while (srv->pools) {
         struct pool *p = srv->pools;

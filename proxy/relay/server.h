@@ -164,6 +164,7 @@ struct server {
     struct fleet_peers fleet;
     struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
     struct event *pool_janitor;
+    struct event *pool_handoff;      /* hands freed servers to waiters once a loop turn (pool.c) */
     uint64_t next_pool_server_id;
     struct metrics metrics;
 };
