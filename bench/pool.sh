@@ -73,4 +73,4 @@ pgbench -i -q -s "${SCALE:-10}" "$direct_uri" >"$work/init.log" 2>&1 || { cat "$
 
 stamp=$(date -u +%Y-%m-%d)
 TPID=$tpid BPID=$bpid TPORT=$tport BPORT=$bport DIRECT_URI="$direct_uri" WORK="$work" POOLSIZE=$pool \
-OUT=${OUT:-bench/results/pool-$stamp} exec /usr/bin/python3 bench/pool_run.py
+OUT=${OUT:-bench/results/pool-$stamp} /usr/bin/python3 bench/pool_run.py

@@ -10,6 +10,7 @@ import re
 import resource
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import rss_kb, rss_with_idle_clients  # noqa: E402
@@ -89,6 +90,96 @@ def pgbench(target, c, mode="simple", jobs=None):
     return res
 
 
+def all_pids_named(name):
+    found = []
+    for comm in glob.glob("/proc/[0-9]*/comm"):
+        try:
+            with open(comm) as f:
+                if f.read().strip() == name:
+                    found.append(int(comm.split("/")[2]))
+        except OSError:
+            pass
+    return found
+
+
+def machine_counters():
+    """Idle CPU seconds (all CPUs) and context switches since boot."""
+    idle = ctxt = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu "):
+                idle = int(line.split()[4]) / tick
+            elif line.startswith("ctxt "):
+                ctxt = int(line.split()[1])
+    return idle, ctxt
+
+
+def sample(target, bench_pid):
+    """CPU seconds of the pooler (user, system), pgbench, every Postgres
+    process, the machine's idle time and context switches, and the time."""
+    pg = {}
+    for pid in all_pids_named("postgres"):
+        try:
+            pg[pid] = sum(cpu_s(pid))
+        except OSError:
+            pass
+    idle, ctxt = machine_counters()
+    return {"t": time.time(), "pooler": cpu_s(pids[target]), "pgbench": sum(cpu_s(bench_pid)), "postgres": pg,
+            "idle": idle, "ctxt": ctxt}
+
+
+def established_to(port):
+    """Established TCP connections to 127.0.0.1:port, counted from the client side."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[2] == "0100007F:%04X" % port and fields[3] == "01":
+                n += 1
+    return n
+
+
+def breakdown(target, c, window):
+    """Where the machine's CPU goes per transaction once every client is in
+    (logins excluded): pgbench runs on; /proc is sampled at the start and the
+    end of a window, and the transactions in it are counted from pgbench's
+    per-transaction log (completion times)."""
+    logdir = os.path.join(work, "breakdown-%s-%d" % (target, c))
+    os.makedirs(logdir, exist_ok=True)
+    port = int(uris[target].split(":")[3].split("/")[0])
+    total = run_seconds(c) + window + 4
+    bench = subprocess.Popen(["pgbench", "-n", "-S", "-c", str(c), "-j", str(min(c, ncpu)), "-T", str(total), "-l",
+                              "--log-prefix", os.path.join(logdir, "tx"), uris[target]],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=logdir)
+    deadline = time.time() + total
+    while established_to(port) < c and bench.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the first transactions' queue settles
+    a = sample(target, bench.pid)
+    time.sleep(window)
+    b = sample(target, bench.pid)
+    bench.wait(timeout=total * 5 + 300)
+    tx = 0
+    for path in glob.glob(os.path.join(logdir, "tx*")):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and a["t"] <= int(fields[4]) + int(fields[5]) / 1e6 < b["t"]:
+                    tx += 1
+        os.unlink(path)
+    if not tx:
+        return {"target": target, "clients": c, "ok": False}
+    per = 1e6 / tx
+    pg = sum(b["postgres"][p] - a["postgres"][p] for p in b["postgres"] if p in a["postgres"])
+    return {"target": target, "clients": c, "ok": True, "window_s": round(b["t"] - a["t"], 2),
+            "tps": round(tx / (b["t"] - a["t"])),
+            "pooler_user_us": round((b["pooler"][0] - a["pooler"][0]) * per, 1),
+            "pooler_kernel_us": round((b["pooler"][1] - a["pooler"][1]) * per, 1),
+            "pgbench_us": round((b["pgbench"] - a["pgbench"]) * per, 1), "postgres_us": round(pg * per, 1),
+            "idle_us": round((b["idle"] - a["idle"]) * per, 1),
+            "context_switches": round((b["ctxt"] - a["ctxt"]) / tx, 2)}
+
+
 runs = []
 print("== %d rounds x %d s, -S, clients %s, pool %s" % (rounds, duration, clients, env["POOLSIZE"]), flush=True)
 for rnd in range(rounds):
@@ -111,6 +202,16 @@ for t in targets:
         prepared_clients, t, res["tps"], res["p99_ms"], res["failed"],
         "" if res["ok"] else "  ERROR " + res.get("error", "")), flush=True)
 
+
+split_clients = int(env.get("SPLIT_CLIENTS", "1000"))
+split_window = int(env.get("SPLIT_WINDOW", "15"))
+split = []
+for rnd in range(rounds):
+    for t in ("pgtandem", "pgbouncer") if rnd % 2 == 0 else ("pgbouncer", "pgtandem"):
+        res = breakdown(t, split_clients, split_window)
+        res["round"] = rnd + 1
+        split.append(res)
+        print("split %d clients %-9s %s" % (split_clients, t, json.dumps(res)), flush=True)
 
 memory = []
 for t in ("pgtandem", "pgbouncer"):
@@ -150,7 +251,8 @@ meta = {"date": datetime.datetime.utcnow().isoformat() + "Z", "host": platform.n
         "rounds": rounds, "duration_s": duration, "pool_size": int(env["POOLSIZE"]), "max_connections": 50,
         "load_after": os.getloadavg()}
 with open(out + ".json", "w") as f:
-    json.dump({"meta": meta, "runs": runs, "summary": summary, "prepared": prepared, "memory": memory}, f, indent=1)
+    json.dump({"meta": meta, "runs": runs, "summary": summary, "prepared": prepared, "split": split,
+               "memory": memory}, f, indent=1)
 
 
 def fmt(v, spec="%.0f"):
@@ -177,6 +279,28 @@ lines += ["", "pgbench -S -M prepared, %d clients (one thread each):" % prepared
 for r in prepared:
     lines.append("| %s | %s | %s | %s |" % (r["target"], fmt(r["tps"]), fmt(r["p99_ms"], "%.2f"),
                                            r.get("error") if not r["ok"] else r["failed"]))
+split_keys = ("tps", "pooler_user_us", "pooler_kernel_us", "pgbench_us", "postgres_us", "idle_us",
+              "context_switches")
+split_median = {t: {k: median([r[k] for r in split if r["target"] == t and r["ok"]]) for k in split_keys}
+                for t in ("pgtandem", "pgbouncer")}
+lines += ["", "Where the machine's %d CPUs go per transaction at %d clients, once all are logged in (median of %d "
+          "windows of %d s each; CPU from /proc; transactions from pgbench's log):" % (
+              ncpu, split_clients, rounds, split_window), "",
+          "| target | TPS | pooler user µs | pooler kernel µs | pgbench µs | Postgres µs | idle µs | "
+          "context switches |", "|---|---|---|---|---|---|---|---|"]
+for t in ("pgtandem", "pgbouncer"):
+    m = split_median[t]
+    lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        t, fmt(m["tps"]), fmt(m["pooler_user_us"], "%.1f"), fmt(m["pooler_kernel_us"], "%.1f"),
+        fmt(m["pgbench_us"], "%.1f"), fmt(m["postgres_us"], "%.1f"), fmt(m["idle_us"], "%.1f"),
+        fmt(m["context_switches"], "%.2f")))
+b = split_median["pgbouncer"]
+if b["tps"] and b["pgbench_us"] is not None:
+    rest = b["pgbench_us"] + b["postgres_us"] + b["idle_us"]
+    ceiling = ncpu * 1e6 / rest
+    lines += ["", "With PgBouncer's run's pgbench, Postgres and idle time, a pooler that cost nothing would reach "
+              "%d CPUs / %.1f µs = %.0f TPS, %.2f× PgBouncer's %.0f." % (ncpu, rest, ceiling, ceiling / b["tps"],
+                                                                      b["tps"])]
 lines += ["", "Idle clients (each ran one `SELECT 1`), resident memory of the pooler:", "",
           "| target | clients | bytes per client |", "|---|---|---|"]
 for m in memory:
