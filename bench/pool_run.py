@@ -229,7 +229,10 @@ for t in ("pgtandem", "pgbouncer"):
 
 def median(values):
     values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 summary = []
@@ -279,28 +282,21 @@ lines += ["", "pgbench -S -M prepared, %d clients (one thread each):" % prepared
 for r in prepared:
     lines.append("| %s | %s | %s | %s |" % (r["target"], fmt(r["tps"]), fmt(r["p99_ms"], "%.2f"),
                                            r.get("error") if not r["ok"] else r["failed"]))
-split_keys = ("tps", "pooler_user_us", "pooler_kernel_us", "pgbench_us", "postgres_us", "idle_us",
-              "context_switches")
-split_median = {t: {k: median([r[k] for r in split if r["target"] == t and r["ok"]]) for k in split_keys}
-                for t in ("pgtandem", "pgbouncer")}
-lines += ["", "Where the machine's %d CPUs go per transaction at %d clients, once all are logged in (median of %d "
-          "windows of %d s each; CPU from /proc; transactions from pgbench's log):" % (
-              ncpu, split_clients, rounds, split_window), "",
-          "| target | TPS | pooler user µs | pooler kernel µs | pgbench µs | Postgres µs | idle µs | "
-          "context switches |", "|---|---|---|---|---|---|---|---|"]
-for t in ("pgtandem", "pgbouncer"):
-    m = split_median[t]
-    lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        t, fmt(m["tps"]), fmt(m["pooler_user_us"], "%.1f"), fmt(m["pooler_kernel_us"], "%.1f"),
-        fmt(m["pgbench_us"], "%.1f"), fmt(m["postgres_us"], "%.1f"), fmt(m["idle_us"], "%.1f"),
-        fmt(m["context_switches"], "%.2f")))
-b = split_median["pgbouncer"]
-if b["tps"] and b["pgbench_us"] is not None:
-    rest = b["pgbench_us"] + b["postgres_us"] + b["idle_us"]
-    ceiling = ncpu * 1e6 / rest
-    lines += ["", "With PgBouncer's run's pgbench, Postgres and idle time, a pooler that cost nothing would reach "
-              "%d CPUs / %.1f µs = %.0f TPS, %.2f× PgBouncer's %.0f." % (ncpu, rest, ceiling, ceiling / b["tps"],
-                                                                      b["tps"])]
+lines += ["", "Where the machine's %d CPUs go per transaction at %d clients once all are logged in: each window "
+          "of %d s, CPU from /proc, transactions from pgbench's log. \"Ceiling\": the TPS a pooler that cost "
+          "nothing would reach with that window's pgbench, Postgres and idle time, %d CPUs / their sum." % (
+              ncpu, split_clients, split_window, ncpu), "",
+          "| round | target | TPS | pooler user µs | pooler kernel µs | pgbench µs | Postgres µs | idle µs | "
+          "context switches | ceiling TPS |", "|---|---|---|---|---|---|---|---|---|---|"]
+for r in split:
+    if not r["ok"]:
+        lines.append("| %d | %s | no transactions counted | | | | | | | |" % (r["round"], r["target"]))
+        continue
+    rest = r["pgbench_us"] + r["postgres_us"] + r["idle_us"]
+    r["ceiling_tps"] = round(ncpu * 1e6 / rest) if rest else None
+    lines.append("| %d | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %s |" % (
+        r["round"], r["target"], r["tps"], r["pooler_user_us"], r["pooler_kernel_us"], r["pgbench_us"],
+        r["postgres_us"], r["idle_us"], r["context_switches"], fmt(r["ceiling_tps"])))
 lines += ["", "Idle clients (each ran one `SELECT 1`), resident memory of the pooler:", "",
           "| target | clients | bytes per client |", "|---|---|---|"]
 for m in memory:
