@@ -15,11 +15,13 @@
 # Environment:
 #   ROUNDS=2 DURATION=10 CLIENTS="10 100 1000 5000" PREPARED_CLIENTS=1000
 #   MEM_CONNS=10000 POOL=20 MAX_CONNECTIONS=50 SCALE=10
+#   SPLIT_CLIENTS=1000 SPLIT_WINDOW=15  (the CPU split, one window per round)
+#   PGT_BIN=bin/pgtandem  (another build, e.g. an older commit's, to compare)
 #   OUT=bench/results/pool-<date>  (writes OUT.md and OUT.json)
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-bin="$top/bin/pgtandem"
+bin=${PGT_BIN:-$top/bin/pgtandem}
 [ -x "$bin" ] || make -s all
 command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (make deps)" >&2; exit 1; }
 
