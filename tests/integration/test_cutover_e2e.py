@@ -111,8 +111,9 @@ def migrate(proxy, *args, timeout=300):
 def start_migration(proxy, path=UNIFY):
     r = migrate(proxy, "start", path)
     if r.returncode == 1 and "advisory lock" in r.stderr:
-        # Known proxy race: right after the expand child exits, its backend
-        # may still hold the engine's advisory lock when the proxy takes it.
+        # Known race: right after the engine worker's expand closes its
+        # connection, that backend may not have exited yet and still hold
+        # the engine's advisory lock when the proxy takes it.
         # Submitting again resumes the migration from its recorded state.
         warnings.warn("proxy lost the race for the engine advisory lock; start submitted again")
         r = migrate(proxy, "start", path)
