@@ -529,9 +529,7 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
         lend(ps);
         return ps;
     }
-    enqueue(p, w);
-    if (p->nidle && p->srv->pool_handoff)
-        event_active(p->srv->pool_handoff, EV_TIMEOUT, 0);
+    enqueue(p, w); /* an idle server now is one became_free already scheduled for the handoff */
     open_for_waiters(p);
     return NULL;
 }
