@@ -23,11 +23,9 @@ prepared_clients = int(env.get("PREPARED_CLIENTS", "1000"))
 mem_conns = int(env.get("MEM_CONNS", "10000"))
 work = env["WORK"]
 pids = {"pgtandem": int(env["TPID"]), "pgbouncer": int(env["BPID"])}
-uris = {
-    "pgtandem": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["TPORT"],
-    "pgbouncer": "postgresql://app:apppass@127.0.0.1:%s/bench?sslmode=disable" % env["BPORT"],
-    "direct": env["DIRECT_URI"],
-}
+ports = {"pgtandem": int(env["TPORT"]), "pgbouncer": int(env["BPORT"])}
+uris = {t: "postgresql://app:apppass@127.0.0.1:%d/bench?sslmode=disable" % port for t, port in ports.items()}
+uris["direct"] = env["DIRECT_URI"]
 targets = ["pgtandem", "pgbouncer", "direct"]
 ncpu = os.cpu_count() or 1
 tick = os.sysconf("SC_CLK_TCK")
@@ -56,11 +54,27 @@ def percentile(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def pgbench_command(target, c, seconds, logdir, mode="simple", jobs=None):
+    """pgbench -S with a per-transaction log in logdir (read by transaction_log)."""
+    os.makedirs(logdir, exist_ok=True)
+    return ["pgbench", "-n", "-S", "-c", str(c), "-j", str(jobs or min(c, ncpu)), "-T", str(seconds), "-M", mode,
+            "-l", "--log-prefix", os.path.join(logdir, "tx"), uris[target]]
+
+
+def transaction_log(logdir):
+    """The fields of each line of pgbench's per-transaction logs in logdir
+    (client, transaction, latency us, script, epoch s, us); the logs are
+    removed once read."""
+    for path in glob.glob(os.path.join(logdir, "tx*")):
+        with open(path) as f:
+            lines = [line.split() for line in f if line.strip()]
+        os.unlink(path)
+        yield from lines
+
+
 def pgbench(target, c, mode="simple", jobs=None):
     logdir = os.path.join(work, "log-%s-%d-%s" % (target, c, mode))
-    os.makedirs(logdir, exist_ok=True)
-    args = ["pgbench", "-n", "-S", "-c", str(c), "-j", str(jobs or min(c, ncpu)), "-T", str(run_seconds(c)), "-M", mode,
-            "-l", "--log-prefix", os.path.join(logdir, "tx"), uris[target]]
+    args = pgbench_command(target, c, run_seconds(c), logdir, mode, jobs)
     before = cpu_s(pids[target]) if target in pids else None
     r = subprocess.run(args, capture_output=True, text=True, timeout=run_seconds(c) * 20 + 300, cwd=logdir)
     after = cpu_s(pids[target]) if target in pids else None
@@ -69,12 +83,7 @@ def pgbench(target, c, mode="simple", jobs=None):
     done = re.search(r"actually processed: (\d+)", out)
     failed = re.search(r"number of failed transactions: (\d+)", out)
     aborted = len(re.findall(r"aborted", out))
-    lat = []
-    for path in glob.glob(os.path.join(logdir, "tx*")):
-        with open(path) as f:
-            lat += [int(line.split()[2]) for line in f if line.strip()]
-        os.unlink(path)
-    lat.sort()
+    lat = sorted(int(fields[2]) for fields in transaction_log(logdir))
     res = {"target": target, "clients": c, "mode": mode, "ok": r.returncode == 0 and bool(tps),
            "tps": float(tps.group(1)) if tps else 0.0, "transactions": int(done.group(1)) if done else 0,
            "failed": int(failed.group(1)) if failed else None, "aborted_lines": aborted,
@@ -145,12 +154,10 @@ def breakdown(target, c, window):
     end of a window, and the transactions in it are counted from pgbench's
     per-transaction log (completion times)."""
     logdir = os.path.join(work, "breakdown-%s-%d" % (target, c))
-    os.makedirs(logdir, exist_ok=True)
-    port = int(uris[target].split(":")[3].split("/")[0])
+    port = ports[target]
     total = run_seconds(c) + window + 4
-    bench = subprocess.Popen(["pgbench", "-n", "-S", "-c", str(c), "-j", str(min(c, ncpu)), "-T", str(total), "-l",
-                              "--log-prefix", os.path.join(logdir, "tx"), uris[target]],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=logdir)
+    bench = subprocess.Popen(pgbench_command(target, c, total, logdir), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=logdir)
     deadline = time.time() + total
     while established_to(port) < c and bench.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -159,14 +166,8 @@ def breakdown(target, c, window):
     time.sleep(window)
     b = sample(target, bench.pid)
     bench.wait(timeout=total * 5 + 300)
-    tx = 0
-    for path in glob.glob(os.path.join(logdir, "tx*")):
-        with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 6 and a["t"] <= int(fields[4]) + int(fields[5]) / 1e6 < b["t"]:
-                    tx += 1
-        os.unlink(path)
+    tx = sum(1 for fields in transaction_log(logdir)
+             if len(fields) >= 6 and a["t"] <= int(fields[4]) + int(fields[5]) / 1e6 < b["t"])
     if not tx:
         return {"target": target, "clients": c, "ok": False}
     per = 1e6 / tx
