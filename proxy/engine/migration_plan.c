@@ -1,365 +1,16 @@
 /* SQL generation for every phase of a migration (expand, validate, contract,
  * post-contract, rollback) and the pieces of each backfill batch. Pure: reads
- * the migration and a catalog snapshot, writes strings. Identifiers are always
- * quoted through migration_sql; `up`/`down`/`default`/`check`/`where` are SQL
- * expressions written by the migration's author and are embedded as code. */
+ * the migration and a catalog snapshot, writes strings. Each operation plans
+ * its own statements (ops/op_<kind>.c, behind ops/op.h), in the migration's
+ * order; this file looks it up, then adds what the migration as a whole
+ * needs: the version schema (the new shape) and the old shape's schema,
+ * each with a view per table whose columns change. */
 #include "plan_ctx.h"
 #include "migration_dependents.h"
-#include "sql_fragment.h"
+#include "ops/op.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- operations ----------------------------------------------------------- */
-
-static int names_column(const char *const *cols, size_t n, const char *col)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(cols[i], col) == 0)
-            return 1;
-    return 0;
-}
-
-/* Does a later operation of the migration build something on `col` of the
- * table (an index, a constraint, another change of the column)? Expressions
- * are matched as text, so a mere mention counts: the cautious answer. */
-static int later_op_builds_on(const struct plan_ctx *c, const struct mig_op *op, const char *col)
-{
-    for (size_t i = (size_t)op->index + 1; i < c->m->nops; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
-            continue;
-        if ((o->from && !strcmp(o->from, col)) || (o->column && !strcmp(o->column, col)) ||
-            names_column((const char *const *)o->columns, o->ncolumns, col) ||
-            names_column((const char *const *)o->include, o->ninclude, col) ||
-            (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)) ||
-            (o->up && strstr(o->up, col)) || (o->down && strstr(o->down, col)))
-            return 1;
-        for (size_t k = 0; k < o->nkeys; k++)
-            if (strstr(o->keys[k], col))
-                return 1;
-    }
-    return 0;
-}
-
-/* See include/migration_plan.h: a rename that keeps the column's values as
- * they are keeps the original column and renames it at contract. */
-int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
-{
-    if (op->up || op->down || later_op_builds_on(c, op, op->to))
-        return 0;
-    if (!op->type)
-        return 1;
-    const char *old_type = column_type(c, op->schema, op->table, op->from);
-    return old_type && strcmp(old_type, op->type) == 0;
-}
-
-/* A rename that keeps the values moves no data: the new shape's view shows
- * the column under its new name (view_item), the old shape's under its
- * old one, and the contract renames it in the catalog, as an offline
- * RENAME COLUMN does, so every index, constraint, view, grant, comment,
- * default and statistics target follows it. With "copy": true, a second
- * column under the new name is also kept in step on the table itself (a
- * trigger and a backfill write every row once), for writers that use the
- * base table by the new name while bypassing both shapes' views; the
- * contract drops it and renames the original all the same. */
-static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op *op)
-{
-    if (op->copy) {
-        struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
-        struct mig_steps deferred = {0};
-        if (expand_second_column(c, op, &sp, &deferred) != 0)
-            return -1;
-        add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->to, "");
-        append_steps(&c->p->contract, &deferred);
-        add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
-    }
-    struct mig_str r = {0};
-    mig_str_add(&r, " TO ");
-    mig_str_ident(&r, op->to);
-    char *tail = mig_str_take(&r);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", op->from, tail ? tail : "");
-    free(tail);
-    if (op->has_default) {
-        struct mig_str ds = {0};
-        if (op->default_expr)
-            mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
-        else
-            mig_str_add(&ds, " DROP DEFAULT");
-        char *dt = mig_str_take(&ds);
-        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->to, dt ? dt : "");
-        free(dt);
-    }
-    char how[256];
-    snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s", op->from, op->to,
-             op->copy ? " (a copy column under the new name until then)" : ", moving no data");
-    carried(c, op, "%s: its indexes, constraints, views, grants, comment, default and statistics follow it",
-            how, "");
-    return 0;
-}
-
-static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, const char *name,
-                                const char *meanwhile, struct mig_steps *between)
-{
-    struct mig_str a = {0}, b = {0};
-    mig_str_add(&a, " TO ");
-    mig_str_ident(&a, meanwhile);
-    mig_str_add(&b, " TO ");
-    mig_str_ident(&b, name);
-    char *ta = mig_str_take(&a), *tb = mig_str_take(&b);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", name, ta ? ta : "");
-    append_steps(&c->p->contract, between);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", meanwhile, tb ? tb : "");
-    free(ta);
-    free(tb);
-}
-
-static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
-{
-    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
-        require_no_column(c, op, op->table, op->to))
-        return -1;
-    /* Moving no data, it needs no key to walk and may rename a key column. */
-    if (rename_keeps_original(c, op) && !op->copy)
-        return plan_rename_keeping_original(c, op);
-    if (require_key(c, op, op->table))
-        return -1;
-    if (key_uses(c, op, op->table, op->from))
-        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming a key column while changing "
-                        "its values (a type, up/down, \"copy\") is not supported; rename it on its own",
-                        op->from, op->table);
-    if (rename_keeps_original(c, op))
-        return plan_rename_keeping_original(c, op);
-    if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
-        return -1;
-    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1};
-    struct mig_steps deferred = {0};
-    if (expand_second_column(c, op, &sp, &deferred) != 0)
-        return -1;
-    set_new_default(c, op, op->to);
-    struct mig_steps views = {0};
-    if (carry_views(c, op, op->table, op->from, &c->p->contract, &views) != 0) {
-        mig_steps_free(&deferred);
-        return -1;
-    }
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->from, "");
-    append_steps(&c->p->contract, &deferred);
-    if (views.n > 0) {
-        /* The views are created while the new column wears the old name, so
-         * the rename after makes Postgres write `new AS old` in them, as an
-         * offline RENAME COLUMN does. */
-        rename_column_twice(c, op, op->to, op->from, &views);
-    }
-    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
-    return 0;
-}
-
-/* Would Postgres rewrite the table to add this column with its default
- * (see probe_default in engine.c)? Without a catalog, the default's
- * function calls are read by name. */
-static int default_rewrites(const struct plan_ctx *c, const struct mig_op *op)
-{
-    const char *d = op->col.default_expr;
-    if (!d || op->up)
-        return 0;
-    if (c->cat && c->cat->default_rewrites && (size_t)op->index < c->cat->ndefault_rewrites)
-        return c->cat->default_rewrites[op->index];
-    return sql_fragment_volatile(d) == 1;
-}
-
-/* The trigger of add_column: every old-shape write gets the column
- * computed by `fill` (its "up"; or, for a default Postgres would have to
- * write into every row, that default, on rows that do not have a value
- * yet); new-shape writes set it themselves. */
-static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, const char *fill, int only_null)
-{
-    const struct mig_column *col = &op->col;
-    char fname[80];
-    trigger_names(c, op, fname, sizeof fname);
-    struct mig_str f = {0};
-    mig_str_add(&f, "DECLARE\n");
-    declare_columns(c, &f, op, op->table, col->name, col->type);
-    declare_shape(&f);
-    mig_str_add(&f, "BEGIN\n");
-    /* A bypassing writer is an old-shape writer unless it declared the
-     * version: the column's default would make "it gave the column" a
-     * guess. */
-    writer_shape(c, &f, "false", "false");
-    mig_str_add(&f, "  IF NOT pgt_new_shape THEN\n");
-    if (only_null) {
-        mig_str_add(&f, "    pgt_run := NEW.");
-        mig_str_ident(&f, col->name);
-        mig_str_add(&f, " IS NULL;\n");
-    } else {
-        direction_runs(c, &f, op, op->table, "    ", fill, col->name, NULL, NULL);
-    }
-    mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");
-    mig_str_ident(&f, col->name);
-    mig_str_addf(&f, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", fill);
-    install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
-}
-
-static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
-{
-    const struct mig_column *col = &op->col;
-    if (require_table(c, op, op->table) || require_no_column(c, op, op->table, col->name))
-        return -1;
-    /* A default Postgres would write into every row (a volatile one) is
-     * not added with the column: that rewrites the table under ACCESS
-     * EXCLUSIVE. The column is added bare, the default set for new rows,
-     * and the existing rows filled by the backfill, as by an "up". */
-    int rewrites = default_rewrites(c, op);
-    const char *fill = op->up ? op->up : rewrites ? col->default_expr : NULL;
-    if (fill && require_key(c, op, op->table))
-        return -1;
-    if (col->nullable == 0 && !col->default_expr && !op->up)
-        return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; "
-                        "existing rows would violate it", col->name);
-    struct mig_str s = {0};
-    mig_str_add(&s, "ALTER TABLE ");
-    mig_str_qname(&s, op->schema, op->table);
-    mig_str_add(&s, " ADD COLUMN ");
-    column_definition(&s, col, !fill);
-    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
-    remember_column(c, op->schema, op->table, col->name, col->type);
-    if (fill && col->default_expr) {
-        struct mig_str ds = {0};
-        mig_str_addf(&ds, " SET DEFAULT %s", col->default_expr);
-        char *tail = mig_str_take(&ds);
-        add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col->name, tail ? tail : "");
-        free(tail);
-    }
-    if (rewrites)
-        carried(c, op, "default %s: Postgres would write it into every row under ACCESS EXCLUSIVE; added "
-                "without it, set for new rows, existing rows filled by the backfill%s", col->default_expr, "");
-    if (col->nullable == 0)
-        add_not_null_check(c, op, op->table, col->name);
-    if (col->check) {
-        char cname[80];
-        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
-        struct mig_str t = {0};
-        mig_str_addf(&t, " CHECK (%s) NOT VALID", col->check);
-        char *tail = mig_str_take(&t);
-        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
-        free(tail);
-        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
-    }
-    if (col->references) {
-        char cname[80];
-        object_name(cname, sizeof cname, "fk", op, -1, c->m->name);
-        struct mig_str t = {0};
-        mig_str_add(&t, " FOREIGN KEY (");
-        mig_str_ident(&t, col->name);
-        mig_str_add(&t, ")");
-        references_clause(&t, op->schema, col->references);
-        mig_str_add(&t, " NOT VALID");
-        char *tail = mig_str_take(&t);
-        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
-        free(tail);
-        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
-    }
-    if (col->unique == 1) {
-        char ix[80];
-        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
-        char *cols[1] = {col->name};
-        add_index_build(&c->p->expand, op, op->schema, ix,
-                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
-    }
-    if (col->comment)
-        add_comment(c, op, op->table, col->name, col->comment);
-    if (fill) {
-        add_column_trigger(c, op, fill, !op->up);
-        add_backfill(c, op, op->table, col->name, col->type, op->up ? NULL : col->name, fill, 0);
-    }
-    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
-    return 0;
-}
-
-static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
-{
-    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
-        require_key(c, op, op->table))
-        return -1;
-    if (key_uses(c, op, op->table, op->column))
-        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; altering key columns online is "
-                        "not supported", op->column, op->table);
-    char shadow[80];
-    mig_shadow_name(shadow, sizeof shadow, op->column);
-    if (require_no_column(c, op, op->table, shadow))
-        return -1;
-    if (refuse_uncarried_dependents(c, op, op->table, op->column, 0))
-        return -1;
-    struct shadow_spec sp = {op->table, op->column, shadow, op->type, op->up, op->down,
-                             !op->has_default, op->nullable != 1, 1, 1};
-    struct mig_steps deferred = {0};
-    if (expand_second_column(c, op, &sp, &deferred) != 0)
-        return -1;
-    set_new_default(c, op, shadow);
-    struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
-    if (op->nullable == 0 && !(oc && oc->notnull))
-        add_not_null_check(c, op, op->table, shadow);
-    if (op->unique == 1) {
-        char ix[80];
-        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
-        char *cols[1] = {shadow};
-        add_index_build(&c->p->expand, op, op->schema, ix,
-                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
-    }
-    struct mig_steps views = {0};
-    if (carry_views(c, op, op->table, op->column, &c->p->contract, &views) != 0) {
-        mig_steps_free(&deferred);
-        return -1;
-    }
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
-    /* The deferred steps (SET NOT NULL, index and constraint names) address
-     * the shadow column by the name it has until the rename below. */
-    append_steps(&c->p->contract, &deferred);
-    struct mig_str r = {0};
-    mig_str_add(&r, " TO ");
-    mig_str_ident(&r, op->column);
-    char *tail = mig_str_take(&r);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
-    free(tail);
-    append_steps(&c->p->contract, &views);
-    if (op->check)
-        add_check_before_cutover(c, op, shadow);
-    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");
-    return 0;
-}
-
-static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
-{
-    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column))
-        return -1;
-    if (key_uses(c, op, op->table, op->column))
-        return op_error(c, op, "\"%s\" is part of the key of \"%s\"", op->column, op->table);
-    if (refuse_uncarried_dependents(c, op, op->table, op->column, 1))
-        return -1;
-    if (op->down) {
-        char fname[80];
-        trigger_names(c, op, fname, sizeof fname);
-        struct mig_str f = {0};
-        mig_str_add(&f, "DECLARE\n");
-        declare_columns(c, &f, op, op->table, NULL, NULL);
-        declare_shape(&f);
-        mig_str_add(&f, "BEGIN\n");
-        /* New-shape writers no longer see the column: their inserts, and
-         * their updates of what `down` reads, give it down(row), so the old
-         * release reads what they wrote. A bypassing writer that leaves it
-         * NULL counts as one. */
-        char *isnull = new_is(op->column, " IS NULL");
-        writer_shape(c, &f, isnull ? isnull : "false", isnull ? isnull : "false");
-        free(isnull);
-        mig_str_add(&f, "  IF pgt_new_shape THEN\n");
-        direction_runs(c, &f, op, op->table, "    ", op->down, op->column, NULL, NULL);
-        mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");
-        mig_str_ident(&f, op->column);
-        mig_str_addf(&f, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", op->down);
-        install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
-    }
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
-    return 0;
-}
 
 static int plan_create_table(struct plan_ctx *c, const struct mig_op *op)
 {
@@ -615,31 +266,53 @@ static int plan_sql(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+const struct mig_op_def op_create_table = {
+    .kind = MIG_CREATE_TABLE, .plan = plan_create_table, .changes_columns = 0,
+};
+const struct mig_op_def op_drop_table = {
+    .kind = MIG_DROP_TABLE, .plan = plan_drop_table, .changes_columns = 0,
+};
+const struct mig_op_def op_rename_table = {
+    .kind = MIG_RENAME_TABLE, .plan = plan_rename_table, .changes_columns = 0,
+};
+const struct mig_op_def op_create_index = {
+    .kind = MIG_CREATE_INDEX, .plan = plan_create_index, .changes_columns = 0,
+};
+const struct mig_op_def op_drop_index = {
+    .kind = MIG_DROP_INDEX, .plan = plan_drop_index, .changes_columns = 0,
+};
+const struct mig_op_def op_create_constraint = {
+    .kind = MIG_CREATE_CONSTRAINT, .plan = plan_create_constraint, .changes_columns = 0,
+};
+const struct mig_op_def op_sql = {
+    .kind = MIG_SQL, .plan = plan_sql, .changes_columns = 0,
+};
+
+static const struct mig_op_def *const op_defs[] = {
+    &op_rename_column, &op_add_column, &op_alter_column, &op_drop_column, &op_create_table, &op_drop_table,
+    &op_rename_table, &op_create_index, &op_drop_index, &op_create_constraint, &op_sql,
+};
+
+static const struct mig_op_def *op_def(enum mig_op_kind kind)
+{
+    for (size_t i = 0; i < sizeof op_defs / sizeof op_defs[0]; i++)
+        if (op_defs[i]->kind == kind)
+            return op_defs[i];
+    return NULL;
+}
+
 static int plan_op(struct plan_ctx *c, const struct mig_op *op)
 {
-    switch (op->kind) {
-    case MIG_RENAME_COLUMN: return plan_rename_column(c, op);
-    case MIG_ADD_COLUMN: return plan_add_column(c, op);
-    case MIG_ALTER_COLUMN: return plan_alter_column(c, op);
-    case MIG_DROP_COLUMN: return plan_drop_column(c, op);
-    case MIG_CREATE_TABLE: return plan_create_table(c, op);
-    case MIG_DROP_TABLE: return plan_drop_table(c, op);
-    case MIG_RENAME_TABLE: return plan_rename_table(c, op);
-    case MIG_CREATE_INDEX: return plan_create_index(c, op);
-    case MIG_DROP_INDEX: return plan_drop_index(c, op);
-    case MIG_CREATE_CONSTRAINT: return plan_create_constraint(c, op);
-    case MIG_SQL: return plan_sql(c, op);
-    }
-    return -1;
+    const struct mig_op_def *d = op_def(op->kind);
+    return d ? d->plan(c, op) : -1;
 }
 
 /* ---- version schema ------------------------------------------------------- */
 
 static int op_touches_columns(const struct mig_op *op, const char *schema, const char *table)
 {
-    int kind_ok = op->kind == MIG_RENAME_COLUMN || op->kind == MIG_ALTER_COLUMN ||
-                  op->kind == MIG_DROP_COLUMN || op->kind == MIG_ADD_COLUMN;
-    return kind_ok && !strcmp(op->schema, schema) && !strcmp(op->table, table);
+    const struct mig_op_def *d = op_def(op->kind);
+    return d && d->changes_columns && !strcmp(op->schema, schema) && !strcmp(op->table, table);
 }
 
 /* Operation i is the first to change the columns of its table: each such
