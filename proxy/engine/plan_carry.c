@@ -114,7 +114,7 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
  * before the column (newest first), created again after the second column
  * has the column's name (oldest first) from the definitions read at start,
  * with their options, grants, comments, owner and indexes. */
-int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
+static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
                        struct mig_steps *drops, struct mig_steps *creates)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, table);
@@ -150,6 +150,27 @@ int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, 
     return 0;
 }
 
+/* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES
+ * target (target_col), with f's actions, NOT VALID. owner and target come
+ * quoted: one is the table, the other regclass output (Postgres quoted
+ * it). */
+static char *foreign_key_sql(const char *owner, const char *name, const char *col, const char *target,
+                             const char *target_col, const struct mig_cat_fkey *f)
+{
+    if (!owner || !target)
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "ALTER TABLE %s ADD CONSTRAINT ", owner);
+    mig_str_ident(&s, name);
+    mig_str_add(&s, " FOREIGN KEY (");
+    mig_str_ident(&s, col);
+    mig_str_addf(&s, ") REFERENCES %s (", target);
+    mig_str_ident(&s, target_col);
+    mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
+                 mig_fk_action(f->on_update));
+    return mig_str_take(&s);
+}
+
 static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
                               const char *from, const char *to)
 {
@@ -162,19 +183,10 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         object_name(tmp, sizeof tmp, "fk", op, (int)i, c->m->name);
         carried(c, op, "foreign key \"%s\": added NOT VALID on \"%s\" at expand, validated after the backfill, "
                 "renamed at contract", f->name, to);
-        struct mig_str s = {0};
-        mig_str_add(&s, "ALTER TABLE ");
-        mig_str_qname(&s, op->schema, table);
-        mig_str_add(&s, " ADD CONSTRAINT ");
-        mig_str_ident(&s, tmp);
-        mig_str_add(&s, " FOREIGN KEY (");
-        mig_str_ident(&s, to);
-        /* ref_table is regclass output: Postgres already quoted it. */
-        mig_str_addf(&s, ") REFERENCES %s (", f->ref_table);
-        mig_str_ident(&s, f->ref_column);
-        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
-                     mig_fk_action(f->on_update));
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        char *owner = mig_quote_qname(op->schema, table);
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
+                      foreign_key_sql(owner, tmp, to, f->ref_table, f->ref_column, f));
+        free(owner);
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
         rename_at_contract(c, op, table, 0, tmp, f->name);
     }
@@ -196,19 +208,10 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
         object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
         carried(c, op, "foreign key \"%s\" pointing at the column: re-pointed at \"%s\" after the backfill "
                 "(NOT VALID, then validated), renamed at contract", f->name, to);
-        struct mig_str s = {0};
-        /* ref_table is regclass output: Postgres already quoted it. */
-        mig_str_addf(&s, "ALTER TABLE %s ADD CONSTRAINT ", f->ref_table);
-        mig_str_ident(&s, tmp);
-        mig_str_add(&s, " FOREIGN KEY (");
-        mig_str_ident(&s, f->ref_column);
-        mig_str_add(&s, ") REFERENCES ");
-        mig_str_qname(&s, op->schema, table);
-        mig_str_add(&s, " (");
-        mig_str_ident(&s, to);
-        mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
-                     mig_fk_action(f->on_update));
-        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        char *target = mig_quote_qname(op->schema, table);
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
+                      foreign_key_sql(f->ref_table, tmp, f->ref_column, target, to, f));
+        free(target);
         struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
         mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
         mig_str_ident(&v, tmp);
@@ -318,11 +321,7 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
      * recognisable to the backfill. */
     if (sp->copy_default && oc && oc->default_expr) {
         carried(c, op, "default %s: set on \"%s\" at expand", oc->default_expr, sp->to);
-        struct mig_str ds = {0};
-        mig_str_addf(&ds, " SET DEFAULT %s", oc->default_expr);
-        char *tail = mig_str_take(&ds);
-        add_alter(&c->p->expand, op, sp->table, "ALTER COLUMN", sp->to, tail ? tail : "");
-        free(tail);
+        add_set_default(&c->p->expand, op, sp->table, sp->to, oc->default_expr);
     }
     /* known from here on: the trigger's conditions name it */
     remember_column(c, op->schema, sp->table, sp->to, type);
@@ -364,11 +363,23 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
  * new column has none). */
 void set_new_default(struct plan_ctx *c, const struct mig_op *op, const char *col)
 {
-    if (!op->has_default || !op->default_expr)
-        return;
-    struct mig_str ds = {0};
-    mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
-    char *tail = mig_str_take(&ds);
-    add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col, tail ? tail : "");
-    free(tail);
+    if (op->has_default && op->default_expr)
+        add_set_default(&c->p->expand, op, op->table, col, op->default_expr);
+}
+
+/* The contract's part of a second column: the views reading the original
+ * dropped (carry_views), the original dropped, then the steps
+ * expand_second_column deferred, which reuse the names of the original's
+ * dependents. views gets the views' creation, which the caller places
+ * where the second column wears the name they must read. */
+int contract_second_column(struct plan_ctx *c, const struct mig_op *op, const char *col,
+                           struct mig_steps *deferred, struct mig_steps *views)
+{
+    if (carry_views(c, op, op->table, col, &c->p->contract, views) != 0) {
+        mig_steps_free(deferred);
+        return -1;
+    }
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", col, "");
+    append_steps(&c->p->contract, deferred);
+    return 0;
 }

@@ -37,15 +37,22 @@ int table_exists(const struct plan_ctx *c, const char *schema, const char *name)
 const char *column_type(const struct plan_ctx *c, const char *schema, const char *table, const char *col);
 void remember_column(struct plan_ctx *c, const char *schema, const char *table, const char *name,
                      const char *type);
+void remember_table(struct plan_ctx *c, const struct mig_op *op);
 int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name);
 int require_column(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
 int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *table, char *const *cols,
+                    size_t n);
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
 
 /* ---- plan_sql_build.c: statements and clauses the operations share ------ */
 void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,
                const char *ident, const char *tail);
+void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
+                       const char *to);
+void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
+                     const char *expr);
 void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
 void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
                  const char *comment);
@@ -93,8 +100,8 @@ struct shadow_spec {
 int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const struct shadow_spec *sp,
                          struct mig_steps *deferred);
 void set_new_default(struct plan_ctx *c, const struct mig_op *op, const char *col);
-int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
-                struct mig_steps *drops, struct mig_steps *creates);
+int contract_second_column(struct plan_ctx *c, const struct mig_op *op, const char *col,
+                           struct mig_steps *deferred, struct mig_steps *views);
 
 /* ---- plan_uncarried.c: what cannot follow, refused before any DDL ------- */
 int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,

@@ -119,6 +119,13 @@ void remember_column(struct plan_ctx *c, const char *schema, const char *table,
     snprintf(v->type, sizeof v->type, "%s", type);
 }
 
+/* Later operations find the table a create_table or rename_table makes. */
+void remember_table(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (c->ncreated < sizeof c->created / sizeof c->created[0])
+        c->created[c->ncreated++] = op;
+}
+
 int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name)
 {
     if (!c->cat || table_exists(c, op->schema, name))
@@ -141,6 +148,15 @@ int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *t
         return 0;
     return op_error(c, op, "column \"%s\" already exists in table \"%s.%s\"; pick another name",
                     col, op->schema, table);
+}
+
+int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *table, char *const *cols,
+                    size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (require_column(c, op, table, cols[i]))
+            return -1;
+    return 0;
 }
 
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table)

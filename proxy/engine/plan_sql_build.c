@@ -18,6 +18,33 @@ void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
     mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
+/* ALTER TABLE ... RENAME COLUMN from TO to. */
+void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
+                       const char *to)
+{
+    struct mig_str r = {0};
+    mig_str_add(&r, " TO ");
+    mig_str_ident(&r, to);
+    char *tail = mig_str_take(&r);
+    add_alter(l, op, table, "RENAME COLUMN", from, tail ? tail : "");
+    free(tail);
+}
+
+/* ALTER TABLE ... ALTER COLUMN col SET DEFAULT expr, or DROP DEFAULT when
+ * expr is NULL. */
+void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
+                     const char *expr)
+{
+    struct mig_str ds = {0};
+    if (expr)
+        mig_str_addf(&ds, " SET DEFAULT %s", expr);
+    else
+        mig_str_add(&ds, " DROP DEFAULT");
+    char *tail = mig_str_take(&ds);
+    add_alter(l, op, table, "ALTER COLUMN", col, tail ? tail : "");
+    free(tail);
+}
+
 void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table,
                                const char *col)
 {

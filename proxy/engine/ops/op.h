@@ -1,15 +1,16 @@
 /* The interface every operation of a migration implements, one file each
  * (ops/op_<kind>.c), the way pgroll has one pkg/migrations/op_*.go per
- * operation. A new operation is one file here, its entry in migration_plan.c's
- * table, and its cases in tests/integration/test_schema_fidelity.py and
- * tests/integration/test_migrate_ops.py.
+ * operation. A new operation is one file here plus its cases in
+ * tests/integration/test_schema_fidelity.py and
+ * tests/integration/test_migrate_ops.py; the file format (migration.c) reads
+ * it and migration_plan.c's table of operations lists it.
  *
  * plan() is called once per operation, in the migration's order. It must:
  *  - validate the operation against the catalog as the earlier operations
  *    leave it (table_of, column_type, require_*: plan_ctx.h), and without a
  *    catalog (c->cat NULL, an offline plan) skip what needs one and write
  *    placeholders;
- *  - tell later operations what it made (remember_column, c->created);
+ *  - tell later operations what it made (remember_column, remember_table);
  *  - add its statements to the phases of c->p: expand, the backfill,
  *    validate, checks, contract, post and rollback (a rollback must be safe
  *    after a partial expand; migration_plan.c reverses the operations'

@@ -85,13 +85,8 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     column_definition(&s, col, !fill);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
     remember_column(c, op->schema, op->table, col->name, col->type);
-    if (fill && col->default_expr) {
-        struct mig_str ds = {0};
-        mig_str_addf(&ds, " SET DEFAULT %s", col->default_expr);
-        char *tail = mig_str_take(&ds);
-        add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col->name, tail ? tail : "");
-        free(tail);
-    }
+    if (fill && col->default_expr)
+        add_set_default(&c->p->expand, op, op->table, col->name, col->default_expr);
     if (rewrites)
         carried(c, op, "default %s: Postgres would write it into every row under ACCESS EXCLUSIVE; added "
                 "without it, set for new rows, existing rows filled by the backfill%s", col->default_expr, "");

@@ -18,8 +18,6 @@
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 
-#include <stdlib.h>
-
 static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
@@ -50,21 +48,12 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         add_index_build(&c->p->expand, op, op->schema, ix,
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
     }
-    struct mig_steps views = {0};
-    if (carry_views(c, op, op->table, op->column, &c->p->contract, &views) != 0) {
-        mig_steps_free(&deferred);
-        return -1;
-    }
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
     /* The deferred steps (SET NOT NULL, index and constraint names) address
      * the shadow column by the name it has until the rename below. */
-    append_steps(&c->p->contract, &deferred);
-    struct mig_str r = {0};
-    mig_str_add(&r, " TO ");
-    mig_str_ident(&r, op->column);
-    char *tail = mig_str_take(&r);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", shadow, tail ? tail : "");
-    free(tail);
+    struct mig_steps views = {0};
+    if (contract_second_column(c, op, op->column, &deferred, &views) != 0)
+        return -1;
+    add_rename_column(&c->p->contract, op, op->table, shadow, op->column);
     append_steps(&c->p->contract, &views);
     if (op->check)
         add_check_before_cutover(c, op, shadow);

@@ -15,9 +15,8 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
         return -1;
-    for (size_t i = 0; i < op->ncolumns; i++)
-        if (require_column(c, op, op->table, op->columns[i]))
-            return -1;
+    if (require_columns(c, op, op->table, op->columns, op->ncolumns))
+        return -1;
     if (op->ref_table && require_table(c, op, op->ref_table))
         return -1;
     if (strcmp(op->constraint_type, "unique") == 0) {

@@ -81,12 +81,9 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
         return -1;
-    for (size_t i = 0; i < op->ncolumns; i++)
-        if (require_column(c, op, op->table, op->columns[i]))
-            return -1;
-    for (size_t i = 0; i < op->ninclude; i++)
-        if (require_column(c, op, op->table, op->include[i]))
-            return -1;
+    if (require_columns(c, op, op->table, op->columns, op->ncolumns) ||
+        require_columns(c, op, op->table, op->include, op->ninclude))
+        return -1;
     if (keys_meet_retyped_column(c, op))
         return op_error(c, op, "index \"%s\" has keys written as SQL on table \"%s\", whose columns an earlier "
                         "operation changes; create it in the next migration", op->name, op->table);

@@ -1,7 +1,7 @@
 /* create_table: the table, with its columns' constraints and comments, is
  * created at expand. The old release does not know it (its shape has no
  * view of it), the new release uses it; later operations of the migration
- * build on it (plan_ctx.created). The contract has nothing to do; the
+ * build on it (remember_table). The contract has nothing to do; the
  * rollback drops it. */
 #include "op.h"
 #include "plan_ctx.h"
@@ -39,8 +39,7 @@ static int plan_create_table(struct plan_ctx *c, const struct mig_op *op)
     mig_str_add(&r, "DROP TABLE IF EXISTS ");
     mig_str_qname(&r, op->schema, op->table);
     mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&r));
-    if (c->ncreated < sizeof c->created / sizeof c->created[0])
-        c->created[c->ncreated++] = op;
+    remember_table(c, op);
     return 0;
 }
 

@@ -23,7 +23,6 @@
 #include "op.h"
 #include "plan_ctx.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 static int names_column(const char *const *cols, size_t n, const char *col)
@@ -88,22 +87,9 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
         append_steps(&c->p->contract, &deferred);
         add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
     }
-    struct mig_str r = {0};
-    mig_str_add(&r, " TO ");
-    mig_str_ident(&r, op->to);
-    char *tail = mig_str_take(&r);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", op->from, tail ? tail : "");
-    free(tail);
-    if (op->has_default) {
-        struct mig_str ds = {0};
-        if (op->default_expr)
-            mig_str_addf(&ds, " SET DEFAULT %s", op->default_expr);
-        else
-            mig_str_add(&ds, " DROP DEFAULT");
-        char *dt = mig_str_take(&ds);
-        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->to, dt ? dt : "");
-        free(dt);
-    }
+    add_rename_column(&c->p->contract, op, op->table, op->from, op->to);
+    if (op->has_default)
+        add_set_default(&c->p->contract, op, op->table, op->to, op->default_expr);
     char how[256];
     snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s", op->from, op->to,
              op->copy ? " (a copy column under the new name until then)" : ", moving no data");
@@ -115,17 +101,9 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
 static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, const char *name,
                                 const char *meanwhile, struct mig_steps *between)
 {
-    struct mig_str a = {0}, b = {0};
-    mig_str_add(&a, " TO ");
-    mig_str_ident(&a, meanwhile);
-    mig_str_add(&b, " TO ");
-    mig_str_ident(&b, name);
-    char *ta = mig_str_take(&a), *tb = mig_str_take(&b);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", name, ta ? ta : "");
+    add_rename_column(&c->p->contract, op, op->table, name, meanwhile);
     append_steps(&c->p->contract, between);
-    add_alter(&c->p->contract, op, op->table, "RENAME COLUMN", meanwhile, tb ? tb : "");
-    free(ta);
-    free(tb);
+    add_rename_column(&c->p->contract, op, op->table, meanwhile, name);
 }
 
 static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
@@ -152,12 +130,8 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     set_new_default(c, op, op->to);
     struct mig_steps views = {0};
-    if (carry_views(c, op, op->table, op->from, &c->p->contract, &views) != 0) {
-        mig_steps_free(&deferred);
+    if (contract_second_column(c, op, op->from, &deferred, &views) != 0)
         return -1;
-    }
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->from, "");
-    append_steps(&c->p->contract, &deferred);
     if (views.n > 0) {
         /* The views are created while the new column wears the old name, so
          * the rename after makes Postgres write `new AS old` in them, as an

@@ -2,7 +2,7 @@
  * name keeps the old release working (simple views are updatable); the new
  * release uses the new name. The contract drops the view; the rollback
  * drops it and gives the table its old name back. Later operations of the
- * migration address the table by its new name (plan_ctx.created). */
+ * migration address the table by its new name (remember_table). */
 #include "op.h"
 #include "plan_ctx.h"
 
@@ -49,8 +49,7 @@ static int plan_rename_table(struct plan_ctx *c, const struct mig_op *op)
     mig_str_add(&b, " RENAME TO ");
     mig_str_ident(&b, op->from);
     mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&b));
-    if (c->ncreated < sizeof c->created / sizeof c->created[0])
-        c->created[c->ncreated++] = op;
+    remember_table(c, op);
     return 0;
 }
 
