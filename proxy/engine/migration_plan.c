@@ -81,6 +81,8 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
             return aliased(op->from, op->to);
         if (op->kind == MIG_RENAME_COLUMN && !strcmp(op->from, col))
             return NULL;
+        if (op->kind == MIG_ALTER_COLUMN && alter_in_place(c, op))
+            continue;
         if ((op->kind == MIG_DROP_COLUMN || op->kind == MIG_ALTER_COLUMN) && !strcmp(op->column, col))
             return NULL;
         char shadow[80];
@@ -157,6 +159,7 @@ static void version_schema(struct plan_ctx *c)
     for (size_t i = 0; i < c->m->nops; i++)
         if (first_to_change_columns(c, i))
             version_view(c, &c->m->ops[i]);
+    append_steps(&c->p->expand, &c->shape_defaults);
     if (c->p->expand.n > first_view)
         grant_shape_views(&c->p->expand, c->p->version_schema);
     char *drop = sql_printf("DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);
@@ -296,10 +299,25 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         snprintf(err, errlen, "out of memory building the plan");
         rc = -1;
     }
+    mig_steps_free(&c->shape_defaults);
     free(c);
     if (rc != 0)
         mig_plan_free(p);
     return rc;
+}
+
+void add_shape_default(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *view_col,
+                       const char *expr)
+{
+    char name[80];
+    snprintf(name, sizeof name, MIG_VERSION_SCHEMA_FMT, c->m->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER VIEW ");
+    mig_str_qname(&s, name, table);
+    mig_str_add(&s, " ALTER COLUMN ");
+    mig_str_ident(&s, view_col);
+    mig_str_addf(&s, " SET DEFAULT %s", expr ? expr : "NULL");
+    mig_steps_add(&c->shape_defaults, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
 static void free_bf(struct mig_bf_table *b)

@@ -24,6 +24,7 @@ struct plan_ctx {
     size_t ncreated;
     const char *views[64];      /* views re-created by the contract so far (catalog names) */
     size_t nviews;
+    struct mig_steps shape_defaults; /* the new shape's view defaults, set once its views exist */
 };
 
 /* ---- plan_names_catalog.c: object names, errors, the catalog as earlier
@@ -45,6 +46,13 @@ int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *tab
                     size_t n);
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+
+/* The new shape's default for a column of its view of table (expr NULL:
+ * none), while the base table keeps the old release's until the contract:
+ * an insert through an updatable view takes the view column's default
+ * before the table's. */
+void add_shape_default(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *view_col,
+                       const char *expr);
 
 /* ---- plan_sql_build.c: statements and clauses the operations share ------ */
 void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,

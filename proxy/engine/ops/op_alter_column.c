@@ -2,26 +2,113 @@
  * CHECK or a default for a column, without an offline ALTER COLUMN's table
  * rewrite under ACCESS EXCLUSIVE.
  *
- * Expand adds a second column of the new type (mig_shadow_name) with the
- * column's dependents copied to it (plan_carry.c), the tandem rule's
- * trigger between the two (old-shape writes fill it from `up`, new-shape
- * writes the original from `down`, where `down` names the new value by the
- * column's name), NOT NULL as a CHECK NOT VALID and UNIQUE as an index
- * built CONCURRENTLY; the backfill fills it. The old release reads and
- * writes the original, the new release the second column under the
- * column's name. A "check" is validated by complete before its cutover,
- * with traffic flowing (plan_checks.c). The contract drops the original
- * (and the views reading it), gives the second column the column's name
- * and creates the views again; the rollback drops the second column. Key
- * columns are refused. */
+ * In place, when the values do not change (no up, down or check) and any
+ * new type is one Postgres takes in the catalog alone (engine.c's probe: a
+ * longer varchar, varchar to text, a wider numeric) on a column only
+ * simple indexes depend on: no second column, nothing copied. Expand adds
+ * NOT NULL as a CHECK NOT VALID (validated after, SET NOT NULL at
+ * contract) and UNIQUE as an index built CONCURRENTLY; the new shape's
+ * view gets the new default while the table keeps the old release's. The
+ * contract changes the type, the default or drops NOT NULL in the catalog,
+ * so until complete the new release writes within the old type and NOT
+ * NULL.
+ *
+ * Otherwise expand adds a second column of the new type (mig_shadow_name)
+ * with the column's dependents copied to it (plan_carry.c), the tandem
+ * rule's trigger between the two (old-shape writes fill it from `up`,
+ * new-shape writes the original from `down`, where `down` names the new
+ * value by the column's name; without up/down, casts), NOT NULL as a CHECK
+ * NOT VALID and UNIQUE as an index built CONCURRENTLY; the backfill fills
+ * it. The old release reads and writes the original, the new release the
+ * second column under the column's name. A "check" is validated by
+ * complete before its cutover, with traffic flowing (plan_checks.c). The
+ * contract drops the original (and the views reading it), gives the second
+ * column the column's name and creates the views again; the rollback drops
+ * the second column. Key columns are refused. */
 #include "op.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* Nothing but simple indexes (and the primary key or unique constraints
+ * they back) depends on the column: an in-place ALTER ... TYPE keeps those
+ * (Postgres reuses an index it can tell is unchanged), where a CHECK, a
+ * foreign key or a view would be checked or rebuilt under its lock. */
+static int only_simple_indexes(const struct mig_cat_table *t, const char *col)
+{
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, col) != 0)
+            continue;
+        int indexed = d->kind == MIG_DEP_INDEX || (d->kind == MIG_DEP_CONSTRAINT && (d->contype == 'p' ||
+                                                                                    d->contype == 'u'));
+        if (!indexed || d->foreign)
+            return 0;
+        const struct mig_cat_index *ix = NULL;
+        for (size_t k = 0; k < t->nidx && !ix; k++)
+            if (!strcmp(t->idx[k].name, d->name) || (t->idx[k].constraint && !strcmp(t->idx[k].constraint, d->name)))
+                ix = &t->idx[k];
+        if (!ix || !ix->simple)
+            return 0;
+    }
+    return 1;
+}
+
+int alter_in_place(const struct plan_ctx *c, const struct mig_op *op)
+{
+    if (op->up || op->down || op->check)
+        return 0;
+    const char *now = column_type(c, op->schema, op->table, op->column);
+    if (!op->type || (now && !strcmp(now, op->type)))
+        return 1;
+    const struct mig_catalog *cat = c->cat;
+    if (!cat || !cat->retype_in_place || (size_t)op->index >= cat->nretype_in_place ||
+        !cat->retype_in_place[op->index])
+        return 0;
+    return only_simple_indexes(table_of(c, op->schema, op->table), op->column);
+}
+
+static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
+    const char *now = column_type(c, op->schema, op->table, op->column);
+    if (op->type && !(now && !strcmp(now, op->type))) {
+        struct mig_str t = {0};
+        mig_str_addf(&t, " TYPE %s", op->type);
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->column, tail ? tail : "");
+        free(tail);
+        carried(c, op, "type of \"%s\": changed in the catalog at contract (Postgres rewrites nothing), to %s",
+                op->column, op->type);
+    }
+    if (op->nullable == 0 && !(oc && oc->notnull))
+        add_not_null_check(c, op, op->table, op->column);
+    if (op->nullable == 1 && (!oc || oc->notnull))
+        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->column, " DROP NOT NULL");
+    if (op->has_default) {
+        add_shape_default(c, op, op->table, op->column, op->default_expr);
+        add_set_default(&c->p->contract, op, op->table, op->column, op->default_expr);
+    }
+    if (op->unique == 1) {
+        char ix[80];
+        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
+        char *cols[1] = {op->column};
+        add_index_build(&c->p->expand, op, op->schema, ix,
+                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
+    }
+    return 0;
+}
+
 static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
 {
-    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
-        require_key(c, op, op->table))
+    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column))
+        return -1;
+    if (alter_in_place(c, op))
+        return plan_in_place(c, op);
+    if (require_key(c, op, op->table))
         return -1;
     if (key_uses(c, op, op->table, op->column))
         return op_error(c, op, "\"%s\" is part of the key of \"%s\"; altering key columns online is "

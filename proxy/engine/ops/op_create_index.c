@@ -21,7 +21,8 @@ static char *column_after_contract(const struct plan_ctx *c, const struct mig_op
 {
     for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_ALTER_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+        if (o->kind == MIG_ALTER_COLUMN && !alter_in_place(c, o) && !strcmp(o->schema, op->schema) &&
+            !strcmp(o->table, op->table) &&
             !strcmp(o->column, col)) {
             char shadow[80];
             mig_shadow_name(shadow, sizeof shadow, col);
@@ -70,7 +71,7 @@ static int keys_meet_retyped_column(const struct plan_ctx *c, const struct mig_o
 {
     for (size_t i = 0; op->nkeys && i < (size_t)op->index && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
-        int retypes = o->kind == MIG_ALTER_COLUMN || (o->kind == MIG_RENAME_COLUMN && o->type);
+        int retypes = (o->kind == MIG_ALTER_COLUMN && !alter_in_place(c, o)) || (o->kind == MIG_RENAME_COLUMN && o->type);
         if (retypes && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table))
             return 1;
     }
