@@ -121,7 +121,7 @@ def uid_facts(db, table):
                    " WHERE c.table_schema = 'public' AND c.table_name = %s AND c.column_name = 'uid'", (table,))
 
 
-def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_factory):
+def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_factory, capsys):
     sql(db, "CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);"
             "INSERT INTO items SELECT g, 'p' || g || '-' || repeat('x', 120) FROM generate_series(1, %d) g" % ITEMS)
     sql(db, "VACUUM ANALYZE items")
@@ -153,6 +153,9 @@ def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_
     assert worst < 1.0, ("a read through the proxy waited %.0f ms while start ran (%.1f s, %d reads): the"
                          " table was locked, e.g. rewritten to add a volatile default" %
                          (worst * 1000, t_end - t_start, len(during)))
+    with capsys.disabled():
+        print("\n[tandem rule] start took %.2f s; %d reads through the proxy meanwhile, the slowest %.1f ms"
+              % (t_end - t_start, len(during), worst * 1000))
     # the table was not rewritten: same file
     assert sql(db, "SELECT relfilenode FROM pg_class WHERE oid = 'public.items'::regclass")[0][0] == filenode, \
         "items was rewritten by start"
@@ -400,7 +403,7 @@ RENAME_MIGRATION = {"name": RENAME_NAME, "parent": None, "operations": [
     {"rename_column": {"table": "t", "from": "a", "to": "b"}}]}
 
 
-def test_rename_keeping_the_type_writes_no_copy(db):
+def test_rename_keeping_the_type_writes_no_copy(db, capsys):
     sql(db, "CREATE TABLE t (id bigint PRIMARY KEY, a text, n int);"
             "INSERT INTO t SELECT g, 'a' || g, g FROM generate_series(1, %d) g" % RENAMED)
     # settle the table first (hint bits, visibility map), so that WAL after
@@ -415,6 +418,8 @@ def test_rename_keeping_the_type_writes_no_copy(db):
     run_ok(migrate(db, "start", path), "start")
     wal = float(sql(db, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn0,))[0][0])
     size1 = sql(db, "SELECT pg_total_relation_size('public.t')")[0][0]
+    with capsys.disabled():
+        print("\n[tandem rule] start of the rename: %.0f kB of WAL, table %d -> %d bytes" % (wal / 1024, size0, size1))
     assert wal < 1024 * 1024, "start of a same-type rename wrote %.1f MB of WAL" % (wal / 1048576.0)
     assert abs(size1 - size0) <= size0 * 0.05, "the table grew from %d to %d bytes" % (size0, size1)
     assert table_columns(db, "t") == ["id", "a", "n"], "a column was added for the rename"
