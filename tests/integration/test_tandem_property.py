@@ -1,4 +1,4 @@
-"""The tandem rule as a property: random writes from three writers against a
+"""The tandem rule as a property: random writes from several writers against a
 model of every row, for each kind of operation that keeps two shapes.
 
 Writers (direct connections; `pgtandem.version` and `search_path` do the
@@ -6,6 +6,9 @@ routing the proxy would do):
 - old:    no version, the old shape's schema first (`pgtandem_<name>_old`);
 - new:    `pgtandem.version=<name>`, the new shape's schema first;
 - bypass: no version, the base table itself (an old-shape write);
+- bypass_v: the base table itself with `pgtandem.version=<name>` (a
+  new-shape write), for the kinds whose new-shape columns the base table
+  has under their own names (add_column, drop_column, split, merge);
 - routed: while `complete --revert-window-s` keeps both shapes, a session
   through the proxy without a version: the proxy has switched it to the new
   shape, which it reads and writes (a new-shape write).
@@ -172,8 +175,9 @@ class Kind:
     insert may leave out, with each shape's default."""
 
     def __init__(self, name, setup, ops, old, new, up, down, jsonb=(), omit=None, old_defaults=None,
-                 new_defaults=None):
+                 new_defaults=None, bypass_new=False):
         self.name, self.setup, self.ops = name, setup, ops
+        self.bypass_new = bypass_new
         self.old, self.new, self.up, self.down = old, new, up, down
         self.jsonb = set(jsonb)
         self.omit = omit or set()
@@ -213,12 +217,12 @@ KINDS = {
         [{"add_column": {"table": "t", "column": {"name": "alen", "type": "int"}, "up": "length(a) + n"}}],
         T(a=gen_text, n=gen_int), T(a=gen_text, n=gen_int, alen=gen_int),
         lambda o: {"alen": None if o["a"] is None or o["n"] is None else len(o["a"]) + o["n"]},
-        lambda n: {}),
+        lambda n: {}, bypass_new=True),
     "drop_column_down": Kind(
         "drop_column_down", "CREATE TABLE t (id int PRIMARY KEY, a text, b int)",
         [{"drop_column": {"table": "t", "column": "b", "down": "coalesce(length(a), -1)"}}],
         T(a=gen_text, b=gen_int), T(a=gen_text),
-        lambda o: {}, lambda n: {"b": -1 if n["a"] is None else len(n["a"])}),
+        lambda o: {}, lambda n: {"b": -1 if n["a"] is None else len(n["a"])}, bypass_new=True),
     "alter_type": Kind(
         "alter_type", "CREATE TABLE t (id int PRIMARY KEY, price text, n int)",
         [{"alter_column": {"table": "t", "column": "price", "type": "numeric(10,2)",
@@ -254,7 +258,8 @@ KINDS = {
          {"drop_column": {"table": "t", "column": "last", "down": "split_part(full_name, ' ', 2)"}}],
         T(first=gen_name_part, last=gen_name_part, note=gen_text), T(full_name=gen_full_name, note=gen_text),
         lambda o: {"full_name": concat(o["first"], o["last"], sep=" ")},
-        lambda n: {"first": split_part(n["full_name"], " ", 1), "last": split_part(n["full_name"], " ", 2)}),
+        lambda n: {"first": split_part(n["full_name"], " ", 1), "last": split_part(n["full_name"], " ", 2)},
+        bypass_new=True),
     "merge": Kind(
         "merge", "CREATE TABLE t (id int PRIMARY KEY, a int, b text, note text)",
         [{"add_column": {"table": "t", "column": {"name": "ab", "type": "text"}, "up": "a::text || ':' || b"}},
@@ -263,7 +268,7 @@ KINDS = {
         T(a=gen_int, b=gen_name_part, note=gen_text), T(ab=gen_merged, note=gen_text),
         lambda o: {"ab": concat(o["a"], o["b"], sep=":")},
         lambda n: {"a": None if n["ab"] is None or split_part(n["ab"], ":", 1) == "" else
-                   int(split_part(n["ab"], ":", 1)), "b": split_part(n["ab"], ":", 2)}),
+                   int(split_part(n["ab"], ":", 1)), "b": split_part(n["ab"], ":", 2)}, bypass_new=True),
 }
 
 
@@ -340,7 +345,8 @@ class Run:
     # connections
     def open(self, writers):
         self.close()
-        opts = {"old": old_options(self.name), "new": new_shape_options(self.name), "bypass": ""}
+        opts = {"old": old_options(self.name), "new": new_shape_options(self.name), "bypass": "",
+                "bypass_v": "-c pgtandem.version=%s" % self.name}
         for w in writers:
             if w == "routed":
                 self.conns[w] = psycopg.connect(proxy_uri(self.proxy, self.db), autocommit=True)
@@ -366,7 +372,7 @@ class Run:
             return "old"
         if self.phase == "completed":
             return "new"
-        return "new" if writer in ("new", "routed") else "old"
+        return "new" if writer in ("new", "routed", "bypass_v") else "old"
 
     def write(self, writer):
         rng, k, m = self.rng, self.kind, self.model
@@ -423,8 +429,7 @@ class Run:
         views = []
         if self.phase in ("active", "switched", "active2", "switched2"):
             views = [("old", "old", m.old), ("bypass", "old", m.old), ("new", "new", m.new)]
-            if "routed" in self.conns:
-                views.append(("routed", "new", m.new))
+            views += [(w, "new", m.new) for w in ("routed", "bypass_v") if w in self.conns]
         elif self.phase == "reverted":
             views = [("old", "old", m.old), ("bypass", "old", m.old)]
         elif self.phase == "completed":
@@ -506,15 +511,15 @@ def test_tandem_rule_property(db, proxy_factory, kind, capsys):
     load(run, INITIAL_ROWS)
     path = write_migration(migration_of(k))
     share = dict(PHASES)
-    three = ["old", "new", "bypass"]
+    writers = ["old", "new", "bypass"] + (["bypass_v"] if k.bypass_new else [])
 
     # first lifecycle: start, a revert window, revert (or a rollback)
     proxy_start(proxy, path)
     run.model.started()
-    run.steps("active", int(STEPS * share["active"]), three)
+    run.steps("active", int(STEPS * share["active"]), writers)
     r = run.migrate("complete", "--revert-window-s", "3600")
     if r.returncode == 0:
-        run.steps("switched", int(STEPS * share["switched"]), three + ["routed"])
+        run.steps("switched", int(STEPS * share["switched"]), writers + ["routed"])
         run.must("revert")
         reverted_by = "revert"
     else:
@@ -528,10 +533,10 @@ def test_tandem_rule_property(db, proxy_factory, kind, capsys):
     # second lifecycle: start again, then complete (with a window and finalize when the kind allows it)
     proxy_start(proxy, path)
     run.model.started()
-    run.steps("active2", int(STEPS * share["active2"]), three)
+    run.steps("active2", int(STEPS * share["active2"]), writers)
     r = run.migrate("complete", "--revert-window-s", "3600")
     if r.returncode == 0:
-        run.steps("switched2", int(STEPS * share["switched2"]), three + ["routed"])
+        run.steps("switched2", int(STEPS * share["switched2"]), writers + ["routed"])
         run.must("finalize")
     else:
         run.must("complete")
