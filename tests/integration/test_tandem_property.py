@@ -8,7 +8,8 @@ routing the proxy would do):
 - bypass: no version, the base table itself (an old-shape write);
 - bypass_v: the base table itself with `pgtandem.version=<name>` (a
   new-shape write), for the kinds whose new-shape columns the base table
-  has under their own names (add_column, drop_column, split, merge);
+  has under their own names (add_column, drop_column, split, merge, a
+  rename with "copy");
 - routed: while `complete --revert-window-s` keeps both shapes, a session
   through the proxy without a version: the proxy has switched it to the new
   shape, which it reads and writes (a new-shape write).
@@ -205,6 +206,13 @@ KINDS = {
         [{"rename_column": {"table": "t", "from": "a", "to": "b"}}],
         T(a=gen_text, n=gen_int), T(b=gen_text, n=gen_int),
         lambda o: {"b": o["a"]}, lambda n: {"a": n["b"]}),
+    "rename_same_type_copy": Kind(
+        # "copy": a second column under the new name on the table itself,
+        # for writers of the base table by the new name
+        "rename_same_type_copy", "CREATE TABLE t (id int PRIMARY KEY, a text, n int)",
+        [{"rename_column": {"table": "t", "from": "a", "to": "b", "copy": True}}],
+        T(a=gen_text, n=gen_int), T(b=gen_text, n=gen_int),
+        lambda o: {"b": o["a"]}, lambda n: {"a": n["b"]}, bypass_new=True),
     "rename_text_to_jsonb": Kind(
         "rename_text_to_jsonb", "CREATE TABLE t (id int PRIMARY KEY, a text, n int)",
         [{"rename_column": {"table": "t", "from": "a", "to": "b", "type": "jsonb", "up": "a::jsonb",
