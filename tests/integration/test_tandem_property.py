@@ -42,8 +42,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from test_migrate_util import (db, new_shape_options, pmigrate, proxy_start, proxy_uri, sql,  # noqa: F401
-                               write_migration)
+from test_migrate_util import db, new_shape_options, pmigrate, proxy_start, proxy_uri, write_migration  # noqa: F401
+from test_tandem_rule import APP, old_shape_options, sessions_gone, sql
 
 SEED = int(os.environ.get("PGT_PROPERTY_SEED", "20240611"))
 STEPS = int(os.environ.get("PGT_PROPERTY_STEPS", "400"))
@@ -333,10 +333,6 @@ class Model:
 
 # ---- the run ---------------------------------------------------------------------------
 
-def old_options(name):
-    return "-c search_path=pgtandem_%s_old,public" % name
-
-
 class Run:
     def __init__(self, kind, db, proxy, rng):
         self.kind, self.db, self.proxy, self.rng = kind, db, proxy, rng
@@ -353,13 +349,14 @@ class Run:
     # connections
     def open(self, writers):
         self.close()
-        opts = {"old": old_options(self.name), "new": new_shape_options(self.name), "bypass": "",
+        opts = {"old": old_shape_options(self.name), "new": new_shape_options(self.name), "bypass": "",
                 "bypass_v": "-c pgtandem.version=%s" % self.name}
         for w in writers:
             if w == "routed":
-                self.conns[w] = psycopg.connect(proxy_uri(self.proxy, self.db), autocommit=True)
+                self.conns[w] = psycopg.connect(proxy_uri(self.proxy, self.db), autocommit=True,
+                                                application_name=APP)
             else:
-                self.conns[w] = psycopg.connect(self.db, autocommit=True, options=opts[w])
+                self.conns[w] = psycopg.connect(self.db, autocommit=True, options=opts[w], application_name=APP)
 
     def close(self):
         for c in self.conns.values():
@@ -469,8 +466,8 @@ class Run:
 
     # the lifecycle, through the proxy
     def migrate(self, *args):
-        r = pmigrate(self.proxy, *args)
-        return r
+        sessions_gone(self.db)
+        return pmigrate(self.proxy, *args)
 
     def must(self, *args):
         r = self.migrate(*args)
@@ -484,7 +481,7 @@ def load(run, n):
     """The table before the migration, written by an old-shape client."""
     sql(run.db, run.kind.setup)
     run.phase = "setup"
-    run.conns = {"bypass": psycopg.connect(run.db, autocommit=True)}
+    run.conns = {"bypass": psycopg.connect(run.db, autocommit=True, application_name=APP)}
     for _ in range(n):
         key = run.next_id
         run.next_id += 1
@@ -522,6 +519,7 @@ def test_tandem_rule_property(db, proxy_factory, kind, capsys):
     writers = ["old", "new", "bypass"] + (["bypass_v"] if k.bypass_new else [])
 
     # first lifecycle: start, a revert window, revert (or a rollback)
+    sessions_gone(db)
     proxy_start(proxy, path)
     run.model.started()
     run.steps("active", int(STEPS * share["active"]), writers)
@@ -539,6 +537,7 @@ def test_tandem_rule_property(db, proxy_factory, kind, capsys):
     run.steps("reverted", int(STEPS * share["reverted"]), ["old", "bypass"])
 
     # second lifecycle: start again, then complete (with a window and finalize when the kind allows it)
+    sessions_gone(db)
     proxy_start(proxy, path)
     run.model.started()
     run.steps("active2", int(STEPS * share["active2"]), writers)
