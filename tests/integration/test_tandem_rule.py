@@ -179,7 +179,8 @@ def uid_facts(db, table):
 
 def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_factory, capsys):
     sql(db, "CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);"
-            "INSERT INTO items SELECT g, 'p' || g || '-' || repeat('x', %d) FROM generate_series(1, %d) g" % (PAD, ITEMS))
+            "INSERT INTO items SELECT g, 'p' || g || '-' || repeat('x', %d) FROM generate_series(1, %d) g"
+            % (PAD, ITEMS))
     sql(db, "VACUUM ANALYZE items")
     # the offline DDL, on a twin table: what complete must end in
     sql(db, "CREATE TABLE items_offline (id bigint PRIMARY KEY, payload text NOT NULL);"
