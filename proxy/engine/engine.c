@@ -238,41 +238,76 @@ static int check_type_exists(PGconn *conn, const struct migration *m, const stru
     return 0;
 }
 
-/* The table's columns but `column`, for a select list that gives `column` a
- * new type. */
-static void columns_but(struct mig_str *s, const struct mig_cat_table *t, const char *column)
+static int listed(char **names, size_t n, const char *name)
 {
-    for (size_t i = 0; i < t->ncols; i++) {
-        if (strcmp(t->cols[i].name, column) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* "NULL::type AS name", once per name. */
+static void null_column(struct mig_str *s, char **names, size_t *n, const char *name, const char *type)
+{
+    if (!name || !type || listed(names, *n, name) || *n >= 256)
+        return;
+    names[(*n)++] = (char *)name;
+    mig_str_addf(s, ", NULL::%s AS ", type);
+    mig_str_ident(s, name);
+}
+
+/* The select list of the table as the migration's expressions see it once
+ * expand has run: today's columns, every column an operation of the
+ * migration adds to it (so that the `up` of a merge and the `down` of a
+ * split may read each other's columns), and, for alter_column's `down` and
+ * `check` (written for the new shape), `retyped` with its new type. */
+static void shape_after_expand(struct mig_str *s, const struct migration *m, const struct mig_op *op,
+                               const struct mig_cat_table *t, const char *retyped, const char *new_type)
+{
+    if (!t || t->ncols == 0) {
+        mig_str_add(s, "*");
+        return;
+    }
+    char *names[256];
+    size_t n = 0;
+    for (size_t i = 0; i < t->ncols && n < 256; i++) {
+        names[n++] = t->cols[i].name;
+        if (i)
+            mig_str_add(s, ", ");
+        if (retyped && strcmp(t->cols[i].name, retyped) == 0) {
+            mig_str_addf(s, "NULL::%s AS ", new_type);
+            mig_str_ident(s, retyped);
+        } else {
+            mig_str_ident(s, t->cols[i].name);
+        }
+    }
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
             continue;
-        mig_str_ident(s, t->cols[i].name);
-        mig_str_add(s, ", ");
+        if (o->kind == MIG_ADD_COLUMN)
+            null_column(s, names, &n, o->col.name, o->col.type);
+        else if (o->kind == MIG_RENAME_COLUMN) {
+            const struct mig_cat_column *from = mig_catalog_column(t, o->from);
+            null_column(s, names, &n, o->to, o->type ? o->type : from ? from->type : NULL);
+        }
     }
 }
 
 /* Evaluates an author's expression against the table with zero rows inside a
  * read-only transaction, so type errors and unknown columns are reported
- * before anything changes. extra_col/extra_type stands in for a column the
- * migration will add, or, with retyped (the table's catalog entry), for a
- * column whose type it changes: alter_column's `down` and `check` are
- * written for the new shape. PQexecParams refuses multiple statements. */
+ * before anything changes. The table is seen as it is after expand (see
+ * shape_after_expand). PQexecParams refuses multiple statements. */
 static int check_expression(PGconn *conn, const struct migration *m, const struct mig_op *op,
                             const char *key, const char *expr, const char *table,
-                            const char *extra_col, const char *extra_type,
-                            const struct mig_cat_table *retyped, char *err, size_t errlen)
+                            const struct mig_cat_table *t, const char *retyped, const char *new_type,
+                            char *err, size_t errlen)
 {
     if (!expr || !table)
         return 0;
     struct mig_str s = {0};
     mig_str_addf(&s, "SELECT (%s) FROM (SELECT ", expr);
-    if (retyped && extra_col)
-        columns_but(&s, retyped, extra_col);
-    else
-        mig_str_add(&s, extra_col ? "*, " : "*");
-    if (extra_col) {
-        mig_str_addf(&s, "NULL::%s AS ", extra_type);
-        mig_str_ident(&s, extra_col);
-    }
+    shape_after_expand(&s, m, op, t, retyped, new_type);
     mig_str_add(&s, " FROM ");
     mig_str_qname(&s, op->schema, table);
     mig_str_add(&s, ") AS ");
@@ -372,22 +407,21 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     const char *retyped = t && oc && op->kind == MIG_ALTER_COLUMN ? op->column : NULL;
     switch (op->kind) {
     case MIG_RENAME_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "down", op->down, table, op->to, new_type, NULL, err, errlen);
+        return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, t, NULL, NULL, err, errlen);
     case MIG_ALTER_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "down", op->down, table, retyped, new_type, t, err, errlen) ||
-               check_expression(conn, m, op, "check", op->check, table, retyped, new_type, t, err, errlen);
+        return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "down", op->down, table, t, retyped, new_type, err, errlen) ||
+               check_expression(conn, m, op, "check", op->check, table, t, retyped, new_type, err, errlen);
     case MIG_ADD_COLUMN:
-        return check_expression(conn, m, op, "up", op->up, table, NULL, NULL, NULL, err, errlen) ||
-               check_expression(conn, m, op, "check", op->col.check, table, op->col.name, op->col.type, NULL,
-                                err, errlen);
+        return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "check", op->col.check, table, t, NULL, NULL, err, errlen);
     case MIG_DROP_COLUMN:
-        return check_expression(conn, m, op, "down", op->down, table, NULL, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "down", op->down, table, t, NULL, NULL, err, errlen);
     case MIG_CREATE_INDEX:
-        return check_expression(conn, m, op, "where", op->where, table, NULL, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
     case MIG_CREATE_CONSTRAINT:
-        return check_expression(conn, m, op, "check", op->check, table, NULL, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "check", op->check, table, t, NULL, NULL, err, errlen);
     default:
         return 0;
     }
@@ -456,6 +490,80 @@ static int check_live(PGconn *conn, const struct migration *m, const struct mig_
     return rc;
 }
 
+/* Whether Postgres would rewrite the table to add a column with this
+ * default (a volatile default such as gen_random_uuid() or
+ * clock_timestamp(), a domain with constraints ...) is Postgres's own
+ * decision, so Postgres is asked: the column is added to a one-row
+ * temporary table, in a transaction rolled back at once, and a rewrite
+ * shows as a new relfilenode. A default that does not fit the type is
+ * refused here, before any DDL. */
+static int probe_default(PGconn *conn, const struct migration *m, const struct mig_op *op, int *rewrites,
+                         char *err, size_t errlen)
+{
+    static const char *const setup[] = {
+        "BEGIN",
+        "CREATE TEMPORARY TABLE pgtandem_default_probe (pgtandem_row int)",
+        "INSERT INTO pg_temp.pgtandem_default_probe VALUES (1)",
+    };
+    static const char *const filenode = "SELECT pg_relation_filenode('pg_temp.pgtandem_default_probe')";
+    char e2[512] = "", e3[256];
+    int ok = 1;
+    for (size_t i = 0; ok && i < sizeof setup / sizeof setup[0]; i++)
+        ok = exec_simple(conn, setup[i], NULL, e2, sizeof e2) == 0;
+    char *before = NULL, *after = NULL;
+    PGresult *r = ok ? exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
+    if (r) {
+        before = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    struct mig_str s = {0};
+    mig_str_addf(&s, "ALTER TABLE pg_temp.pgtandem_default_probe ADD COLUMN v %s DEFAULT (%s)", op->col.type,
+                 op->col.default_expr);
+    char *sql = mig_str_take(&s);
+    int added = before && sql && exec_simple(conn, sql, NULL, e2, sizeof e2) == 0;
+    r = added ? exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
+    if (r) {
+        after = strdup(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    free(sql);
+    int rc = 0;
+    if (!added) {
+        snprintf(err, errlen, "%s: operations[%d].add_column: the default (%s) of column \"%s\" cannot be the "
+                 "default of a %s column: %s", m->file, op->index, op->col.default_expr, op->col.name,
+                 op->col.type, e2[0] ? e2 : "out of memory");
+        rc = -1;
+    } else if (!after) {
+        snprintf(err, errlen, "%s", e2[0] ? e2 : "out of memory");
+        rc = -1;
+    } else {
+        *rewrites = strcmp(before, after) != 0;
+    }
+    free(before);
+    free(after);
+    return rc;
+}
+
+static int probe_defaults(PGconn *conn, const struct migration *m, struct mig_catalog *cat, char *err,
+                          size_t errlen)
+{
+    cat->default_rewrites = calloc(m->nops ? m->nops : 1, 1);
+    if (!cat->default_rewrites)
+        return snprintf(err, errlen, "out of memory"), -1;
+    cat->ndefault_rewrites = m->nops;
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (op->kind != MIG_ADD_COLUMN || !op->col.default_expr || op->up)
+            continue;
+        int rewrites = 0;
+        if (probe_default(conn, m, op, &rewrites, err, errlen) != 0)
+            return -1;
+        cat->default_rewrites[i] = (unsigned char)rewrites;
+    }
+    return 0;
+}
+
 int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,
                    size_t errlen)
 {
@@ -465,6 +573,10 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
         mig_dependents_rehearse(e->conn, m, &cat, err, errlen) != 0) {
         mig_catalog_free(&cat);
         return ENGINE_FAILED;
+    }
+    if (probe_defaults(e->conn, m, &cat, err, errlen) != 0) {
+        mig_catalog_free(&cat);
+        return ENGINE_INVALID;
     }
     int rc = mig_plan_build(m, &cat, plan, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
     if (rc == ENGINE_OK && check_live(e->conn, m, &cat, err, errlen) != 0) {

@@ -45,7 +45,8 @@ struct parse_ctx {
 
 static const struct key_spec rename_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"from", K_STR, 1}, {"to", K_STR, 1},
-    {"type", K_STR, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {"default", K_STR_OR_NULL, 0}, {NULL, 0, 0}};
+    {"type", K_STR, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {"default", K_STR_OR_NULL, 0},
+    {"copy", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec add_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_OBJ, 1}, {"up", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec alter_column_keys[] = {
@@ -131,9 +132,9 @@ int mig_revert_blocker(const struct migration *m, char *why, size_t n)
 {
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
-        if (op->kind == MIG_DROP_COLUMN) {
-            snprintf(why, n, "operations[%zu].drop_column: rows the new release writes get no \"%s\", so a revert"
-                     " could not give them back to the old shape", i, op->column ? op->column : "?");
+        if (op->kind == MIG_DROP_COLUMN && !op->down) {
+            snprintf(why, n, "operations[%zu].drop_column: rows the new release writes get no \"%s\" (it has no "
+                     "\"down\"), so a revert could not give them back to the old shape", i, op->column ? op->column : "?");
             return (int)i;
         }
     }
@@ -536,6 +537,7 @@ static int parse_op_fields(struct parse_ctx *c, json_t *body, struct mig_op *op)
     op->where = dup_str(body, "where");
     op->nullable = get_tristate(body, "nullable");
     op->unique = get_tristate(body, "unique");
+    op->copy = get_tristate(body, "copy") == 1;
     json_t *def = json_object_get(body, "default");
     op->has_default = def != NULL;
     op->default_expr = json_is_string(def) ? strdup(json_string_value(def)) : NULL;

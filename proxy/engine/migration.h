@@ -50,6 +50,8 @@ struct mig_op {
     int has_default;        /* alter_column, rename_column: "default" present (null: none) */
     char *check;
     int nullable, unique;   /* -1 when not given */
+    int copy;               /* rename_column: keep a copy column under the new name on the table
+                             * itself, for writers that bypass both shapes' views */
     char *name;             /* create_index, drop_index, create_constraint */
     char **columns;         /* create_index, create_constraint */
     size_t ncolumns;

@@ -407,6 +407,9 @@ void mig_catalog_free(struct mig_catalog *cat)
 {
     for (size_t i = 0; cat && i < cat->n; i++)
         free_table(&cat->tables[i]);
-    if (cat)
+    if (cat) {
         free(cat->tables);
+        free(cat->default_rewrites);
+        cat->default_rewrites = NULL;
+    }
 }

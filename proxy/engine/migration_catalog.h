@@ -94,6 +94,12 @@ struct mig_cat_table {
 struct mig_catalog {
     struct mig_cat_table *tables;
     size_t n;
+    /* Per operation, by index: 1 when the add_column's default as written
+     * would make Postgres rewrite the table (a volatile default, a domain
+     * with constraints), as the engine's probe found (engine.c); NULL when
+     * nothing was probed. */
+    unsigned char *default_rewrites;
+    size_t ndefault_rewrites;
 };
 
 /* Loads every table named by m's operations. Returns 0, or -1 with err. */

@@ -5,6 +5,7 @@
  * expressions written by the migration's author and are embedded as code. */
 #include "migration_plan.h"
 #include "migration_dependents.h"
+#include "sql_fragment.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -564,61 +565,160 @@ struct dual_write {
     const char *down_name;  /* alter_column: `down` names the new value by the column's name */
 };
 
-/* The direction rule, documented for operators:
- *  - INSERT: new column NULL -> fill it from old (up); else old column NULL ->
- *    fill old from new (down); both given -> the session's pgtandem.version
- *    decides (equal to this migration: the new shape wrote, so down; else up).
- *  - UPDATE: whichever column the statement changed wins; both changed ->
- *    pgtandem.version decides as above; neither changed but the new column is
- *    still NULL (row not backfilled yet) -> fill it from old.
- *  - The backfill session sets pgtandem.backfill=on and the trigger's WHEN
- *    clause skips it; triggers only assign NEW, so they never recurse. */
+/* The locals every trigger of this file declares for writer_shape. */
+static void declare_shape(struct mig_str *s)
+{
+    mig_str_add(s, "  pgt_schema name;\n  pgt_new_shape boolean;\n  pgt_run boolean;\n");
+}
+
+/* The tandem rule's one question: which shape wrote this row? The proxy
+ * puts the writer's shape first on its search_path (the version schema for
+ * the new release, the old shape's schema for everyone else, both for the
+ * whole migration, switched and reverted sessions included), so the first
+ * schema on the search_path answers it. A session routed to neither writes
+ * the base table itself (it bypasses the proxy and the views): with
+ * pgtandem.version equal to the migration's name it is a new-shape writer;
+ * without, what it wrote decides (bypass_insert, bypass_update: SQL
+ * conditions, true when the write gave the new shape's columns and not the
+ * old one's), and anything else is an old-shape write. Sets the declared
+ * pgt_new_shape. */
+static void writer_shape(struct plan_ctx *c, struct mig_str *s, const char *bypass_insert,
+                         const char *bypass_update)
+{
+    char vname[80], oname[80];
+    snprintf(vname, sizeof vname, MIG_VERSION_SCHEMA_FMT, c->m->name);
+    snprintf(oname, sizeof oname, MIG_OLD_SCHEMA_FMT, c->m->name);
+    mig_str_add(s, "  pgt_schema := (current_schemas(false))[1];\n  IF pgt_schema = ");
+    mig_str_literal(s, vname);
+    mig_str_add(s, " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = ");
+    mig_str_literal(s, oname);
+    mig_str_add(s, " THEN\n    pgt_new_shape := false;\n  ELSIF coalesce(current_setting('" MIG_VERSION_GUC
+                "', true), '') = ");
+    mig_str_literal(s, c->m->name);
+    mig_str_addf(s, " THEN\n    pgt_new_shape := true;\n  ELSIF TG_OP = 'INSERT' THEN\n"
+                 "    pgt_new_shape := coalesce(%s, false);\n  ELSE\n    pgt_new_shape := coalesce(%s, false);\n"
+                 "  END IF;\n", bypass_insert, bypass_update);
+}
+
+/* "NEW.col IS NOT NULL" and the like, quoted. */
+static char *new_is(const char *col, const char *test)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "NEW.");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, test);
+    return mig_str_take(&s);
+}
+
+/* "NEW.col IS DISTINCT FROM OLD.col" (changed) or its negation. */
+static char *changed(const char *col, int yes)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "NEW.");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, yes ? " IS DISTINCT FROM OLD." : " IS NOT DISTINCT FROM OLD.");
+    mig_str_ident(&s, col);
+    return mig_str_take(&s);
+}
+
+static char *both(char *a, char *b)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "(%s AND %s)", a ? a : "false", b ? b : "false");
+    free(a);
+    free(b);
+    return mig_str_take(&s);
+}
+
+/* Is name a column of the table as the triggers see it (today's columns
+ * and those earlier operations add)? Without a catalog every name is
+ * taken for one (the offline plan only shows the SQL). */
+static int is_column(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name)
+{
+    return !c->cat || column_type(c, op->schema, table, name) != NULL;
+}
+
+/* Sets the declared pgt_run: does a direction whose expression is `expr`,
+ * filling `target`, run on this write? On every INSERT of its shape; on an
+ * UPDATE when a column the expression reads changed, or when `target` is
+ * still NULL (a row the backfill has not reached). An UPDATE that changes
+ * nothing the expression reads keeps what the row holds, so a round trip
+ * that does not give back the same text (jsonb normalises spacing, a cast
+ * rounds) does not rewrite the other release's value on every unrelated
+ * write. A name of the expression equal to `renamed` reads the column `as`
+ * (alter_column's `down` reads the new value by the column's name). */
+static void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                           const char *indent, const char *expr, const char *target, const char *renamed,
+                           const char *as)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int star = 0;
+    int known = sql_fragment_columns(expr, &names, &n, &star) == SQL_FRAGMENT_OK && !star;
+    mig_str_addf(s, "%sIF TG_OP = 'INSERT' THEN\n%s  pgt_run := true;\n%sELSE\n%s  pgt_run := ", indent, indent,
+                 indent, indent);
+    if (!known) {
+        mig_str_add(s, "true");
+    } else {
+        mig_str_add(s, "NEW.");
+        mig_str_ident(s, target);
+        mig_str_add(s, " IS NULL");
+        for (size_t i = 0; i < n; i++) {
+            const char *col = renamed && !strcmp(names[i], renamed) ? as : names[i];
+            if (!is_column(c, op, table, col))
+                continue;
+            mig_str_add(s, "\n");
+            mig_str_addf(s, "%s    OR NEW.", indent);
+            mig_str_ident(s, col);
+            mig_str_add(s, " IS DISTINCT FROM OLD.");
+            mig_str_ident(s, col);
+        }
+    }
+    mig_str_addf(s, ";\n%sEND IF;\n", indent);
+    sql_fragment_free_names(names, n);
+}
+
+/* The tandem rule for a column with a second column: a write from the old
+ * shape sets the new column to up(row), a write from the new shape sets the
+ * old column to down(row) (when direction_runs says); a direction never runs on its own
+ * target's write, so nothing loops and nothing undoes the other release's
+ * write. A NULL source is no exception (a fill value fills). The backfill
+ * session sets pgtandem.backfill=on and the trigger's WHEN clause skips it;
+ * triggers only assign NEW, so they never recurse. */
 static char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
                                  const struct dual_write *d)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "DECLARE\n");
     declare_columns(c, &s, op, d->table, d->new_col, d->new_type);
-    mig_str_add(&s, "  pgt_new_wrote boolean := coalesce(current_setting('" MIG_VERSION_GUC
-                "', true), '') = ");
-    mig_str_literal(&s, c->m->name);
-    mig_str_add(&s, ";\n  pgt_to_new boolean;\nBEGIN\n  IF TG_OP = 'INSERT' THEN\n    pgt_to_new := CASE WHEN NEW.");
-    mig_str_ident(&s, d->new_col);
-    mig_str_add(&s, " IS NULL THEN true WHEN NEW.");
-    mig_str_ident(&s, d->old_col);
-    mig_str_add(&s, " IS NULL THEN false ELSE NOT pgt_new_wrote END;\n  ELSE\n    pgt_to_new := CASE"
-                "\n      WHEN NEW.");
-#define OLDCHG(col) do { mig_str_ident(&s, col); mig_str_add(&s, " IS DISTINCT FROM OLD."); mig_str_ident(&s, col); } while (0)
-    OLDCHG(d->old_col);
-    mig_str_add(&s, " AND NEW.");
-    OLDCHG(d->new_col);
-    mig_str_add(&s, " THEN NOT pgt_new_wrote\n      WHEN NEW.");
-    OLDCHG(d->new_col);
-    mig_str_add(&s, " THEN false\n      WHEN NEW.");
-    OLDCHG(d->old_col);
-    mig_str_add(&s, " THEN true\n      WHEN NEW.");
-#undef OLDCHG
-    mig_str_ident(&s, d->new_col);
-    mig_str_add(&s, " IS NULL AND NEW.");
-    mig_str_ident(&s, d->old_col);
-    mig_str_add(&s, " IS NOT NULL THEN true\n      ELSE NULL END;\n  END IF;\n"
-                "  IF pgt_to_new THEN\n    NEW.");
-    mig_str_ident(&s, d->new_col);
-    mig_str_addf(&s, " := (%s);\n  ELSIF NOT pgt_to_new THEN\n", d->up);
+    declare_shape(&s);
+    mig_str_add(&s, "BEGIN\n");
+    char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));
+    char *upd = both(changed(d->new_col, 1), changed(d->old_col, 0));
+    writer_shape(c, &s, ins ? ins : "false", upd ? upd : "false");
+    free(ins);
+    free(upd);
+    mig_str_add(&s, "  IF pgt_new_shape THEN\n");
+    direction_runs(c, &s, op, d->table, "    ", d->down, d->old_col, d->down_name, d->new_col);
+    mig_str_add(&s, "    IF pgt_run THEN\n");
     if (d->down_name) {
         /* An inner block rebinds the column's name to the new value. */
-        mig_str_add(&s, "    DECLARE ");
+        mig_str_add(&s, "      DECLARE ");
         mig_str_ident(&s, d->down_name);
         mig_str_addf(&s, " %s := NEW.", d->new_type);
         mig_str_ident(&s, d->new_col);
         mig_str_add(&s, "; BEGIN\n  ");
     }
-    mig_str_add(&s, "    NEW.");
+    mig_str_add(&s, "      NEW.");
     mig_str_ident(&s, d->old_col);
     mig_str_addf(&s, " := (%s);\n", d->down);
     if (d->down_name)
-        mig_str_add(&s, "    END;\n");
-    mig_str_add(&s, "  END IF;\n  RETURN NEW;\nEND\n");
+        mig_str_add(&s, "      END;\n");
+    mig_str_add(&s, "    END IF;\n  ELSE\n");
+    direction_runs(c, &s, op, d->table, "    ", d->up, d->new_col, NULL, NULL);
+    mig_str_add(&s, "    IF pgt_run THEN\n      NEW.");
+    mig_str_ident(&s, d->new_col);
+    mig_str_addf(&s, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", d->up);
     return trigger_function(fname, mig_str_take(&s));
 }
 
@@ -736,7 +836,10 @@ static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, cons
 
 /* new = up(old) for rows the application has not written since expand: the
  * trigger fills the new column on every write after expand, so a row whose
- * new column is still NULL while its source is not has never been written. */
+ * new column is still NULL while up would give it a value has never been
+ * written. old_col is given when up is the plain copy or cast of it, which
+ * is NULL exactly when old_col is: the cheaper test then; old_col ==
+ * new_col for a default that fills what is NULL (evaluated once a row). */
 static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table,
                          const char *new_col, const char *type, const char *old_col, const char *up, int verify)
 {
@@ -747,12 +850,15 @@ static void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " = CASE WHEN ");
     mig_str_ident(&pend, new_col);
-    mig_str_add(&pend, " IS NULL AND ");
-    if (old_col) {
+    mig_str_add(&pend, " IS NULL");
+    if (old_col == new_col) {
+        /* a default filling NULLs: its value is never NULL, and may differ per call */
+    } else if (old_col) {
+        mig_str_add(&pend, " AND ");
         mig_str_ident(&pend, old_col);
         mig_str_add(&pend, " IS NOT NULL");
     } else {
-        mig_str_addf(&pend, "(%s) IS NOT NULL", up);
+        mig_str_addf(&pend, " AND (%s) IS NOT NULL", up);
     }
     char *pending = mig_str_take(&pend);
     remember_expression(c, b, op, new_col, type, up, pending);
@@ -998,6 +1104,8 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
         add_alter(&c->p->expand, op, sp->table, "ALTER COLUMN", sp->to, tail ? tail : "");
         free(tail);
     }
+    /* known from here on: the trigger's conditions name it */
+    remember_column(c, op->schema, sp->table, sp->to, type);
     struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down,
                             op->kind == MIG_ALTER_COLUMN ? op->column : NULL};
     char fname[80];
@@ -1027,8 +1135,7 @@ static int expand_second_column(struct plan_ctx *c, const struct mig_op *op, con
     }
     *deferred = c->p->contract;
     c->p->contract = contract;
-    add_backfill(c, op, sp->table, sp->to, type, sp->from, up, 1);
-    remember_column(c, op->schema, sp->table, sp->to, type);
+    add_backfill(c, op, sp->table, sp->to, type, sp->up ? NULL : sp->from, up, 1);
     return 0;
 }
 
@@ -1087,7 +1194,8 @@ static int later_op_builds_on(const struct plan_ctx *c, const struct mig_op *op,
         if ((o->from && !strcmp(o->from, col)) || (o->column && !strcmp(o->column, col)) ||
             names_column((const char *const *)o->columns, o->ncolumns, col) ||
             names_column((const char *const *)o->include, o->ninclude, col) ||
-            (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)))
+            (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)) ||
+            (o->up && strstr(o->up, col)) || (o->down && strstr(o->down, col)))
             return 1;
         for (size_t k = 0; k < o->nkeys; k++)
             if (strstr(o->keys[k], col))
@@ -1108,19 +1216,26 @@ static int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *
     return old_type && strcmp(old_type, op->type) == 0;
 }
 
-/* The copy only lets both names work while the migration runs: it gets the
- * column's type and nothing else, and is dropped at contract, when the
- * original, with every index, constraint, view, grant, comment, default and
- * statistics target that depends on it, takes the new name, as an offline
- * RENAME COLUMN does. */
+/* A rename that keeps the values moves no data: the new shape's view shows
+ * the column under its new name (view_item), the old shape's under its
+ * old one, and the contract renames it in the catalog, as an offline
+ * RENAME COLUMN does, so every index, constraint, view, grant, comment,
+ * default and statistics target follows it. With "copy": true, a second
+ * column under the new name is also kept in step on the table itself (a
+ * trigger and a backfill write every row once), for writers that use the
+ * base table by the new name while bypassing both shapes' views; the
+ * contract drops it and renames the original all the same. */
 static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op *op)
 {
-    struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
-    struct mig_steps deferred = {0};
-    if (expand_second_column(c, op, &sp, &deferred) != 0)
-        return -1;
-    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->to, "");
-    append_steps(&c->p->contract, &deferred);
+    if (op->copy) {
+        struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
+        struct mig_steps deferred = {0};
+        if (expand_second_column(c, op, &sp, &deferred) != 0)
+            return -1;
+        add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->to, "");
+        append_steps(&c->p->contract, &deferred);
+        add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
+    }
     struct mig_str r = {0};
     mig_str_add(&r, " TO ");
     mig_str_ident(&r, op->to);
@@ -1137,10 +1252,9 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
         add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->to, dt ? dt : "");
         free(dt);
     }
-    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
-    char how[200];
-    snprintf(how, sizeof how, "keeps column \"%.60s\" and renames it to \"%.60s\" at contract",
-             op->from, op->to);
+    char how[256];
+    snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s", op->from, op->to,
+             op->copy ? " (a copy column under the new name until then)" : ", moving no data");
     carried(c, op, "%s: its indexes, constraints, views, grants, comment, default and statistics follow it",
             how, "");
     return 0;
@@ -1165,11 +1279,17 @@ static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, con
 static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
-        require_no_column(c, op, op->table, op->to) || require_key(c, op, op->table))
+        require_no_column(c, op, op->table, op->to))
+        return -1;
+    /* Moving no data, it needs no key to walk and may rename a key column. */
+    if (rename_keeps_original(c, op) && !op->copy)
+        return plan_rename_keeping_original(c, op);
+    if (require_key(c, op, op->table))
         return -1;
     if (key_uses(c, op, op->table, op->from))
-        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming key columns online is "
-                        "not supported", op->from, op->table);
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming a key column while changing "
+                        "its values (a type, up/down, \"copy\") is not supported; rename it on its own",
+                        op->from, op->table);
     if (rename_keeps_original(c, op))
         return plan_rename_keeping_original(c, op);
     if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
@@ -1409,12 +1529,63 @@ static void references_clause(struct mig_str *s, const char *schema, const char 
     }
 }
 
+/* Would Postgres rewrite the table to add this column with its default
+ * (see probe_default in engine.c)? Without a catalog, the default's
+ * function calls are read by name. */
+static int default_rewrites(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const char *d = op->col.default_expr;
+    if (!d || op->up)
+        return 0;
+    if (c->cat && c->cat->default_rewrites && (size_t)op->index < c->cat->ndefault_rewrites)
+        return c->cat->default_rewrites[op->index];
+    return sql_fragment_volatile(d) == 1;
+}
+
+/* The trigger of add_column: every old-shape write gets the column
+ * computed by `fill` (its "up"; or, for a default Postgres would have to
+ * write into every row, that default, on rows that do not have a value
+ * yet); new-shape writes set it themselves. */
+static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, const char *fill, int only_null)
+{
+    const struct mig_column *col = &op->col;
+    char fname[80];
+    trigger_names(c, op, fname, sizeof fname);
+    struct mig_str f = {0};
+    mig_str_add(&f, "DECLARE\n");
+    declare_columns(c, &f, op, op->table, col->name, col->type);
+    declare_shape(&f);
+    mig_str_add(&f, "BEGIN\n");
+    /* A bypassing writer is an old-shape writer unless it declared the
+     * version: the column's default would make "it gave the column" a
+     * guess. */
+    writer_shape(c, &f, "false", "false");
+    mig_str_add(&f, "  IF NOT pgt_new_shape THEN\n");
+    if (only_null) {
+        mig_str_add(&f, "    pgt_run := NEW.");
+        mig_str_ident(&f, col->name);
+        mig_str_add(&f, " IS NULL;\n");
+    } else {
+        direction_runs(c, &f, op, op->table, "    ", fill, col->name, NULL, NULL);
+    }
+    mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");
+    mig_str_ident(&f, col->name);
+    mig_str_addf(&f, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", fill);
+    install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
+}
+
 static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_column *col = &op->col;
     if (require_table(c, op, op->table) || require_no_column(c, op, op->table, col->name))
         return -1;
-    if (op->up && require_key(c, op, op->table))
+    /* A default Postgres would write into every row (a volatile one) is
+     * not added with the column: that rewrites the table under ACCESS
+     * EXCLUSIVE. The column is added bare, the default set for new rows,
+     * and the existing rows filled by the backfill, as by an "up". */
+    int rewrites = default_rewrites(c, op);
+    const char *fill = op->up ? op->up : rewrites ? col->default_expr : NULL;
+    if (fill && require_key(c, op, op->table))
         return -1;
     if (col->nullable == 0 && !col->default_expr && !op->up)
         return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; "
@@ -1423,15 +1594,19 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     mig_str_add(&s, "ALTER TABLE ");
     mig_str_qname(&s, op->schema, op->table);
     mig_str_add(&s, " ADD COLUMN ");
-    column_definition(&s, col, !op->up);
+    column_definition(&s, col, !fill);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
-    if (op->up && col->default_expr) {
+    remember_column(c, op->schema, op->table, col->name, col->type);
+    if (fill && col->default_expr) {
         struct mig_str ds = {0};
         mig_str_addf(&ds, " SET DEFAULT %s", col->default_expr);
         char *tail = mig_str_take(&ds);
         add_alter(&c->p->expand, op, op->table, "ALTER COLUMN", col->name, tail ? tail : "");
         free(tail);
     }
+    if (rewrites)
+        carried(c, op, "default %s: Postgres would write it into every row under ACCESS EXCLUSIVE; added "
+                "without it, set for new rows, existing rows filled by the backfill%s", col->default_expr, "");
     if (col->nullable == 0)
         add_not_null_check(c, op, op->table, col->name);
     if (col->check) {
@@ -1467,23 +1642,10 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     }
     if (col->comment)
         add_comment(c, op, op->table, col->name, col->comment);
-    if (op->up) {
-        char fname[80];
-        trigger_names(c, op, fname, sizeof fname);
-        struct mig_str f = {0};
-        mig_str_add(&f, "DECLARE\n");
-        declare_columns(c, &f, op, op->table, col->name, col->type);
-        /* Old-shape writers do not know the column (they get its default at
-         * best): compute it for them on every write. */
-        mig_str_add(&f, "BEGIN\n  IF coalesce(current_setting('" MIG_VERSION_GUC "', true), '') <> ");
-        mig_str_literal(&f, c->m->name);
-        mig_str_add(&f, " THEN\n    NEW.");
-        mig_str_ident(&f, col->name);
-        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n", op->up);
-        install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
-        add_backfill(c, op, op->table, col->name, col->type, NULL, op->up, 0);
+    if (fill) {
+        add_column_trigger(c, op, fill, !op->up);
+        add_backfill(c, op, op->table, col->name, col->type, op->up ? NULL : col->name, fill, 0);
     }
-    remember_column(c, op->schema, op->table, col->name, col->type);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
     return 0;
 }
@@ -1502,12 +1664,20 @@ static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
         struct mig_str f = {0};
         mig_str_add(&f, "DECLARE\n");
         declare_columns(c, &f, op, op->table, NULL, NULL);
-        /* New-shape writers no longer send the column: keep it valid for the old release. */
-        mig_str_add(&f, "BEGIN\n  IF NEW.");
+        declare_shape(&f);
+        mig_str_add(&f, "BEGIN\n");
+        /* New-shape writers no longer see the column: their inserts, and
+         * their updates of what `down` reads, give it down(row), so the old
+         * release reads what they wrote. A bypassing writer that leaves it
+         * NULL counts as one. */
+        char *isnull = new_is(op->column, " IS NULL");
+        writer_shape(c, &f, isnull ? isnull : "false", isnull ? isnull : "false");
+        free(isnull);
+        mig_str_add(&f, "  IF pgt_new_shape THEN\n");
+        direction_runs(c, &f, op, op->table, "    ", op->down, op->column, NULL, NULL);
+        mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");
         mig_str_ident(&f, op->column);
-        mig_str_add(&f, " IS NULL THEN\n    NEW.");
-        mig_str_ident(&f, op->column);
-        mig_str_addf(&f, " := (%s);\n  END IF;\n  RETURN NEW;\nEND\n", op->down);
+        mig_str_addf(&f, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", op->down);
         install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
     }
     add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->column, "");
@@ -1697,9 +1867,12 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* The index goes once the contract has committed, CONCURRENTLY: a plain
+ * DROP INDEX takes ACCESS EXCLUSIVE on its table, and inside the contract
+ * it would wait there, holding the cutover, for every query using it. */
 static int plan_drop_index(struct plan_ctx *c, const struct mig_op *op)
 {
-    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, drop_index_sql(op->schema, op->name, 0));
+    mig_steps_add(&c->p->post, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
     return 0;
 }
 

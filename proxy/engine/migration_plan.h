@@ -3,28 +3,32 @@
  * `migrate plan` prints and what the engine executes; it does no I/O, so the
  * proxy can later send the same statements asynchronously.
  *
- * The two-shape rules (what operators can rely on):
- *  - Dual-write triggers (rename_column, alter_column) are BEFORE INSERT OR
- *    UPDATE, FOR EACH ROW, and only ever assign NEW, so they never recurse.
- *    Direction: on INSERT, a NULL new column is filled from the old one (up),
- *    else a NULL old column from the new one (down); on UPDATE, the column the
- *    statement changed wins; when both (or, on INSERT, both non-NULL) the
- *    session setting pgtandem.version breaks the tie: equal to the migration's
- *    name means the new shape wrote (down), anything else the old shape (up).
- *    An UPDATE that touches neither but finds the new column still NULL fills
- *    it (the row was not backfilled yet). New-shape writers that bypass the
- *    proxy should set pgtandem.version (options=-c pgtandem.version=NAME).
- *  - add_column with "up": old-shape sessions always get the column computed
- *    by up; new-shape sessions write it themselves.
- *  - The backfill session sets pgtandem.backfill=on, which the triggers' WHEN
- *    clause skips, and session_replication_role=replica where permitted.
- *  - The backfill only writes rows whose new column is NULL while the source
- *    is not: every write after expand passes through the trigger and fills
- *    the new column, so such a row has not been written since expand and a
- *    value the application wrote is never overwritten. New columns are added
- *    without a default (the default is set separately) so pre-existing rows
- *    stay recognisable. Consequence: `up` must map NULL to NULL for renamed
- *    columns (rows with a NULL source are left NULL).
+ * The two-shape rules (what operators can rely on; README "The tandem rule"):
+ *  - Triggers are BEFORE INSERT OR UPDATE, FOR EACH ROW, and only ever
+ *    assign NEW, so they never recurse. The writer's shape is the first
+ *    schema of its search_path (the proxy routes every session): the
+ *    version schema is the new shape, pgtandem_<name>_old the old one. A
+ *    session routed to neither bypasses the views: pgtandem.version equal to
+ *    the migration's name makes it a new-shape writer, otherwise what it
+ *    wrote decides (only the new column given or changed: new shape).
+ *  - An old-shape write gets the new columns from `up`, a new-shape write
+ *    the old columns from `down` (rename_column and alter_column: the
+ *    second column; add_column: its `up`; drop_column: its `down`): on
+ *    every INSERT, and on an UPDATE that changes a column the expression
+ *    reads or finds its target still NULL.
+ *  - A default Postgres would write into every row (volatile) is added
+ *    without it, set for new rows, and backfilled.
+ *  - The backfill session sets pgtandem.backfill=on, which the triggers'
+ *    WHEN clause skips, and session_replication_role=replica where
+ *    permitted. It fills rows whose new column is NULL while `up` gives a
+ *    value: every write after expand passes through the triggers, so such
+ *    a row has not been written since expand and a value the application
+ *    wrote is never overwritten. New columns are added without a default
+ *    (the default is set separately) so pre-existing rows stay
+ *    recognisable.
+ *  - A same-type rename moves no data: the views name the column, the
+ *    contract renames it ("copy": true adds a copy column for writers that
+ *    bypass the views).
  *
  * Schema fidelity: `start` + `complete` ends in the schema the offline DDL
  * (ALTER TABLE ... RENAME COLUMN / ALTER COLUMN ... TYPE ... USING / DROP
@@ -32,10 +36,10 @@
  * `start` + `rollback` in the starting schema. Two contracts, chosen per
  * operation:
  *  - Keep the original (rename_column without type change, up or down, and
- *    no later operation of the migration building on the new name): the
- *    second column only serves the new name while the migration runs; it
- *    gets the type and nothing else. The contract drops it and renames the
- *    original, which is exactly the offline RENAME COLUMN: every index (of
+ *    no later operation of the migration building on the new name): no
+ *    second column (with "copy": a plain one that only serves the new name
+ *    on the table while the migration runs, dropped first by the contract).
+ *    The contract renames the original, which is exactly the offline RENAME COLUMN: every index (of
  *    any kind, with its name), constraint, foreign key in either direction,
  *    view and materialized view (whose output column keeps its name, as
  *    Postgres writes `claim AS claim_text`), grant, comment, default,

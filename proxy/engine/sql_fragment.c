@@ -129,3 +129,84 @@ enum sql_fragment_result sql_fragment_type(const char *text)
     json_decref(root);
     return oom ? SQL_FRAGMENT_OOM : ok ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
 }
+
+int sql_fragment_volatile(const char *text)
+{
+    int oom = 0;
+    json_t *root = parse_wrapped("SELECT (", text, ")", &oom);
+    if (!root)
+        return oom ? SQL_FRAGMENT_OOM : SQL_FRAGMENT_BAD;
+    int v = sql_calls_volatile(root);
+    json_decref(root);
+    return v;
+}
+
+/* Collects the last name of every ColumnRef under j into *names (each once). */
+static int collect_columns(json_t *j, char ***names, size_t *n, int *star)
+{
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(j, i, x) {
+            if (collect_columns(x, names, n, star) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (!json_is_object(j))
+        return 0;
+    json_t *fields = sql_get(j, "ColumnRef.fields");
+    if (fields) {
+        json_t *last = json_array_get(fields, json_array_size(fields) - 1);
+        const char *name = sql_node_str(last);
+        if (!name) {
+            *star = 1; /* t.* or * */
+            return 0;
+        }
+        for (size_t i = 0; i < *n; i++)
+            if (strcmp((*names)[i], name) == 0)
+                return 0;
+        char **grown = realloc(*names, (*n + 1) * sizeof *grown);
+        if (!grown)
+            return -1;
+        *names = grown;
+        if (!(grown[*n] = strdup(name)))
+            return -1;
+        (*n)++;
+        return 0;
+    }
+    const char *k;
+    json_t *x;
+    json_object_foreach(j, k, x) {
+        if (collect_columns(x, names, n, star) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, size_t *n, int *star)
+{
+    *names = NULL;
+    *n = 0;
+    *star = 0;
+    int oom = 0;
+    json_t *root = parse_wrapped("SELECT (", text, ")", &oom);
+    if (!root)
+        return oom ? SQL_FRAGMENT_OOM : SQL_FRAGMENT_BAD;
+    int rc = collect_columns(sole_target(root), names, n, star);
+    json_decref(root);
+    if (rc != 0) {
+        sql_fragment_free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+        return SQL_FRAGMENT_OOM;
+    }
+    return SQL_FRAGMENT_OK;
+}
+
+void sql_fragment_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}

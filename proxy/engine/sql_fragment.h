@@ -7,6 +7,8 @@
 #ifndef PGTANDEM_SQL_FRAGMENT_H
 #define PGTANDEM_SQL_FRAGMENT_H
 
+#include <stddef.h>
+
 enum sql_fragment_result {
     SQL_FRAGMENT_OK = 0,
     SQL_FRAGMENT_BAD = -1,
@@ -24,5 +26,15 @@ enum sql_fragment_result sql_fragment_expr(const char *text);
  * parses inside CAST(NULL AS ...) as exactly that cast, with constant type
  * modifiers and no SETOF or %TYPE. */
 enum sql_fragment_result sql_fragment_type(const char *text);
+
+/* 1 when the expression calls a function known to differ per row (see
+ * sql_calls_volatile), 0 when not, or a negative sql_fragment_result. */
+int sql_fragment_volatile(const char *text);
+
+/* The column names an expression reads: the last name of each column
+ * reference (`t.col` reads col), each once, in *names (free with
+ * sql_fragment_free_names); *star is set when it reads `*`. */
+enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, size_t *n, int *star);
+void sql_fragment_free_names(char **names, size_t n);
 
 #endif

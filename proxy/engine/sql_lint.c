@@ -107,36 +107,6 @@ static void note_created(struct lint_ctx *c, json_t *rel)
         c->ncreated++;
 }
 
-/* Functions whose value differs per row: a default calling one makes ADD
- * COLUMN fill every existing row, i.e. rewrite the table. */
-static int calls_volatile(json_t *j)
-{
-    static const char *const volatile_fns[] = {"random", "gen_random_uuid", "uuid_generate_v1",
-        "uuid_generate_v4", "clock_timestamp", "timeofday", "nextval", "txid_current", NULL};
-    if (json_is_object(j)) {
-        json_t *fn = json_object_get(j, "FuncCall");
-        json_t *names = json_object_get(fn, "funcname");
-        const char *name = sql_node_str(json_array_get(names, json_array_size(names) - 1));
-        for (const char *const *v = volatile_fns; name && *v; v++)
-            if (!strcmp(*v, name))
-                return 1;
-        const char *k;
-        json_t *x;
-        json_object_foreach(j, k, x) {
-            if (calls_volatile(x))
-                return 1;
-        }
-    } else if (json_is_array(j)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(j, i, x) {
-            if (calls_volatile(x))
-                return 1;
-        }
-    }
-    return 0;
-}
-
 static int is_serial(json_t *type_name)
 {
     json_t *names = json_object_get(type_name, "names");
@@ -158,7 +128,7 @@ static void lint_add_column(struct lint_ctx *c, const struct sql_stmt *st, const
             not_null = 1;
         if (!strcmp(ct, "CONSTR_DEFAULT")) {
             has_default = 1;
-            if (calls_volatile(json_object_get(con, "raw_expr")))
+            if (sql_calls_volatile(json_object_get(con, "raw_expr")))
                 report(c, st, "add-column-volatile-default",
                        "add the column without a default, then SET DEFAULT, and fill existing rows in batches "
                        "(add_column with \"up\")",

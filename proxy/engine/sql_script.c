@@ -428,3 +428,33 @@ int sql_index_stmt_params(const char *sql, const char *const *allowed)
     json_decref(root);
     return n;
 }
+
+/* Functions whose value differs per row: a default calling one makes ADD
+ * COLUMN fill every existing row, i.e. rewrite the table. */
+int sql_calls_volatile(json_t *j)
+{
+    static const char *const volatile_fns[] = {"random", "gen_random_uuid", "uuid_generate_v1",
+        "uuid_generate_v4", "clock_timestamp", "timeofday", "nextval", "txid_current", NULL};
+    if (json_is_object(j)) {
+        json_t *fn = json_object_get(j, "FuncCall");
+        json_t *names = json_object_get(fn, "funcname");
+        const char *name = sql_node_str(json_array_get(names, json_array_size(names) - 1));
+        for (const char *const *v = volatile_fns; name && *v; v++)
+            if (!strcmp(*v, name))
+                return 1;
+        const char *k;
+        json_t *x;
+        json_object_foreach(j, k, x) {
+            if (sql_calls_volatile(x))
+                return 1;
+        }
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(j, i, x) {
+            if (sql_calls_volatile(x))
+                return 1;
+        }
+    }
+    return 0;
+}

@@ -67,5 +67,9 @@ json_t *sql_get(json_t *obj, const char *path);
 int sql_index_stmt_params(const char *sql, const char *const *allowed);
 /* True when obj is an object with no keys but the allowed ones. */
 int sql_only_keys(json_t *obj, const char *const *allowed);
+/* 1 when the tree calls a function whose value differs per row (random,
+ * gen_random_uuid, clock_timestamp, nextval ...), by name: what a reading
+ * of the SQL alone can tell. With a database, the engine asks Postgres. */
+int sql_calls_volatile(json_t *tree);
 
 #endif

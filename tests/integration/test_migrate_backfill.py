@@ -209,7 +209,8 @@ def test_interrupted_expand_is_redone(db):
     r = migrate(db, "resume")
     assert r.returncode == 0, r.stderr
     assert "interrupted during expand" in r.stderr
-    assert sql(db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtandem_tg%'") == [(3,)]
+    # two: the rename of claim_text moves no data and has no trigger
+    assert sql(db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtandem_tg%'") == [(2,)]
     st = json.loads(migrate(db, "status", "--json").stdout)
     assert st["status"] == "active" and st["backfill"][0]["rows_done"] == 2000
     v = migrate(db, "verify")

@@ -241,7 +241,9 @@ def test_dual_write_triggers_fire_in_operation_order(db):
             "INSERT INTO wide (a, %s) VALUES ('a0', %s)"
             % (", ".join("c%d text" % i for i in range(10)), ", ".join("c%d" % i for i in range(10)),
                ", ".join("'v%d'" % i for i in range(10))))
-    ops = [{"rename_column": {"table": "wide", "from": "c%d" % i, "to": "d%d" % i}} for i in range(10)]
+    # "copy": the writer below uses the base table by the new name
+    ops = [{"rename_column": {"table": "wide", "from": "c%d" % i, "to": "d%d" % i, "copy": True}}
+           for i in range(10)]
     ops.append({"rename_column": {"table": "wide", "from": "a", "to": "b",
                                   "up": "a || '+' || coalesce(c2, 'missing')", "down": "split_part(b, '+', 1)"}})
     m = {"name": "wide_order", "parent": None, "operations": ops}

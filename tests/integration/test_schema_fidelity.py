@@ -84,7 +84,8 @@ CASES = {
         "COMMENT ON VIEW open_checks IS 'checks still open';"
         "GRANT SELECT ON open_checks TO app;"
         "CREATE MATERIALIZED VIEW claims_per_env AS SELECT env, count(claim_text) AS n FROM checks GROUP BY env;",
-        carried=['-- CARRIED operations[0].rename_column: keeps column "claim_text" and renames it to "claim"']),
+        carried=['-- CARRIED operations[0].rename_column: renames column "claim_text" to "claim" at contract, '
+                 'moving no data']),
     "check_on_renamed_column": case(
         "ALTER TABLE checks ADD CONSTRAINT checks_claim_len CHECK (length(claim_text) < 500);"),
     "indexes_on_renamed_column": case(
@@ -164,8 +165,16 @@ CASES = {
     "table_without_primary_key": case(
         "CREATE TABLE events (kind text, payload text);"
         "INSERT INTO events SELECT 'k' || g, 'p' || g FROM generate_series(1, 20) g;",
-        ops=[{"rename_column": {"table": "events", "from": "payload", "to": "body"}}], offline=None,
+        ops=[{"rename_column": {"table": "events", "from": "payload", "to": "body", "copy": True}}], offline=None,
         refused=["operations[0].rename_column", "events", "no primary key"]),
+    "rename_without_primary_key": case(
+        "CREATE TABLE events (kind text, payload text);"
+        "INSERT INTO events SELECT 'k' || g, 'p' || g FROM generate_series(1, 20) g;",
+        ops=[{"rename_column": {"table": "events", "from": "payload", "to": "body"}}],
+        offline="ALTER TABLE events RENAME COLUMN payload TO body",
+        old=["INSERT INTO events VALUES ('old {i}', 'po {i}')", "UPDATE events SET payload = 'pu {i}' WHERE kind = 'k1'"],
+        new=["INSERT INTO events VALUES ('new {i}', 'pn {i}')", "UPDATE events SET body = 'nu {i}' WHERE kind = 'k2'"],
+        tables=("events",)),
     "two_operations_on_one_table": case(
         "CREATE INDEX checks_claim ON checks (claim_text);"
         "COMMENT ON COLUMN checks.claim_text IS 'The claim';",

@@ -12,7 +12,7 @@
 
 static const char *ALTER_WITH_CHECK =
     "{\"name\": \"qty_positive\", \"operations\": ["
-    " {\"rename_column\": {\"table\": \"items\", \"from\": \"note\", \"to\": \"remark\"}},"
+    " {\"rename_column\": {\"table\": \"items\", \"from\": \"note\", \"to\": \"remark\", \"copy\": true}},"
     " {\"alter_column\": {\"table\": \"items\", \"column\": \"qty\", \"type\": \"bigint\","
     "  \"up\": \"qty::bigint\", \"down\": \"qty::int\", \"check\": \"qty > 0\"}}]}";
 

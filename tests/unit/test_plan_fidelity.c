@@ -43,15 +43,40 @@ static void test_rename_keeps_original(void)
         CHECK("keep: plan builds", 0);
         return;
     }
-    CHECK("keep: contract drops the copy", steps_contain(&p.contract, "DROP COLUMN \"claim\""));
+    CHECK("keep: expand adds no column", !steps_contain(&p.expand, "ADD COLUMN"));
+    CHECK("keep: no trigger", !steps_contain(&p.expand, "CREATE TRIGGER"));
+    CHECK("keep: nothing to backfill", p.nbf == 0);
     CHECK("keep: contract renames the original",
           steps_contain(&p.contract, "RENAME COLUMN \"claim_text\" TO \"claim\""));
     CHECK("keep: the original is never dropped", !steps_contain(&p.contract, "DROP COLUMN \"claim_text\""));
-    CHECK("keep: nothing is copied onto the copy",
+    CHECK("keep: rollback drops no column", !steps_contain(&p.rollback, "DROP COLUMN"));
+    CHECK("keep: plan says so", p.ncarried == 1 && strstr(p.carried[0], "moving no data"));
+    mig_plan_free(&p);
+    mig_free(&m);
+}
+
+static void test_rename_with_copy(void)
+{
+    static const char *text =
+        "{\"name\": \"keep\", \"operations\": ["
+        " {\"rename_column\": {\"table\": \"checks\", \"from\": \"claim_text\", \"to\": \"claim\","
+        "  \"copy\": true}}]}";
+    struct migration m;
+    struct mig_plan p;
+    if (build(text, &m, &p) != 0) {
+        CHECK("copy: plan builds", 0);
+        return;
+    }
+    CHECK("copy: expand adds the copy", steps_contain(&p.expand, "ADD COLUMN \"claim\""));
+    CHECK("copy: contract drops the copy", steps_contain(&p.contract, "DROP COLUMN \"claim\""));
+    CHECK("copy: contract renames the original",
+          steps_contain(&p.contract, "RENAME COLUMN \"claim_text\" TO \"claim\""));
+    CHECK("copy: the original is never dropped", !steps_contain(&p.contract, "DROP COLUMN \"claim_text\""));
+    CHECK("copy: nothing is copied onto the copy",
           !steps_contain(&p.expand, "SET DEFAULT") && !steps_contain(&p.expand, "COMMENT ON") &&
           !steps_contain(&p.expand, "NOT VALID"));
-    CHECK("keep: rollback drops the copy", steps_contain(&p.rollback, "DROP COLUMN IF EXISTS \"claim\""));
-    CHECK("keep: plan says so", p.ncarried == 1 && strstr(p.carried[0], "keeps column \"claim_text\""));
+    CHECK("copy: rollback drops the copy", steps_contain(&p.rollback, "DROP COLUMN IF EXISTS \"claim\""));
+    CHECK("copy: plan says so", p.ncarried == 1 && strstr(p.carried[0], "a copy column under the new name"));
     mig_plan_free(&p);
     mig_free(&m);
 }
@@ -140,7 +165,7 @@ static void fill_catalog(struct mig_cat_dep *deps, struct mig_cat_table *t, stru
     *t = (struct mig_cat_table){.schema = "public", .name = "checks", .exists = 1, .cols = cols, .ncols = 2,
                                 .pk = pk, .pk_types = pk_types, .npk = 1, .idx = idx, .nidx = 1,
                                 .deps = deps, .ndeps = 3};
-    *cat = (struct mig_catalog){t, 1};
+    *cat = (struct mig_catalog){.tables = t, .n = 1};
 }
 
 static const char *RETYPE_PRICE =
@@ -291,6 +316,7 @@ int main(void)
     test_retype_carries_rehearsed();
     test_retype_refuses_what_postgres_refused();
     test_rename_keeps_original();
+    test_rename_with_copy();
     test_later_index_takes_the_copy();
     test_rename_default();
     test_index_after_alter_column();
