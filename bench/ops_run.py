@@ -327,8 +327,11 @@ def latency(samples, t0, t1):
     errs = [err for s, e, err in samples if s <= t1 and e >= t0 and err]
     if not lat:
         return {"n": 0, "worst_ms": None, "p99_ms": None, "errors": 0, "first_error": None}
+    slowest = sorted(((e - s) * 1000.0, s - t0, err) for s, e, err in samples if s <= t1 and e >= t0)[-3:]
     return {"n": len(lat), "worst_ms": lat[-1], "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "errors": len(errs), "first_error": errs[0] if errs else None}
+            "errors": len(errs), "first_error": errs[0] if errs else None,
+            "slowest": [{"ms": round(m, 1), "started_s_into_step": round(o, 3), "error": err}
+                        for m, o, err in reversed(slowest)]}
 
 
 # ---- the proxy and the CLI -----------------------------------------------------------
@@ -430,12 +433,12 @@ def online(kind):
         before = probe(TABLE)
         t0 = time.monotonic()
         try:
-            secs, _ = migrate(["start", path, "--quiet"], timeout=1800)
+            secs, text = migrate(["start", path, "--quiet"], timeout=1800)
         finally:
             t1 = time.monotonic()
             after = probe(TABLE)
             res["start"] = dict(step_figures(before, after, app, t0, t1), seconds=t1 - t0)
-        res["start"].update(engine_times(name))
+        res["start"].update(engine_times(name), cli=text[-3000:])
 
         # the new release replaces the old one, then the cutover
         app.stop()
@@ -451,7 +454,7 @@ def online(kind):
             after2 = probe(TABLE)
             res["complete"] = dict(step_figures(before, after2, app, t0, t1), seconds=t1 - t0,
                                    size_before_start=res["start"]["size_before"])
-        res["complete"]["cli"] = [l for l in text.splitlines() if l.startswith("contract:")][:1]
+        res["complete"]["cli"] = text[-3000:]
         res["complete"].update(engine_times(name))
     except Exception as e:
         res["error"] = str(e).splitlines()[0][:600] if str(e) else type(e).__name__
@@ -511,7 +514,8 @@ def cells(kind, r):
     st, co, dd = on.get("start"), on.get("complete"), off.get("ddl")
     c = [kind]
     c.append("%.2f" % st["seconds"] if st else "-")
-    c.append("%.2f" % co["seconds"] if co else "-")
+    c.append(("%.2f" % co["seconds"] + (" (%d attempts)" % co["contract_attempts"]
+                                         if (co.get("contract_attempts") or 1) > 1 else "")) if co else "-")
     c.append(" / ".join(mb(x["wal_bytes"]) for x in (st, co) if x) or "-")
     c.append(" / ".join(mb(x["size_after"] - st["size_before"]) for x in (st, co) if x) or "-")
     c.append(ms(st["app"]) if st else "-")
@@ -573,7 +577,9 @@ def report(results, header, started):
              "Latency: worst / p99 (ms) of the application's statements that overlapped the step; `err`: "
              "statements that failed. WAL: `pg_current_wal_lsn()` before and after the step (the application's own "
              "writes included). Growth: `pg_total_relation_size` (table, TOAST and indexes) after the step minus "
-             "before `start` (online) or before the DDL (offline).", "",
+             "before `start` (online) or before the DDL (offline). `start s` is the CLI's wall time, which polls "
+             "the proxy every 250 ms (the engine's own expand + backfill time is in the .json as `engine_start_s`); "
+             "`complete s` names the contract's attempts when there was more than one.", "",
              "| kind | start s | complete s | WAL MB start / complete | growth MB start / complete | app worst / p99 "
              "ms, start | app worst / p99 ms, complete | offline s | offline WAL MB | offline growth MB | offline app "
              "worst / p99 ms | error |",
@@ -590,8 +596,24 @@ def report(results, header, started):
         idle.sort()
         lines += ["", "The application's p99 in the %.1f s before each step (no migration running): median %.1f ms, "
                       "highest %.1f ms." % (WARMUP, idle[len(idle) // 2], idle[-1])]
-    lines += ["", "Goals (on a quiet machine):", ""] + goals(results)
+    seen = ["- %s, %s: %d statement(s) failed, the first: `%s`" % (k, step, a["errors"], a["first_error"])
+            for k, r in results.items()
+            for step, a in (("online start", (r["online"].get("start") or {}).get("app")),
+                            ("online complete", (r["online"].get("complete") or {}).get("app")),
+                            ("offline", (r["offline"].get("ddl") or {}).get("app")))
+            if a and a["errors"]]
+    if seen:
+        lines += ["", "Statements of the application that failed (offline: statements that waited on the DDL's lock "
+                      "and then named a column that was gone, or a prepared statement whose result type changed):",
+                  ""] + seen
+    lines += ["", "Goals (on a quiet machine; load average %s at the start of this run, %s at its end):"
+              % (header["load_start"], loadavg()), ""] + goals(results)
     return "\n".join(lines) + "\n"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def main():
@@ -600,7 +622,7 @@ def main():
         version = c.execute("SHOW server_version").fetchone()[0]
     header = {"date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
               "machine": "%s, %d cpus" % (platform.platform(), os.cpu_count()), "nproc": os.cpu_count(),
-              "postgres": version, "rows": rows, "command": command}
+              "postgres": version, "rows": rows, "command": command, "load_start": loadavg()}
     print("loading %d rows" % rows, flush=True)
     load_source()
     fresh_table(TWIN)
