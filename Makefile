@@ -12,7 +12,8 @@ BASE_CFLAGS := $(WARN) -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --included
 CFLAGS   ?= -O2 -g
 LDLIBS   := -lpg_query -lm
 
-SRCS      := $(foreach l,$(LAYERS),$(wildcard proxy/$(l)/*.c))
+# A layer's subfolders (engine/ops/) belong to it.
+SRCS      := $(foreach l,$(LAYERS),$(wildcard proxy/$(l)/*.c proxy/$(l)/*/*.c))
 LIB_SRCS  := $(filter-out proxy/cli/main.c,$(SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -33,7 +34,7 @@ build/rel/%.o: proxy/%.c Makefile
 build/asan/%.o: proxy/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
--include $(wildcard build/rel/*/*.d build/asan/*/*.d)
+-include $(wildcard build/rel/*/*.d build/asan/*/*.d build/*/*/*/*.d)
 
 bin/pgtandem: $(SRCS:proxy/%.c=build/rel/%.o)
 	@mkdir -p bin

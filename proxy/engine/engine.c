@@ -564,6 +564,75 @@ static int probe_defaults(PGconn *conn, const struct migration *m, struct mig_ca
     return 0;
 }
 
+/* The table's and its index's files, "table/index", to tell a rewrite. */
+static char *probe_filenodes(PGconn *conn, char *err, size_t errlen)
+{
+    PGresult *r = exec_params(conn, "SELECT pg_relation_filenode('pg_temp.pgtandem_retype_probe')::text || '/' || "
+                              "pg_relation_filenode('pg_temp.pgtandem_retype_probe_ix')::text", 0, NULL, err, errlen);
+    char *v = r ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return v;
+}
+
+/* Does changing a column from `from` to `to` (no USING) rewrite nothing?
+ * Postgres decides (a binary-coercible cast, a longer varchar, a wider
+ * numeric ...), so Postgres is asked, on a one-row temporary table with an
+ * index on the column, in a transaction rolled back at once: the change
+ * is made in the catalog alone when neither file changed. Anything that
+ * fails (no cast without USING, no btree for the type) answers no. */
+static int probe_retype(PGconn *conn, const char *from, const char *to)
+{
+    char e2[512], e3[256];
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE TEMPORARY TABLE pgtandem_retype_probe (v %s)", from);
+    char *create = mig_str_take(&s);
+    mig_str_addf(&s, "ALTER TABLE pg_temp.pgtandem_retype_probe ALTER COLUMN v TYPE %s", to);
+    char *alter = mig_str_take(&s);
+    int ok = create && alter && exec_simple(conn, "BEGIN", NULL, e2, sizeof e2) == 0;
+    ok = ok && exec_simple(conn, create, NULL, e2, sizeof e2) == 0;
+    ok = ok && exec_simple(conn, "INSERT INTO pg_temp.pgtandem_retype_probe VALUES (NULL)", NULL, e2, sizeof e2) == 0;
+    ok = ok && exec_simple(conn, "CREATE INDEX pgtandem_retype_probe_ix ON pg_temp.pgtandem_retype_probe (v)", NULL,
+                           e2, sizeof e2) == 0;
+    char *before = ok ? probe_filenodes(conn, e2, sizeof e2) : NULL;
+    char *after = before && exec_simple(conn, alter, NULL, e2, sizeof e2) == 0 ? probe_filenodes(conn, e2, sizeof e2)
+                                                                              : NULL;
+    int in_place = before && after && strcmp(before, after) == 0;
+    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    free(before);
+    free(after);
+    free(create);
+    free(alter);
+    return in_place;
+}
+
+/* An operation that changes a column's type and gives no up or down: the
+ * column it retypes and its type today, or NULL. */
+static const struct mig_cat_column *retyped_as_is(const struct migration *m, const struct mig_catalog *cat,
+                                                  const struct mig_op *op)
+{
+    if ((op->kind != MIG_ALTER_COLUMN && op->kind != MIG_RENAME_COLUMN) || !op->type || op->up || op->down)
+        return NULL;
+    const char *table = table_for_checks(m, op);
+    const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+    const struct mig_cat_column *oc = table ? mig_catalog_column(mig_catalog_table(cat, op->schema, table), col)
+                                            : NULL;
+    return oc && strcmp(oc->type, op->type) != 0 ? oc : NULL;
+}
+
+static int probe_retypes(PGconn *conn, const struct migration *m, struct mig_catalog *cat, char *err, size_t errlen)
+{
+    cat->retype_in_place = calloc(m->nops ? m->nops : 1, 1);
+    if (!cat->retype_in_place)
+        return snprintf(err, errlen, "out of memory"), -1;
+    cat->nretype_in_place = m->nops;
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_cat_column *oc = retyped_as_is(m, cat, &m->ops[i]);
+        if (oc)
+            cat->retype_in_place[i] = (unsigned char)probe_retype(conn, oc->type, m->ops[i].type);
+    }
+    return 0;
+}
+
 int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan *plan, char *err,
                    size_t errlen)
 {
@@ -574,7 +643,7 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
         mig_catalog_free(&cat);
         return ENGINE_FAILED;
     }
-    if (probe_defaults(e->conn, m, &cat, err, errlen) != 0) {
+    if (probe_defaults(e->conn, m, &cat, err, errlen) != 0 || probe_retypes(e->conn, m, &cat, err, errlen) != 0) {
         mig_catalog_free(&cat);
         return ENGINE_INVALID;
     }

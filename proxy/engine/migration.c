@@ -649,8 +649,8 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
     case MIG_ALTER_COLUMN:
         if (!op->type && op->nullable < 0 && !op->has_default && !op->check && op->unique < 0)
             return fail_at(c, "alter_column", "nothing to change: give type, nullable, default, check or unique");
-        if (op->type && !op->up)
-            return fail_at(c, "type", "changing the type needs \"up\" (old -> new expression) and \"down\"");
+        /* A type without up/down is a change Postgres makes in the catalog
+         * alone (a longer varchar ...), or refused by the plan saying so. */
         if ((op->up || op->down) && !(op->up && op->down))
             return fail_at(c, op->up ? "up" : "down", "\"up\" and \"down\" must be given together");
         return check_type(c, "type", op->type);

@@ -411,5 +411,7 @@ void mig_catalog_free(struct mig_catalog *cat)
         free(cat->tables);
         free(cat->default_rewrites);
         cat->default_rewrites = NULL;
+        free(cat->retype_in_place);
+        cat->retype_in_place = NULL;
     }
 }

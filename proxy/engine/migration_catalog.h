@@ -100,6 +100,13 @@ struct mig_catalog {
      * nothing was probed. */
     unsigned char *default_rewrites;
     size_t ndefault_rewrites;
+    /* Per operation, by index: 1 when the alter_column / rename_column
+     * changes the column's type with no up or down and Postgres makes that
+     * change in the catalog alone, rewriting neither the table nor an
+     * index (varchar(n) to a longer varchar or text, numeric precision
+     * widened ...), as the engine's probe found. NULL: nothing probed. */
+    unsigned char *retype_in_place;
+    size_t nretype_in_place;
 };
 
 /* Loads every table named by m's operations. Returns 0, or -1 with err. */

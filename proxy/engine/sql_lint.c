@@ -130,8 +130,8 @@ static void lint_add_column(struct lint_ctx *c, const struct sql_stmt *st, const
             has_default = 1;
             if (sql_calls_volatile(json_object_get(con, "raw_expr")))
                 report(c, st, "add-column-volatile-default",
-                       "add the column without a default, then SET DEFAULT, and fill existing rows in batches "
-                       "(add_column with \"up\")",
+                       "`pgtandem migrate start` runs it online as written (add_column with this default): the "
+                       "column is added without it, the default set for new rows, existing rows filled in batches",
                        "ADD COLUMN \"%s\" with a volatile default rewrites \"%s\" under an ACCESS EXCLUSIVE lock: "
                        "every read and write waits for the whole rewrite", col, table);
         }

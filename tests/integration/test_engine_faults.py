@@ -284,8 +284,8 @@ def test_rates_are_per_table_and_positive_db(db):
             "INSERT INTO b SELECT g, 'y' || g FROM generate_series(1, 10) g")
     before_a, before_b = rows(db, "a", order="t.id"), rows(db, "b", order="t.id")
     m = {"name": "two_tables", "parent": None, "backfill": {"batch_rows": 500, "max_rows": 500},
-         "operations": [{"rename_column": {"table": "a", "from": "v", "to": "v2"}},
-                        {"rename_column": {"table": "b", "from": "w", "to": "w2"}}]}
+         "operations": [{"rename_column": {"table": "a", "from": "v", "to": "v2", "copy": True}},
+                        {"rename_column": {"table": "b", "from": "w", "to": "w2", "copy": True}}]}
     r = migrate(db, "start", write_migration(m))
     assert r.returncode == 0, r.stderr
     assert len(rates(r.stderr)) >= 2, r.stderr

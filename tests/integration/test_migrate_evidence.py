@@ -69,9 +69,11 @@ def test_direct_start_then_complete_appends_to_one_bundle(db, tmp_path):
     assert STEP_FILES | {"verify-after.txt"} <= set(os.listdir(os.path.join(bundle, start)))
     assert read(bundle, start, "migration.json") == open(UNIFY).read()
     assert "== expand ==" in read(bundle, start, "plan.txt")
-    # the expand adds the new columns next to the old ones
+    # the expand adds the columns whose values change next to the old ones;
+    # the rename of claim_text moves no data (only the new shape's view names it)
     added = diff_lines(bundle, start, "+")
-    assert has_column(added, "claim text") and has_column(added, "config_json jsonb")
+    assert has_column(added, "config_json jsonb") and not has_column(added, "claim text")
+    assert any("claim_text AS claim," in line for line in added), added
     assert counts(bundle, start, "before") == {"public.checks": "3000", "public.anonymous_usage": "absent"}
     assert counts(bundle, start, "after") == {"public.checks": "3000", "public.anonymous_usage": "0"}
     assert "both shapes agree" in read(bundle, start, "verify-after.txt")
@@ -129,7 +131,7 @@ def test_tampering_is_detected_and_appending_keeps_old_entries(db, tmp_path):
     rollback = steps(bundle)[1]
     assert rollback.startswith("02-rollback-")
     removed = diff_lines(bundle, rollback, "-")
-    assert has_column(removed, "claim text") and has_column(removed, "config_json jsonb")
+    assert has_column(removed, "config_json jsonb") and not has_column(removed, "claim text")
     assert "migration rolled back" in read(bundle, rollback, "run.log")
     assert legacy_rows(db) == before
 
@@ -199,7 +201,7 @@ def test_through_the_proxy_with_db(cluster, proxy_factory, db, tmp_path):
     [start] = steps(bundle)
     log = read(bundle, start, "run.log")
     assert "submitted to the proxy" in log and "backfill:  2000/2000 rows" in log, log
-    assert has_column(diff_lines(bundle, start, "+"), "claim text")
+    assert has_column(diff_lines(bundle, start, "+"), "config_json jsonb")
 
     r = run_pgtandem(["migrate", "complete", "--proxy", url, "--db", db, "--evidence", bundle])
     assert r.returncode == 0, r.stderr
@@ -224,7 +226,10 @@ def test_sql_file_keeps_the_source_and_the_converted_migration(db, tmp_path):
     [start] = steps(bundle)
     assert read(bundle, start, "0004_rename.sql") == src.read_text()
     assert '"claim_body"' in read(bundle, start, "migration.json")
-    assert has_column(diff_lines(bundle, start, "+"), "claim_body text")
+    # a rename moves no data: only the new shape's view names the column
+    added = diff_lines(bundle, start, "+")
+    assert not has_column(added, "claim_body text")
+    assert any("claim_text AS claim_body" in line for line in added), added
     assert sha256_check(bundle).returncode == 0
     assert migrate(db, "complete").returncode == 0
     assert sql(db, "SELECT id, claim_body FROM checks ORDER BY id") == before
@@ -255,7 +260,7 @@ def test_empty_pgtandem_db_falls_back_to_database_url_for_step_and_evidence(db, 
     assert r.returncode == 0, r.stderr
     [start] = steps(bundle)
     assert counts(bundle, start, "after") == {"public.checks": "100", "public.anonymous_usage": "0"}
-    assert has_column(diff_lines(bundle, start, "+"), "claim text")
+    assert has_column(diff_lines(bundle, start, "+"), "config_json jsonb")
     assert sql(db, "SELECT count(*) FROM pgtandem.migrations")[0][0] == 1
 
 

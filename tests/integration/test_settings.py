@@ -73,7 +73,7 @@ def current(proxy):
 
 
 MIGRATION = {"name": "gadgets_rename", "parent": None,
-             "operations": [{"rename_column": {"table": "gadgets", "from": "label", "to": "title"}}],
+             "operations": [{"rename_column": {"table": "gadgets", "from": "label", "to": "title", "copy": True}}],
              "backfill": {"batch_rows": 200, "max_rows": 200, "max_rows_per_sec": 2000}}
 
 

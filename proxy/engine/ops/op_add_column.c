@@ -1,0 +1,138 @@
+/* add_column: a new column, with its default, NOT NULL, CHECK, foreign key,
+ * UNIQUE and comment.
+ *
+ * Expand adds the column; the old release never sees it (its shape's view
+ * lists the columns it knew), the new release reads and writes it. CHECK
+ * and foreign key are added NOT VALID and validated after the backfill,
+ * NOT NULL is a CHECK NOT VALID, validated, that the contract turns into
+ * SET NOT NULL, UNIQUE an index built CONCURRENTLY. With an "up", or a
+ * default Postgres would write into every row (a volatile one: that
+ * rewrites the table under ACCESS EXCLUSIVE), the column is added bare,
+ * the default set for new rows, a trigger fills it on old-shape writes and
+ * the backfill on the rows written before expand. The rollback drops the
+ * column. */
+#include "op.h"
+#include "plan_ctx.h"
+#include "sql_fragment.h"
+
+#include <stdlib.h>
+
+/* Would Postgres rewrite the table to add this column with its default
+ * (see probe_default in engine.c)? Without a catalog, the default's
+ * function calls are read by name. */
+static int default_rewrites(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const char *d = op->col.default_expr;
+    if (!d || op->up)
+        return 0;
+    if (c->cat && c->cat->default_rewrites && (size_t)op->index < c->cat->ndefault_rewrites)
+        return c->cat->default_rewrites[op->index];
+    return sql_fragment_volatile(d) == 1;
+}
+
+/* The trigger of add_column: every old-shape write gets the column
+ * computed by `fill` (its "up"; or, for a default Postgres would have to
+ * write into every row, that default, on rows that do not have a value
+ * yet); new-shape writes set it themselves. */
+static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, const char *fill, int only_null)
+{
+    const struct mig_column *col = &op->col;
+    char fname[80];
+    trigger_names(c, op, fname, sizeof fname);
+    struct mig_str f = {0};
+    mig_str_add(&f, "DECLARE\n");
+    declare_columns(c, &f, op, op->table, col->name, col->type);
+    declare_shape(&f);
+    mig_str_add(&f, "BEGIN\n");
+    /* A bypassing writer is an old-shape writer unless it declared the
+     * version: the column's default would make "it gave the column" a
+     * guess. */
+    writer_shape(c, &f, "false", "false");
+    mig_str_add(&f, "  IF NOT pgt_new_shape THEN\n");
+    if (only_null) {
+        mig_str_add(&f, "    pgt_run := NEW.");
+        mig_str_ident(&f, col->name);
+        mig_str_add(&f, " IS NULL;\n");
+    } else {
+        direction_runs(c, &f, op, op->table, "    ", fill, col->name, NULL, NULL);
+    }
+    mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");
+    mig_str_ident(&f, col->name);
+    mig_str_addf(&f, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", fill);
+    install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
+}
+
+static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_column *col = &op->col;
+    if (require_table(c, op, op->table) || require_no_column(c, op, op->table, col->name))
+        return -1;
+    /* A default Postgres would write into every row (a volatile one) is
+     * not added with the column: that rewrites the table under ACCESS
+     * EXCLUSIVE. The column is added bare, the default set for new rows,
+     * and the existing rows filled by the backfill, as by an "up". */
+    int rewrites = default_rewrites(c, op);
+    const char *fill = op->up ? op->up : rewrites ? col->default_expr : NULL;
+    if (fill && require_key(c, op, op->table))
+        return -1;
+    if (col->nullable == 0 && !col->default_expr && !op->up)
+        return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; "
+                        "existing rows would violate it", col->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " ADD COLUMN ");
+    column_definition(&s, col, !fill);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    remember_column(c, op->schema, op->table, col->name, col->type);
+    if (fill && col->default_expr)
+        add_set_default(&c->p->expand, op, op->table, col->name, col->default_expr);
+    if (rewrites)
+        carried(c, op, "default %s: Postgres would write it into every row under ACCESS EXCLUSIVE; added "
+                "without it, set for new rows, existing rows filled by the backfill%s", col->default_expr, "");
+    if (col->nullable == 0)
+        add_not_null_check(c, op, op->table, col->name);
+    if (col->check) {
+        char cname[80];
+        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+        struct mig_str t = {0};
+        mig_str_addf(&t, " CHECK (%s) NOT VALID", col->check);
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
+        free(tail);
+        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    }
+    if (col->references) {
+        char cname[80];
+        object_name(cname, sizeof cname, "fk", op, -1, c->m->name);
+        struct mig_str t = {0};
+        mig_str_add(&t, " FOREIGN KEY (");
+        mig_str_ident(&t, col->name);
+        mig_str_add(&t, ")");
+        references_clause(&t, op->schema, col->references);
+        mig_str_add(&t, " NOT VALID");
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", cname, tail ? tail : "");
+        free(tail);
+        add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    }
+    if (col->unique == 1) {
+        char ix[80];
+        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
+        char *cols[1] = {col->name};
+        add_index_build(&c->p->expand, op, op->schema, ix,
+                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+    }
+    if (col->comment)
+        add_comment(c, op, op->table, col->name, col->comment);
+    if (fill) {
+        add_column_trigger(c, op, fill, !op->up);
+        add_backfill(c, op, op->table, col->name, col->type, op->up ? NULL : col->name, fill, 0);
+    }
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
+    return 0;
+}
+
+const struct mig_op_def op_add_column = {
+    .kind = MIG_ADD_COLUMN, .plan = plan_add_column, .changes_columns = 1,
+};

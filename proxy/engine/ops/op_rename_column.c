@@ -1,0 +1,147 @@
+/* rename_column: the column gets a new name, and may get a new type or new
+ * values ("type", "up", "down").
+ *
+ * A rename that keeps the values (no up or down, the same type or none, and
+ * no later operation of the migration building on the new name) moves no
+ * data. Expand takes nothing but the shapes' views: the new release reads
+ * and writes the column under its new name, the old release under its old
+ * one. The contract renames it, which is exactly the offline RENAME COLUMN:
+ * every index, constraint, foreign key in either direction, view, grant,
+ * comment, default and statistics target follows, and the column keeps its
+ * position and statistics. With "copy": true a plain copy column under the
+ * new name is kept in step on the table too (a trigger, a backfill), for
+ * writers that bypass both shapes' views; the contract drops it first.
+ *
+ * A rename that changes the values takes a second column under the new
+ * name (plan_carry.c): expand adds it with the column's dependents, the
+ * tandem rule's trigger gives an old-shape write the new column from `up`
+ * and a new-shape write the old column from `down`, and the backfill fills
+ * the rows written before expand. The contract drops the original, and the
+ * views reading it are created again while the new column still wears the
+ * old name, so that the rename after makes Postgres write `new AS old` as
+ * an offline rename does. The rollback drops the second column. */
+#include "op.h"
+#include "plan_ctx.h"
+
+#include <string.h>
+
+static int names_column(const char *const *cols, size_t n, const char *col)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(cols[i], col) == 0)
+            return 1;
+    return 0;
+}
+
+/* Does a later operation of the migration build something on `col` of the
+ * table (an index, a constraint, another change of the column)? Expressions
+ * are matched as text, so a mere mention counts: the cautious answer. */
+static int later_op_builds_on(const struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    for (size_t i = (size_t)op->index + 1; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
+            continue;
+        if ((o->from && !strcmp(o->from, col)) || (o->column && !strcmp(o->column, col)) ||
+            names_column((const char *const *)o->columns, o->ncolumns, col) ||
+            names_column((const char *const *)o->include, o->ninclude, col) ||
+            (o->where && strstr(o->where, col)) || (o->check && strstr(o->check, col)) ||
+            (o->up && strstr(o->up, col)) || (o->down && strstr(o->down, col)))
+            return 1;
+        for (size_t k = 0; k < o->nkeys; k++)
+            if (strstr(o->keys[k], col))
+                return 1;
+    }
+    return 0;
+}
+
+/* See migration_plan.h: a rename that keeps the column's values as
+ * they are keeps the original column and renames it at contract. */
+int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
+{
+    if (op->up || op->down || later_op_builds_on(c, op, op->to))
+        return 0;
+    if (!op->type)
+        return 1;
+    const char *old_type = column_type(c, op->schema, op->table, op->from);
+    return old_type && strcmp(old_type, op->type) == 0;
+}
+
+/* A rename that keeps the values moves no data: the new shape's view shows
+ * the column under its new name (view_item), the old shape's under its
+ * old one, and the contract renames it in the catalog, as an offline
+ * RENAME COLUMN does, so every index, constraint, view, grant, comment,
+ * default and statistics target follows it. With "copy": true, a second
+ * column under the new name is also kept in step on the table itself (a
+ * trigger and a backfill write every row once), for writers that use the
+ * base table by the new name while bypassing both shapes' views; the
+ * contract drops it and renames the original all the same. */
+static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (op->copy) {
+        struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
+        struct mig_steps deferred = {0};
+        if (expand_second_column(c, op, &sp, &deferred) != 0)
+            return -1;
+        add_alter(&c->p->contract, op, op->table, "DROP COLUMN", op->to, "");
+        append_steps(&c->p->contract, &deferred);
+        add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
+    }
+    add_rename_column(&c->p->contract, op, op->table, op->from, op->to);
+    if (op->has_default)
+        add_set_default(&c->p->contract, op, op->table, op->to, op->default_expr);
+    char how[256];
+    snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s", op->from, op->to,
+             op->copy ? " (a copy column under the new name until then)" : ", moving no data");
+    carried(c, op, "%s: its indexes, constraints, views, grants, comment, default and statistics follow it",
+            how, "");
+    return 0;
+}
+
+static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, const char *name,
+                                const char *meanwhile, struct mig_steps *between)
+{
+    add_rename_column(&c->p->contract, op, op->table, name, meanwhile);
+    append_steps(&c->p->contract, between);
+    add_rename_column(&c->p->contract, op, op->table, meanwhile, name);
+}
+
+static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
+        require_no_column(c, op, op->table, op->to))
+        return -1;
+    /* Moving no data, it needs no key to walk and may rename a key column. */
+    if (rename_keeps_original(c, op) && !op->copy)
+        return plan_rename_keeping_original(c, op);
+    if (require_key(c, op, op->table))
+        return -1;
+    if (key_uses(c, op, op->table, op->from))
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; renaming a key column while changing "
+                        "its values (a type, up/down, \"copy\") is not supported; rename it on its own",
+                        op->from, op->table);
+    if (rename_keeps_original(c, op))
+        return plan_rename_keeping_original(c, op);
+    if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
+        return -1;
+    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1};
+    struct mig_steps deferred = {0};
+    if (expand_second_column(c, op, &sp, &deferred) != 0)
+        return -1;
+    set_new_default(c, op, op->to);
+    struct mig_steps views = {0};
+    if (contract_second_column(c, op, op->from, &deferred, &views) != 0)
+        return -1;
+    if (views.n > 0) {
+        /* The views are created while the new column wears the old name, so
+         * the rename after makes Postgres write `new AS old` in them, as an
+         * offline RENAME COLUMN does. */
+        rename_column_twice(c, op, op->to, op->from, &views);
+    }
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
+    return 0;
+}
+
+const struct mig_op_def op_rename_column = {
+    .kind = MIG_RENAME_COLUMN, .plan = plan_rename_column, .changes_columns = 1,
+};

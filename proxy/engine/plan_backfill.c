@@ -1,0 +1,116 @@
+/* The pieces of each backfill batch: per table, the SET list, the predicate
+ * of rows that still need it, and for verify the rows whose shapes
+ * disagree. */
+#include "plan_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct mig_bf_table *bf_table(struct plan_ctx *c, const struct mig_op *op, const char *table)
+{
+    for (size_t i = 0; i < c->p->nbf; i++)
+        if (!strcmp(c->p->bf[i].schema, op->schema) && !strcmp(c->p->bf[i].name, table))
+            return &c->p->bf[i];
+    struct mig_bf_table *grown = realloc(c->p->bf, (c->p->nbf + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    c->p->bf = grown;
+    struct mig_bf_table *b = &c->p->bf[c->p->nbf++];
+    memset(b, 0, sizeof *b);
+    b->schema = strdup(op->schema);
+    b->name = strdup(table);
+    b->qname = mig_quote_qname(op->schema, table);
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    b->npk = t ? t->npk : 1;
+    b->pk = calloc(b->npk, sizeof(char *));
+    b->pk_types = calloc(b->npk, sizeof(char *));
+    for (size_t k = 0; b->pk && b->pk_types && k < b->npk; k++) {
+        b->pk[k] = t ? mig_quote_ident(t->pk[k]) : strdup("<primary key>");
+        b->pk_types[k] = strdup(t ? t->pk_types[k] : "<key type>");
+    }
+    b->est_rows = t ? t->est_rows : 0;
+    return b;
+}
+
+static void append_joined(char **dst, const char *sep, const char *piece)
+{
+    struct mig_str s = {0};
+    if (*dst) {
+        mig_str_add(&s, *dst);
+        mig_str_add(&s, sep);
+    }
+    mig_str_add(&s, piece);
+    free(*dst);
+    *dst = mig_str_take(&s);
+}
+
+static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
+                                const char *column, const char *type, const char *up, const char *pending)
+{
+    struct mig_bf_expr *grown = realloc(b->exprs, (b->nexprs + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->expand.oom = 1;
+        return;
+    }
+    b->exprs = grown;
+    struct mig_bf_expr *x = &b->exprs[b->nexprs++];
+    char what[64];
+    snprintf(what, sizeof what, "operations[%d].%s", op->index, mig_op_name(op->kind));
+    x->what = strdup(what);
+    x->column = strdup(column);
+    x->type = type ? strdup(type) : NULL;
+    x->up = strdup(up);
+    x->pending = pending ? strdup(pending) : NULL;
+    if (!x->what || !x->column || !x->up || !x->pending)
+        c->p->expand.oom = 1;
+}
+
+/* new = up(old) for rows the application has not written since expand: the
+ * trigger fills the new column on every write after expand, so a row whose
+ * new column is still NULL while up would give it a value has never been
+ * written. old_col is given when up is the plain copy or cast of it, which
+ * is NULL exactly when old_col is: the cheaper test then; old_col ==
+ * new_col for a default that fills what is NULL (evaluated once a row). */
+void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                         const char *new_col, const char *type, const char *old_col, const char *up, int verify)
+{
+    struct mig_bf_table *b = bf_table(c, op, table);
+    if (!b)
+        return;
+    struct mig_str set = {0}, pend = {0}, mis = {0};
+    mig_str_ident(&set, new_col);
+    mig_str_add(&set, " = CASE WHEN ");
+    mig_str_ident(&pend, new_col);
+    mig_str_add(&pend, " IS NULL");
+    if (old_col == new_col) {
+        /* a default filling NULLs: its value is never NULL, and may differ per call */
+    } else if (old_col) {
+        mig_str_add(&pend, " AND ");
+        mig_str_ident(&pend, old_col);
+        mig_str_add(&pend, " IS NOT NULL");
+    } else {
+        mig_str_addf(&pend, " AND (%s) IS NOT NULL", up);
+    }
+    char *pending = mig_str_take(&pend);
+    remember_expression(c, b, op, new_col, type, up, pending);
+    mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
+    mig_str_ident(&set, new_col);
+    mig_str_add(&set, " END");
+    char *setv = mig_str_take(&set);
+    char *wrapped = NULL;
+    append_joined(&wrapped, "", "(");
+    append_joined(&wrapped, "", pending);
+    append_joined(&wrapped, "", ")");
+    append_joined(&b->set_list, ", ", setv);
+    append_joined(&b->pending, " OR ", wrapped);
+    if (verify) {
+        mig_str_ident(&mis, new_col);
+        mig_str_addf(&mis, " IS DISTINCT FROM (%s)", up);
+        char *m = mig_str_take(&mis);
+        append_joined(&b->mismatch, " OR ", m);
+        free(m);
+    }
+    free(setv);
+    free(wrapped);
+    free(pending);
+}

@@ -1,0 +1,385 @@
+/* The second column: a column whose type or values change gets a second
+ * column at expand, kept in step by the tandem rule's trigger and filled by
+ * the backfill, which takes the column's name at contract. Its dependents
+ * are carried to it the way an offline ALTER TABLE takes them along
+ * (migration_plan.h, "Take the second column"); what cannot follow is
+ * refused first (plan_uncarried.c). */
+#include "plan_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int index_uses(const struct mig_cat_index *ix, const char *col)
+{
+    for (size_t k = 0; k < ix->ncols; k++)
+        if (strcmp(ix->cols[k], col) == 0)
+            return 1;
+    return 0;
+}
+
+/* At contract, the temporary index `tmp` or constraint `tmp` of `table`
+ * takes the name `name`. */
+static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *table, int index,
+                               const char *tmp, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, index ? "ALTER INDEX " : "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, index ? tmp : table);
+    if (!index) {
+        mig_str_add(&s, " RENAME CONSTRAINT ");
+        mig_str_ident(&s, tmp);
+    } else {
+        mig_str_add(&s, " RENAME");
+    }
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, name);
+    mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+/* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
+ * at contract gives it back the original name, or re-attaches the UNIQUE
+ * constraint it backed. */
+static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                         const char *from, const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nidx; i++) {
+        const struct mig_cat_index *ix = &t->idx[i];
+        /* Other indexes on the column were refused before (refuse_uncarried_dependents). */
+        if (!ix->simple || !index_uses(ix, from))
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
+        add_index_build(&c->p->expand, op, op->schema, tmp,
+                        index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
+                                  from, to, NULL));
+        carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand, given back its name at contract",
+                ix->name, to);
+        if (ix->constraint) {
+            struct mig_str s = {0};
+            mig_str_add(&s, "ALTER TABLE ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_add(&s, " ADD CONSTRAINT ");
+            mig_str_ident(&s, ix->constraint);
+            mig_str_add(&s, " UNIQUE USING INDEX ");
+            mig_str_ident(&s, tmp);
+            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        } else {
+            rename_at_contract(c, op, table, 1, tmp, ix->name);
+        }
+    }
+}
+
+/* Indexes with expressions, predicates, INCLUDE, operator classes or any
+ * access method, and CHECK constraints: the catalog's rehearsal gave their
+ * definitions over `to` (Postgres printed them), see migration_dependents.h. */
+static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
+                           const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry)
+            continue;
+        char tmp[80];
+        const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
+        object_name(tmp, sizeof tmp, ix ? "ix" : "cc", op, ix ? (int)(ix - t->idx) : (int)i, c->m->name);
+        struct mig_str s = {0};
+        if (ix) {
+            mig_str_addf(&s, "CREATE %sINDEX CONCURRENTLY ", ix->unique ? "UNIQUE " : "");
+            mig_str_ident(&s, tmp);
+            mig_str_add(&s, " ON ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_addf(&s, " %s", d->carry);
+            add_index_build(&c->p->expand, op, op->schema, tmp, mig_str_take(&s));
+            carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand from its definition, given back "
+                    "its name at contract", ix->name, to);
+        } else {
+            mig_str_add(&s, "ALTER TABLE ");
+            mig_str_qname(&s, op->schema, table);
+            mig_str_add(&s, " ADD CONSTRAINT ");
+            mig_str_ident(&s, tmp);
+            mig_str_addf(&s, " %s%s", d->carry, d->validated ? " NOT VALID" : "");
+            mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+            if (d->validated)
+                add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
+            carried(c, op, "CHECK constraint \"%s\": added NOT VALID on \"%s\" at expand, validated after the "
+                    "backfill, renamed at contract", d->name, to);
+        }
+        rename_at_contract(c, op, table, ix != NULL, tmp, d->name);
+    }
+}
+
+/* Views and materialized views reading the column: dropped in the contract
+ * before the column (newest first), created again after the second column
+ * has the column's name (oldest first) from the definitions read at start,
+ * with their options, grants, comments, owner and indexes. */
+static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *from,
+                       struct mig_steps *drops, struct mig_steps *creates)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    const struct mig_cat_dep *v[64];
+    size_t nv = 0;
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, from) != 0 || d->kind != MIG_DEP_VIEW || !d->carry)
+            continue;
+        for (size_t k = 0; k < c->nviews; k++)
+            if (!strcmp(c->views[k], d->name))
+                return op_error(c, op, "view %s reads columns of two operations that change a type; split the "
+                                "migration in two", d->name);
+        if (nv >= sizeof v / sizeof v[0] || c->nviews >= sizeof c->views / sizeof c->views[0])
+            return op_error(c, op, "too many views read column \"%s\"", from);
+        size_t at = nv++;
+        while (at > 0 && v[at - 1]->oid > d->oid) {
+            v[at] = v[at - 1];
+            at--;
+        }
+        v[at] = d;
+        c->views[c->nviews++] = d->name;
+    }
+    for (size_t i = nv; i-- > 0;)
+        mig_steps_add(drops, op->index, MIG_STEP_TXN, strdup(v[i]->carry_drop));
+    for (size_t i = 0; i < nv; i++) {
+        mig_steps_add(creates, op->index, MIG_STEP_TXN, strdup(v[i]->carry));
+        carried(c, op, "%s: dropped at contract before the column, created again over the new column in the "
+                "same transaction with its options, grants, comments and owner%s", v[i]->describe,
+                strncmp(v[i]->describe, "materialized", 12) == 0 ? " (and indexes; its query runs inside the "
+                "contract)" : "");
+    }
+    return 0;
+}
+
+/* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES
+ * target (target_col), with f's actions, NOT VALID. owner and target come
+ * quoted: one is the table, the other regclass output (Postgres quoted
+ * it). */
+static char *foreign_key_sql(const char *owner, const char *name, const char *col, const char *target,
+                             const char *target_col, const struct mig_cat_fkey *f)
+{
+    if (!owner || !target)
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "ALTER TABLE %s ADD CONSTRAINT ", owner);
+    mig_str_ident(&s, name);
+    mig_str_add(&s, " FOREIGN KEY (");
+    mig_str_ident(&s, col);
+    mig_str_addf(&s, ") REFERENCES %s (", target);
+    mig_str_ident(&s, target_col);
+    mig_str_addf(&s, ") ON DELETE %s ON UPDATE %s NOT VALID", mig_fk_action(f->on_delete),
+                 mig_fk_action(f->on_update));
+    return mig_str_take(&s);
+}
+
+static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                              const char *from, const char *to)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nfk; i++) {
+        const struct mig_cat_fkey *f = &t->fk[i];
+        if (strcmp(f->column, from) != 0)
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "fk", op, (int)i, c->m->name);
+        carried(c, op, "foreign key \"%s\": added NOT VALID on \"%s\" at expand, validated after the backfill, "
+                "renamed at contract", f->name, to);
+        char *owner = mig_quote_qname(op->schema, table);
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
+                      foreign_key_sql(owner, tmp, to, f->ref_table, f->ref_column, f));
+        free(owner);
+        add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
+        rename_at_contract(c, op, table, 0, tmp, f->name);
+    }
+}
+
+/* Foreign keys of other tables that point at `from` are re-pointed at `to`.
+ * They are added after the backfill (validate phase): earlier, a new
+ * referencing row could point at a row whose new column is still NULL. */
+static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                       const char *from, const char *to, struct mig_steps *contract_before_drop,
+                                       struct mig_steps *contract_after_drop)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->nin_fk; i++) {
+        const struct mig_cat_fkey *f = &t->in_fk[i];
+        if (strcmp(f->column, from) != 0)
+            continue;
+        char tmp[80];
+        object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
+        carried(c, op, "foreign key \"%s\" pointing at the column: re-pointed at \"%s\" after the backfill "
+                "(NOT VALID, then validated), renamed at contract", f->name, to);
+        char *target = mig_quote_qname(op->schema, table);
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
+                      foreign_key_sql(f->ref_table, tmp, f->ref_column, target, to, f));
+        free(target);
+        struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
+        mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
+        mig_str_ident(&v, tmp);
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&v));
+        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT ", f->ref_table);
+        mig_str_ident(&d, f->name);
+        mig_steps_add(contract_before_drop, op->index, MIG_STEP_TXN, mig_str_take(&d));
+        mig_str_addf(&r, "ALTER TABLE %s RENAME CONSTRAINT ", f->ref_table);
+        mig_str_ident(&r, tmp);
+        mig_str_add(&r, " TO ");
+        mig_str_ident(&r, f->name);
+        mig_steps_add(contract_after_drop, op->index, MIG_STEP_TXN, mig_str_take(&r));
+        mig_str_addf(&rb, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS ", f->ref_table);
+        mig_str_ident(&rb, tmp);
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&rb));
+    }
+}
+
+static int column_privilege(const char *p)
+{
+    return !strcmp(p, "SELECT") || !strcmp(p, "INSERT") || !strcmp(p, "UPDATE") || !strcmp(p, "REFERENCES");
+}
+
+/* "PRIVILEGE\tgrantee\tt|f" from the catalog (grantee "" is PUBLIC).
+ * Returns 1 for a column privilege. */
+static int parse_grant(const char *text, char *priv, size_t privlen, char *grantee, size_t glen, char *grantable)
+{
+    const char *t1 = strchr(text, '\t');
+    const char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+    if (!t2)
+        return 0;
+    snprintf(priv, privlen, "%.*s", (int)(t1 - text), text);
+    snprintf(grantee, glen, "%.*s", (int)(t2 - t1 - 1), t1 + 1);
+    *grantable = t2[1];
+    return column_privilege(priv);
+}
+
+/* Column privileges and the statistics target are properties of the column:
+ * the second column gets them at expand, so they are there when it takes
+ * the column's name. */
+static void copy_column_properties(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                   const struct mig_cat_column *oc, const char *to)
+{
+    for (size_t i = 0; i < oc->ngrants; i++) {
+        char priv[32], grantee[128], grantable;
+        if (!parse_grant(oc->grants[i], priv, sizeof priv, grantee, sizeof grantee, &grantable))
+            continue;
+        struct mig_str s = {0};
+        mig_str_addf(&s, "GRANT %s (", priv);
+        mig_str_ident(&s, to);
+        mig_str_add(&s, ") ON ");
+        mig_str_qname(&s, op->schema, table);
+        mig_str_add(&s, " TO ");
+        if (grantee[0])
+            mig_str_ident(&s, grantee);
+        else
+            mig_str_add(&s, "PUBLIC");
+        if (grantable == 't')
+            mig_str_add(&s, " WITH GRANT OPTION");
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+        char what[200];
+        snprintf(what, sizeof what, "%s to %s%s", priv, grantee[0] ? grantee : "PUBLIC",
+                 grantable == 't' ? " with grant option" : "");
+        carried(c, op, "column privilege %s: granted again on \"%s\" at expand", what, to);
+    }
+    if (oc->stattarget >= 0) {
+        char tail[48];
+        snprintf(tail, sizeof tail, " SET STATISTICS %d", oc->stattarget);
+        add_alter(&c->p->expand, op, table, "ALTER COLUMN", to, tail);
+        carried(c, op, "statistics target of \"%s\": set on \"%s\" at expand", oc->name, to);
+    }
+}
+
+/* Shared by rename_column and alter_column: a real second column kept in sync
+ * by a trigger, filled by the backfill, with the old column's indexes, foreign
+ * keys, NOT NULL, default and comment copied over. */
+int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const struct shadow_spec *sp,
+                                struct mig_steps *deferred)
+{
+    const char *old_type = column_type(c, op->schema, sp->table, sp->from);
+    const char *type = sp->type ? sp->type : (old_type ? old_type : "<type of old column>");
+    struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, sp->table), sp->from);
+    char up_default[200], down_default[200];
+    struct mig_str u = {0}, d = {0};
+    mig_str_ident(&u, sp->from);
+    if (sp->type)
+        mig_str_addf(&u, "::%s", sp->type);
+    mig_str_ident(&d, sp->to);
+    if (sp->type)
+        mig_str_addf(&d, "::%s", old_type ? old_type : "<type of old column>");
+    char *ud = mig_str_take(&u), *dd = mig_str_take(&d);
+    snprintf(up_default, sizeof up_default, "%s", ud ? ud : "");
+    snprintf(down_default, sizeof down_default, "%s", dd ? dd : "");
+    free(ud);
+    free(dd);
+    const char *up = sp->up ? sp->up : up_default;
+    const char *down = sp->down ? sp->down : down_default;
+
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, sp->table);
+    mig_str_add(&s, " ADD COLUMN ");
+    mig_str_ident(&s, sp->to);
+    mig_str_addf(&s, " %s", type);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    /* The default is set separately so existing rows keep NULL and stay
+     * recognisable to the backfill. */
+    if (sp->copy_default && oc && oc->default_expr) {
+        carried(c, op, "default %s: set on \"%s\" at expand", oc->default_expr, sp->to);
+        add_set_default(&c->p->expand, op, sp->table, sp->to, oc->default_expr);
+    }
+    /* known from here on: the trigger's conditions name it */
+    remember_column(c, op->schema, sp->table, sp->to, type);
+    struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down,
+                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL};
+    char fname[80];
+    trigger_names(c, op, fname, sizeof fname);
+    install_trigger(c, op, sp->table, dual_write_function(c, op, fname, &dw));
+    /* Contract steps that need the old column gone (index and constraint
+     * names are reused) are collected aside; the caller appends them after
+     * its DROP COLUMN. */
+    struct mig_steps contract = c->p->contract;
+    c->p->contract = (struct mig_steps){0};
+    if (sp->copy_not_null && oc && oc->notnull) {
+        add_not_null_check(c, op, sp->table, sp->to);
+        carried(c, op, "NOT NULL: a CHECK NOT VALID on \"%s\", validated after the backfill, SET NOT NULL at "
+                "contract%s", sp->to, "");
+    }
+    if (sp->copy_comment && oc && oc->comment) {
+        add_comment(c, op, sp->table, sp->to, oc->comment);
+        carried(c, op, "comment of \"%s\": set on \"%s\" at expand", sp->from, sp->to);
+    }
+    if (sp->copy_dependents) {
+        if (oc)
+            copy_column_properties(c, op, sp->table, oc, sp->to);
+        copy_indexes(c, op, sp->table, sp->from, sp->to);
+        copy_rehearsed(c, op, sp->table, sp->from, sp->to);
+        copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
+        copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
+    }
+    *deferred = c->p->contract;
+    c->p->contract = contract;
+    add_backfill(c, op, sp->table, sp->to, type, sp->up ? NULL : sp->from, up, 1);
+    return 0;
+}
+
+/* The operation's "default": the new column's default, set at expand so
+ * writes through the new shape get it while the migration runs (null: the
+ * new column has none). */
+void set_new_default(struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    if (op->has_default && op->default_expr)
+        add_set_default(&c->p->expand, op, op->table, col, op->default_expr);
+}
+
+/* The contract's part of a second column: the views reading the original
+ * dropped (carry_views), the original dropped, then the steps
+ * expand_second_column deferred, which reuse the names of the original's
+ * dependents. views gets the views' creation, which the caller places
+ * where the second column wears the name they must read. */
+int contract_second_column(struct plan_ctx *c, const struct mig_op *op, const char *col,
+                           struct mig_steps *deferred, struct mig_steps *views)
+{
+    if (carry_views(c, op, op->table, col, &c->p->contract, views) != 0) {
+        mig_steps_free(deferred);
+        return -1;
+    }
+    add_alter(&c->p->contract, op, op->table, "DROP COLUMN", col, "");
+    append_steps(&c->p->contract, deferred);
+    return 0;
+}

@@ -1,0 +1,136 @@
+/* A constraint of the new shape that complete validates before its
+ * cutover, with traffic flowing (struct mig_check): alter_column's
+ * "check". */
+#include "plan_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void rename_column_statement(struct mig_str *s, const struct mig_op *op, const char *from,
+                                    const char *to)
+{
+    mig_str_add(s, "ALTER TABLE ");
+    mig_str_qname(s, op->schema, op->table);
+    mig_str_add(s, " RENAME COLUMN ");
+    mig_str_ident(s, from);
+    mig_str_add(s, " TO ");
+    mig_str_ident(s, to);
+    mig_str_add(s, ";\n");
+}
+
+/* The check is written for the new shape, where the column's name means the
+ * shadow column. Postgres binds a constraint to column numbers, not names, so
+ * it is added while the shadow column wears the column's name and keeps
+ * pointing at the shadow once the names are swapped back. One transaction:
+ * no other session ever sees the swap. */
+static char *check_add_sql(const struct plan_ctx *c, const struct mig_op *op, const char *shadow,
+                           const char *cname)
+{
+    char parked[80];
+    object_name(parked, sizeof parked, "old", op, -1, c->m->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " DROP CONSTRAINT IF EXISTS ");
+    mig_str_ident(&s, cname);
+    mig_str_add(&s, ";\n");
+    rename_column_statement(&s, op, op->column, parked);
+    rename_column_statement(&s, op, shadow, op->column);
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " ADD CONSTRAINT ");
+    mig_str_ident(&s, cname);
+    mig_str_addf(&s, " CHECK (%s) NOT VALID;\n", op->check);
+    rename_column_statement(&s, op, op->column, shadow);
+    rename_column_statement(&s, op, parked, op->column);
+    return mig_str_take(&s);
+}
+
+/* The table's key columns, quoted, each followed by suffix (offline plans get
+ * a placeholder). */
+static void key_columns(struct mig_str *s, const struct mig_cat_table *t, const char *suffix)
+{
+    if (!t || t->npk == 0) {
+        mig_str_addf(s, "<primary key>%s", suffix);
+        return;
+    }
+    for (size_t k = 0; k < t->npk; k++) {
+        if (k)
+            mig_str_add(s, ", ");
+        mig_str_ident(s, t->pk[k]);
+        mig_str_add(s, suffix);
+    }
+}
+
+/* Counts the rows whose new shape violates the check and names the first
+ * one's key. It reads the version view, where the check's column names mean
+ * what its author meant. */
+static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    char vschema[80];
+    snprintf(vschema, sizeof vschema, "pgtandem_%s", c->m->name);
+    struct mig_str label = {0};
+    mig_str_add(&label, "(");
+    key_columns(&label, t, "");
+    mig_str_add(&label, ")=(");
+    char *prefix = mig_str_take(&label);
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT count(*) OVER (), ");
+    mig_str_literal(&s, prefix ? prefix : "");
+    mig_str_add(&s, " || concat_ws(', ', ");
+    key_columns(&s, t, "::text");
+    mig_str_add(&s, ") || ')' FROM ");
+    mig_str_qname(&s, vschema, op->table);
+    mig_str_add(&s, " AS ");
+    mig_str_ident(&s, op->table);
+    mig_str_addf(&s, " WHERE NOT (%s) ORDER BY ", op->check);
+    key_columns(&s, t, "");
+    mig_str_add(&s, " LIMIT 1");
+    free(prefix);
+    return mig_str_take(&s);
+}
+
+static char *alter_table_sql(const struct mig_op *op, const char *action, const char *ident)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_addf(&s, " %s ", action);
+    mig_str_ident(&s, ident);
+    return mig_str_take(&s);
+}
+
+/* alter_column's check needs a scan of the table to be validated. The scan
+ * must not run inside the contract (it would hold the table's lock, and the
+ * paused traffic, while it reads) nor after it (a violation could then only
+ * be logged): complete validates first, with traffic flowing, and refuses to
+ * go on when rows violate the check. */
+void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow)
+{
+    char cname[80];
+    object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->contract.oom = 1;
+        return;
+    }
+    c->p->checks = grown;
+    struct mig_check *k = &c->p->checks[c->p->nchecks++];
+    memset(k, 0, sizeof *k);
+    k->op_index = op->index;
+    struct mig_str d = {0};
+    mig_str_addf(&d, "operations[%d].%s: check (%s) on ", op->index, mig_op_name(op->kind), op->check);
+    mig_str_qname(&d, op->schema, op->table);
+    k->describe = mig_str_take(&d);
+    k->add = check_add_sql(c, op, shadow, cname);
+    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
+    k->violations = check_violations_sql(c, op);
+    k->drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
+    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
+        c->p->contract.oom = 1;
+    /* Already validated by then, so this costs nothing; should anything ever
+     * skip the validation, the contract fails instead of losing the check. */
+    add_alter(&c->p->contract, op, op->table, "VALIDATE CONSTRAINT", cname, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+}

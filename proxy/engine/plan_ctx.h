@@ -1,0 +1,113 @@
+/* What the pieces of a plan share while mig_plan_build runs: the migration,
+ * the catalog as the migration's earlier operations leave it, and the plan
+ * being filled. Internal to the plan: migration_plan.c, plan_*.c and the
+ * operations in ops/ include it; nothing outside them does. */
+#ifndef PGTANDEM_PLAN_CTX_H
+#define PGTANDEM_PLAN_CTX_H
+
+#include "migration_plan.h"
+
+struct vcol {
+    const char *schema, *table;   /* owned by the migration */
+    char name[72], type[136];     /* copies: callers pass stack buffers */
+};
+
+struct plan_ctx {
+    const struct migration *m;
+    const struct mig_catalog *cat;
+    struct mig_plan *p;
+    char *err;
+    size_t errlen;
+    struct vcol added[256];     /* columns added by earlier operations */
+    size_t nadded;
+    const struct mig_op *created[64];  /* create_table / rename_table targets so far */
+    size_t ncreated;
+    const char *views[64];      /* views re-created by the contract so far (catalog names) */
+    size_t nviews;
+};
+
+/* ---- plan_names_catalog.c: object names, errors, the catalog as earlier
+ * operations leave it --------------------------------------------------- */
+__attribute__((format(printf, 3, 4)))
+int op_error(struct plan_ctx *c, const struct mig_op *op, const char *fmt, ...);
+void carried(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a, const char *b);
+void object_name(char *out, size_t n, const char *kind, const struct mig_op *op, int k, const char *mig);
+const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema, const char *name);
+int table_exists(const struct plan_ctx *c, const char *schema, const char *name);
+const char *column_type(const struct plan_ctx *c, const char *schema, const char *table, const char *col);
+void remember_column(struct plan_ctx *c, const char *schema, const char *table, const char *name,
+                     const char *type);
+void remember_table(struct plan_ctx *c, const struct mig_op *op);
+int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name);
+int require_column(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *table, char *const *cols,
+                    size_t n);
+int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
+int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+
+/* ---- plan_sql_build.c: statements and clauses the operations share ------ */
+void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,
+               const char *ident, const char *tail);
+void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
+                       const char *to);
+void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
+                     const char *expr);
+void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
+                 const char *comment);
+char *index_sql(const char *schema, const char *table, const char *name, int unique, const char *method,
+                char *const *cols, size_t ncols, const char *swap_from, const char *swap_to, const char *where);
+char *drop_index_sql(const char *schema, const char *name, int concurrently);
+void add_index_build(struct mig_steps *l, const struct mig_op *op, const char *schema, const char *name,
+                     char *create_sql);
+void append_steps(struct mig_steps *dst, struct mig_steps *src);
+void column_definition(struct mig_str *s, const struct mig_column *col, int with_default);
+void references_clause(struct mig_str *s, const char *schema, const char *ref);
+void column_list(struct mig_str *s, char *const *cols, size_t n);
+
+/* ---- plan_trigger.c: the tandem rule's triggers ------------------------- */
+struct dual_write {
+    const char *table, *old_col, *new_col, *new_type, *up, *down;
+    const char *down_name;  /* alter_column: `down` names the new value by the column's name */
+};
+
+void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                     const char *extra, const char *extra_type);
+void declare_shape(struct mig_str *s);
+void writer_shape(struct plan_ctx *c, struct mig_str *s, const char *bypass_insert, const char *bypass_update);
+char *new_is(const char *col, const char *test);
+void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                    const char *indent, const char *expr, const char *target, const char *renamed,
+                    const char *as);
+char *trigger_function(const char *fname, char *body);
+char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
+                          const struct dual_write *d);
+void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n);
+void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table, char *function_sql);
+
+/* ---- plan_backfill.c: the pieces of each backfill batch ----------------- */
+void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *new_col,
+                  const char *type, const char *old_col, const char *up, int verify);
+
+/* ---- plan_carry.c: the second column and the dependents carried to it --- */
+struct shadow_spec {
+    const char *table, *from, *to, *type, *up, *down;
+    int copy_default, copy_not_null, copy_comment;
+    int copy_dependents;    /* indexes and foreign keys */
+};
+
+int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const struct shadow_spec *sp,
+                         struct mig_steps *deferred);
+void set_new_default(struct plan_ctx *c, const struct mig_op *op, const char *col);
+int contract_second_column(struct plan_ctx *c, const struct mig_op *op, const char *col,
+                           struct mig_steps *deferred, struct mig_steps *views);
+
+/* ---- plan_uncarried.c: what cannot follow, refused before any DDL ------- */
+int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                const char *col, int dropping);
+
+/* ---- plan_checks.c: constraints complete validates before its cutover --- */
+void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow);
+
+#endif

@@ -1,0 +1,179 @@
+/* The names of the objects a migration creates, errors naming
+ * operations[i], and the catalog as the migration's earlier operations
+ * leave it: an operation validates against and builds on the columns they
+ * add and the tables they create or rename, not only on the snapshot. */
+#include "plan_ctx.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+__attribute__((format(printf, 3, 4)))
+int op_error(struct plan_ctx *c, const struct mig_op *op, const char *fmt, ...)
+{
+    int off = snprintf(c->err, c->errlen, "%s: operations[%d].%s: ", c->m->file, op->index,
+                       mig_op_name(op->kind));
+    if (off > 0 && (size_t)off < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err + off, c->errlen - (size_t)off, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* fmt takes two %s: a and b. */
+static void add_line(char ***list, size_t *n, const struct mig_op *op, const char *fmt, const char *a,
+                     const char *b)
+{
+    char buf[512];
+    int off = snprintf(buf, sizeof buf, "operations[%d].%s: ", op->index, mig_op_name(op->kind));
+    snprintf(buf + off, sizeof buf - (size_t)off, fmt, a, b);
+    char **grown = realloc(*list, (*n + 1) * sizeof(char *));
+    if (grown) {
+        *list = grown;
+        (*list)[(*n)++] = strdup(buf);
+    }
+}
+
+/* What `migrate plan` lists as carried: a dependent and how it gets to the
+ * new shape. */
+void carried(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a,
+                    const char *b)
+{
+    add_line(&c->p->carried, &c->p->ncarried, op, fmt, a, b);
+}
+
+void object_name(char *out, size_t n, const char *kind, const struct mig_op *op, int k,
+                        const char *mig)
+{
+    /* The index is padded (MAX_OPS is 1000) so that name order is operation
+     * order: Postgres fires a table's triggers in name order, and a later
+     * operation's `up` may read a column an earlier trigger fills. */
+    if (k >= 0)
+        snprintf(out, n, "pgtandem_%s%03d_%d_%s", kind, op->index, k, mig);
+    else
+        snprintf(out, n, "pgtandem_%s%03d_%s", kind, op->index, mig);
+}
+
+static const struct mig_op *created_table(const struct plan_ctx *c, const char *schema,
+                                          const char *name)
+{
+    for (size_t i = 0; i < c->ncreated; i++) {
+        const struct mig_op *op = c->created[i];
+        const char *n = op->kind == MIG_RENAME_TABLE ? op->to : op->table;
+        if (strcmp(op->schema, schema) == 0 && strcmp(n, name) == 0)
+            return op;
+    }
+    return NULL;
+}
+
+const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema,
+                                            const char *name)
+{
+    const struct mig_op *op = created_table(c, schema, name);
+    if (op && op->kind == MIG_RENAME_TABLE)
+        return mig_catalog_table(c->cat, schema, op->from);
+    if (op)
+        return NULL;
+    return mig_catalog_table(c->cat, schema, name);
+}
+
+int table_exists(const struct plan_ctx *c, const char *schema, const char *name)
+{
+    if (created_table(c, schema, name))
+        return 1;
+    const struct mig_cat_table *t = mig_catalog_table(c->cat, schema, name);
+    return t && t->exists;
+}
+
+static const char *added_type(const struct plan_ctx *c, const char *schema, const char *table,
+                              const char *col)
+{
+    for (size_t i = 0; i < c->nadded; i++)
+        if (!strcmp(c->added[i].schema, schema) && !strcmp(c->added[i].table, table) &&
+            !strcmp(c->added[i].name, col))
+            return c->added[i].type;
+    return NULL;
+}
+
+const char *column_type(const struct plan_ctx *c, const char *schema, const char *table,
+                               const char *col)
+{
+    const char *t = added_type(c, schema, table, col);
+    if (t)
+        return t;
+    struct mig_cat_column *cc = mig_catalog_column(table_of(c, schema, table), col);
+    return cc ? cc->type : NULL;
+}
+
+void remember_column(struct plan_ctx *c, const char *schema, const char *table,
+                            const char *name, const char *type)
+{
+    if (c->nadded >= sizeof c->added / sizeof c->added[0])
+        return;
+    struct vcol *v = &c->added[c->nadded++];
+    v->schema = schema;
+    v->table = table;
+    snprintf(v->name, sizeof v->name, "%s", name);
+    snprintf(v->type, sizeof v->type, "%s", type);
+}
+
+/* Later operations find the table a create_table or rename_table makes. */
+void remember_table(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (c->ncreated < sizeof c->created / sizeof c->created[0])
+        c->created[c->ncreated++] = op;
+}
+
+int require_table(struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    if (!c->cat || table_exists(c, op->schema, name))
+        return 0;
+    return op_error(c, op, "table \"%s.%s\" does not exist", op->schema, name);
+}
+
+int require_column(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                          const char *col)
+{
+    if (!c->cat || column_type(c, op->schema, table, col))
+        return 0;
+    return op_error(c, op, "column \"%s\" does not exist in table \"%s.%s\"", col, op->schema, table);
+}
+
+int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                             const char *col)
+{
+    if (!c->cat || !column_type(c, op->schema, table, col))
+        return 0;
+    return op_error(c, op, "column \"%s\" already exists in table \"%s.%s\"; pick another name",
+                    col, op->schema, table);
+}
+
+int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *table, char *const *cols,
+                    size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (require_column(c, op, table, cols[i]))
+            return -1;
+    return 0;
+}
+
+int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    if (!c->cat || !t || t->npk > 0)
+        return 0;
+    return op_error(c, op, "table \"%s.%s\" has no primary key (or unique index over NOT NULL "
+                    "columns); the backfill walks rows in key order and cannot resume without one. "
+                    "Add a primary key first", op->schema, table);
+}
+
+int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t k = 0; t && k < t->npk; k++)
+        if (strcmp(t->pk[k], col) == 0)
+            return 1;
+    return 0;
+}

@@ -1,0 +1,173 @@
+/* Small SQL builders the operations share. Identifiers are always quoted
+ * through migration_sql; `default`, `check` and `where` are SQL expressions
+ * written by the migration's author and are embedded as code. */
+#include "plan_ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
+                      const char *action, const char *ident, const char *tail)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_addf(&s, " %s ", action);
+    mig_str_ident(&s, ident);
+    mig_str_add(&s, tail);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+/* ALTER TABLE ... RENAME COLUMN from TO to. */
+void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
+                       const char *to)
+{
+    struct mig_str r = {0};
+    mig_str_add(&r, " TO ");
+    mig_str_ident(&r, to);
+    char *tail = mig_str_take(&r);
+    add_alter(l, op, table, "RENAME COLUMN", from, tail ? tail : "");
+    free(tail);
+}
+
+/* ALTER TABLE ... ALTER COLUMN col SET DEFAULT expr, or DROP DEFAULT when
+ * expr is NULL. */
+void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
+                     const char *expr)
+{
+    struct mig_str ds = {0};
+    if (expr)
+        mig_str_addf(&ds, " SET DEFAULT %s", expr);
+    else
+        mig_str_add(&ds, " DROP DEFAULT");
+    char *tail = mig_str_take(&ds);
+    add_alter(l, op, table, "ALTER COLUMN", col, tail ? tail : "");
+    free(tail);
+}
+
+void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                               const char *col)
+{
+    char cname[80];
+    object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, " ADD CONSTRAINT ");
+    mig_str_ident(&s, cname);
+    mig_str_add(&s, " CHECK (");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, " IS NOT NULL) NOT VALID");
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", cname, "");
+    /* SET NOT NULL skips its table scan when a valid CHECK (col IS NOT NULL) exists. */
+    add_alter(&c->p->contract, op, table, "ALTER COLUMN", col, " SET NOT NULL");
+    add_alter(&c->p->contract, op, table, "DROP CONSTRAINT", cname, "");
+}
+
+void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                        const char *col, const char *comment)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "COMMENT ON COLUMN ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, ".");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, " IS ");
+    mig_str_literal(&s, comment);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+char *index_sql(const char *schema, const char *table, const char *name, int unique,
+                       const char *method, char *const *cols, size_t ncols, const char *swap_from,
+                       const char *swap_to, const char *where)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CREATE %sINDEX CONCURRENTLY ", unique ? "UNIQUE " : "");
+    mig_str_ident(&s, name);
+    mig_str_add(&s, " ON ");
+    mig_str_qname(&s, schema, table);
+    mig_str_add(&s, " USING ");
+    mig_str_ident(&s, method ? method : "btree");
+    mig_str_add(&s, " (");
+    for (size_t i = 0; i < ncols; i++) {
+        if (i)
+            mig_str_add(&s, ", ");
+        int swap = swap_from && strcmp(cols[i], swap_from) == 0;
+        mig_str_ident(&s, swap ? swap_to : cols[i]);
+    }
+    mig_str_add(&s, ")");
+    if (where)
+        mig_str_addf(&s, " WHERE (%s)", where);
+    return mig_str_take(&s);
+}
+
+char *drop_index_sql(const char *schema, const char *name, int concurrently)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "DROP INDEX %sIF EXISTS ", concurrently ? "CONCURRENTLY " : "");
+    mig_str_qname(&s, schema, name);
+    return mig_str_take(&s);
+}
+
+/* CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind; the
+ * step carries the DROP that lets the engine retry it once. */
+void add_index_build(struct mig_steps *l, const struct mig_op *op, const char *schema,
+                            const char *name, char *create_sql)
+{
+    mig_steps_add(l, op->index, MIG_STEP_ALONE, create_sql);
+    mig_steps_set_cleanup(l, drop_index_sql(schema, name, 1));
+}
+
+void append_steps(struct mig_steps *dst, struct mig_steps *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        mig_steps_add(dst, src->v[i].op_index, src->v[i].mode, src->v[i].sql);
+        if (src->v[i].cleanup)
+            mig_steps_set_cleanup(dst, src->v[i].cleanup);
+    }
+    dst->oom |= src->oom;
+    free(src->v);
+    memset(src, 0, sizeof *src);
+}
+
+void column_definition(struct mig_str *s, const struct mig_column *col, int with_default)
+{
+    mig_str_ident(s, col->name);
+    mig_str_addf(s, " %s", col->type);
+    /* DEFAULT takes a b_expr: parentheses let any one expression through */
+    if (with_default && col->default_expr)
+        mig_str_addf(s, " DEFAULT (%s)", col->default_expr);
+}
+
+/* "table" or "table(column)" from a column's "references". */
+void references_clause(struct mig_str *s, const char *schema, const char *ref)
+{
+    char table[128] = "", column[128] = "";
+    const char *open = strchr(ref, '(');
+    size_t tlen = open ? (size_t)(open - ref) : strlen(ref);
+    snprintf(table, sizeof table, "%.*s", (int)(tlen < 127 ? tlen : 127), ref);
+    if (open) {
+        const char *close = strchr(open, ')');
+        size_t clen = close ? (size_t)(close - open - 1) : strlen(open + 1);
+        snprintf(column, sizeof column, "%.*s", (int)(clen < 127 ? clen : 127), open + 1);
+    }
+    mig_str_add(s, " REFERENCES ");
+    mig_str_qname(s, schema, table);
+    if (column[0]) {
+        mig_str_add(s, " (");
+        mig_str_ident(s, column);
+        mig_str_add(s, ")");
+    }
+}
+
+void column_list(struct mig_str *s, char *const *cols, size_t n)
+{
+    mig_str_add(s, "(");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            mig_str_add(s, ", ");
+        mig_str_ident(s, cols[i]);
+    }
+    mig_str_add(s, ")");
+}

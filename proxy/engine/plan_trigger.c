@@ -1,0 +1,278 @@
+/* The tandem rule's triggers (migration_plan.h; README "The tandem rule"):
+ * BEFORE INSERT OR UPDATE, FOR EACH ROW, assigning only NEW, so they never
+ * recurse. Each asks which shape wrote the row (writer_shape) and fills
+ * the other shape's column from the operation's `up` or `down` when
+ * direction_runs says so. The backfill's session is skipped by the WHEN
+ * clause. */
+#include "plan_ctx.h"
+#include "sql_fragment.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op,
+                            const char *table, const char *extra, const char *extra_type)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ncols; i++) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, t->cols[i].name);
+        mig_str_addf(s, " %s := NEW.", t->cols[i].type);
+        mig_str_ident(s, t->cols[i].name);
+        mig_str_add(s, ";\n");
+    }
+    for (size_t i = 0; i < c->nadded; i++) {
+        const struct vcol *v = &c->added[i];
+        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || (extra && !strcmp(v->name, extra)))
+            continue;
+        mig_str_add(s, "  ");
+        mig_str_ident(s, v->name);
+        mig_str_addf(s, " %s := NEW.", v->type);
+        mig_str_ident(s, v->name);
+        mig_str_add(s, ";\n");
+    }
+    if (!t && !c->cat && op->from && op->kind == MIG_RENAME_COLUMN) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, op->from);
+        mig_str_add(s, " <type of old column> := NEW.");
+        mig_str_ident(s, op->from);
+        mig_str_add(s, ";\n");
+    }
+    if (extra) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, extra);
+        mig_str_addf(s, " %s := NEW.", extra_type);
+        mig_str_ident(s, extra);
+        mig_str_add(s, ";\n");
+    }
+}
+
+/* CREATE FUNCTION pgtandem.fname() for a trigger, its body dollar-quoted
+ * with a tag that occurs nowhere in it: the body holds the author's
+ * expressions and every column name of the table, any of which may contain
+ * "$pgtandem$". Takes ownership of body. */
+char *trigger_function(const char *fname, char *body)
+{
+    if (!body)
+        return NULL;
+    char tag[32];
+    for (int i = 0;; i++) {
+        snprintf(tag, sizeof tag, i ? "$pgtandem%d$" : "$pgtandem$", i);
+        if (!strstr(body, tag))
+            break;
+    }
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE OR REPLACE FUNCTION ");
+    mig_str_qname(&s, "pgtandem", fname);
+    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\n%s%s", tag, body, tag);
+    free(body);
+    return mig_str_take(&s);
+}
+
+/* The locals every trigger of this file declares for writer_shape. */
+void declare_shape(struct mig_str *s)
+{
+    mig_str_add(s, "  pgt_schema name;\n  pgt_new_shape boolean;\n  pgt_run boolean;\n");
+}
+
+/* The tandem rule's one question: which shape wrote this row? The proxy
+ * puts the writer's shape first on its search_path (the version schema for
+ * the new release, the old shape's schema for everyone else, both for the
+ * whole migration, switched and reverted sessions included), so the first
+ * schema on the search_path answers it. A session routed to neither writes
+ * the base table itself (it bypasses the proxy and the views): with
+ * pgtandem.version equal to the migration's name it is a new-shape writer;
+ * without, what it wrote decides (bypass_insert, bypass_update: SQL
+ * conditions, true when the write gave the new shape's columns and not the
+ * old one's), and anything else is an old-shape write. Sets the declared
+ * pgt_new_shape. */
+void writer_shape(struct plan_ctx *c, struct mig_str *s, const char *bypass_insert,
+                         const char *bypass_update)
+{
+    char vname[80], oname[80];
+    snprintf(vname, sizeof vname, MIG_VERSION_SCHEMA_FMT, c->m->name);
+    snprintf(oname, sizeof oname, MIG_OLD_SCHEMA_FMT, c->m->name);
+    mig_str_add(s, "  pgt_schema := (current_schemas(false))[1];\n  IF pgt_schema = ");
+    mig_str_literal(s, vname);
+    mig_str_add(s, " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = ");
+    mig_str_literal(s, oname);
+    mig_str_add(s, " THEN\n    pgt_new_shape := false;\n  ELSIF coalesce(current_setting('" MIG_VERSION_GUC
+                "', true), '') = ");
+    mig_str_literal(s, c->m->name);
+    mig_str_addf(s, " THEN\n    pgt_new_shape := true;\n  ELSIF TG_OP = 'INSERT' THEN\n"
+                 "    pgt_new_shape := coalesce(%s, false);\n  ELSE\n    pgt_new_shape := coalesce(%s, false);\n"
+                 "  END IF;\n", bypass_insert, bypass_update);
+}
+
+/* "NEW.col IS NOT NULL" and the like, quoted. */
+char *new_is(const char *col, const char *test)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "NEW.");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, test);
+    return mig_str_take(&s);
+}
+
+/* "NEW.col IS DISTINCT FROM OLD.col" (changed) or its negation. */
+static char *changed(const char *col, int yes)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "NEW.");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, yes ? " IS DISTINCT FROM OLD." : " IS NOT DISTINCT FROM OLD.");
+    mig_str_ident(&s, col);
+    return mig_str_take(&s);
+}
+
+static char *both(char *a, char *b)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "(%s AND %s)", a ? a : "false", b ? b : "false");
+    free(a);
+    free(b);
+    return mig_str_take(&s);
+}
+
+/* Is name a column of the table as the triggers see it (today's columns
+ * and those earlier operations add)? Without a catalog every name is
+ * taken for one (the offline plan only shows the SQL). */
+static int is_column(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name)
+{
+    return !c->cat || column_type(c, op->schema, table, name) != NULL;
+}
+
+/* Sets the declared pgt_run: does a direction whose expression is `expr`,
+ * filling `target`, run on this write? On every INSERT of its shape; on an
+ * UPDATE when a column the expression reads changed, or when `target` is
+ * still NULL (a row the backfill has not reached). An UPDATE that changes
+ * nothing the expression reads keeps what the row holds, so a round trip
+ * that does not give back the same text (jsonb normalises spacing, a cast
+ * rounds) does not rewrite the other release's value on every unrelated
+ * write. A name of the expression equal to `renamed` reads the column `as`
+ * (alter_column's `down` reads the new value by the column's name). */
+void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                           const char *indent, const char *expr, const char *target, const char *renamed,
+                           const char *as)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int star = 0;
+    int known = sql_fragment_columns(expr, &names, &n, &star) == SQL_FRAGMENT_OK && !star;
+    mig_str_addf(s, "%sIF TG_OP = 'INSERT' THEN\n%s  pgt_run := true;\n%sELSE\n%s  pgt_run := ", indent, indent,
+                 indent, indent);
+    if (!known) {
+        mig_str_add(s, "true");
+    } else {
+        mig_str_add(s, "NEW.");
+        mig_str_ident(s, target);
+        mig_str_add(s, " IS NULL");
+        for (size_t i = 0; i < n; i++) {
+            const char *col = renamed && !strcmp(names[i], renamed) ? as : names[i];
+            if (!is_column(c, op, table, col))
+                continue;
+            mig_str_add(s, "\n");
+            mig_str_addf(s, "%s    OR NEW.", indent);
+            mig_str_ident(s, col);
+            mig_str_add(s, " IS DISTINCT FROM OLD.");
+            mig_str_ident(s, col);
+        }
+    }
+    mig_str_addf(s, ";\n%sEND IF;\n", indent);
+    sql_fragment_free_names(names, n);
+}
+
+/* The tandem rule for a column with a second column: a write from the old
+ * shape sets the new column to up(row), a write from the new shape sets the
+ * old column to down(row) (when direction_runs says); a direction never runs on its own
+ * target's write, so nothing loops and nothing undoes the other release's
+ * write. A NULL source is no exception (a fill value fills). The backfill
+ * session sets pgtandem.backfill=on and the trigger's WHEN clause skips it;
+ * triggers only assign NEW, so they never recurse. */
+char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
+                                 const struct dual_write *d)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "DECLARE\n");
+    declare_columns(c, &s, op, d->table, d->new_col, d->new_type);
+    declare_shape(&s);
+    mig_str_add(&s, "BEGIN\n");
+    char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));
+    char *upd = both(changed(d->new_col, 1), changed(d->old_col, 0));
+    writer_shape(c, &s, ins ? ins : "false", upd ? upd : "false");
+    free(ins);
+    free(upd);
+    mig_str_add(&s, "  IF pgt_new_shape THEN\n");
+    direction_runs(c, &s, op, d->table, "    ", d->down, d->old_col, d->down_name, d->new_col);
+    mig_str_add(&s, "    IF pgt_run THEN\n");
+    if (d->down_name) {
+        /* An inner block rebinds the column's name to the new value. */
+        mig_str_add(&s, "      DECLARE ");
+        mig_str_ident(&s, d->down_name);
+        mig_str_addf(&s, " %s := NEW.", d->new_type);
+        mig_str_ident(&s, d->new_col);
+        mig_str_add(&s, "; BEGIN\n  ");
+    }
+    mig_str_add(&s, "      NEW.");
+    mig_str_ident(&s, d->old_col);
+    mig_str_addf(&s, " := (%s);\n", d->down);
+    if (d->down_name)
+        mig_str_add(&s, "      END;\n");
+    mig_str_add(&s, "    END IF;\n  ELSE\n");
+    direction_runs(c, &s, op, d->table, "    ", d->up, d->new_col, NULL, NULL);
+    mig_str_add(&s, "    IF pgt_run THEN\n      NEW.");
+    mig_str_ident(&s, d->new_col);
+    mig_str_addf(&s, " := (%s);\n    END IF;\n  END IF;\n  RETURN NEW;\nEND\n", d->up);
+    return trigger_function(fname, mig_str_take(&s));
+}
+
+static char *trigger_sql(const struct mig_op *op, const char *table, const char *tname,
+                         const char *fname)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "CREATE TRIGGER ");
+    mig_str_ident(&s, tname);
+    mig_str_add(&s, " BEFORE INSERT OR UPDATE ON ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_add(&s, " FOR EACH ROW WHEN (current_setting('" MIG_BACKFILL_GUC
+                "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION ");
+    mig_str_qname(&s, "pgtandem", fname);
+    mig_str_add(&s, "()");
+    return mig_str_take(&s);
+}
+
+static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, const char *table,
+                               const char *tname, const char *fname)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "DROP TRIGGER IF EXISTS ");
+    mig_str_ident(&s, tname);
+    mig_str_add(&s, " ON ");
+    mig_str_qname(&s, op->schema, table);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    struct mig_str f = {0};
+    mig_str_add(&f, "DROP FUNCTION IF EXISTS ");
+    mig_str_qname(&f, "pgtandem", fname);
+    mig_str_add(&f, "()");
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&f));
+}
+
+void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n)
+{
+    snprintf(fname, n, "%s_%d", c->m->name, op->index);
+}
+
+/* Installs the trigger at expand and removes it at contract and rollback. A
+ * rollback of a rename_table runs before the table gets its old name back, so
+ * the trigger is addressed by the name the table has during the migration. */
+void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                            char *function_sql)
+{
+    char fname[80], tname[80];
+    snprintf(fname, sizeof fname, "%s_%d", c->m->name, op->index);
+    object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
+    drop_trigger_steps(&c->p->contract, op, table, tname, fname);
+    drop_trigger_steps(&c->p->rollback, op, table, tname, fname);
+}

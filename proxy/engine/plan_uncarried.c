@@ -1,0 +1,122 @@
+/* Validation before any DDL: every object depending on a column that takes
+ * a second column (or is dropped) must follow it the way an offline ALTER
+ * TABLE takes it along, or the operation is refused, naming the object,
+ * why, and what to do instead. */
+#include "plan_ctx.h"
+
+#include <string.h>
+
+static const struct mig_cat_index *index_of_constraint(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->nidx; i++)
+        if (t->idx[i].constraint && !strcmp(t->idx[i].constraint, name))
+            return &t->idx[i];
+    return NULL;
+}
+
+/* Why a dependent of a column cannot follow a change of its type, and what
+ * the user can do instead. NULL: it follows. */
+static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
+{
+    const struct mig_cat_index *ix;
+    if (d->refusal)
+        return d->refusal;
+    if (d->carry)
+        return NULL;
+    switch (d->kind) {
+    case MIG_DEP_VIEW:
+        return "Postgres cannot change the type of a column a view reads (an offline ALTER COLUMN ... TYPE "
+               "refuses the same way); drop the view in an earlier migration and re-create it after this one "
+               "completes, or keep the column's type";
+    case MIG_DEP_INDEX:
+        ix = mig_catalog_index(t, d->name);
+        if (ix && ix->simple)
+            return NULL;
+        return "it has an expression, a predicate, INCLUDE columns, a non-default operator class or "
+               "ordering, which pgtandem does not rebuild on the new column; drop it (drop_index) and "
+               "re-create it with create_index after this migration completes";
+    case MIG_DEP_CONSTRAINT:
+        if (d->contype == 'f')
+            return NULL;   /* single-column keys are moved; others are refused by the caller */
+        ix = d->contype == 'u' ? index_of_constraint(t, d->name) : NULL;
+        if (ix && ix->simple)
+            return NULL;
+        return "pgtandem does not re-create CHECK, EXCLUDE or such UNIQUE constraints on the new column; drop "
+               "it in an earlier migration and add it again with create_constraint after this one completes";
+    case MIG_DEP_OTHER:
+        return "pgtandem does not move triggers, policies, extended statistics, sequences or generated "
+               "columns to the new column; remove it first and re-create it after this migration completes";
+    }
+    return NULL;
+}
+
+/* drop_column runs the offline DROP COLUMN at contract: what goes with the
+ * column offline goes with it online; what makes it refuse must be refused
+ * before anything starts. */
+static const char *undroppable_reason(const struct mig_cat_dep *d)
+{
+    /* Indexes and constraints of the table go with the column offline, even
+     * multi-column ones; objects outside the table need CASCADE. */
+    if (d->kind == MIG_DEP_INDEX || (d->kind == MIG_DEP_CONSTRAINT && !d->foreign) ||
+        (d->kind == MIG_DEP_OTHER && d->deptype != 'n'))
+        return NULL;
+    return "an offline DROP COLUMN refuses the same way (only CASCADE would take it along); drop or change it "
+           "in an earlier migration first";
+}
+
+static int fkey_carried(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->nfk; i++)
+        if (!strcmp(t->fk[i].name, name))
+            return 1;
+    for (size_t i = 0; i < t->nin_fk; i++)
+        if (!strcmp(t->in_fk[i].name, name))
+            return 1;
+    return 0;
+}
+
+/* The second column is a plain column: an identity column would lose its
+ * sequence and a generated column its expression (an offline ALTER COLUMN
+ * ... TYPE keeps both, rewriting the table under an ACCESS EXCLUSIVE lock). */
+static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                        const char *col)
+{
+    const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, table), col);
+    if (oc && oc->identity)
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column (GENERATED %s AS IDENTITY), "
+                        "which a second column cannot carry (it would end as a plain column without its "
+                        "sequence); keep its type, or add a new column with add_column, fill it, and drop this "
+                        "one in a later migration", col, op->schema, table,
+                        oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT");
+    if (oc && oc->generated)
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is a generated column (GENERATED ALWAYS AS (%s) "
+                        "STORED), which a second column cannot carry (the dual-write trigger cannot write it); "
+                        "keep its type, or drop it with drop_column and add it again with the new type after "
+                        "this migration completes", col, op->schema, table,
+                        oc->default_expr ? oc->default_expr : "...");
+    return 0;
+}
+
+/* Validation before any DDL: every object depending on `col` must either
+ * follow the second column (or the drop) the way an offline ALTER TABLE
+ * takes it along, or the operation is refused, naming it. */
+int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                                       const char *col, int dropping)
+{
+    if (!dropping && refuse_identity_or_generated(c, op, table, col))
+        return -1;
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (strcmp(d->column, col) != 0)
+            continue;
+        const char *why = dropping ? undroppable_reason(d) : uncarried_reason(t, d);
+        if (!why && !dropping && d->kind == MIG_DEP_CONSTRAINT && d->contype == 'f' && !fkey_carried(t, d->name))
+            why = "only single-column foreign keys are moved to the new column; drop it in an earlier "
+                  "migration and add it again after this one completes";
+        if (why)
+            return op_error(c, op, "%s depends on column \"%s\" of \"%s.%s\" and cannot be carried: %s",
+                            d->describe, col, op->schema, table, why);
+    }
+    return 0;
+}
