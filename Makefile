@@ -90,6 +90,12 @@ bench: deps
 	@sh bench/proxy.sh
 	@sh bench/backfill.sh
 
+# every operation kind online and offline, side by side (ROWS=N, default 1M)
+.PHONY: bench-ops
+bench-ops:
+	@$(MAKE) --no-print-directory all
+	@sh bench/ops.sh
+
 # libFuzzer targets (clang): FUZZ_RUNS inputs each.
 FUZZ_RUNS ?= 1000000
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
