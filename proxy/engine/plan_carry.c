@@ -326,7 +326,7 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
     /* known from here on: the trigger's conditions name it */
     remember_column(c, op->schema, sp->table, sp->to, type);
     struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down,
-                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL};
+                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL, sp->copy_only};
     char fname[80];
     trigger_names(c, op, fname, sizeof fname);
     install_trigger(c, op, sp->table, dual_write_function(c, op, fname, &dw));

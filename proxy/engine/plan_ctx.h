@@ -78,12 +78,14 @@ void column_list(struct mig_str *s, char *const *cols, size_t n);
 struct dual_write {
     const char *table, *old_col, *new_col, *new_type, *up, *down;
     const char *down_name;  /* alter_column: `down` names the new value by the column's name */
+    int copy_only;          /* see shadow_spec */
 };
 
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
                      const char *extra, const char *extra_type);
 void declare_shape(struct mig_str *s);
-void writer_shape(struct plan_ctx *c, struct mig_str *s, const char *bypass_insert, const char *bypass_update);
+void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new, const char *bypass_insert,
+                  const char *bypass_update);
 char *new_is(const char *col, const char *test);
 void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
                     const char *indent, const char *expr, const char *target, const char *renamed,
@@ -103,6 +105,8 @@ struct shadow_spec {
     const char *table, *from, *to, *type, *up, *down;
     int copy_default, copy_not_null, copy_comment;
     int copy_dependents;    /* indexes and foreign keys */
+    int copy_only;          /* rename "copy": the views show the original under both names, so a
+                             * write through either shape is a write of the original */
 };
 
 int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const struct shadow_spec *sp,

@@ -86,15 +86,16 @@ void declare_shape(struct mig_str *s)
  * conditions, true when the write gave the new shape's columns and not the
  * old one's), and anything else is an old-shape write. Sets the declared
  * pgt_new_shape. */
-void writer_shape(struct plan_ctx *c, struct mig_str *s, const char *bypass_insert,
-                         const char *bypass_update)
+void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new, const char *bypass_insert,
+                  const char *bypass_update)
 {
     char vname[80], oname[80];
     snprintf(vname, sizeof vname, MIG_VERSION_SCHEMA_FMT, c->m->name);
     snprintf(oname, sizeof oname, MIG_OLD_SCHEMA_FMT, c->m->name);
     mig_str_add(s, "  pgt_schema := (current_schemas(false))[1];\n  IF pgt_schema = ");
     mig_str_literal(s, vname);
-    mig_str_add(s, " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = ");
+    mig_str_add(s, new_view_writes_new ? " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = "
+                                       : " THEN\n    pgt_new_shape := false;\n  ELSIF pgt_schema = ");
     mig_str_literal(s, oname);
     mig_str_add(s, " THEN\n    pgt_new_shape := false;\n  ELSIF coalesce(current_setting('" MIG_VERSION_GUC
                 "', true), '') = ");
@@ -199,7 +200,7 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
     mig_str_add(&s, "BEGIN\n");
     char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));
     char *upd = both(changed(d->new_col, 1), changed(d->old_col, 0));
-    writer_shape(c, &s, ins ? ins : "false", upd ? upd : "false");
+    writer_shape(c, &s, !d->copy_only, ins ? ins : "false", upd ? upd : "false");
     free(ins);
     free(upd);
     mig_str_add(&s, "  IF pgt_new_shape THEN\n");

@@ -18,6 +18,11 @@ The model applies the rule: an old-shape write sets the old shape's values
 as written and the new shape's to up(row); a new-shape write sets the new
 shape's values as written and the old shape's to down(row); neither ever
 goes back onto the writer's own columns, and a NULL source is not special.
+Every INSERT runs its direction; an UPDATE runs it for a column of the
+other shape when it changed a column the expression reads or finds that
+column NULL (so an unrelated write does not replace the other release's
+value with a lossy round trip of it). A write on the base table without a
+version is an old-shape write.
 
 Each kind goes through two lifecycles:
   start -> writes -> complete with a revert window (every shape still
@@ -176,8 +181,11 @@ class Kind:
     insert may leave out, with each shape's default."""
 
     def __init__(self, name, setup, ops, old, new, up, down, jsonb=(), omit=None, old_defaults=None,
-                 new_defaults=None, bypass_new=False):
+                 new_defaults=None, bypass_new=False, up_reads=None, down_reads=None):
         self.name, self.setup, self.ops = name, setup, ops
+        # {column the direction fills: the columns its expression reads};
+        # None: no trigger (both shapes name the same column), always in step
+        self.up_reads, self.down_reads = up_reads, down_reads
         self.bypass_new = bypass_new
         self.old, self.new, self.up, self.down = old, new, up, down
         self.jsonb = set(jsonb)
@@ -219,32 +227,35 @@ KINDS = {
                             "down": "b::text"}}],
         T(a=gen_json_text, n=gen_int), T(b=gen_jsonb, n=gen_int),
         lambda o: {"b": None if o["a"] is None else json.loads(o["a"])},
-        lambda n: {"a": None if n["b"] is None else jsonb_text(n["b"])}, jsonb=["b"]),
+        lambda n: {"a": None if n["b"] is None else jsonb_text(n["b"])}, jsonb=["b"],
+        up_reads={"b": ["a"]}, down_reads={"a": ["b"]}),
     "add_column_up": Kind(
         "add_column_up", "CREATE TABLE t (id int PRIMARY KEY, a text, n int)",
         [{"add_column": {"table": "t", "column": {"name": "alen", "type": "int"}, "up": "length(a) + n"}}],
         T(a=gen_text, n=gen_int), T(a=gen_text, n=gen_int, alen=gen_int),
         lambda o: {"alen": None if o["a"] is None or o["n"] is None else len(o["a"]) + o["n"]},
-        lambda n: {}, bypass_new=True),
+        lambda n: {}, bypass_new=True, up_reads={"alen": ["a", "n"]}, down_reads={}),
     "drop_column_down": Kind(
         "drop_column_down", "CREATE TABLE t (id int PRIMARY KEY, a text, b int)",
         [{"drop_column": {"table": "t", "column": "b", "down": "coalesce(length(a), -1)"}}],
         T(a=gen_text, b=gen_int), T(a=gen_text),
-        lambda o: {}, lambda n: {"b": -1 if n["a"] is None else len(n["a"])}, bypass_new=True),
+        lambda o: {}, lambda n: {"b": -1 if n["a"] is None else len(n["a"])}, bypass_new=True,
+        up_reads={}, down_reads={"b": ["a"]}),
     "alter_type": Kind(
         "alter_type", "CREATE TABLE t (id int PRIMARY KEY, price text, n int)",
         [{"alter_column": {"table": "t", "column": "price", "type": "numeric(10,2)",
                            "up": "price::numeric(10,2)", "down": "price::text"}}],
         T(price=gen_price_text, n=gen_int), T(price=gen_price, n=gen_int),
         lambda o: {"price": numeric2(o["price"])},
-        lambda n: {"price": None if n["price"] is None else str(n["price"])}),
+        lambda n: {"price": None if n["price"] is None else str(n["price"])},
+        up_reads={"price": ["price"]}, down_reads={"price": ["price"]}),
     "alter_not_null_fill": Kind(
         "alter_not_null_fill", "CREATE TABLE t (id int PRIMARY KEY, email text, n int)",
         [{"alter_column": {"table": "t", "column": "email", "nullable": False,
                            "up": "COALESCE(email, 'unknown@example.com')", "down": "email"}}],
         T(email=gen_email, n=gen_int), T(email=gen_email_new, n=gen_int),
         lambda o: {"email": "unknown@example.com" if o["email"] is None else o["email"]},
-        lambda n: {"email": n["email"]}),
+        lambda n: {"email": n["email"]}, up_reads={"email": ["email"]}, down_reads={"email": ["email"]}),
     "alter_default": Kind(
         "alter_default", "CREATE TABLE t (id int PRIMARY KEY, status text DEFAULT 'old', n int)",
         [{"alter_column": {"table": "t", "column": "status", "default": "'new'"}}],
@@ -257,7 +268,8 @@ KINDS = {
                            "down": "qty"}}],
         T(qty=gen_int, n=gen_int), T(qty=gen_qty_new, n=gen_int),
         # greatest() skips NULLs: greatest(NULL, 0) is 0
-        lambda o: {"qty": 0 if o["qty"] is None else max(o["qty"], 0)}, lambda n: {"qty": n["qty"]}),
+        lambda o: {"qty": 0 if o["qty"] is None else max(o["qty"], 0)}, lambda n: {"qty": n["qty"]},
+        up_reads={"qty": ["qty"]}, down_reads={"qty": ["qty"]}),
     "split": Kind(
         "split", "CREATE TABLE t (id int PRIMARY KEY, first text, last text, note text)",
         [{"add_column": {"table": "t", "column": {"name": "full_name", "type": "text"},
@@ -267,7 +279,8 @@ KINDS = {
         T(first=gen_name_part, last=gen_name_part, note=gen_text), T(full_name=gen_full_name, note=gen_text),
         lambda o: {"full_name": concat(o["first"], o["last"], sep=" ")},
         lambda n: {"first": split_part(n["full_name"], " ", 1), "last": split_part(n["full_name"], " ", 2)},
-        bypass_new=True),
+        bypass_new=True, up_reads={"full_name": ["first", "last"]},
+        down_reads={"first": ["full_name"], "last": ["full_name"]}),
     "merge": Kind(
         "merge", "CREATE TABLE t (id int PRIMARY KEY, a int, b text, note text)",
         [{"add_column": {"table": "t", "column": {"name": "ab", "type": "text"}, "up": "a::text || ':' || b"}},
@@ -276,7 +289,8 @@ KINDS = {
         T(a=gen_int, b=gen_name_part, note=gen_text), T(ab=gen_merged, note=gen_text),
         lambda o: {"ab": concat(o["a"], o["b"], sep=":")},
         lambda n: {"a": None if n["ab"] is None or split_part(n["ab"], ":", 1) == "" else
-                   int(split_part(n["ab"], ":", 1)), "b": split_part(n["ab"], ":", 2)}, bypass_new=True),
+                   int(split_part(n["ab"], ":", 1)), "b": split_part(n["ab"], ":", 2)}, bypass_new=True,
+        up_reads={"ab": ["a", "b"]}, down_reads={"a": ["ab"], "b": ["ab"]}),
 }
 
 
@@ -319,12 +333,27 @@ class Model:
             defaults = k.old_defaults if shape == "old" else k.new_defaults
             for c in (k.old if shape == "old" else k.new):
                 row[c] = defaults.get(c)
+        before = {} if insert else dict(mine[key])
         row.update(values)
         mine[key] = row
         if shape == "old" and self.has_new:
-            self.new[key] = k.to_new(row)
+            self.new[key] = self.follow(k.to_new(row), self.new.get(key), k.up_reads, before, row, insert)
         elif shape == "new" and self.has_old:
-            self.old[key] = k.to_old(row)
+            self.old[key] = self.follow(k.to_old(row), self.old.get(key), k.down_reads, before, row, insert)
+
+    def follow(self, computed, other, reads, before, row, insert):
+        """The other shape's row after a write: its columns shared with the
+        writer's shape as written; each column a direction fills recomputed
+        on an INSERT, or when the write changed what the expression reads,
+        or when it was NULL; otherwise as it was."""
+        if insert or reads is None or other is None:
+            return computed
+        out = dict(computed)
+        for col, inputs in reads.items():
+            changed = any(before.get(c) != row.get(c) for c in inputs)
+            if not changed and other.get(col) is not None:
+                out[col] = other[col]
+        return out
 
     def delete(self, key):
         self.old.pop(key, None)

@@ -120,7 +120,7 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
     if (refuse_uncarried_dependents(c, op, op->table, op->column, 0))
         return -1;
     struct shadow_spec sp = {op->table, op->column, shadow, op->type, op->up, op->down,
-                             !op->has_default, op->nullable != 1, 1, 1};
+                             !op->has_default, op->nullable != 1, 1, 1, 0};
     struct mig_steps deferred = {0};
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;

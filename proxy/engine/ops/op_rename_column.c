@@ -79,7 +79,7 @@ int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
 static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op *op)
 {
     if (op->copy) {
-        struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0};
+        struct shadow_spec sp = {op->table, op->from, op->to, NULL, NULL, NULL, 0, 0, 0, 0, 1};
         struct mig_steps deferred = {0};
         if (expand_second_column(c, op, &sp, &deferred) != 0)
             return -1;
@@ -124,7 +124,7 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
         return plan_rename_keeping_original(c, op);
     if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
         return -1;
-    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1};
+    struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1, 0};
     struct mig_steps deferred = {0};
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;
