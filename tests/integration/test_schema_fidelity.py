@@ -175,6 +175,31 @@ CASES = {
         old=["INSERT INTO events VALUES ('old {i}', 'po {i}')", "UPDATE events SET payload = 'pu {i}' WHERE kind = 'k1'"],
         new=["INSERT INTO events VALUES ('new {i}', 'pn {i}')", "UPDATE events SET body = 'nu {i}' WHERE kind = 'k2'"],
         tables=("events",)),
+    # changes Postgres makes in the catalog alone, in place: no second column
+    "widen_varchar_in_place": case(
+        "ALTER TABLE checks ADD COLUMN code varchar(20); CREATE INDEX checks_code ON checks (code);"
+        "UPDATE checks SET code = 'k' || id;",
+        ops=[{"alter_column": {"table": "checks", "column": "code", "type": "varchar(80)"}},
+             {"alter_column": {"table": "checks", "column": "price", "type": "varchar(40)", "up": "price",
+                               "down": "price"}}],
+        offline="ALTER TABLE checks ALTER COLUMN code TYPE varchar(80);"
+                "ALTER TABLE checks ALTER COLUMN price TYPE varchar(40)",
+        old=["INSERT INTO checks (id, code) VALUES (10000 + {i}, 'old {i}')",
+             "UPDATE checks SET code = 'old update {i}' WHERE id = {i} + 1"],
+        new=["INSERT INTO checks (id, code) VALUES (20000 + {i}, 'new {i}')",
+             "UPDATE checks SET code = 'new update {i}' WHERE id = {i} + 100"],
+        carried=['-- CARRIED operations[0].alter_column: type of "code": changed in the catalog at contract']),
+    "default_and_not_null_in_place": case(
+        ops=[{"alter_column": {"table": "checks", "column": "status", "default": "'closed'"}},
+             {"alter_column": {"table": "checks", "column": "env", "nullable": True, "default": None}},
+             {"alter_column": {"table": "checks", "column": "aggregation", "nullable": False}}],
+        offline="ALTER TABLE checks ALTER COLUMN status SET DEFAULT 'closed';"
+                "ALTER TABLE checks ALTER COLUMN env DROP NOT NULL, ALTER COLUMN env DROP DEFAULT;"
+                "ALTER TABLE checks ALTER COLUMN aggregation SET NOT NULL",
+        old=["INSERT INTO checks (id, claim_text) VALUES (10000 + {i}, 'old {i}')",
+             "UPDATE checks SET status = 'old update' WHERE id = {i} + 1"],
+        new=["INSERT INTO checks (id, claim_text, env) VALUES (20000 + {i}, 'new {i}', 'dev')",
+             "UPDATE checks SET status = 'new update' WHERE id = {i} + 100"]),
     "two_operations_on_one_table": case(
         "CREATE INDEX checks_claim ON checks (claim_text);"
         "COMMENT ON COLUMN checks.claim_text IS 'The claim';",

@@ -83,8 +83,12 @@ static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
         carried(c, op, "type of \"%s\": changed in the catalog at contract (Postgres rewrites nothing), to %s",
                 op->column, op->type);
     }
-    if (op->nullable == 0 && !(oc && oc->notnull))
+    if (op->nullable == 0 && !(oc && oc->notnull)) {
         add_not_null_check(c, op, op->table, op->column);
+        char cname[80];
+        object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
+        add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+    }
     if (op->nullable == 1 && (!oc || oc->notnull))
         add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->column, " DROP NOT NULL");
     if (op->has_default) {
