@@ -2,6 +2,9 @@
 # Backfill benchmark: on ROWS rows of the seeds' `checks` shape (1M, or 10M
 # with FULL=1), alternating in one run on a throwaway cluster:
 #   pgtandem  - `pgtandem migrate` backfill of the three checks_unify renames, unthrottled
+#               (bench/bench_unify.json renames claim_text with "copy": true, so that
+#               three columns are written as by the single UPDATE; a plain rename
+#               moves no data)
 #   single    - one `UPDATE checks SET claim = claim_text, config_json = aggregation::jsonb, ...`
 #   single_tg - the same UPDATE with pgtandem's dual-write triggers in place (as
 #               during a real migration; skipped by the session setting): Postgres

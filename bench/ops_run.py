@@ -157,6 +157,12 @@ def kinds(t):
             ["ALTER TABLE %s ALTER COLUMN b TYPE bigint" % t],
             shape(update={"b": (P, lambda n: n % 100000)}),
             shape(update={"b": (P, lambda n: n % 100000)})),
+        "alter_column_in_place": (
+            "alter_column `a` text -> varchar and default `'none'` (no up/down: in place)",
+            [{"alter_column": {"table": t, "column": "a", "type": "varchar", "default": "'none'"}}],
+            ["ALTER TABLE %s ALTER COLUMN a TYPE varchar, ALTER COLUMN a SET DEFAULT 'none'" % t],
+            shape(update={"a": (P, lambda n: "touched %d" % n)}),
+            shape(update={"a": (P, lambda n: "touched %d" % n)})),
         "drop_column": (
             "drop_column `payload` (down `'{}'`)",
             [{"drop_column": {"table": t, "column": "payload", "down": "'{}'"}}],
