@@ -46,6 +46,10 @@ int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *tab
                     size_t n);
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+/* The operation's change of col's type (no up or down) is one Postgres
+ * makes in the catalog alone (engine.c's probe) and only simple indexes
+ * depend on col: it can be done by the contract, in place. */
+int retype_in_place(const struct plan_ctx *c, const struct mig_op *op, const char *col);
 
 /* The new shape's default for a column of its view of table (expr NULL:
  * none), while the base table keeps the old release's until the contract:

@@ -189,6 +189,17 @@ CASES = {
         new=["INSERT INTO checks (id, code) VALUES (20000 + {i}, 'new {i}')",
              "UPDATE checks SET code = 'new update {i}' WHERE id = {i} + 100"],
         carried=['-- CARRIED operations[0].alter_column: type of "code": changed in the catalog at contract']),
+    "rename_widen_in_place": case(
+        "ALTER TABLE checks ADD COLUMN code varchar(20); CREATE INDEX checks_code ON checks (code);"
+        "UPDATE checks SET code = 'k' || id;",
+        ops=[{"rename_column": {"table": "checks", "from": "code", "to": "ref", "type": "varchar(80)"}}],
+        offline="ALTER TABLE checks ALTER COLUMN code TYPE varchar(80);"
+                "ALTER TABLE checks RENAME COLUMN code TO ref",
+        old=["INSERT INTO checks (id, code) VALUES (10000 + {i}, 'old {i}')",
+             "UPDATE checks SET code = 'old update {i}' WHERE id = {i} + 1"],
+        new=["INSERT INTO checks (id, ref) VALUES (20000 + {i}, 'new {i}')",
+             "UPDATE checks SET ref = 'new update {i}' WHERE id = {i} + 100"],
+        carried=['renames column "code" to "ref" at contract and changes its type in the catalog, moving no data']),
     "default_and_not_null_in_place": case(
         ops=[{"alter_column": {"table": "checks", "column": "status", "default": "'closed'"}},
              {"alter_column": {"table": "checks", "column": "env", "nullable": True, "default": None}},

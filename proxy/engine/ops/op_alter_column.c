@@ -32,30 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Nothing but simple indexes (and the primary key or unique constraints
- * they back) depends on the column: an in-place ALTER ... TYPE keeps those
- * (Postgres reuses an index it can tell is unchanged), where a CHECK, a
- * foreign key or a view would be checked or rebuilt under its lock. */
-static int only_simple_indexes(const struct mig_cat_table *t, const char *col)
-{
-    for (size_t i = 0; t && i < t->ndeps; i++) {
-        const struct mig_cat_dep *d = &t->deps[i];
-        if (strcmp(d->column, col) != 0)
-            continue;
-        int indexed = d->kind == MIG_DEP_INDEX || (d->kind == MIG_DEP_CONSTRAINT && (d->contype == 'p' ||
-                                                                                    d->contype == 'u'));
-        if (!indexed || d->foreign)
-            return 0;
-        const struct mig_cat_index *ix = NULL;
-        for (size_t k = 0; k < t->nidx && !ix; k++)
-            if (!strcmp(t->idx[k].name, d->name) || (t->idx[k].constraint && !strcmp(t->idx[k].constraint, d->name)))
-                ix = &t->idx[k];
-        if (!ix || !ix->simple)
-            return 0;
-    }
-    return 1;
-}
-
 int alter_in_place(const struct plan_ctx *c, const struct mig_op *op)
 {
     if (op->up || op->down || op->check)
@@ -63,11 +39,7 @@ int alter_in_place(const struct plan_ctx *c, const struct mig_op *op)
     const char *now = column_type(c, op->schema, op->table, op->column);
     if (!op->type || (now && !strcmp(now, op->type)))
         return 1;
-    const struct mig_catalog *cat = c->cat;
-    if (!cat || !cat->retype_in_place || (size_t)op->index >= cat->nretype_in_place ||
-        !cat->retype_in_place[op->index])
-        return 0;
-    return only_simple_indexes(table_of(c, op->schema, op->table), op->column);
+    return retype_in_place(c, op, op->column);
 }
 
 static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)

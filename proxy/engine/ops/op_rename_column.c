@@ -23,6 +23,7 @@
 #include "op.h"
 #include "plan_ctx.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int names_column(const char *const *cols, size_t n, const char *col)
@@ -64,7 +65,16 @@ int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
     if (!op->type)
         return 1;
     const char *old_type = column_type(c, op->schema, op->table, op->from);
-    return old_type && strcmp(old_type, op->type) == 0;
+    if (old_type && strcmp(old_type, op->type) == 0)
+        return 1;
+    /* a longer varchar and the like: the contract changes the type too */
+    return !op->copy && retype_in_place(c, op, op->from);
+}
+
+static int retypes(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const char *old_type = column_type(c, op->schema, op->table, op->from);
+    return op->type && !(old_type && strcmp(old_type, op->type) == 0);
 }
 
 /* A rename that keeps the values moves no data: the new shape's view shows
@@ -87,11 +97,19 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
         append_steps(&c->p->contract, &deferred);
         add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", op->to, "");
     }
+    if (retypes(c, op)) {
+        struct mig_str t = {0};
+        mig_str_addf(&t, " TYPE %s", op->type);
+        char *tail = mig_str_take(&t);
+        add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->from, tail ? tail : "");
+        free(tail);
+    }
     add_rename_column(&c->p->contract, op, op->table, op->from, op->to);
     if (op->has_default)
         add_set_default(&c->p->contract, op, op->table, op->to, op->default_expr);
     char how[256];
-    snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s", op->from, op->to,
+    snprintf(how, sizeof how, "renames column \"%.60s\" to \"%.60s\" at contract%s%s", op->from, op->to,
+             retypes(c, op) ? " and changes its type in the catalog" : "",
              op->copy ? " (a copy column under the new name until then)" : ", moving no data");
     carried(c, op, "%s: its indexes, constraints, views, grants, comment, default and statistics follow it",
             how, "");
