@@ -46,6 +46,12 @@ int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *tab
                     size_t n);
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+/* The operation of the migration that takes the foreign key f of the live
+ * catalog away (a drop_table of its table, a drop_column of one of its
+ * columns): among those before op, or among all of them when anywhere is
+ * set. NULL when none does. */
+const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_ref *f,
+                                  int anywhere);
 
 /* The new shape's default for a column of its view of table (expr NULL:
  * none), while the base table keeps the old release's until the contract:
