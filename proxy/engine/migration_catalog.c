@@ -1,6 +1,7 @@
 /* Reads the live catalog (columns, primary key, indexes, foreign keys) of the
- * tables a migration names, so that validation and SQL generation can work
- * from a snapshot. Every query takes names as parameters. */
+ * tables a migration names, and the indexes its drop_index operations name,
+ * so that validation and SQL generation can work from a snapshot. Every
+ * query takes names as parameters. */
 #include "migration_catalog.h"
 
 #include <jansson.h>
@@ -110,27 +111,80 @@ static const char *DEPENDENTS_SQL =
     "SELECT attname, kind, name, describe, contype, foreign_, deptype, objid::text, validated"
     "  FROM one ORDER BY 1, 2, 3, 4";
 
-static const char *ESTIMATE_SQL =
-    "SELECT greatest(c.reltuples, 0)::float8 FROM pg_class c"
+/* The foreign keys of other tables that reference this one, whatever
+ * their number of columns: DROP TABLE refuses while one exists (2BP01).
+ * Its own (self-referencing) keys go with it. A partition of a referencing
+ * partitioned table repeats its parent's key (same referenced table): the
+ * parent's is the one named. A key referencing a partitioned table has one
+ * more per partition, on the same table: a partition's is named by the
+ * key it derives from, as Postgres names it (and as it can be dropped). */
+static const char *REFERENCED_BY_SQL =
+    "SELECT (WITH RECURSIVE up AS (SELECT con.conparentid AS parent, con.conname, 0 AS depth"
+    "         UNION ALL SELECT p.conparentid, p.conname, up.depth + 1 FROM up"
+    "          JOIN pg_constraint p ON p.oid = up.parent AND p.conrelid = con.conrelid)"
+    "        SELECT conname FROM up ORDER BY depth DESC LIMIT 1),"
+    "       rn.nspname, rc.relname,"
+    "       (SELECT json_agg(a.attname ORDER BY k.o) FROM unnest(con.conkey) WITH ORDINALITY k(n, o)"
+    "          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n)::text"
+    "  FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.conrelid"
+    "  JOIN pg_namespace rn ON rn.oid = rc.relnamespace"
+    " WHERE con.contype = 'f' AND con.conrelid <> con.confrelid"
+    "   AND con.confrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "                         WHERE n.nspname = $1 AND c.relname = $2)"
+    "   AND NOT EXISTS (SELECT 1 FROM pg_constraint p WHERE p.oid = con.conparentid"
+    "                    AND p.confrelid = con.confrelid)"
+    " ORDER BY 2, 3, 1";
+
+/* The table's own row: its row estimate and its kind. */
+static const char *CLASS_SQL =
+    "SELECT greatest(c.reltuples, 0)::float8, c.relkind::text FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
+
+/* An index by schema and name: its kind, its table, the constraint it backs
+ * (the constraint's own table: a foreign key of another table names the
+ * index it looks rows up through too), the partitioned table's index it is
+ * attached to, and the foreign keys that look rows up through it (each
+ * once, not once per partition of a partitioned referencing table). */
+static const char *NAMED_INDEX_SQL =
+    "SELECT ic.relkind::text, i.indrelid::regclass::text, con.conname, con.contype::text,"
+    "       (SELECT inh.inhparent::regclass::text FROM pg_inherits inh WHERE inh.inhrelid = ic.oid LIMIT 1),"
+    "       (SELECT json_agg(json_build_array(f.conname, fn.nspname, fc.relname,"
+    "               (SELECT json_agg(a.attname ORDER BY k.o) FROM unnest(f.conkey) WITH ORDINALITY k(n, o)"
+    "                  JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.n))"
+    "               ORDER BY fn.nspname, fc.relname, f.conname)"
+    "          FROM pg_constraint f JOIN pg_class fc ON fc.oid = f.conrelid"
+    "          JOIN pg_namespace fn ON fn.oid = fc.relnamespace"
+    "         WHERE f.contype = 'f' AND f.conindid = ic.oid"
+    "           AND NOT EXISTS (SELECT 1 FROM pg_constraint p WHERE p.oid = f.conparentid"
+    "                            AND p.conindid = f.conindid))::text"
+    "  FROM pg_class ic JOIN pg_namespace n ON n.oid = ic.relnamespace"
+    "  JOIN pg_index i ON i.indexrelid = ic.oid"
+    "  LEFT JOIN pg_constraint con ON con.conindid = ic.oid AND con.conrelid = i.indrelid"
+    "        AND con.contype IN ('p', 'u', 'x')"
+    " WHERE n.nspname = $1 AND ic.relname = $2 AND ic.relkind IN ('i', 'I')";
 
 static char *dup_or_null(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
-static PGresult *query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
+static PGresult *query_named(PGconn *conn, const char *sql, const char *schema, const char *name,
                              char *err, size_t errlen)
 {
-    const char *params[2] = {t->schema, t->name};
+    const char *params[2] = {schema, name};
     PGresult *r = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "reading the catalog of %s.%s: %s", t->schema, t->name,
-                 PQerrorMessage(conn));
+        snprintf(err, errlen, "reading the catalog of %s.%s: %s", schema, name, PQerrorMessage(conn));
         PQclear(r);
         return NULL;
     }
     return r;
+}
+
+static PGresult *query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
+                             char *err, size_t errlen)
+{
+    return query_named(conn, sql, t->schema, t->name, err, errlen);
 }
 
 static void parse_json_names(const char *text, char ***out, size_t *n)
@@ -275,14 +329,59 @@ static int load_fkeys(PGconn *conn, struct mig_cat_table *t, const char *sql, st
     return 0;
 }
 
-static int load_estimate(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+static int load_class(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, ESTIMATE_SQL, t, err, errlen);
+    PGresult *r = query_table(conn, CLASS_SQL, t, err, errlen);
     if (!r)
         return -1;
     t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
+    t->relkind = PQntuples(r) ? PQgetvalue(r, 0, 1)[0] : 'r';
     PQclear(r);
     return 0;
+}
+
+static void set_ref(struct mig_cat_ref *f, const char *name, const char *schema, const char *table,
+                    const char *cols_json)
+{
+    f->name = strdup(name);
+    f->schema = strdup(schema);
+    f->table = strdup(table);
+    parse_json_names(cols_json, &f->cols, &f->ncols);
+}
+
+static int load_referenced_by(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    PGresult *r = query_table(conn, REFERENCED_BY_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->refs = calloc((size_t)n + 1, sizeof *t->refs);
+    for (int i = 0; t->refs && i < n; i++)
+        set_ref(&t->refs[t->nrefs++], PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3));
+    PQclear(r);
+    return 0;
+}
+
+/* [[conname, schema, table, [column, ...]], ...] */
+static void parse_refs(const char *text, struct mig_cat_ref **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    json_t *arr = text ? json_loads(text, 0, NULL) : NULL;
+    size_t len = json_array_size(arr);
+    if (len > 0 && (*out = calloc(len, sizeof **out)) != NULL) {
+        for (size_t i = 0; i < len; i++) {
+            json_t *e = json_array_get(arr, i);
+            const char *name = json_string_value(json_array_get(e, 0));
+            const char *schema = json_string_value(json_array_get(e, 1));
+            const char *table = json_string_value(json_array_get(e, 2));
+            char *cols = json_dumps(json_array_get(e, 3), JSON_ENCODE_ANY);
+            set_ref(&(*out)[(*n)++], name ? name : "", schema ? schema : "", table ? table : "", cols);
+            free(cols);
+        }
+    }
+    json_decref(arr);
 }
 
 static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
@@ -295,7 +394,8 @@ static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         load_fkeys(conn, t, FKEYS_SQL, &t->fk, &t->nfk, err, errlen) ||
         load_fkeys(conn, t, INCOMING_FKEYS_SQL, &t->in_fk, &t->nin_fk, err, errlen) ||
         load_dependents(conn, t, err, errlen) ||
-        load_estimate(conn, t, err, errlen))
+        load_referenced_by(conn, t, err, errlen) ||
+        load_class(conn, t, err, errlen))
         return -1;
     return 0;
 }
@@ -343,12 +443,54 @@ static int add_table(PGconn *conn, struct mig_catalog *cat, const char *schema, 
     return load_table(conn, t, err, errlen);
 }
 
+const struct mig_cat_named_index *mig_catalog_named_index(const struct mig_catalog *cat, const char *schema,
+                                                          const char *name)
+{
+    for (size_t i = 0; cat && i < cat->nindexes; i++)
+        if (strcmp(cat->indexes[i].schema, schema) == 0 && strcmp(cat->indexes[i].name, name) == 0)
+            return &cat->indexes[i];
+    return NULL;
+}
+
+static int add_named_index(PGconn *conn, struct mig_catalog *cat, const char *schema, const char *name,
+                           char *err, size_t errlen)
+{
+    if (mig_catalog_named_index(cat, schema, name))
+        return 0;
+    struct mig_cat_named_index *grown = realloc(cat->indexes, (cat->nindexes + 1) * sizeof *grown);
+    if (!grown) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cat->indexes = grown;
+    struct mig_cat_named_index *ix = &cat->indexes[cat->nindexes++];
+    memset(ix, 0, sizeof *ix);
+    ix->schema = strdup(schema);
+    ix->name = strdup(name);
+    PGresult *r = query_named(conn, NAMED_INDEX_SQL, schema, name, err, errlen);
+    if (!r)
+        return -1;
+    if (PQntuples(r) > 0) {
+        ix->exists = 1;
+        ix->relkind = PQgetvalue(r, 0, 0)[0];
+        ix->table = strdup(PQgetvalue(r, 0, 1));
+        ix->constraint = dup_or_null(r, 0, 2);
+        ix->contype = PQgetisnull(r, 0, 3) ? 0 : PQgetvalue(r, 0, 3)[0];
+        ix->parent = dup_or_null(r, 0, 4);
+        parse_refs(PQgetisnull(r, 0, 5) ? NULL : PQgetvalue(r, 0, 5), &ix->fkeys, &ix->nfkeys);
+    }
+    PQclear(r);
+    return 0;
+}
+
 int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                      char *err, size_t errlen)
 {
     memset(cat, 0, sizeof *cat);
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
+        if (op->kind == MIG_DROP_INDEX && add_named_index(conn, cat, op->schema, op->name, err, errlen) != 0)
+            return -1;
         const char *name = op->kind == MIG_RENAME_TABLE ? op->from : op->table;
         if (add_table(conn, cat, op->schema, name, err, errlen) != 0)
             return -1;
@@ -366,6 +508,17 @@ static void free_fkeys(struct mig_cat_fkey *fk, size_t n)
         free(fk[i].name); free(fk[i].column); free(fk[i].ref_table); free(fk[i].ref_column);
     }
     free(fk);
+}
+
+static void free_refs(struct mig_cat_ref *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].name); free(f[i].schema); free(f[i].table);
+        for (size_t k = 0; k < f[i].ncols; k++)
+            free(f[i].cols[k]);
+        free(f[i].cols);
+    }
+    free(f);
 }
 
 static void free_table(struct mig_cat_table *t)
@@ -399,6 +552,7 @@ static void free_table(struct mig_cat_table *t)
     free(t->idx);
     free_fkeys(t->fk, t->nfk);
     free_fkeys(t->in_fk, t->nin_fk);
+    free_refs(t->refs, t->nrefs);
     free(t->schema);
     free(t->name);
 }
@@ -407,7 +561,15 @@ void mig_catalog_free(struct mig_catalog *cat)
 {
     for (size_t i = 0; cat && i < cat->n; i++)
         free_table(&cat->tables[i]);
+    for (size_t i = 0; cat && i < cat->nindexes; i++) {
+        struct mig_cat_named_index *ix = &cat->indexes[i];
+        free(ix->schema); free(ix->name); free(ix->table); free(ix->constraint); free(ix->parent);
+        free_refs(ix->fkeys, ix->nfkeys);
+    }
     if (cat) {
+        free(cat->indexes);
+        cat->indexes = NULL;
+        cat->nindexes = 0;
         free(cat->tables);
         free(cat->default_rewrites);
         cat->default_rewrites = NULL;

@@ -1,7 +1,8 @@
 /* What the engine needs to know about the live database before generating
  * SQL: the columns (with their grants and statistics targets), primary key,
  * indexes, foreign keys and every other object depending on a column of
- * each table a migration touches. Loaded once (libpq) and then read by the plan
+ * each table a migration touches, the foreign keys of other tables that
+ * reference a table it drops, and each index it drops. Loaded once (libpq) and then read by the plan
  * generator, so SQL generation itself stays free of I/O. */
 #ifndef PGTANDEM_MIGRATION_CATALOG_H
 #define PGTANDEM_MIGRATION_CATALOG_H
@@ -73,9 +74,20 @@ struct mig_cat_fkey {
     char on_delete, on_update;
 };
 
+/* A foreign key of another table, any number of columns, that needs an
+ * object of ours (a table referenced, an index it looks rows up by): what
+ * makes Postgres refuse to drop that object (2BP01) while it exists. */
+struct mig_cat_ref {
+    char *name;          /* the constraint */
+    char *schema, *table;/* the referencing table, unquoted */
+    char **cols;         /* its columns on the referencing table */
+    size_t ncols;
+};
+
 struct mig_cat_table {
     char *schema, *name;
     int exists;
+    char relkind;        /* 'r', or 'p' for a partitioned table */
     struct mig_cat_column *cols;
     size_t ncols;
     char **pk, **pk_types;
@@ -88,12 +100,29 @@ struct mig_cat_table {
     size_t nin_fk;
     struct mig_cat_dep *deps;
     size_t ndeps;
+    struct mig_cat_ref *refs;   /* other tables' foreign keys referencing this one (not its own) */
+    size_t nrefs;
     double est_rows;
+};
+
+/* An index a drop_index names, looked up by schema and name. */
+struct mig_cat_named_index {
+    char *schema, *name;
+    int exists;
+    char relkind;        /* 'i', or 'I' for a partitioned table's index */
+    char *table;         /* its table, schema-qualified and quoted (regclass text) */
+    char *constraint;    /* the PRIMARY KEY, UNIQUE or EXCLUDE constraint it backs, or NULL */
+    char contype;        /* that constraint's: 'p', 'u', 'x' */
+    char *parent;        /* the partitioned table's index it is attached to (regclass text), or NULL */
+    struct mig_cat_ref *fkeys;  /* foreign keys that look referenced rows up through it */
+    size_t nfkeys;
 };
 
 struct mig_catalog {
     struct mig_cat_table *tables;
     size_t n;
+    struct mig_cat_named_index *indexes;  /* one per index a drop_index names */
+    size_t nindexes;
     /* Per operation, by index: 1 when the add_column's default as written
      * would make Postgres rewrite the table (a volatile default, a domain
      * with constraints), as the engine's probe found (engine.c); NULL when
@@ -109,7 +138,8 @@ struct mig_catalog {
     size_t nretype_in_place;
 };
 
-/* Loads every table named by m's operations. Returns 0, or -1 with err. */
+/* Loads every table named by m's operations and every index its
+ * drop_index operations name. Returns 0, or -1 with err. */
 int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                      char *err, size_t errlen);
 void mig_catalog_free(struct mig_catalog *cat);
@@ -117,5 +147,7 @@ struct mig_cat_table *mig_catalog_table(const struct mig_catalog *cat, const cha
                                         const char *name);
 struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const char *name);
 struct mig_cat_index *mig_catalog_index(const struct mig_cat_table *t, const char *name);
+const struct mig_cat_named_index *mig_catalog_named_index(const struct mig_catalog *cat, const char *schema,
+                                                          const char *name);
 
 #endif

@@ -51,6 +51,13 @@ int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *tabl
  * depend on col: it can be done by the contract, in place. */
 int retype_in_place(const struct plan_ctx *c, const struct mig_op *op, const char *col);
 
+/* The operation of the migration that takes the foreign key f of the live
+ * catalog away (a drop_table of its table, a drop_column of one of its
+ * columns): among those before op, or among all of them when anywhere is
+ * set. NULL when none does. */
+const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_ref *f,
+                                  int anywhere);
+
 /* The new shape's default for a column of its view of table (expr NULL:
  * none), while the base table keeps the old release's until the contract:
  * an insert through an updatable view takes the view column's default

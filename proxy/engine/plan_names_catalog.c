@@ -210,3 +210,28 @@ int retype_in_place(const struct plan_ctx *c, const struct mig_op *op, const cha
         return 0;
     return only_simple_indexes(table_of(c, op->schema, op->table), col);
 }
+
+static int ref_column(const struct mig_cat_ref *f, const char *col)
+{
+    for (size_t k = 0; k < f->ncols; k++)
+        if (strcmp(f->cols[k], col) == 0)
+            return 1;
+    return 0;
+}
+
+const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_ref *f,
+                                  int anywhere)
+{
+    size_t end = anywhere ? c->m->nops : (size_t)op->index;
+    for (size_t i = 0; i < end && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o == op || (o->kind != MIG_DROP_TABLE && o->kind != MIG_DROP_COLUMN))
+            continue;
+        const struct mig_cat_table *t = table_of(c, o->schema, o->table);
+        if (!t || strcmp(t->schema, f->schema) != 0 || strcmp(t->name, f->table) != 0)
+            continue;
+        if (o->kind == MIG_DROP_TABLE || ref_column(f, o->column))
+            return o;
+    }
+    return NULL;
+}

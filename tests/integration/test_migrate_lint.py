@@ -90,6 +90,8 @@ LIVE_CASES = [
     ({"create_table": {"table": "checks", "columns": [{"name": "id", "type": "int"}]}}, "already exists"),
     ({"add_column": {"table": "checks", "column": {"name": "x", "type": "int", "nullable": False}}},
      "neither \"default\" nor \"up\""),
+    ({"drop_index": {"name": "nope"}}, 'index "nope" does not exist in schema "public"'),
+    ({"drop_index": {"name": "checks_pkey"}}, 'primary key constraint "checks_pkey"'),
 ]
 
 
@@ -119,7 +121,8 @@ from test_schema_fidelity import CASES, run_script  # noqa: E402
 
 REFUSED_CASES = ["retype_column_in_policy_refused", "retype_identity_column_refused",
                  "drop_column_named_by_triggers", "drop_column_read_by_generated_column",
-                 "retype_view_refused", "table_without_primary_key"]
+                 "retype_view_refused", "table_without_primary_key", "drop_table_referenced_refused",
+                 "drop_index_primary_key_refused", "create_index_on_partitioned_table_refused"]
 
 
 def catalog_state(db):

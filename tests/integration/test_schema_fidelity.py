@@ -468,6 +468,84 @@ CASES_MORE = {
 CASES.update(CASES_MORE)
 
 
+# What Postgres would refuse at the contract or after it (once the new
+# release is out), or what would do nothing, is refused before the first
+# DDL; what takes the obstacle away earlier in the same migration is not.
+REGIONS = ("CREATE TABLE regions (a int, b int, label text, PRIMARY KEY (a, b));"
+           "CREATE TABLE sites (id int PRIMARY KEY, ra int, rb int,"
+           " CONSTRAINT sites_region FOREIGN KEY (ra, rb) REFERENCES regions);"
+           "INSERT INTO regions SELECT g, g, 'r' || g FROM generate_series(1, 20) g;"
+           "INSERT INTO sites SELECT g, g, g FROM generate_series(1, 20) g;")
+EVENTS = ("CREATE TABLE events (id int, at date NOT NULL, note text) PARTITION BY RANGE (at);"
+          "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+          "CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"
+          "INSERT INTO events SELECT g, date '2024-06-01' + g, 'e' || g FROM generate_series(1, 300) g;")
+FK_THROUGH_INDEX = ("CREATE TABLE codes (code text NOT NULL); CREATE UNIQUE INDEX codes_code ON codes (code);"
+                    "CREATE TABLE code_uses (code text CONSTRAINT code_uses_code REFERENCES codes (code));")
+CHECKS_NEW = ["INSERT INTO checks (id, claim_text, env) VALUES (20000 + {i}, 'new {i}', 'dev')"]
+DROP_REFUSAL = ["2BP01", "earlier migration"]
+
+
+def refused_at_start(extra, op, want):
+    kind = list(op)[0]
+    return case(extra, ops=[op], offline=None, refused=["operations[0].%s" % kind] + want)
+
+
+CASES_REFUSED_AT_START = {
+    "drop_table_referenced_refused": refused_at_start(
+        "", {"drop_table": {"table": "accounts"}},
+        ['table "public.accounts"', 'constraint "checks_account_code_fkey"', 'table "public.checks"',
+         'drop table "public.checks" too'] + DROP_REFUSAL),
+    "drop_table_referenced_multicolumn_refused": refused_at_start(
+        REGIONS, {"drop_table": {"table": "regions"}},
+        ['table "public.regions"', 'constraint "sites_region"', 'table "public.sites"'] + DROP_REFUSAL),
+    "drop_table_referencing_dropped_later_refused": case(
+        REGIONS, ops=[{"drop_table": {"table": "regions"}}, {"drop_table": {"table": "sites"}}], offline=None,
+        refused=["operations[0].drop_table", 'constraint "sites_region"', "earlier in this migration"]),
+    "drop_referencing_then_referenced_table": case(
+        REGIONS, ops=[{"drop_table": {"table": "sites"}}, {"drop_table": {"table": "regions"}}],
+        offline="DROP TABLE sites; DROP TABLE regions",
+        old=["INSERT INTO regions VALUES (100 + {i}, 1, 'old')", "INSERT INTO sites VALUES (100 + {i}, 100 + {i}, 1)"],
+        new=CHECKS_NEW, before_tables=("checks", "accounts", "regions", "sites")),
+    "drop_foreign_key_column_then_referenced_table": case(
+        ops=[{"drop_column": {"table": "checks", "column": "account_code"}}, {"drop_table": {"table": "accounts"}}],
+        offline="ALTER TABLE checks DROP COLUMN account_code; DROP TABLE accounts",
+        old=["INSERT INTO checks (id, account_code) VALUES (10000 + {i}, 'c1')"], new=CHECKS_NEW,
+        tables=("checks",), before_tables=("checks", "accounts")),
+    "drop_index_primary_key_refused": refused_at_start(
+        "", {"drop_index": {"name": "checks_pkey"}},
+        ['index "checks_pkey"', 'primary key constraint "checks_pkey"', "dropping the constraint drops its index",
+         "DROP CONSTRAINT"]),
+    "drop_index_unique_constraint_refused": refused_at_start(
+        "", {"drop_index": {"name": "accounts_code_key"}},
+        ['unique constraint "accounts_code_key"', "dropping the constraint drops its index"]),
+    "drop_index_exclusion_refused": refused_at_start(
+        EXCLUDE.format(col="price"), {"drop_index": {"name": "checks_price_excl"}},
+        ['exclusion constraint "checks_price_excl"', "dropping the constraint drops its index"]),
+    "drop_index_missing_refused": refused_at_start(
+        "", {"drop_index": {"name": "checks_nope"}}, ['index "checks_nope" does not exist in schema "public"']),
+    "drop_index_used_by_foreign_key_refused": refused_at_start(
+        FK_THROUGH_INDEX, {"drop_index": {"name": "codes_code"}},
+        ['index "codes_code"', 'constraint "code_uses_code"', 'table "public.code_uses"'] + DROP_REFUSAL),
+    "drop_partitioned_index_refused": refused_at_start(
+        EVENTS + "CREATE INDEX events_note ON events (note);", {"drop_index": {"name": "events_note"}},
+        ['index "events_note"', "partitioned table's index", "cannot drop partitioned index concurrently"]),
+    "drop_partition_index_refused": refused_at_start(
+        EVENTS + "CREATE INDEX events_note ON events (note);", {"drop_index": {"name": "events_2024_note_idx"}},
+        ['index "events_2024_note_idx"', "attached to index events_note", "drop index events_note instead"]),
+    "create_and_drop_index_in_one_migration": case(
+        ops=[{"create_index": {"table": "checks", "name": "checks_env_ix", "columns": ["env"]}},
+             {"drop_index": {"name": "checks_env_ix"}}],
+        offline="CREATE INDEX checks_env_ix ON checks (env); DROP INDEX checks_env_ix",
+        old=RENAME_CLAIM_OLD, new=CHECKS_NEW),
+    "create_index_on_partitioned_table_refused": refused_at_start(
+        EVENTS, {"create_index": {"table": "events", "name": "events_note", "columns": ["note"]}},
+        ['table "public.events" is partitioned', 'index "events_note"', "cannot create index on partitioned "
+         "table concurrently", "ON ONLY", "ATTACH PARTITION"]),
+}
+CASES.update(CASES_REFUSED_AT_START)
+
+
 # Cases not carried yet: expected to fail until they are (strict, so a fix is noticed).
 PENDING = set()
 
