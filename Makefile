@@ -21,7 +21,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 # PGT_DEBUG: invariant checks that abort (session transitions, the drain count)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPGT_DEBUG
 
-.PHONY: all asan test test-image unit clients demo deps bench fuzz lint clean
+.PHONY: all asan test test-image unit clients demo deps bench fuzz lint clean docs
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
@@ -80,6 +80,12 @@ test: deps
 # test runs these too (tests/run.sh, PGT_IMAGE=0 leaves them out).
 test-image: deps
 	@PGT_VARIANT=image /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image tests/integration/test_image.py
+
+# doc/configuration.md: every command's --help and the settings without a flag,
+# written from the binary (tests/integration/test_cli_help.py fails when stale)
+docs: bin/pgtandem
+	/usr/bin/python3 doc/gen_configuration.py bin/pgtandem > doc/configuration.md.tmp
+	mv doc/configuration.md.tmp doc/configuration.md
 
 demo: deps
 	@$(MAKE) --no-print-directory all

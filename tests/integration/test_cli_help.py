@@ -1,17 +1,20 @@
 """The CLI explains itself: every command's --help/-h prints usage on stdout
 and exits 0; `pgtandem proxy --help` lists every flag of the settings tables
 with its default and config key; every flag the README shows is in the help
-of the command it belongs to; the config file's unknown-key error lists every
-key; ports given as 0 are logged as bound; `migrate lint DIR` leaves psql
-scripts alone.
+of the command it belongs to; doc/configuration.md is what
+doc/gen_configuration.py writes from the binary (`make docs`); the config
+file's unknown-key error lists every key; ports given as 0 are logged as
+bound; `migrate lint DIR` leaves psql scripts alone.
 
 The lists checked here are read from the C tables (proxy/base/settings.c,
 proxy/base/config.c) and the dispatch in proxy/cli/migrate_cli.c, so a flag
 or command added there without help fails a test."""
+import difflib
 import os
 import re
 import select
 import subprocess
+import sys
 import time
 
 import pytest
@@ -170,6 +173,27 @@ def test_every_flag_the_readme_shows_is_in_its_commands_help():
         out = run_ok([cmd, sub, "--help"] if sub else [cmd, "--help"])
         missing += ["%s %s %s" % (cmd, sub or "", f) for f in sorted(flags - {"--help"}) if not block(out, f)]
     assert not missing, missing
+
+
+def test_configuration_md_is_generated_from_the_binary(tmp_path):
+    out = tmp_path / "configuration.md"
+    with open(out, "w") as f:
+        r = subprocess.run([sys.executable, os.path.join(TOP, "doc", "gen_configuration.py"), BIN], stdout=f,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    fresh = out.read_text()
+    for flag, _, _ in string_options():
+        assert flag in fresh, flag
+    for name, flag, _ in numeric_settings():
+        assert flag in fresh and "config key: " + name in fresh, flag
+    assert "`max_app_p99_ms`" in fresh and "`drain_timeout_ms`" in fresh
+    for cmd in migrate_commands():
+        assert "### `pgtandem migrate %s`" % cmd in fresh, cmd
+    if fresh != source("doc/configuration.md"):
+        diff = "".join(difflib.unified_diff(source("doc/configuration.md").splitlines(True), fresh.splitlines(True),
+                                            "doc/configuration.md", "generated", n=1))
+        pytest.fail("doc/configuration.md differs from what the binary's help gives: run `make docs` "
+                    "and commit it\n" + diff[:4000])
 
 
 def test_proxy_commands_name_the_admin_token():
