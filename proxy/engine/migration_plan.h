@@ -3,7 +3,7 @@
  * `migrate plan` prints and what the engine executes; it does no I/O, so the
  * proxy can later send the same statements asynchronously.
  *
- * The two-shape rules (what operators can rely on; README "The tandem rule"):
+ * The two-shape rules (what operators can rely on; doc/migrations.md "The tandem rule"):
  *  - Triggers are BEFORE INSERT OR UPDATE, FOR EACH ROW, and only ever
  *    assign NEW, so they never recurse. The writer's shape is the first
  *    schema of its search_path (the proxy routes every session): the

@@ -1,4 +1,4 @@
-/* The tandem rule's triggers (migration_plan.h; README "The tandem rule"):
+/* The tandem rule's triggers (migration_plan.h; doc/migrations.md "The tandem rule"):
  * BEFORE INSERT OR UPDATE, FOR EACH ROW, assigning only NEW, so they never
  * recurse. Each asks which shape wrote the row (writer_shape) and fills
  * the other shape's column from the operation's `up` or `down` when

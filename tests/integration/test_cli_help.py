@@ -1,15 +1,18 @@
 """The CLI explains itself: every command's --help/-h prints usage on stdout
 and exits 0; `pgtandem proxy --help` lists every flag of the settings tables
-with its default and config key; every flag the README shows is in the help
-of the command it belongs to; doc/configuration.md is what
-doc/gen_configuration.py writes from the binary (`make docs`); the config
-file's unknown-key error lists every key; ports given as 0 are logged as
-bound; `migrate lint DIR` leaves psql scripts alone.
+with its default and config key; every flag the README and the documents
+under doc/ show is in the help of the command it belongs to; doc/configuration.md
+is what doc/gen_configuration.py writes from the binary (`make docs`); the
+README opens with the two commands and links every document, and every
+relative link of the documentation leads to a file and heading that exist;
+the config file's unknown-key error lists every key; ports given as 0 are
+logged as bound; `migrate lint DIR` leaves psql scripts alone.
 
 The lists checked here are read from the C tables (proxy/base/settings.c,
 proxy/base/config.c) and the dispatch in proxy/cli/migrate_cli.c, so a flag
 or command added there without help fails a test."""
 import difflib
+import glob
 import os
 import re
 import select
@@ -132,9 +135,20 @@ def test_pgtandem_help_shows_every_proxy_flag():
         assert block(out, flag), flag
 
 
+# doc/configuration.md is left out: it is the help itself (checked against it below)
+GENERATED_DOCS = ("doc/configuration.md",)
+
+
+def doc_files():
+    """README.md and the documents under doc/, as paths from the top of the checkout."""
+    docs = sorted(os.path.relpath(p, TOP) for p in glob.glob(os.path.join(TOP, "doc", "*.md")))
+    return ["README.md"] + docs
+
+
 def readme_snippets():
-    """Code: the lines of fenced blocks (with continuation lines joined) and inline spans."""
-    text = source("README.md")
+    """Code of the README and the written documents: the lines of fenced blocks
+    (with continuation lines joined) and inline spans."""
+    text = "\n".join(source(p) for p in doc_files() if p not in GENERATED_DOCS)
     snippets = []
     for fenced in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
         snippets += fenced.replace("\\\n", " ").splitlines()
@@ -147,7 +161,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 def readme_flags():
-    """{(command, subcommand or None): flags} the README shows after it."""
+    """{(command, subcommand or None): flags} the README and doc/ show after it."""
     snippets, prose = readme_snippets()
     commands = set(migrate_commands())
     wanted = {}
@@ -194,6 +208,55 @@ def test_configuration_md_is_generated_from_the_binary(tmp_path):
                                             "doc/configuration.md", "generated", n=1))
         pytest.fail("doc/configuration.md differs from what the binary's help gives: run `make docs` "
                     "and commit it\n" + diff[:4000])
+
+
+def test_readme_opens_with_the_two_commands():
+    text = source("README.md")
+    sections = re.findall(r"^## (.*)$", text, re.M)
+    assert sections and sections[0] == "The two commands", sections
+    first = text.split("\n## ", 2)[1]
+    code = re.search(r"```sh\n(.*?)```", first, re.S).group(1)
+    starts = [line.split("#")[0].strip() for line in code.splitlines() if not line.startswith(" ")]
+    assert starts == ["make demo", "make test"], code
+
+
+def test_readme_links_every_document():
+    text = source("README.md")
+    linked = set(re.findall(r"\]\((doc/[^)#\s]+)\)", text))
+    docs = set(os.path.relpath(p, TOP) for p in glob.glob(os.path.join(TOP, "doc", "*")) if os.path.isfile(p))
+    assert docs - linked == set(), sorted(docs - linked)
+
+
+def heading_anchors(text):
+    """GitHub's anchors of a Markdown file's headings (outside code fences)."""
+    anchors, fence, seen = set(), False, {}
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        m = None if fence else re.match(r"^#+ (.*)", line)
+        if m:
+            a = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            n = seen.get(a, 0)
+            seen[a] = n + 1
+            anchors.add(a if n == 0 else "%s-%d" % (a, n))
+    return anchors
+
+
+def test_documentation_links_lead_somewhere():
+    bad = []
+    for path in doc_files():
+        text = source(path)
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            if not os.path.exists(os.path.join(TOP, dest)):
+                bad.append("%s: %s: no such file" % (path, target))
+            elif anchor and dest.endswith(".md") and anchor not in heading_anchors(source(dest)):
+                bad.append("%s: %s: no such heading in %s" % (path, target, dest))
+    assert not bad, bad
 
 
 def test_proxy_commands_name_the_admin_token():
@@ -282,7 +345,7 @@ PSQL_SCRIPT = "-- seed data, run with psql\n\\set rows 10\nCREATE TABLE seed (id
 
 
 def test_readme_lint_example_passes():
-    # as the README runs it, from the top of the checkout
+    # as doc/migrations.md runs it, from the top of the checkout
     r = subprocess.run([BIN, "migrate", "lint", "config/examples/"], cwd=TOP, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

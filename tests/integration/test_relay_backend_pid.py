@@ -40,7 +40,7 @@ def built():
 
 def tls_uri(target):
     # TLS on the client leg; SCRAM channel binding cannot cross a TLS hop
-    # that ends at a pass-through proxy (see README), so it is off both ways
+    # that ends at a pass-through proxy (see doc/operators-guide.md), so it is off both ways
     return target.uri(sslmode="require", extra="channel_binding=disable")
 
 
