@@ -114,7 +114,8 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
 # Static checks, all of which must be clean: cppcheck, clang-tidy's
 # analyzer (the clang static analyzer's core, unix and deadcode checkers),
-# shellcheck, and the layer rule of proxy/*/README.md (tests/check_layers.py).
+# shellcheck, the layer rule of proxy/*/README.md (tests/check_layers.py) and
+# no comment naming a file that does not exist (tests/check_comment_paths.py).
 # compile_commands.json is written for editors and clang tools.
 LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
@@ -123,6 +124,7 @@ lint: deps compile_commands.json
 	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
 	shellcheck -S warning tests/*.sh tests/image/*.sh docker/*.sh bench/*.sh .ci/run
 	/usr/bin/python3 tests/check_layers.py
+	/usr/bin/python3 tests/check_comment_paths.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
 	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
 	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy

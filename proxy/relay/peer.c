@@ -443,7 +443,7 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const ch
     return 1;
 }
 
-/* ---- the fleet's view, pushed in through relay.h (relay_peer.h) ---- */
+/* ---- the fleet's view, pushed in through relay_control.h (relay_peer.h) ---- */
 
 void peer_set_slot(struct server *srv, int slot)
 {

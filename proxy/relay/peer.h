@@ -38,7 +38,7 @@ PGT_MUSTCHECK int peer_listen(struct server *srv, peer_cancel_fn cancel_here, ch
 PGT_MUSTCHECK int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from,
                                       cancel_done_fn done, uint64_t waiter);
 
-/* See relay_set_fleet_slot and relay_set_fleet_peers in relay.h. */
+/* See relay_set_fleet_slot and relay_set_fleet_peers in relay_control.h. */
 void peer_set_slot(struct server *srv, int slot);
 void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n);
 

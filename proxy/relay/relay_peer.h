@@ -1,6 +1,6 @@
 /* Another proxy of the fleet as the relay needs to know it: where to send
  * a CancelRequest whose key carries that proxy's slot. Data only, shared
- * by relay.h (the fleet pushes the list in) and peer.c (which uses it). */
+ * by relay_control.h (the fleet pushes the list in) and peer.c (which uses it). */
 #ifndef PGTANDEM_RELAY_PEER_H
 #define PGTANDEM_RELAY_PEER_H
 

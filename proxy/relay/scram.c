@@ -3,7 +3,7 @@
  * tls-server-end-point channel binding. Behaviour follows Postgres
  * (src/backend/libpq/auth-scram.c, src/interfaces/libpq/fe-auth-scram.c):
  * same checks, same order, same error texts, so clients see what they would
- * see talking to Postgres directly. See include/scram.h for the API. */
+ * see talking to Postgres directly. See scram.h for the API. */
 #include "scram.h"
 
 #include <limits.h>

@@ -9,7 +9,7 @@
  * return an enum scram_status; on failure the state object records a detail
  * string (static, never containing secrets) that mirrors Postgres's errdetail.
  *
- * Passwords go through SASLprep (include/saslprep.h) before hashing, as in
+ * Passwords go through SASLprep (saslprep.h) before hashing, as in
  * Postgres and libpq: "IX-\u2168" and "IX-IX" are the same password, and one
  * that SASLprep refuses (control or prohibited characters, bad bidi, not
  * UTF-8) is hashed as its raw bytes, as Postgres does. */

@@ -107,7 +107,7 @@ typedef int (*peer_cancel_fn)(struct server *srv, uint32_t pid, uint32_t key, ca
  * carries the slot of the proxy that issued it in its top 8 bits, so a
  * CancelRequest that reaches the wrong proxy (a shared port, a load
  * balancer) is sent on to the owner's peer listener. The fleet module
- * fills in the slot and the peers through relay.h. */
+ * fills in the slot and the peers through relay_control.h. */
 struct fleet_peers {
     int slot;                        /* 1..255; 0: not in a fleet (random keys) */
     struct fleet_peer *peers;        /* the other live proxies */
@@ -154,7 +154,7 @@ struct server {
     uint64_t next_session_id;
 
     struct pause_state pause;
-    uint64_t lease_deadline_us;      /* fleet lease (relay.h); 0: not fenced */
+    uint64_t lease_deadline_us;      /* fleet lease (relay_control.h); 0: not fenced */
     uint64_t fence_seen_us;          /* when this process first saw the lease out (after the deadline) */
     uint32_t fence_bound_ms;         /* a fence older than this fails its sessions (0: never) */
     char fence_why[192];             /* what keeps the lease from being renewed, as last heard */

@@ -954,7 +954,7 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
 /* ---- relay ---- */
 
 /* Terminate is never held: a client leaving cannot start a transaction.
- * An expired fleet lease holds like a pause (relay.h: relay_set_lease). */
+ * An expired fleet lease holds like a pause (relay_control.h: relay_set_lease). */
 static int paused_hold(struct session *s, uint8_t type)
 {
     /* The clock is read only at a boundary, not for every message. */
