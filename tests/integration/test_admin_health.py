@@ -21,7 +21,7 @@ import psycopg
 from conftest import pg_raw_session, pg_simple_query
 from test_admin_security import raw_request
 from test_cutover_e2e import legacy_db, start_migration, wait_until  # noqa: F401
-from test_faults_engine import own_cluster  # noqa: F401
+from test_proxy_engine_faults import own_cluster  # noqa: F401
 from test_fleet import fleet_proxy, status
 
 TOKEN = "health-check-token"

@@ -24,8 +24,8 @@ import pytest
 
 from conftest import Proxy, cluster_env, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
 from tcp_forwarder import Forwarder
-from test_faults_engine import (Env, call, current, items_migration, login_through, post_in_background, start_until_active,
-                               wait_phase)
+from test_proxy_engine_faults import (Env, call, current, items_migration, login_through, post_in_background,
+                                      start_until_active, wait_phase)
 
 DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
 SERVE = 12.0    # detection, reconnect, register, renew the lease
@@ -231,7 +231,7 @@ def small_cluster():
     import shutil
     import subprocess
     import tempfile
-    from test_faults_engine import PGCLUSTER, RestartableCluster
+    from test_proxy_engine_faults import PGCLUSTER, RestartableCluster
     from conftest import _read_env
     d = tempfile.mkdtemp(prefix="pgtandem-slots-")
     os.chmod(d, 0o755)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conftest import Proxy, child_processes, command_lines_with, run_pgtandem, wait_for
-from test_faults_engine import Env, call, current, items_migration, post_in_background
+from test_proxy_engine_faults import Env, call, current, items_migration, post_in_background
 
 DETECT = 8.0
 
