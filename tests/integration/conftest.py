@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 
 import pytest
 
@@ -313,6 +314,10 @@ class Proxy:
         with open(self.logfile.name, errors="replace") as f:
             return f.read()
 
+    def log_tail(self, n=3000):
+        """The end of the log, for a failure's message (wait_for's detail)."""
+        return "proxy log:\n" + self.log()[-n:]
+
     def stop(self, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -356,6 +361,60 @@ def run_pgtandem(args, env=None, timeout=600, input=None):
     for mark in SANITIZER_MARKS:
         assert mark not in r.stderr, "sanitizer report:\n" + r.stderr[-4000:]
     return r
+
+
+# The libpq test client (tests/clients/libpq_client.c: pipeline mode, cancel,
+# NOTIFY, large rows), built by `make clients`.
+LIBPQ_CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
+
+
+@pytest.fixture(scope="module")
+def built():
+    """Builds LIBPQ_CLIENT (make clients) when it is not there; a module that
+    runs it says pytestmark = pytest.mark.usefixtures("built")."""
+    if not os.access(LIBPQ_CLIENT, os.X_OK):
+        r = subprocess.run(["make", "-C", TOP, "clients"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+# libpq settings of the caller's environment that would change what a test's
+# URI asks for; psql() runs without them (unless its `env` sets them).
+LIBPQ_ENV = ("PGCHANNELBINDING", "PGSSLMODE", "PGSSLROOTCERT", "PGPASSWORD", "PGOPTIONS", "PGHOSTADDR")
+
+
+def psql(uri, sql, env=None, check=False, timeout=60):
+    """psql -XAtq -c sql against `uri`, as a client would run it: none of
+    LIBPQ_ENV from the environment but what `env` sets (e.g. PGPASSWORD,
+    PGOPTIONS). Returns the CompletedProcess (text); with check, fails the
+    test unless psql exits 0. Cluster.psql is the suite's own superuser
+    connection instead."""
+    e = {k: v for k, v in os.environ.items() if k not in LIBPQ_ENV}
+    e.update(env or {})
+    r = subprocess.run(["psql", uri, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True, timeout=timeout, env=e)
+    if check:
+        assert r.returncode == 0, "psql failed: %s" % r.stderr
+    return r
+
+
+def current(proxy, conn=None, timeout=30.0):
+    """GET /migrations/current of `proxy` (on `conn` when given: a connection
+    kept open, such as test_proxy_engine_faults.KeepAlive): the migration's
+    state, or {"phase": None, "error": ...} when the proxy has none (404).
+    Any other status, or no answer within `timeout` seconds, fails the test
+    with the end of the proxy's log."""
+    try:
+        if conn is not None:
+            code, body = conn.request("GET", "/migrations/current", timeout=timeout)
+        else:
+            code, body = proxy.admin("GET", "/migrations/current", timeout=timeout)
+    except (socket.timeout, TimeoutError, urllib.error.URLError) as e:
+        if isinstance(e, urllib.error.URLError) and not isinstance(e.reason, (socket.timeout, TimeoutError)):
+            raise
+        raise AssertionError("GET /migrations/current: no answer within %.0f s (%r)\nproxy log:\n%s"
+                             % (timeout, e, proxy.log()[-3000:]))
+    assert code in (200, 404), "GET /migrations/current: %s %r\nproxy log:\n%s" % (code, body, proxy.log()[-3000:])
+    return body if code == 200 else {"phase": None, "error": body}
 
 
 # ---------------------------------------------------------------------------

@@ -4,18 +4,12 @@ proxy log at info: who sent it (the caller's address and port), what it asked
 and what changed (a throttle's old -> new values)."""
 import http.client
 import json
-import os
 import re
 
 from conftest import wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, sql, write_migration  # noqa: F401
+from test_migrate_util import db, load_legacy, sql, unify  # noqa: F401
 
-
-def unify():
-    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
-        m = json.load(f)
-    m["backfill"] = {"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}
-    return m
+BACKFILL = {"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}
 
 
 def call(proxy, method, path, body=None, timeout=120):
@@ -50,12 +44,12 @@ def test_each_admin_action_is_logged_once_with_its_caller(db, proxy_factory):
 
     act("POST", "/pause?timeout_ms=2000")
     act("POST", "/resume")
-    act("POST", "/migrations", unify(), expect=(200, 202))
+    act("POST", "/migrations", unify(BACKFILL), expect=(200, 202))
     wait_for(lambda: call(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
              what="the backfill starts")
     act("POST", "/migrations/current/throttle", {"max_rows_per_sec": 5000, "paused": True})
     act("POST", "/migrations/current/rollback")
-    act("POST", "/migrations", unify(), expect=(200, 202))
+    act("POST", "/migrations", unify(BACKFILL), expect=(200, 202))
     wait_for(lambda: call(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
              what="the backfill starts again")
     act("POST", "/migrations/current/throttle", {"max_rows_per_sec": 0})

@@ -21,18 +21,8 @@ import uuid
 import pytest
 
 from conftest import (BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, port_open,
-                      raise_nofile, relay_direct)
+                      raise_nofile, relay_direct, wait_for)
 from test_migrate_util import db  # noqa: F401
-
-
-def wait_for(pred, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def raw_request(port, method, path, headers=None, body=b"", timeout=10):

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 
 from conftest import (BIN, wait_log, TOP, SANITIZER_MARKS, TlsFront, free_port, make_cert, make_test_ca, pg_error_fields,
-                      pg_read_message, pg_simple_query, pg_startup_packet, pg_tls_socket, run_pgtandem,
+                      pg_read_message, pg_simple_query, pg_startup_packet, pg_tls_socket, psql, run_pgtandem,
                       wait_port, write_users_file)
 
 
@@ -280,16 +280,6 @@ def fronts():
 
 def front_upstream(port, ca, host=FRONT_HOST):
     return "postgresql://%s:%d/?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert=%s" % (host, port, ca)
-
-
-def psql(uri, sql, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    for k in ("PGCHANNELBINDING", "PGSSLMODE", "PGSSLROOTCERT", "PGPASSWORD"):
-        if not env or k not in env:
-            e.pop(k, None)
-    return subprocess.run(["psql", uri, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          capture_output=True, text=True, timeout=60, env=e)
 
 
 def who(conn):

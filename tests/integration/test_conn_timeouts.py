@@ -22,9 +22,10 @@ import time
 import psycopg
 import pytest
 
-from conftest import Proxy, cluster_env, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query
+from conftest import (Proxy, cluster_env, current, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query,
+                      wait_for)
 from tcp_forwarder import Forwarder
-from test_proxy_engine_faults import (Env, call, current, items_migration, login_through, post_in_background,
+from test_proxy_engine_faults import (Env, call, items_migration, login_through, post_in_background,
                                       start_until_active, wait_phase)
 
 DETECT = 8.0    # the watchdog (5 s) plus slack on a busy machine
@@ -45,7 +46,7 @@ def forwarder(cluster):
     f.stop()
 
 
-def engine_proxy(e, fw):
+def engine_via_forwarder(e, fw):
     uri = e.uri.replace("@%s:%d/" % (e.cluster.host, e.cluster.port), "@127.0.0.1:%d/" % fw.port)
     assert uri != e.uri
     p = Proxy(e.cluster, extra_args=["--engine-db", uri, "--shutdown-timeout", "2"])
@@ -57,17 +58,6 @@ def status(p):
     code, st = call(p, "GET", "/status", timeout=5)
     assert code == 200, st
     return st
-
-
-def wait_for(what, fn, timeout, p):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("%s: not within %.0f s\nproxy log:\n%s" % (what, timeout, p.log()[-3000:]))
-        time.sleep(0.1)
 
 
 def registrations(p):
@@ -82,9 +72,9 @@ def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
     dropped with a WARN naming it and the statement, the proxy reconnects
     over a new flow, and a new client gets a session within seconds."""
     e, fw = env, forwarder
-    p = engine_proxy(e, fw)
+    p = engine_via_forwarder(e, fw)
     start_until_active(p, items_migration())
-    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    wait_for(lambda: registrations(p) >= 1, 10, "the fleet to register", detail=p.log_tail)
 
     fw.freeze_flows()
     t0, worst = time.time(), 0.0
@@ -99,7 +89,7 @@ def test_frozen_flows_are_dropped_and_new_clients_are_served(env, forwarder):
     assert worst < 5.0, worst
     log = p.log()
     assert re.search(r"WARN fleet connection: no answer to `.+` within \d+ ms", log), log[-3000:]
-    wait_for("the fleet to register again", lambda: registrations(p) >= 2, SERVE, p)
+    wait_for(lambda: registrations(p) >= 2, SERVE, "the fleet to register again", detail=p.log_tail)
     st = status(p)
     assert st["fleet"]["connected"] is True, st["fleet"]
     assert "engine" in st and "connected" in st["engine"], st.get("engine")
@@ -111,20 +101,20 @@ def test_frozen_path_is_reported_and_reconnected_when_it_comes_back(env, forward
     true` for minutes), clients without a migration in progress are not
     affected, and once the path is back the proxy reconnects by itself."""
     e, fw = env, forwarder
-    p = engine_proxy(e, fw)
-    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    p = engine_via_forwarder(e, fw)
+    wait_for(lambda: registrations(p) >= 1, 10, "the fleet to register", detail=p.log_tail)
 
     fw.freeze()
     t0 = time.time()
-    wait_for("/status to say the fleet is not connected", lambda: status(p)["fleet"]["connected"] is False,
-             DETECT, p)
+    wait_for(lambda: status(p)["fleet"]["connected"] is False,
+             DETECT, "/status to say the fleet is not connected", detail=p.log_tail)
     detected = time.time() - t0
     assert "fleet connection: no answer" in p.log()
     assert login_through(p, e.dbname) is None
 
     fw.thaw()
     t1 = time.time()
-    wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+    wait_for(lambda: status(p)["fleet"]["connected"] is True, SERVE, "the fleet to reconnect", detail=p.log_tail)
     print("detected in %.1f s, reconnected %.1f s after the path came back" % (detected, time.time() - t1))
     assert len(re.findall(r"fleet: connection to the database lost", p.log())) == 1, \
         "one WARN per outage, not per retry:\n" + p.log()[-3000:]
@@ -139,7 +129,7 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
     e = env
     p = e.proxy()
     start_until_active(p, items_migration())
-    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    wait_for(lambda: registrations(p) >= 1, 10, "the fleet to register", detail=p.log_tail)
     held_for = 8.0
     locked = threading.Event()
 
@@ -155,8 +145,8 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
     try:
         assert locked.wait(10)
         t0 = time.time()
-        wait_for("the log to name the blocked heartbeat",
-                 lambda: re.search(r"lock timeout", p.log()), DETECT, p)
+        wait_for(lambda: re.search(r"lock timeout", p.log()),
+                 DETECT, "the log to name the blocked heartbeat", detail=p.log_tail)
         named = time.time() - t0
         worst = 0.0
         while t.is_alive():
@@ -188,8 +178,8 @@ def test_every_backend_terminated_mid_backfill_like_a_neon_suspend(env):
     try:
         code, ans = call(p, "POST", "/migrations", mig)
         assert code == 202, ans
-        wait_for("the backfill to be under way", lambda: (current(p).get("backfill") or {}).get("rows_done", 0) > 200,
-                 30, p)
+        wait_for(lambda: (current(p).get("backfill") or {}).get("rows_done", 0) > 200,
+                 30, "the backfill to be under way", detail=p.log_tail)
         killed = e.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                           " WHERE pid <> pg_backend_pid() AND datname = %s", (e.dbname,))
         assert killed >= 3, killed  # engine, fleet, the idle client
@@ -204,15 +194,16 @@ def test_every_backend_terminated_mid_backfill_like_a_neon_suspend(env):
         cur = wait_phase(p, ("active", "failed"), 60, what="the backfill after the termination")
         assert cur["phase"] == "active", cur
         assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
-        wait_for("the fleet to reconnect", lambda: status(p)["fleet"]["connected"] is True, SERVE, p)
+        wait_for(lambda: status(p)["fleet"]["connected"] is True, SERVE, "the fleet to reconnect", detail=p.log_tail)
         # once more with the migration active and the engine connection idle:
         # it is opened again by itself, /status says so
         e.scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                  " WHERE pid <> pg_backend_pid() AND datname = %s", (e.dbname,))
-        wait_for("/status to see the engine connection gone",
-                 lambda: status(p)["engine"]["connected"] is False, DETECT, p)
+        wait_for(lambda: status(p)["engine"]["connected"] is False,
+                 DETECT, "/status to see the engine connection gone", detail=p.log_tail)
         t0 = time.time()
-        wait_for("the engine connection to come back", lambda: status(p)["engine"]["connected"] is True, DETECT, p)
+        wait_for(lambda: status(p)["engine"]["connected"] is True,
+                 DETECT, "the engine connection to come back", detail=p.log_tail)
         print("engine connection back %.1f s after it was seen gone" % (time.time() - t0))
         log = p.log()
         assert log.count("fleet: connection to the database lost") == 2, log[-3000:]
@@ -261,8 +252,9 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
     fillers = []
     try:
         p = e.proxy()
-        wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
-        wait_for("the engine connection", lambda: (status(p).get("engine") or {}).get("connected", True), 10, p)
+        wait_for(lambda: registrations(p) >= 1, 10, "the fleet to register", detail=p.log_tail)
+        wait_for(lambda: (status(p).get("engine") or {}).get("connected", True),
+                 10, "the engine connection", detail=p.log_tail)
         while True:
             try:
                 fillers.append(psycopg.connect(e.uri, autocommit=True, connect_timeout=5))
@@ -282,8 +274,9 @@ def test_start_without_a_free_connection_slot_is_refused_with_nothing_changed(sm
         freed = fillers.pop()
         pid = freed.info.backend_pid
         freed.close()
-        wait_for("the closed connection's backend to exit", lambda: fillers[0].execute(
-            "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0], 10, p)
+        wait_for(lambda: fillers[0].execute("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s",
+                                            (pid,)).fetchone()[0],
+                 10, "the closed connection's backend to exit", detail=p.log_tail)
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, (code, ans)
         cur = wait_phase(p, ("active", "failed"), 60, what="the start once a slot is free")
@@ -318,14 +311,16 @@ def test_slots_filled_mid_migration_leave_the_next_step_its_slot(small_cluster, 
     fillers = []
     try:
         p = e.proxy()
-        wait_for("the engine connection", lambda: (status(p).get("engine") or {}).get("connected", True), 10, p)
+        wait_for(lambda: (status(p).get("engine") or {}).get("connected", True),
+                 10, "the engine connection", detail=p.log_tail)
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, (code, ans)
         cur = wait_phase(p, ("active", "failed"), 60, what="the start")
         assert cur["phase"] == "active", cur
-        wait_for("the slot reserve", lambda: "pgtandem engine reserve" in " ".join(
-            r[0] or "" for r in psycopg.connect(e.uri, autocommit=True).execute(
-                "SELECT application_name FROM pg_stat_activity").fetchall()), 10, p)
+        wait_for(lambda: "pgtandem engine reserve" in " ".join(
+                     r[0] or "" for r in psycopg.connect(e.uri, autocommit=True).execute(
+                         "SELECT application_name FROM pg_stat_activity").fetchall()),
+                 10, "the slot reserve", detail=p.log_tail)
         taken = fill_free_slots(e.uri, fillers)
         assert fillers, "no slot was free to take"
         code, ans = call(p, "POST", "/migrations/current/" + step, timeout=120)
@@ -363,21 +358,22 @@ def test_blocked_expand_names_its_blocker_and_rollback_stops_it(env):
             cur = current(p)
             return cur.get("blocked_by") if cur.get("phase") == "expanding" else None
         t0 = time.time()
-        who = wait_for("/migrations/current to name the blocker", blocked, DETECT, p)
+        who = wait_for(blocked, DETECT, "/migrations/current to name the blocker", detail=p.log_tail)
         print("blocker named after %.1f s: %s" % (time.time() - t0, json.dumps(who)[:300]))
         assert who[0]["pid"] == holder_pid, who
         assert who[0]["application_name"] == "forgotten console", who
         assert who[0]["state"] == "idle in transaction", who
         assert status(p)["engine"]["blocked_by"][0]["pid"] == holder_pid
-        wait_for("the log to name the blocker",
-                 lambda: re.search(r"waits for a lock held by pid %d \(application_name 'forgotten console', "
-                                   r"idle in transaction" % holder_pid, p.log()), DETECT, p)
+        wait_for(lambda: re.search(r"waits for a lock held by pid %d \(application_name 'forgotten console', "
+                                   r"idle in transaction" % holder_pid, p.log()),
+                 DETECT, "the log to name the blocker", detail=p.log_tail)
 
         # the rollback is accepted at once; its own steps need the same lock,
         # so it waits (saying so) until the forgotten transaction ends
         t1 = time.time()
         rollback = post_in_background(p, "/migrations/current/rollback", timeout=60)
-        wait_for("the rollback to stop the expand", lambda: current(p).get("phase") == "rolling_back", DETECT, p)
+        wait_for(lambda: current(p).get("phase") == "rolling_back",
+                 DETECT, "the rollback to stop the expand", detail=p.log_tail)
         print("rollback of the blocked expand under way after %.1f s" % (time.time() - t1))
         holder.rollback()
         code, ans = rollback()
@@ -397,20 +393,20 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
     fleet's is 5 s: clients wait no longer than that, and the state row
     says how the complete ended."""
     e, fw = env, forwarder
-    p = engine_proxy(e, fw)
+    p = engine_via_forwarder(e, fw)
     mig = items_migration()
     mig["operations"].append({"sql": {"up": "SELECT pg_sleep(3)", "on": "complete"}})
     start_until_active(p, mig)
-    wait_for("the fleet to register", lambda: registrations(p) >= 1, 10, p)
+    wait_for(lambda: registrations(p) >= 1, 10, "the fleet to register", detail=p.log_tail)
     client = pg_raw_session(p.port, database=e.dbname)
     # force: the raw client is of the old release and stays on purpose
     complete = post_in_background(p, "/migrations/current/complete?force=1", timeout=60)
     try:
         # named like pgtandem's own so the cutover does not count it as bypassing the proxy
         with psycopg.connect(e.uri, autocommit=True, application_name="pgtandem test probe") as probe:
-            wait_for("the contract to run", lambda: probe.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%'"
-                " AND pid <> pg_backend_pid()").fetchone()[0] > 0, 10, p)
+            wait_for(lambda: probe.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%'"
+                                           " AND pid <> pg_backend_pid()").fetchone()[0] > 0,
+                     10, "the contract to run", detail=p.log_tail)
         fw.freeze_flows()
         t0, worst = time.time(), 0.0
         while time.time() < t0 + 14:
@@ -425,8 +421,8 @@ def test_complete_in_flight_when_the_flows_freeze_does_not_hold_traffic_for_long
         assert code in (200, 409, 500, 503), (code, ans)
         # whatever the answer, the proxy ends up agreeing with the state row
         row = e.state_row()
-        wait_for("the proxy to agree with the state row %r" % (row,),
-                 lambda: current(p).get("phase") == row[0], 15, p)
+        wait_for(lambda: current(p).get("phase") == row[0],
+                 15, "the proxy to agree with the state row %r" % (row,), detail=p.log_tail)
         # and the contract's transaction, cut off from the proxy, does not
         # stay idle on the server holding its locks over the table
         t1 = time.time()

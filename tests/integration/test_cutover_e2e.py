@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from conftest import TOP, run_pgtandem, upstream_params
+from test_migrate_util import engine_proxy
 
 EXAMPLES = os.path.join(TOP, "config", "examples")
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
@@ -94,12 +95,6 @@ def legacy_db(cluster):
     cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
 
 
-def engine_proxy(proxy_factory, cluster, dbname, upstream=None):
-    if upstream is not None:  # conftest.Upstream: Postgres or the Neon-like front
-        return proxy_factory(upstream=upstream.uri, extra_args=["--engine-db", upstream.db_uri(dbname)])
-    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname)])
-
-
 def admin_url(proxy):
     return "http://127.0.0.1:%d" % proxy.admin_port
 
@@ -165,12 +160,6 @@ def versions(proxy):
     code, st = proxy.admin("GET", "/status")
     assert code == 200, st
     return st.get("versions", {})
-
-
-def current(proxy):
-    code, body = proxy.admin("GET", "/migrations/current")
-    assert code == 200, body
-    return body
 
 
 def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4, transactions=None):

@@ -15,8 +15,8 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import Proxy, child_processes, command_lines_with, run_pgtandem, wait_for
-from test_proxy_engine_faults import Env, call, current, items_migration, post_in_background
+from conftest import Proxy, child_processes, command_lines_with, current, run_pgtandem, wait_for
+from test_proxy_engine_faults import Env, call, items_migration, post_in_background
 
 DETECT = 8.0
 

@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from conftest import TOP, Proxy, free_port, wait_for
+from conftest import TOP, Proxy, free_port, psql, wait_for
 from tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.image
@@ -126,16 +126,6 @@ def container_factory(image, cluster):
         c.remove()
 
 
-def psql(uri, sql, options=None):
-    env = dict(os.environ)
-    if options:
-        env["PGOPTIONS"] = options
-    r = subprocess.run(["psql", uri, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                       capture_output=True, text=True, timeout=60, env=env)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
-
-
 def test_image_user_ports_healthcheck_and_help(image):
     r = podman("image", "inspect", image, check=True)
     info = json.loads(r.stdout)[0]
@@ -183,8 +173,8 @@ def test_psql_through_the_container(container_factory, cluster, shared_dir):
     # TLS on both sides: psql to the proxy, the proxy to Postgres (SCRAM)
     # (SCRAM passes through to Postgres: no channel binding to the proxy's certificate)
     tls_uri = c.uri(sslmode="require") + "&channel_binding=disable"
-    assert psql(tls_uri, "SELECT current_user || ':' || 6 * 7") == "app:42"
-    assert psql(tls_uri, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
+    assert psql(tls_uri, "SELECT current_user || ':' || 6 * 7", check=True).stdout.strip() == "app:42"
+    assert psql(tls_uri, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", check=True).stdout.strip() == "t"
     r = subprocess.run(["psql", c.uri(), "-c", "SELECT 1"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0, "the proxy took a client without TLS despite --client-tls require"
     code, st = c.admin("GET", "/status")
@@ -229,13 +219,14 @@ def test_migration_through_the_container_admin_api(image, container_factory, clu
 
     uri = c.uri(db=items_db, user="postgres", password="postgres")
     # both shapes through the container's proxy while the migration is active
-    assert psql(uri, "SELECT title FROM items WHERE id = 7") == "item 7"
-    assert psql(uri, "SELECT name FROM items WHERE id = 7", options="-c pgtandem.version=0001_items_name") == "item 7"
+    assert psql(uri, "SELECT title FROM items WHERE id = 7", check=True).stdout.strip() == "item 7"
+    assert psql(uri, "SELECT name FROM items WHERE id = 7", env={"PGOPTIONS": "-c pgtandem.version=0001_items_name"},
+                check=True).stdout.strip() == "item 7"
 
     r = migrate("complete", "--json")
     assert r.returncode == 0, r.stdout + r.stderr + c.logs()[-3000:]
     assert json.loads(r.stdout)["status"] == "completed", r.stdout
-    assert psql(uri, "SELECT name FROM items WHERE id = 7") == "item 7"
+    assert psql(uri, "SELECT name FROM items WHERE id = 7", check=True).stdout.strip() == "item 7"
     assert cluster.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items'"
                         " AND column_name = 'title'", uri=cluster.uri(db=items_db)) == "0"
     r = migrate("status")
@@ -273,7 +264,7 @@ def test_compose_file_against_the_cluster(image, cluster):
         wait_for(lambda: subprocess.run(["psql", uri, "-qAtX", "-c", "SELECT 1"], capture_output=True, text=True,
                                         timeout=30).stdout.strip() == "1",
                  timeout=30, what="psql through the compose service")
-        assert psql(uri, "SELECT current_user") == "app"
+        assert psql(uri, "SELECT current_user", check=True).stdout.strip() == "app"
         # the admin API, published on this host's loopback, with the token only
         url = "http://127.0.0.1:%d/status" % admin_port
         with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer compose-s3cret"}),

@@ -18,10 +18,11 @@ import tempfile
 import psycopg
 
 from conftest import run_pgtandem, wait_for
-from test_cutover_e2e import (NAME, UNIFY, engine_proxy, legacy_db, migrate, scalar,  # noqa: F401
-                              start_migration, version_options)
+from test_cutover_e2e import (NAME, UNIFY, legacy_db, migrate, scalar, start_migration,  # noqa: F401
+                              version_options)
 from test_fleet import active_fleet, wait_phase
 from test_lifecycle_shapes import Client
+from test_migrate_util import engine_proxy
 from test_schema_fidelity import schema_dump
 
 WRITES = 40

@@ -28,8 +28,9 @@ import psycopg
 from sqlalchemy import pool as sqlalchemy_pool
 
 from conftest import TOP, wait_for
-from test_cutover_e2e import (NAME, complete_migration, engine_proxy, legacy_db, migrate, scalar,  # noqa: F401
+from test_cutover_e2e import (NAME, complete_migration, legacy_db, migrate, scalar,  # noqa: F401
                               start_migration, throttled_migration, version_options)
+from test_migrate_util import engine_proxy
 
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 COLUMNS_SQL = ("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid ="

@@ -3,30 +3,23 @@ every line is one JSON object (time, level, component, msg, and the
 migration or session it concerns); in text the backfill's progress shows as
 a plain line every few seconds (rows done/total, rate, ETA)."""
 import json
-import os
 import re
 import socket
 
 from conftest import run_pgtandem, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, pmigrate, proxy_start, sql, write_migration  # noqa: F401
+from test_migrate_util import db, load_legacy, pmigrate, proxy_start, sql, unify, write_migration  # noqa: F401
 
 NAME = "0003_checks_unify"
 ROWS = 20000
 PROGRESS = re.compile(r"backfill \"?public\"?\.\"?checks\"?: (?P<done>\d+)/(?P<total>\d+) rows \([\d.]+%\), "
                       r"(?P<rate>\d+|\?) rows/s, ETA (?P<eta>\S+), batch \d+ rows")
-
-
-def unify():
-    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
-        m = json.load(f)
-    # about five seconds of backfill: a few progress lines
-    m["backfill"] = {"max_rows_per_sec": 4000, "batch_rows": 500, "max_rows": 1000}
-    return write_migration(m)
+# about five seconds of backfill: a few progress lines
+BACKFILL = {"max_rows_per_sec": 4000, "batch_rows": 500, "max_rows": 1000}
 
 
 def migrate_through(proxy):
     """start, a session that errors, complete: the log's main events."""
-    proxy_start(proxy, unify())
+    proxy_start(proxy, write_migration(unify(BACKFILL)))
     # a client that sends garbage instead of a startup packet: a session error
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         sock.sendall(b"\x00\x00\x00\x08\x00\x00\x00\x00")
@@ -71,7 +64,7 @@ def test_backfill_progress_lines_in_the_text_log(db, proxy_factory):
     load_legacy(db, ROWS)
     sql(db, "ANALYZE checks")
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    proxy_start(proxy, unify())
+    proxy_start(proxy, write_migration(unify(BACKFILL)))
     lines = [s for s in proxy.log().splitlines() if PROGRESS.search(s)]
     assert len(lines) >= 2, proxy.log()[-3000:]
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC INFO backfill ", s) for s in lines), lines

@@ -2,7 +2,6 @@
 none done twice, checked per row), and writers updating the table through
 both shapes during a large backfill (zero lost or mismatched rows)."""
 import json
-import os
 import random
 import signal
 import subprocess
@@ -12,16 +11,9 @@ import time
 import psycopg
 
 from conftest import BIN, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, new_shape_options, sql, write_migration  # noqa: F401
+from test_migrate_util import db, load_legacy, migrate, new_shape_options, sql, unify, write_migration  # noqa: F401
 
 NAME = "0003_checks_unify"
-
-
-def unify(backfill):
-    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
-        m = json.load(f)
-    m["backfill"] = backfill
-    return write_migration(m)
 
 
 def progress(db):
@@ -45,7 +37,7 @@ def watch_backfill_updates(db):
 def test_kill_9_mid_backfill_then_resume(db):
     load_legacy(db, 30000)
     watch_backfill_updates(db)
-    path = unify({"batch_rows": 300, "max_rows": 300, "max_rows_per_sec": 15000})
+    path = write_migration(unify({"batch_rows": 300, "max_rows": 300, "max_rows_per_sec": 15000}))
     for attempt in range(2):
         proc = subprocess.Popen([BIN, "migrate", "start", path, "--db", db],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -114,7 +106,7 @@ def test_writers_during_large_backfill(db):
     for t in threads:
         t.start()
     try:
-        r = migrate(db, "start", unify({"target_ms": 20}))
+        r = migrate(db, "start", write_migration(unify({"target_ms": 20})))
         # the writers go on after the backfill: every one writes 20 more rows
         after = list(writes)
         wait_for(lambda: errors or all(writes[k] >= after[k] + 20 for k in range(3)), 30,
@@ -168,7 +160,7 @@ def test_composite_key_backfill(db):
 
 def test_pause_switch(db):
     load_legacy(db, 20000)
-    path = unify({"batch_rows": 200, "max_rows": 200, "max_rows_per_sec": 10000})
+    path = write_migration(unify({"batch_rows": 200, "max_rows": 200, "max_rows_per_sec": 10000}))
     proc = subprocess.Popen([BIN, "migrate", "start", path, "--db", db],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -201,7 +193,7 @@ def test_pause_switch(db):
 
 def test_interrupted_expand_is_redone(db):
     load_legacy(db, 2000)
-    path = unify({})
+    path = write_migration(unify({}))
     assert migrate(db, "start", path, "--no-backfill").returncode == 0
     # as if the engine died between two expand steps
     sql(db, "UPDATE pgtandem.migrations SET status = 'expanding'")
@@ -220,7 +212,7 @@ def test_interrupted_expand_is_redone(db):
 
 def test_stop_after_batches_then_start_again(db):
     load_legacy(db, 5000)
-    path = unify({"batch_rows": 500, "min_rows": 500, "max_rows": 500})
+    path = write_migration(unify({"batch_rows": 500, "min_rows": 500, "max_rows": 500}))
     r = migrate(db, "start", path, "--stop-after-batches", "3")
     assert r.returncode == 0, r.stderr
     st = json.loads(migrate(db, "status", "--json").stdout)

@@ -20,8 +20,8 @@ import time
 import psycopg
 import pytest
 
-from test_migrate_util import (db, migrate, new_shape_options, pmigrate, proxy_start, proxy_uri,  # noqa: F401
-                               rows, shape, sql, write_migration)
+from test_migrate_util import (db, dbname, engine_proxy, migrate, new_shape_options, pmigrate,  # noqa: F401
+                               proxy_start, proxy_uri, rows, shape, sql, write_migration)
 
 NROWS = 2000
 
@@ -35,10 +35,6 @@ RATE = re.compile(r"(-?[\d.]+|\?|nan|-?inf) rows/s")
 
 
 # ---- helpers -----------------------------------------------------------------
-
-def engine_proxy(proxy_factory, db):
-    return proxy_factory(extra_args=["--engine-db", db])
-
 
 def write_both_shapes(uri, name, old_sql, new_sql, n=30):
     """Concurrent writers through the old and the new shape; returns nothing,
@@ -108,9 +104,9 @@ class Driver:
     checks both; what only one path has (the proxy's phase, its cutover
     report) is checked on that path."""
 
-    def __init__(self, via, db, proxy_factory):
+    def __init__(self, via, db, proxy_factory, cluster):
         self.via, self.db = via, db
-        self.proxy = engine_proxy(proxy_factory, db) if via == "proxy" else None
+        self.proxy = engine_proxy(proxy_factory, cluster, dbname(db)) if via == "proxy" else None
 
     def start(self, m):
         if self.proxy:
@@ -141,8 +137,8 @@ class Driver:
 
 
 @pytest.fixture(params=["db", "proxy"])
-def driver(request, db, proxy_factory):
-    return Driver(request.param, db, proxy_factory)
+def driver(request, db, proxy_factory, cluster):
+    return Driver(request.param, db, proxy_factory, cluster)
 
 
 def test_alter_not_null_column_completes(db, driver):
@@ -295,7 +291,7 @@ def test_rates_are_per_table_and_positive_db(db):
     assert [dict(x[0], w=x[0].pop("w2")) for x in rows(db, "b", order="t.id")] == [x[0] for x in before_b]
 
 
-def test_rates_after_a_resubmit_through_proxy(db, proxy_factory):
+def test_rates_after_a_resubmit_through_proxy(db, proxy_factory, cluster):
     """A backfill begun by the CLI, continued by the proxy, failing on a bad
     row, then submitted again: whatever the proxy's counters say, the CLI never
     shows a negative rate."""
@@ -308,7 +304,7 @@ def test_rates_after_a_resubmit_through_proxy(db, proxy_factory):
     path = write_migration(m)
     r = migrate(db, "start", path, "--stop-after-batches", "5")
     assert r.returncode == 0, r.stderr
-    proxy = engine_proxy(proxy_factory, db)   # picks the backfill up at its checkpoint
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))   # picks the backfill up at its checkpoint
     deadline = time.time() + 60
     while True:
         code, cur = proxy.admin("GET", "/migrations/current")
@@ -345,11 +341,11 @@ def contract_error_migration(name):
         {"sql": {"up": "SELECT 1 / (SELECT count(*) FROM items WHERE remark = 'zero')", "on": "complete"}}]}
 
 
-def test_non_lock_contract_error_counts_one_attempt(db, proxy_factory):
+def test_non_lock_contract_error_counts_one_attempt(db, proxy_factory, cluster):
     sql(db, BASE)
     before = rows(db, "items", order="t.id")
     m = contract_error_migration("contract_div0")
-    proxy = engine_proxy(proxy_factory, db)
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))
     proxy_start(proxy, write_migration(m))
     c = pmigrate(proxy, "complete")
     text = c.stdout + c.stderr
@@ -374,12 +370,12 @@ def test_non_lock_contract_error_counts_one_attempt(db, proxy_factory):
     assert [x[0] for x in rows(db, "items", order="t.id")] == expect
 
 
-def test_lock_timeouts_keep_their_reason_through_proxy(db, proxy_factory):
+def test_lock_timeouts_keep_their_reason_through_proxy(db, proxy_factory, cluster):
     sql(db, BASE)
     before = rows(db, "items", order="t.id")
     m = {"name": "rename_note", "parent": None,
          "operations": [{"rename_column": {"table": "items", "from": "note", "to": "remark"}}]}
-    proxy = engine_proxy(proxy_factory, db)
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))
     proxy_start(proxy, write_migration(m))
     # straight to Postgres: the pause does not wait for it (and it bypasses
     # the proxies on purpose, hence force=1)

@@ -9,7 +9,8 @@ import subprocess
 import tempfile
 
 from conftest import run_pgtandem
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, shape, sql, write_migration  # noqa: F401
+from test_migrate_util import (EXAMPLES, db, engine_proxy, load_legacy, migrate, shape, sql,  # noqa: F401
+                               write_migration)
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 STEP_FILES = {"migration.json", "plan.txt", "row-counts.txt", "run.log", "schema-before.sql",
@@ -177,10 +178,6 @@ def test_unusable_directory_is_refused_before_any_ddl(db, tmp_path):
     assert r.returncode == 2 and "--evidence is for start, complete and rollback" in r.stderr
     assert shape(db) == before_shape
     assert legacy_rows(db) == before
-
-
-def engine_proxy(proxy_factory, cluster, dbname):
-    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname)])
 
 
 def test_through_the_proxy_with_db(cluster, proxy_factory, db, tmp_path):

@@ -4,25 +4,15 @@ is paused, who blocked the last cutover attempt, and a row count that stays
 true when the table held more rows than its estimate (never above 100 %,
 never 99.9 % once done)."""
 import json
-import os
 import re
 
 import psycopg
 
-from conftest import wait_for
-from test_cutover_e2e import current
-from test_migrate_util import (EXAMPLES, db, load_legacy, migrate, pmigrate, proxy_start, sql,  # noqa: F401
+from conftest import current, wait_for
+from test_migrate_util import (db, load_legacy, migrate, pmigrate, proxy_start, sql, unify,  # noqa: F401
                                write_migration)
 
 NAME = "0003_checks_unify"
-
-
-def unify(backfill=None):
-    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
-        m = json.load(f)
-    if backfill:
-        m["backfill"] = backfill
-    return write_migration(m)
 
 
 def pstatus(proxy, *extra):
@@ -61,7 +51,7 @@ def test_completed_shows_the_real_total_at_100_percent(db, proxy_factory):
     # the statistics say 1000 rows; the table holds 4000
     load_underestimated(db, 1000, 3000)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    proxy_start(proxy, unify())
+    proxy_start(proxy, write_migration(unify()))
     for text in (pstatus(proxy), dstatus(db)):
         line = backfill_line(text)
         assert "4000/4000 rows (100.0%)" in line, text
@@ -82,7 +72,7 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
     load_legacy(db, 30000)
     sql(db, "ANALYZE checks")
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    submit(proxy, unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}))
+    submit(proxy, write_migration(unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500})))
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill runs")
     line = backfill_line(pstatus(proxy))
     assert re.search(r"\d+/30000 rows \(\d+\.\d%\), \d+ rows/s, ETA \d", line), line
@@ -101,7 +91,7 @@ def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
     # 1000 rows in the statistics, 20000 in the table: paused past the estimate
     load_underestimated(db, 1000, 19000)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    submit(proxy, unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}))
+    submit(proxy, write_migration(unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500})))
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
     code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
     assert code == 200, body
@@ -120,7 +110,7 @@ def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
 def test_blocked_cutover_names_its_blocker(db, proxy_factory):
     load_legacy(db, 2000)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    proxy_start(proxy, unify())
+    proxy_start(proxy, write_migration(unify()))
     # straight to Postgres, so force=1: a transaction that holds a lock on checks
     blocker = psycopg.connect(db, application_name="nightly_report")
     blocker.execute("SELECT count(*) FROM checks /* report query */")

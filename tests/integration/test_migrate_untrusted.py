@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from conftest import run_pgtandem
-from test_migrate_util import db, migrate, sql, write_migration  # noqa: F401
+from test_migrate_util import db, engine_proxy, migrate, sql, write_migration  # noqa: F401
 
 INJECTION = "'x'; DROP TABLE canary; SELECT 'y'"
 
@@ -167,10 +167,6 @@ def test_dollar_tag_in_column_name(db):
         os.unlink(path)
 
 
-def _engine_proxy(proxy_factory, cluster, dbname):
-    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname)])
-
-
 @pytest.mark.parametrize("name", ["0003_Checks_Unify", "0003-checks-unify"])
 def test_version_routing_for_mixed_case_and_hyphenated_names(cluster, proxy_factory, name):
     dbname = "route_" + uuid.uuid4().hex[:10]
@@ -180,7 +176,7 @@ def test_version_routing_for_mixed_case_and_hyphenated_names(cluster, proxy_fact
         {"rename_column": {"table": "items", "from": "title", "to": "headline"}}]})
     try:
         sql(uri, "CREATE TABLE items (id bigint PRIMARY KEY, title text); INSERT INTO items VALUES (1, 't')")
-        proxy = _engine_proxy(proxy_factory, cluster, dbname)
+        proxy = engine_proxy(proxy_factory, cluster, dbname)
         r = run_pgtandem(["migrate", "start", path, "--proxy", "http://127.0.0.1:%d" % proxy.admin_port])
         assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
         puri = proxy.uri(user="postgres", password="postgres", db=dbname)

@@ -59,6 +59,25 @@ def write_migration(obj, directory=None):
     return path
 
 
+def unify(backfill=None):
+    """config/examples/checks_unify.json as a dict, its backfill settings
+    replaced by `backfill` when given (write_migration makes it a file)."""
+    with open(os.path.join(EXAMPLES, "checks_unify.json")) as f:
+        m = json.load(f)
+    if backfill is not None:
+        m["backfill"] = backfill
+    return m
+
+
+def engine_proxy(proxy_factory, cluster, name, upstream=None):
+    """A proxy whose engine (--engine-db) works on the database `name` of
+    the cluster, reached through `upstream` (conftest.Upstream: Postgres or
+    the Neon-like front) when given."""
+    if upstream is not None:
+        return proxy_factory(upstream=upstream.uri, extra_args=["--engine-db", upstream.db_uri(name)])
+    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=name)])
+
+
 def sql(db, text, params=None, options=None):
     with psycopg.connect(db, autocommit=True, options=options or "") as c:
         cur = c.execute(text, params)

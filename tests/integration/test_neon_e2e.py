@@ -29,7 +29,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, Upstream, assert_terminated_on_the_wire, pg_raw_session
+from conftest import BIN, Upstream, assert_terminated_on_the_wire, current, pg_raw_session
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 from test_cutover_e2e import (LEGACY_DIFF_SQL, LEGACY_ROWS, UNIFY, VSCHEMA, _columns, admin_url,  # noqa: F401
                               legacy_db, migrate, scalar, start_migration, version_options, wait_until)
@@ -70,11 +70,6 @@ def finish_start(proc, proxy, path, timeout=120):
         start_migration(proxy, path)
         return
     assert proc.returncode == 0, out + err + proxy.log()[-3000:]
-
-
-def current(proxy):
-    code, cur = proxy.admin("GET", "/migrations/current", timeout=10)
-    return cur if code == 200 else {}
 
 
 def fleet_of(proxy_factory, cluster, dbname, upstream, n):
@@ -415,10 +410,10 @@ class ProgressSampler(threading.Thread):
     def run(self):
         while not self.stop_ev.is_set():
             try:
-                cur = current(self.proxy)  # {} when not answered with 200 (the admin's own timeout)
+                code, cur = self.proxy.admin("GET", "/migrations/current", timeout=10)
             except OSError:
-                cur = {}
-            if cur:
+                code = None
+            if code == 200:
                 self.seen.append((time.time(), cur.get("phase"), (cur.get("backfill") or {}).get("rows_done")))
             else:
                 self.unanswered += 1

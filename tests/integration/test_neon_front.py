@@ -11,7 +11,6 @@ standing in for Neon's proxy.
    cancel, the backend pid a client sees, a suspended compute, and a
    migration with a client whose pid is >= 2^31 connected while it is active.
 """
-import os
 import signal
 import socket
 import struct
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from conftest import (CANCEL_CODE, SSL_REQUEST, Proxy, assert_terminated_on_the_wire, pg_error_fields, pg_raw_session, pg_read_message, pg_read_until,
-                      pg_simple_query, pg_startup_packet, raise_nofile, run_pgtandem)
+                      pg_simple_query, pg_startup_packet, psql, raise_nofile, run_pgtandem)
 from neonfront import COMPUTE_DOWN_MSG, NO_ENDPOINT_MSG, TERMINATED_MSG, neon_uri
 from test_cutover_e2e import (_columns, admin_url, legacy_db, scalar, start_migration, version_options,  # noqa: F401
                               wait_until)
@@ -31,14 +30,6 @@ from test_cutover_e2e import (_columns, admin_url, legacy_db, scalar, start_migr
 HIGH = 1 << 31
 CONNECT_BOUND_S = 5.0
 CANCEL_BOUND_S = 3.0
-
-
-def psql(uri, sql, timeout=60):
-    env = dict(os.environ)
-    for k in ("PGCHANNELBINDING", "PGSSLMODE", "PGSSLROOTCERT", "PGPASSWORD", "PGOPTIONS", "PGHOSTADDR"):
-        env.pop(k, None)
-    return subprocess.run(["psql", uri, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def u32(pid):

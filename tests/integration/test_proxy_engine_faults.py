@@ -32,7 +32,8 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import TOP, Cluster, Proxy, child_processes, cluster_env, wait_log, _read_env, pg_raw_session, pg_simple_query, run_pgtandem
+from conftest import (TOP, Cluster, Proxy, child_processes, cluster_env, current, wait_log, _read_env, pg_raw_session,
+                      pg_simple_query, run_pgtandem)
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 MIGRATION = "0001_items_val_int"
@@ -240,12 +241,6 @@ def post_in_background(p, path, timeout=ANSWER):
         return result["ans"]
     answer.thread = th
     return answer
-
-
-def current(p, conn=None):
-    code, cur = (conn.request if conn else lambda m, path: call(p, m, path))("GET", "/migrations/current")
-    assert code in (200, 404), (code, cur)
-    return cur if code == 200 else {"phase": None, "error": cur}
 
 
 def wait_phase(p, phases, timeout, conn=None, what=None):

@@ -23,19 +23,12 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, tagged, wait_statement, DirectTarget, TOP, pg_error_fields, pg_read_message, pg_read_until,
-                      pg_startup_packet, relay_direct, write_users_file)
+from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, DirectTarget, TOP, pg_error_fields,
+                      pg_read_message, pg_read_until, pg_startup_packet, relay_direct, write_users_file)
 
-CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
+pytestmark = pytest.mark.usefixtures("built")
 NODE_DIR = os.path.join(TOP, "tests", "node")
 CANCEL_BOUND_S = 3.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    if not os.access(CLIENT, os.X_OK):
-        r = subprocess.run(["make", "-C", TOP, "clients"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def tls_uri(target):
@@ -59,7 +52,7 @@ def scram_relay(cluster, proxy_factory, tmp_path):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_libpq_backend_pid(relay, tls):
-    r = subprocess.run([CLIENT, "backend_pid", tls_uri(relay) if tls else relay.uri()],
+    r = subprocess.run([LIBPQ_CLIENT, "backend_pid", tls_uri(relay) if tls else relay.uri()],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr + relay.log()[-2000:]
     assert r.stdout.count("ok ") == 3, r.stdout

@@ -13,26 +13,19 @@ import time
 import pytest
 
 from conftest import (pg_login, pg_raw_session, relay_login, pg_read_message, pg_simple_query, pg_startup_packet,
-                      pg_error_fields, relay_direct)
-
-
-def psql(uri, sql, check=True, extra=()):
-    r = subprocess.run(["psql", uri, "-X", "-At", "-v", "ON_ERROR_STOP=1", *extra, "-c", sql],
-                       capture_output=True, text=True, timeout=120)
-    if check:
-        assert r.returncode == 0, "psql failed: %s" % r.stderr
-    return r
+                      pg_error_fields, psql, relay_direct)
 
 
 def test_psql_queries(relay):
     uri = relay.uri()
-    assert psql(uri, "SELECT 1 + 1").stdout.strip() == "2"
-    assert psql(uri, "SELECT current_user, current_database()").stdout.strip() == "app|appdb"
-    out = [l for l in psql(uri, "SELECT g, md5(g::text) FROM generate_series(1, 5000) g").stdout.split("\n") if l]
+    assert psql(uri, "SELECT 1 + 1", check=True).stdout.strip() == "2"
+    assert psql(uri, "SELECT current_user, current_database()", check=True).stdout.strip() == "app|appdb"
+    r = psql(uri, "SELECT g, md5(g::text) FROM generate_series(1, 5000) g", check=True)
+    out = [l for l in r.stdout.split("\n") if l]
     assert out == ["%d|%s" % (g, hashlib.md5(str(g).encode()).hexdigest()) for g in range(1, 5001)]
     # several statements in one simple Query, then a multi-row result
     r = psql(uri, "CREATE TEMP TABLE t (a int, b text); INSERT INTO t SELECT g, 'v' || g FROM "
-                  "generate_series(1, 100) g; SELECT count(*), sum(a) FROM t")
+                  "generate_series(1, 100) g; SELECT count(*), sum(a) FROM t", check=True)
     assert r.stdout.strip().split("\n")[-1] == "100|5050"
 
 

@@ -24,19 +24,14 @@ import time
 import psycopg
 import pytest
 
-from conftest import CANCEL_CODE, tagged, wait_statement, TOP, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem
+from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, TOP, pg_read_message, pg_read_until,
+                      pg_startup_packet, run_pgtandem)
 
-CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
+pytestmark = pytest.mark.usefixtures("built")
+
 DBD_PG_CLIENT = os.path.join(TOP, "tests", "clients", "dbd_pg_cancel.pl")
 IDLE_CANCELS = 200
 BOUND_S = 3.0  # the issue asks for "within a second"; generous for sanitizer builds
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    if not os.access(CLIENT, os.X_OK):
-        r = subprocess.run(["make", "-C", TOP, "clients"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
@@ -45,7 +40,7 @@ def test_libpq_cancel_pg_sleep(relay, cluster, tls):
         pytest.skip("TLS variant needs the proxy")
     uri = relay.uri(sslmode="verify-full", extra="channel_binding=disable&sslrootcert=" + cluster.ca) \
         if tls else relay.uri()
-    r = subprocess.run([CLIENT, "cancel", uri], capture_output=True, text=True, timeout=90)
+    r = subprocess.run([LIBPQ_CLIENT, "cancel", uri], capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr + relay.log()[-2000:]
     m = re.search(r"^elapsed ([\d.]+)$", r.stdout, re.M)
     assert m, r.stdout
@@ -123,8 +118,8 @@ def count_cancelled(stdout):
 
 
 def test_libpq_idle_cancel_never_hits_the_next_statement(relay):
-    r = subprocess.run([CLIENT, "cancel_idle", relay.uri(), str(IDLE_CANCELS)], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([LIBPQ_CLIENT, "cancel_idle", relay.uri(), str(IDLE_CANCELS)], capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr + relay.log()[-2000:]
     assert count_cancelled(r.stdout) == (0, IDLE_CANCELS), r.stdout
 

@@ -1,24 +1,16 @@
 """libpq through the relay (tests/clients/libpq_client.c): pipeline mode,
 NOTIFY, NoticeResponse, rows of 100 MB both ways."""
-import os
 import subprocess
 
 import pytest
 
-from conftest import TOP
+from conftest import LIBPQ_CLIENT
 
-CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    if not os.access(CLIENT, os.X_OK):
-        r = subprocess.run(["make", "-C", TOP, "clients"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
+pytestmark = pytest.mark.usefixtures("built")
 
 
 def run_client(*args, timeout=300):
-    r = subprocess.run([CLIENT, *args], capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run([LIBPQ_CLIENT, *args], capture_output=True, text=True, timeout=timeout)
     print(r.stdout)
     return r
 

@@ -8,27 +8,19 @@ record per buffer segment. Checked with libpq (tests/clients/libpq_client.c)
 on TLS and, as a control, in plain text; directly (PGT_RELAY_DIRECT=1) the
 same assertions hold against Postgres.
 """
-import os
 import subprocess
 
 import pytest
 
-from conftest import TOP
+from conftest import LIBPQ_CLIENT
 
-CLIENT = os.path.join(TOP, "build", "clients", "libpq_client")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built():
-    if not os.access(CLIENT, os.X_OK):
-        r = subprocess.run(["make", "-C", TOP, "clients"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
+pytestmark = pytest.mark.usefixtures("built")
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain"])
 def test_notifications_of_one_commit_in_one_read(relay, tls):
     uri = relay.uri(sslmode="require", extra="channel_binding=disable") if tls else relay.uri()
     for attempt in range(3):
-        r = subprocess.run([CLIENT, "notify_one_read", uri], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([LIBPQ_CLIENT, "notify_one_read", uri], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, "attempt %d: %s" % (attempt, r.stdout + r.stderr + relay.log()[-2000:])
         assert ("ssl on" if tls else "ssl off") in r.stdout, r.stdout

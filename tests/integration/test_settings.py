@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import run_pgtandem
+from conftest import current, run_pgtandem, wait_for
 from test_migrate_util import db, rows, sql  # noqa: F401
 
 BASE = """
@@ -56,22 +56,6 @@ def test_config_file_uses_the_same_words(tmp_path):
     assert 'setting "buffer_bytes": \'1e300\' is not an integer from 4096 to 67108864' in flag.stderr, flag.stderr
 
 
-def wait_for(pred, timeout=60.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def current(proxy):
-    code, body = proxy.admin("GET", "/migrations/current")
-    return body if code == 200 else None
-
-
 MIGRATION = {"name": "gadgets_rename", "parent": None,
              "operations": [{"rename_column": {"table": "gadgets", "from": "label", "to": "title", "copy": True}}],
              "backfill": {"batch_rows": 200, "max_rows": 200, "max_rows_per_sec": 2000}}
@@ -95,18 +79,18 @@ def test_throttle_is_validated_and_survives_a_restart(db, proxy_factory):
     assert code == 200 and settings["paused"] is True and settings["max_app_p99_ms"] == 40, settings
     cur = wait_for(lambda: (lambda c: c if c and c["phase"] == "backfilling"
                             and c["backfill"]["throttle"] == "paused by operator" else None)(current(proxy)),
-                   what="a paused backfill")
+                   timeout=60, what="a paused backfill")
     assert cur["backfill"]["settings"]["max_rows_per_sec"] == 2000, cur
     # the settings live with the migration's state: a proxy killed and started
     # again (or another one) continues with them
     saved = wait_for(lambda: sql(db, "SELECT throttle::text FROM pgtandem.migrations WHERE name = 'gadgets_rename'")
-                     [0][0], what="saved throttle")
+                     [0][0], timeout=60, what="saved throttle")
     assert json.loads(saved)["paused"] is True, saved
     proxy.proc.send_signal(signal.SIGKILL)
     proxy.proc.wait()
     again = proxy_factory(extra_args=["--engine-db", db])
     cur = wait_for(lambda: (lambda c: c if c and c["phase"] == "backfilling" else None)(current(again)),
-                   what="the restarted proxy to follow the migration")
+                   timeout=60, what="the restarted proxy to follow the migration")
     assert cur["backfill"]["settings"]["paused"] is True, cur
     assert cur["backfill"]["settings"]["max_app_p99_ms"] == 40, cur
     assert cur["backfill"]["settings"]["max_rows_per_sec"] == 2000, cur
@@ -143,7 +127,7 @@ def test_a_migration_started_again_after_a_rollback_starts_with_its_own_throttle
                     or [[None]])[0][0]
         except psycopg.errors.UndefinedTable:
             return None
-    wait_for(lambda: saved_pause() == "true", what="the pause saved with the migration")
+    wait_for(lambda: saved_pause() == "true", timeout=60, what="the pause saved with the migration")
     code, body = proxy.admin("POST", "/migrations/current/rollback")
     assert code == 200, body
     code, body = proxy.admin("POST", "/migrations", json.dumps(MIGRATION))
@@ -151,7 +135,7 @@ def test_a_migration_started_again_after_a_rollback_starts_with_its_own_throttle
     again = proxy_factory(extra_args=["--engine-db", db])  # one that learns the throttle from the row
     for p in (proxy, again):
         cur = wait_for(lambda: (lambda c: c if c and c["phase"] in ("backfilling", "active") else None)(current(p)),
-                       what="the new run")
+                       timeout=60, what="the new run")
         assert cur["backfill"]["settings"]["paused"] is False, (p is again, saved_pause(), cur["backfill"])
         assert cur["backfill"]["settings"]["max_app_p99_ms"] in (0, None), cur
     assert saved_pause() != "true"

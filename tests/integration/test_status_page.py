@@ -28,10 +28,9 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import TOP, free_port, wait_for
+from conftest import TOP, current, free_port, wait_for
 from test_admin_security import raw_request
-from test_cutover_e2e import (NAME, current, legacy_db, throttled_migration, version_options,  # noqa: F401
-                              wait_until)
+from test_cutover_e2e import NAME, legacy_db, throttled_migration, version_options, wait_until  # noqa: F401
 
 try:
     import websocket  # Debian: python3-websocket
