@@ -78,8 +78,10 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
         publish_cancel(w, e.conn);
         if (engine_stopped(&e))
             rc = ENGINE_FAILED, snprintf(err, errlen, "stopped");
-        else if (w->job == ENGINE_JOB_EXPAND)
+        else if (w->job == ENGINE_JOB_EXPAND && w->body)
             rc = expand_from_body(w, &e, err, errlen);
+        else if (w->job == ENGINE_JOB_EXPAND) /* an expand its engine left: undone and redone */
+            rc = engine_resume(&e, err, errlen);
         else if (w->job == ENGINE_JOB_ROLLBACK)
             rc = engine_rollback(&e, err, errlen);
         else if (w->job == ENGINE_JOB_CHECK) {

@@ -22,7 +22,9 @@ struct event_base;
 struct event;
 
 enum engine_job {
-    ENGINE_JOB_EXPAND,   /* parse body, validate, expand; the backfill stays for the loop */
+    ENGINE_JOB_EXPAND,   /* parse body, validate, expand; the backfill stays for the loop. With no
+                          * body, the expand in the table ("expanding", its engine gone) is
+                          * undone and redone, as `migrate resume` does */
     ENGINE_JOB_FINISH,   /* resume: the backfill is done; run the validations, status active */
     ENGINE_JOB_DIAGNOSE, /* resume for one batch: a failing batch names its row */
     ENGINE_JOB_CHECK,    /* the checks that precede the cutover, traffic flowing */
@@ -55,8 +57,8 @@ struct engine_worker {
 
 PGT_MUSTCHECK int engine_worker_init(struct engine_worker *w, struct event_base *base);
 /* Starts job on its own connection to db_uri; body is the migration
- * (EXPAND only). Returns -1 (why set) when it cannot start; done is not
- * called then. */
+ * (EXPAND only; NULL: redo the one in the table). Returns -1 (why set)
+ * when it cannot start; done is not called then. */
 PGT_MUSTCHECK int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *db_uri,
                                     const char *body, size_t len, engine_worker_done_fn done, void *ctx);
 int engine_worker_running(const struct engine_worker *w);

@@ -11,8 +11,8 @@
  * learns what happened to a migration while it was away. Every proxy of a
  * fleet follows it (fleet.h): a migration started or changed elsewhere is
  * loaded from the table whenever this proxy is not working on it itself;
- * the backfill is done by whoever holds the engine lock, and a follower
- * takes it over when that one stops. */
+ * the expand and the backfill are done by whoever holds the engine lock,
+ * and a follower takes them over when that one stops. */
 #include "online_migration.h"
 
 #include <assert.h>
@@ -911,6 +911,7 @@ static void load_checkpoints(struct migration_runner *r)
 }
 
 static void take_engine_lock(struct migration_runner *r);
+static void redo_expand(struct migration_runner *r);
 
 static void on_lock(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
@@ -935,11 +936,17 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
     }
     r->lock_tries = 0;
     r->holds_lock = 1;
-    if (r->following)
-        log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
+    int took_over = r->following;
     r->following = 0;
     r->follow_since_ms = 0;
     r->takeover_at_once = 0;
+    if (r->phase == RP_EXPANDING) { /* the engine that expanded is gone (kill -9 while it waited on a lock) */
+        log_info("migration %s: no engine is expanding it any more; this proxy redoes the expand", r->name);
+        release_lock_then(r, redo_expand);
+        return;
+    }
+    if (took_over)
+        log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
     load_checkpoints(r);
 }
 
@@ -988,8 +995,8 @@ static int parse_state(struct migration_runner *r, PGresult *res)
     return 0;
 }
 
-/* A follower takes the backfill over only once it has seen it run
- * elsewhere for two leases: the engine that expanded takes the lock
+/* A follower takes the expand or the backfill over only once it has seen
+ * it run elsewhere for two leases: the engine that expanded takes the lock
  * within milliseconds, and must not lose it to a follower. */
 static int takeover_due(struct migration_runner *r)
 {
@@ -1033,7 +1040,12 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
         snprintf(r->error, sizeof r->error, "%s", PQgetisnull(res, 0, 4) ? "failed" : PQgetvalue(res, 0, 4));
         enter_phase(r, RP_FAILED);
     } else if (!strcmp(status, "expanding") && r->following) {
-        enter_phase(r, RP_EXPANDING); /* another engine expands; its next status comes by notification */
+        /* another engine expands; its next status comes by notification.
+         * It holds the engine lock until then: a lock that is free means
+         * that engine is gone, and the expand is this proxy's to redo. */
+        enter_phase(r, RP_EXPANDING);
+        if (takeover_due(r))
+            take_engine_lock(r);
     } else if (!strcmp(status, "expanding")) {
         fail(r, "the expand of %s did not finish (its process was interrupted); start it again or roll it back",
              r->name);
@@ -1079,6 +1091,31 @@ static void run_expand(struct migration_runner *r)
     free((char *)r->expand_body);
     r->expand_body = NULL;
     if (rc != 0)
+        fail(r, "%s", r->worker.why);
+}
+
+/* The expand is this proxy's unless another engine took the lock first,
+ * or the migration ended meanwhile (the resume found none in progress):
+ * then the table says what happens, and this proxy follows it. */
+static void after_redo_expand(void *ctx, int code, const char *why)
+{
+    struct migration_runner *r = ctx;
+    if (code != 0 && !r->rollback_w.fn && (code == ENGINE_INVALID || strstr(why, ENGINE_LOCK_HELD_MSG))) {
+        log_info("migration %s: the expand is not redone here (%s); following it", r->name, why);
+        r->following = 1;
+        r->table_status[0] = '\0';
+        load_state(r);
+        return;
+    }
+    after_expand(ctx, code, why);
+}
+
+/* The expand an engine left in the table when it died, undone and redone
+ * as `migrate resume` does; a rollback asked for meanwhile stops it. */
+static void redo_expand(struct migration_runner *r)
+{
+    give_slot_to_step(r);
+    if (engine_worker_run(&r->worker, ENGINE_JOB_EXPAND, r->engine_db, NULL, 0, after_redo_expand, r) != 0)
         fail(r, "%s", r->worker.why);
 }
 
@@ -2133,8 +2170,9 @@ static int working_locally(const struct migration_runner *r)
 }
 
 /* The fleet saw the most recent migration change (a notification or the
- * heartbeat's poll). A follower in the backfill tries the engine lock each
- * time, so the backfill continues when the engine doing it is gone. */
+ * heartbeat's poll). A follower in the expand or the backfill tries the
+ * engine lock each time, so the step goes on when the engine doing it is
+ * gone. */
 static void on_fleet_migration(void *ctx, const char *name, const char *status)
 {
     struct migration_runner *r = ctx;
@@ -2145,7 +2183,8 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
      * proxy's own work (a batch, the expand) the table still says what it
      * said before: reloading would run the failing batch again and hide the
      * error from whoever reads the status. */
-    if (same && strcmp(status, r->table_status) == 0 && !(r->phase == RP_BACKFILLING && r->following))
+    if (same && strcmp(status, r->table_status) == 0 &&
+        !((r->phase == RP_BACKFILLING || r->phase == RP_EXPANDING) && r->following))
         return;
     if (!same) {
         reset_migration(r);
