@@ -19,8 +19,8 @@ import signal
 import psycopg
 import pytest
 
-from conftest import wait_for
-from test_faults_engine import Env, current, items_migration, post_in_background, start, wait_phase
+from conftest import current, wait_for
+from test_proxy_engine_faults import Env, items_migration, post_in_background, start, wait_phase
 
 WAIT = 20.0     # a state to be reached, a log line to appear
 ACTIVE = 60.0   # the redone expand, the backfill of 2000 rows and the validations
