@@ -64,7 +64,13 @@ def shape(e):
 
 
 def status_row(e):
-    row = e.state_row()
+    """The migration's status in the database; None until the proxy has
+    created its state table (it does so when it takes the request, which a
+    busy machine may not have reached yet)."""
+    try:
+        row = e.state_row()
+    except psycopg.errors.UndefinedTable:
+        return None
     return row[0] if row else None
 
 
