@@ -5,6 +5,7 @@
  * order; this file looks it up, then adds what the migration as a whole
  * needs: the version schema (the new shape) and the old shape's schema,
  * each with a view per table whose columns change. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 #include "ops/op.h"

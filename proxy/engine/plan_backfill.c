@@ -1,6 +1,7 @@
 /* The pieces of each backfill batch: per table, the SET list, the predicate
  * of rows that still need it, and for verify the rows whose shapes
  * disagree. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

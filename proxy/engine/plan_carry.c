@@ -4,6 +4,7 @@
  * are carried to it the way an offline ALTER TABLE takes them along
  * (migration_plan.h, "Take the second column"); what cannot follow is
  * refused first (plan_uncarried.c). */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* A constraint of the new shape that complete validates before its
  * cutover, with traffic flowing (struct mig_check): alter_column's
  * "check". */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

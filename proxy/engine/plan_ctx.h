@@ -5,7 +5,14 @@
 #ifndef PGTANDEM_PLAN_CTX_H
 #define PGTANDEM_PLAN_CTX_H
 
-#include "migration_plan.h"
+#include "migration.h"
+#include "migration_catalog.h"
+#include "migration_sql.h"
+
+/* The plan being filled (migration_plan.h, which each file using this one
+ * includes first: this header does not, so that the plan's public header
+ * and its internal one do not include each other). */
+struct mig_plan;
 
 struct vcol {
     const char *schema, *table;   /* owned by the migration */

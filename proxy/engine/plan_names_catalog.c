@@ -2,6 +2,7 @@
  * operations[i], and the catalog as the migration's earlier operations
  * leave it: an operation validates against and builds on the columns they
  * add and the tables they create or rename, not only on the snapshot. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdarg.h>

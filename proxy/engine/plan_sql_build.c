@@ -1,6 +1,7 @@
 /* Small SQL builders the operations share. Identifiers are always quoted
  * through migration_sql; `default`, `check` and `where` are SQL expressions
  * written by the migration's author and are embedded as code. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

@@ -4,6 +4,7 @@
  * the other shape's column from the operation's `up` or `down` when
  * direction_runs says so. The backfill's session is skipped by the WHEN
  * clause. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 #include "sql_fragment.h"
 

@@ -2,6 +2,7 @@
  * a second column (or is dropped) must follow it the way an offline ALTER
  * TABLE takes it along, or the operation is refused, naming the object,
  * why, and what to do instead. */
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <string.h>

@@ -12,6 +12,7 @@
  * the backfill on the rows written before expand. The rollback drops the
  * column. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 #include "sql_fragment.h"
 

@@ -26,6 +26,7 @@
  * column the column's name and creates the views again; the rollback drops
  * the second column. Key columns are refused. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 

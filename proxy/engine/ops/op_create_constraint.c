@@ -6,6 +6,7 @@
  * validated after the backfill (SHARE UPDATE EXCLUSIVE: reads and writes
  * go on). The rollback drops it. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

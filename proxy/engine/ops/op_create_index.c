@@ -7,6 +7,7 @@
  * CONCURRENTLY. On a partitioned table, which Postgres cannot index
  * CONCURRENTLY, it is refused before any DDL. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 

@@ -4,6 +4,7 @@
  * build on it (remember_table). The contract has nothing to do; the
  * rollback drops it. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 static int plan_create_table(struct plan_ctx *c, const struct mig_op *op)

@@ -9,6 +9,7 @@
  * CASCADE (a view, a foreign key of another table, a policy, a generated
  * column ...) is refused before any DDL, and so is a key column. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

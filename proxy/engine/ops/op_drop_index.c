@@ -9,6 +9,7 @@
  * one a foreign key looks rows up through, a partitioned table's index
  * (never dropped CONCURRENTLY) and a partition's index attached to one. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

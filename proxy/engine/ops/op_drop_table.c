@@ -5,6 +5,7 @@
  * operation of the migration takes the key away (drops its table, or one
  * of its columns). */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

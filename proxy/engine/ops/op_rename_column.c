@@ -21,6 +21,7 @@
  * old name, so that the rename after makes Postgres write `new AS old` as
  * an offline rename does. The rollback drops the second column. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

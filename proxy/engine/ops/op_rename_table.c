@@ -4,6 +4,7 @@
  * drops it and gives the table its old name back. Later operations of the
  * migration address the table by its new name (remember_table). */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>

@@ -2,6 +2,7 @@
  * expand (and its "down" in the rollback), with "on": "complete" inside the
  * contract's transaction. */
 #include "op.h"
+#include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <string.h>
