@@ -15,10 +15,19 @@ static const char *COLUMNS_SQL =
     "       (SELECT json_agg(x.privilege_type || chr(9) ||"
     "               CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END || chr(9) ||"
     "               CASE WHEN x.is_grantable THEN 't' ELSE 'f' END ORDER BY 1)"
-    "          FROM aclexplode(a.attacl) x)::text, a.attidentity::text, a.attgenerated::text"
+    "          FROM aclexplode(a.attacl) x)::text, a.attidentity::text, a.attgenerated::text,"
+    "       sq.seqrelid::regclass::text, format_type(sq.seqtypid, NULL),"
+    "       'START WITH ' || sq.seqstart || ' INCREMENT BY ' || sq.seqincrement"
+    "       || CASE WHEN sq.seqmin = 1 THEN '' ELSE ' MINVALUE ' || sq.seqmin END"
+    "       || CASE WHEN sq.seqmax IN (32767, 2147483647, 9223372036854775807) THEN ''"
+    "               ELSE ' MAXVALUE ' || sq.seqmax END"
+    "       || ' CACHE ' || sq.seqcache || CASE WHEN sq.seqcycle THEN ' CYCLE' ELSE '' END,"
+    "       sq.seqincrement < 0"
     "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     "  JOIN pg_attribute a ON a.attrelid = c.oid"
     "  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    "  LEFT JOIN pg_sequence sq ON sq.seqrelid = pg_get_serial_sequence("
+    "       quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname)::regclass"
     " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','p')"
     "   AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
@@ -221,6 +230,10 @@ static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         parse_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
         c->identity = PQgetvalue(r, i, 7)[0];
         c->generated = PQgetvalue(r, i, 8)[0];
+        c->sequence = dup_or_null(r, i, 9);
+        c->sequence_type = dup_or_null(r, i, 10);
+        c->sequence_options = dup_or_null(r, i, 11);
+        c->sequence_descending = PQgetvalue(r, i, 12)[0] == 't';
     }
     PQclear(r);
     return 0;
@@ -525,7 +538,8 @@ static void free_table(struct mig_cat_table *t)
 {
     for (size_t i = 0; i < t->ncols; i++) {
         free(t->cols[i].name); free(t->cols[i].type); free(t->cols[i].default_expr);
-        free(t->cols[i].comment);
+        free(t->cols[i].comment); free(t->cols[i].sequence); free(t->cols[i].sequence_type);
+        free(t->cols[i].sequence_options);
         for (size_t k = 0; k < t->cols[i].ngrants; k++)
             free(t->cols[i].grants[k]);
         free(t->cols[i].grants);

@@ -23,6 +23,13 @@ struct mig_cat_column {
     size_t ngrants;
     char identity;       /* attidentity: 'a' (ALWAYS), 'd' (BY DEFAULT), 0: not an identity column */
     char generated;      /* attgenerated: 's' (STORED), 0: not a generated column */
+    /* The sequence the column owns (serial) or its identity's, regclass
+     * text, with its type and, for an identity re-created on a second
+     * column, its options as ALTER ... ADD GENERATED takes them (minimum
+     * and maximum only when they are not the type's defaults, so a wider
+     * type gets its own). NULL when there is none. */
+    char *sequence, *sequence_type, *sequence_options;
+    int sequence_descending;
 };
 
 /* Something in the database that depends on one column of the table

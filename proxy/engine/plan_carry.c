@@ -6,6 +6,8 @@
  * refused first (plan_uncarried.c). */
 #include "migration_plan.h"
 #include "plan_ctx.h"
+#include "migration_dependents.h"
+#include "ops/op.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,7 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             mig_str_qname(&s, op->schema, table);
             mig_str_add(&s, " ADD CONSTRAINT ");
             mig_str_ident(&s, ix->constraint);
-            mig_str_add(&s, " UNIQUE USING INDEX ");
+            mig_str_add(&s, ix->primary ? " PRIMARY KEY USING INDEX " : " UNIQUE USING INDEX ");
             mig_str_ident(&s, tmp);
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
         } else {
@@ -151,6 +153,41 @@ static int carry_views(struct plan_ctx *c, const struct mig_op *op, const char *
     return 0;
 }
 
+/* regclass text (quoted by Postgres, schema-qualified when the schema is
+ * not on the search path) names schema.table. */
+static int regclass_is(const char *reg, const char *schema, const char *table)
+{
+    /* Postgres quotes only names that need it; either spelling matches. */
+    char *qs = mig_quote_ident(schema), *qt = mig_quote_ident(table);
+    const char *schemas[2] = {schema, qs}, *tables[2] = {table, qt};
+    int same = 0;
+    for (int i = 0; i < 2 && !same; i++)
+        for (int k = 0; k < 2 && !same; k++) {
+            size_t n = schemas[i] ? strlen(schemas[i]) : 0;
+            same = tables[k] && (!strcmp(reg, tables[k]) ||
+                                 (n && !strncmp(reg, schemas[i], n) && reg[n] == '.' && !strcmp(reg + n + 1, tables[k])));
+        }
+    free(qs);
+    free(qt);
+    return same;
+}
+
+/* The column of the table reg (regclass text) that an alter_column of this
+ * migration gives a second column, written into shadow; 0 when none does.
+ * Foreign keys between two such columns join the two second columns. */
+static int second_column_of(const struct plan_ctx *c, const char *reg, const char *col, char *shadow, size_t n)
+{
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_ALTER_COLUMN && !strcmp(o->column, col) && regclass_is(reg, o->schema, o->table) &&
+            !alter_in_place(c, o)) {
+            mig_shadow_name(shadow, n, col);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES
  * target (target_col), with f's actions, NOT VALID. owner and target come
  * quoted: one is the table, the other regclass output (Postgres quoted
@@ -178,8 +215,14 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nfk; i++) {
         const struct mig_cat_fkey *f = &t->fk[i];
+        char ref_shadow[80];
         if (strcmp(f->column, from) != 0)
             continue;
+        if (second_column_of(c, f->ref_table, f->ref_column, ref_shadow, sizeof ref_shadow)) {
+            carried(c, op, "foreign key \"%s\": joins \"%s\" to the referenced key's second column, with it",
+                    f->name, to);
+            continue;
+        }
         char tmp[80];
         object_name(tmp, sizeof tmp, "fk", op, (int)i, c->m->name);
         carried(c, op, "foreign key \"%s\": added NOT VALID on \"%s\" at expand, validated after the backfill, "
@@ -205,19 +248,23 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
         const struct mig_cat_fkey *f = &t->in_fk[i];
         if (strcmp(f->column, from) != 0)
             continue;
-        char tmp[80];
+        char tmp[80], referencing[80];
         object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
+        if (!second_column_of(c, f->ref_table, f->ref_column, referencing, sizeof referencing))
+            snprintf(referencing, sizeof referencing, "%s", f->ref_column);
         carried(c, op, "foreign key \"%s\" pointing at the column: re-pointed at \"%s\" after the backfill "
                 "(NOT VALID, then validated), renamed at contract", f->name, to);
         char *target = mig_quote_qname(op->schema, table);
         mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
-                      foreign_key_sql(f->ref_table, tmp, f->ref_column, target, to, f));
+                      foreign_key_sql(f->ref_table, tmp, referencing, target, to, f));
         free(target);
         struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
         mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
         mig_str_ident(&v, tmp);
         mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&v));
-        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT ", f->ref_table);
+        /* IF EXISTS: an earlier operation's contract may have dropped the
+         * referencing column, and its key with it. */
+        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS ", f->ref_table);
         mig_str_ident(&d, f->name);
         mig_steps_add(contract_before_drop, op->index, MIG_STEP_TXN, mig_str_take(&d));
         mig_str_addf(&r, "ALTER TABLE %s RENAME CONSTRAINT ", f->ref_table);
@@ -286,6 +333,98 @@ static void copy_column_properties(struct plan_ctx *c, const struct mig_op *op, 
     }
 }
 
+/* Bytes of an integer type a sequence can have, 0 for any other type. */
+static int integer_width(const char *type)
+{
+    if (!type)
+        return 0;
+    if (!strcmp(type, "smallint") || !strcmp(type, "int2"))
+        return 2;
+    if (!strcmp(type, "integer") || !strcmp(type, "int") || !strcmp(type, "int4"))
+        return 4;
+    if (!strcmp(type, "bigint") || !strcmp(type, "int8"))
+        return 8;
+    return 0;
+}
+
+static void add_sequence_sql(struct mig_steps *l, const struct mig_op *op, const char *fmt, const char *seq,
+                             const char *a)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, fmt, seq, a);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+/* The column's sequence goes to the second column, the way an offline
+ * ALTER COLUMN ... TYPE keeps it, and a key that was running out of room
+ * gets it: until the contract the sequence keeps the old type's bounds, so
+ * it never hands the old release a value its column cannot hold; the
+ * contract widens it with the column.
+ *  - serial (a sequence the column owns, and its default, which the second
+ *    column took at expand): before the original is dropped the sequence is
+ *    owned by the second column, and AS the new type when that is wider
+ *    (an offline ALTER COLUMN leaves a serial's sequence AS integer: inserts
+ *    stop at 2,147,483,647 although the column could go on).
+ *  - identity: Postgres drops an identity's sequence with its column, so the
+ *    second column draws from it by a default until the contract, which
+ *    keeps the sequence's position in a transaction-local setting, drops
+ *    the original, makes the second column the identity under the same
+ *    sequence name with the same options, and sets the position back. */
+static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const char *table,
+                          const struct mig_cat_column *oc, const char *to, const char *type,
+                          struct mig_steps *before_drop)
+{
+    if (!oc || !oc->sequence)
+        return 0;
+    int old_w = integer_width(oc->sequence_type), new_w = integer_width(type);
+    struct mig_str lit = {0}, col = {0};
+    mig_str_literal(&lit, oc->sequence);
+    mig_str_qname(&col, op->schema, table);
+    mig_str_add(&col, ".");
+    mig_str_ident(&col, to);
+    char *seq_lit = mig_str_take(&lit), *owner = mig_str_take(&col);
+    int rc = 0;
+    if (!oc->identity) {
+        add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s OWNED BY %s", oc->sequence, owner);
+        if (old_w && new_w > old_w)
+            add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s AS %s", oc->sequence, type);
+        carried(c, op, old_w && new_w > old_w ? "sequence %s: owned by \"%s\" at contract, and made as wide "
+                "as its new type" : "sequence %s: owned by \"%s\" at contract", oc->sequence, to);
+    } else if (!new_w) {
+        rc = op_error(c, op, "column \"%s\" is an identity column; its new type %s cannot hold one (smallint, "
+                      "integer or bigint)", oc->name, type);
+    } else {
+        char setting[64];
+        snprintf(setting, sizeof setting, "pgtandem.identity_%d", op->index);
+        struct mig_str d = {0};
+        mig_str_addf(&d, "nextval(%s::regclass)", seq_lit);
+        char *dflt = mig_str_take(&d);
+        add_set_default(&c->p->expand, op, table, to, dflt);
+        free(dflt);
+        struct mig_str k = {0};
+        mig_str_addf(&k, "SELECT set_config('%s', (SELECT last_value || ',' || is_called FROM %s), true)",
+                     setting, oc->sequence);
+        mig_steps_add(before_drop, op->index, MIG_STEP_TXN, mig_str_take(&k));
+        add_alter(before_drop, op, table, "ALTER COLUMN", to, " DROP DEFAULT");
+        struct mig_str g = {0};
+        mig_str_addf(&g, " ADD GENERATED %s AS IDENTITY (SEQUENCE NAME %s %s)",
+                     oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT", oc->sequence,
+                     oc->sequence_options ? oc->sequence_options : "");
+        char *tail = mig_str_take(&g);
+        add_alter(&c->p->contract, op, table, "ALTER COLUMN", to, tail ? tail : "");
+        free(tail);
+        struct mig_str v = {0};
+        mig_str_addf(&v, "SELECT setval(%s::regclass, split_part(current_setting('%s'), ',', 1)::bigint, "
+                     "split_part(current_setting('%s'), ',', 2)::boolean)", seq_lit, setting, setting);
+        mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&v));
+        carried(c, op, "identity (sequence %s): \"%s\" draws from it by a default until the contract, which "
+                "makes it the identity under the same sequence, at the same position", oc->sequence, to);
+    }
+    free(seq_lit);
+    free(owner);
+    return rc;
+}
+
 /* Shared by rename_column and alter_column: a real second column kept in sync
  * by a trigger, filled by the backfill, with the old column's indexes, foreign
  * keys, NOT NULL, default and comment copied over. */
@@ -352,6 +491,11 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
         copy_rehearsed(c, op, sp->table, sp->from, sp->to);
         copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
         copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
+        if (carry_sequence(c, op, sp->table, oc, sp->to, type, &contract) != 0) {
+            mig_steps_free(&c->p->contract);
+            c->p->contract = contract;
+            return -1;
+        }
     }
     *deferred = c->p->contract;
     c->p->contract = contract;

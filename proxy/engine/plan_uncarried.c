@@ -20,6 +20,10 @@ static const struct mig_cat_index *index_of_constraint(const struct mig_cat_tabl
 static const char *uncarried_reason(const struct mig_cat_table *t, const struct mig_cat_dep *d)
 {
     const struct mig_cat_index *ix;
+    const struct mig_cat_column *oc = mig_catalog_column(t, d->column);
+    /* The column's own sequence (serial) moves with it (plan_carry.c). */
+    if (d->kind == MIG_DEP_OTHER && oc && oc->sequence && !strncmp(d->describe, "sequence ", 9))
+        return NULL;
     if (d->refusal)
         return d->refusal;
     if (d->carry)
@@ -39,10 +43,10 @@ static const char *uncarried_reason(const struct mig_cat_table *t, const struct 
     case MIG_DEP_CONSTRAINT:
         if (d->contype == 'f')
             return NULL;   /* single-column keys are moved; others are refused by the caller */
-        ix = d->contype == 'u' ? index_of_constraint(t, d->name) : NULL;
+        ix = d->contype == 'u' || d->contype == 'p' ? index_of_constraint(t, d->name) : NULL;
         if (ix && ix->simple)
             return NULL;
-        return "pgtandem does not re-create CHECK, EXCLUDE or such UNIQUE constraints on the new column; drop "
+        return "pgtandem does not re-create CHECK, EXCLUDE or such UNIQUE or PRIMARY KEY constraints on the new column; drop "
                "it in an earlier migration and add it again with create_constraint after this one completes";
     case MIG_DEP_OTHER:
         return "pgtandem does not move triggers, policies, extended statistics, sequences or generated "
@@ -76,19 +80,19 @@ static int fkey_carried(const struct mig_cat_table *t, const char *name)
     return 0;
 }
 
-/* The second column is a plain column: an identity column would lose its
- * sequence and a generated column its expression (an offline ALTER COLUMN
- * ... TYPE keeps both, rewriting the table under an ACCESS EXCLUSIVE lock). */
+/* The second column is a plain column until the contract: an identity
+ * moves to it there (plan_carry.c) from a sequence counting upwards; a
+ * generated column would lose its expression (an offline ALTER COLUMN ...
+ * TYPE keeps it, rewriting the table under an ACCESS EXCLUSIVE lock). */
 static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op *op, const char *table,
                                         const char *col)
 {
     const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, table), col);
-    if (oc && oc->identity)
-        return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column (GENERATED %s AS IDENTITY), "
-                        "which a second column cannot carry (it would end as a plain column without its "
-                        "sequence); keep its type, or add a new column with add_column, fill it, and drop this "
-                        "one in a later migration", col, op->schema, table,
-                        oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT");
+    if (oc && oc->identity && (!oc->sequence || oc->sequence_descending))
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column (GENERATED %s AS IDENTITY) "
+                        "whose sequence counts downwards, which pgtandem does not move to a second column; "
+                        "keep its type, or add a new column with add_column, fill it, and drop this one in a "
+                        "later migration", col, op->schema, table, oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT");
     if (oc && oc->generated)
         return op_error(c, op, "column \"%s\" of \"%s.%s\" is a generated column (GENERATED ALWAYS AS (%s) "
                         "STORED), which a second column cannot carry (the dual-write trigger cannot write it); "

@@ -87,9 +87,6 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         return plan_in_place(c, op);
     if (require_key(c, op, op->table))
         return -1;
-    if (key_uses(c, op, op->table, op->column))
-        return op_error(c, op, "\"%s\" is part of the key of \"%s\"; altering key columns online is "
-                        "not supported", op->column, op->table);
     char shadow[80];
     mig_shadow_name(shadow, sizeof shadow, op->column);
     if (require_no_column(c, op, op->table, shadow))
