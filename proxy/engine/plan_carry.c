@@ -392,7 +392,8 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
                 "as its new type" : "sequence %s: owned by \"%s\" at contract", oc->sequence, to);
     } else if (!new_w) {
         rc = op_error(c, op, "column \"%s\" is an identity column; its new type %s cannot hold one (smallint, "
-                      "integer or bigint)", oc->name, type);
+                      "integer or bigint): keep an integer type, or add a new column with add_column, fill it, "
+                      "and drop this one in a later migration", oc->name, type);
     } else {
         char setting[64];
         snprintf(setting, sizeof setting, "pgtandem.identity_%d", op->index);

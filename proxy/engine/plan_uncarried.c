@@ -90,9 +90,10 @@ static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op 
     const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, table), col);
     if (oc && oc->identity && (!oc->sequence || oc->sequence_descending))
         return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column (GENERATED %s AS IDENTITY) "
-                        "whose sequence counts downwards, which pgtandem does not move to a second column; "
-                        "keep its type, or add a new column with add_column, fill it, and drop this one in a "
-                        "later migration", col, op->schema, table, oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT");
+                        "whose sequence %s, which pgtandem does not move to a second column; keep its type, or "
+                        "add a new column with add_column, fill it, and drop this one in a later migration", col,
+                        op->schema, table, oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT",
+                        oc->sequence ? "counts downwards" : "was not found");
     if (oc && oc->generated)
         return op_error(c, op, "column \"%s\" of \"%s.%s\" is a generated column (GENERATED ALWAYS AS (%s) "
                         "STORED), which a second column cannot carry (the dual-write trigger cannot write it); "

@@ -467,6 +467,67 @@ CASES_MORE = {
 }
 CASES.update(CASES_MORE)
 
+# Key columns running out of room: int -> bigint of a primary key with the
+# foreign keys pointing at it. The offline twin widens the serial's sequence
+# too (an offline ALTER COLUMN leaves it AS integer; pgtandem widens it with
+# the column so inserts go on past 2,147,483,647).
+MEMBERS = ("CREATE TABLE members (id {key} PRIMARY KEY, name text);"
+           "CREATE TABLE member_orders (id bigserial PRIMARY KEY, member_id integer NOT NULL REFERENCES members (id),"
+           " amount int);"
+           "CREATE INDEX member_orders_member ON member_orders (member_id);"
+           "CREATE TABLE member_notes (id serial PRIMARY KEY, member_id integer REFERENCES members (id) ON DELETE CASCADE,"
+           " note text);"
+           "INSERT INTO members {overriding} SELECT g, 'm' || g FROM generate_series(1, 200) g;"
+           "SELECT setval(pg_get_serial_sequence('members', 'id'), 200);"
+           "INSERT INTO member_orders (member_id, amount) SELECT g % 200 + 1, g FROM generate_series(1, 600) g;"
+           "INSERT INTO member_notes (member_id, note) SELECT g, 'n' || g FROM generate_series(1, 200, 3) g;")
+MEMBER_TABLES = ("members", "member_orders", "member_notes")
+WIDEN_MEMBERS = {"alter_column": {"table": "members", "column": "id", "type": "bigint",
+                                  "up": "id::bigint", "down": "id::int"}}
+WIDEN_MEMBER_ORDERS = {"alter_column": {"table": "member_orders", "column": "member_id", "type": "bigint",
+                                        "up": "member_id::bigint", "down": "member_id::int"}}
+MEMBERS_OLD = ["INSERT INTO members (id, name) {overriding} VALUES (1000 + {{i}}, 'old {{i}}')",
+               "INSERT INTO member_orders (id, member_id, amount) VALUES (10000 + {{i}}, 1000 + {{i}}, {{i}})",
+               "UPDATE members SET name = 'old update {{i}}' WHERE id = {{i}} + 1",
+               "UPDATE member_orders SET member_id = {{i}} + 1 WHERE id = {{i}} + 1",
+               "INSERT INTO member_notes (id, member_id, note) VALUES (1000 + {{i}}, 1000 + {{i}}, 'old')"]
+MEMBERS_NEW = ["INSERT INTO members (id, name) {overriding} VALUES (2000 + {{i}}, 'new {{i}}')",
+               "INSERT INTO member_orders (id, member_id, amount) VALUES (20000 + {{i}}, 2000 + {{i}}, -{{i}})",
+               "UPDATE members SET name = 'new update {{i}}' WHERE id = {{i}} + 100",
+               "UPDATE member_orders SET member_id = {{i}} + 100 WHERE id = {{i}} + 100"]
+
+
+def members_case(key="serial", overriding="", ops=(WIDEN_MEMBERS, WIDEN_MEMBER_ORDERS), offline="", new=None):
+    return case(MEMBERS.format(key=key, overriding=overriding), ops=ops, offline=offline,
+                old=[s.format(overriding=overriding) for s in MEMBERS_OLD],
+                new=new if new is not None else [s.format(overriding=overriding) for s in MEMBERS_NEW],
+                tables=MEMBER_TABLES)
+
+
+CASES_KEYS = {
+    # serial key and the foreign key of one referencing table widened
+    # together; the other referencing table keeps its integer column, its
+    # key re-pointed at the new column
+    "widen_serial_key_with_foreign_keys": members_case(
+        offline="ALTER TABLE members ALTER COLUMN id TYPE bigint; ALTER SEQUENCE members_id_seq AS bigint;"
+                "ALTER TABLE member_orders ALTER COLUMN member_id TYPE bigint"),
+    # an identity key: the identity moves to the new column at contract,
+    # under the same sequence; the referencing tables keep integer columns
+    "widen_identity_key_referenced_by_two_tables": members_case(
+        key="int GENERATED ALWAYS AS IDENTITY", overriding="OVERRIDING SYSTEM VALUE", ops=(WIDEN_MEMBERS,),
+        offline="ALTER TABLE members ALTER COLUMN id TYPE bigint",
+        new=["INSERT INTO members (id, name) OVERRIDING SYSTEM VALUE VALUES (2000 + {i}, 'new {i}')",
+             "UPDATE members SET name = 'new update {i}' WHERE id = {i} + 100"]),
+    # no up/down: casts, and a foreign key of the widened referencing
+    # column alone (the key stays integer)
+    "widen_referencing_column_only": members_case(
+        ops=({"alter_column": {"table": "member_orders", "column": "member_id", "type": "bigint"}},),
+        offline="ALTER TABLE member_orders ALTER COLUMN member_id TYPE bigint",
+        new=["INSERT INTO member_orders (id, member_id, amount) VALUES (20000 + {i}, {i} + 1, -{i})",
+             "UPDATE member_orders SET member_id = {i} + 100 WHERE id = {i} + 100"]),
+}
+CASES.update(CASES_KEYS)
+
 
 # What Postgres would refuse at the contract or after it (once the new
 # release is out), or what would do nothing, is refused before the first
