@@ -360,18 +360,20 @@ static void add_sequence_sql(struct mig_steps *l, const struct mig_op *op, const
  * gets it: until the contract the sequence keeps the old type's bounds, so
  * it never hands the old release a value its column cannot hold; the
  * contract widens it with the column.
- *  - serial (a sequence the column owns, and its default, which the second
- *    column took at expand): before the original is dropped the sequence is
- *    owned by the second column, and AS the new type when that is wider
- *    (an offline ALTER COLUMN leaves a serial's sequence AS integer: inserts
- *    stop at 2,147,483,647 although the column could go on).
+ * Until then only the original draws from the sequence; the trigger gives
+ * the second column the value it drew (dual_write.drawn), so an insert of
+ * either release takes one value.
+ *  - serial (a sequence the column owns): before the original is dropped
+ *    the sequence is owned by the second column, which takes its default,
+ *    and AS the new type when that is wider (an offline ALTER COLUMN leaves
+ *    a serial's sequence AS integer: inserts stop at 2,147,483,647
+ *    although the column could go on).
  *  - identity: Postgres drops an identity's sequence with its column, so the
- *    second column draws from it by a default until the contract, which
- *    keeps the sequence's position in a transaction-local setting, drops
- *    the original, makes the second column the identity under the same
- *    sequence name with the same options, and sets the position back. */
+ *    contract keeps the sequence's position in a transaction-local setting,
+ *    drops the original, makes the second column the identity under the
+ *    same sequence name with the same options, and sets the position back. */
 static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const char *table,
-                          const struct mig_cat_column *oc, const char *to, const char *type,
+                          const struct mig_cat_column *oc, const char *to, const char *type, int copy_default,
                           struct mig_steps *before_drop)
 {
     if (!oc || !oc->sequence)
@@ -386,6 +388,8 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
     int rc = 0;
     if (!oc->identity) {
         add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s OWNED BY %s", oc->sequence, owner);
+        if (copy_default && oc->default_expr)
+            add_set_default(before_drop, op, table, to, oc->default_expr);
         if (old_w && new_w > old_w)
             add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s AS %s", oc->sequence, type);
         carried(c, op, old_w && new_w > old_w ? "sequence %s: owned by \"%s\" at contract, and made as wide "
@@ -397,16 +401,10 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
     } else {
         char setting[64];
         snprintf(setting, sizeof setting, "pgtandem.identity_%d", op->index);
-        struct mig_str d = {0};
-        mig_str_addf(&d, "nextval(%s::regclass)", seq_lit);
-        char *dflt = mig_str_take(&d);
-        add_set_default(&c->p->expand, op, table, to, dflt);
-        free(dflt);
         struct mig_str k = {0};
         mig_str_addf(&k, "SELECT set_config('%s', (SELECT last_value || ',' || is_called FROM %s), true)",
                      setting, oc->sequence);
         mig_steps_add(before_drop, op->index, MIG_STEP_TXN, mig_str_take(&k));
-        add_alter(before_drop, op, table, "ALTER COLUMN", to, " DROP DEFAULT");
         struct mig_str g = {0};
         mig_str_addf(&g, " ADD GENERATED %s AS IDENTITY (SEQUENCE NAME %s %s)",
                      oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT", oc->sequence,
@@ -418,8 +416,8 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
         mig_str_addf(&v, "SELECT setval(%s::regclass, split_part(current_setting('%s'), ',', 1)::bigint, "
                      "split_part(current_setting('%s'), ',', 2)::boolean)", seq_lit, setting, setting);
         mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&v));
-        carried(c, op, "identity (sequence %s): \"%s\" draws from it by a default until the contract, which "
-                "makes it the identity under the same sequence, at the same position", oc->sequence, to);
+        carried(c, op, "identity (sequence %s): \"%s\" takes the value the original drew until the contract, "
+                "which makes it the identity under the same sequence, at the same position", oc->sequence, to);
     }
     free(seq_lit);
     free(owner);
@@ -460,14 +458,18 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
     /* The default is set separately so existing rows keep NULL and stay
      * recognisable to the backfill. */
-    if (sp->copy_default && oc && oc->default_expr) {
+    /* A sequence's default stays on the original alone until the contract
+     * (carry_sequence): the trigger gives a new-shape insert the value the
+     * original drew. */
+    int drawn = sp->copy_dependents && oc && oc->sequence;
+    if (sp->copy_default && oc && oc->default_expr && !drawn) {
         carried(c, op, "default %s: set on \"%s\" at expand", oc->default_expr, sp->to);
         add_set_default(&c->p->expand, op, sp->table, sp->to, oc->default_expr);
     }
     /* known from here on: the trigger's conditions name it */
     remember_column(c, op->schema, sp->table, sp->to, type);
     struct dual_write dw = {sp->table, sp->from, sp->to, type, up, down,
-                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL, sp->copy_only};
+                            op->kind == MIG_ALTER_COLUMN ? op->column : NULL, sp->copy_only, drawn};
     char fname[80];
     trigger_names(c, op, fname, sizeof fname);
     install_trigger(c, op, sp->table, dual_write_function(c, op, fname, &dw));
@@ -492,7 +494,7 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
         copy_rehearsed(c, op, sp->table, sp->from, sp->to);
         copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
         copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
-        if (carry_sequence(c, op, sp->table, oc, sp->to, type, &contract) != 0) {
+        if (carry_sequence(c, op, sp->table, oc, sp->to, type, sp->copy_default, &contract) != 0) {
             mig_steps_free(&c->p->contract);
             c->p->contract = contract;
             return -1;

@@ -97,6 +97,9 @@ struct dual_write {
     const char *table, *old_col, *new_col, *new_type, *up, *down;
     const char *down_name;  /* alter_column: `down` names the new value by the column's name */
     int copy_only;          /* see shadow_spec */
+    int drawn;              /* the old column draws its values from a sequence (serial, identity): a
+                             * new-shape INSERT that leaves the new column NULL takes the value the
+                             * old one drew (up), so an insert draws one value, not two */
 };
 
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,

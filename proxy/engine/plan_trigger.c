@@ -205,6 +205,13 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
     free(ins);
     free(upd);
     mig_str_add(&s, "  IF pgt_new_shape THEN\n");
+    if (d->drawn) {
+        mig_str_add(&s, "    IF TG_OP = 'INSERT' AND NEW.");
+        mig_str_ident(&s, d->new_col);
+        mig_str_add(&s, " IS NULL THEN\n      NEW.");
+        mig_str_ident(&s, d->new_col);
+        mig_str_addf(&s, " := (%s);\n      RETURN NEW;\n    END IF;\n", d->up);
+    }
     direction_runs(c, &s, op, d->table, "    ", d->down, d->old_col, d->down_name, d->new_col);
     mig_str_add(&s, "    IF pgt_run THEN\n");
     if (d->down_name) {
