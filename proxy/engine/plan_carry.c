@@ -372,12 +372,12 @@ static void add_sequence_sql(struct mig_steps *l, const struct mig_op *op, const
  *    contract keeps the sequence's position in a transaction-local setting,
  *    drops the original, makes the second column the identity under the
  *    same sequence name with the same options, and sets the position back. */
-static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const char *table,
+static void carry_sequence(struct plan_ctx *c, const struct mig_op *op, const char *table,
                           const struct mig_cat_column *oc, const char *to, const char *type, int copy_default,
                           struct mig_steps *before_drop)
 {
     if (!oc || !oc->sequence)
-        return 0;
+        return;
     int old_w = integer_width(oc->sequence_type), new_w = integer_width(type);
     struct mig_str lit = {0}, col = {0};
     mig_str_literal(&lit, oc->sequence);
@@ -385,7 +385,6 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
     mig_str_add(&col, ".");
     mig_str_ident(&col, to);
     char *seq_lit = mig_str_take(&lit), *owner = mig_str_take(&col);
-    int rc = 0;
     if (!oc->identity) {
         add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s OWNED BY %s", oc->sequence, owner);
         if (copy_default && oc->default_expr)
@@ -394,10 +393,6 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
             add_sequence_sql(before_drop, op, "ALTER SEQUENCE %s AS %s", oc->sequence, type);
         carried(c, op, old_w && new_w > old_w ? "sequence %s: owned by \"%s\" at contract, and made as wide "
                 "as its new type" : "sequence %s: owned by \"%s\" at contract", oc->sequence, to);
-    } else if (!new_w) {
-        rc = op_error(c, op, "column \"%s\" is an identity column; its new type %s cannot hold one (smallint, "
-                      "integer or bigint): keep an integer type, or add a new column with add_column, fill it, "
-                      "and drop this one in a later migration", oc->name, type);
     } else {
         char setting[64];
         snprintf(setting, sizeof setting, "pgtandem.identity_%d", op->index);
@@ -421,7 +416,6 @@ static int carry_sequence(struct plan_ctx *c, const struct mig_op *op, const cha
     }
     free(seq_lit);
     free(owner);
-    return rc;
 }
 
 /* Shared by rename_column and alter_column: a real second column kept in sync
@@ -494,11 +488,7 @@ int expand_second_column(struct plan_ctx *c, const struct mig_op *op, const stru
         copy_rehearsed(c, op, sp->table, sp->from, sp->to);
         copy_foreign_keys(c, op, sp->table, sp->from, sp->to);
         copy_incoming_foreign_keys(c, op, sp->table, sp->from, sp->to, &contract, &c->p->contract);
-        if (carry_sequence(c, op, sp->table, oc, sp->to, type, sp->copy_default, &contract) != 0) {
-            mig_steps_free(&c->p->contract);
-            c->p->contract = contract;
-            return -1;
-        }
+        carry_sequence(c, op, sp->table, oc, sp->to, type, sp->copy_default, &contract);
     }
     *deferred = c->p->contract;
     c->p->contract = contract;

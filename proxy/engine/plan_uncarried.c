@@ -94,6 +94,12 @@ static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op 
                         "add a new column with add_column, fill it, and drop this one in a later migration", col,
                         op->schema, table, oc->identity == 'a' ? "ALWAYS" : "BY DEFAULT",
                         oc->sequence ? "counts downwards" : "was not found");
+    const char *to = op->type;
+    if (oc && oc->identity && to && strcmp(to, "smallint") && strcmp(to, "integer") && strcmp(to, "bigint") &&
+        strcmp(to, "int2") && strcmp(to, "int4") && strcmp(to, "int8") && strcmp(to, "int"))
+        return op_error(c, op, "column \"%s\" of \"%s.%s\" is an identity column; its new type %s cannot hold "
+                        "one (smallint, integer or bigint): keep an integer type, or add a new column with "
+                        "add_column, fill it, and drop this one in a later migration", col, op->schema, table, to);
     if (oc && oc->generated)
         return op_error(c, op, "column \"%s\" of \"%s.%s\" is a generated column (GENERATED ALWAYS AS (%s) "
                         "STORED), which a second column cannot carry (the dual-write trigger cannot write it); "
