@@ -66,7 +66,7 @@ static const struct key_spec create_index_keys[] = {
     {"keys", K_STRS, 0}, {"include", K_STRS, 0}, {"storage_parameters", K_STR, 0},
     {"unique", K_BOOL, 0}, {"method", K_STR, 0}, {"where", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_index_keys[] = {
-    {"schema", K_STR, 0}, {"name", K_STR, 1}, {NULL, 0, 0}};
+    {"schema", K_STR, 0}, {"name", K_STR, 1}, {"if_exists", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec create_constraint_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"type", K_STR, 1},
     {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {NULL, 0, 0}};
@@ -538,6 +538,7 @@ static int parse_op_fields(struct parse_ctx *c, json_t *body, struct mig_op *op)
     op->nullable = get_tristate(body, "nullable");
     op->unique = get_tristate(body, "unique");
     op->copy = get_tristate(body, "copy") == 1;
+    op->if_exists = get_tristate(body, "if_exists") == 1;
     json_t *def = json_object_get(body, "default");
     op->has_default = def != NULL;
     op->default_expr = json_is_string(def) ? strdup(json_string_value(def)) : NULL;

@@ -52,6 +52,7 @@ struct mig_op {
     int nullable, unique;   /* -1 when not given */
     int copy;               /* rename_column: keep a copy column under the new name on the table
                              * itself, for writers that bypass both shapes' views */
+    int if_exists;          /* drop_index: a missing object is no error */
     char *name;             /* create_index, drop_index, create_constraint */
     char **columns;         /* create_index, create_constraint */
     size_t ncolumns;

@@ -969,6 +969,8 @@ static int conv_drop(struct conv *c, const struct sql_stmt *st)
         if (schema && strcmp(schema, "public") != 0)
             json_object_set_new(body, "schema", json_string(schema));
         json_object_set_new(body, table ? "table" : "name", json_string(name));
+        if (index && json_is_true(json_object_get(st->body, "missing_ok")))
+            json_object_set_new(body, "if_exists", json_true());
         if (add_op(c, table ? "drop_table" : "drop_index", body) != 0)
             return oom(c, st);
     }

@@ -585,6 +585,9 @@ CASES_REFUSED_AT_START = {
         ['exclusion constraint "checks_price_excl"', "dropping the constraint drops its index"]),
     "drop_index_missing_refused": refused_at_start(
         "", {"drop_index": {"name": "checks_nope"}}, ['index "checks_nope" does not exist in schema "public"']),
+    "drop_index_missing_if_exists": case(
+        ops=[{"drop_index": {"name": "checks_nope", "if_exists": True}}], offline="DROP INDEX IF EXISTS checks_nope",
+        old=RENAME_CLAIM_OLD, new=CHECKS_NEW),
     "drop_index_used_by_foreign_key_refused": refused_at_start(
         FK_THROUGH_INDEX, {"drop_index": {"name": "codes_code"}},
         ['index "codes_code"', 'constraint "code_uses_code"', 'table "public.code_uses"'] + DROP_REFUSAL),

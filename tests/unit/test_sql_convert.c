@@ -193,6 +193,8 @@ static void test_columns_constraints_indexes(void)
         "[{\"create_index\":{\"table\":\"t\",\"name\":\"ix\",\"columns\":[\"a\"],\"unique\":true,\"method\":\"gin\","
         "\"where\":\"b IS NULL AND c > 0\"}},{\"drop_index\":{\"name\":\"old_ix\"}},"
         "{\"drop_table\":{\"table\":\"a\"}},{\"drop_table\":{\"schema\":\"s\",\"table\":\"b\"}}]"));
+    CHECK("drop index if exists", ops_equal("DROP INDEX IF EXISTS maybe_ix;", 1,
+                                           "[{\"drop_index\":{\"name\":\"maybe_ix\",\"if_exists\":true}}]"));
     CHECK("rename table", ops_equal("ALTER TABLE a RENAME TO b;", 1,
                                     "[{\"rename_table\":{\"from\":\"a\",\"to\":\"b\"}}]"));
     CHECK("create table with a composite key passes through with a rollback", ops_equal(

@@ -96,10 +96,12 @@ static int refuse_drop(struct plan_ctx *c, const struct mig_op *op)
     if (o)
         return refuse_made_earlier(c, op, o);
     const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, op->name);
+    if ((!ix || !ix->exists) && op->if_exists)
+        return 0;
     if (!ix || !ix->exists)
         return op_error(c, op, "index \"%s\" does not exist in schema \"%s\"; the drop_index would drop nothing. "
-                        "Check its name (pg_indexes lists them) and schema, or leave out the operation",
-                        op->name, op->schema);
+                        "Check its name (pg_indexes lists them) and schema, or say \"if_exists\": true, or leave "
+                        "out the operation", op->name, op->schema);
     if (ix->constraint)
         return refuse_constraint_index(c, op, ix->contype, ix->constraint, ix->table, "");
     if (ix->relkind == 'I')
