@@ -19,6 +19,7 @@
 #include "migration_catalog.h"
 #include "migration_dependents.h"
 #include "migration_sql.h"
+#include "autovacuum_yield.h"
 #include "retry.h"
 #include "step_run.h"
 
@@ -681,6 +682,30 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 
 /* ---- running steps -------------------------------------------------------- */
 
+/* A lock attempt gave up: autovacuum workers on the database are cancelled
+ * (autovacuum_yield.h). When the role may not cancel them, the next
+ * attempts wait longer than deadlock_timeout, after which Postgres cancels a
+ * blocking autovacuum itself (the application's statements may queue behind
+ * such a wait for that long: said in the log). */
+static void yield_to_autovacuum(struct engine *e, struct step_run *sr)
+{
+    struct autovacuum_yield y;
+    if (autovacuum_yield(e->conn, &y) != 0)
+        return;
+    if (y.cancelled)
+        log_info("cancelled %d autovacuum worker(s) (%s), which held the lock the migration waits for, as "
+                 "Postgres does after deadlock_timeout for any conflicting lock request; the tables are "
+                 "vacuumed again later", y.cancelled, y.tables);
+    long wait = y.deadlock_timeout_ms + e->opt.lock_timeout_ms;
+    if (y.refused && sr->lock_timeout_ms < wait) {
+        sr->lock_timeout_ms = wait;
+        log_warn("%d autovacuum worker(s) may hold the lock the migration waits for, and this role may not "
+                 "cancel them (grant it pg_signal_backend); the next attempts wait %ld ms, past "
+                 "deadlock_timeout, so that Postgres cancels them, and statements of the application may "
+                 "wait behind them that long", y.refused, wait);
+    }
+}
+
 /* The blocking driver of the step-list machine (step_run.h): it runs what
  * the machine says, tells it the outcome, sleeps its waits, and logs its
  * notes. Stopping (engine_stopped) ends it where no transaction is open. */
@@ -696,6 +721,7 @@ static int drive(struct engine *e, struct step_run *sr, char *err, size_t errlen
         if (a.kind == STEP_FAILED)
             return fail(err, errlen, "%s", sr->error);
         if (a.kind == STEP_WAIT) {
+            yield_to_autovacuum(e, sr);
             if (nap(e, a.wait_ms) != 0)
                 return fail(err, errlen, "stopped while waiting to retry");
             step_run_result(sr, 1, NULL, NULL, clock_now_ms());
