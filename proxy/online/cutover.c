@@ -27,7 +27,18 @@
  * behind them. A client between two statements of a short transaction is
  * idle in it for a moment, and is no blocker. Ours are left out. */
 #define IDLE_IN_TX_BLOCKER_MS "50"
+/* An autovacuum worker on the tables (not one preventing wraparound) is
+ * cancelled here rather than named a blocker, as Postgres cancels one that
+ * blocks a lock request after deadlock_timeout (longer than the contract
+ * waits); the table is vacuumed again later. Only a superuser may cancel
+ * autovacuum on every version; for other roles the worker stays a blocker.
+ * See engine/autovacuum_yield.h for the engine's steps. */
 static const char BLOCKERS_SQL[] =
+    "WITH av AS (SELECT DISTINCT a.pid, CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    "                     THEN pg_cancel_backend(a.pid) ELSE false END AS cancelled"
+    "  FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+    " WHERE a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%to prevent wraparound%'"
+    "   AND l.locktype = 'relation' AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t))"
     "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text, a.backend_type, '?'), a.state,"
     "       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, l.mode,"
     "       l.relation::regclass::text, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120)"
@@ -35,6 +46,7 @@ static const char BLOCKERS_SQL[] =
     " WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()"
     "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     "   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)"
+    "   AND a.pid NOT IN (SELECT pid FROM av WHERE cancelled)"
     "   AND (a.xact_start < clock_timestamp() - make_interval(secs => $2::float8 / 1000)"
     "        OR (a.state IN ('idle in transaction', 'idle in transaction (aborted)')"
     "            AND a.state_change < clock_timestamp() - make_interval(secs => " IDLE_IN_TX_BLOCKER_MS " / 1000.0)))"

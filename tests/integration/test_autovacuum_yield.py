@@ -43,3 +43,33 @@ def test_a_migration_does_not_give_up_behind_autovacuum(db, cluster):
     c = migrate(db, "complete")
     assert c.returncode == 0, c.stderr[-3000:]
     assert sql(db, "SELECT convalidated FROM pg_constraint WHERE conname = 'slow_n_positive'") == [(True,)]
+
+
+def test_the_cutover_does_not_wait_behind_autovacuum(db, cluster, proxy_factory):
+    """Through the proxy: an autovacuum worker arrives between start and
+    complete (the operator may wait hours); the cutover cancels it instead
+    of reporting it as a blocker until it finishes."""
+    from test_migrate_util import pmigrate, proxy_start
+    sql(db, "CREATE TABLE slow (id bigint PRIMARY KEY, n int NOT NULL)"
+            " WITH (autovacuum_enabled = false);"
+            "INSERT INTO slow SELECT g, 1 + g % 5 FROM generate_series(1, 200000) g;")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    # a same-type rename: nothing before the cutover takes a lock on the
+    # table, so only the cutover meets the worker
+    proxy_start(proxy, write_migration({"name": "yield_av_proxy", "parent": None, "operations": [
+        {"rename_column": {"table": "slow", "from": "n", "to": "amount"}}]}))
+    sql(db, "UPDATE slow SET n = n + 1;"
+            "ALTER TABLE slow SET (autovacuum_enabled = true, autovacuum_vacuum_threshold = 0,"
+            " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_limit = 1,"
+            " autovacuum_vacuum_cost_delay = 100)")
+    cluster.psql("ALTER SYSTEM SET autovacuum_naptime = 1")
+    cluster.psql("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: autovacuum_on(db, "slow"), 90, "an autovacuum worker on the table")
+    finally:
+        cluster.psql("ALTER SYSTEM RESET autovacuum_naptime")
+        cluster.psql("SELECT pg_reload_conf()")
+    r = pmigrate(proxy, "complete", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = 'slow'::regclass AND attnum = 2") == \
+        [("amount",)]
