@@ -248,6 +248,8 @@ static char *drop_sql(const struct mig_cat_partition *p, const char *ix, int con
 static void build_partition(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
                             const struct names *ix, size_t k, int unique, const char *definition)
 {
+    if (!ix->v || k >= ix->n)
+        return;   /* partition_index_names gave every partition a name */
     const struct mig_cat_partition *p = &t->parts[k];
     struct mig_steps *l = &c->p->expand;
     if (p->relkind == 'p') {

@@ -227,7 +227,7 @@ static const char *last_string(json_t *list)
     return last;
 }
 
-/* FigureColnameInternal (Postgres, parser/parse_target.c) for what an
+/* FigureColnameInternal (Postgres's parser) for what an
  * index key can be: the name an expression gives its column (2: sure, 1: a
  * guess such as a cast's type), 0 when none. */
 static int figure_colname(json_t *node, const char **name)
