@@ -149,6 +149,31 @@ static const char *CLASS_SQL =
     "SELECT greatest(c.reltuples, 0)::float8, c.relkind::text FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
 
+/* A partitioned table's partitions at every depth, depth first (the table
+ * itself first, each partitioned partition before its own), with the
+ * names an index Postgres names for each must avoid, and the columns each
+ * partitioned one's key names: its partitioning columns are internally
+ * dependent on it (pg_depend), plain or in an expression. */
+static const char *PARTITIONS_SQL =
+    "WITH RECURSIVE tree AS ("
+    "  SELECT c.oid, ARRAY[]::name[] AS path, 0::oid AS parent"
+    "    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "   WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'p'"
+    "  UNION ALL"
+    "  SELECT i.inhrelid, t.path || pc.relname, t.oid"
+    "    FROM tree t JOIN pg_inherits i ON i.inhparent = t.oid JOIN pg_class pc ON pc.oid = i.inhrelid)"
+    "SELECT n.nspname, c.relname, c.relkind::text, t.parent::text, c.oid::text,"
+    "       (SELECT json_agg(o.relname ORDER BY o.relname) FROM pg_class o"
+    "         WHERE o.relnamespace = c.relnamespace AND starts_with(o.relname, left(c.relname, 20)))::text,"
+    "       (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_depend d"
+    "          JOIN pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid"
+    "         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid > 0"
+    "           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = 0"
+    "           AND d.deptype = 'i')::text,"
+    "       EXISTS (SELECT 1 FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid AND pt.partexprs IS NOT NULL)"
+    "  FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " ORDER BY t.path";
+
 /* An index by schema and name: its kind, its table, the constraint it backs
  * (the constraint's own table: a foreign key of another table names the
  * index it looks rows up through too), the partitioned table's index it is
@@ -397,6 +422,53 @@ static void parse_refs(const char *text, struct mig_cat_ref **out, size_t *n)
     json_decref(arr);
 }
 
+/* Adds the names of names_json not in t->partkey yet. */
+static void add_partkey(struct mig_cat_table *t, const char *names_json)
+{
+    char **names;
+    size_t n;
+    parse_json_names(names_json, &names, &n);
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < t->npartkey && !seen; k++)
+            seen = strcmp(t->partkey[k], names[i]) == 0;
+        char **grown = seen ? NULL : realloc(t->partkey, (t->npartkey + 1) * sizeof *grown);
+        if (grown) {
+            t->partkey = grown;
+            t->partkey[t->npartkey++] = names[i];
+        } else {
+            free(names[i]);
+        }
+    }
+    free(names);
+}
+
+static int load_partitions(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
+{
+    if (t->relkind != 'p')
+        return 0;
+    PGresult *r = query_table(conn, PARTITIONS_SQL, t, err, errlen);
+    if (!r)
+        return -1;
+    int n = PQntuples(r);
+    t->parts = calloc((size_t)n + 1, sizeof *t->parts);
+    for (int i = 0; t->parts && i < n; i++) {
+        struct mig_cat_partition *p = &t->parts[t->nparts++];
+        p->schema = strdup(PQgetvalue(r, i, 0));
+        p->name = strdup(PQgetvalue(r, i, 1));
+        p->relkind = PQgetvalue(r, i, 2)[0];
+        p->parent = -1;
+        for (int k = 0; k < i; k++)
+            if (strcmp(PQgetvalue(r, k, 4), PQgetvalue(r, i, 3)) == 0)
+                p->parent = k;
+        parse_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &p->taken, &p->ntaken);
+        add_partkey(t, PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6));
+        t->partkey_exprs |= PQgetvalue(r, i, 7)[0] == 't';
+    }
+    PQclear(r);
+    return 0;
+}
+
 static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
     if (load_columns(conn, t, err, errlen) != 0)
@@ -408,7 +480,8 @@ static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         load_fkeys(conn, t, INCOMING_FKEYS_SQL, &t->in_fk, &t->nin_fk, err, errlen) ||
         load_dependents(conn, t, err, errlen) ||
         load_referenced_by(conn, t, err, errlen) ||
-        load_class(conn, t, err, errlen))
+        load_class(conn, t, err, errlen) ||
+        load_partitions(conn, t, err, errlen))
         return -1;
     return 0;
 }
@@ -567,6 +640,16 @@ static void free_table(struct mig_cat_table *t)
     free_fkeys(t->fk, t->nfk);
     free_fkeys(t->in_fk, t->nin_fk);
     free_refs(t->refs, t->nrefs);
+    for (size_t i = 0; i < t->nparts; i++) {
+        free(t->parts[i].schema); free(t->parts[i].name);
+        for (size_t k = 0; k < t->parts[i].ntaken; k++)
+            free(t->parts[i].taken[k]);
+        free(t->parts[i].taken);
+    }
+    free(t->parts);
+    for (size_t i = 0; i < t->npartkey; i++)
+        free(t->partkey[i]);
+    free(t->partkey);
     free(t->schema);
     free(t->name);
 }

@@ -91,6 +91,16 @@ struct mig_cat_ref {
     size_t ncols;
 };
 
+/* A partition of a partitioned table, at any depth (pg_inherits). */
+struct mig_cat_partition {
+    char *schema, *name;
+    char relkind;        /* 'r', 'p' (partitioned itself), 'f' (foreign) */
+    int parent;          /* index in parts of its partitioned parent; -1: the table itself */
+    char **taken;        /* relation names in its schema sharing its name's first 20 characters
+                          * (what a name Postgres chooses for its index must avoid) */
+    size_t ntaken;
+};
+
 struct mig_cat_table {
     char *schema, *name;
     int exists;
@@ -110,6 +120,14 @@ struct mig_cat_table {
     struct mig_cat_ref *refs;   /* other tables' foreign keys referencing this one (not its own) */
     size_t nrefs;
     double est_rows;
+    /* A partitioned table: its partitions, parents before their own, and
+     * the columns named in its partition key or a partition's (by name;
+     * plain or in an expression). */
+    struct mig_cat_partition *parts;
+    size_t nparts;
+    char **partkey;
+    size_t npartkey;
+    int partkey_exprs;   /* one of those keys has an expression */
 };
 
 /* An index a drop_index names, looked up by schema and name. */

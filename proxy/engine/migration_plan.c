@@ -29,7 +29,9 @@ static const struct mig_op_def *op_def(enum mig_op_kind kind)
 static int plan_op(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_op_def *d = op_def(op->kind);
-    return d ? d->plan(c, op) : -1;
+    if (!d || refuse_on_partitioned(c, op))
+        return -1;
+    return d->plan(c, op);
 }
 
 /* ---- version schema ------------------------------------------------------- */

@@ -140,6 +140,19 @@ int contract_second_column(struct plan_ctx *c, const struct mig_op *op, const ch
 int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, const char *table,
                                 const char *col, int dropping);
 
+/* ---- plan_partitions.c: partitioned tables ---------------------------- */
+/* The table's catalog when it is a partitioned table with partitions, else
+ * NULL (and always NULL without a catalog). */
+const struct mig_cat_table *partitioned_table(const struct plan_ctx *c, const char *schema, const char *table);
+/* Adds to expand the online build of op's index of partitioned table t
+ * (op->name ON ONLY t, each partition's CONCURRENTLY and attached) and to
+ * the rollback its drops; definition is the index's from USING on. */
+int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                            int unique, const char *definition);
+/* What Postgres refuses on a partitioned table, or what cannot be done
+ * there online, refused (op_error) before any DDL; 0 when op may go on. */
+int refuse_on_partitioned(struct plan_ctx *c, const struct mig_op *op);
+
 /* ---- plan_checks.c: constraints complete validates before its cutover --- */
 void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow);
 

@@ -210,3 +210,97 @@ void sql_fragment_free_names(char **names, size_t n)
         free(names[i]);
     free(names);
 }
+
+/* The last String of a list of nodes (a name's parts, a column
+ * reference's fields), or NULL. */
+static const char *last_string(json_t *list)
+{
+    const char *last = NULL;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *str = json_object_get(json_array_get(list, i), "String");
+        const char *v = json_string_value(json_object_get(str, "sval"));
+        if (!v)
+            v = json_string_value(json_object_get(str, "str"));
+        if (v)
+            last = v;
+    }
+    return last;
+}
+
+/* FigureColnameInternal (Postgres's parser) for what an
+ * index key can be: the name an expression gives its column (2: sure, 1: a
+ * guess such as a cast's type), 0 when none. */
+static int figure_colname(json_t *node, const char **name)
+{
+    json_t *x;
+    if ((x = json_object_get(node, "ColumnRef")) || (x = json_object_get(node, "FuncCall"))) {
+        const char *v = last_string(json_object_get(x, json_object_get(node, "ColumnRef") ? "fields" : "funcname"));
+        if (v)
+            *name = v;
+        return v ? 2 : 0;
+    }
+    if ((x = json_object_get(node, "A_Indirection"))) {
+        const char *v = last_string(json_object_get(x, "indirection"));
+        if (v)
+            *name = v;
+        return v ? 2 : figure_colname(json_object_get(x, "arg"), name);
+    }
+    if ((x = json_object_get(node, "CollateClause")))
+        return figure_colname(json_object_get(x, "arg"), name);
+    if ((x = json_object_get(node, "TypeCast"))) {
+        int strength = figure_colname(json_object_get(x, "arg"), name);
+        const char *type = last_string(sql_get(x, "typeName.names"));
+        if (strength <= 1 && type) {
+            *name = type;
+            return 1;
+        }
+        return strength;
+    }
+    if ((x = json_object_get(node, "CaseExpr"))) {
+        int strength = figure_colname(json_object_get(x, "defresult"), name);
+        if (strength <= 1) {
+            *name = "case";
+            return 1;
+        }
+        return strength;
+    }
+    static const struct { const char *node, *name; } fixed[] = {
+        {"A_ArrayExpr", "array"}, {"RowExpr", "row"}, {"CoalesceExpr", "coalesce"}, {"GroupingFunc", "grouping"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (json_object_get(node, fixed[i].node)) {
+            *name = fixed[i].name;
+            return 2;
+        }
+    if ((x = json_object_get(node, "MinMaxExpr"))) {
+        const char *op = json_string_value(json_object_get(x, "op"));
+        *name = op && strcmp(op, "IS_LEAST") == 0 ? "least" : "greatest";
+        return 2;
+    }
+    const char *kind = json_string_value(sql_get(node, "A_Expr.kind"));
+    if (kind && strcmp(kind, "AEXPR_NULLIF") == 0) {
+        *name = "nullif";
+        return 2;
+    }
+    return 0;
+}
+
+enum sql_fragment_result sql_fragment_index_key_column(const char *key, char **column)
+{
+    *column = NULL;
+    int oom = 0;
+    json_t *root = parse_wrapped("CREATE INDEX i ON t (", key, ")", &oom);
+    if (!root)
+        return oom ? SQL_FRAGMENT_OOM : SQL_FRAGMENT_BAD;
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *params = json_array_size(stmts) == 1 ?
+                     sql_get(json_array_get(stmts, 0), "stmt.IndexStmt.indexParams") : NULL;
+    enum sql_fragment_result rc = json_array_size(params) == 1 ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
+    json_t *elem = json_object_get(json_array_get(params, 0), "IndexElem");
+    const char *name = json_string_value(json_object_get(elem, "name"));
+    if (!name)
+        figure_colname(json_object_get(elem, "expr"), &name);
+    if (rc == SQL_FRAGMENT_OK && name && !(*column = strdup(name)))
+        rc = SQL_FRAGMENT_OOM;
+    json_decref(root);
+    return rc;
+}

@@ -37,4 +37,10 @@ int sql_fragment_volatile(const char *text);
 enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, size_t *n, int *star);
 void sql_fragment_free_names(char **names, size_t n);
 
+/* One index key as SQL ("note DESC", "lower(note)"): *column is the name
+ * Postgres gives its column when it names an index after its columns
+ * (caller frees): the column's, or for an expression the function's
+ * ("lower"), a cast's type ... and NULL when it has none ("expr"). */
+enum sql_fragment_result sql_fragment_index_key_column(const char *key, char **column);
+
 #endif

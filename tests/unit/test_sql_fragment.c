@@ -155,8 +155,32 @@ static void test_search_path_option(void)
     CHECK("too long refused", mig_search_path_option(out, 10, "pgtandem_x") == -1);
 }
 
+/* The names Postgres gives index keys when it names an index after them
+ * (a partition's index: plan_partitions.c). */
+static void test_index_key_column(void)
+{
+    static const struct { const char *key, *want; } cases[] = {
+        {"note", "note"}, {"note DESC NULLS LAST", "note"}, {"(note)", "note"}, {"lower(note)", "lower"},
+        {"public.f(a, b)", "f"}, {"(a::text)", "a"}, {"((a + b)::numeric)", "numeric"}, {"(a + b)", NULL},
+        {"(coalesce(a, b))", "coalesce"}, {"(CASE WHEN a THEN 1 END)", "case"}, {"((a).b)", "b"},
+        {"x COLLATE \"C\"", "x"}, {"(nullif(a, b))", "nullif"}, {"(greatest(a, b))", "greatest"},
+        {"(least(a, b))", "least"}, {"(ROW(a, b))", "row"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *col = NULL;
+        int ok = sql_fragment_index_key_column(cases[i].key, &col) == SQL_FRAGMENT_OK &&
+                 (cases[i].want ? col && strcmp(col, cases[i].want) == 0 : col == NULL);
+        if (!ok)
+            printf("  key %s: got %s\n", cases[i].key, col ? col : "(none)");
+        CHECK("index key column name", ok);
+        free(col);
+    }
+    char *col = NULL;
+    CHECK("two keys refused", sql_fragment_index_key_column("a, b", &col) == SQL_FRAGMENT_BAD && !col);
+}
+
 int main(void)
 {
+    test_index_key_column();
     test_expressions();
     test_types();
     test_file_fields();

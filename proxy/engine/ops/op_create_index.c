@@ -5,7 +5,9 @@
  * changes, it is built on the second column so that it survives the
  * contract. The contract has nothing to do; the rollback drops it
  * CONCURRENTLY. On a partitioned table, which Postgres cannot index
- * CONCURRENTLY, it is refused before any DDL. */
+ * CONCURRENTLY, the table's index is made ON ONLY the table and each
+ * partition's is built CONCURRENTLY and attached to it
+ * (plan_partitions.c); a unique one must include the partition key. */
 #include "op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -34,8 +36,33 @@ static char *column_after_contract(const struct plan_ctx *c, const struct mig_op
     return strdup(col);
 }
 
-/* CREATE INDEX CONCURRENTLY with keys written as SQL (checked by the parser
- * to be index keys only), INCLUDE columns and storage parameters. */
+/* The index's definition from USING on: keys written as SQL (checked by
+ * the parser to be index keys only), INCLUDE columns, storage parameters
+ * and a predicate. */
+static void index_definition(struct mig_str *s, const struct mig_op *op, char *const *cols)
+{
+    mig_str_add(s, "USING ");
+    mig_str_ident(s, op->method ? op->method : "btree");
+    mig_str_add(s, " (");
+    for (size_t i = 0; i < op->ncolumns + op->nkeys; i++) {
+        if (i)
+            mig_str_add(s, ", ");
+        if (i < op->ncolumns)
+            mig_str_ident(s, cols[i]);
+        else
+            mig_str_add(s, op->keys[i - op->ncolumns]);
+    }
+    mig_str_add(s, ")");
+    if (op->ninclude) {
+        mig_str_add(s, " INCLUDE ");
+        column_list(s, op->include, op->ninclude);
+    }
+    if (op->storage_parameters)
+        mig_str_addf(s, " WITH (%s)", op->storage_parameters);
+    if (op->where)
+        mig_str_addf(s, " WHERE (%s)", op->where);
+}
+
 char *mig_index_sql_keys(const struct mig_op *op, const char *schema, const char *table, char *const *cols,
                          int concurrently)
 {
@@ -44,26 +71,8 @@ char *mig_index_sql_keys(const struct mig_op *op, const char *schema, const char
     mig_str_ident(&s, op->name);
     mig_str_add(&s, " ON ");
     mig_str_qname(&s, schema, table);
-    mig_str_add(&s, " USING ");
-    mig_str_ident(&s, op->method ? op->method : "btree");
-    mig_str_add(&s, " (");
-    for (size_t i = 0; i < op->ncolumns + op->nkeys; i++) {
-        if (i)
-            mig_str_add(&s, ", ");
-        if (i < op->ncolumns)
-            mig_str_ident(&s, cols[i]);
-        else
-            mig_str_add(&s, op->keys[i - op->ncolumns]);
-    }
-    mig_str_add(&s, ")");
-    if (op->ninclude) {
-        mig_str_add(&s, " INCLUDE ");
-        column_list(&s, op->include, op->ninclude);
-    }
-    if (op->storage_parameters)
-        mig_str_addf(&s, " WITH (%s)", op->storage_parameters);
-    if (op->where)
-        mig_str_addf(&s, " WHERE (%s)", op->where);
+    mig_str_add(&s, " ");
+    index_definition(&s, op, cols);
     return mig_str_take(&s);
 }
 
@@ -80,27 +89,24 @@ static int keys_meet_retyped_column(const struct plan_ctx *c, const struct mig_o
     return 0;
 }
 
-/* CREATE INDEX CONCURRENTLY on a partitioned table fails ("cannot create
- * index on partitioned table concurrently"), and a plain CREATE INDEX
- * there locks out every partition's writes while each is built. The
- * online way (the parent's index ON ONLY, each partition's CONCURRENTLY,
- * then ATTACH PARTITION) is not built yet. */
-static int refuse_partitioned(struct plan_ctx *c, const struct mig_op *op)
+/* A partitioned table's index: ON ONLY the table, each partition's built
+ * CONCURRENTLY and attached (plan_partitions.c). */
+static int build_on_partitioned(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                                char *const *cols)
 {
-    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
-    if (!t || t->relkind != 'p')
-        return 0;
-    return op_error(c, op, "table \"%s.%s\" is partitioned, and Postgres cannot build index \"%s\" on a "
-                    "partitioned table CONCURRENTLY (cannot create index on partitioned table concurrently), as "
-                    "create_index does at expand; pgtandem does not build a partitioned table's index yet. "
-                    "Build it the online way instead: create_index on each partition (built CONCURRENTLY), then "
-                    "an \"sql\" operation that creates the parent's index ON ONLY \"%s\" and attaches each "
-                    "partition's (ALTER INDEX ... ATTACH PARTITION)", op->schema, op->table, op->name, op->table);
+    struct mig_str s = {0};
+    index_definition(&s, op, cols);
+    char *definition = mig_str_take(&s);
+    if (!definition)
+        return op_error(c, op, "out of memory");
+    int rc = build_partitioned_index(c, op, t, op->unique == 1, definition);
+    free(definition);
+    return rc;
 }
 
 static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
-    if (require_table(c, op, op->table) || refuse_partitioned(c, op))
+    if (require_table(c, op, op->table))
         return -1;
     if (require_columns(c, op, op->table, op->columns, op->ncolumns) ||
         require_columns(c, op, op->table, op->include, op->ninclude))
@@ -114,14 +120,19 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     for (size_t i = 0; i < op->ncolumns; i++)
         if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
             c->p->expand.oom = 1;
-    if (!c->p->expand.oom)
+    const struct mig_cat_table *parted = partitioned_table(c, op->schema, op->table);
+    int rc = 0;
+    if (parted && !c->p->expand.oom) {
+        rc = build_on_partitioned(c, op, parted, cols);
+    } else if (!c->p->expand.oom) {
         add_index_build(&c->p->expand, op, op->schema, op->name,
                         mig_index_sql_keys(op, op->schema, op->table, cols, 1));
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
+    }
     for (size_t i = 0; i < op->ncolumns; i++)
         free(cols[i]);
     free(cols);
-    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
-    return 0;
+    return rc;
 }
 
 const struct mig_op_def op_create_index = {

@@ -3,11 +3,18 @@
  * takes ACCESS EXCLUSIVE on its table, and inside the contract it would
  * wait there, holding the cutover, for every query using it.
  *
+ * A partitioned table's index cannot be dropped CONCURRENTLY (nor can a
+ * partition's, attached to it, be dropped alone): it goes after the
+ * contract by a plain DROP INDEX, in its own short transaction with the
+ * contract's lock_timeout and retries. That takes ACCESS EXCLUSIVE on the
+ * table and every partition, for a catalog change only (nothing is
+ * scanned or rewritten; the files go at commit).
+ *
  * What Postgres would refuse there, after the new release is out, or what
  * would drop nothing, is refused before any DDL: an index that does not
  * exist, one that backs a constraint (dropping the constraint drops it),
- * one a foreign key looks rows up through, a partitioned table's index
- * (never dropped CONCURRENTLY) and a partition's index attached to one. */
+ * one a foreign key looks rows up through, and a partition's index
+ * attached to a partitioned table's. */
 #include "op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -104,11 +111,6 @@ static int refuse_drop(struct plan_ctx *c, const struct mig_op *op)
                         "out the operation", op->name, op->schema);
     if (ix->constraint)
         return refuse_constraint_index(c, op, ix->contype, ix->constraint, ix->table, "");
-    if (ix->relkind == 'I')
-        return op_error(c, op, "index \"%s\" is a partitioned table's index (on %s), and Postgres cannot drop it "
-                        "CONCURRENTLY (cannot drop partitioned index concurrently), as drop_index does after the "
-                        "contract; drop it in an \"sql\" operation with \"on\": \"complete\" (DROP INDEX, which "
-                        "locks every partition while it runs) instead", op->name, ix->table);
     if (ix->parent)
         return op_error(c, op, "index \"%s\" is attached to index %s of the partitioned table, and Postgres "
                         "refuses to drop it alone (cannot drop index %s because index %s requires it); drop "
@@ -121,7 +123,14 @@ static int plan_drop_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (c->cat && refuse_drop(c, op))
         return -1;
-    mig_steps_add(&c->p->post, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
+    const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, op->name);
+    int partitioned = ix && ix->exists && ix->relkind == 'I';
+    mig_steps_add(&c->p->post, op->index, partitioned ? MIG_STEP_TXN : MIG_STEP_ALONE,
+                  drop_index_sql(op->schema, op->name, !partitioned));
+    if (partitioned)
+        carried(c, op, "index \"%s\" of partitioned table %s: dropped after the contract by a plain DROP INDEX "
+                "(never CONCURRENTLY on a partitioned table), a catalog change under ACCESS EXCLUSIVE on the "
+                "table and each partition, with lock_timeout and retries", op->name, ix->table);
     return 0;
 }
 
