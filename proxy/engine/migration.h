@@ -19,6 +19,11 @@ enum mig_op_kind {
     MIG_DROP_INDEX,
     MIG_CREATE_CONSTRAINT,
     MIG_SQL,
+    MIG_DROP_CONSTRAINT,
+    MIG_RENAME_CONSTRAINT,
+    MIG_SET_REPLICA_IDENTITY,
+    MIG_ADD_ENUM_VALUE,
+    MIG_RENAME_ENUM_VALUE,
 };
 
 enum mig_sql_on { MIG_ON_START, MIG_ON_COMPLETE };
@@ -71,6 +76,15 @@ struct mig_op {
     struct mig_column *cols;/* create_table */
     size_t ncols;
     enum mig_sql_on on;     /* sql */
+    /* drop_constraint: name; rename_constraint: from, to; set_replica_identity:
+     * identity (default | full | nothing | index, the index in name);
+     * add_enum_value / rename_enum_value: the enum type in name, the label in
+     * value (add) or from, to (rename). */
+    char *value;            /* add_enum_value */
+    char *before, *after;   /* add_enum_value: the label it goes next to */
+    int if_exists;          /* drop_constraint: a missing constraint is no error */
+    int if_not_exists;      /* add_enum_value: a label already there is no error */
+    char *identity;         /* set_replica_identity */
 };
 
 struct mig_backfill_settings {
