@@ -166,7 +166,7 @@ static void *grow(void **v, size_t *n, size_t sz, char *err, size_t errlen)
 static int add_constraint(PGconn *conn, struct mig_catalog *cat, const char *schema, const char *table,
                           const char *name, char *err, size_t errlen)
 {
-    if (!name || mig_catalog_constraint(cat, schema, table, name))
+    if (!name || !table || mig_catalog_constraint(cat, schema, table, name))
         return 0;
     struct mig_cat_constraint *k = grow((void **)&cat->constraints, &cat->nconstraints, sizeof *k, err, errlen);
     if (!k)
@@ -193,7 +193,7 @@ static int add_constraint(PGconn *conn, struct mig_catalog *cat, const char *sch
 static int add_ident_index(PGconn *conn, struct mig_catalog *cat, const char *schema, const char *table,
                            const char *name, char *err, size_t errlen)
 {
-    if (!name || mig_catalog_ident_index(cat, schema, table, name))
+    if (!name || !table || mig_catalog_ident_index(cat, schema, table, name))
         return 0;
     struct mig_cat_ident_index *x = grow((void **)&cat->ident_indexes, &cat->nident_indexes, sizeof *x, err,
                                          errlen);
