@@ -295,6 +295,26 @@ static void shape_after_expand(struct mig_str *s, const struct migration *m, con
     }
 }
 
+/* A check or probe failed only because it names a value the migration's
+ * add_enum_value adds (22P02, invalid input value for enum T: "v"): expand
+ * adds it before anything else, and a value added in a transaction cannot
+ * be used in it, so such an expression cannot be tried before; expand and
+ * the backfill run it once the value is there. */
+static int waits_for_enum_value(const struct migration *m, const char *sqlstate, const char *message)
+{
+    if (!sqlstate || strcmp(sqlstate, "22P02") != 0 || !message)
+        return 0;
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *o = &m->ops[i];
+        char quoted[80];
+        if (o->kind != MIG_ADD_ENUM_VALUE || (size_t)snprintf(quoted, sizeof quoted, "\"%s\"", o->value) >= sizeof quoted)
+            continue;
+        if (strstr(message, quoted) && strstr(message, o->name))
+            return 1;
+    }
+    return 0;
+}
+
 /* Evaluates an author's expression against the table with zero rows inside a
  * read-only transaction, so type errors and unknown columns are reported
  * before anything changes. The table is seen as it is after expand (see
@@ -317,7 +337,8 @@ static int check_expression(PGconn *conn, const struct migration *m, const struc
     char *sql = mig_str_take(&s);
     exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
     PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK ||
+             waits_for_enum_value(m, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
     if (!ok) {
         snprintf(err, errlen, "%s: operations[%d].%s: \"%s\" expression \"%s\" does not work on table "
                  "\"%s\": %s", m->file, op->index, mig_op_name(op->kind), key, expr, table,
@@ -521,7 +542,9 @@ static int probe_default(PGconn *conn, const struct migration *m, const struct m
     mig_str_addf(&s, "ALTER TABLE pg_temp.pgtandem_default_probe ADD COLUMN v %s DEFAULT (%s)", op->col.type,
                  op->col.default_expr);
     char *sql = mig_str_take(&s);
-    int added = before && sql && exec_simple(conn, sql, NULL, e2, sizeof e2) == 0;
+    char state[6] = "";
+    int added = before && sql && exec_simple(conn, sql, state, e2, sizeof e2) == 0;
+    int unknown = !added && waits_for_enum_value(m, state, e2);
     r = added ? exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
     if (r) {
         after = strdup(PQgetvalue(r, 0, 0));
@@ -530,7 +553,9 @@ static int probe_default(PGconn *conn, const struct migration *m, const struct m
     exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
     free(sql);
     int rc = 0;
-    if (!added) {
+    if (unknown) {
+        *rewrites = 1;  /* not known until the value exists: added without it, set, backfilled */
+    } else if (!added) {
         snprintf(err, errlen, "%s: operations[%d].add_column: the default (%s) of column \"%s\" cannot be the "
                  "default of a %s column: %s", m->file, op->index, op->col.default_expr, op->col.name,
                  op->col.type, e2[0] ? e2 : "out of memory");

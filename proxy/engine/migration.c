@@ -21,7 +21,7 @@
 #define MAX_OPS 1000
 #define MAX_FILE (16 * 1024 * 1024)
 
-enum key_type { K_STR, K_BOOL, K_STRS, K_OBJ, K_COLS, K_STR_OR_NULL, K_INT, K_NUM };
+enum key_type { K_STR, K_BOOL, K_STRS, K_OBJ, K_COLS, K_STR_OR_NULL, K_INT, K_NUM, K_STR_OR_OBJ };
 
 struct key_spec {
     const char *key;
@@ -72,6 +72,18 @@ static const struct key_spec create_constraint_keys[] = {
     {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {NULL, 0, 0}};
 static const struct key_spec sql_keys[] = {
     {"up", K_STR, 1}, {"down", K_STR, 0}, {"on", K_STR, 0}, {NULL, 0, 0}};
+static const struct key_spec drop_constraint_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"if_exists", K_BOOL, 0}, {NULL, 0, 0}};
+static const struct key_spec rename_constraint_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"from", K_STR, 1}, {"to", K_STR, 1}, {NULL, 0, 0}};
+static const struct key_spec set_replica_identity_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"identity", K_STR_OR_OBJ, 1}, {NULL, 0, 0}};
+static const struct key_spec replica_index_keys[] = {{"index", K_STR, 1}, {NULL, 0, 0}};
+static const struct key_spec add_enum_value_keys[] = {
+    {"schema", K_STR, 0}, {"type", K_STR, 1}, {"value", K_STR, 1}, {"before", K_STR, 0}, {"after", K_STR, 0},
+    {"if_not_exists", K_BOOL, 0}, {NULL, 0, 0}};
+static const struct key_spec rename_enum_value_keys[] = {
+    {"schema", K_STR, 0}, {"type", K_STR, 1}, {"from", K_STR, 1}, {"to", K_STR, 1}, {NULL, 0, 0}};
 static const struct key_spec column_keys[] = {
     {"name", K_STR, 1}, {"type", K_STR, 1}, {"nullable", K_BOOL, 0}, {"default", K_STR, 0},
     {"check", K_STR, 0}, {"unique", K_BOOL, 0}, {"primary_key", K_BOOL, 0},
@@ -99,6 +111,11 @@ static const struct op_spec op_specs[] = {
     {"drop_index", MIG_DROP_INDEX, drop_index_keys},
     {"create_constraint", MIG_CREATE_CONSTRAINT, create_constraint_keys},
     {"sql", MIG_SQL, sql_keys},
+    {"drop_constraint", MIG_DROP_CONSTRAINT, drop_constraint_keys},
+    {"rename_constraint", MIG_RENAME_CONSTRAINT, rename_constraint_keys},
+    {"set_replica_identity", MIG_SET_REPLICA_IDENTITY, set_replica_identity_keys},
+    {"add_enum_value", MIG_ADD_ENUM_VALUE, add_enum_value_keys},
+    {"rename_enum_value", MIG_RENAME_ENUM_VALUE, rename_enum_value_keys},
 };
 #define N_OP_SPECS (sizeof(op_specs) / sizeof(op_specs[0]))
 
@@ -266,6 +283,7 @@ static const char *type_label(enum key_type t)
     case K_STR_OR_NULL: return "a string or null";
     case K_INT: return "an integer";
     case K_NUM: return "a number";
+    case K_STR_OR_OBJ: return "a string or an object";
     }
     return "?";
 }
@@ -280,6 +298,7 @@ static int type_ok(json_t *v, enum key_type t)
     case K_STR_OR_NULL: return json_is_string(v) || json_is_null(v);
     case K_INT: return json_is_integer(v);
     case K_NUM: return json_is_number(v);
+    case K_STR_OR_OBJ: return json_is_string(v) || json_is_object(v);
     }
     return 0;
 }
@@ -630,6 +649,55 @@ static int parse_index_parts(struct parse_ctx *c, json_t *body, struct mig_op *o
     return op->storage_parameters ? check_storage_parameters(c, op->storage_parameters) : 0;
 }
 
+/* add_enum_value, rename_enum_value: "type" names the enum type (an
+ * identifier, kept in name), not a column's type. */
+static int take_enum_type(struct parse_ctx *c, struct mig_op *op)
+{
+    op->name = op->type;
+    op->type = NULL;
+    return check_ident(c, "type", op->name);
+}
+
+static int parse_enum_value(struct parse_ctx *c, json_t *body, struct mig_op *op)
+{
+    op->value = dup_str(body, "value");
+    op->before = dup_str(body, "before");
+    op->after = dup_str(body, "after");
+    op->if_not_exists = get_tristate(body, "if_not_exists") == 1;
+    if (take_enum_type(c, op) || check_ident(c, "value", op->value) || check_ident(c, "before", op->before) ||
+        check_ident(c, "after", op->after))
+        return -1;
+    if (op->before && op->after)
+        return fail_at(c, "after", "give \"before\" or \"after\", not both");
+    const char *next = op->before ? op->before : op->after;
+    if (next && strcmp(next, op->value) == 0)
+        return fail_at(c, op->before ? "before" : "after", "\"%s\" is the value being added", next);
+    return 0;
+}
+
+/* set_replica_identity's "identity": "default", "full", "nothing", or
+ * {"index": name}. */
+static int parse_identity(struct parse_ctx *c, json_t *v, struct mig_op *op)
+{
+    static const char *const kinds[] = {"default", "full", "nothing"};
+    if (json_is_object(v)) {
+        if (check_keys(c, v, replica_index_keys) != 0)
+            return -1;
+        op->identity = strdup("index");
+        op->name = dup_str(v, "index");
+        return check_ident(c, "index", op->name);
+    }
+    const char *s = json_string_value(v);
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(s, kinds[i]) == 0) {
+            op->identity = strdup(s);
+            return 0;
+        }
+    const char *hint = closest(s, kinds, 3);
+    return fail_at(c, "identity", "\"identity\" must be \"default\", \"full\", \"nothing\" or {\"index\": name} "
+                   "(got \"%s\"%s%s%s)", s, hint ? "; did you mean \"" : "", hint ? hint : "", hint ? "\"?" : "");
+}
+
 /* Rules that depend on the operation kind beyond key presence/types. */
 static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *op)
 {
@@ -689,6 +757,17 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
             return fail_at(c, "references", "a foreign_key constraint needs \"references\"");
         return parse_references(c, json_object_get(body, "references"), op);
     }
+    case MIG_DROP_CONSTRAINT:
+        return 0;   /* if_exists: read with the common keys */
+    case MIG_RENAME_CONSTRAINT:
+    case MIG_RENAME_ENUM_VALUE:
+        if (strcmp(op->from, op->to) == 0)
+            return fail_at(c, "to", "\"from\" and \"to\" are both \"%s\"", op->to);
+        return op->kind == MIG_RENAME_ENUM_VALUE ? take_enum_type(c, op) : 0;
+    case MIG_SET_REPLICA_IDENTITY:
+        return parse_identity(c, json_object_get(body, "identity"), op);
+    case MIG_ADD_ENUM_VALUE:
+        return parse_enum_value(c, body, op);
     case MIG_SQL: {
         json_t *on = json_object_get(body, "on");
         const char *v = on ? json_string_value(on) : "start";
@@ -952,6 +1031,7 @@ static void free_op(struct mig_op *op)
     free(op->type); free(op->up); free(op->down); free(op->default_expr); free(op->check);
     free(op->name); free(op->method); free(op->where); free(op->constraint_type);
     free(op->ref_table); free(op->on_delete); free(op->on_update); free(op->storage_parameters);
+    free(op->value); free(op->before); free(op->after); free(op->identity);
     free_strs(op->keys, op->nkeys);
     free_strs(op->include, op->ninclude);
     free_strs(op->columns, op->ncolumns);

@@ -19,6 +19,11 @@ enum mig_op_kind {
     MIG_DROP_INDEX,
     MIG_CREATE_CONSTRAINT,
     MIG_SQL,
+    MIG_DROP_CONSTRAINT,
+    MIG_RENAME_CONSTRAINT,
+    MIG_SET_REPLICA_IDENTITY,
+    MIG_ADD_ENUM_VALUE,
+    MIG_RENAME_ENUM_VALUE,
 };
 
 enum mig_sql_on { MIG_ON_START, MIG_ON_COMPLETE };
@@ -52,7 +57,7 @@ struct mig_op {
     int nullable, unique;   /* -1 when not given */
     int copy;               /* rename_column: keep a copy column under the new name on the table
                              * itself, for writers that bypass both shapes' views */
-    int if_exists;          /* drop_index: a missing object is no error */
+    int if_exists;          /* drop_index, drop_constraint: a missing object is no error */
     char *name;             /* create_index, drop_index, create_constraint */
     char **columns;         /* create_index, create_constraint */
     size_t ncolumns;
@@ -72,6 +77,14 @@ struct mig_op {
     struct mig_column *cols;/* create_table */
     size_t ncols;
     enum mig_sql_on on;     /* sql */
+    /* drop_constraint: name; rename_constraint: from, to; set_replica_identity:
+     * identity (default | full | nothing | index, the index in name);
+     * add_enum_value / rename_enum_value: the enum type in name, the label in
+     * value (add) or from, to (rename). */
+    char *value;            /* add_enum_value */
+    char *before, *after;   /* add_enum_value: the label it goes next to */
+    int if_not_exists;      /* add_enum_value: a label already there is no error */
+    char *identity;         /* set_replica_identity */
 };
 
 struct mig_backfill_settings {

@@ -584,6 +584,8 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
             return -1;
         if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
             return -1;
+        if (mig_catalog_load_objects(conn, m, op, cat, err, errlen) != 0)
+            return -1;
     }
     return 0;
 }
@@ -664,6 +666,7 @@ void mig_catalog_free(struct mig_catalog *cat)
         free_refs(ix->fkeys, ix->nfkeys);
     }
     if (cat) {
+        mig_catalog_free_objects(cat);
         free(cat->indexes);
         cat->indexes = NULL;
         cat->nindexes = 0;

@@ -143,6 +143,41 @@ struct mig_cat_named_index {
     size_t nfkeys;
 };
 
+/* A constraint a drop_constraint or rename_constraint names (and the name a
+ * rename_constraint gives), looked up on its table as the catalog has it
+ * before the migration (a table this migration renames: its old name). */
+struct mig_cat_constraint {
+    char *schema, *table, *name;
+    int exists;
+    char contype;        /* c, f, p, u, x, t (a constraint trigger) */
+    int inherited;       /* coninhcount > 0: Postgres refuses to drop or rename it on this table alone */
+    char *index;         /* the index behind a p, u or x constraint, or NULL */
+    int relation_taken;  /* a relation (table, index, view, sequence ...) of this name is in the schema */
+    struct mig_cat_ref *fkeys;  /* foreign keys that look rows up through its index (p, u) */
+    size_t nfkeys;
+};
+
+/* An index a set_replica_identity names, with what Postgres requires of a
+ * replica identity index. */
+struct mig_cat_ident_index {
+    char *schema, *table, *name;
+    int exists;
+    char *on_table;      /* the table it is on (regclass text) */
+    int on_this_table;
+    int unique, partial, expressions, immediate, valid;
+    char **nullable;     /* its key columns without NOT NULL */
+    size_t nnullable;
+};
+
+/* An enum type an add_enum_value or rename_enum_value names. */
+struct mig_cat_enum {
+    char *schema, *name;
+    int exists;          /* a type of that name exists */
+    int is_enum;
+    char **labels;       /* in their order */
+    size_t nlabels;
+};
+
 struct mig_catalog {
     struct mig_cat_table *tables;
     size_t n;
@@ -161,6 +196,12 @@ struct mig_catalog {
      * widened ...), as the engine's probe found. NULL: nothing probed. */
     unsigned char *retype_in_place;
     size_t nretype_in_place;
+    struct mig_cat_constraint *constraints;  /* drop_constraint, rename_constraint (from and to) */
+    size_t nconstraints;
+    struct mig_cat_ident_index *ident_indexes; /* set_replica_identity */
+    size_t nident_indexes;
+    struct mig_cat_enum *enums;              /* add_enum_value, rename_enum_value */
+    size_t nenums;
 };
 
 /* Loads every table named by m's operations and every index its
@@ -174,5 +215,17 @@ struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const c
 struct mig_cat_index *mig_catalog_index(const struct mig_cat_table *t, const char *name);
 const struct mig_cat_named_index *mig_catalog_named_index(const struct mig_catalog *cat, const char *schema,
                                                           const char *name);
+/* table: its name in the catalog before the migration. */
+const struct mig_cat_constraint *mig_catalog_constraint(const struct mig_catalog *cat, const char *schema,
+                                                        const char *table, const char *name);
+const struct mig_cat_ident_index *mig_catalog_ident_index(const struct mig_catalog *cat, const char *schema,
+                                                          const char *table, const char *name);
+const struct mig_cat_enum *mig_catalog_enum(const struct mig_catalog *cat, const char *schema, const char *name);
+/* Internal to the catalog (migration_catalog_objects.c): what op names
+ * besides its table's columns, loaded by mig_catalog_load and freed by
+ * mig_catalog_free. */
+int mig_catalog_load_objects(PGconn *conn, const struct migration *m, const struct mig_op *op,
+                             struct mig_catalog *cat, char *err, size_t errlen);
+void mig_catalog_free_objects(struct mig_catalog *cat);
 
 #endif

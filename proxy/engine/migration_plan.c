@@ -16,6 +16,8 @@
 static const struct mig_op_def *const op_defs[] = {
     &op_rename_column, &op_add_column, &op_alter_column, &op_drop_column, &op_create_table, &op_drop_table,
     &op_rename_table, &op_create_index, &op_drop_index, &op_create_constraint, &op_sql,
+    &op_drop_constraint, &op_rename_constraint, &op_set_replica_identity, &op_add_enum_value,
+    &op_rename_enum_value,
 };
 
 static const struct mig_op_def *op_def(enum mig_op_kind kind)
@@ -296,6 +298,9 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         move_last_to_front(&p->contract);
         move_last_to_front(&p->rollback);
         old_shape_schema(c);
+        /* An enum value added at expand commits before any statement that
+         * may use it runs. */
+        prepend_steps(&p->expand, &c->first);
     }
     int oom = p->expand.oom || p->contract.oom || p->rollback.oom || p->validate.oom || p->post.oom;
     if (rc == 0 && oom) {
@@ -303,6 +308,7 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         rc = -1;
     }
     mig_steps_free(&c->shape_defaults);
+    mig_steps_free(&c->first);
     free(c);
     if (rc != 0)
         mig_plan_free(p);

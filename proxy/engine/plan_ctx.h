@@ -32,6 +32,7 @@ struct plan_ctx {
     const char *views[64];      /* views re-created by the contract so far (catalog names) */
     size_t nviews;
     struct mig_steps shape_defaults; /* the new shape's view defaults, set once its views exist */
+    struct mig_steps first;     /* expand steps that go before every other (add_enum_value) */
 };
 
 /* ---- plan_names_catalog.c: object names, errors, the catalog as earlier
@@ -155,5 +156,22 @@ int refuse_on_partitioned(struct plan_ctx *c, const struct mig_op *op);
 
 /* ---- plan_checks.c: constraints complete validates before its cutover --- */
 void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow);
+
+/* ---- plan_constraints.c: a table's named constraints as earlier
+ * operations leave them ---------------------------------------------------- */
+struct constraint_now {
+    int exists;
+    char contype;                          /* c, f, p, u, x */
+    const struct mig_cat_constraint *cat;  /* as the catalog has it (under its name there), or NULL */
+    const struct mig_op *made_by;          /* the earlier create_constraint or rename_constraint behind it */
+    const struct mig_op *gone_by;          /* the earlier operation that took it away */
+};
+
+/* Constraint name of table (as op names it) when op runs: the catalog's,
+ * then what earlier create_constraint, rename_constraint, drop_constraint
+ * and drop_table operations did to it. */
+void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name,
+                    struct constraint_now *out);
+const char *constraint_kind_name(char contype);
 
 #endif

@@ -638,7 +638,17 @@ static int conv_rename(struct conv *c, const struct sql_stmt *st)
         json_object_set_new(body, "to", json_string(str_or(st->body, "newname", "")));
         return add_op(c, "rename_table", body) == 0 ? 0 : oom(c, st);
     }
-    if (!strcmp(kind, "OBJECT_INDEX") || !strcmp(kind, "OBJECT_TABCONSTRAINT"))
+    if (!strcmp(kind, "OBJECT_TABCONSTRAINT")) {
+        /* the old release keeps the name it knows until the contract */
+        if (close_last(c) != 0)
+            return -1;
+        json_t *body = json_object();
+        set_relation(body, rel, "table");
+        json_object_set_new(body, "from", json_string(str_or(st->body, "subname", "")));
+        json_object_set_new(body, "to", json_string(str_or(st->body, "newname", "")));
+        return add_op(c, "rename_constraint", body) == 0 ? 0 : oom(c, st);
+    }
+    if (!strcmp(kind, "OBJECT_INDEX"))
         return emit_sql(c, st, NULL, NULL);     /* a catalog rename: instant, no data touched */
     return fail(c, st, "renaming a %s is not supported by the converter", kind + (strncmp(kind, "OBJECT_", 7) ? 0 : 7));
 }
@@ -737,6 +747,36 @@ static int conv_add_column(struct conv *c, const struct sql_stmt *st, json_t *re
     return add_op(c, "add_column", body) == 0 ? 0 : oom(c, st);
 }
 
+/* The old release may rely on the constraint until the contract drops it. */
+static int conv_drop_constraint(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmd,
+                                const char *name)
+{
+    if (close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    set_relation(body, rel, "table");
+    json_object_set_new(body, "name", json_string(name));
+    if (is_true(cmd, "missing_ok"))
+        json_object_set_new(body, "if_exists", json_true());
+    return add_op(c, "drop_constraint", body) == 0 ? 0 : oom(c, st);
+}
+
+static int conv_replica_identity(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *ri)
+{
+    const char *kind = str_or(ri, "identity_type", "");
+    json_t *identity = NULL;
+    if (!strcmp(kind, "i"))
+        identity = json_pack("{s:s}", "index", str_or(ri, "name", ""));
+    else
+        identity = json_string(!strcmp(kind, "f") ? "full" : !strcmp(kind, "n") ? "nothing" : "default");
+    if (close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    set_relation(body, rel, "table");
+    json_object_set_new(body, "identity", identity);
+    return add_op(c, "set_replica_identity", body) == 0 ? 0 : oom(c, st);
+}
+
 static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmd, size_t ncmds)
 {
     const char *sub = str_or(cmd, "subtype", "");
@@ -772,10 +812,14 @@ static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel
     }
     if (!strcmp(sub, "AT_AddConstraint"))
         return conv_add_constraint(c, st, rel, json_object_get(def, "Constraint"), ncmds);
-    if (!strcmp(sub, "AT_DropConstraint") || !strcmp(sub, "AT_ValidateConstraint")) {
+    if (!strcmp(sub, "AT_DropConstraint"))
+        return conv_drop_constraint(c, st, rel, cmd, column);
+    if (!strcmp(sub, "AT_ReplicaIdentity"))
+        return conv_replica_identity(c, st, rel, json_object_get(def, "ReplicaIdentityStmt"));
+    if (!strcmp(sub, "AT_ValidateConstraint")) {
         if (ncmds > 1)
-            return fail(c, st, "put DROP/VALIDATE CONSTRAINT in its own ALTER TABLE");
-        return emit_sql(c, st, NULL, NULL);     /* a catalog change, or a scan that blocks no writes */
+            return fail(c, st, "put VALIDATE CONSTRAINT in its own ALTER TABLE");
+        return emit_sql(c, st, NULL, NULL);     /* a scan that blocks no writes */
     }
     return fail(c, st, "ALTER TABLE ... %s is not supported by the converter", sub + (strncmp(sub, "AT_", 3) ? 0 : 3));
 }
@@ -944,10 +988,24 @@ static int conv_create_index(struct conv *c, const struct sql_stmt *st)
     return add_op(c, "create_index", body) == 0 ? 0 : oom(c, st);
 }
 
+/* What an enum value's removal meets: Postgres has no statement for it;
+ * editing pg_enum, or replacing the type (drizzle-kit: the column to text,
+ * DROP TYPE, CREATE TYPE without the value, the column back), breaks the
+ * running release. */
+static const char ENUM_VALUE_REMOVAL[] =
+    "Postgres cannot remove a value from an enum: editing pg_enum corrupts indexes and rows that hold it, and "
+    "replacing the type (the column to text, DROP TYPE, CREATE TYPE, the column back) rewrites every table using "
+    "it under an ACCESS EXCLUSIVE lock while the running release still writes the value. Stop writing the value, "
+    "move the rows off it with alter_column (\"up\" mapping it to another), and leave it in the type";
+
 static int conv_drop(struct conv *c, const struct sql_stmt *st)
 {
     const char *type = str_or(st->body, "removeType", "");
     int table = !strcmp(type, "OBJECT_TABLE"), index = !strcmp(type, "OBJECT_INDEX");
+    if (!strcmp(type, "OBJECT_TYPE"))
+        return fail(c, st, "DROP TYPE: the converter cannot tell whether the old release still uses it; drop it in "
+                    "a later migration, or as {\"sql\": {\"up\": ..., \"on\": \"complete\"}}. If it is part of "
+                    "removing a value from an enum: %s", ENUM_VALUE_REMOVAL);
     if (!table && !index)
         return fail(c, st, "DROP %s: the converter cannot tell whether the old release still uses it; drop it "
                     "in a later migration, or as {\"sql\": {\"up\": ..., \"on\": \"complete\"}}",
@@ -999,6 +1057,8 @@ static void note_alembic(struct conv *c, const struct sql_stmt *st)
 static int conv_dml(struct conv *c, const struct sql_stmt *st)
 {
     json_t *rel = json_object_get(st->body, "relation");
+    if (!strcmp(str_or(rel, "relname", ""), "pg_enum") && strcmp(st->kind, "InsertStmt") != 0)
+        return fail(c, st, "%s", ENUM_VALUE_REMOVAL);
     if (!strcmp(str_or(rel, "relname", ""), "alembic_version")) {
         note_alembic(c, st);
         return emit_sql(c, st, "complete", NULL);   /* the version moves with the cutover */
@@ -1012,12 +1072,45 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     return emit_sql(c, st, NULL, NULL);
 }
 
+/* ALTER TYPE ... ADD VALUE: add_enum_value (run at expand before the rest,
+ * outside a transaction, so the migration may use the value); RENAME VALUE:
+ * rename_enum_value, which the plan refuses with what to do instead. */
+static int conv_alter_enum(struct conv *c, const struct sql_stmt *st)
+{
+    json_t *names = json_object_get(st->body, "typeName");
+    size_t n = json_array_size(names);
+    const char *type = n ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+    const char *schema = n > 1 ? sql_node_str(json_array_get(names, n - 2)) : NULL;
+    if (!type || n > 2)
+        return fail(c, st, "cannot read the name of the enum type");
+    if (close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    if (schema && strcmp(schema, "public") != 0)
+        json_object_set_new(body, "schema", json_string(schema));
+    json_object_set_new(body, "type", json_string(type));
+    const char *old_val = json_string_value(json_object_get(st->body, "oldVal"));
+    const char *value = str_or(st->body, "newVal", "");
+    if (old_val) {
+        json_object_set_new(body, "from", json_string(old_val));
+        json_object_set_new(body, "to", json_string(value));
+        return add_op(c, "rename_enum_value", body) == 0 ? 0 : oom(c, st);
+    }
+    json_object_set_new(body, "value", json_string(value));
+    const char *next = json_string_value(json_object_get(st->body, "newValNeighbor"));
+    if (next)
+        json_object_set_new(body, is_true(st->body, "newValIsAfter") ? "after" : "before", json_string(next));
+    if (is_true(st->body, "skipIfNewValExists"))
+        json_object_set_new(body, "if_not_exists", json_true());
+    return add_op(c, "add_enum_value", body) == 0 ? 0 : oom(c, st);
+}
+
 /* Statements that change no table an application reads in a way that
  * blocks it: passed through as they are. */
 static int safe_as_is(const char *kind)
 {
     static const char *const kinds[] = {"CreateFunctionStmt", "CreateExtensionStmt", "CreateSchemaStmt",
-        "CreateEnumStmt", "AlterEnumStmt", "CompositeTypeStmt", "CreateDomainStmt", "CreateSeqStmt",
+        "CreateEnumStmt", "CompositeTypeStmt", "CreateDomainStmt", "CreateSeqStmt",
         "AlterSeqStmt", "CommentStmt", "GrantStmt", "ViewStmt", "CreateTrigStmt", "AlterDefaultPrivilegesStmt",
         "CreatePolicyStmt", NULL};
     for (const char *const *k = kinds; *k; k++)
@@ -1081,6 +1174,8 @@ static int conv_statement(struct conv *c, const struct sql_stmt *st)
         return conv_create_index(c, st);
     if (!strcmp(k, "DropStmt"))
         return conv_drop(c, st);
+    if (!strcmp(k, "AlterEnumStmt"))
+        return conv_alter_enum(c, st);
     if (!strcmp(k, "UpdateStmt") || !strcmp(k, "InsertStmt") || !strcmp(k, "DeleteStmt"))
         return conv_dml(c, st);
     if (safe_as_is(k) || (!strcmp(k, "VacuumStmt") && !is_true(st->body, "is_vacuumcmd")))

@@ -144,10 +144,19 @@ BAD = [
     ("ALTER TABLE checks ADD COLUMN pqs integer;\nLOCK TABLE checks;\n", ":2:1: cannot run online: LOCK TABLE"),
     ("CREATE INDEX ix ON checks (lower(claim_txt));\n", "operations[0].create_index: index \"ix\" cannot be built on "
      "table \"checks\": ERROR:  column \"claim_txt\" does not exist"),
+    ("DELETE FROM pg_enum WHERE enumlabel = 'open';\n", ":1:1: Postgres cannot remove a value from an enum"),
+    ("ALTER TABLE checks ALTER COLUMN env SET DATA TYPE text;\nDROP TYPE mood;\n",
+     ":2:1: DROP TYPE: the converter cannot tell whether the old release still uses it; drop it in a later migration"),
+    ("ALTER TYPE mood RENAME VALUE 'open' TO 'active';\n", "operations[0].rename_enum_value: renaming value \"open\" of "
+     "type \"public.mood\" to \"active\" cannot run online"),
+    ("ALTER TABLE checks DROP CONSTRAINT checks_nope;\n", "operations[0].drop_constraint: constraint \"checks_nope\" "
+     "of table \"public.checks\" does not exist"),
 ]
 
 
-@pytest.mark.parametrize("text,message", BAD, ids=["syntax", "vacuum_full", "update_all", "lock", "expr_index"])
+@pytest.mark.parametrize("text,message", BAD, ids=["syntax", "vacuum_full", "update_all", "lock", "expr_index",
+                                                   "enum_value_delete", "enum_type_replaced", "enum_value_rename",
+                                                   "drop_missing_constraint"])
 def test_bad_sql_exits_2_and_changes_nothing(db, text, message):
     load_legacy(db, 10)
     before = shape(db)
@@ -160,7 +169,8 @@ def test_bad_sql_exits_2_and_changes_nothing(db, text, message):
     # lint reports the same statement (as a finding, or the syntax error)
     where = path + (":1:1:" if live else ":".join(message.split(":")[:3]) + ":")
     r = migrate(db, "lint", path)
-    assert r.returncode == 2 and where in r.stdout + r.stderr, (r.stdout, r.stderr)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and (where in out or (live and message in out)), (r.stdout, r.stderr)
     assert shape(db) == before
 
 
@@ -398,3 +408,51 @@ def test_expression_index_and_fk_actions_run_start_to_complete(db):
     # the action works: a deleted check takes its votes along
     sql(db, "DELETE FROM checks WHERE id = 7")
     assert sql(db, "SELECT count(*) FROM check_votes WHERE check_id = 7") == [(0,)]
+
+
+# drizzle-kit's and Alembic's statements for enum values, constraints and
+# the replica identity: each becomes its online operation
+CONSTRAINTS_SQL = """ALTER TYPE "public"."stage" ADD VALUE 'review' BEFORE 'done';--> statement-breakpoint
+ALTER TYPE stage ADD VALUE IF NOT EXISTS 'new' AFTER 'todo';--> statement-breakpoint
+ALTER TABLE "tickets" ADD COLUMN "next" "stage" DEFAULT 'review';--> statement-breakpoint
+ALTER TABLE "tickets" DROP CONSTRAINT "tickets_title_len";--> statement-breakpoint
+ALTER TABLE tickets DROP CONSTRAINT IF EXISTS tickets_gone;--> statement-breakpoint
+ALTER TABLE "tickets" RENAME CONSTRAINT "tickets_code_key" TO "tickets_code_uq";--> statement-breakpoint
+ALTER TABLE tickets REPLICA IDENTITY FULL;
+"""
+TICKETS = ("CREATE TYPE stage AS ENUM ('todo', 'done');"
+           "CREATE TABLE tickets (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE, title text,"
+           " stage stage NOT NULL DEFAULT 'todo', CONSTRAINT tickets_title_len CHECK (length(title) < 20));"
+           "INSERT INTO tickets (code, title) SELECT 'k' || g, 't' || g FROM generate_series(1, 500) g")
+
+
+def test_enum_values_constraints_and_replica_identity_run_start_to_complete(db):
+    sql(db, TICKETS)
+    path = write_sql(CONSTRAINTS_SQL, "0005_stage.sql")
+    r = migrate(db, "convert", path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["operations"] == [
+        {"add_enum_value": {"type": "stage", "value": "review", "before": "done"}},
+        {"add_enum_value": {"type": "stage", "value": "new", "after": "todo", "if_not_exists": True}},
+        {"add_column": {"table": "tickets", "column": {"name": "next", "type": '"stage"', "default": "'review'"}}},
+        {"drop_constraint": {"table": "tickets", "name": "tickets_title_len"}},
+        {"drop_constraint": {"table": "tickets", "name": "tickets_gone", "if_exists": True}},
+        {"rename_constraint": {"table": "tickets", "from": "tickets_code_key", "to": "tickets_code_uq"}},
+        {"set_replica_identity": {"table": "tickets", "identity": "full"}}]
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    # the new value is usable at once; the constraint and the identity stay
+    # as the old release knows them until the contract
+    sql(db, "INSERT INTO tickets (code, stage) VALUES ('late', 'review')")
+    assert sql(db, "SELECT conname FROM pg_constraint WHERE conrelid = 'tickets'::regclass ORDER BY 1") == [
+        ("tickets_code_key",), ("tickets_pkey",), ("tickets_title_len",)]
+    assert sql(db, "SELECT relreplident FROM pg_class WHERE oid = 'tickets'::regclass") == [("d",)]
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stderr
+    assert sql(db, "SELECT enum_range(NULL::stage)::text") == [("{todo,new,review,done}",)]
+    assert sql(db, "SELECT conname FROM pg_constraint WHERE conrelid = 'tickets'::regclass ORDER BY 1") == [
+        ("tickets_code_uq",), ("tickets_pkey",)]
+    assert sql(db, "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'tickets'::regclass"
+                   " ORDER BY 1") == [("tickets_code_uq",), ("tickets_pkey",)]
+    assert sql(db, "SELECT relreplident FROM pg_class WHERE oid = 'tickets'::regclass") == [("f",)]
+    assert sql(db, "SELECT count(*) FROM tickets WHERE next = 'review'") == [(501,)]

@@ -121,6 +121,54 @@ static void test_plan_offline(void)
     mig_free(&m);
 }
 
+#define ONE_OP(op) "{\"name\": \"x\", \"operations\": [" op "]}"
+
+/* drop_constraint, rename_constraint, set_replica_identity and the enum
+ * operations: their keys, and where the offline plan puts their statements
+ * (an enum value first at expand, alone; the rest at the contract). */
+static void test_constraint_and_enum_ops(void)
+{
+    expect_error("identity word", ONE_OP("{\"set_replica_identity\": {\"table\": \"t\", \"identity\": \"ful\"}}"),
+                 "did you mean \"full\"");
+    expect_error("identity object", ONE_OP("{\"set_replica_identity\": {\"table\": \"t\", \"identity\": {\"idx\": \"i\"}}}"),
+                 "unknown key \"idx\" (did you mean \"index\"?)");
+    expect_error("identity type", ONE_OP("{\"set_replica_identity\": {\"table\": \"t\", \"identity\": 1}}"),
+                 "\"identity\" must be a string or an object");
+    expect_error("before and after", ONE_OP("{\"add_enum_value\": {\"type\": \"m\", \"value\": \"v\", \"before\": \"a\","
+                                            " \"after\": \"b\"}}"), "give \"before\" or \"after\", not both");
+    expect_error("neighbour is the value", ONE_OP("{\"add_enum_value\": {\"type\": \"m\", \"value\": \"v\", \"after\": \"v\"}}"),
+                 "\"v\" is the value being added");
+    expect_error("rename constraint to itself", ONE_OP("{\"rename_constraint\": {\"table\": \"t\", \"from\": \"a\", \"to\": \"a\"}}"),
+                 "\"from\" and \"to\" are both \"a\"");
+    expect_error("drop constraint needs a name", ONE_OP("{\"drop_constraint\": {\"table\": \"t\"}}"),
+                 "missing required key \"name\"");
+    struct migration m;
+    struct mig_plan p;
+    char err[512] = "";
+    const char *text = ONE_OP("{\"drop_constraint\": {\"table\": \"t\", \"name\": \"c\", \"if_exists\": true}},"
+                              "{\"add_column\": {\"table\": \"t\", \"column\": {\"name\": \"s\", \"type\": \"mood\"}}},"
+                              "{\"add_enum_value\": {\"schema\": \"app\", \"type\": \"mood\", \"value\": \"it's\", \"after\": \"a\"}},"
+                              "{\"rename_constraint\": {\"table\": \"t\", \"from\": \"a\", \"to\": \"b\"}},"
+                              "{\"set_replica_identity\": {\"table\": \"t\", \"identity\": {\"index\": \"t_k\"}}}");
+    CHECK("constraint and enum ops parse", parse(text, &m, err, sizeof err) == 0 && m.ops[2].kind == MIG_ADD_ENUM_VALUE &&
+          !strcmp(m.ops[2].name, "mood") && !m.ops[2].type && m.ops[0].if_exists == 1);
+    CHECK("constraint and enum ops plan offline", mig_plan_build(&m, NULL, &p, err, sizeof err) == 0);
+    CHECK("enum value first, alone", p.expand.n > 0 && p.expand.v[0].mode == MIG_STEP_ALONE &&
+          !strcmp(p.expand.v[0].sql, "ALTER TYPE \"app\".\"mood\" ADD VALUE IF NOT EXISTS 'it''s' AFTER 'a'"));
+    CHECK("drop at contract", steps_contain(&p.contract, "ALTER TABLE \"public\".\"t\" DROP CONSTRAINT IF EXISTS \"c\""));
+    CHECK("rename at contract", steps_contain(&p.contract, "RENAME CONSTRAINT \"a\" TO \"b\""));
+    CHECK("identity at contract", steps_contain(&p.contract, "REPLICA IDENTITY USING INDEX \"t_k\""));
+    CHECK("nothing of them to roll back", !steps_contain(&p.rollback, "CONSTRAINT") &&
+          !steps_contain(&p.rollback, "REPLICA") && !steps_contain(&p.rollback, "ALTER TYPE"));
+    CHECK("the kept value is noted", p.nnotes == 1 && strstr(p.notes[0], "keeps value \"it's\""));
+    mig_plan_free(&p);
+    mig_free(&m);
+    CHECK("rename enum value refused offline",
+          parse(ONE_OP("{\"rename_enum_value\": {\"type\": \"m\", \"from\": \"a\", \"to\": \"b\"}}"), &m, err, sizeof err) == 0 &&
+          mig_plan_build(&m, NULL, &p, err, sizeof err) != 0 && strstr(err, "cannot run online"));
+    mig_free(&m);
+}
+
 static void test_backfill_sql(void)
 {
     char *pk[1] = {"\"id\""}, *types[1] = {"bigint"};
@@ -214,5 +262,6 @@ int main(void)
     test_plan_offline();
     test_backfill_sql();
     test_backfill_adapts();
+    test_constraint_and_enum_ops();
     return UNIT_RESULT();
 }

@@ -213,6 +213,26 @@ static void test_columns_constraints_indexes(void)
 /* Index keys beyond plain columns are written from the parse tree: the
  * expression as the author wrote it, in parentheses, then COLLATE, the
  * operator class and the order; INCLUDE and WITH (...) as their own fields. */
+static void test_constraints_identity_enums(void)
+{
+    CHECK("drop, rename constraint, replica identity", ops_equal(
+        "ALTER TABLE s.t DROP CONSTRAINT c;\nALTER TABLE t RENAME CONSTRAINT a TO b;\n"
+        "ALTER TABLE t REPLICA IDENTITY USING INDEX t_k;\nALTER TABLE t REPLICA IDENTITY NOTHING;", 1,
+        "[{\"drop_constraint\":{\"schema\":\"s\",\"table\":\"t\",\"name\":\"c\"}},"
+        "{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"set_replica_identity\":{\"table\":\"t\",\"identity\":{\"index\":\"t_k\"}}},"
+        "{\"set_replica_identity\":{\"table\":\"t\",\"identity\":\"nothing\"}}]"));
+    CHECK("enum values", ops_equal(
+        "ALTER TYPE app.mood ADD VALUE 'x';\nALTER TYPE mood RENAME VALUE 'a' TO 'b';", 1,
+        "[{\"add_enum_value\":{\"schema\":\"app\",\"type\":\"mood\",\"value\":\"x\"}},"
+        "{\"rename_enum_value\":{\"type\":\"mood\",\"from\":\"a\",\"to\":\"b\"}}]"));
+    CHECK("they parse as a migration", parses_as_migration(
+        "ALTER TABLE t DROP CONSTRAINT IF EXISTS c;\nALTER TYPE mood ADD VALUE IF NOT EXISTS 'x' BEFORE 'y';\n"
+        "ALTER TABLE t REPLICA IDENTITY FULL;"));
+    CHECK("refuse: removing an enum value", fails_with("DELETE FROM pg_enum WHERE enumlabel = 'x';",
+                                                       "Postgres cannot remove a value from an enum"));
+}
+
 static void test_index_keys_and_fk_actions(void)
 {
     CHECK("expression, opclass, order, include, storage parameters", ops_equal(
@@ -300,6 +320,7 @@ static void test_expression_text(void)
 
 int main(void)
 {
+    test_constraints_identity_enums();
     test_alembic_seed();
     test_down_needs_old_type();
     test_drizzle();
