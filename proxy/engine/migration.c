@@ -561,7 +561,7 @@ static int constraint_needs(struct parse_ctx *c, json_t *body, int k, const char
 {
     if (k == 0 && !check)
         return fail_at(c, "check", "a check constraint needs \"check\"");
-    if (k > 0 && !columns)
+    if (k > 0 && k < 4 && !columns)
         return fail_at(c, "columns", "a %s constraint needs \"columns\"", constraint_kinds[k]);
     if (k == 2 && !json_object_get(body, "references"))
         return fail_at(c, "references", "a foreign_key constraint needs \"references\"");
@@ -617,7 +617,7 @@ static int parse_table_constraints(struct parse_ctx *c, json_t *arr, struct mig_
     for (size_t i = 0; i < op->ncols; i++)
         pk += op->cols[i].primary_key == 1;
     for (size_t i = 0; i < n; i++)
-        pk += strcmp(op->cons[i].type, "primary_key") == 0;
+        pk += op->cons[i].type && strcmp(op->cons[i].type, "primary_key") == 0;
     if (pk > 1)
         return fail_at(c, "primary_key", "a table has one primary key (%d given)", pk);
     return 0;

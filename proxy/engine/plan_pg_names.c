@@ -1,8 +1,8 @@
 /* The names Postgres gives the constraints and indexes a DDL statement
  * does not name, so that a migration run online ends with the names the
  * same statement run offline would have chosen: `t_c_check`, `t_c_key`,
- * `t_c_fkey`, `t_pkey`. The rules are Postgres's own (indexcmds.c and
- * pg_constraint.c): makeObjectName truncates the longer of the two name
+ * `t_c_fkey`, `t_pkey`. The rules are Postgres's own (its index commands
+ * and constraint catalog code): makeObjectName truncates the longer of the two name
  * parts until "name1_name2_label" fits in 63 bytes, cutting at a character
  * boundary; ChooseConstraintName appends 1, 2, ... to the label while a
  * constraint of the schema has the name; ChooseRelationName (an index, and
