@@ -622,6 +622,11 @@ CASES_KEYS = {
         REGIONS, ops=[ORDERS], offline=ORDERS_OFFLINE, old=RENAME_CLAIM_OLD[:1],
         new=["INSERT INTO orders (ra, rb, qty, price, code, seq) VALUES ({i} % 20 + 1, {i} % 20 + 1, {i} + 1, 2, 'o{i}', {i})"],
         tables=("checks", "regions", "orders"), before_tables=("checks", "regions")),
+    "alter_column_check_and_unique_named_as_offline": case(
+        ops=[{"alter_column": dict(PRICE_NUMERIC["alter_column"], check="price >= 0", unique=True)}],
+        offline=PRICE_NUMERIC_OFFLINE + "; ALTER TABLE checks ADD CHECK (price >= 0); ALTER TABLE checks ADD UNIQUE (price)",
+        old=["INSERT INTO checks (id, price) VALUES (10000 + {i}, '5{i}00.5')"],
+        new=["INSERT INTO checks (id, price) VALUES (20000 + {i}, 7{i}00.25)"]),
     "primary_key_exists_refused": refused_at_start(
         "", {"create_constraint": {"table": "checks", "type": "primary_key", "columns": ["claim_text"]}},
         ['table "public.checks" already has a primary key (checks_pkey)']),
