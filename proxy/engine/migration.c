@@ -56,7 +56,7 @@ static const struct key_spec alter_column_keys[] = {
 static const struct key_spec drop_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"down", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec create_table_keys[] = {
-    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"columns", K_COLS, 1}, {NULL, 0, 0}};
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"columns", K_COLS, 1}, {"constraints", K_COLS, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_table_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {NULL, 0, 0}};
 static const struct key_spec rename_table_keys[] = {
@@ -68,8 +68,11 @@ static const struct key_spec create_index_keys[] = {
 static const struct key_spec drop_index_keys[] = {
     {"schema", K_STR, 0}, {"name", K_STR, 1}, {"if_exists", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec create_constraint_keys[] = {
-    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"type", K_STR, 1},
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 0}, {"type", K_STR, 1},
     {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {NULL, 0, 0}};
+static const struct key_spec table_constraint_keys[] = {
+    {"type", K_STR, 1}, {"name", K_STR, 0}, {"columns", K_STRS, 0}, {"check", K_STR, 0},
+    {"references", K_OBJ, 0}, {NULL, 0, 0}};
 static const struct key_spec sql_keys[] = {
     {"up", K_STR, 1}, {"down", K_STR, 0}, {"on", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_constraint_keys[] = {
@@ -87,7 +90,8 @@ static const struct key_spec rename_enum_value_keys[] = {
 static const struct key_spec column_keys[] = {
     {"name", K_STR, 1}, {"type", K_STR, 1}, {"nullable", K_BOOL, 0}, {"default", K_STR, 0},
     {"check", K_STR, 0}, {"unique", K_BOOL, 0}, {"primary_key", K_BOOL, 0},
-    {"references", K_STR, 0}, {"comment", K_STR, 0}, {NULL, 0, 0}};
+    {"references", K_STR, 0}, {"comment", K_STR, 0}, {"identity", K_STR, 0}, {"generated", K_STR, 0},
+    {NULL, 0, 0}};
 static const struct key_spec references_keys[] = {
     {"table", K_STR, 1}, {"columns", K_STRS, 1}, {"on_delete", K_STR, 0}, {"on_update", K_STR, 0},
     {NULL, 0, 0}};
@@ -479,10 +483,19 @@ static int parse_column(struct parse_ctx *c, json_t *obj, struct mig_column *col
     col->nullable = get_tristate(obj, "nullable");
     col->unique = get_tristate(obj, "unique");
     col->primary_key = get_tristate(obj, "primary_key");
+    col->identity = dup_str(obj, "identity");
+    col->generated = dup_str(obj, "generated");
     if (check_ident(c, "name", col->name) || check_type(c, "type", col->type))
         return -1;
+    if (col->identity && strcmp(col->identity, "always") != 0 && strcmp(col->identity, "by_default") != 0)
+        return fail_at(c, "identity", "\"identity\" must be \"always\" or \"by_default\" (got \"%s\")", col->identity);
+    if ((col->identity || col->generated) && col->default_expr)
+        return fail_at(c, col->identity ? "identity" : "generated", "an %s column cannot have a \"default\"",
+                       col->identity ? "identity" : "generated");
+    if (col->identity && col->generated)
+        return fail_at(c, "generated", "a column is either \"identity\" or \"generated\", not both");
     return check_reference(c, col->references) || check_expr(c, "default", col->default_expr) ||
-           check_expr(c, "check", col->check);
+           check_expr(c, "check", col->check) || check_expr(c, "generated", col->generated);
 }
 
 static int parse_columns(struct parse_ctx *c, json_t *arr, struct mig_op *op)
@@ -522,7 +535,14 @@ static int check_fk_action(struct parse_ctx *c, const char *key, char *action)
                    key, action);
 }
 
-static int parse_references(struct parse_ctx *c, json_t *obj, struct mig_op *op)
+/* A foreign key's "references" object, into the fields of a
+ * create_constraint or of a create_table's constraint. */
+struct ref_out {
+    char **table, ***columns, **on_delete, **on_update;
+    size_t *ncolumns;
+};
+
+static int parse_references(struct parse_ctx *c, json_t *obj, const struct ref_out *o)
 {
     if (!obj)
         return 0;
@@ -530,13 +550,96 @@ static int parse_references(struct parse_ctx *c, json_t *obj, struct mig_op *op)
         return fail_at(c, "references", "\"references\" must be an object {table, columns}");
     if (check_keys(c, obj, references_keys) != 0)
         return -1;
-    op->ref_table = dup_str(obj, "table");
-    op->on_delete = dup_str(obj, "on_delete");
-    op->on_update = dup_str(obj, "on_update");
-    if (check_ident(c, "table", op->ref_table) || check_fk_action(c, "on_delete", op->on_delete) ||
-        check_fk_action(c, "on_update", op->on_update))
+    *o->table = dup_str(obj, "table");
+    *o->on_delete = dup_str(obj, "on_delete");
+    *o->on_update = dup_str(obj, "on_update");
+    if (check_ident(c, "table", *o->table) || check_fk_action(c, "on_delete", *o->on_delete) ||
+        check_fk_action(c, "on_update", *o->on_update))
         return -1;
-    return dup_strs(c, json_object_get(obj, "columns"), "columns", &op->ref_columns, &op->nref_columns);
+    return dup_strs(c, json_object_get(obj, "columns"), "columns", o->columns, o->ncolumns);
+}
+
+static const char *const constraint_kinds[] = {"check", "unique", "foreign_key", "primary_key"};
+
+/* The kind of a constraint's "type" (its index in constraint_kinds), or -1
+ * after failing with a hint. */
+static int constraint_kind(struct parse_ctx *c, const char *type)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(type, constraint_kinds[i]) == 0)
+            return i;
+    const char *hint = closest(type, constraint_kinds, 4);
+    fail_at(c, "type", "unknown constraint type \"%s\" (%s%s%s)", type,
+            hint ? "did you mean \"" : "use check, unique, foreign_key or primary_key", hint ? hint : "",
+            hint ? "\"?" : "");
+    return -1;
+}
+
+/* What each kind of constraint needs besides its type. */
+static int constraint_needs(struct parse_ctx *c, json_t *body, int k, const char *check, char **columns)
+{
+    if (k == 0 && !check)
+        return fail_at(c, "check", "a check constraint needs \"check\"");
+    if (k > 0 && k < 4 && !columns)
+        return fail_at(c, "columns", "a %s constraint needs \"columns\"", constraint_kinds[k]);
+    if (k == 2 && !json_object_get(body, "references"))
+        return fail_at(c, "references", "a foreign_key constraint needs \"references\"");
+    if (k != 2 && json_object_get(body, "references"))
+        return fail_at(c, "references", "only a foreign_key constraint has \"references\"");
+    return 0;
+}
+
+static int parse_table_constraint(struct parse_ctx *c, json_t *obj, struct mig_constraint *k)
+{
+    if (!json_is_object(obj))
+        return fail_at(c, NULL, "a constraint must be an object");
+    if (check_keys(c, obj, table_constraint_keys) != 0)
+        return -1;
+    k->type = dup_str(obj, "type");
+    k->name = dup_str(obj, "name");
+    k->check = dup_str(obj, "check");
+    if (check_ident(c, "name", k->name) || check_expr(c, "check", k->check))
+        return -1;
+    int kind = constraint_kind(c, k->type);
+    if (kind < 0)
+        return -1;
+    json_t *cols = json_object_get(obj, "columns");
+    if (cols && dup_strs(c, cols, "columns", &k->columns, &k->ncolumns))
+        return -1;
+    if (constraint_needs(c, obj, kind, k->check, k->columns) != 0)
+        return -1;
+    struct ref_out o = {&k->ref_table, &k->ref_columns, &k->on_delete, &k->on_update, &k->nref_columns};
+    return parse_references(c, json_object_get(obj, "references"), &o);
+}
+
+/* create_table's "constraints": each a table constraint, as CREATE TABLE
+ * writes them after the columns. */
+static int parse_table_constraints(struct parse_ctx *c, json_t *arr, struct mig_op *op)
+{
+    if (!arr)
+        return 0;
+    size_t n = json_array_size(arr);
+    if (n == 0 || n > 64)
+        return fail_at(c, "constraints", "\"constraints\" must list 1 to 64 constraints");
+    op->cons = calloc(n, sizeof *op->cons);
+    if (!op->cons)
+        return fail_at(c, NULL, "out of memory");
+    op->ncons = n;
+    size_t base = strlen(c->path);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(c->path + base, sizeof c->path - base, ".constraints[%zu]", i);
+        if (parse_table_constraint(c, json_array_get(arr, i), &op->cons[i]) != 0)
+            return -1;
+    }
+    c->path[base] = '\0';
+    int pk = 0;
+    for (size_t i = 0; i < op->ncols; i++)
+        pk += op->cols[i].primary_key == 1;
+    for (size_t i = 0; i < n; i++)
+        pk += op->cons[i].type && strcmp(op->cons[i].type, "primary_key") == 0;
+    if (pk > 1)
+        return fail_at(c, "primary_key", "a table has one primary key (%d given)", pk);
+    return 0;
 }
 
 static int parse_op_fields(struct parse_ctx *c, json_t *body, struct mig_op *op)
@@ -714,6 +817,11 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
             return -1;
         if (op->col.primary_key == 1)
             return fail_at(c, "primary_key", "add_column cannot add a primary key; use create_constraint");
+        if (op->col.identity || op->col.generated)
+            return fail_at(c, op->col.identity ? "identity" : "generated", "add_column cannot add an %s column: "
+                           "Postgres writes it into every row under ACCESS EXCLUSIVE; add a plain column with an "
+                           "\"up\" (the backfill fills it) or create the table with it",
+                           op->col.identity ? "identity" : "generated");
         return 0;
     case MIG_ALTER_COLUMN:
         if (!op->type && op->nullable < 0 && !op->has_default && !op->check && op->unique < 0)
@@ -728,34 +836,26 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
             return fail_at(c, "to", "\"from\" and \"to\" are both \"%s\"", op->to);
         return 0;
     case MIG_CREATE_TABLE:
-        return parse_columns(c, json_object_get(body, "columns"), op);
+        return parse_columns(c, json_object_get(body, "columns"), op) ||
+               parse_table_constraints(c, json_object_get(body, "constraints"), op);
     case MIG_CREATE_INDEX:
         return parse_index_parts(c, body, op) || check_method(c, op->method);
     case MIG_CREATE_CONSTRAINT: {
-        static const char *const kinds[] = {"check", "unique", "foreign_key"};
         op->constraint_type = strdup(op->type);
         free(op->type);
         op->type = NULL;
-        int k = -1;
-        for (int i = 0; i < 3; i++)
-            if (strcmp(op->constraint_type, kinds[i]) == 0)
-                k = i;
-        if (k < 0) {
-            const char *hint = closest(op->constraint_type, kinds, 3);
-            return fail_at(c, "type", "unknown constraint type \"%s\" (%s%s%s)", op->constraint_type,
-                           hint ? "did you mean \"" : "use check, unique or foreign_key",
-                           hint ? hint : "", hint ? "\"?" : "");
-        }
+        if (!op->constraint_type)
+            return fail_at(c, NULL, "out of memory");
+        int k = constraint_kind(c, op->constraint_type);
+        if (k < 0)
+            return -1;
         json_t *cols = json_object_get(body, "columns");
         if (cols && dup_strs(c, cols, "columns", &op->columns, &op->ncolumns))
             return -1;
-        if (k == 0 && !op->check)
-            return fail_at(c, "check", "a check constraint needs \"check\"");
-        if (k > 0 && !op->columns)
-            return fail_at(c, "columns", "a %s constraint needs \"columns\"", kinds[k]);
-        if (k == 2 && !json_object_get(body, "references"))
-            return fail_at(c, "references", "a foreign_key constraint needs \"references\"");
-        return parse_references(c, json_object_get(body, "references"), op);
+        if (constraint_needs(c, body, k, op->check, op->columns) != 0)
+            return -1;
+        struct ref_out o = {&op->ref_table, &op->ref_columns, &op->on_delete, &op->on_update, &op->nref_columns};
+        return parse_references(c, json_object_get(body, "references"), &o);
     }
     case MIG_DROP_CONSTRAINT:
         return 0;   /* if_exists: read with the common keys */
@@ -1016,6 +1116,8 @@ static void free_column(struct mig_column *c)
     free(c->check);
     free(c->references);
     free(c->comment);
+    free(c->identity);
+    free(c->generated);
 }
 
 static void free_strs(char **v, size_t n)
@@ -1040,6 +1142,13 @@ static void free_op(struct mig_op *op)
     for (size_t i = 0; i < op->ncols; i++)
         free_column(&op->cols[i]);
     free(op->cols);
+    for (size_t i = 0; i < op->ncons; i++) {
+        struct mig_constraint *k = &op->cons[i];
+        free(k->type); free(k->name); free(k->check); free(k->ref_table); free(k->on_delete); free(k->on_update);
+        free_strs(k->columns, k->ncolumns);
+        free_strs(k->ref_columns, k->nref_columns);
+    }
+    free(op->cons);
 }
 
 void mig_free(struct migration *m)

@@ -40,6 +40,22 @@ struct mig_column {
     int nullable;       /* -1, 0, 1 */
     int unique;         /* -1, 0, 1 */
     int primary_key;    /* -1, 0, 1 */
+    char *identity;     /* create_table: "always" or "by_default" (GENERATED ... AS IDENTITY) */
+    char *generated;    /* create_table: GENERATED ALWAYS AS (expr) STORED */
+};
+
+/* A table constraint of create_table: type is primary_key, unique, check
+ * or foreign_key; name NULL lets Postgres choose it, as offline. */
+struct mig_constraint {
+    char *type;
+    char *name;
+    char **columns;
+    size_t ncolumns;
+    char *check;
+    char *ref_table;
+    char **ref_columns;
+    size_t nref_columns;
+    char *on_delete, *on_update;
 };
 
 struct mig_op {
@@ -58,7 +74,8 @@ struct mig_op {
     int copy;               /* rename_column: keep a copy column under the new name on the table
                              * itself, for writers that bypass both shapes' views */
     int if_exists;          /* drop_index, drop_constraint: a missing object is no error */
-    char *name;             /* create_index, drop_index, create_constraint */
+    char *name;             /* create_index, drop_index, create_constraint (NULL: the name Postgres
+                             * would choose offline) */
     char **columns;         /* create_index, create_constraint */
     size_t ncolumns;
     char *method;           /* create_index: btree, gin, ... */
@@ -68,7 +85,7 @@ struct mig_op {
     char **include;         /* create_index: INCLUDE columns */
     size_t ninclude;
     char *storage_parameters; /* create_index: WITH (...) */
-    char *constraint_type;  /* create_constraint: check | unique | foreign_key */
+    char *constraint_type;  /* create_constraint: check | unique | foreign_key | primary_key */
     char *ref_table;        /* create_constraint foreign_key */
     char **ref_columns;
     size_t nref_columns;
@@ -85,6 +102,8 @@ struct mig_op {
     char *before, *after;   /* add_enum_value: the label it goes next to */
     int if_not_exists;      /* add_enum_value: a label already there is no error */
     char *identity;         /* set_replica_identity */
+    struct mig_constraint *cons; /* create_table: table constraints */
+    size_t ncons;
 };
 
 struct mig_backfill_settings {

@@ -569,6 +569,76 @@ static int add_named_index(PGconn *conn, struct mig_catalog *cat, const char *sc
     return 0;
 }
 
+/* Relation names ('r') and constraint names ('c') of a schema, each
+ * sorted the way strcmp sorts (COLLATE "C"). */
+static const char *NAMES_SQL =
+    "SELECT kind, name FROM ("
+    " SELECT 'r' AS kind, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  WHERE n.nspname = $1"
+    " UNION"
+    " SELECT 'c', con.conname::text FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace"
+    "  WHERE n.nspname = $1) x"
+    " ORDER BY kind, name COLLATE \"C\"";
+
+static const struct mig_cat_names *schema_names(const struct mig_catalog *cat, const char *schema)
+{
+    for (size_t i = 0; cat && i < cat->nnames; i++)
+        if (strcmp(cat->names[i].schema, schema) == 0)
+            return &cat->names[i];
+    return NULL;
+}
+
+static int add_schema_names(PGconn *conn, struct mig_catalog *cat, const char *schema, char *err, size_t errlen)
+{
+    if (schema_names(cat, schema))
+        return 0;
+    struct mig_cat_names *grown = realloc(cat->names, (cat->nnames + 1) * sizeof *grown);
+    if (!grown)
+        return snprintf(err, errlen, "out of memory"), -1;
+    cat->names = grown;
+    struct mig_cat_names *nm = &cat->names[cat->nnames++];
+    memset(nm, 0, sizeof *nm);
+    nm->schema = strdup(schema);
+    const char *params[1] = {schema};
+    PGresult *r = PQexecParams(conn, NAMES_SQL, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "reading the names taken in schema %s: %s", schema, PQerrorMessage(conn));
+        PQclear(r);
+        return -1;
+    }
+    int rows = PQntuples(r);
+    nm->rels = calloc((size_t)rows + 1, sizeof(char *));
+    nm->cons = calloc((size_t)rows + 1, sizeof(char *));
+    for (int i = 0; nm->rels && nm->cons && i < rows; i++) {
+        int rel = PQgetvalue(r, i, 0)[0] == 'r';
+        char *name = strdup(PQgetvalue(r, i, 1));
+        if (rel)
+            nm->rels[nm->nrels++] = name;
+        else
+            nm->cons[nm->ncons++] = name;
+    }
+    PQclear(r);
+    if (!nm->rels || !nm->cons)
+        return snprintf(err, errlen, "out of memory"), -1;
+    return 0;
+}
+
+static int cmp_name(const void *key, const void *elem)
+{
+    const char *e = *(const char *const *)elem;
+    return strcmp((const char *)key, e ? e : "");
+}
+
+int mig_catalog_name_taken(const struct mig_catalog *cat, const char *schema, const char *name, int relations)
+{
+    const struct mig_cat_names *nm = schema_names(cat, schema);
+    if (!nm)
+        return 0;
+    if (nm->ncons && bsearch(name, nm->cons, nm->ncons, sizeof(char *), cmp_name))
+        return 1;
+    return relations && nm->nrels && bsearch(name, nm->rels, nm->nrels, sizeof(char *), cmp_name) != NULL;
+}
+
 int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                      char *err, size_t errlen)
 {
@@ -585,6 +655,8 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
         if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
             return -1;
         if (mig_catalog_load_objects(conn, m, op, cat, err, errlen) != 0)
+            return -1;
+        if (add_schema_names(conn, cat, op->schema, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -675,5 +747,18 @@ void mig_catalog_free(struct mig_catalog *cat)
         cat->default_rewrites = NULL;
         free(cat->retype_in_place);
         cat->retype_in_place = NULL;
+        for (size_t i = 0; i < cat->nnames; i++) {
+            struct mig_cat_names *nm = &cat->names[i];
+            for (size_t k = 0; k < nm->nrels; k++)
+                free(nm->rels[k]);
+            for (size_t k = 0; k < nm->ncons; k++)
+                free(nm->cons[k]);
+            free(nm->rels);
+            free(nm->cons);
+            free(nm->schema);
+        }
+        free(cat->names);
+        cat->names = NULL;
+        cat->nnames = 0;
     }
 }

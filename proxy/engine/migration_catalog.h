@@ -178,6 +178,16 @@ struct mig_cat_enum {
     size_t nlabels;
 };
 
+/* The names taken in a schema a migration touches, sorted (strcmp order):
+ * relations (tables, indexes, views, sequences ...) and constraints, which
+ * Postgres consults to choose the name of a constraint or index the DDL
+ * does not name (ChooseConstraintName, ChooseRelationName). */
+struct mig_cat_names {
+    char *schema;
+    char **rels, **cons;
+    size_t nrels, ncons;
+};
+
 struct mig_catalog {
     struct mig_cat_table *tables;
     size_t n;
@@ -202,6 +212,8 @@ struct mig_catalog {
     size_t nident_indexes;
     struct mig_cat_enum *enums;              /* add_enum_value, rename_enum_value */
     size_t nenums;
+    struct mig_cat_names *names;          /* one per schema an operation names */
+    size_t nnames;
 };
 
 /* Loads every table named by m's operations and every index its
@@ -213,6 +225,9 @@ struct mig_cat_table *mig_catalog_table(const struct mig_catalog *cat, const cha
                                         const char *name);
 struct mig_cat_column *mig_catalog_column(const struct mig_cat_table *t, const char *name);
 struct mig_cat_index *mig_catalog_index(const struct mig_cat_table *t, const char *name);
+/* 1 when name is a constraint's name in schema, or (relations set) a
+ * relation's; 0 when free or the schema was not read. */
+int mig_catalog_name_taken(const struct mig_catalog *cat, const char *schema, const char *name, int relations);
 const struct mig_cat_named_index *mig_catalog_named_index(const struct mig_catalog *cat, const char *schema,
                                                           const char *name);
 /* table: its name in the catalog before the migration. */

@@ -1,6 +1,6 @@
 /* A constraint of the new shape that complete validates before its
  * cutover, with traffic flowing (struct mig_check): alter_column's
- * "check". */
+ * "check", under the name Postgres gives it offline (t_c_check). */
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
@@ -110,7 +110,7 @@ static char *alter_table_sql(const struct mig_op *op, const char *action, const 
 void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow)
 {
     char cname[80];
-    object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+    choose_check_name(c, op->schema, op->table, op->check, cname, sizeof cname);
     struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
     if (!grown) {
         c->p->contract.oom = 1;

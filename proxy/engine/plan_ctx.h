@@ -33,6 +33,12 @@ struct plan_ctx {
     size_t nviews;
     struct mig_steps shape_defaults; /* the new shape's view defaults, set once its views exist */
     struct mig_steps first;     /* expand steps that go before every other (add_enum_value) */
+    struct {                    /* names this migration gives constraints and indexes (plan_pg_names) */
+        const char *schema;     /* owned by the migration */
+        char name[64];
+        int relation;           /* an index's name (a relation's), not only a constraint's */
+    } taken[256];
+    size_t ntaken;
 };
 
 /* ---- plan_names_catalog.c: object names, errors, the catalog as earlier
@@ -73,6 +79,18 @@ const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op 
 void add_shape_default(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *view_col,
                        const char *expr);
 
+/* ---- plan_pg_names.c: the names Postgres gives what the DDL leaves unnamed */
+/* t_a_b_key (primary 0) or t_pkey (primary 1): an index or the UNIQUE or
+ * PRIMARY KEY constraint it backs. */
+void choose_key_name(struct plan_ctx *c, const char *schema, const char *table, char *const *cols, size_t n,
+                     int primary, char *out, size_t outlen);
+void choose_fkey_name(struct plan_ctx *c, const char *schema, const char *table, char *const *cols, size_t n,
+                      char *out, size_t outlen);
+void choose_check_name(struct plan_ctx *c, const char *schema, const char *table, const char *expr, char *out,
+                       size_t outlen);
+/* A name a migration's operation gives explicitly: later choices skip it. */
+void take_name(struct plan_ctx *c, const char *schema, const char *name, int relation);
+
 /* ---- plan_sql_build.c: statements and clauses the operations share ------ */
 void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,
                const char *ident, const char *tail);
@@ -81,11 +99,20 @@ void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char 
 void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
                      const char *expr);
 void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
+/* The same for the k-th of several columns of one operation; the check's
+ * temporary name is written to cname (80 bytes). */
+void add_not_null_check_k(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col, int k,
+                          char *cname);
 void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
                  const char *comment);
 char *index_sql(const char *schema, const char *table, const char *name, int unique, const char *method,
                 char *const *cols, size_t ncols, const char *swap_from, const char *swap_to, const char *where);
 char *drop_index_sql(const char *schema, const char *name, int concurrently);
+/* At contract: ALTER TABLE table ADD CONSTRAINT name UNIQUE USING INDEX ix
+ * (the index built CONCURRENTLY at expand becomes the constraint and takes
+ * its name). */
+void add_unique_using_index(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name,
+                            const char *ix);
 void add_index_build(struct mig_steps *l, const struct mig_op *op, const char *schema, const char *name,
                      char *create_sql);
 void append_steps(struct mig_steps *dst, struct mig_steps *src);

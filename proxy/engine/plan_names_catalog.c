@@ -104,6 +104,11 @@ const char *column_type(const struct plan_ctx *c, const char *schema, const char
     const char *t = added_type(c, schema, table, col);
     if (t)
         return t;
+    /* a column of a table this migration creates */
+    const struct mig_op *made = created_table(c, schema, table);
+    for (size_t i = 0; made && made->kind == MIG_CREATE_TABLE && i < made->ncols; i++)
+        if (strcmp(made->cols[i].name, col) == 0)
+            return made->cols[i].type;
     struct mig_cat_column *cc = mig_catalog_column(table_of(c, schema, table), col);
     return cc ? cc->type : NULL;
 }

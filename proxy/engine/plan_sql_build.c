@@ -50,7 +50,13 @@ void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char 
                                const char *col)
 {
     char cname[80];
-    object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
+    add_not_null_check_k(c, op, table, col, -1, cname);
+}
+
+void add_not_null_check_k(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col, int k,
+                          char *cname)
+{
+    object_name(cname, 80, "nn", op, k, c->m->name);
     struct mig_str s = {0};
     mig_str_add(&s, "ALTER TABLE ");
     mig_str_qname(&s, op->schema, table);
@@ -109,6 +115,17 @@ char *drop_index_sql(const char *schema, const char *name, int concurrently)
     mig_str_addf(&s, "DROP INDEX %sIF EXISTS ", concurrently ? "CONCURRENTLY " : "");
     mig_str_qname(&s, schema, name);
     return mig_str_take(&s);
+}
+
+void add_unique_using_index(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name,
+                            const char *ix)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, " UNIQUE USING INDEX ");
+    mig_str_ident(&s, ix);
+    char *tail = mig_str_take(&s);
+    add_alter(&c->p->contract, op, table, "ADD CONSTRAINT", name, tail ? tail : "");
+    free(tail);
 }
 
 /* CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind; the

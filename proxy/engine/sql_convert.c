@@ -290,7 +290,7 @@ static int plain_constraint(json_t *con)
 {
     static const char *const harmless[] = {"contype", "location", "raw_expr", "keys", "fk_attrs", "pk_attrs",
                                            "pktable", "fk_matchtype", "fk_upd_action", "fk_del_action",
-                                           "initially_valid", NULL};
+                                           "initially_valid", "generated_when", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(con, k, v) {
@@ -350,6 +350,18 @@ static int column_json(struct conv *c, const struct sql_stmt *st, json_t *def, c
             }
             json_object_set_new(col, key, json_string(expr));
             free(expr);
+        } else if (!strcmp(ct, "CONSTR_IDENTITY")) {
+            const char *when = str_or(con, "generated_when", "a");
+            json_object_set_new(col, "identity", json_string(!strcmp(when, "a") ? "always" : "by_default"));
+        } else if (!strcmp(ct, "CONSTR_GENERATED")) {
+            char *expr = sql_expr_text(&c->s, st, json_object_get(con, "raw_expr"));
+            if (!expr) {
+                json_decref(col);
+                return fail(c, st, "cannot read the generation expression of column \"%s\"",
+                            str_or(def, "colname", "?"));
+            }
+            json_object_set_new(col, "generated", json_string(expr));
+            free(expr);
         } else if (!strcmp(ct, "CONSTR_UNIQUE")) {
             json_object_set_new(col, "unique", json_true());
         } else if (!strcmp(ct, "CONSTR_PRIMARY")) {
@@ -407,6 +419,87 @@ static json_t *column_by_name(json_t *cols, const char *name)
             return col;
     }
     return NULL;
+}
+
+/* The column names of a constraint's keys as a JSON array. */
+static json_t *name_array(json_t *names)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        json_array_append_new(arr, json_string(sql_node_str(n) ? sql_node_str(n) : ""));
+    }
+    return arr;
+}
+
+/* A foreign key's "references" object {table, columns, on_delete,
+ * on_update}, or NULL with why when the operation cannot say it. */
+static json_t *references_json(json_t *con, const char *schema, const char **why)
+{
+    json_t *pk = json_object_get(con, "pktable");
+    if (strcmp(rel_schema(pk), schema) != 0) {
+        *why = "its foreign key references a table in another schema";
+        return NULL;
+    }
+    if (strcmp(str_or(con, "fk_matchtype", "s"), "s") != 0) {
+        *why = "its foreign key has a MATCH type";
+        return NULL;
+    }
+    if (json_array_size(json_object_get(con, "pk_attrs")) == 0) {
+        *why = "its foreign key does not name the referenced columns";
+        return NULL;
+    }
+    json_t *ref = json_object();
+    json_object_set_new(ref, "table", json_string(str_or(pk, "relname", "")));
+    json_object_set_new(ref, "columns", name_array(json_object_get(con, "pk_attrs")));
+    add_fk_action(ref, "on_delete", str_or(con, "fk_del_action", "a"));
+    add_fk_action(ref, "on_update", str_or(con, "fk_upd_action", "a"));
+    return ref;
+}
+
+/* A table constraint of CREATE TABLE as an entry of create_table's
+ * "constraints"; 0 done, 1 cannot (why set), -1 failed. */
+static int table_constraint_json(struct conv *c, const struct sql_stmt *st, json_t *con, const char *schema,
+                                 json_t *out, const char **why)
+{
+    const char *ct = str_or(con, "contype", "");
+    const char *name = json_string_value(json_object_get(con, "conname"));
+    json_t *probe = json_deep_copy(con);
+    json_object_del(probe, "conname");
+    int plain = plain_constraint(probe);
+    json_decref(probe);
+    const char *type = !strcmp(ct, "CONSTR_PRIMARY") ? "primary_key" : !strcmp(ct, "CONSTR_UNIQUE") ? "unique"
+                     : !strcmp(ct, "CONSTR_FOREIGN") ? "foreign_key" : !strcmp(ct, "CONSTR_CHECK") ? "check" : NULL;
+    if (!plain || !type) {
+        *why = "it has a table constraint with options (DEFERRABLE, INCLUDE, NO INHERIT, EXCLUDE ...)";
+        return 1;
+    }
+    json_t *k = json_object();
+    json_object_set_new(k, "type", json_string(type));
+    if (name)
+        json_object_set_new(k, "name", json_string(name));
+    if (!strcmp(type, "check")) {
+        char *expr = sql_expr_text(&c->s, st, json_object_get(con, "raw_expr"));
+        if (!expr) {
+            json_decref(k);
+            return fail(c, st, "cannot read a CHECK expression");
+        }
+        json_object_set_new(k, "check", json_string(expr));
+        free(expr);
+    } else {
+        int fk = !strcmp(type, "foreign_key");
+        json_object_set_new(k, "columns", name_array(json_object_get(con, fk ? "fk_attrs" : "keys")));
+        json_t *ref = fk ? references_json(con, schema, why) : NULL;
+        if (fk && !ref) {
+            json_decref(k);
+            return 1;
+        }
+        if (ref)
+            json_object_set_new(k, "references", ref);
+    }
+    json_array_append_new(out, k);
+    return 0;
 }
 
 /* A table constraint folded into its single column; 0 done, 1 cannot. */
@@ -471,13 +564,18 @@ static int conv_create_table(struct conv *c, const struct sql_stmt *st)
         if (col)
             json_array_append_new(cols, col);
     }
+    json_t *cons = json_array();
     json_array_foreach(json_object_get(st->body, "tableElts"), i, elt) {
         json_t *con = json_object_get(elt, "Constraint");
         if (why || !con)
             continue;
-        int rc = fold_table_constraint(c, st, con, cols, schema, &why);
+        const char *unfolded = NULL;
+        int rc = fold_table_constraint(c, st, con, cols, schema, &unfolded);
+        if (rc > 0)
+            rc = table_constraint_json(c, st, con, schema, cons, &why);
         if (rc < 0) {
             json_decref(cols);
+            json_decref(cons);
             return -1;
         }
     }
@@ -491,6 +589,7 @@ static int conv_create_table(struct conv *c, const struct sql_stmt *st)
     }
     if (why || n == 0) {
         json_decref(cols);
+        json_decref(cons);
         char *q = sql_ident(table), *qs = sql_ident(schema);
         char down[300];
         snprintf(down, sizeof down, "DROP TABLE IF EXISTS %s.%s", qs ? qs : "", q ? q : "");
@@ -500,11 +599,16 @@ static int conv_create_table(struct conv *c, const struct sql_stmt *st)
     }
     if (close_last(c) != 0) {
         json_decref(cols);
+        json_decref(cons);
         return -1;
     }
     json_t *body = json_object();
     set_relation(body, rel, "table");
     json_object_set_new(body, "columns", cols);
+    if (json_array_size(cons))
+        json_object_set_new(body, "constraints", cons);
+    else
+        json_decref(cons);
     return add_op(c, "create_table", body) == 0 ? 0 : oom(c, st);
 }
 
@@ -674,14 +778,12 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
             return fail(c, st, "put each ADD CONSTRAINT ... NOT VALID / USING INDEX in its own ALTER TABLE");
         return emit_sql(c, st, NULL, NULL);
     }
-    if (!strcmp(ct, "CONSTR_PRIMARY"))
-        return fail(c, st, "ADD PRIMARY KEY builds its index under an ACCESS EXCLUSIVE lock; create a unique "
-                    "index CONCURRENTLY, then ADD CONSTRAINT ... PRIMARY KEY USING INDEX");
-    int known = !strcmp(ct, "CONSTR_CHECK") || !strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_FOREIGN");
+    int known = !strcmp(ct, "CONSTR_CHECK") || !strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_FOREIGN") ||
+                !strcmp(ct, "CONSTR_PRIMARY");
     if (!known)
         return fail(c, st, "this kind of constraint (%s) is not supported by the converter", ct);
     if (!name)
-        return fail(c, st, "name the constraint (ADD CONSTRAINT name ...): create_constraint needs a name");
+        name = "(unnamed)";     /* for messages: the operation gets the name Postgres would choose */
     json_t *probe = json_deep_copy(con);
     json_object_del(probe, "conname");
     int plain = plain_constraint(probe);
@@ -700,7 +802,8 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
         return -1;
     json_t *body = json_object();
     set_relation(body, rel, "table");
-    json_object_set_new(body, "name", json_string(name));
+    if (json_object_get(con, "conname"))
+        json_object_set_new(body, "name", json_string(name));
     if (!strcmp(ct, "CONSTR_CHECK")) {
         char *expr = sql_expr_text(&c->s, st, json_object_get(con, "raw_expr"));
         if (!expr) {
@@ -710,8 +813,8 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
         json_object_set_new(body, "type", json_string("check"));
         json_object_set_new(body, "check", json_string(expr));
         free(expr);
-    } else if (!strcmp(ct, "CONSTR_UNIQUE")) {
-        json_object_set_new(body, "type", json_string("unique"));
+    } else if (!strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY")) {
+        json_object_set_new(body, "type", json_string(!strcmp(ct, "CONSTR_UNIQUE") ? "unique" : "primary_key"));
         constraint_columns(body, "columns", json_object_get(con, "keys"));
     } else {
         json_object_set_new(body, "type", json_string("foreign_key"));
@@ -736,6 +839,11 @@ static int conv_add_column(struct conv *c, const struct sql_stmt *st, json_t *re
     if (rc > 0)
         return fail(c, st, "ADD COLUMN \"%s\" cannot be converted: %s; add the column plainly and its "
                     "constraints with their own ADD CONSTRAINT", str_or(def, "colname", "?"), why);
+    if (json_object_get(col, "identity") || json_object_get(col, "generated")) {
+        json_decref(col);
+        return fail(c, st, "ADD COLUMN \"%s\" as an identity or generated column writes every row under ACCESS "
+                    "EXCLUSIVE; add a plain column and fill it with an \"up\"", str_or(def, "colname", "?"));
+    }
     if (close_last(c) != 0 || remember_column(c, rel_schema(rel), str_or(rel, "relname", ""),
                                               str_or(col, "name", ""), str_or(col, "type", "")) != 0) {
         json_decref(col);

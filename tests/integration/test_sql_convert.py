@@ -456,3 +456,73 @@ def test_enum_values_constraints_and_replica_identity_run_start_to_complete(db):
                    " ORDER BY 1") == [("tickets_code_uq",), ("tickets_pkey",)]
     assert sql(db, "SELECT relreplident FROM pg_class WHERE oid = 'tickets'::regclass") == [("f",)]
     assert sql(db, "SELECT count(*) FROM tickets WHERE next = 'review'") == [(501,)]
+
+
+# ---- primary keys, unnamed constraints, table constraints, identity and generated columns ----
+
+KEYS_BASE = """CREATE TABLE k_things (a int, b int, label text);
+CREATE TABLE k_items (id bigint, n int, m int, a int, b int);
+INSERT INTO k_things SELECT g, g, 't' || g FROM generate_series(1, 300) g;
+INSERT INTO k_items SELECT g, g, g, g % 300 + 1, g % 300 + 1 FROM generate_series(1, 3000) g;
+"""
+KEYS_SQL = """BEGIN;
+ALTER TABLE k_things ADD PRIMARY KEY (a, b);
+ALTER TABLE k_items ADD CONSTRAINT k_items_pk PRIMARY KEY (id);
+ALTER TABLE k_items ADD CHECK (n > 0);
+ALTER TABLE k_items ADD UNIQUE (n, m);
+ALTER TABLE k_items ADD FOREIGN KEY (a, b) REFERENCES k_things (a, b) ON DELETE CASCADE;
+CREATE TABLE k_orders (
+    id integer GENERATED ALWAYS AS IDENTITY,
+    a int NOT NULL,
+    b int NOT NULL,
+    qty int,
+    doubled int GENERATED ALWAYS AS (qty * 2) STORED,
+    PRIMARY KEY (id, a),
+    CONSTRAINT k_orders_thing FOREIGN KEY (a, b) REFERENCES k_things (a, b) ON UPDATE CASCADE,
+    UNIQUE (a, b, qty),
+    CHECK (qty > 0)
+);
+COMMIT;
+"""
+
+
+def constraint_defs(db, schema):
+    return sql(db, "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                   " WHERE connamespace = %s::regnamespace AND conrelid::regclass::text LIKE %s ORDER BY 2",
+               (schema, "%k\\_%"))
+
+
+def test_keys_and_table_constraints_convert_and_run_as_offline(db):
+    """ADD PRIMARY KEY, ADD CONSTRAINT without a name and CREATE TABLE with
+    table constraints, identity and generated columns are converted to
+    create_constraint / create_table, run start -> complete under a writer,
+    and end with the constraints (names included) that the same statements
+    make offline in a schema of their own."""
+    sql(db, KEYS_BASE)
+    sql(db, "CREATE SCHEMA off; SET search_path = off;" + KEYS_BASE)
+    path = write_sql(KEYS_SQL, "0005_keys.sql")
+    m = json.loads(migrate(db, "convert", path).stdout)
+    assert [list(op)[0] for op in m["operations"]] == ["create_constraint"] * 5 + ["create_table"]
+    assert "name" not in m["operations"][0]["create_constraint"]
+    assert m["operations"][5]["create_table"]["columns"][0]["identity"] == "always"
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+
+    with psycopg.connect(db, autocommit=True) as c:
+        for i in range(30):
+            c.execute("INSERT INTO k_items VALUES (%s, %s, 1, 1, 1)", (10000 + i, 10000 + i))
+            c.execute("UPDATE k_items SET m = m + 1 WHERE id = %s", (i + 1,))
+    done = migrate(db, "complete")
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(db, autocommit=True, options="-c search_path=off") as c:
+        c.execute(KEYS_SQL.replace("BEGIN;", "").replace("COMMIT;", ""))
+    online = constraint_defs(db, "public")
+    offline = [(t.replace("off.", ""), n, d.replace("off.", "")) for t, n, d in constraint_defs(db, "off")]
+    assert online == offline
+    assert ("k_things", "k_things_pkey", "PRIMARY KEY (a, b)") in online
+    assert ("k_items", "k_items_n_check", "CHECK ((n > 0))") in online
+    assert sql(db, "SELECT attname, attidentity, attgenerated FROM pg_attribute WHERE attrelid = 'k_orders'::regclass"
+                   " AND attname IN ('id', 'doubled') ORDER BY 1") == [("doubled", "", "s"), ("id", "a", "")]
+    assert sql(db, "SELECT bool_and(attnotnull) FROM pg_attribute WHERE attrelid = 'k_things'::regclass"
+                   " AND attname IN ('a', 'b')") == [(True,)]
+    assert sql(db, "SELECT count(*) FROM pg_constraint WHERE conname LIKE 'pgtandem%'") == [(0,)]

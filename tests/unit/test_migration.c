@@ -63,6 +63,32 @@ static void test_parse_errors(void)
     expect_error("type injection",
                  "{\"name\": \"x\", \"operations\": [{\"rename_column\": {\"table\": \"t\", \"from\": \"a\","
                  " \"to\": \"b\", \"type\": \"int'--\"}}]}", "contains '''");
+    expect_error("identity kind", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\": \"t\", \"columns\":"
+                 " [{\"name\": \"a\", \"type\": \"int\", \"identity\": \"sometimes\"}]}}]}",
+                 "\"identity\" must be \"always\" or \"by_default\"");
+    expect_error("identity with default", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\": \"t\","
+                 " \"columns\": [{\"name\": \"a\", \"type\": \"int\", \"identity\": \"always\", \"default\": \"1\"}]}}]}",
+                 "an identity column cannot have a \"default\"");
+    expect_error("generated is one expression", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\":"
+                 " \"t\", \"columns\": [{\"name\": \"a\", \"type\": \"int\", \"generated\": \"1); DROP TABLE x; (\"}]}}]}",
+                 "\"generated\" must be exactly one SQL expression");
+    expect_error("add_column identity", "{\"name\": \"x\", \"operations\": [{\"add_column\": {\"table\": \"t\","
+                 " \"column\": {\"name\": \"a\", \"type\": \"int\", \"identity\": \"always\"}}}]}",
+                 "add_column cannot add an identity column");
+    expect_error("table constraint kind", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\": \"t\","
+                 " \"columns\": [{\"name\": \"a\", \"type\": \"int\"}], \"constraints\": [{\"type\": \"primary\"}]}}]}",
+                 "constraints[0]: unknown constraint type \"primary\"");
+    expect_error("table constraint needs columns", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\":"
+                 " \"t\", \"columns\": [{\"name\": \"a\", \"type\": \"int\"}], \"constraints\": [{\"type\": \"unique\"}]}}]}",
+                 "a unique constraint needs \"columns\"");
+    expect_error("two primary keys", "{\"name\": \"x\", \"operations\": [{\"create_table\": {\"table\": \"t\","
+                 " \"columns\": [{\"name\": \"a\", \"type\": \"int\", \"primary_key\": true}], \"constraints\":"
+                 " [{\"type\": \"primary_key\", \"columns\": [\"a\"]}]}}]}", "a table has one primary key (2 given)");
+    expect_error("references on a check", "{\"name\": \"x\", \"operations\": [{\"create_constraint\": {\"table\": \"t\","
+                 " \"type\": \"check\", \"check\": \"a > 0\", \"references\": {\"table\": \"u\", \"columns\": [\"id\"]}}}]}",
+                 "only a foreign_key constraint has \"references\"");
+    expect_error("primary key needs columns", "{\"name\": \"x\", \"operations\": [{\"create_constraint\": {\"table\":"
+                 " \"t\", \"type\": \"primary_key\"}}]}", "a primary_key constraint needs \"columns\"");
 }
 
 static void test_edit_distance(void)

@@ -5,7 +5,9 @@
  * lists the columns it knew), the new release reads and writes it. CHECK
  * and foreign key are added NOT VALID and validated after the backfill,
  * NOT NULL is a CHECK NOT VALID, validated, that the contract turns into
- * SET NOT NULL, UNIQUE an index built CONCURRENTLY. With an "up", or a
+ * SET NOT NULL, UNIQUE an index built CONCURRENTLY that the contract makes
+ * the UNIQUE constraint. Each constraint gets the name Postgres gives it
+ * offline (t_c_check, t_c_fkey, t_c_key: plan_pg_names.c). With an "up", or a
  * default Postgres would write into every row (a volatile one: that
  * rewrites the table under ACCESS EXCLUSIVE), the column is added bare,
  * the default set for new rows, a trigger fills it on old-shape writes and
@@ -95,7 +97,7 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         add_not_null_check(c, op, op->table, col->name);
     if (col->check) {
         char cname[80];
-        object_name(cname, sizeof cname, "ck", op, -1, c->m->name);
+        choose_check_name(c, op->schema, op->table, col->check, cname, sizeof cname);
         struct mig_str t = {0};
         mig_str_addf(&t, " CHECK (%s) NOT VALID", col->check);
         char *tail = mig_str_take(&t);
@@ -105,7 +107,8 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     }
     if (col->references) {
         char cname[80];
-        object_name(cname, sizeof cname, "fk", op, -1, c->m->name);
+        char *cols[1] = {col->name};
+        choose_fkey_name(c, op->schema, op->table, cols, 1, cname, sizeof cname);
         struct mig_str t = {0};
         mig_str_add(&t, " FOREIGN KEY (");
         mig_str_ident(&t, col->name);
@@ -118,11 +121,13 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
         add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", cname, "");
     }
     if (col->unique == 1) {
-        char ix[80];
+        char ix[80], key[80];
         object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
         char *cols[1] = {col->name};
         add_index_build(&c->p->expand, op, op->schema, ix,
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+        choose_key_name(c, op->schema, op->table, cols, 1, 0, key, sizeof key);
+        add_unique_using_index(c, op, op->table, key, ix);
     }
     if (col->comment)
         add_comment(c, op, op->table, col->name, col->comment);

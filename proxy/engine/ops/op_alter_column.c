@@ -7,8 +7,10 @@
  * longer varchar, varchar to text, a wider numeric) on a column only
  * simple indexes depend on: no second column, nothing copied. Expand adds
  * NOT NULL as a CHECK NOT VALID (validated after, SET NOT NULL at
- * contract) and UNIQUE as an index built CONCURRENTLY; the new shape's
- * view gets the new default while the table keeps the old release's. The
+ * contract) and UNIQUE as an index built CONCURRENTLY that the contract
+ * makes the UNIQUE constraint offline ADD UNIQUE would name (t_c_key);
+ * the new shape's view gets the new default while the table keeps the old
+ * release's. The
  * contract changes the type, the default or drops NOT NULL in the catalog,
  * so until complete the new release writes within the old type and NOT
  * NULL.
@@ -75,6 +77,9 @@ static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
         add_index_build(&c->p->expand, op, op->schema, ix,
                         index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
         mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
+        char key[80];
+        choose_key_name(c, op->schema, op->table, cols, 1, 0, key, sizeof key);
+        add_unique_using_index(c, op, op->table, key, ix);
     }
     return 0;
 }
@@ -102,12 +107,13 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
     struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
     if (op->nullable == 0 && !(oc && oc->notnull))
         add_not_null_check(c, op, op->table, shadow);
+    char uq[80] = "", key[80] = "";
     if (op->unique == 1) {
-        char ix[80];
-        object_name(ix, sizeof ix, "uq", op, -1, c->m->name);
-        char *cols[1] = {shadow};
-        add_index_build(&c->p->expand, op, op->schema, ix,
-                        index_sql(op->schema, op->table, ix, 1, NULL, cols, 1, NULL, NULL, NULL));
+        object_name(uq, sizeof uq, "uq", op, -1, c->m->name);
+        char *cols[1] = {shadow}, *final[1] = {op->column};
+        add_index_build(&c->p->expand, op, op->schema, uq,
+                        index_sql(op->schema, op->table, uq, 1, NULL, cols, 1, NULL, NULL, NULL));
+        choose_key_name(c, op->schema, op->table, final, 1, 0, key, sizeof key);
     }
     /* The deferred steps (SET NOT NULL, index and constraint names) address
      * the shadow column by the name it has until the rename below. */
@@ -116,6 +122,8 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     add_rename_column(&c->p->contract, op, op->table, shadow, op->column);
     append_steps(&c->p->contract, &views);
+    if (uq[0])
+        add_unique_using_index(c, op, op->table, key, uq);
     if (op->check)
         add_check_before_cutover(c, op, shadow);
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");

@@ -1,16 +1,118 @@
-/* create_constraint: a UNIQUE, CHECK or FOREIGN KEY constraint without a
- * scan under a lock that stops writes. UNIQUE: its index is built
- * CONCURRENTLY at expand and becomes the constraint at contract (ADD
- * CONSTRAINT ... USING INDEX). CHECK and FOREIGN KEY: added NOT VALID at
- * expand, so rows either release writes from then on are checked, and
- * validated after the backfill (SHARE UPDATE EXCLUSIVE: reads and writes
- * go on). The rollback drops it. */
+/* create_constraint: a PRIMARY KEY, UNIQUE, CHECK or FOREIGN KEY
+ * constraint without a scan under a lock that stops writes, named as
+ * Postgres names it offline when the operation gives no name (t_c_key,
+ * t_pkey, t_c_check, t_c_fkey: plan_pg_names.c).
+ *
+ * UNIQUE: its index is built CONCURRENTLY at expand (under a temporary
+ * name when the operation names none) and becomes the constraint at
+ * contract (ADD CONSTRAINT ... UNIQUE USING INDEX). PRIMARY KEY: the same,
+ * and NOT NULL on each column that lacks it as a CHECK (col IS NOT NULL)
+ * NOT VALID, validated after the backfill, which lets the contract's SET
+ * NOT NULL skip its scan; the contract then drops the checks and attaches
+ * the index (ADD CONSTRAINT ... PRIMARY KEY USING INDEX, a catalog change).
+ * Refused before any DDL: a table that has a primary key, a partitioned
+ * table (its index cannot be built CONCURRENTLY). CHECK and FOREIGN KEY:
+ * added NOT VALID at expand, so rows either release writes from then on
+ * are checked, and validated after the backfill (SHARE UPDATE EXCLUSIVE:
+ * reads and writes go on). The rollback drops what expand made. */
 #include "op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+static int create_table_has_key(const struct mig_op *o)
+{
+    for (size_t k = 0; k < o->ncols; k++)
+        if (o->cols[k].primary_key == 1)
+            return 1;
+    for (size_t k = 0; k < o->ncons; k++)
+        if (!strcmp(o->cons[k].type, "primary_key"))
+            return 1;
+    return 0;
+}
+
+/* Another operation of this migration, before op, that gives table a
+ * primary key (a create_constraint, or the create_table that makes it). */
+static const struct mig_op *earlier_primary_key(const struct plan_ctx *c, const struct mig_op *op)
+{
+    for (int i = 0; i < op->index && (size_t)i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (strcmp(o->schema, op->schema) != 0 || !o->table || strcmp(o->table, op->table) != 0)
+            continue;
+        if (o->kind == MIG_CREATE_CONSTRAINT && !strcmp(o->constraint_type, "primary_key"))
+            return o;
+        if (o->kind == MIG_CREATE_TABLE && create_table_has_key(o))
+            return o;
+    }
+    return NULL;
+}
+
+static int refuse_primary_key(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    for (size_t i = 0; t && i < t->nidx; i++)
+        if (t->idx[i].primary)
+            return op_error(c, op, "table \"%s.%s\" already has a primary key (%s); a table has one. Drop it "
+                            "first, or add a unique constraint instead", op->schema, op->table,
+                            t->idx[i].constraint ? t->idx[i].constraint : t->idx[i].name);
+    const struct mig_op *o = earlier_primary_key(c, op);
+    if (o)
+        return op_error(c, op, "operations[%d] already gives table \"%s.%s\" a primary key", o->index,
+                        op->schema, op->table);
+    if (t && t->relkind == 'p')
+        return op_error(c, op, "table \"%s.%s\" is partitioned: Postgres cannot build its index CONCURRENTLY "
+                        "(\"cannot create index on partitioned table concurrently\"), and ADD PRIMARY KEY would "
+                        "build it under ACCESS EXCLUSIVE. Add the key to each partition online, then to the "
+                        "parent in an \"sql\" operation", op->schema, op->table);
+    return 0;
+}
+
+/* ADD CONSTRAINT name {UNIQUE|PRIMARY KEY} USING INDEX ix, at contract. */
+static void attach_index(struct plan_ctx *c, const struct mig_op *op, const char *name, const char *kind,
+                         const char *ix)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, " %s USING INDEX ", kind);
+    mig_str_ident(&s, ix);
+    char *tail = mig_str_take(&s);
+    add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", name, tail ? tail : "");
+    free(tail);
+}
+
+static int plan_index_backed(struct plan_ctx *c, const struct mig_op *op)
+{
+    int primary = !strcmp(op->constraint_type, "primary_key");
+    if (primary && refuse_primary_key(c, op))
+        return -1;
+    char name[80], ix[80];
+    if (op->name) {
+        snprintf(name, sizeof name, "%s", op->name);
+        take_name(c, op->schema, name, 1);
+    } else {
+        choose_key_name(c, op->schema, op->table, op->columns, op->ncolumns, primary, name, sizeof name);
+    }
+    /* A named UNIQUE constraint's index is built under its name, which
+     * Postgres then refuses at expand if it is taken. */
+    if (op->name && !primary)
+        snprintf(ix, sizeof ix, "%s", op->name);
+    else
+        object_name(ix, sizeof ix, primary ? "pk" : "uq", op, -1, c->m->name);
+    add_index_build(&c->p->expand, op, op->schema, ix,
+                    index_sql(op->schema, op->table, ix, 1, NULL, op->columns, op->ncolumns, NULL, NULL, NULL));
+    mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
+    for (size_t k = 0; primary && k < op->ncolumns; k++) {
+        const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->columns[k]);
+        if (oc && oc->notnull)
+            continue;
+        char cname[80];
+        add_not_null_check_k(c, op, op->table, op->columns[k], (int)k, cname);
+        add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+    }
+    attach_index(c, op, name, primary ? "PRIMARY KEY" : "UNIQUE", ix);
+    return 0;
+}
 
 static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
 {
@@ -20,21 +122,20 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     if (op->ref_table && require_table(c, op, op->ref_table))
         return -1;
-    if (strcmp(op->constraint_type, "unique") == 0) {
-        add_index_build(&c->p->expand, op, op->schema, op->name,
-                      index_sql(op->schema, op->table, op->name, 1, NULL, op->columns, op->ncolumns,
-                                NULL, NULL, NULL));
-        struct mig_str s = {0};
-        mig_str_add(&s, " UNIQUE USING INDEX ");
-        mig_str_ident(&s, op->name);
-        char *tail = mig_str_take(&s);
-        add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", op->name, tail ? tail : "");
-        free(tail);
-        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
-        return 0;
+    if (!strcmp(op->constraint_type, "unique") || !strcmp(op->constraint_type, "primary_key"))
+        return plan_index_backed(c, op);
+    char name[80];
+    int check = strcmp(op->constraint_type, "check") == 0;
+    if (op->name) {
+        snprintf(name, sizeof name, "%s", op->name);
+        take_name(c, op->schema, name, 0);
+    } else if (check) {
+        choose_check_name(c, op->schema, op->table, op->check, name, sizeof name);
+    } else {
+        choose_fkey_name(c, op->schema, op->table, op->columns, op->ncolumns, name, sizeof name);
     }
     struct mig_str s = {0};
-    if (strcmp(op->constraint_type, "check") == 0) {
+    if (check) {
         mig_str_addf(&s, " CHECK (%s) NOT VALID", op->check);
     } else {
         mig_str_add(&s, " FOREIGN KEY ");
@@ -50,10 +151,10 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         mig_str_add(&s, " NOT VALID");
     }
     char *tail = mig_str_take(&s);
-    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", op->name, tail ? tail : "");
+    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", name, tail ? tail : "");
     free(tail);
-    add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", op->name, "");
-    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", op->name, "");
+    add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", name, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", name, "");
     return 0;
 }
 
