@@ -386,12 +386,15 @@ static int refuse_add_column(struct plan_ctx *c, const struct mig_op *op)
 
 static int refuse_constraint(struct plan_ctx *c, const struct mig_op *op)
 {
-    if (!op->constraint_type || strcmp(op->constraint_type, "check") == 0)
+    /* a primary key is refused by its own operation, which says how to add one */
+    if (!op->constraint_type || strcmp(op->constraint_type, "check") == 0 ||
+        strcmp(op->constraint_type, "primary_key") == 0)
         return 0;
     int fk = strcmp(op->constraint_type, "foreign_key") == 0;
-    return op_error(c, op, "constraint \"%s\" on partitioned table \"%s.%s\": Postgres cannot add %s on a "
+    return op_error(c, op, "%s%s%son partitioned table \"%s.%s\": Postgres cannot add %s on a "
                     "partitioned table (%s), which create_constraint needs to add it online; create it in an "
-                    "\"sql\" operation%s", op->name, op->schema, op->table,
+                    "\"sql\" operation%s", op->name ? "constraint \"" : "the constraint ", op->name ? op->name : "",
+                    op->name ? "\" " : "", op->schema, op->table,
                     fk ? "a foreign key NOT VALID" : "a unique constraint over an index built beforehand",
                     fk ? "cannot add NOT VALID foreign key on partitioned table" :
                     "ALTER TABLE ... ADD CONSTRAINT ... USING INDEX is not supported on partitioned tables",
