@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pgbouncer_ini.h"
 #include "settings.h"
 
 #define DEFAULT_LISTEN_PORT 6432
@@ -77,7 +78,8 @@ void config_free(struct config *cfg)
     char **strings[] = {&cfg->config_path, &cfg->listen_host, &cfg->unix_socket_dir, &cfg->upstream_uri,
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
                         &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db, &cfg->fleet_id,
-                        &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr, &cfg->peer_host};
+                        &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr, &cfg->peer_host,
+                        &cfg->pgbouncer_ini, &cfg->pgbouncer_report};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
 }
@@ -221,6 +223,9 @@ static int set_nothing(struct config *cfg, const char *v, char *err, size_t errl
 static const struct config_option OPTIONS[] = {
     {"--config", NULL, "FILE", NULL, "none", "a JSON file of these settings under their config keys; flags override it",
      0, set_nothing},
+    {"--pgbouncer-ini", NULL, "FILE", NULL, "none",
+     "a pgbouncer.ini (and the auth_file it names) read as PgBouncer would; prints what each setting became, "
+     "refuses to start on one it cannot honour; --config and flags override it", 0, set_nothing},
     {"--listen", "listen", "HOST:PORT", NULL, "127.0.0.1:6432",
      "client address (port 0: any free port); SO_REUSEPORT lets several proxies share a port", 0, set_listen},
     {"--unix-socket", "unix_socket", "DIR", NULL, "none", "also listen on DIR/.s.PGSQL.<port>", TEXT(unix_socket_dir)},
@@ -548,6 +553,73 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
     return rc;
 }
 
+/* One translated key: a number of the settings table or an option. */
+static int apply_text_key(struct config *cfg, const char *key, const char *v, char *why, size_t whylen)
+{
+    const struct setting *st = setting_by_name(SETTING_PROXY, key);
+    if (st) {
+        double value;
+        if (setting_from_text(st, v, &value, why, whylen) != 0)
+            return -1;
+        config_set_number(cfg, st, value);
+        return 0;
+    }
+    const struct config_option *o = option_by_key(key);
+    if (!o) {
+        snprintf(why, whylen, "no such key");
+        return -1;
+    }
+    return apply_option(cfg, o, v, why, whylen);
+}
+
+static void report_line(struct config *cfg, const char *path, const struct pgb_item *it)
+{
+    char line[1024];
+    if (it->outcome == PGB_MAPPED)
+        snprintf(line, sizeof line, "%s:%d: %s -> %s = %s%s%s%s\n", path, it->line, it->setting, it->key,
+                 it->value, it->why[0] ? " (" : "", it->why, it->why[0] ? ")" : "");
+    else
+        snprintf(line, sizeof line, "%s:%d: %s: ignored: %s\n", path, it->line, it->setting, it->why);
+    size_t had = cfg->pgbouncer_report ? strlen(cfg->pgbouncer_report) : 0;
+    char *grown = realloc(cfg->pgbouncer_report, had + strlen(line) + 1);
+    if (!grown)
+        return;
+    memcpy(grown + had, line, strlen(line) + 1);
+    cfg->pgbouncer_report = grown;
+}
+
+static int load_pgbouncer_ini(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    char *text = read_whole_file(path);
+    if (!text) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct pgb_translation t;
+    int rc = pgbouncer_ini_translate(path, text, &t, err, errlen);
+    free(text);
+    if (rc != 0)
+        return -1;
+    char refusals[8192];
+    if (pgbouncer_ini_refusals(path, &t, refusals, sizeof refusals) > 0) {
+        snprintf(err, errlen, "PgBouncer settings the proxy cannot honour (change or remove them):%s", refusals);
+        pgbouncer_ini_free(&t);
+        return -1;
+    }
+    for (size_t i = 0; i < t.count && rc == 0; i++) {
+        const struct pgb_item *it = &t.items[i];
+        char why[512];
+        if (it->outcome == PGB_MAPPED && apply_text_key(cfg, it->key, it->value, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s:%d: %s: as %s = %s: %s", path, it->line, it->setting, it->key, it->value, why);
+            rc = -1;
+        }
+        if (rc == 0)
+            report_line(cfg, path, it);
+    }
+    pgbouncer_ini_free(&t);
+    return rc;
+}
+
 /* --config is read before the rest (the flags override the file). */
 static int is_known_flag(const char *arg)
 {
@@ -585,7 +657,8 @@ static int apply_flags(struct config *cfg, int argc, char **argv, char *err, siz
             snprintf(err, errlen, "option '%s' needs a value", argv[i]);
             return -1;
         }
-        if (strcmp(argv[i], "--config") != 0 && apply_flag(cfg, argv[i], argv[i + 1], err, errlen) != 0)
+        if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--pgbouncer-ini") != 0 &&
+            apply_flag(cfg, argv[i], argv[i + 1], err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -659,9 +732,14 @@ static int finish(struct config *cfg, char *err, size_t errlen)
 
 int config_from_args(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
-    for (int i = 1; i + 1 < argc; i++)
+    for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--config") == 0)
             set_str(&cfg->config_path, argv[i + 1]);
+        if (strcmp(argv[i], "--pgbouncer-ini") == 0)
+            set_str(&cfg->pgbouncer_ini, argv[i + 1]);
+    }
+    if (cfg->pgbouncer_ini && load_pgbouncer_ini(cfg, cfg->pgbouncer_ini, err, errlen) != 0)
+        return -1;
     if (cfg->config_path && load_file(cfg, cfg->config_path, err, errlen) != 0)
         return -1;
     if (apply_flags(cfg, argc, argv, err, errlen) != 0)

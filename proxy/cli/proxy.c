@@ -308,6 +308,18 @@ static void metrics_tick_cb(evutil_socket_t fd, short what, void *arg)
     metrics_decay_window(&srv->metrics);
 }
 
+/* --pgbouncer-ini: each setting and what it became, so that a team moving
+ * from PgBouncer reads what the proxy took from their file. */
+static void log_pgbouncer_report(const char *report)
+{
+    for (const char *p = report; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        log_info("pgbouncer.ini: %.*s", len, p);
+        p += len + (nl ? 1 : 0);
+    }
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -508,7 +520,7 @@ int proxy_main(int argc, char **argv)
     struct proxy p;
     memset(&p, 0, sizeof p);
     config_init(&p.srv.cfg);
-    char err[2048];
+    char err[8192]; /* a --pgbouncer-ini refused names every setting */
     if (config_from_args(&p.srv.cfg, argc, argv, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem proxy: %s\n", err);
         config_free(&p.srv.cfg);
@@ -516,6 +528,7 @@ int proxy_main(int argc, char **argv)
     }
     log_set_level(p.srv.cfg.log_level);
     log_set_format(p.srv.cfg.log_format);
+    log_pgbouncer_report(p.srv.cfg.pgbouncer_report);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     if (proxy_init(&p, err, sizeof err) != 0) {

@@ -165,6 +165,76 @@ static int build_table(const char *path, json_t *root, struct users *u, char *er
     return 0;
 }
 
+/* One "quoted" word of PgBouncer's userlist.txt ("" inside is a quote). */
+static const char *userlist_word(const char *p, const char *end, char *out, size_t cap, int *ok)
+{
+    size_t n = 0;
+    *ok = 0;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p >= end || *p != '"')
+        return p;
+    for (p++; p < end; p++) {
+        if (*p == '"' && (p + 1 >= end || p[1] != '"')) {
+            out[n] = '\0';
+            *ok = 1;
+            return p + 1;
+        }
+        if (*p == '"')
+            p++;
+        if (n + 1 >= cap)
+            return p;
+        out[n++] = *p;
+    }
+    return p;
+}
+
+/* PgBouncer's auth_file ("user" "secret" per line, other lines ignored as
+ * PgBouncer ignores them) as the object build_table reads: a SCRAM secret
+ * as a verifier, anything else as a password, an md5 secret refused. */
+static json_t *userlist_to_json(const char *path, const char *buf, size_t len, char *err, size_t errlen)
+{
+    json_t *root = json_object();
+    const char *p = buf, *end = buf + len;
+    int line = 0;
+    while (root && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        char user[256], secret[1024];
+        int ok_user, ok_secret;
+        line++;
+        const char *q = userlist_word(p, eol, user, sizeof user, &ok_user);
+        p = nl ? nl + 1 : end;
+        if (!ok_user)
+            continue;
+        userlist_word(q, eol, secret, sizeof secret, &ok_secret);
+        const char *why = !ok_secret ? "expected \"user\" \"secret\""
+                          : json_object_get(root, user) ? "the user is listed twice"
+                          : !secret[0] ? "an empty secret (PgBouncer's auth_type trust): the proxy authenticates "
+                                         "every client"
+                          : (strncmp(secret, "md5", 3) == 0 && strlen(secret) == 35)
+                              ? "an md5 secret: the proxy authenticates with SCRAM-SHA-256; give the role's SCRAM "
+                                "verifier (SELECT rolpassword FROM pg_authid) or its password"
+                              : NULL;
+        if (why) {
+            fail(err, errlen, "users file \"%s\", line %d, user \"%s\": %s", path, line, user, why);
+            OPENSSL_cleanse(secret, sizeof secret);
+            json_decref(root);
+            return NULL;
+        }
+        json_t *v = strncmp(secret, "SCRAM-SHA-256$", 14) == 0 ? json_string(secret)
+                                                               : json_pack("{s:s}", "password", secret);
+        OPENSSL_cleanse(secret, sizeof secret);
+        if (!v || json_object_set_new(root, user, v) != 0) {
+            json_decref(root);
+            root = NULL;
+        }
+    }
+    if (!root)
+        fail(err, errlen, "users file \"%s\": out of memory", path);
+    return root;
+}
+
 int users_load(const char *path, struct users **out, char *err, size_t errlen)
 {
     char *buf = NULL;
@@ -172,9 +242,14 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
     json_error_t jerr;
     if (read_private_file(path, &buf, &len, err, errlen) != 0)
         return -1;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    size_t lead = strspn(buf, " \t\r\n");
+    int userlist = lead < len && buf[lead] != '{';
+    json_t *root = userlist ? userlist_to_json(path, buf, len, err, errlen)
+                            : json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     OPENSSL_cleanse(buf, len);
     free(buf);
+    if (!root && userlist)
+        return -1;
     if (!root)
         return fail(err, errlen, "users file \"%s\", line %d, column %d: %s", path, jerr.line, jerr.column,
                     jerr.text);

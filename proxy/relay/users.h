@@ -6,6 +6,9 @@
  *    "bob":   {"password": "..."},
  *    "carol": {"verifier": "SCRAM-SHA-256$..."}}
  *
+ * or PgBouncer's userlist.txt ("alice" "SCRAM-SHA-256$..." / "bob" "password"
+ * per line), so that a PgBouncer auth_file works as it is.
+ *
  * The file holds secrets: like .pgpass it is refused when its mode gives
  * the group or others any access. A table is immutable once loaded; a reload
  * (SIGHUP) loads a new one and swaps it in.
