@@ -135,6 +135,30 @@ const char *startup_param(const struct startup_packet *sp, const char *key)
     return NULL;
 }
 
+char *proto_startup_split_param(uint8_t *packet, uint32_t *length, struct startup_packet *sp, const char *key,
+                                 char sep)
+{
+    const char *value = startup_param(sp, key);
+    const char *at = value ? strrchr(value, sep) : NULL;
+    if (!at || at == value || !at[1])
+        return NULL;
+    char *suffix = strdup(at + 1);
+    if (!suffix)
+        return NULL;
+    /* "name@suffix\0rest" -> "name\0rest": the packet only shrinks, and
+     * every string before the value keeps its address */
+    size_t cut = strlen(at), from = (size_t)((const uint8_t *)at - packet);
+    memmove(packet + from, packet + from + cut, *length - from - cut);
+    *length -= (uint32_t)cut;
+    proto_put_u32(packet, *length);
+    struct startup_refusal why;
+    if (proto_parse_startup(packet, *length, sp, &why) != 0) { /* cannot happen: the layout is kept */
+        free(suffix);
+        return NULL;
+    }
+    return suffix;
+}
+
 int proto_sasl_without_plus(const uint8_t *body, size_t len, uint8_t *out, size_t cap)
 {
     assert(body && out);

@@ -87,6 +87,14 @@ const char *startup_param(const struct startup_packet *sp, const char *key);
  * after `key` (its value in *value), or NULL after the last. */
 const char *startup_next_param(const struct startup_packet *sp, const char *key, const char **value);
 
+/* A startup parameter written "value<sep>suffix" (a database named
+ * "appdb@v2" by a pooler that passes nothing else on): the packet is
+ * rewritten in place to say "value", *length and *sp follow, and the
+ * suffix is returned (the caller frees it); NULL, with nothing changed,
+ * when there is no separator with text on both sides. */
+char *proto_startup_split_param(uint8_t *packet, uint32_t *length, struct startup_packet *sp, const char *key,
+                                 char sep);
+
 /* ---- authentication ---- */
 
 #define AUTH_OK 0

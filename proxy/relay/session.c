@@ -271,6 +271,7 @@ void session_free(struct session *s)
     session_counts_leave(&srv->counts, s->state);
     cancel_index_remove(s);
     free(s->startup_buf);
+    free(s->database_version);
     free(s->fail_message);
     free(s->version);
     free(s->routed_schema);
@@ -615,6 +616,9 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         handle_cancel_request(s, sp.cancel_pid, sp.cancel_key);
         return 1;
     }
+    /* an app-side pooler passes the database name on and drops options:
+     * "appdb@NAME" declares release NAME where nothing else can */
+    s->database_version = proto_startup_split_param(packet, &len, &sp, "database", '@');
     s->startup_buf = packet;
     s->startup_len = len;
     s->startup = sp;
@@ -680,6 +684,17 @@ static char *version_from_options(const char *opts)
             return strndup(v, n);
     }
     return NULL;
+}
+
+/* The options first (what a client says explicitly), then the database's
+ * "@NAME", then application_name's. */
+static char *declared_version(const struct session *s)
+{
+    const char *opts = startup_param(&s->startup, "options");
+    char *v = opts ? version_from_options(skip_spaces(opts)) : NULL;
+    if (!v && s->database_version)
+        v = strdup(s->database_version);
+    return v ? v : session_declared_version(&s->startup);
 }
 
 char *session_declared_version(const struct startup_packet *sp)
@@ -841,7 +856,7 @@ static void welcome_client(struct session *s, struct pool *p)
  * pool knows what a login says (after the pool's first server login). */
 static void begin_pooled(struct session *s)
 {
-    s->version = session_declared_version(&s->startup);
+    s->version = declared_version(s);
     s->pool_options = pool_options_of(&s->startup);
     if (auth_finish_client(s->auth) != 0 || keep_only_credentials(s) != 0) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
@@ -902,7 +917,7 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     struct evbuffer *params = evbuffer_new();
     if (!params)
         return -1;
-    s->version = session_declared_version(&s->startup);
+    s->version = declared_version(s);
     char route[256] = "";
     const char *schema = server_version_schema(s->srv, s->version);
     s->route_gen = s->srv->route.gen;

@@ -39,6 +39,7 @@ struct session {
     uint8_t *startup_buf;           /* owns the strings startup points into */
     uint32_t startup_len;
     struct startup_packet startup;
+    char *database_version;         /* "appdb@NAME" asked for: NAME, the database read as "appdb" */
 
     struct proto_tracker tracker;
     uint32_t c2s_remaining;         /* bytes of the current client message still to pass */
@@ -124,7 +125,8 @@ void session_end_at_boundary(struct session *s);
  * again upstream, answers swallowed. Returns how many. */
 int session_reprepare(struct session *s);
 /* The migration name a client declared with -c pgtandem.version=NAME in
- * its startup options, or application_name "...@NAME"; NULL if none. */
+ * its startup options, or application_name "...@NAME"; NULL if none (the
+ * session also reads a database "...@NAME": session.database_version). */
 char *session_declared_version(const struct startup_packet *sp);
 
 #endif

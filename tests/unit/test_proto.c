@@ -88,6 +88,38 @@ static void test_startup(void)
     CHECK("startup length: below 8 is bad", proto_read_startup_length((uint8_t[]){0, 0, 0, 7}, 4, &l) == HEADER_BAD_LENGTH);
 }
 
+static void test_startup_split(void)
+{
+    /* user=alice database=appdb@v2 application_name=w */
+    uint8_t pkt[] = {0, 0, 0, 0, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 'l', 'i', 'c', 'e', 0,
+                     'd', 'a', 't', 'a', 'b', 'a', 's', 'e', 0, 'a', 'p', 'p', 'd', 'b', '@', 'v', '2', 0,
+                     'a', 'p', 'p', 'l', 'i', 'c', 'a', 't', 'i', 'o', 'n', '_', 'n', 'a', 'm', 'e', 0, 'w', 0, 0};
+    uint32_t len = sizeof pkt;
+    pkt[3] = (uint8_t)len;
+    struct startup_packet sp;
+    struct startup_refusal why;
+    CHECK("split: parses", proto_parse_startup(pkt, len, &sp, &why) == 0);
+    char *v = proto_startup_split_param(pkt, &len, &sp, "database", '@');
+    CHECK("split: the suffix", v && strcmp(v, "v2") == 0);
+    free(v);
+    CHECK("split: the packet shrinks by it", len == sizeof pkt - 3 && pkt[3] == len);
+    CHECK("split: the value without it", strcmp(startup_param(&sp, "database"), "appdb") == 0);
+    CHECK("split: the parameters after it", strcmp(startup_param(&sp, "application_name"), "w") == 0 &&
+                                            strcmp(startup_param(&sp, "user"), "alice") == 0 && sp.nparams == 3);
+    struct startup_packet again;
+    CHECK("split: the packet still parses", proto_parse_startup(pkt, len, &again, &why) == 0);
+    CHECK("split: none left", proto_startup_split_param(pkt, &len, &sp, "database", '@') == NULL &&
+                              len == sizeof pkt - 3);
+    CHECK("split: a missing key", proto_startup_split_param(pkt, &len, &sp, "options", '@') == NULL);
+    uint8_t edge[] = {0, 0, 0, 0, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 0,
+                      'd', 'a', 't', 'a', 'b', 'a', 's', 'e', 0, '@', 'v', 0, 0};
+    uint32_t elen = sizeof edge;
+    edge[3] = (uint8_t)elen;
+    CHECK("split: edge parses", proto_parse_startup(edge, elen, &sp, &why) == 0);
+    CHECK("split: nothing before the separator is not split",
+          proto_startup_split_param(edge, &elen, &sp, "database", '@') == NULL && elen == sizeof edge);
+}
+
 static void test_old_error(void)
 {
     uint8_t out[128];
@@ -174,6 +206,7 @@ int main(void)
 {
     test_headers();
     test_startup();
+    test_startup_split();
     test_old_error();
     test_sasl();
     test_tracker();
