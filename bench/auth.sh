@@ -9,6 +9,10 @@
 # Targets:
 #   pgtandem          --auth scram, users file holding the role's verifier
 #                     (ClientKey technique), client TLS, upstream sslmode=require
+#   pgtandem-auth-query  the same with no users file: the role's verifier
+#                     from --auth-query (a SECURITY DEFINER function over
+#                     pg_authid), answers cached (the default 60 s)
+#   pgtandem-auth-query-nocache  --auth-query-cache 0: one lookup per login
 #   pgbouncer         auth_type scram-sha-256, auth_file with the same verifier,
 #                     client_tls_sslmode=require, server_tls_sslmode=require,
 #                     server_lifetime=0: each server connection is used once, so
@@ -22,7 +26,7 @@
 #
 # Environment:
 #   DURATION=10 CLIENTS="1 8" ROUNDS=1
-#   TARGETS="pgtandem pgbouncer pgbouncer-pooled direct"
+#   TARGETS="pgtandem pgtandem-auth-query pgtandem-auth-query-nocache pgbouncer pgbouncer-pooled direct"
 #   OUT=bench/results/auth-<date>  (writes OUT.md and OUT.json)
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +66,29 @@ tport=$(free_port); taport=$(free_port)
 tpid=$!
 pids="$pids $tpid"
 
+# ---- pgtandem, roles from the database -----------------------------------------
+psql "$PGT_SUPER_URI" -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE SCHEMA pgtandem_auth;
+CREATE FUNCTION pgtandem_auth.user_lookup(i_username text, OUT uname name, OUT phash text)
+RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = i_username AND rolcanlogin $$;
+REVOKE ALL ON FUNCTION pgtandem_auth.user_lookup(text) FROM PUBLIC;
+CREATE ROLE pgtandem_lookup LOGIN PASSWORD 'lookuppw';
+GRANT USAGE ON SCHEMA pgtandem_auth TO pgtandem_lookup;
+GRANT EXECUTE ON FUNCTION pgtandem_auth.user_lookup(text) TO pgtandem_lookup;
+SQL
+start_auth_query() {  # port admin-port cache-seconds
+  "$bin" proxy --listen "127.0.0.1:$1" --admin "127.0.0.1:$2" --log-level warn \
+    --tls-cert "$PGT_TLSDIR/server.crt" --tls-key "$PGT_TLSDIR/server.key" --auth scram \
+    --auth-query 'SELECT uname, phash FROM pgtandem_auth.user_lookup($1)' --auth-query-cache "$3" \
+    --auth-query-db "postgresql://pgtandem_lookup:lookuppw@127.0.0.1:$PGT_PGPORT/appdb?sslmode=require" \
+    --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=require" >"$work/pgtandem-aq-$3.log" 2>&1 &
+  pids="$pids $!"
+}
+aqport=$(free_port); aq0port=$(free_port)
+start_auth_query "$aqport" "$(free_port)" 60
+start_auth_query "$aq0port" "$(free_port)" 0
+
 # ---- pgbouncer, SCRAM mode, TLS on both sides --------------------------------
 printf '"app" "%s"\n' "$scram" >"$work/userlist.txt"
 start_pgbouncer() {  # name port lifetime
@@ -95,10 +122,10 @@ INI
 bport=$(free_port); bpport=$(free_port)
 start_pgbouncer once "$bport" 0
 start_pgbouncer pooled "$bpport" 3600
-wait_port "$tport"; wait_port "$bport"; wait_port "$bpport"
+wait_port "$tport"; wait_port "$bport"; wait_port "$bpport"; wait_port "$aqport"; wait_port "$aq0port"
 
 stamp=$(date -u +%Y-%m-%d)
-PGT_PGPORT=$PGT_PGPORT PGT_SUPER_URI="$PGT_SUPER_URI" TPORT=$tport BPORT=$bport BPPORT=$bpport WORK="$work" OUT=${OUT:-bench/results/auth-$stamp} \
+PGT_PGPORT=$PGT_PGPORT PGT_SUPER_URI="$PGT_SUPER_URI" TPORT=$tport AQPORT=$aqport AQ0PORT=$aq0port BPORT=$bport BPPORT=$bpport WORK="$work" OUT=${OUT:-bench/results/auth-$stamp} \
 /usr/bin/python3 - <<'PY'
 import datetime, json, os, platform, re, statistics, subprocess, sys
 
@@ -106,8 +133,9 @@ env = os.environ
 duration = int(env.get("DURATION", "10"))
 clients = [int(c) for c in env.get("CLIENTS", "1 8").split()]
 rounds = int(env.get("ROUNDS", "1"))
-targets = env.get("TARGETS", "pgtandem pgbouncer pgbouncer-pooled direct").split()
-ports = {"pgtandem": env["TPORT"], "pgbouncer": env["BPORT"], "pgbouncer-pooled": env["BPPORT"],
+targets = env.get("TARGETS", "pgtandem pgtandem-auth-query pgtandem-auth-query-nocache pgbouncer pgbouncer-pooled"
+                  " direct").split()
+ports = {"pgtandem": env["TPORT"], "pgtandem-auth-query": env["AQPORT"], "pgtandem-auth-query-nocache": env["AQ0PORT"], "pgbouncer": env["BPORT"], "pgbouncer-pooled": env["BPPORT"],
          "direct": env["PGT_PGPORT"]}
 script = os.path.join(env["WORK"], "select1.sql")
 with open(script, "w") as f:
@@ -220,6 +248,9 @@ pgbench's tps, i.e. connections per second including connection setup.
 - pgtandem: `--auth scram`, users file holding the role's verifier from pg_authid (ClientKey
   technique); client TLS with the cluster's certificate; upstream `sslmode=require`. Clients log in
   with SCRAM-SHA-256-PLUS, the proxy logs in upstream with SCRAM-SHA-256-PLUS.
+- pgtandem-auth-query: no users file; the verifier from `--auth-query` (a `SECURITY DEFINER` function over
+  `pg_authid`, called over the proxy's own connection), its answer cached 60 s; -nocache: one lookup per
+  login (`--auth-query-cache 0`).
 - pgbouncer: `auth_type = scram-sha-256`, `auth_file` with the same verifier,
   `client_tls_sslmode = require`, `server_tls_sslmode = require`, session pooling with
   `server_lifetime = 0` (a server connection is used once), so every client connection also costs a TLS

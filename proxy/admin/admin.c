@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth_lookup.h"
 #include "log.h"
 #include "pause.h"
 #include "pool_metrics.h"
@@ -432,6 +433,8 @@ static void handle_status(struct admin *a, struct evhttp_request *req)
     json_object_set_new(body, "hold", pause_hold_json(srv));
     if (srv->cfg.pool_transaction)
         json_object_set_new(body, "pooling", pools_json(srv));
+    if (srv->auth_lookup)
+        json_object_set_new(body, "auth_query", auth_lookup_status_json(srv->auth_lookup));
     const char *peer = relay_peer_address(srv);
     json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
     for (int i = 0; i < a->nstatus; i++) {

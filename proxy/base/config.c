@@ -57,6 +57,8 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->server_lifetime_ms = (int)v * 1000;
     else if (!strcmp(st->name, "max_prepared_statements"))
         cfg->max_prepared_statements = (int)v;
+    else if (!strcmp(st->name, "auth_query_cache_s"))
+        cfg->auth_query_cache_ms = (int)v * 1000;
 }
 
 void config_init(struct config *cfg)
@@ -79,7 +81,7 @@ void config_free(struct config *cfg)
                         &cfg->upstream_host, &cfg->upstream_ca, &cfg->admin_host, &cfg->admin_token,
                         &cfg->tls_cert, &cfg->tls_key, &cfg->engine_db, &cfg->fleet_id,
                         &cfg->users_file, &cfg->neon_endpoint, &cfg->upstream_hostaddr, &cfg->peer_host,
-                        &cfg->pgbouncer_ini, &cfg->pgbouncer_report};
+                        &cfg->pgbouncer_ini, &cfg->pgbouncer_report, &cfg->auth_query, &cfg->auth_query_db};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
 }
@@ -251,6 +253,11 @@ static const struct config_option OPTIONS[] = {
      "scram: the proxy authenticates clients itself from --users-file", CHOICE(auth_scram)},
     {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",
      "SCRAM verifiers written by `pgtandem passwd`", TEXT(users_file)},
+    {"--auth-query", "auth_query", "SQL", NULL, "none",
+     "with --auth scram: a user the users file does not hold is looked up with this query ($1: the user name; "
+     "returns the name and its SCRAM verifier), as PgBouncer's auth_query", TEXT(auth_query)},
+    {"--auth-query-db", "auth_query_db", "URI", NULL, "--engine-db",
+     "the connection (with its own role) the auth query runs on", TEXT(auth_query_db)},
     {"--neon-endpoint", "neon_endpoint", "ID", NULL, "none",
      "sent upstream as options=endpoint=ID when the client sent none", TEXT(neon_endpoint)},
     {"--peer-listen", "peer_listen", "HOST:PORT|off", NULL, "the --listen host, any free port",
@@ -718,7 +725,18 @@ static int finish(struct config *cfg, char *err, size_t errlen)
                               "logs in its server connections itself");
         return -1;
     }
-    if (cfg->auth_scram && !cfg->users_file)
+    if (cfg->auth_query && !cfg->auth_scram) {
+        snprintf(err, errlen, "--auth-query needs --auth scram: the proxy checks the verifier it looks up");
+        return -1;
+    }
+    if (cfg->auth_query && !cfg->auth_query_db && cfg->engine_db)
+        set_str(&cfg->auth_query_db, cfg->engine_db);
+    if (cfg->auth_query && !cfg->auth_query_db) {
+        snprintf(err, errlen, "--auth-query needs a connection to run on: --auth-query-db URI (or --engine-db)");
+        return -1;
+    }
+    /* with roles from the database, a users file is optional */
+    if (cfg->auth_scram && !cfg->users_file && !cfg->auth_query)
         set_str(&cfg->users_file, "config/users.json");
     if (!cfg->client_tls_given)
         cfg->client_tls = cfg->tls_cert ? CLIENT_TLS_ALLOW : CLIENT_TLS_DISABLE;

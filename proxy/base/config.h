@@ -57,6 +57,9 @@ struct config {
     int server_idle_timeout_ms;/* an idle server connection is closed after it (0: never) */
     int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
     int max_prepared_statements; /* clients' named statements kept prepared per server connection */
+    char *auth_query;          /* --auth-query: SQL ($1: user) returning (name, verifier); NULL: none */
+    char *auth_query_db;       /* where it runs (NULL: engine_db) */
+    int auth_query_cache_ms;   /* an answer is reused this long */
     char *pgbouncer_ini;       /* --pgbouncer-ini: read before --config and the flags */
     char *pgbouncer_report;    /* what it mapped and ignored, one line each, for the log; NULL: none */
 };

@@ -59,11 +59,10 @@ static const struct rule_entry RULES[] = {
     {"server_tls_ciphers", R_IGNORE, NULL, "libpq's defaults are used upstream"},
     {"server_tls_cert_file", R_REFUSE, NULL, "the proxy does not present a client certificate upstream"},
     {"server_tls_key_file", R_REFUSE, NULL, "the proxy does not present a client certificate upstream"},
-    {"auth_query", R_REFUSE, NULL, "roles are read from auth_file; put their SCRAM verifiers there "
-                                   "(SELECT rolname, rolpassword FROM pg_authid)"},
-    {"auth_user", R_REFUSE, NULL, "roles are read from auth_file; put their SCRAM verifiers there "
-                                  "(SELECT rolname, rolpassword FROM pg_authid)"},
-    {"auth_dbname", R_REFUSE, NULL, "roles are read from auth_file"},
+    {"auth_query", R_KEY, "auth_query", NULL},
+    {"auth_user", R_REFUSE, NULL, "the auth query runs on --auth-query-db (a URI with its own role and "
+                                  "password), not as a user of auth_file: give that flag and remove auth_user"},
+    {"auth_dbname", R_REFUSE, NULL, "the auth query runs on --auth-query-db's database"},
     {"auth_hba_file", R_REFUSE, NULL, "no hba rules: every user in auth_file may connect to any database, "
                                       "and Postgres's own pg_hba.conf still applies upstream"},
     {"logfile", R_IGNORE, NULL, LOGS},

@@ -45,6 +45,8 @@ const struct setting SETTINGS[] = {
     {"max_prepared_statements", "--max-prepared-statements", SETTING_INT, 1, 100000, 200, 0, SETTING_PROXY,
      "statements per server connection",
      "transaction mode: clients' named statements kept prepared per server connection"},
+    {"auth_query_cache_s", "--auth-query-cache", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s",
+     "an --auth-query answer (a verifier, or no such role) is reused this long (0: asked at every login)"},
     {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s",
      "backfill rows per second at most (0: no limit)"},
     {"target_ms", NULL, SETTING_INT, 1, 60000, 50, 1, SETTING_THROTTLE, "ms",

@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "admin_migrations.h"
+#include "auth_lookup.h"
 #include "cli.h"
 #include "compiler.h"
 #include "log.h"
@@ -277,7 +278,7 @@ static void reload(struct server *srv)
         srv->client_tls = fresh;
         remember_channel_binding(srv);
     }
-    if (srv->cfg.auth_scram) {
+    if (srv->cfg.auth_scram && srv->cfg.users_file) {
         struct users *fresh_users = NULL;
         if (users_load(srv->cfg.users_file, &fresh_users, err, sizeof err) != 0) {
             log_error("reload: %s (keeping the old users)", err);
@@ -350,8 +351,14 @@ static int relay_init(struct server *srv, char *err, size_t errlen)
         return -1;
     remember_channel_binding(srv);
     if (srv->cfg.auth_scram) {
-        if (users_load(srv->cfg.users_file, &srv->users, err, errlen) != 0)
+        if (srv->cfg.users_file && users_load(srv->cfg.users_file, &srv->users, err, errlen) != 0)
             return -1;
+        if (srv->cfg.auth_query && !(srv->auth_lookup = auth_lookup_new(srv->base, srv->cfg.auth_query_db,
+                                                                       srv->cfg.auth_query,
+                                                                       srv->cfg.auth_query_cache_ms))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         if (RAND_bytes(srv->mock_secret, sizeof srv->mock_secret) != 1) {
             snprintf(err, errlen, "no randomness for the mock authentication secret");
             return -1;
@@ -486,6 +493,7 @@ static void proxy_free(struct proxy *p)
     SSL_CTX_free(srv->upstream_tls);
     if (srv->users)
         users_free(srv->users);
+    auth_lookup_free(srv->auth_lookup);
     OPENSSL_cleanse(srv->mock_secret, sizeof srv->mock_secret);
     if (srv->base)
         event_base_free(srv->base);

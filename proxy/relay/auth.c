@@ -178,11 +178,16 @@ enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_sta
     if (!a)
         return AUTH_FAILED;
     a->peer = *peer;
-    const struct user_entry *u = srv->users ? users_find(srv->users, peer->user) : NULL;
+    a->peer.found = NULL; /* the caller's; copied into a->verifier below */
+    const struct user_entry *u = !peer->looked_up && srv->users ? users_find(srv->users, peer->user) : NULL;
     const unsigned char *cb = peer->client_on_tls ? srv->cb_data : NULL;
     size_t cb_len = peer->client_on_tls ? srv->cb_len : 0;
     enum scram_status st;
-    if (u) {
+    if (peer->found) {
+        a->known_user = 1;
+        a->verifier = *peer->found;
+        st = scram_server_init(&a->server, &a->verifier, peer->client_on_tls, cb, cb_len);
+    } else if (u) {
         a->known_user = 1;
         a->verifier = u->verifier;
         if (u->password) {
@@ -382,7 +387,7 @@ struct auth_state *auth_begin_upstream(struct server *srv, const struct auth_cre
     struct auth_state *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->peer = (struct auth_peer){srv, NULL, user, "pool", conn_id, 0};
+    a->peer = (struct auth_peer){srv, NULL, user, "pool", conn_id, 0, 0, NULL};
     a->known_user = 1;
     a->verifier = c->verifier;
     memcpy(a->server.client_key, c->client_key, sizeof a->server.client_key);

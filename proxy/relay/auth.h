@@ -24,6 +24,10 @@ struct auth_peer {
     const char *client_addr;
     uint64_t session_id;
     int client_on_tls;
+    /* --auth-query answered: the role's verifier, or NULL for the mock
+     * exchange of a missing role; not looked up: the users file */
+    int looked_up;
+    const struct scram_verifier *found;
 };
 
 /* Why an exchange failed: what the client is told, and how late (rate

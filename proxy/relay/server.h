@@ -23,6 +23,7 @@ struct peer_conn;
 struct upstream_cancel;
 struct source_limits;
 struct users;
+struct auth_lookup;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
 struct pool;
@@ -134,6 +135,7 @@ struct server {
     SSL_CTX *upstream_tls; /* NULL when the upstream is plain */
     struct upstream_address upstream_addr;
     struct users *users;             /* auth "scram": who may log in */
+    struct auth_lookup *auth_lookup; /* --auth-query: the users the file does not hold; NULL: none */
     unsigned char mock_secret[32];   /* salts mock exchanges for unknown users */
     unsigned char cb_data[64];       /* tls-server-end-point of our certificate */
     size_t cb_len;

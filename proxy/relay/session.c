@@ -20,6 +20,7 @@
 #include <sys/un.h>
 
 #include "auth.h"
+#include "auth_lookup.h"
 #include "compiler.h"
 #include "log.h"
 #include "migration_sql.h"
@@ -32,6 +33,7 @@
 #include "statement_map.h"
 #include "tls.h"
 #include "upstream.h"
+#include "users.h"
 
 #define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
 #define PROTO_MAX_AUTH_MESSAGE MAX_AUTH_MESSAGE
@@ -270,6 +272,8 @@ void session_free(struct session *s)
         session_counts_busy(&srv->counts, 0);
     session_counts_leave(&srv->counts, s->state);
     cancel_index_remove(s);
+    if (s->awaiting_role)
+        auth_lookup_cancel(srv->auth_lookup, s);
     free(s->startup_buf);
     free(s->database_version);
     free(s->fail_message);
@@ -573,6 +577,52 @@ static void begin_upstream(struct session *s)
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
 }
 
+/* The proxy's own SCRAM exchange with the client, against the users file
+ * or what --auth-query answered (found: NULL when it was not asked). */
+static int begin_client_auth(struct session *s, const struct auth_lookup_answer *found)
+{
+    struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
+                             s->client_on_tls, found != NULL,
+                             found && found->outcome == LOOKUP_FOUND ? &found->verifier : NULL};
+    if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
+        return 1;
+    fail_authentication(s);
+    return -1;
+}
+
+static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer)
+{
+    struct session *s = ctx;
+    s->awaiting_role = 0;
+    if (answer->outcome == LOOKUP_FAILED) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "pgtandem: could not look up user \"%s\" (--auth-query): %s",
+                     startup_param(&s->startup, "user"), answer->why);
+        return;
+    }
+    if (begin_client_auth(s, answer) == 1)
+        sbuf_resume_read(s->client);
+}
+
+/* A user the users file does not hold is asked of the database when the
+ * proxy has --auth-query (PgBouncer's order: auth_file first). */
+static int look_up_role(struct session *s)
+{
+    const char *user = startup_param(&s->startup, "user");
+    if (!s->srv->auth_lookup || (s->srv->users && users_find(s->srv->users, user)))
+        return begin_client_auth(s, NULL);
+    struct auth_lookup_answer answer;
+    int r = auth_lookup_user(s->srv->auth_lookup, user, on_role_looked_up, s, &answer);
+    if (r < 0) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return -1;
+    }
+    if (r == 1)
+        return begin_client_auth(s, &answer);
+    s->awaiting_role = 1; /* the client waits for AuthenticationSASL: it sends nothing meanwhile */
+    sbuf_pause_read(s->client);
+    return 1;
+}
+
 /* Handles one complete startup-phase packet. Returns 0 to keep reading
  * startup packets, 1 when the session moved on, -1 when it is gone. */
 static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t len)
@@ -629,12 +679,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         return 1;
     }
     session_set_state(s, SESS_CLIENT_AUTH);
-    struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
-                             s->client_on_tls};
-    if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
-        return 1;
-    fail_authentication(s);
-    return -1;
+    return look_up_role(s);
 }
 
 static void read_startup(struct session *s)

@@ -39,6 +39,7 @@ struct session {
     uint8_t *startup_buf;           /* owns the strings startup points into */
     uint32_t startup_len;
     struct startup_packet startup;
+    int awaiting_role;              /* its user is being looked up (--auth-query) */
     char *database_version;         /* "appdb@NAME" asked for: NAME, the database read as "appdb" */
 
     struct proto_tracker tracker;

@@ -242,8 +242,8 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
     json_error_t jerr;
     if (read_private_file(path, &buf, &len, err, errlen) != 0)
         return -1;
-    size_t lead = strspn(buf, " \t\r\n");
-    int userlist = lead < len && buf[lead] != '{';
+    size_t lead = buf ? strspn(buf, " \t\r\n") : 0;
+    int userlist = buf && lead < len && buf[lead] != '{';
     json_t *root = userlist ? userlist_to_json(path, buf, len, err, errlen)
                             : json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     OPENSSL_cleanse(buf, len);

@@ -224,7 +224,7 @@ fixed = host=127.0.0.1 port={pgport} user=app password=secret
 listen_port = {port}
 auth_type = hba
 auth_file = userlist.txt
-auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1
+auth_user = pgbouncer
 pool_mode = statement
 query_timeout = 30
 max_user_connections = 10
@@ -287,7 +287,7 @@ def test_settings_it_cannot_honour_refuse_the_start_each_named(cluster, tmp_path
                  "pgbouncer.ini:5: [databases] other: host=10.1.2.3 port=5432: a proxy has one upstream",
                  "pgbouncer.ini:6: [databases] fixed: user=: the proxy logs in upstream as the client's own user",
                  "pgbouncer.ini:10: [pgbouncer] auth_type: auth_type hba",
-                 "pgbouncer.ini:12: [pgbouncer] auth_query: roles are read from auth_file",
+                 "pgbouncer.ini:12: [pgbouncer] auth_user: the auth query runs on --auth-query-db",
                  "pgbouncer.ini:13: [pgbouncer] pool_mode: pool_mode statement",
                  "pgbouncer.ini:14: [pgbouncer] query_timeout: the proxy does not cancel long queries",
                  "pgbouncer.ini:15: [pgbouncer] max_user_connections",

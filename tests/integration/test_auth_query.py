@@ -1,0 +1,154 @@
+"""Roles from the database (`--auth-query`), in the manner of PgBouncer's
+auth_query: a SECURITY DEFINER function the database owner created returns
+a role's SCRAM verifier; the proxy calls it over its own connection with its
+own role (`--auth-query-db`), so a role created after the proxy started (in
+Neon's console, by the app's migrations) logs in without a users file.
+
+- transaction pooling with no users file at all: a new role logs in, its
+  transactions run on pooled server connections the proxy logged in with
+  the ClientKey of the client's proof;
+- a wrong password and a missing role get Postgres's answer (28P01,
+  `password authentication failed for user "..."`), the same words, and
+  the lookup runs for both, so the time does not tell them apart;
+- answers are cached for auth_query_cache_s: a burst of logins costs one
+  lookup; a changed password is read again once the answer is stale;
+- the users file still works beside it (its users are not looked up), and
+  a lookup that cannot run (the function's EXECUTE revoked) refuses the
+  login at once with the reason, while the file's users still log in.
+"""
+import statistics
+import time
+
+import psycopg
+import pytest
+
+from conftest import relay_direct, write_users_file
+
+FUNCTION_SQL = """
+DROP SCHEMA IF EXISTS pgtandem_auth CASCADE;
+CREATE SCHEMA pgtandem_auth;
+CREATE FUNCTION pgtandem_auth.user_lookup(i_username text, OUT uname name, OUT phash text)
+RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = i_username AND rolcanlogin $$;
+REVOKE ALL ON FUNCTION pgtandem_auth.user_lookup(text) FROM PUBLIC;
+DROP ROLE IF EXISTS aq_lookup;
+CREATE ROLE aq_lookup LOGIN PASSWORD 'lookuppw';
+GRANT USAGE ON SCHEMA pgtandem_auth TO aq_lookup;
+GRANT EXECUTE ON FUNCTION pgtandem_auth.user_lookup(text) TO aq_lookup;
+"""
+QUERY = "SELECT uname, phash FROM pgtandem_auth.user_lookup($1)"
+
+
+@pytest.fixture
+def lookup(cluster):
+    cluster.psql(FUNCTION_SQL)
+    yield cluster.uri(user="aq_lookup", password="lookuppw")
+    cluster.psql("DROP SCHEMA IF EXISTS pgtandem_auth CASCADE; DROP ROLE IF EXISTS aq_lookup", check=False)
+
+
+def role(cluster, name, pw):
+    cluster.psql("DROP ROLE IF EXISTS %s" % name)
+    cluster.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (name, pw))
+    cluster.psql("GRANT ALL ON SCHEMA public TO %s" % name)
+
+
+def connect(proxy, user, pw, **kw):
+    return psycopg.connect(proxy.uri(user=user, password=pw), connect_timeout=10, **kw)
+
+
+def refusal(proxy, user, pw):
+    t0 = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as e:
+        connect(proxy, user, pw)
+    return str(e.value), time.monotonic() - t0
+
+
+def stats(proxy):
+    code, st = proxy.admin("GET", "/status")
+    assert code == 200, st
+    return st["auth_query"]
+
+
+@pytest.fixture
+def aq_proxy(proxy_factory, lookup):
+    if relay_direct():
+        pytest.skip("authentication at the proxy")
+
+    def make(*extra):
+        return proxy_factory(extra_args=["--auth", "scram", "--auth-query", QUERY, "--auth-query-db", lookup]
+                             + list(extra))
+    return make
+
+
+def test_a_role_created_after_start_logs_in_through_transaction_pooling(cluster, aq_proxy):
+    proxy = aq_proxy("--pool-mode", "transaction", "--pool-size", "2")
+    role(cluster, "aq_late", "latepw")  # after the proxy started: no file knows it
+    clients = [connect(proxy, "aq_late", "latepw", autocommit=True, prepare_threshold=None) for _ in range(5)]
+    try:
+        pids = set()
+        for _ in range(4):
+            for c in clients:
+                assert c.execute("SELECT current_user").fetchone()[0] == "aq_late"
+                pids.add(c.execute("SELECT pg_backend_pid()").fetchone()[0])
+        assert 1 <= len(pids) <= 2, pids  # five clients on a pool of two
+    finally:
+        for c in clients:
+            c.close()
+    s = stats(proxy)
+    assert s["lookups"] == 1 and s["cache_hits"] == 4, s  # one lookup for the burst
+
+
+def test_a_wrong_password_and_a_missing_role_read_and_take_the_same(cluster, aq_proxy):
+    proxy = aq_proxy("--auth-query-cache", "0")  # every login asks: both pay the lookup
+    role(cluster, "aq_known", "knownpw")
+    wrong, missing = [], []
+    for i in range(6):  # past 10 failures a minute every refusal is slowed to 1 s
+        msg, t = refusal(proxy, "aq_known", "nope")
+        wrong.append(t)
+        assert 'password authentication failed for user "aq_known"' in msg, msg
+        msg, t = refusal(proxy, "aq_nobody_%d" % i, "nope")
+        missing.append(t)
+        assert 'password authentication failed for user "aq_nobody_%d"' % i in msg, msg
+    mw, mm = statistics.median(wrong), statistics.median(missing)
+    print("median refusal: wrong password %.1f ms, missing role %.1f ms" % (mw * 1000, mm * 1000))
+    # the same steps (a lookup, then a full SCRAM exchange, real or mock):
+    # what is left is noise, well under a round trip's difference
+    assert abs(mw - mm) < max(0.02, 0.5 * min(mw, mm)), (wrong, missing)
+    assert stats(proxy)["lookups"] == 12
+    with connect(proxy, "aq_known", "knownpw") as c:
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_a_changed_password_is_read_again_once_the_answer_is_stale(cluster, aq_proxy):
+    proxy = aq_proxy("--auth-query-cache", "1")
+    role(cluster, "aq_rot", "first")
+    connect(proxy, "aq_rot", "first").close()
+    cluster.psql("ALTER ROLE aq_rot PASSWORD 'second'")
+    deadline = time.monotonic() + 10
+    while True:  # the cached verifier serves until it is a second old
+        try:
+            connect(proxy, "aq_rot", "second").close()
+            break
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "the new password never worked"
+            time.sleep(0.2)
+    msg, _ = refusal(proxy, "aq_rot", "first")
+    assert "password authentication failed" in msg
+
+
+def test_the_users_file_beside_it_and_a_lookup_that_cannot_run(cluster, aq_proxy, tmp_path, lookup):
+    role(cluster, "aq_filed", "filepw")
+    role(cluster, "aq_asked", "askpw")
+    users = write_users_file(str(tmp_path / "users.json"), {"aq_filed": {"password": "filepw"}})
+    proxy = aq_proxy("--users-file", users)
+    connect(proxy, "aq_filed", "filepw").close()
+    connect(proxy, "aq_asked", "askpw").close()
+    assert stats(proxy)["lookups"] == 1  # the file's user was not looked up
+    cluster.psql("REVOKE EXECUTE ON FUNCTION pgtandem_auth.user_lookup(text) FROM aq_lookup")
+    cluster.psql("ALTER ROLE aq_asked PASSWORD 'askpw2'")
+    # a role not cached yet: the lookup fails, and the client hears why
+    role(cluster, "aq_new", "newpw")
+    msg, t = refusal(proxy, "aq_new", "newpw")
+    assert 'could not look up user "aq_new" (--auth-query)' in msg and "permission denied" in msg, msg
+    assert t < 5, t
+    connect(proxy, "aq_filed", "filepw").close()  # the file still serves
