@@ -36,19 +36,21 @@ TAG = "localhost/pgtandem:test"
 COMPOSE = os.path.join(TOP, "docker", "compose.yml")
 
 
-def podman(*args, timeout=120, env=None, check=False):
+def podman(*args, timeout=120, env=None, check=False, input=None):
     penv = dict(os.environ)
     penv.update(env or {})
-    r = subprocess.run(["bash", PODMAN] + list(args), capture_output=True, text=True, timeout=timeout, env=penv)
+    r = subprocess.run(["bash", PODMAN] + list(args), capture_output=True, text=True, timeout=timeout, env=penv,
+                       input=input)
     if check:
         assert r.returncode == 0, "podman %s: %s%s" % (" ".join(args), r.stdout, r.stderr)
     return r
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image():
-    """Builds the image once for the module: the base from the Debian mirror
-    the first time on a machine, then podman's layer cache."""
+    """Builds the image once for the run (test_image_kube.py plays it too):
+    the base from the Debian mirror the first time on a machine, then
+    podman's layer cache."""
     r = podman("base", timeout=900)
     assert r.returncode == 0, "cannot make the debian:12-slim base: " + r.stdout + r.stderr
     r = podman("check")
