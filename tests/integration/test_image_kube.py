@@ -25,7 +25,6 @@ Postgres:
   two that remain and every row they wrote in the new shape.
 
 Marked `image` (tests/run.sh runs it in the image phase)."""
-import base64
 import copy
 import json
 import os
@@ -43,7 +42,7 @@ import pytest
 import yaml
 
 from conftest import TOP, free_port, wait_for
-from test_image import image, podman  # noqa: F401 (image: the fixture that builds it)
+from test_image import PODMAN, image, podman  # noqa: F401 (image: the fixture that builds it, cached by now)
 
 pytestmark = pytest.mark.image
 
@@ -64,11 +63,11 @@ def manifest_docs():
 
 # ---- offline: kubectl without a cluster --------------------------------------------------
 
-def kubectl(*args, stdin=None):
+def kubectl(*args):
     """kubectl with no cluster to talk to: none of the commands below may
     need one (KUBECONFIG names an empty file)."""
     env = dict(os.environ, KUBECONFIG=os.devnull)
-    r = subprocess.run(["kubectl"] + list(args), capture_output=True, text=True, timeout=60, env=env, input=stdin)
+    r = subprocess.run(["kubectl"] + list(args), capture_output=True, text=True, errors="replace", timeout=60, env=env)
     assert r.returncode == 0, "kubectl %s: %s%s" % (" ".join(args), r.stdout, r.stderr)
     return r.stdout
 
@@ -214,11 +213,19 @@ def render_pod(docs, kp, image_tag, upstream, secret_name):
       (podman 4.3 passes them through as written);
     - the host's network and ports of this test's range instead of
       6432/6433/6434 (three pods on one network namespace), and one
-      replica (podman 4.3 would start all three on the same ports);
+      replica (podman 4.3 would start all three on the same ports); no
+      containerPorts (podman refuses to publish ports on the host's
+      network, where a port bound is the host's) and so the probes' named
+      port resolved to its number, as the kubelet resolves it;
     - the image built here, the suite's Postgres as upstream, names of this
       test's own.
-    Everything else (probes, resources, security context, the ConfigMap
-    volume, the secrets, the preStop hook) is played as shipped."""
+    The rest goes to podman as shipped. Of it, podman 4.3 applies the
+    memory limit, the user, the read-only root filesystem, the dropped
+    capabilities, the ConfigMap volume and the secrets. It ignores the
+    readiness probe, the preStop hook and the grace period (it stops a pod
+    with SIGTERM and 10 s), and makes the liveness probe a `curl`
+    healthcheck that nothing runs here (no systemd) and the image could not
+    (no curl): the test asks both paths itself, as a kubelet does."""
     cm = copy.deepcopy(docs["ConfigMap"])
     dep = copy.deepcopy(docs["Deployment"])
     config = json.loads(cm["data"]["pgtandem.json"])
@@ -234,8 +241,10 @@ def render_pod(docs, kp, image_tag, upstream, secret_name):
     ctr, = spec["containers"]
     ctr["image"] = image_tag
     ports = {"6432": kp.port, "6433": kp.admin_port, "6434": kp.peer_port}
-    for p in ctr["ports"]:
-        p["containerPort"] = ports[str(p["containerPort"])]
+    named = {p["name"]: ports[str(p["containerPort"])] for p in ctr.pop("ports")}
+    for probe_kind in ("readinessProbe", "livenessProbe"):
+        get = ctr[probe_kind]["httpGet"]
+        get["port"] = named.get(get["port"], get["port"])
     env = {}
     for e in ctr["env"]:
         src = e.get("valueFrom", {})
@@ -385,6 +394,12 @@ def old_release_left(kp, token):
     return n
 
 
+def backfilled(cluster, db):
+    """Rows the backfill has done, as the database has them."""
+    return int(cluster.psql("SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress",
+                            uri=cluster.uri(db=db)))
+
+
 def current(kp, token):
     code, cur = admin(kp, "GET", "/migrations/current", token)
     return cur if code == 200 else {}
@@ -400,7 +415,9 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     members = live_members(second, token)
     assert sorted((m[1], m[2]) for m in members) == sorted(
         ("127.0.0.1:%d" % kp.peer_port, "127.0.0.1:%d" % kp.admin_port) for kp in pods), members
-    assert len({m[0] for m in members}) == 3, members
+    # the default fleet id: the host name, which is the pod's name, then
+    # the pid (1 in a container) and a random suffix
+    assert sorted(m[0].rsplit("-", 2)[0] for m in members) == sorted(kp.pod for kp in pods), members
     for kp in pods:
         # the image's healthcheck, both ways, on the admin address the pod has
         for mode in ([], ["ready"]):
@@ -415,17 +432,22 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     wait_for(lambda: all(len(w.ok) >= 5 or w.errors for w in writers), timeout=30, what="writes through every pod")
     assert not any(w.errors for w in writers), [w.errors for w in writers]
 
-    # the migration, started through the first pod, throttled so that the
-    # backfill lasts long enough to lose its proxy midway
+    # the migration, started with the image's CLI in the first pod as
+    # doc/operators-guide.md gives it (kubectl exec -i), throttled so that
+    # the backfill lasts long enough to lose its proxy midway; the command
+    # waits for the backfill, and ends with the pod
     migration = {"name": MIGRATION, "parent": None,
                  "operations": [{"rename_column": {"table": "items", "from": "val", "to": "val_int", "type": "integer",
                                                    "up": "val::integer", "down": "val_int::text"}}],
                  "backfill": {"max_rows_per_sec": 1000}}
-    code, ans = admin(first, "POST", "/migrations", token, migration)
-    assert code in (200, 202), ans
+    start = subprocess.Popen(["bash", PODMAN, "exec", "-i", first.container, "sh", "-c",
+                              'pgtandem migrate start /dev/stdin --quiet --proxy "http://$PGTANDEM_ADMIN"'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start.stdin.write(json.dumps(migration))
+    start.stdin.close()
     wait_for(lambda: current(first, token).get("phase") == "backfilling"
              and current(first, token)["backfill"]["rows_done"] >= 1000, timeout=60,
-             what="the backfill under way on the first pod")
+             what="the backfill under way on the first pod", detail=lambda: current(first, token))
     for kp in (second, third):  # the others follow it
         cur = current(kp, token)
         assert cur.get("name") == MIGRATION and cur.get("phase") == "backfilling", cur
@@ -437,11 +459,19 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     down_s = time.monotonic() - started
     assert podman("pod", "exists", first.pod).returncode != 0
     writers[0].finish()
+    start.wait(timeout=60)
+    out = start.stdout.read()
+    assert start.returncode != 0, "migrate start ended well with its pod gone:\n" + out
     wait_for(lambda: len(live_members(second, token)) == 2, timeout=10, what="the fleet without the deleted pod")
 
-    # another proxy takes the backfill over; unthrottled to finish sooner
-    rows_then = current(second, token)["backfill"]["rows_done"]
-    assert rows_then < ROWS, current(second, token)
+    # another proxy takes the backfill over (timed: until the rows done
+    # move again); unthrottled then, to finish sooner
+    rows_then = backfilled(cluster, items_db)
+    assert 0 < rows_then < ROWS, rows_then
+    gone = time.monotonic()
+    wait_for(lambda: backfilled(cluster, items_db) > rows_then, timeout=60, what="the backfill going on elsewhere",
+             detail=lambda: current(second, token))
+    takeover_s = time.monotonic() - gone
     code, ans = admin(second, "POST", "/migrations/current/throttle", token, {"max_rows_per_sec": 0})
     assert code == 200, ans
     wait_for(lambda: current(second, token).get("phase") == "active", timeout=120,
@@ -457,8 +487,10 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     for w in new:
         w.start()
     wait_for(lambda: all(len(w.ok) >= 5 or w.errors for w in new), timeout=30, what="new-release writes")
-    r = podman("run", "--rm", "--no-healthcheck", "-e", "PGTANDEM_ADMIN_TOKEN=" + token, image,
-               "migrate", "complete", "--json", "--proxy", "http://127.0.0.1:%d" % second.admin_port, timeout=300)
+    r = podman("exec", third.container, "sh", "-c", 'pgtandem migrate status --proxy "http://$PGTANDEM_ADMIN"')
+    assert r.returncode == 0 and MIGRATION in r.stdout, r.stdout + r.stderr
+    r = podman("exec", second.container, "sh", "-c",
+               'pgtandem migrate complete --json --proxy "http://$PGTANDEM_ADMIN"', timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr + podman("logs", second.container).stderr[-3000:]
     assert json.loads(r.stdout)["status"] == "completed", r.stdout
     ok_after = [len(w.ok) for w in new]
@@ -488,5 +520,5 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
         kib = rss_kib(kp.container)
         assert kib * 1024 < int(request["memory"][:-2]) * 1024 * 1024, (kp.name, kib)
         print("%s: RSS %d KiB after the migration" % (kp.name, kib))
-    print("kube down of the first pod: %.1f s; backfill at %d of %d rows when it went; the first pod's writer saw %s"
-          % (down_s, rows_then, ROWS, writers[0].errors or "no error"))
+    print("kube down of the first pod: %.1f s, with %d of %d rows backfilled; the backfill went on %.1f s after;"
+          " the first pod's writer saw %s" % (down_s, rows_then, ROWS, takeover_s, writers[0].errors or "no error"))
