@@ -400,6 +400,15 @@ def backfilled(cluster, db):
                             uri=cluster.uri(db=db)))
 
 
+def following(kp, token):
+    """pgtandem_migration_following of kp's /metrics: 1 while another proxy
+    of the fleet runs the migration's work, 0 when kp does."""
+    req = urllib.request.Request(kp.url("/metrics"), headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        m = re.search(r'^pgtandem_migration_following\{migration="%s"\} (\d+)' % MIGRATION, r.read().decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
 def current(kp, token):
     code, cur = admin(kp, "GET", "/migrations/current", token)
     return cur if code == 200 else {}
@@ -449,14 +458,17 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
              and current(first, token)["backfill"]["rows_done"] >= 1000, timeout=60,
              what="the backfill under way on the first pod", detail=lambda: current(first, token))
     for kp in (second, third):  # the others follow it
-        cur = current(kp, token)
-        assert cur.get("name") == MIGRATION and cur.get("phase") == "backfilling", cur
+        wait_for(lambda kp=kp: current(kp, token).get("phase") == "backfilling", timeout=10,
+                 what="%s following the migration" % kp.name, detail=lambda kp=kp: current(kp, token))
+        assert current(kp, token)["name"] == MIGRATION
+    marks = {"backfilling": time.monotonic()}
 
     # the first pod deleted mid-backfill, as a kubelet stops one: SIGTERM
     started = time.monotonic()
     r = podman("kube", "down", first.file, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     down_s = time.monotonic() - started
+    rows_then = backfilled(cluster, items_db)
     assert podman("pod", "exists", first.pod).returncode != 0
     writers[0].finish()
     start.wait(timeout=60)
@@ -465,18 +477,22 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     wait_for(lambda: len(live_members(second, token)) == 2, timeout=10, what="the fleet without the deleted pod")
 
     # another proxy takes the backfill over (timed: until the rows done
-    # move again); unthrottled then, to finish sooner
-    rows_then = backfilled(cluster, items_db)
+    # move again)
     assert 0 < rows_then < ROWS, rows_then
-    gone = time.monotonic()
     wait_for(lambda: backfilled(cluster, items_db) > rows_then, timeout=60, what="the backfill going on elsewhere",
              detail=lambda: current(second, token))
-    takeover_s = time.monotonic() - gone
-    code, ans = admin(second, "POST", "/migrations/current/throttle", token, {"max_rows_per_sec": 0})
+    takeover_s = time.monotonic() - started
+    # unthrottled through the proxy that runs the backfill now: asked of
+    # another one, POST /migrations/current/throttle answers 200 and
+    # changes that one's settings only
+    runner, = wait_for(lambda: [kp for kp in (second, third) if following(kp, token) == 0], timeout=10,
+                       what="the proxy running the backfill")
+    code, ans = admin(runner, "POST", "/migrations/current/throttle", token, {"max_rows_per_sec": 0})
     assert code == 200, ans
     wait_for(lambda: current(second, token).get("phase") == "active", timeout=120,
              what="the backfill taken over and done", detail=lambda: current(second, token))
     assert current(third, token).get("phase") == "active"
+    marks["active"] = time.monotonic()
 
     # the old release leaves, the new one comes; complete through the second
     # pod with the image's own CLI, new-release clients on both pods
@@ -489,8 +505,10 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     wait_for(lambda: all(len(w.ok) >= 5 or w.errors for w in new), timeout=30, what="new-release writes")
     r = podman("exec", third.container, "sh", "-c", 'pgtandem migrate status --proxy "http://$PGTANDEM_ADMIN"')
     assert r.returncode == 0 and MIGRATION in r.stdout, r.stdout + r.stderr
+    marks["complete"] = time.monotonic()
     r = podman("exec", second.container, "sh", "-c",
                'pgtandem migrate complete --json --proxy "http://$PGTANDEM_ADMIN"', timeout=300)
+    marks["completed"] = time.monotonic()
     assert r.returncode == 0, r.stdout + r.stderr + podman("logs", second.container).stderr[-3000:]
     assert json.loads(r.stdout)["status"] == "completed", r.stdout
     ok_after = [len(w.ok) for w in new]
@@ -520,5 +538,8 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
         kib = rss_kib(kp.container)
         assert kib * 1024 < int(request["memory"][:-2]) * 1024 * 1024, (kp.name, kib)
         print("%s: RSS %d KiB after the migration" % (kp.name, kib))
-    print("kube down of the first pod: %.1f s, with %d of %d rows backfilled; the backfill went on %.1f s after;"
-          " the first pod's writer saw %s" % (down_s, rows_then, ROWS, takeover_s, writers[0].errors or "no error"))
+    print("kube down of the first pod: %.1f s, with %d of %d rows backfilled; the backfill moved again %.1f s after"
+          " the kube down began; the first pod's writer saw %s" % (down_s, rows_then, ROWS, takeover_s, writers[0].errors or "no error"))
+    print("backfilling to active %.1f s; active to complete asked %.1f s; complete %.1f s"
+          % (marks["active"] - marks["backfilling"], marks["complete"] - marks["active"],
+             marks["completed"] - marks["complete"]))
