@@ -79,7 +79,8 @@ test: deps
 # The container image (docker/Dockerfile) built and run with podman; make
 # test runs these too (tests/run.sh, PGT_IMAGE=0 leaves them out).
 test-image: deps
-	@PGT_VARIANT=image /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image tests/integration/test_image.py
+	@PGT_VARIANT=image /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image tests/integration/test_image.py \
+	  tests/integration/test_image_kube.py
 
 # doc/configuration.md: every command's --help and the settings without a flag,
 # written from the binary (tests/integration/test_cli_help.py fails when stale)

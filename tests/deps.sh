@@ -8,13 +8,16 @@ postgresql postgresql-contrib pgbouncer openssl python3-psycopg python3-pytest p
 clang libclang-rt-14-dev procps iproute2 cppcheck clang-tidy shellcheck
 libpg-query-dev alembic libidn-dev python3-asyncpg libdbd-pg-perl python3-sqlalchemy
 libpostgresql-jdbc-java openjdk-17-jdk-headless chromium python3-websocket prometheus
-podman runc debootstrap podman-compose"
+podman runc debootstrap podman-compose python3-yaml catatonit"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm  >/dev/null 2>&1 || missing="$missing npm"
+# kubectl checks docker/kubernetes offline; Debian's is kubernetes-client
+# (a kubectl from elsewhere, such as Google's package, does as well)
+command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ -n "$missing" ]; then

@@ -5,7 +5,8 @@ network against the suite's Postgres (TLS + SCRAM upstream):
 - the image itself: a non-root user, the exposed ports, a healthcheck,
   `IMAGE --help` and `IMAGE version`, a clear error with no upstream;
 - psql through the proxy in the container, the admin API and the image's
-  healthcheck script, and a clean exit on `podman stop` (SIGTERM);
+  healthcheck script (live, and `ready` failing while the upstream is
+  away), and a clean exit on `podman stop` (SIGTERM);
 - an online migration (rename a column) started and completed through the
   container's admin API by `IMAGE migrate ... --proxy URL`, the image's own
   CLI, with old and new clients reading through the proxy in between;
@@ -36,10 +37,11 @@ TAG = "localhost/pgtandem:test"
 COMPOSE = os.path.join(TOP, "docker", "compose.yml")
 
 
-def podman(*args, timeout=120, env=None, check=False):
+def podman(*args, timeout=120, env=None, check=False, input=None):
     penv = dict(os.environ)
     penv.update(env or {})
-    r = subprocess.run(["bash", PODMAN] + list(args), capture_output=True, text=True, timeout=timeout, env=penv)
+    r = subprocess.run(["bash", PODMAN] + list(args), capture_output=True, text=True, timeout=timeout, env=penv,
+                       input=input)
     if check:
         assert r.returncode == 0, "podman %s: %s%s" % (" ".join(args), r.stdout, r.stderr)
     return r
@@ -185,6 +187,17 @@ def test_psql_through_the_container(container_factory, cluster, shared_dir):
     assert r.stdout.strip() == "10001", r.stdout + r.stderr
     # the proxy is PID 1 (exec'd by the entrypoint): SIGTERM reaches it
     assert c.stop() == 0, c.logs()
+
+
+def test_healthcheck_is_liveness_and_ready_is_asked_for(container_factory):
+    """The HEALTHCHECK stays healthy while the proxy runs; `ready` says
+    whether it would take a client now. Nothing listens at this upstream."""
+    c = container_factory(env={"PGTANDEM_UPSTREAM": "postgresql://127.0.0.1:%d/?sslmode=require" % free_port()})
+    r = podman("healthcheck", "run", c.name)
+    assert r.returncode == 0 and "unhealthy" not in r.stdout, r.stdout + r.stderr
+    r = podman("exec", c.name, "pgtandem-healthcheck", "ready")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "GET /readyz answered '503 not ready: upstream_unreachable'" in r.stderr, r.stderr
 
 
 @pytest.fixture
