@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1001,8 +1002,16 @@ static void make_id(struct fleet *f, const char *id)
         snprintf(f->id, sizeof f->id, "%s", id);
         return;
     }
-    unsigned r = (unsigned)now_us() ^ ((unsigned)getpid() << 16);
-    snprintf(f->id, sizeof f->id, "%.60s-%d-%04x", f->host, (int)getpid(), r & 0xffff);
+    /* in a container the pid is always 1 and a restarted one keeps its host
+     * name: 48 random bits keep a new process from taking the row (and the
+     * held epoch) of the one it replaced */
+    unsigned char r[6] = {0};
+    if (RAND_bytes(r, sizeof r) != 1) {
+        uint64_t t = now_us();
+        memcpy(r, &t, sizeof r);
+    }
+    snprintf(f->id, sizeof f->id, "%.60s-%d-%02x%02x%02x%02x%02x%02x", f->host, (int)getpid(), r[0], r[1], r[2],
+             r[3], r[4], r[5]);
 }
 
 struct fleet *fleet_new(struct event_base *base, struct server *relay, const struct fleet_options *opt)
