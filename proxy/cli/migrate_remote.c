@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "migration_lifecycle.h"
 #include "progress_line.h"
 
 #define EXIT_OPERATIONAL 1
@@ -320,23 +321,24 @@ static int on_state(struct progress *p, const char *name, json_t *st)
         return EXIT_OPERATIONAL;
     }
     int changed = strcmp(phase, p->phase) != 0;
-    if (changed && !strcmp(p->phase, "backfilling"))
+    int ph = mig_phase_of_word(phase);
+    if (changed && mig_phase_of_word(p->phase) == MIG_PH_BACKFILLING)
         show_backfill(p, name, json_object_get(st, "backfill"), 1);
     if (changed) {
         progress_line_end(&p->line);
         log_info("migration %s: %s", name, phase);
         snprintf(p->phase, sizeof p->phase, "%s", phase);
     }
-    if (!strcmp(phase, "backfilling"))
+    if (ph == MIG_PH_BACKFILLING)
         show_backfill(p, name, json_object_get(st, "backfill"), 0);
-    if (!strcmp(phase, "active") || !strcmp(phase, "completing") || !strcmp(phase, "completed")) {
+    if (ph == MIG_PH_ACTIVE || ph == MIG_PH_COMPLETING || ph == MIG_PH_COMPLETED) {
         char done[96];
         backfilled(done, sizeof done, json_object_get(st, "backfill"));
         log_info("migration %s is %s: both shapes are served (%s); run `pgtandem migrate complete --proxy URL` "
                  "once the old release is retired", name, phase, done);
         return 0;
     }
-    if (!strcmp(phase, "failed") || !strcmp(phase, "rolled_back")) {
+    if (ph == MIG_PH_FAILED || ph == MIG_PH_ROLLED_BACK) {
         const char *e = jstr(st, "error");
         fprintf(stderr, "pgtandem migrate start: error: migration %s %s%s%s\n", name, phase, e ? ": " : "",
                 e ? e : "");
@@ -489,10 +491,9 @@ static const char *backfill_eta(char *buf, size_t n, json_t *bf, int finished, i
 static void print_backfill_text(json_t *bf, const char *phase)
 {
     /* past the backfill, the rows done are the table's real count */
-    static const char *const after_backfill[] = {"finishing", "active", "completing", "completed", "switched"};
-    int finished = json_is_true(json_object_get(bf, "done")) || jnum(bf, "percent") >= 100.0;
-    for (size_t i = 0; phase && i < sizeof after_backfill / sizeof after_backfill[0]; i++)
-        finished = finished || !strcmp(phase, after_backfill[i]);
+    int ph = mig_phase_of_word(phase);
+    int finished = json_is_true(json_object_get(bf, "done")) || jnum(bf, "percent") >= 100.0 ||
+                   (ph >= 0 && mig_phase_past_backfill((enum mig_phase)ph));
     json_t *est = json_object_get(bf, "estimated_rows");
     double estimated = json_is_number(est) ? json_number_value(est) : jnum(bf, "est_total");
     double done = jnum(bf, "rows_done");
