@@ -941,7 +941,7 @@ static int cmd_simple(const struct cli *c, int exclusive, int (*fn)(struct engin
 
 static int do_rollback(struct engine *e, char *err, size_t errlen)
 {
-    int rc = engine_rollback(e, err, errlen);
+    int rc = engine_rollback(e, NULL, err, errlen);
     if (rc == ENGINE_OK)
         printf("migration rolled back; the original shape is restored\n");
     return rc;

@@ -584,6 +584,43 @@ static void print_cutover(FILE *out, json_t *c, int ok)
             jnum(c, "held_messages"), jnum(c, "reprepared"), jnum(c, "lock_wait_ms"));
 }
 
+/* A rollback (or a revert's) that the proxy accepted with 202, its step
+ * waiting for another session's lock, goes on there: this follows it until
+ * it has ended, saying once who it waits for. */
+static int follow_rollback(const struct remote *r, const char *what, json_t *accepted)
+{
+    const char *msg = jstr(accepted, "message");
+    log_warn("%s", msg ? msg : "the rollback goes on in the proxy");
+    char err[1024] = "";
+    int failures = 0;
+    for (;;) {
+        struct http_resp resp;
+        if (http_request(r, "GET", "/migrations/current", NULL, 0, SHORT_TIMEOUT_S, &resp, err, sizeof err) != 0) {
+            failures++;
+        } else {
+            int ph = resp.status == 200 ? mig_phase_of_word(jstr(resp.json, "phase")) : -1;
+            /* on its way: the step it stopped, the cutover back, the rollback itself */
+            int going = ph == MIG_PH_EXPANDING || ph == MIG_PH_FINISHING || ph == MIG_PH_COMPLETING ||
+                        ph == MIG_PH_ROLLING_BACK;
+            int rc = ph == MIG_PH_ROLLED_BACK ? 0 : ph >= 0 && !going ? EXIT_OPERATIONAL : -1;
+            if (rc == EXIT_OPERATIONAL) {
+                const char *e = jstr(resp.json, "error");
+                fprintf(stderr, "pgtandem migrate %s: error: the migration is %s%s%s\n", what, mig_phase_word(ph),
+                        e ? ": " : "", e ? e : "");
+            }
+            if (ph < 0)
+                snprintf(err, sizeof err, "GET /migrations/current answered HTTP %d", resp.status);
+            failures = ph < 0 ? failures + 1 : 0;
+            resp_free(&resp);
+            if (rc >= 0)
+                return rc;
+        }
+        if (failures >= MAX_POLL_FAILURES)
+            return fail_msg(what, err);
+        clock_sleep_ms(POLL_MS);
+    }
+}
+
 static int cmd_finish(const struct remote *r, const char *what, int json, int force, int revert_window_s)
 {
     char err[1024], path[96];
@@ -594,8 +631,16 @@ static int cmd_finish(const struct remote *r, const char *what, int json, int fo
     struct http_resp resp;
     if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
         return fail_msg(what, err);
-    int ok = resp.status == 200, rc = ok ? 0 : EXIT_OPERATIONAL;
     int complete = !strcmp(what, "complete");
+    int rolls_back = !strcmp(what, "rollback") || !strcmp(what, "revert");
+    if (resp.status == 202 && rolls_back && !json) {
+        int rc = follow_rollback(r, what, resp.json);
+        resp_free(&resp);
+        if (rc == 0)
+            printf("migration rolled back; the original shape is restored\n");
+        return rc;
+    }
+    int ok = resp.status == 200 || (resp.status == 202 && rolls_back), rc = ok ? 0 : EXIT_OPERATIONAL;
     if (json && json_is_object(resp.json))
         print_json(resp.json);
     else if (complete && json_is_object(resp.json) && jnum(resp.json, "attempts") > 0)

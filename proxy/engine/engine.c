@@ -24,10 +24,11 @@
 #include "retry.h"
 #include "step_run.h"
 
-/* The migration in progress (migration_lifecycle.h says which statuses are). */
-#define CURRENT_SQL_FMT                                                     \
-    "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations" \
-    " WHERE status IN (%s) ORDER BY started_at DESC LIMIT 1"
+/* The migration in progress (migration_lifecycle.h says which statuses
+ * are), or the one of a name whatever its status. */
+#define CURRENT_COLUMNS "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
+#define CURRENT_SQL_FMT CURRENT_COLUMNS " WHERE status IN (%s) ORDER BY started_at DESC LIMIT 1"
+#define NAMED_SQL CURRENT_COLUMNS " WHERE name = $1"
 
 struct current {
     char *name, *status, *checksum, *plan_json, *migration_json;
@@ -198,8 +199,9 @@ static void free_current(struct current *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Returns 1 when a migration is in progress, 0 when none, -1 on error. */
-static int load_current(PGconn *conn, struct current *c, char *err, size_t errlen)
+/* Returns 1 when a migration is in progress (name NULL), or the one named
+ * is recorded (any status), 0 when none, -1 on error. */
+static int load_current(PGconn *conn, struct current *c, const char *name, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
     PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
@@ -213,7 +215,8 @@ static int load_current(PGconn *conn, struct current *c, char *err, size_t errle
         return -1;
     }
     snprintf(sql, sizeof sql, CURRENT_SQL_FMT, statuses);
-    r = PQexec(conn, sql);
+    const char *v[1] = {name};
+    r = name ? PQexecParams(conn, NAMED_SQL, 1, NULL, v, NULL, NULL, 0) : PQexec(conn, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fail(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -1059,7 +1062,7 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
-    int found = load_current(e->conn, &cur, err, errlen);
+    int found = load_current(e->conn, &cur, NULL, err, errlen);
     if (found < 0)
         return ENGINE_FAILED;
     if (found) {
@@ -1103,13 +1106,16 @@ struct in_progress {
     struct mig_plan plan;
 };
 
-/* Loads it (all three or nothing) on an engine holding the engine lock. */
-static int load_in_progress(struct engine *e, struct in_progress *ip, char *err, size_t errlen)
+/* Loads it (all three or nothing) on an engine holding the engine lock;
+ * name: the one of that name instead, whatever its status. */
+static int load_in_progress(struct engine *e, struct in_progress *ip, const char *name, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
-    int found = load_current(e->conn, &ip->cur, err, errlen);
+    int found = load_current(e->conn, &ip->cur, name, err, errlen);
     if (found <= 0) {
-        if (found == 0)
+        if (found == 0 && name)
+            snprintf(err, errlen, "migration %s is not recorded", name);
+        else if (found == 0)
             snprintf(err, errlen, "no migration is in progress");
         return found == 0 ? ENGINE_INVALID : ENGINE_FAILED;
     }
@@ -1139,7 +1145,7 @@ static void free_in_progress(struct in_progress *ip)
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, NULL, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
@@ -1163,7 +1169,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     assert(rep);
     memset(rep, 0, sizeof *rep);
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, NULL, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
@@ -1206,13 +1212,28 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
-int engine_rollback(struct engine *e, char *err, size_t errlen)
+int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, name, err, errlen);
+    if (rc == ENGINE_INVALID && name) { /* stopped before it recorded anything */
+        log_info("migration %s changed nothing before its rollback; nothing to undo", name);
+        return ENGINE_OK;
+    }
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
+    if (cur->st == MIG_ST_ROLLED_BACK || cur->st == MIG_ST_COMPLETED) {
+        int completed = cur->st == MIG_ST_COMPLETED;
+        if (completed)
+            snprintf(err, errlen, "migration %s is completed; write a new migration to undo it", cur->name);
+        else
+            log_info("migration %s is rolled back already", cur->name);
+        free_in_progress(&ip);
+        return completed ? ENGINE_INVALID : ENGINE_OK;
+    }
+    /* failed: its expand undid itself, and undoing again (every step is
+     * IF EXISTS) removes whatever that left; the status then says so */
     rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
     if (rc == ENGINE_OK) {
         record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, NULL);
@@ -1230,7 +1251,7 @@ int engine_rollback(struct engine *e, char *err, size_t errlen)
 int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen)
 {
     struct current cur;
-    int found = load_current(e->conn, &cur, err, errlen);
+    int found = load_current(e->conn, &cur, NULL, err, errlen);
     if (found <= 0)
         return found == 0 ? (snprintf(err, errlen, "no migration is in progress"), ENGINE_INVALID)
                           : ENGINE_FAILED;

@@ -252,7 +252,7 @@ static int admit_rollback(enum mig_phase p, const struct mig_facts *f, const cha
 {
     if (p == MIG_PH_IDLE)
         return refuse(404, why, cap, "no migration to roll back");
-    if (f->rollback_waiting || p == MIG_PH_ROLLING_BACK)
+    if (f->rollback_asked || p == MIG_PH_ROLLING_BACK)
         return refuse(409, why, cap, "migration %s is already rolling back", name);
     switch (p) {
     case MIG_PH_EXPANDING:

@@ -107,7 +107,7 @@ struct mig_facts {
     const char *name;     /* the migration (NULL: none known) */
     int step_running;     /* the phase's step runs here and can be stopped (a worker step, the drain before expand) */
     int following;        /* another engine of the fleet does the work */
-    int rollback_waiting; /* a rollback was asked for and is not answered yet */
+    int rollback_asked;   /* a rollback was asked for and has not started yet */
     int start_checking;   /* a start waits for its connection-slot check */
 };
 

@@ -124,6 +124,8 @@ struct migration_runner {
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     struct waiter complete_w, rollback_w;
+    int rollback_asked;             /* a rollback was asked for and has not started yet (its request may
+                                     * have been answered: 202, its step blocked by another session) */
     struct waiter start_w;          /* a start waiting for the connection-slot check */
     struct runner_request start_q;  /* its request, body owned */
     const char *expand_body;        /* the migration to expand once the sessions are routed */
@@ -209,7 +211,7 @@ static void runner_facts(const struct migration_runner *r, struct mig_facts *f)
     /* the phase's own step: on the worker, or the drain before expand */
     f->step_running = engine_worker_running(&r->worker) || r->route_holding || r->timer_step == route_then_expand;
     f->following = r->following;
-    f->rollback_waiting = r->rollback_w.fn != NULL;
+    f->rollback_asked = r->rollback_asked || r->rollback_w.fn != NULL;
     f->start_checking = r->start_w.fn != NULL;
 }
 
@@ -344,6 +346,11 @@ static void move_to(struct migration_runner *r, enum mig_phase phase, enum mig_c
         snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(r, phase));
     push_route(r);
     answer_waiters(r, from, phase);
+    if (r->rollback_asked && !mig_waiter_may_wait(MIG_WAIT_ROLLBACK, phase)) {
+        log_warn("migration %s: the rollback asked for did not run (the migration is %s)", r->name ? r->name : "-",
+                 mig_phase_word(phase));
+        r->rollback_asked = 0;
+    }
 }
 
 static void enter_phase(struct migration_runner *r, enum mig_phase phase)
@@ -370,7 +377,7 @@ static void fail(struct migration_runner *r, const char *fmt, ...)
         pgasync_close(&r->db); /* ends the session and its advisory lock */
         r->holds_lock = 0;
     }
-    if (r->rollback_w.fn || r->stop_backfill) {
+    if (r->rollback_asked || r->rollback_w.fn || r->stop_backfill) {
         r->stop_backfill = 0;
         start_rollback(r);
         return;
@@ -596,7 +603,11 @@ static void after_finish(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
     r->step_status = code;
-    if (lost_lock_to_a_follower(r, code, why))
+    if (code == 0 && r->rollback_asked) { /* it ended before the stop reached it: the rollback still runs */
+        start_rollback(r);
+        return;
+    }
+    if (!r->rollback_asked && lost_lock_to_a_follower(r, code, why))
         return;
     if (code != 0) {
         fail(r, "finishing the backfill: %s", why);
@@ -1122,6 +1133,10 @@ static void after_expand(void *ctx, int code, const char *why)
         fail(r, "%s", why);
         return;
     }
+    if (r->rollback_asked) { /* it ended before the stop reached it: the rollback still runs */
+        start_rollback(r);
+        return;
+    }
     log_info("migration %s: expanded; backfilling on the proxy's event loop", r->name);
     enter_phase(r, RP_BACKFILLING);
     load_state(r);
@@ -1144,7 +1159,7 @@ static void run_expand(struct migration_runner *r)
 static void after_redo_expand(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    if (code != 0 && !r->rollback_w.fn && (code == ENGINE_INVALID || strstr(why, ENGINE_LOCK_HELD_MSG))) {
+    if (code != 0 && !r->rollback_asked && (code == ENGINE_INVALID || strstr(why, ENGINE_LOCK_HELD_MSG))) {
         log_info("migration %s: the expand is not redone here (%s); following it", r->name, why);
         r->following = 1;
         r->table_status[0] = '\0';
@@ -1241,6 +1256,7 @@ static void reset_migration(struct migration_runner *r)
     reset_metrics(r);
     r->have_cut_rep = 0;
     r->stop_backfill = 0;
+    r->rollback_asked = 0;
     settings_throttle_defaults(&r->thr);
     r->throttle_dirty = 0;
     r->table_status[0] = '\0';
@@ -1342,6 +1358,26 @@ static const char *field(json_t *o, const char *key, const char *absent)
     return v ? v : absent;
 }
 
+/* A rollback whose step waits for another session's lock is not kept
+ * waiting for it (the lifecycle's rule): it is answered now, naming who
+ * holds the lock, and goes on by itself once that one lets go. */
+static void answer_rollback_if_blocked(struct migration_runner *r)
+{
+    int status = mig_waiter_on_blocked(MIG_WAIT_ROLLBACK, r->phase);
+    if (!r->rollback_w.fn || !status || json_array_size(r->blocked_by) == 0)
+        return;
+    json_t *b = json_array_get(r->blocked_by, 0);
+    char msg[600];
+    snprintf(msg, sizeof msg, "the rollback of %s goes on by itself once pid %lld (application_name '%.60s', %.40s,"
+             " transaction since %.40s) lets go of its lock on a migrated table%s; GET /migrations/current follows"
+             " it", r->name, (long long)json_integer_value(json_object_get(b, "pid")), field(b, "application_name", ""),
+             field(b, "state", "?"), field(b, "xact_start", "-"),
+             json_array_size(r->blocked_by) > 1 ? " (and the others in blocked_by)" : "");
+    log_warn("migration %s: rollback accepted: %s", r->name, msg);
+    answer(&r->rollback_w, status, json_pack("{s:s,s:s,s:s,s:O}", "status", mig_phase_word(r->phase), "name", r->name,
+                                             "message", msg, "blocked_by", r->blocked_by));
+}
+
 static void log_blockers(struct migration_runner *r)
 {
     json_t *b = json_array_get(r->blocked_by, 0);
@@ -1367,6 +1403,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
         r->blocked_seen_ms = now;
         if (now - r->blocked_logged_ms >= BLOCKED_LOG_MS)
             log_blockers(r);
+        answer_rollback_if_blocked(r);
     } else {
         json_decref(found);
         if (r->blocked_by && now - r->blocked_seen_ms > BLOCKED_KEEP_MS) {
@@ -1669,13 +1706,20 @@ static void cutover_committed(void *ctx)
         route_for(r, RP_ROLLING_BACK);
 }
 
-static void begin_cutover(struct migration_runner *r)
+/* Traffic may be held while a statement of the cutover is in flight: one
+ * unanswered past its own budgets (drain, lock_timeout, statement_timeout)
+ * means a dead connection, found in seconds. The questions before the hold
+ * (who of the old release is left, the state row) get the same bound: the
+ * complete's caller waits for them. */
+static void bound_by_cutover(struct migration_runner *r)
 {
-    /* Traffic may be held while a statement of the cutover is in flight:
-     * one unanswered past its own budgets (drain, lock_timeout,
-     * statement_timeout) means a dead connection, found in seconds. */
     const struct cutover_options *o = &r->cut_opt;
     r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
+}
+
+static void begin_cutover(struct migration_runner *r)
+{
+    bound_by_cutover(r);
     char *tables = tables_literal(r);
     r->cut.committed = cutover_committed;
     int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
@@ -1804,18 +1848,32 @@ static void checks_then_cutover(struct migration_runner *r);
 /* LAST_STATEMENTS_SQL answered: the complete is refused, naming who is left. */
 static void on_last_statements(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
-    (void)sqlstate;
     struct migration_runner *r = ctx;
     int count = 0;
     json_t *left = old_release_left(r, &count);
     char who[700];
     name_sessions(left, error ? NULL : res, who, sizeof who);
     json_decref(left);
+    if (error) { /* the question went unanswered: that is why the complete stops, whoever is connected */
+        r->db_unavailable = connection_lost(sqlstate) || !pgasync_ready(&r->db);
+        char also[900] = "";
+        if (count > 0)
+            snprintf(also, sizeof also, "; besides, %d session%s of the old release %s still connected: %.700s", count,
+                     count == 1 ? "" : "s", count == 1 ? "is" : "are", who);
+        snprintf(r->error, sizeof r->error, "cannot complete now: %.480s%.480s", error, also);
+        log_warn("migration %s: complete refused: %s", r->name, r->error);
+        enter_phase(r, r->cut_from); /* answers the complete: 503 (or 409) with r->error */
+        return;
+    }
+    if (count == 0) { /* the old release left while Postgres was asked */
+        checks_then_cutover(r);
+        return;
+    }
     snprintf(r->error, sizeof r->error, "%d session%s of the old release (no pgtandem.version, or another one than"
              " %.40s) %s still connected: %.700s; they would see the old shape disappear. Retire the old release first,"
              " or complete with force", count, count == 1 ? "" : "s", r->name, count == 1 ? "is" : "are", who);
     log_warn("migration %s: complete refused: %s", r->name, r->error);
-    enter_phase(r, RP_ACTIVE); /* answers the complete: 409 with r->error */
+    enter_phase(r, r->cut_from); /* answers the complete: 409 with r->error */
 }
 
 /* complete retires the old shape: refused while its release is still
@@ -1884,6 +1942,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
     r->complete_w = w;
+    bound_by_cutover(r);
     with_connection(r, refuse_while_old_release_left);
 }
 
@@ -1908,6 +1967,7 @@ static void begin_from_switched(struct migration_runner *r, enum mig_cut kind, c
         r->complete_w = *w;
     log_info("migration %s: %s", r->name, kind == MIG_CUT_REVERT ? "reverting to the old shape" : "finalizing: the old"
              " shape goes");
+    bound_by_cutover(r);
     with_connection(r, recheck_then_cutover);
 }
 
@@ -1961,9 +2021,12 @@ static void start_rollback(struct migration_runner *r)
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
+    r->rollback_asked = 0;
     enter_phase(r, RP_ROLLING_BACK);
     give_slot_to_step(r);
-    if (engine_worker_run(&r->worker, ENGINE_JOB_ROLLBACK, r->engine_db, NULL, 0, after_rollback, r) != 0) {
+    /* by name: one stopped before it recorded anything has nothing to undo */
+    if (engine_worker_run(&r->worker, ENGINE_JOB_ROLLBACK, r->engine_db, r->name, r->name ? strlen(r->name) : 0,
+                          after_rollback, r) != 0) {
         snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
         rollback_failed(r);
     }
@@ -1984,8 +2047,10 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
     if (!admitted(r, MIG_REQ_ROLLBACK, &w))
         return;
     r->rollback_w = w;
+    r->rollback_asked = 1;
     if (mig_phase_runs_step(r->phase) && engine_worker_running(&r->worker)) {
         stop_engine_step(r);
+        answer_rollback_if_blocked(r); /* the lock it waits for will hold the rollback's own steps up too */
         return;
     }
     if (r->phase == RP_EXPANDING) {
@@ -2175,7 +2240,7 @@ static int working_locally(const struct migration_runner *r)
 {
     return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
-           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
+           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked;
 }
 
 /* The fleet saw the most recent migration change (a notification or the

@@ -221,7 +221,7 @@ static int expected_admit(int p, int q, const struct mig_facts *f)
     case MIG_REQ_ROLLBACK:
         if (p == MIG_PH_IDLE)
             return 404;
-        if (f->rollback_waiting)
+        if (f->rollback_asked)
             return 409;
         if (p == MIG_PH_EXPANDING || p == MIG_PH_FINISHING)
             return f->following || !f->step_running ? 409 : 0;
@@ -239,7 +239,7 @@ static void test_admission(void)
         for (int q = 0; q < MIG_NREQUESTS; q++)
             for (int bits = 0; bits < 16; bits++) {
                 struct mig_facts f = {.name = "0007_demo", .step_running = bits & 1, .following = !!(bits & 2),
-                                      .rollback_waiting = !!(bits & 4), .start_checking = !!(bits & 8)};
+                                      .rollback_asked = !!(bits & 4), .start_checking = !!(bits & 8)};
                 char why[600];
                 int got = mig_admit((enum mig_phase)p, (enum mig_request)q, &f, why, sizeof why);
                 int want = expected_admit(p, q, &f);
