@@ -13,6 +13,10 @@ admin API of a proxy that runs the engine (--engine-db).
   after the connection's watchdog saying "0 sessions of the old release ...
   are still connected: ;"; now the refusal says the engine connection gave
   no answer, and comes within the cutover's own budgets.
+- A proxy whose lease runs out during a revert window (switched): before,
+  it went on relaying unfenced (the fleet's own list of statuses in
+  progress left switched out); now it fences itself as during active,
+  since finalize or revert may run without it at any moment.
 
 Each test works on a database of its own with the items table of
 test_proxy_engine_faults.py.
@@ -22,10 +26,10 @@ import time
 import psycopg
 import pytest
 
-from conftest import current, wait_for
+from conftest import Scrape, current, wait_for
 from tcp_forwarder import Forwarder
-from test_conn_timeouts import engine_via_forwarder
-from test_proxy_engine_faults import (SHORT, Env, call, items_migration, post_in_background, start,
+from test_conn_timeouts import engine_via_forwarder, status
+from test_proxy_engine_faults import (ANSWER, SHORT, Env, call, items_migration, post_in_background, start,
                                       start_until_active, wait_phase)
 
 WAIT = 20.0     # a state to be reached
@@ -161,3 +165,30 @@ def test_complete_with_the_engine_connection_stalled_names_the_connection(env, f
     cur = wait_phase(p, ("active",), WAIT, what="back to active")
     assert "engine connection" in (cur.get("error") or ""), cur
     fw.thaw_flows()
+
+
+def test_lease_run_out_during_a_revert_window_fences_the_relay(env, forwarder):
+    e, fw = env, forwarder
+    p = engine_via_forwarder(e, fw)
+    start_until_active(p, items_migration())
+    code, rep = call(p, "POST", "/migrations/current/complete?revert_window_s=3600", timeout=ANSWER)
+    assert code == 200 and rep["status"] == "switched", (code, rep)
+    switched = time.time()
+
+    def renewed_since_switched():
+        age = Scrape(p.admin("GET", "/metrics", timeout=SHORT)[1]).get("pgtandem_fleet_lease_age_seconds")
+        return age is not None and age < time.time() - switched
+    # a heartbeat sent once the status was switched renewed the lease
+    wait_for(renewed_since_switched, WAIT, "a heartbeat to renew the lease once switched", detail=p.log_tail)
+    assert not status(p)["hold"]["fenced"]
+    fw.freeze()  # nothing reaches the database: the lease is not renewed
+    try:
+        wait_for(lambda: status(p)["hold"]["fenced"], WAIT, "the relay to fence itself once its lease ran out",
+                 detail=lambda: (status(p)["hold"], p.log_tail()))
+        code, body = p.admin("GET", "/readyz", timeout=SHORT)
+        assert code == 503 and "fenced" in str(body), (code, body)
+    finally:
+        fw.thaw()
+    wait_for(lambda: not status(p)["hold"]["fenced"], WAIT, "the fence to lift once the database is back",
+             detail=p.log_tail)
+    assert current(p)["phase"] == "switched"
