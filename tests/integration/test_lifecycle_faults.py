@@ -21,12 +21,13 @@ admin API of a proxy that runs the engine (--engine-db).
 Each test works on a database of its own with the items table of
 test_proxy_engine_faults.py.
 """
+import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import Scrape, current, wait_for
+from conftest import BIN, Scrape, current, wait_for
 from tcp_forwarder import Forwarder
 from test_conn_timeouts import engine_via_forwarder, status
 from test_proxy_engine_faults import (ANSWER, SHORT, Env, call, items_migration, post_in_background, start,
@@ -192,3 +193,36 @@ def test_lease_run_out_during_a_revert_window_fences_the_relay(env, forwarder):
     wait_for(lambda: not status(p)["hold"]["fenced"], WAIT, "the fence to lift once the database is back",
              detail=p.log_tail)
     assert current(p)["phase"] == "switched"
+
+
+def test_migrate_rollback_through_the_proxy_follows_a_blocked_rollback_to_its_end(env):
+    """`migrate rollback --proxy` takes the 202, says who blocks the
+    rollback, and follows it until it has ended (exit 0)."""
+    e = env
+    before = e.items_columns()
+    holder = lock_items(e)
+    pid = holder.info.backend_pid
+    try:
+        p = e.proxy()
+        start(p, items_migration())
+        wait_for(lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), WAIT,
+                 "the expand to wait on the lock", detail=p.log_tail)
+        cli = subprocess.Popen([BIN, "migrate", "rollback", "--proxy", "http://127.0.0.1:%d" % p.admin_port],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: current(p).get("phase") == "rolling_back", WAIT, "the rollback to run",
+                     detail=p.log_tail)
+            assert cli.poll() is None, cli.communicate()  # it follows the rollback, which waits for the lock
+            holder.rollback()
+            out, err = cli.communicate(timeout=DONE)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        assert cli.returncode == 0, (out, err)
+        assert "pid %d" % pid in err and "forgotten console" in err, err
+        assert "migration rolled back" in out, out
+    finally:
+        holder.close()
+    assert current(p)["phase"] == "rolled_back"
+    assert e.items_columns() == before
