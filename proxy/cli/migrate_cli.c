@@ -26,6 +26,7 @@
 #include "log.h"
 #include "migration.h"
 #include "migration_estimate.h"
+#include "migration_lifecycle.h"
 #include "migration_plan.h"
 #include "progress_line.h"
 #include "sql_convert.h"
@@ -484,7 +485,7 @@ static void add_refusal(const struct migration *m, const char *msg, struct lint_
 static int is_applied(json_t *applied, const struct migration *m)
 {
     const char *status = json_string_value(json_object_get(json_object_get(applied, m->name), "status"));
-    return status && strcmp(status, "rolled_back") != 0;
+    return status && mig_status_of_word(status) != MIG_ST_ROLLED_BACK;
 }
 
 /* What start would refuse before its first DDL (the plan against the live
@@ -530,7 +531,7 @@ static int lint_against_db(const struct cli *c, struct migration *list, size_t n
         json_t *a = json_object_get(applied, list[i].name);
         const char *sum = json_string_value(json_object_get(a, "checksum"));
         const char *status = json_string_value(json_object_get(a, "status"));
-        if (sum && strcmp(sum, list[i].checksum) != 0 && status && strcmp(status, "rolled_back") != 0) {
+        if (sum && strcmp(sum, list[i].checksum) != 0 && status && mig_status_of_word(status) != MIG_ST_ROLLED_BACK) {
             snprintf(err, errlen, "%s: migration \"%s\" was applied (%s) with checksum %.12s but the file now "
                      "has %.12s; applied migrations are history: restore the file and put the change in a "
                      "new migration", list[i].file, list[i].name, status, sum, list[i].checksum);
@@ -613,7 +614,7 @@ static int alembic_against_db(const struct cli *c, const struct alembic_chain *c
         json_t *a = json_object_get(applied, r->revision);
         const char *status = json_string_value(json_object_get(a, "status"));
         const char *parent = json_string_value(json_object_get(a, "parent"));
-        int applied_here = status && strcmp(status, "rolled_back") != 0 && parent && r->nparents == 1;
+        int applied_here = status && mig_status_of_word(status) != MIG_ST_ROLLED_BACK && parent && r->nparents == 1;
         if (applied_here && strcmp(parent, r->parents[0]) != 0) {
             snprintf(err, errlen, "%s:%d: revision \"%s\" was applied (%s) after \"%s\" but its down_revision "
                      "is now \"%s\"; applied migrations are history: restore down_revision and put the change "
@@ -940,7 +941,7 @@ static int cmd_simple(const struct cli *c, int exclusive, int (*fn)(struct engin
 
 static int do_rollback(struct engine *e, char *err, size_t errlen)
 {
-    int rc = engine_rollback(e, err, errlen);
+    int rc = engine_rollback(e, NULL, err, errlen);
     if (rc == ENGINE_OK)
         printf("migration rolled back; the original shape is restored\n");
     return rc;

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "migration_lifecycle.h"
 #include "progress_line.h"
 
 #define EXIT_OPERATIONAL 1
@@ -320,23 +321,24 @@ static int on_state(struct progress *p, const char *name, json_t *st)
         return EXIT_OPERATIONAL;
     }
     int changed = strcmp(phase, p->phase) != 0;
-    if (changed && !strcmp(p->phase, "backfilling"))
+    int ph = mig_phase_of_word(phase);
+    if (changed && mig_phase_of_word(p->phase) == MIG_PH_BACKFILLING)
         show_backfill(p, name, json_object_get(st, "backfill"), 1);
     if (changed) {
         progress_line_end(&p->line);
         log_info("migration %s: %s", name, phase);
         snprintf(p->phase, sizeof p->phase, "%s", phase);
     }
-    if (!strcmp(phase, "backfilling"))
+    if (ph == MIG_PH_BACKFILLING)
         show_backfill(p, name, json_object_get(st, "backfill"), 0);
-    if (!strcmp(phase, "active") || !strcmp(phase, "completing") || !strcmp(phase, "completed")) {
+    if (ph == MIG_PH_ACTIVE || ph == MIG_PH_COMPLETING || ph == MIG_PH_COMPLETED) {
         char done[96];
         backfilled(done, sizeof done, json_object_get(st, "backfill"));
         log_info("migration %s is %s: both shapes are served (%s); run `pgtandem migrate complete --proxy URL` "
                  "once the old release is retired", name, phase, done);
         return 0;
     }
-    if (!strcmp(phase, "failed") || !strcmp(phase, "rolled_back")) {
+    if (ph == MIG_PH_FAILED || ph == MIG_PH_ROLLED_BACK) {
         const char *e = jstr(st, "error");
         fprintf(stderr, "pgtandem migrate start: error: migration %s %s%s%s\n", name, phase, e ? ": " : "",
                 e ? e : "");
@@ -489,10 +491,9 @@ static const char *backfill_eta(char *buf, size_t n, json_t *bf, int finished, i
 static void print_backfill_text(json_t *bf, const char *phase)
 {
     /* past the backfill, the rows done are the table's real count */
-    static const char *const after_backfill[] = {"finishing", "active", "completing", "completed", "switched"};
-    int finished = json_is_true(json_object_get(bf, "done")) || jnum(bf, "percent") >= 100.0;
-    for (size_t i = 0; phase && i < sizeof after_backfill / sizeof after_backfill[0]; i++)
-        finished = finished || !strcmp(phase, after_backfill[i]);
+    int ph = mig_phase_of_word(phase);
+    int finished = json_is_true(json_object_get(bf, "done")) || jnum(bf, "percent") >= 100.0 ||
+                   (ph >= 0 && mig_phase_past_backfill((enum mig_phase)ph));
     json_t *est = json_object_get(bf, "estimated_rows");
     double estimated = json_is_number(est) ? json_number_value(est) : jnum(bf, "est_total");
     double done = jnum(bf, "rows_done");
@@ -583,6 +584,43 @@ static void print_cutover(FILE *out, json_t *c, int ok)
             jnum(c, "held_messages"), jnum(c, "reprepared"), jnum(c, "lock_wait_ms"));
 }
 
+/* A rollback (or a revert's) that the proxy accepted with 202, its step
+ * waiting for another session's lock, goes on there: this follows it until
+ * it has ended, saying once who it waits for. */
+static int follow_rollback(const struct remote *r, const char *what, json_t *accepted)
+{
+    const char *msg = jstr(accepted, "message");
+    log_warn("%s", msg ? msg : "the rollback goes on in the proxy");
+    char err[1024] = "";
+    int failures = 0;
+    for (;;) {
+        struct http_resp resp;
+        if (http_request(r, "GET", "/migrations/current", NULL, 0, SHORT_TIMEOUT_S, &resp, err, sizeof err) != 0) {
+            failures++;
+        } else {
+            int ph = resp.status == 200 ? mig_phase_of_word(jstr(resp.json, "phase")) : -1;
+            /* on its way: the step it stopped, the cutover back, the rollback itself */
+            int going = ph == MIG_PH_EXPANDING || ph == MIG_PH_FINISHING || ph == MIG_PH_COMPLETING ||
+                        ph == MIG_PH_ROLLING_BACK;
+            int rc = ph == MIG_PH_ROLLED_BACK ? 0 : ph >= 0 && !going ? EXIT_OPERATIONAL : -1;
+            if (rc == EXIT_OPERATIONAL) {
+                const char *e = jstr(resp.json, "error");
+                fprintf(stderr, "pgtandem migrate %s: error: the migration is %s%s%s\n", what, mig_phase_word(ph),
+                        e ? ": " : "", e ? e : "");
+            }
+            if (ph < 0)
+                snprintf(err, sizeof err, "GET /migrations/current answered HTTP %d", resp.status);
+            failures = ph < 0 ? failures + 1 : 0;
+            resp_free(&resp);
+            if (rc >= 0)
+                return rc;
+        }
+        if (failures >= MAX_POLL_FAILURES)
+            return fail_msg(what, err);
+        clock_sleep_ms(POLL_MS);
+    }
+}
+
 static int cmd_finish(const struct remote *r, const char *what, int json, int force, int revert_window_s)
 {
     char err[1024], path[96];
@@ -593,8 +631,16 @@ static int cmd_finish(const struct remote *r, const char *what, int json, int fo
     struct http_resp resp;
     if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
         return fail_msg(what, err);
-    int ok = resp.status == 200, rc = ok ? 0 : EXIT_OPERATIONAL;
     int complete = !strcmp(what, "complete");
+    int rolls_back = !strcmp(what, "rollback") || !strcmp(what, "revert");
+    if (resp.status == 202 && rolls_back && !json) {
+        int rc = follow_rollback(r, what, resp.json);
+        resp_free(&resp);
+        if (rc == 0)
+            printf("migration rolled back; the original shape is restored\n");
+        return rc;
+    }
+    int ok = resp.status == 200 || (resp.status == 202 && rolls_back), rc = ok ? 0 : EXIT_OPERATIONAL;
     if (json && json_is_object(resp.json))
         print_json(resp.json);
     else if (complete && json_is_object(resp.json) && jnum(resp.json, "attempts") > 0)

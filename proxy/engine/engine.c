@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "migration_lifecycle.h"
 #include "migration_state.h"
 #include "log.h"
 #include "pgasync.h"
@@ -23,12 +24,15 @@
 #include "retry.h"
 #include "step_run.h"
 
-static const char *CURRENT_SQL =
-    "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
-    " WHERE status NOT IN ('completed', 'rolled_back', 'failed') ORDER BY started_at DESC LIMIT 1";
+/* The migration in progress (migration_lifecycle.h says which statuses
+ * are), or the one of a name whatever its status. */
+#define CURRENT_COLUMNS "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
+#define CURRENT_SQL_FMT CURRENT_COLUMNS " WHERE status IN (%s) ORDER BY started_at DESC LIMIT 1"
+#define NAMED_SQL CURRENT_COLUMNS " WHERE name = $1"
 
 struct current {
     char *name, *status, *checksum, *plan_json, *migration_json;
+    enum mig_status st;         /* status, read */
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -73,17 +77,18 @@ static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *c
     return r;
 }
 
-static int record_status(PGconn *conn, const char *name, const char *status, const char *error)
+static int record_status(PGconn *conn, const char *name, enum mig_status status, const char *error)
 {
     char err[256];
-    const char *v[3] = {name, status, error};
+    const char *v[5] = {name, mig_status_word(status), error, status == MIG_ST_ACTIVE ? "t" : "f",
+                        status == MIG_ST_ROLLED_BACK ? "t" : "f"};
     PGresult *r = exec_params(conn,
         "WITH u AS (UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
-        " backfilled_at = CASE WHEN $2 = 'active' THEN now() ELSE backfilled_at END,"
-        " rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN now() ELSE rolled_back_at END"
-        " WHERE name = $1 RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"), 3, v, err, sizeof err);
+        " backfilled_at = CASE WHEN $4::boolean THEN now() ELSE backfilled_at END,"
+        " rolled_back_at = CASE WHEN $5::boolean THEN now() ELSE rolled_back_at END"
+        " WHERE name = $1 RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"), 5, v, err, sizeof err);
     if (!r) {
-        log_error("recording status %s of %s: %s", status, name, err);
+        log_error("recording status %s of %s: %s", mig_status_word(status), name, err);
         return -1;
     }
     PQclear(r);
@@ -179,8 +184,11 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
                     "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
                     "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
     e->locked = 1;
-    if (exec_simple(e->conn, MIG_STATE_SCHEMA_SQL, NULL, err, errlen) != 0)
-        return fail(err, errlen, "creating schema pgtandem: %s", PQerrorMessage(e->conn));
+    char *schema = mig_state_schema_sql();
+    int rc = schema ? exec_simple(e->conn, schema, NULL, err, errlen) : -1;
+    free(schema);
+    if (rc != 0)
+        return fail(err, errlen, "creating schema pgtandem: %s", schema ? PQerrorMessage(e->conn) : "out of memory");
     return ENGINE_OK;
 }
 
@@ -191,8 +199,9 @@ static void free_current(struct current *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Returns 1 when a migration is in progress, 0 when none, -1 on error. */
-static int load_current(PGconn *conn, struct current *c, char *err, size_t errlen)
+/* Returns 1 when a migration is in progress (name NULL), or the one named
+ * is recorded (any status), 0 when none, -1 on error. */
+static int load_current(PGconn *conn, struct current *c, const char *name, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
     PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
@@ -200,7 +209,14 @@ static int load_current(PGconn *conn, struct current *c, char *err, size_t errle
     PQclear(r);
     if (!has_state)
         return 0;
-    r = PQexec(conn, CURRENT_SQL);
+    char statuses[MIG_STATUS_SQL_LIST_MAX], sql[sizeof CURRENT_SQL_FMT + MIG_STATUS_SQL_LIST_MAX];
+    if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0) {
+        fail(err, errlen, "the statuses in progress do not fit their buffer");
+        return -1;
+    }
+    snprintf(sql, sizeof sql, CURRENT_SQL_FMT, statuses);
+    const char *v[1] = {name};
+    r = name ? PQexecParams(conn, NAMED_SQL, 1, NULL, v, NULL, NULL, 0) : PQexec(conn, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fail(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -210,6 +226,7 @@ static int load_current(PGconn *conn, struct current *c, char *err, size_t errle
     if (found) {
         c->name = strdup(PQgetvalue(r, 0, 0));
         c->status = strdup(PQgetvalue(r, 0, 1));
+        c->st = (enum mig_status)mig_status_of_word(PQgetvalue(r, 0, 1)); /* the table's check: one of them */
         c->checksum = strdup(PQgetvalue(r, 0, 2));
         c->plan_json = PQgetisnull(r, 0, 3) ? NULL : strdup(PQgetvalue(r, 0, 3));
         c->migration_json = strdup(PQgetvalue(r, 0, 4));
@@ -686,11 +703,11 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
  * applied through pgtandem adopts whatever history the database has. */
 static int check_history(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
-    const char *v[1] = {m->name};
+    const char *v[2] = {m->name, mig_status_word(MIG_ST_COMPLETED)};
     PGresult *r = exec_params(conn,
-        "SELECT (SELECT count(*) FROM pgtandem.migrations WHERE name = $1 AND status = 'completed'),"
-        "       (SELECT name FROM pgtandem.migrations WHERE status = 'completed'"
-        "         ORDER BY completed_at DESC LIMIT 1)", 1, v, err, errlen);
+        "SELECT (SELECT count(*) FROM pgtandem.migrations WHERE name = $1 AND status = $2),"
+        "       (SELECT name FROM pgtandem.migrations WHERE status = $2"
+        "         ORDER BY completed_at DESC LIMIT 1)", 2, v, err, errlen);
     if (!r)
         return ENGINE_FAILED;
     int rc = ENGINE_OK;
@@ -943,14 +960,14 @@ static int finish_start(struct engine *e, const char *name, const struct mig_pla
         return ENGINE_OK;
     }
     if (rc != ENGINE_OK) {
-        record_status(e->conn, name, "backfilling", err);
+        record_status(e->conn, name, MIG_ST_BACKFILLING, err);
         return rc;
     }
     if (run_each(e, &plan->validate, err, errlen) != ENGINE_OK) {
-        record_status(e->conn, name, "backfilling", err);
+        record_status(e->conn, name, MIG_ST_BACKFILLING, err);
         return ENGINE_FAILED;
     }
-    record_status(e->conn, name, "active", NULL);
+    record_status(e->conn, name, MIG_ST_ACTIVE, NULL);
     log_info("migration %s is active: both shapes are live; run `pgtandem migrate complete` "
              "once every client uses the new shape", name);
     return ENGINE_OK;
@@ -959,7 +976,7 @@ static int finish_start(struct engine *e, const char *name, const struct mig_pla
 static int expand(struct engine *e, const struct migration *m, const struct mig_plan *plan,
                   char *err, size_t errlen)
 {
-    if (record_status(e->conn, m->name, "expanding", NULL) != 0)
+    if (record_status(e->conn, m->name, MIG_ST_EXPANDING, NULL) != 0)
         return fail(err, errlen, "cannot record the migration state: %s", PQerrorMessage(e->conn));
     if (run_steps(e, &plan->expand, err, errlen) != ENGINE_OK) {
         if (engine_stopped(e)) /* stopped for a rollback: it undoes the partial expand */
@@ -967,10 +984,10 @@ static int expand(struct engine *e, const struct migration *m, const struct mig_
         char e2[1024];
         log_error("expand of %s failed: %s; removing what it created", m->name, err);
         run_rollback_steps(e, &plan->rollback, e2, sizeof e2);
-        record_status(e->conn, m->name, "failed", err);
+        record_status(e->conn, m->name, MIG_ST_FAILED, err);
         return ENGINE_FAILED;
     }
-    record_status(e->conn, m->name, "backfilling", NULL);
+    record_status(e->conn, m->name, MIG_ST_BACKFILLING, NULL);
     return ENGINE_OK;
 }
 
@@ -980,14 +997,14 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     char *plan_json = mig_plan_to_json(plan);
     if (!plan_json)
         return fail(err, errlen, "out of memory");
-    const char *v[5] = {m->name, m->parent, m->checksum, m->json, plan_json};
+    const char *v[6] = {m->name, m->parent, m->checksum, m->json, plan_json, mig_status_word(MIG_ST_EXPANDING)};
     PGresult *r = exec_params(e->conn,
         "WITH u AS (INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
-        " VALUES ($1, $2, $3, $4, $5, 'expanding') ON CONFLICT (name) DO UPDATE SET"
-        " parent = $2, checksum = $3, migration = $4, plan = $5, status = 'expanding',"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET"
+        " parent = $2, checksum = $3, migration = $4, plan = $5, status = $6,"
         " started_at = now(), updated_at = now(), error = NULL, backfilled_at = NULL, throttle = NULL,"
         " rolled_back_at = NULL, completed_at = NULL RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"),
-        5, v, err, errlen);
+        6, v, err, errlen);
     free(plan_json);
     if (!r)
         return ENGINE_FAILED;
@@ -1005,8 +1022,7 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     size_t first = 0;
     for (; rc == ENGINE_OK && first < n; first++) {
         json_t *a = json_object_get(applied, list[first].name);
-        const char *status = json_string_value(json_object_get(a, "status"));
-        if (!status || strcmp(status, "completed") != 0)
+        if (mig_status_of_word(json_string_value(json_object_get(a, "status"))) != MIG_ST_COMPLETED)
             break;
         const char *sum = json_string_value(json_object_get(a, "checksum"));
         if (!sum || strcmp(sum, list[first].checksum) != 0) {
@@ -1017,7 +1033,7 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     }
     for (size_t i = first + 1; rc == ENGINE_OK && i < n; i++) {
         const char *status = json_string_value(json_object_get(json_object_get(applied, list[i].name), "status"));
-        if (status && !strcmp(status, "completed")) {
+        if (mig_status_of_word(status) == MIG_ST_COMPLETED) {
             fail(err, errlen, "%s: \"%s\" is applied but its parent \"%s\" is not", list[i].file, list[i].name,
                  list[i].parent ? list[i].parent : "-");
             rc = ENGINE_INVALID;
@@ -1046,7 +1062,7 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
-    int found = load_current(e->conn, &cur, err, errlen);
+    int found = load_current(e->conn, &cur, NULL, err, errlen);
     if (found < 0)
         return ENGINE_FAILED;
     if (found) {
@@ -1090,13 +1106,16 @@ struct in_progress {
     struct mig_plan plan;
 };
 
-/* Loads it (all three or nothing) on an engine holding the engine lock. */
-static int load_in_progress(struct engine *e, struct in_progress *ip, char *err, size_t errlen)
+/* Loads it (all three or nothing) on an engine holding the engine lock;
+ * name: the one of that name instead, whatever its status. */
+static int load_in_progress(struct engine *e, struct in_progress *ip, const char *name, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
-    int found = load_current(e->conn, &ip->cur, err, errlen);
+    int found = load_current(e->conn, &ip->cur, name, err, errlen);
     if (found <= 0) {
-        if (found == 0)
+        if (found == 0 && name)
+            snprintf(err, errlen, "migration %s is not recorded", name);
+        else if (found == 0)
             snprintf(err, errlen, "no migration is in progress");
         return found == 0 ? ENGINE_INVALID : ENGINE_FAILED;
     }
@@ -1126,18 +1145,18 @@ static void free_in_progress(struct in_progress *ip)
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, NULL, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
-    if (!strcmp(cur->status, "expanding")) {
+    if (cur->st == MIG_ST_EXPANDING) {
         log_info("migration %s was interrupted during expand; undoing the partial expand and redoing it",
                  cur->name);
         char e2[1024];
         run_rollback_steps(e, &ip.plan.rollback, e2, sizeof e2);
         rc = expand(e, &ip.m, &ip.plan, err, errlen);
     }
-    if (rc == ENGINE_OK && strcmp(cur->status, "active") != 0)
+    if (rc == ENGINE_OK && cur->st != MIG_ST_ACTIVE)
         rc = finish_start(e, cur->name, &ip.plan, &ip.m.backfill, err, errlen);
     else if (rc == ENGINE_OK)
         log_info("migration %s is already active; run `pgtandem migrate complete`", cur->name);
@@ -1150,14 +1169,13 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     assert(rep);
     memset(rep, 0, sizeof *rep);
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, NULL, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
-    if (strcmp(cur->status, "active") != 0 && strcmp(cur->status, "switched") != 0) { /* switched: finalize */
+    if (cur->st != MIG_ST_ACTIVE && cur->st != MIG_ST_SWITCHED) { /* switched: finalize */
         snprintf(err, errlen, "migration %s is %s, not active; %s", cur->name, cur->status,
-                 strcmp(cur->status, "failed") ? "let the backfill finish (`pgtandem migrate resume`)"
-                                               : "roll it back");
+                 cur->st != MIG_ST_FAILED ? "let the backfill finish (`pgtandem migrate resume`)" : "roll it back");
         rc = ENGINE_INVALID;
     } else if (validate_checks(e, &ip.plan, err, errlen) != ENGINE_OK) {
         record_error(e->conn, cur->name, err);
@@ -1194,22 +1212,37 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
-int engine_rollback(struct engine *e, char *err, size_t errlen)
+int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, err, errlen);
+    int rc = load_in_progress(e, &ip, name, err, errlen);
+    if (rc == ENGINE_INVALID && name) { /* stopped before it recorded anything */
+        log_info("migration %s changed nothing before its rollback; nothing to undo", name);
+        return ENGINE_OK;
+    }
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
+    if (cur->st == MIG_ST_ROLLED_BACK || cur->st == MIG_ST_COMPLETED) {
+        int completed = cur->st == MIG_ST_COMPLETED;
+        if (completed)
+            snprintf(err, errlen, "migration %s is completed; write a new migration to undo it", cur->name);
+        else
+            log_info("migration %s is rolled back already", cur->name);
+        free_in_progress(&ip);
+        return completed ? ENGINE_INVALID : ENGINE_OK;
+    }
+    /* failed: its expand undid itself, and undoing again (every step is
+     * IF EXISTS) removes whatever that left; the status then says so */
     rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
     if (rc == ENGINE_OK) {
-        record_status(e->conn, cur->name, "rolled_back", NULL);
+        record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, NULL);
         const char *v[1] = {cur->name};
         char e2[256];
         PQclear(exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,
                             e2, sizeof e2));
     } else {
-        record_status(e->conn, cur->name, cur->status, err);
+        record_status(e->conn, cur->name, cur->st, err);
     }
     free_in_progress(&ip);
     return rc;
@@ -1218,7 +1251,7 @@ int engine_rollback(struct engine *e, char *err, size_t errlen)
 int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen)
 {
     struct current cur;
-    int found = load_current(e->conn, &cur, err, errlen);
+    int found = load_current(e->conn, &cur, NULL, err, errlen);
     if (found <= 0)
         return found == 0 ? (snprintf(err, errlen, "no migration is in progress"), ENGINE_INVALID)
                           : ENGINE_FAILED;

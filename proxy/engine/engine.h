@@ -79,7 +79,12 @@ int engine_resume(struct engine *e, char *err, size_t errlen);
  * contract. Rows that violate a constraint stop it before the contract, with
  * their count and the first one's key; the migration stays active. */
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen);
-int engine_rollback(struct engine *e, char *err, size_t errlen);
+/* Rolls back the migration in progress; with a name, that migration
+ * whatever its status (the proxy's rollback of its own migration): one
+ * stopped before it recorded anything has nothing to undo (ENGINE_OK), a
+ * failed one is undone again and recorded rolled back, a completed one is
+ * refused (ENGINE_INVALID). */
+int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen);
 /* Status of the current (or most recent) migration; caller owns the JSON. */
 int engine_status(struct engine *e, json_t **out, char *err, size_t errlen);
 /* Row-by-row check that new columns equal up(old); reports to out. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migration_lifecycle.h"
 #include "migration_sql.h"
 
 static int has_state(PGconn *conn)
@@ -51,11 +52,18 @@ int engine_status(struct engine *e, json_t **out, char *err, size_t errlen)
         *out = json_pack("{s:n, s:s}", "migration", "status", "none");
         return ENGINE_OK;
     }
-    PGresult *r = PQexec(e->conn,
-        "SELECT name, parent, status, checksum, started_at, backfilled_at, completed_at, rolled_back_at,"
-        "       error, contract_attempts, contract_lock_wait_ms"
-        "  FROM pgtandem.migrations"
-        " ORDER BY (status NOT IN ('completed', 'rolled_back')) DESC, updated_at DESC LIMIT 1");
+    /* the migration in progress, else the one that moved last */
+    char statuses[MIG_STATUS_SQL_LIST_MAX], sql[512];
+    if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0) {
+        snprintf(err, errlen, "the statuses in progress do not fit their buffer");
+        return ENGINE_FAILED;
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT name, parent, status, checksum, started_at, backfilled_at, completed_at, rolled_back_at,"
+             "       error, contract_attempts, contract_lock_wait_ms"
+             "  FROM pgtandem.migrations"
+             " ORDER BY (status IN (%s)) DESC, updated_at DESC LIMIT 1", statuses);
+    PGresult *r = PQexec(e->conn, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(e->conn));
         PQclear(r);
@@ -122,8 +130,7 @@ int engine_verify(struct engine *e, FILE *out, char *err, size_t errlen)
         return ENGINE_FAILED;
     const char *status = json_string_value(json_object_get(st, "status"));
     const char *name = json_string_value(json_object_get(st, "migration"));
-    int active = status && strcmp(status, "completed") && strcmp(status, "rolled_back") && strcmp(status, "none");
-    if (!active) {
+    if (!mig_word_in_progress(status)) {
         fprintf(out, "no migration in progress (last: %s, %s); nothing to compare\n", name ? name : "none",
                 status ? status : "none");
         json_decref(st);

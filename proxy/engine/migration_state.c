@@ -6,49 +6,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migration_lifecycle.h"
 #include "migration_sql.h"
 
 
 /* The fleet's tables live beside the migrations': pgtandem.proxies (one
  * row per proxy, renewed by its heartbeat) and pgtandem.fleet_holds (one row
- * per fleet-wide hold of a cutover; see fleet.h). */
-const char MIG_STATE_SCHEMA_SQL[] =
-    "SELECT pg_advisory_xact_lock(" ENGINE_LOCK_KEY " - 1);"
-    "CREATE SCHEMA IF NOT EXISTS pgtandem;"
-    "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
-    "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,"
-    "  plan text, status text NOT NULL CHECK (status IN"
-    "    ('expanding','backfilling','active','switched','completed','rolled_back','failed')),"
-    "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
-    "  completed_at timestamptz, rolled_back_at timestamptz,"
-    "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
-    "  contract_attempts int, contract_lock_wait_ms float8);"
-    "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
-    MIG_BACKFILL_PROGRESS_COLUMNS(" REFERENCES pgtandem.migrations (name) ON DELETE CASCADE") ");"
-    "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;"
-    /* 'switched': completed, the old shape kept for a revert until finalize
-     * (a state schema made before it existed gets the wider check once) */
-    "DO $pgt$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'pgtandem.migrations'::regclass"
-    "   AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%switched%') THEN"
-    "  ALTER TABLE pgtandem.migrations DROP CONSTRAINT IF EXISTS migrations_status_check;"
-    "  ALTER TABLE pgtandem.migrations ADD CONSTRAINT migrations_status_check CHECK (status IN"
-    "    ('expanding','backfilling','active','switched','completed','rolled_back','failed'));"
-    " END IF; END $pgt$;"
-    "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
-    "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
-    "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
-    "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids bigint[],"
-    "  lease_ms int NOT NULL DEFAULT 3000);"
-    /* Backend PIDs run up to 2^32 - 1 behind an edge that makes them up;
-     * tables made as int[] are widened once. */
-    "DO $widen$ BEGIN IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
-    "  AND attname = 'backend_pids') = 'int4[]'::regtype THEN"
-    "  ALTER TABLE pgtandem.proxies ALTER COLUMN backend_pids TYPE bigint[]; END IF; END $widen$;"
-    "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
-    "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
-    "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
-    "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-    "  released_at timestamptz, committed boolean)";
+ * per fleet-wide hold of a cutover; see fleet.h). The status column's check
+ * lists the statuses of migration_lifecycle.h; a state schema made before
+ * one of them existed gets the wider check once ('switched' came with
+ * revert after complete). */
+char *mig_state_schema_sql(void)
+{
+    char statuses[MIG_STATUS_SQL_LIST_MAX];
+    if (mig_status_sql_list(MIG_SET_EVERY, statuses, sizeof statuses) < 0)
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_add(&s,
+        "SELECT pg_advisory_xact_lock(" ENGINE_LOCK_KEY " - 1);"
+        "CREATE SCHEMA IF NOT EXISTS pgtandem;"
+        "CREATE TABLE IF NOT EXISTS pgtandem.migrations ("
+        "  name text PRIMARY KEY, parent text, checksum text NOT NULL, migration text NOT NULL,");
+    mig_str_addf(&s, "  plan text, status text NOT NULL CHECK (status IN (%s)),", statuses);
+    mig_str_add(&s,
+        "  started_at timestamptz NOT NULL DEFAULT now(), backfilled_at timestamptz,"
+        "  completed_at timestamptz, rolled_back_at timestamptz,"
+        "  updated_at timestamptz NOT NULL DEFAULT now(), error text,"
+        "  contract_attempts int, contract_lock_wait_ms float8);"
+        "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
+        MIG_BACKFILL_PROGRESS_COLUMNS(" REFERENCES pgtandem.migrations (name) ON DELETE CASCADE") ");"
+        "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;");
+    mig_str_addf(&s,
+        "DO $pgt$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE conrelid = 'pgtandem.migrations'::regclass"
+        "   AND contype = 'c' AND (SELECT bool_and(pg_get_constraintdef(c.oid) LIKE '%%''' || w || '''%%')"
+        "     FROM unnest(ARRAY[%s]) w)) THEN"
+        "  ALTER TABLE pgtandem.migrations DROP CONSTRAINT IF EXISTS migrations_status_check;"
+        "  ALTER TABLE pgtandem.migrations ADD CONSTRAINT migrations_status_check CHECK (status IN (%s));"
+        " END IF; END $pgt$;", statuses, statuses);
+    mig_str_add(&s,
+        "CREATE TABLE IF NOT EXISTS pgtandem.proxies ("
+        "  id text PRIMARY KEY, slot int NOT NULL, host text NOT NULL, listen text NOT NULL, admin text,"
+        "  peer text, version text NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
+        "  heartbeat_at timestamptz NOT NULL, held_epoch bigint, sessions jsonb, backend_pids bigint[],"
+        "  lease_ms int NOT NULL DEFAULT 3000);"
+        /* Backend PIDs run up to 2^32 - 1 behind an edge that makes them up;
+         * tables made as int[] are widened once. */
+        "DO $widen$ BEGIN IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
+        "  AND attname = 'backend_pids') = 'int4[]'::regtype THEN"
+        "  ALTER TABLE pgtandem.proxies ALTER COLUMN backend_pids TYPE bigint[]; END IF; END $widen$;"
+        "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
+        "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
+        "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
+        "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+        "  released_at timestamptz, committed boolean)");
+    return mig_str_take(&s);
+}
 
 const char MIG_STATE_FLEET_SQL[] =
     "SELECT CASE WHEN to_regclass('pgtandem.proxies') IS NULL THEN '[]'::json ELSE"
@@ -108,19 +120,19 @@ static void add_merged_rows(PGconn *conn, struct mig_str *s, const char *merges_
         add_literal(conn, s, json_string_value(json_object_get(e, "checksum")));
         mig_str_add(s, ", ");
         add_literal(conn, s, json_string_value(json_object_get(e, "json")));
-        mig_str_add(s, ", 'completed', now())");
+        mig_str_addf(s, ", '%s', now())", mig_status_word(MIG_ST_COMPLETED));
     }
-    mig_str_add(s, " ON CONFLICT (name) DO UPDATE SET status = 'completed', parent = EXCLUDED.parent,"
-                   " checksum = EXCLUDED.checksum, migration = EXCLUDED.migration, completed_at = now(),"
-                   " updated_at = now()");
+    mig_str_addf(s, " ON CONFLICT (name) DO UPDATE SET status = '%s', parent = EXCLUDED.parent,"
+                    " checksum = EXCLUDED.checksum, migration = EXCLUDED.migration, completed_at = now(),"
+                    " updated_at = now()", mig_status_word(MIG_ST_COMPLETED));
     json_decref(merges);
 }
 
-char *mig_state_status_sql(PGconn *conn, const char *name, const char *status)
+char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = ");
-    add_literal(conn, &s, status);
+    add_literal(conn, &s, mig_status_word(status));
     mig_str_add(&s, ", updated_at = now(), error = NULL WHERE name = ");
     add_literal(conn, &s, name);
     mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
@@ -131,9 +143,9 @@ char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges
                               double lock_wait_ms)
 {
     struct mig_str s = {0};
-    mig_str_addf(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = 'completed', completed_at = now(),"
+    mig_str_addf(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = '%s', completed_at = now(),"
                  " updated_at = now(), error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f"
-                 " WHERE name = ", attempts, lock_wait_ms);
+                 " WHERE name = ", mig_status_word(MIG_ST_COMPLETED), attempts, lock_wait_ms);
     add_literal(conn, &s, name);
     mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
     add_merged_rows(conn, &s, merges);

@@ -7,6 +7,8 @@
 
 #include <libpq-fe.h>
 
+#include "migration_lifecycle.h"
+
 /* Session advisory lock key held by whichever engine works on a database
  * (one engine per database, whether the CLI or a proxy hosts it). A string
  * so it can be pasted into SQL. */
@@ -26,10 +28,11 @@
     "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"         \
     "  PRIMARY KEY (migration, schema_name, table_name)"
 
-/* Creates (or upgrades) schema pgtandem: the migrations and their
- * backfill progress, the fleet's proxies and holds. Safe to run from several processes at
- * once: it takes a transaction-level advisory lock first. */
-extern const char MIG_STATE_SCHEMA_SQL[];
+/* The statements that create (or upgrade) schema pgtandem: the migrations
+ * and their backfill progress, the fleet's proxies and holds. Safe to run
+ * from several processes at once: they take a transaction-level advisory
+ * lock first. Caller frees; NULL when out of memory. */
+char *mig_state_schema_sql(void);
 
 /* -> one row: a JSON array of the proxies whose lease is current ({id,
  * listen, admin, sessions, heartbeat_age_ms}), newest first;
@@ -66,7 +69,7 @@ extern const char MIG_STATE_SESSION_SQL[];
 char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
                               double lock_wait_ms);
 /* The same for a status change of the cutover's that contracts nothing:
- * 'switched' (complete kept the old shape) or 'active' again (revert). */
-char *mig_state_status_sql(PGconn *conn, const char *name, const char *status);
+ * switched (complete kept the old shape) or active again (revert). */
+char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status);
 
 #endif

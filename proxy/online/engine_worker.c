@@ -83,7 +83,7 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
         else if (w->job == ENGINE_JOB_EXPAND) /* an expand its engine left: undone and redone */
             rc = engine_resume(&e, err, errlen);
         else if (w->job == ENGINE_JOB_ROLLBACK)
-            rc = engine_rollback(&e, err, errlen);
+            rc = engine_rollback(&e, w->body, err, errlen); /* body: the migration's name */
         else if (w->job == ENGINE_JOB_CHECK) {
             struct engine_contract_report rep;
             rc = engine_complete(&e, &rep, err, errlen);

@@ -23,12 +23,12 @@ struct event;
 
 enum engine_job {
     ENGINE_JOB_EXPAND,   /* parse body, validate, expand; the backfill stays for the loop. With no
-                          * body, the expand in the table ("expanding", its engine gone) is
+                          * body, the expand in the table (status expanding, its engine gone) is
                           * undone and redone, as `migrate resume` does */
     ENGINE_JOB_FINISH,   /* resume: the backfill is done; run the validations, status active */
     ENGINE_JOB_DIAGNOSE, /* resume for one batch: a failing batch names its row */
     ENGINE_JOB_CHECK,    /* the checks that precede the cutover, traffic flowing */
-    ENGINE_JOB_ROLLBACK
+    ENGINE_JOB_ROLLBACK  /* body: the migration's name (engine_rollback) */
 };
 
 /* status: ENGINE_OK, ENGINE_FAILED or ENGINE_INVALID; why: the engine's

@@ -17,6 +17,7 @@
 
 #include "fleet_lease.h"
 #include "log.h"
+#include "migration_lifecycle.h"
 #include "migration_state.h"
 #include "pgasync.h"
 #include "relay_control.h"
@@ -318,10 +319,12 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
     struct fleet *f = ctx;
     if (setup_failed(f, error))
         return;
-    size_t n = strlen(MIG_STATE_SCHEMA_SQL) + sizeof SETUP_SQL_TAIL;
-    char *sql = malloc(n);
+    char *schema = mig_state_schema_sql();
+    size_t n = schema ? strlen(schema) + sizeof SETUP_SQL_TAIL : 0;
+    char *sql = schema ? malloc(n) : NULL;
     if (sql)
-        snprintf(sql, n, "%s%s", MIG_STATE_SCHEMA_SQL, SETUP_SQL_TAIL);
+        snprintf(sql, n, "%s%s", schema, SETUP_SQL_TAIL);
+    free(schema);
     f->link = LINK_SETUP;
     int rc = sql ? send_sql(f, sql, 0, NULL, on_setup) : -1;
     free(sql);
@@ -339,7 +342,6 @@ static void connect_now(struct fleet *f)
 
 static void coordinator_finish(struct fleet *f, int ok, const char *why);
 static void participant_finish(struct fleet *f, int committed);
-static int in_progress(const char *status);
 
 /* Whatever waited on the connection learns it is gone; it comes back by
  * itself. A participant keeps holding until its deadline: it cannot know
@@ -362,7 +364,7 @@ static void link_lost(struct fleet *f, const char *why)
      * (a compute restarted behind Neon's proxy) is served within a heartbeat
      * rather than after a backoff of seconds. */
     long delay = RECONNECT_MS << (f->reconnects < 3 ? f->reconnects : 3);
-    if (f->migration[0] && in_progress(f->status) && delay > f->heartbeat_ms)
+    if (f->migration[0] && mig_word_in_progress(f->status) && delay > f->heartbeat_ms)
         delay = f->heartbeat_ms;
     f->reconnects++;
     add_timer(f->reconnect_timer, delay);
@@ -393,16 +395,14 @@ static void set_json(json_t **slot, const char *text)
     *slot = v ? v : json_array();
 }
 
-static int in_progress(const char *status)
-{
-    return !strcmp(status, "expanding") || !strcmp(status, "backfilling") || !strcmp(status, "active");
-}
-
 /* The relay fences itself once the lease may have run out in the
- * database's eyes: the lease counts from before the heartbeat was sent. */
+ * database's eyes: the lease counts from before the heartbeat was sent.
+ * Only while a migration is in progress, switched included (the reason
+ * is with mig_status_in_progress): with none, no cutover can run without
+ * this proxy. */
 static void renew_lease(struct fleet *f)
 {
-    int fence = f->migration[0] && in_progress(f->status);
+    int fence = f->migration[0] && mig_word_in_progress(f->status);
     f->renewed_us = f->heartbeat_sent_us;
     relay_set_lease(f->relay, fleet_lease_deadline_us(f->heartbeat_sent_us, f->lease_ms, fence));
 }
@@ -550,7 +550,7 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     char before[sizeof f->status];
     snprintf(before, sizeof before, "%s", f->status);
     learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
-    if (fenced && strcmp(before, f->status) != 0 && !strcmp(f->status, "completed"))
+    if (fenced && strcmp(before, f->status) != 0 && mig_status_of_word(f->status) == MIG_ST_COMPLETED)
         refresh_after_fence(f);
     check_served_hold(f, res);
     learn_hold(f, res);

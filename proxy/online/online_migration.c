@@ -1,10 +1,11 @@
 /* The engine inside the proxy (see online_migration.h).
  *
- * Phases: expanding (the worker thread) -> backfilling (batches on the
- * loop) -> finishing (worker: validations, status 'active') -> active ->
- * completing (the cutover, on the loop) -> completed. Rollback runs on the
- * worker from any phase
- * before completed; failed is left by rollback or by a new start.
+ * Phases (migration_lifecycle.h, which says which may follow which and
+ * what each request may do in each): expanding (the worker thread) ->
+ * backfilling (batches on the loop) -> finishing (worker: validations,
+ * status active) -> active -> completing (the cutover, on the loop) ->
+ * completed. Rollback runs on the worker from any phase before completed;
+ * failed is left by rollback or by a new start.
  *
  * The state of record stays in schema pgtandem of the database, so a proxy
  * restart picks up a running backfill where its checkpoint left it, and
@@ -35,6 +36,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "migration.h"
+#include "migration_lifecycle.h"
 #include "migration_plan.h"
 #include "migration_state.h"
 #include "pgasync.h"
@@ -44,24 +46,21 @@
 #include "settings.h"
 #include "sql_load.h"
 
-/* switched: a complete with a revert window ran; every session sees the
- * new shape, the old one is kept in tandem (dual-written) until finalize
- * drops it or revert goes back to it. */
-enum runner_phase {
-    RP_IDLE, RP_EXPANDING, RP_BACKFILLING, RP_FINISHING, RP_ACTIVE, RP_COMPLETING, RP_COMPLETED,
-    RP_ROLLING_BACK, RP_ROLLED_BACK, RP_FAILED, RP_SWITCHED
-};
-
-static const char *const phase_names[] = {"idle", "expanding", "backfilling", "finishing", "active",
-                                          "completing", "completed", "rolling_back", "rolled_back", "failed",
-                                          "switched"};
-
-/* What a cutover (phase completing) does under its hold. */
-enum cut_kind {
-    CUT_CONTRACT, /* the contract: the old shape goes (complete, finalize) */
-    CUT_SWITCH,   /* every session to the new shape, the old one kept (complete with a revert window) */
-    CUT_REVERT    /* every session back to the old shape; the rollback follows */
-};
+/* The lifecycle's phases by the runner's short names. switched: a
+ * complete with a revert window ran; every session sees the new shape, the
+ * old one is kept in tandem (dual-written) until finalize drops it or
+ * revert goes back to it. */
+#define RP_IDLE MIG_PH_IDLE
+#define RP_EXPANDING MIG_PH_EXPANDING
+#define RP_BACKFILLING MIG_PH_BACKFILLING
+#define RP_FINISHING MIG_PH_FINISHING
+#define RP_ACTIVE MIG_PH_ACTIVE
+#define RP_COMPLETING MIG_PH_COMPLETING
+#define RP_COMPLETED MIG_PH_COMPLETED
+#define RP_ROLLING_BACK MIG_PH_ROLLING_BACK
+#define RP_ROLLED_BACK MIG_PH_ROLLED_BACK
+#define RP_FAILED MIG_PH_FAILED
+#define RP_SWITCHED MIG_PH_SWITCHED
 
 #define RECONNECT_MAX_DELAY_MS 5000
 /* A backfill batch aims at tens of milliseconds and the cutover's
@@ -88,14 +87,14 @@ struct migration_runner {
     double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
     int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
     char *engine_db;
-    enum runner_phase phase;
+    enum mig_phase phase;
     char *name;
     char version_schema[96];        /* the new shape's views */
     char old_schema[96];            /* the old shape's views, for every other session */
     int route_attempts;             /* drains tried before the expand (start) */
     int route_holding;              /* the relay holds for that drain */
-    enum cut_kind cut_kind;         /* of the cutover in progress or last run */
-    enum runner_phase cut_from;     /* the phase it returns to when it does not commit */
+    enum mig_cut cut_kind;          /* of the cutover in progress or last run */
+    enum mig_phase cut_from;        /* the phase it returns to when it does not commit */
     struct migration mig;
     int have_mig;
     struct mig_plan plan;
@@ -125,6 +124,8 @@ struct migration_runner {
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     struct waiter complete_w, rollback_w;
+    int rollback_asked;             /* a rollback was asked for and has not started yet (its request may
+                                     * have been answered: 202, its step blocked by another session) */
     struct waiter start_w;          /* a start waiting for the connection-slot check */
     struct runner_request start_q;  /* its request, body owned */
     const char *expand_body;        /* the migration to expand once the sessions are routed */
@@ -172,15 +173,8 @@ static json_t *backfill_json(const struct migration_runner *r);
 static void start_rollback(struct migration_runner *r);
 static void load_state(struct migration_runner *r);
 static void watch_blockers(struct migration_runner *r);
-static int worker_phase(enum runner_phase p);
 
 static void give_slot_to_step(struct migration_runner *r);
-
-static int in_progress(enum runner_phase p)
-{
-    return p == RP_EXPANDING || p == RP_BACKFILLING || p == RP_FINISHING || p == RP_ACTIVE ||
-           p == RP_COMPLETING || p == RP_ROLLING_BACK || p == RP_SWITCHED;
-}
 
 static json_t *error_json(const char *msg)
 {
@@ -207,47 +201,76 @@ static void answer(struct waiter *w, int status, json_t *body)
         json_decref(body);
 }
 
-static void answer_complete(struct migration_runner *r)
+static void route_then_expand(struct migration_runner *r);
+
+/* What the lifecycle's admission rules need to know besides the phase. */
+static void runner_facts(const struct migration_runner *r, struct mig_facts *f)
 {
-    int done = r->phase == RP_COMPLETED || (r->phase == RP_SWITCHED && r->cut_kind == CUT_SWITCH && !r->error[0]);
-    int status = done ? 200 : r->phase == RP_FAILED ? 500 : r->db_unavailable ? 503 : 409;
+    memset(f, 0, sizeof *f);
+    f->name = r->name;
+    /* the phase's own step: on the worker, or the drain before expand */
+    f->step_running = engine_worker_running(&r->worker) || r->route_holding || r->timer_step == route_then_expand;
+    f->following = r->following;
+    f->rollback_asked = r->rollback_asked || r->rollback_w.fn != NULL;
+    f->start_checking = r->start_w.fn != NULL;
+}
+
+/* 1 when request q may go ahead now; else it is answered with the
+ * lifecycle's refusal (its error, the migration and the phase). */
+static int admitted(struct migration_runner *r, enum mig_request q, const struct waiter *w)
+{
+    struct mig_facts f;
+    char why[600];
+    runner_facts(r, &f);
+    int status = mig_admit(r->phase, q, &f, why, sizeof why);
+    if (status == 0)
+        return 1;
+    struct waiter once = *w;
+    answer(&once, status, json_pack("{s:s,s:s?,s:s}", "error", why, "name", r->phase != RP_IDLE ? r->name : NULL,
+                                    "phase", mig_phase_word(r->phase)));
+    return 0;
+}
+
+static void answer_complete(struct migration_runner *r, int status)
+{
     json_t *body = cutover_json(r);
     if (!json_is_object(body))
         body = json_object();
-    json_object_set_new(body, "status", json_string(phase_names[r->phase]));
+    json_object_set_new(body, "status", json_string(mig_phase_word(r->phase)));
     json_object_set_new(body, "name", json_string(r->name ? r->name : ""));
-    if (!done && r->error[0])
+    if (status != 200 && r->error[0])
         json_object_set_new(body, "error", json_string(r->error));
-    if (r->phase == RP_SWITCHED && done)
+    if (r->phase == RP_SWITCHED && status == 200)
         json_object_set_new(body, "revert_window_s", json_integer(r->cut_opt.revert_window_s));
     answer(&r->complete_w, status, body);
 }
 
-static void answer_rollback(struct migration_runner *r)
+static void answer_rollback(struct migration_runner *r, int status)
 {
-    if (r->phase == RP_ROLLED_BACK)
-        answer(&r->rollback_w, 200, json_pack("{s:s,s:s}", "status", "rolled_back", "name", r->name));
+    if (status == 200)
+        answer(&r->rollback_w, 200, json_pack("{s:s,s:s}", "status", mig_phase_word(r->phase), "name", r->name));
     else
-        answer(&r->rollback_w, r->step_status == 2 ? 409 : 500,
-               json_pack("{s:s,s:s}", "status", phase_names[r->phase], "error",
-                         r->error[0] ? r->error : "the rollback did not run"));
+        answer(&r->rollback_w, status, json_pack("{s:s,s:s}", "status", mig_phase_word(r->phase), "error",
+                                                 r->error[0] ? r->error : "the rollback did not run"));
 }
 
-/* Each release sees its own shape from start to complete: sessions that
- * declared this migration its new shape once expand has made it (before
- * that, and during a rollback, the old one), every other session the old
- * shape from the moment the migration starts until it has completed or
- * rolled back. A schema routed before it exists is harmless: Postgres
- * skips it on the search_path, and uses it from the statement after it
- * appears, with the same columns the table had. */
-static void route_for(struct migration_runner *r, enum runner_phase p)
+/* Each release sees its own shape from start to complete, as
+ * migration_lifecycle.c routes it per phase. A schema routed before it
+ * exists is harmless: Postgres skips it on the search_path, and uses it
+ * from the statement after it appears, with the same columns the table
+ * had. */
+static void route_for(struct migration_runner *r, enum mig_phase p)
 {
-    int routed = ((p >= RP_EXPANDING && p <= RP_COMPLETING) || p == RP_ROLLING_BACK || p == RP_SWITCHED) && r->name;
-    int new_shape = p >= RP_BACKFILLING && p <= RP_COMPLETING;
-    /* once switched, everyone sees the new shape until finalize or revert */
-    int everyone_new = p == RP_SWITCHED || (p == RP_COMPLETING && r->cut_from == RP_SWITCHED);
-    relay_route_version(r->relay, routed ? r->name : NULL, routed && new_shape ? r->version_schema : NULL,
-                        !routed ? NULL : everyone_new ? r->version_schema : r->old_schema);
+    enum mig_shape new_release, old_release;
+    mig_routes(p, r->cut_from, &new_release, &old_release);
+    const char *schema[] = {[MIG_SHAPE_NONE] = NULL, [MIG_SHAPE_OLD] = r->old_schema,
+                            [MIG_SHAPE_NEW] = r->version_schema};
+    int routed = old_release != MIG_SHAPE_NONE && r->name;
+    /* the relay gives sessions of the new release the old release's schema
+     * when it has none of their own */
+    relay_route_version(r->relay, routed ? r->name : NULL,
+                        routed && new_release != old_release ? schema[new_release] : NULL,
+                        routed ? schema[old_release] : NULL);
 }
 
 static void push_route(struct migration_runner *r)
@@ -255,34 +278,64 @@ static void push_route(struct migration_runner *r)
     route_for(r, r->phase);
 }
 
-/* What the database's status is while the runner is in phase p. */
-static const char *phase_status(const struct migration_runner *r, enum runner_phase p)
+/* What the database's status is while the runner is in phase p ("": none). */
+static const char *phase_status(const struct migration_runner *r, enum mig_phase p)
 {
-    switch (p) {
-    case RP_EXPANDING: return "expanding";
-    case RP_BACKFILLING:
-    case RP_FINISHING: return "backfilling";
-    case RP_COMPLETING: return r->cut_from == RP_SWITCHED ? "switched" : "active";
-    case RP_SWITCHED: return "switched";
-    case RP_ACTIVE: return "active";
-    case RP_COMPLETED: return "completed";
-    case RP_ROLLED_BACK: return "rolled_back";
-    case RP_FAILED: return "failed";
-    default: return "";
-    }
+    int st = mig_phase_status(p, r->cut_from);
+    return st >= 0 ? mig_status_word((enum mig_status)st) : "";
 }
 
-/* A failure of this proxy's own work is not written to the table, which
- * keeps saying what it said: table_status stays what it was, so the fleet's
- * poll does not take that status for news. Where the table is the truth
- * again (a rollback or a read of the state that failed), table_status is
- * forgotten and the next poll reloads. */
-static void enter_phase(struct migration_runner *r, enum runner_phase phase)
+/* A move the lifecycle's table does not allow, or a request left waiting
+ * where it cannot be, is a bug in this file: said loudly, and fatal in
+ * debug builds. */
+static void lifecycle_bug(struct migration_runner *r, const char *what)
 {
-    assert(phase >= RP_IDLE && phase <= RP_SWITCHED);
-    /* a waiting complete exists only while completing, a rollback only
-     * while one is asked for or runs */
-    assert(!r->complete_w.fn || r->phase == RP_COMPLETING);
+    log_error("migration %s: BUG: %s (phase %s); please report it", r->name ? r->name : "-", what,
+              mig_phase_word(r->phase));
+#ifdef PGT_DEBUG
+    abort();
+#endif
+}
+
+/* Answers the requests that wait, as the lifecycle says for this move. */
+static void answer_waiters(struct migration_runner *r, enum mig_phase from, enum mig_phase to)
+{
+    int present[MIG_NWAITERS] = {[MIG_WAIT_COMPLETE] = r->complete_w.fn != NULL,
+                                 [MIG_WAIT_ROLLBACK] = r->rollback_w.fn != NULL};
+    struct mig_wait_facts f = {.cut = r->cut_kind, .error = r->error[0] != '\0', .db_unavailable = r->db_unavailable,
+                               .stopping_backfill = r->stop_backfill, .refused = r->step_status == ENGINE_INVALID};
+    struct mig_answers a;
+    mig_waiters_on_move(from, to, present, &f, &a);
+    if (a.complete_becomes_rollback) {
+        r->rollback_w = r->complete_w;
+        r->complete_w.fn = NULL;
+        r->complete_w.ctx = NULL;
+    }
+    if (a.status[MIG_WAIT_COMPLETE])
+        answer_complete(r, a.status[MIG_WAIT_COMPLETE]);
+    if (a.status[MIG_WAIT_ROLLBACK])
+        answer_rollback(r, a.status[MIG_WAIT_ROLLBACK]);
+}
+
+/* The one place the phase changes. A failure of this proxy's own work is
+ * not written to the table, which keeps saying what it said: table_status
+ * stays what it was, so the fleet's poll does not take that status for
+ * news. Where the table is the truth again (a rollback or a read of the
+ * state that failed), table_status is forgotten and the next poll
+ * reloads. cause: the runner's own work, or the status of record read
+ * back. */
+static void move_to(struct migration_runner *r, enum mig_phase phase, enum mig_cause cause)
+{
+    enum mig_phase from = r->phase;
+    char what[160];
+    if (!mig_move_allowed(from, phase, cause)) {
+        snprintf(what, sizeof what, "forbidden phase move %s -> %s (%s)", mig_phase_word(from),
+                 mig_phase_word(phase), cause == MIG_BY_RECORD ? "read from the table" : "by its own work");
+        lifecycle_bug(r, what);
+    }
+    if ((r->complete_w.fn && !mig_waiter_may_wait(MIG_WAIT_COMPLETE, from)) ||
+        (r->rollback_w.fn && !mig_waiter_may_wait(MIG_WAIT_ROLLBACK, from)))
+        lifecycle_bug(r, "a request waits in a phase it cannot wait in");
     if (phase != RP_SWITCHED)
         evtimer_del(r->window_timer); /* the window ended: reverted, finalized, here or elsewhere */
     r->phase = phase;
@@ -292,10 +345,17 @@ static void enter_phase(struct migration_runner *r, enum runner_phase phase)
     if (phase != RP_FAILED && phase_status(r, phase)[0])
         snprintf(r->table_status, sizeof r->table_status, "%s", phase_status(r, phase));
     push_route(r);
-    if (r->complete_w.fn && phase != RP_COMPLETING)
-        answer_complete(r);
-    if (r->rollback_w.fn && phase != RP_ROLLING_BACK && !(phase == RP_BACKFILLING && r->stop_backfill))
-        answer_rollback(r);
+    answer_waiters(r, from, phase);
+    if (r->rollback_asked && !mig_waiter_may_wait(MIG_WAIT_ROLLBACK, phase)) {
+        log_warn("migration %s: the rollback asked for did not run (the migration is %s)", r->name ? r->name : "-",
+                 mig_phase_word(phase));
+        r->rollback_asked = 0;
+    }
+}
+
+static void enter_phase(struct migration_runner *r, enum mig_phase phase)
+{
+    move_to(r, phase, MIG_BY_WORK);
 }
 
 static void release_lock_then(struct migration_runner *r, runner_step_fn next);
@@ -317,7 +377,7 @@ static void fail(struct migration_runner *r, const char *fmt, ...)
         pgasync_close(&r->db); /* ends the session and its advisory lock */
         r->holds_lock = 0;
     }
-    if (r->rollback_w.fn || r->stop_backfill) {
+    if (r->rollback_asked || r->rollback_w.fn || r->stop_backfill) {
         r->stop_backfill = 0;
         start_rollback(r);
         return;
@@ -543,7 +603,11 @@ static void after_finish(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
     r->step_status = code;
-    if (lost_lock_to_a_follower(r, code, why))
+    if (code == 0 && r->rollback_asked) { /* it ended before the stop reached it: the rollback still runs */
+        start_rollback(r);
+        return;
+    }
+    if (!r->rollback_asked && lost_lock_to_a_follower(r, code, why))
         return;
     if (code != 0) {
         fail(r, "finishing the backfill: %s", why);
@@ -575,14 +639,6 @@ struct progress {
     int all_done;
 };
 
-/* Past the backfill, whatever this process counted (a follower, or a
- * proxy restarted after it, counted nothing): the rows are all done. */
-static int past_backfill(const struct migration_runner *r)
-{
-    return r->phase == RP_FINISHING || r->phase == RP_ACTIVE || r->phase == RP_COMPLETING ||
-           r->phase == RP_COMPLETED || r->phase == RP_SWITCHED;
-}
-
 static void backfill_progress(const struct migration_runner *r, struct progress *p)
 {
     /* a proxy that only followed has no counters of its own */
@@ -604,7 +660,9 @@ static void backfill_progress(const struct migration_runner *r, struct progress 
     double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
     long long moved = p->done - r->bf_rows_at_start;
     p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
-    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done || past_backfill(r);
+    /* past the backfill, whatever this process counted (a follower, or a
+     * proxy restarted after it, counted nothing): the rows are all done */
+    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done || mig_phase_past_backfill(r->phase);
     p->percent = p->all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
     p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
 }
@@ -1027,32 +1085,29 @@ static void on_state_loaded(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     const char *status = PQgetvalue(res, 0, 1);
+    int st = mig_status_of_word(status);
     snprintf(r->table_status, sizeof r->table_status, "%s", status);
-    if (!strcmp(status, "active")) {
-        enter_phase(r, RP_ACTIVE);
-    } else if (!strcmp(status, "switched")) {
-        enter_phase(r, RP_SWITCHED);
-    } else if (!strcmp(status, "completed")) {
-        enter_phase(r, RP_COMPLETED);
-    } else if (!strcmp(status, "rolled_back")) {
-        enter_phase(r, RP_ROLLED_BACK);
-    } else if (!strcmp(status, "failed")) {
-        snprintf(r->error, sizeof r->error, "%s", PQgetisnull(res, 0, 4) ? "failed" : PQgetvalue(res, 0, 4));
-        enter_phase(r, RP_FAILED);
-    } else if (!strcmp(status, "expanding") && r->following) {
+    if (st < 0) {
+        fail(r, "pgtandem.migrations says %s is \"%.40s\", which is no status this proxy knows", r->name, status);
+    } else if (st == MIG_ST_FAILED) {
+        snprintf(r->error, sizeof r->error, "%s", PQgetisnull(res, 0, 4) ? status : PQgetvalue(res, 0, 4));
+        move_to(r, RP_FAILED, MIG_BY_RECORD);
+    } else if (st == MIG_ST_EXPANDING && r->following) {
         /* another engine expands; its next status comes by notification.
          * It holds the engine lock until then: a lock that is free means
          * that engine is gone, and the expand is this proxy's to redo. */
-        enter_phase(r, RP_EXPANDING);
+        move_to(r, RP_EXPANDING, MIG_BY_RECORD);
         if (takeover_due(r))
             take_engine_lock(r);
-    } else if (!strcmp(status, "expanding")) {
+    } else if (st == MIG_ST_EXPANDING) {
         fail(r, "the expand of %s did not finish (its process was interrupted); start it again or roll it back",
              r->name);
-    } else {
-        enter_phase(r, RP_BACKFILLING);
+    } else if (st == MIG_ST_BACKFILLING) {
+        move_to(r, RP_BACKFILLING, MIG_BY_RECORD);
         if (!r->following || takeover_due(r))
             take_engine_lock(r);
+    } else {
+        move_to(r, mig_phase_of_status((enum mig_status)st), MIG_BY_RECORD);
     }
 }
 
@@ -1078,6 +1133,10 @@ static void after_expand(void *ctx, int code, const char *why)
         fail(r, "%s", why);
         return;
     }
+    if (r->rollback_asked) { /* it ended before the stop reached it: the rollback still runs */
+        start_rollback(r);
+        return;
+    }
     log_info("migration %s: expanded; backfilling on the proxy's event loop", r->name);
     enter_phase(r, RP_BACKFILLING);
     load_state(r);
@@ -1100,7 +1159,7 @@ static void run_expand(struct migration_runner *r)
 static void after_redo_expand(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
-    if (code != 0 && !r->rollback_w.fn && (code == ENGINE_INVALID || strstr(why, ENGINE_LOCK_HELD_MSG))) {
+    if (code != 0 && !r->rollback_asked && (code == ENGINE_INVALID || strstr(why, ENGINE_LOCK_HELD_MSG))) {
         log_info("migration %s: the expand is not redone here (%s); following it", r->name, why);
         r->following = 1;
         r->table_status[0] = '\0';
@@ -1118,8 +1177,6 @@ static void redo_expand(struct migration_runner *r)
     if (engine_worker_run(&r->worker, ENGINE_JOB_EXPAND, r->engine_db, NULL, 0, after_redo_expand, r) != 0)
         fail(r, "%s", r->worker.why);
 }
-
-static void route_then_expand(struct migration_runner *r);
 
 /* Drained: every session is at a transaction boundary, and the next thing
  * each one sends goes to the old shape (session.c: follow_route). Nobody
@@ -1199,6 +1256,7 @@ static void reset_migration(struct migration_runner *r)
     reset_metrics(r);
     r->have_cut_rep = 0;
     r->stop_backfill = 0;
+    r->rollback_asked = 0;
     settings_throttle_defaults(&r->thr);
     r->throttle_dirty = 0;
     r->table_status[0] = '\0';
@@ -1212,11 +1270,8 @@ static void reset_migration(struct migration_runner *r)
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    if (in_progress(r->phase)) {
-        answer(&w, 409, json_pack("{s:s,s:s,s:s}", "error", "a migration is already in progress", "name", r->name,
-                                  "phase", phase_names[r->phase]));
+    if (!admitted(r, MIG_REQ_START, &w))
         return;
-    }
     char err[1024];
     reset_migration(r);
     struct migration *chain = NULL;
@@ -1258,7 +1313,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     r->route_attempts = 0;
     r->cut_opt = q->cutover; /* its drain_timeout_ms bounds each drain before expand */
     enter_phase(r, RP_EXPANDING); /* routes every session to the old shape */
-    answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", phase_names[r->phase]));
+    answer(&w, 202, json_pack("{s:s,s:s}", "name", r->name, "phase", mig_phase_word(r->phase)));
     route_then_expand(r);
 }
 
@@ -1297,15 +1352,30 @@ static char *tables_literal(const struct migration_runner *r);
 #define BLOCKED_LOG_MS 5000   /* a WARN every few seconds while it waits */
 #define BLOCKED_KEEP_MS 10000 /* a step that retries waits in spurts: the last blocker stays shown this long */
 
-static int worker_phase(enum runner_phase p)
-{
-    return p == RP_EXPANDING || p == RP_FINISHING || p == RP_ROLLING_BACK;
-}
-
 static const char *field(json_t *o, const char *key, const char *absent)
 {
     const char *v = json_string_value(json_object_get(o, key));
     return v ? v : absent;
+}
+
+/* A rollback whose step waits for another session's lock is not kept
+ * waiting for it (the lifecycle's rule): it is answered now, naming who
+ * holds the lock, and goes on by itself once that one lets go. */
+static void answer_rollback_if_blocked(struct migration_runner *r)
+{
+    int status = mig_waiter_on_blocked(MIG_WAIT_ROLLBACK, r->phase);
+    if (!r->rollback_w.fn || !status || json_array_size(r->blocked_by) == 0)
+        return;
+    json_t *b = json_array_get(r->blocked_by, 0);
+    char msg[600];
+    snprintf(msg, sizeof msg, "the rollback of %s goes on by itself once pid %lld (application_name '%.60s', %.40s,"
+             " transaction since %.40s) lets go of its lock on a migrated table%s; GET /migrations/current follows"
+             " it", r->name, (long long)json_integer_value(json_object_get(b, "pid")), field(b, "application_name", ""),
+             field(b, "state", "?"), field(b, "xact_start", "-"),
+             json_array_size(r->blocked_by) > 1 ? " (and the others in blocked_by)" : "");
+    log_warn("migration %s: rollback accepted: %s", r->name, msg);
+    answer(&r->rollback_w, status, json_pack("{s:s,s:s,s:s,s:O}", "status", mig_phase_word(r->phase), "name", r->name,
+                                             "message", msg, "blocked_by", r->blocked_by));
 }
 
 static void log_blockers(struct migration_runner *r)
@@ -1313,7 +1383,7 @@ static void log_blockers(struct migration_runner *r)
     json_t *b = json_array_get(r->blocked_by, 0);
     log_warn("migration %s: the %s step waits for a lock held by pid %lld (application_name '%s', %s, transaction"
              " since %s, last query: %.120s)%s; its statement: %.120s",
-             r->name ? r->name : "-", phase_names[r->phase], (long long)json_integer_value(json_object_get(b, "pid")),
+             r->name ? r->name : "-", mig_phase_word(r->phase), (long long)json_integer_value(json_object_get(b, "pid")),
              field(b, "application_name", ""), field(b, "state", "?"), field(b, "xact_start", "-"),
              field(b, "query", ""), json_array_size(r->blocked_by) > 1 ? " and others" : "",
              field(b, "waiting_query", ""));
@@ -1333,6 +1403,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
         r->blocked_seen_ms = now;
         if (now - r->blocked_logged_ms >= BLOCKED_LOG_MS)
             log_blockers(r);
+        answer_rollback_if_blocked(r);
     } else {
         json_decref(found);
         if (r->blocked_by && now - r->blocked_seen_ms > BLOCKED_KEEP_MS) {
@@ -1346,7 +1417,7 @@ static void on_blockers(void *ctx, PGresult *res, const char *error, const char 
 
 static void poll_blockers(struct migration_runner *r)
 {
-    if (!worker_phase(r->phase) || r->db.busy)
+    if (!mig_phase_runs_step(r->phase) || r->db.busy)
         return;
     char *tables = r->have_mig ? tables_literal(r) : NULL;
     const char *values[1] = {tables ? tables : "{}"};
@@ -1362,7 +1433,7 @@ static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct migration_runner *r = arg;
-    if (!worker_phase(r->phase))
+    if (!mig_phase_runs_step(r->phase))
         return;
     if (r->db.busy) {
         watch_blockers(r);
@@ -1380,7 +1451,7 @@ static void blocked_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* Polls while a worker step runs; forgets the blockers otherwise. */
 static void watch_blockers(struct migration_runner *r)
 {
-    if (!worker_phase(r->phase)) {
+    if (!mig_phase_runs_step(r->phase)) {
         if (r->polling_blockers && !r->holds_lock) {
             /* the next step needs the connection now, not after the answer */
             pgasync_close(&r->db);
@@ -1475,11 +1546,10 @@ static void send_free_slots(struct migration_runner *r)
 static void check_slots_then_start(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    if (in_progress(r->phase) || r->db.busy || r->start_w.fn) {
-        if (r->start_w.fn)
-            answer(&w, 409, error_json("a start is being checked already"));
-        else
-            handle_start(r, q); /* answers 409, or goes ahead without the check while the connection is busy */
+    if (!admitted(r, MIG_REQ_START, &w))
+        return;
+    if (r->db.busy) {
+        handle_start(r, q); /* goes ahead without the check while the connection is busy */
         return;
     }
     char *body = malloc(q->body_len + 1);
@@ -1544,11 +1614,11 @@ static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
     struct migration_runner *r = ctx;
     PGconn *conn = r->db.conn;
     if (tail)
-        return r->cut_kind == CUT_SWITCH   ? mig_state_status_sql(conn, r->name, "switched")
-               : r->cut_kind == CUT_REVERT ? mig_state_status_sql(conn, r->name, "active")
+        return r->cut_kind == MIG_CUT_SWITCH   ? mig_state_status_sql(conn, r->name, MIG_ST_SWITCHED)
+               : r->cut_kind == MIG_CUT_REVERT ? mig_state_status_sql(conn, r->name, MIG_ST_ACTIVE)
                                            : mig_state_completed_sql(conn, r->name, r->have_mig ? r->mig.merges : NULL,
                                                                      rep->attempts, rep->lock_wait_ms);
-    if (r->cut_kind != CUT_CONTRACT) /* nothing changes but who sees which shape */
+    if (r->cut_kind != MIG_CUT_CONTRACT) /* nothing changes but who sees which shape */
         return strdup("SELECT 1");
     struct mig_str s = {0};
     mig_str_add(&s, "");
@@ -1591,7 +1661,7 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
     struct migration_runner *r = ctx;
     (void)rep; /* the same report stays in r->cut.rep */
     r->have_cut_rep = 1;
-    if (outcome == CUTOVER_COMMITTED && r->cut_kind == CUT_SWITCH) {
+    if (outcome == CUTOVER_COMMITTED && r->cut_kind == MIG_CUT_SWITCH) {
         r->error[0] = '\0';
         log_info("migration %s: every session sees the new shape; the old one is kept for a revert for %d s"
                  " (`pgtandem migrate revert`), then dropped (`pgtandem migrate finalize` drops it now)",
@@ -1603,12 +1673,10 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
                      r->name);
         return;
     }
-    if (outcome == CUTOVER_COMMITTED && r->cut_kind == CUT_REVERT) {
+    if (outcome == CUTOVER_COMMITTED && r->cut_kind == MIG_CUT_REVERT) {
         r->error[0] = '\0';
         log_info("migration %s: every session is back on the old shape; rolling the migration back", r->name);
-        r->rollback_w = r->complete_w; /* answered when the rollback has ended */
-        r->complete_w.fn = NULL;
-        start_rollback(r);
+        start_rollback(r); /* the revert's request is answered when the rollback has ended */
         return;
     }
     if (outcome == CUTOVER_COMMITTED) {
@@ -1632,19 +1700,26 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 static void cutover_committed(void *ctx)
 {
     struct migration_runner *r = ctx;
-    if (r->cut_kind == CUT_SWITCH)
+    if (r->cut_kind == MIG_CUT_SWITCH)
         route_for(r, RP_SWITCHED);
-    else if (r->cut_kind == CUT_REVERT)
+    else if (r->cut_kind == MIG_CUT_REVERT)
         route_for(r, RP_ROLLING_BACK);
+}
+
+/* Traffic may be held while a statement of the cutover is in flight: one
+ * unanswered past its own budgets (drain, lock_timeout, statement_timeout)
+ * means a dead connection, found in seconds. The questions before the hold
+ * (who of the old release is left, the state row) get the same bound: the
+ * complete's caller waits for them. */
+static void bound_by_cutover(struct migration_runner *r)
+{
+    const struct cutover_options *o = &r->cut_opt;
+    r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
 }
 
 static void begin_cutover(struct migration_runner *r)
 {
-    /* Traffic may be held while a statement of the cutover is in flight:
-     * one unanswered past its own budgets (drain, lock_timeout,
-     * statement_timeout) means a dead connection, found in seconds. */
-    const struct cutover_options *o = &r->cut_opt;
-    r->db.watchdog_ms = o->drain_timeout_ms + o->lock_timeout_ms + o->statement_budget_ms + 2000;
+    bound_by_cutover(r);
     char *tables = tables_literal(r);
     r->cut.committed = cutover_committed;
     int rc = tables ? cutover_start(&r->cut, r->base, r->relay, r->fleet, &r->db, &r->cut_opt, r->name, tables,
@@ -1773,18 +1848,32 @@ static void checks_then_cutover(struct migration_runner *r);
 /* LAST_STATEMENTS_SQL answered: the complete is refused, naming who is left. */
 static void on_last_statements(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
-    (void)sqlstate;
     struct migration_runner *r = ctx;
     int count = 0;
     json_t *left = old_release_left(r, &count);
     char who[700];
     name_sessions(left, error ? NULL : res, who, sizeof who);
     json_decref(left);
+    if (error) { /* the question went unanswered: that is why the complete stops, whoever is connected */
+        r->db_unavailable = connection_lost(sqlstate) || !pgasync_ready(&r->db);
+        char also[900] = "";
+        if (count > 0)
+            snprintf(also, sizeof also, "; besides, %d session%s of the old release %s still connected: %.700s", count,
+                     count == 1 ? "" : "s", count == 1 ? "is" : "are", who);
+        snprintf(r->error, sizeof r->error, "cannot complete now: %.480s%.480s", error, also);
+        log_warn("migration %s: complete refused: %s", r->name, r->error);
+        enter_phase(r, r->cut_from); /* answers the complete: 503 (or 409) with r->error */
+        return;
+    }
+    if (count == 0) { /* the old release left while Postgres was asked */
+        checks_then_cutover(r);
+        return;
+    }
     snprintf(r->error, sizeof r->error, "%d session%s of the old release (no pgtandem.version, or another one than"
              " %.40s) %s still connected: %.700s; they would see the old shape disappear. Retire the old release first,"
              " or complete with force", count, count == 1 ? "" : "s", r->name, count == 1 ? "is" : "are", who);
     log_warn("migration %s: complete refused: %s", r->name, r->error);
-    enter_phase(r, RP_ACTIVE); /* answers the complete: 409 with r->error */
+    enter_phase(r, r->cut_from); /* answers the complete: 409 with r->error */
 }
 
 /* complete retires the old shape: refused while its release is still
@@ -1835,19 +1924,8 @@ static void checks_then_cutover(struct migration_runner *r)
 static void handle_complete(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    if (r->phase == RP_COMPLETED) {
-        answer(&w, 409, json_pack("{s:s,s:s,s:s}", "error", "the migration is already completed", "name", r->name,
-                                  "status", "completed"));
+    if (!admitted(r, MIG_REQ_COMPLETE, &w))
         return;
-    }
-    if (r->phase != RP_ACTIVE) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "migration %s is %s, not active%s", r->name ? r->name : "(none)",
-                 phase_names[r->phase], r->phase == RP_BACKFILLING ? ": let the backfill finish"
-                 : r->phase == RP_SWITCHED ? ": its old shape is kept for a revert; finalize or revert it" : "");
-        answer(&w, 409, error_json(msg));
-        return;
-    }
     char why[512];
     if (q->cutover.revert_window_s > 0 && r->have_mig && mig_revert_blocker(&r->mig, why, sizeof why) >= 0) {
         char msg[700];
@@ -1856,7 +1934,7 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
         answer(&w, 409, error_json(msg));
         return;
     }
-    r->cut_kind = q->cutover.revert_window_s > 0 ? CUT_SWITCH : CUT_CONTRACT;
+    r->cut_kind = q->cutover.revert_window_s > 0 ? MIG_CUT_SWITCH : MIG_CUT_CONTRACT;
     r->cut_from = RP_ACTIVE;
     r->cut_opt = q->cutover;
     r->have_cut_rep = 0;
@@ -1864,13 +1942,14 @@ static void handle_complete(struct migration_runner *r, const struct runner_requ
     r->error[0] = '\0';
     enter_phase(r, RP_COMPLETING);
     r->complete_w = w;
+    bound_by_cutover(r);
     with_connection(r, refuse_while_old_release_left);
 }
 
 /* finalize (the old shape goes: the contract) and revert (every session
  * back to the old shape, then the rollback) start from switched, under
  * the same hold as the cutover; the state row is read again first. */
-static void begin_from_switched(struct migration_runner *r, enum cut_kind kind, const struct cutover_options *o,
+static void begin_from_switched(struct migration_runner *r, enum mig_cut kind, const struct cutover_options *o,
                                 const struct waiter *w)
 {
     evtimer_del(r->window_timer);
@@ -1886,8 +1965,9 @@ static void begin_from_switched(struct migration_runner *r, enum cut_kind kind, 
     enter_phase(r, RP_COMPLETING);
     if (w)
         r->complete_w = *w;
-    log_info("migration %s: %s", r->name, kind == CUT_REVERT ? "reverting to the old shape" : "finalizing: the old"
+    log_info("migration %s: %s", r->name, kind == MIG_CUT_REVERT ? "reverting to the old shape" : "finalizing: the old"
              " shape goes");
+    bound_by_cutover(r);
     with_connection(r, recheck_then_cutover);
 }
 
@@ -1898,22 +1978,16 @@ static void window_ended(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct migration_runner *r = arg;
     if (r->phase == RP_SWITCHED)
-        begin_from_switched(r, CUT_CONTRACT, NULL, NULL);
+        begin_from_switched(r, MIG_CUT_CONTRACT, NULL, NULL);
 }
 
 static void handle_finalize_or_revert(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
     int revert = q->op == RUNNER_REVERT;
-    if (r->phase != RP_SWITCHED) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "migration %s is %s: only a migration completed with a revert window (its old"
-                 " shape kept) can be %s", r->name ? r->name : "(none)", phase_names[r->phase],
-                 revert ? "reverted; before complete, roll it back" : "finalized");
-        answer(&w, r->phase == RP_IDLE ? 404 : 409, error_json(msg));
+    if (!admitted(r, revert ? MIG_REQ_REVERT : MIG_REQ_FINALIZE, &w))
         return;
-    }
-    begin_from_switched(r, revert ? CUT_REVERT : CUT_CONTRACT, &q->cutover, &w);
+    begin_from_switched(r, revert ? MIG_CUT_REVERT : MIG_CUT_CONTRACT, &q->cutover, &w);
 }
 
 /* ---- rollback ---- */
@@ -1947,9 +2021,12 @@ static void start_rollback(struct migration_runner *r)
         pgasync_close(&r->db);
         r->holds_lock = 0;
     }
+    r->rollback_asked = 0;
     enter_phase(r, RP_ROLLING_BACK);
     give_slot_to_step(r);
-    if (engine_worker_run(&r->worker, ENGINE_JOB_ROLLBACK, r->engine_db, NULL, 0, after_rollback, r) != 0) {
+    /* by name: one stopped before it recorded anything has nothing to undo */
+    if (engine_worker_run(&r->worker, ENGINE_JOB_ROLLBACK, r->engine_db, r->name, r->name ? strlen(r->name) : 0,
+                          after_rollback, r) != 0) {
         snprintf(r->error, sizeof r->error, "%.1000s", r->worker.why);
         rollback_failed(r);
     }
@@ -1960,43 +2037,33 @@ static void start_rollback(struct migration_runner *r)
  * cancelled), then rolled back, instead of telling the operator to wait. */
 static void stop_engine_step(struct migration_runner *r)
 {
-    log_warn("migration %s: rollback asked for while %s; stopping that step", r->name, phase_names[r->phase]);
+    log_warn("migration %s: rollback asked for while %s; stopping that step", r->name, mig_phase_word(r->phase));
     engine_worker_stop(&r->worker); /* its done callback fails the step; the rollback asked for runs */
 }
 
 static void handle_rollback(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    if (r->phase == RP_IDLE) {
-        answer(&w, 404, error_json("no migration to roll back"));
+    if (!admitted(r, MIG_REQ_ROLLBACK, &w))
         return;
-    }
-    if ((r->phase == RP_EXPANDING || r->phase == RP_FINISHING) && !r->rollback_w.fn &&
-        engine_worker_running(&r->worker) && !r->following) {
-        r->rollback_w = w;
-        stop_engine_step(r);
-        return;
-    }
-    if (r->phase == RP_EXPANDING || r->phase == RP_FINISHING || r->phase == RP_COMPLETING ||
-        r->phase == RP_ROLLING_BACK || r->rollback_w.fn) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "the migration is %s; try again when that step has finished",
-                 r->rollback_w.fn ? "already rolling back" : phase_names[r->phase]);
-        answer(&w, 409, error_json(msg));
-        return;
-    }
-    if (r->phase == RP_SWITCHED) {
-        answer(&w, 409, error_json("the migration is completed with its old shape kept: `pgtandem migrate revert`"
-                                   " switches every session back to it and then rolls the migration back"));
-        return;
-    }
-    if (r->phase == RP_COMPLETED || r->phase == RP_ROLLED_BACK) {
-        answer(&w, 409, error_json(r->phase == RP_COMPLETED
-                                       ? "the migration is completed; write a new migration to undo it"
-                                       : "the migration is already rolled back"));
-        return;
-    }
     r->rollback_w = w;
+    r->rollback_asked = 1;
+    if (mig_phase_runs_step(r->phase) && engine_worker_running(&r->worker)) {
+        stop_engine_step(r);
+        answer_rollback_if_blocked(r); /* the lock it waits for will hold the rollback's own steps up too */
+        return;
+    }
+    if (r->phase == RP_EXPANDING) {
+        /* still routing the sessions before expand: nothing ran yet */
+        log_warn("migration %s: rollback asked for before its expand began; not expanding", r->name);
+        if (r->route_holding) {
+            relay_forget(r->relay, r);
+            relay_release(r->relay, NULL);
+            r->route_holding = 0;
+        }
+        free((char *)r->expand_body);
+        r->expand_body = NULL;
+    }
     if (r->phase == RP_BACKFILLING && engine_worker_running(&r->worker)) {
         /* a failed batch is being diagnosed: the rollback matters more */
         r->stop_backfill = 1;
@@ -2051,9 +2118,9 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     backfill_progress(r, &p);
     memset(out, 0, sizeof *out);
     out->name = r->phase != RP_IDLE && r->name ? r->name : NULL;
-    out->phase = phase_names[r->phase];
-    out->phases = phase_names;
-    out->nphases = (int)(sizeof phase_names / sizeof phase_names[0]);
+    out->phase = mig_phase_word(r->phase);
+    out->phases = mig_phase_words();
+    out->nphases = MIG_NPHASES;
     out->rows_done = p.done;
     out->rows_total = p.total;
     out->rows_per_s = p.rate;
@@ -2070,17 +2137,24 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
 static void handle_status(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    if (r->phase == RP_IDLE) {
-        answer(&w, 404, error_json("no migration has been started or found in this database"));
+    if (!admitted(r, MIG_REQ_STATUS, &w))
         return;
-    }
-    json_t *body = json_pack("{s:s,s:s,s:o,s:o,s:o}", "name", r->name, "phase", phase_names[r->phase], "error",
+    json_t *body = json_pack("{s:s,s:s,s:o,s:o,s:o}", "name", r->name, "phase", mig_phase_word(r->phase), "error",
                              r->error[0] ? json_string(r->error) : json_null(), "backfill", backfill_json(r),
                              "cutover", cutover_json(r));
     /* exit status 2: the migration was refused before any DDL */
     json_object_set_new(body, "invalid", json_boolean(r->phase == RP_FAILED && r->step_status == 2));
     json_object_set_new(body, "blocked_by", r->blocked_by ? json_incref(r->blocked_by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != RP_COMPLETED));
+    /* what the status page offers: the lifecycle's own answers */
+    json_object_set_new(body, "in_progress", json_boolean(mig_phase_in_progress(r->phase)));
+    struct mig_facts f;
+    runner_facts(r, &f);
+    static const enum mig_request acts[] = {MIG_REQ_COMPLETE, MIG_REQ_ROLLBACK, MIG_REQ_FINALIZE, MIG_REQ_REVERT};
+    json_t *allowed = json_object();
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        json_object_set_new(allowed, mig_request_word(acts[i]), json_boolean(mig_admit(r->phase, acts[i], &f, NULL, 0) == 0));
+    json_object_set_new(body, "allowed", allowed);
     if (r->fleet)
         json_object_set_new(body, "fleet", fleet_status_json(r->fleet));
     answer(&w, 200, body);
@@ -2166,7 +2240,7 @@ static int working_locally(const struct migration_runner *r)
 {
     return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
-           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn;
+           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked;
 }
 
 /* The fleet saw the most recent migration change (a notification or the
@@ -2232,7 +2306,7 @@ static void on_slot_reserved(void *ctx, PGresult *res, const char *error, const 
  * step runs (followers run no steps). */
 static void keep_slot_reserved(struct migration_runner *r)
 {
-    int want = r->engine_db && in_progress(r->phase) && !r->following && !engine_worker_running(&r->worker);
+    int want = r->engine_db && mig_phase_in_progress(r->phase) && !r->following && !engine_worker_running(&r->worker);
     if (!want) {
         if (!engine_worker_running(&r->worker))
             pgasync_close(&r->reserve);

@@ -141,8 +141,9 @@ def test_rollback_while_the_taken_over_expand_waits_is_carried_out(env):
         holder.rollback()  # the rollback's own steps need the same lock
         code, ans = rollback()
         assert 200 <= code < 300, (code, ans, p.log()[-3000:])
+        cur = wait_phase(p, ("rolled_back", "failed"), ACTIVE, what="the rollback")
+        assert cur["phase"] == "rolled_back", cur
     finally:
         holder.close()
-    assert current(p)["phase"] == "rolled_back"
     assert status_row(e) == "rolled_back"
     assert shape(e) == before
