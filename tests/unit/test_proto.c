@@ -1,4 +1,6 @@
 /* Unit tests for the wire-protocol framing and tracking in proxy/relay/proto.c. */
+#include <stdlib.h>
+
 #include "proto.h"
 #include "unit.h"
 
