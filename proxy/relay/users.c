@@ -243,7 +243,9 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
     if (read_private_file(path, &buf, &len, err, errlen) != 0)
         return -1;
     size_t lead = buf ? strspn(buf, " \t\r\n") : 0;
-    int userlist = buf && lead < len && buf[lead] != '{';
+    /* PgBouncer's userlist.txt starts with a quoted name (or a comment);
+     * anything else is read as JSON and refused as such */
+    int userlist = buf && lead < len && (buf[lead] == '"' || buf[lead] == ';' || buf[lead] == '#');
     json_t *root = userlist ? userlist_to_json(path, buf, len, err, errlen)
                             : json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     OPENSSL_cleanse(buf, len);
