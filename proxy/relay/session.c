@@ -618,6 +618,15 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     s->startup_buf = packet;
     s->startup_len = len;
     s->startup = sp;
+    if (proto_needs_negotiation(&sp)) {
+        /* first, as Postgres sends it: the client goes on at 3.0, without
+         * the options (the upstream never sees them: we speak 3.0 there) */
+        proto_add_negotiate_version(s->client->out, &sp);
+        sbuf_flush(s->client);
+        log_debug("session %llu (%s): protocol %u.%u asked with %d protocol option%s; serving 3.0",
+                  (unsigned long long)s->id, s->client_addr, sp.requested >> 16, sp.requested & 0xffff, sp.npq,
+                  sp.npq == 1 ? "" : "s");
+    }
     if (refuse_startup(s) != 0)
         return -1;
     if (!s->srv->cfg.auth_scram) {
