@@ -54,6 +54,8 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->server_idle_timeout_ms = (int)v * 1000;
     else if (!strcmp(st->name, "server_lifetime_s"))
         cfg->server_lifetime_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "server_login_retry_s"))
+        cfg->server_login_retry_ms = (int)v * 1000;
     else if (!strcmp(st->name, "max_prepared_statements"))
         cfg->max_prepared_statements = (int)v;
 }
@@ -245,7 +247,7 @@ static const struct config_option OPTIONS[] = {
     {"--auth", "auth", "MODE", auth_names, "passthrough",
      "scram: the proxy authenticates clients itself from --users-file", CHOICE(auth_scram)},
     {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",
-     "SCRAM verifiers written by `pgtandem passwd`", TEXT(users_file)},
+     "who may log in and with what, written by `pgtandem passwd`", TEXT(users_file)},
     {"--neon-endpoint", "neon_endpoint", "ID", NULL, "none",
      "sent upstream as options=endpoint=ID when the client sent none", TEXT(neon_endpoint)},
     {"--peer-listen", "peer_listen", "HOST:PORT|off", NULL, "the --listen host, any free port",

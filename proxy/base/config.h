@@ -57,6 +57,7 @@ struct config {
     int server_idle_timeout_ms;/* an idle server connection is closed after it (0: never) */
     int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
     int max_prepared_statements; /* clients' named statements kept prepared per server connection */
+    int server_login_retry_ms; /* after a failed server login: refuse clients without a server, no login (pool.h) */
 };
 
 /* A setting that is not a number (those are in settings.c's table): its

@@ -194,6 +194,11 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
     return p;
 }
 
+int pool_wants_credentials(const struct pool *p)
+{
+    return !p->have_creds || !p->logins_proven;
+}
+
 void pool_take_credentials(struct pool *p, const struct auth_credentials *c)
 {
     struct auth_credentials fresh;
@@ -321,22 +326,45 @@ static void close_server(struct pool_server *ps, const char *why)
         kick_waiters(p->srv);
 }
 
-/* A login failed. When no server of the pool is left to serve its
- * waiters, they hear why rather than wait for their timeout, unless Postgres
- * only had no slot free for a moment (53300, 57P03: a backend the proxy
- * closed may not have exited yet): the janitor tries again. */
+/* A login failed. Unless Postgres only had no slot free for a moment
+ * (53300, 57P03: a backend the proxy closed may not have exited yet; the
+ * janitor tries again), the pool is failing: no login before
+ * server_login_retry has passed (trying again at once would hammer the
+ * upstream while the clients wait out their login timeout), and when no
+ * server of the pool is left to serve its waiters, they hear why now. */
 static void login_failed(struct pool_server *ps, const char *sqlstate, const char *why)
 {
     struct pool *p = ps->pool;
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
-    log_warn("pool (database %s, user %s): server login failed: %s [%s]", p->database, p->user, why, sqlstate);
-    close_server(ps, why);
+    snprintf(p->last_sqlstate, sizeof p->last_sqlstate, "%s", sqlstate);
     int transient = !strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) || !strcmp(sqlstate, SQLSTATE_CANNOT_CONNECT_NOW);
+    int retry_ms = transient ? JANITOR_INTERVAL_MS : p->srv->cfg.server_login_retry_ms;
+    p->login_retry_at_us = server_now_us(p->srv) + (uint64_t)retry_ms * 1000;
+    p->login_failures++;
+    if (!transient) {
+        p->login_failing = 1;
+        p->logins_proven = 0;
+    }
+    log_warn("pool (database %s, user %s): server login failed: %s [%s]%s", p->database, p->user, why, sqlstate,
+             transient ? "" : "; clients without a server are refused until a login is tried again");
+    close_server(ps, why);
     if (p->nservers || transient)
         return;
     struct pool_waiter *w;
     while ((w = dequeue(p)))
         w->failed(w, sqlstate, why);
+}
+
+/* A login succeeded: the pool serves again, logins in parallel. */
+static void login_worked(struct pool *p)
+{
+    if (p->login_failing)
+        log_info("pool (database %s, user %s): server login works again", p->database, p->user);
+    p->login_failing = 0;
+    p->logins_proven = 1;
+    p->login_retry_at_us = 0;
+    p->last_error[0] = '\0';
+    p->last_sqlstate[0] = '\0';
 }
 
 /* The StartupMessage of a pooled server: the pool's user, database and
@@ -425,10 +453,20 @@ static int make_room(struct pool *p)
     return 0;
 }
 
+/* No login now: one failed lately, or logins are not proven to work and
+ * one is on its way already (its outcome is what the others would learn,
+ * at the upstream's cost). */
+static int logins_held(struct pool *p)
+{
+    if (p->login_retry_at_us && server_now_us(p->srv) < p->login_retry_at_us)
+        return 1;
+    return !p->logins_proven && pool_logging_in(p) > 0;
+}
+
 static int may_open(struct pool *p)
 {
     const struct config *cfg = &p->srv->cfg;
-    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size)
+    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p))
         return 0;
     return !cfg->max_db_connections || servers_of_database(p->srv, p->database) < (uint32_t)cfg->max_db_connections;
 }
@@ -439,7 +477,7 @@ static void open_for_waiters(struct pool *p)
     while (p->nwaiting > pool_logging_in(p) + p->nidle) {
         if (!may_open(p)) {
             const struct config *cfg = &p->srv->cfg;
-            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || !make_room(p))
+            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p) || !make_room(p))
                 return;
             continue; /* make_room closed one: try again */
         }
@@ -521,6 +559,18 @@ static void hand_off(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* PgBouncer's words for a pool whose logins fail, with why (the client
+ * cannot read the proxy's log). */
+static void refuse_while_failing(struct pool *p, struct pool_waiter *w)
+{
+    char why[480];
+    uint64_t now = server_now_us(p->srv);
+    uint64_t left_ms = p->login_retry_at_us > now ? (p->login_retry_at_us - now + 999) / 1000 : 0;
+    snprintf(why, sizeof why, "server login has been failing, try again later (server_login_retry, %llu ms left): %s",
+             (unsigned long long)left_ms, p->last_error);
+    w->failed(w, p->last_sqlstate[0] ? p->last_sqlstate : SQLSTATE_CONNECTION_FAILURE, why);
+}
+
 struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
 {
     assert(p && w && !w->in);
@@ -528,6 +578,10 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
     if (ps) {
         lend(ps);
         return ps;
+    }
+    if (p->login_failing && !p->nservers && logins_held(p)) {
+        refuse_while_failing(p, w);
+        return NULL;
     }
     enqueue(p, w); /* an idle server now is one became_free already scheduled for the handoff */
     open_for_waiters(p);
@@ -775,9 +829,10 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         ps->auth = NULL;
         ps->probing = 0;
         p->welcome_ready = 1;
-        p->last_error[0] = '\0';
+        login_worked(p);
         evbuffer_drain(ps->sb->in, len);
         became_free(ps);
+        open_for_waiters(p); /* the logins held back while this one was on trial */
         return 0;
     case 'T': case 'C': case 'D':
         if (!ps->probing)
@@ -845,7 +900,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
     while (ms && p->wait_head && now - p->wait_head->since_us > (uint64_t)ms * 1000) {
         struct pool_waiter *w = dequeue(p);
         p->wait_timeouts++;
-        char why[384];
+        char why[512];
         snprintf(why, sizeof why,
                  "no server connection within query_wait_timeout (%d s): pool for database %s, user %s has %u of "
                  "%d in use%s%s",

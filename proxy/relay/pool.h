@@ -123,7 +123,17 @@ struct pool {
     struct param_values welcome;       /* tracked defaults from the first login */
     struct evbuffer *welcome_msgs;     /* its ParameterStatus messages, replayed to each client */
     int welcome_ready;
-    char last_error[256];              /* the last login failure, for waiters and /pools */
+    char last_error[320];              /* the last login failure, for waiters and /pools */
+    char last_sqlstate[6];
+    /* After a login failed (not for want of a slot) the pool is "failing":
+     * until login_retry_at_us a client that finds no server is refused at
+     * once (as PgBouncer's server_login_retry), then one login is tried.
+     * Until a login has succeeded since, one login at a time, with the
+     * credentials of the latest client (a users file fixed and reloaded). */
+    int login_failing;
+    int logins_proven;                 /* a login succeeded since the last failure */
+    uint64_t login_retry_at_us;        /* no new login before (0: any time) */
+    uint64_t login_failures;
     uint64_t lends_total, waits_total, wait_timeouts;
     uint64_t stmt_hits, stmt_misses;   /* a bound statement was on the lent server / prepared first */
 };
@@ -136,11 +146,16 @@ uint32_t pool_logging_in(const struct pool *p);
  * use. NULL when out of memory. */
 struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
                       const char *schema);
-/* Keeps the credentials a client just proved, for the pool's next logins. */
+/* Keeps the credentials a client just proved, for the pool's next logins:
+ * the first client's, and while logins are not proven to work, the
+ * latest's. */
 void pool_take_credentials(struct pool *p, const struct auth_credentials *c);
+/* Whether the pool wants a client's credentials (see above). */
+int pool_wants_credentials(const struct pool *p);
 
 /* Lends an idle server now (returned), or queues `w` and returns NULL:
- * w->lent or w->failed follows. */
+ * w->lent or w->failed follows (w->failed at once, before pool_acquire
+ * returns, when the pool's logins are failing and it has no server). */
 struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w);
 /* `w` no longer waits (its client closed). */
 void pool_forget_waiter(struct pool_waiter *w);

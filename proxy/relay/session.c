@@ -763,7 +763,7 @@ static struct pool *current_pool(struct session *s)
     const char *db = startup_param(&s->startup, "database");
     struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->pool_options,
                               server_version_schema(s->srv, s->version));
-    if (p && !p->have_creds)
+    if (p && pool_wants_credentials(p))
         pool_take_credentials(p, s->creds);
     return p;
 }
