@@ -1039,6 +1039,8 @@ json_t *pool_describe_all(struct server *srv)
         json_object_set_new(o, "prepared_hits_total", json_integer((json_int_t)p->stmt_hits));
         json_object_set_new(o, "prepared_misses_total", json_integer((json_int_t)p->stmt_misses));
         json_object_set_new(o, "last_error", p->last_error[0] ? json_string(p->last_error) : json_null());
+        json_object_set_new(o, "login_failing", json_boolean(p->login_failing));
+        json_object_set_new(o, "login_failures_total", json_integer((json_int_t)p->login_failures));
         json_array_append_new(list, o);
     }
     return list;

@@ -123,6 +123,10 @@ def test_clients_waiting_on_a_pool_that_cannot_log_in_hear_why_at_once(needs_pro
     assert "server login has been failing, try again later" in err and "verifier" in err, err
     code, message = raw_error(p)
     assert code == "08006" and "try again later" in message, (code, message)
+    code, pools = p.admin("GET", "/pools")
+    mine = [q for q in pools["pools"] if q["user"] == role]
+    assert code == 200 and mine and mine[0]["login_failing"] and mine[0]["login_failures_total"] == 1, pools
+    assert "verifier" in mine[0]["last_error"], mine
     # ... and a login is tried again after the interval, its error said as is
     time.sleep(2.2)
     code, message = raw_error(p)
@@ -145,6 +149,8 @@ def test_clients_waiting_on_a_pool_that_cannot_log_in_hear_why_at_once(needs_pro
     results = many(p, 20)
     assert all(k == "ok" for k, _, _ in results), results
     assert "server login works again" in p.log()
+    mine = [q for q in p.admin("GET", "/pools")[1]["pools"] if q["user"] == role]
+    assert not mine[0]["login_failing"] and mine[0]["last_error"] is None, mine
 
 
 def test_a_wrong_upstream_password_is_postgres_own_28P01(needs_proxy, cluster, proxy_factory, role, tmp_path):
