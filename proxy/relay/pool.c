@@ -15,6 +15,7 @@
 #include "migration_sql.h"
 #include "proto.h"
 #include "sbuf.h"
+#include "search_path.h"
 #include "upstream.h"
 
 #define LOGIN_MAX_MESSAGE 65536u
@@ -62,10 +63,12 @@ static void carried_remove(struct carried_sets *c, int i)
 {
     free(c->items[i].name);
     free(c->items[i].sql);
+    free(c->items[i].value);
     c->items[i] = c->items[--c->n];
 }
 
-int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len)
+int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *value, const char *sql,
+                       size_t len)
 {
     int i = carried_find(c, name);
     if (reset) {
@@ -79,9 +82,11 @@ int carried_sets_apply(struct carried_sets *c, const char *name, int reset, cons
         return -1;
     char *copy = strndup(sql, len);
     char *key = i < 0 ? strdup(name) : NULL;
-    if (!copy || (i < 0 && !key)) {
+    char *val = value ? strdup(value) : NULL;
+    if (!copy || (i < 0 && !key) || (value && !val)) {
         free(copy);
         free(key);
+        free(val);
         return -1;
     }
     if (i < 0) {
@@ -89,8 +94,10 @@ int carried_sets_apply(struct carried_sets *c, const char *name, int reset, cons
         c->items[i].name = key;
     } else {
         free(c->items[i].sql);
+        free(c->items[i].value);
     }
     c->items[i].sql = copy;
+    c->items[i].value = val;
     return 0;
 }
 
@@ -102,40 +109,66 @@ void carried_sets_free(struct carried_sets *c)
     c->items = NULL;
 }
 
-int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src)
+#define CARRIED_SQL_MAX (PIN_SEARCH_PATH_MAX + 256)
+
+/* What a client's SET runs as on a server routed to `schema`: as written,
+ * but a search_path with the route's schema first (the dual-write triggers
+ * read the first schema on it). NULL when it does not fit (never for a
+ * value pin_carried_set made). */
+static const char *wanted_sql(const struct carried_set *it, const char *schema, char *buf, size_t cap)
 {
-    while (dst->n)
-        carried_remove(dst, dst->n - 1);
-    for (int i = 0; i < src->n; i++)
-        if (carried_sets_apply(dst, src->items[i].name, 0, src->items[i].sql, strlen(src->items[i].sql)) != 0) {
-            carried_sets_free(dst);
-            return -1;
-        }
-    return 0;
+    if (!it->value || !schema)
+        return it->sql;
+    size_t used = (size_t)snprintf(buf, cap, "SET search_path TO \"");
+    for (const char *c = schema; *c && used + 2 < cap; c++) {
+        if (*c == '"')
+            buf[used++] = '"';
+        buf[used++] = *c;
+    }
+    int n = used < cap ? snprintf(buf + used, cap - used, "\", %s", it->value) : -1;
+    return n >= 0 && used + (size_t)n < cap ? buf : NULL;
 }
 
-int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want)
+int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want, const char *schema)
 {
     if (have->n != want->n)
         return 1;
+    char buf[CARRIED_SQL_MAX];
     for (int i = 0; i < want->n; i++) {
         int j = carried_find(have, want->items[i].name);
-        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
+        const char *sql = wanted_sql(&want->items[i], schema, buf, sizeof buf);
+        if (j < 0 || !sql || strcmp(have->items[j].sql, sql) != 0)
             return 1;
     }
     return 0;
 }
 
-void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out)
+int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want, const char *schema,
+                      struct evbuffer *out)
 {
-    for (int i = 0; i < have->n; i++)
-        if (carried_find(want, have->items[i].name) < 0)
+    for (int i = have->n - 1; i >= 0; i--)
+        if (carried_find(want, have->items[i].name) < 0) {
             evbuffer_add_printf(out, "RESET %s;", have->items[i].name);
+            carried_remove(have, i);
+        }
+    char buf[CARRIED_SQL_MAX];
+    int rc = 0;
     for (int i = 0; i < want->n; i++) {
-        int j = carried_find(have, want->items[i].name);
-        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
-            evbuffer_add_printf(out, "%s;", want->items[i].sql);
+        const struct carried_set *it = &want->items[i];
+        int j = carried_find(have, it->name);
+        const char *sql = wanted_sql(it, schema, buf, sizeof buf);
+        if (!sql)
+            sql = it->sql; /* the client's own path then, rather than none */
+        if (j >= 0 && !strcmp(have->items[j].sql, sql))
+            continue;
+        /* a newline first: the client's text may end in a -- comment */
+        evbuffer_add_printf(out, "%s\n;", sql);
+        if (rc == 0 && carried_sets_apply(have, it->name, 0, NULL, sql, strlen(sql)) != 0)
+            rc = -1;
     }
+    if (rc != 0)
+        carried_sets_free(have);
+    return rc;
 }
 
 /* ---- finding pools ---- */
@@ -378,8 +411,12 @@ static int send_startup(struct pool_server *ps)
     size_t used = strlen(options);
     if (endpoint && !strstr(options, "endpoint="))
         used += (size_t)snprintf(options + used, sizeof options - used, " endpoint=%s", endpoint);
+    /* the route after the client's options, so it wins, with the client's
+     * own path (in its options: pool_options_of) after the route's schema */
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = p->schema && p->options ? search_path_from_options(p->options, own, sizeof own) : 0;
     if (p->schema && used < sizeof options &&
-        mig_search_path_option(options + used, sizeof options - used, p->schema) != 0)
+        mig_search_path_option(options + used, sizeof options - used, p->schema, has_own > 0 ? own : NULL) != 0)
         return -1;
     struct evbuffer *params = evbuffer_new();
     if (!params)

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -27,6 +28,7 @@
 #include "pin.h"
 #include "prepared.h"
 #include "sbuf.h"
+#include "search_path.h"
 #include "server.h"
 #include "source_limit.h"
 #include "statement_map.h"
@@ -920,15 +922,23 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
         snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
-    /* quoted: an unquoted name would be folded to lower case */
-    if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema) != 0)
-        log_warn("session %llu: version schema name too long to route", (unsigned long long)s->id);
+    /* quoted: an unquoted name would be folded to lower case; the client's
+     * own path after it (a search_path parameter would be applied after
+     * the options and undo the route: it goes into the route instead) */
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = schema ? search_path_of_startup(&s->startup, own, sizeof own) : 0;
+    if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema,
+                                         has_own > 0 ? own : NULL) != 0)
+        log_warn("session %llu: version schema name (with the client's search_path) too long to route",
+                 (unsigned long long)s->id);
     int saw_options = 0;
     const char *value;
     for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
          k = startup_next_param(&s->startup, k, &value)) {
         int is_options = strcmp(k, "options") == 0;
         saw_options |= is_options;
+        if (schema && !strcasecmp(k, "search_path"))
+            continue;
         proto_add_startup_param(params, k, value, is_options && route[0] ? route : NULL);
     }
     if (!saw_options && route[0])
@@ -1085,7 +1095,9 @@ static void follow_route(struct session *s)
     const char *want = server_version_schema(s->srv, s->version);
     if (!want || (s->routed_schema && !strcmp(want, s->routed_schema)))
         return;
-    char *sql = mig_search_path_sql(want);
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = search_path_of_startup(&s->startup, own, sizeof own);
+    char *sql = has_own > 0 ? mig_search_path_set_config(want, own) : mig_search_path_sql(want);
     char *copy = strdup(want);
     if (!sql || !copy) {
         free(sql);
@@ -1140,7 +1152,7 @@ static int params_differ(const struct session *s)
     for (int i = 0; i < PIN_NTRACKED; i++)
         if (param_differs(s, i))
             return 1;
-    return carried_sets_differ(&s->lent->carried, &s->carried);
+    return carried_sets_differ(&s->lent->carried, &s->carried, s->lent->pool->schema);
 }
 
 static void sync_params(struct session *s)
@@ -1150,8 +1162,7 @@ static void sync_params(struct session *s)
     struct evbuffer *sql = evbuffer_new();
     if (!sql)
         return;
-    carried_sets_diff(&s->lent->carried, &s->carried, sql);
-    if (carried_sets_copy(&s->lent->carried, &s->carried) != 0)
+    if (carried_sets_sync(&s->lent->carried, &s->carried, s->lent->pool->schema, sql) != 0)
         pin(s, "out of memory carrying its SETs");
     for (int i = 0; i < PIN_NTRACKED; i++) {
         if (!param_differs(s, i))
@@ -1331,9 +1342,12 @@ static int check_pin(struct session *s, struct evbuffer *in, const struct msg_he
     len = strnlen(body, len);
     struct pin_carry carry;
     if (s->tracker.tx_status == 'I' && pin_carried_set(body, len, &carry)) {
-        /* on the server it runs on now, and on every one it borrows next */
-        if (carried_sets_apply(&s->carried, carry.name, carry.reset, body, len) != 0 ||
-            carried_sets_apply(&s->lent->carried, carry.name, carry.reset, body, len) != 0)
+        /* on the server it runs on now, as written (so a search_path
+         * without the route's schema is set right before the client's next
+         * transaction: carried_sets_differ), and on every one it borrows next */
+        const char *value = carry.value[0] ? carry.value : NULL;
+        if (carried_sets_apply(&s->carried, carry.name, carry.reset, value, body, len) != 0 ||
+            carried_sets_apply(&s->lent->carried, carry.name, carry.reset, NULL, body, len) != 0)
             pin(s, "too many SETs to carry");
         return 0;
     }
