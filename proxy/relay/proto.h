@@ -85,7 +85,7 @@ enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, u
 struct startup_refusal {
     const char *sqlstate;   /* NULL: close without a word */
     int old_protocol;       /* a 1.x/2.x client: the error in the pre-3.0 format */
-    char message[96];
+    char message[160];
 };
 
 /* Parses a whole startup-phase packet (length word included). On error

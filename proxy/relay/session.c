@@ -27,6 +27,7 @@
 #include "peer.h"
 #include "pin.h"
 #include "prepared.h"
+#include "proxy_header.h"
 #include "sbuf.h"
 #include "search_path.h"
 #include "server.h"
@@ -163,6 +164,12 @@ static void format_client_addr(struct session *s, const struct sockaddr *addr)
     snprintf(s->client_addr, sizeof s->client_addr, "%s:%d", host, port);
 }
 
+/* What a connection's first bytes may be: a PROXY protocol header only
+ * from a source in proxy_protocol_trusted, and from such a source they
+ * must be one (as HAProxy's accept-proxy has it), so that a client the
+ * balancer passes through can never pick its own address. */
+enum { PROXY_HEADER_REFUSED = 0, PROXY_HEADER_REQUIRED, PROXY_HEADER_READ };
+
 static void set_nodelay(evutil_socket_t fd)
 {
     int one = 1;
@@ -231,6 +238,8 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     s->connected_us = server_now_us(srv);
     tracker_init(&s->tracker);
     format_client_addr(s, addr);
+    if (srv->cfg.nproxy_trusted && config_cidr_match(srv->cfg.proxy_trusted, srv->cfg.nproxy_trusted, addr))
+        s->proxy_header = PROXY_HEADER_REQUIRED;
     if (!s->is_unix)
         set_nodelay(fd);
     s->next = srv->sessions;
@@ -644,9 +653,57 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     return -1;
 }
 
+/* The connection's first bytes, before any startup packet: a PROXY
+ * protocol header where one must or must not be. 1 to go on with the
+ * startup packets, 0 to wait for more bytes, -1 when the session is gone. */
+static int read_proxy_header(struct session *s)
+{
+    struct evbuffer *in = s->client->in;
+    uint8_t buf[PROXY_HEADER_MAX];
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < sizeof buf ? avail : sizeof buf;
+    if (!n)
+        return 0;
+    evbuffer_copyout(in, buf, n);
+    struct proxy_header h;
+    enum proxy_header_result r = proxy_header_parse(buf, n, &h);
+    if (r == PROXY_HEADER_NEED_MORE)
+        return 0;
+    struct startup_refusal why = {SQLSTATE_PROTOCOL_VIOLATION, 0, ""};
+    if (s->proxy_header == PROXY_HEADER_REFUSED) {
+        if (r == PROXY_HEADER_NONE) {
+            s->proxy_header = PROXY_HEADER_READ;
+            return 1;
+        }
+        snprintf(why.message, sizeof why.message, "PROXY protocol header refused: %s is not in proxy_protocol_trusted",
+                 s->client_addr);
+    } else if (r == PROXY_HEADER_NONE) {
+        snprintf(why.message, sizeof why.message,
+                 "a connection from %s (in proxy_protocol_trusted) must start with a PROXY protocol header",
+                 s->client_addr);
+    } else if (r == PROXY_HEADER_BAD) {
+        snprintf(why.message, sizeof why.message, "invalid %s", h.why);
+    }
+    if (why.message[0]) {
+        refuse_startup_packet(s, &why);
+        return -1;
+    }
+    evbuffer_drain(in, h.length);
+    s->proxy_header = PROXY_HEADER_READ;
+    if (h.has_source) {
+        snprintf(s->proxied_by, sizeof s->proxied_by, "%s", s->client_addr);
+        format_client_addr(s, (const struct sockaddr *)&h.source);
+        log_debug("session %llu: PROXY protocol v%d header from %s: the client is %s", (unsigned long long)s->id,
+                  h.version, s->proxied_by, s->client_addr);
+    }
+    return 1;
+}
+
 static void read_startup(struct session *s)
 {
     struct evbuffer *in = s->client->in;
+    if (s->proxy_header != PROXY_HEADER_READ && read_proxy_header(s) <= 0)
+        return;
     for (;;) {
         uint8_t head[4];
         uint32_t len;
@@ -1901,6 +1958,8 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));
     json_object_set_new(o, "client", json_string(s->client_addr));
+    if (s->proxied_by[0])
+        json_object_set_new(o, "proxied_by", json_string(s->proxied_by));
     json_object_set_new(o, "user", s->startup_buf ? json_string(startup_param(&s->startup, "user")) : json_null());
     const char *db = startup_param(&s->startup, "database");
     json_object_set_new(o, "database", db ? json_string(db) : json_null());
