@@ -113,8 +113,8 @@ void carried_sets_free(struct carried_sets *c)
 
 /* What a client's SET runs as on a server routed to `schema`: as written,
  * but a search_path with the route's schema first (the dual-write triggers
- * read the first schema on it). NULL when it does not fit (never for a
- * value pin_carried_set made). */
+ * read the first schema on it). A path too long for `buf` (never one
+ * pin_carried_set made) runs as written. */
 static const char *wanted_sql(const struct carried_set *it, const char *schema, char *buf, size_t cap)
 {
     if (!it->value || !schema)
@@ -126,7 +126,7 @@ static const char *wanted_sql(const struct carried_set *it, const char *schema, 
         buf[used++] = *c;
     }
     int n = used < cap ? snprintf(buf + used, cap - used, "\", %s", it->value) : -1;
-    return n >= 0 && used + (size_t)n < cap ? buf : NULL;
+    return n >= 0 && used + (size_t)n < cap ? buf : it->sql;
 }
 
 int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want, const char *schema)
@@ -137,7 +137,7 @@ int carried_sets_differ(const struct carried_sets *have, const struct carried_se
     for (int i = 0; i < want->n; i++) {
         int j = carried_find(have, want->items[i].name);
         const char *sql = wanted_sql(&want->items[i], schema, buf, sizeof buf);
-        if (j < 0 || !sql || strcmp(have->items[j].sql, sql) != 0)
+        if (j < 0 || strcmp(have->items[j].sql, sql) != 0)
             return 1;
     }
     return 0;
@@ -157,8 +157,6 @@ int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want
         const struct carried_set *it = &want->items[i];
         int j = carried_find(have, it->name);
         const char *sql = wanted_sql(it, schema, buf, sizeof buf);
-        if (!sql)
-            sql = it->sql; /* the client's own path then, rather than none */
         if (j >= 0 && !strcmp(have->items[j].sql, sql))
             continue;
         /* a newline first: the client's text may end in a -- comment */

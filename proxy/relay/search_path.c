@@ -48,7 +48,7 @@ static int put(char *out, size_t cap, const char *value)
 
 int search_path_from_options(const char *options, char *out, size_t cap)
 {
-    char word[1100];
+    char word[1100] = {0};
     const char *value;
     int found = 0, expect_setting = 0;
     for (const char *p = options; (p = next_word(p, word, sizeof word));) {
