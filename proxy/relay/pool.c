@@ -378,12 +378,12 @@ static void login_failed(struct pool_server *ps, const char *sqlstate, const cha
     }
     log_warn("pool (database %s, user %s): server login failed: %s [%s]%s", p->database, p->user, why, sqlstate,
              transient ? "" : "; clients without a server are refused until a login is tried again");
-    close_server(ps, why);
+    close_server(ps, why); /* sqlstate and why may be the server's: from here on, the pool's copies */
     if (p->nservers || transient)
         return;
     struct pool_waiter *w;
     while ((w = dequeue(p)))
-        w->failed(w, sqlstate, why);
+        w->failed(w, p->last_sqlstate, p->last_error);
 }
 
 /* A login succeeded: the pool serves again, logins in parallel. */
