@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -55,6 +56,8 @@ static void config_set_number(struct config *cfg, const struct setting *st, doub
         cfg->server_idle_timeout_ms = (int)v * 1000;
     else if (!strcmp(st->name, "server_lifetime_s"))
         cfg->server_lifetime_ms = (int)v * 1000;
+    else if (!strcmp(st->name, "server_login_retry_s"))
+        cfg->server_login_retry_ms = (int)v * 1000;
     else if (!strcmp(st->name, "max_prepared_statements"))
         cfg->max_prepared_statements = (int)v;
     else if (!strcmp(st->name, "auth_query_cache_s"))
@@ -84,6 +87,103 @@ void config_free(struct config *cfg)
                         &cfg->pgbouncer_ini, &cfg->pgbouncer_report, &cfg->auth_query, &cfg->auth_query_db};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         set_str(strings[i], NULL);
+    free(cfg->proxy_trusted);
+    cfg->proxy_trusted = NULL;
+    cfg->nproxy_trusted = 0;
+}
+
+/* One range: ADDR or ADDR/BITS. */
+static int parse_cidr(const char *word, struct config_cidr *out)
+{
+    char addr[INET6_ADDRSTRLEN + 8];
+    if (snprintf(addr, sizeof addr, "%s", word) >= (int)sizeof addr)
+        return -1;
+    char *slash = strchr(addr, '/');
+    if (slash)
+        *slash = '\0';
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, addr, out->addr) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, out->addr) == 1)
+        out->family = AF_INET6;
+    else
+        return -1;
+    int max = out->family == AF_INET ? 32 : 128;
+    out->bits = max;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (end == slash + 1 || *end || b < 0 || b > max)
+            return -1;
+        out->bits = (int)b;
+    }
+    /* bits past the prefix are not looked at: 10.1.2.3/8 is 10.0.0.0/8 */
+    return 0;
+}
+
+int config_parse_cidrs(const char *text, struct config_cidr **out, int *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!strcmp(text, "none") || !text[0])
+        return 0;
+    char *copy = strdup(text), *save = NULL;
+    size_t words = 1;
+    for (const char *c = text; *c; c++)
+        words += *c == ',';
+    struct config_cidr *list = copy ? calloc(words, sizeof *list) : NULL;
+    if (!list) {
+        free(copy);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int count = 0;
+    for (char *w = strtok_r(copy, ", ", &save); w; w = strtok_r(NULL, ", ", &save)) {
+        if (parse_cidr(w, &list[count]) != 0) {
+            snprintf(err, errlen, "'%s' is not an address or a range (10.0.0.0/8, 2001:db8::/32, 127.0.0.1)", w);
+            free(copy);
+            free(list);
+            return -1;
+        }
+        count++;
+    }
+    free(copy);
+    *out = list;
+    *n = count;
+    return 0;
+}
+
+static int prefix_matches(const unsigned char *a, const unsigned char *b, int bits)
+{
+    int whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, (size_t)whole) != 0)
+        return 0;
+    if (!rest)
+        return 1;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[whole] & mask) == (b[whole] & mask);
+}
+
+int config_cidr_match(const struct config_cidr *list, int n, const struct sockaddr *addr)
+{
+    unsigned char a[16];
+    int family = addr->sa_family;
+    if (family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+    } else if (family == AF_INET6) {
+        static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+        memcpy(a, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+        if (memcmp(a, v4_mapped, 12) == 0) {
+            memmove(a, a + 12, 4);
+            family = AF_INET;
+        }
+    } else {
+        return 0;
+    }
+    for (int i = 0; i < n; i++)
+        if (list[i].family == family && prefix_matches(list[i].addr, a, list[i].bits))
+            return 1;
+    return 0;
 }
 
 /* "HOST:PORT" (HOST may be "[v6]" or empty for all addresses). */
@@ -209,6 +309,18 @@ static int set_log_format(struct config *cfg, const char *v, char *err, size_t e
     return log_format_parse(v, &cfg->log_format);
 }
 
+static int set_proxy_trusted(struct config *cfg, const char *v, char *err, size_t errlen)
+{
+    struct config_cidr *list;
+    int n;
+    if (config_parse_cidrs(v, &list, &n, err, errlen) != 0)
+        return -1;
+    free(cfg->proxy_trusted);
+    cfg->proxy_trusted = list;
+    cfg->nproxy_trusted = n;
+    return 0;
+}
+
 static int set_nothing(struct config *cfg, const char *v, char *err, size_t errlen)
 {
     (void)cfg;
@@ -252,7 +364,7 @@ static const struct config_option OPTIONS[] = {
     {"--auth", "auth", "MODE", auth_names, "passthrough",
      "scram: the proxy authenticates clients itself from --users-file", CHOICE(auth_scram)},
     {"--users-file", "users_file", "FILE", NULL, "config/users.json (with --auth scram)",
-     "SCRAM verifiers written by `pgtandem passwd`", TEXT(users_file)},
+     "who may log in and with what, written by `pgtandem passwd`", TEXT(users_file)},
     {"--auth-query", "auth_query", "SQL", NULL, "none",
      "with --auth scram: a user the users file does not hold is looked up with this query ($1: the user name; "
      "returns the name and its SCRAM verifier), as PgBouncer's auth_query", TEXT(auth_query)},
@@ -264,6 +376,9 @@ static const struct config_option OPTIONS[] = {
      "where other proxies send cancel requests that belong here (off: none)", 0, parse_peer_listen},
     {"--fleet-id", "fleet_id", "ID", NULL, "host-pid-random", "this proxy's name in the fleet (pgtandem.proxies)",
      TEXT(fleet_id)},
+    {"--proxy-protocol-trusted", "proxy_protocol_trusted", "CIDR,...", NULL, "none",
+     "load balancers whose PROXY protocol header (v2, or v1 text) names the real client; a connection from one "
+     "must start with it, a header from anyone else is refused", 0, set_proxy_trusted},
     {"--pool-mode", "pool_mode", "MODE", pool_mode_names, "session",
      "transaction: a server connection lent per transaction (needs --auth scram)", CHOICE(pool_transaction)},
     {NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL},

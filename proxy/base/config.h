@@ -10,6 +10,13 @@
 #include "log.h"
 
 enum client_tls_mode { CLIENT_TLS_DISABLE, CLIENT_TLS_ALLOW, CLIENT_TLS_REQUIRE };
+
+/* An address range: 10.0.0.0/8, 2001:db8::/32, 127.0.0.1 (a /32). */
+struct config_cidr {
+    int family;              /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int bits;
+};
 enum upstream_tls_mode { UPSTREAM_TLS_DISABLE, UPSTREAM_TLS_REQUIRE, UPSTREAM_TLS_VERIFY_CA, UPSTREAM_TLS_VERIFY_FULL };
 
 struct config {
@@ -62,6 +69,9 @@ struct config {
     int auth_query_cache_ms;   /* an answer is reused this long */
     char *pgbouncer_ini;       /* --pgbouncer-ini: read before --config and the flags */
     char *pgbouncer_report;    /* what it mapped and ignored, one line each, for the log; NULL: none */
+    int server_login_retry_ms; /* after a failed server login: refuse clients without a server, no login (pool.h) */
+    struct config_cidr *proxy_trusted; /* PROXY protocol headers are taken from these sources only */
+    int nproxy_trusted;
 };
 
 /* A setting that is not a number (those are in settings.c's table): its
@@ -102,5 +112,13 @@ int config_reload(struct config *cfg, char *err, size_t errlen);
  * host can reach. The admin API's Host check and its refusal to listen
  * beyond this host without a token both use it. */
 int config_host_is_loopback(const char *host);
+
+/* "10.0.0.0/8,127.0.0.1/32,::1" into a list (caller frees); "" and "none"
+ * give none. -1 with err set for a word that is not an address or range. */
+int config_parse_cidrs(const char *text, struct config_cidr **out, int *n, char *err, size_t errlen);
+/* Whether a connection's address (AF_INET, AF_INET6; an IPv4 address
+ * mapped into IPv6 counts as the IPv4 one) is in one of the ranges. */
+struct sockaddr;
+int config_cidr_match(const struct config_cidr *list, int n, const struct sockaddr *addr);
 
 #endif

@@ -161,19 +161,20 @@ void mig_steps_free(struct mig_steps *l)
     memset(l, 0, sizeof *l);
 }
 
-/* The route's search_path value: "schema",public. */
-static char *search_path_value(const char *schema)
+/* The route's search_path value: "schema", then `then` (public when NULL). */
+static char *search_path_value(const char *schema, const char *then)
 {
     struct mig_str q = {0};
     mig_str_ident(&q, schema);
-    mig_str_add(&q, ",public");
+    mig_str_add(&q, ",");
+    mig_str_add(&q, then ? then : "public");
     return mig_str_take(&q);
 }
 
-int mig_search_path_option(char *out, size_t n, const char *schema)
+int mig_search_path_option(char *out, size_t n, const char *schema, const char *then)
 {
     struct mig_str o = {0};
-    char *path = search_path_value(schema);
+    char *path = search_path_value(schema, then);
     if (!path)
         return -1;
     /* the server splits "options" at spaces; a backslash keeps the next
@@ -192,9 +193,22 @@ int mig_search_path_option(char *out, size_t n, const char *schema)
     return fits ? 0 : -1;
 }
 
+char *mig_search_path_set_config(const char *schema, const char *then)
+{
+    char *path = search_path_value(schema, then);
+    if (!path)
+        return NULL;
+    struct mig_str q = {0};
+    mig_str_add(&q, "SELECT pg_catalog.set_config('search_path', ");
+    mig_str_literal(&q, path);
+    mig_str_add(&q, ", false)");
+    free(path);
+    return mig_str_take(&q);
+}
+
 char *mig_search_path_sql(const char *schema)
 {
-    char *path = search_path_value(schema);
+    char *path = search_path_value(schema, NULL);
     struct mig_str q = {0};
     mig_str_add(&q, "SET search_path TO ");
     mig_str_add(&q, path ? path : "");

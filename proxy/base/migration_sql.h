@@ -36,12 +36,17 @@ char *mig_quote_qname(const char *schema, const char *name);
 #define MIG_OLD_SCHEMA_FMT "pgtandem_%s_old"
 
 /* " -c search_path=\"schema\",public" for a startup packet's options: the
- * schema quoted as an identifier (its case kept), then escaped as the
+ * schema quoted as an identifier (its case kept), then `then` (a
+ * search_path value, the client's own) or public when NULL, escaped as the
  * server's options splitting needs. -1 when it does not fit in n bytes. */
-int mig_search_path_option(char *out, size_t n, const char *schema);
+int mig_search_path_option(char *out, size_t n, const char *schema, const char *then);
 /* The same route as a statement, for a session that is already connected:
  * SET search_path TO "schema", public. Caller frees; NULL when out of memory. */
 char *mig_search_path_sql(const char *schema);
+/* The route with `then` after the schema, whatever text `then` is (it is
+ * passed as a literal): SELECT pg_catalog.set_config('search_path', ...).
+ * Caller frees; NULL when out of memory. */
+char *mig_search_path_set_config(const char *schema, const char *then);
 
 /* A foreign key's ON DELETE / ON UPDATE action from its letter in
  * pg_constraint and the parse tree (a, r, c, n, d), as Postgres spells it;

@@ -88,7 +88,7 @@ static const struct rule_entry RULES[] = {
     {"server_check_delay", R_IGNORE, NULL, "a broken server connection is found by its socket and replaced"},
     {"server_fast_close", R_IGNORE, NULL, "server connections are closed between transactions when they must be"},
     {"server_round_robin", R_IGNORE, NULL, "there is one upstream host"},
-    {"server_login_retry", R_IGNORE, NULL, "the proxy's own retry interval applies"},
+    {"server_login_retry", R_SECONDS, "server_login_retry_s", NULL},
     {"server_connect_timeout", R_IGNORE, NULL, "the proxy's own connect timeout applies"},
     {"application_name_add_host", R_IGNORE, NULL, "the client's address is in the proxy's logs and /status"},
     {"disable_pqexec", R_IGNORE, NULL, "the simple query protocol is always relayed"},

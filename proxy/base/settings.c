@@ -42,6 +42,9 @@ const struct setting SETTINGS[] = {
      "transaction mode: an idle server connection is closed after it (0: never)"},
     {"server_lifetime_s", "--server-lifetime", SETTING_INT, 0, 604800, 3600, 0, SETTING_PROXY, "s",
      "transaction mode: a server connection this old is closed between transactions (0: never)"},
+    {"server_login_retry_s", "--server-login-retry", SETTING_INT, 0, 3600, 15, 0, SETTING_PROXY, "s",
+     "transaction mode: after a server login fails, clients finding no server are refused at once for this long, "
+     "then a login is tried again"},
     {"max_prepared_statements", "--max-prepared-statements", SETTING_INT, 1, 100000, 200, 0, SETTING_PROXY,
      "statements per server connection",
      "transaction mode: clients' named statements kept prepared per server connection"},

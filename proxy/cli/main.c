@@ -9,7 +9,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out, "usage: pgtandem proxy   [OPTION VALUE]...   the proxy (pgtandem proxy --help: every option)\n"
                  "       pgtandem migrate COMMAND ...         online migrations (pgtandem migrate --help)\n"
-                 "       pgtandem passwd  USER ...            a SCRAM verifier for --auth scram\n"
+                 "       pgtandem passwd  USER ...            what --auth scram needs for USER\n"
                  "       pgtandem version\n"
                  "       pgtandem help [COMMAND]\n");
 }

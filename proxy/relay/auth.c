@@ -257,6 +257,25 @@ enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, u
     return AUTH_DONE;
 }
 
+/* The ClientKey recovered from a client's proof logs in only where the
+ * database stores the very verifier it was checked against: one made
+ * with a fresh salt (`pgtandem passwd --verifier-only`) never will. The
+ * client proved its password; what is wrong is the proxy's file, and the
+ * client is told what to do about it (the operator may only see this). */
+static enum auth_result verifier_mismatch(struct auth_state *a)
+{
+    const char *user = a->peer.user;
+    log_warn("session %llu: logging in upstream as \"%s\" failed: %s; store the role's own verifier "
+             "(pgtandem passwd %s --from-db URI) or its password (pgtandem passwd %s)",
+             (unsigned long long)a->peer.session_id, user, scram_status_message(SCRAM_ERR_VERIFIER_MISMATCH), user,
+             user);
+    return failed(a, 0, SQLSTATE_CONNECTION_FAILURE,
+                  "the proxy cannot log in upstream as \"%s\": its users file has a SCRAM verifier for it with "
+                  "another salt than the database's; store the role's own verifier (pgtandem passwd %s --from-db "
+                  "URI) or its password (pgtandem passwd %s)",
+                  user, user, user);
+}
+
 static enum auth_result upstream_refused(struct auth_state *a, const char *why)
 {
     log_warn("session %llu: logging in upstream as \"%s\" failed: %s", (unsigned long long)a->peer.session_id,
@@ -423,6 +442,8 @@ enum auth_result auth_upstream_message(struct auth_state *a, struct sbuf *upstre
         return start_upstream_scram(a, upstream, body, blen);
     case AUTH_SASL_CONTINUE:
         st = scram_client_handle_continue(&a->client, body, blen, &out, &out_len);
+        if (st == SCRAM_ERR_VERIFIER_MISMATCH)
+            return verifier_mismatch(a);
         if (st != SCRAM_OK)
             return upstream_refused(a, scram_status_message(st));
         if (send_password_message(upstream, out, out_len) != 0)

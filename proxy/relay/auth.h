@@ -34,7 +34,7 @@ struct auth_peer {
  * limiting answers repeated failures after a delay). The session closes. */
 struct auth_failure {
     char sqlstate[6];
-    char message[256];
+    char message[320];
     int delay_ms;
 };
 

@@ -156,11 +156,11 @@ static int pins_call(const char *tree, char *why, size_t cap)
     return 0;
 }
 
-/* Parameters whose SET always pins: the version route owns search_path,
- * and a role changes who the server connection is. */
+/* Parameters whose SET always pins: a role changes who the server
+ * connection is. */
 static int never_carried(const char *name)
 {
-    static const char *const names[] = {"search_path", "role", "session_authorization", NULL};
+    static const char *const names[] = {"role", "session_authorization", NULL};
     for (int i = 0; names[i]; i++)
         if (strcasecmp(name, names[i]) == 0)
             return 1;
@@ -191,6 +191,37 @@ static json_t *parse_tree(const char *sql, size_t len)
     return root;
 }
 
+/* SET search_path's arguments, each a name (an identifier or a string:
+ * Postgres reads both as the schema's name), as quoted identifiers into
+ * out. -1 for anything else or when it does not fit. */
+static int search_path_names(json_t *args, char *out, size_t cap)
+{
+    size_t used = 0, i;
+    json_t *arg;
+    out[0] = '\0';
+    json_array_foreach(args, i, arg) {
+        const char *name = json_string_value(json_object_get(json_object_get(json_object_get(arg, "A_Const"),
+                                                                             "sval"), "sval"));
+        if (!name)
+            return -1;
+        if (used + 2 + 2 * strlen(name) + 2 >= cap)
+            return -1;
+        if (used) {
+            memcpy(out + used, ", ", 2);
+            used += 2;
+        }
+        out[used++] = '"';
+        for (const char *c = name; *c; c++) {
+            if (*c == '"')
+                out[used++] = '"';
+            out[used++] = *c;
+        }
+        out[used++] = '"';
+        out[used] = '\0';
+    }
+    return used ? 0 : -1;
+}
+
 int pin_carried_set(const char *sql, size_t len, struct pin_carry *out)
 {
     const char *end = sql + len;
@@ -208,6 +239,9 @@ int pin_carried_set(const char *sql, size_t len, struct pin_carry *out)
     if (carried) {
         snprintf(out->name, sizeof out->name, "%s", name);
         out->reset = !strcmp(kind, "VAR_RESET") || !strcmp(kind, "VAR_SET_DEFAULT");
+        out->value[0] = '\0';
+        if (!out->reset && !strcasecmp(name, "search_path"))
+            carried = search_path_names(json_object_get(node, "args"), out->value, sizeof out->value) == 0;
     }
     json_decref(root);
     return carried;

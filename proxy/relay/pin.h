@@ -26,15 +26,20 @@ int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap);
 
 /* A session-level SET the pool can carry itself, as PgBouncer cannot: the
  * only statement of its text, SET (or RESET) of a parameter that is not
- * tracked, not search_path, not a role. The pool runs the same text again
- * on the next server the client borrows (and RESET on servers the client
- * leaves), so drivers that SET at connect (pgjdbc's extra_float_digits)
- * stay pooled. */
+ * tracked, not a role. The pool runs the same text again on the next
+ * server the client borrows (and RESET on servers the client leaves), so
+ * drivers that SET at connect (pgjdbc's extra_float_digits) stay pooled.
+ * search_path is carried by its value: while a version route applies, the
+ * route's schema goes first and the client's path after it
+ * (search_path.h). */
+#define PIN_SEARCH_PATH_MAX 1024
 struct pin_carry {
     char name[64];      /* the parameter, lower case as Postgres folds it */
     int reset;          /* RESET name: back to the default */
+    char value[PIN_SEARCH_PATH_MAX]; /* search_path: its schemas as quoted identifiers, ", "-separated; "" else */
 };
-/* 1 when `sql` is such a SET (filled in *out), 0 when not. */
+/* 1 when `sql` is such a SET (filled in *out), 0 when not (a search_path
+ * whose value is not a list of names, or too long, is not). */
 int pin_carried_set(const char *sql, size_t len, struct pin_carry *out);
 
 #endif

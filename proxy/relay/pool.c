@@ -15,6 +15,7 @@
 #include "migration_sql.h"
 #include "proto.h"
 #include "sbuf.h"
+#include "search_path.h"
 #include "upstream.h"
 
 #define LOGIN_MAX_MESSAGE 65536u
@@ -62,10 +63,12 @@ static void carried_remove(struct carried_sets *c, int i)
 {
     free(c->items[i].name);
     free(c->items[i].sql);
+    free(c->items[i].value);
     c->items[i] = c->items[--c->n];
 }
 
-int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len)
+int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *value, const char *sql,
+                       size_t len)
 {
     int i = carried_find(c, name);
     if (reset) {
@@ -79,9 +82,11 @@ int carried_sets_apply(struct carried_sets *c, const char *name, int reset, cons
         return -1;
     char *copy = strndup(sql, len);
     char *key = i < 0 ? strdup(name) : NULL;
-    if (!copy || (i < 0 && !key)) {
+    char *val = value ? strdup(value) : NULL;
+    if (!copy || (i < 0 && !key) || (value && !val)) {
         free(copy);
         free(key);
+        free(val);
         return -1;
     }
     if (i < 0) {
@@ -89,8 +94,10 @@ int carried_sets_apply(struct carried_sets *c, const char *name, int reset, cons
         c->items[i].name = key;
     } else {
         free(c->items[i].sql);
+        free(c->items[i].value);
     }
     c->items[i].sql = copy;
+    c->items[i].value = val;
     return 0;
 }
 
@@ -102,40 +109,64 @@ void carried_sets_free(struct carried_sets *c)
     c->items = NULL;
 }
 
-int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src)
+#define CARRIED_SQL_MAX (PIN_SEARCH_PATH_MAX + 256)
+
+/* What a client's SET runs as on a server routed to `schema`: as written,
+ * but a search_path with the route's schema first (the dual-write triggers
+ * read the first schema on it). A path too long for `buf` (never one
+ * pin_carried_set made) runs as written. */
+static const char *wanted_sql(const struct carried_set *it, const char *schema, char *buf, size_t cap)
 {
-    while (dst->n)
-        carried_remove(dst, dst->n - 1);
-    for (int i = 0; i < src->n; i++)
-        if (carried_sets_apply(dst, src->items[i].name, 0, src->items[i].sql, strlen(src->items[i].sql)) != 0) {
-            carried_sets_free(dst);
-            return -1;
-        }
-    return 0;
+    if (!it->value || !schema)
+        return it->sql;
+    size_t used = (size_t)snprintf(buf, cap, "SET search_path TO \"");
+    for (const char *c = schema; *c && used + 2 < cap; c++) {
+        if (*c == '"')
+            buf[used++] = '"';
+        buf[used++] = *c;
+    }
+    int n = used < cap ? snprintf(buf + used, cap - used, "\", %s", it->value) : -1;
+    return n >= 0 && used + (size_t)n < cap ? buf : it->sql;
 }
 
-int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want)
+int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want, const char *schema)
 {
     if (have->n != want->n)
         return 1;
+    char buf[CARRIED_SQL_MAX];
     for (int i = 0; i < want->n; i++) {
         int j = carried_find(have, want->items[i].name);
-        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
+        const char *sql = wanted_sql(&want->items[i], schema, buf, sizeof buf);
+        if (j < 0 || strcmp(have->items[j].sql, sql) != 0)
             return 1;
     }
     return 0;
 }
 
-void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out)
+int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want, const char *schema,
+                      struct evbuffer *out)
 {
-    for (int i = 0; i < have->n; i++)
-        if (carried_find(want, have->items[i].name) < 0)
+    for (int i = have->n - 1; i >= 0; i--)
+        if (carried_find(want, have->items[i].name) < 0) {
             evbuffer_add_printf(out, "RESET %s;", have->items[i].name);
+            carried_remove(have, i);
+        }
+    char buf[CARRIED_SQL_MAX];
+    int rc = 0;
     for (int i = 0; i < want->n; i++) {
-        int j = carried_find(have, want->items[i].name);
-        if (j < 0 || strcmp(have->items[j].sql, want->items[i].sql) != 0)
-            evbuffer_add_printf(out, "%s;", want->items[i].sql);
+        const struct carried_set *it = &want->items[i];
+        int j = carried_find(have, it->name);
+        const char *sql = wanted_sql(it, schema, buf, sizeof buf);
+        if (j >= 0 && !strcmp(have->items[j].sql, sql))
+            continue;
+        /* a newline first: the client's text may end in a -- comment */
+        evbuffer_add_printf(out, "%s\n;", sql);
+        if (rc == 0 && carried_sets_apply(have, it->name, 0, NULL, sql, strlen(sql)) != 0)
+            rc = -1;
     }
+    if (rc != 0)
+        carried_sets_free(have);
+    return rc;
 }
 
 /* ---- finding pools ---- */
@@ -192,6 +223,11 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
     log_debug("pool for database %s, user %s%s%s created", database, user, schema ? ", schema " : "",
               schema ? schema : "");
     return p;
+}
+
+int pool_wants_credentials(const struct pool *p)
+{
+    return !p->have_creds || !p->logins_proven;
 }
 
 void pool_take_credentials(struct pool *p, const struct auth_credentials *c)
@@ -321,22 +357,45 @@ static void close_server(struct pool_server *ps, const char *why)
         kick_waiters(p->srv);
 }
 
-/* A login failed. When no server of the pool is left to serve its
- * waiters, they hear why rather than wait for their timeout, unless Postgres
- * only had no slot free for a moment (53300, 57P03: a backend the proxy
- * closed may not have exited yet): the janitor tries again. */
+/* A login failed. Unless Postgres only had no slot free for a moment
+ * (53300, 57P03: a backend the proxy closed may not have exited yet; the
+ * janitor tries again), the pool is failing: no login before
+ * server_login_retry has passed (trying again at once would hammer the
+ * upstream while the clients wait out their login timeout), and when no
+ * server of the pool is left to serve its waiters, they hear why now. */
 static void login_failed(struct pool_server *ps, const char *sqlstate, const char *why)
 {
     struct pool *p = ps->pool;
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
-    log_warn("pool (database %s, user %s): server login failed: %s [%s]", p->database, p->user, why, sqlstate);
-    close_server(ps, why);
+    snprintf(p->last_sqlstate, sizeof p->last_sqlstate, "%s", sqlstate);
     int transient = !strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) || !strcmp(sqlstate, SQLSTATE_CANNOT_CONNECT_NOW);
+    int retry_ms = transient ? JANITOR_INTERVAL_MS : p->srv->cfg.server_login_retry_ms;
+    p->login_retry_at_us = server_now_us(p->srv) + (uint64_t)retry_ms * 1000;
+    p->login_failures++;
+    if (!transient) {
+        p->login_failing = 1;
+        p->logins_proven = 0;
+    }
+    log_warn("pool (database %s, user %s): server login failed: %s [%s]%s", p->database, p->user, why, sqlstate,
+             transient ? "" : "; clients without a server are refused until a login is tried again");
+    close_server(ps, why); /* sqlstate and why may be the server's: from here on, the pool's copies */
     if (p->nservers || transient)
         return;
     struct pool_waiter *w;
     while ((w = dequeue(p)))
-        w->failed(w, sqlstate, why);
+        w->failed(w, p->last_sqlstate, p->last_error);
+}
+
+/* A login succeeded: the pool serves again, logins in parallel. */
+static void login_worked(struct pool *p)
+{
+    if (p->login_failing)
+        log_info("pool (database %s, user %s): server login works again", p->database, p->user);
+    p->login_failing = 0;
+    p->logins_proven = 1;
+    p->login_retry_at_us = 0;
+    p->last_error[0] = '\0';
+    p->last_sqlstate[0] = '\0';
 }
 
 /* The StartupMessage of a pooled server: the pool's user, database and
@@ -350,8 +409,12 @@ static int send_startup(struct pool_server *ps)
     size_t used = strlen(options);
     if (endpoint && !strstr(options, "endpoint="))
         used += (size_t)snprintf(options + used, sizeof options - used, " endpoint=%s", endpoint);
+    /* the route after the client's options, so it wins, with the client's
+     * own path (in its options: pool_options_of) after the route's schema */
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = p->schema && p->options ? search_path_from_options(p->options, own, sizeof own) : 0;
     if (p->schema && used < sizeof options &&
-        mig_search_path_option(options + used, sizeof options - used, p->schema) != 0)
+        mig_search_path_option(options + used, sizeof options - used, p->schema, has_own > 0 ? own : NULL) != 0)
         return -1;
     struct evbuffer *params = evbuffer_new();
     if (!params)
@@ -425,10 +488,20 @@ static int make_room(struct pool *p)
     return 0;
 }
 
+/* No login now: one failed lately, or logins are not proven to work and
+ * one is on its way already (its outcome is what the others would learn,
+ * at the upstream's cost). */
+static int logins_held(struct pool *p)
+{
+    if (p->login_retry_at_us && server_now_us(p->srv) < p->login_retry_at_us)
+        return 1;
+    return !p->logins_proven && pool_logging_in(p) > 0;
+}
+
 static int may_open(struct pool *p)
 {
     const struct config *cfg = &p->srv->cfg;
-    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size)
+    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p))
         return 0;
     return !cfg->max_db_connections || servers_of_database(p->srv, p->database) < (uint32_t)cfg->max_db_connections;
 }
@@ -439,7 +512,7 @@ static void open_for_waiters(struct pool *p)
     while (p->nwaiting > pool_logging_in(p) + p->nidle) {
         if (!may_open(p)) {
             const struct config *cfg = &p->srv->cfg;
-            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || !make_room(p))
+            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p) || !make_room(p))
                 return;
             continue; /* make_room closed one: try again */
         }
@@ -521,6 +594,18 @@ static void hand_off(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* PgBouncer's words for a pool whose logins fail, with why (the client
+ * cannot read the proxy's log). */
+static void refuse_while_failing(struct pool *p, struct pool_waiter *w)
+{
+    char why[480];
+    uint64_t now = server_now_us(p->srv);
+    uint64_t left_ms = p->login_retry_at_us > now ? (p->login_retry_at_us - now + 999) / 1000 : 0;
+    snprintf(why, sizeof why, "server login has been failing, try again later (server_login_retry, %llu ms left): %s",
+             (unsigned long long)left_ms, p->last_error);
+    w->failed(w, p->last_sqlstate[0] ? p->last_sqlstate : SQLSTATE_CONNECTION_FAILURE, why);
+}
+
 struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
 {
     assert(p && w && !w->in);
@@ -528,6 +613,10 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
     if (ps) {
         lend(ps);
         return ps;
+    }
+    if (p->login_failing && !p->nservers && logins_held(p)) {
+        refuse_while_failing(p, w);
+        return NULL;
     }
     enqueue(p, w); /* an idle server now is one became_free already scheduled for the handoff */
     open_for_waiters(p);
@@ -775,9 +864,10 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         ps->auth = NULL;
         ps->probing = 0;
         p->welcome_ready = 1;
-        p->last_error[0] = '\0';
+        login_worked(p);
         evbuffer_drain(ps->sb->in, len);
         became_free(ps);
+        open_for_waiters(p); /* the logins held back while this one was on trial */
         return 0;
     case 'T': case 'C': case 'D':
         if (!ps->probing)
@@ -845,7 +935,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
     while (ms && p->wait_head && now - p->wait_head->since_us > (uint64_t)ms * 1000) {
         struct pool_waiter *w = dequeue(p);
         p->wait_timeouts++;
-        char why[384];
+        char why[512];
         snprintf(why, sizeof why,
                  "no server connection within query_wait_timeout (%d s): pool for database %s, user %s has %u of "
                  "%d in use%s%s",
@@ -984,6 +1074,8 @@ json_t *pool_describe_all(struct server *srv)
         json_object_set_new(o, "prepared_hits_total", json_integer((json_int_t)p->stmt_hits));
         json_object_set_new(o, "prepared_misses_total", json_integer((json_int_t)p->stmt_misses));
         json_object_set_new(o, "last_error", p->last_error[0] ? json_string(p->last_error) : json_null());
+        json_object_set_new(o, "login_failing", json_boolean(p->login_failing));
+        json_object_set_new(o, "login_failures_total", json_integer((json_int_t)p->login_failures));
         json_array_append_new(list, o);
     }
     return list;

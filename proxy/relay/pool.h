@@ -49,26 +49,34 @@ struct param_values {
 int param_values_note(struct param_values *p, const uint8_t *msg, uint32_t len);
 
 /* Session-level SETs of untracked parameters the pool carries (pin.h:
- * pin_carried_set), each as the client wrote it. */
+ * pin_carried_set). A client's are kept as it wrote them (a search_path
+ * with its value too, so the route's schema can go first); a server's as
+ * they ran on it. */
 #define CARRIED_MAX 8
 struct carried_sets {
     struct carried_set {
         char *name;
         char *sql;
+        char *value;          /* search_path: its names (pin_carry.value); NULL for other parameters */
     } *items;                 /* CARRIED_MAX of them once one is there: most clients never SET */
     int n;
 };
-/* Records SET (or, reset, RESET) of `name`; -1 when full or out of memory
- * (the caller pins its client instead). */
-int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *sql, size_t len);
+/* Records SET (or, reset, RESET) of `name`, with `value` for a search_path
+ * (NULL otherwise); -1 when full or out of memory (the caller pins its
+ * client instead). */
+int carried_sets_apply(struct carried_sets *c, const char *name, int reset, const char *value, const char *sql,
+                       size_t len);
 void carried_sets_free(struct carried_sets *c);
-/* `dst` becomes a copy of `src`; -1 out of memory (dst then empty). */
-int carried_sets_copy(struct carried_sets *dst, const struct carried_sets *src);
-/* Appends the statements that take a server from `have` to `want`: RESET
- * of what `want` lacks, the client's SET where the text differs. */
-void carried_sets_diff(const struct carried_sets *have, const struct carried_sets *want, struct evbuffer *out);
-/* 1 when carried_sets_diff would append anything. */
-int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want);
+/* Appends the statements that take a server from `have` to a client's
+ * `want` on a server whose version route is `schema` (NULL: none): RESET of
+ * what `want` lacks, the client's SET where the text differs, its
+ * search_path after the route's schema. `have` then records what ran.
+ * -1 out of memory (`have` then empty, and the statements for all of
+ * `want` appended, with RESETs of what it had). */
+int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want, const char *schema,
+                      struct evbuffer *out);
+/* 1 when carried_sets_sync would append anything. */
+int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want, const char *schema);
 
 enum pool_server_state {
     PSRV_CONNECTING,  /* TCP, TLS */
@@ -123,7 +131,17 @@ struct pool {
     struct param_values welcome;       /* tracked defaults from the first login */
     struct evbuffer *welcome_msgs;     /* its ParameterStatus messages, replayed to each client */
     int welcome_ready;
-    char last_error[256];              /* the last login failure, for waiters and /pools */
+    char last_error[320];              /* the last login failure, for waiters and /pools */
+    char last_sqlstate[6];
+    /* After a login failed (not for want of a slot) the pool is "failing":
+     * until login_retry_at_us a client that finds no server is refused at
+     * once (as PgBouncer's server_login_retry), then one login is tried.
+     * Until a login has succeeded since, one login at a time, with the
+     * credentials of the latest client (a users file fixed and reloaded). */
+    int login_failing;
+    int logins_proven;                 /* a login succeeded since the last failure */
+    uint64_t login_retry_at_us;        /* no new login before (0: any time) */
+    uint64_t login_failures;
     uint64_t lends_total, waits_total, wait_timeouts;
     uint64_t stmt_hits, stmt_misses;   /* a bound statement was on the lent server / prepared first */
 };
@@ -136,11 +154,16 @@ uint32_t pool_logging_in(const struct pool *p);
  * use. NULL when out of memory. */
 struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
                       const char *schema);
-/* Keeps the credentials a client just proved, for the pool's next logins. */
+/* Keeps the credentials a client just proved, for the pool's next logins:
+ * the first client's, and while logins are not proven to work, the
+ * latest's. */
 void pool_take_credentials(struct pool *p, const struct auth_credentials *c);
+/* Whether the pool wants a client's credentials (see above). */
+int pool_wants_credentials(const struct pool *p);
 
 /* Lends an idle server now (returned), or queues `w` and returns NULL:
- * w->lent or w->failed follows. */
+ * w->lent or w->failed follows (w->failed at once, before pool_acquire
+ * returns, when the pool's logins are failing and it has no server). */
 struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w);
 /* `w` no longer waits (its client closed). */
 void pool_forget_waiter(struct pool_waiter *w);

@@ -43,6 +43,11 @@ static int refuse(struct startup_refusal *why, const char *sqlstate, const char 
     return -1;
 }
 
+static int is_protocol_option(const char *key)
+{
+    return strncmp(key, PROTO_OPTION_PREFIX, sizeof PROTO_OPTION_PREFIX - 1) == 0;
+}
+
 /* Key/value pairs of a v3 StartupMessage: NUL-terminated strings ending with
  * an empty key. Every string must end inside the packet. */
 static int parse_startup_params(uint8_t *packet, size_t length, struct startup_packet *out,
@@ -59,10 +64,14 @@ static int parse_startup_params(uint8_t *packet, size_t length, struct startup_p
         const uint8_t *val_end = pos < length ? memchr(packet + pos, '\0', length - pos) : NULL;
         if (!val_end)
             return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, bad_layout);
-        if (out->nparams == STARTUP_MAX_PARAMS)
+        if (out->nparams + out->npq == STARTUP_MAX_PARAMS)
             return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, "too many startup parameters");
-        if (out->nparams++ == 0)
+        if (out->nparams + out->npq == 0)
             out->params = key;
+        if (is_protocol_option(key))
+            out->npq++;
+        else
+            out->nparams++;
         pos = (size_t)(val_end - packet) + 1;
     }
     if (pos != length - 1)
@@ -101,29 +110,55 @@ int proto_parse_startup(uint8_t *packet, size_t length, struct startup_packet *o
         out->cancel_pid = proto_get_u32(packet + 8);
         out->cancel_key = proto_get_u32(packet + 12);
         return 0;
-    case PROTO_VERSION_3:
-        return parse_startup_params(packet, length, out, why);
     default:
-        if (out->code >> 16 == 3) /* 3.x: Postgres would negotiate down to 3.0; not yet here */
-            return refuse(why, SQLSTATE_FEATURE_NOT_SUPPORTED,
-                          "unsupported frontend protocol: the proxy speaks protocol 3.0");
-        return proto_refuse_protocol(why, out->code);
+        if (out->code >> 16 != 3)
+            return proto_refuse_protocol(why, out->code);
+        /* any 3.x: served at 3.0, and told so (proto_add_negotiate_version) */
+        out->requested = out->code;
+        out->code = PROTO_VERSION_3;
+        return parse_startup_params(packet, length, out, why);
     }
+}
+
+int proto_needs_negotiation(const struct startup_packet *sp)
+{
+    return sp->code == PROTO_VERSION_3 && (sp->requested != PROTO_VERSION_3 || sp->npq > 0);
+}
+
+/* Every key in order, parameters and protocol options alike. */
+static const char *next_key(const struct startup_packet *sp, const char *key)
+{
+    if (!key)
+        return sp->nparams + sp->npq > 0 ? sp->params : NULL;
+    const char *v = key + strlen(key) + 1;
+    key = v + strlen(v) + 1;
+    return *key ? key : NULL; /* the empty name ends the packet */
 }
 
 const char *startup_next_param(const struct startup_packet *sp, const char *key, const char **value)
 {
-    if (!key) {
-        key = sp->nparams > 0 ? sp->params : NULL;
-    } else {
-        const char *v = key + strlen(key) + 1;
-        key = v + strlen(v) + 1;
-        if (*key == '\0') /* the empty name that ends the packet */
-            key = NULL;
-    }
+    do
+        key = next_key(sp, key);
+    while (key && is_protocol_option(key));
     if (key)
         *value = key + strlen(key) + 1;
     return key;
+}
+
+void proto_add_negotiate_version(struct evbuffer *out, const struct startup_packet *sp)
+{
+    uint32_t len = 4 + 4 + 4;
+    for (const char *k = next_key(sp, NULL); k; k = next_key(sp, k))
+        if (is_protocol_option(k))
+            len += (uint32_t)strlen(k) + 1;
+    uint8_t head[13] = {'v'};
+    proto_put_u32(head + 1, len);
+    proto_put_u32(head + 5, PROTO_VERSION_3);
+    proto_put_u32(head + 9, (uint32_t)sp->npq);
+    evbuffer_add(out, head, sizeof head);
+    for (const char *k = next_key(sp, NULL); k; k = next_key(sp, k))
+        if (is_protocol_option(k))
+            evbuffer_add(out, k, strlen(k) + 1);
 }
 
 const char *startup_param(const struct startup_packet *sp, const char *key)

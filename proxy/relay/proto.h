@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* Special request codes in the startup packet's version field. */
-#define PROTO_VERSION_3 196608u        /* 3.0 */
+#define PROTO_VERSION_3 196608u        /* 3.0: the only version the proxy speaks, to clients and upstream */
 #define PROTO_CANCEL_CODE 80877102u    /* CancelRequest */
 #define PROTO_SSL_CODE 80877103u       /* SSLRequest */
 #define PROTO_GSSENC_CODE 80877104u    /* GSSENCRequest */
@@ -44,15 +44,28 @@ enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t 
 
 /* ---- startup packet ---- */
 
-#define STARTUP_MAX_PARAMS 64
+#define STARTUP_MAX_PARAMS 64 /* parameters and protocol options together */
+#define PROTO_OPTION_PREFIX "_pq_."
+
+struct evbuffer;
 
 /* A parsed startup-phase packet. The v3 parameters stay where they are in
  * the caller's buffer ("key\0value\0...\0"), so a session keeps a few bytes
- * per parameter instead of a table sized for the worst case. */
+ * per parameter instead of a table sized for the worst case.
+ *
+ * A 3.x StartupMessage of any minor version is served at 3.0, as Postgres
+ * serves a minor it does not know: `code` reads PROTO_VERSION_3 and
+ * `requested` keeps what the client asked for. Protocol options (names
+ * starting "_pq_.") are none the proxy knows: they are counted in npq,
+ * skipped by startup_next_param and startup_param (so they never reach the
+ * upstream or a pool's key) and named in the NegotiateProtocolVersion
+ * answer (proto_add_negotiate_version). */
 struct startup_packet {
     uint32_t code; /* PROTO_VERSION_3, PROTO_SSL_CODE, PROTO_CANCEL_CODE, ... */
-    int nparams;
-    const char *params;            /* first key, validated by the parser */
+    uint32_t requested;            /* the version word the client sent */
+    int nparams;                   /* parameters, "_pq_." options not counted */
+    int npq;                       /* "_pq_." protocol options */
+    const char *params;            /* first key (parameter or option), validated by the parser */
     /* CancelRequest */
     uint32_t cancel_pid;
     uint32_t cancel_key;
@@ -72,7 +85,7 @@ enum header_result proto_read_startup_length(const uint8_t *buf, size_t avail, u
 struct startup_refusal {
     const char *sqlstate;   /* NULL: close without a word */
     int old_protocol;       /* a 1.x/2.x client: the error in the pre-3.0 format */
-    char message[96];
+    char message[160];
 };
 
 /* Parses a whole startup-phase packet (length word included). On error
@@ -84,7 +97,8 @@ int proto_refuse_protocol(struct startup_refusal *why, uint32_t code);
 
 const char *startup_param(const struct startup_packet *sp, const char *key);
 /* Walks the parameters in order: NULL gives the first key; returns the key
- * after `key` (its value in *value), or NULL after the last. */
+ * after `key` (its value in *value), or NULL after the last. Protocol
+ * options ("_pq_.") are not parameters and are skipped. */
 const char *startup_next_param(const struct startup_packet *sp, const char *key, const char **value);
 
 /* A startup parameter written "value<sep>suffix" (a database named
@@ -94,6 +108,15 @@ const char *startup_next_param(const struct startup_packet *sp, const char *key,
  * when there is no separator with text on both sides. */
 char *proto_startup_split_param(uint8_t *packet, uint32_t *length, struct startup_packet *sp, const char *key,
                                  char sep);
+/* Postgres answers a StartupMessage with a NegotiateProtocolVersion when
+ * the client asked for a newer minor version than it serves or for
+ * protocol options it does not know; so does the proxy, which serves 3.0
+ * and knows no options. */
+int proto_needs_negotiation(const struct startup_packet *sp);
+/* Appends that NegotiateProtocolVersion ('v'): the newest version served
+ * for the major the client asked for (3.0, as the version word Postgres
+ * sends, 0x00030000) and the names of the options not recognized. */
+void proto_add_negotiate_version(struct evbuffer *out, const struct startup_packet *sp);
 
 /* ---- authentication ---- */
 
@@ -135,7 +158,6 @@ int tracker_may_hold_next(const struct proto_tracker *t);
 
 /* ---- messages the proxy writes itself ---- */
 
-struct evbuffer;
 /* Appends "key\0value<extra>\0" to a StartupMessage's parameters (extra may be NULL). */
 void proto_add_startup_param(struct evbuffer *params, const char *key, const char *value, const char *extra);
 /* Appends a protocol 3.0 StartupMessage with `params` (emptied) to `out`. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -27,7 +28,9 @@
 #include "peer.h"
 #include "pin.h"
 #include "prepared.h"
+#include "proxy_header.h"
 #include "sbuf.h"
+#include "search_path.h"
 #include "server.h"
 #include "source_limit.h"
 #include "statement_map.h"
@@ -163,6 +166,12 @@ static void format_client_addr(struct session *s, const struct sockaddr *addr)
     snprintf(s->client_addr, sizeof s->client_addr, "%s:%d", host, port);
 }
 
+/* What a connection's first bytes may be: a PROXY protocol header only
+ * from a source in proxy_protocol_trusted, and from such a source they
+ * must be one (as HAProxy's accept-proxy has it), so that a client the
+ * balancer passes through can never pick its own address. */
+enum { PROXY_HEADER_REFUSED = 0, PROXY_HEADER_REQUIRED, PROXY_HEADER_READ };
+
 static void set_nodelay(evutil_socket_t fd)
 {
     int one = 1;
@@ -231,6 +240,8 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     s->connected_us = server_now_us(srv);
     tracker_init(&s->tracker);
     format_client_addr(s, addr);
+    if (srv->cfg.nproxy_trusted && config_cidr_match(srv->cfg.proxy_trusted, srv->cfg.nproxy_trusted, addr))
+        s->proxy_header = PROXY_HEADER_REQUIRED;
     if (!s->is_unix)
         set_nodelay(fd);
     s->next = srv->sessions;
@@ -672,6 +683,15 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     s->startup_buf = packet;
     s->startup_len = len;
     s->startup = sp;
+    if (proto_needs_negotiation(&sp)) {
+        /* first, as Postgres sends it: the client goes on at 3.0, without
+         * the options (the upstream never sees them: we speak 3.0 there) */
+        proto_add_negotiate_version(s->client->out, &sp);
+        sbuf_flush(s->client);
+        log_debug("session %llu (%s): protocol %u.%u asked with %d protocol option%s; serving 3.0",
+                  (unsigned long long)s->id, s->client_addr, sp.requested >> 16, sp.requested & 0xffff, sp.npq,
+                  sp.npq == 1 ? "" : "s");
+    }
     if (refuse_startup(s) != 0)
         return -1;
     if (!s->srv->cfg.auth_scram) {
@@ -682,9 +702,57 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     return look_up_role(s);
 }
 
+/* The connection's first bytes, before any startup packet: a PROXY
+ * protocol header where one must or must not be. 1 to go on with the
+ * startup packets, 0 to wait for more bytes, -1 when the session is gone. */
+static int read_proxy_header(struct session *s)
+{
+    struct evbuffer *in = s->client->in;
+    uint8_t buf[PROXY_HEADER_MAX];
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < sizeof buf ? avail : sizeof buf;
+    if (!n)
+        return 0;
+    evbuffer_copyout(in, buf, n);
+    struct proxy_header h;
+    enum proxy_header_result r = proxy_header_parse(buf, n, &h);
+    if (r == PROXY_HEADER_NEED_MORE)
+        return 0;
+    struct startup_refusal why = {SQLSTATE_PROTOCOL_VIOLATION, 0, ""};
+    if (s->proxy_header == PROXY_HEADER_REFUSED) {
+        if (r == PROXY_HEADER_NONE) {
+            s->proxy_header = PROXY_HEADER_READ;
+            return 1;
+        }
+        snprintf(why.message, sizeof why.message, "PROXY protocol header refused: %s is not in proxy_protocol_trusted",
+                 s->client_addr);
+    } else if (r == PROXY_HEADER_NONE) {
+        snprintf(why.message, sizeof why.message,
+                 "a connection from %s (in proxy_protocol_trusted) must start with a PROXY protocol header",
+                 s->client_addr);
+    } else if (r == PROXY_HEADER_BAD) {
+        snprintf(why.message, sizeof why.message, "invalid %s", h.why);
+    }
+    if (why.message[0]) {
+        refuse_startup_packet(s, &why);
+        return -1;
+    }
+    evbuffer_drain(in, h.length);
+    s->proxy_header = PROXY_HEADER_READ;
+    if (h.has_source) {
+        snprintf(s->proxied_by, sizeof s->proxied_by, "%s", s->client_addr);
+        format_client_addr(s, (const struct sockaddr *)&h.source);
+        log_debug("session %llu: PROXY protocol v%d header from %s: the client is %s", (unsigned long long)s->id,
+                  h.version, s->proxied_by, s->client_addr);
+    }
+    return 1;
+}
+
 static void read_startup(struct session *s)
 {
     struct evbuffer *in = s->client->in;
+    if (s->proxy_header != PROXY_HEADER_READ && read_proxy_header(s) <= 0)
+        return;
     for (;;) {
         uint8_t head[4];
         uint32_t len;
@@ -814,7 +882,7 @@ static struct pool *current_pool(struct session *s)
     const char *db = startup_param(&s->startup, "database");
     struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->pool_options,
                               server_version_schema(s->srv, s->version));
-    if (p && !p->have_creds)
+    if (p && pool_wants_credentials(p))
         pool_take_credentials(p, s->creds);
     return p;
 }
@@ -971,15 +1039,23 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
         snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
-    /* quoted: an unquoted name would be folded to lower case */
-    if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema) != 0)
-        log_warn("session %llu: version schema name too long to route", (unsigned long long)s->id);
+    /* quoted: an unquoted name would be folded to lower case; the client's
+     * own path after it (a search_path parameter would be applied after
+     * the options and undo the route: it goes into the route instead) */
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = schema ? search_path_of_startup(&s->startup, own, sizeof own) : 0;
+    if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema,
+                                         has_own > 0 ? own : NULL) != 0)
+        log_warn("session %llu: version schema name (with the client's search_path) too long to route",
+                 (unsigned long long)s->id);
     int saw_options = 0;
     const char *value;
     for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
          k = startup_next_param(&s->startup, k, &value)) {
         int is_options = strcmp(k, "options") == 0;
         saw_options |= is_options;
+        if (schema && !strcasecmp(k, "search_path"))
+            continue;
         proto_add_startup_param(params, k, value, is_options && route[0] ? route : NULL);
     }
     if (!saw_options && route[0])
@@ -1136,7 +1212,9 @@ static void follow_route(struct session *s)
     const char *want = server_version_schema(s->srv, s->version);
     if (!want || (s->routed_schema && !strcmp(want, s->routed_schema)))
         return;
-    char *sql = mig_search_path_sql(want);
+    char own[PIN_SEARCH_PATH_MAX];
+    int has_own = search_path_of_startup(&s->startup, own, sizeof own);
+    char *sql = has_own > 0 ? mig_search_path_set_config(want, own) : mig_search_path_sql(want);
     char *copy = strdup(want);
     if (!sql || !copy) {
         free(sql);
@@ -1191,7 +1269,7 @@ static int params_differ(const struct session *s)
     for (int i = 0; i < PIN_NTRACKED; i++)
         if (param_differs(s, i))
             return 1;
-    return carried_sets_differ(&s->lent->carried, &s->carried);
+    return carried_sets_differ(&s->lent->carried, &s->carried, s->lent->pool->schema);
 }
 
 static void sync_params(struct session *s)
@@ -1201,8 +1279,7 @@ static void sync_params(struct session *s)
     struct evbuffer *sql = evbuffer_new();
     if (!sql)
         return;
-    carried_sets_diff(&s->lent->carried, &s->carried, sql);
-    if (carried_sets_copy(&s->lent->carried, &s->carried) != 0)
+    if (carried_sets_sync(&s->lent->carried, &s->carried, s->lent->pool->schema, sql) != 0)
         pin(s, "out of memory carrying its SETs");
     for (int i = 0; i < PIN_NTRACKED; i++) {
         if (!param_differs(s, i))
@@ -1382,9 +1459,12 @@ static int check_pin(struct session *s, struct evbuffer *in, const struct msg_he
     len = strnlen(body, len);
     struct pin_carry carry;
     if (s->tracker.tx_status == 'I' && pin_carried_set(body, len, &carry)) {
-        /* on the server it runs on now, and on every one it borrows next */
-        if (carried_sets_apply(&s->carried, carry.name, carry.reset, body, len) != 0 ||
-            carried_sets_apply(&s->lent->carried, carry.name, carry.reset, body, len) != 0)
+        /* on the server it runs on now, as written (so a search_path
+         * without the route's schema is set right before the client's next
+         * transaction: carried_sets_differ), and on every one it borrows next */
+        const char *value = carry.value[0] ? carry.value : NULL;
+        if (carried_sets_apply(&s->carried, carry.name, carry.reset, value, body, len) != 0 ||
+            carried_sets_apply(&s->lent->carried, carry.name, carry.reset, NULL, body, len) != 0)
             pin(s, "too many SETs to carry");
         return 0;
     }
@@ -1938,6 +2018,8 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));
     json_object_set_new(o, "client", json_string(s->client_addr));
+    if (s->proxied_by[0])
+        json_object_set_new(o, "proxied_by", json_string(s->proxied_by));
     json_object_set_new(o, "user", s->startup_buf ? json_string(startup_param(&s->startup, "user")) : json_null());
     const char *db = startup_param(&s->startup, "database");
     json_object_set_new(o, "database", db ? json_string(db) : json_null());

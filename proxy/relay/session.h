@@ -34,7 +34,9 @@ struct session {
     struct upstream_connect *connecting;
     int client_on_tls;
     int is_unix;
-    char client_addr[64];
+    char client_addr[64];           /* the client's, from a trusted PROXY header when one came */
+    char proxied_by[64];            /* the load balancer that sent that header ("": none) */
+    int proxy_header;               /* enum in session.c: what the first bytes may or must be */
 
     uint8_t *startup_buf;           /* owns the strings startup points into */
     uint32_t startup_len;

@@ -1,9 +1,12 @@
 /* libFuzzer target for the wire-protocol code the relay runs on untrusted
- * bytes: startup packets, message headers streamed in arbitrary chunks,
+ * bytes: startup packets (and the NegotiateProtocolVersion answer to a
+ * 3.x one above 3.0 or with "_pq_." options), message headers streamed in arbitrary chunks,
  * the protocol tracker, and the SASL mechanism-list rewrite. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
 
 #include "proto.h"
 
@@ -50,6 +53,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     n++, (void)strlen(value);
                 if (n != sp.nparams)
                     __builtin_trap();
+                /* the NegotiateProtocolVersion answer: its length word is its length */
+                if (proto_needs_negotiation(&sp)) {
+                    struct evbuffer *out = evbuffer_new();
+                    proto_add_negotiate_version(out, &sp);
+                    const uint8_t *v = evbuffer_pullup(out, -1);
+                    if (evbuffer_get_length(out) < 13 || proto_get_u32(v + 1) + 1 != evbuffer_get_length(out) ||
+                        proto_get_u32(v + 9) != (uint32_t)sp.npq)
+                        __builtin_trap();
+                    evbuffer_free(out);
+                }
             } else if (!memchr(why.message, '\0', sizeof why.message)) {
                 __builtin_trap();
             }

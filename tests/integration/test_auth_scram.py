@@ -226,7 +226,7 @@ def app_verifier(cluster):
 def new_verifier(tmp_path, user, password):
     """A verifier made by `pgtandem passwd` (fresh random salt)."""
     f = str(tmp_path / ("passwd-%s.json" % user))
-    r = run_pgtandem(["passwd", user, "--file", f], input=password + "\n")
+    r = run_pgtandem(["passwd", user, "--file", f, "--verifier-only"], input=password + "\n")
     assert r.returncode == 0, r.stderr
     assert password not in r.stdout + r.stderr
     with open(f) as fh:

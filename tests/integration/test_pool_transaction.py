@@ -10,7 +10,7 @@ transaction from pools it logs in itself, behind its own SCRAM.
   extra_float_digits ...) follow it there and never leak to the next
   borrower;
 - each kind of state a pool cannot carry (a SET inside a transaction block,
-  SET search_path, SQL PREPARE, LISTEN, WITH HOLD cursors, session
+  SQL PREPARE, LISTEN, WITH HOLD cursors, session
   advisory locks, temporary tables) pins the client to its server
   connection, keeps that state working, and shows in /status;
 - named protocol statements of psycopg, asyncpg, node-postgres, pgjdbc and
@@ -158,8 +158,8 @@ def test_an_unpinned_client_moves_and_its_parameters_move_with_it(needs_proxy, c
 PIN_CASES = [
     ("set_in_a_transaction", "BEGIN; SET statement_timeout TO '4321ms'; COMMIT", "SHOW statement_timeout", "4321ms",
      "SET statement_timeout"),
-    ("search_path", "SET search_path TO pg_catalog, public", "SHOW search_path", "pg_catalog, public",
-     "SET search_path"),
+    ("search_path_in_a_transaction", "BEGIN; SET search_path TO pg_catalog, public; COMMIT", "SHOW search_path",
+     "pg_catalog, public", "SET search_path"),
     ("prepare", "PREPARE pinned_q AS SELECT 41 + 1", "EXECUTE pinned_q", 42, "PREPARE"),
     ("listen", "LISTEN pinned_channel", "SELECT count(*) FROM pg_listening_channels()", 1, "LISTEN"),
     ("with_hold", "DECLARE pinned_c CURSOR WITH HOLD FOR SELECT 7 FROM generate_series(1, 10)", "FETCH pinned_c", 7,

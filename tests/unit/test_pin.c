@@ -99,8 +99,18 @@ static void test_carried_sets(void)
     CHECK("RESET is carried as a reset", pin_carried_set(q, strlen(q), &c) == 1 && c.reset);
     q = "SET statement_timeout TO DEFAULT";
     CHECK("SET ... TO DEFAULT is a reset", pin_carried_set(q, strlen(q), &c) == 1 && c.reset);
-    q = "SET search_path = a";
-    CHECK("search_path is never carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET search_path = a, \"My \"\"S\"\"\", 'b c', \"$user\"";
+    CHECK("search_path is carried with its names quoted",
+          pin_carried_set(q, strlen(q), &c) == 1 && !strcmp(c.name, "search_path") && !c.reset &&
+              !strcmp(c.value, "\"a\", \"My \"\"S\"\"\", \"b c\", \"$user\""));
+    q = "RESET search_path";
+    CHECK("RESET search_path is a reset", pin_carried_set(q, strlen(q), &c) == 1 && c.reset && !c.value[0]);
+    q = "SET search_path FROM CURRENT";
+    CHECK("SET search_path FROM CURRENT is not carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET search_path = 5";
+    CHECK("a search_path that is no list of names is not carried", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "SET work_mem = '8MB'";
+    CHECK("other parameters have no value", pin_carried_set(q, strlen(q), &c) == 1 && !c.value[0]);
     q = "SET ROLE x";
     CHECK("a role is never carried", pin_carried_set(q, strlen(q), &c) == 0);
     q = "SET TimeZone = 'UTC'";
@@ -113,26 +123,47 @@ static void test_carried_sets(void)
     CHECK("a SELECT is not a SET", pin_carried_set(q, strlen(q), &c) == 0);
 
     struct carried_sets have = {0}, want = {0};
-    CHECK("apply", carried_sets_apply(&want, "work_mem", 0, "SET work_mem = '8MB'", 20) == 0 &&
-                       carried_sets_apply(&have, "lock_timeout", 0, "SET lock_timeout = 5", 20) == 0);
+    CHECK("apply", carried_sets_apply(&want, "work_mem", 0, NULL, "SET work_mem = '8MB' -- mine", 29) == 0 &&
+                       carried_sets_apply(&have, "lock_timeout", 0, NULL, "SET lock_timeout = 5", 20) == 0);
     struct evbuffer *out = evbuffer_new();
-    carried_sets_diff(&have, &want, out);
+    CHECK("they differ", carried_sets_differ(&have, &want, NULL));
+    CHECK("sync", carried_sets_sync(&have, &want, NULL, out) == 0 && have.n == 1);
     size_t n = evbuffer_get_length(out);
-    char text[128] = "";
+    char text[256] = "";
     evbuffer_remove(out, text, n < sizeof text - 1 ? n : sizeof text - 1);
-    CHECK("they differ", carried_sets_differ(&have, &want));
-    CHECK("the diff resets what the client lacks and sets what it has",
-          !strcmp(text, "RESET lock_timeout;SET work_mem = '8MB';"));
-    CHECK("copy", carried_sets_copy(&have, &want) == 0 && have.n == 1);
-    carried_sets_diff(&have, &want, out);
-    CHECK("no diff once the same", evbuffer_get_length(out) == 0 && !carried_sets_differ(&have, &want));
-    CHECK("reset removes", carried_sets_apply(&want, "work_mem", 1, NULL, 0) == 0 && want.n == 0);
+    CHECK("the sync resets what the client lacks and sets what it has, a comment ended by a newline",
+          !strcmp(text, "RESET lock_timeout;SET work_mem = '8MB' -- mine\n;"));
+    CHECK("no diff once the same", !carried_sets_differ(&have, &want, NULL) &&
+                                       carried_sets_sync(&have, &want, NULL, out) == 0 &&
+                                       evbuffer_get_length(out) == 0);
+    /* search_path: the route's schema first on a routed server */
+    const char *sp = "SET search_path TO app";
+    CHECK("a search_path", carried_sets_apply(&want, "search_path", 0, "\"app\"", sp, strlen(sp)) == 0);
+    CHECK("unrouted, as written", carried_sets_sync(&have, &want, NULL, out) == 0);
+    n = evbuffer_get_length(out);
+    memset(text, 0, sizeof text);
+    evbuffer_remove(out, text, n < sizeof text - 1 ? n : sizeof text - 1);
+    CHECK("unrouted text", !strcmp(text, "SET search_path TO app\n;"));
+    CHECK("the same server routed differs", carried_sets_differ(&have, &want, "pgtandem_\"x") &&
+                                                !carried_sets_differ(&have, &want, NULL));
+    CHECK("routed sync", carried_sets_sync(&have, &want, "pgtandem_\"x", out) == 0);
+    n = evbuffer_get_length(out);
+    memset(text, 0, sizeof text);
+    evbuffer_remove(out, text, n < sizeof text - 1 ? n : sizeof text - 1);
+    CHECK("routed: the schema first, then the client's path",
+          !strcmp(text, "SET search_path TO \"pgtandem_\"\"x\", \"app\"\n;"));
+    CHECK("routed, then the same", !carried_sets_differ(&have, &want, "pgtandem_\"x"));
+    CHECK("the client's raw SET on the routed server differs again",
+          carried_sets_apply(&have, "search_path", 0, NULL, sp, strlen(sp)) == 0 &&
+              carried_sets_differ(&have, &want, "pgtandem_\"x"));
+    CHECK("reset removes", carried_sets_apply(&want, "work_mem", 1, NULL, NULL, 0) == 0 &&
+                               carried_sets_apply(&want, "search_path", 1, NULL, NULL, 0) == 0 && want.n == 0);
     for (int i = 0; i < CARRIED_MAX; i++) {
         char name[16];
         snprintf(name, sizeof name, "p%d", i);
-        carried_sets_apply(&want, name, 0, "SET x = 1", 9);
+        carried_sets_apply(&want, name, 0, NULL, "SET x = 1", 9);
     }
-    CHECK("a full set refuses one more", carried_sets_apply(&want, "one_more", 0, "SET x = 1", 9) == -1);
+    CHECK("a full set refuses one more", carried_sets_apply(&want, "one_more", 0, NULL, "SET x = 1", 9) == -1);
     evbuffer_free(out);
     carried_sets_free(&have);
     carried_sets_free(&want);

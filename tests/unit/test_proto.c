@@ -1,5 +1,6 @@
 /* Unit tests for the wire-protocol framing and tracking in proxy/relay/proto.c. */
 #include <stdlib.h>
+#include <event2/buffer.h>
 
 #include "proto.h"
 #include "unit.h"
@@ -122,6 +123,52 @@ static void test_startup_split(void)
           proto_startup_split_param(edge, &elen, &sp, "database", '@') == NULL && elen == sizeof edge);
 }
 
+/* A 3.x StartupMessage above 3.0, and "_pq_." options: served at 3.0 and
+ * answered with NegotiateProtocolVersion, as Postgres 18 answers them. */
+static void test_negotiation(void)
+{
+    static const uint8_t body[] = "user\0alice\0_pq_.compress\0zstd\0database\0db\0_pq_.x\0\0\0";
+    uint8_t pkt[8 + sizeof body - 1];
+    proto_put_u32(pkt, sizeof pkt);
+    proto_put_u32(pkt + 4, (3u << 16) | 2); /* 3.2 */
+    memcpy(pkt + 8, body, sizeof body - 1);
+    struct startup_packet sp;
+    struct startup_refusal why;
+    CHECK("negotiation: 3.2 is accepted", proto_parse_startup(pkt, sizeof pkt, &sp, &why) == 0);
+    CHECK("negotiation: served as 3.0, the request kept",
+          sp.code == PROTO_VERSION_3 && sp.requested == ((3u << 16) | 2));
+    CHECK("negotiation: options counted apart", sp.nparams == 2 && sp.npq == 2);
+    char order[64] = "";
+    const char *value;
+    for (const char *k = startup_next_param(&sp, NULL, &value); k; k = startup_next_param(&sp, k, &value))
+        snprintf(order + strlen(order), sizeof order - strlen(order), "%s=%s;", k, value);
+    CHECK("negotiation: options are not parameters", strcmp(order, "user=alice;database=db;") == 0);
+    CHECK("negotiation: an option is not found as a parameter", startup_param(&sp, "_pq_.x") == NULL);
+    CHECK("negotiation: needed", proto_needs_negotiation(&sp));
+    struct evbuffer *out = evbuffer_new();
+    proto_add_negotiate_version(out, &sp);
+    static const uint8_t want[] = {'v', 0, 0, 0, 33, 0, 3, 0, 0, 0, 0, 0, 2, '_', 'p', 'q', '_', '.', 'c', 'o', 'm',
+                                   'p', 'r', 'e', 's', 's', 0, '_', 'p', 'q', '_', '.', 'x', 0};
+    CHECK("negotiation: NegotiateProtocolVersion as Postgres writes it",
+          evbuffer_get_length(out) == sizeof want && memcmp(evbuffer_pullup(out, -1), want, sizeof want) == 0);
+    evbuffer_free(out);
+
+    uint8_t plain[] = {0, 0, 0, 19, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'a', 0, 'o', 0, 0, 0};
+    CHECK("negotiation: not for 3.0 without options",
+          proto_parse_startup(plain, sizeof plain, &sp, &why) == 0 && !proto_needs_negotiation(&sp));
+    uint8_t only_option[] = {0, 0, 0, 27, 0, 3, 0, 0, '_', 'p', 'q', '_', '.', 'a', 0, 'b', 0,
+                             'u', 's', 'e', 'r', 0, 'a', 'l', 'i', 0, 0};
+    CHECK("negotiation: 3.0 with an option, the option first",
+          proto_parse_startup(only_option, sizeof only_option, &sp, &why) == 0 && proto_needs_negotiation(&sp) &&
+              sp.nparams == 1 && strcmp(startup_next_param(&sp, NULL, &value), "user") == 0);
+    uint8_t big_minor[] = {0, 0, 0, 15, 0, 3, 0xff, 0xff, 'u', 's', 'e', 'r', 0, 0, 0};
+    CHECK("negotiation: 3.65535 still needs a user (28000 as Postgres)",
+          proto_parse_startup(big_minor, sizeof big_minor, &sp, &why) == -1 && strcmp(why.sqlstate, "28000") == 0);
+    uint8_t v5[] = {0, 0, 0, 8, 0, 5, 0, 2};
+    CHECK("negotiation: major 5 refused", proto_parse_startup(v5, 8, &sp, &why) == -1 &&
+                                              strcmp(why.sqlstate, "0A000") == 0 && strstr(why.message, "5.2"));
+}
+
 static void test_old_error(void)
 {
     uint8_t out[128];
@@ -209,6 +256,7 @@ int main(void)
     test_headers();
     test_startup();
     test_startup_split();
+    test_negotiation();
     test_old_error();
     test_sasl();
     test_tracker();

@@ -146,13 +146,21 @@ static void test_dollar_tag(void)
 static void test_search_path_option(void)
 {
     char out[128];
-    CHECK("search_path quoted", mig_search_path_option(out, sizeof out, "pgtandem_0003_Checks_Unify") == 0 &&
+    CHECK("search_path quoted", mig_search_path_option(out, sizeof out, "pgtandem_0003_Checks_Unify", NULL) == 0 &&
           strcmp(out, " -c search_path=\"pgtandem_0003_Checks_Unify\",public") == 0);
-    CHECK("hyphen kept", mig_search_path_option(out, sizeof out, "pgtandem_a-b") == 0 &&
+    CHECK("hyphen kept", mig_search_path_option(out, sizeof out, "pgtandem_a-b", NULL) == 0 &&
           strcmp(out, " -c search_path=\"pgtandem_a-b\",public") == 0);
-    CHECK("space and backslash escaped", mig_search_path_option(out, sizeof out, "a b\\\"c") == 0 &&
+    CHECK("space and backslash escaped", mig_search_path_option(out, sizeof out, "a b\\\"c", NULL) == 0 &&
           strcmp(out, " -c search_path=\"a\\ b\\\\\"\"c\",public") == 0);
-    CHECK("too long refused", mig_search_path_option(out, 10, "pgtandem_x") == -1);
+    CHECK("too long refused", mig_search_path_option(out, 10, "pgtandem_x", NULL) == -1);
+    CHECK("the client's own path after the route's schema",
+          mig_search_path_option(out, sizeof out, "pgtandem_x", "app, \"My S\"") == 0 &&
+              strcmp(out, " -c search_path=\"pgtandem_x\",app,\\ \"My\\ S\"") == 0);
+    char *sql = mig_search_path_set_config("pgtandem_x", "app'; DROP TABLE t; --");
+    CHECK("set_config takes any path as one literal",
+          sql && !strcmp(sql, "SELECT pg_catalog.set_config('search_path', '\"pgtandem_x\",app''; DROP TABLE t; --', "
+                              "false)"));
+    free(sql);
 }
 
 /* The names Postgres gives index keys when it names an index after them
