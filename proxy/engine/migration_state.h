@@ -17,14 +17,19 @@
 
 /* The columns of a backfill checkpoint table (pgtandem.backfill_progress,
  * and the estimate's scratch copy of it); migration_ref follows the
- * migration column (its foreign key, or ""). */
+ * migration column (its foreign key, or ""). One row per key range of a
+ * table: range_no counts them from 0, range_lo and range_hi bound the
+ * range's leading key column as (lo, hi] in text (NULL: unbounded); a
+ * table in one range, as every table was before ranges, has one row with
+ * range_no 0 and no bounds. */
 #define MIG_BACKFILL_PROGRESS_COLUMNS(migration_ref) \
     "migration text NOT NULL" migration_ref ","                                                       \
     "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"                         \
     "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"                  \
     "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"      \
     "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"         \
-    "  PRIMARY KEY (migration, schema_name, table_name)"
+    "  range_no int NOT NULL DEFAULT 0, range_lo text, range_hi text,"                                \
+    "  PRIMARY KEY (migration, schema_name, table_name, range_no)"
 
 /* Creates (or upgrades) schema pgtandem: the migrations and their
  * backfill progress, the fleet's proxies and holds. Safe to run from several processes at
