@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "migration_sql.h"
+#include "migration_state.h"
 #include "pgasync.h"
 
 #define POLL_MS 50          /* the stop flag is looked at this often */
@@ -81,12 +82,20 @@ static int open_lane(struct run *x, size_t l)
     struct lane *ln = &x->lanes[l];
     char err[512];
     ln->conn = pgconn_open(x->d->uri, NULL, "pgtandem-migrate", 0);
+    err[0] = '\0';
     if (PQstatus(ln->conn) == CONNECTION_OK &&
         backfill_session_begin(ln->conn, x->cfg, &ln->replica, err, sizeof err) == 0) {
-        ln->ready = 1;
-        return 0;
+        /* Postgres < 14 has no connection check: the lock then lasts until
+         * the backend finds its client gone some other way */
+        PQclear(PQexec(ln->conn, "SET client_connection_check_interval = '1s'"));
+        PGresult *r = PQexec(ln->conn, BACKFILL_WORKER_LOCK_SQL);
+        ln->ready = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        if (ln->ready)
+            return 0;
     }
-    snprintf(err, sizeof err, "%s", PQerrorMessage(ln->conn));
+    if (!err[0])
+        snprintf(err, sizeof err, "%s", PQerrorMessage(ln->conn));
     trim(err);
     log_warn("backfill: cannot open a connection for worker %zu (%s); going on with %zu", l + 1, err, l);
     PQfinish(ln->conn);
@@ -315,7 +324,14 @@ enum backfill_drive_result backfill_drive_run(struct backfill_drive *d, const ch
     x.lock_wait_ms = -BACKFILL_LOCK_HOLD_MS;
     x.usable = cfg->workers < 1 ? 1 : cfg->workers > BACKFILL_MAX_WORKERS ? BACKFILL_MAX_WORKERS : (int)cfg->workers;
     enum backfill_drive_result rc = BACKFILL_FAILED;
-    if (load_all(&x, migration, plan, err, errlen) != 0)
+    /* before the checkpoints are read: a batch of the workers before may
+     * still commit */
+    PGresult *gone = PQexec(d->conn, BACKFILL_WORKERS_GONE_SQL);
+    int waited = PQresultStatus(gone) == PGRES_TUPLES_OK;
+    if (!waited)
+        snprintf(err, errlen, "waiting for the backfill workers of an engine before: %s", PQerrorMessage(d->conn));
+    PQclear(gone);
+    if (!waited || load_all(&x, migration, plan, err, errlen) != 0)
         goto out;
     for (size_t l = 0; l < BACKFILL_MAX_WORKERS; l++)
         x.lanes[l].range = x.n;

@@ -66,9 +66,11 @@ char *backfill_ranges_plan_sql(const struct mig_bf_table *t)
     mig_str_addf(&s,
         " cand AS (SELECT h[1 + (i * (cardinality(h) - 1)) / %d] AS v FROM hist, generate_series(1, %d) i"
         "  UNION ALL SELECT unnest(q) FROM samp),", BACKFILL_MAX_RANGES, BACKFILL_MAX_RANGES - 1);
+    /* a bound at the largest key would leave the last range empty */
     mig_str_addf(&s,
         " snapped AS (SELECT DISTINCT s.%s AS k FROM cand CROSS JOIN LATERAL"
-        "  (SELECT %s FROM %s WHERE %s >= cand.v ORDER BY %s LIMIT 1) s)", k, k, q, k, k);
+        "  (SELECT %s FROM %s WHERE %s >= cand.v ORDER BY %s LIMIT 1) s WHERE s.%s < (SELECT max(%s) FROM %s))",
+        k, k, q, k, k, k, k, q);
     mig_str_add(&s,
         " SELECT (SELECT array_agg(k ORDER BY k)::text[] FROM snapped), (SELECT count(*) FROM snapped),"
         "  CASE WHEN EXISTS (SELECT 1 FROM hist) THEN 'histogram' ELSE 'sample' END,"
@@ -127,13 +129,12 @@ void backfill_ranges_choose(const struct mig_bf_table *t, const PGresult *r, con
                                                                    : "a sample of its pages";
     if (n > 1)
         snprintf(why, whylen, "%d ranges of its key, from %s (about %.0f rows)", n, method, *est_rows);
-    else if (candidates == 0)
-        snprintf(why, whylen, "one range: %s gave no key to split at", method);
     else if (fit < 2)
         snprintf(why, whylen, "one range: about %.0f rows, fewer than two ranges' worth (%d rows each)", *est_rows,
                  BACKFILL_MIN_RANGE_ROWS);
     else
-        snprintf(why, whylen, "one range: its leading key column has a single value to split at");
+        snprintf(why, whylen, "one range: %s found no value of its leading key column to split at (a single "
+                 "value?)", method);
 }
 
 int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migration, const char *bounds,

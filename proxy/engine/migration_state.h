@@ -11,6 +11,16 @@
  * (one engine per database, whether the CLI or a proxy hosts it). A string
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
+/* The backfill's workers past the first run on connections without the
+ * engine lock: each holds this session lock shared while it lives, and an
+ * engine takes it exclusive (letting go at once) before its first batch.
+ * So a new engine starts only once every worker of an engine before it (a
+ * process killed while its backends finish their batch) is gone: two
+ * batches of one key range never overlap, as with one connection. */
+#define BACKFILL_WORKERS_LOCK_KEY "7020637716434665570"
+#define BACKFILL_WORKERS_GONE_SQL \
+    "SELECT pg_advisory_lock(" BACKFILL_WORKERS_LOCK_KEY "), pg_advisory_unlock(" BACKFILL_WORKERS_LOCK_KEY ")"
+#define BACKFILL_WORKER_LOCK_SQL "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_LOCK_KEY ")"
 /* How an engine that finds the lock taken says so (the runner recognises it
  * in a child's output). */
 #define ENGINE_LOCK_HELD_MSG "another pgtandem engine is working on this database"

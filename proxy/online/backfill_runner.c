@@ -318,7 +318,7 @@ static void on_lane_connected(void *ctx, PGresult *res, const char *error, const
     char *sql = NULL;
     if (session) {
         struct mig_str s = {0};
-        mig_str_addf(&s, "%s; %s", MIG_STATE_SESSION_SQL, session);
+        mig_str_addf(&s, "%s; %s; %s", MIG_STATE_SESSION_SQL, session, BACKFILL_WORKER_LOCK_SQL);
         sql = mig_str_take(&s);
     }
     free(session);
@@ -635,6 +635,22 @@ static void load_table(struct bf_runner *b)
     free(sql);
 }
 
+static void on_workers_gone(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct bf_runner *b = ctx;
+    if (!b->loading)
+        return;
+    if (error) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "waiting for the backfill workers of an engine before: %s", error);
+        end(b, transient(sqlstate) ? BF_END_LOST : BF_END_FAILED, transient(sqlstate) ? error : msg, sqlstate,
+            NULL);
+        return;
+    }
+    load_table(b);
+}
+
 void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, const struct mig_plan *plan,
                      const struct mig_backfill_settings *cfg, const struct throttle_settings *thr)
 {
@@ -647,7 +663,8 @@ void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, 
     b->table = 0;
     b->loading = 1;
     b->lock_wait_ms = -BACKFILL_LOCK_HOLD_MS;
-    load_table(b);
+    if (pgasync_send(db, BACKFILL_WORKERS_GONE_SQL, 0, NULL, on_workers_gone, b) != 0)
+        end(b, BF_END_LOST, db->error, "08006", NULL);
 }
 
 int bf_runner_init(struct bf_runner *b, struct event_base *base, struct server *relay, const char *engine_db,
