@@ -166,14 +166,15 @@ CREATE TABLE readings (id bigint PRIMARY KEY, payload text);
 INSERT INTO readings SELECT g, json_build_object('v', g)::text FROM generate_series(1, %(rows)d) g;
 CREATE TABLE touched (id bigint NOT NULL);
 CREATE FUNCTION note_touch() RETURNS trigger LANGUAGE plpgsql AS $$
- BEGIN INSERT INTO touched VALUES (NEW.id); PERFORM pg_sleep(0.0002); RETURN NEW; END $$;
+ BEGIN INSERT INTO touched VALUES (NEW.id);
+  IF NEW.id %% %(every)d = 0 THEN PERFORM pg_sleep(0.001); END IF; RETURN NEW; END $$;
 CREATE TRIGGER zz_touch AFTER UPDATE ON readings FOR EACH ROW
  WHEN (current_setting('pgtandem.backfill', true) = 'on') EXECUTE FUNCTION note_touch();
 ALTER TABLE readings ENABLE ALWAYS TRIGGER zz_touch;
 """
 # Each row the backfill's own sessions update is noted (the trigger fires in
-# replica mode too) and takes a fraction of a millisecond: 200-row batches
-# of some 50 ms, so a kill lands in the middle.
+# replica mode too), and every `every`th takes a millisecond more: 200-row
+# batches of tens of milliseconds, so a kill lands in the middle.
 SLOW_BACKFILL = {"workers": 3, "batch_rows": 200, "min_rows": 200, "max_rows": 200}
 
 
@@ -199,7 +200,7 @@ def assert_each_row_once(db, rows):
 
 
 def test_kill_9_of_the_proxy_mid_range_every_range_resumes_from_its_checkpoint(db, cluster, proxy_factory):
-    sql(db, SLOW_TABLE_SQL % {"rows": 60000})
+    sql(db, SLOW_TABLE_SQL % {"rows": 60000, "every": 4})
     proxy = engine_proxy(proxy_factory, cluster, dbname(db))
     code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], SLOW_BACKFILL)))
     assert code == 202, body
@@ -222,7 +223,7 @@ def test_kill_9_of_the_proxy_mid_range_every_range_resumes_from_its_checkpoint(d
 
 
 def test_kill_9_of_the_cli_mid_range_every_range_resumes_from_its_checkpoint(db):
-    sql(db, SLOW_TABLE_SQL % {"rows": 60000})
+    sql(db, SLOW_TABLE_SQL % {"rows": 60000, "every": 4})
     path = write_migration(payload_migration(["readings"], SLOW_BACKFILL))
     proc = subprocess.Popen([BIN, "migrate", "start", path, "--db", db], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -310,7 +311,7 @@ def rows_walked(db):
 
 
 def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, proxy_factory):
-    sql(db, SLOW_TABLE_SQL % {"rows": 90000})
+    sql(db, SLOW_TABLE_SQL % {"rows": 60000, "every": 3})
     proxy = engine_proxy(proxy_factory, cluster, dbname(db))
 
     def backfill():
@@ -364,14 +365,14 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
     climbs_back()
     wait_for(lambda: proxy.admin("GET", "/migrations/current")[1]["phase"] == "active", 120, "the backfill's end",
              detail=proxy.log_tail)
-    assert_each_row_once(db, 90000)
-    assert_new_equals_up_old(db, "readings", 90000)
+    assert_each_row_once(db, 60000)
+    assert_new_equals_up_old(db, "readings", 60000)
 
 
 def test_a_rate_cap_holds_the_cli_to_one_worker(db, cluster):
-    sql(db, SLOW_TABLE_SQL % {"rows": 22000})
-    # two ranges, four workers asked for, a cap a little under one worker's pace
-    capped = dict(SLOW_BACKFILL, max_rows_per_sec=3000)
+    sql(db, SLOW_TABLE_SQL % {"rows": 22000, "every": 4})
+    # two ranges, four workers asked for, a cap under one worker's pace
+    capped = dict(SLOW_BACKFILL, max_rows_per_sec=5000)
     path = write_migration(payload_migration(["readings"], capped))
     with PeakSampler(lambda: batches_running(cluster, dbname(db))) as peak:
         r = migrate(db, "start", path, "--backfill-workers", "4")
