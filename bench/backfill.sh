@@ -58,7 +58,7 @@ def fresh_table():
     """The legacy table, freshly written and vacuumed, so every method starts
     from the same physical state."""
     run("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE;"
-        " DROP TABLE IF EXISTS checks CASCADE")
+        " DROP SCHEMA IF EXISTS pgtandem_bench_unify_old CASCADE; DROP TABLE IF EXISTS checks CASCADE")
     run("CREATE TABLE checks (id bigint PRIMARY KEY, claim_text text, aggregation text, diagnostics text,"
         " env text NOT NULL DEFAULT 'prod', anon_token text, created_at timestamptz NOT NULL DEFAULT now())")
     run("INSERT INTO checks SELECT * FROM checks_src ORDER BY id")

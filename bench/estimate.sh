@@ -38,7 +38,8 @@ def q(sql, params=None):
 path = BENCH_MIGRATION
 
 def fresh_table():
-    q("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE")
+    q("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE;"
+      " DROP SCHEMA IF EXISTS pgtandem_bench_unify_old CASCADE")
     subprocess.run(["psql", db, "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "rows=%d" % rows, "-f",
                     os.path.join(top, "config", "examples", "checks_legacy.sql")], check=True, capture_output=True)
     q("VACUUM (ANALYZE) checks")

@@ -40,7 +40,7 @@ const char BACKFILL_RANGES_CREATE_SQL[] =
     " SELECT " RANGE_COLUMNS " FROM pgtandem.backfill_progress"
     "  WHERE migration = $1 AND schema_name = $2 AND table_name = $3 ORDER BY range_no";
 
-/* Fifteen candidate bounds at the sixteenths of the leading key column:
+/* BACKFILL_MAX_RANGES - 1 candidate bounds at even quantiles of the leading key column:
  * the histogram's (equal-frequency buckets) while ANALYZE saw most of the
  * rows there are now, else percentiles of a sample of pages. Each is moved
  * to the first real key at or after it (an index probe), so the bounds are

@@ -17,7 +17,7 @@
 
 #include "backfill.h"
 
-#define BACKFILL_MAX_RANGES 16
+#define BACKFILL_MAX_RANGES 32
 #define BACKFILL_MIN_RANGE_ROWS 10000
 
 /* $1 migration, $2 schema, $3 table -> range_no, range_lo, range_hi, then
@@ -35,7 +35,7 @@ int backfill_ranges_plan_params(const struct mig_bf_table *t, const char **value
 
 /* The ranges to make from the plan's result (NULL with error when it
  * failed: one range): *nranges and the rows they hold, and why, for the
- * log ("16 ranges, from the statistics' histogram"). */
+ * log ("32 ranges, from the statistics' histogram"). */
 void backfill_ranges_choose(const struct mig_bf_table *t, const PGresult *r, const char *error, int *nranges,
                             double *est_rows, char *why, size_t whylen);
 
