@@ -14,9 +14,10 @@
 #   pgroll    - pgroll's batch statement (1000-row keyset batch, FOR NO KEY UPDATE,
 #               `SET id = id`) with a BEFORE UPDATE trigger computing the new columns
 # Reports rows/s, ratios and the longest pgtandem batch, with the machine's
-# load average (`uptime`) around every run: the machine may be shared; writes
-# bench/results/backfill-<date>.md and .json.
-#   ROUNDS=N (default 3)  FULL=1  ROWS=N  WORKERS="1 2 4"  OUT=bench/results/backfill-<date>
+# load average (`uptime`) around every run: the machine may be shared, and
+# with QUIET_LOAD=L each run first waits (up to 10 minutes) for the 1-minute
+# load average to fall below L. Writes bench/results/backfill-<date>.md and .json.
+#   ROUNDS=N (default 3)  FULL=1  ROWS=N  WORKERS="1 2 4"  QUIET_LOAD=L  OUT=bench/results/backfill-<date>
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -27,7 +28,8 @@ rounds=${ROUNDS:-3}
 start_bench_cluster
 out=${OUT:-bench/results/backfill-$stamp}
 
-ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top WORKERS=${WORKERS:-1 2 4} /usr/bin/python3 - <<'PY'
+ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top WORKERS=${WORKERS:-1 2 4} QUIET_LOAD=${QUIET_LOAD:-} \
+  /usr/bin/python3 - <<'PY'
 import functools, json, os, re, statistics, subprocess, sys, time
 import psycopg
 sys.path.insert(0, os.path.join(os.environ["TOP"], "bench"))
@@ -62,6 +64,9 @@ def fresh_table():
     run("CREATE TABLE checks (id bigint PRIMARY KEY, claim_text text, aggregation text, diagnostics text,"
         " env text NOT NULL DEFAULT 'prod', anon_token text, created_at timestamptz NOT NULL DEFAULT now())")
     run("INSERT INTO checks SELECT * FROM checks_src ORDER BY id")
+    # the cluster commits asynchronously: until the WAL is flushed VACUUM
+    # cannot mark the pages all-visible, as it would on a server in use
+    run("CHECKPOINT")
     run("VACUUM (ANALYZE) checks")
     run("CHECKPOINT")
 
@@ -132,12 +137,21 @@ def load():
     """The load averages (1, 5, 15 min) as `uptime` shows them."""
     return [round(x, 2) for x in os.getloadavg()]
 
+quiet = float(os.environ["QUIET_LOAD"]) if os.environ["QUIET_LOAD"] else None
+
+def wait_quiet():
+    """With QUIET_LOAD, until the 1-minute load average is below it (10 minutes at most)."""
+    deadline = time.monotonic() + 600
+    while quiet is not None and os.getloadavg()[0] >= quiet and time.monotonic() < deadline:
+        time.sleep(5)
+
 uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 methods = {"pgtandem_%dw" % n: functools.partial(bench_pgtandem, n) for n in workers}
 methods.update({"single": bench_single, "single_tg": bench_single_tg, "pgroll": bench_pgroll})
 results = {k: [] for k in methods}
 for rnd in range(rounds):
     for name, fn in methods.items():
+        wait_quiet()
         before = load()
         res = fn()
         res["rows_per_sec"] = rows / res["seconds"]
@@ -153,7 +167,7 @@ default = "pgtandem_%dw" % (DEFAULT_WORKERS if DEFAULT_WORKERS in workers else w
 pg = [k for k in methods if k.startswith("pgtandem_")]
 longest = {k: max(r["longest_batch_ms"] or 0 for r in results[k]) for k in pg}
 summary = dict(run_header(db), rows=rows, rounds=rounds, **{
-    "uptime_before": uptime_before, "uptime_after": uptime_after,
+    "uptime_before": uptime_before, "uptime_after": uptime_after, "quiet_load": quiet,
     "default_workers": DEFAULT_WORKERS,
     "median_rows_per_sec": med,
     "ratio_vs_single_update": {k: med[k] / med["single"] for k in pg},
@@ -175,7 +189,8 @@ with open(out + ".md", "w") as f:
             "%d alternating rounds, Postgres %s, %s. Command: `sh bench/backfill.sh`%s.\n\n"
             % (rows, rounds, summary["postgres"], summary["machine"], " (FULL=1)" if rows >= 10000000 else ""))
     f.write("The machine is shared: `uptime` before the run: `%s`; after: `%s`. Each run's 1-minute load "
-            "average before it is in the table.\n\n" % (uptime_before, uptime_after))
+            "average before it is in the table%s.\n\n" % (uptime_before, uptime_after, (
+                "; each run waited for it to fall below %g (QUIET_LOAD)" % quiet) if quiet is not None else ""))
     f.write("| method | median rows/s | runs (s) | load before each run | longest batch |\n"
             "|---|---:|---|---|---:|\n")
     for k in methods:
