@@ -468,7 +468,7 @@ static void tick(struct bf_runner *b)
     if (allowed > BACKFILL_MAX_WORKERS)
         allowed = BACKFILL_MAX_WORKERS;
     double soonest = hold > 0 ? hold : -1;
-    for (int i = 0; hold <= 0 && i < allowed; i++) {
+    for (int i = 0; hold <= 0 && i < allowed && !b->ending; i++) {
         struct bf_lane *l = &b->lanes[i];
         if (l->busy || (i == 0 && lane0_taken))
             continue;
