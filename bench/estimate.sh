@@ -38,7 +38,8 @@ def q(sql, params=None):
 path = BENCH_MIGRATION
 
 def fresh_table():
-    q("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE")
+    q("DROP SCHEMA IF EXISTS pgtandem CASCADE; DROP SCHEMA IF EXISTS pgtandem_bench_unify CASCADE;"
+      " DROP SCHEMA IF EXISTS pgtandem_bench_unify_old CASCADE")
     subprocess.run(["psql", db, "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "rows=%d" % rows, "-f",
                     os.path.join(top, "config", "examples", "checks_legacy.sql")], check=True, capture_output=True)
     q("VACUUM (ANALYZE) checks")
@@ -66,10 +67,12 @@ for rnd in range(rounds):
     q("CHECKPOINT")
     lsn = q("SELECT pg_current_wal_insert_lsn()::text")[0][0]
     t0 = time.perf_counter()
-    subprocess.run([binary, "migrate", "resume", "--db", db], check=True, capture_output=True)
+    # one worker: what the estimate measures (its sample is walked on one connection)
+    subprocess.run([binary, "migrate", "resume", "--db", db, "--backfill-workers", "1"], check=True,
+                   capture_output=True)
     secs = time.perf_counter() - t0
     wal = float(q("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", (lsn,))[0][0])
-    done, updated = q("SELECT rows_done, rows_updated FROM pgtandem.backfill_progress")[0]
+    done, updated = q("SELECT sum(rows_done)::bigint, sum(rows_updated)::bigint FROM pgtandem.backfill_progress")[0]
     # the backfill's backend flushes its statistics as it exits; read them once they arrived
     for _ in range(50):
         dead = q("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'checks'::regclass")[0][0]
@@ -104,7 +107,7 @@ with open(out + ".md", "w") as f:
             med(lambda r: r["estimates"][k]["wal_bytes_per_row"]),
             med(lambda r: r["estimates"][k]["wal_bytes"]) / 1048576, med(lambda r: r["estimates"][k]["dead_tuples"]),
             med(lambda r: r["estimates"][k]["command_s"])))
-    f.write("| measured backfill (`migrate resume`) | %.0f | %.1f s | %.0f B | %.1f MB | %.0f (n_dead_tup %.0f) | - |\n"
+    f.write("| measured backfill (`migrate resume --backfill-workers 1`) | %.0f | %.1f s | %.0f B | %.1f MB | %.0f (n_dead_tup %.0f) | - |\n"
             % (med(lambda r: r["backfill"]["rows_per_s"]), med(lambda r: r["backfill"]["seconds"]),
                med(lambda r: r["backfill"]["wal_bytes_per_row"]), med(lambda r: r["backfill"]["wal_bytes"]) / 1048576,
                med(lambda r: r["backfill"]["rows_updated"]), med(lambda r: r["backfill"]["n_dead_tup"])))

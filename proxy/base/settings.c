@@ -62,6 +62,11 @@ const struct setting SETTINGS[] = {
      "the backfill waits while a replica lags more than this (0: off)"},
     {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, "",
      "the backfill is paused"},
+    /* 2: the database's cores are not known from here (a managed compute may
+     * have one); a second batch at once is what a 2-core server gains from,
+     * and any throttle takes it back to one */
+    {"backfill_workers", NULL, SETTING_INT, 1, 16, 2, 1, SETTING_THROTTLE, "connections",
+     "batches the backfill runs at once, each key range on its own connection; one while any throttle holds"},
     {"timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms",
      "POST /pause: traffic is held at most this long"},
     {"drain_timeout_ms", NULL, SETTING_INT, 1, 600000, 2000, 0, SETTING_QUERY, "ms",
@@ -193,6 +198,7 @@ void settings_throttle_defaults(struct throttle_settings *t)
 {
     memset(t, 0, sizeof *t);
     t->target_ms = (long)setting_by_name(SETTING_THROTTLE, "target_ms")->def;
+    t->workers = (long)setting_by_name(SETTING_THROTTLE, "backfill_workers")->def;
 }
 
 static void assign(struct throttle_settings *t, const char *name, double v)
@@ -209,6 +215,8 @@ static void assign(struct throttle_settings *t, const char *name, double v)
         t->max_replica_lag_ms = (long)v;
     else if (!strcmp(name, "paused"))
         t->paused = v != 0;
+    else if (!strcmp(name, "backfill_workers"))
+        t->workers = (long)v;
 }
 
 static int update_from_object(struct throttle_settings *t, const json_t *in, char *err, size_t errlen)
@@ -252,10 +260,10 @@ int settings_throttle_update(struct throttle_settings *t, const char *json, size
 
 json_t *settings_throttle_json(const struct throttle_settings *t)
 {
-    return json_pack("{s:I,s:I,s:f,s:I,s:I,s:b}", "max_rows_per_sec", (json_int_t)t->max_rows_per_sec, "target_ms",
-                     (json_int_t)t->target_ms, "sleep_ratio", t->sleep_ratio, "max_app_p99_ms",
+    return json_pack("{s:I,s:I,s:f,s:I,s:I,s:b,s:I}", "max_rows_per_sec", (json_int_t)t->max_rows_per_sec,
+                     "target_ms", (json_int_t)t->target_ms, "sleep_ratio", t->sleep_ratio, "max_app_p99_ms",
                      (json_int_t)t->max_app_p99_ms, "max_replica_lag_ms", (json_int_t)t->max_replica_lag_ms,
-                     "paused", t->paused);
+                     "paused", t->paused, "backfill_workers", (json_int_t)t->workers);
 }
 
 char *settings_throttle_dump(const struct throttle_settings *t)

@@ -54,6 +54,7 @@ struct throttle_settings {
     long max_app_p99_ms;
     long max_replica_lag_ms;
     int paused;
+    long workers;           /* backfill_workers */
 };
 
 void settings_throttle_defaults(struct throttle_settings *t);

@@ -110,6 +110,9 @@ static const struct migrate_flag FLAGS[] = {
     {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
     {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
                                                       "continues"},
+    {"backfill-workers", "N", 'W', "start resume", "with --db: batches the backfill runs at once, each on its own "
+                                                    "connection, 1 to 16 (default: the file's backfill.workers, "
+                                                    "else 2)"},
     {"quiet", NULL, 'q', "start resume lint", "no progress line or summary"},
     {"validate-only", NULL, 'v', "complete", "only the checks that precede the contract, against every row; "
                                             "nothing changes"},
@@ -310,6 +313,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 's':
             if (parse_long(optarg, 1, 1000000000, &v) != 0) return -1;
             c->opt.stop_after_batches = v;
+            break;
+        case 'W':
+            if (parse_long(optarg, 1, 16, &v) != 0) return -1;
+            c->opt.backfill_workers = v;
             break;
         default:
             fprintf(stderr, "pgtandem migrate: unknown or malformed option %s\n", argv[optind - 1]);
@@ -973,13 +980,19 @@ static void print_status_text(json_t *st)
     size_t i;
     json_t *t;
     json_array_foreach(json_object_get(st, "backfill"), i, t) {
-        char rows[128];
+        char rows[128], ranges[64] = "";
         int done = json_is_true(json_object_get(t, "done"));
-        printf("backfill:  %s.%s %s%s%s\n", json_string_value(json_object_get(t, "schema")),
+        json_t *rl = json_object_get(t, "ranges"), *one;
+        size_t k, finished = 0;
+        json_array_foreach(rl, k, one)
+            finished += json_is_true(json_object_get(one, "done"));
+        if (json_array_size(rl) > 1 && !done)
+            snprintf(ranges, sizeof ranges, ", %zu key ranges (%zu done)", json_array_size(rl), finished);
+        printf("backfill:  %s.%s %s%s%s%s\n", json_string_value(json_object_get(t, "schema")),
                json_string_value(json_object_get(t, "table")),
                progress_rows(rows, sizeof rows, (double)json_integer_value(json_object_get(t, "rows_done")),
                              json_number_value(json_object_get(t, "estimated_rows")), done),
-               done ? ", done" : "", !done && json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
+               ranges, done ? ", done" : "", !done && json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
     }
     migrate_print_proxies(json_object_get(st, "fleet"), NULL);
 }

@@ -30,12 +30,20 @@ void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char 
     b->throttle = "none";
 }
 
-void backfill_free(struct backfill *b)
+static void forget_last_key(struct backfill *b)
 {
     for (int i = 0; i < BACKFILL_MAX_KEY; i++) {
         free(b->last_key[i]);
         b->last_key[i] = NULL;
     }
+}
+
+void backfill_free(struct backfill *b)
+{
+    forget_last_key(b);
+    free(b->range_lo);
+    free(b->range_hi);
+    b->range_lo = b->range_hi = NULL;
 }
 
 /* Splits Postgres's text[] output ({a,"b c"}) into its elements. Key values
@@ -70,61 +78,31 @@ static int parse_text_array(const char *s, char **out, int max)
     return n;
 }
 
-/* The same in one statement, for the event loop: the INSERT's row when it
- * created the checkpoint, else the stored one (the SELECT sees the table as
- * it was before the INSERT, so exactly one of the two yields a row). */
-static const char *CREATE_OR_LOAD_SQL =
-    "WITH created AS (INSERT INTO pgtandem.backfill_progress (migration, schema_name, table_name, est_rows)"
-    "   VALUES ($1, $2, $3, $4::float8) ON CONFLICT DO NOTHING"
-    "   RETURNING last_key, rows_done, rows_updated, batches, done, paused, est_rows)"
-    " SELECT * FROM created UNION ALL"
-    " SELECT last_key, rows_done, rows_updated, batches, done, paused, est_rows"
-    "   FROM pgtandem.backfill_progress WHERE migration = $1 AND schema_name = $2 AND table_name = $3";
-
-const char *backfill_checkpoint_sql(void)
+int backfill_apply_checkpoint_row(struct backfill *b, const PGresult *r, int row, int first, char *err,
+                                  size_t errlen)
 {
-    return CREATE_OR_LOAD_SQL;
-}
-
-int backfill_checkpoint_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen)
-{
-    snprintf(numbuf, numlen, "%.0f", b->table->est_rows);
-    values[0] = b->migration;
-    values[1] = b->table->schema;
-    values[2] = b->table->name;
-    values[3] = numbuf;
-    return 4;
-}
-
-int backfill_apply_checkpoint(struct backfill *b, const PGresult *r, char *err, size_t errlen)
-{
-    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
-                 r && PQresultStatus(r) == PGRES_TUPLES_OK ? "checkpoint row missing"
-                 : r ? PQresultErrorMessage(r) : "no result");
-        return -1;
-    }
-    backfill_free(b);
-    b->have_last = !PQgetisnull(r, 0, 0);
-    if (b->have_last && parse_text_array(PQgetvalue(r, 0, 0), b->last_key, BACKFILL_MAX_KEY) != (int)b->table->npk) {
+    forget_last_key(b);
+    b->have_last = !PQgetisnull(r, row, first);
+    if (b->have_last &&
+        parse_text_array(PQgetvalue(r, row, first), b->last_key, BACKFILL_MAX_KEY) != (int)b->table->npk) {
         snprintf(err, errlen, "the checkpoint of %s has a malformed key", b->table->qname);
         return -1;
     }
-    b->rows_done = atoll(PQgetvalue(r, 0, 1));
-    b->rows_updated = atoll(PQgetvalue(r, 0, 2));
-    b->batches = atoll(PQgetvalue(r, 0, 3));
-    b->done = PQgetvalue(r, 0, 4)[0] == 't';
-    b->paused = PQgetvalue(r, 0, 5)[0] == 't';
-    if (!PQgetisnull(r, 0, 6))
-        b->est_total = atof(PQgetvalue(r, 0, 6));
+    b->rows_done = atoll(PQgetvalue(r, row, first + 1));
+    b->rows_updated = atoll(PQgetvalue(r, row, first + 2));
+    b->batches = atoll(PQgetvalue(r, row, first + 3));
+    b->done = PQgetvalue(r, row, first + 4)[0] == 't';
+    b->paused = PQgetvalue(r, row, first + 5)[0] == 't';
+    if (!PQgetisnull(r, row, first + 6))
+        b->est_total = atof(PQgetvalue(r, row, first + 6));
     return 0;
 }
 
 int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 {
     char est[32];
-    const char *params[4];
-    backfill_checkpoint_params(b, params, est, sizeof est);
+    snprintf(est, sizeof est, "%.0f", b->table->est_rows);
+    const char *params[4] = {b->migration, b->table->schema, b->table->name, est};
     /* A data-modifying CTE's rows are invisible to the rest of its
      * statement, so creating and reading the checkpoint are two statements. */
     struct mig_str s = {0};
@@ -138,10 +116,15 @@ int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen)
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     r = ok ? PQexecParams(conn, load, 3, NULL, params, NULL, NULL, 0) : NULL;
-    int rc = r ? backfill_apply_checkpoint(b, r, err, errlen) : -1;
+    int rc = -1;
     if (!r)
         snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
                  create && load ? PQerrorMessage(conn) : "out of memory");
+    else if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        snprintf(err, errlen, "loading the backfill checkpoint of %s: %s", b->table->qname,
+                 PQresultStatus(r) == PGRES_TUPLES_OK ? "checkpoint row missing" : PQresultErrorMessage(r));
+    else
+        rc = backfill_apply_checkpoint_row(b, r, 0, 0, err, errlen);
     PQclear(r);
     free(create);
     free(load);
@@ -161,25 +144,67 @@ static void key_params(struct mig_str *s, const struct mig_bf_table *t, size_t f
         mig_str_addf(s, "%s$%zu::%s", k ? ", " : "", k + first, t->pk_types[k]);
 }
 
-static void after_checkpoint_from(struct mig_str *s, const struct backfill *b, const char *alias, size_t first)
+/* Where a statement's window parameters sit, from $first on: the
+ * checkpoint's key values, or the range's lower bound while the range has
+ * no checkpoint yet, then the range's upper bound. 0: absent. */
+struct window {
+    size_t last, lo, hi, next;
+};
+
+static struct window window_of(const struct backfill *b, size_t first)
 {
-    const struct mig_bf_table *t = b->table;
-    if (!b->have_last) {
-        mig_str_add(s, "true");
-        return;
+    struct window w = {0, 0, 0, first};
+    if (b->have_last) {
+        w.last = w.next;
+        w.next += b->table->npk;
+    } else if (b->range_lo) {
+        w.lo = w.next++;
     }
-    mig_str_add(s, "(");
-    key_list(s, t, alias, "");
-    mig_str_add(s, ") > (");
-    key_params(s, t, first);
-    mig_str_add(s, ")");
+    if (b->range_hi)
+        w.hi = w.next++;
+    return w;
 }
 
-/* The lower bound of a batch: rows strictly after the checkpoint. */
-static void after_checkpoint(struct mig_str *s, const struct backfill *b, const char *alias)
+/* The rows a batch may take: strictly after the checkpoint (or the range's
+ * lower bound), within the range. The checkpoint lies inside the range, so
+ * it replaces the lower bound. */
+static void in_window(struct mig_str *s, const struct backfill *b, const struct window *w, const char *alias)
 {
-    after_checkpoint_from(s, b, alias, 5);
+    const struct mig_bf_table *t = b->table;
+    const char *and = "";
+    if (w->last) {
+        mig_str_add(s, "(");
+        key_list(s, t, alias, "");
+        mig_str_add(s, ") > (");
+        key_params(s, t, w->last);
+        mig_str_add(s, ")");
+        and = " AND ";
+    } else if (w->lo) {
+        mig_str_addf(s, "%s%s > $%zu::%s", alias, t->pk[0], w->lo, t->pk_types[0]);
+        and = " AND ";
+    }
+    if (w->hi)
+        mig_str_addf(s, "%s%s%s <= $%zu::%s", and, alias, t->pk[0], w->hi, t->pk_types[0]);
+    else if (!*and)
+        mig_str_add(s, "true");
 }
+
+/* The parameters of window_of(b, first) into values[first - 1 ...]. */
+static size_t window_values(const struct backfill *b, const struct window *w, const char **values)
+{
+    size_t n = 0;
+    for (size_t k = 0; w->last && k < b->table->npk; k++)
+        values[n++] = b->last_key[k];
+    if (w->lo)
+        values[n++] = b->range_lo;
+    if (w->hi)
+        values[n++] = b->range_hi;
+    return n;
+}
+
+/* A batch's window starts at $6: $1 to $5 are the migration, schema,
+ * table, the rows to take and the range. */
+#define BATCH_WINDOW_FIRST 6
 
 /* One statement: `batch` picks the next keys, `upd` sets the new columns of
  * the rows among them that still need it (a single-column key uses a range so
@@ -187,31 +212,31 @@ static void after_checkpoint(struct mig_str *s, const struct backfill *b, const 
 /* Single-column key: the batch's upper edge is found by skipping n-1 index
  * entries (an index-only scan, nothing materialised); the last, partial
  * batch falls back to max(). */
-static void single_key_bounds(struct mig_str *s, const struct backfill *b)
+static void single_key_bounds(struct mig_str *s, const struct backfill *b, const struct window *w)
 {
     const struct mig_bf_table *t = b->table;
     const char *k = t->pk[0];
     mig_str_addf(s, "WITH edge AS (SELECT %s FROM %s WHERE ", k, t->qname);
-    after_checkpoint(s, b, "");
+    in_window(s, b, w, "");
     mig_str_addf(s, " ORDER BY %s OFFSET $4::int - 1 LIMIT 1), bounds AS (SELECT coalesce((SELECT %s FROM edge),"
                  " (SELECT max(%s) FROM %s WHERE ", k, k, k, t->qname);
-    after_checkpoint(s, b, "");
+    in_window(s, b, w, "");
     mig_str_add(s, ")) AS ");
     mig_str_add(s, k);
     mig_str_addf(s, ", CASE WHEN EXISTS (SELECT 1 FROM edge) THEN $4::bigint ELSE (SELECT count(*) FROM %s WHERE ",
                  t->qname);
-    after_checkpoint(s, b, "");
+    in_window(s, b, w, "");
     mig_str_add(s, ") END AS rows), n AS (SELECT rows FROM bounds)");
 }
 
 /* Composite key: materialise the next n keys and take the last. */
-static void composite_key_bounds(struct mig_str *s, const struct backfill *b)
+static void composite_key_bounds(struct mig_str *s, const struct backfill *b, const struct window *w)
 {
     const struct mig_bf_table *t = b->table;
     mig_str_add(s, "WITH batch AS (SELECT ");
     key_list(s, t, "", "");
     mig_str_addf(s, " FROM %s WHERE ", t->qname);
-    after_checkpoint(s, b, "");
+    in_window(s, b, w, "");
     mig_str_add(s, " ORDER BY ");
     key_list(s, t, "", "");
     mig_str_add(s, " LIMIT $4::int), bounds AS (SELECT ");
@@ -221,21 +246,23 @@ static void composite_key_bounds(struct mig_str *s, const struct backfill *b)
     mig_str_add(s, " LIMIT 1), n AS (SELECT count(*) AS rows FROM batch)");
 }
 
-/* One statement: the bounds CTEs pick the next key range, `upd` sets the new
- * columns of the rows in it that still need them (a single-column key gives
- * one index range scan), `cp` advances the checkpoint. */
+/* One statement: the bounds CTEs pick the next keys of the range, `upd`
+ * sets the new columns of the rows among them that still need them (a
+ * single-column key gives one index range scan), `cp` advances the range's
+ * checkpoint. An empty remainder of a range leaves its checkpoint's key. */
 char *backfill_batch_sql(const struct backfill *b)
 {
     const struct mig_bf_table *t = b->table;
+    struct window w = window_of(b, BATCH_WINDOW_FIRST);
     struct mig_str s = {0};
     if (t->npk == 1)
-        single_key_bounds(&s, b);
+        single_key_bounds(&s, b, &w);
     else
-        composite_key_bounds(&s, b);
+        composite_key_bounds(&s, b, &w);
     mig_str_addf(&s, ", upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
     if (t->npk == 1) {
         mig_str_add(&s, " WHERE ");
-        after_checkpoint(&s, b, "t.");
+        in_window(&s, b, &w, "t.");
         mig_str_addf(&s, " AND t.%s <= (SELECT %s FROM bounds)", t->pk[0], t->pk[0]);
     } else {
         mig_str_add(&s, " FROM batch WHERE (");
@@ -248,11 +275,14 @@ char *backfill_batch_sql(const struct backfill *b)
     mig_str_addf(&s, " cp AS (UPDATE %s SET"
                  " last_key = coalesce((SELECT ARRAY[", b->progress_table);
     key_list(&s, t, "", "::text");
-    mig_str_add(&s, "] FROM bounds), last_key),"
+    mig_str_add(&s, "] FROM bounds");
+    if (t->npk == 1)
+        mig_str_addf(&s, " WHERE %s IS NOT NULL", t->pk[0]);
+    mig_str_add(&s, "), last_key),"
                 " rows_done = rows_done + (SELECT rows FROM n),"
                 " rows_updated = rows_updated + (SELECT count(*) FROM upd),"
                 " batches = batches + 1, done = (SELECT rows FROM n) < $4::int, updated_at = now()"
-                " WHERE migration = $1 AND schema_name = $2 AND table_name = $3"
+                " WHERE migration = $1 AND schema_name = $2 AND table_name = $3 AND range_no = $5::int"
                 " RETURNING last_key, rows_done, rows_updated, done, paused)"
                 " SELECT (SELECT rows FROM n), last_key, rows_done, rows_updated, done, paused FROM cp");
     return mig_str_take(&s);
@@ -260,15 +290,16 @@ char *backfill_batch_sql(const struct backfill *b)
 
 int backfill_batch_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen)
 {
-    snprintf(numbuf, numlen, "%ld", b->batch_rows);
+    size_t half = numlen / 2;
+    snprintf(numbuf, half, "%ld", b->batch_rows);
+    snprintf(numbuf + half, numlen - half, "%d", b->range_no);
     values[0] = b->migration;
     values[1] = b->table->schema;
     values[2] = b->table->name;
     values[3] = numbuf;
-    int n = 4;
-    for (size_t k = 0; b->have_last && k < b->table->npk; k++)
-        values[n++] = b->last_key[k];
-    return n;
+    values[4] = numbuf + half;
+    struct window w = window_of(b, BATCH_WINDOW_FIRST);
+    return BATCH_WINDOW_FIRST - 1 + (int)window_values(b, &w, values + BATCH_WINDOW_FIRST - 1);
 }
 
 /* pt-online-schema-change's chunk sizing: keep a weighted average of the
@@ -297,7 +328,7 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
         return -1;
     }
     long rows = atol(PQgetvalue(r, 0, 0));
-    backfill_free(b);
+    forget_last_key(b);
     b->have_last = !PQgetisnull(r, 0, 1);
     if (b->have_last)
         parse_text_array(PQgetvalue(r, 0, 1), b->last_key, BACKFILL_MAX_KEY);
@@ -411,8 +442,8 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const char *values[4 + BACKFILL_MAX_KEY];
-    char num[32];
+    const char *values[BACKFILL_MAX_PARAMS];
+    char num[64];
     int n = backfill_batch_params(b, values, num, sizeof num);
     double t0 = clock_now_ms();
     PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
@@ -443,41 +474,34 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 
 /* ---- naming the row a failed batch stumbled on ----------------------------- */
 
-/* Parameters of a slice: the checkpoint's key values (when there is one),
- * then LIMIT and OFFSET. */
-static size_t slice_key_params(const struct backfill *b)
-{
-    return b->have_last ? b->table->npk : 0;
-}
-
 /* `select_list` over rows [OFFSET, OFFSET + LIMIT) of the failed batch, in
- * key order after the checkpoint, as the batch's UPDATE saw them (alias t). */
+ * key order in its window, as the batch's UPDATE saw them (alias t). The
+ * window's parameters come first, then LIMIT and OFFSET. */
 static char *slice_sql(const struct backfill *b, const char *select_list)
 {
     const struct mig_bf_table *t = b->table;
-    size_t nk = slice_key_params(b);
+    struct window w = window_of(b, 1);
     struct mig_str s = {0};
     mig_str_addf(&s, "SELECT %s FROM (SELECT * FROM %s WHERE ", select_list, t->qname);
-    after_checkpoint_from(&s, b, "", 1);
+    in_window(&s, b, &w, "");
     mig_str_add(&s, " ORDER BY ");
     key_list(&s, t, "", "");
-    mig_str_addf(&s, " LIMIT $%zu::bigint OFFSET $%zu::bigint) AS t", nk + 1, nk + 2);
+    mig_str_addf(&s, " LIMIT $%zu::bigint OFFSET $%zu::bigint) AS t", w.next, w.next + 1);
     return mig_str_take(&s);
 }
 
 static PGresult *run_slice(PGconn *conn, const struct backfill *b, const char *sql, long long offset,
                            long long limit)
 {
-    const char *values[BACKFILL_MAX_KEY + 2];
+    const char *values[BACKFILL_MAX_PARAMS];
     char lim[32], off[32];
-    size_t nk = slice_key_params(b);
-    for (size_t k = 0; k < nk; k++)
-        values[k] = b->last_key[k];
+    struct window w = window_of(b, 1);
+    size_t n = window_values(b, &w, values);
     snprintf(lim, sizeof lim, "%lld", limit);
     snprintf(off, sizeof off, "%lld", offset);
-    values[nk] = lim;
-    values[nk + 1] = off;
-    return PQexecParams(conn, sql, (int)nk + 2, NULL, values, NULL, NULL, 0);
+    values[n] = lim;
+    values[n + 1] = off;
+    return PQexecParams(conn, sql, (int)n + 2, NULL, values, NULL, NULL, 0);
 }
 
 /* Evaluates an expression over a slice the way the batch does (only where
@@ -588,6 +612,9 @@ void backfill_describe_failure(PGconn *conn, const struct backfill *b, const cha
         snprintf(out, outlen, "backfill batch on %s (the %ld rows after key %s) failed: %s", t->qname,
                  b->batch_rows, text ? text : "?", pg_error);
         free(text);
+    } else if (b->range_lo) {
+        snprintf(out, outlen, "backfill batch on %s (the first %ld rows after key (%s)=(%s)) failed: %s", t->qname,
+                 b->batch_rows, t->pk[0], b->range_lo, pg_error);
     } else {
         snprintf(out, outlen, "backfill batch on %s (its first %ld rows) failed: %s", t->qname, b->batch_rows,
                  pg_error);

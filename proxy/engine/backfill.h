@@ -33,22 +33,31 @@ struct backfill {
     long lock_timeouts;
     int done, paused;
     const char *throttle;               /* "none", "max-rows", "sleep-ratio", "lock-wait", "paused" */
+    /* One key range of the table (backfill_ranges.c): its checkpoint row,
+     * and the bounds of the leading key column, (range_lo, range_hi] in
+     * text form (NULL: unbounded). Range 0 without bounds is the whole table. */
+    int range_no;
+    char *range_lo, *range_hi;
+    int busy;                           /* a driver has a batch of it in flight */
 };
 
 void backfill_init(struct backfill *b, const struct mig_bf_table *t, const char *migration,
                    const struct mig_backfill_settings *cfg);
 void backfill_free(struct backfill *b);
-/* Loads the checkpoint row (creating it at zero). */
+/* Loads the checkpoint row of a table backfilled as one range (creating it
+ * at zero): the estimate's. */
 int backfill_load(PGconn *conn, struct backfill *b, char *err, size_t errlen);
-/* The same as one statement for an event loop: send backfill_checkpoint_sql()
- * with backfill_checkpoint_params() (4 values; numbuf must outlive the
- * send), then fold its result in with backfill_apply_checkpoint(). */
-const char *backfill_checkpoint_sql(void);
-int backfill_checkpoint_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen);
-int backfill_apply_checkpoint(struct backfill *b, const PGresult *r, char *err, size_t errlen);
+/* Folds in a checkpoint row: last_key, rows_done, rows_updated, batches,
+ * done, paused, est_rows from column `first` on. */
+int backfill_apply_checkpoint_row(struct backfill *b, const PGresult *r, int row, int first, char *err,
+                                  size_t errlen);
 
+/* The parameters a batch statement takes at most: migration, schema,
+ * table, rows, range_no, the checkpoint's key (or the range's lower bound),
+ * the range's upper bound. */
+#define BACKFILL_MAX_PARAMS (6 + BACKFILL_MAX_KEY)
 char *backfill_batch_sql(const struct backfill *b);
-/* Fills values (at most 3 + BACKFILL_MAX_KEY); returns the count. The
+/* Fills values (at most BACKFILL_MAX_PARAMS); returns the count. The
  * strings point into b or into numbuf, which must outlive the call. */
 int backfill_batch_params(const struct backfill *b, const char **values, char *numbuf, size_t numlen);
 int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_ms, char *err,

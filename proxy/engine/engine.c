@@ -21,6 +21,7 @@
 #include "migration_dependents.h"
 #include "migration_sql.h"
 #include "autovacuum_yield.h"
+#include "backfill_drive.h"
 #include "retry.h"
 #include "step_run.h"
 
@@ -169,6 +170,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     assert(e && uri && o && err && errlen > 0);
     memset(e, 0, sizeof *e);
     e->opt = *o;
+    e->uri = uri;
     e->conn = open_waiting_for_a_slot(uri);
     if (PQstatus(e->conn) != CONNECTION_OK)
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
@@ -887,64 +889,31 @@ static int validate_checks(struct engine *e, const struct mig_plan *plan, char *
     return ENGINE_OK;
 }
 
-/* ---- backfill loop -------------------------------------------------------- */
+/* ---- backfill -------------------------------------------------------------- */
 
-static int backfill_table(struct engine *e, const char *name, const struct mig_bf_table *t,
-                          const struct mig_backfill_settings *cfg, long *budget, char *err, size_t errlen)
+/* The migration's backfill settings, with the worker count the command
+ * line asked for. */
+static struct mig_backfill_settings backfill_settings(const struct engine *e, const struct mig_backfill_settings *cfg)
 {
-    struct backfill b;
-    backfill_init(&b, t, name, cfg);
-    int rc = backfill_load(e->conn, &b, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
-    int replica = 0;
-    if (rc == ENGINE_OK && backfill_session_begin(e->conn, cfg, &replica, err, errlen) != 0)
-        rc = ENGINE_FAILED;
-    log_debug("backfill session: session_replication_role %s", replica ? "replica" : "unchanged");
-    while (rc == ENGINE_OK && !b.done) {
-        if (*budget == 0)
-            break;
-        if (b.paused) {
-            /* Paused: no batch, just re-read the switch from the checkpoint row. */
-            if (nap(e, backfill_sleep_ms(&b)) != 0) {
-                rc = fail(err, errlen, "stopped");
-                break;
-            }
-            if (backfill_load(e->conn, &b, err, errlen) != 0)
-                rc = ENGINE_FAILED;
-            if (e->opt.on_progress)
-                e->opt.on_progress(&b, 0, e->opt.progress_arg);
-            continue;
-        }
-        if (backfill_step(e->conn, &b, err, errlen) != 0) {
-            rc = ENGINE_FAILED;
-            break;
-        }
-        if (*budget > 0)
-            (*budget)--;
-        if (e->opt.on_progress)
-            e->opt.on_progress(&b, 0, e->opt.progress_arg);
-        if (nap(e, backfill_sleep_ms(&b)) != 0)
-            rc = fail(err, errlen, "stopped");
-    }
-    if (e->opt.on_progress && rc == ENGINE_OK)
-        e->opt.on_progress(&b, b.done, e->opt.progress_arg);
-    backfill_session_end(e->conn, replica);
-    int finished = b.done;
-    backfill_free(&b);
-    if (rc == ENGINE_OK && !finished)
-        return -2;  /* stopped by the batch budget */
-    return rc;
+    struct mig_backfill_settings c = *cfg;
+    if (e->opt.backfill_workers > 0)
+        c.workers = e->opt.backfill_workers;
+    return c;
 }
 
 static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
                         const struct mig_backfill_settings *cfg, char *err, size_t errlen)
 {
-    long budget = e->opt.stop_after_batches > 0 ? e->opt.stop_after_batches : -1;
-    for (size_t i = 0; i < plan->nbf; i++) {
-        int rc = backfill_table(e, name, &plan->bf[i], cfg, &budget, err, errlen);
-        if (rc != ENGINE_OK)
-            return rc;
+    struct backfill_drive d = {.conn = e->conn, .uri = e->uri, .stop = e->opt.stop,
+                               .budget = e->opt.stop_after_batches > 0 ? e->opt.stop_after_batches : -1,
+                               .on_progress = e->opt.on_progress, .progress_arg = e->opt.progress_arg};
+    struct mig_backfill_settings c = backfill_settings(e, cfg);
+    switch (backfill_drive_run(&d, name, plan, &c, err, errlen)) {
+    case BACKFILL_DONE: return ENGINE_OK;
+    case BACKFILL_BUDGET_SPENT: return -2;
+    case BACKFILL_FAILED: break;
     }
-    return ENGINE_OK;
+    return ENGINE_FAILED;
 }
 
 /* Backfill, then the validations that need the data in place. */
@@ -1160,6 +1129,20 @@ int engine_resume(struct engine *e, char *err, size_t errlen)
         rc = finish_start(e, cur->name, &ip.plan, &ip.m.backfill, err, errlen);
     else if (rc == ENGINE_OK)
         log_info("migration %s is already active; run `pgtandem migrate complete`", cur->name);
+    free_in_progress(&ip);
+    return rc;
+}
+
+int engine_retry_batch(struct engine *e, const char *schema, const char *table, int range_no, char *err,
+                       size_t errlen)
+{
+    struct in_progress ip;
+    int rc = load_in_progress(e, &ip, NULL, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    struct mig_backfill_settings c = backfill_settings(e, &ip.m.backfill);
+    if (backfill_drive_one(e->conn, ip.cur.name, &ip.plan, &c, schema, table, range_no, err, errlen) != 0)
+        rc = ENGINE_FAILED;
     free_in_progress(&ip);
     return rc;
 }

@@ -28,18 +28,21 @@ struct engine_options {
     long backoff_ms;            /* first retry delay, doubled each time, with jitter */
     int skip_backfill;          /* start: stop after expand (tests, operators) */
     long stop_after_batches;    /* start/resume: stop after N batches (0 = run to end) */
+    long backfill_workers;      /* start/resume: batches at once (0: the migration's backfill.workers) */
     int validate_only;          /* complete: run the checks that precede the cutover, then stop */
     /* Another thread sets *stop to have the engine give up between
      * statements (it also cancels the one running); NULL: never. */
     const atomic_int *stop;
     long lock_wait_ms;          /* exclusive open: wait this long for the engine lock (0: refuse at once) */
-    /* Called after every backfill batch (and with done=1 at the end). */
+    /* Called after every backfill batch with its table's ranges summed
+     * (backfill_summary), and with finished=1 once the table is done. */
     void (*on_progress)(const struct backfill *b, int finished, void *arg);
     void *progress_arg;
 };
 
 struct engine {
     PGconn *conn;
+    const char *uri;            /* borrowed from engine_open's caller: more backfill workers connect to it */
     struct engine_options opt;
     int locked;
 };
@@ -79,6 +82,11 @@ int engine_resume(struct engine *e, char *err, size_t errlen);
  * contract. Rows that violate a constraint stop it before the contract, with
  * their count and the first one's key; the migration stays active. */
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen);
+/* Runs the next batch of one range of the migration in progress again (a
+ * batch that failed on the event loop): ENGINE_OK when it goes through,
+ * else the failure with the row and expression that cause it. */
+int engine_retry_batch(struct engine *e, const char *schema, const char *table, int range_no, char *err,
+                       size_t errlen);
 /* Rolls back the migration in progress; with a name, that migration
  * whatever its status (the proxy's rollback of its own migration): one
  * stopped before it recorded anything has nothing to undo (ENGINE_OK), a

@@ -22,24 +22,35 @@ static json_t *cell(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? json_null() : json_string(PQgetvalue(r, row, col));
 }
 
+/* One entry per table, its key ranges summed, each range listed with
+ * its own checkpoint; last_key is the furthest range's (the table's own
+ * when it is one range). */
 static json_t *progress_json(PGconn *conn, const char *name)
 {
     const char *v[1] = {name};
     PGresult *r = PQexecParams(conn,
-        "SELECT schema_name, table_name, rows_done, rows_updated, batches, est_rows, done, paused,"
-        "       array_to_string(last_key, ','), extract(epoch FROM updated_at)"
-        "  FROM pgtandem.backfill_progress WHERE migration = $1 ORDER BY schema_name, table_name",
+        "SELECT schema_name, table_name, sum(rows_done), sum(rows_updated), sum(batches), sum(est_rows),"
+        "       bool_and(done), bool_or(paused),"
+        "       (array_agg(array_to_string(last_key, ',') ORDER BY range_no DESC)"
+        "         FILTER (WHERE last_key IS NOT NULL))[1],"
+        "       json_agg(json_build_object('range', range_no, 'after', range_lo, 'upto', range_hi,"
+        "         'rows_done', rows_done, 'batches', batches, 'done', done,"
+        "         'last_key', array_to_string(last_key, ',')) ORDER BY range_no)::text"
+        "  FROM pgtandem.backfill_progress WHERE migration = $1"
+        " GROUP BY schema_name, table_name ORDER BY schema_name, table_name",
         1, NULL, v, NULL, NULL, 0);
     json_t *arr = json_array();
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
         double done = atof(PQgetvalue(r, i, 2)), est = atof(PQgetvalue(r, i, 5));
         int finished = PQgetvalue(r, i, 6)[0] == 't';
         double pct = finished ? 100.0 : (est > 0 ? 100.0 * done / est : 0.0);
-        json_array_append_new(arr, json_pack("{s:o, s:o, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:o}",
+        json_t *ranges = json_loads(PQgetvalue(r, i, 9), 0, NULL);
+        json_array_append_new(arr, json_pack("{s:o, s:o, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:o, s:o}",
             "schema", cell(r, i, 0), "table", cell(r, i, 1), "rows_done", (json_int_t)atoll(PQgetvalue(r, i, 2)),
             "rows_updated", (json_int_t)atoll(PQgetvalue(r, i, 3)), "batches", (json_int_t)atoll(PQgetvalue(r, i, 4)),
             "estimated_rows", est, "percent", pct > 100.0 ? 99.9 : pct, "done", finished,
-            "paused", PQgetvalue(r, i, 7)[0] == 't', "last_key", cell(r, i, 8)));
+            "paused", PQgetvalue(r, i, 7)[0] == 't', "last_key", cell(r, i, 8),
+            "ranges", ranges ? ranges : json_array()));
     }
     PQclear(r);
     return arr;

@@ -4,6 +4,7 @@
  * you mean" for near misses. Nothing here talks to a database. */
 #include "migration.h"
 #include "migration_sql.h"
+#include "settings.h"
 #include "sql_fragment.h"
 #include "sql_script.h"
 
@@ -101,7 +102,7 @@ static const struct key_spec top_keys[] = {
 static const struct key_spec backfill_keys[] = {
     {"batch_rows", K_INT, 0}, {"min_rows", K_INT, 0}, {"max_rows", K_INT, 0},
     {"target_ms", K_INT, 0}, {"max_rows_per_sec", K_INT, 0}, {"sleep_ratio", K_NUM, 0},
-    {"lock_timeout_ms", K_INT, 0}, {NULL, 0, 0}};
+    {"lock_timeout_ms", K_INT, 0}, {"workers", K_INT, 0}, {NULL, 0, 0}};
 
 static const struct op_spec op_specs[] = {
     {"rename_column", MIG_RENAME_COLUMN, rename_column_keys},
@@ -936,6 +937,8 @@ static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_
     bf->max_rows_per_sec = 0;
     bf->sleep_ratio = 0.0;
     bf->lock_timeout_ms = 1000;
+    const struct setting *workers = setting_by_name(SETTING_THROTTLE, "backfill_workers");
+    bf->workers = (long)workers->def;
     if (!obj)
         return 0;
     snprintf(c->path, sizeof c->path, "backfill");
@@ -947,7 +950,8 @@ static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_
         {"batch_rows", &bf->batch_rows, 1, 10000000}, {"min_rows", &bf->min_rows, 1, 10000000},
         {"max_rows", &bf->max_rows, 1, 10000000}, {"target_ms", &bf->target_ms, 1, 60000},
         {"max_rows_per_sec", &bf->max_rows_per_sec, 0, 1000000000},
-        {"lock_timeout_ms", &bf->lock_timeout_ms, 1, 600000}};
+        {"lock_timeout_ms", &bf->lock_timeout_ms, 1, 600000},
+        {"workers", &bf->workers, (long)workers->min, (long)workers->max}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         json_t *v = json_object_get(obj, ints[i].key);
         if (!v)

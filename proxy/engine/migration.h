@@ -113,6 +113,7 @@ struct mig_backfill_settings {
     long max_rows_per_sec;  /* 0 = unlimited */
     double sleep_ratio;     /* sleep this fraction of each batch's duration */
     long lock_timeout_ms;
+    long workers;           /* batches at once, each range on its own connection */
 };
 
 struct migration {

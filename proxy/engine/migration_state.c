@@ -36,6 +36,16 @@ char *mig_state_schema_sql(void)
         "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
         MIG_BACKFILL_PROGRESS_COLUMNS(" REFERENCES pgtandem.migrations (name) ON DELETE CASCADE") ");"
         "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;");
+    mig_str_add(&s,
+        /* A checkpoint table made before key ranges: its rows become range 0 of
+         * their table with no bounds, the whole table, as they were. */
+        "DO $pgt$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.backfill_progress'::regclass"
+        "   AND attname = 'range_no' AND NOT attisdropped) THEN"
+        "  ALTER TABLE pgtandem.backfill_progress ADD COLUMN range_no int NOT NULL DEFAULT 0,"
+        "    ADD COLUMN range_lo text, ADD COLUMN range_hi text;"
+        "  ALTER TABLE pgtandem.backfill_progress DROP CONSTRAINT backfill_progress_pkey,"
+        "    ADD PRIMARY KEY (migration, schema_name, table_name, range_no);"
+        " END IF; END $pgt$;");
     mig_str_addf(&s,
         "DO $pgt$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE conrelid = 'pgtandem.migrations'::regclass"
         "   AND contype = 'c' AND (SELECT bool_and(pg_get_constraintdef(c.oid) LIKE '%%''' || w || '''%%')"

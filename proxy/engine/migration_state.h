@@ -13,20 +13,35 @@
  * (one engine per database, whether the CLI or a proxy hosts it). A string
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
+/* The backfill's workers past the first run on connections without the
+ * engine lock: each holds this session lock shared while it lives, and an
+ * engine takes it exclusive (letting go at once) before its first batch.
+ * So a new engine starts only once every worker of an engine before it (a
+ * process killed while its backends finish their batch) is gone: two
+ * batches of one key range never overlap, as with one connection. */
+#define BACKFILL_WORKERS_LOCK_KEY "7020637716434665570"
+#define BACKFILL_WORKERS_GONE_SQL \
+    "SELECT pg_advisory_lock(" BACKFILL_WORKERS_LOCK_KEY "), pg_advisory_unlock(" BACKFILL_WORKERS_LOCK_KEY ")"
+#define BACKFILL_WORKER_LOCK_SQL "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_LOCK_KEY ")"
 /* How an engine that finds the lock taken says so (the runner recognises it
  * in a child's output). */
 #define ENGINE_LOCK_HELD_MSG "another pgtandem engine is working on this database"
 
 /* The columns of a backfill checkpoint table (pgtandem.backfill_progress,
  * and the estimate's scratch copy of it); migration_ref follows the
- * migration column (its foreign key, or ""). */
+ * migration column (its foreign key, or ""). One row per key range of a
+ * table: range_no counts them from 0, range_lo and range_hi bound the
+ * range's leading key column as (lo, hi] in text (NULL: unbounded); a
+ * table in one range, as every table was before ranges, has one row with
+ * range_no 0 and no bounds. */
 #define MIG_BACKFILL_PROGRESS_COLUMNS(migration_ref) \
     "migration text NOT NULL" migration_ref ","                                                       \
     "  schema_name text NOT NULL, table_name text NOT NULL, last_key text[],"                         \
     "  rows_done bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,"                  \
     "  batches bigint NOT NULL DEFAULT 0, est_rows float8, done boolean NOT NULL DEFAULT false,"      \
     "  paused boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),"         \
-    "  PRIMARY KEY (migration, schema_name, table_name)"
+    "  range_no int NOT NULL DEFAULT 0, range_lo text, range_hi text,"                                \
+    "  PRIMARY KEY (migration, schema_name, table_name, range_no)"
 
 /* The statements that create (or upgrade) schema pgtandem: the migrations
  * and their backfill progress, the fleet's proxies and holds. Safe to run

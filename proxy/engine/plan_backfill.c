@@ -94,7 +94,11 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
     }
     char *pending = mig_str_take(&pend);
     remember_expression(c, b, op, new_col, type, up, pending);
-    mig_str_addf(&set, "%s THEN (%s) ELSE ", pending, up);
+    /* the SET tests only that the new column is still NULL: where `up` gives
+     * NULL it writes NULL over NULL, and `up` (a JSON parse, say) runs once a
+     * row instead of twice */
+    mig_str_ident(&set, new_col);
+    mig_str_addf(&set, " IS NULL THEN (%s) ELSE ", up);
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
     char *setv = mig_str_take(&set);

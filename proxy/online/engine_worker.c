@@ -70,7 +70,6 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
     o.stop = &w->stop;
     o.lock_wait_ms = WORKER_LOCK_WAIT_MS;
     o.skip_backfill = w->job == ENGINE_JOB_EXPAND;     /* the loop runs the batches */
-    o.stop_after_batches = w->job == ENGINE_JOB_DIAGNOSE ? 1 : 0;
     o.validate_only = w->job == ENGINE_JOB_CHECK;      /* the cutover is the loop's */
     struct engine e;
     int rc = engine_open(&e, w->db_uri, &o, 1, err, errlen);
@@ -84,6 +83,8 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
             rc = engine_resume(&e, err, errlen);
         else if (w->job == ENGINE_JOB_ROLLBACK)
             rc = engine_rollback(&e, w->body, err, errlen); /* body: the migration's name */
+        else if (w->job == ENGINE_JOB_DIAGNOSE)
+            rc = engine_retry_batch(&e, w->range_schema, w->range_table, w->range_no, err, errlen);
         else if (w->job == ENGINE_JOB_CHECK) {
             struct engine_contract_report rep;
             rc = engine_complete(&e, &rep, err, errlen);
@@ -116,8 +117,24 @@ static void release_job(struct engine_worker *w)
 {
     free(w->db_uri);
     free(w->body);
-    w->db_uri = w->body = NULL;
+    free(w->range_schema);
+    free(w->range_table);
+    w->db_uri = w->body = w->range_schema = w->range_table = NULL;
     w->body_len = 0;
+}
+
+int engine_worker_set_range(struct engine_worker *w, const char *schema, const char *table, int range_no)
+{
+    assert(!w->running);
+    free(w->range_schema);
+    free(w->range_table);
+    w->range_schema = strdup(schema);
+    w->range_table = strdup(table);
+    w->range_no = range_no;
+    if (w->range_schema && w->range_table)
+        return 0;
+    snprintf(w->why, sizeof w->why, "out of memory");
+    return -1;
 }
 
 static void job_ended(evutil_socket_t fd, short what, void *arg)

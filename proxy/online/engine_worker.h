@@ -26,7 +26,7 @@ enum engine_job {
                           * body, the expand in the table (status expanding, its engine gone) is
                           * undone and redone, as `migrate resume` does */
     ENGINE_JOB_FINISH,   /* resume: the backfill is done; run the validations, status active */
-    ENGINE_JOB_DIAGNOSE, /* resume for one batch: a failing batch names its row */
+    ENGINE_JOB_DIAGNOSE, /* the batch of one range again (engine_worker_set_range): a failing one names its row */
     ENGINE_JOB_CHECK,    /* the checks that precede the cutover, traffic flowing */
     ENGINE_JOB_ROLLBACK  /* body: the migration's name (engine_rollback) */
 };
@@ -45,6 +45,8 @@ struct engine_worker {
     char *db_uri;               /* copies, owned while a job runs */
     char *body;
     size_t body_len;
+    char *range_schema, *range_table;   /* DIAGNOSE: the range whose batch failed */
+    int range_no;
     atomic_int stop;
     pthread_mutex_t lock;       /* guards cancel */
     PGcancel *cancel;           /* the job's connection, once open */
@@ -62,6 +64,10 @@ PGT_MUSTCHECK int engine_worker_init(struct engine_worker *w, struct event_base 
 PGT_MUSTCHECK int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *db_uri,
                                     const char *body, size_t len, engine_worker_done_fn done, void *ctx);
 int engine_worker_running(const struct engine_worker *w);
+/* The range a DIAGNOSE job runs a batch of (copied; kept until the job
+ * ends). Returns -1 (why set) when out of memory. */
+PGT_MUSTCHECK int engine_worker_set_range(struct engine_worker *w, const char *schema, const char *table,
+                                          int range_no);
 /* Asks the running job to stop: it gives up between statements, and the
  * statement it waits on is cancelled. done is still called when it ends. */
 void engine_worker_stop(struct engine_worker *w);

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "backfill.h"
+#include "backfill_runner.h"
 #include "clock.h"
 #include "engine.h"
 #include "engine_worker.h"
@@ -99,8 +100,8 @@ struct migration_runner {
     int have_mig;
     struct mig_plan plan;
     int have_plan;
-    struct backfill *bf;
-    size_t nbf, cur;
+    struct bf_runner bfr;           /* the backfill's batches (backfill_runner.h) */
+    size_t cur;                     /* the post-contract step running */
     char error[1024];
     struct engine_worker worker;    /* the engine's blocking steps, off the loop */
     int step_status;                /* ENGINE_OK/FAILED/INVALID of the last worker step */
@@ -109,15 +110,9 @@ struct migration_runner {
     struct event *timer;
     runner_step_fn timer_step;
     struct event *window_timer;     /* a revert window's end (switched): finalize */
-    double batch_t0, bf_started_ms, bf_finished_ms;
-    long long bf_rows_at_start;
     long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
-    struct progress_line progress;  /* the backfill's line in the log every few seconds */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
-    double replica_lag_ms, lag_checked_ms;
-    char throttle_reason[128];
-    const char *throttle_kind;      /* throttle_reason in one word (metrics), NULL when none */
     struct histogram batch_seconds; /* batches run by this process for this migration */
     int stop_backfill;              /* a rollback waits for the batch in flight */
     struct cutover cut;
@@ -155,16 +150,9 @@ static void settings_throttle_from_migration(struct throttle_settings *t, const 
     t->max_rows_per_sec = bf->max_rows_per_sec;
     t->target_ms = bf->target_ms;
     t->sleep_ratio = bf->sleep_ratio;
+    t->workers = bf->workers;
 }
 
-static void settings_apply_to_backfill(const struct throttle_settings *t, struct mig_backfill_settings *bf)
-{
-    bf->max_rows_per_sec = t->max_rows_per_sec;
-    bf->target_ms = t->target_ms;
-    bf->sleep_ratio = t->sleep_ratio;
-}
-
-static void backfill_next(struct migration_runner *r);
 static void answer_start_check(struct migration_runner *r, int status, const char *why);
 static void backfill_stopped(struct migration_runner *r);
 static void after_checks(void *ctx, int code, const char *why);
@@ -373,6 +361,7 @@ static void fail(struct migration_runner *r, const char *fmt, ...)
     va_end(ap);
     snprintf(r->error, sizeof r->error, "%s", msg);
     log_error("migration %s: %s", r->name ? r->name : "?", r->error);
+    bf_runner_halt(&r->bfr);
     if (r->holds_lock || !pgasync_ready(&r->db)) {
         pgasync_close(&r->db); /* ends the session and its advisory lock */
         r->holds_lock = 0;
@@ -534,6 +523,7 @@ static void outage_reason(struct migration_runner *r, char *out, size_t n, const
 
 static void reconnect_backfill(struct migration_runner *r, const char *why, const char *sqlstate)
 {
+    bf_runner_halt(&r->bfr);
     if (r->phase != RP_BACKFILLING || r->stop_backfill) {
         snprintf(r->error, sizeof r->error, "lost the database connection: %.900s", why);
         pgasync_close(&r->db);
@@ -557,29 +547,7 @@ static void reconnect_backfill(struct migration_runner *r, const char *why, cons
     schedule(r, r->reconnects < 5 ? 1000L << r->reconnects++ : RECONNECT_MAX_DELAY_MS, load_state);
 }
 
-/* ---- backfill on the loop ---- */
-
-static void free_backfill_array(struct backfill *bf, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        backfill_free(&bf[i]);
-    free(bf);
-}
-
-static void free_backfills(struct migration_runner *r)
-{
-    free_backfill_array(r->bf, r->nbf);
-    r->bf = NULL;
-    r->nbf = r->cur = 0;
-}
-
-static long long rows_done(const struct migration_runner *r)
-{
-    long long n = 0;
-    for (size_t i = 0; i < r->nbf; i++)
-        n += r->bf[i].rows_done;
-    return n;
-}
+/* ---- backfill on the loop (backfill_runner.c runs the batches) ---- */
 
 /* Between our unlock and the finishing worker's lock, a follower that has
  * seen the backfill run for two leases may take the lock (it tries on every
@@ -632,95 +600,11 @@ static void backfill_stopped(struct migration_runner *r)
     release_lock_then(r, start_rollback);
 }
 
-/* The backfill's progress as GET /migrations/current and /metrics show it. */
-struct progress {
-    long long done, batches;
-    double total, estimated, rate, eta_s, percent, max_ms;
-    int all_done;
-};
-
-static void backfill_progress(const struct migration_runner *r, struct progress *p)
+/* Past the backfill, whatever this process counted (a follower, or a
+ * proxy restarted after it, counted nothing): the rows are all done. */
+static int past_backfill(const struct migration_runner *r)
 {
-    /* a proxy that only followed has no counters of its own */
-    p->done = r->nbf ? rows_done(r) : r->recorded_rows;
-    p->total = r->nbf ? 0 : (double)p->done;
-    p->estimated = p->total;
-    p->max_ms = 0;
-    p->batches = 0;
-    int every_done = r->nbf > 0;
-    for (size_t i = 0; i < r->nbf; i++) {
-        p->total += r->bf[i].est_total > (double)r->bf[i].rows_done ? r->bf[i].est_total : (double)r->bf[i].rows_done;
-        /* the plan's estimate, before the rows done raised it */
-        p->estimated += r->bf[i].est_planned;
-        p->batches += r->bf[i].batches;
-        p->max_ms = r->bf[i].max_ms > p->max_ms ? r->bf[i].max_ms : p->max_ms;
-        every_done = every_done && r->bf[i].done;
-    }
-    double end = r->bf_finished_ms > 0 ? r->bf_finished_ms : clock_now_ms();
-    double elapsed_s = r->bf_started_ms > 0 ? (end - r->bf_started_ms) / 1000.0 : 0;
-    long long moved = p->done - r->bf_rows_at_start;
-    p->rate = elapsed_s > 0 && moved > 0 ? (double)moved / elapsed_s : 0;
-    /* past the backfill, whatever this process counted (a follower, or a
-     * proxy restarted after it, counted nothing): the rows are all done */
-    p->all_done = (r->nbf > 0 && r->cur >= r->nbf) || every_done || mig_phase_past_backfill(r->phase);
-    p->percent = p->all_done ? 100.0 : p->total > 0 ? fmin(99.9, 100.0 * (double)p->done / p->total) : 0;
-    p->eta_s = p->rate > 0 && p->total > (double)p->done ? (p->total - (double)p->done) / p->rate : 0.0;
-}
-
-/* The table being filled, or once all are done the last one (NULL: none). */
-static const struct backfill *current_backfill(const struct migration_runner *r)
-{
-    return r->nbf > 0 ? &r->bf[r->cur < r->nbf ? r->cur : r->nbf - 1] : NULL;
-}
-
-/* Why the backfill goes slower than it could, in words ("none"). */
-static const char *throttle_text(const struct migration_runner *r, const struct backfill *b)
-{
-    return r->throttle_reason[0] ? r->throttle_reason : b && b->throttle ? b->throttle : "none";
-}
-
-/* The same line `migrate start` shows, in the proxy's log (all tables). */
-static void log_progress(struct migration_runner *r)
-{
-    if (!progress_line_due(&r->progress, 0))
-        return;
-    struct progress p;
-    backfill_progress(r, &p);
-    const struct backfill *b = current_backfill(r);
-    struct progress_sample smp = {
-        .table = b->table->qname, .rows_done = (double)p.done, .est_total = p.total, .rows_per_s = p.rate,
-        .eta_s = p.eta_s, .batch_rows = (double)b->batch_rows, .last_batch_ms = b->last_ms,
-        .max_batch_ms = b->max_ms, .throttle = throttle_text(r, b)};
-    progress_line_show(&r->progress, &smp, 0);
-}
-
-static void on_batch_done(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    struct migration_runner *r = ctx;
-    struct backfill *b = &r->bf[r->cur];
-    double elapsed = clock_now_ms() - r->batch_t0;
-    if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
-        backfill_lock_timeout(b);
-    } else if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error, sqlstate);
-        return;
-    } else if (error && (r->stop_backfill || r->rollback_w.fn)) {
-        fail(r, "backfill batch on %s failed: %s", b->table->qname, error); /* runs the rollback asked for */
-        return;
-    } else if (error) {
-        diagnose_batch(r, b, error);
-        return;
-    } else {
-        char err[512];
-        if (backfill_apply_result(b, res, elapsed, err, sizeof err) != 0) {
-            fail(r, "%s", err);
-            return;
-        }
-        histogram_observe(&r->batch_seconds, elapsed / 1000.0);
-        r->error[0] = '\0';
-        log_progress(r);
-    }
-    schedule(r, backfill_sleep_ms(b), backfill_next);
+    return mig_phase_past_backfill(r->phase);
 }
 
 static void after_diagnosis(void *ctx, int code, const char *why)
@@ -740,9 +624,10 @@ static void after_diagnosis(void *ctx, int code, const char *why)
 }
 
 /* A batch failed on the data (an `up` expression that errors on some row).
- * The engine runs the same batch once more on the worker and, when it
- * fails, names the row and the expression; its queries stay off the loop.
- * The proxy lets go of the engine lock first so the worker can take it. */
+ * The engine runs the next batch of the same range once more on the worker
+ * and, when it fails, names the row and the expression; its queries stay
+ * off the loop. The proxy lets go of the engine lock first so the worker
+ * can take it. */
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
 {
     snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
@@ -750,61 +635,17 @@ static void diagnose_batch(struct migration_runner *r, const struct backfill *b,
     pgasync_close(&r->db);
     r->holds_lock = 0;
     give_slot_to_step(r);
-    if (engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)
+    if (engine_worker_set_range(&r->worker, b->table->schema, b->table->name, b->range_no) != 0 ||
+        engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)
         fail(r, "%s", r->error);
-}
-
-static void on_lag(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    (void)sqlstate;
-    struct migration_runner *r = ctx;
-    r->lag_checked_ms = clock_now_ms();
-    if (!error && res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        r->replica_lag_ms = atof(PQgetvalue(res, 0, 0));
-    backfill_next(r);
-}
-
-static const char LAG_SQL[] =
-    "SELECT COALESCE((SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication),"
-    " CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000 END, 0)";
-
-/* Latency-aware throttling: smaller batches while the application's p99
- * is over its limit, then a pause; the same for replica lag. Returns how
- * long to wait before the next batch (0: go now). */
-static long throttle_delay(struct migration_runner *r, struct backfill *b)
-{
-    r->throttle_reason[0] = '\0';
-    r->throttle_kind = NULL;
-    if (r->thr.paused || b->paused) {
-        r->throttle_kind = "paused";
-        snprintf(r->throttle_reason, sizeof r->throttle_reason, "paused by operator");
-        return 500;
-    }
-    double p99 = relay_latency_p99_ms(r->relay);
-    if (r->thr.max_app_p99_ms > 0 && p99 > (double)r->thr.max_app_p99_ms) {
-        r->throttle_kind = "app_latency";
-        snprintf(r->throttle_reason, sizeof r->throttle_reason, "app p99 %.1f ms > %ld ms", p99,
-                 r->thr.max_app_p99_ms);
-        if (b->batch_rows > b->cfg.min_rows) {
-            b->batch_rows = b->batch_rows / 2 > b->cfg.min_rows ? b->batch_rows / 2 : b->cfg.min_rows;
-            return 0;
-        }
-        return 250;
-    }
-    if (r->thr.max_replica_lag_ms > 0 && r->replica_lag_ms > (double)r->thr.max_replica_lag_ms) {
-        r->throttle_kind = "replica_lag";
-        snprintf(r->throttle_reason, sizeof r->throttle_reason, "replica lag %.0f ms > %ld ms", r->replica_lag_ms,
-                 r->thr.max_replica_lag_ms);
-        return 500;
-    }
-    return 0;
 }
 
 static void backfill_finished(struct migration_runner *r)
 {
-    r->bf_finished_ms = clock_now_ms();
-    log_info("migration %s: backfill done, %lld rows in %.1f s", r->name, rows_done(r),
-             (clock_now_ms() - r->bf_started_ms) / 1000.0);
+    struct bf_progress p;
+    bf_runner_progress(&r->bfr, 0, 0, &p);
+    log_info("migration %s: backfill done, %lld rows in %.1f s", r->name, p.done,
+             (r->bfr.finished_ms - r->bfr.started_ms) / 1000.0);
     release_lock_then(r, spawn_finish);
 }
 
@@ -819,7 +660,7 @@ static void on_throttle_saved(void *ctx, PGresult *res, const char *error, const
      * the stale settings the reconnect's reload reads */
     if (error && connection_lost(sqlstate))
         r->throttle_dirty = 1;
-    backfill_next(r);
+    bf_runner_kick(&r->bfr);
 }
 
 /* Settings changed through the admin API live with the migration's state,
@@ -836,136 +677,37 @@ static int save_throttle(struct migration_runner *r, pgasync_done_fn done)
     return rc;
 }
 
-static void send_batch(struct migration_runner *r, struct backfill *b)
-{
-    char *sql = backfill_batch_sql(b);
-    const char *values[4 + BACKFILL_MAX_KEY];
-    char num[32];
-    int n = backfill_batch_params(b, values, num, sizeof num);
-    r->batch_t0 = clock_now_ms();
-    /* a batch aims at target_ms: many times that without an answer is a dead connection */
-    long bound = 10 * r->thr.target_ms;
-    r->db.watchdog_ms = bound > ENGINE_WATCHDOG_MS ? (int)(bound < 3600000 ? bound : 3600000) : ENGINE_WATCHDOG_MS;
-    int rc = sql ? pgasync_send(&r->db, sql, n, values, on_batch_done, r) : -1;
-    free(sql);
-    if (rc != 0)
-        fail(r, "backfill batch: %s", sql ? r->db.error : "out of memory");
-}
-
-static void backfill_next(struct migration_runner *r)
-{
-    if (r->phase != RP_BACKFILLING)
-        return;
-    if (r->stop_backfill) {
-        backfill_stopped(r);
-        return;
-    }
-    if (!pgasync_ready(&r->db)) { /* it died while idle (paused, throttled): a restart */
-        reconnect_backfill(r, r->db.error[0] ? r->db.error : "the engine connection closed while idle", "08006");
-        return;
-    }
-    if (r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0)
-        return;
-    while (r->cur < r->nbf && r->bf[r->cur].done)
-        r->cur++;
-    if (r->cur == r->nbf) {
-        backfill_finished(r);
-        return;
-    }
-    struct backfill *b = &r->bf[r->cur];
-    if (r->thr.max_replica_lag_ms > 0 && clock_now_ms() - r->lag_checked_ms > 1000) {
-        if (pgasync_send(&r->db, LAG_SQL, 0, NULL, on_lag, r) != 0)
-            fail(r, "replica lag check: %s", r->db.error);
-        return;
-    }
-    long delay = throttle_delay(r, b);
-    if (delay > 0) {
-        schedule(r, delay, backfill_next);
-        return;
-    }
-    send_batch(r, b);
-}
-
-static void on_session_setup(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    (void)res;
-    (void)sqlstate;
-    struct migration_runner *r = ctx;
-    if (error) {
-        fail(r, "preparing the backfill session: %s", error);
-        return;
-    }
-    r->bf_started_ms = clock_now_ms();
-    r->bf_finished_ms = 0;
-    r->bf_rows_at_start = rows_done(r);
-    backfill_next(r);
-}
-
-static void setup_backfill_session(struct migration_runner *r)
-{
-    char *sql = r->nbf ? backfill_session_sql(&r->bf[0]) : strdup("SELECT 1");
-    if (!sql || pgasync_send(&r->db, sql, 0, NULL, on_session_setup, r) != 0)
-        fail(r, "preparing the backfill session: %s", sql ? r->db.error : "out of memory");
-    free(sql);
-}
-
-static void load_next_checkpoint(struct migration_runner *r);
-
-static void on_checkpoint(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+/* The runner's hooks: how its batches ended, and what the phase says. */
+static void backfill_ended(void *ctx, enum bf_end how, const char *msg, const char *sqlstate,
+                           const struct backfill *range)
 {
     struct migration_runner *r = ctx;
-    char err[512];
-    if (error && connection_lost(sqlstate)) {
-        reconnect_backfill(r, error, sqlstate);
-        return;
+    switch (how) {
+    case BF_END_DONE: backfill_finished(r); return;
+    case BF_END_STOPPED: backfill_stopped(r); return;
+    case BF_END_LOST: reconnect_backfill(r, msg, sqlstate); return;
+    case BF_END_DATA: diagnose_batch(r, range, msg); return;
+    case BF_END_FAILED: break;
     }
-    if (error || backfill_apply_checkpoint(&r->bf[r->cur], res, err, sizeof err) != 0) {
-        fail(r, "%s", error ? error : err);
-        return;
-    }
-    r->cur++;
-    load_next_checkpoint(r);
+    fail(r, "%s", msg);
 }
 
-/* One statement per table, each sent from the loop: the database may be a
- * round trip away. */
-static void load_next_checkpoint(struct migration_runner *r)
+static int backfill_stopping(void *ctx)
 {
-    if (r->cur == r->nbf) {
-        r->cur = 0;
-        setup_backfill_session(r);
-        return;
-    }
-    struct backfill *b = &r->bf[r->cur];
-    const char *values[4];
-    char est[32]; /* PQsendQueryParams copies the values */
-    backfill_checkpoint_params(b, values, est, sizeof est);
-    if (pgasync_send(&r->db, backfill_checkpoint_sql(), 4, values, on_checkpoint, r) != 0)
-        fail(r, "loading the backfill checkpoints: %s", r->db.error);
+    const struct migration_runner *r = ctx;
+    return r->stop_backfill;
 }
 
-static void load_checkpoints(struct migration_runner *r)
+static int backfill_idle(void *ctx)
 {
-    struct backfill *before = r->bf;
-    size_t nbefore = r->nbf;
-    r->bf = calloc(r->plan.nbf ? r->plan.nbf : 1, sizeof *r->bf);
-    if (!r->bf) {
-        r->bf = before;
-        fail(r, "out of memory");
-        return;
-    }
-    r->nbf = r->plan.nbf;
-    for (size_t i = 0; i < r->nbf; i++) {
-        backfill_init(&r->bf[i], &r->plan.bf[i], r->name, &r->mig.backfill);
-        settings_apply_to_backfill(&r->thr, &r->bf[i].cfg);
-        /* the checkpoints are read back one query at a time; until a table's
-         * arrives, the status keeps showing the rows it showed */
-        if (nbefore == r->nbf)
-            r->bf[i].rows_done = before[i].rows_done;
-    }
-    free_backfill_array(before, nbefore);
-    r->cur = 0;
-    load_next_checkpoint(r);
+    struct migration_runner *r = ctx;
+    return r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0;
+}
+
+static void backfill_running(void *ctx)
+{
+    struct migration_runner *r = ctx;
+    r->error[0] = '\0';
 }
 
 static void take_engine_lock(struct migration_runner *r);
@@ -1005,7 +747,7 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
     }
     if (took_over)
         log_info("migration %s: no engine is backfilling; this proxy continues from the checkpoint", r->name);
-    load_checkpoints(r);
+    bf_runner_start(&r->bfr, &r->db, r->name, &r->plan, &r->mig.backfill, &r->thr);
 }
 
 static void take_engine_lock(struct migration_runner *r)
@@ -1227,7 +969,7 @@ static void set_name(struct migration_runner *r, const char *name)
 {
     free(r->name);
     r->name = strdup(name);
-    r->progress.migration = r->name; /* tags the backfill's lines in the log */
+    r->bfr.progress.migration = r->name; /* tags the backfill's lines in the log */
     /* the schemas' names as they are, quoted by the sessions routed to them */
     snprintf(r->version_schema, sizeof r->version_schema, MIG_VERSION_SCHEMA_FMT, name);
     snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
@@ -1244,14 +986,13 @@ static void reset_metrics(struct migration_runner *r)
 
 static void reset_migration(struct migration_runner *r)
 {
-    free_backfills(r);
+    bf_runner_reset(&r->bfr);
     if (r->have_plan)
         mig_plan_free(&r->plan);
     if (r->have_mig)
         mig_free(&r->mig);
     r->have_plan = r->have_mig = 0;
-    r->error[0] = r->throttle_reason[0] = '\0';
-    r->throttle_kind = NULL;
+    r->error[0] = '\0';
     cutover_abort(&r->cut);
     reset_metrics(r);
     r->have_cut_rep = 0;
@@ -1260,11 +1001,8 @@ static void reset_migration(struct migration_runner *r)
     settings_throttle_defaults(&r->thr);
     r->throttle_dirty = 0;
     r->table_status[0] = '\0';
-    r->replica_lag_ms = r->lag_checked_ms = 0;
     r->lock_tries = r->reconnects = 0;
     r->step_status = 0;
-    r->bf_started_ms = r->bf_finished_ms = 0;
-    r->bf_rows_at_start = 0;
 }
 
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
@@ -2070,11 +1808,12 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
         engine_worker_stop(&r->worker);
         return;
     }
-    if (r->phase == RP_BACKFILLING && r->db.busy) {
-        r->stop_backfill = 1; /* the batch in flight ends first, then the rollback runs */
+    if (r->phase == RP_BACKFILLING && (r->db.busy || bf_runner_busy(&r->bfr))) {
+        r->stop_backfill = 1; /* the batches in flight end first, then the rollback runs */
         return;
     }
     cancel_timer(r);
+    bf_runner_halt(&r->bfr);
     release_lock_then(r, start_rollback);
 }
 
@@ -2082,40 +1821,19 @@ static void handle_rollback(struct migration_runner *r, const struct runner_requ
 
 static json_t *backfill_json(const struct migration_runner *r)
 {
-    struct progress p;
-    backfill_progress(r, &p);
-    const struct backfill *b = current_backfill(r);
-    const char *throttle = throttle_text(r, b);
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b}", "rows_done", (json_int_t)p.done,
-                     "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s", p.eta_s,
-                     "batch_rows", (json_int_t)(b ? b->batch_rows : 0), "batches", (json_int_t)p.batches,
-                     "max_batch_ms", p.max_ms, "throttle", throttle, "settings", settings_throttle_json(&r->thr),
-                     "estimated_rows", p.estimated, "done", p.all_done);
+    return bf_runner_json(&r->bfr, past_backfill(r), r->recorded_rows);
 }
 
 /* backfill.c's throttle names, in the words metrics use for label values. */
 static const char *throttle_word(const struct migration_runner *r)
 {
-    if (r->phase != RP_BACKFILLING)
-        return "none";
-    if (r->throttle_kind)
-        return r->throttle_kind;
-    const struct backfill *b = r->cur < r->nbf ? &r->bf[r->cur] : NULL;
-    if (!b || !b->throttle)
-        return "none";
-    if (!strcmp(b->throttle, "max-rows"))
-        return "max_rows";
-    if (!strcmp(b->throttle, "sleep-ratio"))
-        return "sleep_ratio";
-    if (!strcmp(b->throttle, "lock-wait"))
-        return "lock_wait";
-    return !strcmp(b->throttle, "paused") ? "paused" : "none";
+    return r->phase == RP_BACKFILLING ? bf_runner_throttle_word(&r->bfr) : "none";
 }
 
 void runner_metrics(const struct migration_runner *r, struct runner_metrics *out)
 {
-    struct progress p;
-    backfill_progress(r, &p);
+    struct bf_progress p;
+    bf_runner_progress(&r->bfr, past_backfill(r), r->recorded_rows, &p);
     memset(out, 0, sizeof *out);
     out->name = r->phase != RP_IDLE && r->name ? r->name : NULL;
     out->phase = mig_phase_word(r->phase);
@@ -2171,8 +1889,7 @@ static void handle_throttle(struct migration_runner *r, const struct runner_requ
     }
     json_t *before = settings_throttle_json(&r->thr), *after = settings_throttle_json(&next);
     r->thr = next;
-    for (size_t i = 0; i < r->nbf; i++)
-        settings_apply_to_backfill(&r->thr, &r->bf[i].cfg);
+    bf_runner_settings_changed(&r->bfr);
     r->throttle_dirty = r->name != NULL;
     /* what this request changed, for the caller and the admin log */
     json_t *changed = json_object();
@@ -2240,7 +1957,8 @@ static int working_locally(const struct migration_runner *r)
 {
     return engine_worker_running(&r->worker) || r->phase == RP_COMPLETING || r->phase == RP_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->after_connect || r->after_unlock ||
-           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked;
+           r->timer_step || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
+           bf_runner_active(&r->bfr);
 }
 
 /* The fleet saw the most recent migration change (a notification or the
@@ -2335,7 +2053,7 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct migration_runner *r = arg;
     if (r->phase != RP_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy && !r->after_connect &&
-        !evtimer_pending(r->timer, NULL))
+        !evtimer_pending(r->timer, NULL) && !bf_runner_active(&r->bfr))
         with_connection(r, reconnected);
     keep_slot_reserved(r);
 }
@@ -2350,6 +2068,9 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     r->relay = relay;
     r->fleet = fleet;
     r->engine_db = engine_db ? strdup(engine_db) : NULL;
+    struct bf_runner_hooks hooks = {.ctx = r, .ended = backfill_ended, .stopping = backfill_stopping,
+                                    .idle = backfill_idle, .running = backfill_running};
+    int bf_ok = bf_runner_init(&r->bfr, base, relay, r->engine_db, &hooks, &r->batch_seconds) == 0;
     pgasync_init(&r->db, base);
     /* no session-wide statement or lock timeout: backfill and cutover set their own per step */
     pgasync_configure(&r->db, "engine", ENGINE_WATCHDOG_MS, NULL);
@@ -2360,7 +2081,7 @@ struct migration_runner *runner_new(struct event_base *base, struct server *rela
     reset_metrics(r);
     r->timer = evtimer_new(base, timer_cb, r);
     r->window_timer = evtimer_new(base, window_ended, r);
-    if (!worker_ok || !r->timer || !r->window_timer || (engine_db && !r->engine_db)) {
+    if (!worker_ok || !bf_ok || !r->timer || !r->window_timer || (engine_db && !r->engine_db)) {
         runner_free(r);
         return NULL;
     }
@@ -2387,6 +2108,7 @@ void runner_free(struct migration_runner *r)
     if (r->cut.retry_timer)
         event_free(r->cut.retry_timer);
     reset_migration(r);
+    bf_runner_free(&r->bfr);
     pgasync_close(&r->db);
     pgasync_close(&r->reserve);
     free((char *)r->start_q.body);

@@ -199,7 +199,8 @@ def test_estimate_against_the_real_backfill(db):
     secs = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
     wal = sql(db, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", (lsn,))[0][0]
-    done, updated = sql(db, "SELECT rows_done, rows_updated FROM pgtandem.backfill_progress")[0]
+    done, updated = sql(db, "SELECT sum(rows_done)::bigint, sum(rows_updated)::bigint"
+                            " FROM pgtandem.backfill_progress")[0]
     print("estimate: %.0f rows/s, %.2f s, %.0f bytes of WAL, %.0f dead tuples"
           % (est["throttled_rows_per_s"], est["eta_s"], est["wal_bytes"], est["dead_tuples"]))
     print("backfill: %.0f rows/s, %.2f s (whole `migrate start`), %.0f bytes of WAL, %d rows updated"

@@ -88,10 +88,16 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
 
 
 def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
-    # 1000 rows in the statistics, 20000 in the table: paused past the estimate
-    load_underestimated(db, 1000, 19000)
+    # 1000 rows when the backfill plans the table (it reads the statistics,
+    # or samples a table they no longer describe), 19000 more inserted while
+    # it runs: paused past the estimate
+    load_underestimated(db, 1000, 0)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    submit(proxy, write_migration(unify({"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500})))
+    submit(proxy, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500})))
+    wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
+             and sql(db, "SELECT count(*) FROM pgtandem.backfill_progress WHERE NOT done")[0][0] == 1,
+             timeout=60, what="the backfill's checkpoint")
+    sql(db, "SELECT legacy_fill_checks(19000)")
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
     code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
     assert code == 200, body

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backfill.h"
+#include "backfill_pool.h"
 #include "migration.h"
 #include "migration_plan.h"
 #include "migration_sql.h"
@@ -206,19 +207,73 @@ static void test_backfill_sql(void)
     struct backfill b;
     backfill_init(&b, &t, "m", &cfg);
     char *sql = backfill_batch_sql(&b);
-    CHECK("first batch has no lower bound", sql && !strstr(sql, "$5"));
+    CHECK("first batch has no lower bound", sql && !strstr(sql, "$6"));
     CHECK("batch advances checkpoint in the same statement", sql && strstr(sql, "UPDATE pgtandem.backfill_progress"));
     free(sql);
     b.have_last = 1;
     b.last_key[0] = strdup("41");
     sql = backfill_batch_sql(&b);
-    CHECK("next batch starts after the checkpoint", sql && strstr(sql, "(\"id\") > ($5::bigint)"));
+    CHECK("next batch starts after the checkpoint", sql && strstr(sql, "(\"id\") > ($6::bigint)"));
     CHECK("range update for a single key", sql && strstr(sql, "t.\"id\" <= (SELECT \"id\" FROM bounds)"));
-    const char *values[12];
-    char num[32];
-    CHECK("params", backfill_batch_params(&b, values, num, sizeof num) == 5 && !strcmp(values[4], "41"));
+    CHECK("the checkpoint is the range's", sql && strstr(sql, "AND range_no = $5::int"));
+    const char *values[BACKFILL_MAX_PARAMS];
+    char num[64];
+    CHECK("params", backfill_batch_params(&b, values, num, sizeof num) == 6 && !strcmp(values[4], "0") &&
+                        !strcmp(values[5], "41"));
+    free(sql);
+    /* a range of the key: (100, 200], its checkpoint at 141 */
+    b.range_no = 3;
+    b.range_lo = strdup("100");
+    b.range_hi = strdup("200");
+    sql = backfill_batch_sql(&b);
+    CHECK("a range's batch stops at its upper bound", sql && strstr(sql, "(\"id\") > ($6::bigint) AND \"id\" <= $7::bigint"));
+    CHECK("range params", backfill_batch_params(&b, values, num, sizeof num) == 7 && !strcmp(values[4], "3") &&
+                              !strcmp(values[5], "41") && !strcmp(values[6], "200"));
+    free(sql);
+    free(b.last_key[0]);
+    b.last_key[0] = NULL;
+    b.have_last = 0;
+    sql = backfill_batch_sql(&b);
+    CHECK("a range's first batch starts after its lower bound", sql && strstr(sql, "\"id\" > $6::bigint AND \"id\" <= $7::bigint"));
+    CHECK("first range params", backfill_batch_params(&b, values, num, sizeof num) == 7 && !strcmp(values[5], "100") &&
+                                    !strcmp(values[6], "200"));
     free(sql);
     backfill_free(&b);
+}
+
+/* Which range a worker runs next and how many may run. */
+static void test_backfill_pool(void)
+{
+    struct mig_bf_table t1 = {.qname = "a"}, t2 = {.qname = "b"};
+    struct backfill v[5];
+    memset(v, 0, sizeof v);
+    for (int i = 0; i < 5; i++)
+        v[i].table = i < 3 ? &t1 : &t2;
+    CHECK("a worker keeps its range", backfill_pick(v, 5, 1) == 1);
+    v[1].busy = 1;
+    CHECK("another takes the first free one", backfill_pick(v, 5, 5) == 0);
+    v[0].busy = 1;
+    CHECK("then the next", backfill_pick(v, 5, 0) == 2);
+    v[2].busy = 1;
+    CHECK("tables go one at a time", backfill_pick(v, 5, 5) == 5);
+    v[0].done = v[1].done = v[2].done = 1;
+    v[0].busy = v[1].busy = v[2].busy = 0;
+    CHECK("the next table once the first is done", backfill_pick(v, 5, 2) == 3 && backfill_current(v, 5) == 3);
+    struct backfill_gate g = {0};
+    CHECK("all workers from the start", backfill_gate_update(&g, 4, 0, 0) == 4);
+    CHECK("one while throttled", backfill_gate_update(&g, 4, 1, 100) == 1);
+    CHECK("still one just after", backfill_gate_update(&g, 4, 0, 500) == 1);
+    CHECK("one more a second later", backfill_gate_update(&g, 4, 0, 1100) == 2);
+    CHECK("and one more", backfill_gate_update(&g, 4, 0, 2100) == 3 && backfill_gate_update(&g, 4, 0, 3100) == 4);
+    CHECK("a lower setting at once", backfill_gate_update(&g, 2, 0, 3200) == 2);
+    v[3].rows_done = 10;
+    v[3].est_total = 100;
+    v[4].rows_done = 30;
+    v[4].est_total = 20;
+    v[4].done = 1;
+    struct backfill sum;
+    backfill_summary(v, 5, &t2, &v[4], &sum);
+    CHECK("a table's ranges summed", sum.rows_done == 40 && sum.est_total == 130 && !sum.done);
 }
 
 /* A result shaped like the batch statement's: rows, last_key, rows_done,
@@ -288,6 +343,7 @@ int main(void)
     test_plan_offline();
     test_backfill_sql();
     test_backfill_adapts();
+    test_backfill_pool();
     test_constraint_and_enum_ops();
     return UNIT_RESULT();
 }
