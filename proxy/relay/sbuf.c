@@ -42,7 +42,7 @@ static void fail_later(struct sbuf *sb, int eof, const char *why);
  * the owner releases the idle socket. */
 static void want_write(struct sbuf *sb, int on)
 {
-    if (on && !sb->wev && !(sb->wev = event_new(sb->base, sb->fd, EV_WRITE | EV_PERSIST, on_write_event, sb))) {
+    if (on && !sb->wev && !(sb->wev = event_new(event_get_base(EV(sb)), sb->fd, EV_WRITE | EV_PERSIST, on_write_event, sb))) {
         sb->writing = 0;
         fail_later(sb, 0, "out of memory");
         return;
@@ -112,7 +112,6 @@ static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, cons
         free(sb); /* nothing else made yet, and sbuf_free needs the event */
         return NULL;
     }
-    sb->base = base;
     sb->fd = fd;
     sb->ops = ops;
     sb->ctx = ctx;

@@ -43,7 +43,6 @@ struct sbuf {
     const struct sbuf_ops *ops;
     void *ctx;
     char *error;                    /* why it failed, allocated only then */
-    struct event_base *base;
     evutil_socket_t fd;
     uint32_t out_low;
     uint32_t read_size;             /* bytes asked of the next read, see sbuf.c */

@@ -56,7 +56,7 @@ struct session {
     struct proto_tracker tracker;
     uint32_t c2s_remaining;         /* bytes of the current client message still to pass */
     uint32_t s2c_remaining;
-    enum session_state state;       /* moved only by session_set_state */
+    uint8_t state;                  /* enum session_state, moved only by session_set_state */
     uint8_t c2s_blocked;            /* waiting for the upstream to drain */
     uint8_t s2c_blocked;
     uint8_t s2c_discard;            /* the current server message is one of those answers */
@@ -70,13 +70,13 @@ struct session {
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
     uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
     uint32_t route_gen;             /* srv->route.gen when its search_path was last set */
+    uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
+    uint32_t cancel_pid, cancel_key;     /* what the client was told */
+    uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
 
     uint64_t connected_us;
     uint64_t unit_start_us;         /* first message of the request in flight */
     uint64_t tx_start_us;           /* when the open transaction began */
-    uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
-    uint32_t cancel_pid, cancel_key;     /* what the client was told */
-    uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
     uint64_t bytes_in, bytes_out;
 
     struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
