@@ -5,9 +5,10 @@
 # thousands of mostly idle clients over a few server connections. Both
 # poolers authenticate clients with SCRAM, reach a throwaway Postgres over
 # TLS with pools of 20, and hold N idle clients (each logged in and ran
-# SELECT 1), with the clients' TLS off and on: on fresh poolers, then again
-# after a pgbench run through them (all its clients gone, the poolers idle
-# again). Each TLS mode starts both poolers afresh.
+# SELECT 1), with the clients' TLS off and on, in two states: "fresh"
+# (poolers just started), and "after" (poolers started afresh that ran
+# pgbench through them first, all its clients gone and the poolers idle
+# again).
 #
 # Session mode: every idle client keeps an upstream connection, and this
 # machine cannot run 10,000 Postgres backends, so both proxies sit in front
@@ -121,12 +122,12 @@ if [ -n "${TX_CONNS-10000 18000}" ]; then
   printf '{"app": {"password": "apppass"}}' >"$work/users.json"
   chmod 600 "$work/users.json"
   cert="$work/pg/tls/server.crt"; key="$work/pg/tls/server.key"
-  for tls in ${TX_TLS:-disable require}; do
+  for tls in ${TX_TLS:-disable require}; do for state in fresh after; do
     tport=$(free_port); taport=$(free_port)
     "$bin" proxy --listen "127.0.0.1:$tport" --admin "127.0.0.1:$taport" --log-level warn \
       --upstream "postgresql://127.0.0.1:$PGT_PGPORT/?sslmode=require" --auth scram --users-file "$work/users.json" \
       --pool-mode transaction --pool-size 20 --max-client-conn 20000 --query-wait-timeout 300 \
-      --tls-cert "$cert" --tls-key "$key" >"$work/pgtandem-$tls.log" 2>&1 &
+      --tls-cert "$cert" --tls-key "$key" >"$work/pgtandem-$tls-$state.log" 2>&1 &
     tpid=$!
     pids="$pids $tpid"
     bport=$(free_port)
@@ -140,12 +141,12 @@ client_tls_key_file = $key
 INI
     start_pgbouncer
     wait_port "$tport"; wait_port "$bport"
-    MODE=transaction TLS=$tls CONNS="${TX_CONNS-10000 18000}" TPID=$tpid BPID=$bpid \
+    MODE=transaction STATE=$state TLS=$tls CONNS="${TX_CONNS-10000 18000}" TPID=$tpid BPID=$bpid \
       TURI="postgresql://app:apppass@127.0.0.1:$tport/bench?sslmode=$tls" \
       BURI="postgresql://app:apppass@127.0.0.1:$bport/bench?sslmode=$tls" \
       RESULTS="$results" /usr/bin/python3 bench/idle_memory_run.py measure
     stop_poolers "$tpid"
-  done
+  done; done
 fi
 
 RESULTS="$results" PGT_BIN_USED="$bin" OUT=${OUT:-bench/results/idle-memory-$(date -u +%Y-%m-%d)} \

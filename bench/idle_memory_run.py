@@ -102,7 +102,9 @@ def record(row):
 
 def measure_counts(state, counts, pids, uris, fresh):
     """Each count in turn (ascending: memory freed between counts stays in the process and is used again by
-    the next), over one base per pooler taken before the first."""
+    the next), over one base per pooler taken before the first, once the poolers are idle."""
+    for t in TARGETS:
+        settle(port_of(uris[t]))
     base = {t: rss_kb(pids[t]) for t in TARGETS}
     for n in counts:
         for t in TARGETS:
@@ -164,13 +166,12 @@ def measure():
         if h:
             release(h, port_of(uris[t]))
     fresh = {t: rss_kb(pids[t]) for t in TARGETS}
-    measure_counts("fresh", counts, pids, uris, fresh)
-    if env["MODE"] != "transaction":
-        return
-    bench = {t: pgbench_through(t, uris[t]) for t in TARGETS}
-    with open(env["RESULTS"], "a") as f:
-        f.write(json.dumps({"pgbench": bench, "tls": env["TLS"]}) + "\n")
-    measure_counts("after", counts, pids, uris, fresh)
+    state = env.get("STATE", "fresh")
+    if state == "after":
+        bench = {t: pgbench_through(t, uris[t]) for t in TARGETS}
+        with open(env["RESULTS"], "a") as f:
+            f.write(json.dumps({"pgbench": bench, "tls": env["TLS"]}) + "\n")
+    measure_counts(state, counts, pids, uris, fresh)
 
 
 def report():
@@ -190,10 +191,10 @@ def report():
                  "" if env["PGT_BIN_USED"].endswith("/bin/pgtandem") else " (binary %s)" % env["PGT_BIN_USED"],
                  min(loads) if loads else "-", max(loads) if loads else "-"), "",
              "Bytes per client = RSS of the pooler while N idle clients are held, over its RSS before the first "
-             "count of that state (fresh: after a warm-up of 100 clients; after: once the benchmark's clients are "
-             "gone), / N; counts ascend, so a later count reuses what an earlier one freed. \"Over fresh\" = the same RSS over the pooler's RSS after a warm-up "
-             "of 100 clients on a fresh process, / N: after a benchmark it also counts what the benchmark left "
-             "behind.", ""]
+             "count (fresh: after a warm-up of 100 clients; after: once the benchmark's clients are gone and "
+             "3 s have passed), / N; counts ascend, so a later count reuses what an earlier one freed. "
+             "\"Over fresh\" = the same RSS over the pooler's RSS after the warm-up, before anything else ran, "
+             "/ N: after a benchmark it also counts what the benchmark left behind.", ""]
     for why in [r for r in rows if not r.get("measured")]:
         lines += ["Not measured (%s, %s clients): %s." % (why["mode"], why["clients"], why["why"]), ""]
     tx = [r for r in rows if r.get("measured") and r["mode"] == "transaction"]
@@ -202,8 +203,10 @@ def report():
                   "", "Both poolers: `--pool-mode transaction --auth scram` (PgBouncer: `pool_mode = transaction`, "
                   "`auth_type = scram-sha-256`), pools of 20 over TLS to a throwaway Postgres; each client logs in "
                   "with SCRAM and runs `SELECT 1`, then stays idle. Client TLS off (`sslmode=disable`) or on "
-                  "(`sslmode=require`). \"After\": after `pgbench -S` through the same pooler (simple protocol, "
-                  "then `-M prepared`), all its clients gone.", "",
+                  "(`sslmode=require`). \"Fresh\": poolers just started. \"After\": poolers started afresh, then "
+                  "`pgbench -S` through each (simple protocol, then `-M prepared`: PgBouncer 1.18 does not support "
+                  "protocol-level prepared statements in transaction mode, so its `-M prepared` run fails), all "
+                  "its clients gone.", "",
                   "| client TLS | state | idle clients | pgtandem B/client | PgBouncer B/client | ratio | "
                   "pgtandem over fresh | PgBouncer over fresh | pgtandem RSS held (kB) | PgBouncer RSS held (kB) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
