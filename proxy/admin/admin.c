@@ -412,7 +412,7 @@ static json_t *pools_json(struct server *srv)
 {
     int pinned = 0;
     for (const struct session *s = srv->sessions; s; s = s->next)
-        pinned += s->pin_reason[0] != '\0';
+        pinned += s->pinned;
     return json_pack("{s:s,s:i,s:i,s:i,s:o}", "pool_mode", srv->cfg.pool_transaction ? "transaction" : "session",
                      "pool_size", srv->cfg.pool_size, "servers", (int)pool_count_servers(srv), "pinned_sessions",
                      pinned, "pools", pool_describe_all(srv));

@@ -371,7 +371,7 @@ static int relay_init(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "could not set the pool timer");
         return -1;
     }
-    if (!(srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv))) {
+    if (!(srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv)) || server_start_heap_trim(srv) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -483,7 +483,7 @@ static void proxy_free(struct proxy *p)
     pause_free(srv);
     upstream_address_free(srv);
     struct event *events[] = {p->sigterm, p->sigint, p->sighup, p->shutdown_timer, p->metrics_timer,
-                              srv->accept_retry};
+                              srv->accept_retry, srv->heap_trim};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (events[i])
             event_free(events[i]);

@@ -338,6 +338,7 @@ static void free_server(struct pool_server *ps)
     free(ps->stmts);
     free(ps->stmt_used);
     carried_sets_free(&ps->carried);
+    reply_queue_free(&ps->replies);
     free(ps);
 }
 
@@ -383,7 +384,7 @@ static void login_failed(struct pool_server *ps, const char *sqlstate, const cha
         return;
     struct pool_waiter *w;
     while ((w = dequeue(p)))
-        w->failed(w, p->last_sqlstate, p->last_error);
+        w->ops->failed(w, p->last_sqlstate, p->last_error);
 }
 
 /* A login succeeded: the pool serves again, logins in parallel. */
@@ -589,7 +590,7 @@ static void hand_off(evutil_socket_t fd, short what, void *arg)
         while (p->nwaiting && (ps = first_idle(p))) {
             struct pool_waiter *w = dequeue(p);
             lend(ps);
-            w->lent(w, ps);
+            w->ops->lent(w, ps);
         }
     }
 }
@@ -603,7 +604,7 @@ static void refuse_while_failing(struct pool *p, struct pool_waiter *w)
     uint64_t left_ms = p->login_retry_at_us > now ? (p->login_retry_at_us - now + 999) / 1000 : 0;
     snprintf(why, sizeof why, "server login has been failing, try again later (server_login_retry, %llu ms left): %s",
              (unsigned long long)left_ms, p->last_error);
-    w->failed(w, p->last_sqlstate[0] ? p->last_sqlstate : SQLSTATE_CONNECTION_FAILURE, why);
+    w->ops->failed(w, p->last_sqlstate[0] ? p->last_sqlstate : SQLSTATE_CONNECTION_FAILURE, why);
 }
 
 struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
@@ -941,7 +942,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
                  "%d in use%s%s",
                  ms / 1000, p->database, p->user, p->nservers, p->srv->cfg.pool_size,
                  p->last_error[0] ? "; last login error: " : "", p->last_error);
-        w->failed(w, SQLSTATE_TOO_MANY_CONNECTIONS, why);
+        w->ops->failed(w, SQLSTATE_TOO_MANY_CONNECTIONS, why);
     }
 }
 

@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "pin.h"
+#include "reply_queue.h"
 #include "server.h"
 
 struct evbuffer;
@@ -28,12 +29,16 @@ struct pool_server;
 /* Who waits for a server: the pool knows its waiters only through this,
  * embedded in whatever waits (a client session). `lent` or `failed` is
  * called once, from the pool, after the waiter left the queue. */
+struct pool_waiter;
+struct pool_waiter_ops {
+    void (*lent)(struct pool_waiter *w, struct pool_server *ps);
+    void (*failed)(struct pool_waiter *w, const char *sqlstate, const char *message);
+};
 struct pool_waiter {
     struct pool_waiter *next;
     struct pool *in;                   /* the pool it waits in; NULL: not waiting */
     uint64_t since_us;
-    void (*lent)(struct pool_waiter *w, struct pool_server *ps);
-    void (*failed)(struct pool_waiter *w, const char *sqlstate, const char *message);
+    const struct pool_waiter_ops *ops;
 };
 
 /* The values of the parameters the pool carries (pin.h), as Postgres
@@ -109,6 +114,7 @@ struct pool_server {
     uint64_t *stmt_used;               /* when each was last bound: the oldest goes first */
     uint32_t nstmts;
     uint32_t owed_rfq;                 /* ReadyForQuery of our Close messages still due while idle */
+    struct reply_queue replies;        /* while lent: what it owes its borrower (statement_map.h) */
     struct {                           /* cancels on their way to this server's backend */
         cancel_done_fn done;
         uint64_t waiter;

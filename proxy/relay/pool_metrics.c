@@ -55,7 +55,7 @@ static uint32_t pinned_in(const struct server *srv, const struct pool *p)
 {
     uint32_t n = 0;
     for (const struct session *s = srv->sessions; s; s = s->next)
-        n += s->pin_reason[0] && s->lent && s->lent->pool == p;
+        n += s->pinned && s->lent && s->lent->pool == p;
     return n;
 }
 

@@ -135,9 +135,9 @@ int proto_sasl_without_plus(const uint8_t *body, size_t len, uint8_t *out, size_
  * Sync and FunctionCall the client sends is answered by one ReadyForQuery,
  * except Syncs the server ignores while in COPY-in mode. */
 struct proto_tracker {
-    char tx_status;          /* last ReadyForQuery status: 'I', 'T' or 'E' */
     uint32_t pending_rfq;    /* ReadyForQuery messages the server still owes */
     uint32_t syncs_since_execute; /* Syncs sent after the last Execute */
+    char tx_status;          /* last ReadyForQuery status: 'I', 'T' or 'E' */
     uint8_t mid_unit;        /* client sent part of an extended-protocol batch */
     uint8_t copy_in;         /* server is in COPY-in mode */
 };

@@ -108,7 +108,7 @@ json_t *relay_sessions_not_of(const struct server *relay, const char *version)
     json_t *list = json_array();
     uint64_t now = server_now_us((struct server *)relay);
     for (const struct session *s = relay->sessions; s; s = s->next)
-        if (s->state == SESS_READY && !(s->version && version && !strcmp(s->version, version)))
+        if (s->state == SESS_READY && !(session_version(s) && version && !strcmp(session_version(s), version)))
             json_array_append_new(list, brief(s, now, keys));
     return list;
 }
@@ -120,7 +120,7 @@ json_t *relay_version_counts(const struct server *relay)
     for (const struct session *s = relay->sessions; s; s = s->next) {
         if (s->state != SESS_READY)
             continue;
-        const char *key = s->version ? s->version : "old";
+        const char *key = session_version(s) ? session_version(s) : "old";
         json_t *n = json_object_get(counts, key);
         json_object_set_new(counts, key, json_integer(n ? json_integer_value(n) + 1 : 1));
     }

@@ -21,8 +21,13 @@
 #define READ_MAX 16384
 #define TLS_READ_BUDGET (4 * READ_MAX) /* per event, for fairness */
 
-static void on_read_event(evutil_socket_t fd, short what, void *arg);
+static void on_event(evutil_socket_t fd, short what, void *arg);
 static void on_write_event(evutil_socket_t fd, short what, void *arg);
+
+/* The socket's event lives right after the sbuf, in the same allocation:
+ * libevent tells its size at run time (event_get_struct_event_size), so
+ * this needs no event_struct.h, and an sbuf is one malloc, not two. */
+#define EV(sb) ((struct event *)((sb) + 1))
 
 /* The flags save an epoll_ctl per message; the event's own pending state
  * is checked too when interest is wanted, so a flag that ever disagrees
@@ -32,9 +37,16 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg);
 static void fail_later(struct sbuf *sb, int eof, const char *why);
 
 /* A socket the loop cannot watch would never move again: the connection
- * fails (through the owner's error callback), the process goes on. */
+ * fails (through the owner's error callback), the process goes on. The
+ * write event is made the first time the kernel pushes back and kept until
+ * the owner releases the idle socket. */
 static void want_write(struct sbuf *sb, int on)
 {
+    if (on && !sb->wev && !(sb->wev = event_new(event_get_base(EV(sb)), sb->fd, EV_WRITE | EV_PERSIST, on_write_event, sb))) {
+        sb->writing = 0;
+        fail_later(sb, 0, "out of memory");
+        return;
+    }
     if (on && (!sb->writing || !event_pending(sb->wev, EV_WRITE, NULL)) && event_add(sb->wev, NULL) != 0) {
         sb->writing = 0;
         fail_later(sb, 0, "could not register the socket for writing");
@@ -47,14 +59,21 @@ static void want_write(struct sbuf *sb, int on)
 
 static void want_read(struct sbuf *sb, int on)
 {
-    if (on && (!sb->reading || !event_pending(sb->rev, EV_READ, NULL)) && event_add(sb->rev, NULL) != 0) {
+    if (on && (!sb->reading || !event_pending(EV(sb), EV_READ, NULL)) && event_add(EV(sb), NULL) != 0) {
         sb->reading = 0;
         fail_later(sb, 0, "could not register the socket for reading");
         return;
     }
     if (!on && sb->reading)
-        event_del(sb->rev);
+        event_del(EV(sb));
     sb->reading = on;
+}
+
+/* What the write side does next, run from the loop: the socket's own event
+ * made active as writable (on_event tells it from a read). */
+static void write_side_later(struct sbuf *sb)
+{
+    event_active(EV(sb), EV_WRITE, 0);
 }
 
 /* Records a failure and reports it from the loop, not from the caller. */
@@ -67,7 +86,7 @@ static void fail_later(struct sbuf *sb, int eof, const char *why)
     sb->error = strdup(why);
     want_read(sb, 0);
     want_write(sb, 0);
-    event_active(sb->wev, EV_WRITE, 0);
+    write_side_later(sb);
 }
 
 static void describe_tls_failure(struct sbuf *sb, char *buf, size_t len)
@@ -86,20 +105,21 @@ static void describe_tls_failure(struct sbuf *sb, char *buf, size_t len)
 static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
                                size_t out_low)
 {
-    struct sbuf *sb = calloc(1, sizeof *sb);
+    struct sbuf *sb = calloc(1, sizeof *sb + event_get_struct_event_size());
     if (!sb)
         return NULL;
-    sb->base = base;
+    if (event_assign(EV(sb), base, fd, EV_READ | EV_PERSIST, on_event, sb) != 0) {
+        free(sb); /* nothing else made yet, and sbuf_free needs the event */
+        return NULL;
+    }
     sb->fd = fd;
     sb->ops = ops;
     sb->ctx = ctx;
-    sb->out_low = out_low;
+    sb->out_low = (uint32_t)out_low;
     sb->read_size = READ_MIN;
     sb->in = evbuffer_new();
     sb->out = evbuffer_new();
-    sb->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read_event, sb);
-    sb->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write_event, sb);
-    if (!sb->in || !sb->out || !sb->rev || !sb->wev) {
+    if (!sb->in || !sb->out) {
         sb->fd = -1; /* the caller still owns the socket on failure */
         sbuf_free(sb);
         return NULL;
@@ -145,8 +165,7 @@ void sbuf_free(struct sbuf *sb)
 {
     if (!sb)
         return;
-    if (sb->rev)
-        event_free(sb->rev);
+    event_del(EV(sb));
     if (sb->wev)
         event_free(sb->wev);
     if (sb->ssl) {
@@ -179,8 +198,53 @@ void sbuf_set_ops(struct sbuf *sb, const struct sbuf_ops *ops, void *ctx)
 
 size_t sbuf_pending_out(const struct sbuf *sb)
 {
-    assert(sb && sb->out);
-    return evbuffer_get_length(sb->out);
+    assert(sb);
+    return sb->out ? evbuffer_get_length(sb->out) : 0;
+}
+
+size_t sbuf_pending_in(const struct sbuf *sb)
+{
+    assert(sb);
+    return sb->in ? evbuffer_get_length(sb->in) : 0;
+}
+
+/* A released buffer made again; NULL (and the sbuf failed) out of memory. */
+static struct evbuffer *ensure(struct sbuf *sb, struct evbuffer **buf)
+{
+    if (!*buf && !(*buf = evbuffer_new()))
+        fail_later(sb, 0, "out of memory");
+    return *buf;
+}
+
+struct evbuffer *sbuf_in(struct sbuf *sb)
+{
+    assert(sb);
+    return ensure(sb, &sb->in);
+}
+
+struct evbuffer *sbuf_out(struct sbuf *sb)
+{
+    assert(sb);
+    return ensure(sb, &sb->out);
+}
+
+void sbuf_release_idle(struct sbuf *sb)
+{
+    assert(sb);
+    if (sb->phase != SBUF_OPEN || sb->writing || sb->notify_drained)
+        return;
+    if (sb->in && evbuffer_get_length(sb->in) == 0) {
+        evbuffer_free(sb->in);
+        sb->in = NULL;
+    }
+    if (sb->out && evbuffer_get_length(sb->out) == 0) {
+        evbuffer_free(sb->out);
+        sb->out = NULL;
+    }
+    if (sb->wev) {
+        event_free(sb->wev);
+        sb->wev = NULL;
+    }
 }
 
 void sbuf_pause_read(struct sbuf *sb)
@@ -198,7 +262,7 @@ void sbuf_resume_read(struct sbuf *sb)
     want_read(sb, 1);
     /* OpenSSL may hold decrypted bytes the socket will not signal again. */
     if (sb->ssl && (SSL_has_pending(sb->ssl) || sb->tls_end))
-        event_active(sb->rev, EV_READ, 0);
+        event_active(EV(sb), EV_READ, 0);
 }
 
 static void continue_handshake(struct sbuf *sb)
@@ -207,12 +271,12 @@ static void continue_handshake(struct sbuf *sb)
     int rc = sb->tls_server ? SSL_accept(sb->ssl) : SSL_connect(sb->ssl);
     if (rc == 1) {
         sb->phase = SBUF_OPEN;
-        want_write(sb, evbuffer_get_length(sb->out) > 0);
+        want_write(sb, sbuf_pending_out(sb) > 0);
         want_read(sb, 1);
         /* Read-ahead may have pulled the first application bytes in with
          * the handshake: the socket will not signal them again. */
         if (SSL_has_pending(sb->ssl))
-            event_active(sb->rev, EV_READ, 0);
+            event_active(EV(sb), EV_READ, 0);
         sb->ops->on_ready(sb, sb->ctx);
         return;
     }
@@ -232,7 +296,7 @@ static void continue_handshake(struct sbuf *sb)
 int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
 {
     assert(sb && ssl);
-    if (evbuffer_get_length(sb->in) > 0 || sb->phase != SBUF_OPEN) {
+    if (sbuf_pending_in(sb) > 0 || sb->phase != SBUF_OPEN) {
         SSL_free(ssl);
         return -1;
     }
@@ -244,7 +308,7 @@ int sbuf_start_tls(struct sbuf *sb, SSL *ssl, int as_server)
     sb->phase = SBUF_TLS_HANDSHAKE;
     want_read(sb, 1);
     /* First step from the loop so on_ready never runs inside this call. */
-    event_active(sb->rev, EV_READ, 0);
+    event_active(EV(sb), EV_READ, 0);
     return 0;
 }
 
@@ -285,7 +349,7 @@ static ssize_t end_tls_after(struct sbuf *sb, ssize_t total, int closed)
         return closed ? 0 : -1;
     sb->tls_end = closed ? 1 : 2;
     if (sb->reading)
-        event_active(sb->rev, EV_READ, 0);
+        event_active(EV(sb), EV_READ, 0);
     return total;
 }
 
@@ -322,15 +386,12 @@ static ssize_t read_tls(struct sbuf *sb)
         return end_tls_after(sb, total, err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0));
     }
     if (SSL_has_pending(sb->ssl))
-        event_active(sb->rev, EV_READ, 0); /* more buffered bytes: next turn */
+        event_active(EV(sb), EV_READ, 0); /* more buffered bytes: next turn */
     return total;
 }
 
-static void on_read_event(evutil_socket_t fd, short what, void *arg)
+static void on_read(struct sbuf *sb)
 {
-    (void)fd;
-    (void)what;
-    struct sbuf *sb = arg;
     if (sb->phase == SBUF_TLS_HANDSHAKE) {
         continue_handshake(sb);
         return;
@@ -341,7 +402,7 @@ static void on_read_event(evutil_socket_t fd, short what, void *arg)
         sb->tls_write_wants_read = 0;
         sbuf_flush(sb);
     }
-    if (!sb->reading)
+    if (!sb->reading || !sbuf_in(sb))
         return;
     ssize_t n = sb->ssl ? read_tls(sb) : read_plain(sb);
     if (n > 0)
@@ -381,7 +442,7 @@ static const void *next_tls_chunk(struct sbuf *sb, size_t *len)
 
 static int write_tls(struct sbuf *sb)
 {
-    while (evbuffer_get_length(sb->out) > 0) {
+    while (sbuf_pending_out(sb) > 0) {
         size_t len;
         const void *chunk = next_tls_chunk(sb, &len);
         ERR_clear_error();
@@ -404,7 +465,7 @@ static int write_tls(struct sbuf *sb)
 
 void sbuf_flush(struct sbuf *sb)
 {
-    assert(sb && sb->out);
+    assert(sb);
     if (sb->phase != SBUF_OPEN)
         return; /* connect / handshake still going: written once open */
     int blocked = 0;
@@ -416,7 +477,7 @@ void sbuf_flush(struct sbuf *sb)
         }
         blocked = rc == 1;
     } else {
-        while (evbuffer_get_length(sb->out) > 0) {
+        while (sbuf_pending_out(sb) > 0) {
             int n = evbuffer_write(sb->out, sb->fd);
             if (n > 0)
                 continue;
@@ -431,8 +492,8 @@ void sbuf_flush(struct sbuf *sb)
     want_write(sb, blocked);
     /* Drained without the socket ever pushing back: no write event will
      * come, so report it from the loop's next turn. */
-    if (!blocked && sb->notify_drained && evbuffer_get_length(sb->out) <= sb->out_low)
-        event_active(sb->wev, EV_WRITE, 0);
+    if (!blocked && sb->notify_drained && sbuf_pending_out(sb) <= sb->out_low)
+        write_side_later(sb);
 }
 
 void sbuf_notify_when_drained(struct sbuf *sb)
@@ -457,15 +518,11 @@ static void finish_connect(struct sbuf *sb)
     sb->ops->on_ready(sb, sb->ctx);
 }
 
-static void on_write_event(evutil_socket_t fd, short what, void *arg)
+static void on_write(struct sbuf *sb)
 {
-    (void)fd;
-    (void)what;
-    struct sbuf *sb = arg;
     switch (sb->phase) {
     case SBUF_FAILED:
-        event_del(sb->wev);
-        sb->writing = 0;
+        want_write(sb, 0);
         sb->ops->on_error(sb, sb->ctx, sb->error_eof, sb->error ? sb->error : "out of memory");
         return;
     case SBUF_CONNECTING:
@@ -476,10 +533,34 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg)
         return;
     case SBUF_OPEN:
         sbuf_flush(sb);
-        if (sb->phase == SBUF_OPEN && evbuffer_get_length(sb->out) <= sb->out_low) {
+        if (sb->phase == SBUF_OPEN && sbuf_pending_out(sb) <= sb->out_low) {
             sb->notify_drained = 0;
             sb->ops->on_drained(sb, sb->ctx);
         }
         return;
     }
+}
+
+static void on_write_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    on_write(arg);
+}
+
+/* The socket's event: readable, or made active as writable for what the
+ * write side does next (write_side_later). Both at once: the write side
+ * first, and the read once more from the loop, since the owner may free
+ * the sbuf from a write-side callback (which drops that activation too). */
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct sbuf *sb = arg;
+    if (!(what & EV_WRITE)) {
+        on_read(sb);
+        return;
+    }
+    if (what & EV_READ)
+        event_active(EV(sb), EV_READ, 0);
+    on_write(sb);
 }

@@ -3,6 +3,11 @@
  * directly and register for writability only when the kernel pushes back,
  * so relaying a message costs one read and one write, no epoll_ctl.
  *
+ * An idle socket costs one struct sbuf and one event: the write event
+ * exists only while the kernel pushes back, and the owner releases the
+ * buffers when nothing is in flight (sbuf_release_idle) until bytes flow
+ * again, as PgBouncer lends an idle socket no buffer.
+ *
  * Errors are reported only from event callbacks, never from inside an
  * sbuf_* call, so the owner never sees itself freed mid-function. */
 #ifndef PGTANDEM_SBUF_H
@@ -28,24 +33,27 @@ struct sbuf_ops {
 enum sbuf_phase { SBUF_CONNECTING, SBUF_OPEN, SBUF_TLS_HANDSHAKE, SBUF_FAILED };
 
 struct sbuf {
-    struct event_base *base;
-    evutil_socket_t fd;
-    SSL *ssl;
-    int tls_server;                 /* handshake as server (client leg) */
-    enum sbuf_phase phase;
-    struct event *rev, *wev;
-    int reading;                    /* read interest registered */
-    int writing;                    /* write interest registered */
-    int tls_write_wants_read;
-    int notify_drained;             /* the owner waits for on_drained */
+    /* The socket's event (reads, and the calls deferred to the loop) is
+     * allocated with the sbuf, right after it: see sbuf.c. */
+    struct event *wev;              /* write interest: only while the kernel pushes back (NULL otherwise) */
+    /* NULL after sbuf_release_idle until bytes flow again: `in` is there
+     * whenever on_readable is called; elsewhere use sbuf_in and sbuf_out */
     struct evbuffer *in, *out;
-    size_t out_low;
-    size_t read_size;               /* bytes asked of the next read, see sbuf.c */
+    SSL *ssl;
     const struct sbuf_ops *ops;
     void *ctx;
     char *error;                    /* why it failed, allocated only then */
-    int error_eof;
-    int tls_end;                    /* TLS ended after bytes read in the same call: 1 closed, 2 failed */
+    evutil_socket_t fd;
+    uint32_t out_low;
+    uint32_t read_size;             /* bytes asked of the next read, see sbuf.c */
+    uint8_t phase;                  /* enum sbuf_phase */
+    uint8_t tls_end;                /* TLS ended after bytes read in the same call: 1 closed, 2 failed */
+    unsigned tls_server : 1;        /* handshake as server (client leg) */
+    unsigned reading : 1;           /* read interest registered */
+    unsigned writing : 1;           /* write interest registered */
+    unsigned tls_write_wants_read : 1;
+    unsigned notify_drained : 1;    /* the owner waits for on_drained */
+    unsigned error_eof : 1;
 };
 
 /* Wraps a connected (or connecting, see sbuf_connect) non-blocking socket;
@@ -70,5 +78,16 @@ void sbuf_flush(struct sbuf *sb);
  * when that happens inside the very next sbuf_flush. */
 void sbuf_notify_when_drained(struct sbuf *sb);
 size_t sbuf_pending_out(const struct sbuf *sb);
+/* Bytes read and not yet taken by the owner. */
+size_t sbuf_pending_in(const struct sbuf *sb);
+
+/* The owner has nothing in flight on this socket: its buffers, if empty,
+ * and its write event, if not pushed back, are freed until bytes flow
+ * again. Reading goes on. */
+void sbuf_release_idle(struct sbuf *sb);
+/* The buffers, allocated again when released. NULL only when out of
+ * memory: the sbuf then fails (on_error follows from the loop). */
+struct evbuffer *sbuf_in(struct sbuf *sb);
+struct evbuffer *sbuf_out(struct sbuf *sb);
 
 #endif

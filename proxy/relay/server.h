@@ -27,6 +27,7 @@ struct auth_lookup;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
 struct pool;
+struct startup_set;
 
 /* ok: 1 when every session reached a boundary, 0 on timeout (the relay has
  * already resumed by itself in that case). */
@@ -34,6 +35,7 @@ typedef void (*pause_done_fn)(void *ctx, int ok, uint64_t waited_us);
 
 #define PAUSE_MAX_WAITERS 16
 #define SERVER_CANCEL_BUCKETS 1024 /* a power of two */
+#define SERVER_STARTUP_BUCKETS 256
 
 struct pause_waiter {
     pause_done_fn done;
@@ -154,6 +156,8 @@ struct server {
      * random, so they pick the bucket; chained through cancel_next. */
     struct session *cancel_index[SERVER_CANCEL_BUCKETS];
     uint64_t next_session_id;
+    /* The distinct startup parameter sets of live sessions (startup_set.c). */
+    struct startup_set *startup_sets[SERVER_STARTUP_BUCKETS];
 
     struct pause_state pause;
     uint64_t lease_deadline_us;      /* fleet lease (relay_control.h); 0: not fenced */
@@ -165,6 +169,8 @@ struct server {
     struct version_route route;
     struct fleet_peers fleet;
     struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
+    struct event *heap_trim;         /* fires once sessions stop closing (server.c) */
+    uint32_t closed_since_trim;      /* sessions closed since the heap was last trimmed */
     struct event *pool_janitor;
     struct event *pool_handoff;      /* hands freed servers to waiters once a loop turn (pool.c) */
     uint64_t next_pool_server_id;
@@ -177,8 +183,12 @@ uint32_t server_session_count(const struct server *srv);
 /* Time in microseconds from the monotonic clock. */
 uint64_t server_now_us(struct server *srv);
 
-/* Called by sessions as they go away, so shutdown can finish. */
+/* Called by sessions as they go away, so shutdown can finish, and so the
+ * memory a burst of them freed is given back once the burst is over. */
 void server_session_closed(struct server *srv);
+/* Makes srv->heap_trim (started by the proxy; without it nothing is
+ * trimmed). 0, or -1 out of memory. */
+int server_start_heap_trim(struct server *srv);
 
 /* Called by sessions when they may have reached a transaction boundary:
  * during a pause, pause.c re-checks the drain once this loop turn. */

@@ -33,6 +33,7 @@
 #include "search_path.h"
 #include "server.h"
 #include "source_limit.h"
+#include "startup_set.h"
 #include "statement_map.h"
 #include "tls.h"
 #include "upstream.h"
@@ -59,11 +60,72 @@ static void session_fail_silently(struct session *s);
 static void free_later(struct session *s);
 static void server_lent(struct pool_waiter *w, struct pool_server *ps);
 static void server_not_lent(struct pool_waiter *w, const char *sqlstate, const char *message);
+static const struct pool_waiter_ops waiter_ops = {server_lent, server_not_lent};
 
 /* pool_mode "transaction": a server is lent per transaction (pool.h). */
 static int pooled(const struct session *s)
 {
     return s->srv->cfg.pool_transaction;
+}
+
+/* A startup parameter of the session's StartupMessage (NULL before it came). */
+static const char *param(const struct session *s, const char *key)
+{
+    return s->startup ? startup_param(&s->startup->sp, key) : NULL;
+}
+
+const char *session_version(const struct session *s)
+{
+    return s->startup ? s->startup->version : NULL;
+}
+
+const char *session_pin_reason(const struct session *s)
+{
+    return s->pinned && s->extra ? s->extra->pin_reason : NULL;
+}
+
+/* The client's address: a trusted PROXY header's, else the peer's. */
+static const char *addr_of(const struct session *s)
+{
+    return s->extra && s->extra->client_addr[0] ? s->extra->client_addr : s->addr;
+}
+
+/* The side struct, made on first use; NULL when out of memory. */
+static struct session_extra *extra(struct session *s)
+{
+    if (!s->extra)
+        s->extra = calloc(1, sizeof *s->extra);
+    return s->extra;
+}
+
+/* Records the version schema put first on the session's search_path
+ * (NULL: none). 0, or -1 out of memory (the record then says none). */
+static int set_routed_schema(struct session *s, const char *schema)
+{
+    struct session_extra *x = schema || s->extra ? extra(s) : NULL;
+    if (!x)
+        return schema ? -1 : 0;
+    free(x->routed_schema);
+    x->routed_schema = schema ? strdup(schema) : NULL;
+    return schema && !x->routed_schema ? -1 : 0;
+}
+
+/* At a transaction boundary with nothing of the client's or ours in flight. */
+static int idle_at_boundary(const struct session *s)
+{
+    return s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq && !s->s2c_remaining &&
+           !s->c2s_remaining && !s->holding;
+}
+
+/* Nothing in flight on either side of an idle session: its sockets' buffers
+ * go until bytes flow again (sbuf_release_idle). A lent server's are the
+ * pool's: only an own upstream's are released with the client's. */
+static void release_idle_buffers(struct session *s)
+{
+    if (s->client)
+        sbuf_release_idle(s->client);
+    if (s->server && !s->lent)
+        sbuf_release_idle(s->server);
 }
 
 /* Lets go of the upstream: a lent server goes back to its pool (clean
@@ -75,9 +137,7 @@ static void drop_server(struct session *s)
         pool_forget_waiter(&s->waiter);
     if (s->lent) {
         int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
-                    !s->s2c_remaining && !s->c2s_remaining && !s->pin_reason[0] &&
-                    reply_queue_empty(&s->replies);
-        reply_queue_free(&s->replies);
+                    !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies);
         struct pool_server *ps = s->lent;
         s->lent = NULL;
         s->server = NULL;
@@ -110,7 +170,7 @@ void session_set_state(struct session *s, enum session_state to)
         assert(!"forbidden session state transition");
 #endif
         log_error("session %llu (%s): forbidden state transition %s -> %s; closing the session",
-                  (unsigned long long)s->id, s->client_addr, session_state_name(from), session_state_name(to));
+                  (unsigned long long)s->id, addr_of(s), session_state_name(from), session_state_name(to));
         to = SESS_CLOSING;
     }
     session_counts_move(&s->srv->counts, from, to);
@@ -146,7 +206,8 @@ static void cancel_index_remove(struct session *s)
     assert(!"session missing from the cancel index");
 }
 
-static void format_client_addr(struct session *s, const struct sockaddr *addr)
+/* "host:port", or "unix" (and 1) for anything but IPv4 and IPv6. */
+static int format_addr(char *out, size_t cap, const struct sockaddr *addr)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -159,12 +220,13 @@ static void format_client_addr(struct session *s, const struct sockaddr *addr)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         port = ntohs(in6->sin6_port);
     } else {
-        snprintf(s->client_addr, sizeof s->client_addr, "unix");
-        s->is_unix = 1;
-        return;
+        snprintf(out, cap, "unix");
+        return 1;
     }
-    snprintf(s->client_addr, sizeof s->client_addr, "%s:%d", host, port);
+    snprintf(out, cap, "%s:%d", host, port);
+    return 0;
 }
+
 
 /* What a connection's first bytes may be: a PROXY protocol header only
  * from a source in proxy_protocol_trusted, and from such a source they
@@ -190,7 +252,7 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (s->state == SESS_READY || s->state == SESS_CLOSING)
         return;
     log_info("session %llu (%s): no login within %d s (state %s); closing", (unsigned long long)s->id,
-             s->client_addr, s->srv->cfg.client_login_timeout_ms / 1000, session_state_name(s->state));
+             addr_of(s), s->srv->cfg.client_login_timeout_ms / 1000, session_state_name(s->state));
     if (s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT)
         session_fail_silently(s);
     else
@@ -207,7 +269,7 @@ static PGT_MUSTCHECK int start_login_timer(struct session *s)
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     if (!(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)) || evtimer_add(s->login_timer, &tv) != 0) {
         log_error("session %llu (%s): could not set the login timer; closing", (unsigned long long)s->id,
-                  s->client_addr);
+                  addr_of(s));
         return -1;
     }
     return 0;
@@ -224,7 +286,9 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
 {
     assert(srv && addr && fd >= 0);
     (void)addrlen;
-    struct session *s = calloc(1, sizeof *s);
+    char where[sizeof ((struct session_extra *)0)->client_addr];
+    int is_unix = format_addr(where, sizeof where, addr);
+    struct session *s = calloc(1, sizeof *s + strlen(where) + 1); /* the address sized to fit */
     struct sbuf *sb = s ? sbuf_new(srv->base, fd, &client_ops, s, srv->cfg.buffer_bytes / 2) : NULL;
     if (!sb) {
         log_error("out of memory accepting a connection");
@@ -234,12 +298,12 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
     }
     s->srv = srv;
     s->id = ++srv->next_session_id;
-    s->waiter.lent = server_lent;
-    s->waiter.failed = server_not_lent;
+    s->waiter.ops = &waiter_ops;
     s->client = sb;
     s->connected_us = server_now_us(srv);
     tracker_init(&s->tracker);
-    format_client_addr(s, addr);
+    strcpy(s->addr, where);
+    s->is_unix = is_unix;
     if (srv->cfg.nproxy_trusted && config_cidr_match(srv->cfg.proxy_trusted, srv->cfg.nproxy_trusted, addr))
         s->proxy_header = PROXY_HEADER_REQUIRED;
     if (!s->is_unix)
@@ -267,10 +331,10 @@ void session_free(struct session *s)
         upstream_connect_cancel(s->connecting);
     sbuf_free(s->client);
     drop_server(s);
-    if (s->free_ev)
-        event_free(s->free_ev);
-    if (s->fail_ev)
-        event_free(s->fail_ev);
+    if (s->extra && s->extra->free_ev)
+        event_free(s->extra->free_ev);
+    if (s->extra && s->extra->fail_ev)
+        event_free(s->extra->fail_ev);
     if (s->login_timer)
         event_free(s->login_timer);
     if (s->prev)
@@ -285,21 +349,17 @@ void session_free(struct session *s)
     cancel_index_remove(s);
     if (s->awaiting_role)
         auth_lookup_cancel(srv->auth_lookup, s);
-    free(s->startup_buf);
-    free(s->database_version);
-    free(s->fail_message);
-    free(s->version);
-    free(s->routed_schema);
-    free(s->pool_options);
-    reply_queue_free(&s->replies);
+    startup_set_put(srv, s->startup);
+    if (s->extra) {
+        free(s->extra->fail_message);
+        free(s->extra->routed_schema);
+        free(s->extra);
+    }
     unnamed_statement_free(&s->unnamed);
     carried_sets_free(&s->carried);
-    free(s->params);
+    shared_params_put(s->params);
     auth_free(s->auth);
-    if (s->creds) {
-        auth_credentials_wipe(s->creds);
-        free(s->creds);
-    }
+    shared_creds_put(s->creds);
     prepared_free_all(&s->prepared);
     free(s);
     server_boundary_reached(srv);
@@ -311,8 +371,9 @@ static void send_error(struct session *s, const char *severity, const char *sqls
 {
     uint8_t buf[1024];
     size_t n = proto_format_error(buf, sizeof buf, severity, sqlstate, msg);
-    if (n && s->client) {
-        evbuffer_add(s->client->out, buf, n);
+    struct evbuffer *out = n && s->client ? sbuf_out(s->client) : NULL;
+    if (out) {
+        evbuffer_add(out, buf, n);
         sbuf_flush(s->client);
     }
 }
@@ -327,12 +388,13 @@ static void free_now_cb(evutil_socket_t fd, short what, void *arg)
 /* Callers up the stack may still hold `s`: free it on the next loop turn. */
 static void free_later(struct session *s)
 {
-    if (!s->free_ev)
-        s->free_ev = evtimer_new(s->srv->base, free_now_cb, s);
+    struct session_extra *x = extra(s);
+    if (x && !x->free_ev)
+        x->free_ev = evtimer_new(s->srv->base, free_now_cb, s);
     if (s->client)
         sbuf_pause_read(s->client);
-    if (s->free_ev)
-        event_active(s->free_ev, EV_TIMEOUT, 0);
+    if (x && x->free_ev)
+        event_active(x->free_ev, EV_TIMEOUT, 0);
     else
         log_error("session %llu: could not schedule its release", (unsigned long long)s->id);
 }
@@ -352,7 +414,7 @@ void session_fail(struct session *s, const char *sqlstate, const char *fmt, ...)
     /* login failures are logged (and rate-limited) by the auth code */
     int auth_failure = strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) == 0;
     log_msg(auth_failure ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, "session %llu (%s): closing: %s [%s]",
-            (unsigned long long)s->id, s->client_addr, msg, sqlstate);
+            (unsigned long long)s->id, addr_of(s), msg, sqlstate);
     close_with_error(s, sqlstate, msg);
 }
 
@@ -393,23 +455,28 @@ static void delayed_failure_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct session *s = arg;
-    session_fail(s, s->fail_sqlstate, "%s", s->fail_message);
+    session_fail(s, s->extra->fail_sqlstate, "%s", s->extra->fail_message);
 }
 
 void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, const char *message)
 {
     assert(s && s->client && sqlstate && message && delay_ms >= 0);
-    snprintf(s->fail_sqlstate, sizeof s->fail_sqlstate, "%s", sqlstate);
-    free(s->fail_message);
-    s->fail_message = strdup(message);
-    if (!s->fail_ev)
-        s->fail_ev = evtimer_new(s->srv->base, delayed_failure_cb, s);
-    if (!s->fail_ev || !s->fail_message) {
+    struct session_extra *x = extra(s);
+    if (!x) {
+        session_fail(s, sqlstate, "%s", message);
+        return;
+    }
+    snprintf(x->fail_sqlstate, sizeof x->fail_sqlstate, "%s", sqlstate);
+    free(x->fail_message);
+    x->fail_message = strdup(message);
+    if (!x->fail_ev)
+        x->fail_ev = evtimer_new(s->srv->base, delayed_failure_cb, s);
+    if (!x->fail_ev || !x->fail_message) {
         session_fail(s, sqlstate, "%s", message);
         return;
     }
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
-    if (evtimer_add(s->fail_ev, &tv) != 0) {
+    if (evtimer_add(x->fail_ev, &tv) != 0) {
         session_fail(s, sqlstate, "%s", message); /* at once rather than never */
         return;
     }
@@ -443,7 +510,7 @@ static void refuse_old_protocol(struct session *s, const char *message)
     uint8_t buf[256];
     size_t n = proto_format_old_error(buf, sizeof buf, "FATAL", message);
     session_set_state(s, SESS_CLOSING);
-    evbuffer_add(s->client->out, buf, n);
+    evbuffer_add(sbuf_out(s->client), buf, n); /* never released before a login */
     sbuf_flush(s->client);
     sbuf_pause_read(s->client);
     s->client->out_low = 0;
@@ -459,8 +526,8 @@ static void refuse_startup_packet(struct session *s, const struct startup_refusa
 {
     s->srv->metrics.protocol_errors++;
     int replies = why->old_protocol || why->sqlstate;
-    if (!source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1, "session %llu (%s): closing%s: %s%s%s%s",
-                              (unsigned long long)s->id, s->client_addr, replies ? "" : " without a reply",
+    if (!source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1, "session %llu (%s): closing%s: %s%s%s%s",
+                              (unsigned long long)s->id, addr_of(s), replies ? "" : " without a reply",
                               why->message, why->sqlstate ? " [" : "", why->sqlstate ? why->sqlstate : "",
                               why->sqlstate ? "]" : "")) {
         session_fail_silently(s);
@@ -518,7 +585,7 @@ static void cancel_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (s->state != SESS_CANCEL_WAIT)
         return;
     log_info("session %llu (%s): cancel request not answered within %d ms; closing", (unsigned long long)s->id,
-             s->client_addr, s->srv->cfg.cancel_wait_timeout_ms);
+             addr_of(s), s->srv->cfg.cancel_wait_timeout_ms);
     session_fail_silently(s);
 }
 
@@ -534,7 +601,7 @@ static void wait_for_cancel(struct session *s)
     if (!(s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)) ||
         evtimer_add(s->login_timer, &tv) != 0) {
         log_error("session %llu (%s): could not set the cancel wait timer; closing", (unsigned long long)s->id,
-                  s->client_addr);
+                  addr_of(s));
         session_fail_silently(s);
     }
 }
@@ -546,21 +613,21 @@ static void wait_for_cancel(struct session *s)
 static void handle_cancel_request(struct session *s, uint32_t pid, uint32_t key)
 {
     struct server *srv = s->srv;
-    if (!source_limit_allows(srv, s->client_addr)) {
+    if (!source_limit_allows(srv, addr_of(s))) {
         session_fail_silently(s);
         return;
     }
     int sent = session_cancel(srv, pid, key, cancel_answered, s->id);
     if (!sent)
-        sent = peer_forward_cancel(srv, pid, key, s->client_addr, cancel_answered, s->id);
+        sent = peer_forward_cancel(srv, pid, key, addr_of(s), cancel_answered, s->id);
     if (sent > 0) {
         wait_for_cancel(s);
         return;
     }
     if (!sent)
-        source_limit_failure(srv, s->client_addr, SOURCE_CANCEL_UNKNOWN, 1,
+        source_limit_failure(srv, addr_of(s), SOURCE_CANCEL_UNKNOWN, 1,
                              "session %llu (%s): cancel request for an unknown session ignored",
-                             (unsigned long long)s->id, s->client_addr);
+                             (unsigned long long)s->id, addr_of(s));
     session_fail_silently(s);
 }
 
@@ -592,7 +659,7 @@ static void begin_upstream(struct session *s)
  * or what --auth-query answered (found: NULL when it was not asked). */
 static int begin_client_auth(struct session *s, const struct auth_lookup_answer *found)
 {
-    struct auth_peer peer = {s->srv, s->client, startup_param(&s->startup, "user"), s->client_addr, s->id,
+    struct auth_peer peer = {s->srv, s->client, param(s, "user"), addr_of(s), s->id,
                              s->client_on_tls, found != NULL,
                              found && found->outcome == LOOKUP_FOUND ? &found->verifier : NULL};
     if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
@@ -607,7 +674,7 @@ static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer
     s->awaiting_role = 0;
     if (answer->outcome == LOOKUP_FAILED) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "pgtandem: could not look up user \"%s\" (--auth-query): %s",
-                     startup_param(&s->startup, "user"), answer->why);
+                     param(s, "user"), answer->why);
         return;
     }
     if (begin_client_auth(s, answer) == 1)
@@ -618,7 +685,7 @@ static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer
  * proxy has --auth-query (PgBouncer's order: auth_file first). */
 static int look_up_role(struct session *s)
 {
-    const char *user = startup_param(&s->startup, "user");
+    const char *user = param(s, "user");
     if (!s->srv->auth_lookup || (s->srv->users && users_find(s->srv->users, user)))
         return begin_client_auth(s, NULL);
     struct auth_lookup_answer answer;
@@ -655,7 +722,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     if (sp.code == PROTO_SSL_CODE) {
         free(packet);
         int offer = s->srv->cfg.client_tls != CLIENT_TLS_DISABLE && !s->client_on_tls && !s->is_unix;
-        evbuffer_add(s->client->out, offer ? "S" : "N", 1);
+        evbuffer_add(sbuf_out(s->client), offer ? "S" : "N", 1);
         sbuf_flush(s->client);
         if (!offer)
             return 0;
@@ -668,7 +735,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     if (sp.code == PROTO_GSSENC_CODE) {
         free(packet);
-        evbuffer_add(s->client->out, "N", 1); /* no GSSAPI encryption: client falls back */
+        evbuffer_add(sbuf_out(s->client), "N", 1); /* no GSSAPI encryption: client falls back */
         sbuf_flush(s->client);
         return 0;
     }
@@ -679,18 +746,22 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     /* an app-side pooler passes the database name on and drops options:
      * "appdb@NAME" declares release NAME where nothing else can */
-    s->database_version = proto_startup_split_param(packet, &len, &sp, "database", '@');
-    s->startup_buf = packet;
-    s->startup_len = len;
-    s->startup = sp;
-    if (proto_needs_negotiation(&sp)) {
+    char *database_version = proto_startup_split_param(packet, &len, &sp, "database", '@');
+    s->startup = startup_set_get(s->srv, packet, len, &sp, database_version);
+    free(packet);
+    if (!s->startup) {
+        session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+        return -1;
+    }
+    const struct startup_packet *ssp = &s->startup->sp; /* sp pointed into the packet */
+    if (proto_needs_negotiation(ssp)) {
         /* first, as Postgres sends it: the client goes on at 3.0, without
          * the options (the upstream never sees them: we speak 3.0 there) */
-        proto_add_negotiate_version(s->client->out, &sp);
+        proto_add_negotiate_version(sbuf_out(s->client), ssp);
         sbuf_flush(s->client);
         log_debug("session %llu (%s): protocol %u.%u asked with %d protocol option%s; serving 3.0",
-                  (unsigned long long)s->id, s->client_addr, sp.requested >> 16, sp.requested & 0xffff, sp.npq,
-                  sp.npq == 1 ? "" : "s");
+                  (unsigned long long)s->id, addr_of(s), ssp->requested >> 16, ssp->requested & 0xffff, ssp->npq,
+                  ssp->npq == 1 ? "" : "s");
     }
     if (refuse_startup(s) != 0)
         return -1;
@@ -725,11 +796,11 @@ static int read_proxy_header(struct session *s)
             return 1;
         }
         snprintf(why.message, sizeof why.message, "PROXY protocol header refused: %s is not in proxy_protocol_trusted",
-                 s->client_addr);
+                 addr_of(s));
     } else if (r == PROXY_HEADER_NONE) {
         snprintf(why.message, sizeof why.message,
                  "a connection from %s (in proxy_protocol_trusted) must start with a PROXY protocol header",
-                 s->client_addr);
+                 addr_of(s));
     } else if (r == PROXY_HEADER_BAD) {
         snprintf(why.message, sizeof why.message, "invalid %s", h.why);
     }
@@ -740,10 +811,15 @@ static int read_proxy_header(struct session *s)
     evbuffer_drain(in, h.length);
     s->proxy_header = PROXY_HEADER_READ;
     if (h.has_source) {
-        snprintf(s->proxied_by, sizeof s->proxied_by, "%s", s->client_addr);
-        format_client_addr(s, (const struct sockaddr *)&h.source);
+        struct session_extra *x = extra(s);
+        if (!x) {
+            session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
+            return -1;
+        }
+        snprintf(x->proxied_by, sizeof x->proxied_by, "%s", s->addr);
+        s->is_unix = format_addr(x->client_addr, sizeof x->client_addr, (const struct sockaddr *)&h.source);
         log_debug("session %llu: PROXY protocol v%d header from %s: the client is %s", (unsigned long long)s->id,
-                  h.version, s->proxied_by, s->client_addr);
+                  h.version, x->proxied_by, addr_of(s));
     }
     return 1;
 }
@@ -778,126 +854,32 @@ static void read_startup(struct session *s)
     }
 }
 
-static const char *skip_spaces(const char *p)
-{
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
-}
-
-/* Finds "pgtandem.version=NAME" in a startup options string, written as
- * "-c pgtandem.version=NAME" or "--pgtandem.version=NAME". */
-static char *version_from_options(const char *opts)
-{
-    static const char key[] = "pgtandem.version=";
-    for (const char *p = opts; (p = strstr(p, key)); p += sizeof key - 1) {
-        const char *v = p + sizeof key - 1;
-        size_t n = strcspn(v, " \t");
-        if (n)
-            return strndup(v, n);
-    }
-    return NULL;
-}
-
-/* The options first (what a client says explicitly), then the database's
- * "@NAME", then application_name's. */
-static char *declared_version(const struct session *s)
-{
-    const char *opts = startup_param(&s->startup, "options");
-    char *v = opts ? version_from_options(skip_spaces(opts)) : NULL;
-    if (!v && s->database_version)
-        v = strdup(s->database_version);
-    return v ? v : session_declared_version(&s->startup);
-}
-
-char *session_declared_version(const struct startup_packet *sp)
-{
-    const char *opts = startup_param(sp, "options");
-    char *v = opts ? version_from_options(skip_spaces(opts)) : NULL;
-    if (v)
-        return v;
-    const char *app = startup_param(sp, "application_name");
-    const char *at = app ? strrchr(app, '@') : NULL;
-    return at && at[1] ? strdup(at + 1) : NULL;
-}
-
 /* ---- transaction pooling: login ---- */
-
-/* Appends " -c key=value" with the value escaped as Postgres reads options
- * (a backslash before spaces and backslashes). */
-static void add_option(struct evbuffer *out, const char *key, const char *value)
-{
-    evbuffer_add_printf(out, " -c %s=", key);
-    for (const char *v = value; *v; v++) {
-        if (*v == ' ' || *v == '\\')
-            evbuffer_add(out, "\\", 1);
-        evbuffer_add(out, v, 1);
-    }
-}
-
-/* What a pool is keyed by besides database and user: the client's options
- * (without pgtandem.version, which picks the schema instead) and the
- * startup parameters the pool does not carry itself, as -c options, so a
- * server is only ever lent to clients that asked for the same settings. */
-static char *pool_options_of(const struct startup_packet *sp)
-{
-    struct evbuffer *out = evbuffer_new();
-    if (!out)
-        return NULL;
-    const char *value;
-    for (const char *k = startup_next_param(sp, NULL, &value); k; k = startup_next_param(sp, k, &value)) {
-        if (!strcmp(k, "options")) {
-            const char *opts = skip_spaces(value);
-            if (!strstr(opts, "pgtandem.version=")) {
-                evbuffer_add_printf(out, " %s", opts);
-                continue;
-            }
-            /* every option but the version's */
-            char *copy = strdup(opts), *save = NULL;
-            for (char *w = copy ? strtok_r(copy, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save)) {
-                if (!strcmp(w, "-c") || strstr(w, "pgtandem.version="))
-                    continue;
-                evbuffer_add_printf(out, " -c %s", w);
-            }
-            free(copy);
-        } else if (strcmp(k, "user") && strcmp(k, "database") && pin_tracked_index(k) < 0) {
-            add_option(out, k, value);
-        }
-    }
-    size_t n = evbuffer_get_length(out);
-    char *text = malloc(n + 1);
-    if (text) {
-        evbuffer_remove(out, text, n);
-        text[n] = '\0';
-    }
-    evbuffer_free(out);
-    return text;
-}
 
 /* The pool this session's next transaction runs in: its version route may
  * have changed since the last one. */
 static struct pool *current_pool(struct session *s)
 {
-    const char *user = startup_param(&s->startup, "user");
-    const char *db = startup_param(&s->startup, "database");
-    struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->pool_options,
-                              server_version_schema(s->srv, s->version));
+    const char *user = param(s, "user");
+    const char *db = param(s, "database");
+    if (!s->startup->pool_options)
+        return NULL;
+    struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->startup->pool_options,
+                              server_version_schema(s->srv, s->startup->version));
     if (p && pool_wants_credentials(p))
-        pool_take_credentials(p, s->creds);
+        pool_take_credentials(p, s->creds ? &s->creds->c : NULL);
     return p;
 }
 
 /* The client proved its password: of the exchange (over a kilobyte, kept
  * for the whole session otherwise) only the credentials a pool made later
- * logs in with are kept. 0, or -1 out of memory. */
+ * logs in with are kept, shared with the clients of the same startup
+ * parameters who proved the same. 0, or -1 out of memory. */
 static int keep_only_credentials(struct session *s)
 {
-    struct auth_credentials *c = malloc(sizeof *c);
-    if (!c || auth_credentials_copy(s->auth, c) != 0) {
-        free(c);
+    struct auth_credentials c;
+    if (auth_credentials_copy(s->auth, &c) != 0 || !(s->creds = startup_set_creds(s->startup, &c)))
         return -1;
-    }
-    s->creds = c;
     auth_free(s->auth);
     s->auth = NULL;
     return 0;
@@ -917,29 +899,20 @@ static void add_parameter_status(struct evbuffer *out, const char *key, const ch
  * parameters), a BackendKeyData of ours and ReadyForQuery. */
 static void welcome_client(struct session *s, struct pool *p)
 {
-    if (!(s->params = malloc(sizeof *s->params))) {
+    struct evbuffer *out = sbuf_out(s->client);
+    if (!out || !(s->params = startup_set_params(s->startup, &p->welcome))) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
     }
-    *s->params = p->welcome;
-    const char *value;
-    for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
-         k = startup_next_param(&s->startup, k, &value)) {
-        int i = pin_tracked_index(k);
-        if (i >= 0 && strlen(value) < sizeof s->params->value[i]) {
-            strcpy(s->params->value[i], value);
-            s->params->known[i] = 1;
-        }
-    }
-    struct evbuffer *out = s->client->out;
+    const struct param_values *mine = &s->params->v;
     size_t total = evbuffer_get_length(p->welcome_msgs);
     const uint8_t *all = evbuffer_pullup(p->welcome_msgs, -1);
     for (size_t at = 0; at + PROTO_HEADER_LEN <= total;) {
         uint32_t len = proto_get_u32(all + at + 1) + 1;
         const char *key = (const char *)all + at + PROTO_HEADER_LEN;
         int i = pin_tracked_index(key);
-        if (i >= 0 && s->params->known[i])
-            add_parameter_status(out, key, s->params->value[i]);
+        if (i >= 0 && mine->known[i])
+            add_parameter_status(out, key, mine->value[i]);
         else
             evbuffer_add(out, all + at, len);
         at += len;
@@ -961,6 +934,7 @@ static void welcome_client(struct session *s, struct pool *p)
     stop_login_timer(s);
     sbuf_resume_read(s->client);
     sbuf_flush(s->client);
+    release_idle_buffers(s); /* what is not on the wire yet keeps them */
     log_debug("session %llu ready (transaction pooling): user=%s database=%s", (unsigned long long)s->id,
               p->user, p->database);
 }
@@ -969,13 +943,11 @@ static void welcome_client(struct session *s, struct pool *p)
  * pool knows what a login says (after the pool's first server login). */
 static void begin_pooled(struct session *s)
 {
-    s->version = declared_version(s);
-    s->pool_options = pool_options_of(&s->startup);
     if (auth_finish_client(s->auth) != 0 || keep_only_credentials(s) != 0) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
     }
-    struct pool *p = s->pool_options ? current_pool(s) : NULL;
+    struct pool *p = current_pool(s);
     if (!p) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
@@ -1027,15 +999,17 @@ static void read_client_auth(struct session *s)
  * that migration's version schema first on its search_path. */
 static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
 {
-    struct evbuffer *params = evbuffer_new();
+    struct evbuffer *out = sbuf_out(s->server);
+    struct evbuffer *params = out ? evbuffer_new() : NULL;
     if (!params)
         return -1;
-    s->version = declared_version(s);
+    const struct startup_packet *sp = &s->startup->sp;
     char route[256] = "";
-    const char *schema = server_version_schema(s->srv, s->version);
+    const char *schema = server_version_schema(s->srv, s->startup->version);
     s->route_gen = s->srv->route.gen;
-    s->routed_schema = schema ? strdup(schema) : NULL;
-    const char *opts = startup_param(&s->startup, "options");
+    if (set_routed_schema(s, schema) != 0)
+        s->route_gen--; /* routed again at the first boundary */
+    const char *opts = startup_param(sp, "options");
     const char *endpoint = s->srv->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
         snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
@@ -1043,15 +1017,14 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
      * own path after it (a search_path parameter would be applied after
      * the options and undo the route: it goes into the route instead) */
     char own[PIN_SEARCH_PATH_MAX];
-    int has_own = schema ? search_path_of_startup(&s->startup, own, sizeof own) : 0;
+    int has_own = schema ? search_path_of_startup(sp, own, sizeof own) : 0;
     if (schema && mig_search_path_option(route + strlen(route), sizeof route - strlen(route), schema,
                                          has_own > 0 ? own : NULL) != 0)
         log_warn("session %llu: version schema name (with the client's search_path) too long to route",
                  (unsigned long long)s->id);
     int saw_options = 0;
     const char *value;
-    for (const char *k = startup_next_param(&s->startup, NULL, &value); k;
-         k = startup_next_param(&s->startup, k, &value)) {
+    for (const char *k = startup_next_param(sp, NULL, &value); k; k = startup_next_param(sp, k, &value)) {
         int is_options = strcmp(k, "options") == 0;
         saw_options |= is_options;
         if (schema && !strcasecmp(k, "search_path"))
@@ -1060,7 +1033,7 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     }
     if (!saw_options && route[0])
         proto_add_startup_param(params, "options", "", route);
-    proto_add_startup(s->server->out, params);
+    proto_add_startup(out, params);
     evbuffer_free(params);
     sbuf_flush(s->server);
     return 0;
@@ -1117,8 +1090,8 @@ static size_t pass_bytes(struct evbuffer *in, struct evbuffer *out, uint32_t *re
 struct relay_dir {
     struct sbuf *from, *to;
     uint32_t *remaining;  /* bytes of the current message still to pass */
-    int *blocked;         /* waiting for `to` to drain */
-    int *discard;         /* drop the current message instead (may be NULL) */
+    uint8_t *blocked;     /* waiting for `to` to drain */
+    uint8_t *discard;     /* drop the current message instead (may be NULL) */
     uint64_t *bytes, *metric;
     uint32_t max_length;
 };
@@ -1128,7 +1101,9 @@ struct relay_dir {
  * 0 to wait for more bytes or for `to` to drain, -1 on a bad length. */
 static int next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
 {
-    struct evbuffer *in = d->from->in;
+    struct evbuffer *in = d->from->in, *out = sbuf_out(d->to);
+    if (!in || !out) /* nothing read since the buffers were released; or out of memory, and `to` fails */
+        return 0;
     if (*d->remaining && d->discard && *d->discard) {
         size_t n = evbuffer_get_length(in) < *d->remaining ? evbuffer_get_length(in) : *d->remaining;
         evbuffer_drain(in, n);
@@ -1137,7 +1112,7 @@ static int next_message(struct session *s, struct relay_dir *d, struct msg_heade
             return 0;
         *d->discard = 0;
     } else if (*d->remaining) {
-        size_t n = pass_bytes(in, d->to->out, d->remaining);
+        size_t n = pass_bytes(in, out, d->remaining);
         *d->bytes += n;
         *d->metric += n;
         if (*d->remaining)
@@ -1192,7 +1167,10 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
  * sends next; its answers up to its ReadyForQuery are swallowed. */
 static void inject_query(struct session *s, const char *sql)
 {
-    proto_add_query(s->server->out, sql);
+    struct evbuffer *out = sbuf_out(s->server);
+    if (!out)
+        return; /* the server fails, and the session with it */
+    proto_add_query(out, sql);
     s->swallow_rfq++;
 }
 
@@ -1209,25 +1187,23 @@ static void follow_route(struct session *s)
     if (s->state != SESS_READY || !s->server || !tracker_at_boundary(&s->tracker))
         return;
     s->route_gen = s->srv->route.gen;
-    const char *want = server_version_schema(s->srv, s->version);
-    if (!want || (s->routed_schema && !strcmp(want, s->routed_schema)))
+    const char *want = server_version_schema(s->srv, s->startup->version);
+    const char *routed = s->extra ? s->extra->routed_schema : NULL;
+    if (!want || (routed && !strcmp(want, routed)))
         return;
     char own[PIN_SEARCH_PATH_MAX];
-    int has_own = search_path_of_startup(&s->startup, own, sizeof own);
+    int has_own = search_path_of_startup(&s->startup->sp, own, sizeof own);
     char *sql = has_own > 0 ? mig_search_path_set_config(want, own) : mig_search_path_sql(want);
-    char *copy = strdup(want);
-    if (!sql || !copy) {
+    struct evbuffer *out = sbuf_out(s->server);
+    if (!sql || !out || set_routed_schema(s, want) != 0) {
         free(sql);
-        free(copy);
         s->route_gen--; /* tried again at the next boundary */
         return;
     }
     inject_query(s, sql);
-    if (prepared_write_reprepare(s->prepared, s->server->out))
+    if (prepared_write_reprepare(s->prepared, out))
         s->swallow_rfq++;
     free(sql);
-    free(s->routed_schema);
-    s->routed_schema = copy;
     log_debug("session %llu: routed to %s", (unsigned long long)s->id, want);
 }
 
@@ -1246,7 +1222,7 @@ static int hold_message(struct session *s)
     /* Reading goes on, so a client that leaves while held is noticed and
      * its session freed at once; past one buffer the held bytes stay in
      * the kernel. */
-    if (evbuffer_get_length(s->client->in) >= s->srv->cfg.buffer_bytes)
+    if (sbuf_pending_in(s->client) >= s->srv->cfg.buffer_bytes)
         sbuf_pause_read(s->client);
     return 0;
 }
@@ -1260,8 +1236,8 @@ static void pin(struct session *s, const char *why);
  * (their ParameterStatus still noted: see note_parameter). */
 static int param_differs(const struct session *s, int i)
 {
-    const struct param_values *have = &s->lent->params;
-    return s->params->known[i] && !(have->known[i] && !strcmp(have->value[i], s->params->value[i]));
+    const struct param_values *have = &s->lent->params, *want = &s->params->v;
+    return want->known[i] && !(have->known[i] && !strcmp(have->value[i], want->value[i]));
 }
 
 static int params_differ(const struct session *s)
@@ -1285,7 +1261,7 @@ static void sync_params(struct session *s)
         if (!param_differs(s, i))
             continue;
         evbuffer_add_printf(sql, "SET %s TO '", PIN_TRACKED_PARAMS[i]);
-        for (const char *v = s->params->value[i]; *v; v++) {
+        for (const char *v = s->params->v.value[i]; *v; v++) {
             if (*v == '\'')
                 evbuffer_add(sql, "'", 1); /* quoted as a literal: '' */
             evbuffer_add(sql, v, 1);
@@ -1310,7 +1286,7 @@ static void attach_server(struct session *s, struct pool_server *ps)
     sbuf_resume_read(ps->sb);
     s->swallow_rfq += ps->owed_rfq; /* our Close messages sent while it was idle */
     ps->owed_rfq = 0;
-    reply_queue_reset(&s->replies);
+    reply_queue_reset(&ps->replies);
     s->unnamed.on_server = 0; /* it may have another borrower's */
     sync_params(s);
 }
@@ -1326,7 +1302,7 @@ static void server_not_lent(struct pool_waiter *w, const char *sqlstate, const c
         return;
     /* logged at info even as 53300: a pool that cannot serve is the operator's business */
     log_session(LOG_LEVEL_INFO, s->id, "session %llu (%s): closing: %s [%s]", (unsigned long long)s->id,
-                s->client_addr, message, sqlstate);
+                addr_of(s), message, sqlstate);
     close_with_error(s, sqlstate, message);
 }
 
@@ -1350,7 +1326,7 @@ static void server_lent(struct pool_waiter *w, struct pool_server *ps)
 static int borrow_for_next_message(struct session *s)
 {
     uint8_t type;
-    if (s->waiter.in || evbuffer_copyout(s->client->in, &type, 1) != 1)
+    if (s->waiter.in || !sbuf_pending_in(s->client) || evbuffer_copyout(s->client->in, &type, 1) != 1)
         return 0;
     if (type == 'X') { /* Terminate: nothing to lend for, and a pooled server must not see it */
         session_fail_silently(s);
@@ -1377,8 +1353,8 @@ static int borrow_for_next_message(struct session *s)
  * already sent borrows again at once. */
 static void give_back_at_boundary(struct session *s)
 {
-    if (!s->lent || s->pin_reason[0] || s->state != SESS_READY || !tracker_at_boundary(&s->tracker) ||
-        s->swallow_rfq || s->s2c_remaining || s->c2s_remaining || !reply_queue_empty(&s->replies))
+    if (!s->lent || s->pinned || s->state != SESS_READY || !tracker_at_boundary(&s->tracker) ||
+        s->swallow_rfq || s->s2c_remaining || s->c2s_remaining || !reply_queue_empty(&s->lent->replies))
         return;
     struct pool_server *ps = s->lent;
     s->lent = NULL;
@@ -1390,8 +1366,10 @@ static void give_back_at_boundary(struct session *s)
         sbuf_resume_read(s->client);
     }
     pool_release(ps, 1);
-    if (!s->holding && evbuffer_get_length(s->client->in))
+    if (!s->holding && sbuf_pending_in(s->client))
         relay_client_to_server(s);
+    if (!s->lent && !s->waiter.in && s->state == SESS_READY)
+        release_idle_buffers(s);
 }
 
 /* Replies the proxy owes the client are written when nothing of the
@@ -1401,7 +1379,8 @@ static int answer_due_now(struct session *s)
 {
     if (s->s2c_remaining && !s->s2c_discard)
         return 0;
-    return stmt_map_answer_due(&s->replies, s->client->out);
+    struct evbuffer *out = sbuf_out(s->client);
+    return out ? stmt_map_answer_due(&s->lent->replies, out) : 0;
 }
 
 /* The client's next message through the statement map; a failure ends the
@@ -1409,7 +1388,8 @@ static int answer_due_now(struct session *s)
 static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                           size_t avail)
 {
-    struct stmt_map m = {.registry = &s->prepared, .replies = &s->replies, .server = s->lent, .unnamed = &s->unnamed};
+    struct stmt_map m = {.registry = &s->prepared, .replies = &s->lent->replies, .server = s->lent,
+                         .unnamed = &s->unnamed};
     enum stmt_map_result r = stmt_map_client_message(&m, in, h, avail);
     if (r == STMT_FAILED)
         session_fail(s, m.sqlstate, "%s", m.error);
@@ -1420,13 +1400,16 @@ static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in
 
 static void pin(struct session *s, const char *why)
 {
-    snprintf(s->pin_reason, sizeof s->pin_reason, "%s", why);
+    struct session_extra *x = extra(s);
+    s->pinned = 1; /* without its reason when out of memory: pinned all the same */
+    if (x)
+        snprintf(x->pin_reason, sizeof x->pin_reason, "%s", why);
     /* from now on routed like a session-mode session (follow_route) */
     s->route_gen = s->srv->route.gen;
-    free(s->routed_schema);
-    s->routed_schema = s->lent->pool->schema ? strdup(s->lent->pool->schema) : NULL;
+    if (set_routed_schema(s, s->lent->pool->schema) != 0)
+        s->route_gen--;
     log_info("session %llu (%s): pinned to its server connection for the rest of the session: %s",
-             (unsigned long long)s->id, s->client_addr, why);
+             (unsigned long long)s->id, addr_of(s), why);
 }
 
 #define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
@@ -1481,7 +1464,7 @@ static void relay_client_to_server(struct session *s)
     if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
         s->state == SESS_UPSTREAM_LOGIN)
         return;
-    struct evbuffer *in = s->client->in;
+    struct evbuffer *in = s->client->in; /* NULL (nothing read since it was released): next_message says so */
     struct relay_dir d = {s->client, s->server, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
                           &s->srv->metrics.bytes_from_client, s->srv->cfg.max_message_bytes};
     int answered = 0;
@@ -1505,10 +1488,10 @@ static void relay_client_to_server(struct session *s)
             session_fail_silently(s);
             return;
         }
-        if (s->route_gen != s->srv->route.gen && h.type != 'X' && (!s->lent || s->pin_reason[0]))
+        if (s->route_gen != s->srv->route.gen && h.type != 'X' && (!s->lent || s->pinned))
             follow_route(s);
         if (s->state == SESS_READY && s->lent) {
-            if (!s->pin_reason[0] && check_pin(s, in, &h, avail) < 0)
+            if (!s->pinned && check_pin(s, in, &h, avail) < 0)
                 break;
             enum stmt_map_result m = map_statement(s, in, &h, avail);
             if (m == STMT_NEED_MORE)
@@ -1601,7 +1584,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->cancel_key = new_cancel_key(s->srv);
     if (!s->cancel_key) {
         log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
-                  s->client_addr);
+                  addr_of(s));
         session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
         return;
     }
@@ -1656,8 +1639,8 @@ static void on_ready_for_query(struct session *s, uint8_t status)
         session_set_state(s, SESS_READY);
         stop_login_timer(s);
         probe_backend_pid(s);
-        log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id,
-                  startup_param(&s->startup, "user"), startup_param(&s->startup, "database"));
+        log_debug("session %llu ready: user=%s database=%s", (unsigned long long)s->id, param(s, "user"),
+                  param(s, "database"));
         return;
     }
     if (unit_done && s->unit_start_us)
@@ -1695,6 +1678,24 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
     return 1;
 }
 
+/* The client's own copy of its tracked values takes a ParameterStatus;
+ * they stay shared while it changes nothing. -1 as param_values_note, or
+ * out of memory. */
+static int note_own_parameter(struct session *s, const uint8_t *msg, uint32_t len)
+{
+    if (!s->params)
+        return 0;
+    struct param_values v = s->params->v;
+    if (param_values_note(&v, msg, len) != 0)
+        return -1;
+    if (!memcmp(&v, &s->params->v, sizeof v))
+        return 0;
+    if (shared_params_own(&s->params) != 0)
+        return -1;
+    s->params->v = v;
+    return 0;
+}
+
 /* Transaction pooling: a ParameterStatus of a tracked parameter is what
  * both the lent server and its client now have (the client's SET, or ours
  * from sync_params in Postgres's spelling). A value too long to carry pins
@@ -1707,8 +1708,8 @@ static int note_parameter(struct session *s, struct evbuffer *in, const struct m
     if (avail < total)
         return -1;
     const uint8_t *msg = evbuffer_pullup(in, total);
-    if (param_values_note(&s->lent->params, msg, total) != 0 || param_values_note(s->params, msg, total) != 0) {
-        if (!s->pin_reason[0])
+    if (param_values_note(&s->lent->params, msg, total) != 0 || note_own_parameter(s, msg, total) != 0) {
+        if (!s->pinned)
             pin(s, "parameter value too long to carry");
     }
     return 0;
@@ -1763,8 +1764,10 @@ static void relay_server_to_client(struct session *s)
 {
     if (!s->client || !s->server || s->state == SESS_CLOSING)
         return;
-    struct evbuffer *in = s->server->in;
-    struct evbuffer *out = s->client->out;
+    struct evbuffer *in = s->server->in; /* NULL: nothing read since it was released */
+    struct evbuffer *out = in ? sbuf_out(s->client) : NULL;
+    if (!out)
+        return;
     int saw_boundary = 0;
     struct relay_dir d = {s->server, s->client, &s->s2c_remaining, &s->s2c_blocked, &s->s2c_discard, &s->bytes_out,
                           &s->srv->metrics.bytes_from_server, 0xffffffffu};
@@ -1779,7 +1782,7 @@ static void relay_server_to_client(struct session *s)
         if (r == 0)
             break;
         if (s->lent) /* in their turn: the message before them has passed */
-            stmt_map_answer_due(&s->replies, out);
+            stmt_map_answer_due(&s->lent->replies, out);
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
             if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
                 break;
@@ -1791,7 +1794,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        if (s->lent && stmt_map_server_message(&s->replies, s->lent, &s->unnamed, h.type, out)) { /* the reply to one of ours */
+        if (s->lent && stmt_map_server_message(&s->lent->replies, s->lent, &s->unnamed, h.type, out)) { /* the reply to one of ours */
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;
             continue;
@@ -1807,7 +1810,7 @@ static void relay_server_to_client(struct session *s)
             s->s2c_remaining = h.length + 1;
     }
     if (s->lent && !s->s2c_remaining)
-        stmt_map_answer_due(&s->replies, out);
+        stmt_map_answer_due(&s->lent->replies, out);
     sbuf_flush(s->client);
     if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
@@ -1820,6 +1823,8 @@ static void relay_server_to_client(struct session *s)
     }
     if (saw_boundary && s->lent)
         give_back_at_boundary(s);
+    if (saw_boundary && (s->pinned || !pooled(s)) && idle_at_boundary(s))
+        release_idle_buffers(s);
 }
 
 /* ---- stream-buffer callbacks ---- */
@@ -1866,15 +1871,15 @@ static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
     struct session *s = arg;
     int stranger = s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT; /* nothing said yet but bytes */
     if (!eof && stranger)
-        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
+        source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1,
                              "session %llu (%s): client connection failed: %s", (unsigned long long)s->id,
-                             s->client_addr, why);
+                             addr_of(s), why);
     else if (!eof && s->state != SESS_CLOSING)
         log_session(LOG_LEVEL_INFO, s->id, "session %llu (%s): client connection failed: %s",
-                    (unsigned long long)s->id, s->client_addr, why);
-    else if (s->state == SESS_STARTUP && evbuffer_get_length(sb->in) > 0)
-        source_limit_failure(s->srv, s->client_addr, SOURCE_BAD_STARTUP, 1,
-                             "session %llu (%s): incomplete startup packet", (unsigned long long)s->id, s->client_addr);
+                    (unsigned long long)s->id, addr_of(s), why);
+    else if (s->state == SESS_STARTUP && sbuf_pending_in(sb) > 0)
+        source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1,
+                             "session %llu (%s): incomplete startup packet", (unsigned long long)s->id, addr_of(s));
     session_free(s);
 }
 
@@ -1991,15 +1996,18 @@ int session_reprepare(struct session *s)
 {
     assert(s);
     if (s->lent) { /* its statements are prepared again on demand, under the new tables */
-        if (s->state != SESS_READY || !session_at_boundary(s) || !pool_server_close_statements(s->lent, s->server->out))
+        if (s->state != SESS_READY || !session_at_boundary(s) || !pool_server_close_statements(s->lent, s->lent->sb->out))
             return 0;
         s->swallow_rfq++;
         sbuf_flush(s->server);
         return 1;
     }
-    if (s->state != SESS_READY || !s->server || !s->prepared || !session_at_boundary(s))
+    struct evbuffer *out = s->state == SESS_READY && s->server && s->prepared && session_at_boundary(s)
+                               ? sbuf_out(s->server)
+                               : NULL;
+    if (!out)
         return 0;
-    int n = prepared_write_reprepare(s->prepared, s->server->out);
+    int n = prepared_write_reprepare(s->prepared, out);
     if (n) {
         s->swallow_rfq++;
         sbuf_flush(s->server);
@@ -2010,18 +2018,19 @@ int session_reprepare(struct session *s)
 json_t *session_describe(const struct session *s, uint64_t now_us)
 {
     assert(s);
-    const char *app = startup_param(&s->startup, "application_name");
+    const char *app = param(s, "application_name");
     int app_index = pin_tracked_index("application_name");
-    if (s->params && s->params->known[app_index])
-        app = s->params->value[app_index]; /* as the client set it since */
+    if (s->params && s->params->v.known[app_index])
+        app = s->params->v.value[app_index]; /* as the client set it since */
     char tx[2] = {s->tracker.tx_status, 0};
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer((json_int_t)s->id));
-    json_object_set_new(o, "client", json_string(s->client_addr));
-    if (s->proxied_by[0])
-        json_object_set_new(o, "proxied_by", json_string(s->proxied_by));
-    json_object_set_new(o, "user", s->startup_buf ? json_string(startup_param(&s->startup, "user")) : json_null());
-    const char *db = startup_param(&s->startup, "database");
+    json_object_set_new(o, "client", json_string(addr_of(s)));
+    if (s->extra && s->extra->proxied_by[0])
+        json_object_set_new(o, "proxied_by", json_string(s->extra->proxied_by));
+    const char *user = param(s, "user");
+    json_object_set_new(o, "user", user ? json_string(user) : json_null());
+    const char *db = param(s, "database");
     json_object_set_new(o, "database", db ? json_string(db) : json_null());
     json_object_set_new(o, "application_name", json_string(app ? app : ""));
     const char *state = session_state_name(s->state);
@@ -2032,10 +2041,12 @@ json_t *session_describe(const struct session *s, uint64_t now_us)
     if (session_backend_pid(s))
         json_object_set_new(o, "backend_pid", json_integer((json_int_t)session_backend_pid(s)));
     json_object_set_new(o, "tls", json_boolean(s->client_on_tls));
-    json_object_set_new(o, "version", s->version ? json_string(s->version) : json_null());
+    const char *version = session_version(s);
+    json_object_set_new(o, "version", version ? json_string(version) : json_null());
     json_object_set_new(o, "prepared_statements", json_integer((json_int_t)count_prepared(s)));
     if (pooled(s)) {
-        json_object_set_new(o, "pinned", s->pin_reason[0] ? json_string(s->pin_reason) : json_null());
+        const char *why = session_pin_reason(s);
+        json_object_set_new(o, "pinned", s->pinned ? json_string(why ? why : "out of memory") : json_null());
         json_object_set_new(o, "waiting_for_server", json_boolean(s->waiter.in != NULL));
     }
     json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));

@@ -12,6 +12,7 @@
 #include "reply_queue.h"
 #include "server.h"
 #include "session_state.h"
+#include "startup_set.h"
 #include "statement_map.h"
 
 struct server;
@@ -21,69 +22,74 @@ struct auth_state;
 struct upstream_connect;
 
 
+/* What few sessions ever need, allocated on first use. */
+struct session_extra {
+    char client_addr[56];           /* the client a trusted PROXY header named ("": none) */
+    char proxied_by[56];            /* the load balancer that sent that header */
+    char pin_reason[64];            /* why the session keeps `lent` for good */
+    char fail_sqlstate[6];
+    char *fail_message;             /* a delayed FATAL (rate-limited login failures) */
+    struct event *fail_ev;
+    struct event *free_ev;          /* deferred release, see free_later */
+    char *routed_schema;            /* the version schema we put on its search_path (NULL: none) */
+};
+
+/* Every field an idle session holds is here: an idle client in
+ * transaction mode costs this struct, its socket's sbuf with one event and
+ * no buffers, and references to what it shares with the other sessions
+ * that logged in alike (its startup parameters, tracked values and
+ * credentials). What is rarely used is in `extra`. */
 struct session {
     struct session *prev, *next;
     struct server *srv;
     uint64_t id;
-    enum session_state state;       /* moved only by session_set_state */
-    int busy;                       /* counted in srv->counts.busy: ready, not at a boundary */
     struct session *cancel_next;    /* same bucket of srv->cancel_index */
     struct sbuf *client;
     struct sbuf *server;
-    struct event *free_ev;          /* deferred release, see free_later */
+    struct startup_set *startup;    /* shared (startup_set.h); NULL before the StartupMessage */
+    struct session_extra *extra;    /* NULL until needed */
+    struct event *login_timer;      /* client_login_timeout: freed once the session is ready;
+                                       cancel_wait_timeout for a CancelRequest's connection */
     struct upstream_connect *connecting;
-    int client_on_tls;
-    int is_unix;
-    char client_addr[64];           /* the client's, from a trusted PROXY header when one came */
-    char proxied_by[64];            /* the load balancer that sent that header ("": none) */
-    int proxy_header;               /* enum in session.c: what the first bytes may or must be */
-
-    uint8_t *startup_buf;           /* owns the strings startup points into */
-    uint32_t startup_len;
-    struct startup_packet startup;
-    int awaiting_role;              /* its user is being looked up (--auth-query) */
-    char *database_version;         /* "appdb@NAME" asked for: NAME, the database read as "appdb" */
+    struct auth_state *auth;        /* auth "scram" exchanges while they last, NULL in pass-through */
 
     struct proto_tracker tracker;
     uint32_t c2s_remaining;         /* bytes of the current client message still to pass */
     uint32_t s2c_remaining;
-    int c2s_blocked;                /* waiting for the upstream to drain */
-    int s2c_blocked;
-    int holding;                    /* a client message is held by a pause */
+    uint8_t state;                  /* enum session_state, moved only by session_set_state */
+    uint8_t c2s_blocked;            /* waiting for the upstream to drain */
+    uint8_t s2c_blocked;
+    uint8_t s2c_discard;            /* the current server message is one of those answers */
+    unsigned busy : 1;              /* counted in srv->counts.busy: ready, not at a boundary */
+    unsigned holding : 1;           /* a client message is held by a pause */
+    unsigned client_on_tls : 1;
+    unsigned is_unix : 1;
+    unsigned proxy_header : 2;      /* enum in session.c: what the first bytes may or must be */
+    unsigned awaiting_role : 1;     /* its user is being looked up (--auth-query) */
+    unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
+    unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
+    uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
+    uint32_t route_gen;             /* srv->route.gen when its search_path was last set */
+    uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
+    uint32_t cancel_pid, cancel_key;     /* what the client was told */
+    uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
 
     uint64_t connected_us;
     uint64_t unit_start_us;         /* first message of the request in flight */
     uint64_t tx_start_us;           /* when the open transaction began */
-    uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
-    uint32_t cancel_pid, cancel_key;     /* what the client was told */
-    uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
-    int pid_probe;                  /* that question's answer is still due */
     uint64_t bytes_in, bytes_out;
 
     struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
-    uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
-    int s2c_discard;                /* the current server message is one of those answers */
-    char *version;                  /* declared shape (pgtandem.version), NULL: the old one */
-    char *routed_schema;            /* the version schema we put on its search_path (NULL: none) */
-    uint32_t route_gen;             /* srv->route.gen when we did */
-    struct auth_state *auth;        /* auth "scram" exchanges while they last, NULL in pass-through */
-    struct auth_credentials *creds; /* transaction pooling: what the client proved, for pools made later */
-    struct event *fail_ev;          /* a delayed FATAL (rate-limited login failures) */
-    struct event *login_timer;      /* client_login_timeout: freed once the session is ready;
-                                       cancel_wait_timeout for a CancelRequest's connection */
-    char fail_sqlstate[6];
-    char *fail_message;             /* allocated with fail_ev */
 
     /* pool_mode "transaction" (pool.h): `server` is lent->sb while a
      * server is lent, NULL between transactions */
     struct pool_server *lent;
     struct pool_waiter waiter;      /* queued for a server when waiter.in is set */
-    char *pool_options;             /* startup options and parameters the pool is keyed by */
-    char pin_reason[64];            /* keeps `lent` for good, and why ("": not pinned) */
-    struct param_values *params;    /* the tracked parameters as this client has them (from its welcome) */
-    struct reply_queue replies;     /* what the lent server owes (statement_map.h) */
+    struct shared_creds *creds;     /* what the client proved, for pools made later (startup_set.h) */
+    struct shared_params *params;   /* the tracked parameters as this client has them (startup_set.h) */
     struct unnamed_statement unnamed; /* its unnamed statement, kept across servers (statement_map.h) */
     struct carried_sets carried;    /* its SETs the pool carries to each server it borrows */
+    char addr[];                    /* the peer's "host:port" or "unix", as accepted (see extra) */
 };
 
 /* Takes ownership of an accepted socket. */
@@ -127,9 +133,9 @@ void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements
  * again upstream, answers swallowed. Returns how many. */
 int session_reprepare(struct session *s);
-/* The migration name a client declared with -c pgtandem.version=NAME in
- * its startup options, or application_name "...@NAME"; NULL if none (the
- * session also reads a database "...@NAME": session.database_version). */
-char *session_declared_version(const struct startup_packet *sp);
+/* The release the session declared (startup_set.h); NULL: the old shape. */
+const char *session_version(const struct session *s);
+/* Why the session keeps its server for good; NULL when it does not. */
+const char *session_pin_reason(const struct session *s);
 
 #endif

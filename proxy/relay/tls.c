@@ -35,6 +35,11 @@ SSL_CTX *tls_client_side_ctx(const struct config *cfg, char *err, size_t errlen)
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_read_ahead(ctx, 1); /* one read() per record, not two */
+    /* An idle client keeps no record buffers (a read and a write buffer
+     * of some 17 KB each, otherwise held for the life of the connection):
+     * OpenSSL takes them back when they are empty, as PgBouncer's TLS
+     * clients cost only their SSL object while idle. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     char what[600];
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         describe_openssl_error("TLS: cannot require TLS 1.2 or later", err, errlen);

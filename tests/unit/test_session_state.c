@@ -93,11 +93,11 @@ static void test_random_walk(void)
 
 static struct session *fake_session(struct server *srv, uint64_t id)
 {
-    struct session *s = calloc(1, sizeof *s);
+    struct session *s = calloc(1, sizeof *s + sizeof "test");
     s->srv = srv;
     s->id = id;
     tracker_init(&s->tracker);
-    snprintf(s->client_addr, sizeof s->client_addr, "test");
+    strcpy(s->addr, "test");
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
