@@ -137,27 +137,22 @@ void migration_metrics_write_fleet(void *ctx, struct evbuffer *out)
                          "Client sessions on the database that come through no live proxy, as of the last heartbeat.");
     evbuffer_add_printf(out, "pgtandem_fleet_bypassing_sessions %zu\n", fm.bypassing);
     static const char *const via[3] = {"database", "peer", "self"};
-    metrics_write_header(out, "pgtandem_fleet_holds_total", "counter",
-                         "Holds served for another proxy's cutover, by how this proxy first learnt of them "
-                         "(learned: database, peer) and how they ended (released: database, peer, self).");
+    metrics_write_header(out, "pgtandem_fleet_hold_events_total", "counter",
+                         "The fleet's cutover holds, by what came first and how: learned (a hold served for another "
+                         "proxy, told by the database or on the peer port), released (what ended it: the database, "
+                         "the coordinator on the peer port, or this proxy itself), acknowledged (as the coordinator: "
+                         "another proxy's \"held\"), unconfirmed (a hold served that the database did not have).");
     for (int i = 0; i < 2; i++)
-        evbuffer_add_printf(out, "pgtandem_fleet_holds_total{learned=\"%s\"} %llu\n", via[i], fm.holds_learned[i]);
-    metrics_write_header(out, "pgtandem_fleet_holds_released_total", "counter",
-                         "Holds served for another proxy's cutover, by what ended them: the database (NOTIFY or "
-                         "the hold's row), the coordinator on the peer port, or this proxy (its deadline, or no "
-                         "such hold in the database).");
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"learned\",via=\"%s\"} %llu\n", via[i],
+                            fm.holds_learned[i]);
     for (int i = 0; i < 3; i++)
-        evbuffer_add_printf(out, "pgtandem_fleet_holds_released_total{released=\"%s\"} %llu\n", via[i],
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"released\",via=\"%s\"} %llu\n", via[i],
                             fm.holds_released[i]);
-    metrics_write_header(out, "pgtandem_fleet_holds_unconfirmed_total", "counter",
-                         "Hold requests this proxy served that no coordinator wrote in the database (forged, "
-                         "replayed): ended once its acknowledgement found no such hold.");
-    evbuffer_add_printf(out, "pgtandem_fleet_holds_unconfirmed_total %llu\n", fm.holds_unconfirmed);
-    metrics_write_header(out, "pgtandem_fleet_acks_total", "counter",
-                         "As the coordinator: other proxies' \"held\" counted, by how each came first (database, "
-                         "peer).");
     for (int i = 0; i < 2; i++)
-        evbuffer_add_printf(out, "pgtandem_fleet_acks_total{via=\"%s\"} %llu\n", via[i], fm.acks[i]);
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"acknowledged\",via=\"%s\"} %llu\n",
+                            via[i], fm.acks[i]);
+    evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"unconfirmed\",via=\"database\"} %llu\n",
+                        fm.holds_unconfirmed);
     metrics_write_header(out, "pgtandem_fleet_peer_messages_total", "counter",
                          "Cutover messages on the peer port: hold requests sent as coordinator (asked), messages "
                          "that did not verify (refused), channels that broke before their hold ended (failed).");

@@ -118,7 +118,7 @@ def test_participants_learn_of_the_hold_and_its_release_on_the_peer_port(cluster
         # their rows said so (a database round trip of theirs is 300 ms)
         assert rep["steps"]["acks_peer"] == 2 and rep["steps"]["acks_database"] == 0, rep
         m = metrics(proxies[1])
-        assert m.get("pgtandem_fleet_acks_total", via="peer") == 2
+        assert m.get("pgtandem_fleet_hold_events_total", event="acknowledged", via="peer") == 2
         holds = int(scalar(cluster, legacy_db, "SELECT count(*) FROM pgtandem.fleet_holds"))
         assert m.get("pgtandem_fleet_peer_messages_total", event="asked") == 2 * holds
         for p in (proxies[0], proxies[2]):
@@ -128,8 +128,8 @@ def test_participants_learn_of_the_hold_and_its_release_on_the_peer_port(cluster
             assert "statements prepared again (learnt of on the peer port, released by the coordinator on the peer" \
                 " port)" in p.log(), p.log()[-3000:]
             pm = metrics(p)
-            assert pm.get("pgtandem_fleet_holds_total", learned="peer") >= 1
-            assert pm.get("pgtandem_fleet_holds_released_total", released="peer") == 1
+            assert pm.get("pgtandem_fleet_hold_events_total", event="learned", via="peer") >= 1
+            assert pm.get("pgtandem_fleet_hold_events_total", event="released", via="peer") == 1
             assert pm.get("pgtandem_fleet_peer_messages_total", event="refused") == 0
         for p in proxies:
             wait_phase(p, "completed")
