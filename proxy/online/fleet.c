@@ -77,7 +77,6 @@ struct participant_hold {
     struct event *deadline;
     int abandoning;           /* closing it ourselves (JOB_ABANDON sent) */
     enum fleet_via learned;   /* how we first heard of it */
-    uint64_t began_us;
     char coordinator[96];
     long long acking;         /* the epoch of the acknowledgement in flight (0: none) */
     long long next_epoch;     /* a newer hold that waits for this one to close (0: none) */
@@ -652,6 +651,17 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- participant: holding for another proxy's cutover ---- */
 
+/* The hold that waited for the one served to end (another_hold). */
+static void begin_next(struct fleet *f)
+{
+    if (!f->part.next_epoch)
+        return;
+    long long next = f->part.next_epoch;
+    f->part.next_epoch = 0;
+    participant_begin(f, next, f->part.next_drain_ms, f->part.next_hold_ms, 0, f->part.next_coordinator,
+                      f->part.next_learned);
+}
+
 /* Drained: said on the peer channel the request came on, if any (the
  * coordinator may go on with the contract), and in our row, which is what
  * the commit waits for. */
@@ -667,6 +677,7 @@ static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
         evtimer_del(f->part.deadline);
         if (f->direct)
             fleet_direct_forget(f->direct, f->part.epoch);
+        begin_next(f);
         return;
     }
     int direct = f->direct && fleet_direct_held(f->direct, f->part.epoch);
@@ -701,12 +712,7 @@ static void participant_finish(struct fleet *f, int committed, enum fleet_via vi
              " released by the %s)", f->part.epoch, committed ? "contract committed" : "nothing changed", st.held_ms,
              reprepared, f->part.learned == VIA_PEER ? "peer port" : "database",
              via == VIA_PEER ? "coordinator on the peer port" : via == VIA_DATABASE ? "database" : "proxy itself");
-    if (f->part.next_epoch) {
-        long long next = f->part.next_epoch;
-        f->part.next_epoch = 0;
-        participant_begin(f, next, f->part.next_drain_ms, f->part.next_hold_ms, 0, f->part.next_coordinator,
-                          f->part.next_learned);
-    }
+    begin_next(f);
 }
 
 static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -726,6 +732,43 @@ static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
     want(f, JOB_ABANDON);
 }
 
+/* A hold to begin once the one served ends (participant_finish). */
+static void remember_next(struct fleet *f, long long epoch, int drain_ms, int hold_ms, const char *coordinator,
+                          enum fleet_via via)
+{
+    if (f->part.next_epoch && f->part.next_epoch >= epoch)
+        return;
+    f->part.next_epoch = epoch;
+    f->part.next_drain_ms = drain_ms;
+    f->part.next_hold_ms = hold_ms;
+    f->part.next_learned = via;
+    snprintf(f->part.next_coordinator, sizeof f->part.next_coordinator, "%s", coordinator);
+}
+
+/* Another hold while one is served. One our row acknowledges (or may: the
+ * answer is on its way) is real: an older request is stale, and a newer
+ * one means its release was missed (or the newer one is forged), so it is
+ * closed through its row, which says whether it committed, and the newer
+ * one begins after. One not yet acknowledged may be forged: an older
+ * request waits for it to end, a newer one replaces it (nothing in the
+ * database counts on it). Returns 1 when the caller begins the new one now. */
+static int another_hold(struct fleet *f, long long epoch, int drain_ms, int hold_ms, const char *coordinator,
+                        enum fleet_via via)
+{
+    int settled = f->part.confirmed || f->part.acking == f->part.epoch;
+    if (settled && epoch < f->part.epoch)
+        return 0;
+    if (settled || epoch < f->part.epoch) {
+        remember_next(f, epoch, drain_ms, hold_ms, coordinator, via);
+        if (settled && !f->part.abandoning) {
+            f->part.abandoning = 1;
+            want(f, JOB_ABANDON);
+        }
+        return 0;
+    }
+    return 1;
+}
+
 static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
                               const char *coordinator, enum fleet_via via)
 {
@@ -736,31 +779,21 @@ static void participant_begin(struct fleet *f, long long epoch, int drain_ms, in
     }
     if (epoch <= f->part.last_epoch)
         return;
-    if (f->part.active && epoch < f->part.epoch)
-        return;
-    if (f->part.active && (f->part.confirmed || f->part.acking == f->part.epoch)) {
-        /* A newer hold while one our row acknowledges (or may, the answer
-         * is on its way) is open: that one's release was missed, or the
-         * newer one is forged. It is closed through its row, which says
-         * whether it committed, and the newer one begins after. */
-        f->part.next_epoch = epoch;
-        f->part.next_drain_ms = drain_ms;
-        f->part.next_hold_ms = hold_ms;
-        f->part.next_learned = via;
-        snprintf(f->part.next_coordinator, sizeof f->part.next_coordinator, "%s", coordinator);
-        if (f->part.confirmed && !f->part.abandoning) {
-            f->part.abandoning = 1;
-            want(f, JOB_ABANDON);
-        }
-        return;
-    }
-    if (f->part.active) /* nothing in the database counts on an unconfirmed one */
+    struct participant_hold waiting = f->part; /* an older request that waits, if any */
+    if (f->part.active) {
+        if (!another_hold(f, epoch, drain_ms, hold_ms, coordinator, via))
+            return;
+        f->part.next_epoch = 0; /* kept for after the new one, not begun now */
         participant_finish(f, 0, VIA_SELF);
+    }
     struct event *deadline = f->part.deadline;
     f->part = (struct participant_hold){.active = 1, .epoch = epoch, .last_epoch = f->part.last_epoch,
                                         .drain_ms = drain_ms, .hold_ms = hold_ms, .deadline = deadline,
-                                        .learned = via, .began_us = now_us()};
+                                        .learned = via};
     snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
+    if (waiting.active && waiting.next_epoch && waiting.next_epoch > f->part.last_epoch)
+        remember_next(f, waiting.next_epoch, waiting.next_drain_ms, waiting.next_hold_ms, waiting.next_coordinator,
+                      waiting.next_learned);
     f->holds_learned[via]++;
     long remaining = hold_ms - (long)age_ms;
     add_timer(f->part.deadline, remaining > 0 ? remaining : 0);
