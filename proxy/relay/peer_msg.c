@@ -312,6 +312,8 @@ void peer_msg_close(struct server *srv, uint64_t channel)
 
 void peer_msg_free_all(struct server *srv)
 {
-    while (srv->fleet.channels)
-        channel_free(srv->fleet.channels);
+    for (struct peer_channel *ch = srv->fleet.channels, *next; ch; ch = next) {
+        next = ch->next;
+        channel_free(ch);
+    }
 }
