@@ -33,6 +33,7 @@ struct asked {
     char id[ID_MAX];
     char key[KEY_HEX + 1];
     uint64_t channel; /* 0: closed or broken: it hears from the database */
+    int answered;     /* said "held": closing the channel once its hold ends is normal */
 };
 
 struct fleet_direct {
@@ -117,6 +118,7 @@ static void on_answer(struct fleet_direct *d, struct asked *a, const char *msg)
         a->channel = 0;
         return;
     }
+    a->answered = 1;
     if (epoch == d->co_epoch && d->h.held)
         d->h.held(d->ctx, epoch, a->id);
 }
@@ -159,7 +161,9 @@ static int on_message(void *ctx, uint64_t channel, const char *msg)
     struct fleet_direct *d = ctx;
     struct asked *a = asked_on(d, channel);
     if (!msg) { /* broken: whoever was on it hears from the database */
-        if (a) {
+        if (a && a->answered) { /* it held and heard of the release first from the database */
+            a->channel = 0;
+        } else if (a) {
             a->channel = 0;
             d->counts.failed++;
             log_info("fleet: direct channel to %s for hold %lld broke; it hears from the database", a->id,

@@ -65,7 +65,7 @@ void fleet_direct_forget(struct fleet_direct *d, long long epoch);
 struct fleet_direct_counts {
     unsigned long long asked;     /* hold requests sent (coordinator) */
     unsigned long long refused;   /* messages that did not verify */
-    unsigned long long failed;    /* channels that broke before their hold ended */
+    unsigned long long failed;    /* channels that broke before the participant answered */
 };
 void fleet_direct_counts(const struct fleet_direct *d, struct fleet_direct_counts *out);
 

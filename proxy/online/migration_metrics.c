@@ -155,7 +155,7 @@ void migration_metrics_write_fleet(void *ctx, struct evbuffer *out)
                         fm.holds_unconfirmed);
     metrics_write_header(out, "pgtandem_fleet_peer_messages_total", "counter",
                          "Cutover messages on the peer port: hold requests sent as coordinator (asked), messages "
-                         "that did not verify (refused), channels that broke before their hold ended (failed).");
+                         "that did not verify (refused), channels that broke before the participant answered (failed).");
     evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"asked\"} %llu\n", fm.peer_asked);
     evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"refused\"} %llu\n", fm.peer_refused);
     evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"failed\"} %llu\n", fm.peer_failed);
