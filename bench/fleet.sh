@@ -11,7 +11,12 @@
 #             (the coordinator) from the answer's max_pause_ms, proxies 1 and
 #             3 from their log ("fleet: hold E ended (...): traffic held X ms");
 #             fleet-wide = the largest of the three. Reports p50 and p100 per
-#             proxy and fleet-wide, attempts and client errors per client count.
+#             proxy and fleet-wide, attempts and client errors per client count,
+#             the coordinator's steps (the answer's `steps`) and how each
+#             participant learnt of the hold and of its release (peer port or
+#             database). With COMPARE_BIN, every round runs both binaries one
+#             after the other (the order alternating), so that a change is
+#             measured against its base under the same load.
 #   reuseport pgbench select-only (-S) through: a direct connection, one
 #             pgtandem process, two pgtandem processes sharing one port
 #             (SO_REUSEPORT is always set on the proxy's listener), PgBouncer
@@ -19,6 +24,8 @@
 #
 # Writes bench/results/fleet-<date>.md and .json and prints the tables.
 #   ROUNDS=20  CLIENTS_LIST="32 64"  CUT_ROWS=20000  CUT_SECONDS=30  CUT_WORKLOAD=tx|autocommit
+#   TARGET_MS=20             (the fleet-wide p100 the verdict checks)
+#   COMPARE_BIN=PATH COMPARE_LABEL=base  (a second binary, e.g. built from the base of a change)
 #   FLEET_LEASE_MS=           (--fleet-lease-ms; empty: the proxy's default)
 #   REUSE_ROUNDS=3  REUSE_CLIENTS=32  REUSE_JOBS=4  REUSE_SECONDS=10
 #   REUSE_MODE=simple  SCALE=10  UPSTREAM_SSLMODE=require
@@ -104,6 +111,10 @@ clients_list = [int(c) for c in E.get("CLIENTS_LIST", "32 64").split()]
 cut_rows = int(E.get("CUT_ROWS", "20000"))
 cut_seconds = int(E.get("CUT_SECONDS", "30"))
 lease_ms = E.get("FLEET_LEASE_MS", "")
+target_ms = float(E.get("TARGET_MS", "20"))
+compare_bin = E.get("COMPARE_BIN", "")
+compare_label = E.get("COMPARE_LABEL", "base")
+MAIN_LABEL = "this"
 reuse_rounds = int(E.get("REUSE_ROUNDS", "3"))
 reuse_clients = int(E.get("REUSE_CLIENTS", "32"))
 reuse_jobs = int(E.get("REUSE_JOBS", "4"))
@@ -162,11 +173,11 @@ def free_port():
 
 
 class Proxy:
-    def __init__(self, label, listen_port, engine_db=None, log_level=None):
+    def __init__(self, label, listen_port, engine_db=None, log_level=None, binary=None):
         self.label, self.port, self.aport = label, listen_port, free_port()
         self.admin = "http://127.0.0.1:%d" % self.aport
         self.log_path = os.path.join(logs, label + ".log")
-        args = [binpath, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin", "127.0.0.1:%d" % self.aport,
+        args = [binary or binpath, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin", "127.0.0.1:%d" % self.aport,
                 "--upstream", upstream]
         if engine_db:
             args += ["--engine-db", engine_db]
@@ -247,8 +258,8 @@ def db_uri(db):
     return "postgresql://postgres:postgres@127.0.0.1:%d/%s?sslmode=%s" % (pgport, db, sslmode)
 
 
-def cli(*args, timeout=300):
-    return subprocess.run([binpath] + list(args), capture_output=True, text=True, timeout=timeout)
+def cli(*args, timeout=300, binary=None):
+    return subprocess.run([binary or binpath] + list(args), capture_output=True, text=True, timeout=timeout)
 
 
 def pct(values, q):
@@ -299,6 +310,8 @@ def machine_text(before, after):
 
 HOLD_RE = re.compile(r"fleet: hold (\d+) ended \(([^)]*)\): traffic held ([\d.]+) ms, (\d+) statements prepared again")
 ATTEMPT_RE = re.compile(r"cutover attempt (\d+) held traffic for ([\d.]+) ms")
+VIA_RE = re.compile(r"fleet: hold \d+ ended \(contract committed\).*\(learnt of on the (peer port|database), released "
+                    r"by the (coordinator on the peer port|database|proxy itself)\)")
 WARN_RE = re.compile(r" (WARN|ERROR) (fleet: .*|cutover.*)")
 
 
@@ -372,11 +385,12 @@ def pgbench_result(proc):
             "error_lines": lines}
 
 
-def fleet_round(clients, rnd):
-    tag = "c%d-r%02d" % (clients, rnd)
-    db = "fleet_%s" % tag.replace("-", "_")
+def fleet_round(clients, rnd, label=MAIN_LABEL, binary=None):
+    tag = "c%d-r%02d%s" % (clients, rnd, "" if label == MAIN_LABEL else "-" + label)
+    db = "fleet_%s" % re.sub(r"[^a-z0-9_]", "_", tag.lower())
     psql("CREATE DATABASE %s TEMPLATE %s" % (db, TEMPLATE))
-    proxies = [Proxy("%s-proxy%d" % (tag, i + 1), free_port(), engine_db=db_uri(db)) for i in range(3)]
+    proxies = [Proxy("%s-proxy%d" % (tag, i + 1), free_port(), engine_db=db_uri(db), binary=binary)
+               for i in range(3)]
     pgb = []
     try:
         for p in proxies:
@@ -395,10 +409,10 @@ def fleet_round(clients, rnd):
         # start through proxy 1; the engine can lose a race for its advisory
         # lock right after the expand child exits: submitted once more
         start_retries = 0
-        r = cli("migrate", "start", unify, "--proxy", proxies[0].admin)
+        r = cli("migrate", "start", unify, "--proxy", proxies[0].admin, binary=binary)
         if r.returncode != 0 and "advisory lock" in r.stdout + r.stderr:
             start_retries = 1
-            r = cli("migrate", "start", unify, "--proxy", proxies[0].admin)
+            r = cli("migrate", "start", unify, "--proxy", proxies[0].admin, binary=binary)
         if r.returncode != 0:
             raise RoundError("migrate start via proxy 1 failed (exit %d):\n%s%s\n--- proxy 1\n%s" % (
                 r.returncode, r.stdout, r.stderr[-3000:], proxies[0].tail()))
@@ -439,7 +453,7 @@ def fleet_round(clients, rnd):
         time.sleep(1.0)
 
         t0 = time.time()
-        r = cli("migrate", "complete", "--json", "--proxy", proxies[COORD].admin, timeout=600)
+        r = cli("migrate", "complete", "--json", "--proxy", proxies[COORD].admin, timeout=600, binary=binary)
         t1 = time.time()
         rep = None
         try:
@@ -480,10 +494,15 @@ def fleet_round(clients, rnd):
                 committed = [h for h in holds if h[1] == "contract committed"]
                 if not committed:
                     raise RoundError("%s logged no committed hold (holds: %s)\n%s" % (p.label, holds, p.tail(30)))
+                via = [m.groups() for m in VIA_RE.finditer(text)]
                 per.append({"role": "participant", "held_ms": max(h[2] for h in holds),
                             "holds_logged": [h[2] for h in holds], "status_held_ms": status_held,
-                            "reprepared": sum(h[3] for h in committed), "warnings": warns})
-        return {"clients": clients, "round": rnd, "share": share, "proxies": per, "timeline": timeline(proxies),
+                            "reprepared": sum(h[3] for h in committed), "warnings": warns,
+                            "learned": via[-1][0].split()[0] if via else None,
+                            "released": {"coordinator on the peer port": "peer", "proxy itself": "self"}.get(
+                                via[-1][1], via[-1][1]) if via else None})
+        return {"clients": clients, "round": rnd, "binary": label, "steps": rep.get("steps"),
+                "share": share, "proxies": per, "timeline": timeline(proxies),
                 "fleet_held_ms": max(x["held_ms"] for x in per), "attempts": rep["attempts"],
                 "blocked_checks": rep.get("blocked_checks", 0), "held_messages": rep.get("held_messages"),
                 "pause_ms_total": rep.get("pause_ms"), "reprepared_coordinator": rep.get("reprepared"),
@@ -503,6 +522,21 @@ def fleet_round(clients, rnd):
         psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
 
 
+def cutover_round(results, clients, rnd, label, binary):
+    x = fleet_round(clients, rnd, label, binary)
+    results["cutover"].append(x)
+    hp = " / ".join("%.1f" % p["held_ms"] for p in x["proxies"])
+    print("fleet 3x%-3d round %2d%s: held ms p1/p2(coord)/p3 %s -> fleet %.1f, attempts %d, "
+          "client errors %d, complete %.0f ms%s" % (
+              clients, rnd, "" if not compare_bin else " [%s]" % label, hp, x["fleet_held_ms"],
+              x["attempts"], x["client_errors"], x["complete_call_ms"],
+              "; warnings: " + " | ".join(w for p in x["proxies"] for w in p["warnings"])[:400]
+              if any(p["warnings"] for p in x["proxies"]) else ""), flush=True)
+    for pb in x["pgbench"]:
+        for line in pb["error_lines"]:
+            print("    client error: " + line, flush=True)
+
+
 def cutover_part(results):
     psql("CREATE DATABASE %s" % TEMPLATE)
     r = subprocess.run(["psql", db_uri(TEMPLATE), "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "rows=%d" % cut_rows,
@@ -511,20 +545,11 @@ def cutover_part(results):
         raise RoundError("loading checks_legacy.sql: " + r.stderr)
     psql("VACUUM ANALYZE checks", TEMPLATE)
     results["cutover_machine_before"] = machine_note()
+    runs = [(MAIN_LABEL, None)] + ([(compare_label, compare_bin)] if compare_bin else [])
     for clients in clients_list:
         for rnd in range(1, rounds + 1):
-            x = fleet_round(clients, rnd)
-            results["cutover"].append(x)
-            hp = " / ".join("%.1f" % p["held_ms"] for p in x["proxies"])
-            print("fleet 3x%-3d round %2d: held ms p1/p2(coord)/p3 %s -> fleet %.1f, attempts %d, "
-                  "client errors %d, complete %.0f ms%s" % (
-                      clients, rnd, hp, x["fleet_held_ms"], x["attempts"], x["client_errors"],
-                      x["complete_call_ms"],
-                      "; warnings: " + " | ".join(w for p in x["proxies"] for w in p["warnings"])[:400]
-                      if any(p["warnings"] for p in x["proxies"]) else ""), flush=True)
-            for pb in x["pgbench"]:
-                for line in pb["error_lines"]:
-                    print("    client error: " + line, flush=True)
+            for label, binary in (runs if rnd % 2 else runs[::-1]):
+                cutover_round(results, clients, rnd, label, binary)
     results["cutover_machine_after"] = machine_note()
 
 
@@ -594,8 +619,14 @@ results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip()
                         "REUSE_ROUNDS": reuse_rounds,
                         "REUSE_CLIENTS": reuse_clients, "REUSE_JOBS": reuse_jobs, "REUSE_SECONDS": reuse_seconds,
                         "REUSE_MODE": reuse_mode, "SCALE": scale, "UPSTREAM_SSLMODE": sslmode,
-                        "PARTS": " ".join(parts)},
+                        "PARTS": " ".join(parts), "TARGET_MS": target_ms},
            "cutover": [], "reuseport": []}
+if compare_bin:
+    results["settings"].update(COMPARE_BIN=compare_bin, COMPARE_LABEL=compare_label)
+    with open(compare_bin, "rb") as f:
+        results["compare_binary_sha256_16"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    if E.get("COMPARE_BIN_FROM"):
+        results["compare_binary_from"] = E["COMPARE_BIN_FROM"]
 if E.get("PGTANDEM_BIN_FROM"):
     results["binary_from"] = E["PGTANDEM_BIN_FROM"]
 if E.get("FROM_JSON"):
@@ -625,13 +656,18 @@ def f1(v):
     return "-" if v is None else "%.1f" % v
 
 
-TARGET_MS = 50.0
+TARGET_MS = float(results["settings"].get("TARGET_MS", 50.0))
+LABELS = [MAIN_LABEL] + ([results["settings"]["COMPARE_LABEL"]] if results["settings"].get("COMPARE_BIN") else [])
 lines = ["# Fleet benchmark (%s)" % results["date"], "",
          "%s, %d CPUs, kernel %s; %s; %s. pgtandem binary sha256 %s…%s; worktree HEAD at the start of the "
-         "run %s." % (
+         "run %s.%s" % (
              results["host"], results["cpus"], results["kernel"], results["postgres"], results["pgbouncer"],
              results["binary_sha256_16"], " (built from %s)" % results["binary_from"]
-             if results.get("binary_from") else "", results["git_head"]), "",
+             if results.get("binary_from") else "", results["git_head"],
+             " Compared in the same rounds with \"%s\", sha256 %s…%s (each round runs both, the order "
+             "alternating); \"%s\" is the binary above." % (
+                 LABELS[1], results["compare_binary_sha256_16"], " (built from %s)" % results["compare_binary_from"]
+                 if results.get("compare_binary_from") else "", MAIN_LABEL) if len(LABELS) > 1 else ""), "",
          "Command: `%s sh bench/fleet.sh`" % " ".join(
              "%s=%s" % (k, ("'%s'" % v) if " " in str(v) or v == "" else v)
              for k, v in results["settings"].items()), ""]
@@ -654,13 +690,14 @@ if results["cutover"]:
                   else "UPDATE by id and `SELECT *` by id, each in its own transaction (no BEGIN/END)",
                   cut_seconds), "",
               "**Target: fleet-wide held p100 ≤ %.0f ms, zero client errors.**" % TARGET_MS, "",
-              "| clients (per proxy) | rounds | proxy 1 held p50 / p100 ms | proxy 2 (coordinator) p50 / p100 ms "
-              "| proxy 3 p50 / p100 ms | fleet-wide p50 / p100 ms | attempts mean / max | blocked checks "
+              "| clients (per proxy) | binary | rounds | proxy 1 held p50 / p100 ms | proxy 2 (coordinator) p50 / p100 "
+              "ms | proxy 3 p50 / p100 ms | fleet-wide p50 / p100 ms | attempts mean / max | blocked checks "
               "(total) | complete call p50 ms | client errors | target met |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
-    for clients in clients_list:
-        rs = [r for r in results["cutover"] if r["clients"] == clients]
+    groups = [(c, b) for c in clients_list for b in LABELS]
+    for clients, binary in groups:
+        rs = [r for r in results["cutover"] if r["clients"] == clients and r.get("binary", MAIN_LABEL) == binary]
         if not rs:
             continue
         cols = []
@@ -670,21 +707,21 @@ if results["cutover"]:
         fw = [r["fleet_held_ms"] for r in rs]
         errs = sum(r["client_errors"] for r in rs)
         ok = max(fw) <= TARGET_MS and errs == 0
-        verdicts.append((clients, ok, max(fw), errs))
-        lines.append("| 3×%d (%s) | %d | %s | %s | %s | %.1f / %.1f | %.2f / %d | %d | %.0f | %d | %s |" % (
-            clients, "+".join(map(str, rs[0]["share"])), len(rs), cols[0], cols[1], cols[2],
+        verdicts.append((clients, binary, ok, max(fw), errs))
+        lines.append("| 3×%d (%s) | %s | %d | %s | %s | %s | %.1f / %.1f | %.2f / %d | %d | %.0f | %d | %s |" % (
+            clients, "+".join(map(str, rs[0]["share"])), binary, len(rs), cols[0], cols[1], cols[2],
             statistics.median(fw), max(fw), statistics.mean(r["attempts"] for r in rs),
             max(r["attempts"] for r in rs), sum(r["blocked_checks"] for r in rs),
             statistics.median(r["complete_call_ms"] for r in rs), errs, "yes" if ok else "**no**"))
     lines += ["", "Per round (held ms per proxy p1 / p2 / p3, fleet-wide; attempts; re-prepared statements "
               "coordinator / participants; client errors; `last_pause.held_ms` from each proxy's /status):", "",
-              "| clients | round | p1 | p2 (coord) | p3 | fleet | attempts | blocked checks | re-prepared | "
+              "| clients | round | binary | p1 | p2 (coord) | p3 | fleet | attempts | blocked checks | re-prepared | "
               "complete call ms | transactions | client errors | /status held_ms p1/p2/p3 |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["cutover"]:
         pp = r["proxies"]
-        lines.append("| %d | %d | %.1f | %.1f | %.1f | %.1f | %d | %d | %s / %s+%s | %.0f | %d | %d | %s |" % (
-            r["clients"], r["round"], pp[0]["held_ms"], pp[1]["held_ms"], pp[2]["held_ms"], r["fleet_held_ms"],
+        lines.append("| %d | %d | %s | %.1f | %.1f | %.1f | %.1f | %d | %d | %s / %s+%s | %.0f | %d | %d | %s |" % (
+            r["clients"], r["round"], r.get("binary", MAIN_LABEL), pp[0]["held_ms"], pp[1]["held_ms"], pp[2]["held_ms"], r["fleet_held_ms"],
             r["attempts"], r["blocked_checks"], pp[1]["reprepared"], pp[0]["reprepared"], pp[2]["reprepared"],
             r["complete_call_ms"], r["transactions"], r["client_errors"],
             "/".join(str(p["status_held_ms"]) for p in pp)))
@@ -703,18 +740,18 @@ if results["cutover"]:
                   "from there to the later participant's `drained`; the coordinator's hold to its commit; the "
                   "later participant's resume (after re-preparing) after the commit; the span during which any "
                   "proxy held:", "",
-                  "| clients | participants told ms | participants drained ms | coordinator hold → commit ms | "
-                  "participants resumed ms after commit | any proxy holding ms |", "|---|---|---|---|---|---|"]
+                  "| clients | binary | participants told ms | participants drained ms | coordinator hold → commit ms | "
+                  "participants resumed ms after commit | any proxy holding ms |", "|---|---|---|---|---|---|---|"]
 
-        def mm(values):
+        def mm(values, fmt="%.0f / %.0f"):
             v = [x for x in values if x is not None]
-            return "%.0f / %.0f" % (statistics.median(v), max(v)) if v else "-"
-        for clients in clients_list:
-            rs = [r["timeline"] for r in tl if r["clients"] == clients]
+            return fmt % (statistics.median(v), max(v)) if v else "-"
+        for clients, binary in groups:
+            rs = [r["timeline"] for r in tl if r["clients"] == clients and r.get("binary", MAIN_LABEL) == binary]
             if not rs:
                 continue
-            lines.append("| 3×%d | %s | %s | %s | %s | %s |" % (
-                clients,
+            lines.append("| 3×%d | %s | %s | %s | %s | %s | %s |" % (
+                clients, binary,
                 mm([max((p["asked_after_coordinator_hold_ms"] for p in t["participants"]
                          if p["asked_after_coordinator_hold_ms"] is not None), default=None) for t in rs]),
                 mm([max((p["asked_to_drained_ms"] for p in t["participants"]
@@ -723,12 +760,40 @@ if results["cutover"]:
                 mm([max((p["resumed_after_commit_ms"] for p in t["participants"]
                          if p["resumed_after_commit_ms"] is not None), default=None) for t in rs]),
                 mm([t["any_proxy_holding_ms"] for t in rs])))
+    st_rows = [r for r in results["cutover"] if r.get("steps")]
+    if st_rows:
+        lines += ["", "The coordinator's own steps in the committed attempt (the `complete` answer's `steps`, "
+                  "monotonic clock, ms; median / max over rounds): writing the hold's row (before anyone holds); "
+                  "from its hold to every proxy held, and its own drain within that; the contract's first round "
+                  "trip (BEGIN, the DDL, the wait for every participant's acknowledgement in its row, the look "
+                  "at sessions that bypass the fleet); the second (commit check, state update, COMMIT); traffic "
+                  "flowing again after the COMMIT's answer. Then how the participants' \"held\" reached the "
+                  "coordinator first, and how each participant learnt of the hold and of its release first "
+                  "(counts over rounds and participants; a binary without the peer port reports nothing here):",
+                  "", "| clients | binary | hold row | all held | own drain | body | commit | release | "
+                  "held via peer / database | learnt of via peer / database | released via peer / database |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for clients, binary in groups:
+            rs = [r for r in st_rows if r["clients"] == clients and r.get("binary", MAIN_LABEL) == binary]
+            if not rs:
+                continue
+            f2 = "%.1f / %.1f"
+            parts_ = [p for r in rs for p in r["proxies"] if p["role"] == "participant"]
+            lines.append("| 3×%d | %s | %s | %s | %s | %s | %s | %s | %d / %d | %d / %d | %d / %d |" % (
+                clients, binary, mm([r["steps"]["announce_ms"] for r in rs], f2),
+                mm([r["steps"]["all_held_ms"] for r in rs], f2), mm([r["steps"]["local_drain_ms"] for r in rs], f2),
+                mm([r["steps"]["body_ms"] for r in rs], f2), mm([r["steps"]["commit_ms"] for r in rs], f2),
+                mm([r["steps"]["release_ms"] for r in rs], f2), sum(r["steps"]["acks_peer"] for r in rs),
+                sum(r["steps"]["acks_database"] for r in rs), sum(p.get("learned") == "peer" for p in parts_),
+                sum(p.get("learned") == "database" for p in parts_), sum(p.get("released") == "peer" for p in parts_),
+                sum(p.get("released") == "database" for p in parts_)))
     lines += ["", "Machine during the cutover rounds (other work on these %d CPUs disturbs the timings; this "
               "run's own pgbench clients count in the load average): %s." % (results["cpus"], machine_text(mb, ma))]
-    for clients, ok, worst, errs in verdicts:
+    for clients, binary, ok, worst, errs in verdicts:
         lines.append("")
-        lines.append("3×%d: fleet-wide held p100 %.1f ms (target ≤ %.0f), %d client errors: %s." % (
-            clients, worst, TARGET_MS, errs, "target met" if ok else "target NOT met"))
+        lines.append("3×%d%s: fleet-wide held p100 %.1f ms (target ≤ %.0f), %d client errors: %s." % (
+            clients, " (%s)" % binary if len(LABELS) > 1 else "", worst, TARGET_MS, errs,
+            "target met" if ok else "target NOT met"))
 
 if results["reuseport"]:
     mb, ma = results["reuseport_machine_before"], results["reuseport_machine_after"]

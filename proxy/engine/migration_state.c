@@ -64,6 +64,11 @@ char *mig_state_schema_sql(void)
         "DO $widen$ BEGIN IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
         "  AND attname = 'backend_pids') = 'int4[]'::regtype THEN"
         "  ALTER TABLE pgtandem.proxies ALTER COLUMN backend_pids TYPE bigint[]; END IF; END $widen$;"
+        /* The key a proxy signs its peer messages with (fleet_direct.h);
+         * added once, without taking the table's lock when it is there. */
+        "DO $key$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
+        "  AND attname = 'peer_key' AND NOT attisdropped) THEN"
+        "  ALTER TABLE pgtandem.proxies ADD COLUMN peer_key text; END IF; END $key$;"
         "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
         "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
         "  drain_ms int NOT NULL, hold_ms int NOT NULL,"

@@ -54,6 +54,18 @@ static const char BLOCKERS_SQL[] =
 
 static void attempt(struct cutover *c);
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static double ms_between(uint64_t from, uint64_t to)
+{
+    return from && to >= from ? (double)(to - from) / 1000.0 : -1;
+}
+
 const char *const cutover_attempt_outcomes[CUTOVER_ATTEMPT_OUTCOMES] = {"committed", "blocked", "abandoned",
                                                                          "refused", "failed"};
 
@@ -149,10 +161,20 @@ static void account_hold(struct cutover *c, const struct relay_hold_stats *st)
              st->held_messages);
 }
 
-static void release(struct cutover *c)
+/* What the fleet may be told about the contract: only an answered COMMIT
+ * says it committed, and a COMMIT whose answer was lost says nothing (the
+ * fleet then learns it from the hold's row). */
+static enum fleet_outcome outcome_now(const struct cutover *c, int committed)
+{
+    if (committed)
+        return FLEET_COMMITTED;
+    return c->contract == 2 ? FLEET_UNKNOWN : FLEET_NOT_COMMITTED;
+}
+
+static void release(struct cutover *c, enum fleet_outcome outcome)
 {
     if (c->fleet)
-        fleet_release_all(c->fleet);
+        fleet_release_all(c->fleet, outcome);
     c->waiting = 0;
     if (!c->holding)
         return;
@@ -233,8 +255,13 @@ static void roll_back(struct cutover *c, const char *error, const char *sqlstate
     if (lock)
         c->rep.lock_wait_ms += c->opt.lock_timeout_ms;
     snprintf(c->failed_sqlstate, sizeof c->failed_sqlstate, "%s", sqlstate ? sqlstate : "");
+    /* A COMMIT the server answered with an error did not commit; one whose
+     * connection went away may have. */
+    int lost = !sqlstate || !strncmp(sqlstate, "08", 2) || !strncmp(sqlstate, "57P", 3);
+    if (c->contract == 2 && !lost)
+        c->contract = 1;
     if (pgasync_send(c->db, "ROLLBACK", 0, NULL, on_contract_rolled_back, c) != 0) {
-        release(c);
+        release(c, outcome_now(c, 0));
         fail_now(c, c->rep.error);
     }
 }
@@ -245,7 +272,13 @@ static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error,
     (void)error;
     (void)sqlstate;
     struct cutover *c = ctx;
-    release(c);
+    release(c, outcome_now(c, 0));
+    if (c->refused) {
+        c->refused = 0;
+        log_error("%s", c->rep.error);
+        finish(c, CUTOVER_REFUSED);
+        return;
+    }
     if (cutover_next_after(c->failed_sqlstate, c->rep.attempts, c->opt.max_attempts) != CUTOVER_NEXT_FAIL)
         retry_or_give_up(c, c->rep.error);
     else
@@ -266,82 +299,6 @@ static int send_built(struct cutover *c, const char *prefix, int tail, const cha
         snprintf(c->db->error, sizeof c->db->error, "out of memory");
     free(sql);
     return rc;
-}
-
-static void on_contract_body(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    (void)res;
-    struct cutover *c = ctx;
-    if (error) {
-        roll_back(c, error, sqlstate);
-        return;
-    }
-    char *check = c->fleet ? fleet_commit_check_sql(c->fleet) : strdup("");
-    int rc = check ? send_built(c, check, 1, ";\nCOMMIT", on_committed) : -1;
-    free(check);
-    if (rc != 0)
-        roll_back(c, c->db->error, NULL);
-}
-
-static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate)
-{
-    (void)res;
-    struct cutover *c = ctx;
-    if (error) {
-        roll_back(c, error, sqlstate);
-        return;
-    }
-    c->rep.reprepared += relay_reprepare(c->relay);
-    if (c->committed)
-        c->committed(c->ctx);
-    release(c);
-    log_migration(LOG_LEVEL_INFO, c->migration, "cutover committed on attempt %d", c->rep.attempts);
-    finish(c, CUTOVER_COMMITTED);
-}
-
-static void run_contract(struct cutover *c)
-{
-    /* A connection lost between the body and the COMMIT must not leave the
-     * transaction idle on the server holding its locks over every table it
-     * touched: the server ends it itself. */
-    char begin[384];
-    snprintf(begin, sizeof begin,
-             "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
-             " SET LOCAL idle_in_transaction_session_timeout = '%dms';"
-             " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n",
-             c->opt.lock_timeout_ms, c->opt.statement_budget_ms, c->opt.statement_budget_ms);
-    if (send_built(c, begin, 0, "", on_contract_body) != 0) {
-        release(c);
-        fail_now(c, c->db->error);
-    }
-}
-
-static void hold_answered(struct cutover *c, int ok, const char *why);
-
-static void on_drained(void *ctx, int drained, uint64_t waited_us)
-{
-    struct cutover *c = ctx;
-    if (drained) {
-        hold_answered(c, 1, NULL);
-        return;
-    }
-    /* The relay resumes by itself after this returns: name who was busy. */
-    c->rep.blockers[0] = '\0';
-    json_t *busy = relay_busy_sessions(c->relay);
-    describe_sessions(busy, c->rep.blockers, sizeof c->rep.blockers);
-    json_decref(busy);
-    c->holding = 0;
-    struct relay_hold_stats st = {(double)waited_us / 1000.0, relay_held_messages(c->relay)};
-    account_hold(c, &st);
-    char why[sizeof c->rep.blockers + 96];
-    snprintf(why, sizeof why, "sessions stayed inside transactions past the drain timeout (%d ms): %s",
-             c->opt.drain_timeout_ms, c->rep.blockers);
-    hold_answered(c, 0, why);
-}
-
-static void on_fleet_held(void *ctx, int ok, const char *why)
-{
-    hold_answered(ctx, ok, why);
 }
 
 /* "pid 4242 (psql, 10.0.0.9, idle in transaction, in a transaction for
@@ -376,50 +333,163 @@ static int describe_bypassing(const PGresult *res, char *out, size_t cap, int *l
     return touched;
 }
 
-static void on_bypassing(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+/* The sessions that bypass the fleet, read in the contract's transaction
+ * (fleet_held_wait_sql): 1 when they refuse the cutover (rep.error says
+ * why). A failed look is advice lost, not a reason to stop. */
+static int bypassing_refuses(struct cutover *c, const PGresult *res)
 {
-    (void)sqlstate;
-    struct cutover *c = ctx;
-    if (error || !res) {
-        log_migration(LOG_LEVEL_WARN, c->migration,
-                      "cutover: looking for sessions that bypass the proxies failed: %s", error ? error : "?");
-        run_contract(c);
-        return;
+    if (!res || PQnfields(res) < 7) {
+        log_migration(LOG_LEVEL_WARN, c->migration, "cutover: the look for sessions that bypass the proxies "
+                      "returned nothing usable");
+        return 0;
     }
     int listed = 0;
     int touched = describe_bypassing(res, c->rep.bypassing, sizeof c->rep.bypassing, &listed);
     if (touched && !c->opt.force) {
-        release(c);
         /* The count says which of the listed sessions refuse it. */
         snprintf(c->rep.error, sizeof c->rep.error,
                  "refused: %d of the %d session%s that reach the database through no pgtandem proxy hold a "
                  "transaction or touched the migrated tables (%.560s); stop them, or complete with --force (their "
                  "statements then wait at most lock_timeout)",
                  touched, listed, listed == 1 ? "" : "s", c->rep.bypassing);
-        log_error("%s", c->rep.error);
-        finish(c, CUTOVER_REFUSED);
-        return;
+        return 1;
     }
     if (touched)
         log_migration(LOG_LEVEL_WARN, c->migration,
                       "cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
-    run_contract(c);
+    return 0;
 }
 
-/* Everyone holds: look at the sessions no proxy holds, then the contract. */
-static void everyone_held(struct cutover *c)
+static void on_contract_body(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
-    if (!c->fleet) {
-        run_contract(c);
+    struct cutover *c = ctx;
+    c->t_body = now_us();
+    if (error) {
+        roll_back(c, error, sqlstate);
         return;
     }
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", fleet_lease_ms(c->fleet));
-    const char *values[2] = {c->tables, lease};
-    if (pgasync_send(c->db, FLEET_BYPASSING_SQL, 2, values, on_bypassing, c) != 0) {
-        release(c);
-        fail_now(c, c->db->error);
+    if (c->fleet && bypassing_refuses(c, res)) {
+        c->refused = 1;
+        if (pgasync_send(c->db, "ROLLBACK", 0, NULL, on_contract_rolled_back, c) != 0) {
+            c->refused = 0;
+            release(c, FLEET_NOT_COMMITTED);
+            log_error("%s", c->rep.error);
+            finish(c, CUTOVER_REFUSED);
+        }
+        return;
     }
+    char *check = c->fleet ? fleet_commit_check_sql(c->fleet) : strdup("");
+    c->contract = 2;
+    int rc = check ? send_built(c, check, 1, ";\nCOMMIT", on_committed) : -1;
+    free(check);
+    if (rc != 0) {
+        c->contract = 1; /* nothing was sent */
+        roll_back(c, c->db->error, NULL);
+    }
+}
+
+static void record_steps(struct cutover *c, uint64_t released)
+{
+    struct cutover_steps *st = &c->rep.steps;
+    st->announce_ms = c->fleet ? ms_between(c->t_asked, c->t_hold) : -1;
+    st->all_held_ms = ms_between(c->t_hold, c->t_all_held);
+    st->local_drain_ms = ms_between(c->t_hold, c->t_drained);
+    st->body_ms = ms_between(c->t_all_held, c->t_body);
+    st->commit_ms = ms_between(c->t_body, c->t_commit);
+    st->release_ms = ms_between(c->t_commit, released);
+    st->acks_peer = st->acks_database = 0;
+    if (c->fleet)
+        fleet_hold_acks(c->fleet, &st->acks_database, &st->acks_peer);
+    log_migration(LOG_LEVEL_INFO, c->migration,
+                  "cutover attempt %d steps: fleet hold written in %.2f ms (nobody held yet); everyone held %.2f ms"
+                  " after our hold (our drain %.2f ms; acknowledgements: %d on the peer port, %d in the database);"
+                  " contract body %.2f ms; commit %.2f ms; traffic flowing %.2f ms after the commit",
+                  c->rep.attempts, st->announce_ms, st->all_held_ms, st->local_drain_ms, st->acks_peer,
+                  st->acks_database, st->body_ms, st->commit_ms, st->release_ms);
+}
+
+static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct cutover *c = ctx;
+    c->t_commit = now_us();
+    if (error) {
+        roll_back(c, error, sqlstate);
+        return;
+    }
+    /* The other proxies are told first: their re-prepare runs beside ours. */
+    if (c->fleet)
+        fleet_release_all(c->fleet, FLEET_COMMITTED);
+    c->rep.reprepared += relay_reprepare(c->relay);
+    if (c->committed)
+        c->committed(c->ctx);
+    release(c, FLEET_COMMITTED);
+    c->contract = 0;
+    record_steps(c, now_us());
+    log_migration(LOG_LEVEL_INFO, c->migration, "cutover committed on attempt %d", c->rep.attempts);
+    finish(c, CUTOVER_COMMITTED);
+}
+
+/* Everyone holds: the contract, and in a fleet, in the same round trip,
+ * the wait for every proxy's acknowledgement in its row and the look at
+ * the sessions that bypass the fleet. */
+static void run_contract(struct cutover *c)
+{
+    /* A connection lost between the body and the COMMIT must not leave the
+     * transaction idle on the server holding its locks over every table it
+     * touched: the server ends it itself. */
+    char begin[384];
+    snprintf(begin, sizeof begin,
+             "BEGIN; SET LOCAL lock_timeout = '%dms'; SET LOCAL statement_timeout = '%dms';"
+             " SET LOCAL idle_in_transaction_session_timeout = '%dms';"
+             " SET LOCAL pgtandem.backfill = 'off'; SET LOCAL synchronous_commit = on;\n",
+             c->opt.lock_timeout_ms, c->opt.statement_budget_ms, c->opt.statement_budget_ms);
+    char *after = NULL;
+    if (c->fleet) {
+        char *tables = pgasync_ready(c->db) ? PQescapeLiteral(c->db->conn, c->tables, strlen(c->tables)) : NULL;
+        after = tables ? fleet_held_wait_sql(c->fleet, tables, c->opt.drain_timeout_ms) : NULL;
+        if (tables)
+            PQfreemem(tables);
+    } else {
+        after = strdup("");
+    }
+    c->contract = 1;
+    int rc = after ? send_built(c, begin, 0, after, on_contract_body) : -1;
+    free(after);
+    if (rc != 0) {
+        c->contract = 0;
+        release(c, FLEET_NOT_COMMITTED);
+        fail_now(c, after ? c->db->error : "out of memory building the contract");
+    }
+}
+
+static void hold_answered(struct cutover *c, int ok, const char *why);
+
+static void on_drained(void *ctx, int drained, uint64_t waited_us)
+{
+    struct cutover *c = ctx;
+    if (drained) {
+        c->t_drained = now_us();
+        hold_answered(c, 1, NULL);
+        return;
+    }
+    /* The relay resumes by itself after this returns: name who was busy. */
+    c->rep.blockers[0] = '\0';
+    json_t *busy = relay_busy_sessions(c->relay);
+    describe_sessions(busy, c->rep.blockers, sizeof c->rep.blockers);
+    json_decref(busy);
+    c->holding = 0;
+    struct relay_hold_stats st = {(double)waited_us / 1000.0, relay_held_messages(c->relay)};
+    account_hold(c, &st);
+    char why[sizeof c->rep.blockers + 96];
+    snprintf(why, sizeof why, "sessions stayed inside transactions past the drain timeout (%d ms): %s",
+             c->opt.drain_timeout_ms, c->rep.blockers);
+    hold_answered(c, 0, why);
+}
+
+static void on_fleet_held(void *ctx, int ok, const char *why)
+{
+    hold_answered(ctx, ok, why);
 }
 
 /* Both holds (this relay's, the fleet's) answer here; the first that fails
@@ -432,33 +502,53 @@ static void hold_answered(struct cutover *c, int ok, const char *why)
     if (!ok) {
         char reason[sizeof c->hold_why];
         snprintf(reason, sizeof reason, "%s", why && why[0] ? why : "the hold failed");
-        release(c);
+        release(c, FLEET_NOT_COMMITTED);
         retry_or_give_up(c, reason);
         return;
     }
-    if (c->waiting == 0)
-        everyone_held(c);
+    if (c->waiting == 0) {
+        c->t_all_held = now_us();
+        run_contract(c);
+    }
 }
 
-static void hold_traffic(struct cutover *c)
+static void hold_local(struct cutover *c)
 {
-    c->waiting = c->fleet ? 2 : 1;
-    if (c->fleet) {
-        /* Participants wait this long for the release before they close
-         * the hold themselves: the drain, then the contract's lock wait. */
-        int hold_ms = c->opt.drain_timeout_ms + c->opt.lock_timeout_ms + 1000;
-        if (fleet_hold_all(c->fleet, c->migration, c->opt.drain_timeout_ms, hold_ms, on_fleet_held, c) != 0) {
-            c->waiting = 0;
-            retry_or_give_up(c, "the fleet's connection to the database is not up");
-            return;
-        }
-    }
     c->holding = 1;
+    c->t_hold = now_us();
     char reason[192];
     snprintf(reason, sizeof reason, "cutover of %.100s: this proxy runs the contract", c->migration);
     if (relay_hold(c->relay, "cutover", reason, c->opt.drain_timeout_ms, on_drained, c) != 0) {
         c->holding = 0;
         hold_answered(c, 0, "another pause is in progress");
+    }
+}
+
+/* The fleet's row is written and the others are being told: our own hold
+ * starts now, in step with theirs. */
+static void on_fleet_announced(void *ctx)
+{
+    hold_local(ctx);
+}
+
+static void hold_traffic(struct cutover *c)
+{
+    c->t_asked = now_us();
+    c->t_hold = c->t_drained = c->t_all_held = c->t_body = c->t_commit = 0;
+    c->contract = 0;
+    c->refused = 0;
+    c->waiting = c->fleet ? 2 : 1;
+    if (!c->fleet) {
+        hold_local(c);
+        return;
+    }
+    /* Participants wait this long for the release before they close the
+     * hold themselves: the drain, then the contract's lock wait. */
+    int hold_ms = c->opt.drain_timeout_ms + c->opt.lock_timeout_ms + 1000;
+    if (fleet_hold_all(c->fleet, c->migration, c->opt.drain_timeout_ms, hold_ms, on_fleet_announced, on_fleet_held,
+                       c) != 0) {
+        c->waiting = 0;
+        retry_or_give_up(c, "the fleet's connection to the database is not up");
     }
 }
 
@@ -521,6 +611,7 @@ int cutover_start(struct cutover *c, struct event_base *base, struct server *rel
     assert(c && base && relay && db && opt && migration && build_sql && done);
     cutover_abort(c);
     memset(&c->rep, 0, sizeof c->rep);
+    c->rep.steps = (struct cutover_steps){-1, -1, -1, -1, -1, -1, 0, 0};
     c->seed = (unsigned int)time(NULL) ^ (unsigned int)getpid();
     c->relay = relay;
     c->fleet = fleet;
@@ -551,7 +642,7 @@ void cutover_abort(struct cutover *c)
     if (c->retry_timer)
         evtimer_del(c->retry_timer);
     if (c->holding || c->waiting)
-        release(c);
+        release(c, outcome_now(c, 0));
     attempt_ended(c, CUTOVER_ATTEMPT_ABANDONED);
     c->done = NULL;
     free(c->tables);
@@ -568,5 +659,12 @@ json_t *cutover_report_json(const struct cutover_report *rep)
         json_object_set_new(o, "blockers", json_string(rep->blockers));
     if (o && rep->bypassing[0])
         json_object_set_new(o, "bypassing", json_string(rep->bypassing));
+    const struct cutover_steps *st = &rep->steps;
+    if (o && st->body_ms >= 0 && st->commit_ms >= 0)
+        json_object_set_new(o, "steps", json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:i}", "announce_ms",
+                                                  st->announce_ms, "all_held_ms", st->all_held_ms, "local_drain_ms",
+                                                  st->local_drain_ms, "body_ms", st->body_ms, "commit_ms",
+                                                  st->commit_ms, "release_ms", st->release_ms, "acks_peer",
+                                                  st->acks_peer, "acks_database", st->acks_database));
     return o;
 }

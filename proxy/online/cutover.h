@@ -2,10 +2,13 @@
  * traffic at transaction boundaries, retried with backoff.
  *
  * With a fleet (fleet.h), every other live proxy holds its traffic in step
- * (2), the contract commits only while they all still hold, and they
- * re-prepare and resume with us. Sessions that bypass every proxy are
- * looked at while everyone is held: one in a transaction or that touched a
- * migrated table refuses the cutover unless it is forced.
+ * (2): this proxy's own hold begins once the fleet's hold row is written
+ * and the others are being told, so that no proxy holds while the others
+ * are still hearing of it. The contract commits only while they all still
+ * hold, and they re-prepare and resume with us. Sessions that bypass every
+ * proxy are looked at in the contract's transaction, once every proxy's
+ * acknowledgement (with its sessions) is in its row: one in a transaction
+ * or that touched a migrated table refuses the cutover unless it is forced.
  *
  * One attempt: (1) look for what would block it — sessions through this
  * proxy inside a transaction for more than half the drain budget, and
@@ -41,6 +44,17 @@ struct cutover_options {
     int revert_window_s;      /* complete: keep the old shape this long for a revert (0: contract at once) */
 };
 
+/* Where an attempt's time went, in ms (-1: the step was not reached). */
+struct cutover_steps {
+    double announce_ms;    /* fleet: writing the hold's row, before anyone holds */
+    double all_held_ms;    /* from our hold until every proxy held */
+    double local_drain_ms; /* from our hold until our own sessions were at a boundary */
+    double body_ms;        /* BEGIN and the DDL (fleet: and the wait for acknowledgements and the bypassing look) */
+    double commit_ms;      /* the commit check, the state update and COMMIT */
+    double release_ms;     /* from COMMIT's answer until traffic flows (re-prepare, release) */
+    int acks_peer, acks_database; /* fleet: how the other proxies' "held" came first */
+};
+
 struct cutover_report {
     int attempts;
     int blocked_checks;       /* attempts that found a blocker and held nobody */
@@ -50,6 +64,7 @@ struct cutover_report {
     char blockers[512];       /* who blocked the last attempt that was blocked (kept after success) */
     char error[768];          /* why it gave up or failed */
     char bypassing[512];      /* sessions through no proxy, seen while held */
+    struct cutover_steps steps; /* of the last attempt that ran its contract */
 };
 
 enum cutover_outcome {
@@ -98,6 +113,9 @@ struct cutover {
     unsigned int seed;          /* rand_r state of the retry jitter */
     char failed_sqlstate[6];    /* of the contract statement that failed the attempt */
     int waiting;                /* holds not yet answered: local, fleet */
+    int contract;               /* 0: not sent; 1: the body is; 2: the COMMIT is (its outcome unknown until answered) */
+    int refused;                /* rolling back because sessions bypass the fleet */
+    uint64_t t_asked, t_hold, t_drained, t_all_held, t_body, t_commit; /* monotonic us, this attempt */
     int hold_failed;
     int attempt_open;           /* the attempt in progress is not yet counted in totals */
     struct cutover_totals totals;

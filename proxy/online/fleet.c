@@ -2,7 +2,12 @@
  * and both sides of the fleet-wide hold, on one non-blocking connection of
  * its own. One statement is in flight at a time; what waits is a flag, and
  * pump() sends the most urgent one (releases before acknowledgements
- * before the heartbeat), so a hold never waits behind bookkeeping. */
+ * before the heartbeat), so a hold never waits behind bookkeeping.
+ *
+ * The hold is also told directly on the peer port (fleet_direct.h), which
+ * saves the NOTIFY round trips where it arrives first; everything a
+ * decision rests on is still in the database: a participant's own
+ * acknowledgement in its row, the hold's row and its lock. */
 #include "fleet.h"
 
 #include <event2/event.h>
@@ -15,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fleet_direct.h"
 #include "fleet_lease.h"
 #include "log.h"
 #include "migration_lifecycle.h"
@@ -34,6 +40,11 @@ enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK
 /* What waits for the connection, most urgent first. */
 enum fleet_job { JOB_LEAVE, JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_ACK_CHECK, JOB_HEARTBEAT, NJOBS };
 
+/* How a proxy learnt of a hold, an acknowledgement or a release first. */
+enum fleet_via { VIA_DATABASE, VIA_PEER, VIA_SELF, NVIA };
+static const char *const via_names[NVIA] = {"database", "peer", "self"};
+_Static_assert(NVIA == 3, "struct fleet_metrics counts three ways");
+
 /* This proxy as the cutover's coordinator. */
 struct coordinator_hold {
     int active;               /* waiting for acknowledgements */
@@ -44,21 +55,42 @@ struct coordinator_hold {
     int drain_ms, hold_ms;
     char missing[512];        /* proxies that have not acknowledged */
     json_t *expected;         /* ids live when the hold began, not yet acknowledged */
+    int acks[NVIA];           /* acknowledgements counted, by how they came */
+    fleet_announced_fn announced;
     fleet_held_fn done;
     void *ctx;
     struct event *timeout, *recheck;
 };
 
-/* This proxy holding for another's cutover. */
+/* This proxy holding for another's cutover. A hold learnt of (a NOTIFY,
+ * a peer message) is served at once but counts for the commit only once
+ * this proxy's acknowledgement has found its row open in the database
+ * (`confirmed`); one whose row is not there was never asked for by a
+ * coordinator and ends as soon as that is known, with nothing to undo. */
 struct participant_hold {
     int active;
     int drained;              /* relay drained: acknowledged (or about to) */
+    int confirmed;            /* our acknowledgement found the row open and is in our row */
     long long epoch;          /* the hold being served */
-    long long last_epoch;     /* the newest hold seen, served or not */
+    long long last_epoch;     /* the newest hold confirmed, served or not */
     int drain_ms, hold_ms;
     struct event *deadline;
     int abandoning;           /* closing it ourselves (JOB_ABANDON sent) */
+    enum fleet_via learned;   /* how we first heard of it */
     char coordinator[96];
+    long long acking;         /* the epoch of the acknowledgement in flight (0: none) */
+    long long next_epoch;     /* a newer hold that waits for this one to close (0: none) */
+    int next_drain_ms, next_hold_ms;
+    enum fleet_via next_learned;
+    char next_coordinator[96];
+};
+
+/* The last hold this proxy served as a participant, for GET /status. */
+struct last_hold {
+    long long epoch;
+    enum fleet_via learned, released;
+    int committed, confirmed;
+    double held_ms;
 };
 
 struct fleet {
@@ -83,6 +115,10 @@ struct fleet {
     void *on_migration_ctx;
     struct coordinator_hold co;
     struct participant_hold part;
+    struct fleet_direct *direct;     /* NULL: no peer messages (out of memory at start) */
+    struct last_hold last;
+    unsigned long long holds_learned[NVIA], holds_released[NVIA], acks[NVIA];
+    unsigned long long holds_unconfirmed;
 };
 
 static void pump(struct fleet *f);
@@ -104,11 +140,11 @@ static const char REGISTER_SQL[] =
     "          (SELECT slot FROM pgtandem.proxies WHERE id <> $1"
     "            AND heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0)))"
     " INSERT INTO pgtandem.proxies AS p (id, slot, host, listen, admin, version, pid, started_at, heartbeat_at,"
-    "                                  lease_ms, peer)"
+    "                                  lease_ms, peer, peer_key)"
     " SELECT $1, coalesce(free.slot, 0), $2, $3, $4, $5, $6::int, clock_timestamp(), clock_timestamp(), $7::int,"
-    "        nullif($8, '') FROM free"
+    "        nullif($8, ''), nullif($9, '') FROM free"
     " ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), listen = EXCLUDED.listen, peer = EXCLUDED.peer,"
-    "   admin = EXCLUDED.admin, slot = CASE WHEN p.slot IN (SELECT slot FROM pgtandem.proxies q WHERE q.id <> $1"
+    "   peer_key = EXCLUDED.peer_key, admin = EXCLUDED.admin, slot = CASE WHEN p.slot IN (SELECT slot FROM pgtandem.proxies q WHERE q.id <> $1"
     "     AND q.heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0))"
     "     THEN EXCLUDED.slot ELSE p.slot END"
     " RETURNING slot";
@@ -130,15 +166,18 @@ static const char REGISTER_SQL[] =
     " coalesce(host(a.client_addr), 'local') AS client, coalesce(a.state, '') AS state,"                  \
     " coalesce((extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, 0) AS xact_ms"
 
-const char FLEET_BYPASSING_SQL[] =
-    "SELECT " BYPASSING_WHO ","
-    "       a.xact_start IS NOT NULL"
-    "       OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation'"
-    "                  AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t))"
-    "       OR EXISTS (SELECT 1 FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t)"
-    "                  WHERE a.query ~* ('\\m' || regexp_replace(c.relname, '([^[:alnum:]_])', '\\\\\\1', 'g')"
-    "                                      || '\\M')),"
-    "       left(a.query, 160)" BYPASSING_FROM("$2") " ORDER BY a.pid LIMIT 20";
+/* tables: a text[] expression; lease: an int expression. */
+#define BYPASSING_SELECT(tables, lease)                                                                    \
+    "SELECT " BYPASSING_WHO ","                                                                            \
+    "       a.xact_start IS NOT NULL"                                                                      \
+    "       OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation'"           \
+    "                  AND l.relation IN (SELECT to_regclass(t) FROM unnest(" tables ") t))"               \
+    "       OR EXISTS (SELECT 1 FROM unnest(" tables ") t JOIN pg_class c ON c.oid = to_regclass(t)"       \
+    "                  WHERE a.query ~* ('\\m' || regexp_replace(c.relname, '([^[:alnum:]_])', '\\\\\\1', 'g')" \
+    "                                      || '\\M')),"                                                     \
+    "       left(a.query, 160)" BYPASSING_FROM(lease) " ORDER BY a.pid LIMIT 20"
+
+const char FLEET_BYPASSING_SQL[] = BYPASSING_SELECT("$1::text[]", "$2");
 
 static const char HEARTBEAT_SQL[] =
     "WITH hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
@@ -160,14 +199,17 @@ static const char HEARTBEAT_SQL[] =
     " LEFT JOIN LATERAL (SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1) m ON true"
     " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
 
-/* The coordinator's own row says it holds too, with its sessions' PIDs. */
+/* The coordinator's own row says it holds too, with its sessions' PIDs.
+ * It reads the others' peer addresses and keys with the hold, so they are
+ * told directly too. */
 static const char HOLD_SQL[] =
     "WITH h AS (INSERT INTO pgtandem.fleet_holds (migration, coordinator, drain_ms, hold_ms)"
     "           VALUES ($1, $2, $3::int, $4::int) RETURNING epoch),"
     " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
     "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::bigint) WHERE id = $2)"
     " SELECT epoch, pg_notify('" CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)),"
-    "  (SELECT coalesce(json_agg(p.id), '[]') FROM pgtandem.proxies p WHERE p.id <> $2 AND " LIVE("p", "$6") ")"
+    "  (SELECT coalesce(json_agg(json_build_object('id', p.id, 'peer', p.peer, 'key', p.peer_key)), '[]')"
+    "     FROM pgtandem.proxies p WHERE p.id <> $2 AND " LIVE("p", "$6") ")"
     " FROM h";
 
 static const char LEAVE_SQL[] = "DELETE FROM pgtandem.proxies WHERE id = $1";
@@ -176,10 +218,20 @@ static const char ACK_CHECK_SQL[] =
     "SELECT string_agg(id, ', ' ORDER BY id) FROM pgtandem.proxies p"
     " WHERE id <> $1 AND held_epoch IS DISTINCT FROM $3::bigint AND " LIVE("p", "$2");
 
+/* Acknowledges only a hold whose row is open: a hold message that no
+ * coordinator wrote (a forged NOTIFY, a replayed or forged peer message)
+ * must not leave an epoch in our row that a later hold could take for our
+ * acknowledgement. Answers (acknowledged, the row exists, it is released,
+ * it committed). */
 static const char ACK_SQL[] =
-    "WITH u AS (UPDATE pgtandem.proxies SET held_epoch = $2::bigint, heartbeat_at = clock_timestamp(),"
-    "           backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint) WHERE id = $1)"
-    " SELECT pg_notify('" CHANNEL_FLEET "', format('ack %s %s', $2, $1))";
+    "WITH h AS (SELECT released_at IS NOT NULL AS released, committed IS TRUE AS committed"
+    "           FROM pgtandem.fleet_holds WHERE epoch = $2::bigint),"
+    " u AS (UPDATE pgtandem.proxies SET held_epoch = $2::bigint, heartbeat_at = clock_timestamp(),"
+    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint)"
+    "       WHERE id = $1 AND EXISTS (SELECT 1 FROM h WHERE NOT released) RETURNING id)"
+    " SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM h), coalesce((SELECT released FROM h), false),"
+    "  coalesce((SELECT committed FROM h), false),"
+    "  CASE WHEN EXISTS (SELECT 1 FROM u) THEN pg_notify('" CHANNEL_FLEET "', format('ack %s %s', $2, $1)) END";
 
 /* Closing a hold waits for a contract in flight (it holds the row) and
  * then reads from the row whether that contract committed. */
@@ -297,10 +349,10 @@ static void send_register(struct fleet *f)
     char pid[16], lease[16];
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
-    const char *values[8] = {f->id, f->host, f->listen, f->admin, PGTANDEM_VERSION, pid, lease,
-                             relay_peer_address(f->relay)};
+    const char *values[9] = {f->id, f->host, f->listen, f->admin, PGTANDEM_VERSION, pid, lease,
+                             relay_peer_address(f->relay), f->direct ? fleet_direct_key(f->direct) : ""};
     f->link = LINK_REGISTERING;
-    if (send_sql(f, REGISTER_SQL, 8, values, on_registered) != 0)
+    if (send_sql(f, REGISTER_SQL, 9, values, on_registered) != 0)
         link_lost(f, f->db.error);
 }
 
@@ -341,7 +393,7 @@ static void connect_now(struct fleet *f)
 }
 
 static void coordinator_finish(struct fleet *f, int ok, const char *why);
-static void participant_finish(struct fleet *f, int committed);
+static void participant_finish(struct fleet *f, int committed, enum fleet_via via);
 
 /* Whatever waited on the connection learns it is gone; it comes back by
  * itself. A participant keeps holding until its deadline: it cannot know
@@ -386,7 +438,7 @@ static int failed(struct fleet *f, const char *what, const char *error, const ch
 /* ---- heartbeat: renew the lease, learn the fleet and the migration ---- */
 
 static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
-                              const char *coordinator);
+                              const char *coordinator, enum fleet_via via);
 
 static void set_json(json_t **slot, const char *text)
 {
@@ -430,7 +482,7 @@ static void check_served_hold(struct fleet *f, PGresult *res)
     if (!f->part.active || PQgetisnull(res, 0, HB_EPOCH) || atoll(PQgetvalue(res, 0, HB_EPOCH)) != f->part.epoch)
         return;
     if (!strcmp(PQgetvalue(res, 0, HB_RELEASED), "t")) {
-        participant_finish(f, !strcmp(PQgetvalue(res, 0, HB_COMMITTED), "t"));
+        participant_finish(f, !strcmp(PQgetvalue(res, 0, HB_COMMITTED), "t"), VIA_DATABASE);
         return;
     }
     if (!strcmp(PQgetvalue(res, 0, HB_COORDINATOR_LIVE), "t") || f->part.abandoning)
@@ -451,7 +503,8 @@ static void learn_hold(struct fleet *f, PGresult *res)
     const char *coordinator = PQgetvalue(res, 0, HB_COORDINATOR);
     /* A hold whose coordinator is gone is not joined: nobody will release it. */
     if (strcmp(coordinator, f->id) != 0 && age < hold_ms && !strcmp(PQgetvalue(res, 0, HB_COORDINATOR_LIVE), "t"))
-        participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age, coordinator);
+        participant_begin(f, epoch, atoi(PQgetvalue(res, 0, HB_DRAIN_MS)), hold_ms, age, coordinator,
+                          VIA_DATABASE);
 }
 
 /* The other live proxies' peer listeners, so a CancelRequest for one of
@@ -598,6 +651,20 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- participant: holding for another proxy's cutover ---- */
 
+/* The hold that waited for the one served to end (another_hold). */
+static void begin_next(struct fleet *f)
+{
+    if (!f->part.next_epoch)
+        return;
+    long long next = f->part.next_epoch;
+    f->part.next_epoch = 0;
+    participant_begin(f, next, f->part.next_drain_ms, f->part.next_hold_ms, 0, f->part.next_coordinator,
+                      f->part.next_learned);
+}
+
+/* Drained: said on the peer channel the request came on, if any (the
+ * coordinator may go on with the contract), and in our row, which is what
+ * the commit waits for. */
 static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
 {
     struct fleet *f = ctx;
@@ -608,51 +675,44 @@ static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
                  f->part.drain_ms);
         f->part.active = 0;
         evtimer_del(f->part.deadline);
+        if (f->direct)
+            fleet_direct_forget(f->direct, f->part.epoch);
+        begin_next(f);
         return;
     }
-    log_info("fleet: hold %lld: drained after %.2f ms; acknowledging", f->part.epoch, (double)waited_us / 1000.0);
+    int direct = f->direct && fleet_direct_held(f->direct, f->part.epoch);
+    log_info("fleet: hold %lld: drained after %.2f ms; acknowledging%s", f->part.epoch, (double)waited_us / 1000.0,
+             direct ? " (on the peer port too)" : "");
     f->part.drained = 1;
     want(f, JOB_ACK);
 }
 
-static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
-                              const char *coordinator)
-{
-    if (epoch <= f->part.last_epoch)
-        return;
-    if (f->part.active) /* a newer hold replaces one whose release we missed */
-        participant_finish(f, 0);
-    f->part.last_epoch = epoch;
-    f->part = (struct participant_hold){1, 0, epoch, epoch, drain_ms, hold_ms, f->part.deadline, 0, ""};
-    snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
-    long remaining = hold_ms - (long)age_ms;
-    add_timer(f->part.deadline, remaining > 0 ? remaining : 0);
-    log_info("fleet: hold %lld asked for by %s; holding traffic at transaction boundaries", epoch, coordinator);
-    char reason[192];
-    snprintf(reason, sizeof reason, "fleet hold %lld for the cutover run by %.96s (at most %d ms)", epoch,
-             coordinator, hold_ms);
-    if (relay_hold(f->relay, "fleet_hold", reason, drain_ms, on_participant_drained, f) != 0) {
-        log_warn("fleet: hold %lld: cannot hold traffic now", epoch);
-        f->part.active = 0;
-        evtimer_del(f->part.deadline);
-    }
-}
-
 /* The release (or our own closing of the hold) says whether the contract
- * committed: then the sessions' statements are prepared again first. */
-static void participant_finish(struct fleet *f, int committed)
+ * committed: then the sessions' statements are prepared again first. A
+ * hold whose row was confirmed, or that the coordinator released itself,
+ * is not joined again; a newer one that waited is begun. */
+static void participant_finish(struct fleet *f, int committed, enum fleet_via via)
 {
     if (!f->part.active)
         return;
     f->part.active = 0;
     evtimer_del(f->part.deadline);
     f->jobs &= ~((1u << JOB_ACK) | (1u << JOB_ABANDON));
+    if ((f->part.confirmed || via == VIA_PEER) && f->part.epoch > f->part.last_epoch)
+        f->part.last_epoch = f->part.epoch;
     int reprepared = committed && f->part.drained ? relay_reprepare(f->relay) : 0;
     relay_forget(f->relay, f);
     struct relay_hold_stats st = {0, 0};
     relay_release(f->relay, &st);
-    log_info("fleet: hold %lld ended (%s): traffic held %.2f ms, %d statements prepared again", f->part.epoch,
-             committed ? "contract committed" : "nothing changed", st.held_ms, reprepared);
+    if (f->direct)
+        fleet_direct_forget(f->direct, f->part.epoch);
+    f->holds_released[via]++;
+    f->last = (struct last_hold){f->part.epoch, f->part.learned, via, committed, f->part.confirmed, st.held_ms};
+    log_info("fleet: hold %lld ended (%s): traffic held %.2f ms, %d statements prepared again (learnt of on the %s,"
+             " released by the %s)", f->part.epoch, committed ? "contract committed" : "nothing changed", st.held_ms,
+             reprepared, f->part.learned == VIA_PEER ? "peer port" : "database",
+             via == VIA_PEER ? "coordinator on the peer port" : via == VIA_DATABASE ? "database" : "proxy itself");
+    begin_next(f);
 }
 
 static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -664,7 +724,7 @@ static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (f->link != LINK_UP) {
         log_error("fleet: hold %lld: no release and no database to ask; resuming", f->part.epoch);
-        participant_finish(f, 0);
+        participant_finish(f, 0, VIA_SELF);
         return;
     }
     log_warn("fleet: hold %lld: no release within %d ms; closing the hold ourselves", f->part.epoch,
@@ -672,21 +732,144 @@ static void participant_deadline_cb(evutil_socket_t fd, short what, void *arg)
     want(f, JOB_ABANDON);
 }
 
+/* A hold to begin once the one served ends (participant_finish). */
+static void remember_next(struct fleet *f, long long epoch, int drain_ms, int hold_ms, const char *coordinator,
+                          enum fleet_via via)
+{
+    if (f->part.next_epoch && f->part.next_epoch >= epoch)
+        return;
+    f->part.next_epoch = epoch;
+    f->part.next_drain_ms = drain_ms;
+    f->part.next_hold_ms = hold_ms;
+    f->part.next_learned = via;
+    snprintf(f->part.next_coordinator, sizeof f->part.next_coordinator, "%s", coordinator);
+}
+
+/* Another hold while one is served. One our row acknowledges (or may: the
+ * answer is on its way) is real: an older request is stale, and a newer
+ * one means its release was missed (or the newer one is forged), so it is
+ * closed through its row, which says whether it committed, and the newer
+ * one begins after. One not yet acknowledged may be forged: an older
+ * request waits for it to end, a newer one replaces it (nothing in the
+ * database counts on it). Returns 1 when the caller begins the new one now. */
+static int another_hold(struct fleet *f, long long epoch, int drain_ms, int hold_ms, const char *coordinator,
+                        enum fleet_via via)
+{
+    int settled = f->part.confirmed || f->part.acking == f->part.epoch;
+    if (settled && epoch < f->part.epoch)
+        return 0;
+    if (settled || epoch < f->part.epoch) {
+        remember_next(f, epoch, drain_ms, hold_ms, coordinator, via);
+        if (settled && !f->part.abandoning) {
+            f->part.abandoning = 1;
+            want(f, JOB_ABANDON);
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static void participant_begin(struct fleet *f, long long epoch, int drain_ms, int hold_ms, long long age_ms,
+                              const char *coordinator, enum fleet_via via)
+{
+    if (f->part.active && f->part.epoch == epoch) { /* heard of again, the other way */
+        if (via == VIA_PEER && f->part.drained && f->direct)
+            fleet_direct_held(f->direct, epoch);
+        return;
+    }
+    if (epoch <= f->part.last_epoch)
+        return;
+    struct participant_hold waiting = f->part; /* an older request that waits, if any */
+    if (f->part.active) {
+        if (!another_hold(f, epoch, drain_ms, hold_ms, coordinator, via))
+            return;
+        f->part.next_epoch = 0; /* kept for after the new one, not begun now */
+        participant_finish(f, 0, VIA_SELF);
+    }
+    struct event *deadline = f->part.deadline;
+    f->part = (struct participant_hold){.active = 1, .epoch = epoch, .last_epoch = f->part.last_epoch,
+                                        .drain_ms = drain_ms, .hold_ms = hold_ms, .deadline = deadline,
+                                        .learned = via};
+    snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
+    if (waiting.active && waiting.next_epoch && waiting.next_epoch > f->part.last_epoch)
+        remember_next(f, waiting.next_epoch, waiting.next_drain_ms, waiting.next_hold_ms, waiting.next_coordinator,
+                      waiting.next_learned);
+    f->holds_learned[via]++;
+    long remaining = hold_ms - (long)age_ms;
+    add_timer(f->part.deadline, remaining > 0 ? remaining : 0);
+    log_info("fleet: hold %lld asked for by %s (on the %s); holding traffic at transaction boundaries", epoch,
+             coordinator, via == VIA_PEER ? "peer port" : "database");
+    char reason[192];
+    snprintf(reason, sizeof reason, "fleet hold %lld for the cutover run by %.96s (at most %d ms)", epoch,
+             coordinator, hold_ms);
+    if (relay_hold(f->relay, "fleet_hold", reason, drain_ms, on_participant_drained, f) != 0) {
+        log_warn("fleet: hold %lld: cannot hold traffic now", epoch);
+        f->part.active = 0;
+        evtimer_del(f->part.deadline);
+    }
+}
+
 static void on_acked(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
-    (void)res;
     struct fleet *f = ctx;
-    failed(f, "acknowledging the hold", error, sqlstate);
+    long long epoch = f->part.acking;
+    f->part.acking = 0;
+    if (failed(f, "acknowledging the hold", error, sqlstate))
+        return;
+    if (!f->part.active || f->part.epoch != epoch || !res || PQntuples(res) != 1 || PQnfields(res) < 4)
+        return;
+    if (PQgetvalue(res, 0, 0)[0] == 't') {
+        f->part.confirmed = 1;
+        if (epoch > f->part.last_epoch)
+            f->part.last_epoch = epoch;
+        if (f->part.next_epoch && !f->part.abandoning) { /* a newer one waits: see participant_begin */
+            f->part.abandoning = 1;
+            want(f, JOB_ABANDON);
+        }
+        return;
+    }
+    if (PQgetvalue(res, 0, 1)[0] == 't') { /* released before we could acknowledge */
+        participant_finish(f, PQgetvalue(res, 0, 3)[0] == 't', VIA_DATABASE);
+        return;
+    }
+    f->holds_unconfirmed++;
+    log_warn("fleet: hold %lld asked for by %s is not in the database: no coordinator asked for it; resuming", epoch,
+             f->part.coordinator);
+    participant_finish(f, 0, VIA_SELF);
 }
 
 static void on_abandoned(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
     if (failed(f, "closing the hold", error, sqlstate)) {
-        participant_finish(f, 0);
+        participant_finish(f, 0, VIA_SELF);
         return;
     }
-    participant_finish(f, res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't');
+    participant_finish(f, res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't', VIA_SELF);
+}
+
+/* Peer messages (fleet_direct.h) that verified. */
+static void direct_hold(void *ctx, long long epoch, int drain_ms, int hold_ms, const char *coordinator)
+{
+    struct fleet *f = ctx;
+    if (strcmp(coordinator, f->id) != 0)
+        participant_begin(f, epoch, drain_ms, hold_ms, 0, coordinator, VIA_PEER);
+}
+
+static void direct_release(void *ctx, long long epoch, int committed)
+{
+    struct fleet *f = ctx;
+    if (f->part.active && epoch == f->part.epoch)
+        participant_finish(f, committed, VIA_PEER);
+}
+
+static void count_ack(struct fleet *f, const char *who, enum fleet_via via);
+
+static void direct_held(void *ctx, long long epoch, const char *participant)
+{
+    struct fleet *f = ctx;
+    if (f->co.active && epoch == f->co.epoch)
+        count_ack(f, participant, VIA_PEER);
 }
 
 /* ---- coordinator ---- */
@@ -747,14 +930,34 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     f->co.epoch = res && PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
+    json_t *others = res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 2), 0, NULL) : NULL;
     json_decref(f->co.expected);
-    f->co.expected = res && PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 2), 0, NULL) : NULL;
+    f->co.expected = json_array();
+    size_t i;
+    json_t *o;
+    json_array_foreach(others, i, o) {
+        json_array_append(f->co.expected, json_object_get(o, "id"));
+    }
     if (f->co.release_pending) { /* given up while the row was being written */
         f->co.release_pending = 0;
         f->co.release_epoch = f->co.epoch;
+        json_decref(others);
         want(f, JOB_RELEASE);
         return;
     }
+    memset(f->co.acks, 0, sizeof f->co.acks);
+    int asked = f->direct && others ? fleet_direct_ask(f->direct, f->co.epoch, f->co.drain_ms, f->co.hold_ms, others)
+                                    : 0;
+    json_decref(others);
+    log_info("fleet: hold %lld written; %zu other proxies asked (%d on the peer port too)", f->co.epoch,
+             json_array_size(f->co.expected), asked);
+    long long epoch = f->co.epoch;
+    fleet_announced_fn announced = f->co.announced;
+    f->co.announced = NULL;
+    if (announced)
+        announced(f->co.ctx);
+    if (!f->co.active || f->co.epoch != epoch) /* given up meanwhile */
+        return;
     if (json_array_size(f->co.expected) == 0) { /* nobody else: no acknowledgement to wait for */
         coordinator_finish(f, 1, NULL);
         return;
@@ -765,15 +968,19 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
     add_timer(f->co.recheck, ACK_RECHECK_MS);
 }
 
-/* An acknowledgement arrived: the hold is complete once every proxy that
- * was live when it began has sent one. */
-static void count_ack(struct fleet *f, const char *who)
+/* An acknowledgement arrived (in the database or on the peer port): the
+ * hold is complete once every proxy that was live when it began has sent
+ * one. One that came on the peer port only is checked in the database
+ * before the commit (fleet_held_wait_sql). */
+static void count_ack(struct fleet *f, const char *who, enum fleet_via via)
 {
     size_t i;
     json_t *id;
     json_array_foreach(f->co.expected, i, id) {
         if (json_is_string(id) && strcmp(json_string_value(id), who) == 0) {
             json_array_remove(f->co.expected, i);
+            f->co.acks[via]++;
+            f->acks[via]++;
             break;
         }
     }
@@ -781,8 +988,14 @@ static void count_ack(struct fleet *f, const char *who)
         coordinator_finish(f, 1, NULL);
 }
 
-int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_held_fn done,
-                   void *ctx)
+void fleet_hold_acks(const struct fleet *f, int *database, int *peer)
+{
+    *database = f->co.acks[VIA_DATABASE];
+    *peer = f->co.acks[VIA_PEER];
+}
+
+int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_announced_fn announced,
+                   fleet_held_fn done, void *ctx)
 {
     if (f->link != LINK_UP || !pgasync_ready(&f->db) || f->co.active)
         return -1;
@@ -793,6 +1006,7 @@ int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hol
     snprintf(f->co.migration, sizeof f->co.migration, "%s", migration);
     f->co.drain_ms = drain_ms;
     f->co.hold_ms = hold_ms;
+    f->co.announced = announced;
     f->co.done = done;
     f->co.ctx = ctx;
     add_timer(f->co.timeout, drain_ms);
@@ -830,12 +1044,75 @@ char *fleet_commit_check_sql(const struct fleet *f)
     return strdup(sql);
 }
 
-void fleet_release_all(struct fleet *f)
+/* Runs in the contract's transaction after its DDL: a participant that
+ * said "held" on the peer port has its acknowledgement in its row a round
+ * trip later, which is waited for here (the contract's locks are taken,
+ * but every proxy holds its traffic). Then the sessions that bypass the
+ * fleet are read, once every live proxy's sessions are in its row. */
+static const char HELD_WAIT_SQL[] =
+    "DO $held$ DECLARE missing text; until timestamptz := clock_timestamp() + make_interval(secs => %d / 1000.0);"
+    " BEGIN LOOP"
+    "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
+    "   WHERE id <> (SELECT coordinator FROM pgtandem.fleet_holds WHERE epoch = %lld)"
+    "     AND held_epoch IS DISTINCT FROM %lld"
+    "     AND heartbeat_at > clock_timestamp() - make_interval(secs => %d / 1000.0);"
+    "  EXIT WHEN missing IS NULL;"
+    "  IF clock_timestamp() > until THEN"
+    "   RAISE EXCEPTION 'proxies %% have not acknowledged fleet hold %lld in the database within %d ms', missing"
+    "    USING ERRCODE = 'PGT01';"
+    "  END IF;"
+    "  PERFORM pg_sleep(0.001);"
+    " END LOOP; END $held$;\n";
+
+/* Replaces $1 and $2 in FLEET_BYPASSING_SQL (which has no other '$'). */
+static char *bypassing_with(const char *tables, const char *lease)
+{
+    size_t cap = sizeof FLEET_BYPASSING_SQL + 4 * (strlen(tables) + strlen(lease)) + 16, used = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *p = FLEET_BYPASSING_SQL; *p; p++) {
+        const char *v = p[0] == '$' && p[1] == '1' ? tables : p[0] == '$' && p[1] == '2' ? lease : NULL;
+        size_t n = v ? strlen(v) : 1;
+        if (used + n + 1 > cap) {
+            free(out);
+            return NULL;
+        }
+        memcpy(out + used, v ? v : p, n);
+        used += n;
+        p += v ? 1 : 0;
+    }
+    out[used] = '\0';
+    return out;
+}
+
+char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms)
+{
+    if (!f->co.epoch)
+        return strdup("");
+    char lease[16], wait[sizeof HELD_WAIT_SQL + 128];
+    snprintf(lease, sizeof lease, "%d", f->lease_ms);
+    snprintf(wait, sizeof wait, HELD_WAIT_SQL, wait_ms, f->co.epoch, f->co.epoch, f->lease_ms, f->co.epoch, wait_ms);
+    char *select = bypassing_with(tables_literal, lease);
+    size_t n = select ? strlen(wait) + strlen(select) + 3 : 0;
+    char *sql = select ? malloc(n) : NULL;
+    if (sql)
+        snprintf(sql, n, ";\n%s%s", wait, select);
+    free(select);
+    return sql;
+}
+
+void fleet_release_all(struct fleet *f, enum fleet_outcome outcome)
 {
     int had_row = f->co.epoch != 0;
     int in_flight = f->co.active && !had_row && (f->jobs & (1u << JOB_HOLD)) == 0;
     f->co.done = NULL;
+    f->co.announced = NULL;
     coordinator_finish(f, 0, NULL);
+    if (f->direct && had_row && outcome != FLEET_UNKNOWN)
+        fleet_direct_release(f->direct, f->co.epoch, outcome == FLEET_COMMITTED);
+    else if (f->direct)
+        fleet_direct_drop(f->direct);
     if (had_row) {
         f->co.release_epoch = f->co.epoch;
         f->co.epoch = 0;
@@ -877,13 +1154,13 @@ static void on_fleet_message(struct fleet *f, const char *payload)
     char who[96] = "";
     if (sscanf(payload, "hold %lld %d %d %95s", &epoch, &a, &b, who) == 4) {
         if (strcmp(who, f->id) != 0)
-            participant_begin(f, epoch, a, b, 0, who);
+            participant_begin(f, epoch, a, b, 0, who, VIA_DATABASE);
     } else if (sscanf(payload, "ack %lld %95s", &epoch, who) == 2) {
         if (f->co.active && epoch == f->co.epoch)
-            count_ack(f, who);
+            count_ack(f, who, VIA_DATABASE);
     } else if (sscanf(payload, "release %lld %d", &epoch, &a) == 2) {
         if (f->part.active && epoch == f->part.epoch)
-            participant_finish(f, a == 1);
+            participant_finish(f, a == 1, VIA_DATABASE);
     }
 }
 
@@ -917,6 +1194,7 @@ static void send_job(struct fleet *f, enum fleet_job job)
         rc = send_sql(f, RELEASE_SQL, 1, (const char *[]){a}, on_abandoned);
         break;
     case JOB_ACK:
+        f->part.acking = f->part.epoch;
         snprintf(a, sizeof a, "%lld", f->part.epoch);
         pids = pids_text(f);
         rc = send_sql(f, ACK_SQL, 3, (const char *[]){f->id, a, pids ? pids : "[]"}, on_acked);
@@ -965,10 +1243,40 @@ static void pump(struct fleet *f)
 
 /* ---- status and lifecycle ---- */
 
+static json_t *by_via(const unsigned long long n[NVIA])
+{
+    return json_pack("{s:I,s:I,s:I}", via_names[VIA_DATABASE], (json_int_t)n[VIA_DATABASE], via_names[VIA_PEER],
+                     (json_int_t)n[VIA_PEER], via_names[VIA_SELF], (json_int_t)n[VIA_SELF]);
+}
+
 json_t *fleet_status_json(const struct fleet *f)
 {
-    return json_pack("{s:s,s:i,s:i,s:b,s:O,s:O}", "id", f->id, "slot", f->slot, "lease_ms", f->lease_ms,
-                     "connected", f->link == LINK_UP, "members", f->members, "bypassing", f->bypassing);
+    json_t *o = json_pack("{s:s,s:i,s:i,s:b,s:O,s:O}", "id", f->id, "slot", f->slot, "lease_ms", f->lease_ms,
+                          "connected", f->link == LINK_UP, "members", f->members, "bypassing", f->bypassing);
+    struct fleet_direct_counts dc = {0, 0, 0};
+    if (f->direct)
+        fleet_direct_counts(f->direct, &dc);
+    json_t *direct = json_pack("{s:b,s:I,s:I,s:I}", "enabled", f->direct && relay_peer_address(f->relay)[0],
+                               "asked", (json_int_t)dc.asked, "refused", (json_int_t)dc.refused, "failed",
+                               (json_int_t)dc.failed);
+    json_t *holds = json_pack("{s:o,s:o,s:I,s:o}", "learned", by_via(f->holds_learned), "released",
+                              by_via(f->holds_released), "unconfirmed", (json_int_t)f->holds_unconfirmed,
+                              "acks_received", by_via(f->acks));
+    json_t *last = f->last.epoch ? json_pack("{s:I,s:s,s:s,s:b,s:b,s:f}", "epoch", (json_int_t)f->last.epoch,
+                                             "learned", via_names[f->last.learned], "released",
+                                             via_names[f->last.released], "committed", f->last.committed,
+                                             "confirmed", f->last.confirmed, "held_ms", f->last.held_ms)
+                                 : json_null();
+    if (o) {
+        json_object_set_new(o, "direct", direct ? direct : json_null());
+        json_object_set_new(o, "holds", holds ? holds : json_null());
+        json_object_set_new(o, "last_hold", last ? last : json_null());
+    } else {
+        json_decref(direct);
+        json_decref(holds);
+        json_decref(last);
+    }
+    return o;
 }
 
 void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
@@ -985,6 +1293,16 @@ void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
         out->members += json_is_true(json_object_get(m, "live"));
     }
     out->bypassing = json_is_array(f->bypassing) ? json_array_size(f->bypassing) : 0;
+    memcpy(out->holds_learned, f->holds_learned, sizeof out->holds_learned);
+    memcpy(out->holds_released, f->holds_released, sizeof out->holds_released);
+    memcpy(out->acks, f->acks, sizeof out->acks);
+    out->holds_unconfirmed = f->holds_unconfirmed;
+    struct fleet_direct_counts dc = {0, 0, 0};
+    if (f->direct)
+        fleet_direct_counts(f->direct, &dc);
+    out->peer_asked = dc.asked;
+    out->peer_refused = dc.refused;
+    out->peer_failed = dc.failed;
 }
 
 void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx)
@@ -1031,6 +1349,11 @@ struct fleet *fleet_new(struct event_base *base, struct server *relay, const str
     f->heartbeat_ms = fleet_heartbeat_interval_ms(opt->lease_ms);
     relay_set_fence_bound(relay, fleet_fence_bound_ms(opt->lease_ms));
     make_id(f, opt->id);
+    static const struct fleet_direct_handlers direct = {direct_hold, direct_held, direct_release};
+    f->direct = fleet_direct_new(relay, f->id, &direct, f);
+    if (!f->direct)
+        log_warn("fleet: no key for peer messages (out of memory or randomness); holds are told through the"
+                 " database only");
     snprintf(f->listen, sizeof f->listen, "%s", opt->listen ? opt->listen : "");
     snprintf(f->admin, sizeof f->admin, "%s", opt->admin ? opt->admin : "");
     f->members = json_array();
@@ -1055,7 +1378,8 @@ void fleet_free(struct fleet *f)
     if (!f)
         return;
     if (f->part.active)
-        participant_finish(f, 0);
+        participant_finish(f, 0, VIA_SELF);
+    fleet_direct_free(f->direct);
     pgasync_close(&f->db);
     struct event *timers[] = {f->heartbeat_timer, f->reconnect_timer, f->co.timeout, f->co.recheck,
                               f->part.deadline};

@@ -9,9 +9,12 @@
  *
  * The cutover's coordinator (the proxy that runs `complete`) asks every
  * live proxy to hold its traffic (a row in pgtandem.fleet_holds and a
- * NOTIFY), waits until each has acknowledged that it is drained, and runs
- * the contract with a check before COMMIT (fleet_commit_check_sql) that
- * commits only while the hold is open and every live proxy holds. A
+ * NOTIFY, and a message on each one's peer port: fleet_direct.h), waits
+ * until each has said that it is drained (on the peer port or in its row),
+ * and runs the contract, which waits in the database for every live
+ * proxy's own acknowledgement in its row (fleet_held_wait_sql), with a
+ * check before COMMIT (fleet_commit_check_sql) that commits only while the
+ * hold is open and every live proxy holds. A
  * participant waits for the release at most hold_ms, and no longer than
  * the coordinator's lease once the coordinator stops heartbeating (it
  * died mid-contract); then it closes the hold itself, which waits for a
@@ -60,18 +63,40 @@ int fleet_lease_ms(const struct fleet *f);
 /* ok: every other live proxy has drained and holds its traffic; else why
  * not (the proxies that did not acknowledge, or the connection lost). */
 typedef void (*fleet_held_fn)(void *ctx, int ok, const char *why);
+/* The hold's row is written and the other proxies are being told: the
+ * coordinator's own relay holds from here, in step with theirs. */
+typedef void (*fleet_announced_fn)(void *ctx);
 
 /* Coordinator: asks every other live proxy to hold within drain_ms and to
- * keep holding at most hold_ms. `done` is called once, unless
- * fleet_release_all comes first. -1: no fleet connection now. */
-int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_held_fn done,
-                   void *ctx);
+ * keep holding at most hold_ms. `announced` is called once the hold's row
+ * exists (before `done`, and not when it could not be written); `done` is
+ * called once, unless fleet_release_all comes first. -1: no fleet
+ * connection now. */
+int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_announced_fn announced,
+                   fleet_held_fn done, void *ctx);
+/* Statements for the contract's transaction, after its DDL and before the
+ * commit check: wait at most wait_ms for every live proxy's acknowledgement
+ * to be in its row (some may have said so on the peer port first), failing
+ * with PGT01 when one is missing; then list the sessions that bypass the
+ * fleet (FLEET_BYPASSING_SQL's columns, for the tables in `tables_literal`,
+ * a Postgres text[] literal) as the last result. NULL: out of memory. */
+char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms);
+/* How the other proxies' acknowledgements of the current (or last) hold
+ * came first: in their rows or on the peer port. */
+void fleet_hold_acks(const struct fleet *f, int *database, int *peer);
 /* The statement that must succeed in the contract's transaction before
  * COMMIT ("" when no hold is open). Caller frees. */
 char *fleet_commit_check_sql(const struct fleet *f);
+/* How the contract of a hold ended, as far as the coordinator knows. */
+enum fleet_outcome {
+    FLEET_NOT_COMMITTED, /* no contract ran, or the server rolled it back */
+    FLEET_COMMITTED,     /* COMMIT returned success */
+    FLEET_UNKNOWN        /* the connection went away with the COMMIT in flight */
+};
 /* Ends the hold in whatever state: participants re-prepare if the
- * contract committed (the hold's row says so) and resume. */
-void fleet_release_all(struct fleet *f);
+ * contract committed (the hold's row says so) and resume. Those on a peer
+ * channel are told at once when the outcome is known. */
+void fleet_release_all(struct fleet *f, enum fleet_outcome outcome);
 
 /* Sessions on the database that come through no live proxy and are not
  * Postgres's or pgtandem's own: $1 the migrated tables (text[] literal),
@@ -80,8 +105,10 @@ void fleet_release_all(struct fleet *f);
  * last statement named one. */
 extern const char FLEET_BYPASSING_SQL[];
 
-/* {"id", "lease_ms", "members": [...], "bypassing": [...]} as of the last
- * heartbeat. */
+/* {"id", "lease_ms", "members": [...], "bypassing": [...], "direct":
+ * {...}, "last_hold": {...}} as of the last heartbeat; `last_hold` is the
+ * last hold served as a participant: how it was learnt of and released
+ * ("peer", "database", "self"). */
 struct json_t *fleet_status_json(const struct fleet *f);
 
 /* The fleet's numbers for GET /metrics (migration_metrics.c renders them). */
@@ -91,6 +118,12 @@ struct fleet_metrics {
     double lease_age_s;             /* since the heartbeat that last renewed it was sent (-1: never) */
     unsigned long long heartbeat_failures; /* heartbeats due that did not renew the lease */
     size_t members, bypassing;      /* as of the last heartbeat */
+    /* holds served as a participant, by how they were learnt of and how
+     * they ended (index: 0 database, 1 peer, 2 self: our own deadline or
+     * a hold found not to exist); acknowledgements counted as coordinator */
+    unsigned long long holds_learned[3], holds_released[3], acks[3];
+    unsigned long long holds_unconfirmed;   /* learnt of, but no such hold in the database */
+    unsigned long long peer_asked, peer_refused, peer_failed;
 };
 void fleet_metrics(const struct fleet *f, struct fleet_metrics *out);
 

@@ -136,4 +136,27 @@ void migration_metrics_write_fleet(void *ctx, struct evbuffer *out)
     metrics_write_header(out, "pgtandem_fleet_bypassing_sessions", "gauge",
                          "Client sessions on the database that come through no live proxy, as of the last heartbeat.");
     evbuffer_add_printf(out, "pgtandem_fleet_bypassing_sessions %zu\n", fm.bypassing);
+    static const char *const via[3] = {"database", "peer", "self"};
+    metrics_write_header(out, "pgtandem_fleet_hold_events_total", "counter",
+                         "The fleet's cutover holds, by what came first and how: learned (a hold served for another "
+                         "proxy, told by the database or on the peer port), released (what ended it: the database, "
+                         "the coordinator on the peer port, or this proxy itself), acknowledged (as the coordinator: "
+                         "another proxy's \"held\"), unconfirmed (a hold served that the database did not have).");
+    for (int i = 0; i < 2; i++)
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"learned\",via=\"%s\"} %llu\n", via[i],
+                            fm.holds_learned[i]);
+    for (int i = 0; i < 3; i++)
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"released\",via=\"%s\"} %llu\n", via[i],
+                            fm.holds_released[i]);
+    for (int i = 0; i < 2; i++)
+        evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"acknowledged\",via=\"%s\"} %llu\n",
+                            via[i], fm.acks[i]);
+    evbuffer_add_printf(out, "pgtandem_fleet_hold_events_total{event=\"unconfirmed\",via=\"database\"} %llu\n",
+                        fm.holds_unconfirmed);
+    metrics_write_header(out, "pgtandem_fleet_peer_messages_total", "counter",
+                         "Cutover messages on the peer port: hold requests sent as coordinator (asked), messages "
+                         "that did not verify (refused), channels that broke before the participant answered (failed).");
+    evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"asked\"} %llu\n", fm.peer_asked);
+    evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"refused\"} %llu\n", fm.peer_refused);
+    evbuffer_add_printf(out, "pgtandem_fleet_peer_messages_total{event=\"failed\"} %llu\n", fm.peer_failed);
 }

@@ -10,7 +10,10 @@
  * As with Postgres, closing the connection is the answer: the listener
  * closes once Postgres has closed the connection that carried the request
  * on (so the backend has been signalled), and the forwarding proxy waits
- * for that close before it closes its client's connection. */
+ * for that close before it closes its client's connection.
+ *
+ * A connection that begins with a message header instead is handed to
+ * peer_msg.c: the fleet's messages (the cutover's hold) travel there. */
 #include "peer.h"
 
 #include <arpa/inet.h>
@@ -27,6 +30,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "peer_msg.h"
 #include "proto.h"
 #include "relay_peer.h"
 #include "sbuf.h"
@@ -244,6 +248,15 @@ static void handle_request(struct peer_conn *pc, const uint8_t *req)
     conn_free(pc);
 }
 
+/* A connection that begins with a message header is a message channel
+ * (peer_msg.h): handed over with the bytes read so far. */
+static int message_header(const uint8_t *bytes, size_t n)
+{
+    if (n >= 4 && !peer_msg_length_ok(proto_get_u32(bytes)))
+        return 0;
+    return n < 8 || proto_get_u32(bytes + 4) == PEER_MSG_CODE;
+}
+
 static void incoming_readable(struct sbuf *sb, void *arg)
 {
     struct peer_conn *pc = arg;
@@ -254,6 +267,20 @@ static void incoming_readable(struct sbuf *sb, void *arg)
     }
     uint8_t req[CANCEL_LEN];
     evbuffer_copyout(sb->in, req, have < CANCEL_LEN ? have : CANCEL_LEN);
+    if (message_header(req, have < CANCEL_LEN ? have : CANCEL_LEN) &&
+        !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
+        if (have < PEER_MSG_HEADER)
+            return;
+        struct server *srv = pc->srv;
+        char from[sizeof pc->addr];
+        snprintf(from, sizeof from, "%s", pc->addr);
+        int stranger = !from_fleet_peer(pc);
+        pc->sb = NULL; /* the channel owns it now */
+        conn_free(pc);
+        if (peer_msg_adopt(srv, sb, from, stranger) != 0)
+            log_debug("peer connection from %s: message channel not taken", from);
+        return;
+    }
     if (have > CANCEL_LEN || !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
         source_limit_failure(pc->srv, pc->addr, SOURCE_BAD_STARTUP, 1,
                              "peer connection from %s: not a CancelRequest; closing", pc->addr);
@@ -504,6 +531,7 @@ void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n
 void peer_free(struct server *srv)
 {
     struct fleet_peers *f = &srv->fleet;
+    peer_msg_free_all(srv);
     for (struct peer_conn *pc = f->conns, *next; pc; pc = next) {
         next = pc->next;
         conn_free(pc);

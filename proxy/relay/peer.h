@@ -2,7 +2,8 @@
  * the peer listener, which reads one CancelRequest per connection and
  * handles it here, and the forwarding of a CancelRequest whose key another
  * proxy issued to that proxy's peer listener. Below the sessions: what the
- * listener reads goes up through the handler it is given. */
+ * listener reads goes up through the handler it is given. Connections
+ * that carry the fleet's messages instead are peer_msg.h's. */
 #ifndef PGTANDEM_PEER_H
 #define PGTANDEM_PEER_H
 

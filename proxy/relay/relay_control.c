@@ -9,6 +9,7 @@
 #include "log.h"
 #include "pause.h"
 #include "peer.h"
+#include "peer_msg.h"
 #include "pool.h"
 #include "server.h"
 #include "session.h"
@@ -186,4 +187,24 @@ void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers,
 const char *relay_peer_address(const struct server *relay)
 {
     return relay->fleet.address;
+}
+
+void relay_set_peer_messages(struct server *relay, relay_peer_msg_fn fn, void *ctx)
+{
+    peer_msg_set_handler(relay, fn, ctx);
+}
+
+uint64_t relay_peer_open(struct server *relay, const char *address)
+{
+    return peer_msg_open(relay, address);
+}
+
+int relay_peer_send(struct server *relay, uint64_t channel, const char *msg)
+{
+    return peer_msg_send(relay, channel, msg);
+}
+
+void relay_peer_close(struct server *relay, uint64_t channel)
+{
+    peer_msg_close(relay, channel);
 }

@@ -4,7 +4,7 @@
  * named statements prepared again after it, reads the application's recent
  * latency for its throttle, and pushes in the version route; the fleet
  * module pushes in this proxy's slot and its peers, for CancelRequests that
- * reach the wrong proxy. The relay includes nothing of the engine; the
+ * reach the wrong proxy, and talks to the other proxies on the peer port. The relay includes nothing of the engine; the
  * engine includes nothing of the relay but this header. `struct server` is
  * opaque here. */
 #ifndef PGTANDEM_RELAY_H
@@ -103,5 +103,19 @@ void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers,
  * wildcard host (0.0.0.0, ::) is reported as bound: whoever publishes it
  * must put a reachable address in its place. */
 const char *relay_peer_address(const struct server *relay);
+
+/* Messages between the proxies of a fleet on the peer port (the relay
+ * frames them; their text is the caller's): `fn` gets every message on
+ * every channel, both those this proxy opened and those another opened to
+ * it, and is told when one fails (relay_peer.h). NULL refuses them all. */
+void relay_set_peer_messages(struct server *relay, relay_peer_msg_fn fn, void *ctx);
+/* A channel to another proxy's peer listener ("host:port", numeric): its
+ * id, 0 when it cannot be opened. Messages sent before the connection is
+ * up are sent once it is; a channel that cannot connect fails (fn told). */
+uint64_t relay_peer_open(struct server *relay, const char *address);
+/* Sends one message (text, at most 1024 bytes); -1 when the channel is gone. */
+PGT_MUSTCHECK int relay_peer_send(struct server *relay, uint64_t channel, const char *msg);
+/* Closes a channel once what was sent on it is written; fn is not told. */
+void relay_peer_close(struct server *relay, uint64_t channel);
 
 #endif

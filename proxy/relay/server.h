@@ -2,8 +2,9 @@
  * session, pause state and metrics. Everything mutable in the relay hangs
  * off this struct. It is the bottom of the relay: every relay module
  * includes this header and this header includes no relay module but the
- * pure session_state.h, so the state that several of them share (pause bookkeeping, the upstream's
- * address, the version route the engine pushed in) is defined here. */
+ * pure session_state.h and relay_peer.h, so the state that several of them
+ * share (pause bookkeeping, the upstream's address, the version route the
+ * engine pushed in) is defined here. */
 #ifndef PGTANDEM_SERVER_H
 #define PGTANDEM_SERVER_H
 
@@ -15,11 +16,13 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "relay_peer.h"
 #include "session_state.h"
 
 struct server;
 struct session;
 struct peer_conn;
+struct peer_channel;
 struct upstream_cancel;
 struct source_limits;
 struct users;
@@ -121,6 +124,11 @@ struct fleet_peers {
     struct peer_conn *conns;         /* incoming requests being read, forwards in flight */
     uint32_t nincoming, nforwards;
     uint64_t next_conn_id;           /* names a connection waiting for its cancel's answer */
+    struct peer_channel *channels;   /* message channels, both ways (peer_msg.c) */
+    uint32_t nchannels_in, nchannels_out;
+    uint64_t next_channel_id;
+    relay_peer_msg_fn on_message;    /* the fleet's; NULL: messages are refused */
+    void *on_message_ctx;
 };
 
 struct server {

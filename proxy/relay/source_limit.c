@@ -43,7 +43,7 @@ struct source_limits {
 
 static const char *const event_names[SOURCE_EVENTS] = {
     "cancel requests for unknown sessions", "cancel requests forwarded", "bad startup packets",
-    "cancel requests refused over the rate limit"};
+    "peer messages refused", "cancel requests refused over the rate limit"};
 
 static void summary_cb(evutil_socket_t fd, short what, void *arg);
 

@@ -1,6 +1,6 @@
 /* What strangers can make the proxy do: a CancelRequest that matches no
- * session, or a startup packet Postgres would refuse, costs its source
- * address a token. A source out of tokens has its CancelRequests closed
+ * session, a startup packet Postgres would refuse, or a peer message the
+ * fleet refuses, costs its source address a token. A source out of tokens has its CancelRequests closed
  * unread (a forged one can no longer try a key) and its bad packets closed
  * without a reply; and the log gets at most a line a second per source,
  * the rest summed up in one line, so unauthenticated traffic cannot fill
@@ -16,6 +16,7 @@ enum source_event {
     SOURCE_CANCEL_UNKNOWN,   /* a CancelRequest for no session this proxy knows */
     SOURCE_CANCEL_FORWARDED, /* sent on to the proxy its key names: it may be forged, so it costs too */
     SOURCE_BAD_STARTUP,      /* a startup packet or TLS handshake Postgres would refuse */
+    SOURCE_BAD_PEER_MESSAGE, /* a message on the peer port the fleet refused (not from a member) */
     SOURCE_THROTTLED,        /* a CancelRequest over the limit: closed without being looked at */
     SOURCE_EVENTS
 };

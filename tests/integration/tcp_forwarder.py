@@ -5,13 +5,16 @@ path misbehave without closing anything:
   for good, while new ones work (a NAT that dropped the flows, a compute
   replaced behind the endpoint); thaw_flows() (SIGUSR2) lets them go on;
 - freeze() (SIGSTOP): nothing moves, new connections neither (a frozen
-  path); thaw() (SIGCONT).
+  path); thaw() (SIGCONT);
+- delay_ms: every chunk is forwarded that long after it arrived, both ways
+  (a slow path that loses nothing).
 
-    python3 tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT [LISTEN_HOST]
+    python3 tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT [LISTEN_HOST [DELAY_MS]]
 
 Run as a subprocess (Forwarder below) so that freezing it freezes every
 connection through it at once.
 """
+import collections
 import os
 import selectors
 import signal
@@ -21,7 +24,9 @@ import sys
 import time
 
 
-def serve(listen_port, host, port, listen_host="127.0.0.1"):
+def serve(listen_port, host, port, listen_host="127.0.0.1", delay_ms=0):
+    delay = int(delay_ms) / 1000.0
+    due = collections.deque()  # (when, to socket, bytes or None: close), in arrival order
     flags = {"freeze": False, "thaw": False}
     signal.signal(signal.SIGUSR1, lambda *_: flags.update(freeze=True))
     signal.signal(signal.SIGUSR2, lambda *_: flags.update(thaw=True))
@@ -33,7 +38,30 @@ def serve(listen_port, host, port, listen_host="127.0.0.1"):
     lsock.listen(128)
     sel.register(lsock, selectors.EVENT_READ, None)
     peers = {}
+
+    def close_pair(s, other):
+        for x in (s, other):
+            if x is None:
+                continue
+            try:
+                sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            peers.pop(x, None)
+            x.close()
+
     while True:
+        while due and due[0][0] <= time.time():
+            _, to, data = due.popleft()
+            if to not in peers:
+                continue
+            try:
+                if data is not None:
+                    to.sendall(data)
+                    continue
+            except OSError:
+                pass
+            close_pair(to, peers.get(to))
         if flags["freeze"]:
             flags["freeze"] = False
             for s in list(peers):
@@ -45,7 +73,8 @@ def serve(listen_port, host, port, listen_host="127.0.0.1"):
                 if s in peers:
                     sel.register(s, selectors.EVENT_READ, "t")
             frozen = []
-        for key, _ in sel.select(timeout=0.1):
+        wait = 0.1 if not due else max(0.0, min(0.1, due[0][0] - time.time()))
+        for key, _ in sel.select(timeout=wait):
             if key.data is None:
                 client, _ = lsock.accept()
                 try:
@@ -66,6 +95,13 @@ def serve(listen_port, host, port, listen_host="127.0.0.1"):
                 data = s.recv(65536)
             except OSError:
                 data = b""
+            if delay:
+                if data:
+                    due.append((time.time() + delay, other, data))
+                else:  # closed: the other side hears of it after what is on its way
+                    sel.unregister(s)
+                    due.append((time.time() + delay, other, None))
+                continue
             if data:
                 try:
                     other.sendall(data)
@@ -85,14 +121,14 @@ class Forwarder:
     """The forwarder as a subprocess listening on self.port (of listen_host:
     another address of this host, e.g. a container network's gateway)."""
 
-    def __init__(self, host, port, listen_host="127.0.0.1", listen_port=0):
+    def __init__(self, host, port, listen_host="127.0.0.1", listen_port=0, delay_ms=0):
         self.port = listen_port
         if not self.port:
             with socket.socket() as s:
                 s.bind((listen_host, 0))
                 self.port = s.getsockname()[1]
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(self.port), host, str(port),
-                                      listen_host])
+                                      listen_host, str(delay_ms)])
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -121,4 +157,4 @@ class Forwarder:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
+    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:6])
