@@ -139,6 +139,14 @@ static void free_set(struct startup_set *ss)
     free(ss);
 }
 
+/* Both absent, or the same text. */
+static int same_version(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
 struct startup_set *startup_set_get(struct server *srv, const uint8_t *packet, uint32_t len,
                                     const struct startup_packet *sp, char *database_version)
 {
@@ -146,8 +154,7 @@ struct startup_set *startup_set_get(struct server *srv, const uint8_t *packet, u
     uint64_t hash = hash_of(packet, len, database_version);
     for (struct startup_set *ss = *bucket(srv, hash); ss; ss = ss->next) {
         if (ss->hash == hash && ss->len == len && !memcmp(ss->packet, packet, len) &&
-            (ss->database_version ? database_version && !strcmp(ss->database_version, database_version)
-                                  : !database_version)) {
+            same_version(ss->database_version, database_version)) {
             ss->refs++;
             free(database_version);
             return ss;
