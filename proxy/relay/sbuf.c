@@ -26,7 +26,8 @@ static void on_write_event(evutil_socket_t fd, short what, void *arg);
 
 /* The socket's event lives right after the sbuf, in the same allocation:
  * libevent tells its size at run time (event_get_struct_event_size), so
- * this needs no event_struct.h, and an sbuf is one malloc, not two. */
+ * this does not depend on the layout of libevent's struct, and an sbuf is
+ * one malloc, not two. */
 #define EV(sb) ((struct event *)((sb) + 1))
 
 /* The flags save an epoll_ctl per message; the event's own pending state
