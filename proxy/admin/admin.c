@@ -38,7 +38,7 @@
 #include "pool_metrics.h"
 #include "pool.h"
 #include "relay_control.h"
-#include "server.h"
+#include "relay.h"
 #include "session.h"
 #include "settings.h"
 
@@ -55,7 +55,7 @@ struct admin_route {
 };
 
 struct admin {
-    struct server *srv;
+    struct relay *relay;
     struct evhttp *http;
     struct admin_health *health;    /* GET /healthz, GET /readyz */
     struct admin_route routes[MAX_ROUTES];
@@ -191,7 +191,7 @@ static const char *header(struct evhttp_request *req, const char *name)
 /* The request carries the configured token (0 when none is configured). */
 static int has_token(struct admin *a, struct evhttp_request *req)
 {
-    const char *token = a->srv->cfg.admin_token;
+    const char *token = a->relay->cfg.admin_token;
     const char *h = header(req, "Authorization");
     if (!token || !h || strncasecmp(h, "Bearer ", 7) != 0)
         return 0;
@@ -237,7 +237,7 @@ static int split_host_port(const char *text, char *host, size_t cap, long *port)
  * told to listen on (unless that is a wildcard, which names nothing). */
 static int own_host_name(struct admin *a, const char *host)
 {
-    const char *listen = a->srv->cfg.admin_host;
+    const char *listen = a->relay->cfg.admin_host;
     if (config_host_is_loopback(host))
         return 1;
     int wildcard = !listen[0] || strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0 ||
@@ -271,7 +271,7 @@ static int origin_ok(struct admin *a, struct evhttp_request *req, int token)
     long port;
     if (split_host_port(o + 7, host, sizeof host, &port) != 0)
         return 0;
-    if (own_host_name(a, host) && (port < 0 ? 80 : port) == a->srv->cfg.admin_port)
+    if (own_host_name(a, host) && (port < 0 ? 80 : port) == a->relay->cfg.admin_port)
         return 1;
     const char *h = header(req, "Host");
     return token && h && strcasecmp(h, o + 7) == 0;
@@ -292,7 +292,7 @@ static int is_json(struct evhttp_request *req)
 static int admit(struct admin *a, struct evhttp_request *req, enum evhttp_cmd_type method, const char *path)
 {
     int token = has_token(a, req);
-    if (a->srv->cfg.admin_token && !token) {
+    if (a->relay->cfg.admin_token && !token) {
         if (method == EVHTTP_REQ_GET && strcmp(path, "/") == 0) {
             status_page_reply(req, 401); /* the page asks for the token; it holds no data */
             return -1;
@@ -323,7 +323,7 @@ static void pause_connection_closed(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     struct pending_pause *pp = arg;
-    pause_forget_waiter(pp->admin->srv, pp);
+    pause_forget_waiter(pp->admin->relay, pp);
     free(pp);
 }
 
@@ -336,12 +336,12 @@ static void pause_done(void *ctx, int ok, uint64_t waited_us)
     if (ok) {
         admin_reply_json(pp->req, 200, json_pack("{s:b,s:f,s:i}", "paused", 1, "waited_ms",
                                                  (double)waited_us / 1000.0, "sessions",
-                                                 (int)server_session_count(pp->admin->srv)));
+                                                 (int)relay_session_count(pp->admin->relay)));
     } else {
         json_t *body = json_pack("{s:s,s:b,s:f,s:o}", "error",
                                  "timed out waiting for sessions to reach a transaction boundary; resumed",
                                  "paused", 0, "waited_ms", (double)waited_us / 1000.0, "sessions",
-                                 relay_busy_sessions(pp->admin->srv));
+                                 relay_busy_sessions(pp->admin->relay));
         admin_reply_json(pp->req, 409, body);
     }
     free(pp);
@@ -389,7 +389,7 @@ static void handle_pause(struct admin *a, struct evhttp_request *req)
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     if (conn)
         evhttp_connection_set_closecb(conn, pause_connection_closed, pp);
-    if (pause_begin(a->srv, timeout_ms, pause_done, pp) != 0) {
+    if (pause_begin(a->relay, timeout_ms, pause_done, pp) != 0) {
         if (conn)
             evhttp_connection_set_closecb(conn, NULL, NULL);
         free(pp);
@@ -399,43 +399,43 @@ static void handle_pause(struct admin *a, struct evhttp_request *req)
 
 static void handle_resume(struct admin *a, struct evhttp_request *req)
 {
-    struct pause_state *p = &a->srv->pause;
+    struct pause_state *p = &a->relay->pause;
     int was_paused = p->paused;
-    uint64_t held_us = pause_resume(a->srv);
+    uint64_t held_us = pause_resume(a->relay);
     admin_reply_json(req, 200, json_pack("{s:b,s:b,s:f,s:i}", "paused", 0, "was_paused", was_paused, "held_ms",
                                          (double)held_us / 1000.0, "held_messages",
                                          was_paused ? (int)p->last_held_messages : 0));
 }
 
 /* GET /pools: transaction pooling's pools (none in session mode). */
-static json_t *pools_json(struct server *srv)
+static json_t *pools_json(struct relay *relay)
 {
     int pinned = 0;
-    for (const struct session *s = srv->sessions; s; s = s->next)
+    for (const struct session *s = relay->sessions; s; s = s->next)
         pinned += s->pinned;
-    return json_pack("{s:s,s:i,s:i,s:i,s:o}", "pool_mode", srv->cfg.pool_transaction ? "transaction" : "session",
-                     "pool_size", srv->cfg.pool_size, "servers", (int)pool_count_servers(srv), "pinned_sessions",
-                     pinned, "pools", pool_describe_all(srv));
+    return json_pack("{s:s,s:i,s:i,s:i,s:o}", "pool_mode", relay->cfg.pool_transaction ? "transaction" : "session",
+                     "pool_size", relay->cfg.pool_size, "servers", (int)pool_count_servers(relay), "pinned_sessions",
+                     pinned, "pools", pool_describe_all(relay));
 }
 
 static void handle_status(struct admin *a, struct evhttp_request *req)
 {
-    struct server *srv = a->srv;
+    struct relay *relay = a->relay;
     json_t *sessions = json_array();
-    uint64_t now = server_now_us(srv);
-    for (struct session *s = srv->sessions; s; s = s->next)
+    uint64_t now = relay_now_us(relay);
+    for (struct session *s = relay->sessions; s; s = s->next)
         json_array_append_new(sessions, session_describe(s, now));
-    json_t *body = json_pack("{s:b,s:b,s:i,s:o,s:{s:I,s:i}}", "paused", srv->pause.paused, "shutting_down",
-                             srv->shutting_down, "connections", (int)server_session_count(srv), "sessions", sessions,
-                             "last_pause", "held_ms", (json_int_t)srv->pause.last_held_ms, "held_messages",
-                             (int)srv->pause.last_held_messages);
-    json_object_set_new(body, "versions", relay_version_counts(srv));
-    json_object_set_new(body, "hold", pause_hold_json(srv));
-    if (srv->cfg.pool_transaction)
-        json_object_set_new(body, "pooling", pools_json(srv));
-    if (srv->auth_lookup)
-        json_object_set_new(body, "auth_query", auth_lookup_status_json(srv->auth_lookup));
-    const char *peer = relay_peer_address(srv);
+    json_t *body = json_pack("{s:b,s:b,s:i,s:o,s:{s:I,s:i}}", "paused", relay->pause.paused, "shutting_down",
+                             relay->shutting_down, "connections", (int)relay_session_count(relay), "sessions", sessions,
+                             "last_pause", "held_ms", (json_int_t)relay->pause.last_held_ms, "held_messages",
+                             (int)relay->pause.last_held_messages);
+    json_object_set_new(body, "versions", relay_version_counts(relay));
+    json_object_set_new(body, "hold", pause_hold_json(relay));
+    if (relay->cfg.pool_transaction)
+        json_object_set_new(body, "pooling", pools_json(relay));
+    if (relay->auth_lookup)
+        json_object_set_new(body, "auth_query", auth_lookup_status_json(relay->auth_lookup));
+    const char *peer = relay_peer_address(relay);
     json_object_set_new(body, "peer_address", peer[0] ? json_string(peer) : json_null());
     for (int i = 0; i < a->nstatus; i++) {
         json_t *extra = a->status[i].fn(a->status[i].ctx);
@@ -449,11 +449,11 @@ static void handle_metrics(struct admin *a, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
     struct pause_hold_info hold;
-    pause_hold_info(a->srv, &hold);
+    pause_hold_info(a->relay, &hold);
     /* the fence holds new transactions as surely as a pause does */
-    metrics_write_prometheus(&a->srv->metrics, server_session_count(a->srv), hold.paused || hold.fenced, out);
+    metrics_write_prometheus(&a->relay->metrics, relay_session_count(a->relay), hold.paused || hold.fenced, out);
     metrics_write_holds(hold.held, hold.fenced, hold.kind, out);
-    pool_metrics_write(a->srv, out);
+    pool_metrics_write(a->relay, out);
     for (int i = 0; i < a->nmetrics; i++)
         a->metrics[i].fn(a->metrics[i].ctx, out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
@@ -480,14 +480,14 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
     else if (method == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0)
         handle_metrics(a, req);
     else if (method == EVHTTP_REQ_GET && strcmp(path, "/pools") == 0)
-        admin_reply_json(req, 200, pools_json(a->srv));
+        admin_reply_json(req, 200, pools_json(a->relay));
     else if (method == EVHTTP_REQ_POST && strcmp(path, "/pause") == 0)
         handle_pause(a, req);
     else if (method == EVHTTP_REQ_POST && strcmp(path, "/resume") == 0)
         handle_resume(a, req);
     else {
         for (int i = 0; i < a->nroutes; i++)
-            if (a->routes[i].fn(a->srv, req, path, a->routes[i].ctx))
+            if (a->routes[i].fn(a->relay, req, path, a->routes[i].ctx))
                 return;
         admin_reply_json(req, 404, error_body("no such endpoint"));
     }
@@ -549,39 +549,39 @@ static int keep_reserve(struct admin *a, struct evhttp_bound_socket *bound)
 {
     a->listener = evhttp_bound_socket_get_listener(bound);
     a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    a->reserve_timer = evtimer_new(a->srv->base, reserve_timer_cb, a);
+    a->reserve_timer = evtimer_new(a->relay->base, reserve_timer_cb, a);
     if (a->reserve_fd < 0 || !a->reserve_timer)
         return -1;
     evconnlistener_set_error_cb(a->listener, accept_error_cb);
     return 0;
 }
 
-struct admin *admin_start(struct server *srv, char *err, unsigned long errlen)
+struct admin *admin_start(struct relay *relay, char *err, unsigned long errlen)
 {
     struct admin *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->srv = srv;
+    a->relay = relay;
     a->reserve_fd = -1;
     a->next = admins;
     admins = a;
-    a->http = evhttp_new(srv->base);
-    a->health = admin_health_new(srv);
+    a->http = evhttp_new(relay->base);
+    a->health = admin_health_new(relay);
     struct evhttp_bound_socket *bound =
         a->http && a->health
-            ? evhttp_bind_socket_with_handle(a->http, srv->cfg.admin_host, (ev_uint16_t)srv->cfg.admin_port)
+            ? evhttp_bind_socket_with_handle(a->http, relay->cfg.admin_host, (ev_uint16_t)relay->cfg.admin_port)
             : NULL;
     if (!bound || keep_reserve(a, bound) != 0) {
-        snprintf(err, errlen, "cannot listen for the admin API on %s:%d", srv->cfg.admin_host, srv->cfg.admin_port);
+        snprintf(err, errlen, "cannot listen for the admin API on %s:%d", relay->cfg.admin_host, relay->cfg.admin_port);
         admin_free(a);
         return NULL;
     }
     /* port 0: the kernel's choice, for the log, the fleet and the Origin check */
-    srv->cfg.admin_port = server_bound_port(evhttp_bound_socket_get_fd(bound), srv->cfg.admin_port);
+    relay->cfg.admin_port = relay_bound_port(evhttp_bound_socket_get_fd(bound), relay->cfg.admin_port);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     /* A request that stops halfway (or a connection that never sends one)
      * is closed after this long instead of holding a descriptor forever. */
-    evhttp_set_timeout(a->http, srv->cfg.admin_request_timeout_s);
+    evhttp_set_timeout(a->http, relay->cfg.admin_request_timeout_s);
     /* Both before the token is checked: evhttp answers 413 and closes. */
     evhttp_set_max_headers_size(a->http, MAX_HEADERS_BYTES);
     evhttp_set_max_body_size(a->http, MAX_BODY_BYTES);

@@ -2,14 +2,14 @@
 #ifndef PGTANDEM_ADMIN_H
 #define PGTANDEM_ADMIN_H
 
-struct server;
+struct relay;
 struct evhttp_request;
 
-struct admin *admin_start(struct server *srv, char *err, unsigned long errlen);
+struct admin *admin_start(struct relay *relay, char *err, unsigned long errlen);
 void admin_free(struct admin *a);
 
 /* Extra routes (e.g. migrations) register here; return 1 when handled. */
-typedef int (*admin_route_fn)(struct server *srv, struct evhttp_request *req, const char *path, void *ctx);
+typedef int (*admin_route_fn)(struct relay *relay, struct evhttp_request *req, const char *path, void *ctx);
 void admin_add_routes(struct admin *a, admin_route_fn fn, void *ctx);
 
 /* GET /status gains key: fn's object (NULL: the key is left out). */

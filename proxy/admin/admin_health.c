@@ -25,7 +25,7 @@
 
 #include "relay_control.h"
 #include "sbuf.h"
-#include "server.h"
+#include "relay.h"
 #include "upstream.h"
 
 #define PROBE_TIMEOUT_MS 1000 /* an upstream slower than this to connect (and shake hands) is not ready */
@@ -39,7 +39,7 @@ struct health_waiter {
 };
 
 struct admin_health {
-    struct server *srv;
+    struct relay *relay;
     struct upstream_connect *probe; /* in flight; NULL when none */
     struct event *deadline;     /* the probe's */
     uint64_t checked_us;        /* when the last probe ended; 0: never */
@@ -65,9 +65,9 @@ static void reply_text(struct evhttp_request *req, int code, const char *text)
 /* A reason of the proxy's own not to be sent traffic, or NULL. */
 static const char *own_reason(const struct admin_health *h)
 {
-    if (h->srv->shutting_down)
+    if (h->relay->shutting_down)
         return "shutting_down";
-    return relay_lease_expired(h->srv) ? "fenced" : NULL;
+    return relay_lease_expired(h->relay) ? "fenced" : NULL;
 }
 
 /* Why the proxy should not be sent traffic now, or NULL. The upstream's
@@ -134,7 +134,7 @@ static void probe_done(struct admin_health *h, int reachable)
 {
     stop_probe(h);
     h->reachable = reachable;
-    h->checked_us = server_now_us(h->srv);
+    h->checked_us = relay_now_us(h->relay);
     if (!h->checked_us)
         h->checked_us = 1;
     release_waiters(h, 1);
@@ -162,13 +162,13 @@ static void probe_deadline(evutil_socket_t fd, short what, void *arg)
 /* 0 when a probe is on its way (probe_done follows from the loop). */
 static int start_probe(struct admin_health *h)
 {
-    struct server *srv = h->srv;
+    struct relay *relay = h->relay;
     struct timeval tv = {PROBE_TIMEOUT_MS / 1000, (PROBE_TIMEOUT_MS % 1000) * 1000};
-    if (!h->deadline && !(h->deadline = evtimer_new(srv->base, probe_deadline, h)))
+    if (!h->deadline && !(h->deadline = evtimer_new(relay->base, probe_deadline, h)))
         return -1;
     if (evtimer_add(h->deadline, &tv) != 0)
         return -1;
-    h->probe = upstream_connect_start(srv, probe_ready, h);
+    h->probe = upstream_connect_start(relay, probe_ready, h);
     if (!h->probe) {
         evtimer_del(h->deadline);
         return -1;
@@ -183,7 +183,7 @@ static void handle_readyz(struct admin_health *h, struct evhttp_request *req)
         answer_ready(h, req);
         return;
     }
-    uint64_t now = server_now_us(h->srv);
+    uint64_t now = relay_now_us(h->relay);
     int fresh = h->checked_us && now - h->checked_us < (uint64_t)PROBE_KEPT_MS * 1000u;
     if (fresh || h->nwaiters >= MAX_WAITERS) {
         answer_ready(h, req);
@@ -222,11 +222,11 @@ int admin_health_route(struct admin_health *h, struct evhttp_request *req, const
     return 0;
 }
 
-struct admin_health *admin_health_new(struct server *srv)
+struct admin_health *admin_health_new(struct relay *relay)
 {
     struct admin_health *h = calloc(1, sizeof *h);
     if (h)
-        h->srv = srv;
+        h->relay = relay;
     return h;
 }
 

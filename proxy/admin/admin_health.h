@@ -3,11 +3,11 @@
 #ifndef PGTANDEM_ADMIN_HEALTH_H
 #define PGTANDEM_ADMIN_HEALTH_H
 
-struct server;
+struct relay;
 struct evhttp_request;
 struct admin_health;
 
-struct admin_health *admin_health_new(struct server *srv);
+struct admin_health *admin_health_new(struct relay *relay);
 /* Forgets the requests still waiting (their connections are the HTTP
  * server's to close) and the probe in flight. */
 void admin_health_free(struct admin_health *h);

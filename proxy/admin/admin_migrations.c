@@ -81,9 +81,9 @@ static int route_op(enum evhttp_cmd_type m, const char *path, enum runner_op *op
     return 0;
 }
 
-int admin_migrations_route(struct server *srv, struct evhttp_request *req, const char *path, void *ctx)
+int admin_migrations_route(struct relay *relay, struct evhttp_request *req, const char *path, void *ctx)
 {
-    (void)srv;
+    (void)relay;
     struct runner_request q;
     memset(&q, 0, sizeof q);
     if (!route_op(evhttp_request_get_command(req), path, &q.op))

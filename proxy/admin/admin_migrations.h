@@ -3,10 +3,10 @@
 #ifndef PGTANDEM_ADMIN_MIGRATIONS_H
 #define PGTANDEM_ADMIN_MIGRATIONS_H
 
-struct server;
+struct relay;
 struct evhttp_request;
 
 /* An admin_route_fn (admin.h); ctx is the struct migration_runner. */
-int admin_migrations_route(struct server *srv, struct evhttp_request *req, const char *path, void *ctx);
+int admin_migrations_route(struct relay *relay, struct evhttp_request *req, const char *path, void *ctx);
 
 #endif

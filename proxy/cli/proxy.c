@@ -35,7 +35,7 @@
 #include "peer.h"
 #include "proto.h"
 #include "scram.h"
-#include "server.h"
+#include "relay.h"
 #include "session.h"
 #include "source_limit.h"
 #include "tls.h"
@@ -51,7 +51,7 @@
 /* The process: the relay's server struct and what the composition root
  * owns besides it. */
 struct proxy {
-    struct server srv;
+    struct relay relay;
     struct admin *admin;
     struct migration_runner *runner;
     struct fleet *fleet;            /* with an engine connection only */
@@ -67,9 +67,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 }
 
 /* Returns how many listeners failed to change. */
-static PGT_MUSTCHECK int set_accepting(struct server *srv, int on)
+static PGT_MUSTCHECK int set_accepting(struct relay *relay, int on)
 {
-    struct evconnlistener *ls[] = {srv->tcp_listener, srv->unix_listener, srv->fleet.listener};
+    struct evconnlistener *ls[] = {relay->tcp_listener, relay->unix_listener, relay->fleet.listener};
     int failed = 0;
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
         if (ls[i])
@@ -77,10 +77,10 @@ static PGT_MUSTCHECK int set_accepting(struct server *srv, int on)
     return failed;
 }
 
-static void arm_accept_retry(struct server *srv)
+static void arm_accept_retry(struct relay *relay)
 {
     struct timeval tv = {ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000};
-    if (evtimer_add(srv->accept_retry, &tv) != 0)
+    if (evtimer_add(relay->accept_retry, &tv) != 0)
         log_error("could not set the accept retry timer");
 }
 
@@ -105,96 +105,96 @@ static int out_of_resources(int err)
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     (void)l;
-    struct server *srv = arg;
+    struct relay *relay = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    uint64_t now = server_now_us(srv);
-    srv->accept_errors++;
-    if (now - srv->accept_error_logged_us >= ACCEPT_LOG_INTERVAL_US || !srv->accept_error_logged_us) {
+    uint64_t now = relay_now_us(relay);
+    relay->accept_errors++;
+    if (now - relay->accept_error_logged_us >= ACCEPT_LOG_INTERVAL_US || !relay->accept_error_logged_us) {
         log_error("accept failed: %s (%u times since the last report; %u sessions open)%s",
-                  evutil_socket_error_to_string(err), srv->accept_errors, server_session_count(srv),
+                  evutil_socket_error_to_string(err), relay->accept_errors, relay_session_count(relay),
                   out_of_resources(err) ? "; not accepting for a second" : "");
-        srv->accept_error_logged_us = now;
-        srv->accept_errors = 0;
+        relay->accept_error_logged_us = now;
+        relay->accept_errors = 0;
     }
-    if (!out_of_resources(err) || !srv->accept_retry)
+    if (!out_of_resources(err) || !relay->accept_retry)
         return;
     /* The retry first: without it, listeners turned off stay off. */
     struct timeval tv = {ACCEPT_RETRY_MS / 1000, (ACCEPT_RETRY_MS % 1000) * 1000};
-    if (evtimer_add(srv->accept_retry, &tv) != 0) {
+    if (evtimer_add(relay->accept_retry, &tv) != 0) {
         log_error("could not set the accept retry timer; accepting on");
         return;
     }
-    if (set_accepting(srv, 0) != 0)
+    if (set_accepting(relay, 0) != 0)
         log_warn("could not stop accepting for a moment");
 }
 
-static int listen_tcp(struct server *srv, char *err, size_t errlen)
+static int listen_tcp(struct relay *relay, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = EVUTIL_AI_PASSIVE;
     char port[16];
-    snprintf(port, sizeof port, "%d", srv->cfg.listen_port);
-    const char *host = srv->cfg.listen_host[0] ? srv->cfg.listen_host : NULL;
+    snprintf(port, sizeof port, "%d", relay->cfg.listen_port);
+    const char *host = relay->cfg.listen_host[0] ? relay->cfg.listen_host : NULL;
     int gai = evutil_getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
-        snprintf(err, errlen, "listen address %s: %s", srv->cfg.listen_host, evutil_gai_strerror(gai));
+        snprintf(err, errlen, "listen address %s: %s", relay->cfg.listen_host, evutil_gai_strerror(gai));
         return -1;
     }
     /* SO_REUSEPORT: several proxy processes can share the port to scale out. */
-    srv->tcp_listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
+    relay->tcp_listener = evconnlistener_new_bind(relay->base, accept_cb, relay,
                                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                                     LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
                                                 LISTEN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
     evutil_freeaddrinfo(res);
-    if (!srv->tcp_listener) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", srv->cfg.listen_host, srv->cfg.listen_port,
+    if (!relay->tcp_listener) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", relay->cfg.listen_host, relay->cfg.listen_port,
                  strerror(errno));
         return -1;
     }
-    evconnlistener_set_error_cb(srv->tcp_listener, accept_error_cb);
+    evconnlistener_set_error_cb(relay->tcp_listener, accept_error_cb);
     /* what the log, the Unix socket's name and the fleet's row show */
-    srv->cfg.listen_port = server_bound_port(evconnlistener_get_fd(srv->tcp_listener), srv->cfg.listen_port);
+    relay->cfg.listen_port = relay_bound_port(evconnlistener_get_fd(relay->tcp_listener), relay->cfg.listen_port);
     return 0;
 }
 
 /* Like Postgres: DIR/.s.PGSQL.PORT, so `psql -h DIR -p PORT` finds it. */
-static int listen_unix(struct server *srv, char *err, size_t errlen)
+static int listen_unix(struct relay *relay, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof sun);
     sun.sun_family = AF_UNIX;
-    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/.s.PGSQL.%d", srv->cfg.unix_socket_dir,
-                     srv->cfg.listen_port);
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/.s.PGSQL.%d", relay->cfg.unix_socket_dir,
+                     relay->cfg.listen_port);
     if (n < 0 || (size_t)n >= sizeof sun.sun_path) {
         snprintf(err, errlen, "unix socket path too long");
         return -1;
     }
     unlink(sun.sun_path);
-    srv->unix_listener = evconnlistener_new_bind(srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+    relay->unix_listener = evconnlistener_new_bind(relay->base, accept_cb, relay, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                                  LISTEN_BACKLOG, (struct sockaddr *)&sun, sizeof sun);
-    if (!srv->unix_listener) {
+    if (!relay->unix_listener) {
         snprintf(err, errlen, "cannot listen on %s: %s", sun.sun_path, strerror(errno));
         return -1;
     }
-    evconnlistener_set_error_cb(srv->unix_listener, accept_error_cb);
+    evconnlistener_set_error_cb(relay->unix_listener, accept_error_cb);
     chmod(sun.sun_path, 0777);
-    srv->unix_socket_path = strdup(sun.sun_path);
+    relay->unix_socket_path = strdup(sun.sun_path);
     return 0;
 }
 
-static void close_listeners(struct server *srv)
+static void close_listeners(struct relay *relay)
 {
-    if (srv->tcp_listener)
-        evconnlistener_free(srv->tcp_listener);
-    if (srv->unix_listener)
-        evconnlistener_free(srv->unix_listener);
-    srv->tcp_listener = srv->unix_listener = NULL;
-    if (srv->unix_socket_path) {
-        unlink(srv->unix_socket_path);
-        free(srv->unix_socket_path);
-        srv->unix_socket_path = NULL;
+    if (relay->tcp_listener)
+        evconnlistener_free(relay->tcp_listener);
+    if (relay->unix_listener)
+        evconnlistener_free(relay->unix_listener);
+    relay->tcp_listener = relay->unix_listener = NULL;
+    if (relay->unix_socket_path) {
+        unlink(relay->unix_socket_path);
+        free(relay->unix_socket_path);
+        relay->unix_socket_path = NULL;
     }
 }
 
@@ -202,47 +202,47 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = &((struct proxy *)arg)->srv;
-    log_warn("shutdown: %u sessions still open after the timeout; closing them", server_session_count(srv));
+    struct relay *relay = &((struct proxy *)arg)->relay;
+    log_warn("shutdown: %u sessions still open after the timeout; closing them", relay_session_count(relay));
     /* Each client hears why, as from a Postgres stopped with -m fast; the
      * sessions free themselves once the error is on the wire, and what is
      * left after a moment is closed when the loop ends. */
-    for (struct session *s = srv->sessions, *next; s; s = next) {
+    for (struct session *s = relay->sessions, *next; s; s = next) {
         next = s->next;
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN,
                      "terminating connection due to administrator command: the proxy is shutting down"
                      " (its --shutdown-timeout of %d s has passed; the open transaction is rolled back)",
-                     srv->cfg.shutdown_timeout_ms / 1000);
+                     relay->cfg.shutdown_timeout_ms / 1000);
     }
     struct timeval flush = {0, 200000};
-    event_base_loopexit(srv->base, &flush);
+    event_base_loopexit(relay->base, &flush);
 }
 
 static void begin_shutdown(struct proxy *p)
 {
-    struct server *srv = &p->srv;
-    if (srv->shutting_down)
+    struct relay *relay = &p->relay;
+    if (relay->shutting_down)
         return;
-    srv->shutting_down = 1;
+    relay->shutting_down = 1;
     if (p->fleet)
         fleet_leave(p->fleet);
     log_info("shutdown: no new connections; %u sessions finish their transactions (timeout %d s)",
-             server_session_count(srv), srv->cfg.shutdown_timeout_ms / 1000);
+             relay_session_count(relay), relay->cfg.shutdown_timeout_ms / 1000);
     /* The peer listener stays open: other proxies may still forward cancels
      * for the transactions that are finishing here. */
-    close_listeners(srv);
-    if (srv->pause.paused)
-        pause_resume(srv);
-    for (struct session *s = srv->sessions, *next; s; s = next) {
+    close_listeners(relay);
+    if (relay->pause.paused)
+        pause_resume(relay);
+    for (struct session *s = relay->sessions, *next; s; s = next) {
         next = s->next;
         session_end_at_boundary(s);
     }
-    if (server_session_count(srv) == 0) {
-        event_base_loopexit(srv->base, NULL);
+    if (relay_session_count(relay) == 0) {
+        event_base_loopexit(relay->base, NULL);
         return;
     }
-    p->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, p);
-    struct timeval tv = {srv->cfg.shutdown_timeout_ms / 1000, (srv->cfg.shutdown_timeout_ms % 1000) * 1000};
+    p->shutdown_timer = evtimer_new(relay->base, shutdown_timeout_cb, p);
+    struct timeval tv = {relay->cfg.shutdown_timeout_ms / 1000, (relay->cfg.shutdown_timeout_ms % 1000) * 1000};
     if (!p->shutdown_timer || evtimer_add(p->shutdown_timer, &tv) != 0) {
         /* unbounded waiting would keep a stopping proxy alive forever */
         log_error("shutdown: could not set the shutdown timeout; closing the sessions now");
@@ -251,40 +251,40 @@ static void begin_shutdown(struct proxy *p)
 }
 
 /* SCRAM-SHA-256-PLUS binds to the certificate clients see. */
-static void remember_channel_binding(struct server *srv)
+static void remember_channel_binding(struct relay *relay)
 {
-    X509 *cert = srv->client_tls ? SSL_CTX_get0_certificate(srv->client_tls) : NULL;
-    srv->cb_len = 0;
-    if (cert && scram_tls_server_end_point(cert, srv->cb_data, &srv->cb_len) != SCRAM_OK)
-        srv->cb_len = 0;
+    X509 *cert = relay->client_tls ? SSL_CTX_get0_certificate(relay->client_tls) : NULL;
+    relay->cb_len = 0;
+    if (cert && scram_tls_server_end_point(cert, relay->cb_data, &relay->cb_len) != SCRAM_OK)
+        relay->cb_len = 0;
 }
 
-static void reload(struct server *srv)
+static void reload(struct relay *relay)
 {
     char err[512];
-    if (config_reload(&srv->cfg, err, sizeof err) != 0) {
+    if (config_reload(&relay->cfg, err, sizeof err) != 0) {
         log_error("reload: %s (keeping the running configuration)", err);
         return;
     }
-    log_set_level(srv->cfg.log_level);
-    if (srv->cfg.tls_cert) {
-        SSL_CTX *fresh = tls_client_side_ctx(&srv->cfg, err, sizeof err);
+    log_set_level(relay->cfg.log_level);
+    if (relay->cfg.tls_cert) {
+        SSL_CTX *fresh = tls_client_side_ctx(&relay->cfg, err, sizeof err);
         if (!fresh) {
             log_error("reload: %s (keeping the old certificate)", err);
             return;
         }
         /* Sessions already on TLS keep a reference to the old context. */
-        SSL_CTX_free(srv->client_tls);
-        srv->client_tls = fresh;
-        remember_channel_binding(srv);
+        SSL_CTX_free(relay->client_tls);
+        relay->client_tls = fresh;
+        remember_channel_binding(relay);
     }
-    if (srv->cfg.auth_scram && srv->cfg.users_file) {
+    if (relay->cfg.auth_scram && relay->cfg.users_file) {
         struct users *fresh_users = NULL;
-        if (users_load(srv->cfg.users_file, &fresh_users, err, sizeof err) != 0) {
+        if (users_load(relay->cfg.users_file, &fresh_users, err, sizeof err) != 0) {
             log_error("reload: %s (keeping the old users)", err);
         } else {
-            users_free(srv->users);
-            srv->users = fresh_users;
+            users_free(relay->users);
+            relay->users = fresh_users;
         }
     }
     log_info("reload: configuration and TLS certificate reloaded");
@@ -295,7 +295,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct proxy *p = arg;
     if (sig == SIGHUP)
-        reload(&p->srv);
+        reload(&p->relay);
     else
         begin_shutdown(p);
 }
@@ -305,8 +305,8 @@ static void metrics_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = arg;
-    metrics_decay_window(&srv->metrics);
+    struct relay *relay = arg;
+    metrics_decay_window(&relay->metrics);
 }
 
 /* --pgbouncer-ini: each setting and what it became, so that a team moving
@@ -330,66 +330,66 @@ static void raise_fd_limit(void)
     }
 }
 
-static int relay_init(struct server *srv, char *err, size_t errlen)
+static int relay_init(struct relay *relay, char *err, size_t errlen)
 {
     /* The changelist folds the add/delete of write interest that every
      * relayed message causes into one epoll_ctl per loop turn. */
     struct event_config *ec = event_config_new();
     if (ec)
         event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    srv->base = ec ? event_base_new_with_config(ec) : NULL;
+    relay->base = ec ? event_base_new_with_config(ec) : NULL;
     if (ec)
         event_config_free(ec);
-    if (!srv->base) {
+    if (!relay->base) {
         snprintf(err, errlen, "cannot create the event loop");
         return -1;
     }
-    srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!srv->dns)
-        srv->dns = evdns_base_new(srv->base, 0); /* no resolv.conf: IP addresses still work */
-    if (srv->cfg.tls_cert && !(srv->client_tls = tls_client_side_ctx(&srv->cfg, err, errlen)))
+    relay->dns = evdns_base_new(relay->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!relay->dns)
+        relay->dns = evdns_base_new(relay->base, 0); /* no resolv.conf: IP addresses still work */
+    if (relay->cfg.tls_cert && !(relay->client_tls = tls_client_side_ctx(&relay->cfg, err, errlen)))
         return -1;
-    remember_channel_binding(srv);
-    if (srv->cfg.auth_scram) {
-        if (srv->cfg.users_file && users_load(srv->cfg.users_file, &srv->users, err, errlen) != 0)
+    remember_channel_binding(relay);
+    if (relay->cfg.auth_scram) {
+        if (relay->cfg.users_file && users_load(relay->cfg.users_file, &relay->users, err, errlen) != 0)
             return -1;
-        if (srv->cfg.auth_query && !(srv->auth_lookup = auth_lookup_new(srv->base, srv->cfg.auth_query_db,
-                                                                       srv->cfg.auth_query,
-                                                                       srv->cfg.auth_query_cache_ms))) {
+        if (relay->cfg.auth_query && !(relay->auth_lookup = auth_lookup_new(relay->base, relay->cfg.auth_query_db,
+                                                                       relay->cfg.auth_query,
+                                                                       relay->cfg.auth_query_cache_ms))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        if (RAND_bytes(srv->mock_secret, sizeof srv->mock_secret) != 1) {
+        if (RAND_bytes(relay->mock_secret, sizeof relay->mock_secret) != 1) {
             snprintf(err, errlen, "no randomness for the mock authentication secret");
             return -1;
         }
     }
-    if (srv->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(srv->upstream_tls = tls_upstream_ctx(&srv->cfg, err, errlen)))
+    if (relay->cfg.upstream_tls != UPSTREAM_TLS_DISABLE && !(relay->upstream_tls = tls_upstream_ctx(&relay->cfg, err, errlen)))
         return -1;
-    upstream_address_init(srv);
-    if (srv->cfg.pool_transaction && pool_start_janitor(srv) != 0) {
+    upstream_address_init(relay);
+    if (relay->cfg.pool_transaction && pool_start_janitor(relay) != 0) {
         snprintf(err, errlen, "could not set the pool timer");
         return -1;
     }
-    if (!(srv->accept_retry = evtimer_new(srv->base, accept_retry_cb, srv)) || server_start_heap_trim(srv) != 0) {
+    if (!(relay->accept_retry = evtimer_new(relay->base, accept_retry_cb, relay)) || relay_start_heap_trim(relay) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (listen_tcp(srv, err, errlen) != 0)
+    if (listen_tcp(relay, err, errlen) != 0)
         return -1;
     /* What peers send is cancelled here only: session_cancel never forwards. */
-    if (peer_listen(srv, session_cancel, err, errlen) != 0)
+    if (peer_listen(relay, session_cancel, err, errlen) != 0)
         return -1;
-    if (srv->fleet.listener)
-        evconnlistener_set_error_cb(srv->fleet.listener, accept_error_cb);
-    if (srv->cfg.unix_socket_dir && listen_unix(srv, err, errlen) != 0)
+    if (relay->fleet.listener)
+        evconnlistener_set_error_cb(relay->fleet.listener, accept_error_cb);
+    if (relay->cfg.unix_socket_dir && listen_unix(relay, err, errlen) != 0)
         return -1;
     return 0;
 }
 
 static struct event *add_signal(struct proxy *p, int sig)
 {
-    struct event *ev = evsignal_new(p->srv.base, sig, signal_cb, p);
+    struct event *ev = evsignal_new(p->relay.base, sig, signal_cb, p);
     if (ev && evsignal_add(ev, NULL) != 0) {
         event_free(ev);
         return NULL;
@@ -401,13 +401,13 @@ static struct event *add_signal(struct proxy *p, int sig)
  * fleet, under the addresses it serves. */
 static int start_fleet(struct proxy *p)
 {
-    const struct config *cfg = &p->srv.cfg;
+    const struct config *cfg = &p->relay.cfg;
     char listen[160], admin[160] = "";
     snprintf(listen, sizeof listen, "%s:%d", cfg->listen_host, cfg->listen_port);
     if (!cfg->admin_off)
         snprintf(admin, sizeof admin, "%s:%d", cfg->admin_host, cfg->admin_port);
     struct fleet_options opt = {cfg->engine_db, cfg->fleet_lease_ms, cfg->fleet_id, listen, admin};
-    p->fleet = fleet_new(p->srv.base, &p->srv, &opt);
+    p->fleet = fleet_new(p->relay.base, &p->relay, &opt);
     return p->fleet ? 0 : -1;
 }
 
@@ -427,17 +427,17 @@ static struct json_t *fleet_status(void *ctx)
  * the engine through the one route admin_migrations.c adds. */
 static int proxy_init(struct proxy *p, char *err, size_t errlen)
 {
-    struct server *srv = &p->srv;
-    if (relay_init(srv, err, errlen) != 0)
+    struct relay *relay = &p->relay;
+    if (relay_init(relay, err, errlen) != 0)
         return -1;
     /* before the fleet: its row names the admin port that was bound */
-    if (!srv->cfg.admin_off && !(p->admin = admin_start(srv, err, errlen)))
+    if (!relay->cfg.admin_off && !(p->admin = admin_start(relay, err, errlen)))
         return -1;
-    if (srv->cfg.engine_db && start_fleet(p) != 0) {
+    if (relay->cfg.engine_db && start_fleet(p) != 0) {
         snprintf(err, errlen, "out of memory starting the fleet membership");
         return -1;
     }
-    p->runner = runner_new(srv->base, srv, srv->cfg.engine_db, p->fleet);
+    p->runner = runner_new(relay->base, relay, relay->cfg.engine_db, p->fleet);
     if (!p->runner) {
         snprintf(err, errlen, "out of memory starting the engine");
         return -1;
@@ -446,12 +446,12 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
         admin_add_routes(p->admin, admin_migrations_route, p->runner);
         admin_add_status(p->admin, "fleet", fleet_status, p);
         admin_add_status(p->admin, "engine", engine_status, p);
-        admin_add_metrics(p->admin, migration_metrics_write_relay, srv);
+        admin_add_metrics(p->admin, migration_metrics_write_relay, relay);
         admin_add_metrics(p->admin, migration_metrics_write_runner, p->runner);
         if (p->fleet)
             admin_add_metrics(p->admin, migration_metrics_write_fleet, p->fleet);
     }
-    p->metrics_timer = event_new(srv->base, -1, EV_PERSIST, metrics_tick_cb, srv);
+    p->metrics_timer = event_new(relay->base, -1, EV_PERSIST, metrics_tick_cb, relay);
     struct timeval second = {1, 0};
     if (!p->metrics_timer || event_add(p->metrics_timer, &second) != 0) {
         snprintf(err, errlen, "could not set the metrics timer");
@@ -469,35 +469,35 @@ static int proxy_init(struct proxy *p, char *err, size_t errlen)
 
 static void proxy_free(struct proxy *p)
 {
-    struct server *srv = &p->srv;
-    while (srv->sessions)
-        session_free(srv->sessions);
-    pool_free_all(srv);
-    close_listeners(srv);
-    peer_free(srv);
-    upstream_cancels_free(srv);
-    source_limits_free(srv);
+    struct relay *relay = &p->relay;
+    while (relay->sessions)
+        session_free(relay->sessions);
+    pool_free_all(relay);
+    close_listeners(relay);
+    peer_free(relay);
+    upstream_cancels_free(relay);
+    source_limits_free(relay);
     runner_free(p->runner);
     fleet_free(p->fleet);
     admin_free(p->admin);
-    pause_free(srv);
-    upstream_address_free(srv);
+    pause_free(relay);
+    upstream_address_free(relay);
     struct event *events[] = {p->sigterm, p->sigint, p->sighup, p->shutdown_timer, p->metrics_timer,
-                              srv->accept_retry, srv->heap_trim};
+                              relay->accept_retry, relay->heap_trim};
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         if (events[i])
             event_free(events[i]);
-    if (srv->dns)
-        evdns_base_free(srv->dns, 0);
-    SSL_CTX_free(srv->client_tls);
-    SSL_CTX_free(srv->upstream_tls);
-    if (srv->users)
-        users_free(srv->users);
-    auth_lookup_free(srv->auth_lookup);
-    OPENSSL_cleanse(srv->mock_secret, sizeof srv->mock_secret);
-    if (srv->base)
-        event_base_free(srv->base);
-    config_free(&srv->cfg);
+    if (relay->dns)
+        evdns_base_free(relay->dns, 0);
+    SSL_CTX_free(relay->client_tls);
+    SSL_CTX_free(relay->upstream_tls);
+    if (relay->users)
+        users_free(relay->users);
+    auth_lookup_free(relay->auth_lookup);
+    OPENSSL_cleanse(relay->mock_secret, sizeof relay->mock_secret);
+    if (relay->base)
+        event_base_free(relay->base);
+    config_free(&relay->cfg);
 }
 
 void proxy_usage(FILE *out)
@@ -527,16 +527,16 @@ int proxy_main(int argc, char **argv)
     }
     struct proxy p;
     memset(&p, 0, sizeof p);
-    config_init(&p.srv.cfg);
+    config_init(&p.relay.cfg);
     char err[8192]; /* a --pgbouncer-ini refused names every setting */
-    if (config_from_args(&p.srv.cfg, argc, argv, err, sizeof err) != 0) {
+    if (config_from_args(&p.relay.cfg, argc, argv, err, sizeof err) != 0) {
         fprintf(stderr, "pgtandem proxy: %s\n", err);
-        config_free(&p.srv.cfg);
+        config_free(&p.relay.cfg);
         return 2;
     }
-    log_set_level(p.srv.cfg.log_level);
-    log_set_format(p.srv.cfg.log_format);
-    log_pgbouncer_report(p.srv.cfg.pgbouncer_report);
+    log_set_level(p.relay.cfg.log_level);
+    log_set_format(p.relay.cfg.log_format);
+    log_pgbouncer_report(p.relay.cfg.pgbouncer_report);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     if (proxy_init(&p, err, sizeof err) != 0) {
@@ -546,12 +546,12 @@ int proxy_main(int argc, char **argv)
     }
     char admin[160] = "off";
     if (p.admin)
-        snprintf(admin, sizeof admin, "%s:%d", p.srv.cfg.admin_host, p.srv.cfg.admin_port);
+        snprintf(admin, sizeof admin, "%s:%d", p.relay.cfg.admin_host, p.relay.cfg.admin_port);
     log_info("pgtandem proxy listening on %s:%d%s%s, upstream %s:%d (tls %s), admin %s, peers %s",
-             p.srv.cfg.listen_host, p.srv.cfg.listen_port, p.srv.unix_socket_path ? " and " : "",
-             p.srv.unix_socket_path ? p.srv.unix_socket_path : "", p.srv.cfg.upstream_host, p.srv.cfg.upstream_port,
-             p.srv.upstream_tls ? "on" : "off", admin, p.srv.fleet.address[0] ? p.srv.fleet.address : "off");
-    event_base_dispatch(p.srv.base);
+             p.relay.cfg.listen_host, p.relay.cfg.listen_port, p.relay.unix_socket_path ? " and " : "",
+             p.relay.unix_socket_path ? p.relay.unix_socket_path : "", p.relay.cfg.upstream_host, p.relay.cfg.upstream_port,
+             p.relay.upstream_tls ? "on" : "off", admin, p.relay.fleet.address[0] ? p.relay.fleet.address : "off");
+    event_base_dispatch(p.relay.base);
     log_info("pgtandem proxy stopped");
     proxy_free(&p);
     return 0;

@@ -667,7 +667,7 @@ void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, 
         end(b, BF_END_LOST, db->error, "08006", NULL);
 }
 
-int bf_runner_init(struct bf_runner *b, struct event_base *base, struct server *relay, const char *engine_db,
+int bf_runner_init(struct bf_runner *b, struct event_base *base, struct relay *relay, const char *engine_db,
                    const struct bf_runner_hooks *hooks, struct histogram *batch_seconds)
 {
     memset(b, 0, sizeof *b);

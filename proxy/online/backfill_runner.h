@@ -24,7 +24,7 @@
 
 struct event;
 struct event_base;
-struct server;
+struct relay;
 struct json_t;
 
 enum bf_end {
@@ -74,7 +74,7 @@ struct bf_progress {
 
 struct bf_runner {
     struct event_base *base;
-    struct server *relay;
+    struct relay *relay;
     const char *engine_db;             /* borrowed */
     struct bf_runner_hooks hooks;
     struct histogram *batch_seconds;   /* borrowed: the migration's metrics */
@@ -107,7 +107,7 @@ struct bf_runner {
 };
 
 /* relay: for its p99 latency. Returns -1 when out of memory. */
-int bf_runner_init(struct bf_runner *b, struct event_base *base, struct server *relay, const char *engine_db,
+int bf_runner_init(struct bf_runner *b, struct event_base *base, struct relay *relay, const char *engine_db,
                    const struct bf_runner_hooks *hooks, struct histogram *batch_seconds);
 /* Loads the checkpoints of plan's tables on db (planning the ranges of a
  * table that has none) and runs the batches. db is the engine connection,

@@ -604,7 +604,7 @@ static void attempt(struct cutover *c)
         fail_now(c, c->db->error);
 }
 
-int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct fleet *fleet,
+int cutover_start(struct cutover *c, struct event_base *base, struct relay *relay, struct fleet *fleet,
                   struct pgasync *db, const struct cutover_options *opt, const char *migration,
                   const char *tables_literal, cutover_sql_fn build_sql, cutover_done_fn done, void *ctx)
 {

@@ -28,7 +28,7 @@
 
 #include "metrics.h"
 
-struct server;
+struct relay;
 struct fleet;
 struct pgasync;
 struct event;
@@ -99,7 +99,7 @@ typedef char *(*cutover_sql_fn)(void *ctx, const struct cutover_report *rep, int
 typedef void (*cutover_done_fn)(void *ctx, enum cutover_outcome outcome, const struct cutover_report *rep);
 
 struct cutover {
-    struct server *relay;
+    struct relay *relay;
     struct pgasync *db;
     struct event *retry_timer;
     struct cutover_options opt;
@@ -131,7 +131,7 @@ struct cutover {
 
 /* Starts the first attempt; `done` is called exactly once (possibly before
  * this returns). Returns -1 when it cannot start (out of memory). */
-int cutover_start(struct cutover *c, struct event_base *base, struct server *relay, struct fleet *fleet,
+int cutover_start(struct cutover *c, struct event_base *base, struct relay *relay, struct fleet *fleet,
                   struct pgasync *db, const struct cutover_options *opt, const char *migration,
                   const char *tables_literal, cutover_sql_fn build_sql, cutover_done_fn done, void *ctx);
 /* Stops a cutover in progress (releases a hold); done is not called. */

@@ -95,7 +95,7 @@ struct last_hold {
 
 struct fleet {
     struct event_base *base;
-    struct server *relay;
+    struct relay *relay;
     struct pgasync db;
     enum fleet_link link;
     char *engine_db;
@@ -1332,7 +1332,7 @@ static void make_id(struct fleet *f, const char *id)
              r[3], r[4], r[5]);
 }
 
-struct fleet *fleet_new(struct event_base *base, struct server *relay, const struct fleet_options *opt)
+struct fleet *fleet_new(struct event_base *base, struct relay *relay, const struct fleet_options *opt)
 {
     struct fleet *f = calloc(1, sizeof *f);
     if (!f)

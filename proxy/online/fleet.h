@@ -34,7 +34,7 @@
 
 #include <stddef.h>
 
-struct server;
+struct relay;
 struct event_base;
 struct json_t;
 struct fleet;
@@ -50,7 +50,7 @@ struct fleet_options {
 /* The most recent migration and its status, whenever they may have changed. */
 typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *status);
 
-struct fleet *fleet_new(struct event_base *base, struct server *relay, const struct fleet_options *opt);
+struct fleet *fleet_new(struct event_base *base, struct relay *relay, const struct fleet_options *opt);
 void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx);
 void fleet_free(struct fleet *f);
 /* The proxy is shutting down: its row goes now, so nobody waits for its

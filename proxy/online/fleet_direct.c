@@ -37,7 +37,7 @@ struct asked {
 };
 
 struct fleet_direct {
-    struct server *relay;
+    struct relay *relay;
     char id[ID_MAX];
     char key[KEY_HEX + 1];
     struct fleet_direct_handlers h;
@@ -180,7 +180,7 @@ static int on_message(void *ctx, uint64_t channel, const char *msg)
     return on_request(d, channel, msg);
 }
 
-struct fleet_direct *fleet_direct_new(struct server *relay, const char *id, const struct fleet_direct_handlers *h,
+struct fleet_direct *fleet_direct_new(struct relay *relay, const char *id, const struct fleet_direct_handlers *h,
                                       void *ctx)
 {
     struct fleet_direct *d = calloc(1, sizeof *d);

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
+struct relay;
 struct json_t;
 struct fleet_direct;
 
@@ -36,7 +36,7 @@ struct fleet_direct_handlers {
 
 /* Registers itself as the relay's peer message handler. NULL: out of
  * memory or no randomness for the key. */
-struct fleet_direct *fleet_direct_new(struct server *relay, const char *id, const struct fleet_direct_handlers *h,
+struct fleet_direct *fleet_direct_new(struct relay *relay, const char *id, const struct fleet_direct_handlers *h,
                                       void *ctx);
 void fleet_direct_free(struct fleet_direct *d);
 /* This proxy's key (hex), for its pgtandem.proxies row. */

@@ -22,12 +22,12 @@ static const char *const throttle_reasons[] = {"app_latency", "replica_lag", "lo
 
 void migration_metrics_write_relay(void *ctx, struct evbuffer *out)
 {
-    const struct server *srv = ctx;
+    const struct relay *relay = ctx;
     metrics_write_header(out, "pgtandem_build_info", "gauge", "The running pgtandem's version (always 1).");
     evbuffer_add_printf(out, "pgtandem_build_info{version=\"%s\"} 1\n", PGTANDEM_VERSION);
     metrics_write_header(out, "pgtandem_sessions", "gauge",
                          "Ready client sessions by the shape they asked for (pgtandem.version; old: none).");
-    json_t *counts = relay_version_counts(srv);
+    json_t *counts = relay_version_counts(relay);
     const char *version;
     json_t *n;
     char esc[256];

@@ -7,7 +7,7 @@
 
 struct evbuffer;
 
-/* ctx: struct server. pgtandem_build_info, pgtandem_sessions{version}. */
+/* ctx: struct relay. pgtandem_build_info, pgtandem_sessions{version}. */
 void migration_metrics_write_relay(void *ctx, struct evbuffer *out);
 /* ctx: struct migration_runner. pgtandem_migration_* for the migration it
  * knows (none before the first: the families are declared, empty). */

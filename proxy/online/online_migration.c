@@ -82,7 +82,7 @@ struct waiter {
 
 struct migration_runner {
     struct event_base *base;
-    struct server *relay;
+    struct relay *relay;
     struct fleet *fleet;            /* NULL: no fleet */
     int following;                  /* the migration is another engine's work */
     double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
@@ -2058,7 +2058,7 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
     keep_slot_reserved(r);
 }
 
-struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
+struct migration_runner *runner_new(struct event_base *base, struct relay *relay, const char *engine_db,
                                     struct fleet *fleet)
 {
     struct migration_runner *r = calloc(1, sizeof *r);

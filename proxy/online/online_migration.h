@@ -18,7 +18,7 @@
 #include "cutover.h"
 #include "metrics.h"
 
-struct server;
+struct relay;
 struct fleet;
 struct event_base;
 struct json_t;
@@ -51,7 +51,7 @@ struct runner_request {
 /* engine_db NULL: no engine; every request is answered 503. fleet (may be
  * NULL) tells the runner of migrations changed by anyone else, and holds
  * the other proxies during the cutover. */
-struct migration_runner *runner_new(struct event_base *base, struct server *relay, const char *engine_db,
+struct migration_runner *runner_new(struct event_base *base, struct relay *relay, const char *engine_db,
                                     struct fleet *fleet);
 void runner_request(struct migration_runner *r, const struct runner_request *req);
 /* The requester identified by ctx went away: it will not be answered. */

@@ -17,7 +17,7 @@
 #include "proto.h"
 #include "sbuf.h"
 #include "scram.h"
-#include "server.h"
+#include "relay.h"
 #include "users.h"
 
 #define AUTH_SASL_CONTINUE 11
@@ -122,11 +122,11 @@ static struct auth_failures *failure_slot(const struct auth_peer *p)
 {
     char host[64];
     client_host(p, host, sizeof host);
-    struct server *srv = p->srv;
-    uint64_t now = server_now_us(srv);
-    struct auth_failures *oldest = &srv->auth_failures[0];
-    for (size_t i = 0; i < sizeof srv->auth_failures / sizeof srv->auth_failures[0]; i++) {
-        struct auth_failures *f = &srv->auth_failures[i];
+    struct relay *relay = p->relay;
+    uint64_t now = relay_now_us(relay);
+    struct auth_failures *oldest = &relay->auth_failures[0];
+    for (size_t i = 0; i < sizeof relay->auth_failures / sizeof relay->auth_failures[0]; i++) {
+        struct auth_failures *f = &relay->auth_failures[i];
         if (strcmp(f->addr, host) == 0) {
             if (now - f->window_start_us > FAILURE_WINDOW_US) {
                 f->window_start_us = now;
@@ -172,16 +172,16 @@ static enum auth_result refuse_client(struct auth_state *a, enum scram_status st
 
 enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_state **out)
 {
-    struct server *srv = peer->srv;
+    struct relay *relay = peer->relay;
     struct auth_state *a = calloc(1, sizeof *a);
     *out = a;
     if (!a)
         return AUTH_FAILED;
     a->peer = *peer;
     a->peer.found = NULL; /* the caller's; copied into a->verifier below */
-    const struct user_entry *u = !peer->looked_up && srv->users ? users_find(srv->users, peer->user) : NULL;
-    const unsigned char *cb = peer->client_on_tls ? srv->cb_data : NULL;
-    size_t cb_len = peer->client_on_tls ? srv->cb_len : 0;
+    const struct user_entry *u = !peer->looked_up && relay->users ? users_find(relay->users, peer->user) : NULL;
+    const unsigned char *cb = peer->client_on_tls ? relay->cb_data : NULL;
+    size_t cb_len = peer->client_on_tls ? relay->cb_len : 0;
     enum scram_status st;
     if (peer->found) {
         a->known_user = 1;
@@ -200,7 +200,7 @@ enum auth_result auth_begin_client(const struct auth_peer *peer, struct auth_sta
         st = scram_server_init(&a->server, &a->verifier, peer->client_on_tls, cb, cb_len);
     } else {
         const char *name = peer->user;
-        st = scram_server_init_mock(&a->server, name, strlen(name), srv->mock_secret, sizeof srv->mock_secret,
+        st = scram_server_init_mock(&a->server, name, strlen(name), relay->mock_secret, sizeof relay->mock_secret,
                                     peer->client_on_tls, cb, cb_len);
     }
     if (st != SCRAM_OK)
@@ -400,13 +400,13 @@ void auth_credentials_wipe(struct auth_credentials *c)
     OPENSSL_cleanse(c, sizeof *c);
 }
 
-struct auth_state *auth_begin_upstream(struct server *srv, const struct auth_credentials *c, const char *user,
+struct auth_state *auth_begin_upstream(struct relay *relay, const struct auth_credentials *c, const char *user,
                                        uint64_t conn_id)
 {
     struct auth_state *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->peer = (struct auth_peer){srv, NULL, user, "pool", conn_id, 0, 0, NULL};
+    a->peer = (struct auth_peer){relay, NULL, user, "pool", conn_id, 0, 0, NULL};
     a->known_user = 1;
     a->verifier = c->verifier;
     memcpy(a->server.client_key, c->client_key, sizeof a->server.client_key);

@@ -9,7 +9,7 @@
 
 #include "compiler.h"
 #include "scram.h"
-struct server;
+struct relay;
 struct sbuf;
 struct auth_state;
 
@@ -18,7 +18,7 @@ enum auth_result { AUTH_CONTINUE, AUTH_DONE, AUTH_FAILED, AUTH_NOT_MINE };
 /* What the exchange needs of the session it runs for. The strings and the
  * client buffer belong to the session and outlive the exchange. */
 struct auth_peer {
-    struct server *srv;
+    struct relay *relay;
     struct sbuf *client;       /* Authentication* messages to the client */
     const char *user;
     const char *client_addr;
@@ -70,7 +70,7 @@ void auth_credentials_wipe(struct auth_credentials *c);
 /* An exchange that only logs in upstream, as `user`, with no client behind
  * it (a pool's server connection): feed it the upstream's 'R' messages with
  * auth_upstream_message; AUTH_DONE tells no one. NULL when out of memory. */
-struct auth_state *auth_begin_upstream(struct server *srv, const struct auth_credentials *c, const char *user,
+struct auth_state *auth_begin_upstream(struct relay *relay, const struct auth_credentials *c, const char *user,
                                        uint64_t conn_id);
 /* Transaction pooling: the client hears SASLFinal and AuthenticationOk now,
  * without an upstream login of its own. 0, or -1 out of memory. */

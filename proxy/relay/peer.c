@@ -51,7 +51,7 @@
  * peer_free at shutdown). */
 struct peer_conn {
     struct peer_conn *prev, *next;
-    struct server *srv;
+    struct relay *relay;
     struct sbuf *sb;
     struct event *timer;
     int forward;          /* 1: ours, on its way to a peer; 0: a peer's, being read */
@@ -85,7 +85,7 @@ static void format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen)
 
 static void conn_free(struct peer_conn *pc)
 {
-    struct fleet_peers *f = &pc->srv->fleet;
+    struct fleet_peers *f = &pc->relay->fleet;
     sbuf_free(pc->sb);
     if (pc->timer)
         event_free(pc->timer);
@@ -105,12 +105,12 @@ static void conn_free(struct peer_conn *pc)
 /* A forward is over (answered, failed or timed out): tell who waits. */
 static void forward_finish(struct peer_conn *pc)
 {
-    struct server *srv = pc->srv;
+    struct relay *relay = pc->relay;
     cancel_done_fn done = pc->done;
     uint64_t waiter = pc->waiter;
     conn_free(pc);
     if (done)
-        done(srv, waiter);
+        done(relay, waiter);
 }
 
 static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -118,7 +118,7 @@ static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct peer_conn *pc = arg;
-    int ms = pc->srv->cfg.cancel_wait_timeout_ms;
+    int ms = pc->relay->cfg.cancel_wait_timeout_ms;
     if (pc->forward && pc->delivered)
         log_info("cancel request to proxy slot %d at %s: no answer within %d ms; closing", pc->slot, pc->addr, ms);
     else if (pc->forward)
@@ -144,21 +144,21 @@ static void restart_timer(struct peer_conn *pc, int timeout_ms)
 }
 
 /* Takes ownership of sb (NULL: out of memory or descriptors). */
-static struct peer_conn *conn_new(struct server *srv, struct sbuf *sb, int forward, int timeout_ms)
+static struct peer_conn *conn_new(struct relay *relay, struct sbuf *sb, int forward, int timeout_ms)
 {
     struct peer_conn *pc = sb ? calloc(1, sizeof *pc) : NULL;
-    struct event *timer = pc ? evtimer_new(srv->base, conn_timeout_cb, pc) : NULL;
+    struct event *timer = pc ? evtimer_new(relay->base, conn_timeout_cb, pc) : NULL;
     if (!timer) {
         sbuf_free(sb);
         free(pc);
         return NULL;
     }
-    pc->srv = srv;
+    pc->relay = relay;
     pc->sb = sb;
     pc->timer = timer;
     pc->forward = forward;
     restart_timer(pc, timeout_ms);
-    struct fleet_peers *f = &srv->fleet;
+    struct fleet_peers *f = &relay->fleet;
     pc->id = ++f->next_conn_id;
     pc->next = f->conns;
     if (f->conns)
@@ -185,9 +185,9 @@ static int cancel_prefix_ok(const uint8_t *bytes, size_t n)
 
 /* Postgres closed the connection that carried the request on: so does
  * the listener, which is the forwarding proxy's answer. */
-static void incoming_answered(struct server *srv, uint64_t waiter)
+static void incoming_answered(struct relay *relay, uint64_t waiter)
 {
-    for (struct peer_conn *pc = srv->fleet.conns; pc; pc = pc->next) {
+    for (struct peer_conn *pc = relay->fleet.conns; pc; pc = pc->next) {
         if (!pc->forward && pc->id == waiter && pc->waiting) {
             log_debug("cancel request from peer %s answered", pc->addr);
             conn_free(pc);
@@ -213,7 +213,7 @@ static int same_host(const struct sockaddr_storage *a, const struct sockaddr_sto
  * fleet, which has charged the request to its own client's source. */
 static int from_fleet_peer(const struct peer_conn *pc)
 {
-    const struct fleet_peers *f = &pc->srv->fleet;
+    const struct fleet_peers *f = &pc->relay->fleet;
     for (size_t i = 0; i < f->npeers; i++)
         if (same_host(&pc->from, &f->peers[i].addr))
             return 1;
@@ -227,23 +227,23 @@ static int from_fleet_peer(const struct peer_conn *pc)
  * have its genuine forwards refused. */
 static void handle_request(struct peer_conn *pc, const uint8_t *req)
 {
-    struct server *srv = pc->srv;
+    struct relay *relay = pc->relay;
     int stranger = !from_fleet_peer(pc);
-    if (stranger && !source_limit_allows(srv, pc->addr)) {
+    if (stranger && !source_limit_allows(relay, pc->addr)) {
         conn_free(pc);
         return;
     }
     uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
-    int r = srv->fleet.cancel_here ? srv->fleet.cancel_here(srv, pid, key, incoming_answered, pc->id) : 0;
+    int r = relay->fleet.cancel_here ? relay->fleet.cancel_here(relay, pid, key, incoming_answered, pc->id) : 0;
     if (r > 0) {
         log_debug("cancel request from peer %s sent upstream", pc->addr);
         evbuffer_drain(pc->sb->in, CANCEL_LEN);
         pc->waiting = 1;
-        restart_timer(pc, srv->cfg.cancel_wait_timeout_ms);
+        restart_timer(pc, relay->cfg.cancel_wait_timeout_ms);
         return;
     }
     if (r == 0)
-        source_limit_failure(srv, pc->addr, SOURCE_CANCEL_UNKNOWN, stranger,
+        source_limit_failure(relay, pc->addr, SOURCE_CANCEL_UNKNOWN, stranger,
                              "cancel request from peer %s for an unknown session ignored", pc->addr);
     conn_free(pc);
 }
@@ -271,18 +271,18 @@ static void incoming_readable(struct sbuf *sb, void *arg)
         !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
         if (have < PEER_MSG_HEADER)
             return;
-        struct server *srv = pc->srv;
+        struct relay *relay = pc->relay;
         char from[sizeof pc->addr];
         snprintf(from, sizeof from, "%s", pc->addr);
         int stranger = !from_fleet_peer(pc);
         pc->sb = NULL; /* the channel owns it now */
         conn_free(pc);
-        if (peer_msg_adopt(srv, sb, from, stranger) != 0)
+        if (peer_msg_adopt(relay, sb, from, stranger) != 0)
             log_debug("peer connection from %s: message channel not taken", from);
         return;
     }
     if (have > CANCEL_LEN || !cancel_prefix_ok(req, have < CANCEL_LEN ? have : CANCEL_LEN)) {
-        source_limit_failure(pc->srv, pc->addr, SOURCE_BAD_STARTUP, 1,
+        source_limit_failure(pc->relay, pc->addr, SOURCE_BAD_STARTUP, 1,
                              "peer connection from %s: not a CancelRequest; closing", pc->addr);
         conn_free(pc);
         return;
@@ -309,7 +309,7 @@ static void incoming_error(struct sbuf *sb, void *arg, int eof, const char *why)
     if (pc->waiting)
         log_debug("cancel request from peer %s: the peer closed first", pc->addr);
     else if (!eof || evbuffer_get_length(sb->in) > 0)
-        source_limit_failure(pc->srv, pc->addr, SOURCE_BAD_STARTUP, 1,
+        source_limit_failure(pc->relay, pc->addr, SOURCE_BAD_STARTUP, 1,
                              "peer connection from %s: %s before a whole CancelRequest", pc->addr,
                              eof ? "closed" : why);
     conn_free(pc);
@@ -320,16 +320,16 @@ static const struct sbuf_ops incoming_ops = {incoming_readable, incoming_drained
 static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg)
 {
     (void)l;
-    struct server *srv = arg;
+    struct relay *relay = arg;
     char who[136];
     format_sockaddr(addr, who, sizeof who);
-    if (srv->fleet.nincoming >= MAX_INCOMING) {
+    if (relay->fleet.nincoming >= MAX_INCOMING) {
         log_warn("peer connection from %s refused: %d peer connections already open", who, MAX_INCOMING);
         evutil_closesocket(fd);
         return;
     }
-    int ms = srv->cfg.client_login_timeout_ms > 0 ? srv->cfg.client_login_timeout_ms : INCOMING_TIMEOUT_MS;
-    struct peer_conn *pc = conn_new(srv, sbuf_new(srv->base, fd, &incoming_ops, NULL, 0), 0, ms);
+    int ms = relay->cfg.client_login_timeout_ms > 0 ? relay->cfg.client_login_timeout_ms : INCOMING_TIMEOUT_MS;
+    struct peer_conn *pc = conn_new(relay, sbuf_new(relay->base, fd, &incoming_ops, NULL, 0), 0, ms);
     if (!pc) {
         log_error("out of memory accepting a peer connection");
         return;
@@ -352,10 +352,10 @@ static int record_bound_address(struct fleet_peers *f, char *err, size_t errlen)
     return 0;
 }
 
-int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen)
+int peer_listen(struct relay *relay, peer_cancel_fn cancel_here, char *err, size_t errlen)
 {
-    const struct config *cfg = &srv->cfg;
-    struct fleet_peers *f = &srv->fleet;
+    const struct config *cfg = &relay->cfg;
+    struct fleet_peers *f = &relay->fleet;
     f->cancel_here = cancel_here;
     if (!cfg->peer_host)
         return 0;
@@ -373,7 +373,7 @@ int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_
     /* No SO_REUSEPORT, unlike the client port: a peer port shared by two
      * proxies would hand a forwarded request to either, and neither
      * forwards it again. */
-    f->listener = evconnlistener_new_bind(srv->base, peer_accept_cb, srv,
+    f->listener = evconnlistener_new_bind(relay->base, peer_accept_cb, relay,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
                                           PEER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
     evutil_freeaddrinfo(res);
@@ -429,11 +429,11 @@ static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
     return NULL;
 }
 
-int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
+int peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
                         uint64_t waiter)
 {
-    assert(srv && from && done);
-    struct fleet_peers *f = &srv->fleet;
+    assert(relay && from && done);
+    struct fleet_peers *f = &relay->fleet;
     int slot = (int)(key >> PEER_SLOT_SHIFT);
     const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
     if (!to)
@@ -441,7 +441,7 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const ch
     /* Whether the key is right only the peer knows: a forward costs the
      * client's source a token like a miss, or forging keys for another
      * proxy's slot would go unlimited. */
-    if (!source_limit_failure(srv, from, SOURCE_CANCEL_FORWARDED, 1,
+    if (!source_limit_failure(relay, from, SOURCE_CANCEL_FORWARDED, 1,
                               "cancel request from %s forwarded to proxy slot %d at %s", from, slot, to->address))
         return -1;
     if (f->nforwards >= MAX_FORWARDS) {
@@ -449,8 +449,8 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const ch
                  MAX_FORWARDS);
         return -1;
     }
-    struct sbuf *sb = sbuf_connect(srv->base, (const struct sockaddr *)&to->addr, to->addrlen, &forward_ops, NULL, 0);
-    struct peer_conn *pc = conn_new(srv, sb, 1, srv->cfg.cancel_wait_timeout_ms);
+    struct sbuf *sb = sbuf_connect(relay->base, (const struct sockaddr *)&to->addr, to->addrlen, &forward_ops, NULL, 0);
+    struct peer_conn *pc = conn_new(relay, sb, 1, relay->cfg.cancel_wait_timeout_ms);
     if (!pc) {
         log_warn("cancel request for proxy slot %d at %s not forwarded: %s", slot, to->address,
                  sb ? "out of memory" : strerror(errno));
@@ -466,23 +466,23 @@ int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const ch
     proto_put_u32(req + 8, pid);
     proto_put_u32(req + 12, key);
     evbuffer_add(pc->sb->out, req, sizeof req); /* sent once connected, see forward_ready */
-    srv->metrics.cancels_forwarded++;
+    relay->metrics.cancels_forwarded++;
     return 1;
 }
 
 /* ---- the fleet's view, pushed in through relay_control.h (relay_peer.h) ---- */
 
-void peer_set_slot(struct server *srv, int slot)
+void peer_set_slot(struct relay *relay, int slot)
 {
     if (slot < 0 || slot > PEER_MAX_SLOT) {
         log_warn("fleet slot %d is not 0..%d; cancel keys carry no slot", slot, PEER_MAX_SLOT);
         slot = 0;
     }
-    if (slot != srv->fleet.slot && slot)
+    if (slot != relay->fleet.slot && slot)
         log_info("fleet slot %d: cancel keys issued from now on carry it", slot);
-    else if (slot != srv->fleet.slot)
+    else if (slot != relay->fleet.slot)
         log_info("no fleet slot: cancel keys issued from now on are all random");
-    srv->fleet.slot = slot;
+    relay->fleet.slot = slot;
 }
 
 /* Numeric "host:port" with a port: peers are dialled without DNS. */
@@ -505,10 +505,10 @@ static int parse_peer(const struct relay_peer *in, struct fleet_peer *out)
     return port ? 0 : -1;
 }
 
-void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n)
+void peer_set_peers(struct relay *relay, const struct relay_peer *peers, size_t n)
 {
-    assert(srv && (peers || n == 0));
-    struct fleet_peers *f = &srv->fleet;
+    assert(relay && (peers || n == 0));
+    struct fleet_peers *f = &relay->fleet;
     struct fleet_peer *fresh = n ? calloc(n, sizeof *fresh) : NULL;
     if (n && !fresh) {
         log_error("out of memory: keeping the previous list of fleet peers");
@@ -528,10 +528,10 @@ void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n
     log_debug("fleet peers: %zu other proxies", kept);
 }
 
-void peer_free(struct server *srv)
+void peer_free(struct relay *relay)
 {
-    struct fleet_peers *f = &srv->fleet;
-    peer_msg_free_all(srv);
+    struct fleet_peers *f = &relay->fleet;
+    peer_msg_free_all(relay);
     for (struct peer_conn *pc = f->conns, *next; pc; pc = next) {
         next = pc->next;
         conn_free(pc);

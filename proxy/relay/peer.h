@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "compiler.h"
-#include "server.h"
+#include "relay.h"
 
 struct relay_peer;
 
@@ -27,24 +27,24 @@ struct relay_peer;
 /* Opens the peer listener (unless configured off) and records the address
  * it is bound to. `cancel_here` handles what it reads; it must not forward
  * again, which is what keeps a request from going round in circles. */
-PGT_MUSTCHECK int peer_listen(struct server *srv, peer_cancel_fn cancel_here, char *err, size_t errlen);
+PGT_MUSTCHECK int peer_listen(struct relay *relay, peer_cancel_fn cancel_here, char *err, size_t errlen);
 
 /* A CancelRequest from `from` (the client's "host:port") that matched no
  * session here: when its key carries the slot of another known proxy,
- * sends it on to that proxy's peer listener and returns 1; done(srv,
+ * sends it on to that proxy's peer listener and returns 1; done(relay,
  * waiter) follows once that proxy closed the connection (it does so after
  * Postgres has), or the forward failed or cancel_wait_timeout ran out.
  * -1 when it names another proxy but was not sent (over the source's
  * limit, too many in flight; logged); 0 when the key names no other proxy. */
-PGT_MUSTCHECK int peer_forward_cancel(struct server *srv, uint32_t pid, uint32_t key, const char *from,
+PGT_MUSTCHECK int peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const char *from,
                                       cancel_done_fn done, uint64_t waiter);
 
 /* See relay_set_fleet_slot and relay_set_fleet_peers in relay_control.h. */
-void peer_set_slot(struct server *srv, int slot);
-void peer_set_peers(struct server *srv, const struct relay_peer *peers, size_t n);
+void peer_set_slot(struct relay *relay, int slot);
+void peer_set_peers(struct relay *relay, const struct relay_peer *peers, size_t n);
 
 /* Closes the listener, its connections and the forwards in flight, and
  * forgets the peers. */
-void peer_free(struct server *srv);
+void peer_free(struct relay *relay);
 
 #endif

@@ -33,7 +33,7 @@
 
 struct peer_channel {
     struct peer_channel *prev, *next;
-    struct server *srv;
+    struct relay *relay;
     struct sbuf *sb;
     struct event *timer;
     uint64_t id;
@@ -47,7 +47,7 @@ struct peer_channel {
 
 static void channel_free(struct peer_channel *ch)
 {
-    struct fleet_peers *f = &ch->srv->fleet;
+    struct fleet_peers *f = &ch->relay->fleet;
     sbuf_free(ch->sb);
     if (ch->timer)
         event_free(ch->timer);
@@ -64,9 +64,9 @@ static void channel_free(struct peer_channel *ch)
     free(ch);
 }
 
-static struct peer_channel *find_channel(const struct server *srv, uint64_t id)
+static struct peer_channel *find_channel(const struct relay *relay, uint64_t id)
 {
-    for (struct peer_channel *ch = srv->fleet.channels; ch; ch = ch->next)
+    for (struct peer_channel *ch = relay->fleet.channels; ch; ch = ch->next)
         if (ch->id == id)
             return ch;
     return NULL;
@@ -75,13 +75,13 @@ static struct peer_channel *find_channel(const struct server *srv, uint64_t id)
 /* Freed first, then the handler told: it may open or close channels. */
 static void channel_failed(struct peer_channel *ch, const char *why)
 {
-    struct server *srv = ch->srv;
+    struct relay *relay = ch->relay;
     uint64_t id = ch->id;
     int tell = !ch->closing && (ch->outgoing || ch->accepted);
     log_debug("peer channel %llu %s %s: %s", (unsigned long long)id, ch->outgoing ? "to" : "from", ch->addr, why);
     channel_free(ch);
-    if (tell && srv->fleet.on_message)
-        srv->fleet.on_message(srv->fleet.on_message_ctx, id, NULL);
+    if (tell && relay->fleet.on_message)
+        relay->fleet.on_message(relay->fleet.on_message_ctx, id, NULL);
 }
 
 static void restart_timer(struct peer_channel *ch, int ms)
@@ -117,7 +117,7 @@ int peer_msg_length_ok(uint32_t length)
 static void channel_readable(struct sbuf *sb, void *arg)
 {
     struct peer_channel *ch = arg;
-    struct server *srv = ch->srv;
+    struct relay *relay = ch->relay;
     uint64_t id = ch->id;
     while (evbuffer_get_length(sb->in) >= PEER_MSG_HEADER) {
         uint8_t head[PEER_MSG_HEADER];
@@ -125,7 +125,7 @@ static void channel_readable(struct sbuf *sb, void *arg)
         uint32_t length = proto_get_u32(head), code = proto_get_u32(head + 4);
         if (code != PEER_MSG_CODE || !peer_msg_length_ok(length)) {
             if (!ch->outgoing)
-                source_limit_failure(srv, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
+                source_limit_failure(relay, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
                                      "peer connection from %s: not a message frame; closing", ch->addr);
             channel_failed(ch, "not a message frame");
             return;
@@ -141,19 +141,19 @@ static void channel_readable(struct sbuf *sb, void *arg)
             continue;
         if (strlen(text) != n) { /* a NUL inside: not text */
             if (!ch->outgoing)
-                source_limit_failure(srv, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
+                source_limit_failure(relay, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
                                      "peer message from %s is not text; closing", ch->addr);
             channel_failed(ch, "not text");
             return;
         }
-        int ok = srv->fleet.on_message ? srv->fleet.on_message(srv->fleet.on_message_ctx, id, text) : 0;
-        ch = find_channel(srv, id);
+        int ok = relay->fleet.on_message ? relay->fleet.on_message(relay->fleet.on_message_ctx, id, text) : 0;
+        ch = find_channel(relay, id);
         if (!ch)
             return;
         if (ch->outgoing)
             continue;
         if (!ok) {
-            source_limit_failure(srv, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
+            source_limit_failure(relay, ch->addr, SOURCE_BAD_PEER_MESSAGE, ch->stranger,
                                  "peer message from %s refused; closing", ch->addr);
             channel_free(ch);
             return;
@@ -196,18 +196,18 @@ static void no_delay(evutil_socket_t fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static struct peer_channel *channel_new(struct server *srv, struct sbuf *sb, int outgoing, const char *addr,
+static struct peer_channel *channel_new(struct relay *relay, struct sbuf *sb, int outgoing, const char *addr,
                                         int timeout_ms)
 {
     struct peer_channel *ch = sb ? calloc(1, sizeof *ch) : NULL;
-    struct event *timer = ch ? evtimer_new(srv->base, timer_cb, ch) : NULL;
+    struct event *timer = ch ? evtimer_new(relay->base, timer_cb, ch) : NULL;
     if (!timer) {
         sbuf_free(sb);
         free(ch);
         return NULL;
     }
-    struct fleet_peers *f = &srv->fleet;
-    ch->srv = srv;
+    struct fleet_peers *f = &relay->fleet;
+    ch->relay = relay;
     ch->sb = sb;
     ch->timer = timer;
     ch->outgoing = outgoing;
@@ -227,19 +227,19 @@ static struct peer_channel *channel_new(struct server *srv, struct sbuf *sb, int
     return ch;
 }
 
-int peer_msg_adopt(struct server *srv, struct sbuf *sb, const char *from, int stranger)
+int peer_msg_adopt(struct relay *relay, struct sbuf *sb, const char *from, int stranger)
 {
-    if (stranger && !source_limit_allows(srv, from)) {
+    if (stranger && !source_limit_allows(relay, from)) {
         sbuf_free(sb);
         return -1;
     }
-    if (srv->fleet.nchannels_in >= MAX_CHANNELS_IN) {
+    if (relay->fleet.nchannels_in >= MAX_CHANNELS_IN) {
         log_warn("peer connection from %s refused: %d message channels already open", from, MAX_CHANNELS_IN);
         sbuf_free(sb);
         return -1;
     }
-    int ms = srv->cfg.client_login_timeout_ms > 0 ? srv->cfg.client_login_timeout_ms : CHANNEL_IDLE_MS;
-    struct peer_channel *ch = channel_new(srv, sb, 0, from, ms);
+    int ms = relay->cfg.client_login_timeout_ms > 0 ? relay->cfg.client_login_timeout_ms : CHANNEL_IDLE_MS;
+    struct peer_channel *ch = channel_new(relay, sb, 0, from, ms);
     if (!ch) {
         log_error("out of memory taking a peer message channel");
         return -1;
@@ -249,13 +249,13 @@ int peer_msg_adopt(struct server *srv, struct sbuf *sb, const char *from, int st
     return 0;
 }
 
-void peer_msg_set_handler(struct server *srv, relay_peer_msg_fn fn, void *ctx)
+void peer_msg_set_handler(struct relay *relay, relay_peer_msg_fn fn, void *ctx)
 {
-    srv->fleet.on_message = fn;
-    srv->fleet.on_message_ctx = ctx;
+    relay->fleet.on_message = fn;
+    relay->fleet.on_message_ctx = ctx;
 }
 
-uint64_t peer_msg_open(struct server *srv, const char *address)
+uint64_t peer_msg_open(struct relay *relay, const char *address)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -264,12 +264,12 @@ uint64_t peer_msg_open(struct server *srv, const char *address)
         log_warn("peer channel to '%s' not opened: needs a numeric HOST:PORT", address);
         return 0;
     }
-    if (srv->fleet.nchannels_out >= MAX_CHANNELS_OUT) {
+    if (relay->fleet.nchannels_out >= MAX_CHANNELS_OUT) {
         log_warn("peer channel to %s not opened: %d already open", address, MAX_CHANNELS_OUT);
         return 0;
     }
-    struct sbuf *sb = sbuf_connect(srv->base, (const struct sockaddr *)&ss, len, &channel_ops, NULL, 0);
-    struct peer_channel *ch = channel_new(srv, sb, 1, address, CHANNEL_IDLE_MS);
+    struct sbuf *sb = sbuf_connect(relay->base, (const struct sockaddr *)&ss, len, &channel_ops, NULL, 0);
+    struct peer_channel *ch = channel_new(relay, sb, 1, address, CHANNEL_IDLE_MS);
     if (!ch) {
         log_warn("peer channel to %s not opened: %s", address, sb ? "out of memory" : "cannot connect");
         return 0;
@@ -277,9 +277,9 @@ uint64_t peer_msg_open(struct server *srv, const char *address)
     return ch->id;
 }
 
-int peer_msg_send(struct server *srv, uint64_t channel, const char *msg)
+int peer_msg_send(struct relay *relay, uint64_t channel, const char *msg)
 {
-    struct peer_channel *ch = find_channel(srv, channel);
+    struct peer_channel *ch = find_channel(relay, channel);
     size_t n = strlen(msg);
     if (!ch || ch->closing || n == 0 || n > PEER_MSG_MAX)
         return -1;
@@ -293,9 +293,9 @@ int peer_msg_send(struct server *srv, uint64_t channel, const char *msg)
     return 0;
 }
 
-void peer_msg_close(struct server *srv, uint64_t channel)
+void peer_msg_close(struct relay *relay, uint64_t channel)
 {
-    struct peer_channel *ch = find_channel(srv, channel);
+    struct peer_channel *ch = find_channel(relay, channel);
     if (!ch || ch->closing)
         return;
     if (sbuf_pending_out(ch->sb) == 0) {
@@ -310,9 +310,9 @@ void peer_msg_close(struct server *srv, uint64_t channel)
     }
 }
 
-void peer_msg_free_all(struct server *srv)
+void peer_msg_free_all(struct relay *relay)
 {
-    for (struct peer_channel *ch = srv->fleet.channels, *next; ch; ch = next) {
+    for (struct peer_channel *ch = relay->fleet.channels, *next; ch; ch = next) {
         next = ch->next;
         channel_free(ch);
     }

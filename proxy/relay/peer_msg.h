@@ -14,7 +14,7 @@
 
 #include "compiler.h"
 #include "relay_peer.h"
-#include "server.h"
+#include "relay.h"
 
 struct sbuf;
 
@@ -27,21 +27,21 @@ struct sbuf;
  * header (still in sb->in): the channel owns sb from now on. `stranger`:
  * it comes from no known proxy's host. Returns -1 (sb freed) when it
  * cannot be taken. */
-int peer_msg_adopt(struct server *srv, struct sbuf *sb, const char *from, int stranger);
+int peer_msg_adopt(struct relay *relay, struct sbuf *sb, const char *from, int stranger);
 
 /* Whether the 4-byte length at the start of a connection can begin a message. */
 int peer_msg_length_ok(uint32_t length);
 
-void peer_msg_set_handler(struct server *srv, relay_peer_msg_fn fn, void *ctx);
+void peer_msg_set_handler(struct relay *relay, relay_peer_msg_fn fn, void *ctx);
 /* A channel to another proxy's peer listener ("host:port", numeric): its
  * id, 0 when it cannot be opened (logged). Messages sent before the
  * connection is up wait for it. */
-uint64_t peer_msg_open(struct server *srv, const char *address);
+uint64_t peer_msg_open(struct relay *relay, const char *address);
 /* -1 when the channel is gone or the message too long. */
-PGT_MUSTCHECK int peer_msg_send(struct server *srv, uint64_t channel, const char *msg);
+PGT_MUSTCHECK int peer_msg_send(struct relay *relay, uint64_t channel, const char *msg);
 /* Closes once what was sent is written (the handler is not told). */
-void peer_msg_close(struct server *srv, uint64_t channel);
+void peer_msg_close(struct relay *relay, uint64_t channel);
 /* Every channel, at shutdown. */
-void peer_msg_free_all(struct server *srv);
+void peer_msg_free_all(struct relay *relay);
 
 #endif

@@ -197,10 +197,10 @@ static void free_pool(struct pool *p)
     free(p);
 }
 
-struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
+struct pool *pool_for(struct relay *relay, const char *database, const char *user, const char *options,
                       const char *schema)
 {
-    for (struct pool *p = srv->pools; p; p = p->next)
+    for (struct pool *p = relay->pools; p; p = p->next)
         if (same(p->database, database) && same(p->user, user) && same(p->options, options) &&
             same(p->schema, schema))
             return p;
@@ -208,7 +208,7 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
     if (!p)
         return NULL;
     int oom = 0;
-    p->srv = srv;
+    p->relay = relay;
     p->database = dup_or_null(database, &oom);
     p->user = dup_or_null(user, &oom);
     p->options = dup_or_null(options, &oom);
@@ -218,8 +218,8 @@ struct pool *pool_for(struct server *srv, const char *database, const char *user
         free_pool(p);
         return NULL;
     }
-    p->next = srv->pools;
-    srv->pools = p;
+    p->next = relay->pools;
+    relay->pools = p;
     log_debug("pool for database %s, user %s%s%s created", database, user, schema ? ", schema " : "",
               schema ? schema : "");
     return p;
@@ -247,7 +247,7 @@ static void enqueue(struct pool *p, struct pool_waiter *w)
 {
     w->next = NULL;
     w->in = p;
-    w->since_us = server_now_us(p->srv);
+    w->since_us = relay_now_us(p->relay);
     if (p->wait_tail)
         p->wait_tail->next = w;
     else
@@ -268,7 +268,7 @@ static struct pool_waiter *dequeue(struct pool *p)
     p->nwaiting--;
     w->next = NULL;
     w->in = NULL;
-    uint64_t waited = server_now_us(p->srv) - w->since_us;
+    uint64_t waited = relay_now_us(p->relay) - w->since_us;
     if (waited > p->waited_us_max)
         p->waited_us_max = waited;
     return w;
@@ -296,10 +296,10 @@ void pool_forget_waiter(struct pool_waiter *w)
 
 /* ---- servers ---- */
 
-static uint32_t servers_of_database(const struct server *srv, const char *database)
+static uint32_t servers_of_database(const struct relay *relay, const char *database)
 {
     uint32_t n = 0;
-    for (const struct pool *p = srv->pools; p; p = p->next)
+    for (const struct pool *p = relay->pools; p; p = p->next)
         if (same(p->database, database))
             n += p->nservers;
     return n;
@@ -326,7 +326,7 @@ static void unlink_server(struct pool_server *ps)
         p->nlent--;
 }
 
-static void kick_waiters(struct server *srv);
+static void kick_waiters(struct relay *relay);
 
 /* Everything a server owns; it is out of its pool's list already. */
 static void free_server(struct pool_server *ps)
@@ -348,14 +348,14 @@ static void close_server(struct pool_server *ps, const char *why)
     /* cancels still on their way: cancel_arrived finds no server and drops
      * them, so their clients are told here */
     for (int i = 0; i < ps->ncancels; i++)
-        ps->cancels[i].done(p->srv, ps->cancels[i].waiter);
+        ps->cancels[i].done(p->relay, ps->cancels[i].waiter);
     ps->ncancels = 0;
     log_debug("pool server %llu (database %s, user %s) closed: %s", (unsigned long long)ps->id, p->database,
               p->user, why);
     unlink_server(ps);
     free_server(ps);
-    if (!p->srv->shutting_down)
-        kick_waiters(p->srv);
+    if (!p->relay->shutting_down)
+        kick_waiters(p->relay);
 }
 
 /* A login failed. Unless Postgres only had no slot free for a moment
@@ -370,8 +370,8 @@ static void login_failed(struct pool_server *ps, const char *sqlstate, const cha
     snprintf(p->last_error, sizeof p->last_error, "%s", why);
     snprintf(p->last_sqlstate, sizeof p->last_sqlstate, "%s", sqlstate);
     int transient = !strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) || !strcmp(sqlstate, SQLSTATE_CANNOT_CONNECT_NOW);
-    int retry_ms = transient ? JANITOR_INTERVAL_MS : p->srv->cfg.server_login_retry_ms;
-    p->login_retry_at_us = server_now_us(p->srv) + (uint64_t)retry_ms * 1000;
+    int retry_ms = transient ? JANITOR_INTERVAL_MS : p->relay->cfg.server_login_retry_ms;
+    p->login_retry_at_us = relay_now_us(p->relay) + (uint64_t)retry_ms * 1000;
     p->login_failures++;
     if (!transient) {
         p->login_failing = 1;
@@ -404,7 +404,7 @@ static void login_worked(struct pool *p)
 static int send_startup(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
-    const char *endpoint = p->srv->cfg.neon_endpoint;
+    const char *endpoint = p->relay->cfg.neon_endpoint;
     char options[1024];
     snprintf(options, sizeof options, "%s", p->options ? p->options : "");
     size_t used = strlen(options);
@@ -435,15 +435,15 @@ static void on_connected(void *ctx, struct sbuf *sb, const char *error)
     struct pool_server *ps = ctx;
     ps->connecting = NULL;
     if (!sb) {
-        ps->pool->srv->metrics.connections_failed++;
+        ps->pool->relay->metrics.connections_failed++;
         login_failed(ps, SQLSTATE_CONNECTION_FAILURE, error);
         return;
     }
     ps->sb = sb;
     sbuf_set_ops(sb, &login_ops, ps);
-    sb->out_low = ps->pool->srv->cfg.buffer_bytes / 2;
+    sb->out_low = ps->pool->relay->cfg.buffer_bytes / 2;
     ps->state = PSRV_LOGIN;
-    ps->auth = auth_begin_upstream(ps->pool->srv, &ps->pool->creds, ps->pool->user, ps->id);
+    ps->auth = auth_begin_upstream(ps->pool->relay, &ps->pool->creds, ps->pool->user, ps->id);
     if (!ps->auth || send_startup(ps) != 0)
         login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory (or options too long) logging in");
 }
@@ -455,15 +455,15 @@ static int open_server(struct pool *p)
     if (!ps)
         return -1;
     ps->pool = p;
-    ps->id = ++p->srv->next_pool_server_id;
+    ps->id = ++p->relay->next_pool_server_id;
     ps->state = PSRV_CONNECTING;
-    ps->created_us = server_now_us(p->srv);
+    ps->created_us = relay_now_us(p->relay);
     ps->next = p->servers;
     if (p->servers)
         p->servers->prev = ps;
     p->servers = ps;
     p->nservers++;
-    ps->connecting = upstream_connect_start(p->srv, on_connected, ps);
+    ps->connecting = upstream_connect_start(p->relay, on_connected, ps);
     if (!ps->connecting) { /* not close_server: it would try again at once, and again */
         snprintf(p->last_error, sizeof p->last_error, "out of memory opening a server connection");
         unlink_server(ps);
@@ -477,7 +477,7 @@ static int open_server(struct pool *p)
  * database makes room (its pool had nobody waiting for it). */
 static int make_room(struct pool *p)
 {
-    for (struct pool *o = p->srv->pools; o; o = o->next) {
+    for (struct pool *o = p->relay->pools; o; o = o->next) {
         if (o == p || !same(o->database, p->database) || !o->nidle || o->nwaiting)
             continue;
         for (struct pool_server *ps = o->servers; ps; ps = ps->next)
@@ -494,17 +494,17 @@ static int make_room(struct pool *p)
  * at the upstream's cost). */
 static int logins_held(struct pool *p)
 {
-    if (p->login_retry_at_us && server_now_us(p->srv) < p->login_retry_at_us)
+    if (p->login_retry_at_us && relay_now_us(p->relay) < p->login_retry_at_us)
         return 1;
     return !p->logins_proven && pool_logging_in(p) > 0;
 }
 
 static int may_open(struct pool *p)
 {
-    const struct config *cfg = &p->srv->cfg;
-    if (!p->have_creds || p->srv->shutting_down || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p))
+    const struct config *cfg = &p->relay->cfg;
+    if (!p->have_creds || p->relay->shutting_down || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p))
         return 0;
-    return !cfg->max_db_connections || servers_of_database(p->srv, p->database) < (uint32_t)cfg->max_db_connections;
+    return !cfg->max_db_connections || servers_of_database(p->relay, p->database) < (uint32_t)cfg->max_db_connections;
 }
 
 /* Opens servers for the waiters no login in progress will serve. */
@@ -512,7 +512,7 @@ static void open_for_waiters(struct pool *p)
 {
     while (p->nwaiting > pool_logging_in(p) + p->nidle) {
         if (!may_open(p)) {
-            const struct config *cfg = &p->srv->cfg;
+            const struct config *cfg = &p->relay->cfg;
             if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p) || !make_room(p))
                 return;
             continue; /* make_room closed one: try again */
@@ -522,9 +522,9 @@ static void open_for_waiters(struct pool *p)
     }
 }
 
-static void kick_waiters(struct server *srv)
+static void kick_waiters(struct relay *relay)
 {
-    for (struct pool *p = srv->pools; p; p = p->next)
+    for (struct pool *p = relay->pools; p; p = p->next)
         if (p->nwaiting)
             open_for_waiters(p);
 }
@@ -548,24 +548,24 @@ static void became_free(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
     ps->state = PSRV_IDLE;
-    ps->idle_since_us = server_now_us(p->srv);
+    ps->idle_since_us = relay_now_us(p->relay);
     p->nidle++;
     sbuf_set_ops(ps->sb, &idle_ops, ps);
     sbuf_resume_read(ps->sb);
-    if (p->nwaiting && p->srv->pool_handoff)
-        event_active(p->srv->pool_handoff, EV_TIMEOUT, 0);
+    if (p->nwaiting && p->relay->pool_handoff)
+        event_active(p->relay->pool_handoff, EV_TIMEOUT, 0);
 }
 
 static int too_old(const struct pool_server *ps, uint64_t now)
 {
-    int lifetime = ps->pool->srv->cfg.server_lifetime_ms;
+    int lifetime = ps->pool->relay->cfg.server_lifetime_ms;
     return lifetime && now - ps->created_us > (uint64_t)lifetime * 1000;
 }
 
 /* The first idle server young enough to lend; older ones are closed. */
 static struct pool_server *first_idle(struct pool *p)
 {
-    uint64_t now = server_now_us(p->srv);
+    uint64_t now = relay_now_us(p->relay);
     struct pool_server *ps = p->servers, *next;
     for (; ps && p->nidle; ps = next) {
         next = ps->next;
@@ -584,8 +584,8 @@ static void hand_off(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = arg;
-    for (struct pool *p = srv->pools; p; p = p->next) {
+    struct relay *relay = arg;
+    for (struct pool *p = relay->pools; p; p = p->next) {
         struct pool_server *ps;
         while (p->nwaiting && (ps = first_idle(p))) {
             struct pool_waiter *w = dequeue(p);
@@ -600,7 +600,7 @@ static void hand_off(evutil_socket_t fd, short what, void *arg)
 static void refuse_while_failing(struct pool *p, struct pool_waiter *w)
 {
     char why[480];
-    uint64_t now = server_now_us(p->srv);
+    uint64_t now = relay_now_us(p->relay);
     uint64_t left_ms = p->login_retry_at_us > now ? (p->login_retry_at_us - now + 999) / 1000 : 0;
     snprintf(why, sizeof why, "server login has been failing, try again later (server_login_retry, %llu ms left): %s",
              (unsigned long long)left_ms, p->last_error);
@@ -627,7 +627,7 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
 void pool_release(struct pool_server *ps, int clean)
 {
     assert(ps && ps->state == PSRV_LENT);
-    if (!clean || ps->pool->srv->shutting_down || too_old(ps, server_now_us(ps->pool->srv))) {
+    if (!clean || ps->pool->relay->shutting_down || too_old(ps, relay_now_us(ps->pool->relay))) {
         close_server(ps, clean ? "server_lifetime reached" : "given back mid-transaction or with results pending");
         return;
     }
@@ -642,9 +642,9 @@ void pool_release(struct pool_server *ps, int clean)
 
 /* A cancel for `waiter` was delivered (or given up on): its client hears
  * so, and a server given back meanwhile is free again. */
-static void cancel_arrived(struct server *srv, uint64_t waiter)
+static void cancel_arrived(struct relay *relay, uint64_t waiter)
 {
-    for (struct pool *p = srv->pools; p; p = p->next)
+    for (struct pool *p = relay->pools; p; p = p->next)
         for (struct pool_server *ps = p->servers; ps; ps = ps->next)
             for (int i = 0; i < ps->ncancels; i++) {
                 if (ps->cancels[i].waiter != waiter)
@@ -653,7 +653,7 @@ static void cancel_arrived(struct server *srv, uint64_t waiter)
                 ps->cancels[i] = ps->cancels[--ps->ncancels];
                 if (!ps->ncancels && ps->state == PSRV_CANCELLING)
                     became_free(ps);
-                done(srv, waiter);
+                done(relay, waiter);
                 return;
             }
 }
@@ -661,7 +661,7 @@ static void cancel_arrived(struct server *srv, uint64_t waiter)
 int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
 {
     if (ps->ncancels == POOL_CANCELS_MAX ||
-        upstream_send_cancel(ps->pool->srv, ps->pid, ps->key, cancel_arrived, waiter) != 0)
+        upstream_send_cancel(ps->pool->relay, ps->pid, ps->key, cancel_arrived, waiter) != 0)
         return -1;
     ps->cancels[ps->ncancels].done = done;
     ps->cancels[ps->ncancels++].waiter = waiter;
@@ -710,7 +710,7 @@ int pool_server_has_statement(struct pool_server *ps, uint64_t hash)
 
 int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint64_t *evicted)
 {
-    uint32_t cap = (uint32_t)ps->pool->srv->cfg.max_prepared_statements;
+    uint32_t cap = (uint32_t)ps->pool->relay->cfg.max_prepared_statements;
     *evicted = 0;
     if (!ps->stmts) {
         ps->stmts = calloc(cap, sizeof *ps->stmts);
@@ -857,7 +857,7 @@ static int login_message(struct pool_server *ps, const uint8_t *msg, uint32_t le
         return 0;
     }
     case 'Z':
-        if (!ps->probing && p->srv->probe_backend_pids && !ps->backend_pid) {
+        if (!ps->probing && p->relay->probe_backend_pids && !ps->backend_pid) {
             ask_backend_pid(ps);
             return 1;
         }
@@ -932,7 +932,7 @@ static void server_failed(struct sbuf *sb, void *arg, int eof, const char *why)
 
 static void time_out_waiters(struct pool *p, uint64_t now)
 {
-    int ms = p->srv->cfg.query_wait_timeout_ms;
+    int ms = p->relay->cfg.query_wait_timeout_ms;
     while (ms && p->wait_head && now - p->wait_head->since_us > (uint64_t)ms * 1000) {
         struct pool_waiter *w = dequeue(p);
         p->wait_timeouts++;
@@ -940,7 +940,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
         snprintf(why, sizeof why,
                  "no server connection within query_wait_timeout (%d s): pool for database %s, user %s has %u of "
                  "%d in use%s%s",
-                 ms / 1000, p->database, p->user, p->nservers, p->srv->cfg.pool_size,
+                 ms / 1000, p->database, p->user, p->nservers, p->relay->cfg.pool_size,
                  p->last_error[0] ? "; last login error: " : "", p->last_error);
         w->ops->failed(w, SQLSTATE_TOO_MANY_CONNECTIONS, why);
     }
@@ -948,7 +948,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
 
 static void close_stale(struct pool *p, uint64_t now)
 {
-    int idle_ms = p->srv->cfg.server_idle_timeout_ms;
+    int idle_ms = p->relay->cfg.server_idle_timeout_ms;
     struct pool_server *next;
     for (struct pool_server *ps = p->servers; ps; ps = next) {
         next = ps->next;
@@ -965,33 +965,33 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = arg;
-    uint64_t now = server_now_us(srv);
-    for (struct pool *p = srv->pools; p; p = p->next) {
+    struct relay *relay = arg;
+    uint64_t now = relay_now_us(relay);
+    for (struct pool *p = relay->pools; p; p = p->next) {
         time_out_waiters(p, now);
         close_stale(p, now);
     }
-    kick_waiters(srv); /* logins that found no slot free are tried again */
+    kick_waiters(relay); /* logins that found no slot free are tried again */
 }
 
-int pool_start_janitor(struct server *srv)
+int pool_start_janitor(struct relay *relay)
 {
-    srv->pool_janitor = event_new(srv->base, -1, EV_PERSIST, janitor_cb, srv);
-    srv->pool_handoff = event_new(srv->base, -1, 0, hand_off, srv);
+    relay->pool_janitor = event_new(relay->base, -1, EV_PERSIST, janitor_cb, relay);
+    relay->pool_handoff = event_new(relay->base, -1, 0, hand_off, relay);
     struct timeval tv = {0, JANITOR_INTERVAL_MS * 1000};
-    return srv->pool_janitor && srv->pool_handoff && event_add(srv->pool_janitor, &tv) == 0 ? 0 : -1;
+    return relay->pool_janitor && relay->pool_handoff && event_add(relay->pool_janitor, &tv) == 0 ? 0 : -1;
 }
 
-static int routed_now(const struct server *srv, const char *schema)
+static int routed_now(const struct relay *relay, const char *schema)
 {
-    if (!srv->route.version[0])
+    if (!relay->route.version[0])
         return schema == NULL;
-    return schema && (strcmp(schema, srv->route.old_schema) == 0 || strcmp(schema, srv->route.new_schema) == 0);
+    return schema && (strcmp(schema, relay->route.old_schema) == 0 || strcmp(schema, relay->route.new_schema) == 0);
 }
 
-void pool_forget_statements(struct server *srv)
+void pool_forget_statements(struct relay *relay)
 {
-    for (struct pool *p = srv->pools; p; p = p->next)
+    for (struct pool *p = relay->pools; p; p = p->next)
         for (struct pool_server *ps = p->servers; ps; ps = ps->next)
             if (ps->state == PSRV_IDLE && pool_server_close_statements(ps, ps->sb->out)) {
                 ps->owed_rfq++;
@@ -999,10 +999,10 @@ void pool_forget_statements(struct server *srv)
             }
 }
 
-void pool_route_changed(struct server *srv)
+void pool_route_changed(struct relay *relay)
 {
-    for (struct pool *p = srv->pools; p; p = p->next) {
-        if (routed_now(srv, p->schema))
+    for (struct pool *p = relay->pools; p; p = p->next) {
+        if (routed_now(relay, p->schema))
             continue;
         struct pool_server *next;
         for (struct pool_server *ps = p->servers; ps; ps = next) {
@@ -1013,19 +1013,19 @@ void pool_route_changed(struct server *srv)
     }
 }
 
-void pool_free_all(struct server *srv)
+void pool_free_all(struct relay *relay)
 {
-    if (srv->pool_janitor) {
-        event_free(srv->pool_janitor);
-        srv->pool_janitor = NULL;
+    if (relay->pool_janitor) {
+        event_free(relay->pool_janitor);
+        relay->pool_janitor = NULL;
     }
-    if (srv->pool_handoff) {
-        event_free(srv->pool_handoff);
-        srv->pool_handoff = NULL;
+    if (relay->pool_handoff) {
+        event_free(relay->pool_handoff);
+        relay->pool_handoff = NULL;
     }
-    while (srv->pools) {
-        struct pool *p = srv->pools;
-        srv->pools = p->next;
+    while (relay->pools) {
+        struct pool *p = relay->pools;
+        relay->pools = p->next;
         while (p->servers) {
             struct pool_server *ps = p->servers;
             p->servers = ps->next;
@@ -1035,17 +1035,17 @@ void pool_free_all(struct server *srv)
     }
 }
 
-uint32_t pool_count_servers(const struct server *srv)
+uint32_t pool_count_servers(const struct relay *relay)
 {
     uint32_t n = 0;
-    for (const struct pool *p = srv->pools; p; p = p->next)
+    for (const struct pool *p = relay->pools; p; p = p->next)
         n += p->nservers;
     return n;
 }
 
-void pool_append_backend_pids(const struct server *srv, json_t *pids)
+void pool_append_backend_pids(const struct relay *relay, json_t *pids)
 {
-    for (const struct pool *p = srv->pools; p; p = p->next)
+    for (const struct pool *p = relay->pools; p; p = p->next)
         for (const struct pool_server *ps = p->servers; ps; ps = ps->next) {
             uint32_t pid = ps->backend_pid ? ps->backend_pid : ps->pid;
             if (pid)
@@ -1053,11 +1053,11 @@ void pool_append_backend_pids(const struct server *srv, json_t *pids)
         }
 }
 
-json_t *pool_describe_all(struct server *srv)
+json_t *pool_describe_all(struct relay *relay)
 {
     json_t *list = json_array();
-    uint64_t now = server_now_us(srv);
-    for (struct pool *p = srv->pools; p; p = p->next) {
+    uint64_t now = relay_now_us(relay);
+    for (struct pool *p = relay->pools; p; p = p->next) {
         json_t *o = json_object();
         json_object_set_new(o, "database", json_string(p->database ? p->database : ""));
         json_object_set_new(o, "user", json_string(p->user ? p->user : ""));

@@ -18,7 +18,7 @@
 #include "auth.h"
 #include "pin.h"
 #include "reply_queue.h"
-#include "server.h"
+#include "relay.h"
 
 struct evbuffer;
 struct sbuf;
@@ -124,7 +124,7 @@ struct pool_server {
 
 struct pool {
     struct pool *next;
-    struct server *srv;
+    struct relay *relay;
     char *database, *user, *options;   /* options: the client's, without pgtandem.version */
     char *schema;                      /* version schema first on the search_path; NULL: none */
     struct pool_server *servers;
@@ -158,7 +158,7 @@ uint32_t pool_logging_in(const struct pool *p);
 /* The pool a session with these startup values belongs to now (schema:
  * the version schema of the current route, NULL for none); created on first
  * use. NULL when out of memory. */
-struct pool *pool_for(struct server *srv, const char *database, const char *user, const char *options,
+struct pool *pool_for(struct relay *relay, const char *database, const char *user, const char *options,
                       const char *schema);
 /* Keeps the credentials a client just proved, for the pool's next logins:
  * the first client's, and while logins are not proven to work, the
@@ -199,33 +199,33 @@ int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out);
 /* Sends a CancelRequest to the lent server's backend. Until Postgres has
  * closed the connection that carried it, the server is not lent to anyone
  * else: the signal must not reach the next borrower's query. Then
- * done(srv, waiter) as for upstream_send_cancel. 1 on its way, -1 not. */
+ * done(relay, waiter) as for upstream_send_cancel. 1 on its way, -1 not. */
 int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
 
 /* The tables changed under every prepared statement (a cutover): idle
  * servers close theirs (replies swallowed by whoever borrows them next),
  * so they are prepared again on demand. Lent servers are their session's
  * business (session_reprepare). */
-void pool_forget_statements(struct server *srv);
+void pool_forget_statements(struct relay *relay);
 
 /* The version route changed: idle servers of pools no session is routed to
  * any more are closed, freeing their slots under the database's limit. */
-void pool_route_changed(struct server *srv);
+void pool_route_changed(struct relay *relay);
 /* Closes every server and frees every pool (exit). Waiting sessions must
  * be gone already. */
-void pool_free_all(struct server *srv);
+void pool_free_all(struct relay *relay);
 /* Starts the pools' housekeeping timer (idle timeout, lifetime, waits). */
-int pool_start_janitor(struct server *srv);
+int pool_start_janitor(struct relay *relay);
 
 /* Appends the backend PID of every pool server (the fleet counts them as
  * this proxy's, not as sessions bypassing it). */
-void pool_append_backend_pids(const struct server *srv, json_t *pids);
+void pool_append_backend_pids(const struct relay *relay, json_t *pids);
 
 /* How many server connections all pools hold. */
-uint32_t pool_count_servers(const struct server *srv);
+uint32_t pool_count_servers(const struct relay *relay);
 
 /* GET /pools and /status: per pool clients waiting, servers active/idle,
  * the longest wait, totals. */
-json_t *pool_describe_all(struct server *srv);
+json_t *pool_describe_all(struct relay *relay);
 
 #endif

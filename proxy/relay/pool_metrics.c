@@ -9,7 +9,7 @@
 
 #include "metrics.h"
 #include "pool.h"
-#include "server.h"
+#include "relay.h"
 #include "session.h"
 
 struct pool_family {
@@ -51,10 +51,10 @@ static void add_labels(struct evbuffer *out, const struct pool *p, const char *s
     evbuffer_add(out, "}", 1);
 }
 
-static uint32_t pinned_in(const struct server *srv, const struct pool *p)
+static uint32_t pinned_in(const struct relay *relay, const struct pool *p)
 {
     uint32_t n = 0;
-    for (const struct session *s = srv->sessions; s; s = s->next)
+    for (const struct session *s = relay->sessions; s; s = s->next)
         n += s->pinned && s->lent && s->lent->pool == p;
     return n;
 }
@@ -66,11 +66,11 @@ static void add_sample(struct evbuffer *out, const char *name, const struct pool
     evbuffer_add_printf(out, " %.17g\n", v);
 }
 
-static void write_family(struct server *srv, int f, struct evbuffer *out)
+static void write_family(struct relay *relay, int f, struct evbuffer *out)
 {
-    uint64_t now = server_now_us(srv);
+    uint64_t now = relay_now_us(relay);
     metrics_write_header(out, FAMILIES[f].name, FAMILIES[f].type, FAMILIES[f].help);
-    for (const struct pool *p = srv->pools; p; p = p->next) {
+    for (const struct pool *p = relay->pools; p; p = p->next) {
         if (f == F_SERVERS) {
             const char *states[] = {"active", "idle", "login"};
             uint32_t counts[] = {p->nlent, p->nidle, pool_logging_in(p)};
@@ -81,7 +81,7 @@ static void write_family(struct server *srv, int f, struct evbuffer *out)
         double v = 0;
         switch (f) {
         case F_WAITING: v = p->nwaiting; break;
-        case F_PINNED: v = pinned_in(srv, p); break;
+        case F_PINNED: v = pinned_in(relay, p); break;
         case F_LONGEST_WAIT: v = p->wait_head ? (double)(now - p->wait_head->since_us) / 1e6 : 0; break;
         case F_MAX_WAIT: v = (double)p->waited_us_max / 1e6; break;
         case F_LENDS: v = (double)p->lends_total; break;
@@ -95,10 +95,10 @@ static void write_family(struct server *srv, int f, struct evbuffer *out)
     }
 }
 
-void pool_metrics_write(struct server *srv, struct evbuffer *out)
+void pool_metrics_write(struct relay *relay, struct evbuffer *out)
 {
-    if (!srv->cfg.pool_transaction)
+    if (!relay->cfg.pool_transaction)
         return;
     for (int f = 0; f < F_COUNT; f++)
-        write_family(srv, f, out);
+        write_family(relay, f, out);
 }

@@ -4,9 +4,9 @@
 #define PGTANDEM_POOL_METRICS_H
 
 struct evbuffer;
-struct server;
+struct relay;
 
 /* Appends the pgtandem_pool_* families (nothing in session mode). */
-void pool_metrics_write(struct server *srv, struct evbuffer *out);
+void pool_metrics_write(struct relay *relay, struct evbuffer *out);
 
 #endif

@@ -11,21 +11,21 @@
 #include "peer.h"
 #include "peer_msg.h"
 #include "pool.h"
-#include "server.h"
+#include "relay.h"
 #include "session.h"
 
-int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
+int relay_hold(struct relay *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
                void *ctx)
 {
     return pause_begin_for(relay, kind, reason, timeout_ms, done, ctx);
 }
 
-void relay_forget(struct server *relay, void *ctx)
+void relay_forget(struct relay *relay, void *ctx)
 {
     pause_forget_waiter(relay, ctx);
 }
 
-void relay_release(struct server *relay, struct relay_hold_stats *out)
+void relay_release(struct relay *relay, struct relay_hold_stats *out)
 {
     uint32_t held_messages = relay->pause.held_messages;
     int was_paused = relay->pause.paused;
@@ -36,12 +36,12 @@ void relay_release(struct server *relay, struct relay_hold_stats *out)
     }
 }
 
-uint32_t relay_held_messages(const struct server *relay)
+uint32_t relay_held_messages(const struct relay *relay)
 {
     return relay->pause.paused ? relay->pause.held_messages : 0;
 }
 
-int relay_reprepare(struct server *relay)
+int relay_reprepare(struct relay *relay)
 {
     int n = 0;
     for (struct session *s = relay->sessions; s; s = s->next)
@@ -50,12 +50,12 @@ int relay_reprepare(struct server *relay)
     return n;
 }
 
-double relay_latency_p99_ms(const struct server *relay)
+double relay_latency_p99_ms(const struct relay *relay)
 {
     return metrics_recent_p99_ms(&relay->metrics);
 }
 
-void relay_route_version(struct server *relay, const char *version, const char *new_schema,
+void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema)
 {
     struct version_route next = {.gen = relay->route.gen};
@@ -92,29 +92,29 @@ static json_t *brief(const struct session *s, uint64_t now, const char *const *k
     return out;
 }
 
-json_t *relay_busy_sessions(const struct server *relay)
+json_t *relay_busy_sessions(const struct relay *relay)
 {
     static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms", NULL};
     json_t *list = json_array();
-    uint64_t now = server_now_us((struct server *)relay);
+    uint64_t now = relay_now_us((struct relay *)relay);
     for (const struct session *s = relay->sessions; s; s = s->next)
         if (!session_at_boundary(s))
             json_array_append_new(list, brief(s, now, keys));
     return list;
 }
 
-json_t *relay_sessions_not_of(const struct server *relay, const char *version)
+json_t *relay_sessions_not_of(const struct relay *relay, const char *version)
 {
     static const char *const keys[] = {"id", "client", "application_name", "state", "backend_pid", NULL};
     json_t *list = json_array();
-    uint64_t now = server_now_us((struct server *)relay);
+    uint64_t now = relay_now_us((struct relay *)relay);
     for (const struct session *s = relay->sessions; s; s = s->next)
         if (s->state == SESS_READY && !(session_version(s) && version && !strcmp(session_version(s), version)))
             json_array_append_new(list, brief(s, now, keys));
     return list;
 }
 
-json_t *relay_version_counts(const struct server *relay)
+json_t *relay_version_counts(const struct relay *relay)
 {
     json_t *counts = json_object();
     json_object_set_new(counts, "old", json_integer(0));
@@ -128,7 +128,7 @@ json_t *relay_version_counts(const struct server *relay)
     return counts;
 }
 
-json_t *relay_backend_pids(const struct server *relay)
+json_t *relay_backend_pids(const struct relay *relay)
 {
     json_t *pids = json_array();
     for (const struct session *s = relay->sessions; s; s = s->next)
@@ -138,73 +138,68 @@ json_t *relay_backend_pids(const struct server *relay)
     return pids;
 }
 
-int relay_lease_expired(const struct server *relay)
-{
-    return server_lease_expired(relay);
-}
-
 /* Sessions the fence held go on unless a pause still holds them. */
-void relay_set_lease(struct server *relay, uint64_t deadline_us)
+void relay_set_lease(struct relay *relay, uint64_t deadline_us)
 {
-    int was_expired = server_lease_expired(relay);
+    int was_expired = relay_lease_expired(relay);
     relay->lease_deadline_us = deadline_us;
     if (deadline_us && pause_watch(relay) != 0) /* idempotent: the next renewal tries again */
         log_warn("fleet: the fence's watch could not start; it is tried again at the next heartbeat");
-    if (was_expired && !server_lease_expired(relay) && !relay->pause.paused)
+    if (was_expired && !relay_lease_expired(relay) && !relay->pause.paused)
         pause_release_sessions(relay);
 }
 
-static void compose_fence_error(struct server *relay)
+static void compose_fence_error(struct relay *relay)
 {
     snprintf(relay->fence_error, sizeof relay->fence_error,
              "pgtandem: this proxy's fleet fence could not be lifted within %u s (%s); reconnect",
              (relay->fence_bound_ms + 999) / 1000, relay->fence_why[0] ? relay->fence_why : "lease not renewed");
 }
 
-void relay_set_fence_bound(struct server *relay, uint32_t bound_ms)
+void relay_set_fence_bound(struct relay *relay, uint32_t bound_ms)
 {
     relay->fence_bound_ms = bound_ms;
     relay->probe_backend_pids = 1;
     compose_fence_error(relay);
 }
 
-void relay_set_fence_why(struct server *relay, const char *why)
+void relay_set_fence_why(struct relay *relay, const char *why)
 {
     snprintf(relay->fence_why, sizeof relay->fence_why, "%s", why ? why : "");
     compose_fence_error(relay);
 }
 
-void relay_set_fleet_slot(struct server *relay, int slot)
+void relay_set_fleet_slot(struct relay *relay, int slot)
 {
     peer_set_slot(relay, slot);
 }
 
-void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers, size_t n)
+void relay_set_fleet_peers(struct relay *relay, const struct relay_peer *peers, size_t n)
 {
     peer_set_peers(relay, peers, n);
 }
 
-const char *relay_peer_address(const struct server *relay)
+const char *relay_peer_address(const struct relay *relay)
 {
     return relay->fleet.address;
 }
 
-void relay_set_peer_messages(struct server *relay, relay_peer_msg_fn fn, void *ctx)
+void relay_set_peer_messages(struct relay *relay, relay_peer_msg_fn fn, void *ctx)
 {
     peer_msg_set_handler(relay, fn, ctx);
 }
 
-uint64_t relay_peer_open(struct server *relay, const char *address)
+uint64_t relay_peer_open(struct relay *relay, const char *address)
 {
     return peer_msg_open(relay, address);
 }
 
-int relay_peer_send(struct server *relay, uint64_t channel, const char *msg)
+int relay_peer_send(struct relay *relay, uint64_t channel, const char *msg)
 {
     return peer_msg_send(relay, channel, msg);
 }
 
-void relay_peer_close(struct server *relay, uint64_t channel)
+void relay_peer_close(struct relay *relay, uint64_t channel)
 {
     peer_msg_close(relay, channel);
 }

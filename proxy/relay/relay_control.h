@@ -5,10 +5,10 @@
  * latency for its throttle, and pushes in the version route; the fleet
  * module pushes in this proxy's slot and its peers, for CancelRequests that
  * reach the wrong proxy, and talks to the other proxies on the peer port. The relay includes nothing of the engine; the
- * engine includes nothing of the relay but this header. `struct server` is
+ * engine includes nothing of the relay but this header. `struct relay` is
  * opaque here. */
-#ifndef PGTANDEM_RELAY_H
-#define PGTANDEM_RELAY_H
+#ifndef PGTANDEM_RELAY_CONTROL_H
+#define PGTANDEM_RELAY_CONTROL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +16,7 @@
 #include "compiler.h"
 #include "relay_peer.h"
 
-struct server;
+struct relay;
 struct event_base;
 struct json_t;
 
@@ -28,26 +28,26 @@ typedef void (*relay_hold_fn)(void *ctx, int drained, uint64_t waited_us);
 /* Holds every session's next transaction at its boundary; kind (a word:
  * "cutover", "fleet_hold", "refresh") and reason (a sentence) say why in
  * /status, /metrics and the log. `done` is called once. Returns -1 (and never calls done) when it cannot start. */
-PGT_MUSTCHECK int relay_hold(struct server *relay, const char *kind, const char *reason, int timeout_ms,
+PGT_MUSTCHECK int relay_hold(struct relay *relay, const char *kind, const char *reason, int timeout_ms,
                              relay_hold_fn done, void *ctx);
 /* Forgets a hold waiter whose context is going away. */
-void relay_forget(struct server *relay, void *ctx);
+void relay_forget(struct relay *relay, void *ctx);
 
 struct relay_hold_stats {
     double held_ms;           /* how long traffic was held */
     uint32_t held_messages;   /* client messages that waited */
 };
 /* Releases a hold (no-op when none); `out` (may be NULL) says what it cost. */
-void relay_release(struct server *relay, struct relay_hold_stats *out);
+void relay_release(struct relay *relay, struct relay_hold_stats *out);
 /* Client messages waiting in the hold in progress (0 when none). */
-uint32_t relay_held_messages(const struct server *relay);
+uint32_t relay_held_messages(const struct relay *relay);
 
 /* While held and drained: prepares every session's named statements again
  * upstream (their answers are swallowed). Returns how many. */
-int relay_reprepare(struct server *relay);
+int relay_reprepare(struct relay *relay);
 
 /* The application's recent query latency, p99 in milliseconds (0: none). */
-double relay_latency_p99_ms(const struct server *relay);
+double relay_latency_p99_ms(const struct relay *relay);
 
 /* While migration `version` is in progress: sessions declaring it
  * (pgtandem.version) get new_schema first on their search_path, every
@@ -56,66 +56,66 @@ double relay_latency_p99_ms(const struct server *relay);
  * sessions already connected get a SET search_path (and their named
  * statements prepared again) just before their next transaction starts.
  * version NULL clears the route. */
-void relay_route_version(struct server *relay, const char *version, const char *new_schema,
+void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema);
 
 /* Sessions not at a transaction boundary: [{id, client, application_name,
  * tx_status, in_transaction_ms}], for errors that say who blocked. */
-struct json_t *relay_busy_sessions(const struct server *relay);
+struct json_t *relay_busy_sessions(const struct relay *relay);
 /* Ready sessions that did not declare `version` (the release a complete
  * retires): [{id, client, application_name, state, backend_pid}]. */
-struct json_t *relay_sessions_not_of(const struct server *relay, const char *version);
+struct json_t *relay_sessions_not_of(const struct relay *relay, const char *version);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
-struct json_t *relay_version_counts(const struct server *relay);
+struct json_t *relay_version_counts(const struct relay *relay);
 
 /* Backend PIDs of the sessions as pg_stat_activity names them (a JSON
  * array of integers; up to 2^32 - 1), so the fleet can tell its sessions
  * from ones that bypass every proxy. */
-struct json_t *relay_backend_pids(const struct server *relay);
+struct json_t *relay_backend_pids(const struct relay *relay);
 
 /* Lease fencing for the fleet (see fleet.c): once the monotonic clock
  * passes deadline_us, every session is held at its next transaction
  * boundary, before the loop runs anything else for it, until the lease is
  * renewed. 0 turns fencing off and releases whoever it held. */
-void relay_set_lease(struct server *relay, uint64_t deadline_us);
+void relay_set_lease(struct relay *relay, uint64_t deadline_us);
 /* 1 when the lease has run out (traffic is being held). */
-int relay_lease_expired(const struct server *relay);
+int relay_lease_expired(const struct relay *relay);
 /* The fence's bound: a lease that has been out this long fails the
  * sessions it holds, and new ones, with 57P01 instead of holding them on.
  * Also has every new session ask Postgres for its real backend PID
  * (session.h), which the fleet needs. */
-void relay_set_fence_bound(struct server *relay, uint32_t bound_ms);
+void relay_set_fence_bound(struct relay *relay, uint32_t bound_ms);
 /* Why the lease is not being renewed ("" when it is), for the fence's log
  * lines, /status and the error its sessions get. */
-void relay_set_fence_why(struct server *relay, const char *why);
+void relay_set_fence_why(struct relay *relay, const char *why);
 
 /* Fleet identity for cancel keys: slot 1..63 is put in the top 6 bits of
  * every cancel key issued from now on; 0: not in a fleet (random keys). */
-void relay_set_fleet_slot(struct server *relay, int slot);
+void relay_set_fleet_slot(struct relay *relay, int slot);
 
 /* The other live proxies (replaces the previous list; n may be 0). A
  * CancelRequest matching no session here whose key carries one of their
  * slots is sent on to that proxy. Addresses must be numeric ("10.0.0.7:7000",
  * "[fd00::7]:7000"); entries with a bad address or slot are skipped (logged). */
-void relay_set_fleet_peers(struct server *relay, const struct relay_peer *peers, size_t n);
+void relay_set_fleet_peers(struct relay *relay, const struct relay_peer *peers, size_t n);
 
 /* "host:port" this proxy's peer listener is bound to ("" when none). A
  * wildcard host (0.0.0.0, ::) is reported as bound: whoever publishes it
  * must put a reachable address in its place. */
-const char *relay_peer_address(const struct server *relay);
+const char *relay_peer_address(const struct relay *relay);
 
 /* Messages between the proxies of a fleet on the peer port (the relay
  * frames them; their text is the caller's): `fn` gets every message on
  * every channel, both those this proxy opened and those another opened to
  * it, and is told when one fails (relay_peer.h). NULL refuses them all. */
-void relay_set_peer_messages(struct server *relay, relay_peer_msg_fn fn, void *ctx);
+void relay_set_peer_messages(struct relay *relay, relay_peer_msg_fn fn, void *ctx);
 /* A channel to another proxy's peer listener ("host:port", numeric): its
  * id, 0 when it cannot be opened. Messages sent before the connection is
  * up are sent once it is; a channel that cannot connect fails (fn told). */
-uint64_t relay_peer_open(struct server *relay, const char *address);
+uint64_t relay_peer_open(struct relay *relay, const char *address);
 /* Sends one message (text, at most 1024 bytes); -1 when the channel is gone. */
-PGT_MUSTCHECK int relay_peer_send(struct server *relay, uint64_t channel, const char *msg);
+PGT_MUSTCHECK int relay_peer_send(struct relay *relay, uint64_t channel, const char *msg);
 /* Closes a channel once what was sent on it is written; fn is not told. */
-void relay_peer_close(struct server *relay, uint64_t channel);
+void relay_peer_close(struct relay *relay, uint64_t channel);
 
 #endif

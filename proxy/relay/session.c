@@ -31,7 +31,7 @@
 #include "proxy_header.h"
 #include "sbuf.h"
 #include "search_path.h"
-#include "server.h"
+#include "relay.h"
 #include "source_limit.h"
 #include "startup_set.h"
 #include "statement_map.h"
@@ -65,7 +65,7 @@ static const struct pool_waiter_ops waiter_ops = {server_lent, server_not_lent};
 /* pool_mode "transaction": a server is lent per transaction (pool.h). */
 static int pooled(const struct session *s)
 {
-    return s->srv->cfg.pool_transaction;
+    return s->relay->cfg.pool_transaction;
 }
 
 /* A startup parameter of the session's StartupMessage (NULL before it came). */
@@ -124,8 +124,8 @@ static void release_idle_buffers(struct session *s)
 {
     if (s->client)
         sbuf_release_idle(s->client);
-    if (s->server && !s->lent)
-        sbuf_release_idle(s->server);
+    if (s->backend && !s->lent)
+        sbuf_release_idle(s->backend);
 }
 
 /* Lets go of the upstream: a lent server goes back to its pool (clean
@@ -140,16 +140,16 @@ static void drop_server(struct session *s)
                     !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies);
         struct pool_server *ps = s->lent;
         s->lent = NULL;
-        s->server = NULL;
+        s->backend = NULL;
         pool_release(ps, clean);
         return;
     }
-    sbuf_free(s->server);
-    s->server = NULL;
+    sbuf_free(s->backend);
+    s->backend = NULL;
 }
 
 /* Ready and inside a transaction or request: what a pause waits for. Kept
- * in srv->counts.busy so the drain is a counter check, not a scan; called
+ * in relay->counts.busy so the drain is a counter check, not a scan; called
  * after every change of the state or the tracker. */
 static void sync_busy(struct session *s)
 {
@@ -157,12 +157,12 @@ static void sync_busy(struct session *s)
     if (busy == s->busy)
         return;
     s->busy = busy;
-    session_counts_busy(&s->srv->counts, busy);
+    session_counts_busy(&s->relay->counts, busy);
 }
 
 void session_set_state(struct session *s, enum session_state to)
 {
-    assert(s && s->srv);
+    assert(s && s->relay);
     enum session_state from = s->state;
     int forbidden = !session_state_allowed(from, to);
     if (forbidden) {
@@ -173,21 +173,21 @@ void session_set_state(struct session *s, enum session_state to)
                   (unsigned long long)s->id, addr_of(s), session_state_name(from), session_state_name(to));
         to = SESS_CLOSING;
     }
-    session_counts_move(&s->srv->counts, from, to);
+    session_counts_move(&s->relay->counts, from, to);
     s->state = to;
     sync_busy(s);
     if (forbidden)
         free_later(s);
 }
 
-static struct session **cancel_bucket(struct server *srv, uint32_t key)
+static struct session **cancel_bucket(struct relay *relay, uint32_t key)
 {
-    return &srv->cancel_index[key & (SERVER_CANCEL_BUCKETS - 1)];
+    return &relay->cancel_index[key & (RELAY_CANCEL_BUCKETS - 1)];
 }
 
 static void cancel_index_add(struct session *s)
 {
-    struct session **b = cancel_bucket(s->srv, s->cancel_key);
+    struct session **b = cancel_bucket(s->relay, s->cancel_key);
     s->cancel_next = *b;
     *b = s;
 }
@@ -196,7 +196,7 @@ static void cancel_index_remove(struct session *s)
 {
     if (!s->cancel_key)
         return;
-    for (struct session **p = cancel_bucket(s->srv, s->cancel_key); *p; p = &(*p)->cancel_next)
+    for (struct session **p = cancel_bucket(s->relay, s->cancel_key); *p; p = &(*p)->cancel_next)
         if (*p == s) {
             *p = s->cancel_next;
             s->cancel_next = NULL;
@@ -252,7 +252,7 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (s->state == SESS_READY || s->state == SESS_CLOSING)
         return;
     log_info("session %llu (%s): no login within %d s (state %s); closing", (unsigned long long)s->id,
-             addr_of(s), s->srv->cfg.client_login_timeout_ms / 1000, session_state_name(s->state));
+             addr_of(s), s->relay->cfg.client_login_timeout_ms / 1000, session_state_name(s->state));
     if (s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT)
         session_fail_silently(s);
     else
@@ -263,11 +263,11 @@ static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
  * the connection forever, so the caller closes it instead. */
 static PGT_MUSTCHECK int start_login_timer(struct session *s)
 {
-    int ms = s->srv->cfg.client_login_timeout_ms;
+    int ms = s->relay->cfg.client_login_timeout_ms;
     if (ms <= 0)
         return 0;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (!(s->login_timer = evtimer_new(s->srv->base, login_timeout_cb, s)) || evtimer_add(s->login_timer, &tv) != 0) {
+    if (!(s->login_timer = evtimer_new(s->relay->base, login_timeout_cb, s)) || evtimer_add(s->login_timer, &tv) != 0) {
         log_error("session %llu (%s): could not set the login timer; closing", (unsigned long long)s->id,
                   addr_of(s));
         return -1;
@@ -282,41 +282,41 @@ static void stop_login_timer(struct session *s)
     s->login_timer = NULL;
 }
 
-void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
+void session_accept(struct relay *relay, evutil_socket_t fd, const struct sockaddr *addr, int addrlen)
 {
-    assert(srv && addr && fd >= 0);
+    assert(relay && addr && fd >= 0);
     (void)addrlen;
     char where[sizeof ((struct session_extra *)0)->client_addr];
     int is_unix = format_addr(where, sizeof where, addr);
     struct session *s = calloc(1, sizeof *s + strlen(where) + 1); /* the address sized to fit */
-    struct sbuf *sb = s ? sbuf_new(srv->base, fd, &client_ops, s, srv->cfg.buffer_bytes / 2) : NULL;
+    struct sbuf *sb = s ? sbuf_new(relay->base, fd, &client_ops, s, relay->cfg.buffer_bytes / 2) : NULL;
     if (!sb) {
         log_error("out of memory accepting a connection");
         evutil_closesocket(fd);
         free(s);
         return;
     }
-    s->srv = srv;
-    s->id = ++srv->next_session_id;
+    s->relay = relay;
+    s->id = ++relay->next_session_id;
     s->waiter.ops = &waiter_ops;
     s->client = sb;
-    s->connected_us = server_now_us(srv);
+    s->connected_us = relay_now_us(relay);
     tracker_init(&s->tracker);
     strcpy(s->addr, where);
     s->is_unix = is_unix;
-    if (srv->cfg.nproxy_trusted && config_cidr_match(srv->cfg.proxy_trusted, srv->cfg.nproxy_trusted, addr))
+    if (relay->cfg.nproxy_trusted && config_cidr_match(relay->cfg.proxy_trusted, relay->cfg.nproxy_trusted, addr))
         s->proxy_header = PROXY_HEADER_REQUIRED;
     if (!s->is_unix)
         set_nodelay(fd);
-    s->next = srv->sessions;
-    if (srv->sessions)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    session_counts_enter(&srv->counts, SESS_STARTUP);
-    srv->metrics.connections_total++;
-    if (server_session_count(srv) > (uint32_t)srv->cfg.max_client_conn) {
+    s->next = relay->sessions;
+    if (relay->sessions)
+        relay->sessions->prev = s;
+    relay->sessions = s;
+    session_counts_enter(&relay->counts, SESS_STARTUP);
+    relay->metrics.connections_total++;
+    if (relay_session_count(relay) > (uint32_t)relay->cfg.max_client_conn) {
         session_fail(s, SQLSTATE_TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn %d)",
-                     srv->cfg.max_client_conn);
+                     relay->cfg.max_client_conn);
         return;
     }
     if (start_login_timer(s) != 0)
@@ -325,8 +325,8 @@ void session_accept(struct server *srv, evutil_socket_t fd, const struct sockadd
 
 void session_free(struct session *s)
 {
-    assert(s && s->srv && session_state_valid((int)s->state));
-    struct server *srv = s->srv;
+    assert(s && s->relay && session_state_valid((int)s->state));
+    struct relay *relay = s->relay;
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
     sbuf_free(s->client);
@@ -340,16 +340,16 @@ void session_free(struct session *s)
     if (s->prev)
         s->prev->next = s->next;
     else
-        srv->sessions = s->next;
+        relay->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
     if (s->busy)
-        session_counts_busy(&srv->counts, 0);
-    session_counts_leave(&srv->counts, s->state);
+        session_counts_busy(&relay->counts, 0);
+    session_counts_leave(&relay->counts, s->state);
     cancel_index_remove(s);
     if (s->awaiting_role)
-        auth_lookup_cancel(srv->auth_lookup, s);
-    startup_set_put(srv, s->startup);
+        auth_lookup_cancel(relay->auth_lookup, s);
+    startup_set_put(relay, s->startup);
     if (s->extra) {
         free(s->extra->fail_message);
         free(s->extra->routed_schema);
@@ -362,8 +362,8 @@ void session_free(struct session *s)
     shared_creds_put(s->creds);
     prepared_free_all(&s->prepared);
     free(s);
-    server_boundary_reached(srv);
-    server_session_closed(srv);
+    relay_boundary_reached(relay);
+    relay_session_closed(relay);
 }
 
 /* Writes an ErrorResponse to the client (which must still be connected). */
@@ -390,7 +390,7 @@ static void free_later(struct session *s)
 {
     struct session_extra *x = extra(s);
     if (x && !x->free_ev)
-        x->free_ev = evtimer_new(s->srv->base, free_now_cb, s);
+        x->free_ev = evtimer_new(s->relay->base, free_now_cb, s);
     if (s->client)
         sbuf_pause_read(s->client);
     if (x && x->free_ev)
@@ -470,7 +470,7 @@ void session_fail_after(struct session *s, int delay_ms, const char *sqlstate, c
     free(x->fail_message);
     x->fail_message = strdup(message);
     if (!x->fail_ev)
-        x->fail_ev = evtimer_new(s->srv->base, delayed_failure_cb, s);
+        x->fail_ev = evtimer_new(s->relay->base, delayed_failure_cb, s);
     if (!x->fail_ev || !x->fail_message) {
         session_fail(s, sqlstate, "%s", message);
         return;
@@ -497,7 +497,7 @@ static void fail_authentication(struct session *s)
 
 static void protocol_violation(struct session *s, const char *what)
 {
-    s->srv->metrics.protocol_errors++;
+    s->relay->metrics.protocol_errors++;
     session_fail(s, SQLSTATE_PROTOCOL_VIOLATION, "%s", what);
 }
 
@@ -524,9 +524,9 @@ static void refuse_old_protocol(struct session *s, const char *message)
  * connection just closes, and the log sums them up. */
 static void refuse_startup_packet(struct session *s, const struct startup_refusal *why)
 {
-    s->srv->metrics.protocol_errors++;
+    s->relay->metrics.protocol_errors++;
     int replies = why->old_protocol || why->sqlstate;
-    if (!source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1, "session %llu (%s): closing%s: %s%s%s%s",
+    if (!source_limit_failure(s->relay, addr_of(s), SOURCE_BAD_STARTUP, 1, "session %llu (%s): closing%s: %s%s%s%s",
                               (unsigned long long)s->id, addr_of(s), replies ? "" : " without a reply",
                               why->message, why->sqlstate ? " [" : "", why->sqlstate ? why->sqlstate : "",
                               why->sqlstate ? "]" : "")) {
@@ -542,7 +542,7 @@ static void refuse_startup_packet(struct session *s, const struct startup_refusa
 
 static void start_client_tls(struct session *s)
 {
-    SSL *ssl = SSL_new(s->srv->client_tls);
+    SSL *ssl = SSL_new(s->relay->client_tls);
     if (!ssl) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
@@ -557,7 +557,7 @@ static void start_client_tls(struct session *s)
 }
 
 static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error);
-static uint32_t new_cancel_key(struct server *srv);
+static uint32_t new_cancel_key(struct relay *relay);
 static void cancel_index_add(struct session *s);
 static void begin_pooled(struct session *s);
 
@@ -566,9 +566,9 @@ static void begin_pooled(struct session *s);
  * carried it, so the backend has been signalled. Only now is the client's
  * connection closed: clients wait for that close before sending their next
  * query, which a cancel still on its way would otherwise hit. */
-static void cancel_answered(struct server *srv, uint64_t waiter)
+static void cancel_answered(struct relay *relay, uint64_t waiter)
 {
-    for (struct session *s = srv->sessions; s; s = s->next) {
+    for (struct session *s = relay->sessions; s; s = s->next) {
         if (s->id == waiter) {
             if (s->state == SESS_CANCEL_WAIT)
                 session_fail_silently(s);
@@ -585,7 +585,7 @@ static void cancel_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (s->state != SESS_CANCEL_WAIT)
         return;
     log_info("session %llu (%s): cancel request not answered within %d ms; closing", (unsigned long long)s->id,
-             addr_of(s), s->srv->cfg.cancel_wait_timeout_ms);
+             addr_of(s), s->relay->cfg.cancel_wait_timeout_ms);
     session_fail_silently(s);
 }
 
@@ -594,11 +594,11 @@ static void wait_for_cancel(struct session *s)
     session_set_state(s, SESS_CANCEL_WAIT);
     sbuf_pause_read(s->client); /* a CancelRequest is all a cancel connection says */
     stop_login_timer(s);
-    int ms = s->srv->cfg.cancel_wait_timeout_ms;
+    int ms = s->relay->cfg.cancel_wait_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     /* Without its bound the connection could wait forever: it closes now
      * (the request is on its way regardless). */
-    if (!(s->login_timer = evtimer_new(s->srv->base, cancel_wait_timeout_cb, s)) ||
+    if (!(s->login_timer = evtimer_new(s->relay->base, cancel_wait_timeout_cb, s)) ||
         evtimer_add(s->login_timer, &tv) != 0) {
         log_error("session %llu (%s): could not set the cancel wait timer; closing", (unsigned long long)s->id,
                   addr_of(s));
@@ -612,20 +612,20 @@ static void wait_for_cancel(struct session *s)
  * until the request has been answered, as Postgres keeps it. */
 static void handle_cancel_request(struct session *s, uint32_t pid, uint32_t key)
 {
-    struct server *srv = s->srv;
-    if (!source_limit_allows(srv, addr_of(s))) {
+    struct relay *relay = s->relay;
+    if (!source_limit_allows(relay, addr_of(s))) {
         session_fail_silently(s);
         return;
     }
-    int sent = session_cancel(srv, pid, key, cancel_answered, s->id);
+    int sent = session_cancel(relay, pid, key, cancel_answered, s->id);
     if (!sent)
-        sent = peer_forward_cancel(srv, pid, key, addr_of(s), cancel_answered, s->id);
+        sent = peer_forward_cancel(relay, pid, key, addr_of(s), cancel_answered, s->id);
     if (sent > 0) {
         wait_for_cancel(s);
         return;
     }
     if (!sent)
-        source_limit_failure(srv, addr_of(s), SOURCE_CANCEL_UNKNOWN, 1,
+        source_limit_failure(relay, addr_of(s), SOURCE_CANCEL_UNKNOWN, 1,
                              "session %llu (%s): cancel request for an unknown session ignored",
                              (unsigned long long)s->id, addr_of(s));
     session_fail_silently(s);
@@ -634,12 +634,12 @@ static void handle_cancel_request(struct session *s, uint32_t pid, uint32_t key)
 /* Refuses a StartupMessage the proxy will not serve; 0 when it may go on. */
 static int refuse_startup(struct session *s)
 {
-    const struct config *cfg = &s->srv->cfg;
+    const struct config *cfg = &s->relay->cfg;
     if (cfg->client_tls == CLIENT_TLS_REQUIRE && !s->client_on_tls && !s->is_unix) {
         session_fail(s, SQLSTATE_INVALID_AUTH_SPEC, "pgtandem requires TLS: connect with sslmode=require");
         return -1;
     }
-    if (s->srv->shutting_down) {
+    if (s->relay->shutting_down) {
         session_fail(s, SQLSTATE_CANNOT_CONNECT_NOW, "the proxy is shutting down");
         return -1;
     }
@@ -650,7 +650,7 @@ static void begin_upstream(struct session *s)
 {
     session_set_state(s, SESS_CONNECTING);
     sbuf_pause_read(s->client);
-    s->connecting = upstream_connect_start(s->srv, on_upstream_ready, s);
+    s->connecting = upstream_connect_start(s->relay, on_upstream_ready, s);
     if (!s->connecting) /* else the session would wait for nothing, forever */
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
 }
@@ -659,7 +659,7 @@ static void begin_upstream(struct session *s)
  * or what --auth-query answered (found: NULL when it was not asked). */
 static int begin_client_auth(struct session *s, const struct auth_lookup_answer *found)
 {
-    struct auth_peer peer = {s->srv, s->client, param(s, "user"), addr_of(s), s->id,
+    struct auth_peer peer = {s->relay, s->client, param(s, "user"), addr_of(s), s->id,
                              s->client_on_tls, found != NULL,
                              found && found->outcome == LOOKUP_FOUND ? &found->verifier : NULL};
     if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
@@ -686,10 +686,10 @@ static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer
 static int look_up_role(struct session *s)
 {
     const char *user = param(s, "user");
-    if (!s->srv->auth_lookup || (s->srv->users && users_find(s->srv->users, user)))
+    if (!s->relay->auth_lookup || (s->relay->users && users_find(s->relay->users, user)))
         return begin_client_auth(s, NULL);
     struct auth_lookup_answer answer;
-    int r = auth_lookup_user(s->srv->auth_lookup, user, on_role_looked_up, s, &answer);
+    int r = auth_lookup_user(s->relay->auth_lookup, user, on_role_looked_up, s, &answer);
     if (r < 0) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return -1;
@@ -721,7 +721,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     if (sp.code == PROTO_SSL_CODE) {
         free(packet);
-        int offer = s->srv->cfg.client_tls != CLIENT_TLS_DISABLE && !s->client_on_tls && !s->is_unix;
+        int offer = s->relay->cfg.client_tls != CLIENT_TLS_DISABLE && !s->client_on_tls && !s->is_unix;
         evbuffer_add(sbuf_out(s->client), offer ? "S" : "N", 1);
         sbuf_flush(s->client);
         if (!offer)
@@ -747,7 +747,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     /* an app-side pooler passes the database name on and drops options:
      * "appdb@NAME" declares release NAME where nothing else can */
     char *database_version = proto_startup_split_param(packet, &len, &sp, "database", '@');
-    s->startup = startup_set_get(s->srv, packet, len, &sp, database_version);
+    s->startup = startup_set_get(s->relay, packet, len, &sp, database_version);
     free(packet);
     if (!s->startup) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
@@ -765,7 +765,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     }
     if (refuse_startup(s) != 0)
         return -1;
-    if (!s->srv->cfg.auth_scram) {
+    if (!s->relay->cfg.auth_scram) {
         begin_upstream(s);
         return 1;
     }
@@ -864,8 +864,8 @@ static struct pool *current_pool(struct session *s)
     const char *db = param(s, "database");
     if (!s->startup->pool_options)
         return NULL;
-    struct pool *p = pool_for(s->srv, db && *db ? db : user, user, s->startup->pool_options,
-                              server_version_schema(s->srv, s->startup->version));
+    struct pool *p = pool_for(s->relay, db && *db ? db : user, user, s->startup->pool_options,
+                              relay_version_schema(s->relay, s->startup->version));
     if (p && pool_wants_credentials(p))
         pool_take_credentials(p, s->creds ? &s->creds->c : NULL);
     return p;
@@ -918,7 +918,7 @@ static void welcome_client(struct session *s, struct pool *p)
         at += len;
     }
     s->cancel_pid = (uint32_t)(s->id & 0x7fffffff);
-    s->cancel_key = new_cancel_key(s->srv);
+    s->cancel_key = new_cancel_key(s->relay);
     if (!s->cancel_key) {
         session_fail(s, SQLSTATE_INTERNAL_ERROR, "could not generate random cancel key");
         return;
@@ -999,18 +999,18 @@ static void read_client_auth(struct session *s)
  * that migration's version schema first on its search_path. */
 static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
 {
-    struct evbuffer *out = sbuf_out(s->server);
+    struct evbuffer *out = sbuf_out(s->backend);
     struct evbuffer *params = out ? evbuffer_new() : NULL;
     if (!params)
         return -1;
     const struct startup_packet *sp = &s->startup->sp;
     char route[256] = "";
-    const char *schema = server_version_schema(s->srv, s->startup->version);
-    s->route_gen = s->srv->route.gen;
+    const char *schema = relay_version_schema(s->relay, s->startup->version);
+    s->route_gen = s->relay->route.gen;
     if (set_routed_schema(s, schema) != 0)
         s->route_gen--; /* routed again at the first boundary */
     const char *opts = startup_param(sp, "options");
-    const char *endpoint = s->srv->cfg.neon_endpoint;
+    const char *endpoint = s->relay->cfg.neon_endpoint;
     if (endpoint && !(opts && strstr(opts, "endpoint=")))
         snprintf(route, sizeof route, " endpoint=%s", endpoint); /* Neon routes on it without SNI */
     /* quoted: an unquoted name would be folded to lower case; the client's
@@ -1035,7 +1035,7 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
         proto_add_startup_param(params, "options", "", route);
     proto_add_startup(out, params);
     evbuffer_free(params);
-    sbuf_flush(s->server);
+    sbuf_flush(s->backend);
     return 0;
 }
 
@@ -1044,18 +1044,18 @@ static void on_upstream_ready(void *ctx, struct sbuf *sb, const char *error)
     struct session *s = ctx;
     s->connecting = NULL;
     if (!sb) {
-        s->srv->metrics.connections_failed++;
+        s->relay->metrics.connections_failed++;
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "%s", error);
         return;
     }
-    s->server = sb;
+    s->backend = sb;
     sbuf_set_ops(sb, &server_ops, s);
-    sb->out_low = s->srv->cfg.buffer_bytes / 2;
+    sb->out_low = s->relay->cfg.buffer_bytes / 2;
     if (send_startup_upstream(s) != 0) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
         return;
     }
-    session_set_state(s, s->srv->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH);
+    session_set_state(s, s->relay->cfg.auth_scram ? SESS_UPSTREAM_LOGIN : SESS_AUTH);
     sbuf_resume_read(s->client);
     relay_client_to_server(s); /* anything the client already sent */
 }
@@ -1068,7 +1068,7 @@ static int paused_hold(struct session *s, uint8_t type)
 {
     /* The clock is read only at a boundary, not for every message. */
     return s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker) &&
-           (s->srv->pause.paused || server_lease_expired(s->srv));
+           (s->relay->pause.paused || relay_lease_expired(s->relay));
 }
 
 /* Moves up to `want` bytes of the current message; returns bytes moved. */
@@ -1118,7 +1118,7 @@ static int next_message(struct session *s, struct relay_dir *d, struct msg_heade
         if (*d->remaining)
             return 0;
     }
-    if (sbuf_pending_out(d->to) >= s->srv->cfg.buffer_bytes) {
+    if (sbuf_pending_out(d->to) >= s->relay->cfg.buffer_bytes) {
         *d->blocked = 1;
         sbuf_pause_read(d->from);
         sbuf_notify_when_drained(d->to);
@@ -1135,7 +1135,7 @@ static int next_message(struct session *s, struct relay_dir *d, struct msg_heade
 static void note_client_message(struct session *s, uint8_t type)
 {
     if (s->tracker.pending_rfq == 0 && !s->tracker.mid_unit)
-        s->unit_start_us = server_now_us(s->srv);
+        s->unit_start_us = relay_now_us(s->relay);
     tracker_client_message(&s->tracker, type);
     sync_busy(s);
 }
@@ -1167,7 +1167,7 @@ static int track_statement(struct session *s, struct evbuffer *in, const struct 
  * sends next; its answers up to its ReadyForQuery are swallowed. */
 static void inject_query(struct session *s, const char *sql)
 {
-    struct evbuffer *out = sbuf_out(s->server);
+    struct evbuffer *out = sbuf_out(s->backend);
     if (!out)
         return; /* the server fails, and the session with it */
     proto_add_query(out, sql);
@@ -1184,17 +1184,17 @@ static void inject_query(struct session *s, const char *sql)
  * gone, and Postgres skips a missing schema on the search_path. */
 static void follow_route(struct session *s)
 {
-    if (s->state != SESS_READY || !s->server || !tracker_at_boundary(&s->tracker))
+    if (s->state != SESS_READY || !s->backend || !tracker_at_boundary(&s->tracker))
         return;
-    s->route_gen = s->srv->route.gen;
-    const char *want = server_version_schema(s->srv, s->startup->version);
+    s->route_gen = s->relay->route.gen;
+    const char *want = relay_version_schema(s->relay, s->startup->version);
     const char *routed = s->extra ? s->extra->routed_schema : NULL;
     if (!want || (routed && !strcmp(want, routed)))
         return;
     char own[PIN_SEARCH_PATH_MAX];
     int has_own = search_path_of_startup(&s->startup->sp, own, sizeof own);
     char *sql = has_own > 0 ? mig_search_path_set_config(want, own) : mig_search_path_sql(want);
-    struct evbuffer *out = sbuf_out(s->server);
+    struct evbuffer *out = sbuf_out(s->backend);
     if (!sql || !out || set_routed_schema(s, want) != 0) {
         free(sql);
         s->route_gen--; /* tried again at the next boundary */
@@ -1211,18 +1211,18 @@ static void follow_route(struct session *s)
  * -1 when the session was failed instead (the fence is overdue). */
 static int hold_message(struct session *s)
 {
-    if (server_fence_overdue(s->srv)) {
-        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->srv->fence_error);
+    if (relay_fence_overdue(s->relay)) {
+        session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->relay->fence_error);
         return -1;
     }
     if (!s->holding) {
         s->holding = 1;
-        s->srv->pause.held_messages++;
+        s->relay->pause.held_messages++;
     }
     /* Reading goes on, so a client that leaves while held is noticed and
      * its session freed at once; past one buffer the held bytes stay in
      * the kernel. */
-    if (sbuf_pending_in(s->client) >= s->srv->cfg.buffer_bytes)
+    if (sbuf_pending_in(s->client) >= s->relay->cfg.buffer_bytes)
         sbuf_pause_read(s->client);
     return 0;
 }
@@ -1278,7 +1278,7 @@ static void sync_params(struct session *s)
 static void attach_server(struct session *s, struct pool_server *ps)
 {
     s->lent = ps;
-    s->server = ps->sb;
+    s->backend = ps->sb;
     s->upstream_pid = ps->pid;
     s->upstream_key = ps->key;
     s->backend_pid = ps->backend_pid;
@@ -1313,7 +1313,7 @@ static void server_lent(struct pool_waiter *w, struct pool_server *ps)
     attach_server(s, ps);
     if (s->state == SESS_CONNECTING) { /* the pool's first login: the client can be welcomed now */
         s->lent = NULL;
-        s->server = NULL;
+        s->backend = NULL;
         pool_release(ps, 1);
         welcome_client(s, ps->pool);
         return;
@@ -1358,7 +1358,7 @@ static void give_back_at_boundary(struct session *s)
         return;
     struct pool_server *ps = s->lent;
     s->lent = NULL;
-    s->server = NULL;
+    s->backend = NULL;
     s->upstream_pid = s->upstream_key = s->backend_pid = 0;
     s->s2c_blocked = 0;
     if (s->c2s_blocked) {
@@ -1405,7 +1405,7 @@ static void pin(struct session *s, const char *why)
     if (x)
         snprintf(x->pin_reason, sizeof x->pin_reason, "%s", why);
     /* from now on routed like a session-mode session (follow_route) */
-    s->route_gen = s->srv->route.gen;
+    s->route_gen = s->relay->route.gen;
     if (set_routed_schema(s, s->lent->pool->schema) != 0)
         s->route_gen--;
     log_info("session %llu (%s): pinned to its server connection for the rest of the session: %s",
@@ -1459,14 +1459,14 @@ static int check_pin(struct session *s, struct evbuffer *in, const struct msg_he
 
 static void relay_client_to_server(struct session *s)
 {
-    if (s->state == SESS_READY && pooled(s) && !s->server && !borrow_for_next_message(s))
+    if (s->state == SESS_READY && pooled(s) && !s->backend && !borrow_for_next_message(s))
         return;
-    if (!s->server || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
+    if (!s->backend || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
         s->state == SESS_UPSTREAM_LOGIN)
         return;
     struct evbuffer *in = s->client->in; /* NULL (nothing read since it was released): next_message says so */
-    struct relay_dir d = {s->client, s->server, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
-                          &s->srv->metrics.bytes_from_client, s->srv->cfg.max_message_bytes};
+    struct relay_dir d = {s->client, s->backend, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
+                          &s->relay->metrics.bytes_from_client, s->relay->cfg.max_message_bytes};
     int answered = 0;
     for (;;) {
         struct msg_header h;
@@ -1488,7 +1488,7 @@ static void relay_client_to_server(struct session *s)
             session_fail_silently(s);
             return;
         }
-        if (s->route_gen != s->srv->route.gen && h.type != 'X' && (!s->lent || s->pinned))
+        if (s->route_gen != s->relay->route.gen && h.type != 'X' && (!s->lent || s->pinned))
             follow_route(s);
         if (s->state == SESS_READY && s->lent) {
             if (!s->pinned && check_pin(s, in, &h, avail) < 0)
@@ -1511,7 +1511,7 @@ static void relay_client_to_server(struct session *s)
         }
         s->c2s_remaining = h.length + 1;
     }
-    sbuf_flush(s->server);
+    sbuf_flush(s->backend);
     if (answered)
         sbuf_flush(s->client);
 }
@@ -1540,9 +1540,9 @@ static void forward_auth_request(struct session *s, struct evbuffer *in, struct 
     }
 }
 
-static int cancel_key_taken(struct server *srv, uint32_t key)
+static int cancel_key_taken(struct relay *relay, uint32_t key)
 {
-    for (const struct session *other = *cancel_bucket(srv, key); other; other = other->cancel_next)
+    for (const struct session *other = *cancel_bucket(relay, key); other; other = other->cancel_next)
         if (other->cancel_key == key)
             return 1;
     return 0;
@@ -1554,16 +1554,16 @@ static int cancel_key_taken(struct server *srv, uint32_t key)
  * reaches another proxy finds its way here (peer.c); 26 bits stay random.
  * 0 when there is no randomness to be had: a guessable key is worse than
  * no session. */
-static uint32_t new_cancel_key(struct server *srv)
+static uint32_t new_cancel_key(struct relay *relay)
 {
-    uint32_t slot = (uint32_t)srv->fleet.slot;
+    uint32_t slot = (uint32_t)relay->fleet.slot;
     for (int tries = 0; tries < 64; tries++) {
         uint32_t key;
         if (RAND_bytes((unsigned char *)&key, sizeof key) != 1)
             return 0;
         if (slot)
             key = (slot << PEER_SLOT_SHIFT) | (key & PEER_KEY_RANDOM_MASK);
-        if (key != 0 && !cancel_key_taken(srv, key))
+        if (key != 0 && !cancel_key_taken(relay, key))
             return key;
     }
     return 0;
@@ -1581,7 +1581,7 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
     s->upstream_key = proto_get_u32(msg + 9);
     s->cancel_pid = s->upstream_pid;
     cancel_index_remove(s); /* a second BackendKeyData replaces the first */
-    s->cancel_key = new_cancel_key(s->srv);
+    s->cancel_key = new_cancel_key(s->relay);
     if (!s->cancel_key) {
         log_error("session %llu (%s): no random bytes for a cancel key (RAND_bytes failed)", (unsigned long long)s->id,
                   addr_of(s));
@@ -1600,11 +1600,11 @@ static void forward_backend_key(struct session *s, struct evbuffer *in, struct e
  * the client goes on seeing the BackendKeyData PID. Only in a fleet. */
 static void probe_backend_pid(struct session *s)
 {
-    if (!s->srv->probe_backend_pids || !s->server)
+    if (!s->relay->probe_backend_pids || !s->backend)
         return;
     inject_query(s, PROTO_PID_PROBE_SQL);
     s->pid_probe = 1;
-    sbuf_flush(s->server);
+    sbuf_flush(s->backend);
 }
 
 /* The probe's DataRow: one column, the PID as text. Returns -1 until the
@@ -1634,7 +1634,7 @@ static void on_ready_for_query(struct session *s, uint8_t status)
     char before = s->tracker.tx_status;
     int unit_done = tracker_server_message(&s->tracker, 'Z', status);
     sync_busy(s);
-    uint64_t now = server_now_us(s->srv);
+    uint64_t now = relay_now_us(s->relay);
     if (s->state == SESS_AUTH) {
         session_set_state(s, SESS_READY);
         stop_login_timer(s);
@@ -1644,9 +1644,9 @@ static void on_ready_for_query(struct session *s, uint8_t status)
         return;
     }
     if (unit_done && s->unit_start_us)
-        metrics_record_latency(&s->srv->metrics, now > s->unit_start_us ? now - s->unit_start_us : 0);
+        metrics_record_latency(&s->relay->metrics, now > s->unit_start_us ? now - s->unit_start_us : 0);
     if (status == 'I')
-        s->srv->metrics.transactions_total++;
+        s->relay->metrics.transactions_total++;
     else if (before == 'I')
         s->tx_start_us = s->unit_start_us ? s->unit_start_us : now;
 }
@@ -1662,7 +1662,7 @@ static int upstream_login_step(struct session *s, struct evbuffer *in, const str
     }
     if (avail < total)
         return -1;
-    enum auth_result r = auth_upstream_message(s->auth, s->server, evbuffer_pullup(in, total), total);
+    enum auth_result r = auth_upstream_message(s->auth, s->backend, evbuffer_pullup(in, total), total);
     if (r == AUTH_FAILED) {
         fail_authentication(s);
         return -2;
@@ -1762,15 +1762,15 @@ static int inspect_server_message(struct session *s, struct evbuffer *in, struct
 
 static void relay_server_to_client(struct session *s)
 {
-    if (!s->client || !s->server || s->state == SESS_CLOSING)
+    if (!s->client || !s->backend || s->state == SESS_CLOSING)
         return;
-    struct evbuffer *in = s->server->in; /* NULL: nothing read since it was released */
+    struct evbuffer *in = s->backend->in; /* NULL: nothing read since it was released */
     struct evbuffer *out = in ? sbuf_out(s->client) : NULL;
     if (!out)
         return;
     int saw_boundary = 0;
-    struct relay_dir d = {s->server, s->client, &s->s2c_remaining, &s->s2c_blocked, &s->s2c_discard, &s->bytes_out,
-                          &s->srv->metrics.bytes_from_server, 0xffffffffu};
+    struct relay_dir d = {s->backend, s->client, &s->s2c_remaining, &s->s2c_blocked, &s->s2c_discard, &s->bytes_out,
+                          &s->relay->metrics.bytes_from_server, 0xffffffffu};
     for (;;) {
         struct msg_header h;
         size_t avail;
@@ -1812,14 +1812,14 @@ static void relay_server_to_client(struct session *s)
     if (s->lent && !s->s2c_remaining)
         stmt_map_answer_due(&s->lent->replies, out);
     sbuf_flush(s->client);
-    if (saw_boundary && s->srv->shutting_down && session_at_boundary(s)) {
+    if (saw_boundary && s->relay->shutting_down && session_at_boundary(s)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
         return;
     }
-    if (saw_boundary && s->srv->pause.paused) {
+    if (saw_boundary && s->relay->pause.paused) {
         if (s->holding && !tracker_may_hold_next(&s->tracker))
             session_release_held(s);
-        server_boundary_reached(s->srv);
+        relay_boundary_reached(s->relay);
     }
     if (saw_boundary && s->lent)
         give_back_at_boundary(s);
@@ -1853,9 +1853,9 @@ static void client_drained(struct sbuf *sb, void *arg)
         start_client_tls(s);
         return;
     }
-    if (s->s2c_blocked && s->server) {
+    if (s->s2c_blocked && s->backend) {
         s->s2c_blocked = 0;
-        sbuf_resume_read(s->server);
+        sbuf_resume_read(s->backend);
         relay_server_to_client(s);
     }
 }
@@ -1871,14 +1871,14 @@ static void client_error(struct sbuf *sb, void *arg, int eof, const char *why)
     struct session *s = arg;
     int stranger = s->state == SESS_STARTUP || s->state == SESS_TLS_ACCEPT; /* nothing said yet but bytes */
     if (!eof && stranger)
-        source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1,
+        source_limit_failure(s->relay, addr_of(s), SOURCE_BAD_STARTUP, 1,
                              "session %llu (%s): client connection failed: %s", (unsigned long long)s->id,
                              addr_of(s), why);
     else if (!eof && s->state != SESS_CLOSING)
         log_session(LOG_LEVEL_INFO, s->id, "session %llu (%s): client connection failed: %s",
                     (unsigned long long)s->id, addr_of(s), why);
     else if (s->state == SESS_STARTUP && sbuf_pending_in(sb) > 0)
-        source_limit_failure(s->srv, addr_of(s), SOURCE_BAD_STARTUP, 1,
+        source_limit_failure(s->relay, addr_of(s), SOURCE_BAD_STARTUP, 1,
                              "session %llu (%s): incomplete startup packet", (unsigned long long)s->id, addr_of(s));
     session_free(s);
 }
@@ -1920,11 +1920,11 @@ static void server_error(struct sbuf *sb, void *arg, int eof, const char *why)
     if (s->lent) { /* the pool forgets it; the client was inside a transaction */
         struct pool_server *ps = s->lent;
         s->lent = NULL;
-        s->server = NULL;
+        s->backend = NULL;
         pool_release(ps, 0);
     } else {
-        sbuf_free(s->server);
-        s->server = NULL;
+        sbuf_free(s->backend);
+        s->backend = NULL;
     }
     session_set_state(s, SESS_CLOSING);
     sbuf_pause_read(s->client);
@@ -1960,24 +1960,24 @@ void session_end_at_boundary(struct session *s)
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
 }
 
-struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key)
+struct session *session_find_by_cancel_key(struct relay *relay, uint32_t pid, uint32_t key)
 {
-    assert(srv);
-    for (struct session *s = *cancel_bucket(srv, key); s; s = s->cancel_next)
+    assert(relay);
+    for (struct session *s = *cancel_bucket(relay, key); s; s = s->cancel_next)
         if (s->cancel_pid == pid && s->cancel_key == key && s->state == SESS_READY)
             return s;
     return NULL;
 }
 
-int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
+int session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
-    assert(srv && done);
-    struct session *target = session_find_by_cancel_key(srv, pid, key);
+    assert(relay && done);
+    struct session *target = session_find_by_cancel_key(relay, pid, key);
     if (target && pooled(target)) /* between transactions nothing runs to cancel */
         return target->lent ? pool_cancel(target->lent, done, waiter) : -1;
     if (!target || !target->upstream_pid)
         return 0;
-    if (upstream_send_cancel(srv, target->upstream_pid, target->upstream_key, done, waiter) != 0) {
+    if (upstream_send_cancel(relay, target->upstream_pid, target->upstream_key, done, waiter) != 0) {
         log_warn("session %llu: cancel request not sent: out of memory", (unsigned long long)target->id);
         return -1;
     }
@@ -1999,18 +1999,18 @@ int session_reprepare(struct session *s)
         if (s->state != SESS_READY || !session_at_boundary(s) || !pool_server_close_statements(s->lent, s->lent->sb->out))
             return 0;
         s->swallow_rfq++;
-        sbuf_flush(s->server);
+        sbuf_flush(s->backend);
         return 1;
     }
-    struct evbuffer *out = s->state == SESS_READY && s->server && s->prepared && session_at_boundary(s)
-                               ? sbuf_out(s->server)
+    struct evbuffer *out = s->state == SESS_READY && s->backend && s->prepared && session_at_boundary(s)
+                               ? sbuf_out(s->backend)
                                : NULL;
     if (!out)
         return 0;
     int n = prepared_write_reprepare(s->prepared, out);
     if (n) {
         s->swallow_rfq++;
-        sbuf_flush(s->server);
+        sbuf_flush(s->backend);
     }
     return n;
 }

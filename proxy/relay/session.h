@@ -10,12 +10,12 @@
 #include "pool.h"
 #include "proto.h"
 #include "reply_queue.h"
-#include "server.h"
+#include "relay.h"
 #include "session_state.h"
 #include "startup_set.h"
 #include "statement_map.h"
 
-struct server;
+struct relay;
 struct sbuf;
 struct event;
 struct auth_state;
@@ -41,11 +41,11 @@ struct session_extra {
  * credentials). What is rarely used is in `extra`. */
 struct session {
     struct session *prev, *next;
-    struct server *srv;
+    struct relay *relay;
     uint64_t id;
-    struct session *cancel_next;    /* same bucket of srv->cancel_index */
+    struct session *cancel_next;    /* same bucket of relay->cancel_index */
     struct sbuf *client;
-    struct sbuf *server;
+    struct sbuf *backend;         /* the database connection: its own, or the lent pool server's sb */
     struct startup_set *startup;    /* shared (startup_set.h); NULL before the StartupMessage */
     struct session_extra *extra;    /* NULL until needed */
     struct event *login_timer;      /* client_login_timeout: freed once the session is ready;
@@ -60,7 +60,7 @@ struct session {
     uint8_t c2s_blocked;            /* waiting for the upstream to drain */
     uint8_t s2c_blocked;
     uint8_t s2c_discard;            /* the current server message is one of those answers */
-    unsigned busy : 1;              /* counted in srv->counts.busy: ready, not at a boundary */
+    unsigned busy : 1;              /* counted in relay->counts.busy: ready, not at a boundary */
     unsigned holding : 1;           /* a client message is held by a pause */
     unsigned client_on_tls : 1;
     unsigned is_unix : 1;
@@ -69,7 +69,7 @@ struct session {
     unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
     uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
-    uint32_t route_gen;             /* srv->route.gen when its search_path was last set */
+    uint32_t route_gen;             /* relay->route.gen when its search_path was last set */
     uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
     uint32_t cancel_pid, cancel_key;     /* what the client was told */
     uint32_t backend_pid;           /* pg_backend_pid() as Postgres answers it (0: not known) */
@@ -93,7 +93,7 @@ struct session {
 };
 
 /* Takes ownership of an accepted socket. */
-void session_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int addrlen);
+void session_accept(struct relay *relay, evutil_socket_t fd, const struct sockaddr *addr, int addrlen);
 /* Closes the session at once (both sockets). */
 void session_free(struct session *s);
 /* Closes with a FATAL ErrorResponse to the client once it is flushed. */
@@ -115,19 +115,19 @@ void session_release_held(struct session *s);
 /* For GET /status and pause errors. */
 json_t *session_describe(const struct session *s, uint64_t now_us);
 /* Moves the session to `to` through the transition table (session_state.c),
- * keeping srv->counts right. A transition the table forbids is a bug: it
+ * keeping relay->counts right. A transition the table forbids is a bug: it
  * asserts in debug builds (PGT_DEBUG); otherwise it is logged as an error
  * and that one session is closed. */
 void session_set_state(struct session *s, enum session_state to);
 /* Finds the session a client's CancelRequest names (NULL: none). */
-struct session *session_find_by_cancel_key(struct server *srv, uint32_t pid, uint32_t key);
+struct session *session_find_by_cancel_key(struct relay *relay, uint32_t pid, uint32_t key);
 /* Cancels what the session named by (pid, key) is running upstream: 1 when
- * a session here matched and the request is on its way (done(srv, waiter)
+ * a session here matched and the request is on its way (done(relay, waiter)
  * follows once Postgres has closed the connection carrying it), -1 when
  * one matched but the request could not be sent, 0 when none matched. A
  * peer_cancel_fn. Never forwards to another proxy: the peer listener
  * relies on that to keep a request from going round in circles. */
-int session_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
+int session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements

@@ -31,7 +31,7 @@ struct source {
 };
 
 struct source_limits {
-    struct server *srv;
+    struct relay *relay;
     struct source table[SOURCE_TABLE];
     double log_tokens;
     uint64_t log_refilled_us;
@@ -47,20 +47,20 @@ static const char *const event_names[SOURCE_EVENTS] = {
 
 static void summary_cb(evutil_socket_t fd, short what, void *arg);
 
-static struct source_limits *limits_of(struct server *srv)
+static struct source_limits *limits_of(struct relay *relay)
 {
-    if (srv->limits)
-        return srv->limits;
+    if (relay->limits)
+        return relay->limits;
     struct source_limits *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    if (!(l->summary_timer = evtimer_new(srv->base, summary_cb, l))) {
+    if (!(l->summary_timer = evtimer_new(relay->base, summary_cb, l))) {
         free(l);
         return NULL;
     }
-    l->srv = srv;
+    l->relay = relay;
     l->log_tokens = LOG_BURST;
-    srv->limits = l;
+    relay->limits = l;
     return l;
 }
 
@@ -95,14 +95,14 @@ static void parse_source(const char *text, struct source *out)
     }
 }
 
-static double rate_of(const struct server *srv)
+static double rate_of(const struct relay *relay)
 {
-    return srv->cfg.source_failures_per_s > 0 ? srv->cfg.source_failures_per_s : 1;
+    return relay->cfg.source_failures_per_s > 0 ? relay->cfg.source_failures_per_s : 1;
 }
 
-static void refill(const struct server *srv, struct source *s, uint64_t now)
+static void refill(const struct relay *relay, struct source *s, uint64_t now)
 {
-    double rate = rate_of(srv);
+    double rate = rate_of(relay);
     s->tokens += (double)(now - s->refilled_us) / 1e6 * rate;
     if (s->tokens > rate * SOURCE_BURST_S)
         s->tokens = rate * SOURCE_BURST_S;
@@ -129,7 +129,7 @@ static struct source *find_source(struct source_limits *l, const char *addr, uin
     for (size_t i = 0; i < SOURCE_TABLE; i++) {
         struct source *s = &l->table[i];
         if (s->family == key.family && memcmp(s->addr, key.addr, sizeof key.addr) == 0) {
-            refill(l->srv, s, now);
+            refill(l->relay, s, now);
             s->seen_us = now;
             return s;
         }
@@ -139,7 +139,7 @@ static struct source *find_source(struct source_limits *l, const char *addr, uin
     if (oldest->family)
         forget(l, oldest);
     *oldest = key;
-    oldest->tokens = rate_of(l->srv) * SOURCE_BURST_S;
+    oldest->tokens = rate_of(l->relay) * SOURCE_BURST_S;
     oldest->refilled_us = oldest->seen_us = now;
     oldest->logged_us = 0;
     return oldest;
@@ -154,12 +154,12 @@ static void count_unlogged(struct source_limits *l, struct source *s, enum sourc
     }
 }
 
-int source_limit_allows(struct server *srv, const char *addr)
+int source_limit_allows(struct relay *relay, const char *addr)
 {
-    struct source_limits *l = limits_of(srv);
+    struct source_limits *l = limits_of(relay);
     if (!l)
         return 1;
-    struct source *s = find_source(l, addr, server_now_us(srv));
+    struct source *s = find_source(l, addr, relay_now_us(relay));
     if (s->tokens >= 1)
         return 1;
     count_unlogged(l, s, SOURCE_THROTTLED);
@@ -181,10 +181,10 @@ static int may_log(struct source_limits *l, struct source *s, uint64_t now)
     return 1;
 }
 
-int source_limit_failure(struct server *srv, const char *addr, enum source_event ev, int charge, const char *fmt, ...)
+int source_limit_failure(struct relay *relay, const char *addr, enum source_event ev, int charge, const char *fmt, ...)
 {
-    struct source_limits *l = limits_of(srv);
-    uint64_t now = server_now_us(srv);
+    struct source_limits *l = limits_of(relay);
+    uint64_t now = relay_now_us(relay);
     struct source *s = l ? find_source(l, addr, now) : NULL;
     int under = 1;
     if (s && charge) {
@@ -222,7 +222,7 @@ static void describe_counts(const uint32_t *counts, char *out, size_t cap)
 
 static void log_summary(struct source_limits *l)
 {
-    uint64_t now = server_now_us(l->srv);
+    uint64_t now = relay_now_us(l->relay);
     uint32_t rest[SOURCE_EVENTS] = {0};
     uint32_t rest_sources = l->evicted_sources, named = 0;
     memcpy(rest, l->evicted, sizeof rest);
@@ -263,13 +263,13 @@ static void summary_cb(evutil_socket_t fd, short what, void *arg)
     log_summary(l);
 }
 
-void source_limits_free(struct server *srv)
+void source_limits_free(struct relay *relay)
 {
-    struct source_limits *l = srv->limits;
+    struct source_limits *l = relay->limits;
     if (!l)
         return;
     log_summary(l);
     event_free(l->summary_timer);
     free(l);
-    srv->limits = NULL;
+    relay->limits = NULL;
 }

@@ -10,7 +10,7 @@
 #ifndef PGTANDEM_SOURCE_LIMIT_H
 #define PGTANDEM_SOURCE_LIMIT_H
 
-#include "server.h"
+#include "relay.h"
 
 enum source_event {
     SOURCE_CANCEL_UNKNOWN,   /* a CancelRequest for no session this proxy knows */
@@ -27,17 +27,17 @@ enum source_event {
 /* Whether `addr` ("host:port", "[v6]:port" or "unix") has a token left, so
  * that its CancelRequest may be looked up. When not, counts it as
  * throttled (summed up in the log). */
-int source_limit_allows(struct server *srv, const char *addr);
+int source_limit_allows(struct relay *relay, const char *addr);
 
 /* Counts a failure of `addr`, taking a token when `charge`, and logs the
  * line at info unless that source (or the proxy as a whole) logged one
  * within the last second; then it goes into the next summary. Returns 0
  * when a token was due and none was left (the caller closes without a
  * reply), else 1. */
-int source_limit_failure(struct server *srv, const char *addr, enum source_event ev, int charge, const char *fmt,
+int source_limit_failure(struct relay *relay, const char *addr, enum source_event ev, int charge, const char *fmt,
                          ...) __attribute__((format(printf, 5, 6)));
 
 /* Logs what is still unsummed and frees the table (exit). */
-void source_limits_free(struct server *srv);
+void source_limits_free(struct relay *relay);
 
 #endif

@@ -122,9 +122,9 @@ static char *pool_options_of(const struct startup_packet *sp)
     return text;
 }
 
-static struct startup_set **bucket(struct server *srv, uint64_t hash)
+static struct startup_set **bucket(struct relay *relay, uint64_t hash)
 {
-    return &srv->startup_sets[hash % SERVER_STARTUP_BUCKETS];
+    return &relay->startup_sets[hash % RELAY_STARTUP_BUCKETS];
 }
 
 static void free_set(struct startup_set *ss)
@@ -147,12 +147,12 @@ static int same_version(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-struct startup_set *startup_set_get(struct server *srv, const uint8_t *packet, uint32_t len,
+struct startup_set *startup_set_get(struct relay *relay, const uint8_t *packet, uint32_t len,
                                     const struct startup_packet *sp, char *database_version)
 {
-    assert(srv && packet && sp);
+    assert(relay && packet && sp);
     uint64_t hash = hash_of(packet, len, database_version);
-    for (struct startup_set *ss = *bucket(srv, hash); ss; ss = ss->next) {
+    for (struct startup_set *ss = *bucket(relay, hash); ss; ss = ss->next) {
         if (ss->hash == hash && ss->len == len && !memcmp(ss->packet, packet, len) &&
             same_version(ss->database_version, database_version)) {
             ss->refs++;
@@ -172,20 +172,20 @@ struct startup_set *startup_set_get(struct server *srv, const uint8_t *packet, u
     ss->sp = *sp;
     ss->sp.params = (const char *)ss->packet + (sp->params - (const char *)packet);
     ss->database_version = database_version;
-    if (declare_version(ss) != 0 || (srv->cfg.pool_transaction && !(ss->pool_options = pool_options_of(&ss->sp)))) {
+    if (declare_version(ss) != 0 || (relay->cfg.pool_transaction && !(ss->pool_options = pool_options_of(&ss->sp)))) {
         free_set(ss);
         return NULL;
     }
-    ss->next = *bucket(srv, hash);
-    *bucket(srv, hash) = ss;
+    ss->next = *bucket(relay, hash);
+    *bucket(relay, hash) = ss;
     return ss;
 }
 
-void startup_set_put(struct server *srv, struct startup_set *ss)
+void startup_set_put(struct relay *relay, struct startup_set *ss)
 {
     if (!ss || --ss->refs)
         return;
-    for (struct startup_set **p = bucket(srv, ss->hash); *p; p = &(*p)->next)
+    for (struct startup_set **p = bucket(relay, ss->hash); *p; p = &(*p)->next)
         if (*p == ss) {
             *p = ss->next;
             break;

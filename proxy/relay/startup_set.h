@@ -12,7 +12,7 @@
 #include "auth.h"
 #include "pool.h"
 #include "proto.h"
-#include "server.h"
+#include "relay.h"
 
 /* Tracked parameter values (pool.h), shared until a session changes one:
  * it then gets a copy of its own (shared_params_own). */
@@ -28,7 +28,7 @@ struct shared_creds {
 };
 
 struct startup_set {
-    struct startup_set *next;     /* same bucket of srv->startup_sets */
+    struct startup_set *next;     /* same bucket of relay->startup_sets */
     uint64_t hash;
     uint32_t refs;
     uint32_t len;                 /* of packet */
@@ -45,9 +45,9 @@ struct startup_set {
  * from it; `database_version` as proto_startup_split_param made it, taken
  * over): the one already there for the same bytes, or a new one. One more
  * reference either way; NULL when out of memory (database_version freed). */
-struct startup_set *startup_set_get(struct server *srv, const uint8_t *packet, uint32_t len,
+struct startup_set *startup_set_get(struct relay *relay, const uint8_t *packet, uint32_t len,
                                     const struct startup_packet *sp, char *database_version);
-void startup_set_put(struct server *srv, struct startup_set *ss);
+void startup_set_put(struct relay *relay, struct startup_set *ss);
 
 /* The release a client declared with -c pgtandem.version=NAME in its
  * startup options, or application_name "...@NAME"; NULL if none (a set

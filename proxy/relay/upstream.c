@@ -20,7 +20,7 @@
 #include "log.h"
 #include "proto.h"
 #include "sbuf.h"
-#include "server.h"
+#include "relay.h"
 #include "tls.h"
 
 #define CONNECT_TIMEOUT_S 30 /* TCP + TLS to the upstream; PgBouncer uses 15 */
@@ -29,7 +29,7 @@
 enum uc_state { UC_CONNECTING, UC_SSL_REQUEST, UC_TLS_HANDSHAKE };
 
 struct upstream_connect {
-    struct server *srv;
+    struct relay *relay;
     struct sbuf *sb;
     enum uc_state state;
     struct event *timer;   /* connect timeout, or a failure reported on the next turn */
@@ -48,37 +48,37 @@ static const struct sbuf_ops uc_ops = {uc_readable, uc_drained, uc_ready, uc_err
 
 static void dns_answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-    struct server *srv = arg;
-    struct upstream_address *ua = &srv->upstream_addr;
+    struct relay *relay = arg;
+    struct upstream_address *ua = &relay->upstream_addr;
     ua->pending = NULL;
     if (result == EVUTIL_EAI_CANCEL)
         return;
     if (result != 0 || !res) {
-        snprintf(ua->error, sizeof ua->error, "could not resolve host name \"%s\": %s", srv->cfg.upstream_host,
+        snprintf(ua->error, sizeof ua->error, "could not resolve host name \"%s\": %s", relay->cfg.upstream_host,
                  evutil_gai_strerror(result));
         if (ua->addrlen)
             log_warn("%s (keeping the last address)", ua->error);
     } else {
         memcpy(&ua->addr, res->ai_addr, res->ai_addrlen);
         ua->addrlen = (int)res->ai_addrlen;
-        ((struct sockaddr_in *)&ua->addr)->sin_port = htons((uint16_t)srv->cfg.upstream_port);
+        ((struct sockaddr_in *)&ua->addr)->sin_port = htons((uint16_t)relay->cfg.upstream_port);
         ua->error[0] = '\0';
     }
     if (res)
         evutil_freeaddrinfo(res);
 }
 
-static void resolve(struct server *srv)
+static void resolve(struct relay *relay)
 {
-    struct upstream_address *ua = &srv->upstream_addr;
+    struct upstream_address *ua = &relay->upstream_addr;
     if (ua->pending)
         return;
     struct evutil_addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     /* hostaddr, as in libpq: connect there, keep the name for SNI and checks */
-    const char *where = srv->cfg.upstream_hostaddr ? srv->cfg.upstream_hostaddr : srv->cfg.upstream_host;
-    ua->pending = evdns_getaddrinfo(srv->dns, where, NULL, &hints, dns_answer_cb, srv);
+    const char *where = relay->cfg.upstream_hostaddr ? relay->cfg.upstream_hostaddr : relay->cfg.upstream_host;
+    ua->pending = evdns_getaddrinfo(relay->dns, where, NULL, &hints, dns_answer_cb, relay);
 }
 
 static void refresh_cb(evutil_socket_t fd, short what, void *arg)
@@ -88,10 +88,10 @@ static void refresh_cb(evutil_socket_t fd, short what, void *arg)
     resolve(arg);
 }
 
-void upstream_address_init(struct server *srv)
+void upstream_address_init(struct relay *relay)
 {
-    struct upstream_address *ua = &srv->upstream_addr;
-    const struct config *cfg = &srv->cfg;
+    struct upstream_address *ua = &relay->upstream_addr;
+    const struct config *cfg = &relay->cfg;
     if (cfg->upstream_host[0] == '/') {
         struct sockaddr_un *sun = (struct sockaddr_un *)&ua->addr;
         sun->sun_family = AF_UNIX;
@@ -100,16 +100,16 @@ void upstream_address_init(struct server *srv)
         return;
     }
     /* Numeric hosts answer synchronously; names are looked up by evdns. */
-    resolve(srv);
-    ua->refresh_timer = event_new(srv->base, -1, EV_PERSIST, refresh_cb, srv);
+    resolve(relay);
+    ua->refresh_timer = event_new(relay->base, -1, EV_PERSIST, refresh_cb, relay);
     struct timeval tv = {DNS_REFRESH_S, 0};
     if (!ua->refresh_timer || event_add(ua->refresh_timer, &tv) != 0)
         log_warn("upstream: could not set the DNS refresh timer; %s stays at its first address", cfg->upstream_host);
 }
 
-void upstream_address_free(struct server *srv)
+void upstream_address_free(struct relay *relay)
 {
-    struct upstream_address *ua = &srv->upstream_addr;
+    struct upstream_address *ua = &relay->upstream_addr;
     if (ua->pending)
         evdns_getaddrinfo_cancel(ua->pending);
     ua->pending = NULL;
@@ -140,7 +140,7 @@ static void uc_deliver(struct upstream_connect *uc)
 
 static void uc_fail(struct upstream_connect *uc, const char *reason)
 {
-    const struct config *cfg = &uc->srv->cfg;
+    const struct config *cfg = &uc->relay->cfg;
     char msg[sizeof uc->error];
     snprintf(msg, sizeof msg, "could not connect to upstream %s:%d: %s", cfg->upstream_host, cfg->upstream_port,
              reason);
@@ -159,29 +159,29 @@ static void uc_timer_cb(evutil_socket_t fd, short what, void *arg)
     uc_fail(uc, uc->error[0] ? uc->error : "timed out");
 }
 
-struct upstream_connect *upstream_connect_start(struct server *srv, upstream_ready_fn ready, void *ctx)
+struct upstream_connect *upstream_connect_start(struct relay *relay, upstream_ready_fn ready, void *ctx)
 {
-    assert(srv && ready);
+    assert(relay && ready);
     struct upstream_connect *uc = calloc(1, sizeof *uc);
     if (!uc)
         return NULL;
-    uc->srv = srv;
+    uc->relay = relay;
     uc->ready = ready;
     uc->ctx = ctx;
-    uc->timer = evtimer_new(srv->base, uc_timer_cb, uc);
+    uc->timer = evtimer_new(relay->base, uc_timer_cb, uc);
     if (!uc->timer) {
         free(uc);
         return NULL;
     }
-    struct upstream_address *ua = &srv->upstream_addr;
+    struct upstream_address *ua = &relay->upstream_addr;
     if (ua->addrlen)
-        uc->sb = sbuf_connect(srv->base, (struct sockaddr *)&ua->addr, ua->addrlen, &uc_ops, uc, 0);
+        uc->sb = sbuf_connect(relay->base, (struct sockaddr *)&ua->addr, ua->addrlen, &uc_ops, uc, 0);
     if (!uc->sb) {
         /* Report on the next loop turn: callers expect an asynchronous answer. */
         snprintf(uc->error, sizeof uc->error, "%s",
                  !ua->addrlen ? (ua->error[0] ? ua->error : "host name not resolved yet") : strerror(errno));
         if (!ua->addrlen)
-            resolve(srv);
+            resolve(relay);
         event_active(uc->timer, EV_TIMEOUT, 0);
         return uc;
     }
@@ -219,12 +219,12 @@ static void uc_ready(struct sbuf *sb, void *arg)
         uc_deliver(uc);
         return;
     }
-    if (uc->srv->upstream_addr.addr.ss_family != AF_UNIX) {
+    if (uc->relay->upstream_addr.addr.ss_family != AF_UNIX) {
         int one = 1;
         setsockopt(sb->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_keepalive(sb->fd);
     }
-    if (!uc->srv->upstream_tls) {
+    if (!uc->relay->upstream_tls) {
         uc_deliver(uc);
         return;
     }
@@ -253,7 +253,7 @@ static void uc_readable(struct sbuf *sb, void *arg)
         return;
     }
     char why[256];
-    SSL *ssl = tls_upstream_ssl(uc->srv->upstream_tls, &uc->srv->cfg, why, sizeof why);
+    SSL *ssl = tls_upstream_ssl(uc->relay->upstream_tls, &uc->relay->cfg, why, sizeof why);
     if (!ssl) {
         uc_fail(uc, why);
         return;
@@ -285,7 +285,7 @@ static void uc_error(struct sbuf *sb, void *arg, int eof, const char *why)
  * upstream_cancels_free at exit. */
 struct upstream_cancel {
     struct upstream_cancel *prev, *next;
-    struct server *srv;
+    struct relay *relay;
     struct upstream_connect *connecting; /* until connected */
     struct sbuf *sb;                     /* then the connection carrying it */
     struct event *timer;                 /* cancel_wait_timeout */
@@ -304,7 +304,7 @@ static void cancel_free(struct upstream_cancel *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        c->srv->cancels = c->next;
+        c->relay->cancels = c->next;
     if (c->next)
         c->next->prev = c->prev;
     free(c);
@@ -313,12 +313,12 @@ static void cancel_free(struct upstream_cancel *c)
 /* The request has been answered (or given up on): tell whoever waits. */
 static void cancel_finish(struct upstream_cancel *c)
 {
-    struct server *srv = c->srv;
+    struct relay *relay = c->relay;
     cancel_done_fn done = c->done;
     uint64_t waiter = c->waiter;
     cancel_free(c);
     if (done)
-        done(srv, waiter);
+        done(relay, waiter);
 }
 
 static void cancel_readable(struct sbuf *sb, void *arg)
@@ -372,31 +372,31 @@ static void cancel_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct upstream_cancel *c = arg;
     log_info("cancel request: the upstream did not close the connection within %d ms; giving up on it",
-             c->srv->cfg.cancel_wait_timeout_ms);
+             c->relay->cfg.cancel_wait_timeout_ms);
     cancel_finish(c);
 }
 
-int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter)
+int upstream_send_cancel(struct relay *relay, unsigned pid, unsigned key, cancel_done_fn done, uint64_t waiter)
 {
-    assert(srv && done);
+    assert(relay && done);
     struct upstream_cancel *c = calloc(1, sizeof *c);
     if (!c)
         return -1;
-    c->srv = srv;
+    c->relay = relay;
     c->done = done;
     c->waiter = waiter;
     proto_put_u32(c->packet, 16);
     proto_put_u32(c->packet + 4, PROTO_CANCEL_CODE);
     proto_put_u32(c->packet + 8, pid);
     proto_put_u32(c->packet + 12, key);
-    c->next = srv->cancels;
-    if (srv->cancels)
-        srv->cancels->prev = c;
-    srv->cancels = c;
-    int ms = srv->cfg.cancel_wait_timeout_ms;
+    c->next = relay->cancels;
+    if (relay->cancels)
+        relay->cancels->prev = c;
+    relay->cancels = c;
+    int ms = relay->cfg.cancel_wait_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (!(c->timer = evtimer_new(srv->base, cancel_timeout_cb, c)) || evtimer_add(c->timer, &tv) != 0 ||
-        !(c->connecting = upstream_connect_start(srv, cancel_connected, c))) {
+    if (!(c->timer = evtimer_new(relay->base, cancel_timeout_cb, c)) || evtimer_add(c->timer, &tv) != 0 ||
+        !(c->connecting = upstream_connect_start(relay, cancel_connected, c))) {
         c->done = NULL;
         cancel_free(c);
         return -1;
@@ -404,9 +404,9 @@ int upstream_send_cancel(struct server *srv, unsigned pid, unsigned key, cancel_
     return 0;
 }
 
-void upstream_cancels_free(struct server *srv)
+void upstream_cancels_free(struct relay *relay)
 {
-    for (struct upstream_cancel *c = srv->cancels, *next; c; c = next) {
+    for (struct upstream_cancel *c = relay->cancels, *next; c; c = next) {
         next = c->next;
         cancel_free(c);
     }

@@ -3,7 +3,7 @@
  * this target listens on, and the input split into chunks written by the
  * client or by the "server" in any interleaving, well framed or not. After
  * every chunk the loop runs and the invariants are checked: every state is
- * one of the enum, srv->counts matches a recount (per state and busy), and
+ * one of the enum, relay->counts matches a recount (per state and busy), and
  * every cancel key is found through the index. At the end both peers hang
  * up and the session must go away by itself. */
 #include <assert.h>
@@ -22,11 +22,11 @@
 #include "config.h"
 #include "log.h"
 #include "proto.h"
-#include "server.h"
+#include "relay.h"
 #include "session.h"
 #include "source_limit.h"
 
-static struct server srv;
+static struct relay relay;
 static int listen_fd = -1;
 static struct sockaddr_un upstream_sun;
 
@@ -44,52 +44,52 @@ static void remove_socket(void)
 
 static void setup_once(void)
 {
-    if (srv.base)
+    if (relay.base)
         return;
     signal(SIGPIPE, SIG_IGN); /* as the proxy does: a peer gone is a write error */
     log_set_level(LOG_LEVEL_ERROR);
-    config_init(&srv.cfg);
-    srv.base = event_base_new();
-    srv.cfg.client_tls = CLIENT_TLS_DISABLE;
-    srv.cfg.auth_scram = 0;
-    srv.cfg.client_login_timeout_ms = 0;
-    srv.cfg.buffer_bytes = 4096;
+    config_init(&relay.cfg);
+    relay.base = event_base_new();
+    relay.cfg.client_tls = CLIENT_TLS_DISABLE;
+    relay.cfg.auth_scram = 0;
+    relay.cfg.client_login_timeout_ms = 0;
+    relay.cfg.buffer_bytes = 4096;
     listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
     upstream_sun.sun_family = AF_UNIX;
     snprintf(upstream_sun.sun_path, sizeof upstream_sun.sun_path, "/tmp/pgt-fuzz-session-%d.sock", (int)getpid());
     unlink(upstream_sun.sun_path);
-    if (!srv.base || listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&upstream_sun, sizeof upstream_sun) != 0 ||
+    if (!relay.base || listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&upstream_sun, sizeof upstream_sun) != 0 ||
         listen(listen_fd, 16) != 0)
         abort();
     set_nonblocking(listen_fd);
     atexit(remove_socket);
-    memcpy(&srv.upstream_addr.addr, &upstream_sun, sizeof upstream_sun);
-    srv.upstream_addr.addrlen = sizeof upstream_sun;
+    memcpy(&relay.upstream_addr.addr, &upstream_sun, sizeof upstream_sun);
+    relay.upstream_addr.addrlen = sizeof upstream_sun;
 }
 
 static void check_invariants(void)
 {
     uint32_t in_state[SESS_NSTATES] = {0}, busy = 0, n = 0;
-    for (const struct session *s = srv.sessions; s; s = s->next) {
+    for (const struct session *s = relay.sessions; s; s = s->next) {
         assert(session_state_valid((int)s->state));
         in_state[s->state]++;
         busy += !session_at_boundary(s);
         assert(s->busy == !session_at_boundary(s));
         n++;
         if (s->cancel_key && s->state == SESS_READY)
-            assert(session_find_by_cancel_key(&srv, s->cancel_pid, s->cancel_key) == s);
+            assert(session_find_by_cancel_key(&relay, s->cancel_pid, s->cancel_key) == s);
     }
-    assert(n == server_session_count(&srv));
-    assert(n == session_counts_total(&srv.counts));
-    assert(busy == srv.counts.busy);
+    assert(n == relay_session_count(&relay));
+    assert(n == session_counts_total(&relay.counts));
+    assert(busy == relay.counts.busy);
     for (int i = 0; i < SESS_NSTATES; i++)
-        assert(in_state[i] == srv.counts.in_state[i]);
+        assert(in_state[i] == relay.counts.in_state[i]);
 }
 
 static void turn_loop(int *server_fd)
 {
     for (int i = 0; i < 4; i++) {
-        event_base_loop(srv.base, EVLOOP_NONBLOCK);
+        event_base_loop(relay.base, EVLOOP_NONBLOCK);
         if (*server_fd < 0 && (*server_fd = accept(listen_fd, NULL, NULL)) >= 0)
             set_nonblocking(*server_fd);
         check_invariants();
@@ -132,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int client_fd = fds[0], server_fd = -1;
     set_nonblocking(client_fd);
-    session_accept(&srv, fds[1], (struct sockaddr *)&upstream_sun, sizeof upstream_sun);
+    session_accept(&relay, fds[1], (struct sockaddr *)&upstream_sun, sizeof upstream_sun);
     check_invariants();
     uint8_t mode = data[0];
     size_t pos = 1;
@@ -167,14 +167,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     close(client_fd);
     if (server_fd >= 0)
         close(server_fd);
-    for (int i = 0; i < 64 && srv.sessions; i++) {
-        event_base_loop(srv.base, EVLOOP_NONBLOCK);
+    for (int i = 0; i < 64 && relay.sessions; i++) {
+        event_base_loop(relay.base, EVLOOP_NONBLOCK);
         check_invariants();
     }
     /* A session stuck waiting for an upstream that never answers is not a
      * leak of the relay's: the harness ends it as a timeout would. */
-    while (srv.sessions)
-        session_free(srv.sessions);
+    while (relay.sessions)
+        session_free(relay.sessions);
     int late;
     while ((late = accept(listen_fd, NULL, NULL)) >= 0)
         close(late);

@@ -11,7 +11,7 @@
 #include "config.h"
 #include "peer.h"
 #include "relay_control.h"
-#include "server.h"
+#include "relay.h"
 #include "source_limit.h"
 #include "unit.h"
 
@@ -26,9 +26,9 @@ static uint64_t answered_waiter;
 /* Stands in for session_cancel on A: the request "went upstream"; the
  * test answers it by calling seen_done, as upstream.c does once Postgres
  * closed its connection. */
-static int record_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
+static int record_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
 {
-    (void)srv;
+    (void)relay;
     cancels_seen++;
     seen_pid = pid;
     seen_key = key;
@@ -38,23 +38,23 @@ static int record_cancel(struct server *srv, uint32_t pid, uint32_t key, cancel_
 }
 
 /* Stands in for the client session on B that waits for the answer. */
-static void forward_done(struct server *srv, uint64_t waiter)
+static void forward_done(struct relay *relay, uint64_t waiter)
 {
-    (void)srv;
+    (void)relay;
     answers++;
     answered_waiter = waiter;
 }
 
-static void relay_init_for_test(struct server *srv, struct event_base *base, const char *peer_host)
+static void relay_init_for_test(struct relay *relay, struct event_base *base, const char *peer_host)
 {
-    memset(srv, 0, sizeof *srv);
-    config_init(&srv->cfg);
-    srv->base = base;
-    srv->cfg.peer_host = peer_host ? strdup(peer_host) : NULL;
-    srv->cfg.peer_port = 0;
+    memset(relay, 0, sizeof *relay);
+    config_init(&relay->cfg);
+    relay->base = base;
+    relay->cfg.peer_host = peer_host ? strdup(peer_host) : NULL;
+    relay->cfg.peer_port = 0;
 }
 
-static struct server a, b;
+static struct relay a, b;
 
 static int seen_by_a(void)
 {

@@ -32,7 +32,7 @@ static const unsigned char CB_OTHER[32] = "a man in the middle's cert hash";
 
 /* The pieces of one exchange, so tests can tamper between steps. */
 struct exchange {
-    struct scram_server srv;
+    struct scram_server relay;
     struct scram_client cli;
     enum scram_status st;  /* first failure, or SCRAM_OK */
     int failed_on_server;
@@ -66,7 +66,7 @@ static void run(struct exchange *x, int server_tls, const unsigned char *server_
     size_t out_len;
     x->st = SCRAM_OK;
     x->failed_on_server = 0;
-    mlen = scram_server_mechanisms(&x->srv, mechs, sizeof mechs);
+    mlen = scram_server_mechanisms(&x->relay, mechs, sizeof mechs);
     if (strip_plus) {
         static const unsigned char plain[] = SCRAM_MECH "\0";
         memcpy(mechs, plain, sizeof plain);
@@ -79,7 +79,7 @@ static void run(struct exchange *x, int server_tls, const unsigned char *server_
     if (x->st != SCRAM_OK)
         return;
     copy_msg(buf, &blen, out, out_len);
-    if ((x->st = scram_server_handle_initial(&x->srv, buf, blen, &out, &out_len)) != SCRAM_OK) {
+    if ((x->st = scram_server_handle_initial(&x->relay, buf, blen, &out, &out_len)) != SCRAM_OK) {
         x->failed_on_server = 1;
         return;
     }
@@ -91,7 +91,7 @@ static void run(struct exchange *x, int server_tls, const unsigned char *server_
         buf[blen - 50] ^= 1; /* inside r=, just before ",p=" + 44 chars of proof */
     if (tamper == T_PROOF)
         buf[blen - 3] = buf[blen - 3] == 'A' ? 'B' : 'A';
-    if ((x->st = scram_server_handle_response(&x->srv, buf, blen, &out, &out_len)) != SCRAM_OK) {
+    if ((x->st = scram_server_handle_response(&x->relay, buf, blen, &out, &out_len)) != SCRAM_OK) {
         x->failed_on_server = 1;
         return;
     }
@@ -103,7 +103,7 @@ static void run(struct exchange *x, int server_tls, const unsigned char *server_
 
 static void free_exchange(struct exchange *x)
 {
-    scram_server_free(&x->srv);
+    scram_server_free(&x->relay);
     scram_client_free(&x->cli);
 }
 
@@ -181,29 +181,29 @@ static void test_password_exchange(void)
     unsigned char ck[SCRAM_KEY_LEN], h[SCRAM_KEY_LEN];
     unsigned int hl;
 
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
-    CHECK("plain: exchange succeeds", x.st == SCRAM_OK && x.srv.state == SCRAM_SERVER_SUCCESS &&
+    CHECK("plain: exchange succeeds", x.st == SCRAM_OK && x.relay.state == SCRAM_SERVER_SUCCESS &&
                                           x.cli.state == SCRAM_CLIENT_SUCCESS);
-    CHECK("plain: no channel binding without TLS", x.cli.cbind_flag == 'n' && !x.srv.cb_in_use);
+    CHECK("plain: no channel binding without TLS", x.cli.cbind_flag == 'n' && !x.relay.cb_in_use);
     CHECK("plain: recovered ClientKey hashes to StoredKey",
-          scram_server_client_key(&x.srv, ck) == SCRAM_OK && EVP_Digest(ck, 32, h, &hl, EVP_sha256(), NULL) &&
+          scram_server_client_key(&x.relay, ck) == SCRAM_OK && EVP_Digest(ck, 32, h, &hl, EVP_sha256(), NULL) &&
               memcmp(h, v.stored_key, 32) == 0);
     free_exchange(&x);
 
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, "pencil-tandeM", 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("plain: wrong password refused", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server &&
-                                               x.srv.state == SCRAM_SERVER_FAILED);
-    CHECK("plain: no ClientKey after failure", scram_server_client_key(&x.srv, ck) == SCRAM_ERR_STATE);
+                                               x.relay.state == SCRAM_SERVER_FAILED);
+    CHECK("plain: no ClientKey after failure", scram_server_client_key(&x.relay, ck) == SCRAM_ERR_STATE);
     CHECK("plain: 28P01 for a wrong password", strcmp(scram_status_sqlstate(x.st), "28P01") == 0);
     free_exchange(&x);
 
     /* TLS client, server could not compute its certificate hash: no -PLUS
      * offered, so 'y' is honest and accepted. */
-    SETUP(scram_server_init(&x.srv, &v, 1, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 1, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, NULL, 1, CB_PROXY, 0, T_NONE);
     CHECK("tls without binding data: 'y' accepted", x.st == SCRAM_OK && x.cli.cbind_flag == 'y');
@@ -218,22 +218,22 @@ static void test_plus_and_client_key(void)
     struct exchange x, up;
     unsigned char ck[SCRAM_KEY_LEN];
 
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONE);
     CHECK("plus: exchange succeeds with channel binding",
-          x.st == SCRAM_OK && x.srv.cb_in_use && x.cli.cbind_flag == 'p');
-    CHECK("plus: ClientKey available", scram_server_client_key(&x.srv, ck) == SCRAM_OK);
+          x.st == SCRAM_OK && x.relay.cb_in_use && x.cli.cbind_flag == 'p');
+    CHECK("plus: ClientKey available", scram_server_client_key(&x.relay, ck) == SCRAM_OK);
     free_exchange(&x);
 
-    SETUP(scram_server_init(&up.srv, &v, 1, CB_OTHER, 32)); /* the upstream, its own certificate */
+    SETUP(scram_server_init(&up.relay, &v, 1, CB_OTHER, 32)); /* the upstream, its own certificate */
     SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 1, CB_OTHER, 1, CB_OTHER, 0, T_NONE);
     CHECK("client key: upstream login with recovered ClientKey (-PLUS)",
-          up.st == SCRAM_OK && up.srv.state == SCRAM_SERVER_SUCCESS && up.cli.state == SCRAM_CLIENT_SUCCESS);
+          up.st == SCRAM_OK && up.relay.state == SCRAM_SERVER_SUCCESS && up.cli.state == SCRAM_CLIENT_SUCCESS);
     free_exchange(&up);
 
-    SETUP(scram_server_init(&up.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&up.relay, &v, 0, NULL, 0));
     SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("client key: upstream login without TLS", up.st == SCRAM_OK);
@@ -241,20 +241,20 @@ static void test_plus_and_client_key(void)
 
     struct scram_verifier other;
     SETUP(scram_verifier_from_password(&other, PG_PASSWORD_1, 13, 0)); /* same password, other salt */
-    SETUP(scram_server_init(&up.srv, &other, 0, NULL, 0));
+    SETUP(scram_server_init(&up.relay, &other, 0, NULL, 0));
     SETUP(scram_client_init_client_key(&up.cli, ck, &v));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("client key: different upstream salt is a clear error",
           up.st == SCRAM_ERR_VERIFIER_MISMATCH && !up.failed_on_server && up.cli.detail != NULL);
     free_exchange(&up);
 
-    SETUP(scram_server_init(&up.srv, &other, 0, NULL, 0));
+    SETUP(scram_server_init(&up.relay, &other, 0, NULL, 0));
     SETUP(scram_client_init_password(&up.cli, PG_PASSWORD_1, 13));
     run(&up, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("password client adapts to any upstream salt", up.st == SCRAM_OK);
     free_exchange(&up);
 
-    SETUP(scram_server_init(&up.srv, &v, 1, CB_OTHER, 32));
+    SETUP(scram_server_init(&up.relay, &v, 1, CB_OTHER, 32));
     SETUP(scram_client_init_password(&up.cli, PG_PASSWORD_1, 13));
     scram_client_require_channel_binding(&up.cli, 1);
     run(&up, 1, CB_OTHER, 1, CB_OTHER, 1, T_NONE);
@@ -268,19 +268,19 @@ static void test_downgrade_and_binding(void)
     struct exchange x;
 
     /* An attacker removed -PLUS from the list: the client says 'y'. */
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 1, T_NONE);
     CHECK("downgrade: 'y' over TLS refused", x.st == SCRAM_ERR_CB_NEGOTIATION && x.failed_on_server);
     CHECK("downgrade: Postgres's message and detail",
           strcmp(scram_status_message(x.st), "SCRAM channel binding negotiation error") == 0 &&
-              strcmp(scram_status_sqlstate(x.st), "28000") == 0 && x.srv.detail &&
-              strcmp(x.srv.detail, "The client supports SCRAM channel binding but thinks the server does not.  "
+              strcmp(scram_status_sqlstate(x.st), "28000") == 0 && x.relay.detail &&
+              strcmp(x.relay.detail, "The client supports SCRAM channel binding but thinks the server does not.  "
                                    "However, this server does support channel binding.") == 0);
     free_exchange(&x);
 
     /* The client binds to a different certificate: a man in the middle. */
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_OTHER, 0, T_NONE);
     CHECK("binding: other certificate hash refused", x.st == SCRAM_ERR_CB_CHECK && x.failed_on_server);
@@ -289,7 +289,7 @@ static void test_downgrade_and_binding(void)
     /* Over TLS the server offers -PLUS but we have no hash of its
      * certificate (one we cannot hash, say a middlebox's): answering 'n'
      * would drop the binding unnoticed, so the client stops, as libpq does. */
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, NULL, 0, T_NONE);
     CHECK("binding: -PLUS offered over TLS without our hash: client stops",
@@ -301,32 +301,32 @@ static void test_downgrade_and_binding(void)
     size_t out_len;
     static const char plus_body[] = SCRAM_MECH_PLUS "\0\0\0\0\x35p=tls-server-end-point,,n=,r=abcdefghijklmnopqrstuvwx";
     static const char plain_p[] = SCRAM_MECH "\0\0\0\0\x35p=tls-server-end-point,,n=,r=abcdefghijklmnopqrstuvwx";
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     CHECK("no tls: -PLUS mechanism refused",
-          scram_server_handle_initial(&x.srv, (const unsigned char *)plus_body, sizeof plus_body - 1, &out,
+          scram_server_handle_initial(&x.relay, (const unsigned char *)plus_body, sizeof plus_body - 1, &out,
                                       &out_len) == SCRAM_ERR_INVALID_MECHANISM);
-    scram_server_free(&x.srv);
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    scram_server_free(&x.relay);
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     CHECK("no tls: 'p' flag with plain mechanism refused",
-          scram_server_handle_initial(&x.srv, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
+          scram_server_handle_initial(&x.relay, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
                                       &out_len) == SCRAM_ERR_MALFORMED);
-    scram_server_free(&x.srv);
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    scram_server_free(&x.relay);
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     CHECK("tls: 'p' flag with plain mechanism refused",
-          scram_server_handle_initial(&x.srv, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
+          scram_server_handle_initial(&x.relay, (const unsigned char *)plain_p, sizeof plain_p - 1, &out,
                                       &out_len) == SCRAM_ERR_MALFORMED);
-    scram_server_free(&x.srv);
+    scram_server_free(&x.relay);
 
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     unsigned char mechs[64];
-    size_t ml = scram_server_mechanisms(&x.srv, mechs, sizeof mechs);
+    size_t ml = scram_server_mechanisms(&x.relay, mechs, sizeof mechs);
     CHECK("tls: offers -PLUS first", ml == sizeof SCRAM_MECH_PLUS + sizeof SCRAM_MECH + 1 &&
                                          memcmp(mechs, SCRAM_MECH_PLUS, sizeof SCRAM_MECH_PLUS) == 0);
-    scram_server_free(&x.srv);
-    SETUP(scram_server_init(&x.srv, &v, 0, CB_PROXY, 32));
-    ml = scram_server_mechanisms(&x.srv, mechs, sizeof mechs);
+    scram_server_free(&x.relay);
+    SETUP(scram_server_init(&x.relay, &v, 0, CB_PROXY, 32));
+    ml = scram_server_mechanisms(&x.relay, mechs, sizeof mechs);
     CHECK("no tls: offers only SCRAM-SHA-256", ml == sizeof SCRAM_MECH + 1);
-    scram_server_free(&x.srv);
+    scram_server_free(&x.relay);
 
     /* A client that speaks PLUS over no TLS is a client bug; libpq refuses. */
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
@@ -342,19 +342,19 @@ static void test_tampering(void)
     struct scram_verifier v = verifier_of(PG_VERIFIER_1);
     struct exchange x;
 
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONCE);
     CHECK("tamper: final nonce refused", x.st == SCRAM_ERR_NONCE && x.failed_on_server);
     free_exchange(&x);
 
-    SETUP(scram_server_init(&x.srv, &v, 1, CB_PROXY, 32));
+    SETUP(scram_server_init(&x.relay, &v, 1, CB_PROXY, 32));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_PROOF);
     CHECK("tamper: proof refused", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server);
     free_exchange(&x);
 
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_SERVER_SIG);
     CHECK("tamper: server signature refused by the client", x.st == SCRAM_ERR_SERVER_SIGNATURE &&
@@ -366,7 +366,7 @@ static void test_tampering(void)
     struct scram_verifier fake;
     SETUP(scram_verifier_derive(&fake, "guess", 5, v.salt, v.salt_len, v.iterations));
     memcpy(fake.stored_key, v.stored_key, 32); /* accepts the proof, wrong ServerKey */
-    SETUP(scram_server_init(&x.srv, &fake, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &fake, 0, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     run(&x, 0, NULL, 0, NULL, 0, T_NONE);
     CHECK("impostor server refused", x.st == SCRAM_ERR_SERVER_SIGNATURE);
@@ -376,10 +376,10 @@ static void test_tampering(void)
     const unsigned char *out;
     size_t ol;
     static const unsigned char mechs[] = SCRAM_MECH "\0";
-    SETUP(scram_server_init(&x.srv, &v, 0, NULL, 0));
+    SETUP(scram_server_init(&x.relay, &v, 0, NULL, 0));
     SETUP(scram_client_init_password(&x.cli, PG_PASSWORD_1, 13));
     SETUP(scram_client_initial_response(&x.cli, mechs, sizeof mechs, 0, NULL, 0, &out, &ol));
-    SETUP(scram_server_handle_initial(&x.srv, out, ol, &out, &ol));
+    SETUP(scram_server_handle_initial(&x.relay, out, ol, &out, &ol));
     SETUP(scram_client_handle_continue(&x.cli, out, ol, &out, &ol));
     CHECK("server error e= reported", scram_client_handle_final(&x.cli, (const unsigned char *)"e=invalid-proof",
                                                                 15) == SCRAM_ERR_SERVER_ERROR &&
@@ -398,7 +398,7 @@ static void test_mock_and_empty_initial(void)
           memcmp(a.verifier.salt, b.verifier.salt, 16) == 0 && a.verifier.iterations == 4096);
     CHECK("mock: offers what a real user gets", scram_server_mechanisms(&a, mechs, sizeof mechs) > 15);
     struct exchange x;
-    x.srv = a;
+    x.relay = a;
     SETUP(scram_client_init_password(&x.cli, "anything", 8));
     run(&x, 1, CB_PROXY, 1, CB_PROXY, 0, T_NONE);
     CHECK("mock: unknown user fails like a wrong password", x.st == SCRAM_ERR_AUTH_FAILED && x.failed_on_server);

@@ -91,18 +91,18 @@ static void test_random_walk(void)
     CHECK("walk: the walk moved and was refused", moves > 1000 && refused > 1000);
 }
 
-static struct session *fake_session(struct server *srv, uint64_t id)
+static struct session *fake_session(struct relay *relay, uint64_t id)
 {
     struct session *s = calloc(1, sizeof *s + sizeof "test");
-    s->srv = srv;
+    s->relay = relay;
     s->id = id;
     tracker_init(&s->tracker);
     strcpy(s->addr, "test");
-    s->next = srv->sessions;
-    if (srv->sessions)
-        srv->sessions->prev = s;
-    srv->sessions = s;
-    session_counts_enter(&srv->counts, SESS_STARTUP);
+    s->next = relay->sessions;
+    if (relay->sessions)
+        relay->sessions->prev = s;
+    relay->sessions = s;
+    session_counts_enter(&relay->counts, SESS_STARTUP);
     return s;
 }
 
@@ -110,36 +110,36 @@ static struct session *fake_session(struct server *srv, uint64_t id)
  * busy count follows the tracker once ready. */
 static void test_set_state(void)
 {
-    struct server srv;
-    memset(&srv, 0, sizeof srv);
-    config_init(&srv.cfg);
-    srv.base = event_base_new();
-    struct session *a = fake_session(&srv, 1), *b = fake_session(&srv, 2);
+    struct relay relay;
+    memset(&relay, 0, sizeof relay);
+    config_init(&relay.cfg);
+    relay.base = event_base_new();
+    struct session *a = fake_session(&relay, 1), *b = fake_session(&relay, 2);
     static const enum session_state path[] = {SESS_CONNECTING, SESS_AUTH, SESS_READY};
     for (size_t i = 0; i < sizeof path / sizeof path[0]; i++)
         session_set_state(a, path[i]);
-    CHECK("set_state: a is ready", a->state == SESS_READY && srv.counts.in_state[SESS_READY] == 1);
-    CHECK("set_state: b is still starting", srv.counts.in_state[SESS_STARTUP] == 1);
-    CHECK("set_state: a ready session at a boundary is not busy", srv.counts.busy == 0 && !a->busy);
+    CHECK("set_state: a is ready", a->state == SESS_READY && relay.counts.in_state[SESS_READY] == 1);
+    CHECK("set_state: b is still starting", relay.counts.in_state[SESS_STARTUP] == 1);
+    CHECK("set_state: a ready session at a boundary is not busy", relay.counts.busy == 0 && !a->busy);
     session_set_state(b, SESS_CLOSING);
     session_set_state(b, SESS_CLOSING);
-    CHECK("set_state: closing twice counts once", srv.counts.in_state[SESS_CLOSING] == 1 &&
-                                                      session_counts_total(&srv.counts) == 2);
+    CHECK("set_state: closing twice counts once", relay.counts.in_state[SESS_CLOSING] == 1 &&
+                                                      session_counts_total(&relay.counts) == 2);
 #ifndef PGT_DEBUG
     /* Release builds: a forbidden move is logged and closes that session. */
     session_set_state(a, SESS_STARTUP);
     CHECK("set_state: a forbidden move closes the session", a->state == SESS_CLOSING);
-    event_base_loop(srv.base, EVLOOP_NONBLOCK);
-    CHECK("set_state: ...and only that one is freed", server_session_count(&srv) == 1 && srv.sessions == b &&
-                                                          srv.counts.in_state[SESS_CLOSING] == 1 &&
-                                                          session_counts_total(&srv.counts) == 1);
+    event_base_loop(relay.base, EVLOOP_NONBLOCK);
+    CHECK("set_state: ...and only that one is freed", relay_session_count(&relay) == 1 && relay.sessions == b &&
+                                                          relay.counts.in_state[SESS_CLOSING] == 1 &&
+                                                          session_counts_total(&relay.counts) == 1);
 #else
     session_free(a);
 #endif
     session_free(b);
-    CHECK("set_state: every count is back to zero", session_counts_total(&srv.counts) == 0 && srv.counts.busy == 0);
-    event_base_free(srv.base);
-    config_free(&srv.cfg);
+    CHECK("set_state: every count is back to zero", session_counts_total(&relay.counts) == 0 && relay.counts.busy == 0);
+    event_base_free(relay.base);
+    config_free(&relay.cfg);
 }
 
 int main(void)

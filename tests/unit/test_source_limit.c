@@ -9,26 +9,26 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "relay.h"
 #include "source_limit.h"
 #include "unit.h"
 
-static int fail_times(struct server *srv, const char *addr, int n)
+static int fail_times(struct relay *relay, const char *addr, int n)
 {
     int under = 0;
     for (int i = 0; i < n; i++)
-        under += source_limit_failure(srv, addr, SOURCE_CANCEL_UNKNOWN, 1, "failure from %s", addr);
+        under += source_limit_failure(relay, addr, SOURCE_CANCEL_UNKNOWN, 1, "failure from %s", addr);
     return under;
 }
 
 /* Lines written to stderr while fn runs. */
-static int lines_logged(void (*fn)(struct server *), struct server *srv)
+static int lines_logged(void (*fn)(struct relay *), struct relay *relay)
 {
     fflush(stderr);
     FILE *tmp = tmpfile();
     int saved = dup(2);
     dup2(fileno(tmp), 2);
-    fn(srv);
+    fn(relay);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -40,57 +40,57 @@ static int lines_logged(void (*fn)(struct server *), struct server *srv)
     return lines;
 }
 
-static void flood(struct server *srv)
+static void flood(struct relay *relay)
 {
     for (int i = 0; i < 10000; i++) {
-        if (source_limit_allows(srv, "198.51.100.9:4000"))
-            source_limit_failure(srv, "198.51.100.9:4000", SOURCE_CANCEL_UNKNOWN, 1, "forged cancel");
+        if (source_limit_allows(relay, "198.51.100.9:4000"))
+            source_limit_failure(relay, "198.51.100.9:4000", SOURCE_CANCEL_UNKNOWN, 1, "forged cancel");
     }
 }
 
-static void summary_now(struct server *srv)
+static void summary_now(struct relay *relay)
 {
-    source_limits_free(srv); /* writes what is still unsummed */
+    source_limits_free(relay); /* writes what is still unsummed */
 }
 
 int main(void)
 {
-    struct server srv;
-    memset(&srv, 0, sizeof srv);
-    config_init(&srv.cfg);
-    srv.base = event_base_new();
-    int burst = srv.cfg.source_failures_per_s * SOURCE_BURST_S;
+    struct relay relay;
+    memset(&relay, 0, sizeof relay);
+    config_init(&relay.cfg);
+    relay.base = event_base_new();
+    int burst = relay.cfg.source_failures_per_s * SOURCE_BURST_S;
     log_set_level(LOG_LEVEL_INFO);
 
     CHECK("limit: the default is 10 a second, 50 at once", burst == 50);
-    CHECK("limit: a new source has its burst", fail_times(&srv, "192.0.2.1:1000", burst) == burst);
-    CHECK("limit: then none", fail_times(&srv, "192.0.2.1:1001", 1) == 0);
-    CHECK("limit: its cancels are not looked at", !source_limit_allows(&srv, "192.0.2.1:1002"));
-    CHECK("limit: another address is not affected", source_limit_allows(&srv, "192.0.2.2:1000"));
+    CHECK("limit: a new source has its burst", fail_times(&relay, "192.0.2.1:1000", burst) == burst);
+    CHECK("limit: then none", fail_times(&relay, "192.0.2.1:1001", 1) == 0);
+    CHECK("limit: its cancels are not looked at", !source_limit_allows(&relay, "192.0.2.1:1002"));
+    CHECK("limit: another address is not affected", source_limit_allows(&relay, "192.0.2.2:1000"));
     CHECK("limit: uncharged failures never refuse",
-          source_limit_failure(&srv, "192.0.2.1:1", SOURCE_BAD_STARTUP, 0, "x") == 1);
+          source_limit_failure(&relay, "192.0.2.1:1", SOURCE_BAD_STARTUP, 0, "x") == 1);
 
-    CHECK("limit: an IPv6 host uses up its /64", fail_times(&srv, "2001:db8:1:2::1:5432", burst) == burst);
-    CHECK("limit: the same /64 in the peer form", !source_limit_allows(&srv, "[2001:db8:1:2:ffff::9]:7000"));
-    CHECK("limit: the next /64 is another source", source_limit_allows(&srv, "[2001:db8:1:3::1]:7000"));
-    CHECK("limit: Unix-socket clients are one source", fail_times(&srv, "unix", burst + 1) == burst);
+    CHECK("limit: an IPv6 host uses up its /64", fail_times(&relay, "2001:db8:1:2::1:5432", burst) == burst);
+    CHECK("limit: the same /64 in the peer form", !source_limit_allows(&relay, "[2001:db8:1:2:ffff::9]:7000"));
+    CHECK("limit: the next /64 is another source", source_limit_allows(&relay, "[2001:db8:1:3::1]:7000"));
+    CHECK("limit: Unix-socket clients are one source", fail_times(&relay, "unix", burst + 1) == burst);
 
     /* The table is fixed: 256 other sources push the oldest out, which
      * then starts afresh (that is the price of bounded memory). */
     char addr[64];
     for (int i = 0; i < 256; i++) {
         snprintf(addr, sizeof addr, "198.18.%d.%d:1000", i / 256, i % 256);
-        source_limit_allows(&srv, addr);
+        source_limit_allows(&relay, addr);
     }
-    CHECK("limit: a source pushed out of the table starts afresh", source_limit_allows(&srv, "192.0.2.1:1003"));
+    CHECK("limit: a source pushed out of the table starts afresh", source_limit_allows(&relay, "192.0.2.1:1003"));
 
-    int lines = lines_logged(flood, &srv);
+    int lines = lines_logged(flood, &relay);
     CHECK("limit: 10000 forged cancels from one address log one line", lines == 1);
-    lines = lines_logged(summary_now, &srv);
+    lines = lines_logged(summary_now, &relay);
     CHECK("limit: and the rest in a summary line per source", lines >= 1 && lines <= 9);
-    CHECK("limit: the table is gone", srv.limits == NULL);
+    CHECK("limit: the table is gone", relay.limits == NULL);
 
-    config_free(&srv.cfg);
-    event_base_free(srv.base);
+    config_free(&relay.cfg);
+    event_base_free(relay.base);
     return UNIT_RESULT();
 }

@@ -9,7 +9,7 @@
 
 #include "config.h"
 #include "pin.h"
-#include "server.h"
+#include "relay.h"
 #include "startup_set.h"
 #include "unit.h"
 
@@ -29,7 +29,7 @@ static uint8_t *packet(const char *pairs, size_t len, uint32_t *out_len)
 }
 
 /* A set for the pairs, as the session makes it (database "NAME@VER" split). */
-static struct startup_set *get(struct server *srv, const char *pairs, size_t len)
+static struct startup_set *get(struct relay *relay, const char *pairs, size_t len)
 {
     uint32_t n;
     uint8_t *p = packet(pairs, len, &n);
@@ -40,28 +40,28 @@ static struct startup_set *get(struct server *srv, const char *pairs, size_t len
         return NULL;
     }
     char *version = proto_startup_split_param(p, &n, &sp, "database", '@');
-    struct startup_set *ss = startup_set_get(srv, p, n, &sp, version);
+    struct startup_set *ss = startup_set_get(relay, p, n, &sp, version);
     free(p); /* the set keeps a copy */
     return ss;
 }
 
-static int sets_in(const struct server *srv)
+static int sets_in(const struct relay *relay)
 {
     int n = 0;
-    for (int i = 0; i < SERVER_STARTUP_BUCKETS; i++)
-        for (const struct startup_set *ss = srv->startup_sets[i]; ss; ss = ss->next)
+    for (int i = 0; i < RELAY_STARTUP_BUCKETS; i++)
+        for (const struct startup_set *ss = relay->startup_sets[i]; ss; ss = ss->next)
             n++;
     return n;
 }
 
 #define PAIRS(s) s, sizeof s - 1
 
-static void test_sharing(struct server *srv)
+static void test_sharing(struct relay *relay)
 {
-    struct startup_set *a = get(srv, PAIRS("user\0app\0database\0appdb\0application_name\0web\0"));
-    struct startup_set *b = get(srv, PAIRS("user\0app\0database\0appdb\0application_name\0web\0"));
-    struct startup_set *c = get(srv, PAIRS("user\0app\0database\0appdb\0application_name\0worker\0"));
-    struct startup_set *d = get(srv, PAIRS("user\0app\0database\0appdb@v2\0application_name\0web\0"));
+    struct startup_set *a = get(relay, PAIRS("user\0app\0database\0appdb\0application_name\0web\0"));
+    struct startup_set *b = get(relay, PAIRS("user\0app\0database\0appdb\0application_name\0web\0"));
+    struct startup_set *c = get(relay, PAIRS("user\0app\0database\0appdb\0application_name\0worker\0"));
+    struct startup_set *d = get(relay, PAIRS("user\0app\0database\0appdb@v2\0application_name\0web\0"));
     CHECK("share: the same packet is one set", a && a == b && a->refs == 2);
     CHECK("share: another parameter value is another set", c && c != a);
     CHECK("share: the same bytes with another @NAME are another set", d && d != a && d->database_version &&
@@ -71,30 +71,30 @@ static void test_sharing(struct server *srv)
     CHECK("derive: @NAME declares the release", d->version && !strcmp(d->version, "v2") && !a->version);
     CHECK("derive: the pool's key leaves out user, database and tracked parameters",
           a->pool_options && !strcmp(a->pool_options, ""));
-    startup_set_put(srv, b);
-    CHECK("put: a set lives while a session holds it", sets_in(srv) == 3 && a->refs == 1);
-    startup_set_put(srv, a);
-    startup_set_put(srv, c);
-    startup_set_put(srv, d);
-    CHECK("put: the last reference frees the set", sets_in(srv) == 0);
+    startup_set_put(relay, b);
+    CHECK("put: a set lives while a session holds it", sets_in(relay) == 3 && a->refs == 1);
+    startup_set_put(relay, a);
+    startup_set_put(relay, c);
+    startup_set_put(relay, d);
+    CHECK("put: the last reference frees the set", sets_in(relay) == 0);
 }
 
-static void test_derived(struct server *srv)
+static void test_derived(struct relay *relay)
 {
-    struct startup_set *o = get(srv, PAIRS("user\0app\0options\0-c pgtandem.version=v3 -c work_mem=8MB\0"
+    struct startup_set *o = get(relay, PAIRS("user\0app\0options\0-c pgtandem.version=v3 -c work_mem=8MB\0"
                                            "search_path\0a b\0"));
     CHECK("derive: the options name the release", o && o->version && !strcmp(o->version, "v3"));
     CHECK("derive: the pool's key keeps the other options and untracked parameters, escaped",
           o && !strcmp(o->pool_options, " -c work_mem=8MB -c search_path=a\\ b"));
-    struct startup_set *n = get(srv, PAIRS("user\0app\0application_name\0svc@v4\0"));
+    struct startup_set *n = get(relay, PAIRS("user\0app\0application_name\0svc@v4\0"));
     CHECK("derive: application_name's @NAME names the release", n && n->version && !strcmp(n->version, "v4"));
-    startup_set_put(srv, o);
-    startup_set_put(srv, n);
+    startup_set_put(relay, o);
+    startup_set_put(relay, n);
 }
 
-static void test_params(struct server *srv)
+static void test_params(struct relay *relay)
 {
-    struct startup_set *a = get(srv, PAIRS("user\0app\0application_name\0web\0"));
+    struct startup_set *a = get(relay, PAIRS("user\0app\0application_name\0web\0"));
     struct param_values welcome;
     memset(&welcome, 0, sizeof welcome);
     int app = pin_tracked_index("application_name");
@@ -118,8 +118,8 @@ static void test_params(struct server *srv)
     shared_params_put(p1);
     shared_params_put(mine);
     shared_params_put(p3);
-    startup_set_put(srv, a);
-    CHECK("params: all freed with the set", sets_in(srv) == 0);
+    startup_set_put(relay, a);
+    CHECK("params: all freed with the set", sets_in(relay) == 0);
 }
 
 static struct auth_credentials creds_of(const char *password, unsigned char key_byte)
@@ -136,9 +136,9 @@ static struct auth_credentials creds_of(const char *password, unsigned char key_
     return c;
 }
 
-static void test_creds(struct server *srv)
+static void test_creds(struct relay *relay)
 {
-    struct startup_set *a = get(srv, PAIRS("user\0app\0"));
+    struct startup_set *a = get(relay, PAIRS("user\0app\0"));
     struct auth_credentials c1 = creds_of(NULL, 1), c2 = creds_of(NULL, 1), c3 = creds_of(NULL, 2);
     struct shared_creds *s1 = startup_set_creds(a, &c1);
     struct shared_creds *s2 = startup_set_creds(a, &c2);
@@ -155,20 +155,20 @@ static void test_creds(struct server *srv)
     shared_creds_put(s3);
     shared_creds_put(t1);
     shared_creds_put(t2);
-    startup_set_put(srv, a);
-    CHECK("creds: all freed with the set", sets_in(srv) == 0);
+    startup_set_put(relay, a);
+    CHECK("creds: all freed with the set", sets_in(relay) == 0);
 }
 
 int main(void)
 {
-    struct server *srv = calloc(1, sizeof *srv);
-    config_init(&srv->cfg);
-    srv->cfg.pool_transaction = 1;
-    test_sharing(srv);
-    test_derived(srv);
-    test_params(srv);
-    test_creds(srv);
-    config_free(&srv->cfg);
-    free(srv);
+    struct relay *relay = calloc(1, sizeof *relay);
+    config_init(&relay->cfg);
+    relay->cfg.pool_transaction = 1;
+    test_sharing(relay);
+    test_derived(relay);
+    test_params(relay);
+    test_creds(relay);
+    config_free(&relay->cfg);
+    free(relay);
     return UNIT_RESULT();
 }

@@ -1,12 +1,12 @@
-/* The one server struct: the event loop, listeners, TLS contexts, every
+/* The proxy itself, struct relay: the event loop, listeners, TLS contexts, every
  * session, pause state and metrics. Everything mutable in the relay hangs
  * off this struct. It is the bottom of the relay: every relay module
  * includes this header and this header includes no relay module but the
  * pure session_state.h and relay_peer.h, so the state that several of them
  * share (pause bookkeeping, the upstream's address, the version route the
  * engine pushed in) is defined here. */
-#ifndef PGTANDEM_SERVER_H
-#define PGTANDEM_SERVER_H
+#ifndef PGTANDEM_RELAY_H
+#define PGTANDEM_RELAY_H
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -19,7 +19,7 @@
 #include "relay_peer.h"
 #include "session_state.h"
 
-struct server;
+struct relay;
 struct session;
 struct peer_conn;
 struct peer_channel;
@@ -37,8 +37,8 @@ struct startup_set;
 typedef void (*pause_done_fn)(void *ctx, int ok, uint64_t waited_us);
 
 #define PAUSE_MAX_WAITERS 16
-#define SERVER_CANCEL_BUCKETS 1024 /* a power of two */
-#define SERVER_STARTUP_BUCKETS 256
+#define RELAY_CANCEL_BUCKETS 1024 /* a power of two */
+#define RELAY_STARTUP_BUCKETS 256
 
 struct pause_waiter {
     pause_done_fn done;
@@ -100,14 +100,14 @@ struct fleet_peer {
  * peer proxy) closed the connection that carried it, or gave up. `waiter`
  * names who waits (a session id, a peer connection id); the callee looks it
  * up, so a waiter that went away in the meantime needs no unhooking. */
-typedef void (*cancel_done_fn)(struct server *srv, uint64_t waiter);
+typedef void (*cancel_done_fn)(struct relay *relay, uint64_t waiter);
 
 /* Cancels a session of this proxy named by (pid, key): 1 when one matched
  * and the request is on its way upstream (`done` follows, at most once,
  * from an event callback), -1 when one matched but the request could not be
  * sent, 0 when none matched. What the peer listener does with the
  * CancelRequests it reads. */
-typedef int (*peer_cancel_fn)(struct server *srv, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
+typedef int (*peer_cancel_fn)(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
 
 /* Owned by peer.c. Several proxies in front of one database: a cancel key
  * carries the slot of the proxy that issued it in its top 8 bits, so a
@@ -131,7 +131,7 @@ struct fleet_peers {
     void *on_message_ctx;
 };
 
-struct server {
+struct relay {
     struct config cfg;
     struct event_base *base;
     struct evdns_base *dns;
@@ -162,10 +162,10 @@ struct server {
     struct session_counts counts;    /* per state, and busy (session.c keeps them) */
     /* Live sessions by cancel key (session.c): the key's low bits are
      * random, so they pick the bucket; chained through cancel_next. */
-    struct session *cancel_index[SERVER_CANCEL_BUCKETS];
+    struct session *cancel_index[RELAY_CANCEL_BUCKETS];
     uint64_t next_session_id;
     /* The distinct startup parameter sets of live sessions (startup_set.c). */
-    struct startup_set *startup_sets[SERVER_STARTUP_BUCKETS];
+    struct startup_set *startup_sets[RELAY_STARTUP_BUCKETS];
 
     struct pause_state pause;
     uint64_t lease_deadline_us;      /* fleet lease (relay_control.h); 0: not fenced */
@@ -186,39 +186,39 @@ struct server {
 };
 
 /* How many sessions there are: the sum of the per-state counts. */
-uint32_t server_session_count(const struct server *srv);
+uint32_t relay_session_count(const struct relay *relay);
 
 /* Time in microseconds from the monotonic clock. */
-uint64_t server_now_us(struct server *srv);
+uint64_t relay_now_us(struct relay *relay);
 
 /* Called by sessions as they go away, so shutdown can finish, and so the
  * memory a burst of them freed is given back once the burst is over. */
-void server_session_closed(struct server *srv);
-/* Makes srv->heap_trim (started by the proxy; without it nothing is
+void relay_session_closed(struct relay *relay);
+/* Makes relay->heap_trim (started by the proxy; without it nothing is
  * trimmed). 0, or -1 out of memory. */
-int server_start_heap_trim(struct server *srv);
+int relay_start_heap_trim(struct relay *relay);
 
 /* Called by sessions when they may have reached a transaction boundary:
  * during a pause, pause.c re-checks the drain once this loop turn. */
-void server_boundary_reached(struct server *srv);
+void relay_boundary_reached(struct relay *relay);
 
 /* The fleet lease ran out: sessions hold at their next boundary. Reads
  * the clock itself, since a stopped process must fence before it relays
  * anything once it runs again. */
-int server_lease_expired(const struct server *srv);
+int relay_lease_expired(const struct relay *relay);
 /* The lease has been out for longer than fence_bound_ms as this process
  * saw it: held sessions and new ones are failed (57P01, fence_error)
  * instead of waiting on. The bound counts from when the process could
  * first see the fence, so one that was stopped (SIGSTOP, a paused VM)
  * past its lease gets the bound to renew it once it runs again. */
-int server_fence_overdue(struct server *srv);
+int relay_fence_overdue(struct relay *relay);
 
 /* The port a listening socket has: with port 0 configured, the one the
  * kernel chose (the listen, admin and peer addresses take port 0). */
-int server_bound_port(evutil_socket_t fd, int configured);
+int relay_bound_port(evutil_socket_t fd, int configured);
 
 /* The version schema a session declaring `version` (NULL: none) should see
  * first, or NULL when no migration in progress routes it anywhere. */
-const char *server_version_schema(const struct server *srv, const char *version);
+const char *relay_version_schema(const struct relay *relay, const char *version);
 
 #endif

@@ -2,7 +2,7 @@
  * the clock, the end of a session (and the heap trim after many), the
  * wake-up of a pause, and the version route. Nothing here knows sessions,
  * pause or the engine by name. */
-#include "server.h"
+#include "relay.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,34 +30,34 @@
 #define HEAP_TRIM_MIN_CLOSED 256
 #define HEAP_TRIM_QUIET_MS 1000
 
-uint32_t server_session_count(const struct server *srv)
+uint32_t relay_session_count(const struct relay *relay)
 {
-    return session_counts_total(&srv->counts);
+    return session_counts_total(&relay->counts);
 }
 
 /* The loop's cached clock is only as fine as CLOCK_MONOTONIC_COARSE
  * (jiffies), too coarse for sub-millisecond query latencies. */
-uint64_t server_now_us(struct server *srv)
+uint64_t relay_now_us(struct relay *relay)
 {
-    (void)srv;
+    (void)relay;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int server_lease_expired(const struct server *srv)
+int relay_lease_expired(const struct relay *relay)
 {
-    return srv->lease_deadline_us && server_now_us((struct server *)srv) > srv->lease_deadline_us;
+    return relay->lease_deadline_us && relay_now_us((struct relay *)relay) > relay->lease_deadline_us;
 }
 
-int server_fence_overdue(struct server *srv)
+int relay_fence_overdue(struct relay *relay)
 {
-    if (!srv->fence_bound_ms || !server_lease_expired(srv))
+    if (!relay->fence_bound_ms || !relay_lease_expired(relay))
         return 0;
-    uint64_t now = server_now_us(srv);
-    if (srv->fence_seen_us < srv->lease_deadline_us) /* not seen since this lease ran out */
-        srv->fence_seen_us = now;
-    return now > srv->fence_seen_us + (uint64_t)srv->fence_bound_ms * 1000u;
+    uint64_t now = relay_now_us(relay);
+    if (relay->fence_seen_us < relay->lease_deadline_us) /* not seen since this lease ran out */
+        relay->fence_seen_us = now;
+    return now > relay->fence_seen_us + (uint64_t)relay->fence_bound_ms * 1000u;
 }
 
 /* Resident memory in kB (0: unknown), for the log. */
@@ -77,45 +77,45 @@ static void heap_trim_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct server *srv = arg;
-    uint32_t closed = srv->closed_since_trim;
-    srv->closed_since_trim = 0;
+    struct relay *relay = arg;
+    uint32_t closed = relay->closed_since_trim;
+    relay->closed_since_trim = 0;
     long before = resident_kb();
-    uint64_t start = server_now_us(srv);
+    uint64_t start = relay_now_us(relay);
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
     log_debug("heap trimmed after %u sessions closed: resident %ld kB -> %ld kB, %.1f ms", closed, before,
-              resident_kb(), (double)(server_now_us(srv) - start) / 1000.0);
+              resident_kb(), (double)(relay_now_us(relay) - start) / 1000.0);
 }
 
-int server_start_heap_trim(struct server *srv)
+int relay_start_heap_trim(struct relay *relay)
 {
-    srv->heap_trim = evtimer_new(srv->base, heap_trim_cb, srv);
-    return srv->heap_trim ? 0 : -1;
+    relay->heap_trim = evtimer_new(relay->base, heap_trim_cb, relay);
+    return relay->heap_trim ? 0 : -1;
 }
 
-void server_session_closed(struct server *srv)
+void relay_session_closed(struct relay *relay)
 {
-    if (srv->shutting_down && server_session_count(srv) == 0) {
+    if (relay->shutting_down && relay_session_count(relay) == 0) {
         log_info("shutdown: all sessions finished");
-        event_base_loopexit(srv->base, NULL);
+        event_base_loopexit(relay->base, NULL);
     }
     /* pushed back by every close: it fires once they stop */
     struct timeval quiet = {HEAP_TRIM_QUIET_MS / 1000, (HEAP_TRIM_QUIET_MS % 1000) * 1000};
-    if (++srv->closed_since_trim >= HEAP_TRIM_MIN_CLOSED && srv->heap_trim)
-        evtimer_add(srv->heap_trim, &quiet);
+    if (++relay->closed_since_trim >= HEAP_TRIM_MIN_CLOSED && relay->heap_trim)
+        evtimer_add(relay->heap_trim, &quiet);
 }
 
-void server_boundary_reached(struct server *srv)
+void relay_boundary_reached(struct relay *relay)
 {
-    if (srv->pause.paused && srv->pause.check_ev)
-        event_active(srv->pause.check_ev, EV_TIMEOUT, 0);
+    if (relay->pause.paused && relay->pause.check_ev)
+        event_active(relay->pause.check_ev, EV_TIMEOUT, 0);
 }
 
-const char *server_version_schema(const struct server *srv, const char *version)
+const char *relay_version_schema(const struct relay *relay, const char *version)
 {
-    const struct version_route *r = &srv->route;
+    const struct version_route *r = &relay->route;
     if (!r->version[0])
         return NULL;
     if (version && !strcmp(version, r->version) && r->new_schema[0])
@@ -123,7 +123,7 @@ const char *server_version_schema(const struct server *srv, const char *version)
     return r->old_schema[0] ? r->old_schema : NULL;
 }
 
-int server_bound_port(evutil_socket_t fd, int configured)
+int relay_bound_port(evutil_socket_t fd, int configured)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
