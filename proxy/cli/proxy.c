@@ -1,4 +1,4 @@
-/* bin/pgtandem proxy: the composition root. Builds the server struct (the
+/* bin/pgtandem proxy: the composition root. Builds struct relay (the
  * relay) from the configuration, opens the listeners, starts the engine and
  * the admin API and wires them together, handles signals, and runs the one
  * event loop until SIGTERM has let every session finish. The only module
@@ -48,7 +48,7 @@
 #define ACCEPT_RETRY_MS 1000
 #define ACCEPT_LOG_INTERVAL_US 10000000u
 
-/* The process: the relay's server struct and what the composition root
+/* The process: struct relay and what the composition root
  * owns besides it. */
 struct proxy {
     struct relay relay;

@@ -1,4 +1,4 @@
-/* The few functions every relay module shares through the server struct:
+/* The few functions every relay module shares through struct relay:
  * the clock, the end of a session (and the heap trim after many), the
  * wake-up of a pause, and the version route. Nothing here knows sessions,
  * pause or the engine by name. */
