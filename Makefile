@@ -7,7 +7,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -std=c11 -Wall -Wextra -Werror
 LAYERS   := base engine relay online admin cli
-LAYER_INC := $(LAYERS:%=-Iproxy/%)
+# Each layer's headers are in include/<layer>/ beside its sources in
+# proxy/<layer>/; a layer's subfolders (engine/ops/) are named in the include.
+LAYER_INC := $(LAYERS:%=-Iinclude/%)
 BASE_CFLAGS := $(WARN) -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   ?= -O2 -g
 LDLIBS   := -lpg_query -lm
@@ -115,14 +117,15 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
 # Static checks, all of which must be clean: cppcheck, clang-tidy's
 # analyzer (the clang static analyzer's core, unix and deadcode checkers),
-# shellcheck, the layer rule of proxy/*/README.md (tests/check_layers.py) and
+# shellcheck, the layer rule of proxy/*/README.md over proxy/ and include/
+# (tests/check_layers.py) and
 # no comment naming a file that does not exist (tests/check_comment_paths.py).
 # compile_commands.json is written for editors and clang tools.
 LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
 lint: deps compile_commands.json
 	cppcheck --quiet --std=c11 --enable=warning,portability --error-exitcode=1 --inline-suppr \
-	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy tests/fuzz tests/unit tests/clients
+	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy include tests/fuzz tests/unit tests/clients
 	shellcheck -S warning tests/*.sh tests/image/*.sh docker/*.sh bench/*.sh .ci/run
 	/usr/bin/python3 tests/check_layers.py
 	/usr/bin/python3 tests/check_comment_paths.py

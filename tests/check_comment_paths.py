@@ -9,7 +9,7 @@ extension:
 
 - a name with a folder (`proxy/relay/session.c`, `engine/step_run.c`,
   `tests/integration/conftest.py`) must exist relative to the repository's
-  top, to proxy/ (where the layer folders are), or to the commenting file's
+  top, to proxy/ or include/ (where the layer folders are), or to the commenting file's
   own folder;
 - a bare name (`session.h`, `neonfront.py`) must be the name of a file
   somewhere in the repository.
@@ -30,7 +30,7 @@ import tokenize
 
 TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-SCANNED = ["proxy/**/*.c", "proxy/**/*.h", "tests/unit/*.c", "tests/fuzz/*.c", "tests/**/*.py", "tests/*.sh",
+SCANNED = ["proxy/**/*.c", "include/**/*.h", "tests/unit/*.c", "tests/fuzz/*.c", "tests/**/*.py", "tests/*.sh",
            "bench/*.sh", "bench/*.py", "Makefile"]
 
 # Files that are not this repository's, named in comments as the model or the
@@ -175,6 +175,7 @@ def main():
                     continue
                 if "/" in name:
                     if any(os.path.normpath(c) in present for c in (name, os.path.join("proxy", name),
+                                                                     os.path.join("include", name),
                                                                      os.path.join(here, name))):
                         continue
                 elif not name.endswith(BARE_EXTS) or name in basenames:

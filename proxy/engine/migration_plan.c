@@ -1,7 +1,7 @@
 /* SQL generation for every phase of a migration (expand, validate, contract,
  * post-contract, rollback) and the pieces of each backfill batch. Pure: reads
  * the migration and a catalog snapshot, writes strings. Each operation plans
- * its own statements (ops/op_<kind>.c, behind ops/op.h), in the migration's
+ * its own statements (ops/op_<kind>.c, behind include/engine/ops/op.h), in the migration's
  * order; this file looks it up, then adds what the migration as a whole
  * needs: the version schema (the new shape) and the old shape's schema,
  * each with a view per table whose columns change. */

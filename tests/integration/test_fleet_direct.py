@@ -1,5 +1,5 @@
 """The fleet's cutover told proxy to proxy on the peer port
-(proxy/online/fleet_direct.h), beside the database's NOTIFY:
+(include/online/fleet_direct.h), beside the database's NOTIFY:
 
 - with the participants' database path slowed down (their --engine-db goes
   through a forwarder that delays every chunk), they learn of the hold and

@@ -13,7 +13,7 @@
  * the default set for new rows, a trigger fills it on old-shape writes and
  * the backfill on the rows written before expand. The rollback drops the
  * column. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "sql_fragment.h"

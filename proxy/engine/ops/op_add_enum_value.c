@@ -12,7 +12,7 @@
  * offline: a type that does not exist or is no enum, a value already
  * elsewhere in it (unless "if_not_exists"), a neighbour ("before" /
  * "after") that is not one of its values. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -27,7 +27,7 @@
  * contract drops the original (and the views reading it), gives the second
  * column the column's name and creates the views again; the rollback drops
  * the second column. Key columns are refused. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"

@@ -15,7 +15,7 @@
  * added NOT VALID at expand, so rows either release writes from then on
  * are checked, and validated after the backfill (SHARE UPDATE EXCLUSIVE:
  * reads and writes go on). The rollback drops what expand made. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -8,7 +8,7 @@
  * CONCURRENTLY, the table's index is made ON ONLY the table and each
  * partition's is built CONCURRENTLY and attached to it
  * (plan_partitions.c); a unique one must include the partition key. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"

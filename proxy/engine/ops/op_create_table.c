@@ -7,7 +7,7 @@
  * not know it (its shape has no view of it), the new release finds it
  * through its search path; later operations of the migration build on it
  * (remember_table). The contract has nothing to do; the rollback drops it. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -8,7 +8,7 @@
  * offline goes with it online; what an offline DROP COLUMN refuses without
  * CASCADE (a view, a foreign key of another table, a policy, a generated
  * column ...) is refused before any DDL, and so is a key column. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -9,7 +9,7 @@
  * one a partition inherits from its parent, and a unique or primary key
  * that foreign keys look rows up through (2BP01), naming each. A NOT NULL
  * is no named constraint before Postgres 18: alter_column drops it. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

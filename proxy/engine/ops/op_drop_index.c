@@ -15,7 +15,7 @@
  * exist, one that backs a constraint (dropping the constraint drops it),
  * one a foreign key looks rows up through, and a partition's index
  * attached to a partitioned table's. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

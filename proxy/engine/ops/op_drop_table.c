@@ -4,7 +4,7 @@
  * new release is out: refused before any DDL instead, unless an earlier
  * operation of the migration takes the key away (drops its table, or one
  * of its columns). */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -20,7 +20,7 @@
  * views reading it are created again while the new column still wears the
  * old name, so that the rename after makes Postgres write `new AS old` as
  * an offline rename does. The rollback drops the second column. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -8,7 +8,7 @@
  * partition inherits from its parent, a new name another constraint of the
  * table has (42710), and, for a constraint with an index, a new name a
  * relation of the schema has (the index could not take it). */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -9,7 +9,7 @@
  * back, and stop writing the old value; Postgres cannot remove a value, so
  * the old label stays unused. Refused in every plan, with or without a
  * catalog, before any DDL. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

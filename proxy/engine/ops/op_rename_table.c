@@ -3,7 +3,7 @@
  * release uses the new name. The contract drops the view; the rollback
  * drops it and gives the table its old name back. Later operations of the
  * migration address the table by its new name (remember_table). */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

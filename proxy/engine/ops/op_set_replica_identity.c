@@ -9,7 +9,7 @@
  * expression, valid, every key column NOT NULL (or made so by an earlier
  * alter_column of the migration). An index the migration creates earlier
  * (create_index, built at expand) is checked from its operation. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -1,7 +1,7 @@
 /* sql: the author's statements, run as written: with "on": "start" in the
  * expand (and its "down" in the rollback), with "on": "complete" inside the
  * contract's transaction. */
-#include "op.h"
+#include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 

@@ -177,7 +177,7 @@ struct relay {
     struct version_route route;
     struct fleet_peers fleet;
     struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
-    struct event *heap_trim;         /* fires once sessions stop closing (server.c) */
+    struct event *heap_trim;         /* fires once sessions stop closing (relay.c) */
     uint32_t closed_since_trim;      /* sessions closed since the heap was last trimmed */
     struct event *pool_janitor;
     struct event *pool_handoff;      /* hands freed servers to waiters once a loop turn (pool.c) */

@@ -1,6 +1,6 @@
 /* Pause/resume: hold new transactions at their boundaries so that DDL can
  * run with nothing in flight, then release the held messages in order.
- * The bookkeeping lives in struct pause_state (server.h). */
+ * The bookkeeping lives in struct pause_state (relay.h). */
 #ifndef PGTANDEM_PAUSE_H
 #define PGTANDEM_PAUSE_H
 
