@@ -95,6 +95,22 @@ enum mig_cause {
  * the table forbids is a bug in the runner. */
 int mig_move_allowed(enum mig_phase from, enum mig_phase to, enum mig_cause cause);
 
+/* What the runner's lower parts report when the work of a phase ends. */
+enum mig_event {
+    MIG_EV_STEP_DONE,          /* the phase's own step ended well (expand, the validations, the rollback) */
+    MIG_EV_STEP_FAILED,        /* it failed (a rollback asked for runs instead: the runner's fact) */
+    MIG_EV_LOCK_LOST,          /* another engine took the lock to do the step: this runner follows it */
+    MIG_EV_CUTOVER_COMMITTED,  /* the cutover's transaction committed (and, for a contract, its post steps ran) */
+    MIG_EV_CUTOVER_ABANDONED,  /* refused, not committed, or the database away: back where it started */
+    MIG_NEVENTS
+};
+
+/* The phase the runner's own work moves it to when event ev ends the work
+ * of phase p; cut and cut_from say what a cutover did and where it began.
+ * p itself where the event moves nothing. Every answer is a move
+ * mig_move_allowed(p, answer, MIG_BY_WORK) accepts (or no move). */
+enum mig_phase mig_phase_after(enum mig_phase p, enum mig_event ev, enum mig_cut cut, enum mig_phase cut_from);
+
 /* ---- requests: admission ---- */
 
 enum mig_request {

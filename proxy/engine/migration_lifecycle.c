@@ -213,6 +213,28 @@ int mig_move_allowed(enum mig_phase from, enum mig_phase to, enum mig_cause caus
     return to == MIG_PH_FAILED || (work_moves[from] & B(to)) != 0;
 }
 
+enum mig_phase mig_phase_after(enum mig_phase p, enum mig_event ev, enum mig_cut cut, enum mig_phase cut_from)
+{
+    switch (ev) {
+    case MIG_EV_STEP_DONE:
+        return p == MIG_PH_EXPANDING      ? MIG_PH_BACKFILLING
+               : p == MIG_PH_FINISHING    ? MIG_PH_ACTIVE
+               : p == MIG_PH_ROLLING_BACK ? MIG_PH_ROLLED_BACK
+                                          : p;
+    case MIG_EV_STEP_FAILED: return MIG_PH_FAILED;
+    /* the finishing step lost to a follower goes back to watching the
+     * backfill it finishes; an expand lost keeps its phase */
+    case MIG_EV_LOCK_LOST: return p == MIG_PH_FINISHING ? MIG_PH_BACKFILLING : p;
+    case MIG_EV_CUTOVER_COMMITTED:
+        if (p != MIG_PH_COMPLETING)
+            return p;
+        return cut == MIG_CUT_SWITCH ? MIG_PH_SWITCHED : cut == MIG_CUT_REVERT ? MIG_PH_ROLLING_BACK : MIG_PH_COMPLETED;
+    case MIG_EV_CUTOVER_ABANDONED: return p == MIG_PH_COMPLETING ? cut_from : p;
+    case MIG_NEVENTS: break;
+    }
+    return p;
+}
+
 /* ---- admission ---- */
 
 const char *mig_request_word(enum mig_request q)

@@ -208,6 +208,53 @@ static void test_moves(void)
               !mig_move_allowed(MIG_PH_IDLE, MIG_PH_EXPANDING, (enum mig_cause)7));
 }
 
+/* ---- what follows an event: written out, and always an allowed move ---- */
+
+static void test_after(void)
+{
+    int bad = 0;
+    struct {
+        int p, ev, cut, from, want;
+    } cases[] = {
+        {MIG_PH_EXPANDING, MIG_EV_STEP_DONE, 0, 0, MIG_PH_BACKFILLING},
+        {MIG_PH_FINISHING, MIG_EV_STEP_DONE, 0, 0, MIG_PH_ACTIVE},
+        {MIG_PH_ROLLING_BACK, MIG_EV_STEP_DONE, 0, 0, MIG_PH_ROLLED_BACK},
+        {MIG_PH_ACTIVE, MIG_EV_STEP_DONE, 0, 0, MIG_PH_ACTIVE},
+        {MIG_PH_EXPANDING, MIG_EV_STEP_FAILED, 0, 0, MIG_PH_FAILED},
+        {MIG_PH_ROLLING_BACK, MIG_EV_STEP_FAILED, 0, 0, MIG_PH_FAILED},
+        {MIG_PH_FINISHING, MIG_EV_LOCK_LOST, 0, 0, MIG_PH_BACKFILLING},
+        {MIG_PH_EXPANDING, MIG_EV_LOCK_LOST, 0, 0, MIG_PH_EXPANDING},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_COMMITTED, MIG_CUT_CONTRACT, MIG_PH_ACTIVE, MIG_PH_COMPLETED},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_COMMITTED, MIG_CUT_CONTRACT, MIG_PH_SWITCHED, MIG_PH_COMPLETED},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_COMMITTED, MIG_CUT_SWITCH, MIG_PH_ACTIVE, MIG_PH_SWITCHED},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_COMMITTED, MIG_CUT_REVERT, MIG_PH_SWITCHED, MIG_PH_ROLLING_BACK},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_ABANDONED, MIG_CUT_CONTRACT, MIG_PH_ACTIVE, MIG_PH_ACTIVE},
+        {MIG_PH_COMPLETING, MIG_EV_CUTOVER_ABANDONED, MIG_CUT_REVERT, MIG_PH_SWITCHED, MIG_PH_SWITCHED},
+        {MIG_PH_ACTIVE, MIG_EV_CUTOVER_COMMITTED, MIG_CUT_CONTRACT, MIG_PH_ACTIVE, MIG_PH_ACTIVE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        enum mig_phase got = mig_phase_after((enum mig_phase)cases[i].p, (enum mig_event)cases[i].ev,
+                                             (enum mig_cut)cases[i].cut, (enum mig_phase)cases[i].from);
+        if ((int)got != cases[i].want)
+            detail(&bad, "after %s%s: got %s, want phase %d", ph(cases[i].p), "", ph((int)got), cases[i].want);
+    }
+    CHECK("after: what follows each event, written out", bad == 0);
+    bad = 0;
+    for (int p = 0; p < NPH; p++)
+        for (int ev = 0; ev < MIG_NEVENTS; ev++)
+            for (int cut = MIG_CUT_CONTRACT; cut <= MIG_CUT_REVERT; cut++) {
+                int from = cut == MIG_CUT_CONTRACT ? MIG_PH_ACTIVE : MIG_PH_SWITCHED;
+                /* complete with a revert window starts from active; finalize and revert from switched */
+                if (cut == MIG_CUT_SWITCH)
+                    from = MIG_PH_ACTIVE;
+                enum mig_phase to = mig_phase_after((enum mig_phase)p, (enum mig_event)ev, (enum mig_cut)cut,
+                                                    (enum mig_phase)from);
+                if ((int)to != p && !mig_move_allowed((enum mig_phase)p, to, MIG_BY_WORK))
+                    detail(&bad, "after %s: %s is a forbidden move%s%d", ph(p), ph((int)to), "", ev);
+            }
+    CHECK("after: every phase x event x cutover answers an allowed move or none", bad == 0);
+}
+
 /* ---- admission: every phase x request ---- */
 
 static int expected_admit(int p, int q, const struct mig_facts *f)
@@ -525,6 +572,7 @@ int main(void)
     test_in_progress();
     test_phase_status();
     test_moves();
+    test_after();
     test_admission();
     test_every_way_out();
     test_walks();
