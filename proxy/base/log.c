@@ -72,7 +72,7 @@ static const char *component_of_file(const char *file)
     } modules[] = {
         {"cutover", "cutover"}, {"fleet", "fleet"}, {"fleet_lease", "fleet"}, {"backfill", "backfill"},
         {"progress_line", "backfill"}, {"admin", "admin"}, {"admin_migrations", "admin"},
-        {"online_migration", "engine"}, {"engine_worker", "engine"}, {"pgasync", "engine"},
+        {"migration_runner", "engine"}, {"engine_worker", "engine"}, {"pgasync", "engine"},
         {"config", "config"}, {"proxy", "proxy"}, {"main", "proxy"},
     };
     static const struct {

@@ -1,0 +1,281 @@
+/* The runner's parts and the state they share; private to proxy/online/.
+ *
+ * The runner (migration_runner.c) takes the requests and is the one place
+ * the phase changes. Below it, each part owns one concern and never calls
+ * a function of the runner: it reports what happened through
+ * runner_report (an event the runner's handler turns into a move the
+ * lifecycle allows, migration_lifecycle.h), and the runner asks the
+ * lifecycle what follows. The parts, bottom to top:
+ *
+ *   runner_conn.c      the engine connection: open, lock, unlock, the
+ *                      runner's timer, the reserved slot, the health check
+ *   runner_record.c    the migration as the database records it: the
+ *                      state row read back, the fleet's news followed
+ *   runner_blockers.c  who blocks the worker step, as /status shows it
+ *   runner_backfill.c  the runner's side of backfill_runner.c: its hooks,
+ *                      the throttle saved with the state, a failed batch's
+ *                      diagnosis, the validations that finish it
+ *   runner_start.c     start: the slot check, the route, the expand
+ *   runner_complete.c  complete, finalize, revert: the cutover's path
+ *   runner_status.c    what status, metrics and throttle requests read
+ *
+ * Each part's own state is a sub-struct of struct migration_runner named
+ * for it; what several parts read (the phase, the migration, the engine
+ * connection) stays at the top. */
+#ifndef PGTANDEM_RUNNER_INTERNAL_H
+#define PGTANDEM_RUNNER_INTERNAL_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "backfill_runner.h"
+#include "cutover.h"
+#include "engine_worker.h"
+#include "metrics.h"
+#include "migration.h"
+#include "migration_lifecycle.h"
+#include "migration_plan.h"
+#include "online_migration.h"
+#include "pgasync.h"
+#include "settings.h"
+
+/* A backfill batch aims at tens of milliseconds and the cutover's
+ * statements carry a statement_timeout of a few seconds: a statement on
+ * the engine connection unanswered for this long is a dead connection. */
+#define ENGINE_WATCHDOG_MS 30000
+#define RECONNECT_MAX_DELAY_MS 5000
+
+struct migration_runner;
+typedef void (*runner_step_fn)(struct migration_runner *r);
+
+/* A request that waits for its answer. */
+struct waiter {
+    runner_answer_fn fn;
+    void *ctx;
+};
+
+/* What a lower part tells the runner. The runner's handler decides what
+ * follows (migration_lifecycle.h: mig_phase_after). */
+enum runner_event {
+    RUNNER_EV_STEP_DONE,         /* the phase's worker step ended well (expand, the validations) */
+    RUNNER_EV_STEP_FAILED,       /* why: a step failed; a rollback asked for runs instead */
+    RUNNER_EV_LOCK_TAKEN,        /* the engine lock is this proxy's: the expand or the backfill is its work */
+    RUNNER_EV_LOCK_LOST,         /* another engine took the lock to do the step: follow it */
+    RUNNER_EV_CONNECT_FAILED,    /* the engine connection could not be opened; r->error says why */
+    RUNNER_EV_CONNECTION_LOST,   /* why, sqlstate: lost (or unusable) while in use */
+    RUNNER_EV_RECORD,            /* phase: where the state of record, read back, puts the runner */
+    RUNNER_EV_RELOAD,            /* the state of record decides what follows: read it again */
+    RUNNER_EV_BACKFILL_DONE,     /* every range is done: the validations come next */
+    RUNNER_EV_BACKFILL_STOPPED,  /* the batches in flight ended for the rollback asked for */
+    RUNNER_EV_START_CLEARED,     /* the start waiting for its slot check (start.q) goes ahead */
+    RUNNER_EV_CUTOVER_COMMITTED, /* committed (a contract's post steps run too): the waiting complete is answered */
+    RUNNER_EV_CUTOVER_ABANDONED  /* refused or not committed; r->error says why */
+};
+
+struct runner_news {
+    const char *why;      /* NULL: nothing to say */
+    const char *sqlstate; /* of why, when a server said it */
+    enum mig_phase phase; /* RUNNER_EV_RECORD */
+};
+
+typedef void (*runner_event_fn)(struct migration_runner *r, enum runner_event ev, const struct runner_news *news);
+
+/* runner_conn.c's state. */
+struct runner_conn {
+    runner_step_fn after_connect, after_unlock;
+    int lock_tries, reconnects;
+    struct event *timer;        /* the runner's one timer: a retry, a backoff, the next drain */
+    runner_step_fn timer_step;
+    struct event *health_timer; /* reconnects a connection lost while nothing used it */
+    /* A connection slot held for the worker step that comes next
+     * (validations, a rollback, a diagnosis) while a migration is in
+     * progress: it is given up just before the worker connects, and taken
+     * again once the step has ended, so clients that fill the database
+     * mid-way cannot leave a step without a slot. */
+    struct pgasync reserve;
+    int reserve_logged;         /* its failure was logged for this outage */
+};
+
+/* runner_blockers.c's state. */
+struct runner_blockers {
+    struct event *timer; /* while a worker step runs: who blocks it */
+    json_t *by;          /* the backends its statement waits for, as last seen */
+    double seen_ms, logged_ms;
+    int polling;         /* db is busy with that question */
+};
+
+/* runner_start.c's state. */
+struct runner_start {
+    int route_attempts;         /* drains tried before the expand */
+    int route_holding;          /* the relay holds for that drain */
+    unsigned int route_seed;
+    const char *expand_body;    /* the migration to expand once the sessions are routed */
+    size_t expand_body_len;
+    struct waiter w;            /* a start waiting for the connection-slot check */
+    struct runner_request q;    /* its request, body owned */
+};
+
+struct migration_runner {
+    struct event_base *base;
+    struct relay *relay;
+    struct fleet *fleet;            /* NULL: no fleet */
+    char *engine_db;
+    runner_event_fn report;         /* the runner's handler of what the parts below it report */
+    enum mig_phase phase;
+    char *name;
+    char version_schema[96];        /* the new shape's views */
+    char old_schema[96];            /* the old shape's views, for every other session */
+    struct migration mig;
+    int have_mig;
+    struct mig_plan plan;
+    int have_plan;
+    char error[1024];
+    int step_status;                /* ENGINE_OK/FAILED/INVALID of the last worker step */
+    struct engine_worker worker;    /* the engine's blocking steps, off the loop */
+    struct pgasync db;              /* the engine connection (runner_conn.c opens it) */
+    int holds_lock;                 /* db holds the one-engine advisory lock */
+    /* following the fleet */
+    int following;                  /* the migration is another engine's work */
+    double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
+    int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
+    char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
+    /* the backfill */
+    struct bf_runner bfr;           /* the backfill's batches (backfill_runner.h) */
+    long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
+    struct throttle_settings thr;   /* live backfill settings (settings.h) */
+    int throttle_dirty;             /* to be saved with the migration's state */
+    struct histogram batch_seconds; /* batches run by this process for this migration */
+    int stop_backfill;              /* a rollback waits for the batch in flight */
+    /* the cutover */
+    enum mig_cut cut_kind;          /* of the cutover in progress or last run */
+    enum mig_phase cut_from;        /* the phase it returns to when it does not commit */
+    struct cutover cut;
+    struct cutover_options cut_opt;
+    int have_cut_rep;               /* cut.rep describes a cutover of this migration */
+    size_t cur;                     /* the post-contract step running */
+    int db_unavailable;             /* the complete waiting ended because the database could not be reached */
+    struct event *window_timer;     /* a revert window's end (switched): finalize */
+    /* requests that wait */
+    struct waiter complete_w, rollback_w;
+    int rollback_asked;             /* a rollback was asked for and has not started yet (its request may
+                                     * have been answered: 202, its step blocked by another session) */
+    struct runner_conn conn;
+    struct runner_blockers blk;
+    struct runner_start start;
+};
+
+/* ---- shared by every part ---- */
+
+static inline void runner_report(struct migration_runner *r, enum runner_event ev, const char *why,
+                                 const char *sqlstate)
+{
+    struct runner_news n = {why, sqlstate, MIG_PH_IDLE};
+    r->report(r, ev, &n);
+}
+
+/* Answers w once: a second call finds it empty. body: owned. */
+static inline void runner_answer(struct waiter *w, int status, json_t *body)
+{
+    runner_answer_fn fn = w->fn;
+    void *ctx = w->ctx;
+    w->fn = NULL;
+    w->ctx = NULL;
+    if (fn)
+        fn(ctx, status, body);
+    else
+        json_decref(body);
+}
+
+static inline json_t *runner_error_json(const char *msg)
+{
+    return json_pack("{s:s}", "error", msg);
+}
+
+/* ---- runner_conn.c ---- */
+
+int runner_conn_init(struct migration_runner *r);
+void runner_conn_free(struct migration_runner *r);
+void runner_conn_watch_health(struct migration_runner *r);
+/* Runs next once the engine connection is open; else reports CONNECT_FAILED. */
+void with_connection(struct migration_runner *r, runner_step_fn next);
+/* The worker's engine takes the one-engine advisory lock itself: let go first. */
+void release_lock_then(struct migration_runner *r, runner_step_fn next);
+void drop_connection(struct migration_runner *r);
+/* Tries the engine lock: LOCK_TAKEN, a retry, or STEP_FAILED. */
+void take_engine_lock(struct migration_runner *r);
+void schedule(struct migration_runner *r, long delay_ms, runner_step_fn step);
+void schedule_backoff(struct migration_runner *r, runner_step_fn step);
+void cancel_timer(struct migration_runner *r);
+int timer_armed(const struct migration_runner *r);
+int connection_lost(const char *sqlstate);
+void outage_reason(struct migration_runner *r, char *out, size_t n, const char *why, const char *sqlstate);
+void keep_slot_reserved(struct migration_runner *r);
+void give_slot_to_step(struct migration_runner *r);
+
+/* ---- runner_record.c ---- */
+
+void runner_set_name(struct migration_runner *r, const char *name);
+void runner_reset_metrics(struct migration_runner *r);
+void runner_reset_migration(struct migration_runner *r);
+/* The state row as MIG_STATE_LOAD_SQL reads it (or why it could not be). */
+void record_read(struct migration_runner *r, PGresult *res, const char *error, const char *sqlstate);
+/* Reads the state row; load_state opens the connection first. */
+void send_load_state(struct migration_runner *r);
+void load_state(struct migration_runner *r);
+/* At start: the migration the database knows of, followed. */
+void record_find_latest(struct migration_runner *r);
+void record_follow_fleet(struct migration_runner *r);
+
+/* ---- runner_blockers.c ---- */
+
+/* Polls while a worker step runs; forgets the blockers otherwise. */
+void watch_blockers(struct migration_runner *r);
+void answer_rollback_if_blocked(struct migration_runner *r);
+void runner_blockers_free(struct migration_runner *r);
+/* The migrated tables as a Postgres text[] literal. */
+char *tables_literal(const struct migration_runner *r);
+
+/* ---- runner_backfill.c ---- */
+
+int runner_backfill_init(struct migration_runner *r);
+void backfill_restore_throttle(struct migration_runner *r, const char *saved);
+void backfill_start_batches(struct migration_runner *r);
+/* The validations after the backfill, on the worker (phase finishing). */
+void backfill_finish_step(struct migration_runner *r);
+void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf);
+
+/* ---- runner_start.c ---- */
+
+/* Checks the connection slots, then reports START_CLEARED (or answers). */
+void start_check_slots(struct migration_runner *r, const struct runner_request *q, const struct waiter *w);
+void start_check_refused(struct migration_runner *r, int status, const char *why);
+/* Reads the request's migration into r; its name (owned), or NULL once w is answered. */
+char *start_parse(struct migration_runner *r, const struct runner_request *q, struct waiter *w);
+void start_route_then_expand(struct migration_runner *r);
+/* The drain before the expand is on: the step of phase expanding runs. */
+int start_routing(const struct migration_runner *r);
+/* A rollback came before the expand began: nothing ran; the drain ends. */
+void start_cancel_before_expand(struct migration_runner *r);
+void redo_expand(struct migration_runner *r);
+void runner_start_free(struct migration_runner *r);
+
+/* ---- runner_complete.c ---- */
+
+/* complete from active: refusal, checks, the state row again, the cutover. */
+void complete_run(struct migration_runner *r);
+/* finalize or revert from switched: the state row again, the cutover. */
+void complete_from_switched(struct migration_runner *r);
+/* The shape each release sees in phase p, pushed to the relay. */
+void route_for(struct migration_runner *r, enum mig_phase p);
+json_t *cutover_json(const struct migration_runner *r);
+
+/* ---- runner_status.c ---- */
+
+void answer_complete(struct migration_runner *r, int status);
+void answer_rollback(struct migration_runner *r, int status);
+void status_answer(struct migration_runner *r, const struct waiter *w, const struct mig_facts *f);
+void throttle_answer(struct migration_runner *r, const struct runner_request *q);
+
+#endif

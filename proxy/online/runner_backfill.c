@@ -1,0 +1,187 @@
+/* The runner's side of the backfill (backfill_runner.c runs the batches):
+ * the hooks through which the batches say how they ended, the throttle
+ * settings saved with the migration's state, the diagnosis of a batch
+ * that failed on the data, and the validations that finish the backfill
+ * on the worker. How each ends goes up to the runner as an event. */
+#include "runner_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backfill.h"
+#include "engine.h"
+#include "log.h"
+#include "migration_state.h"
+
+/* The migration file's backfill section sets the starting values. */
+void settings_throttle_from_migration(struct throttle_settings *t, const struct mig_backfill_settings *bf)
+{
+    t->max_rows_per_sec = bf->max_rows_per_sec;
+    t->target_ms = bf->target_ms;
+    t->sleep_ratio = bf->sleep_ratio;
+    t->workers = bf->workers;
+}
+
+/* Settings saved with the state win over the migration file's; settings
+ * changed here and not saved yet (the connection was down) win over both.
+ * Each load starts again from the file's: a state saved with none (a run
+ * started again after a rollback) must not keep what an earlier load of
+ * the old run's settings left here (its operator pause). */
+void backfill_restore_throttle(struct migration_runner *r, const char *saved)
+{
+    char err[256];
+    if (r->throttle_dirty)
+        return;
+    settings_throttle_defaults(&r->thr);
+    settings_throttle_from_migration(&r->thr, &r->mig.backfill);
+    if (saved && saved[0] && settings_throttle_load(&r->thr, saved, err, sizeof err) != 0)
+        log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
+}
+
+static void on_throttle_saved(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (error)
+        log_warn("migration %s: saving the throttle settings: %s", r->name, error);
+    /* lost with the connection: still to be saved, and not to be replaced by
+     * the stale settings the reconnect's reload reads */
+    if (error && connection_lost(sqlstate))
+        r->throttle_dirty = 1;
+    bf_runner_kick(&r->bfr);
+}
+
+/* Settings changed through the admin API live with the migration's state,
+ * so a restarted proxy (or another one) continues with them. */
+static int save_throttle(struct migration_runner *r, pgasync_done_fn done)
+{
+    r->throttle_dirty = 0;
+    char *text = settings_throttle_dump(&r->thr);
+    const char *values[2] = {r->name, text};
+    int rc = text ? pgasync_send(&r->db, MIG_STATE_SAVE_THROTTLE_SQL, 2, values, done, r) : -1;
+    free(text);
+    if (rc != 0)
+        r->throttle_dirty = 1;
+    return rc;
+}
+
+/* ---- a batch that failed on the data ---- */
+
+static void after_diagnosis(void *ctx, int code, const char *why)
+{
+    struct migration_runner *r = ctx;
+    r->step_status = code;
+    if (r->stop_backfill) {
+        runner_report(r, RUNNER_EV_BACKFILL_STOPPED, NULL, NULL);
+        return;
+    }
+    if (code == 0) { /* it went through this time: carry on from the checkpoint */
+        r->error[0] = '\0';
+        runner_report(r, RUNNER_EV_RELOAD, NULL, NULL);
+        return;
+    }
+    runner_report(r, RUNNER_EV_STEP_FAILED, why, NULL);
+}
+
+/* A batch failed on the data (an `up` expression that errors on some row).
+ * The engine runs the next batch of the same range once more on the worker
+ * and, when it fails, names the row and the expression; its queries stay
+ * off the loop. The proxy lets go of the engine lock first so the worker
+ * can take it. */
+static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
+{
+    snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
+    log_warn("migration %s: %s; finding the row", r->name, r->error);
+    drop_connection(r);
+    give_slot_to_step(r);
+    if (engine_worker_set_range(&r->worker, b->table->schema, b->table->name, b->range_no) != 0 ||
+        engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)
+        runner_report(r, RUNNER_EV_STEP_FAILED, r->error, NULL);
+}
+
+/* ---- the hooks: how the batches ended ---- */
+
+static void backfill_ended(void *ctx, enum bf_end how, const char *msg, const char *sqlstate,
+                           const struct backfill *range)
+{
+    struct migration_runner *r = ctx;
+    struct bf_progress p;
+    switch (how) {
+    case BF_END_DONE:
+        bf_runner_progress(&r->bfr, 0, 0, &p);
+        log_info("migration %s: backfill done, %lld rows in %.1f s", r->name, p.done,
+                 (r->bfr.finished_ms - r->bfr.started_ms) / 1000.0);
+        runner_report(r, RUNNER_EV_BACKFILL_DONE, NULL, NULL);
+        return;
+    case BF_END_STOPPED: runner_report(r, RUNNER_EV_BACKFILL_STOPPED, NULL, NULL); return;
+    case BF_END_LOST: runner_report(r, RUNNER_EV_CONNECTION_LOST, msg, sqlstate); return;
+    case BF_END_DATA: diagnose_batch(r, range, msg); return;
+    case BF_END_FAILED: break;
+    }
+    runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
+}
+
+static int backfill_stopping(void *ctx)
+{
+    const struct migration_runner *r = ctx;
+    return r->stop_backfill;
+}
+
+static int backfill_idle(void *ctx)
+{
+    struct migration_runner *r = ctx;
+    return r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0;
+}
+
+static void backfill_running(void *ctx)
+{
+    struct migration_runner *r = ctx;
+    r->error[0] = '\0';
+}
+
+int runner_backfill_init(struct migration_runner *r)
+{
+    struct bf_runner_hooks hooks = {.ctx = r, .ended = backfill_ended, .stopping = backfill_stopping,
+                                    .idle = backfill_idle, .running = backfill_running};
+    return bf_runner_init(&r->bfr, r->base, r->relay, r->engine_db, &hooks, &r->batch_seconds);
+}
+
+void backfill_start_batches(struct migration_runner *r)
+{
+    bf_runner_start(&r->bfr, &r->db, r->name, &r->plan, &r->mig.backfill, &r->thr);
+}
+
+/* ---- the validations that finish it ---- */
+
+static void after_finish(void *ctx, int code, const char *why)
+{
+    struct migration_runner *r = ctx;
+    r->step_status = code;
+    if (code == 0) {
+        runner_report(r, RUNNER_EV_STEP_DONE, NULL, NULL);
+        return;
+    }
+    /* Between our unlock and the finishing worker's lock, a follower that
+     * has seen the backfill run for two leases may take the lock (it tries
+     * on every poll): it finds the backfill done and finishes it itself.
+     * That is no failure: this proxy follows it (and takes the work back
+     * should it die). */
+    if (!r->rollback_asked && r->fleet && strstr(why, ENGINE_LOCK_HELD_MSG)) {
+        log_info("migration %s: another proxy of the fleet took the engine lock to finish the backfill; following"
+                 " it", r->name);
+        runner_report(r, RUNNER_EV_LOCK_LOST, why, NULL);
+        return;
+    }
+    char msg[sizeof r->error];
+    snprintf(msg, sizeof msg, "finishing the backfill: %.990s", why);
+    runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
+}
+
+void backfill_finish_step(struct migration_runner *r)
+{
+    give_slot_to_step(r);
+    if (engine_worker_run(&r->worker, ENGINE_JOB_FINISH, r->engine_db, NULL, 0, after_finish, r) != 0)
+        runner_report(r, RUNNER_EV_STEP_FAILED, r->worker.why, NULL);
+}

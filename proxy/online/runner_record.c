@@ -1,0 +1,249 @@
+/* The migration this runner knows, as the database records it: its
+ * name, the state row read back (a restart, another proxy's news, a
+ * COMMIT whose answer was lost) and what it says the runner's phase is,
+ * and the following of a migration another proxy of the fleet works on,
+ * with the takeover of its expand or backfill when that one is gone. The
+ * phase the record says goes up to the runner (RUNNER_EV_RECORD), which
+ * moves there as the lifecycle allows for a status read back. */
+#include "runner_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "fleet.h"
+#include "log.h"
+#include "migration_state.h"
+
+void runner_set_name(struct migration_runner *r, const char *name)
+{
+    free(r->name);
+    r->name = strdup(name);
+    r->bfr.progress.migration = r->name; /* tags the backfill's lines in the log */
+    /* the schemas' names as they are, quoted by the sessions routed to them */
+    snprintf(r->version_schema, sizeof r->version_schema, MIG_VERSION_SCHEMA_FMT, name);
+    snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
+}
+
+/* A batch aims at target_ms (tens of ms); a slow one runs into seconds. */
+static const double batch_bounds_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+void runner_reset_metrics(struct migration_runner *r)
+{
+    histogram_init(&r->batch_seconds, batch_bounds_s, (int)(sizeof batch_bounds_s / sizeof batch_bounds_s[0]));
+    cutover_totals_reset(&r->cut.totals);
+}
+
+void runner_reset_migration(struct migration_runner *r)
+{
+    bf_runner_reset(&r->bfr);
+    if (r->have_plan)
+        mig_plan_free(&r->plan);
+    if (r->have_mig)
+        mig_free(&r->mig);
+    r->have_plan = r->have_mig = 0;
+    r->error[0] = '\0';
+    cutover_abort(&r->cut);
+    runner_reset_metrics(r);
+    r->have_cut_rep = 0;
+    r->stop_backfill = 0;
+    r->rollback_asked = 0;
+    settings_throttle_defaults(&r->thr);
+    r->throttle_dirty = 0;
+    r->table_status[0] = '\0';
+    r->conn.lock_tries = r->conn.reconnects = 0;
+    r->step_status = 0;
+}
+
+static void failed(struct migration_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void failed(struct migration_runner *r, const char *fmt, ...)
+{
+    char msg[sizeof r->error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
+}
+
+/* The runner moves to phase p, read from the table. */
+static void record_says(struct migration_runner *r, enum mig_phase p)
+{
+    struct runner_news n = {.phase = p};
+    r->report(r, RUNNER_EV_RECORD, &n);
+}
+
+/* ---- the state row ---- */
+
+static int parse_state(struct migration_runner *r, PGresult *res)
+{
+    char err[1024];
+    const char *json = PQgetvalue(res, 0, 2);
+    if (!r->have_mig) {
+        if (mig_parse(json, strlen(json), r->name, &r->mig, err, sizeof err) != 0) {
+            runner_report(r, RUNNER_EV_STEP_FAILED, err, NULL);
+            return -1;
+        }
+        r->have_mig = 1;
+    }
+    backfill_restore_throttle(r, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+    r->recorded_rows = atoll(PQgetvalue(res, 0, 5));
+    if (r->have_plan)
+        mig_plan_free(&r->plan);
+    r->have_plan = !PQgetisnull(res, 0, 0) && mig_plan_from_json(PQgetvalue(res, 0, 0), &r->plan, err, sizeof err) == 0;
+    if (!r->have_plan) {
+        failed(r, "the stored plan cannot be read: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* A follower takes the expand or the backfill over only once it has seen
+ * it run elsewhere for two leases: the engine that expanded takes the lock
+ * within milliseconds, and must not lose it to a follower. */
+static int takeover_due(struct migration_runner *r)
+{
+    if (r->takeover_at_once)
+        return 1;
+    double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
+    if (r->follow_since_ms == 0)
+        r->follow_since_ms = clock_now_ms();
+    return clock_now_ms() - r->follow_since_ms >= 2 * lease;
+}
+
+/* The state row is the truth: whatever happened while nobody watched
+ * (a contract that committed, a rollback from the CLI) is what we report. */
+void record_read(struct migration_runner *r, PGresult *res, const char *error, const char *sqlstate)
+{
+    if (error && connection_lost(sqlstate)) {
+        runner_report(r, RUNNER_EV_CONNECTION_LOST, error, sqlstate);
+        return;
+    }
+    if (error || !res || PQntuples(res) != 1) {
+        r->table_status[0] = '\0'; /* the next poll reads it again */
+        failed(r, "reading pgtandem.migrations: %s", error ? error : "migration not recorded");
+        return;
+    }
+    if (parse_state(r, res) != 0) {
+        r->table_status[0] = '\0';
+        return;
+    }
+    const char *status = PQgetvalue(res, 0, 1);
+    int st = mig_status_of_word(status);
+    snprintf(r->table_status, sizeof r->table_status, "%s", status);
+    if (st < 0) {
+        failed(r, "pgtandem.migrations says %s is \"%.40s\", which is no status this proxy knows", r->name, status);
+    } else if (st == MIG_ST_FAILED) {
+        snprintf(r->error, sizeof r->error, "%s", PQgetisnull(res, 0, 4) ? status : PQgetvalue(res, 0, 4));
+        record_says(r, MIG_PH_FAILED);
+    } else if (st == MIG_ST_EXPANDING && r->following) {
+        /* another engine expands; its next status comes by notification.
+         * It holds the engine lock until then: a lock that is free means
+         * that engine is gone, and the expand is this proxy's to redo. */
+        record_says(r, MIG_PH_EXPANDING);
+        if (takeover_due(r))
+            take_engine_lock(r);
+    } else if (st == MIG_ST_EXPANDING) {
+        failed(r, "the expand of %s did not finish (its process was interrupted); start it again or roll it back",
+             r->name);
+    } else if (st == MIG_ST_BACKFILLING) {
+        record_says(r, MIG_PH_BACKFILLING);
+        if (!r->following || takeover_due(r))
+            take_engine_lock(r);
+    } else {
+        record_says(r, mig_phase_of_status((enum mig_status)st));
+    }
+}
+
+
+static void on_state_row(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    record_read(ctx, res, error, sqlstate);
+}
+
+void send_load_state(struct migration_runner *r)
+{
+    const char *values[1] = {r->name};
+    if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_row, r) != 0)
+        runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
+}
+
+void load_state(struct migration_runner *r)
+{
+    with_connection(r, send_load_state);
+}
+
+/* ---- following the fleet ---- */
+
+static void on_latest(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    if (error || !res || PQntuples(res) != 1)
+        return; /* no state schema yet, or no migration ever */
+    if (r->name) /* the fleet got there first */
+        return;
+    runner_set_name(r, PQgetvalue(res, 0, 0));
+    r->following = 1;
+    r->takeover_at_once = 1; /* a restart: no expand of ours is about to take the lock */
+    log_info("migration %s is %s in the database; following it", r->name, PQgetvalue(res, 0, 1));
+    send_load_state(r);
+}
+
+static void find_latest(struct migration_runner *r)
+{
+    if (pgasync_send(&r->db, MIG_STATE_LATEST_SQL, 0, NULL, on_latest, r) != 0)
+        log_warn("migration state: %s", r->db.error);
+}
+
+/* This proxy is doing the migration's work (a worker step, a batch, the lock, a
+ * cutover, a request waiting): what the table says is its own doing. */
+static int working_locally(const struct migration_runner *r)
+{
+    return engine_worker_running(&r->worker) || r->phase == MIG_PH_COMPLETING || r->phase == MIG_PH_ROLLING_BACK ||
+           r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock ||
+           timer_armed(r) || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
+           bf_runner_active(&r->bfr);
+}
+
+/* The fleet saw the most recent migration change (a notification or the
+ * heartbeat's poll). A follower in the expand or the backfill tries the
+ * engine lock each time, so the step goes on when the engine doing it is
+ * gone. */
+static void on_fleet_migration(void *ctx, const char *name, const char *status)
+{
+    struct migration_runner *r = ctx;
+    if (!r->engine_db || working_locally(r))
+        return;
+    int same = r->name && strcmp(r->name, name) == 0;
+    /* A status the table already had is not news. After a failure of this
+     * proxy's own work (a batch, the expand) the table still says what it
+     * said before: reloading would run the failing batch again and hide the
+     * error from whoever reads the status. */
+    if (same && strcmp(status, r->table_status) == 0 &&
+        !((r->phase == MIG_PH_BACKFILLING || r->phase == MIG_PH_EXPANDING) && r->following))
+        return;
+    if (!same) {
+        runner_reset_migration(r);
+        r->follow_since_ms = 0;
+        r->takeover_at_once = 0;
+        runner_set_name(r, name);
+        log_info("migration %s is %s in the database; following it", name, status);
+    }
+    r->following = 1;
+    load_state(r);
+}
+
+
+void record_find_latest(struct migration_runner *r)
+{
+    with_connection(r, find_latest);
+}
+
+void record_follow_fleet(struct migration_runner *r)
+{
+    if (r->fleet)
+        fleet_observe(r->fleet, on_fleet_migration, r);
+}
