@@ -492,7 +492,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     }
     detach_cancel();
     if (interrupted && rc == 0)
-        rc = failed(conn, NULL, "finishing", err, errlen);
+        rc = failed(conn, NULL, "measuring the tables", err, errlen);
     backfill_session_end(conn, replica);
     if (drop_scratch(conn, out, err, errlen) != 0)
         rc = -1;
