@@ -4,7 +4,7 @@
  * follow which, what each admin request may do in each phase, when a
  * request that waits for a phase to end is answered and with what, and
  * which shape each release sees in each phase. The CLI's engine, the
- * proxy's runner (online_migration.c), the fleet, the admin API and the
+ * proxy's runner (online/migration_runner.c), the fleet, the admin API and the
  * status page all ask here; tests/unit/test_migration_lifecycle.c drives
  * every phase against every request and every move. */
 #ifndef PGTANDEM_MIGRATION_LIFECYCLE_H

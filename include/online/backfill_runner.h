@@ -6,7 +6,7 @@
  * settings throttle it, and while any of them holds, one worker runs
  * (backfill_pool.h). A restart continues every range from its checkpoint.
  *
- * It knows nothing of the migration's phases: online_migration starts it
+ * It knows nothing of the migration's phases: runner_backfill.c starts it
  * once it holds the engine lock, and learns through the hooks how it
  * ended. */
 #ifndef PGTANDEM_BACKFILL_RUNNER_H

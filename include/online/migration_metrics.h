@@ -1,5 +1,5 @@
 /* GET /metrics series for migrations and the fleet: the numbers stay with
- * the modules that own them (online_migration.c, cutover.c, fleet.c, the
+ * the modules that own them (migration_runner.c, cutover.c, fleet.c, the
  * relay); this module only renders them in Prometheus's text format. Each
  * writer is an admin_metrics_fn (admin.h); ctx is what it reads. */
 #ifndef PGTANDEM_MIGRATION_METRICS_H

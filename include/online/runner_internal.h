@@ -37,7 +37,7 @@
 #include "migration.h"
 #include "migration_lifecycle.h"
 #include "migration_plan.h"
-#include "online_migration.h"
+#include "migration_runner.h"
 #include "pgasync.h"
 #include "settings.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "admin.h"
-#include "online_migration.h"
+#include "migration_runner.h"
 
 struct pending {
     struct migration_runner *runner;

@@ -29,7 +29,7 @@
 #include "log.h"
 #include "fleet.h"
 #include "migration_metrics.h"
-#include "online_migration.h"
+#include "migration_runner.h"
 #include "pause.h"
 #include "pool.h"
 #include "peer.h"

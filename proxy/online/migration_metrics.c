@@ -13,7 +13,7 @@
 
 #include "fleet.h"
 #include "metrics.h"
-#include "online_migration.h"
+#include "migration_runner.h"
 #include "relay_control.h"
 #include "version.h"
 

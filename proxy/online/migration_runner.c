@@ -1,4 +1,4 @@
-/* The engine inside the proxy (see online_migration.h): the requests, and
+/* The engine inside the proxy (see migration_runner.h): the requests, and
  * the one place the phase changes.
  *
  * Phases (migration_lifecycle.h, which says which may follow which and

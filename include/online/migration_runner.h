@@ -9,7 +9,8 @@
  * Callers reach it through one entry point, runner_request. Every request
  * is answered exactly once, on every path: requests that wait (complete,
  * rollback) are answered when the phase they wait for ends, from the one
- * function that changes the phase. */
+ * function that changes the phase (migration_runner.c; its parts below it
+ * are listed in runner_internal.h). */
 #ifndef PGTANDEM_MIGRATION_RUNNER_H
 #define PGTANDEM_MIGRATION_RUNNER_H
 
