@@ -154,7 +154,8 @@ struct migration_runner {
     struct cutover cut;
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
-    size_t cur;                     /* the post-contract step running */
+    int complete_step;              /* runner_complete.c's step in progress */
+    size_t cur;                     /* the post-contract validation running */
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
     struct event *window_timer;     /* a revert window's end (switched): finalize */
     /* requests that wait */

@@ -1,18 +1,12 @@
 /* The path of a complete (and of finalize and revert, which start from
  * switched): from the moment the runner has moved to completing to the
- * COMMIT of the contract and the steps after it. complete_run reads as
- * the sequence of steps; each asynchronous continuation follows below it,
- * in the order it runs:
- *
- *   1. who of the old release is left   refuse_while_old_release_left, on_last_statements
- *   2. the checks that scan, on worker  checks_then_cutover, after_checks
- *   3. the state row, read again        recheck_then_cutover, on_recheck
- *   4. the cutover (hold, contract)     begin_cutover, contract_sql, cutover_committed, cutover_done
- *   5. the validations after it         run_post_steps, on_post_step
- *
- * It ends by reporting CUTOVER_COMMITTED or CUTOVER_ABANDONED (r->error
- * says why) to the runner, which moves the phase and answers the waiting
- * request; a state row that says something else is read as the record. */
+ * COMMIT of the contract and the steps after it. complete_path below is
+ * the sequence; each step's asynchronous continuations follow it in this
+ * file, in the order they run, and end in the next step (next_step) or
+ * leave the path: CUTOVER_ABANDONED (r->error says why) or the state row
+ * read as the record, when another process moved the migration. The last
+ * step reports CUTOVER_COMMITTED; the runner moves the phase and answers
+ * the waiting request. */
 #include "runner_internal.h"
 
 #include <stdio.h>
@@ -36,16 +30,44 @@ static void bound_by_cutover(struct migration_runner *r);
 static json_t *old_release_left(const struct migration_runner *r, int *count);
 static void name_sessions(json_t *left, const PGresult *res, char *out, size_t cap);
 
+enum complete_step { STEP_OLD_RELEASE, STEP_CHECKS, STEP_RECHECK, STEP_CUTOVER, STEP_POST };
+
+static const runner_step_fn complete_path[] = {
+    [STEP_OLD_RELEASE] = refuse_while_old_release_left, /* 1. who of the old release is left (unless forced) */
+    [STEP_CHECKS] = checks_then_cutover,                /* 2. the checks that scan, on the worker */
+    [STEP_RECHECK] = recheck_then_cutover,              /* 3. the state row, read again */
+    [STEP_CUTOVER] = begin_cutover,                     /* 4. the hold, the contract, its COMMIT */
+    [STEP_POST] = run_post_steps,                       /* 5. the validations after it, traffic flowing */
+};
+
+static void run_step(struct migration_runner *r)
+{
+    complete_path[r->complete_step](r);
+}
+
+/* On the engine connection, opened again first if it was closed. */
+static void start_at(struct migration_runner *r, enum complete_step step)
+{
+    r->complete_step = (int)step;
+    with_connection(r, run_step);
+}
+
+static void next_step(struct migration_runner *r)
+{
+    r->complete_step++;
+    run_step(r);
+}
+
 void complete_run(struct migration_runner *r)
 {
     bound_by_cutover(r);
-    with_connection(r, refuse_while_old_release_left); /* 1, then 2, 3, 4, 5 below */
+    start_at(r, STEP_OLD_RELEASE);
 }
 
 void complete_from_switched(struct migration_runner *r)
 {
     bound_by_cutover(r);
-    with_connection(r, recheck_then_cutover); /* 3, then 4 below */
+    start_at(r, STEP_RECHECK);
 }
 
 static void abandon(struct migration_runner *r)
@@ -55,9 +77,6 @@ static void abandon(struct migration_runner *r)
 
 /* ---- 1. who of the old release is left ---- */
 
-/* complete retires the old shape: refused while its release is still
- * connected through any proxy of the fleet, unless forced (then said in
- * the log). What the sessions last ran is asked of Postgres only then. */
 /* What each backend last ran and how long it has been idle, as Postgres
  * keeps it ($1: the backends' PIDs as a JSON array). */
 static const char LAST_STATEMENTS_SQL[] =
@@ -66,6 +85,9 @@ static const char LAST_STATEMENTS_SQL[] =
 
 static void on_last_statements(void *ctx, PGresult *res, const char *error, const char *sqlstate);
 
+/* complete retires the old shape: refused while its release is still
+ * connected through any proxy of the fleet, unless forced (then said in
+ * the log). What the sessions last ran is asked of Postgres only then. */
 static void refuse_while_old_release_left(struct migration_runner *r)
 {
     int count = 0;
@@ -87,7 +109,7 @@ static void refuse_while_old_release_left(struct migration_runner *r)
     json_decref(left);
     const char *values[1] = {text ? text : "[]"};
     if (count == 0 || r->cut_opt.force)
-        checks_then_cutover(r);
+        next_step(r);
     else if (pgasync_send(&r->db, LAST_STATEMENTS_SQL, 1, values, on_last_statements, r) != 0)
         on_last_statements(r, NULL, r->db.error, NULL);
     free(text);
@@ -114,7 +136,7 @@ static void on_last_statements(void *ctx, PGresult *res, const char *error, cons
         return;
     }
     if (count == 0) { /* the old release left while Postgres was asked */
-        checks_then_cutover(r);
+        next_step(r);
         return;
     }
     snprintf(r->error, sizeof r->error, "%d session%s of the old release (no pgtandem.version, or another one than"
@@ -133,7 +155,7 @@ static void after_checks(void *ctx, int code, const char *why);
 static void checks_then_cutover(struct migration_runner *r)
 {
     if (r->plan.nchecks == 0) {
-        recheck_then_cutover(r);
+        next_step(r);
         return;
     }
     give_slot_to_step(r);
@@ -153,7 +175,7 @@ static void after_checks(void *ctx, int code, const char *why)
         abandon(r);
         return;
     }
-    with_connection(r, recheck_then_cutover);
+    start_at(r, STEP_RECHECK); /* the worker's step may have outlived the connection */
 }
 
 /* ---- 3. the state row, read again ---- */
@@ -185,7 +207,7 @@ static void on_recheck(void *ctx, PGresult *res, const char *error, const char *
         record_read(r, res, error, sqlstate);
         return;
     }
-    begin_cutover(r);
+    next_step(r);
 }
 
 /* ---- 4. the cutover ---- */
@@ -261,7 +283,7 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
     if (outcome == CUTOVER_COMMITTED) {
         r->error[0] = '\0';
         r->cur = 0;
-        run_post_steps(r);
+        next_step(r);
         return;
     }
     snprintf(r->error, sizeof r->error, "%s", rep->error);
