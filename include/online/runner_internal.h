@@ -9,19 +9,24 @@
  *
  *   runner_conn.c      the engine connection: open, lock, unlock, the
  *                      runner's timer, the reserved slot, the health check
- *   runner_record.c    the migration as the database records it: the
- *                      state row read back, the fleet's news followed
  *   runner_blockers.c  who blocks the worker step, as /status shows it
  *   runner_backfill.c  the runner's side of backfill_runner.c: its hooks,
  *                      the throttle saved with the state, a failed batch's
  *                      diagnosis, the validations that finish it
+ *   runner_record.c    the migration as the database records it: the
+ *                      state row read back, the fleet's news followed
  *   runner_start.c     start: the slot check, the route, the expand
  *   runner_complete.c  complete, finalize, revert: the cutover's path
- *   runner_status.c    what status, metrics and throttle requests read
+ *   runner_status.c    what status, metrics and throttle requests read,
+ *                      and the answers to the requests that wait
  *
- * Each part's own state is a sub-struct of struct migration_runner named
- * for it; what several parts read (the phase, the migration, the engine
- * connection) stays at the top. */
+ * A part calls only the parts listed before it (tests/check_call_cycles.py
+ * checks that no call goes round).
+ *
+ * State that one part alone uses is its sub-struct of struct
+ * migration_runner (conn, blk, start); what several parts read (the
+ * phase, the migration, the engine connection, the backfill's and the
+ * cutover's numbers) stays at the top, grouped by concern. */
 #ifndef PGTANDEM_RUNNER_INTERNAL_H
 #define PGTANDEM_RUNNER_INTERNAL_H
 
