@@ -197,8 +197,9 @@ int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out);
 /* Sends a CancelRequest to the lent server's backend. Until Postgres has
  * closed the connection that carried it, the server is not lent to anyone
  * else: the signal must not reach the next borrower's query. Then
- * done(relay, waiter) as for upstream_send_cancel. 1 on its way, -1 not. */
-int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
+ * done(relay, waiter) as for upstream_send_cancel. CANCEL_SENT or
+ * CANCEL_NOT_SENT. */
+enum cancel_result pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
 
 /* The tables changed under every prepared statement (a cutover): idle
  * servers close theirs (replies swallowed by whoever borrows them next),

@@ -675,14 +675,14 @@ static void cancel_arrived(struct relay *relay, uint64_t waiter)
             }
 }
 
-int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
+enum cancel_result pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
 {
     if (ps->ncancels == POOL_CANCELS_MAX ||
         upstream_send_cancel(ps->pool->relay, ps->pid, ps->key, cancel_arrived, waiter) != 0)
-        return -1;
+        return CANCEL_NOT_SENT;
     ps->cancels[ps->ncancels].done = done;
     ps->cancels[ps->ncancels++].waiter = waiter;
-    return 1;
+    return CANCEL_SENT;
 }
 
 /* ---- the clients' statements prepared on a server ---- */

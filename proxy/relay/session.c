@@ -1,7 +1,9 @@
-/* Client sessions: the startup exchange, TLS termination, pass-through
- * authentication and the relay. Bytes stream from one stream buffer to the
- * other without whole messages being assembled; only headers (and the few
- * small messages the proxy must read or rewrite) are inspected. */
+/* Client sessions: the startup exchange, TLS termination, authentication
+ * (passed through, or the proxy's own SCRAM at both legs), lending pooled
+ * servers per transaction, and the relay. Bytes stream from one stream
+ * buffer to the other without whole messages being assembled; only headers
+ * (and the few small messages the proxy must read or rewrite) are
+ * inspected. */
 #include "session.h"
 
 #include <arpa/inet.h>
@@ -41,6 +43,48 @@
 
 #define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
 #define PROTO_MAX_AUTH_MESSAGE MAX_AUTH_MESSAGE
+
+/* What became of a startup-phase step (a packet, the user's lookup, the
+ * start of the client's authentication). */
+enum startup_result {
+    STARTUP_NEXT_PACKET, /* still in the startup phase: read the next packet */
+    STARTUP_MOVED_ON,    /* the session left the startup phase, or waits for something else */
+    STARTUP_GONE,        /* the session was failed: touch nothing of it but its pointer */
+};
+
+/* A connection's first bytes, where a PROXY protocol header may or must be. */
+enum first_bytes_result {
+    FIRST_BYTES_WAIT, /* too few bytes to tell */
+    FIRST_BYTES_READ, /* header read (or rightly absent): startup packets follow */
+    FIRST_BYTES_GONE, /* refused: the session was failed */
+};
+
+/* One direction of the relay at a message boundary. */
+enum next_result {
+    NEXT_MESSAGE,    /* a message starts here (its header read) and the other side has room */
+    NEXT_WAIT,       /* wait for more bytes, or for the other side to drain */
+    NEXT_BAD_LENGTH, /* the header's length is impossible: a protocol violation */
+};
+
+/* A look at a whole message the proxy reads before it passes on. */
+enum peek_result {
+    PEEK_DONE,      /* looked at (or nothing to look at): the message may go on */
+    PEEK_NEED_MORE, /* the message is not buffered whole yet: stop until more bytes came */
+};
+
+/* What the server-to-client loop does with a message the proxy inspected. */
+enum inspect_result {
+    INSPECT_STREAM,    /* pass it on as it comes */
+    INSPECT_CONSUMED,  /* handled whole (drained, or rewritten to the client) */
+    INSPECT_NEED_MORE, /* not buffered whole yet */
+    INSPECT_GONE,      /* the session was failed */
+};
+
+/* A client message a pause (or an expired fleet lease) holds. */
+enum hold_result {
+    HOLD_HELD,   /* held until the pause is lifted */
+    HOLD_FAILED, /* the fence is overdue: the session was failed instead */
+};
 
 static void client_readable(struct sbuf *sb, void *arg);
 static void client_drained(struct sbuf *sb, void *arg);
@@ -617,31 +661,32 @@ static void handle_cancel_request(struct session *s, uint32_t pid, uint32_t key)
         session_fail_silently(s);
         return;
     }
-    int sent = session_cancel(relay, pid, key, cancel_answered, s->id);
-    if (!sent)
+    enum cancel_result sent = session_cancel(relay, pid, key, cancel_answered, s->id);
+    if (sent == CANCEL_NO_MATCH)
         sent = peer_forward_cancel(relay, pid, key, addr_of(s), cancel_answered, s->id);
-    if (sent > 0) {
+    if (sent == CANCEL_SENT) {
         wait_for_cancel(s);
         return;
     }
-    if (!sent)
+    if (sent == CANCEL_NO_MATCH)
         source_limit_failure(relay, addr_of(s), SOURCE_CANCEL_UNKNOWN, 1,
                              "session %llu (%s): cancel request for an unknown session ignored",
                              (unsigned long long)s->id, addr_of(s));
     session_fail_silently(s);
 }
 
-/* Refuses a StartupMessage the proxy will not serve; 0 when it may go on. */
-static int refuse_startup(struct session *s)
+/* Refuses a StartupMessage the proxy will not serve: 1 when it did (the
+ * session was failed), 0 when the session may go on. */
+static int startup_refused(struct session *s)
 {
     const struct config *cfg = &s->relay->cfg;
     if (cfg->client_tls == CLIENT_TLS_REQUIRE && !s->client_on_tls && !s->is_unix) {
         session_fail(s, SQLSTATE_INVALID_AUTH_SPEC, "pgtandem requires TLS: connect with sslmode=require");
-        return -1;
+        return 1;
     }
     if (s->relay->shutting_down) {
         session_fail(s, SQLSTATE_CANNOT_CONNECT_NOW, "the proxy is shutting down");
-        return -1;
+        return 1;
     }
     return 0;
 }
@@ -657,15 +702,15 @@ static void begin_upstream(struct session *s)
 
 /* The proxy's own SCRAM exchange with the client, against the users file
  * or what --auth-query answered (found: NULL when it was not asked). */
-static int begin_client_auth(struct session *s, const struct auth_lookup_answer *found)
+static enum startup_result begin_client_auth(struct session *s, const struct auth_lookup_answer *found)
 {
     struct auth_peer peer = {s->relay, s->client, param(s, "user"), addr_of(s), s->id,
                              s->client_on_tls, found != NULL,
                              found && found->outcome == LOOKUP_FOUND ? &found->verifier : NULL};
     if (auth_begin_client(&peer, &s->auth) != AUTH_FAILED)
-        return 1;
+        return STARTUP_MOVED_ON;
     fail_authentication(s);
-    return -1;
+    return STARTUP_GONE;
 }
 
 static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer)
@@ -677,13 +722,13 @@ static void on_role_looked_up(void *ctx, const struct auth_lookup_answer *answer
                      param(s, "user"), answer->why);
         return;
     }
-    if (begin_client_auth(s, answer) == 1)
+    if (begin_client_auth(s, answer) == STARTUP_MOVED_ON)
         sbuf_resume_read(s->client);
 }
 
 /* A user the users file does not hold is asked of the database when the
  * proxy has --auth-query (PgBouncer's order: auth_file first). */
-static int look_up_role(struct session *s)
+static enum startup_result look_up_role(struct session *s)
 {
     const char *user = param(s, "user");
     if (!s->relay->auth_lookup || (s->relay->users && users_find(s->relay->users, user)))
@@ -692,32 +737,31 @@ static int look_up_role(struct session *s)
     int r = auth_lookup_user(s->relay->auth_lookup, user, on_role_looked_up, s, &answer);
     if (r < 0) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-        return -1;
+        return STARTUP_GONE;
     }
     if (r == 1)
         return begin_client_auth(s, &answer);
     s->awaiting_role = 1; /* the client waits for AuthenticationSASL: it sends nothing meanwhile */
     sbuf_pause_read(s->client);
-    return 1;
+    return STARTUP_MOVED_ON;
 }
 
-/* Handles one complete startup-phase packet. Returns 0 to keep reading
- * startup packets, 1 when the session moved on, -1 when it is gone. */
-static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t len)
+/* Handles one complete startup-phase packet. */
+static enum startup_result handle_startup_packet(struct session *s, uint8_t *packet, uint32_t len)
 {
     struct startup_refusal why;
     struct startup_packet sp;
     if (proto_parse_startup(packet, len, &sp, &why) != 0) {
         free(packet);
         refuse_startup_packet(s, &why);
-        return -1;
+        return STARTUP_GONE;
     }
     if ((sp.code == PROTO_SSL_CODE || sp.code == PROTO_GSSENC_CODE) && s->client_on_tls) {
         /* Postgres negotiates encryption once; another request reads as a version number */
         free(packet);
         proto_refuse_protocol(&why, sp.code);
         refuse_startup_packet(s, &why);
-        return -1;
+        return STARTUP_GONE;
     }
     if (sp.code == PROTO_SSL_CODE) {
         free(packet);
@@ -725,24 +769,24 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
         evbuffer_add(sbuf_out(s->client), offer ? "S" : "N", 1);
         sbuf_flush(s->client);
         if (!offer)
-            return 0;
+            return STARTUP_NEXT_PACKET;
         session_set_state(s, SESS_TLS_ACCEPT);
         sbuf_pause_read(s->client);
         s->client->out_low = 0;
         if (sbuf_pending_out(s->client) == 0)
             start_client_tls(s);
-        return 1;
+        return STARTUP_MOVED_ON;
     }
     if (sp.code == PROTO_GSSENC_CODE) {
         free(packet);
         evbuffer_add(sbuf_out(s->client), "N", 1); /* no GSSAPI encryption: client falls back */
         sbuf_flush(s->client);
-        return 0;
+        return STARTUP_NEXT_PACKET;
     }
     if (sp.code == PROTO_CANCEL_CODE) {
         free(packet);
         handle_cancel_request(s, sp.cancel_pid, sp.cancel_key);
-        return 1;
+        return STARTUP_MOVED_ON;
     }
     /* an app-side pooler passes the database name on and drops options:
      * "appdb@NAME" declares release NAME where nothing else can */
@@ -751,7 +795,7 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
     free(packet);
     if (!s->startup) {
         session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-        return -1;
+        return STARTUP_GONE;
     }
     const struct startup_packet *ssp = &s->startup->sp; /* sp pointed into the packet */
     if (proto_needs_negotiation(ssp)) {
@@ -763,37 +807,36 @@ static int handle_startup_packet(struct session *s, uint8_t *packet, uint32_t le
                   (unsigned long long)s->id, addr_of(s), ssp->requested >> 16, ssp->requested & 0xffff, ssp->npq,
                   ssp->npq == 1 ? "" : "s");
     }
-    if (refuse_startup(s) != 0)
-        return -1;
+    if (startup_refused(s))
+        return STARTUP_GONE;
     if (!s->relay->cfg.auth_scram) {
         begin_upstream(s);
-        return 1;
+        return STARTUP_MOVED_ON;
     }
     session_set_state(s, SESS_CLIENT_AUTH);
     return look_up_role(s);
 }
 
 /* The connection's first bytes, before any startup packet: a PROXY
- * protocol header where one must or must not be. 1 to go on with the
- * startup packets, 0 to wait for more bytes, -1 when the session is gone. */
-static int read_proxy_header(struct session *s)
+ * protocol header where one must or must not be. */
+static enum first_bytes_result read_proxy_header(struct session *s)
 {
     struct evbuffer *in = s->client->in;
     uint8_t buf[PROXY_HEADER_MAX];
     size_t avail = evbuffer_get_length(in);
     size_t n = avail < sizeof buf ? avail : sizeof buf;
     if (!n)
-        return 0;
+        return FIRST_BYTES_WAIT;
     evbuffer_copyout(in, buf, n);
     struct proxy_header h;
     enum proxy_header_result r = proxy_header_parse(buf, n, &h);
     if (r == PROXY_HEADER_NEED_MORE)
-        return 0;
+        return FIRST_BYTES_WAIT;
     struct startup_refusal why = {SQLSTATE_PROTOCOL_VIOLATION, 0, ""};
     if (s->proxy_header == PROXY_HEADER_REFUSED) {
         if (r == PROXY_HEADER_NONE) {
             s->proxy_header = PROXY_HEADER_READ;
-            return 1;
+            return FIRST_BYTES_READ;
         }
         snprintf(why.message, sizeof why.message, "PROXY protocol header refused: %s is not in proxy_protocol_trusted",
                  addr_of(s));
@@ -806,7 +849,7 @@ static int read_proxy_header(struct session *s)
     }
     if (why.message[0]) {
         refuse_startup_packet(s, &why);
-        return -1;
+        return FIRST_BYTES_GONE;
     }
     evbuffer_drain(in, h.length);
     s->proxy_header = PROXY_HEADER_READ;
@@ -814,20 +857,20 @@ static int read_proxy_header(struct session *s)
         struct session_extra *x = extra(s);
         if (!x) {
             session_fail(s, SQLSTATE_CONNECTION_FAILURE, "out of memory");
-            return -1;
+            return FIRST_BYTES_GONE;
         }
         snprintf(x->proxied_by, sizeof x->proxied_by, "%s", s->addr);
         s->is_unix = format_addr(x->client_addr, sizeof x->client_addr, (const struct sockaddr *)&h.source);
         log_debug("session %llu: PROXY protocol v%d header from %s: the client is %s", (unsigned long long)s->id,
                   h.version, x->proxied_by, addr_of(s));
     }
-    return 1;
+    return FIRST_BYTES_READ;
 }
 
 static void read_startup(struct session *s)
 {
     struct evbuffer *in = s->client->in;
-    if (s->proxy_header != PROXY_HEADER_READ && read_proxy_header(s) <= 0)
+    if (s->proxy_header != PROXY_HEADER_READ && read_proxy_header(s) != FIRST_BYTES_READ)
         return;
     for (;;) {
         uint8_t head[4];
@@ -849,7 +892,7 @@ static void read_startup(struct session *s)
             return;
         }
         evbuffer_remove(in, packet, len);
-        if (handle_startup_packet(s, packet, len) != 0)
+        if (handle_startup_packet(s, packet, len) != STARTUP_NEXT_PACKET)
             return;
     }
 }
@@ -1096,40 +1139,39 @@ struct relay_dir {
     uint32_t max_length;
 };
 
-/* Passes the rest of the current message, then looks at the next header.
- * Returns 1 with *h filled when a message starts here and `to` has room,
- * 0 to wait for more bytes or for `to` to drain, -1 on a bad length. */
-static int next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
+/* Passes the rest of the current message, then looks at the next header
+ * (*h filled for NEXT_MESSAGE). */
+static enum next_result next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
 {
     struct evbuffer *in = d->from->in, *out = sbuf_out(d->to);
     if (!in || !out) /* nothing read since the buffers were released; or out of memory, and `to` fails */
-        return 0;
+        return NEXT_WAIT;
     if (*d->remaining && d->discard && *d->discard) {
         size_t n = evbuffer_get_length(in) < *d->remaining ? evbuffer_get_length(in) : *d->remaining;
         evbuffer_drain(in, n);
         *d->remaining -= (uint32_t)n;
         if (*d->remaining)
-            return 0;
+            return NEXT_WAIT;
         *d->discard = 0;
     } else if (*d->remaining) {
         size_t n = pass_bytes(in, out, d->remaining);
         *d->bytes += n;
         *d->metric += n;
         if (*d->remaining)
-            return 0;
+            return NEXT_WAIT;
     }
     if (sbuf_pending_out(d->to) >= s->relay->cfg.buffer_bytes) {
         *d->blocked = 1;
         sbuf_pause_read(d->from);
         sbuf_notify_when_drained(d->to);
-        return 0;
+        return NEXT_WAIT;
     }
     uint8_t head[PROTO_HEADER_LEN];
     *avail = evbuffer_get_length(in);
     if (*avail < PROTO_HEADER_LEN)
-        return 0;
+        return NEXT_WAIT;
     evbuffer_copyout(in, head, PROTO_HEADER_LEN);
-    return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? 1 : -1;
+    return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? NEXT_MESSAGE : NEXT_BAD_LENGTH;
 }
 
 static void note_client_message(struct session *s, uint8_t type)
@@ -1140,27 +1182,27 @@ static void note_client_message(struct session *s, uint8_t type)
     sync_busy(s);
 }
 
-/* Named Parse and Close messages update the prepared-statement registry.
- * Returns -1 when the whole message is not buffered yet. */
-static int track_statement(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+/* Named Parse and Close messages update the prepared-statement registry. */
+static enum peek_result track_statement(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                        size_t avail)
 {
     uint32_t total = h->length + 1;
     if ((h->type != 'P' && h->type != 'C') || total > PREPARED_MAX_MESSAGE)
-        return 0;
+        return PEEK_DONE;
     if (avail < PROTO_HEADER_LEN + 1)
-        return -1;
+        return PEEK_NEED_MORE;
     uint8_t first[PROTO_HEADER_LEN + 1];
     evbuffer_copyout(in, first, sizeof first);
     if (h->type == 'P' && first[PROTO_HEADER_LEN] == '\0')
-        return 0; /* unnamed: nothing to remember */
+        return PEEK_DONE; /* unnamed: nothing to remember */
     if (avail < total)
-        return -1;
+        return PEEK_NEED_MORE;
     const uint8_t *msg = evbuffer_pullup(in, total);
     if (h->type == 'P')
         prepared_remember(&s->prepared, msg, total);
     else
         prepared_forget_closed(&s->prepared, msg, total);
-    return 0;
+    return PEEK_DONE;
 }
 
 /* A simple Query of the proxy's own, sent ahead of whatever the client
@@ -1207,13 +1249,12 @@ static void follow_route(struct session *s)
     log_debug("session %llu: routed to %s", (unsigned long long)s->id, want);
 }
 
-/* A pause (or an expired fleet lease) holds the client's next message.
- * -1 when the session was failed instead (the fence is overdue). */
-static int hold_message(struct session *s)
+/* A pause (or an expired fleet lease) holds the client's next message. */
+static enum hold_result hold_message(struct session *s)
 {
     if (relay_fence_overdue(s->relay)) {
         session_fail(s, SQLSTATE_ADMIN_SHUTDOWN, "%s", s->relay->fence_error);
-        return -1;
+        return HOLD_FAILED;
     }
     if (!s->holding) {
         s->holding = 1;
@@ -1224,7 +1265,7 @@ static int hold_message(struct session *s)
      * the kernel. */
     if (sbuf_pending_in(s->client) >= s->relay->cfg.buffer_bytes)
         sbuf_pause_read(s->client);
-    return 0;
+    return HOLD_HELD;
 }
 
 /* ---- transaction pooling: lending ---- */
@@ -1333,7 +1374,7 @@ static int borrow_for_next_message(struct session *s)
         return 0;
     }
     if (paused_hold(s, type)) {
-        hold_message(s);
+        (void)hold_message(s); /* failed or held: either way no server now */
         return 0;
     }
     struct pool *p = current_pool(s);
@@ -1415,23 +1456,22 @@ static void pin(struct session *s, const char *why)
 #define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
 
 /* Transaction pooling: a statement that leaves state on the server the
- * pool cannot carry pins the client before it runs. -1 while the message
- * is not buffered whole. */
-static int check_pin(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+ * pool cannot carry pins the client before it runs. */
+static enum peek_result check_pin(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
 {
     uint32_t total = h->length + 1;
     if (h->type == 'F') {
         pin(s, "function call (fast path)");
-        return 0;
+        return PEEK_DONE;
     }
     if (h->type != 'Q' && h->type != 'P')
-        return 0;
+        return PEEK_DONE;
     if (total > PIN_MAX_INSPECT) {
         pin(s, "statement too large to inspect");
-        return 0;
+        return PEEK_DONE;
     }
     if (avail < total)
-        return -1;
+        return PEEK_NEED_MORE;
     const char *body = (const char *)evbuffer_pullup(in, total) + PROTO_HEADER_LEN;
     size_t len = total - PROTO_HEADER_LEN;
     if (h->type == 'P') { /* the query after the statement's name */
@@ -1449,12 +1489,12 @@ static int check_pin(struct session *s, struct evbuffer *in, const struct msg_he
         if (carried_sets_apply(&s->carried, carry.name, carry.reset, value, body, len) != 0 ||
             carried_sets_apply(&s->lent->carried, carry.name, carry.reset, NULL, body, len) != 0)
             pin(s, "too many SETs to carry");
-        return 0;
+        return PEEK_DONE;
     }
     char why[64];
     if (pin_reason_for_sql(body, len, why, sizeof why) != 0)
         pin(s, why);
-    return 0;
+    return PEEK_DONE;
 }
 
 static void relay_client_to_server(struct session *s)
@@ -1471,16 +1511,16 @@ static void relay_client_to_server(struct session *s)
     for (;;) {
         struct msg_header h;
         size_t avail;
-        int r = next_message(s, &d, &h, &avail);
-        if (r < 0) {
+        enum next_result r = next_message(s, &d, &h, &avail);
+        if (r == NEXT_BAD_LENGTH) {
             protocol_violation(s, h.length < 4 ? "invalid message length"
                                                : "message exceeds the maximum message size");
             return;
         }
-        if (r == 0)
+        if (r == NEXT_WAIT)
             break;
         if (paused_hold(s, h.type)) {
-            if (hold_message(s) != 0)
+            if (hold_message(s) == HOLD_FAILED)
                 return;
             break;
         }
@@ -1491,7 +1531,7 @@ static void relay_client_to_server(struct session *s)
         if (s->route_gen != s->relay->route.gen && h.type != 'X' && (!s->lent || s->pinned))
             follow_route(s);
         if (s->state == SESS_READY && s->lent) {
-            if (!s->pinned && check_pin(s, in, &h, avail) < 0)
+            if (!s->pinned && check_pin(s, in, &h, avail) == PEEK_NEED_MORE)
                 break;
             enum stmt_map_result m = map_statement(s, in, &h, avail);
             if (m == STMT_NEED_MORE)
@@ -1504,8 +1544,7 @@ static void relay_client_to_server(struct session *s)
             if (m == STMT_CONSUMED || m == STMT_STREAM_REST)
                 continue; /* c2s_remaining set, or nothing left of it */
         } else if (s->state == SESS_READY) {
-            int r = track_statement(s, in, &h, avail);
-            if (r < 0)
+            if (track_statement(s, in, &h, avail) == PEEK_NEED_MORE)
                 break;
             note_client_message(s, h.type);
         }
@@ -1607,20 +1646,20 @@ static void probe_backend_pid(struct session *s)
     sbuf_flush(s->backend);
 }
 
-/* The probe's DataRow: one column, the PID as text. Returns -1 until the
- * whole row is buffered; anything unexpected is ignored (the PID then
- * stays the BackendKeyData one). */
-static int read_probe_answer(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+/* The probe's DataRow: one column, the PID as text. Anything unexpected
+ * is ignored (the PID then stays the BackendKeyData one). */
+static enum peek_result read_probe_answer(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                          size_t avail)
 {
     uint32_t total = h->length + 1;
     if (!s->pid_probe || h->type != 'D' || total > 32)
-        return 0;
+        return PEEK_DONE;
     if (avail < total)
-        return -1;
+        return PEEK_NEED_MORE;
     uint8_t msg[32];
     evbuffer_copyout(in, msg, total);
     proto_read_pid_row(msg, total, &s->backend_pid); /* sets it only when it reads one */
-    return 0;
+    return PEEK_DONE;
 }
 
 uint32_t session_backend_pid(const struct session *s)
@@ -1652,30 +1691,31 @@ static void on_ready_for_query(struct session *s, uint8_t status)
 }
 
 /* Auth "scram": an Authentication* message from the upstream is answered
- * by the proxy, never shown to the client. Same return codes as below. */
-static int upstream_login_step(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+ * by the proxy, never shown to the client. */
+static enum inspect_result upstream_login_step(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                               size_t avail)
 {
     uint32_t total = h->length + 1;
     if (total > PROTO_MAX_AUTH_MESSAGE) {
         protocol_violation(s, "invalid authentication message from upstream");
-        return -2;
+        return INSPECT_GONE;
     }
     if (avail < total)
-        return -1;
+        return INSPECT_NEED_MORE;
     enum auth_result r = auth_upstream_message(s->auth, s->backend, evbuffer_pullup(in, total), total);
     if (r == AUTH_FAILED) {
         fail_authentication(s);
-        return -2;
+        return INSPECT_GONE;
     }
     if (r == AUTH_NOT_MINE)
-        return 0;
+        return INSPECT_STREAM;
     evbuffer_drain(in, total);
     if (r == AUTH_DONE) { /* the exchange is over, and its state no longer needed */
         auth_free(s->auth);
         s->auth = NULL;
         session_set_state(s, SESS_AUTH);
     }
-    return 1;
+    return INSPECT_CONSUMED;
 }
 
 /* The client's own copy of its tracked values takes a ParameterStatus;
@@ -1699,64 +1739,63 @@ static int note_own_parameter(struct session *s, const uint8_t *msg, uint32_t le
 /* Transaction pooling: a ParameterStatus of a tracked parameter is what
  * both the lent server and its client now have (the client's SET, or ours
  * from sync_params in Postgres's spelling). A value too long to carry pins
- * the client. Returns 0, or -1 while the message is not whole. */
-static int note_parameter(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail)
+ * the client. */
+static enum peek_result note_parameter(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                       size_t avail)
 {
     uint32_t total = h->length + 1;
     if (!s->lent || h->type != 'S' || total > 1024)
-        return 0;
+        return PEEK_DONE;
     if (avail < total)
-        return -1;
+        return PEEK_NEED_MORE;
     const uint8_t *msg = evbuffer_pullup(in, total);
     if (param_values_note(&s->lent->params, msg, total) != 0 || note_own_parameter(s, msg, total) != 0) {
         if (!s->pinned)
             pin(s, "parameter value too long to carry");
     }
-    return 0;
+    return PEEK_DONE;
 }
 
-/* Examines a server message at its start. Returns 1 when it was consumed
- * whole, 0 to stream it, -1 when more bytes are needed, -2 when the session
- * is gone. */
-static int inspect_server_message(struct session *s, struct evbuffer *in, struct evbuffer *out,
-                                  const struct msg_header *h, size_t avail)
+/* Examines a server message at its start. */
+static enum inspect_result inspect_server_message(struct session *s, struct evbuffer *in, struct evbuffer *out,
+                                                  const struct msg_header *h, size_t avail)
 {
     uint32_t total = h->length + 1;
     switch (h->type) {
     case 'Z': {
         if (avail < 6)
-            return -1;
+            return INSPECT_NEED_MORE;
         uint8_t z[6];
         evbuffer_copyout(in, z, 6);
         on_ready_for_query(s, z[5]);
-        return 0;
+        return INSPECT_STREAM;
     }
     case 'G': case 'W':
         tracker_server_message(&s->tracker, h->type, 0);
         sync_busy(s);
-        return 0;
+        return INSPECT_STREAM;
     case 'S':
-        return note_parameter(s, in, h, avail);
+        return note_parameter(s, in, h, avail) == PEEK_NEED_MORE ? INSPECT_NEED_MORE : INSPECT_STREAM;
     case 'R':
         if (s->state == SESS_UPSTREAM_LOGIN)
             return upstream_login_step(s, in, h, avail);
         /* fall through */
     case 'K':
         if (s->state != SESS_AUTH)
-            return 0;
+            return INSPECT_STREAM;
         if (total > MAX_AUTH_MESSAGE || (h->type == 'K' && h->length != 12) || (h->type == 'R' && h->length < 8)) {
             protocol_violation(s, "invalid authentication message from upstream");
-            return -2;
+            return INSPECT_GONE;
         }
         if (avail < total)
-            return -1;
+            return INSPECT_NEED_MORE;
         if (h->type == 'K')
             forward_backend_key(s, in, out);
         else
             forward_auth_request(s, in, out, total);
-        return s->state == SESS_CLOSING ? -2 : 1;
+        return s->state == SESS_CLOSING ? INSPECT_GONE : INSPECT_CONSUMED;
     default:
-        return 0;
+        return INSPECT_STREAM;
     }
 }
 
@@ -1774,17 +1813,18 @@ static void relay_server_to_client(struct session *s)
     for (;;) {
         struct msg_header h;
         size_t avail;
-        int r = next_message(s, &d, &h, &avail);
-        if (r < 0) {
+        enum next_result r = next_message(s, &d, &h, &avail);
+        if (r == NEXT_BAD_LENGTH) {
             protocol_violation(s, "invalid message length from upstream");
             return;
         }
-        if (r == 0)
+        if (r == NEXT_WAIT)
             break;
         if (s->lent) /* in their turn: the message before them has passed */
             stmt_map_answer_due(&s->lent->replies, out);
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
-            if (read_probe_answer(s, in, &h, avail) < 0 || note_parameter(s, in, &h, avail) < 0)
+            if (read_probe_answer(s, in, &h, avail) == PEEK_NEED_MORE ||
+                note_parameter(s, in, &h, avail) == PEEK_NEED_MORE)
                 break;
             if (h.type == 'Z') {
                 s->swallow_rfq--;
@@ -1799,14 +1839,14 @@ static void relay_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        int seen = inspect_server_message(s, in, out, &h, avail);
-        if (seen == -2)
+        enum inspect_result seen = inspect_server_message(s, in, out, &h, avail);
+        if (seen == INSPECT_GONE)
             return;
-        if (seen == -1)
+        if (seen == INSPECT_NEED_MORE)
             break;
         if (h.type == 'Z' || h.type == 'G' || h.type == 'W')
             saw_boundary = 1;
-        if (seen == 0)
+        if (seen == INSPECT_STREAM)
             s->s2c_remaining = h.length + 1;
     }
     if (s->lent && !s->s2c_remaining)
@@ -1969,19 +2009,20 @@ struct session *session_find_by_cancel_key(struct relay *relay, uint32_t pid, ui
     return NULL;
 }
 
-int session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
+enum cancel_result session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done,
+                                  uint64_t waiter)
 {
     assert(relay && done);
     struct session *target = session_find_by_cancel_key(relay, pid, key);
     if (target && pooled(target)) /* between transactions nothing runs to cancel */
-        return target->lent ? pool_cancel(target->lent, done, waiter) : -1;
+        return target->lent ? pool_cancel(target->lent, done, waiter) : CANCEL_NOT_SENT;
     if (!target || !target->upstream_pid)
-        return 0;
+        return CANCEL_NO_MATCH;
     if (upstream_send_cancel(relay, target->upstream_pid, target->upstream_key, done, waiter) != 0) {
         log_warn("session %llu: cancel request not sent: out of memory", (unsigned long long)target->id);
-        return -1;
+        return CANCEL_NOT_SENT;
     }
-    return 1;
+    return CANCEL_SENT;
 }
 
 static size_t count_prepared(const struct session *s)
