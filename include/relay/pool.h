@@ -6,7 +6,7 @@
  * so routing costs nothing per transaction.
  *
  * The pool owns its servers; a lent server's stream buffer is driven by the
- * session that borrowed it (session.c) until the session gives it back at a
+ * session that borrowed it (session_relay.c) until the session gives it back at a
  * transaction boundary (ReadyForQuery 'I'). Sessions that wait for a server
  * queue per pool, first come first served, for at most query_wait_timeout. */
 #ifndef PGTANDEM_POOL_H

@@ -68,7 +68,7 @@ struct session {
     unsigned holding : 1;           /* a client message is held by a pause */
     unsigned client_on_tls : 1;
     unsigned is_unix : 1;
-    unsigned proxy_header : 2;      /* enum in session.c: what the first bytes may or must be */
+    unsigned proxy_header : 2;      /* enum in session_internal.h: what the first bytes may or must be */
     unsigned awaiting_role : 1;     /* its user is being looked up (--auth-query) */
     unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
