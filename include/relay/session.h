@@ -131,7 +131,8 @@ struct session *session_find_by_cancel_key(struct relay *relay, uint32_t pid, ui
  * carrying it). A peer_cancel_fn. Never forwards to another proxy: the
  * peer listener relies on that to keep a request from going round in
  * circles. */
-enum cancel_result session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
+enum cancel_result session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done,
+                                  uint64_t waiter);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements
