@@ -303,14 +303,21 @@ int backfill_batch_params(const struct backfill *b, const char **values, char *n
 }
 
 /* pt-online-schema-change's chunk sizing: keep a weighted average of the
- * observed rows/ms and size the next batch to take target_ms. */
+ * observed rows/ms and size the next batch to take target_ms. The batch
+ * is sized by the slower of that average and the last batch's own rate:
+ * the average alone keeps three quarters of its memory of a fast past, so
+ * after a batch that slowed down (another worker extending the table, a
+ * busy core) the next one would still be sized for the old pace and run
+ * long. Shrinking at once and growing back through the average keeps
+ * batches near the target, and the longest of them short. */
 static void adapt_batch_size(struct backfill *b, long rows, double ms)
 {
     if (rows <= 0 || ms <= 0.0)
         return;
     double observed = (double)rows / ms;
     b->rate = b->rate > 0.0 ? RATE_WEIGHT * b->rate + (1.0 - RATE_WEIGHT) * observed : observed;
-    double next = b->rate * (double)b->cfg.target_ms;
+    double pace = observed < b->rate ? observed : b->rate;
+    double next = pace * (double)b->cfg.target_ms;
     if (next > (double)b->batch_rows * MAX_GROWTH)
         next = (double)b->batch_rows * MAX_GROWTH;
     if (next < (double)b->cfg.min_rows)
