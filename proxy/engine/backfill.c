@@ -383,8 +383,11 @@ long backfill_sleep_ms(struct backfill *b)
 }
 
 /* synchronous_commit off: a batch and its checkpoint commit together, so a
- * crash can only lose both, and the resume redoes them; the backfill need
- * not wait for a WAL flush (or Neon's safekeepers) once per batch. */
+ * crash can only lose both, and the resume redoes them; whatever is decided
+ * on a batch's result (the phase moving on, the contract) commits later in a
+ * session with the server's own synchronous_commit (on by default), and that
+ * flush covers the WAL of every batch before it. So the backfill need not wait for a WAL flush (or Neon's safekeepers)
+ * once per batch. */
 static char *session_sql(const struct mig_backfill_settings *cfg)
 {
     struct mig_str s = {0};
