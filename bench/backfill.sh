@@ -82,26 +82,33 @@ UP = "claim = claim_text, config_json = aggregation::jsonb, counts_by_template_j
 
 CLK = os.sysconf("SC_CLK_TCK")
 
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name, or None."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
 def cluster_cpu():
-    """CPU seconds of the cluster's processes so far: the postmaster's
-    children that still run, plus what the ended ones left in its totals."""
+    """CPU seconds of the cluster's processes so far: the postmaster's own,
+    its children's that still run, and what the ended ones left in its
+    totals. A child reaped while the children are read would be counted in
+    neither or in both, so the reading is taken again until the
+    postmaster's totals did not move during it."""
     with open(os.path.join(os.environ["PGDATA_DIR"], "postmaster.pid")) as f:
         pm = int(f.readline())
-    total = 0.0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(d) == pm or int(fields[1]) == pm:
-            total += (int(fields[11]) + int(fields[12])) / CLK
-        if int(d) == pm:
-            total += (int(fields[13]) + int(fields[14])) / CLK
-    return total
+    while True:
+        before = proc_stat(pm)
+        total = 0.0
+        for d in os.listdir("/proc"):
+            fields = proc_stat(d) if d.isdigit() and int(d) != pm else None
+            if fields and int(fields[1]) == pm:
+                total += (int(fields[11]) + int(fields[12])) / CLK
+        after = proc_stat(pm)
+        if before[11:15] == after[11:15]:
+            return total + sum(int(x) for x in after[11:15]) / CLK
 
 def server_counters():
     """WAL bytes written and checkpoints started, as the server counts them."""
