@@ -68,6 +68,13 @@ struct budget {                          /* zeroed: fresh */
  * BUDGET_NOTHING and changes nothing). Returns what changed that an
  * operator should read in the log. */
 enum budget_event budget_decide(struct budget *b, const struct budget_input *in, double now_ms);
+/* The backfill starts gently when the app has traffic: one worker,
+ * batches of min_rows, climbing while the app stays under its budget, so
+ * the first second of the backfill does not cost the app its tail before
+ * the first window is judged. It counts as engaged until released. */
+void budget_start_gently(struct budget *b, long min_rows);
+/* The limit a route's p99 is kept within (0: none). */
+double budget_limit_ms(double ratio, double absolute_ms, double baseline_ms);
 /* rows, or the cap when it is smaller. */
 long budget_batch_rows(const struct budget *b, long rows);
 /* off, ratio, absolute; idle, under, near, over. */

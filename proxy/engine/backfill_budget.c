@@ -20,18 +20,28 @@ long budget_batch_rows(const struct budget *b, long rows)
     return b->batch_cap > 0 && rows > b->batch_cap ? b->batch_cap : rows;
 }
 
+void budget_start_gently(struct budget *b, long min_rows)
+{
+    b->batch_cap = min_rows > 0 ? min_rows : 1;
+    b->workers = 1;
+    b->engaged = 1;
+    b->engagements++;
+}
+
+double budget_limit_ms(double ratio, double absolute_ms, double baseline_ms)
+{
+    if (absolute_ms > 0)
+        return absolute_ms;
+    if (ratio <= 0 || baseline_ms <= 0)
+        return 0;
+    return baseline_ms * ratio > baseline_ms + BUDGET_SLACK_MS ? baseline_ms * ratio : baseline_ms + BUDGET_SLACK_MS;
+}
+
 static void limits(struct budget *b, const struct budget_input *in)
 {
     b->kind = in->absolute_ms > 0 ? BUDGET_ABSOLUTE : in->ratio > 0 ? BUDGET_RATIO : BUDGET_OFF;
-    for (int r = 0; r < BUDGET_ROUTES; r++) {
-        double base = in->baseline_ms[r];
-        if (b->kind == BUDGET_ABSOLUTE)
-            b->limit_ms[r] = in->absolute_ms;
-        else if (b->kind == BUDGET_RATIO && base > 0)
-            b->limit_ms[r] = base * in->ratio > base + BUDGET_SLACK_MS ? base * in->ratio : base + BUDGET_SLACK_MS;
-        else
-            b->limit_ms[r] = 0;
-    }
+    for (int r = 0; r < BUDGET_ROUTES; r++)
+        b->limit_ms[r] = budget_limit_ms(in->ratio, in->absolute_ms, in->baseline_ms[r]);
 }
 
 /* The state from the routes that have a limit and traffic. */

@@ -326,6 +326,11 @@ static void budget_measured(struct bf_runner *b, double now)
         if (n >= (int)sizeof said)
             n = (int)sizeof said - 1;
     }
+    if (n && p->baseline_at_ms <= 0) {
+        budget_start_gently(&p->ctl, current(b) ? current(b)->cfg.min_rows : 1);
+        log_info("migration %s: latency budget engaged: the backfill starts gently (one worker, batches of %ld rows) "
+                 "and climbs while the app stays within its budget", b->name, p->ctl.batch_cap);
+    }
     if (n)
         log_info("migration %s: the app's p99 without the backfill: %s; the backfill keeps it within %.2g x", b->name,
                  said, b->thr->app_p99_budget);
@@ -430,14 +435,15 @@ static json_t *budget_json(const struct bf_runner *b)
     settings_throttle_defaults(&none);
     const struct throttle_settings *t = b->thr ? b->thr : &none;
     enum budget_kind kind = t->max_app_p99_ms > 0 ? BUDGET_ABSOLUTE : t->app_p99_budget > 0 ? BUDGET_RATIO : BUDGET_OFF;
-    double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES];
+    double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES], limit[LATENCY_ROUTES];
     for (int r = 0; r < LATENCY_ROUTES; r++) {
+        limit[r] = budget_limit_ms(t->app_p99_budget, (double)t->max_app_p99_ms, p->baseline_ms[r]);
         p99[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
         samples[r] = (double)p->samples[r];
     }
     json_t *o = json_pack("{s:s,s:f,s:I,s:o,s:o,s:o,s:s,s:b,s:i,s:f,s:b,s:i,s:b}", "kind", budget_kind_word(kind),
                           "ratio", t->app_p99_budget, "max_app_p99_ms", (json_int_t)t->max_app_p99_ms,
-                          "baseline_p99_ms", per_route(p->baseline_ms), "limit_ms", per_route(c->limit_ms), "p99_ms",
+                          "baseline_p99_ms", per_route(p->baseline_ms), "limit_ms", per_route(limit), "p99_ms",
                           per_route(p99), "state", budget_state_word(c->state), "engaged", c->engaged, "engagements",
                           c->engagements, "pause_ms", c->pause_ms, "starved", c->starved, "workers", c->workers,
                           "measuring", p->measure);
@@ -462,7 +468,7 @@ void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out)
     out->starved = b->running && p->ctl.starved;
     for (int r = 0; r < LATENCY_ROUTES; r++) {
         out->baseline_ms[r] = p->baseline_ms[r];
-        out->limit_ms[r] = p->ctl.limit_ms[r];
+        out->limit_ms[r] = budget_limit_ms(ratio, (double)abs_ms, p->baseline_ms[r]);
         out->p99_ms[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
     }
 }

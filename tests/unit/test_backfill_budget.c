@@ -116,8 +116,26 @@ static void test_starved(void)
                                                                   b.limit_ms[0] == 30.0);
 }
 
+static void test_gentle_start(void)
+{
+    struct budget b = {0};
+    budget_start_gently(&b, 100);
+    CHECK("gentle: one worker, the smallest batch", b.workers == 1 && budget_batch_rows(&b, 4000) == 100 &&
+                                                        b.engaged && b.engagements == 1);
+    struct budget_input in = app(10.0, 5.0);
+    CHECK("gentle: the first decision under keeps it", budget_decide(&b, &in, 1000) == BUDGET_NOTHING &&
+                                                           b.batch_cap == 151 && b.workers == 1 && b.engaged);
+    double t = 1000;
+    int released = 0;
+    for (int i = 0; i < 40; i++)
+        released += budget_decide(&b, &in, t += BUDGET_EVAL_MS) == BUDGET_RELEASED;
+    CHECK("gentle: full speed within 40 decisions, released once", b.batch_cap == 0 && b.workers == 4 &&
+                                                                        !b.engaged && released == 1);
+}
+
 int main(void)
 {
+    test_gentle_start();
     test_limits();
     test_over_and_back();
     test_routes();
