@@ -61,8 +61,7 @@ const struct setting SETTINGS[] = {
     /* 1.5: the issue's goal; the baseline is measured by the proxy, so an
      * operator need not know the app's normal latency */
     {"app_p99_budget", NULL, SETTING_NUMBER, 0, 100, 1.5, 1, SETTING_THROTTLE, "x baseline p99",
-     "the backfill keeps the application's p99 (per route, through this proxy) within this many times the p99 "
-     "measured without it (0: off)"},
+     "the backfill keeps the app's p99 per route within this many times its p99 measured without it (0: off)"},
     {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms",
      "the backfill waits while a replica lags more than this (0: off)"},
     {"paused", NULL, SETTING_BOOL, 0, 1, 0, 1, SETTING_THROTTLE, "",
