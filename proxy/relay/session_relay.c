@@ -577,7 +577,8 @@ static void on_ready_for_query(struct session *s, uint8_t status)
         return;
     }
     if (unit_done && s->unit_start_us)
-        metrics_record_latency(&s->relay->metrics, now > s->unit_start_us ? now - s->unit_start_us : 0);
+        metrics_record_latency(&s->relay->metrics, now > s->unit_start_us ? now - s->unit_start_us : 0,
+                               session_version(s) ? LATENCY_ROUTE_NEW : LATENCY_ROUTE_OLD);
     if (status == 'I')
         s->relay->metrics.transactions_total++;
     else if (before == 'I')
