@@ -103,6 +103,7 @@ struct throttle_settings {
     long target_ms;
     double sleep_ratio;
     long max_app_p99_ms;
+    double app_p99_budget;  /* x the p99 measured without the backfill; 0: off */
     long max_replica_lag_ms;
     int paused;
     long workers;           /* backfill_workers */

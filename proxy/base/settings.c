@@ -80,8 +80,13 @@ const struct setting SETTINGS[] = {
      "the backfill sleeps this many times its batch's time after each batch",
      THROTTLE_FIELD(sleep_ratio, 1)},
     {"max_app_p99_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms",
-     "the backfill waits while the application's p99 latency is above it (0: off)",
+     "an absolute limit on the application's p99 latency the backfill keeps; set, it replaces app_p99_budget (0: off)",
      THROTTLE_FIELD(max_app_p99_ms, 1)},
+    /* 1.5: what the app's users do not notice; the baseline is measured by
+     * the proxy, so an operator need not know the app's normal latency */
+    {"app_p99_budget", NULL, SETTING_NUMBER, 0, 100, 1.5, 1, SETTING_THROTTLE, "x baseline p99",
+     "the backfill keeps the app's p99 per route within this many times its p99 measured without it (0: off)",
+     THROTTLE_FIELD(app_p99_budget, 1)},
     {"max_replica_lag_ms", NULL, SETTING_INT, 0, MAX_MS, 0, 1, SETTING_THROTTLE, "ms",
      "the backfill waits while a replica lags more than this (0: off)",
      THROTTLE_FIELD(max_replica_lag_ms, 1)},

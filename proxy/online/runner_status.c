@@ -41,6 +41,7 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     out->following = r->following && r->phase != MIG_PH_COMPLETED;
     out->batch_seconds = &r->batch_seconds;
     out->cutover = &r->cut.totals;
+    bf_runner_budget(&r->bfr, &out->budget);
 }
 
 /* f: what the lifecycle's admission rules need besides the phase. */
