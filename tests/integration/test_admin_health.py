@@ -196,9 +196,9 @@ def test_readyz_503_while_fenced(cluster, proxy_factory, legacy_db):  # noqa: F8
     p = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS)
     start_migration(p)
     assert readyz(p)[0] == 200
-    # the heartbeat's UPDATE waits behind this lock: the lease runs out
+    # the lease's renewal waits behind this lock: the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
-    locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
+    locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")
     try:
         wait_until("fenced", lambda: status(p)["hold"]["fenced"], timeout=2 * LEASE_MS / 1000.0 + 2)
         code, body = readyz(p)

@@ -10,9 +10,10 @@ Client traffic (--upstream) goes to Postgres directly.
   GET /status, reconnects, and new clients are served;
 - the whole path freezes: the same detection, and once the path is back the
   proxy reconnects by itself;
-- a session holds the rows of pgtandem.proxies: the fleet's heartbeat gives
-  up after its lock_timeout, the log names the blocked statement, and
-  clients are held no longer than the lock.
+- a session holds the fleet's leases (pgtandem.fleet_leases): the lease's
+  renewal gives up after its lock_timeout, the log names the blocked
+  statement, and clients are held no longer than the lock. (A lock on
+  pgtandem.proxies delays no renewal: test_fleet_heartbeat.py.)
 """
 import json
 import re
@@ -120,10 +121,10 @@ def test_frozen_path_is_reported_and_reconnected_when_it_comes_back(env, forward
         "one WARN per outage, not per retry:\n" + p.log()[-3000:]
 
 
-def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
-    """A session holds SELECT ... FOR UPDATE on pgtandem.proxies. Before:
+def test_locked_lease_rows_name_the_blocked_statement(env, cluster):
+    """A session holds SELECT ... FOR UPDATE on pgtandem.fleet_leases. Before:
     the heartbeat waited silently behind it and clients were held 17.6 s.
-    Now the heartbeat gives up after its lock_timeout, the log names the
+    Now the renewal gives up after its lock_timeout, the log names the
     statement that was blocked, and clients are held no longer than the
     lock (plus a heartbeat)."""
     e = env
@@ -135,7 +136,7 @@ def test_locked_proxies_rows_name_the_blocked_statement(env, cluster):
 
     def hold():
         with psycopg.connect(e.uri, connect_timeout=10) as c:
-            c.execute("SELECT * FROM pgtandem.proxies FOR UPDATE")
+            c.execute("SELECT * FROM pgtandem.fleet_leases FOR UPDATE")
             locked.set()
             time.sleep(held_for)  # the fault: the lock is held this long
             c.rollback()

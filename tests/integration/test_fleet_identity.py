@@ -181,9 +181,9 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
     start_migration(p)
     held = pg_raw_session(p.port, user="trustuser", database=legacy_db)
     assert query_outcome(held, "SELECT 1", 5)[0] == "ok"
-    # the heartbeat's UPDATE waits behind this lock: the lease runs out
+    # the lease's renewal waits behind this lock: the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
-    locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
+    locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")
     try:
         wait_until("fenced", lambda: status(p)["hold"]["fenced"], timeout=2 * LEASE_MS / 1000.0 + 2)
         fenced_at = time.time()

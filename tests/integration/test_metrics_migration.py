@@ -155,9 +155,9 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
     assert outcome.get("what") == "ok", outcome
     check_hold(wait_scrape(p, "the pause lifted", lambda s: s.get("pgtandem_paused") == 0), "none", 0)
 
-    # the fence: the heartbeat waits behind a lock, the lease runs out
+    # the fence: the lease's renewal waits behind a lock, the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
-    locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
+    locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")
     try:
         wait_scrape(p, "fenced", lambda s: s.get("pgtandem_fenced") == 1, timeout=3 * LEASE_MS / 1000.0 + 4)
         t, outcome = held_query(old, 30)
