@@ -27,7 +27,7 @@ const struct setting SETTINGS[] = {
     {"admin_request_timeout_s", "--admin-request-timeout", SETTING_INT, 1, 86400, 30, 0, SETTING_PROXY, "s",
      "an admin API request must arrive whole within it"},
     {"fleet_lease_ms", "--fleet-lease-ms", SETTING_INT, 300, 600000, 3000, 0, SETTING_PROXY, "ms",
-     "a proxy that has not renewed its row in pgtandem.proxies for this long is out of the fleet"},
+     "a proxy that has not renewed its lease (pgtandem.fleet_leases) for this long is out of the fleet"},
     /* transaction pooling (pool_mode "transaction"); max_client_conn holds in both modes */
     {"pool_size", "--pool-size", SETTING_INT, 1, 10000, 20, 0, SETTING_PROXY, "server connections",
      "transaction mode: server connections per pool"},
