@@ -57,6 +57,7 @@ struct coordinator_hold {
     char missing[512];        /* proxies that have not acknowledged */
     json_t *expected;         /* ids live when the hold began, not yet acknowledged */
     int acks[NVIA];           /* acknowledgements counted, by how they came */
+    uint64_t written_us;      /* when the hold's row was known written */
     fleet_announced_fn announced;
     fleet_held_fn done;
     void *ctx;
@@ -78,6 +79,7 @@ struct participant_hold {
     struct event *deadline;
     int abandoning;           /* closing it ourselves (JOB_ABANDON sent) */
     enum fleet_via learned;   /* how we first heard of it */
+    uint64_t learned_us, drained_us, acked_us; /* its steps, for the log line at its end (0: not reached) */
     char coordinator[96];
     long long acking;         /* the epoch of the acknowledgement in flight (0: none) */
     long long next_epoch;     /* a newer hold that waits for this one to close (0: none) */
@@ -730,6 +732,7 @@ static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
         return;
     }
     int direct = f->direct && fleet_direct_held(f->direct, f->part.epoch);
+    f->part.drained_us = now_us();
     log_info("fleet: hold %lld: drained after %.2f ms; acknowledging%s", f->part.epoch, (double)waited_us / 1000.0,
              direct ? " (on the peer port too)" : "");
     f->part.drained = 1;
@@ -749,10 +752,19 @@ static void participant_finish(struct fleet *f, int committed, enum fleet_via vi
     f->jobs &= ~((1u << JOB_ACK) | (1u << JOB_ABANDON));
     if ((f->part.confirmed || via == VIA_PEER) && f->part.epoch > f->part.last_epoch)
         f->part.last_epoch = f->part.epoch;
+    uint64_t released_us = now_us();
     int reprepared = committed && f->part.drained ? relay_reprepare(f->relay) : 0;
     relay_forget(f->relay, f);
     struct relay_hold_stats st = {0, 0};
     relay_release(f->relay, &st);
+    uint64_t resumed_us = now_us();
+    const struct participant_hold *h = &f->part;
+    log_info("fleet: hold %lld steps (ms after it was learnt of): drained %.2f, acknowledged in the database %.2f,"
+             " release heard %.2f (by the %s), statements prepared again and traffic flowing %.2f", h->epoch,
+             h->drained_us ? (double)(h->drained_us - h->learned_us) / 1000.0 : -1.0,
+             h->acked_us ? (double)(h->acked_us - h->learned_us) / 1000.0 : -1.0,
+             (double)(released_us - h->learned_us) / 1000.0, via_names[via],
+             (double)(resumed_us - h->learned_us) / 1000.0);
     if (f->direct)
         fleet_direct_forget(f->direct, f->part.epoch);
     f->holds_released[via]++;
@@ -838,7 +850,7 @@ static void participant_begin(struct fleet *f, long long epoch, int drain_ms, in
     struct event *deadline = f->part.deadline;
     f->part = (struct participant_hold){.active = 1, .epoch = epoch, .last_epoch = f->part.last_epoch,
                                         .drain_ms = drain_ms, .hold_ms = hold_ms, .deadline = deadline,
-                                        .learned = via};
+                                        .learned = via, .learned_us = now_us()};
     snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
     if (waiting.active && waiting.next_epoch && waiting.next_epoch > f->part.last_epoch)
         remember_next(f, waiting.next_epoch, waiting.next_drain_ms, waiting.next_hold_ms, waiting.next_coordinator,
@@ -869,6 +881,7 @@ static void on_acked(void *ctx, PGresult *res, const char *error, const char *sq
         return;
     if (PQgetvalue(res, 0, 0)[0] == 't') {
         f->part.confirmed = 1;
+        f->part.acked_us = now_us();
         if (epoch > f->part.last_epoch)
             f->part.last_epoch = epoch;
         if (f->part.next_epoch && !f->part.abandoning) { /* a newer one waits: see participant_begin */
@@ -995,6 +1008,7 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     memset(f->co.acks, 0, sizeof f->co.acks);
+    f->co.written_us = now_us();
     int asked = f->direct && others ? fleet_direct_ask(f->direct, f->co.epoch, f->co.drain_ms, f->co.hold_ms, others)
                                     : 0;
     json_decref(others);
@@ -1027,6 +1041,9 @@ static void count_ack(struct fleet *f, const char *who, enum fleet_via via)
     json_t *id;
     json_array_foreach(f->co.expected, i, id) {
         if (json_is_string(id) && strcmp(json_string_value(id), who) == 0) {
+            log_info("fleet: hold %lld: %s holds (said %s), %.2f ms after the hold was written", f->co.epoch, who,
+                     via == VIA_PEER ? "on the peer port" : "in the database",
+                     (double)(now_us() - f->co.written_us) / 1000.0);
             json_array_remove(f->co.expected, i);
             f->co.acks[via]++;
             f->acks[via]++;
@@ -1082,6 +1099,8 @@ static const char COMMIT_CHECK_SQL[] =
     " END IF;"
     " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %lld;"
     " PERFORM pg_notify('" CHANNEL_FLEET "', 'release %lld 1');"
+    " RAISE NOTICE 'pgtandem: contract steps (ms after BEGIN): commit check done %%',"
+    "  round((extract(epoch FROM clock_timestamp() - now()) * 1000)::numeric, 2);"
     " END $fleet$;\n";
 
 char *fleet_commit_check_sql(const struct fleet *f)
@@ -1100,6 +1119,7 @@ char *fleet_commit_check_sql(const struct fleet *f)
  * fleet are read, once every live proxy's sessions are in its row. */
 static const char HELD_WAIT_SQL[] =
     "DO $held$ DECLARE missing text; until timestamptz := clock_timestamp() + make_interval(secs => %d / 1000.0);"
+    " ddl_done timestamptz := clock_timestamp(); polls int := 0;"
     " BEGIN LOOP"
     "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies p"
     "   WHERE id <> (SELECT coordinator FROM pgtandem.fleet_holds WHERE epoch = %lld)"
@@ -1111,7 +1131,13 @@ static const char HELD_WAIT_SQL[] =
     "    USING ERRCODE = 'PGT01';"
     "  END IF;"
     "  PERFORM pg_sleep(0.001);"
-    " END LOOP; END $held$;\n";
+    "  polls := polls + 1;"
+    " END LOOP;"
+    /* the contract's steps inside its first round trip, for the log (pgasync logs a "pgtandem:" notice) */
+    " RAISE NOTICE 'pgtandem: contract steps (ms after BEGIN): DDL done %%, every acknowledgement in the database %%"
+    " (after %% polls)', round((extract(epoch FROM ddl_done - now()) * 1000)::numeric, 2),"
+    "  round((extract(epoch FROM clock_timestamp() - now()) * 1000)::numeric, 2), polls;"
+    " END $held$;\n";
 
 /* Replaces $1 and $2 in FLEET_BYPASSING_SQL (which has no other '$'). */
 static char *bypassing_with(const char *tables, const char *lease)
@@ -1135,18 +1161,45 @@ static char *bypassing_with(const char *tables, const char *lease)
     return out;
 }
 
-char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms)
+/* The look at the sessions that bypass the fleet, decided in the
+ * transaction so that the contract commits in the same round trip: the
+ * description goes into the session's pgtandem.bypassing ("<touched>
+ * <list>", "" when none; read after the COMMIT), and when one of them
+ * counts and the cutover is not forced, PGT02 ("<touched> of <listed>:
+ * <list>") rolls the contract back. The list: touched sessions first.
+ * Its body is dollar-quoted with a tag the migrated tables' names (in
+ * the look) do not contain. */
+static const char BYPASS_HEAD_FMT[] =
+    "DO %s DECLARE touched int; listed int; msg text; BEGIN"
+    " SELECT count(*) FILTER (WHERE b.touched), count(*), string_agg(format('pid %%s (%%s, %%s, %%s%%s)%%s%%s', b.pid,"
+    "   b.who, b.client, b.state, CASE WHEN b.xact_ms <> 0 THEN format(', in a transaction for %%s ms', b.xact_ms)"
+    "   ELSE '' END, CASE WHEN b.touched THEN ' touched the migrated tables: ' ELSE ': ' END, left(b.query, 60)),"
+    "   '; ' ORDER BY NOT b.touched, b.pid) INTO touched, listed, msg FROM (";
+static const char BYPASS_TAIL_FMT[] =
+    ") b (pid, who, client, state, xact_ms, touched, query);"
+    " PERFORM set_config('pgtandem.bypassing', CASE WHEN listed > 0 THEN format('%%s %%s', touched, msg) ELSE '' END,"
+    "  false);"
+    " IF touched > 0 AND NOT %s THEN"
+    "  RAISE EXCEPTION '%% of %%: %%', touched, listed, msg USING ERRCODE = '" FLEET_SQLSTATE_BYPASSED "';"
+    " END IF; END %s";
+
+char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms, int force)
 {
     if (!f->co.epoch)
         return strdup("");
-    char lease[16], wait[sizeof HELD_WAIT_SQL + 128];
+    char lease[16], wait[sizeof HELD_WAIT_SQL + 128], tag[32] = "$bypass$";
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
     snprintf(wait, sizeof wait, HELD_WAIT_SQL, wait_ms, f->co.epoch, f->co.epoch, f->lease_ms, f->co.epoch, wait_ms);
     char *select = bypassing_with(tables_literal, lease);
-    size_t n = select ? strlen(wait) + strlen(select) + 3 : 0;
+    for (int i = 1; select && strstr(select, tag); i++)
+        snprintf(tag, sizeof tag, "$bypass%d$", i);
+    char head[sizeof BYPASS_HEAD_FMT + sizeof tag], tail[sizeof BYPASS_TAIL_FMT + sizeof tag + 8];
+    snprintf(head, sizeof head, BYPASS_HEAD_FMT, tag);
+    snprintf(tail, sizeof tail, BYPASS_TAIL_FMT, force ? "true" : "false", tag);
+    size_t n = select ? strlen(wait) + strlen(head) + strlen(select) + strlen(tail) + 3 : 0;
     char *sql = select ? malloc(n) : NULL;
     if (sql)
-        snprintf(sql, n, ";\n%s%s", wait, select);
+        snprintf(sql, n, ";\n%s%s%s%s", wait, head, select, tail);
     free(select);
     return sql;
 }
