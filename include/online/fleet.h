@@ -74,19 +74,13 @@ typedef void (*fleet_announced_fn)(void *ctx);
  * connection now. */
 int fleet_hold_all(struct fleet *f, const char *migration, int drain_ms, int hold_ms, fleet_announced_fn announced,
                    fleet_held_fn done, void *ctx);
-/* Raised in the contract's transaction when sessions that bypass the
- * fleet refuse the cutover; its message is "<touched> of <listed>: <who>". */
-#define FLEET_SQLSTATE_BYPASSED "PGT02"
 /* Statements for the contract's transaction, after its DDL and before the
  * commit check: wait at most wait_ms for every live proxy's acknowledgement
  * to be in its row (some may have said so on the peer port first), failing
- * with PGT01 when one is missing; then look at the sessions that bypass the
- * fleet (FLEET_BYPASSING_SQL, for the tables in `tables_literal`, a
- * Postgres text[] literal): unless `force`, one that holds a transaction or
- * touched the tables fails the transaction with FLEET_SQLSTATE_BYPASSED;
- * what was seen is left in the session's setting pgtandem.bypassing
- * ("<touched> <who>", "" for nobody). Starts with ";". NULL: out of memory. */
-char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms, int force);
+ * with PGT01 when one is missing; then list the sessions that bypass the
+ * fleet (FLEET_BYPASSING_SQL's columns, for the tables in `tables_literal`,
+ * a Postgres text[] literal) as the last result. NULL: out of memory. */
+char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms);
 /* How the other proxies' acknowledgements of the current (or last) hold
  * came first: in their rows or on the peer port. */
 void fleet_hold_acks(const struct fleet *f, int *database, int *peer);

@@ -180,6 +180,10 @@ static void release(struct cutover *c, enum fleet_outcome outcome)
         return;
     c->holding = 0;
     relay_forget(c->relay, c);
+    /* A COMMIT whose answer was lost may have committed: statements are
+     * prepared again, which costs nothing but time if it did not. */
+    if (outcome == FLEET_UNKNOWN)
+        c->rep.reprepared += relay_reprepare(c->relay);
     struct relay_hold_stats st;
     relay_release(c->relay, &st);
     account_hold(c, &st);
@@ -230,39 +234,6 @@ static void blocked(struct cutover *c)
     retry_or_give_up(c, why);
 }
 
-/* The refusal the contract's look at sessions that bypass the fleet
- * raised ("<touched> of <listed>: <who>", fleet_held_wait_sql). */
-static void refused_by_bypassing(struct cutover *c, const char *error)
-{
-    int touched = 0, listed = 0, at = 0;
-    if (!strncmp(error, "ERROR:  ", 8)) /* libpq's text: severity, message, then CONTEXT lines */
-        error += 8;
-    if (sscanf(error, "%d of %d: %n", &touched, &listed, &at) < 2 || at == 0)
-        at = 0;
-    snprintf(c->rep.bypassing, sizeof c->rep.bypassing, "%.*s", (int)strcspn(error + at, "\n"), error + at);
-    snprintf(c->rep.error, sizeof c->rep.error,
-             "refused: %d of the %d session%s that reach the database through no pgtandem proxy hold a "
-             "transaction or touched the migrated tables (%.560s); stop them, or complete with --force (their "
-             "statements then wait at most lock_timeout)",
-             touched, listed, listed == 1 ? "" : "s", c->rep.bypassing);
-    c->refused = 1;
-}
-
-/* What the contract's look at the bypassing sessions saw ("<touched>
- * <who>", read after the COMMIT): kept for the answer, and said when the
- * cutover was forced past them. */
-static void note_bypassing(struct cutover *c, const PGresult *res)
-{
-    const char *seen = res && PQntuples(res) == 1 && PQnfields(res) == 1 ? PQgetvalue(res, 0, 0) : "";
-    int touched = 0, at = 0;
-    if (sscanf(seen, "%d %n", &touched, &at) < 1 || at == 0)
-        return;
-    snprintf(c->rep.bypassing, sizeof c->rep.bypassing, "%s", seen + at);
-    if (touched)
-        log_migration(LOG_LEVEL_WARN, c->migration,
-                      "cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
-}
-
 static void on_contract_rolled_back(void *ctx, PGresult *res, const char *error, const char *sqlstate);
 static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate);
 
@@ -273,9 +244,7 @@ static void roll_back(struct cutover *c, const char *error, const char *sqlstate
     int lock = sqlstate && strcmp(sqlstate, SQLSTATE_LOCK_NOT_AVAILABLE) == 0;
     int budget = sqlstate && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
     int fleet = sqlstate && strcmp(sqlstate, SQLSTATE_FLEET_HOLD_LOST) == 0;
-    if (sqlstate && strcmp(sqlstate, FLEET_SQLSTATE_BYPASSED) == 0)
-        refused_by_bypassing(c, error);
-    else if (fleet)
+    if (fleet)
         snprintf(c->rep.error, sizeof c->rep.error, "the fleet stopped holding before COMMIT (%s): %s",
                  SQLSTATE_FLEET_HOLD_LOST, error);
     else if (lock)
@@ -336,6 +305,93 @@ static int send_built(struct cutover *c, const char *prefix, int tail, const cha
     return rc;
 }
 
+/* "pid 4242 (psql, 10.0.0.9, idle in transaction, in a transaction for
+ * 5012 ms) touched the migrated tables: UPDATE checks ..." for each session
+ * through no proxy, the ones that count first. Returns how many count (in
+ * a transaction or touched the migrated tables); *listed: how many rows. */
+static int describe_bypassing(const PGresult *res, char *out, size_t cap, int *listed)
+{
+    int touched = 0;
+    size_t used = 0;
+    out[0] = '\0';
+    *listed = PQntuples(res);
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < PQntuples(res); i++) {
+            int t = PQgetvalue(res, i, 5)[0] == 't';
+            if (t != pass)
+                continue;
+            touched += t;
+            const char *xact_ms = PQgetvalue(res, i, 4);
+            char in_tx[64] = "";
+            if (strcmp(xact_ms, "0") != 0)
+                snprintf(in_tx, sizeof in_tx, ", in a transaction for %s ms", xact_ms);
+            int n = snprintf(out + used, cap - used, "%spid %s (%s, %s, %s%s)%s%.60s", used ? "; " : "",
+                             PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                             PQgetvalue(res, i, 3), in_tx, t ? " touched the migrated tables: " : ": ",
+                             PQgetvalue(res, i, 6));
+            if (n < 0 || (size_t)n >= cap - used)
+                out[used] = '\0';
+            else
+                used += (size_t)n;
+        }
+    return touched;
+}
+
+/* The sessions that bypass the fleet, read in the contract's transaction
+ * (fleet_held_wait_sql): 1 when they refuse the cutover (rep.error says
+ * why). A failed look is advice lost, not a reason to stop. */
+static int bypassing_refuses(struct cutover *c, const PGresult *res)
+{
+    if (!res || PQnfields(res) < 7) {
+        log_migration(LOG_LEVEL_WARN, c->migration, "cutover: the look for sessions that bypass the proxies "
+                      "returned nothing usable");
+        return 0;
+    }
+    int listed = 0;
+    int touched = describe_bypassing(res, c->rep.bypassing, sizeof c->rep.bypassing, &listed);
+    if (touched && !c->opt.force) {
+        /* The count says which of the listed sessions refuse it. */
+        snprintf(c->rep.error, sizeof c->rep.error,
+                 "refused: %d of the %d session%s that reach the database through no pgtandem proxy hold a "
+                 "transaction or touched the migrated tables (%.560s); stop them, or complete with --force (their "
+                 "statements then wait at most lock_timeout)",
+                 touched, listed, listed == 1 ? "" : "s", c->rep.bypassing);
+        return 1;
+    }
+    if (touched)
+        log_migration(LOG_LEVEL_WARN, c->migration,
+                      "cutover forced despite sessions that bypass the proxies: %s", c->rep.bypassing);
+    return 0;
+}
+
+static void on_contract_body(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct cutover *c = ctx;
+    c->t_body = now_us();
+    if (error) {
+        roll_back(c, error, sqlstate);
+        return;
+    }
+    if (c->fleet && bypassing_refuses(c, res)) {
+        c->refused = 1;
+        if (pgasync_send(c->db, "ROLLBACK", 0, NULL, on_contract_rolled_back, c) != 0) {
+            c->refused = 0;
+            release(c, FLEET_NOT_COMMITTED);
+            log_error("%s", c->rep.error);
+            finish(c, CUTOVER_REFUSED);
+        }
+        return;
+    }
+    char *check = c->fleet ? fleet_commit_check_sql(c->fleet) : strdup("");
+    c->contract = 2;
+    int rc = check ? send_built(c, check, 1, ";\nCOMMIT", on_committed) : -1;
+    free(check);
+    if (rc != 0) {
+        c->contract = 1; /* nothing was sent */
+        roll_back(c, c->db->error, NULL);
+    }
+}
+
 static void record_steps(struct cutover *c, uint64_t released)
 {
     struct cutover_steps *st = &c->rep.steps;
@@ -343,7 +399,7 @@ static void record_steps(struct cutover *c, uint64_t released)
     st->all_held_ms = ms_between(c->t_hold, c->t_all_held);
     st->local_drain_ms = ms_between(c->t_hold, c->t_drained);
     st->body_ms = ms_between(c->t_all_held, c->t_body);
-    st->commit_ms = ms_between(c->t_body, c->t_commit); /* 0: the body and the COMMIT share one round trip */
+    st->commit_ms = ms_between(c->t_body, c->t_commit);
     st->release_ms = ms_between(c->t_commit, released);
     st->acks_peer = st->acks_database = 0;
     if (c->fleet)
@@ -351,22 +407,20 @@ static void record_steps(struct cutover *c, uint64_t released)
     log_migration(LOG_LEVEL_INFO, c->migration,
                   "cutover attempt %d steps: fleet hold written in %.2f ms (nobody held yet); everyone held %.2f ms"
                   " after our hold (our drain %.2f ms; acknowledgements: %d on the peer port, %d in the database);"
-                  " contract (DDL, acknowledgements, bypass look, commit check, COMMIT: one round trip) %.2f ms"
-                  " (+%.2f); traffic flowing %.2f ms after the commit",
+                  " contract body %.2f ms; commit %.2f ms; traffic flowing %.2f ms after the commit",
                   c->rep.attempts, st->announce_ms, st->all_held_ms, st->local_drain_ms, st->acks_peer,
                   st->acks_database, st->body_ms, st->commit_ms, st->release_ms);
 }
 
 static void on_committed(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
+    (void)res;
     struct cutover *c = ctx;
-    c->t_body = c->t_commit = now_us();
+    c->t_commit = now_us();
     if (error) {
         roll_back(c, error, sqlstate);
         return;
     }
-    if (c->fleet)
-        note_bypassing(c, res);
     /* The other proxies are told first: their re-prepare runs beside ours. */
     if (c->fleet)
         fleet_release_all(c->fleet, FLEET_COMMITTED);
@@ -380,13 +434,9 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
     finish(c, CUTOVER_COMMITTED);
 }
 
-/* Everyone holds: the contract in one round trip (each one is a wait
- * for the proxy and the backend to be scheduled, several milliseconds on
- * a loaded machine, all of it traffic held): BEGIN, the DDL, in a fleet
+/* Everyone holds: the contract, and in a fleet, in the same round trip,
  * the wait for every proxy's acknowledgement in its row and the look at
- * the sessions that bypass the fleet (which may refuse), the fleet's
- * commit check, the state update and COMMIT; then, outside the
- * transaction, what the look saw. */
+ * the sessions that bypass the fleet. */
 static void run_contract(struct cutover *c)
 {
     /* A connection lost between the body and the COMMIT must not leave the
@@ -401,33 +451,19 @@ static void run_contract(struct cutover *c)
     char *after = NULL;
     if (c->fleet) {
         char *tables = pgasync_ready(c->db) ? PQescapeLiteral(c->db->conn, c->tables, strlen(c->tables)) : NULL;
-        after = tables ? fleet_held_wait_sql(c->fleet, tables, c->opt.drain_timeout_ms, c->opt.force) : NULL;
+        after = tables ? fleet_held_wait_sql(c->fleet, tables, c->opt.drain_timeout_ms) : NULL;
         if (tables)
             PQfreemem(tables);
     } else {
         after = strdup("");
     }
-    char *check = c->fleet ? fleet_commit_check_sql(c->fleet) : strdup("");
-    char *body = after && check ? c->build_sql(c->ctx, &c->rep, 0) : NULL;
-    /* the look ran only if `after` holds it; a setting from an earlier attempt is not read */
-    const char *seen = after && after[0] ? ";\nSELECT current_setting('pgtandem.bypassing', true)" : "";
-    size_t n = body ? strlen(begin) + strlen(body) + strlen(after) + strlen(check) + strlen(seen) + 16 : 0;
-    char *prefix = body ? malloc(n) : NULL;
-    if (prefix)
-        snprintf(prefix, n, "%s%s%s;\n%s", begin, body, after, check);
-    free(body);
-    free(check);
-    char suffix[96];
-    snprintf(suffix, sizeof suffix, ";\nCOMMIT%s", seen);
-    c->contract = 2; /* the COMMIT goes with it */
-    int rc = prefix ? send_built(c, prefix, 1, suffix, on_committed) : -1;
-    int built = prefix != NULL;
-    free(prefix);
+    c->contract = 1;
+    int rc = after ? send_built(c, begin, 0, after, on_contract_body) : -1;
     free(after);
     if (rc != 0) {
         c->contract = 0;
         release(c, FLEET_NOT_COMMITTED);
-        fail_now(c, built ? c->db->error : "out of memory building the contract");
+        fail_now(c, after ? c->db->error : "out of memory building the contract");
     }
 }
 

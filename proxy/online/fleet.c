@@ -1161,45 +1161,18 @@ static char *bypassing_with(const char *tables, const char *lease)
     return out;
 }
 
-/* The look at the sessions that bypass the fleet, decided in the
- * transaction so that the contract commits in the same round trip: the
- * description goes into the session's pgtandem.bypassing ("<touched>
- * <list>", "" when none; read after the COMMIT), and when one of them
- * counts and the cutover is not forced, PGT02 ("<touched> of <listed>:
- * <list>") rolls the contract back. The list: touched sessions first.
- * Its body is dollar-quoted with a tag the migrated tables' names (in
- * the look) do not contain. */
-static const char BYPASS_HEAD_FMT[] =
-    "DO %s DECLARE touched int; listed int; msg text; BEGIN"
-    " SELECT count(*) FILTER (WHERE b.touched), count(*), string_agg(format('pid %%s (%%s, %%s, %%s%%s)%%s%%s', b.pid,"
-    "   b.who, b.client, b.state, CASE WHEN b.xact_ms <> 0 THEN format(', in a transaction for %%s ms', b.xact_ms)"
-    "   ELSE '' END, CASE WHEN b.touched THEN ' touched the migrated tables: ' ELSE ': ' END, left(b.query, 60)),"
-    "   '; ' ORDER BY NOT b.touched, b.pid) INTO touched, listed, msg FROM (";
-static const char BYPASS_TAIL_FMT[] =
-    ") b (pid, who, client, state, xact_ms, touched, query);"
-    " PERFORM set_config('pgtandem.bypassing', CASE WHEN listed > 0 THEN format('%%s %%s', touched, msg) ELSE '' END,"
-    "  false);"
-    " IF touched > 0 AND NOT %s THEN"
-    "  RAISE EXCEPTION '%% of %%: %%', touched, listed, msg USING ERRCODE = '" FLEET_SQLSTATE_BYPASSED "';"
-    " END IF; END %s";
-
-char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms, int force)
+char *fleet_held_wait_sql(const struct fleet *f, const char *tables_literal, int wait_ms)
 {
     if (!f->co.epoch)
         return strdup("");
-    char lease[16], wait[sizeof HELD_WAIT_SQL + 128], tag[32] = "$bypass$";
+    char lease[16], wait[sizeof HELD_WAIT_SQL + 128];
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
     snprintf(wait, sizeof wait, HELD_WAIT_SQL, wait_ms, f->co.epoch, f->co.epoch, f->lease_ms, f->co.epoch, wait_ms);
     char *select = bypassing_with(tables_literal, lease);
-    for (int i = 1; select && strstr(select, tag); i++)
-        snprintf(tag, sizeof tag, "$bypass%d$", i);
-    char head[sizeof BYPASS_HEAD_FMT + sizeof tag], tail[sizeof BYPASS_TAIL_FMT + sizeof tag + 8];
-    snprintf(head, sizeof head, BYPASS_HEAD_FMT, tag);
-    snprintf(tail, sizeof tail, BYPASS_TAIL_FMT, force ? "true" : "false", tag);
-    size_t n = select ? strlen(wait) + strlen(head) + strlen(select) + strlen(tail) + 3 : 0;
+    size_t n = select ? strlen(wait) + strlen(select) + 3 : 0;
     char *sql = select ? malloc(n) : NULL;
     if (sql)
-        snprintf(sql, n, ";\n%s%s%s%s", wait, head, select, tail);
+        snprintf(sql, n, ";\n%s%s", wait, select);
     free(select);
     return sql;
 }
