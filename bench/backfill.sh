@@ -15,9 +15,14 @@
 #               `SET id = id`) with a BEFORE UPDATE trigger computing the new columns
 # Reports rows/s, ratios and the longest pgtandem batch, with the machine's
 # load average (`uptime`) around every run: the machine may be shared, and
-# with QUIET_LOAD=L each run first waits (up to 10 minutes) for the 1-minute
-# load average to fall below L. Writes bench/results/backfill-<date>.md and .json.
-#   ROUNDS=N (default 3)  FULL=1  ROWS=N  WORKERS="1 2 4"  QUIET_LOAD=L  OUT=bench/results/backfill-<date>
+# with QUIET_LOAD=L each run first waits (up to QUIET_WAIT seconds, 600) for
+# the 1-minute load average to fall below L. Rounds alternate the methods'
+# order (reversed every other round). Each run also records the CPU seconds
+# the cluster's processes and the pgtandem process spent (which a busy machine
+# stretches far less than the wall time), the WAL it wrote and the
+# checkpoints during it. Writes bench/results/backfill-<date>.md and .json.
+#   ROUNDS=N (default 3)  FULL=1  ROWS=N  WORKERS="1 2 4"  QUIET_LOAD=L  QUIET_WAIT=S
+#   OUT=bench/results/backfill-<date>
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -29,6 +34,7 @@ start_bench_cluster
 out=${OUT:-bench/results/backfill-$stamp}
 
 ROWS=$rows ROUNDS=$rounds BIN=$bin OUT=$out TOP=$top WORKERS=${WORKERS:-1 2 4} QUIET_LOAD=${QUIET_LOAD:-} \
+  QUIET_WAIT=${QUIET_WAIT:-600} PGDATA_DIR="$PGT_PGDIR/data" \
   /usr/bin/python3 - <<'PY'
 import functools, json, os, re, statistics, subprocess, sys, time
 import psycopg
@@ -74,12 +80,63 @@ NEW_COLS = ("ALTER TABLE checks ADD COLUMN claim text, ADD COLUMN config_json js
             " ADD COLUMN counts_by_template_json jsonb")
 UP = "claim = claim_text, config_json = aggregation::jsonb, counts_by_template_json = diagnostics::jsonb"
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name, or None."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    return st[st.rindex(")") + 2:].split()
+
+def cluster_cpu():
+    """CPU seconds of the cluster's processes so far: the postmaster's own,
+    its children's that still run, and what the ended ones left in its
+    totals. A child reaped while the children are read would be counted in
+    neither or in both, so the reading is taken again until the
+    postmaster's totals did not move during it."""
+    with open(os.path.join(os.environ["PGDATA_DIR"], "postmaster.pid")) as f:
+        pm = int(f.readline())
+    while True:
+        before = proc_stat(pm)
+        total = 0.0
+        for d in os.listdir("/proc"):
+            fields = proc_stat(d) if d.isdigit() and int(d) != pm else None
+            if fields and int(fields[1]) == pm:
+                total += (int(fields[11]) + int(fields[12])) / CLK
+        after = proc_stat(pm)
+        if before[11:15] == after[11:15]:
+            return total + sum(int(x) for x in after[11:15]) / CLK
+
+def server_counters():
+    """WAL bytes written and checkpoints started, as the server counts them."""
+    with psycopg.connect(db, autocommit=True) as c:
+        wal, ckpt = c.execute("SELECT (SELECT wal_bytes FROM pg_stat_wal),"
+                              " (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)").fetchone()
+    return float(wal), int(ckpt)
+
+def timed(work):
+    """Runs work(), returning its wall seconds, the CPU seconds of the
+    cluster and of the processes this script started meanwhile, the WAL
+    written and the checkpoints begun, and whatever work() returned."""
+    wal0, ckpt0 = server_counters()
+    cpu0, child0 = cluster_cpu(), os.times()
+    t0 = time.perf_counter()
+    extra = work() or {}
+    secs = time.perf_counter() - t0
+    cpu1, child1 = cluster_cpu(), os.times()
+    wal1, ckpt1 = server_counters()
+    return dict(extra, seconds=secs, cluster_cpu_s=cpu1 - cpu0,
+                pgtandem_cpu_s=child1.children_user + child1.children_system
+                - child0.children_user - child0.children_system,
+                wal_mb=(wal1 - wal0) / 1e6, checkpoints=ckpt1 - ckpt0)
+
 def bench_single():
     fresh_table()
     run(NEW_COLS)
-    t0 = time.perf_counter()
-    run("UPDATE checks SET " + UP)
-    return {"seconds": time.perf_counter() - t0}
+    return timed(lambda: run("UPDATE checks SET " + UP))
 
 def expand_only():
     """A fresh table with the bench migration expanded (new columns and the
@@ -90,9 +147,7 @@ def expand_only():
 
 def bench_single_tg():
     expand_only()
-    t0 = time.perf_counter()
-    run("SET pgtandem.backfill = 'on'; UPDATE checks SET " + UP)
-    return {"seconds": time.perf_counter() - t0}
+    return timed(lambda: run("SET pgtandem.backfill = 'on'; UPDATE checks SET " + UP))
 
 def bench_pgroll():
     fresh_table()
@@ -103,35 +158,35 @@ def bench_pgroll():
         "CREATE TRIGGER pgroll_like BEFORE UPDATE ON checks FOR EACH ROW EXECUTE FUNCTION pgroll_like()")
     stmt = ("WITH batch AS (SELECT id FROM checks WHERE id > %s ORDER BY id LIMIT 1000 FOR NO KEY UPDATE)"
             " UPDATE checks SET id = checks.id FROM batch WHERE checks.id = batch.id RETURNING checks.id")
-    last, longest, batches = 0, 0.0, 0
-    t0 = time.perf_counter()
-    with psycopg.connect(db, autocommit=True) as c:
-        while True:
-            b0 = time.perf_counter()
-            ids = [r[0] for r in c.execute(stmt, (last,)).fetchall()]
-            longest = max(longest, time.perf_counter() - b0)
-            if not ids:
-                break
-            batches += 1
-            last = max(ids)
-    secs = time.perf_counter() - t0
+    def batches():
+        last, longest, n = 0, 0.0, 0
+        with psycopg.connect(db, autocommit=True) as c:
+            while True:
+                b0 = time.perf_counter()
+                ids = [r[0] for r in c.execute(stmt, (last,)).fetchall()]
+                longest = max(longest, time.perf_counter() - b0)
+                if not ids:
+                    break
+                n += 1
+                last = max(ids)
+        return {"longest_batch_ms": longest * 1000, "batches": n}
+    res = timed(batches)
     run("DROP TRIGGER pgroll_like ON checks; DROP FUNCTION pgroll_like()")
-    return {"seconds": secs, "longest_batch_ms": longest * 1000, "batches": batches}
+    return res
 
 def bench_pgtandem(n):
     expand_only()
-    t0 = time.perf_counter()
-    r = subprocess.run([binary, "migrate", "resume", "--db", db, "--backfill-workers", str(n)],
-                       capture_output=True, text=True)
-    secs = time.perf_counter() - t0
+    out = []
+    res = timed(lambda: out.append(subprocess.run([binary, "migrate", "resume", "--db", db, "--backfill-workers",
+                                                   str(n)], capture_output=True, text=True)))
+    r = out[0]
     assert r.returncode == 0, r.stderr
     m = re.findall(r"max (\d+)ms\), throttle \S+, done", r.stderr)
     with psycopg.connect(db) as c:
         done, batches, ranges = c.execute("SELECT sum(rows_done)::bigint, sum(batches)::bigint, count(*)"
                                           " FROM pgtandem.backfill_progress").fetchone()
     assert done == rows, (done, rows)
-    return {"seconds": secs, "longest_batch_ms": float(m[-1]) if m else None, "batches": int(batches),
-            "ranges": ranges}
+    return dict(res, longest_batch_ms=float(m[-1]) if m else None, batches=int(batches), ranges=ranges)
 
 def load():
     """The load averages (1, 5, 15 min) as `uptime` shows them."""
@@ -140,8 +195,8 @@ def load():
 quiet = float(os.environ["QUIET_LOAD"]) if os.environ["QUIET_LOAD"] else None
 
 def wait_quiet():
-    """With QUIET_LOAD, until the 1-minute load average is below it (10 minutes at most)."""
-    deadline = time.monotonic() + 600
+    """With QUIET_LOAD, until the 1-minute load average is below it (QUIET_WAIT seconds at most)."""
+    deadline = time.monotonic() + float(os.environ["QUIET_WAIT"])
     while quiet is not None and os.getloadavg()[0] >= quiet and time.monotonic() < deadline:
         time.sleep(5)
 
@@ -150,10 +205,12 @@ methods = {"pgtandem_%dw" % n: functools.partial(bench_pgtandem, n) for n in wor
 methods.update({"single": bench_single, "single_tg": bench_single_tg, "pgroll": bench_pgroll})
 results = {k: [] for k in methods}
 for rnd in range(rounds):
-    for name, fn in methods.items():
+    # alternating order: no method always runs first after the load step
+    # or always after the same neighbour
+    for name in (list(methods) if rnd % 2 == 0 else list(reversed(methods))):
         wait_quiet()
         before = load()
-        res = fn()
+        res = methods[name]()
         res["rows_per_sec"] = rows / res["seconds"]
         res["load_before"], res["load_after"] = before, load()
         results[name].append(res)
@@ -166,6 +223,7 @@ med = {k: statistics.median(r["rows_per_sec"] for r in v) for k, v in results.it
 default = "pgtandem_%dw" % (DEFAULT_WORKERS if DEFAULT_WORKERS in workers else workers[0])
 pg = [k for k in methods if k.startswith("pgtandem_")]
 longest = {k: max(r["longest_batch_ms"] or 0 for r in results[k]) for k in pg}
+cpu = {k: statistics.median(r["cluster_cpu_s"] + r["pgtandem_cpu_s"] for r in v) for k, v in results.items()}
 summary = dict(run_header(db), rows=rows, rounds=rounds, **{
     "uptime_before": uptime_before, "uptime_after": uptime_after, "quiet_load": quiet,
     "default_workers": DEFAULT_WORKERS,
@@ -174,6 +232,9 @@ summary = dict(run_header(db), rows=rows, rounds=rounds, **{
     "ratio_vs_single_update_with_triggers": {k: med[k] / med["single_tg"] for k in pg},
     "ratio_vs_pgroll": {k: med[k] / med["pgroll"] for k in pg},
     "trigger_cost_on_single_update": med["single_tg"] / med["single"],
+    "median_cluster_cpu_s": cpu,
+    "median_wal_mb": {k: statistics.median(r["wal_mb"] for r in v) for k, v in results.items()},
+    "checkpoints_during_runs": {k: sum(r["checkpoints"] for r in v) for k, v in results.items()},
     "pgtandem_longest_batch_ms": longest,
     "targets": {"default workers vs single >= 1.3": med[default] / med["single"] >= 1.3,
                 "default workers vs pgroll >= 2": med[default] / med["pgroll"] >= 2.0,
@@ -191,11 +252,16 @@ with open(out + ".md", "w") as f:
     f.write("The machine is shared: `uptime` before the run: `%s`; after: `%s`. Each run's 1-minute load "
             "average before it is in the table%s.\n\n" % (uptime_before, uptime_after, (
                 "; each run waited for it to fall below %g (QUIET_LOAD)" % quiet) if quiet is not None else ""))
-    f.write("| method | median rows/s | runs (s) | load before each run | longest batch |\n"
-            "|---|---:|---|---|---:|\n")
+    f.write("CPU s: the median CPU seconds the cluster's processes and the pgtandem process spent during a run "
+            "(what the work costs, which a busy machine stretches far less than the wall time); WAL: median MB "
+            "written; checkpoints: begun during the method's runs, all rounds.\n\n")
+    f.write("| method | median rows/s | runs (s) | load before each run | CPU s | WAL MB | checkpoints | longest batch |\n"
+            "|---|---:|---|---|---:|---:|---:|---:|\n")
     for k in methods:
-        f.write("| %s | %.0f | %s | %s | %s |\n" % (k, med[k], ", ".join("%.2f" % r["seconds"] for r in results[k]),
-                ", ".join("%.2f" % r["load_before"][0] for r in results[k]),
+        f.write("| %s | %.0f | %s | %s | %.2f | %.0f | %d | %s |\n" % (
+                k, med[k], ", ".join("%.2f" % r["seconds"] for r in results[k]),
+                ", ".join("%.2f" % r["load_before"][0] for r in results[k]), cpu[k],
+                summary["median_wal_mb"][k], summary["checkpoints_during_runs"][k],
                 ("%.0f ms" % max(r.get("longest_batch_ms") or 0 for r in results[k])) if any(x.get("longest_batch_ms") for x in results[k]) else "-"))
     f.write("\n| pgtandem workers | / single UPDATE | / UPDATE with triggers | / pgroll batch | longest batch |\n"
             "|---:|---:|---:|---:|---:|\n")
@@ -208,7 +274,8 @@ with open(out + ".md", "w") as f:
                                                                      for v in summary["targets"].values())))
     f.write("single UPDATE with triggers / without: %.2fx (the row lock Postgres takes for a BEFORE ROW trigger)\n"
             % summary["trigger_cost_on_single_update"])
-print(json.dumps({k: summary[k] for k in ("median_rows_per_sec", "ratio_vs_single_update", "ratio_vs_pgroll",
+print(json.dumps({k: summary[k] for k in ("median_rows_per_sec", "median_cluster_cpu_s", "ratio_vs_single_update",
+                                           "ratio_vs_pgroll",
                                            "ratio_vs_single_update_with_triggers",
                                            "pgtandem_longest_batch_ms", "targets", "uptime_before",
                                            "uptime_after")}, indent=2))

@@ -8,6 +8,24 @@
 
 #define LATENCY_BUCKETS 16
 
+/* A finer latency histogram for the backfill's latency budget, kept per
+ * route: the Prometheus buckets step 2-2.5x, too coarse for a budget of
+ * 1.5x a baseline. Bucket i holds latencies up to LATENCY_FINE_MIN_US x
+ * LATENCY_FINE_STEP^i (10% steps, 100 us to about 18 s); the last is
+ * +Inf. Counts only grow: a window is the difference of two readings. */
+#define LATENCY_FINE_BUCKETS 128
+#define LATENCY_FINE_MIN_US 100.0
+#define LATENCY_FINE_STEP 1.1
+enum latency_route { LATENCY_ROUTE_OLD, LATENCY_ROUTE_NEW, LATENCY_ROUTES };
+struct latency_fine {
+    uint64_t counts[LATENCY_FINE_BUCKETS + 1];
+};
+/* The q quantile (0 < q <= 1) in milliseconds of the latencies counted in
+ * now but not in before (NULL: since the start), and how many those are
+ * (*n, may be NULL). 0 when there are none. */
+double latency_fine_quantile_ms(const struct latency_fine *now, const struct latency_fine *before, double q,
+                                uint64_t *n);
+
 struct metrics {
     uint64_t connections_total;
     uint64_t connections_failed;
@@ -21,9 +39,11 @@ struct metrics {
     uint64_t latency_sum_us;
     /* a decaying window for the latency-aware backfill throttle */
     uint64_t window_counts[LATENCY_BUCKETS + 1];
+    struct latency_fine route_latency[LATENCY_ROUTES];
 };
 
-void metrics_record_latency(struct metrics *m, uint64_t us);
+/* route: the shape the session asked for (enum latency_route). */
+void metrics_record_latency(struct metrics *m, uint64_t us, int route);
 /* Approximate p99 in milliseconds over the recent window (0 when empty). */
 double metrics_recent_p99_ms(const struct metrics *m);
 /* Halves the recent window: called once a second so old samples fade. */

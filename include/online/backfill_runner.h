@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "backfill.h"
+#include "backfill_budget.h"
 #include "backfill_pool.h"
 #include "metrics.h"
 #include "migration_plan.h"
@@ -66,6 +67,23 @@ struct bf_lane {
     int warned;                /* its failure to connect was logged */
 };
 
+/* The latency budget's readings, for the status, the metrics and the log. */
+#define BF_BUDGET_WINDOW 4 /* the p99 it keeps is over this many BUDGET_EVAL_MS */
+struct bf_budget_probe {
+    struct budget ctl;                                 /* the decisions */
+    struct latency_fine window[BF_BUDGET_WINDOW + 1][LATENCY_ROUTES]; /* readings, a ring */
+    int window_next, window_filled;
+    double window_ms;                                  /* the last reading */
+    double p99_ms[LATENCY_ROUTES];                     /* over the window */
+    uint64_t samples[LATENCY_ROUTES];
+    double baseline_ms[LATENCY_ROUTES];                /* without the backfill (0: none yet) */
+    uint64_t baseline_samples[LATENCY_ROUTES];
+    double baseline_at_ms;                             /* the last measurement's end (0: never) */
+    int measure;                                       /* one is due: no batch starts */
+    double measure_from_ms;                            /* > 0: measuring since then, nothing in flight */
+    struct latency_fine measure_base[LATENCY_ROUTES];
+};
+
 struct bf_progress {
     long long done, batches;
     double total, estimated, rate, eta_s, percent, max_ms;
@@ -94,7 +112,7 @@ struct bf_runner {
     struct backfill_gate gate;
     double lock_wait_ms;               /* when a batch last hit lock_timeout */
     double replica_lag_ms, lag_checked_ms;
-    char throttle_reason[128];
+    char throttle_reason[200];
     const char *throttle_kind;         /* throttle_reason in one word (metrics), NULL when none */
     /* a batch failed: no new ones; how it ends once the others are answered */
     int ending;
@@ -104,6 +122,7 @@ struct bf_runner {
     char end_state[6];
     double started_ms, finished_ms;
     long long rows_at_start;
+    struct bf_budget_probe budget;
 };
 
 /* relay: for its p99 latency. Returns -1 when out of memory. */
@@ -141,5 +160,14 @@ struct json_t *bf_runner_json(const struct bf_runner *b, int past, long long rec
 /* The throttle in one word for metrics' labels: none, paused, app_latency,
  * replica_lag, lock_wait, max_rows, sleep_ratio. */
 const char *bf_runner_throttle_word(const struct bf_runner *b);
+/* The latency budget the backfill keeps, for /metrics. */
+struct bf_budget_report {
+    const char *kind;                      /* off, ratio, absolute */
+    int engaged, starved;
+    double baseline_ms[LATENCY_ROUTES];    /* 0: not measured */
+    double limit_ms[LATENCY_ROUTES];       /* 0: none */
+    double p99_ms[LATENCY_ROUTES];
+};
+void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "backfill_runner.h"
 #include "cutover.h"
 #include "metrics.h"
 
@@ -78,6 +79,7 @@ struct runner_metrics {
     int following;                      /* another proxy of the fleet does the work */
     const struct histogram *batch_seconds; /* batches this process ran */
     const struct cutover_totals *cutover;
+    struct bf_budget_report budget;     /* the latency budget the backfill keeps */
 };
 void runner_metrics(const struct migration_runner *r, struct runner_metrics *out);
 

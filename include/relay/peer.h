@@ -31,13 +31,14 @@ PGT_MUSTCHECK int peer_listen(struct relay *relay, peer_cancel_fn cancel_here, c
 
 /* A CancelRequest from `from` (the client's "host:port") that matched no
  * session here: when its key carries the slot of another known proxy,
- * sends it on to that proxy's peer listener and returns 1; done(relay,
+ * sends it on to that proxy's peer listener (CANCEL_SENT); done(relay,
  * waiter) follows once that proxy closed the connection (it does so after
  * Postgres has), or the forward failed or cancel_wait_timeout ran out.
- * -1 when it names another proxy but was not sent (over the source's
- * limit, too many in flight; logged); 0 when the key names no other proxy. */
-PGT_MUSTCHECK int peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const char *from,
-                                      cancel_done_fn done, uint64_t waiter);
+ * CANCEL_NOT_SENT when it names another proxy but was not sent (over the
+ * source's limit, too many in flight; logged); CANCEL_NO_MATCH when the key
+ * names no other proxy. */
+PGT_MUSTCHECK enum cancel_result peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key,
+                                                     const char *from, cancel_done_fn done, uint64_t waiter);
 
 /* See relay_set_fleet_slot and relay_set_fleet_peers in relay_control.h. */
 void peer_set_slot(struct relay *relay, int slot);

@@ -6,7 +6,7 @@
  * so routing costs nothing per transaction.
  *
  * The pool owns its servers; a lent server's stream buffer is driven by the
- * session that borrowed it (session.c) until the session gives it back at a
+ * session that borrowed it (session_relay.c) until the session gives it back at a
  * transaction boundary (ReadyForQuery 'I'). Sessions that wait for a server
  * queue per pool, first come first served, for at most query_wait_timeout. */
 #ifndef PGTANDEM_POOL_H
@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "pin.h"
+#include "pool_server_state.h"
 #include "reply_queue.h"
 #include "relay.h"
 
@@ -83,14 +84,6 @@ int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want
 /* 1 when carried_sets_sync would append anything. */
 int carried_sets_differ(const struct carried_sets *have, const struct carried_sets *want, const char *schema);
 
-enum pool_server_state {
-    PSRV_CONNECTING,  /* TCP, TLS */
-    PSRV_LOGIN,       /* startup and authentication */
-    PSRV_IDLE,        /* in the pool, between transactions */
-    PSRV_LENT,        /* driven by a session */
-    PSRV_CANCELLING,  /* given back while a cancel for it is on its way: lent again once it arrived */
-};
-
 #define POOL_CANCELS_MAX 4
 
 
@@ -98,7 +91,7 @@ struct pool_server {
     struct pool_server *prev, *next;   /* in its pool */
     struct pool *pool;
     uint64_t id;
-    enum pool_server_state state;
+    enum pool_server_state state;      /* moved only by pool_server_set_state */
     struct sbuf *sb;
     struct upstream_connect *connecting;
     struct auth_state *auth;           /* during login */
@@ -128,7 +121,7 @@ struct pool {
     char *database, *user, *options;   /* options: the client's, without pgtandem.version */
     char *schema;                      /* version schema first on the search_path; NULL: none */
     struct pool_server *servers;
-    uint32_t nservers, nidle, nlent;
+    struct pool_server_counts counts;  /* its servers per state (pool_server_set_state keeps them) */
     struct pool_waiter *wait_head, *wait_tail;
     uint32_t nwaiting;
     uint64_t waited_us_max;            /* the longest wait so far (since start) */
@@ -152,8 +145,13 @@ struct pool {
     uint64_t stmt_hits, stmt_misses;   /* a bound statement was on the lent server / prepared first */
 };
 
-/* Its servers still connecting or logging in (neither idle nor lent). */
+/* Its servers still connecting or logging in. */
 uint32_t pool_logging_in(const struct pool *p);
+/* Moves the server to `to` through the state table (pool_server_state.c),
+ * keeping its pool's counts right. A move the table forbids is a bug: it
+ * aborts in debug builds (PGT_DEBUG); otherwise it is logged as an error
+ * and made, so the counts still say where every server is. */
+void pool_server_set_state(struct pool_server *ps, enum pool_server_state to);
 
 /* The pool a session with these startup values belongs to now (schema:
  * the version schema of the current route, NULL for none); created on first
@@ -199,8 +197,9 @@ int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out);
 /* Sends a CancelRequest to the lent server's backend. Until Postgres has
  * closed the connection that carried it, the server is not lent to anyone
  * else: the signal must not reach the next borrower's query. Then
- * done(relay, waiter) as for upstream_send_cancel. 1 on its way, -1 not. */
-int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
+ * done(relay, waiter) as for upstream_send_cancel. CANCEL_SENT or
+ * CANCEL_NOT_SENT. */
+enum cancel_result pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter);
 
 /* The tables changed under every prepared statement (a cutover): idle
  * servers close theirs (replies swallowed by whoever borrows them next),

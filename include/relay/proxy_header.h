@@ -2,7 +2,7 @@
  * text line) that a load balancer sends before a client's first byte, so
  * that the proxy sees the real client address: for the per-source limits,
  * the log, /status and the fleet. Taken only from the sources in
- * proxy_protocol_trusted (config.h); session.c decides what to do with
+ * proxy_protocol_trusted (config.h); session_login.c decides what to do with
  * what this reads. Pure: bytes in, a result out, so the fuzz target and
  * the unit tests run the same parser the relay runs. */
 #ifndef PGTANDEM_PROXY_HEADER_H

@@ -102,20 +102,26 @@ struct fleet_peer {
  * up, so a waiter that went away in the meantime needs no unhooking. */
 typedef void (*cancel_done_fn)(struct relay *relay, uint64_t waiter);
 
-/* Cancels a session of this proxy named by (pid, key): 1 when one matched
- * and the request is on its way upstream (`done` follows, at most once,
- * from an event callback), -1 when one matched but the request could not be
- * sent, 0 when none matched. What the peer listener does with the
- * CancelRequests it reads. */
-typedef int (*peer_cancel_fn)(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
+/* What became of a CancelRequest handed on (to Postgres, a pooled server
+ * or another proxy of the fleet). */
+enum cancel_result {
+    CANCEL_NOT_SENT = -1, /* it named a session, but the request could not be sent */
+    CANCEL_NO_MATCH = 0,  /* it names no session this way leads to */
+    CANCEL_SENT = 1,      /* on its way: `done` follows, at most once, from an event callback */
+};
+
+/* Cancels a session of this proxy named by (pid, key). What the peer
+ * listener does with the CancelRequests it reads. */
+typedef enum cancel_result (*peer_cancel_fn)(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done,
+                                             uint64_t waiter);
 
 /* Owned by peer.c. Several proxies in front of one database: a cancel key
- * carries the slot of the proxy that issued it in its top 8 bits, so a
+ * carries the slot of the proxy that issued it in its top 6 bits (peer.h), so a
  * CancelRequest that reaches the wrong proxy (a shared port, a load
  * balancer) is sent on to the owner's peer listener. The fleet module
  * fills in the slot and the peers through relay_control.h. */
 struct fleet_peers {
-    int slot;                        /* 1..255; 0: not in a fleet (random keys) */
+    int slot;                        /* 1..63 (PEER_MAX_SLOT); 0: not in a fleet (random keys) */
     struct fleet_peer *peers;        /* the other live proxies */
     size_t npeers;
     struct evconnlistener *listener; /* NULL: off */

@@ -48,6 +48,10 @@ int relay_reprepare(struct relay *relay);
 
 /* The application's recent query latency, p99 in milliseconds (0: none). */
 double relay_latency_p99_ms(const struct relay *relay);
+struct latency_fine;
+/* The finer per-route counts behind the backfill's latency budget
+ * (route: enum latency_route), as they stand now; they only grow. */
+void relay_latency_read(const struct relay *relay, int route, struct latency_fine *out);
 
 /* While migration `version` is in progress: sessions declaring it
  * (pgtandem.version) get new_schema first on their search_path, every

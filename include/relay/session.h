@@ -1,5 +1,9 @@
-/* A client session: one client connection paired with one upstream
- * connection (session pooling), relayed through bounded streaming buffers. */
+/* A client session: one client connection and its database connection
+ * (`backend`), relayed through bounded streaming buffers. With pool_mode
+ * "session" the backend is the session's own upstream connection, opened
+ * at login and closed with it; with "transaction" it is a pooled server
+ * (pool.h) lent for one transaction at a time, NULL between them, unless
+ * the client is pinned to it. */
 #ifndef PGTANDEM_SESSION_H
 #define PGTANDEM_SESSION_H
 
@@ -64,7 +68,7 @@ struct session {
     unsigned holding : 1;           /* a client message is held by a pause */
     unsigned client_on_tls : 1;
     unsigned is_unix : 1;
-    unsigned proxy_header : 2;      /* enum in session.c: what the first bytes may or must be */
+    unsigned proxy_header : 2;      /* enum in session_internal.h: what the first bytes may or must be */
     unsigned awaiting_role : 1;     /* its user is being looked up (--auth-query) */
     unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
@@ -81,7 +85,7 @@ struct session {
 
     struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
 
-    /* pool_mode "transaction" (pool.h): `server` is lent->sb while a
+    /* pool_mode "transaction" (pool.h): `backend` is lent->sb while a
      * server is lent, NULL between transactions */
     struct pool_server *lent;
     struct pool_waiter waiter;      /* queued for a server when waiter.in is set */
@@ -121,13 +125,14 @@ json_t *session_describe(const struct session *s, uint64_t now_us);
 void session_set_state(struct session *s, enum session_state to);
 /* Finds the session a client's CancelRequest names (NULL: none). */
 struct session *session_find_by_cancel_key(struct relay *relay, uint32_t pid, uint32_t key);
-/* Cancels what the session named by (pid, key) is running upstream: 1 when
- * a session here matched and the request is on its way (done(relay, waiter)
- * follows once Postgres has closed the connection carrying it), -1 when
- * one matched but the request could not be sent, 0 when none matched. A
- * peer_cancel_fn. Never forwards to another proxy: the peer listener
- * relies on that to keep a request from going round in circles. */
-int session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter);
+/* Cancels what the session named by (pid, key) is running upstream:
+ * CANCEL_SENT when a session here matched and the request is on its way
+ * (done(relay, waiter) follows once Postgres has closed the connection
+ * carrying it). A peer_cancel_fn. Never forwards to another proxy: the
+ * peer listener relies on that to keep a request from going round in
+ * circles. */
+enum cancel_result session_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done,
+                                  uint64_t waiter);
 /* Asks the session to end at its next boundary (shutdown). */
 void session_end_at_boundary(struct session *s);
 /* At a boundary during a pause: prepares the session's named statements

@@ -1,6 +1,6 @@
 /* The session state machine on its own: the states, the transitions a
  * session may make, and per-state counts kept by whoever moves sessions.
- * Pure (no I/O, no server), so the table is tested on its own; session.c
+ * Pure (no I/O, no relay), so the table is tested on its own; session.c
  * moves every session through session_set_state, which checks it. */
 #ifndef PGTANDEM_SESSION_STATE_H
 #define PGTANDEM_SESSION_STATE_H

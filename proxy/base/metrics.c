@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 _Static_assert(LATENCY_BUCKETS <= HISTOGRAM_MAX_BOUNDS, "the latency buckets fit a struct histogram");
@@ -22,8 +23,47 @@ static int bucket_for(uint64_t us)
     return LATENCY_BUCKETS;
 }
 
-void metrics_record_latency(struct metrics *m, uint64_t us)
+static double fine_bound_us(int i)
 {
+    return LATENCY_FINE_MIN_US * pow(LATENCY_FINE_STEP, i);
+}
+
+static int fine_bucket_for(uint64_t us)
+{
+    if ((double)us <= LATENCY_FINE_MIN_US)
+        return 0;
+    int i = (int)ceil(log((double)us / LATENCY_FINE_MIN_US) / log(LATENCY_FINE_STEP) - 1e-9);
+    return i < LATENCY_FINE_BUCKETS ? i : LATENCY_FINE_BUCKETS;
+}
+
+double latency_fine_quantile_ms(const struct latency_fine *now, const struct latency_fine *before, double q,
+                                uint64_t *n)
+{
+    uint64_t d[LATENCY_FINE_BUCKETS + 1], total = 0;
+    for (int i = 0; i <= LATENCY_FINE_BUCKETS; i++) {
+        d[i] = now->counts[i] - (before ? before->counts[i] : 0);
+        total += d[i];
+    }
+    if (n)
+        *n = total;
+    if (total == 0)
+        return 0;
+    /* the rank of the sample at q, rounded up: p99 of 100 samples is the 99th */
+    uint64_t rank = (uint64_t)ceil(q * (double)total), seen = 0;
+    if (rank < 1)
+        rank = 1;
+    for (int i = 0; i < LATENCY_FINE_BUCKETS; i++) {
+        seen += d[i];
+        if (seen >= rank)
+            return fine_bound_us(i) / 1000.0;
+    }
+    return fine_bound_us(LATENCY_FINE_BUCKETS) / 1000.0;
+}
+
+void metrics_record_latency(struct metrics *m, uint64_t us, int route)
+{
+    if (route >= 0 && route < LATENCY_ROUTES)
+        m->route_latency[route].counts[fine_bucket_for(us)]++;
     int b = bucket_for(us);
     m->latency_counts[b]++;
     m->window_counts[b]++;

@@ -303,14 +303,21 @@ int backfill_batch_params(const struct backfill *b, const char **values, char *n
 }
 
 /* pt-online-schema-change's chunk sizing: keep a weighted average of the
- * observed rows/ms and size the next batch to take target_ms. */
+ * observed rows/ms and size the next batch to take target_ms. The batch
+ * is sized by the slower of that average and the last batch's own rate:
+ * the average alone keeps three quarters of its memory of a fast past, so
+ * after a batch that slowed down (another worker extending the table, a
+ * busy core) the next one would still be sized for the old pace and run
+ * long. Shrinking at once and growing back through the average keeps
+ * batches near the target, and the longest of them short. */
 static void adapt_batch_size(struct backfill *b, long rows, double ms)
 {
     if (rows <= 0 || ms <= 0.0)
         return;
     double observed = (double)rows / ms;
     b->rate = b->rate > 0.0 ? RATE_WEIGHT * b->rate + (1.0 - RATE_WEIGHT) * observed : observed;
-    double next = b->rate * (double)b->cfg.target_ms;
+    double pace = observed < b->rate ? observed : b->rate;
+    double next = pace * (double)b->cfg.target_ms;
     if (next > (double)b->batch_rows * MAX_GROWTH)
         next = (double)b->batch_rows * MAX_GROWTH;
     if (next < (double)b->cfg.min_rows)
@@ -376,8 +383,11 @@ long backfill_sleep_ms(struct backfill *b)
 }
 
 /* synchronous_commit off: a batch and its checkpoint commit together, so a
- * crash can only lose both, and the resume redoes them; the backfill need
- * not wait for a WAL flush (or Neon's safekeepers) once per batch. */
+ * crash can only lose both, and the resume redoes them; whatever is decided
+ * on a batch's result (the phase moving on, the contract) commits later in a
+ * session with the server's own synchronous_commit (on by default), and that
+ * flush covers the WAL of every batch before it. So the backfill need not wait for a WAL flush (or Neon's safekeepers)
+ * once per batch. */
 static char *session_sql(const struct mig_backfill_settings *cfg)
 {
     struct mig_str s = {0};

@@ -26,7 +26,6 @@
 #define LANE_REOPEN_MS 1000.0   /* one whose connection dropped, after this */
 #define LAG_EVERY_MS 1000.0
 #define HOLD_MS 500.0           /* paused, or a replica lags: look again after this */
-#define SHRUNK_WAIT_MS 250.0    /* the app's p99 is over its limit and batches are at their smallest */
 
 static const char LAG_SQL[] =
     "SELECT COALESCE((SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication),"
@@ -167,6 +166,15 @@ static const struct backfill *current(const struct bf_runner *b)
     return b->nbf ? &b->bf[i < b->nbf ? i : b->nbf - 1] : NULL;
 }
 
+static json_t *budget_json(const struct bf_runner *b);
+
+/* The workers the gate and the latency budget both leave. */
+static int workers_allowed(const struct bf_runner *b)
+{
+    int n = b->gate.allowed, budget = b->budget.ctl.workers;
+    return budget > 0 && budget < n ? budget : n;
+}
+
 static const char *throttle_text(const struct bf_runner *b, const struct backfill *cur)
 {
     return b->throttle_reason[0] ? b->throttle_reason : cur && cur->throttle ? cur->throttle : "none";
@@ -182,13 +190,13 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
     size_t ranges_done = 0;
     for (size_t i = 0; i < b->nbf; i++)
         ranges_done += b->bf[i].done;
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b,s:i,s:I,s:I}", "rows_done",
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b,s:i,s:I,s:I,s:o}", "rows_done",
                      (json_int_t)p.done, "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s",
                      p.eta_s, "batch_rows", (json_int_t)(cur ? cur->batch_rows : 0), "batches", (json_int_t)p.batches,
                      "max_batch_ms", p.max_ms, "throttle", throttle_text(b, cur), "settings",
                      settings_throttle_json(b->thr ? b->thr : &none), "estimated_rows", p.estimated, "done",
-                     p.all_done, "workers", b->running ? b->gate.allowed : 0, "ranges", (json_int_t)b->nbf,
-                     "ranges_done", (json_int_t)ranges_done);
+                     p.all_done, "workers", b->running ? workers_allowed(b) : 0, "ranges", (json_int_t)b->nbf,
+                     "ranges_done", (json_int_t)ranges_done, "budget", budget_json(b));
 }
 
 const char *bf_runner_throttle_word(const struct bf_runner *b)
@@ -224,9 +232,9 @@ static void log_progress(struct bf_runner *b, const struct backfill *last)
 
 /* ---- throttling ---- */
 
-/* Latency-aware throttling: one worker while the application's p99 is over
- * its limit, with smaller batches, then a pause; no batch while paused or a
- * replica lags too much. Returns how long no batch may start (0: go). */
+/* What holds every batch back: an operator's pause, replica lag. The
+ * application's latency is the budget's (below). Returns how long no
+ * batch may start (0: go). */
 static double throttle_state(struct bf_runner *b)
 {
     b->throttle_reason[0] = '\0';
@@ -237,13 +245,6 @@ static double throttle_state(struct bf_runner *b)
         snprintf(b->throttle_reason, sizeof b->throttle_reason, "paused by operator");
         return HOLD_MS;
     }
-    double p99 = relay_latency_p99_ms(b->relay);
-    if (b->thr->max_app_p99_ms > 0 && p99 > (double)b->thr->max_app_p99_ms) {
-        b->throttle_kind = "app_latency";
-        snprintf(b->throttle_reason, sizeof b->throttle_reason, "app p99 %.1f ms > %ld ms", p99,
-                 b->thr->max_app_p99_ms);
-        return 0;
-    }
     if (b->thr->max_replica_lag_ms > 0 && b->replica_lag_ms > (double)b->thr->max_replica_lag_ms) {
         b->throttle_kind = "replica_lag";
         snprintf(b->throttle_reason, sizeof b->throttle_reason, "replica lag %.0f ms > %ld ms", b->replica_lag_ms,
@@ -251,6 +252,225 @@ static double throttle_state(struct bf_runner *b)
         return HOLD_MS;
     }
     return 0;
+}
+
+/* ---- the latency budget ---- */
+
+static const char *const route_words[LATENCY_ROUTES] = {"old", "new"};
+
+/* Measuring the application's p99 without the backfill: this long with no
+ * batch in flight, or this short when no query came at all. */
+#define BASELINE_MS 1000.0
+#define BASELINE_QUIET_MS 300.0
+/* Measured again this often while a ratio is kept (the app's own load
+ * moves), or, with no baseline yet, once the app has traffic. */
+#define BASELINE_EVERY_MS 60000.0
+#define BASELINE_RETRY_MS 10000.0
+
+static int budget_wants_baseline(const struct bf_runner *b, double now)
+{
+    const struct bf_budget_probe *p = &b->budget;
+    if (b->thr->app_p99_budget <= 0 || b->thr->max_app_p99_ms > 0)
+        return 0;
+    if (p->baseline_at_ms <= 0)
+        return 1;
+    int known = 0, traffic = 0;
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        known |= p->baseline_ms[r] > 0;
+        traffic |= p->samples[r] >= BUDGET_MIN_SAMPLES && p->baseline_ms[r] <= 0;
+    }
+    if (traffic && now - p->baseline_at_ms >= BASELINE_RETRY_MS)
+        return 1; /* a route that was quiet then has traffic now */
+    return known && now - p->baseline_at_ms >= BASELINE_EVERY_MS;
+}
+
+static void budget_read(const struct bf_runner *b, struct latency_fine *out)
+{
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        relay_latency_read(b->relay, r, &out[r]);
+}
+
+/* The window's p99 per route, a reading every BUDGET_EVAL_MS. */
+static void budget_window(struct bf_runner *b, double now)
+{
+    struct bf_budget_probe *p = &b->budget;
+    if (p->window_filled && now - p->window_ms < BUDGET_EVAL_MS)
+        return;
+    p->window_ms = now;
+    budget_read(b, p->window[p->window_next]);
+    int oldest = p->window_filled >= BF_BUDGET_WINDOW ? (p->window_next + 1) % (BF_BUDGET_WINDOW + 1) : 0;
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        p->p99_ms[r] = latency_fine_quantile_ms(&p->window[p->window_next][r], &p->window[oldest][r], 0.99,
+                                                &p->samples[r]);
+    p->window_next = (p->window_next + 1) % (BF_BUDGET_WINDOW + 1);
+    if (p->window_filled < BF_BUDGET_WINDOW)
+        p->window_filled++;
+}
+
+static void budget_measured(struct bf_runner *b, double now)
+{
+    struct bf_budget_probe *p = &b->budget;
+    struct latency_fine cur[LATENCY_ROUTES];
+    budget_read(b, cur);
+    char said[256];
+    int n = 0;
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        uint64_t k = 0;
+        double p99 = latency_fine_quantile_ms(&cur[r], &p->measure_base[r], 0.99, &k);
+        if (k < BUDGET_MIN_SAMPLES)
+            continue; /* too few to say: the last baseline stays */
+        p->baseline_ms[r] = p99;
+        p->baseline_samples[r] = k;
+        n += snprintf(said + n, sizeof said - (size_t)n, "%s%s release %.1f ms (%llu queries)", n ? ", " : "",
+                      route_words[r], p99, (unsigned long long)k);
+        if (n >= (int)sizeof said)
+            n = (int)sizeof said - 1;
+    }
+    if (n && p->baseline_at_ms <= 0) {
+        budget_start_gently(&p->ctl, current(b) ? current(b)->cfg.min_rows : 1);
+        log_info("migration %s: latency budget engaged: the backfill starts gently (one worker, batches of %ld rows) "
+                 "and climbs while the app stays within its budget", b->name, p->ctl.batch_cap);
+    }
+    if (n)
+        log_info("migration %s: the app's p99 without the backfill: %s; the backfill keeps it within %.2g x", b->name,
+                 said, b->thr->app_p99_budget);
+    else if (p->baseline_at_ms <= 0)
+        log_info("migration %s: no app traffic through this proxy to measure a latency baseline on; the budget "
+                 "(%.2g x) holds once there is", b->name, b->thr->app_p99_budget);
+    p->baseline_at_ms = now;
+    p->measure = 0;
+    p->measure_from_ms = 0;
+    p->window_filled = 0; /* the window starts again, without the pause in it */
+}
+
+static void budget_log(struct bf_runner *b, enum budget_event ev)
+{
+    const struct budget *c = &b->budget.ctl;
+    switch (ev) {
+    case BUDGET_ENGAGED:
+        log_info("migration %s: latency budget engaged: %s; one worker, batches of at most %ld rows, %.0f ms apart",
+                 b->name, c->reason, c->batch_cap, c->pause_ms);
+        break;
+    case BUDGET_RELEASED:
+        log_info("migration %s: latency budget released: the app's p99 is within %.1f ms again; the backfill is "
+                 "back to full speed", b->name, c->limit_ms[c->route]);
+        break;
+    case BUDGET_STARVED:
+        log_warn("migration %s: the backfill cannot keep the app within its latency budget even at its smallest "
+                 "batches and longest pauses: %s; it goes on at %.0f rows/s (widen the budget live: "
+                 "migrate throttle app_p99_budget=N, or max_app_p99_ms=N)", b->name, c->reason, c->starved_rate);
+        break;
+    case BUDGET_UNSTARVED:
+        log_info("migration %s: the app is within its latency budget again", b->name);
+        break;
+    case BUDGET_NOTHING:
+        break;
+    }
+}
+
+/* The budget's turn: a baseline to measure (returns how long no batch may
+ * start), else a decision on the last window. */
+static double budget_step(struct bf_runner *b, double now)
+{
+    struct bf_budget_probe *p = &b->budget;
+    if (!p->measure && budget_wants_baseline(b, now))
+        p->measure = 1;
+    if (p->measure) {
+        snprintf(b->throttle_reason, sizeof b->throttle_reason, "measuring the app's p99 without the backfill");
+        if (bf_runner_busy(b))
+            return HOLD_MS; /* the batches in flight end first; each end ticks */
+        if (p->measure_from_ms <= 0) {
+            p->measure_from_ms = now;
+            budget_read(b, p->measure_base);
+        }
+        double took = now - p->measure_from_ms;
+        uint64_t seen = 0;
+        struct latency_fine cur;
+        for (int r = 0; r < LATENCY_ROUTES; r++) {
+            relay_latency_read(b->relay, r, &cur);
+            uint64_t k = 0;
+            latency_fine_quantile_ms(&cur, &p->measure_base[r], 0.99, &k);
+            seen += k;
+        }
+        if (took < BASELINE_MS && (seen > 0 || took < BASELINE_QUIET_MS))
+            return (seen > 0 ? BASELINE_MS : BASELINE_QUIET_MS) - took;
+        budget_measured(b, now);
+        b->throttle_reason[0] = '\0';
+    }
+    budget_window(b, now);
+    const struct backfill *cur = current(b);
+    struct budget_input in = {
+        .ratio = b->thr->app_p99_budget, .absolute_ms = (double)b->thr->max_app_p99_ms,
+        .batch_rows = cur ? cur->batch_rows : 0, .min_rows = cur ? cur->cfg.min_rows : 1,
+        .max_rows = cur ? cur->cfg.max_rows : 1, .wanted_workers = (int)b->thr->workers, .rows_done = rows_done(b)};
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        in.baseline_ms[r] = p->baseline_ms[r];
+        /* a window not yet full would judge on a few queries */
+        in.p99_ms[r] = p->window_filled >= 2 ? p->p99_ms[r] : 0;
+        in.samples[r] = p->window_filled >= 2 ? p->samples[r] : 0;
+    }
+    budget_log(b, budget_decide(&p->ctl, &in, now));
+    if (p->ctl.state == BUDGET_OVER || (p->ctl.engaged && p->ctl.reason[0])) {
+        if (p->ctl.state == BUDGET_OVER)
+            b->throttle_kind = "app_latency";
+        snprintf(b->throttle_reason, sizeof b->throttle_reason, "%s", p->ctl.reason);
+    }
+    return 0;
+}
+
+static json_t *per_route(const double *v)
+{
+    json_t *o = json_object();
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        json_object_set_new(o, route_words[r], v[r] > 0 ? json_real(v[r]) : json_null());
+    return o;
+}
+
+/* The throttle object's "budget": which budget it keeps, what it measures. */
+static json_t *budget_json(const struct bf_runner *b)
+{
+    const struct bf_budget_probe *p = &b->budget;
+    const struct budget *c = &p->ctl;
+    struct throttle_settings none;
+    settings_throttle_defaults(&none);
+    const struct throttle_settings *t = b->thr ? b->thr : &none;
+    enum budget_kind kind = t->max_app_p99_ms > 0 ? BUDGET_ABSOLUTE : t->app_p99_budget > 0 ? BUDGET_RATIO : BUDGET_OFF;
+    double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES], limit[LATENCY_ROUTES];
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        limit[r] = budget_limit_ms(t->app_p99_budget, (double)t->max_app_p99_ms, p->baseline_ms[r]);
+        p99[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
+        samples[r] = (double)p->samples[r];
+    }
+    json_t *o = json_pack("{s:s,s:f,s:I,s:o,s:o,s:o,s:s,s:b,s:i,s:f,s:b,s:i,s:b}", "kind", budget_kind_word(kind),
+                          "ratio", t->app_p99_budget, "max_app_p99_ms", (json_int_t)t->max_app_p99_ms,
+                          "baseline_p99_ms", per_route(p->baseline_ms), "limit_ms", per_route(limit), "p99_ms",
+                          per_route(p99), "state", budget_state_word(c->state), "engaged", c->engaged, "engagements",
+                          c->engagements, "pause_ms", c->pause_ms, "starved", c->starved, "workers", c->workers,
+                          "measuring", p->measure);
+    json_t *n = json_object();
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        json_object_set_new(n, route_words[r], json_integer((json_int_t)samples[r]));
+    json_object_set_new(o, "window_queries", n);
+    json_object_set_new(o, "batch_cap", c->batch_cap > 0 ? json_integer(c->batch_cap) : json_null());
+    json_object_set_new(o, "starved_rows_per_s", c->starved ? json_real(c->starved_rate) : json_null());
+    json_object_set_new(o, "reason", c->reason[0] ? json_string(c->reason) : json_null());
+    return o;
+}
+
+void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out)
+{
+    const struct bf_budget_probe *p = &b->budget;
+    memset(out, 0, sizeof *out);
+    long abs_ms = b->thr ? b->thr->max_app_p99_ms : 0;
+    double ratio = b->thr ? b->thr->app_p99_budget : 0;
+    out->kind = budget_kind_word(abs_ms > 0 ? BUDGET_ABSOLUTE : ratio > 0 ? BUDGET_RATIO : BUDGET_OFF);
+    out->engaged = b->running && p->ctl.engaged;
+    out->starved = b->running && p->ctl.starved;
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        out->baseline_ms[r] = p->baseline_ms[r];
+        out->limit_ms[r] = budget_limit_ms(ratio, (double)abs_ms, p->baseline_ms[r]);
+        out->p99_ms[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
+    }
 }
 
 static int throttled(const struct bf_runner *b, double now)
@@ -395,7 +615,7 @@ static void on_batch(void *ctx, PGresult *res, const char *error, const char *sq
         if (b->batch_seconds)
             histogram_observe(b->batch_seconds, (now - l->t0_ms) / 1000.0);
         log_progress(b, rg);
-        l->wake_ms = now + (double)backfill_sleep_ms(rg);
+        l->wake_ms = now + (double)backfill_sleep_ms(rg) + b->budget.ctl.pause_ms;
     }
     tick(b);
 }
@@ -464,7 +684,10 @@ static void tick(struct bf_runner *b)
         return;
     }
     double hold = throttle_state(b);
-    int allowed = backfill_gate_update(&b->gate, (int)b->thr->workers, throttled(b, now), now);
+    if (hold <= 0)
+        hold = budget_step(b, now);
+    backfill_gate_update(&b->gate, (int)b->thr->workers, throttled(b, now), now);
+    int allowed = workers_allowed(b);
     if (allowed > BACKFILL_MAX_WORKERS)
         allowed = BACKFILL_MAX_WORKERS;
     double soonest = hold > 0 ? hold : -1;
@@ -486,19 +709,15 @@ static void tick(struct bf_runner *b)
         if (r == b->nbf)
             break;
         struct backfill *rg = &b->bf[r];
-        if (b->throttle_kind && !strcmp(b->throttle_kind, "app_latency")) {
-            if (rg->batch_rows <= rg->cfg.min_rows) {
-                l->wake_ms = now + SHRUNK_WAIT_MS;
-                soonest = soonest < 0 || SHRUNK_WAIT_MS < soonest ? SHRUNK_WAIT_MS : soonest;
-                continue;
-            }
-            rg->batch_rows = rg->batch_rows / 2 > rg->cfg.min_rows ? rg->batch_rows / 2 : rg->cfg.min_rows;
-        }
+        rg->batch_rows = budget_batch_rows(&b->budget.ctl, rg->batch_rows);
         send_batch(b, l, r, now);
     }
     /* the gate climbs back one worker a second: look again then */
     if (!throttled(b, now) && allowed < b->thr->workers)
         soonest = soonest < 0 || BACKFILL_CLIMB_MS < soonest ? BACKFILL_CLIMB_MS : soonest;
+    /* the budget decides on its window while batches are held back too */
+    if (b->budget.ctl.engaged)
+        soonest = soonest < 0 || BUDGET_EVAL_MS < soonest ? BUDGET_EVAL_MS : soonest;
     if (b->ending)
         over(b);
     else if (soonest >= 0)
@@ -601,6 +820,11 @@ static void on_session(void *ctx, PGresult *res, const char *error, const char *
     b->loading = 0;
     b->running = 1;
     b->lanes[0].ready = 1;
+    /* a baseline before the first batch; the decisions start afresh */
+    memset(&b->budget.ctl, 0, sizeof b->budget.ctl);
+    b->budget.window_filled = 0;
+    b->budget.measure = 0;
+    b->budget.measure_from_ms = 0;
     b->started_ms = clock_now_ms();
     b->finished_ms = 0;
     b->rows_at_start = rows_done(b);
@@ -701,6 +925,7 @@ void bf_runner_reset(struct bf_runner *b)
     b->replica_lag_ms = b->lag_checked_ms = 0;
     b->started_ms = b->finished_ms = 0;
     b->rows_at_start = 0;
+    memset(&b->budget, 0, sizeof b->budget);
     b->thr = NULL;
 }
 

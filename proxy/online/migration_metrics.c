@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,9 +59,46 @@ static void write_headers(struct evbuffer *out)
          "1 while the backfill is slowed down for this reason (app_latency, replica_lag, lock_wait, max_rows, "
          "sleep_ratio)."},
         {"pgtandem_migration_batches_total", "counter", "Backfill batches this process has run."},
+        {"pgtandem_migration_app_p99_baseline_seconds", "gauge",
+         "The application's p99 latency through this proxy without the backfill, by route (old, new release); "
+         "absent until measured."},
+        {"pgtandem_migration_app_p99_budget_seconds", "gauge",
+         "The p99 the backfill keeps the application within, by route (app_p99_budget x the baseline, or "
+         "max_app_p99_ms); absent while there is none."},
+        {"pgtandem_migration_app_p99_seconds", "gauge",
+         "The application's p99 latency over the last second the budget judged, by route; absent without traffic."},
+        {"pgtandem_migration_budget_engaged", "gauge",
+         "1 while the latency budget holds the backfill back, by kind (ratio, absolute)."},
+        {"pgtandem_migration_budget_starved", "gauge",
+         "1 while the backfill cannot keep the application within its latency budget even at its smallest batches."},
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         metrics_write_header(out, families[i][0], families[i][1], families[i][2]);
+}
+
+static void write_budget(struct evbuffer *out, const char *m, const struct bf_budget_report *b)
+{
+    static const char *const routes[LATENCY_ROUTES] = {"old", "new"};
+    static const struct {
+        const char *name;
+        size_t offset;
+    } gauges[] = {
+        {"pgtandem_migration_app_p99_baseline_seconds", offsetof(struct bf_budget_report, baseline_ms)},
+        {"pgtandem_migration_app_p99_budget_seconds", offsetof(struct bf_budget_report, limit_ms)},
+        {"pgtandem_migration_app_p99_seconds", offsetof(struct bf_budget_report, p99_ms)},
+    };
+    for (size_t g = 0; g < sizeof gauges / sizeof gauges[0]; g++) {
+        const double *v = (const double *)(const void *)((const char *)b + gauges[g].offset);
+        for (int r = 0; r < LATENCY_ROUTES; r++)
+            if (v[r] > 0)
+                evbuffer_add_printf(out, "%s{migration=\"%s\",route=\"%s\"} %.6f\n", gauges[g].name, m, routes[r],
+                                    v[r] / 1000.0);
+    }
+    static const char *const kinds[] = {"ratio", "absolute"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        evbuffer_add_printf(out, "pgtandem_migration_budget_engaged{migration=\"%s\",kind=\"%s\"} %d\n", m, kinds[k],
+                            b->engaged && strcmp(b->kind, kinds[k]) == 0);
+    evbuffer_add_printf(out, "pgtandem_migration_budget_starved{migration=\"%s\"} %d\n", m, b->starved);
 }
 
 static void write_backfill(struct evbuffer *out, const char *m, const struct runner_metrics *rm)
@@ -83,6 +121,7 @@ static void write_backfill(struct evbuffer *out, const char *m, const struct run
                             throttle_reasons[i], strcmp(throttle_reasons[i], rm->throttle) == 0);
     evbuffer_add_printf(out, "pgtandem_migration_batches_total{migration=\"%s\"} %" PRIu64 "\n", m,
                         histogram_count(rm->batch_seconds));
+    write_budget(out, m, &rm->budget);
 }
 
 void migration_metrics_write_runner(void *ctx, struct evbuffer *out)

@@ -1850,6 +1850,7 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     out->following = r->following && r->phase != RP_COMPLETED;
     out->batch_seconds = &r->batch_seconds;
     out->cutover = &r->cut.totals;
+    bf_runner_budget(&r->bfr, &out->budget);
 }
 
 static void handle_status(struct migration_runner *r, const struct runner_request *q)

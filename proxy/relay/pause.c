@@ -1,5 +1,5 @@
 /* Pause/resume. While paused, sessions hold their next message at a
- * transaction boundary (see session.c: paused_hold); this module only keeps
+ * transaction boundary (see session_relay.c: paused_hold); this module only keeps
  * the bookkeeping: who waits for the drain, the timeout, and the release.
  * Sessions do not call in here (this module sits above them): they
  * activate check_ev through server_boundary_reached, and the drain is

@@ -234,15 +234,17 @@ static void handle_request(struct peer_conn *pc, const uint8_t *req)
         return;
     }
     uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
-    int r = relay->fleet.cancel_here ? relay->fleet.cancel_here(relay, pid, key, incoming_answered, pc->id) : 0;
-    if (r > 0) {
+    enum cancel_result r = relay->fleet.cancel_here
+                               ? relay->fleet.cancel_here(relay, pid, key, incoming_answered, pc->id)
+                               : CANCEL_NO_MATCH;
+    if (r == CANCEL_SENT) {
         log_debug("cancel request from peer %s sent upstream", pc->addr);
         evbuffer_drain(pc->sb->in, CANCEL_LEN);
         pc->waiting = 1;
         restart_timer(pc, relay->cfg.cancel_wait_timeout_ms);
         return;
     }
-    if (r == 0)
+    if (r == CANCEL_NO_MATCH)
         source_limit_failure(relay, pc->addr, SOURCE_CANCEL_UNKNOWN, stranger,
                              "cancel request from peer %s for an unknown session ignored", pc->addr);
     conn_free(pc);
@@ -429,32 +431,32 @@ static const struct fleet_peer *find_peer(const struct fleet_peers *f, int slot)
     return NULL;
 }
 
-int peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const char *from, cancel_done_fn done,
-                        uint64_t waiter)
+enum cancel_result peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const char *from,
+                                       cancel_done_fn done, uint64_t waiter)
 {
     assert(relay && from && done);
     struct fleet_peers *f = &relay->fleet;
     int slot = (int)(key >> PEER_SLOT_SHIFT);
     const struct fleet_peer *to = slot && slot != f->slot ? find_peer(f, slot) : NULL;
     if (!to)
-        return 0;
+        return CANCEL_NO_MATCH;
     /* Whether the key is right only the peer knows: a forward costs the
      * client's source a token like a miss, or forging keys for another
      * proxy's slot would go unlimited. */
     if (!source_limit_failure(relay, from, SOURCE_CANCEL_FORWARDED, 1,
                               "cancel request from %s forwarded to proxy slot %d at %s", from, slot, to->address))
-        return -1;
+        return CANCEL_NOT_SENT;
     if (f->nforwards >= MAX_FORWARDS) {
         log_warn("cancel request for proxy slot %d at %s dropped: %d forwards already in flight", slot, to->address,
                  MAX_FORWARDS);
-        return -1;
+        return CANCEL_NOT_SENT;
     }
     struct sbuf *sb = sbuf_connect(relay->base, (const struct sockaddr *)&to->addr, to->addrlen, &forward_ops, NULL, 0);
     struct peer_conn *pc = conn_new(relay, sb, 1, relay->cfg.cancel_wait_timeout_ms);
     if (!pc) {
         log_warn("cancel request for proxy slot %d at %s not forwarded: %s", slot, to->address,
                  sb ? "out of memory" : strerror(errno));
-        return -1;
+        return CANCEL_NOT_SENT;
     }
     pc->done = done;
     pc->waiter = waiter;
@@ -467,7 +469,7 @@ int peer_forward_cancel(struct relay *relay, uint32_t pid, uint32_t key, const c
     proto_put_u32(req + 12, key);
     evbuffer_add(pc->sb->out, req, sizeof req); /* sent once connected, see forward_ready */
     relay->metrics.cancels_forwarded++;
-    return 1;
+    return CANCEL_SENT;
 }
 
 /* ---- the fleet's view, pushed in through relay_control.h (relay_peer.h) ---- */

@@ -296,18 +296,44 @@ void pool_forget_waiter(struct pool_waiter *w)
 
 /* ---- servers ---- */
 
+static uint32_t servers_of(const struct pool *p)
+{
+    return pool_server_counts_total(&p->counts);
+}
+
+static uint32_t in_state(const struct pool *p, enum pool_server_state st)
+{
+    return p->counts.in_state[st];
+}
+
 static uint32_t servers_of_database(const struct relay *relay, const char *database)
 {
     uint32_t n = 0;
     for (const struct pool *p = relay->pools; p; p = p->next)
         if (same(p->database, database))
-            n += p->nservers;
+            n += servers_of(p);
     return n;
 }
 
 uint32_t pool_logging_in(const struct pool *p)
 {
-    return p->nservers - p->nidle - p->nlent;
+    return pool_server_counts_logging_in(&p->counts);
+}
+
+void pool_server_set_state(struct pool_server *ps, enum pool_server_state to)
+{
+    assert(ps && ps->pool);
+    enum pool_server_state from = ps->state;
+    if (!pool_server_state_allowed(from, to)) {
+        log_error("pool server %llu (database %s, user %s): forbidden state move %s -> %s",
+                  (unsigned long long)ps->id, ps->pool->database, ps->pool->user, pool_server_state_name(from),
+                  pool_server_state_name(to));
+#ifdef PGT_DEBUG
+        abort();
+#endif
+    }
+    pool_server_counts_move(&ps->pool->counts, from, to);
+    ps->state = to;
 }
 
 static void unlink_server(struct pool_server *ps)
@@ -319,11 +345,7 @@ static void unlink_server(struct pool_server *ps)
         p->servers = ps->next;
     if (ps->next)
         ps->next->prev = ps->prev;
-    p->nservers--;
-    if (ps->state == PSRV_IDLE)
-        p->nidle--;
-    else if (ps->state == PSRV_LENT)
-        p->nlent--;
+    pool_server_counts_leave(&p->counts, ps->state);
 }
 
 static void kick_waiters(struct relay *relay);
@@ -380,7 +402,7 @@ static void login_failed(struct pool_server *ps, const char *sqlstate, const cha
     log_warn("pool (database %s, user %s): server login failed: %s [%s]%s", p->database, p->user, why, sqlstate,
              transient ? "" : "; clients without a server are refused until a login is tried again");
     close_server(ps, why); /* sqlstate and why may be the server's: from here on, the pool's copies */
-    if (p->nservers || transient)
+    if (servers_of(p) || transient)
         return;
     struct pool_waiter *w;
     while ((w = dequeue(p)))
@@ -442,7 +464,7 @@ static void on_connected(void *ctx, struct sbuf *sb, const char *error)
     ps->sb = sb;
     sbuf_set_ops(sb, &login_ops, ps);
     sb->out_low = ps->pool->relay->cfg.buffer_bytes / 2;
-    ps->state = PSRV_LOGIN;
+    pool_server_set_state(ps, PSRV_LOGIN);
     ps->auth = auth_begin_upstream(ps->pool->relay, &ps->pool->creds, ps->pool->user, ps->id);
     if (!ps->auth || send_startup(ps) != 0)
         login_failed(ps, SQLSTATE_CONNECTION_FAILURE, "out of memory (or options too long) logging in");
@@ -456,13 +478,13 @@ static int open_server(struct pool *p)
         return -1;
     ps->pool = p;
     ps->id = ++p->relay->next_pool_server_id;
-    ps->state = PSRV_CONNECTING;
+    ps->state = PSRV_CONNECTING; /* entering the pool is not a move */
+    pool_server_counts_enter(&p->counts, PSRV_CONNECTING);
     ps->created_us = relay_now_us(p->relay);
     ps->next = p->servers;
     if (p->servers)
         p->servers->prev = ps;
     p->servers = ps;
-    p->nservers++;
     ps->connecting = upstream_connect_start(p->relay, on_connected, ps);
     if (!ps->connecting) { /* not close_server: it would try again at once, and again */
         snprintf(p->last_error, sizeof p->last_error, "out of memory opening a server connection");
@@ -478,7 +500,7 @@ static int open_server(struct pool *p)
 static int make_room(struct pool *p)
 {
     for (struct pool *o = p->relay->pools; o; o = o->next) {
-        if (o == p || !same(o->database, p->database) || !o->nidle || o->nwaiting)
+        if (o == p || !same(o->database, p->database) || !in_state(o, PSRV_IDLE) || o->nwaiting)
             continue;
         for (struct pool_server *ps = o->servers; ps; ps = ps->next)
             if (ps->state == PSRV_IDLE) {
@@ -502,7 +524,7 @@ static int logins_held(struct pool *p)
 static int may_open(struct pool *p)
 {
     const struct config *cfg = &p->relay->cfg;
-    if (!p->have_creds || p->relay->shutting_down || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p))
+    if (!p->have_creds || p->relay->shutting_down || servers_of(p) >= (uint32_t)cfg->pool_size || logins_held(p))
         return 0;
     return !cfg->max_db_connections || servers_of_database(p->relay, p->database) < (uint32_t)cfg->max_db_connections;
 }
@@ -510,10 +532,11 @@ static int may_open(struct pool *p)
 /* Opens servers for the waiters no login in progress will serve. */
 static void open_for_waiters(struct pool *p)
 {
-    while (p->nwaiting > pool_logging_in(p) + p->nidle) {
+    /* a cancelling server is free again without a login */
+    while (p->nwaiting > pool_logging_in(p) + in_state(p, PSRV_IDLE) + in_state(p, PSRV_CANCELLING)) {
         if (!may_open(p)) {
             const struct config *cfg = &p->relay->cfg;
-            if (!p->have_creds || p->nservers >= (uint32_t)cfg->pool_size || logins_held(p) || !make_room(p))
+            if (!p->have_creds || servers_of(p) >= (uint32_t)cfg->pool_size || logins_held(p) || !make_room(p))
                 return;
             continue; /* make_room closed one: try again */
         }
@@ -531,13 +554,9 @@ static void kick_waiters(struct relay *relay)
 
 static void lend(struct pool_server *ps)
 {
-    struct pool *p = ps->pool;
-    if (ps->state == PSRV_IDLE)
-        p->nidle--;
-    ps->state = PSRV_LENT;
+    pool_server_set_state(ps, PSRV_LENT);
     ps->lends++;
-    p->nlent++;
-    p->lends_total++;
+    ps->pool->lends_total++;
 }
 
 /* A server finished its login or its transaction: idle, and handed to the
@@ -547,9 +566,8 @@ static void lend(struct pool_server *ps)
 static void became_free(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
-    ps->state = PSRV_IDLE;
+    pool_server_set_state(ps, PSRV_IDLE);
     ps->idle_since_us = relay_now_us(p->relay);
-    p->nidle++;
     sbuf_set_ops(ps->sb, &idle_ops, ps);
     sbuf_resume_read(ps->sb);
     if (p->nwaiting && p->relay->pool_handoff)
@@ -567,7 +585,7 @@ static struct pool_server *first_idle(struct pool *p)
 {
     uint64_t now = relay_now_us(p->relay);
     struct pool_server *ps = p->servers, *next;
-    for (; ps && p->nidle; ps = next) {
+    for (; ps && in_state(p, PSRV_IDLE); ps = next) {
         next = ps->next;
         if (ps->state != PSRV_IDLE)
             continue;
@@ -615,7 +633,7 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
         lend(ps);
         return ps;
     }
-    if (p->login_failing && !p->nservers && logins_held(p)) {
+    if (p->login_failing && !servers_of(p) && logins_held(p)) {
         refuse_while_failing(p, w);
         return NULL;
     }
@@ -631,9 +649,8 @@ void pool_release(struct pool_server *ps, int clean)
         close_server(ps, clean ? "server_lifetime reached" : "given back mid-transaction or with results pending");
         return;
     }
-    ps->pool->nlent--;
     if (ps->ncancels) {
-        ps->state = PSRV_CANCELLING; /* cancel_arrived frees it */
+        pool_server_set_state(ps, PSRV_CANCELLING); /* cancel_arrived frees it */
         sbuf_set_ops(ps->sb, &idle_ops, ps);
         return;
     }
@@ -658,14 +675,14 @@ static void cancel_arrived(struct relay *relay, uint64_t waiter)
             }
 }
 
-int pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
+enum cancel_result pool_cancel(struct pool_server *ps, cancel_done_fn done, uint64_t waiter)
 {
     if (ps->ncancels == POOL_CANCELS_MAX ||
         upstream_send_cancel(ps->pool->relay, ps->pid, ps->key, cancel_arrived, waiter) != 0)
-        return -1;
+        return CANCEL_NOT_SENT;
     ps->cancels[ps->ncancels].done = done;
     ps->cancels[ps->ncancels++].waiter = waiter;
-    return 1;
+    return CANCEL_SENT;
 }
 
 /* ---- the clients' statements prepared on a server ---- */
@@ -940,7 +957,7 @@ static void time_out_waiters(struct pool *p, uint64_t now)
         snprintf(why, sizeof why,
                  "no server connection within query_wait_timeout (%d s): pool for database %s, user %s has %u of "
                  "%d in use%s%s",
-                 ms / 1000, p->database, p->user, p->nservers, p->relay->cfg.pool_size,
+                 ms / 1000, p->database, p->user, servers_of(p), p->relay->cfg.pool_size,
                  p->last_error[0] ? "; last login error: " : "", p->last_error);
         w->ops->failed(w, SQLSTATE_TOO_MANY_CONNECTIONS, why);
     }
@@ -1039,7 +1056,7 @@ uint32_t pool_count_servers(const struct relay *relay)
 {
     uint32_t n = 0;
     for (const struct pool *p = relay->pools; p; p = p->next)
-        n += p->nservers;
+        n += servers_of(p);
     return n;
 }
 
@@ -1063,9 +1080,10 @@ json_t *pool_describe_all(struct relay *relay)
         json_object_set_new(o, "user", json_string(p->user ? p->user : ""));
         json_object_set_new(o, "schema", p->schema ? json_string(p->schema) : json_null());
         json_object_set_new(o, "clients_waiting", json_integer(p->nwaiting));
-        json_object_set_new(o, "servers_active", json_integer(p->nlent));
-        json_object_set_new(o, "servers_idle", json_integer(p->nidle));
+        json_object_set_new(o, "servers_active", json_integer(in_state(p, PSRV_LENT)));
+        json_object_set_new(o, "servers_idle", json_integer(in_state(p, PSRV_IDLE)));
         json_object_set_new(o, "servers_login", json_integer(pool_logging_in(p)));
+        json_object_set_new(o, "servers_cancelling", json_integer(in_state(p, PSRV_CANCELLING)));
         uint64_t oldest = p->wait_head ? now - p->wait_head->since_us : 0;
         json_object_set_new(o, "longest_wait_ms", json_integer((json_int_t)(oldest / 1000)));
         json_object_set_new(o, "max_wait_ms", json_integer((json_int_t)(p->waited_us_max / 1000)));

@@ -26,7 +26,8 @@ static const struct pool_family FAMILIES[F_COUNT] = {
     [F_PINNED] = {"pgtandem_pool_clients_pinned", "gauge",
                   "Clients pinned to a server connection by state the pool cannot carry."},
     [F_SERVERS] = {"pgtandem_pool_servers", "gauge",
-                   "Server connections by state (active: lent to a client; idle; login)."},
+                   "Server connections by state (login: connecting or logging in; idle; active: lent to a "
+                   "client; cancelling: given back, a cancel still on its way)."},
     [F_LONGEST_WAIT] = {"pgtandem_pool_longest_wait_seconds", "gauge", "How long the oldest waiting client has waited."},
     [F_MAX_WAIT] = {"pgtandem_pool_max_wait_seconds", "gauge", "The longest wait for a server since start."},
     [F_LENDS] = {"pgtandem_pool_lends_total", "counter", "Server connections lent to clients."},
@@ -72,10 +73,10 @@ static void write_family(struct relay *relay, int f, struct evbuffer *out)
     metrics_write_header(out, FAMILIES[f].name, FAMILIES[f].type, FAMILIES[f].help);
     for (const struct pool *p = relay->pools; p; p = p->next) {
         if (f == F_SERVERS) {
-            const char *states[] = {"active", "idle", "login"};
-            uint32_t counts[] = {p->nlent, p->nidle, pool_logging_in(p)};
-            for (int i = 0; i < 3; i++)
-                add_sample(out, FAMILIES[f].name, p, states[i], counts[i]);
+            add_sample(out, FAMILIES[f].name, p, "login", pool_logging_in(p));
+            for (int st = PSRV_IDLE; st < PSRV_NSTATES; st++)
+                add_sample(out, FAMILIES[f].name, p, pool_server_state_name((enum pool_server_state)st),
+                           p->counts.in_state[st]);
             continue;
         }
         double v = 0;

@@ -55,6 +55,11 @@ double relay_latency_p99_ms(const struct relay *relay)
     return metrics_recent_p99_ms(&relay->metrics);
 }
 
+void relay_latency_read(const struct relay *relay, int route, struct latency_fine *out)
+{
+    *out = relay->metrics.route_latency[route];
+}
+
 void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema)
 {

@@ -6,9 +6,11 @@ in the proxy (on its event loop) and in the CLI (--db):
   statistics' histogram, or from a sample of pages when the table was never
   analyzed; with writers of both releases going through the proxy, every
   row ends with new == up(old), compared row by row;
-- kill -9 of the proxy, or of the CLI, in the middle of the ranges: the
-  resume continues every range from its own checkpoint (the rows each range
-  walks afterwards are exactly those after its checkpoint, none twice);
+- kill -9 of the proxy (while both releases keep writing, every write
+  counted and found in both shapes), or of the CLI, in the middle of the
+  ranges: the resume continues every range from its own checkpoint (the rows
+  each range walks afterwards are exactly those after its checkpoint, none
+  twice);
 - a composite key splits on its leading column, or stays one range (and
   says so in the log) when that column has one value; a table without a key
   is refused as before;
@@ -84,10 +86,14 @@ class Writers:
     """Both releases writing through the proxy while the backfill runs: the
     old release updates the dense block's ids = 0 (mod 3) and inserts rows
     past the far cluster, the new release updates ids = 1 (mod 3) through its
-    version's view. Each keeps the last value it wrote per id."""
+    version's view. Each keeps the last value it wrote per id. direct=True:
+    straight to the database (the new release by its version's settings),
+    so the writes go on while the proxy is killed and restarted, and
+    updates only (the rows stay those the ranges were planned on)."""
 
-    def __init__(self, proxy, db):
-        self.uri = proxy_uri(proxy, db)
+    def __init__(self, proxy, db, direct=False):
+        self.uri = db if direct else proxy_uri(proxy, db)
+        self.direct = direct
         self.stop = threading.Event()
         self.errors = []
         self.wrote = [{}, {}]
@@ -95,7 +101,8 @@ class Writers:
         self.threads = [threading.Thread(target=self.run, args=(k,)) for k in range(2)]
 
     def run(self, k):
-        options = "-c pgtandem.version=%s" % NAME if k == 1 else ""
+        options = ((new_shape_options(NAME) if self.direct else "-c pgtandem.version=%s" % NAME)
+                   if k == 1 else "")
         try:
             with psycopg.connect(self.uri, autocommit=True, options=options) as c:
                 i = 0
@@ -110,9 +117,10 @@ class Writers:
                         c.execute("UPDATE readings SET payload = %s WHERE id = %s", (json.dumps(value), rid))
                     else:
                         c.execute("UPDATE readings SET payload = %s WHERE id = %s", (json.dumps(value), rid))
-                        c.execute("INSERT INTO readings (id, payload) VALUES (%s, %s)",
-                                  (9000000000 + i, json.dumps(value)))
-                        self.wrote[0][9000000000 + i] = value
+                        if not self.direct:
+                            c.execute("INSERT INTO readings (id, payload) VALUES (%s, %s)",
+                                      (9000000000 + i, json.dumps(value)))
+                            self.wrote[0][9000000000 + i] = value
                     self.wrote[k][rid] = value
                     self.count[k] += 1
         except Exception as e:  # noqa: BLE001 - reported by the test
@@ -195,30 +203,52 @@ def assert_each_range_continued(db, before, after):
         assert after[r][4] >= batches and after[r][5], (r, before[r], after[r])
 
 
-def assert_each_row_once(db, rows):
-    assert sql(db, "SELECT count(*), count(DISTINCT id) FROM touched")[0] == (rows, rows)
+def assert_each_row_once(db, rows, written=()):
+    """The backfill's own sessions updated each row at most once, and every
+    row a client did not write first: a row a client wrote already has its
+    new value, so no batch needs to touch it."""
+    total, distinct = sql(db, "SELECT count(*), count(DISTINCT id) FROM touched")[0]
+    assert total == distinct, (total, distinct)
+    touched = {r[0] for r in sql(db, "SELECT id FROM touched")}
+    missing = set(range(1, rows + 1)) - touched - set(written)
+    assert not missing, (len(missing), sorted(missing)[:10])
+    if not written:
+        assert total == rows, (total, rows)
 
 
 def test_kill_9_of_the_proxy_mid_range_every_range_resumes_from_its_checkpoint(db, cluster, proxy_factory):
+    """Both releases keep writing (to the database: the proxy is killed)
+    from before the kill until after the resumed backfill is done; their
+    writes are counted, and each one's last value is what both shapes show."""
     sql(db, SLOW_TABLE_SQL % {"rows": 60000, "every": 4})
     proxy = engine_proxy(proxy_factory, cluster, dbname(db))
     code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], SLOW_BACKFILL)))
     assert code == 202, body
-    wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
-             and in_progress(db) >= 2 and sum(c[3] for c in checkpoints(db, "readings").values()) >= 15000,
-             60, "several ranges in progress", detail=proxy.log_tail)
-    proxy.proc.send_signal(signal.SIGKILL)
-    proxy.proc.wait()
-    before = checkpoints(db, "readings")
-    assert len(before) >= 4 and sum(c[3] for c in before.values()) < 60000, before
-    again = engine_proxy(proxy_factory, cluster, dbname(db))
-    wait_for(lambda: (again.admin("GET", "/migrations/current")[1] or {}).get("phase") == "active", 120,
-             "the restarted proxy to finish the backfill", detail=again.log_tail)
+    with Writers(proxy, db, direct=True) as w:
+        wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
+                 and in_progress(db) >= 2 and sum(c[3] for c in checkpoints(db, "readings").values()) >= 15000,
+                 60, "several ranges in progress", detail=proxy.log_tail)
+        proxy.proc.send_signal(signal.SIGKILL)
+        proxy.proc.wait()
+        before = checkpoints(db, "readings")
+        at_kill = list(w.count)
+        assert len(before) >= 4 and sum(c[3] for c in before.values()) < 60000, before
+        again = engine_proxy(proxy_factory, cluster, dbname(db))
+        wait_for(lambda: (again.admin("GET", "/migrations/current")[1] or {}).get("phase") == "active", 120,
+                 "the restarted proxy to finish the backfill", detail=again.log_tail)
+        after_resume = list(w.count)
+        wait_for(lambda: w.errors or all(w.count[k] >= after_resume[k] + 20 for k in range(2)), 30,
+                 "writes of both releases after the resumed backfill")
+    assert not w.errors, w.errors
+    assert all(after_resume[k] > at_kill[k] for k in range(2)), (at_kill, after_resume)
     assert "continues from the checkpoint" in again.log() or "following it" in again.log(), again.log()[-3000:]
     assert "ranges of its key" not in again.log(), "the ranges were planned again"
     assert_each_range_continued(db, before, checkpoints(db, "readings"))
-    assert_each_row_once(db, 60000)
-    assert_new_equals_up_old(db, "readings", 60000)
+    assert_each_row_once(db, 60000, written=set(w.wrote[0]) | set(w.wrote[1]))
+    old, new = assert_new_equals_up_old(db, "readings", 60000)
+    for k in range(2):
+        for rid, value in w.wrote[k].items():
+            assert new[rid] == value and json.loads(old[rid]) == value, (k, rid, old[rid], new[rid], value)
     assert_verified(db)
 
 

@@ -82,8 +82,34 @@ static void test_holds(void)
     evbuffer_free(out);
 }
 
+/* The budget's finer per-route histogram: a window is the difference of
+ * two readings, and its p99 is within one 10% step of the real one. */
+static void test_fine_latency(void)
+{
+    struct metrics m;
+    memset(&m, 0, sizeof m);
+    for (int i = 0; i < 99; i++)
+        metrics_record_latency(&m, 5000, LATENCY_ROUTE_OLD);
+    metrics_record_latency(&m, 40000, LATENCY_ROUTE_OLD);
+    uint64_t n = 0;
+    double p99 = latency_fine_quantile_ms(&m.route_latency[0], NULL, 0.99, &n);
+    CHECK("fine: p99 of 100 is the 99th", n == 100 && p99 >= 5.0 && p99 < 5.5);
+    double p100 = latency_fine_quantile_ms(&m.route_latency[0], NULL, 1.0, NULL);
+    CHECK("fine: the max within a step", p100 >= 40.0 && p100 < 44.0);
+    struct latency_fine before = m.route_latency[0];
+    for (int i = 0; i < 50; i++)
+        metrics_record_latency(&m, 12000, LATENCY_ROUTE_OLD);
+    p99 = latency_fine_quantile_ms(&m.route_latency[0], &before, 0.99, &n);
+    CHECK("fine: a window holds only what came after", n == 50 && p99 >= 12.0 && p99 < 13.2);
+    CHECK("fine: the routes apart", latency_fine_quantile_ms(&m.route_latency[1], NULL, 0.99, &n) == 0 && n == 0);
+    metrics_record_latency(&m, 100000000, LATENCY_ROUTE_NEW);
+    CHECK("fine: past the last bound", latency_fine_quantile_ms(&m.route_latency[1], NULL, 0.99, NULL) > 10000);
+    CHECK("fine: the coarse histogram counts them too", m.queries_total == 151);
+}
+
 int main(void)
 {
+    test_fine_latency();
     test_histogram();
     test_escape();
     test_holds();

@@ -333,6 +333,39 @@ static void test_backfill_adapts(void)
     backfill_free(&b);
 }
 
+/* A batch slower than the ones before sizes the next by its own pace. */
+static void test_backfill_shrinks_at_once(void)
+{
+    char *pk[1] = {"\"id\""}, *types[1] = {"bigint"};
+    struct mig_bf_table t = {.schema = "public", .name = "t", .qname = "t", .pk = pk, .pk_types = types,
+                             .npk = 1, .set_list = "x", .pending = "y"};
+    struct mig_backfill_settings cfg = {.batch_rows = 1000, .min_rows = 100, .max_rows = 50000,
+                                        .target_ms = 50, .max_rows_per_sec = 0, .lock_timeout_ms = 1000};
+    struct backfill b;
+    backfill_init(&b, &t, "m", &cfg);
+    for (int i = 0; i < 10; i++) {
+        PGresult *r = fake_result(b.batch_rows, b.rows_done + b.batch_rows);
+        char err[128];
+        backfill_apply_result(&b, r, (double)b.batch_rows / 100.0, err, sizeof err);
+        PQclear(r);
+    }
+    /* one batch at a quarter of the pace: the next is sized by it at once,
+     * not by the average that still remembers the fast ones */
+    PGresult *slow = fake_result(b.batch_rows, b.rows_done + b.batch_rows);
+    char slow_err[128];
+    backfill_apply_result(&b, slow, (double)b.batch_rows / 25.0, slow_err, sizeof slow_err);
+    PQclear(slow);
+    CHECK("a slow batch shrinks the next to the target at its pace", b.batch_rows == 1250 && b.rate > 25.0);
+    for (int i = 0; i < 20; i++) {
+        PGresult *r = fake_result(b.batch_rows, b.rows_done + b.batch_rows);
+        char err[128];
+        backfill_apply_result(&b, r, (double)b.batch_rows / 100.0, err, sizeof err);
+        PQclear(r);
+    }
+    CHECK("and grows back once the pace returns", b.batch_rows >= 4900 && b.batch_rows <= 5000);
+    backfill_free(&b);
+}
+
 int main(void)
 {
     test_parse_good();
@@ -343,6 +376,7 @@ int main(void)
     test_plan_offline();
     test_backfill_sql();
     test_backfill_adapts();
+    test_backfill_shrinks_at_once();
     test_backfill_pool();
     test_constraint_and_enum_ops();
     return UNIT_RESULT();

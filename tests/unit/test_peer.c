@@ -26,7 +26,8 @@ static uint64_t answered_waiter;
 /* Stands in for session_cancel on A: the request "went upstream"; the
  * test answers it by calling seen_done, as upstream.c does once Postgres
  * closed its connection. */
-static int record_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done, uint64_t waiter)
+static enum cancel_result record_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel_done_fn done,
+                                        uint64_t waiter)
 {
     (void)relay;
     cancels_seen++;
@@ -34,7 +35,7 @@ static int record_cancel(struct relay *relay, uint32_t pid, uint32_t key, cancel
     seen_key = key;
     seen_done = done;
     seen_waiter = waiter;
-    return a_knows_no_session ? 0 : 1;
+    return a_knows_no_session ? CANCEL_NO_MATCH : CANCEL_SENT;
 }
 
 /* Stands in for the client session on B that waits for the answer. */
@@ -100,7 +101,7 @@ static int forward_unknown(struct event_base *base, int n, uint32_t key)
     char from[64];
     for (int i = 0; i < n; i++) {
         snprintf(from, sizeof from, "198.51.100.%d:4000", i);
-        if (peer_forward_cancel(&b, 1, key + (uint32_t)i, from, forward_done, 100 + (uint64_t)i) > 0)
+        if (peer_forward_cancel(&b, 1, key + (uint32_t)i, from, forward_done, 100 + (uint64_t)i) == CANCEL_SENT)
             run_until(base, forward_gone); /* else nothing went out to wait for */
     }
     return cancels_seen - before;
@@ -128,12 +129,13 @@ int main(void)
     const char *from = "192.0.2.1:5000";
     uint32_t pid = 4242, key_a = (7u << PEER_SLOT_SHIFT) | 0x123456u;
     CHECK("peer: a key of B's own slot is not forwarded",
-          peer_forward_cancel(&b, pid, (9u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == 0);
+          peer_forward_cancel(&b, pid, (9u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == CANCEL_NO_MATCH);
     CHECK("peer: a key of an unknown slot is not forwarded",
-          peer_forward_cancel(&b, pid, (8u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == 0);
+          peer_forward_cancel(&b, pid, (8u << PEER_SLOT_SHIFT) | 1, from, forward_done, 1) == CANCEL_NO_MATCH);
     CHECK("peer: a key without a slot is not forwarded",
-          peer_forward_cancel(&b, pid, PEER_KEY_RANDOM_MASK, from, forward_done, 1) == 0);
-    CHECK("peer: a key of A's slot is forwarded", peer_forward_cancel(&b, pid, key_a, from, forward_done, 77) == 1);
+          peer_forward_cancel(&b, pid, PEER_KEY_RANDOM_MASK, from, forward_done, 1) == CANCEL_NO_MATCH);
+    CHECK("peer: a key of A's slot is forwarded",
+          peer_forward_cancel(&b, pid, key_a, from, forward_done, 77) == CANCEL_SENT);
     CHECK("peer: the forward is counted", b.metrics.cancels_forwarded == 1);
     run_until(base, seen_by_a);
     CHECK("peer: A's handler got the same (pid, key)", cancels_seen == 1 && seen_pid == pid && seen_key == key_a);
@@ -167,14 +169,15 @@ int main(void)
     relay_set_fleet_peers(&b, peers, 1);
     int answers_before = answers;
     CHECK("peer: a dead peer still takes the request",
-          peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == 1);
+          peer_forward_cancel(&b, pid, key_a, from, forward_done, 78) == CANCEL_SENT);
     run_until(base, forward_gone);
     CHECK("peer: the failed forward is freed", b.fleet.nforwards == 0 && !b.fleet.conns);
     CHECK("peer: and its waiter is let go", answers == answers_before + 1 && answered_waiter == 78);
 
     relay_set_fleet_peers(&b, NULL, 0);
     CHECK("peer: an empty list replaces the old one", b.fleet.npeers == 0 && !b.fleet.peers);
-    CHECK("peer: no peers, no forward", peer_forward_cancel(&b, pid, key_a, from, forward_done, 1) == 0);
+    CHECK("peer: no peers, no forward",
+          peer_forward_cancel(&b, pid, key_a, from, forward_done, 1) == CANCEL_NO_MATCH);
     relay_set_fleet_slot(&b, PEER_MAX_SLOT);
     CHECK("peer: the top slot fits the key", b.fleet.slot == PEER_MAX_SLOT);
     relay_set_fleet_slot(&b, PEER_MAX_SLOT + 1);

@@ -1,0 +1,198 @@
+"""The backfill's latency budget, on by default (app_p99_budget = 1.5):
+
+- a synthetic slow app (clients through the proxy whose updates take a few
+  milliseconds and wait on the rows a backfill batch holds) and a backfill
+  under the default budget: the proxy measures the app's p99 without the
+  backfill, the budget engages (status, /metrics and the log say so), the
+  app's p99 measured by this test while the backfill runs stays within the
+  budget of the baseline the proxy reported (with slack for the one
+  window the budget needs to react), the backfill finishes, every row has
+  new == up(old), and every write of the app is there;
+- a budget the app cannot be kept within (an absolute limit under its own
+  baseline): the backfill says it is starved, with the rate it gets, and
+  goes on; widened live, it is released and finishes."""
+import json
+import random
+import threading
+import time
+
+import psycopg
+
+from conftest import Scrape, wait_for, wait_log
+from test_migrate_util import db, dbname, engine_proxy, proxy_uri, sql  # noqa: F401
+from test_backfill_parallel import NAME, assert_new_equals_up_old, payload_migration
+
+ROWS = 12000
+CLIENTS = 4
+
+TABLE_SQL = """
+CREATE TABLE readings (id bigint PRIMARY KEY, payload text);
+INSERT INTO readings SELECT g, json_build_object('v', g)::text FROM generate_series(1, %d) g;
+ANALYZE readings;
+CREATE FUNCTION slow_payload(id bigint, w int) RETURNS text LANGUAGE sql AS
+  $$ SELECT pg_sleep(0.004); SELECT json_build_object('v', id, 'w', w)::text $$;
+-- the backfill's batches take 1 ms every 5 rows: a batch of hundreds
+-- holds its rows (and the app's hot rows among them) for a while
+CREATE FUNCTION slow_backfill() RETURNS trigger LANGUAGE plpgsql AS $$
+ BEGIN IF NEW.id %% 5 = 0 THEN PERFORM pg_sleep(0.001); END IF; RETURN NEW; END $$;
+CREATE TRIGGER zz_slow BEFORE UPDATE ON readings FOR EACH ROW
+ WHEN (current_setting('pgtandem.backfill', true) = 'on') EXECUTE FUNCTION slow_backfill();
+""" % ROWS
+HOT = 100  # the app updates every HOT-th row: a batch of n rows holds n / HOT of them
+
+
+class SlowApp:
+    """CLIENTS sessions of the old release, each updating its own hot rows
+    (every HOT-th, offset by its number), every statement timed by the
+    test: a batch that holds one of them makes the app wait for it."""
+
+    def __init__(self, uri):
+        self.uri, self.stop, self.errors = uri, threading.Event(), []
+        self.samples = []  # (end time, seconds)
+        self.written = {}  # id -> the last w written
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(CLIENTS)]
+
+    def run(self, k):
+        rnd = random.Random(k)
+        try:
+            with psycopg.connect(self.uri, autocommit=True) as c:
+                w = 0
+                while not self.stop.is_set():
+                    w += 1
+                    i = rnd.randrange(ROWS // HOT) * HOT + k + 1
+                    if i > ROWS:
+                        continue
+                    t0 = time.monotonic()
+                    c.execute("UPDATE readings SET payload = slow_payload(%s, %s) WHERE id = %s", (i, w, i))
+                    t1 = time.monotonic()
+                    with self.lock:
+                        self.samples.append((t1, t1 - t0))
+                        self.written[i] = w
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(e)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def p99_ms(self, start, end):
+        with self.lock:
+            d = sorted(s for t, s in self.samples if start <= t <= end)
+        assert len(d) >= 100, len(d)
+        return d[min(len(d) - 1, int(0.99 * len(d)))] * 1000, len(d)
+
+
+def assert_app_writes_kept(db, app):
+    """Every row the app wrote holds its last write, in both shapes (the
+    tandem rule on top of the backfill)."""
+    old = dict(sql(db, "SELECT id, payload FROM public.readings"))
+    lost = [i for i, w in app.written.items() if json.loads(old[i]).get("w") != w]
+    assert not lost, (len(lost), [(i, app.written[i], old[i]) for i in lost[:5]])
+    touched = sum(1 for v in old.values() if "w" in json.loads(v))
+    assert touched == len(app.written), (touched, len(app.written))
+
+
+def scrape(proxy):
+    code, text = proxy.admin("GET", "/metrics")
+    assert code == 200, text
+    return Scrape(text)
+
+
+def test_the_default_budget_keeps_a_slow_apps_p99_and_the_backfill_finishes(db, cluster, proxy_factory):
+    sql(db, TABLE_SQL)
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))
+    cur = lambda: proxy.admin("GET", "/migrations/current")[1]  # noqa: E731
+    engaged, scrapes = [], []
+    with SlowApp(proxy_uri(proxy, db)) as app:
+        wait_for(lambda: len(app.samples) >= 300, 30, "the app's first queries")
+        code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], {"min_rows": 50})))
+        assert code == 202, body
+        wait_for(lambda: cur().get("phase") == "backfilling" and cur()["backfill"]["budget"]["baseline_p99_ms"]["old"],
+                 60, "the baseline", detail=proxy.log_tail)
+        started = time.monotonic()
+        budget = cur()["backfill"]["budget"]
+        assert budget["kind"] == "ratio" and budget["ratio"] == 1.5, budget
+        baseline = budget["baseline_p99_ms"]["old"]
+        assert budget["baseline_p99_ms"]["new"] is None, budget  # no new-release traffic
+
+        def watch():
+            c = cur()
+            if c["backfill"]["budget"]["engaged"]:
+                engaged.append(c)
+                m = scrape(proxy) if not scrapes else None
+                if m and m.get("pgtandem_migration_app_p99_seconds", migration=NAME, route="old"):
+                    scrapes.append(m)
+            return c["backfill"]["done"] or c["phase"] not in ("backfilling", "finishing")
+        wait_for(watch, 60, "the backfill's end", interval=0.1, detail=proxy.log_tail)
+        ended = time.monotonic()
+        p99, n = app.p99_ms(started, ended)
+        assert not app.errors, app.errors
+    wait_for(lambda: cur()["phase"] != "finishing", 30, "the validations", detail=proxy.log_tail)
+    final = cur()
+    assert final["phase"] == "active", final
+    assert final["backfill"]["budget"]["engagements"] >= 1 and engaged, "the budget never held the backfill back"
+    assert scrapes, "no /metrics while the budget held the backfill back and had a window"
+    limit = max(baseline * 1.5, baseline + 1.0)
+    # slack: a window (1 s) passes before the budget reacts to a batch that
+    # was too big, the baseline is one second's on a machine shared with
+    # other work, and the test's clock includes the client's own time
+    assert p99 <= limit * 2 + 5.0, (p99, n, baseline, limit, ended - started)
+    assert final["backfill"]["done"] and final["backfill"]["rows_done"] >= ROWS, final["backfill"]
+    assert_new_equals_up_old(db, "readings", ROWS)
+    assert_app_writes_kept(db, app)
+    assert "the app's p99 without the backfill: old release" in proxy.log()
+    assert "latency budget engaged: " in proxy.log(), proxy.log_tail()
+    m, lbl = scrapes[0], {"migration": NAME, "route": "old"}
+    assert m.get("pgtandem_migration_app_p99_baseline_seconds", **lbl) == round(baseline / 1000, 6), m.text
+    assert m.get("pgtandem_migration_app_p99_budget_seconds", **lbl) > 0, m.text
+    assert m.get("pgtandem_migration_app_p99_seconds", **lbl) > 0, m.text
+    assert m.get("pgtandem_migration_budget_engaged", migration=NAME, kind="ratio") == 1, m.text
+    print("app p99 %.1f ms over %d queries (baseline %.1f, limit %.1f) in %.1f s; %d throttled polls"
+          % (p99, n, baseline, limit, ended - started, len(engaged)))
+
+
+def test_a_budget_the_app_cannot_keep_says_so_and_widening_it_live_releases_it(db, cluster, proxy_factory):
+    sql(db, TABLE_SQL)
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))
+    cur = lambda: proxy.admin("GET", "/migrations/current")[1]  # noqa: E731
+
+    def throttle(**settings):
+        code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps(settings))
+        assert code == 200, body
+
+    with SlowApp(proxy_uri(proxy, db)) as app:
+        wait_for(lambda: len(app.samples) >= 100, 30, "the app's first queries")
+        code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], {"min_rows": 50})))
+        assert code == 202, body
+        # 1 ms: under the app's own latency, whatever the backfill does
+        throttle(max_app_p99_ms=1)
+        wait_for(lambda: cur()["backfill"]["budget"]["starved"], 60, "the starved report", detail=proxy.log_tail)
+        b = cur()["backfill"]
+        assert b["budget"]["kind"] == "absolute" and b["budget"]["limit_ms"]["old"] == 1, b
+        assert b["budget"]["starved_rows_per_s"] is not None and "rows/s" in b["throttle"], b
+        assert b["workers"] == 1 and b["budget"]["batch_cap"] == 50, b
+        wait_log(proxy, "cannot keep the app within its latency budget", 10)
+        m = scrape(proxy)
+        assert m.get("pgtandem_migration_budget_starved", migration=NAME) == 1, m.text
+        assert m.get("pgtandem_migration_budget_engaged", migration=NAME, kind="absolute") == 1, m.text
+        done = b["rows_done"]
+        # widened live: back to a ratio of the baseline, a wide one
+        throttle(max_app_p99_ms=0, app_p99_budget=10)
+        wait_for(lambda: not cur()["backfill"]["budget"]["starved"], 10, "the starved report gone",
+                 detail=proxy.log_tail)
+        wait_for(lambda: cur()["backfill"]["done"], 60, "the backfill's end", detail=proxy.log_tail)
+        assert not app.errors, app.errors
+    wait_for(lambda: cur()["phase"] == "active", 30, "the migration active", detail=proxy.log_tail)
+    b = cur()["backfill"]
+    assert b["budget"]["kind"] == "ratio" and b["settings"]["app_p99_budget"] == 10, b
+    assert b["rows_done"] > done
+    assert "the app is within its latency budget again" in proxy.log(), proxy.log_tail()
+    assert_new_equals_up_old(db, "readings", ROWS)
+    assert_app_writes_kept(db, app)
