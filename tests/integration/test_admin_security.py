@@ -20,9 +20,8 @@ import uuid
 
 import pytest
 
-from conftest import (BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, port_open,
-                      raise_nofile, relay_direct, wait_for)
-from test_migrate_util import db  # noqa: F401
+from support import (BIN, child_processes, command_lines_with, free_port, pg_raw_session, port_open, Proxy,
+                     raise_nofile, relay_direct, wait_for)
 
 
 def raw_request(port, method, path, headers=None, body=b"", timeout=10):

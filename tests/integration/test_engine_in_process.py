@@ -15,17 +15,10 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import Proxy, child_processes, command_lines_with, current, run_pgtandem, wait_for
-from test_proxy_engine_faults import Env, call, items_migration, wait_phase
+from support import (call, child_processes, command_lines_with, current, items_migration, Proxy, run_pgtandem,
+                     wait_for, wait_phase)
 
 DETECT = 8.0
-
-
-@pytest.fixture
-def env(cluster):
-    e = Env(cluster)
-    yield e
-    e.close()
 
 
 def socket_inodes(pid):

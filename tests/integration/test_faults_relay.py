@@ -29,8 +29,8 @@ import time
 
 import pytest
 
-from conftest import (SSL_REQUEST, Proxy, pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet,
-                      relay_direct, wait_for, wait_log)
+from support import (pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet, Proxy, relay_direct,
+                     SSL_REQUEST, wait_for, wait_log)
 
 LOGIN_TIMEOUT_S = 1
 ADMIN_TIMEOUT_S = 1

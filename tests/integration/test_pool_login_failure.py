@@ -30,7 +30,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import pg_error_fields, pg_login, relay_direct, run_pgtandem, wait_for, wait_log, write_users_file
+from support import pg_error_fields, pg_login, run_pgtandem, wait_for, wait_log, write_users_file
 
 PW = "loginpass"
 ROLE = "loginfail"
@@ -42,12 +42,6 @@ def role(cluster):
     cluster.psql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, PW))
     yield ROLE
     cluster.psql("DROP ROLE IF EXISTS %s" % ROLE)
-
-
-@pytest.fixture
-def needs_proxy():
-    if relay_direct():
-        pytest.skip("needs the proxy")
 
 
 def passwd(path, user, password, *flags):
@@ -170,7 +164,7 @@ def test_a_wrong_upstream_password_is_postgres_own_28P01(needs_proxy, cluster, p
 
 
 def test_an_unreachable_upstream_fails_waiters_at_once(needs_proxy, cluster, proxy_factory, tmp_path):
-    from conftest import free_port
+    from support import free_port
     users = write_users_file(str(tmp_path / "users.json"), {"app": {"password": "apppass"}})
     p = proxy_factory(upstream="postgresql://127.0.0.1:%d/?sslmode=disable" % free_port(),
                       extra_args=["--auth", "scram", "--users-file", users, "--pool-mode", "transaction",

@@ -23,8 +23,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, DirectTarget, TOP, pg_error_fields,
-                      pg_read_message, pg_read_until, pg_startup_packet, relay_direct, write_users_file)
+from support import (CANCEL_CODE, DirectTarget, LIBPQ_CLIENT, pg_error_fields, pg_read_until, pg_startup_packet,
+                     relay_direct, tagged, TOP, wait_statement, write_users_file)
 
 pytestmark = pytest.mark.usefixtures("built")
 NODE_DIR = os.path.join(TOP, "tests", "node")

@@ -24,8 +24,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, TOP, pg_read_message, pg_read_until,
-                      pg_startup_packet, run_pgtandem)
+from support import (CANCEL_CODE, LIBPQ_CLIENT, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem,
+                     tagged, TOP, wait_statement)
 
 pytestmark = pytest.mark.usefixtures("built")
 

@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from conftest import (CANCEL_CODE, tagged, wait_log, wait_statement, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
-                      pg_startup_packet, run_pgtandem, wait_for)
+from support import (CANCEL_CODE, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
+                     pg_startup_packet, run_pgtandem, tagged, wait_for, wait_log, wait_statement)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
 
@@ -254,17 +254,14 @@ def test_peer_port_in_use_is_refused(proxy_factory):
     assert "cannot listen for peers on" in r.stderr, r.stderr
 
 
-def wait_fleet(proxy, n, timeout=60.0):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        code, status = proxy.admin("GET", "/status")
-        last = status
-        members = (status.get("fleet") or {}).get("members", []) if code == 200 else []
-        if len([m for m in members if m.get("live")]) >= n:
-            return status
-        time.sleep(0.2)
-    raise AssertionError("fleet never had %d proxies: %r" % (n, last))
+def wait_live_members(proxy, n, timeout=60.0):
+    """Waits until `proxy` sees at least n live members; returns its /status."""
+    def enough():
+        code, st = proxy.admin("GET", "/status")
+        members = (st.get("fleet") or {}).get("members", []) if code == 200 else []
+        return st if len([m for m in members if m.get("live")]) >= n else None
+    return wait_for(enough, timeout, "a fleet of %d on proxy %d" % (n, proxy.port), interval=0.2,
+                    detail=lambda: proxy.admin("GET", "/status"))
 
 
 def fleet_status(proxy):
@@ -313,7 +310,7 @@ def test_proxies_that_register_at_the_same_moment_end_with_different_slots(clust
     import psycopg
     engine = ["--engine-db", cluster.uri(db="appdb")]
     first = proxy_factory(extra_args=engine)  # so that pgtandem.proxies exists
-    wait_fleet(first, 1)
+    wait_live_members(first, 1)
     first.stop()
     tag = os.urandom(4).hex()
     ids = ["slot-race-a-" + tag, "slot-race-b-" + tag]
