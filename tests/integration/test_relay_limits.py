@@ -1,6 +1,8 @@
-"""Faults of the relay reproduced as an operator meets them (issue 10: faults 7
-and 8): half-open peers that never finish logging in, admin requests that
-stop halfway, and a proxy that has run out of file descriptors.
+"""The relay's limits on peers that hold on to it: a login that never
+finishes (client_login_timeout), an admin request that stops halfway
+(admin_request_timeout), and a proxy that has run out of file descriptors
+(no busy loop); each reproduced as an operator met it (issue 10: faults 7
+and 8).
 
 Settings these tests assume (they do not exist yet; the names follow
 PgBouncer's client_login_timeout):

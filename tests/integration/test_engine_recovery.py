@@ -1,5 +1,8 @@
-"""Faults of the engine inside the proxy, reproduced as an operator meets them
-(issue 10: faults 1, 2, 3, 4 and "the cutover never stalls traffic in vain").
+"""How the engine inside the proxy recovers: Postgres restarted or down
+under it, a backfill batch that fails, a proxy killed during the contract,
+and a cutover that gives up rather than hold traffic behind a blocker; each
+reproduced as an operator met it (issue 10: faults 1, 2, 3, 4 and "the
+cutover never stalls traffic in vain").
 
 Processes are really killed (SIGKILL) and Postgres is really restarted or
 stopped. The tests that restart Postgres do it on a cluster of their own
@@ -9,11 +12,8 @@ disturbed; the others use the shared cluster.
 Every wait is bounded: an admin request that is never answered fails its test
 after a few seconds instead of hanging the suite.
 
-Each test works on a small table of its own database:
-
-    items(id bigserial PRIMARY KEY, val text NOT NULL, note text)
-
-migrated by one rename_column val -> val_int (integer, up "val::integer").
+Each test works on the items table of a database of its own, migrated by
+one rename_column val -> val_int (support/items.py).
 """
 import json
 import re

@@ -1,5 +1,7 @@
-"""Faults of the migration's lifecycle, as an operator meets them through the
-admin API of a proxy that runs the engine (--engine-db).
+"""The migration's requests (start, complete, rollback) answered in every
+phase, and the fence during a revert window, as an operator meets them
+through the admin API of a proxy that runs the engine (--engine-db). Each
+case was a fault once:
 
 - A rollback of a step blocked by another session's lock: before, the
   request sat unanswered (the step stopped, the rollback's own statements
@@ -19,7 +21,7 @@ admin API of a proxy that runs the engine (--engine-db).
   since finalize or revert may run without it at any moment.
 
 Each test works on a database of its own with the items table of
-test_proxy_engine_faults.py.
+support/items.py.
 """
 import subprocess
 import time
