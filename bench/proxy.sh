@@ -100,21 +100,37 @@ pids = {"pgtandem": tpid, "pgbouncer": bpid}
 ncpu = os.cpu_count() or 1
 
 
+def cpu_s(pid):
+    """User + system CPU seconds the process has used (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
 def pgbench(target, workload, c):
     args = ["pgbench", "-n", "-c", str(c), "-j", str(min(c, ncpu)), "-T", str(duration), "-M", mode]
     if workload == "select":
         args.append("-S")
     args.append(uris[target])
+    cpu_before = cpu_s(pids[target]) if target in pids else None
     r = subprocess.run(args, capture_output=True, text=True, timeout=duration * 10 + 120)
+    cpu_used = cpu_s(pids[target]) - cpu_before if target in pids else None
     out = r.stdout + r.stderr
     tps = re.search(r"tps = ([\d.]+)", out)
     lat = re.search(r"latency average = ([\d.]+) ms", out)
     failed = re.search(r"number of failed transactions: (\d+)", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
     if r.returncode != 0 or not tps:
         print("pgbench failed (%s %s %d):\n%s" % (target, workload, c, out[-2000:]), file=sys.stderr)
         return None
-    return {"tps": float(tps.group(1)), "latency_ms": float(lat.group(1)) if lat else None,
-            "failed": int(failed.group(1)) if failed else None}
+    res = {"tps": float(tps.group(1)), "latency_ms": float(lat.group(1)) if lat else None,
+           "failed": int(failed.group(1)) if failed else None}
+    if cpu_used is not None and done and int(done.group(1)):
+        # the proxy's own CPU per transaction: what the hop costs, whatever
+        # else shares the machine (TPS moves with the load, this far less)
+        res["cpu_us_per_tx"] = round(cpu_used * 1e6 / int(done.group(1)), 1)
+    return res
 
 
 load_before = os.getloadavg()
@@ -181,8 +197,11 @@ for workload in workloads:
             tps = [r["tps"] for r in runs if r["workload"] == workload and r["clients"] == c and r["target"] == t]
             lat = [r["latency_ms"] for r in runs if r["workload"] == workload and r["clients"] == c
                    and r["target"] == t and r["latency_ms"] is not None]
+            cpu = [r["cpu_us_per_tx"] for r in runs if r["workload"] == workload and r["clients"] == c
+                   and r["target"] == t and r.get("cpu_us_per_tx") is not None]
             row[t] = {"tps_median": statistics.median(tps) if tps else None,
-                      "tps_all": tps, "latency_ms_mean": statistics.mean(lat) if lat else None}
+                      "tps_all": tps, "latency_ms_mean": statistics.mean(lat) if lat else None,
+                      "cpu_us_per_tx_median": statistics.median(cpu) if cpu else None, "cpu_us_per_tx_all": cpu}
 
         def ratio(a, b):
             x = row.get(a, {}).get("tps_median")
@@ -211,16 +230,18 @@ def fmt(x, spec="%.0f"):
 
 
 lines = ["| workload | clients | pgtandem TPS | PgBouncer TPS | direct TPS | pgtandem/PgBouncer | "
-         "pgtandem/direct | PgBouncer/direct | latency ms (pgtandem / PgBouncer / direct) |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+         "pgtandem/direct | PgBouncer/direct | latency ms (pgtandem / PgBouncer / direct) | "
+         "proxy CPU µs per transaction (pgtandem / PgBouncer) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
 for r in summary:
     g = lambda t, k: r.get(t, {}).get(k)
-    lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s |" % (
+    lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s |" % (
         "select-only" if r["workload"] == "select" else "TPC-B-like", r["clients"],
         fmt(g("pgtandem", "tps_median")), fmt(g("pgbouncer", "tps_median")), fmt(g("direct", "tps_median")),
         fmt(r["pgtandem/pgbouncer"], "%.2f"), fmt(r["pgtandem/direct"], "%.2f"), fmt(r["pgbouncer/direct"], "%.2f"),
         fmt(g("pgtandem", "latency_ms_mean"), "%.3f"), fmt(g("pgbouncer", "latency_ms_mean"), "%.3f"),
-        fmt(g("direct", "latency_ms_mean"), "%.3f")))
+        fmt(g("direct", "latency_ms_mean"), "%.3f"),
+        fmt(g("pgtandem", "cpu_us_per_tx_median"), "%.1f"), fmt(g("pgbouncer", "cpu_us_per_tx_median"), "%.1f")))
 mlines = ["| proxy | idle connections | RSS before (kB) | RSS holding (kB) | bytes per connection |",
           "|---|---:|---:|---:|---:|"]
 for m in mem:
@@ -237,7 +258,9 @@ md = """# Proxy benchmark, %(date)s
 Machine: %(cpus)d CPUs, kernel %(kernel)s; %(postgres)s; %(pgbouncer)s.
 pgbench scale %(scale)d, query mode `%(query_mode)s`, %(rounds)d rounds x %(duration_s)d s per cell; the order
 of pgtandem / PgBouncer / direct rotates every round and the table shows the median TPS of the rounds and
-the mean of pgbench's average latency. Both proxies run in session mode and reach Postgres over TLS
+the mean of pgbench's average latency; the proxy's CPU per transaction is its user + system time
+(/proc/PID/stat) over the run divided by the transactions pgbench completed (median of the rounds).
+Both proxies run in session mode and reach Postgres over TLS
 (`sslmode=%(upstream_sslmode)s`); direct runs use the same sslmode, so the extra hop is the only difference.
 Clients reach the proxies over plain TCP on loopback. Everything (Postgres, proxies, pgbench) shares the
 same %(cpus)d CPUs, so at high client counts the proxies compete with Postgres for CPU. Load average

@@ -18,6 +18,8 @@
 #   PGT_TESTS           test files to run instead of all of tests/integration
 #   PGT_KEEP=1          keep the run's directory in /tmp (clusters, logs)
 #   PGT_IMAGE=0         without the container image tests
+#   PGT_RUN_SLOT=1      ports of their own for a second run at the same time
+#                       (another checkout's make test beside this one)
 #
 # The tests marked `image` (the container image, tests/integration/test_image.py)
 # run once, after both suites: the image builds its own binary, and its build
