@@ -38,15 +38,19 @@ def socket_inodes(pid):
     return inodes
 
 
-def inode_of_local_port(port):
-    """The inode of the live socket bound to this local port. A closed
-    connection that used the same port a moment ago may still be listed
-    (TIME_WAIT), with inode 0: it belongs to no process and is skipped."""
+def inode_of_connection(local_port, remote_port):
+    """The inode of the live socket from this local port to this remote
+    port. Linux hands the same ephemeral port to connections towards
+    different destinations, so the local port alone may name another
+    process's socket (on a busy machine it did). A closed connection that
+    used the same ports a moment ago may still be listed (TIME_WAIT), with
+    inode 0: it belongs to no process and is skipped."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] != "0":
+                if (int(cols[1].rsplit(":", 1)[1], 16) == local_port and int(cols[2].rsplit(":", 1)[1], 16) == remote_port
+                        and cols[9] != "0"):
                     return cols[9]
     return None
 
@@ -85,16 +89,20 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
 
         assert child_processes(p.proc.pid) == [], "the proxy started processes"
         assert command_lines_with(password) == [], "a command line carries the engine password"
-        def expand_socket():
-            """The proxy's socket of the expand's backend; a backend of an
-            attempt before this one may still be listed while it exits."""
+        def engine_sockets():
+            """The live sockets the engine role's backends are connected
+            from, when each is a socket of the proxy's own process. A
+            backend of an attempt before this one may still be listed while
+            it exits: its socket is gone (no live inode) and is skipped."""
             ports = e.sql("SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
                           " AND usename = %s AND state <> 'disabled'", (name,))
-            mine = socket_inodes(p.proc.pid)
-            found = [i for i in (inode_of_local_port(r[0]) for r in ports) if i and i in mine]
-            return found[0] if len(found) == 1 else None
-        inode = wait_for(expand_socket, WAIT, "the backend doing the expand, connected from the proxy's own process",
-                         detail=p.log_tail)
+            live = [i for i in (inode_of_connection(r[0], e.cluster.port) for r in ports) if i]
+            seen["ports"], seen["live"], seen["mine"] = ports, live, socket_inodes(p.proc.pid)
+            return live if live and all(i in seen["mine"] for i in live) else None
+        seen = {}
+        inodes = wait_for(engine_sockets, WAIT, "the backends doing the expand, connected from the proxy's own process",
+                          detail=lambda: "%r\n%s" % ({k: v for k, v in seen.items() if k != "mine"}, p.log_tail()))
+        inode = ", ".join(inodes)
         threads = len(os.listdir("/proc/%d/task" % p.proc.pid))
         print("expand blocked: proxy pid %d, %d threads, no children; the expand's backend talks to socket %s of"
               " the proxy" % (p.proc.pid, threads, inode))

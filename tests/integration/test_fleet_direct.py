@@ -81,7 +81,7 @@ def test_participants_learn_of_the_hold_and_its_release_on_the_peer_port(cluster
         slow_uri = ["postgresql://postgres:postgres@127.0.0.1:%d/%s?sslmode=require" % (f.port, legacy_db)
                     for f in slow]
         proxies = make_fleet(proxy_factory, cluster, legacy_db,
-                             {0: {"engine_db": slow_uri[0]}, 2: {"engine_db": slow_uri[1]}})
+                             extra={0: {"engine_db": slow_uri[0]}, 2: {"engine_db": slow_uri[1]}})
         start_migration(proxies[1])
         for p in proxies:
             wait_phase(p, "active")
@@ -126,7 +126,7 @@ def test_cutover_through_the_database_when_the_peer_path_is_broken(cluster, prox
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(16)
     try:
-        proxies = make_fleet(proxy_factory, cluster, legacy_db, {0: {"args": ["--peer-listen", "off"]}})
+        proxies = make_fleet(proxy_factory, cluster, legacy_db, extra={0: {"args": ["--peer-listen", "off"]}})
         assert status(proxies[0])["peer_address"] is None
         scalar(cluster, legacy_db, "UPDATE pgtandem.proxies SET peer = '127.0.0.1:%d' WHERE id = '%s'" % (
             blackhole.getsockname()[1], fleet_id(proxies[2])))

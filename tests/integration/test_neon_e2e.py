@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from support import (admin_url, assert_new_shape, assert_terminated_on_the_wire, BIN, check_data, complete_via,
-                     current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, live_members, old_release_left,
+                     current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, old_release_left,
                      pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, UNIFY, Upstream,
                      version_options, VSCHEMA, wait_for, wait_phase)
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
@@ -72,11 +72,7 @@ def finish_start(proc, proxy, path, timeout=120):
 
 
 def fleet_of(proxy_factory, cluster, dbname, upstream, n):
-    proxies = [fleet_proxy(proxy_factory, cluster, dbname, LEASE_MS, upstream) for _ in range(n)]
-    want = sorted("127.0.0.1:%d" % p.port for p in proxies)
-    for p in proxies:
-        wait_for(lambda p=p: live_members(p) == want, 30, "fleet of %d seen by %d" % (n, p.port))
-    return proxies
+    return make_fleet(proxy_factory, cluster, dbname, n, upstream=upstream)
 
 
 def session_pids(proxy):

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from support import (CANCEL_CODE, LIBPQ_CLIENT, pg_read_message, pg_read_until, pg_startup_packet, run_pgtandem,
-                     tagged, TOP, wait_statement)
+                     tagged, TOP, wait_for, wait_statement)
 
 pytestmark = pytest.mark.usefixtures("built")
 
@@ -198,12 +198,9 @@ def test_dbd_pg_async_cancel(relay):
 def wait_until_running(cluster, pid, text, timeout=10.0):
     """Polls pg_stat_activity until backend `pid` runs a statement
     containing `text`, so a cancel is sent while it is in flight."""
-    deadline = time.monotonic() + timeout
     sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' AND query LIKE '%%%s%%'" % (
         pid, text.replace("'", "''"))
-    while cluster.psql(sql) != "1":
-        assert time.monotonic() < deadline, "backend %d never ran %r" % (pid, text)
-        time.sleep(0.02)
+    wait_for(lambda: cluster.psql(sql) == "1", timeout, "backend %d to run %r" % (pid, text), interval=0.02)
 
 
 class HoldingFront:
