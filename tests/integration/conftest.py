@@ -166,7 +166,7 @@ def needs_proxy():
         pytest.skip("needs the proxy (PGT_RELAY_DIRECT=1)")
 
 
-# A Neon-like upstream (support/neonfront.py): random 32-bit backend keys,
+# A Neon-like upstream (neonfront.py): random 32-bit backend keys,
 # SNI or options endpoint= required, suspend with 57P01, a connection cap.
 # `upstream` runs a test against plain Postgres and against the front.
 

@@ -264,7 +264,6 @@ def test_failed_batch_error_names_the_row_and_the_expression(env):
     assert str(BAD_ID) in err and "val::integer" in err, "error does not name the row/expression: %r" % err
 
 
-
 def test_failed_batch_stays_failed_while_the_fleet_polls(env):
     """The state row still says `backfilling` after the proxy's own batch
     failed. The fleet's poll (every quarter lease) must not read that as

@@ -31,18 +31,14 @@ import pytest
 
 from support import (admin_url, assert_new_shape, assert_terminated_on_the_wire, BIN, check_data, complete_via,
                      current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, old_release_left,
-                     pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, UNIFY, Upstream,
-                     version_options, VSCHEMA, wait_for, wait_phase)
+                     pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, u32, UNIFY,
+                     Upstream, version_options, VSCHEMA, wait_for, wait_phase)
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 
 HIGH = 1 << 31
 LEASE_MS = 2000
 FENCE_BOUND_S = 2 * LEASE_MS / 1000.0
 HEARTBEAT_GRACE_S = 2.0   # a session younger than this may not be in a heartbeat yet
-
-
-def u32(pid):
-    return pid & 0xFFFFFFFF
 
 
 def migration_file(**backfill):

@@ -23,17 +23,13 @@ import pytest
 
 from support import (admin_url, assert_terminated_on_the_wire, CANCEL_CODE, pg_error_fields, pg_raw_session,
                      pg_read_message, pg_read_until, pg_simple_query, pg_startup_packet, Proxy, psql, raise_nofile,
-                     result_columns, run_pgtandem, scalar, SSL_REQUEST, start_migration, version_options, wait_for)
+                     result_columns, run_pgtandem, scalar, SSL_REQUEST, start_migration, u32, version_options,
+                     wait_for)
 from neonfront import COMPUTE_DOWN_MSG, NO_ENDPOINT_MSG, TERMINATED_MSG, neon_uri
 
 HIGH = 1 << 31
 CONNECT_BOUND_S = 5.0
 CANCEL_BOUND_S = 3.0
-
-
-def u32(pid):
-    """libpq's PQbackendPID is a C int: a pid >= 2^31 comes back negative."""
-    return pid & 0xFFFFFFFF
 
 
 def wait_active(cluster, query, n=1, timeout=10.0):

@@ -21,12 +21,10 @@ import time
 
 import pytest
 
-from support import (CANCEL_CODE, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
-                     pg_startup_packet, run_pgtandem, tagged, wait_for, wait_log, wait_statement)
+from support import (CANCEL_CODE, free_port, login_with_key, pg_error_fields, pg_read_message, pg_simple_query,
+                     pg_startup_packet, run_pgtandem, start_query, tagged, wait_for, wait_log, wait_statement)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
-
-
 
 
 def host_port(address):
@@ -38,19 +36,6 @@ def peer_address(proxy):
     code, status = proxy.admin("GET", "/status")
     assert code == 200, status
     return status.get("peer_address")
-
-
-def login_with_key(port, user="trustuser", database="appdb"):
-    """A raw session (trust auth, no TLS) ready for query, and its
-    BackendKeyData (pid, key)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(pg_startup_packet(user, database))
-    msgs = pg_read_until(s)
-    assert msgs[-1][0] == b"Z", msgs[-3:]
-    keys = [p for t, p in msgs if t == b"K"]
-    assert len(keys) == 1, msgs
-    pid, key = struct.unpack("!II", keys[0])
-    return s, pid, key
 
 
 def cancel_request(pid, key):
@@ -71,11 +56,6 @@ def send_and_expect_close(address, data, timeout=5.0):
             return True
         except socket.timeout:
             return False
-
-
-def start_query(sock, sql):
-    body = sql.encode() + b"\0"
-    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
 
 
 def read_result(sock, timeout):

@@ -45,7 +45,6 @@ def wait_port(port, timeout=15.0, proc=None):
     raise RuntimeError("port %d did not open" % port)
 
 
-
 def wait_log(proc, text, timeout=10.0, count=1):
     """Waits until the log of `proc` (a Proxy) has `text` at least `count`
     times; returns the log."""

@@ -12,7 +12,8 @@ import time
 
 __all__ = ["SSL_REQUEST", "CANCEL_CODE", "pg_startup_packet", "recv_exact", "parse_startup", "pg_read_message",
            "pg_error_fields", "assert_terminated_on_the_wire", "pg_read_until", "scram_exchange", "pg_login",
-           "pg_raw_session", "pg_simple_query", "query_outcome", "pg_tls_socket"]
+           "pg_raw_session", "login_with_key", "start_query", "pg_simple_query", "query_outcome", "pg_tls_socket",
+           "u32"]
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
@@ -145,6 +146,30 @@ def pg_raw_session(port, user="trustuser", database="appdb", host="127.0.0.1", t
         s.close()
         raise RuntimeError("login failed: %r" % (pg_error_fields(p) if t == b"E" else msgs[-3:]))
     return s
+
+
+def login_with_key(port, user="trustuser", database="appdb"):
+    """A raw session (trust auth, no TLS) ready for query, and its
+    BackendKeyData: (socket, pid, key)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(pg_startup_packet(user, database))
+    msgs = pg_read_until(s)
+    assert msgs[-1][0] == b"Z", msgs[-3:]
+    keys = [p for t, p in msgs if t == b"K"]
+    assert len(keys) == 1, msgs
+    pid, key = struct.unpack("!II", keys[0])
+    return s, pid, key
+
+
+def start_query(sock, sql):
+    """Sends a simple Query and reads nothing (to cancel it, or to read later)."""
+    body = sql.encode() + b"\0"
+    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
+
+
+def u32(pid):
+    """libpq's PQbackendPID is a C int: a pid >= 2^31 comes back negative."""
+    return pid & 0xFFFFFFFF
 
 
 def pg_simple_query(sock, sql, timeout=10.0):
