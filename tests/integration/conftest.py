@@ -218,4 +218,3 @@ def upstream_relay(upstream, cluster, proxy_factory):
             pytest.skip("direct runs go to the cluster itself")
         return DirectTarget(cluster)
     return proxy_factory(upstream=upstream.uri)
-

@@ -409,4 +409,3 @@ def test_engine_step_starts_no_process_and_leaks_no_password_nor_body(cluster, p
         assert cur.get("phase") != "expanding", cur
     finally:
         cluster.psql("DROP ROLE IF EXISTS %s" % role, check=False)
-

@@ -527,4 +527,3 @@ def exercise_rename(db, model, base=0):
         assert_rows(read_rows(c, "t", ["a", "n"]), model, "base table")
     assert table_columns(db, "t") == ["id", "a", "n"]
     assert app_sql(db, "SELECT count(*) FROM t") == [(len(model),)]
-
