@@ -56,7 +56,8 @@ MAX_MS = None
 
 def unflagged_settings():
     """{scope: [(name, type, min, max, default, reloadable, unit, help)]} of the
-    SETTINGS entries without a flag."""
+    SETTINGS entries without a flag (each row ends in its field, such as
+    THROTTLE_FIELD(target_ms, 1), or NO_FIELD)."""
     global MAX_MS
     with open(os.path.join(TOP, "proxy/base/settings.c")) as f:
         src = f.read()
@@ -64,7 +65,7 @@ def unflagged_settings():
     table = src[src.index("const struct setting SETTINGS[]"):]
     table = table[:table.index("{NULL, NULL")]
     entry = re.compile(r'\{"(\w+)",\s*NULL,\s*SETTING_(\w+),\s*([^,]+),\s*([^,]+),\s*([^,]+),\s*(\d),\s*'
-                       r'SETTING_(\w+),\s*"([^"]*)",\s*"((?:[^"\\]|\\.)*)"\}')
+                       r'SETTING_(\w+),\s*"([^"]*)",\s*"((?:[^"\\]|\\.)*)",\s*\w+(?:\([^)]*\))?\}')
     out = {}
     for m in entry.finditer(table):
         name, kind, lo, hi, default, reload, scope, unit, text = m.groups()

@@ -25,45 +25,6 @@ static void set_str(char **slot, const char *value)
     *slot = value ? strdup(value) : NULL;
 }
 
-/* The numeric settings, already validated against the settings table. */
-static void config_set_number(struct config *cfg, const struct setting *st, double v)
-{
-    if (!strcmp(st->name, "max_message_bytes"))
-        cfg->max_message_bytes = (uint32_t)v;
-    else if (!strcmp(st->name, "buffer_bytes"))
-        cfg->buffer_bytes = (size_t)v;
-    else if (!strcmp(st->name, "shutdown_timeout_s"))
-        cfg->shutdown_timeout_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "client_login_timeout_s"))
-        cfg->client_login_timeout_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "cancel_wait_timeout_s"))
-        cfg->cancel_wait_timeout_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "source_failures_per_s"))
-        cfg->source_failures_per_s = (int)v;
-    else if (!strcmp(st->name, "admin_request_timeout_s"))
-        cfg->admin_request_timeout_s = (int)v;
-    else if (!strcmp(st->name, "fleet_lease_ms"))
-        cfg->fleet_lease_ms = (int)v;
-    else if (!strcmp(st->name, "pool_size"))
-        cfg->pool_size = (int)v;
-    else if (!strcmp(st->name, "max_client_conn"))
-        cfg->max_client_conn = (int)v;
-    else if (!strcmp(st->name, "max_db_connections"))
-        cfg->max_db_connections = (int)v;
-    else if (!strcmp(st->name, "query_wait_timeout_s"))
-        cfg->query_wait_timeout_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "server_idle_timeout_s"))
-        cfg->server_idle_timeout_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "server_lifetime_s"))
-        cfg->server_lifetime_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "server_login_retry_s"))
-        cfg->server_login_retry_ms = (int)v * 1000;
-    else if (!strcmp(st->name, "max_prepared_statements"))
-        cfg->max_prepared_statements = (int)v;
-    else if (!strcmp(st->name, "auth_query_cache_s"))
-        cfg->auth_query_cache_ms = (int)v * 1000;
-}
-
 void config_init(struct config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -71,9 +32,7 @@ void config_init(struct config *cfg)
     cfg->listen_port = DEFAULT_LISTEN_PORT;
     set_str(&cfg->admin_host, "127.0.0.1");
     cfg->admin_port = DEFAULT_ADMIN_PORT;
-    for (const struct setting *st = SETTINGS; st->name; st++)
-        if (st->scope == SETTING_PROXY)
-            config_set_number(cfg, st, st->def);
+    settings_defaults(SETTING_PROXY, cfg);
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->upstream_tls = UPSTREAM_TLS_REQUIRE;
 }
@@ -591,7 +550,7 @@ static int take_setting(struct config *cfg, struct file_ctx *fc, json_t *v, cons
     char why[256];
     if (setting_from_json(st, v, &value, why, sizeof why) != 0)
         return key_error(fc, st->name, why);
-    config_set_number(cfg, st, value);
+    setting_store(st, cfg, value);
     return 0;
 }
 
@@ -683,7 +642,7 @@ static int apply_text_key(struct config *cfg, const char *key, const char *v, ch
         double value;
         if (setting_from_text(st, v, &value, why, whylen) != 0)
             return -1;
-        config_set_number(cfg, st, value);
+        setting_store(st, cfg, value);
         return 0;
     }
     const struct config_option *o = option_by_key(key);
@@ -764,7 +723,7 @@ static int apply_flag(struct config *cfg, const char *flag, const char *v, char 
         snprintf(err, errlen, "%s: %s", flag, st ? why : "unknown option");
         return -1;
     }
-    config_set_number(cfg, st, value);
+    setting_store(st, cfg, value);
     return 0;
 }
 
