@@ -17,9 +17,8 @@ import threading
 import psycopg
 import pytest
 
-from conftest import PROMTOOL, TOP, Scrape, pg_raw_session, promtool_check, query_outcome, run_pgtandem, wait_for
-from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
-from test_fleet import fleet_proxy
+from support import (fleet_proxy, NAME, pg_raw_session, PROMTOOL, promtool_check, query_outcome, run_pgtandem,
+                     Scrape, TOP, UNIFY, wait_for)
 
 LEASE_MS = 2000
 ALERTS = os.path.join(TOP, "config", "prometheus", "alerts.yml")
