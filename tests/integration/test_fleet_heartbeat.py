@@ -18,9 +18,7 @@ import time
 
 import psycopg
 
-from conftest import pg_raw_session, query_outcome
-from test_cutover_e2e import legacy_db, start_migration, wait_until  # noqa: F401
-from test_fleet import db_uri, fleet_proxy, status, wait_phase
+from support import db_uri, fleet_proxy, pg_raw_session, query_outcome, start_migration, status, wait_for, wait_phase
 
 LEASE_MS = 2000
 FENCE_BOUND_MS = 2 * LEASE_MS
@@ -67,8 +65,8 @@ def test_locked_proxies_rows_neither_fence_nor_drop_the_proxy_from_the_fleet(clu
     p, other = fleet_proxy(proxy_factory, cluster, legacy_db), fleet_proxy(proxy_factory, cluster, legacy_db)
     start_migration(p)
     wait_phase(other, "active")
-    wait_until("both proxies live in both views", lambda: all(
-        sum(1 for m in status(x)["fleet"]["members"] if m.get("live")) == 2 for x in (p, other)), timeout=20)
+    wait_for(lambda: all(sum(1 for m in status(x)["fleet"]["members"] if m.get("live")) == 2 for x in (p, other)),
+             20, "both proxies live in both views")
     stop, calls, errors, slowest = threading.Event(), [], [], []
     clients = run_clients(p, legacy_db, stop, calls, errors, slowest)
     locked = threading.Event()
@@ -112,7 +110,7 @@ def test_a_lease_that_cannot_be_renewed_still_fences_within_its_bound(cluster, p
     try:
         assert locked.wait(10)
         t0 = time.time()
-        wait_until("fenced", lambda: status(p)["hold"]["fenced"], timeout=LEASE_MS / 1000.0 + 2)
+        wait_for(lambda: status(p)["hold"]["fenced"], LEASE_MS / 1000.0 + 2, "fenced")
         fenced_after = time.time() - t0
         what, fields, took = query_outcome(held, "SELECT 1", FENCE_BOUND_MS / 1000.0 + 5)
         assert what == "error" and fields["C"] == "57P01", (what, fields, took)
@@ -121,4 +119,4 @@ def test_a_lease_that_cannot_be_renewed_still_fences_within_its_bound(cluster, p
     finally:
         locker.join()
         held.close()
-    wait_until("fence lifted", lambda: not status(p)["hold"]["fenced"], timeout=10)
+    wait_for(lambda: not status(p)["hold"]["fenced"], 10, "fence lifted")
