@@ -121,8 +121,9 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 # (tests/check_layers.py) and
 # no comment naming a file that does not exist (tests/check_comment_paths.py),
 # no status word spelled outside engine/migration_lifecycle.c
-# (tests/check_status_words.py), and no call cycle among online/'s files nor
-# include cycle among the headers (tests/check_call_cycles.py).
+# (tests/check_status_words.py), no call cycle among online/'s files nor
+# include cycle among the headers (tests/check_call_cycles.py), and
+# no integration test keeping a local copy of a shared helper (tests/check_test_helpers.py).
 # compile_commands.json is written for editors and clang tools.
 LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
@@ -134,6 +135,7 @@ lint: deps compile_commands.json
 	/usr/bin/python3 tests/check_comment_paths.py
 	/usr/bin/python3 tests/check_status_words.py
 	/usr/bin/python3 tests/check_call_cycles.py
+	/usr/bin/python3 tests/check_test_helpers.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
 	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
 	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy
