@@ -4,11 +4,12 @@
   milliseconds and wait on the rows a backfill batch holds: each reads a
   row the backfill has yet to write FOR SHARE) and a backfill allowed
   200 ms batches, under the default budget: the proxy measures the app's
-  p99 without the backfill, the budget engages (status, /metrics and the log say so), the
-  app's p99 measured by this test while the backfill runs stays within the
-  budget of the baseline the proxy reported (with slack for the one
-  window the budget needs to react), the backfill finishes, every row has
-  new == up(old), and every write of the app is there;
+  p99 without the backfill, the budget engages (status, /metrics and the
+  log say so), the app's p99 measured by this test while the backfill
+  runs stays within the budget of the baseline the proxy reported (with
+  slack for the one window the budget needs to react), the backfill
+  finishes, every row has new == up(old), and every write of the app is
+  there;
 - a budget the app cannot be kept within (an absolute limit under its own
   baseline): the backfill says it is starved, with the rate it gets, and
   goes on; widened live, it is released and finishes.
@@ -18,8 +19,8 @@ Shown to fail without the budget (the first test with app_p99_budget set to
 against a baseline of 9.7 ms and the 34.1 ms the test allows. Before the
 app read rows FOR SHARE it updated only its hot rows, which its own writes
 (through the tandem triggers) had already carried, so the batches skipped
-them and unthrottled its p99 stayed at its baseline (10.5 ms against 10.7 ms): the
-test could not fail."""
+them and unthrottled its p99 stayed at its baseline (10.5 ms against
+10.7 ms): the test could not fail."""
 import json
 import random
 import threading
