@@ -119,7 +119,8 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 # analyzer (the clang static analyzer's core, unix and deadcode checkers),
 # shellcheck, the layer rule of proxy/*/README.md over proxy/ and include/
 # (tests/check_layers.py) and
-# no comment naming a file that does not exist (tests/check_comment_paths.py).
+# no comment naming a file that does not exist (tests/check_comment_paths.py),
+# no integration test keeping a local copy of a shared helper (tests/check_test_helpers.py).
 # compile_commands.json is written for editors and clang tools.
 LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang-analyzer-optin.performance.Padding
@@ -129,6 +130,7 @@ lint: deps compile_commands.json
 	shellcheck -S warning tests/*.sh tests/image/*.sh docker/*.sh bench/*.sh .ci/run
 	/usr/bin/python3 tests/check_layers.py
 	/usr/bin/python3 tests/check_comment_paths.py
+	/usr/bin/python3 tests/check_test_helpers.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
 	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
 	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy

@@ -49,10 +49,21 @@
  * lock first. Caller frees; NULL when out of memory. */
 char *mig_state_schema_sql(void);
 
+/* When the proxy of row `alias` of pgtandem.proxies last renewed its lease:
+ * its row in pgtandem.fleet_leases, which only that proxy writes, so that a
+ * lock an operator holds on pgtandem.proxies delays no renewal (a proxy of
+ * a release before that table has no row there: its heartbeat_at counts). */
+#define MIG_PROXY_RENEWED_AT(alias)                                                                         \
+    "coalesce((SELECT l.renewed_at FROM pgtandem.fleet_leases l WHERE l.id = " alias ".id), " alias          \
+    ".heartbeat_at)"
+
 /* -> one row: a JSON array of the proxies whose lease is current ({id,
  * listen, admin, sessions, heartbeat_age_ms}), newest first;
  * an empty array when there is no fleet table. For the CLI. */
 extern const char MIG_STATE_FLEET_SQL[];
+/* The same where no proxy has made pgtandem.fleet_leases yet (42P01 from
+ * the one above): only releases before it are registered. */
+extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
 
 /* Every change of a migration's status is announced at its commit on
  * channel pgtandem_migrations ("name status"), so every proxy of the fleet

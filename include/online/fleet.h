@@ -2,7 +2,12 @@
  * database (schema pgtandem), with no consensus of our own.
  *
  * Each proxy with an engine connection registers a row in
- * pgtandem.proxies and renews it (its heartbeat) several times per lease.
+ * pgtandem.proxies and a lease in pgtandem.fleet_leases, and renews the
+ * lease several times per lease (its heartbeat) with a statement that
+ * touches nothing else, so that a lock on pgtandem.proxies (an operator's
+ * SELECT ... FOR UPDATE) neither delays a renewal nor fences anyone; the
+ * rest of the heartbeat writes its proxies row only when no one else holds
+ * it (doc/operators-guide.md, "A lock on pgtandem.proxies is not an outage").
  * It LISTENs for changes of the migrations' status and for the cutover's
  * hold/ack/release messages, and polls the same tables with every
  * heartbeat in case a notification was lost (a reconnect, a restart).
@@ -115,7 +120,7 @@ struct json_t *fleet_status_json(const struct fleet *f);
 struct fleet_metrics {
     int connected;                  /* the fleet's connection is up */
     double lease_s;                 /* the lease */
-    double lease_age_s;             /* since the heartbeat that last renewed it was sent (-1: never) */
+    double lease_age_s;             /* since the renewal that last renewed it was sent (-1: never) */
     unsigned long long heartbeat_failures; /* heartbeats due that did not renew the lease */
     size_t members, bypassing;      /* as of the last heartbeat */
     /* holds served as a participant, by how they were learnt of and how

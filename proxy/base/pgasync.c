@@ -100,12 +100,18 @@ PGconn *pgconn_open(const char *uri, const char *pg_options, const char *app_nam
     return conn;
 }
 
-/* NOTICEs ("drop cascades to ...") belong in the log, not on stderr raw. */
+/* NOTICEs ("drop cascades to ...") belong in the log, not on stderr raw;
+ * those our own SQL raises ("pgtandem: ...", the contract's step timings)
+ * at info. */
 static void log_notice(void *arg, const char *message)
 {
     (void)arg;
     size_t n = strlen(message);
-    log_debug("engine connection: %.*s", (int)(n && message[n - 1] == '\n' ? n - 1 : n), message);
+    int len = (int)(n && message[n - 1] == '\n' ? n - 1 : n);
+    if (strstr(message, "NOTICE:  pgtandem: ") == message)
+        log_info("engine connection: %.*s", len, message);
+    else
+        log_debug("engine connection: %.*s", len, message);
 }
 
 void pgasync_init(struct pgasync *a, struct event_base *base)

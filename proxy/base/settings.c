@@ -37,7 +37,7 @@ const struct setting SETTINGS[] = {
      "an admin API request must arrive whole within it",
      CONFIG_FIELD(admin_request_timeout_s, 1)},
     {"fleet_lease_ms", "--fleet-lease-ms", SETTING_INT, 300, 600000, 3000, 0, SETTING_PROXY, "ms",
-     "a proxy that has not renewed its row in pgtandem.proxies for this long is out of the fleet",
+     "a proxy that has not renewed its lease (pgtandem.fleet_leases) for this long is out of the fleet",
      CONFIG_FIELD(fleet_lease_ms, 1)},
     /* transaction pooling (pool_mode "transaction"); max_client_conn holds in both modes */
     {"pool_size", "--pool-size", SETTING_INT, 1, 10000, 20, 0, SETTING_PROXY, "server connections",

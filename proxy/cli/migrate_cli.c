@@ -825,6 +825,11 @@ static json_t *live_proxies(const char *db)
 {
     PGconn *conn = PQconnectdb(db);
     PGresult *r = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, MIG_STATE_FLEET_SQL) : NULL;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && !strcmp(state, "42P01")) {
+        PQclear(r);
+        r = PQexec(conn, MIG_STATE_FLEET_BEFORE_LEASES_SQL);
+    }
     json_t *list = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
                        ? json_loads(PQgetvalue(r, 0, 0), 0, NULL)
                        : NULL;

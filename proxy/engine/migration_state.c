@@ -11,7 +11,8 @@
 
 
 /* The fleet's tables live beside the migrations': pgtandem.proxies (one
- * row per proxy, renewed by its heartbeat) and pgtandem.fleet_holds (one row
+ * row per proxy, what it is and what it serves), pgtandem.fleet_leases
+ * (one row per proxy, its lease, renewed by its heartbeat) and pgtandem.fleet_holds (one row
  * per fleet-wide hold of a cutover; see fleet.h). The status column's check
  * lists the statuses of migration_lifecycle.h; a state schema made before
  * one of them existed gets the wider check once ('switched' came with
@@ -69,6 +70,7 @@ char *mig_state_schema_sql(void)
         "DO $key$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
         "  AND attname = 'peer_key' AND NOT attisdropped) THEN"
         "  ALTER TABLE pgtandem.proxies ADD COLUMN peer_key text; END IF; END $key$;"
+        "CREATE TABLE IF NOT EXISTS pgtandem.fleet_leases (id text PRIMARY KEY, renewed_at timestamptz NOT NULL);"
         "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
         "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
         "  drain_ms int NOT NULL, hold_ms int NOT NULL,"
@@ -77,12 +79,15 @@ char *mig_state_schema_sql(void)
     return mig_str_take(&s);
 }
 
-const char MIG_STATE_FLEET_SQL[] =
-    "SELECT CASE WHEN to_regclass('pgtandem.proxies') IS NULL THEN '[]'::json ELSE"
-    " (SELECT coalesce(json_agg(json_build_object('id', id, 'listen', listen, 'admin', admin, 'sessions', sessions,"
-    "   'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - heartbeat_at) * 1000)::int)"
-    "   ORDER BY heartbeat_at DESC), '[]') FROM pgtandem.proxies"
-    "   WHERE heartbeat_at > clock_timestamp() - make_interval(secs => lease_ms / 1000.0)) END";
+#define FLEET_LIVE_SQL(renewed_at)                                                                          \
+    "SELECT CASE WHEN to_regclass('pgtandem.proxies') IS NULL THEN '[]'::json ELSE"                        \
+    " (SELECT coalesce(json_agg(json_build_object('id', id, 'listen', listen, 'admin', admin, 'sessions', sessions," \
+    "   'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - r.at) * 1000)::int)"                   \
+    "   ORDER BY r.at DESC), '[]') FROM pgtandem.proxies p, LATERAL (SELECT " renewed_at " AS at) r"       \
+    "   WHERE r.at > clock_timestamp() - make_interval(secs => p.lease_ms / 1000.0)) END"
+
+const char MIG_STATE_FLEET_SQL[] = FLEET_LIVE_SQL(MIG_PROXY_RENEWED_AT("p"));
+const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[] = FLEET_LIVE_SQL("p.heartbeat_at");
 
 const char MIG_STATE_LOAD_SQL[] =
     "SELECT plan, status, migration, throttle::text, error,"

@@ -180,6 +180,10 @@ static void release(struct cutover *c, enum fleet_outcome outcome)
         return;
     c->holding = 0;
     relay_forget(c->relay, c);
+    /* A COMMIT whose answer was lost may have committed: statements are
+     * prepared again, which costs nothing but time if it did not. */
+    if (outcome == FLEET_UNKNOWN)
+        c->rep.reprepared += relay_reprepare(c->relay);
     struct relay_hold_stats st;
     relay_release(c->relay, &st);
     account_hold(c, &st);

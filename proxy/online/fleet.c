@@ -38,7 +38,8 @@
 enum fleet_link { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_REGISTERING, LINK_UP };
 
 /* What waits for the connection, most urgent first. */
-enum fleet_job { JOB_LEAVE, JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_ACK_CHECK, JOB_HEARTBEAT, NJOBS };
+enum fleet_job { JOB_LEAVE, JOB_RELEASE, JOB_ABANDON, JOB_ACK, JOB_HOLD, JOB_LEASE, JOB_ACK_CHECK, JOB_HEARTBEAT,
+                 NJOBS };
 
 /* How a proxy learnt of a hold, an acknowledgement or a release first. */
 enum fleet_via { VIA_DATABASE, VIA_PEER, VIA_SELF, NVIA };
@@ -56,6 +57,7 @@ struct coordinator_hold {
     char missing[512];        /* proxies that have not acknowledged */
     json_t *expected;         /* ids live when the hold began, not yet acknowledged */
     int acks[NVIA];           /* acknowledgements counted, by how they came */
+    uint64_t written_us;      /* when the hold's row was known written */
     fleet_announced_fn announced;
     fleet_held_fn done;
     void *ctx;
@@ -77,6 +79,7 @@ struct participant_hold {
     struct event *deadline;
     int abandoning;           /* closing it ourselves (JOB_ABANDON sent) */
     enum fleet_via learned;   /* how we first heard of it */
+    uint64_t learned_us, drained_us, acked_us; /* its steps, for the log line at its end (0: not reached) */
     char coordinator[96];
     long long acking;         /* the epoch of the acknowledgement in flight (0: none) */
     long long next_epoch;     /* a newer hold that waits for this one to close (0: none) */
@@ -104,10 +107,10 @@ struct fleet {
     int reconnects;
     unsigned jobs;                   /* bit per enum fleet_job */
     struct event *heartbeat_timer, *reconnect_timer;
-    uint64_t heartbeat_sent_us;
-    uint64_t renewed_us;             /* sent time of the heartbeat that last renewed the lease; 0: none */
+    uint64_t lease_sent_us;          /* when the lease's renewal in flight (or the last one) was sent */
+    uint64_t renewed_us;             /* sent time of the renewal that last renewed the lease; 0: none */
     unsigned long long heartbeat_failures; /* counted when the next one is due (heartbeat_cb) */
-    int heartbeat_answered_ok;       /* the last heartbeat sent was answered as it should be */
+    int heartbeat_answered_ok;       /* the last renewal sent was answered as it should be */
     json_t *members, *bypassing;     /* as of the last heartbeat */
     char migration[128], status[32]; /* the most recent migration */
     pgasync_done_fn handler;         /* of the statement in flight */
@@ -131,26 +134,33 @@ static const char SETUP_SQL_TAIL[] =
     " SET client_connection_check_interval = '1s';"
     " LISTEN " CHANNEL_MIGRATIONS "; LISTEN " CHANNEL_FLEET;
 
+/* A proxy's lease is its row in pgtandem.fleet_leases (migration_state.h):
+ * renewed by a statement that reads and locks nothing else, so that a lock
+ * on pgtandem.proxies (an operator's SELECT ... FOR UPDATE) delays no
+ * renewal, and no proxy fences its clients for a lease it still holds. */
+#define RENEWED_AT(alias) MIG_PROXY_RENEWED_AT(alias)
+#define LIVE(alias, param) \
+    RENEWED_AT(alias) " > clock_timestamp() - make_interval(secs => " param "::int / 1000.0)"
+
 /* The slot (1..63) goes into cancel keys; a live proxy keeps its own, a
  * restarted one gets the smallest free. Rows dead for long are dropped. */
 static const char REGISTER_SQL[] =
-    "WITH gc AS (DELETE FROM pgtandem.proxies WHERE heartbeat_at < clock_timestamp()"
-    "            - make_interval(secs => greatest(60, $7::int / 100.0)) AND id <> $1),"
+    "WITH gc AS (DELETE FROM pgtandem.proxies p WHERE " RENEWED_AT("p") " < clock_timestamp()"
+    "            - make_interval(secs => greatest(60, $7::int / 100.0)) AND id <> $1 RETURNING id),"
+    " gc_leases AS (DELETE FROM pgtandem.fleet_leases WHERE id IN (SELECT id FROM gc)),"
+    " lease AS (INSERT INTO pgtandem.fleet_leases (id, renewed_at) VALUES ($1, clock_timestamp())"
+    "           ON CONFLICT (id) DO UPDATE SET renewed_at = EXCLUDED.renewed_at),"
     " free AS (SELECT min(s) AS slot FROM generate_series(1, 63) s WHERE s NOT IN"
-    "          (SELECT slot FROM pgtandem.proxies WHERE id <> $1"
-    "            AND heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0)))"
+    "          (SELECT slot FROM pgtandem.proxies q WHERE id <> $1 AND " LIVE("q", "$7") "))"
     " INSERT INTO pgtandem.proxies AS p (id, slot, host, listen, admin, version, pid, started_at, heartbeat_at,"
     "                                  lease_ms, peer, peer_key)"
     " SELECT $1, coalesce(free.slot, 0), $2, $3, $4, $5, $6::int, clock_timestamp(), clock_timestamp(), $7::int,"
     "        nullif($8, ''), nullif($9, '') FROM free"
     " ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp(), listen = EXCLUDED.listen, peer = EXCLUDED.peer,"
     "   peer_key = EXCLUDED.peer_key, admin = EXCLUDED.admin, slot = CASE WHEN p.slot IN (SELECT slot FROM pgtandem.proxies q WHERE q.id <> $1"
-    "     AND q.heartbeat_at > clock_timestamp() - make_interval(secs => $7::int / 1000.0))"
+    "     AND " LIVE("q", "$7") ")"
     "     THEN EXCLUDED.slot ELSE p.slot END"
     " RETURNING slot";
-
-#define LIVE(alias, param) \
-    alias ".heartbeat_at > clock_timestamp() - make_interval(secs => " param "::int / 1000.0)"
 
 /* Client backends on this database that no live proxy claims; pgtandem's
  * own connections name themselves "pgtandem ..." and are left out. */
@@ -179,13 +189,26 @@ static const char REGISTER_SQL[] =
 
 const char FLEET_BYPASSING_SQL[] = BYPASSING_SELECT("$1::text[]", "$2");
 
+/* The lease's renewal: our row of pgtandem.fleet_leases and nothing else. */
+static const char LEASE_SQL[] =
+    "INSERT INTO pgtandem.fleet_leases (id, renewed_at) VALUES ($1, clock_timestamp())"
+    " ON CONFLICT (id) DO UPDATE SET renewed_at = EXCLUDED.renewed_at";
+
+/* The heartbeat's bookkeeping, after the renewal: what this proxy serves
+ * goes into its row unless someone else holds that row locked (it is
+ * written again at the next heartbeat; until then the fleet sees the
+ * older list, and a session missing from it can only look like one that
+ * bypasses the fleet, which stops a cutover rather than lets one through);
+ * the fleet, the migration and the newest hold are read. */
 static const char HEARTBEAT_SQL[] =
-    "WITH hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
-    "            backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint) WHERE id = $1 RETURNING id)"
-    " SELECT (SELECT count(*) FROM hb),"
+    "WITH mine AS (SELECT id FROM pgtandem.proxies WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED),"
+    " hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
+    "        backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint)"
+    "        WHERE id = (SELECT id FROM mine) RETURNING id)"
+    " SELECT (SELECT count(*) FROM pgtandem.proxies WHERE id = $1),"
     "  (SELECT coalesce(json_agg(json_build_object('id', p.id, 'slot', p.slot, 'host', p.host, 'listen', p.listen,"
     "     'admin', p.admin, 'peer', p.peer, 'version', p.version, 'pid', p.pid, 'started_at', p.started_at,"
-    "     'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - p.heartbeat_at) * 1000)::int,"
+    "     'heartbeat_age_ms', (extract(epoch FROM clock_timestamp() - " RENEWED_AT("p") ") * 1000)::int,"
     "     'live', p.id = $1 OR " LIVE("p", "$4") ", 'sessions', p.sessions) ORDER BY p.started_at), '[]')"
     "     FROM pgtandem.proxies p),"
     "  (SELECT coalesce(json_agg(b ORDER BY b.pid), '[]') FROM (SELECT " BYPASSING_WHO BYPASSING_FROM("$4")
@@ -194,7 +217,7 @@ static const char HEARTBEAT_SQL[] =
     "  m.name, m.status, h.epoch, h.coordinator, h.drain_ms, h.hold_ms,"
     "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL,"
     "  h.committed IS TRUE, EXISTS (SELECT 1 FROM pgtandem.proxies c WHERE c.id = h.coordinator"
-    "    AND c.heartbeat_at > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0))"
+    "    AND " RENEWED_AT("c") " > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0))"
     " FROM (SELECT 1) one"
     " LEFT JOIN LATERAL (SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1) m ON true"
     " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
@@ -341,6 +364,7 @@ static void on_registered(void *ctx, PGresult *res, const char *error, const cha
     f->link = LINK_UP;
     f->reconnects = 0;
     log_info("fleet: registered as %s (slot %d, lease %d ms)", f->id, f->slot, f->lease_ms);
+    f->jobs |= 1u << JOB_LEASE;
     want(f, JOB_HEARTBEAT);
 }
 
@@ -407,7 +431,7 @@ static void link_lost(struct fleet *f, const char *why)
     relay_set_fence_why(f->relay, fence_why);
     pgasync_close(&f->db);
     f->link = LINK_DOWN;
-    f->jobs &= ~((1u << JOB_ACK_CHECK) | (1u << JOB_HOLD) | (1u << JOB_HEARTBEAT));
+    f->jobs &= ~((1u << JOB_ACK_CHECK) | (1u << JOB_HOLD) | (1u << JOB_LEASE) | (1u << JOB_HEARTBEAT));
     if (f->co.active)
         coordinator_finish(f, 0, "the fleet's connection to the database was lost");
     /* With a migration in progress the relay stays fenced until the link is
@@ -448,15 +472,15 @@ static void set_json(json_t **slot, const char *text)
 }
 
 /* The relay fences itself once the lease may have run out in the
- * database's eyes: the lease counts from before the heartbeat was sent.
+ * database's eyes: the lease counts from before its renewal was sent.
  * Only while a migration is in progress, switched included (the reason
  * is with mig_status_in_progress): with none, no cutover can run without
  * this proxy. */
-static void renew_lease(struct fleet *f)
+static void apply_lease(struct fleet *f)
 {
     int fence = f->migration[0] && mig_word_in_progress(f->status);
-    f->renewed_us = f->heartbeat_sent_us;
-    relay_set_lease(f->relay, fleet_lease_deadline_us(f->heartbeat_sent_us, f->lease_ms, fence));
+    if (f->renewed_us)
+        relay_set_lease(f->relay, fleet_lease_deadline_us(f->renewed_us, f->lease_ms, fence));
 }
 
 static void learn_migration(struct fleet *f, const char *name, const char *status)
@@ -572,11 +596,31 @@ static void refresh_after_fence(struct fleet *f)
         log_error("fleet: cannot hold traffic to prepare statements again");
 }
 
+/* A renewal answered: the lease counts from when it was sent. A fence
+ * that is up stays up until the bookkeeping after it has said what
+ * happened meanwhile (a contract that ran without us: refresh_after_fence). */
+static void on_lease(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct fleet *f = ctx;
+    f->heartbeat_answered_ok = !error;
+    if (error) {
+        char why[192];
+        snprintf(why, sizeof why, "the lease's renewal fails: %s", error);
+        relay_set_fence_why(f->relay, why);
+    }
+    if (failed(f, "renewing the lease", error, sqlstate))
+        return;
+    f->renewed_us = f->lease_sent_us;
+    relay_set_fence_why(f->relay, "");
+    if (!relay_lease_expired(f->relay))
+        apply_lease(f);
+}
+
 static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
-    f->heartbeat_answered_ok = !error && res && PQntuples(res) == 1 && PQnfields(res) == HB_NFIELDS;
-    if (error) {
+    if (error && relay_lease_expired(f->relay)) { /* the fence waits for this answer */
         char why[192];
         snprintf(why, sizeof why, "the heartbeat fails: %s", error);
         relay_set_fence_why(f->relay, why);
@@ -607,8 +651,14 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
         refresh_after_fence(f);
     check_served_hold(f, res);
     learn_hold(f, res);
-    relay_set_fence_why(f->relay, "");
-    renew_lease(f);
+    apply_lease(f);
+}
+
+static void send_lease(struct fleet *f)
+{
+    f->lease_sent_us = now_us();
+    if (send_sql(f, LEASE_SQL, 1, (const char *[]){f->id}, on_lease) != 0)
+        link_lost(f, f->db.error);
 }
 
 static void send_heartbeat(struct fleet *f)
@@ -620,7 +670,6 @@ static void send_heartbeat(struct fleet *f)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
     const char *values[4] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease};
-    f->heartbeat_sent_us = now_us();
     if (send_sql(f, HEARTBEAT_SQL, 4, values, on_heartbeat) != 0)
         link_lost(f, f->db.error);
     free(sessions);
@@ -634,16 +683,18 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     struct fleet *f = arg;
     /* due, and nothing to send it on, or the last one unanswered or
      * answered with an error: one failure per heartbeat, counted here */
-    if (f->link != LINK_UP || f->handler == on_heartbeat || !f->heartbeat_answered_ok)
+    if (f->link != LINK_UP || f->handler == on_lease || (f->jobs & (1u << JOB_LEASE)) || !f->heartbeat_answered_ok)
         f->heartbeat_failures++;
     f->heartbeat_answered_ok = 1; /* the next one is judged on its own answer */
-    if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE)))
+    if (f->link == LINK_UP && !(f->jobs & (1u << JOB_LEAVE))) {
+        f->jobs |= 1u << JOB_LEASE;
         want(f, JOB_HEARTBEAT);
+    }
     uint64_t now = now_us();
-    uint64_t waited_us = now - f->heartbeat_sent_us;
-    if (f->handler == on_heartbeat && fleet_heartbeat_late(now, f->heartbeat_sent_us, f->heartbeat_ms)) {
-        char why[192]; /* a lock on pgtandem.proxies, a database that hangs */
-        snprintf(why, sizeof why, "the heartbeat has had no answer for %.1f s", (double)waited_us / 1e6);
+    uint64_t waited_us = now - f->lease_sent_us;
+    if (f->handler == on_lease && fleet_heartbeat_late(now, f->lease_sent_us, f->heartbeat_ms)) {
+        char why[192]; /* a lock on pgtandem.fleet_leases, a database that hangs */
+        snprintf(why, sizeof why, "the lease's renewal has had no answer for %.1f s", (double)waited_us / 1e6);
         relay_set_fence_why(f->relay, why);
     }
     add_timer(f->heartbeat_timer, f->heartbeat_ms);
@@ -681,6 +732,7 @@ static void on_participant_drained(void *ctx, int drained, uint64_t waited_us)
         return;
     }
     int direct = f->direct && fleet_direct_held(f->direct, f->part.epoch);
+    f->part.drained_us = now_us();
     log_info("fleet: hold %lld: drained after %.2f ms; acknowledging%s", f->part.epoch, (double)waited_us / 1000.0,
              direct ? " (on the peer port too)" : "");
     f->part.drained = 1;
@@ -700,10 +752,19 @@ static void participant_finish(struct fleet *f, int committed, enum fleet_via vi
     f->jobs &= ~((1u << JOB_ACK) | (1u << JOB_ABANDON));
     if ((f->part.confirmed || via == VIA_PEER) && f->part.epoch > f->part.last_epoch)
         f->part.last_epoch = f->part.epoch;
+    uint64_t released_us = now_us();
     int reprepared = committed && f->part.drained ? relay_reprepare(f->relay) : 0;
     relay_forget(f->relay, f);
     struct relay_hold_stats st = {0, 0};
     relay_release(f->relay, &st);
+    uint64_t resumed_us = now_us();
+    const struct participant_hold *h = &f->part;
+    log_info("fleet: hold %lld steps (ms after it was learnt of): drained %.2f, acknowledged in the database %.2f,"
+             " release heard %.2f (by the %s), statements prepared again and traffic flowing %.2f", h->epoch,
+             h->drained_us ? (double)(h->drained_us - h->learned_us) / 1000.0 : -1.0,
+             h->acked_us ? (double)(h->acked_us - h->learned_us) / 1000.0 : -1.0,
+             (double)(released_us - h->learned_us) / 1000.0, via_names[via],
+             (double)(resumed_us - h->learned_us) / 1000.0);
     if (f->direct)
         fleet_direct_forget(f->direct, f->part.epoch);
     f->holds_released[via]++;
@@ -789,7 +850,7 @@ static void participant_begin(struct fleet *f, long long epoch, int drain_ms, in
     struct event *deadline = f->part.deadline;
     f->part = (struct participant_hold){.active = 1, .epoch = epoch, .last_epoch = f->part.last_epoch,
                                         .drain_ms = drain_ms, .hold_ms = hold_ms, .deadline = deadline,
-                                        .learned = via};
+                                        .learned = via, .learned_us = now_us()};
     snprintf(f->part.coordinator, sizeof f->part.coordinator, "%s", coordinator);
     if (waiting.active && waiting.next_epoch && waiting.next_epoch > f->part.last_epoch)
         remember_next(f, waiting.next_epoch, waiting.next_drain_ms, waiting.next_hold_ms, waiting.next_coordinator,
@@ -820,6 +881,7 @@ static void on_acked(void *ctx, PGresult *res, const char *error, const char *sq
         return;
     if (PQgetvalue(res, 0, 0)[0] == 't') {
         f->part.confirmed = 1;
+        f->part.acked_us = now_us();
         if (epoch > f->part.last_epoch)
             f->part.last_epoch = epoch;
         if (f->part.next_epoch && !f->part.abandoning) { /* a newer one waits: see participant_begin */
@@ -946,6 +1008,7 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
         return;
     }
     memset(f->co.acks, 0, sizeof f->co.acks);
+    f->co.written_us = now_us();
     int asked = f->direct && others ? fleet_direct_ask(f->direct, f->co.epoch, f->co.drain_ms, f->co.hold_ms, others)
                                     : 0;
     json_decref(others);
@@ -978,6 +1041,9 @@ static void count_ack(struct fleet *f, const char *who, enum fleet_via via)
     json_t *id;
     json_array_foreach(f->co.expected, i, id) {
         if (json_is_string(id) && strcmp(json_string_value(id), who) == 0) {
+            log_info("fleet: hold %lld: %s holds (said %s), %.2f ms after the hold was written", f->co.epoch, who,
+                     via == VIA_PEER ? "on the peer port" : "in the database",
+                     (double)(now_us() - f->co.written_us) / 1000.0);
             json_array_remove(f->co.expected, i);
             f->co.acks[via]++;
             f->acks[via]++;
@@ -1025,14 +1091,16 @@ static const char COMMIT_CHECK_SQL[] =
     " IF NOT FOUND OR h.released_at IS NOT NULL THEN"
     "  RAISE EXCEPTION 'fleet hold %lld was given up before the contract could commit' USING ERRCODE = 'PGT01';"
     " END IF;"
-    " SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
+    " SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies p"
     "  WHERE id <> h.coordinator AND held_epoch IS DISTINCT FROM %lld"
-    "    AND heartbeat_at > clock_timestamp() - make_interval(secs => %d / 1000.0);"
+    "    AND " RENEWED_AT("p") " > clock_timestamp() - make_interval(secs => %d / 1000.0);"
     " IF missing IS NOT NULL THEN"
     "  RAISE EXCEPTION 'proxies %% have not held their traffic', missing USING ERRCODE = 'PGT01';"
     " END IF;"
     " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %lld;"
     " PERFORM pg_notify('" CHANNEL_FLEET "', 'release %lld 1');"
+    " RAISE NOTICE 'pgtandem: contract steps (ms after BEGIN): commit check done %%',"
+    "  round((extract(epoch FROM clock_timestamp() - now()) * 1000)::numeric, 2);"
     " END $fleet$;\n";
 
 char *fleet_commit_check_sql(const struct fleet *f)
@@ -1051,18 +1119,25 @@ char *fleet_commit_check_sql(const struct fleet *f)
  * fleet are read, once every live proxy's sessions are in its row. */
 static const char HELD_WAIT_SQL[] =
     "DO $held$ DECLARE missing text; until timestamptz := clock_timestamp() + make_interval(secs => %d / 1000.0);"
+    " ddl_done timestamptz := clock_timestamp(); polls int := 0;"
     " BEGIN LOOP"
-    "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies"
+    "  SELECT string_agg(id, ', ' ORDER BY id) INTO missing FROM pgtandem.proxies p"
     "   WHERE id <> (SELECT coordinator FROM pgtandem.fleet_holds WHERE epoch = %lld)"
     "     AND held_epoch IS DISTINCT FROM %lld"
-    "     AND heartbeat_at > clock_timestamp() - make_interval(secs => %d / 1000.0);"
+    "     AND " RENEWED_AT("p") " > clock_timestamp() - make_interval(secs => %d / 1000.0);"
     "  EXIT WHEN missing IS NULL;"
     "  IF clock_timestamp() > until THEN"
     "   RAISE EXCEPTION 'proxies %% have not acknowledged fleet hold %lld in the database within %d ms', missing"
     "    USING ERRCODE = 'PGT01';"
     "  END IF;"
     "  PERFORM pg_sleep(0.001);"
-    " END LOOP; END $held$;\n";
+    "  polls := polls + 1;"
+    " END LOOP;"
+    /* the contract's steps inside its first round trip, for the log (pgasync logs a "pgtandem:" notice) */
+    " RAISE NOTICE 'pgtandem: contract steps (ms after BEGIN): DDL done %%, every acknowledgement in the database %%"
+    " (after %% polls)', round((extract(epoch FROM ddl_done - now()) * 1000)::numeric, 2),"
+    "  round((extract(epoch FROM clock_timestamp() - now()) * 1000)::numeric, 2), polls;"
+    " END $held$;\n";
 
 /* Replaces $1 and $2 in FLEET_BYPASSING_SQL (which has no other '$'). */
 static char *bypassing_with(const char *tables, const char *lease)
@@ -1141,7 +1216,7 @@ static void on_left(void *ctx, PGresult *res, const char *error, const char *sql
 void fleet_leave(struct fleet *f)
 {
     evtimer_del(f->heartbeat_timer);
-    f->jobs &= ~(1u << JOB_HEARTBEAT);
+    f->jobs &= ~((1u << JOB_LEASE) | (1u << JOB_HEARTBEAT));
     want(f, JOB_LEAVE);
 }
 
@@ -1210,6 +1285,9 @@ static void send_job(struct fleet *f, enum fleet_job job)
         snprintf(c, sizeof c, "%lld", f->co.epoch);
         rc = send_sql(f, ACK_CHECK_SQL, 3, (const char *[]){f->id, lease, c}, on_ack_check);
         break;
+    case JOB_LEASE:
+        send_lease(f);
+        return;
     case JOB_HEARTBEAT:
         send_heartbeat(f);
         return;

@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 
-from conftest import _recv_exact, stop_thread_front
+from support import recv_exact, stop_thread_front
 
 SSL_REQUEST_CODE = 80877103
 CANCEL_CODE = 80877102
@@ -64,14 +64,14 @@ class KeyFront:
         back = None
         try:
             while True:
-                hdr = _recv_exact(conn, 8)
+                hdr = recv_exact(conn, 8)
                 if hdr is None:
                     return
                 n, code = struct.unpack("!II", hdr)
                 if code != SSL_REQUEST_CODE:
                     break
                 conn.sendall(b"N")
-            body = _recv_exact(conn, n - 8)
+            body = recv_exact(conn, n - 8)
             if code == CANCEL_CODE:
                 pid, key = struct.unpack("!II", body)
                 with self.lock:

@@ -6,13 +6,12 @@ import http.client
 import json
 import re
 
-from conftest import wait_for
-from test_migrate_util import db, load_legacy, sql, unify  # noqa: F401
+from support import load_legacy, sql, unify, wait_for
 
 BACKFILL = {"max_rows_per_sec": 2000, "batch_rows": 200, "max_rows": 500}
 
 
-def call(proxy, method, path, body=None, timeout=120):
+def call_from_port(proxy, method, path, body=None, timeout=120):
     """One request on its own connection; returns (status, answer, the
     caller's port as the proxy sees it)."""
     conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=timeout)
@@ -37,7 +36,7 @@ def test_each_admin_action_is_logged_once_with_its_caller(db, proxy_factory):
     sent = []
 
     def act(method, path, body=None, expect=(200,)):
-        code, answer, port = call(proxy, method, path, body)
+        code, answer, port = call_from_port(proxy, method, path, body)
         assert code in expect, (path, code, answer, proxy.log()[-3000:])
         sent.append((method, path, port))
         return answer
@@ -45,15 +44,15 @@ def test_each_admin_action_is_logged_once_with_its_caller(db, proxy_factory):
     act("POST", "/pause?timeout_ms=2000")
     act("POST", "/resume")
     act("POST", "/migrations", unify(BACKFILL), expect=(200, 202))
-    wait_for(lambda: call(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
+    wait_for(lambda: call_from_port(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
              what="the backfill starts")
     act("POST", "/migrations/current/throttle", {"max_rows_per_sec": 5000, "paused": True})
     act("POST", "/migrations/current/rollback")
     act("POST", "/migrations", unify(BACKFILL), expect=(200, 202))
-    wait_for(lambda: call(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
+    wait_for(lambda: call_from_port(proxy, "GET", "/migrations/current")[1]["phase"] == "backfilling", timeout=60,
              what="the backfill starts again")
     act("POST", "/migrations/current/throttle", {"max_rows_per_sec": 0})
-    wait_for(lambda: call(proxy, "GET", "/migrations/current")[1]["phase"] == "active", timeout=120,
+    wait_for(lambda: call_from_port(proxy, "GET", "/migrations/current")[1]["phase"] == "active", timeout=120,
              what="the backfill ends")
     act("POST", "/migrations/current/complete?force=1&attempts=3")
 

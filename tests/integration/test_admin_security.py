@@ -20,9 +20,8 @@ import uuid
 
 import pytest
 
-from conftest import (BIN, Proxy, child_processes, command_lines_with, free_port, pg_raw_session, port_open,
-                      raise_nofile, relay_direct, wait_for)
-from test_migrate_util import db  # noqa: F401
+from support import (BIN, child_processes, command_lines_with, free_port, pg_raw_session, port_open, Proxy,
+                     raise_nofile, relay_direct, wait_for)
 
 
 def raw_request(port, method, path, headers=None, body=b"", timeout=10):
@@ -410,4 +409,3 @@ def test_engine_step_starts_no_process_and_leaks_no_password_nor_body(cluster, p
         assert cur.get("phase") != "expanding", cur
     finally:
         cluster.psql("DROP ROLE IF EXISTS %s" % role, check=False)
-

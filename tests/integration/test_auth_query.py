@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import relay_direct, write_users_file
+from support import relay_direct, write_users_file
 
 FUNCTION_SQL = """
 DROP SCHEMA IF EXISTS pgtandem_auth CASCADE;

@@ -31,9 +31,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import (BIN, wait_log, TOP, SANITIZER_MARKS, TlsFront, free_port, make_cert, make_test_ca, pg_error_fields,
-                      pg_read_message, pg_simple_query, pg_startup_packet, pg_tls_socket, psql, run_pgtandem,
-                      wait_port, write_users_file)
+from support import (BIN, free_port, make_cert, make_test_ca, pg_error_fields, pg_read_message, pg_simple_query,
+                     pg_startup_packet, pg_tls_socket, psql, run_pgtandem, SANITIZER_MARKS, TlsFront, TOP,
+                     wait_log, wait_port, write_users_file)
 
 
 def _auth_flag_unknown():
@@ -250,9 +250,9 @@ def vuser(cluster, tmp_path_factory):
 
 @pytest.fixture
 def scram_proxy(proxy_factory, cluster, tmp_path):
-    """start(users, upstream=None, cert=None, extra=()) -> Proxy in auth scram
+    """make(users, upstream=None, cert=None, extra=()) -> Proxy in auth scram
     mode. cert: (crt, key) for the client side; default the cluster's."""
-    def start(users, upstream=None, cert=None, extra=()):
+    def make(users, upstream=None, cert=None, extra=()):
         path = write_users_file(str(tmp_path / ("users-%d.json" % free_port())), users)
         args = ["--auth", "scram", "--users-file", path]
         if cert:
@@ -260,7 +260,7 @@ def scram_proxy(proxy_factory, cluster, tmp_path):
         p = proxy_factory(extra_args=args + list(extra), upstream=upstream, tls=cert is None)
         p.users_path = path
         return p
-    return start
+    return make
 
 
 @pytest.fixture

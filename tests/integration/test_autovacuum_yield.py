@@ -10,8 +10,7 @@ delay: it keeps its lock for minutes), waits until a worker is on it, then
 starts a migration whose expand needs a conflicting lock."""
 import psycopg
 
-from conftest import wait_for
-from test_migrate_util import db, migrate, sql, write_migration  # noqa: F401
+from support import migrate, sql, wait_for, write_migration
 
 MIGRATION = {"name": "yield_av", "parent": None, "operations": [
     {"create_constraint": {"table": "slow", "name": "slow_n_positive", "type": "check", "check": "n > 0"}}]}
@@ -49,7 +48,7 @@ def test_the_cutover_does_not_wait_behind_autovacuum(db, cluster, proxy_factory)
     """Through the proxy: an autovacuum worker arrives between start and
     complete (the operator may wait hours); the cutover cancels it instead
     of reporting it as a blocker until it finishes."""
-    from test_migrate_util import pmigrate, proxy_start
+    from support import pmigrate, proxy_start
     sql(db, "CREATE TABLE slow (id bigint PRIMARY KEY, n int NOT NULL)"
             " WITH (autovacuum_enabled = false);"
             "INSERT INTO slow SELECT g, 1 + g % 5 FROM generate_series(1, 200000) g;")

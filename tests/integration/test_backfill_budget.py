@@ -28,8 +28,7 @@ import time
 
 import psycopg
 
-from conftest import Scrape, wait_for, wait_log
-from test_migrate_util import db, dbname, engine_proxy, proxy_uri, sql  # noqa: F401
+from support import dbname, engine_proxy, proxy_uri, Scrape, sql, wait_for, wait_log
 from test_backfill_parallel import NAME, assert_new_equals_up_old, payload_migration
 
 ROWS = 12000

@@ -25,9 +25,8 @@ import time
 
 import psycopg
 
-from conftest import BIN, PeakSampler, wait_for
-from test_migrate_util import (db, dbname, engine_proxy, migrate, new_shape_options, pmigrate, proxy_start,  # noqa: F401
-                               proxy_uri, sql, write_migration)
+from support import (BIN, dbname, engine_proxy, migrate, new_shape_options, PeakSampler, proxy_start, proxy_uri,
+                     sql, wait_for, write_migration)
 
 NAME = "0007_payload_jsonb"
 

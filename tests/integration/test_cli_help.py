@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import BIN, TOP, port_open, run_pgtandem
+from support import BIN, port_open, run_pgtandem, TOP
 
 
 def source(path):

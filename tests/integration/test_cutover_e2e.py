@@ -15,190 +15,22 @@ Each test gets its own database loaded from checks_legacy.sql; the proxy's
 engine works on that database (--engine-db)."""
 import json
 import os
-import re
 import subprocess
 import tempfile
-import time
-import uuid
-import warnings
 
 import psycopg
 import pytest
 
-from conftest import TOP, run_pgtandem, upstream_params
-from test_migrate_util import engine_proxy
-
-EXAMPLES = os.path.join(TOP, "config", "examples")
-UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
-NAME = "0003_checks_unify"
-VSCHEMA = "pgtandem_" + NAME
-LEGACY_ROWS = 20000
-CLIENTS = 16
-
-LEDGER_SQL = """
-CREATE TABLE cut_ledger (marker text PRIMARY KEY, check_id bigint NOT NULL, release text NOT NULL,
-                         claim text, config jsonb, counts jsonb);
-CREATE TABLE cut_updates (check_id bigint PRIMARY KEY, config jsonb NOT NULL);
-"""
+from support import (admin_url, CLIENTS, complete_migration, engine_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME,
+                     NEW_SCRIPT, OLD_SCRIPT, pgbench, pgbench_result, pmigrate, result_columns, run_pgtandem,
+                     scalar, start_migration, throttled_migration, TOP, UNIFY, upstream_params, version_options,
+                     versions, VSCHEMA, wait_for, wait_new_release_writes)
 
 # One transaction = insert a check + record it in the ledger, update a loaded
 # row + record the update, read. Old release: old names, JSON as text.
-OLD_SCRIPT = r"""
-\set r random(1, 1000000000)
-\set lid random(1, %(rows)d)
-BEGIN;
-WITH ins AS (INSERT INTO checks (claim_text, aggregation, diagnostics) VALUES ('o-' || pg_current_xact_id()::text, json_build_object('c', :client_id::int, 'r', :r::int)::text, json_build_object('t', :r::int %% 13)::text) RETURNING id, claim_text, aggregation, diagnostics) INSERT INTO cut_ledger SELECT claim_text, id, 'old', claim_text, aggregation::jsonb, diagnostics::jsonb FROM ins;
-UPDATE checks SET aggregation = json_build_object('old', :client_id::int, 'r', :r::int)::text WHERE id = :lid::bigint;
-INSERT INTO cut_updates VALUES (:lid::bigint, json_build_object('old', :client_id::int, 'r', :r::int)::jsonb) ON CONFLICT (check_id) DO UPDATE SET config = EXCLUDED.config;
-SELECT claim_text, aggregation, diagnostics FROM checks WHERE id = :lid::bigint;
-END;
-"""
-
 # New release: new names (jsonb), through the version schema, SELECT *.
-NEW_SCRIPT = r"""
-\set r random(1, 1000000000)
-\set lid random(1, %(rows)d)
-BEGIN;
-WITH ins AS (INSERT INTO checks (claim, config_json, counts_by_template_json) VALUES ('n-' || pg_current_xact_id()::text, jsonb_build_object('c', :client_id::int, 'r', :r::int), jsonb_build_object('t', :r::int %% 13)) RETURNING id, claim, config_json, counts_by_template_json) INSERT INTO cut_ledger SELECT claim, id, 'new', claim, config_json, counts_by_template_json FROM ins;
-UPDATE checks SET config_json = jsonb_build_object('new', :client_id::int, 'r', :r::int) WHERE id = :lid::bigint;
-INSERT INTO cut_updates VALUES (:lid::bigint, jsonb_build_object('new', :client_id::int, 'r', :r::int)) ON CONFLICT (check_id) DO UPDATE SET config = EXCLUDED.config;
-SELECT * FROM checks WHERE id = :lid::bigint;
-END;
-"""
-
 # Rows as checks_legacy.sql generates them, under the new names.
-LEGACY_DIFF_SQL = """
-SELECT count(*) FROM generate_series(1, %(rows)d) g LEFT JOIN checks c ON c.id = g
- WHERE g NOT IN (SELECT check_id FROM cut_updates) AND (c.id IS NULL
-    OR c.claim IS DISTINCT FROM 'claim number ' || g
-    OR c.config_json IS DISTINCT FROM json_build_object('model', 'gpt-5', 'k', g %% 7,
-                                                        'p_true', round((g %% 100) / 100.0, 2))::jsonb
-    OR c.counts_by_template_json IS DISTINCT FROM
-       (CASE WHEN g %% 10 = 0 THEN NULL ELSE json_build_object('template_a', g %% 13, 'template_b', g %% 5)::jsonb END))
-"""
-
-
 # ---- helpers ---------------------------------------------------------------
-
-@pytest.fixture
-def legacy_db(cluster):
-    """A fresh database with checks_legacy.sql loaded (LEGACY_ROWS rows) and
-    the ledger tables; dropped afterwards."""
-    name = "cut_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % name)
-    uri = cluster.uri(db=name)
-    r = subprocess.run(["psql", uri, "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "rows=%d" % LEGACY_ROWS,
-                        "-f", os.path.join(EXAMPLES, "checks_legacy.sql")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    cluster.psql(LEDGER_SQL, uri=uri)
-    yield name
-    cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
-
-
-def admin_url(proxy):
-    return "http://127.0.0.1:%d" % proxy.admin_port
-
-
-def migrate(proxy, *args, timeout=300):
-    return run_pgtandem(["migrate"] + list(args) + ["--proxy", admin_url(proxy)], timeout=timeout)
-
-
-def start_migration(proxy, path=UNIFY):
-    r = migrate(proxy, "start", path)
-    if r.returncode == 1 and "advisory lock" in r.stderr:
-        # Known race: right after the engine worker's expand closes its
-        # connection, that backend may not have exited yet and still hold
-        # the engine's advisory lock when the proxy takes it.
-        # Submitting again resumes the migration from its recorded state.
-        warnings.warn("proxy lost the race for the engine advisory lock; start submitted again")
-        r = migrate(proxy, "start", path)
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
-    code, cur = proxy.admin("GET", "/migrations/current")
-    assert code == 200 and cur["phase"] == "active", cur
-    return r
-
-
-def complete_migration(proxy, force=False):
-    """force: old-release sessions are still connected on purpose."""
-    r = migrate(proxy, "complete", "--json", *(["--force"] if force else []))
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
-    rep = json.loads(r.stdout)
-    assert rep["status"] == "completed", rep
-    return rep
-
-
-def throttled_migration(max_rows_per_sec):
-    """checks_unify.json with a backfill rate limit, so that the backfill
-    overlaps the load even on a fast machine."""
-    with open(UNIFY) as f:
-        mig = json.load(f)
-    mig["backfill"] = {"max_rows_per_sec": max_rows_per_sec}
-    fd, path = tempfile.mkstemp(prefix="cutover-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(mig, f)
-    return path
-
-
-def version_options(name=NAME):
-    return "-c pgtandem.version=%s" % name
-
-
-def wait_until(what, fn, timeout=30.0, proc=None):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError("waiting for %s: the client exited: %s" % (what, proc.communicate()[0]))
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
-
-
-def versions(proxy):
-    code, st = proxy.admin("GET", "/status")
-    assert code == 200, st
-    return st.get("versions", {})
-
-
-def pgbench(proxy, dbname, script, duration, mode, options="", clients=CLIENTS, jobs=4, transactions=None):
-    """pgbench for `duration` seconds, or `transactions` per client: a count
-    cannot run out while slow logins (many clients, a loaded machine) are
-    still being made, and pgbench starts its clients only once all are in."""
-    fd, path = tempfile.mkstemp(prefix="cutover-", suffix=".sql")
-    with os.fdopen(fd, "w") as f:
-        f.write(script % {"rows": LEGACY_ROWS})
-    env = dict(os.environ, PGOPTIONS=options)
-    length = ["-t", str(transactions)] if transactions else ["-T", str(duration)]
-    args = ["pgbench", "-n", "-c", str(clients), "-j", str(jobs)] + length + ["-M", mode, "-f", path,
-            proxy.uri(user="postgres", password="postgres", db=dbname)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), path
-
-
-def pgbench_result(proc, path, timeout=120):
-    out, _ = proc.communicate(timeout=timeout)
-    os.unlink(path)
-    m = re.search(r"number of transactions actually processed: (\d+)", out)
-    f = re.search(r"number of failed transactions: (\d+)", out)
-    return {"rc": proc.returncode, "processed": int(m.group(1)) if m else None,
-            "failed": int(f.group(1)) if f else None, "aborted": "aborted" in out, "out": out}
-
-
-def scalar(cluster, dbname, sql):
-    return cluster.psql(sql, uri=cluster.uri(db=dbname))
-
-
-NEW_WRITES_SQL = "SELECT count(*) FROM cut_ledger WHERE release = 'new'"
-
-
-def wait_new_release_writes(cluster, dbname, n, proc=None):
-    """Waits until the new release has committed n more transactions (rows
-    of its ledger), so that the cutover comes with its traffic under way."""
-    start = int(scalar(cluster, dbname, NEW_WRITES_SQL))
-    wait_until("%d new-release transactions" % n,
-               lambda: int(scalar(cluster, dbname, NEW_WRITES_SQL)) >= start + n, proc=proc)
-
 
 # ---- end to end under pgbench ------------------------------------------------
 
@@ -208,7 +40,7 @@ def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory,
     try:
         # the old release writes during expand and backfill
         old, old_path = pgbench(proxy, legacy_db, OLD_SCRIPT, 8, "simple")
-        wait_until("old-release sessions", lambda: versions(proxy).get("old", 0) >= CLIENTS, proc=old)
+        wait_for(lambda: versions(proxy).get("old", 0) >= CLIENTS, 30.0, "old-release sessions", proc=old)
         start = start_migration(proxy, mig)
         assert "backfill %s" % NAME in start.stderr, start.stderr
         code, cur = proxy.admin("GET", "/migrations/current")
@@ -221,9 +53,9 @@ def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory,
     assert old_res["processed"] > 0, old_res["out"]
 
     # the old release is gone; the new release runs across the cutover
-    wait_until("old-release sessions to leave", lambda: versions(proxy).get("old", 0) == 0)
+    wait_for(lambda: versions(proxy).get("old", 0) == 0, 30.0, "old-release sessions to leave")
     new, new_path = pgbench(proxy, legacy_db, NEW_SCRIPT, 6, "prepared", version_options())
-    wait_until("new-release sessions", lambda: versions(proxy).get(NAME, 0) >= CLIENTS, proc=new)
+    wait_for(lambda: versions(proxy).get(NAME, 0) >= CLIENTS, 30.0, "new-release sessions", proc=new)
     wait_new_release_writes(cluster, legacy_db, 100, proc=new)  # the cutover comes under its traffic
     rep = complete_migration(proxy)
     new_res = pgbench_result(new, new_path)
@@ -260,10 +92,6 @@ def test_pgbench_16_clients_across_backfill_and_complete(cluster, proxy_factory,
 
 # ---- prepared statements across the cutover ----------------------------------
 
-def _columns(cur):
-    return [d.name for d in cur.description]
-
-
 @pytest.mark.parametrize("upstream", upstream_params(), indirect=True)
 def test_psycopg_prepared_select_star_across_complete(cluster, proxy_factory, legacy_db, upstream):
     proxy = engine_proxy(proxy_factory, cluster, legacy_db, upstream)
@@ -274,10 +102,10 @@ def test_psycopg_prepared_select_star_across_complete(cluster, proxy_factory, le
         for i in (1, 2, 3):
             cur = old.execute("SELECT * FROM checks WHERE id = %s", (i,))
             assert cur.fetchone() is not None
-            assert "claim_text" in _columns(cur)
+            assert "claim_text" in result_columns(cur)
             cur = new.execute("SELECT * FROM checks WHERE id = %s", (i,))
             assert cur.fetchone() is not None
-            assert "claim" in _columns(cur) and "claim_text" not in _columns(cur)
+            assert "claim" in result_columns(cur) and "claim_text" not in result_columns(cur)
         rep = complete_migration(proxy, force=True)  # the old session stays on purpose
         assert rep["reprepared"] >= 2, rep
         for conn in (old, new):
@@ -285,7 +113,7 @@ def test_psycopg_prepared_select_star_across_complete(cluster, proxy_factory, le
                 cur = conn.execute("SELECT * FROM checks WHERE id = %s", (i,))
                 row = cur.fetchone()
                 assert row is not None
-                cols = _columns(cur)
+                cols = result_columns(cur)
                 assert "claim" in cols and "claim_text" not in cols, cols
                 assert row[cols.index("claim")] == "claim number %d" % i
 
@@ -335,17 +163,17 @@ def test_version_routing_and_status_counts(cluster, proxy_factory, legacy_db):
             psycopg.connect(app_name_uri, autocommit=True) as by_app_name:
         old_path = old.execute("SHOW search_path").fetchone()[0]
         assert old_path.split(",")[0].strip().strip('"') == VSCHEMA + "_old", old_path  # the old shape
-        old_cols = _columns(old.execute("SELECT * FROM checks LIMIT 1"))
+        old_cols = result_columns(old.execute("SELECT * FROM checks LIMIT 1"))
         assert "claim_text" in old_cols and "aggregation" in old_cols
         assert old.execute("SELECT claim_text FROM checks WHERE id = 1").fetchone()[0] == "claim number 1"
         for conn in (new, by_app_name):
             path = conn.execute("SHOW search_path").fetchone()[0]
             assert path.split(",")[0].strip().strip('"') == VSCHEMA, path
-            cols = _columns(conn.execute("SELECT * FROM checks LIMIT 1"))
+            cols = result_columns(conn.execute("SELECT * FROM checks LIMIT 1"))
             assert "claim" in cols and "config_json" in cols and "claim_text" not in cols, cols
             assert conn.execute("SELECT claim FROM checks WHERE id = 1").fetchone()[0] == "claim number 1"
             assert isinstance(conn.execute("SELECT config_json FROM checks WHERE id = 1").fetchone()[0], dict)
-        v = wait_until("status counts", lambda: versions(proxy) if versions(proxy).get(NAME) == 2 else None)
+        v = wait_for(lambda: versions(proxy) if versions(proxy).get(NAME) == 2 else None, 30.0, "status counts")
         assert v.get("old") == 1, v
         code, st = proxy.admin("GET", "/status")
         declared = sorted(s.get("version") or "" for s in st["sessions"])
@@ -356,7 +184,7 @@ def test_version_routing_and_status_counts(cluster, proxy_factory, legacy_db):
         # tables (the version schema is gone from the effective path)
         for conn in (new, by_app_name):
             assert conn.execute("SELECT current_schemas(false)").fetchone()[0] == ["public"]
-            cols = _columns(conn.execute("SELECT * FROM checks LIMIT 1"))
+            cols = result_columns(conn.execute("SELECT * FROM checks LIMIT 1"))
             assert "claim" in cols and "claim_text" not in cols, cols
             assert conn.execute("SELECT claim FROM checks WHERE id = 1").fetchone()[0] == "claim number 1"
     # a session declaring the completed version gets the plain path
@@ -371,14 +199,14 @@ def test_version_routing_and_status_counts(cluster, proxy_factory, legacy_db):
 
 def test_cli_status_rollback_and_errors(cluster, proxy_factory, legacy_db):
     proxy = engine_proxy(proxy_factory, cluster, legacy_db)
-    r = migrate(proxy, "status")
+    r = pmigrate(proxy, "status")
     assert r.returncode == 0 and "(none)" in r.stdout, r.stdout + r.stderr
 
     bad = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     bad.write('{"name": "0009_bad", "operations": [{"rename_colum": {"table": "checks"}}]}')
     bad.close()
     try:
-        r = migrate(proxy, "start", bad.name)
+        r = pmigrate(proxy, "start", bad.name)
     finally:
         os.unlink(bad.name)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -392,7 +220,7 @@ def test_cli_status_rollback_and_errors(cluster, proxy_factory, legacy_db):
               '{"rename_column": {"table": "no_such_table", "from": "a", "to": "b"}}]}')
     bad.close()
     try:
-        r = migrate(proxy, "start", bad.name)
+        r = pmigrate(proxy, "start", bad.name)
     finally:
         os.unlink(bad.name)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -404,19 +232,19 @@ def test_cli_status_rollback_and_errors(cluster, proxy_factory, legacy_db):
     assert r.returncode == 1 and "cannot reach" in r.stderr, r.stderr
 
     start_migration(proxy)
-    r = migrate(proxy, "status", "--json")
+    r = pmigrate(proxy, "status", "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st["name"] == NAME and st["phase"] == "active" and st["backfill"]["rows_done"] >= LEGACY_ROWS
-    r = migrate(proxy, "start", UNIFY)
+    r = pmigrate(proxy, "start", UNIFY)
     assert r.returncode == 1 and "409" in r.stderr, r.stderr
-    r = migrate(proxy, "rollback")
+    r = pmigrate(proxy, "rollback")
     assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
     cols = scalar(cluster, legacy_db, "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM"
                                       " information_schema.columns WHERE table_schema = 'public' AND"
                                       " table_name = 'checks'")
     assert cols == "id,claim_text,aggregation,diagnostics,env,anon_token,created_at", cols
-    r = migrate(proxy, "complete")
+    r = pmigrate(proxy, "complete")
     assert r.returncode == 1, r.stdout + r.stderr
 
 

@@ -20,8 +20,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import TOP
-from test_migrate_util import columns, db, migrate, new_shape_options, sql  # noqa: F401
+from support import columns, migrate, new_shape_options, sql, TOP
 
 NODE_DIR = os.path.join(TOP, "tests", "node")
 DRIZZLE_KIT = os.path.join(NODE_DIR, "node_modules", ".bin", "drizzle-kit")

@@ -15,17 +15,15 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import Proxy, child_processes, command_lines_with, current, run_pgtandem, wait_for
-from test_proxy_engine_faults import Env, call, items_migration, wait_phase
+from support import (call, child_processes, command_lines_with, current, items_migration, Proxy, run_pgtandem,
+                     wait_for, wait_phase)
 
-DETECT = 8.0
-
-
-@pytest.fixture
-def env(cluster):
-    e = Env(cluster)
-    yield e
-    e.close()
+# How long to wait for what the proxy does next (the expand seen blocked: its
+# poll of the blockers runs every second; the rollback under way). Nothing
+# here is a claim about speed: what the first test checks is where the step
+# runs and what the machine's command lines show, so the wait is generous
+# for a loaded machine, and a failure shows the proxy's log.
+WAIT = 30.0
 
 
 def socket_inodes(pid):
@@ -40,15 +38,19 @@ def socket_inodes(pid):
     return inodes
 
 
-def inode_of_local_port(port):
-    """The inode of the live socket bound to this local port. A closed
-    connection that used the same port a moment ago may still be listed
-    (TIME_WAIT), with inode 0: it belongs to no process and is skipped."""
+def inode_of_connection(local_port, remote_port):
+    """The inode of the live socket from this local port to this remote
+    port. Linux hands the same ephemeral port to connections towards
+    different destinations, so the local port alone may name another
+    process's socket (on a busy machine it did). A closed connection that
+    used the same ports a moment ago may still be listed (TIME_WAIT), with
+    inode 0: it belongs to no process and is skipped."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] != "0":
+                if (int(cols[1].rsplit(":", 1)[1], 16) == local_port and int(cols[2].rsplit(":", 1)[1], 16) == remote_port
+                        and cols[9] != "0"):
                     return cols[9]
     return None
 
@@ -82,20 +84,25 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         holder.execute("SELECT * FROM items LIMIT 1")  # AccessShareLock, idle in transaction
         code, ans = call(p, "POST", "/migrations", items_migration())
         assert code == 202, ans
-        wait_for(lambda: current(p).get("phase") == "expanding" and current(p).get("blocked_by"), DETECT,
-                 "the expand to wait on the lock")
+        wait_for(lambda: (lambda cur: cur.get("phase") == "expanding" and cur.get("blocked_by"))(current(p)), WAIT,
+                 "the expand to wait on the lock", detail=p.log_tail)
 
         assert child_processes(p.proc.pid) == [], "the proxy started processes"
         assert command_lines_with(password) == [], "a command line carries the engine password"
-        def expand_socket():
-            """The proxy's socket of the expand's backend; a backend of an
-            attempt before this one may still be listed while it exits."""
+        def engine_sockets():
+            """The live sockets the engine role's backends are connected
+            from, when each is a socket of the proxy's own process. A
+            backend of an attempt before this one may still be listed while
+            it exits: its socket is gone (no live inode) and is skipped."""
             ports = e.sql("SELECT client_port FROM pg_stat_activity WHERE application_name = 'pgtandem-migrate'"
                           " AND usename = %s AND state <> 'disabled'", (name,))
-            mine = socket_inodes(p.proc.pid)
-            found = [i for i in (inode_of_local_port(r[0]) for r in ports) if i and i in mine]
-            return found[0] if len(found) == 1 else None
-        inode = wait_for(expand_socket, DETECT, "the backend doing the expand, connected from the proxy's own process")
+            live = [i for i in (inode_of_connection(r[0], e.cluster.port) for r in ports) if i]
+            seen["ports"], seen["live"], seen["mine"] = ports, live, socket_inodes(p.proc.pid)
+            return live if live and all(i in seen["mine"] for i in live) else None
+        seen = {}
+        inodes = wait_for(engine_sockets, WAIT, "the backends doing the expand, connected from the proxy's own process",
+                          detail=lambda: "%r\n%s" % ({k: v for k, v in seen.items() if k != "mine"}, p.log_tail()))
+        inode = ", ".join(inodes)
         threads = len(os.listdir("/proc/%d/task" % p.proc.pid))
         print("expand blocked: proxy pid %d, %d threads, no children; the expand's backend talks to socket %s of"
               " the proxy" % (p.proc.pid, threads, inode))
@@ -103,7 +110,8 @@ def test_a_blocked_step_runs_inside_the_proxy_with_no_child_and_no_password_on_a
         # answered at once (202, the blocker named); the rollback goes on
         code, ans = call(p, "POST", "/migrations/current/rollback")
         assert code == 202 and ans["blocked_by"], (code, ans, p.log()[-3000:])
-        wait_for(lambda: current(p).get("phase") == "rolling_back", DETECT, "the rollback to stop the expand")
+        wait_for(lambda: current(p).get("phase") == "rolling_back", WAIT, "the rollback to stop the expand",
+                 detail=p.log_tail)
         holder.rollback()
         cur = wait_phase(p, ("rolled_back", "failed"), 60, what="the rollback")
         assert cur["phase"] == "rolled_back", cur

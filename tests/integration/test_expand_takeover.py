@@ -19,18 +19,10 @@ import signal
 import psycopg
 import pytest
 
-from conftest import current, wait_for
-from test_proxy_engine_faults import Env, items_migration, post_in_background, start, wait_phase
+from support import current, Env, items_migration, post_in_background, start, wait_for, wait_phase
 
 WAIT = 20.0     # a state to be reached, a log line to appear
 ACTIVE = 60.0   # the redone expand, the backfill of 2000 rows and the validations
-
-
-@pytest.fixture
-def env(cluster):
-    e = Env(cluster)
-    yield e
-    e.close()
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def twin(cluster):
     e.close()
 
 
-def shape(e):
+def catalog_shape(e):
     """What a migration changes in a database, pgtandem's own tables left out:
     columns (of tables and views), triggers, views, functions, constraints and
     indexes."""
@@ -114,7 +106,7 @@ def test_expand_of_a_killed_proxy_is_taken_over_and_reaches_active(env, twin):
     start(clean, items_migration())
     cur = wait_phase(clean, ("active", "failed"), ACTIVE, what="the clean start")
     assert cur["phase"] == "active", cur
-    want = shape(twin)
+    want = catalog_shape(twin)
 
     e = env
     holder, p = kill_the_blocked_expand(e)
@@ -125,14 +117,14 @@ def test_expand_of_a_killed_proxy_is_taken_over_and_reaches_active(env, twin):
     finally:
         holder.close()
     assert status_row(e) == "active"
-    assert shape(e) == want
+    assert catalog_shape(e) == want
     assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
     assert "val_int" in e.items_columns()
 
 
 def test_rollback_while_the_taken_over_expand_waits_is_carried_out(env):
     e = env
-    before = shape(e)
+    before = catalog_shape(e)
     holder, p = kill_the_blocked_expand(e)
     try:
         rollback = post_in_background(p, "/migrations/current/rollback", timeout=60)
@@ -146,4 +138,4 @@ def test_rollback_while_the_taken_over_expand_waits_is_carried_out(env):
     finally:
         holder.close()
     assert status_row(e) == "rolled_back"
-    assert shape(e) == before
+    assert catalog_shape(e) == before

@@ -13,133 +13,16 @@ each with an engine connection, following one migration.
 import json
 import os
 import signal
-import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import BIN, TOP, run_pgtandem, upstream_params
-from test_cutover_e2e import (CLIENTS, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, UNIFY, VSCHEMA,  # noqa: F401
-                              _columns, admin_url, complete_migration, legacy_db, migrate, pgbench, pgbench_result, scalar,
-                              start_migration, version_options, wait_new_release_writes, wait_until)
-
-LEASE_MS = 2000
-
-
-def fleet_proxy(proxy_factory, cluster, dbname, lease_ms=LEASE_MS, upstream=None):
-    if upstream is not None:  # conftest.Upstream: Postgres or the Neon-like front
-        return proxy_factory(upstream=upstream.uri, extra_args=["--engine-db", upstream.db_uri(dbname),
-                                                                "--fleet-lease-ms", str(lease_ms)])
-    return proxy_factory(extra_args=["--engine-db", cluster.uri(db=dbname), "--fleet-lease-ms", str(lease_ms)])
-
-
-def status(proxy):
-    code, st = proxy.admin("GET", "/status")
-    assert code == 200, st
-    return st
-
-
-def live_members(proxy):
-    fleet = status(proxy).get("fleet") or {}
-    return sorted(m["listen"] for m in fleet.get("members", []) if m.get("live"))
-
-
-def make_fleet(proxy_factory, cluster, dbname, n=3):
-    proxies = [fleet_proxy(proxy_factory, cluster, dbname) for _ in range(n)]
-    want = sorted("127.0.0.1:%d" % p.port for p in proxies)
-    for p in proxies:
-        wait_until("fleet of %d seen by %d" % (n, p.port), lambda p=p: live_members(p) == want, timeout=20)
-    return proxies
-
-
-def active_fleet(proxy_factory, cluster, dbname, n=3):
-    """n proxies, a migration started through the first, active on all."""
-    proxies = make_fleet(proxy_factory, cluster, dbname, n)
-    start_migration(proxies[0])
-    for p in proxies:
-        wait_phase(p, "active")
-    return proxies
-
-
-def complete_in_background(proxy):
-    return subprocess.Popen([BIN, "migrate", "complete", "--json", "--proxy", admin_url(proxy)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def phase(proxy):
-    code, cur = proxy.admin("GET", "/migrations/current")
-    return cur.get("phase") if code == 200 else None
-
-
-def wait_phase(proxy, want, timeout=20):
-    wait_until("phase %s on %d" % (want, proxy.port), lambda: phase(proxy) == want, timeout=timeout)
-
-
-def db_uri(proxy, dbname, versioned=False, extra=""):
-    return proxy.uri(user="postgres", password="postgres", db=dbname, extra=extra)
-
-
-def old_release_left(proxy):
-    """Old-release sessions as the proxy's complete would count them: its own
-    and the other live proxies' as of their last heartbeat."""
-    st = status(proxy)
-    fleet = st.get("fleet") or {}
-    n = st.get("versions", {}).get("old", 0)
-    for m in fleet.get("members", []):
-        if m.get("live") and m.get("id") != fleet.get("id"):
-            n += sum(v for k, v in (m.get("sessions") or {}).items() if k != NAME)
-    return n
-
-
-def complete_via(proxy, *extra):
-    r = migrate(proxy, "complete", "--json", *extra)
-    rep = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
-    return r, rep
-
-
-def check_data(cluster, dbname, processed):
-    """Every transaction pgbench reported is in the ledger, and the ledger
-    and the loaded rows agree with checks row by row."""
-    assert int(scalar(cluster, dbname, "SELECT count(*) FROM cut_ledger")) == processed
-    mismatched = scalar(cluster, dbname, """
-        SELECT count(*) FROM cut_ledger l LEFT JOIN checks c ON c.id = l.check_id
-         WHERE c.id IS NULL OR c.claim IS DISTINCT FROM l.claim OR c.config_json IS DISTINCT FROM l.config
-            OR c.counts_by_template_json IS DISTINCT FROM l.counts""")
-    updates_bad = scalar(cluster, dbname, "SELECT count(*) FROM cut_updates u LEFT JOIN checks c ON c.id ="
-                                          " u.check_id WHERE c.config_json IS DISTINCT FROM u.config")
-    legacy_bad = scalar(cluster, dbname, LEGACY_DIFF_SQL % {"rows": LEGACY_ROWS})
-    assert (mismatched, updates_bad, legacy_bad) == ("0", "0", "0")
-
-
-def node_client(proxy, dbname):
-    node_dir = os.path.join(TOP, "tests", "node")
-    extra = "options=" + version_options().replace(" ", "%20").replace("=", "%3D")
-    p = subprocess.Popen(["node", os.path.join(node_dir, "cutover.js"), db_uri(proxy, dbname, extra=extra), "7"],
-                         cwd=node_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    line = p.stdout.readline().split()
-    assert line and line[0] == "ready", (line, p.stderr.read() if p.poll() is not None else "")
-    return p
-
-
-def node_after(p):
-    out, err = p.communicate("go\n", timeout=60)
-    assert p.returncode == 0, err
-    after = out.split("\n")[0].split()
-    assert after[0] == "after", out
-    cols = after[1].split(",")
-    assert "claim" in cols and "claim_text" not in cols, cols
-
-
-def assert_new_shape(conn):
-    for i in (1, 2):
-        cur = conn.execute("SELECT * FROM checks WHERE id = %s", (i,))
-        row = cur.fetchone()
-        cols = _columns(cur)
-        assert "claim" in cols and "claim_text" not in cols, cols
-        assert row[cols.index("claim")] == "claim number %d" % i
-
+from support import (active_fleet, assert_new_shape, check_data, CLIENTS, complete_in_background,
+                     complete_migration, complete_via, db_uri, fleet_proxy, hold_open_transaction, live_members,
+                     make_fleet, NAME, NEW_SCRIPT, node_after, node_client, pgbench, pgbench_result,
+                     result_columns, run_pgtandem, scalar, start_migration, status, UNIFY, upstream_params,
+                     version_options, VSCHEMA, wait_for, wait_new_release_writes, wait_phase)
 
 # ---- following and the fleet-wide cutover ------------------------------------
 
@@ -157,8 +40,8 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
         uri = db_uri(p, legacy_db)
         old = psycopg.connect(uri, prepare_threshold=0, autocommit=True)
         new = psycopg.connect(uri, prepare_threshold=0, autocommit=True, options=version_options())
-        assert "claim_text" in _columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
-        cols = _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim_text" in result_columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        cols = result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         assert "claim" in cols and "claim_text" not in cols, (p.port, cols)
         conns += [old, new]
     nodes = [node_client(p, legacy_db) for p in proxies]
@@ -166,8 +49,7 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
                for p in proxies]
     try:
         for p in proxies:
-            wait_until("versioned sessions on %d" % p.port,
-                       lambda p=p: status(p)["versions"].get(NAME, 0) >= CLIENTS // 4 + 2)
+            wait_for(lambda p=p: status(p)["versions"].get(NAME, 0) >= CLIENTS // 4 + 2, 30.0, "versioned sessions on %d" % p.port)
         wait_new_release_writes(cluster, legacy_db, 100)  # the cutover comes under their traffic
         r, rep = complete_via(proxies[1], "--force")  # old-release sessions stay on purpose
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
@@ -208,7 +90,7 @@ def test_cli_db_start_is_followed_and_cli_complete_goes_through_the_fleet(cluste
                              options=version_options()) for p in proxies]
     try:
         for c in conns:
-            assert "claim" in _columns(c.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+            assert "claim" in result_columns(c.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         r = run_pgtandem(["migrate", "complete", "--db", cluster.uri(db=legacy_db)])
         assert r.returncode == 0, r.stdout + r.stderr
         assert "completing through the one at" in r.stderr, r.stderr
@@ -231,9 +113,9 @@ def test_proxy_started_after_the_migration_began_joins_it(cluster, proxy_factory
                          options=version_options()) as new, \
             psycopg.connect(db_uri(late, legacy_db), prepare_threshold=0, autocommit=True) as old:
         assert new.execute("SHOW search_path").fetchone()[0].split(",")[0].strip().strip('"') == VSCHEMA
-        assert "claim_text" in _columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
-        assert "claim" in _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
-        wait_until("both in the fleet", lambda: len(live_members(first)) == 2)
+        assert "claim_text" in result_columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim" in result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        wait_for(lambda: len(live_members(first)) == 2, 30.0, "both in the fleet")
         complete_migration(first, force=True)  # the old session stays on purpose
         assert_new_shape(new)
         assert_new_shape(old)
@@ -242,15 +124,6 @@ def test_proxy_started_after_the_migration_began_joins_it(cluster, proxy_factory
 
 # ---- faults ----------------------------------------------------------------------
 
-def hold_open_transaction(proxy, dbname):
-    """A session on `proxy` inside a transaction that touches nothing
-    migrated: its proxy cannot drain until it ends. It declares the new
-    version: an old-release session would refuse the complete by itself."""
-    conn = psycopg.connect(db_uri(proxy, dbname), options=version_options())
-    conn.execute("SELECT 1")
-    return conn
-
-
 def test_kill_participant_mid_cutover(cluster, proxy_factory, legacy_db):
     proxies = active_fleet(proxy_factory, cluster, legacy_db)
     stuck = hold_open_transaction(proxies[2], legacy_db)
@@ -258,7 +131,7 @@ def test_kill_participant_mid_cutover(cluster, proxy_factory, legacy_db):
                          options=version_options()) as watcher:
         complete = complete_in_background(proxies[1])
         # the coordinator holds everyone but proxy 2, which cannot drain
-        wait_until("proxy 0 held", lambda: status(proxies[0])["paused"], timeout=10)
+        wait_for(lambda: status(proxies[0])["paused"], 10, "proxy 0 held")
         os.kill(proxies[2].proc.pid, signal.SIGKILL)
         proxies[2].proc.wait()
         t0 = time.time()
@@ -287,13 +160,13 @@ def test_kill_coordinator_mid_cutover(cluster, proxy_factory, legacy_db):
     complete = complete_in_background(proxies[1])
     try:
         # proxy 2 drains and acknowledges; proxy 0 cannot drain yet
-        wait_until("proxy 2 held", lambda: status(proxies[2])["paused"], timeout=10)
+        wait_for(lambda: status(proxies[2])["paused"], 10, "proxy 2 held")
         os.kill(proxies[1].proc.pid, signal.SIGKILL)
         proxies[1].proc.wait()
         complete.communicate(timeout=30)
         # nobody stays held: the participants give the hold up by themselves
         for p in (proxies[0], proxies[2]):
-            wait_until("proxy %d resumed" % p.port, lambda p=p: status(p)["paused"] is False, timeout=15)
+            wait_for(lambda p=p: status(p)["paused"] is False, 15, "proxy %d resumed" % p.port)
         with psycopg.connect(db_uri(proxies[2], legacy_db), autocommit=True) as c:
             assert c.execute("SELECT count(*) > 0 FROM checks").fetchone()[0]
         assert scalar(cluster, legacy_db, "SELECT status FROM pgtandem.migrations WHERE name = '%s'" % NAME) \
@@ -305,7 +178,7 @@ def test_kill_coordinator_mid_cutover(cluster, proxy_factory, legacy_db):
     # the migration is still completable through a survivor
     with psycopg.connect(db_uri(proxies[0], legacy_db), prepare_threshold=0, autocommit=True,
                          options=version_options()) as new:
-        assert "claim" in _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim" in result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         complete_migration(proxies[2])
         assert_new_shape(new)
 
@@ -318,8 +191,7 @@ def test_session_bypassing_the_proxies_refuses_complete_unless_forced(cluster, p
     try:
         pid = direct.execute("SELECT pg_backend_pid()").fetchone()[0]
         direct.execute("SELECT count(*) FROM checks")  # touched a migrated table, now idle
-        wait_until("bypassing session in status",
-                   lambda: pid in [b["pid"] for b in status(proxies[1])["fleet"]["bypassing"]])
+        wait_for(lambda: pid in [b["pid"] for b in status(proxies[1])["fleet"]["bypassing"]], 30.0, "bypassing session in status")
         r, rep = complete_via(proxies[1])
         assert r.returncode == 1, r.stdout + r.stderr
         assert "refused" in r.stdout + r.stderr and "pid %d" % pid in r.stdout + r.stderr, r.stdout + r.stderr
@@ -344,7 +216,7 @@ def test_stopped_proxy_fences_itself_and_prepares_again_after_a_cutover_without_
     proxies = active_fleet(proxy_factory, cluster, legacy_db)
     with psycopg.connect(db_uri(proxies[2], legacy_db), prepare_threshold=0, autocommit=True,
                          options=version_options()) as new:
-        cols = _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        cols = result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         assert "claim" in cols and "config_json" in cols, cols
         os.kill(proxies[2].proc.pid, signal.SIGSTOP)
         try:

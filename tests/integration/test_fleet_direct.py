@@ -23,20 +23,13 @@ import threading
 
 import psycopg
 
-from conftest import Scrape
+from support import (assert_new_shape, complete_via, db_uri, hold_open_transaction, make_fleet, metrics, NAME,
+                     NEW_SCRIPT, pgbench, pgbench_result, result_columns, scalar, start_migration, status,
+                     version_options, wait_for, wait_phase)
 from tcp_forwarder import Forwarder
-from test_cutover_e2e import (NAME, NEW_SCRIPT, _columns, legacy_db, pgbench, pgbench_result, scalar,  # noqa: F401
-                              start_migration, version_options, wait_until)
-from test_fleet import LEASE_MS, assert_new_shape, complete_via, db_uri, hold_open_transaction, status, wait_phase
 
 PEER_MSG_CODE = 0x50475446
 DB_DELAY_MS = 150
-
-
-def metrics(proxy):
-    code, text = proxy.admin("GET", "/metrics")
-    assert code == 200, text
-    return Scrape(text)
 
 
 def fleet_id(proxy):
@@ -75,22 +68,9 @@ def send_peer(proxy, data, expect_close):
             return True
 
 
-def make_fleet(proxy_factory, cluster, dbname, extra=None):
-    """Three proxies on dbname; extra[i]: more arguments for proxy i."""
-    extra = extra or {}
-    proxies = [proxy_factory(extra_args=["--engine-db", (extra.get(i, {}).get("engine_db") or cluster.uri(db=dbname)),
-                                         "--fleet-lease-ms", str(LEASE_MS)] + extra.get(i, {}).get("args", []))
-               for i in range(3)]
-    want = sorted("127.0.0.1:%d" % p.port for p in proxies)
-    for p in proxies:
-        wait_until("fleet of 3 seen by %d" % p.port, lambda p=p: sorted(
-            m["listen"] for m in status(p)["fleet"]["members"] if m.get("live")) == want, timeout=30)
-    return proxies
-
-
 def new_release(proxy, dbname):
     conn = psycopg.connect(db_uri(proxy, dbname), prepare_threshold=0, autocommit=True, options=version_options())
-    cols = _columns(conn.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+    cols = result_columns(conn.execute("SELECT * FROM checks WHERE id = %s", (1,)))
     assert "claim" in cols and "claim_text" not in cols, cols
     return conn
 
@@ -101,7 +81,7 @@ def test_participants_learn_of_the_hold_and_its_release_on_the_peer_port(cluster
         slow_uri = ["postgresql://postgres:postgres@127.0.0.1:%d/%s?sslmode=require" % (f.port, legacy_db)
                     for f in slow]
         proxies = make_fleet(proxy_factory, cluster, legacy_db,
-                             {0: {"engine_db": slow_uri[0]}, 2: {"engine_db": slow_uri[1]}})
+                             extra={0: {"engine_db": slow_uri[0]}, 2: {"engine_db": slow_uri[1]}})
         start_migration(proxies[1])
         for p in proxies:
             wait_phase(p, "active")
@@ -146,7 +126,7 @@ def test_cutover_through_the_database_when_the_peer_path_is_broken(cluster, prox
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(16)
     try:
-        proxies = make_fleet(proxy_factory, cluster, legacy_db, {0: {"args": ["--peer-listen", "off"]}})
+        proxies = make_fleet(proxy_factory, cluster, legacy_db, extra={0: {"args": ["--peer-listen", "off"]}})
         assert status(proxies[0])["peer_address"] is None
         scalar(cluster, legacy_db, "UPDATE pgtandem.proxies SET peer = '127.0.0.1:%d' WHERE id = '%s'" % (
             blackhole.getsockname()[1], fleet_id(proxies[2])))
@@ -156,8 +136,7 @@ def test_cutover_through_the_database_when_the_peer_path_is_broken(cluster, prox
         benches = [pgbench(p, legacy_db, NEW_SCRIPT, 8, "prepared", version_options(), clients=4, jobs=2)
                    for p in proxies]
         try:
-            wait_until("new-release sessions on every proxy",
-                       lambda: all(status(p)["versions"].get(NAME, 0) >= 4 for p in proxies))
+            wait_for(lambda: all(status(p)["versions"].get(NAME, 0) >= 4 for p in proxies), 30.0, "new-release sessions on every proxy")
             r, rep = complete_via(proxies[1])
             assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
         finally:
@@ -211,7 +190,7 @@ def test_what_a_stranger_sends_to_a_peer_port_changes_nothing(cluster, proxy_fac
         # hold, then it resumes; nothing waits for the forged epoch
         send_peer(target, frame(signed(key, "hold 1000000 2000 3200 %s %s" % (fleet_id(coordinator), me))),
                   expect_close=False)
-        wait_until("the forged hold seen", lambda: status(target)["fleet"]["holds"]["unconfirmed"] == 1, timeout=10)
+        wait_for(lambda: status(target)["fleet"]["holds"]["unconfirmed"] == 1, 10, "the forged hold seen")
         assert status(target)["paused"] is False
         assert conn.execute("SELECT count(*) > 0 FROM checks").fetchone()[0]
         assert "hold 1000000 asked for by %s is not in the database" % fleet_id(coordinator) in target.log()
@@ -219,10 +198,10 @@ def test_what_a_stranger_sends_to_a_peer_port_changes_nothing(cluster, proxy_fac
                                           " WHERE id = '%s'" % me) == "t"
         # a forged NOTIFY (any role that can connect can send one): the same
         scalar(cluster, legacy_db, "NOTIFY pgtandem_fleet, 'hold 2000000 2000 3200 %s'" % fleet_id(coordinator))
-        wait_until("the forged NOTIFY seen by all", lambda: all(
-            status(p)["fleet"]["holds"]["unconfirmed"] >= 1 for p in (proxies[0], proxies[2])), timeout=10)
+        wait_for(lambda: all(
+            status(p)["fleet"]["holds"]["unconfirmed"] >= 1 for p in (proxies[0], proxies[2])), 10, "the forged NOTIFY seen by all")
         for p in proxies:
-            wait_until("%d resumed" % p.port, lambda p=p: status(p)["paused"] is False, timeout=10)
+            wait_for(lambda p=p: status(p)["paused"] is False, 10, "%d resumed" % p.port)
 
         # a real cutover that cannot finish yet (proxy 2 is in a transaction;
         # the drain may take 20 s): proxy 0 holds, and forged releases do
@@ -233,7 +212,7 @@ def test_what_a_stranger_sends_to_a_peer_port_changes_nothing(cluster, proxy_fac
             "POST", "/migrations/current/complete?drain_timeout_ms=20000", timeout=120)))
         th.start()
         try:
-            wait_until("proxy 0 held", lambda: status(target)["paused"] is True, timeout=10)
+            wait_for(lambda: status(target)["paused"] is True, 10, "proxy 0 held")
             epoch = int(scalar(cluster, legacy_db, "SELECT max(epoch) FROM pgtandem.fleet_holds"))
             for data in (frame("release %d 1 %s" % (epoch, me)),
                          frame(signed(other_key, "release %d 1 %s" % (epoch, me)))):

@@ -22,11 +22,10 @@ import time
 import psycopg
 import pytest
 
-from conftest import Scrape, pg_raw_session, query_outcome
+from support import (assert_new_shape, complete_via, db_uri, LEGACY_ROWS, metrics, pg_raw_session, query_outcome,
+                     result_columns, scalar, start_migration, status, version_options, wait_fleet, wait_for,
+                     wait_phase)
 from keyfront import KeyFront
-from test_cutover_e2e import (LEGACY_ROWS, _columns, admin_url, legacy_db, scalar,  # noqa: F401
-                              start_migration, version_options, wait_until)
-from test_fleet import assert_new_shape, complete_via, db_uri, status, wait_phase
 
 LEASE_MS = 2000
 FENCE_BOUND_MS = 2 * LEASE_MS
@@ -45,13 +44,7 @@ def front_proxy(proxy_factory, cluster, dbname, front, lease_ms=LEASE_MS):
 
 
 def front_fleet(proxy_factory, cluster, dbname, front, n):
-    proxies = [front_proxy(proxy_factory, cluster, dbname, front) for _ in range(n)]
-    want = sorted("127.0.0.1:%d" % p.port for p in proxies)
-    for p in proxies:
-        wait_until("fleet of %d seen by %d" % (n, p.port),
-                   lambda p=p: sorted(m["listen"] for m in (status(p).get("fleet") or {}).get("members", [])
-                                      if m.get("live")) == want, timeout=20)
-    return proxies
+    return wait_fleet([front_proxy(proxy_factory, cluster, dbname, front) for _ in range(n)], 20)
 
 
 def fleet_pids(cluster, dbname):
@@ -59,16 +52,10 @@ def fleet_pids(cluster, dbname):
     return {int(x) for x in re.findall(r"\d+", text)}
 
 
-def metrics(proxy):
-    code, body = proxy.admin("GET", "/metrics")
-    assert code == 200
-    return Scrape(body)
-
-
-def timed_select_1(proxy, dbname, timeout):
-    """Seconds a fresh psql takes to connect and answer SELECT 1."""
+def timed_select_1(uri, timeout):
+    """Seconds a fresh psql takes to connect to `uri` and answer SELECT 1."""
     t0 = time.time()
-    r = subprocess.run(["psql", db_uri(proxy, dbname), "-qAtX", "-c", "SELECT 1"], capture_output=True, text=True,
+    r = subprocess.run(["psql", uri, "-qAtX", "-c", "SELECT 1"], capture_output=True, text=True,
                        timeout=timeout)
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
     return time.time() - t0
@@ -83,25 +70,31 @@ def test_high_backend_pid_during_a_migration_neither_breaks_the_heartbeat_nor_fe
         real = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         # the client is told the edge's PID; the fleet names the real one
         assert told >= 2 ** 31 and told in front.given and real != told
-        wait_until("the real PID in the fleet's row", lambda: real in fleet_pids(cluster, legacy_db), timeout=10)
+        wait_for(lambda: real in fleet_pids(cluster, legacy_db), 10, "the real PID in the fleet's row")
         assert real in [s.get("backend_pid") for s in status(p)["sessions"]]
-        # over three leases: nothing fenced or held, every fresh psql answers at once
+        # over three leases: nothing fenced or held, every fresh psql answers
+        # about as fast as one straight to Postgres at the same moment
+        fences_before = p.log().count("(fence)")
         end = time.time() + 3 * LEASE_MS / 1000.0
-        took = []
+        extra = []
         while time.time() < end:
             st = status(p)
             assert st["hold"]["fenced"] is False and st["hold"]["held_sessions"] == 0, st["hold"]
             # (a psql caught mid-login, before its PID is known, may show up for a moment)
             assert real not in [b["pid"] for b in st["fleet"]["bypassing"]], st["fleet"]
-            took.append(timed_select_1(p, legacy_db, timeout=10))
-        # The proxy's own word on holds is checked at every sample above. A
-        # fence would also hold a fresh psql until the lease is renewed or its
-        # bound passes: the typical login is fast, none waits out the bound. (A
-        # single login's wall time on a loaded machine is no evidence: one took
-        # 2.01 s with nothing held.)
-        took.sort()
-        assert took[len(took) // 2] < 1.0 and took[-1] < FENCE_BOUND_MS / 1000.0, took
-        assert "out of range" not in p.log()
+            through = timed_select_1(db_uri(p, legacy_db), timeout=10)
+            extra.append(through - timed_select_1(cluster.uri(db=legacy_db), timeout=10))
+        # The proxy's own word on holds: its status at every sample above, and
+        # its log, where a fence or a hold is told the moment it starts. A
+        # fence would also hold a fresh psql until the lease is renewed or the
+        # fence's bound passes; what a login through the proxy takes beyond
+        # one straight to Postgres (the machine's own speed, measured beside
+        # it) stays below that bound. (A login's wall time alone is no
+        # evidence on a loaded machine: one took 2.01 s with nothing held.)
+        log = p.log()
+        assert log.count("(fence)") == fences_before, log[-3000:]
+        assert max(extra) < FENCE_BOUND_MS / 1000.0, sorted(extra)
+        assert "out of range" not in log
         conn.execute("SELECT 1")
 
     # a held session whose client leaves is freed at once
@@ -110,15 +103,15 @@ def test_high_backend_pid_during_a_migration_neither_breaks_the_heartbeat_nor_fe
     try:
         s = pg_raw_session(p.port, user="trustuser", database=legacy_db)
         s.sendall(b"Q" + (len(b"SELECT 1\0") + 4).to_bytes(4, "big") + b"SELECT 1\0")
-        wait_until("a held session", lambda: [x for x in status(p)["sessions"] if x["state"] == "held"], timeout=5)
+        wait_for(lambda: [x for x in status(p)["sessions"] if x["state"] == "held"], 5, "a held session")
         st = status(p)
         assert st["hold"]["held_sessions"] == 1 and st["hold"]["reason"] == "operator_pause", st["hold"]
         s.shutdown(socket.SHUT_RDWR)
         s.close()
-        t0 = time.time()
-        wait_until("the gone client's session freed", lambda: not status(p)["sessions"], timeout=2)
-        freed_s = time.time() - t0
-        assert freed_s < 1.0, freed_s
+        # freed while the pause still holds (it would end only at its 10 s timeout)
+        wait_for(lambda: not status(p)["sessions"], 5, "the gone client's session freed")
+        st = status(p)
+        assert st["paused"] and st["hold"]["reason"] == "operator_pause", st
     finally:
         p.admin("POST", "/resume")
 
@@ -136,11 +129,10 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
     other = psycopg.connect(db_uri(proxies[2], legacy_db), autocommit=True, options=version_options())
     try:
         assert int(old.execute("SELECT count(*) FROM checks").fetchone()[0]) == LEGACY_ROWS
-        assert "claim" in _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim" in result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         other.execute("SELECT count(*) FROM checks")
         reals = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (old, new, other)}
-        wait_until("every session's real PID in the fleet",
-                   lambda: reals <= fleet_pids(cluster, legacy_db), timeout=10)
+        wait_for(lambda: reals <= fleet_pids(cluster, legacy_db), 10, "every session's real PID in the fleet")
         # sessions that do bypass the proxies: the refusal counts and lists the same ones
         touching = psycopg.connect(cluster.uri(db=legacy_db), autocommit=True)
         idle = psycopg.connect(cluster.uri(db=legacy_db), autocommit=True)
@@ -149,8 +141,8 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
             idle.execute("SELECT 1")
             direct = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (touching, idle)}
             touching.execute("SELECT count(*) FROM checks")
-            wait_until("both direct sessions bypassing", lambda: direct <= {
-                b["pid"] for b in status(proxies[1])["fleet"]["bypassing"]}, timeout=10)
+            wait_for(lambda: direct <= {
+                b["pid"] for b in status(proxies[1])["fleet"]["bypassing"]}, 10, "both direct sessions bypassing")
             r, rep = complete_via(proxies[1])
             assert r.returncode == 1, r.stdout + r.stderr
             m = re.search(r"refused: (\d+) of the (\d+) sessions? that reach .*? \((.*)\); stop them",
@@ -163,8 +155,7 @@ def test_fleet_through_the_key_rewriting_front_completes_without_force(cluster, 
             touching.close()
             idle.close()
         for p in proxies:
-            wait_until("nothing bypassing on %d" % p.port, lambda p=p: status(p)["fleet"]["bypassing"] == [],
-                       timeout=10)
+            wait_for(lambda p=p: status(p)["fleet"]["bypassing"] == [], 10, "nothing bypassing on %d" % p.port)
         r, rep = complete_via(proxies[1])
         assert r.returncode == 0 and rep["status"] == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
         assert not rep.get("bypassing"), rep
@@ -181,19 +172,18 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
     start_migration(p)
     held = pg_raw_session(p.port, user="trustuser", database=legacy_db)
     assert query_outcome(held, "SELECT 1", 5)[0] == "ok"
-    # the heartbeat's UPDATE waits behind this lock: the lease runs out
+    # the lease's renewal waits behind this lock: the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
-    locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
+    locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")
     try:
-        wait_until("fenced", lambda: status(p)["hold"]["fenced"], timeout=2 * LEASE_MS / 1000.0 + 2)
+        wait_for(lambda: status(p)["hold"]["fenced"], 2 * LEASE_MS / 1000.0 + 2, "fenced")
         fenced_at = time.time()
         outcome = {}
         t = threading.Thread(target=lambda: outcome.update(
             zip(("what", "fields", "s"), query_outcome(held, "SELECT 1", FENCE_BOUND_MS / 1000.0 + 5))))
         t.start()
-        wait_until("held and fenced in /metrics",
-                   lambda: (metrics(p).get("pgtandem_held_sessions", reason="fence") or 0) >= 1
-                   and metrics(p).get("pgtandem_fenced") == 1, timeout=5)
+        wait_for(lambda: (metrics(p).get("pgtandem_held_sessions", reason="fence") or 0) >= 1
+                   and metrics(p).get("pgtandem_fenced") == 1, 5, "held and fenced in /metrics")
         assert 'pgtandem_hold{reason="fence"} 1' in metrics(p).text
         st = status(p)["hold"]
         assert st["fenced"] and st["reason"] == "fence" and st["held_sessions"] >= 1, st
@@ -207,22 +197,25 @@ def test_forced_fence_is_visible_and_bounded(cluster, proxy_factory, legacy_db, 
         assert answered_after < FENCE_BOUND_MS / 1000.0 + 1.0, (answered_after, outcome)
         print("held query answered with 57P01 %.2f s after it was sent, %.2f s after the fence began"
               % (outcome["s"], answered_after))
-        # a new client is answered too, at once
+        # a new client is answered too, at once: not held for the fence's bound
         fresh = pg_raw_session(p.port, user="trustuser", database=legacy_db)
         what, fields, took = query_outcome(fresh, "SELECT 1", 5)
         fresh.close()
-        assert what == "error" and fields["C"] == "57P01" and took < 1.0, (what, fields, took)
+        assert what == "error" and fields["C"] == "57P01" and took < FENCE_BOUND_MS / 1000.0, (what, fields, took)
         log = p.log()
         assert re.search(r"hold: \d+ sessions? held for [\d.]+ s \(fence\): ", log), log[-3000:]
         assert "57P01" in log
         # and again every 5 s while it lasts
-        wait_until("the fence logged again", lambda: len(re.findall(r"\(fence\): ", p.log())) >= 2, timeout=7)
+        wait_for(lambda: len(re.findall(r"\(fence\): ", p.log())) >= 2, 7, "the fence logged again")
     finally:
         locker.rollback()
         locker.close()
         held.close()
-    wait_until("fence lifted", lambda: not status(p)["hold"]["fenced"], timeout=10)
-    assert timed_select_1(p, legacy_db, timeout=10) < 2.0
+    wait_for(lambda: not status(p)["hold"]["fenced"], 10, "fence lifted")
+    # nothing held any more: a login through the proxy takes less beyond one
+    # straight to Postgres than a fence would hold it
+    through = timed_select_1(db_uri(p, legacy_db), timeout=10)
+    assert through - timed_select_1(cluster.uri(db=legacy_db), timeout=10) < FENCE_BOUND_MS / 1000.0, through
     assert metrics(p).get("pgtandem_fenced") == 0
 
 
@@ -245,9 +238,9 @@ def coordinator_killed_mid_contract(cluster, proxy_factory, legacy_db, front):
     direct = subprocess.Popen(["psql", cluster.uri(db=legacy_db), "-qAtX", "-c",
                                "SELECT count(*) FROM checks, pg_sleep(60) AS fence_test_sleep"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until("the direct statement holds its lock", lambda: scalar(
+    wait_for(lambda: scalar(
         cluster, legacy_db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%fence_test_sleep%'"
-                            " AND state = 'active' AND pid <> pg_backend_pid()") == "1", timeout=10)
+                            " AND state = 'active' AND pid <> pg_backend_pid()") == "1", 10, "the direct statement holds its lock")
     # (the CLI's --lock-timeout does not reach a proxy: the admin API is asked directly)
     answer = {}
 
@@ -262,23 +255,27 @@ def coordinator_killed_mid_contract(cluster, proxy_factory, legacy_db, front):
     completing.start()
     late = None
     try:
-        wait_until("the contract waits 60 s for its lock", lambda: "reply" not in answer and scalar(
+        wait_for(lambda: "reply" not in answer and scalar(
             cluster, legacy_db, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                " AND application_name LIKE 'pgtandem%' AND query LIKE '%60000ms%'") != "0",
-                   timeout=30)
+                                " AND application_name LIKE 'pgtandem%' AND query LIKE '%60000ms%'") != "0", 30, "the contract waits 60 s for its lock")
         assert status(proxies[1])["paused"] is True
+        # what a fresh psql takes on this machine now, straight to Postgres
+        direct_s = timed_select_1(cluster.uri(db=legacy_db), timeout=10)
         os.kill(proxies[0].proc.pid, signal.SIGKILL)
         killed_at = time.time()
         proxies[0].proc.wait()
-        bound = LEASE_MS / 1000.0 + 1.5
-        took = timed_select_1(proxies[1], legacy_db, timeout=bound + 2)
+        # the survivor's hold ends once the killed coordinator's lease has run
+        # out: its SELECT 1 within the lease, the heartbeat that notices and
+        # what a psql takes here anyway
+        bound = LEASE_MS / 1000.0 + 1.5 + direct_s
+        took = timed_select_1(db_uri(proxies[1], legacy_db), timeout=bound + 2)
         since_kill = time.time() - killed_at
-        assert since_kill < bound, (took, since_kill)
+        assert since_kill < bound, (took, since_kill, direct_s)
         # a proxy started now does not join the orphaned hold
         late = front_proxy(proxy_factory, cluster, legacy_db, front)
-        wait_until("late proxy in the fleet", lambda: (status(late).get("fleet") or {}).get("connected"),
-                   timeout=10)
-        assert timed_select_1(late, legacy_db, timeout=bound + 2) < 2.0
+        wait_for(lambda: (status(late).get("fleet") or {}).get("connected"), 10, "late proxy in the fleet")
+        late_s = timed_select_1(db_uri(late, legacy_db), timeout=bound + 2)
+        assert late_s - timed_select_1(cluster.uri(db=legacy_db), timeout=10) < LEASE_MS / 1000.0, late_s
         assert status(proxies[1])["paused"] is False and status(proxies[1])["hold"]["reason"] == "none"
         print("survivor SELECT 1 answered %.2f s after the coordinator was killed (lease %d ms)"
               % (since_kill, LEASE_MS))
@@ -288,5 +285,5 @@ def coordinator_killed_mid_contract(cluster, proxy_factory, legacy_db, front):
         direct.kill()
         direct.communicate()
         completing.join(10)
-    wait_until("contract rolled back", lambda: scalar(
-        cluster, legacy_db, "SELECT status FROM pgtandem.migrations") == "active", timeout=10)
+    wait_for(lambda: scalar(
+        cluster, legacy_db, "SELECT status FROM pgtandem.migrations") == "active", 10, "contract rolled back")

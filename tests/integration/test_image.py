@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 
-from conftest import TOP, Proxy, free_port, psql, wait_for
+from support import free_port, Proxy, psql, TOP, wait_for
 from tcp_forwarder import Forwarder
 
 pytestmark = pytest.mark.image
@@ -220,12 +220,12 @@ def test_migration_through_the_container_admin_api(image, container_factory, clu
     os.chmod(path, 0o644)
     admin = "http://127.0.0.1:%d" % c.admin_port
 
-    def migrate(*args):
+    def image_migrate(*args):
         # the image's own CLI, in a container of its own beside the proxy's
         return podman("run", "--rm", "--no-healthcheck", "-v", "%s:/migrations:ro" % d, image,
                       "migrate", *args, "--proxy", admin, timeout=300)
 
-    r = migrate("start", "/migrations/0001_items_name.json")
+    r = image_migrate("start", "/migrations/0001_items_name.json")
     assert r.returncode == 0, r.stdout + r.stderr + c.logs()[-3000:]
     code, cur = c.admin("GET", "/migrations/current")
     assert code == 200 and cur["phase"] == "active", cur
@@ -236,13 +236,13 @@ def test_migration_through_the_container_admin_api(image, container_factory, clu
     assert psql(uri, "SELECT name FROM items WHERE id = 7", env={"PGOPTIONS": "-c pgtandem.version=0001_items_name"},
                 check=True).stdout.strip() == "item 7"
 
-    r = migrate("complete", "--json")
+    r = image_migrate("complete", "--json")
     assert r.returncode == 0, r.stdout + r.stderr + c.logs()[-3000:]
     assert json.loads(r.stdout)["status"] == "completed", r.stdout
     assert psql(uri, "SELECT name FROM items WHERE id = 7", check=True).stdout.strip() == "item 7"
     assert cluster.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items'"
                         " AND column_name = 'title'", uri=cluster.uri(db=items_db)) == "0"
-    r = migrate("status")
+    r = image_migrate("status")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

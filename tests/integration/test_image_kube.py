@@ -41,7 +41,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import TOP, free_port, wait_for
+from support import free_port, TOP, wait_for
 from test_image import PODMAN, image, podman  # noqa: F401 (image: the fixture that builds it, cached by now)
 
 pytestmark = pytest.mark.image
@@ -375,13 +375,13 @@ def kube_pods(image, cluster, items_db, tmp_path):  # noqa: F811 (image: the fix
         podman("secret", "rm", secret_name)
 
 
-def live_members(kp, token):
+def pod_live_members(kp, token):
     code, st = admin(kp, "GET", "/status", token)
     assert code == 200, st
     return sorted((m["id"], m["peer"], m["admin"]) for m in st["fleet"]["members"] if m.get("live"))
 
 
-def old_release_left(kp, token):
+def pod_old_release_left(kp, token):
     """Old-release sessions as a complete through kp would count them: its
     own and the other live proxies' as of their last heartbeat."""
     code, st = admin(kp, "GET", "/status", token)
@@ -409,7 +409,7 @@ def following(kp, token):
     return int(m.group(1)) if m else None
 
 
-def current(kp, token):
+def pod_migration(kp, token):
     code, cur = admin(kp, "GET", "/migrations/current", token)
     return cur if code == 200 else {}
 
@@ -420,8 +420,8 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
 
     # one fleet of three, each registered with its own id, admin address
     # and peer listener (from the pod IP the downward API gives)
-    wait_for(lambda: all(len(live_members(kp, token)) == 3 for kp in pods), timeout=30, what="a fleet of three")
-    members = live_members(second, token)
+    wait_for(lambda: all(len(pod_live_members(kp, token)) == 3 for kp in pods), timeout=30, what="a fleet of three")
+    members = pod_live_members(second, token)
     assert sorted((m[1], m[2]) for m in members) == sorted(
         ("127.0.0.1:%d" % kp.peer_port, "127.0.0.1:%d" % kp.admin_port) for kp in pods), members
     # the default fleet id: the host name, which is the pod's name, then
@@ -454,13 +454,13 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     start.stdin.write(json.dumps(migration))
     start.stdin.close()
-    wait_for(lambda: current(first, token).get("phase") == "backfilling"
-             and current(first, token)["backfill"]["rows_done"] >= 1000, timeout=60,
-             what="the backfill under way on the first pod", detail=lambda: current(first, token))
+    wait_for(lambda: pod_migration(first, token).get("phase") == "backfilling"
+             and pod_migration(first, token)["backfill"]["rows_done"] >= 1000, timeout=60,
+             what="the backfill under way on the first pod", detail=lambda: pod_migration(first, token))
     for kp in (second, third):  # the others follow it
-        wait_for(lambda kp=kp: current(kp, token).get("phase") == "backfilling", timeout=10,
-                 what="%s following the migration" % kp.name, detail=lambda kp=kp: current(kp, token))
-        assert current(kp, token)["name"] == MIGRATION
+        wait_for(lambda kp=kp: pod_migration(kp, token).get("phase") == "backfilling", timeout=10,
+                 what="%s following the migration" % kp.name, detail=lambda kp=kp: pod_migration(kp, token))
+        assert pod_migration(kp, token)["name"] == MIGRATION
     marks = {"backfilling": time.monotonic()}
 
     # the first pod deleted mid-backfill, as a kubelet stops one: SIGTERM
@@ -474,13 +474,13 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
     start.wait(timeout=60)
     out = start.stdout.read()
     assert start.returncode != 0, "migrate start ended well with its pod gone:\n" + out
-    wait_for(lambda: len(live_members(second, token)) == 2, timeout=10, what="the fleet without the deleted pod")
+    wait_for(lambda: len(pod_live_members(second, token)) == 2, timeout=10, what="the fleet without the deleted pod")
 
     # another proxy takes the backfill over (timed: until the rows done
     # move again)
     assert 0 < rows_then < ROWS, rows_then
     wait_for(lambda: backfilled(cluster, items_db) > rows_then, timeout=60, what="the backfill going on elsewhere",
-             detail=lambda: current(second, token))
+             detail=lambda: pod_migration(second, token))
     takeover_s = time.monotonic() - started
     # unthrottled through the proxy that runs the backfill now: asked of
     # another one, POST /migrations/current/throttle answers 200 and
@@ -489,16 +489,16 @@ def test_kube_fleet_carries_on_when_a_pod_is_deleted(image, cluster, items_db, k
                        what="the proxy running the backfill")
     code, ans = admin(runner, "POST", "/migrations/current/throttle", token, {"max_rows_per_sec": 0})
     assert code == 200, ans
-    wait_for(lambda: current(second, token).get("phase") == "active", timeout=120,
-             what="the backfill taken over and done", detail=lambda: current(second, token))
-    assert current(third, token).get("phase") == "active"
+    wait_for(lambda: pod_migration(second, token).get("phase") == "active", timeout=120,
+             what="the backfill taken over and done", detail=lambda: pod_migration(second, token))
+    assert pod_migration(third, token).get("phase") == "active"
     marks["active"] = time.monotonic()
 
     # the old release leaves, the new one comes; complete through the second
     # pod with the image's own CLI, new-release clients on both pods
     for w in writers[1:]:
         w.finish()
-    wait_for(lambda: old_release_left(second, token) == 0, timeout=15, what="the old release gone from the fleet")
+    wait_for(lambda: pod_old_release_left(second, token) == 0, timeout=15, what="the old release gone from the fleet")
     new = [Writer(kp, items_db, first=20_000_000 * (kp.i + 1), version=MIGRATION) for kp in (second, third)]
     for w in new:
         w.start()

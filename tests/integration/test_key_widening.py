@@ -25,8 +25,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import wait_for
-from test_migrate_util import db, pmigrate, proxy_start, proxy_uri, sql, write_migration  # noqa: F401
+from support import pmigrate, proxy_start, proxy_uri, sql, wait_for, write_migration
 
 NAME = "widen_keys"
 MIGRATION = {"name": NAME, "parent": None, "operations": [

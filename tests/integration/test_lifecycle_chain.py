@@ -11,10 +11,8 @@ import json
 import os
 import tempfile
 
-from conftest import run_pgtandem, wait_for
-from test_cutover_e2e import LEGACY_ROWS, admin_url, legacy_db, scalar  # noqa: F401
+from support import admin_url, engine_proxy, LEGACY_ROWS, run_pgtandem, scalar, wait_for
 from test_lifecycle_shapes import Client, table_columns
-from test_migrate_util import engine_proxy
 
 CHAIN = [
     {"name": "0001_claim", "parent": None, "operations": [

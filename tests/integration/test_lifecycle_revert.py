@@ -17,12 +17,9 @@ import tempfile
 
 import psycopg
 
-from conftest import run_pgtandem, wait_for
-from test_cutover_e2e import (NAME, UNIFY, legacy_db, migrate, scalar, start_migration,  # noqa: F401
-                              version_options)
-from test_fleet import active_fleet, wait_phase
+from support import (active_fleet, engine_proxy, pmigrate, run_pgtandem, scalar, start_migration, UNIFY,
+                     version_options, wait_for, wait_phase)
 from test_lifecycle_shapes import Client
-from test_migrate_util import engine_proxy
 from test_schema_fidelity import schema_dump
 
 WRITES = 40
@@ -48,13 +45,13 @@ def shape_writes(conn, shape):
         conn.execute("DELETE FROM checks WHERE id = %s", (3000 + i,))
 
 
-def rows(uri):
+def checks_rows(uri):
     with psycopg.connect(uri) as c:
         return [r[0] for r in c.execute("SELECT to_jsonb(x) FROM checks x ORDER BY id")]
 
 
 def finish(proxy, what, *extra):
-    r = migrate(proxy, what, "--json", *extra)
+    r = pmigrate(proxy, what, "--json", *extra)
     assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
     return json.loads(r.stdout)
 
@@ -91,7 +88,7 @@ def test_revert_after_complete_ends_where_a_twin_that_never_migrated_ends(cluste
             assert c.execute("SELECT claim_text FROM checks WHERE id = 7").fetchone()[0] == "upd-7"
         assert schema_dump(cluster, uri) == before
         assert schema_dump(cluster, twin_uri) == before
-        assert rows(uri) == rows(twin_uri)
+        assert checks_rows(uri) == checks_rows(twin_uri)
         assert scalar(cluster, legacy_db, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgtandem_%'") == "0"
 
         # and again, this time to the end, with the old release writing
@@ -136,12 +133,12 @@ def test_complete_with_a_revert_window_refused_for_a_dropped_column(cluster, pro
         assert "REVERTIBLE" in run_pgtandem(["migrate", "plan", UNIFY]).stdout
         proxy = engine_proxy(proxy_factory, cluster, legacy_db)
         start_migration(proxy, path)
-        r = migrate(proxy, "complete", "--revert-window-s", "60")
+        r = pmigrate(proxy, "complete", "--revert-window-s", "60")
         assert r.returncode == 1, r.stdout + r.stderr
         assert "cannot be reverted after complete" in r.stderr and "drop_column" in r.stderr, r.stderr
         code, cur = proxy.admin("GET", "/migrations/current")
         assert cur["phase"] == "active", cur
-        r = migrate(proxy, "complete")
+        r = pmigrate(proxy, "complete")
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         os.unlink(path)
@@ -194,6 +191,6 @@ def test_revert_through_a_fleet_under_writers(cluster, proxy_factory, legacy_db)
         with psycopg.connect(uri) as c:
             mine = [r[0] for r in c.execute("SELECT to_jsonb(x) FROM checks x WHERE NOT id = ANY(%s) ORDER BY id",
                                             (ids,))]
-        assert mine == rows(twin_uri)
+        assert mine == checks_rows(twin_uri)
     finally:
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)

@@ -27,10 +27,8 @@ import threading
 import psycopg
 from sqlalchemy import pool as sqlalchemy_pool
 
-from conftest import TOP, wait_for
-from test_cutover_e2e import (NAME, complete_migration, legacy_db, migrate, scalar,  # noqa: F401
-                              start_migration, throttled_migration, version_options)
-from test_migrate_util import engine_proxy
+from support import (complete_migration, engine_proxy, NAME, pmigrate, scalar, start_migration,
+                     throttled_migration, TOP, version_options, wait_for)
 
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 COLUMNS_SQL = ("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid ="
@@ -165,7 +163,7 @@ def test_complete_refuses_while_the_old_release_is_connected(cluster, proxy_fact
     start_migration(proxy)
     with psycopg.connect(uri, autocommit=True, application_name="billing-worker") as old:
         old.execute("SELECT claim_text FROM checks WHERE id = 7").fetchone()
-        r = migrate(proxy, "complete")
+        r = pmigrate(proxy, "complete")
         assert r.returncode == 1, r.stdout + r.stderr
         # named: who, from where, what it last ran, and how long ago
         assert "1 session of the old release" in r.stderr, r.stderr

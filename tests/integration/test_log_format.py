@@ -6,8 +6,7 @@ import json
 import re
 import socket
 
-from conftest import run_pgtandem, wait_for
-from test_migrate_util import db, load_legacy, pmigrate, proxy_start, sql, unify, write_migration  # noqa: F401
+from support import load_legacy, pmigrate, proxy_start, run_pgtandem, sql, unify, wait_for, write_migration
 
 NAME = "0003_checks_unify"
 ROWS = 20000

@@ -17,9 +17,8 @@ import threading
 import psycopg
 import pytest
 
-from conftest import PROMTOOL, TOP, Scrape, pg_raw_session, promtool_check, query_outcome, run_pgtandem, wait_for
-from test_cutover_e2e import NAME, UNIFY, legacy_db  # noqa: F401
-from test_fleet import fleet_proxy
+from support import (fleet_proxy, NAME, pg_raw_session, PROMTOOL, promtool_check, query_outcome, run_pgtandem,
+                     Scrape, TOP, UNIFY, wait_for)
 
 LEASE_MS = 2000
 ALERTS = os.path.join(TOP, "config", "prometheus", "alerts.yml")
@@ -155,9 +154,9 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
     assert outcome.get("what") == "ok", outcome
     check_hold(wait_scrape(p, "the pause lifted", lambda s: s.get("pgtandem_paused") == 0), "none", 0)
 
-    # the fence: the heartbeat waits behind a lock, the lease runs out
+    # the fence: the lease's renewal waits behind a lock, the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
-    locker.execute("LOCK TABLE pgtandem.proxies IN ACCESS EXCLUSIVE MODE")
+    locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")
     try:
         wait_scrape(p, "fenced", lambda s: s.get("pgtandem_fenced") == 1, timeout=3 * LEASE_MS / 1000.0 + 4)
         t, outcome = held_query(old, 30)

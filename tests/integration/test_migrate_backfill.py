@@ -10,8 +10,7 @@ import time
 
 import psycopg
 
-from conftest import BIN, wait_for
-from test_migrate_util import db, load_legacy, migrate, new_shape_options, sql, unify, write_migration  # noqa: F401
+from support import BIN, load_legacy, migrate, new_shape_options, sql, unify, wait_for, write_migration
 
 NAME = "0003_checks_unify"
 

@@ -20,8 +20,8 @@ import time
 import psycopg
 import pytest
 
-from test_migrate_util import (db, dbname, engine_proxy, migrate, new_shape_options, pmigrate,  # noqa: F401
-                               proxy_start, proxy_uri, rows, shape, sql, write_migration)
+from support import (dbname, engine_proxy, migrate, new_shape_options, pmigrate, proxy_start, proxy_uri, rows,
+                     shape, sql, write_migration)
 
 NROWS = 2000
 

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, SANITIZER_MARKS, running_statements, wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, rows, sql, write_migration  # noqa: F401
+from support import (BIN, EXAMPLES, load_legacy, migrate, rows, running_statements, SANITIZER_MARKS, sql, wait_for,
+                     write_migration)
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 

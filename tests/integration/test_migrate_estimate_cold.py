@@ -12,8 +12,7 @@ import os
 
 import pytest
 
-from conftest import wait_for
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, proxy_start  # noqa: F401
+from support import EXAMPLES, load_legacy, migrate, proxy_start, wait_for
 
 ROWS = 300000
 

@@ -8,9 +8,7 @@ import os
 import subprocess
 import tempfile
 
-from conftest import run_pgtandem
-from test_migrate_util import (EXAMPLES, db, engine_proxy, load_legacy, migrate, shape, sql,  # noqa: F401
-                               write_migration)
+from support import engine_proxy, EXAMPLES, load_legacy, migrate, run_pgtandem, shape, sql, write_migration
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 STEP_FILES = {"migration.json", "plan.txt", "row-counts.txt", "run.log", "schema-before.sql",

@@ -13,8 +13,7 @@ import tempfile
 
 import pytest
 
-from conftest import TOP, run_pgtandem
-from test_migrate_util import db, load_legacy, migrate, shape, sql, write_migration  # noqa: F401
+from support import load_legacy, migrate, run_pgtandem, shape, sql, TOP, write_migration
 
 CORPUS = os.path.join(TOP, "tests", "migrations")
 BAD = sorted(glob.glob(os.path.join(CORPUS, "bad", "*.json")))

@@ -7,7 +7,7 @@ import threading
 import psycopg
 import pytest
 
-from test_migrate_util import db, migrate, new_shape_options, rows, shape, sql, write_migration  # noqa: F401
+from support import migrate, new_shape_options, rows, shape, sql, write_migration
 
 BASE = """
 CREATE TABLE items (id bigserial PRIMARY KEY, a text NOT NULL DEFAULT 'x', b int, price text,

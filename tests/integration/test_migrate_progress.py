@@ -10,8 +10,7 @@ import re
 import subprocess
 import threading
 
-from conftest import BIN, SANITIZER_MARKS
-from test_migrate_util import EXAMPLES, db, load_legacy, migrate, write_migration  # noqa: F401
+from support import BIN, EXAMPLES, load_legacy, migrate, SANITIZER_MARKS, write_migration
 
 ROWS = 20000
 LINE = re.compile(r"backfill (?P<table>\S+): (?P<done>\d+)/(?P<total>\d+) rows \((?P<pct>[\d.]+)%\), "

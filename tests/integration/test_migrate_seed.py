@@ -10,8 +10,7 @@ import time
 
 import psycopg
 
-from test_migrate_util import (EXAMPLES, columns, db, load_legacy, migrate, new_shape_options, rows,  # noqa: F401
-                               shape, sql, write_migration)
+from support import columns, EXAMPLES, load_legacy, migrate, new_shape_options, rows, shape, sql, write_migration
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
 NAME = "0003_checks_unify"

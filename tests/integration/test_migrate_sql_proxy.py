@@ -9,7 +9,7 @@ import json
 
 import psycopg
 
-from test_migrate_util import db, new_shape_options, pmigrate, proxy_uri, sql  # noqa: F401
+from support import new_shape_options, pmigrate, proxy_uri, sql
 
 BASE = """
 DROP TABLE IF EXISTS items;

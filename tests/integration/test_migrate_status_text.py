@@ -8,9 +8,7 @@ import re
 
 import psycopg
 
-from conftest import current, wait_for
-from test_migrate_util import (db, load_legacy, migrate, pmigrate, proxy_start, sql, unify,  # noqa: F401
-                               write_migration)
+from support import current, load_legacy, migrate, pmigrate, proxy_start, sql, unify, wait_for, write_migration
 
 NAME = "0003_checks_unify"
 

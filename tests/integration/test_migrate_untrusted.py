@@ -11,8 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import run_pgtandem
-from test_migrate_util import db, engine_proxy, migrate, sql, write_migration  # noqa: F401
+from support import engine_proxy, migrate, run_pgtandem, sql, write_migration
 
 INJECTION = "'x'; DROP TABLE canary; SELECT 'y'"
 

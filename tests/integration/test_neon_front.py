@@ -21,27 +21,20 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, SSL_REQUEST, Proxy, assert_terminated_on_the_wire, pg_error_fields, pg_raw_session, pg_read_message, pg_read_until,
-                      pg_simple_query, pg_startup_packet, psql, raise_nofile, run_pgtandem)
+from support import (admin_url, assert_terminated_on_the_wire, CANCEL_CODE, pg_error_fields, pg_raw_session,
+                     pg_read_message, pg_read_until, pg_simple_query, pg_startup_packet, Proxy, psql, raise_nofile,
+                     result_columns, run_pgtandem, scalar, SSL_REQUEST, start_migration, u32, version_options,
+                     wait_for)
 from neonfront import COMPUTE_DOWN_MSG, NO_ENDPOINT_MSG, TERMINATED_MSG, neon_uri
-from test_cutover_e2e import (_columns, admin_url, legacy_db, scalar, start_migration, version_options,  # noqa: F401
-                              wait_until)
 
 HIGH = 1 << 31
 CONNECT_BOUND_S = 5.0
 CANCEL_BOUND_S = 3.0
 
 
-def u32(pid):
-    """libpq's PQbackendPID is a C int: a pid >= 2^31 comes back negative."""
-    return pid & 0xFFFFFFFF
-
-
 def wait_active(cluster, query, n=1, timeout=10.0):
-    wait_until("%d backend(s) running %r" % (n, query),
-               lambda: int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                                        " AND query = '%s'" % query.replace("'", "''"))) >= n,
-               timeout=timeout)
+    wait_for(lambda: int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                                        " AND query = '%s'" % query.replace("'", "''"))) >= n, timeout, "%d backend(s) running %r" % (n, query))
 
 
 def front_uri(front, **kw):
@@ -539,12 +532,11 @@ def test_pgtandem_engine_survives_a_compute_restart_mid_migration(neon_front, pr
     front = neon_front(low_pids=True)
     proxy = engine_through(proxy_factory, front, legacy_db, ["--fleet-lease-ms", "2000"])
     start_migration(proxy)
-    wait_until("fleet connected", lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"), timeout=10)
+    wait_for(lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"), 10, "fleet connected")
     ended = front.suspend(refuse_ms=1000)
     assert ended, "the proxy had no connection through the front"
     front.wait("wake-up", lambda: not front.suspended, timeout=5)
-    wait_until("fleet connected again", lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"),
-               timeout=15)
+    wait_for(lambda: (fleet_status(proxy).get("fleet") or {}).get("connected"), 15, "fleet connected again")
     wait_heartbeats(cluster, legacy_db, proxy)
     ok, why = fresh_psql_ok(proxy, legacy_db)
     assert ok, why + proxy.log()[-2000:]
@@ -563,8 +555,8 @@ def test_pgtandem_migration_with_a_high_pid_client_connected(neon_front, proxy_f
             psycopg.connect(uri, prepare_threshold=0, autocommit=True, connect_timeout=10,
                             options=version_options()) as new:
         assert u32(old.pgconn.backend_pid) >= HIGH and u32(new.pgconn.backend_pid) >= HIGH
-        assert "claim_text" in _columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
-        assert "claim" in _columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim_text" in result_columns(old.execute("SELECT * FROM checks WHERE id = %s", (1,)))
+        assert "claim" in result_columns(new.execute("SELECT * FROM checks WHERE id = %s", (1,)))
         # a new client still gets in, and the heartbeat keeps running with
         # these sessions' pids in it
         ok, why = fresh_psql_ok(proxy, legacy_db)
@@ -576,7 +568,7 @@ def test_pgtandem_migration_with_a_high_pid_client_connected(neon_front, proxy_f
         r = run_pgtandem(["migrate", "complete", "--json", "--force", "--proxy", admin_url(proxy)], timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
         for conn in (old, new):
-            cols = _columns(conn.execute("SELECT * FROM checks WHERE id = %s", (2,)))
+            cols = result_columns(conn.execute("SELECT * FROM checks WHERE id = %s", (2,)))
             assert "claim" in cols and "claim_text" not in cols, cols
 
 
@@ -609,10 +601,8 @@ def wait_heartbeats(cluster, dbname, proxy, timeout=15.0):
 
     t0 = observe("SELECT clock_timestamp()")
     try:
-        wait_until("two heartbeats after " + t0,
-                   lambda: observe("SELECT coalesce(bool_or(heartbeat_at > '%s'::timestamptz"
-                                   " + interval '600 ms'), false) FROM pgtandem.proxies" % t0) == "t",
-                   timeout=timeout)
+        wait_for(lambda: observe("SELECT coalesce(bool_or(heartbeat_at > '%s'::timestamptz"
+                                   " + interval '600 ms'), false) FROM pgtandem.proxies" % t0) == "t", timeout, "two heartbeats after " + t0)
     except AssertionError as e:
         log = [ln for ln in proxy.log().splitlines() if "fleet" in ln or "heartbeat" in ln]
         raise AssertionError("%s; proxy log:\n%s" % (e, "\n".join(log[-10:])))

@@ -19,7 +19,7 @@ import pytest
 
 import socket
 
-from conftest import BIN, TOP, free_port, wait_port
+from support import BIN, free_port, TOP, wait_port
 
 PW = "inipass"
 
@@ -54,7 +54,7 @@ class IniProxy:
 
 
 @pytest.fixture
-def start(tmp_path):
+def start_with_ini(tmp_path):
     started = []
 
     def make(ini, extra=()):
@@ -82,11 +82,11 @@ def bench_ini(tmp_path, cluster, secret_line, port, pool_size=100):
     return d + "/pgbouncer.ini"
 
 
-def test_the_benchmarks_pgbouncer_ini_runs_as_it_is(cluster, role, tmp_path, start):
+def test_the_benchmarks_pgbouncer_ini_runs_as_it_is(cluster, role, tmp_path, start_with_ini):
     name, secret = role
     port = free_port()
     ini = bench_ini(tmp_path, cluster, '"%s" "%s"\n' % (name, secret), port, pool_size=7)
-    p = start(ini)
+    p = start_with_ini(ini)
     wait_port(port, proc=p.proc)
     log = p.log()
     for want in ("ini:8: [pgbouncer] auth_type -> auth = scram",
@@ -110,7 +110,7 @@ def test_the_benchmarks_pgbouncer_ini_runs_as_it_is(cluster, role, tmp_path, sta
     assert "password authentication failed" in str(e.value)
 
 
-def test_transaction_pooling_from_the_ini(cluster, role, tmp_path, start):
+def test_transaction_pooling_from_the_ini(cluster, role, tmp_path, start_with_ini):
     """The drivers append their own settings (`>>`); the last one wins, as in
     PgBouncer. A plain password in userlist.txt logs the pool in upstream."""
     name, _ = role
@@ -118,7 +118,7 @@ def test_transaction_pooling_from_the_ini(cluster, role, tmp_path, start):
     ini = bench_ini(tmp_path, cluster, '"%s" "%s"\n' % (name, PW), port, pool_size=2)
     with open(ini, "a") as f:
         f.write("pool_mode = transaction\nquery_wait_timeout = 12.5\n")
-    p = start(ini)
+    p = start_with_ini(ini)
     wait_port(port, proc=p.proc)
     log = p.log()
     assert "[pgbouncer] pool_mode -> pool_mode = transaction" in log, log
@@ -244,14 +244,14 @@ def write(tmp_path, text, **kw):
     return path
 
 
-def test_the_documented_settings_are_each_mapped_or_ignored_with_a_reason(cluster, role, tmp_path, start):
+def test_the_documented_settings_are_each_mapped_or_ignored_with_a_reason(cluster, role, tmp_path, start_with_ini):
     name, secret = role
     port = free_port()
     ini = write(tmp_path, DOC_SETTINGS, pgport=cluster.port, port=port, ca=cluster.ca)
     with open(str(tmp_path / "userlist.txt"), "w") as f:
         f.write(';; a comment, as PgBouncer allows\n"%s" "%s"\n"quo""ted" "pw"\n' % (name, PW))
     os.chmod(str(tmp_path / "userlist.txt"), 0o600)
-    p = start(ini)
+    p = start_with_ini(ini)
     wait_port(port, proc=p.proc)
     log = p.log()
     lines = [ln for ln in log.splitlines() if "pgbouncer.ini: " in ln]
@@ -310,11 +310,11 @@ def test_an_md5_secret_in_the_userlist_is_refused_with_what_to_give(cluster, tmp
     assert 'line 1, user "app": an md5 secret: the proxy authenticates with SCRAM-SHA-256' in r.stderr, r.stderr
 
 
-def test_flags_override_the_ini(cluster, role, tmp_path, start):
+def test_flags_override_the_ini(cluster, role, tmp_path, start_with_ini):
     name, secret = role
     port, other = free_port(), free_port()
     ini = bench_ini(tmp_path, cluster, '"%s" "%s"\n' % (name, secret), port)
-    p = start(ini, extra=["--listen", "127.0.0.1:%d" % other])
+    p = start_with_ini(ini, extra=["--listen", "127.0.0.1:%d" % other])
     wait_port(other, proc=p.proc)
     uri = "postgresql://%s:%s@127.0.0.1:%d/appdb?sslmode=disable" % (name, PW, other)
     with psycopg.connect(uri, connect_timeout=10) as c:

@@ -12,9 +12,10 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import TOP, PeakSampler, raise_nofile, relay_direct, write_users_file
-import test_cutover_e2e as e2e
-from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
+from support import (complete_migration, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, OLD_SCRIPT, PeakSampler,
+                     pgbench, pgbench_result, raise_nofile, relay_direct, scalar, start_migration,
+                     throttled_migration, TOP, version_options, versions, wait_for, wait_new_release_writes,
+                     write_users_file)
 
 POOL = 20
 OLD_CLIENTS = 1000  # the figure: a thousand clients on a pool of 20
@@ -40,27 +41,25 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
                                       users, "--pool-mode", "transaction", "--pool-size", str(POOL),
                                       # pools are per version route: the database's cap bounds them all
                                       "--max-db-connections", str(POOL)])
-    mig = e2e.throttled_migration(4000)
+    mig = throttled_migration(4000)
     try:
         with PeakSampler(lambda: _server_connections(cluster, legacy_db), 0.1) as servers:
-            old, old_path = e2e.pgbench(proxy, legacy_db, e2e.OLD_SCRIPT, None, "simple", clients=OLD_CLIENTS,
+            old, old_path = pgbench(proxy, legacy_db, OLD_SCRIPT, None, "simple", clients=OLD_CLIENTS,
                                         jobs=4, transactions=OLD_TX)
             # a thousand SCRAM logins (each one's key derivation in pgbench)
-            e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= OLD_CLIENTS,
-                           timeout=180, proc=old)
-            e2e.start_migration(proxy, mig)
-            old_res = e2e.pgbench_result(old, old_path, timeout=600)
+            wait_for(lambda: versions(proxy).get("old", 0) >= OLD_CLIENTS, 180, "old-release sessions", proc=old)
+            start_migration(proxy, mig)
+            old_res = pgbench_result(old, old_path, timeout=600)
             assert old_res["rc"] == 0 and not old_res["aborted"], old_res["out"] + proxy.log()[-3000:]
             assert old_res["failed"] in (None, 0) and old_res["processed"] > 0, old_res["out"]
 
-            e2e.wait_until("old-release sessions to leave", lambda: e2e.versions(proxy).get("old", 0) == 0)
-            new, new_path = e2e.pgbench(proxy, legacy_db, e2e.NEW_SCRIPT, None, "prepared", e2e.version_options(),
+            wait_for(lambda: versions(proxy).get("old", 0) == 0, 30.0, "old-release sessions to leave")
+            new, new_path = pgbench(proxy, legacy_db, NEW_SCRIPT, None, "prepared", version_options(),
                                         clients=NEW_CLIENTS, jobs=NEW_CLIENTS, transactions=NEW_TX)
-            e2e.wait_until("new-release sessions", lambda: e2e.versions(proxy).get(e2e.NAME, 0) >= NEW_CLIENTS,
-                           proc=new)
-            e2e.wait_new_release_writes(cluster, legacy_db, 100, proc=new)
-            rep = e2e.complete_migration(proxy)
-            new_res = e2e.pgbench_result(new, new_path, timeout=600)
+            wait_for(lambda: versions(proxy).get(NAME, 0) >= NEW_CLIENTS, 30.0, "new-release sessions", proc=new)
+            wait_new_release_writes(cluster, legacy_db, 100, proc=new)
+            rep = complete_migration(proxy)
+            new_res = pgbench_result(new, new_path, timeout=600)
     finally:
         os.unlink(mig)
     print("old: %s tx, new: %s tx, peak servers %d, cutover: %s" % (old_res["processed"], new_res["processed"],
@@ -70,7 +69,7 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
     # one over at most: a server closed to make room for another route's is
     # counted out by the proxy at once, by Postgres once its backend exited
     assert 0 < servers.peak <= POOL + 1, "server connections peaked at %d" % servers.peak
-    q = lambda sql: e2e.scalar(cluster, legacy_db, sql)
+    q = lambda sql: scalar(cluster, legacy_db, sql)
     assert int(q("SELECT count(*) FROM cut_ledger")) == old_res["processed"] + new_res["processed"]
     missing = q("SELECT count(*) FROM cut_ledger l LEFT JOIN checks c ON c.id = l.check_id WHERE c.id IS NULL")
     mismatched = q("SELECT count(*) FROM cut_ledger l JOIN checks c ON c.id = l.check_id WHERE c.claim IS DISTINCT"
@@ -78,7 +77,7 @@ def test_seed_migration_through_transaction_pooling(cluster, proxy_factory, lega
                    " DISTINCT FROM l.counts")
     updates_bad = q("SELECT count(*) FROM cut_updates u LEFT JOIN checks c ON c.id = u.check_id"
                     " WHERE c.config_json IS DISTINCT FROM u.config")
-    legacy_bad = q(e2e.LEGACY_DIFF_SQL % {"rows": e2e.LEGACY_ROWS})
+    legacy_bad = q(LEGACY_DIFF_SQL % {"rows": LEGACY_ROWS})
     assert (missing, mismatched, updates_bad, legacy_bad) == ("0", "0", "0", "0")
     code, pools = proxy.admin("GET", "/pools")
     assert pools["pinned_sessions"] == 0, pools
@@ -130,8 +129,8 @@ def test_prepared_select_star_of_the_new_release_across_complete(cluster, proxy_
     users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
     proxy = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db), "--auth", "scram", "--users-file",
                                       users, "--pool-mode", "transaction", "--pool-size", "3"])
-    e2e.start_migration(proxy)
-    options = e2e.version_options()
+    start_migration(proxy)
+    options = version_options()
     encoded = options.replace(" ", "%20").replace("=", "%3D")
     uri = proxy.uri(user="postgres", password="postgres", db=legacy_db)
     node_dir = os.path.join(TOP, "tests", "node")
@@ -153,7 +152,7 @@ def test_prepared_select_star_of_the_new_release_across_complete(cluster, proxy_
                 line = p.stdout.readline().split()
                 assert line and line[0] == "ready", (name, line, p.stderr.read() if p.poll() is not None else "")
                 ready[name] = line[1]
-            e2e.complete_migration(proxy)
+            complete_migration(proxy)
             after = {"psycopg": _psycopg_star(conn)}
         for name, p in procs.items():
             out, err = p.communicate("go\n", timeout=120)
@@ -166,7 +165,7 @@ def test_prepared_select_star_of_the_new_release_across_complete(cluster, proxy_
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    final = e2e.scalar(cluster, legacy_db, "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute"
+    final = scalar(cluster, legacy_db, "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute"
                                            " WHERE attrelid = 'checks'::regclass AND attnum > 0 AND NOT attisdropped")
     assert "claim" in final.split(",") and "claim_text" not in final.split(",")
     assert ready == after == {name: final for name in ready}, (ready, after, final)

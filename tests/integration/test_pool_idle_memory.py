@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from conftest import raise_nofile, relay_direct, wait_for, write_users_file
+from support import raise_nofile, relay_direct, wait_for, write_users_file
 
 PW = "idlepass"
 N = 1500

@@ -19,18 +19,10 @@ import threading
 import psycopg
 import pytest
 
-from conftest import pg_login, pg_simple_query, relay_direct, write_users_file
-import test_cutover_e2e as e2e
-from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
+from support import pg_login, pg_simple_query, start_migration, version_options, VSCHEMA, write_users_file
 
 PW = "sppass"
 USER = "poolsp"
-
-
-@pytest.fixture
-def needs_proxy():
-    if relay_direct():
-        pytest.skip("needs the proxy")
 
 
 @pytest.fixture
@@ -161,13 +153,13 @@ def test_the_version_route_stays_first_in_transaction_pooling(needs_proxy, clust
                                                               legacy_db):
     own_schema(cluster, legacy_db)
     p = pooled(proxy_factory, tmp_path, {"postgres": "postgres"}, "--engine-db", cluster.uri(db=legacy_db))
-    e2e.start_migration(p)
-    news = [connect(p, "sp-new%d" % i, "postgres", "postgres", legacy_db, options=e2e.version_options())
+    start_migration(p)
+    news = [connect(p, "sp-new%d" % i, "postgres", "postgres", legacy_db, options=version_options())
             for i in range(3)]
     old = connect(p, "sp-old", "postgres", "postgres", legacy_db)
     # the own path in the startup options (a pool of its own)
     new_opts = connect(p, "sp-new-opts", "postgres", "postgres", legacy_db,
-                       options=e2e.version_options() + " -c search_path=%s,public" % OWN)
+                       options=version_options() + " -c search_path=%s,public" % OWN)
     for conn in news[:2] + [old]:
         conn.execute("SET search_path TO %s, public" % OWN)
     pids = [[] for _ in news]
@@ -175,7 +167,7 @@ def test_the_version_route_stays_first_in_transaction_pooling(needs_proxy, clust
 
     def run(i):
         try:
-            route_transactions(news[i], 12, e2e.VSCHEMA, True, i < 2, pids[i])
+            route_transactions(news[i], 12, VSCHEMA, True, i < 2, pids[i])
         except Exception as e:  # reported below
             errors.append(repr(e))
     threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
@@ -188,9 +180,9 @@ def test_the_version_route_stays_first_in_transaction_pooling(needs_proxy, clust
     assert all(len(set(x)) == 2 for x in pids), pids
     for _ in range(3):
         with old.transaction():
-            route_checks(old, e2e.VSCHEMA + "_old", False)
+            route_checks(old, VSCHEMA + "_old", False)
         with new_opts.transaction():
-            route_checks(new_opts, e2e.VSCHEMA, True)
+            route_checks(new_opts, VSCHEMA, True)
     for name in ["sp-new%d" % i for i in range(3)] + ["sp-old", "sp-new-opts"]:
         assert session_of(p, name)["pinned"] is None, name
     for conn in news + [old, new_opts]:
@@ -200,19 +192,19 @@ def test_the_version_route_stays_first_in_transaction_pooling(needs_proxy, clust
 def test_the_version_route_stays_first_in_session_mode(needs_proxy, cluster, proxy_factory, legacy_db):
     own_schema(cluster, legacy_db)
     p = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db)])
-    e2e.start_migration(p)
+    start_migration(p)
     with connect(p, "sm-opts", "postgres", "postgres", legacy_db,
-                 options=e2e.version_options() + " -c search_path=%s,public" % OWN) as conn:
+                 options=version_options() + " -c search_path=%s,public" % OWN) as conn:
         with conn.transaction():
-            route_checks(conn, e2e.VSCHEMA, True)
+            route_checks(conn, VSCHEMA, True)
     # a search_path startup parameter (pgjdbc's currentSchema) is applied
     # after the options by Postgres: it must not undo the route
     s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
     try:
-        last = pg_login(s, "postgres", legacy_db, "postgres", options=e2e.version_options(),
+        last = pg_login(s, "postgres", legacy_db, "postgres", options=version_options(),
                         search_path=OWN + ",public")[-1]
         assert last[0] == b"Z", last
         rows, err = pg_simple_query(s, "SHOW search_path")
-        assert err is None and first_and_rest(rows[0][0]) == (e2e.VSCHEMA, [OWN, "public"]), rows
+        assert err is None and first_and_rest(rows[0][0]) == (VSCHEMA, [OWN, "public"]), rows
     finally:
         s.close()

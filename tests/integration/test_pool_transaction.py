@@ -33,7 +33,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, TOP, PeakSampler, Scrape, promtool_check, relay_direct, wait_for, write_users_file
+from support import BIN, PeakSampler, promtool_check, Scrape, TOP, wait_for, write_users_file
 
 JDBC_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
 
@@ -74,12 +74,6 @@ def _session_of(p, application_name):
         if s.get("application_name") == application_name:
             return s
     return None
-
-
-@pytest.fixture
-def needs_proxy():
-    if relay_direct():
-        pytest.skip("transaction pooling is the proxy's")
 
 
 def test_transaction_mode_needs_proxy_authentication(cluster):

@@ -13,7 +13,7 @@ import struct
 import psycopg
 import pytest
 
-from conftest import pg_error_fields, pg_read_message, pg_startup_packet
+from support import pg_error_fields, pg_read_message, pg_startup_packet
 
 
 def _send(sock, t, body):

@@ -23,8 +23,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, DirectTarget, TOP, pg_error_fields,
-                      pg_read_message, pg_read_until, pg_startup_packet, relay_direct, write_users_file)
+from support import (CANCEL_CODE, DirectTarget, LIBPQ_CLIENT, login_with_key, pg_error_fields, pg_read_until,
+                     relay_direct, tagged, TOP, wait_statement, write_users_file)
 
 pytestmark = pytest.mark.usefixtures("built")
 NODE_DIR = os.path.join(TOP, "tests", "node")
@@ -150,18 +150,6 @@ def test_terminate_own_reported_pid_ends_only_that_session(relay):
 # ---------------------------------------------------------------------------
 # cancel requests are routed by the (pid, key) pair
 
-def raw_login(port, user="trustuser"):
-    """Logs in over a raw socket; returns (socket, pid, key) from BackendKeyData."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(pg_startup_packet(user))
-    msgs = pg_read_until(s)
-    assert msgs[-1][0] == b"Z", msgs[-3:]
-    keys = [p for t, p in msgs if t == b"K"]
-    assert len(keys) == 1, msgs
-    pid, key = struct.unpack("!II", keys[0])
-    return s, pid, key
-
-
 def send_cancel(port, pid, key):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         c.sendall(struct.pack("!IIII", 16, CANCEL_CODE, pid, key))
@@ -183,8 +171,8 @@ def query_result(sock, timeout=10):
 
 
 def test_cancel_is_routed_by_pid_and_key(cluster, relay):
-    a, a_pid, a_key = raw_login(relay.port)
-    b, b_pid, b_key = raw_login(relay.port)
+    a, a_pid, a_key = login_with_key(relay.port)
+    b, b_pid, b_key = login_with_key(relay.port)
     try:
         send_query(a, "SELECT pg_backend_pid()")
         msgs = pg_read_until(a)
@@ -215,7 +203,7 @@ def test_cancel_is_routed_by_pid_and_key(cluster, relay):
 
 
 def test_cancel_keys_differ_between_sessions(relay):
-    socks = [raw_login(relay.port) for _ in range(20)]
+    socks = [login_with_key(relay.port) for _ in range(20)]
     try:
         assert len({k for _, _, k in socks}) == len(socks)
         assert len({p for _, p, _ in socks}) == len(socks)

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from conftest import (pg_login, pg_raw_session, relay_login, pg_read_message, pg_simple_query, pg_startup_packet,
-                      pg_error_fields, psql, relay_direct)
+from support import pg_error_fields, pg_login, pg_raw_session, pg_read_message, pg_simple_query, psql, relay_login
 
 
 def test_psql_queries(relay):

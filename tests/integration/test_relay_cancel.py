@@ -24,8 +24,8 @@ import time
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, LIBPQ_CLIENT, tagged, wait_statement, TOP, pg_read_message, pg_read_until,
-                      pg_startup_packet, run_pgtandem)
+from support import (CANCEL_CODE, LIBPQ_CLIENT, login_with_key, pg_read_message, pg_read_until, run_pgtandem,
+                     start_query, tagged, TOP, wait_for, wait_statement)
 
 pytestmark = pytest.mark.usefixtures("built")
 
@@ -198,12 +198,9 @@ def test_dbd_pg_async_cancel(relay):
 def wait_until_running(cluster, pid, text, timeout=10.0):
     """Polls pg_stat_activity until backend `pid` runs a statement
     containing `text`, so a cancel is sent while it is in flight."""
-    deadline = time.monotonic() + timeout
     sql = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' AND query LIKE '%%%s%%'" % (
         pid, text.replace("'", "''"))
-    while cluster.psql(sql) != "1":
-        assert time.monotonic() < deadline, "backend %d never ran %r" % (pid, text)
-        time.sleep(0.02)
+    wait_for(lambda: cluster.psql(sql) == "1", timeout, "backend %d to run %r" % (pid, text), interval=0.02)
 
 
 class HoldingFront:
@@ -284,18 +281,6 @@ def test_cancel_connection_closes_after_the_timeout_when_upstream_is_silent(clus
 # ---- forged cancels: per-source limits, and a log that stays small -------------
 
 
-def login_with_key(port):
-    """A raw session (trust auth, no TLS), ready, and its BackendKeyData."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(pg_startup_packet("trustuser", "appdb"))
-    msgs = pg_read_until(s)
-    assert msgs[-1][0] == b"Z", msgs[-3:]
-    keys = [p for t, p in msgs if t == b"K"]
-    assert len(keys) == 1, msgs
-    pid, key = struct.unpack("!II", keys[0])
-    return s, pid, key
-
-
 def cancel_and_wait_close(port, pid, key, source="127.0.0.1", timeout=30.0):
     """Sends a CancelRequest from `source`; returns how long the server took
     to close the connection."""
@@ -319,11 +304,6 @@ def forge_cancels(port, pid, key, n, source):
             wrong = rng.getrandbits(32)
         cancel_and_wait_close(port, pid, wrong, source=source)
     return n / (time.time() - t0)
-
-
-def start_query(sock, sql):
-    body = sql.encode() + b"\0"
-    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
 
 
 def error_within(sock, seconds):

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import TOP
+from support import TOP
 
 
 @pytest.fixture

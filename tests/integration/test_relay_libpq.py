@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import LIBPQ_CLIENT
+from support import LIBPQ_CLIENT
 
 pytestmark = pytest.mark.usefixtures("built")
 

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from conftest import pg_raw_session, pg_read_message, pg_error_fields, pg_simple_query
+from support import pg_error_fields, pg_raw_session, pg_read_message, pg_simple_query
 
 MAX = 65536
 

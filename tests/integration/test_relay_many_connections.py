@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from conftest import (pg_error_fields, pg_read_message, pg_startup_packet, raise_nofile,
-                      relay_direct)
+from support import pg_error_fields, pg_read_message, pg_startup_packet, raise_nofile, relay_direct
 
 N = 1000
 WAVE = 100

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import wait_for
+from support import wait_for
 
 HOLD_CHECK_S = 0.5  # how long a held query is observed not to run
 

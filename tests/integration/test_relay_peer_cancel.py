@@ -21,12 +21,10 @@ import time
 
 import pytest
 
-from conftest import (CANCEL_CODE, tagged, wait_log, wait_statement, free_port, pg_error_fields, pg_read_message, pg_read_until, pg_simple_query,
-                      pg_startup_packet, run_pgtandem, wait_for)
+from support import (CANCEL_CODE, free_port, login_with_key, pg_error_fields, pg_read_message, pg_simple_query,
+                     pg_startup_packet, run_pgtandem, start_query, tagged, wait_for, wait_log, wait_statement)
 
 CANCEL_BOUND_S = 5.0  # a cancel lands in well under a second; generous for sanitizer builds
-
-
 
 
 def host_port(address):
@@ -38,19 +36,6 @@ def peer_address(proxy):
     code, status = proxy.admin("GET", "/status")
     assert code == 200, status
     return status.get("peer_address")
-
-
-def login_with_key(port, user="trustuser", database="appdb"):
-    """A raw session (trust auth, no TLS) ready for query, and its
-    BackendKeyData (pid, key)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(pg_startup_packet(user, database))
-    msgs = pg_read_until(s)
-    assert msgs[-1][0] == b"Z", msgs[-3:]
-    keys = [p for t, p in msgs if t == b"K"]
-    assert len(keys) == 1, msgs
-    pid, key = struct.unpack("!II", keys[0])
-    return s, pid, key
 
 
 def cancel_request(pid, key):
@@ -71,11 +56,6 @@ def send_and_expect_close(address, data, timeout=5.0):
             return True
         except socket.timeout:
             return False
-
-
-def start_query(sock, sql):
-    body = sql.encode() + b"\0"
-    sock.sendall(b"Q" + struct.pack("!I", len(body) + 4) + body)
 
 
 def read_result(sock, timeout):
@@ -254,17 +234,14 @@ def test_peer_port_in_use_is_refused(proxy_factory):
     assert "cannot listen for peers on" in r.stderr, r.stderr
 
 
-def wait_fleet(proxy, n, timeout=60.0):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        code, status = proxy.admin("GET", "/status")
-        last = status
-        members = (status.get("fleet") or {}).get("members", []) if code == 200 else []
-        if len([m for m in members if m.get("live")]) >= n:
-            return status
-        time.sleep(0.2)
-    raise AssertionError("fleet never had %d proxies: %r" % (n, last))
+def wait_live_members(proxy, n, timeout=60.0):
+    """Waits until `proxy` sees at least n live members; returns its /status."""
+    def enough():
+        code, st = proxy.admin("GET", "/status")
+        members = (st.get("fleet") or {}).get("members", []) if code == 200 else []
+        return st if len([m for m in members if m.get("live")]) >= n else None
+    return wait_for(enough, timeout, "a fleet of %d on proxy %d" % (n, proxy.port), interval=0.2,
+                    detail=lambda: proxy.admin("GET", "/status"))
 
 
 def fleet_status(proxy):
@@ -313,7 +290,7 @@ def test_proxies_that_register_at_the_same_moment_end_with_different_slots(clust
     import psycopg
     engine = ["--engine-db", cluster.uri(db="appdb")]
     first = proxy_factory(extra_args=engine)  # so that pgtandem.proxies exists
-    wait_fleet(first, 1)
+    wait_live_members(first, 1)
     first.stop()
     tag = os.urandom(4).hex()
     ids = ["slot-race-a-" + tag, "slot-race-b-" + tag]

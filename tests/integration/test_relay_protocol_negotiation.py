@@ -18,8 +18,8 @@ import struct
 
 import pytest
 
-from conftest import (TlsFront, _scram_exchange, pg_error_fields, pg_read_message, pg_simple_query, pg_tls_socket,
-                      write_users_file)
+from support import (pg_error_fields, pg_read_message, pg_simple_query, pg_tls_socket, scram_exchange, TlsFront,
+                     write_users_file)
 
 V30 = 3 << 16
 V32 = (3 << 16) | 2
@@ -47,7 +47,7 @@ def negotiate(port, packet, password=None, tls=False):
             return s, seen, (t, p)
         seen.append((t, p))
         if t == b"R" and struct.unpack("!I", p[:4])[0] == 10:
-            _scram_exchange(s, password)
+            scram_exchange(s, password)
 
 
 def v_messages(seen):

@@ -23,8 +23,8 @@ import threading
 import psycopg
 import pytest
 
-from conftest import (CANCEL_CODE, SSL_REQUEST, pg_error_fields, pg_login, pg_read_message, pg_simple_query,
-                      relay_direct, wait_for, wait_log)
+from support import (CANCEL_CODE, pg_error_fields, pg_login, pg_read_message, pg_simple_query, SSL_REQUEST,
+                     wait_for, wait_log)
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -41,12 +41,6 @@ def v2_header(src, sport, dst="127.0.0.1", dport=6432, local=False):
     block += struct.pack("!HH", sport, dport)
     block += bytes([0x04, 0x00, 0x01, 0x00])  # a TLV (PP2_TYPE_NOOP), skipped
     return SIG + bytes([0x21, fam]) + struct.pack("!H", len(block)) + block
-
-
-@pytest.fixture
-def needs_proxy():
-    if relay_direct():
-        pytest.skip("needs the proxy")
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import threading
 import psycopg
 import pytest
 
-from conftest import tagged, wait_log, wait_statement, pg_error_fields, pg_raw_session, pg_simple_query, pg_startup_packet, pg_read_until
+from support import (pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query, pg_startup_packet, tagged,
+                     wait_log, wait_statement)
 
 
 def test_sigterm_idle_exits_zero(proxy_factory):

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import TOP, pg_error_fields, pg_raw_session, pg_simple_query, pg_tls_socket
+from support import pg_error_fields, pg_raw_session, pg_simple_query, pg_tls_socket, TOP
 
 NODE_DIR = os.path.join(TOP, "tests", "node")
 V3 = 196608

@@ -10,7 +10,7 @@ import threading
 import psycopg
 import pytest
 
-from conftest import free_port, pg_error_fields, pg_read_message, pg_read_until, pg_startup_packet
+from support import pg_error_fields, pg_read_until, pg_startup_packet
 
 CB = "channel_binding=disable"
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import LIBPQ_CLIENT
+from support import LIBPQ_CLIENT
 
 pytestmark = pytest.mark.usefixtures("built")
 

@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from conftest import free_port, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query, pg_startup_packet
+from support import free_port, pg_error_fields, pg_raw_session, pg_read_until, pg_simple_query, pg_startup_packet
 
 
 def login_error(port, user="trustuser"):

@@ -18,9 +18,9 @@ import tempfile
 import psycopg
 import pytest
 
-from conftest import free_port, relay_direct, wait_port
-import test_cutover_e2e as e2e
-from test_cutover_e2e import legacy_db  # noqa: F401 (a fixture)
+from support import (complete_migration, free_port, LEGACY_DIFF_SQL, LEGACY_ROWS, NAME, NEW_SCRIPT, OLD_SCRIPT,
+                     pgbench_result, relay_direct, scalar, start_migration, throttled_migration, versions,
+                     wait_for, wait_new_release_writes, wait_port)
 
 RUN = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
 
@@ -74,7 +74,7 @@ def console(port, sql):
 def pgbench_via(port, dbname, script, clients, transactions):
     fd, path = tempfile.mkstemp(prefix="alias-", suffix=".sql")
     with os.fdopen(fd, "w") as f:
-        f.write(script % {"rows": e2e.LEGACY_ROWS})
+        f.write(script % {"rows": LEGACY_ROWS})
     args = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-t", str(transactions), "-M", "simple", "-f", path,
             "postgresql://postgres:postgres@127.0.0.1:%d/%s?sslmode=disable" % (port, dbname)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path
@@ -85,32 +85,32 @@ def test_both_releases_through_a_pgbouncer_in_transaction_mode(cluster, proxy_fa
         pytest.skip("the release route is the proxy's")
     proxy = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db)])
     next_alias = legacy_db + "_next"
-    port = sidecar(proxy, {legacy_db: legacy_db, next_alias: "%s@%s" % (legacy_db, e2e.NAME)})
-    mig = e2e.throttled_migration(4000)
+    port = sidecar(proxy, {legacy_db: legacy_db, next_alias: "%s@%s" % (legacy_db, NAME)})
+    mig = throttled_migration(4000)
     try:
-        old, old_path = pgbench_via(port, legacy_db, e2e.OLD_SCRIPT, clients=8, transactions=150)
-        e2e.wait_until("old-release sessions", lambda: e2e.versions(proxy).get("old", 0) >= 1, proc=old)
-        e2e.start_migration(proxy, mig)
-        old_res = e2e.pgbench_result(old, old_path, timeout=600)
+        old, old_path = pgbench_via(port, legacy_db, OLD_SCRIPT, clients=8, transactions=150)
+        wait_for(lambda: versions(proxy).get("old", 0) >= 1, 30.0, "old-release sessions", proc=old)
+        start_migration(proxy, mig)
+        old_res = pgbench_result(old, old_path, timeout=600)
         assert old_res["rc"] == 0 and old_res["failed"] in (None, 0), old_res["out"] + proxy.log()[-3000:]
 
         # the new release, named only by its database: its writes reach the
         # new shape through the version schema
-        new, new_path = pgbench_via(port, next_alias, e2e.NEW_SCRIPT, clients=8, transactions=400)
-        e2e.wait_until("new-release sessions", lambda: e2e.versions(proxy).get(e2e.NAME, 0) >= 1, proc=new)
+        new, new_path = pgbench_via(port, next_alias, NEW_SCRIPT, clients=8, transactions=400)
+        wait_for(lambda: versions(proxy).get(NAME, 0) >= 1, 30.0, "new-release sessions", proc=new)
         # the old release is retired: its alias's server connections closed
         console(port, "KILL %s" % legacy_db)
-        e2e.wait_until("old-release sessions to leave", lambda: e2e.versions(proxy).get("old", 0) == 0)
-        e2e.wait_new_release_writes(cluster, legacy_db, 100, proc=new)
-        rep = e2e.complete_migration(proxy)  # no force: nobody of the old release is left
-        new_res = e2e.pgbench_result(new, new_path, timeout=600)
+        wait_for(lambda: versions(proxy).get("old", 0) == 0, 30.0, "old-release sessions to leave")
+        wait_new_release_writes(cluster, legacy_db, 100, proc=new)
+        rep = complete_migration(proxy)  # no force: nobody of the old release is left
+        new_res = pgbench_result(new, new_path, timeout=600)
     finally:
         os.unlink(mig)
     print("old: %s tx, new: %s tx, cutover: %s" % (old_res["processed"], new_res["processed"], rep))
     assert new_res["rc"] == 0 and new_res["failed"] in (None, 0) and new_res["processed"] == 8 * 400, \
         new_res["out"] + proxy.log()[-3000:]
     assert old_res["processed"] == 8 * 150, old_res["out"]
-    q = lambda sql: e2e.scalar(cluster, legacy_db, sql)
+    q = lambda sql: scalar(cluster, legacy_db, sql)
     assert int(q("SELECT count(*) FROM cut_ledger")) == old_res["processed"] + new_res["processed"]
     assert int(q("SELECT count(*) FROM cut_ledger WHERE release = 'new'")) == new_res["processed"]
     missing = q("SELECT count(*) FROM cut_ledger l LEFT JOIN checks c ON c.id = l.check_id WHERE c.id IS NULL")
@@ -119,7 +119,7 @@ def test_both_releases_through_a_pgbouncer_in_transaction_mode(cluster, proxy_fa
                    " DISTINCT FROM l.counts")
     updates_bad = q("SELECT count(*) FROM cut_updates u LEFT JOIN checks c ON c.id = u.check_id"
                     " WHERE c.config_json IS DISTINCT FROM u.config")
-    legacy_bad = q(e2e.LEGACY_DIFF_SQL % {"rows": e2e.LEGACY_ROWS})
+    legacy_bad = q(LEGACY_DIFF_SQL % {"rows": LEGACY_ROWS})
     assert (missing, mismatched, updates_bad, legacy_bad) == ("0", "0", "0", "0")
 
 
@@ -129,8 +129,8 @@ def test_the_database_suffix_routes_and_reaches_the_plain_database(cluster, prox
     if relay_direct():
         pytest.skip("the release route is the proxy's")
     proxy = proxy_factory(extra_args=["--engine-db", cluster.uri(db=legacy_db)])
-    e2e.start_migration(proxy)
-    new_uri = proxy.uri(user="postgres", password="postgres", db="%s@%s" % (legacy_db, e2e.NAME))
+    start_migration(proxy)
+    new_uri = proxy.uri(user="postgres", password="postgres", db="%s@%s" % (legacy_db, NAME))
     with psycopg.connect(new_uri, autocommit=True) as c:
         assert c.execute("SELECT current_database()").fetchone()[0] == legacy_db
         cols = [d.name for d in c.execute("SELECT * FROM checks LIMIT 0").description]
@@ -138,4 +138,4 @@ def test_the_database_suffix_routes_and_reaches_the_plain_database(cluster, prox
     with psycopg.connect(proxy.uri(user="postgres", password="postgres", db=legacy_db), autocommit=True) as c:
         cols = [d.name for d in c.execute("SELECT * FROM checks LIMIT 0").description]
         assert "claim_text" in cols and "claim" not in cols, cols
-    e2e.complete_migration(proxy)
+    complete_migration(proxy)

@@ -18,9 +18,8 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import run_pgtandem
-from test_cutover_e2e import admin_url, complete_migration, start_migration
-from test_migrate_util import migrate, new_shape_options, sql, write_migration
+from support import (admin_url, complete_migration, migrate, new_shape_options, run_pgtandem, sql, start_migration,
+                     write_migration)
 
 ITER = 30
 

@@ -13,8 +13,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import current, run_pgtandem, wait_for
-from test_migrate_util import db, rows, sql  # noqa: F401
+from support import current, rows, run_pgtandem, sql, wait_for
 
 BASE = """
 DROP TABLE IF EXISTS gadgets;

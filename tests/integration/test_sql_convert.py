@@ -17,8 +17,7 @@ import psycopg
 import pytest
 
 import test_migrate_seed as seed
-from conftest import run_pgtandem
-from test_migrate_util import db, load_legacy, migrate, rows, shape, sql  # noqa: F401
+from support import load_legacy, migrate, rows, run_pgtandem, shape, sql
 
 SEED_SQL = """BEGIN;
 

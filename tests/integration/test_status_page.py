@@ -28,9 +28,8 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import TOP, current, free_port, wait_for
+from support import current, free_port, NAME, throttled_migration, TOP, version_options, wait_for
 from test_admin_security import raw_request
-from test_cutover_e2e import NAME, legacy_db, throttled_migration, version_options, wait_until  # noqa: F401
 
 try:
     import websocket  # Debian: python3-websocket
@@ -218,7 +217,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
     assert code == 202, started
     writers = [old]
     try:
-        wait_until("backfilling", lambda: current(p)["phase"] == "backfilling", timeout=120)
+        wait_for(lambda: current(p)["phase"] == "backfilling", 120, "backfilling")
         writers.append(Writer(p, legacy_db, new=True))
 
         # without the token: 401, the login form and nothing else
@@ -272,20 +271,20 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         # pause and resume through the throttle
         asked = c.click("btn-pause")
         assert asked and "Pause the backfill of " + NAME in asked[0], asked
-        wait_until("the throttle paused", lambda: current(p)["backfill"]["settings"]["paused"] is True, timeout=10)
+        wait_for(lambda: current(p)["backfill"]["settings"]["paused"] is True, 10, "the throttle paused")
         wait_for(lambda: c.text("throttle") == "paused", timeout=10, what="the page to say paused")
         held = current(p)["backfill"]["rows_done"]
         assert c.js("document.getElementById('btn-pause').disabled") is True
         asked = c.click("btn-resume")
         assert asked and "Resume" in asked[0], asked
-        wait_until("the throttle resumed", lambda: current(p)["backfill"]["settings"]["paused"] is False, timeout=10)
+        wait_for(lambda: current(p)["backfill"]["settings"]["paused"] is False, 10, "the throttle resumed")
         wait_for(lambda: c.text("throttle") not in ("paused", ""), timeout=10, what="the page to say resumed")
-        wait_until("rows moving again", lambda: current(p)["backfill"]["rows_done"] > held, timeout=30)
+        wait_for(lambda: current(p)["backfill"]["rows_done"] > held, 30, "rows moving again")
 
         # finish the backfill at full speed, then complete from the page
         code, thr = p.admin("POST", "/migrations/current/throttle", json.dumps({"max_rows_per_sec": 0}))
         assert code == 200, thr
-        wait_until("active", lambda: current(p)["phase"] == "active", timeout=120)
+        wait_for(lambda: current(p)["phase"] == "active", 120, "active")
         wait_for(lambda: c.text("phase") == "active", timeout=10, what="the page to say active")
         # complete while the old release is connected: refused, and the page
         # names the session by its application_name, as text
@@ -323,7 +322,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         finally:
             blocker.rollback()
             blocker.close()
-        wait_until("completed", lambda: current(p)["phase"] == "completed", timeout=120)
+        wait_for(lambda: current(p)["phase"] == "completed", 120, "completed")
         wait_for(lambda: c.text("phase") == "completed", timeout=10, what="the page to say completed")
         wait_for(lambda: c.text("action-result").startswith("complete: 200"), timeout=30,
                  what="the page to show complete's answer: %r" % c.text("action-result"))

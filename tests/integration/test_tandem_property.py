@@ -47,8 +47,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from test_migrate_util import db, new_shape_options, pmigrate, proxy_start, proxy_uri, write_migration  # noqa: F401
-from test_tandem_rule import APP, old_shape_options, sessions_gone, sql
+from support import new_shape_options, pmigrate, proxy_start, proxy_uri, write_migration
+from test_tandem_rule import APP, app_sql, old_shape_options, sessions_gone
 
 SEED = int(os.environ.get("PGT_PROPERTY_SEED", "20240611"))
 STEPS = int(os.environ.get("PGT_PROPERTY_STEPS", "400"))
@@ -478,7 +478,7 @@ class Run:
                           " read %r, model %r" % (len(bad), writer, shape, len(got), len(want), k,
                                                   got.get(k, "<missing>"), want.get(k, "<missing>")), k)
         # what the clients wrote is what the table holds
-        n = sql(self.db, "SELECT count(*) FROM public.t")[0][0]
+        n = app_sql(self.db, "SELECT count(*) FROM public.t")[0][0]
         if n != len(m.ids()):
             self.fail("the table holds %d rows, the clients wrote %d" % (n, len(m.ids())))
 
@@ -508,7 +508,7 @@ class Run:
 
 def load(run, n):
     """The table before the migration, written by an old-shape client."""
-    sql(run.db, run.kind.setup)
+    app_sql(run.db, run.kind.setup)
     run.phase = "setup"
     run.conns = {"bypass": psycopg.connect(run.db, autocommit=True, application_name=APP)}
     for _ in range(n):

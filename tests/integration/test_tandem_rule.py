@@ -23,15 +23,15 @@ table; a rename that keeps the type moves no data.
 
 Each case ends by comparing both shapes row by row with what the clients
 wrote, and counting the rows."""
+import functools
 import threading
 import time
 import uuid
 
 import psycopg
 
-from conftest import wait_for
-from test_migrate_util import (db, migrate, new_shape_options, pmigrate, proxy_start, proxy_uri, shape,  # noqa: F401
-                               write_migration)
+from support import (migrate, new_shape_options, pmigrate, proxy_start, proxy_uri, shape, sql, wait_for,
+                     write_migration)
 
 APP = "tandem-test"   # the application_name of every connection these tests open
 
@@ -42,18 +42,13 @@ def old_shape_options(name):
     return "-c search_path=pgtandem_%s_old,public" % name
 
 
+# every statement of these tests names the application, so that sessions_gone
+# can tell their sessions from others
+app_sql = functools.partial(sql, application_name=APP)
+
+
 def connect(uri, options=""):
     return psycopg.connect(uri, autocommit=True, options=options, application_name=APP)
-
-
-def sql(db, text, params=None, options=None):
-    """test_migrate_util.sql with this file's application_name."""
-    with connect(db, options or "") as c:
-        cur = c.execute(text, params)
-        try:
-            return cur.fetchall()
-        except psycopg.ProgrammingError:
-            return None
 
 
 def sessions_gone(db):
@@ -69,7 +64,7 @@ def sessions_gone(db):
 
 
 def table_columns(db, table):
-    return [r[0] for r in sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+    return [r[0] for r in app_sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
                                   " AND NOT attisdropped ORDER BY attnum", ("public." + table,))]
 
 
@@ -173,25 +168,25 @@ class PayloadModel(dict):
 
 
 def uid_facts(db, table):
-    return sql(db, "SELECT c.data_type, c.is_nullable, c.column_default FROM information_schema.columns c"
+    return app_sql(db, "SELECT c.data_type, c.is_nullable, c.column_default FROM information_schema.columns c"
                    " WHERE c.table_schema = 'public' AND c.table_name = %s AND c.column_name = 'uid'", (table,))
 
 
 def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_factory, capsys):
-    sql(db, "CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);"
+    app_sql(db, "CREATE TABLE items (id bigint PRIMARY KEY, payload text NOT NULL);"
             "INSERT INTO items SELECT g, 'p' || g || '-' || repeat('x', %d) FROM generate_series(1, %d) g"
             % (PAD, ITEMS))
-    sql(db, "VACUUM ANALYZE items")
+    app_sql(db, "VACUUM ANALYZE items")
     # An autovacuum of the backfilled table holds SHARE UPDATE EXCLUSIVE, which
     # the NOT NULL check's VALIDATE waits for longer than its lock_timeout on a
     # busy machine (a known limit, doc/choices-and-limits.md); this test is
     # about the app's latency, so it keeps autovacuum away from the table.
-    sql(db, "ALTER TABLE items SET (autovacuum_enabled = false)")
+    app_sql(db, "ALTER TABLE items SET (autovacuum_enabled = false)")
     # the offline DDL, on a twin table: what complete must end in
-    sql(db, "CREATE TABLE items_offline (id bigint PRIMARY KEY, payload text NOT NULL);"
+    app_sql(db, "CREATE TABLE items_offline (id bigint PRIMARY KEY, payload text NOT NULL);"
             "INSERT INTO items_offline SELECT g, 'p' || g FROM generate_series(1, 10) g;"
             "ALTER TABLE items_offline ADD COLUMN uid uuid NOT NULL DEFAULT gen_random_uuid()")
-    filenode = sql(db, "SELECT relfilenode FROM pg_class WHERE oid = 'public.items'::regclass")[0][0]
+    filenode = app_sql(db, "SELECT relfilenode FROM pg_class WHERE oid = 'public.items'::regclass")[0][0]
     proxy = proxy_factory(extra_args=["--engine-db", db])
     via = proxy_uri(proxy, db)
     # what the clients wrote: payload(id) for ids 1..ITEMS, except these
@@ -220,11 +215,11 @@ def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_
         print("\n[tandem rule] start took %.2f s; %d reads through the proxy meanwhile, the slowest %.1f ms"
               % (t_end - t_start, len(during), worst * 1000))
     # the table was not rewritten: same file
-    assert sql(db, "SELECT relfilenode FROM pg_class WHERE oid = 'public.items'::regclass")[0][0] == filenode, \
+    assert app_sql(db, "SELECT relfilenode FROM pg_class WHERE oid = 'public.items'::regclass")[0][0] == filenode, \
         "items was rewritten by start"
 
     # every row has its own uuid once start is done
-    assert sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(ITEMS, ITEMS, ITEMS)]
+    assert app_sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(ITEMS, ITEMS, ITEMS)]
 
     # old-shape writes while the migration is active, through the proxy
     with connect(via) as old:
@@ -245,21 +240,21 @@ def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_
             explicit[i] = uuid.uuid4()
             new.execute("INSERT INTO items (id, payload, uid) VALUES (%s, %s, %s)", (i, payload(i), explicit[i]))
             model[i] = payload(i)
-    assert sql(db, "SELECT count(*) FROM items WHERE uid IS NULL") == [(0,)], "an old-shape insert got no uid"
+    assert app_sql(db, "SELECT count(*) FROM items WHERE uid IS NULL") == [(0,)], "an old-shape insert got no uid"
     for i, u in explicit.items():
-        assert sql(db, "SELECT uid FROM items WHERE id = %s", (i,)) == [(u,)]
+        assert app_sql(db, "SELECT uid FROM items WHERE id = %s", (i,)) == [(u,)]
 
     # row by row: the old shape, the new shape, and what the clients wrote
     with connect(via) as old, connect(via, new_shape_options(UID_NAME)) as new:
         model.compare(old, "SELECT id, payload FROM items ORDER BY id", "old shape")
         model.compare(new, "SELECT id, payload, uid FROM items ORDER BY id", "new shape")
-    assert sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(len(model),) * 3]
-    sql(db, "CREATE TABLE uid_before AS SELECT id, uid FROM items")
+    assert app_sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(len(model),) * 3]
+    app_sql(db, "CREATE TABLE uid_before AS SELECT id, uid FROM items")
 
     sessions_gone(db)
     run_ok(pmigrate(proxy, "complete"), "complete")
     assert uid_facts(db, "items") == uid_facts(db, "items_offline") == [("uuid", "NO", "gen_random_uuid()")]
-    constraints = sql(db, "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint"
+    constraints = app_sql(db, "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint"
                           " WHERE conrelid IN ('public.items'::regclass, 'public.items_offline'::regclass)"
                           " ORDER BY 1, 2")
     assert [c[1:] for c in constraints if c[0] == "items"] == [c[1:] for c in constraints if c[0] == "items_offline"]
@@ -269,9 +264,9 @@ def test_volatile_default_adds_the_column_without_rewriting_the_table(db, proxy_
         model[ITEMS + 100] = payload(ITEMS + 100)
         model.compare(c, "SELECT id, payload, uid FROM items ORDER BY id", "after complete")
     # complete kept every row's uuid
-    assert sql(db, "SELECT count(*) FROM items i JOIN uid_before b USING (id) WHERE i.uid = b.uid") == \
+    assert app_sql(db, "SELECT count(*) FROM items i JOIN uid_before b USING (id) WHERE i.uid = b.uid") == \
         [(len(model) - 1,)]
-    assert sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(len(model),) * 3]
+    assert app_sql(db, "SELECT count(*), count(uid), count(DISTINCT uid) FROM items") == [(len(model),) * 3]
 
 
 # ---- 2. NOT NULL with a fill -----------------------------------------------------
@@ -293,7 +288,7 @@ def test_not_null_fill_runs_up_on_every_old_shape_write(db):
     NULL email, and updates of another column of rows whose email is NULL
     (first before the backfill has run, `start --no-backfill`, then after
     it): none is refused, and the new shape reads the fill."""
-    sql(db, "CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+    app_sql(db, "CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
             "INSERT INTO users SELECT g, CASE WHEN g %% 10 = 0 THEN NULL ELSE 'u' || g || '@example.org' END,"
             " 'name' || g FROM generate_series(1, %d) g" % USERS)
     model = {i: (email_of(i), "name%d" % i) for i in range(1, USERS + 1)}   # the old shape's values
@@ -343,12 +338,12 @@ def test_not_null_fill_runs_up_on_every_old_shape_write(db):
 def test_not_null_fill_start_and_complete(db):
     """The same fill with a plain `start` (backfill included): accepted,
     and old-shape NULL writes while active are filled."""
-    sql(db, "CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
+    app_sql(db, "CREATE TABLE users (id int PRIMARY KEY, email text, name text);"
             "INSERT INTO users SELECT g, CASE WHEN g %% 10 = 0 THEN NULL ELSE 'u' || g || '@example.org' END,"
             " 'name' || g FROM generate_series(1, %d) g" % USERS)
     model = {i: (email_of(i), "name%d" % i) for i in range(1, USERS + 1)}
     run_ok(migrate(db, "start", write_migration(EMAIL_MIGRATION)), "start")
-    assert sql(db, "SELECT count(*) FROM pgtandem_%s.users WHERE email IS NULL" % EMAIL_NAME) == [(0,)]
+    assert app_sql(db, "SELECT count(*) FROM pgtandem_%s.users WHERE email IS NULL" % EMAIL_NAME) == [(0,)]
     with connect(db, old_shape_options(EMAIL_NAME)) as old:
         old.execute("INSERT INTO users (id, email, name) VALUES (%s, NULL, 'inserted')", (USERS + 1,))
         model[USERS + 1] = (None, "inserted")
@@ -369,21 +364,21 @@ def check_email_shapes(db, model):
         want_new = {k: (e if e is not None else FILL, n) for k, (e, n) in model.items()}
         assert_rows(read_rows(new, "users", ["email", "name"]), want_new, "new shape")
         assert_rows(read_rows(base, "users", ["email", "name"]), model, "base table (old names)")
-    assert sql(db, "SELECT count(*) FROM users") == [(len(model),)]
+    assert app_sql(db, "SELECT count(*) FROM users") == [(len(model),)]
 
 
 def check_email_after_complete(db, model):
-    assert sql(db, "SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public'"
+    assert app_sql(db, "SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public'"
                    " AND table_name = 'users' AND column_name = 'email'") == [("NO",)]
     assert set(table_columns(db, "users")) == {"id", "email", "name"}
-    assert sql(db, "SELECT count(*) FROM users WHERE email IS NULL") == [(0,)]
+    assert app_sql(db, "SELECT count(*) FROM users WHERE email IS NULL") == [(0,)]
     want = {k: (e if e is not None else FILL, n) for k, (e, n) in model.items()}
     with connect(db) as c:
         assert_rows(read_rows(c, "users", ["email", "name"]), want, "after complete")
     formerly_null = [k for k, (e, _) in model.items() if e is None]
-    assert sql(db, "SELECT count(*) FROM users WHERE id = ANY(%s) AND email = %s", (formerly_null, FILL)) == \
+    assert app_sql(db, "SELECT count(*) FROM users WHERE id = ANY(%s) AND email = %s", (formerly_null, FILL)) == \
         [(len(formerly_null),)]
-    assert sql(db, "SELECT count(*) FROM users") == [(len(model),)]
+    assert app_sql(db, "SELECT count(*) FROM users") == [(len(model),)]
 
 
 # ---- 3. a split in one migration ---------------------------------------------------
@@ -404,7 +399,7 @@ def split_part(s, n):
 
 
 def test_split_in_one_migration(db):
-    sql(db, "CREATE TABLE people (id int PRIMARY KEY, first text, last text, note text);"
+    app_sql(db, "CREATE TABLE people (id int PRIMARY KEY, first text, last text, note text);"
             "INSERT INTO people SELECT g, 'F' || g, 'L' || g, 'n' || g FROM generate_series(1, 1000) g")
     old_model = {i: ("F%d" % i, "L%d" % i, "n%d" % i) for i in range(1, 1001)}   # first, last, note
     new_model = {i: ("F%d L%d" % (i, i), "n%d" % i) for i in range(1, 1001)}     # full_name, note
@@ -448,13 +443,13 @@ def test_split_in_one_migration(db):
     for k, (first, last, note) in old_model.items():
         full, note2 = new_model[k]
         assert (split_part(full, 1), split_part(full, 2), note2) == (first, last, note), k
-    assert sql(db, "SELECT count(*) FROM people") == [(len(old_model),)]
+    assert app_sql(db, "SELECT count(*) FROM people") == [(len(old_model),)]
 
     run_ok(migrate(db, "complete"), "complete")
     assert set(table_columns(db, "people")) == {"id", "note", "full_name"}
     with connect(db) as c:
         assert_rows(read_rows(c, "people", ["full_name", "note"]), new_model, "after complete")
-    assert sql(db, "SELECT count(*) FROM people") == [(len(new_model),)]
+    assert app_sql(db, "SELECT count(*) FROM people") == [(len(new_model),)]
 
 
 # ---- 4. a rename that keeps the type ---------------------------------------------------
@@ -466,26 +461,26 @@ RENAME_MIGRATION = {"name": RENAME_NAME, "parent": None, "operations": [
 
 
 def test_rename_keeping_the_type_writes_no_copy(db, capsys):
-    sql(db, "CREATE TABLE t (id bigint PRIMARY KEY, a text, n int);"
+    app_sql(db, "CREATE TABLE t (id bigint PRIMARY KEY, a text, n int);"
             "INSERT INTO t SELECT g, 'a' || g, g FROM generate_series(1, %d) g" % RENAMED)
     # settle the table first (hint bits, visibility map), so that WAL after
     # this is the migration's own
-    sql(db, "VACUUM (FREEZE, ANALYZE) t")
-    sql(db, "CHECKPOINT")
+    app_sql(db, "VACUUM (FREEZE, ANALYZE) t")
+    app_sql(db, "CHECKPOINT")
     model = {i: ("a%d" % i, i) for i in range(1, RENAMED + 1)}   # id -> (a/b, n)
     before_shape = shape(db)
-    size0 = sql(db, "SELECT pg_total_relation_size('public.t')")[0][0]
-    lsn0 = sql(db, "SELECT pg_current_wal_lsn()")[0][0]
+    size0 = app_sql(db, "SELECT pg_total_relation_size('public.t')")[0][0]
+    lsn0 = app_sql(db, "SELECT pg_current_wal_lsn()")[0][0]
     path = write_migration(RENAME_MIGRATION)
     run_ok(migrate(db, "start", path), "start")
-    wal = float(sql(db, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn0,))[0][0])
-    size1 = sql(db, "SELECT pg_total_relation_size('public.t')")[0][0]
+    wal = float(app_sql(db, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn0,))[0][0])
+    size1 = app_sql(db, "SELECT pg_total_relation_size('public.t')")[0][0]
     with capsys.disabled():
         print("\n[tandem rule] start of the rename: %.0f kB of WAL, table %d -> %d bytes" % (wal / 1024, size0, size1))
     assert wal < 1024 * 1024, "start of a same-type rename wrote %.1f MB of WAL" % (wal / 1048576.0)
     assert abs(size1 - size0) <= size0 * 0.05, "the table grew from %d to %d bytes" % (size0, size1)
     assert table_columns(db, "t") == ["id", "a", "n"], "a column was added for the rename"
-    assert sql(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.t'::regclass AND NOT tgisinternal") \
+    assert app_sql(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.t'::regclass AND NOT tgisinternal") \
         == [(0,)]
     exercise_rename(db, model)
 
@@ -502,7 +497,7 @@ def test_rename_keeping_the_type_writes_no_copy(db, capsys):
         c.execute("UPDATE t SET b = 'after' WHERE id = 3")
         model[3] = ("after", model[3][1])
         assert_rows(read_rows(c, "t", ["b", "n"]), model, "after complete")
-    assert sql(db, "SELECT count(*) FROM t") == [(len(model),)]
+    assert app_sql(db, "SELECT count(*) FROM t") == [(len(model),)]
 
 
 def exercise_rename(db, model, base=0):
@@ -531,5 +526,4 @@ def exercise_rename(db, model, base=0):
     with connect(db) as c:
         assert_rows(read_rows(c, "t", ["a", "n"]), model, "base table")
     assert table_columns(db, "t") == ["id", "a", "n"]
-    assert sql(db, "SELECT count(*) FROM t") == [(len(model),)]
-
+    assert app_sql(db, "SELECT count(*) FROM t") == [(len(model),)]

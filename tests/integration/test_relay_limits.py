@@ -1,6 +1,8 @@
-"""Faults of the relay reproduced as an operator meets them (issue 10: faults 7
-and 8): half-open peers that never finish logging in, admin requests that
-stop halfway, and a proxy that has run out of file descriptors.
+"""The relay's limits on peers that hold on to it: a login that never
+finishes (client_login_timeout), an admin request that stops halfway
+(admin_request_timeout), and a proxy that has run out of file descriptors
+(no busy loop); each reproduced as an operator met it (issue 10: faults 7
+and 8).
 
 Settings these tests assume (they do not exist yet; the names follow
 PgBouncer's client_login_timeout):
@@ -29,8 +31,8 @@ import time
 
 import pytest
 
-from conftest import (SSL_REQUEST, Proxy, pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet,
-                      relay_direct, wait_for, wait_log)
+from support import (pg_raw_session, pg_read_message, pg_simple_query, pg_startup_packet, Proxy, relay_direct,
+                     SSL_REQUEST, wait_for, wait_log)
 
 LOGIN_TIMEOUT_S = 1
 ADMIN_TIMEOUT_S = 1

@@ -1,5 +1,7 @@
-"""Faults of the migration's lifecycle, as an operator meets them through the
-admin API of a proxy that runs the engine (--engine-db).
+"""The migration's requests (start, complete, rollback) answered in every
+phase, and the fence during a revert window, as an operator meets them
+through the admin API of a proxy that runs the engine (--engine-db). Each
+case was a fault once:
 
 - A rollback of a step blocked by another session's lock: before, the
   request sat unanswered (the step stopped, the rollback's own statements
@@ -19,7 +21,7 @@ admin API of a proxy that runs the engine (--engine-db).
   since finalize or revert may run without it at any moment.
 
 Each test works on a database of its own with the items table of
-test_proxy_engine_faults.py.
+support/items.py.
 """
 import subprocess
 import time
@@ -27,21 +29,13 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, Scrape, current, wait_for
+from support import (ANSWER, BIN, call, current, items_migration, post_in_background, Scrape, SHORT, start,
+                     start_until_active, status, wait_for, wait_phase)
 from tcp_forwarder import Forwarder
-from test_conn_timeouts import engine_via_forwarder, status
-from test_proxy_engine_faults import (ANSWER, SHORT, Env, call, items_migration, post_in_background, start,
-                                      start_until_active, wait_phase)
+from test_conn_timeouts import engine_via_forwarder
 
 WAIT = 20.0     # a state to be reached
 DONE = 60.0     # a rollback or an expand to end
-
-
-@pytest.fixture
-def env(cluster):
-    e = Env(cluster)
-    yield e
-    e.close()
 
 
 @pytest.fixture
@@ -181,16 +175,16 @@ def test_lease_run_out_during_a_revert_window_fences_the_relay(env, forwarder):
         return age is not None and age < time.time() - switched
     # a heartbeat sent once the status was switched renewed the lease
     wait_for(renewed_since_switched, WAIT, "a heartbeat to renew the lease once switched", detail=p.log_tail)
-    assert not status(p)["hold"]["fenced"]
+    assert not status(p, timeout=5)["hold"]["fenced"]
     fw.freeze()  # nothing reaches the database: the lease is not renewed
     try:
-        wait_for(lambda: status(p)["hold"]["fenced"], WAIT, "the relay to fence itself once its lease ran out",
-                 detail=lambda: (status(p)["hold"], p.log_tail()))
+        wait_for(lambda: status(p, timeout=5)["hold"]["fenced"], WAIT, "the relay to fence itself once its lease ran out",
+                 detail=lambda: (status(p, timeout=5)["hold"], p.log_tail()))
         code, body = p.admin("GET", "/readyz", timeout=SHORT)
         assert code == 503 and "fenced" in str(body), (code, body)
     finally:
         fw.thaw()
-    wait_for(lambda: not status(p)["hold"]["fenced"], WAIT, "the fence to lift once the database is back",
+    wait_for(lambda: not status(p, timeout=5)["hold"]["fenced"], WAIT, "the fence to lift once the database is back",
              detail=p.log_tail)
     assert current(p)["phase"] == "switched"
 

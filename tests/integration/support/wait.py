@@ -1,0 +1,106 @@
+"""Waiting for a condition, never for time: wait_for(cond, timeout, what) and
+the waits built on it (a port, a log line, a running statement), and a
+sampler of a value's peak while a block runs."""
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements", "PeakSampler"]
+
+
+def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, proc=None):
+    """Polls cond() until it returns something true, for at most `timeout`
+    seconds; returns that value, or fails the test naming `what` (and
+    detail(), when given: what the test saw last). With `proc` (a Popen
+    whose output is piped) it fails at once, with that output, when the
+    process exits first: a client that died will not bring the condition.
+    The way a test waits for something to happen (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if proc is not None and proc.poll() is not None:
+            pytest.fail("waiting for %s: the process exited (%s): %s"
+                        % (what, proc.returncode, proc.communicate()[0]))
+        if time.monotonic() >= deadline:
+            pytest.fail("timed out after %.1f s waiting for %s%s"
+                        % (timeout, what, "\n" + str(detail()) if detail else ""))
+        time.sleep(interval)
+
+
+def wait_port(port, timeout=15.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s" % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d did not open" % port)
+
+
+def wait_log(proc, text, timeout=10.0, count=1):
+    """Waits until the log of `proc` (a Proxy) has `text` at least `count`
+    times; returns the log."""
+    return wait_for(lambda: (lambda log: log if log.count(text) >= count else None)(proc.log()),
+                    timeout, "%r in the log" % text)
+
+
+def tagged(sql):
+    """`sql` with a unique leading comment, so that wait_statement finds this
+    statement and not one another test left running."""
+    return "/* t%s */ %s" % (uuid.uuid4().hex[:12], sql)
+
+
+def wait_statement(cluster, sql, timeout=10.0):
+    """Waits until a backend of `cluster` is running exactly `sql` (see
+    tagged), e.g. before cancelling it; returns its pid."""
+    q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = '%s' LIMIT 1"
+         % sql.replace("'", "''"))
+    return int(wait_for(lambda: cluster.psql(q), timeout, "a backend running %r" % sql, interval=0.02))
+
+
+def running_statements(super_uri, like, db=None):
+    """pids of backends (other than ours) running a statement matching the
+    LIKE pattern `like`, in database `db` when given."""
+    import psycopg
+    q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
+         " AND query LIKE %s")
+    args = [like]
+    if db:
+        q += " AND datname = %s"
+        args.append(db)
+    with psycopg.connect(super_uri, autocommit=True) as c:
+        return [r[0] for r in c.execute(q, args).fetchall()]
+
+
+class PeakSampler:
+    """Reads fn() in a thread, every `interval` seconds, until the `with`
+    block ends; .peak is the largest value read. It waits on its stop
+    event, not a sleep, so leaving the block ends it at once."""
+
+    def __init__(self, fn, interval=0.05):
+        self.fn, self.interval, self.peak = fn, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        while True:
+            self.peak = max(self.peak, self.fn())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
