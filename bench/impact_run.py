@@ -302,8 +302,9 @@ def write(results, uptime_before, uptime_after, show=False):
         b = r.get("budget")
         if b:
             lim = b["limit_ms"].get("old") if isinstance(b.get("limit_ms"), dict) else b.get("limit_ms")
-            bud = "%s, limit %s ms, engaged %d / %d polls, starved %d" % (
-                b["kind"], fmt(lim), b["engaged_polls"], b["polls"], b["starved_polls"])
+            base = b["baseline_p99_ms"].get("old") if isinstance(b.get("baseline_p99_ms"), dict) else None
+            bud = "%s, its baseline %s ms, limit %s ms, engaged %d / %d polls, starved %d" % (
+                b["kind"], fmt(base), fmt(lim), b["engaged_polls"], b["polls"], b["starved_polls"])
         else:
             bud = "-"
         label = r["case"] + (" (%d ms)" % r["max_app_p99_ms"] if r["case"] == "absolute" else "")
@@ -314,6 +315,10 @@ def write(results, uptime_before, uptime_after, show=False):
             r["load_after"][0]))
     md += ["", "Goal, p99 during the backfill <= %.1fx the baseline with the default budget: %s." % (
         GOAL_RATIO, ", ".join("%s %s" % (w, "met" if ok else "not met") for w, ok in goal.items()) or "not run"),
+        "", "The budget column: what the proxy's status said while the backfill ran (`backfill.budget`: its kind, "
+        "the baseline p99 the proxy measured itself, from message to ReadyForQuery, the limit it kept, the "
+        "polls every 0.2 s in which it held the backfill back or was starved). Duration: from the request "
+        "to the backfill's end, the expand included.",
         "", "Per-second p50 / p99 / max of every case are in the .json (`per_second`, t = 0 at the start of "
         "the baseline)."]
     with open(OUT + ".md", "w") as f:
