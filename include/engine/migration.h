@@ -114,6 +114,7 @@ struct mig_backfill_settings {
     double sleep_ratio;     /* sleep this fraction of each batch's duration */
     long lock_timeout_ms;
     long workers;           /* batches at once, each range on its own connection */
+    double app_p99_budget;  /* the latency budget's ratio (0: off); the setting's default unless given */
 };
 
 struct migration {

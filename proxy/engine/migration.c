@@ -102,7 +102,7 @@ static const struct key_spec top_keys[] = {
 static const struct key_spec backfill_keys[] = {
     {"batch_rows", K_INT, 0}, {"min_rows", K_INT, 0}, {"max_rows", K_INT, 0},
     {"target_ms", K_INT, 0}, {"max_rows_per_sec", K_INT, 0}, {"sleep_ratio", K_NUM, 0},
-    {"lock_timeout_ms", K_INT, 0}, {"workers", K_INT, 0}, {NULL, 0, 0}};
+    {"lock_timeout_ms", K_INT, 0}, {"workers", K_INT, 0}, {"app_p99_budget", K_NUM, 0}, {NULL, 0, 0}};
 
 static const struct op_spec op_specs[] = {
     {"rename_column", MIG_RENAME_COLUMN, rename_column_keys},
@@ -939,6 +939,8 @@ static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_
     bf->lock_timeout_ms = 1000;
     const struct setting *workers = setting_by_name(SETTING_THROTTLE, "backfill_workers");
     bf->workers = (long)workers->def;
+    const struct setting *budget = setting_by_name(SETTING_THROTTLE, "app_p99_budget");
+    bf->app_p99_budget = budget->def;
     if (!obj)
         return 0;
     snprintf(c->path, sizeof c->path, "backfill");
@@ -967,6 +969,13 @@ static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_
         bf->sleep_ratio = json_number_value(sr);
         if (!(bf->sleep_ratio >= 0.0 && bf->sleep_ratio <= 100.0))
             return fail_at(c, "sleep_ratio", "\"sleep_ratio\" must be between 0 and 100");
+    }
+    json_t *ab = json_object_get(obj, "app_p99_budget");
+    if (ab) {
+        bf->app_p99_budget = json_number_value(ab);
+        if (!(bf->app_p99_budget >= budget->min && bf->app_p99_budget <= budget->max))
+            return fail_at(c, "app_p99_budget", "\"app_p99_budget\" must be between %g and %g", budget->min,
+                           budget->max);
     }
     if (bf->min_rows > bf->max_rows)
         return fail_at(c, "min_rows", "\"min_rows\" is larger than \"max_rows\"");

@@ -21,6 +21,7 @@ void settings_throttle_from_migration(struct throttle_settings *t, const struct 
     t->target_ms = bf->target_ms;
     t->sleep_ratio = bf->sleep_ratio;
     t->workers = bf->workers;
+    t->app_p99_budget = bf->app_p99_budget;
 }
 
 /* Settings saved with the state win over the migration file's; settings

@@ -24,6 +24,30 @@ static int parse(const char *text, struct migration *m, char *err, size_t n)
     return mig_parse(text, strlen(text), "t.json", m, err, n);
 }
 
+static void test_backfill_budget_in_the_file(void)
+{
+    static const char *base = "{\"name\": \"b\", \"parent\": null, \"operations\": [{\"add_column\": "
+                              "{\"table\": \"t\", \"column\": {\"name\": \"c\", \"type\": \"int\"}}}], "
+                              "\"backfill\": {\"app_p99_budget\": %s}}";
+    char text[512], err[512] = "";
+    struct migration m;
+    snprintf(text, sizeof text, base, "0");
+    int ok = parse(text, &m, err, sizeof err) == 0;
+    CHECK("app_p99_budget 0 in the file turns the budget off", ok && m.backfill.app_p99_budget == 0.0);
+    if (ok)
+        mig_free(&m);
+    snprintf(text, sizeof text, base, "2.5");
+    ok = parse(text, &m, err, sizeof err) == 0;
+    CHECK("app_p99_budget 2.5 in the file", ok && m.backfill.app_p99_budget == 2.5);
+    if (ok)
+        mig_free(&m);
+    snprintf(text, sizeof text, base, "101");
+    ok = parse(text, &m, err, sizeof err) == 0;
+    CHECK("app_p99_budget 101 refused, naming the key", !ok && strstr(err, "app_p99_budget"));
+    if (ok)
+        mig_free(&m);
+}
+
 static void test_parse_good(void)
 {
     struct migration m;
@@ -34,6 +58,7 @@ static void test_parse_good(void)
     CHECK("op kinds", m.ops[0].kind == MIG_RENAME_COLUMN && m.ops[2].kind == MIG_SQL);
     CHECK("sql on complete", m.ops[2].on == MIG_ON_COMPLETE);
     CHECK("backfill settings", m.backfill.target_ms == 25 && m.backfill.max_rows_per_sec == 1000);
+    CHECK("the latency budget at the setting's default", m.backfill.app_p99_budget == 1.5);
     CHECK("default schema", strcmp(m.ops[0].schema, "public") == 0);
     CHECK("checksum is sha256 hex", strlen(m.checksum) == 64);
     mig_free(&m);
@@ -369,6 +394,7 @@ static void test_backfill_shrinks_at_once(void)
 int main(void)
 {
     test_parse_good();
+    test_backfill_budget_in_the_file();
     test_parse_errors();
     test_edit_distance();
     test_quoting();
