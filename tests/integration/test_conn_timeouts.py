@@ -293,6 +293,9 @@ def fill_free_slots(uri, fillers):
 
 
 @pytest.mark.parametrize("step", ["complete", "rollback"])
+# serial: under the parallel suite the reserve connection was not seen within
+# 10 s in the rollback case (passes alone; cause not yet found)
+@pytest.mark.serial
 def test_slots_filled_mid_migration_leave_the_next_step_its_slot(small_cluster, step):
     """Clients take every free slot after the start (a traffic spike on a
     small Neon compute). The proxy keeps one slot reserved for the

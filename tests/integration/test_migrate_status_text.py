@@ -91,7 +91,7 @@ def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
     # it runs: paused past the estimate
     load_underestimated(db, 1000, 0)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    submit(proxy, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500})))
+    submit(proxy, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500, "app_p99_budget": 0})))
     wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
              and sql(db, "SELECT count(*) FROM pgtandem.backfill_progress WHERE NOT done")[0][0] == 1,
              timeout=60, what="the backfill's checkpoint")
