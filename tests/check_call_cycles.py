@@ -2,7 +2,10 @@
 """The call-cycle check behind `make lint`: among the files of proxy/online/
 (the runner and its parts, the backfill, the cutover, the fleet), no file
 calls a function of a file that calls back into it, directly or through
-others; and no header of include/ includes itself through others. A lower
+others; and no module (a name's .c under proxy/ and .h under include/
+together: session.c and session.h are module session) includes itself
+through others, so a module's private header cannot point back at its
+public one. A lower
 part that needs to tell an upper one something reports it through a
 callback the upper one gave it (runner_internal.h: runner_report), so each
 file can be read with only the files below it in mind.
@@ -74,13 +77,15 @@ def call_graph():
 
 
 def include_graph():
-    headers = glob.glob(os.path.join(TOP, "include", "**", "*.h"), recursive=True)
-    by_name = {os.path.basename(h): os.path.relpath(h, TOP) for h in headers}
-    graph = {}
-    for h in headers:
-        with open(h, encoding="utf-8") as f:
+    files = glob.glob(os.path.join(TOP, "include", "**", "*.h"), recursive=True) + \
+        glob.glob(os.path.join(TOP, "proxy", "**", "*.c"), recursive=True)
+    module = lambda path: os.path.splitext(os.path.basename(path))[0]
+    modules = {module(f) for f in files}
+    graph = {m: set() for m in modules}
+    for path in files:
+        with open(path, encoding="utf-8") as f:
             names = re.findall(r'^\s*#\s*include\s+"([^"]+)"', f.read(), re.M)
-        graph[os.path.relpath(h, TOP)] = {by_name[os.path.basename(n)] for n in names if os.path.basename(n) in by_name}
+        graph[module(path)] |= {module(n) for n in names if module(n) in modules and module(n) != module(path)}
     return graph
 
 

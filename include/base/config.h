@@ -74,7 +74,7 @@ struct config {
     int nproxy_trusted;
 };
 
-/* A setting that is not a number (those are in settings.c's table): its
+/* A setting that is not a number (those are in settings_table.c): its
  * flag, config file key, what it takes and its default, one line of help,
  * and how it is set. Flags, the config file, their errors and
  * `pgtandem proxy --help` all read this one table. */

@@ -8,7 +8,7 @@
  *
  * To add a setting: add its field to the scope's struct (struct config in
  * config.h for SETTING_PROXY, struct throttle_settings below for
- * SETTING_THROTTLE), then one row to SETTINGS in settings.c ending in
+ * SETTING_THROTTLE), then one row to SETTINGS in settings_table.c ending in
  * CONFIG_FIELD(field, scale) or THROTTLE_FIELD(field, scale); scale is what
  * the stored value is the given one times (1000: given in s, kept in ms).
  * The field's C type is read from its declaration. A SETTING_QUERY row has

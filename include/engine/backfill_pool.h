@@ -10,7 +10,7 @@
 
 #include "backfill.h"
 
-/* backfill_workers' upper bound (settings.c); a driver's lanes. */
+/* backfill_workers' upper bound (settings_table.c); a driver's lanes. */
 #define BACKFILL_MAX_WORKERS 16
 /* After a throttle releases, one more worker at most this often. */
 #define BACKFILL_CLIMB_MS 1000.0

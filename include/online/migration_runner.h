@@ -19,36 +19,13 @@
 #include "backfill_runner.h"
 #include "cutover.h"
 #include "metrics.h"
+#include "runner_request.h"
 
 struct relay;
 struct fleet;
 struct event_base;
 struct json_t;
 struct migration_runner;
-
-enum runner_op {
-    RUNNER_START,     /* body: the migration (JSON) */
-    RUNNER_STATUS,
-    RUNNER_COMPLETE,  /* cutover: the cutover's settings */
-    RUNNER_ROLLBACK,
-    RUNNER_FINALIZE,  /* cutover: drops the old shape a complete kept */
-    RUNNER_REVERT,    /* cutover: back to the old shape, then the rollback */
-    RUNNER_THROTTLE   /* body: a JSON object of backfill settings */
-};
-
-/* status: an HTTP status code (200, 202, 400, 404, 409, 500, 503), since
- * the admin API passes it on and it says what the caller needs to know.
- * body: owned by the callee. */
-typedef void (*runner_answer_fn)(void *ctx, int status, struct json_t *body);
-
-struct runner_request {
-    enum runner_op op;
-    const char *body;
-    size_t body_len;
-    struct cutover_options cutover;
-    runner_answer_fn answer;
-    void *ctx;                  /* identifies the request for runner_forget */
-};
 
 /* engine_db NULL: no engine; every request is answered 503. fleet (may be
  * NULL) tells the runner of migrations changed by anyone else, and holds

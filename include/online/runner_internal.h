@@ -42,7 +42,7 @@
 #include "migration.h"
 #include "migration_lifecycle.h"
 #include "migration_plan.h"
-#include "migration_runner.h"
+#include "runner_request.h"
 #include "pgasync.h"
 #include "settings.h"
 

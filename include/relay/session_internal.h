@@ -13,7 +13,11 @@
 
 #include "pool.h"
 #include "sbuf.h"
-#include "session.h"
+
+/* Pointers only: each part includes session.h itself, and this header
+ * stays a leaf below it (the public header never sees the parts'). */
+struct session;
+struct session_extra;
 
 #define MAX_AUTH_MESSAGE 65536u /* Authentication*, BackendKeyData: small by nature */
 #define PROTO_MAX_AUTH_MESSAGE MAX_AUTH_MESSAGE

@@ -22,6 +22,7 @@
  * loaded from the table whenever this proxy is not working on it itself;
  * the expand and the backfill are done by whoever holds the engine lock,
  * and a follower takes them over when that one stops. */
+#include "migration_runner.h"
 #include "runner_internal.h"
 
 #include <assert.h>

@@ -2,6 +2,7 @@
  * /migrations/current, GET /status's engine connection, the numbers
  * GET /metrics renders, the answers to the requests that wait, and the
  * live backfill settings. It reads the runner's state and moves no phase. */
+#include "migration_runner.h"
 #include "runner_internal.h"
 
 #include <string.h>

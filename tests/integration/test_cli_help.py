@@ -8,7 +8,7 @@ relative link of the documentation leads to a file and heading that exist;
 the config file's unknown-key error lists every key; ports given as 0 are
 logged as bound; `migrate lint DIR` leaves psql scripts alone.
 
-The lists checked here are read from the C tables (proxy/base/settings.c,
+The lists checked here are read from the C tables (proxy/base/settings_table.c,
 proxy/base/config.c) and the dispatch in proxy/cli/migrate_cli.c, so a flag
 or command added there without help fails a test."""
 import difflib
@@ -34,7 +34,7 @@ def numeric_settings():
     """(name, flag, default) of every SETTINGS entry with a flag."""
     out = []
     for m in re.finditer(r'\{"(\w+)",\s*"(--[\w-]+)",\s*SETTING_(\w+),\s*([^,]+),\s*([^,]+),\s*([^,]+),',
-                         source("proxy/base/settings.c")):
+                         source("proxy/base/settings_table.c")):
         name, flag, kind, default = m.group(1), m.group(2), m.group(3), m.group(6).strip()
         shown = ("true" if float(default) else "false") if kind == "BOOL" else "%.15g" % float(default)
         out.append((name, flag, shown))
