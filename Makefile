@@ -122,7 +122,7 @@ fuzz: deps $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 # no comment naming a file that does not exist (tests/check_comment_paths.py),
 # no status word spelled outside engine/migration_lifecycle.c
 # (tests/check_status_words.py), no call cycle among online/'s files nor
-# include cycle among the headers (tests/check_call_cycles.py), and
+# include cycle among modules (tests/check_call_cycles.py), and
 # no integration test keeping a local copy of a shared helper (tests/check_test_helpers.py).
 # compile_commands.json is written for editors and clang tools.
 LINT_CFLAGS := -std=c11 -D_GNU_SOURCE $(LAYER_INC) -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)

@@ -6,16 +6,14 @@ when it is not set (running pytest by hand) a cluster is started here.
 PGTANDEM_BIN selects the binary under test (plain or sanitizer build).
 """
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 
 import pytest
 
 from support import (LIBPQ_CLIENT, PGCLUSTER, POOLED_USERS, TOP, Cluster, DirectTarget, Env, Proxy,
-                     RestartableCluster, Upstream, cluster_env, load_checks_db, make_cert, make_test_ca, read_env, relay_direct,
-                     start_cluster, write_users_file)
+                     Upstream, load_checks_db, make_cert, make_test_ca, read_env, relay_direct,
+                     start_cluster, throwaway_cluster, write_users_file)
 from neonfront import NeonFront
 
 
@@ -104,19 +102,8 @@ def env(cluster):
 @pytest.fixture(scope="module")
 def own_cluster():
     """A cluster of the module's own, which its tests may restart or stop."""
-    d = tempfile.mkdtemp(prefix="pgtandem-faults-")
-    os.chmod(d, 0o755)
-    r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"], capture_output=True, text=True, timeout=300,
-                       env=cluster_env())
-    if r.returncode != 0:
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.fail("cannot start a cluster of this module's own: %s%s" % (r.stdout, r.stderr))
-    c = RestartableCluster(read_env(d + "/pg/env"))
-    try:
+    with throwaway_cluster("pgtandem-faults-") as c:
         yield c
-    finally:
-        subprocess.run(["sh", PGCLUSTER, "stop", d + "/pg"], capture_output=True, timeout=120)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

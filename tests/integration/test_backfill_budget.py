@@ -28,7 +28,7 @@ import time
 
 import psycopg
 
-from support import dbname, engine_proxy, proxy_uri, Scrape, sql, wait_for, wait_log
+from support import ClientThreads, dbname, engine_proxy, proxy_uri, Scrape, sql, wait_for, wait_log
 from test_backfill_parallel import NAME, assert_new_equals_up_old, payload_migration
 
 ROWS = 12000
@@ -53,7 +53,7 @@ HOT = 100  # the app updates every HOT-th row: a batch of n rows holds n / HOT o
 BIG_BATCHES = {"min_rows": 50, "target_ms": 200}
 
 
-class SlowApp:
+class SlowApp(ClientThreads):
     """CLIENTS sessions of the old release, each updating its own hot rows
     (every HOT-th, offset by its number), every statement timed by the
     test: a batch that holds one of them makes the app wait for it."""
@@ -90,15 +90,6 @@ class SlowApp:
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.errors.append(e)
 
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
     def p99_ms(self, start, end):
         with self.lock:

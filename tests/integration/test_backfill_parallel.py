@@ -25,8 +25,8 @@ import time
 
 import psycopg
 
-from support import (BIN, dbname, engine_proxy, migrate, new_shape_options, PeakSampler, proxy_start, proxy_uri,
-                     sql, wait_for, write_migration)
+from support import (BIN, ClientThreads, dbname, engine_proxy, migrate, new_shape_options, PeakSampler, proxy_start,
+                     proxy_uri, sql, wait_for, write_migration)
 
 NAME = "0007_payload_jsonb"
 
@@ -81,7 +81,7 @@ def assert_verified(db):
     assert v.returncode == 0 and "verify: OK" in v.stdout, v.stdout + v.stderr
 
 
-class Writers:
+class Writers(ClientThreads):
     """Both releases writing through the proxy while the backfill runs: the
     old release updates the dense block's ids = 0 (mod 3) and inserts rows
     past the far cluster, the new release updates ids = 1 (mod 3) through its
@@ -124,16 +124,6 @@ class Writers:
                     self.count[k] += 1
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.errors.append(e)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def test_skewed_keys_in_parallel_ranges_through_the_proxy_with_writers(db, cluster, proxy_factory):

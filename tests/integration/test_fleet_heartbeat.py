@@ -49,12 +49,15 @@ def run_clients(proxy, dbname, stop, calls, errors, slowest):
     return threads
 
 
-def lock_in_background(cluster, dbname, sql, seconds, locked):
+def lock_in_background(cluster, dbname, sql, seconds, locked, release):
+    """An operator's transaction holding `sql`'s locks for at most `seconds`,
+    or until the test sets `release` (it has seen what it waited for, or a
+    failure)."""
     def hold():
         with psycopg.connect(cluster.uri(db=dbname), connect_timeout=10) as c:
             c.execute(sql)
             locked.set()
-            time.sleep(seconds)  # the fault: an operator's transaction stays open this long
+            release.wait(seconds)
             c.rollback()
     t = threading.Thread(target=hold)
     t.start()
@@ -69,9 +72,10 @@ def test_locked_proxies_rows_neither_fence_nor_drop_the_proxy_from_the_fleet(clu
              20, "both proxies live in both views")
     stop, calls, errors, slowest = threading.Event(), [], [], []
     clients = run_clients(p, legacy_db, stop, calls, errors, slowest)
-    locked = threading.Event()
+    locked, release = threading.Event(), threading.Event()
     held_s = 3 * LEASE_MS / 1000.0
-    locker = lock_in_background(cluster, legacy_db, "SELECT * FROM pgtandem.proxies FOR UPDATE", held_s, locked)
+    locker = lock_in_background(cluster, legacy_db, "SELECT * FROM pgtandem.proxies FOR UPDATE", held_s, locked,
+                                release)
     try:
         assert locked.wait(10)
         t0 = time.time()
@@ -83,10 +87,13 @@ def test_locked_proxies_rows_neither_fence_nor_drop_the_proxy_from_the_fleet(clu
             for m in status(other)["fleet"]["members"]:
                 if not m.get("live"):
                     not_live.append(m)
-            time.sleep(0.1)  # pacing: a sample every 0.1 s while the lock is held
+            if errors:
+                release.set()  # failed already: no need to hold the lock on
+            locker.join(0.1)  # the next sample, or the lock's end
         locked_s = time.time() - t0
     finally:
         stop.set()
+        release.set()
         locker.join()
         for t in clients:
             t.join(30)
@@ -104,9 +111,9 @@ def test_a_lease_that_cannot_be_renewed_still_fences_within_its_bound(cluster, p
     start_migration(p)
     held = pg_raw_session(p.port, user="trustuser", database=legacy_db)
     assert query_outcome(held, "SELECT 1", 5)[0] == "ok"
-    locked = threading.Event()
+    locked, release = threading.Event(), threading.Event()
     locker = lock_in_background(cluster, legacy_db, "SELECT * FROM pgtandem.fleet_leases FOR UPDATE",
-                                (LEASE_MS + FENCE_BOUND_MS) / 1000.0 + 3, locked)
+                                (LEASE_MS + FENCE_BOUND_MS) / 1000.0 + 3, locked, release)
     try:
         assert locked.wait(10)
         t0 = time.time()
@@ -117,6 +124,7 @@ def test_a_lease_that_cannot_be_renewed_still_fences_within_its_bound(cluster, p
         print("fenced %.1f s after the lease's row was locked; a held call answered 57P01 after %.1f s"
               % (fenced_after, took))
     finally:
+        release.set()  # seen what it had to: the lease row goes free now
         locker.join()
         held.close()
     wait_for(lambda: not status(p)["hold"]["fenced"], 10, "fence lifted")

@@ -2,16 +2,19 @@
 (tests/pgcluster.sh) and one that may be restarted, psql as a client runs
 it, one-shot SQL through psycopg, and the snapshots tests compare: a
 database's shape (what a rollback must restore) and a table's rows."""
+import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.parse
 
 import psycopg
+import pytest
 
 from .ports import TOP, cluster_env
 
-__all__ = ["Cluster", "RestartableCluster", "read_env", "start_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql",
+__all__ = ["Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql",
            "dbname", "SHAPE_SQL", "shape", "rows", "columns"]
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
@@ -82,16 +85,32 @@ def read_env(path):
     return env
 
 
-def start_cluster(parent):
+def start_cluster(parent, prefix="pgtandem-pg-"):
     """Starts a throwaway cluster (tests/pgcluster.sh) under a new directory
     in `parent`; returns its directory."""
-    d = tempfile.mkdtemp(prefix="pgtandem-pg-", dir=parent)
+    d = tempfile.mkdtemp(prefix=prefix, dir=parent)
     os.chmod(d, 0o755)
     r = subprocess.run(["sh", PGCLUSTER, "start", d + "/pg"],
                        capture_output=True, text=True, timeout=300, env=cluster_env())
     if r.returncode != 0:
         raise RuntimeError("cannot start a cluster: %s%s" % (r.stdout, r.stderr))
     return d
+
+
+@contextlib.contextmanager
+def throwaway_cluster(prefix):
+    """A cluster of the caller's own (a module's, which its tests may
+    restart or stop) for the length of the `with` block, then stopped and
+    removed; a start that fails fails the test."""
+    try:
+        d = start_cluster(None, prefix)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield RestartableCluster(read_env(d + "/pg/env"))
+    finally:
+        subprocess.run(["sh", PGCLUSTER, "stop", d + "/pg"], capture_output=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # libpq settings of the caller's environment that would change what a test's

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements", "PeakSampler"]
+__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements", "PeakSampler", "ClientThreads"]
 
 
 def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, proc=None):
@@ -78,6 +78,23 @@ def running_statements(super_uri, like, db=None):
         args.append(db)
     with psycopg.connect(super_uri, autocommit=True) as c:
         return [r[0] for r in c.execute(q, args).fetchall()]
+
+
+class ClientThreads:
+    """Client threads for the length of a `with` block: a subclass makes
+    self.stop (an Event its threads loop until) and self.threads; entering
+    starts them, leaving stops and joins them."""
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        return False
 
 
 class PeakSampler:
