@@ -25,8 +25,8 @@ import time
 
 import psycopg
 
-from support import (BIN, ClientThreads, dbname, engine_proxy, make_fleet, migrate, new_shape_options, PeakSampler,
-                     proxy_start, proxy_uri, sql, wait_for, write_migration)
+from support import (BIN, ClientThreads, current, dbname, engine_proxy, make_fleet, migrate, new_shape_options,
+                     PeakSampler, proxy_start, proxy_uri, sql, wait_for, write_migration)
 
 NAME = "0007_payload_jsonb"
 
@@ -417,9 +417,6 @@ def test_a_pause_sent_to_a_following_proxy_holds_the_batches_where_they_run(db, 
     slow = dict(SLOW_BACKFILL, workers=1, max_rows_per_sec=1500, app_p99_budget=0)
     code, body = runner.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], slow)))
     assert code == 202, body
-
-    def current(p):
-        return p.admin("GET", "/migrations/current")[1]
 
     wait_for(lambda: current(runner).get("phase") == "backfilling" and rows_walked(db) > 0, 60,
              "the batches on the proxy it was started through", detail=runner.log_tail)
