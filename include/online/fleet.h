@@ -39,6 +39,8 @@
 
 #include <stddef.h>
 
+#include "fleet_hooks.h"
+
 struct relay;
 struct event_base;
 struct json_t;
@@ -52,10 +54,8 @@ struct fleet_options {
     const char *admin;      /* host:port of the admin API */
 };
 
-/* The most recent migration and its status, whenever they may have changed. */
-typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *status);
-
 struct fleet *fleet_new(struct event_base *base, struct relay *relay, const struct fleet_options *opt);
+/* fn: fleet_migration_fn (fleet_hooks.h, with the hold's callbacks). */
 void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx);
 void fleet_free(struct fleet *f);
 /* The proxy is shutting down: its row goes now, so nobody waits for its
@@ -64,13 +64,6 @@ void fleet_leave(struct fleet *f);
 
 const char *fleet_id(const struct fleet *f);
 int fleet_lease_ms(const struct fleet *f);
-
-/* ok: every other live proxy has drained and holds its traffic; else why
- * not (the proxies that did not acknowledge, or the connection lost). */
-typedef void (*fleet_held_fn)(void *ctx, int ok, const char *why);
-/* The hold's row is written and the other proxies are being told: the
- * coordinator's own relay holds from here, in step with theirs. */
-typedef void (*fleet_announced_fn)(void *ctx);
 
 /* Coordinator: asks every other live proxy to hold within drain_ms and to
  * keep holding at most hold_ms. `announced` is called once the hold's row

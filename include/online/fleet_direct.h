@@ -4,7 +4,7 @@
  * a peer address and sends "hold", the participant answers "held" on it
  * once drained, and the coordinator sends "release" on it once it knows
  * whether the contract committed. Nothing here decides anything: the
- * database stays the source of truth (fleet.c); these messages only save
+ * database stays the source of truth (fleet.h); these messages only save
  * its round trips when they arrive first.
  *
  * Authentication: every proxy draws a random key when it starts and

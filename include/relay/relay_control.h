@@ -77,7 +77,7 @@ struct json_t *relay_version_counts(const struct relay *relay);
  * from ones that bypass every proxy. */
 struct json_t *relay_backend_pids(const struct relay *relay);
 
-/* Lease fencing for the fleet (see fleet.c): once the monotonic clock
+/* Lease fencing for the fleet (see fleet_heartbeat.c): once the monotonic clock
  * passes deadline_us, every session is held at its next transaction
  * boundary, before the loop runs anything else for it, until the lease is
  * renewed. 0 turns fencing off and releases whoever it held. */

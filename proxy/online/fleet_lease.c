@@ -1,4 +1,4 @@
-/* The fleet lease's arithmetic (see fleet_lease.h); fleet.c applies it. */
+/* The fleet lease's arithmetic (see fleet_lease.h); fleet_heartbeat.c applies it. */
 #include "fleet_lease.h"
 
 int fleet_heartbeat_interval_ms(int lease_ms)
