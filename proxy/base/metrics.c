@@ -23,17 +23,46 @@ static int bucket_for(uint64_t us)
     return LATENCY_BUCKETS;
 }
 
+/* Bucket i's upper bound, LATENCY_FINE_MIN_US x LATENCY_FINE_STEP^i, worked
+ * out once. Every statement the relay times is put in a bucket, so the
+ * bucket comes from the bit length of the latency: a power of two spans
+ * log(2)/log(1.1) = 7.3 buckets, and fine_first_of_bits[] holds the first
+ * bucket that can hold a value of that many bits; a few comparisons from
+ * there replace a log() and a ceil(). */
+#define FINE_MAX_BITS 64
+static double fine_bounds_us[LATENCY_FINE_BUCKETS + 1];
+static int fine_first_of_bits[FINE_MAX_BITS + 1];
+
+static void fine_tables(void)
+{
+    for (int k = 0; k <= LATENCY_FINE_BUCKETS; k++)
+        fine_bounds_us[k] = LATENCY_FINE_MIN_US * pow(LATENCY_FINE_STEP, k);
+    /* values of b bits are at least 2^(b-1): the first bucket whose bound reaches that */
+    for (int bits = 1, i = 0; bits <= FINE_MAX_BITS; bits++) {
+        double least = ldexp(1.0, bits - 1);
+        while (i < LATENCY_FINE_BUCKETS && fine_bounds_us[i] < least)
+            i++;
+        fine_first_of_bits[bits] = i;
+    }
+}
+
 static double fine_bound_us(int i)
 {
-    return LATENCY_FINE_MIN_US * pow(LATENCY_FINE_STEP, i);
+    if (fine_bounds_us[0] == 0)
+        fine_tables();
+    return fine_bounds_us[i];
 }
 
 static int fine_bucket_for(uint64_t us)
 {
-    if ((double)us <= LATENCY_FINE_MIN_US)
+    if (fine_bounds_us[0] == 0)
+        fine_tables();
+    if (us == 0)
         return 0;
-    int i = (int)ceil(log((double)us / LATENCY_FINE_MIN_US) / log(LATENCY_FINE_STEP) - 1e-9);
-    return i < LATENCY_FINE_BUCKETS ? i : LATENCY_FINE_BUCKETS;
+    int i = fine_first_of_bits[64 - __builtin_clzll(us)];
+    while (i < LATENCY_FINE_BUCKETS && fine_bounds_us[i] < (double)us)
+        i++;
+    return i;
 }
 
 double latency_fine_quantile_ms(const struct latency_fine *now, const struct latency_fine *before, double q,

@@ -734,14 +734,22 @@ void bf_runner_kick(struct bf_runner *b)
 
 static void load_table(struct bf_runner *b);
 
+/* A lost connection is retried with the database's own words; anything
+ * else fails the backfill saying what it was doing. */
+static void load_failed(struct bf_runner *b, const char *doing, const char *error, const char *sqlstate)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s: %s", doing, error);
+    end(b, transient(sqlstate) ? BF_END_LOST : BF_END_FAILED, transient(sqlstate) ? error : msg, sqlstate, NULL);
+}
+
 static void loaded(struct bf_runner *b, PGresult *res, const char *error, const char *sqlstate, const char *doing)
 {
     char err[1024];
     const struct mig_bf_table *t = &b->plan->bf[b->table];
     if (error) {
-        snprintf(err, sizeof err, "%s of %s: %s", doing, t->qname, error);
-        end(b, transient(sqlstate) ? BF_END_LOST : BF_END_FAILED, transient(sqlstate) ? error : err, sqlstate,
-            NULL);
+        snprintf(err, sizeof err, "%s of %s", doing, t->qname);
+        load_failed(b, err, error, sqlstate);
         return;
     }
     struct mig_backfill_settings cfg = *b->file_cfg;
@@ -811,10 +819,7 @@ static void on_session(void *ctx, PGresult *res, const char *error, const char *
     if (!b->loading)
         return;
     if (error) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "preparing the backfill session: %s", error);
-        end(b, transient(sqlstate) ? BF_END_LOST : BF_END_FAILED, transient(sqlstate) ? error : msg, sqlstate,
-            NULL);
+        load_failed(b, "preparing the backfill session", error, sqlstate);
         return;
     }
     b->loading = 0;
@@ -866,10 +871,7 @@ static void on_workers_gone(void *ctx, PGresult *res, const char *error, const c
     if (!b->loading)
         return;
     if (error) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "waiting for the backfill workers of an engine before: %s", error);
-        end(b, transient(sqlstate) ? BF_END_LOST : BF_END_FAILED, transient(sqlstate) ? error : msg, sqlstate,
-            NULL);
+        load_failed(b, "waiting for the backfill workers of an engine before", error, sqlstate);
         return;
     }
     load_table(b);

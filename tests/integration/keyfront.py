@@ -9,46 +9,26 @@ import random
 import select
 import socket
 import struct
-import threading
 
-from support import recv_exact, stop_thread_front
+from support import ThreadFront, recv_exact
 
 SSL_REQUEST_CODE = 80877103
 CANCEL_CODE = 80877102
 
 
-class KeyFront:
+class KeyFront(ThreadFront):
+    name = "keyfront"
+    backlog = 128
+
     def __init__(self, backend_port, backend_host="127.0.0.1", pid_low=2 ** 31, pid_high=2 ** 32 - 1):
         self.backend = (backend_host, backend_port)
         self.pid_low, self.pid_high = pid_low, pid_high
-        self.lock = threading.Lock()
         self.keys = {}        # (fake pid, fake key) -> (real pid, real key)
         self.given = []       # fake pids handed out, in order
-        self.errors = []
-        self._stop = threading.Event()
-        self._socks = set()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(128)
-        self.srv.settimeout(0.2)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._accept_loop, name="keyfront-accept", daemon=True).start()
+        super().__init__()
 
     def upstream_uri(self):
         return "postgresql://127.0.0.1:%d/?sslmode=disable" % self.port
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self._socks.add(conn)
-            threading.Thread(target=self._handle, args=(conn,), name="keyfront-conn", daemon=True).start()
 
     def _fake_key(self, real_pid, real_key):
         with self.lock:
@@ -60,43 +40,28 @@ class KeyFront:
                     self.given.append(pid)
                     return pid, key
 
-    def _handle(self, conn):
-        back = None
-        try:
-            while True:
-                hdr = recv_exact(conn, 8)
-                if hdr is None:
-                    return
-                n, code = struct.unpack("!II", hdr)
-                if code != SSL_REQUEST_CODE:
-                    break
-                conn.sendall(b"N")
-            body = recv_exact(conn, n - 8)
-            if code == CANCEL_CODE:
-                pid, key = struct.unpack("!II", body)
-                with self.lock:
-                    real = self.keys.get((pid, key))
-                if real:
-                    c = socket.create_connection(self.backend, timeout=10)
-                    c.sendall(struct.pack("!IIII", 16, CANCEL_CODE, real[0], real[1]))
-                    c.close()
+    def _serve(self, conn, opened):
+        while True:
+            hdr = recv_exact(conn, 8)
+            if hdr is None:
                 return
-            back = socket.create_connection(self.backend, timeout=30)
+            n, code = struct.unpack("!II", hdr)
+            if code != SSL_REQUEST_CODE:
+                break
+            conn.sendall(b"N")
+        body = recv_exact(conn, n - 8)
+        if code == CANCEL_CODE:
+            pid, key = struct.unpack("!II", body)
             with self.lock:
-                self._socks.add(back)
-            back.sendall(hdr + body)
-            self._relay(conn, back)
-        except Exception as e:  # recorded for the test to look at
-            if not self._stop.is_set():
-                with self.lock:
-                    self.errors.append(repr(e))
-        finally:
-            for s in (conn, back):
-                if s is not None:
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
+                real = self.keys.get((pid, key))
+            if real:
+                c = socket.create_connection(self.backend, timeout=10)
+                c.sendall(struct.pack("!IIII", 16, CANCEL_CODE, real[0], real[1]))
+                c.close()
+            return
+        back = self._track(socket.create_connection(self.backend, timeout=30), opened)
+        back.sendall(hdr + body)
+        self._relay(conn, back)
 
     def _relay(self, client, back):
         sbuf = b""
@@ -135,5 +100,3 @@ class KeyFront:
                 if out:
                     client.sendall(out)
 
-    def stop(self):
-        stop_thread_front(self)

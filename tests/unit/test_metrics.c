@@ -2,6 +2,7 @@
  * sum and count, labels), label-value escaping, and the hold series (one
  * per known reason, the one that holds carrying the count). */
 #include <event2/buffer.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,9 +108,31 @@ static void test_fine_latency(void)
     CHECK("fine: the coarse histogram counts them too", m.queries_total == 151);
 }
 
+/* Every latency, from below the first bound to past the last, lands in the
+ * one bucket whose bound is the first at or above it (read back through a
+ * p100 of that one sample), checked against the closed formula. */
+static void test_fine_buckets(void)
+{
+    int bad = 0;
+    for (uint64_t us = 1; us < 40000000; us += 1 + us / 97) {
+        struct metrics m;
+        memset(&m, 0, sizeof m);
+        metrics_record_latency(&m, us, LATENCY_ROUTE_OLD);
+        double got_ms = latency_fine_quantile_ms(&m.route_latency[0], NULL, 1.0, NULL);
+        int i = 0;
+        while (i < LATENCY_FINE_BUCKETS && LATENCY_FINE_MIN_US * pow(LATENCY_FINE_STEP, i) < (double)us)
+            i++;
+        double want_ms = LATENCY_FINE_MIN_US * pow(LATENCY_FINE_STEP, i) / 1000.0;
+        if (fabs(got_ms - want_ms) > want_ms * 1e-9)
+            bad++;
+    }
+    CHECK("fine: each latency in the first bucket whose bound is at or above it", bad == 0);
+}
+
 int main(void)
 {
     test_fine_latency();
+    test_fine_buckets();
     test_histogram();
     test_escape();
     test_holds();

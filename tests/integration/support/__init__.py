@@ -7,6 +7,7 @@
 - pg: clusters, psql, one-shot SQL, a database's shape and a table's rows;
 - wire: the wire protocol by hand (startup, messages, login, queries, TLS);
 - tls: test certificates, users files and the TLS front;
+- front: the skeleton of a thread-per-connection front (TlsFront, KeyFront);
 - proxy: a running proxy, its upstream and its admin API, /metrics;
 - migrations: the CLI, migration files and the legacy data they apply to;
 - checks: the seeds' migration under both releases' writers, compared row
@@ -21,9 +22,10 @@ the pytest fixtures. A test file imports what it uses from
 here (`from support import wait_for, Proxy`) and defines no function named
 like one of these (tests/check_test_helpers.py fails on a local copy).
 """
-from . import checks, fleet, items, migrations, pg, ports, procs, proxy, tls, wait, wire
+from . import checks, fleet, front, items, migrations, pg, ports, procs, proxy, tls, wait, wire
 from .checks import *  # noqa: F401,F403
 from .fleet import *  # noqa: F401,F403
+from .front import *  # noqa: F401,F403
 from .items import *  # noqa: F401,F403
 from .migrations import *  # noqa: F401,F403
 from .pg import *  # noqa: F401,F403
@@ -34,5 +36,5 @@ from .tls import *  # noqa: F401,F403
 from .wait import *  # noqa: F401,F403
 from .wire import *  # noqa: F401,F403
 
-MODULES = (checks, fleet, items, migrations, pg, ports, procs, proxy, tls, wait, wire)
+MODULES = (checks, fleet, front, items, migrations, pg, ports, procs, proxy, tls, wait, wire)
 __all__ = [name for m in MODULES for name in m.__all__]

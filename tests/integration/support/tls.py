@@ -9,12 +9,11 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
-import time
 
+from .front import ThreadFront
 from .wire import SSL_REQUEST, parse_startup, recv_exact
 
-__all__ = ["make_test_ca", "make_cert", "write_users_file", "TlsFront", "stop_thread_front"]
+__all__ = ["make_test_ca", "make_cert", "write_users_file", "TlsFront"]
 
 
 def make_test_ca(d, cn="pgtandem test front CA"):
@@ -52,29 +51,7 @@ def write_users_file(path, users, mode=0o600):
     return path
 
 
-def stop_thread_front(front, threads=()):
-    """Stops a thread-per-connection test front (TlsFront, KeyFront): its
-    stop flag, its listener `srv`, every socket in `_socks` (under `lock`),
-    then waits for `threads`; returns those still alive."""
-    front._stop.set()
-    try:
-        front.srv.close()
-    except OSError:
-        pass
-    with front.lock:
-        socks = list(front._socks)
-        threads = list(threads)
-    for s in socks:
-        try:
-            s.close()
-        except OSError:
-            pass
-    for t in threads:
-        t.join(10)
-    return [t for t in threads if t.is_alive()]
-
-
-class TlsFront:
+class TlsFront(ThreadFront):
     """A Neon-like edge in front of Postgres: answers SSLRequest with 'S',
     completes TLS with its own certificate, records the SNI server name of
     every connection (connections without TLS are refused and recorded), the
@@ -83,28 +60,17 @@ class TlsFront:
     header). Then relays bytes to Postgres at backend_port, over plain TCP or,
     with backend_tls, over TLS (a re-encrypting middlebox)."""
 
+    name = "tlsfront"
+
     def __init__(self, certfile, keyfile, backend_port, backend_tls=False):
         self.backend_port = backend_port
         self.backend_tls = backend_tls
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.sni_callback = self._sni
-        self.lock = threading.Lock()
         self.conns = []       # one dict per accepted connection
-        self.errors = []
         self._tls_sni = {}
-        self._stop = threading.Event()
-        self._socks = set()
-        self._threads = []
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.srv.settimeout(0.2)
-        self.port = self.srv.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name="tlsfront-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
+        super().__init__()
 
     def _sni(self, sslobj, name, _ctx):
         self._tls_sni[id(sslobj)] = name
@@ -115,103 +81,66 @@ class TlsFront:
         with self.lock:
             return [c.get("sni") for c in self.conns if c.get("tls") or "handshake_error" in c]
 
-    def settle(self, timeout=10.0):
-        """Waits (bounded) for connection handlers whose peers have gone."""
-        deadline = time.time() + timeout
+    def _accepted(self, conn):
+        rec = {"tls": False}
         with self.lock:
-            threads = [t for t in self._threads if t.name == "tlsfront-conn"]
-        for t in threads:
-            t.join(max(0.0, deadline - time.time()))
+            self.conns.append(rec)
+        return (rec,)
 
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            rec = {"tls": False}
-            with self.lock:
-                self.conns.append(rec)
-                self._socks.add(conn)
-            t = threading.Thread(target=self._handle, args=(conn, rec), name="tlsfront-conn", daemon=True)
-            t.start()
-            with self.lock:
-                self._threads.append(t)
-
-    def _track(self, s):
-        with self.lock:
-            self._socks.add(s)
-        return s
-
-    def _handle(self, conn, rec):
-        back = None
+    def _serve(self, conn, opened, rec):
+        conn.settimeout(30)
+        first = recv_exact(conn, 8)
+        if first != SSL_REQUEST:
+            rec["refused"] = "no SSLRequest: %r" % (first,)
+            return
+        conn.sendall(b"S")
+        tconn = self._track(self.ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), opened)
         try:
-            conn.settimeout(30)
-            first = recv_exact(conn, 8)
-            if first != SSL_REQUEST:
-                rec["refused"] = "no SSLRequest: %r" % (first,)
-                return
-            conn.sendall(b"S")
-            tconn = self._track(self.ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False))
-            try:
-                tconn.do_handshake()
-            except (ssl.SSLError, OSError) as e:
-                rec["handshake_error"] = repr(e)
-                return
-            finally:
-                # the callback is called with the SSLSocket; no entry: no SNI sent
-                rec["sni"] = self._tls_sni.pop(id(tconn), None)
-            rec["tls"] = True
-            hdr = recv_exact(tconn, 4)
-            if hdr is None:
-                return
-            n = struct.unpack("!I", hdr)[0]
-            body = recv_exact(tconn, n - 4)
-            code, params = parse_startup(body)
-            rec["code"] = code
-            if code == 196608:
-                opts = params.get("options", "").split()
-                eps = [o[len("endpoint="):] for o in opts if o.startswith("endpoint=")]
-                rec["startup"] = dict(params)
-                rec["endpoints"] = eps
-                rest = [o for o in opts if not o.startswith("endpoint=")]
-                if rest:
-                    params["options"] = " ".join(rest)
-                else:
-                    params.pop("options", None)
-                nb = struct.pack("!I", 196608)
-                for k, v in params.items():
-                    nb += k.encode() + b"\0" + v.encode() + b"\0"
-                nb += b"\0"
-                startup = struct.pack("!I", len(nb) + 4) + nb
-            else:
-                startup = hdr + body
-            back = socket.create_connection(("127.0.0.1", self.backend_port), timeout=30)
-            self._track(back)
-            if self.backend_tls:
-                back.sendall(SSL_REQUEST)
-                if back.recv(1) != b"S":
-                    rec["backend_error"] = "backend refused TLS"
-                    return
-                bctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                bctx.check_hostname = False
-                bctx.verify_mode = ssl.CERT_NONE
-                back = self._track(bctx.wrap_socket(back, server_hostname="localhost"))
-            back.sendall(startup)
-            self._relay(tconn, back, rec)
-        except Exception as e:  # recorded for the test to look at
-            if not self._stop.is_set():
-                with self.lock:
-                    self.errors.append(repr(e))
+            tconn.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            rec["handshake_error"] = repr(e)
+            return
         finally:
-            for s in (conn, back):
-                if s is not None:
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
+            # the callback is called with the SSLSocket; no entry: no SNI sent
+            rec["sni"] = self._tls_sni.pop(id(tconn), None)
+        rec["tls"] = True
+        hdr = recv_exact(tconn, 4)
+        if hdr is None:
+            return
+        n = struct.unpack("!I", hdr)[0]
+        body = recv_exact(tconn, n - 4)
+        code, params = parse_startup(body)
+        rec["code"] = code
+        if code == 196608:
+            opts = params.get("options", "").split()
+            eps = [o[len("endpoint="):] for o in opts if o.startswith("endpoint=")]
+            rec["startup"] = dict(params)
+            rec["endpoints"] = eps
+            rest = [o for o in opts if not o.startswith("endpoint=")]
+            if rest:
+                params["options"] = " ".join(rest)
+            else:
+                params.pop("options", None)
+            nb = struct.pack("!I", 196608)
+            for k, v in params.items():
+                nb += k.encode() + b"\0" + v.encode() + b"\0"
+            nb += b"\0"
+            startup = struct.pack("!I", len(nb) + 4) + nb
+        else:
+            startup = hdr + body
+        back = socket.create_connection(("127.0.0.1", self.backend_port), timeout=30)
+        self._track(back, opened)
+        if self.backend_tls:
+            back.sendall(SSL_REQUEST)
+            if back.recv(1) != b"S":
+                rec["backend_error"] = "backend refused TLS"
+                return
+            bctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            bctx.check_hostname = False
+            bctx.verify_mode = ssl.CERT_NONE
+            back = self._track(bctx.wrap_socket(back, server_hostname="localhost"), opened)
+        back.sendall(startup)
+        self._relay(tconn, back, rec)
 
     def _relay(self, client, back, rec):
         cbuf = b""
@@ -248,5 +177,3 @@ class TlsFront:
                 else:
                     client.sendall(data)
 
-    def stop(self):
-        return stop_thread_front(self, self._threads)
