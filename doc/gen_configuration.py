@@ -132,7 +132,8 @@ def main():
     out.append("## The backfill's live settings\n\n"
                "No flag: set with `POST /migrations/current/throttle` (a JSON object of these keys; all\n"
                "applied or none) while the backfill runs, or by the status page's buttons; kept with the\n"
-               "migration's state, so a restarted proxy keeps them. A migration file's own `backfill`\n"
+               "migration's state, so a restarted proxy keeps them, and sent to any proxy of a fleet:\n"
+               "the one running the batches reads them between two batches. A migration file's own `backfill`\n"
                "settings: [migrations.md](migrations.md#the-file-format-and-its-operations).\n\n"
                + settings_table(settings["THROTTLE"]) + "\n")
     out.append("## Admin API query parameters\n\n"

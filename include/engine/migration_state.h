@@ -80,6 +80,8 @@ extern const char MIG_STATE_LOAD_SQL[];
 extern const char MIG_STATE_LATEST_SQL[];
 /* $1 name, $2 throttle settings (JSON) */
 extern const char MIG_STATE_SAVE_THROTTLE_SQL[];
+/* $1 name -> throttle (text, may be NULL): what another proxy saved */
+extern const char MIG_STATE_READ_THROTTLE_SQL[];
 /* The one-engine-per-database advisory lock, and letting go of it. */
 extern const char MIG_STATE_TRY_LOCK_SQL[];
 extern const char MIG_STATE_UNLOCK_SQL[];

@@ -151,6 +151,8 @@ struct migration_runner {
     long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
     struct throttle_settings thr;   /* live backfill settings (settings.h) */
     int throttle_dirty;             /* to be saved with the migration's state */
+    double throttle_read_ms;        /* when the batches last read what other proxies saved */
+    struct event *throttle_timer;   /* a save not running the backfill waits for the connection */
     struct histogram batch_seconds; /* batches run by this process for this migration */
     int stop_backfill;              /* a rollback waits for the batch in flight */
     /* the cutover */
@@ -246,6 +248,12 @@ char *tables_literal(const struct migration_runner *r);
 /* ---- runner_backfill.c ---- */
 
 int runner_backfill_init(struct migration_runner *r);
+void runner_backfill_free(struct migration_runner *r);
+/* Settings changed by a request: the batches running here save them
+ * between two batches; otherwise they are saved now, for the proxy that
+ * runs the backfill (it reads them between its batches). Returns whether
+ * the backfill runs on this proxy. */
+int backfill_throttle_changed(struct migration_runner *r);
 void backfill_restore_throttle(struct migration_runner *r, const char *saved);
 void backfill_start_batches(struct migration_runner *r);
 /* The validations after the backfill, on the worker (phase finishing). */

@@ -100,6 +100,8 @@ const char MIG_STATE_LATEST_SQL[] =
 const char MIG_STATE_SAVE_THROTTLE_SQL[] =
     "UPDATE pgtandem.migrations SET throttle = $2::jsonb, updated_at = now() WHERE name = $1";
 
+const char MIG_STATE_READ_THROTTLE_SQL[] = "SELECT throttle::text FROM pgtandem.migrations WHERE name = $1";
+
 const char MIG_STATE_TRY_LOCK_SQL[] = "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")";
 
 const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";

@@ -598,7 +598,7 @@ void runner_free(struct migration_runner *r)
     if (r->cut.retry_timer)
         event_free(r->cut.retry_timer);
     runner_reset_migration(r);
-    bf_runner_free(&r->bfr);
+    runner_backfill_free(r);
     runner_conn_free(r);
     runner_start_free(r);
     runner_blockers_free(r);

@@ -5,11 +5,13 @@
  * on the worker. How each ends goes up to the runner as an event. */
 #include "runner_internal.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backfill.h"
+#include "clock.h"
 #include "engine.h"
 #include "log.h"
 #include "migration_state.h"
@@ -66,6 +68,85 @@ static int save_throttle(struct migration_runner *r, pgasync_done_fn done)
     if (rc != 0)
         r->throttle_dirty = 1;
     return rc;
+}
+
+/* ---- settings another proxy of the fleet saved ---- */
+
+/* A throttle request answered by another proxy is saved with the state
+ * (below); the proxy running the batches reads it this often, so a pause
+ * sent to any proxy of the fleet holds the batches within about a second. */
+#define THROTTLE_READ_EVERY_MS 1000.0
+#define THROTTLE_SAVE_RETRY_MS 200
+
+/* The saved settings on top of the migration file's, as a load would set
+ * them; taken when they differ from the live ones. */
+static void adopt_saved_throttle(struct migration_runner *r, const char *saved)
+{
+    char err[256];
+    struct throttle_settings next;
+    settings_throttle_defaults(&next);
+    settings_throttle_from_migration(&next, &r->mig.backfill);
+    if (settings_throttle_load(&next, saved, err, sizeof err) != 0) {
+        log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
+        return;
+    }
+    json_t *now = settings_throttle_json(&r->thr), *then = settings_throttle_json(&next);
+    if (!json_equal(now, then)) {
+        char *text = json_dumps(then, JSON_COMPACT | JSON_SORT_KEYS);
+        log_info("migration %s: throttle settings saved by another proxy taken: %s", r->name, text ? text : "");
+        free(text);
+        r->thr = next;
+        bf_runner_settings_changed(&r->bfr);
+    }
+    json_decref(now);
+    json_decref(then);
+}
+
+static void on_throttle_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    r->throttle_read_ms = clock_now_ms();
+    /* a lost connection is the batches' to notice; a change made here
+     * meanwhile wins over what was read */
+    if (!error && !r->throttle_dirty && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        adopt_saved_throttle(r, PQgetvalue(res, 0, 0));
+    bf_runner_kick(&r->bfr);
+}
+
+static void on_saved_for_another(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    struct migration_runner *r = ctx;
+    if (!error)
+        return;
+    log_warn("migration %s: saving the throttle settings: %s", r->name, error);
+    if (connection_lost(sqlstate))
+        r->throttle_dirty = 1;
+}
+
+static void save_when_free(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    if (!r->throttle_dirty || !r->name || bf_runner_active(&r->bfr))
+        return; /* saved, forgotten, or the batches here save it */
+    if (pgasync_ready(&r->db) && !r->db.busy && save_throttle(r, on_saved_for_another) == 0)
+        return;
+    struct timeval tv = {0, THROTTLE_SAVE_RETRY_MS * 1000};
+    if (r->throttle_timer)
+        evtimer_add(r->throttle_timer, &tv);
+}
+
+int backfill_throttle_changed(struct migration_runner *r)
+{
+    bf_runner_settings_changed(&r->bfr);
+    r->throttle_dirty = r->name != NULL;
+    if (bf_runner_active(&r->bfr))
+        return 1;
+    save_when_free(-1, 0, r);
+    return 0;
 }
 
 /* ---- a batch that failed on the data ---- */
@@ -133,7 +214,12 @@ static int backfill_stopping(void *ctx)
 static int backfill_idle(void *ctx)
 {
     struct migration_runner *r = ctx;
-    return r->throttle_dirty && save_throttle(r, on_throttle_saved) == 0;
+    if (r->throttle_dirty)
+        return save_throttle(r, on_throttle_saved) == 0;
+    if (clock_now_ms() - r->throttle_read_ms < THROTTLE_READ_EVERY_MS)
+        return 0;
+    const char *values[1] = {r->name};
+    return pgasync_send(&r->db, MIG_STATE_READ_THROTTLE_SQL, 1, values, on_throttle_read, r) == 0;
 }
 
 static void backfill_running(void *ctx)
@@ -146,7 +232,18 @@ int runner_backfill_init(struct migration_runner *r)
 {
     struct bf_runner_hooks hooks = {.ctx = r, .ended = backfill_ended, .stopping = backfill_stopping,
                                     .idle = backfill_idle, .running = backfill_running};
+    r->throttle_timer = evtimer_new(r->base, save_when_free, r);
+    if (!r->throttle_timer)
+        return -1;
     return bf_runner_init(&r->bfr, r->base, r->relay, r->engine_db, &hooks, &r->batch_seconds);
+}
+
+void runner_backfill_free(struct migration_runner *r)
+{
+    bf_runner_free(&r->bfr);
+    if (r->throttle_timer)
+        event_free(r->throttle_timer);
+    r->throttle_timer = NULL;
 }
 
 void backfill_start_batches(struct migration_runner *r)

@@ -79,8 +79,7 @@ void throttle_answer(struct migration_runner *r, const struct runner_request *q)
     }
     json_t *before = settings_throttle_json(&r->thr), *after = settings_throttle_json(&next);
     r->thr = next;
-    bf_runner_settings_changed(&r->bfr);
-    r->throttle_dirty = r->name != NULL;
+    int here = backfill_throttle_changed(r);
     /* what this request changed, for the caller and the admin log */
     json_t *changed = json_object();
     const char *key;
@@ -92,6 +91,9 @@ void throttle_answer(struct migration_runner *r, const struct runner_request *q)
     }
     json_decref(before);
     json_object_set_new(after, "changed", changed);
+    /* false: saved with the migration's state, and the proxy running the
+     * batches takes it between two of them */
+    json_object_set_new(after, "backfill_here", json_boolean(here));
     runner_answer(&w, 200, after);
 }
 

@@ -25,8 +25,8 @@ import time
 
 import psycopg
 
-from support import (BIN, ClientThreads, dbname, engine_proxy, migrate, new_shape_options, PeakSampler, proxy_start,
-                     proxy_uri, sql, wait_for, write_migration)
+from support import (BIN, ClientThreads, current, dbname, engine_proxy, make_fleet, migrate, new_shape_options,
+                     PeakSampler, proxy_start, proxy_uri, sql, wait_for, write_migration)
 
 NAME = "0007_payload_jsonb"
 
@@ -403,3 +403,41 @@ def test_a_rate_cap_holds_the_cli_to_one_worker(db, cluster):
     assert "throttle max-rows" in r.stderr, r.stderr[-2000:]
     assert_each_row_once(db, 22000)
     assert_new_equals_up_old(db, "readings", 22000)
+
+
+def test_a_pause_sent_to_a_following_proxy_holds_the_batches_where_they_run(db, cluster, proxy_factory):
+    """Two proxies of a fleet; the batches run on the one the migration was
+    started through. Before: a throttle request to the other answered 200
+    and changed nothing that ran. Now it is saved with the migration's
+    state and the proxy running the batches takes it between two of them:
+    a pause sent to the follower holds them, an unpause sent to it lets
+    them finish, and every row ends in both shapes."""
+    sql(db, SLOW_TABLE_SQL % {"rows": 30000, "every": 3})
+    runner, follower = make_fleet(proxy_factory, cluster, dbname(db), n=2)
+    slow = dict(SLOW_BACKFILL, workers=1, max_rows_per_sec=1500, app_p99_budget=0)
+    code, body = runner.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], slow)))
+    assert code == 202, body
+
+    wait_for(lambda: current(runner).get("phase") == "backfilling" and rows_walked(db) > 0, 60,
+             "the batches on the proxy it was started through", detail=runner.log_tail)
+    wait_for(lambda: current(follower).get("phase") == "backfilling" and current(follower).get("following"), 30,
+             "the other proxy following", detail=follower.log_tail)
+
+    code, ans = follower.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
+    assert code == 200 and ans["paused"] is True and ans["backfill_here"] is False, ans
+    wait_for(lambda: current(runner)["backfill"]["throttle"].startswith("paused"), 10,
+             "the running proxy to take the pause", detail=runner.log_tail)
+    assert "throttle settings saved by another proxy taken" in runner.log()
+    wait_for(lambda: batches_running(cluster, dbname(db)) == 0, 10, "the batch in flight to end")
+    walked = rows_walked(db)
+    time.sleep(2.5)  # the observed window: more than two reads of the saved settings
+    assert rows_walked(db) == walked, (walked, rows_walked(db))
+    assert current(runner)["phase"] == "backfilling"
+
+    code, ans = follower.admin("POST", "/migrations/current/throttle",
+                               json.dumps({"paused": False, "max_rows_per_sec": 0}))
+    assert code == 200 and ans["paused"] is False, ans
+    wait_for(lambda: current(runner)["phase"] == "active", 120, "the backfill's end", detail=runner.log_tail)
+    wait_for(lambda: current(follower)["phase"] == "active", 30, "the follower to see it", detail=follower.log_tail)
+    assert_each_row_once(db, 30000)
+    assert_new_equals_up_old(db, "readings", 30000)

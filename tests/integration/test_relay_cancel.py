@@ -24,8 +24,8 @@ import time
 import psycopg
 import pytest
 
-from support import (CANCEL_CODE, LIBPQ_CLIENT, login_with_key, pg_read_message, pg_read_until, run_pgtandem,
-                     start_query, tagged, TOP, wait_for, wait_statement)
+from support import (cancel_hits_only_its_backend, CANCEL_CODE, LIBPQ_CLIENT, login_with_key, pg_read_message,
+                     pg_read_until, run_pgtandem, start_query, tagged, TOP, wait_for, wait_statement)
 
 pytestmark = pytest.mark.usefixtures("built")
 
@@ -52,27 +52,7 @@ def test_psycopg_cancel_hits_only_its_backend(upstream_relay):
     victim = psycopg.connect(relay.uri(), autocommit=True)
     other = psycopg.connect(relay.uri(), autocommit=True)
     try:
-        res = {}
-
-        def run_other():
-            try:
-                res["other"] = other.execute("SELECT pg_sleep(2), 'other done'").fetchone()[1]
-            except Exception as e:
-                res["other"] = repr(e)
-
-        th = threading.Thread(target=run_other)
-        th.start()
-        timer = threading.Timer(0.5, victim.cancel)
-        timer.start()
-        t0 = time.time()
-        with pytest.raises(psycopg.errors.QueryCanceled) as e:
-            victim.execute("SELECT pg_sleep(60)")
-        elapsed = time.time() - t0
-        assert e.value.sqlstate == "57014"
-        assert elapsed < 0.5 + BOUND_S, elapsed
-        th.join(30)
-        assert res.get("other") == "other done", res
-        assert victim.execute("SELECT 'victim alive'").fetchone() == ("victim alive",)
+        cancel_hits_only_its_backend(victim, other, BOUND_S)
     finally:
         victim.close()
         other.close()

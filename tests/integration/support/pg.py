@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import urllib.parse
 
 import psycopg
@@ -14,7 +16,7 @@ import pytest
 
 from .ports import TOP, cluster_env
 
-__all__ = ["Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql",
+__all__ = ["cancel_hits_only_its_backend", "Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql",
            "dbname", "SHAPE_SQL", "shape", "rows", "columns"]
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
@@ -181,3 +183,31 @@ def columns(db, table):
     """The columns of public.`table`, in order."""
     return [r[0] for r in sql(db, "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
                                   " AND table_name = %s ORDER BY ordinal_position", (table,))]
+
+
+def cancel_hits_only_its_backend(victim, other, bound_s):
+    """Cancels `victim`'s statement half a second in (psycopg's cancel, a
+    CancelRequest on a connection of its own) while `other` runs one on the
+    same path: the victim's ends with 57014 within bound_s of the cancel,
+    the other's finishes, and the victim's connection stays usable."""
+    res = {}
+
+    def run_other():
+        try:
+            res["other"] = other.execute("SELECT pg_sleep(2), 'other done'").fetchone()[1]
+        except Exception as e:  # kept for the assert below
+            res["other"] = repr(e)
+    th = threading.Thread(target=run_other)
+    th.start()
+    timer = threading.Timer(0.5, victim.cancel)
+    timer.start()
+    t0 = time.time()
+    with pytest.raises(psycopg.errors.QueryCanceled) as e:
+        victim.execute("SELECT pg_sleep(60)")
+    elapsed = time.time() - t0
+    timer.join()
+    th.join(30)
+    assert e.value.sqlstate == "57014"
+    assert elapsed < 0.5 + bound_s, elapsed
+    assert res.get("other") == "other done", res
+    assert victim.execute("SELECT 'victim alive'").fetchone() == ("victim alive",)
