@@ -3,7 +3,7 @@
  * each with a rule id, its position, why (which lock, what breaks) and the
  * online alternative. The rules follow what squawk and strong_migrations
  * check; they read the SQL only. With --db, `migrate lint` adds what the
- * live catalog refuses (rule catalog-refuses, see migrate_cli.c). */
+ * live catalog refuses (rule catalog-refuses, see migrate_lint.c). */
 #ifndef PGTANDEM_SQL_LINT_H
 #define PGTANDEM_SQL_LINT_H
 

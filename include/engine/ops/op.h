@@ -2,8 +2,8 @@
  * (ops/op_<kind>.c), the way pgroll has one pkg/migrations/op_*.go per
  * operation. A new operation is one file here plus its cases in
  * tests/integration/test_schema_fidelity.py and
- * tests/integration/test_migrate_ops.py; the file format (migration.c) reads
- * it and migration_plan.c's table of operations lists it.
+ * tests/integration/test_migrate_ops.py; the file format (migration_op_parse.c)
+ * reads it and migration_plan.c's table of operations lists it.
  *
  * plan() is called once per operation, in the migration's order. It must:
  *  - validate the operation against the catalog as the earlier operations
