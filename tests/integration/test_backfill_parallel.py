@@ -364,7 +364,9 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
         throttle(max_app_p99_ms=50)
         wait_for(lambda: backfill()["workers"] == 1 and backfill()["throttle"].startswith("app p99"), 30,
                  "one worker while the app is slow", detail=proxy.log_tail)
-        time.sleep(0.3)  # the batches in flight when it dropped end
+        # the batches in flight when it dropped end (0.3 s was not enough on
+        # a busy machine: their statements sleep in a trigger)
+        wait_for(lambda: batches_running(cluster, dbname(db)) <= 1, 30, "the batches in flight to end")
         with concurrency() as held:
             time.sleep(1.0)  # the observed window
         assert held.peak <= 1, held.peak
@@ -377,7 +379,7 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
     # a sleep after each batch: one worker, going on
     throttle(sleep_ratio=0.5)
     wait_for(lambda: backfill()["workers"] == 1, 30, "one worker while it sleeps between batches")
-    time.sleep(0.3)
+    wait_for(lambda: batches_running(cluster, dbname(db)) <= 1, 30, "the batches in flight to end")
     with concurrency() as held:
         walked = rows_walked(db)
         wait_for(lambda: rows_walked(db) >= walked + 1000, 30, "the backfill going on with one worker")

@@ -448,7 +448,12 @@ def test_suspend_mid_backfill_resumes_from_the_checkpoint(neon_front, proxy_fact
         assert_terminated_on_the_wire(raw)
         front.wait("wake-up", lambda: not front.suspended, timeout=10)
         t_wake = time.time()
-        # a new client gets in after the wake-up
+        # a new client gets in once the fleet has renewed its lease: the lease
+        # ran out while the compute slept, and a fence that outlasted its
+        # bound refuses clients (saying so) until the fleet's connection is
+        # back, which on a busy machine came after the first client
+        wait_for(lambda: not status(proxy)["hold"]["fenced"], 30, "the fleet's lease renewed after the wake-up",
+                 detail=proxy.log_tail)
         t0 = time.time()
         with psycopg.connect(uri, autocommit=True, connect_timeout=10) as c:
             c.execute("INSERT INTO checks (claim_text, aggregation) VALUES ('after-wake', '{\"a\": 2}')")

@@ -368,7 +368,11 @@ def cancel_conns_open(front):
 def cancels_done(front):
     """The front closed every cancel connection (test_pgtandem_stops_cleanly_
     with_a_cancel_in_flight is about stopping before that)."""
-    front.wait("cancel connections to close", lambda: not cancel_conns_open(front), timeout=15)
+    # bounded by the front's own limits on a cancel connection (its TLS
+    # handshake, the connect to Postgres and Postgres closing it, 10 s
+    # each, then the close, 2 s), not by a guess: 15 s ran out once under
+    # ASan beside a CPU hog
+    front.wait("cancel connections to close", lambda: not cancel_conns_open(front), timeout=35)
 
 
 def test_pgtandem_stops_cleanly_with_a_cancel_in_flight(neon_front, cluster):

@@ -216,7 +216,10 @@ def transactions_relayed(proxy):
 def test_pgbench_through_pause_sees_no_errors(proxy, tmp_path):
     script = tmp_path / "tx.sql"
     script.write_text("BEGIN;\nSELECT pg_sleep(0.005);\nSELECT 1;\nCOMMIT;\n")
-    pb = subprocess.Popen(["pgbench", "-n", "-c", "8", "-j", "2", "-T", "5", "-f", str(script),
+    # a number of transactions, not a duration: on a busy machine (logins
+    # alone took 3.6 s under ASan beside a CPU hog) a 5 s run ended before
+    # its 100th transaction
+    pb = subprocess.Popen(["pgbench", "-n", "-c", "8", "-j", "2", "-t", "200", "-f", str(script),
                            proxy.uri()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # the pause comes under traffic: pgbench has committed 100 transactions

@@ -61,9 +61,15 @@ def tagged(sql):
 def wait_statement(cluster, sql, timeout=10.0):
     """Waits until a backend of `cluster` is running exactly `sql` (see
     tagged), e.g. before cancelling it; returns its pid."""
-    q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = '%s' LIMIT 1"
-         % sql.replace("'", "''"))
-    return int(wait_for(lambda: cluster.psql(q), timeout, "a backend running %r" % sql, interval=0.02))
+    import psycopg
+    q = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = %s LIMIT 1"
+    # one connection polled every 20 ms: a psql per poll took seconds on a
+    # busy machine, long enough to miss a statement of a few seconds
+    with psycopg.connect(cluster.super_uri, autocommit=True, connect_timeout=10) as c:
+        def pid():
+            row = c.execute(q, (sql,)).fetchone()
+            return row[0] if row else None
+        return int(wait_for(pid, timeout, "a backend running %r" % sql, interval=0.02))
 
 
 def running_statements(super_uri, like, db=None):
