@@ -23,7 +23,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 # PGT_DEBUG: invariant checks that abort (session transitions, the drain count)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPGT_DEBUG
 
-.PHONY: all asan test test-image unit clients demo deps bench fuzz lint clean docs
+.PHONY: all asan test test-image unit clients demo deps bench fuzz lint tidy clean docs
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
@@ -137,9 +137,18 @@ lint: deps compile_commands.json
 	/usr/bin/python3 tests/check_call_cycles.py
 	/usr/bin/python3 tests/check_test_helpers.py
 	@echo "clang-tidy (analyzer) on $(words $(SRCS)) files"
-	@printf '%s\n' $(SRCS) | xargs -P $$(nproc) -n 1 sh -c 'clang-tidy -quiet --warnings-as-errors="*" \
-	  --checks="$(TIDY_CHECKS)" "$$@" -- $(LINT_CFLAGS) 2>/dev/null' clang-tidy
+	@$(MAKE) --no-print-directory -j$$(nproc) tidy
 	@echo "lint: clean"
+
+# One stamp per source that clang-tidy passed: a file is analyzed again when
+# it, a header or this Makefile changed (a fresh clone analyzes them all).
+HDRS := $(wildcard include/*/*.h include/*/*/*.h)
+TIDY_STAMPS := $(SRCS:%.c=build/tidy/%.ok)
+tidy: $(TIDY_STAMPS)
+build/tidy/%.ok: %.c $(HDRS) Makefile
+	@mkdir -p $(@D)
+	@clang-tidy -quiet --warnings-as-errors="*" --checks="$(TIDY_CHECKS)" $< -- $(LINT_CFLAGS) 2>/dev/null
+	@touch $@
 
 compile_commands.json: $(SRCS) Makefile
 	@printf '[\n' > $@.tmp
