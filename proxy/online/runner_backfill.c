@@ -114,15 +114,28 @@ static void on_throttle_read(void *ctx, PGresult *res, const char *error, const 
     bf_runner_kick(&r->bfr);
 }
 
+static void save_when_free(evutil_socket_t fd, short what, void *arg);
+
+static void retry_save(struct migration_runner *r)
+{
+    struct timeval tv = {0, THROTTLE_SAVE_RETRY_MS * 1000};
+    r->throttle_dirty = 1;
+    if (r->throttle_timer)
+        evtimer_add(r->throttle_timer, &tv);
+}
+
 static void on_saved_for_another(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
-    (void)res;
     struct migration_runner *r = ctx;
-    if (!error)
+    if (error) {
+        log_warn("migration %s: saving the throttle settings: %s", r->name, error);
+        if (connection_lost(sqlstate))
+            retry_save(r);
         return;
-    log_warn("migration %s: saving the throttle settings: %s", r->name, error);
-    if (connection_lost(sqlstate))
-        r->throttle_dirty = 1;
+    }
+    /* no row yet (the engine that runs the expand writes it): again later */
+    if (!strcmp(PQcmdTuples(res), "0"))
+        retry_save(r);
 }
 
 static void save_when_free(evutil_socket_t fd, short what, void *arg)
@@ -134,16 +147,17 @@ static void save_when_free(evutil_socket_t fd, short what, void *arg)
         return; /* saved, forgotten, or the batches here save it */
     if (pgasync_ready(&r->db) && !r->db.busy && save_throttle(r, on_saved_for_another) == 0)
         return;
-    struct timeval tv = {0, THROTTLE_SAVE_RETRY_MS * 1000};
-    if (r->throttle_timer)
-        evtimer_add(r->throttle_timer, &tv);
+    retry_save(r);
 }
 
+/* Saved now only when another proxy runs the batches: on the proxy that
+ * will run them, the settings stay here (a load of the state keeps them)
+ * until its batches save them between two of their own. */
 int backfill_throttle_changed(struct migration_runner *r)
 {
     bf_runner_settings_changed(&r->bfr);
     r->throttle_dirty = r->name != NULL;
-    if (bf_runner_active(&r->bfr))
+    if (bf_runner_active(&r->bfr) || !r->following)
         return 1;
     save_when_free(-1, 0, r);
     return 0;
