@@ -57,12 +57,21 @@ def checkpoints(db, table):
             " FROM pgtandem.backfill_progress WHERE table_name = %s ORDER BY range_no", (table,))}
 
 
+_watch = {}
+_watch_lock = threading.Lock()
+
+
 def batches_running(cluster, name):
     """Backfill batches executing on the database now (every batch
-    statement advances pgtandem.backfill_progress)."""
-    r = sql(cluster.uri(), "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                           " AND query LIKE '%%UPDATE pgtandem.backfill_progress%%'", (name,))
-    return r[0][0]
+    statement advances pgtandem.backfill_progress), read from one
+    connection kept for the run: a connection per read took long enough
+    beside a CPU hog that a sampler saw no two short batches at once."""
+    with _watch_lock:
+        c = _watch.get(cluster.uri())
+        if c is None or c.closed or c.broken:
+            c = _watch[cluster.uri()] = psycopg.connect(cluster.uri(), autocommit=True, connect_timeout=10)
+        return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
+                         " AND query LIKE '%%UPDATE pgtandem.backfill_progress%%'", (name,)).fetchone()[0]
 
 
 def assert_new_equals_up_old(db, table, count):
