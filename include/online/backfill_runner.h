@@ -100,10 +100,10 @@ struct bf_runner {
     struct event *timer;
     int running;                       /* between the session's setup and the end */
     int loading;                       /* the checkpoints are being read */
-    const char *name;                  /* borrowed, like plan and thr */
+    const char *name;                  /* borrowed, like plan */
     const struct mig_plan *plan;
     const struct mig_backfill_settings *file_cfg;
-    const struct throttle_settings *thr;
+    const struct throttle_settings *thr; /* the owner's live settings, from init on */
     struct backfill *bf;               /* every range of every table, in plan order */
     size_t nbf;
     struct backfill *next;             /* the ranges being loaded, and the table they are at */
@@ -125,16 +125,19 @@ struct bf_runner {
     struct bf_budget_probe budget;
 };
 
-/* relay: for its p99 latency. Returns -1 when out of memory. */
+/* relay: for its p99 latency. thr: the owner's live settings, borrowed for
+ * the runner's life (they may change: bf_runner_settings_changed); status
+ * shows them whether batches run here or not. Returns -1 when out of
+ * memory. */
 int bf_runner_init(struct bf_runner *b, struct event_base *base, struct relay *relay, const char *engine_db,
-                   const struct bf_runner_hooks *hooks, struct histogram *batch_seconds);
+                   const struct bf_runner_hooks *hooks, struct histogram *batch_seconds,
+                   const struct throttle_settings *thr);
 /* Loads the checkpoints of plan's tables on db (planning the ranges of a
  * table that has none) and runs the batches. db is the engine connection,
  * open and holding the engine lock; it is borrowed until the end. name,
- * plan, cfg and thr are borrowed likewise (thr may change meanwhile:
- * bf_runner_settings_changed). */
+ * plan and cfg are borrowed likewise. */
 void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, const struct mig_plan *plan,
-                     const struct mig_backfill_settings *cfg, const struct throttle_settings *thr);
+                     const struct mig_backfill_settings *cfg);
 /* The statement the idle hook sent is answered. */
 void bf_runner_kick(struct bf_runner *b);
 void bf_runner_settings_changed(struct bf_runner *b);

@@ -80,7 +80,7 @@ static void apply_settings(struct mig_backfill_settings *cfg, const struct throt
 
 void bf_runner_settings_changed(struct bf_runner *b)
 {
-    for (size_t i = 0; b->thr && i < b->nbf; i++)
+    for (size_t i = 0; i < b->nbf; i++)
         apply_settings(&b->bf[i].cfg, b->thr);
 }
 
@@ -185,8 +185,6 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
     struct bf_progress p;
     bf_runner_progress(b, past, recorded, &p);
     const struct backfill *cur = current(b);
-    struct throttle_settings none;
-    settings_throttle_defaults(&none);
     size_t ranges_done = 0;
     for (size_t i = 0; i < b->nbf; i++)
         ranges_done += b->bf[i].done;
@@ -194,7 +192,7 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
                      (json_int_t)p.done, "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s",
                      p.eta_s, "batch_rows", (json_int_t)(cur ? cur->batch_rows : 0), "batches", (json_int_t)p.batches,
                      "max_batch_ms", p.max_ms, "throttle", throttle_text(b, cur), "settings",
-                     settings_throttle_json(b->thr ? b->thr : &none), "estimated_rows", p.estimated, "done",
+                     settings_throttle_json(b->thr), "estimated_rows", p.estimated, "done",
                      p.all_done, "workers", b->running ? workers_allowed(b) : 0, "ranges", (json_int_t)b->nbf,
                      "ranges_done", (json_int_t)ranges_done, "budget", budget_json(b));
 }
@@ -431,9 +429,7 @@ static json_t *budget_json(const struct bf_runner *b)
 {
     const struct bf_budget_probe *p = &b->budget;
     const struct budget *c = &p->ctl;
-    struct throttle_settings none;
-    settings_throttle_defaults(&none);
-    const struct throttle_settings *t = b->thr ? b->thr : &none;
+    const struct throttle_settings *t = b->thr;
     enum budget_kind kind = t->max_app_p99_ms > 0 ? BUDGET_ABSOLUTE : t->app_p99_budget > 0 ? BUDGET_RATIO : BUDGET_OFF;
     double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES], limit[LATENCY_ROUTES];
     for (int r = 0; r < LATENCY_ROUTES; r++) {
@@ -878,14 +874,13 @@ static void on_workers_gone(void *ctx, PGresult *res, const char *error, const c
 }
 
 void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, const struct mig_plan *plan,
-                     const struct mig_backfill_settings *cfg, const struct throttle_settings *thr)
+                     const struct mig_backfill_settings *cfg)
 {
     bf_runner_halt(b);
     b->lanes[0].conn = db;
     b->name = name;
     b->plan = plan;
     b->file_cfg = cfg;
-    b->thr = thr;
     b->table = 0;
     b->loading = 1;
     b->lock_wait_ms = -BACKFILL_LOCK_HOLD_MS;
@@ -894,9 +889,11 @@ void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, 
 }
 
 int bf_runner_init(struct bf_runner *b, struct event_base *base, struct relay *relay, const char *engine_db,
-                   const struct bf_runner_hooks *hooks, struct histogram *batch_seconds)
+                   const struct bf_runner_hooks *hooks, struct histogram *batch_seconds,
+                   const struct throttle_settings *thr)
 {
     memset(b, 0, sizeof *b);
+    b->thr = thr;
     b->base = base;
     b->relay = relay;
     b->engine_db = engine_db;
@@ -928,7 +925,6 @@ void bf_runner_reset(struct bf_runner *b)
     b->started_ms = b->finished_ms = 0;
     b->rows_at_start = 0;
     memset(&b->budget, 0, sizeof b->budget);
-    b->thr = NULL;
 }
 
 void bf_runner_free(struct bf_runner *b)

@@ -31,15 +31,21 @@ void settings_throttle_from_migration(struct throttle_settings *t, const struct 
  * Each load starts again from the file's: a state saved with none (a run
  * started again after a rollback) must not keep what an earlier load of
  * the old run's settings left here (its operator pause). */
-void backfill_restore_throttle(struct migration_runner *r, const char *saved)
+static int saved_throttle(const struct migration_runner *r, const char *saved, struct throttle_settings *out)
 {
     char err[256];
-    if (r->throttle_dirty)
-        return;
-    settings_throttle_defaults(&r->thr);
-    settings_throttle_from_migration(&r->thr, &r->mig.backfill);
-    if (saved && saved[0] && settings_throttle_load(&r->thr, saved, err, sizeof err) != 0)
-        log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
+    settings_throttle_defaults(out);
+    settings_throttle_from_migration(out, &r->mig.backfill);
+    if (!saved || !saved[0] || settings_throttle_load(out, saved, err, sizeof err) == 0)
+        return 0;
+    log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
+    return -1; /* out holds the file's: a load applies all of saved or none */
+}
+
+void backfill_restore_throttle(struct migration_runner *r, const char *saved)
+{
+    if (!r->throttle_dirty)
+        saved_throttle(r, saved, &r->thr);
 }
 
 static void on_throttle_saved(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -78,18 +84,13 @@ static int save_throttle(struct migration_runner *r, pgasync_done_fn done)
 #define THROTTLE_READ_EVERY_MS 1000.0
 #define THROTTLE_SAVE_RETRY_MS 200
 
-/* The saved settings on top of the migration file's, as a load would set
- * them; taken when they differ from the live ones. */
+/* What a load of the state would set, taken when it differs from the live
+ * settings. */
 static void adopt_saved_throttle(struct migration_runner *r, const char *saved)
 {
-    char err[256];
     struct throttle_settings next;
-    settings_throttle_defaults(&next);
-    settings_throttle_from_migration(&next, &r->mig.backfill);
-    if (settings_throttle_load(&next, saved, err, sizeof err) != 0) {
-        log_warn("migration %s: ignoring saved throttle settings: %s", r->name, err);
+    if (saved_throttle(r, saved, &next) != 0)
         return;
-    }
     json_t *now = settings_throttle_json(&r->thr), *then = settings_throttle_json(&next);
     if (!json_equal(now, then)) {
         char *text = json_dumps(then, JSON_COMPACT | JSON_SORT_KEYS);
@@ -249,7 +250,7 @@ int runner_backfill_init(struct migration_runner *r)
     r->throttle_timer = evtimer_new(r->base, save_when_free, r);
     if (!r->throttle_timer)
         return -1;
-    return bf_runner_init(&r->bfr, r->base, r->relay, r->engine_db, &hooks, &r->batch_seconds);
+    return bf_runner_init(&r->bfr, r->base, r->relay, r->engine_db, &hooks, &r->batch_seconds, &r->thr);
 }
 
 void runner_backfill_free(struct migration_runner *r)
@@ -262,7 +263,7 @@ void runner_backfill_free(struct migration_runner *r)
 
 void backfill_start_batches(struct migration_runner *r)
 {
-    bf_runner_start(&r->bfr, &r->db, r->name, &r->plan, &r->mig.backfill, &r->thr);
+    bf_runner_start(&r->bfr, &r->db, r->name, &r->plan, &r->mig.backfill);
 }
 
 /* ---- the validations that finish it ---- */

@@ -9,15 +9,9 @@
 
 #include "fleet.h"
 
-/* The settings are the runner's (the batches read the same ones while they
- * run): before they start here (a follower, a restart still loading) the
- * batches have none, and the status showed the defaults. */
 static json_t *backfill_json(const struct migration_runner *r)
 {
-    json_t *o = bf_runner_json(&r->bfr, mig_phase_past_backfill(r->phase), r->recorded_rows);
-    if (o)
-        json_object_set_new(o, "settings", settings_throttle_json(&r->thr));
-    return o;
+    return bf_runner_json(&r->bfr, mig_phase_past_backfill(r->phase), r->recorded_rows);
 }
 
 /* backfill.c's throttle names, in the words metrics use for label values. */

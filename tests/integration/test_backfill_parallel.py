@@ -25,8 +25,9 @@ import time
 
 import psycopg
 
-from support import (BIN, ClientThreads, current, dbname, engine_proxy, make_fleet, migrate, new_shape_options,
-                     PeakSampler, proxy_start, proxy_uri, sql, wait_for, write_migration)
+from support import (BIN, ClientThreads, current, dbname, engine_proxy, kept_query, make_fleet, migrate,
+                     new_shape_options, PeakSampler, proxy_start, proxy_uri, running_statements, sql, wait_for,
+                     write_migration)
 
 NAME = "0007_payload_jsonb"
 
@@ -57,21 +58,10 @@ def checkpoints(db, table):
             " FROM pgtandem.backfill_progress WHERE table_name = %s ORDER BY range_no", (table,))}
 
 
-_watch = {}
-_watch_lock = threading.Lock()
-
-
 def batches_running(cluster, name):
     """Backfill batches executing on the database now (every batch
-    statement advances pgtandem.backfill_progress), read from one
-    connection kept for the run: a connection per read took long enough
-    beside a CPU hog that a sampler saw no two short batches at once."""
-    with _watch_lock:
-        c = _watch.get(cluster.uri())
-        if c is None or c.closed or c.broken:
-            c = _watch[cluster.uri()] = psycopg.connect(cluster.uri(), autocommit=True, connect_timeout=10)
-        return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                         " AND query LIKE '%%UPDATE pgtandem.backfill_progress%%'", (name,)).fetchone()[0]
+    statement advances pgtandem.backfill_progress)."""
+    return len(running_statements(cluster.super_uri, "%UPDATE pgtandem.backfill_progress%", name))
 
 
 def assert_new_equals_up_old(db, table, count):
@@ -441,7 +431,16 @@ def test_a_pause_sent_to_a_following_proxy_holds_the_batches_where_they_run(db, 
     assert "throttle settings saved by another proxy taken" in runner.log()
     wait_for(lambda: batches_running(cluster, dbname(db)) == 0, 10, "the batch in flight to end")
     walked = rows_walked(db)
-    time.sleep(2.5)  # the observed window: more than two reads of the saved settings
+    # held while the running proxy reads the saved settings twice more (its
+    # engine connection's last statement, started anew each time)
+    reads = set()
+
+    def read_twice_more():
+        reads.update(r[0] for r in kept_query(
+            cluster.super_uri, "SELECT query_start FROM pg_stat_activity WHERE datname = %s AND query LIKE %s",
+            (dbname(db), "SELECT throttle::text FROM pgtandem.migrations%")))
+        return len(reads) >= 3
+    wait_for(read_twice_more, 10, "two more reads of the saved settings", detail=runner.log_tail)
     assert rows_walked(db) == walked, (walked, rows_walked(db))
     assert current(runner)["phase"] == "backfilling"
 

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements", "PeakSampler", "ClientThreads"]
+__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "kept_query", "wait_statement", "running_statements",
+           "PeakSampler", "ClientThreads"]
 
 
 def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, proc=None):
@@ -58,32 +59,48 @@ def tagged(sql):
     return "/* t%s */ %s" % (uuid.uuid4().hex[:12], sql)
 
 
+_kept = {}
+_kept_lock = threading.Lock()
+
+
+def kept_query(uri, sql, args=()):
+    """The rows of `sql` run on one connection kept per `uri` for the test
+    process (from any thread, one at a time): what a poll or a sampler
+    reads every few milliseconds. A connection per read took seconds beside
+    a CPU hog, long enough to miss what was polled for."""
+    import psycopg
+    with _kept_lock:
+        c = _kept.get(uri)
+        if c is not None and not c.closed and not c.broken:
+            try:
+                return c.execute(sql, args).fetchall()
+            except psycopg.OperationalError:
+                c.close()  # the server restarted since: once more on a new connection
+        c = _kept[uri] = psycopg.connect(uri, autocommit=True, connect_timeout=10)
+        return c.execute(sql, args).fetchall()
+
+
 def wait_statement(cluster, sql, timeout=10.0):
     """Waits until a backend of `cluster` is running exactly `sql` (see
     tagged), e.g. before cancelling it; returns its pid."""
-    import psycopg
     q = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = %s LIMIT 1"
-    # one connection polled every 20 ms: a psql per poll took seconds on a
-    # busy machine, long enough to miss a statement of a few seconds
-    with psycopg.connect(cluster.super_uri, autocommit=True, connect_timeout=10) as c:
-        def pid():
-            row = c.execute(q, (sql,)).fetchone()
-            return row[0] if row else None
-        return int(wait_for(pid, timeout, "a backend running %r" % sql, interval=0.02))
+
+    def pid():
+        rows = kept_query(cluster.super_uri, q, (sql,))
+        return rows[0][0] if rows else None
+    return int(wait_for(pid, timeout, "a backend running %r" % sql, interval=0.02))
 
 
 def running_statements(super_uri, like, db=None):
     """pids of backends (other than ours) running a statement matching the
     LIKE pattern `like`, in database `db` when given."""
-    import psycopg
     q = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
          " AND query LIKE %s")
     args = [like]
     if db:
         q += " AND datname = %s"
         args.append(db)
-    with psycopg.connect(super_uri, autocommit=True) as c:
-        return [r[0] for r in c.execute(q, args).fetchall()]
+    return [r[0] for r in kept_query(super_uri, q, args)]
 
 
 class ClientThreads:
