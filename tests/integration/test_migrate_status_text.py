@@ -45,6 +45,13 @@ def submit(proxy, path):
     assert code in (200, 202), body
 
 
+def pause(proxy):
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
+    assert code == 200, body
+    wait_for(lambda: current(proxy).get("backfill", {}).get("throttle") == "paused by operator", timeout=30,
+             what="the backfill pauses")
+
+
 def test_completed_shows_the_real_total_at_100_percent(db, proxy_factory):
     # the statistics say 1000 rows; the table holds 4000
     load_underestimated(db, 1000, 3000)
@@ -74,10 +81,7 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill runs")
     line = backfill_line(pstatus(proxy))
     assert re.search(r"\d+/30000 rows \(\d+\.\d%\), \d+ rows/s, ETA \d", line), line
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
-    assert code == 200, body
-    wait_for(lambda: current(proxy)["backfill"]["throttle"] == "paused by operator", timeout=30,
-             what="the backfill pauses")
+    pause(proxy)
     line = backfill_line(pstatus(proxy))
     assert "paused" in line and "ETA" not in line, line
     code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
@@ -88,19 +92,23 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
 def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
     # 1000 rows when the backfill plans the table (it reads the statistics,
     # or samples a table they no longer describe), 19000 more inserted while
-    # it runs: paused past the estimate
+    # it runs: paused past the estimate. Paused from its start until the
+    # 19000 are in: at 500 rows/s the 1000 take 2 s, less than a slow
+    # machine may take to insert the rest, and a backfill already done
+    # never walks them.
     load_underestimated(db, 1000, 0)
     proxy = proxy_factory(extra_args=["--engine-db", db])
     submit(proxy, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500, "app_p99_budget": 0})))
+    pause(proxy)
     wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
              and sql(db, "SELECT count(*) FROM pgtandem.backfill_progress WHERE NOT done")[0][0] == 1,
              timeout=60, what="the backfill's checkpoint")
+    assert current(proxy)["backfill"]["rows_done"] < 1000, current(proxy)
     sql(db, "SELECT legacy_fill_checks(19000)")
-    wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
+    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False}))
     assert code == 200, body
-    wait_for(lambda: current(proxy)["backfill"]["throttle"] == "paused by operator", timeout=30,
-             what="the backfill pauses")
+    wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
+    pause(proxy)
     for text in (pstatus(proxy), dstatus(db)):
         line = backfill_line(text)
         assert re.search(r"\d+ rows \(more than the 1000 estimated\)", line), text

@@ -246,8 +246,12 @@ def test_fleet_of_three_through_neon_completes_without_force_under_writers(neon_
     front = neon_front()   # random keys: about half of the pids >= 2^31
     up = Upstream("neon", cluster, front)
     proxies = fleet_of(proxy_factory, cluster, legacy_db, up, 3)
-    # a backfill longer than two leases: the followers try the engine lock
-    mig = migration_file(max_rows_per_sec=3500)
+    # a backfill longer than two leases: the followers try the engine lock.
+    # The latency budget off: it has tests of its own (test_backfill_budget),
+    # and beside the other suite under ASan the writers' p99 through the
+    # front tripled, so it held the backfill at 89 rows/s past the start's
+    # 120 s; here the fleet is on trial, not the budget
+    mig = migration_file(max_rows_per_sec=3500, app_p99_budget=0)
     sampler = BypassSampler(proxies)
     old = new = []
     try:
