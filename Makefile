@@ -141,14 +141,16 @@ lint: deps compile_commands.json
 	@echo "lint: clean"
 
 # One stamp per source that clang-tidy passed: a file is analyzed again when
-# it, a header or this Makefile changed (a fresh clone analyzes them all).
-HDRS := $(wildcard include/*/*.h include/*/*/*.h)
+# it, a header it includes (the preprocessor's list beside the stamp) or
+# this Makefile changed; a fresh clone analyzes them all.
 TIDY_STAMPS := $(SRCS:%.c=build/tidy/%.ok)
 tidy: $(TIDY_STAMPS)
-build/tidy/%.ok: %.c $(HDRS) Makefile
+build/tidy/%.ok: %.c Makefile
 	@mkdir -p $(@D)
+	@$(CC) $(LINT_CFLAGS) -MM -MP -MT $@ -MF $(@:.ok=.d) $<
 	@clang-tidy -quiet --warnings-as-errors="*" --checks="$(TIDY_CHECKS)" $< -- $(LINT_CFLAGS) 2>/dev/null
 	@touch $@
+-include $(TIDY_STAMPS:.ok=.d)
 
 compile_commands.json: $(SRCS) Makefile
 	@printf '[\n' > $@.tmp

@@ -30,8 +30,8 @@ import psycopg
 import pytest
 
 from support import (admin_url, assert_new_shape, assert_terminated_on_the_wire, BIN, check_data, complete_via,
-                     current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, old_release_left,
-                     pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, u32, UNIFY,
+                     current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, metrics,
+                     old_release_left, PeakSampler, pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, u32, UNIFY,
                      Upstream, version_options, VSCHEMA, wait_for, wait_phase)
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 
@@ -335,6 +335,12 @@ def timed_fresh_psql(proxy, dbname, timeout):
     return time.time() - t0
 
 
+def held_now(proxy):
+    """Sessions the proxy holds now, plus one while it is fenced."""
+    hold = status(proxy)["hold"]
+    return hold["held_sessions"] + (1 if hold["fenced"] else 0)
+
+
 def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_front, proxy_factory, cluster,
                                                                           legacy_db):
     front = neon_front(high_pids=True)
@@ -349,16 +355,22 @@ def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_
         wait_for(lambda: str(real) in scalar(
             cluster, legacy_db, "SELECT coalesce(string_agg(backend_pids::text, ' '), '') FROM pgtandem.proxies"
         ).replace("{", " ").replace("}", " ").replace(",", " ").split(), 10, "the real pid in the fleet's row")
-        # over three leases: never fenced or held, a fresh psql answers at once
+        # over three leases: never fenced or held, fresh psqls answered. The
+        # wedge held every client for the fence's bound: what shows a hold
+        # is the proxy's own word, read every 50 ms while the psqls run
+        # (a hold, the fence) and its heartbeat failures, not a psql's wall
+        # time (7.3 s once beside a CPU hog with no hold at all)
+        failures = metrics(proxy).get("pgtandem_fleet_heartbeat_failures_total")
         times, slow, end = [], [], time.time() + 3 * LEASE_MS / 1000.0
-        while time.time() < end:
-            st = status(proxy)
-            assert st["hold"]["fenced"] is False and st["hold"]["held_sessions"] == 0, st["hold"]
-            assert real not in [b["pid"] for b in st["fleet"]["bypassing"]], st["fleet"]
-            times.append(timed_fresh_psql(proxy, legacy_db, timeout=FENCE_BOUND_S + 5))
-            if times[-1] > 1.0:   # what the proxy said right after a slow one
-                slow.append((round(times[-1], 2), status(proxy)["hold"]))
-        assert max(times) < FENCE_BOUND_S, (times, slow)
+        with PeakSampler(lambda: held_now(proxy)) as held:
+            while time.time() < end:
+                st = status(proxy)
+                assert real not in [b["pid"] for b in st["fleet"]["bypassing"]], st["fleet"]
+                times.append(timed_fresh_psql(proxy, legacy_db, timeout=60))
+                if times[-1] > 1.0:   # what the proxy said right after a slow one
+                    slow.append((round(times[-1], 2), status(proxy)["hold"]))
+        assert held.peak == 0, (held.peak, times, slow)
+        assert metrics(proxy).get("pgtandem_fleet_heartbeat_failures_total") == failures, proxy.log()[-3000:]
         assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
         assert "out of range" not in proxy.log()
         # the list is live: a session that does bypass the proxies shows up
@@ -371,7 +383,8 @@ def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_
     finally:
         conn.close()
     t0 = time.time()
-    wait_for(lambda: real not in session_pids(proxy), 2, "the session gone from /status")
+    # gone_s is printed, not bounded: 10 s is only how long an answer may take
+    wait_for(lambda: real not in session_pids(proxy), 10, "the session gone from /status")
     gone_s = time.time() - t0
     wait_for(lambda: str(real) not in scalar(
         cluster, legacy_db, "SELECT coalesce(string_agg(backend_pids::text, ' '), '') FROM pgtandem.proxies"

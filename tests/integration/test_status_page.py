@@ -84,6 +84,14 @@ class Chromium:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params or {}}))
         return self.next_id
 
+    def _take(self, msg):
+        """An event or a dialog read while waiting for something else."""
+        if msg.get("method") == "Page.javascriptDialogOpening":
+            self.dialogs.append(msg["params"]["message"])
+            self._send("Page.handleJavaScriptDialog", {"accept": self.answer_dialogs})
+        elif "method" in msg:
+            self.events.append(msg)
+
     def call(self, method, params=None, timeout=60):
         want = self._send(method, params)
         deadline = time.time() + timeout
@@ -94,13 +102,20 @@ class Chromium:
                 if "error" in msg:
                     raise AssertionError("%s: %s" % (method, msg["error"]))
                 return msg.get("result", {})
-            if msg.get("method") == "Page.javascriptDialogOpening":
-                self.dialogs.append(msg["params"]["message"])
-                self._send("Page.handleJavaScriptDialog", {"accept": self.answer_dialogs})
-            elif "method" in msg:
-                self.events.append(msg)
+            self._take(msg)
             if time.time() > deadline:
                 raise AssertionError("no answer to " + method)
+
+    def _loaded_since(self, n, timeout=15):
+        """Waits for the page's load event after the n-th event read: what
+        Chromium says, not a poll of a document that may be replaced under
+        the poll (an evaluate then fails: "Inspected target navigated")."""
+        deadline = time.time() + timeout
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events[n:]):
+            if time.time() > deadline:
+                raise AssertionError("the page did not load within %d s" % timeout)
+            self.ws.settimeout(max(0.1, deadline - time.time()))
+            self._take(json.loads(self.ws.recv()))
 
     def js(self, expression):
         r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
@@ -125,8 +140,14 @@ class Chromium:
         return self.dialogs[n:]
 
     def navigate(self, url):
+        n = len(self.events)
         self.call("Page.navigate", {"url": url})
-        wait_for(lambda: self.js("document.readyState") == "complete", timeout=15, what="the page to load")
+        self._loaded_since(n)
+
+    def reload(self):
+        n = len(self.events)
+        self.call("Page.reload")
+        self._loaded_since(n)
 
     def screenshot(self, path):
         data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
@@ -344,8 +365,9 @@ def test_status_page_takes_the_token_once_from_the_address(proxy_factory, chromi
     assert c.text("phase") == "no engine database"
     assert c.js("document.getElementById('btn-complete').disabled") is True
     # a wrong token brings the form back, with no data left on the page
-    c.js("sessionStorage.setItem('pgtandem.admin_token', 'wrong'); location.reload()")
-    wait_for(lambda: c.js("document.readyState") == "complete" and c.visible("login"), timeout=10,
+    c.js("sessionStorage.setItem('pgtandem.admin_token', 'wrong')")
+    c.reload()
+    wait_for(lambda: c.visible("login"), timeout=10,
              what="the login form after a wrong token")
     assert c.text("login-error") == "That token was refused."
     assert not c.visible("main")
