@@ -28,7 +28,7 @@ import time
 
 import psycopg
 
-from support import ClientThreads, dbname, engine_proxy, proxy_uri, Scrape, sql, wait_for, wait_log
+from support import ClientThreads, dbname, engine_proxy, Progress, proxy_uri, Scrape, sql, wait_for, wait_log
 from test_backfill_parallel import NAME, assert_new_equals_up_old, payload_migration
 
 ROWS = 12000
@@ -131,6 +131,11 @@ def test_the_default_budget_keeps_a_slow_apps_p99_and_the_backfill_finishes(db, 
         baseline = budget["baseline_p99_ms"]["old"]
         assert budget["baseline_p99_ms"]["new"] is None, budget  # no new-release traffic
 
+        # the backfill finishes: it never stops walking rows. How long it
+        # takes is the budget's choice on this machine (60 s was once not
+        # enough, at 120 rows/s beside the other suite), not the test's
+        walking = Progress("the backfill's rows done")
+
         def watch():
             c = cur()
             if c["backfill"]["budget"]["engaged"]:
@@ -138,8 +143,9 @@ def test_the_default_budget_keeps_a_slow_apps_p99_and_the_backfill_finishes(db, 
                 m = scrape(proxy) if not scrapes else None
                 if m and m.get("pgtandem_migration_app_p99_seconds", migration=NAME, route="old"):
                     scrapes.append(m)
+            walking.moved(c["backfill"]["rows_done"], detail=proxy.log_tail)
             return c["backfill"]["done"] or c["phase"] not in ("backfilling", "finishing")
-        wait_for(watch, 60, "the backfill's end", interval=0.1, detail=proxy.log_tail)
+        wait_for(watch, 600, "the backfill's end", interval=0.1, detail=proxy.log_tail)
         ended = time.monotonic()
         p99, n = app.p99_ms(started, ended)
         assert not app.errors, app.errors

@@ -1,6 +1,7 @@
 """Waiting for a condition, never for time: wait_for(cond, timeout, what) and
 the waits built on it (a port, a log line, a running statement), and a
-sampler of a value's peak while a block runs."""
+sampler of a value's peak while a block runs, and a watch on a count that
+must keep moving."""
 import socket
 import threading
 import time
@@ -9,7 +10,7 @@ import uuid
 import pytest
 
 __all__ = ["wait_for", "wait_port", "wait_log", "tagged", "kept_query", "wait_statement", "running_statements",
-           "PeakSampler", "ClientThreads"]
+           "PeakSampler", "ClientThreads", "Progress"]
 
 
 def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, proc=None):
@@ -31,6 +32,25 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, p
             pytest.fail("timed out after %.1f s waiting for %s%s"
                         % (timeout, what, "\n" + str(detail()) if detail else ""))
         time.sleep(interval)
+
+
+class Progress:
+    """A wait bounded by progress rather than by a guess of the machine's
+    speed: moved(n) fails the test when the count n (rows a backfill walked,
+    say) has not changed for `stall` seconds. A throttled backfill on a busy
+    machine may take minutes and still be right; one that stopped is not."""
+
+    def __init__(self, what, stall=20.0):
+        self.what, self.stall = what, stall
+        self.value, self.since = None, time.monotonic()
+
+    def moved(self, n, detail=None):
+        now = time.monotonic()
+        if n != self.value:
+            self.value, self.since = n, now
+        elif now - self.since >= self.stall:
+            pytest.fail("%s stopped at %r for %.1f s%s" % (self.what, n, self.stall,
+                                                          "\n" + str(detail()) if detail else ""))
 
 
 def wait_port(port, timeout=15.0, proc=None):
