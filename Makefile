@@ -140,17 +140,16 @@ lint: deps compile_commands.json
 	@$(MAKE) --no-print-directory -j$$(nproc) tidy
 	@echo "lint: clean"
 
-# One stamp per source that clang-tidy passed: a file is analyzed again when
-# it, a header it includes (the preprocessor's list beside the stamp) or
-# this Makefile changed; a fresh clone analyzes them all.
-TIDY_STAMPS := $(SRCS:%.c=build/tidy/%.ok)
+# One stamp per source that clang-tidy passed, made after the source's
+# object: a file is analyzed again when its object was rebuilt (the file, a
+# header it includes by the compiler's -MMD list, or this Makefile
+# changed); a fresh clone analyzes them all.
+TIDY_STAMPS := $(SRCS:proxy/%.c=build/tidy/%.ok)
 tidy: $(TIDY_STAMPS)
-build/tidy/%.ok: %.c Makefile
+build/tidy/%.ok: build/rel/%.o
 	@mkdir -p $(@D)
-	@$(CC) $(LINT_CFLAGS) -MM -MP -MT $@ -MF $(@:.ok=.d) $<
-	@clang-tidy -quiet --warnings-as-errors="*" --checks="$(TIDY_CHECKS)" $< -- $(LINT_CFLAGS) 2>/dev/null
+	@clang-tidy -quiet --warnings-as-errors="*" --checks="$(TIDY_CHECKS)" proxy/$*.c -- $(LINT_CFLAGS) 2>/dev/null
 	@touch $@
--include $(TIDY_STAMPS:.ok=.d)
 
 compile_commands.json: $(SRCS) Makefile
 	@printf '[\n' > $@.tmp

@@ -83,38 +83,37 @@ unit_variant() {  # $1 = rel|asan
   fi
 }
 
-integration() {  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.xml
+# A subshell: what it exports is the variant's own.
+integration() (  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.xml
   v=$1
   bin=bin/pgtandem; [ "$v" = asan ] && bin=bin/pgtandem-asan
   mkdir -p "$work/$v"; chmod 755 "$work/$v"
   # the tests' own temporary files (proxy logs, migration files, sockets)
   # go with the run's directory, not one by one into /tmp
   mkdir -p "$work/$v/tmp"; chmod 1777 "$work/$v/tmp"
+  export TMPDIR="$work/$v/tmp" PGTANDEM_BIN="$top/$bin" PGT_VARIANT="$v"
   {
     echo "== $v: integration tests"
     if [ "$jobs" -gt 0 ]; then
       # shellcheck disable=SC2086
-      TMPDIR="$work/$v/tmp" PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v PGT_WORKDIR="$work/$v" \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" -m "not serial and not image" \
-          --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+      PGT_WORKDIR="$work/$v" /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" \
+        -m "not serial and not image" --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
       if has_serial_tests; then
         echo "== $v: integration tests marked serial"
         # shellcheck disable=SC2086
-        TMPDIR="$work/$v/tmp" PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
-          /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "serial and not image" \
-            --junitxml="$work/$v-serial.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "serial and not image" \
+          --junitxml="$work/$v-serial.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
         echo $? >"$work/$v-serial.rc"
       fi
     else
       # shellcheck disable=SC2086
-      TMPDIR="$work/$v/tmp" PGTANDEM_BIN="$top/$bin" PGT_VARIANT=$v \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not image" \
-          --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+      /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not image" \
+        --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
     fi
   } >"$work/$v.log" 2>&1
-}
+)
 
 image_tests() {  # output in $work/image.log, results in $work/image.xml
   mkdir -p "$work/image"; chmod 755 "$work/image"

@@ -26,11 +26,10 @@ void settings_throttle_from_migration(struct throttle_settings *t, const struct 
     t->app_p99_budget = bf->app_p99_budget;
 }
 
-/* Settings saved with the state win over the migration file's; settings
- * changed here and not saved yet (the connection was down) win over both.
- * Each load starts again from the file's: a state saved with none (a run
- * started again after a rollback) must not keep what an earlier load of
- * the old run's settings left here (its operator pause). */
+/* Settings saved with the state win over the migration file's. Each load
+ * starts again from the file's: a state saved with none (a run started
+ * again after a rollback) must not keep what an earlier load of the old
+ * run's settings left here (its operator pause). */
 static int saved_throttle(const struct migration_runner *r, const char *saved, struct throttle_settings *out)
 {
     char err[256];
@@ -42,6 +41,8 @@ static int saved_throttle(const struct migration_runner *r, const char *saved, s
     return -1; /* out holds the file's: a load applies all of saved or none */
 }
 
+/* Settings changed here and not saved yet (the connection was down) win
+ * over the saved ones and the file's. */
 void backfill_restore_throttle(struct migration_runner *r, const char *saved)
 {
     if (!r->throttle_dirty)

@@ -28,7 +28,8 @@ import time
 
 import psycopg
 
-from support import ClientThreads, dbname, engine_proxy, Progress, proxy_uri, Scrape, sql, wait_for, wait_log
+from support import (ClientThreads, dbname, engine_proxy, Progress, proxy_uri, Scrape, sql, throttle, wait_for,
+                     wait_log)
 from test_backfill_parallel import NAME, assert_new_equals_up_old, payload_migration
 
 ROWS = 12000
@@ -178,16 +179,12 @@ def test_a_budget_the_app_cannot_keep_says_so_and_widening_it_live_releases_it(d
     proxy = engine_proxy(proxy_factory, cluster, dbname(db))
     cur = lambda: proxy.admin("GET", "/migrations/current")[1]  # noqa: E731
 
-    def throttle(**settings):
-        code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps(settings))
-        assert code == 200, body
-
     with SlowApp(proxy_uri(proxy, db)) as app:
         wait_for(lambda: len(app.samples) >= 100, 30, "the app's first queries")
         code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(["readings"], {"min_rows": 50})))
         assert code == 202, body
         # 1 ms: under the app's own latency, whatever the backfill does
-        throttle(max_app_p99_ms=1)
+        throttle(proxy, max_app_p99_ms=1)
         wait_for(lambda: cur()["backfill"]["budget"]["starved"], 60, "the starved report", detail=proxy.log_tail)
         b = cur()["backfill"]
         assert b["budget"]["kind"] == "absolute" and b["budget"]["limit_ms"]["old"] == 1, b
@@ -199,7 +196,7 @@ def test_a_budget_the_app_cannot_keep_says_so_and_widening_it_live_releases_it(d
         assert m.get("pgtandem_migration_budget_engaged", migration=NAME, kind="absolute") == 1, m.text
         done = b["rows_done"]
         # widened live: back to a ratio of the baseline, a wide one
-        throttle(max_app_p99_ms=0, app_p99_budget=10)
+        throttle(proxy, max_app_p99_ms=0, app_p99_budget=10)
         wait_for(lambda: not cur()["backfill"]["budget"]["starved"], 10, "the starved report gone",
                  detail=proxy.log_tail)
         wait_for(lambda: cur()["backfill"]["done"], 60, "the backfill's end", detail=proxy.log_tail)

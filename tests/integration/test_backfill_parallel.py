@@ -26,8 +26,8 @@ import time
 import psycopg
 
 from support import (BIN, ClientThreads, current, dbname, engine_proxy, kept_query, make_fleet, migrate,
-                     new_shape_options, PeakSampler, proxy_start, proxy_uri, running_statements, sql, wait_for,
-                     write_migration)
+                     new_shape_options, PeakSampler, proxy_start, proxy_uri, running_statements, sql, throttle,
+                     wait_for, write_migration)
 
 NAME = "0007_payload_jsonb"
 
@@ -337,10 +337,6 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
     def backfill():
         return proxy.admin("GET", "/migrations/current")[1]["backfill"]
 
-    def throttle(**settings):
-        code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps(settings))
-        assert code == 200, body
-
     def concurrency():
         return PeakSampler(lambda: batches_running(cluster, dbname(db)))
 
@@ -360,7 +356,7 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
                  "the backfill", detail=proxy.log_tail)
         # the application's p99 (150 ms statements) over its limit: one worker,
         # then none once its batches are at their smallest
-        throttle(max_app_p99_ms=50)
+        throttle(proxy, max_app_p99_ms=50)
         wait_for(lambda: backfill()["workers"] == 1 and backfill()["throttle"].startswith("app p99"), 30,
                  "one worker while the app is slow", detail=proxy.log_tail)
         # the batches in flight when it dropped end (0.3 s was not enough on
@@ -376,14 +372,14 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
     assert not errors, errors
     climbs_back()
     # a sleep after each batch: one worker, going on
-    throttle(sleep_ratio=0.5)
+    throttle(proxy, sleep_ratio=0.5)
     wait_for(lambda: backfill()["workers"] == 1, 30, "one worker while it sleeps between batches")
     wait_for(lambda: batches_running(cluster, dbname(db)) <= 1, 30, "the batches in flight to end")
     with concurrency() as held:
         walked = rows_walked(db)
         wait_for(lambda: rows_walked(db) >= walked + 1000, 30, "the backfill going on with one worker")
     assert held.peak == 1, held.peak
-    throttle(sleep_ratio=0)
+    throttle(proxy, sleep_ratio=0)
     climbs_back()
     wait_for(lambda: proxy.admin("GET", "/migrations/current")[1]["phase"] == "active", 120, "the backfill's end",
              detail=proxy.log_tail)
@@ -424,8 +420,8 @@ def test_a_pause_sent_to_a_following_proxy_holds_the_batches_where_they_run(db, 
     wait_for(lambda: current(follower).get("phase") == "backfilling" and current(follower).get("following"), 30,
              "the other proxy following", detail=follower.log_tail)
 
-    code, ans = follower.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
-    assert code == 200 and ans["paused"] is True and ans["backfill_here"] is False, ans
+    ans = throttle(follower, paused=True)
+    assert ans["paused"] is True and ans["backfill_here"] is False, ans
     wait_for(lambda: current(runner)["backfill"]["throttle"].startswith("paused"), 10,
              "the running proxy to take the pause", detail=runner.log_tail)
     assert "throttle settings saved by another proxy taken" in runner.log()
@@ -444,9 +440,8 @@ def test_a_pause_sent_to_a_following_proxy_holds_the_batches_where_they_run(db, 
     assert rows_walked(db) == walked, (walked, rows_walked(db))
     assert current(runner)["phase"] == "backfilling"
 
-    code, ans = follower.admin("POST", "/migrations/current/throttle",
-                               json.dumps({"paused": False, "max_rows_per_sec": 0}))
-    assert code == 200 and ans["paused"] is False, ans
+    ans = throttle(follower, paused=False, max_rows_per_sec=0)
+    assert ans["paused"] is False, ans
     wait_for(lambda: current(runner)["phase"] == "active", 120, "the backfill's end", detail=runner.log_tail)
     wait_for(lambda: current(follower)["phase"] == "active", 30, "the follower to see it", detail=follower.log_tail)
     assert_each_row_once(db, 30000)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from support import (fleet_proxy, NAME, pg_raw_session, PROMTOOL, promtool_check, query_outcome, run_pgtandem,
-                     Scrape, TOP, UNIFY, wait_for)
+                     Scrape, throttle, TOP, UNIFY, wait_for)
 
 LEASE_MS = 2000
 ALERTS = os.path.join(TOP, "config", "prometheus", "alerts.yml")
@@ -132,8 +132,7 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
         wait_scrape(p, "a bypassing session", lambda s: s.get("pgtandem_fleet_bypassing_sessions") >= 1)
 
     # the backfill paused by an operator
-    code, ans = p.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
-    assert code == 200, ans
+    throttle(p, paused=True)
     paused = wait_scrape(p, "the backfill paused", lambda s: s.get("pgtandem_migration_paused", **m) == 1)
     assert phase(paused) == "backfilling", paused.text
     assert all(v == 0 for n, ls, v in paused.samples if n == "pgtandem_migration_throttled"), paused.text
@@ -175,8 +174,7 @@ def test_metrics_through_a_migration(cluster, proxy_factory, legacy_db):  # noqa
     assert lifted.get("pgtandem_fleet_lease_age_seconds") < LEASE_MS / 1000.0, lifted.text
 
     # the rest of the backfill, unthrottled, then the cutover
-    code, ans = p.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
-    assert code == 200, ans
+    throttle(p, paused=False, max_rows_per_sec=0)
     active = wait_scrape(p, "phase active", lambda s: phase(s) == "active", timeout=120)
     assert active.get("pgtandem_migration_eta_seconds", **m) == 0, active.text
     assert active.get("pgtandem_migration_progress_ratio", **m) == 1, active.text

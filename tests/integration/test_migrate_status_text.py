@@ -3,12 +3,12 @@ modes): the ETA while the backfill runs, "paused" instead of an ETA while it
 is paused, who blocked the last cutover attempt, and a row count that stays
 true when the table held more rows than its estimate (never above 100 %,
 never 99.9 % once done)."""
-import json
 import re
 
 import psycopg
 
-from support import current, load_legacy, migrate, pmigrate, proxy_start, sql, unify, wait_for, write_migration
+from support import (current, load_legacy, migrate, pmigrate, proxy_start, sql, throttle, unify, wait_for,
+                     write_migration)
 
 NAME = "0003_checks_unify"
 
@@ -46,8 +46,7 @@ def submit(proxy, path):
 
 
 def pause(proxy):
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": True}))
-    assert code == 200, body
+    throttle(proxy, paused=True)
     wait_for(lambda: current(proxy).get("backfill", {}).get("throttle") == "paused by operator", timeout=30,
              what="the backfill pauses")
 
@@ -84,8 +83,7 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
     pause(proxy)
     line = backfill_line(pstatus(proxy))
     assert "paused" in line and "ETA" not in line, line
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
-    assert code == 200, body
+    throttle(proxy, paused=False, max_rows_per_sec=0)
     wait_for(lambda: current(proxy)["phase"] == "active", timeout=120, what="the backfill ends")
 
 
@@ -105,16 +103,14 @@ def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
              timeout=60, what="the backfill's checkpoint")
     assert current(proxy)["backfill"]["rows_done"] < 1000, current(proxy)
     sql(db, "SELECT legacy_fill_checks(19000)")
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False}))
-    assert code == 200, body
+    throttle(proxy, paused=False)
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
     pause(proxy)
     for text in (pstatus(proxy), dstatus(db)):
         line = backfill_line(text)
         assert re.search(r"\d+ rows \(more than the 1000 estimated\)", line), text
         assert "%" not in line and "/1000" not in line, text
-    code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False, "max_rows_per_sec": 0}))
-    assert code == 200, body
+    throttle(proxy, paused=False, max_rows_per_sec=0)
     wait_for(lambda: current(proxy)["phase"] == "active", timeout=120, what="the backfill ends")
     assert "20000/20000 rows (100.0%)" in backfill_line(pstatus(proxy))
 

@@ -30,9 +30,9 @@ import psycopg
 import pytest
 
 from support import (admin_url, assert_new_shape, assert_terminated_on_the_wire, BIN, check_data, complete_via,
-                     current, db_uri, fleet_proxy, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, metrics,
-                     old_release_left, PeakSampler, pg_raw_session, pmigrate, result_columns, scalar, start_migration, status, u32, UNIFY,
-                     Upstream, version_options, VSCHEMA, wait_for, wait_phase)
+                     current, db_uri, fleet_proxy, held_now, LEGACY_DIFF_SQL, LEGACY_ROWS, make_fleet, metrics,
+                     old_release_left, PeakSampler, pg_raw_session, pmigrate, result_columns, scalar,
+                     start_migration, status, u32, UNIFY, Upstream, version_options, VSCHEMA, wait_for, wait_phase)
 from neonfront import TERMINATED_MSG, TOO_MANY_MSG, neon_uri
 
 HIGH = 1 << 31
@@ -333,12 +333,6 @@ def timed_fresh_psql(proxy, dbname, timeout):
                        timeout=timeout)
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr + proxy.log()[-2000:]
     return time.time() - t0
-
-
-def held_now(proxy):
-    """Sessions the proxy holds now, plus one while it is fenced."""
-    hold = status(proxy)["hold"]
-    return hold["held_sessions"] + (1 if hold["fenced"] else 0)
 
 
 def test_high_pid_client_during_a_migration_holds_nobody_and_leaves_status(neon_front, proxy_factory, cluster,

@@ -6,14 +6,13 @@ turned the throttle off), `sleep_ratio: 1e308` was accepted, `--buffer-bytes`
 had no upper bound while the file's `buffer_bytes` had one, and
 `--max-message-bytes` clamped silently."""
 import json
-import os
 import signal
 import time
 
 import psycopg
 import pytest
 
-from support import current, rows, run_pgtandem, sql, wait_for
+from support import current, rows, run_pgtandem, sql, throttle, wait_for
 
 BASE = """
 DROP TABLE IF EXISTS gadgets;
@@ -73,9 +72,8 @@ def test_throttle_is_validated_and_survives_a_restart(db, proxy_factory):
         code, body = proxy.admin("POST", "/migrations/current/throttle", json.dumps(bad))
         assert code == 400, (bad, body)
         assert "setting" in body["error"], body
-    code, settings = proxy.admin("POST", "/migrations/current/throttle",
-                                 json.dumps({"paused": True, "max_app_p99_ms": 40}))
-    assert code == 200 and settings["paused"] is True and settings["max_app_p99_ms"] == 40, settings
+    settings = throttle(proxy, paused=True, max_app_p99_ms=40)
+    assert settings["paused"] is True and settings["max_app_p99_ms"] == 40, settings
     cur = wait_for(lambda: (lambda c: c if c and c["phase"] == "backfilling"
                             and c["backfill"]["throttle"] == "paused by operator" else None)(current(proxy)),
                    timeout=60, what="a paused backfill")
@@ -96,9 +94,7 @@ def test_throttle_is_validated_and_survives_a_restart(db, proxy_factory):
     done_before = cur["backfill"]["rows_done"]
     time.sleep(1.0)  # the observed window: nothing moves while paused
     assert current(again)["backfill"]["rows_done"] == done_before   # still paused
-    code, _ = again.admin("POST", "/migrations/current/throttle", json.dumps({"paused": False,
-                                                                               "max_rows_per_sec": 0}))
-    assert code == 200
+    throttle(again, paused=False, max_rows_per_sec=0)
     wait_for(lambda: (lambda c: c if c and c["phase"] == "active" else None)(current(again)),
              timeout=120, what="the backfill to finish")
     code, body = again.admin("POST", "/migrations/current/complete")
@@ -117,9 +113,8 @@ def test_a_migration_started_again_after_a_rollback_starts_with_its_own_throttle
     proxy = proxy_factory(extra_args=["--engine-db", db])
     code, body = proxy.admin("POST", "/migrations", json.dumps(MIGRATION))
     assert code == 202, body
-    code, settings = proxy.admin("POST", "/migrations/current/throttle",
-                                 json.dumps({"paused": True, "max_app_p99_ms": 40}))
-    assert code == 200 and settings["paused"] is True, settings
+    settings = throttle(proxy, paused=True, max_app_p99_ms=40)
+    assert settings["paused"] is True, settings
     def saved_pause():
         try:  # the state schema comes with the engine's first statements
             return (sql(db, "SELECT throttle->>'paused' FROM pgtandem.migrations WHERE name = 'gadgets_rename'")

@@ -28,7 +28,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from support import current, free_port, NAME, throttled_migration, TOP, version_options, wait_for
+from support import current, free_port, NAME, throttle, throttled_migration, TOP, version_options, wait_for
 from test_admin_security import raw_request
 
 try:
@@ -61,6 +61,7 @@ class Chromium:
         self.ws = None
         self.next_id = 0
         self.events = []
+        self.answers = {}   # id -> DevTools answer read while waiting for another
         self.dialogs = []
         self.answer_dialogs = True
         url = wait_for(self._page_ws_url, timeout=120, interval=0.2, what="Chromium's DevTools endpoint")
@@ -84,38 +85,39 @@ class Chromium:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params or {}}))
         return self.next_id
 
-    def _take(self, msg):
-        """An event or a dialog read while waiting for something else."""
-        if msg.get("method") == "Page.javascriptDialogOpening":
-            self.dialogs.append(msg["params"]["message"])
-            self._send("Page.handleJavaScriptDialog", {"accept": self.answer_dialogs})
-        elif "method" in msg:
-            self.events.append(msg)
+    def _read_until(self, found, timeout, what):
+        """Reads DevTools messages until found() returns something, which it
+        returns: answers are kept by id, events in self.events, dialogs
+        answered as they open."""
+        deadline = time.time() + timeout
+        while (v := found()) is None:
+            if time.time() > deadline:
+                raise AssertionError("no %s within %d s" % (what, timeout))
+            self.ws.settimeout(max(0.1, deadline - time.time()))
+            msg = json.loads(self.ws.recv())
+            if "id" in msg:
+                self.answers[msg["id"]] = msg
+            elif msg.get("method") == "Page.javascriptDialogOpening":
+                self.dialogs.append(msg["params"]["message"])
+                self._send("Page.handleJavaScriptDialog", {"accept": self.answer_dialogs})
+            elif "method" in msg:
+                self.events.append(msg)
+        return v
 
     def call(self, method, params=None, timeout=60):
         want = self._send(method, params)
-        deadline = time.time() + timeout
-        while True:
-            self.ws.settimeout(max(0.1, deadline - time.time()))
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == want:
-                if "error" in msg:
-                    raise AssertionError("%s: %s" % (method, msg["error"]))
-                return msg.get("result", {})
-            self._take(msg)
-            if time.time() > deadline:
-                raise AssertionError("no answer to " + method)
+        msg = self._read_until(lambda: self.answers.pop(want, None), timeout, "answer to " + method)
+        self.answers.clear()  # one call at a time: the rest answered dialogs
+        if "error" in msg:
+            raise AssertionError("%s: %s" % (method, msg["error"]))
+        return msg.get("result", {})
 
     def _loaded_since(self, n, timeout=15):
         """Waits for the page's load event after the n-th event read: what
         Chromium says, not a poll of a document that may be replaced under
         the poll (an evaluate then fails: "Inspected target navigated")."""
-        deadline = time.time() + timeout
-        while not any(e.get("method") == "Page.loadEventFired" for e in self.events[n:]):
-            if time.time() > deadline:
-                raise AssertionError("the page did not load within %d s" % timeout)
-            self.ws.settimeout(max(0.1, deadline - time.time()))
-            self._take(json.loads(self.ws.recv()))
+        self._read_until(lambda: any(e.get("method") == "Page.loadEventFired" for e in self.events[n:]) or None,
+                         timeout, "load of the page")
 
     def js(self, expression):
         r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
@@ -127,8 +129,7 @@ class Chromium:
         return self.js("document.getElementById(%s).textContent" % json.dumps(element_id))
 
     def visible(self, element_id):
-        # false while the element is not there: right after Page.navigate the
-        # document can still be the one before (about:blank, readyState complete)
+        # false while the element is not there yet (the page's script builds it)
         return self.js("(function (e) { return !!e && !e.hidden; })(document.getElementById(%s))"
                        % json.dumps(element_id))
 
@@ -303,8 +304,7 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         wait_for(lambda: current(p)["backfill"]["rows_done"] > held, 30, "rows moving again")
 
         # finish the backfill at full speed, then complete from the page
-        code, thr = p.admin("POST", "/migrations/current/throttle", json.dumps({"max_rows_per_sec": 0}))
-        assert code == 200, thr
+        throttle(p, max_rows_per_sec=0)
         wait_for(lambda: current(p)["phase"] == "active", 120, "active")
         wait_for(lambda: c.text("phase") == "active", timeout=10, what="the page to say active")
         # complete while the old release is connected: refused, and the page

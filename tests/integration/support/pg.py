@@ -1,7 +1,8 @@
 """Postgres as tests reach it without the proxy: the suite's cluster
 (tests/pgcluster.sh) and one that may be restarted, psql as a client runs
-it, one-shot SQL through psycopg, and the snapshots tests compare: a
-database's shape (what a rollback must restore) and a table's rows."""
+it, one-shot SQL through psycopg (and a connection kept for polls), and
+the snapshots tests compare: a database's shape (what a rollback must
+restore) and a table's rows."""
 import contextlib
 import os
 import shutil
@@ -16,7 +17,7 @@ import pytest
 
 from .ports import TOP, cluster_env
 
-__all__ = ["cancel_hits_only_its_backend", "Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql",
+__all__ = ["cancel_hits_only_its_backend", "Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql", "kept_query",
            "dbname", "SHAPE_SQL", "shape", "rows", "columns"]
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
@@ -146,6 +147,26 @@ def sql(db, text, params=None, options=None, application_name=None):
             return cur.fetchall()
         except psycopg.ProgrammingError:
             return None
+
+
+_kept = {}
+_kept_lock = threading.Lock()
+
+
+def kept_query(uri, text, args=()):
+    """The rows of `text` run on one connection kept per `uri` for the test
+    process (from any thread, one at a time): what a poll or a sampler
+    reads every few milliseconds. A connection per read took seconds beside
+    a CPU hog, long enough to miss what was polled for."""
+    with _kept_lock:
+        c = _kept.get(uri)
+        if c is not None and not c.closed and not c.broken:
+            try:
+                return c.execute(text, args).fetchall()
+            except psycopg.OperationalError:
+                c.close()  # the server restarted since: once more on a new connection
+        c = _kept[uri] = psycopg.connect(uri, autocommit=True, connect_timeout=10)
+        return c.execute(text, args).fetchall()
 
 
 def dbname(uri):

@@ -24,7 +24,7 @@ from .ports import BIN, SANITIZER_MARKS, TOP, free_port
 from .wait import wait_for, wait_port
 
 __all__ = ["Proxy", "DirectTarget", "relay_direct", "POOLED_USERS", "relay_login", "Upstream", "upstream_params", "LIBPQ_CLIENT",
-           "ANSWER", "current", "call", "KeepAlive", "post_in_background", "status", "metrics", "wait_phase", "engine_proxy",
+           "ANSWER", "current", "call", "KeepAlive", "post_in_background", "status", "held_now", "throttle", "metrics", "wait_phase", "engine_proxy",
            "proxy_uri", "PROMTOOL", "Scrape", "promtool_check"]
 
 # An admin request must be answered within this many seconds (call, KeepAlive).
@@ -267,6 +267,22 @@ def status(proxy, timeout=ANSWER):
     code, st = call(proxy, "GET", "/status", timeout=timeout)
     assert code == 200, st
     return st
+
+
+def held_now(proxy):
+    """Sessions the proxy holds now (a pause, a fleet hold, the fence), plus
+    one while it is fenced: 0 when it holds nobody."""
+    hold = status(proxy)["hold"]
+    return hold["held_sessions"] + (1 if hold["fenced"] else 0)
+
+
+def throttle(proxy, **settings):
+    """POST /migrations/current/throttle with `settings` (paused=True,
+    max_rows_per_sec=0, ...), which must answer 200; returns the settings
+    it answered with."""
+    code, body = call(proxy, "POST", "/migrations/current/throttle", settings)
+    assert code == 200, body
+    return body
 
 
 def metrics(proxy, timeout=ANSWER):

@@ -9,7 +9,9 @@ import uuid
 
 import pytest
 
-__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "kept_query", "wait_statement", "running_statements",
+from .pg import kept_query
+
+__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements",
            "PeakSampler", "ClientThreads", "Progress"]
 
 
@@ -77,27 +79,6 @@ def tagged(sql):
     """`sql` with a unique leading comment, so that wait_statement finds this
     statement and not one another test left running."""
     return "/* t%s */ %s" % (uuid.uuid4().hex[:12], sql)
-
-
-_kept = {}
-_kept_lock = threading.Lock()
-
-
-def kept_query(uri, sql, args=()):
-    """The rows of `sql` run on one connection kept per `uri` for the test
-    process (from any thread, one at a time): what a poll or a sampler
-    reads every few milliseconds. A connection per read took seconds beside
-    a CPU hog, long enough to miss what was polled for."""
-    import psycopg
-    with _kept_lock:
-        c = _kept.get(uri)
-        if c is not None and not c.closed and not c.broken:
-            try:
-                return c.execute(sql, args).fetchall()
-            except psycopg.OperationalError:
-                c.close()  # the server restarted since: once more on a new connection
-        c = _kept[uri] = psycopg.connect(uri, autocommit=True, connect_timeout=10)
-        return c.execute(sql, args).fetchall()
 
 
 def wait_statement(cluster, sql, timeout=10.0):
