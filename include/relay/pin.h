@@ -34,12 +34,19 @@ int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap);
  * (search_path.h). */
 #define PIN_SEARCH_PATH_MAX 1024
 struct pin_carry {
-    char name[64];      /* the parameter, lower case as Postgres folds it */
-    int reset;          /* RESET name: back to the default */
+    char name[64];      /* the parameter, lower case as Postgres folds it ("" for RESET ALL) */
+    int reset;          /* RESET name, SET name TO DEFAULT: back to the default */
+    int all;            /* RESET ALL: every parameter back to its default */
     char value[PIN_SEARCH_PATH_MAX]; /* search_path: its schemas as quoted identifiers, ", "-separated; "" else */
 };
-/* 1 when `sql` is such a SET (filled in *out), 0 when not (a search_path
- * whose value is not a list of names, or too long, is not). */
+/* 1 when `sql` is such a SET, or RESET ALL (filled in *out), 0 when not
+ * (a search_path whose value is not a list of names, or too long, is not). */
 int pin_carried_set(const char *sql, size_t len, struct pin_carry *out);
+
+/* 1 when `sql` is one statement, DEALLOCATE [PREPARE] name (not ALL), with
+ * the name in `name`; 0 when not (or the name does not fit). Transaction
+ * pooling answers it for the client's protocol-level statements, which
+ * live on the servers under names of the pool's. */
+int pin_deallocate_name(const char *sql, size_t len, char *name, size_t cap);
 
 #endif

@@ -189,6 +189,9 @@ int pool_server_has_statement(struct pool_server *ps, uint64_t hash);
 int pool_server_add_statement(struct pool_server *ps, uint64_t hash, uint64_t *evicted);
 /* The statement is not on the server after all (its Parse failed). */
 void pool_server_forget_statement(struct pool_server *ps, uint64_t hash);
+/* The server has none of them any more: a client's DEALLOCATE ALL or
+ * DISCARD ALL ran on it. Each is prepared again where it is next bound. */
+void pool_server_lost_statements(struct pool_server *ps);
 /* Appends a Close of every statement the server has and a Sync, and
  * empties the cache; 1 when anything was appended (its ReadyForQuery is
  * owed), 0 otherwise. */

@@ -24,6 +24,9 @@ struct prepared {
 int prepared_remember(struct prepared **list, const uint8_t *msg, uint32_t len);
 /* msg is a complete Close message; only statement closes matter. */
 void prepared_forget_closed(struct prepared **list, const uint8_t *msg, uint32_t len);
+/* Forgets the statement named `name` (SQL DEALLOCATE of it): 1, or 0 when
+ * there was none. */
+int prepared_forget(struct prepared **list, const char *name);
 void prepared_free_all(struct prepared **list);
 /* The statement the client named `name`, or NULL; moved to the front, so
  * the statements a client binds most are found first. */

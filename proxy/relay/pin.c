@@ -222,6 +222,16 @@ static int search_path_names(json_t *args, char *out, size_t cap)
     return used ? 0 : -1;
 }
 
+/* The only statement of a parse, as its node kind and node; NULL when the
+ * text holds none or several. */
+static json_t *only_statement(json_t *root, const char *kind)
+{
+    json_t *stmts = json_object_get(root, "stmts");
+    if (json_array_size(stmts) != 1)
+        return NULL;
+    return json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), kind);
+}
+
 int pin_carried_set(const char *sql, size_t len, struct pin_carry *out)
 {
     const char *end = sql + len;
@@ -229,22 +239,40 @@ int pin_carried_set(const char *sql, size_t len, struct pin_carry *out)
     if (!word_is(p, end, "set") && !word_is(p, end, "reset"))
         return 0;
     json_t *root = parse_tree(sql, len);
-    json_t *stmts = json_object_get(root, "stmts");
-    json_t *node = json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), "VariableSetStmt");
+    json_t *node = only_statement(root, "VariableSetStmt");
     const char *kind = json_string_value(json_object_get(node, "kind"));
     const char *name = json_string_value(json_object_get(node, "name"));
-    int carried = json_array_size(stmts) == 1 && kind && name && !json_is_true(json_object_get(node, "is_local")) &&
-                  (!strcmp(kind, "VAR_SET_VALUE") || !strcmp(kind, "VAR_SET_DEFAULT") || !strcmp(kind, "VAR_RESET")) &&
-                  pin_tracked_index(name) < 0 && !never_carried(name) && strlen(name) < sizeof out->name;
-    if (carried) {
+    int carried = 0;
+    if (kind && !strcmp(kind, "VAR_RESET_ALL")) {
+        out->name[0] = out->value[0] = '\0';
+        out->reset = out->all = 1;
+        carried = 1;
+    } else if (kind && name && !json_is_true(json_object_get(node, "is_local")) &&
+               (!strcmp(kind, "VAR_SET_VALUE") || !strcmp(kind, "VAR_SET_DEFAULT") || !strcmp(kind, "VAR_RESET")) &&
+               pin_tracked_index(name) < 0 && !never_carried(name) && strlen(name) < sizeof out->name) {
         snprintf(out->name, sizeof out->name, "%s", name);
         out->reset = !strcmp(kind, "VAR_RESET") || !strcmp(kind, "VAR_SET_DEFAULT");
+        out->all = 0;
         out->value[0] = '\0';
-        if (!out->reset && !strcasecmp(name, "search_path"))
-            carried = search_path_names(json_object_get(node, "args"), out->value, sizeof out->value) == 0;
+        carried = out->reset || strcasecmp(name, "search_path") ||
+                  search_path_names(json_object_get(node, "args"), out->value, sizeof out->value) == 0;
     }
     json_decref(root);
     return carried;
+}
+
+int pin_deallocate_name(const char *sql, size_t len, char *name, size_t cap)
+{
+    const char *end = sql + len;
+    if (!word_is(skip_blanks_and_comments(sql, end), end, "deallocate"))
+        return 0;
+    json_t *root = parse_tree(sql, len);
+    const char *n = json_string_value(json_object_get(only_statement(root, "DeallocateStmt"), "name"));
+    int found = n && strlen(n) < cap;
+    if (found)
+        snprintf(name, cap, "%s", n);
+    json_decref(root);
+    return found;
 }
 
 int pin_reason_for_sql(const char *sql, size_t len, char *why, size_t cap)

@@ -760,6 +760,11 @@ void pool_server_forget_statement(struct pool_server *ps, uint64_t hash)
         remove_statement(ps, (uint32_t)i);
 }
 
+void pool_server_lost_statements(struct pool_server *ps)
+{
+    ps->nstmts = 0;
+}
+
 int pool_server_close_statements(struct pool_server *ps, struct evbuffer *out)
 {
     if (!ps->nstmts)

@@ -16,7 +16,7 @@ static const char *name_in(const uint8_t *body, uint32_t len)
     return len > 0 && memchr(body, '\0', len) ? (const char *)body : NULL;
 }
 
-static void forget(struct prepared **list, const char *name)
+static int forget(struct prepared **list, const char *name)
 {
     for (struct prepared **p = list; *p; p = &(*p)->next) {
         if (strcmp((*p)->name, name) == 0) {
@@ -25,9 +25,10 @@ static void forget(struct prepared **list, const char *name)
             free(gone->name);
             free(gone->parse);
             free(gone);
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
 int prepared_remember(struct prepared **list, const uint8_t *msg, uint32_t len)
@@ -65,6 +66,11 @@ void prepared_forget_closed(struct prepared **list, const uint8_t *msg, uint32_t
     const char *name = name_in(msg + PROTO_HEADER_LEN + 1, len - PROTO_HEADER_LEN - 1);
     if (name && *name)
         forget(list, name);
+}
+
+int prepared_forget(struct prepared **list, const char *name)
+{
+    return forget(list, name);
 }
 
 struct prepared *prepared_find(struct prepared **list, const char *name)

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pin.h"
 
@@ -84,9 +85,13 @@ static void add_option(struct evbuffer *out, const char *key, const char *value)
 }
 
 /* What a pool is keyed by besides database and user: the client's options
- * (without pgtandem.version, which picks the schema instead) and the
- * startup parameters the pool does not carry itself, as -c options, so a
- * server is only ever lent to clients that asked for the same settings. */
+ * (without pgtandem.version, which picks the schema instead) and its
+ * startup parameters, as -c options, so a server is only ever lent to
+ * clients that asked for the same settings, and RESET, RESET ALL and
+ * DISCARD ALL on it go back to the client's own startup values, spelt as
+ * Postgres reports them, as they would direct. application_name alone is
+ * carried by SET instead (clients name themselves one by one: a pool
+ * each would be no pool). */
 static char *pool_options_of(const struct startup_packet *sp)
 {
     struct evbuffer *out = evbuffer_new();
@@ -108,7 +113,7 @@ static char *pool_options_of(const struct startup_packet *sp)
                 evbuffer_add_printf(out, " -c %s", w);
             }
             free(copy);
-        } else if (strcmp(k, "user") && strcmp(k, "database") && pin_tracked_index(k) < 0) {
+        } else if (strcmp(k, "user") && strcmp(k, "database") && strcasecmp(k, "application_name")) {
             add_option(out, k, value);
         }
     }
@@ -199,8 +204,9 @@ struct shared_params *startup_set_params(struct startup_set *ss, const struct pa
 {
     struct param_values v = *welcome;
     const char *value;
+    /* the others were the pool's login's own startup values (pool_options_of) */
     for (const char *k = startup_next_param(&ss->sp, NULL, &value); k; k = startup_next_param(&ss->sp, k, &value)) {
-        int i = pin_tracked_index(k);
+        int i = strcasecmp(k, "application_name") ? -1 : pin_tracked_index(k);
         if (i >= 0 && strlen(value) < sizeof v.value[i]) {
             strcpy(v.value[i], value);
             v.known[i] = 1;

@@ -121,6 +121,28 @@ static void test_carried_sets(void)
     CHECK("a SET among other statements is not carried", pin_carried_set(q, strlen(q), &c) == 0);
     q = "SELECT 1";
     CHECK("a SELECT is not a SET", pin_carried_set(q, strlen(q), &c) == 0);
+    q = "RESET ALL";
+    CHECK("RESET ALL is carried, as every parameter reset",
+          pin_carried_set(q, strlen(q), &c) == 1 && c.all && c.reset && !c.name[0]);
+    q = "RESET statement_timeout";
+    CHECK("a RESET of one is not all", pin_carried_set(q, strlen(q), &c) == 1 && !c.all);
+
+    char name[64];
+    q = "DEALLOCATE _pg3_0";
+    CHECK("DEALLOCATE name", pin_deallocate_name(q, strlen(q), name, sizeof name) == 1 && !strcmp(name, "_pg3_0"));
+    q = "/* c */ deallocate prepare \"My S\"";
+    CHECK("DEALLOCATE PREPARE of a quoted name, after a comment",
+          pin_deallocate_name(q, strlen(q), name, sizeof name) == 1 && !strcmp(name, "My S"));
+    q = "DEALLOCATE ALL";
+    CHECK("DEALLOCATE ALL names none", pin_deallocate_name(q, strlen(q), name, sizeof name) == 0);
+    q = "DEALLOCATE a; SELECT 1";
+    CHECK("DEALLOCATE among other statements is not answered",
+          pin_deallocate_name(q, strlen(q), name, sizeof name) == 0);
+    q = "SELECT 'DEALLOCATE a'";
+    CHECK("a SELECT is not a DEALLOCATE", pin_deallocate_name(q, strlen(q), name, sizeof name) == 0);
+    char small[4];
+    q = "DEALLOCATE longname";
+    CHECK("a name that does not fit is not answered", pin_deallocate_name(q, strlen(q), small, sizeof small) == 0);
 
     struct carried_sets have = {0}, want = {0};
     CHECK("apply", carried_sets_apply(&want, "work_mem", 0, NULL, "SET work_mem = '8MB' -- mine", 29) == 0 &&
