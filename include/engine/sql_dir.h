@@ -4,7 +4,8 @@
  * the file's own). Nothing is converted or run here; the files are only
  * listed (and drizzle-kit's journal read).
  *
- *   drizzle-kit     meta/_journal.json lists the migrations in order;
+ *   drizzle-kit     the journal (_journal.json in its meta folder) lists
+ *                   the migrations in order;
  *                   <tag>.sql, named <tag>
  *   Prisma          <timestamp>_<name>/migration.sql, in directory name
  *                   order, named by the directory; migration_lock.toml
