@@ -29,12 +29,6 @@ void mig_str_free(struct mig_str *s);
 char *mig_quote_ident(const char *ident);
 char *mig_quote_qname(const char *schema, const char *name);
 
-/* The schemas of a migration in progress (the name unquoted): its new
- * shape's views, and the old shape's (the tables as they were before it
- * started), for the sessions of each release. */
-#define MIG_VERSION_SCHEMA_FMT "pgtandem_%s"
-#define MIG_OLD_SCHEMA_FMT "pgtandem_%s_old"
-
 /* " -c search_path=\"schema\",public" for a startup packet's options: the
  * schema quoted as an identifier (its case kept), then `then` (a
  * search_path value, the client's own) or public when NULL, escaped as the

@@ -50,6 +50,17 @@ int migrate_cli_open_engine(const struct cli *c, struct engine *e, int exclusive
 int migrate_cli_start(const struct cli *c, int resume);
 int migrate_cli_remote(const struct cli *c);
 
+/* migrate_dir.c: DIR as a chain (JSON with parents, or SQL migrations in
+ * their tool's layout, sql_dir.h). */
+int migrate_cli_is_directory(const char *path);
+/* Every migration of DIR, parent-first. */
+int migrate_cli_load_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen);
+/* The body POST /migrations takes for DIR (caller frees), NULL with err. */
+char *migrate_cli_chain_body(const struct cli *c, char *err, size_t errlen);
+/* What start DIR would run: the pending migrations (all of them without
+ * --db) as one. */
+int migrate_cli_load_pending(const struct cli *c, struct migration *m, char *err, size_t errlen);
+
 /* migrate_complete.c */
 int migrate_cli_complete(const struct cli *c);
 /* The proxies registered on the database (a JSON array; empty when none

@@ -75,6 +75,11 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
  * are started as one (mig_merge), in one expand, backfill and cutover, and
  * all recorded as completed when it completes. */
 int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
+/* The chain's first migration not completed yet in *pending (n: none), after
+ * the checks engine_start_chain makes: the completed ones come first and
+ * are unchanged. Changes nothing. */
+int engine_chain_pending(struct engine *e, const struct migration *list, size_t n, size_t *pending, char *err,
+                         size_t errlen);
 /* Continues the migration in progress: re-runs an interrupted expand,
  * continues the backfill from its checkpoint. */
 int engine_resume(struct engine *e, char *err, size_t errlen);

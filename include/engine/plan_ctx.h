@@ -7,6 +7,7 @@
 
 #include "migration.h"
 #include "migration_catalog.h"
+#include "migration_names.h"
 #include "migration_sql.h"
 
 /* The plan being filled (migration_plan.h, which each file using this one

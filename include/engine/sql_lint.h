@@ -36,7 +36,8 @@ struct lint_report {
 int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen);
 
 /* The same for a file, for the `sql` operations of a JSON migration, and
- * for every *.sql file of a directory (in name order; *nfiles says how many);
+ * for every SQL migration of a directory (in its tool's layout and order,
+ * sql_dir.h; *nfiles says how many);
  * a directory's psql scripts are no migrations: r->skipped says which and why. */
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen);
 int sql_lint_migration(const struct migration *m, struct lint_report *r, char *err, size_t errlen);

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "migration_names.h"
 #include "relay_peer.h"
 #include "session_state.h"
 
@@ -82,7 +83,7 @@ struct upstream_address {
  * changes with every push: a session whose search_path was set under an
  * older gen is routed again at its next transaction boundary. */
 struct version_route {
-    char version[64];
+    char version[MIG_NAME_MAX + 1];   /* the migration's whole name */
     char new_schema[96];  /* "": the new shape is not there yet (old_schema then) */
     char old_schema[96];
     uint32_t gen;

@@ -42,7 +42,8 @@ static const struct migrate_command COMMANDS[] = {
     {"finalize", "", "drop the old shape `complete --revert-window-s` kept (with --proxy)"},
     {"revert", "", "every session back to the old shape `complete --revert-window-s` kept, then roll back "
                    "(with --proxy)"},
-    {"plan", "FILE", "the SQL of every phase (exact with --db); changes nothing"},
+    {"plan", "FILE|DIR", "the SQL of every phase (exact with --db; DIR: its pending migrations as one); changes "
+                         "nothing"},
     {"lint", "FILE.sql|FILE.json|DIR", "what would block or break the running application, the chain rules and, "
                                        "with --db, what the live catalog refuses"},
     {"verify", "", "row by row: the new columns equal up(old)"},
@@ -137,7 +138,9 @@ void migrate_usage(FILE *out)
     for (const struct migrate_flag *f = FLAGS; f->name; f++)
         print_flag(out, f);
     fprintf(out,
-        "DIR: a chain (*.json with parents, or numbered *.sql files); its pending migrations run as one.\n"
+        "DIR: a chain (*.json with parents, or SQL migrations in drizzle-kit's, Prisma's, Flyway's,\n"
+        "golang-migrate's layout or numbered files, in that tool's order, each named whole by its file\n"
+        "or directory); its pending migrations run as one.\n"
         "FILE may be a .sql file (Alembic --sql output, drizzle-kit, hand-written): it is converted\n"
         "first (--name/--parent as for convert; the old column types of derived downs come from --db,\n"
         "or with --proxy from the proxy's engine database).\n"
@@ -342,12 +345,16 @@ static int cmd_plan(const struct cli *c)
 {
     char err[2048];
     struct migration m;
+    memset(&m, 0, sizeof m);
     if (c->estimate && !c->db) {
         fprintf(stderr, "pgtandem migrate plan --estimate: the estimate samples the live tables: pass --db URI "
                 "or set PGTANDEM_DB / DATABASE_URL\n");
         return EXIT_INVALID;
     }
-    if (migrate_cli_need_file(c) || migrate_cli_load_migration(c, c->file, &m, err, sizeof err) != 0) {
+    int loaded = migrate_cli_need_file(c) ? -1
+                 : migrate_cli_is_directory(c->file) ? migrate_cli_load_pending(c, &m, err, sizeof err)
+                                                     : migrate_cli_load_migration(c, c->file, &m, err, sizeof err);
+    if (loaded != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free(&m);

@@ -983,14 +983,28 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     return r ? ENGINE_OK : ENGINE_FAILED;
 }
 
-int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen)
+/* What pgtandem.migrations says of name. Releases before names were kept
+ * whole recorded a longer name cut to its first 40 characters; that row is
+ * the same migration when its checksum (the file's) matches too. */
+static json_t *applied_entry(json_t *applied, const char *name)
 {
-    assert(e->conn && e->locked && n > 0);
+    json_t *a = json_object_get(applied, name);
+    char cut[41];
+    if (a || strlen(name) <= 40)
+        return a;
+    memcpy(cut, name, 40);
+    cut[40] = '\0';
+    return json_object_get(applied, cut);
+}
+
+int engine_chain_pending(struct engine *e, const struct migration *list, size_t n, size_t *pending, char *err,
+                         size_t errlen)
+{
     json_t *applied = NULL;
     int rc = engine_applied(e, &applied, err, errlen);
     size_t first = 0;
     for (; rc == ENGINE_OK && first < n; first++) {
-        json_t *a = json_object_get(applied, list[first].name);
+        json_t *a = applied_entry(applied, list[first].name);
         if (mig_status_of_word(json_string_value(json_object_get(a, "status"))) != MIG_ST_COMPLETED)
             break;
         const char *sum = json_string_value(json_object_get(a, "checksum"));
@@ -1001,7 +1015,7 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
         }
     }
     for (size_t i = first + 1; rc == ENGINE_OK && i < n; i++) {
-        const char *status = json_string_value(json_object_get(json_object_get(applied, list[i].name), "status"));
+        const char *status = json_string_value(json_object_get(applied_entry(applied, list[i].name), "status"));
         if (mig_status_of_word(status) == MIG_ST_COMPLETED) {
             fail(err, errlen, "%s: \"%s\" is applied but its parent \"%s\" is not", list[i].file, list[i].name,
                  list[i].parent ? list[i].parent : "-");
@@ -1009,6 +1023,15 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
         }
     }
     json_decref(applied);
+    *pending = first;
+    return rc;
+}
+
+int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen)
+{
+    assert(e->conn && e->locked && n > 0);
+    size_t first = 0;
+    int rc = engine_chain_pending(e, list, n, &first, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     if (first == n) {

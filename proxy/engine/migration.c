@@ -6,10 +6,10 @@
  * and frees; each operation is read by migration_op_parse.c, and the checks
  * and error positions they share are in migration_check.c. */
 #include "migration.h"
+#include "migration_names.h"
 #include "migration_parse.h"
 #include "settings.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_MIG_NAME 40 /* leaves room for the "pgtandem_" version schema prefix */
 #define MAX_OPS 1000
 #define MAX_FILE (16 * 1024 * 1024)
 
@@ -48,7 +47,7 @@ int mig_merge(const struct migration *list, size_t n, struct migration *out, cha
         json_object_set_new(m, "backfill", backfill);
     char *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(m);
-    char file[160];
+    char file[2 * MIG_NAME_MAX + 16];
     snprintf(file, sizeof file, "%s..%s (merged)", list[0].name, list[n - 1].name);
     int rc = text ? mig_parse(text, strlen(text), file, out, err, errlen) : (snprintf(err, errlen, "out of memory"), -1);
     free(text);
@@ -125,11 +124,14 @@ static int parse_backfill(struct parse_ctx *c, json_t *obj, struct mig_backfill_
 static int check_mig_name(struct parse_ctx *c, const char *key, const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > MAX_MIG_NAME)
-        return mparse_fail_at(c, key, "\"%s\" must be 1 to %d characters", key, MAX_MIG_NAME);
+    /* Longer names are whole too: the identifiers made from a name use its
+     * tag (migration_names.h), which always fits. */
+    if (n == 0 || n > MIG_NAME_MAX)
+        return mparse_fail_at(c, key, "\"%s\" must be 1 to %d characters (it is what releases declare as "
+                              "pgtandem.version)", key, MIG_NAME_MAX);
     for (const char *p = s; *p; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-'))
-            return mparse_fail_at(c, key, "\"%s\" may only contain letters, digits, '_' and '-' (got '%c')",
+        if (!mig_name_char_ok(*p))
+            return mparse_fail_at(c, key, "\"%s\" may only contain letters, digits, '_', '-' and '.' (got '%c')",
                                   key, *p);
     return 0;
 }

@@ -157,7 +157,7 @@ static void grant_shape_views(struct mig_steps *l, const char *qschema)
 static void version_schema(struct plan_ctx *c)
 {
     char name[80];
-    snprintf(name, sizeof name, MIG_VERSION_SCHEMA_FMT, c->m->name);
+    mig_version_schema(c->m->name, name, sizeof name);
     c->p->version_schema = mig_quote_ident(name);
     open_shape_schema(&c->p->expand, c->p->version_schema);
     size_t first_view = c->p->expand.n;
@@ -252,7 +252,7 @@ static void move_last_to_front(struct mig_steps *l)
 static void old_shape_schema(struct plan_ctx *c)
 {
     char name[80];
-    snprintf(name, sizeof name, MIG_OLD_SCHEMA_FMT, c->m->name);
+    mig_old_schema(c->m->name, name, sizeof name);
     char *q = mig_quote_ident(name);
     if (!q) {
         c->p->expand.oom = 1;
@@ -319,7 +319,7 @@ void add_shape_default(struct plan_ctx *c, const struct mig_op *op, const char *
                        const char *expr)
 {
     char name[80];
-    snprintf(name, sizeof name, MIG_VERSION_SCHEMA_FMT, c->m->name);
+    mig_version_schema(c->m->name, name, sizeof name);
     struct mig_str s = {0};
     mig_str_add(&s, "ALTER VIEW ");
     mig_str_qname(&s, name, table);

@@ -70,7 +70,7 @@ static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op 
 {
     const struct mig_cat_table *t = table_of(c, op->schema, op->table);
     char vschema[80];
-    snprintf(vschema, sizeof vschema, "pgtandem_%s", c->m->name);
+    mig_version_schema(c->m->name, vschema, sizeof vschema);
     struct mig_str label = {0};
     mig_str_add(&label, "(");
     key_columns(&label, t, "");

@@ -51,10 +51,12 @@ void object_name(char *out, size_t n, const char *kind, const struct mig_op *op,
     /* The index is padded (MAX_OPS is 1000) so that name order is operation
      * order: Postgres fires a table's triggers in name order, and a later
      * operation's `up` may read a column an earlier trigger fills. */
+    char tag[MIG_NAME_TAG_MAX + 1];
+    mig_name_tag(mig, tag);
     if (k >= 0)
-        snprintf(out, n, "pgtandem_%s%03d_%d_%s", kind, op->index, k, mig);
+        snprintf(out, n, "pgtandem_%s%03d_%d_%s", kind, op->index, k, tag);
     else
-        snprintf(out, n, "pgtandem_%s%03d_%s", kind, op->index, mig);
+        snprintf(out, n, "pgtandem_%s%03d_%s", kind, op->index, tag);
 }
 
 static const struct mig_op *created_table(const struct plan_ctx *c, const char *schema,

@@ -91,8 +91,8 @@ void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new
                   const char *bypass_update)
 {
     char vname[80], oname[80];
-    snprintf(vname, sizeof vname, MIG_VERSION_SCHEMA_FMT, c->m->name);
-    snprintf(oname, sizeof oname, MIG_OLD_SCHEMA_FMT, c->m->name);
+    mig_version_schema(c->m->name, vname, sizeof vname);
+    mig_old_schema(c->m->name, oname, sizeof oname);
     mig_str_add(s, "  pgt_schema := (current_schemas(false))[1];\n  IF pgt_schema = ");
     mig_str_literal(s, vname);
     mig_str_add(s, new_view_writes_new ? " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = "
@@ -268,7 +268,9 @@ static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, con
 
 void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n)
 {
-    snprintf(fname, n, "%s_%d", c->m->name, op->index);
+    char tag[MIG_NAME_TAG_MAX + 1];
+    mig_name_tag(c->m->name, tag);
+    snprintf(fname, n, "%s_%d", tag, op->index);
 }
 
 /* Installs the trigger at expand and removes it at contract and rollback. A
@@ -278,7 +280,7 @@ void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *ta
                             char *function_sql)
 {
     char fname[80], tname[80];
-    snprintf(fname, sizeof fname, "%s_%d", c->m->name, op->index);
+    trigger_names(c, op, fname, sizeof fname);
     object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));

@@ -17,7 +17,9 @@
 #include "migration_sql.h"
 #include "sql_script.h"
 
-#define MAX_MIG_NAME 40
+/* A file name's limit: a name is kept whole, never cut to fit; the migration
+ * parser refuses one longer than a migration's name may be, saying why. */
+#define MAX_MIG_NAME 255
 #define TYPE_LEN 256
 
 /* The last operation emitted, kept open so the next statement on the same
@@ -1301,7 +1303,7 @@ static void sanitize_name(const char *src, char *dst)
 {
     size_t n = 0;
     for (const char *p = src; *p && n < MAX_MIG_NAME; p++)
-        dst[n++] = isalnum((unsigned char)*p) || *p == '_' || *p == '-' ? *p : '_';
+        dst[n++] = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.' ? *p : '_';
     dst[n] = '\0';
 }
 

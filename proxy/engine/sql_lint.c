@@ -6,7 +6,6 @@
  * quiet. */
 #include "sql_lint.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "sql_convert.h"
+#include "sql_dir.h"
 #include "sql_script.h"
 
 struct lint_ctx {
@@ -352,51 +352,23 @@ static int lint_dir_file(const char *path, struct lint_report *r, int *skipped, 
     return rc;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
+/* The directory's SQL migrations in their tool's layout and order
+ * (sql_dir.h): a golang-migrate down or a Flyway undo file is not linted,
+ * as it is not run. */
 int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *err, size_t errlen)
 {
     *nfiles = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        snprintf(err, errlen, "%s: cannot open: %s", dir, strerror(errno));
+    struct sql_dir d;
+    if (sql_dir_read(dir, &d, err, errlen) != 0)
         return -1;
-    }
-    char **names = NULL;
-    size_t n = 0;
     int rc = 0;
-    const struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (!sqlc_is_sql_file(e->d_name))
-            continue;
-        char **grown = realloc(names, (n + 1) * sizeof *names);
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        char *path = grown ? malloc(len) : NULL;
-        if (grown)
-            names = grown;
-        if (!path) {
-            snprintf(err, errlen, "%s: out of memory", dir);
-            rc = -1;
-            break;
-        }
-        snprintf(path, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", e->d_name);
-        names[n++] = path;
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(names, n, sizeof *names, by_name);    /* numbered files in their order */
     size_t linted = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
+    for (size_t i = 0; rc == 0 && i < d.n; i++) {
         int skipped = 0;
-        rc = lint_dir_file(names[i], r, &skipped, err, errlen);
+        rc = lint_dir_file(d.files[i].path, r, &skipped, err, errlen);
         linted += rc == 0 && !skipped;
     }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    sql_dir_free(&d);
     *nfiles = linted;
     return rc;
 }

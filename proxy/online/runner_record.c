@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "fleet.h"
 #include "log.h"
+#include "migration_names.h"
 #include "migration_state.h"
 
 void runner_set_name(struct migration_runner *r, const char *name)
@@ -23,8 +24,8 @@ void runner_set_name(struct migration_runner *r, const char *name)
     r->name = strdup(name);
     r->bfr.progress.migration = r->name; /* tags the backfill's lines in the log */
     /* the schemas' names as they are, quoted by the sessions routed to them */
-    snprintf(r->version_schema, sizeof r->version_schema, MIG_VERSION_SCHEMA_FMT, name);
-    snprintf(r->old_schema, sizeof r->old_schema, MIG_OLD_SCHEMA_FMT, name);
+    mig_version_schema(name, r->version_schema, sizeof r->version_schema);
+    mig_old_schema(name, r->old_schema, sizeof r->old_schema);
 }
 
 /* A batch aims at target_ms (tens of ms); a slow one runs into seconds. */

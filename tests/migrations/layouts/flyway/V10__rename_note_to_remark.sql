@@ -1,0 +1,1 @@
+ALTER TABLE items RENAME COLUMN note TO remark;
