@@ -104,6 +104,7 @@ struct throttle_settings {
     double sleep_ratio;
     long max_app_p99_ms;
     double app_p99_budget;  /* x the p99 measured without the backfill; 0: off */
+    long app_p99_floor_ms;  /* a p99 under this is within any ratio's budget */
     long max_replica_lag_ms;
     int paused;
     long workers;           /* backfill_workers */

@@ -7,8 +7,18 @@
  * workers may run: over the budget, one worker, batches halved and
  * pauses doubled at every decision; well under it, the reverse, one step
  * at a time. A backfill that stays over at its smallest batches and
- * longest pause is starved, and the rate it still gets is said. No I/O:
- * the proxy's backfill_runner measures and applies. */
+ * longest pause is starved, and the rate it still gets is said.
+ *
+ * Two things keep it from holding back a backfill that does no harm. A
+ * floor (app_p99_floor_ms): a p99 under it is never over the budget, so a
+ * millisecond-fast app is not guarded for sub-millisecond changes nobody
+ * sees. And the app's latency while no batch is in flight: over the
+ * budget, the batches' pauses leave quiet moments; when the app's p99 in
+ * them is over the budget too, the app is slow by itself (a CPU hog, its
+ * own slow queries), not because of the backfill: its baseline is taken
+ * from those quiet moments at once, instead of the backfill waiting for
+ * the next baseline measurement a minute later. No I/O: the proxy's
+ * backfill_runner measures and applies. */
 #ifndef PGTANDEM_BACKFILL_BUDGET_H
 #define PGTANDEM_BACKFILL_BUDGET_H
 
@@ -32,14 +42,20 @@ enum budget_state {
     BUDGET_NEAR,  /* between: hold */
     BUDGET_OVER
 };
-enum budget_event { BUDGET_NOTHING, BUDGET_ENGAGED, BUDGET_RELEASED, BUDGET_STARVED, BUDGET_UNSTARVED };
+enum budget_event {
+    BUDGET_NOTHING, BUDGET_ENGAGED, BUDGET_RELEASED, BUDGET_STARVED, BUDGET_UNSTARVED,
+    BUDGET_APP_SLOW, /* slow without the backfill too: the caller takes app_slow_ms as the baseline */
+};
 
 struct budget_input {
     double ratio;                        /* app_p99_budget (0: off) */
     double absolute_ms;                  /* max_app_p99_ms (0: off); wins over ratio */
+    double floor_ms;                     /* app_p99_floor_ms: a ratio's limit is never under it */
     double baseline_ms[BUDGET_ROUTES];   /* p99 without the backfill (0: not measured) */
     double p99_ms[BUDGET_ROUTES];        /* the last window's */
     uint64_t samples[BUDGET_ROUTES];     /* in that window */
+    double quiet_p99_ms[BUDGET_ROUTES];  /* while no batch was in flight, since the caller last reset it */
+    uint64_t quiet_samples[BUDGET_ROUTES];
     long batch_rows;                     /* the size the batch sizing would run next */
     long min_rows, max_rows;
     int wanted_workers;                  /* backfill_workers */
@@ -62,6 +78,7 @@ struct budget {                          /* zeroed: fresh */
     int starved;
     double starved_rate;                 /* rows/s while starved */
     char reason[192];                    /* why it holds the backfill back ("" when it does not) */
+    double app_slow_ms[BUDGET_ROUTES];   /* BUDGET_APP_SLOW: the p99 without the backfill (0: that route is not) */
 };
 
 /* One decision, at most every BUDGET_EVAL_MS (before that it returns
@@ -73,8 +90,10 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
  * the first second of the backfill does not cost the app its tail before
  * the first window is judged. It counts as engaged until released. */
 void budget_start_gently(struct budget *b, long min_rows);
-/* The limit a route's p99 is kept within (0: none). */
-double budget_limit_ms(double ratio, double absolute_ms, double baseline_ms);
+/* The limit a route's p99 is kept within (0: none): an absolute one, or
+ * the baseline times the ratio, at least BUDGET_SLACK_MS above the
+ * baseline and at least the floor. */
+double budget_limit_ms(double ratio, double absolute_ms, double floor_ms, double baseline_ms);
 /* rows, or the cap when it is smaller. */
 long budget_batch_rows(const struct budget *b, long rows);
 /* off, ratio, absolute; idle, under, near, over. */

@@ -82,6 +82,13 @@ struct bf_budget_probe {
     int measure;                                       /* one is due: no batch starts */
     double measure_from_ms;                            /* > 0: measuring since then, nothing in flight */
     struct latency_fine measure_base[LATENCY_ROUTES];
+    /* the app's latencies while no batch was in flight (the pauses between
+     * them), summed since the budget last had nothing to judge by them */
+    struct latency_fine quiet[LATENCY_ROUTES];
+    struct latency_fine quiet_from[LATENCY_ROUTES];    /* the reading when the quiet moment began */
+    int quiet_open;                                    /* no batch in flight since quiet_from */
+    double quiet_at_ms;                                /* > 0: the quiet moment begins then (a grace after
+                                                          the last batch, for the queries it held to end) */
 };
 
 struct bf_progress {

@@ -28,20 +28,38 @@ void budget_start_gently(struct budget *b, long min_rows)
     b->engagements++;
 }
 
-double budget_limit_ms(double ratio, double absolute_ms, double baseline_ms)
+double budget_limit_ms(double ratio, double absolute_ms, double floor_ms, double baseline_ms)
 {
     if (absolute_ms > 0)
         return absolute_ms;
     if (ratio <= 0 || baseline_ms <= 0)
         return 0;
-    return baseline_ms * ratio > baseline_ms + BUDGET_SLACK_MS ? baseline_ms * ratio : baseline_ms + BUDGET_SLACK_MS;
+    double limit = baseline_ms * ratio > baseline_ms + BUDGET_SLACK_MS ? baseline_ms * ratio
+                                                                       : baseline_ms + BUDGET_SLACK_MS;
+    return limit > floor_ms ? limit : floor_ms;
 }
 
 static void limits(struct budget *b, const struct budget_input *in)
 {
     b->kind = in->absolute_ms > 0 ? BUDGET_ABSOLUTE : in->ratio > 0 ? BUDGET_RATIO : BUDGET_OFF;
     for (int r = 0; r < BUDGET_ROUTES; r++)
-        b->limit_ms[r] = budget_limit_ms(in->ratio, in->absolute_ms, in->baseline_ms[r]);
+        b->limit_ms[r] = budget_limit_ms(in->ratio, in->absolute_ms, in->floor_ms, in->baseline_ms[r]);
+}
+
+/* Over a ratio's budget: is the app as slow while no batch is in flight?
+ * Then it is slow by itself, and app_slow_ms says its p99 so. */
+static int slow_by_itself(struct budget *b, const struct budget_input *in)
+{
+    int any = 0;
+    for (int r = 0; r < BUDGET_ROUTES; r++) {
+        b->app_slow_ms[r] = 0;
+        if (b->kind != BUDGET_RATIO || b->limit_ms[r] <= 0 || in->quiet_samples[r] < BUDGET_MIN_SAMPLES ||
+            in->quiet_p99_ms[r] <= b->limit_ms[r])
+            continue;
+        b->app_slow_ms[r] = in->quiet_p99_ms[r];
+        any = 1;
+    }
+    return any;
 }
 
 /* The state from the routes that have a limit and traffic. */
@@ -90,6 +108,12 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
     limits(b, in);
     b->state = b->kind == BUDGET_OFF ? BUDGET_IDLE : measure(b, in);
     enum budget_event ev = BUDGET_NOTHING;
+    if (b->state == BUDGET_OVER && slow_by_itself(b, in)) {
+        /* held, not tightened: the limits move with the new baseline */
+        snprintf(b->reason, sizeof b->reason, "the app's p99 is %.1f ms without the backfill too: taken as its "
+                 "baseline", b->app_slow_ms[b->route] > 0 ? b->app_slow_ms[b->route] : in->p99_ms[b->route]);
+        return BUDGET_APP_SLOW;
+    }
     if (b->state == BUDGET_OVER) {
         long from = b->batch_cap > 0 ? b->batch_cap : in->batch_rows;
         b->batch_cap = from / 2 > in->min_rows ? from / 2 : in->min_rows;

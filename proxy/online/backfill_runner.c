@@ -288,6 +288,81 @@ static void budget_read(const struct bf_runner *b, struct latency_fine *out)
         relay_latency_read(b->relay, r, &out[r]);
 }
 
+static int batches_in_flight(const struct bf_runner *b)
+{
+    for (size_t i = 0; i < b->nbf; i++)
+        if (b->bf[i].busy)
+            return 1;
+    return 0;
+}
+
+/* A batch started or ended: the moments with none in flight are summed
+ * into `quiet`, what the app's latency is without the backfill now. A
+ * query is counted when it ends, and those a batch held end just after
+ * it: a moment begins only a grace after the last batch (the budget's
+ * limit: a held query still running then was slow by itself), read by
+ * budget_quiet_poll at the next turn of the runner. */
+static void budget_batches_changed(struct bf_runner *b)
+{
+    struct bf_budget_probe *p = &b->budget;
+    if (!batches_in_flight(b)) {
+        if (!p->quiet_open && p->quiet_at_ms <= 0) {
+            double grace = 0;
+            for (int r = 0; r < LATENCY_ROUTES; r++)
+                if (p->ctl.limit_ms[r] > grace)
+                    grace = p->ctl.limit_ms[r];
+            p->quiet_at_ms = clock_now_ms() + (grace > 0 ? grace : 50.0);
+        }
+        return;
+    }
+    p->quiet_at_ms = 0;
+    if (!p->quiet_open)
+        return;
+    struct latency_fine now[LATENCY_ROUTES];
+    budget_read(b, now);
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        for (int i = 0; i <= LATENCY_FINE_BUCKETS; i++)
+            p->quiet[r].counts[i] += now[r].counts[i] - p->quiet_from[r].counts[i];
+    p->quiet_open = 0;
+}
+
+/* The grace after the last batch has passed: the quiet moment begins. */
+static void budget_quiet_poll(struct bf_runner *b, double now)
+{
+    struct bf_budget_probe *p = &b->budget;
+    if (p->quiet_open || p->quiet_at_ms <= 0 || now < p->quiet_at_ms || batches_in_flight(b))
+        return;
+    budget_read(b, p->quiet_from);
+    p->quiet_open = 1;
+    p->quiet_at_ms = 0;
+}
+
+/* The quiet moments' p99 per route, the one still open counted to now. */
+static void budget_quiet(struct bf_runner *b, double *p99, uint64_t *n)
+{
+    struct bf_budget_probe *p = &b->budget;
+    struct latency_fine sum[LATENCY_ROUTES];
+    memcpy(sum, p->quiet, sizeof sum);
+    if (p->quiet_open) {
+        struct latency_fine now[LATENCY_ROUTES];
+        budget_read(b, now);
+        for (int r = 0; r < LATENCY_ROUTES; r++)
+            for (int i = 0; i <= LATENCY_FINE_BUCKETS; i++)
+                sum[r].counts[i] += now[r].counts[i] - p->quiet_from[r].counts[i];
+    }
+    for (int r = 0; r < LATENCY_ROUTES; r++)
+        p99[r] = latency_fine_quantile_ms(&sum[r], NULL, 0.99, &n[r]);
+}
+
+/* Forgets the quiet moments so far (the next judgement starts afresh). */
+static void budget_quiet_reset(struct bf_runner *b)
+{
+    struct bf_budget_probe *p = &b->budget;
+    memset(p->quiet, 0, sizeof p->quiet);
+    if (p->quiet_open)
+        budget_read(b, p->quiet_from);
+}
+
 /* The window's p99 per route, a reading every BUDGET_EVAL_MS. */
 static void budget_window(struct bf_runner *b, double now)
 {
@@ -361,6 +436,11 @@ static void budget_log(struct bf_runner *b, enum budget_event ev)
     case BUDGET_UNSTARVED:
         log_info("migration %s: the app is within its latency budget again", b->name);
         break;
+    case BUDGET_APP_SLOW:
+        log_info("migration %s: latency budget: the app's p99 is over its budget while no batch is in flight too "
+                 "(old release %.1f ms, new release %.1f ms; 0: that route is not): it is slow by itself, so that is "
+                 "its baseline now", b->name, c->app_slow_ms[0], c->app_slow_ms[1]);
+        break;
     case BUDGET_NOTHING:
         break;
     }
@@ -401,13 +481,26 @@ static double budget_step(struct bf_runner *b, double now)
         .ratio = b->thr->app_p99_budget, .absolute_ms = (double)b->thr->max_app_p99_ms,
         .batch_rows = cur ? cur->batch_rows : 0, .min_rows = cur ? cur->cfg.min_rows : 1,
         .max_rows = cur ? cur->cfg.max_rows : 1, .wanted_workers = (int)b->thr->workers, .rows_done = rows_done(b)};
+    in.floor_ms = (double)b->thr->app_p99_floor_ms;
+    budget_quiet_poll(b, now);
+    budget_quiet(b, in.quiet_p99_ms, in.quiet_samples);
     for (int r = 0; r < LATENCY_ROUTES; r++) {
         in.baseline_ms[r] = p->baseline_ms[r];
         /* a window not yet full would judge on a few queries */
         in.p99_ms[r] = p->window_filled >= 2 ? p->p99_ms[r] : 0;
         in.samples[r] = p->window_filled >= 2 ? p->samples[r] : 0;
     }
-    budget_log(b, budget_decide(&p->ctl, &in, now));
+    double decided = p->ctl.last_ms;
+    enum budget_event ev = budget_decide(&p->ctl, &in, now);
+    if (ev == BUDGET_APP_SLOW) {
+        for (int r = 0; r < LATENCY_ROUTES; r++)
+            if (p->ctl.app_slow_ms[r] > 0)
+                p->baseline_ms[r] = p->ctl.app_slow_ms[r];
+        budget_quiet_reset(b);
+    } else if (p->ctl.last_ms != decided && (p->ctl.state == BUDGET_UNDER || p->ctl.state == BUDGET_IDLE)) {
+        budget_quiet_reset(b); /* within its budget: what was quiet so far has nothing to tell */
+    }
+    budget_log(b, ev);
     if (p->ctl.state == BUDGET_OVER || (p->ctl.engaged && p->ctl.reason[0])) {
         if (p->ctl.state == BUDGET_OVER)
             b->throttle_kind = "app_latency";
@@ -433,7 +526,8 @@ static json_t *budget_json(const struct bf_runner *b)
     enum budget_kind kind = t->max_app_p99_ms > 0 ? BUDGET_ABSOLUTE : t->app_p99_budget > 0 ? BUDGET_RATIO : BUDGET_OFF;
     double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES], limit[LATENCY_ROUTES];
     for (int r = 0; r < LATENCY_ROUTES; r++) {
-        limit[r] = budget_limit_ms(t->app_p99_budget, (double)t->max_app_p99_ms, p->baseline_ms[r]);
+        limit[r] = budget_limit_ms(t->app_p99_budget, (double)t->max_app_p99_ms, (double)t->app_p99_floor_ms,
+                                   p->baseline_ms[r]);
         p99[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
         samples[r] = (double)p->samples[r];
     }
@@ -459,12 +553,13 @@ void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out)
     memset(out, 0, sizeof *out);
     long abs_ms = b->thr ? b->thr->max_app_p99_ms : 0;
     double ratio = b->thr ? b->thr->app_p99_budget : 0;
+    double floor_ms = b->thr ? (double)b->thr->app_p99_floor_ms : 0;
     out->kind = budget_kind_word(abs_ms > 0 ? BUDGET_ABSOLUTE : ratio > 0 ? BUDGET_RATIO : BUDGET_OFF);
     out->engaged = b->running && p->ctl.engaged;
     out->starved = b->running && p->ctl.starved;
     for (int r = 0; r < LATENCY_ROUTES; r++) {
         out->baseline_ms[r] = p->baseline_ms[r];
-        out->limit_ms[r] = budget_limit_ms(ratio, (double)abs_ms, p->baseline_ms[r]);
+        out->limit_ms[r] = budget_limit_ms(ratio, (double)abs_ms, floor_ms, p->baseline_ms[r]);
         out->p99_ms[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
     }
 }
@@ -572,6 +667,7 @@ static void send_batch(struct bf_runner *b, struct bf_lane *l, size_t r, double 
     if (rc == 0) {
         l->busy = rg->busy = 1;
         l->t0_ms = now;
+        budget_batches_changed(b);
         return;
     }
     if (l->index == 0)
@@ -589,6 +685,7 @@ static void on_batch(void *ctx, PGresult *res, const char *error, const char *sq
         return; /* halted meanwhile: the caller has the connection back */
     struct backfill *rg = &b->bf[l->range];
     rg->busy = 0;
+    budget_batches_changed(b);
     double now = clock_now_ms();
     char msg[1024];
     if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
@@ -711,9 +808,13 @@ static void tick(struct bf_runner *b)
     /* the gate climbs back one worker a second: look again then */
     if (!throttled(b, now) && allowed < b->thr->workers)
         soonest = soonest < 0 || BACKFILL_CLIMB_MS < soonest ? BACKFILL_CLIMB_MS : soonest;
-    /* the budget decides on its window while batches are held back too */
+    /* the budget decides on its window while batches are held back too,
+     * and a quiet moment begins on time */
     if (b->budget.ctl.engaged)
         soonest = soonest < 0 || BUDGET_EVAL_MS < soonest ? BUDGET_EVAL_MS : soonest;
+    double quiet_in = b->budget.quiet_at_ms - now;
+    if (b->budget.ctl.engaged && b->budget.quiet_at_ms > 0 && quiet_in > 0)
+        soonest = soonest < 0 || quiet_in < soonest ? quiet_in : soonest;
     if (b->ending)
         over(b);
     else if (soonest >= 0)

@@ -24,6 +24,9 @@ void settings_throttle_from_migration(struct throttle_settings *t, const struct 
     t->sleep_ratio = bf->sleep_ratio;
     t->workers = bf->workers;
     t->app_p99_budget = bf->app_p99_budget;
+    /* not in the file: a new run starts from its default, as the rest does */
+    const struct setting *floor = setting_by_name(SETTING_THROTTLE, "app_p99_floor_ms");
+    t->app_p99_floor_ms = floor ? (long)floor->def : 0;
 }
 
 /* Settings saved with the state win over the migration file's. Each load

@@ -208,3 +208,62 @@ def test_a_budget_the_app_cannot_keep_says_so_and_widening_it_live_releases_it(d
     assert "the app is within its latency budget again" in proxy.log(), proxy.log_tail()
     assert_new_equals_up_old(db, "readings", ROWS)
     assert_app_writes_kept(db, app)
+
+
+class SelfSlowingApp(ClientThreads):
+    """CLIENTS sessions of the old release whose queries take as long as
+    the app_delay table says: the app slows by itself when the test raises
+    it, whatever the backfill does (they touch no row it writes)."""
+
+    def __init__(self, uri):
+        self.uri, self.stop, self.errors = uri, threading.Event(), []
+        self.count = 0
+        self.threads = [threading.Thread(target=self.run) for _ in range(CLIENTS)]
+
+    def run(self):
+        try:
+            with psycopg.connect(self.uri, autocommit=True) as c:
+                while not self.stop.is_set():
+                    c.execute("SELECT pg_sleep((SELECT seconds FROM app_delay))")
+                    self.count += 1
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(e)
+
+
+def test_an_app_slow_by_itself_releases_the_budget_within_seconds(db, cluster, proxy_factory):
+    """The app slows by itself mid-backfill (its queries go from 1 ms to
+    30 ms, touching nothing the backfill writes): the budget engages, sees
+    the app as slow in the pauses between batches, takes that as the
+    baseline and lets the backfill go, in seconds rather than at the next
+    baseline measurement a minute later. Failed before (2026-11-25): still
+    held back 30 s after the app slowed."""
+    sql(db, TABLE_SQL + "CREATE TABLE app_delay (seconds float8); INSERT INTO app_delay VALUES (0.001);")
+    proxy = engine_proxy(proxy_factory, cluster, dbname(db))
+    cur = lambda: proxy.admin("GET", "/migrations/current")[1]  # noqa: E731
+    with SelfSlowingApp(proxy_uri(proxy, db)) as app:
+        wait_for(lambda: app.count >= 200, 30, "the app's first queries")
+        # slow enough to outlast the test: 12,000 rows at 200 rows/s
+        code, body = proxy.admin("POST", "/migrations", json.dumps(payload_migration(
+            ["readings"], {"min_rows": 20, "max_rows": 100, "max_rows_per_sec": 200})))
+        assert code == 202, body
+        wait_for(lambda: cur().get("phase") == "backfilling" and cur()["backfill"]["budget"]["baseline_p99_ms"]["old"],
+                 60, "the baseline", detail=proxy.log_tail)
+        baseline = cur()["backfill"]["budget"]["baseline_p99_ms"]["old"]
+        sql(db, "UPDATE app_delay SET seconds = 0.03")
+        slowed = time.monotonic()
+        wait_for(lambda: cur()["backfill"]["budget"]["engagements"] >= 1, 30, "the budget engaged by the slow app",
+                 detail=proxy.log_tail)
+        # ~10 s is the goal on a quiet machine; the bound leaves room for a
+        # CPU hog, and is half the minute to the next baseline measurement
+        wait_for(lambda: not cur()["backfill"]["budget"]["engaged"], 30, "the budget released",
+                 detail=proxy.log_tail)
+        held_s = time.monotonic() - slowed
+        assert "it is slow by itself, so that is its baseline now" in proxy.log(), proxy.log_tail()
+        b = cur()["backfill"]["budget"]
+        assert b["baseline_p99_ms"]["old"] >= 25, (baseline, b)
+        throttle(proxy, max_rows_per_sec=0)
+        wait_for(lambda: cur()["backfill"]["done"], 120, "the backfill's end", detail=proxy.log_tail)
+        assert not app.errors, app.errors
+    print("baseline %.1f ms; held back %.1f s after the app slowed by itself" % (baseline, held_s))
+    wait_for(lambda: cur()["phase"] == "active", 30, "the migration active", detail=proxy.log_tail)
+    assert_new_equals_up_old(db, "readings", ROWS)

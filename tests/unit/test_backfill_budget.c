@@ -2,7 +2,8 @@
  * limit from a baseline and a ratio or from the absolute setting, one
  * worker with halved batches and doubled pauses when over, holding near
  * the limit, climbing back one step at a time under it, the routes kept
- * apart, a route without traffic ignored, and the starved report. */
+ * apart, a route without traffic ignored, the starved report, the
+ * floor, and an app slow by itself told apart from one the backfill slows. */
 #include "backfill_budget.h"
 #include "unit.h"
 
@@ -133,8 +134,70 @@ static void test_gentle_start(void)
                                                                         !b.engaged && released == 1);
 }
 
+static void test_floor(void)
+{
+    struct budget b = {0};
+    struct budget_input in = app(1.0, 2.6);
+    budget_decide(&b, &in, 1000);
+    CHECK("no floor: a 1 ms app's limit is 2 ms, and 2.6 ms is over it", b.limit_ms[0] == 2.0 &&
+                                                                         b.state == BUDGET_OVER);
+    struct budget f = {0};
+    in.floor_ms = 5;
+    budget_decide(&f, &in, 1000);
+    CHECK("a 5 ms floor: the limit is 5 ms, and 2.6 ms is within it", f.limit_ms[0] == 5.0 &&
+                                                                      f.state == BUDGET_UNDER && !f.engaged);
+    in = app(10.0, 12.0);
+    in.floor_ms = 5;
+    budget_decide(&f, &in, 2000);
+    CHECK("a floor under the ratio's limit changes nothing", f.limit_ms[0] == 15.0);
+    in.absolute_ms = 3;
+    budget_decide(&f, &in, 3000);
+    CHECK("an absolute limit is not raised by the floor", f.limit_ms[0] == 3.0);
+}
+
+static void test_slow_by_itself(void)
+{
+    struct budget b = {0};
+    struct budget_input in = app(10.0, 40.0);
+    CHECK("over with no quiet moments yet: engaged", budget_decide(&b, &in, 1000) == BUDGET_ENGAGED);
+    in.quiet_p99_ms[0] = 38.0;
+    in.quiet_samples[0] = BUDGET_MIN_SAMPLES - 1;
+    CHECK("too few quiet samples say nothing", budget_decide(&b, &in, 1250) == BUDGET_NOTHING &&
+                                                   b.app_slow_ms[0] == 0);
+    long cap = b.batch_cap;
+    double pause = b.pause_ms;
+    in.quiet_samples[0] = 200;
+    CHECK("as slow with no batch in flight: slow by itself", budget_decide(&b, &in, 1500) == BUDGET_APP_SLOW &&
+                                                                 b.app_slow_ms[0] == 38.0 && b.app_slow_ms[1] == 0);
+    CHECK("held, not tightened", b.batch_cap == cap && b.pause_ms == pause &&
+                                     strstr(b.reason, "without the backfill too") != NULL);
+    /* the caller takes it as the baseline: 1.5 x 38 is 57 ms, and 40 is within */
+    in.baseline_ms[0] = 38.0;
+    in.quiet_samples[0] = 0;
+    budget_decide(&b, &in, 1750);
+    CHECK("within the new baseline's budget", b.state != BUDGET_OVER && b.limit_ms[0] == 57.0);
+
+    struct budget c = {0};
+    in = app(10.0, 40.0);
+    in.quiet_p99_ms[0] = 11.0; /* fast between batches: the backfill is the harm */
+    in.quiet_samples[0] = 500;
+    CHECK("fast without the backfill: the budget holds it back", budget_decide(&c, &in, 1000) == BUDGET_ENGAGED &&
+                                                                     c.state == BUDGET_OVER);
+    budget_decide(&c, &in, 1250);
+    CHECK("and goes on holding it back", c.state == BUDGET_OVER && c.pause_ms == 2 * BUDGET_PAUSE_MIN_MS);
+    struct budget a = {0};
+    in = app(10.0, 40.0);
+    in.absolute_ms = 20;
+    in.quiet_p99_ms[0] = 38.0;
+    in.quiet_samples[0] = 500;
+    CHECK("an absolute limit is the operator's: no baseline to move", budget_decide(&a, &in, 1000) ==
+                                                                            BUDGET_ENGAGED);
+}
+
 int main(void)
 {
+    test_floor();
+    test_slow_by_itself();
     test_gentle_start();
     test_limits();
     test_over_and_back();
