@@ -1,0 +1,108 @@
+"""A start that fails leaves exactly what was there. An ORM's .sql
+migration (Prisma's and drizzle-kit's way of changing a foreign key, a
+CHECK and an index: dropped and made again under the same name, and a
+column dropped) ends with a statement that fails late in the expand. After
+the failed start, and after the rollback that follows it, `pg_dump
+--schema-only` must equal the dump taken before the start, constraints
+included: the expand's undo and the rollback drop only what the expand
+made. Before, the new foreign key was added under the name the old one
+still had, the expand failed (42710), and its undo dropped the old one.
+
+The same file without its failing statement then runs online and ends
+where the offline DDL ends, run directly and through a proxy."""
+import pytest
+
+from support import migrate, pmigrate, sql
+from test_schema_fidelity import diff, run_script, schema_dump
+
+SCHEMA = """
+CREATE TABLE "Folder" (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE "Document" (
+    id int PRIMARY KEY,
+    "folderId" int,
+    title text NOT NULL,
+    legacy text,
+    CONSTRAINT "Document_folderId_fkey" FOREIGN KEY ("folderId") REFERENCES "Folder"(id)
+        ON DELETE RESTRICT ON UPDATE CASCADE,
+    CONSTRAINT "Document_title_check" CHECK (length(title) < 100),
+    CONSTRAINT "Document_title_key" UNIQUE (title)
+);
+CREATE INDEX "Document_title_idx" ON "Document"(title);
+INSERT INTO "Folder" SELECT g, 'f' || g FROM generate_series(1, 20) g;
+INSERT INTO "Document" SELECT g, g % 20 + 1, 't' || g, 'l' || g FROM generate_series(1, 500) g;
+"""
+
+CHANGE = """ALTER TABLE "Document" DROP CONSTRAINT "Document_folderId_fkey";
+ALTER TABLE "Document" ADD CONSTRAINT "Document_folderId_fkey" FOREIGN KEY ("folderId") REFERENCES "Folder"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "Document" DROP CONSTRAINT "Document_title_check";
+ALTER TABLE "Document" ADD CONSTRAINT "Document_title_check" CHECK (length("title") < 200);
+ALTER TABLE "Document" DROP CONSTRAINT "Document_title_key";
+ALTER TABLE "Document" ADD CONSTRAINT "Document_title_key" UNIQUE ("title", "folderId");
+DROP INDEX "Document_title_idx";
+CREATE INDEX "Document_title_idx" ON "Document"("title", "id");
+ALTER TABLE "Document" DROP COLUMN "legacy";
+"""
+
+# Fails on the first row the index build reads: late in the expand, after
+# every other operation's objects are made.
+FAILING = 'CREATE INDEX "Document_broken_idx" ON "Document"((1 / ("id" - "id")));\n'
+
+
+def start(mode, proxy, db, path):
+    return pmigrate(proxy, "start", path) if mode == "proxy" else migrate(db, "start", path)
+
+
+def finish(mode, proxy, db, verb):
+    return pmigrate(proxy, verb) if mode == "proxy" else migrate(db, verb)
+
+
+@pytest.mark.parametrize("mode", ["direct", "proxy"])
+def test_failed_start_and_its_rollback_leave_the_schema_as_it_was(cluster, db, proxy_factory, tmp_path, mode):
+    run_script(db, SCHEMA)
+    before = schema_dump(cluster, db)
+    assert '"Document_folderId_fkey"' in before
+    proxy = proxy_factory(extra_args=["--engine-db", db]) if mode == "proxy" else None
+    failing = tmp_path / "20260101_change.sql"
+    failing.write_text(CHANGE + FAILING)
+
+    r = start(mode, proxy, db, str(failing))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "division by zero" in r.stderr, r.stderr
+    after = schema_dump(cluster, db)
+    assert after == before, diff(before, after)
+
+    rb = finish(mode, proxy, db, "rollback")
+    # the CLI's own engine finds nothing in progress after a failed start
+    # (its expand undid itself); the proxy rolls the failed one back again
+    if mode == "direct":
+        assert rb.returncode == 2 and "no migration is in progress" in rb.stderr, rb.stdout + rb.stderr
+    else:
+        assert rb.returncode == 0, rb.stdout + rb.stderr + proxy.log()[-3000:]
+        assert "restored" in rb.stdout, rb.stdout
+    after = schema_dump(cluster, db)
+    assert after == before, diff(before, after)
+    assert sql(db, 'SELECT count(*) FROM "Document"') == [(500,)]
+
+    # without its failing statement it runs online, and ends where the
+    # offline DDL ends
+    good = tmp_path / "20260102_change.sql"
+    good.write_text(CHANGE)
+    r = start(mode, proxy, db, str(good))
+    assert r.returncode == 0, r.stdout + r.stderr + (proxy.log()[-3000:] if proxy else "")
+    # both keys hold until the contract: the old RESTRICT still refuses the delete
+    with pytest.raises(Exception, match="violates foreign key constraint"):
+        sql(db, 'DELETE FROM "Folder" WHERE id = 1')
+    done = finish(mode, proxy, db, "complete")
+    assert done.returncode == 0, done.stdout + done.stderr
+    twin = db.replace("/mig_", "/twin_")
+    cluster.psql("CREATE DATABASE %s" % twin.rsplit("/", 1)[1].split("?")[0])
+    try:
+        run_script(twin, SCHEMA)
+        run_script(twin, CHANGE)
+        want, got = schema_dump(cluster, twin), schema_dump(cluster, db)
+        assert got == want, diff(want, got)
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin.rsplit("/", 1)[1].split("?")[0], check=False)
+    # the new key's cascade, after the contract
+    sql(db, 'DELETE FROM "Folder" WHERE id = 1')
+    assert sql(db, 'SELECT count(*) FROM "Document" WHERE "folderId" = 1') == [(0,)]
