@@ -121,6 +121,14 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
         runner_report(r, RUNNER_EV_CONNECTION_LOST, error, sqlstate);
         return;
     }
+    /* Sent before a step that owns the row began (a rollback asked for
+     * while the fleet's news was being read): what it says is before that
+     * step, and the step's own end says what follows. */
+    if (mig_phase_owns_record(r->phase)) {
+        log_debug("migration %s: a read of its state sent before %s ignored", r->name ? r->name : "-",
+                  mig_phase_word(r->phase));
+        return;
+    }
     if (error || !res || PQntuples(res) != 1) {
         r->table_status[0] = '\0'; /* the next poll reads it again */
         failed(r, "reading pgtandem.migrations: %s", error ? error : "migration not recorded");

@@ -10,9 +10,12 @@ still had, the expand failed (42710), and its undo dropped the old one.
 
 The same file without its failing statement then runs online and ends
 where the offline DDL ends, run directly and through a proxy."""
+import threading
+
+import psycopg
 import pytest
 
-from support import migrate, pmigrate, sql
+from support import migrate, pmigrate, post_in_background, sql, wait_for, wait_phase
 from test_schema_fidelity import diff, run_script, schema_dump
 
 SCHEMA = """
@@ -106,3 +109,52 @@ def test_failed_start_and_its_rollback_leave_the_schema_as_it_was(cluster, db, p
     # the new key's cascade, after the contract
     sql(db, 'DELETE FROM "Folder" WHERE id = 1')
     assert sql(db, 'SELECT count(*) FROM "Document" WHERE "folderId" = 1') == [(0,)]
+
+
+def waiting_on_lock(db, query_start):
+    """Backends of the proxy's engine waiting for a lock in a statement that
+    begins with query_start."""
+    return sql(db, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+                   " AND datname = current_database()", (query_start + "%",))
+
+
+def test_a_state_read_answered_during_the_rollback_does_not_fail_it(cluster, db, proxy_factory, tmp_path):
+    """A rollback asked for right after a failed start, while the proxy's
+    read of the state row (the fleet's news that the table says failed) is
+    still unanswered: that answer comes during rolling_back, whose step owns
+    the row. Before, it moved the runner rolling_back -> failed (logged as
+    a BUG) and the rollback was answered HTTP 500 though it went on."""
+    run_script(db, SCHEMA)
+    before = schema_dump(cluster, db)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    failing = tmp_path / "20260101_change.sql"
+    failing.write_text(CHANGE + FAILING)
+    table = psycopg.connect(db)
+    progress = psycopg.connect(db)
+    try:
+        # the expand waits on the table (its probes read it) until the
+        # checkpoints are locked too
+        table.execute('LOCK TABLE "Document" IN ROW EXCLUSIVE MODE')
+        started = {}
+        th = threading.Thread(target=lambda: started.update(r=pmigrate(proxy, "start", str(failing))))
+        th.start()
+        wait_for(lambda: waiting_on_lock(db, "ALTER TABLE"), timeout=30, what="the expand waiting on the table", detail=lambda: sql(db, "SELECT application_name, state, wait_event_type, left(query, 120) FROM pg_stat_activity WHERE datname = current_database()"))
+        progress.execute("LOCK TABLE pgtandem.backfill_progress IN ACCESS EXCLUSIVE MODE")
+        table.rollback()
+        th.join(60)
+        assert started["r"].returncode == 1 and "division by zero" in started["r"].stderr, started["r"].stderr
+        # the fleet's news (the table says failed) makes the proxy read the
+        # state row, which waits on the checkpoints' lock
+        wait_for(lambda: waiting_on_lock(db, "SELECT plan, status"), timeout=30, what="the state read waiting")
+        answer = post_in_background(proxy, "/migrations/current/rollback")
+        wait_phase(proxy, "rolling_back")
+    finally:
+        progress.rollback()
+        table.close()
+        progress.close()
+    code, body = answer()
+    assert code == 200, (code, body, proxy.log()[-3000:])
+    assert wait_phase(proxy, "rolled_back")["name"] == "20260101_change"
+    assert "BUG" not in proxy.log(), proxy.log()[-3000:]
+    after = schema_dump(cluster, db)
+    assert after == before, diff(before, after)
