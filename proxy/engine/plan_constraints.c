@@ -62,7 +62,7 @@ void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const cha
         if (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->to, name)) {
             out->made_by = o;
             name = o->from;     /* it had its old name before */
-        } else if (o->kind == MIG_CREATE_CONSTRAINT && !strcmp(o->name, name)) {
+        } else if (o->kind == MIG_CREATE_CONSTRAINT && o->name && !strcmp(o->name, name)) {
             out->made_by = o;
             out->exists = 1;
             out->contype = created_kind(o);

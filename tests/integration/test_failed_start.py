@@ -51,11 +51,11 @@ ALTER TABLE "Document" DROP COLUMN "legacy";
 FAILING = 'CREATE INDEX "Document_broken_idx" ON "Document"((1 / ("id" - "id")));\n'
 
 
-def start(mode, proxy, db, path):
+def start_in(mode, proxy, db, path):
     return pmigrate(proxy, "start", path) if mode == "proxy" else migrate(db, "start", path)
 
 
-def finish(mode, proxy, db, verb):
+def verb_in(mode, proxy, db, verb):
     return pmigrate(proxy, verb) if mode == "proxy" else migrate(db, verb)
 
 
@@ -68,13 +68,13 @@ def test_failed_start_and_its_rollback_leave_the_schema_as_it_was(cluster, db, p
     failing = tmp_path / "20260101_change.sql"
     failing.write_text(CHANGE + FAILING)
 
-    r = start(mode, proxy, db, str(failing))
+    r = start_in(mode, proxy, db, str(failing))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "division by zero" in r.stderr, r.stderr
     after = schema_dump(cluster, db)
     assert after == before, diff(before, after)
 
-    rb = finish(mode, proxy, db, "rollback")
+    rb = verb_in(mode, proxy, db, "rollback")
     # the CLI's own engine finds nothing in progress after a failed start
     # (its expand undid itself); the proxy rolls the failed one back again
     if mode == "direct":
@@ -90,12 +90,12 @@ def test_failed_start_and_its_rollback_leave_the_schema_as_it_was(cluster, db, p
     # offline DDL ends
     good = tmp_path / "20260102_change.sql"
     good.write_text(CHANGE)
-    r = start(mode, proxy, db, str(good))
+    r = start_in(mode, proxy, db, str(good))
     assert r.returncode == 0, r.stdout + r.stderr + (proxy.log()[-3000:] if proxy else "")
     # both keys hold until the contract: the old RESTRICT still refuses the delete
     with pytest.raises(Exception, match="violates foreign key constraint"):
         sql(db, 'DELETE FROM "Folder" WHERE id = 1')
-    done = finish(mode, proxy, db, "complete")
+    done = verb_in(mode, proxy, db, "complete")
     assert done.returncode == 0, done.stdout + done.stderr
     twin = db.replace("/mig_", "/twin_")
     cluster.psql("CREATE DATABASE %s" % twin.rsplit("/", 1)[1].split("?")[0])
