@@ -191,7 +191,7 @@ struct mig_cat_names {
 struct mig_catalog {
     struct mig_cat_table *tables;
     size_t n;
-    struct mig_cat_named_index *indexes;  /* one per index a drop_index names */
+    struct mig_cat_named_index *indexes;  /* one per index a drop_index or create_index names */
     size_t nindexes;
     /* Per operation, by index: 1 when the add_column's default as written
      * would make Postgres rewrite the table (a volatile default, a domain
@@ -206,7 +206,7 @@ struct mig_catalog {
      * widened ...), as the engine's probe found. NULL: nothing probed. */
     unsigned char *retype_in_place;
     size_t nretype_in_place;
-    struct mig_cat_constraint *constraints;  /* drop_constraint, rename_constraint (from and to) */
+    struct mig_cat_constraint *constraints;  /* drop_constraint, rename_constraint (from and to), create_constraint */
     size_t nconstraints;
     struct mig_cat_ident_index *ident_indexes; /* set_replica_identity */
     size_t nident_indexes;

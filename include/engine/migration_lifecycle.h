@@ -83,6 +83,10 @@ int mig_phase_in_progress(enum mig_phase p);
 int mig_phase_runs_step(enum mig_phase p);
 /* The backfill is behind it: every row is done. */
 int mig_phase_past_backfill(enum mig_phase p);
+/* The phase's own step owns the state row until it ends (finishing,
+ * rolling_back): a status read back then, from a read sent before the
+ * step began, is stale and moves nothing. */
+int mig_phase_owns_record(enum mig_phase p);
 
 /* ---- which phase may follow which ---- */
 

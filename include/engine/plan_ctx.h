@@ -202,4 +202,17 @@ void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const cha
                     struct constraint_now *out);
 const char *constraint_kind_name(char contype);
 
+/* Whether create_constraint op can add constraint name (of op->table) under
+ * that name at expand: 0 it can; 1 not before the contract, where an
+ * earlier drop_constraint or rename_constraint frees it (the constraint
+ * is then made under a temporary name and renamed at the contract); -1
+ * refused (op_error): the name is still taken then (42710), or, for a
+ * constraint with an index (index_backed), a relation of the schema
+ * other than the dropped constraint's index has it (42P07). */
+int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name, int index_backed);
+/* The same for the index name create_index op builds: 1 when an earlier
+ * drop_index drops an index of that name (after the contract); -1 when
+ * an index of the schema has it and nothing drops it. */
+int index_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name);
+
 #endif

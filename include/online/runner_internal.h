@@ -146,6 +146,9 @@ struct migration_runner {
     double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
     int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
+    char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
+    char before_start[2][128];      /* that news when this proxy began a start of its own: no news after it
+                                     * (a start refused before it recorded anything leaves it the latest) */
     /* the backfill */
     struct bf_runner bfr;           /* the backfill's batches (backfill_runner.h) */
     long long recorded_rows;        /* rows done by whoever ran the backfill (the state table) */
@@ -235,6 +238,9 @@ void load_state(struct migration_runner *r);
 /* At start: the migration the database knows of, followed. */
 void record_find_latest(struct migration_runner *r);
 void record_follow_fleet(struct migration_runner *r);
+/* A start of this proxy's own begins: the fleet's news of the migration
+ * it replaces is no news while nothing newer is recorded. */
+void record_own_start(struct migration_runner *r);
 
 /* ---- runner_blockers.c ---- */
 

@@ -645,7 +645,9 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
     memset(cat, 0, sizeof *cat);
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
-        if (op->kind == MIG_DROP_INDEX && add_named_index(conn, cat, op->schema, op->name, err, errlen) != 0)
+        /* create_index: an index of its name already there (a rollback must not drop it) */
+        if ((op->kind == MIG_DROP_INDEX || (op->kind == MIG_CREATE_INDEX && op->name)) &&
+            add_named_index(conn, cat, op->schema, op->name, err, errlen) != 0)
             return -1;
         const char *name = op->kind == MIG_RENAME_TABLE ? op->from : op->table;
         if (add_table(conn, cat, op->schema, name, err, errlen) != 0)

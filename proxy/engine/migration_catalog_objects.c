@@ -263,6 +263,7 @@ int mig_catalog_load_objects(PGconn *conn, const struct migration *m, const stru
     const char *table = op->table ? table_in_catalog(m, op) : NULL;
     switch (op->kind) {
     case MIG_DROP_CONSTRAINT:
+    case MIG_CREATE_CONSTRAINT: /* its name may be taken until an earlier operation frees it */
         return add_constraint(conn, cat, op->schema, table, op->name, err, errlen);
     case MIG_RENAME_CONSTRAINT:
         return add_constraint(conn, cat, op->schema, table, op->from, err, errlen) ||

@@ -171,6 +171,11 @@ int mig_phase_past_backfill(enum mig_phase p)
            p == MIG_PH_SWITCHED;
 }
 
+int mig_phase_owns_record(enum mig_phase p)
+{
+    return p == MIG_PH_FINISHING || p == MIG_PH_ROLLING_BACK;
+}
+
 /* ---- moves ---- */
 
 #define B(p) (1u << (p))
@@ -205,7 +210,7 @@ int mig_move_allowed(enum mig_phase from, enum mig_phase to, enum mig_cause caus
          * work on (another proxy's, or one that moved while it was away),
          * but the phases whose step runs here own the row until it ends. */
         int st = mig_phase_status(to, MIG_PH_ACTIVE);
-        return from != MIG_PH_FINISHING && from != MIG_PH_ROLLING_BACK && st >= 0 &&
+        return !mig_phase_owns_record(from) && st >= 0 &&
                mig_phase_of_status((enum mig_status)st) == to;
     }
     if (cause != MIG_BY_WORK)

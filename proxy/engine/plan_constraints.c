@@ -2,7 +2,18 @@
  * them: drop_constraint and rename_constraint run at the contract, in the
  * migration's order, so each must find the constraint it names where the
  * operations before it put it (created, renamed, dropped), not only in the
- * snapshot of the catalog. */
+ * snapshot of the catalog.
+ *
+ * And the name a new constraint or index can have at expand. The old one
+ * an earlier operation drops (or renames) is still there until the
+ * contract, so a constraint dropped and added again under the same name
+ * (how Prisma and drizzle-kit change a foreign key's ON DELETE, a CHECK's
+ * expression, a UNIQUE's columns) is made under a temporary name and takes
+ * its own at the contract; an index dropped and created again, likewise
+ * after the contract's drop_index. A name that would still be taken then
+ * is refused before any DDL, as Postgres would refuse it offline: expand
+ * would fail on it, and its rollback, which drops what expand made by
+ * name, would drop the object that was there. */
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
@@ -25,6 +36,8 @@ static char created_kind(const struct mig_op *o)
 {
     if (!strcmp(o->constraint_type, "check"))
         return 'c';
+    if (!strcmp(o->constraint_type, "primary_key"))
+        return 'p';
     return !strcmp(o->constraint_type, "unique") ? 'u' : 'f';
 }
 
@@ -49,7 +62,7 @@ void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const cha
         if (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->to, name)) {
             out->made_by = o;
             name = o->from;     /* it had its old name before */
-        } else if (o->kind == MIG_CREATE_CONSTRAINT && !strcmp(o->name, name)) {
+        } else if (o->kind == MIG_CREATE_CONSTRAINT && o->name && !strcmp(o->name, name)) {
             out->made_by = o;
             out->exists = 1;
             out->contype = created_kind(o);
@@ -60,4 +73,75 @@ void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const cha
     out->cat = t ? mig_catalog_constraint(c->cat, op->schema, t->name, name) : NULL;
     out->exists = out->cat && out->cat->exists;
     out->contype = out->exists ? out->cat->contype : 0;
+}
+
+/* The constraint of the catalog as the migration found it, by the table's
+ * name there. */
+static const struct mig_cat_constraint *catalog_constraint(const struct plan_ctx *c, const struct mig_op *op,
+                                                           const char *name)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    const struct mig_cat_constraint *k = t ? mig_catalog_constraint(c->cat, op->schema, t->name, name) : NULL;
+    return k && k->exists ? k : NULL;
+}
+
+static int has_index(char contype)
+{
+    return contype == 'p' || contype == 'u' || contype == 'x';
+}
+
+int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name, int index_backed)
+{
+    if (!c->cat)
+        return 0;
+    struct constraint_now k;
+    constraint_now(c, op, op->table, name, &k);
+    if (k.exists && k.made_by)
+        return op_error(c, op, "constraint \"%s\" for relation \"%s\" already exists: operations[%d].%s makes "
+                        "it, and Postgres would refuse the ADD CONSTRAINT (42710); give this one another name",
+                        name, op->table, k.made_by->index, mig_op_name(k.made_by->kind));
+    if (k.exists)
+        return op_error(c, op, "constraint \"%s\" for relation \"%s\" already exists, and Postgres would refuse "
+                        "the ADD CONSTRAINT (42710). To change it, drop it first in this migration (a "
+                        "drop_constraint before this operation: the new one is added under a temporary name and "
+                        "takes this one at the contract), or give this one another name", name, op->table);
+    const struct mig_cat_constraint *was = catalog_constraint(c, op, name);
+    /* the index of a unique, primary key or exclusion constraint has its
+     * name, and goes with it; any other relation of that name stays */
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    const struct mig_cat_constraint *any = t ? mig_catalog_constraint(c->cat, op->schema, t->name, name) : NULL;
+    int relation_stays = any && any->relation_taken && !(was && has_index(was->contype) && k.gone_by);
+    if (index_backed && relation_stays)
+        return op_error(c, op, "relation \"%s\" already exists in schema \"%s\": the constraint's index takes "
+                        "its name, and Postgres would refuse (42P07); give the constraint another name, or drop "
+                        "that relation in an earlier migration", name, op->schema);
+    return was || k.gone_by || k.made_by ? 1 : 0;
+}
+
+/* An earlier drop_index of the migration that drops index name (after the
+ * contract), or NULL. */
+static const struct mig_op *earlier_drop_index(const struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    for (int i = op->index - 1; i >= 0; i--) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_DROP_INDEX && !strcmp(o->schema, op->schema) && !strcmp(o->name, name))
+            return o;
+    }
+    return NULL;
+}
+
+int index_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    if (!c->cat)
+        return 0;
+    if (earlier_drop_index(c, op, name))
+        return 1;
+    const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, name);
+    if (ix && ix->exists)
+        return op_error(c, op, "relation \"%s\" already exists in schema \"%s\" (an index on %s), and Postgres "
+                        "would refuse the CREATE INDEX (42P07). To change it, drop it first in this migration (a "
+                        "drop_index before this operation: the new one is built under a temporary name and takes "
+                        "this one after the contract), or give this one another name", name, op->schema,
+                        ix->table ? ix->table : "?");
+    return 0;
 }

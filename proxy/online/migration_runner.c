@@ -390,6 +390,7 @@ static void handle_start(struct migration_runner *r, const struct runner_request
     if (!admitted(r, MIG_REQ_START, &w))
         return;
     runner_reset_migration(r);
+    record_own_start(r);
     char *name = start_parse(r, q, &w);
     if (!name)
         return;

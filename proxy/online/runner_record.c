@@ -122,6 +122,14 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
         runner_report(r, RUNNER_EV_CONNECTION_LOST, error, sqlstate);
         return;
     }
+    /* Sent before a step that owns the row began (a rollback asked for
+     * while the fleet's news was being read): what it says is before that
+     * step, and the step's own end says what follows. */
+    if (mig_phase_owns_record(r->phase)) {
+        log_debug("migration %s: a read of its state sent before %s ignored", r->name ? r->name : "-",
+                  mig_phase_word(r->phase));
+        return;
+    }
     if (error || !res || PQntuples(res) != 1) {
         r->table_status[0] = '\0'; /* the next poll reads it again */
         failed(r, "reading pgtandem.migrations: %s", error ? error : "migration not recorded");
@@ -178,6 +186,22 @@ void load_state(struct migration_runner *r)
 
 /* ---- following the fleet ---- */
 
+static void remember_latest(char latest[2][128], const char *name, const char *status)
+{
+    snprintf(latest[0], sizeof latest[0], "%s", name);
+    snprintf(latest[1], sizeof latest[1], "%s", status);
+}
+
+static int is_latest(char latest[2][128], const char *name, const char *status)
+{
+    return latest[0][0] && !strcmp(latest[0], name) && !strcmp(latest[1], status);
+}
+
+void record_own_start(struct migration_runner *r)
+{
+    memcpy(r->before_start, r->fleet_latest, sizeof r->before_start);
+}
+
 static void on_latest(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
@@ -187,6 +211,7 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
     if (r->name) /* the fleet got there first */
         return;
     runner_set_name(r, PQgetvalue(res, 0, 0));
+    remember_latest(r->fleet_latest, r->name, PQgetvalue(res, 0, 1));
     r->following = 1;
     r->takeover_at_once = 1; /* a restart: no expand of ours is about to take the lock */
     log_info("migration %s is %s in the database; following it", r->name, PQgetvalue(res, 0, 1));
@@ -216,9 +241,16 @@ static int working_locally(const struct migration_runner *r)
 static void on_fleet_migration(void *ctx, const char *name, const char *status)
 {
     struct migration_runner *r = ctx;
+    remember_latest(r->fleet_latest, name, status);
     if (!r->engine_db || working_locally(r))
         return;
     int same = r->name && strcmp(r->name, name) == 0;
+    /* The migration this proxy's own start replaced, as it was then: a
+     * start refused or failed before it recorded a row leaves it the most
+     * recent in the table, and following it would put it in place of that
+     * start and its reason (GET /migrations/current, the CLI's answer). */
+    if (!same && is_latest(r->before_start, name, status))
+        return;
     /* A status the table already had is not news. After a failure of this
      * proxy's own work (a batch, the expand) the table still says what it
      * said before: reloading would run the failing batch again and hide the

@@ -9,7 +9,7 @@ import json
 
 import psycopg
 
-from support import new_shape_options, pmigrate, proxy_uri, sql
+from support import new_shape_options, pmigrate, proxy_uri, sql, wait_for
 
 BASE = """
 DROP TABLE IF EXISTS items;
@@ -106,3 +106,35 @@ def test_a_sql_directory_through_proxy_gets_its_types_from_the_catalog(db, proxy
     assert column_types(db) == {"id": "bigint", "qty": "bigint", "price": "numeric(10,2)", "note": "text"}
     assert sql(db, "SELECT name, status FROM pgtandem.migrations ORDER BY name") == [
         ("0001_widen", "completed"), ("0002_note", "completed")]
+
+
+def heartbeats(db):
+    return sql(db, "SELECT heartbeat_at FROM pgtandem.proxies")
+
+
+def test_a_refused_start_after_a_completed_one_reports_the_refusal(db, proxy_factory, tmp_path):
+    """A refused `start FILE.sql --parent P` after P completed: the CLI says
+    why the engine refused (exit 2), and GET /migrations/current keeps
+    saying it after the fleet's heartbeats, which read P, completed, as the
+    most recent migration in the table. Before, that news replaced the
+    refused migration with P, and the CLI answered `the proxy is now
+    running migration "P"` (exit 1), the reason only in the proxy's log."""
+    sql(db, BASE)
+    first = tmp_path / "0001_note.sql"
+    first.write_text("ALTER TABLE items ADD COLUMN note text;\n")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    start_through(proxy, first, db)
+    r = pmigrate(proxy, "complete")
+    assert r.returncode == 0, r.stdout + r.stderr
+    refused = tmp_path / "0002_drop.sql"
+    refused.write_text("ALTER TABLE items DROP CONSTRAINT items_nope;\n")
+    r = pmigrate(proxy, "start", str(refused), "--parent", "0001_note", timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert 'constraint "items_nope" of table "public.items" does not exist' in r.stderr, r.stderr
+    seen = heartbeats(db)
+    wait_for(lambda: heartbeats(db) != seen, timeout=20, what="a heartbeat after the refusal")
+    seen = heartbeats(db)
+    wait_for(lambda: heartbeats(db) != seen, timeout=20, what="a second heartbeat")
+    code, cur = proxy.admin("GET", "/migrations/current")
+    assert code == 200 and cur["name"] == "0002_drop" and cur["phase"] == "failed" and cur["invalid"], cur
+    assert "items_nope" in cur["error"], cur

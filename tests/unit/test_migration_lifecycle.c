@@ -202,6 +202,15 @@ static void test_moves(void)
           !mig_move_allowed(MIG_PH_COMPLETED, MIG_PH_ROLLING_BACK, MIG_BY_WORK));
     CHECK("moves: the table cannot move a runner whose rollback runs",
           !mig_move_allowed(MIG_PH_ROLLING_BACK, MIG_PH_ACTIVE, MIG_BY_RECORD));
+    int owners = 0, owners_move = 0;
+    for (int p = 0; p < NPH; p++) {
+        owners += mig_phase_owns_record((enum mig_phase)p);
+        for (int to = 0; mig_phase_owns_record((enum mig_phase)p) && to < NPH; to++)
+            owners_move += mig_move_allowed((enum mig_phase)p, (enum mig_phase)to, MIG_BY_RECORD);
+    }
+    CHECK("moves: finishing and rolling_back own the state row; no status read back moves them (not even failed)",
+          owners == 2 && mig_phase_owns_record(MIG_PH_FINISHING) && mig_phase_owns_record(MIG_PH_ROLLING_BACK) &&
+              owners_move == 0 && !mig_move_allowed(MIG_PH_ROLLING_BACK, MIG_PH_FAILED, MIG_BY_RECORD));
     CHECK("moves: out of range and unknown causes are refused",
           !mig_move_allowed((enum mig_phase)NPH, MIG_PH_FAILED, MIG_BY_WORK) &&
               !mig_move_allowed(MIG_PH_IDLE, (enum mig_phase)-1, MIG_BY_WORK) &&

@@ -14,7 +14,23 @@
  * table (its index cannot be built CONCURRENTLY). CHECK and FOREIGN KEY:
  * added NOT VALID at expand, so rows either release writes from then on
  * are checked, and validated after the backfill (SHARE UPDATE EXCLUSIVE:
- * reads and writes go on). The rollback drops what expand made. */
+ * reads and writes go on). The rollback drops what expand made.
+ *
+ * Changed under the same name (a drop_constraint of it earlier in the
+ * migration: how Prisma and drizzle-kit change a foreign key's ON DELETE,
+ * a CHECK's expression, a UNIQUE's columns): the old one stays until the
+ * contract, since the old release relies on it, so the new one cannot
+ * have its name at expand. It is made under a temporary name
+ * (pgtandem_fk<i>_<migration>, _ck, _uq) and is validated as any other;
+ * the contract drops the old one (the earlier operation) and then renames
+ * the new one (RENAME CONSTRAINT, or the index's rename by ADD CONSTRAINT
+ * ... USING INDEX), both catalog changes. Until then both are enforced: a
+ * row either release writes must satisfy both (the old key's RESTRICT
+ * still refuses a delete the new key would cascade, as the old release
+ * expects), and no row that breaks the new one gets in. The rollback drops
+ * the temporary one only, so the old one is there after a failed or
+ * rolled-back start. A name still taken at the contract is refused before
+ * any DDL (plan_constraints.c). */
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -49,11 +65,22 @@ static const struct mig_op *earlier_primary_key(const struct plan_ctx *c, const 
     return NULL;
 }
 
+/* The constraint name of op's table is gone by the contract: an earlier
+ * drop_constraint (or rename_constraint) of the migration takes it away. */
+static int dropped_before(const struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    struct constraint_now k;
+    if (!name)
+        return 0;
+    constraint_now(c, op, op->table, name, &k);
+    return !k.exists && k.gone_by;
+}
+
 static int refuse_primary_key(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, op->table);
     for (size_t i = 0; t && i < t->nidx; i++)
-        if (t->idx[i].primary)
+        if (t->idx[i].primary && !dropped_before(c, op, t->idx[i].constraint))
             return op_error(c, op, "table \"%s.%s\" already has a primary key (%s); a table has one. Drop it "
                             "first, or add a unique constraint instead", op->schema, op->table,
                             t->idx[i].constraint ? t->idx[i].constraint : t->idx[i].name);
@@ -81,21 +108,36 @@ static void attach_index(struct plan_ctx *c, const struct mig_op *op, const char
     free(tail);
 }
 
+/* ALTER TABLE ... RENAME CONSTRAINT tmp TO name, at contract, after the
+ * earlier operation's drop has freed the name. */
+static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, const char *tmp, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, name);
+    char *tail = mig_str_take(&s);
+    add_alter(&c->p->contract, op, op->table, "RENAME CONSTRAINT", tmp, tail ? tail : "");
+    free(tail);
+}
+
 static int plan_index_backed(struct plan_ctx *c, const struct mig_op *op)
 {
     int primary = !strcmp(op->constraint_type, "primary_key");
     if (primary && refuse_primary_key(c, op))
         return -1;
     char name[80], ix[80];
+    int later = 0; /* the name is taken until the contract */
     if (op->name) {
         snprintf(name, sizeof name, "%s", op->name);
         take_name(c, op->schema, name, 1);
+        if ((later = constraint_name_at_expand(c, op, name, 1)) < 0)
+            return -1;
     } else {
         choose_key_name(c, op->schema, op->table, op->columns, op->ncolumns, primary, name, sizeof name);
     }
-    /* A named UNIQUE constraint's index is built under its name, which
-     * Postgres then refuses at expand if it is taken. */
-    if (op->name && !primary)
+    /* A named UNIQUE constraint's index is built under its name when it is
+     * free; ADD CONSTRAINT ... USING INDEX renames a temporary one. */
+    if (op->name && !primary && !later)
         snprintf(ix, sizeof ix, "%s", op->name);
     else
         object_name(ix, sizeof ix, primary ? "pk" : "uq", op, -1, c->m->name);
@@ -124,7 +166,7 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     if (!strcmp(op->constraint_type, "unique") || !strcmp(op->constraint_type, "primary_key"))
         return plan_index_backed(c, op);
-    char name[80];
+    char name[80], now[80];
     int check = strcmp(op->constraint_type, "check") == 0;
     if (op->name) {
         snprintf(name, sizeof name, "%s", op->name);
@@ -134,6 +176,13 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
     } else {
         choose_fkey_name(c, op->schema, op->table, op->columns, op->ncolumns, name, sizeof name);
     }
+    int later = constraint_name_at_expand(c, op, name, 0);
+    if (later < 0)
+        return -1;
+    if (later)
+        object_name(now, sizeof now, check ? "ck" : "fk", op, -1, c->m->name);
+    else
+        snprintf(now, sizeof now, "%s", name);
     struct mig_str s = {0};
     if (check) {
         mig_str_addf(&s, " CHECK (%s) NOT VALID", op->check);
@@ -151,10 +200,12 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         mig_str_add(&s, " NOT VALID");
     }
     char *tail = mig_str_take(&s);
-    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", name, tail ? tail : "");
+    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", now, tail ? tail : "");
     free(tail);
-    add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", name, "");
-    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", name, "");
+    add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", now, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", now, "");
+    if (later)
+        rename_at_contract(c, op, now, name);
     return 0;
 }
 

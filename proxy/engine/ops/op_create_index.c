@@ -7,7 +7,16 @@
  * CONCURRENTLY. On a partitioned table, which Postgres cannot index
  * CONCURRENTLY, the table's index is made ON ONLY the table and each
  * partition's is built CONCURRENTLY and attached to it
- * (plan_partitions.c); a unique one must include the partition key. */
+ * (plan_partitions.c); a unique one must include the partition key.
+ *
+ * An index of the same name that an earlier drop_index drops (how ORMs
+ * change an index: DROP INDEX x; CREATE INDEX x ...) is there until after
+ * the contract, so the new one is built under a temporary name
+ * (pgtandem_ix<i>_<migration>) and renamed once the old one is gone, the
+ * step after the drop_index's (ALTER INDEX ... RENAME: SHARE UPDATE
+ * EXCLUSIVE, a catalog change). An index of that name that nothing drops
+ * is refused before any DDL (42P07): the rollback drops the index it built
+ * by name, and must never find the one that was there. */
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -104,6 +113,25 @@ static int build_on_partitioned(struct plan_ctx *c, const struct mig_op *op, con
     return rc;
 }
 
+/* The CREATE INDEX CONCURRENTLY of op under name ix. */
+static char *index_sql_named(const struct mig_op *op, const char *ix, char *const *cols)
+{
+    struct mig_op named = *op;
+    named.name = (char *)ix;
+    return mig_index_sql_keys(&named, op->schema, op->table, cols, 1);
+}
+
+/* ALTER INDEX ix RENAME TO name, after the earlier drop_index's step. */
+static void rename_after_contract(struct plan_ctx *c, const struct mig_op *op, const char *ix)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER INDEX ");
+    mig_str_qname(&s, op->schema, ix);
+    mig_str_add(&s, " RENAME TO ");
+    mig_str_ident(&s, op->name);
+    mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
 static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
@@ -121,13 +149,25 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
         if (!(cols[i] = column_after_contract(c, op, op->columns[i])))
             c->p->expand.oom = 1;
     const struct mig_cat_table *parted = partitioned_table(c, op->schema, op->table);
-    int rc = 0;
-    if (parted && !c->p->expand.oom) {
+    int later = index_name_at_expand(c, op, op->name);
+    int rc = later < 0 ? -1 : 0;
+    if (later > 0 && parted)
+        rc = op_error(c, op, "index \"%s\" of partitioned table \"%s\" is dropped by an earlier drop_index and "
+                      "made again here; a partitioned table's index cannot be built under another name and "
+                      "renamed online: give it another name, or create it in the next migration", op->name,
+                      op->table);
+    if (rc == 0 && parted && !c->p->expand.oom) {
         rc = build_on_partitioned(c, op, parted, cols);
-    } else if (!c->p->expand.oom) {
-        add_index_build(&c->p->expand, op, op->schema, op->name,
-                        mig_index_sql_keys(op, op->schema, op->table, cols, 1));
-        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, op->name, 1));
+    } else if (rc == 0 && !c->p->expand.oom) {
+        char ix[80];
+        if (later)
+            object_name(ix, sizeof ix, "ix", op, -1, c->m->name);
+        else
+            snprintf(ix, sizeof ix, "%s", op->name);
+        add_index_build(&c->p->expand, op, op->schema, ix, index_sql_named(op, ix, cols));
+        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
+        if (later)
+            rename_after_contract(c, op, ix);
     }
     for (size_t i = 0; i < op->ncolumns; i++)
         free(cols[i]);
