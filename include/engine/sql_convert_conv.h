@@ -39,6 +39,7 @@ struct known_col {
  * the script does to it later runs as written (sql_convert_alter.c). */
 struct made_table {
     char schema[SQLC_NAME_LEN], name[SQLC_NAME_LEN];
+    int planned;    /* made by a create_table operation, unchanged since: the plan knows it */
 };
 
 struct conv {
@@ -50,12 +51,17 @@ struct conv {
     size_t nknown, capknown;
     struct made_table made[128];/* tables this script created (under their current names) */
     size_t nmade;
+    char dropped[32][2 * SQLC_NAME_LEN + 8];  /* types and domains dropped at complete, as SQL */
+    size_t ndropped;
     char alembic_from[64], alembic_to[64];
     char *err;
     size_t errlen;
 };
 
 /* ---- sql_convert.c ---- */
+
+/* Why the converter does not remove a value from an enum, and what to do. */
+extern const char SQLC_ENUM_VALUE_REMOVAL[];
 
 /* Stops the conversion: "FILE:LINE:COL: message (in "excerpt")". Returns -1. */
 __attribute__((format(printf, 3, 4)))
@@ -96,12 +102,25 @@ int sqlc_column_json(struct conv *c, const struct sql_stmt *st, json_t *def, con
                      json_t **out, const char **why);
 int sqlc_create_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_create_index(struct conv *c, const struct sql_stmt *st);
-/* The table this script created under that name, or NULL. */
-struct made_table *sqlc_made_table(struct conv *c, const char *schema, const char *name);
+/* The table this script created under that name (a RangeVar), or NULL. */
+struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 
 /* ---- sql_convert_alter.c ---- */
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+
+/* ---- sql_convert_objects.c ---- */
+
+/* A statement that creates a type, domain, extension, function, sequence,
+ * schema, view, trigger or policy, run as written at expand with what
+ * undoes it as its `down`. */
+int sqlc_emit_created(struct conv *c, const struct sql_stmt *st);
+/* DROP of a type, domain, function, procedure, sequence, view or trigger
+ * (removeType, OBJECT_...): run at complete, inside the contract. */
+int sqlc_drop_deferred(const char *remove_type);
+int sqlc_drop_object(struct conv *c, const struct sql_stmt *st);
+/* ALTER TYPE ... RENAME TO: run at complete. */
+int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
 
 #endif

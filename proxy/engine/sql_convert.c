@@ -234,7 +234,7 @@ int sqlc_emit_sql(struct conv *c, const struct sql_stmt *st, const char *on, con
     return sqlc_add_op(c, "sql", body) == 0 ? 0 : sqlc_oom(c, st);
 }
 
-static const char ENUM_VALUE_REMOVAL[] =
+const char SQLC_ENUM_VALUE_REMOVAL[] =
     "Postgres cannot remove a value from an enum: editing pg_enum corrupts indexes and rows that hold it, and "
     "replacing the type (the column to text, DROP TYPE, CREATE TYPE, the column back) rewrites every table using "
     "it under an ACCESS EXCLUSIVE lock while the running release still writes the value. Stop writing the value, "
@@ -244,10 +244,8 @@ static int conv_drop(struct conv *c, const struct sql_stmt *st)
 {
     const char *type = sqlc_str_or(st->body, "removeType", "");
     int table = !strcmp(type, "OBJECT_TABLE"), index = !strcmp(type, "OBJECT_INDEX");
-    if (!strcmp(type, "OBJECT_TYPE"))
-        return sqlc_fail(c, st, "DROP TYPE: the converter cannot tell whether the old release still uses it; drop it in "
-                    "a later migration, or as {\"sql\": {\"up\": ..., \"on\": \"complete\"}}. If it is part of "
-                    "removing a value from an enum: %s", ENUM_VALUE_REMOVAL);
+    if (sqlc_drop_deferred(type))
+        return sqlc_drop_object(c, st);
     if (!table && !index)
         return sqlc_fail(c, st, "DROP %s: the converter cannot tell whether the old release still uses it; drop it "
                     "in a later migration, or as {\"sql\": {\"up\": ..., \"on\": \"complete\"}}",
@@ -296,15 +294,38 @@ static void note_alembic(struct conv *c, const struct sql_stmt *st)
         sqlc_copy_name(c->alembic_to, to);
 }
 
+/* An alter_column of this script drops NOT NULL from a column of rel: the
+ * drop waits for the contract (the old release may rely on it until then),
+ * so a statement writing rows that may rely on it runs in the contract
+ * too, after it. Run there, it also sees every row the old release wrote
+ * in between, as offline it would. */
+static int drops_not_null_before(struct conv *c, json_t *rel)
+{
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "alter_column");
+        if (body && json_is_true(json_object_get(body, "nullable")) &&
+            !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
+            !strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")))
+            return 1;
+    }
+    return 0;
+}
+
 static int conv_dml(struct conv *c, const struct sql_stmt *st)
 {
     json_t *rel = json_object_get(st->body, "relation");
     if (!strcmp(sqlc_str_or(rel, "relname", ""), "pg_enum") && strcmp(st->kind, "InsertStmt") != 0)
-        return sqlc_fail(c, st, "%s", ENUM_VALUE_REMOVAL);
+        return sqlc_fail(c, st, "%s", SQLC_ENUM_VALUE_REMOVAL);
     if (!strcmp(sqlc_str_or(rel, "relname", ""), "alembic_version")) {
         note_alembic(c, st);
         return sqlc_emit_sql(c, st, "complete", NULL);   /* the version moves with the cutover */
     }
+    if (sqlc_made_table(c, rel))
+        return sqlc_emit_sql(c, st, NULL, NULL);    /* only this migration's rows are there */
+    if (drops_not_null_before(c, rel))
+        return sqlc_emit_sql(c, st, "complete", NULL);
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");
     if (whole)
         return sqlc_fail(c, st, "%s of every row of \"%s\" runs as one long transaction that locks each row and races "
@@ -420,7 +441,9 @@ static int conv_statement(struct conv *c, const struct sql_stmt *st)
         return conv_alter_enum(c, st);
     if (!strcmp(k, "UpdateStmt") || !strcmp(k, "InsertStmt") || !strcmp(k, "DeleteStmt"))
         return conv_dml(c, st);
-    if (safe_as_is(k) || (!strcmp(k, "VacuumStmt") && !sqlc_is_true(st->body, "is_vacuumcmd")))
+    if (safe_as_is(k))
+        return sqlc_emit_created(c, st);
+    if ((!strcmp(k, "VacuumStmt") && !sqlc_is_true(st->body, "is_vacuumcmd")))
         return sqlc_emit_sql(c, st, NULL, NULL);
     const char *why = blocking_reason(st);
     if (why)

@@ -130,6 +130,26 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
 {
     const char *kind = sqlc_str_or(st->body, "renameType", "");
     json_t *rel = json_object_get(st->body, "relation");
+    struct made_table *made = rel ? sqlc_made_table(c, rel) : NULL;
+    if (made && !strcmp(kind, "OBJECT_TABLE")) {
+        /* under its new name, the plan no longer knows it: what follows runs as written too; the rollback
+         * renames it back before the table's own down drops it */
+        struct mig_str down = {0};
+        char *to = sql_ident(sqlc_str_or(st->body, "newname", "")), *from = sql_ident(made->name);
+        char *schema = sql_ident(made->schema);
+        mig_str_addf(&down, "ALTER TABLE %s.%s RENAME TO %s", schema ? schema : "", to ? to : "", from ? from : "");
+        free(to); free(from); free(schema);
+        sqlc_copy_name(made->name, sqlc_str_or(st->body, "newname", ""));
+        made->planned = 0;
+        char *text = mig_str_take(&down);
+        int rc = text ? sqlc_emit_sql(c, st, NULL, text) : sqlc_oom(c, st);
+        free(text);
+        return rc;
+    }
+    if (made) {
+        made->planned = 0;
+        return sqlc_emit_sql(c, st, NULL, NULL);
+    }
     if (!strcmp(kind, "OBJECT_COLUMN") && !strcmp(sqlc_str_or(st->body, "relationType", ""), "OBJECT_TABLE"))
         return conv_rename_column(c, st, rel);
     if (!strcmp(kind, "OBJECT_TABLE")) {
@@ -152,6 +172,8 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
     }
     if (!strcmp(kind, "OBJECT_INDEX"))
         return sqlc_emit_sql(c, st, NULL, NULL);     /* a catalog rename: instant, no data touched */
+    if (!strcmp(kind, "OBJECT_TYPE"))
+        return sqlc_rename_type(c, st);
     return sqlc_fail(c, st, "renaming a %s is not supported by the converter", kind + (strncmp(kind, "OBJECT_", 7) ? 0 : 7));
 }
 
@@ -336,6 +358,11 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
         return sqlc_fail(c, st, "this ALTER statement is not supported by the converter");
     json_t *rel = json_object_get(st->body, "relation");
     json_t *cmds = json_object_get(st->body, "cmds");
+    struct made_table *made = sqlc_made_table(c, rel);
+    if (made) {
+        made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
+        return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
+    }
     size_t i;
     json_t *cmd;
     json_array_foreach(cmds, i, cmd) {

@@ -282,6 +282,27 @@ static int fold_table_constraint(struct conv *c, const struct sql_stmt *st, json
     return 0;
 }
 
+struct made_table *sqlc_made_table(struct conv *c, json_t *rel)
+{
+    const char *schema = sqlc_rel_schema(rel), *name = sqlc_str_or(rel, "relname", "");
+    for (size_t i = 0; i < c->nmade; i++)
+        if (!strcmp(c->made[i].schema, schema) && !strcmp(c->made[i].name, name))
+            return &c->made[i];
+    return NULL;
+}
+
+/* Later statements on the table run as written: the running release
+ * cannot know a table this migration creates. */
+static void remember_made(struct conv *c, json_t *rel, int planned)
+{
+    if (c->nmade >= sizeof c->made / sizeof c->made[0])
+        return;
+    struct made_table *t = &c->made[c->nmade++];
+    sqlc_copy_name(t->schema, sqlc_rel_schema(rel));
+    sqlc_copy_name(t->name, sqlc_str_or(rel, "relname", ""));
+    t->planned = planned;
+}
+
 /* CREATE TABLE as create_table when the column objects can say all of it;
  * otherwise as `sql` (a new table blocks nobody), dropped on rollback. */
 int sqlc_create_table(struct conv *c, const struct sql_stmt *st)
@@ -343,6 +364,7 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st)
         snprintf(down, sizeof down, "DROP TABLE IF EXISTS %s.%s", qs ? qs : "", q ? q : "");
         free(q);
         free(qs);
+        remember_made(c, rel, 0);
         return sqlc_emit_sql(c, st, NULL, down);
     }
     if (sqlc_close_last(c) != 0) {
@@ -357,6 +379,7 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st)
         json_object_set_new(body, "constraints", cons);
     else
         json_decref(cons);
+    remember_made(c, rel, 1);
     return sqlc_add_op(c, "create_table", body) == 0 ? 0 : sqlc_oom(c, st);
 }
 
@@ -444,6 +467,15 @@ int sqlc_create_index(struct conv *c, const struct sql_stmt *st)
                                              "options", NULL};
     static const char *const methods[] = {"btree", "hash", "gin", "gist", "spgist", "brin", NULL};
     const char *name = json_string_value(json_object_get(st->body, "idxname"));
+    struct made_table *made = sqlc_made_table(c, json_object_get(st->body, "relation"));
+    if (made && !made->planned) {
+        /* the plan does not know this table by this name: the index is built as written, on a table no
+         * release uses yet */
+        if (sqlc_is_true(st->body, "concurrent"))
+            return sqlc_fail(c, st, "the table is created by this migration and no release uses it yet: write "
+                             "CREATE INDEX without CONCURRENTLY (it runs inside the expand's transaction)");
+        return sqlc_emit_sql(c, st, NULL, NULL);
+    }
     if (!sql_only_keys(st->body, known_keys))
         return sqlc_fail(c, st, "an index with TABLESPACE or NULLS NOT DISTINCT cannot be converted to create_index");
     if (!name)
