@@ -994,6 +994,15 @@ CASES_SQL = {
         NOTES, ops=NOTES_SQL, offline=NOTES_SQL,
         old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"], new=["INSERT INTO notes VALUES (200 + {i}, 'new {i}')"],
         tables=("checks", "notes")),
+    # the same in JSON: no old shape's view of a table the migration creates, and the new shape's view of
+    # it leaves out the column dropped
+    "create_table_then_drop_column": case(
+        ops=[{"create_table": {"table": "memos", "columns": [{"name": "id", "type": "int", "primary_key": True},
+                                                           {"name": "body", "type": "text"},
+                                                           {"name": "old", "type": "text"}]}},
+             {"drop_column": {"table": "memos", "column": "old"}}],
+        offline="CREATE TABLE memos (id int PRIMARY KEY, body text)", old=RENAME_CLAIM_OLD[:1],
+        new=["INSERT INTO memos VALUES ({i}, 'memo {i}')"], tables=("checks", "memos"), before_tables=("checks",)),
     # the type as written, its quotes not doubled
     "sql_unknown_type_refused": case(
         ops="CREATE TABLE \"Job\" (\"id\" TEXT PRIMARY KEY, \"status\" \"NoSuchStatus\");\n", offline=None,
