@@ -11,8 +11,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "sql_convert.h"
 #include "sql_script.h"
+
+struct sqlc_options;    /* sql_convert.h: the public interface, which the converter's files include */
 
 #define SQLC_TYPE_LEN 256
 #define SQLC_NAME_LEN 64

@@ -2,6 +2,7 @@
  * operation (add_column, drop_column, alter_column, create_constraint ...),
  * a change of type with the `down` that casts back, and renames of
  * columns, tables and constraints. */
+#include "sql_convert.h"
 #include "sql_convert_conv.h"
 
 #include <stdio.h>

@@ -14,6 +14,7 @@
  * something still depends on it (RESTRICT), and complete then changes
  * nothing. ALTER TYPE ... RENAME TO also runs at complete: the old release
  * names the type by its old name until then. */
+#include "sql_convert.h"
 #include "sql_convert_conv.h"
 
 #include <stdio.h>

@@ -3,6 +3,7 @@
  * it (else as written, an `sql` operation a rollback undoes), its columns,
  * and an index as create_index with its keys, method, INCLUDE, WITH and
  * WHERE read from the parse tree. */
+#include "sql_convert.h"
 #include "sql_convert_conv.h"
 
 #include <stdio.h>
