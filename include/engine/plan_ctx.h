@@ -49,6 +49,8 @@ int op_error(struct plan_ctx *c, const struct mig_op *op, const char *fmt, ...);
 void carried(struct plan_ctx *c, const struct mig_op *op, const char *fmt, const char *a, const char *b);
 void object_name(char *out, size_t n, const char *kind, const struct mig_op *op, int k, const char *mig);
 const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema, const char *name);
+/* The create_table of this migration that made the table, or NULL. */
+const struct mig_op *made_by(const struct plan_ctx *c, const char *schema, const char *name);
 int table_exists(const struct plan_ctx *c, const char *schema, const char *name);
 const char *column_type(const struct plan_ctx *c, const char *schema, const char *table, const char *col);
 void remember_column(struct plan_ctx *c, const char *schema, const char *table, const char *name,

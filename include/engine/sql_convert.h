@@ -16,11 +16,17 @@
 typedef int (*sqlc_column_type_fn)(void *arg, const char *schema, const char *table, const char *column,
                                    char *type, size_t typelen);
 
+/* Whether the live catalog has an object today: kind "extension" or
+ * "schema" (name as is), "relation" or "function" (name as SQL: a
+ * qualified name, a signature "f(int, text)"). 1 yes, 0 no, -1 unknown. */
+typedef int (*sqlc_exists_fn)(void *arg, const char *kind, const char *name);
+
 struct sqlc_options {
     const char *name;               /* NULL: the Alembic revision set, else the file name */
     const char *parent;             /* NULL: the Alembic revision replaced, else none */
     sqlc_column_type_fn column_type;/* optional: old types for deriving `down` */
-    void *column_type_arg;
+    sqlc_exists_fn exists;          /* optional: whether a rollback may drop what IF NOT EXISTS creates */
+    void *column_type_arg;          /* the argument of both lookups */
 };
 
 /* Converts text (from file, used in messages) into a migration object.

@@ -122,6 +122,10 @@ static void version_view(struct plan_ctx *c, const struct mig_op *op)
     int first = 1;
     for (size_t i = 0; t && i < t->ncols; i++)
         add_item(&s, &first, view_item(c, op->schema, op->table, t->cols[i].name));
+    /* a table this migration creates: its columns, as create_table makes them */
+    const struct mig_op *made = t ? NULL : made_by(c, op->schema, op->table);
+    for (size_t i = 0; made && i < made->ncols; i++)
+        add_item(&s, &first, view_item(c, op->schema, op->table, made->cols[i].name));
     for (size_t i = 0; i < c->nadded; i++)
         if (!strcmp(c->added[i].schema, op->schema) && !strcmp(c->added[i].table, op->table))
             add_item(&s, &first, view_item(c, op->schema, op->table, c->added[i].name));
@@ -185,7 +189,7 @@ static void old_shape_view(struct plan_ctx *c, struct mig_steps *out, const char
                            const char *qschema)
 {
     const struct mig_cat_table *t = mig_catalog_table(c->cat, schema, table);
-    if (c->cat && !t)
+    if (c->cat && (!t || !t->exists))
         return; /* created by this migration: the old release does not know it */
     struct mig_str s = {0};
     mig_str_addf(&s, "CREATE VIEW %s.", qschema);

@@ -71,6 +71,12 @@ static const struct mig_op *created_table(const struct plan_ctx *c, const char *
     return NULL;
 }
 
+const struct mig_op *made_by(const struct plan_ctx *c, const char *schema, const char *name)
+{
+    const struct mig_op *op = created_table(c, schema, name);
+    return op && op->kind == MIG_CREATE_TABLE ? op : NULL;
+}
+
 const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema,
                                             const char *name)
 {

@@ -20,6 +20,21 @@ struct catalog {
     const char *stand_in;   /* no catalog: every old type reads as this */
 };
 
+/* The connection, opened on first use; NULL when there is none. */
+static PGconn *catalog_conn(struct catalog *cat)
+{
+    if ((!cat->db && !cat->conn) || cat->failed)
+        return NULL;
+    if (!cat->conn) {
+        cat->conn = PQconnectdb(cat->db);
+        if (PQstatus(cat->conn) != CONNECTION_OK) {
+            cat->failed = 1;
+            return NULL;
+        }
+    }
+    return cat->conn;
+}
+
 static int catalog_column_type(void *arg, const char *schema, const char *table, const char *column,
                                char *type, size_t typelen)
 {
@@ -28,15 +43,8 @@ static int catalog_column_type(void *arg, const char *schema, const char *table,
         snprintf(type, typelen, "%s", cat->stand_in);
         return 0;
     }
-    if ((!cat->db && !cat->conn) || cat->failed)
+    if (!catalog_conn(cat))
         return -1;
-    if (!cat->conn) {
-        cat->conn = PQconnectdb(cat->db);
-        if (PQstatus(cat->conn) != CONNECTION_OK) {
-            cat->failed = 1;
-            return -1;
-        }
-    }
     const char *params[3] = {schema, table, column};
     PGresult *r = PQexecParams(cat->conn,
         "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
@@ -51,12 +59,41 @@ static int catalog_column_type(void *arg, const char *schema, const char *table,
     return rc;
 }
 
+/* Whether an object is in the catalog today (sqlc_exists_fn). A name
+ * Postgres cannot read answers "unknown", never "absent": a rollback then
+ * drops nothing it may not have made. */
+static int catalog_exists(void *arg, const char *kind, const char *name)
+{
+    static const struct {
+        const char *kind, *sql;
+    } q[] = {
+        {"extension", "SELECT count(*) FROM pg_extension WHERE extname = $1"},
+        {"schema", "SELECT count(*) FROM pg_namespace WHERE nspname = $1"},
+        {"relation", "SELECT count(to_regclass($1))"},
+        {"function", "SELECT count(to_regprocedure($1))"},
+    };
+    struct catalog *cat = arg;
+    PGconn *conn = cat->stand_in ? NULL : catalog_conn(cat);
+    for (size_t i = 0; conn && i < sizeof q / sizeof q[0]; i++) {
+        if (strcmp(q[i].kind, kind) != 0)
+            continue;
+        const char *params[1] = {name};
+        PGresult *r = PQexecParams(conn, q[i].sql, 1, NULL, params, NULL, NULL, 0);
+        int rc = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? strcmp(PQgetvalue(r, 0, 0), "0") != 0
+                                                                          : -1;
+        PQclear(r);
+        return rc;
+    }
+    return -1;
+}
+
 /* text: FILE.sql's bytes. */
 static int convert_with(struct catalog *cat, const char *path, const char *text, size_t len,
                         const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
 {
     struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
-                              .column_type = catalog_column_type, .column_type_arg = cat};
+                              .column_type = catalog_column_type, .exists = catalog_exists,
+                              .column_type_arg = cat};
     int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
     if (cat->conn && !cat->borrowed)
         PQfinish(cat->conn);

@@ -12,6 +12,7 @@ writers connected through it (the new shape routed by pgtandem.version)."""
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import uuid
 
@@ -74,7 +75,7 @@ def case(extra="", ops=(RENAME_CLAIM,), offline=RENAME_CLAIM_OFFLINE, old=RENAME
     must commit before the next uses it). rollback_keeps: the statements
     whose effect a rollback keeps (an enum value: Postgres cannot remove
     one); the schema after the rollback is the start's with them run."""
-    return {"base": base + extra, "ops": list(ops), "offline": offline, "old": old, "new": new,
+    return {"base": base + extra, "ops": ops if isinstance(ops, str) else list(ops), "offline": offline, "old": old, "new": new,
             "tables": tables, "before_tables": before_tables or tables, "refused": refused, "carried": carried,
             "rollback_keeps": rollback_keeps}
 
@@ -954,6 +955,61 @@ CASES_KEYS = {
 }
 CASES.update(CASES_KEYS)
 
+# Migrations written as SQL (FILE.sql, as Prisma and drizzle-kit write them):
+# `ops` is the file's text, converted by `migrate start FILE.sql`.
+JOB_SQL = ("CREATE TYPE \"BackgroundJobStatus\" AS ENUM ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED');\n"
+           "CREATE TABLE \"BackgroundJob\" (\"id\" TEXT NOT NULL, \"status\" \"BackgroundJobStatus\" NOT NULL"
+           " DEFAULT 'PENDING', CONSTRAINT \"BackgroundJob_pkey\" PRIMARY KEY (\"id\"));\n")
+TRGM_SQL = ("CREATE EXTENSION IF NOT EXISTS pg_trgm;\n"
+            "CREATE INDEX \"checks_claim_trgm\" ON \"checks\" USING gin (\"claim_text\" gin_trgm_ops);\n")
+NOTE_SQL = ("CREATE TABLE \"Note\" (\"id\" TEXT NOT NULL, \"body\" TEXT, \"old\" TEXT,"
+            " CONSTRAINT \"Note_pkey\" PRIMARY KEY (\"id\"));\n"
+            "ALTER TABLE \"Note\" DROP COLUMN \"old\";\n"
+            "ALTER TABLE \"Note\" ADD COLUMN \"checkId\" BIGINT NOT NULL;\n"
+            "CREATE INDEX \"Note_checkId_idx\" ON \"Note\"(\"checkId\");\n"
+            "ALTER TABLE \"Note\" ADD CONSTRAINT \"Note_checkId_fkey\" FOREIGN KEY (\"checkId\") REFERENCES"
+            " \"checks\"(\"id\") ON DELETE CASCADE ON UPDATE CASCADE;\n")
+NOTES = ("CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);"
+         "INSERT INTO notes SELECT g, 'b' || g FROM generate_series(1, 10) g;")
+NOTES_SQL = ("ALTER TABLE \"notes\" ALTER COLUMN \"body\" DROP NOT NULL;\n"
+             "INSERT INTO \"notes\" (\"id\", \"body\") SELECT \"id\" + 1000, NULL FROM \"notes\" WHERE \"id\" <= 5;\n")
+
+CASES_SQL = {
+    # a type and an extension the file creates are there for the checks of what follows them
+    "sql_enum_created_then_used": case(
+        ops=JOB_SQL, offline=JOB_SQL, old=RENAME_CLAIM_OLD[:1],
+        new=["INSERT INTO \"BackgroundJob\" (\"id\") VALUES ('j{i}')",
+             "INSERT INTO \"BackgroundJob\" VALUES ('k{i}', 'FAILED')"],
+        tables=("checks", '"BackgroundJob"'), before_tables=("checks",)),
+    "sql_extension_created_then_used": case(
+        ops=TRGM_SQL, offline=TRGM_SQL, old=RENAME_CLAIM_OLD[:1],
+        new=["INSERT INTO checks (id, claim_text) VALUES (20000 + {i}, 'new {i}')"]),
+    # no old shape for a table the file creates: what follows runs as written
+    "sql_table_created_then_altered": case(
+        ops=NOTE_SQL, offline=NOTE_SQL, old=RENAME_CLAIM_OLD[:1],
+        new=["INSERT INTO \"Note\" (\"id\", \"checkId\") VALUES ('n{i}', {i} + 1)"],
+        tables=("checks", '"Note"'), before_tables=("checks",)),
+    # the rows that rely on the dropped NOT NULL are written in the contract, after the drop
+    "sql_drop_not_null_then_insert_select": case(
+        NOTES, ops=NOTES_SQL, offline=NOTES_SQL,
+        old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"], new=["INSERT INTO notes VALUES (200 + {i}, 'new {i}')"],
+        tables=("checks", "notes")),
+    # the same in JSON: no old shape's view of a table the migration creates, and the new shape's view of
+    # it leaves out the column dropped
+    "create_table_then_drop_column": case(
+        ops=[{"create_table": {"table": "memos", "columns": [{"name": "id", "type": "int", "primary_key": True},
+                                                           {"name": "body", "type": "text"},
+                                                           {"name": "old", "type": "text"}]}},
+             {"drop_column": {"table": "memos", "column": "old"}}],
+        offline="CREATE TABLE memos (id int PRIMARY KEY, body text)", old=RENAME_CLAIM_OLD[:1],
+        new=["INSERT INTO memos VALUES ({i}, 'memo {i}')"], tables=("checks", "memos"), before_tables=("checks",)),
+    # the type as written, its quotes not doubled
+    "sql_unknown_type_refused": case(
+        ops="CREATE TABLE \"Job\" (\"id\" TEXT PRIMARY KEY, \"status\" \"NoSuchStatus\");\n", offline=None,
+        refused=['operations[0].create_table: type "NoSuchStatus" is unknown']),
+}
+CASES.update(CASES_SQL)
+
 
 # A constraint or index dropped and made again under the same name, as
 # Prisma and drizzle-kit change a foreign key's ON DELETE, a CHECK, a
@@ -1143,6 +1199,17 @@ def diff(a, b):
     return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "offline", "online", lineterm=""))
 
 
+def migration_path(name, ops):
+    """The case's migration as a file: JSON, or FILE.sql when ops is the
+    file's text (the migration is named after the file)."""
+    if isinstance(ops, list):
+        return write_migration({"name": name, "parent": None, "operations": ops})
+    path = os.path.join(tempfile.mkdtemp(prefix="fid-sql-"), name + ".sql")
+    with open(path, "w") as f:
+        f.write(ops)
+    return path
+
+
 # ---- the test ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", corpus())
@@ -1153,7 +1220,7 @@ def test_online_ends_where_offline_ends(cluster, twins, name):
         run_script(uri, c["base"])
     start_dump, start_rows = schema_dump(cluster, online), table_rows(online, c["before_tables"])
     mname = "fid_" + name[:36]  # migration names have at most 40 characters
-    path = write_migration({"name": mname, "parent": None, "operations": c["ops"]})
+    path = migration_path(mname, c["ops"])
 
     if c["refused"]:
         for verb in ("plan", "start"):

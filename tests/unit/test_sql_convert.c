@@ -120,11 +120,11 @@ static void test_down_needs_old_type(void)
     CHECK("down: a USING that is not a cast asks for it",
           fails_with("ALTER TABLE t ALTER COLUMN c TYPE integer USING length(c);",
                      "m.sql:1:1: cannot derive \"down\" (new -> old value) from the USING expression length(c)"));
-    CHECK("down: type known from an earlier CREATE TABLE", ops_equal(
+    CHECK("a table the file creates is altered as written", ops_equal(
         "CREATE TABLE t (id bigint PRIMARY KEY, n varchar(20));\nALTER TABLE t ALTER COLUMN n TYPE text;", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"bigint\",\"primary_key\":true},"
         "{\"name\":\"n\",\"type\":\"varchar(20)\"}]}},"
-        "{\"alter_column\":{\"table\":\"t\",\"column\":\"n\",\"type\":\"text\",\"up\":\"n::text\",\"down\":\"n::varchar(20)\"}}]"));
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN n TYPE text\"}}]"));
 }
 
 static void test_drizzle(void)
@@ -221,7 +221,8 @@ static void test_columns_constraints_indexes(void)
         "{\"create_constraint\":{\"table\":\"t\",\"type\":\"unique\",\"columns\":[\"a\"]}}]"));
     CHECK("function definitions pass through", ops_equal(
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\nCOMMENT ON TABLE t IS 'x';", 1,
-        "[{\"sql\":{\"up\":\"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$\"}},"
+        "[{\"sql\":{\"up\":\"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$\","
+        "\"down\":\"DROP FUNCTION IF EXISTS f()\"}},"
         "{\"sql\":{\"up\":\"COMMENT ON TABLE t IS 'x'\"}}]"));
     CHECK("a trailing line comment cannot swallow what follows", ops_equal(
         "UPDATE t SET a = 1 WHERE id = 2 -- fix one row", 1,
@@ -304,7 +305,10 @@ static void test_refusals(void)
         "has options"));
     CHECK("refuse: CASCADE", fails_with("ALTER TABLE t DROP COLUMN a CASCADE;", "CASCADE"));
     CHECK("refuse: ROLLBACK", fails_with("BEGIN; ROLLBACK;", "m.sql:1:8: cannot run online: only BEGIN and COMMIT"));
-    CHECK("refuse: drop of a view", fails_with("DROP VIEW v;", "DROP VIEW"));
+    CHECK("refuse: drop of a materialized view", fails_with("DROP MATERIALIZED VIEW v;", "DROP MATVIEW"));
+    CHECK("refuse: a type dropped at complete created again", fails_with(
+        "ALTER TABLE t ALTER COLUMN s SET DATA TYPE text;\nDROP TYPE \"S\";\nCREATE TYPE \"S\" AS ENUM ('a');",
+        "m.sql:3:1: \"S\" is dropped above at complete"));
     CHECK("refuse: empty", fails_with("BEGIN;\n-- nothing\nCOMMIT;", "no statement to convert"));
     CHECK("refuse: syntax error with line and column",
           fails_with("ALTER TABLE t ADD COLUMN a int;\n  ALTER TABLEE t;", "m.sql:2:9: syntax error at or near \"TABLEE\""));
@@ -337,6 +341,54 @@ static void test_expression_text(void)
     free(q);
 }
 
+/* What a file creates is undone by a rollback; drops and type renames wait
+ * for complete; a table the file creates is changed as written. */
+static void test_created_objects(void)
+{
+    CHECK("enum: dropped by a rollback", ops_equal(
+        "CREATE TYPE \"JobStatus\" AS ENUM ('PENDING', 'DONE');", 0,
+        "[{\"sql\":{\"up\":\"CREATE TYPE \\\"JobStatus\\\" AS ENUM ('PENDING', 'DONE')\","
+        "\"down\":\"DROP TYPE IF EXISTS \\\"JobStatus\\\"\"}}]"));
+    CHECK("extension: no catalog, maybe there before: nothing undoes it", ops_equal(
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;", 0,
+        "[{\"sql\":{\"up\":\"CREATE EXTENSION IF NOT EXISTS pg_trgm\"}}]"));
+    CHECK("extension without IF NOT EXISTS: dropped by a rollback", ops_equal(
+        "CREATE EXTENSION pg_trgm;", 0,
+        "[{\"sql\":{\"up\":\"CREATE EXTENSION pg_trgm\",\"down\":\"DROP EXTENSION IF EXISTS pg_trgm\"}}]"));
+    CHECK("function: its input types only", ops_equal(
+        "CREATE FUNCTION s.f(a int, OUT b text, VARIADIC c int[]) AS $$ SELECT 'x' $$ LANGUAGE sql;", 0,
+        "[{\"sql\":{\"up\":\"CREATE FUNCTION s.f(a int, OUT b text, VARIADIC c int[]) AS $$ SELECT 'x' $$ "
+        "LANGUAGE sql\",\"down\":\"DROP FUNCTION IF EXISTS s.f(int, VARIADIC int[])\"}}]"));
+    CHECK("sequence, domain, composite type", ops_equal(
+        "CREATE SEQUENCE s.q; CREATE DOMAIN d AS int; CREATE TYPE c AS (a int);", 0,
+        "[{\"sql\":{\"up\":\"CREATE SEQUENCE s.q\",\"down\":\"DROP SEQUENCE IF EXISTS s.q\"}},"
+        "{\"sql\":{\"up\":\"CREATE DOMAIN d AS int\",\"down\":\"DROP DOMAIN IF EXISTS d\"}},"
+        "{\"sql\":{\"up\":\"CREATE TYPE c AS (a int)\",\"down\":\"DROP TYPE IF EXISTS c\"}}]"));
+    CHECK("drops and a type's rename wait for complete", ops_equal(
+        "DROP FUNCTION f(int); DROP SEQUENCE q; DROP TYPE \"S_old\"; ALTER TYPE \"A\" RENAME TO \"B\";", 0,
+        "[{\"sql\":{\"up\":\"DROP FUNCTION f(int)\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"DROP SEQUENCE q\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"DROP TYPE \\\"S_old\\\"\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"ALTER TYPE \\\"A\\\" RENAME TO \\\"B\\\"\",\"on\":\"complete\"}}]"));
+    CHECK("refuse: DROP TYPE ... CASCADE", fails_with("DROP TYPE s CASCADE;", "CASCADE"));
+    CHECK("a table the file creates: later statements as written, its rename undone", ops_equal(
+        "CREATE TABLE t (id int PRIMARY KEY, c text);\nALTER TABLE t ADD COLUMN e int NOT NULL;\n"
+        "ALTER TABLE t RENAME TO u;\nCREATE INDEX u_e ON u (e);\nUPDATE u SET e = 1;", 0,
+        "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true},"
+        "{\"name\":\"c\",\"type\":\"text\"}]}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ADD COLUMN e int NOT NULL\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t RENAME TO u\",\"down\":\"ALTER TABLE public.u RENAME TO t\"}},"
+        "{\"sql\":{\"up\":\"CREATE INDEX u_e ON u (e)\"}},{\"sql\":{\"up\":\"UPDATE u SET e = 1\"}}]"));
+    CHECK("an index on a table the file creates, unchanged: create_index", ops_equal(
+        "CREATE TABLE t (id int PRIMARY KEY);\nCREATE INDEX t_id ON t (id);", 0,
+        "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true}]}},"
+        "{\"create_index\":{\"table\":\"t\",\"name\":\"t_id\",\"columns\":[\"id\"]}}]"));
+    CHECK("rows written after a DROP NOT NULL: in the contract, after it", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b DROP NOT NULL;\nINSERT INTO n (id, b) SELECT id + 100, NULL FROM n;", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"nullable\":true}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id, b) SELECT id + 100, NULL FROM n\",\"on\":\"complete\"}}]"));
+}
+
 int main(void)
 {
     test_constraints_identity_enums();
@@ -348,5 +400,6 @@ int main(void)
     test_index_keys_and_fk_actions();
     test_refusals();
     test_expression_text();
+    test_created_objects();
     return UNIT_RESULT();
 }

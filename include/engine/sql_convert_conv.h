@@ -1,0 +1,127 @@
+/* The SQL converter's state while it walks a script, and what its files
+ * share: sql_convert.c (the walk, messages, the open operation, statements
+ * passed through or refused), sql_convert_table.c (CREATE TABLE, columns,
+ * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames) and
+ * sql_convert_objects.c (types, extensions, functions, sequences: what
+ * undoes their creation, their drops, an enum replaced). Internal to the
+ * converter: nothing else includes it. */
+#ifndef PGTANDEM_SQL_CONVERT_CONV_H
+#define PGTANDEM_SQL_CONVERT_CONV_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "sql_script.h"
+
+struct sqlc_options;    /* sql_convert.h: the public interface, which the converter's files include */
+
+#define SQLC_TYPE_LEN 256
+#define SQLC_NAME_LEN 64
+
+/* The last operation emitted, kept open so the next statement on the same
+ * column can join it. */
+enum last_kind { LAST_NONE, LAST_ALTER, LAST_RENAME };
+
+struct last_op {
+    enum last_kind kind;
+    json_t *body;               /* borrowed from the operations array */
+    char schema[SQLC_NAME_LEN], table[SQLC_NAME_LEN];
+    char column[SQLC_NAME_LEN]; /* the column's name after the operation */
+    char from[SQLC_NAME_LEN];   /* rename: its name before */
+    const struct sql_stmt *type_stmt;  /* where the type changed; down still to write */
+    char cast_back[SQLC_TYPE_LEN];     /* the old type: down is a cast of the new value back to it */
+};
+
+struct known_col {
+    char *schema, *table, *column, *type;
+};
+
+/* A table the script creates: the running release cannot know it, so what
+ * the script does to it later runs as written (sql_convert_alter.c). */
+struct made_table {
+    char schema[SQLC_NAME_LEN], name[SQLC_NAME_LEN];
+    int planned;    /* made by a create_table operation, unchanged since: the plan knows it */
+};
+
+struct conv {
+    struct sql_script s;
+    const struct sqlc_options *opt;
+    json_t *ops;
+    struct last_op last;
+    struct known_col *known;    /* columns this script created, with their types */
+    size_t nknown, capknown;
+    struct made_table made[128];/* tables this script created (under their current names) */
+    size_t nmade;
+    char dropped[32][2 * SQLC_NAME_LEN + 8];  /* types and domains dropped at complete, as SQL */
+    size_t ndropped;
+    char alembic_from[64], alembic_to[64];
+    char *err;
+    size_t errlen;
+};
+
+/* ---- sql_convert.c ---- */
+
+/* Why the converter does not remove a value from an enum, and what to do. */
+extern const char SQLC_ENUM_VALUE_REMOVAL[];
+
+/* Stops the conversion: "FILE:LINE:COL: message (in "excerpt")". Returns -1. */
+__attribute__((format(printf, 3, 4)))
+int sqlc_fail(struct conv *c, const struct sql_stmt *st, const char *fmt, ...);
+int sqlc_oom(struct conv *c, const struct sql_stmt *st);
+const char *sqlc_str_or(json_t *obj, const char *key, const char *dflt);
+int sqlc_is_true(json_t *obj, const char *key);
+void sqlc_copy_name(char *dst, const char *src);
+/* table (and schema when it is not public) of a RangeVar into an op body */
+void sqlc_set_relation(json_t *body, json_t *rel, const char *key);
+const char *sqlc_rel_schema(json_t *rel);
+int sqlc_add_op(struct conv *c, const char *kind, json_t *body);
+int sqlc_remember_column(struct conv *c, const char *schema, const char *table, const char *column,
+                         const char *type);
+/* The column's type before this statement: one this script gave it, else
+ * the live catalog's when a lookup was provided. */
+int sqlc_old_type(struct conv *c, const char *schema, const char *table, const char *column, char *out);
+/* An explicit `down` written above the statement as "-- pgtandem:down EXPR". */
+char *sqlc_annotated_down(struct conv *c, const struct sql_stmt *st);
+/* Writes the derived `down` of the open operation and closes it. */
+int sqlc_close_last(struct conv *c);
+int sqlc_same_column(const struct last_op *l, enum last_kind kind, json_t *rel, const char *column);
+/* The alter_column body for column, joined to the previous statement's when
+ * it changed the same column and does not already set key. */
+json_t *sqlc_alter_body(struct conv *c, json_t *rel, const char *column, const char *key);
+/* The statement as an `sql` operation run as written ("on" NULL: at
+ * expand; "down" NULL: nothing undoes it on rollback). */
+int sqlc_emit_sql(struct conv *c, const struct sql_stmt *st, const char *on, const char *down);
+
+/* ---- sql_convert_table.c ---- */
+
+void sqlc_add_fk_action(json_t *ref, const char *key, const char *code);
+/* A Constraint with only the fields a column object can say. */
+int sqlc_plain_constraint(json_t *con);
+/* ColumnDef -> migration column object. Returns 0, 1 when the column has
+ * something the column object cannot say (*why set), -1 on failure. */
+int sqlc_column_json(struct conv *c, const struct sql_stmt *st, json_t *def, const char *schema,
+                     json_t **out, const char **why);
+int sqlc_create_table(struct conv *c, const struct sql_stmt *st);
+int sqlc_create_index(struct conv *c, const struct sql_stmt *st);
+/* The table this script created under that name (a RangeVar), or NULL. */
+struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
+
+/* ---- sql_convert_alter.c ---- */
+
+int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
+int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+
+/* ---- sql_convert_objects.c ---- */
+
+/* A statement that creates a type, domain, extension, function, sequence,
+ * schema, view, trigger or policy, run as written at expand with what
+ * undoes it as its `down`. */
+int sqlc_emit_created(struct conv *c, const struct sql_stmt *st);
+/* DROP of a type, domain, function, procedure, sequence, view or trigger
+ * (removeType, OBJECT_...): run at complete, inside the contract. */
+int sqlc_drop_deferred(const char *remove_type);
+int sqlc_drop_object(struct conv *c, const struct sql_stmt *st);
+/* ALTER TYPE ... RENAME TO: run at complete. */
+int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
+
+#endif

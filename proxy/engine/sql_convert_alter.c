@@ -1,0 +1,376 @@
+/* The SQL converter's ALTER TABLE and RENAME: each subcommand as its online
+ * operation (add_column, drop_column, alter_column, create_constraint ...),
+ * a change of type with the `down` that casts back, and renames of
+ * columns, tables and constraints. */
+#include "sql_convert.h"
+#include "sql_convert_conv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migration_sql.h"
+
+static int is_cast_of(json_t *expr, const char *column)
+{
+    json_t *fields = sql_get(expr, "TypeCast.arg.ColumnRef.fields");
+    const char *name = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
+    return name && !strcmp(name, column);
+}
+
+static char *cast_text(const char *column, const char *type)
+{
+    char *id = sql_ident(column);
+    size_t n = id ? strlen(id) + strlen(type) + 3 : 0;
+    char *out = id ? malloc(n) : NULL;
+    if (out)
+        snprintf(out, n, "%s::%s", id, type);
+    free(id);
+    return out;
+}
+
+/* The `up` of a type change. With the rename already done, USING names the
+ * column by its new name while rename_column's up reads the old one: only a
+ * plain cast can be rewritten for it. */
+static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *using, const char *db_name,
+                            const char *type, int renamed)
+{
+    if (!using)
+        return cast_text(db_name, type);
+    if (!renamed)
+        return sql_expr_text(&c->s, st, using);
+    char *cast_type = sql_type_text(&c->s, st, sql_get(using, "TypeCast.typeName"));
+    char *up = cast_type ? cast_text(db_name, cast_type) : NULL;
+    free(cast_type);
+    return up;
+}
+
+static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
+{
+    json_t *using = json_object_get(def, "raw_default");
+    if (json_object_get(def, "collClause"))
+        return sqlc_fail(c, st, "a type change with COLLATE cannot be converted");
+    int plain = !using || is_cast_of(using, column);
+    int renamed = sqlc_same_column(&c->last, LAST_RENAME, rel, column) && !json_object_get(c->last.body, "type");
+    if (renamed && !plain)
+        return sqlc_fail(c, st, "the type of \"%s\" changes after its rename with a USING expression that reads the "
+                    "new name; put ALTER COLUMN ... TYPE before the RENAME (as Alembic does)", column);
+    const char *db_name = renamed ? c->last.from : column;
+    char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
+    char *up = type ? type_change_up(c, st, using, db_name, type, renamed) : NULL;
+    char *down = sqlc_annotated_down(c, st);
+    json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
+    int rc = 0;
+    if (!body) {
+        rc = sqlc_fail(c, st, "cannot read the new type or the USING expression of \"%s\"", column);
+    } else {
+        json_object_set_new(body, "type", json_string(type));
+        json_object_set_new(body, "up", json_string(up));
+        if (down) {
+            json_object_set_new(body, "down", json_string(down));
+        } else if (!plain) {
+            rc = sqlc_fail(c, st, "cannot derive \"down\" (new -> old value) from the USING expression %s: write it "
+                      "above the statement as \"-- pgtandem:down EXPR\" (EXPR reads the column by its new name)", up);
+        } else if (sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, c->last.cast_back) != 0) {
+            rc = sqlc_fail(c, st, "cannot derive \"down\" for the type change of \"%s\": its old type is unknown (no "
+                      "catalog was read, or it has no such column); pass --db URI or --proxy URL so it is read from "
+                      "the catalog, or write \"-- pgtandem:down EXPR\" above the statement", column);
+        } else {
+            c->last.type_stmt = st;
+        }
+    }
+    free(type);
+    free(up);
+    free(down);
+    return rc;
+}
+
+/* ALTER TABLE t ALTER COLUMN c TYPE T followed by RENAME c TO d: one
+ * rename_column, so the column is copied once. */
+static int alter_joins_rename(const struct last_op *l, json_t *rel, const char *column)
+{
+    static const char *const keys[] = {"schema", "table", "column", "type", "up", "down", NULL};
+    return sqlc_same_column(l, LAST_ALTER, rel, column) && json_object_get(l->body, "type") &&
+           sql_only_keys(l->body, keys);
+}
+
+static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    const char *from = sqlc_str_or(st->body, "subname", ""), *to = sqlc_str_or(st->body, "newname", "");
+    struct last_op *l = &c->last;
+    json_t *body = json_object();
+    if (!body)
+        return sqlc_oom(c, st);
+    sqlc_set_relation(body, rel, "table");
+    json_object_set_new(body, "from", json_string(from));
+    json_object_set_new(body, "to", json_string(to));
+    if (alter_joins_rename(l, rel, from)) {
+        static const char *const carried[] = {"type", "up", "down"};
+        for (size_t i = 0; i < 3; i++)
+            if (json_object_get(l->body, carried[i]))
+                json_object_set(body, carried[i], json_object_get(l->body, carried[i]));
+        json_t *op = json_object();
+        if (!op || json_object_set_new(op, "rename_column", body) != 0 ||
+            json_array_set_new(c->ops, json_array_size(c->ops) - 1, op) != 0)
+            return sqlc_oom(c, st);
+    } else {
+        if (sqlc_close_last(c) != 0 || sqlc_add_op(c, "rename_column", body) != 0)
+            return sqlc_oom(c, st);
+        memset(l, 0, sizeof *l);
+        sqlc_copy_name(l->schema, sqlc_rel_schema(rel));
+        sqlc_copy_name(l->table, sqlc_str_or(rel, "relname", ""));
+    }
+    l->kind = LAST_RENAME;
+    l->body = body;
+    sqlc_copy_name(l->from, from);
+    sqlc_copy_name(l->column, to);
+    return 0;
+}
+
+int sqlc_rename(struct conv *c, const struct sql_stmt *st)
+{
+    const char *kind = sqlc_str_or(st->body, "renameType", "");
+    json_t *rel = json_object_get(st->body, "relation");
+    struct made_table *made = rel ? sqlc_made_table(c, rel) : NULL;
+    if (made && !strcmp(kind, "OBJECT_TABLE")) {
+        /* under its new name, the plan no longer knows it: what follows runs as written too; the rollback
+         * renames it back before the table's own down drops it */
+        struct mig_str down = {0};
+        char *to = sql_ident(sqlc_str_or(st->body, "newname", "")), *from = sql_ident(made->name);
+        char *schema = sql_ident(made->schema);
+        mig_str_addf(&down, "ALTER TABLE %s.%s RENAME TO %s", schema ? schema : "", to ? to : "", from ? from : "");
+        free(to); free(from); free(schema);
+        sqlc_copy_name(made->name, sqlc_str_or(st->body, "newname", ""));
+        made->planned = 0;
+        char *text = mig_str_take(&down);
+        int rc = text ? sqlc_emit_sql(c, st, NULL, text) : sqlc_oom(c, st);
+        free(text);
+        return rc;
+    }
+    if (made) {
+        made->planned = 0;
+        return sqlc_emit_sql(c, st, NULL, NULL);
+    }
+    if (!strcmp(kind, "OBJECT_COLUMN") && !strcmp(sqlc_str_or(st->body, "relationType", ""), "OBJECT_TABLE"))
+        return conv_rename_column(c, st, rel);
+    if (!strcmp(kind, "OBJECT_TABLE")) {
+        if (sqlc_close_last(c) != 0)
+            return -1;
+        json_t *body = json_object();
+        sqlc_set_relation(body, rel, "from");
+        json_object_set_new(body, "to", json_string(sqlc_str_or(st->body, "newname", "")));
+        return sqlc_add_op(c, "rename_table", body) == 0 ? 0 : sqlc_oom(c, st);
+    }
+    if (!strcmp(kind, "OBJECT_TABCONSTRAINT")) {
+        /* the old release keeps the name it knows until the contract */
+        if (sqlc_close_last(c) != 0)
+            return -1;
+        json_t *body = json_object();
+        sqlc_set_relation(body, rel, "table");
+        json_object_set_new(body, "from", json_string(sqlc_str_or(st->body, "subname", "")));
+        json_object_set_new(body, "to", json_string(sqlc_str_or(st->body, "newname", "")));
+        return sqlc_add_op(c, "rename_constraint", body) == 0 ? 0 : sqlc_oom(c, st);
+    }
+    if (!strcmp(kind, "OBJECT_INDEX"))
+        return sqlc_emit_sql(c, st, NULL, NULL);     /* a catalog rename: instant, no data touched */
+    if (!strcmp(kind, "OBJECT_TYPE"))
+        return sqlc_rename_type(c, st);
+    return sqlc_fail(c, st, "renaming a %s is not supported by the converter", kind + (strncmp(kind, "OBJECT_", 7) ? 0 : 7));
+}
+
+static int constraint_columns(json_t *body, const char *key, json_t *names)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        json_array_append_new(arr, json_string(sql_node_str(n) ? sql_node_str(n) : ""));
+    }
+    return json_object_set_new(body, key, arr);
+}
+
+static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
+{
+    const char *ct = sqlc_str_or(con, "contype", "");
+    const char *name = json_string_value(json_object_get(con, "conname"));
+    if (sqlc_is_true(con, "skip_validation") || json_object_get(con, "indexname")) {
+        /* NOT VALID and USING INDEX are already the online forms */
+        if (ncmds > 1)
+            return sqlc_fail(c, st, "put each ADD CONSTRAINT ... NOT VALID / USING INDEX in its own ALTER TABLE");
+        return sqlc_emit_sql(c, st, NULL, NULL);
+    }
+    int known = !strcmp(ct, "CONSTR_CHECK") || !strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_FOREIGN") ||
+                !strcmp(ct, "CONSTR_PRIMARY");
+    if (!known)
+        return sqlc_fail(c, st, "this kind of constraint (%s) is not supported by the converter", ct);
+    if (!name)
+        name = "(unnamed)";     /* for messages: the operation gets the name Postgres would choose */
+    json_t *probe = json_deep_copy(con);
+    json_object_del(probe, "conname");
+    int plain = sqlc_plain_constraint(probe);
+    json_decref(probe);
+    if (!plain)
+        return sqlc_fail(c, st, "constraint \"%s\" has options (DEFERRABLE, INCLUDE, NO INHERIT, ...) that "
+                    "create_constraint cannot hold", name);
+    if (!strcmp(ct, "CONSTR_FOREIGN") && (strcmp(sqlc_str_or(con, "fk_matchtype", "s"), "s") ||
+                                          strcmp(sqlc_rel_schema(json_object_get(con, "pktable")), sqlc_rel_schema(rel)))) {
+        return sqlc_fail(c, st, "foreign key \"%s\" has a MATCH type or a table in another schema; write it as ADD "
+                    "CONSTRAINT ... NOT VALID followed by VALIDATE CONSTRAINT (both run online as they are)", name);
+    }
+    if (!strcmp(ct, "CONSTR_FOREIGN") && json_array_size(json_object_get(con, "pk_attrs")) == 0)
+        return sqlc_fail(c, st, "foreign key \"%s\": name the referenced columns (REFERENCES t (col))", name);
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    sqlc_set_relation(body, rel, "table");
+    if (json_object_get(con, "conname"))
+        json_object_set_new(body, "name", json_string(name));
+    if (!strcmp(ct, "CONSTR_CHECK")) {
+        char *expr = sql_expr_text(&c->s, st, json_object_get(con, "raw_expr"));
+        if (!expr) {
+            json_decref(body);
+            return sqlc_fail(c, st, "cannot read the CHECK expression of \"%s\"", name);
+        }
+        json_object_set_new(body, "type", json_string("check"));
+        json_object_set_new(body, "check", json_string(expr));
+        free(expr);
+    } else if (!strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY")) {
+        json_object_set_new(body, "type", json_string(!strcmp(ct, "CONSTR_UNIQUE") ? "unique" : "primary_key"));
+        constraint_columns(body, "columns", json_object_get(con, "keys"));
+    } else {
+        json_object_set_new(body, "type", json_string("foreign_key"));
+        constraint_columns(body, "columns", json_object_get(con, "fk_attrs"));
+        json_t *ref = json_object();
+        json_object_set_new(ref, "table", json_string(sqlc_str_or(json_object_get(con, "pktable"), "relname", "")));
+        constraint_columns(ref, "columns", json_object_get(con, "pk_attrs"));
+        sqlc_add_fk_action(ref, "on_delete", sqlc_str_or(con, "fk_del_action", "a"));
+        sqlc_add_fk_action(ref, "on_update", sqlc_str_or(con, "fk_upd_action", "a"));
+        json_object_set_new(body, "references", ref);
+    }
+    return sqlc_add_op(c, "create_constraint", body) == 0 ? 0 : sqlc_oom(c, st);
+}
+
+static int conv_add_column(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *def)
+{
+    const char *why = NULL;
+    json_t *col = NULL;
+    int rc = sqlc_column_json(c, st, def, sqlc_rel_schema(rel), &col, &why);
+    if (rc < 0)
+        return -1;
+    if (rc > 0)
+        return sqlc_fail(c, st, "ADD COLUMN \"%s\" cannot be converted: %s; add the column plainly and its "
+                    "constraints with their own ADD CONSTRAINT", sqlc_str_or(def, "colname", "?"), why);
+    if (json_object_get(col, "identity") || json_object_get(col, "generated")) {
+        json_decref(col);
+        return sqlc_fail(c, st, "ADD COLUMN \"%s\" as an identity or generated column writes every row under ACCESS "
+                    "EXCLUSIVE; add a plain column and fill it with an \"up\"", sqlc_str_or(def, "colname", "?"));
+    }
+    if (sqlc_close_last(c) != 0 || sqlc_remember_column(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""),
+                                              sqlc_str_or(col, "name", ""), sqlc_str_or(col, "type", "")) != 0) {
+        json_decref(col);
+        return sqlc_oom(c, st);
+    }
+    json_t *body = json_object();
+    sqlc_set_relation(body, rel, "table");
+    json_object_set_new(body, "column", col);
+    return sqlc_add_op(c, "add_column", body) == 0 ? 0 : sqlc_oom(c, st);
+}
+
+/* The old release may rely on the constraint until the contract drops it. */
+static int conv_drop_constraint(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmd,
+                                const char *name)
+{
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    sqlc_set_relation(body, rel, "table");
+    json_object_set_new(body, "name", json_string(name));
+    if (sqlc_is_true(cmd, "missing_ok"))
+        json_object_set_new(body, "if_exists", json_true());
+    return sqlc_add_op(c, "drop_constraint", body) == 0 ? 0 : sqlc_oom(c, st);
+}
+
+static int conv_replica_identity(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *ri)
+{
+    const char *kind = sqlc_str_or(ri, "identity_type", "");
+    json_t *identity = NULL;
+    if (!strcmp(kind, "i"))
+        identity = json_pack("{s:s}", "index", sqlc_str_or(ri, "name", ""));
+    else
+        identity = json_string(!strcmp(kind, "f") ? "full" : !strcmp(kind, "n") ? "nothing" : "default");
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    json_t *body = json_object();
+    sqlc_set_relation(body, rel, "table");
+    json_object_set_new(body, "identity", identity);
+    return sqlc_add_op(c, "set_replica_identity", body) == 0 ? 0 : sqlc_oom(c, st);
+}
+
+static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmd, size_t ncmds)
+{
+    const char *sub = sqlc_str_or(cmd, "subtype", "");
+    const char *column = sqlc_str_or(cmd, "name", "");
+    json_t *def = json_object_get(cmd, "def");
+    if (!strcmp(sqlc_str_or(cmd, "behavior", "DROP_RESTRICT"), "DROP_CASCADE"))
+        return sqlc_fail(c, st, "CASCADE would drop whatever depends on it without naming it; drop those first");
+    if (!strcmp(sub, "AT_AddColumn"))
+        return conv_add_column(c, st, rel, json_object_get(def, "ColumnDef"));
+    if (!strcmp(sub, "AT_DropColumn")) {
+        if (sqlc_close_last(c) != 0)
+            return -1;
+        json_t *body = json_object();
+        sqlc_set_relation(body, rel, "table");
+        json_object_set_new(body, "column", json_string(column));
+        return sqlc_add_op(c, "drop_column", body) == 0 ? 0 : sqlc_oom(c, st);
+    }
+    if (!strcmp(sub, "AT_AlterColumnType"))
+        return conv_alter_type(c, st, rel, column, json_object_get(def, "ColumnDef"));
+    if (!strcmp(sub, "AT_SetNotNull") || !strcmp(sub, "AT_DropNotNull")) {
+        json_t *body = sqlc_alter_body(c, rel, column, "nullable");
+        return body ? json_object_set_new(body, "nullable", json_boolean(!strcmp(sub, "AT_DropNotNull"))) : sqlc_oom(c, st);
+    }
+    if (!strcmp(sub, "AT_ColumnDefault")) {
+        char *expr = def ? sql_expr_text(&c->s, st, def) : NULL;
+        if (def && !expr)
+            return sqlc_fail(c, st, "cannot read the default of \"%s\"", column);
+        json_t *body = sqlc_alter_body(c, rel, column, "default");
+        if (body)
+            json_object_set_new(body, "default", expr ? json_string(expr) : json_null());
+        free(expr);
+        return body ? 0 : sqlc_oom(c, st);
+    }
+    if (!strcmp(sub, "AT_AddConstraint"))
+        return conv_add_constraint(c, st, rel, json_object_get(def, "Constraint"), ncmds);
+    if (!strcmp(sub, "AT_DropConstraint"))
+        return conv_drop_constraint(c, st, rel, cmd, column);
+    if (!strcmp(sub, "AT_ReplicaIdentity"))
+        return conv_replica_identity(c, st, rel, json_object_get(def, "ReplicaIdentityStmt"));
+    if (!strcmp(sub, "AT_ValidateConstraint")) {
+        if (ncmds > 1)
+            return sqlc_fail(c, st, "put VALIDATE CONSTRAINT in its own ALTER TABLE");
+        return sqlc_emit_sql(c, st, NULL, NULL);     /* a scan that blocks no writes */
+    }
+    return sqlc_fail(c, st, "ALTER TABLE ... %s is not supported by the converter", sub + (strncmp(sub, "AT_", 3) ? 0 : 3));
+}
+
+int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
+{
+    if (strcmp(sqlc_str_or(st->body, "objtype", ""), "OBJECT_TABLE") != 0)
+        return sqlc_fail(c, st, "this ALTER statement is not supported by the converter");
+    json_t *rel = json_object_get(st->body, "relation");
+    json_t *cmds = json_object_get(st->body, "cmds");
+    struct made_table *made = sqlc_made_table(c, rel);
+    if (made) {
+        made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
+        return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
+    }
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(cmds, i, cmd) {
+        if (conv_alter_cmd(c, st, rel, json_object_get(cmd, "AlterTableCmd"), json_array_size(cmds)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A dotted name (an operator class or a collation), each part as SQL. */

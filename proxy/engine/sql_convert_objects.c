@@ -1,0 +1,264 @@
+/* The SQL converter's objects that are not tables: types, domains,
+ * extensions, functions, sequences, schemas, views and triggers.
+ *
+ * A statement creating one runs as written at expand (the running release
+ * cannot be using what does not exist yet) with the statement that undoes
+ * it as its `down`, so a rollback gives back the schema it started from;
+ * nothing undoes an IF NOT EXISTS or OR REPLACE of an object the live
+ * catalog already has (or when there is no catalog to ask), since it may
+ * have been there before.
+ *
+ * A DROP of one runs at complete, inside the contract: the old release may
+ * call the function, cast to the type or read the view until then, which
+ * the converter cannot see. Postgres refuses the DROP at complete if
+ * something still depends on it (RESTRICT), and complete then changes
+ * nothing. ALTER TYPE ... RENAME TO also runs at complete: the old release
+ * names the type by its old name until then. */
+#include "sql_convert.h"
+#include "sql_convert_conv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migration_sql.h"
+
+/* ---- names ---- */
+
+/* A dotted name list (["s", "t"]) as SQL, each part quoted as needed. */
+static void add_names(struct mig_str *s, json_t *names)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        char *part = sql_ident(sql_node_str(n) ? sql_node_str(n) : "");
+        mig_str_add(s, i ? "." : "");
+        mig_str_add(s, part ? part : "");
+        free(part);
+    }
+}
+
+static void add_rangevar(struct mig_str *s, json_t *rel)
+{
+    const char *schema = json_string_value(json_object_get(rel, "schemaname"));
+    char *q = sql_ident(sqlc_str_or(rel, "relname", ""));
+    if (schema) {
+        char *qs = sql_ident(schema);
+        mig_str_addf(s, "%s.", qs ? qs : "");
+        free(qs);
+    }
+    mig_str_add(s, q ? q : "");
+    free(q);
+}
+
+/* A function's signature as DROP FUNCTION takes it: its name and the types
+ * of its input arguments, as written. */
+static char *function_signature(struct conv *c, const struct sql_stmt *st)
+{
+    struct mig_str s = {0};
+    add_names(&s, json_object_get(st->body, "funcname"));
+    mig_str_add(&s, "(");
+    size_t i;
+    json_t *p;
+    int n = 0;
+    json_array_foreach(json_object_get(st->body, "parameters"), i, p) {
+        json_t *fp = json_object_get(p, "FunctionParameter");
+        const char *mode = sqlc_str_or(fp, "mode", "FUNC_PARAM_DEFAULT");
+        if (!strcmp(mode, "FUNC_PARAM_OUT") || !strcmp(mode, "FUNC_PARAM_TABLE"))
+            continue;
+        char *type = sql_type_text(&c->s, st, json_object_get(fp, "argType"));
+        if (!type) {
+            mig_str_free(&s);
+            return NULL;
+        }
+        mig_str_addf(&s, "%s%s%s", n++ ? ", " : "", !strcmp(mode, "FUNC_PARAM_VARIADIC") ? "VARIADIC " : "", type);
+        free(type);
+    }
+    mig_str_add(&s, ")");
+    return mig_str_take(&s);
+}
+
+static int dropped_before(const struct conv *c, const char *name)
+{
+    for (size_t i = 0; i < c->ndropped; i++)
+        if (!strcmp(c->dropped[i], name))
+            return 1;
+    return 0;
+}
+
+/* 1 when the live catalog has the object, 0 when it has not, -1 when
+ * there is no catalog to ask. */
+static int exists_now(struct conv *c, const char *kind, const char *name)
+{
+    if (!c->opt || !c->opt->exists)
+        return -1;
+    return c->opt->exists(c->opt->column_type_arg, kind, name);
+}
+
+/* ---- creating ---- */
+
+/* "DROP <what> IF EXISTS <name>" from a name built in s. */
+static char *drop_of(const char *what, struct mig_str *s)
+{
+    char *name = mig_str_take(s);
+    if (!name)
+        return NULL;
+    mig_str_addf(s, "DROP %s IF EXISTS %s", what, name);
+    free(name);
+    return mig_str_take(s);
+}
+
+/* The statement that undoes st for the rollback, or NULL (none, or the
+ * object may have been there before). *failed on out of memory or an
+ * unreadable name. */
+static char *created_down(struct conv *c, const struct sql_stmt *st, int *failed)
+{
+    const char *k = st->kind;
+    json_t *b = st->body;
+    struct mig_str s = {0};
+    char *out = NULL;
+    *failed = 0;
+    if (!strcmp(k, "CreateEnumStmt") || !strcmp(k, "CreateRangeStmt")) {
+        add_names(&s, json_object_get(b, "typeName"));
+        out = drop_of("TYPE", &s);
+    } else if (!strcmp(k, "CompositeTypeStmt")) {
+        add_rangevar(&s, json_object_get(b, "typevar"));
+        out = drop_of("TYPE", &s);
+    } else if (!strcmp(k, "CreateDomainStmt")) {
+        add_names(&s, json_object_get(b, "domainname"));
+        out = drop_of("DOMAIN", &s);
+    } else if (!strcmp(k, "CreateExtensionStmt") || !strcmp(k, "CreateSchemaStmt")) {
+        int ext = !strcmp(k, "CreateExtensionStmt");
+        const char *name = sqlc_str_or(b, ext ? "extname" : "schemaname", "");
+        if (sqlc_is_true(b, "if_not_exists") && exists_now(c, ext ? "extension" : "schema", name) != 0)
+            return NULL;
+        char *q = sql_ident(name);
+        mig_str_add(&s, q ? q : "");
+        free(q);
+        out = drop_of(ext ? "EXTENSION" : "SCHEMA", &s);
+    } else if (!strcmp(k, "CreateSeqStmt") || !strcmp(k, "ViewStmt")) {
+        int seq = !strcmp(k, "CreateSeqStmt");
+        json_t *rel = json_object_get(b, seq ? "sequence" : "view");
+        add_rangevar(&s, rel);
+        char *name = mig_str_take(&s);
+        int maybe_there = sqlc_is_true(b, seq ? "if_not_exists" : "replace");
+        if (name && maybe_there && exists_now(c, "relation", name) != 0) {
+            free(name);
+            return NULL;
+        }
+        mig_str_add(&s, name ? name : "");
+        free(name);
+        out = drop_of(seq ? "SEQUENCE" : "VIEW", &s);
+    } else if (!strcmp(k, "CreateFunctionStmt")) {
+        char *sig = function_signature(c, st);
+        if (!sig) {
+            *failed = 1;
+            return NULL;
+        }
+        if (sqlc_is_true(b, "replace") && exists_now(c, "function", sig) != 0) {
+            free(sig);
+            return NULL;
+        }
+        mig_str_add(&s, sig);
+        free(sig);
+        out = drop_of(sqlc_is_true(b, "is_procedure") ? "PROCEDURE" : "FUNCTION", &s);
+    } else if (!strcmp(k, "CreateTrigStmt") || !strcmp(k, "CreatePolicyStmt")) {
+        int trig = !strcmp(k, "CreateTrigStmt");
+        if (sqlc_is_true(b, "replace"))
+            return NULL;
+        char *q = sql_ident(sqlc_str_or(b, trig ? "trigname" : "policy_name", ""));
+        mig_str_addf(&s, "%s ON ", q ? q : "");
+        free(q);
+        add_rangevar(&s, json_object_get(b, trig ? "relation" : "table"));
+        out = drop_of(trig ? "TRIGGER" : "POLICY", &s);
+    } else {
+        return NULL;    /* grants, comments, ALTER SEQUENCE ...: no object of their own */
+    }
+    *failed = out == NULL;
+    return out;
+}
+
+/* CREATE TYPE or DOMAIN of a name this script drops earlier: the drop
+ * waits for complete, so the name is still taken at expand. */
+static int recreates_dropped(struct conv *c, const struct sql_stmt *st)
+{
+    const char *key = !strcmp(st->kind, "CreateEnumStmt") || !strcmp(st->kind, "CreateRangeStmt") ? "typeName"
+                    : !strcmp(st->kind, "CreateDomainStmt") ? "domainname" : NULL;
+    struct mig_str s = {0};
+    if (key)
+        add_names(&s, json_object_get(st->body, key));
+    else if (!strcmp(st->kind, "CompositeTypeStmt"))
+        add_rangevar(&s, json_object_get(st->body, "typevar"));
+    char *name = mig_str_take(&s);
+    int again = name && dropped_before(c, name);
+    if (again)
+        sqlc_fail(c, st, "%s is dropped above at complete (the old release may use it until then), so it still "
+                  "exists when this statement runs at expand. If this replaces an enum to remove a value: %s", name,
+                  SQLC_ENUM_VALUE_REMOVAL);
+    free(name);
+    return again;
+}
+
+int sqlc_emit_created(struct conv *c, const struct sql_stmt *st)
+{
+    if (recreates_dropped(c, st))
+        return -1;
+    int failed = 0;
+    char *down = created_down(c, st, &failed);
+    if (failed)
+        return sqlc_fail(c, st, "cannot read the name of the object this statement creates");
+    int rc = sqlc_emit_sql(c, st, NULL, down);
+    free(down);
+    return rc;
+}
+
+/* ---- dropping, renaming ---- */
+
+static const struct {
+    const char *object, *what;
+} DEFERRED_DROPS[] = {
+    {"OBJECT_TYPE", "type"}, {"OBJECT_DOMAIN", "domain"}, {"OBJECT_FUNCTION", "function"},
+    {"OBJECT_PROCEDURE", "procedure"}, {"OBJECT_SEQUENCE", "sequence"}, {"OBJECT_VIEW", "view"},
+    {"OBJECT_TRIGGER", "trigger"},
+};
+
+int sqlc_drop_deferred(const char *remove_type)
+{
+    for (size_t i = 0; i < sizeof DEFERRED_DROPS / sizeof DEFERRED_DROPS[0]; i++)
+        if (!strcmp(DEFERRED_DROPS[i].object, remove_type))
+            return 1;
+    return 0;
+}
+
+/* A type or domain dropped at complete, remembered so that creating it
+ * again in the same script (drizzle-kit's replacement of an enum) is
+ * refused here rather than by Postgres at expand, where it still exists. */
+static void remember_dropped(struct conv *c, const struct sql_stmt *st)
+{
+    const char *what = sqlc_str_or(st->body, "removeType", "");
+    if (strcmp(what, "OBJECT_TYPE") != 0 && strcmp(what, "OBJECT_DOMAIN") != 0)
+        return;
+    size_t i;
+    json_t *obj;
+    json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
+        struct mig_str s = {0};
+        add_names(&s, sql_get(obj, "TypeName.names"));
+        char *name = mig_str_take(&s);
+        if (name && c->ndropped < sizeof c->dropped / sizeof c->dropped[0])
+            snprintf(c->dropped[c->ndropped++], sizeof c->dropped[0], "%s", name);
+        free(name);
+    }
+}
+
+int sqlc_drop_object(struct conv *c, const struct sql_stmt *st)
+{
+    if (!strcmp(sqlc_str_or(st->body, "behavior", "DROP_RESTRICT"), "DROP_CASCADE"))
+        return sqlc_fail(c, st, "CASCADE would drop whatever depends on it without naming it; drop those first");
+    remember_dropped(c, st);
+    return sqlc_emit_sql(c, st, "complete", NULL);
+}
+
+int sqlc_rename_type(struct conv *c, const struct sql_stmt *st)
+{
+    return sqlc_emit_sql(c, st, "complete", NULL);
+}
