@@ -3,7 +3,8 @@
  * passed through or refused), sql_convert_table.c (CREATE TABLE, columns,
  * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames) and
  * sql_convert_objects.c (types, extensions, functions, sequences: what
- * undoes their creation, their drops, an enum replaced). Internal to the
+ * undoes their creation, their drops, an enum replaced) and
+ * sql_convert_fill.c (a required column filled by an UPDATE). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
 #define PGTANDEM_SQL_CONVERT_CONV_H
@@ -110,6 +111,19 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+
+/* ---- sql_convert_fill.c ---- */
+
+/* The add_column body this script made for rel's column, or NULL. */
+json_t *sqlc_added_column(struct conv *c, json_t *rel, const char *column);
+/* An UPDATE filling a column this script added, folded into the
+ * add_column as its "up": 1 when folded, 0 when it is not one, -1 on
+ * failure. */
+int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st);
+/* SET NOT NULL of a column this script added, folded into the add_column
+ * (refused when nothing fills it): 1 when folded, 0 when the column is
+ * not one, -1 when refused or on failure. */
+int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column);
 
 /* ---- sql_convert_objects.c ---- */
 

@@ -328,6 +328,9 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
         return sqlc_emit_sql(c, st, NULL, NULL);    /* only this migration's rows are there */
     if (drops_not_null_before(c, rel))
         return sqlc_emit_sql(c, st, "complete", NULL);
+    int folded = sqlc_fold_fill(c, st);
+    if (folded != 0)
+        return folded < 0 ? -1 : 0;
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");
     if (whole)
         return sqlc_fail(c, st, "%s of every row of \"%s\" runs as one long transaction that locks each row and races "

@@ -325,6 +325,11 @@ static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel
     }
     if (!strcmp(sub, "AT_AlterColumnType"))
         return conv_alter_type(c, st, rel, column, json_object_get(def, "ColumnDef"));
+    if (!strcmp(sub, "AT_SetNotNull")) {
+        int folded = sqlc_fold_not_null(c, st, rel, column);
+        if (folded != 0)
+            return folded < 0 ? -1 : 0;
+    }
     if (!strcmp(sub, "AT_SetNotNull") || !strcmp(sub, "AT_DropNotNull")) {
         json_t *body = sqlc_alter_body(c, rel, column, "nullable");
         return body ? json_object_set_new(body, "nullable", json_boolean(!strcmp(sub, "AT_DropNotNull"))) : sqlc_oom(c, st);

@@ -974,7 +974,30 @@ NOTES = ("CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL);"
 NOTES_SQL = ("ALTER TABLE \"notes\" ALTER COLUMN \"body\" DROP NOT NULL;\n"
              "INSERT INTO \"notes\" (\"id\", \"body\") SELECT \"id\" + 1000, NULL FROM \"notes\" WHERE \"id\" <= 5;\n")
 
+# how ORMs give a table with rows a required column: the UPDATE becomes the
+# add_column's "up" (batches, and the old release's writes filled by it)
+NOTES_LEN_SQL = ("ALTER TABLE \"notes\" ADD COLUMN \"len\" integer;\n"
+                 "UPDATE \"notes\" SET \"len\" = length(\"body\") WHERE \"len\" IS NULL;\n"
+                 "ALTER TABLE \"notes\" ALTER COLUMN \"len\" SET NOT NULL;\n")
+NOTES_KIND_SQL = ("ALTER TABLE \"notes\" ADD COLUMN \"kind\" text;\n"
+                  "UPDATE \"notes\" SET \"kind\" = 'short';\n"
+                  "UPDATE \"notes\" SET \"kind\" = 'long' WHERE length(\"body\") > 2;\n"
+                  "ALTER TABLE \"notes\" ALTER COLUMN \"kind\" SET NOT NULL;\n")
+
 CASES_SQL = {
+    "sql_required_column_filled_by_update": case(
+        NOTES, ops=NOTES_LEN_SQL, offline=NOTES_LEN_SQL,
+        old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"],
+        new=["INSERT INTO notes (id, body, len) VALUES (200 + {i}, 'new {i}', 99)"], tables=("checks", "notes")),
+    "sql_required_column_filled_by_updates_with_where": case(
+        NOTES, ops=NOTES_KIND_SQL, offline=NOTES_KIND_SQL,
+        old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')", "INSERT INTO notes VALUES (300 + {i}, 'o')"],
+        new=["INSERT INTO notes (id, body, kind) VALUES (200 + {i}, 'new {i}', 'mine')"], tables=("checks", "notes")),
+    # nothing fills it for the rows there or the old release's inserts
+    "sql_required_column_not_filled_refused": case(
+        NOTES, ops="ALTER TABLE \"notes\" ADD COLUMN \"len\" integer;\n"
+                   "ALTER TABLE \"notes\" ALTER COLUMN \"len\" SET NOT NULL;\n", offline=None,
+        refused=['SET NOT NULL on "len", added above without a value']),
     # a type and an extension the file creates are there for the checks of what follows them
     "sql_enum_created_then_used": case(
         ops=JOB_SQL, offline=JOB_SQL, old=RENAME_CLAIM_OLD[:1],

@@ -168,6 +168,33 @@ static void test_column_merges(void)
         "\"down\":\"\\\"user\\\"::text\"}}]"));
 }
 
+static void test_required_column_fill(void)
+{
+    CHECK("fill: ADD COLUMN, UPDATE ... WHERE c IS NULL, SET NOT NULL is one add_column with its up", ops_equal(
+        "ALTER TABLE \"apikey\" ADD COLUMN \"reference_id\" text;\n"
+        "UPDATE \"apikey\" SET \"reference_id\" = \"user_id\" WHERE \"reference_id\" IS NULL;\n"
+        "ALTER TABLE \"apikey\" ALTER COLUMN \"reference_id\" SET NOT NULL;", 1,
+        "[{\"add_column\":{\"table\":\"apikey\",\"column\":{\"name\":\"reference_id\",\"type\":\"text\","
+        "\"nullable\":false},\"up\":\"\\\"user_id\\\"\"}}]"));
+    CHECK("fill: an UPDATE with a WHERE of its own wraps the one before", ops_equal(
+        "ALTER TABLE t ADD COLUMN n integer;\nUPDATE t SET n = 5;\nUPDATE t SET n = 10 WHERE plan = 'pro';", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\"},"
+        "\"up\":\"CASE WHEN (plan = 'pro') THEN (10) ELSE 5 END\"}}]"));
+    CHECK("fill: WHERE c IS NULL after another fills what it left", ops_equal(
+        "ALTER TABLE t ADD COLUMN n integer;\nUPDATE t SET n = 1 WHERE k > 3;\nUPDATE t SET n = 2 WHERE n IS NULL;", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\"},"
+        "\"up\":\"COALESCE((CASE WHEN (k > 3) THEN (1) ELSE NULL END), (2))\"}}]"));
+    CHECK("fill: an UPDATE that reads the column itself is not folded",
+          fails_with("ALTER TABLE t ADD COLUMN n integer;\nUPDATE t SET n = n + 1;", "UPDATE of every row"));
+    CHECK("fill: SET NOT NULL with nothing to fill the column is refused",
+          fails_with("ALTER TABLE t ADD COLUMN n integer;\nALTER TABLE t ALTER COLUMN n SET NOT NULL;",
+                     "SET NOT NULL on \"n\", added above without a value"));
+    CHECK("fill: SET NOT NULL of a column with a default is folded", ops_equal(
+        "ALTER TABLE t ADD COLUMN n integer DEFAULT 0;\nALTER TABLE t ALTER COLUMN n SET NOT NULL;", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\","
+        "\"default\":\"0\",\"nullable\":false}}}]"));
+}
+
 static void test_columns_constraints_indexes(void)
 {
     CHECK("add/drop column", ops_equal(
@@ -396,6 +423,7 @@ int main(void)
     test_down_needs_old_type();
     test_drizzle();
     test_column_merges();
+    test_required_column_fill();
     test_columns_constraints_indexes();
     test_index_keys_and_fk_actions();
     test_refusals();

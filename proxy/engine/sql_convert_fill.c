@@ -1,0 +1,145 @@
+/* How ORMs give a table that has rows a required column, made online:
+ *
+ *   ALTER TABLE t ADD COLUMN c type;
+ *   UPDATE t SET c = expr [WHERE c IS NULL | WHERE cond];
+ *   ALTER TABLE t ALTER COLUMN c SET NOT NULL;
+ *
+ * Run as written, the UPDATE rewrites every row in one transaction inside
+ * the expand (the app waits on the rows it locks), and the NOT NULL, in
+ * force from expand on, fails every insert of the release that does not
+ * know c. Folded into the add_column as its "up" and nullable false, the
+ * backfill fills c in batches, the old release's writes get it from the
+ * same expression through the trigger, and NOT NULL is validated before
+ * the contract makes it the column's: what the offline DDL ends in.
+ *
+ * An UPDATE with a WHERE of its own fills only those rows: CASE WHEN cond
+ * THEN expr END (the column is new, so NULL elsewhere), and a later UPDATE
+ * of the same column wraps the earlier ones. An UPDATE that reads c
+ * itself (but for WHERE c IS NULL), reads other tables with FROM, or
+ * returns rows is not folded: it is left to the statement's own rules. */
+#include "sql_convert.h"
+#include "sql_convert_conv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The add_column body this script made for rel's column, or NULL. */
+json_t *sqlc_added_column(struct conv *c, json_t *rel, const char *column)
+{
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "add_column");
+        if (body && !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
+            !strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")) &&
+            !strcmp(sqlc_str_or(json_object_get(body, "column"), "name", ""), column))
+            return body;
+    }
+    return NULL;
+}
+
+/* The tree reads the column (a ColumnRef ending in its name). */
+static int reads_column(json_t *node, const char *column)
+{
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v)
+            if (reads_column(v, column))
+                return 1;
+        return 0;
+    }
+    if (!json_is_object(node))
+        return 0;
+    json_t *fields = sql_get(node, "ColumnRef.fields");
+    if (fields) {
+        const char *last = sql_node_str(json_array_get(fields, json_array_size(fields) - 1));
+        return last && !strcmp(last, column);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(node, key, v)
+        if (reads_column(v, column))
+            return 1;
+    return 0;
+}
+
+static const char *or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+/* WHERE c IS NULL: every row of a column just added, as the UPDATE sees it. */
+static int is_null_test_of(json_t *where, const char *column)
+{
+    json_t *t = json_object_get(where, "NullTest");
+    json_t *fields = sql_get(t, "arg.ColumnRef.fields");
+    return t && !strcmp(sqlc_str_or(t, "nulltesttype", ""), "IS_NULL") && json_array_size(fields) >= 1 &&
+           !strcmp(or_empty(sql_node_str(json_array_get(fields, json_array_size(fields) - 1))), column);
+}
+
+/* fmt with its three %s. */
+static char *joined(const char *fmt, const char *a, const char *b, const char *c3)
+{
+    size_t n = strlen(fmt) + strlen(a) + strlen(b) + strlen(c3) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, fmt, a, b, c3);
+    return out;
+}
+
+int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
+{
+    json_t *b = st->body;
+    json_t *targets = json_object_get(b, "targetList");
+    if (strcmp(st->kind, "UpdateStmt") || json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
+        json_object_get(b, "withClause") || json_array_size(targets) != 1)
+        return 0;
+    json_t *rel = json_object_get(b, "relation");
+    json_t *target = json_object_get(json_array_get(targets, 0), "ResTarget");
+    const char *column = sqlc_str_or(target, "name", "");
+    json_t *add = sqlc_added_column(c, rel, column);
+    json_t *val = json_object_get(target, "val");
+    json_t *where = json_object_get(b, "whereClause");
+    if (!add || json_object_get(target, "indirection") || json_object_get(json_object_get(add, "column"), "default") ||
+        reads_column(val, column) || (where && !is_null_test_of(where, column) && reads_column(where, column)))
+        return 0;
+    char *expr = sql_expr_text(&c->s, st, val);
+    char *cond = where && !is_null_test_of(where, column) ? sql_expr_text(&c->s, st, where) : NULL;
+    if (!expr || (where && !is_null_test_of(where, column) && !cond)) {
+        free(expr);
+        free(cond);
+        return 0; /* no span of the text says it: left to the statement's own rules */
+    }
+    const char *before = sqlc_str_or(add, "up", NULL);
+    char *up;
+    if (!where || (!cond && !before)) /* every row */
+        up = strdup(expr);
+    else if (!cond) /* WHERE c IS NULL: the rows the earlier ones left NULL */
+        up = joined("COALESCE((%s), (%s))%s", before, expr, "");
+    else
+        up = joined("CASE WHEN (%s) THEN (%s) ELSE %s END", cond, expr, before ? before : "NULL");
+    free(expr);
+    free(cond);
+    if (!up || json_object_set_new(add, "up", json_string(up)) != 0) {
+        free(up);
+        return sqlc_oom(c, st);
+    }
+    free(up);
+    return 1;
+}
+
+int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
+{
+    json_t *add = sqlc_added_column(c, rel, column);
+    if (!add)
+        return 0;
+    json_t *col = json_object_get(add, "column");
+    if (!json_object_get(add, "up") && !json_object_get(col, "default"))
+        return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above without a value for the rows already there "
+                         "or for the inserts of the release that does not know it: fill it first (UPDATE \"%s\" "
+                         "SET \"%s\" = <expression> between the two statements, which becomes the column's \"up\"), "
+                         "or give it a DEFAULT", column, sqlc_str_or(rel, "relname", "?"), column);
+    return json_object_set_new(col, "nullable", json_false()) == 0 ? 1 : sqlc_oom(c, st);
+}
