@@ -290,7 +290,7 @@ static void budget_read(const struct bf_runner *b, struct latency_fine *out)
 
 static int batches_in_flight(const struct bf_runner *b)
 {
-    for (size_t i = 0; i < b->nbf; i++)
+    for (size_t i = 0; b->bf && i < b->nbf; i++)
         if (b->bf[i].busy)
             return 1;
     return 0;
