@@ -55,6 +55,9 @@ void auth_lookup_free(struct auth_lookup *l);
  * auth_lookup_cancel(l, ctx) comes first. -1 out of memory. */
 PGT_MUSTCHECK int auth_lookup_user(struct auth_lookup *l, const char *user, auth_lookup_fn fn, void *ctx,
                                    struct auth_lookup_answer *answer);
+/* The cached answer for `user` is wrong (the role's password changed since
+ * it was read): the next login asks again. */
+void auth_lookup_forget(struct auth_lookup *l, const char *user);
 /* The waiter `ctx` is gone (its session closed): it is not called. */
 void auth_lookup_cancel(struct auth_lookup *l, void *ctx);
 

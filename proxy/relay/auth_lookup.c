@@ -152,6 +152,17 @@ static struct cached *cache_find(struct auth_lookup *l, const char *user)
     return NULL;
 }
 
+void auth_lookup_forget(struct auth_lookup *l, const char *user)
+{
+    for (size_t i = 0; l && i < l->ncache; i++) {
+        if (strcmp(l->cache[i].user, user) != 0)
+            continue;
+        forget(&l->cache[i]);
+        l->cache[i] = l->cache[--l->ncache];
+        return;
+    }
+}
+
 static void cache_put(struct auth_lookup *l, const char *user, const struct auth_lookup_answer *a)
 {
     if (l->cache_ms <= 0)

@@ -233,3 +233,18 @@ def test_a_black_holed_lookup_connection_is_bounded(proxy_factory, tmp_path):
         assert why is None and t < 1.5, (t, why)
     finally:
         hole.close()
+
+
+def test_a_stale_cached_verifier_says_where_it_came_from_and_is_forgotten(cluster, aq_proxy):
+    proxy = aq_proxy("--auth-query-cache", "600")
+    role(cluster, "aq_turned", "first")
+    connect(proxy, "aq_turned", "first").close()  # its verifier is cached now
+    cluster.psql("ALTER ROLE aq_turned PASSWORD 'second'")
+    # the old password still matches the cached verifier, but the database
+    # now stores another: the proxy cannot log in upstream with it
+    msg, _ = refusal(proxy, "aq_turned", "first")
+    assert "--auth-query" in msg and "changed" in msg, msg
+    assert "users file" not in msg and "pgtandem passwd" not in msg, msg
+    # the stale answer is gone: the new password works at once, not in ten minutes
+    connect(proxy, "aq_turned", "second").close()
+    assert stats(proxy)["lookups"] == 2, stats(proxy)
