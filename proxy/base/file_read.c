@@ -69,14 +69,13 @@ char *file_read_all(const char *path, const char *what, size_t max, int flags, s
     }
     size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 2 : 8192, got = 0;
     char *buf = malloc(cap);
-    int read_errno = 0;
-    while (buf && got <= max) {
+    int read_errno = 0, no_memory = buf == NULL;
+    while (!no_memory && got <= max) {
         if (got + 1 >= cap) {
             size_t grown_cap = cap * 2 > max + 2 ? max + 2 : cap * 2;
             char *grown = grown_cap > cap ? realloc(buf, grown_cap) : NULL;
             if (!grown) {
-                free(buf);
-                buf = NULL;
+                no_memory = 1;
                 break;
             }
             buf = grown;
@@ -92,7 +91,8 @@ char *file_read_all(const char *path, const char *what, size_t max, int flags, s
         got += (size_t)n;
     }
     close(fd);
-    if (!buf) {
+    if (no_memory) {
+        free(buf);
         say(err, errlen, "%s \"%s\": out of memory", what, path);
         return NULL;
     }
