@@ -10,7 +10,7 @@ from support import run_pgtandem, write_users_file
 UPSTREAM = "postgresql://127.0.0.1:1/?sslmode=disable"
 
 
-def proxy(*args):
+def proxy_cmd(*args):
     return ["proxy", "--listen", "127.0.0.1:1", "--admin", "off"] + list(args)
 
 
@@ -30,11 +30,11 @@ def refused(args, *words, input=None):
 
 
 @pytest.mark.parametrize("what,args", [
-    ("pgbouncer.ini", lambda f, tmp: proxy("--pgbouncer-ini", f)),
-    ("config file", lambda f, tmp: proxy("--config", f)),
-    ("users file", lambda f, tmp: proxy("--upstream", UPSTREAM, "--auth", "scram", "--users-file", f)),
-    ("TLS certificate", lambda f, tmp: proxy("--upstream", UPSTREAM, "--tls-cert", f, "--tls-key", f)),
-    ("upstream CA", lambda f, tmp: proxy("--upstream", "postgresql://127.0.0.1:1/?sslmode=verify-full&sslrootcert="
+    ("pgbouncer.ini", lambda f, tmp: proxy_cmd("--pgbouncer-ini", f)),
+    ("config file", lambda f, tmp: proxy_cmd("--config", f)),
+    ("users file", lambda f, tmp: proxy_cmd("--upstream", UPSTREAM, "--auth", "scram", "--users-file", f)),
+    ("TLS certificate", lambda f, tmp: proxy_cmd("--upstream", UPSTREAM, "--tls-cert", f, "--tls-key", f)),
+    ("upstream CA", lambda f, tmp: proxy_cmd("--upstream", "postgresql://127.0.0.1:1/?sslmode=verify-full&sslrootcert="
                                          + f)),
 ])
 def test_dev_zero_is_refused_by_name(what, args, tmp_path):
@@ -46,9 +46,9 @@ def test_passwd_refuses_dev_zero_by_name():
 
 
 @pytest.mark.parametrize("what,args,size", [
-    ("pgbouncer.ini", lambda f: proxy("--pgbouncer-ini", f), 2 << 20),
-    ("config file", lambda f: proxy("--config", f), 2 << 20),
-    ("TLS certificate", lambda f: proxy("--upstream", UPSTREAM, "--tls-cert", f, "--tls-key", f), 17 << 20),
+    ("pgbouncer.ini", lambda f: proxy_cmd("--pgbouncer-ini", f), 2 << 20),
+    ("config file", lambda f: proxy_cmd("--config", f), 2 << 20),
+    ("TLS certificate", lambda f: proxy_cmd("--upstream", UPSTREAM, "--tls-cert", f, "--tls-key", f), 17 << 20),
 ])
 def test_a_file_over_its_bound_is_refused_by_name(what, args, size, tmp_path):
     f = big_file(tmp_path, "big", size)
@@ -56,12 +56,12 @@ def test_a_file_over_its_bound_is_refused_by_name(what, args, size, tmp_path):
 
 
 def test_a_directory_is_refused_by_name(tmp_path):
-    refused(proxy("--config", str(tmp_path)), 'config file "%s" is a directory' % tmp_path)
+    refused(proxy_cmd("--config", str(tmp_path)), 'config file "%s" is a directory' % tmp_path)
 
 
 def test_a_config_from_a_pipe_still_reads(tmp_path):
     """Not a regular file, but it ends: read as before (process substitution)."""
-    r = run_pgtandem(proxy("--config", "/dev/stdin"), timeout=15, input='{"buffer_bytes": 1}')
+    r = run_pgtandem(proxy_cmd("--config", "/dev/stdin"), timeout=15, input='{"buffer_bytes": 1}')
     assert r.returncode == 2 and 'setting "buffer_bytes"' in r.stderr, r.stderr
 
 
@@ -69,6 +69,6 @@ def test_a_users_file_from_a_pipe_is_refused(tmp_path):
     users = write_users_file(str(tmp_path / "users.json"), {"u": {"password": "p"}})
     with open(users) as f:
         text = f.read()
-    r = run_pgtandem(proxy("--upstream", UPSTREAM, "--auth", "scram", "--users-file", "/dev/stdin"), timeout=15,
+    r = run_pgtandem(proxy_cmd("--upstream", UPSTREAM, "--auth", "scram", "--users-file", "/dev/stdin"), timeout=15,
                      input=text)
     assert r.returncode != 0 and 'users file "/dev/stdin" is not a regular file' in r.stderr, r.stderr
