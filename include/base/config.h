@@ -67,6 +67,8 @@ struct config {
     char *auth_query;          /* --auth-query: SQL ($1: user) returning (name, verifier); NULL: none */
     char *auth_query_db;       /* where it runs (NULL: engine_db) */
     int auth_query_cache_ms;   /* an answer is reused this long */
+    int auth_query_timeout_ms; /* a lookup not answered within it refuses its login (08006) */
+    int auth_query_connections;/* lookups in flight at once, each on its own connection */
     char *pgbouncer_ini;       /* --pgbouncer-ini: read before --config and the flags */
     char *pgbouncer_report;    /* what it mapped and ignored, one line each, for the log; NULL: none */
     int server_login_retry_ms; /* after a failed server login: refuse clients without a server, no login (pool.h) */

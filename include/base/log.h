@@ -5,6 +5,8 @@
 #ifndef PGTANDEM_LOG_H
 #define PGTANDEM_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 
@@ -15,6 +17,11 @@ int log_level_parse(const char *name, enum log_level *out);
 void log_set_format(enum log_format format);
 /* Parses "text" | "json"; returns 0 on success. */
 int log_format_parse(const char *name, enum log_format *out);
+
+/* msg with its control characters escaped (\n, \r, \t, \xHH; C1
+ * controls too) into out, cut to cap at an escape's boundary: what every
+ * log line's message goes through. */
+void log_escape(const char *msg, char *out, size_t cap);
 
 /* One event. file is the caller's source path (__FILE__): its module names
  * the component, unless the message starts with a component's name.

@@ -44,7 +44,6 @@ enum header_result proto_read_header(const uint8_t *buf, size_t avail, uint32_t 
 
 /* ---- startup packet ---- */
 
-#define STARTUP_MAX_PARAMS 64 /* parameters and protocol options together */
 #define PROTO_OPTION_PREFIX "_pq_."
 
 struct evbuffer;

@@ -25,6 +25,9 @@
 #include "compiler.h"
 #include "scram.h"
 
+/* A users file larger than this is refused (by the proxy and by passwd). */
+#define USERS_FILE_MAX (16u << 20)
+
 struct user_entry {
     char *name;
     struct scram_verifier verifier;  /* parsed, or derived from the password at load */

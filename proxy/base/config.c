@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "file_read.h"
 #include "pgbouncer_ini.h"
 #include "settings.h"
 
@@ -575,41 +576,15 @@ static int apply_file_key(struct config *cfg, struct file_ctx *fc, const char *k
     return 0;
 }
 
-static char *read_whole_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, 4096, f);
-        len += n;
-        if (n < 4096)
-            break;
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
+/* A config file or a pgbouncer.ini is a few KB; a megabyte is a mistake
+ * (the wrong path, /dev/zero), refused by name rather than read forever. */
+#define CONFIG_FILE_MAX (1u << 20)
 
 static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
 {
-    char *text = read_whole_file(path);
-    if (!text) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char *text = file_read_all(path, "config file", CONFIG_FILE_MAX, 0, NULL, err, errlen);
+    if (!text)
         return -1;
-    }
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -671,11 +646,9 @@ static void report_line(struct config *cfg, const char *path, const struct pgb_i
 
 static int load_pgbouncer_ini(struct config *cfg, const char *path, char *err, size_t errlen)
 {
-    char *text = read_whole_file(path);
-    if (!text) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char *text = file_read_all(path, "pgbouncer.ini", CONFIG_FILE_MAX, 0, NULL, err, errlen);
+    if (!text)
         return -1;
-    }
     struct pgb_translation t;
     int rc = pgbouncer_ini_translate(path, text, &t, err, errlen);
     free(text);

@@ -4,7 +4,15 @@
  * The level and format are the only process-wide settings outside the server
  * struct, because every module logs and threading a handle through each call
  * would obscure more than it protects. The component comes from the calling
- * module's file name, so no call site has to name it. */
+ * module's file name, so no call site has to name it.
+ *
+ * Messages carry text from clients and servers (user and database names,
+ * startup parameters, error texts, SNI names): a newline in a user name
+ * would write a forged line, an ESC byte would drive the operator's
+ * terminal. So every message is escaped here, once, whatever its call site:
+ * control characters (below 0x20, 0x7f, and the C1 controls U+0080..U+009F)
+ * become \n, \r, \t or \xHH, in both formats, and a log line is always
+ * one line. A backslash is left as it is: it forges nothing. */
 #include "log.h"
 
 #include <ctype.h>
@@ -121,12 +129,53 @@ static unsigned long long session_named_in(const char *msg)
     return strtoull(msg + sizeof prefix - 1, NULL, 10);
 }
 
+/* ---- escaping ---- */
+
+/* At most four bytes out per byte in ("\x1b"). */
+#define ESCAPED_MAX (LINE_MAX_BYTES * 4)
+
+static size_t put_hex(char *out, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '\\', out[1] = 'x', out[2] = hex[c >> 4], out[3] = hex[c & 15];
+    return 4;
+}
+
+void log_escape(const char *msg, char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)msg;
+    size_t j = 0;
+    if (cap == 0)
+        return;
+    for (; *p; p++) {
+        char esc[8];
+        size_t n = 0;
+        if (*p == '\n' || *p == '\r' || *p == '\t') {
+            esc[0] = '\\', esc[1] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+            n = 2;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            n = put_hex(esc, *p);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* a C1 control: CSI (U+009B) drives terminals too */
+            n = put_hex(esc, p[0]);
+            n += put_hex(esc + n, p[1]);
+            p++;
+        } else {
+            esc[0] = (char)*p;
+            n = 1;
+        }
+        if (j + n >= cap) /* cut before the escape, never inside it */
+            break;
+        memcpy(out + j, esc, n);
+        j += n;
+    }
+    out[j] = '\0';
+}
+
 /* ---- JSON ---- */
 
-/* Room for a message of LINE_MAX_BYTES where every byte takes six
- * ("\u001f"), a migration name, and the rest. */
+/* Room for an escaped message, a migration name, and the rest. */
 struct line {
-    char buf[LINE_MAX_BYTES * 6 + 1024];
+    char buf[ESCAPED_MAX * 2 + 1024];
     size_t len;
 };
 
@@ -229,11 +278,12 @@ void log_event(enum log_level level, const char *file, const char *migration, un
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    char msg[LINE_MAX_BYTES];
+    char raw[LINE_MAX_BYTES], msg[ESCAPED_MAX] = {0}; /* zeroed: the analyzer cannot follow log_escape's terminator */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    log_escape(raw, msg, sizeof msg);
     if (current_format == LOG_FORMAT_TEXT) {
         char stamp[32];
         strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);

@@ -68,6 +68,18 @@ const struct setting SETTINGS[] = {
     {"auth_query_cache_s", "--auth-query-cache", SETTING_INT, 0, 86400, 60, 0, SETTING_PROXY, "s",
      "an --auth-query answer (a verifier, or no such role) is reused this long (0: asked at every login)",
      CONFIG_FIELD(auth_query_cache_ms, 1000)},
+    /* 5 s: a lookup answers in milliseconds; longer is a stuck or slow
+     * database, and the login is refused well before the client's own
+     * login timeout, with the reason */
+    {"auth_query_timeout_s", "--auth-query-timeout", SETTING_INT, 1, 3600, 5, 0, SETTING_PROXY, "s",
+     "an --auth-query lookup not answered within it (connecting included) refuses its login with 08006; "
+     "its connection is dropped",
+     CONFIG_FIELD(auth_query_timeout_ms, 1000)},
+    /* 4: one slow role holds one connection, not every login behind it */
+    {"auth_query_connections", "--auth-query-connections", SETTING_INT, 1, 64, 4, 0, SETTING_PROXY,
+     "connections",
+     "--auth-query lookups in flight at once, each on its own connection, opened as logins need them",
+     CONFIG_FIELD(auth_query_connections, 1)},
     {"max_rows_per_sec", NULL, SETTING_INT, 0, 1e9, 0, 1, SETTING_THROTTLE, "rows/s",
      "backfill rows per second at most (0: no limit)",
      THROTTLE_FIELD(max_rows_per_sec, 1)},

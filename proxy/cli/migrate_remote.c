@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file_read.h"
 #include "log.h"
 #include "migration_lifecycle.h"
 #include "progress_line.h"
@@ -382,23 +383,7 @@ static int poll_until_active(const struct remote *r, const char *name)
 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_UPLOAD + 1);
-    size_t n = buf ? fread(buf, 1, MAX_UPLOAD + 1, f) : 0;
-    int bad = !buf || ferror(f) || n > MAX_UPLOAD;
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : n > MAX_UPLOAD ? "larger than 1 MiB"
-                                                                                     : "read error");
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
+    return file_read_all(path, "migration file", MAX_UPLOAD, 0, len, err, errlen);
 }
 
 static int start_body(const struct remote *r, const char *body, size_t len)

@@ -28,7 +28,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "file_read.h"
 #include "scram.h"
+#include "users.h"
 
 #define PASSWORD_MAX 1024
 
@@ -180,7 +182,15 @@ static json_t *load_users_json(const char *path)
     if (st.st_mode & (S_IRWXG | S_IRWXO))
         fprintf(stderr, "pgtandem passwd: warning: \"%s\" has group or world access; the rewritten file will be "
                         "0600\n", path);
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    char why[600];
+    char *text = file_read_all(path, "users file", USERS_FILE_MAX, 0, NULL, why, sizeof why);
+    if (!text) {
+        fprintf(stderr, "pgtandem passwd: %s\n", why);
+        return NULL;
+    }
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
     if (!root)
         fprintf(stderr, "pgtandem passwd: \"%s\", line %d, column %d: %s\n", path, jerr.line, jerr.column, jerr.text);
     else if (!json_is_object(root)) {

@@ -353,9 +353,11 @@ static int relay_init(struct relay *relay, char *err, size_t errlen)
     if (relay->cfg.auth_scram) {
         if (relay->cfg.users_file && users_load(relay->cfg.users_file, &relay->users, err, errlen) != 0)
             return -1;
-        if (relay->cfg.auth_query && !(relay->auth_lookup = auth_lookup_new(relay->base, relay->cfg.auth_query_db,
-                                                                       relay->cfg.auth_query,
-                                                                       relay->cfg.auth_query_cache_ms))) {
+        struct auth_lookup_limits limits = {relay->cfg.auth_query_cache_ms, relay->cfg.auth_query_timeout_ms,
+                                            relay->cfg.auth_query_connections};
+        if (relay->cfg.auth_query &&
+            !(relay->auth_lookup = auth_lookup_new(relay->base, relay->cfg.auth_query_db, relay->cfg.auth_query,
+                                                   &limits))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }

@@ -197,8 +197,12 @@ static void on_recheck(void *ctx, PGresult *res, const char *error, const char *
     if (error || !res || PQntuples(res) != 1) {
         snprintf(r->error, sizeof r->error, "reading the migration's state: %.900s",
                  error ? error : "the migration is no longer recorded");
-        if (connection_lost(sqlstate))
+        /* unanswered, nobody can tell whether another proxy moved it: 503,
+         * try again, as when the old release's sessions cannot be asked */
+        if (error && (connection_lost(sqlstate) || !pgasync_ready(&r->db))) {
+            r->db_unavailable = 1;
             pgasync_close(&r->db);
+        }
         abandon(r);
         return;
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_lookup.h"
 #include "log.h"
 #include "proto.h"
 #include "sbuf.h"
@@ -260,15 +261,30 @@ enum auth_result auth_client_message(struct auth_state *a, const uint8_t *msg, u
 /* The ClientKey recovered from a client's proof logs in only where the
  * database stores the very verifier it was checked against: one made
  * with a fresh salt (`pgtandem passwd --verifier-only`) never will. The
- * client proved its password; what is wrong is the proxy's file, and the
- * client is told what to do about it (the operator may only see this). */
+ * client proved its password; what is wrong is the proxy's copy of the
+ * verifier, and the client is told what to do about it (the operator may
+ * only see this). A copy --auth-query answered is out of date: the role's
+ * password changed after it was cached. It is forgotten, so the next login
+ * reads the role's new verifier. */
 static enum auth_result verifier_mismatch(struct auth_state *a)
 {
     const char *user = a->peer.user;
+    const char *why = scram_status_message(SCRAM_ERR_VERIFIER_MISMATCH);
+    if (a->peer.looked_up) {
+        auth_lookup_forget(a->peer.relay->auth_lookup, user);
+        log_warn("session %llu: logging in upstream as \"%s\" failed: %s; the verifier --auth-query returned "
+                 "for it was cached before the role's password changed; it is forgotten and read again at the "
+                 "next login",
+                 (unsigned long long)a->peer.session_id, user, why);
+        return failed(a, 0, SQLSTATE_CONNECTION_FAILURE,
+                      "the proxy cannot log in upstream as \"%s\": the SCRAM verifier --auth-query returned for it "
+                      "is out of date (the role's password changed since it was cached); the proxy forgot it: "
+                      "log in again with the role's current password",
+                      user);
+    }
     log_warn("session %llu: logging in upstream as \"%s\" failed: %s; store the role's own verifier "
              "(pgtandem passwd %s --from-db URI) or its password (pgtandem passwd %s)",
-             (unsigned long long)a->peer.session_id, user, scram_status_message(SCRAM_ERR_VERIFIER_MISMATCH), user,
-             user);
+             (unsigned long long)a->peer.session_id, user, why, user, user);
     return failed(a, 0, SQLSTATE_CONNECTION_FAILURE,
                   "the proxy cannot log in upstream as \"%s\": its users file has a SCRAM verifier for it with "
                   "another salt than the database's; store the role's own verifier (pgtandem passwd %s --from-db "

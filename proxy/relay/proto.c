@@ -49,7 +49,9 @@ static int is_protocol_option(const char *key)
 }
 
 /* Key/value pairs of a v3 StartupMessage: NUL-terminated strings ending with
- * an empty key. Every string must end inside the packet. */
+ * an empty key. Every string must end inside the packet. Their number is
+ * bounded by the packet's size (PROTO_MAX_STARTUP_LEN), as in Postgres,
+ * and nothing keeps them apart from the packet itself. */
 static int parse_startup_params(uint8_t *packet, size_t length, struct startup_packet *out,
                                 struct startup_refusal *why)
 {
@@ -64,8 +66,6 @@ static int parse_startup_params(uint8_t *packet, size_t length, struct startup_p
         const uint8_t *val_end = pos < length ? memchr(packet + pos, '\0', length - pos) : NULL;
         if (!val_end)
             return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, bad_layout);
-        if (out->nparams + out->npq == STARTUP_MAX_PARAMS)
-            return refuse(why, SQLSTATE_PROTOCOL_VIOLATION, "too many startup parameters");
         if (out->nparams + out->npq == 0)
             out->params = key;
         if (is_protocol_option(key))

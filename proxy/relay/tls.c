@@ -14,6 +14,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "file_read.h"
+
+/* OpenSSL reads these files itself, to their end: a path that names a
+ * device (/dev/zero) would be read forever. Certificates, keys and CA
+ * bundles (a few hundred KB for a full bundle) are regular files well
+ * under this. */
+#define TLS_FILE_MAX (16u << 20)
+
 static void describe_openssl_error(const char *what, char *err, size_t errlen)
 {
     unsigned long e = ERR_get_error();
@@ -43,6 +51,9 @@ SSL_CTX *tls_client_side_ctx(const struct config *cfg, char *err, size_t errlen)
     char what[600];
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         describe_openssl_error("TLS: cannot require TLS 1.2 or later", err, errlen);
+    } else if (file_check(cfg->tls_cert, "TLS certificate", TLS_FILE_MAX, err, errlen) != 0 ||
+               file_check(cfg->tls_key, "TLS key", TLS_FILE_MAX, err, errlen) != 0) {
+        /* err says which */
     } else if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
         snprintf(what, sizeof what, "TLS certificate %s", cfg->tls_cert);
         describe_openssl_error(what, err, errlen);
@@ -77,6 +88,10 @@ SSL_CTX *tls_upstream_ctx(const struct config *cfg, char *err, size_t errlen)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if (cfg->upstream_ca && file_check(cfg->upstream_ca, "upstream CA", TLS_FILE_MAX, err, errlen) != 0) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         int loaded = cfg->upstream_ca ? SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca, NULL)
                                       : SSL_CTX_set_default_verify_paths(ctx);
         if (loaded != 1) {

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define USERS_FILE_MAX (16u << 20)
+#include "file_read.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -30,39 +30,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
  * window between the check and the read). The caller wipes and frees *buf. */
 static int read_private_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, errlen, "could not open users file \"%s\": %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(err, errlen, "users file \"%s\" is not a regular file", path);
-    }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        close(fd);
-        return fail(err, errlen,
-                    "users file \"%s\" has group or world access; permissions should be u=rw (0600) or less "
-                    "(chmod 600 %s)",
-                    path, path);
-    }
-    if ((size_t)st.st_size > USERS_FILE_MAX) {
-        close(fd);
-        return fail(err, errlen, "users file \"%s\" is larger than %u bytes", path, USERS_FILE_MAX);
-    }
-    char *b = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    ssize_t n = 0;
-    while (b && got < (size_t)st.st_size && (n = read(fd, b + got, (size_t)st.st_size - got)) > 0)
-        got += (size_t)n;
-    close(fd);
-    if (!b || n < 0) {
-        free(b);
-        return fail(err, errlen, "could not read users file \"%s\": %s", path, b ? strerror(errno) : "out of memory");
-    }
-    b[got] = '\0';
-    *buf = b;
-    *len = got;
-    return 0;
+    *buf = file_read_all(path, "users file", USERS_FILE_MAX, FILE_PRIVATE, len, err, errlen);
+    return *buf ? 0 : -1;
 }
 
 static void entry_clear(struct user_entry *e)

@@ -16,6 +16,8 @@ Neon's console, by the app's migrations) logs in without a users file.
   a lookup that cannot run (the function's EXECUTE revoked) refuses the
   login at once with the reason, while the file's users still log in.
 """
+import concurrent.futures
+import socket
 import statistics
 import time
 
@@ -152,3 +154,97 @@ def test_the_users_file_beside_it_and_a_lookup_that_cannot_run(cluster, aq_proxy
     assert 'could not look up user "aq_new" (--auth-query)' in msg and "permission denied" in msg, msg
     assert t < 5, t
     connect(proxy, "aq_filed", "filepw").close()  # the file still serves
+
+
+# The lookup takes two seconds for roles named aq_slow*, none for others.
+SLOW_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION pgtandem_auth.user_lookup(i_username text, OUT uname name, OUT phash text)
+RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+$$ SELECT rolname, rolpassword FROM pg_authid,
+          pg_sleep(CASE WHEN i_username LIKE 'aq_slow%%' THEN %s ELSE 0 END)
+   WHERE rolname = i_username AND rolcanlogin $$;
+"""
+
+
+def timed_login(proxy, user, pw):
+    """(seconds, None) when the login worked, (seconds, message) when refused."""
+    t0 = time.monotonic()
+    try:
+        connect(proxy, user, pw).close()
+        return time.monotonic() - t0, None
+    except psycopg.OperationalError as e:
+        return time.monotonic() - t0, str(e)
+
+
+def logins_at_once(proxy, users):
+    with concurrent.futures.ThreadPoolExecutor(len(users)) as pool:
+        futures = {u: pool.submit(timed_login, proxy, u, u + "pw") for u in users}
+        return {u: f.result() for u, f in futures.items()}
+
+
+def test_lookups_run_at_once_and_a_slow_role_stalls_no_other(cluster, aq_proxy):
+    cluster.psql(SLOW_FUNCTION_SQL % 2)
+    slow = ["aq_slow%d" % i for i in range(3)]
+    for u in slow + ["aq_quick"]:
+        role(cluster, u, u + "pw")
+    proxy = aq_proxy("--auth-query-cache", "0")
+    took = logins_at_once(proxy, slow + ["aq_quick"])
+    assert all(why is None for _, why in took.values()), took
+    # one after another they took 2, 4 and 6 s, and the quick one waited behind them
+    assert took["aq_quick"][0] < 1.5, took
+    assert all(took[u][0] < 3.9 for u in slow), took
+
+
+def test_a_lookup_past_its_bound_is_refused_and_stalls_no_other(cluster, aq_proxy):
+    cluster.psql(SLOW_FUNCTION_SQL % 30)
+    role(cluster, "aq_slow_stuck", "aq_slow_stuckpw")
+    role(cluster, "aq_meanwhile", "aq_meanwhilepw")
+    proxy = aq_proxy("--auth-query-cache", "0", "--auth-query-timeout", "1")
+    took = logins_at_once(proxy, ["aq_slow_stuck", "aq_meanwhile"])
+    t, why = took["aq_slow_stuck"]
+    assert why and 'could not look up user "aq_slow_stuck" (--auth-query)' in why, took
+    assert "timed out after 1 s (auth_query_timeout_s)" in why, why
+    assert 0.9 < t < 3, took
+    assert took["aq_meanwhile"][1] is None and took["aq_meanwhile"][0] < 1.5, took
+    # the connection that was stuck is replaced: the next lookups still answer
+    cluster.psql(SLOW_FUNCTION_SQL % 0)
+    assert timed_login(proxy, "aq_slow_stuck", "aq_slow_stuckpw")[1] is None
+    assert stats(proxy)["timeouts"] == 1, stats(proxy)
+
+
+def test_a_black_holed_lookup_connection_is_bounded(proxy_factory, tmp_path):
+    if relay_direct():
+        pytest.skip("authentication at the proxy")
+    hole = socket.socket()  # accepts into its backlog, never answers
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    users = write_users_file(str(tmp_path / "users.json"), {"aq_filed": {"password": "filepw"}})
+    try:
+        uri = "postgresql://aq_lookup:x@127.0.0.1:%d/postgres?sslmode=disable" % hole.getsockname()[1]
+        proxy = proxy_factory(extra_args=["--auth", "scram", "--auth-query", QUERY, "--auth-query-db", uri,
+                                          "--auth-query-timeout", "2", "--users-file", users])
+        took = logins_at_once(proxy, ["aq_hole%d" % i for i in range(6)])
+        # six users on four connections: two wait for a connection, and that
+        # wait counts toward the bound; one after another they took 2, 4, ... 12 s
+        for u, (t, why) in took.items():
+            assert why and "the role lookup timed out after 2 s (auth_query_timeout_s)" in why, took
+            assert t < 3.5, took
+        t, why = timed_login(proxy, "aq_filed", "filepw")  # the file's users never wait for it
+        assert why is None and t < 1.5, (t, why)
+    finally:
+        hole.close()
+
+
+def test_a_stale_cached_verifier_says_where_it_came_from_and_is_forgotten(cluster, aq_proxy):
+    proxy = aq_proxy("--auth-query-cache", "600")
+    role(cluster, "aq_turned", "first")
+    connect(proxy, "aq_turned", "first").close()  # its verifier is cached now
+    cluster.psql("ALTER ROLE aq_turned PASSWORD 'second'")
+    # the old password still matches the cached verifier, but the database
+    # now stores another: the proxy cannot log in upstream with it
+    msg, _ = refusal(proxy, "aq_turned", "first")
+    assert "--auth-query" in msg and "changed" in msg, msg
+    assert "users file" not in msg and "pgtandem passwd" not in msg, msg
+    # the stale answer is gone: the new password works at once, not in ten minutes
+    connect(proxy, "aq_turned", "second").close()
+    assert stats(proxy)["lookups"] == 2, stats(proxy)

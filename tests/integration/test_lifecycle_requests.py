@@ -14,7 +14,9 @@ case was a fault once:
 - A complete while the engine connection is stalled: before, it was refused
   after the connection's watchdog saying "0 sessions of the old release ...
   are still connected: ;"; now the refusal says the engine connection gave
-  no answer, and comes within the cutover's own budgets.
+  no answer, and comes within the cutover's own budgets. With no session
+  of the old release the complete reads the state row again on the
+  stalled connection: that refusal was 409, now 503 as for the first.
 - A proxy whose lease runs out during a revert window (switched): before,
   it went on relaying unfenced (the fleet's own list of statuses in
   progress left switched out); now it fences itself as during active,
@@ -159,6 +161,25 @@ def test_complete_with_the_engine_connection_stalled_names_the_connection(env, f
     assert took < 20, "answered after %.1f s" % took
     cur = wait_phase(p, ("active",), WAIT, what="back to active")
     assert "engine connection" in (cur.get("error") or ""), cur
+    fw.thaw_flows()
+
+
+def test_complete_with_no_old_release_and_the_engine_connection_stalled_is_503(env, forwarder):
+    """No session of the old release: the complete goes on to read the
+    migration's state again, on the stalled connection. It cannot tell
+    whether another proxy moved the migration: 503, as the operator's guide
+    says of a complete that cannot ask the database (it was 409)."""
+    e, fw = env, forwarder
+    p = engine_via_forwarder(e, fw)
+    start_until_active(p, items_migration())
+    fw.freeze_flows()
+    t0 = time.time()
+    code, ans = call(p, "POST", "/migrations/current/complete", timeout=60)
+    took = time.time() - t0
+    assert code == 503, (code, ans, p.log_tail())
+    assert "engine connection" in ans["error"] and "no answer" in ans["error"], ans
+    assert took < 20, "answered after %.1f s" % took
+    wait_phase(p, ("active",), WAIT, what="back to active")
     fw.thaw_flows()
 
 

@@ -1,12 +1,17 @@
 """The proxy's log during a real migration through it: with --log-format json
 every line is one JSON object (time, level, component, msg, and the
 migration or session it concerns); in text the backfill's progress shows as
-a plain line every few seconds (rows done/total, rate, ETA)."""
+a plain line every few seconds (rows done/total, rate, ETA); text a client
+sends (a user name with a newline and terminal escapes) cannot forge a
+line."""
 import json
 import re
 import socket
 
-from support import load_legacy, pmigrate, proxy_start, run_pgtandem, sql, unify, wait_for, write_migration
+import pytest
+
+from support import (load_legacy, pg_login, pmigrate, proxy_start, relay_direct, run_pgtandem, sql, unify, wait_for,
+                     write_migration, write_users_file)
 
 NAME = "0003_checks_unify"
 ROWS = 20000
@@ -85,3 +90,28 @@ def test_log_format_from_the_config_file(proxy_factory, tmp_path):
     assert lines and all(json.loads(s)["msg"] for s in lines), lines
     bad = run_pgtandem(["proxy", "--log-format", "yaml"], timeout=20)
     assert bad.returncode == 2 and "--log-format: 'yaml' is not text or json" in bad.stderr, bad.stderr
+
+
+FORGED = "2026-01-01 00:00:00.000 UTC ERROR forged by a client"
+
+
+def test_client_text_cannot_forge_a_log_line(proxy_factory, tmp_path):
+    """A user name with a newline and terminal escapes: in the text log the
+    line stays one line, its control characters written as escapes."""
+    if relay_direct():
+        pytest.skip("authentication at the proxy")
+    users = write_users_file(str(tmp_path / "users.json"), {"logged": {"password": "right"}})
+    proxy = proxy_factory(extra_args=["--auth", "scram", "--users-file", users])
+    evil = "evil\n" + FORGED + "\x1b[2J\x7f"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        msgs = pg_login(sock, user=evil, database="app\r\ndb", password="wrong")
+    assert msgs[-1][0] == b"E", msgs
+    wait_for(lambda: "authentication of user" in proxy.log(), timeout=10, what="the refusal in the log")
+    proxy.stop()
+    with open(proxy.logfile.name, "rb") as f:
+        raw = f.read()
+    assert b"\x1b" not in raw and b"\x7f" not in raw and b"\r" not in raw, raw[-2000:]
+    lines = raw.decode().splitlines()
+    assert not [s for s in lines if s.startswith(FORGED)], lines
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC [A-Z]+ ", s) for s in lines), lines
+    assert any('user "evil\\n%s\\x1b[2J\\x7f"' % FORGED in s for s in lines), lines

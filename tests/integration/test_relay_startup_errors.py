@@ -179,3 +179,17 @@ def test_node_postgres_end_before_connected(relay, sslmode):
                        capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
     assert r.returncode == 0, r.stdout + r.stderr + relay.log()[-2000:]
     assert r.stdout.count("ok ") == 3 and "FAIL" not in r.stdout, r.stdout
+
+
+def test_many_startup_parameters_are_served_as_postgres_serves_them(relay, cluster):
+    """Postgres bounds a startup packet by its size (10000 bytes), not by a
+    count of parameters: 600 placeholder settings (about 9 KB) log in and
+    are set, through the proxy as directly. It refused past 64."""
+    params = {"pgt.p%03d" % i: "v%d" % i for i in range(600)}
+    for port in (cluster.port, relay.port):
+        s = pg_raw_session(port, **params)
+        try:
+            assert pg_simple_query(s, "SELECT current_setting('pgt.p599'), current_setting('pgt.p000')") == \
+                ([["v599", "v0"]], None), port
+        finally:
+            s.close()

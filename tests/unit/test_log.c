@@ -76,8 +76,9 @@ static void test_every_line_parses(void)
     for (int i = 0; i < nlines; i++)
         all = all && lines[i] != NULL;
     CHECK("every line is a JSON object", all);
-    CHECK("quotes and controls come back as they were",
-          field(0, "msg") && !strcmp(field(0, "msg"), "quote \" backslash \\ newline \n tab \t bell \a del \x7f end"));
+    CHECK("quotes come back as they were, control characters escaped",
+          field(0, "msg") &&
+              !strcmp(field(0, "msg"), "quote \" backslash \\ newline \\n tab \\t bell \\x07 del \\x7f end"));
     CHECK("bytes that are not UTF-8 become U+FFFD, valid ones stay",
           field(1, "msg") && strstr(field(1, "msg"), "\xef\xbf\xbd") && strstr(field(1, "msg"), "\xe2\x86\x92"));
     CHECK("a long message of quotes is cut, still JSON", field(2, "msg") && strlen(field(2, "msg")) >= 2000);
@@ -115,8 +116,54 @@ static void test_text_unchanged(void)
                                log_format_parse("yaml", &f) != 0);
 }
 
+/* What a client can put in a user name, a database or application_name. */
+static void emit_forgery(void)
+{
+    log_info("session 3 (127.0.0.1:1): authentication of user \"%s\" failed",
+             "evil\r\n2026-01-01 00:00:00.000 UTC ERROR forged\x1b[2J\x9b\xc2\x9b" "31m\xc3\xa9");
+}
+
+static char *captured_text(void (*emit)(void))
+{
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    emit();
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    static char buf[4096];
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+    return buf;
+}
+
+static void test_client_text_cannot_forge_lines(void)
+{
+    log_set_format(LOG_FORMAT_TEXT);
+    const char *text = captured_text(emit_forgery);
+    const char *nl = strchr(text, '\n');
+    CHECK("text: one line, ended by the only newline", nl && nl[1] == '\0' && !strchr(text, '\r'));
+    CHECK("text: newline, return, ESC and C1 controls written as escapes, UTF-8 kept",
+          strstr(text, "user \"evil\\r\\n2026-01-01 00:00:00.000 UTC ERROR forged\\x1b[2J\x9b\\xc2\\x9b" "31m\xc3\xa9\" failed"));
+    CHECK("text: no ESC byte", !strchr(text, 0x1b));
+    log_set_format(LOG_FORMAT_JSON);
+    capture(emit_forgery);
+    CHECK("json: one line", nlines == 1 && lines[0]);
+    CHECK("json: the message escaped as in text", field(0, "msg") && strstr(field(0, "msg"), "evil\\r\\n2026-01-01") &&
+                                                    strstr(field(0, "msg"), "forged\\x1b[2J") &&
+                                                    !strchr(field(0, "msg"), '\n'));
+    char small[6];
+    log_escape("abc\x1b" "def", small, sizeof small);
+    CHECK("cut before an escape, never inside it", !strcmp(small, "abc"));
+}
+
 int main(void)
 {
+    test_client_text_cannot_forge_lines();
     test_every_line_parses();
     test_ids_and_components();
     test_text_unchanged();

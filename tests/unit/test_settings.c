@@ -43,6 +43,8 @@ static int proxy_field(const struct config *c, const char *name, double *out)
     FIELD("server_login_retry_s", c->server_login_retry_ms / 1000.0)
     FIELD("max_prepared_statements", c->max_prepared_statements)
     FIELD("auth_query_cache_s", c->auth_query_cache_ms / 1000.0)
+    FIELD("auth_query_timeout_s", c->auth_query_timeout_ms / 1000.0)
+    FIELD("auth_query_connections", c->auth_query_connections)
     return 0;
 }
 
