@@ -151,6 +151,10 @@ void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *ta
 /* ---- plan_backfill.c: the pieces of each backfill batch ----------------- */
 void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *new_col,
                   const char *type, const char *old_col, const char *up, int verify);
+/* A data migration's update of existing rows, in the same batches: col =
+ * up on the rows `where` (NULL: every row) picks, each row once. */
+void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
+                     const char *type, const char *up, const char *where);
 
 /* ---- plan_carry.c: the second column and the dependents carried to it --- */
 struct shadow_spec {

@@ -3,8 +3,9 @@
  * passed through or refused), sql_convert_table.c (CREATE TABLE, columns,
  * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames) and
  * sql_convert_objects.c (types, extensions, functions, sequences: what
- * undoes their creation, their drops, an enum replaced) and
- * sql_convert_fill.c (a required column filled by an UPDATE). Internal to the
+ * undoes their creation, their drops, an enum replaced),
+ * sql_convert_fill.c (a required column filled by an UPDATE) and
+ * sql_convert_data.c (other UPDATEs, in batches). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
 #define PGTANDEM_SQL_CONVERT_CONV_H
@@ -124,6 +125,13 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st);
  * (refused when nothing fills it): 1 when folded, 0 when the column is
  * not one, -1 when refused or on failure. */
 int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column);
+
+/* ---- sql_convert_data.c ---- */
+
+/* A data UPDATE of a table the file does not create, as update_rows
+ * operations run in batches: 1 when converted, 0 when it is not one, -1
+ * on failure. */
+int sqlc_update_rows(struct conv *c, const struct sql_stmt *st);
 
 /* ---- sql_convert_objects.c ---- */
 

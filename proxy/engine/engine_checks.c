@@ -351,6 +351,9 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
         return check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
     case MIG_CREATE_CONSTRAINT:
         return check_expression(conn, m, op, "check", op->check, table, t, NULL, NULL, err, errlen);
+    case MIG_UPDATE_ROWS:
+        return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
+               check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
     default:
         return 0;
     }

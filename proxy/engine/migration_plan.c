@@ -17,7 +17,7 @@ static const struct mig_op_def *const op_defs[] = {
     &op_rename_column, &op_add_column, &op_alter_column, &op_drop_column, &op_create_table, &op_drop_table,
     &op_rename_table, &op_create_index, &op_drop_index, &op_create_constraint, &op_sql,
     &op_drop_constraint, &op_rename_constraint, &op_set_replica_identity, &op_add_enum_value,
-    &op_rename_enum_value,
+    &op_rename_enum_value, &op_update_rows,
 };
 
 static const struct mig_op_def *op_def(enum mig_op_kind kind)

@@ -119,3 +119,31 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
     free(wrapped);
     free(pending);
 }
+
+/* Each batch visits each row of its key window once, so a row the
+ * statement changes in a way its own WHERE still picks is changed once, as
+ * by the statement run whole. */
+void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
+                     const char *type, const char *up, const char *where)
+{
+    struct mig_bf_table *b = bf_table(c, op, table);
+    if (!b)
+        return;
+    struct mig_str set = {0}, pend = {0};
+    mig_str_addf(&pend, "(%s)", where ? where : "true");
+    char *pending = mig_str_take(&pend);
+    remember_expression(c, b, op, col, type, up, pending);
+    mig_str_ident(&set, col);
+    if (where) {
+        mig_str_addf(&set, " = CASE WHEN (%s) THEN (%s) ELSE ", where, up);
+        mig_str_ident(&set, col);
+        mig_str_add(&set, " END");
+    } else {
+        mig_str_addf(&set, " = (%s)", up);
+    }
+    char *setv = mig_str_take(&set);
+    append_joined(&b->set_list, ", ", setv);
+    append_joined(&b->pending, " OR ", pending);
+    free(setv);
+    free(pending);
+}

@@ -329,6 +329,8 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     if (drops_not_null_before(c, rel))
         return sqlc_emit_sql(c, st, "complete", NULL);
     int folded = sqlc_fold_fill(c, st);
+    if (folded == 0)
+        folded = sqlc_update_rows(c, st);
     if (folded != 0)
         return folded < 0 ? -1 : 0;
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");

@@ -70,14 +70,18 @@ PRICE_NEW = ["INSERT INTO checks (id, price) VALUES (20000 + {i}, {i}.25)",
 
 
 def case(extra="", ops=(RENAME_CLAIM,), offline=RENAME_CLAIM_OFFLINE, old=RENAME_CLAIM_OLD, new=RENAME_CLAIM_NEW,
-         tables=("checks", "accounts"), before_tables=None, refused=None, carried=(), base=BASE, rollback_keeps=None):
+         tables=("checks", "accounts"), before_tables=None, refused=None, carried=(), base=BASE, rollback_keeps=None,
+         rollback_keeps_rows=None):
     """offline: the DDL, or a list of scripts run one after the other (what
     must commit before the next uses it). rollback_keeps: the statements
     whose effect a rollback keeps (an enum value: Postgres cannot remove
-    one); the schema after the rollback is the start's with them run."""
+    one); the schema after the rollback is the start's with them run.
+    rollback_keeps_rows: the data statements whose rows a rollback keeps
+    (update_rows: data is not part of the shape a rollback restores); the
+    rows after it are the start's with them run."""
     return {"base": base + extra, "ops": ops if isinstance(ops, str) else list(ops), "offline": offline, "old": old, "new": new,
             "tables": tables, "before_tables": before_tables or tables, "refused": refused, "carried": carried,
-            "rollback_keeps": rollback_keeps}
+            "rollback_keeps": rollback_keeps, "rollback_keeps_rows": rollback_keeps_rows}
 
 
 CASES = {
@@ -984,7 +988,24 @@ NOTES_KIND_SQL = ("ALTER TABLE \"notes\" ADD COLUMN \"kind\" text;\n"
                   "UPDATE \"notes\" SET \"kind\" = 'long' WHERE length(\"body\") > 2;\n"
                   "ALTER TABLE \"notes\" ALTER COLUMN \"kind\" SET NOT NULL;\n")
 
+# data statements of a table the file does not create, in batches after expand
+# (idempotent, as data fixes usually are: a rollback keeps what they changed,
+# and the start after it runs them again)
+NOTES_DATA_SQL = ("UPDATE \"notes\" SET \"body\" = 'fixed ' || \"id\" WHERE \"id\" <= 5;\n"
+                  "UPDATE \"checks\" SET \"status\" = 'archived', \"env\" = 'cold' WHERE \"id\" % 3 = 0;\n")
+
 CASES_SQL = {
+    # an UPDATE of every row: refused before (one long transaction), in batches now
+    "sql_data_update_of_every_row": case(
+        NOTES, ops="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",
+        offline="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",
+        old=["INSERT INTO checks (id, claim_text) VALUES (10000 + {i}, 'old {i}')"],
+        new=["INSERT INTO checks (id, claim_text) VALUES (20000 + {i}, 'new {i}')"], tables=("checks", "notes"),
+        rollback_keeps_rows=["UPDATE notes SET body = 'all ' || id"]),
+    "sql_data_updates_in_batches": case(
+        NOTES, ops=NOTES_DATA_SQL, offline=NOTES_DATA_SQL,
+        old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"], new=["INSERT INTO notes VALUES (200 + {i}, 'new {i}')"],
+        tables=("checks", "notes"), rollback_keeps_rows=[NOTES_DATA_SQL]),
     "sql_required_column_filled_by_update": case(
         NOTES, ops=NOTES_LEN_SQL, offline=NOTES_LEN_SQL,
         old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"],
@@ -1158,6 +1179,23 @@ def run_scripts(uri, scripts):
         run_script(uri, text)
 
 
+def rollback_rows(cluster, c, start_rows):
+    """The rows a rollback ends in: the start's, or, when the case's data
+    statements keep theirs, the start's with them run, on a scratch
+    database."""
+    if not c["rollback_keeps_rows"]:
+        return start_rows
+    name = "fid_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % name)
+    try:
+        uri = cluster.uri(db=name)
+        run_script(uri, c["base"])
+        run_scripts(uri, c["rollback_keeps_rows"])
+        return table_rows(uri, c["before_tables"])
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
+
+
 def rollback_dump(cluster, c, start_dump):
     """The schema a rollback ends in: the start's, or, when the case keeps
     something (an enum value), the start's with it, made on a scratch
@@ -1265,7 +1303,7 @@ def test_online_ends_where_offline_ends(cluster, twins, name):
     assert rb.returncode == 0, rb.stderr
     after_rollback, want = schema_dump(cluster, online), rollback_dump(cluster, c, start_dump)
     assert after_rollback == want, diff(want, after_rollback)
-    assert table_rows(online, c["before_tables"]) == start_rows
+    assert table_rows(online, c["before_tables"]) == rollback_rows(cluster, c, start_rows)
     assert leftovers(online) == []
 
     r = migrate(online, "start", path)

@@ -252,8 +252,8 @@ static void test_columns_constraints_indexes(void)
         "\"down\":\"DROP FUNCTION IF EXISTS f()\"}},"
         "{\"sql\":{\"up\":\"COMMENT ON TABLE t IS 'x'\"}}]"));
     CHECK("a trailing line comment cannot swallow what follows", ops_equal(
-        "UPDATE t SET a = 1 WHERE id = 2 -- fix one row", 1,
-        "[{\"sql\":{\"up\":\"UPDATE t SET a = 1 WHERE id = 2 -- fix one row\\n\"}}]"));
+        "UPDATE t SET a = 1 FROM u WHERE t.id = u.id -- fix one row", 1,
+        "[{\"sql\":{\"up\":\"UPDATE t SET a = 1 FROM u WHERE t.id = u.id -- fix one row\\n\"}}]"));
 }
 
 /* Index keys beyond plain columns are written from the parse tree: the
@@ -313,8 +313,15 @@ static void test_index_keys_and_fk_actions(void)
 static void test_refusals(void)
 {
     CHECK("refuse: VACUUM FULL", fails_with("BEGIN;\n  VACUUM FULL checks;", "m.sql:2:3: cannot run online: VACUUM FULL"));
-    CHECK("refuse: UPDATE of every row",
-          fails_with("UPDATE checks SET claim = claim_text;", "m.sql:1:1: UPDATE of every row of \"checks\""));
+    CHECK("refuse: DELETE of every row",
+          fails_with("DELETE FROM checks;", "m.sql:1:1: DELETE of every row of \"checks\""));
+    CHECK("data: an UPDATE of every row runs in batches, a column each", ops_equal(
+        "UPDATE checks SET claim = claim_text, env = 'x' WHERE id > 3;", 1,
+        "[{\"update_rows\":{\"table\":\"checks\",\"column\":\"claim\",\"up\":\"claim_text\",\"where\":\"id > 3\"}},"
+        "{\"update_rows\":{\"table\":\"checks\",\"column\":\"env\",\"up\":\"'x'\",\"where\":\"id > 3\"}}]"));
+    CHECK("data: an UPDATE of a table the file changes the columns of keeps its own rules",
+          fails_with("ALTER TABLE checks RENAME COLUMN env TO area;\nUPDATE checks SET status = 'x';",
+                     "UPDATE of every row of \"checks\""));
     CHECK("refuse: DO block", fails_with("DO $$ BEGIN PERFORM 1; END $$;", "a DO block"));
     CHECK("refuse: LOCK TABLE", fails_with("\n\nLOCK TABLE t;", "m.sql:3:1: cannot run online: LOCK TABLE"));
     CHECK("refuse: CLUSTER", fails_with("CLUSTER t USING ix;", "CLUSTER rewrites"));
