@@ -25,6 +25,7 @@ enum mig_op_kind {
     MIG_ADD_ENUM_VALUE,
     MIG_RENAME_ENUM_VALUE,
     MIG_UPDATE_ROWS,
+    MIG_DELETE_ROWS,
 };
 
 enum mig_sql_on { MIG_ON_START, MIG_ON_COMPLETE };

@@ -105,7 +105,8 @@ struct mig_bf_table {
     char *qname;           /* quoted schema.table */
     char **pk, **pk_types; /* quoted key columns and their types */
     size_t npk;
-    char *set_list;        /* "new" = (up), ... */
+    char *set_list;        /* "new" = (up), ... ("" when the batches delete) */
+    int deletes;           /* delete_rows: each batch deletes the rows `pending` picks */
     char *pending;         /* predicate: this row still needs the backfill */
     char *mismatch;        /* predicate for verify: shapes disagree (NULL: nothing to verify) */
     struct mig_bf_expr *exprs;  /* the expressions of set_list (none in plans stored by older versions) */

@@ -155,6 +155,8 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
  * up on the rows `where` (NULL: every row) picks, each row once. */
 void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
                      const char *type, const char *up, const char *where);
+/* ... and its DELETE of the rows `where` (NULL: every row) picks. */
+void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *where);
 
 /* ---- plan_carry.c: the second column and the dependents carried to it --- */
 struct shadow_spec {

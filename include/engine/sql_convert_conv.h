@@ -132,6 +132,8 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
  * operations run in batches: 1 when converted, 0 when it is not one, -1
  * on failure. */
 int sqlc_update_rows(struct conv *c, const struct sql_stmt *st);
+/* ... and a DELETE as one delete_rows. */
+int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
 
 /* ---- sql_convert_objects.c ---- */
 

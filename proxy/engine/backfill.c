@@ -259,13 +259,16 @@ char *backfill_batch_sql(const struct backfill *b)
         single_key_bounds(&s, b, &w);
     else
         composite_key_bounds(&s, b, &w);
-    mig_str_addf(&s, ", upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
+    if (t->deletes)
+        mig_str_addf(&s, ", upd AS (DELETE FROM %s AS t", t->qname);
+    else
+        mig_str_addf(&s, ", upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
     if (t->npk == 1) {
         mig_str_add(&s, " WHERE ");
         in_window(&s, b, &w, "t.");
         mig_str_addf(&s, " AND t.%s <= (SELECT %s FROM bounds)", t->pk[0], t->pk[0]);
     } else {
-        mig_str_add(&s, " FROM batch WHERE (");
+        mig_str_addf(&s, " %s batch WHERE (", t->deletes ? "USING" : "FROM");
         key_list(&s, t, "t.", "");
         mig_str_add(&s, ") = (");
         key_list(&s, t, "batch.", "");

@@ -354,6 +354,8 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     case MIG_UPDATE_ROWS:
         return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
                check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
+    case MIG_DELETE_ROWS:
+        return check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
     default:
         return 0;
     }

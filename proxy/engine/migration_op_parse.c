@@ -67,6 +67,8 @@ static const struct key_spec rename_enum_value_keys[] = {
 static const struct key_spec update_rows_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"up", K_STR, 1}, {"where", K_STR, 0},
     {NULL, 0, 0}};
+static const struct key_spec delete_rows_keys[] = {
+    {"schema", K_STR, 0}, {"table", K_STR, 1}, {"where", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec column_keys[] = {
     {"name", K_STR, 1}, {"type", K_STR, 1}, {"nullable", K_BOOL, 0}, {"default", K_STR, 0},
     {"check", K_STR, 0}, {"unique", K_BOOL, 0}, {"primary_key", K_BOOL, 0},
@@ -94,6 +96,7 @@ static const struct op_spec op_specs[] = {
     {"add_enum_value", MIG_ADD_ENUM_VALUE, add_enum_value_keys},
     {"rename_enum_value", MIG_RENAME_ENUM_VALUE, rename_enum_value_keys},
     {"update_rows", MIG_UPDATE_ROWS, update_rows_keys},
+    {"delete_rows", MIG_DELETE_ROWS, delete_rows_keys},
 };
 #define N_OP_SPECS (sizeof(op_specs) / sizeof(op_specs[0]))
 

@@ -17,7 +17,7 @@ static const struct mig_op_def *const op_defs[] = {
     &op_rename_column, &op_add_column, &op_alter_column, &op_drop_column, &op_create_table, &op_drop_table,
     &op_rename_table, &op_create_index, &op_drop_index, &op_create_constraint, &op_sql,
     &op_drop_constraint, &op_rename_constraint, &op_set_replica_identity, &op_add_enum_value,
-    &op_rename_enum_value, &op_update_rows,
+    &op_rename_enum_value, &op_update_rows, &op_delete_rows,
 };
 
 static const struct mig_op_def *op_def(enum mig_op_kind kind)
@@ -431,9 +431,14 @@ void mig_plan_print(const struct migration *m, const struct mig_plan *p, FILE *o
         fprintf(out, "-- %s: keyset batches on (", b->qname);
         for (size_t k = 0; k < b->npk; k++)
             fprintf(out, "%s%s", k ? ", " : "", b->pk[k]);
-        fprintf(out, "), session setting " MIG_BACKFILL_GUC "=on, each batch:\n"
-                "-- UPDATE %s SET %s\n--  WHERE <key in (last checkpoint, batch end]> AND (%s)\n",
-                b->qname, b->set_list, b->pending);
+        if (b->deletes)
+            fprintf(out, "), session setting " MIG_BACKFILL_GUC "=on, each batch:\n"
+                    "-- DELETE FROM %s\n--  WHERE <key in (last checkpoint, batch end]> AND (%s)\n", b->qname,
+                    b->pending);
+        else
+            fprintf(out, "), session setting " MIG_BACKFILL_GUC "=on, each batch:\n"
+                    "-- UPDATE %s SET %s\n--  WHERE <key in (last checkpoint, batch end]> AND (%s)\n",
+                    b->qname, b->set_list, b->pending);
     }
     print_steps(out, "validate (after backfill)", &p->validate, NULL, NULL);
     fprintf(out, "\n-- == complete, before the cutover (traffic flows) ==\n");

@@ -37,11 +37,11 @@ static json_t *exprs_to_json(const struct mig_bf_table *b)
 
 static json_t *bf_to_json(const struct mig_bf_table *b)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:o, s:f}", "schema", b->schema,
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:o, s:f, s:b}", "schema", b->schema,
                      "name", b->name, "qname", b->qname, "pk", strs_to_json(b->pk, b->npk),
                      "pk_types", strs_to_json(b->pk_types, b->npk), "set", b->set_list,
                      "pending", b->pending, "mismatch", b->mismatch, "exprs", exprs_to_json(b),
-                     "est_rows", b->est_rows);
+                     "est_rows", b->est_rows, "deletes", b->deletes);
 }
 
 static json_t *checks_to_json(const struct mig_plan *p)
@@ -130,6 +130,7 @@ static int bf_from_json(json_t *v, struct mig_bf_table *b)
     b->pending = dup_key(v, "pending");
     b->mismatch = dup_key(v, "mismatch");
     b->est_rows = json_number_value(json_object_get(v, "est_rows"));
+    b->deletes = json_is_true(json_object_get(v, "deletes")); /* plans stored before it never delete */
     if (exprs_from_json(json_object_get(v, "exprs"), b) != 0)
         return -1;
     json_t *pk = json_object_get(v, "pk"), *types = json_object_get(v, "pk_types");

@@ -147,3 +147,19 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
     free(setv);
     free(pending);
 }
+
+void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *where)
+{
+    struct mig_bf_table *b = bf_table(c, op, table);
+    if (!b)
+        return;
+    struct mig_str pend = {0};
+    mig_str_addf(&pend, "(%s)", where ? where : "true");
+    b->deletes = 1;
+    free(b->set_list);
+    b->set_list = strdup("");
+    free(b->pending);
+    b->pending = mig_str_take(&pend);
+    if (!b->set_list || !b->pending)
+        c->p->expand.oom = 1;
+}

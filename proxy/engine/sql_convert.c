@@ -331,14 +331,18 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     int folded = sqlc_fold_fill(c, st);
     if (folded == 0)
         folded = sqlc_update_rows(c, st);
+    if (folded == 0)
+        folded = sqlc_delete_rows(c, st);
     if (folded != 0)
         return folded < 0 ? -1 : 0;
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");
     if (whole)
         return sqlc_fail(c, st, "%s of every row of \"%s\" runs as one long transaction that locks each row and races "
-                    "with the running application; express it as the \"up\" of add_column / alter_column so the "
-                    "backfill writes it in batches", !strcmp(st->kind, "UpdateStmt") ? "UPDATE" : "DELETE",
-                    sqlc_str_or(rel, "relname", "?"));
+                    "with the running application; %s", !strcmp(st->kind, "UpdateStmt") ? "UPDATE" : "DELETE",
+                    sqlc_str_or(rel, "relname", "?"),
+                    !strcmp(st->kind, "UpdateStmt")
+                        ? "express it as the \"up\" of add_column / alter_column so the backfill writes it in batches"
+                        : "put it in a migration of its own, where it runs in batches (delete_rows)");
     return sqlc_emit_sql(c, st, NULL, NULL);
 }
 

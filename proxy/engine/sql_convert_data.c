@@ -1,16 +1,18 @@
-/* A data migration's UPDATE of a table the file does not create, in
- * batches: `UPDATE t SET a = e1, b = e2 [WHERE cond]` becomes one
+/* A data migration's UPDATE or DELETE of a table the file does not create,
+ * in batches: `UPDATE t SET a = e1, b = e2 [WHERE cond]` becomes one
  * update_rows per column (ops/op_update_rows.c), run by the backfill
  * after expand, throttled, resumable and under the latency budget, instead
  * of one statement inside the expand's transaction that locks every row it
  * touches (with the table's ACCESS EXCLUSIVE held since an ALTER before it)
- * until it ends. Without a WHERE too: batches make every row safe to
- * update. Left to the statement's own rules: an UPDATE that joins (FROM),
+ * until it ends; `DELETE FROM t [WHERE cond]` one delete_rows
+ * (ops/op_delete_rows.c). Without a WHERE too: batches make every row safe
+ * to write. Left to the statement's own rules: an UPDATE that joins (FROM),
  * returns rows, has a WITH, sets a field or subscript of a column or one
  * an earlier UPDATE of the file sets (a batch sets a column once), or
  * writes a table whose columns the file changes (the batches would write
  * under the tandem triggers of a shape the statement was not written for;
- * that is refused by the plan anyway). */
+ * that is refused by the plan anyway); a DELETE with USING, RETURNING or
+ * WITH, or of a table anything else of the file changes. */
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
@@ -101,4 +103,45 @@ int sqlc_update_rows(struct conv *c, const struct sql_stmt *st)
     }
     free(cond);
     return rc;
+}
+
+/* The file does anything to rel before this statement (a delete and any
+ * other change of the table cannot share its batches). */
+static int table_touched(struct conv *c, json_t *rel)
+{
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        void *it = json_object_iter(op);
+        json_t *body = it ? json_object_iter_value(it) : NULL;
+        const char *kind = it ? json_object_iter_key(it) : "";
+        const char *table = sqlc_str_or(body, strcmp(kind, "rename_table") ? "table" : "from", "");
+        if (body && strcmp(kind, "sql") && !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
+            !strcmp(table, sqlc_str_or(rel, "relname", "")))
+            return 1;
+    }
+    return 0;
+}
+
+int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st)
+{
+    json_t *b = st->body;
+    json_t *rel = json_object_get(b, "relation");
+    if (strcmp(st->kind, "DeleteStmt") || json_object_get(b, "usingClause") || json_object_get(b, "returningList") ||
+        json_object_get(b, "withClause") || json_is_false(json_object_get(rel, "inh")) || table_touched(c, rel))
+        return 0;
+    json_t *where = json_object_get(b, "whereClause");
+    char *cond = where ? sql_expr_text(&c->s, st, where) : NULL;
+    if (where && !cond)
+        return 0;
+    if (sqlc_close_last(c) != 0) {
+        free(cond);
+        return -1;
+    }
+    json_t *body = json_object();
+    sqlc_set_relation(body, rel, "table");
+    if (cond)
+        json_object_set_new(body, "where", json_string(cond));
+    free(cond);
+    return sqlc_add_op(c, "delete_rows", body) == 0 ? 1 : sqlc_oom(c, st);
 }

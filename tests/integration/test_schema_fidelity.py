@@ -1002,6 +1002,13 @@ CASES_SQL = {
         old=["INSERT INTO checks (id, claim_text) VALUES (10000 + {i}, 'old {i}')"],
         new=["INSERT INTO checks (id, claim_text) VALUES (20000 + {i}, 'new {i}')"], tables=("checks", "notes"),
         rollback_keeps_rows=["UPDATE notes SET body = 'all ' || id"]),
+    "sql_data_deletes_in_batches": case(
+        NOTES + "CREATE TABLE scratch (id int PRIMARY KEY); INSERT INTO scratch SELECT generate_series(1, 30);",
+        ops="DELETE FROM \"notes\" WHERE \"id\" > 7;\nDELETE FROM \"scratch\";\n",
+        offline="DELETE FROM \"notes\" WHERE \"id\" > 7;\nDELETE FROM \"scratch\";\n",
+        old=["INSERT INTO checks (id, claim_text) VALUES (10000 + {i}, 'old {i}')"],
+        new=["INSERT INTO checks (id, claim_text) VALUES (20000 + {i}, 'new {i}')"], tables=("checks", "notes", "scratch"),
+        rollback_keeps_rows=["DELETE FROM notes WHERE id > 7; DELETE FROM scratch"]),
     "sql_data_updates_in_batches": case(
         NOTES, ops=NOTES_DATA_SQL, offline=NOTES_DATA_SQL,
         old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"], new=["INSERT INTO notes VALUES (200 + {i}, 'new {i}')"],

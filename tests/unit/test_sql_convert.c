@@ -313,8 +313,13 @@ static void test_index_keys_and_fk_actions(void)
 static void test_refusals(void)
 {
     CHECK("refuse: VACUUM FULL", fails_with("BEGIN;\n  VACUUM FULL checks;", "m.sql:2:3: cannot run online: VACUUM FULL"));
-    CHECK("refuse: DELETE of every row",
-          fails_with("DELETE FROM checks;", "m.sql:1:1: DELETE of every row of \"checks\""));
+    CHECK("refuse: DELETE of every row of a table the file changes",
+          fails_with("ALTER TABLE checks ADD COLUMN n int;\nDELETE FROM checks;",
+                     "m.sql:2:1: DELETE of every row of \"checks\""));
+    CHECK("data: a DELETE runs in batches", ops_equal(
+        "DELETE FROM \"Session\" WHERE expires < now();\nDELETE FROM logs;", 1,
+        "[{\"delete_rows\":{\"table\":\"Session\",\"where\":\"expires < now()\"}},"
+        "{\"delete_rows\":{\"table\":\"logs\"}}]"));
     CHECK("data: an UPDATE of every row runs in batches, a column each", ops_equal(
         "UPDATE checks SET claim = claim_text, env = 'x' WHERE id > 3;", 1,
         "[{\"update_rows\":{\"table\":\"checks\",\"column\":\"claim\",\"up\":\"claim_text\",\"where\":\"id > 3\"}},"

@@ -34,7 +34,7 @@ extern const struct mig_op_def op_rename_column, op_add_column, op_alter_column,
     op_create_table, op_drop_table, op_rename_table, op_create_index, op_drop_index, op_create_constraint,
     op_sql;
 extern const struct mig_op_def op_drop_constraint, op_rename_constraint, op_set_replica_identity,
-    op_add_enum_value, op_rename_enum_value, op_update_rows;
+    op_add_enum_value, op_rename_enum_value, op_update_rows, op_delete_rows;
 
 /* The shapes' views ask the rename whether it keeps the original column
  * (which the new shape then shows under the new name). */

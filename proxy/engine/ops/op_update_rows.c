@@ -25,11 +25,11 @@ static int refuse_column_changes(struct plan_ctx *c, const struct mig_op *op)
         const char *table = o->kind == MIG_RENAME_TABLE ? o->from : o->table;
         int changes = o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
                       o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE ||
-                      (o->kind == MIG_ADD_COLUMN && o->up);
+                      (o->kind == MIG_ADD_COLUMN && o->up) || o->kind == MIG_DELETE_ROWS;
         if (changes && table && !strcmp(table, op->table) && !strcmp(o->schema, op->schema))
-            return op_error(c, op, "operations[%zu].%s changes the columns of \"%s.%s\", which this update "
-                            "writes in batches under the shapes' triggers: put the update in a migration of its "
-                            "own, before or after this one", i, mig_op_name(o->kind), op->schema, op->table);
+            return op_error(c, op, "operations[%zu].%s changes the columns or rows of \"%s.%s\", which this "
+                            "update writes in batches: put the update in a migration of its own, before or after "
+                            "this one", i, mig_op_name(o->kind), op->schema, op->table);
     }
     return 0;
 }

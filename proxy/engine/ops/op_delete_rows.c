@@ -1,0 +1,48 @@
+/* delete_rows: a data migration's DELETE of existing rows (those "where"
+ * picks; every row without it), run by the backfill after expand in keyset
+ * batches, throttled, resumable and under the latency budget: never one
+ * statement that holds every row it deletes until the whole table is
+ * done. Both releases see the rows go as the batches pass; a rollback does
+ * not bring them back (data is not part of the shape it restores).
+ *
+ * A batch deletes or updates, not both: an operation of the migration that
+ * fills or updates the same table (a backfill, update_rows), or changes its
+ * columns, is refused beside it. */
+#include "ops/op.h"
+#include "migration_plan.h"
+#include "plan_ctx.h"
+
+#include <string.h>
+
+static int refuse_other_batches(struct plan_ctx *c, const struct mig_op *op)
+{
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o == op)
+            continue;
+        const char *table = o->kind == MIG_RENAME_TABLE ? o->from : o->table;
+        int other = o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
+                    o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE || o->kind == MIG_ADD_COLUMN ||
+                    o->kind == MIG_UPDATE_ROWS || o->kind == MIG_DELETE_ROWS;
+        if (other && table && !strcmp(table, op->table) && !strcmp(o->schema, op->schema))
+            return op_error(c, op, "operations[%zu].%s also changes \"%s.%s\", whose rows this one deletes in "
+                            "batches: put the delete in a migration of its own, before or after this one", i,
+                            mig_op_name(o->kind), op->schema, op->table);
+    }
+    return 0;
+}
+
+static int plan_delete_rows(struct plan_ctx *c, const struct mig_op *op)
+{
+    if (require_table(c, op, op->table) || require_key(c, op, op->table) || refuse_other_batches(c, op))
+        return -1;
+    if (made_by(c, op->schema, op->table))
+        return op_error(c, op, "table \"%s.%s\" is created by this migration: its rows are this migration's own; "
+                        "write the DELETE as an \"sql\" operation", op->schema, op->table);
+    add_data_delete(c, op, op->table, op->where);
+    return 0;
+}
+
+const struct mig_op_def op_delete_rows = {
+    .kind = MIG_DELETE_ROWS, .plan = plan_delete_rows, .changes_columns = 0,
+};
