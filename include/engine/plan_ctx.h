@@ -148,6 +148,14 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
 void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n);
 void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table, char *function_sql);
 
+/* ---- plan_in_place.c: whether a column change moves data ---------------- */
+/* A rename that keeps the column's values keeps the original column (the
+ * new shape shows it under the new name; the contract renames it). */
+int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op);
+/* An alter_column that changes the column in place (no second column: the
+ * new shape shows the column as it is). */
+int alter_in_place(const struct plan_ctx *c, const struct mig_op *op);
+
 /* ---- plan_backfill.c: the pieces of each backfill batch ----------------- */
 void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *new_col,
                   const char *type, const char *old_col, const char *up, int verify);

@@ -36,11 +36,4 @@ extern const struct mig_op_def op_rename_column, op_add_column, op_alter_column,
 extern const struct mig_op_def op_drop_constraint, op_rename_constraint, op_set_replica_identity,
     op_add_enum_value, op_rename_enum_value, op_update_rows, op_delete_rows;
 
-/* The shapes' views ask the rename whether it keeps the original column
- * (which the new shape then shows under the new name). */
-int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op);
-/* ... and the alter_column whether it changes the column in place (no
- * second column: the new shape shows the column as it is). */
-int alter_in_place(const struct plan_ctx *c, const struct mig_op *op);
-
 #endif

@@ -35,15 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int alter_in_place(const struct plan_ctx *c, const struct mig_op *op)
-{
-    if (op->up || op->down || op->check)
-        return 0;
-    const char *now = column_type(c, op->schema, op->table, op->column);
-    if (!op->type || (now && !strcmp(now, op->type)))
-        return 1;
-    return retype_in_place(c, op, op->column);
-}
 
 static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
 {
