@@ -8,6 +8,8 @@ offline on the twin, and the results as OUT.md and OUT.json.
            ROWS rows made from its columns' types (NOT NULL filled, foreign
            keys pointing at rows already made, enums from their labels); a
            table where no row could be made stays empty and is counted.
+           After each replayed migration, the tables still empty (those it
+           created) get rows the same way, on both databases.
   replay   each later migration, in the directory's order (the layouts
            `pgtandem migrate start DIR` reads), is copied out to its own
            file and run online: `migrate start FILE --name N --parent P
@@ -169,13 +171,21 @@ def literal(table, col, typ, cat, base, length, labels, i):
     if cat == "S" or base in ("citext",):
         # an identifier-like column holds a uuid (a later migration may cast
         # it to uuid); any other a JSON string (one may cast it to jsonb)
+        if re.search(r"(^|_)(at|date|time)$|[a-z](At|Date|Time)$", col) and (not length or length >= 24):
+            return "2024-01-%02dT12:00:00.000Z" % (i % 28 + 1)  # a time kept as text, as ORMs write it
         if re.search(r"(^|_)id$|Id$", col) and (not length or length >= 36):
             return str(uuid.uuid5(uuid.NAMESPACE_URL, "%s.%s.%d" % (table, col, i)))
-        v = '"%s_%d"' % (col[:20], i)
+        v = '"%s%d"' % (col[:3], i)
         if length and length < len(v):
             v = ("%d" % i)[-length:]
         return v
     return None
+
+
+def with_rows(db, tables):
+    """The (oid, qname, relname) of `tables` that have at least one row."""
+    with psycopg.connect(db, autocommit=True, application_name="history-probe") as c:
+        return [t for t in tables if c.execute("SELECT EXISTS (SELECT FROM %s)" % t[1]).fetchone()[0]]
 
 
 def table_info(db, oid):
@@ -226,10 +236,14 @@ def row_statement(db, qname, relname, cols, fks, i, refrows):
                                                   ", ".join(phs)), tuple(params))
 
 
-def generate_rows(db):
-    """ROWS rows in every table, parents before children; returns
-    {table: rows made} and the first error of each table left empty."""
+def generate_rows(db, only_empty=False):
+    """ROWS rows in every table (only_empty: in every table without rows),
+    parents before children; returns {table: rows made} and the first error
+    of each table left empty."""
     tables = query(db, USER_TABLES)
+    if only_empty:
+        full = set(t[0] for t in with_rows(db, tables))
+        tables = [t for t in tables if t[0] not in full]
     info = {oid: table_info(db, oid) for oid, _, _ in tables}
     done, order, pending = set(), [], list(tables)
     while pending:  # parents first; what is left is a cycle, taken as it comes
@@ -440,7 +454,7 @@ def replay_one(name, path, prev, proxy, id_base):
 
     # the writer of the old release, on a table this file names
     tables = query(online_db, USER_TABLES)
-    filled = [(q, r) for o, q, r in tables if query(online_db, "SELECT EXISTS (SELECT FROM %s)" % q)[0][0]]
+    filled = [(q, r) for o, q, r in with_rows(online_db, tables)]
     target = writer_table(path, filled)
     writer = None
     if target:
@@ -506,6 +520,10 @@ def replay_one(name, path, prev, proxy, id_base):
             outcome = "online, identical"
         if note:
             res["notes"].append(note)
+    # the tables it created get rows too, so the migrations after it meet data
+    made, _ = generate_rows(online_db, only_empty=True)
+    generate_rows(twin_db, only_empty=True)
+    res["tables_filled_after"] = sum(1 for n in made.values() if n)
     res.update(outcome=outcome, detail=detail, seconds=round(time.monotonic() - t0, 2))
     return res
 
