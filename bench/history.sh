@@ -17,6 +17,7 @@
 #   LAST=N           replay only the last N migrations online; every one
 #                    before them is the base (BASE = all - N)
 #   ROWS=5           rows generated per table of the base schema
+#   FILL_NEW=1       also give rows to the tables each migration creates
 #   MIG_TIMEOUT_S=300  bound of each migrate command
 #   TIMEOUT_S=7200   the whole replay stops after this long whatever happens
 #   PGT_BIN=bin/pgtandem
@@ -54,6 +55,7 @@ stamp=$(date -u +%Y-%m-%d)
 shown="sh bench/history.sh $1"
 [ -n "${LAST:-}" ] && shown="LAST=$LAST $shown"
 [ -n "${BASE:-}" ] && shown="BASE=$BASE $shown"
+[ -n "${FILL_NEW:-}" ] && shown="FILL_NEW=$FILL_NEW $shown"
 rc=0
 HISTORY_DIR=$dir BIN=$bin WORK=$work PGBIN=$PGT_PGBIN PGPORT_UP=$PGT_PGPORT \
 ONLINE_DB=$(printf '%s' "$PGT_SUPER_URI" | sed 's|/appdb?|/online?|') \
