@@ -211,7 +211,8 @@ static size_t window_values(const struct backfill *b, const struct window *w, co
  * the UPDATE is one index range scan), `cp` advances the checkpoint. */
 /* Single-column key: the batch's upper edge is found by skipping n-1 index
  * entries (an index-only scan, nothing materialised); the last, partial
- * batch falls back to max(). */
+ * batch falls back to the window's last key (ORDER BY ... DESC LIMIT 1,
+ * not max(): uuid and other key types have no max). */
 static void single_key_bounds(struct mig_str *s, const struct backfill *b, const struct window *w)
 {
     const struct mig_bf_table *t = b->table;
@@ -219,9 +220,9 @@ static void single_key_bounds(struct mig_str *s, const struct backfill *b, const
     mig_str_addf(s, "WITH edge AS (SELECT %s FROM %s WHERE ", k, t->qname);
     in_window(s, b, w, "");
     mig_str_addf(s, " ORDER BY %s OFFSET $4::int - 1 LIMIT 1), bounds AS (SELECT coalesce((SELECT %s FROM edge),"
-                 " (SELECT max(%s) FROM %s WHERE ", k, k, k, t->qname);
+                 " (SELECT %s FROM %s WHERE ", k, k, k, t->qname);
     in_window(s, b, w, "");
-    mig_str_add(s, ")) AS ");
+    mig_str_addf(s, " ORDER BY %s DESC LIMIT 1)) AS ", k);
     mig_str_add(s, k);
     mig_str_addf(s, ", CASE WHEN EXISTS (SELECT 1 FROM edge) THEN $4::bigint ELSE (SELECT count(*) FROM %s WHERE ",
                  t->qname);

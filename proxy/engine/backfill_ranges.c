@@ -69,8 +69,9 @@ char *backfill_ranges_plan_sql(const struct mig_bf_table *t)
     /* a bound at the largest key would leave the last range empty */
     mig_str_addf(&s,
         " snapped AS (SELECT DISTINCT s.%s AS k FROM cand CROSS JOIN LATERAL"
-        "  (SELECT %s FROM %s WHERE %s >= cand.v ORDER BY %s LIMIT 1) s WHERE s.%s < (SELECT max(%s) FROM %s))",
-        k, k, q, k, k, k, k, q);
+        "  (SELECT %s FROM %s WHERE %s >= cand.v ORDER BY %s LIMIT 1) s"
+        "  WHERE s.%s < (SELECT %s FROM %s ORDER BY %s DESC LIMIT 1))",
+        k, k, q, k, k, k, k, q, k);
     mig_str_add(&s,
         " SELECT (SELECT array_agg(k ORDER BY k)::text[] FROM snapped), (SELECT count(*) FROM snapped),"
         "  CASE WHEN EXISTS (SELECT 1 FROM hist) THEN 'histogram' ELSE 'sample' END,"

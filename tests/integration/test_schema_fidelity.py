@@ -996,6 +996,16 @@ NOTES_DATA_SQL = ("UPDATE \"notes\" SET \"body\" = 'fixed ' || \"id\" WHERE \"id
 
 CASES_SQL = {
     # an UPDATE of every row: refused before (one long transaction), in batches now
+    # a uuid key (as Prisma's String @id @default(uuid()) tables have): Postgres has no max(uuid)
+    "backfill_on_a_uuid_key": case(
+        "CREATE TABLE sessions (id uuid PRIMARY KEY, data text);"
+        "INSERT INTO sessions SELECT md5(g::text)::uuid, 'd' || g FROM generate_series(1, 300) g;",
+        ops=[{"add_column": {"table": "sessions", "column": {"name": "size", "type": "integer"},
+                             "up": "length(data)"}}],
+        offline="ALTER TABLE sessions ADD COLUMN size integer; UPDATE sessions SET size = length(data)",
+        old=["INSERT INTO sessions (id, data) VALUES (md5('old' || {i})::uuid, 'old {i}')"],
+        new=["INSERT INTO sessions (id, data, size) VALUES (md5('new' || {i})::uuid, 'new {i}', 5)"],
+        tables=("checks", "sessions")),
     "sql_data_update_of_every_row": case(
         NOTES, ops="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",
         offline="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",
