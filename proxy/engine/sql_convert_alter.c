@@ -358,6 +358,25 @@ static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel
     return sqlc_fail(c, st, "ALTER TABLE ... %s is not supported by the converter", sub + (strncmp(sub, "AT_", 3) ? 0 : 3));
 }
 
+/* The order Postgres runs one ALTER TABLE's subcommands in, whatever the
+ * order they are written in (tablecmds.c's passes): drops, then changes of
+ * type, then new columns, then the rest, constraints and indexes last, so
+ * `ADD CONSTRAINT ... CHECK (c > 0), ADD COLUMN c int` checks a column
+ * that is there. */
+static int alter_pass(json_t *cmd)
+{
+    const char *sub = sqlc_str_or(cmd, "subtype", "");
+    if (!strcmp(sub, "AT_DropColumn") || !strcmp(sub, "AT_DropConstraint"))
+        return 0;
+    if (!strcmp(sub, "AT_AlterColumnType"))
+        return 1;
+    if (!strcmp(sub, "AT_AddColumn"))
+        return 2;
+    if (!strcmp(sub, "AT_AddConstraint") || !strcmp(sub, "AT_AddIndex") || !strcmp(sub, "AT_AddIndexConstraint"))
+        return 4;
+    return 3;
+}
+
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
 {
     if (strcmp(sqlc_str_or(st->body, "objtype", ""), "OBJECT_TABLE") != 0)
@@ -369,11 +388,14 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
         made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
         return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
     }
-    size_t i;
-    json_t *cmd;
-    json_array_foreach(cmds, i, cmd) {
-        if (conv_alter_cmd(c, st, rel, json_object_get(cmd, "AlterTableCmd"), json_array_size(cmds)) != 0)
-            return -1;
+    for (int pass = 0; pass <= 4; pass++) {
+        size_t i;
+        json_t *cmd;
+        json_array_foreach(cmds, i, cmd) {
+            json_t *at = json_object_get(cmd, "AlterTableCmd");
+            if (alter_pass(at) == pass && conv_alter_cmd(c, st, rel, at, json_array_size(cmds)) != 0)
+                return -1;
+        }
     }
     return 0;
 }

@@ -1006,6 +1006,14 @@ CASES_SQL = {
         old=["INSERT INTO sessions (id, data) VALUES (md5('old' || {i})::uuid, 'old {i}')"],
         new=["INSERT INTO sessions (id, data, size) VALUES (md5('new' || {i})::uuid, 'new {i}', 5)"],
         tables=("checks", "sessions")),
+    # one ALTER TABLE runs its subcommands in Postgres's order, not the written one
+    "sql_check_written_before_its_column": case(
+        NOTES, ops="ALTER TABLE \"notes\" ADD CONSTRAINT \"notes_score_check\" CHECK (\"score\" >= 0),"
+                   " ADD COLUMN \"score\" integer DEFAULT 0;\n",
+        offline="ALTER TABLE \"notes\" ADD CONSTRAINT \"notes_score_check\" CHECK (\"score\" >= 0),"
+                " ADD COLUMN \"score\" integer DEFAULT 0;\n",
+        old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"],
+        new=["INSERT INTO notes (id, body, score) VALUES (200 + {i}, 'new {i}', {i})"], tables=("checks", "notes")),
     "sql_data_update_of_every_row": case(
         NOTES, ops="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",
         offline="UPDATE \"notes\" SET \"body\" = 'all ' || \"id\";\n",

@@ -168,6 +168,14 @@ static void test_column_merges(void)
         "\"down\":\"\\\"user\\\"::text\"}}]"));
 }
 
+static void test_alter_passes(void)
+{
+    CHECK("one ALTER TABLE runs in Postgres's order: the column before the CHECK on it", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT t_a_pos CHECK (a > 0), ADD COLUMN a integer DEFAULT 1;", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"integer\",\"default\":\"1\"}}},"
+        "{\"create_constraint\":{\"table\":\"t\",\"name\":\"t_a_pos\",\"type\":\"check\",\"check\":\"a > 0\"}}]"));
+}
+
 static void test_required_column_fill(void)
 {
     CHECK("fill: ADD COLUMN, UPDATE ... WHERE c IS NULL, SET NOT NULL is one add_column with its up", ops_equal(
@@ -199,9 +207,9 @@ static void test_columns_constraints_indexes(void)
 {
     CHECK("add/drop column", ops_equal(
         "ALTER TABLE s.t ADD COLUMN n integer DEFAULT 0 NOT NULL CHECK (n >= 0) REFERENCES s.u (id), DROP COLUMN old;", 1,
-        "[{\"add_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\",\"default\":\"0\","
-        "\"nullable\":false,\"check\":\"n >= 0\",\"references\":\"u(id)\"}}},"
-        "{\"drop_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":\"old\"}}]"));
+        "[{\"drop_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":\"old\"}},"
+        "{\"add_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\",\"default\":\"0\","
+        "\"nullable\":false,\"check\":\"n >= 0\",\"references\":\"u(id)\"}}}]"));
     CHECK("add constraint", ops_equal(
         "ALTER TABLE t ADD CONSTRAINT pos CHECK ((n > 0));\n"
         "ALTER TABLE t ADD CONSTRAINT uq UNIQUE (a, b);\n"
@@ -436,6 +444,7 @@ int main(void)
     test_drizzle();
     test_column_merges();
     test_required_column_fill();
+    test_alter_passes();
     test_columns_constraints_indexes();
     test_index_keys_and_fk_actions();
     test_refusals();
