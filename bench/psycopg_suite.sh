@@ -16,7 +16,8 @@
 #   PGTANDEM_BIN  the proxy (default bin/pgtandem)
 #   POOL_SIZE     the transaction pool's size (default 10)
 #
-# Needs python3-pytest-asyncio and python3-psycopg-pool (installed here
+# Needs python3-pytest-asyncio, python3-psycopg-pool and python3-pytest-timeout
+# (a test that hangs fails after 5 minutes; installed here
 # when missing). Left out: the tests marked mypy (mypy), proxy (pproxy,
 # not in Debian) and dns (dnspython).
 set -eu
@@ -27,7 +28,7 @@ bin=${PGTANDEM_BIN:-$top/bin/pgtandem}
 pool_size=${POOL_SIZE:-10}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-for p in python3-pytest-asyncio python3-psycopg-pool; do
+for p in python3-pytest-asyncio python3-psycopg-pool python3-pytest-timeout; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null
 done
@@ -90,7 +91,7 @@ for mode in $modes; do
   fi
   echo "== psycopg $upver's suite: $mode"
   (cd "$src" && PSYCOPG_TEST_DSN="host=127.0.0.1 port=$port user=postgres password=postgres dbname=$db" \
-    /usr/bin/python3 -m pytest -q -p no:randomly -o cache_dir="$out/cache-$mode" -rfE \
+    /usr/bin/python3 -m pytest -q -p no:randomly -o cache_dir="$out/cache-$mode" -rfE --timeout 300 \
       -m "not mypy and not proxy and not dns" --junitxml="$out/$mode.xml" >"$out/$mode.log" 2>&1) || true
   tail -1 "$out/$mode.log"
 done
