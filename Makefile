@@ -23,7 +23,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 # PGT_DEBUG: invariant checks that abort (session transitions, the drain count)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPGT_DEBUG
 
-.PHONY: all asan test test-image unit clients demo deps bench fuzz lint tidy clean docs
+.PHONY: all asan test test-image test-regress unit clients demo deps bench fuzz lint tidy clean docs
 all: bin/pgtandem
 
 # -MMD: each object lists the headers it includes (build/*/%.d), so a header
@@ -84,6 +84,12 @@ test-image: deps
 	@PGT_VARIANT=image /usr/bin/python3 -m pytest -q -p no:cacheprovider -m image tests/integration/test_image.py \
 	  tests/integration/test_image_kube.py
 
+# PostgreSQL's regression suite direct and through the pool, compared (make
+# test runs it too, tests/run.sh; PGT_REGRESS=0 leaves it out).
+test-regress: deps bin/pgtandem
+	@PGT_VARIANT=regress PGTANDEM_BIN=$(CURDIR)/bin/pgtandem /usr/bin/python3 -m pytest -q -p no:cacheprovider -m regress \
+	  tests/integration/test_pg_regress.py
+
 # doc/configuration.md: every command's --help and the settings without a flag,
 # written from the binary (tests/integration/test_cli_help.py fails when stale)
 docs: bin/pgtandem
@@ -130,7 +136,7 @@ TIDY_CHECKS := -*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,-clang
 lint: deps compile_commands.json
 	cppcheck --quiet --std=c11 --enable=warning,portability --error-exitcode=1 --inline-suppr \
 	  -D_GNU_SOURCE $(LAYER_INC) --suppress=missingIncludeSystem proxy include tests/fuzz tests/unit tests/clients
-	shellcheck -S warning tests/*.sh tests/image/*.sh docker/*.sh bench/*.sh .ci/run
+	shellcheck -S warning tests/*.sh tests/image/*.sh tests/regress/*.sh docker/*.sh bench/*.sh .ci/run
 	/usr/bin/python3 tests/check_layers.py
 	/usr/bin/python3 tests/check_comment_paths.py
 	/usr/bin/python3 tests/check_status_words.py

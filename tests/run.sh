@@ -18,12 +18,17 @@
 #   PGT_TESTS           test files to run instead of all of tests/integration
 #   PGT_KEEP=1          keep the run's directory in /tmp (clusters, logs)
 #   PGT_IMAGE=0         without the container image tests
+#   PGT_REGRESS=0       without PostgreSQL's regression suite through the pool
 #   PGT_RUN_SLOT=1      ports of their own for a second run at the same time
 #                       (another checkout's make test beside this one)
 #
 # The tests marked `image` (the container image, tests/integration/test_image.py)
 # run once, after both suites: the image builds its own binary, and its build
-# must not compete with the suites' timing.
+# must not compete with the suites' timing. So does the test marked `regress`
+# (PostgreSQL's regression suite direct and through the pool,
+# tests/integration/test_pg_regress.py), against bin/pgtandem only: it
+# compares Postgres's answers, which the sanitizer build does not change,
+# and takes minutes.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
@@ -97,23 +102,35 @@ integration() (  # $1 = rel|asan; output in $work/$1.log, results in $work/$1*.x
     if [ "$jobs" -gt 0 ]; then
       # shellcheck disable=SC2086
       PGT_WORKDIR="$work/$v" /usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$jobs" \
-        -m "not serial and not image" --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+        -m "not serial and not image and not regress" --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
       if has_serial_tests; then
         echo "== $v: integration tests marked serial"
         # shellcheck disable=SC2086
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "serial and not image" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "serial and not image and not regress" \
           --junitxml="$work/$v-serial.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
         echo $? >"$work/$v-serial.rc"
       fi
     else
       # shellcheck disable=SC2086
-      /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not image" \
+      /usr/bin/python3 -m pytest -q -p no:cacheprovider -m "not image and not regress" \
         --junitxml="$work/$v.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
       echo $? >"$work/$v.rc"
     fi
   } >"$work/$v.log" 2>&1
 )
+
+regress_tests() {  # output in $work/regress.log, results in $work/regress.xml
+  mkdir -p "$work/regress/tmp"; chmod 755 "$work/regress"; chmod 1777 "$work/regress/tmp"
+  {
+    echo "== regress: PostgreSQL's regression suite through the pool (bin/pgtandem)"
+    # shellcheck disable=SC2086
+    TMPDIR="$work/regress/tmp" PGTANDEM_BIN="$top/bin/pgtandem" PGT_VARIANT=regress PGT_WORKDIR="$work/regress" \
+      /usr/bin/python3 -m pytest -q -p no:cacheprovider -m regress \
+        --junitxml="$work/regress.xml" ${PGT_PYTEST_ARGS:-} ${PGT_TESTS:-tests/integration}
+    echo $? >"$work/regress.rc"
+  } >"$work/regress.log" 2>&1
+}
 
 image_tests() {  # output in $work/image.log, results in $work/image.xml
   mkdir -p "$work/image"; chmod 755 "$work/image"
@@ -171,6 +188,10 @@ for v in $variants; do unit_variant "$v"; done
 
 for pid in $pids; do wait "$pid"; done
 for v in $variants; do count_integration "$v"; done
+if [ "${PGT_REGRESS:-1}" != 0 ]; then
+  regress_tests
+  count_integration regress
+fi
 if [ "${PGT_IMAGE:-1}" != 0 ]; then
   image_tests
   count_integration image

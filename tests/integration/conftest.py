@@ -22,6 +22,8 @@ def pytest_configure(config):
                             " runner's shared cluster (tests/run.sh)")
     config.addinivalue_line("markers", "image: the container image (podman); tests/run.sh runs these once,"
                             " after the two suites")
+    config.addinivalue_line("markers", "regress: PostgreSQL's regression suite through the pool; tests/run.sh runs"
+                            " it once, against bin/pgtandem, after the two suites")
 
 
 @pytest.fixture(scope="session")
