@@ -385,6 +385,7 @@ static void pin(struct session *s, const char *why)
 }
 
 #define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
+#define BOUND_NAMES_MAX 4096u       /* a Bind's portal and statement names are in this many first bytes */
 
 /* A session-level SET (or RESET, RESET ALL) the client runs now: booked to
  * the client, for every server it borrows next, and to the server it runs
@@ -439,8 +440,8 @@ static const char *bound_text(struct session *s, struct evbuffer *in, const stru
                               size_t *len)
 {
     size_t have = h->length + 1u < avail ? h->length + 1u : avail;
-    if (have > 4096)
-        have = 4096; /* names are at most NAMEDATALEN: both are in the first bytes */
+    if (have > BOUND_NAMES_MAX)
+        have = BOUND_NAMES_MAX; /* names are at most NAMEDATALEN: both are in the first bytes */
     const char *msg = (const char *)evbuffer_pullup(in, (ssize_t)have);
     const char *portal = msg + PROTO_HEADER_LEN, *end = msg + have;
     const char *portal_end = memchr(portal, '\0', (size_t)(end - portal));
@@ -497,12 +498,18 @@ static enum peek_result check_statement(struct session *s, struct evbuffer *in, 
     }
     if ((h->type != 'Q' && h->type != 'P' && h->type != 'B') || (h->type == 'B' && s->pinned))
         return PEEK_DONE;
+    /* a pinned client's statements are only looked at for a DEALLOCATE,
+     * which is short: a long one streams as it comes */
+    if (s->pinned && total > BOUND_NAMES_MAX)
+        return PEEK_DONE;
     if (total > PIN_MAX_INSPECT) {
         if (h->type != 'B' && !s->pinned)
             pin(s, "statement too large to inspect");
         return PEEK_DONE;
     }
-    if (*avail < total)
+    /* a Bind's names are in its first bytes: its values (a COPY-sized
+     * executemany row) stream as they come, as the statement map wants */
+    if (*avail < total && (h->type != 'B' || *avail < BOUND_NAMES_MAX))
         return PEEK_NEED_MORE;
     struct pin_carry carry;
     size_t len;
