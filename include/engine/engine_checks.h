@@ -20,4 +20,12 @@ int engine_probe(PGconn *conn, const struct migration *m, struct mig_catalog *ca
 int engine_check_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat, char *err,
                       size_t errlen);
 
+/* Runs sql (possibly several statements, no parameters): 0, or -1 with
+ * the error (and its SQLSTATE when sqlstate is given). Shared with
+ * engine.c, whose steps run the same way. */
+int engine_exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err, size_t errlen);
+/* One statement with text parameters: its result, or NULL with the error. */
+PGresult *engine_exec_params(PGconn *conn, const char *sql, int n, const char *const *values, char *err,
+                             size_t errlen);
+
 #endif

@@ -47,44 +47,12 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return ENGINE_FAILED;
 }
 
-/* Runs sql (possibly several statements, no parameters). */
-static int exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err, size_t errlen)
-{
-    PGresult *r = PQexec(conn, sql);
-    ExecStatusType st = PQresultStatus(r);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
-    if (!ok) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        if (sqlstate)
-            snprintf(sqlstate, 6, "%s", state ? state : "");
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        size_t n = strlen(err);
-        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-            err[--n] = '\0';
-    }
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
-static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *const *values,
-                             char *err, size_t errlen)
-{
-    PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
 static int record_status(PGconn *conn, const char *name, enum mig_status status, const char *error)
 {
     char err[256];
     const char *v[5] = {name, mig_status_word(status), error, status == MIG_ST_ACTIVE ? "t" : "f",
                         status == MIG_ST_ROLLED_BACK ? "t" : "f"};
-    PGresult *r = exec_params(conn,
+    PGresult *r = engine_exec_params(conn,
         "WITH u AS (UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
         " backfilled_at = CASE WHEN $4::boolean THEN now() ELSE backfilled_at END,"
         " rolled_back_at = CASE WHEN $5::boolean THEN now() ELSE rolled_back_at END"
@@ -175,7 +143,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     e->conn = open_waiting_for_a_slot(uri);
     if (PQstatus(e->conn) != CONNECTION_OK)
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
-    exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",
+    engine_exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",
                 NULL, err, errlen);
     if (!exclusive)
         return ENGINE_OK;
@@ -188,7 +156,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
                     "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
     e->locked = 1;
     char *schema = mig_state_schema_sql();
-    int rc = schema ? exec_simple(e->conn, schema, NULL, err, errlen) : -1;
+    int rc = schema ? engine_exec_simple(e->conn, schema, NULL, err, errlen) : -1;
     free(schema);
     if (rc != 0)
         return fail(err, errlen, "creating schema pgtandem: %s", schema ? PQerrorMessage(e->conn) : "out of memory");
@@ -266,7 +234,7 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
 static int check_history(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
     const char *v[2] = {m->name, mig_status_word(MIG_ST_COMPLETED)};
-    PGresult *r = exec_params(conn,
+    PGresult *r = engine_exec_params(conn,
         "SELECT (SELECT count(*) FROM pgtandem.migrations WHERE name = $1 AND status = $2),"
         "       (SELECT name FROM pgtandem.migrations WHERE status = $2"
         "         ORDER BY completed_at DESC LIMIT 1)", 2, v, err, errlen);
@@ -334,7 +302,7 @@ static int drive(struct engine *e, struct step_run *sr, char *err, size_t errlen
         if (boundary && engine_stopped(e))
             return fail(err, errlen, "stopped");
         char state[6] = "", msg[1024] = "";
-        int rc = exec_simple(e->conn, a.sql, state, msg, sizeof msg);
+        int rc = engine_exec_simple(e->conn, a.sql, state, msg, sizeof msg);
         step_run_result(sr, rc == 0, state, msg, clock_now_ms());
     }
 }
@@ -384,7 +352,7 @@ static void record_error(PGconn *conn, const char *name, const char *error)
 {
     char err[256];
     const char *v[2] = {name, error};
-    PGresult *r = exec_params(conn, "UPDATE pgtandem.migrations SET error = $2, updated_at = now() WHERE name = $1",
+    PGresult *r = engine_exec_params(conn, "UPDATE pgtandem.migrations SET error = $2, updated_at = now() WHERE name = $1",
                               2, v, err, sizeof err);
     if (!r)
         log_error("recording the error of %s: %s", name, err);
@@ -422,9 +390,9 @@ static int validate_check(struct engine *e, const struct mig_check *k, char *err
     char tmo[64], state[6] = "", pg_error[1024], ignored[256];
     /* VALIDATE takes SHARE UPDATE EXCLUSIVE: it waits only for other DDL and VACUUM. */
     snprintf(tmo, sizeof tmo, "SET lock_timeout = '%ldms'", e->opt.lock_timeout_ms * 10);
-    exec_simple(e->conn, tmo, NULL, ignored, sizeof ignored);
-    int rc = exec_simple(e->conn, k->validate, state, pg_error, sizeof pg_error);
-    exec_simple(e->conn, "RESET lock_timeout", NULL, ignored, sizeof ignored);
+    engine_exec_simple(e->conn, tmo, NULL, ignored, sizeof ignored);
+    int rc = engine_exec_simple(e->conn, k->validate, state, pg_error, sizeof pg_error);
+    engine_exec_simple(e->conn, "RESET lock_timeout", NULL, ignored, sizeof ignored);
     if (rc == 0)
         return ENGINE_OK;
     if (strcmp(state, CHECK_VIOLATION) == 0)
@@ -527,7 +495,7 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     if (!plan_json)
         return fail(err, errlen, "out of memory");
     const char *v[6] = {m->name, m->parent, m->checksum, m->json, plan_json, mig_status_word(MIG_ST_EXPANDING)};
-    PGresult *r = exec_params(e->conn,
+    PGresult *r = engine_exec_params(e->conn,
         "WITH u AS (INSERT INTO pgtandem.migrations (name, parent, checksum, migration, plan, status)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET"
         " parent = $2, checksum = $3, migration = $4, plan = $5, status = $6,"
@@ -538,7 +506,7 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     if (!r)
         return ENGINE_FAILED;
     PQclear(r);
-    r = exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v, err, errlen);
+    r = engine_exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v, err, errlen);
     PQclear(r);
     return r ? ENGINE_OK : ENGINE_FAILED;
 }
@@ -765,7 +733,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         snprintf(w, sizeof w, "%.1f", rep->lock_wait_ms);
         const char *v2[4] = {cur->name, a, w, rc == ENGINE_OK ? NULL : err};
         char e2[256];
-        PGresult *r = exec_params(e->conn, "UPDATE pgtandem.migrations SET contract_attempts = $2::int,"
+        PGresult *r = engine_exec_params(e->conn, "UPDATE pgtandem.migrations SET contract_attempts = $2::int,"
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
@@ -805,7 +773,7 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
         record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, NULL);
         const char *v[1] = {cur->name};
         char e2[256];
-        PQclear(exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,
+        PQclear(engine_exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,
                             e2, sizeof e2));
     } else {
         record_status(e->conn, cur->name, cur->st, err);
@@ -822,7 +790,7 @@ int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen)
         return found == 0 ? (snprintf(err, errlen, "no migration is in progress"), ENGINE_INVALID)
                           : ENGINE_FAILED;
     const char *v[2] = {cur.name, paused ? "t" : "f"};
-    PGresult *r = exec_params(e->conn, "UPDATE pgtandem.backfill_progress SET paused = $2::boolean"
+    PGresult *r = engine_exec_params(e->conn, "UPDATE pgtandem.backfill_progress SET paused = $2::boolean"
                               " WHERE migration = $1", 2, v, err, errlen);
     PQclear(r);
     free_current(&cur);

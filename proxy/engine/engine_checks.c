@@ -20,8 +20,7 @@
 #include "migration_sql.h"
 #include "sql_script.h"
 
-/* Runs sql (possibly several statements, no parameters). */
-static int exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err, size_t errlen)
+int engine_exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err, size_t errlen)
 {
     PGresult *r = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(r);
@@ -39,7 +38,7 @@ static int exec_simple(PGconn *conn, const char *sql, char *sqlstate, char *err,
     return ok ? 0 : -1;
 }
 
-static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *const *values,
+PGresult *engine_exec_params(PGconn *conn, const char *sql, int n, const char *const *values,
                              char *err, size_t errlen)
 {
     PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
@@ -86,13 +85,13 @@ static int creates_only(const char *text)
 static int run_created_ahead(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
     char e2[768];
-    if (exec_simple(conn, AHEAD_LOCK_TIMEOUT, NULL, e2, sizeof e2) != 0)
+    if (engine_exec_simple(conn, AHEAD_LOCK_TIMEOUT, NULL, e2, sizeof e2) != 0)
         return snprintf(err, errlen, "%s", e2), -1;
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
         if (op->kind != MIG_SQL || op->on != MIG_ON_START || !creates_only(op->up))
             continue;
-        if (exec_simple(conn, op->up, NULL, e2, sizeof e2) != 0)
+        if (engine_exec_simple(conn, op->up, NULL, e2, sizeof e2) != 0)
             return snprintf(err, errlen, "%s: operations[%d].sql: %s", m->file, op->index, e2), -1;
     }
     return 0;
@@ -102,12 +101,12 @@ static int run_created_ahead(PGconn *conn, const struct migration *m, char *err,
  * rolled back by its caller. */
 static int begin_checks(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
-    if (exec_simple(conn, "BEGIN", NULL, err, errlen) != 0)
+    if (engine_exec_simple(conn, "BEGIN", NULL, err, errlen) != 0)
         return -1;
     if (run_created_ahead(conn, m, err, errlen) == 0)
         return 0;
     char ignored[256];
-    exec_simple(conn, "ROLLBACK", NULL, ignored, sizeof ignored);
+    engine_exec_simple(conn, "ROLLBACK", NULL, ignored, sizeof ignored);
     return -1;
 }
 
@@ -133,7 +132,7 @@ static int check_type_exists(PGconn *conn, const struct migration *m, const stru
             return 0;
     const char *v[1] = {type};
     char e2[512];
-    PGresult *r = exec_params(conn, "SELECT $1::regtype", 1, v, e2, sizeof e2);
+    PGresult *r = engine_exec_params(conn, "SELECT $1::regtype", 1, v, e2, sizeof e2);
     if (!r)
         return snprintf(err, errlen, "%s: operations[%d].%s: type %s is unknown: %s", m->file,
                         op->index, mig_op_name(op->kind), type, first_line(e2)), -1;
@@ -237,7 +236,7 @@ static int check_expression(PGconn *conn, const struct migration *m, const struc
     mig_str_ident(&s, table);
     mig_str_add(&s, " LIMIT 0");
     char *sql = mig_str_take(&s);
-    exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
+    engine_exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
     PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK ||
              waits_for_enum_value(m, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
@@ -252,7 +251,7 @@ static int check_expression(PGconn *conn, const struct migration *m, const struc
     PQclear(r);
     free(sql);
     char e2[256];
-    exec_simple(conn, "ROLLBACK TO SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
+    engine_exec_simple(conn, "ROLLBACK TO SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
     return ok ? 0 : -1;
 }
 
@@ -305,8 +304,8 @@ static int check_index_probe(PGconn *conn, const struct migration *m, const stru
         return -1;
     }
     int ok = like && create;
-    ok = ok && exec_simple(conn, like, NULL, err, errlen) == 0 && exec_simple(conn, create, NULL, err, errlen) == 0;
-    exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
+    ok = ok && engine_exec_simple(conn, like, NULL, err, errlen) == 0 && engine_exec_simple(conn, create, NULL, err, errlen) == 0;
+    engine_exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
     if (!ok) {
         char why[1024];
         snprintf(why, sizeof why, "%s", like && create ? err : "out of memory");
@@ -390,10 +389,10 @@ static int check_default_fits(PGconn *conn, const struct migration *m, const str
     struct mig_str s = {0};
     mig_str_addf(&s, "CREATE TEMPORARY TABLE pgtandem_default_probe (v %s DEFAULT %s)", op->type, oc->default_expr);
     char *sql = mig_str_take(&s);
-    int rc = exec_simple(conn, sql ? sql : "", NULL, e2, sizeof e2);
+    int rc = engine_exec_simple(conn, sql ? sql : "", NULL, e2, sizeof e2);
     free(sql);
     char e3[256];
-    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    engine_exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
     if (rc == 0)
         return 0;
     const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
@@ -413,7 +412,7 @@ int engine_check_live(PGconn *conn, const struct migration *m, const struct mig_
     int rc = 0;
     for (size_t i = 0; i < m->nops && rc == 0; i++)
         rc = check_op_live(conn, m, cat, &m->ops[i], err, errlen);
-    exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
+    engine_exec_simple(conn, "ROLLBACK", NULL, e2, sizeof e2);
     for (size_t i = 0; i < m->nops && rc == 0; i++) {
         const struct mig_cat_column *oc = retyped_with_default(m, cat, &m->ops[i]);
         if (oc)
@@ -444,9 +443,9 @@ static int probe_default(PGconn *conn, const struct migration *m, const struct m
         return -1;
     int ok = 1;
     for (size_t i = 0; ok && i < sizeof setup / sizeof setup[0]; i++)
-        ok = exec_simple(conn, setup[i], NULL, e2, sizeof e2) == 0;
+        ok = engine_exec_simple(conn, setup[i], NULL, e2, sizeof e2) == 0;
     char *before = NULL, *after = NULL;
-    PGresult *r = ok ? exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
+    PGresult *r = ok ? engine_exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
     if (r) {
         before = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -456,14 +455,14 @@ static int probe_default(PGconn *conn, const struct migration *m, const struct m
                  op->col.default_expr);
     char *sql = mig_str_take(&s);
     char state[6] = "";
-    int added = before && sql && exec_simple(conn, sql, state, e2, sizeof e2) == 0;
+    int added = before && sql && engine_exec_simple(conn, sql, state, e2, sizeof e2) == 0;
     int unknown = !added && waits_for_enum_value(m, state, e2);
-    r = added ? exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
+    r = added ? engine_exec_params(conn, filenode, 0, NULL, e2, sizeof e2) : NULL;
     if (r) {
         after = strdup(PQgetvalue(r, 0, 0));
         PQclear(r);
     }
-    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    engine_exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
     free(sql);
     int rc = 0;
     if (unknown) {
@@ -506,7 +505,7 @@ static int probe_defaults(PGconn *conn, const struct migration *m, struct mig_ca
 /* The table's and its index's files, "table/index", to tell a rewrite. */
 static char *probe_filenodes(PGconn *conn, char *err, size_t errlen)
 {
-    PGresult *r = exec_params(conn, "SELECT pg_relation_filenode('pg_temp.pgtandem_retype_probe')::text || '/' || "
+    PGresult *r = engine_exec_params(conn, "SELECT pg_relation_filenode('pg_temp.pgtandem_retype_probe')::text || '/' || "
                               "pg_relation_filenode('pg_temp.pgtandem_retype_probe_ix')::text", 0, NULL, err, errlen);
     char *v = r ? strdup(PQgetvalue(r, 0, 0)) : NULL;
     PQclear(r);
@@ -528,15 +527,15 @@ static int probe_retype(PGconn *conn, const struct migration *m, const char *fro
     mig_str_addf(&s, "ALTER TABLE pg_temp.pgtandem_retype_probe ALTER COLUMN v TYPE %s", to);
     char *alter = mig_str_take(&s);
     int ok = create && alter && begin_checks(conn, m, e2, sizeof e2) == 0;
-    ok = ok && exec_simple(conn, create, NULL, e2, sizeof e2) == 0;
-    ok = ok && exec_simple(conn, "INSERT INTO pg_temp.pgtandem_retype_probe VALUES (NULL)", NULL, e2, sizeof e2) == 0;
-    ok = ok && exec_simple(conn, "CREATE INDEX pgtandem_retype_probe_ix ON pg_temp.pgtandem_retype_probe (v)", NULL,
+    ok = ok && engine_exec_simple(conn, create, NULL, e2, sizeof e2) == 0;
+    ok = ok && engine_exec_simple(conn, "INSERT INTO pg_temp.pgtandem_retype_probe VALUES (NULL)", NULL, e2, sizeof e2) == 0;
+    ok = ok && engine_exec_simple(conn, "CREATE INDEX pgtandem_retype_probe_ix ON pg_temp.pgtandem_retype_probe (v)", NULL,
                            e2, sizeof e2) == 0;
     char *before = ok ? probe_filenodes(conn, e2, sizeof e2) : NULL;
-    char *after = before && exec_simple(conn, alter, NULL, e2, sizeof e2) == 0 ? probe_filenodes(conn, e2, sizeof e2)
+    char *after = before && engine_exec_simple(conn, alter, NULL, e2, sizeof e2) == 0 ? probe_filenodes(conn, e2, sizeof e2)
                                                                               : NULL;
     int in_place = before && after && strcmp(before, after) == 0;
-    exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
+    engine_exec_simple(conn, "ROLLBACK", NULL, e3, sizeof e3);
     free(before);
     free(after);
     free(create);

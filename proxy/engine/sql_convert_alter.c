@@ -358,9 +358,9 @@ static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel
     return sqlc_fail(c, st, "ALTER TABLE ... %s is not supported by the converter", sub + (strncmp(sub, "AT_", 3) ? 0 : 3));
 }
 
-/* The order Postgres runs one ALTER TABLE's subcommands in, whatever the
- * order they are written in (tablecmds.c's passes): drops, then changes of
- * type, then new columns, then the rest, constraints and indexes last, so
+/* The order Postgres runs one ALTER TABLE's subcommands in (its passes),
+ * whatever the order they are written in: drops, then changes of type,
+ * then new columns, then the rest, constraints and indexes last, so
  * `ADD CONSTRAINT ... CHECK (c > 0), ADD COLUMN c int` checks a column
  * that is there. */
 static int alter_pass(json_t *cmd)
