@@ -55,6 +55,7 @@ static int throttle_field(const struct throttle_settings *t, const char *name, d
     FIELD("sleep_ratio", t->sleep_ratio)
     FIELD("max_app_p99_ms", t->max_app_p99_ms)
     FIELD("app_p99_budget", t->app_p99_budget)
+    FIELD("app_p99_floor_ms", t->app_p99_floor_ms)
     FIELD("max_replica_lag_ms", t->max_replica_lag_ms)
     FIELD("paused", t->paused)
     FIELD("backfill_workers", t->workers)
