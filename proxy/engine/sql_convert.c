@@ -335,6 +335,7 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
         folded = sqlc_delete_rows(c, st);
     if (folded != 0)
         return folded < 0 ? -1 : 0;
+
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");
     if (whole)
         return sqlc_fail(c, st, "%s of every row of \"%s\" runs as one long transaction that locks each row and races "

@@ -54,6 +54,60 @@ static int columns_changed(struct conv *c, json_t *rel)
     return 0;
 }
 
+/* A statement of the file alters or renames rel (the plan would refuse
+ * the batches beside it), or the statement names rel by an alias
+ * its expressions use (the batches name the table their own way): such a
+ * statement keeps its own rules. */
+static int not_batchable(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    if (json_object_get(rel, "alias"))
+        return 1;
+    const char *name = sqlc_str_or(rel, "relname", "");
+    for (size_t i = 0; i < c->s.nstmts; i++) {
+        const struct sql_stmt *o = &c->s.stmts[i];
+        if (o == st || (strcmp(o->kind, "AlterTableStmt") && strcmp(o->kind, "RenameStmt")))
+            continue;
+        json_t *orel = json_object_get(o->body, "relation");
+        if (!strcmp(sqlc_str_or(orel, "relname", ""), name) && !strcmp(sqlc_rel_schema(orel), sqlc_rel_schema(rel)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Every UPDATE and DELETE the file writes to rel can run in batches (one
+ * kind only, no column set twice, no alias, join, RETURNING or WITH):
+ * else they all run as written, in the file's order, as before. */
+static int all_batchable(struct conv *c, json_t *rel)
+{
+    const char *name = sqlc_str_or(rel, "relname", "");
+    json_t *seen = json_object();
+    int updates = 0, deletes = 0, ok = seen != NULL;
+    for (size_t i = 0; ok && i < c->s.nstmts; i++) {
+        const struct sql_stmt *o = &c->s.stmts[i];
+        int upd = !strcmp(o->kind, "UpdateStmt"), del = !strcmp(o->kind, "DeleteStmt");
+        json_t *orel = json_object_get(o->body, "relation");
+        if ((!upd && !del) || strcmp(sqlc_str_or(orel, "relname", ""), name) ||
+            strcmp(sqlc_rel_schema(orel), sqlc_rel_schema(rel)))
+            continue;
+        updates += upd;
+        deletes += del;
+        if (json_object_get(orel, "alias") || json_object_get(o->body, "fromClause") ||
+            json_object_get(o->body, "usingClause") || json_object_get(o->body, "returningList") ||
+            json_object_get(o->body, "withClause") || (updates && deletes) || deletes > 1)
+            ok = 0;
+        size_t k;
+        json_t *t;
+        json_array_foreach(json_object_get(o->body, "targetList"), k, t) {
+            const char *col = sqlc_str_or(json_object_get(t, "ResTarget"), "name", "");
+            if (json_object_get(seen, col))
+                ok = 0;
+            json_object_set_new(seen, col, json_true());
+        }
+    }
+    json_decref(seen);
+    return ok;
+}
+
 int sqlc_update_rows(struct conv *c, const struct sql_stmt *st)
 {
     json_t *b = st->body;
@@ -61,7 +115,7 @@ int sqlc_update_rows(struct conv *c, const struct sql_stmt *st)
     json_t *rel = json_object_get(b, "relation");
     if (strcmp(st->kind, "UpdateStmt") || json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
         json_object_get(b, "withClause") || !json_array_size(targets) || columns_changed(c, rel) ||
-        json_is_false(json_object_get(rel, "inh")))
+        json_is_false(json_object_get(rel, "inh")) || not_batchable(c, st, rel) || !all_batchable(c, rel))
         return 0;
     size_t i;
     json_t *t;
@@ -128,7 +182,8 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st)
     json_t *b = st->body;
     json_t *rel = json_object_get(b, "relation");
     if (strcmp(st->kind, "DeleteStmt") || json_object_get(b, "usingClause") || json_object_get(b, "returningList") ||
-        json_object_get(b, "withClause") || json_is_false(json_object_get(rel, "inh")) || table_touched(c, rel))
+        json_object_get(b, "withClause") || json_is_false(json_object_get(rel, "inh")) || table_touched(c, rel) ||
+        not_batchable(c, st, rel) || !all_batchable(c, rel))
         return 0;
     json_t *where = json_object_get(b, "whereClause");
     char *cond = where ? sql_expr_text(&c->s, st, where) : NULL;
@@ -145,3 +200,4 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st)
     free(cond);
     return sqlc_add_op(c, "delete_rows", body) == 0 ? 1 : sqlc_oom(c, st);
 }
+
