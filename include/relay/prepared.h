@@ -16,6 +16,7 @@ struct prepared {
     uint8_t *parse;   /* the whole Parse message, header included */
     uint32_t len;
     uint64_t hash;    /* statement_map.c: its text's hash once first needed, else 0 */
+    uint8_t effect;   /* statement_map.h: enum stmt_effect, worked out at its first Bind */
 };
 
 #define PREPARED_MAX_MESSAGE (1u << 20) /* larger Parse messages are not tracked */

@@ -64,7 +64,7 @@ struct session {
     uint8_t c2s_blocked;            /* waiting for the upstream to drain */
     uint8_t s2c_blocked;
     uint8_t s2c_discard;            /* the current server message is one of those answers */
-    uint8_t dealloc_replies;        /* EmptyQueryResponses of DEALLOCATEs the pool answers (session_relay.c) */
+    uint8_t dealloc_replies;        /* EmptyQueryResponses of DEALLOCATEs the pool answers (session_statements.c) */
     unsigned busy : 1;              /* counted in relay->counts.busy: ready, not at a boundary */
     unsigned holding : 1;           /* a client message is held by a pause */
     unsigned client_on_tls : 1;

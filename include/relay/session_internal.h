@@ -1,5 +1,5 @@
 /* What the parts of a client session share, for session.c,
- * session_login.c and session_relay.c only: the rest of the proxy uses
+ * session_login.c, session_relay.c and session_statements.c only: the rest of the proxy uses
  * session.h. session.c owns the session (its state, its cancel key, how
  * it closes) and hands each stream-buffer event to its part;
  * session_login.c runs the startup phase and the login and then hands the
@@ -81,6 +81,35 @@ void session_start_client_tls(struct session *s);
  * login's welcome, or its next transaction). */
 void session_server_lent(struct pool_waiter *w, struct pool_server *ps);
 void session_server_not_lent(struct pool_waiter *w, const char *sqlstate, const char *message);
+
+/* A look at a whole message the proxy reads before it passes on. */
+enum peek_result {
+    PEEK_DONE,      /* looked at (or nothing to look at): the message may go on */
+    PEEK_NEED_MORE, /* the message is not buffered whole yet: stop until more bytes came */
+};
+
+/* ---- session_statements.c (transaction pooling) ---- */
+
+struct stmt_bound;
+struct msg_header;
+struct evbuffer;
+/* The client keeps its server for good, for `why` (logged once). */
+void session_pin(struct session *s, const char *why);
+/* A client's Query, Parse or FunctionCall at its start, before it goes on:
+ * pins, books a simple Query's SET, answers a DEALLOCATE (rewriting the
+ * message in `in`: *h and *avail follow). */
+enum peek_result session_check_statement(struct session *s, struct evbuffer *in, struct msg_header *h,
+                                         size_t *avail);
+/* A Bind went on: the SET its statement is, if any, runs now. */
+void session_note_bound(struct session *s, const struct stmt_bound *b);
+/* A server's CommandComplete at its start: DEALLOCATE ALL and DISCARD ALL
+ * leave no statements (and no SETs) to remember. */
+enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                               size_t avail);
+/* A server's EmptyQueryResponse at its start: 1 when it answers a
+ * DEALLOCATE the pool answered, written to `out` as its CommandComplete. */
+int session_answer_deallocated(struct session *s, struct evbuffer *in, struct evbuffer *out,
+                               const struct msg_header *h);
 
 /* ---- session_relay.c ---- */
 

@@ -24,10 +24,28 @@ struct reply_queue;
  * Sync may run on another server: its Parse is kept to prepare it there
  * before a Bind or Describe of it (or, when the client has none, the
  * server's is closed, so the client hears 26000 as Postgres would answer). */
+/* What a statement does to the client's session when it runs, worked out
+ * from its text once (a driver binds the same statement over and over). */
+enum stmt_effect {
+    STMT_EFFECT_UNKNOWN = 0, /* not looked at yet */
+    STMT_EFFECT_NONE,        /* nothing the pool books */
+    STMT_EFFECT_SET,         /* a SET the pool carries (pin.h: pin_carried_set) */
+};
+
 struct unnamed_statement {
     uint8_t *parse;     /* the client's Parse "", len bytes (0: it has no unnamed statement) */
     uint32_t len, cap;  /* the buffer is kept for the next one: most drivers send one per query */
     int on_server;      /* the lent server's unnamed statement is the client's (or none, as the client's) */
+    uint8_t effect;     /* enum stmt_effect of the one kept */
+};
+
+/* The statement a Bind bound: its Parse as the client sent it, and where
+ * what it does to the session is kept. parse NULL: not a Bind, or one of
+ * a statement the client has not prepared. */
+struct stmt_bound {
+    const uint8_t *parse;
+    uint32_t len;
+    uint8_t *effect;
 };
 
 /* The client has no unnamed statement any more (its buffer is kept). */
@@ -42,6 +60,7 @@ struct stmt_map {
     struct pool_server *server;     /* the lent server (what goes to it: server->sb->out) */
     struct unnamed_statement *unnamed; /* the client's unnamed statement */
     uint32_t rest;                  /* out, STMT_STREAM_REST: bytes of the message still to pass */
+    struct stmt_bound bound;        /* out, a Bind: the statement it bound */
     const char *sqlstate, *error;   /* out, STMT_FAILED: what the client is told */
 };
 

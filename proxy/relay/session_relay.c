@@ -31,12 +31,6 @@ enum next_result {
     NEXT_BAD_LENGTH, /* the header's length is impossible: a protocol violation */
 };
 
-/* A look at a whole message the proxy reads before it passes on. */
-enum peek_result {
-    PEEK_DONE,      /* looked at (or nothing to look at): the message may go on */
-    PEEK_NEED_MORE, /* the message is not buffered whole yet: stop until more bytes came */
-};
-
 /* What the server-to-client loop does with a message the proxy inspected. */
 enum inspect_result {
     INSPECT_STREAM,    /* pass it on as it comes */
@@ -231,8 +225,6 @@ static enum hold_result hold_message(struct session *s)
 
 /* ---- transaction pooling: lending ---- */
 
-static void pin(struct session *s, const char *why);
-
 /* SET for each tracked parameter whose value on the lent server is not
  * the client's, sent ahead of the client's transaction, answers swallowed
  * (their ParameterStatus still noted: see note_parameter). */
@@ -258,7 +250,7 @@ static void sync_params(struct session *s)
     if (!sql)
         return;
     if (carried_sets_sync(&s->lent->carried, &s->carried, s->lent->pool->schema, sql) != 0)
-        pin(s, "out of memory carrying its SETs");
+        session_pin(s, "out of memory carrying its SETs");
     for (int i = 0; i < PIN_NTRACKED; i++) {
         if (!param_differs(s, i))
             continue;
@@ -367,177 +359,9 @@ static enum stmt_map_result map_statement(struct session *s, struct evbuffer *in
         session_fail(s, m.sqlstate, "%s", m.error);
     else if (r == STMT_STREAM_REST)
         s->c2s_remaining = m.rest;
+    if (r != STMT_FAILED && r != STMT_NEED_MORE && h->type == 'B' && !s->pinned)
+        session_note_bound(s, &m.bound);
     return r;
-}
-
-static void pin(struct session *s, const char *why)
-{
-    struct session_extra *x = session_extra_get(s);
-    s->pinned = 1; /* without its reason when out of memory: pinned all the same */
-    if (x)
-        snprintf(x->pin_reason, sizeof x->pin_reason, "%s", why);
-    /* from now on routed like a session-mode session (follow_route) */
-    s->route_gen = s->relay->route.gen;
-    if (session_set_routed_schema(s, s->lent->pool->schema) != 0)
-        s->route_gen--;
-    log_info("session %llu (%s): pinned to its server connection for the rest of the session: %s",
-             (unsigned long long)s->id, session_addr(s), why);
-}
-
-#define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
-#define BOUND_NAMES_MAX 4096u       /* a Bind's portal and statement names are in this many first bytes */
-
-/* A session-level SET (or RESET, RESET ALL) the client runs now: booked to
- * the client, for every server it borrows next, and to the server it runs
- * on, as that server's session will have it. */
-static void book_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
-{
-    if (carry->all) { /* RESET ALL: none left on either */
-        carried_sets_free(&s->carried);
-        carried_sets_free(&s->lent->carried);
-        return;
-    }
-    /* the client's with its search_path's value, so the route's schema can
-     * go first (carried_sets_differ) */
-    const char *value = carry->value[0] ? carry->value : NULL;
-    if (carried_sets_apply(&s->carried, carry->name, carry->reset, value, sql, len) != 0 ||
-        carried_sets_apply(&s->lent->carried, carry->name, carry->reset, NULL, sql, len) != 0)
-        pin(s, "too many SETs to carry");
-}
-
-/* A carried SET runs now: booked between transactions; inside a
- * transaction block the pool cannot tell whether it will outlive it (a
- * ROLLBACK undoes it), so the client keeps its server. */
-static void run_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
-{
-    char why[128]; /* room for any name: pin() keeps what fits */
-    if (s->tracker.tx_status == 'I') {
-        book_set(s, carry, sql, len);
-        return;
-    }
-    snprintf(why, sizeof why, "%s%s in a transaction block", carry->all ? "RESET ALL" : carry->reset ? "RESET " : "SET ",
-             carry->name);
-    pin(s, why);
-}
-
-/* The query text of a Parse message at `msg` (whole, `total` bytes). */
-static const char *parse_text(const uint8_t *msg, uint32_t total, size_t *len)
-{
-    const char *body = (const char *)msg + PROTO_HEADER_LEN;
-    size_t left = total - PROTO_HEADER_LEN;
-    size_t name_len = strnlen(body, left);
-    if (name_len + 1 >= left) {
-        *len = 0;
-        return body + left;
-    }
-    *len = strnlen(body + name_len + 1, left - name_len - 1);
-    return body + name_len + 1;
-}
-
-/* The query a Bind runs: its statement's text as the client parsed it
- * (the unnamed one's, or a named one's), NULL when unknown. */
-static const char *bound_text(struct session *s, struct evbuffer *in, const struct msg_header *h, size_t avail,
-                              size_t *len)
-{
-    size_t have = h->length + 1u < avail ? h->length + 1u : avail;
-    if (have > BOUND_NAMES_MAX)
-        have = BOUND_NAMES_MAX; /* names are at most NAMEDATALEN: both are in the first bytes */
-    const char *msg = (const char *)evbuffer_pullup(in, (ssize_t)have);
-    const char *portal = msg + PROTO_HEADER_LEN, *end = msg + have;
-    const char *portal_end = memchr(portal, '\0', (size_t)(end - portal));
-    const char *name = portal_end ? portal_end + 1 : end;
-    if (name >= end || !memchr(name, '\0', (size_t)(end - name)))
-        return NULL;
-    if (!*name)
-        return s->unnamed.len ? parse_text(s->unnamed.parse, s->unnamed.len, len) : NULL;
-    struct prepared *p = prepared_find(&s->prepared, name);
-    return p ? parse_text(p->parse, p->len, len) : NULL;
-}
-
-/* SQL DEALLOCATE of one of the client's protocol-level statements, which
- * live on the servers under the pool's names (statement_map.h): forgotten
- * here, the servers keep them for the other clients, and the client's
- * statement runs as an empty query whose EmptyQueryResponse is said as
- * DEALLOCATE's CommandComplete. 1 when it was one. Not in an aborted
- * transaction, where Postgres refuses it and keeps the statement; as
- * a Parse only with nothing in flight before it, which could make the
- * server skip its Execute. */
-static int answer_deallocate(struct session *s, struct evbuffer *in, struct msg_header *h, size_t *avail,
-                             const char *text, size_t len)
-{
-    char name[128];
-    if (s->tracker.tx_status == 'E' || (h->type == 'P' && (s->tracker.pending_rfq || s->tracker.mid_unit)) ||
-        !pin_deallocate_name(text, len, name, sizeof name) || !prepared_forget(&s->prepared, name))
-        return 0;
-    static const uint8_t empty_query[] = {'Q', 0, 0, 0, 5, 0};
-    static const uint8_t empty_parse[] = {'P', 0, 0, 0, 8, 0, 0, 0, 0}; /* unnamed, "", no parameter types */
-    evbuffer_drain(in, h->length + 1u);
-    if (h->type == 'Q')
-        evbuffer_prepend(in, empty_query, sizeof empty_query);
-    else
-        evbuffer_prepend(in, empty_parse, sizeof empty_parse);
-    h->length = h->type == 'Q' ? sizeof empty_query - 1 : sizeof empty_parse - 1;
-    *avail = evbuffer_get_length(in);
-    s->dealloc_replies++;
-    return 1;
-}
-
-/* Transaction pooling: what a statement does to the session, seen before
- * it runs. A statement that leaves state the pool cannot carry pins the
- * client; a SET the pool carries is booked when it runs: a simple Query at
- * once, an extended one when its statement is bound (a driver prepares a
- * SET it runs often, and then only binds it). A pinned client's statements
- * keep the pool's names on its server, so its DEALLOCATEs are answered
- * here all the same. */
-static enum peek_result check_statement(struct session *s, struct evbuffer *in, struct msg_header *h, size_t *avail)
-{
-    uint32_t total = h->length + 1;
-    if (h->type == 'F' && !s->pinned) {
-        pin(s, "function call (fast path)");
-        return PEEK_DONE;
-    }
-    if ((h->type != 'Q' && h->type != 'P' && h->type != 'B') || (h->type == 'B' && s->pinned))
-        return PEEK_DONE;
-    /* a pinned client's statements are only looked at for a DEALLOCATE,
-     * which is short: a long one streams as it comes */
-    if (s->pinned && total > BOUND_NAMES_MAX)
-        return PEEK_DONE;
-    if (total > PIN_MAX_INSPECT) {
-        if (h->type != 'B' && !s->pinned)
-            pin(s, "statement too large to inspect");
-        return PEEK_DONE;
-    }
-    /* a Bind's names are in its first bytes: its values (a COPY-sized
-     * executemany row) stream as they come, as the statement map wants */
-    if (*avail < total && (h->type != 'B' || *avail < BOUND_NAMES_MAX))
-        return PEEK_NEED_MORE;
-    struct pin_carry carry;
-    size_t len;
-    if (h->type == 'B') {
-        const char *text = bound_text(s, in, h, *avail, &len);
-        if (text && pin_carried_set(text, len, &carry))
-            run_set(s, &carry, text, len);
-        return PEEK_DONE;
-    }
-    const uint8_t *msg = evbuffer_pullup(in, total);
-    const char *text;
-    if (h->type == 'P') {
-        text = parse_text(msg, total, &len);
-    } else {
-        text = (const char *)msg + PROTO_HEADER_LEN;
-        len = strnlen(text, total - PROTO_HEADER_LEN);
-    }
-    if (!s->pinned && pin_carried_set(text, len, &carry)) {
-        if (h->type == 'Q')
-            run_set(s, &carry, text, len);
-        return PEEK_DONE; /* a Parse's: booked when bound */
-    }
-    if ((h->type == 'Q' || msg[PROTO_HEADER_LEN] == '\0') && answer_deallocate(s, in, h, avail, text, len))
-        return PEEK_DONE;
-    char why[64];
-    if (!s->pinned && pin_reason_for_sql(text, len, why, sizeof why) != 0)
-        pin(s, why);
-    return PEEK_DONE;
 }
 
 void session_client_to_server(struct session *s)
@@ -574,7 +398,7 @@ void session_client_to_server(struct session *s)
         if (s->route_gen != s->relay->route.gen && h.type != 'X' && (!s->lent || s->pinned))
             follow_route(s);
         if (s->state == SESS_READY && s->lent) {
-            if (check_statement(s, in, &h, &avail) == PEEK_NEED_MORE)
+            if (session_check_statement(s, in, &h, &avail) == PEEK_NEED_MORE)
                 break;
             enum stmt_map_result m = map_statement(s, in, &h, avail);
             if (m == STMT_NEED_MORE)
@@ -758,49 +582,9 @@ static enum peek_result note_parameter(struct session *s, struct evbuffer *in, c
     const uint8_t *msg = evbuffer_pullup(in, total);
     if (param_values_note(&s->lent->params, msg, total) != 0 || note_own_parameter(s, msg, total) != 0) {
         if (!s->pinned)
-            pin(s, "parameter value too long to carry");
+            session_pin(s, "parameter value too long to carry");
     }
     return PEEK_DONE;
-}
-
-/* DEALLOCATE ALL and DISCARD ALL ran: the session has no named statements
- * left, and the server none of the pool's either (pool.h); after DISCARD
- * ALL no SET of the client's either, on either side. */
-static enum peek_result note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
-                                              size_t avail)
-{
-    uint32_t total = h->length + 1;
-    if (total > 32)
-        return PEEK_DONE;
-    if (avail < total)
-        return PEEK_NEED_MORE;
-    char tag[32];
-    evbuffer_copyout(in, tag, total);
-    const char *t = tag + PROTO_HEADER_LEN;
-    if (tag[total - 1] != '\0' || (strcmp(t, "DEALLOCATE ALL") && strcmp(t, "DISCARD ALL")))
-        return PEEK_DONE;
-    prepared_free_all(&s->prepared);
-    if (s->lent)
-        pool_server_lost_statements(s->lent);
-    if (!strcmp(t, "DISCARD ALL")) {
-        carried_sets_free(&s->carried);
-        if (s->lent)
-            carried_sets_free(&s->lent->carried);
-    }
-    return PEEK_DONE;
-}
-
-/* The EmptyQueryResponse of a DEALLOCATE the pool answered (check_statement):
- * said as DEALLOCATE's CommandComplete. */
-static void answer_deallocated(struct session *s, struct evbuffer *in, struct evbuffer *out)
-{
-    static const char tag[] = "DEALLOCATE";
-    uint8_t head[PROTO_HEADER_LEN] = {'C'};
-    proto_put_u32(head + 1, (uint32_t)(4 + sizeof tag));
-    evbuffer_drain(in, PROTO_HEADER_LEN);
-    evbuffer_add(out, head, sizeof head);
-    evbuffer_add(out, tag, sizeof tag);
-    s->dealloc_replies--;
 }
 
 /* Examines a server message at its start. */
@@ -820,12 +604,9 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
         return INSPECT_STREAM;
     }
     case 'C':
-        return note_command_complete(s, in, h, avail) == PEEK_NEED_MORE ? INSPECT_NEED_MORE : INSPECT_STREAM;
+        return session_note_command_complete(s, in, h, avail) == PEEK_NEED_MORE ? INSPECT_NEED_MORE : INSPECT_STREAM;
     case 'I':
-        if (!s->dealloc_replies || h->length != 4)
-            return INSPECT_STREAM;
-        answer_deallocated(s, in, out);
-        return INSPECT_CONSUMED;
+        return session_answer_deallocated(s, in, out, h) ? INSPECT_CONSUMED : INSPECT_STREAM;
     case 'G': case 'W':
         tracker_server_message(&s->tracker, h->type, 0);
         session_sync_busy(s);

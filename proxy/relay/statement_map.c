@@ -140,6 +140,7 @@ static enum stmt_map_result map_unnamed_parse(struct stmt_map *m, struct evbuffe
     evbuffer_copyout(in, u->parse, total);
     u->len = total;
     u->on_server = 1;
+    u->effect = STMT_EFFECT_UNKNOWN;
     return STMT_STREAM;
 }
 
@@ -275,11 +276,16 @@ static enum stmt_map_result map_use(struct stmt_map *m, struct evbuffer *in, con
      * output touches `in` */
     const uint8_t *msg = evbuffer_pullup(in, (ssize_t)prefix_len);
     const char *client_name = (const char *)msg + name_at;
-    if (!*client_name)
+    if (!*client_name) {
+        if (kind == 'B' && m->unnamed->len)
+            m->bound = (struct stmt_bound){m->unnamed->parse, m->unnamed->len, &m->unnamed->effect};
         return unnamed_to_server(m) != 0 ? STMT_FAILED : stream(m, kind);
+    }
     struct prepared *p = prepared_find(m->registry, client_name);
     if (!p) /* unknown: Postgres answers as it would */
         return stream(m, kind);
+    if (kind == 'B')
+        m->bound = (struct stmt_bound){p->parse, p->len, &p->effect};
     char name[24];
     if (ensure_on_server(m, p, name, REPLY_DROP) != 0)
         return STMT_FAILED;

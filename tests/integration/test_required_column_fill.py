@@ -37,6 +37,7 @@ class Writers(ClientThreads):
     def __init__(self, uri):
         self.uri, self.stop, self.errors = uri, threading.Event(), []
         self.old_ids, self.new_ids, self.waits = [], [], []
+        self.new_shape = threading.Event()  # set by the test once the start has made it
         self.threads = [threading.Thread(target=self.old), threading.Thread(target=self.new)]
 
     def old(self):
@@ -55,12 +56,12 @@ class Writers(ClientThreads):
 
     def new(self):
         try:
+            while not self.new_shape.wait(0.5):
+                if self.stop.is_set():
+                    return
             with psycopg.connect(self.uri, autocommit=True, options=new_shape_options(NAME)) as c:
                 i = 0
                 while not self.stop.is_set():
-                    if "reference_id" not in [col.name for col in c.execute("SELECT * FROM apikey LIMIT 0").description]:
-                        time.sleep(0.01)  # paces the poll: the new shape is not there before the start
-                        continue
                     i += 1
                     c.execute("INSERT INTO apikey (id, user_id, reference_id) VALUES (%s, %s, %s)",
                               (2000000 + i, "new-%d" % i, "ref-%d" % i))
@@ -80,6 +81,7 @@ def test_an_orms_required_column_runs_online_with_both_releases_writing(db, prox
         started = time.monotonic()
         r = pmigrate(proxy, "start", str(path))
         assert r.returncode == 0, r.stdout + r.stderr
+        w.new_shape.set()
         wait_for(lambda: proxy.admin("GET", "/migrations/current")[1]["phase"] == "active", 300, "the backfill's end",
                  detail=proxy.log_tail)
         active = time.monotonic()

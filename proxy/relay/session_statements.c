@@ -1,0 +1,211 @@
+/* What a client's statements do to its session under transaction pooling,
+ * seen as they pass: a statement that leaves state the pool cannot carry
+ * pins the client to its server; a SET the pool carries is booked when it
+ * runs (a simple Query at once, an extended one when its statement is
+ * bound: a driver prepares a SET it runs often and then only binds it);
+ * SQL DEALLOCATE of a protocol-level statement is answered by the pool,
+ * and DEALLOCATE ALL and DISCARD ALL are noted when they ran. One part of
+ * the client session (see session_internal.h). */
+#include "session.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "pin.h"
+#include "prepared.h"
+#include "session_internal.h"
+#include "statement_map.h"
+
+#define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
+/* A pinned client's statements are looked at only for a DEALLOCATE, which
+ * is short: a longer one streams as it comes. */
+#define DEALLOCATE_MAX 4096u
+
+void session_pin(struct session *s, const char *why)
+{
+    struct session_extra *x = session_extra_get(s);
+    s->pinned = 1; /* without its reason when out of memory: pinned all the same */
+    if (x)
+        snprintf(x->pin_reason, sizeof x->pin_reason, "%s", why);
+    /* from now on routed like a session-mode session (follow_route) */
+    s->route_gen = s->relay->route.gen;
+    if (session_set_routed_schema(s, s->lent->pool->schema) != 0)
+        s->route_gen--;
+    log_info("session %llu (%s): pinned to its server connection for the rest of the session: %s",
+             (unsigned long long)s->id, session_addr(s), why);
+}
+
+/* A session-level SET (or RESET, RESET ALL) the client runs now: booked to
+ * the client, for every server it borrows next, and to the server it runs
+ * on, as that server's session will have it. */
+static void book_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
+{
+    if (carry->all) { /* RESET ALL: none left on either */
+        carried_sets_free(&s->carried);
+        carried_sets_free(&s->lent->carried);
+        return;
+    }
+    /* the client's with its search_path's value, so the route's schema can
+     * go first (carried_sets_differ) */
+    const char *value = carry->value[0] ? carry->value : NULL;
+    if (carried_sets_apply(&s->carried, carry->name, carry->reset, value, sql, len) != 0 ||
+        carried_sets_apply(&s->lent->carried, carry->name, carry->reset, NULL, sql, len) != 0)
+        session_pin(s, "too many SETs to carry");
+}
+
+/* A carried SET runs now: booked between transactions; inside a
+ * transaction block the pool cannot tell whether it will outlive it (a
+ * ROLLBACK undoes it), so the client keeps its server. */
+static void run_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
+{
+    char why[128]; /* room for any name: session_pin keeps what fits */
+    if (s->tracker.tx_status == 'I') {
+        book_set(s, carry, sql, len);
+        return;
+    }
+    snprintf(why, sizeof why, "%s%s in a transaction block", carry->all ? "RESET ALL" : carry->reset ? "RESET " : "SET ",
+             carry->name);
+    session_pin(s, why);
+}
+
+/* The query text of a Parse message at `msg` (whole, `total` bytes). */
+static const char *parse_text(const uint8_t *msg, uint32_t total, size_t *len)
+{
+    const char *body = (const char *)msg + PROTO_HEADER_LEN;
+    size_t left = total - PROTO_HEADER_LEN;
+    size_t name_len = strnlen(body, left);
+    if (name_len + 1 >= left) {
+        *len = 0;
+        return body + left;
+    }
+    *len = strnlen(body + name_len + 1, left - name_len - 1);
+    return body + name_len + 1;
+}
+
+void session_note_bound(struct session *s, const struct stmt_bound *b)
+{
+    if (!b->parse || *b->effect == STMT_EFFECT_NONE)
+        return;
+    size_t len;
+    const char *text = parse_text(b->parse, b->len, &len);
+    struct pin_carry carry;
+    int sets = pin_carried_set(text, len, &carry);
+    *b->effect = sets ? STMT_EFFECT_SET : STMT_EFFECT_NONE;
+    if (sets)
+        run_set(s, &carry, text, len);
+}
+
+/* SQL DEALLOCATE of one of the client's protocol-level statements, which
+ * live on the servers under the pool's names (statement_map.h): forgotten
+ * here, the servers keep them for the other clients, and the client's
+ * statement runs as an empty query whose EmptyQueryResponse is said as
+ * DEALLOCATE's CommandComplete. 1 when it was one. Not in an aborted
+ * transaction, where Postgres refuses it and keeps the statement; as
+ * a Parse only with nothing in flight before it, which could make the
+ * server skip its Execute. */
+static int answer_deallocate(struct session *s, struct evbuffer *in, struct msg_header *h, size_t *avail,
+                             const char *text, size_t len)
+{
+    char name[128];
+    if (s->tracker.tx_status == 'E' || (h->type == 'P' && (s->tracker.pending_rfq || s->tracker.mid_unit)) ||
+        !pin_deallocate_name(text, len, name, sizeof name) || !prepared_forget(&s->prepared, name))
+        return 0;
+    static const uint8_t empty_query[] = {'Q', 0, 0, 0, 5, 0};
+    static const uint8_t empty_parse[] = {'P', 0, 0, 0, 8, 0, 0, 0, 0}; /* unnamed, "", no parameter types */
+    evbuffer_drain(in, h->length + 1u);
+    if (h->type == 'Q')
+        evbuffer_prepend(in, empty_query, sizeof empty_query);
+    else
+        evbuffer_prepend(in, empty_parse, sizeof empty_parse);
+    h->length = h->type == 'Q' ? sizeof empty_query - 1 : sizeof empty_parse - 1;
+    *avail = evbuffer_get_length(in);
+    s->dealloc_replies++;
+    return 1;
+}
+
+enum peek_result session_check_statement(struct session *s, struct evbuffer *in, struct msg_header *h,
+                                         size_t *avail)
+{
+    uint32_t total = h->length + 1;
+    if (h->type == 'F' && !s->pinned) {
+        session_pin(s, "function call (fast path)");
+        return PEEK_DONE;
+    }
+    if ((h->type != 'Q' && h->type != 'P') || (s->pinned && total > DEALLOCATE_MAX))
+        return PEEK_DONE;
+    if (total > PIN_MAX_INSPECT) {
+        if (!s->pinned)
+            session_pin(s, "statement too large to inspect");
+        return PEEK_DONE;
+    }
+    if (*avail < total)
+        return PEEK_NEED_MORE;
+    const uint8_t *msg = evbuffer_pullup(in, total);
+    size_t len;
+    const char *text;
+    if (h->type == 'P') {
+        text = parse_text(msg, total, &len);
+    } else {
+        text = (const char *)msg + PROTO_HEADER_LEN;
+        len = strnlen(text, total - PROTO_HEADER_LEN);
+    }
+    struct pin_carry carry;
+    if (!s->pinned && pin_carried_set(text, len, &carry)) {
+        if (h->type == 'Q')
+            run_set(s, &carry, text, len);
+        return PEEK_DONE; /* a Parse's: booked when bound (session_note_bound) */
+    }
+    if ((h->type == 'Q' || msg[PROTO_HEADER_LEN] == '\0') && answer_deallocate(s, in, h, avail, text, len))
+        return PEEK_DONE;
+    char why[64];
+    if (!s->pinned && pin_reason_for_sql(text, len, why, sizeof why) != 0)
+        session_pin(s, why);
+    return PEEK_DONE;
+}
+
+enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
+                                               size_t avail)
+{
+    static const char dealloc_all[] = "DEALLOCATE ALL", discard_all[] = "DISCARD ALL";
+    uint32_t total = h->length + 1;
+    /* the length alone tells every other tag apart, before a byte is copied */
+    if (total != PROTO_HEADER_LEN + sizeof dealloc_all && total != PROTO_HEADER_LEN + sizeof discard_all)
+        return PEEK_DONE;
+    if (avail < total)
+        return PEEK_NEED_MORE;
+    char tag[PROTO_HEADER_LEN + sizeof dealloc_all];
+    evbuffer_copyout(in, tag, total);
+    const char *t = tag + PROTO_HEADER_LEN;
+    int discard = total == PROTO_HEADER_LEN + sizeof discard_all;
+    if (memcmp(t, discard ? discard_all : dealloc_all, discard ? sizeof discard_all : sizeof dealloc_all))
+        return PEEK_DONE;
+    /* the session has no named statements left, and the server none of the
+     * pool's either (pool.h); after DISCARD ALL no SET of the client's
+     * either, on either side */
+    prepared_free_all(&s->prepared);
+    if (s->lent)
+        pool_server_lost_statements(s->lent);
+    if (discard) {
+        carried_sets_free(&s->carried);
+        if (s->lent)
+            carried_sets_free(&s->lent->carried);
+    }
+    return PEEK_DONE;
+}
+
+int session_answer_deallocated(struct session *s, struct evbuffer *in, struct evbuffer *out,
+                               const struct msg_header *h)
+{
+    static const char tag[] = "DEALLOCATE";
+    if (!s->dealloc_replies || h->length != 4)
+        return 0;
+    uint8_t head[PROTO_HEADER_LEN] = {'C'};
+    proto_put_u32(head + 1, (uint32_t)(4 + sizeof tag));
+    evbuffer_drain(in, PROTO_HEADER_LEN);
+    evbuffer_add(out, head, sizeof head);
+    evbuffer_add(out, tag, sizeof tag);
+    s->dealloc_replies--;
+    return 1;
+}
