@@ -1,4 +1,6 @@
-/* Transaction pooling's pools in Prometheus text (see pool_metrics.h). The
+/* Transaction pooling's pools as numbers: GET /pools and /status's view,
+ * the pool servers' count and backend PIDs (pool.h), and the pools in
+ * Prometheus text (see pool_metrics.h). The
  * numbers are the pools' own counters; only the pinned clients are counted
  * here, from the sessions, since a pinned session is what holds a server
  * of its pool for good. Database and user names come from clients, so label
@@ -102,4 +104,52 @@ void pool_metrics_write(struct relay *relay, struct evbuffer *out)
         return;
     for (int f = 0; f < F_COUNT; f++)
         write_family(relay, f, out);
+}
+
+uint32_t pool_count_servers(const struct relay *relay)
+{
+    uint32_t n = 0;
+    for (const struct pool *p = relay->pools; p; p = p->next)
+        n += pool_server_counts_total(&p->counts);
+    return n;
+}
+
+void pool_append_backend_pids(const struct relay *relay, json_t *pids)
+{
+    for (const struct pool *p = relay->pools; p; p = p->next)
+        for (const struct pool_server *ps = p->servers; ps; ps = ps->next) {
+            uint32_t pid = ps->backend_pid ? ps->backend_pid : ps->pid;
+            if (pid)
+                json_array_append_new(pids, json_integer((json_int_t)pid));
+        }
+}
+
+json_t *pool_describe_all(struct relay *relay)
+{
+    json_t *list = json_array();
+    uint64_t now = relay_now_us(relay);
+    for (struct pool *p = relay->pools; p; p = p->next) {
+        json_t *o = json_object();
+        json_object_set_new(o, "database", json_string(p->database ? p->database : ""));
+        json_object_set_new(o, "user", json_string(p->user ? p->user : ""));
+        json_object_set_new(o, "schema", p->schema ? json_string(p->schema) : json_null());
+        json_object_set_new(o, "clients_waiting", json_integer(p->nwaiting));
+        json_object_set_new(o, "servers_active", json_integer(p->counts.in_state[PSRV_LENT]));
+        json_object_set_new(o, "servers_idle", json_integer(p->counts.in_state[PSRV_IDLE]));
+        json_object_set_new(o, "servers_login", json_integer(pool_logging_in(p)));
+        json_object_set_new(o, "servers_cancelling", json_integer(p->counts.in_state[PSRV_CANCELLING]));
+        uint64_t oldest = p->wait_head ? now - p->wait_head->since_us : 0;
+        json_object_set_new(o, "longest_wait_ms", json_integer((json_int_t)(oldest / 1000)));
+        json_object_set_new(o, "max_wait_ms", json_integer((json_int_t)(p->waited_us_max / 1000)));
+        json_object_set_new(o, "lends_total", json_integer((json_int_t)p->lends_total));
+        json_object_set_new(o, "waits_total", json_integer((json_int_t)p->waits_total));
+        json_object_set_new(o, "wait_timeouts_total", json_integer((json_int_t)p->wait_timeouts));
+        json_object_set_new(o, "prepared_hits_total", json_integer((json_int_t)p->stmt_hits));
+        json_object_set_new(o, "prepared_misses_total", json_integer((json_int_t)p->stmt_misses));
+        json_object_set_new(o, "last_error", p->last_error[0] ? json_string(p->last_error) : json_null());
+        json_object_set_new(o, "login_failing", json_boolean(p->login_failing));
+        json_object_set_new(o, "login_failures_total", json_integer((json_int_t)p->login_failures));
+        json_array_append_new(list, o);
+    }
+    return list;
 }
