@@ -16,6 +16,7 @@
 
 #include "backfill.h"
 #include "backfill_budget.h"
+#include "backfill_runner_budget.h"
 #include "backfill_pool.h"
 #include "metrics.h"
 #include "migration_plan.h"
@@ -65,30 +66,6 @@ struct bf_lane {
     double t0_ms, wake_ms;
     double retry_ms;           /* a lane that could not connect tries again from then */
     int warned;                /* its failure to connect was logged */
-};
-
-/* The latency budget's readings, for the status, the metrics and the log. */
-#define BF_BUDGET_WINDOW 4 /* the p99 it keeps is over this many BUDGET_EVAL_MS */
-struct bf_budget_probe {
-    struct budget ctl;                                 /* the decisions */
-    struct latency_fine window[BF_BUDGET_WINDOW + 1][LATENCY_ROUTES]; /* readings, a ring */
-    int window_next, window_filled;
-    double window_ms;                                  /* the last reading */
-    double p99_ms[LATENCY_ROUTES];                     /* over the window */
-    uint64_t samples[LATENCY_ROUTES];
-    double baseline_ms[LATENCY_ROUTES];                /* without the backfill (0: none yet) */
-    uint64_t baseline_samples[LATENCY_ROUTES];
-    double baseline_at_ms;                             /* the last measurement's end (0: never) */
-    int measure;                                       /* one is due: no batch starts */
-    double measure_from_ms;                            /* > 0: measuring since then, nothing in flight */
-    struct latency_fine measure_base[LATENCY_ROUTES];
-    /* the app's latencies while no batch was in flight (the pauses between
-     * them), summed since the budget last had nothing to judge by them */
-    struct latency_fine quiet[LATENCY_ROUTES];
-    struct latency_fine quiet_from[LATENCY_ROUTES];    /* the reading when the quiet moment began */
-    int quiet_open;                                    /* no batch in flight since quiet_from */
-    double quiet_at_ms;                                /* > 0: the quiet moment begins then (a grace after
-                                                          the last batch, for the queries it held to end) */
 };
 
 struct bf_progress {
@@ -171,13 +148,6 @@ struct json_t *bf_runner_json(const struct bf_runner *b, int past, long long rec
  * replica_lag, lock_wait, max_rows, sleep_ratio. */
 const char *bf_runner_throttle_word(const struct bf_runner *b);
 /* The latency budget the backfill keeps, for /metrics. */
-struct bf_budget_report {
-    const char *kind;                      /* off, ratio, absolute */
-    int engaged, starved;
-    double baseline_ms[LATENCY_ROUTES];    /* 0: not measured */
-    double limit_ms[LATENCY_ROUTES];       /* 0: none */
-    double p99_ms[LATENCY_ROUTES];
-};
 void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out);
 
 #endif

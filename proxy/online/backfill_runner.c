@@ -25,7 +25,6 @@
 #define LANE_RETRY_MS 30000.0   /* a worker that could not connect tries again after this */
 #define LANE_REOPEN_MS 1000.0   /* one whose connection dropped, after this */
 #define LAG_EVERY_MS 1000.0
-#define HOLD_MS 500.0           /* paused, or a replica lags: look again after this */
 
 static const char LAG_SQL[] =
     "SELECT COALESCE((SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication),"
@@ -51,7 +50,7 @@ static void wake_in(struct bf_runner *b, double ms)
 static long long rows_done(const struct bf_runner *b)
 {
     long long n = 0;
-    for (size_t i = 0; i < b->nbf; i++)
+    for (size_t i = 0; b->bf && i < b->nbf; i++)
         n += b->bf[i].rows_done;
     return n;
 }
@@ -166,8 +165,6 @@ static const struct backfill *current(const struct bf_runner *b)
     return b->nbf ? &b->bf[i < b->nbf ? i : b->nbf - 1] : NULL;
 }
 
-static json_t *budget_json(const struct bf_runner *b);
-
 /* The workers the gate and the latency budget both leave. */
 static int workers_allowed(const struct bf_runner *b)
 {
@@ -194,7 +191,7 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
                      "max_batch_ms", p.max_ms, "throttle", throttle_text(b, cur), "settings",
                      settings_throttle_json(b->thr), "estimated_rows", p.estimated, "done",
                      p.all_done, "workers", b->running ? workers_allowed(b) : 0, "ranges", (json_int_t)b->nbf,
-                     "ranges_done", (json_int_t)ranges_done, "budget", budget_json(b));
+                     "ranges_done", (json_int_t)ranges_done, "budget", bf_budget_json(&b->budget));
 }
 
 const char *bf_runner_throttle_word(const struct bf_runner *b)
@@ -241,53 +238,18 @@ static double throttle_state(struct bf_runner *b)
     if (b->thr->paused || (cur && cur->paused)) {
         b->throttle_kind = "paused";
         snprintf(b->throttle_reason, sizeof b->throttle_reason, "paused by operator");
-        return HOLD_MS;
+        return BF_RUNNER_HOLD_MS;
     }
     if (b->thr->max_replica_lag_ms > 0 && b->replica_lag_ms > (double)b->thr->max_replica_lag_ms) {
         b->throttle_kind = "replica_lag";
         snprintf(b->throttle_reason, sizeof b->throttle_reason, "replica lag %.0f ms > %ld ms", b->replica_lag_ms,
                  b->thr->max_replica_lag_ms);
-        return HOLD_MS;
+        return BF_RUNNER_HOLD_MS;
     }
     return 0;
 }
 
-/* ---- the latency budget ---- */
-
-static const char *const route_words[LATENCY_ROUTES] = {"old", "new"};
-
-/* Measuring the application's p99 without the backfill: this long with no
- * batch in flight, or this short when no query came at all. */
-#define BASELINE_MS 1000.0
-#define BASELINE_QUIET_MS 300.0
-/* Measured again this often while a ratio is kept (the app's own load
- * moves), or, with no baseline yet, once the app has traffic. */
-#define BASELINE_EVERY_MS 60000.0
-#define BASELINE_RETRY_MS 10000.0
-
-static int budget_wants_baseline(const struct bf_runner *b, double now)
-{
-    const struct bf_budget_probe *p = &b->budget;
-    if (b->thr->app_p99_budget <= 0 || b->thr->max_app_p99_ms > 0)
-        return 0;
-    if (p->baseline_at_ms <= 0)
-        return 1;
-    int known = 0, traffic = 0;
-    for (int r = 0; r < LATENCY_ROUTES; r++) {
-        known |= p->baseline_ms[r] > 0;
-        traffic |= p->samples[r] >= BUDGET_MIN_SAMPLES && p->baseline_ms[r] <= 0;
-    }
-    if (traffic && now - p->baseline_at_ms >= BASELINE_RETRY_MS)
-        return 1; /* a route that was quiet then has traffic now */
-    return known && now - p->baseline_at_ms >= BASELINE_EVERY_MS;
-}
-
-static void budget_read(const struct bf_runner *b, struct latency_fine *out)
-{
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        relay_latency_read(b->relay, r, &out[r]);
-}
-
+/* A batch is in flight (a lane's question of the runner's is not one). */
 static int batches_in_flight(const struct bf_runner *b)
 {
     for (size_t i = 0; b->bf && i < b->nbf; i++)
@@ -296,272 +258,20 @@ static int batches_in_flight(const struct bf_runner *b)
     return 0;
 }
 
-/* A batch started or ended: the moments with none in flight are summed
- * into `quiet`, what the app's latency is without the backfill now. A
- * query is counted when it ends, and those a batch held end just after
- * it: a moment begins only a grace after the last batch (the budget's
- * limit: a held query still running then was slow by itself), read by
- * budget_quiet_poll at the next turn of the runner. */
-static void budget_batches_changed(struct bf_runner *b)
-{
-    struct bf_budget_probe *p = &b->budget;
-    if (!batches_in_flight(b)) {
-        if (!p->quiet_open && p->quiet_at_ms <= 0) {
-            double grace = 0;
-            for (int r = 0; r < LATENCY_ROUTES; r++)
-                if (p->ctl.limit_ms[r] > grace)
-                    grace = p->ctl.limit_ms[r];
-            p->quiet_at_ms = clock_now_ms() + (grace > 0 ? grace : 50.0);
-        }
-        return;
-    }
-    p->quiet_at_ms = 0;
-    if (!p->quiet_open)
-        return;
-    struct latency_fine now[LATENCY_ROUTES];
-    budget_read(b, now);
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        for (int i = 0; i <= LATENCY_FINE_BUCKETS; i++)
-            p->quiet[r].counts[i] += now[r].counts[i] - p->quiet_from[r].counts[i];
-    p->quiet_open = 0;
-}
-
-/* The grace after the last batch has passed: the quiet moment begins. */
-static void budget_quiet_poll(struct bf_runner *b, double now)
-{
-    struct bf_budget_probe *p = &b->budget;
-    if (p->quiet_open || p->quiet_at_ms <= 0 || now < p->quiet_at_ms || batches_in_flight(b))
-        return;
-    budget_read(b, p->quiet_from);
-    p->quiet_open = 1;
-    p->quiet_at_ms = 0;
-}
-
-/* The quiet moments' p99 per route, the one still open counted to now. */
-static void budget_quiet(struct bf_runner *b, double *p99, uint64_t *n)
-{
-    struct bf_budget_probe *p = &b->budget;
-    struct latency_fine sum[LATENCY_ROUTES];
-    memcpy(sum, p->quiet, sizeof sum);
-    if (p->quiet_open) {
-        struct latency_fine now[LATENCY_ROUTES];
-        budget_read(b, now);
-        for (int r = 0; r < LATENCY_ROUTES; r++)
-            for (int i = 0; i <= LATENCY_FINE_BUCKETS; i++)
-                sum[r].counts[i] += now[r].counts[i] - p->quiet_from[r].counts[i];
-    }
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        p99[r] = latency_fine_quantile_ms(&sum[r], NULL, 0.99, &n[r]);
-}
-
-/* Forgets the quiet moments so far (the next judgement starts afresh). */
-static void budget_quiet_reset(struct bf_runner *b)
-{
-    struct bf_budget_probe *p = &b->budget;
-    memset(p->quiet, 0, sizeof p->quiet);
-    if (p->quiet_open)
-        budget_read(b, p->quiet_from);
-}
-
-/* The window's p99 per route, a reading every BUDGET_EVAL_MS. */
-static void budget_window(struct bf_runner *b, double now)
-{
-    struct bf_budget_probe *p = &b->budget;
-    if (p->window_filled && now - p->window_ms < BUDGET_EVAL_MS)
-        return;
-    p->window_ms = now;
-    budget_read(b, p->window[p->window_next]);
-    int oldest = p->window_filled >= BF_BUDGET_WINDOW ? (p->window_next + 1) % (BF_BUDGET_WINDOW + 1) : 0;
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        p->p99_ms[r] = latency_fine_quantile_ms(&p->window[p->window_next][r], &p->window[oldest][r], 0.99,
-                                                &p->samples[r]);
-    p->window_next = (p->window_next + 1) % (BF_BUDGET_WINDOW + 1);
-    if (p->window_filled < BF_BUDGET_WINDOW)
-        p->window_filled++;
-}
-
-static void budget_measured(struct bf_runner *b, double now)
-{
-    struct bf_budget_probe *p = &b->budget;
-    struct latency_fine cur[LATENCY_ROUTES];
-    budget_read(b, cur);
-    char said[256];
-    int n = 0;
-    for (int r = 0; r < LATENCY_ROUTES; r++) {
-        uint64_t k = 0;
-        double p99 = latency_fine_quantile_ms(&cur[r], &p->measure_base[r], 0.99, &k);
-        if (k < BUDGET_MIN_SAMPLES)
-            continue; /* too few to say: the last baseline stays */
-        p->baseline_ms[r] = p99;
-        p->baseline_samples[r] = k;
-        n += snprintf(said + n, sizeof said - (size_t)n, "%s%s release %.1f ms (%llu queries)", n ? ", " : "",
-                      route_words[r], p99, (unsigned long long)k);
-        if (n >= (int)sizeof said)
-            n = (int)sizeof said - 1;
-    }
-    if (n && p->baseline_at_ms <= 0) {
-        budget_start_gently(&p->ctl, current(b) ? current(b)->cfg.min_rows : 1);
-        log_info("migration %s: latency budget engaged: the backfill starts gently (one worker, batches of %ld rows) "
-                 "and climbs while the app stays within its budget", b->name, p->ctl.batch_cap);
-    }
-    if (n)
-        log_info("migration %s: the app's p99 without the backfill: %s; the backfill keeps it within %.2g x", b->name,
-                 said, b->thr->app_p99_budget);
-    else if (p->baseline_at_ms <= 0)
-        log_info("migration %s: no app traffic through this proxy to measure a latency baseline on; the budget "
-                 "(%.2g x) holds once there is", b->name, b->thr->app_p99_budget);
-    p->baseline_at_ms = now;
-    p->measure = 0;
-    p->measure_from_ms = 0;
-    p->window_filled = 0; /* the window starts again, without the pause in it */
-}
-
-static void budget_log(struct bf_runner *b, enum budget_event ev)
-{
-    const struct budget *c = &b->budget.ctl;
-    switch (ev) {
-    case BUDGET_ENGAGED:
-        log_info("migration %s: latency budget engaged: %s; one worker, batches of at most %ld rows, %.0f ms apart",
-                 b->name, c->reason, c->batch_cap, c->pause_ms);
-        break;
-    case BUDGET_RELEASED:
-        log_info("migration %s: latency budget released: the app's p99 is within %.1f ms again; the backfill is "
-                 "back to full speed", b->name, c->limit_ms[c->route]);
-        break;
-    case BUDGET_STARVED:
-        log_warn("migration %s: the backfill cannot keep the app within its latency budget even at its smallest "
-                 "batches and longest pauses: %s; it goes on at %.0f rows/s (widen the budget live: "
-                 "migrate throttle app_p99_budget=N, or max_app_p99_ms=N)", b->name, c->reason, c->starved_rate);
-        break;
-    case BUDGET_UNSTARVED:
-        log_info("migration %s: the app is within its latency budget again", b->name);
-        break;
-    case BUDGET_APP_SLOW:
-        log_info("migration %s: latency budget: the app's p99 is over its budget while no batch is in flight too "
-                 "(old release %.1f ms, new release %.1f ms; 0: that route is not): it is slow by itself, so that is "
-                 "its baseline now", b->name, c->app_slow_ms[0], c->app_slow_ms[1]);
-        break;
-    case BUDGET_NOTHING:
-        break;
-    }
-}
-
-/* The budget's turn: a baseline to measure (returns how long no batch may
- * start), else a decision on the last window. */
+/* The latency budget's turn (backfill_runner_budget.h): how long no batch
+ * may start (0: batches may go). */
 static double budget_step(struct bf_runner *b, double now)
 {
-    struct bf_budget_probe *p = &b->budget;
-    if (!p->measure && budget_wants_baseline(b, now))
-        p->measure = 1;
-    if (p->measure) {
-        snprintf(b->throttle_reason, sizeof b->throttle_reason, "measuring the app's p99 without the backfill");
-        if (bf_runner_busy(b))
-            return HOLD_MS; /* the batches in flight end first; each end ticks */
-        if (p->measure_from_ms <= 0) {
-            p->measure_from_ms = now;
-            budget_read(b, p->measure_base);
-        }
-        double took = now - p->measure_from_ms;
-        uint64_t seen = 0;
-        struct latency_fine cur;
-        for (int r = 0; r < LATENCY_ROUTES; r++) {
-            relay_latency_read(b->relay, r, &cur);
-            uint64_t k = 0;
-            latency_fine_quantile_ms(&cur, &p->measure_base[r], 0.99, &k);
-            seen += k;
-        }
-        if (took < BASELINE_MS && (seen > 0 || took < BASELINE_QUIET_MS))
-            return (seen > 0 ? BASELINE_MS : BASELINE_QUIET_MS) - took;
-        budget_measured(b, now);
-        b->throttle_reason[0] = '\0';
-    }
-    budget_window(b, now);
     const struct backfill *cur = current(b);
-    struct budget_input in = {
-        .ratio = b->thr->app_p99_budget, .absolute_ms = (double)b->thr->max_app_p99_ms,
-        .batch_rows = cur ? cur->batch_rows : 0, .min_rows = cur ? cur->cfg.min_rows : 1,
-        .max_rows = cur ? cur->cfg.max_rows : 1, .wanted_workers = (int)b->thr->workers, .rows_done = rows_done(b)};
-    in.floor_ms = (double)b->thr->app_p99_floor_ms;
-    budget_quiet_poll(b, now);
-    budget_quiet(b, in.quiet_p99_ms, in.quiet_samples);
-    for (int r = 0; r < LATENCY_ROUTES; r++) {
-        in.baseline_ms[r] = p->baseline_ms[r];
-        /* a window not yet full would judge on a few queries */
-        in.p99_ms[r] = p->window_filled >= 2 ? p->p99_ms[r] : 0;
-        in.samples[r] = p->window_filled >= 2 ? p->samples[r] : 0;
-    }
-    double decided = p->ctl.last_ms;
-    enum budget_event ev = budget_decide(&p->ctl, &in, now);
-    if (ev == BUDGET_APP_SLOW) {
-        for (int r = 0; r < LATENCY_ROUTES; r++)
-            if (p->ctl.app_slow_ms[r] > 0)
-                p->baseline_ms[r] = p->ctl.app_slow_ms[r];
-        budget_quiet_reset(b);
-    } else if (p->ctl.last_ms != decided && (p->ctl.state == BUDGET_UNDER || p->ctl.state == BUDGET_IDLE)) {
-        budget_quiet_reset(b); /* within its budget: what was quiet so far has nothing to tell */
-    }
-    budget_log(b, ev);
-    if (p->ctl.state == BUDGET_OVER || (p->ctl.engaged && p->ctl.reason[0])) {
-        if (p->ctl.state == BUDGET_OVER)
-            b->throttle_kind = "app_latency";
-        snprintf(b->throttle_reason, sizeof b->throttle_reason, "%s", p->ctl.reason);
-    }
-    return 0;
-}
-
-static json_t *per_route(const double *v)
-{
-    json_t *o = json_object();
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        json_object_set_new(o, route_words[r], v[r] > 0 ? json_real(v[r]) : json_null());
-    return o;
-}
-
-/* The throttle object's "budget": which budget it keeps, what it measures. */
-static json_t *budget_json(const struct bf_runner *b)
-{
-    const struct bf_budget_probe *p = &b->budget;
-    const struct budget *c = &p->ctl;
-    const struct throttle_settings *t = b->thr;
-    enum budget_kind kind = t->max_app_p99_ms > 0 ? BUDGET_ABSOLUTE : t->app_p99_budget > 0 ? BUDGET_RATIO : BUDGET_OFF;
-    double p99[LATENCY_ROUTES], samples[LATENCY_ROUTES], limit[LATENCY_ROUTES];
-    for (int r = 0; r < LATENCY_ROUTES; r++) {
-        limit[r] = budget_limit_ms(t->app_p99_budget, (double)t->max_app_p99_ms, (double)t->app_p99_floor_ms,
-                                   p->baseline_ms[r]);
-        p99[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
-        samples[r] = (double)p->samples[r];
-    }
-    json_t *o = json_pack("{s:s,s:f,s:I,s:o,s:o,s:o,s:s,s:b,s:i,s:f,s:b,s:i,s:b}", "kind", budget_kind_word(kind),
-                          "ratio", t->app_p99_budget, "max_app_p99_ms", (json_int_t)t->max_app_p99_ms,
-                          "baseline_p99_ms", per_route(p->baseline_ms), "limit_ms", per_route(limit), "p99_ms",
-                          per_route(p99), "state", budget_state_word(c->state), "engaged", c->engaged, "engagements",
-                          c->engagements, "pause_ms", c->pause_ms, "starved", c->starved, "workers", c->workers,
-                          "measuring", p->measure);
-    json_t *n = json_object();
-    for (int r = 0; r < LATENCY_ROUTES; r++)
-        json_object_set_new(n, route_words[r], json_integer((json_int_t)samples[r]));
-    json_object_set_new(o, "window_queries", n);
-    json_object_set_new(o, "batch_cap", c->batch_cap > 0 ? json_integer(c->batch_cap) : json_null());
-    json_object_set_new(o, "starved_rows_per_s", c->starved ? json_real(c->starved_rate) : json_null());
-    json_object_set_new(o, "reason", c->reason[0] ? json_string(c->reason) : json_null());
-    return o;
+    struct bf_budget_facts t = {.batch_rows = cur ? cur->batch_rows : 0, .min_rows = cur ? cur->cfg.min_rows : 1,
+                                .max_rows = cur ? cur->cfg.max_rows : 1, .rows_done = rows_done(b),
+                                .busy = batches_in_flight(b)};
+    return bf_budget_step(&b->budget, now, &t, b->throttle_reason, sizeof b->throttle_reason, &b->throttle_kind);
 }
 
 void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out)
 {
-    const struct bf_budget_probe *p = &b->budget;
-    memset(out, 0, sizeof *out);
-    long abs_ms = b->thr ? b->thr->max_app_p99_ms : 0;
-    double ratio = b->thr ? b->thr->app_p99_budget : 0;
-    double floor_ms = b->thr ? (double)b->thr->app_p99_floor_ms : 0;
-    out->kind = budget_kind_word(abs_ms > 0 ? BUDGET_ABSOLUTE : ratio > 0 ? BUDGET_RATIO : BUDGET_OFF);
-    out->engaged = b->running && p->ctl.engaged;
-    out->starved = b->running && p->ctl.starved;
-    for (int r = 0; r < LATENCY_ROUTES; r++) {
-        out->baseline_ms[r] = p->baseline_ms[r];
-        out->limit_ms[r] = budget_limit_ms(ratio, (double)abs_ms, floor_ms, p->baseline_ms[r]);
-        out->p99_ms[r] = p->samples[r] > 0 ? p->p99_ms[r] : 0;
-    }
+    bf_budget_report(&b->budget, b->running, out);
 }
 
 static int throttled(const struct bf_runner *b, double now)
@@ -667,7 +377,7 @@ static void send_batch(struct bf_runner *b, struct bf_lane *l, size_t r, double 
     if (rc == 0) {
         l->busy = rg->busy = 1;
         l->t0_ms = now;
-        budget_batches_changed(b);
+        bf_budget_batches_changed(&b->budget, batches_in_flight(b));
         return;
     }
     if (l->index == 0)
@@ -685,7 +395,7 @@ static void on_batch(void *ctx, PGresult *res, const char *error, const char *sq
         return; /* halted meanwhile: the caller has the connection back */
     struct backfill *rg = &b->bf[l->range];
     rg->busy = 0;
-    budget_batches_changed(b);
+    bf_budget_batches_changed(&b->budget, batches_in_flight(b));
     double now = clock_now_ms();
     char msg[1024];
     if (error && sqlstate && strcmp(sqlstate, "55P03") == 0) {
@@ -808,13 +518,9 @@ static void tick(struct bf_runner *b)
     /* the gate climbs back one worker a second: look again then */
     if (!throttled(b, now) && allowed < b->thr->workers)
         soonest = soonest < 0 || BACKFILL_CLIMB_MS < soonest ? BACKFILL_CLIMB_MS : soonest;
-    /* the budget decides on its window while batches are held back too,
-     * and a quiet moment begins on time */
-    if (b->budget.ctl.engaged)
-        soonest = soonest < 0 || BUDGET_EVAL_MS < soonest ? BUDGET_EVAL_MS : soonest;
-    double quiet_in = b->budget.quiet_at_ms - now;
-    if (b->budget.ctl.engaged && b->budget.quiet_at_ms > 0 && quiet_in > 0)
-        soonest = soonest < 0 || quiet_in < soonest ? quiet_in : soonest;
+    double budget_in = bf_budget_wake_in(&b->budget, now);
+    if (budget_in >= 0)
+        soonest = soonest < 0 || budget_in < soonest ? budget_in : soonest;
     if (b->ending)
         over(b);
     else if (soonest >= 0)
@@ -922,11 +628,7 @@ static void on_session(void *ctx, PGresult *res, const char *error, const char *
     b->loading = 0;
     b->running = 1;
     b->lanes[0].ready = 1;
-    /* a baseline before the first batch; the decisions start afresh */
-    memset(&b->budget.ctl, 0, sizeof b->budget.ctl);
-    b->budget.window_filled = 0;
-    b->budget.measure = 0;
-    b->budget.measure_from_ms = 0;
+    bf_budget_restart(&b->budget, b->name);
     b->started_ms = clock_now_ms();
     b->finished_ms = 0;
     b->rows_at_start = rows_done(b);
@@ -998,6 +700,7 @@ int bf_runner_init(struct bf_runner *b, struct event_base *base, struct relay *r
     b->base = base;
     b->relay = relay;
     b->engine_db = engine_db;
+    bf_budget_init(&b->budget, relay, thr);
     b->hooks = *hooks;
     b->batch_seconds = batch_seconds;
     for (int i = 0; i < BACKFILL_MAX_WORKERS; i++) {
@@ -1025,7 +728,7 @@ void bf_runner_reset(struct bf_runner *b)
     b->replica_lag_ms = b->lag_checked_ms = 0;
     b->started_ms = b->finished_ms = 0;
     b->rows_at_start = 0;
-    memset(&b->budget, 0, sizeof b->budget);
+    bf_budget_init(&b->budget, b->relay, b->thr);
 }
 
 void bf_runner_free(struct bf_runner *b)
