@@ -63,6 +63,14 @@ struct conv {
 
 /* ---- sql_convert.c ---- */
 
+struct mig_str;
+/* A dotted name list (["s", "t"], an operator class, a collation) as SQL,
+ * each part quoted as needed. */
+void sqlc_add_dotted(struct mig_str *s, json_t *names);
+/* 1 when the emitted operation `op` is on rel (its table, or the table a
+ * rename_table renames), with its kind and body. */
+int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body);
+
 /* Why the converter does not remove a value from an enum, and what to do. */
 extern const char SQLC_ENUM_VALUE_REMOVAL[];
 

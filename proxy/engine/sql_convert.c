@@ -23,6 +23,30 @@
  * parser refuses one longer than a migration's name may be, saying why. */
 #define MAX_MIG_NAME 255
 
+/* ---- names ---- */
+
+void sqlc_add_dotted(struct mig_str *s, json_t *names)
+{
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        char *part = sql_ident(sql_node_str(n) ? sql_node_str(n) : "");
+        mig_str_add(s, i ? "." : "");
+        mig_str_add(s, part ? part : "");
+        free(part);
+    }
+}
+
+int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body)
+{
+    void *it = json_object_iter(op);
+    *kind = it ? json_object_iter_key(it) : "";
+    *body = it ? json_object_iter_value(it) : NULL;
+    const char *table = sqlc_str_or(*body, strcmp(*kind, "rename_table") ? "table" : "from", "");
+    return *body && !strcmp(sqlc_str_or(*body, "schema", "public"), sqlc_rel_schema(rel)) &&
+           !strcmp(table, sqlc_str_or(rel, "relname", ""));
+}
+
 /* ---- messages ---- */
 
 __attribute__((format(printf, 3, 4)))
@@ -304,12 +328,11 @@ static void note_alembic(struct conv *c, const struct sql_stmt *st)
 static int drops_not_null_before(struct conv *c, json_t *rel)
 {
     size_t i;
-    json_t *op;
+    json_t *op, *body;
+    const char *kind;
     json_array_foreach(c->ops, i, op) {
-        json_t *body = json_object_get(op, "alter_column");
-        if (body && json_is_true(json_object_get(body, "nullable")) &&
-            !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
-            !strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")))
+        if (sqlc_op_on(op, rel, &kind, &body) && !strcmp(kind, "alter_column") &&
+            json_is_true(json_object_get(body, "nullable")))
             return 1;
     }
     return 0;

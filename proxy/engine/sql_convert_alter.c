@@ -399,5 +399,3 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
     }
     return 0;
 }
-
-/* A dotted name (an operator class or a collation), each part as SQL. */

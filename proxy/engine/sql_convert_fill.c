@@ -28,11 +28,10 @@
 json_t *sqlc_added_column(struct conv *c, json_t *rel, const char *column)
 {
     size_t i;
-    json_t *op;
+    json_t *op, *body;
+    const char *kind;
     json_array_foreach(c->ops, i, op) {
-        json_t *body = json_object_get(op, "add_column");
-        if (body && !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
-            !strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")) &&
+        if (sqlc_op_on(op, rel, &kind, &body) && !strcmp(kind, "add_column") &&
             !strcmp(sqlc_str_or(json_object_get(body, "column"), "name", ""), column))
             return body;
     }

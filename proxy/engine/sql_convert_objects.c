@@ -25,19 +25,6 @@
 
 /* ---- names ---- */
 
-/* A dotted name list (["s", "t"]) as SQL, each part quoted as needed. */
-static void add_names(struct mig_str *s, json_t *names)
-{
-    size_t i;
-    json_t *n;
-    json_array_foreach(names, i, n) {
-        char *part = sql_ident(sql_node_str(n) ? sql_node_str(n) : "");
-        mig_str_add(s, i ? "." : "");
-        mig_str_add(s, part ? part : "");
-        free(part);
-    }
-}
-
 static void add_rangevar(struct mig_str *s, json_t *rel)
 {
     const char *schema = json_string_value(json_object_get(rel, "schemaname"));
@@ -56,7 +43,7 @@ static void add_rangevar(struct mig_str *s, json_t *rel)
 static char *function_signature(struct conv *c, const struct sql_stmt *st)
 {
     struct mig_str s = {0};
-    add_names(&s, json_object_get(st->body, "funcname"));
+    sqlc_add_dotted(&s, json_object_get(st->body, "funcname"));
     mig_str_add(&s, "(");
     size_t i;
     json_t *p;
@@ -119,13 +106,13 @@ static char *created_down(struct conv *c, const struct sql_stmt *st, int *failed
     char *out = NULL;
     *failed = 0;
     if (!strcmp(k, "CreateEnumStmt") || !strcmp(k, "CreateRangeStmt")) {
-        add_names(&s, json_object_get(b, "typeName"));
+        sqlc_add_dotted(&s, json_object_get(b, "typeName"));
         out = drop_of("TYPE", &s);
     } else if (!strcmp(k, "CompositeTypeStmt")) {
         add_rangevar(&s, json_object_get(b, "typevar"));
         out = drop_of("TYPE", &s);
     } else if (!strcmp(k, "CreateDomainStmt")) {
-        add_names(&s, json_object_get(b, "domainname"));
+        sqlc_add_dotted(&s, json_object_get(b, "domainname"));
         out = drop_of("DOMAIN", &s);
     } else if (!strcmp(k, "CreateExtensionStmt") || !strcmp(k, "CreateSchemaStmt")) {
         int ext = !strcmp(k, "CreateExtensionStmt");
@@ -186,7 +173,7 @@ static int recreates_dropped(struct conv *c, const struct sql_stmt *st)
                     : !strcmp(st->kind, "CreateDomainStmt") ? "domainname" : NULL;
     struct mig_str s = {0};
     if (key)
-        add_names(&s, json_object_get(st->body, key));
+        sqlc_add_dotted(&s, json_object_get(st->body, key));
     else if (!strcmp(st->kind, "CompositeTypeStmt"))
         add_rangevar(&s, json_object_get(st->body, "typevar"));
     char *name = mig_str_take(&s);
@@ -242,7 +229,7 @@ static void remember_dropped(struct conv *c, const struct sql_stmt *st)
     json_t *obj;
     json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
         struct mig_str s = {0};
-        add_names(&s, sql_get(obj, "TypeName.names"));
+        sqlc_add_dotted(&s, sql_get(obj, "TypeName.names"));
         char *name = mig_str_take(&s);
         if (name && c->ndropped < sizeof c->dropped / sizeof c->dropped[0])
             snprintf(c->dropped[c->ndropped++], sizeof c->dropped[0], "%s", name);

@@ -384,18 +384,6 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st)
     return sqlc_add_op(c, "create_table", body) == 0 ? 0 : sqlc_oom(c, st);
 }
 
-static void add_dotted(struct mig_str *s, json_t *names)
-{
-    size_t i;
-    json_t *n;
-    json_array_foreach(names, i, n) {
-        char *part = sql_ident(sql_node_str(n) ? sql_node_str(n) : "");
-        mig_str_add(s, i ? "." : "");
-        mig_str_add(s, part ? part : "");
-        free(part);
-    }
-}
-
 /* One IndexElem as create_index key text: the column or the expression (in
  * parentheses, as the author wrote it), then COLLATE, the operator class and
  * the order, all read from the parse tree. *plain: a bare column name. */
@@ -418,11 +406,11 @@ static char *index_key_text(struct conv *c, const struct sql_stmt *st, json_t *e
     free(base);
     if (json_object_get(e, "collation")) {
         mig_str_add(&s, " COLLATE ");
-        add_dotted(&s, json_object_get(e, "collation"));
+        sqlc_add_dotted(&s, json_object_get(e, "collation"));
     }
     if (json_object_get(e, "opclass")) {
         mig_str_add(&s, " ");
-        add_dotted(&s, json_object_get(e, "opclass"));
+        sqlc_add_dotted(&s, json_object_get(e, "opclass"));
     }
     mig_str_add(&s, !strcmp(ord, "SORTBY_ASC") ? " ASC" : !strcmp(ord, "SORTBY_DESC") ? " DESC" : "");
     mig_str_add(&s, !strcmp(nulls, "SORTBY_NULLS_FIRST") ? " NULLS FIRST"
