@@ -27,36 +27,21 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 [ $# = 1 ] && [ -d "$1" ] || { echo "usage: sh bench/history.sh DIR (a directory of migrations)" >&2; exit 2; }
 dir=$(cd "$1" && pwd)
 cd "$top"
-bin=${PGT_BIN:-$top/bin/pgtandem}
-[ -x "$bin" ] || make -s all
-
-work=$(mktemp -d /tmp/pgtandem-history.XXXXXX)
-chmod 755 "$work"
-# shellcheck disable=SC2317  # run by the trap
-cleanup() {
-  sh tests/pgcluster.sh stop "$work/pg" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck disable=SC1091  # the helpers beside this script
 . "$top/bench/lib.sh"
-
 echo "== starting a throwaway cluster"
-sh tests/pgcluster.sh start "$work/pg" >"$work/cluster.log" 2>&1 || { cat "$work/cluster.log"; exit 1; }
-# shellcheck disable=SC1091  # written by tests/pgcluster.sh at run time
-. "$work/pg/env"
+start_bench_cluster
+[ -n "${PGT_BIN:-}" ] && bin=$PGT_BIN
 psql "$PGT_SUPER_URI" -qAtX -c "CREATE DATABASE online" -c "CREATE DATABASE twin" >/dev/null
 
 PGTANDEM_ADMIN_TOKEN=$(openssl rand -hex 16)
 export PGTANDEM_ADMIN_TOKEN
-stamp=$(date -u +%Y-%m-%d)
 shown="sh bench/history.sh $1"
 [ -n "${LAST:-}" ] && shown="LAST=$LAST $shown"
 [ -n "${BASE:-}" ] && shown="BASE=$BASE $shown"
 [ -n "${FILL_NEW:-}" ] && shown="FILL_NEW=$FILL_NEW $shown"
 rc=0
+# shellcheck disable=SC2154  # start_bench_cluster sets work and stamp
 HISTORY_DIR=$dir BIN=$bin WORK=$work PGBIN=$PGT_PGBIN PGPORT_UP=$PGT_PGPORT \
 ONLINE_DB=$(printf '%s' "$PGT_SUPER_URI" | sed 's|/appdb?|/online?|') \
 TWIN_DB=$(printf '%s' "$PGT_SUPER_URI" | sed 's|/appdb?|/twin?|') \

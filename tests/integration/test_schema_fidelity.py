@@ -1204,38 +1204,34 @@ def run_scripts(uri, scripts):
         run_script(uri, text)
 
 
-def rollback_rows(cluster, c, start_rows):
-    """The rows a rollback ends in: the start's, or, when the case's data
-    statements keep theirs, the start's with them run, on a scratch
-    database."""
-    if not c["rollback_keeps_rows"]:
-        return start_rows
+def base_with(cluster, c, scripts, read):
+    """read(uri) of a scratch database holding the case's base with
+    `scripts` run on it: what a rollback ends in when it keeps them."""
     name = "fid_" + uuid.uuid4().hex[:10]
     cluster.psql("CREATE DATABASE %s" % name)
     try:
         uri = cluster.uri(db=name)
         run_script(uri, c["base"])
-        run_scripts(uri, c["rollback_keeps_rows"])
-        return table_rows(uri, c["before_tables"])
+        run_scripts(uri, scripts)
+        return read(uri)
     finally:
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
+
+
+def rollback_rows(cluster, c, start_rows):
+    """The rows a rollback ends in: the start's, or, when the case's data
+    statements keep theirs, the start's with them run."""
+    if not c["rollback_keeps_rows"]:
+        return start_rows
+    return base_with(cluster, c, c["rollback_keeps_rows"], lambda uri: table_rows(uri, c["before_tables"]))
 
 
 def rollback_dump(cluster, c, start_dump):
     """The schema a rollback ends in: the start's, or, when the case keeps
-    something (an enum value), the start's with it, made on a scratch
-    database."""
+    something (an enum value), the start's with it."""
     if not c["rollback_keeps"]:
         return start_dump
-    name = "fid_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % name)
-    try:
-        uri = cluster.uri(db=name)
-        run_script(uri, c["base"])
-        run_scripts(uri, c["rollback_keeps"])
-        return schema_dump(cluster, uri)
-    finally:
-        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
+    return base_with(cluster, c, c["rollback_keeps"], lambda uri: schema_dump(cluster, uri))
 
 
 def table_rows(uri, tables):
