@@ -62,6 +62,11 @@ int require_no_column(struct plan_ctx *c, const struct mig_op *op, const char *t
 int require_columns(struct plan_ctx *c, const struct mig_op *op, const char *table, char *const *cols,
                     size_t n);
 int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table);
+/* Another operation of the migration on op's table (a rename_table's by
+ * the name it renames) for which `counts` holds, or NULL; *index its
+ * position. */
+const struct mig_op *other_op_on_table(const struct plan_ctx *c, const struct mig_op *op,
+                                       int (*counts)(const struct mig_op *o, const struct mig_op *op), size_t *index);
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
 /* The operation's change of col's type (no up or down) is one Postgres
  * makes in the catalog alone (engine.c's probe) and only simple indexes

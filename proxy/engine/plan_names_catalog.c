@@ -183,6 +183,20 @@ int require_key(struct plan_ctx *c, const struct mig_op *op, const char *table)
                     "Add a primary key first", op->schema, table);
 }
 
+const struct mig_op *other_op_on_table(const struct plan_ctx *c, const struct mig_op *op,
+                                       int (*counts)(const struct mig_op *o, const struct mig_op *op), size_t *index)
+{
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        const char *table = o->kind == MIG_RENAME_TABLE ? o->from : o->table;
+        if (o != op && table && !strcmp(table, op->table) && !strcmp(o->schema, op->schema) && counts(o, op)) {
+            *index = i;
+            return o;
+        }
+    }
+    return NULL;
+}
+
 int key_uses(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, table);

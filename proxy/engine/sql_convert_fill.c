@@ -20,9 +20,10 @@
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "migration_sql.h"
 
 /* The add_column body this script made for rel's column, or NULL. */
 json_t *sqlc_added_column(struct conv *c, json_t *rel, const char *column)
@@ -64,28 +65,13 @@ static int reads_column(json_t *node, const char *column)
     return 0;
 }
 
-static const char *or_empty(const char *s)
-{
-    return s ? s : "";
-}
-
 /* WHERE c IS NULL: every row of a column just added, as the UPDATE sees it. */
 static int is_null_test_of(json_t *where, const char *column)
 {
     json_t *t = json_object_get(where, "NullTest");
     json_t *fields = sql_get(t, "arg.ColumnRef.fields");
-    return t && !strcmp(sqlc_str_or(t, "nulltesttype", ""), "IS_NULL") && json_array_size(fields) >= 1 &&
-           !strcmp(or_empty(sql_node_str(json_array_get(fields, json_array_size(fields) - 1))), column);
-}
-
-/* fmt with its three %s. */
-static char *joined(const char *fmt, const char *a, const char *b, const char *c3)
-{
-    size_t n = strlen(fmt) + strlen(a) + strlen(b) + strlen(c3) + 1;
-    char *out = malloc(n);
-    if (out)
-        snprintf(out, n, fmt, a, b, c3);
-    return out;
+    const char *last = sql_node_str(json_array_get(fields, json_array_size(fields) - 1));
+    return t && !strcmp(sqlc_str_or(t, "nulltesttype", ""), "IS_NULL") && last && !strcmp(last, column);
 }
 
 int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
@@ -101,24 +87,27 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     json_t *add = sqlc_added_column(c, rel, column);
     json_t *val = json_object_get(target, "val");
     json_t *where = json_object_get(b, "whereClause");
+    /* WHERE c IS NULL picks the rows the UPDATEs before it left NULL: no condition of its own */
+    json_t *cond_node = where && !is_null_test_of(where, column) ? where : NULL;
     if (!add || json_object_get(target, "indirection") || json_object_get(json_object_get(add, "column"), "default") ||
-        reads_column(val, column) || (where && !is_null_test_of(where, column) && reads_column(where, column)))
+        reads_column(val, column) || (cond_node && reads_column(cond_node, column)))
         return 0;
     char *expr = sql_expr_text(&c->s, st, val);
-    char *cond = where && !is_null_test_of(where, column) ? sql_expr_text(&c->s, st, where) : NULL;
-    if (!expr || (where && !is_null_test_of(where, column) && !cond)) {
+    char *cond = cond_node ? sql_expr_text(&c->s, st, cond_node) : NULL;
+    if (!expr || (cond_node && !cond)) {
         free(expr);
         free(cond);
         return 0; /* no span of the text says it: left to the statement's own rules */
     }
     const char *before = sqlc_str_or(add, "up", NULL);
-    char *up;
+    struct mig_str up_text = {0};
     if (!where || (!cond && !before)) /* every row */
-        up = strdup(expr);
-    else if (!cond) /* WHERE c IS NULL: the rows the earlier ones left NULL */
-        up = joined("COALESCE((%s), (%s))%s", before, expr, "");
+        mig_str_add(&up_text, expr);
+    else if (!cond)
+        mig_str_addf(&up_text, "COALESCE((%s), (%s))", before, expr);
     else
-        up = joined("CASE WHEN (%s) THEN (%s) ELSE %s END", cond, expr, before ? before : "NULL");
+        mig_str_addf(&up_text, "CASE WHEN (%s) THEN (%s) ELSE %s END", cond, expr, before ? before : "NULL");
+    char *up = mig_str_take(&up_text);
     free(expr);
     free(cond);
     if (!up || json_object_set_new(add, "up", json_string(up)) != 0) {

@@ -1027,6 +1027,15 @@ CASES_SQL = {
         old=["INSERT INTO checks (id, claim_text) VALUES (10000 + {i}, 'old {i}')"],
         new=["INSERT INTO checks (id, claim_text) VALUES (20000 + {i}, 'new {i}')"], tables=("checks", "notes", "scratch"),
         rollback_keeps_rows=["DELETE FROM notes WHERE id > 7; DELETE FROM scratch"]),
+    # refused before any DDL: a column updated twice (a batch sets it once), an update beside a delete
+    "update_rows_of_a_column_twice_refused": case(
+        NOTES, ops=[{"update_rows": {"table": "notes", "column": "body", "up": "'a'"}},
+                    {"update_rows": {"table": "notes", "column": "body", "up": "'b'"}}], offline=None,
+        refused=['operations[0].update_rows already sets "body"']),
+    "update_rows_beside_delete_rows_refused": case(
+        NOTES, ops=[{"update_rows": {"table": "notes", "column": "body", "up": "'a'"}},
+                    {"delete_rows": {"table": "notes", "where": "id > 5"}}], offline=None,
+        refused=['operations[1].delete_rows changes the columns or rows of "public.notes"']),
     "sql_data_updates_in_batches": case(
         NOTES, ops=NOTES_DATA_SQL, offline=NOTES_DATA_SQL,
         old=["INSERT INTO notes VALUES (100 + {i}, 'old {i}')"], new=["INSERT INTO notes VALUES (200 + {i}, 'new {i}')"],

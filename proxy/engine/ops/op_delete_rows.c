@@ -12,23 +12,23 @@
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
-#include <string.h>
+
+static int changes_the_table(const struct mig_op *o, const struct mig_op *op)
+{
+    (void)op;
+    return o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
+           o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE || o->kind == MIG_ADD_COLUMN ||
+           o->kind == MIG_UPDATE_ROWS || o->kind == MIG_DELETE_ROWS;
+}
 
 static int refuse_other_batches(struct plan_ctx *c, const struct mig_op *op)
 {
-    for (size_t i = 0; i < c->m->nops; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (o == op)
-            continue;
-        const char *table = o->kind == MIG_RENAME_TABLE ? o->from : o->table;
-        int other = o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
-                    o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE || o->kind == MIG_ADD_COLUMN ||
-                    o->kind == MIG_UPDATE_ROWS || o->kind == MIG_DELETE_ROWS;
-        if (other && table && !strcmp(table, op->table) && !strcmp(o->schema, op->schema))
-            return op_error(c, op, "operations[%zu].%s also changes \"%s.%s\", whose rows this one deletes in "
-                            "batches: put the delete in a migration of its own, before or after this one", i,
-                            mig_op_name(o->kind), op->schema, op->table);
-    }
+    size_t i;
+    const struct mig_op *o = other_op_on_table(c, op, changes_the_table, &i);
+    if (o)
+        return op_error(c, op, "operations[%zu].%s also changes \"%s.%s\", whose rows this one deletes in "
+                        "batches: put the delete in a migration of its own, before or after this one", i,
+                        mig_op_name(o->kind), op->schema, op->table);
     return 0;
 }
 

@@ -18,40 +18,42 @@
 
 #include <string.h>
 
-static int refuse_column_changes(struct plan_ctx *c, const struct mig_op *op)
+/* What a batch of this update cannot share the table with: a change of
+ * its columns, a delete, or another update of the same column (a batch is
+ * one UPDATE: it sets a column once; an update of another column joins
+ * the same batches). */
+static int changes_columns_or_rows(const struct mig_op *o, const struct mig_op *op)
 {
-    for (size_t i = 0; i < c->m->nops; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        const char *table = o->kind == MIG_RENAME_TABLE ? o->from : o->table;
-        int changes = o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
-                      o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE ||
-                      (o->kind == MIG_ADD_COLUMN && o->up) || o->kind == MIG_DELETE_ROWS;
-        if (changes && table && !strcmp(table, op->table) && !strcmp(o->schema, op->schema))
-            return op_error(c, op, "operations[%zu].%s changes the columns or rows of \"%s.%s\", which this "
-                            "update writes in batches: put the update in a migration of its own, before or after "
-                            "this one", i, mig_op_name(o->kind), op->schema, op->table);
-    }
-    return 0;
+    (void)op;
+    return o->kind == MIG_RENAME_COLUMN || o->kind == MIG_ALTER_COLUMN || o->kind == MIG_DROP_COLUMN ||
+           o->kind == MIG_RENAME_TABLE || o->kind == MIG_DROP_TABLE || (o->kind == MIG_ADD_COLUMN && o->up) ||
+           o->kind == MIG_DELETE_ROWS;
 }
 
-/* A batch is one UPDATE: it can set a column once. */
-static int refuse_second_update(struct plan_ctx *c, const struct mig_op *op)
+static int updates_the_same_column(const struct mig_op *o, const struct mig_op *op)
 {
-    for (size_t i = 0; i < c->m->nops && &c->m->ops[i] != op; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_UPDATE_ROWS && !strcmp(o->table, op->table) && !strcmp(o->schema, op->schema) &&
-            !strcmp(o->column, op->column))
-            return op_error(c, op, "operations[%zu].update_rows already sets \"%s\": a column is updated once per "
-                            "migration; fold the two into one expression (CASE WHEN ...) or put the second in a "
-                            "migration of its own", i, op->column);
-    }
+    return o->kind == MIG_UPDATE_ROWS && o < op && !strcmp(o->column, op->column);
+}
+
+static int refuse_sharing(struct plan_ctx *c, const struct mig_op *op)
+{
+    size_t i;
+    const struct mig_op *o = other_op_on_table(c, op, changes_columns_or_rows, &i);
+    if (o)
+        return op_error(c, op, "operations[%zu].%s changes the columns or rows of \"%s.%s\", which this "
+                        "update writes in batches: put the update in a migration of its own, before or after "
+                        "this one", i, mig_op_name(o->kind), op->schema, op->table);
+    if (other_op_on_table(c, op, updates_the_same_column, &i))
+        return op_error(c, op, "operations[%zu].update_rows already sets \"%s\": a column is updated once per "
+                        "migration; fold the two into one expression (CASE WHEN ...) or put the second in a "
+                        "migration of its own", i, op->column);
     return 0;
 }
 
 static int plan_update_rows(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column) ||
-        require_key(c, op, op->table) || refuse_column_changes(c, op) || refuse_second_update(c, op))
+        require_key(c, op, op->table) || refuse_sharing(c, op))
         return -1;
     if (made_by(c, op->schema, op->table))
         return op_error(c, op, "table \"%s.%s\" is created by this migration: its rows are this migration's own; "
