@@ -7,6 +7,7 @@
  * and error positions they share are in migration_check.c. */
 #include "migration.h"
 #include "migration_names.h"
+#include "file_read.h"
 #include "migration_parse.h"
 #include "settings.h"
 
@@ -233,22 +234,7 @@ int mig_parse(const char *text, size_t len, const char *file, struct migration *
 
 char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > MAX_FILE) {
-        free(buf);
-        snprintf(err, errlen, "%s: file is larger than %d bytes", path, MAX_FILE);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    return file_read_all(path, "migration file", MAX_FILE, 0, len, err, errlen);
 }
 
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen)

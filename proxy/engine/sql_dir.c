@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "file_read.h"
+
 #define JOURNAL "meta/_journal.json"
 #define PRISMA_FILE "migration.sql"
 
@@ -169,11 +171,19 @@ static int cmp_flyway_version(const char *a, const char *b)
 
 /* ---- drizzle-kit: the journal gives the order ---- */
 
+/* drizzle-kit writes an entry of a few hundred bytes per migration */
+#define MAX_JOURNAL (16u * 1024 * 1024)
+
 static int read_drizzle(const char *dir, const struct listing *l, struct sql_dir *out, char *err, size_t errlen)
 {
     char *journal = join(dir, JOURNAL, NULL);
-    json_error_t je;
-    json_t *root = journal ? json_load_file(journal, 0, &je) : NULL;
+    json_error_t je = {.text = "out of memory"};
+    size_t n = 0;
+    char *text = journal ? file_read_all(journal, "drizzle-kit journal", MAX_JOURNAL, 0, &n, je.text,
+                                         sizeof je.text)
+                         : NULL;
+    json_t *root = text ? json_loadb(text, n, 0, &je) : NULL;
+    free(text);
     json_t *entries = json_object_get(root, "entries");
     int rc = 0;
     if (!json_is_array(entries))
