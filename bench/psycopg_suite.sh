@@ -15,6 +15,7 @@
 #                 psycopg3=<version>, else the upstream tag from GitHub)
 #   PGTANDEM_BIN  the proxy (default bin/pgtandem)
 #   POOL_SIZE     the transaction pool's size (default 10)
+#   PSY_TIMEOUT   seconds before pytest-timeout fails a hung test (default 300)
 #
 # Needs python3-pytest-asyncio, python3-psycopg-pool and python3-pytest-timeout
 # (a test that hangs fails after 5 minutes; installed here
@@ -91,7 +92,7 @@ for mode in $modes; do
   fi
   echo "== psycopg $upver's suite: $mode"
   (cd "$src" && PSYCOPG_TEST_DSN="host=127.0.0.1 port=$port user=postgres password=postgres dbname=$db" \
-    /usr/bin/python3 -m pytest -q -p no:randomly -o cache_dir="$out/cache-$mode" -rfE --timeout 300 \
+    /usr/bin/python3 -m pytest -q -p no:randomly -o cache_dir="$out/cache-$mode" -rfE --timeout "${PSY_TIMEOUT:-300}" \
       -m "not mypy and not proxy and not dns" --junitxml="$out/$mode.xml" >"$out/$mode.log" 2>&1) || true
   tail -1 "$out/$mode.log"
 done

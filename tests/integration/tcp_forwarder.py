@@ -6,6 +6,8 @@ path misbehave without closing anything:
   replaced behind the endpoint); thaw_flows() (SIGUSR2) lets them go on;
 - freeze() (SIGSTOP): nothing moves, new connections neither (a frozen
   path); thaw() (SIGCONT);
+- reset_flows() (SIGHUP): every connection open now is reset (RST to both
+  ends, as a load balancer that dropped its state answers), new ones work;
 - delay_ms: every chunk is forwarded that long after it arrived, both ways
   (a slow path that loses nothing).
 
@@ -19,6 +21,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -27,7 +30,8 @@ import time
 def serve(listen_port, host, port, listen_host="127.0.0.1", delay_ms=0):
     delay = int(delay_ms) / 1000.0
     due = collections.deque()  # (when, to socket, bytes or None: close), in arrival order
-    flags = {"freeze": False, "thaw": False}
+    flags = {"freeze": False, "thaw": False, "reset": False}
+    signal.signal(signal.SIGHUP, lambda *_: flags.update(reset=True))
     signal.signal(signal.SIGUSR1, lambda *_: flags.update(freeze=True))
     signal.signal(signal.SIGUSR2, lambda *_: flags.update(thaw=True))
     frozen = []
@@ -62,6 +66,17 @@ def serve(listen_port, host, port, listen_host="127.0.0.1", delay_ms=0):
             except OSError:
                 pass
             close_pair(to, peers.get(to))
+        if flags["reset"]:
+            flags["reset"] = False
+            for s in list(peers):
+                try:   # linger 0: close sends RST, not FIN
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+            for s in list(peers):
+                if s in peers:
+                    close_pair(s, peers.get(s))
+            frozen = []
         if flags["freeze"]:
             flags["freeze"] = False
             for s in list(peers):
@@ -143,6 +158,9 @@ class Forwarder:
 
     def thaw_flows(self):
         self.proc.send_signal(signal.SIGUSR2)
+
+    def reset_flows(self):
+        self.proc.send_signal(signal.SIGHUP)
 
     def freeze(self):
         self.proc.send_signal(signal.SIGSTOP)

@@ -1,0 +1,691 @@
+"""The nemesis: whole migrations run through a fleet of three proxies while
+a seeded random schedule breaks things, and a checker that proves nothing
+was lost, nothing wedged and nothing left unanswered.
+
+The world: one Postgres (restartable), a forwarder between every proxy and
+Postgres (their upstream and engine connections both go through it), three
+fleet proxies, and the table
+
+    notes(id serial PRIMARY KEY, tag text UNIQUE, n integer, body text)
+
+loaded with ROWS rows. Migrations follow one another on it, each the parent
+of the next: first the key widening (id -> bigint), then a cycle of the
+everyday operations (rename body <-> content, n integer <-> bigint, add and
+drop a column, create and drop an index). Each is started through a random
+proxy and then completed or rolled back (the schedule's coin), and the same
+DDL is applied offline to a twin database whenever one completes.
+
+Writers of every live shape insert and update their own rows through random
+proxies the whole time (the old release without pgtandem.version, the new
+release with it while a migration is in flight); every write whose answer
+came back is kept in the model, a write whose answer was lost with its
+connection is kept as "may or may not have happened".
+
+Faults, one every FAULT_GAP seconds or so, by the seed: kill -9 and SIGTERM
+of a proxy (restarted on new ports), Postgres stopped -m immediate and
+started, the forwarder's flows black-holed, frozen or reset, a session
+holding a lock on the table, the fleet's lease rows locked, and admin
+requests racing the driver's (the same request to another proxy, throttle
+changes, status reads).
+
+The checker, after each migration and at the end: every row of every live
+shape is a row somebody wrote, with what was last acknowledged (or one of
+the values a lost answer may have written), every acknowledged row is
+there; every migration ended completed or rolled_back within WEDGE_S of its
+driver's first request; every admin request was answered (or its proxy was
+killed under it); the schema (pg_dump --schema-only of the table) is the
+offline twin's; and the longest time a writer could not commit is reported.
+
+    /usr/bin/python3 tests/integration/nemesis.py --seed 7 --migrations 12
+
+prints the seed, every fault and request as it happens, and the summary;
+exits 1 when a check failed. test_nemesis.py runs a short fixed-seed run,
+bench/nemesis.sh the long one."""
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support.pg import PGCLUSTER, RestartableCluster, read_env, start_cluster  # noqa: E402
+from support.proxy import Proxy  # noqa: E402
+from tcp_forwarder import Forwarder  # noqa: E402
+
+ROWS = 5000
+WEDGE_S = 240.0          # a migration ends within this many seconds of its driver's first request
+ANSWER_S = 180.0         # an admin request is answered within this (complete and rollback wait for their end)
+FAULT_KINDS = ("kill9", "sigterm", "pg_restart", "blackhole", "freeze", "reset", "table_lock", "lease_lock",
+               "admin_race")
+
+LOAD_SQL = """
+CREATE TABLE notes (id serial PRIMARY KEY, tag text NOT NULL UNIQUE, n integer NOT NULL, body text);
+INSERT INTO notes (tag, n, body) SELECT 'l' || g, g, 'b' || g FROM generate_series(1, %d) g;
+ANALYZE notes;
+"""
+
+
+# ---- the migrations: each (operations, offline SQL, the shape after it) ----
+
+def migration_cycle():
+    """The key widening once, then the everyday operations in a cycle; each
+    step a function of the shape before it: (ops, offline SQL, shape after).
+    A shape is {"body": its column's name, "n": type, "flag": bool, "index": bool}."""
+    def widen(s):
+        return ([{"alter_column": {"table": "notes", "column": "id", "type": "bigint", "up": "id::bigint",
+                                   "down": "id::integer"}}],
+                "ALTER TABLE notes ALTER COLUMN id TYPE bigint; ALTER SEQUENCE notes_id_seq AS bigint;", dict(s))
+
+    def rename(s):
+        to = "content" if s["body"] == "body" else "body"
+        return ([{"rename_column": {"table": "notes", "from": s["body"], "to": to}}],
+                "ALTER TABLE notes RENAME COLUMN %s TO %s;" % (s["body"], to), dict(s, body=to))
+
+    def retype(s):
+        to = "bigint" if s["n"] == "integer" else "integer"
+        return ([{"alter_column": {"table": "notes", "column": "n", "type": to, "up": "n::" + to,
+                                   "down": "n::" + s["n"]}}],
+                "ALTER TABLE notes ALTER COLUMN n TYPE %s;" % to, dict(s, n=to))
+
+    def flag(s):
+        if not s["flag"]:
+            return ([{"add_column": {"table": "notes", "column": {"name": "flag", "type": "boolean",
+                                                                  "nullable": False, "default": "false"}}}],
+                    "ALTER TABLE notes ADD COLUMN flag boolean NOT NULL DEFAULT false;", dict(s, flag=True))
+        return ([{"drop_column": {"table": "notes", "column": "flag", "down": "false"}}],
+                "ALTER TABLE notes DROP COLUMN flag;", dict(s, flag=False))
+
+    def index(s):
+        if not s["index"]:
+            return ([{"create_index": {"table": "notes", "name": "notes_n_idx", "columns": ["n"]}}],
+                    "CREATE INDEX notes_n_idx ON notes (n);", dict(s, index=True))
+        return ([{"drop_index": {"name": "notes_n_idx"}}], "DROP INDEX notes_n_idx;", dict(s, index=False))
+    return widen, [rename, retype, flag, index]
+
+
+# ---- the world ----
+
+class World:
+    def __init__(self, cluster, rnd, log):
+        self.cluster, self.rnd, self.say = cluster, rnd, log
+        self.dbname, self.twin = "nemesis", "nemesis_twin"
+        for d in (self.dbname, self.twin):
+            cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % d)
+            cluster.psql("CREATE DATABASE %s" % d)
+            cluster.psql(LOAD_SQL % ROWS, uri=cluster.uri(db=d))
+        # the test clusters run with synchronous_commit off, which loses the
+        # last commits on an immediate stop by design: this world promises
+        # every acknowledged commit, so it asks Postgres for the same
+        cluster.psql("ALTER DATABASE %s SET synchronous_commit = on" % self.dbname)
+        self.uri = cluster.uri(db=self.dbname)
+        self.fwd = Forwarder(cluster.host, cluster.port)
+        self.lock = threading.Lock()
+        self.slots = [None, None, None]
+        self.killed_under = 0          # admin requests whose proxy was killed under them
+        for i in range(3):
+            self.slots[i] = self.new_proxy()
+
+    def new_proxy(self):
+        via = "postgresql://%s:%d/%%s?sslmode=require" % ("127.0.0.1", self.fwd.port)
+        return Proxy(self.cluster, upstream=via % "", extra_args=[
+            "--engine-db", "postgresql://postgres:postgres@127.0.0.1:%d/%s?sslmode=require&connect_timeout=5"
+            % (self.fwd.port, self.dbname),
+            "--fleet-lease-ms", "2000", "--shutdown-timeout", "2"])
+
+    def live(self):
+        with self.lock:
+            return [p for p in self.slots if p is not None and p.proc.poll() is None]
+
+    def any_proxy(self):
+        while True:
+            ps = self.live()
+            if ps:
+                return random.choice(ps)
+            time.sleep(0.05)
+
+    def restart_slot(self, i, how):
+        with self.lock:
+            p = self.slots[i]
+            self.slots[i] = None
+        if how == "kill9":
+            p.proc.kill()
+        else:
+            p.proc.send_signal(signal.SIGTERM)
+        try:
+            p.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise Check("proxy %d did not exit within 30 s of SIGTERM" % p.port)
+        log = p.log()
+        for mark in ("ERROR: AddressSanitizer", "runtime error:", "BUG:"):
+            if mark in log:
+                raise Check("proxy %d's log has %r:\n%s" % (p.port, mark, log[-3000:]))
+        os.unlink(p.logfile.name)
+        q = self.new_proxy()
+        with self.lock:
+            self.slots[i] = q
+        return p, q
+
+    def stop(self):
+        for p in self.slots:
+            if p is not None:
+                p.stop(timeout=30)
+                os.unlink(p.logfile.name)
+        self.fwd.stop()
+
+
+class Check(Exception):
+    """A checker's finding: the run fails with it."""
+
+
+class Unavailable(Exception):
+    """The database could not be reached (a fault): tried again."""
+
+
+def sql(uri, text, params=None, timeout=10):
+    with psycopg.connect(uri, autocommit=True, connect_timeout=timeout) as c:
+        cur = c.execute(text, params)
+        return cur.fetchall() if cur.description else None
+
+
+def retrying(fn, what, bound=120.0):
+    """fn() retried while the database is coming back (a fault may have
+    just stopped it), for at most `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            return fn()
+        except (psycopg.OperationalError, Unavailable) as e:
+            if time.monotonic() > deadline:
+                raise Check("%s: the database did not come back in %.0f s: %s" % (what, bound, e))
+            time.sleep(0.2)
+
+
+# ---- the writers ----
+
+class Writer(threading.Thread):
+    """One client of a release: `role` "old" (no pgtandem.version) or "new"
+    (the migration in flight's). Inserts rows of its own and updates them;
+    what was acknowledged goes into `acked`, what a lost answer may have
+    written into `maybe` (tag -> set of (n, body)); a row with a lost answer
+    is not written again."""
+
+    def __init__(self, world, role, idx, seed):
+        super().__init__(daemon=True)
+        self.world, self.role, self.idx = world, role, idx
+        self.rnd = random.Random(seed)
+        self.acked, self.maybe, self.frozen = {}, {}, set()
+        self.seq = 0
+        self.writes = self.errors = 0
+        self.longest_outage = 0.0
+        self.last_ok = None
+        self.done = threading.Event()
+        self.idle = threading.Event()
+        self.error_kinds = {}
+        self.failure = None
+
+    def shape(self):
+        return self.world.roles[self.role]    # (options or None: paused, body column)
+
+    def run(self):
+        try:
+            self.loop()
+        except Check as e:
+            self.failure = str(e)
+            self.idle.set()
+
+    def loop(self):
+        conn, conn_opts = None, None
+        while not self.done.is_set():
+            opts = self.shape()
+            if opts is None or self.world.quiet.is_set():
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                self.last_ok = None
+                self.idle.set()
+                time.sleep(0.02)
+                continue
+            self.idle.clear()
+            options, body = opts
+            try:
+                if conn is None or conn.closed or conn_opts != options:
+                    if conn is not None:
+                        conn.close()
+                    p = self.world.any_proxy()
+                    conn = psycopg.connect(p.uri(user="postgres", password="postgres", db=self.world.dbname), autocommit=True, connect_timeout=5,
+                                           options=options or "", application_name="nemesis-%s" % self.role)
+                    conn_opts = options
+                    if self.last_ok is None:
+                        self.last_ok = time.monotonic()
+                self.once(conn, body)
+                now = time.monotonic()
+                if self.last_ok is not None:
+                    self.longest_outage = max(self.longest_outage, now - self.last_ok)
+                self.last_ok = now
+            except psycopg.Error as e:
+                self.errors += 1
+                k = "%s %s" % (type(e).__name__, (e.sqlstate or ""))
+                self.error_kinds[k] = self.error_kinds.get(k, 0) + 1
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+                conn = None
+                time.sleep(0.05)
+        if conn is not None:
+            conn.close()
+
+    def once(self, conn, body):
+        own = [t for t in self.acked if t not in self.frozen]
+        if own and self.rnd.random() < 0.4:
+            tag = self.rnd.choice(own)
+            val = (self.rnd.randint(1, 2 ** 31 - 1), "u%d" % self.rnd.randint(0, 10 ** 6))
+            stmt = "UPDATE notes SET n = %%s, %s = %%s WHERE tag = %%s" % body
+            args = (val[0], val[1], tag)
+        else:
+            self.seq += 1
+            tag = "%s%d-%d" % (self.role[0], self.idx, self.seq)
+            val = (self.rnd.randint(1, 2 ** 31 - 1), "i%d" % self.rnd.randint(0, 10 ** 6))
+            stmt = "INSERT INTO notes (tag, n, %s) VALUES (%%s, %%s, %%s)" % body
+            args = (tag, val[0], val[1])
+        try:
+            cur = conn.execute(stmt, args)
+        except psycopg.OperationalError:
+            # the answer was lost: it may or may not have happened
+            self.maybe.setdefault(tag, set()).add(val)
+            self.frozen.add(tag)
+            raise
+        if stmt.startswith("UPDATE") and cur.rowcount != 1:
+            raise Check("writer %s%d: UPDATE of its own row %s matched %d rows" % (self.role, self.idx, tag,
+                                                                                  cur.rowcount))
+        self.acked[tag] = val
+        self.writes += 1
+
+
+# ---- the checker ----
+
+def check_rows(world, writers, shapes):
+    """Every row of every live shape against the model; shapes: list of
+    (options, body column)."""
+    acked, maybe = {}, {}
+    for w in writers:
+        acked.update(w.acked)
+        for t, vals in w.maybe.items():
+            maybe.setdefault(t, set()).update(vals)
+    checked = 0
+    for options, body in shapes:
+        def read():
+            p = world.any_proxy()
+            with psycopg.connect(p.uri(user="postgres", password="postgres", db=world.dbname),
+                                 autocommit=True, connect_timeout=10,
+                                 options=options or "") as c:
+                return {r[0]: (int(r[1]), r[2]) for r in c.execute("SELECT tag, n, %s FROM notes" % body)}
+        got = retrying(read, "reading the rows")
+        for i in range(1, ROWS + 1):
+            want = acked.get("l%d" % i, (i, "b%d" % i))
+            if got.get("l%d" % i) != want:
+                raise Check("loaded row l%d reads %r in shape %r, wrote %r" % (i, got.get("l%d" % i), options, want))
+        for tag, val in got.items():
+            if tag.startswith("l"):
+                continue
+            if tag in maybe:
+                ok = val in maybe[tag] or val == acked.get(tag)
+            else:
+                ok = val == acked.get(tag)
+            if not ok:
+                raise Check("row %s reads %r in shape %r; acknowledged %r, maybe %r"
+                            % (tag, val, options, acked.get(tag), maybe.get(tag)))
+        missing = [t for t in acked if t not in got]
+        if missing:
+            raise Check("%d acknowledged rows missing in shape %r, e.g. %s" % (len(missing), options, missing[:5]))
+        checked += len(got)
+    return checked
+
+
+def table_schema(cluster, dbname):
+    r = subprocess.run([os.path.join(cluster.bindir, "pg_dump"), "--schema-only", "--no-owner", "-t", "notes",
+                        "-t", "notes_id_seq", cluster.uri(db=dbname)], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise Unavailable("pg_dump: %s" % r.stderr.strip().splitlines()[0])
+    out, cols = [], None
+    for line in r.stdout.splitlines():
+        if not line or line.startswith(("--", "SET ", "SELECT pg_catalog.set_config", "\\restrict", "\\unrestrict")):
+            continue
+        # column order aside (doc/migrations.md: a column kept in a second
+        # column ends last): the table's columns compared as a set
+        if line.startswith("CREATE TABLE"):
+            cols = []
+        elif cols is not None and line.startswith(")"):
+            out += sorted(cols)
+            cols = None
+        elif cols is not None:
+            cols.append(line.rstrip(","))
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def check_schema(world, what):
+    online = retrying(lambda: table_schema(world.cluster, world.dbname), "pg_dump")
+    offline = retrying(lambda: table_schema(world.cluster, world.twin), "pg_dump")
+    if online != offline:
+        import difflib
+        raise Check("%s: the table's schema is not the offline one's:\n%s" % (what, "\n".join(
+            difflib.unified_diff(offline.splitlines(), online.splitlines(), "offline", "online", lineterm=""))))
+
+
+# ---- the nemesis and the driver ----
+
+class Nemesis(threading.Thread):
+    """Injects one fault every gap seconds (by its own seeded random)."""
+
+    def __init__(self, world, driver, seed, gap, kinds):
+        super().__init__(daemon=True)
+        self.world, self.driver, self.rnd, self.gap, self.kinds = world, driver, random.Random(seed), gap, kinds
+        self.done = threading.Event()
+        self.counts = {k: 0 for k in kinds}
+        self.failure = None
+
+    def run(self):
+        try:
+            while not self.done.wait(self.rnd.uniform(0.5 * self.gap, 1.5 * self.gap)):
+                kind = self.rnd.choice(self.kinds)
+                self.inject(kind)
+                self.counts[kind] += 1
+        except Check as e:
+            self.failure = str(e)
+        except Exception as e:   # a bug of the harness is a failure too, said as such
+            self.failure = "nemesis: %r" % e
+
+    def inject(self, kind):
+        w, rnd = self.world, self.rnd
+        if kind in ("kill9", "sigterm"):
+            i = rnd.randrange(3)
+            old, new = w.restart_slot(i, kind)
+            w.say("fault %s: proxy %d -> restarted as %d" % (kind, old.port, new.port))
+        elif kind == "pg_restart":
+            down = rnd.uniform(0, 2)
+            w.say("fault pg_restart: stop -m immediate, %.1f s down" % down)
+            w.cluster.pg_ctl("stop", "-m", "immediate", check=False)
+            time.sleep(down)
+            w.cluster.pg_ctl("start")
+        elif kind in ("blackhole", "freeze"):
+            t = rnd.uniform(0.3, 3)
+            w.say("fault %s: the forwarder's %s for %.1f s" % (kind, "flows black-holed" if kind == "blackhole"
+                                                                else "process stopped", t))
+            (w.fwd.freeze_flows if kind == "blackhole" else w.fwd.freeze)()
+            time.sleep(t)
+            (w.fwd.thaw_flows if kind == "blackhole" else w.fwd.thaw)()
+        elif kind == "reset":
+            w.say("fault reset: every flow through the forwarder reset")
+            w.fwd.reset_flows()
+        elif kind in ("table_lock", "lease_lock"):
+            t = rnd.uniform(0.5, 4)
+            what = ("SELECT count(*) FROM notes" if kind == "table_lock"
+                    else "SELECT * FROM pgtandem.proxies FOR UPDATE")
+            w.say("fault %s: a transaction holds %s for %.1f s" % (kind, what, t))
+            try:
+                with psycopg.connect(w.uri, connect_timeout=5) as c:
+                    c.execute("SET statement_timeout = '5s'")
+                    c.execute(what)
+                    time.sleep(t)
+                    c.rollback()
+            except psycopg.Error as e:
+                w.say("  (%s: %s)" % (kind, str(e).strip().splitlines()[0]))
+        elif kind == "admin_race":
+            self.driver.race(rnd)
+
+
+class Driver:
+    """Runs the migrations one after another and records every request."""
+
+    def __init__(self, world, rnd, log):
+        self.world, self.rnd, self.say = world, rnd, log
+        self.requests = self.unanswered = self.lost_with_proxy = 0
+        self.req_lock = threading.Lock()
+        self.current = None            # (name, the request the driver makes now: "complete"/"rollback")
+        self.outcomes = {"completed": 0, "rolled_back": 0}
+        self.longest = 0.0
+        self.racers = []
+        self.failed_starts = 0
+
+    def request(self, p, method, path, body=None, timeout=ANSWER_S):
+        """One admin request; (code, body), or None when its proxy died
+        under it. No answer within the bound from a live proxy fails."""
+        with self.req_lock:
+            self.requests += 1
+        try:
+            return p.admin(method, path, json.dumps(body) if isinstance(body, dict) else body, timeout=timeout)
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            if p.proc.poll() is not None or isinstance(reason, ConnectionRefusedError) or \
+                    isinstance(e, (ConnectionResetError, ConnectionRefusedError)) or \
+                    "Remote end closed" in str(e):
+                with self.req_lock:
+                    self.lost_with_proxy += 1
+                return None
+            if "timed out" in str(e):
+                if p.proc.poll() is not None:
+                    with self.req_lock:
+                        self.lost_with_proxy += 1
+                    return None
+                with self.req_lock:
+                    self.unanswered += 1
+                raise Check("%s %s on proxy %d: no answer within %.0f s\n%s" % (method, path, p.port, timeout,
+                                                                             p.log()[-3000:]))
+            raise
+
+    def race(self, rnd):
+        cur = self.current
+        kind = rnd.choice(["same", "throttle", "read"])
+        if kind == "same" and not cur:
+            kind = "read"
+        p = self.world.any_proxy()
+        body = None
+        if kind == "same" and cur[1] == "start":
+            path, body = "/migrations", cur[2]
+        elif kind == "same":
+            path = "/migrations/current/%s" % cur[1]
+        elif kind == "throttle":
+            path = "/migrations/current/throttle"
+        else:
+            path = rnd.choice(["/status", "/migrations/current", "/metrics"])
+        if kind == "throttle":
+            body = {"max_rows_per_sec": rnd.choice([500, 2000, 0])}
+        method = "GET" if kind == "read" else "POST"
+        self.say("fault admin_race: %s %s to proxy %d" % (method, path, p.port))
+        t = threading.Thread(target=self._race_one, args=(p, method, path, body), daemon=True)
+        t.start()
+        self.racers.append(t)
+
+    def _race_one(self, p, method, path, body):
+        try:
+            self.request(p, method, path, body)
+        except Check as e:
+            self.race_failure = str(e)
+
+    def status_of(self, name):
+        rows = retrying(lambda: sql(self.world.uri, "SELECT status FROM pgtandem.migrations WHERE name = %s",
+                                    (name,)), "reading the migration's status")
+        return rows[0][0] if rows else None
+
+    def run_one(self, name, parent, ops, want_complete, backfill):
+        mig = {"name": name, "parent": parent, "operations": ops, "backfill": backfill}
+        t0 = time.monotonic()
+        self.current = (name, "start", mig)
+        # start: through any proxy until the table knows it (a lost answer may have started it)
+        while self.status_of(name) is None:
+            ans = self.request(self.world.any_proxy(), "POST", "/migrations", mig)
+            self.say("  start %s -> %s" % (name, ans and (ans[0], str(ans[1])[:160])))
+            if ans and ans[0] in (400, 422):
+                raise Check("start of %s refused: %r" % (name, ans))
+            if time.monotonic() - t0 > WEDGE_S:
+                raise Check("%s: not started within %.0f s" % (name, WEDGE_S))
+            if ans is None or ans[0] >= 300:
+                time.sleep(0.5)
+            else:   # accepted: its row comes with the expand (unless a fault ends that first)
+                deadline = time.monotonic() + 30
+                while self.status_of(name) is None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+        # wait until it is active everywhere it matters (or it failed)
+        while True:
+            st = self.status_of(name)
+            if st in ("active", "failed", "rolled_back", "completed"):
+                break
+            if time.monotonic() - t0 > WEDGE_S:
+                raise Check("%s: %s for %.0f s, never active" % (name, st, WEDGE_S))
+            time.sleep(0.2)
+        if st == "failed":
+            err = retrying(lambda: sql(self.world.uri, "SELECT error FROM pgtandem.migrations WHERE name = %s",
+                                       (name,)), "reading the migration's error")
+            self.say("  %s failed: %s" % (name, err and err[0][0]))
+            self.failed_starts += 1
+        action = "complete" if (want_complete and st == "active") else "rollback"
+        self.say("  %s is %s: %s it" % (name, st, action))
+        return self.finish(name, action, t0)
+
+    def finish(self, name, action, t0):
+        self.current = (name, action, None)
+        self.world.before_finish(action)
+        while True:
+            st = self.status_of(name)
+            if st in ("completed", "rolled_back"):
+                break
+            if time.monotonic() - t0 > WEDGE_S:
+                raise Check("%s: wedged in %s %.0f s after its start (asked to %s)" % (name, st, WEDGE_S, action))
+            if action == "complete" and st not in ("active", "expanding", "backfilling"):
+                action = "rollback"
+            path = "/migrations/current/%s%s" % (action, "?force=1" if action == "complete" else "")
+            p = self.world.any_proxy()
+            ans = self.request(p, "POST", path)
+            self.say("  %s %s via %d -> %s" % (action, name, p.port, ans and (ans[0], str(ans[1])[:200])))
+            if ans is None or ans[0] >= 300:
+                time.sleep(0.5)
+        took = time.monotonic() - t0
+        self.longest = max(self.longest, took)
+        self.outcomes[st] += 1
+        self.current = None
+        return st
+
+
+def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, writers_per_role=2):
+    """The whole run; returns its summary (a dict). Raises Check on a finding."""
+    rnd = random.Random(seed)
+    own = None
+    if cluster is None:
+        own = start_cluster(None, "pgtandem-nemesis-")
+        cluster = RestartableCluster(read_env(own + "/pg/env"))
+    log("nemesis: seed %d, %d migrations, a fault every ~%.1f s (%s)" % (seed, migrations, gap, ", ".join(kinds)))
+    world = World(cluster, rnd, log)
+    first, cycle = migration_cycle()
+    shape = {"body": "body", "n": "integer", "flag": False, "index": False}
+    world.roles = {"old": ("", "body"), "new": None}
+    world.quiet = threading.Event()
+
+    def before_finish(action):
+        # the release the migration leaves behind is retired before the cutover
+        world.roles["old" if action == "complete" else "new"] = None
+    world.before_finish = before_finish
+    writers = [Writer(world, role, i, seed * 100 + j) for j, (role, i) in
+               enumerate([(r, i) for r in ("old", "new") for i in range(writers_per_role)])]
+    for w in writers:
+        w.start()
+    driver = Driver(world, rnd, log)
+    driver.race_failure = None
+    nem = Nemesis(world, driver, seed + 1, gap, list(kinds))
+    nem.start()
+    t0 = time.monotonic()
+    checked = 0
+    parent = None
+    summary = {}
+    try:
+        for k in range(migrations):
+            step = first if k == 0 else cycle[(k - 1) % len(cycle)]
+            ops, offline, after = step(shape)
+            name = "m%03d" % k
+            world.roles["new"] = ("-c pgtandem.version=%s" % name, after["body"])
+            complete = rnd.random() < 0.75
+            backfill = {"max_rows_per_sec": rnd.choice([1000, 2000, 5000]), "app_p99_budget": 0}
+            st = driver.run_one(name, parent, ops, complete, backfill)
+            log("migration %s (%s): %s" % (name, list(ops[0])[0], st))
+            if st == "completed":
+                sql(cluster.uri(db=world.twin), offline)
+                shape = after
+                parent = name
+            # the release of the shape that lives on writes again, without a version
+            world.roles["old"] = ("", shape["body"])
+            world.roles["new"] = None
+            failure = nem.failure or driver.race_failure or next((w.failure for w in writers if w.failure), None)
+            if failure:
+                raise Check(failure)
+            # quiesce the writers, then check rows and schema
+            world.quiet.set()
+            for w in writers:
+                if not w.idle.wait(60):
+                    raise Check("writer %s%d did not go quiet" % (w.role, w.idx))
+            checked += check_rows(world, writers, [("", shape["body"])])
+            check_schema(world, "after %s (%s)" % (name, st))
+            world.quiet.clear()
+    finally:
+        nem.done.set()
+        nem.join(120)
+        for w in writers:
+            w.done.set()
+        for w in writers:
+            w.join(30)
+        for t in driver.racers:
+            t.join(ANSWER_S + 10)
+        summary = {
+            "seed": seed, "migrations": migrations, "outcomes": driver.outcomes, "failed_starts": driver.failed_starts,
+            "faults": dict(nem.counts), "faults_total": sum(nem.counts.values()),
+            "writes_acknowledged": sum(w.writes for w in writers),
+            "writes_lost_answer": sum(len(w.maybe) for w in writers),
+            "client_errors": sum(w.errors for w in writers),
+            "rows_checked": checked, "admin_requests": driver.requests,
+            "unanswered": driver.unanswered, "lost_with_proxy": driver.lost_with_proxy,
+            "longest_migration_s": round(driver.longest, 1),
+            "longest_client_outage_s": round(max(w.longest_outage for w in writers), 2),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        log("summary: " + json.dumps(summary))
+        world.stop()
+        if own:
+            subprocess.run(["sh", PGCLUSTER, "stop", own + "/pg"], capture_output=True, timeout=120)
+            subprocess.run(["rm", "-rf", own])
+    if nem.failure:
+        raise Check(nem.failure)
+    return summary
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    ap.add_argument("--migrations", type=int, default=12)
+    ap.add_argument("--gap", type=float, default=1.0, help="mean seconds between faults")
+    ap.add_argument("--json", help="write the summary here")
+    a = ap.parse_args()
+    start = time.strftime("%H:%M:%S")
+
+    def log(msg):
+        print("%s %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+    try:
+        s = run(a.seed, a.migrations, a.gap, log)
+    except Check as e:
+        log("FAILED (seed %d, started %s): %s" % (a.seed, start, e))
+        return 1
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(s, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
