@@ -550,6 +550,8 @@ class Driver:
             self.failed_starts += 1
         action = "complete" if (want_complete and st == "active") else "rollback"
         self.say("  %s is %s: %s it" % (name, st, action))
+        if st == "active":
+            self.world.check_live(name)
         return self.finish(name, action, t0)
 
     def finish(self, name, action, t0):
@@ -594,6 +596,21 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
         # the release the migration leaves behind is retired before the cutover
         world.roles["old" if action == "complete" else "new"] = None
     world.before_finish = before_finish
+    checked = [0]
+
+    def quiet_check(shapes):
+        world.quiet.set()
+        for w in writers:
+            if not w.idle.wait(60):
+                raise Check("writer %s%d did not go quiet" % (w.role, w.idx))
+        checked[0] += check_rows(world, writers, shapes)
+        world.quiet.clear()
+
+    def check_live(name):
+        # both live shapes while the migration is in flight: the old
+        # release's names without a version, the new one's with it
+        quiet_check([world.roles["old"] or ("", shape["body"]), world.roles["new"]])
+    world.check_live = check_live
     writers = [Writer(world, role, i, seed * 100 + j) for j, (role, i) in
                enumerate([(r, i) for r in ("old", "new") for i in range(writers_per_role)])]
     for w in writers:
@@ -603,7 +620,6 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
     nem = Nemesis(world, driver, seed + 1, gap, list(kinds))
     nem.start()
     t0 = time.monotonic()
-    checked = 0
     parent = None
     summary = {}
     try:
@@ -626,14 +642,9 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             failure = nem.failure or driver.race_failure or next((w.failure for w in writers if w.failure), None)
             if failure:
                 raise Check(failure)
-            # quiesce the writers, then check rows and schema
-            world.quiet.set()
-            for w in writers:
-                if not w.idle.wait(60):
-                    raise Check("writer %s%d did not go quiet" % (w.role, w.idx))
-            checked += check_rows(world, writers, [("", shape["body"])])
+            # the writers quiet, the rows and the schema checked
+            quiet_check([("", shape["body"])])
             check_schema(world, "after %s (%s)" % (name, st))
-            world.quiet.clear()
     finally:
         nem.done.set()
         nem.join(120)
@@ -649,7 +660,7 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             "writes_acknowledged": sum(w.writes for w in writers),
             "writes_lost_answer": sum(len(w.maybe) for w in writers),
             "client_errors": sum(w.errors for w in writers),
-            "rows_checked": checked, "admin_requests": driver.requests,
+            "rows_checked": checked[0], "admin_requests": driver.requests,
             "unanswered": driver.unanswered, "lost_with_proxy": driver.lost_with_proxy,
             "longest_migration_s": round(driver.longest, 1),
             "longest_client_outage_s": round(max(w.longest_outage for w in writers), 2),
