@@ -32,6 +32,14 @@ struct sbuf_ops {
 
 enum sbuf_phase { SBUF_CONNECTING, SBUF_OPEN, SBUF_TLS_HANDSHAKE, SBUF_FAILED };
 
+/* The largest TLS record payload the proxy writes: 8 KB, as Postgres
+ * writes them. libpq keeps 8 KB free in its input buffer before a read and
+ * decrypts what one SSL_read returns there; the rest of a larger record
+ * stays inside OpenSSL, where a client that then waits on its socket
+ * (psycopg, libpq's async API) never looks, and it hangs with the whole
+ * answer already received (test_relay_tls_records.py). */
+#define SBUF_TLS_RECORD_PAYLOAD 8192
+
 struct sbuf {
     /* The socket's event (reads, and the calls deferred to the loop) is
      * allocated with the sbuf, right after it: see sbuf.c. */

@@ -418,8 +418,10 @@ static void on_read(struct sbuf *sb)
  * record at a time (libpq) then finds everything one commit sent (several
  * NotificationResponses) in one read. Segments of the output buffer are
  * however long the relay made them, so small ones are gathered here up to
- * a record's payload before they are encrypted. One event loop: one buffer. */
-#define TLS_RECORD_PAYLOAD 16384
+ * a record's payload before they are encrypted; a larger write OpenSSL
+ * cuts into records of that payload (tls.c sets it as the contexts' send
+ * fragment). One event loop: one buffer. */
+#define TLS_RECORD_PAYLOAD SBUF_TLS_RECORD_PAYLOAD
 static unsigned char tls_gather[TLS_RECORD_PAYLOAD];
 
 /* The next bytes to hand to SSL_write: the first segment in place when it

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "file_read.h"
+#include "sbuf.h"
 
 /* OpenSSL reads these files itself, to their end: a path that names a
  * device (/dev/zero) would be read forever. Certificates, keys and CA
@@ -48,6 +49,7 @@ SSL_CTX *tls_client_side_ctx(const struct config *cfg, char *err, size_t errlen)
      * OpenSSL takes them back when they are empty, as PgBouncer's TLS
      * clients cost only their SSL object while idle. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_max_send_fragment(ctx, SBUF_TLS_RECORD_PAYLOAD); /* records as Postgres writes them (sbuf.h) */
     char what[600];
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
         describe_openssl_error("TLS: cannot require TLS 1.2 or later", err, errlen);
