@@ -76,7 +76,8 @@ extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error,
  * the rows its backfill has done (all tables) */
 extern const char MIG_STATE_LOAD_SQL[];
-/* -> name, status of the most recent migration (any status) */
+/* -> name, status of the most recent migration (any status), and the names
+ * of the 64 most recent as a JSON array */
 extern const char MIG_STATE_LATEST_SQL[];
 /* $1 name, $2 throttle settings (JSON) */
 extern const char MIG_STATE_SAVE_THROTTLE_SQL[];

@@ -55,8 +55,8 @@ struct fleet_options {
 };
 
 struct fleet *fleet_new(struct event_base *base, struct relay *relay, const struct fleet_options *opt);
-/* fn: fleet_migration_fn (fleet_hooks.h, with the hold's callbacks). */
-void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx);
+/* fn, looked: fleet_hooks.h, with the hold's callbacks. */
+void fleet_observe(struct fleet *f, fleet_migration_fn fn, fleet_looked_fn looked, void *ctx);
 void fleet_free(struct fleet *f);
 /* The proxy is shutting down: its row goes now, so nobody waits for its
  * lease (or sends it a `complete`). */

@@ -130,7 +130,9 @@ struct fleet {
     char migration[128], status[32]; /* the most recent migration */
     pgasync_done_fn handler;         /* of the statement in flight */
     fleet_migration_fn on_migration;
+    fleet_looked_fn on_looked;
     void *on_migration_ctx;
+    uint64_t look;                  /* the relay's number for the heartbeat in flight (version_gate.c) */
     struct fleet_coordinator_hold co;
     struct fleet_participant_hold part;
     struct fleet_direct *direct;     /* NULL: no peer messages (out of memory at start) */

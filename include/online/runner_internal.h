@@ -147,6 +147,8 @@ struct migration_runner {
     int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
+    int state_loading;              /* the state row's load is in flight (send_load_state) */
+    uint64_t look_after_load;       /* a fleet look applied once that load is (relay_version_look_applied) */
     char before_start[2][128];      /* that news when this proxy began a start of its own: no news after it
                                      * (a start refused before it recorded anything leaves it the latest) */
     /* the backfill */

@@ -89,6 +89,20 @@ struct version_route {
     uint32_t gen;
 };
 
+/* Sessions that declare a version this proxy has not heard of wait for
+ * the fleet's next look (version_gate.c keeps it). */
+#define VERSION_GATE_KNOWN 64
+
+struct version_gate {
+    int bound_ms;              /* how long a session waits at most; 0: off (no fleet to ask) */
+    uint64_t looks_started;    /* the fleet's looks at the migrations table, numbered */
+    uint64_t looks_applied;    /* the last look whose findings this proxy has applied */
+    char known[VERSION_GATE_KNOWN][MIG_NAME_MAX + 1]; /* names the table has (a ring) */
+    unsigned nknown, next;
+    struct event *timer;       /* the earliest waiting session's bound */
+    uint32_t waiting;          /* sessions held by the gate now */
+};
+
 /* Another proxy of the fleet: where its peer listener is. */
 struct fleet_peer {
     int slot;
@@ -182,6 +196,7 @@ struct relay {
     char fence_error[320];           /* what a session failed by an overdue fence is told */
     int probe_backend_pids;          /* sessions ask Postgres for their backend PID (session.h) */
     struct version_route route;
+    struct version_gate vgate;       /* sessions of a version not heard of wait for the fleet (version_gate.c) */
     struct fleet_peers fleet;
     struct pool *pools;              /* transaction pooling (pool.c); NULL in session mode */
     struct event *heap_trim;         /* fires once sessions stop closing (relay.c) */

@@ -63,6 +63,19 @@ void relay_latency_read(const struct relay *relay, int route, struct latency_fin
 void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema);
 
+/* The fleet's looks at the migrations table, for sessions that declare a
+ * version this proxy has not heard of (version_gate.c): such a session's
+ * first transaction waits until a look that started after it arrived is
+ * applied, or bound_ms (0: the gate is off, as without a fleet).
+ * relay_version_known: a name the table has (any status), which passes at
+ * once; the route's own version always does. A look is numbered when it
+ * is sent (relay_version_look_started) and reported once what it found is
+ * in place, the route pushed (relay_version_look_applied). */
+void relay_version_gate(struct relay *relay, int bound_ms);
+void relay_version_known(struct relay *relay, const char *name);
+uint64_t relay_version_look_started(struct relay *relay);
+void relay_version_look_applied(struct relay *relay, uint64_t look);
+
 /* Sessions not at a transaction boundary: [{id, client, application_name,
  * tx_status, in_transaction_ms}], for errors that say who blocked. */
 struct json_t *relay_busy_sessions(const struct relay *relay);

@@ -73,6 +73,7 @@ struct session {
     unsigned awaiting_role : 1;     /* its user is being looked up (--auth-query) */
     unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
+    unsigned vgate_checked : 1;     /* version_gate.c decided whether its first transaction waits */
     uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
     uint32_t route_gen;             /* relay->route.gen when its search_path was last set */
     uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */
@@ -83,6 +84,8 @@ struct session {
     uint64_t unit_start_us;         /* first message of the request in flight */
     uint64_t tx_start_us;           /* when the open transaction began */
     uint64_t bytes_in, bytes_out;
+    uint64_t vgate_look;            /* the fleet's look it waits for (version_gate.c); 0: none */
+    uint64_t vgate_until_us;        /* and for how long at most */
 
     struct prepared *prepared;      /* named statements, for re-prepare after a cutover */
 

@@ -41,6 +41,7 @@
 #include "tls.h"
 #include "upstream.h"
 #include "users.h"
+#include "version_gate.h"
 
 #define LISTEN_BACKLOG 4096
 /* Out of descriptors: stop accepting this long, then try again (PgBouncer
@@ -483,6 +484,7 @@ static void proxy_free(struct proxy *p)
     fleet_free(p->fleet);
     admin_free(p->admin);
     pause_free(relay);
+    version_gate_free(relay);
     upstream_address_free(relay);
     struct event *events[] = {p->sigterm, p->sigint, p->sighup, p->shutdown_timer, p->metrics_timer,
                               relay->accept_retry, relay->heap_trim};

@@ -95,7 +95,8 @@ const char MIG_STATE_LOAD_SQL[] =
     "  FROM pgtandem.migrations m WHERE name = $1";
 
 const char MIG_STATE_LATEST_SQL[] =
-    "SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1";
+    "SELECT name, status, (SELECT json_agg(n.name) FROM (SELECT name FROM pgtandem.migrations"
+    " ORDER BY started_at DESC LIMIT 64) n) FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1";
 
 const char MIG_STATE_SAVE_THROTTLE_SQL[] =
     "UPDATE pgtandem.migrations SET throttle = $2::jsonb, updated_at = now() WHERE name = $1";

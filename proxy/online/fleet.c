@@ -197,9 +197,10 @@ void fleet_metrics(const struct fleet *f, struct fleet_metrics *out)
     out->peer_failed = dc.failed;
 }
 
-void fleet_observe(struct fleet *f, fleet_migration_fn fn, void *ctx)
+void fleet_observe(struct fleet *f, fleet_migration_fn fn, fleet_looked_fn looked, void *ctx)
 {
     f->on_migration = fn;
+    f->on_looked = looked;
     f->on_migration_ctx = ctx;
 }
 

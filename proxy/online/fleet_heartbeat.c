@@ -201,6 +201,10 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     char before[sizeof f->status];
     snprintf(before, sizeof before, "%s", f->status);
     fleet_learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
+    if (f->on_looked)
+        f->on_looked(f->on_migration_ctx, f->look, PQgetvalue(res, 0, HB_NAME));
+    else
+        relay_version_look_applied(f->relay, f->look);
     if (fenced && strcmp(before, f->status) != 0 && mig_status_of_word(f->status) == MIG_ST_COMPLETED)
         refresh_after_fence(f);
     check_served_hold(f, res);
@@ -223,6 +227,7 @@ int fleet_send_heartbeat(struct fleet *f)
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
     const char *values[4] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease};
+    f->look = relay_version_look_started(f->relay);
     int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 4, values, on_heartbeat);
     free(sessions);
     free(pids);

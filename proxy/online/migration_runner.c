@@ -593,7 +593,7 @@ void runner_free(struct migration_runner *r)
     if (!r)
         return;
     if (r->fleet)
-        fleet_observe(r->fleet, NULL, NULL);
+        fleet_observe(r->fleet, NULL, NULL, NULL);
     engine_worker_free(&r->worker);
     cutover_abort(&r->cut);
     if (r->cut.retry_timer)

@@ -363,6 +363,8 @@ void route_for(struct migration_runner *r, enum mig_phase p)
     relay_route_version(r->relay, routed ? r->name : NULL,
                         routed && new_release != old_release ? schema[new_release] : NULL,
                         routed ? schema[old_release] : NULL);
+    if (r->name) /* its route is in place: sessions declaring it wait for nothing */
+        relay_version_known(r->relay, r->name);
 }
 
 /* Sessions of the release a complete retires (every session that did not

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "migration_names.h"
 #include "migration_state.h"
+#include "relay_control.h"
 
 void runner_set_name(struct migration_runner *r, const char *name)
 {
@@ -167,16 +168,33 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
 }
 
 
+/* A look of the fleet's that found news waited for this load: what it
+ * found is in place now (the route pushed, see route_for). */
+static void look_applied_after_load(struct migration_runner *r)
+{
+    uint64_t look = r->look_after_load;
+    r->look_after_load = 0;
+    if (look)
+        relay_version_look_applied(r->relay, look);
+}
+
 static void on_state_row(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
+    struct migration_runner *r = ctx;
+    r->state_loading = 0;
     record_read(ctx, res, error, sqlstate);
+    if (!r->state_loading)
+        look_applied_after_load(r);
 }
 
 void send_load_state(struct migration_runner *r)
 {
     const char *values[1] = {r->name};
-    if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_row, r) != 0)
+    if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_row, r) != 0) {
         runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
+        return;
+    }
+    r->state_loading = 1;
 }
 
 void load_state(struct migration_runner *r)
@@ -202,12 +220,27 @@ void record_own_start(struct migration_runner *r)
     memcpy(r->before_start, r->fleet_latest, sizeof r->before_start);
 }
 
+/* The names the table has, newest first: sessions that declare one of
+ * them need not wait for the fleet's next look (version_gate.c). */
+static void know_names(struct migration_runner *r, const char *json_names)
+{
+    json_t *names = json_loads(json_names, 0, NULL);
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        relay_version_known(r->relay, json_string_value(n));
+    }
+    json_decref(names);
+}
+
 static void on_latest(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
     struct migration_runner *r = ctx;
     if (error || !res || PQntuples(res) != 1)
         return; /* no state schema yet, or no migration ever */
+    if (PQnfields(res) > 2 && !PQgetisnull(res, 0, 2))
+        know_names(r, PQgetvalue(res, 0, 2));
     if (r->name) /* the fleet got there first */
         return;
     runner_set_name(r, PQgetvalue(res, 0, 0));
@@ -269,6 +302,21 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
     load_state(r);
 }
 
+/* A heartbeat's look answered: applied now when this proxy agrees with the
+ * table (the most recent migration is the one it follows, or there is
+ * none); after the load it caused, when it caused one; otherwise the next
+ * look tells (a proxy busy with work of its own lets news wait). */
+static void on_fleet_looked(void *ctx, uint64_t look, const char *name)
+{
+    struct migration_runner *r = ctx;
+    if (r->state_loading) {
+        r->look_after_load = look;
+        return;
+    }
+    if (!name[0] || (r->name && !strcmp(r->name, name)))
+        relay_version_look_applied(r->relay, look);
+}
+
 
 void record_find_latest(struct migration_runner *r)
 {
@@ -277,6 +325,10 @@ void record_find_latest(struct migration_runner *r)
 
 void record_follow_fleet(struct migration_runner *r)
 {
-    if (r->fleet)
-        fleet_observe(r->fleet, on_fleet_migration, r);
+    if (!r->fleet)
+        return;
+    fleet_observe(r->fleet, on_fleet_migration, on_fleet_looked, r);
+    /* a migration started elsewhere reaches this proxy by a notification or
+     * a heartbeat: a release that declares it waits for that, a lease at most */
+    relay_version_gate(r->relay, fleet_lease_ms(r->fleet));
 }

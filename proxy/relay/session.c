@@ -325,6 +325,8 @@ void session_free(struct session *s)
     cancel_index_remove(s);
     if (s->awaiting_role)
         auth_lookup_cancel(relay->auth_lookup, s);
+    if (s->vgate_look && relay->vgate.waiting) /* held by version_gate.c, which sweeps the rest */
+        relay->vgate.waiting--;
     startup_set_put(relay, s->startup);
     if (s->extra) {
         free(s->extra->fail_message);

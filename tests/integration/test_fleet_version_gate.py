@@ -1,0 +1,66 @@
+"""A release that declares a migration its proxy has not heard of yet.
+
+A migration started through one proxy reaches the others by a notification
+or their next heartbeat. A session of the new release that connects to one
+of them in between declared the migration; served the old shape, its new
+names fail and its `SELECT *` reads the old columns (the nemesis found it:
+a rename's new name missing through a proxy whose engine path had just
+been reset). Its first transaction now waits for that proxy's next look at
+the database, a lease at most."""
+import threading
+
+import psycopg
+
+from support import (db_uri, fleet_proxy, NAME, result_columns, start_migration, status, version_options,
+                     wait_fleet, wait_for, wait_phase)
+from tcp_forwarder import Forwarder
+
+
+def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster, proxy_factory, legacy_db):
+    fwd = Forwarder(cluster.host, cluster.port)
+    try:
+        first = fleet_proxy(proxy_factory, cluster, legacy_db)
+        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
+                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
+        wait_fleet([first, late])
+        fwd.freeze_flows()   # `late` hears nothing from the database for now
+        start_migration(first)
+        wait_phase(first, "active", 60)
+        got = {}
+
+        def new_release():
+            try:
+                with psycopg.connect(db_uri(late, legacy_db), autocommit=True, prepare_threshold=0,
+                                     options=version_options(), connect_timeout=10) as c:
+                    got["columns"] = result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
+            except psycopg.Error as e:
+                got["error"] = e
+        th = threading.Thread(target=new_release, daemon=True)
+        th.start()
+        wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
+                 "the new release's first statement held by the proxy that has not heard of %s" % NAME,
+                 detail=lambda: got)
+        fwd.thaw_flows()
+        th.join(15)
+        assert not th.is_alive() and "error" not in got, got
+        assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
+        assert "declares version" not in late.log(), late.log()[-2000:]   # answered, not timed out
+    finally:
+        fwd.stop()
+
+
+def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory, legacy_db):
+    """The old release (no version) and a release that declares a migration
+    the table has are not held; a name no migration has waits one look."""
+    first = fleet_proxy(proxy_factory, cluster, legacy_db)
+    start_migration(first)
+    wait_phase(first, "active", 60)
+    other = fleet_proxy(proxy_factory, cluster, legacy_db, extra=("--log-level", "debug"))
+    wait_phase(other, "active")
+    for opts in ("", version_options()):
+        with psycopg.connect(db_uri(other, legacy_db), autocommit=True, options=opts) as c:
+            c.execute("SELECT 1")
+    assert "waits for the fleet" not in other.log()
+    with psycopg.connect(db_uri(other, legacy_db), autocommit=True, options="-c pgtandem.version=nosuch") as c:
+        assert "claim_text" in result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
+    assert "waits for the fleet's next look before serving version nosuch" in other.log()
