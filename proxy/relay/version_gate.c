@@ -15,7 +15,8 @@
  * status, pass at once (a release built with a completed migration does
  * not wait at every login); a name nobody has waits one look. With no
  * answer within the bound (the fleet's lease: the database cannot be
- * reached) the session goes on as the route stands, and the log says so.
+ * reached) the session is refused with 57P03, to connect again, rather
+ * than served a shape that may be the wrong one.
  * Without a fleet (no --engine-db) the gate is off: routes are local. */
 #include "version_gate.h"
 
@@ -25,6 +26,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "proto.h"
 #include "relay.h"
 #include "relay_control.h"
 #include "session.h"
@@ -44,17 +46,27 @@ static int passes(const struct session *s)
     return g->looks_applied >= s->vgate_look || known(g, v) || !strcmp(v, s->relay->route.version);
 }
 
-/* The session waits no more: its look came, or its bound passed. */
-static void stop_waiting(struct session *s, int timed_out)
+/* The session waits no more: its look came. */
+static void stop_waiting(struct session *s)
 {
     struct version_gate *g = &s->relay->vgate;
-    if (timed_out)
-        log_warn("session %llu: declares version %s, which this proxy has not heard of, and the fleet did not "
-                 "answer within %d ms: it goes on as the route stands",
-                 (unsigned long long)s->id, s->startup->version, g->bound_ms);
     s->vgate_look = 0;
     if (g->waiting)
         g->waiting--;
+}
+
+/* Its bound passed with no answer (the database out of reach): serving it
+ * the shape as it stands could be the wrong one, silently; an error it can
+ * retry on (another proxy, or this one once it hears) is not. */
+static void give_up(struct session *s)
+{
+    int bound = s->relay->vgate.bound_ms;
+    stop_waiting(s);
+    log_warn("session %llu: declares version %s, which this proxy has not heard of, and the fleet could not ask "
+             "the database within %d ms: refused", (unsigned long long)s->id, s->startup->version, bound);
+    session_fail(s, SQLSTATE_CANNOT_CONNECT_NOW,
+                 "pgtandem: this proxy has not heard of version \"%s\" and could not ask the database within %d ms; "
+                 "connect again", s->startup->version, bound);
 }
 
 /* Lets go of every session whose look came (or whose bound passed), and
@@ -68,9 +80,11 @@ static void sweep(struct relay *relay)
         after = s->next; /* releasing may free it */
         if (!s->vgate_look)
             continue;
-        if (passes(s) || now >= s->vgate_until_us) {
-            stop_waiting(s, !passes(s));
+        if (passes(s)) {
+            stop_waiting(s);
             session_release_held(s);
+        } else if (now >= s->vgate_until_us) {
+            give_up(s);
         }
         else if (!next || s->vgate_until_us < next)
             next = s->vgate_until_us;
@@ -112,11 +126,11 @@ int version_gate_holds(struct session *s)
     }
     if (!s->vgate_look)
         return 0;
-    if (passes(s) || relay_now_us(s->relay) >= s->vgate_until_us) {
-        stop_waiting(s, !passes(s));
+    if (passes(s)) {
+        stop_waiting(s);
         return 0;
     }
-    return 1;
+    return 1; /* past its bound too: the timer, due now, refuses it */
 }
 
 void version_gate_free(struct relay *relay)

@@ -8,10 +8,12 @@ a rename's new name missing through a proxy whose engine path had just
 been reset). Its first transaction now waits for that proxy's next look at
 the database, a lease at most."""
 import threading
+import time
 
 import psycopg
+import pytest
 
-from support import (db_uri, fleet_proxy, NAME, result_columns, start_migration, status, version_options,
+from support import (db_uri, fleet_proxy, LEASE_MS, NAME, result_columns, start_migration, status, version_options,
                      wait_fleet, wait_for, wait_phase)
 from tcp_forwarder import Forwarder
 
@@ -45,6 +47,33 @@ def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster
         assert not th.is_alive() and "error" not in got, got
         assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
         assert "declares version" not in late.log(), late.log()[-2000:]   # answered, not timed out
+    finally:
+        fwd.stop()
+
+
+def test_refused_when_the_proxy_cannot_ask_the_database(cluster, proxy_factory, legacy_db):
+    """The database out of the proxy's reach for longer than its lease: the
+    session of the unknown version is refused with 57P03 (to connect again),
+    not served the old shape."""
+    fwd = Forwarder(cluster.host, cluster.port)
+    try:
+        first = fleet_proxy(proxy_factory, cluster, legacy_db)
+        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
+                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
+        wait_fleet([first, late])
+        fwd.freeze_flows()
+        start_migration(first)
+        wait_phase(first, "active", 60)
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError) as e:
+            with psycopg.connect(db_uri(late, legacy_db), autocommit=True, options=version_options(),
+                                 connect_timeout=10) as c:
+                c.execute("SELECT * FROM checks WHERE id = 1")
+        # a FATAL mid-query: libpq reports it as the connection lost, with its text
+        assert "has not heard of version" in str(e.value) and "connect again" in str(e.value), e.value
+        assert e.value.sqlstate in (None, "57P03"), e.value
+        assert time.monotonic() - t0 < LEASE_MS / 1000 + 3, time.monotonic() - t0
+        fwd.thaw_flows()
     finally:
         fwd.stop()
 
