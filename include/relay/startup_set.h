@@ -53,6 +53,13 @@ void startup_set_put(struct relay *relay, struct startup_set *ss);
  * startup options, or application_name "...@NAME"; NULL if none (a set
  * also reads a database "...@NAME", after the options). Allocated. */
 char *startup_declared_version(const struct startup_packet *sp);
+/* The client's options string as Postgres gets it through the proxy:
+ * without pgtandem.version (its -c with it), which the proxy answers with
+ * the search_path. Until the session is routed it writes what it sees, the
+ * tables themselves, and the triggers must take it for what it is, not for
+ * the new release by its setting (whose `down` would write over what it
+ * wrote). Allocated; NULL out of memory. */
+char *startup_options_upstream(const char *opts);
 
 /* The tracked values a session of `ss` starts from in a pool whose login
  * reported `welcome`: those, with the set's own values of them. Shared with

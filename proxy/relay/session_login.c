@@ -555,7 +555,13 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
         saw_options |= is_options;
         if (schema && !strcasecmp(k, "search_path"))
             continue;
-        proto_add_startup_param(params, k, value, is_options && route[0] ? route : NULL);
+        char *upstream_opts = is_options ? startup_options_upstream(value) : NULL;
+        if (is_options && !upstream_opts) {
+            evbuffer_free(params);
+            return -1;
+        }
+        proto_add_startup_param(params, k, upstream_opts ? upstream_opts : value, is_options && route[0] ? route : NULL);
+        free(upstream_opts);
     }
     if (!saw_options && route[0])
         proto_add_startup_param(params, "options", "", route);

@@ -58,6 +58,68 @@ char *startup_declared_version(const struct startup_packet *sp)
     return at && at[1] ? strdup(at + 1) : NULL;
 }
 
+/* One whitespace-separated word of an options string (a backslash keeps
+ * the character after it in the word, as Postgres reads options). */
+static const char *next_word(const char *p, size_t *len)
+{
+    p = skip_spaces(p);
+    const char *start = p;
+    while (*p && *p != ' ' && *p != '\t') {
+        if (*p == '\\' && p[1])
+            p++;
+        p++;
+    }
+    *len = (size_t)(p - start);
+    return start;
+}
+
+static void add_word(char **o, const char *out, const char *w, size_t len)
+{
+    if (*o != out)
+        *(*o)++ = ' ';
+    memcpy(*o, w, len);
+    *o += len;
+}
+
+/* The word sets pgtandem.version: "pgtandem.version=" after a -c, or
+ * "--pgtandem.version=", or "-cpgtandem.version=". */
+static int sets_version(const char *w, size_t len)
+{
+    static const char key[] = "pgtandem.version=";
+    const size_t k = sizeof key - 1;
+    return (len >= k && !strncmp(w, key, k)) ||
+           (len >= k + 2 && (!strncmp(w, "--", 2) || !strncmp(w, "-c", 2)) && !strncmp(w + 2, key, k));
+}
+
+char *startup_options_upstream(const char *opts)
+{
+    char *out = malloc(strlen(opts) + 1), *o = out;
+    if (!out)
+        return NULL;
+    const char *dash_c = NULL; /* a "-c" whose setting is the next word */
+    size_t len;
+    for (const char *w = next_word(opts, &len); len; w = next_word(w + len, &len)) {
+        if (len == 2 && !strncmp(w, "-c", 2)) {
+            if (dash_c)
+                add_word(&o, out, dash_c, 2);
+            dash_c = w;
+            continue;
+        }
+        if (sets_version(w, len)) { /* the version, with its -c */
+            dash_c = NULL;
+            continue;
+        }
+        if (dash_c)
+            add_word(&o, out, dash_c, 2);
+        dash_c = NULL;
+        add_word(&o, out, w, len);
+    }
+    if (dash_c)
+        add_word(&o, out, dash_c, 2);
+    *o = '\0';
+    return out;
+}
+
 /* The options first (what a client says explicitly), then the database's
  * "@NAME", then application_name's. -1 out of memory. */
 static int declare_version(struct startup_set *ss)

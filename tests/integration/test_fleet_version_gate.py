@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from support import (db_uri, fleet_proxy, LEASE_MS, NAME, result_columns, start_migration, status, version_options,
+                     write_migration,
                      wait_fleet, wait_for, wait_phase)
 from tcp_forwarder import Forwarder
 
@@ -93,3 +94,38 @@ def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory
     with psycopg.connect(db_uri(other, legacy_db), autocommit=True, options="-c pgtandem.version=nosuch") as c:
         assert "claim_text" in result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
     assert "waits for the fleet's next look before serving version nosuch" in other.log()
+
+
+def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(cluster, proxy_factory, legacy_db):
+    """A new-release session connected before the migration reached its
+    proxy sees the base table (the old column) until it is routed; its
+    write there is an old-shape write, carried to the new column by `up`.
+    Taken for a new-shape write (pgtandem.version reached Postgres with it),
+    `down` wrote the new column's old value back over it and the write was
+    lost in both shapes (found by the nemesis: an n retyped to bigint)."""
+    cluster.psql("CREATE TABLE tv (id int PRIMARY KEY, n integer NOT NULL);"
+                 "INSERT INTO tv SELECT g, g FROM generate_series(1, 50) g", uri=cluster.uri(db=legacy_db))
+    name = "0101_tv_bigint"
+    path = write_migration({"name": name, "parent": None, "operations": [
+        {"alter_column": {"table": "tv", "column": "n", "type": "bigint", "up": "n::bigint", "down": "n::integer"}}]})
+    fwd = Forwarder(cluster.host, cluster.port)
+    try:
+        first = fleet_proxy(proxy_factory, cluster, legacy_db)
+        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
+                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
+        wait_fleet([first, late])
+        with psycopg.connect(db_uri(late, legacy_db), autocommit=True,
+                             options="-c pgtandem.version=%s" % name) as early:
+            early.execute("SELECT 1")      # connected and past its first transaction
+            fwd.freeze_flows()             # `late` hears nothing of what follows
+            start_migration(first, path)
+            wait_phase(first, "active", 60)
+            early.execute("UPDATE tv SET n = 777 WHERE id = 1")
+            fwd.thaw_flows()
+        with psycopg.connect(db_uri(first, legacy_db), autocommit=True,
+                             options="-c pgtandem.version=%s" % name) as new, \
+                psycopg.connect(db_uri(first, legacy_db), autocommit=True) as old:
+            assert new.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
+            assert old.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
+    finally:
+        fwd.stop()

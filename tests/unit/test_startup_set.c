@@ -4,6 +4,7 @@
  * key); tracked values shared until a session changes one (then copied);
  * credentials shared only when the same; every set gone with its last
  * reference. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,8 +160,36 @@ static void test_creds(struct relay *relay)
     CHECK("creds: all freed with the set", sets_in(relay) == 0);
 }
 
+/* What Postgres gets of the options through the proxy: every option but
+ * the version's, its -c with it, escapes kept. */
+static void test_options_upstream(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"-c pgtandem.version=v2", ""},
+        {"--pgtandem.version=v2", ""},
+        {"-c statement_timeout=5s -c pgtandem.version=v2 -c work_mem=64MB",
+         "-c statement_timeout=5s -c work_mem=64MB"},
+        {"  -c pgtandem.version=v2   -c search_path=a\\ b  ", "-c search_path=a\\ b"},
+        {"-c application_name=x\\ pgtandem.version=y", "-c application_name=x\\ pgtandem.version=y"}, /* a value */
+        {"-cpgtandem.version=v2 -c geqo=off", "-c geqo=off"},
+        {"-c geqo=off", "-c geqo=off"},
+        {"-c", "-c"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = startup_options_upstream(cases[i].in);
+        char name[200];
+        snprintf(name, sizeof name, "options upstream: [%s] -> [%s]", cases[i].in, cases[i].want);
+        CHECK(name, got && !strcmp(got, cases[i].want));
+        free(got);
+    }
+}
+
 int main(void)
 {
+    test_options_upstream();
     struct relay *relay = calloc(1, sizeof *relay);
     config_init(&relay->cfg);
     relay->cfg.pool_transaction = 1;
