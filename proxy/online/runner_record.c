@@ -305,7 +305,8 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
 /* A heartbeat's look answered: applied now when this proxy agrees with the
  * table (the most recent migration is the one it follows, or there is
  * none); after the load it caused, when it caused one; otherwise the next
- * look tells (a proxy busy with work of its own lets news wait). */
+ * look tells (a proxy busy with work of its own lets news wait, and the
+ * sessions waiting for it wait a look more, a lease at most). */
 static void on_fleet_looked(void *ctx, uint64_t look, const char *name)
 {
     struct migration_runner *r = ctx;
@@ -313,7 +314,9 @@ static void on_fleet_looked(void *ctx, uint64_t look, const char *name)
         r->look_after_load = look;
         return;
     }
-    if (!name[0] || (r->name && !strcmp(r->name, name)))
+    /* agrees: the one it follows, or the one its own refused start left
+     * the most recent (on_fleet_migration does not follow that one) */
+    if (!name[0] || (r->name && !strcmp(r->name, name)) || !strcmp(r->before_start[0], name))
         relay_version_look_applied(r->relay, look);
 }
 
