@@ -633,7 +633,7 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             st = driver.run_one(name, parent, ops, complete, backfill)
             log("migration %s (%s): %s" % (name, list(ops[0])[0], st))
             if st == "completed":
-                sql(cluster.uri(db=world.twin), offline)
+                retrying(lambda: sql(cluster.uri(db=world.twin), offline), "the offline twin's DDL")
                 shape = after
                 parent = name
             # the release of the shape that lives on writes again, without a version
