@@ -32,7 +32,10 @@ The checker, after each migration and at the end: every row of every live
 shape is a row somebody wrote, with what was last acknowledged (or one of
 the values a lost answer may have written), every acknowledged row is
 there; every migration ended completed or rolled_back within WEDGE_S of its
-driver's first request; every admin request was answered (or its proxy was
+driver's first request, or, when faults come too fast for it to get there,
+within HEAL_S of the schedule pausing (Jepsen's heal: a migration that does
+not end once the faults stop is wedged; one that does is counted as slowed);
+every admin request was answered (or its proxy was
 killed under it); the schema (pg_dump --schema-only of the table) is the
 offline twin's; and the longest time a writer could not commit is reported.
 
@@ -60,7 +63,8 @@ from support.proxy import Proxy  # noqa: E402
 from tcp_forwarder import Forwarder  # noqa: E402
 
 ROWS = 5000
-WEDGE_S = 240.0          # a migration ends within this many seconds of its driver's first request
+WEDGE_S = 240.0          # a migration ends within this many seconds of its driver's first request...
+HEAL_S = 120.0           # ...or, the faults stopped then, within this many more (else it is wedged)
 ANSWER_S = 180.0         # an admin request is answered within this (complete and rollback wait for their end)
 FAULT_KINDS = ("kill9", "sigterm", "pg_restart", "blackhole", "freeze", "reset", "table_lock", "lease_lock",
                "admin_race")
@@ -397,6 +401,8 @@ class Nemesis(threading.Thread):
     def run(self):
         try:
             while not self.done.wait(self.rnd.uniform(0.5 * self.gap, 1.5 * self.gap)):
+                if self.world.healing.is_set():
+                    continue
                 kind = self.rnd.choice(self.kinds)
                 self.inject(kind)
                 self.counts[kind] += 1
@@ -456,6 +462,8 @@ class Driver:
         self.longest = 0.0
         self.racers = []
         self.failed_starts = 0
+        self.healed = 0              # migrations that needed the faults paused to end
+        self.heal_started = 0.0
 
     def request(self, p, method, path, body=None, timeout=ANSWER_S):
         """One admin request; (code, body), or None when its proxy died
@@ -512,6 +520,21 @@ class Driver:
         except Check as e:
             self.race_failure = str(e)
 
+    def overdue(self, name, t0, what):
+        """Past WEDGE_S: the faults pause (the heal) and the migration gets
+        HEAL_S more; past that it is wedged."""
+        waited = time.monotonic() - t0
+        if waited <= WEDGE_S:
+            return
+        if not self.world.healing.is_set():
+            self.world.healing.set()
+            self.heal_started = time.monotonic()
+            self.healed += 1
+            self.say("  %s: %s after %.0f s under faults: faults paused, %.0f s to end" % (name, what, waited, HEAL_S))
+        elif time.monotonic() - self.heal_started > HEAL_S:
+            raise Check("%s: wedged: %s %.0f s after its start, %.0f s after the faults stopped"
+                        % (name, what, waited, time.monotonic() - self.heal_started))
+
     def status_of(self, name):
         rows = retrying(lambda: sql(self.world.uri, "SELECT status FROM pgtandem.migrations WHERE name = %s",
                                     (name,)), "reading the migration's status")
@@ -527,8 +550,7 @@ class Driver:
             self.say("  start %s -> %s" % (name, ans and (ans[0], str(ans[1])[:160])))
             if ans and ans[0] in (400, 422):
                 raise Check("start of %s refused: %r" % (name, ans))
-            if time.monotonic() - t0 > WEDGE_S:
-                raise Check("%s: not started within %.0f s" % (name, WEDGE_S))
+            self.overdue(name, t0, "not started")
             if ans is None or ans[0] >= 300:
                 time.sleep(0.5)
             else:   # accepted: its row comes with the expand (unless a fault ends that first)
@@ -540,8 +562,7 @@ class Driver:
             st = self.status_of(name)
             if st in ("active", "failed", "rolled_back", "completed"):
                 break
-            if time.monotonic() - t0 > WEDGE_S:
-                raise Check("%s: %s for %.0f s, never active" % (name, st, WEDGE_S))
+            self.overdue(name, t0, "%s, never active" % st)
             time.sleep(0.2)
         if st == "failed":
             err = retrying(lambda: sql(self.world.uri, "SELECT error FROM pgtandem.migrations WHERE name = %s",
@@ -561,8 +582,7 @@ class Driver:
             st = self.status_of(name)
             if st in ("completed", "rolled_back"):
                 break
-            if time.monotonic() - t0 > WEDGE_S:
-                raise Check("%s: wedged in %s %.0f s after its start (asked to %s)" % (name, st, WEDGE_S, action))
+            self.overdue(name, t0, "%s (asked to %s)" % (st, action))
             if action == "complete" and st not in ("active", "expanding", "backfilling"):
                 action = "rollback"
             path = "/migrations/current/%s%s" % (action, "?force=1" if action == "complete" else "")
@@ -573,6 +593,9 @@ class Driver:
                 time.sleep(0.5)
         took = time.monotonic() - t0
         self.longest = max(self.longest, took)
+        if self.world.healing.is_set():
+            self.say("  %s ended %.0f s after the faults paused; faults resume" % (name, time.monotonic() - self.heal_started))
+            self.world.healing.clear()
         self.outcomes[st] += 1
         self.current = None
         return st
@@ -591,6 +614,7 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
     shape = {"body": "body", "n": "integer", "flag": False, "index": False}
     world.roles = {"old": ("", "body"), "new": None}
     world.quiet = threading.Event()
+    world.healing = threading.Event()
 
     def before_finish(action):
         # the release the migration leaves behind is retired before the cutover
@@ -656,6 +680,7 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             t.join(ANSWER_S + 10)
         summary = {
             "seed": seed, "migrations": migrations, "outcomes": driver.outcomes, "failed_starts": driver.failed_starts,
+            "ended_after_faults_paused": driver.healed,
             "faults": dict(nem.counts), "faults_total": sum(nem.counts.values()),
             "writes_acknowledged": sum(w.writes for w in writers),
             "writes_lost_answer": sum(len(w.maybe) for w in writers),
