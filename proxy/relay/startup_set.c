@@ -162,19 +162,14 @@ static char *pool_options_of(const struct startup_packet *sp)
     const char *value;
     for (const char *k = startup_next_param(sp, NULL, &value); k; k = startup_next_param(sp, k, &value)) {
         if (!strcmp(k, "options")) {
-            const char *opts = skip_spaces(value);
-            if (!strstr(opts, "pgtandem.version=")) {
-                evbuffer_add_printf(out, " %s", opts);
-                continue;
+            char *rest = startup_options_upstream(value); /* every option but the version's */
+            if (!rest) {
+                evbuffer_free(out);
+                return NULL;
             }
-            /* every option but the version's */
-            char *copy = strdup(opts), *save = NULL;
-            for (char *w = copy ? strtok_r(copy, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save)) {
-                if (!strcmp(w, "-c") || strstr(w, "pgtandem.version="))
-                    continue;
-                evbuffer_add_printf(out, " -c %s", w);
-            }
-            free(copy);
+            if (*rest)
+                evbuffer_add_printf(out, " %s", rest);
+            free(rest);
         } else if (strcmp(k, "user") && strcmp(k, "database") && strcasecmp(k, "application_name")) {
             add_option(out, k, value);
         }

@@ -19,64 +19,72 @@ from support import (db_uri, fleet_proxy, LEASE_MS, NAME, result_columns, start_
 from tcp_forwarder import Forwarder
 
 
-def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster, proxy_factory, legacy_db):
+class TwoProxies:
+    """A fleet of two on legacy_db: `first`, and `late`, whose engine
+    connection passes through `fwd` (a forwarder whose flows the test
+    freezes, so that `late` hears nothing from the database)."""
+
+    def __init__(self, cluster, proxy_factory, legacy_db, fwd):
+        self.fwd = fwd
+        self.first = fleet_proxy(proxy_factory, cluster, legacy_db)
+        self.late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@"
+                                "127.0.0.1:%d/%s?sslmode=require" % (fwd.port, legacy_db))
+        wait_fleet([self.first, self.late])
+
+
+@pytest.fixture
+def two(cluster, proxy_factory, legacy_db):
     fwd = Forwarder(cluster.host, cluster.port)
     try:
-        first = fleet_proxy(proxy_factory, cluster, legacy_db)
-        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
-                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
-        wait_fleet([first, late])
-        fwd.freeze_flows()   # `late` hears nothing from the database for now
-        start_migration(first)
-        wait_phase(first, "active", 60)
-        got = {}
-
-        def new_release():
-            try:
-                with psycopg.connect(db_uri(late, legacy_db), autocommit=True, prepare_threshold=0,
-                                     options=version_options(), connect_timeout=10) as c:
-                    got["columns"] = result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
-            except psycopg.Error as e:
-                got["error"] = e
-        th = threading.Thread(target=new_release, daemon=True)
-        th.start()
-        wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
-                 "the new release's first statement held by the proxy that has not heard of %s" % NAME,
-                 detail=lambda: got)
-        fwd.thaw_flows()
-        th.join(15)
-        assert not th.is_alive() and "error" not in got, got
-        assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
-        assert "declares version" not in late.log(), late.log()[-2000:]   # answered, not timed out
+        yield TwoProxies(cluster, proxy_factory, legacy_db, fwd)
     finally:
         fwd.stop()
 
 
-def test_refused_when_the_proxy_cannot_ask_the_database(cluster, proxy_factory, legacy_db):
+def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster, two, legacy_db):
+    first, late, fwd = two.first, two.late, two.fwd
+    fwd.freeze_flows()   # `late` hears nothing from the database for now
+    start_migration(first)
+    wait_phase(first, "active", 60)
+    got = {}
+
+    def new_release():
+        try:
+            with psycopg.connect(db_uri(late, legacy_db), autocommit=True, prepare_threshold=0,
+                                 options=version_options(), connect_timeout=10) as c:
+                got["columns"] = result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
+        except psycopg.Error as e:
+            got["error"] = e
+    th = threading.Thread(target=new_release, daemon=True)
+    th.start()
+    wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
+             "the new release's first statement held by the proxy that has not heard of %s" % NAME,
+             detail=lambda: got)
+    fwd.thaw_flows()
+    th.join(15)
+    assert not th.is_alive() and "error" not in got, got
+    assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
+    assert "declares version" not in late.log(), late.log()[-2000:]   # answered, not timed out
+
+
+def test_refused_when_the_proxy_cannot_ask_the_database(cluster, two, legacy_db):
     """The database out of the proxy's reach for longer than its lease: the
     session of the unknown version is refused with 57P03 (to connect again),
     not served the old shape."""
-    fwd = Forwarder(cluster.host, cluster.port)
-    try:
-        first = fleet_proxy(proxy_factory, cluster, legacy_db)
-        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
-                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
-        wait_fleet([first, late])
-        fwd.freeze_flows()
-        start_migration(first)
-        wait_phase(first, "active", 60)
-        t0 = time.monotonic()
-        with pytest.raises(psycopg.OperationalError) as e:
-            with psycopg.connect(db_uri(late, legacy_db), autocommit=True, options=version_options(),
-                                 connect_timeout=10) as c:
-                c.execute("SELECT * FROM checks WHERE id = 1")
-        # a FATAL mid-query: libpq reports it as the connection lost, with its text
-        assert "has not heard of version" in str(e.value) and "connect again" in str(e.value), e.value
-        assert e.value.sqlstate in (None, "57P03"), e.value
-        assert time.monotonic() - t0 < LEASE_MS / 1000 + 3, time.monotonic() - t0
-        fwd.thaw_flows()
-    finally:
-        fwd.stop()
+    first, late, fwd = two.first, two.late, two.fwd
+    fwd.freeze_flows()
+    start_migration(first)
+    wait_phase(first, "active", 60)
+    t0 = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as e:
+        with psycopg.connect(db_uri(late, legacy_db), autocommit=True, options=version_options(),
+                             connect_timeout=10) as c:
+            c.execute("SELECT * FROM checks WHERE id = 1")
+    # a FATAL mid-query: libpq reports it as the connection lost, with its text
+    assert "has not heard of version" in str(e.value) and "connect again" in str(e.value), e.value
+    assert e.value.sqlstate in (None, "57P03"), e.value
+    assert time.monotonic() - t0 < LEASE_MS / 1000 + 3, time.monotonic() - t0
+    fwd.thaw_flows()
 
 
 def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory, legacy_db):
@@ -96,7 +104,7 @@ def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory
     assert "waits for the fleet's next look before serving version nosuch" in other.log()
 
 
-def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(cluster, proxy_factory, legacy_db):
+def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(cluster, two, legacy_db):
     """A new-release session connected before the migration reached its
     proxy sees the base table (the old column) until it is routed; its
     write there is an old-shape write, carried to the new column by `up`.
@@ -108,24 +116,17 @@ def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(clus
     name = "0101_tv_bigint"
     path = write_migration({"name": name, "parent": None, "operations": [
         {"alter_column": {"table": "tv", "column": "n", "type": "bigint", "up": "n::bigint", "down": "n::integer"}}]})
-    fwd = Forwarder(cluster.host, cluster.port)
-    try:
-        first = fleet_proxy(proxy_factory, cluster, legacy_db)
-        late = fleet_proxy(proxy_factory, cluster, legacy_db, engine_db="postgresql://postgres:postgres@127.0.0.1:"
-                           "%d/%s?sslmode=require" % (fwd.port, legacy_db))
-        wait_fleet([first, late])
-        with psycopg.connect(db_uri(late, legacy_db), autocommit=True,
-                             options="-c pgtandem.version=%s" % name) as early:
-            early.execute("SELECT 1")      # connected and past its first transaction
-            fwd.freeze_flows()             # `late` hears nothing of what follows
-            start_migration(first, path)
-            wait_phase(first, "active", 60)
-            early.execute("UPDATE tv SET n = 777 WHERE id = 1")
-            fwd.thaw_flows()
-        with psycopg.connect(db_uri(first, legacy_db), autocommit=True,
-                             options="-c pgtandem.version=%s" % name) as new, \
-                psycopg.connect(db_uri(first, legacy_db), autocommit=True) as old:
-            assert new.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
-            assert old.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
-    finally:
-        fwd.stop()
+    first, late, fwd = two.first, two.late, two.fwd
+    with psycopg.connect(db_uri(late, legacy_db), autocommit=True,
+                         options="-c pgtandem.version=%s" % name) as early:
+        early.execute("SELECT 1")      # connected and past its first transaction
+        fwd.freeze_flows()             # `late` hears nothing of what follows
+        start_migration(first, path)
+        wait_phase(first, "active", 60)
+        early.execute("UPDATE tv SET n = 777 WHERE id = 1")
+        fwd.thaw_flows()
+    with psycopg.connect(db_uri(first, legacy_db), autocommit=True,
+                         options="-c pgtandem.version=%s" % name) as new, \
+            psycopg.connect(db_uri(first, legacy_db), autocommit=True) as old:
+        assert new.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
+        assert old.execute("SELECT n FROM tv WHERE id = 1").fetchone()[0] == 777
