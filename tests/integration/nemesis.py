@@ -148,11 +148,10 @@ class World:
             return [p for p in self.slots if p is not None and p.proc.poll() is None]
 
     def any_proxy(self):
-        while True:
-            ps = self.live()
-            if ps:
-                return random.choice(ps)
-            time.sleep(0.05)
+        ps = poll(self.live, 120, 0.05)   # a proxy the nemesis killed is back within seconds
+        if not ps:
+            raise Check("no proxy live for 120 s")
+        return random.choice(ps)
 
     def restart_slot(self, i, how):
         with self.lock:
@@ -184,6 +183,18 @@ class World:
         self.fwd.stop()
 
 
+def poll(cond, timeout, interval):
+    """cond() until it returns something true, for at most `timeout`
+    seconds: that value, or None. Every wait of the nemesis for something
+    to happen goes through here."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
 class Check(Exception):
     """A checker's finding: the run fails with it."""
 
@@ -201,14 +212,18 @@ def sql(uri, text, params=None, timeout=10):
 def retrying(fn, what, bound=120.0):
     """fn() retried while the database is coming back (a fault may have
     just stopped it), for at most `bound` seconds."""
-    deadline = time.monotonic() + bound
-    while True:
+    last = {}
+
+    def attempt():
         try:
-            return fn()
+            return (fn(),)
         except (psycopg.OperationalError, Unavailable) as e:
-            if time.monotonic() > deadline:
-                raise Check("%s: the database did not come back in %.0f s: %s" % (what, bound, e))
-            time.sleep(0.2)
+            last["error"] = e
+            return None
+    got = poll(attempt, bound, 0.2)
+    if got is None:
+        raise Check("%s: the database did not come back in %.0f s: %s" % (what, bound, last.get("error")))
+    return got[0]
 
 
 # ---- the writers ----
@@ -254,7 +269,9 @@ class Writer(threading.Thread):
                     conn = None
                 self.last_ok = None
                 self.idle.set()
-                time.sleep(0.02)
+                # until its release writes again (or the run ends)
+                poll(lambda: self.done.is_set() or (self.shape() is not None and not self.world.quiet.is_set()),
+                     3600, 0.02)
                 continue
             self.idle.clear()
             options, body = opts
@@ -283,7 +300,7 @@ class Writer(threading.Thread):
                     except Exception:
                         pass
                 conn = None
-                time.sleep(0.05)
+                self.done.wait(0.05)   # a breath before connecting again
         if conn is not None:
             conn.close()
 
@@ -421,14 +438,14 @@ class Nemesis(threading.Thread):
             down = rnd.uniform(0, 2)
             w.say("fault pg_restart: stop -m immediate, %.1f s down" % down)
             w.cluster.pg_ctl("stop", "-m", "immediate", check=False)
-            time.sleep(down)
+            self.done.wait(down)
             w.cluster.pg_ctl("start")
         elif kind in ("blackhole", "freeze"):
             t = rnd.uniform(0.3, 3)
             w.say("fault %s: the forwarder's %s for %.1f s" % (kind, "flows black-holed" if kind == "blackhole"
                                                                 else "process stopped", t))
             (w.fwd.freeze_flows if kind == "blackhole" else w.fwd.freeze)()
-            time.sleep(t)
+            self.done.wait(t)
             (w.fwd.thaw_flows if kind == "blackhole" else w.fwd.thaw)()
         elif kind == "reset":
             w.say("fault reset: every flow through the forwarder reset")
@@ -442,7 +459,7 @@ class Nemesis(threading.Thread):
                 with psycopg.connect(w.uri, connect_timeout=5) as c:
                     c.execute("SET statement_timeout = '5s'")
                     c.execute(what)
-                    time.sleep(t)
+                    self.done.wait(t)
                     c.rollback()
             except psycopg.Error as e:
                 w.say("  (%s: %s)" % (kind, str(e).strip().splitlines()[0]))
@@ -551,19 +568,17 @@ class Driver:
             if ans and ans[0] in (400, 422):
                 raise Check("start of %s refused: %r" % (name, ans))
             self.overdue(name, t0, "not started")
-            if ans is None or ans[0] >= 300:
-                time.sleep(0.5)
-            else:   # accepted: its row comes with the expand (unless a fault ends that first)
-                deadline = time.monotonic() + 30
-                while self.status_of(name) is None and time.monotonic() < deadline:
-                    time.sleep(0.1)
+            # refused or lost: its row may come anyway (another proxy's start), else ask again;
+            # accepted: its row comes with the expand (unless a fault ends that first)
+            poll(lambda: self.status_of(name), 0.5 if ans is None or ans[0] >= 300 else 30, 0.1)
         # wait until it is active everywhere it matters (or it failed)
-        while True:
+        def settled():
             st = self.status_of(name)
             if st in ("active", "failed", "rolled_back", "completed"):
-                break
-            self.overdue(name, t0, "%s, never active" % st)
-            time.sleep(0.2)
+                return st
+            self.overdue(name, t0, "%s, never active" % st)   # raises once it is wedged
+            return None
+        st = poll(settled, WEDGE_S + HEAL_S + 60, 0.2)
         if st == "failed":
             err = retrying(lambda: sql(self.world.uri, "SELECT error FROM pgtandem.migrations WHERE name = %s",
                                        (name,)), "reading the migration's error")
@@ -589,8 +604,8 @@ class Driver:
             p = self.world.any_proxy()
             ans = self.request(p, "POST", path)
             self.say("  %s %s via %d -> %s" % (action, name, p.port, ans and (ans[0], str(ans[1])[:200])))
-            if ans is None or ans[0] >= 300:
-                time.sleep(0.5)
+            if ans is None or ans[0] >= 300:   # a moment for it to end anyway, then ask again
+                poll(lambda: self.status_of(name) in ("completed", "rolled_back"), 0.5, 0.1)
         took = time.monotonic() - t0
         self.longest = max(self.longest, took)
         if self.world.healing.is_set():
