@@ -87,6 +87,15 @@ int engine_resume(struct engine *e, char *err, size_t errlen);
  * contract. Rows that violate a constraint stop it before the contract, with
  * their count and the first one's key; the migration stays active. */
 int engine_complete(struct engine *e, struct engine_contract_report *rep, char *err, size_t errlen);
+/* Runs the steps after a contract that a completed migration has left
+ * (post_done in its state row: the step lost with its connection or its
+ * proxy), from where they stopped, each recorded as it commits. A step
+ * whose failure a later try may not meet (a lost connection, a lock or
+ * statement timeout, a stop) ends it with ENGINE_FAILED and stays left;
+ * any other failure is recorded as the migration's error and the step is
+ * not run again. ENGINE_OK when none is left. engine_start runs it first:
+ * what a new migration plans on is the schema after every earlier step. */
+int engine_finish_post(struct engine *e, char *err, size_t errlen);
 /* Runs the next batch of one range of the migration in progress again (a
  * batch that failed on the event loop): ENGINE_OK when it goes through,
  * else the failure with the row and expression that cause it. */

@@ -74,7 +74,8 @@ extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
     " SELECT pg_notify('pgtandem_migrations', name || ' ' || status) FROM " cte
 
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error,
- * the rows its backfill has done (all tables) */
+ * the rows its backfill has done (all tables), whether steps after its
+ * contract are left to run ('t'/'f') */
 extern const char MIG_STATE_LOAD_SQL[];
 /* -> name, status of the most recent migration (any status), and the names
  * of the 64 most recent as a JSON array */
@@ -96,7 +97,14 @@ extern const char MIG_STATE_SESSION_SQL[];
  * completed too; NULL when it merged nothing. Caller frees; NULL when out
  * of memory. */
 char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
-                              double lock_wait_ms);
+                              double lock_wait_ms, size_t post_steps);
+/* The steps after a contract (the plan's post list: DROP INDEX
+ * CONCURRENTLY, an index's rename) are counted in the state row as they
+ * commit: post_done says how many ran, NULL when none is left. A step lost
+ * with its connection or its proxy runs again from there (engine.h:
+ * engine_finish_post). This is the update that records `done` of `total`
+ * run. Caller frees; NULL when out of memory. */
+char *mig_state_post_done_sql(PGconn *conn, const char *name, size_t done, size_t total);
 /* The same for a status change of the cutover's that contracts nothing:
  * switched (complete kept the old shape) or active again (revert). */
 char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status);

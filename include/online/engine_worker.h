@@ -28,7 +28,8 @@ enum engine_job {
     ENGINE_JOB_FINISH,   /* resume: the backfill is done; run the validations, status active */
     ENGINE_JOB_DIAGNOSE, /* the batch of one range again (engine_worker_set_range): a failing one names its row */
     ENGINE_JOB_CHECK,    /* the checks that precede the cutover, traffic flowing */
-    ENGINE_JOB_ROLLBACK  /* body: the migration's name (engine_rollback) */
+    ENGINE_JOB_ROLLBACK, /* body: the migration's name (engine_rollback) */
+    ENGINE_JOB_POST      /* the steps after a contract a completed migration left (engine_finish_post) */
 };
 
 /* status: ENGINE_OK, ENGINE_FAILED or ENGINE_INVALID; why: the engine's

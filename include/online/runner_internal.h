@@ -167,7 +167,11 @@ struct migration_runner {
     struct cutover_options cut_opt;
     int have_cut_rep;               /* cut.rep describes a cutover of this migration */
     int complete_step;              /* runner_complete.c's step in progress */
-    size_t cur;                     /* the post-contract validation running */
+    struct {                        /* steps after a contract left to run (lost with a connection or a proxy) */
+        int left;                   /* the state row says some are left, or this proxy's run did not finish */
+        int tries;                  /* runs that did not finish, for the backoff */
+        double due_ms;              /* the next run is not before then */
+    } post;
     int db_unavailable;             /* the complete waiting ended because the database could not be reached */
     struct event *window_timer;     /* a revert window's end (switched): finalize */
     /* requests that wait */
@@ -291,6 +295,11 @@ void complete_run(struct migration_runner *r);
 void complete_from_switched(struct migration_runner *r);
 /* The shape each release sees in phase p, pushed to the relay. */
 void route_for(struct migration_runner *r, enum mig_phase p);
+/* The state row of a completed migration says whether steps after its
+ * contract are left; those left run again on the worker, with backoff,
+ * when the health check finds the runner idle (post_run_if_due). */
+void post_left_by_record(struct migration_runner *r, int left);
+void post_run_if_due(struct migration_runner *r);
 json_t *cutover_json(const struct migration_runner *r);
 
 /* ---- runner_status.c ---- */

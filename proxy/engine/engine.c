@@ -417,6 +417,92 @@ static int validate_checks(struct engine *e, const struct mig_plan *plan, char *
     return ENGINE_OK;
 }
 
+/* ---- the steps after a contract ------------------------------------------ */
+
+/* A failure a later try may not meet: the connection or the server went,
+ * the engine was stopped, a lock or the statement timed out. */
+static int post_failure_passes(const struct engine *e, const char *sqlstate)
+{
+    static const char *const passing[] = {"55P03", "57014", "40P01", "40001"};
+    if (PQstatus(e->conn) != CONNECTION_OK || engine_stopped(e) || pg_error_transient(sqlstate))
+        return 1;
+    for (size_t i = 0; i < sizeof passing / sizeof passing[0]; i++)
+        if (sqlstate && !strcmp(sqlstate, passing[i]))
+            return 1;
+    return 0;
+}
+
+/* Step i and the record that it ran: one transaction for a transactional
+ * step; a CONCURRENTLY step runs alone, then is recorded (run again after
+ * a loss in between, it finds nothing: every such step is IF EXISTS, and
+ * the step after it has not run). */
+static int run_post_step(struct engine *e, const char *name, const struct mig_steps *post, size_t i, char *err,
+                         size_t errlen)
+{
+    char *done = mig_state_post_done_sql(e->conn, name, i + 1, post->n);
+    if (!done)
+        return fail(err, errlen, "out of memory");
+    struct mig_steps one = {.v = &post->v[i], .n = 1, .cap = 1};
+    struct step_run sr;
+    step_run_init(&sr, &one, STEPS_EACH, e->opt.lock_timeout_ms, e->opt.contract_attempts, e->opt.backoff_ms,
+                  (unsigned int)time(NULL) ^ (unsigned int)getpid());
+    sr.tail_sql = one.v[0].mode == MIG_STEP_TXN ? done : NULL;
+    int rc = drive(e, &sr, err, errlen);
+    if (rc == ENGINE_OK && !sr.tail_sql && engine_exec_simple(e->conn, done, NULL, err, errlen) != 0)
+        rc = ENGINE_FAILED;
+    if (rc != ENGINE_OK && !post_failure_passes(e, sr.sqlstate)) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "migration %s is complete but its step after the contract (%.300s) failed and is "
+                 "not run again: %.700s", name, one.v[0].sql, err);
+        log_error("%s", msg);
+        record_error(e->conn, name, msg);
+        rc = engine_exec_simple(e->conn, done, NULL, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
+    }
+    free(done);
+    return rc;
+}
+
+static int finish_post_of(struct engine *e, const char *name, const struct mig_steps *post, size_t from, char *err,
+                          size_t errlen)
+{
+    for (size_t i = from; i < post->n; i++) {
+        int rc = run_post_step(e, name, post, i, err, errlen);
+        if (rc != ENGINE_OK)
+            return rc;
+    }
+    return ENGINE_OK;
+}
+
+int engine_finish_post(struct engine *e, char *err, size_t errlen)
+{
+    assert(e->conn && e->locked && err && errlen > 0); /* under the engine lock: one runner of them */
+    const char *v[1] = {mig_status_word(MIG_ST_COMPLETED)};
+    PGresult *r = engine_exec_params(e->conn, "SELECT name, plan, post_done FROM pgtandem.migrations"
+                                     " WHERE status = $1 AND post_done IS NOT NULL ORDER BY completed_at", 1, v,
+                                     err, errlen);
+    if (!r)
+        return ENGINE_FAILED;
+    int rc = ENGINE_OK;
+    for (int row = 0; row < PQntuples(r) && rc == ENGINE_OK; row++) {
+        const char *name = PQgetvalue(r, row, 0);
+        struct mig_plan plan;
+        if (PQgetisnull(r, row, 1) || mig_plan_from_json(PQgetvalue(r, row, 1), &plan, err, errlen) != 0) {
+            rc = fail(err, errlen, "migration %s: its stored plan cannot be read for the steps after its contract",
+                      name);
+            break;
+        }
+        size_t from = (size_t)atoi(PQgetvalue(r, row, 2));
+        log_info("migration %s: running its %zu step(s) after the contract that did not finish", name,
+                 plan.post.n > from ? plan.post.n - from : 0);
+        rc = finish_post_of(e, name, &plan.post, from, err, errlen);
+        if (rc == ENGINE_OK)
+            log_info("migration %s: the steps after its contract are done", name);
+        mig_plan_free(&plan);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* ---- backfill -------------------------------------------------------------- */
 
 /* The migration's backfill settings, with the worker count the command
@@ -600,7 +686,15 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
                  "\"%s\"", name, m->name);
         return ENGINE_INVALID;
     }
-    int rc = check_history(e->conn, m, err, errlen);
+    int rc = engine_finish_post(e, err, errlen);
+    if (rc != ENGINE_OK) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "the steps after the last migration's contract did not finish, so %s was not "
+                 "started (nothing of it changed): %.900s", m->name, err);
+        snprintf(err, errlen, "%s", msg);
+        return rc;
+    }
+    rc = check_history(e->conn, m, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     struct mig_plan plan;
@@ -664,8 +758,11 @@ static void free_in_progress(struct in_progress *ip)
 
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
+    int rc = engine_finish_post(e, err, errlen); /* the last one's steps left, if any */
+    if (rc != ENGINE_OK)
+        return rc;
     struct in_progress ip;
-    int rc = load_in_progress(e, &ip, NULL, err, errlen);
+    rc = load_in_progress(e, &ip, NULL, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
@@ -719,7 +816,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     } else {
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
-        char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0);
+        char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0, ip.plan.post.n);
         rc = completed ? run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);
@@ -737,8 +834,9 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
-        if (rc == ENGINE_OK && run_each(e, &ip.plan.post, err, errlen) != ENGINE_OK) {
-            log_error("the migration is complete but a post-contract validation failed: %s", err);
+        if (rc == ENGINE_OK && finish_post_of(e, cur->name, &ip.plan.post, 0, err, errlen) != ENGINE_OK) {
+            log_error("migration %s is complete; a step after its contract did not finish and is left for the next "
+                      "engine (`pgtandem migrate resume`, the next start, or a proxy): %s", cur->name, err);
             rc = ENGINE_FAILED;
         }
     }

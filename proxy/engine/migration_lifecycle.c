@@ -320,6 +320,10 @@ int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, c
     case MIG_REQ_START:
         if (f->start_checking)
             return refuse(409, why, cap, "a start is being checked already");
+        /* a completed migration's worker step: the steps after its contract, run again */
+        if (f->step_running && p == MIG_PH_COMPLETED)
+            return refuse(409, why, cap, "the steps after migration %s's contract are running (an index dropped "
+                          "CONCURRENTLY waits for the transactions on its table); start again when they end", name);
         if (mig_phase_in_progress(p))
             return refuse(409, why, cap, "a migration is already in progress: %s is %s", name, mig_phase_word(p));
         return 0;

@@ -36,7 +36,12 @@ char *mig_state_schema_sql(void)
         "  contract_attempts int, contract_lock_wait_ms float8);"
         "CREATE TABLE IF NOT EXISTS pgtandem.backfill_progress ("
         MIG_BACKFILL_PROGRESS_COLUMNS(" REFERENCES pgtandem.migrations (name) ON DELETE CASCADE") ");"
-        "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;");
+        "ALTER TABLE pgtandem.migrations ADD COLUMN IF NOT EXISTS throttle jsonb;"
+        /* how many steps after the contract have run (mig_state_post_done_sql);
+         * added once, without taking the table's lock when it is there */
+        "DO $post$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.migrations'::regclass"
+        "  AND attname = 'post_done' AND NOT attisdropped) THEN"
+        "  ALTER TABLE pgtandem.migrations ADD COLUMN post_done int; END IF; END $post$;");
     mig_str_add(&s,
         /* A checkpoint table made before key ranges: its rows become range 0 of
          * their table with no bounds, the whole table, as they were. */
@@ -91,7 +96,8 @@ const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[] = FLEET_LIVE_SQL("p.heartbeat_at"
 
 const char MIG_STATE_LOAD_SQL[] =
     "SELECT plan, status, migration, throttle::text, error,"
-    "       (SELECT coalesce(sum(p.rows_done), 0) FROM pgtandem.backfill_progress p WHERE p.migration = m.name)"
+    "       (SELECT coalesce(sum(p.rows_done), 0) FROM pgtandem.backfill_progress p WHERE p.migration = m.name),"
+    "       post_done IS NOT NULL"
     "  FROM pgtandem.migrations m WHERE name = $1";
 
 const char MIG_STATE_LATEST_SQL[] =
@@ -163,14 +169,26 @@ char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status statu
 }
 
 char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
-                              double lock_wait_ms)
+                              double lock_wait_ms, size_t post_steps)
 {
     struct mig_str s = {0};
     mig_str_addf(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = '%s', completed_at = now(),"
-                 " updated_at = now(), error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f"
-                 " WHERE name = ", mig_status_word(MIG_ST_COMPLETED), attempts, lock_wait_ms);
+                 " updated_at = now(), error = NULL, contract_attempts = %d, contract_lock_wait_ms = %.1f,"
+                 " post_done = %s WHERE name = ", mig_status_word(MIG_ST_COMPLETED), attempts, lock_wait_ms,
+                 post_steps > 0 ? "0" : "NULL");
     add_literal(conn, &s, name);
     mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
     add_merged_rows(conn, &s, merges);
+    return mig_str_take(&s);
+}
+
+char *mig_state_post_done_sql(PGconn *conn, const char *name, size_t done, size_t total)
+{
+    struct mig_str s = {0};
+    if (done < total)
+        mig_str_addf(&s, "UPDATE pgtandem.migrations SET post_done = %zu, updated_at = now() WHERE name = ", done);
+    else
+        mig_str_add(&s, "UPDATE pgtandem.migrations SET post_done = NULL, updated_at = now() WHERE name = ");
+    add_literal(conn, &s, name);
     return mig_str_take(&s);
 }

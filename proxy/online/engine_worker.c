@@ -28,7 +28,8 @@
 #define RECANCEL_MS 500
 
 static const char *const job_names[] = {"expand", "finish the backfill", "diagnose a batch",
-                                        "check before the cutover", "roll back"};
+                                        "check before the cutover", "roll back",
+                                        "run the steps after the contract"};
 
 static void publish_cancel(struct engine_worker *w, PGconn *conn)
 {
@@ -83,6 +84,8 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
             rc = engine_resume(&e, err, errlen);
         else if (w->job == ENGINE_JOB_ROLLBACK)
             rc = engine_rollback(&e, w->body, err, errlen); /* body: the migration's name */
+        else if (w->job == ENGINE_JOB_POST)
+            rc = engine_finish_post(&e, err, errlen);
         else if (w->job == ENGINE_JOB_DIAGNOSE)
             rc = engine_retry_batch(&e, w->range_schema, w->range_table, w->range_no, err, errlen);
         else if (w->job == ENGINE_JOB_CHECK) {

@@ -15,6 +15,8 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
+#include "engine.h"
 #include "fleet.h"
 #include "log.h"
 #include "migration_state.h"
@@ -244,7 +246,8 @@ static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
         return r->cut_kind == MIG_CUT_SWITCH   ? mig_state_status_sql(conn, r->name, MIG_ST_SWITCHED)
                : r->cut_kind == MIG_CUT_REVERT ? mig_state_status_sql(conn, r->name, MIG_ST_ACTIVE)
                                            : mig_state_completed_sql(conn, r->name, r->have_mig ? r->mig.merges : NULL,
-                                                                     rep->attempts, rep->lock_wait_ms);
+                                                                     rep->attempts, rep->lock_wait_ms,
+                                                                     r->have_plan ? r->plan.post.n : 0);
     if (r->cut_kind != MIG_CUT_CONTRACT) /* nothing changes but who sees which shape */
         return strdup("SELECT 1");
     struct mig_str s = {0};
@@ -286,7 +289,6 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
     }
     if (outcome == CUTOVER_COMMITTED) {
         r->error[0] = '\0';
-        r->cur = 0;
         next_step(r);
         return;
     }
@@ -300,31 +302,90 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
     abandon(r);
 }
 
-/* ---- 5. the validations after it ---- */
+/* ---- 5. the steps after it ---- */
 
-static void on_post_step(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+/* A DROP INDEX CONCURRENTLY waits for every transaction on its table, so
+ * a step may outlive its connection or this proxy. The state row counts
+ * the steps as they commit (mig_state_post_done_sql); those left run again
+ * from there: here with backoff, or on the next engine (a restarted
+ * proxy, the next start). Runs that cannot take the engine lock (another
+ * proxy runs them) wait their turn the same way. */
+#define POST_FIRST_RETRY_MS 2000
+#define POST_MAX_RETRY_MS 60000
+
+static void post_ended(struct migration_runner *r, int code, const char *why)
 {
-    (void)res;
-    (void)sqlstate;
-    struct migration_runner *r = ctx;
-    if (error)
-        log_error("migration %s is complete but a post-contract validation failed: %s", r->name, error);
-    r->cur++;
-    run_post_steps(r);
+    if (code == ENGINE_OK) {
+        r->post.left = r->post.tries = 0;
+        return;
+    }
+    long delay = POST_FIRST_RETRY_MS << (r->post.tries < 5 ? r->post.tries : 5);
+    r->post.tries++;
+    r->post.left = 1;
+    r->post.due_ms = clock_now_ms() + (delay < POST_MAX_RETRY_MS ? delay : POST_MAX_RETRY_MS);
+    if (strstr(why, ENGINE_LOCK_HELD_MSG))
+        log_debug("migration %s: the steps after its contract run elsewhere: %s", r->name, why);
+    else
+        log_warn("migration %s is complete; a step after its contract did not finish (%.600s); run again in %ld s",
+                 r->name, why, (delay < POST_MAX_RETRY_MS ? delay : POST_MAX_RETRY_MS) / 1000);
 }
 
-/* Validations that scan run after the contract, with traffic flowing. */
+static void after_post_steps(void *ctx, int code, const char *why)
+{
+    struct migration_runner *r = ctx;
+    post_ended(r, code, why);
+    log_info("migration %s completed", r->name);
+    runner_report(r, RUNNER_EV_CUTOVER_COMMITTED, NULL, NULL);
+}
+
+static void spawn_post_steps(struct migration_runner *r)
+{
+    give_slot_to_step(r);
+    if (engine_worker_run(&r->worker, ENGINE_JOB_POST, r->engine_db, NULL, 0, after_post_steps, r) != 0)
+        after_post_steps(r, ENGINE_FAILED, r->worker.why);
+}
+
+/* Index drops and renames after the contract, traffic flowing, on the
+ * worker (it takes the engine lock itself). The complete is answered when
+ * they end; one that does not finish is left for the retries. */
 static void run_post_steps(struct migration_runner *r)
 {
-    if (r->cur >= r->plan.post.n) {
+    if (!r->have_plan || r->plan.post.n == 0) {
         log_info("migration %s completed", r->name);
         runner_report(r, RUNNER_EV_CUTOVER_COMMITTED, NULL, NULL);
         return;
     }
-    if (pgasync_send(&r->db, r->plan.post.v[r->cur].sql, 0, NULL, on_post_step, r) != 0) {
-        log_error("migration %s: post-contract step: %s", r->name, r->db.error);
-        runner_report(r, RUNNER_EV_CUTOVER_COMMITTED, NULL, NULL);
+    r->post.tries = 0;
+    release_lock_then(r, spawn_post_steps);
+}
+
+static void post_retry_ended(void *ctx, int code, const char *why)
+{
+    struct migration_runner *r = ctx;
+    post_ended(r, code, why);
+    if (code == ENGINE_OK)
+        log_info("migration %s: the steps after its contract are done", r->name);
+}
+
+void post_left_by_record(struct migration_runner *r, int left)
+{
+    if (left && !r->post.left) {
+        r->post.left = 1;
+        r->post.tries = 0;
+        /* the proxy that ran the contract is likely running them now */
+        r->post.due_ms = clock_now_ms() + POST_FIRST_RETRY_MS;
+    } else if (!left) {
+        r->post.left = 0;
     }
+}
+
+void post_run_if_due(struct migration_runner *r)
+{
+    if (!r->post.left || r->phase != MIG_PH_COMPLETED || engine_worker_running(&r->worker) || r->holds_lock ||
+        r->db.busy || clock_now_ms() < r->post.due_ms)
+        return;
+    if (engine_worker_run(&r->worker, ENGINE_JOB_POST, r->engine_db, NULL, 0, post_retry_ended, r) != 0)
+        post_ended(r, ENGINE_FAILED, r->worker.why);
 }
 
 /* ---- what the steps share ---- */

@@ -57,6 +57,7 @@ void runner_reset_migration(struct migration_runner *r)
     r->table_status[0] = '\0';
     r->conn.lock_tries = r->conn.reconnects = 0;
     r->step_status = 0;
+    r->post.left = r->post.tries = 0;
 }
 
 static void failed(struct migration_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -164,6 +165,8 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
             take_engine_lock(r);
     } else {
         record_says(r, mig_phase_of_status((enum mig_status)st));
+        if (st == MIG_ST_COMPLETED)
+            post_left_by_record(r, PQnfields(res) > 6 && PQgetvalue(res, 0, 6)[0] == 't');
     }
 }
 

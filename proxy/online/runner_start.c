@@ -204,13 +204,15 @@ static void on_route_drained(void *ctx, int drained, uint64_t waited_us)
  * cutover's, released as soon as everyone is at one. */
 static void route_then_expand(struct migration_runner *r)
 {
+    /* set first: with every session at a boundary already, the drain ends
+     * (on_route_drained) inside relay_hold */
+    r->start.route_holding = 1;
     if (relay_hold(r->relay, "route", "routing sessions to the old shape before expand", r->cut_opt.drain_timeout_ms,
                    on_route_drained, r) != 0) {
+        r->start.route_holding = 0;
         runner_report(r, RUNNER_EV_STEP_FAILED, "cannot hold traffic to route the sessions; nothing was changed",
                       NULL);
-        return;
     }
-    r->start.route_holding = 1;
 }
 
 void start_route_then_expand(struct migration_runner *r)

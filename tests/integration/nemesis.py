@@ -553,9 +553,23 @@ class Driver:
                         % (name, what, waited, time.monotonic() - self.heal_started))
 
     def status_of(self, name):
-        rows = retrying(lambda: sql(self.world.uri, "SELECT status FROM pgtandem.migrations WHERE name = %s",
-                                    (name,)), "reading the migration's status")
+        """Its status row, or None. Before any proxy has reached the
+        database (a fault at the run's start) the state schema is not there
+        yet: no migration is known."""
+        def read():
+            try:
+                return sql(self.world.uri, "SELECT status FROM pgtandem.migrations WHERE name = %s", (name,))
+            except psycopg.errors.UndefinedTable:
+                return []
+        rows = retrying(read, "reading the migration's status")
         return rows[0][0] if rows else None
+
+    def post_steps_done(self, name):
+        """The state row says no step after the contract is left (a drop
+        lost with its connection or its proxy runs again until it is)."""
+        rows = retrying(lambda: sql(self.world.uri, "SELECT post_done IS NULL FROM pgtandem.migrations WHERE name = %s",
+                                    (name,)), "reading the migration's steps after its contract")
+        return bool(rows and rows[0][0])
 
     def run_one(self, name, parent, ops, want_complete, backfill):
         mig = {"name": name, "parent": parent, "operations": ops, "backfill": backfill}
@@ -595,8 +609,14 @@ class Driver:
         self.world.before_finish(action)
         while True:
             st = self.status_of(name)
-            if st in ("completed", "rolled_back"):
+            if st == "completed" and self.post_steps_done(name):
                 break
+            if st == "rolled_back":
+                break
+            if st == "completed":   # its steps after the contract (an index drop) still run, or run again
+                self.overdue(name, t0, "completed, its steps after the contract not done")
+                poll(lambda: self.post_steps_done(name), 0.5, 0.1)
+                continue
             self.overdue(name, t0, "%s (asked to %s)" % (st, action))
             if action == "complete" and st not in ("active", "expanding", "backfilling"):
                 action = "rollback"

@@ -271,7 +271,8 @@ static int expected_admit(int p, int q, const struct mig_facts *f)
     unsigned in_progress = B(MIG_PH_EXPANDING) | B(MIG_PH_BACKFILLING) | B(MIG_PH_FINISHING) | B(MIG_PH_ACTIVE) |
                            B(MIG_PH_COMPLETING) | B(MIG_PH_ROLLING_BACK) | B(MIG_PH_SWITCHED);
     switch (q) {
-    case MIG_REQ_START: return f->start_checking || (in_progress & B(p)) ? 409 : 0;
+    case MIG_REQ_START:
+        return f->start_checking || (in_progress & B(p)) || (p == MIG_PH_COMPLETED && f->step_running) ? 409 : 0;
     case MIG_REQ_STATUS: return p == MIG_PH_IDLE ? 404 : 0;
     case MIG_REQ_COMPLETE: return p == MIG_PH_IDLE ? 404 : p == MIG_PH_ACTIVE ? 0 : 409;
     case MIG_REQ_ROLLBACK:
@@ -319,6 +320,10 @@ static void test_admission(void)
     CHECK("admission: complete while backfilling says to let it finish",
           mig_admit(MIG_PH_BACKFILLING, MIG_REQ_COMPLETE, NULL, why, sizeof why) == 409 &&
               strstr(why, "let the backfill finish"));
+    struct mig_facts post_running = {.name = "0007_demo", .step_running = 1};
+    CHECK("admission: start while a completed migration's steps after its contract run says to wait for them",
+          mig_admit(MIG_PH_COMPLETED, MIG_REQ_START, &post_running, why, sizeof why) == 409 &&
+              strstr(why, "steps after migration 0007_demo's contract"));
     CHECK("admission: rollback once switched points at revert",
           mig_admit(MIG_PH_SWITCHED, MIG_REQ_ROLLBACK, NULL, why, sizeof why) == 409 &&
               strstr(why, "pgtandem migrate revert"));
