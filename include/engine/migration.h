@@ -96,6 +96,7 @@ struct mig_op {
     struct mig_column *cols;/* create_table */
     size_t ncols;
     enum mig_sql_on on;     /* sql */
+    int new_shape;          /* sql, on complete: also at start in the new version's schema (a view made again) */
     /* drop_constraint: name; rename_constraint: from, to; set_replica_identity:
      * identity (default | full | nothing | index, the index in name);
      * add_enum_value / rename_enum_value: the enum type in name, the label in

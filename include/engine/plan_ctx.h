@@ -34,6 +34,7 @@ struct plan_ctx {
     size_t nviews;
     struct mig_steps shape_defaults; /* the new shape's view defaults, set once its views exist */
     struct mig_steps first;     /* expand steps that go before every other (add_enum_value) */
+    struct mig_steps new_shape_sql; /* sql operations run at start in the new version's schema, once it exists */
     struct {                    /* names this migration gives constraints and indexes (plan_pg_names) */
         const char *schema;     /* owned by the migration */
         char name[64];

@@ -56,6 +56,8 @@ struct conv {
     size_t nmade;
     char dropped[32][2 * SQLC_NAME_LEN + 8];  /* types and domains dropped at complete, as SQL */
     size_t ndropped;
+    char dropped_views[32][2 * SQLC_NAME_LEN + 8]; /* views dropped at complete, as SQL */
+    size_t ndropped_views;
     char alembic_from[64], alembic_to[64];
     char *err;
     size_t errlen;

@@ -51,7 +51,7 @@ static const struct key_spec table_constraint_keys[] = {
     {"type", K_STR, 1}, {"name", K_STR, 0}, {"columns", K_STRS, 0}, {"check", K_STR, 0},
     {"references", K_OBJ, 0}, {NULL, 0, 0}};
 static const struct key_spec sql_keys[] = {
-    {"up", K_STR, 1}, {"down", K_STR, 0}, {"on", K_STR, 0}, {NULL, 0, 0}};
+    {"up", K_STR, 1}, {"down", K_STR, 0}, {"on", K_STR, 0}, {"new_shape", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_constraint_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 1}, {"if_exists", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec rename_constraint_keys[] = {
@@ -577,6 +577,11 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
             op->on = MIG_ON_COMPLETE;
         else
             return mparse_fail_at(c, "on", "\"on\" must be \"start\" or \"complete\" (got \"%s\")", v);
+        op->new_shape = get_tristate(body, "new_shape") == 1;
+        if (op->new_shape && op->on != MIG_ON_COMPLETE)
+            return mparse_fail_at(c, "new_shape", "\"new_shape\" is for a statement that runs \"on\": \"complete\" "
+                                  "(it runs at start too, in the new version's schema); a statement that runs at start "
+                                  "is seen by both releases already");
         return 0;
     }
     default:

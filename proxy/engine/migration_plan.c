@@ -169,6 +169,7 @@ static void version_schema(struct plan_ctx *c)
         if (first_to_change_columns(c, i))
             version_view(c, &c->m->ops[i]);
     append_steps(&c->p->expand, &c->shape_defaults);
+    append_steps(&c->p->expand, &c->new_shape_sql);
     if (c->p->expand.n > first_view)
         grant_shape_views(&c->p->expand, c->p->version_schema);
     char *drop = sql_printf("DROP SCHEMA IF EXISTS %s CASCADE", c->p->version_schema);
@@ -312,6 +313,7 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         rc = -1;
     }
     mig_steps_free(&c->shape_defaults);
+    mig_steps_free(&c->new_shape_sql);
     mig_steps_free(&c->first);
     free(c);
     if (rc != 0)

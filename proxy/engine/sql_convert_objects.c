@@ -186,10 +186,50 @@ static int recreates_dropped(struct conv *c, const struct sql_stmt *st)
     return again;
 }
 
+/* CREATE VIEW of a name this script drops above: the drop waits for
+ * complete (the old release reads the view until then), so the new one is
+ * made there too, after it, and at start in the new version's schema for
+ * the new release ("new_shape", ops/op_sql.c). By an unqualified name
+ * only: a qualified one would land beside the old one at start. Returns
+ * 1 when it emitted the view, 0 when the statement is not such a view,
+ * -1 on a refusal. */
+static int view_made_again(struct conv *c, const struct sql_stmt *st)
+{
+    if (strcmp(st->kind, "ViewStmt") != 0)
+        return 0;
+    json_t *rel = json_object_get(st->body, "view");
+    struct mig_str s = {0};
+    add_rangevar(&s, rel);
+    char *name = mig_str_take(&s);
+    int again = 0;
+    for (size_t i = 0; name && i < c->ndropped_views; i++)
+        again |= !strcmp(c->dropped_views[i], name);
+    if (!again) {
+        free(name);
+        return 0;
+    }
+    int qualified = json_object_get(rel, "schemaname") != NULL;
+    int rc = qualified ? sqlc_fail(c, st, "view %s is dropped above at complete (the old release may read it until "
+                                   "then) and made again here; by its schema-qualified name the new definition cannot "
+                                   "be given to the new release alone before complete. Name the view without its "
+                                   "schema (the search_path finds it), or use CREATE OR REPLACE VIEW when the new "
+                                   "definition only adds columns at the end", name)
+                       : sqlc_emit_sql(c, st, "complete", NULL);
+    free(name);
+    if (rc != 0)
+        return -1;
+    json_t *last = json_array_get(c->ops, json_array_size(c->ops) - 1);
+    json_object_set_new(json_object_get(last, "sql"), "new_shape", json_true());
+    return 1;
+}
+
 int sqlc_emit_created(struct conv *c, const struct sql_stmt *st)
 {
     if (recreates_dropped(c, st))
         return -1;
+    int again = view_made_again(c, st);
+    if (again)
+        return again < 0 ? -1 : 0;
     int failed = 0;
     char *down = created_down(c, st, &failed);
     if (failed)
@@ -217,12 +257,32 @@ int sqlc_drop_deferred(const char *remove_type)
     return 0;
 }
 
+/* Views dropped at complete: one made again in the same script gets the
+ * new release its definition from the start (sqlc_emit_created). */
+static void remember_dropped_views(struct conv *c, const struct sql_stmt *st)
+{
+    size_t i;
+    json_t *obj;
+    json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
+        struct mig_str s = {0};
+        sqlc_add_dotted(&s, sql_get(obj, "List.items"));
+        char *name = mig_str_take(&s);
+        if (name && c->ndropped_views < sizeof c->dropped_views / sizeof c->dropped_views[0])
+            snprintf(c->dropped_views[c->ndropped_views++], sizeof c->dropped_views[0], "%s", name);
+        free(name);
+    }
+}
+
 /* A type or domain dropped at complete, remembered so that creating it
  * again in the same script (drizzle-kit's replacement of an enum) is
  * refused here rather than by Postgres at expand, where it still exists. */
 static void remember_dropped(struct conv *c, const struct sql_stmt *st)
 {
     const char *what = sqlc_str_or(st->body, "removeType", "");
+    if (!strcmp(what, "OBJECT_VIEW")) {
+        remember_dropped_views(c, st);
+        return;
+    }
     if (strcmp(what, "OBJECT_TYPE") != 0 && strcmp(what, "OBJECT_DOMAIN") != 0)
         return;
     size_t i;

@@ -83,6 +83,9 @@ static void test_parse_errors(void)
                  "did you mean \"add_column\"");
     expect_error("line and column", "{\"name\": \"x\",\n \"operations\": [{\"drop_table\": {\"tabel\": \"t\"}}]}",
                  "t.json:2:33:");
+    expect_error("new_shape needs on complete",
+                 "{\"name\": \"x\", \"operations\": [{\"sql\": {\"up\": \"CREATE VIEW v AS SELECT 1\", \"new_shape\": true}}]}",
+                 "operations[0].sql: \"new_shape\" is for a statement that runs \"on\": \"complete\"");
     expect_error("json syntax", "{\"name\": ", "invalid JSON");
     expect_error("duplicates", "{\"name\": \"a\", \"name\": \"b\"}", "duplicate");
     expect_error("nul byte", "{\"name\": \"a\\u0000b\", \"operations\": []}", "invalid JSON");

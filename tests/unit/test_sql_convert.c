@@ -356,6 +356,8 @@ static void test_refusals(void)
     CHECK("refuse: a type dropped at complete created again", fails_with(
         "ALTER TABLE t ALTER COLUMN s SET DATA TYPE text;\nDROP TYPE \"S\";\nCREATE TYPE \"S\" AS ENUM ('a');",
         "m.sql:3:1: \"S\" is dropped above at complete"));
+    CHECK("refuse: a view dropped at complete made again by its qualified name", fails_with(
+        "DROP VIEW IF EXISTS public.v;\nCREATE VIEW public.v AS SELECT 1 AS a;", "m.sql:2:1: view public.v is dropped"));
     CHECK("refuse: empty", fails_with("BEGIN;\n-- nothing\nCOMMIT;", "no statement to convert"));
     CHECK("refuse: syntax error with line and column",
           fails_with("ALTER TABLE t ADD COLUMN a int;\n  ALTER TABLEE t;", "m.sql:2:9: syntax error at or near \"TABLEE\""));
@@ -411,6 +413,10 @@ static void test_created_objects(void)
         "[{\"sql\":{\"up\":\"CREATE SEQUENCE s.q\",\"down\":\"DROP SEQUENCE IF EXISTS s.q\"}},"
         "{\"sql\":{\"up\":\"CREATE DOMAIN d AS int\",\"down\":\"DROP DOMAIN IF EXISTS d\"}},"
         "{\"sql\":{\"up\":\"CREATE TYPE c AS (a int)\",\"down\":\"DROP TYPE IF EXISTS c\"}}]"));
+    CHECK("a view dropped and made again: at complete after the drop, and at start in the new shape", ops_equal(
+        "DROP VIEW IF EXISTS \"v\"; CREATE VIEW \"v\" AS SELECT 1 AS a;", 0,
+        "[{\"sql\":{\"up\":\"DROP VIEW IF EXISTS \\\"v\\\"\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"CREATE VIEW \\\"v\\\" AS SELECT 1 AS a\",\"on\":\"complete\",\"new_shape\":true}}]"));
     CHECK("drops and a type's rename wait for complete", ops_equal(
         "DROP FUNCTION f(int); DROP SEQUENCE q; DROP TYPE \"S_old\"; ALTER TYPE \"A\" RENAME TO \"B\";", 0,
         "[{\"sql\":{\"up\":\"DROP FUNCTION f(int)\",\"on\":\"complete\"}},"

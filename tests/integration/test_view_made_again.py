@@ -1,0 +1,94 @@
+"""A view dropped and made again in one migration (how OpenMeter's history
+changes a reporting view: `DROP VIEW IF EXISTS v; CREATE VIEW v AS ...`
+with new columns, often beside the ALTER TABLE that adds them). The drop
+waits for complete, since the old release reads the view until then; the
+CREATE used to run at expand and fail there ("relation ... already
+exists") after DDL had run. Now each release reads its own view: the old
+release the old definition until complete, the new release the new one
+from the start (made in its version's schema), and after complete the
+database is the one the file gives offline; a rollback leaves what was
+there."""
+import subprocess
+import uuid
+
+import psycopg
+
+from support import new_shape_options, pmigrate, proxy_uri, shape, sql
+
+BASE = """
+CREATE TABLE charges (id bigint PRIMARY KEY, amount numeric NOT NULL, currency text NOT NULL DEFAULT 'EUR');
+INSERT INTO charges SELECT g, g * 1.5, 'EUR' FROM generate_series(1, 500) g;
+CREATE VIEW charges_search AS SELECT id, amount FROM charges;
+"""
+
+MADE_AGAIN = """-- the view gets the new column
+ALTER TABLE charges ADD COLUMN tax_code text;
+DROP VIEW IF EXISTS "charges_search";
+CREATE VIEW "charges_search" AS SELECT "id", "amount", "currency", "tax_code" FROM "charges";
+"""
+
+NAME = "0002_view_tax_code"
+
+
+def dump(cluster, db):
+    """pg_dump --schema-only without pgtandem's own schema and the lines that differ on every run."""
+    r = subprocess.run([cluster.bindir + "/pg_dump", "--schema-only", "--no-owner", "--exclude-schema=pgtandem",
+                        "-d", db], capture_output=True, text=True, timeout=60, check=True)
+    return "\n".join(line for line in r.stdout.splitlines()
+                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+def view_columns(uri, options=""):
+    with psycopg.connect(uri, autocommit=True, options=options) as c:
+        cur = c.execute("SELECT * FROM charges_search ORDER BY id LIMIT 1")
+        return [d.name for d in cur.description]
+
+
+def start(proxy, path, db):
+    r = pmigrate(proxy, "start", str(path), "--name", NAME, env={"PGTANDEM_DB": db})
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_each_release_reads_its_own_view_then_the_offline_one(cluster, db, proxy_factory, tmp_path):
+    sql(db, BASE)
+    twin = "twin_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % twin)
+    try:
+        twin_uri = cluster.uri(db=twin)
+        sql(twin_uri, BASE)
+        sql(twin_uri, MADE_AGAIN)
+        path = tmp_path / (NAME + ".sql")
+        path.write_text(MADE_AGAIN)
+        proxy = proxy_factory(extra_args=["--engine-db", db])
+        start(proxy, path, db)
+        through = proxy_uri(proxy, db)
+        # the old release: the old view, and its writes (without the new column) go on
+        assert view_columns(through) == ["id", "amount"]
+        with psycopg.connect(through, autocommit=True) as c:
+            c.execute("INSERT INTO charges (id, amount) VALUES (10001, 2.5)")
+        # the new release: the new view from the start, its rows with the new column in it
+        new = new_shape_options(NAME)
+        assert view_columns(through, new) == ["id", "amount", "currency", "tax_code"]
+        with psycopg.connect(through, autocommit=True, options=new) as c:
+            c.execute("INSERT INTO charges (id, amount, tax_code) VALUES (20001, 3.5, 'VAT')")
+            assert c.execute("SELECT tax_code FROM charges_search WHERE id = 20001").fetchone() == ("VAT",)
+        r = pmigrate(proxy, "complete")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert view_columns(through) == ["id", "amount", "currency", "tax_code"]
+        assert dump(cluster, db).replace(db, "DB") == dump(cluster, twin_uri).replace(twin, "DB")
+        assert sql(db, "SELECT count(*), count(tax_code) FROM charges_search")[0] == (502, 1)
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)
+
+
+def test_rollback_leaves_the_old_view(db, proxy_factory, tmp_path):
+    sql(db, BASE)
+    before = shape(db)
+    path = tmp_path / (NAME + ".sql")
+    path.write_text(MADE_AGAIN)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    start(proxy, path, db)
+    r = pmigrate(proxy, "rollback")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shape(db) == before
+    assert view_columns(db) == ["id", "amount"]
