@@ -103,6 +103,8 @@ json_t *sqlc_alter_body(struct conv *c, json_t *rel, const char *column, const c
 /* The statement as an `sql` operation run as written ("on" NULL: at
  * expand; "down" NULL: nothing undoes it on rollback). */
 int sqlc_emit_sql(struct conv *c, const struct sql_stmt *st, const char *on, const char *down);
+/* The same with the statement's text given (text: NULL for its own). */
+int sqlc_emit_sql_text(struct conv *c, const struct sql_stmt *st, const char *text, const char *on, const char *down);
 
 /* ---- sql_convert_table.c ---- */
 
@@ -144,6 +146,14 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
 int sqlc_update_rows(struct conv *c, const struct sql_stmt *st);
 /* ... and a DELETE as one delete_rows. */
 int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
+
+/* ---- sql_convert_renamed.c ---- */
+
+/* A data statement on a table whose columns a RENAME COLUMN above renames,
+ * with those names written back to the ones the columns have at expand:
+ * the new text (caller frees), or NULL when it names none (*refused 0) or
+ * is refused (*refused -1, the error set). */
+char *sqlc_renamed_back(struct conv *c, const struct sql_stmt *st, int *refused);
 
 /* ---- sql_convert_objects.c ---- */
 

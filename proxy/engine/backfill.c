@@ -202,6 +202,36 @@ static size_t window_values(const struct backfill *b, const struct window *w, co
     return n;
 }
 
+/* The name a batch gives the table's row: the table's own name, so that an
+ * "up" naming a column by its table ("t"."col", as an UPDATE's value with
+ * a correlated subquery does) reads the row being written, as the trigger
+ * does (plan_trigger.c). `t` when the name is one of the statement's own
+ * (its CTEs) or too long. The text ends with the dot. */
+struct row_alias {
+    char dot[2 * 64 + 8];
+};
+
+static struct row_alias alias_of(const struct mig_bf_table *t)
+{
+    static const char *const taken[] = {"edge", "bounds", "n", "batch", "upd", "cp", NULL};
+    struct row_alias a;
+    snprintf(a.dot, sizeof a.dot, "t.");
+    for (int i = 0; taken[i]; i++)
+        if (!strcmp(t->name, taken[i]))
+            return a;
+    char *q = mig_quote_ident(t->name);
+    if (q && strlen(q) + 2 <= sizeof a.dot)
+        snprintf(a.dot, sizeof a.dot, "%s.", q);
+    free(q);
+    return a;
+}
+
+/* "AS name" for the alias (its text without the dot). */
+static void add_as(struct mig_str *s, const struct row_alias *a)
+{
+    mig_str_addf(s, " AS %.*s", (int)(strlen(a->dot) - 1), a->dot);
+}
+
 /* A batch's window starts at $6: $1 to $5 are the migration, schema,
  * table, the rows to take and the range. */
 #define BATCH_WINDOW_FIRST 6
@@ -260,17 +290,18 @@ char *backfill_batch_sql(const struct backfill *b)
         single_key_bounds(&s, b, &w);
     else
         composite_key_bounds(&s, b, &w);
-    if (t->deletes)
-        mig_str_addf(&s, ", upd AS (DELETE FROM %s AS t", t->qname);
-    else
-        mig_str_addf(&s, ", upd AS (UPDATE %s AS t SET %s", t->qname, t->set_list);
+    struct row_alias a = alias_of(t);
+    mig_str_addf(&s, ", upd AS (%s %s", t->deletes ? "DELETE FROM" : "UPDATE", t->qname);
+    add_as(&s, &a);
+    if (!t->deletes)
+        mig_str_addf(&s, " SET %s", t->set_list);
     if (t->npk == 1) {
         mig_str_add(&s, " WHERE ");
-        in_window(&s, b, &w, "t.");
-        mig_str_addf(&s, " AND t.%s <= (SELECT %s FROM bounds)", t->pk[0], t->pk[0]);
+        in_window(&s, b, &w, a.dot);
+        mig_str_addf(&s, " AND %s%s <= (SELECT %s FROM bounds)", a.dot, t->pk[0], t->pk[0]);
     } else {
         mig_str_addf(&s, " %s batch WHERE (", t->deletes ? "USING" : "FROM");
-        key_list(&s, t, "t.", "");
+        key_list(&s, t, a.dot, "");
         mig_str_add(&s, ") = (");
         key_list(&s, t, "batch.", "");
         mig_str_add(&s, ")");
@@ -489,7 +520,7 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen)
 /* ---- naming the row a failed batch stumbled on ----------------------------- */
 
 /* `select_list` over rows [OFFSET, OFFSET + LIMIT) of the failed batch, in
- * key order in its window, as the batch's UPDATE saw them (alias t). The
+ * key order in its window, as the batch's UPDATE saw them (under alias_of's name). The
  * window's parameters come first, then LIMIT and OFFSET. */
 static char *slice_sql(const struct backfill *b, const char *select_list)
 {
@@ -500,7 +531,9 @@ static char *slice_sql(const struct backfill *b, const char *select_list)
     in_window(&s, b, &w, "");
     mig_str_add(&s, " ORDER BY ");
     key_list(&s, t, "", "");
-    mig_str_addf(&s, " LIMIT $%zu::bigint OFFSET $%zu::bigint) AS t", w.next, w.next + 1);
+    mig_str_addf(&s, " LIMIT $%zu::bigint OFFSET $%zu::bigint)", w.next, w.next + 1);
+    struct row_alias a = alias_of(t);
+    add_as(&s, &a);
     return mig_str_take(&s);
 }
 
@@ -541,7 +574,8 @@ static void key_at(PGconn *conn, const struct backfill *b, long long offset, cha
     const struct mig_bf_table *t = b->table;
     struct mig_str sel = {0};
     mig_str_add(&sel, "concat_ws(', ', ");
-    key_list(&sel, t, "t.", "::text");
+    struct row_alias a = alias_of(t);
+    key_list(&sel, t, a.dot, "::text");
     mig_str_add(&sel, ")");
     char *list = mig_str_take(&sel);
     char *sql = list ? slice_sql(b, list) : NULL;

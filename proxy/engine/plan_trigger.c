@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op,
                             const char *table, const char *extra, const char *extra_type)
@@ -45,6 +46,22 @@ void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op 
         mig_str_addf(s, " %s := NEW.", extra_type);
         mig_str_ident(s, extra);
         mig_str_add(s, ";\n");
+    }
+    /* The table's name for the row, as in an UPDATE: an up that names a
+     * column by its table ("t"."col", a correlated subquery's) reads the row
+     * written; the backfill's batches give the table the same name
+     * (backfill.c). Not when a column, a local or NEW and OLD have it. */
+    int taken = !strcasecmp(table, "new") || !strcasecmp(table, "old") || !strncmp(table, "pgt_", 4) ||
+                (extra && !strcmp(extra, table));
+    for (size_t i = 0; t && i < t->ncols && !taken; i++)
+        taken = !strcmp(t->cols[i].name, table);
+    for (size_t i = 0; i < c->nadded && !taken; i++)
+        taken = !strcmp(c->added[i].schema, op->schema) && !strcmp(c->added[i].table, table) &&
+                !strcmp(c->added[i].name, table);
+    if (!taken) {
+        mig_str_add(s, "  ");
+        mig_str_ident(s, table);
+        mig_str_add(s, " ALIAS FOR NEW;\n");
     }
 }
 

@@ -242,9 +242,14 @@ json_t *sqlc_alter_body(struct conv *c, json_t *rel, const char *column, const c
 
 int sqlc_emit_sql(struct conv *c, const struct sql_stmt *st, const char *on, const char *down)
 {
+    return sqlc_emit_sql_text(c, st, NULL, on, down);
+}
+
+int sqlc_emit_sql_text(struct conv *c, const struct sql_stmt *st, const char *given, const char *on, const char *down)
+{
     if (sqlc_close_last(c) != 0)
         return -1;
-    char *text = sql_stmt_text(&c->s, st);
+    char *text = given ? strdup(given) : sql_stmt_text(&c->s, st);
     json_t *body = json_object();
     if (!text || !body) {
         free(text);
@@ -367,7 +372,13 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
                     !strcmp(st->kind, "UpdateStmt")
                         ? "express it as the \"up\" of add_column / alter_column so the backfill writes it in batches"
                         : "put it in a migration of its own, where it runs in batches (delete_rows)");
-    return sqlc_emit_sql(c, st, NULL, NULL);
+    int refused;
+    char *renamed = sqlc_renamed_back(c, st, &refused);
+    if (refused)
+        return -1;
+    int rc = sqlc_emit_sql_text(c, st, renamed, NULL, NULL);
+    free(renamed);
+    return rc;
 }
 
 /* ALTER TYPE ... ADD VALUE: add_enum_value (run at expand before the rest,

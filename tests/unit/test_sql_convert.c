@@ -417,6 +417,15 @@ static void test_created_objects(void)
         "DROP VIEW IF EXISTS \"v\"; CREATE VIEW \"v\" AS SELECT 1 AS a;", 0,
         "[{\"sql\":{\"up\":\"DROP VIEW IF EXISTS \\\"v\\\"\",\"on\":\"complete\"}},"
         "{\"sql\":{\"up\":\"CREATE VIEW \\\"v\\\" AS SELECT 1 AS a\",\"on\":\"complete\",\"new_shape\":true}}]"));
+    CHECK("a data statement naming renamed columns runs on their names at expand", ops_equal(
+        "ALTER TABLE e RENAME COLUMN a TO b; ALTER TABLE e RENAME COLUMN b TO \"C\";\n"
+        "UPDATE e SET \"C\" = e.\"C\" || x WHERE \"C\" IS NULL AND e . \"C\" <> 'C';", 0,
+        "[{\"rename_column\":{\"table\":\"e\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"rename_column\":{\"table\":\"e\",\"from\":\"b\",\"to\":\"C\"}},"
+        "{\"sql\":{\"up\":\"UPDATE e SET a = e.a || x WHERE a IS NULL AND e . a <> 'C'\"}}]"));
+    CHECK("refuse: a renamed column named beside a subquery", fails_with(
+        "ALTER TABLE e RENAME COLUMN a TO b;\nUPDATE e SET b = 1 WHERE x IN (SELECT b FROM f);",
+        "m.sql:2:1: names \"b\", a column a RENAME COLUMN above renames, in a statement with a subquery"));
     CHECK("drops and a type's rename wait for complete", ops_equal(
         "DROP FUNCTION f(int); DROP SEQUENCE q; DROP TYPE \"S_old\"; ALTER TYPE \"A\" RENAME TO \"B\";", 0,
         "[{\"sql\":{\"up\":\"DROP FUNCTION f(int)\",\"on\":\"complete\"}},"
