@@ -242,7 +242,9 @@ static void test_backfill_sql(void)
     b.last_key[0] = strdup("41");
     sql = backfill_batch_sql(&b);
     CHECK("next batch starts after the checkpoint", sql && strstr(sql, "(\"id\") > ($6::bigint)"));
-    CHECK("range update for a single key", sql && strstr(sql, "t.\"id\" <= (SELECT \"id\" FROM bounds)"));
+    CHECK("range update for a single key, the row under the table's own name",
+          sql && strstr(sql, "UPDATE \"public\".\"checks\" AS \"checks\" SET") &&
+              strstr(sql, "\"checks\".\"id\" <= (SELECT \"id\" FROM bounds)"));
     CHECK("the checkpoint is the range's", sql && strstr(sql, "AND range_no = $5::int"));
     const char *values[BACKFILL_MAX_PARAMS];
     char num[64];
