@@ -206,6 +206,11 @@ int refuse_on_partitioned(struct plan_ctx *c, const struct mig_op *op);
 
 /* ---- plan_checks.c: constraints complete validates before its cutover --- */
 void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *shadow);
+/* add_column's NOT NULL on a column added without a value to a table that
+ * was empty: checked by complete before its cutover (not from expand on,
+ * where every insert of the old release, which cannot give the column a
+ * value, would fail), then SET NOT NULL in the contract. */
+void add_not_null_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *col);
 
 /* ---- plan_constraints.c: a table's named constraints as earlier
  * operations leave them ---------------------------------------------------- */

@@ -317,6 +317,55 @@ static int check_index_probe(PGconn *conn, const struct migration *m, const stru
     return ok ? 0 : -1;
 }
 
+/* Rows a new CHECK refuses already: Postgres refuses the constraint on
+ * them offline too, and online it would only find them when the
+ * constraint is validated after the backfill, with the expand done. Read
+ * before the first DDL, on tables small enough to scan twice (a bigger one
+ * is left to that validation, which then fails and rolls back). A row
+ * violates a CHECK when the expression is false, not when it is null. */
+#define CHECK_SCAN_MAX_ROWS 1000000.0
+
+static int check_rows_fit(PGconn *conn, const struct migration *m, const struct mig_op *op, const char *table,
+                          const struct mig_cat_table *t, char *err, size_t errlen)
+{
+    if (!op->check || !table || !t || t->est_rows > CHECK_SCAN_MAX_ROWS || earlier_op_reshapes(m, op))
+        return 0;
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT count(*), (array_agg(");
+    if (t->npk) {
+        mig_str_add(&s, "concat_ws(', '");
+        for (size_t i = 0; i < t->npk; i++) {
+            mig_str_add(&s, ", ");
+            mig_str_ident(&s, t->pk[i]);
+            mig_str_add(&s, "::text");
+        }
+        mig_str_add(&s, ") ORDER BY ");
+        for (size_t i = 0; i < t->npk; i++) {
+            mig_str_add(&s, i ? ", " : "");
+            mig_str_ident(&s, t->pk[i]);
+        }
+    } else {
+        mig_str_add(&s, "ctid::text ORDER BY ctid");
+    }
+    mig_str_add(&s, "))[1] FROM ");
+    mig_str_qname(&s, op->schema, table);
+    mig_str_addf(&s, " WHERE (%s) IS FALSE", op->check);
+    char *sql = mig_str_take(&s);
+    engine_exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
+    PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
+    int bad = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    if (bad > 0)
+        snprintf(err, errlen, "%s: operations[%d].create_constraint: %d row(s) of \"%s\" already violate check "
+                 "\"%s\" (%s), the first with key (%s); Postgres refuses the constraint on them offline too. Fix "
+                 "those rows (or the check), then start again", m->file, op->index, bad, table,
+                 op->name ? op->name : "", op->check, PQgetvalue(r, 0, 1));
+    PQclear(r);
+    free(sql);
+    char e2[256];
+    engine_exec_simple(conn, "ROLLBACK TO SAVEPOINT pgtandem_check", NULL, e2, sizeof e2);
+    return bad > 0 ? -1 : 0;
+}
+
 static int check_op_live(PGconn *conn, const struct migration *m, const struct mig_catalog *cat,
                          const struct mig_op *op, char *err, size_t errlen)
 {
@@ -349,7 +398,8 @@ static int check_op_live(PGconn *conn, const struct migration *m, const struct m
     case MIG_CREATE_INDEX:
         return check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);
     case MIG_CREATE_CONSTRAINT:
-        return check_expression(conn, m, op, "check", op->check, table, t, NULL, NULL, err, errlen);
+        return check_expression(conn, m, op, "check", op->check, table, t, NULL, NULL, err, errlen) ||
+               check_rows_fit(conn, m, op, table, t, err, errlen);
     case MIG_UPDATE_ROWS:
         return check_expression(conn, m, op, "up", op->up, table, t, NULL, NULL, err, errlen) ||
                check_expression(conn, m, op, "where", op->where, table, t, NULL, NULL, err, errlen);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migration_sql.h"
+
 static const char *COLUMNS_SQL =
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
     "       pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum), a.attstattarget,"
@@ -374,7 +376,20 @@ static int load_class(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         return -1;
     t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
     t->relkind = PQntuples(r) ? PQgetvalue(r, 0, 1)[0] : 'r';
+    int exists = PQntuples(r) > 0;
     PQclear(r);
+    if (!exists)
+        return 0;
+    /* exactly, not the estimate: a table never analyzed says 0 */
+    char *q = mig_quote_qname(t->schema, t->name);
+    struct mig_str s = {0};
+    mig_str_addf(&s, "SELECT NOT EXISTS (SELECT 1 FROM %s)", q ? q : "");
+    free(q);
+    char *sql = mig_str_take(&s);
+    r = sql ? PQexec(conn, sql) : NULL;
+    t->empty = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    free(sql);
     return 0;
 }
 

@@ -135,3 +135,67 @@ void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const
     add_alter(&c->p->contract, op, op->table, "VALIDATE CONSTRAINT", cname, "");
     add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
 }
+
+/* The rows of the table whose column is NULL: their count and the first
+ * one's key. */
+static char *null_rows_sql(const struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    struct mig_str label = {0};
+    mig_str_add(&label, "(");
+    key_columns(&label, t, "");
+    mig_str_add(&label, ")=(");
+    char *prefix = mig_str_take(&label);
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT count(*) OVER (), ");
+    mig_str_literal(&s, prefix ? prefix : "");
+    mig_str_add(&s, " || concat_ws(', ', ");
+    key_columns(&s, t, "::text");
+    mig_str_add(&s, ") || ')' FROM ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " WHERE ");
+    mig_str_ident(&s, col);
+    mig_str_add(&s, " IS NULL ORDER BY ");
+    key_columns(&s, t, "");
+    mig_str_add(&s, " LIMIT 1");
+    free(prefix);
+    return mig_str_take(&s);
+}
+
+void add_not_null_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *col)
+{
+    char cname[80];
+    object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
+    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
+    if (!grown) {
+        c->p->contract.oom = 1;
+        return;
+    }
+    c->p->checks = grown;
+    struct mig_check *k = &c->p->checks[c->p->nchecks++];
+    memset(k, 0, sizeof *k);
+    k->op_index = op->index;
+    struct mig_str d = {0}, a = {0};
+    mig_str_addf(&d, "operations[%d].%s: NOT NULL of \"%s\" on ", op->index, mig_op_name(op->kind), col);
+    mig_str_qname(&d, op->schema, op->table);
+    k->describe = mig_str_take(&d);
+    char *drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
+    mig_str_addf(&a, "%s;\n", drop ? drop : "");
+    mig_str_add(&a, "ALTER TABLE ");
+    mig_str_qname(&a, op->schema, op->table);
+    mig_str_add(&a, " ADD CONSTRAINT ");
+    mig_str_ident(&a, cname);
+    mig_str_add(&a, " CHECK (");
+    mig_str_ident(&a, col);
+    mig_str_add(&a, " IS NOT NULL) NOT VALID");
+    k->add = mig_str_take(&a);
+    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
+    k->violations = null_rows_sql(c, op, col);
+    k->drop = drop;
+    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
+        c->p->contract.oom = 1;
+    /* validated by then: SET NOT NULL skips its scan for a valid CHECK (col IS NOT NULL) */
+    add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", col, " SET NOT NULL");
+    add_alter(&c->p->contract, op, op->table, "DROP CONSTRAINT", cname, "");
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+}

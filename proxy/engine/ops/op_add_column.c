@@ -78,9 +78,15 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     const char *fill = op->up ? op->up : rewrites ? col->default_expr : NULL;
     if (fill && require_key(c, op, op->table))
         return -1;
-    if (col->nullable == 0 && !col->default_expr && !op->up)
-        return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; "
-                        "existing rows would violate it", col->name);
+    /* NOT NULL with no value to give: on a table that has rows, refused;
+     * on an empty one, checked by complete instead of from expand on */
+    const struct mig_cat_table *t = mig_catalog_table(c->cat, op->schema, op->table);
+    int required_later = col->nullable == 0 && !col->default_expr && !op->up;
+    if (required_later && !(t && t->exists && t->empty))
+        return op_error(c, op, "column \"%s\" is NOT NULL but has neither \"default\" nor \"up\"; the rows "
+                        "already there%s would violate it. Give it a \"default\", or an \"up\" computing it "
+                        "from the row (in SQL: an UPDATE setting it between the ADD COLUMN and the SET NOT NULL)",
+                        col->name, c->cat ? " and the inserts of the release that does not know it" : "");
     struct mig_str s = {0};
     mig_str_add(&s, "ALTER TABLE ");
     mig_str_qname(&s, op->schema, op->table);
@@ -93,8 +99,14 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     if (rewrites)
         carried(c, op, "default %s: Postgres would write it into every row under ACCESS EXCLUSIVE; added "
                 "without it, set for new rows, existing rows filled by the backfill%s", col->default_expr, "");
-    if (col->nullable == 0)
+    if (required_later) {
+        add_not_null_before_cutover(c, op, col->name);
+        carried(c, op, "NOT NULL of \"%s\" without a value: the table is empty, so no row needs one now; rows the "
+                "release that does not know the column inserts meanwhile get NULL, and complete refuses until they "
+                "have a value (naming the first)%s", col->name, "");
+    } else if (col->nullable == 0) {
         add_not_null_check(c, op, op->table, col->name);
+    }
     if (col->check) {
         char cname[80];
         choose_check_name(c, op->schema, op->table, col->check, cname, sizeof cname);

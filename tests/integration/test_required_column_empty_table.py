@@ -1,0 +1,86 @@
+"""A required column added without a value to a table that is empty, as
+Prisma and golang-migrate histories do for tables made a release ago
+(OpenMeter: 8 files, `ALTER TABLE "x" ADD COLUMN "y" text NOT NULL;`).
+Offline it passes: no row needs a value. It used to be refused ("existing
+rows would violate it"). Online now: no row needs a value at start, the
+NOT NULL is checked by complete (not from expand on, where every insert of
+the old release, which cannot give the column a value, would fail), and
+complete refuses while a row the old release inserted meanwhile has none,
+naming it; once filled, complete ends in the offline schema. A table with
+rows is still refused before any DDL."""
+import subprocess
+import uuid
+
+import psycopg
+
+from support import new_shape_options, pmigrate, proxy_uri, sql
+
+BASE = """
+CREATE TABLE ledger_routes (id bigint PRIMARY KEY, namespace text NOT NULL);
+CREATE TABLE ledger_accounts (id bigint PRIMARY KEY, namespace text NOT NULL);
+INSERT INTO ledger_accounts VALUES (1, 'ns');
+"""
+ADD = 'ALTER TABLE "ledger_routes" ADD COLUMN "currency" character varying NOT NULL;\n'
+NAME = "0042_route_currency"
+
+
+def dump(cluster, db):
+    r = subprocess.run([cluster.bindir + "/pg_dump", "--schema-only", "--no-owner", "--exclude-schema=pgtandem",
+                        "-d", db], capture_output=True, text=True, timeout=60, check=True)
+    return "\n".join(line for line in r.stdout.splitlines()
+                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+def start(proxy, path, db):
+    return pmigrate(proxy, "start", str(path), "--name", NAME, env={"PGTANDEM_DB": db})
+
+
+def test_empty_table_gets_its_required_column_online(cluster, db, proxy_factory, tmp_path):
+    sql(db, BASE)
+    twin = "twin_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % twin)
+    try:
+        twin_uri = cluster.uri(db=twin)
+        sql(twin_uri, BASE)
+        sql(twin_uri, ADD)
+        path = tmp_path / (NAME + ".sql")
+        path.write_text(ADD)
+        proxy = proxy_factory(extra_args=["--engine-db", db])
+        r = start(proxy, path, db)
+        assert r.returncode == 0, r.stdout + r.stderr
+        through = proxy_uri(proxy, db)
+        # the old release inserts without the column: accepted, no error
+        with psycopg.connect(through, autocommit=True) as c:
+            c.execute("INSERT INTO ledger_routes (id, namespace) VALUES (7, 'old')")
+        # the new release gives it
+        with psycopg.connect(through, autocommit=True, options=new_shape_options(NAME)) as c:
+            c.execute("INSERT INTO ledger_routes (id, namespace, currency) VALUES (8, 'new', 'EUR')")
+        # complete refuses while the old release's row has no value, naming it, and changes nothing
+        r = pmigrate(proxy, "complete")
+        assert r.returncode != 0, r.stdout
+        out = r.stdout + r.stderr
+        assert 'NOT NULL of "currency"' in out and '("id")=(7)' in out, out
+        code, cur = proxy.admin("GET", "/migrations/current")
+        assert cur["phase"] == "active", cur
+        with psycopg.connect(through, autocommit=True, options=new_shape_options(NAME)) as c:
+            c.execute("UPDATE ledger_routes SET currency = 'USD' WHERE id = 7")
+        r = pmigrate(proxy, "complete")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert dump(cluster, db) == dump(cluster, twin_uri)
+        assert sql(db, "SELECT id, currency FROM ledger_routes ORDER BY id") == [(7, "USD"), (8, "EUR")]
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)
+
+
+def test_a_table_with_rows_is_refused_before_any_ddl(db, proxy_factory, tmp_path):
+    sql(db, BASE)
+    path = tmp_path / "0043_account_currency.sql"
+    path.write_text('ALTER TABLE "ledger_accounts" ADD COLUMN "currency" text NOT NULL;\n')
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    before = sql(db, "SELECT column_name FROM information_schema.columns WHERE table_name = 'ledger_accounts'"
+                     " ORDER BY ordinal_position")
+    r = pmigrate(proxy, "start", str(path), env={"PGTANDEM_DB": db})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "NOT NULL but has neither" in r.stderr and "the rows already there" in r.stderr, r.stderr
+    assert sql(db, "SELECT column_name FROM information_schema.columns WHERE table_name = 'ledger_accounts'"
+                   " ORDER BY ordinal_position") == before
