@@ -189,15 +189,85 @@ static int constraint_columns(json_t *body, const char *key, json_t *names)
     return json_object_set_new(body, key, arr);
 }
 
+/* The location of a subcommand's own node (a column's or a constraint's). */
+static long cmd_location(json_t *cmd)
+{
+    json_t *def = json_object_get(json_object_get(cmd, "AlterTableCmd"), "def");
+    json_t *node = json_object_get(def, "ColumnDef");
+    node = node ? node : json_object_get(def, "Constraint");
+    json_t *loc = json_object_get(node, "location");
+    return json_is_integer(loc) ? (long)json_integer_value(loc) : -1;
+}
+
+/* ADD CONSTRAINT ... NOT VALID (or USING INDEX) among other subcommands
+ * (atlas writes ADD COLUMN, ADD COLUMN, ADD CONSTRAINT ... NOT VALID in
+ * one ALTER TABLE) becomes an ALTER TABLE of its own, run as written after
+ * the columns (the converter's last pass). Only when it is the last
+ * subcommand in the text: its text then runs from its location to the
+ * statement's end. */
+static char *constraint_text_alone(struct conv *c, const struct sql_stmt *st, json_t *con, const char *qtable)
+{
+    json_t *loc = json_object_get(con, "location");
+    long at = json_is_integer(loc) ? (long)json_integer_value(loc) : -1;
+    size_t i;
+    json_t *cmd;
+    int last = at >= 0 && (size_t)at >= st->start && (size_t)at < st->end;
+    json_array_foreach(json_object_get(st->body, "cmds"), i, cmd) {
+        last &= cmd_location(cmd) <= at;
+    }
+    if (!last) {
+        sqlc_fail(c, st, "put each ADD CONSTRAINT ... NOT VALID / USING INDEX in its own ALTER TABLE, or last in "
+                  "this one");
+        return NULL;
+    }
+    struct mig_str s = {0};
+    mig_str_addf(&s, "ALTER TABLE %s ADD %.*s", qtable, (int)(st->end - (size_t)at), c->s.text + at);
+    char *text = mig_str_take(&s);
+    if (!text)
+        sqlc_oom(c, st);
+    return text;
+}
+
+/* The online forms of a constraint, run as written at expand; a rollback
+ * drops it again when it has a name (a column this migration adds takes
+ * it with it anyway). */
+static int constraint_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
+{
+    const char *schema = json_string_value(json_object_get(rel, "schemaname"));
+    const char *name = json_string_value(json_object_get(con, "conname"));
+    char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
+    char *qn = name ? sql_ident(name) : NULL;
+    struct mig_str t = {0}, d = {0};
+    mig_str_addf(&t, "%s%s%s", qs ? qs : "", qs ? "." : "", qt ? qt : "");
+    char *qtable = mig_str_take(&t);
+    char *down = NULL;
+    if (qn && qtable) {
+        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", qtable, qn);
+        down = mig_str_take(&d);
+    }
+    int rc;
+    if (ncmds == 1) {
+        rc = sqlc_emit_sql(c, st, NULL, down);
+    } else {
+        char *text = qtable ? constraint_text_alone(c, st, con, qtable) : NULL;
+        rc = text ? sqlc_emit_sql_text(c, st, text, NULL, down) : qtable ? -1 : sqlc_oom(c, st);
+        free(text);
+    }
+    free(down);
+    free(qtable);
+    free(qn);
+    free(qs);
+    free(qt);
+    return rc;
+}
+
 static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
 {
     const char *ct = sqlc_str_or(con, "contype", "");
     const char *name = json_string_value(json_object_get(con, "conname"));
     if (sqlc_is_true(con, "skip_validation") || json_object_get(con, "indexname")) {
         /* NOT VALID and USING INDEX are already the online forms */
-        if (ncmds > 1)
-            return sqlc_fail(c, st, "put each ADD CONSTRAINT ... NOT VALID / USING INDEX in its own ALTER TABLE");
-        return sqlc_emit_sql(c, st, NULL, NULL);
+        return constraint_as_written(c, st, rel, con, ncmds);
     }
     int known = !strcmp(ct, "CONSTR_CHECK") || !strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_FOREIGN") ||
                 !strcmp(ct, "CONSTR_PRIMARY");

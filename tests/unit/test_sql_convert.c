@@ -220,8 +220,17 @@ static void test_columns_constraints_indexes(void)
         "\"references\":{\"table\":\"users\",\"columns\":[\"id\"]}}}]"));
     CHECK("NOT VALID and VALIDATE pass through", ops_equal(
         "ALTER TABLE t ADD CONSTRAINT pos CHECK (n > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT pos;", 1,
-        "[{\"sql\":{\"up\":\"ALTER TABLE t ADD CONSTRAINT pos CHECK (n > 0) NOT VALID\"}},"
+        "[{\"sql\":{\"up\":\"ALTER TABLE t ADD CONSTRAINT pos CHECK (n > 0) NOT VALID\","
+        "\"down\":\"ALTER TABLE t DROP CONSTRAINT IF EXISTS pos\"}},"
         "{\"sql\":{\"up\":\"ALTER TABLE t VALIDATE CONSTRAINT pos\"}}]"));
+    CHECK("NOT VALID last after ADD COLUMNs: its own ALTER TABLE after the columns", ops_equal(
+        "ALTER TABLE s.t ADD COLUMN a text NULL, ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID;", 0,
+        "[{\"add_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"text\","
+        "\"nullable\":true}}},{\"sql\":{\"up\":\"ALTER TABLE s.t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) "
+        "NOT VALID\",\"down\":\"ALTER TABLE s.t DROP CONSTRAINT IF EXISTS fk\"}}]"));
+    CHECK("refuse: NOT VALID before another subcommand", fails_with(
+        "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID, ADD COLUMN b text;",
+        "in its own ALTER TABLE, or last in this one"));
     CHECK("create index", ops_equal(
         "CREATE UNIQUE INDEX CONCURRENTLY ix ON t USING gin (a) WHERE b IS NULL AND c > 0;\n"
         "DROP INDEX CONCURRENTLY old_ix; DROP TABLE a, s.b;", 1,
