@@ -125,9 +125,11 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
         return;
     }
     /* Sent before a step that owns the row began (a rollback asked for
-     * while the fleet's news was being read): what it says is before that
-     * step, and the step's own end says what follows. */
-    if (mig_phase_owns_record(r->phase)) {
+     * while the fleet's news was being read), or read during this proxy's
+     * own expand (a start, a resubmission after a failure, a redo), while
+     * the table still says what it said before: the step's own end says
+     * what follows. */
+    if (mig_phase_owns_record(r->phase) || (r->phase == MIG_PH_EXPANDING && !r->following)) {
         log_debug("migration %s: a read of its state sent before %s ignored", r->name ? r->name : "-",
                   mig_phase_word(r->phase));
         return;
@@ -267,7 +269,7 @@ static int working_locally(const struct migration_runner *r)
     return engine_worker_running(&r->worker) || r->phase == MIG_PH_COMPLETING || r->phase == MIG_PH_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock ||
            timer_armed(r) || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
-           bf_runner_active(&r->bfr);
+           bf_runner_active(&r->bfr) || start_routing(r);
 }
 
 /* The fleet saw the most recent migration change (a notification or the

@@ -463,3 +463,24 @@ def test_cutover_does_not_hold_traffic_while_a_blocker_holds_the_table(env):
     said = json.dumps(ans) + "".join(seen)
     assert re.search(r"(?<![\d.])%d(?![\d.])" % blocker_pid, said) or "fault-blocker" in said, \
         "neither the answer nor the status names the blocker (pid %s): %s" % (blocker_pid, said[-1500:])
+
+
+def test_resubmit_while_a_client_transaction_is_open_moves_no_phase_twice(env):
+    """Issue 44, fault 1. The batch failed on a bad row; the row is fixed;
+    the same migration is POSTed again while a client transaction is open
+    through the proxy, so the drain before expand waits for it while the
+    fleet's poll goes on. The runner owns its phase meanwhile: no
+    `BUG: forbidden phase move` (a PGT_DEBUG build aborted on it), and once
+    the transaction ends the migration reaches `active` with every row."""
+    e = env
+    p, cur = failed_batch(e)
+    e.sql("UPDATE items SET val = %s WHERE id = %s", (str(BAD_ID), BAD_ID))
+    with psycopg.connect(p.uri(db=e.dbname), autocommit=False) as client:
+        client.execute("SELECT 1").fetchone()   # a transaction left open
+        start(p, items_migration(backfill={"batch_rows": 500, "min_rows": 500, "max_rows": 500}))
+        wait_log(p, "sessions still inside transactions", timeout=15)   # the drain waited, polls went on
+        client.rollback()
+    cur = wait_phase(p, ("active", "failed"), 60, what="resubmitted migration")
+    assert cur["phase"] == "active", cur
+    assert "BUG" not in p.log(), p.log()[-3000:]
+    assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
