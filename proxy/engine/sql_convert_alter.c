@@ -447,6 +447,49 @@ static int alter_pass(json_t *cmd)
     return 3;
 }
 
+/* Every subcommand adds a constraint NOT VALID (or USING INDEX), as atlas
+ * writes a table's foreign keys in one ALTER TABLE: the statement is online
+ * as written. */
+static int only_online_constraints(json_t *cmds)
+{
+    size_t i;
+    json_t *cmd;
+    int n = 0;
+    json_array_foreach(cmds, i, cmd) {
+        json_t *at = json_object_get(cmd, "AlterTableCmd");
+        json_t *con = json_object_get(json_object_get(at, "def"), "Constraint");
+        if (strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddConstraint") != 0 || !con ||
+            !(sqlc_is_true(con, "skip_validation") || json_object_get(con, "indexname")))
+            return 0;
+        n++;
+    }
+    return n > 1;
+}
+
+/* ... run as written at expand; the rollback drops each named one. */
+static int constraints_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmds)
+{
+    const char *schema = json_string_value(json_object_get(rel, "schemaname"));
+    char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
+    struct mig_str d = {0};
+    mig_str_addf(&d, "ALTER TABLE %s%s%s", qs ? qs : "", qs ? "." : "", qt ? qt : "");
+    size_t i, named = 0;
+    json_t *cmd;
+    json_array_foreach(cmds, i, cmd) {
+        const char *name = sqlc_str_or(sql_get(cmd, "AlterTableCmd.def.Constraint"), "conname", NULL);
+        char *qn = name ? sql_ident(name) : NULL;
+        if (qn)
+            mig_str_addf(&d, "%s DROP CONSTRAINT IF EXISTS %s", named++ ? "," : "", qn);
+        free(qn);
+    }
+    char *down = mig_str_take(&d);
+    int rc = sqlc_emit_sql(c, st, NULL, named && down ? down : NULL);
+    free(down);
+    free(qs);
+    free(qt);
+    return rc;
+}
+
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
 {
     if (strcmp(sqlc_str_or(st->body, "objtype", ""), "OBJECT_TABLE") != 0)
@@ -458,6 +501,8 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
         made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
         return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
     }
+    if (only_online_constraints(cmds))
+        return constraints_as_written(c, st, rel, cmds);
     for (int pass = 0; pass <= 4; pass++) {
         size_t i;
         json_t *cmd;

@@ -525,3 +525,28 @@ def test_keys_and_table_constraints_convert_and_run_as_offline(db):
     assert sql(db, "SELECT bool_and(attnotnull) FROM pg_attribute WHERE attrelid = 'k_things'::regclass"
                    " AND attname IN ('a', 'b')") == [(True,)]
     assert sql(db, "SELECT count(*) FROM pg_constraint WHERE conname LIKE 'pgtandem%'") == [(0,)]
+
+
+SEQUENCE_OF_NEW_TABLE = """CREATE TABLE IF NOT EXISTS distributed_locks (
+    "name" varchar(255) NOT NULL,
+    "record_version_number" int8 NULL,
+    CONSTRAINT distributed_locks_pkey PRIMARY KEY ("name")
+);
+CREATE SEQUENCE IF NOT EXISTS distributed_locks_rvn CYCLE OWNED BY distributed_locks.record_version_number;
+"""
+
+
+def test_a_sequence_owned_by_a_table_the_file_creates_runs(db):
+    """OpenMeter's distributed_locks: the checks before the first DDL run the
+    file's creating statements ahead, without the tables it creates, and the
+    sequence OWNED BY the new table's column was refused there (relation does
+    not exist) though the expand runs it after the table. It runs, and the
+    rollback leaves nothing."""
+    path = write_sql(SEQUENCE_OF_NEW_TABLE, "0005_distributed_locks.sql")
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT count(*) FROM pg_depend d JOIN pg_class s ON s.oid = d.objid"
+                   " WHERE s.relname = 'distributed_locks_rvn' AND d.refobjid = 'distributed_locks'::regclass")[0][0] == 1
+    r = migrate(db, "rollback")
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT to_regclass('distributed_locks'), to_regclass('distributed_locks_rvn')") == [(None, None)]

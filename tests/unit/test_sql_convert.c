@@ -228,6 +228,12 @@ static void test_columns_constraints_indexes(void)
         "[{\"add_column\":{\"schema\":\"s\",\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"text\","
         "\"nullable\":true}}},{\"sql\":{\"up\":\"ALTER TABLE s.t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) "
         "NOT VALID\",\"down\":\"ALTER TABLE s.t DROP CONSTRAINT IF EXISTS fk\"}}]"));
+    CHECK("several NOT VALID constraints in one ALTER TABLE run as written, the rollback drops each", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT a FOREIGN KEY (x) REFERENCES u (id) NOT VALID, ADD CONSTRAINT b CHECK (y > 0) "
+        "NOT VALID;", 0,
+        "[{\"sql\":{\"up\":\"ALTER TABLE t ADD CONSTRAINT a FOREIGN KEY (x) REFERENCES u (id) NOT VALID, ADD "
+        "CONSTRAINT b CHECK (y > 0) NOT VALID\",\"down\":\"ALTER TABLE t DROP CONSTRAINT IF EXISTS a, DROP CONSTRAINT "
+        "IF EXISTS b\"}}]"));
     CHECK("refuse: NOT VALID before another subcommand", fails_with(
         "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID, ADD COLUMN b text;",
         "in its own ALTER TABLE, or last in this one"));
