@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "migration_sql.h"
 
@@ -16,6 +17,25 @@ static int is_cast_of(json_t *expr, const char *column)
     json_t *fields = sql_get(expr, "TypeCast.arg.ColumnRef.fields");
     const char *name = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
     return name && !strcmp(name, column);
+}
+
+/* `column AT TIME ZONE 'zone'` (a constant zone): timestamp and
+ * timestamptz each way, its own inverse, so the same expression on the
+ * new column gives the old value back (Prisma's move to TIMESTAMPTZ). */
+static int is_at_time_zone_of(json_t *expr, const char *column)
+{
+    json_t *fn = json_object_get(expr, "FuncCall");
+    json_t *names = json_object_get(fn, "funcname"), *args = json_object_get(fn, "args");
+    const char *last = sql_node_str(json_array_get(names, json_array_size(names) - 1));
+    json_t *fields = sql_get(json_array_get(args, 1), "ColumnRef.fields");
+    const char *col = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
+    return last && !strcmp(last, "timezone") && json_array_size(args) == 2 &&
+           sql_get(json_array_get(args, 0), "A_Const.sval") && col && !strcmp(col, column);
+}
+
+static int is_timestamp(const char *type)
+{
+    return type && !strncasecmp(type, "timestamp", 9);
 }
 
 static char *cast_text(const char *column, const char *type)
@@ -66,6 +86,11 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     } else {
         json_object_set_new(body, "type", json_string(type));
         json_object_set_new(body, "up", json_string(up));
+        char old_type[SQLC_TYPE_LEN];
+        if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
+            sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
+            is_timestamp(old_type))
+            down = strdup(up);  /* the old value back: the same zone the other way */
         if (down) {
             json_object_set_new(body, "down", json_string(down));
         } else if (!plain) {

@@ -550,3 +550,32 @@ def test_a_sequence_owned_by_a_table_the_file_creates_runs(db):
     r = migrate(db, "rollback")
     assert r.returncode == 0, r.stderr
     assert sql(db, "SELECT to_regclass('distributed_locks'), to_regclass('distributed_locks_rvn')") == [(None, None)]
+
+
+TO_TIMESTAMPTZ = """ALTER TABLE "Account" ALTER COLUMN "loggedIn" SET DATA TYPE TIMESTAMPTZ(3) USING "loggedIn" AT TIME ZONE 'UTC';
+"""
+
+
+def test_timestamp_to_timestamptz_at_time_zone_runs_online(db):
+    """Hoppscotch's move to TIMESTAMPTZ (`USING col AT TIME ZONE 'UTC'`) was
+    refused: no `down` derived. The expression is its own inverse between
+    timestamp and timestamptz, so the down is the same on the new column:
+    the rows the old release writes meanwhile, and those there before, end
+    as offline."""
+    sql(db, 'CREATE TABLE "Account" (id int PRIMARY KEY, "loggedIn" timestamp(3));'
+            "INSERT INTO \"Account\" SELECT g, timestamp '2025-01-01 10:00:00.123' + g * interval '1 hour'"
+            " FROM generate_series(1, 500) g")
+    path = write_sql(TO_TIMESTAMPTZ, "0006_timestamptz.sql")
+    conv = migrate(db, "convert", path)
+    assert conv.returncode == 0, conv.stderr
+    body = json.loads(conv.stdout)["operations"][0]["alter_column"]
+    assert body["down"] == body["up"], body
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO \"Account\" (id, \"loggedIn\") VALUES (1000, timestamp '2025-06-01 12:34:56.789')")
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '\"Account\"'::regclass"
+                   " AND attname = 'loggedIn'")[0][0] == "timestamp(3) with time zone"
+    got = sql(db, "SELECT (\"loggedIn\" AT TIME ZONE 'UTC')::text FROM \"Account\" WHERE id IN (1, 1000) ORDER BY id")
+    assert [r[0] for r in got] == ["2025-01-01 11:00:00.123", "2025-06-01 12:34:56.789"], got
