@@ -88,6 +88,7 @@ struct mig_op {
     size_t ninclude;
     char *storage_parameters; /* create_index: WITH (...) */
     char *constraint_type;  /* create_constraint: check | unique | foreign_key | primary_key */
+    int deferrable, initially_deferred; /* create_constraint, unique or primary_key: as Postgres's words */
     char *ref_table;        /* create_constraint foreign_key */
     char **ref_columns;
     size_t nref_columns;

@@ -46,7 +46,8 @@ static const struct key_spec drop_index_keys[] = {
     {"schema", K_STR, 0}, {"name", K_STR, 1}, {"if_exists", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec create_constraint_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"name", K_STR, 0}, {"type", K_STR, 1},
-    {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {NULL, 0, 0}};
+    {"columns", K_STRS, 0}, {"check", K_STR, 0}, {"references", K_OBJ, 0}, {"deferrable", K_BOOL, 0},
+    {"initially_deferred", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec table_constraint_keys[] = {
     {"type", K_STR, 1}, {"name", K_STR, 0}, {"columns", K_STRS, 0}, {"check", K_STR, 0},
     {"references", K_OBJ, 0}, {NULL, 0, 0}};
@@ -554,6 +555,16 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
             return -1;
         if (constraint_needs(c, body, k, op->check, op->columns) != 0)
             return -1;
+        op->deferrable = get_tristate(body, "deferrable") == 1;
+        op->initially_deferred = get_tristate(body, "initially_deferred") == 1;
+        int keyed = !strcmp(op->constraint_type, "unique") || !strcmp(op->constraint_type, "primary_key");
+        if ((op->deferrable || op->initially_deferred) && !keyed)
+            return mparse_fail_at(c, "deferrable", "\"deferrable\" is for a unique or primary_key constraint (its "
+                                  "index is attached with the words at the contract); write a deferrable %s as "
+                                  "ADD CONSTRAINT ... NOT VALID in an \"sql\" operation", op->constraint_type);
+        if (op->initially_deferred && !op->deferrable)
+            return mparse_fail_at(c, "initially_deferred", "\"initially_deferred\" needs \"deferrable\": true, as "
+                                  "in Postgres");
         struct ref_out o = {&op->ref_table, &op->ref_columns, &op->on_delete, &op->on_update, &op->nref_columns};
         return parse_references(c, json_object_get(body, "references"), &o);
     }

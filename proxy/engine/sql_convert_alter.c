@@ -302,6 +302,11 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
         name = "(unnamed)";     /* for messages: the operation gets the name Postgres would choose */
     json_t *probe = json_deep_copy(con);
     json_object_del(probe, "conname");
+    int keyed = !strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY");
+    if (keyed) { /* create_constraint holds these two for a unique or primary key */
+        json_object_del(probe, "deferrable");
+        json_object_del(probe, "initdeferred");
+    }
     int plain = sqlc_plain_constraint(probe);
     json_decref(probe);
     if (!plain)
@@ -332,6 +337,10 @@ static int conv_add_constraint(struct conv *c, const struct sql_stmt *st, json_t
     } else if (!strcmp(ct, "CONSTR_UNIQUE") || !strcmp(ct, "CONSTR_PRIMARY")) {
         json_object_set_new(body, "type", json_string(!strcmp(ct, "CONSTR_UNIQUE") ? "unique" : "primary_key"));
         constraint_columns(body, "columns", json_object_get(con, "keys"));
+        if (sqlc_is_true(con, "deferrable"))
+            json_object_set_new(body, "deferrable", json_true());
+        if (sqlc_is_true(con, "initdeferred"))
+            json_object_set_new(body, "initially_deferred", json_true());
     } else {
         json_object_set_new(body, "type", json_string("foreign_key"));
         constraint_columns(body, "columns", json_object_get(con, "fk_attrs"));

@@ -914,6 +914,14 @@ CASES_KEYS = {
                                     "columns": ["check_id"]}}],
         offline="ALTER TABLE check_log ADD CONSTRAINT log_pk PRIMARY KEY (check_id)", old=LOG_OLD, new=LOG_NEW,
         tables=("checks", "check_log")),
+    # Prisma's DEFERRABLE INITIALLY DEFERRED unique (hoppscotch's orderIndex keys): the index built
+    # CONCURRENTLY, attached with the words at the contract
+    "unique_deferrable_initially_deferred": case(
+        ops=[{"create_constraint": {"table": "checks", "name": "checks_claim_env_key", "type": "unique",
+                                    "columns": ["claim_text", "env"], "deferrable": True, "initially_deferred": True}}],
+        offline="ALTER TABLE checks ADD CONSTRAINT checks_claim_env_key UNIQUE (claim_text, env)"
+                " DEFERRABLE INITIALLY DEFERRED",
+        old=RENAME_CLAIM_OLD[:1], new=["INSERT INTO checks (id, claim_text, env) VALUES (20000 + {i}, 'new {i}', 'dev')"]),
     # the foreign key's name is taken (checks_account_code_fkey): the next is ...fkey1
     "constraints_named_as_offline": case(
         ops=[{"create_constraint": {"table": "checks", "type": "check", "check": "length(env) < 10"}},

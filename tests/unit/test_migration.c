@@ -86,6 +86,12 @@ static void test_parse_errors(void)
     expect_error("new_shape needs on complete",
                  "{\"name\": \"x\", \"operations\": [{\"sql\": {\"up\": \"CREATE VIEW v AS SELECT 1\", \"new_shape\": true}}]}",
                  "operations[0].sql: \"new_shape\" is for a statement that runs \"on\": \"complete\"");
+    expect_error("deferrable is for unique and primary keys",
+                 "{\"name\": \"x\", \"operations\": [{\"create_constraint\": {\"table\": \"t\", \"type\": \"check\", "
+                 "\"check\": \"a > 0\", \"deferrable\": true}}]}", "\"deferrable\" is for a unique or primary_key");
+    expect_error("initially_deferred needs deferrable",
+                 "{\"name\": \"x\", \"operations\": [{\"create_constraint\": {\"table\": \"t\", \"type\": \"unique\", "
+                 "\"columns\": [\"a\"], \"initially_deferred\": true}}]}", "needs \"deferrable\": true");
     expect_error("json syntax", "{\"name\": ", "invalid JSON");
     expect_error("duplicates", "{\"name\": \"a\", \"name\": \"b\"}", "duplicate");
     expect_error("nul byte", "{\"name\": \"a\\u0000b\", \"operations\": []}", "invalid JSON");

@@ -234,6 +234,10 @@ static void test_columns_constraints_indexes(void)
         "[{\"sql\":{\"up\":\"ALTER TABLE t ADD CONSTRAINT a FOREIGN KEY (x) REFERENCES u (id) NOT VALID, ADD "
         "CONSTRAINT b CHECK (y > 0) NOT VALID\",\"down\":\"ALTER TABLE t DROP CONSTRAINT IF EXISTS a, DROP CONSTRAINT "
         "IF EXISTS b\"}}]"));
+    CHECK("a DEFERRABLE INITIALLY DEFERRED unique key: create_constraint with the words", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a, b) DEFERRABLE INITIALLY DEFERRED;", 0,
+        "[{\"create_constraint\":{\"table\":\"t\",\"name\":\"k\",\"type\":\"unique\",\"columns\":[\"a\",\"b\"],"
+        "\"deferrable\":true,\"initially_deferred\":true}}]"));
     CHECK("refuse: NOT VALID before another subcommand", fails_with(
         "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID, ADD COLUMN b text;",
         "in its own ALTER TABLE, or last in this one"));

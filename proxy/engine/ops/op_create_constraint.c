@@ -103,6 +103,7 @@ static void attach_index(struct plan_ctx *c, const struct mig_op *op, const char
     struct mig_str s = {0};
     mig_str_addf(&s, " %s USING INDEX ", kind);
     mig_str_ident(&s, ix);
+    mig_str_addf(&s, "%s%s", op->deferrable ? " DEFERRABLE" : "", op->initially_deferred ? " INITIALLY DEFERRED" : "");
     char *tail = mig_str_take(&s);
     add_alter(&c->p->contract, op, op->table, "ADD CONSTRAINT", name, tail ? tail : "");
     free(tail);
