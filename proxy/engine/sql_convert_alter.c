@@ -224,6 +224,77 @@ static long cmd_location(json_t *cmd)
     return json_is_integer(loc) ? (long)json_integer_value(loc) : -1;
 }
 
+/* Every column an expression reads (its column references' last names). */
+static void expr_columns(json_t *j, json_t *out)
+{
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) expr_columns(v, out);
+        return;
+    }
+    if (!json_is_object(j))
+        return;
+    json_t *fields = sql_get(j, "ColumnRef.fields");
+    const char *col = fields ? sql_node_str(json_array_get(fields, json_array_size(fields) - 1)) : NULL;
+    if (col) {
+        json_array_append_new(out, json_string(col));
+        return;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) expr_columns(v, out);
+}
+
+/* The columns a constraint names: its keys, its foreign key's columns,
+ * every column its CHECK reads. */
+static void named_columns(json_t *con, json_t *out)
+{
+    static const char *const lists[] = {"keys", "fk_attrs", "including", NULL};
+    for (int l = 0; lists[l]; l++) {
+        size_t i;
+        json_t *n;
+        json_array_foreach(json_object_get(con, lists[l]), i, n) {
+            if (sql_node_str(n))
+                json_array_append_new(out, json_string(sql_node_str(n)));
+        }
+    }
+    expr_columns(json_object_get(con, "raw_expr"), out);
+}
+
+/* A constraint run as written at expand attaches to the columns as they
+ * are then: one whose type (or values) an earlier operation of the file
+ * changes is a second column from then on, and the contract drops the
+ * old one with the constraint on it; a renamed one is not there under
+ * its new name. Refused before any DDL, naming the column. */
+static int names_changed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con)
+{
+    if (sqlc_close_last(c) != 0) /* the operation still open is one of those above */
+        return -1;
+    json_t *cols = json_array();
+    named_columns(con, cols);
+    size_t i, k;
+    json_t *col, *op, *body;
+    const char *kind, *hit = NULL;
+    json_array_foreach(cols, i, col) {
+        const char *name = json_string_value(col);
+        json_array_foreach(c->ops, k, op) {
+            if (!hit && sqlc_op_on(op, rel, &kind, &body) &&
+                ((!strcmp(kind, "alter_column") && json_object_get(body, "type") &&
+                  !strcmp(sqlc_str_or(body, "column", ""), name)) ||
+                 (!strcmp(kind, "rename_column") &&
+                  (!strcmp(sqlc_str_or(body, "from", ""), name) || !strcmp(sqlc_str_or(body, "to", ""), name)))))
+                hit = name;
+        }
+    }
+    int rc = hit ? sqlc_fail(c, st, "the constraint names \"%s\", whose type or name this file changes above: run "
+                             "as written at expand it would hold the column as it is before the change (and the "
+                             "contract drops that column with it). Add the constraint in a migration after this one",
+                             hit) : 0;
+    json_decref(cols);
+    return rc;
+}
+
 /* ADD CONSTRAINT ... NOT VALID (or USING INDEX) among other subcommands
  * (atlas writes ADD COLUMN, ADD COLUMN, ADD CONSTRAINT ... NOT VALID in
  * one ALTER TABLE) becomes an ALTER TABLE of its own, run as written after
@@ -258,6 +329,8 @@ static char *constraint_text_alone(struct conv *c, const struct sql_stmt *st, js
  * it with it anyway). */
 static int constraint_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
 {
+    if (names_changed_column(c, st, rel, con))
+        return -1;
     const char *schema = json_string_value(json_object_get(rel, "schemaname"));
     const char *name = json_string_value(json_object_get(con, "conname"));
     char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
@@ -503,12 +576,17 @@ static int only_online_constraints(json_t *cmds)
 /* ... run as written at expand; the rollback drops each named one. */
 static int constraints_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmds)
 {
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(cmds, i, cmd) {
+        if (names_changed_column(c, st, rel, sql_get(cmd, "AlterTableCmd.def.Constraint")))
+            return -1;
+    }
     const char *schema = json_string_value(json_object_get(rel, "schemaname"));
     char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
     struct mig_str d = {0};
     mig_str_addf(&d, "ALTER TABLE %s%s%s", qs ? qs : "", qs ? "." : "", qt ? qt : "");
-    size_t i, named = 0;
-    json_t *cmd;
+    size_t named = 0;
     json_array_foreach(cmds, i, cmd) {
         const char *name = sqlc_str_or(sql_get(cmd, "AlterTableCmd.def.Constraint"), "conname", NULL);
         char *qn = name ? sql_ident(name) : NULL;

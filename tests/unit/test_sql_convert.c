@@ -238,6 +238,12 @@ static void test_columns_constraints_indexes(void)
         "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a, b) DEFERRABLE INITIALLY DEFERRED;", 0,
         "[{\"create_constraint\":{\"table\":\"t\",\"name\":\"k\",\"type\":\"unique\",\"columns\":[\"a\",\"b\"],"
         "\"deferrable\":true,\"initially_deferred\":true}}]"));
+    CHECK("refuse: a NOT VALID key on a column the same ALTER TABLE retypes (the contract would drop it)",
+          fails_with("ALTER TABLE l ALTER COLUMN a TYPE character(26), ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES x "
+                     "(id) NOT VALID;", "the constraint names \"a\", whose type or name this file changes"));
+    CHECK("refuse: a NOT VALID check on a column an earlier statement renames", fails_with(
+        "ALTER TABLE l RENAME COLUMN a TO b;\nALTER TABLE l ADD CONSTRAINT c CHECK (b > 0) NOT VALID;",
+        "m.sql:2:1: the constraint names \"b\""));
     CHECK("refuse: NOT VALID before another subcommand", fails_with(
         "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID, ADD COLUMN b text;",
         "in its own ALTER TABLE, or last in this one"));
