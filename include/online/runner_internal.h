@@ -76,13 +76,15 @@ enum runner_event {
     RUNNER_EV_BACKFILL_STOPPED,  /* the batches in flight ended for the rollback asked for */
     RUNNER_EV_START_CLEARED,     /* the start waiting for its slot check (start.q) goes ahead */
     RUNNER_EV_CUTOVER_COMMITTED, /* committed (a contract's post steps run too): the waiting complete is answered */
-    RUNNER_EV_CUTOVER_ABANDONED  /* refused or not committed; r->error says why */
+    RUNNER_EV_CUTOVER_ABANDONED, /* refused or not committed; r->error says why */
+    RUNNER_EV_HEALTH_TICK        /* the health check's tick: work left for an idle runner may run */
 };
 
 struct runner_news {
     const char *why;      /* NULL: nothing to say */
     const char *sqlstate; /* of why, when a server said it */
     enum mig_phase phase; /* RUNNER_EV_RECORD */
+    int post_left;        /* RUNNER_EV_RECORD of a completed migration: steps after its contract are left */
 };
 
 typedef void (*runner_event_fn)(struct migration_runner *r, enum runner_event ev, const struct runner_news *news);
@@ -188,7 +190,7 @@ struct migration_runner {
 static inline void runner_report(struct migration_runner *r, enum runner_event ev, const char *why,
                                  const char *sqlstate)
 {
-    struct runner_news n = {why, sqlstate, MIG_PH_IDLE};
+    struct runner_news n = {.why = why, .sqlstate = sqlstate, .phase = MIG_PH_IDLE};
     r->report(r, ev, &n);
 }
 

@@ -63,14 +63,12 @@ static void key_columns(struct mig_str *s, const struct mig_cat_table *t, const 
     }
 }
 
-/* Counts the rows whose new shape violates the check and names the first
- * one's key. It reads the version view, where the check's column names mean
- * what its author meant. */
-static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op *op)
+/* The rows of relation schema.rel (the table, or its new shape's view)
+ * that `bad` picks: their count and the first one's key as ("k")=(v). */
+static char *first_bad_row_sql(const struct plan_ctx *c, const struct mig_op *op, const char *schema,
+                               const char *rel, const char *bad)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, op->table);
-    char vschema[80];
-    mig_version_schema(c->m->name, vschema, sizeof vschema);
     struct mig_str label = {0};
     mig_str_add(&label, "(");
     key_columns(&label, t, "");
@@ -82,14 +80,29 @@ static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op 
     mig_str_add(&s, " || concat_ws(', ', ");
     key_columns(&s, t, "::text");
     mig_str_add(&s, ") || ')' FROM ");
-    mig_str_qname(&s, vschema, op->table);
+    mig_str_qname(&s, schema, rel);
     mig_str_add(&s, " AS ");
     mig_str_ident(&s, op->table);
-    mig_str_addf(&s, " WHERE NOT (%s) ORDER BY ", op->check);
+    mig_str_addf(&s, " WHERE %s ORDER BY ", bad);
     key_columns(&s, t, "");
     mig_str_add(&s, " LIMIT 1");
     free(prefix);
     return mig_str_take(&s);
+}
+
+/* Counts the rows whose new shape violates the check and names the first
+ * one's key. It reads the version view, where the check's column names mean
+ * what its author meant. */
+static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op *op)
+{
+    char vschema[80];
+    mig_version_schema(c->m->name, vschema, sizeof vschema);
+    struct mig_str w = {0};
+    mig_str_addf(&w, "NOT (%s)", op->check);
+    char *bad = mig_str_take(&w);
+    char *sql = bad ? first_bad_row_sql(c, op, vschema, op->table, bad) : NULL;
+    free(bad);
+    return sql;
 }
 
 static char *alter_table_sql(const struct mig_op *op, const char *action, const char *ident)
@@ -140,26 +153,13 @@ void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const
  * one's key. */
 static char *null_rows_sql(const struct plan_ctx *c, const struct mig_op *op, const char *col)
 {
-    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
-    struct mig_str label = {0};
-    mig_str_add(&label, "(");
-    key_columns(&label, t, "");
-    mig_str_add(&label, ")=(");
-    char *prefix = mig_str_take(&label);
-    struct mig_str s = {0};
-    mig_str_add(&s, "SELECT count(*) OVER (), ");
-    mig_str_literal(&s, prefix ? prefix : "");
-    mig_str_add(&s, " || concat_ws(', ', ");
-    key_columns(&s, t, "::text");
-    mig_str_add(&s, ") || ')' FROM ");
-    mig_str_qname(&s, op->schema, op->table);
-    mig_str_add(&s, " WHERE ");
-    mig_str_ident(&s, col);
-    mig_str_add(&s, " IS NULL ORDER BY ");
-    key_columns(&s, t, "");
-    mig_str_add(&s, " LIMIT 1");
-    free(prefix);
-    return mig_str_take(&s);
+    struct mig_str w = {0};
+    mig_str_ident(&w, col);
+    mig_str_add(&w, " IS NULL");
+    char *bad = mig_str_take(&w);
+    char *sql = bad ? first_bad_row_sql(c, op, op->schema, op->table, bad) : NULL;
+    free(bad);
+    return sql;
 }
 
 void add_not_null_before_cutover(struct plan_ctx *c, const struct mig_op *op, const char *col)

@@ -230,7 +230,9 @@ static void expr_columns(json_t *j, json_t *out)
     if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) expr_columns(v, out);
+        json_array_foreach(j, i, v) {
+            expr_columns(v, out);
+        }
         return;
     }
     if (!json_is_object(j))
@@ -243,7 +245,9 @@ static void expr_columns(json_t *j, json_t *out)
     }
     const char *k;
     json_t *v;
-    json_object_foreach(j, k, v) expr_columns(v, out);
+    json_object_foreach(j, k, v) {
+        expr_columns(v, out);
+    }
 }
 
 /* The columns a constraint names: its keys, its foreign key's columns,

@@ -257,44 +257,36 @@ int sqlc_drop_deferred(const char *remove_type)
     return 0;
 }
 
-/* Views dropped at complete: one made again in the same script gets the
- * new release its definition from the start (sqlc_emit_created). */
-static void remember_dropped_views(struct conv *c, const struct sql_stmt *st)
+/* Adds the name each object of the DROP has at `path` ("TypeName.names"
+ * for a type, "List.items" for a view) to `list` (`*n` used, `cap` in all). */
+static void remember_names(const struct sql_stmt *st, const char *path, char (*list)[2 * SQLC_NAME_LEN + 8],
+                           size_t *n, size_t cap)
 {
     size_t i;
     json_t *obj;
     json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
         struct mig_str s = {0};
-        sqlc_add_dotted(&s, sql_get(obj, "List.items"));
+        sqlc_add_dotted(&s, sql_get(obj, path));
         char *name = mig_str_take(&s);
-        if (name && c->ndropped_views < sizeof c->dropped_views / sizeof c->dropped_views[0])
-            snprintf(c->dropped_views[c->ndropped_views++], sizeof c->dropped_views[0], "%s", name);
+        if (name && *n < cap)
+            snprintf(list[(*n)++], sizeof list[0], "%s", name);
         free(name);
     }
 }
 
-/* A type or domain dropped at complete, remembered so that creating it
- * again in the same script (drizzle-kit's replacement of an enum) is
- * refused here rather than by Postgres at expand, where it still exists. */
+/* What a DROP at complete leaves taken until then, remembered: a type or
+ * domain created again in the same script (drizzle-kit's replacement of an
+ * enum) is refused here rather than by Postgres at expand, where it still
+ * exists; a view made again gets the new release its definition from the
+ * start (sqlc_emit_created). */
 static void remember_dropped(struct conv *c, const struct sql_stmt *st)
 {
     const char *what = sqlc_str_or(st->body, "removeType", "");
-    if (!strcmp(what, "OBJECT_VIEW")) {
-        remember_dropped_views(c, st);
-        return;
-    }
-    if (strcmp(what, "OBJECT_TYPE") != 0 && strcmp(what, "OBJECT_DOMAIN") != 0)
-        return;
-    size_t i;
-    json_t *obj;
-    json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
-        struct mig_str s = {0};
-        sqlc_add_dotted(&s, sql_get(obj, "TypeName.names"));
-        char *name = mig_str_take(&s);
-        if (name && c->ndropped < sizeof c->dropped / sizeof c->dropped[0])
-            snprintf(c->dropped[c->ndropped++], sizeof c->dropped[0], "%s", name);
-        free(name);
-    }
+    if (!strcmp(what, "OBJECT_VIEW"))
+        remember_names(st, "List.items", c->dropped_views, &c->ndropped_views,
+                       sizeof c->dropped_views / sizeof c->dropped_views[0]);
+    else if (!strcmp(what, "OBJECT_TYPE") || !strcmp(what, "OBJECT_DOMAIN"))
+        remember_names(st, "TypeName.names", c->dropped, &c->ndropped, sizeof c->dropped / sizeof c->dropped[0]);
 }
 
 int sqlc_drop_object(struct conv *c, const struct sql_stmt *st)

@@ -131,7 +131,9 @@ static void walk(struct walk *w, json_t *j)
     if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) walk(w, v);
+        json_array_foreach(j, i, v) {
+            walk(w, v);
+        }
         return;
     }
     if (!json_is_object(j))

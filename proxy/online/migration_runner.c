@@ -372,13 +372,18 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
     case RUNNER_EV_LOCK_LOST: lock_lost(r); return;
     case RUNNER_EV_CONNECT_FAILED: connect_failed(r); return;
     case RUNNER_EV_CONNECTION_LOST: connection_lost_ev(r, n->why ? n->why : "", n->sqlstate); return;
-    case RUNNER_EV_RECORD: move_to(r, n->phase, MIG_BY_RECORD); return;
+    case RUNNER_EV_RECORD:
+        move_to(r, n->phase, MIG_BY_RECORD);
+        if (n->phase == MIG_PH_COMPLETED)
+            post_left_by_record(r, n->post_left);
+        return;
     case RUNNER_EV_RELOAD: load_state(r); return;
     case RUNNER_EV_BACKFILL_DONE: release_lock_then(r, spawn_finish); return;
     case RUNNER_EV_BACKFILL_STOPPED: backfill_stopped(r); return;
     case RUNNER_EV_START_CLEARED: start_cleared(r); return;
     case RUNNER_EV_CUTOVER_COMMITTED: cutover_committed(r); return;
     case RUNNER_EV_CUTOVER_ABANDONED: move_after(r, MIG_EV_CUTOVER_ABANDONED); return;
+    case RUNNER_EV_HEALTH_TICK: post_run_if_due(r); return;
     }
 }
 

@@ -265,7 +265,7 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
         !evtimer_pending(r->conn.timer, NULL) && !bf_runner_active(&r->bfr))
         with_connection(r, reconnected);
     keep_slot_reserved(r);
-    post_run_if_due(r);
+    runner_report(r, RUNNER_EV_HEALTH_TICK, NULL, NULL);
 }
 
 int runner_conn_init(struct migration_runner *r)

@@ -71,11 +71,17 @@ static void failed(struct migration_runner *r, const char *fmt, ...)
     runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
 }
 
-/* The runner moves to phase p, read from the table. */
+/* The runner moves to phase p, read from the table (post_left: a
+ * completed one's steps after the contract are left). */
+static void record_says_with(struct migration_runner *r, enum mig_phase p, int post_left)
+{
+    struct runner_news n = {.phase = p, .post_left = post_left};
+    r->report(r, RUNNER_EV_RECORD, &n);
+}
+
 static void record_says(struct migration_runner *r, enum mig_phase p)
 {
-    struct runner_news n = {.phase = p};
-    r->report(r, RUNNER_EV_RECORD, &n);
+    record_says_with(r, p, 0);
 }
 
 /* ---- the state row ---- */
@@ -166,9 +172,8 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
         if (!r->following || takeover_due(r))
             take_engine_lock(r);
     } else {
-        record_says(r, mig_phase_of_status((enum mig_status)st));
-        if (st == MIG_ST_COMPLETED)
-            post_left_by_record(r, PQnfields(res) > 6 && PQgetvalue(res, 0, 6)[0] == 't');
+        record_says_with(r, mig_phase_of_status((enum mig_status)st),
+                         st == MIG_ST_COMPLETED && PQnfields(res) > 6 && PQgetvalue(res, 0, 6)[0] == 't');
     }
 }
 
@@ -269,7 +274,7 @@ static int working_locally(const struct migration_runner *r)
     return engine_worker_running(&r->worker) || r->phase == MIG_PH_COMPLETING || r->phase == MIG_PH_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock ||
            timer_armed(r) || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
-           bf_runner_active(&r->bfr) || start_routing(r);
+           bf_runner_active(&r->bfr) || (r->phase == MIG_PH_EXPANDING && !r->following);
 }
 
 /* The fleet saw the most recent migration change (a notification or the

@@ -8,12 +8,11 @@ the old release, which cannot give the column a value, would fail), and
 complete refuses while a row the old release inserted meanwhile has none,
 naming it; once filled, complete ends in the offline schema. A table with
 rows is still refused before any DDL."""
-import subprocess
 import uuid
 
 import psycopg
 
-from support import new_shape_options, pmigrate, proxy_uri, sql
+from support import new_shape_options, pmigrate, proxy_uri, schema_dump, sql
 
 BASE = """
 CREATE TABLE ledger_routes (id bigint PRIMARY KEY, namespace text NOT NULL);
@@ -24,14 +23,7 @@ ADD = 'ALTER TABLE "ledger_routes" ADD COLUMN "currency" character varying NOT N
 NAME = "0042_route_currency"
 
 
-def dump(cluster, db):
-    r = subprocess.run([cluster.bindir + "/pg_dump", "--schema-only", "--no-owner", "--exclude-schema=pgtandem",
-                        "-d", db], capture_output=True, text=True, timeout=60, check=True)
-    return "\n".join(line for line in r.stdout.splitlines()
-                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
-
-
-def start(proxy, path, db):
+def start_file(proxy, path, db):
     return pmigrate(proxy, "start", str(path), "--name", NAME, env={"PGTANDEM_DB": db})
 
 
@@ -46,7 +38,7 @@ def test_empty_table_gets_its_required_column_online(cluster, db, proxy_factory,
         path = tmp_path / (NAME + ".sql")
         path.write_text(ADD)
         proxy = proxy_factory(extra_args=["--engine-db", db])
-        r = start(proxy, path, db)
+        r = start_file(proxy, path, db)
         assert r.returncode == 0, r.stdout + r.stderr
         through = proxy_uri(proxy, db)
         # the old release inserts without the column: accepted, no error
@@ -66,7 +58,7 @@ def test_empty_table_gets_its_required_column_online(cluster, db, proxy_factory,
             c.execute("UPDATE ledger_routes SET currency = 'USD' WHERE id = 7")
         r = pmigrate(proxy, "complete")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert dump(cluster, db) == dump(cluster, twin_uri)
+        assert schema_dump(cluster, db) == schema_dump(cluster, twin_uri)
         assert sql(db, "SELECT id, currency FROM ledger_routes ORDER BY id") == [(7, "USD"), (8, "EUR")]
     finally:
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)

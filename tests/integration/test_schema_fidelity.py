@@ -10,7 +10,6 @@ a message naming the dependent, and change nothing. A few representative
 cases run again with start/rollback/complete sent to a running proxy and the
 writers connected through it (the new shape routed by pgtandem.version)."""
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -19,8 +18,8 @@ import uuid
 import psycopg
 import pytest
 
-from support import (admin_url, complete_migration, migrate, new_shape_options, run_pgtandem, sql, start_migration,
-                     write_migration)
+from support import (admin_url, complete_migration, migrate, new_shape_options, run_pgtandem, schema_dump, sql,
+                     start_migration, write_migration)
 
 ITER = 30
 
@@ -1190,36 +1189,6 @@ def run_script(uri, text):
     r = subprocess.run(["psql", uri, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", text], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return r
-
-
-NOISE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config|\\restrict|\\unrestrict)")
-
-
-def sort_table_columns(lines):
-    """Column order is not part of the rule: the lines inside each CREATE
-    TABLE are sorted (without their trailing commas)."""
-    out, block = [], None
-    for line in lines:
-        if block is not None:
-            if line.startswith(")"):
-                out.extend(sorted(x.rstrip(",") for x in block))
-                out.append(line)
-                block = None
-            else:
-                block.append(line)
-        else:
-            out.append(line)
-            if line.startswith("CREATE TABLE ") and line.endswith("("):
-                block = []
-    return out
-
-
-def schema_dump(cluster, uri):
-    r = subprocess.run([os.path.join(cluster.bindir, "pg_dump"), "--schema-only", "--no-owner",
-                        "--exclude-schema=pgtandem", "-d", uri], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    lines = [line for line in r.stdout.splitlines() if line.strip() and not NOISE.match(line)]
-    return "\n".join(sort_table_columns(lines)) + "\n"
 
 
 def run_scripts(uri, scripts):

@@ -8,12 +8,11 @@ release the old definition until complete, the new release the new one
 from the start (made in its version's schema), and after complete the
 database is the one the file gives offline; a rollback leaves what was
 there."""
-import subprocess
 import uuid
 
 import psycopg
 
-from support import new_shape_options, pmigrate, proxy_uri, shape, sql
+from support import new_shape_options, pmigrate, proxy_uri, schema_dump, shape, sql
 
 BASE = """
 CREATE TABLE charges (id bigint PRIMARY KEY, amount numeric NOT NULL, currency text NOT NULL DEFAULT 'EUR');
@@ -30,21 +29,13 @@ CREATE VIEW "charges_search" AS SELECT "id", "amount", "currency", "tax_code" FR
 NAME = "0002_view_tax_code"
 
 
-def dump(cluster, db):
-    """pg_dump --schema-only without pgtandem's own schema and the lines that differ on every run."""
-    r = subprocess.run([cluster.bindir + "/pg_dump", "--schema-only", "--no-owner", "--exclude-schema=pgtandem",
-                        "-d", db], capture_output=True, text=True, timeout=60, check=True)
-    return "\n".join(line for line in r.stdout.splitlines()
-                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
-
-
 def view_columns(uri, options=""):
     with psycopg.connect(uri, autocommit=True, options=options) as c:
         cur = c.execute("SELECT * FROM charges_search ORDER BY id LIMIT 1")
         return [d.name for d in cur.description]
 
 
-def start(proxy, path, db):
+def start_file(proxy, path, db):
     r = pmigrate(proxy, "start", str(path), "--name", NAME, env={"PGTANDEM_DB": db})
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -60,7 +51,7 @@ def test_each_release_reads_its_own_view_then_the_offline_one(cluster, db, proxy
         path = tmp_path / (NAME + ".sql")
         path.write_text(MADE_AGAIN)
         proxy = proxy_factory(extra_args=["--engine-db", db])
-        start(proxy, path, db)
+        start_file(proxy, path, db)
         through = proxy_uri(proxy, db)
         # the old release: the old view, and its writes (without the new column) go on
         assert view_columns(through) == ["id", "amount"]
@@ -75,7 +66,7 @@ def test_each_release_reads_its_own_view_then_the_offline_one(cluster, db, proxy
         r = pmigrate(proxy, "complete")
         assert r.returncode == 0, r.stdout + r.stderr
         assert view_columns(through) == ["id", "amount", "currency", "tax_code"]
-        assert dump(cluster, db).replace(db, "DB") == dump(cluster, twin_uri).replace(twin, "DB")
+        assert schema_dump(cluster, db).replace(db, "DB") == schema_dump(cluster, twin_uri).replace(twin, "DB")
         assert sql(db, "SELECT count(*), count(tax_code) FROM charges_search")[0] == (502, 1)
     finally:
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)
@@ -87,7 +78,7 @@ def test_rollback_leaves_the_old_view(db, proxy_factory, tmp_path):
     path = tmp_path / (NAME + ".sql")
     path.write_text(MADE_AGAIN)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    start(proxy, path, db)
+    start_file(proxy, path, db)
     r = pmigrate(proxy, "rollback")
     assert r.returncode == 0, r.stdout + r.stderr
     assert shape(db) == before

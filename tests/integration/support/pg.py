@@ -5,6 +5,7 @@ the snapshots tests compare: a database's shape (what a rollback must
 restore) and a table's rows."""
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ import pytest
 from .ports import TOP, cluster_env
 
 __all__ = ["cancel_hits_only_its_backend", "Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql", "kept_query",
-           "dbname", "SHAPE_SQL", "shape", "rows", "columns"]
+           "dbname", "SHAPE_SQL", "shape", "schema_dump", "rows", "columns"]
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 
@@ -192,6 +193,41 @@ def shape(db):
     """Everything a rollback must restore: columns, indexes, constraints,
     triggers, version schemas, pgtandem functions, tables and views."""
     return [sql(db, q) for q in SHAPE_SQL]
+
+
+# Lines of pg_dump's output that differ between two dumps of one schema.
+DUMP_NOISE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config|\\restrict|\\unrestrict)")
+
+
+def sort_table_columns(lines):
+    """Column order is not part of the rule: the lines inside each CREATE
+    TABLE are sorted (without their trailing commas)."""
+    out, block = [], None
+    for line in lines:
+        if block is not None:
+            if line.startswith(")"):
+                out.extend(sorted(x.rstrip(",") for x in block))
+                out.append(line)
+                block = None
+            else:
+                block.append(line)
+        else:
+            out.append(line)
+            if line.startswith("CREATE TABLE ") and line.endswith("("):
+                block = []
+    return out
+
+
+def schema_dump(cluster, uri):
+    """`pg_dump --schema-only` of database URI `uri` without pgtandem's own
+    schema, the lines that differ on every dump, and the order of each
+    table's columns: what an online migration and the same DDL run offline
+    are compared by."""
+    r = subprocess.run([os.path.join(cluster.bindir, "pg_dump"), "--schema-only", "--no-owner",
+                        "--exclude-schema=pgtandem", "-d", uri], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.strip() and not DUMP_NOISE.match(line)]
+    return "\n".join(sort_table_columns(lines)) + "\n"
 
 
 def rows(db, table, order="1"):
