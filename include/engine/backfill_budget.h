@@ -34,6 +34,9 @@
 #define BUDGET_PAUSE_MIN_MS 20.0
 #define BUDGET_PAUSE_MAX_MS 1000.0
 #define BUDGET_STARVED_MS 5000.0   /* over at the floor this long: starved */
+/* Engaged and too few queries to judge: held this long before it steps
+ * back (a slow app ends few statements per window; that is no release). */
+#define BUDGET_IDLE_HOLD_MS 2000.0
 
 enum budget_kind { BUDGET_OFF, BUDGET_RATIO, BUDGET_ABSOLUTE };
 enum budget_state {
@@ -73,6 +76,7 @@ struct budget {                          /* zeroed: fresh */
     double pause_ms;                     /* after each batch */
     int workers;                         /* at most */
     int engaged, engagements;
+    double idle_since_ms;                /* engaged and idle since (0: not) */
     double floor_since_ms;               /* over at the smallest batch and longest pause since (0: not) */
     long long floor_rows;                /* rows done then */
     int starved;

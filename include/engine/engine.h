@@ -18,6 +18,7 @@
 #include "migration.h"
 #include "migration_plan.h"
 #include "migration_state.h"
+#include "step_run.h"
 
 enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
@@ -96,6 +97,10 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
  * not run again. ENGINE_OK when none is left. engine_start runs it first:
  * what a new migration plans on is the schema after every earlier step. */
 int engine_finish_post(struct engine *e, char *err, size_t errlen);
+/* Steps from..post->n of migration name's post list, each recorded as it
+ * commits (engine_finish_post's run of one migration; complete's first). */
+int engine_run_post(struct engine *e, const char *name, const struct mig_steps *post, size_t from, char *err,
+                    size_t errlen);
 /* Runs the next batch of one range of the migration in progress again (a
  * batch that failed on the event loop): ENGINE_OK when it goes through,
  * else the failure with the row and expression that cause it. */
@@ -118,5 +123,21 @@ int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen);
 /* The revisions in the database's alembic_version (an empty array when it
  * has no such table), for lint of an Alembic directory. */
 int engine_alembic_versions(struct engine *e, json_t **out, char *err, size_t errlen);
+
+/* ---- the blocking step driver (engine_steps.c), what engine.c and
+ * engine_post.c run their step lists with ---- */
+
+/* Sleeps ms, in slices: -1 as soon as the engine is stopped, else 0. */
+int engine_nap(const struct engine *e, long ms);
+/* Runs what the machine says until it is done (ENGINE_OK) or failed
+ * (ENGINE_FAILED, its error in err; the machine's sqlstate in sr). */
+int engine_drive(struct engine *e, struct step_run *sr, char *err, size_t errlen);
+/* The list l grouped as said, tail_sql joining its last transaction (may
+ * be NULL), with the engine's lock_timeout, attempts and backoff; rep (may
+ * be NULL) gets the attempts and the lock wait. */
+int engine_run_list(struct engine *e, const struct mig_steps *l, enum step_grouping grouping, const char *tail_sql,
+                    struct engine_contract_report *rep, char *err, size_t errlen);
+/* The migration's error column, for whoever reads its status. */
+void engine_record_error(PGconn *conn, const char *name, const char *error);
 
 #endif

@@ -120,7 +120,7 @@ struct mig_cat_table {
     struct mig_cat_ref *refs;   /* other tables' foreign keys referencing this one (not its own) */
     size_t nrefs;
     double est_rows;
-    int empty;                  /* it had no row when the catalog was read */
+    int empty;                  /* it had no row when the catalog was read (asked only by add_column) */
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */

@@ -107,6 +107,8 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
         b->workers = wanted;
     limits(b, in);
     b->state = b->kind == BUDGET_OFF ? BUDGET_IDLE : measure(b, in);
+    if (b->state != BUDGET_IDLE)
+        b->idle_since_ms = 0;
     enum budget_event ev = BUDGET_NOTHING;
     if (b->state == BUDGET_OVER && slow_by_itself(b, in)) {
         /* held, not tightened: the limits move with the new baseline */
@@ -141,6 +143,14 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
         return ev;
     }
     b->floor_since_ms = 0;
+    if (b->state == BUDGET_IDLE && b->engaged && b->kind != BUDGET_OFF) {
+        if (b->idle_since_ms <= 0)
+            b->idle_since_ms = now_ms;
+        if (now_ms - b->idle_since_ms < BUDGET_IDLE_HOLD_MS) {
+            snprintf(b->reason, sizeof b->reason, "too few queries to judge the app's p99: holding");
+            return BUDGET_NOTHING;
+        }
+    }
     if (b->state == BUDGET_NEAR) {
         b->reason[0] = '\0';
         if (b->engaged)

@@ -39,8 +39,8 @@ int backfill_gate_update(struct backfill_gate *g, int wanted, int throttled, dou
     if (wanted < 1)
         wanted = 1;
     if (throttled) {
-        if (g->allowed != 1)
-            g->changed_ms = now_ms;
+        /* the climb counts from the last throttled look, not the drop */
+        g->changed_ms = now_ms;
         g->allowed = 1;
     } else if (g->allowed == 0 || g->allowed > wanted) {
         g->allowed = wanted;

@@ -1,7 +1,9 @@
 /* The migration engine's phases over blocking libpq: state schema and
  * advisory lock, validation against the live catalog, expand, the backfill
  * loop, contract with lock_timeout and bounded retries, rollback. SQL comes
- * from migration_plan / backfill; this file only sequences and records it. */
+ * from migration_plan / backfill and runs through engine_steps.c; the steps
+ * after a contract are engine_post.c's. This file only sequences and
+ * records them. */
 #include "engine.h"
 
 #include <assert.h>
@@ -10,9 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "clock.h"
 #include "migration_lifecycle.h"
 #include "migration_state.h"
 #include "log.h"
@@ -21,7 +21,6 @@
 #include "migration_dependents.h"
 #include "engine_checks.h"
 #include "migration_sql.h"
-#include "autovacuum_yield.h"
 #include "backfill_drive.h"
 #include "retry.h"
 #include "step_run.h"
@@ -114,17 +113,6 @@ int engine_stopped(const struct engine *e)
     return e->opt.stop && atomic_load(e->opt.stop);
 }
 
-/* Sleeps ms, in slices, returning early (-1) once the engine is stopped. */
-static int nap(const struct engine *e, long ms)
-{
-    for (long left = ms; left > 0; left -= 50) {
-        if (engine_stopped(e))
-            return -1;
-        clock_sleep_ms(left < 50 ? left : 50);
-    }
-    return engine_stopped(e) ? -1 : 0;
-}
-
 static int try_engine_lock(struct engine *e)
 {
     PGresult *r = PQexec(e->conn, "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")");
@@ -148,7 +136,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     if (!exclusive)
         return ENGINE_OK;
     int got = try_engine_lock(e);
-    for (long waited = 0; !got && waited < e->opt.lock_wait_ms && nap(e, 50) == 0; waited += 50)
+    for (long waited = 0; !got && waited < e->opt.lock_wait_ms && engine_nap(e, 50) == 0; waited += 50)
         got = try_engine_lock(e);
     if (!got)
         return fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s "
@@ -254,110 +242,30 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 
 /* ---- running steps -------------------------------------------------------- */
 
-/* A lock attempt gave up: autovacuum workers on the database are cancelled
- * (autovacuum_yield.h). When the role may not cancel them, the next
- * attempts wait longer than deadlock_timeout, after which Postgres cancels a
- * blocking autovacuum itself (the application's statements may queue behind
- * such a wait for that long: said in the log). */
-static void yield_to_autovacuum(struct engine *e, struct step_run *sr)
-{
-    struct autovacuum_yield y;
-    if (autovacuum_yield(e->conn, &y) != 0)
-        return;
-    if (y.cancelled)
-        log_info("cancelled %d autovacuum worker(s) (%s), which held the lock the migration waits for, as "
-                 "Postgres does after deadlock_timeout for any conflicting lock request; the tables are "
-                 "vacuumed again later", y.cancelled, y.tables);
-    long wait = y.deadlock_timeout_ms + e->opt.lock_timeout_ms;
-    if (y.refused && sr->lock_timeout_ms < wait) {
-        sr->lock_timeout_ms = wait;
-        log_warn("%d autovacuum worker(s) may hold the lock the migration waits for, and this role may not "
-                 "cancel them (grant it pg_signal_backend); the next attempts wait %ld ms, past "
-                 "deadlock_timeout, so that Postgres cancels them, and statements of the application may "
-                 "wait behind them that long", y.refused, wait);
-    }
-}
-
-/* The blocking driver of the step-list machine (step_run.h): it runs what
- * the machine says, tells it the outcome, sleeps its waits, and logs its
- * notes. Stopping (engine_stopped) ends it where no transaction is open. */
-static int drive(struct engine *e, struct step_run *sr, char *err, size_t errlen)
-{
-    for (;;) {
-        int boundary = step_run_at_boundary(sr);
-        struct step_action a = step_run_next(sr, clock_now_ms());
-        if (a.note)
-            log_warn("%s", a.note);
-        if (a.kind == STEP_DONE)
-            return ENGINE_OK;
-        if (a.kind == STEP_FAILED)
-            return fail(err, errlen, "%s", sr->error);
-        if (a.kind == STEP_WAIT) {
-            yield_to_autovacuum(e, sr);
-            if (nap(e, a.wait_ms) != 0)
-                return fail(err, errlen, "stopped while waiting to retry");
-            step_run_result(sr, 1, NULL, NULL, clock_now_ms());
-            continue;
-        }
-        if (boundary && engine_stopped(e))
-            return fail(err, errlen, "stopped");
-        char state[6] = "", msg[1024] = "";
-        int rc = engine_exec_simple(e->conn, a.sql, state, msg, sizeof msg);
-        step_run_result(sr, rc == 0, state, msg, clock_now_ms());
-    }
-}
-
-static int run_list(struct engine *e, const struct mig_steps *l, enum step_grouping grouping, const char *tail_sql,
-                    struct engine_contract_report *rep, char *err, size_t errlen)
-{
-    struct step_run sr;
-    step_run_init(&sr, l, grouping, e->opt.lock_timeout_ms, e->opt.contract_attempts, e->opt.backoff_ms,
-                  (unsigned int)time(NULL) ^ (unsigned int)getpid());
-    sr.tail_sql = tail_sql;
-    int rc = drive(e, &sr, err, errlen);
-    if (rep) {
-        rep->attempts = sr.attempts;
-        rep->total_ms = sr.total_ms;
-        rep->lock_wait_ms = sr.lock_wait_ms;
-    }
-    return rc;
-}
-
 /* Consecutive transactional steps share one transaction; CONCURRENTLY steps
  * run on their own. */
 static int run_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    return run_list(e, l, STEPS_SHARED_TXN, NULL, NULL, err, errlen);
+    return engine_run_list(e, l, STEPS_SHARED_TXN, NULL, NULL, err, errlen);
 }
 
 /* Each step in its own short transaction: a VALIDATE scans the table and must
  * not keep the lock of a preceding ADD CONSTRAINT while it does. */
 static int run_each(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    return run_list(e, l, STEPS_EACH, NULL, NULL, err, errlen);
+    return engine_run_list(e, l, STEPS_EACH, NULL, NULL, err, errlen);
 }
 
 /* Rollback steps run one by one and keep going: after a partial expand some
  * objects never existed, and every step is written to tolerate that. */
 static int run_rollback_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
 {
-    return run_list(e, l, STEPS_KEEP_GOING, NULL, NULL, err, errlen);
+    return engine_run_list(e, l, STEPS_KEEP_GOING, NULL, NULL, err, errlen);
 }
 
 /* ---- checks that precede the cutover -------------------------------------- */
 
 #define CHECK_VIOLATION "23514"
-
-static void record_error(PGconn *conn, const char *name, const char *error)
-{
-    char err[256];
-    const char *v[2] = {name, error};
-    PGresult *r = engine_exec_params(conn, "UPDATE pgtandem.migrations SET error = $2, updated_at = now() WHERE name = $1",
-                              2, v, err, sizeof err);
-    if (!r)
-        log_error("recording the error of %s: %s", name, err);
-    PQclear(r);
-}
 
 /* The refusal: how many rows violate the check and which one comes first, so
  * the operator can find and fix them. */
@@ -415,92 +323,6 @@ static int validate_checks(struct engine *e, const struct mig_plan *plan, char *
             return ENGINE_FAILED;
     }
     return ENGINE_OK;
-}
-
-/* ---- the steps after a contract ------------------------------------------ */
-
-/* A failure a later try may not meet: the connection or the server went,
- * the engine was stopped, a lock or the statement timed out. */
-static int post_failure_passes(const struct engine *e, const char *sqlstate)
-{
-    static const char *const passing[] = {"55P03", "57014", "40P01", "40001"};
-    if (PQstatus(e->conn) != CONNECTION_OK || engine_stopped(e) || pg_error_transient(sqlstate))
-        return 1;
-    for (size_t i = 0; i < sizeof passing / sizeof passing[0]; i++)
-        if (sqlstate && !strcmp(sqlstate, passing[i]))
-            return 1;
-    return 0;
-}
-
-/* Step i and the record that it ran: one transaction for a transactional
- * step; a CONCURRENTLY step runs alone, then is recorded (run again after
- * a loss in between, it finds nothing: every such step is IF EXISTS, and
- * the step after it has not run). */
-static int run_post_step(struct engine *e, const char *name, const struct mig_steps *post, size_t i, char *err,
-                         size_t errlen)
-{
-    char *done = mig_state_post_done_sql(e->conn, name, i + 1, post->n);
-    if (!done)
-        return fail(err, errlen, "out of memory");
-    struct mig_steps one = {.v = &post->v[i], .n = 1, .cap = 1};
-    struct step_run sr;
-    step_run_init(&sr, &one, STEPS_EACH, e->opt.lock_timeout_ms, e->opt.contract_attempts, e->opt.backoff_ms,
-                  (unsigned int)time(NULL) ^ (unsigned int)getpid());
-    sr.tail_sql = one.v[0].mode == MIG_STEP_TXN ? done : NULL;
-    int rc = drive(e, &sr, err, errlen);
-    if (rc == ENGINE_OK && !sr.tail_sql && engine_exec_simple(e->conn, done, NULL, err, errlen) != 0)
-        rc = ENGINE_FAILED;
-    if (rc != ENGINE_OK && !post_failure_passes(e, sr.sqlstate)) {
-        char msg[1200];
-        snprintf(msg, sizeof msg, "migration %s is complete but its step after the contract (%.300s) failed and is "
-                 "not run again: %.700s", name, one.v[0].sql, err);
-        log_error("%s", msg);
-        record_error(e->conn, name, msg);
-        rc = engine_exec_simple(e->conn, done, NULL, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
-    }
-    free(done);
-    return rc;
-}
-
-static int finish_post_of(struct engine *e, const char *name, const struct mig_steps *post, size_t from, char *err,
-                          size_t errlen)
-{
-    for (size_t i = from; i < post->n; i++) {
-        int rc = run_post_step(e, name, post, i, err, errlen);
-        if (rc != ENGINE_OK)
-            return rc;
-    }
-    return ENGINE_OK;
-}
-
-int engine_finish_post(struct engine *e, char *err, size_t errlen)
-{
-    assert(e->conn && e->locked && err && errlen > 0); /* under the engine lock: one runner of them */
-    const char *v[1] = {mig_status_word(MIG_ST_COMPLETED)};
-    PGresult *r = engine_exec_params(e->conn, "SELECT name, plan, post_done FROM pgtandem.migrations"
-                                     " WHERE status = $1 AND post_done IS NOT NULL ORDER BY completed_at", 1, v,
-                                     err, errlen);
-    if (!r)
-        return ENGINE_FAILED;
-    int rc = ENGINE_OK;
-    for (int row = 0; row < PQntuples(r) && rc == ENGINE_OK; row++) {
-        const char *name = PQgetvalue(r, row, 0);
-        struct mig_plan plan;
-        if (PQgetisnull(r, row, 1) || mig_plan_from_json(PQgetvalue(r, row, 1), &plan, err, errlen) != 0) {
-            rc = fail(err, errlen, "migration %s: its stored plan cannot be read for the steps after its contract",
-                      name);
-            break;
-        }
-        size_t from = (size_t)atoi(PQgetvalue(r, row, 2));
-        log_info("migration %s: running its %zu step(s) after the contract that did not finish", name,
-                 plan.post.n > from ? plan.post.n - from : 0);
-        rc = finish_post_of(e, name, &plan.post, from, err, errlen);
-        if (rc == ENGINE_OK)
-            log_info("migration %s: the steps after its contract are done", name);
-        mig_plan_free(&plan);
-    }
-    PQclear(r);
-    return rc;
 }
 
 /* ---- backfill -------------------------------------------------------------- */
@@ -809,7 +631,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                  cur->st != MIG_ST_FAILED ? "let the backfill finish (`pgtandem migrate resume`)" : "roll it back");
         rc = ENGINE_INVALID;
     } else if (validate_checks(e, &ip.plan, err, errlen) != ENGINE_OK) {
-        record_error(e->conn, cur->name, err);
+        engine_record_error(e->conn, cur->name, err);
         rc = ENGINE_FAILED;
     } else if (e->opt.validate_only) {
         rc = ENGINE_OK;
@@ -817,7 +639,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
         char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0, ip.plan.post.n);
-        rc = completed ? run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
+        rc = completed ? engine_run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);
         if (rc != ENGINE_OK) {
@@ -834,7 +656,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
-        if (rc == ENGINE_OK && finish_post_of(e, cur->name, &ip.plan.post, 0, err, errlen) != ENGINE_OK) {
+        if (rc == ENGINE_OK && engine_run_post(e, cur->name, &ip.plan.post, 0, err, errlen) != ENGINE_OK) {
             log_error("migration %s is complete; a step after its contract did not finish and is left for the next "
                       "engine (`pgtandem migrate resume`, the next start, or a proxy): %s", cur->name, err);
             rc = ENGINE_FAILED;

@@ -376,21 +376,26 @@ static int load_class(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         return -1;
     t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
     t->relkind = PQntuples(r) ? PQgetvalue(r, 0, 1)[0] : 'r';
-    int exists = PQntuples(r) > 0;
     PQclear(r);
-    if (!exists)
-        return 0;
-    /* exactly, not the estimate: a table never analyzed says 0 */
+    return 0;
+}
+
+/* Whether the table has no row, exactly (the estimate of a table never
+ * analyzed says 0); read only for an add_column that has no value to give
+ * a NOT NULL column (op_add_column.c), the one operation that asks. */
+static void load_empty(PGconn *conn, const struct mig_op *op, struct mig_cat_table *t)
+{
+    if (!t || !t->exists || op->col.nullable != 0 || op->col.default_expr || op->up)
+        return;
     char *q = mig_quote_qname(t->schema, t->name);
     struct mig_str s = {0};
     mig_str_addf(&s, "SELECT NOT EXISTS (SELECT 1 FROM %s)", q ? q : "");
     free(q);
     char *sql = mig_str_take(&s);
-    r = sql ? PQexec(conn, sql) : NULL;
+    PGresult *r = sql ? PQexec(conn, sql) : NULL;
     t->empty = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     free(sql);
-    return 0;
 }
 
 static void set_ref(struct mig_cat_ref *f, const char *name, const char *schema, const char *table,
@@ -669,6 +674,8 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
             return -1;
         if (op->kind == MIG_RENAME_TABLE && add_table(conn, cat, op->schema, op->to, err, errlen) != 0)
             return -1;
+        if (op->kind == MIG_ADD_COLUMN)
+            load_empty(conn, op, mig_catalog_table(cat, op->schema, op->table));
         if (op->ref_table && add_table(conn, cat, op->schema, op->ref_table, err, errlen) != 0)
             return -1;
         if (mig_catalog_load_objects(conn, m, op, cat, err, errlen) != 0)

@@ -115,6 +115,31 @@ static char *alter_table_sql(const struct mig_op *op, const char *action, const 
     return mig_str_take(&s);
 }
 
+/* One constraint complete validates before its cutover, named cname on
+ * op's table: its description, how it is added and how its violations are
+ * counted (all three taken, NULL when out of memory); validating and
+ * dropping it are the same for all. The rollback drops it too. */
+static void add_cutover_check(struct plan_ctx *c, const struct mig_op *op, const char *cname, char *describe,
+                              char *add, char *violations)
+{
+    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
+    if (!grown) {
+        free(describe);
+        free(add);
+        free(violations);
+        c->p->contract.oom = 1;
+        return;
+    }
+    c->p->checks = grown;
+    struct mig_check *k = &c->p->checks[c->p->nchecks++];
+    *k = (struct mig_check){.op_index = op->index, .describe = describe, .add = add, .violations = violations};
+    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
+    k->drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
+    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
+        c->p->contract.oom = 1;
+    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
+}
+
 /* alter_column's check needs a scan of the table to be validated. The scan
  * must not run inside the contract (it would hold the table's lock, and the
  * paused traffic, while it reads) nor after it (a violation could then only
@@ -124,29 +149,13 @@ void add_check_before_cutover(struct plan_ctx *c, const struct mig_op *op, const
 {
     char cname[80];
     choose_check_name(c, op->schema, op->table, op->check, cname, sizeof cname);
-    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
-    if (!grown) {
-        c->p->contract.oom = 1;
-        return;
-    }
-    c->p->checks = grown;
-    struct mig_check *k = &c->p->checks[c->p->nchecks++];
-    memset(k, 0, sizeof *k);
-    k->op_index = op->index;
     struct mig_str d = {0};
     mig_str_addf(&d, "operations[%d].%s: check (%s) on ", op->index, mig_op_name(op->kind), op->check);
     mig_str_qname(&d, op->schema, op->table);
-    k->describe = mig_str_take(&d);
-    k->add = check_add_sql(c, op, shadow, cname);
-    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
-    k->violations = check_violations_sql(c, op);
-    k->drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
-    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
-        c->p->contract.oom = 1;
+    add_cutover_check(c, op, cname, mig_str_take(&d), check_add_sql(c, op, shadow, cname), check_violations_sql(c, op));
     /* Already validated by then, so this costs nothing; should anything ever
      * skip the validation, the contract fails instead of losing the check. */
     add_alter(&c->p->contract, op, op->table, "VALIDATE CONSTRAINT", cname, "");
-    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
 }
 
 /* The rows of the table whose column is NULL: their count and the first
@@ -166,36 +175,22 @@ void add_not_null_before_cutover(struct plan_ctx *c, const struct mig_op *op, co
 {
     char cname[80];
     object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
-    struct mig_check *grown = realloc(c->p->checks, (c->p->nchecks + 1) * sizeof *grown);
-    if (!grown) {
-        c->p->contract.oom = 1;
-        return;
-    }
-    c->p->checks = grown;
-    struct mig_check *k = &c->p->checks[c->p->nchecks++];
-    memset(k, 0, sizeof *k);
-    k->op_index = op->index;
     struct mig_str d = {0}, a = {0};
     mig_str_addf(&d, "operations[%d].%s: NOT NULL of \"%s\" on ", op->index, mig_op_name(op->kind), col);
     mig_str_qname(&d, op->schema, op->table);
-    k->describe = mig_str_take(&d);
-    char *drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
-    mig_str_addf(&a, "%s;\n", drop ? drop : "");
     mig_str_add(&a, "ALTER TABLE ");
+    mig_str_qname(&a, op->schema, op->table);
+    mig_str_add(&a, " DROP CONSTRAINT IF EXISTS ");
+    mig_str_ident(&a, cname);
+    mig_str_add(&a, ";\nALTER TABLE ");
     mig_str_qname(&a, op->schema, op->table);
     mig_str_add(&a, " ADD CONSTRAINT ");
     mig_str_ident(&a, cname);
     mig_str_add(&a, " CHECK (");
     mig_str_ident(&a, col);
     mig_str_add(&a, " IS NOT NULL) NOT VALID");
-    k->add = mig_str_take(&a);
-    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
-    k->violations = null_rows_sql(c, op, col);
-    k->drop = drop;
-    if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
-        c->p->contract.oom = 1;
+    add_cutover_check(c, op, cname, mig_str_take(&d), mig_str_take(&a), null_rows_sql(c, op, col));
     /* validated by then: SET NOT NULL skips its scan for a valid CHECK (col IS NOT NULL) */
     add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", col, " SET NOT NULL");
     add_alter(&c->p->contract, op, op->table, "DROP CONSTRAINT", cname, "");
-    add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
 }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "migration_sql.h"
+#include "sql_fragment.h"
 
 static int is_cast_of(json_t *expr, const char *column)
 {
@@ -224,35 +225,9 @@ static long cmd_location(json_t *cmd)
     return json_is_integer(loc) ? (long)json_integer_value(loc) : -1;
 }
 
-/* Every column an expression reads (its column references' last names). */
-static void expr_columns(json_t *j, json_t *out)
-{
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) {
-            expr_columns(v, out);
-        }
-        return;
-    }
-    if (!json_is_object(j))
-        return;
-    json_t *fields = sql_get(j, "ColumnRef.fields");
-    const char *col = fields ? sql_node_str(json_array_get(fields, json_array_size(fields) - 1)) : NULL;
-    if (col) {
-        json_array_append_new(out, json_string(col));
-        return;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(j, k, v) {
-        expr_columns(v, out);
-    }
-}
-
 /* The columns a constraint names: its keys, its foreign key's columns,
- * every column its CHECK reads. */
-static void named_columns(json_t *con, json_t *out)
+ * every column its CHECK reads (sql_fragment_columns). */
+static void named_columns(struct conv *c, const struct sql_stmt *st, json_t *con, json_t *out)
 {
     static const char *const lists[] = {"keys", "fk_attrs", "including", NULL};
     for (int l = 0; lists[l]; l++) {
@@ -263,7 +238,17 @@ static void named_columns(json_t *con, json_t *out)
                 json_array_append_new(out, json_string(sql_node_str(n)));
         }
     }
-    expr_columns(json_object_get(con, "raw_expr"), out);
+    json_t *expr = json_object_get(con, "raw_expr");
+    char *text = expr ? sql_expr_text(&c->s, st, expr) : NULL;
+    char **names = NULL;
+    size_t n = 0;
+    int star = 0;
+    if (text && sql_fragment_columns(text, &names, &n, &star) == SQL_FRAGMENT_OK) {
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(out, json_string(names[i]));
+        sql_fragment_free_names(names, n);
+    }
+    free(text);
 }
 
 /* A constraint run as written at expand attaches to the columns as they
@@ -276,7 +261,7 @@ static int names_changed_column(struct conv *c, const struct sql_stmt *st, json_
     if (sqlc_close_last(c) != 0) /* the operation still open is one of those above */
         return -1;
     json_t *cols = json_array();
-    named_columns(con, cols);
+    named_columns(c, st, con, cols);
     size_t i, k;
     json_t *col, *op, *body;
     const char *kind, *hit = NULL;
@@ -328,38 +313,58 @@ static char *constraint_text_alone(struct conv *c, const struct sql_stmt *st, js
     return text;
 }
 
-/* The online forms of a constraint, run as written at expand; a rollback
- * drops it again when it has a name (a column this migration adds takes
- * it with it anyway). */
-static int constraint_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
+/* rel as SQL: "schema"."table" or "table". */
+static char *quoted_table(json_t *rel)
 {
-    if (names_changed_column(c, st, rel, con))
-        return -1;
     const char *schema = json_string_value(json_object_get(rel, "schemaname"));
-    const char *name = json_string_value(json_object_get(con, "conname"));
     char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
-    char *qn = name ? sql_ident(name) : NULL;
-    struct mig_str t = {0}, d = {0};
+    struct mig_str t = {0};
     mig_str_addf(&t, "%s%s%s", qs ? qs : "", qs ? "." : "", qt ? qt : "");
-    char *qtable = mig_str_take(&t);
-    char *down = NULL;
-    if (qn && qtable) {
-        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", qtable, qn);
-        down = mig_str_take(&d);
-    }
-    int rc;
-    if (ncmds == 1) {
-        rc = sqlc_emit_sql(c, st, NULL, down);
-    } else {
-        char *text = qtable ? constraint_text_alone(c, st, con, qtable) : NULL;
-        rc = text ? sqlc_emit_sql_text(c, st, text, NULL, down) : qtable ? -1 : sqlc_oom(c, st);
-        free(text);
-    }
-    free(down);
-    free(qtable);
-    free(qn);
     free(qs);
     free(qt);
+    return mig_str_take(&t);
+}
+
+/* The online forms of constraints (NOT VALID, USING INDEX), run as written
+ * at expand: the whole statement when it holds nothing else (`whole`), else
+ * the one constraint's own ALTER TABLE (constraint_text_alone). A rollback
+ * drops each named one (a column this migration adds takes it with it
+ * anyway); one naming a column the file changes above is refused. */
+static int constraints_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cons, int whole)
+{
+    size_t i, named = 0;
+    json_t *con;
+    json_array_foreach(cons, i, con) {
+        if (names_changed_column(c, st, rel, con))
+            return -1;
+    }
+    char *qtable = quoted_table(rel);
+    if (!qtable)
+        return sqlc_oom(c, st);
+    struct mig_str d = {0};
+    mig_str_addf(&d, "ALTER TABLE %s", qtable);
+    json_array_foreach(cons, i, con) {
+        const char *name = sqlc_str_or(con, "conname", NULL);
+        char *qn = name ? sql_ident(name) : NULL;
+        if (qn)
+            mig_str_addf(&d, "%s DROP CONSTRAINT IF EXISTS %s", named++ ? "," : "", qn);
+        free(qn);
+    }
+    char *down = mig_str_take(&d);
+    char *text = whole ? NULL : constraint_text_alone(c, st, json_array_get(cons, 0), qtable);
+    int rc = whole || text ? sqlc_emit_sql_text(c, st, text, NULL, named ? down : NULL) : -1;
+    free(text);
+    free(down);
+    free(qtable);
+    return rc;
+}
+
+/* One of them, from conv_add_constraint. */
+static int constraint_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *con, size_t ncmds)
+{
+    json_t *cons = json_pack("[O]", con);
+    int rc = cons ? constraints_as_written(c, st, rel, cons, ncmds == 1) : sqlc_oom(c, st);
+    json_decref(cons);
     return rc;
 }
 
@@ -560,50 +565,25 @@ static int alter_pass(json_t *cmd)
 
 /* Every subcommand adds a constraint NOT VALID (or USING INDEX), as atlas
  * writes a table's foreign keys in one ALTER TABLE: the statement is online
- * as written. */
-static int only_online_constraints(json_t *cmds)
+ * as written. Their Constraint nodes (a new array), or NULL when not. */
+static json_t *online_constraints(json_t *cmds)
 {
+    if (json_array_size(cmds) < 2)
+        return NULL;
+    json_t *cons = json_array();
     size_t i;
     json_t *cmd;
-    int n = 0;
     json_array_foreach(cmds, i, cmd) {
         json_t *at = json_object_get(cmd, "AlterTableCmd");
         json_t *con = json_object_get(json_object_get(at, "def"), "Constraint");
         if (strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddConstraint") != 0 || !con ||
-            !(sqlc_is_true(con, "skip_validation") || json_object_get(con, "indexname")))
-            return 0;
-        n++;
+            !(sqlc_is_true(con, "skip_validation") || json_object_get(con, "indexname"))) {
+            json_decref(cons);
+            return NULL;
+        }
+        json_array_append(cons, con);
     }
-    return n > 1;
-}
-
-/* ... run as written at expand; the rollback drops each named one. */
-static int constraints_as_written(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *cmds)
-{
-    size_t i;
-    json_t *cmd;
-    json_array_foreach(cmds, i, cmd) {
-        if (names_changed_column(c, st, rel, sql_get(cmd, "AlterTableCmd.def.Constraint")))
-            return -1;
-    }
-    const char *schema = json_string_value(json_object_get(rel, "schemaname"));
-    char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(sqlc_str_or(rel, "relname", ""));
-    struct mig_str d = {0};
-    mig_str_addf(&d, "ALTER TABLE %s%s%s", qs ? qs : "", qs ? "." : "", qt ? qt : "");
-    size_t named = 0;
-    json_array_foreach(cmds, i, cmd) {
-        const char *name = sqlc_str_or(sql_get(cmd, "AlterTableCmd.def.Constraint"), "conname", NULL);
-        char *qn = name ? sql_ident(name) : NULL;
-        if (qn)
-            mig_str_addf(&d, "%s DROP CONSTRAINT IF EXISTS %s", named++ ? "," : "", qn);
-        free(qn);
-    }
-    char *down = mig_str_take(&d);
-    int rc = sqlc_emit_sql(c, st, NULL, named && down ? down : NULL);
-    free(down);
-    free(qs);
-    free(qt);
-    return rc;
+    return cons;
 }
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
@@ -617,8 +597,12 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
         made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
         return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
     }
-    if (only_online_constraints(cmds))
-        return constraints_as_written(c, st, rel, cmds);
+    json_t *cons = online_constraints(cmds);
+    if (cons) {
+        int rc = constraints_as_written(c, st, rel, cons, 1);
+        json_decref(cons);
+        return rc;
+    }
     for (int pass = 0; pass <= 4; pass++) {
         size_t i;
         json_t *cmd;

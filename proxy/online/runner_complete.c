@@ -313,21 +313,27 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 #define POST_FIRST_RETRY_MS 2000
 #define POST_MAX_RETRY_MS 60000
 
-static void post_ended(struct migration_runner *r, int code, const char *why)
+/* Also the worker's callback of a run again (the engine logs the steps it ran). */
+static void post_ended(void *ctx, int code, const char *why)
 {
+    struct migration_runner *r = ctx;
     if (code == ENGINE_OK) {
         r->post.left = r->post.tries = 0;
         return;
     }
+    /* slower than a lock race's retries (retry.h): each run is a worker's
+     * connection, on every proxy of a fleet that reads the steps left */
     long delay = POST_FIRST_RETRY_MS << (r->post.tries < 5 ? r->post.tries : 5);
+    if (delay > POST_MAX_RETRY_MS)
+        delay = POST_MAX_RETRY_MS;
     r->post.tries++;
     r->post.left = 1;
-    r->post.due_ms = clock_now_ms() + (delay < POST_MAX_RETRY_MS ? delay : POST_MAX_RETRY_MS);
+    r->post.due_ms = clock_now_ms() + delay;
     if (strstr(why, ENGINE_LOCK_HELD_MSG))
         log_debug("migration %s: the steps after its contract run elsewhere: %s", r->name, why);
     else
         log_warn("migration %s is complete; a step after its contract did not finish (%.600s); run again in %ld s",
-                 r->name, why, (delay < POST_MAX_RETRY_MS ? delay : POST_MAX_RETRY_MS) / 1000);
+                 r->name, why, delay / 1000);
 }
 
 static void after_post_steps(void *ctx, int code, const char *why)
@@ -359,14 +365,6 @@ static void run_post_steps(struct migration_runner *r)
     release_lock_then(r, spawn_post_steps);
 }
 
-static void post_retry_ended(void *ctx, int code, const char *why)
-{
-    struct migration_runner *r = ctx;
-    post_ended(r, code, why);
-    if (code == ENGINE_OK)
-        log_info("migration %s: the steps after its contract are done", r->name);
-}
-
 void post_left_by_record(struct migration_runner *r, int left)
 {
     if (left && !r->post.left) {
@@ -384,7 +382,7 @@ void post_run_if_due(struct migration_runner *r)
     if (!r->post.left || r->phase != MIG_PH_COMPLETED || engine_worker_running(&r->worker) || r->holds_lock ||
         r->db.busy || clock_now_ms() < r->post.due_ms)
         return;
-    if (engine_worker_run(&r->worker, ENGINE_JOB_POST, r->engine_db, NULL, 0, post_retry_ended, r) != 0)
+    if (engine_worker_run(&r->worker, ENGINE_JOB_POST, r->engine_db, NULL, 0, post_ended, r) != 0)
         post_ended(r, ENGINE_FAILED, r->worker.why);
 }
 

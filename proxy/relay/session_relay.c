@@ -67,8 +67,7 @@ static int paused_hold(struct session *s, uint8_t type)
 {
     /* The clock is read only at a boundary, not for every message. */
     return s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker) &&
-           (s->relay->pause.paused || relay_lease_expired(s->relay) ||
-            ((!s->vgate_checked || s->vgate_look) && version_gate_holds(s))); /* decided once per session */
+           (s->relay->pause.paused || relay_lease_expired(s->relay) || version_gate_holds(s));
 }
 
 /* Moves up to `want` bytes of the current message; returns bytes moved. */

@@ -60,6 +60,7 @@ import psycopg
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from support.pg import PGCLUSTER, RestartableCluster, read_env, start_cluster  # noqa: E402
 from support.proxy import Proxy  # noqa: E402
+from support.wait import poll  # noqa: E402
 from tcp_forwarder import Forwarder  # noqa: E402
 
 ROWS = 5000
@@ -181,18 +182,6 @@ class World:
                 p.stop(timeout=30)
                 os.unlink(p.logfile.name)
         self.fwd.stop()
-
-
-def poll(cond, timeout, interval):
-    """cond() until it returns something true, for at most `timeout`
-    seconds: that value, or None. Every wait of the nemesis for something
-    to happen goes through here."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 class Check(Exception):

@@ -346,7 +346,9 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
             wait_for(lambda: back.peak >= 2, 30, "two batches at once again", detail=proxy.log_tail)
 
     stop, errors = threading.Event(), []
-    app = [threading.Thread(target=slow_app, args=(proxy_uri(proxy, db), stop, errors)) for _ in range(3)]
+    # five clients: 150 ms statements end some 30 a second, enough for the
+    # budget to judge every window
+    app = [threading.Thread(target=slow_app, args=(proxy_uri(proxy, db), stop, errors)) for _ in range(5)]
     for t in app:
         t.start()
     try:

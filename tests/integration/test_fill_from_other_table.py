@@ -18,7 +18,7 @@ import threading
 
 import psycopg
 
-from support import pmigrate, proxy_uri, sql, wait_for
+from support import pmigrate, proxy_start, proxy_uri, sql, wait_for
 
 NAME = "0094_git_provider_user"
 BASE = """
@@ -63,8 +63,7 @@ def test_a_value_from_another_table_fills_the_rows_and_the_old_releases_inserts(
     writer.start()
     try:
         wait_for(lambda: len(written) > 20, 30, "the old release's first inserts")
-        r = pmigrate(proxy, "start", str(path), env={"PGTANDEM_DB": db})
-        assert r.returncode == 0, r.stdout + r.stderr
+        proxy_start(proxy, str(path))
         n = len(written)
         wait_for(lambda: len(written) > n + 20 or errors, 30, "the old release's inserts during the migration")
     finally:
@@ -92,8 +91,7 @@ def test_a_data_update_from_another_table_runs_in_batches(db, proxy_factory, tmp
     path.write_text('UPDATE "git_provider" SET "userId" = (SELECT o."owner_id" FROM "organization" o'
                     ' WHERE o.id = "git_provider"."organizationId") WHERE "userId" IS NULL;\n')
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    r = pmigrate(proxy, "start", str(path), env={"PGTANDEM_DB": db})
-    assert r.returncode == 0, r.stdout + r.stderr
+    proxy_start(proxy, str(path))
     r = pmigrate(proxy, "complete")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sql(db, 'SELECT count(*) FROM git_provider g JOIN organization o ON o.id = g."organizationId"'

@@ -8,11 +8,9 @@ the old release, which cannot give the column a value, would fail), and
 complete refuses while a row the old release inserted meanwhile has none,
 naming it; once filled, complete ends in the offline schema. A table with
 rows is still refused before any DDL."""
-import uuid
-
 import psycopg
 
-from support import new_shape_options, pmigrate, proxy_uri, schema_dump, sql
+from support import new_shape_options, offline_twin, pmigrate, proxy_start, proxy_uri, schema_dump, sql
 
 BASE = """
 CREATE TABLE ledger_routes (id bigint PRIMARY KEY, namespace text NOT NULL);
@@ -23,23 +21,13 @@ ADD = 'ALTER TABLE "ledger_routes" ADD COLUMN "currency" character varying NOT N
 NAME = "0042_route_currency"
 
 
-def start_file(proxy, path, db):
-    return pmigrate(proxy, "start", str(path), "--name", NAME, env={"PGTANDEM_DB": db})
-
-
 def test_empty_table_gets_its_required_column_online(cluster, db, proxy_factory, tmp_path):
     sql(db, BASE)
-    twin = "twin_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % twin)
-    try:
-        twin_uri = cluster.uri(db=twin)
-        sql(twin_uri, BASE)
-        sql(twin_uri, ADD)
-        path = tmp_path / (NAME + ".sql")
-        path.write_text(ADD)
-        proxy = proxy_factory(extra_args=["--engine-db", db])
-        r = start_file(proxy, path, db)
-        assert r.returncode == 0, r.stdout + r.stderr
+    path = tmp_path / (NAME + ".sql")
+    path.write_text(ADD)
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    with offline_twin(cluster, BASE, ADD) as twin:
+        proxy_start(proxy, str(path))
         through = proxy_uri(proxy, db)
         # the old release inserts without the column: accepted, no error
         with psycopg.connect(through, autocommit=True) as c:
@@ -58,10 +46,8 @@ def test_empty_table_gets_its_required_column_online(cluster, db, proxy_factory,
             c.execute("UPDATE ledger_routes SET currency = 'USD' WHERE id = 7")
         r = pmigrate(proxy, "complete")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert schema_dump(cluster, db) == schema_dump(cluster, twin_uri)
+        assert schema_dump(cluster, db) == schema_dump(cluster, twin)
         assert sql(db, "SELECT id, currency FROM ledger_routes ORDER BY id") == [(7, "USD"), (8, "EUR")]
-    finally:
-        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % twin, check=False)
 
 
 def test_a_table_with_rows_is_refused_before_any_ddl(db, proxy_factory, tmp_path):

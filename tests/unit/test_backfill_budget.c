@@ -155,6 +155,36 @@ static void test_floor(void)
     CHECK("an absolute limit is not raised by the floor", f.limit_ms[0] == 3.0);
 }
 
+/* Engaged, then a window with too few queries to judge (a slow app's
+ * statements end few per window): held, not released, until the quiet
+ * lasts BUDGET_IDLE_HOLD_MS. */
+static void test_too_few_to_judge(void)
+{
+    struct budget b = {0};
+    struct budget_input in = app(10.0, 40.0);
+    in.batch_rows = in.min_rows = in.max_rows = 200;
+    budget_decide(&b, &in, 1000);
+    CHECK("thin: engaged at one worker", b.engaged && b.workers == 1 && b.batch_cap == 200);
+    in.samples[0] = BUDGET_MIN_SAMPLES - 1;
+    budget_decide(&b, &in, 1250);
+    CHECK("thin: too few to judge holds", b.state == BUDGET_IDLE && b.workers == 1 && b.batch_cap == 200 &&
+                                              b.pause_ms == BUDGET_PAUSE_MIN_MS && b.engaged &&
+                                              strstr(b.reason, "holding") != NULL);
+    in.samples[0] = 500;
+    budget_decide(&b, &in, 1500);
+    CHECK("thin: over again", b.state == BUDGET_OVER && b.workers == 1);
+    in.samples[0] = 0;
+    double t = 1500;
+    while (t < 1500 + BUDGET_IDLE_HOLD_MS)
+        budget_decide(&b, &in, t += BUDGET_EVAL_MS);
+    CHECK("thin: still held just before BUDGET_IDLE_HOLD_MS", b.workers == 1 && b.engaged);
+    budget_decide(&b, &in, t += BUDGET_EVAL_MS);
+    CHECK("thin: steps back once the quiet lasts", b.batch_cap == 0 && b.pause_ms == BUDGET_PAUSE_MIN_MS &&
+                                                        b.workers == 1 && b.reason[0] == '\0');
+    budget_decide(&b, &in, t += BUDGET_EVAL_MS);
+    CHECK("thin: and on, a step each decision", b.pause_ms == 0 && b.workers == 2);
+}
+
 static void test_slow_by_itself(void)
 {
     struct budget b = {0};
@@ -198,6 +228,7 @@ int main(void)
 {
     test_floor();
     test_slow_by_itself();
+    test_too_few_to_judge();
     test_gentle_start();
     test_limits();
     test_over_and_back();

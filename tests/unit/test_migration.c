@@ -302,6 +302,10 @@ static void test_backfill_pool(void)
     CHECK("one more a second later", backfill_gate_update(&g, 4, 0, 1100) == 2);
     CHECK("and one more", backfill_gate_update(&g, 4, 0, 2100) == 3 && backfill_gate_update(&g, 4, 0, 3100) == 4);
     CHECK("a lower setting at once", backfill_gate_update(&g, 2, 0, 3200) == 2);
+    backfill_gate_update(&g, 2, 1, 4000);
+    backfill_gate_update(&g, 2, 1, 9000);
+    CHECK("throttled long, released a moment: still one", backfill_gate_update(&g, 2, 0, 9100) == 1);
+    CHECK("a second after the last throttled look: two", backfill_gate_update(&g, 2, 0, 10000) == 2);
     v[3].rows_done = 10;
     v[3].est_total = 100;
     v[4].rows_done = 30;

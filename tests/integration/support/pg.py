@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from .ports import TOP, cluster_env
 
 __all__ = ["cancel_hits_only_its_backend", "Cluster", "RestartableCluster", "read_env", "start_cluster", "throwaway_cluster", "PGCLUSTER", "LIBPQ_ENV", "psql", "sql", "kept_query",
-           "dbname", "SHAPE_SQL", "shape", "schema_dump", "rows", "columns"]
+           "dbname", "SHAPE_SQL", "shape", "schema_dump", "offline_twin", "rows", "columns"]
 
 PGCLUSTER = os.path.join(TOP, "tests", "pgcluster.sh")
 
@@ -228,6 +229,23 @@ def schema_dump(cluster, uri):
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stdout.splitlines() if line.strip() and not DUMP_NOISE.match(line)]
     return "\n".join(sort_table_columns(lines)) + "\n"
+
+
+@contextlib.contextmanager
+def offline_twin(cluster, *scripts):
+    """A database of its own with `scripts` run on it, one after the other
+    (the base, then the migration's DDL as written): the oracle an online
+    migration's end is compared with (schema_dump). Yields its URI; dropped
+    afterwards."""
+    name = "twin_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % name)
+    try:
+        uri = cluster.uri(db=name)
+        for text in scripts:
+            sql(uri, text)
+        yield uri
+    finally:
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name, check=False)
 
 
 def rows(db, table, order="1"):

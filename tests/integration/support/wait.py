@@ -11,8 +11,21 @@ import pytest
 
 from .pg import kept_query
 
-__all__ = ["wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements",
+__all__ = ["poll", "wait_for", "wait_port", "wait_log", "tagged", "wait_statement", "running_statements",
            "PeakSampler", "ClientThreads", "Progress"]
+
+
+def poll(cond, timeout, interval=0.05, give_up=None):
+    """cond() until it returns something true, for at most `timeout`
+    seconds, or until give_up() is true: cond()'s last value (false when it
+    never came). What the waits below are made of; a harness that decides
+    itself what a missed condition means (the nemesis) calls it directly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline or (give_up is not None and give_up()):
+            return v
+        time.sleep(interval)
 
 
 def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, proc=None):
@@ -22,18 +35,12 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.05, detail=None, p
     whose output is piped) it fails at once, with that output, when the
     process exits first: a client that died will not bring the condition.
     The way a test waits for something to happen (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if proc is not None and proc.poll() is not None:
-            pytest.fail("waiting for %s: the process exited (%s): %s"
-                        % (what, proc.returncode, proc.communicate()[0]))
-        if time.monotonic() >= deadline:
-            pytest.fail("timed out after %.1f s waiting for %s%s"
-                        % (timeout, what, "\n" + str(detail()) if detail else ""))
-        time.sleep(interval)
+    v = poll(cond, timeout, interval, give_up=(lambda: proc.poll() is not None) if proc is not None else None)
+    if v:
+        return v
+    if proc is not None and proc.poll() is not None:
+        pytest.fail("waiting for %s: the process exited (%s): %s" % (what, proc.returncode, proc.communicate()[0]))
+    pytest.fail("timed out after %.1f s waiting for %s%s" % (timeout, what, "\n" + str(detail()) if detail else ""))
 
 
 class Progress:
