@@ -27,6 +27,8 @@ struct sqlc_options {
     sqlc_column_type_fn column_type;/* optional: old types for deriving `down` */
     sqlc_exists_fn exists;          /* optional: whether a rollback may drop what IF NOT EXISTS creates */
     void *column_type_arg;          /* the argument of both lookups */
+    int types_stand_in;             /* column_type answers one stand-in type (no catalog yet): what
+                                       hangs on the real old type is left to the conversion that reads it */
 };
 
 /* Converts text (from file, used in messages) into a migration object.

@@ -59,6 +59,10 @@ struct conv {
     char dropped_views[32][2 * SQLC_NAME_LEN + 8]; /* views dropped at complete, as SQL */
     size_t ndropped_views;
     char alembic_from[64], alembic_to[64];
+    /* the last UPDATE of a column this script adds that could not become
+     * its "up" (it reads other rows): what a NOT NULL after it is told */
+    int unfolded_line;
+    char unfolded_column[SQLC_NAME_LEN];
     char *err;
     size_t errlen;
 };

@@ -90,7 +90,7 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
         char old_type[SQLC_TYPE_LEN];
         if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
             sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
-            is_timestamp(old_type))
+            (is_timestamp(old_type) || (c->opt && c->opt->types_stand_in)))
             down = strdup(up);  /* the old value back: the same zone the other way */
         if (down) {
             json_object_set_new(body, "down", json_string(down));

@@ -16,10 +16,12 @@
  * THEN expr END (the column is new, so NULL elsewhere), and a later UPDATE
  * of the same column wraps the earlier ones. An UPDATE that reads c
  * itself (but for WHERE c IS NULL), reads other tables with FROM, or
- * returns rows is not folded: it is left to the statement's own rules. */
+ * returns rows is not folded: it is left to the statement's own rules, and
+ * a NOT NULL after it is refused saying so. */
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,17 +76,28 @@ static int is_null_test_of(json_t *where, const char *column)
     return t && !strcmp(sqlc_str_or(t, "nulltesttype", ""), "IS_NULL") && last && !strcmp(last, column);
 }
 
+/* An UPDATE of a column this script adds that is not folded: remembered,
+ * so a NOT NULL after it says why that UPDATE is no "up". */
+static int not_folded(struct conv *c, const struct sql_stmt *st, const char *column)
+{
+    c->unfolded_line = st->line;
+    snprintf(c->unfolded_column, sizeof c->unfolded_column, "%s", column);
+    return 0;
+}
+
 int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
 {
     json_t *b = st->body;
     json_t *targets = json_object_get(b, "targetList");
-    if (strcmp(st->kind, "UpdateStmt") || json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
-        json_object_get(b, "withClause") || json_array_size(targets) != 1)
+    if (strcmp(st->kind, "UpdateStmt") || json_array_size(targets) != 1)
         return 0;
     json_t *rel = json_object_get(b, "relation");
     json_t *target = json_object_get(json_array_get(targets, 0), "ResTarget");
     const char *column = sqlc_str_or(target, "name", "");
     json_t *add = sqlc_added_column(c, rel, column);
+    if (add && (json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
+                json_object_get(b, "withClause")))
+        return not_folded(c, st, column);
     json_t *val = json_object_get(target, "val");
     json_t *where = json_object_get(b, "whereClause");
     /* WHERE c IS NULL picks the rows the UPDATEs before it left NULL: no condition of its own */
@@ -124,6 +137,13 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
     if (!add)
         return 0;
     json_t *col = json_object_get(add, "column");
+    int unfolded = c->unfolded_line > 0 && !strcmp(c->unfolded_column, column);
+    if (!json_object_get(add, "up") && !json_object_get(col, "default") && unfolded)
+        return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above: the UPDATE at line %d reads other rows (FROM, "
+                         "WITH or RETURNING), so no per-row \"up\" gives its value to the inserts of the release "
+                         "that does not know the column, and they would break on the NOT NULL; keep the column "
+                         "nullable here and SET NOT NULL in a later migration, once the old release is retired (or "
+                         "give it a DEFAULT)", column, c->unfolded_line);
     if (!json_object_get(add, "up") && !json_object_get(col, "default"))
         return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above without a value for the rows already there "
                          "or for the inserts of the release that does not know it: fill it first (UPDATE \"%s\" "

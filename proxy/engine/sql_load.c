@@ -93,7 +93,7 @@ static int convert_with(struct catalog *cat, const char *path, const char *text,
 {
     struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
                               .column_type = catalog_column_type, .exists = catalog_exists,
-                              .column_type_arg = cat};
+                              .column_type_arg = cat, .types_stand_in = cat->stand_in != NULL};
     int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
     if (cat->conn && !cat->borrowed)
         PQfinish(cat->conn);

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import test_migrate_seed as seed
-from support import load_legacy, migrate, rows, run_pgtandem, shape, sql
+from support import load_legacy, migrate, pmigrate, proxy_start, rows, run_pgtandem, schema_dump, shape, sql
 
 SEED_SQL = """BEGIN;
 
@@ -579,3 +579,52 @@ def test_timestamp_to_timestamptz_at_time_zone_runs_online(db):
                    " AND attname = 'loggedIn'")[0][0] == "timestamp(3) with time zone"
     got = sql(db, "SELECT (\"loggedIn\" AT TIME ZONE 'UTC')::text FROM \"Account\" WHERE id IN (1, 1000) ORDER BY id")
     assert [r[0] for r in got] == ["2025-01-01 11:00:00.123", "2025-06-01 12:34:56.789"], got
+
+
+def test_timestamp_to_timestamptz_through_the_proxy(db, proxy_factory):
+    """The same file sent to a proxy: its check before the expand reads no
+    catalog (every old type a stand-in), and refused the down the catalog
+    gives (hoppscotch's replay went this way)."""
+    sql(db, 'CREATE TABLE "Account" (id int PRIMARY KEY, "loggedIn" timestamp(3));'
+            "INSERT INTO \"Account\" SELECT g, timestamp '2025-01-01 10:00:00.123' + g * interval '1 hour'"
+            " FROM generate_series(1, 50) g")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    proxy_start(proxy, write_sql(TO_TIMESTAMPTZ, "0006_timestamptz.sql"))
+    assert pmigrate(proxy, "complete").returncode == 0
+    got = sql(db, "SELECT (\"loggedIn\" AT TIME ZONE 'UTC')::text FROM \"Account\" WHERE id = 1")
+    assert got == [("2025-01-01 11:00:00.123",)], got
+    # on a column that is not a timestamp, the real conversion still refuses
+    sql(db, 'CREATE TABLE "Other" (id int PRIMARY KEY, "at" text)')
+    r = pmigrate(proxy, "start", write_sql('ALTER TABLE "Other" ALTER COLUMN "at" SET DATA TYPE TIMESTAMPTZ(3)'
+                                           ' USING "at" AT TIME ZONE \'UTC\';\n', "0007_other.sql"))
+    assert r.returncode == 2 and "cannot derive" in r.stderr, r.stderr
+    assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '\"Other\"'::regclass"
+                   " AND attname = 'at'") == [("text",)]
+
+
+VISIT_ID = """ALTER TABLE "website_event" ADD COLUMN "visit_id" UUID NULL;
+
+UPDATE "website_event" we
+SET visit_id = a.uuid
+FROM (SELECT DISTINCT s.session_id, s.visit_time, gen_random_uuid() uuid
+    FROM (SELECT DISTINCT session_id, date_trunc('hour', created_at) visit_time FROM "website_event") s) a
+WHERE we.session_id = a.session_id and date_trunc('hour', we.created_at) = a.visit_time;
+
+ALTER TABLE "website_event" ALTER COLUMN "visit_id" SET NOT NULL;
+"""
+
+
+def test_a_fill_from_other_rows_then_not_null_is_refused_saying_why(db, cluster):
+    """Umami's visit_id: the UPDATE gives each session's hour one random
+    uuid, a value of other rows that no per-row up can give the old
+    release's inserts. Refused before DDL, naming that UPDATE and what to
+    write instead (the NOT NULL in a later migration), not "fill it first"
+    as if there were no UPDATE."""
+    sql(db, 'CREATE TABLE "website_event" (event_id uuid PRIMARY KEY, session_id uuid NOT NULL,'
+            ' created_at timestamptz NOT NULL DEFAULT now())')
+    before = schema_dump(cluster, db)
+    r = migrate(db, "start", write_sql(VISIT_ID, "05_add_visit_id.sql"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ":9:1: SET NOT NULL on \"visit_id\"" in r.stderr, r.stderr
+    assert "the UPDATE at line 3 reads other rows" in r.stderr and "a later migration" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before
