@@ -103,6 +103,9 @@ struct runner_conn {
      * mid-way cannot leave a step without a slot. */
     struct pgasync reserve;
     int reserve_logged;         /* its failure was logged for this outage */
+    /* Closed on purpose: a fleet member with no step to run keeps only the
+     * fleet's connection (which hears the news); the next use opens it. */
+    int closed_while_idle;
 };
 
 /* runner_blockers.c's state. */
@@ -221,6 +224,9 @@ void runner_conn_watch_health(struct migration_runner *r);
 void with_connection(struct migration_runner *r, runner_step_fn next);
 /* The worker's engine takes the one-engine advisory lock itself: let go first. */
 void release_lock_then(struct migration_runner *r, runner_step_fn next);
+/* A fleet member with no step to run lets its connection go; the health
+ * check leaves it closed, the next with_connection opens it. */
+void close_while_idle(struct migration_runner *r);
 void drop_connection(struct migration_runner *r);
 /* Tries the engine lock: LOCK_TAKEN, a retry, or STEP_FAILED. */
 void take_engine_lock(struct migration_runner *r);
@@ -249,6 +255,9 @@ void record_follow_fleet(struct migration_runner *r);
 /* A start of this proxy's own begins: the fleet's news of the migration
  * it replaces is no news while nothing newer is recorded. */
 void record_own_start(struct migration_runner *r);
+/* This proxy is doing the migration's work (a worker step, a batch, the
+ * lock, a cutover, a request waiting). */
+int record_working_locally(const struct migration_runner *r);
 
 /* ---- runner_blockers.c ---- */
 

@@ -363,6 +363,21 @@ static void cutover_committed(struct migration_runner *r)
         log_warn("migration %s: no timer for the revert window's end; `pgtandem migrate finalize` ends it", r->name);
 }
 
+/* A fleet member's engine connection unused this long with no step to run
+ * is closed: a sidecar fleet of N then holds N backends, not 2N. */
+#define IDLE_CLOSE_MS 5000.0
+
+/* Nothing for the engine connection to do here until the fleet's news,
+ * a request or a step asks: a member following a migration another proxy
+ * runs, or one with none in progress. The proxy that runs the migration
+ * keeps it (and its reserved slot) while the migration is in progress. */
+static int idle_member(const struct migration_runner *r)
+{
+    return r->fleet && pgasync_ready(&r->db) && !r->db.busy && !record_working_locally(r) && !r->state_loading &&
+           !r->throttle_dirty && !r->post.left && (!mig_phase_in_progress(r->phase) || r->following) &&
+           clock_now_ms() - r->db.sent_ms >= IDLE_CLOSE_MS;
+}
+
 static void on_event(struct migration_runner *r, enum runner_event ev, const struct runner_news *n)
 {
     switch (ev) {
@@ -383,7 +398,11 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
     case RUNNER_EV_START_CLEARED: start_cleared(r); return;
     case RUNNER_EV_CUTOVER_COMMITTED: cutover_committed(r); return;
     case RUNNER_EV_CUTOVER_ABANDONED: move_after(r, MIG_EV_CUTOVER_ABANDONED); return;
-    case RUNNER_EV_HEALTH_TICK: post_run_if_due(r); return;
+    case RUNNER_EV_HEALTH_TICK:
+        if (idle_member(r))
+            close_while_idle(r);
+        post_run_if_due(r);
+        return;
     }
 }
 

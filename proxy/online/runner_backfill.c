@@ -143,6 +143,12 @@ static void on_saved_for_another(void *ctx, PGresult *res, const char *error, co
         retry_save(r);
 }
 
+static void save_after_connect(struct migration_runner *r)
+{
+    if (save_throttle(r, on_saved_for_another) != 0)
+        retry_save(r);
+}
+
 static void save_when_free(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -152,6 +158,10 @@ static void save_when_free(evutil_socket_t fd, short what, void *arg)
         return; /* saved, forgotten, or the batches here save it */
     if (pgasync_ready(&r->db) && !r->db.busy && save_throttle(r, on_saved_for_another) == 0)
         return;
+    if (r->conn.closed_while_idle) {
+        with_connection(r, save_after_connect);
+        return;
+    }
     retry_save(r);
 }
 

@@ -128,6 +128,7 @@ void with_connection(struct migration_runner *r, runner_step_fn next)
         return;
     }
     drop_connection(r);
+    r->conn.closed_while_idle = 0;
     r->conn.after_connect = next;
     if (pgasync_connect(&r->db, r->engine_db, on_connected, r) != 0)
         on_connected(r, NULL, r->db.error, NULL);
@@ -246,6 +247,15 @@ void give_slot_to_step(struct migration_runner *r)
     pgasync_close(&r->conn.reserve);
 }
 
+/* ---- closed while idle ---- */
+
+void close_while_idle(struct migration_runner *r)
+{
+    drop_connection(r);
+    r->conn.closed_while_idle = 1;
+    log_debug("engine: connection closed while idle (the fleet's connection hears the news)");
+}
+
 /* ---- the health check ---- */
 
 static void reconnected(struct migration_runner *r)
@@ -261,7 +271,8 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct migration_runner *r = arg;
-    if (r->phase != MIG_PH_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy && !r->conn.after_connect &&
+    if (!r->conn.closed_while_idle && r->phase != MIG_PH_COMPLETING && !pgasync_ready(&r->db) && !r->db.busy &&
+        !r->conn.after_connect &&
         !evtimer_pending(r->conn.timer, NULL) && !bf_runner_active(&r->bfr))
         with_connection(r, reconnected);
     keep_slot_reserved(r);

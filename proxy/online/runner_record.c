@@ -269,7 +269,7 @@ static void find_latest(struct migration_runner *r)
 
 /* This proxy is doing the migration's work (a worker step, a batch, the lock, a
  * cutover, a request waiting): what the table says is its own doing. */
-static int working_locally(const struct migration_runner *r)
+int record_working_locally(const struct migration_runner *r)
 {
     return engine_worker_running(&r->worker) || r->phase == MIG_PH_COMPLETING || r->phase == MIG_PH_ROLLING_BACK ||
            r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock ||
@@ -285,7 +285,7 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
 {
     struct migration_runner *r = ctx;
     remember_latest(r->fleet_latest, name, status);
-    if (!r->engine_db || working_locally(r))
+    if (!r->engine_db || record_working_locally(r))
         return;
     int same = r->name && strcmp(r->name, name) == 0;
     /* The migration this proxy's own start replaced, as it was then: a

@@ -129,5 +129,6 @@ json_t *runner_connection_json(const struct migration_runner *r)
         return NULL;
     json_t *o = pgasync_status_json(&r->db);
     json_object_set_new(o, "blocked_by", r->blk.by ? json_incref(r->blk.by) : json_null());
+    json_object_set_new(o, "closed_while_idle", json_boolean(r->conn.closed_while_idle));
     return o;
 }
