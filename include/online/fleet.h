@@ -9,7 +9,7 @@
  * rest of the heartbeat writes its proxies row only when no one else holds
  * it (doc/operators-guide.md, "A lock on pgtandem.proxies is not an outage").
  * It LISTENs for changes of the migrations' status and for the cutover's
- * hold/ack/release messages, and polls the same tables with every
+ * hold and release messages, and polls the same tables with every
  * heartbeat in case a notification was lost (a reconnect, a restart).
  *
  * The cutover's coordinator (the proxy that runs `complete`) asks every

@@ -4,8 +4,9 @@
 #ifndef PGTANDEM_FLEET_SQL_H
 #define PGTANDEM_FLEET_SQL_H
 
-/* LISTENed to: "<migration> <status>" on the first, "hold ...", "ack ..."
- * and "release ..." on the second. */
+/* LISTENed to: "<migration> <status>" on the first, "hold ..." and
+ * "release ..." on the second ("ack ..." from proxies of earlier builds is
+ * still heard). */
 #define FLEET_CHANNEL_MIGRATIONS "pgtandem_migrations"
 #define FLEET_CHANNEL_FLEET "pgtandem_fleet"
 

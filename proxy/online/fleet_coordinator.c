@@ -1,8 +1,8 @@
 /* This proxy as the cutover's coordinator (fleet_internal.h): it asks
  * every other live proxy to hold (the hold's row and a NOTIFY, and a
  * message on each one's peer port: fleet_direct.h), counts their
- * acknowledgements as they come (on the peer port or in their rows, read
- * again now and then for leases that run out), builds the statements the
+ * acknowledgements as they come (on the peer port, or found in their rows,
+ * read every ACK_RECHECK_MS), builds the statements the
  * contract's transaction runs for the fleet (the wait for every
  * acknowledgement in the database, the commit check), and releases the
  * hold with what the contract did. */
@@ -17,7 +17,9 @@
 #include "fleet_sql.h"
 #include "log.h"
 
-#define ACK_RECHECK_MS 50
+/* The table read for acknowledgements the peer port did not bring (and
+ * leases that ran out): the only way they arrive without a peer port. */
+#define ACK_RECHECK_MS 10
 
 void fleet_coordinator_finish(struct fleet *f, int ok, const char *why)
 {
@@ -58,6 +60,16 @@ static void on_ack_check(void *ctx, PGresult *res, const char *error, const char
     struct fleet *f = ctx;
     if (fleet_failed(f, "checking the acknowledgements", error, sqlstate) || !f->co.active)
         return;
+    if (res && PQntuples(res) == 1 && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1)) {
+        char *acked = strdup(PQgetvalue(res, 0, 1)), *save = NULL;
+        /* those the peer port has not said */
+        for (char *id = acked ? strtok_r(acked, "\n", &save) : NULL; id && f->co.active;
+             id = strtok_r(NULL, "\n", &save))
+            fleet_count_ack(f, id, FLEET_VIA_DATABASE);
+        free(acked);
+        if (!f->co.active)
+            return; /* every one counted: finished */
+    }
     if (res && PQntuples(res) == 1 && PQgetisnull(res, 0, 0)) {
         fleet_coordinator_finish(f, 1, NULL);
         return;

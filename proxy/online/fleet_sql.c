@@ -117,15 +117,22 @@ const char FLEET_HOLD_SQL[] =
 
 const char FLEET_LEAVE_SQL[] = "DELETE FROM pgtandem.proxies WHERE id = $1";
 
+/* The live proxies that have not acknowledged, and those that have. */
 const char FLEET_ACK_CHECK_SQL[] =
-    "SELECT string_agg(id, ', ' ORDER BY id) FROM pgtandem.proxies p"
-    " WHERE id <> $1 AND held_epoch IS DISTINCT FROM $3::bigint AND " LIVE("p", "$2");
+    "SELECT string_agg(id, ', ' ORDER BY id) FILTER (WHERE held_epoch IS DISTINCT FROM $3::bigint"
+    "         AND " LIVE("p", "$2") "),"
+    "  string_agg(id, E'\\n') FILTER (WHERE held_epoch = $3::bigint)"
+    " FROM pgtandem.proxies p WHERE id <> $1";
 
 /* Acknowledges only a hold whose row is open: a hold message that no
  * coordinator wrote (a forged NOTIFY, a replayed or forged peer message)
  * must not leave an epoch in our row that a later hold could take for our
  * acknowledgement. Answers (acknowledged, the row exists, it is released,
- * it committed). */
+ * it committed). No NOTIFY: only the coordinator reads an acknowledgement,
+ * and every listener of a fleet channel wakes for each one (64 proxies
+ * acknowledging woke 64 x 63 times; the hold took twice as long). The
+ * coordinator hears it on its peer port and reads the table every
+ * ACK_RECHECK_MS for what the peer port did not say. */
 const char FLEET_ACK_SQL[] =
     "WITH h AS (SELECT released_at IS NOT NULL AS released, committed IS TRUE AS committed"
     "           FROM pgtandem.fleet_holds WHERE epoch = $2::bigint),"
@@ -133,8 +140,7 @@ const char FLEET_ACK_SQL[] =
     "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint)"
     "       WHERE id = $1 AND EXISTS (SELECT 1 FROM h WHERE NOT released) RETURNING id)"
     " SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM h), coalesce((SELECT released FROM h), false),"
-    "  coalesce((SELECT committed FROM h), false),"
-    "  CASE WHEN EXISTS (SELECT 1 FROM u) THEN pg_notify('" FLEET_CHANNEL_FLEET "', format('ack %s %s', $2, $1)) END";
+    "  coalesce((SELECT committed FROM h), false)";
 
 /* Closing a hold waits for a contract in flight (it holds the row) and
  * then reads from the row whether that contract committed. */
