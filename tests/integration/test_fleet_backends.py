@@ -1,17 +1,23 @@
-"""What a fleet costs the database in connection slots: a member with no
-migration step to run (none in progress, or following one another proxy
-runs) keeps only its fleet connection; its engine connection closes once
-idle and opens again when a step, a status read or the fleet's news needs
-it. A sidecar fleet of N proxies so holds N backends of its own, plus the
-starting proxy's engine connection and its reserved slot while its
-migration is in progress (on a 104-slot endpoint a fleet of 52 used to
-take every slot before a client connected)."""
+"""A sidecar fleet: sixteen proxies on one database, one beside each app
+pod, and what they cost it in connection slots.
+
+A member with no migration step to run (none in progress, or following one
+another proxy runs) keeps only its fleet connection; its engine connection
+closes once idle and opens again when a step, a status read or the fleet's
+news needs it. The fleet so holds one backend per proxy, plus the starting
+proxy's engine connection and its reserved slot while its migration is in
+progress (before: two per proxy, so a fleet of 52 took every slot of a
+104-slot endpoint before a client connected). The cutover goes through a
+follower whose connection was closed, with a new-release pgbench client
+writing through every proxy: 0 client errors, every proxy follows, every
+transaction found in the table row by row."""
 import psycopg
 
-from support import (admin_url, assert_new_shape, complete_via, db_uri, make_fleet, run_pgtandem,
-                     start_migration, status, version_options, wait_for, wait_phase)
+from support import (admin_url, assert_new_shape, check_data, complete_via, db_uri, make_fleet, NAME, NEW_SCRIPT,
+                     pgbench, pgbench_result, run_pgtandem, start_migration, status, version_options, wait_for,
+                     wait_new_release_writes, wait_phase)
 
-N = 4
+N = 16
 
 
 def own_backends(cluster, dbname):
@@ -21,11 +27,15 @@ def own_backends(cluster, dbname):
                               " AND application_name LIKE 'pgtandem%%' GROUP BY 1", (dbname,)).fetchall())
 
 
-def test_idle_members_hold_one_backend_each_and_still_follow(cluster, proxy_factory, legacy_db):
-    proxies = make_fleet(proxy_factory, cluster, legacy_db, N)
+def total(cluster, dbname):
+    return sum(own_backends(cluster, dbname).values())
+
+
+def test_sixteen_proxies_hold_one_backend_each_and_cut_over_together(cluster, proxy_factory, legacy_db):
+    proxies = make_fleet(proxy_factory, cluster, legacy_db, N, timeout=60)
     # no migration: the fleet's connection each, nothing more
-    wait_for(lambda: sum(own_backends(cluster, legacy_db).values()) <= N, 30,
-             "idle members to keep one backend each", detail=lambda: str(own_backends(cluster, legacy_db)))
+    wait_for(lambda: total(cluster, legacy_db) <= N, 30, "idle members to keep one backend each",
+             detail=lambda: own_backends(cluster, legacy_db))
     st = status(proxies[1])["engine"]
     assert st["connected"] is False and st["closed_while_idle"] is True, st
     start_migration(proxies[0])
@@ -33,24 +43,30 @@ def test_idle_members_hold_one_backend_each_and_still_follow(cluster, proxy_fact
         wait_phase(p, "active")
     # the starting proxy keeps its engine connection and a reserved slot;
     # the followers go back to one each
-    wait_for(lambda: sum(own_backends(cluster, legacy_db).values()) <= N + 2, 30,
-             "followers to keep one backend each", detail=lambda: str(own_backends(cluster, legacy_db)))
+    wait_for(lambda: total(cluster, legacy_db) <= N + 2, 30, "followers to keep one backend each",
+             detail=lambda: own_backends(cluster, legacy_db))
     assert own_backends(cluster, legacy_db).get("pgtandem fleet") == N
-    # a status read through a follower opens it again for the answer
+    # a status read through a follower is answered
     r = run_pgtandem(["migrate", "status", "--json", "--proxy", admin_url(proxies[2])])
     assert r.returncode == 0 and '"active"' in r.stdout, r.stdout + r.stderr
-    conns = [psycopg.connect(db_uri(p, legacy_db), prepare_threshold=0, autocommit=True, options=version_options())
-             for p in proxies]
+    benches = [pgbench(p, legacy_db, NEW_SCRIPT, 15, "prepared", version_options(), clients=1, jobs=1)
+               for p in proxies]
     try:
+        wait_for(lambda: all(status(p)["versions"].get(NAME, 0) >= 1 for p in proxies), 30,
+                 "a new-release session on every proxy")
+        wait_new_release_writes(cluster, legacy_db, 50)
         # the cutover through a follower whose engine connection was closed
         r, rep = complete_via(proxies[3])
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[3].log()[-3000:]
-        for c in conns:
-            assert_new_shape(c)
     finally:
-        for c in conns:
-            c.close()
+        results = [pgbench_result(proc, path) for proc, path in benches]
+    for p, res in zip(proxies, results):
+        assert res["rc"] == 0 and not res["aborted"] and res["failed"] in (None, 0), res["out"] + p.log()[-2000:]
+        assert (res["processed"] or 0) > 0, res["out"]
     for p in proxies:
         wait_phase(p, "completed")
-    wait_for(lambda: sum(own_backends(cluster, legacy_db).values()) <= N, 30,
-             "every member back to one backend", detail=lambda: str(own_backends(cluster, legacy_db)))
+    with psycopg.connect(db_uri(proxies[5], legacy_db), prepare_threshold=0, autocommit=True) as c:
+        assert_new_shape(c)
+    check_data(cluster, legacy_db, sum(res["processed"] for res in results))
+    wait_for(lambda: total(cluster, legacy_db) <= N, 30, "every member back to one backend",
+             detail=lambda: own_backends(cluster, legacy_db))
