@@ -85,6 +85,9 @@ def test_log_format_from_the_config_file(proxy_factory, tmp_path):
     cfg = tmp_path / "pgtandem.json"
     cfg.write_text('{"log_format": "json"}')
     proxy = proxy_factory(extra_args=["--config", str(cfg)])
+    # its port can open before its first line is written; a stop in between
+    # left nothing to read under load
+    wait_for(lambda: proxy.log().strip(), 10, "the proxy's first log line")
     proxy.stop()
     lines = proxy.log().splitlines()
     assert lines and all(json.loads(s)["msg"] for s in lines), lines
