@@ -155,13 +155,15 @@ def test_seed_plan_changes_nothing(db):
 
 def release_after_two_lock_waits(db, blocker, timeout=60.0):
     """Rolls `blocker` back once two lock waits (backend, statement start)
-    were seen in the database (or after `timeout`)."""
+    of the contract's first DDL were seen in the database (or after
+    `timeout`): a wait of a step before the contract is not an attempt."""
     seen = set()
     deadline = time.monotonic() + timeout
     with psycopg.connect(db, autocommit=True) as c:
         while len(seen) < 2 and time.monotonic() < deadline:
             seen.update(c.execute("SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
-                                  " AND wait_event_type = 'Lock'").fetchall())
+                                  " AND wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%RENAME COLUMN%'")
+                        .fetchall())
             time.sleep(0.01)  # polling interval
     blocker.rollback()
 
