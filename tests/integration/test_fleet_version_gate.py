@@ -21,8 +21,10 @@ from tcp_forwarder import Forwarder
 
 class TwoProxies:
     """A fleet of two on legacy_db: `first`, and `late`, whose engine
-    connection passes through `fwd` (a forwarder whose flows the test
-    freezes, so that `late` hears nothing from the database)."""
+    connection passes through `fwd` (a forwarder the test freezes, so that
+    `late` hears nothing from the database: not on the connections it has,
+    nor on a new one, which a member that closed its idle engine connection
+    opens)."""
 
     def __init__(self, cluster, proxy_factory, legacy_db, fwd):
         self.fwd = fwd
@@ -43,7 +45,7 @@ def two(cluster, proxy_factory, legacy_db):
 
 def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster, two, legacy_db):
     first, late, fwd = two.first, two.late, two.fwd
-    fwd.freeze_flows()   # `late` hears nothing from the database for now
+    fwd.freeze()   # `late` hears nothing from the database for now, on no connection
     start_migration(first)
     wait_phase(first, "active", 60)
     got = {}
@@ -60,7 +62,7 @@ def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster
     wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
              "the new release's first statement held by the proxy that has not heard of %s" % NAME,
              detail=lambda: got)
-    fwd.thaw_flows()
+    fwd.thaw()
     th.join(15)
     assert not th.is_alive() and "error" not in got, got
     assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
@@ -72,7 +74,7 @@ def test_refused_when_the_proxy_cannot_ask_the_database(cluster, two, legacy_db)
     session of the unknown version is refused with 57P03 (to connect again),
     not served the old shape."""
     first, late, fwd = two.first, two.late, two.fwd
-    fwd.freeze_flows()
+    fwd.freeze()
     start_migration(first)
     wait_phase(first, "active", 60)
     t0 = time.monotonic()
@@ -84,7 +86,7 @@ def test_refused_when_the_proxy_cannot_ask_the_database(cluster, two, legacy_db)
     assert "has not heard of version" in str(e.value) and "connect again" in str(e.value), e.value
     assert e.value.sqlstate in (None, "57P03"), e.value
     assert time.monotonic() - t0 < LEASE_MS / 1000 + 3, time.monotonic() - t0
-    fwd.thaw_flows()
+    fwd.thaw()
 
 
 def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory, legacy_db):
@@ -120,11 +122,11 @@ def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(clus
     with psycopg.connect(db_uri(late, legacy_db), autocommit=True,
                          options="-c pgtandem.version=%s" % name) as early:
         early.execute("SELECT 1")      # connected and past its first transaction
-        fwd.freeze_flows()             # `late` hears nothing of what follows
+        fwd.freeze()             # `late` hears nothing of what follows
         start_migration(first, path)
         wait_phase(first, "active", 60)
         early.execute("UPDATE tv SET n = 777 WHERE id = 1")
-        fwd.thaw_flows()
+        fwd.thaw()
     with psycopg.connect(db_uri(first, legacy_db), autocommit=True,
                          options="-c pgtandem.version=%s" % name) as new, \
             psycopg.connect(db_uri(first, legacy_db), autocommit=True) as old:
