@@ -1,10 +1,11 @@
 """Helpers shared by the Python parts of the benchmark drivers: the bench
-database on the throwaway cluster, the description of the machine and server
+database on the throwaway cluster, a free port, the description of the machine and server
 that every results file starts with, and the bench migration (the three
 `checks` renames of the seeds' production step, two of them to jsonb)."""
 import datetime
 import os
 import platform
+import socket
 import subprocess
 
 import psycopg
@@ -20,6 +21,15 @@ def bench_database():
         c.execute("DROP DATABASE IF EXISTS bench")
         c.execute("CREATE DATABASE bench")
     return admin.replace("/appdb?", "/bench?")
+
+
+def free_port():
+    """A loopback port free now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def run_header(db):

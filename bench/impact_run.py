@@ -21,7 +21,7 @@ import urllib.request
 
 import psycopg
 
-from benchlib import BENCH_MIGRATION, bench_database, run_header
+from benchlib import BENCH_MIGRATION, bench_database, free_port, run_header
 
 ROWS = int(os.environ["ROWS"])
 BEFORE, AFTER = float(os.environ["SECONDS_BEFORE"]), float(os.environ["SECONDS_AFTER"])
@@ -45,14 +45,6 @@ def run(sql):
 
 def load():
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port):

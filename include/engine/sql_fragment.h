@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 enum sql_fragment_result {
     SQL_FRAGMENT_OK = 0,
     SQL_FRAGMENT_BAD = -1,
@@ -35,6 +37,8 @@ int sql_fragment_volatile(const char *text);
  * reference (`t.col` reads col), each once, in *names (free with
  * sql_fragment_free_names); *star is set when it reads `*`. */
 enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, size_t *n, int *star);
+/* The same, of a tree already parsed (libpg_query's JSON of an expression). */
+enum sql_fragment_result sql_tree_columns(json_t *tree, char ***names, size_t *n, int *star);
 void sql_fragment_free_names(char **names, size_t n);
 
 /* One index key as SQL ("note DESC", "lower(note)"): *column is the name

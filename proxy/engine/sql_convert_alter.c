@@ -226,8 +226,8 @@ static long cmd_location(json_t *cmd)
 }
 
 /* The columns a constraint names: its keys, its foreign key's columns,
- * every column its CHECK reads (sql_fragment_columns). */
-static void named_columns(struct conv *c, const struct sql_stmt *st, json_t *con, json_t *out)
+ * every column its CHECK reads (sql_tree_columns). */
+static void named_columns(json_t *con, json_t *out)
 {
     static const char *const lists[] = {"keys", "fk_attrs", "including", NULL};
     for (int l = 0; lists[l]; l++) {
@@ -238,17 +238,14 @@ static void named_columns(struct conv *c, const struct sql_stmt *st, json_t *con
                 json_array_append_new(out, json_string(sql_node_str(n)));
         }
     }
-    json_t *expr = json_object_get(con, "raw_expr");
-    char *text = expr ? sql_expr_text(&c->s, st, expr) : NULL;
     char **names = NULL;
     size_t n = 0;
     int star = 0;
-    if (text && sql_fragment_columns(text, &names, &n, &star) == SQL_FRAGMENT_OK) {
+    if (sql_tree_columns(json_object_get(con, "raw_expr"), &names, &n, &star) == SQL_FRAGMENT_OK) {
         for (size_t i = 0; i < n; i++)
             json_array_append_new(out, json_string(names[i]));
         sql_fragment_free_names(names, n);
     }
-    free(text);
 }
 
 /* A constraint run as written at expand attaches to the columns as they
@@ -261,7 +258,7 @@ static int names_changed_column(struct conv *c, const struct sql_stmt *st, json_
     if (sqlc_close_last(c) != 0) /* the operation still open is one of those above */
         return -1;
     json_t *cols = json_array();
-    named_columns(c, st, con, cols);
+    named_columns(con, cols);
     size_t i, k;
     json_t *col, *op, *body;
     const char *kind, *hit = NULL;

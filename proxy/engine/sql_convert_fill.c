@@ -137,17 +137,16 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
     if (!add)
         return 0;
     json_t *col = json_object_get(add, "column");
-    int unfolded = c->unfolded_line > 0 && !strcmp(c->unfolded_column, column);
-    if (!json_object_get(add, "up") && !json_object_get(col, "default") && unfolded)
+    if (json_object_get(add, "up") || json_object_get(col, "default"))
+        return json_object_set_new(col, "nullable", json_false()) == 0 ? 1 : sqlc_oom(c, st);
+    if (c->unfolded_line > 0 && !strcmp(c->unfolded_column, column))
         return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above: the UPDATE at line %d reads other rows (FROM, "
                          "WITH or RETURNING), so no per-row \"up\" gives its value to the inserts of the release "
                          "that does not know the column, and they would break on the NOT NULL; keep the column "
                          "nullable here and SET NOT NULL in a later migration, once the old release is retired (or "
                          "give it a DEFAULT)", column, c->unfolded_line);
-    if (!json_object_get(add, "up") && !json_object_get(col, "default"))
-        return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above without a value for the rows already there "
-                         "or for the inserts of the release that does not know it: fill it first (UPDATE \"%s\" "
-                         "SET \"%s\" = <expression> between the two statements, which becomes the column's \"up\"), "
-                         "or give it a DEFAULT", column, sqlc_str_or(rel, "relname", "?"), column);
-    return json_object_set_new(col, "nullable", json_false()) == 0 ? 1 : sqlc_oom(c, st);
+    return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above without a value for the rows already there "
+                     "or for the inserts of the release that does not know it: fill it first (UPDATE \"%s\" "
+                     "SET \"%s\" = <expression> between the two statements, which becomes the column's \"up\"), "
+                     "or give it a DEFAULT", column, sqlc_str_or(rel, "relname", "?"), column);
 }

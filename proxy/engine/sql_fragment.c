@@ -184,6 +184,20 @@ static int collect_columns(json_t *j, char ***names, size_t *n, int *star)
     return 0;
 }
 
+enum sql_fragment_result sql_tree_columns(json_t *tree, char ***names, size_t *n, int *star)
+{
+    *names = NULL;
+    *n = 0;
+    *star = 0;
+    if (collect_columns(tree, names, n, star) != 0) {
+        sql_fragment_free_names(*names, *n);
+        *names = NULL;
+        *n = 0;
+        return SQL_FRAGMENT_OOM;
+    }
+    return SQL_FRAGMENT_OK;
+}
+
 enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, size_t *n, int *star)
 {
     *names = NULL;
@@ -193,15 +207,9 @@ enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, s
     json_t *root = parse_wrapped("SELECT (", text, ")", &oom);
     if (!root)
         return oom ? SQL_FRAGMENT_OOM : SQL_FRAGMENT_BAD;
-    int rc = collect_columns(sole_target(root), names, n, star);
+    enum sql_fragment_result rc = sql_tree_columns(sole_target(root), names, n, star);
     json_decref(root);
-    if (rc != 0) {
-        sql_fragment_free_names(*names, *n);
-        *names = NULL;
-        *n = 0;
-        return SQL_FRAGMENT_OOM;
-    }
-    return SQL_FRAGMENT_OK;
+    return rc;
 }
 
 void sql_fragment_free_names(char **names, size_t n)

@@ -373,8 +373,8 @@ static void cutover_committed(struct migration_runner *r)
  * keeps it (and its reserved slot) while the migration is in progress. */
 static int idle_member(const struct migration_runner *r)
 {
-    return r->fleet && pgasync_ready(&r->db) && !r->db.busy && !record_working_locally(r) && !r->state_loading &&
-           !r->throttle_dirty && !r->post.left && (!mig_phase_in_progress(r->phase) || r->following) &&
+    return r->fleet && pgasync_ready(&r->db) && !record_working_locally(r) && !r->throttle_dirty && !r->post.left &&
+           (!mig_phase_in_progress(r->phase) || r->following) &&
            clock_now_ms() - r->db.sent_ms >= IDLE_CLOSE_MS;
 }
 

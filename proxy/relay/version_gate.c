@@ -102,9 +102,8 @@ static void on_bound(evutil_socket_t fd, short what, void *arg)
     sweep(arg);
 }
 
-int version_gate_holds(struct session *s)
+int version_gate_decide(struct session *s)
 {
-    /* decided once per session: after that, two flags at each boundary */
     struct version_gate *g = &s->relay->vgate;
     if (!s->vgate_checked) {
         s->vgate_checked = 1;

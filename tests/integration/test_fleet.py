@@ -20,7 +20,7 @@ import pytest
 
 from support import (active_fleet, assert_new_shape, check_data, CLIENTS, complete_in_background,
                      complete_migration, complete_via, db_uri, fleet_proxy, hold_open_transaction, live_members,
-                     make_fleet, NAME, NEW_SCRIPT, node_after, node_client, pgbench, pgbench_result,
+                     make_fleet, NAME, NEW_SCRIPT, node_after, node_client, assert_each_pgbench_clean, pgbench, pgbench_result,
                      result_columns, run_pgtandem, scalar, start_migration, status, UNIFY, upstream_params,
                      version_options, VSCHEMA, wait_for, wait_new_release_writes, wait_phase)
 
@@ -54,9 +54,7 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
         r, rep = complete_via(proxies[1], "--force")  # old-release sessions stay on purpose
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[1].log()[-3000:]
         results = [pgbench_result(proc, path) for proc, path in benches]
-        for p, res in zip(proxies, results):
-            assert res["rc"] == 0 and not res["aborted"] and res["failed"] in (None, 0), res["out"] + p.log()[-3000:]
-            assert (res["processed"] or 0) > 0
+        assert_each_pgbench_clean(proxies, results)
         for conn in conns:
             assert_new_shape(conn)
         for n in nodes:

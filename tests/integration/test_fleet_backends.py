@@ -14,7 +14,7 @@ transaction found in the table row by row."""
 import psycopg
 
 from support import (admin_url, assert_new_shape, check_data, complete_via, db_uri, make_fleet, NAME, NEW_SCRIPT,
-                     pgbench, pgbench_result, run_pgtandem, start_migration, status, version_options, wait_for,
+                     assert_each_pgbench_clean, pgbench, pgbench_result, run_pgtandem, start_migration, status, version_options, wait_for,
                      wait_new_release_writes, wait_phase)
 
 N = 16
@@ -60,9 +60,7 @@ def test_sixteen_proxies_hold_one_backend_each_and_cut_over_together(cluster, pr
         assert r.returncode == 0 and rep.get("status") == "completed", r.stdout + r.stderr + proxies[3].log()[-3000:]
     finally:
         results = [pgbench_result(proc, path) for proc, path in benches]
-    for p, res in zip(proxies, results):
-        assert res["rc"] == 0 and not res["aborted"] and res["failed"] in (None, 0), res["out"] + p.log()[-2000:]
-        assert (res["processed"] or 0) > 0, res["out"]
+    assert_each_pgbench_clean(proxies, results)
     for p in proxies:
         wait_phase(p, "completed")
     with psycopg.connect(db_uri(proxies[5], legacy_db), prepare_threshold=0, autocommit=True) as c:

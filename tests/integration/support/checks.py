@@ -17,7 +17,8 @@ from .wait import wait_for
 
 __all__ = ["UNIFY", "NAME", "VSCHEMA", "LEGACY_ROWS", "CLIENTS", "LEDGER_SQL", "OLD_SCRIPT", "NEW_SCRIPT",
            "LEGACY_DIFF_SQL", "load_checks_db", "admin_url", "start_migration", "complete_migration",
-           "throttled_migration", "version_options", "versions", "pgbench", "pgbench_result", "scalar",
+           "throttled_migration", "version_options", "versions", "pgbench", "pgbench_result",
+           "assert_each_pgbench_clean", "scalar",
            "wait_new_release_writes", "check_data", "result_columns", "assert_new_shape"]
 
 UNIFY = os.path.join(EXAMPLES, "checks_unify.json")
@@ -153,6 +154,15 @@ def pgbench_result(proc, path, timeout=120):
     f = re.search(r"number of failed transactions: (\d+)", out)
     return {"rc": proc.returncode, "processed": int(m.group(1)) if m else None,
             "failed": int(f.group(1)) if f else None, "aborted": "aborted" in out, "out": out}
+
+
+def assert_each_pgbench_clean(proxies, results):
+    """Each proxy's pgbench (results in the same order) ended without an
+    error, an abort or a failed transaction, and committed some: what a
+    cutover under their traffic must leave."""
+    for p, res in zip(proxies, results):
+        assert res["rc"] == 0 and not res["aborted"] and res["failed"] in (None, 0), res["out"] + p.log()[-3000:]
+        assert (res["processed"] or 0) > 0, res["out"]
 
 
 def scalar(cluster, dbname, sql):
