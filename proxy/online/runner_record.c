@@ -231,14 +231,20 @@ void record_own_start(struct migration_runner *r)
 }
 
 /* The names the table has, newest first: sessions that declare one of
- * them need not wait for the fleet's next look (version_gate.c). */
-static void know_names(struct migration_runner *r, const char *json_names)
+ * them need not wait for the fleet's next look (version_gate.c). All but
+ * the most recent, which may be in progress: its shape is served once its
+ * state is loaded and its route pushed (route_for knows it then); known
+ * before, a new-release session would pass the gate in between and read
+ * the old shape. */
+static void know_names(struct migration_runner *r, const char *json_names, const char *latest)
 {
     json_t *names = json_loads(json_names, 0, NULL);
     size_t i;
     json_t *n;
     json_array_foreach(names, i, n) {
-        relay_version_known(r->relay, json_string_value(n));
+        const char *name = json_string_value(n);
+        if (name && strcmp(name, latest) != 0)
+            relay_version_known(r->relay, name);
     }
     json_decref(names);
 }
@@ -250,7 +256,7 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
     if (error || !res || PQntuples(res) != 1)
         return; /* no state schema yet, or no migration ever */
     if (PQnfields(res) > 2 && !PQgetisnull(res, 0, 2))
-        know_names(r, PQgetvalue(res, 0, 2));
+        know_names(r, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0));
     if (r->name) /* the fleet got there first */
         return;
     runner_set_name(r, PQgetvalue(res, 0, 0));

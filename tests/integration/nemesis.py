@@ -338,7 +338,11 @@ def check_rows(world, writers, shapes):
                                  autocommit=True, connect_timeout=10,
                                  options=options or "") as c:
                 return {r[0]: (int(r[1]), r[2]) for r in c.execute("SELECT tag, n, %s FROM notes" % body)}
-        got = retrying(read, "reading the rows")
+        try:
+            got = retrying(read, "reading the rows")
+        except psycopg.Error as e:
+            # a release that cannot read its own names: the proxy served it another shape
+            raise Check("reading shape %r (%s): %s" % (options, body, str(e).splitlines()[0]))
         for i in range(1, ROWS + 1):
             want = acked.get("l%d" % i, (i, "b%d" % i))
             if got.get("l%d" % i) != want:

@@ -34,6 +34,21 @@ class TwoProxies:
         wait_fleet([self.first, self.late])
 
 
+def read_as_new_release(proxy, legacy_db, got):
+    """A new-release session's `SELECT *` through `proxy`, in a thread:
+    its columns in got["columns"], or its error in got["error"]."""
+    def run():
+        try:
+            with psycopg.connect(db_uri(proxy, legacy_db), autocommit=True, prepare_threshold=0,
+                                 options=version_options(), connect_timeout=10) as c:
+                got["columns"] = result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
+        except psycopg.Error as e:
+            got["error"] = e
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
 @pytest.fixture
 def two(cluster, proxy_factory, legacy_db):
     fwd = Forwarder(cluster.host, cluster.port)
@@ -49,16 +64,7 @@ def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster
     start_migration(first)
     wait_phase(first, "active", 60)
     got = {}
-
-    def new_release():
-        try:
-            with psycopg.connect(db_uri(late, legacy_db), autocommit=True, prepare_threshold=0,
-                                 options=version_options(), connect_timeout=10) as c:
-                got["columns"] = result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
-        except psycopg.Error as e:
-            got["error"] = e
-    th = threading.Thread(target=new_release, daemon=True)
-    th.start()
+    th = read_as_new_release(late, legacy_db, got)
     wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
              "the new release's first statement held by the proxy that has not heard of %s" % NAME,
              detail=lambda: got)
@@ -104,6 +110,35 @@ def test_a_release_of_a_known_or_no_version_does_not_wait(cluster, proxy_factory
     with psycopg.connect(db_uri(other, legacy_db), autocommit=True, options="-c pgtandem.version=nosuch") as c:
         assert "claim_text" in result_columns(c.execute("SELECT * FROM checks WHERE id = 1"))
     assert "waits for the fleet's next look before serving version nosuch" in other.log()
+
+
+def test_a_proxy_that_starts_mid_migration_routes_before_it_serves_the_new_release(cluster, proxy_factory,
+                                                                                   legacy_db):
+    """A proxy started (or restarted) while a migration is active learns the
+    names the table has at once, and loads the migration in progress with a
+    second query. The nemesis found the window in between: the name was
+    already known, so a new-release session passed the gate and read the
+    old shape (`column "body" does not exist`). The load is held here by a
+    lock on what it reads; the session waits for it, and then sees its own
+    shape."""
+    first = fleet_proxy(proxy_factory, cluster, legacy_db)
+    start_migration(first)
+    wait_phase(first, "active", 60)
+    got = {}
+    with psycopg.connect(cluster.uri(db=legacy_db)) as locker:
+        locker.execute("LOCK TABLE pgtandem.backfill_progress IN ACCESS EXCLUSIVE MODE")
+        other = fleet_proxy(proxy_factory, cluster, legacy_db)
+        wait_for(lambda: "in the database; following it" in other.log(), 30, "the restarted proxy finding %s" % NAME,
+                 detail=lambda: other.log()[-2000:])
+        th = read_as_new_release(other, legacy_db, got)
+        wait_for(lambda: "columns" in got or "error" in got or
+                 any(s["state"] == "held" for s in status(other)["sessions"]), 10.0,
+                 "the new release's first statement held until %s is loaded" % NAME)
+        assert not got, got   # served before its route was in place
+        locker.rollback()
+    th.join(15)
+    assert not th.is_alive() and "error" not in got, got
+    assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
 
 
 def test_a_session_of_the_new_release_not_yet_routed_writes_as_what_it_sees(cluster, two, legacy_db):
