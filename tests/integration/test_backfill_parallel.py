@@ -390,9 +390,12 @@ def test_throttles_drop_the_proxy_to_one_worker_and_it_climbs_back(db, cluster, 
 
 
 def test_a_rate_cap_holds_the_cli_to_one_worker(db, cluster):
-    sql(db, SLOW_TABLE_SQL % {"rows": 22000, "every": 4})
-    # two ranges, four workers asked for, a cap under one worker's pace
-    capped = dict(SLOW_BACKFILL, max_rows_per_sec=5000)
+    # two ranges, four workers asked for, and a cap that bites even on a
+    # loaded machine: a batch of 200 rows must take 200 ms under it, and
+    # without the trigger's sleeps one takes 10 to 20 ms here (up to 400 ms
+    # with them on a loaded CI machine, where a cap of 5,000 never bit)
+    sql(db, SLOW_TABLE_SQL % {"rows": 22000, "every": 1000})
+    capped = dict(SLOW_BACKFILL, max_rows_per_sec=1000)
     path = write_migration(payload_migration(["readings"], capped))
     with PeakSampler(lambda: batches_running(cluster, dbname(db))) as peak:
         r = migrate(db, "start", path, "--backfill-workers", "4")
