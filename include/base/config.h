@@ -63,6 +63,7 @@ struct config {
     int query_wait_timeout_ms; /* a client waits this long for a server connection (0: forever) */
     int server_idle_timeout_ms;/* an idle server connection is closed after it (0: never) */
     int server_lifetime_ms;    /* a server connection is closed once this old, between transactions (0: never) */
+    int server_reset_always;   /* RESET ALL when a server passes to another client (SETs the pool cannot see) */
     int max_prepared_statements; /* clients' named statements kept prepared per server connection */
     char *auth_query;          /* --auth-query: SQL ($1: user) returning (name, verifier); NULL: none */
     char *auth_query_db;       /* where it runs (NULL: engine_db) */

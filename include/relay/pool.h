@@ -57,8 +57,10 @@ struct pool_server {
     uint32_t pid, key;                 /* BackendKeyData: where a cancel goes */
     uint32_t backend_pid;              /* pg_backend_pid() when the fleet asked (an edge's PID may differ) */
     int probing;                       /* that question's answer is still due (login) */
+    int state_unknown;                 /* a statement the pool ran on it for a borrower failed: closed when given back */
     uint64_t created_us, idle_since_us;
     uint64_t lends;
+    uint64_t last_borrower;            /* the session id it was last lent to (0: none yet) */
     uint64_t stmt_clock;               /* counts binds: stmt_used holds its value at each statement's last */
     struct param_values params;        /* what this server's session has set */
     struct carried_sets carried;       /* SETs the last borrowers left on it */

@@ -47,7 +47,9 @@ void carried_sets_free(struct carried_sets *c);
 /* Appends the statements that take a server from `have` to a client's
  * `want` on a server whose version route is `schema` (NULL: none): RESET of
  * what `want` lacks, the client's SET where the text differs, its
- * search_path after the route's schema. `have` then records what ran.
+ * search_path after the route's schema; each ends in a NUL, to run as a
+ * Query of its own (one that fails then takes no other with it). `have`
+ * then records what ran.
  * -1 out of memory (`have` then empty, and the statements for all of
  * `want` appended, with RESETs of what it had). */
 int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want, const char *schema,

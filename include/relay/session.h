@@ -24,6 +24,7 @@ struct sbuf;
 struct event;
 struct auth_state;
 struct upstream_connect;
+struct pending_set;
 
 
 /* What few sessions ever need, allocated on first use. */
@@ -97,6 +98,7 @@ struct session {
     struct shared_params *params;   /* the tracked parameters as this client has them (startup_set.h) */
     struct unnamed_statement unnamed; /* its unnamed statement, kept across servers (statement_map.h) */
     struct carried_sets carried;    /* its SETs the pool carries to each server it borrows */
+    struct pending_set *pending_sets; /* SETs sent, booked when their ReadyForQuery says they ran */
     char addr[];                    /* the peer's "host:port" or "unix", as accepted (see extra) */
 };
 

@@ -102,6 +102,15 @@ enum peek_result session_check_statement(struct session *s, struct evbuffer *in,
                                          size_t *avail);
 /* A Bind went on: the SET its statement is, if any, runs now. */
 void session_note_bound(struct session *s, const struct stmt_bound *b);
+/* The server's answers to the client's SETs: an ErrorResponse fails the
+ * SETs of the unit it ends; a ReadyForQuery (`status` as it says) books
+ * those its unit ran, outside a block; Syncs a COPY made the server skip
+ * (`skipped`) leave SETs whose unit never ends, so the session keeps its
+ * server. Freeing drops what is left. */
+void session_sets_error(struct session *s);
+void session_sets_ready(struct session *s, uint8_t status);
+void session_sets_skipped(struct session *s, uint32_t skipped);
+void session_sets_free(struct session *s);
 /* A server's CommandComplete at its start: DEALLOCATE ALL and DISCARD ALL
  * leave no statements (and no SETs) to remember. */
 enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,

@@ -81,9 +81,10 @@ static const struct rule_entry RULES[] = {
     {"stats_users", R_IGNORE, NULL, "the admin API is HTTP with a token (--admin-token), not a console database"},
     {"ignore_startup_parameters", R_IGNORE, NULL, "every startup parameter a client sends is passed to Postgres"},
     {"track_extra_parameters", R_IGNORE, NULL, "the parameters the proxy restores are its own list"},
-    {"server_reset_query", R_IGNORE, NULL, "a client that changes its session (SET, LISTEN, a temporary table, "
-                                           "...) keeps its server connection until it ends, so nothing is reset"},
-    {"server_reset_query_always", R_IGNORE, NULL, "no reset query is run (see server_reset_query)"},
+    {"server_reset_query", R_IGNORE, NULL, "a client's SETs follow it from server to server, and what cannot "
+                                           "(LISTEN, a temporary table, ...) keeps its server until it ends; "
+                                           "server_reset_query_always runs RESET ALL"},
+    {"server_reset_query_always", R_KEY, "server_reset_query_always", NULL},
     {"server_check_query", R_IGNORE, NULL, "a broken server connection is found by its socket and replaced"},
     {"server_check_delay", R_IGNORE, NULL, "a broken server connection is found by its socket and replaced"},
     {"server_fast_close", R_IGNORE, NULL, "server connections are closed between transactions when they must be"},

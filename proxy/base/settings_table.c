@@ -57,6 +57,12 @@ const struct setting SETTINGS[] = {
     {"server_lifetime_s", "--server-lifetime", SETTING_INT, 0, 604800, 3600, 0, SETTING_PROXY, "s",
      "transaction mode: a server connection this old is closed between transactions (0: never)",
      CONFIG_FIELD(server_lifetime_ms, 1000)},
+    /* off, as PgBouncer's: a statement more each time a server changes
+     * hands; on for an app whose functions SET what outlives them */
+    {"server_reset_query_always", "--server-reset-query-always", SETTING_BOOL, 0, 1, 0, 0, SETTING_PROXY, "",
+     "transaction mode: RESET ALL ahead of a client's transaction on a server another client used last, so "
+     "settings changed where the pool cannot see them (a function's SET, set_config) reach no other client",
+     CONFIG_FIELD(server_reset_always, 1)},
     {"server_login_retry_s", "--server-login-retry", SETTING_INT, 0, 3600, 15, 0, SETTING_PROXY, "s",
      "transaction mode: after a server login fails, clients finding no server are refused at once for this long, "
      "then a login is tried again",

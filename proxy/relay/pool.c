@@ -507,7 +507,9 @@ void pool_release(struct pool_server *ps, int clean)
 {
     assert(ps && ps->state == PSRV_LENT);
     if (!clean || ps->pool->relay->shutting_down || too_old(ps, relay_now_us(ps->pool->relay))) {
-        close_server(ps, clean ? "server_lifetime reached" : "given back mid-transaction or with results pending");
+        close_server(ps, clean              ? "server_lifetime reached"
+                         : ps->state_unknown ? "a statement the pool ran on it failed: its session state is not known"
+                                             : "given back mid-transaction or with results pending");
         return;
     }
     if (ps->ncancels) {

@@ -128,7 +128,8 @@ int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want
 {
     for (int i = have->n - 1; i >= 0; i--)
         if (carried_find(want, have->items[i].name) < 0) {
-            evbuffer_add_printf(out, "RESET %s;", have->items[i].name);
+            evbuffer_add_printf(out, "RESET %s", have->items[i].name);
+            evbuffer_add(out, "", 1);
             carried_remove(have, i);
         }
     char buf[CARRIED_SQL_MAX];
@@ -140,7 +141,8 @@ int carried_sets_sync(struct carried_sets *have, const struct carried_sets *want
         if (j >= 0 && !strcmp(have->items[j].sql, sql))
             continue;
         /* a newline first: the client's text may end in a -- comment */
-        evbuffer_add_printf(out, "%s\n;", sql);
+        evbuffer_add_printf(out, "%s\n", sql);
+        evbuffer_add(out, "", 1);
         if (rc == 0 && carried_sets_apply(have, it->name, 0, NULL, sql, strlen(sql)) != 0)
             rc = -1;
     }

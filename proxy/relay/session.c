@@ -120,7 +120,8 @@ static void drop_server(struct session *s)
         pool_forget_waiter(&s->waiter);
     if (s->lent) {
         int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
-                    !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies);
+                    !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies) &&
+                    !s->lent->state_unknown;
         struct pool_server *ps = s->lent;
         s->lent = NULL;
         s->backend = NULL;
@@ -335,6 +336,7 @@ void session_free(struct session *s)
     }
     unnamed_statement_free(&s->unnamed);
     carried_sets_free(&s->carried);
+    session_sets_free(s);
     shared_params_put(s->params);
     auth_free(s->auth);
     shared_creds_put(s->creds);

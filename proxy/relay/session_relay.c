@@ -261,13 +261,34 @@ static void sync_params(struct session *s)
                 evbuffer_add(sql, "'", 1); /* quoted as a literal: '' */
             evbuffer_add(sql, v, 1);
         }
-        evbuffer_add(sql, "';", 2);
+        evbuffer_add(sql, "'", 2); /* with its NUL */
     }
-    if (evbuffer_get_length(sql)) {
-        evbuffer_add(sql, "", 1);
-        inject_query(s, (const char *)evbuffer_pullup(sql, -1));
-    }
+    /* one Query each: in one, a statement that fails (a SET valid when the
+     * client ran it, refused now: its text search configuration dropped
+     * since) would roll back the RESETs of another client's values with it */
+    size_t n = evbuffer_get_length(sql);
+    const char *all = n ? (const char *)evbuffer_pullup(sql, -1) : NULL;
+    for (size_t at = 0; at < n; at += strlen(all + at) + 1)
+        inject_query(s, all + at);
     evbuffer_free(sql);
+}
+
+/* server_reset_query_always: a server another client used last starts
+ * from its login's settings, then the client's own are replayed
+ * (sync_params). A function's SET or a set_config() the pool cannot see
+ * then reaches no other client, for a statement more each time a server
+ * changes hands. Its ParameterStatus answers are swallowed and noted
+ * like the rest; meanwhile the server counts as having what its login had
+ * (the pool's welcome), which is what RESET ALL goes back to. */
+static void reset_for_another(struct session *s, struct pool_server *ps)
+{
+    uint64_t last = ps->last_borrower;
+    ps->last_borrower = s->id;
+    if (!s->relay->cfg.server_reset_always || !last || last == s->id)
+        return;
+    inject_query(s, "RESET ALL");
+    carried_sets_free(&ps->carried);
+    ps->params = ps->pool->welcome;
 }
 
 void session_attach_server(struct session *s, struct pool_server *ps)
@@ -283,6 +304,7 @@ void session_attach_server(struct session *s, struct pool_server *ps)
     ps->owed_rfq = 0;
     reply_queue_reset(&ps->replies);
     s->unnamed.on_server = 0; /* it may have another borrower's */
+    reset_for_another(s, ps);
     sync_params(s);
 }
 
@@ -330,7 +352,7 @@ static void give_back_at_boundary(struct session *s)
         s->c2s_blocked = 0;
         sbuf_resume_read(s->client);
     }
-    pool_release(ps, 1);
+    pool_release(ps, !ps->state_unknown);
     if (!s->holding && sbuf_pending_in(s->client))
         session_client_to_server(s);
     if (!s->lent && !s->waiter.in && s->state == SESS_READY)
@@ -599,6 +621,8 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
             return INSPECT_NEED_MORE;
         uint8_t z[6];
         evbuffer_copyout(in, z, 6);
+        if (s->pending_sets)
+            session_sets_ready(s, z[5]);
         on_ready_for_query(s, z[5]);
         if (s->tracker.pending_rfq == 0)
             s->dealloc_replies = 0; /* one the server skipped (an error before it) is not owed */
@@ -608,10 +632,17 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
         return session_note_command_complete(s, in, h, avail) == PEEK_NEED_MORE ? INSPECT_NEED_MORE : INSPECT_STREAM;
     case 'I':
         return session_answer_deallocated(s, in, out, h) ? INSPECT_CONSUMED : INSPECT_STREAM;
-    case 'G': case 'W':
+    case 'E':
+        if (s->pending_sets)
+            session_sets_error(s);
+        return INSPECT_STREAM;
+    case 'G': case 'W': {
+        uint32_t due = s->tracker.pending_rfq;
         tracker_server_message(&s->tracker, h->type, 0);
+        session_sets_skipped(s, due - s->tracker.pending_rfq);
         session_sync_busy(s);
         return INSPECT_STREAM;
+    }
     case 'S':
         return note_parameter(s, in, h, avail) == PEEK_NEED_MORE ? INSPECT_NEED_MORE : INSPECT_STREAM;
     case 'R':
@@ -667,6 +698,9 @@ void session_server_to_client(struct session *s)
             if (h.type == 'Z') {
                 s->swallow_rfq--;
                 s->pid_probe = 0;
+            } else if (h.type == 'E' && s->lent) {
+                /* what it has set is no longer what the pool booked */
+                s->lent->state_unknown = 1;
             }
             s->s2c_remaining = h.length + 1;
             s->s2c_discard = 1;

@@ -1,8 +1,9 @@
 /* What a client's statements do to its session under transaction pooling,
  * seen as they pass: a statement that leaves state the pool cannot carry
- * pins the client to its server; a SET the pool carries is booked when it
- * runs (a simple Query at once, an extended one when its statement is
- * bound: a driver prepares a SET it runs often and then only binds it);
+ * pins the client to its server; a SET the pool carries is noted when it
+ * is sent (a simple Query at once, an extended one when its statement is
+ * bound: a driver prepares a SET it runs often and then only binds it)
+ * and booked when its ReadyForQuery says it ran;
  * SQL DEALLOCATE of a protocol-level statement is answered by the pool,
  * and DEALLOCATE ALL and DISCARD ALL are noted when they ran. One part of
  * the client session (see session_internal.h). */
@@ -10,6 +11,7 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -55,19 +57,97 @@ static void book_set(struct session *s, const struct pin_carry *carry, const cha
         session_pin(s, "too many SETs to carry");
 }
 
-/* A carried SET runs now: booked between transactions; inside a
- * transaction block the pool cannot tell whether it will outlive it (a
- * ROLLBACK undoes it), so the client keeps its server. */
-static void run_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
+static void pin_for_block(struct session *s, const struct pin_carry *carry)
 {
     char why[128]; /* room for any name: session_pin keeps what fits */
-    if (s->tracker.tx_status == 'I') {
-        book_set(s, carry, sql, len);
-        return;
-    }
     snprintf(why, sizeof why, "%s%s in a transaction block", carry->all ? "RESET ALL" : carry->reset ? "RESET " : "SET ",
              carry->name);
     session_pin(s, why);
+}
+
+/* A SET on its way to the server: the client's only once it ran, which
+ * the ReadyForQuery that ends its unit tells (a SET Postgres refuses, or
+ * one in a unit an error ends, is nobody's: booked, the pool would replay
+ * it ahead of the client's next transaction, where it fails again and
+ * takes the RESETs run with it). */
+struct pending_set {
+    struct pending_set *next;
+    uint32_t countdown; /* ReadyForQuery answers due up to the one that ends its unit */
+    int failed;         /* an ErrorResponse came in its unit */
+    struct pin_carry carry;
+    size_t len;
+    char sql[];
+};
+
+/* A carried SET runs now: booked when it ran, between transactions; inside
+ * a transaction block the pool cannot tell whether it will outlive it (a
+ * ROLLBACK undoes it), so the client keeps its server. */
+static void run_set(struct session *s, const struct pin_carry *carry, const char *sql, size_t len)
+{
+    if (s->tracker.tx_status != 'I') {
+        pin_for_block(s, carry);
+        return;
+    }
+    struct pending_set *p = malloc(sizeof *p + len + 1);
+    if (!p) {
+        session_pin(s, "out of memory noting its SET");
+        return;
+    }
+    /* its unit ends with the next ReadyForQuery not yet due: a Query's own,
+     * or the Sync that follows a Bind */
+    p->next = NULL;
+    p->countdown = s->tracker.pending_rfq + 1;
+    p->failed = 0;
+    p->carry = *carry;
+    p->len = len;
+    memcpy(p->sql, sql, len);
+    p->sql[len] = '\0';
+    struct pending_set **tail = &s->pending_sets;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = p;
+}
+
+void session_sets_error(struct session *s)
+{
+    for (struct pending_set *p = s->pending_sets; p; p = p->next)
+        if (p->countdown == 1)
+            p->failed = 1;
+}
+
+void session_sets_ready(struct session *s, uint8_t status)
+{
+    struct pending_set **link = &s->pending_sets;
+    while (*link) {
+        struct pending_set *p = *link;
+        if (--p->countdown > 0) {
+            link = &p->next;
+            continue;
+        }
+        *link = p->next;
+        /* 'T': it ran in a block opened before it in its unit or in one
+         * sent ahead of it; a ROLLBACK may still undo it */
+        if (!p->failed && status == 'I')
+            book_set(s, &p->carry, p->sql, p->len);
+        else if (!p->failed && status == 'T' && !s->pinned)
+            pin_for_block(s, &p->carry);
+        free(p);
+    }
+}
+
+void session_sets_skipped(struct session *s, uint32_t skipped)
+{
+    if (skipped && s->pending_sets && !s->pinned)
+        session_pin(s, "SET sent with a COPY's pipeline");
+}
+
+void session_sets_free(struct session *s)
+{
+    while (s->pending_sets) {
+        struct pending_set *p = s->pending_sets;
+        s->pending_sets = p->next;
+        free(p);
+    }
 }
 
 /* The query text of a Parse message at `msg` (whole, `total` bytes). */

@@ -8,6 +8,15 @@ its reason (state of one backend no pooler can carry: currval, pg_stat
 counters not yet flushed, a C library's static variables); any other
 difference fails, with its diff.
 
+The pool runs with server_reset_query_always: gin's and brin's PL/pgSQL
+bodies SET planner settings the pool cannot see (a SET inside a function
+is no statement of the client's), and by default, as with PgBouncer, they
+stay on the server for the next client: another test of their parallel
+group (spgist, one run in three) then EXPLAINs with enable_bitmapscan
+off. With it, a server that changes hands starts from its login's
+settings; without it the difference is the documented limit
+(test_pool_session_state.py shows both).
+
 Both runs use pg_regress's own database, `regression` (dropped and created
 by pg_regress, through the pool for the pooled run): results print the
 database's name, so a database per run would differ everywhere. The direct
@@ -142,7 +151,7 @@ def test_the_parallel_schedule_through_transaction_pooling_matches_a_direct_run(
 
     users = write_users_file(str(tmp_path / "regress-users.json"), {"postgres": {"password": "postgres"}})
     proxy = Proxy(regress_cluster, extra_args=["--auth", "scram", "--users-file", users, "--pool-mode", "transaction",
-                                               "--pool-size", str(POOL_SIZE)])
+                                               "--pool-size", str(POOL_SIZE), "--server-reset-query-always", "true"])
     try:
         rc, summary = run_schedule(rg, proxy.port, pooled_dir)
     finally:

@@ -267,7 +267,8 @@ def test_the_documented_settings_are_each_mapped_or_ignored_with_a_reason(cluste
                  "max_packet_size -> max_message_bytes = 2147483647",
                  "-> upstream = postgresql:///?host=127.0.0.1&port=%d&sslmode=verify-ca&sslrootcert=%s"
                  % (cluster.port, cluster.ca),
-                 "[pgbouncer] server_reset_query: ignored: a client that changes its session",
+                 "[pgbouncer] server_reset_query: ignored: a client's SETs follow it from server to server",
+                 "server_reset_query_always -> server_reset_query_always = 0",
                  "[pgbouncer] query_timeout: ignored: the proxy does not cancel long queries",
                  "[databases] *: ignored: the same upstream as line 3"):
         assert want in log, (want, lines)
