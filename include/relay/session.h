@@ -75,6 +75,7 @@ struct session {
     unsigned pid_probe : 1;         /* the backend PID question's answer is still due */
     unsigned pinned : 1;            /* keeps `lent` for good (why: extra->pin_reason) */
     unsigned vgate_checked : 1;     /* version_gate.c decided whether its first transaction waits */
+    unsigned unit_failed : 1;       /* an ErrorResponse since the last ReadyForQuery: the server skips to Sync */
     uint32_t swallow_rfq;           /* ReadyForQuery answers of proxy-injected messages still due */
     uint32_t route_gen;             /* relay->route.gen when its search_path was last set */
     uint32_t upstream_pid, upstream_key; /* BackendKeyData from the upstream */

@@ -103,7 +103,8 @@ enum peek_result session_check_statement(struct session *s, struct evbuffer *in,
 /* A Bind went on: the SET its statement is, if any, runs now. */
 void session_note_bound(struct session *s, const struct stmt_bound *b);
 /* The server's answers to the client's SETs: an ErrorResponse fails the
- * SETs of the unit it ends; a ReadyForQuery (`status` as it says) books
+ * SETs of the unit it ends, and those bound after it before the Sync (the
+ * server skips them); a ReadyForQuery (`status` as it says) books
  * those its unit ran, outside a block; Syncs a COPY made the server skip
  * (`skipped`) leave SETs whose unit never ends, so the session keeps its
  * server. Freeing drops what is left. */

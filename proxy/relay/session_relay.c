@@ -621,8 +621,7 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
             return INSPECT_NEED_MORE;
         uint8_t z[6];
         evbuffer_copyout(in, z, 6);
-        if (s->pending_sets)
-            session_sets_ready(s, z[5]);
+        session_sets_ready(s, z[5]);
         on_ready_for_query(s, z[5]);
         if (s->tracker.pending_rfq == 0)
             s->dealloc_replies = 0; /* one the server skipped (an error before it) is not owed */
@@ -633,8 +632,7 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
     case 'I':
         return session_answer_deallocated(s, in, out, h) ? INSPECT_CONSUMED : INSPECT_STREAM;
     case 'E':
-        if (s->pending_sets)
-            session_sets_error(s);
+        session_sets_error(s);
         return INSPECT_STREAM;
     case 'G': case 'W': {
         uint32_t due = s->tracker.pending_rfq;

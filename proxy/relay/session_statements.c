@@ -97,7 +97,8 @@ static void run_set(struct session *s, const struct pin_carry *carry, const char
      * or the Sync that follows a Bind */
     p->next = NULL;
     p->countdown = s->tracker.pending_rfq + 1;
-    p->failed = 0;
+    /* a Bind read after its unit's error: the server skips it */
+    p->failed = s->tracker.pending_rfq == 0 && s->unit_failed;
     p->carry = *carry;
     p->len = len;
     memcpy(p->sql, sql, len);
@@ -110,6 +111,7 @@ static void run_set(struct session *s, const struct pin_carry *carry, const char
 
 void session_sets_error(struct session *s)
 {
+    s->unit_failed = 1;
     for (struct pending_set *p = s->pending_sets; p; p = p->next)
         if (p->countdown == 1)
             p->failed = 1;
@@ -117,6 +119,7 @@ void session_sets_error(struct session *s)
 
 void session_sets_ready(struct session *s, uint8_t status)
 {
+    s->unit_failed = 0;
     struct pending_set **link = &s->pending_sets;
     while (*link) {
         struct pending_set *p = *link;
@@ -127,7 +130,7 @@ void session_sets_ready(struct session *s, uint8_t status)
         *link = p->next;
         /* 'T': it ran in a block opened before it in its unit or in one
          * sent ahead of it; a ROLLBACK may still undo it */
-        if (!p->failed && status == 'I')
+        if (!p->failed && status == 'I' && s->lent)
             book_set(s, &p->carry, p->sql, p->len);
         else if (!p->failed && status == 'T' && !s->pinned)
             pin_for_block(s, &p->carry);

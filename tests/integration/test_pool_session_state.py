@@ -147,6 +147,44 @@ def test_a_set_that_fails_is_nobodys(needs_proxy, cluster, proxy_factory, tmp_pa
             conn.finish()
 
 
+def test_a_set_bound_after_its_units_error_is_nobodys(needs_proxy, cluster, proxy_factory, tmp_path, state_role):
+    """Extended protocol: after an error Postgres skips every message up to
+    the Sync. A prepared SET bound after the error reached the client (a
+    pipeline flushed, its error read, then the Bind and the Sync) never
+    runs, so it is not the client's, nor any server's. Booked before when
+    its ReadyForQuery came: the client's next server got the SET."""
+    p = state_pool(proxy_factory, tmp_path, 1)
+    a, b = raw_client(client_uri(p)), raw_client(client_uri(p))
+    try:
+        r = a.prepare(b"quiet", b"SET client_min_messages TO error")
+        assert r.status == pq.ExecStatus.COMMAND_OK, r.error_message
+        a.enter_pipeline_mode()
+        a.send_query_params(b"SELECT 1/0", [])
+        a.send_flush_request()
+        while a.flush():
+            pass
+        r = a.get_result()
+        assert r.status == pq.ExecStatus.FATAL_ERROR, r.status
+        assert a.get_result() is None
+        a.send_query_prepared(b"quiet", [])
+        a.pipeline_sync()
+        while a.flush():
+            pass
+        statuses = []
+        while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
+            r = a.get_result()
+            if r is not None:
+                statuses.append(r.status)
+        assert statuses == [pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_SYNC], statuses
+        a.exit_pipeline_mode()
+        for _ in range(2):   # on its server, then after another client had it
+            assert show(a, b"client_min_messages") == "notice"
+            assert show(b, b"client_min_messages") == "notice"
+    finally:
+        a.finish()
+        b.finish()
+
+
 @pytest.mark.parametrize("reset_always", [False, True], ids=["default", "reset_always"])
 def test_a_set_inside_a_function_and_server_reset_query_always(needs_proxy, cluster, proxy_factory, tmp_path,
                                                                state_role, reset_always):
