@@ -20,6 +20,7 @@
 #include "session_internal.h"
 #include "statement_map.h"
 
+#define PENDING_SETS_MAX 64 /* SETs sent and not yet answered, per session */
 #define PIN_MAX_INSPECT (1u << 20) /* larger statements pin rather than being buffered whole */
 /* A pinned client's statements are looked at only for a DEALLOCATE, which
  * is short: a longer one streams as it comes. */
@@ -88,9 +89,17 @@ static void run_set(struct session *s, const struct pin_carry *carry, const char
         pin_for_block(s, carry);
         return;
     }
-    struct pending_set *p = malloc(sizeof *p + len + 1);
+    struct pending_set **tail = &s->pending_sets;
+    int in_flight = 0;
+    while (*tail) {
+        tail = &(*tail)->next;
+        in_flight++;
+    }
+    /* a client that pipelines SETs without reading their answers holds
+     * memory of ours for each: past a bound it keeps its server instead */
+    struct pending_set *p = in_flight < PENDING_SETS_MAX ? malloc(sizeof *p + len + 1) : NULL;
     if (!p) {
-        session_pin(s, "out of memory noting its SET");
+        session_pin(s, in_flight < PENDING_SETS_MAX ? "out of memory noting its SET" : "too many SETs in flight");
         return;
     }
     /* its unit ends with the next ReadyForQuery not yet due: a Query's own,
@@ -103,9 +112,6 @@ static void run_set(struct session *s, const struct pin_carry *carry, const char
     p->len = len;
     memcpy(p->sql, sql, len);
     p->sql[len] = '\0';
-    struct pending_set **tail = &s->pending_sets;
-    while (*tail)
-        tail = &(*tail)->next;
     *tail = p;
 }
 

@@ -185,6 +185,35 @@ def test_a_set_bound_after_its_units_error_is_nobodys(needs_proxy, cluster, prox
         b.finish()
 
 
+def test_sets_pipelined_past_the_bound_pin_their_client(needs_proxy, cluster, proxy_factory, tmp_path, state_role):
+    """Each SET in flight is held by the proxy until its answer: a client
+    that pipelines more than 64 keeps its server instead (pinned), and its
+    settings are still exactly its own."""
+    p = state_pool(proxy_factory, tmp_path, 2)
+    a = raw_client(client_uri(p))
+    try:
+        a.enter_pipeline_mode()
+        for i in range(100):
+            a.send_query_params(("SET statement_timeout TO '%ds'" % (i + 1)).encode(), [])
+        a.pipeline_sync()
+        while a.flush():
+            pass
+        statuses = []
+        while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
+            r = a.get_result()
+            if r is not None:
+                statuses.append(r.status)
+        a.exit_pipeline_mode()
+        assert statuses == [pq.ExecStatus.COMMAND_OK] * 100 + [pq.ExecStatus.PIPELINE_SYNC], statuses
+        assert show(a, b"statement_timeout") == "100s"
+        pinned = [x["pinned"] for x in p.admin("GET", "/status")[1]["sessions"]]
+        assert pinned == ["too many SETs in flight"], pinned
+    finally:
+        a.finish()
+    with psycopg.connect(client_uri(p), autocommit=True) as other:
+        assert other.execute("SHOW statement_timeout").fetchone()[0] == "0"
+
+
 @pytest.mark.parametrize("reset_always", [False, True], ids=["default", "reset_always"])
 def test_a_set_inside_a_function_and_server_reset_query_always(needs_proxy, cluster, proxy_factory, tmp_path,
                                                                state_role, reset_always):
