@@ -27,6 +27,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 from support import (ClientThreads, dbname, engine_proxy, Progress, proxy_uri, Scrape, sql, throttle, wait_for,
                      wait_log)
@@ -230,6 +231,11 @@ class SelfSlowingApp(ClientThreads):
             self.errors.append(e)
 
 
+# serial: a judgement of latencies; beside two other workers under
+# AddressSanitizer the app's 1 ms query measured 273 ms once, the budget
+# (1.5 x that) let the backfill go before the app slowed, and the app,
+# slowed to three times that, ended too few queries a window to judge
+@pytest.mark.serial
 def test_an_app_slow_by_itself_releases_the_budget_within_seconds(db, cluster, proxy_factory):
     """The app slows by itself mid-backfill (its queries go from 1 ms to
     30 ms, touching nothing the backfill writes): the budget engages, sees

@@ -197,6 +197,10 @@ def test_every_backend_terminated_mid_backfill_like_a_neon_suspend(env):
         wait_for(lambda: status(p, timeout=5)["engine"]["connected"] is True,
                  DETECT, "the engine connection to come back", detail=p.log_tail)
         print("engine connection back %.1f s after it was seen gone" % (time.time() - t0))
+        # the fleet's connection, lost in the same second, says so in its own
+        # time (its socket read first, its line after): one line per outage
+        wait_for(lambda: p.log().count("fleet: connection to the database lost") >= 2, DETECT,
+                 "the fleet to report the second outage", detail=p.log_tail)
         log = p.log()
         assert log.count("fleet: connection to the database lost") == 2, log[-3000:]
         assert len(re.findall(r"migration \S+: backfill waiting for the database", log)) <= 1, log[-3000:]
