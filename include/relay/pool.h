@@ -133,7 +133,8 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w);
 /* `w` no longer waits (its client closed). */
 void pool_forget_waiter(struct pool_waiter *w);
 /* The session is done with the server: back to the pool when `clean` (a
- * ReadyForQuery 'I' with nothing in flight), else closed. */
+ * ReadyForQuery 'I' with nothing in flight) and its session state is known
+ * (state_unknown not set), else closed. */
 void pool_release(struct pool_server *ps, int clean);
 
 /* ---- the clients' statements prepared on a server (statement_map.c) ---- */

@@ -506,10 +506,10 @@ struct pool_server *pool_acquire(struct pool *p, struct pool_waiter *w)
 void pool_release(struct pool_server *ps, int clean)
 {
     assert(ps && ps->state == PSRV_LENT);
-    if (!clean || ps->pool->relay->shutting_down || too_old(ps, relay_now_us(ps->pool->relay))) {
-        close_server(ps, clean              ? "server_lifetime reached"
-                         : ps->state_unknown ? "a statement the pool ran on it failed: its session state is not known"
-                                             : "given back mid-transaction or with results pending");
+    if (!clean || ps->state_unknown || ps->pool->relay->shutting_down || too_old(ps, relay_now_us(ps->pool->relay))) {
+        close_server(ps, ps->state_unknown ? "a statement the pool ran on it failed: its session state is not known"
+                         : clean            ? "server_lifetime reached"
+                                            : "given back mid-transaction or with results pending");
         return;
     }
     if (ps->ncancels) {

@@ -120,8 +120,7 @@ static void drop_server(struct session *s)
         pool_forget_waiter(&s->waiter);
     if (s->lent) {
         int clean = s->state == SESS_READY && tracker_at_boundary(&s->tracker) && !s->swallow_rfq &&
-                    !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies) &&
-                    !s->lent->state_unknown;
+                    !s->s2c_remaining && !s->c2s_remaining && !s->pinned && reply_queue_empty(&s->lent->replies);
         struct pool_server *ps = s->lent;
         s->lent = NULL;
         s->backend = NULL;

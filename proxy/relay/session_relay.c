@@ -352,7 +352,7 @@ static void give_back_at_boundary(struct session *s)
         s->c2s_blocked = 0;
         sbuf_resume_read(s->client);
     }
-    pool_release(ps, !ps->state_unknown);
+    pool_release(ps, 1);
     if (!s->holding && sbuf_pending_in(s->client))
         session_client_to_server(s);
     if (!s->lent && !s->waiter.in && s->state == SESS_READY)
@@ -621,7 +621,9 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
             return INSPECT_NEED_MORE;
         uint8_t z[6];
         evbuffer_copyout(in, z, 6);
-        session_sets_ready(s, z[5]);
+        if (s->pending_sets) /* the usual case: none, no call */
+            session_sets_ready(s, z[5]);
+        s->unit_failed = 0;
         on_ready_for_query(s, z[5]);
         if (s->tracker.pending_rfq == 0)
             s->dealloc_replies = 0; /* one the server skipped (an error before it) is not owed */
@@ -632,7 +634,9 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
     case 'I':
         return session_answer_deallocated(s, in, out, h) ? INSPECT_CONSUMED : INSPECT_STREAM;
     case 'E':
-        session_sets_error(s);
+        s->unit_failed = 1;
+        if (s->pending_sets)
+            session_sets_error(s);
         return INSPECT_STREAM;
     case 'G': case 'W': {
         uint32_t due = s->tracker.pending_rfq;

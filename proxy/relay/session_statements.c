@@ -117,7 +117,6 @@ static void run_set(struct session *s, const struct pin_carry *carry, const char
 
 void session_sets_error(struct session *s)
 {
-    s->unit_failed = 1;
     for (struct pending_set *p = s->pending_sets; p; p = p->next)
         if (p->countdown == 1)
             p->failed = 1;
@@ -125,7 +124,6 @@ void session_sets_error(struct session *s)
 
 void session_sets_ready(struct session *s, uint8_t status)
 {
-    s->unit_failed = 0;
     struct pending_set **link = &s->pending_sets;
     while (*link) {
         struct pending_set *p = *link;

@@ -147,6 +147,20 @@ def test_a_set_that_fails_is_nobodys(needs_proxy, cluster, proxy_factory, tmp_pa
             conn.finish()
 
 
+def sync_pipeline(c):
+    """Ends a libpq pipeline with a Sync and reads its results up to it:
+    their statuses, the Sync's last."""
+    c.pipeline_sync()
+    while c.flush():
+        pass
+    statuses = []
+    while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
+        r = c.get_result()
+        if r is not None:
+            statuses.append(r.status)
+    return statuses
+
+
 def test_a_set_bound_after_its_units_error_is_nobodys(needs_proxy, cluster, proxy_factory, tmp_path, state_role):
     """Extended protocol: after an error Postgres skips every message up to
     the Sync. A prepared SET bound after the error reached the client (a
@@ -167,14 +181,7 @@ def test_a_set_bound_after_its_units_error_is_nobodys(needs_proxy, cluster, prox
         assert r.status == pq.ExecStatus.FATAL_ERROR, r.status
         assert a.get_result() is None
         a.send_query_prepared(b"quiet", [])
-        a.pipeline_sync()
-        while a.flush():
-            pass
-        statuses = []
-        while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
-            r = a.get_result()
-            if r is not None:
-                statuses.append(r.status)
+        statuses = sync_pipeline(a)
         assert statuses == [pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_SYNC], statuses
         a.exit_pipeline_mode()
         for _ in range(2):   # on its server, then after another client had it
@@ -195,14 +202,7 @@ def test_sets_pipelined_past_the_bound_pin_their_client(needs_proxy, cluster, pr
         a.enter_pipeline_mode()
         for i in range(100):
             a.send_query_params(("SET statement_timeout TO '%ds'" % (i + 1)).encode(), [])
-        a.pipeline_sync()
-        while a.flush():
-            pass
-        statuses = []
-        while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
-            r = a.get_result()
-            if r is not None:
-                statuses.append(r.status)
+        statuses = sync_pipeline(a)
         a.exit_pipeline_mode()
         assert statuses == [pq.ExecStatus.COMMAND_OK] * 100 + [pq.ExecStatus.PIPELINE_SYNC], statuses
         assert show(a, b"statement_timeout") == "100s"
