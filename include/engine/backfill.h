@@ -30,7 +30,8 @@ struct backfill {
     long batch_rows;                    /* size of the next batch */
     double rate;                        /* weighted rows per ms */
     double last_ms, max_ms, total_ms;
-    long lock_timeouts;
+    long lock_timeouts;                 /* batches that met a held row or lock_timeout */
+    int lock_retries;                   /* of them since the last batch that ran: the pause grows */
     int done, paused;
     const char *throttle;               /* "none", "max-rows", "sleep-ratio", "lock-wait", "paused" */
     /* One key range of the table (backfill_ranges.c): its checkpoint row,

@@ -213,7 +213,7 @@ struct row_alias {
 
 static struct row_alias alias_of(const struct mig_bf_table *t)
 {
-    static const char *const taken[] = {"edge", "bounds", "n", "batch", "upd", "cp", NULL};
+    static const char *const taken[] = {"edge", "bounds", "n", "batch", "lk", "upd", "cp", NULL};
     struct row_alias a;
     snprintf(a.dot, sizeof a.dot, "t.");
     for (int i = 0; taken[i]; i++)
@@ -277,36 +277,71 @@ static void composite_key_bounds(struct mig_str *s, const struct backfill *b, co
     mig_str_add(s, " LIMIT 1), n AS (SELECT count(*) AS rows FROM batch)");
 }
 
-/* One statement: the bounds CTEs pick the next keys of the range, `upd`
- * sets the new columns of the rows among them that still need them (a
- * single-column key gives one index range scan), `cp` advances the range's
- * checkpoint. An empty remainder of a range leaves its checkpoint's key. */
+/* `lk` locks the rows of the batch that still need writing, NOWAIT, before
+ * any is written: a batch that met a row an app transaction holds while it
+ * held rows it had written could close a cycle with that transaction (which
+ * locks rows in its own order), and Postgres would abort whichever waited a
+ * deadlock_timeout first, often the app. Failing at once with 55P03 while
+ * holding nothing, the batch is retried smaller after a pause instead
+ * (backfill_lock_timeout). NO KEY UPDATE: what an UPDATE of non-key columns
+ * takes, so foreign key checks (KEY SHARE) never stop a batch; a DELETE
+ * needs the full lock. MATERIALIZED: every lock is taken before `upd` runs. */
+static void lock_rows(struct mig_str *s, const struct backfill *b, const struct window *w,
+                      const struct row_alias *a)
+{
+    const struct mig_bf_table *t = b->table;
+    mig_str_add(s, ", lk AS MATERIALIZED (SELECT ");
+    key_list(s, t, a->dot, "");
+    mig_str_addf(s, " FROM %s", t->qname);
+    add_as(s, a);
+    mig_str_add(s, " WHERE ");
+    if (t->npk == 1) {
+        in_window(s, b, w, a->dot);
+        mig_str_addf(s, " AND %s%s <= (SELECT %s FROM bounds)", a->dot, t->pk[0], t->pk[0]);
+    } else {
+        mig_str_add(s, "(");
+        key_list(s, t, a->dot, "");
+        mig_str_add(s, ") IN (SELECT ");
+        key_list(s, t, "", "");
+        mig_str_add(s, " FROM batch)");
+    }
+    mig_str_addf(s, " AND (%s) FOR %s OF %.*s NOWAIT)", t->pending, t->deletes ? "UPDATE" : "NO KEY UPDATE",
+                 (int)(strlen(a->dot) - 1), a->dot);
+}
+
+/* One statement: the bounds CTEs pick the next keys of the range, `lk`
+ * locks the rows among them that still need the new columns, `upd` sets
+ * them (a single-column key gives one index range scan), `cp` advances the
+ * range's checkpoint. An empty remainder of a range leaves its checkpoint's
+ * key. */
 char *backfill_batch_sql(const struct backfill *b)
 {
     const struct mig_bf_table *t = b->table;
     struct window w = window_of(b, BATCH_WINDOW_FIRST);
     struct mig_str s = {0};
+    /* first: pg_stat_activity keeps a statement's first 1 kB only */
+    mig_str_add(&s, "/* pgtandem backfill batch */ ");
     if (t->npk == 1)
         single_key_bounds(&s, b, &w);
     else
         composite_key_bounds(&s, b, &w);
     struct row_alias a = alias_of(t);
+    lock_rows(&s, b, &w, &a);
     mig_str_addf(&s, ", upd AS (%s %s", t->deletes ? "DELETE FROM" : "UPDATE", t->qname);
     add_as(&s, &a);
     if (!t->deletes)
         mig_str_addf(&s, " SET %s", t->set_list);
+    mig_str_add(&s, " WHERE ");
     if (t->npk == 1) {
-        mig_str_add(&s, " WHERE ");
+        /* the range as well: the scan stays one index range scan */
         in_window(&s, b, &w, a.dot);
-        mig_str_addf(&s, " AND %s%s <= (SELECT %s FROM bounds)", a.dot, t->pk[0], t->pk[0]);
-    } else {
-        mig_str_addf(&s, " %s batch WHERE (", t->deletes ? "USING" : "FROM");
-        key_list(&s, t, a.dot, "");
-        mig_str_add(&s, ") = (");
-        key_list(&s, t, "batch.", "");
-        mig_str_add(&s, ")");
+        mig_str_addf(&s, " AND %s%s <= (SELECT %s FROM bounds) AND ", a.dot, t->pk[0], t->pk[0]);
     }
-    mig_str_addf(&s, " AND (%s) RETURNING 1),", t->pending);
+    mig_str_add(&s, "(");
+    key_list(&s, t, a.dot, "");
+    mig_str_add(&s, ") IN (SELECT ");
+    key_list(&s, t, "", "");
+    mig_str_add(&s, " FROM lk) RETURNING 1),");
     mig_str_addf(&s, " cp AS (UPDATE %s SET"
                  " last_key = coalesce((SELECT ARRAY[", b->progress_table);
     key_list(&s, t, "", "::text");
@@ -387,12 +422,14 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
     if (b->rows_done > b->est_total)
         b->est_total = (double)b->rows_done;
     adapt_batch_size(b, rows, elapsed_ms);
+    b->lock_retries = 0;
     return 0;
 }
 
 void backfill_lock_timeout(struct backfill *b)
 {
     b->lock_timeouts++;
+    b->lock_retries++;
     b->batch_rows = b->batch_rows / 2 > b->cfg.min_rows ? b->batch_rows / 2 : b->cfg.min_rows;
     b->throttle = "lock-wait";
 }
@@ -410,6 +447,17 @@ long backfill_sleep_ms(struct backfill *b)
         if (min_ms - b->last_ms > sleep) {
             sleep = min_ms - b->last_ms;
             why = "max-rows";
+        }
+    }
+    /* a row held by an app transaction: the batch gave up at once (NOWAIT),
+     * so without a pause it would spin on the row; 10 ms, doubling up to
+     * lock_timeout_ms while the row stays held */
+    if (b->lock_retries > 0) {
+        int k = b->lock_retries - 1 < 16 ? b->lock_retries - 1 : 16;
+        double backoff = fmin(10.0 * (double)(1L << k), (double)b->cfg.lock_timeout_ms);
+        if (backoff > sleep) {
+            sleep = backoff;
+            why = "lock-wait";
         }
     }
     if (strcmp(b->throttle, "lock-wait") != 0 || sleep > 0.0)

@@ -59,9 +59,9 @@ def checkpoints(db, table):
 
 
 def batches_running(cluster, name):
-    """Backfill batches executing on the database now (every batch
-    statement advances pgtandem.backfill_progress)."""
-    return len(running_statements(cluster.super_uri, "%UPDATE pgtandem.backfill_progress%", name))
+    """Backfill batches executing on the database now (each statement
+    says so at its start: pg_stat_activity keeps a statement's first 1 kB)."""
+    return len(running_statements(cluster.super_uri, "/* pgtandem backfill batch */%", name))
 
 
 def assert_new_equals_up_old(db, table, count):

@@ -243,6 +243,8 @@ static void test_backfill_sql(void)
     char *sql = backfill_batch_sql(&b);
     CHECK("first batch has no lower bound", sql && !strstr(sql, "$6"));
     CHECK("batch advances checkpoint in the same statement", sql && strstr(sql, "UPDATE pgtandem.backfill_progress"));
+    CHECK("a batch says what it is in its first words (pg_stat_activity keeps 1 kB)",
+          sql && !strncmp(sql, "/* pgtandem backfill batch */ WITH", 34));
     free(sql);
     b.have_last = 1;
     b.last_key[0] = strdup("41");
@@ -251,6 +253,10 @@ static void test_backfill_sql(void)
     CHECK("range update for a single key, the row under the table's own name",
           sql && strstr(sql, "UPDATE \"public\".\"checks\" AS \"checks\" SET") &&
               strstr(sql, "\"checks\".\"id\" <= (SELECT \"id\" FROM bounds)"));
+    CHECK("the batch locks its rows NOWAIT before it writes any, and writes only those",
+          sql && strstr(sql, "lk AS MATERIALIZED (SELECT \"checks\".\"id\" FROM") &&
+              strstr(sql, "FOR NO KEY UPDATE OF \"checks\" NOWAIT)") && strstr(sql, "IN (SELECT \"id\" FROM lk)") &&
+              strstr(sql, "lk AS") < strstr(sql, "upd AS"));
     CHECK("the checkpoint is the range's", sql && strstr(sql, "AND range_no = $5::int"));
     const char *values[BACKFILL_MAX_PARAMS];
     char num[64];
@@ -274,6 +280,18 @@ static void test_backfill_sql(void)
     CHECK("first range params", backfill_batch_params(&b, values, num, sizeof num) == 7 && !strcmp(values[5], "100") &&
                                     !strcmp(values[6], "200"));
     free(sql);
+    /* a batch that met a held row gave up at once: the pause before the
+     * next grows while the row stays held, and ends with a batch that ran */
+    b.cfg.lock_timeout_ms = 1000;
+    b.last_ms = 0;
+    backfill_lock_timeout(&b);
+    long first = backfill_sleep_ms(&b);
+    backfill_lock_timeout(&b);
+    long second = backfill_sleep_ms(&b);
+    for (int i = 0; i < 20; i++)
+        backfill_lock_timeout(&b);
+    CHECK("a held row: a pause that doubles up to lock_timeout_ms",
+          first == 10 && second == 20 && backfill_sleep_ms(&b) == 1000 && !strcmp(b.throttle, "lock-wait"));
     backfill_free(&b);
 }
 
