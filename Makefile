@@ -6,7 +6,7 @@ PKGS     := libevent openssl libpq jansson libidn
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -std=c11 -Wall -Wextra -Werror
-LAYERS   := base engine relay online admin cli
+LAYERS   := base engine importer relay online admin cli
 # Each layer's headers are in include/<layer>/ beside its sources in
 # proxy/<layer>/; a layer's subfolders (engine/ops/) are named in the include.
 LAYER_INC := $(LAYERS:%=-Iinclude/%)

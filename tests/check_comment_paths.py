@@ -45,7 +45,7 @@ FOREIGN = {
     "src/include/nodes/parsenodes.h": "Postgres: where CURSOR_OPT_HOLD comes from (relay/pin.c)",
     # the user's files, at run time
     "config/users.json": "the default users file, written by `pgtandem passwd` (not shipped)",
-    "__init__.py": "a Python package's own file, in an Alembic versions folder (engine/alembic_chain.h)",
+    "__init__.py": "a Python package's own file, in an Alembic versions folder (importer/alembic_chain.h)",
 }
 
 # A placeholder in a name: bench/results/cutover-DATE.json

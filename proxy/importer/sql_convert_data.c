@@ -1,7 +1,7 @@
 /* A data migration's UPDATE or DELETE of a table the file does not create,
  * in batches: `UPDATE t SET a = e1, b = e2 [WHERE cond]` becomes one
- * update_rows per column (ops/op_update_rows.c), `DELETE FROM t [WHERE
- * cond]` one delete_rows (ops/op_delete_rows.c), run by the backfill after
+ * update_rows per column (engine/ops/op_update_rows.c), `DELETE FROM t [WHERE
+ * cond]` one delete_rows (engine/ops/op_delete_rows.c), run by the backfill after
  * expand, throttled, resumable and under the latency budget, instead of
  * one statement inside the expand's transaction that locks every row it
  * touches (with the table's ACCESS EXCLUSIVE held since an ALTER before it)

@@ -189,7 +189,7 @@ static int recreates_dropped(struct conv *c, const struct sql_stmt *st)
 /* CREATE VIEW of a name this script drops above: the drop waits for
  * complete (the old release reads the view until then), so the new one is
  * made there too, after it, and at start in the new version's schema for
- * the new release ("new_shape", ops/op_sql.c). By an unqualified name
+ * the new release ("new_shape", engine/ops/op_sql.c). By an unqualified name
  * only: a qualified one would land beside the old one at start. Returns
  * 1 when it emitted the view, 0 when the statement is not such a view,
  * -1 on a refusal. */

@@ -2,7 +2,7 @@
  * and names columns a RENAME COLUMN above gives its table. The file was
  * written for the renamed table, but at expand the columns still have
  * their old names: a rename that keeps the values renames the column in
- * the contract (ops/op_rename_column.c). The statement is written back to
+ * the contract (engine/ops/op_rename_column.c). The statement is written back to
  * the names the table has when it runs, token by token at the places the
  * parser gives, so it runs on the same columns it names. It used to fail
  * there ("column ... does not exist") after DDL had run.
