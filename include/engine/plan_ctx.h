@@ -173,6 +173,14 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
 void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *where);
 
 /* ---- plan_carry.c: the second column and the dependents carried to it --- */
+/* The column that holds col of schema.table for the new shape while the
+ * migration runs, written into out: the second column an earlier
+ * alter_column of this migration gives it (it takes col's name at the
+ * contract; returns 1), or col itself (0). An index or key this migration
+ * adds on col is built on it, so that it survives the contract as it would
+ * after the offline ALTER COLUMN ... TYPE. */
+int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, const char *schema, const char *table,
+                          const char *col, char *out, size_t n);
 struct shadow_spec {
     const char *table, *from, *to, *type, *up, *down;
     int copy_default, copy_not_null, copy_comment;

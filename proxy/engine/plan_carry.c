@@ -39,9 +39,12 @@ static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, cons
     mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
+static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name);
+
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
- * constraint it backed. */
+ * constraint it backed (unless the migration drops that constraint: the
+ * file then adds the key it wants itself). */
 static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char *table,
                          const char *from, const char *to)
 {
@@ -50,6 +53,10 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
         const struct mig_cat_index *ix = &t->idx[i];
         /* Other indexes on the column were refused before (refuse_uncarried_dependents). */
         if (!ix->simple || !index_uses(ix, from))
+            continue;
+        char self[400];
+        snprintf(self, sizeof self, "%s.%s", op->schema, table);
+        if (ix->constraint && dropped_earlier(c, op, self, ix->constraint))
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
@@ -188,6 +195,35 @@ static int second_column_of(const struct plan_ctx *c, const char *reg, const cha
     return 0;
 }
 
+/* A drop_constraint of this migration, before op, takes the constraint
+ * `name` of the table reg (regclass text) away: the new shape has no such
+ * key, so it is not carried to the second column. (How Prisma changes a
+ * key's type: drop the foreign keys, retype both ends, add them again.) */
+static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name)
+{
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, name) && regclass_is(reg, o->schema, o->table))
+            return 1;
+    }
+    return 0;
+}
+
+int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, const char *schema, const char *table,
+                          const char *col, char *out, size_t n)
+{
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_ALTER_COLUMN && !alter_in_place(c, o) && !strcmp(o->schema, schema) &&
+            !strcmp(o->table, table) && !strcmp(o->column, col)) {
+            mig_shadow_name(out, n, col);
+            return 1;
+        }
+    }
+    snprintf(out, n, "%s", col);
+    return 0;
+}
+
 /* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES
  * target (target_col), with f's actions, NOT VALID. owner and target come
  * quoted: one is the table, the other regclass output (Postgres quoted
@@ -215,8 +251,11 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nfk; i++) {
         const struct mig_cat_fkey *f = &t->fk[i];
-        char ref_shadow[80];
+        char ref_shadow[80], self[400];
         if (strcmp(f->column, from) != 0)
+            continue;
+        snprintf(self, sizeof self, "%s.%s", op->schema, table);
+        if (dropped_earlier(c, op, self, f->name))
             continue;
         if (second_column_of(c, f->ref_table, f->ref_column, ref_shadow, sizeof ref_shadow)) {
             carried(c, op, "foreign key \"%s\": joins \"%s\" to the referenced key's second column, with it",
@@ -246,7 +285,7 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nin_fk; i++) {
         const struct mig_cat_fkey *f = &t->in_fk[i];
-        if (strcmp(f->column, from) != 0)
+        if (strcmp(f->column, from) != 0 || dropped_earlier(c, op, f->ref_table, f->name))
             continue;
         char tmp[80], referencing[80];
         object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);

@@ -4,6 +4,7 @@ migration scripts written in the test), converted with `migrate convert`
 and run through `migrate start FILE.sql` -> concurrent old- and new-shape
 writers -> `complete`, ending with the row-by-row check; bad SQL exits 2
 with its line and column and changes nothing."""
+import difflib
 import json
 import os
 import shutil
@@ -17,7 +18,8 @@ import psycopg
 import pytest
 
 import test_migrate_seed as seed
-from support import load_legacy, migrate, pmigrate, proxy_start, rows, run_pgtandem, schema_dump, shape, sql
+from support import (load_legacy, migrate, offline_twin, pmigrate, proxy_start, rows, run_pgtandem, schema_dump, shape,
+                     sql)
 
 SEED_SQL = """BEGIN;
 
@@ -628,3 +630,59 @@ def test_a_fill_from_other_rows_then_not_null_is_refused_saying_why(db, cluster)
     assert ":9:1: SET NOT NULL on \"visit_id\"" in r.stderr, r.stderr
     assert "the UPDATE at line 3 reads other rows" in r.stderr and "a later migration" in r.stderr, r.stderr
     assert schema_dump(cluster, db) == before
+
+
+FOLDER_BASE = """
+CREATE TABLE "Folder" (id serial PRIMARY KEY, name text NOT NULL, "parentId" int);
+ALTER TABLE "Folder" ADD CONSTRAINT "Folder_parentId_fkey" FOREIGN KEY ("parentId") REFERENCES "Folder"(id)
+  ON DELETE CASCADE ON UPDATE CASCADE;
+CREATE TABLE "Document" (id serial PRIMARY KEY, title text, "folderId" int);
+ALTER TABLE "Document" ADD CONSTRAINT "Document_folderId_fkey" FOREIGN KEY ("folderId") REFERENCES "Folder"(id)
+  ON DELETE SET NULL ON UPDATE CASCADE;
+INSERT INTO "Folder" (name) SELECT 'f' || g FROM generate_series(1, 5) g;
+UPDATE "Folder" SET "parentId" = 1 WHERE id > 1;
+INSERT INTO "Document" (title, "folderId") SELECT 'd' || g, 1 + g % 5 FROM generate_series(1, 20) g;
+"""
+
+# documenso's 20250324135010_model_folder_update_id_type_and_add_pinned_property, as Prisma wrote it
+FOLDER_TEXT_KEY = """-- DropForeignKey
+ALTER TABLE "Document" DROP CONSTRAINT "Document_folderId_fkey";
+ALTER TABLE "Folder" DROP CONSTRAINT "Folder_parentId_fkey";
+ALTER TABLE "Document" ALTER COLUMN "folderId" SET DATA TYPE TEXT;
+ALTER TABLE "Folder" DROP CONSTRAINT "Folder_pkey",
+ADD COLUMN     "pinned" BOOLEAN NOT NULL DEFAULT false,
+ALTER COLUMN "id" DROP DEFAULT,
+ALTER COLUMN "id" SET DATA TYPE TEXT,
+ALTER COLUMN "parentId" SET DATA TYPE TEXT,
+ADD CONSTRAINT "Folder_pkey" PRIMARY KEY ("id");
+DROP SEQUENCE "Folder_id_seq";
+ALTER TABLE "Folder" ADD CONSTRAINT "Folder_parentId_fkey" FOREIGN KEY ("parentId") REFERENCES "Folder"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "Document" ADD CONSTRAINT "Document_folderId_fkey" FOREIGN KEY ("folderId") REFERENCES "Folder"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+"""
+
+
+def test_a_key_retyped_with_its_foreign_keys_dropped_and_added_again_ends_as_offline(db, cluster):
+    """How Prisma changes a primary key's type: drop the foreign keys on it,
+    retype the key and the columns pointing at it, add the key and the
+    foreign keys again. The keys the file adds named the columns of today
+    (the old type) and the keys it drops were carried to the new columns
+    as well, so the contract failed (`cannot drop constraint Folder_pkey
+    ... other objects depend on it`, documenso's replay, 2026-11-26) after
+    the expand had run. Now the keys it adds are built on the second
+    columns (the foreign keys once the backfill filled them), the keys it
+    drops are not carried, and the end is the offline schema; the old
+    release's insert in between is there in the new type."""
+    sql(db, FOLDER_BASE)
+    path = write_sql(FOLDER_TEXT_KEY, "20250324135010_folder_text_id.sql")
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    sql(db, 'INSERT INTO "Document" (title, "folderId") VALUES (\'old release\', 3)')
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with offline_twin(cluster, FOLDER_BASE, 'INSERT INTO "Document" (title, "folderId") VALUES (\'old release\', 3)',
+                      FOLDER_TEXT_KEY) as twin:
+        online, offline = schema_dump(cluster, db), schema_dump(cluster, twin)
+        assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
+                                                                 "offline", "online", lineterm=""))
+        for t in ('"Folder"', '"Document"'):
+            assert rows(db, t) == rows(twin, t), t

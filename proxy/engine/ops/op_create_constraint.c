@@ -121,6 +121,38 @@ static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, cons
     free(tail);
 }
 
+/* The columns a key of this migration is built on while it runs: each one's
+ * second column where an earlier alter_column retypes it (the key must
+ * survive the contract, which drops the original), else the column. */
+struct held_columns {
+    char **name;
+    int any_second;   /* one of them is a second column */
+};
+
+static void free_held_columns(struct held_columns *h, size_t n)
+{
+    for (size_t k = 0; h->name && k < n; k++)
+        free(h->name[k]);
+    free(h->name);
+    h->name = NULL;
+}
+
+static int hold_columns(const struct plan_ctx *c, const struct mig_op *op, const char *schema, const char *table,
+                        char *const *cols, size_t n, struct held_columns *h)
+{
+    h->any_second = 0;
+    h->name = calloc(n ? n : 1, sizeof *h->name);
+    for (size_t k = 0; h->name && k < n; k++) {
+        char out[80];
+        h->any_second |= column_until_contract(c, op, schema, table, cols[k], out, sizeof out);
+        if (!(h->name[k] = strdup(out))) {
+            free_held_columns(h, n);
+            break;
+        }
+    }
+    return h->name ? 0 : -1;
+}
+
 static int plan_index_backed(struct plan_ctx *c, const struct mig_op *op)
 {
     int primary = !strcmp(op->constraint_type, "primary_key");
@@ -142,8 +174,12 @@ static int plan_index_backed(struct plan_ctx *c, const struct mig_op *op)
         snprintf(ix, sizeof ix, "%s", op->name);
     else
         object_name(ix, sizeof ix, primary ? "pk" : "uq", op, -1, c->m->name);
+    struct held_columns cols;
+    if (hold_columns(c, op, op->schema, op->table, op->columns, op->ncolumns, &cols) != 0)
+        return op_error(c, op, "out of memory");
     add_index_build(&c->p->expand, op, op->schema, ix,
-                    index_sql(op->schema, op->table, ix, 1, NULL, op->columns, op->ncolumns, NULL, NULL, NULL));
+                    index_sql(op->schema, op->table, ix, 1, NULL, cols.name, op->ncolumns, NULL, NULL, NULL));
+    free_held_columns(&cols, op->ncolumns);
     mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
     for (size_t k = 0; primary && k < op->ncolumns; k++) {
         const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->columns[k]);
@@ -185,15 +221,23 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
     else
         snprintf(now, sizeof now, "%s", name);
     struct mig_str s = {0};
+    struct held_columns from = {0}, to = {0};
     if (check) {
         mig_str_addf(&s, " CHECK (%s) NOT VALID", op->check);
     } else {
+        if (hold_columns(c, op, op->schema, op->table, op->columns, op->ncolumns, &from) != 0 ||
+            hold_columns(c, op, op->schema, op->ref_table, op->ref_columns, op->nref_columns, &to) != 0) {
+            free_held_columns(&from, op->ncolumns);
+            return op_error(c, op, "out of memory");
+        }
         mig_str_add(&s, " FOREIGN KEY ");
-        column_list(&s, op->columns, op->ncolumns);
+        column_list(&s, from.name, op->ncolumns);
         mig_str_add(&s, " REFERENCES ");
         mig_str_qname(&s, op->schema, op->ref_table);
         mig_str_add(&s, " ");
-        column_list(&s, op->ref_columns, op->nref_columns);
+        column_list(&s, to.name, op->nref_columns);
+        free_held_columns(&from, op->ncolumns);
+        free_held_columns(&to, op->nref_columns);
         if (op->on_delete)
             mig_str_addf(&s, " ON DELETE %s", op->on_delete);
         if (op->on_update)
@@ -201,7 +245,12 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         mig_str_add(&s, " NOT VALID");
     }
     char *tail = mig_str_take(&s);
-    add_alter(&c->p->expand, op, op->table, "ADD CONSTRAINT", now, tail ? tail : "");
+    /* between second columns, only once the backfill has filled them: a
+     * row either release writes before would point at a row whose second
+     * column is still NULL (as the carried keys, plan_carry.c) */
+    int after_backfill = from.any_second || to.any_second;
+    add_alter(after_backfill ? &c->p->validate : &c->p->expand, op, op->table, "ADD CONSTRAINT", now,
+              tail ? tail : "");
     free(tail);
     add_alter(&c->p->validate, op, op->table, "VALIDATE CONSTRAINT", now, "");
     add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", now, "");

@@ -32,17 +32,9 @@
  * after an offline ALTER COLUMN ... TYPE followed by CREATE INDEX. */
 static char *column_after_contract(const struct plan_ctx *c, const struct mig_op *op, const char *col)
 {
-    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_ALTER_COLUMN && !alter_in_place(c, o) && !strcmp(o->schema, op->schema) &&
-            !strcmp(o->table, op->table) &&
-            !strcmp(o->column, col)) {
-            char shadow[80];
-            mig_shadow_name(shadow, sizeof shadow, col);
-            return strdup(shadow);
-        }
-    }
-    return strdup(col);
+    char out[80];
+    column_until_contract(c, op, op->schema, op->table, col, out, sizeof out);
+    return strdup(out);
 }
 
 /* The index's definition from USING on: keys written as SQL (checked by
