@@ -453,7 +453,15 @@ def writer_table(path, filled):
 # ---- one migration ----------------------------------------------------------------------
 
 def rollback_online():
+    """Takes a migration that did not end online back; one completed with its
+    old shape kept (a failed finalize) is reverted, so that it does not hold
+    up every migration after it."""
     code, msg = migrate(["rollback"])
+    if code != 0 and "migrate revert" in msg:
+        rcode, rmsg = migrate(["revert"])
+        if rcode == 0:
+            return "reverted (the rollback answered: %s)" % short(msg, 200)
+        return "rollback exited %d: %s; revert exited %d: %s" % (code, msg, rcode, rmsg)
     return None if code == 0 else "rollback exited %d: %s" % (code, msg)
 
 

@@ -289,12 +289,44 @@ static void remember_dropped(struct conv *c, const struct sql_stmt *st)
         remember_names(st, "TypeName.names", c->dropped, &c->ndropped, sizeof c->dropped / sizeof c->dropped[0]);
 }
 
+/* The last part of a dotted name list (a function's name without its schema). */
+static const char *last_name(json_t *names)
+{
+    size_t n = json_array_size(names);
+    return n ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+}
+
+/* A DROP FUNCTION or PROCEDURE of a name the script creates again after it
+ * (`DROP FUNCTION IF EXISTS f(...); CREATE OR REPLACE FUNCTION f(...)`, how
+ * generated SQL makes a function): run at complete, the drop would take
+ * away the function the CREATE made at start. */
+static int function_made_again(const struct conv *c, const struct sql_stmt *st)
+{
+    const char *what = sqlc_str_or(st->body, "removeType", "");
+    if (strcmp(what, "OBJECT_FUNCTION") != 0 && strcmp(what, "OBJECT_PROCEDURE") != 0)
+        return 0;
+    size_t i;
+    json_t *obj;
+    json_array_foreach(json_object_get(st->body, "objects"), i, obj) {
+        const char *name = last_name(sql_get(obj, "ObjectWithArgs.objname"));
+        for (const struct sql_stmt *o = st + 1; name && o < c->s.stmts + c->s.nstmts; o++) {
+            const char *made = !strcmp(o->kind, "CreateFunctionStmt") ? last_name(json_object_get(o->body, "funcname"))
+                                                                        : NULL;
+            if (made && !strcmp(made, name))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 int sqlc_drop_object(struct conv *c, const struct sql_stmt *st)
 {
     if (!strcmp(sqlc_str_or(st->body, "behavior", "DROP_RESTRICT"), "DROP_CASCADE"))
         return sqlc_fail(c, st, "CASCADE would drop whatever depends on it without naming it; drop those first");
     remember_dropped(c, st);
-    return sqlc_emit_sql(c, st, "complete", NULL);
+    /* made again by the script: the drop runs where it stands, at start,
+     * and the function of that name is there throughout, as offline */
+    return sqlc_emit_sql(c, st, function_made_again(c, st) ? NULL : "complete", NULL);
 }
 
 int sqlc_rename_type(struct conv *c, const struct sql_stmt *st)

@@ -686,3 +686,45 @@ def test_a_key_retyped_with_its_foreign_keys_dropped_and_added_again_ends_as_off
                                                                  "offline", "online", lineterm=""))
         for t in ('"Folder"', '"Document"'):
             assert rows(db, t) == rows(twin, t), t
+
+
+# how documenso's 20250522054049_add_id_generator makes its functions
+FUNCTIONS_MADE_AGAIN = """CREATE EXTENSION IF NOT EXISTS pgcrypto;
+DROP FUNCTION IF EXISTS nanoid(int, text);
+CREATE OR REPLACE FUNCTION nanoid(size int DEFAULT 21, alphabet text DEFAULT 'abc')
+    RETURNS text LANGUAGE plpgsql VOLATILE AS
+$$
+BEGIN
+    IF size IS NULL OR size < 1 THEN
+        RAISE EXCEPTION 'The size must be defined and greater than 0!';
+    END IF;
+    RETURN substr(encode(gen_random_bytes(size), 'hex'), 1, size);
+END
+$$;
+CREATE OR REPLACE FUNCTION generate_id() RETURNS TEXT AS $$
+BEGIN
+  RETURN nanoid(16);
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def test_a_function_dropped_if_it_exists_and_made_again_is_there_after_complete(db, cluster):
+    """`DROP FUNCTION IF EXISTS f; CREATE OR REPLACE FUNCTION f`: the drop
+    waited for complete, as drops of functions do (the old release may call
+    them), and there took away the function the CREATE had made at start:
+    the migration completed without its functions (documenso's replay,
+    2026-11-26: the next migration, offline, failed on `function nanoid(...)
+    does not exist`). A function the script makes again is dropped where
+    the script drops it."""
+    sql(db, "CREATE TABLE t (id int PRIMARY KEY)")
+    path = write_sql(FUNCTIONS_MADE_AGAIN, "20250522054049_add_id_generator.sql")
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert len(sql(db, "SELECT generate_id()")[0][0]) == 16
+    with offline_twin(cluster, "CREATE TABLE t (id int PRIMARY KEY)", FUNCTIONS_MADE_AGAIN) as twin:
+        online, offline = schema_dump(cluster, db), schema_dump(cluster, twin)
+        assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
+                                                                 "offline", "online", lineterm=""))
