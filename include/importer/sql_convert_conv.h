@@ -58,6 +58,10 @@ struct conv {
     size_t ndropped;
     char dropped_views[32][2 * SQLC_NAME_LEN + 8]; /* views dropped at complete, as SQL */
     size_t ndropped_views;
+    /* columns dropped and added again under their name by the script
+     * ("schema.table.column"): the ADD becomes one alter_column */
+    char recreated[16][3 * SQLC_NAME_LEN + 8];
+    size_t nrecreated;
     char alembic_from[64], alembic_to[64];
     /* the last UPDATE of a column this script adds that could not become
      * its "up" (it reads other rows): what a NOT NULL after it is told */

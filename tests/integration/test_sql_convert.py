@@ -728,3 +728,45 @@ def test_a_function_dropped_if_it_exists_and_made_again_is_there_after_complete(
         online, offline = schema_dump(cluster, db), schema_dump(cluster, twin)
         assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
                                                                  "offline", "online", lineterm=""))
+
+
+# documenso's 20240826094312_add_document_visibility_enum, as Prisma wrote it
+COLUMN_MADE_AGAIN = """/*
+  Warnings:
+  - The `visibility` column on the `Document` table would be dropped and recreated. This will lead to data loss if there is data in the column.
+*/
+CREATE TYPE "DocumentVisibility" AS ENUM ('EVERYONE', 'MANAGER_AND_ABOVE', 'ADMIN');
+ALTER TABLE "Document" DROP COLUMN "visibility",
+ADD COLUMN     "visibility" "DocumentVisibility" NOT NULL DEFAULT 'EVERYONE';
+"""
+DOCUMENT_BASE = """CREATE TABLE "Document" (id serial PRIMARY KEY, title text, visibility text);
+INSERT INTO "Document" (title, visibility) SELECT 'd' || g, CASE WHEN g % 2 = 0 THEN 'team' END
+  FROM generate_series(1, 20) g;
+"""
+
+
+def test_a_column_dropped_and_added_again_with_another_type_runs_online(db, cluster):
+    """Prisma's "dropped and recreated" column (a type it cannot cast to,
+    here text to an enum): refused before (`column "visibility" already
+    exists ... pick another name`: the old column stays until the
+    contract). It is one alter_column whose up is the new default, as
+    offline every row gets it: both releases read their own type while it
+    runs, the new release's writes are kept, and the end is the offline
+    schema and rows."""
+    sql(db, DOCUMENT_BASE)
+    path = write_sql(COLUMN_MADE_AGAIN, "0009_visibility_enum.sql")
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO \"Document\" (title, visibility) VALUES ('old release', 'team')")
+    opts = "-c search_path=pgtandem_0009_visibility_enum,public"
+    sql(db, "INSERT INTO \"Document\" (title, visibility) VALUES ('new release', 'ADMIN')", options=opts)
+    assert sql(db, "SELECT visibility FROM \"Document\" WHERE title = 'new release'", options=opts) == [("ADMIN",)]
+    assert sql(db, "SELECT visibility FROM \"Document\" WHERE title = 'old release'") == [("team",)]
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with offline_twin(cluster, DOCUMENT_BASE, "INSERT INTO \"Document\" (title, visibility) VALUES ('old release', 'team')",
+                      COLUMN_MADE_AGAIN, "INSERT INTO \"Document\" (title, visibility) VALUES ('new release', 'ADMIN')") as twin:
+        online, offline = schema_dump(cluster, db), schema_dump(cluster, twin)
+        assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
+                                                                 "offline", "online", lineterm=""))
+        assert rows(db, '"Document"') == rows(twin, '"Document"')
