@@ -466,7 +466,9 @@ static int added_again(const struct conv *c, const struct sql_stmt *st, json_t *
 /* The ADD COLUMN of a column the script dropped: one alter_column to the
  * new type whose `up` is the new column's default (or NULL), as offline
  * every row gets it, and whose `down` is NULL, the old value offline
- * lost; the old release keeps its column until the contract. */
+ * lost (or the "-- pgtandem:down EXPR" above the statement: the plan
+ * refuses NULL for a NOT NULL column); the old release keeps its column
+ * until the contract. */
 static int recreate_column(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *col)
 {
     const char *name = sqlc_str_or(col, "name", ""), *type = sqlc_str_or(col, "type", "");
@@ -487,7 +489,9 @@ static int recreate_column(struct conv *c, const struct sql_stmt *st, json_t *re
     json_object_set_new(body, "column", json_string(name));
     json_object_set_new(body, "type", json_string(type));
     json_object_set_new(body, "up", json_string(up.buf ? up.buf : ""));
-    json_object_set_new(body, "down", json_string("NULL"));
+    char *down = sqlc_annotated_down(c, st);
+    json_object_set_new(body, "down", json_string(down ? down : "NULL"));
+    free(down);
     if (json_object_get(col, "nullable"))
         json_object_set(body, "nullable", json_object_get(col, "nullable"));
     if (dflt)

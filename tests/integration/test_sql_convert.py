@@ -770,3 +770,26 @@ def test_a_column_dropped_and_added_again_with_another_type_runs_online(db, clus
         assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
                                                                  "offline", "online", lineterm=""))
         assert rows(db, '"Document"') == rows(twin, '"Document"')
+
+
+def test_a_not_null_column_dropped_and_added_again_asks_for_its_down(db, cluster):
+    """The old column NOT NULL: a `down` of NULL would make every insert of
+    the new release fail on it while the migration runs (it did, once the
+    dropped-and-added column ran online). Refused before any DDL, saying to
+    write the old release's value; with `-- pgtandem:down EXPR` it runs,
+    and the new release's insert gives the old release its value."""
+    sql(db, 'CREATE TABLE "Doc2" (id serial PRIMARY KEY, vis text NOT NULL); INSERT INTO "Doc2" (vis) VALUES (\'A\')')
+    before = schema_dump(cluster, db)
+    text = ('CREATE TYPE "Vis2" AS ENUM (\'A\', \'B\');\n'
+            'ALTER TABLE "Doc2" DROP COLUMN "vis", ADD COLUMN "vis" "Vis2" NOT NULL DEFAULT \'A\';\n')
+    r = migrate(db, "start", write_sql(text, "0010_vis2.sql"))
+    assert r.returncode == 2 and "pgtandem:down" in r.stderr and "NOT NULL" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before
+    annotated = text.replace("ALTER TABLE", "-- pgtandem:down vis::text\nALTER TABLE")
+    r = migrate(db, "start", write_sql(annotated, "0010_vis2.sql"))
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO \"Doc2\" (vis) VALUES ('B')", options="-c search_path=pgtandem_0010_vis2,public")
+    assert sql(db, 'SELECT vis FROM "Doc2" ORDER BY id') == [("A",), ("B",)]
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert sql(db, 'SELECT vis::text FROM "Doc2" ORDER BY id') == [("A",), ("B",)]

@@ -34,6 +34,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 
 static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
@@ -75,10 +76,24 @@ static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* `down` is the NULL constant. */
+static int down_is_null(const char *down)
+{
+    while (down && (*down == ' ' || *down == '(' || *down == '\t'))
+        down++;
+    return down && !strncasecmp(down, "NULL", 4) && strspn(down + 4, " )\t\n") == strlen(down + 4);
+}
+
 static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column))
         return -1;
+    const struct mig_cat_column *old = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
+    if (old && old->notnull && down_is_null(op->down))
+        return op_error(c, op, "\"down\" gives the old release's column \"%s\" NULL, but it is NOT NULL: every row "
+                        "the new release writes would be refused. Give \"down\" a value (in SQL, \"-- pgtandem:down "
+                        "EXPR\" above the statement), or drop the NOT NULL in a migration before this one",
+                        op->column);
     if (alter_in_place(c, op))
         return plan_in_place(c, op);
     if (require_key(c, op, op->table))
