@@ -219,8 +219,13 @@ def test_what_a_stranger_sends_to_a_peer_port_changes_nothing(cluster, proxy_fac
             assert st["paused"] is True and st["hold"]["reason"] == "fleet_hold", st["hold"]
             assert status(target)["fleet"]["holds"]["released"]["peer"] == 0
         finally:
-            stuck.close()
+            # ended, not closed: a backend whose client leaves mid-transaction
+            # ends a moment after its proxy lets it go, and a cutover that
+            # looks in between takes it for a session that bypasses the fleet
+            # (a known limit, doc/choices-and-limits.md)
+            stuck.rollback()
         th.join(125)
+        stuck.close()
         code, body = answer["r"]
         assert code == 200 and body.get("status") == "completed", (code, body, coordinator.log()[-3000:])
         assert_new_shape(conn)
