@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 
 import psycopg
 
@@ -30,6 +31,19 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def wait_port(port, timeout=10):
+    """Until something listens on the loopback port (a process just started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("port %d did not open" % port)
+            time.sleep(0.1)
 
 
 def run_header(db):

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ import urllib.request
 
 import psycopg
 
-from benchlib import bench_database, free_port, run_header
+from benchlib import bench_database, free_port, run_header, wait_port
 
 ROWS = int(os.environ["ROWS"])
 WRITERS = int(os.environ["WRITERS"])  # per release
@@ -57,18 +56,6 @@ def run(sql):
 def one(sql, options=""):
     with psycopg.connect(DB, autocommit=True, options=options) as c:
         return c.execute(sql).fetchone()
-
-
-def wait_port(port):
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("port %d did not open" % port)
-            time.sleep(0.1)
 
 
 class Proxy:

@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import threading
@@ -21,7 +20,7 @@ import urllib.request
 
 import psycopg
 
-from benchlib import BENCH_MIGRATION, bench_database, free_port, run_header
+from benchlib import BENCH_MIGRATION, bench_database, free_port, run_header, wait_port
 
 ROWS = int(os.environ["ROWS"])
 BEFORE, AFTER = float(os.environ["SECONDS_BEFORE"]), float(os.environ["SECONDS_AFTER"])
@@ -45,18 +44,6 @@ def run(sql):
 
 def load():
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def wait_port(port):
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("port %d did not open" % port)
-            time.sleep(0.1)
 
 
 def prepare():

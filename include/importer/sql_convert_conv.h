@@ -94,6 +94,8 @@ void sqlc_copy_name(char *dst, const char *src);
 /* table (and schema when it is not public) of a RangeVar into an op body */
 void sqlc_set_relation(json_t *body, json_t *rel, const char *key);
 const char *sqlc_rel_schema(json_t *rel);
+/* Two RangeVars name the same table (schema public when left out). */
+int sqlc_same_relation(json_t *a, json_t *b);
 int sqlc_add_op(struct conv *c, const char *kind, json_t *body);
 int sqlc_remember_column(struct conv *c, const char *schema, const char *table, const char *column,
                          const char *type);

@@ -277,6 +277,16 @@ static void composite_key_bounds(struct mig_str *s, const struct backfill *b, co
     mig_str_add(s, " LIMIT 1), n AS (SELECT count(*) AS rows FROM batch)");
 }
 
+/* A single-column key's batch: the window up to the bounds' key, the row
+ * under the alias `a`. */
+static void single_key_batch(struct mig_str *s, const struct backfill *b, const struct window *w,
+                             const struct row_alias *a)
+{
+    const char *k = b->table->pk[0];
+    in_window(s, b, w, a->dot);
+    mig_str_addf(s, " AND %s%s <= (SELECT %s FROM bounds)", a->dot, k, k);
+}
+
 /* `lk` locks the rows of the batch that still need writing, NOWAIT, before
  * any is written: a batch that met a row an app transaction holds while it
  * held rows it had written could close a cycle with that transaction (which
@@ -300,8 +310,7 @@ static void lock_rows(struct mig_str *s, const struct backfill *b, const struct 
     add_as(s, a);
     mig_str_add(s, " WHERE ");
     if (t->npk == 1) {
-        in_window(s, b, w, a->dot);
-        mig_str_addf(s, " AND %s%s <= (SELECT %s FROM bounds)", a->dot, t->pk[0], t->pk[0]);
+        single_key_batch(s, b, w, a);
     } else {
         mig_str_add(s, "(");
         key_list(s, t, a->dot, "");
@@ -337,8 +346,7 @@ char *backfill_batch_sql(const struct backfill *b)
         mig_str_addf(&s, " SET %s", t->set_list);
     if (t->npk == 1) {
         mig_str_add(&s, " WHERE ");
-        in_window(&s, b, &w, a.dot);
-        mig_str_addf(&s, " AND %s%s <= (SELECT %s FROM bounds)", a.dot, t->pk[0], t->pk[0]);
+        single_key_batch(&s, b, &w, &a);
     } else {
         mig_str_addf(&s, " %s batch WHERE (", t->deletes ? "USING" : "FROM");
         key_list(&s, t, a.dot, "");

@@ -104,6 +104,12 @@ const char *sqlc_rel_schema(json_t *rel)
     return sqlc_str_or(rel, "schemaname", "public");
 }
 
+int sqlc_same_relation(json_t *a, json_t *b)
+{
+    return !strcmp(sqlc_str_or(a, "relname", ""), sqlc_str_or(b, "relname", "")) &&
+           !strcmp(sqlc_rel_schema(a), sqlc_rel_schema(b));
+}
+
 int sqlc_add_op(struct conv *c, const char *kind, json_t *body)
 {
     json_t *op = json_object();

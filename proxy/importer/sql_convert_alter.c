@@ -446,9 +446,7 @@ static int added_again(const struct conv *c, const struct sql_stmt *st, json_t *
 {
     for (const struct sql_stmt *o = st; o < c->s.stmts + c->s.nstmts; o++) {
         json_t *orel = json_object_get(o->body, "relation");
-        if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel ||
-            strcmp(sqlc_str_or(orel, "relname", ""), sqlc_str_or(rel, "relname", "")) != 0 ||
-            strcmp(sqlc_rel_schema(orel), sqlc_rel_schema(rel)) != 0)
+        if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel || !sqlc_same_relation(orel, rel))
             continue;
         size_t i;
         json_t *cmd;

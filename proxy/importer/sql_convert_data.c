@@ -54,12 +54,6 @@ static int table_touched(struct conv *c, json_t *rel)
     return 0;
 }
 
-static int same_table(json_t *a, json_t *b)
-{
-    return !strcmp(sqlc_str_or(a, "relname", ""), sqlc_str_or(b, "relname", "")) &&
-           !strcmp(sqlc_rel_schema(a), sqlc_rel_schema(b));
-}
-
 /* One UPDATE's SET list is plain columns, none set before (`seen`). */
 static int plain_targets(json_t *targets, json_t *seen)
 {
@@ -85,7 +79,7 @@ static int file_allows_batches(struct conv *c, json_t *rel)
     for (size_t i = 0; ok && i < c->s.nstmts; i++) {
         const struct sql_stmt *o = &c->s.stmts[i];
         json_t *orel = json_object_get(o->body, "relation");
-        if (!orel || !same_table(orel, rel))
+        if (!orel || !sqlc_same_relation(orel, rel))
             continue;
         if (!strcmp(o->kind, "AlterTableStmt") || !strcmp(o->kind, "RenameStmt")) {
             ok = 0;
