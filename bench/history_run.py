@@ -22,6 +22,19 @@ offline on the twin, and the results as OUT.md and OUT.json.
            finalize`. The same file runs offline on the twin. Then both
            schemas are dumped (pg_dump --schema-only, pgtandem's schemas
            left out) and compared statement by statement.
+  rows     before each migration its file is tried offline on the twin
+           inside a transaction that is rolled back; when it fails there
+           on a data error (SQLSTATE class 22 or 23: a unique index built
+           from generated keys, a NOT NULL column added without a default
+           to a table that was empty in production), the rows are the
+           harness's own, not the history's: every table of both databases
+           is emptied, the migration is replayed on the empty tables (with
+           no writer), and the tables get their rows again after it. Such
+           migrations are marked in the notes and counted apart. Likewise
+           when a file that did not run online, applied offline to the
+           online database, would fail on the rows the old-release writer
+           added there (the twin has none): both are emptied first, so the
+           two databases do not part for the harness's own rows.
   outcome  `online, identical`; `refused before DDL` (start exited 2);
            `failed after DDL` (any other failure of start, complete or
            finalize, or a timeout); `differed` (both ran, the schemas do
@@ -110,6 +123,25 @@ def psql_file(db, path):
         return None
     errs = [l for l in r.stderr.splitlines() if "ERROR" in l] or r.stderr.splitlines() or ["exit %d" % r.returncode]
     return short(errs[0])
+
+
+def psql_dry_run(db, path):
+    """The file run in one transaction that is rolled back: None, or
+    (SQLSTATE, error) of its first error."""
+    r = subprocess.run([os.path.join(pgbin, "psql"), db, "-qAtX", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                        "-c", "BEGIN", "-f", path, "-c", "ROLLBACK"],
+                       capture_output=True, text=True, timeout=mig_timeout)
+    if r.returncode == 0:
+        return None
+    m = re.search(r"ERROR:\s+([0-9A-Z]{5}):\s*(.*)", r.stderr)
+    return (m.group(1), short(m.group(2), 300)) if m else (None, short(r.stderr, 300))
+
+
+def empty_tables(db):
+    """Every user table emptied (the harness's generated rows gone)."""
+    names = [t[1] for t in query(db, USER_TABLES)]
+    if names:
+        query(db, "TRUNCATE %s CASCADE" % ", ".join(names))
 
 
 def query(db, sql, params=None):
@@ -402,24 +434,40 @@ class Writer(threading.Thread):
         self.qname, self.relname, self.cols, self.fks = qname, relname, cols, fks
         self.i, self.stopping, self.n, self.errors, self.first_error = id_base, False, 0, 0, None
         self.rejected = 0
+        self.max_ms = 0.0  # the slowest statement it sent, connecting included
+        self.max_what, self.t0 = None, 0.0
         self.refrows = {}
         self.select = ", ".join('"%s"' % c[0].replace('"', '""') for c in cols)
 
+    def took(self, t_stmt):
+        ms = (time.monotonic() - t_stmt) * 1000.0
+        if ms > self.max_ms:
+            self.max_ms = ms
+            self.max_what = "statement %d (%s) at +%.2f s" % (
+                self.n, "a SELECT" if self.n % 2 == 0 else "an INSERT", t_stmt - self.t0)
+
     def run(self):
+        self.t0 = time.monotonic()
         conn = None
         while not self.stopping:
+            t_stmt = time.monotonic()
             try:
-                if conn is None:
+                if conn is None:  # a connect counts, as the app waits for it too
                     conn = psycopg.connect(proxy_uri, autocommit=True, application_name="history-writer",
                                            connect_timeout=10)
                 if self.n % 2 == 0:  # the columns it knows, by name, as an ORM reads them
+                    t_stmt = min(t_stmt, time.monotonic())
                     conn.execute("SELECT %s FROM %s LIMIT 5" % (self.select, self.qname)).fetchall()
                 else:
                     self.i += 1
+                    made = time.monotonic()
                     sql, params = row_statement(online_db, self.qname, self.relname, self.cols, self.fks,
                                                 self.i, self.refrows)
+                    t_stmt += time.monotonic() - made  # making the row (it reads parents directly) is ours
                     conn.execute(sql, params)
+                self.took(t_stmt)
             except Exception as e:
+                self.took(t_stmt)
                 if str(getattr(e, "sqlstate", "") or "").startswith("23"):
                     # a generated row the table's constraints reject (a key taken, a check):
                     # the data's fault, not the migration's; counted apart
@@ -475,6 +523,16 @@ def replay_one(name, path, prev, proxy, id_base):
     shutil.copyfile(path, copy)
     t0 = time.monotonic()
 
+    # the file meets the generated rows first, offline and rolled back
+    dry = psql_dry_run(twin_db, path)
+    emptied = bool(dry and dry[0] and dry[0][:2] in ("22", "23"))
+    if emptied:
+        for db in (online_db, twin_db):
+            empty_tables(db)
+        res["emptied_for"] = "%s %s" % dry
+        res["notes"].append("replayed on emptied tables, with no writer: offline the file fails on the generated "
+                            "rows (%s %s)" % dry)
+
     # the writer of the old release, on a table this file names
     tables = query(online_db, USER_TABLES)
     filled = [(q, r) for o, q, r in with_rows(online_db, tables)]
@@ -492,7 +550,10 @@ def replay_one(name, path, prev, proxy, id_base):
     args = ["start", copy, "--name", name, "--quiet"]
     if parent:
         args += ["--parent", parent]
+    t_start = time.monotonic()
     code, msg = migrate(args)
+    if writer is not None:  # where the start fell in the writer's time, to read its slowest statement against
+        res["start_window"] = "+%.2f s to +%.2f s" % (t_start - writer.t0, time.monotonic() - writer.t0)
     outcome, detail = None, None
     if code == 2:
         outcome, detail = "refused before DDL", msg
@@ -502,7 +563,8 @@ def replay_one(name, path, prev, proxy, id_base):
         writer.stopping = True
         writer.join(timeout=60)
         res.update(writer_statements=writer.n, writer_errors=writer.errors, writer_first_error=writer.first_error,
-                   writer_rejected_rows=writer.rejected)
+                   writer_rejected_rows=writer.rejected, writer_max_ms=round(writer.max_ms, 1),
+                   writer_slowest=writer.max_what)
     if outcome is None:
         code, msg = migrate(["complete", "--revert-window-s", "600"])
         windowed = code == 0
@@ -527,6 +589,15 @@ def replay_one(name, path, prev, proxy, id_base):
     if off:
         res["notes"].append("offline on the twin failed too: " + off)
     if outcome is not None:
+        dry = None if off else psql_dry_run(online_db, path)
+        if dry and dry[0] and dry[0][:2] in ("22", "23") and not emptied:
+            # the rows the old-release writer added (the twin has none) break it: without them the two
+            # databases would part here, and every later file would differ for it
+            for db in (online_db, twin_db):
+                empty_tables(db)
+            emptied = True
+            res["notes"].append("tables emptied before applying it offline to the online database: the rows the "
+                                "writer added break it (%s %s)" % dry)
         err = psql_file(online_db, path)
         res["notes"].append("applied offline to the online database" + (": failed: " + err if err else ""))
         if off:  # the file fails on the twin's rows too: not a fault of the online path
@@ -544,7 +615,11 @@ def replay_one(name, path, prev, proxy, id_base):
             outcome = "online, identical"
         if note:
             res["notes"].append(note)
-    if fill_new:  # the tables it created get rows too, so the migrations after it meet data
+    if emptied:  # the migrations after it meet rows again
+        made, _ = generate_rows(online_db, only_empty=True)
+        generate_rows(twin_db, only_empty=True)
+        res["tables_filled_after"] = sum(1 for n in made.values() if n)
+    elif fill_new:  # the tables it created get rows too, so the migrations after it meet data
         made, _ = generate_rows(online_db, only_empty=True)
         generate_rows(twin_db, only_empty=True)
         res["tables_filled_after"] = sum(1 for n in made.values() if n)
@@ -579,7 +654,11 @@ def write_report(meta, results):
     meta.update(counts=counts, total=total,
                 writer_errors=sum(r["writer_errors"] for r in results),
                 writer_statements=sum(r["writer_statements"] for r in results),
-                writer_rejected_rows=sum(r.get("writer_rejected_rows", 0) for r in results))
+                writer_rejected_rows=sum(r.get("writer_rejected_rows", 0) for r in results),
+                writer_max_ms=max([r.get("writer_max_ms", 0.0) for r in results] or [0.0]),
+                emptied=sum(1 for r in results if r.get("emptied_for")),
+                emptied_identical=sum(1 for r in results if r.get("emptied_for")
+                                      and r["outcome"] == "online, identical"))
     with open(out + ".json", "w") as f:
         json.dump({"meta": meta, "migrations": results,
                    "reasons": [{"outcome": o, "reason": g, "files": fs} for (o, g), fs in groups.items()]},
@@ -596,17 +675,23 @@ def write_report(meta, results):
         for o in OUTCOMES:
             f.write("| %s | %d | %s |\n" % (o, counts[o], pct(counts[o])))
         f.write("| total | %d | |\n\nThe old release's writer: %d statements, %d errors (and %d generated rows "
-                "its table's constraints rejected, 23xxx, not counted as errors).\n\n"
-                % (total, meta["writer_statements"], meta["writer_errors"], meta["writer_rejected_rows"]))
+                "its table's constraints rejected, 23xxx, not counted as errors); its slowest statement took "
+                "%.1f ms.\n\n"
+                % (total, meta["writer_statements"], meta["writer_errors"], meta["writer_rejected_rows"],
+                   meta["writer_max_ms"]))
+        if meta["emptied"]:
+            f.write("%d migrations failed offline on the generated rows (a data error, SQLSTATE class 22 or 23) "
+                    "and were replayed on emptied tables with no writer (their notes say which); %d of them "
+                    "online and identical.\n\n" % (meta["emptied"], meta["emptied_identical"]))
         f.write("## Reasons\n\n| outcome | reason | migrations | example |\n|---|---|---|---|\n")
         for (o, g), fs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
             f.write("| %s | %s | %d | `%s` |\n" % (o, g.replace("|", "\\|"), len(fs), fs[0]))
-        f.write("\n## Migrations\n\n| # | migration | outcome | detail | writer (statements / errors) | s | notes |\n"
-                "|---|---|---|---|---|---|---|\n")
+        f.write("\n## Migrations\n\n| # | migration | outcome | detail | writer (statements / errors / slowest ms) "
+                "| s | notes |\n|---|---|---|---|---|---|---|\n")
         for i, r in enumerate(results):
-            f.write("| %d | `%s` | %s | %s | %d / %d | %.1f | %s |\n" % (
+            f.write("| %d | `%s` | %s | %s | %d / %d / %.1f | %.1f | %s |\n" % (
                 meta["base"] + i + 1, r["name"], r["outcome"], (r["detail"] or "").replace("|", "\\|"),
-                r["writer_statements"], r["writer_errors"], r["seconds"],
+                r["writer_statements"], r["writer_errors"], r.get("writer_max_ms", 0.0), r["seconds"],
                 "; ".join(r["notes"] + ([("writer: " + r["writer_first_error"])] if r["writer_first_error"] else [])
                           ).replace("|", "\\|")))
         if meta["tables_empty"]:
@@ -644,9 +729,9 @@ def main():
         for i, (name, path) in enumerate(migs[base:]):
             r = replay_one(name, path, migs[base + i - 1][0] if base + i else None, proxy, 1000000 + i * 10000)
             results.append(r)
-            print("%4d %-60s %s%s  writer %d/%d err%s" % (
+            print("%4d %-60s %s%s  writer %d/%d err, slowest %.1f ms%s" % (
                 base + i + 1, name[:60], r["outcome"], (": " + short(r["detail"], 200)) if r["detail"] else "",
-                r["writer_statements"], r["writer_errors"], ("  [" + "; ".join(r["notes"]) + "]") if r["notes"]
+                r["writer_statements"], r["writer_errors"], r.get("writer_max_ms", 0.0), ("  [" + "; ".join(r["notes"]) + "]") if r["notes"]
                 else ""), flush=True)
             meta.update(proxy_restarts=proxy.restarts, seconds=time.monotonic() - t_all)
             write_report(meta, results)  # each time: a run stopped midway keeps what it did
@@ -655,8 +740,8 @@ def main():
     meta.update(proxy_restarts=proxy.restarts, seconds=time.monotonic() - t_all)
     write_report(meta, results)
     c = meta["counts"]
-    print("== %d replayed: %s; writer errors %d; proxy restarts %d; %s.md" % (
-        len(results), ", ".join("%s %d" % (o, c[o]) for o in OUTCOMES), meta["writer_errors"],
+    print("== %d replayed: %s; writer errors %d, slowest statement %.1f ms; proxy restarts %d; %s.md" % (
+        len(results), ", ".join("%s %d" % (o, c[o]) for o in OUTCOMES), meta["writer_errors"], meta["writer_max_ms"],
         proxy.restarts, out))
 
 
