@@ -234,6 +234,29 @@ static int waits_for_enum_value(const struct migration *m, const char *sqlstate,
     return 0;
 }
 
+/* Likewise an expression that reads a table the migration creates before
+ * op (42P01, relation "t" does not exist: a fill from a table the file
+ * makes, as drizzle-kit writes one): that table is there when expand and
+ * the backfill run it, not before. */
+static int waits_for_new_table(const struct migration *m, const struct mig_op *op, const char *sqlstate,
+                               const char *message)
+{
+    if (!sqlstate || strcmp(sqlstate, "42P01") != 0 || !message)
+        return 0;
+    for (size_t i = 0; i < m->nops && (int)i < op->index; i++) {
+        const struct mig_op *o = &m->ops[i];
+        char bare[160], qualified[224];
+        if (o->kind != MIG_CREATE_TABLE || !o->table ||
+            (size_t)snprintf(bare, sizeof bare, "relation \"%s\" does not exist", o->table) >= sizeof bare ||
+            (size_t)snprintf(qualified, sizeof qualified, "relation \"%s.%s\" does not exist", o->schema ? o->schema : "public",
+                             o->table) >= sizeof qualified)
+            continue;
+        if (strstr(message, bare) || strstr(message, qualified))
+            return 1;
+    }
+    return 0;
+}
+
 /* Evaluates an author's expression against the table with zero rows inside a
  * read-only transaction, so type errors and unknown columns are reported
  * before anything changes. The table is seen as it is after expand (see
@@ -257,7 +280,8 @@ static int check_expression(PGconn *conn, const struct migration *m, const struc
     engine_exec_simple(conn, "SAVEPOINT pgtandem_check", NULL, err, errlen);
     PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK ||
-             waits_for_enum_value(m, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
+             waits_for_enum_value(m, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r)) ||
+             waits_for_new_table(m, op, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
     if (!ok) {
         snprintf(err, errlen, "%s: operations[%d].%s: \"%s\" expression \"%s\" does not work on table "
                  "\"%s\": %s", m->file, op->index, mig_op_name(op->kind), key, expr, table,

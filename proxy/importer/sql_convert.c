@@ -360,11 +360,15 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     }
     if (sqlc_made_table(c, rel))
         return sqlc_emit_sql(c, st, NULL, NULL);    /* only this migration's rows are there */
+    /* A fill of a column this script adds writes only that column: nothing
+     * in it relies on another column's NOT NULL, dropped or not (drizzle-kit
+     * writes one beside a DROP NOT NULL of the column it copies). */
+    int folded = sqlc_fold_fill(c, st);
+    if (folded != 0)
+        return folded < 0 ? -1 : 0;
     if (drops_not_null_before(c, rel))
         return sqlc_emit_sql(c, st, "complete", NULL);
-    int folded = sqlc_fold_fill(c, st);
-    if (folded == 0)
-        folded = sqlc_update_rows(c, st);
+    folded = sqlc_update_rows(c, st);
     if (folded == 0)
         folded = sqlc_delete_rows(c, st);
     if (folded != 0)

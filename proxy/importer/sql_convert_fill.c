@@ -13,8 +13,8 @@
  * the contract makes it the column's: what the offline DDL ends in.
  *
  * An UPDATE with a WHERE of its own fills only those rows: CASE WHEN cond
- * THEN expr END (the column is new, so NULL elsewhere), and a later UPDATE
- * of the same column wraps the earlier ones. An UPDATE that reads c
+ * THEN expr END (the column is new, so NULL elsewhere, or its default),
+ * and a later UPDATE of the same column wraps the earlier ones. An UPDATE that reads c
  * itself (but for WHERE c IS NULL), reads other tables with FROM, or
  * returns rows is not folded: it is left to the statement's own rules, and
  * a NOT NULL after it is refused saying so. */
@@ -41,14 +41,18 @@ json_t *sqlc_added_column(struct conv *c, json_t *rel, const char *column)
     return NULL;
 }
 
-/* The tree reads the column (a ColumnRef ending in its name). */
-static int reads_column(json_t *node, const char *column)
+/* The tree reads the updated table's column: a ColumnRef ending in its
+ * name, unqualified (which, inside a subquery, may be another table's: read
+ * as ours, to be safe) or qualified by the table's name or alias. A column
+ * of the same name of another table, e."environmentId" in a correlated
+ * subquery (drizzle-kit's fill from a table the file creates), is not. */
+static int reads_column(json_t *node, const char *column, const char *table, const char *alias)
 {
     if (json_is_array(node)) {
         size_t i;
         json_t *v;
         json_array_foreach(node, i, v)
-            if (reads_column(v, column))
+            if (reads_column(v, column, table, alias))
                 return 1;
         return 0;
     }
@@ -56,13 +60,17 @@ static int reads_column(json_t *node, const char *column)
         return 0;
     json_t *fields = sql_get(node, "ColumnRef.fields");
     if (fields) {
-        const char *last = sql_node_str(json_array_get(fields, json_array_size(fields) - 1));
-        return last && !strcmp(last, column);
+        size_t n = json_array_size(fields);
+        const char *last = sql_node_str(json_array_get(fields, n - 1));
+        if (!last || strcmp(last, column) != 0)
+            return 0;
+        const char *qual = n > 1 ? sql_node_str(json_array_get(fields, n - 2)) : NULL;
+        return !qual || (table && !strcmp(qual, table)) || (alias && !strcmp(qual, alias));
     }
     const char *key;
     json_t *v;
     json_object_foreach(node, key, v)
-        if (reads_column(v, column))
+        if (reads_column(v, column, table, alias))
             return 1;
     return 0;
 }
@@ -102,8 +110,10 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     json_t *where = json_object_get(b, "whereClause");
     /* WHERE c IS NULL picks the rows the UPDATEs before it left NULL: no condition of its own */
     json_t *cond_node = where && !is_null_test_of(where, column) ? where : NULL;
-    if (!add || json_object_get(target, "indirection") || json_object_get(json_object_get(add, "column"), "default") ||
-        reads_column(val, column) || (cond_node && reads_column(cond_node, column)))
+    const char *table = sqlc_str_or(rel, "relname", NULL);
+    const char *alias = sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL);
+    if (!add || json_object_get(target, "indirection") || reads_column(val, column, table, alias) ||
+        (cond_node && reads_column(cond_node, column, table, alias)))
         return 0;
     char *expr = sql_expr_text(&c->s, st, val);
     char *cond = cond_node ? sql_expr_text(&c->s, st, cond_node) : NULL;
@@ -112,7 +122,13 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
         free(cond);
         return 0; /* no span of the text says it: left to the statement's own rules */
     }
+    /* A column added with a default holds it in every row the UPDATE sees
+     * (drizzle-kit: ADD COLUMN c boolean DEFAULT false NOT NULL; UPDATE t
+     * SET c = true): the rows it leaves keep the default, which stays the
+     * new release's for its inserts. */
     const char *before = sqlc_str_or(add, "up", NULL);
+    if (!before)
+        before = sqlc_str_or(json_object_get(add, "column"), "default", NULL);
     struct mig_str up_text = {0};
     if (!where || (!cond && !before)) /* every row */
         mig_str_add(&up_text, expr);

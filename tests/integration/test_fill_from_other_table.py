@@ -13,10 +13,17 @@ batches (an UPDATE with the table under an alias) and the tandem trigger
 FROM-clause entry for table git_provider"): the start failed after DDL
 and every insert of the old release failed. Now both read the table's
 name as the row they write; every row is checked against the offline
-value and every old-release insert is counted."""
+value and every old-release insert is counted.
+
+When the other table's column has the name of the one added (Dokploy's
+0107: `SET "environmentId" = (SELECT e."environmentId" FROM "environment" e
+WHERE ...)`), the fill was taken for one that reads the column it writes,
+not folded, and refused as an UPDATE of every row; a column qualified by
+another table's alias is that table's."""
 import threading
 
 import psycopg
+import pytest
 
 from support import pmigrate, proxy_start, proxy_uri, sql, wait_for
 
@@ -37,12 +44,41 @@ SET "userId" = (
 );
 ALTER TABLE "git_provider" ALTER COLUMN "userId" SET NOT NULL;
 """
+FILL_SAME_NAME = """ALTER TABLE "git_provider" ADD COLUMN "owner_id" text;
+UPDATE "git_provider"
+SET "owner_id" = (
+    SELECT o."owner_id"
+    FROM "organization" o
+    WHERE o.id = "git_provider"."organizationId"
+    LIMIT 1
+);
+ALTER TABLE "git_provider" ALTER COLUMN "owner_id" SET NOT NULL;
+"""
+# the other table made by the same file, as Dokploy's 0107 makes "environment":
+# the check that tries the up before any DDL met `relation "environment" does not exist`
+FILL_FROM_NEW_TABLE = """CREATE TABLE "environment" (id text PRIMARY KEY, "projectId" text NOT NULL, name text NOT NULL);
+INSERT INTO "environment" (id, "projectId", name) SELECT 'env_' || id, id, 'production' FROM organization;
+ALTER TABLE "git_provider" ADD COLUMN "environmentId" text;
+UPDATE "git_provider"
+SET "environmentId" = (
+    SELECT e.id FROM "environment" e
+    WHERE e."projectId" = "git_provider"."organizationId" AND e.name = 'production'
+    LIMIT 1
+);
+ALTER TABLE "git_provider" ALTER COLUMN "environmentId" SET NOT NULL;
+"""
 
 
-def test_a_value_from_another_table_fills_the_rows_and_the_old_releases_inserts(db, proxy_factory, tmp_path):
+@pytest.mark.parametrize("fill,column,expected", [(FILL, "userId", "o.owner_id"),
+                                                   (FILL_SAME_NAME, "owner_id", "o.owner_id"),
+                                                   (FILL_FROM_NEW_TABLE, "environmentId", "'env_' || o.id")],
+                         ids=["other-name", "same-name", "table-made-by-the-file"])
+def test_a_value_from_another_table_fills_the_rows_and_the_old_releases_inserts(db, proxy_factory, tmp_path, fill,
+                                                                                 column, expected):
+    sql(db, "DROP TABLE IF EXISTS environment")
     sql(db, BASE)
     path = tmp_path / (NAME + ".sql")
-    path.write_text(FILL)
+    path.write_text(fill)
     proxy = proxy_factory(extra_args=["--engine-db", db])
     through = proxy_uri(proxy, db)
     stop, written, errors = threading.Event(), [], []
@@ -74,12 +110,12 @@ def test_a_value_from_another_table_fills_the_rows_and_the_old_releases_inserts(
     assert r.returncode == 0, r.stdout + r.stderr
     # every row, the old release's included, has the owner of its organization, as offline
     wrong = sql(db, 'SELECT count(*) FROM git_provider g JOIN organization o ON o.id = g."organizationId"'
-                    ' WHERE g."userId" IS DISTINCT FROM o.owner_id')[0][0]
+                    ' WHERE g."%s" IS DISTINCT FROM %s' % (column, expected))[0][0]
     assert wrong == 0
     assert sql(db, "SELECT count(*) FROM git_provider WHERE id >= 100000")[0][0] == len(written)
     assert sql(db, "SELECT count(*) FROM git_provider")[0][0] == 3000 + len(written)
     assert sql(db, "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'git_provider'"
-                   " AND column_name = 'userId'")[0][0] == "NO"
+                   " AND column_name = %s", (column,))[0][0] == "NO"
 
 
 def test_a_data_update_from_another_table_runs_in_batches(db, proxy_factory, tmp_path):

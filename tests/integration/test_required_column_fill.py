@@ -13,11 +13,19 @@ expand's transaction, holding the table while it rewrote every row, and
 from the expand on every old-release INSERT failed with `violates check
 constraint "pgtandem_nn..."` (no up to fill it). Every row is compared at
 the end, and what each release wrote is counted against what the table
-holds."""
+holds.
+
+drizzle-kit wrote the same fill beside a DROP NOT NULL of the column it
+copies (Dokploy's `0150_nappy_blue_blade.sql`); that DROP sent every data
+statement of the table to the contract, the UPDATE was no "up" any more,
+and the SET NOT NULL was refused as "added above without a value" though
+the file fills it. The fill writes only the new column: it folds the same
+way, and the DROP NOT NULL takes effect at the contract."""
 import threading
 import time
 
 import psycopg
+import pytest
 
 from support import ClientThreads, new_shape_options, pmigrate, proxy_uri, sql, wait_for
 
@@ -27,6 +35,13 @@ FILL = """ALTER TABLE "apikey" ADD COLUMN "reference_id" text;
 UPDATE "apikey" SET "reference_id" = "user_id" WHERE "reference_id" IS NULL;
 ALTER TABLE "apikey" ALTER COLUMN "reference_id" SET NOT NULL;
 """
+DRIZZLE_NAME = "0150_nappy_blue_blade"
+DRIZZLE_FILL = """ALTER TABLE "apikey" ALTER COLUMN "user_id" DROP NOT NULL;--> statement-breakpoint
+ALTER TABLE "apikey" ADD COLUMN "config_id" text DEFAULT 'default' NOT NULL;--> statement-breakpoint
+ALTER TABLE "apikey" ADD COLUMN "reference_id" text;--> statement-breakpoint
+UPDATE "apikey" SET "reference_id" = "user_id" WHERE "reference_id" IS NULL;--> statement-breakpoint
+ALTER TABLE "apikey" ALTER COLUMN "reference_id" SET NOT NULL;
+"""
 
 
 class Writers(ClientThreads):
@@ -34,8 +49,8 @@ class Writers(ClientThreads):
     row each time) and a new-release one (inserts with it), each statement
     timed; every insert acknowledged is kept."""
 
-    def __init__(self, uri):
-        self.uri, self.stop, self.errors = uri, threading.Event(), []
+    def __init__(self, uri, name):
+        self.uri, self.name, self.stop, self.errors = uri, name, threading.Event(), []
         self.old_ids, self.new_ids, self.waits = [], [], []
         self.new_shape = threading.Event()  # set by the test once the start has made it
         self.threads = [threading.Thread(target=self.old), threading.Thread(target=self.new)]
@@ -59,7 +74,7 @@ class Writers(ClientThreads):
             while not self.new_shape.wait(0.5):
                 if self.stop.is_set():
                     return
-            with psycopg.connect(self.uri, autocommit=True, options=new_shape_options(NAME)) as c:
+            with psycopg.connect(self.uri, autocommit=True, options=new_shape_options(self.name)) as c:
                 i = 0
                 while not self.stop.is_set():
                     i += 1
@@ -70,13 +85,14 @@ class Writers(ClientThreads):
             self.errors.append(("new", e))
 
 
-def test_an_orms_required_column_runs_online_with_both_releases_writing(db, proxy_factory, tmp_path):
+@pytest.mark.parametrize("name,fill", [(NAME, FILL), (DRIZZLE_NAME, DRIZZLE_FILL)], ids=["prisma", "drizzle-kit"])
+def test_an_orms_required_column_runs_online_with_both_releases_writing(db, proxy_factory, tmp_path, name, fill):
     sql(db, "DROP TABLE IF EXISTS apikey; CREATE TABLE apikey (id bigint PRIMARY KEY, user_id text NOT NULL);"
             "INSERT INTO apikey SELECT g, 'user-' || g FROM generate_series(1, %d) g; ANALYZE apikey;" % ROWS)
-    path = tmp_path / (NAME + ".sql")
-    path.write_text(FILL)
+    path = tmp_path / (name + ".sql")
+    path.write_text(fill)
     proxy = proxy_factory(extra_args=["--engine-db", db])
-    with Writers(proxy_uri(proxy, db)) as w:
+    with Writers(proxy_uri(proxy, db), name) as w:
         wait_for(lambda: len(w.old_ids) >= 50, 30, "the old release's first writes")
         started = time.monotonic()
         r = pmigrate(proxy, "start", str(path))
@@ -97,6 +113,11 @@ def test_an_orms_required_column_runs_online_with_both_releases_writing(db, prox
     # the offline end: a NOT NULL column, every row filled as the UPDATE and each release wrote it
     assert sql(db, "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'apikey'"
                    " AND column_name = 'reference_id'") == [("NO",)]
+    if fill is DRIZZLE_FILL:
+        assert sql(db, "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'apikey'"
+                       " AND column_name IN ('user_id', 'config_id') ORDER BY 1") == [("config_id", "NO"),
+                                                                                     ("user_id", "YES")]
+        assert sql(db, "SELECT count(*) FROM apikey WHERE config_id IS DISTINCT FROM 'default'") == [(0,)]
     rows = dict(sql(db, "SELECT id, reference_id FROM apikey"))
     olds = set(w.old_ids)
     wrong = [(i, v) for i, v in rows.items()

@@ -793,3 +793,38 @@ def test_a_not_null_column_dropped_and_added_again_asks_for_its_down(db, cluster
     r = migrate(db, "complete")
     assert r.returncode == 0, r.stderr + r.stdout
     assert sql(db, 'SELECT vis::text FROM "Doc2" ORDER BY id') == [("A",), ("B",)]
+
+
+COMPOSE_BASE = """CREATE TABLE "compose" (id serial PRIMARY KEY, name text NOT NULL);
+INSERT INTO "compose" (name) SELECT 'c' || g FROM generate_series(1, 30) g;
+"""
+ISOLATED = """ALTER TABLE "compose" ADD COLUMN "isolatedDeploymentsVolume" boolean DEFAULT false NOT NULL;
+
+UPDATE "compose" SET "isolatedDeploymentsVolume" = true;
+"""
+
+
+def test_a_data_fix_of_a_column_added_with_a_default_runs_online(db, cluster):
+    """drizzle-kit's way to give the rows already there another value than
+    the new rows' default (Dokploy's `0102_opposite_grandmaster.sql`): it
+    was refused as an UPDATE of every row. It is the add_column's `up`:
+    the rows before it and the old release's inserts get true, the new
+    release's inserts the default false, as offline; schema and rows end
+    equal to the offline twin's."""
+    sql(db, COMPOSE_BASE)
+    r = migrate(db, "start", write_sql(ISOLATED, "0102_opposite_grandmaster.sql"))
+    assert r.returncode == 0, r.stderr
+    sql(db, "INSERT INTO \"compose\" (name) VALUES ('old release')")
+    opts = "-c search_path=pgtandem_0102_opposite_grandmaster,public"
+    sql(db, "INSERT INTO \"compose\" (name) VALUES ('new release')", options=opts)
+    assert sql(db, 'SELECT name, "isolatedDeploymentsVolume" FROM "compose" WHERE id > 30 ORDER BY id',
+               options=opts) == [("old release", True), ("new release", False)]
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr + r.stdout
+    with offline_twin(cluster, COMPOSE_BASE, "INSERT INTO \"compose\" (name) VALUES ('old release')", ISOLATED,
+                      "INSERT INTO \"compose\" (name) VALUES ('new release')") as twin:
+        online, offline = schema_dump(cluster, db), schema_dump(cluster, twin)
+        assert online == offline, "\n".join(difflib.unified_diff(offline.splitlines(), online.splitlines(),
+                                                                 "offline", "online", lineterm=""))
+        assert rows(db, '"compose"') == rows(twin, '"compose"')
+        assert sql(db, 'SELECT count(*) FROM "compose" WHERE "isolatedDeploymentsVolume"') == [(31,)]

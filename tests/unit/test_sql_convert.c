@@ -192,6 +192,30 @@ static void test_required_column_fill(void)
         "ALTER TABLE t ADD COLUMN n integer;\nUPDATE t SET n = 1 WHERE k > 3;\nUPDATE t SET n = 2 WHERE n IS NULL;", 1,
         "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"n\",\"type\":\"integer\"},"
         "\"up\":\"COALESCE((CASE WHEN (k > 3) THEN (1) ELSE NULL END), (2))\"}}]"));
+    CHECK("fill: a column added with a default: the rows before get the UPDATE's value, new rows the default",
+          ops_equal("ALTER TABLE c ADD COLUMN v boolean DEFAULT false NOT NULL;\nUPDATE c SET v = true;", 1,
+                    "[{\"add_column\":{\"table\":\"c\",\"column\":{\"name\":\"v\",\"type\":\"boolean\","
+                    "\"default\":\"false\",\"nullable\":false},\"up\":\"true\"}}]"));
+    CHECK("fill: with a default, a WHERE of its own leaves the other rows the default", ops_equal(
+        "ALTER TABLE c ADD COLUMN v integer DEFAULT 0;\nUPDATE c SET v = 7 WHERE k > 3;", 1,
+        "[{\"add_column\":{\"table\":\"c\",\"column\":{\"name\":\"v\",\"type\":\"integer\","
+        "\"default\":\"0\"},\"up\":\"CASE WHEN (k > 3) THEN (7) ELSE 0 END\"}}]"));
+    CHECK("fill: beside a DROP NOT NULL of the column it copies, still the add_column's up", ops_equal(
+        "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nALTER TABLE a ADD COLUMN r text;\n"
+        "UPDATE a SET r = u WHERE r IS NULL;\nALTER TABLE a ALTER COLUMN r SET NOT NULL;", 1,
+        "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+        "{\"add_column\":{\"table\":\"a\",\"column\":{\"name\":\"r\",\"type\":\"text\","
+        "\"nullable\":false},\"up\":\"u\"}}]"));
+    CHECK("fill: another table's column of the same name, qualified by its alias, is no read of ours", ops_equal(
+        "ALTER TABLE a ADD COLUMN eid text;\nUPDATE a SET eid = (SELECT e.eid FROM env e WHERE e.pid = a.pid);\n"
+        "ALTER TABLE a ALTER COLUMN eid SET NOT NULL;", 1,
+        "[{\"add_column\":{\"table\":\"a\",\"column\":{\"name\":\"eid\",\"type\":\"text\","
+        "\"nullable\":false},\"up\":\"(SELECT e.eid FROM env e WHERE e.pid = a.pid)\"}}]"));
+    CHECK("fill: unqualified inside a subquery, or qualified by the table's name, it is",
+          fails_with("ALTER TABLE a ADD COLUMN eid text;\nUPDATE a SET eid = (SELECT eid FROM env LIMIT 1);",
+                     "UPDATE of every row") &&
+              fails_with("ALTER TABLE a ADD COLUMN eid text;\nUPDATE a SET eid = coalesce(a.eid, 'x');",
+                         "UPDATE of every row"));
     CHECK("fill: an UPDATE that reads the column itself is not folded",
           fails_with("ALTER TABLE t ADD COLUMN n integer;\nUPDATE t SET n = n + 1;", "UPDATE of every row"));
     CHECK("fill: SET NOT NULL with nothing to fill the column is refused",
