@@ -137,6 +137,11 @@ int engine_drive(struct engine *e, struct step_run *sr, char *err, size_t errlen
  * be NULL) gets the attempts and the lock wait. */
 int engine_run_list(struct engine *e, const struct mig_steps *l, enum step_grouping grouping, const char *tail_sql,
                     struct engine_contract_report *rep, char *err, size_t errlen);
+/* The same, lock_sql (may be NULL) run first in each shared transaction
+ * (expand_locks.h). */
+int engine_run_list_locked(struct engine *e, const struct mig_steps *l, enum step_grouping grouping,
+                           const char *tail_sql, const char *lock_sql, struct engine_contract_report *rep, char *err,
+                           size_t errlen);
 /* The migration's error column, for whoever reads its status. */
 void engine_record_error(PGconn *conn, const char *name, const char *error);
 

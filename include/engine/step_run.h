@@ -32,7 +32,7 @@ struct step_action {
 };
 
 enum step_run_state {
-    SR_NEXT_GROUP, SR_BEGIN, SR_BODY, SR_TAIL, SR_COMMIT, SR_ROLLBACK, SR_WAIT,
+    SR_NEXT_GROUP, SR_BEGIN, SR_LOCK, SR_BODY, SR_TAIL, SR_COMMIT, SR_ROLLBACK, SR_WAIT,
     SR_ALONE_SET, SR_ALONE_RUN, SR_ALONE_CLEANUP, SR_ALONE_RETRY, SR_ALONE_CLEANUP_AGAIN, SR_ALONE_RESET,
     SR_DONE, SR_FAILED
 };
@@ -46,6 +46,8 @@ struct step_run {
     long backoff_ms;
     unsigned int seed;
     const char *tail_sql;   /* joins the last transaction (the state update that commits with it); may be NULL */
+    const char *lock_sql;   /* runs first in each shared transaction: its tables' locks in one order
+                             * (expand_locks.h); may be NULL */
     /* progress */
     enum step_run_state st;
     size_t group, group_end, next; /* steps [group, group_end); next statement of it */

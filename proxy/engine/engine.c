@@ -24,6 +24,7 @@
 #include "backfill_drive.h"
 #include "retry.h"
 #include "step_run.h"
+#include "expand_locks.h"
 
 /* The migration in progress (migration_lifecycle.h says which statuses
  * are), or the one of a name whatever its status. */
@@ -242,13 +243,6 @@ static int check_history(PGconn *conn, const struct migration *m, char *err, siz
 
 /* ---- running steps -------------------------------------------------------- */
 
-/* Consecutive transactional steps share one transaction; CONCURRENTLY steps
- * run on their own. */
-static int run_steps(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
-{
-    return engine_run_list(e, l, STEPS_SHARED_TXN, NULL, NULL, err, errlen);
-}
-
 /* Each step in its own short transaction: a VALIDATE scans the table and must
  * not keep the lock of a preceding ADD CONSTRAINT while it does. */
 static int run_each(struct engine *e, const struct mig_steps *l, char *err, size_t errlen)
@@ -383,7 +377,13 @@ static int expand(struct engine *e, const struct migration *m, const struct mig_
 {
     if (record_status(e->conn, m->name, MIG_ST_EXPANDING, NULL) != 0)
         return fail(err, errlen, "cannot record the migration state: %s", PQerrorMessage(e->conn));
-    if (run_steps(e, &plan->expand, err, errlen) != ENGINE_OK) {
+    /* Consecutive transactional steps share one transaction, its tables
+     * locked first, children before parents (expand_locks.c); CONCURRENTLY
+     * steps run on their own. */
+    char *locks = expand_lock_sql(m);
+    int rc = engine_run_list_locked(e, &plan->expand, STEPS_SHARED_TXN, NULL, locks, NULL, err, errlen);
+    free(locks);
+    if (rc != ENGINE_OK) {
         if (engine_stopped(e)) /* stopped for a rollback: it undoes the partial expand */
             return ENGINE_FAILED;
         char e2[1024];

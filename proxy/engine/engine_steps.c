@@ -77,10 +77,18 @@ int engine_drive(struct engine *e, struct step_run *sr, char *err, size_t errlen
 int engine_run_list(struct engine *e, const struct mig_steps *l, enum step_grouping grouping, const char *tail_sql,
                     struct engine_contract_report *rep, char *err, size_t errlen)
 {
+    return engine_run_list_locked(e, l, grouping, tail_sql, NULL, rep, err, errlen);
+}
+
+int engine_run_list_locked(struct engine *e, const struct mig_steps *l, enum step_grouping grouping,
+                           const char *tail_sql, const char *lock_sql, struct engine_contract_report *rep, char *err,
+                           size_t errlen)
+{
     struct step_run sr;
     step_run_init(&sr, l, grouping, e->opt.lock_timeout_ms, e->opt.contract_attempts, e->opt.backoff_ms,
                   (unsigned int)time(NULL) ^ (unsigned int)getpid());
     sr.tail_sql = tail_sql;
+    sr.lock_sql = lock_sql;
     int rc = engine_drive(e, &sr, err, errlen);
     if (rep) {
         rep->attempts = sr.attempts;

@@ -108,6 +108,8 @@ struct step_action step_run_next(struct step_run *r, double now_ms)
         r->attempt_started_ms = now_ms;
         snprintf(r->scratch, sizeof r->scratch, "BEGIN; SET LOCAL lock_timeout = '%ldms'", r->lock_timeout_ms);
         return exec_sql(r, r->scratch);
+    case SR_LOCK:
+        return exec_sql(r, r->lock_sql);
     case SR_BODY:
         return exec_sql(r, r->steps->v[r->next].sql);
     case SR_TAIL:
@@ -155,11 +157,15 @@ int step_run_at_boundary(const struct step_run *r)
 
 static void txn_statement_done(struct step_run *r)
 {
-    if (r->st == SR_BEGIN)
+    if (r->st == SR_BEGIN && r->lock_sql && r->group < r->steps->n) {
+        r->st = SR_LOCK;
+        return;
+    }
+    if (r->st == SR_BEGIN || r->st == SR_LOCK)
         r->next = r->group;
     else if (r->st == SR_BODY)
         r->next++;
-    if (r->st == SR_BEGIN || r->st == SR_BODY)
+    if (r->st == SR_BEGIN || r->st == SR_LOCK || r->st == SR_BODY)
         r->st = r->next < r->group_end ? SR_BODY : tail_due(r) ? SR_TAIL : SR_COMMIT;
     else if (r->st == SR_TAIL)
         r->st = SR_COMMIT;

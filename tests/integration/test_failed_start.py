@@ -138,7 +138,8 @@ def test_a_state_read_answered_during_the_rollback_does_not_fail_it(cluster, db,
         started = {}
         th = threading.Thread(target=lambda: started.update(r=pmigrate(proxy, "start", str(failing))))
         th.start()
-        wait_for(lambda: waiting_on_lock(db, "ALTER TABLE"), timeout=30, what="the expand waiting on the table", detail=lambda: sql(db, "SELECT application_name, state, wait_event_type, left(query, 120) FROM pg_stat_activity WHERE datname = current_database()"))
+        # (its first statement takes the tables' locks: expand_locks.c)
+        wait_for(lambda: waiting_on_lock(db, "DO $pgtandem_locks$") or waiting_on_lock(db, "ALTER TABLE"), timeout=30, what="the expand waiting on the table", detail=lambda: sql(db, "SELECT application_name, state, wait_event_type, left(query, 120) FROM pg_stat_activity WHERE datname = current_database()"))
         progress.execute("LOCK TABLE pgtandem.backfill_progress IN ACCESS EXCLUSIVE MODE")
         table.rollback()
         th.join(60)

@@ -2,8 +2,10 @@
  * statements it asks for, in order, for each kind of step list and each
  * outcome, with a fake clock. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "expand_locks.h"
 #include "step_run.h"
 #include "unit.h"
 
@@ -201,6 +203,73 @@ static void test_tail_joins_the_last_transaction(void)
     FOLLOW("an empty list without a tail is done at once", &r, nothing);
 }
 
+static void test_locks_run_first_in_each_transaction(void)
+{
+    struct mig_step v[] = {mk("S1", MIG_STEP_TXN, 0, NULL), mk("IDX", MIG_STEP_ALONE, 1, NULL),
+                           mk("S3", MIG_STEP_TXN, 2, NULL)};
+    struct mig_steps l = {v, 3, 3, 0};
+    struct step_run r;
+    step_run_init(&r, &l, STEPS_SHARED_TXN, 200, 3, 100, 1);
+    r.lock_sql = "LOCKS";
+    static const struct line script[] = {
+        {BEGIN, ""}, {"EXEC LOCKS", "55P03 canceling statement due to lock timeout"}, {"EXEC ROLLBACK", ""},
+        {"WAIT", NULL}, {BEGIN, ""}, {"EXEC LOCKS", ""}, {"EXEC S1", ""}, {"EXEC COMMIT", ""},
+        {"EXEC SET lock_timeout = '2000ms'", ""}, {"EXEC IDX", ""}, {"EXEC RESET lock_timeout", ""},
+        {BEGIN, ""}, {"EXEC LOCKS", ""}, {"EXEC S3", ""}, {"EXEC COMMIT", ""}, {"DONE", NULL}};
+    FOLLOW("the locks open each transaction; one not granted in time is retried like a step's", &r, script);
+}
+
+/* The order expand_lock_sql writes: each table's LOCK, in the text. */
+static const char *find_lock(const char *sql, const char *table_mode)
+{
+    return sql ? strstr(sql, table_mode) : NULL;
+}
+
+static void test_expand_locks_children_before_parents(void)
+{
+    static const char *json =
+        "{\"name\": \"m\", \"operations\": ["
+        "{\"rename_table\": {\"from\": \"user_temp\", \"to\": \"user\"}},"
+        "{\"create_table\": {\"table\": \"audit\", \"columns\": [{\"name\": \"id\", \"type\": \"int\"}]}},"
+        "{\"add_column\": {\"table\": \"application\", \"column\": {\"name\": \"spec\", \"type\": \"json\"}}},"
+        "{\"create_constraint\": {\"table\": \"account\", \"name\": \"account_user_fk\", \"type\": \"foreign_key\","
+        " \"columns\": [\"user_id\"], \"references\": {\"table\": \"user\", \"columns\": [\"id\"]}}},"
+        "{\"create_constraint\": {\"table\": \"audit\", \"name\": \"audit_user_fk\", \"type\": \"foreign_key\","
+        " \"columns\": [\"id\"], \"references\": {\"table\": \"user\", \"columns\": [\"id\"]}}},"
+        "{\"create_index\": {\"table\": \"account\", \"name\": \"account_x\", \"columns\": [\"user_id\"]}}"
+        "]}";
+    struct migration m;
+    char err[512] = "";
+    if (mig_parse(json, strlen(json), "m.json", &m, err, sizeof err) != 0) {
+        printf("  parse: %s\n", err);
+        CHECK("the expand's locks: the migration parses", 0);
+        return;
+    }
+    char *sql = expand_lock_sql(&m);
+    const char *app = find_lock(sql, "\"public\".\"application\" IN ACCESS EXCLUSIVE MODE");
+    const char *acct = find_lock(sql, "\"public\".\"account\" IN SHARE ROW EXCLUSIVE MODE");
+    const char *user = find_lock(sql, "\"public\".\"user_temp\" IN ACCESS EXCLUSIVE MODE");
+    CHECK("the expand's locks: the child's before its parent's (under its name before the rename)",
+          app && acct && user && app < user && acct < user);
+    CHECK("the expand's locks: a table the migration creates is not locked, nor one only indexed",
+          sql && !strstr(sql, "audit") && !strstr(sql, "\"user\"") && !strstr(sql, "account_x"));
+    CHECK("the expand's locks: a table missing at the time is skipped",
+          sql && strstr(sql, "IF to_regclass('\"public\".\"account\"') IS NOT NULL THEN LOCK TABLE"));
+    if (!sql || !app || !acct || !user)
+        printf("  got: %s\n", sql ? sql : "(null)");
+    free(sql);
+    mig_free(&m);
+
+    static const char *index_only = "{\"name\": \"i\", \"operations\": [{\"create_index\": {\"table\": \"t\","
+                                    " \"name\": \"t_x\", \"columns\": [\"x\"]}}]}";
+    if (mig_parse(index_only, strlen(index_only), "i.json", &m, err, sizeof err) == 0) {
+        sql = expand_lock_sql(&m);
+        CHECK("the expand's locks: none for an index built CONCURRENTLY alone", sql == NULL);
+        free(sql);
+        mig_free(&m);
+    }
+}
+
 int main(void)
 {
     test_shared_transactions_and_a_concurrent_step();
@@ -211,5 +280,7 @@ int main(void)
     test_index_build_is_cleaned_up_and_retried();
     test_rollback_keeps_going_and_reports_the_first_failure();
     test_tail_joins_the_last_transaction();
+    test_locks_run_first_in_each_transaction();
+    test_expand_locks_children_before_parents();
     return UNIT_RESULT();
 }
