@@ -127,8 +127,15 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
      * SET c = true): the rows it leaves keep the default, which stays the
      * new release's for its inserts. */
     const char *before = sqlc_str_or(add, "up", NULL);
+    const char *dflt = sqlc_str_or(json_object_get(add, "column"), "default", NULL);
+    /* The up names the row by the table's name; an UPDATE under an alias
+     * (atlas: UPDATE "runs_table" AS "runs" ... "runs"."id") would leave the
+     * alias unbound. A column with a default is left to update_rows then,
+     * whose batches keep the alias, as before. */
+    if (dflt && json_object_get(rel, "alias"))
+        return 0;
     if (!before)
-        before = sqlc_str_or(json_object_get(add, "column"), "default", NULL);
+        before = dflt;
     struct mig_str up_text = {0};
     if (!where || (!cond && !before)) /* every row */
         mig_str_add(&up_text, expr);

@@ -200,6 +200,12 @@ static void test_required_column_fill(void)
         "ALTER TABLE c ADD COLUMN v integer DEFAULT 0;\nUPDATE c SET v = 7 WHERE k > 3;", 1,
         "[{\"add_column\":{\"table\":\"c\",\"column\":{\"name\":\"v\",\"type\":\"integer\","
         "\"default\":\"0\"},\"up\":\"CASE WHEN (k > 3) THEN (7) ELSE 0 END\"}}]"));
+    CHECK("fill: with a default, an UPDATE under an alias is not folded (the up could not name the alias)",
+          ops_equal("ALTER TABLE r ADD COLUMN p boolean NOT NULL DEFAULT false;\n"
+                    "UPDATE r AS x SET p = true WHERE x.id > 3;", 1,
+                    "[{\"add_column\":{\"table\":\"r\",\"column\":{\"name\":\"p\",\"type\":\"boolean\","
+                    "\"nullable\":false,\"default\":\"false\"}}},"
+                    "{\"sql\":{\"up\":\"UPDATE r AS x SET p = true WHERE x.id > 3\"}}]"));
     CHECK("fill: beside a DROP NOT NULL of the column it copies, still the add_column's up", ops_equal(
         "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nALTER TABLE a ADD COLUMN r text;\n"
         "UPDATE a SET r = u WHERE r IS NULL;\nALTER TABLE a ALTER COLUMN r SET NOT NULL;", 1,
