@@ -17,6 +17,8 @@
 #   LAST=N           replay only the last N migrations online; every one
 #                    before them is the base (BASE = all - N)
 #   ROWS=5           rows generated per table of the base schema
+#   WRITER_TICK_MS=20  the old-release writer's pause between statements
+#   LOG_LEVEL=warn   the proxy's; when set, its log is kept as OUT.proxy.log
 #   FILL_NEW=1       also give rows to the tables each migration creates
 #   MIG_TIMEOUT_S=300  bound of each migrate command
 #   TIMEOUT_S=7200   the whole replay stops after this long whatever happens
@@ -48,6 +50,7 @@ TWIN_DB=$(printf '%s' "$PGT_SUPER_URI" | sed 's|/appdb?|/twin?|') \
 PORT=$(free_port) APORT=$(free_port) COMMAND=$shown \
 OUT=${OUT:-bench/results/history-$(basename "$dir")-$stamp} \
   timeout -k 10 "${TIMEOUT_S:-7200}" /usr/bin/python3 bench/history_run.py || rc=$?
+[ -n "${LOG_LEVEL:-}" ] && { cp "$work/proxy.log" "${OUT:-bench/results/history-$(basename "$dir")-$stamp}.proxy.log" || true; }
 if [ "$rc" != 0 ]; then
   echo "history_run.py exited $rc; the proxy's log ends with:" >&2
   tail -n 40 "$work/proxy.log" >&2 || true

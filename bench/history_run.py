@@ -74,7 +74,7 @@ command = env.get("COMMAND", "sh bench/history.sh DIR")
 rows_per_table = int(env.get("ROWS", "5"))
 mig_timeout = int(env.get("MIG_TIMEOUT_S", "300"))
 fill_new = env.get("FILL_NEW", "0") == "1"
-TICK = 0.020
+TICK = float(env.get("WRITER_TICK_MS", "20")) / 1000.0
 
 
 # ---- the history -------------------------------------------------------------------
@@ -359,7 +359,7 @@ class Proxy:
     def start(self):
         logf = open(self.log, "a")
         self.proc = subprocess.Popen([binary, "proxy", "--listen", "127.0.0.1:%d" % port,
-                                      "--admin", "127.0.0.1:%d" % aport, "--log-level", "warn",
+                                      "--admin", "127.0.0.1:%d" % aport, "--log-level", env.get("LOG_LEVEL", "warn"),
                                       "--upstream", "postgresql://127.0.0.1:%s/?sslmode=require" % env["PGPORT_UP"],
                                       "--engine-db", online_db], stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
