@@ -132,8 +132,11 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
      * (atlas: UPDATE "runs_table" AS "runs" ... "runs"."id") would leave the
      * alias unbound. A column with a default is left to update_rows then,
      * whose batches keep the alias, as before. */
-    if (dflt && json_object_get(rel, "alias"))
+    if (dflt && json_object_get(rel, "alias")) {
+        free(expr);
+        free(cond);
         return 0;
+    }
     if (!before)
         before = dflt;
     struct mig_str up_text = {0};
