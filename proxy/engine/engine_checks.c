@@ -248,7 +248,7 @@ static int waits_for_new_table(const struct migration *m, const struct mig_op *o
         char bare[160], qualified[224];
         if (o->kind != MIG_CREATE_TABLE || !o->table ||
             (size_t)snprintf(bare, sizeof bare, "relation \"%s\" does not exist", o->table) >= sizeof bare ||
-            (size_t)snprintf(qualified, sizeof qualified, "relation \"%s.%s\" does not exist", o->schema ? o->schema : "public",
+            (size_t)snprintf(qualified, sizeof qualified, "relation \"%s.%s\" does not exist", o->schema,
                              o->table) >= sizeof qualified)
             continue;
         if (strstr(message, bare) || strstr(message, qualified))

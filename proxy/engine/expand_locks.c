@@ -35,15 +35,10 @@ struct locked {
 struct lock_list {
     struct locked *v;
     size_t n, cap;
-    char **names;               /* parents' names cut out of "table(column)", which v points into */
+    char **names;               /* parents' names cut out of "table(column)", which v may point into */
     size_t nnames;
     int oom;
 };
-
-static const char *schema_of(const struct mig_op *o)
-{
-    return o->schema ? o->schema : "public";
-}
 
 /* The name a table has before the expand: renames of this migration before
  * op followed back; NULL for one it creates. */
@@ -51,7 +46,7 @@ static const char *name_before(const struct migration *m, size_t upto, const cha
 {
     for (size_t i = upto; i-- > 0;) {
         const struct mig_op *o = &m->ops[i];
-        if (strcmp(schema_of(o), schema) != 0)
+        if (strcmp(o->schema, schema) != 0)
             continue;
         if (o->kind == MIG_RENAME_TABLE && o->to && o->from && !strcmp(o->to, table))
             table = o->from;
@@ -88,41 +83,32 @@ static void add(struct lock_list *l, const struct migration *m, size_t at, const
     l->v[l->n++] = (struct locked){schema, table, mode, parent};
 }
 
-/* "table(column)" or "schema.table" of add_column's references: its table. */
+/* A foreign key's parent: create_constraint's table, or add_column's
+ * "table" or "table(column)" (check_reference's form, in the op's schema). */
 static void add_referenced(struct lock_list *l, const struct migration *m, size_t at, const char *schema,
                            const char *ref)
 {
-    if (!ref)
-        return;
-    char **names = realloc(l->names, (l->nnames + 1) * sizeof *names);
-    char *name = names ? strdup(ref) : NULL;
-    if (names)
-        l->names = names;
-    if (!name) {
-        l->oom = 1;
-        return;
+    const char *open = ref ? strchr(ref, '(') : NULL;
+    if (open) {
+        char **names = realloc(l->names, (l->nnames + 1) * sizeof *names);
+        char *name = names ? strndup(ref, (size_t)(open - ref)) : NULL;
+        if (names)
+            l->names = names;
+        if (!name) {
+            l->oom = 1;
+            return;
+        }
+        l->names[l->nnames++] = name;
+        ref = name;
     }
-    l->names[l->nnames++] = name;
-    char *paren = strchr(name, '(');
-    if (paren)
-        *paren = '\0';
-    size_t n = strlen(name);
-    while (n > 0 && name[n - 1] == ' ')
-        name[--n] = '\0';
-    char *table = name, *dot = strchr(name, '.');
-    if (dot) { /* schema.table: both point into name, which l->names owns */
-        *dot = '\0';
-        schema = name;
-        table = dot + 1;
-    }
-    add(l, m, at, schema, table, LOCK_SHARE_ROW_EXCLUSIVE, 1);
+    add(l, m, at, schema, ref, LOCK_SHARE_ROW_EXCLUSIVE, 1);
 }
 
 static void collect(struct lock_list *l, const struct migration *m)
 {
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *o = &m->ops[i];
-        const char *s = schema_of(o);
+        const char *s = o->schema;
         switch (o->kind) {
         case MIG_ADD_COLUMN:
             add(l, m, i, s, o->table, LOCK_ACCESS_EXCLUSIVE, 0);

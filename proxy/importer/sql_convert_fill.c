@@ -112,8 +112,13 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     json_t *cond_node = where && !is_null_test_of(where, column) ? where : NULL;
     const char *table = sqlc_str_or(rel, "relname", NULL);
     const char *alias = sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL);
+    const char *dflt = add ? sqlc_str_or(json_object_get(add, "column"), "default", NULL) : NULL;
+    /* The up names the row by the table's name; an UPDATE under an alias
+     * (atlas: UPDATE "runs_table" AS "runs" ... "runs"."id") would leave the
+     * alias unbound. A column with a default is left to update_rows then,
+     * whose batches keep the alias, as before. */
     if (!add || json_object_get(target, "indirection") || reads_column(val, column, table, alias) ||
-        (cond_node && reads_column(cond_node, column, table, alias)))
+        (cond_node && reads_column(cond_node, column, table, alias)) || (dflt && alias))
         return 0;
     char *expr = sql_expr_text(&c->s, st, val);
     char *cond = cond_node ? sql_expr_text(&c->s, st, cond_node) : NULL;
@@ -127,16 +132,6 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
      * SET c = true): the rows it leaves keep the default, which stays the
      * new release's for its inserts. */
     const char *before = sqlc_str_or(add, "up", NULL);
-    const char *dflt = sqlc_str_or(json_object_get(add, "column"), "default", NULL);
-    /* The up names the row by the table's name; an UPDATE under an alias
-     * (atlas: UPDATE "runs_table" AS "runs" ... "runs"."id") would leave the
-     * alias unbound. A column with a default is left to update_rows then,
-     * whose batches keep the alias, as before. */
-    if (dflt && json_object_get(rel, "alias")) {
-        free(expr);
-        free(cond);
-        return 0;
-    }
     if (!before)
         before = dflt;
     struct mig_str up_text = {0};
