@@ -480,9 +480,11 @@ static void proxy_free(struct proxy *p)
     peer_free(relay);
     upstream_cancels_free(relay);
     source_limits_free(relay);
+    /* the admin server first: closing a request that waits on the runner
+     * (a complete behind its lock) tells the runner to forget it */
+    admin_free(p->admin);
     runner_free(p->runner);
     fleet_free(p->fleet);
-    admin_free(p->admin);
     pause_free(relay);
     version_gate_free(relay);
     upstream_address_free(relay);

@@ -484,3 +484,39 @@ def test_resubmit_while_a_client_transaction_is_open_moves_no_phase_twice(env):
     assert cur["phase"] == "active", cur
     assert "BUG" not in p.log(), p.log()[-3000:]
     assert e.scalar("SELECT count(*) FROM items WHERE val_int IS DISTINCT FROM val::integer") == 0
+
+
+def test_proxy_stopped_while_a_complete_waits_exits_cleanly(env):
+    """SIGTERM while an admin `complete` waits for its lock: the proxy exits
+    with the request still open, and freeing it must not touch the runner
+    after the runner is gone (the nemesis found a use after free at exit:
+    the admin server closed the waiting request into a freed runner)."""
+    e = env
+    a = e.proxy()
+    start_until_active(a, items_migration())
+    blocker = psycopg.connect(e.uri, connect_timeout=10, application_name="stop-blocker", autocommit=True)
+    blocking = threading.Thread(target=_ignore, args=(
+        blocker.execute, "SELECT pg_sleep(60) FROM (SELECT 1 FROM items LIMIT 1) s"), daemon=True)
+    try:
+        blocking.start()
+        wait_for(lambda: e.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stop-blocker'"
+            " AND state = 'active'") == 1, 15, "the blocker's lock")
+        sender = threading.Thread(target=lambda: _ignore(a.admin, "POST", "/migrations/current/complete"
+                                  "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
+                                  daemon=True)
+        sender.start()
+        wait_for(lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND"
+                                  " wait_event_type = 'Lock'", (e.dbname,)) >= 1, 15,
+                 "the contract to wait for its lock")
+        a.proc.send_signal(signal.SIGTERM)
+        a.proc.wait(timeout=30)
+        sender.join(15)
+    finally:
+        e.scalar("SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+                 " WHERE application_name = 'stop-blocker'")
+        blocking.join(15)
+        blocker.close()
+    log = a.log()
+    assert not any(mark in log for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")), \
+        log[-4000:]
