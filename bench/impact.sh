@@ -15,7 +15,10 @@
 #   ROWS=1000000          rows of `checks`
 #   SECONDS_BEFORE=15     the baseline; SECONDS_AFTER=10 after the backfill
 #   WORKLOADS="tpcb select"  pgbench's TPC-B-like script and -S (select-only)
-#   CASES="default unthrottled absolute update"
+#   CASES="default unthrottled absolute update"  (also: nofloor = app_p99_floor_ms 0;
+#                         selfslow = the app slows by itself SLOW_AFTER=5 s into the backfill,
+#                         SLOW_FRAC=0.05 of its transactions sleeping 30 ms)
+#   WORKLOADS may name `fast`: FAST_CLIENTS=4 clients at FAST_RATE=800 tps in all, select-only
 #   CLIENTS=16  SCALE=16 (pgbench -i -s)
 #   PGT_BIN=bin/pgtandem
 #   OUT=bench/results/impact-<date>  (writes OUT.md and OUT.json)
@@ -28,7 +31,7 @@ start_bench_cluster
 [ -n "${PGT_BIN:-}" ] && bin=$PGT_BIN
 
 shown="sh bench/impact.sh"
-for v in ROWS WORKLOADS CASES SECONDS_BEFORE SECONDS_AFTER CLIENTS SCALE; do
+for v in ROWS WORKLOADS CASES SECONDS_BEFORE SECONDS_AFTER CLIENTS SCALE FAST_CLIENTS FAST_RATE SLOW_AFTER SLOW_FRAC; do
   eval "val=\${$v:-}"
   # shellcheck disable=SC2154  # set by the eval above
   [ -n "$val" ] && shown="$v=\"$val\" $shown"

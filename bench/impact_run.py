@@ -6,7 +6,14 @@ the budget state the proxy reported while it ran.
 
 pgbench runs in back-to-back chunks of CHUNK seconds (its log is written
 only when it exits, and a backfill's length is not known in advance); each
-chunk reconnects its clients, which the first second of a chunk shows."""
+chunk reconnects its clients, which the first second of a chunk shows.
+
+The `fast` workload is a millisecond-fast app (FAST_CLIENTS clients at
+FAST_RATE transactions per second in all, pgbench's select-only transaction):
+what the budget's floor is for. In the `selfslow` case, from the first chunk
+that begins SLOW_AFTER seconds into the backfill, SLOW_FRAC of its
+transactions sleep 30 ms instead: an app slowing for reasons of its own, that
+the backfill must not be held back for."""
 import glob
 import json
 import os
@@ -30,11 +37,15 @@ CLIENTS, SCALE = int(os.environ["CLIENTS"]), int(os.environ["SCALE"])
 BIN, WORK, TOP, OUT = os.environ["BIN"], os.environ["WORK"], os.environ["TOP"], os.environ["OUT"]
 TOKEN = os.environ["PGTANDEM_ADMIN_TOKEN"]
 CHUNK = 5
+FAST_CLIENTS, FAST_RATE = int(os.environ.get("FAST_CLIENTS", "4")), int(os.environ.get("FAST_RATE", "800"))
+SLOW_AFTER, SLOW_FRAC = float(os.environ.get("SLOW_AFTER", "5")), float(os.environ.get("SLOW_FRAC", "0.05"))
+POLL_S = 0.2
 GOAL_RATIO = 1.5  # the issue's goal: p99 during <= 1.5 x the baseline with the default budget
 UP = "claim = claim_text, config_json = aggregation::jsonb, counts_by_template_json = diagnostics::jsonb"
 NEW_COLS = ("ALTER TABLE checks ADD COLUMN claim text, ADD COLUMN config_json jsonb,"
             " ADD COLUMN counts_by_template_json jsonb")
 DB = bench_database()
+SLOW_SCRIPT = os.path.join(WORK, "slow.sql")
 
 
 def run(sql):
@@ -56,6 +67,8 @@ def prepare():
         " CASE WHEN g % 10 = 0 THEN NULL ELSE json_build_object('template_a', g % 13, 'template_b', g % 5)::text END,"
         " CASE WHEN g % 3 = 0 THEN 'dev' ELSE 'prod' END, CASE WHEN g % 2 = 0 THEN md5(g::text) END,"
         " now() - (g || ' seconds')::interval FROM generate_series(1, " + str(ROWS) + ") g")
+    with open(SLOW_SCRIPT, "w") as f:
+        f.write("SELECT pg_sleep(0.03);\n")
 
 
 def fresh_table():
@@ -117,14 +130,24 @@ class App(threading.Thread):
         self.uri, self.workload, self.tag = uri, workload, tag
         self.stopping, self.samples, self.failed, self.chunks = threading.Event(), [], 0, 0
         self.lock = threading.Lock()
+        self.slow_asked, self.slow_since = False, None
 
     def run(self):
         while not self.stopping.is_set():
             self.chunks += 1
             prefix = os.path.join(WORK, "pgb-%s-%d" % (self.tag, self.chunks))
-            cmd = ["pgbench", "-n", "-c", str(CLIENTS), "-j", "2", "-T", str(CHUNK), "-l", "--log-prefix", prefix]
-            if self.workload == "select":
-                cmd.append("-S")
+            cmd = ["pgbench", "-n", "-j", "2", "-T", str(CHUNK), "-l", "--log-prefix", prefix]
+            if self.workload == "fast":
+                cmd += ["-c", str(FAST_CLIENTS), "-R", str(FAST_RATE)]
+                if self.slow_asked:
+                    weight = round(100 * SLOW_FRAC)
+                    cmd += ["-b", "select-only@%d" % (100 - weight), "-f", "%s@%d" % (SLOW_SCRIPT, weight)]
+                    if self.slow_since is None:
+                        self.slow_since = time.time()
+                else:
+                    cmd.append("-S")
+            else:
+                cmd += ["-c", str(CLIENTS)] + (["-S"] if self.workload == "select" else [])
             r = subprocess.run(cmd + [self.uri], capture_output=True, text=True)
             if r.returncode != 0:
                 self.failed += 1
@@ -177,6 +200,23 @@ def wait_samples(app, until):
         time.sleep(0.5)
 
 
+def held_back(polls, t_slow):
+    """Seconds after t_slow in which the budget held the backfill back, and
+    the backfill's rows/s before and after t_slow (from its rows_done)."""
+    after = [(t, b) for t, b in polls if t >= t_slow]
+    before = [(t, b) for t, b in polls if t < t_slow]
+    engaged = sum(min(POLL_S * 2, t1 - t0) for (t0, b0), (t1, _) in zip(after, after[1:])
+                  if (b0.get("budget") or {}).get("engaged"))
+    last = max((t for t, b in after if (b.get("budget") or {}).get("engaged")), default=None)
+
+    def rate(ps):
+        return ((ps[-1][1]["rows_done"] - ps[0][1]["rows_done"]) / (ps[-1][0] - ps[0][0])
+                if len(ps) > 1 and ps[-1][0] > ps[0][0] else None)
+    return {"slowed_at_s": None, "held_back_s": round(engaged, 1),
+            "last_held_back_s_after_slowdown": round(last - t_slow, 1) if last is not None else None,
+            "rows_per_sec_before_slowdown": rate(before), "rows_per_sec_after_slowdown": rate(after)}
+
+
 def case(workload, name):
     fresh_table()
     if name == "update":
@@ -198,24 +238,33 @@ def case(workload, name):
             with open(BENCH_MIGRATION) as f:
                 code, body = proxy.api("POST", "/migrations", json.load(f))
             assert code == 202, (code, body)
-            if name == "unthrottled":
-                code, body = proxy.api("POST", "/migrations/current/throttle", {"app_p99_budget": 0})
+            if name in ("unthrottled", "nofloor"):
+                code, body = proxy.api("POST", "/migrations/current/throttle",
+                                       {"app_p99_budget": 0} if name == "unthrottled" else {"app_p99_floor_ms": 0})
                 assert code == 200, (code, body)
             elif name == "absolute":
                 res["max_app_p99_ms"] = max(1, round(2 * base["p99_ms"]))
                 code, body = proxy.api("POST", "/migrations/current/throttle",
                                        {"max_app_p99_ms": res["max_app_p99_ms"]})
                 assert code == 200, (code, body)
+            t_slow = None
             while True:
                 code, cur = proxy.api("GET", "/migrations/current")
                 assert code == 200, (code, cur)
                 if cur.get("backfill"):
-                    polls.append(cur["backfill"])
+                    polls.append((time.time(), cur["backfill"]))
+                if (name == "selfslow" and not app.slow_asked and cur.get("phase") == "backfilling"
+                        and time.time() - t_start >= SLOW_AFTER):
+                    app.slow_asked = True
+                t_slow = app.slow_since
                 if cur.get("backfill", {}).get("done") or cur.get("phase") not in ("validating", "expanding",
                                                                                      "backfilling"):
                     break
-                time.sleep(0.2)
+                time.sleep(POLL_S)
             assert cur["backfill"]["rows_done"] >= ROWS, cur
+            if t_slow is not None:
+                res["selfslow"] = held_back(polls, t_slow)
+                res["selfslow"]["slowed_at_s"] = round(t_slow - t_start, 1)
         t_end = time.time()
         time.sleep(AFTER)
         wait_samples(app, t_end + AFTER - 1)
@@ -232,7 +281,7 @@ def case(workload, name):
                pgbench_chunks=app.chunks, pgbench_failed_chunks=app.failed,
                per_second=per_second(app, t_start - BEFORE, t_end + AFTER))
     if polls:
-        b = [p.get("budget") or {} for p in polls]
+        b = [p.get("budget") or {} for _, p in polls]
         last = b[-1]
         res["budget"] = {"kind": last.get("kind"), "ratio": last.get("ratio"),
                          "baseline_p99_ms": last.get("baseline_p99_ms"), "limit_ms": last.get("limit_ms"),
@@ -249,6 +298,12 @@ def case(workload, name):
                                     ("  budget %s engaged %d/%d starved %d" % (
                                         res["budget"]["kind"], res["budget"]["engaged_polls"], res["budget"]["polls"],
                                         res["budget"]["starved_polls"])) if polls else ""), flush=True)
+    if res.get("selfslow"):
+        print("       the app slowed %.1f s into the backfill: held back %.1f s after it (last %s s after), rows/s"
+              " %s before, %s after" % (res["selfslow"]["slowed_at_s"], res["selfslow"]["held_back_s"],
+                                        res["selfslow"]["last_held_back_s_after_slowdown"],
+                                        fmt(res["selfslow"]["rows_per_sec_before_slowdown"], "%.0f"),
+                                        fmt(res["selfslow"]["rows_per_sec_after_slowdown"], "%.0f")), flush=True)
     return res
 
 
@@ -267,7 +322,7 @@ def write(results, uptime_before, uptime_after, show=False):
         json.dump(summary, f, indent=1)
     md = ["# What a backfill costs the app, %s" % summary["date"], "",
           "`%s`; %s; Postgres %s." % (summary["command"], summary["machine"], summary["postgres"]), "",
-          "pgbench at %d clients (2 threads, scale %d) through `pgtandem proxy` as the old release (no version "
+          "pgbench at %d clients (2 threads, scale %d; the `fast` workload's are below) through `pgtandem proxy` as the old release (no version "
           "declared), every transaction's latency from pgbench's log. %d rows of the seeds' `checks` shape, "
           "backfilled by `bench/bench_unify.json` (three columns written) through the proxy, or written by one "
           "bare `UPDATE checks SET %s` sent straight to Postgres. Baseline: the %g s before (the first second "
@@ -292,6 +347,20 @@ def write(results, uptime_before, uptime_after, show=False):
             fmt(r["ratio_p99"], "%.2f"), fmt(r["during"]["max_ms"]), fmt(r["during"]["p50_ms"]),
             fmt(r["after"]["p99_ms"]), r["seconds"], r["rows_per_sec"], bud, r["load_before"][0],
             r["load_after"][0]))
+    for r in results:
+        ss = r.get("selfslow")
+        if ss:
+            md += ["", "%s, %s: the app's own slowdown (%g of its queries sleeping 30 ms) began %.1f s into the "
+                   "backfill; the budget held the backfill back %.1f s after it, the last time %s s after it; the "
+                   "backfill ran %s rows/s before it and %s rows/s after it." % (
+                       r["workload"], r["case"], SLOW_FRAC, ss["slowed_at_s"], ss["held_back_s"],
+                       fmt(ss["last_held_back_s_after_slowdown"]), fmt(ss["rows_per_sec_before_slowdown"], "%.0f"),
+                       fmt(ss["rows_per_sec_after_slowdown"], "%.0f"))]
+    if any(r["workload"] == "fast" for r in results):
+        md += ["", "`fast`: a millisecond-fast app, %d pgbench clients at %d transactions per second in all, one "
+               "SELECT by key per transaction (pgbench's select-only; in `selfslow` %g of its transactions sleep 30 ms "
+               "from the first 5 s chunk of pgbench that begins %g s into the backfill). `nofloor`: the default budget with `app_p99_floor_ms` = 0 (the "
+               "ratio alone)." % (FAST_CLIENTS, FAST_RATE, SLOW_FRAC, SLOW_AFTER)]
     md += ["", "Goal, p99 during the backfill <= %.1fx the baseline with the default budget: %s." % (
         GOAL_RATIO, ", ".join("%s %s" % (w, "met" if ok else "not met") for w, ok in goal.items()) or "not run"),
         "", "The budget column: what the proxy's status said while the backfill ran (`backfill.budget`: its kind, "
