@@ -12,7 +12,7 @@
 # the cutover; client errors; whether every proxy followed to completed.
 # See bench/sidecar_run.py for each step.
 #
-#   PROXIES_LIST="3 16 64"  CUT_ROWS=20000
+#   PROXIES_LIST="3 16 64"  CUT_ROWS=20000  CLIENT_PACE_MS=20 (between a client's transactions)
 #   OUT=bench/results/sidecar-<date>  (writes OUT.md and OUT.json)
 #   PGTANDEM_BIN=bin/pgtandem  KEEP_LOGS=DIR (the proxies' logs copied there)
 set -eu

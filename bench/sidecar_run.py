@@ -23,6 +23,7 @@ work, top, binpath, out = E["WORK"], E["TOP"], E["BIN"], E["OUT"]
 pgport, super_uri = int(E["PGT_PGPORT"]), E["PGT_SUPER_URI"]
 sizes = [int(n) for n in E.get("PROXIES_LIST", "3 16 64").split()]
 rows = int(E.get("CUT_ROWS", "20000"))
+pace_s = float(E.get("CLIENT_PACE_MS", "20")) / 1000.0
 keep_logs = E.get("KEEP_LOGS", "")
 unify = os.path.join(top, "config", "examples", "checks_unify.json")
 legacy_sql = os.path.join(top, "config", "examples", "checks_legacy.sql")
@@ -100,7 +101,7 @@ class Proxy:
 
 
 class Client(threading.Thread):
-    """A new-release client: prepared SELECT * by id, 20 ms apart; every
+    """A new-release client: prepared SELECT * by id, CLIENT_PACE_MS apart; every
     transaction timed with its start, errors counted."""
 
     def __init__(self, proxy, db):
@@ -121,7 +122,7 @@ class Client(threading.Thread):
                     except psycopg.Error as e:
                         self.errors.append(str(e))
                     self.times.append((t0, time.monotonic() - t0))
-                    self.stop.wait(0.02)  # the app's pace
+                    self.stop.wait(pace_s)  # the app's pace
         except Exception as e:  # noqa: BLE001 - counted
             self.errors.append(str(e))
 
@@ -181,6 +182,12 @@ def one(n, k):
         res["participants_without_a_hold_line"] = len([h for h in held if h is None])
         around = [d for c in clients for (s, d) in c.times if t0 - 5 <= s <= t1 + 5]
         res["worst_client_ms"] = round(1000 * max(around), 1) if around else None
+        # which proxy's client, and when it began against the complete request
+        worst = max(((d, s, i) for i, c in enumerate(clients) for (s, d) in c.times if t0 - 5 <= s <= t1 + 5),
+                    default=None)
+        if worst:
+            res["worst_client"] = {"proxy": worst[2] + 1, "port": proxies[worst[2]].port,
+                                   "began_s_after_complete_sent": round(worst[1] - t0, 3), "complete_s": res["complete_s"]}
         res["client_errors"] = sum(len(c.errors) for c in clients)
         res["error_examples"] = [e for c in clients for e in c.errors][:3]
         wait(lambda: all(p.phase() == "completed" for p in proxies), 60, "every proxy completed")
@@ -204,8 +211,9 @@ def main():
     with open(out + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     lines = ["# Sidecar fleet", "",
-             "`PROXIES_LIST=\"%s\" CUT_ROWS=%d sh bench/sidecar.sh`, %s, %s, Postgres %s, load average at the end "
-             "%s." % (" ".join(map(str, sizes)), rows, doc["date"], doc["machine"], doc["postgres"], " ".join(load)),
+             "`PROXIES_LIST=\"%s\" CUT_ROWS=%d CLIENT_PACE_MS=%g sh bench/sidecar.sh`, %s, %s, Postgres %s, load "
+             "average at the end %s." % (" ".join(map(str, sizes)), rows, pace_s * 1000, doc["date"], doc["machine"],
+                                         doc["postgres"], " ".join(load)),
              "",
              "| proxies | fleet backends: idle / migration active / after | traffic held p50 / p100 | `complete` took "
              "| worst client transaction | client errors | every proxy followed |",
