@@ -68,13 +68,27 @@ def settled_backends(db, most, timeout=30):
 
 class Proxy:
     def __init__(self, label, db):
-        self.port, self.aport = free_port(), free_port()
         self.log_path = os.path.join(logs, label + ".log")
         self.log = open(self.log_path, "w")
+        self.db = db
+        self.spawn()
+
+    def spawn(self):
+        # a free port can be taken by another process of the run before the
+        # proxy binds it: see started()
+        self.port, self.aport = free_port(), free_port()
         self.proc = subprocess.Popen([binpath, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin",
                                       "127.0.0.1:%d" % self.aport, "--upstream", upstream, "--engine-db",
-                                      app_uri(db)], stdout=self.log, stderr=subprocess.STDOUT,
+                                      app_uri(self.db)], stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+
+    def started(self):
+        """True once its admin API answers; a proxy that exited (a port taken
+        meanwhile) is started again on other ports."""
+        if self.proc.poll() is not None:
+            self.spawn()
+            return False
+        return self.get("/status") is not None
 
     def get(self, path):
         try:
@@ -152,6 +166,7 @@ def one(n, k):
     proxies = [Proxy("r%d-n%d-p%d" % (k, n, i + 1), db) for i in range(n)]
     res = {"proxies": n}
     try:
+        wait(lambda: all([p.started() for p in proxies]), 60 + n, "%d proxies to start" % n)
         wait(lambda: all(p.live_members() == n for p in proxies), 60 + n, "the fleet of %d" % n)
         res["backends_idle"] = settled_backends(db, n)
         r = migrate("start", unify, "--proxy", "http://127.0.0.1:%d" % proxies[0].aport)

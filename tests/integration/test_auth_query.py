@@ -18,7 +18,6 @@ Neon's console, by the app's migrations) logs in without a users file.
 """
 import concurrent.futures
 import socket
-import statistics
 import time
 
 import psycopg
@@ -111,8 +110,11 @@ def test_a_wrong_password_and_a_missing_role_read_and_take_the_same(cluster, aq_
         msg, t = refusal(proxy, "aq_nobody_%d" % i, "nope")
         missing.append(t)
         assert 'password authentication failed for user "aq_nobody_%d"' % i in msg, msg
-    mw, mm = statistics.median(wrong), statistics.median(missing)
-    print("median refusal: wrong password %.1f ms, missing role %.1f ms" % (mw * 1000, mm * 1000))
+    # each path's own cost is its fastest refusal: a loaded machine only adds
+    # to it (a full run under AddressSanitizer once had medians 26 ms apart
+    # from two slow first tries and the two refusals slowed to 1 s)
+    mw, mm = min(wrong), min(missing)
+    print("fastest refusal: wrong password %.1f ms, missing role %.1f ms" % (mw * 1000, mm * 1000))
     # the same steps (a lookup, then a full SCRAM exchange, real or mock):
     # what is left is noise, well under a round trip's difference
     assert abs(mw - mm) < max(0.02, 0.5 * min(mw, mm)), (wrong, missing)
