@@ -182,18 +182,20 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
     struct bf_progress p;
     bf_runner_progress(b, past, recorded, &p);
     const struct backfill *cur = current(b);
-    size_t ranges_done = 0;
+    size_t ranges_done = 0, in_flight = 0;
     long lock_conflicts = 0;
     for (size_t i = 0; i < b->nbf; i++) {
         ranges_done += b->bf[i].done;
+        in_flight += b->bf[i].busy; /* a range is on one lane at most */
         lock_conflicts += b->bf[i].lock_timeouts;
     }
-    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b,s:i,s:I,s:I,s:I,s:o}", "rows_done",
+    return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b,s:i,s:I,s:I,s:I,s:I,s:o}", "rows_done",
                      (json_int_t)p.done, "est_total", p.total, "percent", p.percent, "rows_per_s", p.rate, "eta_s",
                      p.eta_s, "batch_rows", (json_int_t)(cur ? cur->batch_rows : 0), "batches", (json_int_t)p.batches,
                      "max_batch_ms", p.max_ms, "throttle", throttle_text(b, cur), "settings",
                      settings_throttle_json(b->thr), "estimated_rows", p.estimated, "done",
-                     p.all_done, "workers", b->running ? workers_allowed(b) : 0, "ranges", (json_int_t)b->nbf,
+                     p.all_done, "workers", b->running ? workers_allowed(b) : 0, "batches_in_flight",
+                     (json_int_t)in_flight, "ranges", (json_int_t)b->nbf,
                      "ranges_done", (json_int_t)ranges_done, "lock_conflicts", (json_int_t)lock_conflicts, "budget",
                      bf_budget_json(&b->budget));
 }

@@ -214,9 +214,11 @@ def test_a_lookup_past_its_bound_is_refused_and_stalls_no_other(cluster, aq_prox
     assert stats(proxy)["timeouts"] == 1, stats(proxy)
 
 
-def test_a_black_holed_lookup_connection_is_bounded(proxy_factory, tmp_path):
+def test_a_black_holed_lookup_connection_is_bounded(cluster, proxy_factory, tmp_path):
     if relay_direct():
         pytest.skip("authentication at the proxy")
+    # its own role: under -n 2 the test that also makes it may run elsewhere, or later
+    role(cluster, "aq_filed", "filepw")
     hole = socket.socket()  # accepts into its backlog, never answers
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)
