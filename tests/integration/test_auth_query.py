@@ -217,8 +217,11 @@ def test_a_lookup_past_its_bound_is_refused_and_stalls_no_other(cluster, aq_prox
 def test_a_black_holed_lookup_connection_is_bounded(cluster, proxy_factory, tmp_path):
     if relay_direct():
         pytest.skip("authentication at the proxy")
-    # its own role: under -n 2 the test that also makes it may run elsewhere, or later
-    role(cluster, "aq_filed", "filepw")
+    # its own role: under -n 2 the test that also makes it may run elsewhere,
+    # or later (made only when missing: the other one's grants keep it from
+    # being dropped)
+    cluster.psql("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'aq_filed') THEN"
+                 " CREATE ROLE aq_filed LOGIN PASSWORD 'filepw'; END IF; END$$")
     hole = socket.socket()  # accepts into its backlog, never answers
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)

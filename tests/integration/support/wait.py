@@ -130,17 +130,19 @@ class ClientThreads:
 
 class PeakSampler:
     """Reads fn() in a thread, every `interval` seconds, until the `with`
-    block ends; .peak is the largest value read. It waits on its stop
+    block ends; .peak is the largest value read, .values all of them. It waits on its stop
     event, not a sleep, so leaving the block ends it at once."""
 
     def __init__(self, fn, interval=0.05):
-        self.fn, self.interval, self.peak = fn, interval, 0
+        self.fn, self.interval, self.peak, self.values = fn, interval, 0, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
 
     def _run(self):
         while True:
-            self.peak = max(self.peak, self.fn())
+            v = self.fn()
+            self.values.append(v)
+            self.peak = max(self.peak, v)
             if self._stop.wait(self.interval):
                 return
 
