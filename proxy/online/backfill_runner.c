@@ -165,6 +165,16 @@ static const struct backfill *current(const struct bf_runner *b)
     return b->nbf ? &b->bf[i < b->nbf ? i : b->nbf - 1] : NULL;
 }
 
+/* The batches in flight (a lane's question of the runner's is not one; a
+ * range is on one lane at most). */
+static int batches_in_flight(const struct bf_runner *b)
+{
+    int n = 0;
+    for (size_t i = 0; b->bf && i < b->nbf; i++)
+        n += b->bf[i].busy;
+    return n;
+}
+
 /* The workers the gate and the latency budget both leave. */
 static int workers_allowed(const struct bf_runner *b)
 {
@@ -182,11 +192,10 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
     struct bf_progress p;
     bf_runner_progress(b, past, recorded, &p);
     const struct backfill *cur = current(b);
-    size_t ranges_done = 0, in_flight = 0;
+    size_t ranges_done = 0;
     long lock_conflicts = 0;
     for (size_t i = 0; i < b->nbf; i++) {
         ranges_done += b->bf[i].done;
-        in_flight += b->bf[i].busy; /* a range is on one lane at most */
         lock_conflicts += b->bf[i].lock_timeouts;
     }
     return json_pack("{s:I,s:f,s:f,s:f,s:f,s:I,s:I,s:f,s:s,s:o,s:f,s:b,s:i,s:I,s:I,s:I,s:I,s:o}", "rows_done",
@@ -195,7 +204,7 @@ json_t *bf_runner_json(const struct bf_runner *b, int past, long long recorded)
                      "max_batch_ms", p.max_ms, "throttle", throttle_text(b, cur), "settings",
                      settings_throttle_json(b->thr), "estimated_rows", p.estimated, "done",
                      p.all_done, "workers", b->running ? workers_allowed(b) : 0, "batches_in_flight",
-                     (json_int_t)in_flight, "ranges", (json_int_t)b->nbf,
+                     (json_int_t)batches_in_flight(b), "ranges", (json_int_t)b->nbf,
                      "ranges_done", (json_int_t)ranges_done, "lock_conflicts", (json_int_t)lock_conflicts, "budget",
                      bf_budget_json(&b->budget));
 }
@@ -252,15 +261,6 @@ static double throttle_state(struct bf_runner *b)
                  b->thr->max_replica_lag_ms);
         return BF_RUNNER_HOLD_MS;
     }
-    return 0;
-}
-
-/* A batch is in flight (a lane's question of the runner's is not one). */
-static int batches_in_flight(const struct bf_runner *b)
-{
-    for (size_t i = 0; b->bf && i < b->nbf; i++)
-        if (b->bf[i].busy)
-            return 1;
     return 0;
 }
 

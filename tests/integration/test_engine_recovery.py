@@ -15,6 +15,7 @@ after a few seconds instead of hanging the suite.
 Each test works on the items table of a database of its own, migrated by
 one rename_column val -> val_int (support/items.py).
 """
+import contextlib
 import json
 import re
 import signal
@@ -23,7 +24,7 @@ import time
 
 import psycopg
 
-from support import (ANSWER, call, child_processes, current, items_migration, KeepAlive, login_through, MIGRATION,
+from support import (ANSWER, SANITIZER_MARKS, call, child_processes, current, items_migration, KeepAlive, login_through, MIGRATION,
                      run_pgtandem, SHORT, start, start_until_active, wait_for, wait_log, wait_phase)
 
 BAD_ID = 1234          # the row whose `up` fails in the batch-failure tests
@@ -293,35 +294,13 @@ def test_contract_does_not_outlive_a_killed_proxy_unnoticed(env):
     e = env
     a = e.proxy()
     start_until_active(a, items_migration())
-    blocker = psycopg.connect(e.uri, connect_timeout=10, application_name="fault4-blocker", autocommit=True)
-    # A statement still running holds its ACCESS SHARE lock: the cutover's
-    # look for blockers does not count it (young, not idle in a transaction),
-    # so the contract really waits for its lock. (An idle-in-transaction
-    # holder would be named as a blocker before anyone is held.)
-    blocking = threading.Thread(target=_ignore, args=(
-        blocker.execute, "SELECT pg_sleep(60) FROM (SELECT 1 FROM items LIMIT 1) s"), daemon=True)
-    try:
-        blocking.start()
-        wait_for(lambda: e.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fault4-blocker'"
-            " AND state = 'active'") == 1, 15, "the blocker's lock")
-        # the request is lost with the proxy: send it from a thread, answer ignored
-        sender = threading.Thread(target=lambda: _ignore(a.admin, "POST", "/migrations/current/complete"
-                                  "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
-                                  daemon=True)
-        sender.start()
-        contract = wait_for(lambda: e.scalar("SELECT min(pid) FROM pg_stat_activity WHERE datname = %s AND"
-                                               " wait_event_type = 'Lock' HAVING count(*) = 1", (e.dbname,)), 15, "the contract to wait for its lock")
+    with complete_behind_a_blocker(e, a, "fault4-blocker") as (contract, let_go):
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait(timeout=10)
 
         b = e.proxy()
         wait_phase(b, ("active", "completing", "completed", "failed"), 15, what="the restarted proxy's recovery")
-        e.scalar("SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
-                 " WHERE application_name = 'fault4-blocker'")    # the blocker lets go
-        blocking.join(15)
-    finally:
-        blocker.close()
+        let_go()
     # the orphaned contract got its lock and went as far as it goes (committed or not)
     wait_for(lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
                                 (contract,)) == 0, 15, "the orphaned contract to stop running")
@@ -361,6 +340,43 @@ def _ignore(fn, *args):
         fn(*args)
     except Exception:  # the proxy died under the request: expected
         pass
+
+
+@contextlib.contextmanager
+def complete_behind_a_blocker(e, proxy, app_name):
+    """An admin `complete` through proxy that waits for its contract's lock:
+    yields (the contract's pid, let_go). A statement still running holds its
+    ACCESS SHARE lock: the cutover's look for blockers does not count it
+    (young, not idle in a transaction), so the contract really waits for its
+    lock (an idle-in-transaction holder would be named as a blocker before
+    anyone is held). The request is sent from a thread, its answer ignored
+    (it may be lost with the proxy); let_go() cancels the blocker, as
+    leaving the block does."""
+    blocker = psycopg.connect(e.uri, connect_timeout=10, application_name=app_name, autocommit=True)
+    blocking = threading.Thread(target=_ignore, args=(
+        blocker.execute, "SELECT pg_sleep(60) FROM (SELECT 1 FROM items LIMIT 1) s"), daemon=True)
+    sender = threading.Thread(target=lambda: _ignore(proxy.admin, "POST", "/migrations/current/complete"
+                              "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
+                              daemon=True)
+
+    def let_go():
+        e.scalar("SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                 (app_name,))
+        blocking.join(15)
+    try:
+        blocking.start()
+        wait_for(lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                                  " AND state = 'active'", (app_name,)) == 1, 15, "the blocker's lock")
+        sender.start()
+        contract = wait_for(lambda: e.scalar("SELECT min(pid) FROM pg_stat_activity WHERE datname = %s AND"
+                                             " wait_event_type = 'Lock' HAVING count(*) = 1", (e.dbname,)), 15,
+                            "the contract to wait for its lock")
+        yield contract, let_go
+    finally:
+        let_go()
+        if sender.is_alive():
+            sender.join(15)
+        blocker.close()
 
 
 # ---- the cutover never stalls traffic in vain ------------------------------------------------
@@ -494,29 +510,8 @@ def test_proxy_stopped_while_a_complete_waits_exits_cleanly(env):
     e = env
     a = e.proxy()
     start_until_active(a, items_migration())
-    blocker = psycopg.connect(e.uri, connect_timeout=10, application_name="stop-blocker", autocommit=True)
-    blocking = threading.Thread(target=_ignore, args=(
-        blocker.execute, "SELECT pg_sleep(60) FROM (SELECT 1 FROM items LIMIT 1) s"), daemon=True)
-    try:
-        blocking.start()
-        wait_for(lambda: e.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stop-blocker'"
-            " AND state = 'active'") == 1, 15, "the blocker's lock")
-        sender = threading.Thread(target=lambda: _ignore(a.admin, "POST", "/migrations/current/complete"
-                                  "?lock_timeout_ms=60000&drain_timeout_ms=2000&attempts=1&force=1", None, 90),
-                                  daemon=True)
-        sender.start()
-        wait_for(lambda: e.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND"
-                                  " wait_event_type = 'Lock'", (e.dbname,)) >= 1, 15,
-                 "the contract to wait for its lock")
+    with complete_behind_a_blocker(e, a, "stop-blocker"):
         a.proc.send_signal(signal.SIGTERM)
         a.proc.wait(timeout=30)
-        sender.join(15)
-    finally:
-        e.scalar("SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
-                 " WHERE application_name = 'stop-blocker'")
-        blocking.join(15)
-        blocker.close()
     log = a.log()
-    assert not any(mark in log for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")), \
-        log[-4000:]
+    assert not any(mark in log for mark in SANITIZER_MARKS), log[-4000:]
