@@ -46,6 +46,7 @@ struct engine {
     const char *uri;            /* borrowed from engine_open's caller: more backfill workers connect to it */
     struct engine_options opt;
     int locked;
+    int lent;                   /* the lock is another session's, held for this engine (ENGINE_LOCK_LENT) */
 };
 
 struct engine_contract_report {
@@ -55,10 +56,16 @@ struct engine_contract_report {
 };
 
 void engine_default_options(struct engine_options *o);
-/* Connects; with exclusive, takes the one-engine-per-database advisory lock
- * (refused with a clear message when another engine holds it) and creates
- * the state schema. */
-int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
+/* engine_open's part in the one-engine-per-database advisory lock. */
+enum engine_lock {
+    ENGINE_LOCK_NONE,   /* reads only: status, evidence */
+    ENGINE_LOCK_TAKE,   /* takes it (refused with a clear message when another engine holds it) */
+    ENGINE_LOCK_LENT    /* the caller's other session holds it for this engine until the engine is closed:
+                         * a lock handed from session to session would be free in between, and another
+                         * engine waiting for it would take it there */
+};
+/* Connects; with a lock taken or lent, creates the state schema too. */
+int engine_open(struct engine *e, const char *uri, const struct engine_options *o, enum engine_lock lock,
                 char *err, size_t errlen);
 /* Lets go of the engine lock before closing: a backend ends a moment after
  * its client has gone, and the next engine (a script's next command, the

@@ -48,6 +48,7 @@ struct engine_worker {
     size_t body_len;
     char *range_schema, *range_table;   /* DIAGNOSE: the range whose batch failed */
     int range_no;
+    int lock_lent;              /* the job runs under the engine lock its caller holds (engine_worker_lend_lock) */
     atomic_int stop;
     pthread_mutex_t lock;       /* guards cancel */
     PGcancel *cancel;           /* the job's connection, once open */
@@ -69,6 +70,10 @@ int engine_worker_running(const struct engine_worker *w);
  * ends). Returns -1 (why set) when out of memory. */
 PGT_MUSTCHECK int engine_worker_set_range(struct engine_worker *w, const char *schema, const char *table,
                                           int range_no);
+/* The next job runs under the engine lock the caller's own connection
+ * holds, instead of taking it: the caller keeps holding it until done has
+ * been called, then lets go. */
+void engine_worker_lend_lock(struct engine_worker *w);
 /* Asks the running job to stop: it gives up between statements, and the
  * statement it waits on is cancelled. done is still called when it ends. */
 void engine_worker_stop(struct engine_worker *w);

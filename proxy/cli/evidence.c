@@ -414,7 +414,7 @@ static int open_db(struct evidence *ev, struct engine *e, char *err, size_t errl
 {
     struct engine_options o;
     engine_default_options(&o);
-    int rc = engine_open(e, ev->db, &o, 0, err, errlen);
+    int rc = engine_open(e, ev->db, &o, ENGINE_LOCK_NONE, err, errlen);
     if (rc == ENGINE_OK)
         PQclear(PQexec(e->conn, "SET application_name = '" APP_NAME "'"));
     else

@@ -314,7 +314,7 @@ int migrate_cli_load_migration(const struct cli *c, const char *path, struct mig
 
 int migrate_cli_open_engine(const struct cli *c, struct engine *e, int exclusive, char *err, size_t errlen)
 {
-    int rc = engine_open(e, c->db, &c->opt, exclusive, err, errlen);
+    int rc = engine_open(e, c->db, &c->opt, exclusive ? ENGINE_LOCK_TAKE : ENGINE_LOCK_NONE, err, errlen);
     if (rc != ENGINE_OK)
         engine_close(e);
     return rc;

@@ -47,22 +47,33 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return ENGINE_FAILED;
 }
 
-static int record_status(PGconn *conn, const char *name, enum mig_status status, const char *error)
+/* Returns -1 with why set when the row could not be updated. */
+static int record_status_why(PGconn *conn, const char *name, enum mig_status status, const char *error, char *why,
+                             size_t whylen)
 {
-    char err[256];
     const char *v[5] = {name, mig_status_word(status), error, status == MIG_ST_ACTIVE ? "t" : "f",
                         status == MIG_ST_ROLLED_BACK ? "t" : "f"};
     PGresult *r = engine_exec_params(conn,
         "WITH u AS (UPDATE pgtandem.migrations SET status = $2, error = $3, updated_at = now(),"
         " backfilled_at = CASE WHEN $4::boolean THEN now() ELSE backfilled_at END,"
         " rolled_back_at = CASE WHEN $5::boolean THEN now() ELSE rolled_back_at END"
-        " WHERE name = $1 RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"), 5, v, err, sizeof err);
-    if (!r) {
-        log_error("recording status %s of %s: %s", mig_status_word(status), name, err);
+        " WHERE name = $1 RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"), 5, v, why, whylen);
+    if (!r)
         return -1;
-    }
+    int found = PQntuples(r) == 1;
     PQclear(r);
-    return 0;
+    if (!found)
+        snprintf(why, whylen, "migration %s is not recorded", name);
+    return found ? 0 : -1;
+}
+
+static int record_status(PGconn *conn, const char *name, enum mig_status status, const char *error)
+{
+    char err[256];
+    if (record_status_why(conn, name, status, error, err, sizeof err) == 0)
+        return 0;
+    log_error("recording status %s of %s: %s", mig_status_word(status), name, err);
+    return -1;
 }
 
 void engine_default_options(struct engine_options *o)
@@ -101,9 +112,9 @@ static PGconn *open_waiting_for_a_slot(const char *uri)
 
 void engine_close(struct engine *e)
 {
-    if (e->conn && e->locked && PQstatus(e->conn) == CONNECTION_OK)
+    if (e->conn && e->locked && !e->lent && PQstatus(e->conn) == CONNECTION_OK)
         PQclear(PQexec(e->conn, MIG_STATE_UNLOCK_SQL));
-    e->locked = 0;
+    e->locked = e->lent = 0;
     if (e->conn)
         PQfinish(e->conn);
     e->conn = NULL;
@@ -122,7 +133,7 @@ static int try_engine_lock(struct engine *e)
     return got;
 }
 
-int engine_open(struct engine *e, const char *uri, const struct engine_options *o, int exclusive,
+int engine_open(struct engine *e, const char *uri, const struct engine_options *o, enum engine_lock lock,
                 char *err, size_t errlen)
 {
     assert(e && uri && o && err && errlen > 0);
@@ -134,9 +145,10 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
         return fail(err, errlen, "cannot connect to the database: %s", PQerrorMessage(e->conn));
     engine_exec_simple(e->conn, "SET application_name = 'pgtandem-migrate'; SET client_min_messages = warning",
                 NULL, err, errlen);
-    if (!exclusive)
+    if (lock == ENGINE_LOCK_NONE)
         return ENGINE_OK;
-    int got = try_engine_lock(e);
+    e->lent = lock == ENGINE_LOCK_LENT;
+    int got = e->lent || try_engine_lock(e);
     for (long waited = 0; !got && waited < e->opt.lock_wait_ms && engine_nap(e, 50) == 0; waited += 50)
         got = try_engine_lock(e);
     if (!got)
@@ -366,7 +378,12 @@ static int finish_start(struct engine *e, const char *name, const struct mig_pla
         record_status(e->conn, name, MIG_ST_BACKFILLING, err);
         return ENGINE_FAILED;
     }
-    record_status(e->conn, name, MIG_ST_ACTIVE, NULL);
+    /* the backfill and its checks are done, but the table decides what
+     * every proxy and `complete` believe: a status left behind is a failure */
+    char why[512];
+    if (record_status_why(e->conn, name, MIG_ST_ACTIVE, NULL, why, sizeof why) != 0)
+        return fail(err, errlen, "the backfill of %s is done and checked, but recording it active failed: %s; "
+                    "run `pgtandem migrate resume`", name, why);
     log_info("migration %s is active: both shapes are live; run `pgtandem migrate complete` "
              "once every client uses the new shape", name);
     return ENGINE_OK;

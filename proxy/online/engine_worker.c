@@ -73,7 +73,7 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
     o.skip_backfill = w->job == ENGINE_JOB_EXPAND;     /* the loop runs the batches */
     o.validate_only = w->job == ENGINE_JOB_CHECK;      /* the cutover is the loop's */
     struct engine e;
-    int rc = engine_open(&e, w->db_uri, &o, 1, err, errlen);
+    int rc = engine_open(&e, w->db_uri, &o, w->lock_lent ? ENGINE_LOCK_LENT : ENGINE_LOCK_TAKE, err, errlen);
     if (rc == ENGINE_OK) {
         publish_cancel(w, e.conn);
         if (engine_stopped(&e))
@@ -124,6 +124,7 @@ static void release_job(struct engine_worker *w)
     free(w->range_table);
     w->db_uri = w->body = w->range_schema = w->range_table = NULL;
     w->body_len = 0;
+    w->lock_lent = 0;
 }
 
 int engine_worker_set_range(struct engine_worker *w, const char *schema, const char *table, int range_no)
@@ -233,6 +234,12 @@ int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *
 int engine_worker_running(const struct engine_worker *w)
 {
     return w->running;
+}
+
+void engine_worker_lend_lock(struct engine_worker *w)
+{
+    assert(!w->running);
+    w->lock_lent = 1;
 }
 
 void engine_worker_stop(struct engine_worker *w)

@@ -393,7 +393,7 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
             post_left_by_record(r, n->post_left);
         return;
     case RUNNER_EV_RELOAD: load_state(r); return;
-    case RUNNER_EV_BACKFILL_DONE: release_lock_then(r, spawn_finish); return;
+    case RUNNER_EV_BACKFILL_DONE: spawn_finish(r); return; /* under the lock the batches held */
     case RUNNER_EV_BACKFILL_STOPPED: backfill_stopped(r); return;
     case RUNNER_EV_START_CLEARED: start_cleared(r); return;
     case RUNNER_EV_CUTOVER_COMMITTED: cutover_committed(r); return;

@@ -282,33 +282,49 @@ void backfill_start_batches(struct migration_runner *r)
 
 /* ---- the validations that finish it ---- */
 
+/* The lock the finish ran under is let go of first: what comes next (a
+ * rollback's worker, the checks before a cutover) takes it itself. */
+static void finish_ended(struct migration_runner *r)
+{
+    if (r->step_status == 0) {
+        runner_report(r, RUNNER_EV_STEP_DONE, NULL, NULL);
+        return;
+    }
+    /* The finish took the lock itself (this proxy held none when the last
+     * batch ended) and a follower that has seen the backfill run for two
+     * leases took it first: it finds the backfill done and finishes it. That
+     * is no failure: this proxy follows it (and takes the work back should
+     * it die). */
+    if (!r->rollback_asked && r->fleet && strstr(r->error, ENGINE_LOCK_HELD_MSG)) {
+        log_info("migration %s: another proxy of the fleet took the engine lock to finish the backfill; following"
+                 " it", r->name);
+        runner_report(r, RUNNER_EV_LOCK_LOST, r->error, NULL);
+        return;
+    }
+    char msg[sizeof r->error];
+    snprintf(msg, sizeof msg, "finishing the backfill: %.990s", r->error);
+    runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
+}
+
 static void after_finish(void *ctx, int code, const char *why)
 {
     struct migration_runner *r = ctx;
     r->step_status = code;
-    if (code == 0) {
-        runner_report(r, RUNNER_EV_STEP_DONE, NULL, NULL);
-        return;
-    }
-    /* Between our unlock and the finishing worker's lock, a follower that
-     * has seen the backfill run for two leases may take the lock (it tries
-     * on every poll): it finds the backfill done and finishes it itself.
-     * That is no failure: this proxy follows it (and takes the work back
-     * should it die). */
-    if (!r->rollback_asked && r->fleet && strstr(why, ENGINE_LOCK_HELD_MSG)) {
-        log_info("migration %s: another proxy of the fleet took the engine lock to finish the backfill; following"
-                 " it", r->name);
-        runner_report(r, RUNNER_EV_LOCK_LOST, why, NULL);
-        return;
-    }
-    char msg[sizeof r->error];
-    snprintf(msg, sizeof msg, "finishing the backfill: %.990s", why);
-    runner_report(r, RUNNER_EV_STEP_FAILED, msg, NULL);
+    if (code != 0)
+        snprintf(r->error, sizeof r->error, "%.1000s", why);
+    release_lock_then(r, finish_ended);
 }
 
+/* The engine lock the batches ran under stays held by this proxy's
+ * connection through the validations, lent to the worker: let go of and
+ * taken again, it would be free for the moment in between, and a follower
+ * polling then would take the migration over (and every follower after it,
+ * each at its own hand-over). */
 void backfill_finish_step(struct migration_runner *r)
 {
     give_slot_to_step(r);
+    if (r->holds_lock && pgasync_ready(&r->db))
+        engine_worker_lend_lock(&r->worker);
     if (engine_worker_run(&r->worker, ENGINE_JOB_FINISH, r->engine_db, NULL, 0, after_finish, r) != 0)
-        runner_report(r, RUNNER_EV_STEP_FAILED, r->worker.why, NULL);
+        after_finish(r, ENGINE_FAILED, r->worker.why);
 }

@@ -22,7 +22,7 @@ from support import (active_fleet, assert_new_shape, check_data, CLIENTS, comple
                      complete_migration, complete_via, db_uri, fleet_proxy, hold_open_transaction, live_members,
                      make_fleet, NAME, NEW_SCRIPT, node_after, node_client, assert_each_pgbench_clean, pgbench, pgbench_result,
                      result_columns, run_pgtandem, scalar, start_migration, status, UNIFY, upstream_params,
-                     version_options, VSCHEMA, wait_for, wait_new_release_writes, wait_phase)
+                     version_options, VSCHEMA, wait_fleet, wait_for, wait_new_release_writes, wait_phase)
 
 # ---- following and the fleet-wide cutover ------------------------------------
 
@@ -72,6 +72,28 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
     for p in (proxies[0], proxies[2]):
         assert "contract committed" in p.log(), p.log()[-3000:]
     check_data(cluster, legacy_db, sum(r["processed"] for r in results))
+
+
+def test_the_proxy_that_backfilled_finishes_it(cluster, proxy_factory, legacy_db, tmp_path):
+    """The engine lock passes from the last batch to the finish's
+    validations without a gap: four followers that poll every 75 ms (a
+    300 ms lease) and have seen the backfill run for two leases would take a
+    lock that is free for a moment and finish it themselves, and the proxy
+    that backfilled would end up following its own migration."""
+    mig = json.load(open(UNIFY))
+    mig["backfill"] = {"batch_rows": 500, "max_rows_per_sec": 10000}  # about 2 s: over two leases
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(mig))
+    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(5)])
+    start_migration(proxies[0], str(path))
+    for p in proxies:
+        wait_phase(p, "active")
+    _, cur = proxies[0].admin("GET", "/migrations/current")
+    assert cur["following"] is False, cur
+    assert "took the engine lock" not in proxies[0].log(), proxies[0].log()[-3000:]
+    for p in proxies[1:]:
+        _, cur = p.admin("GET", "/migrations/current")
+        assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, cur["following"], p.log()[-3000:])
 
 
 def test_cli_db_start_is_followed_and_cli_complete_goes_through_the_fleet(cluster, proxy_factory, legacy_db):

@@ -133,7 +133,8 @@ def test_prisma_directories_and_a_long_name_declared_whole(db, proxy_factory, tm
     nxt.write_text('ALTER TABLE "background_jobs" ADD COLUMN "attempts" INTEGER;\n')
     start_complete_parent = migrate(db, "start", str(nxt), "--parent", LONG)
     assert start_complete_parent.returncode == 0, start_complete_parent.stderr
-    assert migrate(db, "complete").returncode == 0
+    done = migrate(db, "complete")
+    assert done.returncode == 0, start_complete_parent.stdout + start_complete_parent.stderr + done.stderr + proxy.log()[-3000:]
     assert recorded(db)[-1] == ("next", LONG)
 
 
