@@ -138,6 +138,8 @@ const char *mig_request_word(enum mig_request q);
  * an admitted request goes ahead (stopping a step first, waiting for a
  * batch in flight) is the runner's. */
 int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, char *why, size_t cap);
+/* A refusal: returns status, with why (when given) formatted. */
+int mig_refuse(int status, char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- requests that wait for a phase to end ---- */
 

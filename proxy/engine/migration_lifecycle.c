@@ -264,8 +264,7 @@ static const char *complete_hint(enum mig_phase p)
     }
 }
 
-static int refuse(int status, char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int refuse(int status, char *why, size_t cap, const char *fmt, ...)
+int mig_refuse(int status, char *why, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -278,32 +277,32 @@ static int refuse(int status, char *why, size_t cap, const char *fmt, ...)
 static int admit_rollback(enum mig_phase p, const struct mig_facts *f, const char *name, char *why, size_t cap)
 {
     if (p == MIG_PH_IDLE)
-        return refuse(404, why, cap, "no migration to roll back");
+        return mig_refuse(404, why, cap, "no migration to roll back");
     if (f->rollback_asked || p == MIG_PH_ROLLING_BACK)
-        return refuse(409, why, cap, "migration %s is already rolling back", name);
+        return mig_refuse(409, why, cap, "migration %s is already rolling back", name);
     switch (p) {
     case MIG_PH_EXPANDING:
     case MIG_PH_FINISHING:
         /* the step is stopped (its statement cancelled), then rolled back */
         if (f->following)
-            return refuse(409, why, cap, "another proxy of the fleet is running the %s step of migration %s; roll"
+            return mig_refuse(409, why, cap, "another proxy of the fleet is running the %s step of migration %s; roll"
                           " it back there, or here once that step has finished", mig_phase_word(p), name);
         if (!f->step_running)
-            return refuse(409, why, cap, "migration %s is %s; try again when that step has finished", name,
+            return mig_refuse(409, why, cap, "migration %s is %s; try again when that step has finished", name,
                           mig_phase_word(p));
         return 0;
     case MIG_PH_BACKFILLING:
     case MIG_PH_ACTIVE:
     case MIG_PH_FAILED: return 0;
     case MIG_PH_COMPLETING:
-        return refuse(409, why, cap, "migration %s is completing (a cutover runs); try again when it has ended", name);
+        return mig_refuse(409, why, cap, "migration %s is completing (a cutover runs); try again when it has ended", name);
     case MIG_PH_SWITCHED:
-        return refuse(409, why, cap, "migration %s is completed with its old shape kept: `pgtandem migrate revert`"
+        return mig_refuse(409, why, cap, "migration %s is completed with its old shape kept: `pgtandem migrate revert`"
                       " switches every session back to it and then rolls the migration back", name);
     case MIG_PH_COMPLETED:
-        return refuse(409, why, cap, "migration %s is completed; write a new migration to undo it", name);
-    case MIG_PH_ROLLED_BACK: return refuse(409, why, cap, "migration %s is already rolled back", name);
-    default: return refuse(404, why, cap, "no migration to roll back");
+        return mig_refuse(409, why, cap, "migration %s is completed; write a new migration to undo it", name);
+    case MIG_PH_ROLLED_BACK: return mig_refuse(409, why, cap, "migration %s is already rolled back", name);
+    default: return mig_refuse(404, why, cap, "no migration to roll back");
     }
 }
 
@@ -315,28 +314,30 @@ int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, c
     f = f ? f : &none;
     const char *name = f->name ? f->name : "(none)";
     if (!valid_phase((int)p))
-        return refuse(500, why, cap, "the migration's phase is not known (%d)", (int)p);
+        return mig_refuse(500, why, cap, "the migration's phase is not known (%d)", (int)p);
     switch (q) {
     case MIG_REQ_START:
         if (f->start_checking)
-            return refuse(409, why, cap, "a start is being checked already");
+            return mig_refuse(409, why, cap, "a start is being checked already");
         /* a completed migration's worker step: the steps after its contract, run again */
         if (f->step_running && p == MIG_PH_COMPLETED)
-            return refuse(409, why, cap, "the steps after migration %s's contract are running (an index dropped "
+            return mig_refuse(409, why, cap, "the steps after migration %s's contract are running (an index dropped "
                           "CONCURRENTLY waits for the transactions on its table); start again when they end", name);
         if (mig_phase_in_progress(p))
-            return refuse(409, why, cap, "a migration is already in progress: %s is %s", name, mig_phase_word(p));
+            return mig_refuse(409, why, cap, "a migration is already in progress: %s is %s; this proxy runs one "
+                          "migration at a time: complete %s (or roll it back) before starting the next", name,
+                          mig_phase_word(p), name);
         return 0;
     case MIG_REQ_STATUS:
-        return p == MIG_PH_IDLE ? refuse(404, why, cap, "no migration has been started or found in this database")
+        return p == MIG_PH_IDLE ? mig_refuse(404, why, cap, "no migration has been started or found in this database")
                                 : 0;
     case MIG_REQ_COMPLETE:
         if (p == MIG_PH_IDLE)
-            return refuse(404, why, cap, "no migration to complete");
+            return mig_refuse(404, why, cap, "no migration to complete");
         if (p == MIG_PH_COMPLETED)
-            return refuse(409, why, cap, "migration %s is already completed", name);
+            return mig_refuse(409, why, cap, "migration %s is already completed", name);
         if (p != MIG_PH_ACTIVE)
-            return refuse(409, why, cap, "migration %s is %s, not active: %s", name, mig_phase_word(p),
+            return mig_refuse(409, why, cap, "migration %s is %s, not active: %s", name, mig_phase_word(p),
                           complete_hint(p));
         return 0;
     case MIG_REQ_ROLLBACK: return admit_rollback(p, f, name, why, cap);
@@ -344,11 +345,11 @@ int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, c
     case MIG_REQ_REVERT:
         if (p == MIG_PH_SWITCHED)
             return 0;
-        return refuse(p == MIG_PH_IDLE ? 404 : 409, why, cap,
+        return mig_refuse(p == MIG_PH_IDLE ? 404 : 409, why, cap,
                       "migration %s is %s: only a migration completed with a revert window (its old shape kept) can"
                       " be %s", name, mig_phase_word(p),
                       q == MIG_REQ_REVERT ? "reverted; before complete, roll it back" : "finalized");
-    default: return refuse(400, why, cap, "unknown request");
+    default: return mig_refuse(400, why, cap, "unknown request");
     }
 }
 

@@ -324,6 +324,10 @@ static void test_admission(void)
     CHECK("admission: start while a completed migration's steps after its contract run says to wait for them",
           mig_admit(MIG_PH_COMPLETED, MIG_REQ_START, &post_running, why, sizeof why) == 409 &&
               strstr(why, "steps after migration 0007_demo's contract"));
+    struct mig_facts a1 = {.name = "a1"};
+    CHECK("admission: a second start says the first must be completed (or rolled back) first",
+          mig_admit(MIG_PH_ACTIVE, MIG_REQ_START, &a1, why, sizeof why) == 409 &&
+              strstr(why, "a1 is active; this proxy runs one migration at a time: complete a1 (or roll it back)"));
     CHECK("admission: rollback once switched points at revert",
           mig_admit(MIG_PH_SWITCHED, MIG_REQ_ROLLBACK, NULL, why, sizeof why) == 409 &&
               strstr(why, "pgtandem migrate revert"));

@@ -1,0 +1,55 @@
+/* Several migrations in flight at once, pure (no I/O): which start,
+ * complete, finalize, revert and rollback the chain allows, and which
+ * migration's shape a release that declared a name sees.
+ *
+ * The chain is made by the files' parents: a migration whose parent is in
+ * flight expands on top of that parent's new shape, and a release built
+ * with it (pgtandem.version=<name>) sees every shape of its ancestry in
+ * flight. Tables decide what must wait for what: a migration that changes
+ * a table a migration in flight changes must be built on it (its parent
+ * is the newest of that line), completes after it and is rolled back
+ * before it; one on other tables keeps its own schedule.
+ *
+ * migration_lifecycle.h keeps the rules of one migration's phases; these
+ * are the rules between migrations, asked after those. Unit tests:
+ * tests/unit/test_migration_flight.c. */
+#ifndef PGTANDEM_MIGRATION_FLIGHT_H
+#define PGTANDEM_MIGRATION_FLIGHT_H
+
+#include <stddef.h>
+
+#include "migration_lifecycle.h"
+
+/* More than this many in flight is refused: each is a version schema, a
+ * trigger per table it changes and a backfill sharing one budget. */
+#define MIG_FLIGHT_MAX 8
+
+/* One migration in flight as the table of record knows it. */
+struct mig_flight {
+    const char *name;
+    const char *parent;         /* NULL: none declared */
+    enum mig_phase phase;
+    const char *const *tables;  /* the tables it changes ("schema.table"), as the plan names them */
+    size_t ntables;
+};
+
+/* 0 when request q on m may go ahead with `flight` in flight (oldest
+ * first); else the HTTP status (404, 409) with why. For MIG_REQ_START m is
+ * the migration to start (not in flight yet); for the others one of
+ * `flight`. cascade: a rollback that takes the migrations built on m with
+ * it, newest first. mig_admit's rules for m's own phase come first and are
+ * not repeated here. */
+int mig_flight_admit(const struct mig_flight *flight, size_t n, enum mig_request q, const struct mig_flight *m,
+                     int cascade, char *why, size_t cap);
+
+/* 1 when a is an ancestor of b through parents in flight (a is b's parent,
+ * or its parent's, ...). */
+int mig_flight_below(const struct mig_flight *flight, size_t n, const struct mig_flight *a,
+                     const struct mig_flight *b);
+
+/* The migrations in flight a release that declared `declared` (NULL or a
+ * name not in flight: none) sees the new shape of: bit i set for
+ * flight[i]. Every other one shows it its old shape. */
+unsigned mig_flight_seen(const struct mig_flight *flight, size_t n, const char *declared);
+
+#endif
