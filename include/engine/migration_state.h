@@ -75,7 +75,8 @@ extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
 
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error,
  * the rows its backfill has done (all tables), whether steps after its
- * contract are left to run ('t'/'f') */
+ * contract are left to run ('t'/'f'), and how long ago (ms) the row last
+ * changed */
 extern const char MIG_STATE_LOAD_SQL[];
 /* -> name, status of the most recent migration (any status), and the names
  * of the 64 most recent as a JSON array */

@@ -150,6 +150,7 @@ struct migration_runner {
     int following;                  /* the migration is another engine's work */
     double follow_since_ms;         /* when this follower first saw the backfill running elsewhere */
     int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
+    long long record_age_ms;        /* how long ago the state row last changed, when last read */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
     int state_loading;              /* the state row's load is in flight (send_load_state) */

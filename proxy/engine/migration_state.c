@@ -97,7 +97,8 @@ const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[] = FLEET_LIVE_SQL("p.heartbeat_at"
 const char MIG_STATE_LOAD_SQL[] =
     "SELECT plan, status, migration, throttle::text, error,"
     "       (SELECT coalesce(sum(p.rows_done), 0) FROM pgtandem.backfill_progress p WHERE p.migration = m.name),"
-    "       post_done IS NOT NULL"
+    "       post_done IS NOT NULL,"
+    "       (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint"
     "  FROM pgtandem.migrations m WHERE name = $1";
 
 const char MIG_STATE_LATEST_SQL[] =

@@ -99,6 +99,7 @@ static int parse_state(struct migration_runner *r, PGresult *res)
     }
     backfill_restore_throttle(r, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
     r->recorded_rows = atoll(PQgetvalue(res, 0, 5));
+    r->record_age_ms = PQnfields(res) > 7 && !PQgetisnull(res, 0, 7) ? atoll(PQgetvalue(res, 0, 7)) : 0;
     if (r->have_plan)
         mig_plan_free(&r->plan);
     r->have_plan = !PQgetisnull(res, 0, 0) && mig_plan_from_json(PQgetvalue(res, 0, 0), &r->plan, err, sizeof err) == 0;
@@ -120,6 +121,17 @@ static int takeover_due(struct migration_runner *r)
     if (r->follow_since_ms == 0)
         r->follow_since_ms = clock_now_ms();
     return clock_now_ms() - r->follow_since_ms >= 2 * lease;
+}
+
+/* A backfill is taken over only once its status is two leases old too: at
+ * the expand's end the status changes, the engine that expanded lets go of
+ * the lock and its backfill takes it a moment later, and every follower
+ * hears of the change (and tries the lock) right in that moment. A backfill
+ * whose engine is gone leaves the status as it was: it ages. */
+static int backfill_takeover_due(struct migration_runner *r)
+{
+    double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
+    return takeover_due(r) && (double)r->record_age_ms >= 2 * lease;
 }
 
 /* The state row is the truth: whatever happened while nobody watched
@@ -169,7 +181,7 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
              r->name);
     } else if (st == MIG_ST_BACKFILLING) {
         record_says(r, MIG_PH_BACKFILLING);
-        if (!r->following || takeover_due(r))
+        if (!r->following || backfill_takeover_due(r))
             take_engine_lock(r);
     } else {
         record_says_with(r, mig_phase_of_status((enum mig_status)st),

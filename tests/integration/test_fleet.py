@@ -13,6 +13,7 @@ each with an engine connection, following one migration.
 import json
 import os
 import signal
+import threading
 import time
 
 import psycopg
@@ -94,6 +95,32 @@ def test_the_proxy_that_backfilled_finishes_it(cluster, proxy_factory, legacy_db
     for p in proxies[1:]:
         _, cur = p.admin("GET", "/migrations/current")
         assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, cur["following"], p.log()[-3000:])
+
+
+def test_the_proxy_that_expanded_backfills(cluster, proxy_factory, legacy_db):
+    """The same at the expand's end: an expand held up for longer than two
+    leases (a session outside the fleet holds the table for 1.5 s) ends
+    with the engine lock free for a moment before this proxy's backfill
+    takes it, and every follower polls right then (the status change's
+    notification). The followers wait until the status is two leases old."""
+    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(5)])
+    blocker = psycopg.connect(cluster.uri(db=legacy_db))
+    blocker.execute("LOCK TABLE checks IN ACCESS SHARE MODE")
+    timer = threading.Timer(1.5, blocker.rollback)
+    timer.start()
+    try:
+        start_migration(proxies[0])
+    finally:
+        timer.join()
+        blocker.close()
+    assert "waiting" in proxies[0].log() or "lock" in proxies[0].log(), proxies[0].log()[-3000:]
+    for p in proxies:
+        wait_phase(p, "active")
+    _, cur = proxies[0].admin("GET", "/migrations/current")
+    assert cur["following"] is False, (cur["following"], proxies[0].log()[-3000:])
+    for p in proxies[1:]:
+        _, cur = p.admin("GET", "/migrations/current")
+        assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, p.log()[-3000:])
 
 
 def test_cli_db_start_is_followed_and_cli_complete_goes_through_the_fleet(cluster, proxy_factory, legacy_db):
