@@ -199,13 +199,18 @@ static void after_diagnosis(void *ctx, int code, const char *why)
 /* A batch failed on the data (an `up` expression that errors on some row).
  * The engine runs the next batch of the same range once more on the worker
  * and, when it fails, names the row and the expression; its queries stay
- * off the loop. The proxy lets go of the engine lock first so the worker
- * can take it. */
+ * off the loop. The engine lock is lent to the worker, as for the finish
+ * (backfill_finish_step): let go of, a follower could take the backfill
+ * over in between; a connection that cannot keep it is closed, and the
+ * worker takes the lock itself. */
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
 {
     snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
     log_warn("migration %s: %s; finding the row", r->name, r->error);
-    drop_connection(r);
+    if (r->holds_lock && pgasync_ready(&r->db) && !r->db.busy)
+        engine_worker_lend_lock(&r->worker);
+    else
+        drop_connection(r);
     give_slot_to_step(r);
     if (engine_worker_set_range(&r->worker, b->table->schema, b->table->name, b->range_no) != 0 ||
         engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)

@@ -71,7 +71,7 @@ static void test_start(void)
                                                  strstr(why, "b2 is in flight already"));
 
     struct mig_flight many[MIG_FLIGHT_MAX];
-    char names[MIG_FLIGHT_MAX][8];
+    char names[MIG_FLIGHT_MAX][16];
     for (int i = 0; i < MIG_FLIGHT_MAX; i++) {
         snprintf(names[i], sizeof names[i], "m%d", i);
         many[i] = (struct mig_flight)F(names[i], i ? names[i - 1] : NULL, MIG_PH_ACTIVE, USERS);
