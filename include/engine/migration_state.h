@@ -85,6 +85,8 @@ extern const char MIG_STATE_LATEST_SQL[];
 extern const char MIG_STATE_SAVE_THROTTLE_SQL[];
 /* $1 name -> throttle (text, may be NULL): what another proxy saved */
 extern const char MIG_STATE_READ_THROTTLE_SQL[];
+/* $1 name -> status, how long ago (ms) the row last changed */
+extern const char MIG_STATE_AGE_SQL[];
 /* The one-engine-per-database advisory lock, and letting go of it. */
 extern const char MIG_STATE_TRY_LOCK_SQL[];
 extern const char MIG_STATE_UNLOCK_SQL[];

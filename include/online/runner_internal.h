@@ -229,8 +229,13 @@ void release_lock_then(struct migration_runner *r, runner_step_fn next);
  * check leaves it closed, the next with_connection opens it. */
 void close_while_idle(struct migration_runner *r);
 void drop_connection(struct migration_runner *r);
-/* Tries the engine lock: LOCK_TAKEN, a retry, or STEP_FAILED. */
+/* Tries the engine lock: LOCK_TAKEN, a retry, or STEP_FAILED. A follower
+ * that gets it takes the step it saw over (LOCK_TAKEN) only when a read
+ * made under the lock shows that step orphaned; otherwise the lock goes
+ * back and the state is read again (RELOAD). */
 void take_engine_lock(struct migration_runner *r);
+/* The fleet's lease (3 s without a fleet): a step left this long twice is orphaned. */
+double runner_lease_ms(const struct migration_runner *r);
 void schedule(struct migration_runner *r, long delay_ms, runner_step_fn step);
 void schedule_backoff(struct migration_runner *r, runner_step_fn step);
 void cancel_timer(struct migration_runner *r);

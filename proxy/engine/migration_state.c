@@ -110,6 +110,10 @@ const char MIG_STATE_SAVE_THROTTLE_SQL[] =
 
 const char MIG_STATE_READ_THROTTLE_SQL[] = "SELECT throttle::text FROM pgtandem.migrations WHERE name = $1";
 
+const char MIG_STATE_AGE_SQL[] =
+    "SELECT status, (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint"
+    "  FROM pgtandem.migrations WHERE name = $1";
+
 const char MIG_STATE_TRY_LOCK_SQL[] = "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")";
 
 const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";

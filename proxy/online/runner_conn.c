@@ -7,11 +7,13 @@
 #include "runner_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 
 #include "engine.h"
+#include "fleet.h"
 #include "log.h"
 #include "migration_state.h"
 #include "retry.h"
@@ -143,6 +145,11 @@ void drop_connection(struct migration_runner *r)
 
 /* ---- the engine lock ---- */
 
+double runner_lease_ms(const struct migration_runner *r)
+{
+    return r->fleet ? fleet_lease_ms(r->fleet) : 3000;
+}
+
 static void on_unlocked(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)res;
@@ -167,6 +174,45 @@ void release_lock_then(struct migration_runner *r, runner_step_fn next)
         drop_connection(r);
         next(r);
     }
+}
+
+/* ---- confirming a takeover ---- */
+
+static void after_refused_takeover(struct migration_runner *r)
+{
+    runner_report(r, RUNNER_EV_RELOAD, NULL, NULL);
+}
+
+/* The read that decided to try the lock may predate the step's own
+ * hand-over: the expand's worker commits `backfilling` and lets go of the
+ * lock, and this proxy's backfill takes it a moment later. A read made
+ * under the lock is the truth: the engine that is alive changes the status
+ * only while it holds the lock, so a status other than the one seen, or
+ * one changed within two leases, is that engine's and not orphaned. */
+static void on_takeover_check(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct migration_runner *r = ctx;
+    if (error && connection_lost(sqlstate)) {
+        runner_report(r, RUNNER_EV_CONNECTION_LOST, error, sqlstate);
+        return;
+    }
+    int expected = r->phase == MIG_PH_EXPANDING ? MIG_ST_EXPANDING : MIG_ST_BACKFILLING;
+    int ok = !error && res && PQntuples(res) == 1 && mig_status_of_word(PQgetvalue(res, 0, 0)) == expected;
+    long long age = ok && !PQgetisnull(res, 0, 1) ? atoll(PQgetvalue(res, 0, 1)) : 0;
+    if (ok && (r->takeover_at_once || (double)age >= 2 * runner_lease_ms(r))) {
+        runner_report(r, RUNNER_EV_LOCK_TAKEN, NULL, NULL);
+        return;
+    }
+    log_debug("migration %s: the engine lock was free for a moment only (status %s, changed %lld ms ago);"
+              " following", r->name, ok || (res && PQntuples(res) == 1) ? PQgetvalue(res, 0, 0) : "unknown", age);
+    release_lock_then(r, after_refused_takeover);
+}
+
+static void confirm_takeover(struct migration_runner *r)
+{
+    const char *values[1] = {r->name};
+    if (pgasync_send(&r->db, MIG_STATE_AGE_SQL, 1, values, on_takeover_check, r) != 0)
+        runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
 }
 
 static void on_lock(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -194,7 +240,10 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
     }
     r->conn.lock_tries = 0;
     r->holds_lock = 1;
-    runner_report(r, RUNNER_EV_LOCK_TAKEN, NULL, NULL);
+    if (r->following)
+        confirm_takeover(r);
+    else
+        runner_report(r, RUNNER_EV_LOCK_TAKEN, NULL, NULL);
 }
 
 void take_engine_lock(struct migration_runner *r)

@@ -117,7 +117,7 @@ static int takeover_due(struct migration_runner *r)
 {
     if (r->takeover_at_once)
         return 1;
-    double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
+    double lease = runner_lease_ms(r);
     if (r->follow_since_ms == 0)
         r->follow_since_ms = clock_now_ms();
     return clock_now_ms() - r->follow_since_ms >= 2 * lease;
@@ -130,9 +130,9 @@ static int takeover_due(struct migration_runner *r)
  * whose engine is gone leaves the status as it was: it ages. */
 static int backfill_takeover_due(struct migration_runner *r)
 {
-    double lease = r->fleet ? fleet_lease_ms(r->fleet) : 3000;
-    return takeover_due(r) && (double)r->record_age_ms >= 2 * lease;
+    return takeover_due(r) && (r->takeover_at_once || (double)r->record_age_ms >= 2 * runner_lease_ms(r));
 }
+
 
 /* The state row is the truth: whatever happened while nobody watched
  * (a contract that committed, a rollback from the CLI) is what we report. */

@@ -123,6 +123,43 @@ def test_the_proxy_that_expanded_backfills(cluster, proxy_factory, legacy_db):
         assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, p.log()[-3000:])
 
 
+def test_a_follower_takes_over_only_a_backfill_left_for_two_leases(cluster, proxy_factory, legacy_db, tmp_path):
+    """The engine that backfills is killed; while its status keeps changing
+    (a session stands in for an engine that is alive and between two
+    steps) the follower leaves the free lock alone, and takes the backfill
+    over once the status has been left alone for two leases."""
+    mig = json.load(open(UNIFY))
+    mig["backfill"] = {"batch_rows": 200, "max_rows_per_sec": 2000}  # about 10 s
+    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(2)])
+    code, body = proxies[0].admin("POST", "/migrations", json.dumps(mig))
+    assert code == 202, body
+    wait_for(lambda: int(scalar(cluster, legacy_db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress"))
+             > 0, 30, "the backfill under way")
+    stop = threading.Event()
+
+    def touch():
+        with psycopg.connect(cluster.uri(db=legacy_db), autocommit=True) as conn:
+            while not stop.wait(0.05):
+                conn.execute("UPDATE pgtandem.migrations SET updated_at = now() WHERE name = %s", (NAME,))
+
+    toucher = threading.Thread(target=touch)
+    toucher.start()
+    try:
+        time.sleep(0.5)  # touching from before the kill: the status is never two leases old while it lasts
+        os.kill(proxies[0].proc.pid, signal.SIGKILL)
+        proxies[0].proc.wait()
+        time.sleep(3.0)  # ten leases with the lock free
+        log = proxies[1].log()
+        assert "this proxy continues" not in log, log[-3000:]
+    finally:
+        stop.set()
+        toucher.join()
+    wait_phase(proxies[1], "active", timeout=60)
+    assert "no engine is backfilling; this proxy continues from the checkpoint" in proxies[1].log()
+    _, cur = proxies[1].admin("GET", "/migrations/current")
+    assert cur["following"] is False, cur
+
+
 def test_cli_db_start_is_followed_and_cli_complete_goes_through_the_fleet(cluster, proxy_factory, legacy_db):
     proxies = make_fleet(proxy_factory, cluster, legacy_db)
     r = run_pgtandem(["migrate", "start", UNIFY, "--db", cluster.uri(db=legacy_db)])
