@@ -234,6 +234,8 @@ void drop_connection(struct migration_runner *r);
  * made under the lock shows that step orphaned; otherwise the lock goes
  * back and the state is read again (RELOAD). */
 void take_engine_lock(struct migration_runner *r);
+/* Before a backfill's worker step: the engine lock lent to it, or let go of. */
+void hand_lock_to_step(struct migration_runner *r);
 /* The fleet's lease (3 s without a fleet): a step left this long twice is orphaned. */
 double runner_lease_ms(const struct migration_runner *r);
 void schedule(struct migration_runner *r, long delay_ms, runner_step_fn step);

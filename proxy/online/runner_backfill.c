@@ -199,18 +199,12 @@ static void after_diagnosis(void *ctx, int code, const char *why)
 /* A batch failed on the data (an `up` expression that errors on some row).
  * The engine runs the next batch of the same range once more on the worker
  * and, when it fails, names the row and the expression; its queries stay
- * off the loop. The engine lock is lent to the worker, as for the finish
- * (backfill_finish_step): let go of, a follower could take the backfill
- * over in between; a connection that cannot keep it is closed, and the
- * worker takes the lock itself. */
+ * off the loop, under the engine lock this proxy holds (hand_lock_to_step). */
 static void diagnose_batch(struct migration_runner *r, const struct backfill *b, const char *error)
 {
     snprintf(r->error, sizeof r->error, "backfill batch on %.200s failed: %.700s", b->table->qname, error);
     log_warn("migration %s: %s; finding the row", r->name, r->error);
-    if (r->holds_lock && pgasync_ready(&r->db) && !r->db.busy)
-        engine_worker_lend_lock(&r->worker);
-    else
-        drop_connection(r);
+    hand_lock_to_step(r);
     give_slot_to_step(r);
     if (engine_worker_set_range(&r->worker, b->table->schema, b->table->name, b->range_no) != 0 ||
         engine_worker_run(&r->worker, ENGINE_JOB_DIAGNOSE, r->engine_db, NULL, 0, after_diagnosis, r) != 0)
@@ -320,16 +314,11 @@ static void after_finish(void *ctx, int code, const char *why)
     release_lock_then(r, finish_ended);
 }
 
-/* The engine lock the batches ran under stays held by this proxy's
- * connection through the validations, lent to the worker: let go of and
- * taken again, it would be free for the moment in between, and a follower
- * polling then would take the migration over (and every follower after it,
- * each at its own hand-over). */
+/* The validations, under the engine lock the batches held (hand_lock_to_step). */
 void backfill_finish_step(struct migration_runner *r)
 {
+    hand_lock_to_step(r);
     give_slot_to_step(r);
-    if (r->holds_lock && pgasync_ready(&r->db))
-        engine_worker_lend_lock(&r->worker);
     if (engine_worker_run(&r->worker, ENGINE_JOB_FINISH, r->engine_db, NULL, 0, after_finish, r) != 0)
         after_finish(r, ENGINE_FAILED, r->worker.why);
 }

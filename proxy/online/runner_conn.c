@@ -176,6 +176,19 @@ void release_lock_then(struct migration_runner *r, runner_step_fn next)
     }
 }
 
+/* A worker step of the backfill (its validations, a failed batch's
+ * diagnosis) runs under the lock the batches held, lent to it: let go of
+ * and taken again, it would be free in between, and a follower polling
+ * then would take the migration over. A connection that cannot keep it
+ * (closed, or busy) is closed, and the worker takes the lock itself. */
+void hand_lock_to_step(struct migration_runner *r)
+{
+    if (r->holds_lock && pgasync_ready(&r->db) && !r->db.busy)
+        engine_worker_lend_lock(&r->worker);
+    else if (r->holds_lock)
+        drop_connection(r);
+}
+
 /* ---- confirming a takeover ---- */
 
 static void after_refused_takeover(struct migration_runner *r)
@@ -204,7 +217,7 @@ static void on_takeover_check(void *ctx, PGresult *res, const char *error, const
         return;
     }
     log_debug("migration %s: the engine lock was free for a moment only (status %s, changed %lld ms ago);"
-              " following", r->name, ok || (res && PQntuples(res) == 1) ? PQgetvalue(res, 0, 0) : "unknown", age);
+              " following", r->name, res && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "unknown", age);
     release_lock_then(r, after_refused_takeover);
 }
 

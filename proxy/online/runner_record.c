@@ -133,7 +133,6 @@ static int backfill_takeover_due(struct migration_runner *r)
     return takeover_due(r) && (r->takeover_at_once || (double)r->record_age_ms >= 2 * runner_lease_ms(r));
 }
 
-
 /* The state row is the truth: whatever happened while nobody watched
  * (a contract that committed, a rollback from the CLI) is what we report. */
 void record_read(struct migration_runner *r, PGresult *res, const char *error, const char *sqlstate)

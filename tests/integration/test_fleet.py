@@ -75,26 +75,44 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
     check_data(cluster, legacy_db, sum(r["processed"] for r in results))
 
 
-def test_the_proxy_that_backfilled_finishes_it(cluster, proxy_factory, legacy_db, tmp_path):
-    """The engine lock passes from the last batch to the finish's
-    validations without a gap: four followers that poll every 75 ms (a
-    300 ms lease) and have seen the backfill run for two leases would take a
-    lock that is free for a moment and finish it themselves, and the proxy
-    that backfilled would end up following its own migration."""
+# ---- who runs the migration: the proxy it was started on, while it lives ----
+
+def quick_fleet(proxy_factory, cluster, dbname, n):
+    """n proxies on a 300 ms lease: each follower polls every 75 ms."""
+    return wait_fleet([fleet_proxy(proxy_factory, cluster, dbname, lease_ms=300) for _ in range(n)])
+
+
+def slowed_unify(batch_rows, max_rows_per_sec):
+    """The seeds' migration with its backfill capped (20,000 rows)."""
     mig = json.load(open(UNIFY))
-    mig["backfill"] = {"batch_rows": 500, "max_rows_per_sec": 10000}  # about 2 s: over two leases
-    path = tmp_path / "slow.json"
-    path.write_text(json.dumps(mig))
-    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(5)])
-    start_migration(proxies[0], str(path))
+    mig["backfill"] = {"batch_rows": batch_rows, "max_rows_per_sec": max_rows_per_sec}
+    return mig
+
+
+def assert_run_by_the_first(proxies):
+    """proxies[0] ran the migration to active; every other one followed."""
     for p in proxies:
         wait_phase(p, "active")
     _, cur = proxies[0].admin("GET", "/migrations/current")
-    assert cur["following"] is False, cur
+    assert cur["following"] is False, (cur["following"], proxies[0].log()[-3000:])
     assert "took the engine lock" not in proxies[0].log(), proxies[0].log()[-3000:]
     for p in proxies[1:]:
         _, cur = p.admin("GET", "/migrations/current")
-        assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, cur["following"], p.log()[-3000:])
+        assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, cur["following"],
+                                                                                      p.log()[-3000:])
+
+
+def test_the_proxy_that_backfilled_finishes_it(cluster, proxy_factory, legacy_db, tmp_path):
+    """The engine lock passes from the last batch to the finish's
+    validations without a gap: four followers that poll every 75 ms and
+    have seen the backfill run for two leases would take a lock that is
+    free for a moment and finish it themselves, and the proxy that
+    backfilled would end up following its own migration."""
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(slowed_unify(500, 10000)))  # about 2 s: over two leases
+    proxies = quick_fleet(proxy_factory, cluster, legacy_db, 5)
+    start_migration(proxies[0], str(path))
+    assert_run_by_the_first(proxies)
 
 
 def test_the_proxy_that_expanded_backfills(cluster, proxy_factory, legacy_db):
@@ -103,7 +121,7 @@ def test_the_proxy_that_expanded_backfills(cluster, proxy_factory, legacy_db):
     with the engine lock free for a moment before this proxy's backfill
     takes it, and every follower polls right then (the status change's
     notification). The followers wait until the status is two leases old."""
-    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(5)])
+    proxies = quick_fleet(proxy_factory, cluster, legacy_db, 5)
     blocker = psycopg.connect(cluster.uri(db=legacy_db))
     blocker.execute("LOCK TABLE checks IN ACCESS SHARE MODE")
     timer = threading.Timer(1.5, blocker.rollback)
@@ -114,41 +132,39 @@ def test_the_proxy_that_expanded_backfills(cluster, proxy_factory, legacy_db):
         timer.join()
         blocker.close()
     assert "waiting" in proxies[0].log() or "lock" in proxies[0].log(), proxies[0].log()[-3000:]
-    for p in proxies:
-        wait_phase(p, "active")
-    _, cur = proxies[0].admin("GET", "/migrations/current")
-    assert cur["following"] is False, (cur["following"], proxies[0].log()[-3000:])
-    for p in proxies[1:]:
-        _, cur = p.admin("GET", "/migrations/current")
-        assert cur["following"] is True and "this proxy continues" not in p.log(), (p.port, p.log()[-3000:])
+    assert_run_by_the_first(proxies)
 
 
-def test_a_follower_takes_over_only_a_backfill_left_for_two_leases(cluster, proxy_factory, legacy_db, tmp_path):
+def test_a_follower_takes_over_only_a_backfill_left_for_two_leases(cluster, proxy_factory, legacy_db):
     """The engine that backfills is killed; while its status keeps changing
     (a session stands in for an engine that is alive and between two
-    steps) the follower leaves the free lock alone, and takes the backfill
-    over once the status has been left alone for two leases."""
-    mig = json.load(open(UNIFY))
-    mig["backfill"] = {"batch_rows": 200, "max_rows_per_sec": 2000}  # about 10 s
-    proxies = wait_fleet([fleet_proxy(proxy_factory, cluster, legacy_db, lease_ms=300) for _ in range(2)])
-    code, body = proxies[0].admin("POST", "/migrations", json.dumps(mig))
+    steps) the follower leaves the free lock alone until the fleet has
+    seen the killed proxy's lease run out, and takes the backfill over once
+    the status has been left alone for two leases."""
+    proxies = quick_fleet(proxy_factory, cluster, legacy_db, 2)
+    code, body = proxies[0].admin("POST", "/migrations", json.dumps(slowed_unify(200, 2000)))  # about 10 s
     assert code == 202, body
     wait_for(lambda: int(scalar(cluster, legacy_db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress"))
              > 0, 30, "the backfill under way")
-    stop = threading.Event()
+    stop, touched = threading.Event(), threading.Event()
 
     def touch():
         with psycopg.connect(cluster.uri(db=legacy_db), autocommit=True) as conn:
-            while not stop.wait(0.05):
+            while True:
                 conn.execute("UPDATE pgtandem.migrations SET updated_at = now() WHERE name = %s", (NAME,))
+                touched.set()
+                if stop.wait(0.05):
+                    return
 
     toucher = threading.Thread(target=touch)
     toucher.start()
     try:
-        time.sleep(0.5)  # touching from before the kill: the status is never two leases old while it lasts
+        assert touched.wait(30), "the status touched"  # from before the kill: never two leases old while it lasts
         os.kill(proxies[0].proc.pid, signal.SIGKILL)
         proxies[0].proc.wait()
-        time.sleep(3.0)  # ten leases with the lock free
+        # the lock free for a lease at least: the follower polled it four times and more
+        follower = "127.0.0.1:%d" % proxies[1].port
+        wait_for(lambda: live_members(proxies[1]) == [follower], 30, "the killed proxy's lease run out")
         log = proxies[1].log()
         assert "this proxy continues" not in log, log[-3000:]
     finally:
