@@ -39,6 +39,13 @@ struct engine_options {
      * (backfill_summary), and with finished=1 once the table is done. */
     void (*on_progress)(const struct backfill *b, int finished, void *arg);
     void *progress_arg;
+    /* complete, rollback, resume, pause, status: the migration in flight of
+     * this name; NULL: the one in flight (refused, naming them, when
+     * several are). */
+    const char *target;
+    /* start: refused while any other migration is in flight (a proxy
+     * routes one migration's two shapes) */
+    int alone;
 };
 
 struct engine {

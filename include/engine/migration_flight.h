@@ -18,11 +18,17 @@
 
 #include <stddef.h>
 
+#include "migration.h"
 #include "migration_lifecycle.h"
 
 /* More than this many in flight is refused: each is a version schema, a
  * trigger per table it changes and a backfill sharing one budget. */
 #define MIG_FLIGHT_MAX 8
+
+/* What stands for every table: a step that names none (an enum's label,
+ * an index dropped by its name, an `sql` statement other than a plain
+ * read, write or table DDL) may touch any of them. */
+#define MIG_FLIGHT_EVERY_TABLE "*"
 
 /* One migration in flight as the table of record knows it. */
 struct mig_flight {
@@ -51,5 +57,18 @@ int mig_flight_below(const struct mig_flight *flight, size_t n, const struct mig
  * name not in flight: none) sees the new shape of: bit i set for
  * flight[i]. Every other one shows it its old shape. */
 unsigned mig_flight_seen(const struct mig_flight *flight, size_t n, const char *declared);
+
+/* The first table both change, or NULL; a step that names no table shares
+ * every one (said as the other's table when it has one). */
+const char *mig_flight_shared_table(const struct mig_flight *a, const struct mig_flight *b);
+
+/* The tables m changes or references ("schema.table", unquoted; the
+ * tables its foreign keys point at count: their keys must stay as m
+ * found them; an `sql` step's are read from its statements by Postgres's
+ * parser), each once, into *out (owned: mig_flight_tables_free);
+ * MIG_FLIGHT_EVERY_TABLE once for a step that names no table. -1 when out
+ * of memory. */
+int mig_flight_tables(const struct migration *m, char ***out, size_t *n);
+void mig_flight_tables_free(char **tables, size_t n);
 
 #endif

@@ -35,10 +35,10 @@ struct migrate_command {
 
 static const struct migrate_command COMMANDS[] = {
     {"start", "FILE|DIR", "validate, expand and backfill; both releases work until complete"},
-    {"resume", "", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
-    {"status", "", "the current migration, its phase and backfill, and the proxies of the fleet"},
-    {"complete", "", "the cutover: checks while traffic flows, then the contract in one short transaction"},
-    {"rollback", "", "back to the original shape (any time before complete)"},
+    {"resume", "[NAME]", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
+    {"status", "[NAME]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"},
+    {"complete", "[NAME]", "the cutover: checks while traffic flows, then the contract in one short transaction"},
+    {"rollback", "[NAME]", "back to the original shape (any time before complete)"},
     {"finalize", "", "drop the old shape `complete --revert-window-s` kept (with --proxy)"},
     {"revert", "", "every session back to the old shape `complete --revert-window-s` kept, then roll back "
                    "(with --proxy)"},
@@ -46,15 +46,16 @@ static const struct migrate_command COMMANDS[] = {
                          "nothing"},
     {"lint", "FILE.sql|FILE.json|DIR", "what would block or break the running application, the chain rules and, "
                                        "with --db, what the live catalog refuses"},
-    {"verify", "", "row by row: the new columns equal up(old)"},
+    {"verify", "[NAME]", "row by row: the new columns equal up(old)"},
     {"convert", "FILE.sql", "print the migration (JSON) a .sql file converts to"},
-    {"pause", "", "pause the backfill (the throttle's switch)"},
-    {"unpause", "", "let a paused backfill go on"},
+    {"pause", "[NAME]", "pause the backfill (the throttle's switch)"},
+    {"unpause", "[NAME]", "let a paused backfill go on"},
     {NULL, NULL, NULL},
 };
 
 #define ALL_DIRECT "start resume status complete rollback plan lint verify convert pause unpause"
 #define REMOTE "start status complete rollback finalize revert"
+#define NAMED_COMMANDS "resume status complete rollback verify pause unpause"
 
 struct migrate_flag {
     const char *name;       /* without the leading "--" */
@@ -266,6 +267,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
     }
     if (optind < argc)
         c->file = argv[optind++];
+    /* a command on a migration in flight may name it (several can be) */
+    if (c->file && in_list(NAMED_COMMANDS, c->command))
+        c->opt.target = c->file;
     if (optind < argc) {
         fprintf(stderr, "pgtandem migrate: unexpected argument %s\n", argv[optind]);
         return -1;
@@ -404,7 +408,9 @@ static int cmd_simple(const struct cli *c, int exclusive, int (*fn)(struct engin
 static int do_rollback(struct engine *e, char *err, size_t errlen)
 {
     int rc = engine_rollback(e, NULL, err, errlen);
-    if (rc == ENGINE_OK)
+    if (rc == ENGINE_OK && e->opt.target)
+        printf("migration %s rolled back; the shape it found is restored\n", e->opt.target);
+    else if (rc == ENGINE_OK)
         printf("migration rolled back; the original shape is restored\n");
     return rc;
 }
@@ -448,6 +454,16 @@ static void print_status_text(json_t *st)
                progress_rows(rows, sizeof rows, (double)json_integer_value(json_object_get(t, "rows_done")),
                              json_number_value(json_object_get(t, "estimated_rows")), done),
                ranges, done ? ", done" : "", !done && json_is_true(json_object_get(t, "paused")) ? ", paused" : "");
+    }
+    json_t *flight = json_object_get(st, "in_flight");
+    if (json_array_size(flight) > 1) {
+        printf("in flight: ");
+        json_t *one;
+        json_array_foreach(flight, i, one) {
+            printf("%s%s (%s)", i ? ", " : "", json_string_value(json_object_get(one, "migration")),
+                   json_string_value(json_object_get(one, "status")));
+        }
+        printf("\n");
     }
     migrate_print_proxies(json_object_get(st, "fleet"), NULL);
 }
@@ -622,6 +638,11 @@ int migrate_main(int argc, char **argv)
     const char *cmd = c.command;
     if ((c.estimate || c.estimate_rows != 0) && strcmp(cmd, "plan") != 0) {
         fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
+        return EXIT_INVALID;
+    }
+    if (c.proxy && c.opt.target) {
+        fprintf(stderr, "pgtandem migrate %s: a proxy runs one migration at a time, the one its admin API "
+                "answers for; NAME is for --db, where several migrations on separate tables may be in flight\n", cmd);
         return EXIT_INVALID;
     }
     if (c.evidence)

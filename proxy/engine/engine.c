@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "migration_lifecycle.h"
 #include "migration_state.h"
 #include "log.h"
@@ -25,11 +27,12 @@
 #include "retry.h"
 #include "step_run.h"
 #include "expand_locks.h"
+#include "engine_flight.h"
 
 /* The migration in progress (migration_lifecycle.h says which statuses
  * are), or the one of a name whatever its status. */
 #define CURRENT_COLUMNS "SELECT name, status, checksum, plan, migration FROM pgtandem.migrations"
-#define CURRENT_SQL_FMT CURRENT_COLUMNS " WHERE status IN (%s) ORDER BY started_at DESC LIMIT 1"
+#define CURRENT_SQL_FMT CURRENT_COLUMNS " WHERE status IN (%s) ORDER BY started_at DESC"
 #define NAMED_SQL CURRENT_COLUMNS " WHERE name = $1"
 
 struct current {
@@ -172,7 +175,8 @@ static void free_current(struct current *c)
 }
 
 /* Returns 1 when a migration is in progress (name NULL), or the one named
- * is recorded (any status), 0 when none, -1 on error. */
+ * is recorded (any status), 0 when none, -1 on error, -2 when several are
+ * in progress and none is named (err names them). */
 static int load_current(PGconn *conn, struct current *c, const char *name, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -194,7 +198,21 @@ static int load_current(PGconn *conn, struct current *c, const char *name, char 
         PQclear(r);
         return -1;
     }
-    int found = PQntuples(r) == 1;
+    if (!name && PQntuples(r) > 1) {
+        char names[512];
+        size_t len = 0;
+        names[0] = '\0';
+        for (int i = PQntuples(r); i-- > 0 && len < sizeof names;) {
+            int w = snprintf(names + len, sizeof names - len, "%s%s (%s)", len ? ", " : "", PQgetvalue(r, i, 0),
+                             PQgetvalue(r, i, 1));
+            len += w > 0 ? (size_t)w : 0;
+        }
+        fail(err, errlen, "%d migrations are in flight (%s): name the one (`pgtandem migrate COMMAND NAME`)",
+             PQntuples(r), names);
+        PQclear(r);
+        return -2;
+    }
+    int found = PQntuples(r) >= 1;
     if (found) {
         c->name = strdup(PQgetvalue(r, 0, 0));
         c->status = strdup(PQgetvalue(r, 0, 1));
@@ -230,25 +248,47 @@ int engine_prepare(struct engine *e, const struct migration *m, struct mig_plan 
     return rc;
 }
 
-/* A migration may only follow the last one applied here; the first one
- * applied through pgtandem adopts whatever history the database has. */
+/* A migration follows the history applied here: its parent is where that
+ * history ends (a completed migration nothing completed or in flight is
+ * built on), or a migration in flight. Migrations on other tables may
+ * complete in any order, so "the last one completed" is not the end; the
+ * first one applied through pgtandem adopts whatever history the database
+ * has. */
+#define HISTORY_SQL_FMT                                                                                        \
+    "WITH c AS (SELECT name, parent, status, completed_at FROM pgtandem.migrations),"                       \
+    " live AS (SELECT name FROM c WHERE status IN (%s)),"                                                    \
+    " heads AS (SELECT h.name, h.completed_at FROM c h WHERE h.status = $2 AND NOT EXISTS"                   \
+    "   (SELECT 1 FROM c k WHERE k.parent = h.name AND (k.status = $2 OR k.name IN (SELECT name FROM live))))" \
+    " SELECT (SELECT count(*) FROM c WHERE name = $1 AND status = $2),"                                      \
+    "        (SELECT string_agg(name, '\", \"' ORDER BY completed_at DESC) FROM heads),"                      \
+    "        coalesce($3 IN (SELECT name FROM heads UNION ALL SELECT name FROM live), false),"                 \
+    "        (SELECT string_agg(name, '\", \"' ORDER BY name) FROM live),"                                     \
+    "        EXISTS (SELECT 1 FROM c WHERE status = $2)"
+
 static int check_history(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
-    const char *v[2] = {m->name, mig_status_word(MIG_ST_COMPLETED)};
-    PGresult *r = engine_exec_params(conn,
-        "SELECT (SELECT count(*) FROM pgtandem.migrations WHERE name = $1 AND status = $2),"
-        "       (SELECT name FROM pgtandem.migrations WHERE status = $2"
-        "         ORDER BY completed_at DESC LIMIT 1)", 2, v, err, errlen);
+    char statuses[MIG_STATUS_SQL_LIST_MAX], sql[sizeof HISTORY_SQL_FMT + MIG_STATUS_SQL_LIST_MAX];
+    if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0)
+        return fail(err, errlen, "the statuses in progress do not fit their buffer");
+    snprintf(sql, sizeof sql, HISTORY_SQL_FMT, statuses);
+    const char *v[3] = {m->name, mig_status_word(MIG_ST_COMPLETED), m->parent};
+    PGresult *r = engine_exec_params(conn, sql, 3, v, err, errlen);
     if (!r)
         return ENGINE_FAILED;
     int rc = ENGINE_OK;
     if (atoi(PQgetvalue(r, 0, 0)) > 0)
         rc = fail(err, errlen, "%s: migration \"%s\" has already been completed on this database", m->file,
                   m->name);
-    else if (!PQgetisnull(r, 0, 1) && (!m->parent || strcmp(m->parent, PQgetvalue(r, 0, 1)) != 0))
+    else if (PQgetvalue(r, 0, 4)[0] == 't' && PQgetvalue(r, 0, 2)[0] != 't' && PQgetisnull(r, 0, 3))
         rc = fail(err, errlen, "%s: \"parent\" is \"%s\" but the last migration completed here is \"%s\"; "
-                  "migrations are forward-only, re-parent it onto \"%s\"", m->file,
-                  m->parent ? m->parent : "null", PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 1));
+                  "migrations are forward-only, re-parent it onto \"%s\"", m->file, m->parent ? m->parent : "null",
+                  PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 1));
+    else if (PQgetvalue(r, 0, 4)[0] == 't' && PQgetvalue(r, 0, 2)[0] != 't')
+        rc = fail(err, errlen, "%s: \"parent\" is \"%s\" but it must be a migration in flight here (\"%s\")%s%s%s; "
+                  "migrations are forward-only: re-parent it onto the one it is built on", m->file,
+                  m->parent ? m->parent : "null", PQgetvalue(r, 0, 3),
+                  PQgetisnull(r, 0, 1) ? "" : " or where the completed ones end (\"", PQgetvalue(r, 0, 1),
+                  PQgetisnull(r, 0, 1) ? "" : "\")");
     PQclear(r);
     return rc == ENGINE_OK ? ENGINE_OK : ENGINE_INVALID;
 }
@@ -503,29 +543,102 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     return rc;
 }
 
+/* Whether m may start beside the migrations in flight: on tables none of
+ * them changes (a migration built on another's shape of the same table is
+ * not run yet), within migration_flight.h's rules, and, with proxies
+ * serving the database, only alone (each routes one migration's shapes). */
+/* The proxies serving the database (live in pgtandem.proxies); 0 when
+ * none or unknown. */
+static int live_proxies(PGconn *conn)
+{
+    PGresult *r = PQexec(conn, MIG_STATE_FLEET_SQL);
+    int n = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        json_t *live = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        n = (int)json_array_size(live);
+        json_decref(live);
+    }
+    PQclear(r);
+    return n;
+}
+
+static int admit_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
+{
+    struct engine_flight fl;
+    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
+        return ENGINE_FAILED;
+    int rc = ENGINE_OK, out_of_memory = 0;
+    char list[512], why[1024];
+    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
+    char **tables = NULL;
+    if (fl.n == 0)
+        goto out;
+    if (e->opt.alone) {
+        rc = fail(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting \"%s\"",
+                  fl.m[fl.n - 1].name, m->name);
+        goto out;
+    }
+    int proxies = live_proxies(e->conn);
+    if (proxies > 0) {
+        rc = fail(err, errlen, "migration %s is in flight and %d prox%s this database, which route%s one "
+                  "migration's shapes at a time: complete %s (or roll it back) through %s before starting %s",
+                  fl.m[fl.n - 1].name, proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "s" : "",
+                  fl.m[fl.n - 1].name, proxies == 1 ? "it" : "them", m->name);
+        goto out;
+    }
+    if (mig_flight_tables(m, &tables, &me.ntables) != 0) {
+        rc = fail(err, errlen, "out of memory");
+        out_of_memory = 1;
+        goto out;
+    }
+    me.tables = (const char *const *)tables;
+    for (size_t i = 0; i < fl.n; i++) {
+        const char *t = mig_flight_shared_table(&me, &fl.m[i]);
+        if (!t)
+            continue;
+        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+        rc = fail(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table "
+                  "in flight are not run yet: complete %s (or roll it back) first, or start the pending files together"
+                  " as one (`pgtandem migrate start DIR`)", m->name, any ? "tables no step names (sql, enum labels)" : t,
+                  fl.m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "",
+                  fl.m[i].name);
+        goto out;
+    }
+    if (mig_flight_admit(fl.m, fl.n, MIG_REQ_START, &me, 0, why, sizeof why) != 0) {
+        rc = fail(err, errlen, "%s", why);
+        goto out;
+    }
+    log_info("starting %s beside the migration%s in flight on other tables: %s", m->name, fl.n > 1 ? "s" : "",
+             engine_flight_list(&fl, list, sizeof list));
+out:
+    mig_flight_tables_free(tables, me.ntables);
+    engine_flight_free(&fl);
+    /* every refusal comes before any change: the command was wrong, not the database */
+    return rc == ENGINE_OK ? ENGINE_OK : out_of_memory ? ENGINE_FAILED : ENGINE_INVALID;
+}
+
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
     struct current cur;
-    int found = load_current(e->conn, &cur, NULL, err, errlen);
+    int found = load_current(e->conn, &cur, m->name, err, errlen);
     if (found < 0)
         return ENGINE_FAILED;
-    if (found) {
-        int same = !strcmp(cur.name, m->name) && !strcmp(cur.checksum, m->checksum);
-        int same_name = !strcmp(cur.name, m->name);
-        char name[128];
-        snprintf(name, sizeof name, "%s", cur.name);
+    if (found && mig_status_in_progress(cur.st)) {
+        int same = !strcmp(cur.checksum, m->checksum);
         free_current(&cur);
-        if (same)
+        if (same) {
+            e->opt.target = m->name;
             return engine_resume(e, err, errlen);
-        if (same_name)
-            return fail(err, errlen, "%s: migration \"%s\" was started from a different file (checksum "
-                        "changed); roll it back first or restore the file", m->file, m->name), ENGINE_INVALID;
-        snprintf(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting "
-                 "\"%s\"", name, m->name);
-        return ENGINE_INVALID;
+        }
+        return fail(err, errlen, "%s: migration \"%s\" was started from a different file (checksum "
+                    "changed); roll it back first or restore the file", m->file, m->name), ENGINE_INVALID;
     }
-    int rc = engine_finish_post(e, err, errlen);
+    free_current(&cur);
+    int rc = admit_start(e, m, err, errlen);
+    if (rc != ENGINE_OK)
+        return rc;
+    rc = engine_finish_post(e, err, errlen);
     if (rc != ENGINE_OK) {
         char msg[1200];
         snprintf(msg, sizeof msg, "the steps after the last migration's contract did not finish, so %s was not "
@@ -564,7 +677,11 @@ struct in_progress {
 static int load_in_progress(struct engine *e, struct in_progress *ip, const char *name, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
+    if (!name)
+        name = e->opt.target;
     int found = load_current(e->conn, &ip->cur, name, err, errlen);
+    if (found == -2)
+        return ENGINE_INVALID;
     if (found <= 0) {
         if (found == 0 && name)
             snprintf(err, errlen, "migration %s is not recorded", name);
@@ -595,6 +712,25 @@ static void free_in_progress(struct in_progress *ip)
     free_current(&ip->cur);
 }
 
+/* Whether request q on the migration in flight `name` may go ahead beside
+ * the others in flight (migration_flight.h: complete oldest first on a
+ * table, no rollback under migrations built on it). */
+static int admit_beside(struct engine *e, enum mig_request q, const char *name, char *err, size_t errlen)
+{
+    struct engine_flight fl;
+    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
+        return ENGINE_FAILED;
+    const struct mig_flight *m = engine_flight_find(&fl, name);
+    char why[1024];
+    int rc = ENGINE_OK;
+    if (m && fl.n > 1 && mig_flight_admit(fl.m, fl.n, q, m, 0, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        rc = ENGINE_INVALID;
+    }
+    engine_flight_free(&fl);
+    return rc;
+}
+
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
     int rc = engine_finish_post(e, err, errlen); /* the last one's steps left, if any */
@@ -605,6 +741,11 @@ int engine_resume(struct engine *e, char *err, size_t errlen)
     if (rc != ENGINE_OK)
         return rc;
     const struct current *cur = &ip.cur;
+    if (!mig_status_in_progress(cur->st)) {
+        log_info("migration %s is %s; nothing to resume", cur->name, cur->status);
+        free_in_progress(&ip);
+        return ENGINE_OK;
+    }
     if (cur->st == MIG_ST_EXPANDING) {
         log_info("migration %s was interrupted during expand; undoing the partial expand and redoing it",
                  cur->name);
@@ -647,6 +788,8 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         snprintf(err, errlen, "migration %s is %s, not active; %s", cur->name, cur->status,
                  cur->st != MIG_ST_FAILED ? "let the backfill finish (`pgtandem migrate resume`)" : "roll it back");
         rc = ENGINE_INVALID;
+    } else if ((rc = admit_beside(e, MIG_REQ_COMPLETE, cur->name, err, errlen)) != ENGINE_OK) {
+        /* err says which one goes first */
     } else if (validate_checks(e, &ip.plan, err, errlen) != ENGINE_OK) {
         engine_record_error(e->conn, cur->name, err);
         rc = ENGINE_FAILED;
@@ -683,6 +826,27 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
+/* A migration on other tables may complete before the one it was built
+ * on (its parent, in flight beside it); rolling that parent back then
+ * would leave a history applied without one of its steps. */
+static int refuse_under_completed(struct engine *e, const char *name, char *err, size_t errlen)
+{
+    const char *v[2] = {name, mig_status_word(MIG_ST_COMPLETED)};
+    PGresult *r = engine_exec_params(e->conn, "SELECT string_agg(name, ', ' ORDER BY completed_at) FROM"
+                                     " pgtandem.migrations WHERE parent = $1 AND status = $2", 2, v, err, errlen);
+    if (!r)
+        return ENGINE_FAILED;
+    int rc = ENGINE_OK;
+    if (!PQgetisnull(r, 0, 0)) {
+        snprintf(err, errlen, "%s, built on %s, is completed already: rolling %s back would leave it applied "
+                 "without its parent; complete %s, then write a new migration to undo what it changed",
+                 PQgetvalue(r, 0, 0), name, name, name);
+        rc = ENGINE_INVALID;
+    }
+    PQclear(r);
+    return rc;
+}
+
 int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
@@ -703,6 +867,13 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
         free_in_progress(&ip);
         return completed ? ENGINE_INVALID : ENGINE_OK;
     }
+    rc = admit_beside(e, MIG_REQ_ROLLBACK, cur->name, err, errlen);
+    if (rc == ENGINE_OK)
+        rc = refuse_under_completed(e, cur->name, err, errlen);
+    if (rc != ENGINE_OK) {
+        free_in_progress(&ip);
+        return rc;
+    }
     /* failed: its expand undid itself, and undoing again (every step is
      * IF EXISTS) removes whatever that left; the status then says so */
     rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
@@ -722,10 +893,11 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
 int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen)
 {
     struct current cur;
-    int found = load_current(e->conn, &cur, NULL, err, errlen);
+    int found = load_current(e->conn, &cur, e->opt.target, err, errlen);
     if (found <= 0)
-        return found == 0 ? (snprintf(err, errlen, "no migration is in progress"), ENGINE_INVALID)
-                          : ENGINE_FAILED;
+        return found == 0 ? (snprintf(err, errlen, e->opt.target ? "migration %s is not recorded"
+                                      : "no migration is in progress", e->opt.target), ENGINE_INVALID)
+                          : found == -2 ? ENGINE_INVALID : ENGINE_FAILED;
     const char *v[2] = {cur.name, paused ? "t" : "f"};
     PGresult *r = engine_exec_params(e->conn, "UPDATE pgtandem.backfill_progress SET paused = $2::boolean"
                               " WHERE migration = $1", 2, v, err, errlen);

@@ -64,21 +64,32 @@ int engine_status(struct engine *e, json_t **out, char *err, size_t errlen)
         return ENGINE_OK;
     }
     /* the migration in progress, else the one that moved last */
-    char statuses[MIG_STATUS_SQL_LIST_MAX], sql[512];
+    char statuses[MIG_STATUS_SQL_LIST_MAX], sql[1024 + 3 * MIG_STATUS_SQL_LIST_MAX];
     if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0) {
         snprintf(err, errlen, "the statuses in progress do not fit their buffer");
         return ENGINE_FAILED;
     }
+    /* the one named; else the newest in progress, else the one that moved last */
     snprintf(sql, sizeof sql,
              "SELECT name, parent, status, checksum, started_at, backfilled_at, completed_at, rolled_back_at,"
-             "       error, contract_attempts, contract_lock_wait_ms"
-             "  FROM pgtandem.migrations"
-             " ORDER BY (status IN (%s)) DESC, updated_at DESC LIMIT 1", statuses);
-    PGresult *r = PQexec(e->conn, sql);
+             "       error, contract_attempts, contract_lock_wait_ms,"
+             "       (SELECT coalesce(json_agg(json_build_object('migration', f.name, 'parent', f.parent,"
+             "          'status', f.status) ORDER BY f.started_at, f.name), '[]') FROM pgtandem.migrations f"
+             "         WHERE f.status IN (%s))"
+             "  FROM pgtandem.migrations WHERE $1::text IS NULL OR name = $1"
+             " ORDER BY (status IN (%s)) DESC, CASE WHEN status IN (%s) THEN started_at END DESC NULLS LAST,"
+             " updated_at DESC LIMIT 1", statuses, statuses, statuses);
+    const char *v[1] = {e->opt.target};
+    PGresult *r = PQexecParams(e->conn, sql, 1, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(e->conn));
         PQclear(r);
         return ENGINE_FAILED;
+    }
+    if (PQntuples(r) == 0 && e->opt.target) {
+        snprintf(err, errlen, "migration %s is not recorded", e->opt.target);
+        PQclear(r);
+        return ENGINE_INVALID;
     }
     if (PQntuples(r) == 0) {
         PQclear(r);
@@ -95,6 +106,8 @@ int engine_status(struct engine *e, json_t **out, char *err, size_t errlen)
     json_object_set_new(o, "contract_lock_wait_ms",
                         PQgetisnull(r, 0, 10) ? json_null() : json_real(atof(PQgetvalue(r, 0, 10))));
     json_object_set_new(o, "backfill", progress_json(e->conn, PQgetvalue(r, 0, 0)));
+    json_t *flight = json_loads(PQgetvalue(r, 0, 11), 0, NULL);
+    json_object_set_new(o, "in_flight", flight ? flight : json_array());
     PQclear(r);
     *out = o;
     return ENGINE_OK;

@@ -1,8 +1,13 @@
 /* Several migrations in flight (see migration_flight.h). */
 #include "migration_flight.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "sql_script.h"
 
 static const struct mig_flight *find(const struct mig_flight *flight, size_t n, const char *name)
 {
@@ -28,13 +33,17 @@ int mig_flight_below(const struct mig_flight *flight, size_t n, const struct mig
     return 0;
 }
 
-/* The first table both change, or NULL. */
-static const char *shared_table(const struct mig_flight *a, const struct mig_flight *b)
+static int every_table(const char *t)
+{
+    return !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+}
+
+const char *mig_flight_shared_table(const struct mig_flight *a, const struct mig_flight *b)
 {
     for (size_t i = 0; i < a->ntables; i++)
         for (size_t j = 0; j < b->ntables; j++)
-            if (!strcmp(a->tables[i], b->tables[j]))
-                return a->tables[i];
+            if (!strcmp(a->tables[i], b->tables[j]) || every_table(a->tables[i]) || every_table(b->tables[j]))
+                return every_table(a->tables[i]) ? b->tables[j] : a->tables[i];
     return NULL;
 }
 
@@ -82,7 +91,7 @@ static int admit_start(const struct mig_flight *flight, size_t n, const struct m
     }
     /* a table changed in flight is changed again only on top of that change */
     for (size_t i = 0; i < n; i++) {
-        const char *t = shared_table(m, &flight[i]);
+        const char *t = mig_flight_shared_table(m, &flight[i]);
         if (!t || (parent && (parent == &flight[i] || mig_flight_below(flight, n, &flight[i], parent))))
             continue;
         const struct mig_flight *newest = &flight[i];
@@ -102,7 +111,7 @@ static int admit_in_order(const struct mig_flight *flight, size_t n, enum mig_re
                           char *why, size_t cap)
 {
     for (size_t i = 0; i < n; i++) {
-        const char *t = shared_table(m, &flight[i]);
+        const char *t = mig_flight_shared_table(m, &flight[i]);
         if (t && mig_flight_below(flight, n, &flight[i], m))
             return mig_refuse(409, why, cap, "migration %s is built on %s, in flight below it on %s: %s %s first"
                           " (migrations of one table go oldest first)", m->name, flight[i].name, t,
@@ -151,4 +160,166 @@ unsigned mig_flight_seen(const struct mig_flight *flight, size_t n, const char *
         if (&flight[i] == d || mig_flight_below(flight, n, &flight[i], d))
             seen |= 1u << i;
     return seen;
+}
+
+/* ---- the tables a migration touches ---- */
+
+struct table_set {
+    char **v;
+    size_t n, cap;
+    int failed;
+};
+
+static void add_table(struct table_set *s, const char *schema, const char *table)
+{
+    if (s->failed || !table)
+        return;
+    char buf[300];
+    int len = every_table(table) ? snprintf(buf, sizeof buf, "%s", table)
+                                 : snprintf(buf, sizeof buf, "%s.%s", schema ? schema : "public", table);
+    if (len < 0 || (size_t)len >= sizeof buf) {
+        s->failed = 1;
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], buf))
+            return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 4;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            s->failed = 1;
+            return;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(buf)))
+        s->failed = 1;
+    else
+        s->n++;
+}
+
+/* "table(column)", "schema.table(col)" or "table": the table's part, in
+ * the referencing table's schema when it names none. */
+static void add_reference(struct table_set *s, const char *schema, const char *ref)
+{
+    if (!ref)
+        return;
+    char t[256];
+    size_t len = strcspn(ref, "(");
+    while (len > 0 && ref[len - 1] == ' ')
+        len--;
+    if (len == 0 || len >= sizeof t)
+        return;
+    memcpy(t, ref, len);
+    t[len] = '\0';
+    char *dot = strchr(t, '.');
+    if (dot) {
+        *dot = '\0';
+        add_table(s, t, dot + 1);
+    } else {
+        add_table(s, schema, t);
+    }
+}
+
+/* Every relation the tree names (its RangeVars' schema and name). */
+static void add_range_vars(struct table_set *s, json_t *node)
+{
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(node, i, e) {
+            add_range_vars(s, e);
+        }
+        return;
+    }
+    if (!json_is_object(node))
+        return;
+    /* a RangeVar's fields, wrapped in {"RangeVar": ...} in a list of
+     * nodes and bare in a field typed RangeVar (an UPDATE's relation) */
+    json_t *rel = json_object_get(node, "relname");
+    if (json_is_string(rel)) {
+        add_table(s, json_string_value(json_object_get(node, "schemaname")), json_string_value(rel));
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(node, key, v) {
+        add_range_vars(s, v);
+    }
+}
+
+/* An `sql` step's statements, read by Postgres's parser: the tables of
+ * the plain reads, writes and table DDL it runs (a function they call is
+ * taken to touch what it is given); any other statement (DO, CREATE
+ * FUNCTION, a view, a type ...) may reach any table. */
+static void add_statements(struct table_set *s, const char *text)
+{
+    static const char *const plain[] = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "CreateStmt",
+                                        "AlterTableStmt", "IndexStmt", "TruncateStmt", "VacuumStmt", NULL};
+    if (!text)
+        return;
+    struct sql_script sc;
+    char err[256];
+    if (sql_script_parse(&sc, "sql", text, strlen(text), err, sizeof err) != 0) {
+        add_table(s, NULL, MIG_FLIGHT_EVERY_TABLE);
+        return;
+    }
+    for (size_t i = 0; i < sc.nstmts; i++) {
+        const struct sql_stmt *st = &sc.stmts[i];
+        int known = 0;
+        for (const char *const *k = plain; *k && !known; k++)
+            known = !strcmp(*k, st->kind);
+        if (!known)
+            add_table(s, NULL, MIG_FLIGHT_EVERY_TABLE);
+        else
+            add_range_vars(s, st->body);
+    }
+    sql_script_free(&sc);
+}
+
+int mig_flight_tables(const struct migration *m, char ***out, size_t *n)
+{
+    struct table_set s = {0};
+    for (size_t i = 0; i < m->nops; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (op->kind == MIG_RENAME_TABLE) {
+            add_table(&s, op->schema, op->from);
+            add_table(&s, op->schema, op->to);
+            continue;
+        }
+        if (op->kind == MIG_SQL) {
+            add_statements(&s, op->up);
+            add_statements(&s, op->down);
+            continue;
+        }
+        if (!op->table) {
+            add_table(&s, NULL, MIG_FLIGHT_EVERY_TABLE);
+            continue;
+        }
+        add_table(&s, op->schema, op->table);
+        add_reference(&s, op->schema, op->ref_table);
+        add_reference(&s, op->schema, op->col.references);
+        for (size_t c = 0; c < op->ncols; c++)
+            add_reference(&s, op->schema, op->cols[c].references);
+        for (size_t c = 0; c < op->ncons; c++)
+            add_reference(&s, op->schema, op->cons[c].ref_table);
+    }
+    if (s.failed) {
+        mig_flight_tables_free(s.v, s.n);
+        *out = NULL;
+        *n = 0;
+        return -1;
+    }
+    *out = s.v;
+    *n = s.n;
+    return 0;
+}
+
+void mig_flight_tables_free(char **tables, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(tables[i]);
+    free(tables);
 }

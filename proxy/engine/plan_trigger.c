@@ -97,7 +97,9 @@ void declare_shape(struct mig_str *s)
  * puts the writer's shape first on its search_path (the version schema for
  * the new release, the old shape's schema for everyone else, both for the
  * whole migration, switched and reverted sessions included), so the first
- * schema on the search_path answers it. A session routed to neither writes
+ * of the migration's two schemas on the search_path answers it (first of
+ * the two, not first of all: with several migrations in flight on other
+ * tables a session's path carries one schema of each). A session routed to neither writes
  * the base table itself (it bypasses the proxy and the views): with
  * pgtandem.version equal to the migration's name it is a new-shape writer;
  * without, what it wrote decides (bypass_insert, bypass_update: SQL
@@ -110,7 +112,14 @@ void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new
     char vname[80], oname[80];
     mig_version_schema(c->m->name, vname, sizeof vname);
     mig_old_schema(c->m->name, oname, sizeof oname);
-    mig_str_add(s, "  pgt_schema := (current_schemas(false))[1];\n  IF pgt_schema = ");
+    /* the first of this migration's two schemas on the path: with several
+     * migrations in flight each one's schema is on a session's path */
+    mig_str_add(s, "  pgt_schema := (SELECT u.s FROM unnest(current_schemas(false)) WITH ORDINALITY AS u(s, i)"
+                   " WHERE u.s IN (");
+    mig_str_literal(s, vname);
+    mig_str_add(s, ", ");
+    mig_str_literal(s, oname);
+    mig_str_add(s, ") ORDER BY u.i LIMIT 1);\n  IF pgt_schema = ");
     mig_str_literal(s, vname);
     mig_str_add(s, new_view_writes_new ? " THEN\n    pgt_new_shape := true;\n  ELSIF pgt_schema = "
                                        : " THEN\n    pgt_new_shape := false;\n  ELSIF pgt_schema = ");

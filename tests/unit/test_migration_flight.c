@@ -132,10 +132,72 @@ static void test_seen(void)
     CHECK("seen: a loop of parents ends", mig_flight_seen(loop, 2, "p") == 0x3);
 }
 
+static int has_tables(const char *json, const char *const *want, size_t nwant)
+{
+    char err[512];
+    struct migration m;
+    if (mig_parse(json, strlen(json), "t.json", &m, err, sizeof err) != 0) {
+        printf("    parse: %s\n", err);
+        mig_free(&m);
+        return 0;
+    }
+    char **t = NULL;
+    size_t n = 0;
+    int ok = mig_flight_tables(&m, &t, &n) == 0 && n == nwant;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = !strcmp(t[i], want[i]);
+    for (size_t i = 0; i < n; i++)
+        printf("    %s\n", t[i]);
+    mig_flight_tables_free(t, n);
+    mig_free(&m);
+    return ok;
+}
+
+static void test_tables(void)
+{
+    static const char *const rename[] = {"public.users", "public.people"};
+    CHECK("tables: a renamed table counts under both names",
+          has_tables("{\"name\": \"t\", \"operations\": [{\"rename_table\": {"
+                     " \"from\": \"users\", \"to\": \"people\"}}, {\"rename_column\": {\"table\": \"people\","
+                     " \"from\": \"a\", \"to\": \"b\"}}]}", rename, 2));
+    static const char *const fk[] = {"public.orders", "billing.accounts", "public.users"};
+    CHECK("tables: the tables its foreign keys reference, each once",
+          has_tables("{\"name\": \"t\", \"operations\": [{\"add_column\": {\"table\": \"orders\", \"column\":"
+                     " {\"name\": \"acct\", \"type\": \"bigint\", \"references\": \"billing.accounts(id)\"}}},"
+                     " {\"create_constraint\": {\"table\": \"orders\", \"name\": \"fk_u\", \"type\": \"foreign_key\","
+                     " \"columns\": [\"user_id\"], \"references\": {\"table\": \"users\", \"columns\": [\"id\"]}}}]}",
+                     fk, 3));
+    static const char *const stmts[] = {"public.audit", "public.alembic_version", "app.t"};
+    CHECK("tables: an sql step's plain statements name their tables, read by Postgres's parser",
+          has_tables("{\"name\": \"t\", \"operations\": [{\"create_table\": {\"table\": \"audit\", \"columns\":"
+                     " [{\"name\": \"id\", \"type\": \"int\", \"primary_key\": true}]}},"
+                     " {\"sql\": {\"up\": \"UPDATE alembic_version SET v = 'b'; INSERT INTO app.t SELECT 1\","
+                     " \"down\": \"UPDATE alembic_version SET v = 'a'\", \"on\": \"complete\"}}]}", stmts, 3));
+    static const char *const any[] = {"public.audit", MIG_FLIGHT_EVERY_TABLE};
+    CHECK("tables: a step that names no table stands for every one",
+          has_tables("{\"name\": \"t\", \"operations\": [{\"create_table\": {\"table\": \"audit\", \"columns\":"
+                     " [{\"name\": \"id\", \"type\": \"int\", \"primary_key\": true}]}},"
+                     " {\"sql\": {\"up\": \"DO $$ BEGIN PERFORM 1; END $$\", \"down\": \"SELECT 1\"}}]}", any, 2));
+
+    char why[512];
+    static const char *const EVERY[] = {MIG_FLIGHT_EVERY_TABLE};
+    struct mig_flight fl[1] = {F("a1", "init", MIG_PH_ACTIVE, EVERY)};
+    struct mig_flight x9 = F("x9", "a1", MIG_PH_IDLE, ORDERS);
+    const char *t = mig_flight_shared_table(&x9, &fl[0]);
+    CHECK("tables: every table is shared with any migration, said as the other's table",
+          t && !strcmp(t, "public.orders") && mig_flight_shared_table(&fl[0], &x9));
+    struct mig_flight y = F("y", "init", MIG_PH_IDLE, ORDERS);
+    CHECK("tables: so a sibling beside a step that names no table is refused",
+          admit(fl, 1, MIG_REQ_START, &y, 0, why) == 409 && strstr(why, "which migration a1 in flight changes too"));
+    struct mig_flight z = F("z", "init", MIG_PH_IDLE, AUDIT);
+    CHECK("tables: disjoint tables share none", !mig_flight_shared_table(&z, &x9));
+}
+
 int main(void)
 {
     test_start();
     test_order();
     test_seen();
+    test_tables();
     return UNIT_RESULT();
 }

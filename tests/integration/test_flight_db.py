@@ -1,0 +1,304 @@
+"""Several migrations in flight on separate tables (`--db`).
+
+A team's history moves on while a migration is in flight: `a1` renames a
+column of `users`, `b2` (parent `a1`) adds a computed column to `orders`,
+`c3` (parent `b2`) creates `audit`. Each starts while the ones before it
+are `active`; three releases write the whole time (the one from before
+`a1`, the one built with `a1`, the one built with `c3`), each on its own
+shape of every table, the way the proxy would route them (here each sets
+its own search_path, as `--db` routes nobody). A fourth migration on
+`users` is refused before any DDL, saying to complete `a1` first. The
+three complete out of their order of start; every row every release wrote
+is then read back against a model, and the schema is the one the same
+DDL run offline gives (`pg_dump --schema-only`).
+
+The lifecycle between them: a command that names no migration is refused
+while several are in flight, naming them; `rollback` of a migration with
+one built on it in flight is refused naming it, and so is one whose child
+completed already; the newest rolls back and leaves the others running.
+With proxies serving the database, a second migration is refused: each
+proxy routes one migration's shapes."""
+import threading
+import uuid
+
+import psycopg
+
+from support import load_legacy, migrate, schema_dump, sql, unify, wait_for, write_migration
+from support.fleet import fleet_proxy, live_members
+from test_schema_fidelity import diff, leftovers, run_script
+
+BASE = """
+CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, email text);
+CREATE TABLE orders (id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), amount int NOT NULL);
+INSERT INTO users (name, email) SELECT 'user ' || g, 'u' || g || '@example.com' FROM generate_series(1, 2000) g;
+INSERT INTO orders (user_id, amount) SELECT 1 + g % 2000, g FROM generate_series(1, 3000) g;
+"""
+
+A1 = {"name": "a1", "parent": None, "operations": [
+    {"rename_column": {"table": "users", "from": "name", "to": "full_name"}}]}
+B2 = {"name": "b2", "parent": "a1", "operations": [
+    {"add_column": {"table": "orders", "up": "amount * 100",
+                    "column": {"name": "amount_cents", "type": "bigint", "nullable": False, "default": "0"}}}],
+      "backfill": {"batch_rows": 500}}
+C3 = {"name": "c3", "parent": "b2", "operations": [
+    {"create_table": {"table": "audit", "columns": [
+        {"name": "id", "type": "bigserial", "primary_key": True},
+        {"name": "what", "type": "text", "nullable": False}]}}]}
+D4 = {"name": "d4", "parent": "c3", "operations": [
+    {"add_column": {"table": "users", "column": {"name": "verified", "type": "boolean", "nullable": False,
+                                                  "default": "false"}}}]}
+
+OFFLINE = """
+ALTER TABLE users RENAME COLUMN name TO full_name;
+ALTER TABLE orders ADD COLUMN amount_cents bigint NOT NULL DEFAULT 0;
+CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL);
+"""
+
+# Each release's shape of every table, as the proxy would route it: the
+# new shape of the migration it declares and of each one below it, the
+# old shape of the others (a schema not made yet is skipped by Postgres).
+PATHS = {
+    None: "pgtandem_a1_old, pgtandem_b2_old, pgtandem_c3_old, public",
+    "a1": "pgtandem_a1, pgtandem_b2_old, pgtandem_c3_old, public",
+    "c3": "pgtandem_a1, pgtandem_b2, pgtandem_c3, public",
+}
+
+
+def options(release):
+    declared = "-c pgtandem.version=%s " % release if release else ""
+    return declared + "-c search_path=" + PATHS[release].replace(" ", "")
+
+
+class Release(threading.Thread):
+    """One release's writes in a loop: new users and orders in its shape,
+    renames of its own users; what it wrote is kept for the check."""
+
+    def __init__(self, db, release, first_id):
+        super().__init__(daemon=True)
+        self.db, self.release, self.next_user = db, release, first_id
+        self.users, self.orders, self.audit, self.errors = {}, {}, 0, []
+        self.stop, self.rounds = threading.Event(), 0
+
+    def run(self):
+        name_col = "name" if self.release is None else "full_name"
+        try:
+            with psycopg.connect(self.db, autocommit=True, options=options(self.release)) as c:
+                while not self.stop.is_set():
+                    uid = self.next_user
+                    self.next_user += 1
+                    label = "%s user %d" % (self.release or "old", uid)
+                    c.execute("INSERT INTO users (id, %s, email) VALUES (%%s, %%s, %%s)" % name_col,
+                              (uid, label, "x%d@example.com" % uid))
+                    self.users[uid] = label
+                    amount = uid % 997 + 1
+                    if self.release == "c3":
+                        oid = c.execute("INSERT INTO orders (user_id, amount, amount_cents) VALUES (%s, %s, %s)"
+                                        " RETURNING id", (uid, amount, amount * 100)).fetchone()[0]
+                        c.execute("INSERT INTO audit (what) VALUES (%s)", ("order %d" % oid,))
+                        self.audit += 1
+                    else:
+                        oid = c.execute("INSERT INTO orders (user_id, amount) VALUES (%s, %s) RETURNING id",
+                                        (uid, amount)).fetchone()[0]
+                    self.orders[oid] = amount
+                    # an update of an older row of its own, in its own shape
+                    old = uid - 5
+                    if old in self.users:
+                        self.users[old] += " renamed"
+                        c.execute("UPDATE users SET %s = %s || ' renamed' WHERE id = %%s" % (name_col, name_col),
+                                  (old,))
+                    self.rounds += 1
+        except Exception as e:  # reported by the test
+            self.errors.append(e)
+
+
+def start_file(db, m, tmp_path):
+    r = migrate(db, "start", write_migration(m, str(tmp_path)), "--quiet")
+    return r
+
+
+def statuses(db):
+    return dict(sql(db, "SELECT name, status FROM pgtandem.migrations"))
+
+
+def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
+    run_script(db, BASE)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
+    try:
+        run_script(offline, BASE)
+        run_script(offline, OFFLINE)
+        releases = []
+        r = start_file(db, A1, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        releases.append(Release(db, None, 100000))
+        releases[-1].start()
+        r = start_file(db, B2, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        releases.append(Release(db, "a1", 200000))
+        releases[-1].start()
+        r = start_file(db, C3, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
+        releases.append(Release(db, "c3", 300000))
+        releases[-1].start()
+        wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing")
+
+        # a fourth on a table in flight: refused before any DDL
+        before = schema_dump(cluster, db)
+        r = start_file(db, D4, tmp_path)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "d4 changes public.users, which migration a1 in flight changes too" in r.stderr, r.stderr
+        assert "complete a1 (or roll it back) first" in r.stderr, r.stderr
+        assert schema_dump(cluster, db) == before
+        assert "d4" not in statuses(db)
+
+        # a command that names none cannot mean one of three
+        r = migrate(db, "complete")
+        assert r.returncode == 2 and "3 migrations are in flight" in r.stderr, r.stdout + r.stderr
+        for n in ("a1", "b2", "c3"):
+            assert "%s (active)" % n in r.stderr, r.stderr
+        st = migrate(db, "status")
+        assert "in flight: a1 (active), b2 (active), c3 (active)" in st.stdout, st.stdout + st.stderr
+
+        # the releases built before b2 are retired (complete's gate, with a
+        # proxy); the newest keeps writing through every complete, which go
+        # out of their order of start: each on its own tables
+        for x in releases[:2]:
+            x.stop.set()
+            x.join(30)
+        for n in ("b2", "c3", "a1"):
+            rounds = releases[2].rounds
+            r = migrate(db, "complete", n)
+            assert r.returncode == 0, r.stdout + r.stderr
+            wait_for(lambda: releases[2].rounds >= rounds + 10 or releases[2].errors, 60,
+                     "the newest release writing after %s completed" % n)
+        releases[2].stop.set()
+        releases[2].join(30)
+        assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
+        for x in releases:
+            assert not x.errors, (x.release, x.errors)
+            assert x.rounds >= 20, (x.release, x.rounds)
+
+        # every row every release wrote, in the final shape
+        users = dict(sql(db, "SELECT id, full_name FROM users"))
+        for x in releases:
+            for uid, label in x.users.items():
+                assert users.get(uid) == label, (x.release, uid, users.get(uid), label)
+        assert len(users) == 2000 + sum(len(x.users) for x in releases)
+        orders = {i: (a, c) for i, a, c in sql(db, "SELECT id, amount, amount_cents FROM orders")}
+        assert len(orders) == 3000 + sum(len(x.orders) for x in releases)
+        wrong = [(i, a, c) for i, (a, c) in orders.items() if c != a * 100]
+        assert not wrong, wrong[:10]
+        for x in releases:
+            for oid, amount in x.orders.items():
+                assert orders[oid][0] == amount
+        assert sql(db, "SELECT count(*) FROM audit")[0][0] == releases[2].audit > 0
+
+        online_dump, offline_dump = schema_dump(cluster, db), schema_dump(cluster, offline)
+        assert online_dump == offline_dump, diff(offline_dump, online_dump)
+        assert leftovers(db) == []
+        assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
+    finally:
+        for x in locals().get("releases", []):
+            x.stop.set()
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
+
+
+def test_rollback_and_complete_follow_what_is_built_on_what(cluster, db, tmp_path):
+    run_script(db, BASE)
+    base = schema_dump(cluster, db)
+    for m in (A1, B2):
+        r = start_file(db, m, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    with_both = schema_dump(cluster, db)
+
+    r = migrate(db, "rollback")
+    assert r.returncode == 2 and "2 migrations are in flight (a1 (active), b2 (active))" in r.stderr, r.stderr
+    r = migrate(db, "rollback", "a1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "migrations built on a1 are in flight (b2)" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == with_both
+    assert statuses(db) == {"a1": "active", "b2": "active"}
+
+    # the newest rolls back; the one below keeps running
+    r = migrate(db, "rollback", "b2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert statuses(db) == {"a1": "active", "b2": "rolled_back"}
+    new_users = sql(db, "SELECT full_name FROM pgtandem_a1.users WHERE id = 7",
+                    options="-c pgtandem.version=a1 -c search_path=pgtandem_a1,public")
+    assert new_users == [("user 7",)]
+    orders_cols = sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0"
+                          " AND NOT attisdropped ORDER BY attnum")
+    assert [c for (c,) in orders_cols] == ["id", "user_id", "amount"]
+
+    # started again, it completes before the one it is built on
+    r = start_file(db, B2, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = migrate(db, "complete", "b2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = migrate(db, "rollback", "a1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "b2, built on a1, is completed already" in r.stderr, r.stderr
+    assert statuses(db)["a1"] == "active"
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert statuses(db) == {"a1": "completed", "b2": "completed"}
+
+    # the history's end is b2, though a1 completed last
+    r = start_file(db, C3, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wrong = {"name": "c3b", "parent": "a1", "operations": [
+        {"create_table": {"table": "notes", "columns": [{"name": "id", "type": "int", "primary_key": True}]}}]}
+    r = start_file(db, wrong, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'it must be a migration in flight here ("c3")' in r.stderr, r.stderr
+    r = migrate(db, "complete", "c3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = start_file(db, wrong, tmp_path)
+    assert r.returncode == 2 and 'the last migration completed here is "c3"' in r.stderr, r.stderr
+    assert base != schema_dump(cluster, db)
+
+
+def test_proxies_serving_the_database_run_one_migration_at_a_time(cluster, db, proxy_factory, tmp_path):
+    run_script(db, BASE)
+    r = start_file(db, A1, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    name = db.rsplit("/", 1)[1].split("?")[0]
+    p = fleet_proxy(proxy_factory, cluster, name)
+    wait_for(lambda: len(live_members(p)) == 1, 30, "the proxy registered in the fleet")
+    before = schema_dump(cluster, db)
+    r = start_file(db, C3, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "1 proxy serves this database" in r.stderr and "complete a1" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before
+
+
+def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp_path):
+    """checks_unify's `sql` step writes alembic_version, which Postgres's
+    parser reads out of its statement: a migration of users starts beside
+    it, one more of checks is refused, and the two complete in reverse."""
+    load_legacy(db, 3000)
+    run_script(db, "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);"
+                   " INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 500) g;")
+    r = start_file(db, unify(), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    e5 = {"name": "e5", "parent": "0003_checks_unify", "operations": [
+        {"rename_column": {"table": "users", "from": "name", "to": "full_name"}}]}
+    r = start_file(db, e5, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    f6 = {"name": "f6", "parent": "e5", "operations": [
+        {"create_index": {"table": "checks", "name": "ix_checks_claim", "columns": ["claim"]}}]}
+    r = start_file(db, f6, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "f6 changes public.checks, which migration 0003_checks_unify in flight changes too" in r.stderr, r.stderr
+    r = migrate(db, "complete", "e5")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT version_num FROM alembic_version") == [("9e15719c5c3c",)]
+    r = migrate(db, "complete", "0003_checks_unify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT version_num FROM alembic_version") == [("b73c9aa4f0c3",)]
+    assert sql(db, "SELECT count(*) FROM users WHERE full_name LIKE 'user %'") == [(500,)]
+    assert sql(db, "SELECT count(*) FROM checks WHERE claim IS NOT NULL") == [(3000,)]
+    r = start_file(db, f6, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
