@@ -90,6 +90,11 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
  * are started as one (mig_merge), in one expand, backfill and cutover, and
  * all recorded as completed when it completes. */
 int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
+/* A chain with --each: each pending file started as its own migration,
+ * in order, after every one is checked to be on tables no other pending
+ * or in-flight migration touches (refused before any DDL otherwise). A
+ * start that fails leaves the ones before it in flight, saying so. */
+int engine_start_each(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
 /* The chain's first migration not completed yet in *pending (n: none), after
  * the checks engine_start_chain makes: the completed ones come first and
  * are unchanged. Changes nothing. */
@@ -134,6 +139,9 @@ int engine_verify(struct engine *e, FILE *out, char *err, size_t errlen);
 int engine_set_paused(struct engine *e, int paused, char *err, size_t errlen);
 /* Checksums of applied migrations, for lint: name -> checksum, status, parent. */
 int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen);
+/* applied's entry for name (a row recorded under the name cut to 40
+ * characters by releases before names were kept whole counts too). */
+json_t *engine_applied_entry(json_t *applied, const char *name);
 /* The revisions in the database's alembic_version (an empty array when it
  * has no such table), for lint of an Alembic directory. */
 int engine_alembic_versions(struct engine *e, json_t **out, char *err, size_t errlen);

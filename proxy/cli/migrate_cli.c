@@ -75,6 +75,8 @@ static const struct migrate_flag FLAGS[] = {
                                                                    "(default 200)"},
     {"retries", "N", 'r', "start complete", "attempts of a step that waits for a lock, 1 to 1000 (default 10)"},
     {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
+    {"each", NULL, 'e', "start", "DIR with --db: each pending file its own migration, in order, when they change "
+                                 "separate tables (default: the pending ones as one)"},
     {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
                                                       "continues"},
     {"backfill-workers", "N", 'W', "start resume", "with --db: batches the backfill runs at once, each on its own "
@@ -243,6 +245,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
             c->estimate_rows = v;
             break;
         case 'n': c->opt.skip_backfill = 1; break;
+        case 'e': c->each = 1; break;
         case 'v': c->opt.validate_only = 1; break;
         case 'l':
             if (parse_long(optarg, 1, 600000, &v) != 0) return -1;
@@ -638,6 +641,10 @@ int migrate_main(int argc, char **argv)
     const char *cmd = c.command;
     if ((c.estimate || c.estimate_rows != 0) && strcmp(cmd, "plan") != 0) {
         fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
+        return EXIT_INVALID;
+    }
+    if (c.proxy && c.each) {
+        fprintf(stderr, "pgtandem migrate start: a proxy runs one migration at a time; --each is for --db\n");
         return EXIT_INVALID;
     }
     if (c.proxy && c.opt.target) {

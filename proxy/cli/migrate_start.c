@@ -75,6 +75,10 @@ int migrate_cli_start(const struct cli *c, int resume)
     struct migration *list = NULL;
     size_t n = 0;
     int chain = !resume && migrate_cli_is_directory(c->file);
+    if (c->each && !chain) {
+        fprintf(stderr, "pgtandem migrate: error: --each is for a directory of migrations (start DIR --each)\n");
+        return EXIT_INVALID;
+    }
     if (!resume && load_start_input(c, chain, &list, &n, err, sizeof err) != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
@@ -93,6 +97,7 @@ int migrate_cli_start(const struct cli *c, int resume)
     int rc = migrate_cli_open_engine(&local, &e, 1, err, sizeof err);
     if (rc == ENGINE_OK) {
         rc = resume ? engine_resume(&e, err, sizeof err)
+             : chain && c->each ? engine_start_each(&e, list, n, err, sizeof err)
              : chain ? engine_start_chain(&e, list, n, err, sizeof err)
                      : engine_start(&e, &list[0], err, sizeof err);
         progress_line_end(&prog.line);

@@ -479,7 +479,7 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
 /* What pgtandem.migrations says of name. Releases before names were kept
  * whole recorded a longer name cut to its first 40 characters; that row is
  * the same migration when its checksum (the file's) matches too. */
-static json_t *applied_entry(json_t *applied, const char *name)
+json_t *engine_applied_entry(json_t *applied, const char *name)
 {
     json_t *a = json_object_get(applied, name);
     char cut[41];
@@ -497,7 +497,7 @@ int engine_chain_pending(struct engine *e, const struct migration *list, size_t 
     int rc = engine_applied(e, &applied, err, errlen);
     size_t first = 0;
     for (; rc == ENGINE_OK && first < n; first++) {
-        json_t *a = applied_entry(applied, list[first].name);
+        json_t *a = engine_applied_entry(applied, list[first].name);
         if (mig_status_of_word(json_string_value(json_object_get(a, "status"))) != MIG_ST_COMPLETED)
             break;
         const char *sum = json_string_value(json_object_get(a, "checksum"));
@@ -508,7 +508,8 @@ int engine_chain_pending(struct engine *e, const struct migration *list, size_t 
         }
     }
     for (size_t i = first + 1; rc == ENGINE_OK && i < n; i++) {
-        const char *status = json_string_value(json_object_get(applied_entry(applied, list[i].name), "status"));
+        json_t *a = engine_applied_entry(applied, list[i].name);
+        const char *status = json_string_value(json_object_get(a, "status"));
         if (mig_status_of_word(status) == MIG_ST_COMPLETED) {
             fail(err, errlen, "%s: \"%s\" is applied but its parent \"%s\" is not", list[i].file, list[i].name,
                  list[i].parent ? list[i].parent : "-");
@@ -543,10 +544,6 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     return rc;
 }
 
-/* Whether m may start beside the migrations in flight: on tables none of
- * them changes (a migration built on another's shape of the same table is
- * not run yet), within migration_flight.h's rules, and, with proxies
- * serving the database, only alone (each routes one migration's shapes). */
 /* The proxies serving the database (live in pgtandem.proxies); 0 when
  * none or unknown. */
 static int live_proxies(PGconn *conn)
@@ -562,6 +559,10 @@ static int live_proxies(PGconn *conn)
     return n;
 }
 
+/* Whether m may start beside the migrations in flight: on tables none of
+ * them changes (a migration built on another's shape of the same table is
+ * not run yet), within migration_flight.h's rules, and, with proxies
+ * serving the database, only alone (each routes one migration's shapes). */
 static int admit_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
     struct engine_flight fl;

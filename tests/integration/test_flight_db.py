@@ -18,6 +18,7 @@ one built on it in flight is refused naming it, and so is one whose child
 completed already; the newest rolls back and leaves the others running.
 With proxies serving the database, a second migration is refused: each
 proxy routes one migration's shapes."""
+import json
 import threading
 import uuid
 
@@ -109,6 +110,10 @@ class Release(threading.Thread):
                     self.rounds += 1
         except Exception as e:  # reported by the test
             self.errors.append(e)
+
+
+def write_json(path, m):
+    path.write_text(json.dumps(m))
 
 
 def start_file(db, m, tmp_path):
@@ -302,3 +307,34 @@ def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp
     assert sql(db, "SELECT count(*) FROM checks WHERE claim IS NOT NULL") == [(3000,)]
     r = start_file(db, f6, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, db, tmp_path):
+    run_script(db, BASE)
+    chain = tmp_path / "chain"
+    chain.mkdir()
+    for m in (A1, B2, C3):
+        write_json(chain / ("%s.json" % m["name"]), m)
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 migrations started, each its own: a1, b2, c3" in r.stderr, r.stderr
+    assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
+
+    # one more file on a table in flight: the directory is refused whole
+    write_json(chain / "d4.json", D4)
+    before = schema_dump(cluster, db)
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "d4 changes public.users, which a1 changes too" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before and "d4" not in statuses(db)
+    (chain / "d4.json").unlink()
+
+    for n in ("c3", "a1", "b2"):
+        r = migrate(db, "complete", n)
+        assert r.returncode == 0, r.stdout + r.stderr
+    r = migrate(db, "start", str(chain), "--quiet")
+    assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
+    r = migrate(db, "start", write_migration(A1, str(tmp_path)), "--each")
+    assert r.returncode == 2 and "--each is for a directory" in r.stderr, r.stdout + r.stderr
