@@ -20,6 +20,7 @@
 
 #include "migration.h"
 #include "migration_lifecycle.h"
+#include "migration_plan.h"
 
 /* More than this many in flight is refused: each is a version schema, a
  * trigger per table it changes and a backfill sharing one budget. */
@@ -62,13 +63,16 @@ unsigned mig_flight_seen(const struct mig_flight *flight, size_t n, const char *
  * every one (said as the other's table when it has one). */
 const char *mig_flight_shared_table(const struct mig_flight *a, const struct mig_flight *b);
 
-/* The tables m changes or references ("schema.table", unquoted; the
- * tables its foreign keys point at count: their keys must stay as m
- * found them; an `sql` step's are read from its statements by Postgres's
- * parser), each once, into *out (owned: mig_flight_tables_free);
+/* The tables m changes or references, each once, into *out (owned:
+ * mig_flight_tables_free), as "schema.table", unquoted: the tables its
+ * operations name, the tables its foreign keys point at (their keys must
+ * stay as m found them), an `sql` step's tables read from its statements
+ * by Postgres's parser, and, with its plan (NULL: none yet), every table
+ * the plan's statements name (another table's foreign key carried to a
+ * retyped column); pgtandem's own schemas left out.
  * MIG_FLIGHT_EVERY_TABLE once for a step that names no table. -1 when out
  * of memory. */
-int mig_flight_tables(const struct migration *m, char ***out, size_t *n);
+int mig_flight_tables(const struct migration *m, const struct mig_plan *plan, char ***out, size_t *n);
 void mig_flight_tables_free(char **tables, size_t n);
 
 #endif

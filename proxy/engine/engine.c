@@ -559,6 +559,45 @@ static int live_proxies(PGconn *conn)
     return n;
 }
 
+/* 1 (err set) when me shares a table with a migration in flight. */
+static int refuse_shared(const struct engine_flight *fl, const struct mig_flight *me, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < fl->n; i++) {
+        const char *t = mig_flight_shared_table(me, &fl->m[i]);
+        if (!t)
+            continue;
+        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+        fail(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table in "
+             "flight are not run yet: complete %s (or roll it back) first, or start the pending files together as one "
+             "(`pgtandem migrate start DIR`)", me->name, any ? "tables no step names (sql, enum labels)" : t,
+             fl->m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "", fl->m[i].name);
+        return 1;
+    }
+    return 0;
+}
+
+/* After the plan is built, before any DDL: the tables its statements
+ * name (another table's foreign key carried to a retyped column) against
+ * those of the migrations in flight. */
+static int admit_plan(struct engine *e, const struct migration *m, const struct mig_plan *plan, char *err,
+                      size_t errlen)
+{
+    struct engine_flight fl;
+    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
+        return ENGINE_FAILED;
+    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
+    char **tables = NULL;
+    int rc = ENGINE_OK;
+    if (fl.n > 0 && mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
+        rc = fail(err, errlen, "out of memory");
+    me.tables = (const char *const *)tables;
+    if (rc == ENGINE_OK && fl.n > 0 && refuse_shared(&fl, &me, err, errlen))
+        rc = ENGINE_INVALID;
+    mig_flight_tables_free(tables, me.ntables);
+    engine_flight_free(&fl);
+    return rc;
+}
+
 /* Whether m may start beside the migrations in flight: on tables none of
  * them changes (a migration built on another's shape of the same table is
  * not run yet), within migration_flight.h's rules, and, with proxies
@@ -587,22 +626,14 @@ static int admit_start(struct engine *e, const struct migration *m, char *err, s
                   fl.m[fl.n - 1].name, proxies == 1 ? "it" : "them", m->name);
         goto out;
     }
-    if (mig_flight_tables(m, &tables, &me.ntables) != 0) {
+    if (mig_flight_tables(m, NULL, &tables, &me.ntables) != 0) {
         rc = fail(err, errlen, "out of memory");
         out_of_memory = 1;
         goto out;
     }
     me.tables = (const char *const *)tables;
-    for (size_t i = 0; i < fl.n; i++) {
-        const char *t = mig_flight_shared_table(&me, &fl.m[i]);
-        if (!t)
-            continue;
-        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
-        rc = fail(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table "
-                  "in flight are not run yet: complete %s (or roll it back) first, or start the pending files together"
-                  " as one (`pgtandem migrate start DIR`)", m->name, any ? "tables no step names (sql, enum labels)" : t,
-                  fl.m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "",
-                  fl.m[i].name);
+    if (refuse_shared(&fl, &me, err, errlen)) {
+        rc = ENGINE_INVALID;
         goto out;
     }
     if (mig_flight_admit(fl.m, fl.n, MIG_REQ_START, &me, 0, why, sizeof why) != 0) {
@@ -654,6 +685,11 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     rc = engine_prepare(e, m, &plan, err, errlen);
     if (rc != ENGINE_OK)
         return rc;
+    rc = admit_plan(e, m, &plan, err, errlen);
+    if (rc != ENGINE_OK) {
+        mig_plan_free(&plan);
+        return rc;
+    }
     for (size_t i = 0; i < plan.nnotes; i++)
         log_warn("%s", plan.notes[i]);
     rc = insert_migration(e, m, &plan, err, errlen);

@@ -58,7 +58,7 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
         if (a)
             continue;
         struct mig_flight me = {.name = list[i].name, .parent = list[i].parent, .phase = MIG_PH_IDLE};
-        if (mig_flight_tables(&list[i], &x->tables[i], &x->ntables[i]) != 0)
+        if (mig_flight_tables(&list[i], NULL, &x->tables[i], &x->ntables[i]) != 0)
             return snprintf(err, errlen, "out of memory"), ENGINE_FAILED;
         me.tables = (const char *const *)x->tables[i];
         me.ntables = x->ntables[i];

@@ -11,7 +11,8 @@
 #include "migration.h"
 
 #define FLIGHT_SQL_FMT \
-    "SELECT name, parent, status, migration FROM pgtandem.migrations WHERE status IN (%s) ORDER BY started_at, name"
+    "SELECT name, parent, status, migration, plan FROM pgtandem.migrations WHERE status IN (%s)" \
+    " ORDER BY started_at, name"
 
 static void free_one(struct mig_flight *m)
 {
@@ -37,9 +38,15 @@ static int read_row(PGresult *r, int i, struct mig_flight *out, char *err, size_
         mig_free(&m);
         return -1;
     }
+    /* its plan as stored: the tables its statements name (a foreign key
+     * carried to a retyped column) count too */
+    struct mig_plan plan;
+    int have_plan = !PQgetisnull(r, i, 4) && mig_plan_from_json(PQgetvalue(r, i, 4), &plan, err, errlen) == 0;
     char **tables = NULL;
     size_t nt = 0;
-    int rc = mig_flight_tables(&m, &tables, &nt);
+    int rc = mig_flight_tables(&m, have_plan ? &plan : NULL, &tables, &nt);
+    if (have_plan)
+        mig_plan_free(&plan);
     mig_free(&m);
     out->name = strdup(name);
     out->parent = PQgetisnull(r, i, 1) ? NULL : strdup(PQgetvalue(r, i, 1));

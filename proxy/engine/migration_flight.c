@@ -172,8 +172,8 @@ struct table_set {
 
 static void add_table(struct table_set *s, const char *schema, const char *table)
 {
-    if (s->failed || !table)
-        return;
+    if (s->failed || !table || (schema && !strncmp(schema, "pgtandem", 8)))
+        return; /* pgtandem's own: the state, a migration's views */
     char buf[300];
     int len = every_table(table) ? snprintf(buf, sizeof buf, "%s", table)
                                  : snprintf(buf, sizeof buf, "%s.%s", schema ? schema : "public", table);
@@ -279,9 +279,33 @@ static void add_statements(struct table_set *s, const char *text)
     sql_script_free(&sc);
 }
 
-int mig_flight_tables(const struct migration *m, char ***out, size_t *n)
+/* The tables a plan's statements name, whatever their kind: the views it
+ * makes read the table, a carried foreign key is an ALTER TABLE of its
+ * table. A function body is a string to the parser, and adds nothing. */
+static void add_plan_steps(struct table_set *s, const struct mig_steps *l)
+{
+    for (size_t i = 0; i < l->n && !s->failed; i++) {
+        struct sql_script sc;
+        char err[256];
+        const char *text = l->v[i].sql;
+        if (!text || sql_script_parse(&sc, "plan", text, strlen(text), err, sizeof err) != 0)
+            continue; /* the statement runs as it is; the operations' own tables stand */
+        for (size_t k = 0; k < sc.nstmts; k++)
+            add_range_vars(s, sc.stmts[k].body);
+        sql_script_free(&sc);
+    }
+}
+
+int mig_flight_tables(const struct migration *m, const struct mig_plan *plan, char ***out, size_t *n)
 {
     struct table_set s = {0};
+    if (plan) {
+        add_plan_steps(&s, &plan->expand);
+        add_plan_steps(&s, &plan->validate);
+        add_plan_steps(&s, &plan->contract);
+        add_plan_steps(&s, &plan->post);
+        add_plan_steps(&s, &plan->rollback);
+    }
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
         if (op->kind == MIG_RENAME_TABLE) {

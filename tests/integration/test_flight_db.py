@@ -338,3 +338,37 @@ def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, 
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
     r = migrate(db, "start", write_migration(A1, str(tmp_path)), "--each")
     assert r.returncode == 2 and "--each is for a directory" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_foreign_key_carried_to_a_retyped_column_is_a_table_touched(cluster, db, tmp_path):
+    """w1 retypes u2.id, which o2's foreign key references: its plan moves
+    that key (an ALTER TABLE of o2), so o2 is one of its tables, though no
+    operation of it names o2. Both orders are refused before any DDL."""
+    run_script(db, "CREATE TABLE u2 (id int PRIMARY KEY, name text);"
+                   " CREATE TABLE o2 (id int PRIMARY KEY, uid int REFERENCES u2(id));"
+                   " INSERT INTO u2 SELECT g, 'n' || g FROM generate_series(1, 100) g;"
+                   " INSERT INTO o2 SELECT g, g FROM generate_series(1, 100) g;")
+    w1 = {"name": "w1", "parent": None, "operations": [
+        {"alter_column": {"table": "u2", "column": "id", "type": "bigint", "up": "id::bigint", "down": "id::int"}}]}
+    x2 = {"name": "x2", "parent": None, "operations": [
+        {"add_column": {"table": "o2", "column": {"name": "note", "type": "text"}}}]}
+    r = start_file(db, x2, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = schema_dump(cluster, db)
+    w1["parent"] = "x2"
+    r = start_file(db, w1, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "w1 changes public.o2, which migration x2 in flight changes too" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before and "w1" not in statuses(db)
+    r = migrate(db, "rollback", "x2")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    w1["parent"] = None
+    r = start_file(db, w1, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = schema_dump(cluster, db)
+    x2["name"], x2["parent"] = "x3", "w1"
+    r = start_file(db, x2, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "x3 changes public.o2, which migration w1 in flight changes too" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before

@@ -143,7 +143,7 @@ static int has_tables(const char *json, const char *const *want, size_t nwant)
     }
     char **t = NULL;
     size_t n = 0;
-    int ok = mig_flight_tables(&m, &t, &n) == 0 && n == nwant;
+    int ok = mig_flight_tables(&m, NULL, &t, &n) == 0 && n == nwant;
     for (size_t i = 0; ok && i < n; i++)
         ok = !strcmp(t[i], want[i]);
     for (size_t i = 0; i < n; i++)
