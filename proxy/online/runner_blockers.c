@@ -79,6 +79,7 @@ static const char BLOCKED_BY_SQL[] =
     "   UNION SELECT blocker, waiter, false FROM holding WHERE blocker NOT IN (SELECT blocker FROM waiting))"
     " SELECT coalesce(json_agg(json_build_object('pid', b.pid, 'application_name', b.application_name,"
     "   'state', b.state, 'xact_start', b.xact_start, 'query_start', b.query_start, 'query', left(b.query, 200),"
+    "   'backend_type', b.backend_type,"
     "   'waiting_now', who.now, 'waiting_pid', w.pid, 'waiting_query', left(w.query, 200))"
     "   ORDER BY who.now DESC, b.xact_start), '[]')"
     " FROM who JOIN pg_stat_activity b ON b.pid = who.blocker JOIN pg_stat_activity w ON w.pid = who.waiter"
@@ -95,15 +96,29 @@ static const char *field(json_t *o, const char *key, const char *absent)
     return v ? v : absent;
 }
 
+/* The first blocker that is a session: an autovacuum worker holding the
+ * lock is cancelled by the engine's step when its lock attempt gives up
+ * (autovacuum_yield.h), so it blocks nothing for long. NULL: none. */
+static json_t *session_blocker(json_t *by)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(by, i, b) {
+        if (strcmp(field(b, "backend_type", ""), "autovacuum worker") != 0)
+            return b;
+    }
+    return NULL;
+}
+
 /* A rollback whose step waits for another session's lock is not kept
  * waiting for it (the lifecycle's rule): it is answered now, naming who
  * holds the lock, and goes on by itself once that one lets go. */
 void answer_rollback_if_blocked(struct migration_runner *r)
 {
     int status = mig_waiter_on_blocked(MIG_WAIT_ROLLBACK, r->phase);
-    if (!r->rollback_w.fn || !status || json_array_size(r->blk.by) == 0)
+    json_t *b = session_blocker(r->blk.by);
+    if (!r->rollback_w.fn || !status || !b)
         return;
-    json_t *b = json_array_get(r->blk.by, 0);
     char msg[600];
     snprintf(msg, sizeof msg, "the rollback of %s goes on by itself once pid %lld (application_name '%.60s', %.40s,"
              " transaction since %.40s) lets go of its lock on a migrated table%s; GET /migrations/current follows"
