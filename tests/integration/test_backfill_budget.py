@@ -116,6 +116,11 @@ def scrape(proxy):
     return Scrape(text)
 
 
+# serial: a judgement of latencies too; beside two other workers under
+# AddressSanitizer the app's p99 over the backfill went past its bound in
+# two full runs of five (61 ms against 52, 85 against 81) while the
+# budget held the backfill back as it should
+@pytest.mark.serial
 def test_the_default_budget_keeps_a_slow_apps_p99_and_the_backfill_finishes(db, cluster, proxy_factory):
     sql(db, TABLE_SQL)
     proxy = engine_proxy(proxy_factory, cluster, dbname(db))
