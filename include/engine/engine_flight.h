@@ -25,4 +25,23 @@ const struct mig_flight *engine_flight_find(const struct engine_flight *f, const
 /* "a1 (active), b2 (backfilling)" into out, for messages. */
 const char *engine_flight_list(const struct engine_flight *f, char *out, size_t cap);
 
+/* The admission of a migration beside the ones in flight. Each returns 0
+ * when it may go ahead, 1 when it is refused (err says why and what to
+ * do; nothing was changed), -1 when the database could not be read. */
+
+/* start of m beside f (read under the engine lock): on tables none of
+ * them touches (a migration built on another's shape of the same table is
+ * not run yet), within migration_flight.h's rules; alone (a proxy routes
+ * one migration's shapes) when `alone` or when proxies serve the database. */
+int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
+                              char *err, size_t errlen);
+/* Once m's plan is built, before any DDL: the tables its statements name
+ * (another table's foreign key carried to a retyped column) too. */
+int engine_flight_admit_plan(const struct engine_flight *f, const struct migration *m, const struct mig_plan *plan,
+                             char *err, size_t errlen);
+/* complete or rollback of the migration in flight `name` beside the others
+ * (complete oldest first on a table; no rollback under a migration built on
+ * it, in flight or completed already). */
+int engine_flight_admit(PGconn *conn, enum mig_request q, const char *name, char *err, size_t errlen);
+
 #endif

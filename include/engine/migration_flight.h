@@ -62,6 +62,9 @@ unsigned mig_flight_seen(const struct mig_flight *flight, size_t n, const char *
 /* The first table both change, or NULL; a step that names no table shares
  * every one (said as the other's table when it has one). */
 const char *mig_flight_shared_table(const struct mig_flight *a, const struct mig_flight *b);
+/* The first of set[0..n) sharing a table with m (its index; the table in
+ * *table), or -1. */
+int mig_flight_first_shared(const struct mig_flight *set, size_t n, const struct mig_flight *m, const char **table);
 
 /* The tables m changes or references, each once, into *out (owned:
  * mig_flight_tables_free), as "schema.table", unquoted: the tables its

@@ -48,6 +48,9 @@
  * from several processes at once: they take a transaction-level advisory
  * lock first. Caller frees; NULL when out of memory. */
 char *mig_state_schema_sql(void);
+/* 1 when schema pgtandem's state table exists (a database never migrated
+ * has none; reading it would fail). */
+int mig_state_exists(PGconn *conn);
 
 /* When the proxy of row `alias` of pgtandem.proxies last renewed its lease:
  * its row in pgtandem.fleet_leases, which only that proxy writes, so that a

@@ -13,8 +13,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "migration_lifecycle.h"
 #include "migration_state.h"
 #include "log.h"
@@ -48,6 +46,13 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return ENGINE_FAILED;
+}
+
+/* engine_flight's answer as an exit status: a refusal is the command's
+ * fault (nothing changed), a failure the database's. */
+static int of_flight(int rc)
+{
+    return rc == 0 ? ENGINE_OK : rc > 0 ? ENGINE_INVALID : ENGINE_FAILED;
 }
 
 /* Returns -1 with why set when the row could not be updated. */
@@ -180,10 +185,7 @@ static void free_current(struct current *c)
 static int load_current(PGconn *conn, struct current *c, const char *name, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
-    int has_state = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    if (!has_state)
+    if (!mig_state_exists(conn))
         return 0;
     char statuses[MIG_STATUS_SQL_LIST_MAX], sql[sizeof CURRENT_SQL_FMT + MIG_STATUS_SQL_LIST_MAX];
     if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0) {
@@ -192,7 +194,7 @@ static int load_current(PGconn *conn, struct current *c, const char *name, char 
     }
     snprintf(sql, sizeof sql, CURRENT_SQL_FMT, statuses);
     const char *v[1] = {name};
-    r = name ? PQexecParams(conn, NAMED_SQL, 1, NULL, v, NULL, NULL, 0) : PQexec(conn, sql);
+    PGresult *r = name ? PQexecParams(conn, NAMED_SQL, 1, NULL, v, NULL, NULL, 0) : PQexec(conn, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fail(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -544,111 +546,6 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     return rc;
 }
 
-/* The proxies serving the database (live in pgtandem.proxies); 0 when
- * none or unknown. */
-static int live_proxies(PGconn *conn)
-{
-    PGresult *r = PQexec(conn, MIG_STATE_FLEET_SQL);
-    int n = 0;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        json_t *live = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        n = (int)json_array_size(live);
-        json_decref(live);
-    }
-    PQclear(r);
-    return n;
-}
-
-/* 1 (err set) when me shares a table with a migration in flight. */
-static int refuse_shared(const struct engine_flight *fl, const struct mig_flight *me, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < fl->n; i++) {
-        const char *t = mig_flight_shared_table(me, &fl->m[i]);
-        if (!t)
-            continue;
-        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
-        fail(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table in "
-             "flight are not run yet: complete %s (or roll it back) first, or start the pending files together as one "
-             "(`pgtandem migrate start DIR`)", me->name, any ? "tables no step names (sql, enum labels)" : t,
-             fl->m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "", fl->m[i].name);
-        return 1;
-    }
-    return 0;
-}
-
-/* After the plan is built, before any DDL: the tables its statements
- * name (another table's foreign key carried to a retyped column) against
- * those of the migrations in flight. */
-static int admit_plan(struct engine *e, const struct migration *m, const struct mig_plan *plan, char *err,
-                      size_t errlen)
-{
-    struct engine_flight fl;
-    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
-        return ENGINE_FAILED;
-    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
-    char **tables = NULL;
-    int rc = ENGINE_OK;
-    if (fl.n > 0 && mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
-        rc = fail(err, errlen, "out of memory");
-    me.tables = (const char *const *)tables;
-    if (rc == ENGINE_OK && fl.n > 0 && refuse_shared(&fl, &me, err, errlen))
-        rc = ENGINE_INVALID;
-    mig_flight_tables_free(tables, me.ntables);
-    engine_flight_free(&fl);
-    return rc;
-}
-
-/* Whether m may start beside the migrations in flight: on tables none of
- * them changes (a migration built on another's shape of the same table is
- * not run yet), within migration_flight.h's rules, and, with proxies
- * serving the database, only alone (each routes one migration's shapes). */
-static int admit_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
-{
-    struct engine_flight fl;
-    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
-        return ENGINE_FAILED;
-    int rc = ENGINE_OK, out_of_memory = 0;
-    char list[512], why[1024];
-    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
-    char **tables = NULL;
-    if (fl.n == 0)
-        goto out;
-    if (e->opt.alone) {
-        rc = fail(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting \"%s\"",
-                  fl.m[fl.n - 1].name, m->name);
-        goto out;
-    }
-    int proxies = live_proxies(e->conn);
-    if (proxies > 0) {
-        rc = fail(err, errlen, "migration %s is in flight and %d prox%s this database, which route%s one "
-                  "migration's shapes at a time: complete %s (or roll it back) through %s before starting %s",
-                  fl.m[fl.n - 1].name, proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "s" : "",
-                  fl.m[fl.n - 1].name, proxies == 1 ? "it" : "them", m->name);
-        goto out;
-    }
-    if (mig_flight_tables(m, NULL, &tables, &me.ntables) != 0) {
-        rc = fail(err, errlen, "out of memory");
-        out_of_memory = 1;
-        goto out;
-    }
-    me.tables = (const char *const *)tables;
-    if (refuse_shared(&fl, &me, err, errlen)) {
-        rc = ENGINE_INVALID;
-        goto out;
-    }
-    if (mig_flight_admit(fl.m, fl.n, MIG_REQ_START, &me, 0, why, sizeof why) != 0) {
-        rc = fail(err, errlen, "%s", why);
-        goto out;
-    }
-    log_info("starting %s beside the migration%s in flight on other tables: %s", m->name, fl.n > 1 ? "s" : "",
-             engine_flight_list(&fl, list, sizeof list));
-out:
-    mig_flight_tables_free(tables, me.ntables);
-    engine_flight_free(&fl);
-    /* every refusal comes before any change: the command was wrong, not the database */
-    return rc == ENGINE_OK ? ENGINE_OK : out_of_memory ? ENGINE_FAILED : ENGINE_INVALID;
-}
-
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
@@ -667,29 +564,27 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
                     "changed); roll it back first or restore the file", m->file, m->name), ENGINE_INVALID;
     }
     free_current(&cur);
-    int rc = admit_start(e, m, err, errlen);
-    if (rc != ENGINE_OK)
-        return rc;
-    rc = engine_finish_post(e, err, errlen);
-    if (rc != ENGINE_OK) {
+    /* read once: the engine lock keeps them as they are until the expand */
+    struct engine_flight fl;
+    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
+        return ENGINE_FAILED;
+    int rc = of_flight(engine_flight_admit_start(e->conn, &fl, m, e->opt.alone, err, errlen));
+    if (rc == ENGINE_OK && (rc = engine_finish_post(e, err, errlen)) != ENGINE_OK) {
         char msg[1200];
         snprintf(msg, sizeof msg, "the steps after the last migration's contract did not finish, so %s was not "
                  "started (nothing of it changed): %.900s", m->name, err);
         snprintf(err, errlen, "%s", msg);
-        return rc;
     }
-    rc = check_history(e->conn, m, err, errlen);
-    if (rc != ENGINE_OK)
-        return rc;
+    if (rc == ENGINE_OK)
+        rc = check_history(e->conn, m, err, errlen);
     struct mig_plan plan;
-    rc = engine_prepare(e, m, &plan, err, errlen);
+    if (rc == ENGINE_OK)
+        rc = engine_prepare(e, m, &plan, err, errlen);
+    if (rc == ENGINE_OK && (rc = of_flight(engine_flight_admit_plan(&fl, m, &plan, err, errlen))) != ENGINE_OK)
+        mig_plan_free(&plan);
+    engine_flight_free(&fl);
     if (rc != ENGINE_OK)
         return rc;
-    rc = admit_plan(e, m, &plan, err, errlen);
-    if (rc != ENGINE_OK) {
-        mig_plan_free(&plan);
-        return rc;
-    }
     for (size_t i = 0; i < plan.nnotes; i++)
         log_warn("%s", plan.notes[i]);
     rc = insert_migration(e, m, &plan, err, errlen);
@@ -749,25 +644,6 @@ static void free_in_progress(struct in_progress *ip)
     free_current(&ip->cur);
 }
 
-/* Whether request q on the migration in flight `name` may go ahead beside
- * the others in flight (migration_flight.h: complete oldest first on a
- * table, no rollback under migrations built on it). */
-static int admit_beside(struct engine *e, enum mig_request q, const char *name, char *err, size_t errlen)
-{
-    struct engine_flight fl;
-    if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
-        return ENGINE_FAILED;
-    const struct mig_flight *m = engine_flight_find(&fl, name);
-    char why[1024];
-    int rc = ENGINE_OK;
-    if (m && fl.n > 1 && mig_flight_admit(fl.m, fl.n, q, m, 0, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s", why);
-        rc = ENGINE_INVALID;
-    }
-    engine_flight_free(&fl);
-    return rc;
-}
-
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {
     int rc = engine_finish_post(e, err, errlen); /* the last one's steps left, if any */
@@ -825,7 +701,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         snprintf(err, errlen, "migration %s is %s, not active; %s", cur->name, cur->status,
                  cur->st != MIG_ST_FAILED ? "let the backfill finish (`pgtandem migrate resume`)" : "roll it back");
         rc = ENGINE_INVALID;
-    } else if ((rc = admit_beside(e, MIG_REQ_COMPLETE, cur->name, err, errlen)) != ENGINE_OK) {
+    } else if ((rc = of_flight(engine_flight_admit(e->conn, MIG_REQ_COMPLETE, cur->name, err, errlen))) != ENGINE_OK) {
         /* err says which one goes first */
     } else if (validate_checks(e, &ip.plan, err, errlen) != ENGINE_OK) {
         engine_record_error(e->conn, cur->name, err);
@@ -863,27 +739,6 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
-/* A migration on other tables may complete before the one it was built
- * on (its parent, in flight beside it); rolling that parent back then
- * would leave a history applied without one of its steps. */
-static int refuse_under_completed(struct engine *e, const char *name, char *err, size_t errlen)
-{
-    const char *v[2] = {name, mig_status_word(MIG_ST_COMPLETED)};
-    PGresult *r = engine_exec_params(e->conn, "SELECT string_agg(name, ', ' ORDER BY completed_at) FROM"
-                                     " pgtandem.migrations WHERE parent = $1 AND status = $2", 2, v, err, errlen);
-    if (!r)
-        return ENGINE_FAILED;
-    int rc = ENGINE_OK;
-    if (!PQgetisnull(r, 0, 0)) {
-        snprintf(err, errlen, "%s, built on %s, is completed already: rolling %s back would leave it applied "
-                 "without its parent; complete %s, then write a new migration to undo what it changed",
-                 PQgetvalue(r, 0, 0), name, name, name);
-        rc = ENGINE_INVALID;
-    }
-    PQclear(r);
-    return rc;
-}
-
 int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
@@ -904,9 +759,7 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
         free_in_progress(&ip);
         return completed ? ENGINE_INVALID : ENGINE_OK;
     }
-    rc = admit_beside(e, MIG_REQ_ROLLBACK, cur->name, err, errlen);
-    if (rc == ENGINE_OK)
-        rc = refuse_under_completed(e, cur->name, err, errlen);
+    rc = of_flight(engine_flight_admit(e->conn, MIG_REQ_ROLLBACK, cur->name, err, errlen));
     if (rc != ENGINE_OK) {
         free_in_progress(&ip);
         return rc;

@@ -62,15 +62,14 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
             return snprintf(err, errlen, "out of memory"), ENGINE_FAILED;
         me.tables = (const char *const *)x->tables[i];
         me.ntables = x->ntables[i];
-        for (size_t k = 0; k < x->nseen; k++) {
-            const char *t = mig_flight_shared_table(&me, &x->seen[k]);
-            if (t) {
-                snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts migrations on separate"
-                         " tables only: start the directory without --each to run the pending ones as one",
-                         list[i].file, list[i].name, !strcmp(t, MIG_FLIGHT_EVERY_TABLE) ? "any table" : t,
-                         x->seen[k].name);
-                return ENGINE_INVALID;
-            }
+        const char *t;
+        int k = mig_flight_first_shared(x->seen, x->nseen, &me, &t);
+        if (k >= 0) {
+            snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts migrations on separate"
+                     " tables only: start the directory without --each to run the pending ones as one",
+                     list[i].file, list[i].name, !strcmp(t, MIG_FLIGHT_EVERY_TABLE) ? "any table" : t,
+                     x->seen[k].name);
+            return ENGINE_INVALID;
         }
         x->seen[x->nseen++] = me;
         x->pending[i] = 1;

@@ -1,14 +1,20 @@
-/* The migrations in flight, read from the state table (engine_flight.h).
- * The tables each changes come from its own recorded file, parsed again,
- * so the rules see what that migration's operations name, not a copy
- * kept beside it that could drift. */
+/* The migrations in flight, read from the state table, and the admission
+ * of a start, a complete or a rollback beside them (engine_flight.h).
+ * The tables each changes come from its own recorded file and plan,
+ * parsed again, so the rules see what that migration's operations and
+ * statements name, not a copy kept beside it that could drift. */
 #include "engine_flight.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "engine_checks.h"
+#include "log.h"
 #include "migration.h"
+#include "migration_state.h"
 
 #define FLIGHT_SQL_FMT \
     "SELECT name, parent, status, migration, plan FROM pgtandem.migrations WHERE status IN (%s)" \
@@ -63,10 +69,7 @@ static int read_row(PGresult *r, int i, struct mig_flight *out, char *err, size_
 int engine_flight_load(PGconn *conn, struct engine_flight *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof *f);
-    PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
-    int has_state = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    if (!has_state)
+    if (!mig_state_exists(conn))
         return 0;
     char statuses[MIG_STATUS_SQL_LIST_MAX], sql[sizeof FLIGHT_SQL_FMT + MIG_STATUS_SQL_LIST_MAX];
     if (mig_status_sql_list(MIG_SET_IN_PROGRESS, statuses, sizeof statuses) < 0) {
@@ -74,7 +77,7 @@ int engine_flight_load(PGconn *conn, struct engine_flight *f, char *err, size_t 
         return -1;
     }
     snprintf(sql, sizeof sql, FLIGHT_SQL_FMT, statuses);
-    r = PQexec(conn, sql);
+    PGresult *r = PQexec(conn, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "reading pgtandem.migrations: %s", PQerrorMessage(conn));
         PQclear(r);
@@ -120,4 +123,115 @@ const char *engine_flight_list(const struct engine_flight *f, char *out, size_t 
         len += (size_t)w;
     }
     return out;
+}
+
+/* ---- admission ---- */
+
+/* The proxies serving the database (live in pgtandem.proxies); 0 when
+ * none or unknown. */
+static int live_proxies(PGconn *conn)
+{
+    PGresult *r = PQexec(conn, MIG_STATE_FLEET_SQL);
+    int n = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        json_t *live = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        n = (int)json_array_size(live);
+        json_decref(live);
+    }
+    PQclear(r);
+    return n;
+}
+
+/* m's tables (with its plan once built) against those in flight: 1 (err
+ * set) when one is shared, -1 when out of memory. */
+static int admit_tables(const struct engine_flight *f, const struct migration *m, const struct mig_plan *plan,
+                        char *err, size_t errlen)
+{
+    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
+    char **tables = NULL;
+    if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
+        return snprintf(err, errlen, "out of memory"), -1;
+    me.tables = (const char *const *)tables;
+    const char *t = NULL;
+    int i = mig_flight_first_shared(f->m, f->n, &me, &t);
+    if (i >= 0) {
+        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+        snprintf(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table"
+                 " in flight are not run yet: complete %s (or roll it back) first, or start the pending files together"
+                 " as one (`pgtandem migrate start DIR`)", m->name, any ? "tables no step names (sql, enum labels)" : t,
+                 f->m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "",
+                 f->m[i].name);
+    }
+    mig_flight_tables_free(tables, me.ntables);
+    return i >= 0;
+}
+
+int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
+                              char *err, size_t errlen)
+{
+    if (f->n == 0)
+        return 0;
+    const char *newest = f->m[f->n - 1].name;
+    if (alone)
+        return snprintf(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting "
+                        "\"%s\"", newest, m->name), 1;
+    int proxies = live_proxies(conn);
+    if (proxies > 0)
+        return snprintf(err, errlen, "migration %s is in flight and %d prox%s this database, which route%s one "
+                        "migration's shapes at a time: complete %s (or roll it back) through %s before starting %s",
+                        newest, proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "s" : "", newest,
+                        proxies == 1 ? "it" : "them", m->name), 1;
+    int rc = admit_tables(f, m, NULL, err, errlen);
+    if (rc != 0)
+        return rc;
+    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
+    char why[1024], list[512];
+    if (mig_flight_admit(f->m, f->n, MIG_REQ_START, &me, 0, why, sizeof why) != 0)
+        return snprintf(err, errlen, "%s", why), 1;
+    log_info("starting %s beside the migration%s in flight on other tables: %s", m->name, f->n > 1 ? "s" : "",
+             engine_flight_list(f, list, sizeof list));
+    return 0;
+}
+
+int engine_flight_admit_plan(const struct engine_flight *f, const struct migration *m, const struct mig_plan *plan,
+                             char *err, size_t errlen)
+{
+    return f->n == 0 ? 0 : admit_tables(f, m, plan, err, errlen);
+}
+
+/* A migration on other tables may complete before the one it was built
+ * on (its parent, in flight beside it); rolling that parent back then
+ * would leave a history applied without one of its steps. */
+static int refuse_under_completed(PGconn *conn, const char *name, char *err, size_t errlen)
+{
+    const char *v[2] = {name, mig_status_word(MIG_ST_COMPLETED)};
+    PGresult *r = engine_exec_params(conn, "SELECT string_agg(name, ', ' ORDER BY completed_at) FROM"
+                                     " pgtandem.migrations WHERE parent = $1 AND status = $2", 2, v, err, errlen);
+    if (!r)
+        return -1;
+    int refused = !PQgetisnull(r, 0, 0);
+    if (refused)
+        snprintf(err, errlen, "%s, built on %s, is completed already: rolling %s back would leave it applied "
+                 "without its parent; complete %s, then write a new migration to undo what it changed",
+                 PQgetvalue(r, 0, 0), name, name, name);
+    PQclear(r);
+    return refused;
+}
+
+int engine_flight_admit(PGconn *conn, enum mig_request q, const char *name, char *err, size_t errlen)
+{
+    struct engine_flight f;
+    if (engine_flight_load(conn, &f, err, errlen) != 0)
+        return -1;
+    const struct mig_flight *m = engine_flight_find(&f, name);
+    char why[1024];
+    int rc = 0;
+    if (m && f.n > 1 && mig_flight_admit(f.m, f.n, q, m, 0, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        rc = 1;
+    }
+    engine_flight_free(&f);
+    if (rc == 0 && q == MIG_REQ_ROLLBACK)
+        rc = refuse_under_completed(conn, name, err, errlen);
+    return rc;
 }

@@ -9,14 +9,6 @@
 #include "migration_lifecycle.h"
 #include "migration_sql.h"
 
-static int has_state(PGconn *conn)
-{
-    PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    return ok;
-}
-
 static json_t *cell(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? json_null() : json_string(PQgetvalue(r, row, col));
@@ -59,7 +51,7 @@ static json_t *progress_json(PGconn *conn, const char *name)
 int engine_status(struct engine *e, json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!has_state(e->conn)) {
+    if (!mig_state_exists(e->conn)) {
         *out = json_pack("{s:n, s:s}", "migration", "status", "none");
         return ENGINE_OK;
     }
@@ -208,7 +200,7 @@ int engine_verify(struct engine *e, FILE *out, char *err, size_t errlen)
 int engine_applied(struct engine *e, json_t **out, char *err, size_t errlen)
 {
     *out = json_object();
-    if (!has_state(e->conn))
+    if (!mig_state_exists(e->conn))
         return ENGINE_OK;
     PGresult *r = PQexec(e->conn, "SELECT name, checksum, status, parent FROM pgtandem.migrations");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -47,6 +47,14 @@ const char *mig_flight_shared_table(const struct mig_flight *a, const struct mig
     return NULL;
 }
 
+int mig_flight_first_shared(const struct mig_flight *set, size_t n, const struct mig_flight *m, const char **table)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((*table = mig_flight_shared_table(m, &set[i])) != NULL)
+            return (int)i;
+    return -1;
+}
+
 /* The in-flight migrations built on m (its parent, or an ancestor's), as
  * a list for a message: newest first, the order they must go in. */
 static size_t above(const struct mig_flight *flight, size_t n, const struct mig_flight *m, char *out, size_t cap)

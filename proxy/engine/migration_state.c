@@ -17,6 +17,14 @@
  * lists the statuses of migration_lifecycle.h; a state schema made before
  * one of them existed gets the wider check once ('switched' came with
  * revert after complete). */
+int mig_state_exists(PGconn *conn)
+{
+    PGresult *r = PQexec(conn, "SELECT to_regclass('pgtandem.migrations') IS NOT NULL");
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return ok;
+}
+
 char *mig_state_schema_sql(void)
 {
     char statuses[MIG_STATUS_SQL_LIST_MAX];
