@@ -153,7 +153,7 @@ struct migration_runner {
     long long record_age_ms;        /* how long ago the state row last changed, when last read */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
-    int state_loading;              /* the state row's load is in flight (send_load_state) */
+    int state_loading;              /* the state row's load is asked for (load_state) and not answered */
     uint64_t look_after_load;       /* a fleet look applied once that load is (relay_version_look_applied) */
     char before_start[2][128];      /* that news when this proxy began a start of its own: no news after it
                                      * (a start refused before it recorded anything leaves it the latest) */

@@ -320,9 +320,13 @@ void close_while_idle(struct migration_runner *r)
 
 /* ---- the health check ---- */
 
+/* A load of the migration's state that the outage cut short is made again:
+ * until it is, the sessions waiting for the fleet's look wait (their bound
+ * refuses them with 57P03), not served a shape whose route is not in place. */
 static void reconnected(struct migration_runner *r)
 {
-    (void)r;
+    if (r->state_loading)
+        send_load_state(r);
 }
 
 /* A connection lost while idle (a restart, a suspended compute) is opened

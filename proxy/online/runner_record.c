@@ -211,15 +211,16 @@ static void on_state_row(void *ctx, PGresult *res, const char *error, const char
 void send_load_state(struct migration_runner *r)
 {
     const char *values[1] = {r->name};
-    if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_row, r) != 0) {
-        runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
-        return;
-    }
     r->state_loading = 1;
+    if (pgasync_send(&r->db, MIG_STATE_LOAD_SQL, 1, values, on_state_row, r) != 0)
+        runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
 }
 
 void load_state(struct migration_runner *r)
 {
+    /* loading from here, the opening of a connection a fleet member closed
+     * while idle included: a look answered meanwhile waits for the route */
+    r->state_loading = 1;
     with_connection(r, send_load_state);
 }
 

@@ -75,6 +75,28 @@ def test_new_release_through_a_proxy_that_has_not_heard_of_the_migration(cluster
     assert "declares version" not in late.log(), late.log()[-2000:]   # answered, not timed out
 
 
+def test_new_release_waits_for_the_route_when_the_engine_connection_was_closed_idle(cluster, two, legacy_db):
+    """The same, once `late` has closed its idle engine connection (a fleet
+    member keeps one backend): the look that finds the migration starts the
+    load on a connection still opening. Full runs found the session let go
+    then, before the load, and served the old shape; it waits for the
+    route now."""
+    first, late, fwd = two.first, two.late, two.fwd
+    fwd.freeze()
+    start_migration(first)
+    wait_phase(first, "active", 60)
+    wait_for(lambda: status(late)["engine"]["closed_while_idle"], 30,
+             "the late proxy closing its idle engine connection", detail=lambda: status(late)["engine"])
+    got = {}
+    th = read_as_new_release(late, legacy_db, got)
+    wait_for(lambda: any(s["state"] == "held" for s in status(late)["sessions"]), 10.0,
+             "the new release's first statement held", detail=lambda: got)
+    fwd.thaw()
+    th.join(15)
+    assert not th.is_alive() and "error" not in got, got
+    assert "claim" in got["columns"] and "claim_text" not in got["columns"], got
+
+
 def test_refused_when_the_proxy_cannot_ask_the_database(cluster, two, legacy_db):
     """The database out of the proxy's reach for longer than its lease: the
     session of the unknown version is refused with 57P03 (to connect again),
