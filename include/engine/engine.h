@@ -54,6 +54,7 @@ struct engine {
     struct engine_options opt;
     int locked;
     int lent;                   /* the lock is another session's, held for this engine (ENGINE_LOCK_LENT) */
+    int let_go;                 /* let go of for a backfill, the migration's own lock held instead */
 };
 
 struct engine_contract_report {

@@ -23,6 +23,14 @@
 #define BACKFILL_WORKERS_GONE_SQL \
     "SELECT pg_advisory_lock(" BACKFILL_WORKERS_LOCK_KEY "), pg_advisory_unlock(" BACKFILL_WORKERS_LOCK_KEY ")"
 #define BACKFILL_WORKER_LOCK_SQL "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_LOCK_KEY ")"
+/* A migration's own lock: a session advisory lock on (MIGRATION_LOCK_CLASS,
+ * hashtext(name)). The engine that backfills a migration directly (--db)
+ * holds it and lets go of the engine lock meanwhile, so a migration of
+ * other tables starts, expands and backfills beside it instead of being
+ * refused for hours; whoever would work on that migration (resume,
+ * complete, rollback, a proxy taking the backfill over) finds it held. */
+#define MIGRATION_LOCK_CLASS "1885693282"
+#define MIGRATION_LOCK_ARGS(name) "(" MIGRATION_LOCK_CLASS ", hashtext(" name "))"
 /* How an engine that finds the lock taken says so (the runner recognises it
  * in a child's output). */
 #define ENGINE_LOCK_HELD_MSG "another pgtandem engine is working on this database"
@@ -90,7 +98,10 @@ extern const char MIG_STATE_SAVE_THROTTLE_SQL[];
 extern const char MIG_STATE_READ_THROTTLE_SQL[];
 /* $1 name -> status, how long ago (ms) the row last changed */
 extern const char MIG_STATE_AGE_SQL[];
-/* The one-engine-per-database advisory lock, and letting go of it. */
+/* The one-engine-per-database advisory lock, and letting go of it.
+ * TRY_LOCK takes $1 (the migration, may be NULL): t only when that
+ * migration's own lock is free too (it is not kept); otherwise the engine
+ * lock is given back and the answer is f. */
 extern const char MIG_STATE_TRY_LOCK_SQL[];
 extern const char MIG_STATE_UNLOCK_SQL[];
 /* Applied to the engine connection once it is open: a statement that

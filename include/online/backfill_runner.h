@@ -96,6 +96,7 @@ struct bf_runner {
     struct backfill_gate gate;
     double lock_wait_ms;               /* when a batch last hit lock_timeout */
     double replica_lag_ms, lag_checked_ms;
+    double pause_checked_ms;    /* the checkpoint rows' switch, last read while it held the batches */
     char throttle_reason[200];
     const char *throttle_kind;         /* throttle_reason in one word (metrics), NULL when none */
     /* a batch failed: no new ones; how it ends once the others are answered */

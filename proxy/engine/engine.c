@@ -385,8 +385,8 @@ static struct mig_backfill_settings backfill_settings(const struct engine *e, co
     return c;
 }
 
-static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
-                        const struct mig_backfill_settings *cfg, char *err, size_t errlen)
+static int drive_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
+                          const struct mig_backfill_settings *cfg, char *err, size_t errlen)
 {
     struct backfill_drive d = {.conn = e->conn, .uri = e->uri, .stop = e->opt.stop,
                                .budget = e->opt.stop_after_batches > 0 ? e->opt.stop_after_batches : -1,
@@ -398,6 +398,75 @@ static int run_backfill(struct engine *e, const char *name, const struct mig_pla
     case BACKFILL_FAILED: break;
     }
     return ENGINE_FAILED;
+}
+
+/* Another session's hold of the migration's own lock (its pid), 0 when
+ * none, -1 when it could not be read. Asked under the engine lock, which
+ * its holder had when it took it. */
+static int migration_lock_holder(PGconn *conn, const char *name, char *err, size_t errlen)
+{
+    const char *v[1] = {name};
+    PGresult *r = engine_exec_params(conn, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                                     "   AND classid = " MIGRATION_LOCK_CLASS " AND objsubid = 2"
+                                     "   AND objid::bigint = (hashtext($1)::bigint & 4294967295)"
+                                     "   AND pid <> pg_backend_pid() LIMIT 1", 1, v, err, errlen);
+    int pid = !r ? -1 : PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    return pid;
+}
+
+/* A direct engine (the CLI's) lets go of the engine lock for the hours of
+ * a backfill and holds the migration's own lock instead: a migration of
+ * other tables starts beside it meanwhile (engine_flight.c says which may),
+ * and whoever would work on this one finds it taken (load_in_progress, a
+ * proxy's TRY_LOCK). A proxy's engine (alone) or one lent the lock keeps
+ * it as it is. */
+static void let_engine_lock_go(struct engine *e, const char *name)
+{
+    if (e->opt.alone || !e->locked || e->lent || e->let_go)
+        return;
+    const char *v[1] = {name};
+    char err[256];
+    PGresult *r = engine_exec_params(e->conn, "SELECT CASE WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::text")
+                                     " THEN pg_advisory_unlock(" ENGINE_LOCK_KEY ") ELSE false END", 1, v, err,
+                                     sizeof err);
+    e->let_go = r && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (e->let_go)
+        log_info("backfill of %s: the engine lock is free for migrations of other tables meanwhile", name);
+}
+
+/* Before the validations and the status that end the backfill: an engine
+ * holding it now starts or completes another migration, a matter of
+ * seconds. */
+static int take_engine_lock_again(struct engine *e, const char *name, char *err, size_t errlen)
+{
+    if (!e->let_go)
+        return ENGINE_OK;
+    for (long waited = 0; !try_engine_lock(e); waited += 50) {
+        if (engine_nap(e, 50) != 0)
+            return fail(err, errlen, "stopped while the backfill of %s waited for the engine lock; "
+                        "run `pgtandem migrate resume %s`", name, name);
+        if (waited && waited % 10000 == 0)
+            log_info("backfill of %s: waiting for the engine lock another engine holds (%ld s)", name,
+                     waited / 1000);
+    }
+    e->let_go = 0;
+    return ENGINE_OK;
+}
+
+static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
+                        const struct mig_backfill_settings *cfg, char *err, size_t errlen)
+{
+    let_engine_lock_go(e, name);
+    int rc = drive_backfill(e, name, plan, cfg, err, errlen);
+    char again[512];
+    if (take_engine_lock_again(e, name, again, sizeof again) != ENGINE_OK) {
+        if (rc != ENGINE_FAILED)
+            snprintf(err, errlen, "%s", again);
+        return ENGINE_FAILED;
+    }
+    return rc;
 }
 
 /* Backfill, then the validations that need the data in place. */
@@ -604,6 +673,13 @@ struct in_progress {
     struct mig_plan plan;
 };
 
+static void free_in_progress(struct in_progress *ip)
+{
+    mig_plan_free(&ip->plan);
+    mig_free(&ip->m);
+    free_current(&ip->cur);
+}
+
 /* Loads it (all three or nothing) on an engine holding the engine lock;
  * name: the one of that name instead, whatever its status. */
 static int load_in_progress(struct engine *e, struct in_progress *ip, const char *name, char *err, size_t errlen)
@@ -634,15 +710,18 @@ static int load_in_progress(struct engine *e, struct in_progress *ip, const char
     }
     ip->m = m;
     ip->plan = plan;
+    int holder = migration_lock_holder(e->conn, cur->name, err, errlen);
+    if (holder != 0) {
+        if (holder > 0)
+            snprintf(err, errlen, ENGINE_LOCK_HELD_MSG ": the backfill of %s runs in the engine of backend pid %d "
+                     "(a `migrate` with --db); wait for it, pause it (`pgtandem migrate pause %s`) or stop it",
+                     cur->name, holder, cur->name);
+        free_in_progress(ip);
+        return ENGINE_FAILED;
+    }
     return ENGINE_OK;
 }
 
-static void free_in_progress(struct in_progress *ip)
-{
-    mig_plan_free(&ip->plan);
-    mig_free(&ip->m);
-    free_current(&ip->cur);
-}
 
 int engine_resume(struct engine *e, char *err, size_t errlen)
 {

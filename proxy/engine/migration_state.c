@@ -122,7 +122,14 @@ const char MIG_STATE_AGE_SQL[] =
     "SELECT status, (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint"
     "  FROM pgtandem.migrations WHERE name = $1";
 
-const char MIG_STATE_TRY_LOCK_SQL[] = "SELECT pg_try_advisory_lock(" ENGINE_LOCK_KEY ")";
+/* CASE runs its arms in order: the migration's lock is asked for only
+ * once the engine lock is held, and never kept */
+const char MIG_STATE_TRY_LOCK_SQL[] =
+    "SELECT CASE WHEN NOT pg_try_advisory_lock(" ENGINE_LOCK_KEY ") THEN false"
+    "  WHEN $1::text IS NULL THEN true"
+    "  WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::text")
+    "    THEN pg_advisory_unlock" MIGRATION_LOCK_ARGS("$1::text")
+    "  ELSE NOT pg_advisory_unlock(" ENGINE_LOCK_KEY ") END";
 
 const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";
 

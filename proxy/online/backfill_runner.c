@@ -25,6 +25,13 @@
 #define LANE_RETRY_MS 30000.0   /* a worker that could not connect tries again after this */
 #define LANE_REOPEN_MS 1000.0   /* one whose connection dropped, after this */
 #define LAG_EVERY_MS 1000.0
+/* A pause set in the checkpoint rows (`migrate pause --db`, or found there
+ * by a proxy that took the backfill over) is read from each batch's answer;
+ * while it holds every batch, it is read this often instead, or nothing
+ * would ever see `unpause`. */
+#define PAUSE_EVERY_MS 1000.0
+static const char PAUSED_SQL[] =
+    "SELECT coalesce(bool_or(paused), false) FROM pgtandem.backfill_progress WHERE migration = $1";
 
 static const char LAG_SQL[] =
     "SELECT COALESCE((SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication),"
@@ -299,6 +306,28 @@ static void on_lag(void *ctx, PGresult *res, const char *error, const char *sqls
     tick(b);
 }
 
+static void on_paused_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct bf_runner *b = ctx;
+    b->lanes[0].busy = 0;
+    if (!b->running)
+        return;
+    b->pause_checked_ms = clock_now_ms();
+    if (!error && res && PQntuples(res) == 1)
+        for (size_t i = 0; i < b->nbf; i++)
+            b->bf[i].paused = PQgetvalue(res, 0, 0)[0] == 't';
+    tick(b);
+}
+
+static int rows_say_paused(const struct bf_runner *b)
+{
+    for (size_t i = 0; i < b->nbf; i++)
+        if (b->bf[i].paused)
+            return 1;
+    return 0;
+}
+
 /* ---- the lanes ---- */
 
 static void lane_failed(struct bf_lane *l, const char *why, double retry_after_ms)
@@ -474,6 +503,15 @@ static int use_idle_engine(struct bf_runner *b, double now)
     if (b->thr->max_replica_lag_ms > 0 && now - b->lag_checked_ms > LAG_EVERY_MS) {
         if (pgasync_send(l0->conn, LAG_SQL, 0, NULL, on_lag, b) != 0) {
             end_when_idle(b, BF_END_FAILED, "replica lag check: cannot send it", NULL, b->nbf);
+            return 1;
+        }
+        l0->busy = 1;
+        return 1;
+    }
+    if (rows_say_paused(b) && !bf_runner_busy(b) && now - b->pause_checked_ms > PAUSE_EVERY_MS) {
+        const char *values[1] = {b->name};
+        if (pgasync_send(l0->conn, PAUSED_SQL, 1, values, on_paused_read, b) != 0) {
+            end_when_idle(b, BF_END_FAILED, "the pause switch: cannot read it", NULL, b->nbf);
             return 1;
         }
         l0->busy = 1;
@@ -731,7 +769,7 @@ void bf_runner_reset(struct bf_runner *b)
     b->nbf = 0;
     b->throttle_reason[0] = '\0';
     b->throttle_kind = NULL;
-    b->replica_lag_ms = b->lag_checked_ms = 0;
+    b->replica_lag_ms = b->lag_checked_ms = b->pause_checked_ms = 0;
     b->started_ms = b->finished_ms = 0;
     b->rows_at_start = 0;
     bf_budget_init(&b->budget, b->relay, b->thr);

@@ -399,6 +399,12 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
     case RUNNER_EV_CUTOVER_COMMITTED: cutover_committed(r); return;
     case RUNNER_EV_CUTOVER_ABANDONED: move_after(r, MIG_EV_CUTOVER_ABANDONED); return;
     case RUNNER_EV_HEALTH_TICK:
+        /* a load of the state an outage cut short is made again: until it
+         * is, the sessions waiting for the fleet's look wait (their bound
+         * refuses them with 57P03), not served a shape whose route is not
+         * in place */
+        if (r->state_loading && pgasync_ready(&r->db) && !r->db.busy)
+            load_state(r);
         if (idle_member(r))
             close_while_idle(r);
         post_run_if_due(r);

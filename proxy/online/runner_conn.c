@@ -261,7 +261,8 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 
 void take_engine_lock(struct migration_runner *r)
 {
-    if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 0, NULL, on_lock, r) != 0)
+    const char *values[1] = {r->name};
+    if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 1, values, on_lock, r) != 0)
         runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
 }
 
@@ -320,13 +321,9 @@ void close_while_idle(struct migration_runner *r)
 
 /* ---- the health check ---- */
 
-/* A load of the migration's state that the outage cut short is made again:
- * until it is, the sessions waiting for the fleet's look wait (their bound
- * refuses them with 57P03), not served a shape whose route is not in place. */
 static void reconnected(struct migration_runner *r)
 {
-    if (r->state_loading)
-        send_load_state(r);
+    (void)r;
 }
 
 /* A connection lost while idle (a restart, a suspended compute) is opened

@@ -202,7 +202,7 @@ static void look_applied_after_load(struct migration_runner *r)
 static void on_state_row(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct migration_runner *r = ctx;
-    r->state_loading = 0;
+    r->state_loading = error != NULL; /* unanswered: made again (the health tick), the looks wait for it */
     record_read(ctx, res, error, sqlstate);
     if (!r->state_loading)
         look_applied_after_load(r);

@@ -17,14 +17,21 @@ while several are in flight, naming them; `rollback` of a migration with
 one built on it in flight is refused naming it, and so is one whose child
 completed already; the newest rolls back and leaves the others running.
 With proxies serving the database, a second migration is refused: each
-proxy routes one migration's shapes."""
+proxy routes one migration's shapes.
+
+Beside a backfill: the backfilling engine lets the engine lock go and
+holds its migration's own lock, so a migration of another table starts
+and completes meanwhile, while that migration's other commands, and a
+proxy following it, find it taken."""
 import json
+import subprocess
 import threading
+import time
 import uuid
 
 import psycopg
 
-from support import load_legacy, migrate, schema_dump, sql, unify, wait_for, write_migration
+from support import BIN, current, LEASE_MS, load_legacy, migrate, schema_dump, sql, unify, wait_for, write_migration
 from support.fleet import fleet_proxy, live_members
 from test_schema_fidelity import diff, leftovers, run_script
 
@@ -122,6 +129,9 @@ def start_file(db, m, tmp_path):
 
 
 def statuses(db):
+    """{name: status}, {} before the first start made the state table."""
+    if not sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]:
+        return {}
     return dict(sql(db, "SELECT name, status FROM pgtandem.migrations"))
 
 
@@ -372,3 +382,148 @@ def test_a_foreign_key_carried_to_a_retyped_column_is_a_table_touched(cluster, d
     assert r.returncode == 2, r.stdout + r.stderr
     assert "x3 changes public.o2, which migration w1 in flight changes too" in r.stderr, r.stderr
     assert schema_dump(cluster, db) == before
+
+
+SLOW_A1 = {"name": "a1", "parent": None, "operations": [
+    {"add_column": {"table": "users", "up": "lower(name)", "column": {"name": "name_lower", "type": "text"}}}],
+    "backfill": {"batch_rows": 50, "min_rows": 50, "max_rows": 50, "max_rows_per_sec": 200}}
+
+
+def backfill_started(db, done=None):
+    """Whether a1's backfill has checkpointed a batch (or `done`, a
+    process, ended)."""
+    return (done is not None and done.poll() is not None) or "a1" in statuses(db) and sql(
+        db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress WHERE migration = 'a1'")[0][0] > 0
+
+
+def start_a1_paused_in_its_backfill(db, tmp_path):
+    """`migrate start` of SLOW_A1 with --db in the background, its backfill
+    paused once under way: the process, still running."""
+    first = subprocess.Popen([BIN, "migrate", "start", write_migration(SLOW_A1, str(tmp_path)), "--db", db],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: backfill_started(db, first), 60, "a1's backfill under way")
+    r = migrate(db, "pause", "a1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert first.poll() is None, first.communicate()[0]
+    return first
+
+
+def test_a_migration_of_another_table_starts_and_completes_while_the_first_one_backfills(cluster, db, tmp_path):
+    """`--db` holds the engine lock for a start's expand, not for the hours
+    of its backfill: the backfilling engine holds its migration's own lock
+    instead, and a migration of another table starts, backfills and
+    completes beside it (before, it was refused: another engine held the
+    lock). Whoever would work on the backfilling one finds it taken, named
+    with its engine's pid. The backfill is held at a batch by `pause`, so
+    nothing here depends on how fast it runs; an old release writes both
+    tables the whole time."""
+    run_script(db, BASE)
+    first = start_a1_paused_in_its_backfill(db, tmp_path)
+    try:
+        old = Release(db, None, 100000)
+        old.start()
+        b2 = dict(B2, parent="a1")
+        r = start_file(db, b2, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert statuses(db) == {"a1": "backfilling", "b2": "active"}, statuses(db)
+        for args in (("resume", "a1"), ("rollback", "a1")):
+            r = migrate(db, *args)
+            assert r.returncode != 0, r.stdout + r.stderr
+            assert "the backfill of a1 runs in the engine of backend pid" in r.stderr, r.stderr
+        # the old release is retired before the completes (with a proxy,
+        # complete's gate waits for that); before a1's backfill goes on as
+        # well: throttled below the release's insert rate, it would chase
+        # the new keys (its last range has no end)
+        wait_for(lambda: old.rounds >= 20 or old.errors, 60, "the old release writing")
+        old.stop.set()
+        old.join(30)
+        r = migrate(db, "complete", "b2")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert first.poll() is None
+        r = migrate(db, "unpause", "a1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        try:
+            out = first.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            first.kill()
+            raise AssertionError((first.communicate()[0], sql(db, "SELECT pid, locktype, classid, objid, objsubid, granted FROM pg_locks WHERE locktype = 'advisory'"), sql(db, "SELECT * FROM pgtandem.backfill_progress")))
+        assert first.returncode == 0, out
+        assert "the engine lock is free for migrations of other tables" in out, out
+        r = migrate(db, "complete", "a1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not old.errors, old.errors
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert statuses(db) == {"a1": "completed", "b2": "completed"}
+    users = dict(sql(db, "SELECT id, name FROM users"))
+    assert len(users) == 2000 + len(old.users)
+    for uid, label in old.users.items():
+        assert users[uid] == label, (uid, users[uid], label)
+    assert sql(db, "SELECT count(*) FROM users WHERE name_lower IS DISTINCT FROM lower(name)")[0][0] == 0
+    orders = {i: (a, c) for i, a, c in sql(db, "SELECT id, amount, amount_cents FROM orders")}
+    assert len(orders) == 3000 + len(old.orders)
+    assert not [(i, a, c) for i, (a, c) in orders.items() if c != a * 100]
+
+
+def test_a_proxy_does_not_take_over_a_backfill_a_direct_engine_runs(cluster, db, proxy_factory, tmp_path):
+    """The direct engine lets go of the engine lock while it backfills; a
+    proxy following the migration takes a backfill over when that lock is
+    free and the status has not changed for two leases (its engine died).
+    Here the engine is alive, its backfill held by `pause` for more than
+    two leases: the proxy keeps following, because the migration's own lock
+    is taken; once the engine is killed, the proxy finishes the backfill."""
+    run_script(db, BASE)
+    name = db.rsplit("/", 1)[1].split("?")[0]
+    p = fleet_proxy(proxy_factory, cluster, name)
+    wait_for(lambda: len(live_members(p)) == 1, 30, "the proxy registered in the fleet")
+    first = start_a1_paused_in_its_backfill(db, tmp_path)
+    try:
+        wait_for(lambda: current(p).get("following") is True, 30, "the proxy following a1")
+        # three leases and more: a follower that could, would have taken it by now
+        deadline = time.monotonic() + 3 * LEASE_MS / 1000 + 1
+        while time.monotonic() < deadline:
+            cur = current(p)
+            assert cur.get("following") is True and cur.get("phase") == "backfilling", cur
+            time.sleep(0.2)  # sampling the window, as a follower polls
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    # it takes the backfill over as it was left: paused, until `unpause`
+    wait_for(lambda: current(p).get("following") is False, 30, "the proxy taking the backfill over",
+             detail=lambda: current(p))
+    r = migrate(db, "unpause", "a1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: current(p).get("phase") == "active", 120, "the proxy finishing a1's backfill",
+             detail=lambda: current(p))
+    assert sql(db, "SELECT count(*) FROM users WHERE name_lower IS DISTINCT FROM lower(name)")[0][0] == 0
+
+
+def test_a_proxy_backfill_paused_and_unpaused_directly(cluster, db, proxy_factory, tmp_path):
+    """`migrate pause --db` sets the switch in the checkpoint rows, which a
+    proxy's backfill reads from each batch's answer. Once paused it ran no
+    batch, so it never read `unpause`: the backfill stayed paused until the
+    proxy restarted (found by the takeover test above). It reads the switch
+    while it holds now."""
+    run_script(db, BASE)
+    name = db.rsplit("/", 1)[1].split("?")[0]
+    p = fleet_proxy(proxy_factory, cluster, name)
+    # `start --proxy` answers once the migration is active: in the background
+    starting = subprocess.Popen([BIN, "migrate", "start", write_migration(SLOW_A1, str(tmp_path)), "--proxy",
+                                 "http://127.0.0.1:%d" % p.admin_port], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: backfill_started(db), 60, "a1's backfill under way")
+    r = migrate(db, "pause", "a1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: (current(p).get("backfill") or {}).get("throttle") == "paused by operator", 30,
+             "the proxy's backfill paused", detail=lambda: (current(p).get("backfill"), sql(
+                 db, "SELECT migration, paused, done, rows_done, updated_at FROM pgtandem.backfill_progress")))
+    r = migrate(db, "unpause", "a1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: current(p).get("phase") == "active", 60, "the proxy's backfill going on to its end",
+             detail=lambda: current(p).get("backfill"))
+    out = starting.communicate(timeout=60)[0]
+    assert starting.returncode == 0, out
+    assert sql(db, "SELECT count(*) FROM users WHERE name_lower IS DISTINCT FROM lower(name)")[0][0] == 0
