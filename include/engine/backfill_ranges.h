@@ -28,7 +28,8 @@ extern const char BACKFILL_RANGES_LOAD_SQL[];
 /* The candidate bounds of t's ranges: $1 the table (text of a regclass), $2
  * schema, $3 table, $4 leading key column (its name as in pg_stats) ->
  * bounds text[] (real keys, sorted and distinct), their count, the method
- * ("histogram" or "sample") and the rows it estimates. Caller frees. */
+ * ("histogram" or "sample"), the rows it estimates and the largest key
+ * now (text; NULL for an empty table). Caller frees. */
 char *backfill_ranges_plan_sql(const struct mig_bf_table *t);
 /* Its 4 values; the key column's name is written into namebuf. */
 int backfill_ranges_plan_params(const struct mig_bf_table *t, const char **values, char *namebuf, size_t namelen);
@@ -41,11 +42,18 @@ void backfill_ranges_choose(const struct mig_bf_table *t, const PGresult *r, con
 
 /* Makes the ranges' rows and returns them as BACKFILL_RANGES_LOAD_SQL
  * does: $1 migration, $2 schema, $3 table, $4 rows estimated, $5 the plan's
- * bounds (its text[] output as it came), $6 the number of ranges. */
+ * bounds (its text[] output as it came), $6 the number of ranges, $7 the
+ * largest key when planned: the last range's upper bound. A key written
+ * after it was made was written through the dual-write triggers (they
+ * exist from the expand on, and it waited for every writer before), so
+ * the backfill has nothing to do past it; without the bound, a backfill
+ * throttled below the rate the application inserts at chased new keys
+ * and never ended. */
+#define BACKFILL_RANGES_CREATE_NPARAMS 7
 extern const char BACKFILL_RANGES_CREATE_SQL[];
-/* Its 6 values (bounds: NULL when the plan failed); numbuf must outlive
- * the send. */
-int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migration, const char *bounds,
+/* Its values, from the plan's result (NULL when the plan failed: one
+ * unbounded range); numbuf must outlive the send. */
+int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migration, const PGresult *plan,
                                   int nranges, double est_rows, const char **values, char *numbuf, size_t numlen);
 
 /* Appends one range per row of r (LOAD's or CREATE's) to *v, initialised

@@ -14,15 +14,17 @@
  * so it can be pasted into SQL. */
 #define ENGINE_LOCK_KEY "7020637716434665572"
 /* The backfill's workers past the first run on connections without the
- * engine lock: each holds this session lock shared while it lives, and an
- * engine takes it exclusive (letting go at once) before its first batch.
- * So a new engine starts only once every worker of an engine before it (a
- * process killed while its backends finish their batch) is gone: two
- * batches of one key range never overlap, as with one connection. */
-#define BACKFILL_WORKERS_LOCK_KEY "7020637716434665570"
-#define BACKFILL_WORKERS_GONE_SQL \
-    "SELECT pg_advisory_lock(" BACKFILL_WORKERS_LOCK_KEY "), pg_advisory_unlock(" BACKFILL_WORKERS_LOCK_KEY ")"
-#define BACKFILL_WORKER_LOCK_SQL "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_LOCK_KEY ")"
+ * engine lock: each holds its migration's workers lock shared while it
+ * lives, and an engine takes it exclusive (letting go at once) before its
+ * first batch. So a new engine of that migration starts only once every
+ * worker of an engine before it (a process killed while its backends
+ * finish their batch) is gone: two batches of one key range never overlap,
+ * as with one connection. One lock per migration, (BACKFILL_WORKERS_CLASS,
+ * a hash of its name): the backfills of migrations of other tables, which
+ * run at once, do not wait for each other's workers. Written into out:
+ * gone 1, the engine's wait; 0, a worker's hold. */
+#define BACKFILL_WORKERS_CLASS "1885693283"
+void mig_backfill_workers_sql(const char *migration, int gone, char *out, size_t outlen);
 /* A migration's own lock: a session advisory lock on (MIGRATION_LOCK_CLASS,
  * hashtext(name)). The engine that backfills a migration directly (--db)
  * holds it and lets go of the engine lock meanwhile, so a migration of

@@ -32,6 +32,7 @@ struct lane {
 
 struct run {
     struct backfill_drive *d;
+    const char *migration;
     const struct mig_backfill_settings *cfg;
     struct backfill *v;
     size_t n;
@@ -88,7 +89,9 @@ static int open_lane(struct run *x, size_t l)
         /* Postgres < 14 has no connection check: the lock then lasts until
          * the backend finds its client gone some other way */
         PQclear(PQexec(ln->conn, "SET client_connection_check_interval = '1s'"));
-        PGresult *r = PQexec(ln->conn, BACKFILL_WORKER_LOCK_SQL);
+        char hold[160];
+        mig_backfill_workers_sql(x->migration, 0, hold, sizeof hold);
+        PGresult *r = PQexec(ln->conn, hold);
         ln->ready = PQresultStatus(r) == PGRES_TUPLES_OK;
         PQclear(r);
         if (ln->ready)
@@ -326,7 +329,10 @@ enum backfill_drive_result backfill_drive_run(struct backfill_drive *d, const ch
     enum backfill_drive_result rc = BACKFILL_FAILED;
     /* before the checkpoints are read: a batch of the workers before may
      * still commit */
-    PGresult *gone = PQexec(d->conn, BACKFILL_WORKERS_GONE_SQL);
+    x.migration = migration;
+    char gone_sql[160];
+    mig_backfill_workers_sql(migration, 1, gone_sql, sizeof gone_sql);
+    PGresult *gone = PQexec(d->conn, gone_sql);
     int waited = PQresultStatus(gone) == PGRES_TUPLES_OK;
     if (!waited)
         snprintf(err, errlen, "waiting for the backfill workers of an engine before: %s", PQerrorMessage(d->conn));

@@ -25,7 +25,7 @@ const char BACKFILL_RANGES_LOAD_SQL[] =
 /* Range j of n runs from pick(j) to pick(j + 1) of the c candidates, with
  * pick(j) = round(j * (c + 1) / n): evenly spread, strictly increasing while
  * n <= c + 1 (backfill_ranges_choose keeps it so); the first range has no
- * lower bound and the last no upper one. The SELECT returns the rows when a
+ * lower bound and the last ends at the largest key when planned. The SELECT returns the rows when a
  * concurrent engine made them first (the INSERT then returns none). */
 const char BACKFILL_RANGES_CREATE_SQL[] =
     "WITH p AS (SELECT coalesce($5::text[], '{}') AS c, $6::int AS n),"
@@ -33,7 +33,7 @@ const char BACKFILL_RANGES_CREATE_SQL[] =
     "   (migration, schema_name, table_name, range_no, range_lo, range_hi, est_rows)"
     "  SELECT $1, $2, $3, j,"
     "   CASE WHEN j > 0 THEN c[round(j * (cardinality(c) + 1)::numeric / n)::int] END,"
-    "   CASE WHEN j < n - 1 THEN c[round((j + 1) * (cardinality(c) + 1)::numeric / n)::int] END,"
+    "   CASE WHEN j < n - 1 THEN c[round((j + 1) * (cardinality(c) + 1)::numeric / n)::int] ELSE $7::text END,"
     "   $4::float8 / n"
     "  FROM p, generate_series(0, n - 1) j ON CONFLICT DO NOTHING RETURNING " RANGE_COLUMNS ")"
     " SELECT * FROM made UNION ALL"
@@ -76,7 +76,9 @@ char *backfill_ranges_plan_sql(const struct mig_bf_table *t)
         " SELECT (SELECT array_agg(k ORDER BY k)::text[] FROM snapped), (SELECT count(*) FROM snapped),"
         "  CASE WHEN EXISTS (SELECT 1 FROM hist) THEN 'histogram' ELSE 'sample' END,"
         "  CASE WHEN EXISTS (SELECT 1 FROM hist) THEN (SELECT tuples FROM rel)"
-        "   ELSE (SELECT samp.n * 100 / rel.pct FROM samp, rel) END");
+        "   ELSE (SELECT samp.n * 100 / rel.pct FROM samp, rel) END,");
+    /* cast outside: ORDER BY would take the name for the output column's, and order the keys as text */
+    mig_str_addf(&s, "  (SELECT m.%s::text FROM (SELECT %s FROM %s ORDER BY %s DESC LIMIT 1) m)", k, k, q, k);
     return mig_str_take(&s);
 }
 
@@ -138,7 +140,13 @@ void backfill_ranges_choose(const struct mig_bf_table *t, const PGresult *r, con
                  "value?)", method);
 }
 
-int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migration, const char *bounds,
+static const char *plan_value(const PGresult *plan, int col)
+{
+    return plan && PQresultStatus(plan) == PGRES_TUPLES_OK && PQntuples(plan) == 1 && PQnfields(plan) > col &&
+           !PQgetisnull(plan, 0, col) ? PQgetvalue(plan, 0, col) : NULL;
+}
+
+int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migration, const PGresult *plan,
                                   int nranges, double est_rows, const char **values, char *numbuf, size_t numlen)
 {
     size_t half = numlen / 2;
@@ -148,9 +156,10 @@ int backfill_ranges_create_params(const struct mig_bf_table *t, const char *migr
     values[1] = t->schema;
     values[2] = t->name;
     values[3] = numbuf;
-    values[4] = bounds;
+    values[4] = plan_value(plan, 0);
     values[5] = numbuf + half;
-    return 6;
+    values[6] = plan_value(plan, 4);
+    return BACKFILL_RANGES_CREATE_NPARAMS;
 }
 
 static char *dup_or_null(const PGresult *r, int row, int col)
@@ -211,7 +220,7 @@ int backfill_ranges_load(PGconn *conn, const struct mig_bf_table *t, const char 
                          const struct mig_backfill_settings *cfg, struct backfill **v, size_t *n, char *err,
                          size_t errlen)
 {
-    const char *values[6];
+    const char *values[BACKFILL_RANGES_CREATE_NPARAMS];
     char why[512], plan_err[512];
     const char *key[3] = {migration, t->schema, t->name};
     PGresult *r = exec(conn, BACKFILL_RANGES_LOAD_SQL, 3, key, err, errlen);
@@ -233,9 +242,8 @@ int backfill_ranges_load(PGconn *conn, const struct mig_bf_table *t, const char 
         backfill_ranges_choose(t, plan, plan ? NULL : plan_err, &nranges, &est, why, sizeof why);
         log_info("backfill of %s: %s", t->qname, why);
         char num[64];
-        backfill_ranges_create_params(t, migration, plan && !PQgetisnull(plan, 0, 0) ? PQgetvalue(plan, 0, 0) : NULL,
-                                      nranges, est, values, num, sizeof num);
-        r = exec(conn, BACKFILL_RANGES_CREATE_SQL, 6, values, err, errlen);
+        int nv = backfill_ranges_create_params(t, migration, plan, nranges, est, values, num, sizeof num);
+        r = exec(conn, BACKFILL_RANGES_CREATE_SQL, nv, values, err, errlen);
         PQclear(plan);
     }
     if (!r) {

@@ -2,6 +2,7 @@
 #include "migration_state.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,4 +212,17 @@ char *mig_state_post_done_sql(PGconn *conn, const char *name, size_t done, size_
         mig_str_add(&s, "UPDATE pgtandem.migrations SET post_done = NULL, updated_at = now() WHERE name = ");
     add_literal(conn, &s, name);
     return mig_str_take(&s);
+}
+
+void mig_backfill_workers_sql(const char *migration, int gone, char *out, size_t outlen)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: the same key in every process, of any version of Postgres */
+    for (const unsigned char *p = (const unsigned char *)(migration ? migration : ""); *p; p++)
+        h = (h ^ *p) * 16777619u;
+    int key = (int)(h & 0x7fffffffu);
+    if (gone)
+        snprintf(out, outlen, "SELECT pg_advisory_lock(" BACKFILL_WORKERS_CLASS ", %d), pg_advisory_unlock("
+                 BACKFILL_WORKERS_CLASS ", %d)", key, key);
+    else
+        snprintf(out, outlen, "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_CLASS ", %d)", key);
 }

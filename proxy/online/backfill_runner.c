@@ -374,7 +374,9 @@ static void on_lane_connected(void *ctx, PGresult *res, const char *error, const
     char *sql = NULL;
     if (session) {
         struct mig_str s = {0};
-        mig_str_addf(&s, "%s; %s; %s", MIG_STATE_SESSION_SQL, session, BACKFILL_WORKER_LOCK_SQL);
+        char hold[160];
+        mig_backfill_workers_sql(b->name, 0, hold, sizeof hold);
+        mig_str_addf(&s, "%s; %s; %s", MIG_STATE_SESSION_SQL, session, hold);
         sql = mig_str_take(&s);
     }
     free(session);
@@ -632,10 +634,9 @@ static void on_planned(void *ctx, PGresult *res, const char *error, const char *
     char why[512], num[64];
     backfill_ranges_choose(t, error ? NULL : res, error, &n, &est, why, sizeof why);
     log_info("migration %s: backfill of %s: %s", b->name, t->qname, why);
-    const char *values[6];
-    const char *bounds = !error && res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
-    backfill_ranges_create_params(t, b->name, bounds, n, est, values, num, sizeof num);
-    if (pgasync_send(b->lanes[0].conn, BACKFILL_RANGES_CREATE_SQL, 6, values, on_created, b) != 0)
+    const char *values[BACKFILL_RANGES_CREATE_NPARAMS];
+    int nv = backfill_ranges_create_params(t, b->name, error ? NULL : res, n, est, values, num, sizeof num);
+    if (pgasync_send(b->lanes[0].conn, BACKFILL_RANGES_CREATE_SQL, nv, values, on_created, b) != 0)
         end(b, BF_END_LOST, b->lanes[0].conn->error, "08006", NULL);
 }
 
@@ -731,7 +732,9 @@ void bf_runner_start(struct bf_runner *b, struct pgasync *db, const char *name, 
     b->table = 0;
     b->loading = 1;
     b->lock_wait_ms = -BACKFILL_LOCK_HOLD_MS;
-    if (pgasync_send(db, BACKFILL_WORKERS_GONE_SQL, 0, NULL, on_workers_gone, b) != 0)
+    char gone[160];
+    mig_backfill_workers_sql(name, 1, gone, sizeof gone);
+    if (pgasync_send(db, gone, 0, NULL, on_workers_gone, b) != 0)
         end(b, BF_END_LOST, db->error, "08006", NULL);
 }
 

@@ -431,9 +431,7 @@ def test_a_migration_of_another_table_starts_and_completes_while_the_first_one_b
             assert r.returncode != 0, r.stdout + r.stderr
             assert "the backfill of a1 runs in the engine of backend pid" in r.stderr, r.stderr
         # the old release is retired before the completes (with a proxy,
-        # complete's gate waits for that); before a1's backfill goes on as
-        # well: throttled below the release's insert rate, it would chase
-        # the new keys (its last range has no end)
+        # complete's gate waits for that)
         wait_for(lambda: old.rounds >= 20 or old.errors, 60, "the old release writing")
         old.stop.set()
         old.join(30)
@@ -527,3 +525,37 @@ def test_a_proxy_backfill_paused_and_unpaused_directly(cluster, db, proxy_factor
     out = starting.communicate(timeout=60)[0]
     assert starting.returncode == 0, out
     assert sql(db, "SELECT count(*) FROM users WHERE name_lower IS DISTINCT FROM lower(name)")[0][0] == 0
+
+
+def test_backfills_of_two_migrations_run_at_once_with_workers(cluster, db, tmp_path):
+    """A backfill's extra workers hold a lock shared that the next engine
+    takes exclusive before its first batch (so two batches of one key range
+    never overlap across a restart). It was one lock for every migration:
+    beside a1's two workers, b2's backfill waited for a1's to end. It is
+    one per migration now."""
+    run_script(db, BASE + "CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL);"
+                          "INSERT INTO events (kind) SELECT 'kind ' || g FROM generate_series(1, 200000) g;")
+    big = {"name": "a1", "parent": None, "operations": [
+        {"add_column": {"table": "events", "up": "upper(kind)", "column": {"name": "kind_upper", "type": "text"}}}],
+        "backfill": {"batch_rows": 100, "min_rows": 100, "max_rows": 100, "workers": 2}}   # a cap would run one
+    first = subprocess.Popen([BIN, "migrate", "start", write_migration(big, str(tmp_path)), "--db", db],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # its second worker is connected, holding a1's workers lock
+        wait_for(lambda: first.poll() is not None or sql(
+            db, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory'"
+                " AND l.mode = 'ShareLock' AND l.granted AND a.application_name = 'pgtandem-migrate'")[0][0] > 0,
+            60, "a1's second backfill worker")
+        r = migrate(db, "pause", "a1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert first.poll() is None, first.communicate()[0]
+        r = migrate(db, "start", write_migration(B2, str(tmp_path)), timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert statuses(db) == {"a1": "backfilling", "b2": "active"}, statuses(db)
+        r = migrate(db, "complete", "b2")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        first.kill()
+        first.wait()
+    orders = sql(db, "SELECT count(*), count(*) FILTER (WHERE amount_cents = amount * 100) FROM orders")[0]
+    assert orders == (3000, 3000), orders

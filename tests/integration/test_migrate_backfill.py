@@ -220,3 +220,47 @@ def test_stop_after_batches_then_start_again(db):
     assert r.returncode == 0, r.stderr
     rows_done, rows_updated, finished = progress(db)
     assert finished and rows_done == 5000 and rows_updated == 5000
+
+
+def test_a_throttled_backfill_ends_while_inserts_outpace_it(db):
+    """The backfill's last key range had no end: throttled below the rate
+    the application inserted new keys at, it chased them and never ended
+    (found running a second migration beside one, test_flight_db.py). A
+    key written after the ranges are made is written through the
+    dual-write triggers, so the last range ends at the largest key there
+    was then; the rows after it are right all the same, checked below."""
+    sql(db, "CREATE TABLE feed (id bigserial PRIMARY KEY, body text NOT NULL);"
+            "INSERT INTO feed (body) SELECT 'body ' || g FROM generate_series(1, 1000) g")
+    path = write_migration({"name": "feed_len", "operations": [
+        {"add_column": {"table": "feed", "up": "length(body)", "column": {"name": "body_len", "type": "int"}}}],
+        "backfill": {"batch_rows": 100, "min_rows": 100, "max_rows": 100, "max_rows_per_sec": 1000}})
+    stop, written, errors = threading.Event(), [0], []
+
+    def insert_fast():
+        try:
+            with psycopg.connect(db, autocommit=True) as c:
+                while not stop.is_set():
+                    c.execute("INSERT INTO feed (body) SELECT 'new ' || g FROM generate_series(1, 20) g")
+                    written[0] += 20
+        except psycopg.Error as e:
+            errors.append(e)
+
+    th = threading.Thread(target=insert_fast, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: written[0] >= 200 or errors, 30, "the inserts under way")
+        t0 = time.monotonic()
+        r = migrate(db, "start", path, timeout=90)
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stdout + r.stderr
+        # the inserts went on faster than the backfill the whole time
+        assert written[0] / max(took, 0.001) > 1000, (written[0], took)
+    finally:
+        stop.set()
+        th.join(30)
+    assert not errors, errors
+    assert sql(db, "SELECT status FROM pgtandem.migrations WHERE name = 'feed_len'")[0][0] == "active"
+    assert sql(db, "SELECT count(*) FROM feed")[0][0] == 1000 + written[0]
+    # the bound is the largest key as a key, not as text ('999' > '5640')
+    assert sql(db, "SELECT count(*) FROM feed WHERE body_len IS DISTINCT FROM length(body)")[0][0] == 0, sql(
+        db, "SELECT range_no, range_lo, range_hi, last_key, rows_done FROM pgtandem.backfill_progress")
