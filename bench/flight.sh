@@ -11,6 +11,7 @@
 #
 # Environment:
 #   ROWS=300000      rows per table
+#   MAX_ROWS_PER_SEC=0  each backfill's cap (0: none)
 #   APP_TICK_MS=5    the application's pause between ticks (an UPDATE and an INSERT each)
 #   PGT_BIN=bin/pgtandem
 #   OUT=bench/results/flight-<date>  (writes OUT.md and OUT.json)
