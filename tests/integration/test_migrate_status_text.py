@@ -4,6 +4,7 @@ is paused, who blocked the last cutover attempt, and a row count that stays
 true when the table held more rows than its estimate (never above 100 %,
 never 99.9 % once done)."""
 import re
+import signal
 
 import psycopg
 
@@ -90,19 +91,29 @@ def test_running_shows_eta_then_paused_instead(db, proxy_factory):
 def test_rows_past_the_estimate_are_not_a_percentage(db, proxy_factory):
     # 1000 rows when the backfill plans the table (it reads the statistics,
     # or samples a table they no longer describe), 19000 more inserted while
-    # it runs: paused past the estimate. Paused from its start until the
+    # it runs, under a checkpoint without an end: paused past the estimate. Paused from its start until the
     # 19000 are in: at 500 rows/s the 1000 take 2 s, less than a slow
     # machine may take to insert the rest, and a backfill already done
     # never walks them.
     load_underestimated(db, 1000, 0)
-    proxy = proxy_factory(extra_args=["--engine-db", db])
-    submit(proxy, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500, "app_p99_budget": 0})))
-    pause(proxy)
+    first = proxy_factory(extra_args=["--engine-db", db])
+    submit(first, write_migration(unify({"max_rows_per_sec": 500, "batch_rows": 200, "max_rows": 500,
+                                         "app_p99_budget": 0})))
+    pause(first)
     wait_for(lambda: sql(db, "SELECT to_regclass('pgtandem.backfill_progress') IS NOT NULL")[0][0]
              and sql(db, "SELECT count(*) FROM pgtandem.backfill_progress WHERE NOT done")[0][0] == 1,
              timeout=60, what="the backfill's checkpoint")
-    assert current(proxy)["backfill"]["rows_done"] < 1000, current(proxy)
+    assert current(first)["backfill"]["rows_done"] < 1000, current(first)
+    # A range made now ends at the largest key there was, so rows inserted
+    # later are not walked; a checkpoint an earlier version made has no
+    # end, and the proxy that takes the backfill over walks them
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=10)
+    sql(db, "UPDATE pgtandem.backfill_progress SET range_hi = NULL")
     sql(db, "SELECT legacy_fill_checks(19000)")
+    proxy = proxy_factory(extra_args=["--engine-db", db])
+    wait_for(lambda: current(proxy).get("following") is False and current(proxy)["phase"] == "backfilling",
+             timeout=60, what="the backfill taken over", detail=lambda: current(proxy))
     throttle(proxy, paused=False)
     wait_for(lambda: current(proxy)["backfill"]["rows_done"] >= 2000, timeout=60, what="the backfill passes 1000")
     pause(proxy)
