@@ -227,6 +227,11 @@ def test_scram_mode_reports_the_backend_pid_and_cancels_by_pair(cluster, scram_r
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("SELECT pg_sleep(30)")
         assert time.time() - t0 < 0.5 + CANCEL_BOUND_S
+        # Postgres signals the backend twice (its pid, then its process
+        # group) before closing the cancel connection, and the proxy answers
+        # the client's cancel only then: wait for that answer, or the second
+        # signal can cancel the next query.
+        timer.join(30)
         assert conn.execute("SELECT 'usable'").fetchone() == ("usable",)
         res = {}
 
