@@ -51,6 +51,9 @@ void backfill_summary(const struct backfill *v, size_t n, const struct mig_bf_ta
                       struct backfill *out);
 
 int backfill_all_done(const struct backfill *v, size_t n);
+/* Whether a range not done is paused (the checkpoint rows' switch, one
+ * for the whole migration). */
+int backfill_any_paused(const struct backfill *v, size_t n);
 /* The first range not done (n: none), whose table is the one being filled. */
 size_t backfill_current(const struct backfill *v, size_t n);
 

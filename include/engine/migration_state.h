@@ -20,19 +20,24 @@
  * worker of an engine before it (a process killed while its backends
  * finish their batch) is gone: two batches of one key range never overlap,
  * as with one connection. One lock per migration, (BACKFILL_WORKERS_CLASS,
- * a hash of its name): the backfills of migrations of other tables, which
- * run at once, do not wait for each other's workers. Written into out:
- * gone 1, the engine's wait; 0, a worker's hold. */
+ * mig_lock_key): the backfills of migrations of other tables, which run at
+ * once, do not wait for each other's workers. Written into out: gone 1,
+ * the engine's wait; 0, a worker's hold. */
 #define BACKFILL_WORKERS_CLASS "1885693283"
 void mig_backfill_workers_sql(const char *migration, int gone, char *out, size_t outlen);
 /* A migration's own lock: a session advisory lock on (MIGRATION_LOCK_CLASS,
- * hashtext(name)). The engine that backfills a migration directly (--db)
+ * mig_lock_key). The engine that backfills a migration directly (--db)
  * holds it and lets go of the engine lock meanwhile, so a migration of
  * other tables starts, expands and backfills beside it instead of being
  * refused for hours; whoever would work on that migration (resume,
- * complete, rollback, a proxy taking the backfill over) finds it held. */
+ * complete, rollback, a proxy taking the backfill over) finds it held.
+ * key: the SQL of its key, a parameter. */
 #define MIGRATION_LOCK_CLASS "1885693282"
-#define MIGRATION_LOCK_ARGS(name) "(" MIGRATION_LOCK_CLASS ", hashtext(" name "))"
+#define MIGRATION_LOCK_ARGS(key) "(" MIGRATION_LOCK_CLASS ", " key ")"
+/* The second half of a migration's advisory lock keys (the first is the
+ * lock's class above): a hash of its name, the same in every process and
+ * version, as text for a statement's parameter (out: 12 bytes or more). */
+void mig_lock_key(const char *migration, char *out, size_t outlen);
 /* How an engine that finds the lock taken says so (the runner recognises it
  * in a child's output). */
 #define ENGINE_LOCK_HELD_MSG "another pgtandem engine is working on this database"
@@ -100,8 +105,10 @@ extern const char MIG_STATE_SAVE_THROTTLE_SQL[];
 extern const char MIG_STATE_READ_THROTTLE_SQL[];
 /* $1 name -> status, how long ago (ms) the row last changed */
 extern const char MIG_STATE_AGE_SQL[];
+/* $1 name -> whether its backfill's pause switch is on (the checkpoint rows') */
+extern const char MIG_STATE_PAUSED_SQL[];
 /* The one-engine-per-database advisory lock, and letting go of it.
- * TRY_LOCK takes $1 (the migration, may be NULL): t only when that
+ * TRY_LOCK takes $1 (the migration's mig_lock_key, NULL for none): t only when that
  * migration's own lock is free too (it is not kept); otherwise the engine
  * lock is given back and the answer is f. */
 extern const char MIG_STATE_TRY_LOCK_SQL[];

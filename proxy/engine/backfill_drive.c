@@ -234,22 +234,12 @@ static void wait_answers(struct run *x, double wait_ms)
 static int still_paused(struct run *x, const char *migration)
 {
     const char *v[1] = {migration};
-    PGresult *r = PQexecParams(x->lanes[0].conn,
-                               "SELECT coalesce(bool_or(paused), false) FROM pgtandem.backfill_progress"
-                               " WHERE migration = $1", 1, NULL, v, NULL, NULL, 0);
+    PGresult *r = PQexecParams(x->lanes[0].conn, MIG_STATE_PAUSED_SQL, 1, NULL, v, NULL, NULL, 0);
     int paused = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     for (size_t i = 0; i < x->n; i++)
         x->v[i].paused = paused;
     return paused;
-}
-
-static int any_paused(const struct run *x)
-{
-    for (size_t i = 0; i < x->n; i++)
-        if (x->v[i].paused && !x->v[i].done)
-            return 1;
-    return 0;
 }
 
 /* The earliest an idle allowed lane wakes, from now (0: one is awake). */
@@ -271,7 +261,7 @@ static void run_lanes(struct run *x, const char *migration)
     for (;;) {
         double now = clock_now_ms();
         int stop = stopped(x) || x->failed;
-        if (!stop && any_paused(x)) {
+        if (!stop && backfill_any_paused(x->v, x->n)) {
             if (any_busy(x)) {
                 wait_answers(x, POLL_MS);
                 continue;

@@ -97,6 +97,14 @@ void backfill_summary(const struct backfill *v, size_t n, const struct mig_bf_ta
     }
 }
 
+int backfill_any_paused(const struct backfill *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].paused && !v[i].done)
+            return 1;
+    return 0;
+}
+
 int backfill_all_done(const struct backfill *v, size_t n)
 {
     return backfill_current(v, n) == n;

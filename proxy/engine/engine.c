@@ -405,11 +405,13 @@ static int drive_backfill(struct engine *e, const char *name, const struct mig_p
  * its holder had when it took it. */
 static int migration_lock_holder(PGconn *conn, const char *name, char *err, size_t errlen)
 {
-    const char *v[1] = {name};
+    char key[16];
+    mig_lock_key(name, key, sizeof key);
+    const char *v[1] = {key};
     PGresult *r = engine_exec_params(conn, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
                                      "   AND classid = " MIGRATION_LOCK_CLASS " AND objsubid = 2"
-                                     "   AND objid::bigint = (hashtext($1)::bigint & 4294967295)"
-                                     "   AND pid <> pg_backend_pid() LIMIT 1", 1, v, err, errlen);
+                                     "   AND objid = $1::int::oid AND pid <> pg_backend_pid() LIMIT 1",
+                                     1, v, err, errlen);
     int pid = !r ? -1 : PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
     return pid;
@@ -425,9 +427,10 @@ static void let_engine_lock_go(struct engine *e, const char *name)
 {
     if (e->opt.alone || !e->locked || e->lent || e->let_go)
         return;
-    const char *v[1] = {name};
-    char err[256];
-    PGresult *r = engine_exec_params(e->conn, "SELECT CASE WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::text")
+    char key[16], err[256];
+    mig_lock_key(name, key, sizeof key);
+    const char *v[1] = {key};
+    PGresult *r = engine_exec_params(e->conn, "SELECT CASE WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::int")
                                      " THEN pg_advisory_unlock(" ENGINE_LOCK_KEY ") ELSE false END", 1, v, err,
                                      sizeof err);
     e->let_go = r && PQgetvalue(r, 0, 0)[0] == 't';

@@ -123,13 +123,16 @@ const char MIG_STATE_AGE_SQL[] =
     "SELECT status, (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint"
     "  FROM pgtandem.migrations WHERE name = $1";
 
+const char MIG_STATE_PAUSED_SQL[] =
+    "SELECT coalesce(bool_or(paused), false) FROM pgtandem.backfill_progress WHERE migration = $1";
+
 /* CASE runs its arms in order: the migration's lock is asked for only
  * once the engine lock is held, and never kept */
 const char MIG_STATE_TRY_LOCK_SQL[] =
     "SELECT CASE WHEN NOT pg_try_advisory_lock(" ENGINE_LOCK_KEY ") THEN false"
-    "  WHEN $1::text IS NULL THEN true"
-    "  WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::text")
-    "    THEN pg_advisory_unlock" MIGRATION_LOCK_ARGS("$1::text")
+    "  WHEN $1::int IS NULL THEN true"
+    "  WHEN pg_try_advisory_lock" MIGRATION_LOCK_ARGS("$1::int")
+    "    THEN pg_advisory_unlock" MIGRATION_LOCK_ARGS("$1::int")
     "  ELSE NOT pg_advisory_unlock(" ENGINE_LOCK_KEY ") END";
 
 const char MIG_STATE_UNLOCK_SQL[] = "SELECT pg_advisory_unlock_all()";
@@ -214,15 +217,21 @@ char *mig_state_post_done_sql(PGconn *conn, const char *name, size_t done, size_
     return mig_str_take(&s);
 }
 
-void mig_backfill_workers_sql(const char *migration, int gone, char *out, size_t outlen)
+void mig_lock_key(const char *migration, char *out, size_t outlen)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: the same key in every process, of any version of Postgres */
+    uint32_t h = 2166136261u; /* FNV-1a, kept non-negative: an oid in pg_locks */
     for (const unsigned char *p = (const unsigned char *)(migration ? migration : ""); *p; p++)
         h = (h ^ *p) * 16777619u;
-    int key = (int)(h & 0x7fffffffu);
+    snprintf(out, outlen, "%d", (int)(h & 0x7fffffffu));
+}
+
+void mig_backfill_workers_sql(const char *migration, int gone, char *out, size_t outlen)
+{
+    char key[16];
+    mig_lock_key(migration, key, sizeof key);
     if (gone)
-        snprintf(out, outlen, "SELECT pg_advisory_lock(" BACKFILL_WORKERS_CLASS ", %d), pg_advisory_unlock("
-                 BACKFILL_WORKERS_CLASS ", %d)", key, key);
+        snprintf(out, outlen, "SELECT pg_advisory_lock(" BACKFILL_WORKERS_CLASS ", %s), pg_advisory_unlock("
+                 BACKFILL_WORKERS_CLASS ", %s)", key, key);
     else
-        snprintf(out, outlen, "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_CLASS ", %d)", key);
+        snprintf(out, outlen, "SELECT pg_advisory_lock_shared(" BACKFILL_WORKERS_CLASS ", %s)", key);
 }

@@ -30,8 +30,6 @@
  * while it holds every batch, it is read this often instead, or nothing
  * would ever see `unpause`. */
 #define PAUSE_EVERY_MS 1000.0
-static const char PAUSED_SQL[] =
-    "SELECT coalesce(bool_or(paused), false) FROM pgtandem.backfill_progress WHERE migration = $1";
 
 static const char LAG_SQL[] =
     "SELECT COALESCE((SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication),"
@@ -293,39 +291,38 @@ static int throttled(const struct bf_runner *b, double now)
            now - b->lock_wait_ms < BACKFILL_LOCK_HOLD_MS;
 }
 
+/* The engine connection's answer to a question of the runner's between
+ * batches (lane 0 free again): its one value, NULL when there is none or
+ * the run ended meanwhile. *checked_ms: when it was last asked. */
+static const char *idle_answer(struct bf_runner *b, const PGresult *res, const char *error, double *checked_ms)
+{
+    b->lanes[0].busy = 0;
+    if (!b->running)
+        return NULL;
+    *checked_ms = clock_now_ms();
+    return !error && res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+}
+
 static void on_lag(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
     struct bf_runner *b = ctx;
-    b->lanes[0].busy = 0;
-    if (!b->running)
-        return;
-    b->lag_checked_ms = clock_now_ms();
-    if (!error && res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        b->replica_lag_ms = atof(PQgetvalue(res, 0, 0));
-    tick(b);
+    const char *lag = idle_answer(b, res, error, &b->lag_checked_ms);
+    if (lag)
+        b->replica_lag_ms = atof(lag);
+    if (b->running)
+        tick(b);
 }
 
 static void on_paused_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
     struct bf_runner *b = ctx;
-    b->lanes[0].busy = 0;
-    if (!b->running)
-        return;
-    b->pause_checked_ms = clock_now_ms();
-    if (!error && res && PQntuples(res) == 1)
-        for (size_t i = 0; i < b->nbf; i++)
-            b->bf[i].paused = PQgetvalue(res, 0, 0)[0] == 't';
-    tick(b);
-}
-
-static int rows_say_paused(const struct bf_runner *b)
-{
-    for (size_t i = 0; i < b->nbf; i++)
-        if (b->bf[i].paused)
-            return 1;
-    return 0;
+    const char *paused = idle_answer(b, res, error, &b->pause_checked_ms);
+    for (size_t i = 0; paused && i < b->nbf; i++)
+        b->bf[i].paused = paused[0] == 't';
+    if (b->running)
+        tick(b);
 }
 
 /* ---- the lanes ---- */
@@ -510,9 +507,9 @@ static int use_idle_engine(struct bf_runner *b, double now)
         l0->busy = 1;
         return 1;
     }
-    if (rows_say_paused(b) && !bf_runner_busy(b) && now - b->pause_checked_ms > PAUSE_EVERY_MS) {
+    if (now - b->pause_checked_ms > PAUSE_EVERY_MS && backfill_any_paused(b->bf, b->nbf) && !bf_runner_busy(b)) {
         const char *values[1] = {b->name};
-        if (pgasync_send(l0->conn, PAUSED_SQL, 1, values, on_paused_read, b) != 0) {
+        if (pgasync_send(l0->conn, MIG_STATE_PAUSED_SQL, 1, values, on_paused_read, b) != 0) {
             end_when_idle(b, BF_END_FAILED, "the pause switch: cannot read it", NULL, b->nbf);
             return 1;
         }

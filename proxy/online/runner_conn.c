@@ -261,7 +261,9 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
 
 void take_engine_lock(struct migration_runner *r)
 {
-    const char *values[1] = {r->name};
+    char key[16];
+    mig_lock_key(r->name, key, sizeof key);
+    const char *values[1] = {r->name ? key : NULL};
     if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 1, values, on_lock, r) != 0)
         runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
 }

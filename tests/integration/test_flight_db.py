@@ -26,7 +26,6 @@ proxy following it, find it taken."""
 import json
 import subprocess
 import threading
-import time
 import uuid
 
 import psycopg
@@ -479,12 +478,14 @@ def test_a_proxy_does_not_take_over_a_backfill_a_direct_engine_runs(cluster, db,
     first = start_a1_paused_in_its_backfill(db, tmp_path)
     try:
         wait_for(lambda: current(p).get("following") is True, 30, "the proxy following a1")
-        # three leases and more: a follower that could, would have taken it by now
-        deadline = time.monotonic() + 3 * LEASE_MS / 1000 + 1
-        while time.monotonic() < deadline:
-            cur = current(p)
-            assert cur.get("following") is True and cur.get("phase") == "backfilling", cur
-            time.sleep(0.2)  # sampling the window, as a follower polls
+        # a follower takes over a backfill whose status is two leases old
+        # when the engine lock is free, which it is: once the status is
+        # three leases old (a lease of polls past due) a follower that
+        # could would have taken it (and a takeover is not undone)
+        wait_for(lambda: sql(db, "SELECT extract(epoch FROM now() - updated_at) * 1000 FROM pgtandem.migrations"
+                                 " WHERE name = 'a1'")[0][0] >= 3 * LEASE_MS, 60, "a1's status three leases old")
+        cur = current(p)
+        assert cur.get("following") is True and cur.get("phase") == "backfilling", cur
         assert first.poll() is None
     finally:
         first.kill()
