@@ -35,6 +35,7 @@ struct engine_options {
      * statements (it also cancels the one running); NULL: never. */
     const atomic_int *stop;
     long lock_wait_ms;          /* exclusive open: wait this long for the engine lock (0: refuse at once) */
+    int lock_wait_migrate_only; /* ... and only while another `pgtandem migrate` holds it */
     /* Called after every backfill batch with its table's ranges summed
      * (backfill_summary), and with finished=1 once the table is done. */
     void (*on_progress)(const struct backfill *b, int finished, void *arg);

@@ -121,6 +121,11 @@ struct mig_cat_table {
     size_t nrefs;
     double est_rows;
     int empty;                  /* it had no row when the catalog was read (asked only by add_column) */
+    /* The rank of the tandem triggers a migration adds to it: 0 on a table
+     * no migration in flight has triggers on, else one past theirs, so that
+     * Postgres, firing a table's triggers in name order, runs a migration's
+     * after those of the migrations it builds on (plan_trigger.c). */
+    int trigger_rank;
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */

@@ -38,7 +38,15 @@ struct mig_flight {
     enum mig_phase phase;
     const char *const *tables;  /* the tables it changes ("schema.table"), as the plan names them */
     size_t ntables;
+    int adds_only;              /* mig_adds_only: a migration of its tables may be built on it */
 };
+
+/* 1 when every operation of m only adds to the tables it names
+ * (add_column, create_index, create_table): its new shape of each table
+ * is the table itself, every column under its own name, so a migration
+ * built on it plans on the table as it is, and its triggers have no
+ * `down` to run after a newer one's. */
+int mig_adds_only(const struct migration *m);
 
 /* 0 when request q on m may go ahead with `flight` in flight (oldest
  * first); else the HTTP status (404, 409) with why. For MIG_REQ_START m is

@@ -57,6 +57,11 @@ static const struct migrate_command COMMANDS[] = {
 #define REMOTE "start status complete rollback finalize revert"
 #define NAMED_COMMANDS "resume status complete rollback verify pause unpause"
 
+/* How long a command waits for the engine lock another `pgtandem migrate`
+ * holds (--engine-wait): a start's expand or a complete holds it for
+ * seconds, the validations that end a backfill of a large table longer. */
+#define CLI_ENGINE_WAIT_MS 60000L
+
 struct migrate_flag {
     const char *name;       /* without the leading "--" */
     const char *value;      /* what it takes; NULL: a switch */
@@ -73,10 +78,16 @@ static const struct migrate_flag FLAGS[] = {
     {"format", "text|json", 'F', "lint", "the findings as text (default) or one JSON document"},
     {"lock-timeout", "MS", 'l', "start resume complete rollback", "lock_timeout of each DDL step, 1 to 600000 ms "
                                                                    "(default 200)"},
+    {"engine-wait", "S", 'w', "start resume complete rollback", "with --db: wait up to S seconds (0 to 3600, default "
+                                                                 "60) for the engine lock while another `pgtandem "
+                                                                 "migrate` holds it (its expand, a complete, the "
+                                                                 "validations that end a backfill); a proxy's is "
+                                                                 "said at once"},
     {"retries", "N", 'r', "start complete", "attempts of a step that waits for a lock, 1 to 1000 (default 10)"},
     {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
     {"each", NULL, 'e', "start", "DIR with --db: each pending file its own migration, in order, when they change "
-                                 "separate tables (default: the pending ones as one)"},
+                                 "separate tables or a table earlier ones only add to (default: the pending ones "
+                                 "as one)"},
     {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
                                                       "continues"},
     {"backfill-workers", "N", 'W', "start resume", "with --db: batches the backfill runs at once, each on its own "
@@ -214,6 +225,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
     getopt_table(opts);
     memset(c, 0, sizeof *c);
     engine_default_options(&c->opt);
+    c->opt.lock_wait_ms = CLI_ENGINE_WAIT_MS;
+    c->opt.lock_wait_migrate_only = 1;
     if (argc < 2)
         return -1;
     c->command = argv[1];
@@ -258,6 +271,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 's':
             if (parse_long(optarg, 1, 1000000000, &v) != 0) return -1;
             c->opt.stop_after_batches = v;
+            break;
+        case 'w':
+            if (parse_long(optarg, 0, 3600, &v) != 0) return -1;
+            c->opt.lock_wait_ms = v * 1000;
             break;
         case 'W':
             if (parse_long(optarg, 1, 16, &v) != 0) return -1;

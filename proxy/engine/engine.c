@@ -141,6 +141,65 @@ static int try_engine_lock(struct engine *e)
     return got;
 }
 
+/* Who holds the engine lock: its backend's pid (0: nobody, or it let go
+ * between the attempt and this look) and application_name. */
+#define ENGINE_LOCK_HOLDER_SQL                                                                                 \
+    "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid" \
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"                                        \
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"                    \
+    " AND l.classid = (" ENGINE_LOCK_KEY "::bigint >> 32)::oid"                                              \
+    " AND l.objid = (" ENGINE_LOCK_KEY "::bigint & 4294967295)::oid LIMIT 1"
+
+static int engine_lock_holder(PGconn *conn, char *app, size_t applen)
+{
+    PGresult *r = PQexec(conn, ENGINE_LOCK_HOLDER_SQL);
+    int pid = 0;
+    app[0] = '\0';
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        pid = atoi(PQgetvalue(r, 0, 0));
+        snprintf(app, applen, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    return pid;
+}
+
+/* Whether this open waits while `app` holds the engine lock: any holder
+ * for the proxy's own engine jobs; for `pgtandem migrate` only another
+ * `pgtandem migrate`, which holds it for a start's checks and expand, a
+ * complete, a rollback or the validations that end a backfill (seconds),
+ * never for a backfill; a proxy's engine or any other session may hold it
+ * for as long as its migration runs, so that is said at once. */
+static int waits_for_holder(const struct engine *e, int pid, const char *app)
+{
+    return !e->opt.lock_wait_migrate_only || pid == 0 || !strcmp(app, "pgtandem-migrate");
+}
+
+/* Takes the engine lock, waiting as the options say (see waits_for_holder);
+ * 0, or -1 with err naming the holder. */
+static int take_engine_lock(struct engine *e, char *err, size_t errlen)
+{
+    char app[64] = "";
+    int pid = 0;
+    for (long waited = 0;; waited += 50) {
+        if (try_engine_lock(e))
+            return 0;
+        pid = engine_lock_holder(e->conn, app, sizeof app);
+        if (waited >= e->opt.lock_wait_ms || !waits_for_holder(e, pid, app) || engine_nap(e, 50) != 0)
+            break;
+        if (e->opt.lock_wait_migrate_only && pid && (waited == 0 || waited % 10000 == 0))
+            log_info("waiting for the engine lock: pgtandem migrate (backend pid %d) holds it%s; up to %ld s",
+                     pid, waited ? " still" : "", e->opt.lock_wait_ms / 1000);
+    }
+    char who[160] = "";
+    if (pid)
+        snprintf(who, sizeof who, " by backend pid %d (application_name '%.60s')", pid, app);
+    fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s is held%s%s); wait for it, or find it with: "
+         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, who,
+         waits_for_holder(e, pid, app) && e->opt.lock_wait_ms ? ", past the wait for it" : "",
+         "(" ENGINE_LOCK_KEY " & 4294967295)");
+    return -1;
+}
+
 int engine_open(struct engine *e, const char *uri, const struct engine_options *o, enum engine_lock lock,
                 char *err, size_t errlen)
 {
@@ -156,13 +215,8 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
     if (lock == ENGINE_LOCK_NONE)
         return ENGINE_OK;
     e->lent = lock == ENGINE_LOCK_LENT;
-    int got = e->lent || try_engine_lock(e);
-    for (long waited = 0; !got && waited < e->opt.lock_wait_ms && engine_nap(e, 50) == 0; waited += 50)
-        got = try_engine_lock(e);
-    if (!got)
-        return fail(err, errlen, ENGINE_LOCK_HELD_MSG " (advisory lock %s "
-                    "is held); wait for it, or find it with: SELECT pid FROM pg_locks WHERE "
-                    "locktype = 'advisory' AND objid = %s", ENGINE_LOCK_KEY, "(" ENGINE_LOCK_KEY " & 4294967295)");
+    if (!e->lent && take_engine_lock(e, err, errlen) != 0)
+        return ENGINE_FAILED;
     e->locked = 1;
     char *schema = mig_state_schema_sql();
     int rc = schema ? engine_exec_simple(e->conn, schema, NULL, err, errlen) : -1;
@@ -458,11 +512,76 @@ static int take_engine_lock_again(struct engine *e, const char *name, char *err,
     return ENGINE_OK;
 }
 
+/* The migration in flight below `name` on one of its tables whose
+ * backfill has not ended (1: its name and that table in other and table),
+ * 0 when none, -1 on error. */
+static int backfill_below(PGconn *conn, const char *name, char *other, size_t olen, char *table, size_t tlen,
+                          char *err, size_t errlen)
+{
+    struct engine_flight f;
+    if (engine_flight_load(conn, &f, err, errlen) != 0)
+        return -1;
+    const struct mig_flight *me = engine_flight_find(&f, name);
+    int found = 0;
+    for (size_t i = 0; me && i < f.n && !found; i++) {
+        const struct mig_flight *o = &f.m[i];
+        const char *t = o == me ? NULL : mig_flight_shared_table(me, o);
+        if (t && (o->phase == MIG_PH_EXPANDING || o->phase == MIG_PH_BACKFILLING || o->phase == MIG_PH_FINISHING) &&
+            mig_flight_below(f.m, f.n, o, me)) {
+            snprintf(other, olen, "%s", o->name);
+            snprintf(table, tlen, "%s", t);
+            found = 1;
+        }
+    }
+    engine_flight_free(&f);
+    return found;
+}
+
+/* A migration built on another in flight on one of its tables backfills
+ * once that one's backfill has ended: its `up` may read the columns the
+ * other fills, and a backfill's writes skip every migration's triggers,
+ * so a row the other fills after this one walked it would keep a value
+ * computed from the column before. Waited for with the engine lock let
+ * go (the other's end takes it); a backfill below that failed is said at
+ * once, and so is one this engine would wait for holding the lock. */
+#define BELOW_POLL_MS 500
+static int wait_for_backfills_below(struct engine *e, const char *name, char *err, size_t errlen)
+{
+    char other[128], table[160];
+    for (long waited = 0;; waited += BELOW_POLL_MS) {
+        int below = backfill_below(e->conn, name, other, sizeof other, table, sizeof table, err, errlen);
+        if (below <= 0)
+            return below < 0 ? ENGINE_FAILED : ENGINE_OK;
+        const char *v[1] = {other};
+        PGresult *r = engine_exec_params(e->conn, "SELECT error FROM pgtandem.migrations WHERE name = $1", 1, v,
+                                         err, errlen);
+        if (!r)
+            return ENGINE_FAILED;
+        int failed = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+        if (failed || (e->locked && !e->let_go))
+            snprintf(err, errlen, "the backfill of %s waits for the backfill of %s, which it builds on (%s), and %s%.600s;"
+                     " run `pgtandem migrate resume %s` once %s is active", name, other, table,
+                     failed ? "that one failed: " : "this engine holds the engine lock that one needs to end",
+                     failed ? PQgetvalue(r, 0, 0) : "", name, other);
+        PQclear(r);
+        if (failed || (e->locked && !e->let_go))
+            return ENGINE_FAILED;
+        if (waited % 30000 == 0)
+            log_info("backfill of %s: waiting for the backfill of %s to end first (%s builds on its shape of %s);"
+                     " if nothing runs it: pgtandem migrate resume %s", name, other, name, table, other);
+        if (engine_nap(e, BELOW_POLL_MS) != 0)
+            return fail(err, errlen, "stopped while the backfill of %s waited for the backfill of %s; run `pgtandem"
+                        " migrate resume %s`", name, other, name);
+    }
+}
+
 static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
                         const struct mig_backfill_settings *cfg, char *err, size_t errlen)
 {
     let_engine_lock_go(e, name);
-    int rc = drive_backfill(e, name, plan, cfg, err, errlen);
+    int rc = plan->nbf ? wait_for_backfills_below(e, name, err, errlen) : ENGINE_OK;
+    if (rc == ENGINE_OK)
+        rc = drive_backfill(e, name, plan, cfg, err, errlen);
     char again[512];
     if (take_engine_lock_again(e, name, again, sizeof again) != ENGINE_OK) {
         if (rc != ENGINE_FAILED)

@@ -1,9 +1,11 @@
 /* start DIR --each: each pending file of a chain started as its own
  * migration, in the chain's order, so each release can name the one it
- * was built with. Only migrations on separate tables can be in flight at
- * once (migration_flight.h), so every pending file is checked against the
- * ones in flight and the ones before it before the first one starts: one
- * that shares a table refuses the whole directory, and nothing changes. */
+ * was built with. A migration is in flight beside others on separate
+ * tables, or on a table an earlier one only adds to (migration_flight.h,
+ * engine_flight.c), so every pending file is checked against the ones in
+ * flight and the ones before it before the first one starts: one that
+ * shares a table otherwise refuses the whole directory, and nothing
+ * changes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,13 +64,19 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
             return snprintf(err, errlen, "out of memory"), ENGINE_FAILED;
         me.tables = (const char *const *)x->tables[i];
         me.ntables = x->ntables[i];
-        const char *t;
-        int k = mig_flight_first_shared(x->seen, x->nseen, &me, &t);
-        if (k >= 0) {
-            snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts migrations on separate"
-                     " tables only: start the directory without --each to run the pending ones as one",
-                     list[i].file, list[i].name, !strcmp(t, MIG_FLIGHT_EVERY_TABLE) ? "any table" : t,
-                     x->seen[k].name);
+        me.adds_only = mig_adds_only(&list[i]);
+        int anywhere = 0;
+        for (size_t j = 0; j < me.ntables; j++)
+            anywhere |= !strcmp(me.tables[j], MIG_FLIGHT_EVERY_TABLE);
+        for (size_t k = 0; k < x->nseen; k++) {
+            const char *t = mig_flight_shared_table(&me, &x->seen[k]);
+            if (!t || (x->seen[k].adds_only && !anywhere && strcmp(t, MIG_FLIGHT_EVERY_TABLE)))
+                continue;
+            snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts a migration of a table"
+                     " an earlier one changes only when that one adds to it and nothing more (add_column,"
+                     " create_index, create_table): start the directory without --each to run the pending ones as"
+                     " one", list[i].file, list[i].name, anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE) ? "any table"
+                     : t, x->seen[k].name);
             return ENGINE_INVALID;
         }
         x->seen[x->nseen++] = me;

@@ -53,6 +53,7 @@ static int read_row(PGresult *r, int i, struct mig_flight *out, char *err, size_
     int rc = mig_flight_tables(&m, have_plan ? &plan : NULL, &tables, &nt);
     if (have_plan)
         mig_plan_free(&plan);
+    out->adds_only = mig_adds_only(&m);
     mig_free(&m);
     out->name = strdup(name);
     out->parent = PQgetisnull(r, i, 1) ? NULL : strdup(PQgetvalue(r, i, 1));
@@ -143,7 +144,9 @@ static int live_proxies(PGconn *conn)
 }
 
 /* m's tables (with its plan once built) against those in flight: 1 (err
- * set) when one is shared, -1 when out of memory. */
+ * set) when one is shared with a migration that does more to it than add
+ * (mig_adds_only), -1 when out of memory. One that only adds may be built
+ * on: mig_flight_admit then asks that it is m's parent or below it. */
 static int admit_tables(const struct engine_flight *f, const struct migration *m, const struct mig_plan *plan,
                         char *err, size_t errlen)
 {
@@ -152,18 +155,27 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
     if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
         return snprintf(err, errlen, "out of memory"), -1;
     me.tables = (const char *const *)tables;
+    int anywhere = 0; /* a step of m names no table, so it may touch any */
+    for (size_t k = 0; k < me.ntables; k++)
+        anywhere |= !strcmp(me.tables[k], MIG_FLIGHT_EVERY_TABLE);
     const char *t = NULL;
-    int i = mig_flight_first_shared(f->m, f->n, &me, &t);
-    if (i >= 0) {
-        int any = !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
-        snprintf(err, errlen, "%s changes %s, which migration %s in flight changes too%s; two migrations of one table"
-                 " in flight are not run yet: complete %s (or roll it back) first, or start the pending files together"
-                 " as one (`pgtandem migrate start DIR`)", m->name, any ? "tables no step names (sql, enum labels)" : t,
-                 f->m[i].name, any ? " (a step of one of them names no table, so it may touch any)" : "",
-                 f->m[i].name);
+    size_t i = 0;
+    for (; i < f->n; i++) {
+        t = mig_flight_shared_table(&me, &f->m[i]);
+        if (t && (!f->m[i].adds_only || anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE)))
+            break;
+    }
+    if (i < f->n) {
+        int any = anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+        snprintf(err, errlen, "%s changes %s, which migration %s in flight changes too%s; a migration is built on"
+                 " another in flight on one table only when that one adds to it and nothing more (add_column,"
+                 " create_index, create_table): complete %s (or roll it back) first, or start the pending files"
+                 " together as one (`pgtandem migrate start DIR`)", m->name,
+                 any ? "tables no step names (sql, enum labels)" : t, f->m[i].name,
+                 any ? " (a step of one of them names no table, so it may touch any)" : "", f->m[i].name);
     }
     mig_flight_tables_free(tables, me.ntables);
-    return i >= 0;
+    return i < f->n;
 }
 
 int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
@@ -188,7 +200,7 @@ int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const
     char why[1024], list[512];
     if (mig_flight_admit(f->m, f->n, MIG_REQ_START, &me, 0, why, sizeof why) != 0)
         return snprintf(err, errlen, "%s", why), 1;
-    log_info("starting %s beside the migration%s in flight on other tables: %s", m->name, f->n > 1 ? "s" : "",
+    log_info("starting %s beside the migration%s in flight: %s", m->name, f->n > 1 ? "s" : "",
              engine_flight_list(f, list, sizeof list));
     return 0;
 }

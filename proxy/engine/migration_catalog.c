@@ -147,8 +147,14 @@ static const char *REFERENCED_BY_SQL =
     " ORDER BY 2, 3, 1";
 
 /* The table's own row: its row estimate and its kind. */
+/* With the rank its tandem triggers will take (the highest rank of those
+ * on it plus one, 0 when none is: plan_trigger.c names them by it). */
 static const char *CLASS_SQL =
-    "SELECT greatest(c.reltuples, 0)::float8, c.relkind::text FROM pg_class c"
+    "SELECT greatest(c.reltuples, 0)::float8, c.relkind::text,"
+    "  (SELECT coalesce(max(CASE WHEN substr(g.tgname, 12, 1) BETWEEN 'a' AND 'z'"
+    "                           THEN ascii(substr(g.tgname, 12, 1)) - 96 ELSE 0 END), -1) + 1"
+    "     FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname LIKE 'pgtandem\\_tg%'"
+    "  )::int FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
 
 /* A partitioned table's partitions at every depth, depth first (the table
@@ -376,6 +382,7 @@ static int load_class(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         return -1;
     t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
     t->relkind = PQntuples(r) ? PQgetvalue(r, 0, 1)[0] : 'r';
+    t->trigger_rank = PQntuples(r) ? atoi(PQgetvalue(r, 0, 2)) : 0;
     PQclear(r);
     return 0;
 }

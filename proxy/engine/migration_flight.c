@@ -304,6 +304,16 @@ static void add_plan_steps(struct table_set *s, const struct mig_steps *l)
     }
 }
 
+int mig_adds_only(const struct migration *m)
+{
+    for (size_t i = 0; i < m->nops; i++) {
+        enum mig_op_kind k = m->ops[i].kind;
+        if (k != MIG_ADD_COLUMN && k != MIG_CREATE_INDEX && k != MIG_CREATE_TABLE)
+            return 0;
+    }
+    return m->nops > 0;
+}
+
 int mig_flight_tables(const struct migration *m, const struct mig_plan *plan, char ***out, size_t *n)
 {
     struct table_set s = {0};

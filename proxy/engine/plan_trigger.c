@@ -314,7 +314,14 @@ void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *ta
 {
     char fname[80], tname[80];
     trigger_names(c, op, fname, sizeof fname);
-    object_name(tname, sizeof tname, "tg", op, -1, c->m->name);
+    /* A migration built on one in flight that has triggers on this table
+     * names its own after theirs ("tga...", "tgb..." follow "tg000..."):
+     * an old-shape write then runs the older migration's `up` first, and
+     * this one's reads what it filled. */
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    int rank = t && t->trigger_rank > 0 ? t->trigger_rank : 0;
+    char kind[4] = {'t', 'g', rank > 0 && rank <= 26 ? (char)('a' + rank - 1) : '\0', '\0'};
+    object_name(tname, sizeof tname, kind, op, -1, c->m->name);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
     drop_trigger_steps(&c->p->contract, op, table, tname, fname);

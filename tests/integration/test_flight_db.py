@@ -26,6 +26,7 @@ proxy following it, find it taken."""
 import json
 import subprocess
 import threading
+import time
 import uuid
 
 import psycopg
@@ -134,6 +135,16 @@ def statuses(db):
     return dict(sql(db, "SELECT name, status FROM pgtandem.migrations"))
 
 
+def complete_while_it_writes(db, name, release):
+    """`complete name`, which must succeed, and `release` (a thread with
+    rounds and errors) writing on after it."""
+    rounds = release.rounds
+    r = migrate(db, "complete", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: release.rounds >= rounds + 10 or release.errors, 60,
+             "the newest release writing after %s completed" % name)
+
+
 def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
     run_script(db, BASE)
     offline_name = "fl_" + uuid.uuid4().hex[:10]
@@ -182,11 +193,7 @@ def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape
             x.stop.set()
             x.join(30)
         for n in ("b2", "c3", "a1"):
-            rounds = releases[2].rounds
-            r = migrate(db, "complete", n)
-            assert r.returncode == 0, r.stdout + r.stderr
-            wait_for(lambda: releases[2].rounds >= rounds + 10 or releases[2].errors, 60,
-                     "the newest release writing after %s completed" % n)
+            complete_while_it_writes(db, n, releases[2])
         releases[2].stop.set()
         releases[2].join(30)
         assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
@@ -318,15 +325,23 @@ def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, db, tmp_path):
+def start_each(db, tmp_path, migrations):
+    """BASE, then the migrations as files of one directory, started with
+    `start DIR --each`, which must start each: the directory."""
     run_script(db, BASE)
     chain = tmp_path / "chain"
     chain.mkdir()
-    for m in (A1, B2, C3):
+    for m in migrations:
         write_json(chain / ("%s.json" % m["name"]), m)
     r = migrate(db, "start", str(chain), "--each", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 migrations started, each its own: a1, b2, c3" in r.stderr, r.stderr
+    names = ", ".join(m["name"] for m in migrations)
+    assert "%d migrations started, each its own: %s" % (len(migrations), names) in r.stderr, r.stderr
+    return chain
+
+
+def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, db, tmp_path):
+    chain = start_each(db, tmp_path, (A1, B2, C3))
     assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
     r = migrate(db, "start", str(chain), "--each", "--quiet")
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
@@ -354,13 +369,14 @@ def test_a_foreign_key_carried_to_a_retyped_column_is_a_table_touched(cluster, d
     that key (an ALTER TABLE of o2), so o2 is one of its tables, though no
     operation of it names o2. Both orders are refused before any DDL."""
     run_script(db, "CREATE TABLE u2 (id int PRIMARY KEY, name text);"
-                   " CREATE TABLE o2 (id int PRIMARY KEY, uid int REFERENCES u2(id));"
+                   " CREATE TABLE o2 (id int PRIMARY KEY, uid int REFERENCES u2(id), label text);"
                    " INSERT INTO u2 SELECT g, 'n' || g FROM generate_series(1, 100) g;"
                    " INSERT INTO o2 SELECT g, g FROM generate_series(1, 100) g;")
     w1 = {"name": "w1", "parent": None, "operations": [
         {"alter_column": {"table": "u2", "column": "id", "type": "bigint", "up": "id::bigint", "down": "id::int"}}]}
+    # a rename: x2 does more to o2 than add, so nothing is built on it there
     x2 = {"name": "x2", "parent": None, "operations": [
-        {"add_column": {"table": "o2", "column": {"name": "note", "type": "text"}}}]}
+        {"rename_column": {"table": "o2", "from": "label", "to": "title"}}]}
     r = start_file(db, x2, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     before = schema_dump(cluster, db)
@@ -388,11 +404,12 @@ SLOW_A1 = {"name": "a1", "parent": None, "operations": [
     "backfill": {"batch_rows": 50, "min_rows": 50, "max_rows": 50, "max_rows_per_sec": 200}}
 
 
-def backfill_started(db, done=None):
-    """Whether a1's backfill has checkpointed a batch (or `done`, a
-    process, ended)."""
-    return (done is not None and done.poll() is not None) or "a1" in statuses(db) and sql(
-        db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress WHERE migration = 'a1'")[0][0] > 0
+def backfill_started(db, done=None, name="a1"):
+    """Whether the backfill of `name` has checkpointed a batch (or `done`,
+    a process, ended)."""
+    return (done is not None and done.poll() is not None) or name in statuses(db) and sql(
+        db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress WHERE migration = %s",
+        (name,))[0][0] > 0
 
 
 def start_a1_paused_in_its_backfill(db, tmp_path):
@@ -560,3 +577,297 @@ def test_backfills_of_two_migrations_run_at_once_with_workers(cluster, db, tmp_p
         first.wait()
     orders = sql(db, "SELECT count(*), count(*) FILTER (WHERE amount_cents = amount * 100) FROM orders")[0]
     assert orders == (3000, 3000), orders
+
+
+def migrate_until_it_says(db, args, procs, line, what, timeout=60):
+    """`pgtandem migrate ARGS --db DB` in the background (added to procs)
+    until it logs `line`, still running: (the process, the lines it said,
+    the thread that goes on reading them)."""
+    lines = []
+    p = subprocess.Popen([BIN, "migrate"] + args + ["--db", db], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    procs.append(p)
+    reading = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    reading.start()
+    wait_for(lambda: any(line in ln for ln in lines) or p.poll() is not None, timeout, what)
+    assert p.poll() is None, "".join(lines)
+    return p, lines, reading
+
+
+def test_a_start_waits_while_another_migrate_holds_the_engine_lock(cluster, db, tmp_path):
+    """The engine lock is held for seconds by a start's expand, a complete,
+    a rollback or the validations that end a backfill. A `--db` start that
+    finds another `pgtandem migrate` holding it waits for it (--engine-wait,
+    60 s by default) instead of being refused; one that finds anybody else
+    holding it (a proxy's engine, any session) is refused at once, naming
+    the holder, and so is one whose wait runs out. Here `complete a1` holds
+    the lock while its contract waits behind a reader of `users`, b2's start
+    waits, and runs once the reader ends and the complete commits."""
+    run_script(db, BASE)
+    r = start_file(db, A1, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    b2 = write_migration(dict(B2, parent="a1"), str(tmp_path))
+    reader = psycopg.connect(db)
+    reader.execute("SELECT count(*) FROM users")  # its transaction holds users' AccessShareLock
+    complete = subprocess.Popen([BIN, "migrate", "complete", "a1", "--force", "--retries", "1000", "--db", db],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    starts = []
+    try:
+        wait_for(lambda: sql(db, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                                 " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (7020637716434665572"
+                                 " & 4294967295)::oid AND a.application_name = 'pgtandem-migrate'")[0][0] == 1,
+                 30, "complete a1 holding the engine lock")
+        # a short wait runs out: refused, naming the holder, nothing started
+        t0 = time.monotonic()
+        r = migrate(db, "start", b2, "--quiet", "--engine-wait", "1")
+        assert r.returncode != 0 and "another pgtandem engine is working on this database" in r.stderr, r.stderr
+        assert "application_name 'pgtandem-migrate'" in r.stderr and "past the wait for it" in r.stderr, r.stderr
+        assert time.monotonic() - t0 >= 1.0
+        assert statuses(db) == {"a1": "active"}, statuses(db)
+        # the default wait: b2's start waits, saying for whom
+        start, lines, reading = migrate_until_it_says(db, ["start", b2, "--quiet"], starts,
+                                                      "waiting for the engine lock: pgtandem migrate (backend pid",
+                                                      "b2's start waiting for the engine lock")
+        assert statuses(db) == {"a1": "active"}, statuses(db)
+        reader.rollback()
+        assert complete.wait(60) == 0, complete.communicate()[0]
+        assert start.wait(60) == 0, "".join(lines)
+        reading.join(10)
+        assert statuses(db) == {"a1": "completed", "b2": "active"}, statuses(db)
+    finally:
+        reader.close()
+        for p in [complete] + starts:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # anybody else holding it (here a session named like a proxy's): refused at once
+    holder = psycopg.connect(db, autocommit=True, application_name="pgtandem engine")
+    try:
+        holder.execute("SELECT pg_advisory_lock(7020637716434665572)")
+        t0 = time.monotonic()
+        r = migrate(db, "complete", "b2")
+        assert r.returncode != 0 and "application_name 'pgtandem engine'" in r.stderr, r.stderr
+        assert "past the wait" not in r.stderr and time.monotonic() - t0 < 30, r.stderr
+        assert statuses(db) == {"a1": "completed", "b2": "active"}, statuses(db)
+    finally:
+        holder.close()
+    r = migrate(db, "complete", "b2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT count(*) FROM orders WHERE amount_cents IS DISTINCT FROM amount * 100")[0][0] == 0
+    assert sql(db, "SELECT count(*) FROM users WHERE full_name IS NULL")[0][0] == 0
+
+
+# A chain on one table: z1 adds users.verified (filled from email), y2
+# (parent z1) adds users.display, filled from z1's verified, x3 (parent y2)
+# indexes it. Each only adds, so the next one builds on its shape. Named
+# against the alphabet: by name alone y2's trigger would fire before z1's.
+CHAIN_A1 = {"name": "z1", "parent": None, "operations": [
+    {"add_column": {"table": "users", "up": "coalesce(email LIKE '%@example.com', false)",
+                    "column": {"name": "verified", "type": "boolean", "nullable": False, "default": "false"}}}],
+    "backfill": {"batch_rows": 50, "min_rows": 50, "max_rows": 50, "max_rows_per_sec": 400}}
+CHAIN_B2 = {"name": "y2", "parent": "z1", "operations": [
+    {"add_column": {"table": "users", "up": "CASE WHEN verified THEN 'v:' || name ELSE name END",
+                    "column": {"name": "display", "type": "text"}}}],
+    "backfill": {"batch_rows": 200}}
+CHAIN_C3 = {"name": "x3", "parent": "y2", "operations": [
+    {"create_index": {"table": "users", "name": "users_display_idx", "columns": ["display"]}}]}
+CHAIN_OFFLINE = """
+ALTER TABLE users ADD COLUMN verified boolean NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN display text;
+CREATE INDEX users_display_idx ON users (display);
+"""
+# on one table the newest shape comes first: a release's path holds the
+# new shapes of its migration and those below it newest first, then the
+# old shapes of the others oldest first
+CHAIN_PATHS = {
+    None: "pgtandem_z1_old,pgtandem_y2_old,pgtandem_x3_old,public",
+    "z1": "pgtandem_z1,pgtandem_y2_old,pgtandem_x3_old,public",
+    "y2": "pgtandem_y2,pgtandem_z1,pgtandem_x3_old,public",
+}
+
+
+def chain_verified(email):
+    return email.endswith("@example.com")
+
+
+class ChainRelease(threading.Thread):
+    """A release writing users in its shape of the chain: inserts, and
+    renames of its own older rows; the newer ones write the columns their
+    shape has. What it wrote is kept for the model."""
+
+    def __init__(self, db, release, first_id):
+        super().__init__(daemon=True)
+        self.db, self.release, self.next_id = db, release, first_id
+        self.rows, self.errors, self.rounds = {}, [], 0  # id -> {column: value written}
+        self.stop = threading.Event()
+
+    def run(self):
+        opts = ("-c pgtandem.version=%s " % self.release if self.release else "") + \
+            "-c search_path=" + CHAIN_PATHS[self.release]
+        try:
+            with psycopg.connect(self.db, autocommit=True, options=opts) as c:
+                while not self.stop.is_set():
+                    i = self.next_id
+                    self.next_id += 1
+                    row = {"name": "%s %d" % (self.release or "old", i),
+                           "email": "r%d@%s" % (i, "example.com" if i % 3 else "other.org")}
+                    if self.release:
+                        row["verified"] = i % 2 == 0  # its own say, whatever the email
+                    if self.release == "y2":
+                        row["display"] = "y2 says %d" % i
+                    cols = sorted(row)
+                    c.execute("INSERT INTO users (id, %s) VALUES (%%s, %s)" % (", ".join(cols), ", ".join(["%s"] * len(cols))),
+                              [i] + [row[k] for k in cols])
+                    self.rows[i] = row
+                    old = self.rows.get(i - 4) if i % 2 == 0 else None  # half of its rows stay as inserted
+                    if old:
+                        old["name"] += " renamed"
+                        if self.release == "y2":
+                            old["display"] += " again"
+                            c.execute("UPDATE users SET name = %s, display = %s WHERE id = %s",
+                                      (old["name"], old["display"], i - 4))
+                        else:
+                            c.execute("UPDATE users SET name = %s WHERE id = %s", (old["name"], i - 4))
+                    self.rounds += 1
+        except Exception as e:  # reported by the test
+            self.errors.append(e)
+
+
+def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
+    """Three migrations of `users` in flight at once, each built on the one
+    before, which only adds: z1's backfill is under way (held by `pause`)
+    when y2 starts on its shape; y2 expands at once, its backfill waits for
+    z1's (y2's `up` reads the column z1 fills), x3 starts beside them. Three
+    releases write the whole time, each in its own shape; y2's triggers
+    fire after z1's, so an old release's row gets z1's verified and then
+    y2's display from it. complete goes oldest first (y2 before z1 is
+    refused), z1 does not roll back under y2. Every row of every release is
+    checked against a model, and the schema is the one the same DDL run
+    offline gives."""
+    run_script(db, BASE)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
+    procs, releases = [], []
+    try:
+        run_script(offline, BASE)
+        run_script(offline, CHAIN_OFFLINE)
+        first = subprocess.Popen([BIN, "migrate", "start", write_migration(CHAIN_A1, str(tmp_path)), "--db", db],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(first)
+        wait_for(lambda: backfill_started(db, first, "z1"), 60, "z1's backfill under way")
+        r = migrate(db, "pause", "z1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        for rel, first_id in ((None, 100000), ("z1", 200000)):
+            releases.append(ChainRelease(db, rel, first_id))
+            releases[-1].start()
+
+        second, lines, reading = migrate_until_it_says(db, ["start", write_migration(CHAIN_B2, str(tmp_path))],
+                                                       procs, "waiting for the backfill of z1 to end first",
+                                                       "y2 expanded, its backfill waiting for z1's")
+        assert statuses(db) == {"z1": "backfilling", "y2": "backfilling"}, statuses(db)
+        assert sql(db, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname LIKE"
+                       " 'pgtandem%' ORDER BY tgname") == [("pgtandem_tg000_z1",), ("pgtandem_tga000_y2",)]
+        releases.append(ChainRelease(db, "y2", 300000))
+        releases[-1].start()
+        r = start_file(db, CHAIN_C3, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing")
+
+        r = migrate(db, "unpause", "z1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        try:
+            out = first.communicate(timeout=120)[0]
+            second.wait(120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(("".join(lines), statuses(db)))
+        reading.join(10)
+        assert first.returncode == 0, out
+        assert second.returncode == 0, "".join(lines)
+        assert statuses(db) == {"z1": "active", "y2": "active", "x3": "active"}, statuses(db)
+
+        # the order the chain says: complete oldest first, roll back newest first
+        r = migrate(db, "complete", "y2")
+        assert r.returncode != 0 and "complete z1 first" in r.stderr, r.stdout + r.stderr
+        r = migrate(db, "rollback", "z1")
+        assert r.returncode != 0 and "migrations built on z1 are in flight" in r.stderr, r.stdout + r.stderr
+        # the releases go as their migrations complete; the newest writes on
+        for n, retired in (("z1", releases[0]), ("y2", releases[1]), ("x3", None)):
+            if retired:
+                retired.stop.set()
+                retired.join(30)
+            complete_while_it_writes(db, n, releases[2])
+        releases[2].stop.set()
+        releases[2].join(30)
+        for x in releases:
+            assert not x.errors, (x.release, x.errors)
+            assert x.rounds >= 20, (x.release, x.rounds)
+
+        # the model: what each release wrote, what the triggers and the
+        # backfills give the columns its shape does not have
+        got = {i: (n, e, v, d) for i, n, e, v, d in sql(db, "SELECT id, name, email, verified, display FROM users")}
+        want = {}
+        for i, n, e in sql(offline, "SELECT id, name, email FROM users"):
+            v = chain_verified(e)
+            want[i] = (n, e, v, ("v:" + n) if v else n)
+        for x in releases:
+            for i, row in x.rows.items():
+                v = row.get("verified", chain_verified(row["email"]))
+                d = row.get("display", ("v:" + row["name"]) if v else row["name"])
+                want[i] = (row["name"], row["email"], v, d)
+        wrong = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
+        assert not wrong and len(got) == len(want), (len(wrong), wrong[:5], len(got), len(want))
+
+        online_dump, offline_dump = schema_dump(cluster, db), schema_dump(cluster, offline)
+        assert online_dump == offline_dump, diff(offline_dump, online_dump)
+        assert leftovers(db) == []
+        assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
+    finally:
+        for x in releases:
+            x.stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
+
+
+def test_a_migration_is_not_built_on_one_in_flight_on_its_table_that_does_more_than_add(cluster, db, tmp_path):
+    """A migration in flight that renames, retypes or drops keeps a second
+    shape of its table the next one cannot plan on: a migration of that
+    table is refused before any DDL, saying to complete it first."""
+    run_script(db, BASE)
+    r = start_file(db, A1, tmp_path)  # a rename of users.name
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = schema_dump(cluster, db)
+    r = start_file(db, dict(CHAIN_B2, name="b2", parent="a1", operations=[
+        {"add_column": {"table": "users", "column": {"name": "display", "type": "text"}}}]), tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "b2 changes public.users, which migration a1 in flight changes too" in r.stderr, r.stderr
+    assert "only when that one adds to it and nothing more" in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before and statuses(db) == {"a1": "active"}
+
+
+def test_start_dir_each_starts_a_chain_of_one_table_when_the_earlier_ones_only_add(cluster, db, tmp_path):
+    """`start DIR --each` on a history of one table whose earlier files
+    only add: each file its own migration, each built on the one before;
+    completed oldest first, every row filled in both columns."""
+    chain = start_each(db, tmp_path, (CHAIN_A1, CHAIN_B2, CHAIN_C3))
+    assert statuses(db) == {"z1": "active", "y2": "active", "x3": "active"}, statuses(db)
+    # rolled back newest first, z1 stays; started again on top of it
+    for n in ("x3", "y2"):
+        r = migrate(db, "rollback", n)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'"
+                   " AND column_name = 'display'")[0][0] == 0
+    assert statuses(db) == {"z1": "active", "y2": "rolled_back", "x3": "rolled_back"}, statuses(db)
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 migrations started, each its own: y2, x3" in r.stderr, r.stderr
+    for n in ("z1", "y2", "x3"):
+        r = migrate(db, "complete", n)
+        assert r.returncode == 0, r.stdout + r.stderr
+    wrong = sql(db, "SELECT id, email, verified, display FROM users WHERE verified IS DISTINCT FROM"
+                    " coalesce(email LIKE '%%@example.com', false) OR display IS DISTINCT FROM"
+                    " CASE WHEN verified THEN 'v:' || name ELSE name END")
+    assert not wrong and sql(db, "SELECT count(*) FROM users")[0][0] == 2000, wrong[:5]

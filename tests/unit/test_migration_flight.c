@@ -15,7 +15,7 @@ static const char *const AUDIT[] = {"public.audit"};
 static const char *const ORDERS[] = {"public.orders"};
 static const char *const USERS_ORDERS[] = {"public.orders", "public.users"};
 
-#define F(name, parent, phase, tables) {name, parent, phase, tables, sizeof tables / sizeof *tables}
+#define F(name, parent, phase, tables) {name, parent, phase, tables, sizeof tables / sizeof *tables, 0}
 
 static int admit(const struct mig_flight *fl, size_t n, enum mig_request q, const struct mig_flight *m, int cascade,
                  char *why)
@@ -193,8 +193,41 @@ static void test_tables(void)
     CHECK("tables: disjoint tables share none", !mig_flight_shared_table(&z, &x9));
 }
 
+static int adds_only(const char *ops)
+{
+    char json[1024], err[512];
+    snprintf(json, sizeof json, "{\"name\": \"t\", \"operations\": [%s]}", ops);
+    struct migration m;
+    int rc = mig_parse(json, strlen(json), "t.json", &m, err, sizeof err) == 0 ? mig_adds_only(&m) : -1;
+    if (rc < 0)
+        printf("    parse: %s\n", err);
+    mig_free(&m);
+    return rc;
+}
+
+static void test_adds_only(void)
+{
+    static const char *const add = "{\"add_column\": {\"table\": \"users\", \"up\": \"email IS NOT NULL\","
+                                   " \"column\": {\"name\": \"verified\", \"type\": \"boolean\"}}}";
+    static const char *const index = "{\"create_index\": {\"table\": \"users\", \"name\": \"u_v\","
+                                     " \"columns\": [\"verified\"]}}";
+    static const char *const table = "{\"create_table\": {\"table\": \"audit\", \"columns\":"
+                                     " [{\"name\": \"id\", \"type\": \"int\", \"primary_key\": true}]}}";
+    char all[768];
+    snprintf(all, sizeof all, "%s, %s, %s", add, index, table);
+    CHECK("adds only: add_column (with an up), create_index and create_table", adds_only(all) == 1);
+    CHECK("adds only: not a rename, which keeps a second shape of the column",
+          adds_only("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\"}}")
+              == 0);
+    snprintf(all, sizeof all, "%s, {\"drop_column\": {\"table\": \"users\", \"column\": \"email\"}}", add);
+    CHECK("adds only: not with a drop_column beside an add_column", adds_only(all) == 0);
+    CHECK("adds only: not an sql step, which may do anything",
+          adds_only("{\"sql\": {\"up\": \"CREATE INDEX i ON users (email)\", \"down\": \"DROP INDEX i\"}}") == 0);
+}
+
 int main(void)
 {
+    test_adds_only();
     test_start();
     test_order();
     test_seen();
