@@ -5,7 +5,12 @@ flight (each started as soon as the one before it is backfilling, then
 the three completed), on two databases of the same rows, while an
 application writes all three tables. Reports the time from the first
 start to the last complete, and the application's p50/p99/worst per
-phase. Every row is checked after each mode (v2 = v * 2 everywhere)."""
+phase. Every row is checked after each mode (v2 = v * 2 everywhere).
+
+ONE_TABLE=1: the three are a chain of one table t1 instead: a1 adds v2
+(up v * 2), b2 adds v3 (up v2 + 1, built on a1's shape), c3 indexes v3.
+In flight, b2 expands at once and its backfill waits for a1's; c3 builds
+its index beside them. Checked: v2 = v * 2 and v3 = v2 + 1 on every row."""
 import json
 import os
 import random
@@ -24,17 +29,32 @@ TICK_MS = float(os.environ.get("APP_TICK_MS", "5"))
 # to spare the app; running them in flight overlaps their hours
 MAX_ROWS_PER_SEC = int(os.environ.get("MAX_ROWS_PER_SEC", "0"))
 BIN = os.environ["PGT_BIN"]
-TABLES = ("t1", "t2", "t3")
+ONE_TABLE = os.environ.get("ONE_TABLE", "0") == "1"
+TABLES = ("t1",) if ONE_TABLE else ("t1", "t2", "t3")
 NAMES = ("a1", "b2", "c3")
 MIGRATION_LOCK_CLASS = 1885693282
+CHAIN_OPS = (
+    {"add_column": {"table": "t1", "up": "v * 2", "column": {"name": "v2", "type": "bigint"}}},
+    {"add_column": {"table": "t1", "up": "v2 + 1", "column": {"name": "v3", "type": "bigint"}}},
+    {"create_index": {"table": "t1", "name": "t1_v3", "columns": ["v3"]}},
+)
 
 
 def migration(i):
-    m = {"name": NAMES[i], "parent": NAMES[i - 1] if i else None, "operations": [
-        {"add_column": {"table": TABLES[i], "up": "v * 2", "column": {"name": "v2", "type": "bigint"}}}]}
+    op = CHAIN_OPS[i] if ONE_TABLE else {
+        "add_column": {"table": TABLES[i], "up": "v * 2", "column": {"name": "v2", "type": "bigint"}}}
+    m = {"name": NAMES[i], "parent": NAMES[i - 1] if i else None, "operations": [op]}
     if MAX_ROWS_PER_SEC:
         m["backfill"] = {"max_rows_per_sec": MAX_ROWS_PER_SEC}
     return m
+
+
+def new_columns(table, completed):
+    """The columns the application writes itself in `table` once the
+    migrations in `completed` are out (as their triggers would)."""
+    if ONE_TABLE:
+        return [c for c, n in (("v2", "a1"), ("v3", "b2")) if n in completed]
+    return ["v2"] if NAMES[TABLES.index(table)] in completed else []
 
 
 def make_database(admin, name):
@@ -62,17 +82,19 @@ class App(threading.Thread):
         self.completed = set()
 
     def run(self):
+        fill = {"v2": "(%s)::bigint * 2", "v3": "(%s)::bigint * 2 + 1"}
         try:
             with psycopg.connect(self.db, autocommit=True) as c:
                 i = 0
                 while not self.stop.is_set():
-                    t = TABLES[i % 3]
+                    t = TABLES[i % len(TABLES)]
                     i += 1
-                    new = t in self.completed
-                    update = "UPDATE %s SET v = v + 1%s WHERE id = %%s" % (t, ", v2 = (v + 1)::bigint * 2" if new else "")
+                    cols = new_columns(t, self.completed)
+                    update = "UPDATE %s SET v = v + 1%s WHERE id = %%s" % (
+                        t, "".join(", %s = %s" % (col, fill[col] % "v + 1") for col in cols))
                     insert = "INSERT INTO %s (v, body%s) VALUES (%%s, 'app'%s)" % (
-                        t, ", v2" if new else "", ", %s::bigint * 2" if new else "")
-                    for stmt, args in ((update, (random.randint(1, ROWS),)), (insert, (i, i) if new else (i,))):
+                        t, "".join(", " + col for col in cols), "".join(", " + fill[col] % "%s" for col in cols))
+                    for stmt, args in ((update, (random.randint(1, ROWS),)), (insert, (i,) * (1 + len(cols)))):
                         t0 = time.monotonic()
                         c.execute(stmt, args)
                         self.samples.append((t0, (time.monotonic() - t0) * 1000))
@@ -104,7 +126,7 @@ def one_at_a_time(db, files, app):
         t0 = time.monotonic()
         migrate(db, "start", f)
         t1 = time.monotonic()
-        app.completed.add(TABLES[i])   # the new release is out (it writes v2 itself), then complete
+        app.completed.add(NAMES[i])   # the new release is out (it writes its columns itself), then complete
         migrate(db, "complete", NAMES[i])
         phases += [("start %s (expand, backfill)" % NAMES[i], t0, t1), ("complete %s" % NAMES[i], t1, time.monotonic())]
     return phases
@@ -131,10 +153,11 @@ def in_flight(db, files, app):
         if p.returncode != 0:
             raise SystemExit("start failed: %s" % out[-2000:])
     t1 = time.monotonic()
-    for i, n in enumerate(NAMES):
-        app.completed.add(TABLES[i])
+    for n in NAMES:
+        app.completed.add(n)
         migrate(db, "complete", n)
-    return [("start a1, b2, c3 (expands, backfills at once)", t0, t1), ("complete a1, b2, c3", t1, time.monotonic())]
+    how = "b2's backfill after a1's, c3's index beside" if ONE_TABLE else "expands, backfills at once"
+    return [("start a1, b2, c3 (%s)" % how, t0, t1), ("complete a1, b2, c3", t1, time.monotonic())]
 
 
 def pct(values, q):
@@ -146,14 +169,15 @@ def pct(values, q):
 
 def check(db, app):
     with psycopg.connect(db, autocommit=True) as c:
+        wrong = "v2 IS DISTINCT FROM v::bigint * 2" + (" OR v3 IS DISTINCT FROM v2 + 1" if ONE_TABLE else "")
         for t in TABLES:
-            bad = c.execute("SELECT count(*) FROM %s WHERE v2 IS DISTINCT FROM v::bigint * 2" % t).fetchone()[0]
+            bad = c.execute("SELECT count(*) FROM %s WHERE %s" % (t, wrong)).fetchone()[0]
             if bad:
-                raise SystemExit("%s: %d rows with v2 wrong: %s" % (t, bad, c.execute(
-                    "SELECT id, v, v2, body FROM %s WHERE v2 IS DISTINCT FROM v::bigint * 2 LIMIT 5" % t).fetchall()))
+                raise SystemExit("%s: %d rows wrong (%s): %s" % (t, bad, wrong, c.execute(
+                    "SELECT * FROM %s WHERE %s LIMIT 5" % (t, wrong)).fetchall()))
         total = sum(c.execute("SELECT count(*) FROM %s" % t).fetchone()[0] for t in TABLES)
-    if total != 3 * ROWS + app.inserted:
-        raise SystemExit("rows: %d in the tables, %d written" % (total, 3 * ROWS + app.inserted))
+    if total != len(TABLES) * ROWS + app.inserted:
+        raise SystemExit("rows: %d in the tables, %d written" % (total, len(TABLES) * ROWS + app.inserted))
 
 
 def run_mode(admin, name, how, tmp):
@@ -193,12 +217,15 @@ def main():
     res["ratio"] = round(res["one_at_a_time"]["total_s"] / max(res["in_flight"]["total_s"], 0.001), 2)
     with open(out + ".json", "w") as f:
         json.dump(res, f, indent=2)
-    lines = ["# Three migrations of three tables: one at a time against in flight (`--db`)", "",
-             "%s; %s; Postgres %s; %d rows per table; each backfill %s; an application writing the three tables "
+    what = ("a chain of one table (a1 adds v2, b2 adds v3 from v2, c3 indexes v3)" if ONE_TABLE
+            else "three tables")
+    lines = ["# Three migrations of %s: one at a time against in flight (`--db`)" % what, "",
+             "%s; %s; Postgres %s; %d rows per table; each backfill %s; an application writing the tables "
              "every %.0f ms (an UPDATE of a random row and an INSERT per tick)." % (
                  res["date"], res["machine"], res["postgres"], ROWS,
                  "capped at %d rows/s" % MAX_ROWS_PER_SEC if MAX_ROWS_PER_SEC else "unthrottled", TICK_MS), "",
-             "Command: `ROWS=%d MAX_ROWS_PER_SEC=%d sh bench/flight.sh`" % (ROWS, MAX_ROWS_PER_SEC), "",
+             "Command: `%sROWS=%d MAX_ROWS_PER_SEC=%d sh bench/flight.sh`" % (
+                 "ONE_TABLE=1 " if ONE_TABLE else "", ROWS, MAX_ROWS_PER_SEC), "",
              "| mode | first start to last complete |", "|---|---|",
              "| one at a time (start, complete, then the next) | %.1f s |" % res["one_at_a_time"]["total_s"],
              "| in flight (each started once the one before backfills) | %.1f s (one at a time / in flight: %.2f) |" % (
@@ -209,7 +236,8 @@ def main():
         for p in res[mode]["phases"]:
             lines.append("| %s | %s | %.1f | %d | %.2f | %.2f | %.2f |" % (
                 mode.replace("_", " "), p["phase"], p["s"], p["statements"], p["p50_ms"], p["p99_ms"], p["max_ms"]))
-    lines += ["", "Every row checked after each mode (`v2 = v * 2`, and as many rows as were written)."]
+    lines += ["", "Every row checked after each mode (`v2 = v * 2`%s, and as many rows as were written)." % (
+        ", `v3 = v2 + 1`" if ONE_TABLE else "")]
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
