@@ -86,7 +86,9 @@ static const char *INCOMING_FKEYS_SQL =
  * its key and normally through its expression, a partial index twice on its
  * column), and a view once per rewrite rule. An object that depends on the
  * column automatically at all goes with it at DROP COLUMN, so 'a' is kept
- * over 'n'. */
+ * over 'n'. The shape views of the migrations in flight (pgtandem_*
+ * schemas) are not the user's: a migration built on one plans past its
+ * views, which that migration's complete drops before this one's. */
 static const char *DEPENDENTS_SQL =
     "WITH dep AS ("
     "SELECT a.attname,"
@@ -116,7 +118,9 @@ static const char *DEPENDENTS_SQL =
     "                      WHERE n.nspname = $1 AND c.relname = $2)"
     "   AND d.deptype IN ('n', 'a')"
     "   AND NOT (ad.oid IS NOT NULL AND ad.adrelid = d.refobjid AND ad.adnum = d.refobjsubid)"
-    "   AND NOT (r.oid IS NOT NULL AND r.ev_class = d.refobjid)),"
+    "   AND NOT (r.oid IS NOT NULL AND r.ev_class = d.refobjid)"
+    "   AND NOT (r.oid IS NOT NULL AND rv.relnamespace IN"
+    "            (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'))),"
     " one AS (SELECT DISTINCT ON (attname, objclass, objid, objsubid) * FROM dep"
     "          ORDER BY attname, objclass, objid, objsubid, deptype)"
     "SELECT attname, kind, name, describe, contype, foreign_, deptype, objid::text, validated"
