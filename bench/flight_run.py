@@ -156,7 +156,7 @@ def in_flight(db, files, app):
     for n in NAMES:
         app.completed.add(n)
         migrate(db, "complete", n)
-    how = "b2's backfill after a1's, c3's index beside" if ONE_TABLE else "expands, backfills at once"
+    how = "b2's backfill after a1's, c3's index after both" if ONE_TABLE else "expands, backfills at once"
     return [("start a1, b2, c3 (%s)" % how, t0, t1), ("complete a1, b2, c3", t1, time.monotonic())]
 
 

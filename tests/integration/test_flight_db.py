@@ -737,7 +737,8 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
     """Three migrations of `users` in flight at once, each built on the one
     before, which only adds: z1's backfill is under way (held by `pause`)
     when y2 starts on its shape; y2 expands at once, its backfill waits for
-    z1's (y2's `up` reads the column z1 fills), x3 starts beside them. Three
+    z1's (y2's `up` reads the column z1 fills); x3, an index of what y2
+    fills, waits for both backfills before its expand. Three
     releases write the whole time, each in its own shape; y2's triggers
     fire after z1's, so an old release's row gets z1's verified and then
     y2's display from it. complete goes oldest first (y2 before z1 is
@@ -770,8 +771,12 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
                        " 'pgtandem%' ORDER BY tgname") == [("pgtandem_tg000_z1",), ("pgtandem_tga000_y2",)]
         releases.append(ChainRelease(db, "y2", 300000))
         releases[-1].start()
-        r = start_file(db, CHAIN_C3, tmp_path)
-        assert r.returncode == 0, r.stdout + r.stderr
+        # x3 indexes what y2 fills: it expands once the backfills below it end
+        third, said, _ = migrate_until_it_says(
+            db, ["start", write_migration(CHAIN_C3, str(tmp_path))], procs,
+            "x3 indexes public.users, which z1 is still backfilling: waiting for that backfill to end before the expand",
+            "x3 waiting to build its index")
+        assert "x3" not in statuses(db) and not sql(db, "SELECT to_regclass('users_display_idx')")[0][0]
         wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing")
 
         r = migrate(db, "unpause", "z1")
@@ -779,11 +784,13 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
         try:
             out = first.communicate(timeout=120)[0]
             second.wait(120)
+            third.wait(120)
         except subprocess.TimeoutExpired:
-            raise AssertionError(("".join(lines), statuses(db)))
+            raise AssertionError(("".join(lines), "".join(said), statuses(db)))
         reading.join(10)
         assert first.returncode == 0, out
         assert second.returncode == 0, "".join(lines)
+        assert third.returncode == 0, "".join(said)
         assert statuses(db) == {"z1": "active", "y2": "active", "x3": "active"}, statuses(db)
 
         # the order the chain says: complete oldest first, roll back newest first
