@@ -553,8 +553,9 @@ static int backfill_below(PGconn *conn, const char *name, char *other, size_t ol
  * other fills, and a backfill's writes skip every migration's triggers,
  * so a row the other fills after this one walked it would keep a value
  * computed from the column before. Waited for with the engine lock let
- * go (the other's end takes it); a backfill below that failed is said at
- * once, and so is one this engine would wait for holding the lock. */
+ * go (the other's end takes it); a backfill below that failed and that no
+ * engine runs again is said at once, and so is one this engine would wait
+ * for holding the lock. */
 #define BELOW_POLL_MS 500
 static int wait_for_backfills_below(struct engine *e, const char *name, char *err, size_t errlen)
 {
@@ -568,7 +569,13 @@ static int wait_for_backfills_below(struct engine *e, const char *name, char *er
                                          err, errlen);
         if (!r)
             return ENGINE_FAILED;
+        /* an error of its last run, unless an engine runs it again now */
         int failed = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+        if (failed) {
+            char why[256];
+            int holder = migration_lock_holder(e->conn, other, why, sizeof why);
+            failed = holder == 0;
+        }
         if (failed || (e->locked && !e->let_go))
             snprintf(err, errlen, "the backfill of %s waits for the backfill of %s, which it builds on (%s), and %s%.600s;"
                      " run `pgtandem migrate resume %s` once %s is active", name, other, table,

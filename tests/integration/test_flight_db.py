@@ -878,3 +878,44 @@ def test_start_dir_each_starts_a_chain_of_one_table_when_the_earlier_ones_only_a
                     " coalesce(email LIKE '%%@example.com', false) OR display IS DISTINCT FROM"
                     " CASE WHEN verified THEN 'v:' || name ELSE name END")
     assert not wrong and sql(db, "SELECT count(*) FROM users")[0][0] == 2000, wrong[:5]
+
+
+def test_a_chained_backfill_below_that_failed_is_said_at_once_and_waited_for_once_resumed(cluster, db, tmp_path):
+    """y2 builds on z1, whose backfill failed on a row (its `up` divides by
+    zero there): y2's start expands and then says at once that its backfill
+    waits for z1's, which failed. Once the row is fixed and z1 resumed (its
+    engine running it again), `resume y2` waits for it instead of failing,
+    and both end with every row filled."""
+    run_script(db, BASE + "UPDATE users SET email = 'bad' WHERE id = 1500;")
+    z1 = dict(CHAIN_A1, operations=[{"add_column": {
+        "table": "users", "up": "CASE WHEN email = 'bad' THEN 1 / (length(email) - 3) = 1"
+                                " ELSE coalesce(email LIKE '%@example.com', false) END",
+        "column": {"name": "verified", "type": "boolean", "nullable": False, "default": "false"}}}])
+    r = start_file(db, z1, tmp_path)
+    assert r.returncode != 0 and "division by zero" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = start_file(db, CHAIN_B2, tmp_path)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "the backfill of y2 waits for the backfill of z1, which it builds on (public.users), and that one failed" \
+        in r.stderr, r.stderr
+    assert statuses(db) == {"z1": "backfilling", "y2": "backfilling"}, statuses(db)
+
+    sql(db, "UPDATE users SET email = 'fixed@example.com' WHERE id = 1500")
+    procs = []
+    try:
+        migrate_until_it_says(db, ["resume", "z1"], procs, "backfill of", "z1's backfill running again")
+        second, lines, reading = migrate_until_it_says(db, ["resume", "y2"], procs,
+                                                       "waiting for the backfill of z1 to end first",
+                                                       "y2 waiting for z1's backfill run again")
+        for p in procs:
+            p.wait(120)
+        reading.join(10)
+        assert [p.returncode for p in procs] == [0, 0], "".join(lines)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert statuses(db) == {"z1": "active", "y2": "active"}, statuses(db)
+    wrong = sql(db, "SELECT id FROM users WHERE verified IS DISTINCT FROM coalesce(email LIKE '%%@example.com', false)"
+                    " OR display IS DISTINCT FROM CASE WHEN verified THEN 'v:' || name ELSE name END")
+    assert not wrong, wrong[:5]
