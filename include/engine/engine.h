@@ -153,6 +153,29 @@ int engine_alembic_versions(struct engine *e, json_t **out, char *err, size_t er
 
 /* Sleeps ms, in slices: -1 as soon as the engine is stopped, else 0. */
 int engine_nap(const struct engine *e, long ms);
+
+/* Another session's hold of the migration's own lock (its pid), 0 when
+ * none, -1 when it could not be read. */
+int engine_migration_lock_holder(PGconn *conn, const char *name, char *err, size_t errlen);
+
+/* Waits for the engine lock this engine let go (for as long as another
+ * engine's start, complete or validations hold it: seconds); -1 when
+ * stopped first. `what` names the wait in the log. */
+int engine_retake_lock(struct engine *e, const char *what);
+
+/* engine_chain_wait.c: the waits of a migration built on others in flight
+ * on one of its tables (--db), both polling the table of record with the
+ * engine lock let go so the migrations below can end.
+ * Before `name`'s backfill: until no migration below it on one of its
+ * tables is still backfilling. ENGINE_OK, or ENGINE_FAILED with err (one
+ * below failed and no engine runs it again, this engine holds the lock
+ * they need, stopped). */
+int engine_wait_for_backfills_below(struct engine *e, const char *name, char *err, size_t errlen);
+
+/* Before m's start: until no migration at or below its parent is still
+ * backfilling a table m indexes; the engine lock is let go meanwhile and
+ * taken again. ENGINE_OK, or ENGINE_FAILED with err. */
+int engine_wait_to_index(struct engine *e, const struct migration *m, char *err, size_t errlen);
 /* Runs what the machine says until it is done (ENGINE_OK) or failed
  * (ENGINE_FAILED, its error in err; the machine's sqlstate in sr). */
 int engine_drive(struct engine *e, struct step_run *sr, char *err, size_t errlen);

@@ -48,6 +48,12 @@ struct mig_flight {
  * `down` to run after a newer one's. */
 int mig_adds_only(const struct migration *m);
 
+/* The table m shares with o that keeps m from being built on o there: o
+ * does more to it than add, or the table stands for every one (a step of
+ * either names none; *any is then set). NULL when they share none, or m
+ * may be built on o (mig_flight_admit then asks that o is below m). */
+const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int *any);
+
 /* 0 when request q on m may go ahead with `flight` in flight (oldest
  * first); else the HTTP status (404, 409) with why. For MIG_REQ_START m is
  * the migration to start (not in flight yet); for the others one of

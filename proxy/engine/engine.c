@@ -457,7 +457,7 @@ static int drive_backfill(struct engine *e, const char *name, const struct mig_p
 /* Another session's hold of the migration's own lock (its pid), 0 when
  * none, -1 when it could not be read. Asked under the engine lock, which
  * its holder had when it took it. */
-static int migration_lock_holder(PGconn *conn, const char *name, char *err, size_t errlen)
+int engine_migration_lock_holder(PGconn *conn, const char *name, char *err, size_t errlen)
 {
     char key[16];
     mig_lock_key(name, key, sizeof key);
@@ -493,13 +493,7 @@ static void let_engine_lock_go(struct engine *e, const char *name)
         log_info("backfill of %s: the engine lock is free for migrations of other tables meanwhile", name);
 }
 
-/* Before the validations and the status that end the backfill: an engine
- * holding it now starts or completes another migration, a matter of
- * seconds. */
-/* Waits for the engine lock this engine let go (for as long as another
- * engine's start, complete or validations hold it: seconds); -1 when
- * stopped first. `what` names the wait in the log. */
-static int retake_engine_lock(struct engine *e, const char *what)
+int engine_retake_lock(struct engine *e, const char *what)
 {
     for (long waited = 0; !try_engine_lock(e); waited += 50) {
         if (engine_nap(e, 50) != 0)
@@ -510,94 +504,27 @@ static int retake_engine_lock(struct engine *e, const char *what)
     return 0;
 }
 
+/* Before the validations and the status that end the backfill: an engine
+ * holding it now starts or completes another migration, a matter of
+ * seconds. */
 static int take_engine_lock_again(struct engine *e, const char *name, char *err, size_t errlen)
 {
     if (!e->let_go)
         return ENGINE_OK;
     char what[160];
     snprintf(what, sizeof what, "backfill of %s", name);
-    if (retake_engine_lock(e, what) != 0)
+    if (engine_retake_lock(e, what) != 0)
         return fail(err, errlen, "stopped while the backfill of %s waited for the engine lock; "
                     "run `pgtandem migrate resume %s`", name, name);
     e->let_go = 0;
     return ENGINE_OK;
 }
 
-/* The migration in flight below `name` on one of its tables whose
- * backfill has not ended (1: its name and that table in other and table),
- * 0 when none, -1 on error. */
-static int backfill_below(PGconn *conn, const char *name, char *other, size_t olen, char *table, size_t tlen,
-                          char *err, size_t errlen)
-{
-    struct engine_flight f;
-    if (engine_flight_load(conn, &f, err, errlen) != 0)
-        return -1;
-    const struct mig_flight *me = engine_flight_find(&f, name);
-    int found = 0;
-    for (size_t i = 0; me && i < f.n && !found; i++) {
-        const struct mig_flight *o = &f.m[i];
-        const char *t = o == me ? NULL : mig_flight_shared_table(me, o);
-        if (t && (o->phase == MIG_PH_EXPANDING || o->phase == MIG_PH_BACKFILLING || o->phase == MIG_PH_FINISHING) &&
-            mig_flight_below(f.m, f.n, o, me)) {
-            snprintf(other, olen, "%s", o->name);
-            snprintf(table, tlen, "%s", t);
-            found = 1;
-        }
-    }
-    engine_flight_free(&f);
-    return found;
-}
-
-/* A migration built on another in flight on one of its tables backfills
- * once that one's backfill has ended: its `up` may read the columns the
- * other fills, and a backfill's writes skip every migration's triggers,
- * so a row the other fills after this one walked it would keep a value
- * computed from the column before. Waited for with the engine lock let
- * go (the other's end takes it); a backfill below that failed and that no
- * engine runs again is said at once, and so is one this engine would wait
- * for holding the lock. */
-#define BELOW_POLL_MS 500
-static int wait_for_backfills_below(struct engine *e, const char *name, char *err, size_t errlen)
-{
-    char other[128], table[160];
-    for (long waited = 0;; waited += BELOW_POLL_MS) {
-        int below = backfill_below(e->conn, name, other, sizeof other, table, sizeof table, err, errlen);
-        if (below <= 0)
-            return below < 0 ? ENGINE_FAILED : ENGINE_OK;
-        const char *v[1] = {other};
-        PGresult *r = engine_exec_params(e->conn, "SELECT error FROM pgtandem.migrations WHERE name = $1", 1, v,
-                                         err, errlen);
-        if (!r)
-            return ENGINE_FAILED;
-        /* an error of its last run, unless an engine runs it again now */
-        int failed = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
-        if (failed) {
-            char why[256];
-            int holder = migration_lock_holder(e->conn, other, why, sizeof why);
-            failed = holder == 0;
-        }
-        if (failed || (e->locked && !e->let_go))
-            snprintf(err, errlen, "the backfill of %s waits for the backfill of %s, which it builds on (%s), and %s%.600s;"
-                     " run `pgtandem migrate resume %s` once %s is active", name, other, table,
-                     failed ? "that one failed: " : "this engine holds the engine lock that one needs to end",
-                     failed ? PQgetvalue(r, 0, 0) : "", name, other);
-        PQclear(r);
-        if (failed || (e->locked && !e->let_go))
-            return ENGINE_FAILED;
-        if (waited % 30000 == 0)
-            log_info("backfill of %s: waiting for the backfill of %s to end first (%s builds on its shape of %s);"
-                     " if nothing runs it: pgtandem migrate resume %s", name, other, name, table, other);
-        if (engine_nap(e, BELOW_POLL_MS) != 0)
-            return fail(err, errlen, "stopped while the backfill of %s waited for the backfill of %s; run `pgtandem"
-                        " migrate resume %s`", name, other, name);
-    }
-}
-
 static int run_backfill(struct engine *e, const char *name, const struct mig_plan *plan,
                         const struct mig_backfill_settings *cfg, char *err, size_t errlen)
 {
     let_engine_lock_go(e, name);
-    int rc = plan->nbf ? wait_for_backfills_below(e, name, err, errlen) : ENGINE_OK;
+    int rc = plan->nbf ? engine_wait_for_backfills_below(e, name, err, errlen) : ENGINE_OK;
     if (rc == ENGINE_OK)
         rc = drive_backfill(e, name, plan, cfg, err, errlen);
     char again[512];
@@ -755,76 +682,6 @@ int engine_start_chain(struct engine *e, const struct migration *list, size_t n,
     return rc;
 }
 
-/* The migration in flight at or below m's parent whose backfill of a
- * table m indexes (create_index) has not ended (1: its name and that
- * table), 0 when none, -1 on error. */
-static int indexed_table_backfilling(PGconn *conn, const struct migration *m, char *other, size_t olen,
-                                     char *table, size_t tlen, char *err, size_t errlen)
-{
-    struct engine_flight f;
-    if (engine_flight_load(conn, &f, err, errlen) != 0)
-        return -1;
-    const struct mig_flight *parent = engine_flight_find(&f, m->parent);
-    int found = 0;
-    for (size_t i = 0; parent && i < f.n && !found; i++) {
-        const struct mig_flight *o = &f.m[i];
-        if ((o != parent && !mig_flight_below(f.m, f.n, o, parent)) ||
-            (o->phase != MIG_PH_EXPANDING && o->phase != MIG_PH_BACKFILLING && o->phase != MIG_PH_FINISHING))
-            continue;
-        for (size_t k = 0; k < m->nops && !found; k++) {
-            char q[160];
-            snprintf(q, sizeof q, "%s.%s", m->ops[k].schema, m->ops[k].table ? m->ops[k].table : "");
-            for (size_t j = 0; m->ops[k].kind == MIG_CREATE_INDEX && j < o->ntables && !found; j++)
-                if (!strcmp(o->tables[j], q)) {
-                    snprintf(other, olen, "%s", o->name);
-                    snprintf(table, tlen, "%s", q);
-                    found = 1;
-                }
-        }
-    }
-    engine_flight_free(&f);
-    return found;
-}
-
-/* A migration that indexes a table a migration below it is still
- * backfilling expands once that backfill has ended: built first, the
- * index would be written for every row the backfill updates, and those
- * updates could not be HOT (measured on 1M rows: the chain in flight took
- * 63.8 s against 8.6 s one at a time). The engine lock is let go while it
- * waits (the backfill's end takes it) and taken again after, before the
- * admission reads what is in flight. */
-static int wait_to_index(struct engine *e, const struct migration *m, char *err, size_t errlen)
-{
-    char other[128], table[160];
-    int unlocked = 0, rc = ENGINE_OK;
-    for (long waited = 0;; waited += BELOW_POLL_MS) {
-        int busy = indexed_table_backfilling(e->conn, m, other, sizeof other, table, sizeof table, err, errlen);
-        if (busy <= 0) {
-            rc = busy < 0 ? ENGINE_FAILED : ENGINE_OK;
-            break;
-        }
-        if (!unlocked && !e->lent) {
-            PQclear(PQexec(e->conn, MIG_STATE_UNLOCK_SQL));
-            unlocked = 1;
-        }
-        if (waited % 30000 == 0)
-            log_info("%s indexes %s, which %s is still backfilling: waiting for that backfill to end before the "
-                     "expand", m->name, table, other);
-        if (engine_nap(e, BELOW_POLL_MS) != 0) {
-            rc = fail(err, errlen, "stopped while %s waited for the backfill of %s; nothing of %s changed", m->name,
-                      other, m->name);
-            break;
-        }
-    }
-    if (unlocked) {
-        e->locked = 0;
-        if (retake_engine_lock(e, m->name) != 0)
-            return fail(err, errlen, "stopped while %s waited for the engine lock; nothing of it changed", m->name);
-        e->locked = 1;
-    }
-    return rc;
-}
-
 int engine_start(struct engine *e, const struct migration *m, char *err, size_t errlen)
 {
     assert(e->conn && e->locked && err && errlen > 0); /* an exclusive engine_open came first */
@@ -843,7 +700,7 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
                     "changed); roll it back first or restore the file", m->file, m->name), ENGINE_INVALID;
     }
     free_current(&cur);
-    if (!e->opt.alone && wait_to_index(e, m, err, errlen) != ENGINE_OK)
+    if (!e->opt.alone && engine_wait_to_index(e, m, err, errlen) != ENGINE_OK)
         return ENGINE_FAILED;
     /* read once: the engine lock keeps them as they are until the expand */
     struct engine_flight fl;
@@ -922,7 +779,7 @@ static int load_in_progress(struct engine *e, struct in_progress *ip, const char
     }
     ip->m = m;
     ip->plan = plan;
-    int holder = migration_lock_holder(e->conn, cur->name, err, errlen);
+    int holder = engine_migration_lock_holder(e->conn, cur->name, err, errlen);
     if (holder != 0) {
         if (holder > 0)
             snprintf(err, errlen, ENGINE_LOCK_HELD_MSG ": the backfill of %s runs in the engine of backend pid %d "

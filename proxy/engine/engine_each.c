@@ -65,18 +65,15 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
         me.tables = (const char *const *)x->tables[i];
         me.ntables = x->ntables[i];
         me.adds_only = mig_adds_only(&list[i]);
-        int anywhere = 0;
-        for (size_t j = 0; j < me.ntables; j++)
-            anywhere |= !strcmp(me.tables[j], MIG_FLIGHT_EVERY_TABLE);
         for (size_t k = 0; k < x->nseen; k++) {
-            const char *t = mig_flight_shared_table(&me, &x->seen[k]);
-            if (!t || (x->seen[k].adds_only && !anywhere && strcmp(t, MIG_FLIGHT_EVERY_TABLE)))
+            int any;
+            const char *t = mig_flight_unbuildable_table(&me, &x->seen[k], &any);
+            if (!t)
                 continue;
             snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts a migration of a table"
                      " an earlier one changes only when that one adds to it and nothing more (add_column,"
                      " create_index, create_table): start the directory without --each to run the pending ones as"
-                     " one", list[i].file, list[i].name, anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE) ? "any table"
-                     : t, x->seen[k].name);
+                     " one", list[i].file, list[i].name, any ? "any table" : t, x->seen[k].name);
             return ENGINE_INVALID;
         }
         x->seen[x->nseen++] = me;

@@ -155,25 +155,18 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
     if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
         return snprintf(err, errlen, "out of memory"), -1;
     me.tables = (const char *const *)tables;
-    int anywhere = 0; /* a step of m names no table, so it may touch any */
-    for (size_t k = 0; k < me.ntables; k++)
-        anywhere |= !strcmp(me.tables[k], MIG_FLIGHT_EVERY_TABLE);
     const char *t = NULL;
+    int any = 0;
     size_t i = 0;
-    for (; i < f->n; i++) {
-        t = mig_flight_shared_table(&me, &f->m[i]);
-        if (t && (!f->m[i].adds_only || anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE)))
-            break;
-    }
-    if (i < f->n) {
-        int any = anywhere || !strcmp(t, MIG_FLIGHT_EVERY_TABLE);
+    while (i < f->n && !(t = mig_flight_unbuildable_table(&me, &f->m[i], &any)))
+        i++;
+    if (i < f->n)
         snprintf(err, errlen, "%s changes %s, which migration %s in flight changes too%s; a migration is built on"
                  " another in flight on one table only when that one adds to it and nothing more (add_column,"
                  " create_index, create_table): complete %s (or roll it back) first, or start the pending files"
                  " together as one (`pgtandem migrate start DIR`)", m->name,
                  any ? "tables no step names (sql, enum labels)" : t, f->m[i].name,
                  any ? " (a step of one of them names no table, so it may touch any)" : "", f->m[i].name);
-    }
     mig_flight_tables_free(tables, me.ntables);
     return i < f->n;
 }
