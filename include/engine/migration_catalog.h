@@ -126,6 +126,19 @@ struct mig_cat_table {
      * Postgres, firing a table's triggers in name order, runs a migration's
      * after those of the migrations it builds on (plan_trigger.c). */
     int trigger_rank;
+    /* Its shape as a migration in flight that the one being planned is
+     * built on shows it (its version schema's view; shape_of names that
+     * migration, NULL when none in flight changes the table): the columns
+     * in their order, each under the name it shows (shown) and the table's
+     * column it reads (phys). A column of the table not listed is hidden
+     * there (renamed away, retyped into a second column, dropped). Read
+     * by migration_catalog_shape.c; the plan builds the new migration's
+     * views on it (plan_on_shape.c). */
+    char *shape_of;
+    struct mig_cat_shape_col {
+        char *phys, *shown;
+    } *shape;
+    size_t nshape;
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */
@@ -248,5 +261,11 @@ const struct mig_cat_enum *mig_catalog_enum(const struct mig_catalog *cat, const
 int mig_catalog_load_objects(PGconn *conn, const struct migration *m, const struct mig_op *op,
                              struct mig_catalog *cat, char *err, size_t errlen);
 void mig_catalog_free_objects(struct mig_catalog *cat);
+/* Internal to the catalog (migration_catalog_shape.c): each table's shape
+ * as the newest migration in flight that m is built on shows it, loaded
+ * by mig_catalog_load; freed with its table. */
+int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_catalog *cat, char *err,
+                            size_t errlen);
+void mig_catalog_free_shape(struct mig_cat_table *t);
 
 #endif

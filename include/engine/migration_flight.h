@@ -49,10 +49,14 @@ struct mig_flight {
 int mig_adds_only(const struct migration *m);
 
 /* The table m shares with o that keeps m from being built on o there: o
- * does more to it than add, or the table stands for every one (a step of
- * either names none; *any is then set). NULL when they share none, or m
- * may be built on o (mig_flight_admit then asks that o is below m). */
-const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int *any);
+ * does more to it than add (unless on_shape and m only adds: m is then
+ * planned on o's shape of the table, read from the database, and the plan
+ * refuses a column o changes: plan_on_shape.c), or the table stands for
+ * every one (a step of either names none; *any is then set). NULL when
+ * they share none, or m may be built on o (mig_flight_admit then asks
+ * that o is below m). */
+const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int on_shape,
+                                         int *any);
 
 /* 0 when request q on m may go ahead with `flight` in flight (oldest
  * first); else the HTTP status (404, 409) with why. For MIG_REQ_START m is

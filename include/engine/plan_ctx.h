@@ -154,6 +154,19 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
 void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fname, size_t n);
 void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table, char *function_sql);
 
+/* ---- plan_on_shape.c: a table as a migration in flight below shows it --- */
+/* The name the shape the migration is built on shows the table's column
+ * phys under: phys itself when no migration below changes the table,
+ * NULL when that shape hides it. */
+const char *shape_shows(const struct mig_cat_table *t, const char *phys);
+/* 1 when name is a column the shape renames, retypes or drops (under
+ * either of its names). */
+int shape_changes(const struct mig_cat_table *t, const char *name);
+/* 1 when the shape is the table itself, every column under its name. */
+int shape_is_table(const struct mig_cat_table *t);
+/* -1 (c->err set) when an operation does more than add to a table whose
+ * shape is not the table, or names a column that shape changes. */
+int plan_check_shapes(struct plan_ctx *c);
 /* ---- plan_in_place.c: whether a column change moves data ---------------- */
 /* A rename that keeps the column's values keeps the original column (the
  * new shape shows it under the new name; the contract renames it). */

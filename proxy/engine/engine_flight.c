@@ -145,12 +145,15 @@ static int live_proxies(PGconn *conn)
 
 /* m's tables (with its plan once built) against those in flight: 1 (err
  * set) when one is shared with a migration that does more to it than add
- * (mig_adds_only), -1 when out of memory. One that only adds may be built
- * on: mig_flight_admit then asks that it is m's parent or below it. */
+ * (mig_adds_only) while m does more too, -1 when out of memory. One that
+ * only adds may be built on, and m may be built on any when it only adds
+ * itself (its plan then reads that one's shape): mig_flight_admit then
+ * asks that it is m's parent or below it. */
 static int admit_tables(const struct engine_flight *f, const struct migration *m, const struct mig_plan *plan,
                         char *err, size_t errlen)
 {
-    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE};
+    struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE,
+                            .adds_only = mig_adds_only(m)};
     char **tables = NULL;
     if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
         return snprintf(err, errlen, "out of memory"), -1;
@@ -158,11 +161,11 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
     const char *t = NULL;
     int any = 0;
     size_t i = 0;
-    while (i < f->n && !(t = mig_flight_unbuildable_table(&me, &f->m[i], &any)))
+    while (i < f->n && !(t = mig_flight_unbuildable_table(&me, &f->m[i], 1, &any)))
         i++;
     if (i < f->n)
         snprintf(err, errlen, "%s changes %s, which migration %s in flight changes too%s; a migration is built on"
-                 " another in flight on one table only when that one adds to it and nothing more (add_column,"
+                 " another in flight on one table only when one of the two adds to it and nothing more (add_column,"
                  " create_index, create_table): complete %s (or roll it back) first, or start the pending files"
                  " together as one (`pgtandem migrate start DIR`)", m->name,
                  any ? "tables no step names (sql, enum labels)" : t, f->m[i].name,

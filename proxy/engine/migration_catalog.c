@@ -694,7 +694,7 @@ int mig_catalog_load(PGconn *conn, const struct migration *m, struct mig_catalog
         if (add_schema_names(conn, cat, op->schema, err, errlen) != 0)
             return -1;
     }
-    return 0;
+    return mig_catalog_load_shapes(conn, m, cat, err, errlen);
 }
 
 static void free_fkeys(struct mig_cat_fkey *fk, size_t n)
@@ -756,6 +756,7 @@ static void free_table(struct mig_cat_table *t)
         free(t->parts[i].taken);
     }
     free(t->parts);
+    mig_catalog_free_shape(t);
     for (size_t i = 0; i < t->npartkey; i++)
         free(t->partkey[i]);
     free(t->partkey);

@@ -314,14 +314,15 @@ int mig_adds_only(const struct migration *m)
     return m->nops > 0;
 }
 
-const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int *any)
+const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int on_shape,
+                                         int *any)
 {
     const char *t = mig_flight_shared_table(m, o);
     *any = 0;
     for (size_t i = 0; t && i < m->ntables; i++)
         *any |= every_table(m->tables[i]);
     *any |= t && every_table(t);
-    return t && (!o->adds_only || *any) ? t : NULL;
+    return t && ((!o->adds_only && !(on_shape && m->adds_only)) || *any) ? t : NULL;
 }
 
 int mig_flight_tables(const struct migration *m, const struct mig_plan *plan, char ***out, size_t *n)

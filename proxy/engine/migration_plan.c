@@ -120,8 +120,17 @@ static void version_view(struct plan_ctx *c, const struct mig_op *op)
     mig_str_ident(&s, op->table);
     mig_str_add(&s, " WITH (security_invoker = true) AS SELECT ");
     int first = 1;
-    for (size_t i = 0; t && i < t->ncols; i++)
-        add_item(&s, &first, view_item(c, op->schema, op->table, t->cols[i].name));
+    for (size_t i = 0; t && i < t->ncols; i++) {
+        /* built on a migration in flight: its names for the columns, and
+         * none of those it hides (plan_on_shape.c) */
+        const char *shown = shape_shows(t, t->cols[i].name);
+        char *item = shown ? view_item(c, op->schema, op->table, t->cols[i].name) : NULL;
+        if (item && strcmp(shown, t->cols[i].name)) {
+            free(item);
+            item = aliased(t->cols[i].name, shown);
+        }
+        add_item(&s, &first, item);
+    }
     /* a table this migration creates: its columns, as create_table makes them */
     const struct mig_op *made = t ? NULL : made_by(c, op->schema, op->table);
     for (size_t i = 0; made && i < made->ncols; i++)
@@ -196,11 +205,20 @@ static void old_shape_view(struct plan_ctx *c, struct mig_steps *out, const char
     mig_str_addf(&s, "CREATE VIEW %s.", qschema);
     mig_str_ident(&s, table);
     mig_str_add(&s, " WITH (security_invoker = true) AS SELECT ");
+    /* the table as the migration in flight below shows it, if any */
+    int listed = 0;
     for (size_t i = 0; t && i < t->ncols; i++) {
-        mig_str_add(&s, i ? ", " : "");
+        const char *shown = shape_shows(t, t->cols[i].name);
+        if (!shown)
+            continue;
+        mig_str_add(&s, listed++ ? ", " : "");
         mig_str_ident(&s, t->cols[i].name);
+        if (strcmp(shown, t->cols[i].name)) {
+            mig_str_add(&s, " AS ");
+            mig_str_ident(&s, shown);
+        }
     }
-    mig_str_add(&s, t && t->ncols ? " FROM " : "* FROM "); /* offline: * is expanded when the view is made */
+    mig_str_add(&s, listed ? " FROM " : "* FROM "); /* offline: * is expanded when the view is made */
     mig_str_qname(&s, schema, table);
     mig_steps_add(out, -1, MIG_STEP_TXN, mig_str_take(&s));
 }
@@ -293,7 +311,7 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         return -1;
     }
     *c = (struct plan_ctx){.m = m, .cat = cat, .p = p, .err = err, .errlen = errlen};
-    int rc = 0;
+    int rc = plan_check_shapes(c);
     for (size_t i = 0; i < m->nops && rc == 0; i++)
         rc = plan_op(c, &m->ops[i]);
     if (rc == 0) {

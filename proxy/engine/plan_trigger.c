@@ -17,6 +17,11 @@ void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op 
 {
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ncols; i++) {
+        /* not one a migration in flight below renames or drops: its
+         * contract changes the name this body would read it by, and
+         * nothing built on it reads it (plan_on_shape.c) */
+        if (shape_changes(t, t->cols[i].name))
+            continue;
         mig_str_add(s, "  ");
         mig_str_ident(s, t->cols[i].name);
         mig_str_addf(s, " %s := NEW.", t->cols[i].type);

@@ -6,8 +6,10 @@ column of `users`, `b2` (parent `a1`) adds a computed column to `orders`,
 are `active`; three releases write the whole time (the one from before
 `a1`, the one built with `a1`, the one built with `c3`), each on its own
 shape of every table, the way the proxy would route them (here each sets
-its own search_path, as `--db` routes nobody). A fourth migration on
-`users` is refused before any DDL, saying to complete `a1` first. The
+its own search_path, as `--db` routes nobody). A fourth migration that
+renames a column of `users` too is refused before any DDL, saying to
+complete `a1` first (one that only adds to it would be built on `a1`'s
+shape: test_a_migration_that_only_adds_is_built_on_one_in_flight_...). The
 three complete out of their order of start; every row every release wrote
 is then read back against a model, and the schema is the one the same
 DDL run offline gives (`pg_dump --schema-only`).
@@ -53,8 +55,7 @@ C3 = {"name": "c3", "parent": "b2", "operations": [
         {"name": "id", "type": "bigserial", "primary_key": True},
         {"name": "what", "type": "text", "nullable": False}]}}]}
 D4 = {"name": "d4", "parent": "c3", "operations": [
-    {"add_column": {"table": "users", "column": {"name": "verified", "type": "boolean", "nullable": False,
-                                                  "default": "false"}}}]}
+    {"rename_column": {"table": "users", "from": "email", "to": "email_address"}}]}
 
 OFFLINE = """
 ALTER TABLE users RENAME COLUMN name TO full_name;
@@ -143,6 +144,17 @@ def complete_while_it_writes(db, name, release):
     assert r.returncode == 0, r.stdout + r.stderr
     wait_for(lambda: release.rounds >= rounds + 10 or release.errors, 60,
              "the newest release writing after %s completed" % name)
+
+
+def assert_as_offline(cluster, db, offline, got, want):
+    """Every row as the model wants it (id -> values), no other, and the
+    schema the same DDL run offline gives, with nothing of ours left."""
+    wrong = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
+    assert not wrong and len(got) == len(want), (len(wrong), wrong[:5], len(got), len(want))
+    online_dump, offline_dump = schema_dump(cluster, db), schema_dump(cluster, offline)
+    assert online_dump == offline_dump, diff(offline_dump, online_dump)
+    assert leftovers(db) == []
+    assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
 
 
 def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
@@ -298,7 +310,9 @@ def test_proxies_serving_the_database_run_one_migration_at_a_time(cluster, db, p
 def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp_path):
     """checks_unify's `sql` step writes alembic_version, which Postgres's
     parser reads out of its statement: a migration of users starts beside
-    it, one more of checks is refused, and the two complete in reverse."""
+    it; one of checks that indexes the column checks_unify renames is
+    refused, one that adds to checks starts on checks_unify's shape; the
+    first two complete in reverse, then the one of checks."""
     load_legacy(db, 3000)
     run_script(db, "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);"
                    " INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 500) g;")
@@ -310,9 +324,20 @@ def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp
     assert r.returncode == 0, r.stdout + r.stderr
     f6 = {"name": "f6", "parent": "e5", "operations": [
         {"create_index": {"table": "checks", "name": "ix_checks_claim", "columns": ["claim"]}}]}
+    before = schema_dump(cluster, db)
     r = start_file(db, f6, tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "f6 changes public.checks, which migration 0003_checks_unify in flight changes too" in r.stderr, r.stderr
+    assert 'names column "claim" of "checks", which migration 0003_checks_unify, in flight below f6, renames,' \
+        ' retypes or drops' in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before
+    g7 = {"name": "g7", "parent": "e5", "operations": [
+        {"add_column": {"table": "checks", "up": "anon_token IS NOT NULL",
+                        "column": {"name": "is_anonymous", "type": "boolean", "nullable": False, "default": "false"}}},
+        {"create_index": {"table": "checks", "name": "ix_checks_created_at", "columns": ["created_at"]}}]}
+    r = start_file(db, g7, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = migrate(db, "complete", "g7")
+    assert r.returncode != 0 and "complete 0003_checks_unify first" in r.stderr, r.stdout + r.stderr
     r = migrate(db, "complete", "e5")
     assert r.returncode == 0, r.stdout + r.stderr
     assert sql(db, "SELECT version_num FROM alembic_version") == [("9e15719c5c3c",)]
@@ -321,7 +346,11 @@ def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp
     assert sql(db, "SELECT version_num FROM alembic_version") == [("b73c9aa4f0c3",)]
     assert sql(db, "SELECT count(*) FROM users WHERE full_name LIKE 'user %'") == [(500,)]
     assert sql(db, "SELECT count(*) FROM checks WHERE claim IS NOT NULL") == [(3000,)]
-    r = start_file(db, f6, tmp_path)
+    r = migrate(db, "complete", "g7")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT count(*) FROM checks WHERE is_anonymous IS DISTINCT FROM (anon_token IS NOT NULL)") \
+        == [(0,)]
+    r = start_file(db, dict(f6, parent="g7"), tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -822,13 +851,7 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
                 v = row.get("verified", chain_verified(row["email"]))
                 d = row.get("display", ("v:" + row["name"]) if v else row["name"])
                 want[i] = (row["name"], row["email"], v, d)
-        wrong = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
-        assert not wrong and len(got) == len(want), (len(wrong), wrong[:5], len(got), len(want))
-
-        online_dump, offline_dump = schema_dump(cluster, db), schema_dump(cluster, offline)
-        assert online_dump == offline_dump, diff(offline_dump, online_dump)
-        assert leftovers(db) == []
-        assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
+        assert_as_offline(cluster, db, offline, got, want)
     finally:
         for x in releases:
             x.stop.set()
@@ -839,20 +862,171 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
         cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
 
 
-def test_a_migration_is_not_built_on_one_in_flight_on_its_table_that_does_more_than_add(cluster, db, tmp_path):
-    """A migration in flight that renames, retypes or drops keeps a second
-    shape of its table the next one cannot plan on: a migration of that
-    table is refused before any DDL, saying to complete it first."""
-    run_script(db, BASE)
-    r = start_file(db, A1, tmp_path)  # a rename of users.name
-    assert r.returncode == 0, r.stdout + r.stderr
-    before = schema_dump(cluster, db)
-    r = start_file(db, dict(CHAIN_B2, name="b2", parent="a1", operations=[
-        {"add_column": {"table": "users", "column": {"name": "display", "type": "text"}}}]), tmp_path)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "b2 changes public.users, which migration a1 in flight changes too" in r.stderr, r.stderr
-    assert "only when that one adds to it and nothing more" in r.stderr, r.stderr
-    assert schema_dump(cluster, db) == before and statuses(db) == {"a1": "active"}
+# A chain on one table whose first migration renames and retypes: p1
+# renames users.name and rewrites email (lower case, into a second column
+# until its complete), p2 (parent p1) adds a tier filled from id, and an
+# index of it, on p1's shape of users.
+SHAPE_BASE = """
+CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, email text);
+INSERT INTO users (name, email) SELECT 'user ' || g, 'U' || g || '@Example.COM' FROM generate_series(1, 2000) g;
+"""
+SHAPE_P1 = {"name": "p1", "parent": None, "operations": [
+    {"rename_column": {"table": "users", "from": "name", "to": "full_name"}},
+    {"alter_column": {"table": "users", "column": "email", "type": "varchar(320)", "up": "lower(email)",
+                      "down": "email"}}],
+    "backfill": {"batch_rows": 500}}
+SHAPE_P2 = {"name": "p2", "parent": "p1", "operations": [
+    {"add_column": {"table": "users", "up": "(id % 3)::int",
+                    "column": {"name": "tier", "type": "int", "nullable": False, "default": "0"}}},
+    {"create_index": {"table": "users", "name": "users_tier_idx", "columns": ["tier"]}}],
+    "backfill": {"batch_rows": 500}}
+SHAPE_OFFLINE = """
+ALTER TABLE users RENAME COLUMN name TO full_name;
+ALTER TABLE users ALTER COLUMN email TYPE varchar(320);
+ALTER TABLE users ADD COLUMN tier int NOT NULL DEFAULT 0;
+CREATE INDEX users_tier_idx ON users (tier);
+"""
+SHAPE_PATHS = {
+    None: "pgtandem_p1_old,pgtandem_p2_old,public",
+    "p1": "pgtandem_p1,pgtandem_p2_old,public",
+    "p2": "pgtandem_p2,pgtandem_p1,public",
+}
+SHAPE_COLUMNS = {None: ["id", "name", "email"], "p1": ["id", "full_name", "email"],
+                 "p2": ["id", "full_name", "email", "tier"]}
+
+
+class ShapeRelease(threading.Thread):
+    """A release writing users in its shape of p1 and p2: inserts with an
+    email in mixed case, renames of its own older rows; what it wrote is
+    kept for the model."""
+
+    def __init__(self, db, release, first_id):
+        super().__init__(daemon=True)
+        self.db, self.release, self.next_id = db, release, first_id
+        self.rows, self.errors, self.rounds = {}, [], 0
+        self.stop = threading.Event()
+
+    def run(self):
+        opts = ("-c pgtandem.version=%s " % self.release if self.release else "") + \
+            "-c search_path=" + SHAPE_PATHS[self.release]
+        name = "name" if self.release is None else "full_name"
+        try:
+            with psycopg.connect(self.db, autocommit=True, options=opts) as c:
+                while not self.stop.is_set():
+                    i = self.next_id
+                    self.next_id += 1
+                    row = {name: "%s %d" % (self.release or "old", i), "email": "R%d@Mixed.Case" % i}
+                    if self.release == "p2":
+                        row["tier"] = i % 7
+                    cols = sorted(row)
+                    c.execute("INSERT INTO users (id, %s) VALUES (%%s, %s)" % (", ".join(cols), ", ".join(["%s"] * len(cols))),
+                              [i] + [row[k] for k in cols])
+                    self.rows[i] = row
+                    old = self.rows.get(i - 4) if i % 2 == 0 else None
+                    if old:
+                        old[name] += " renamed"
+                        c.execute("UPDATE users SET %s = %%s WHERE id = %%s" % name, (old[name], i - 4))
+                    self.rounds += 1
+        except Exception as e:  # reported by the test
+            self.errors.append(e)
+
+
+def shape_columns(db, release):
+    """The columns a release's `SELECT *` of users gets."""
+    opts = ("-c pgtandem.version=%s " % release if release else "") + "-c search_path=" + SHAPE_PATHS[release]
+    with psycopg.connect(db, autocommit=True, options=opts) as c:
+        return [d.name for d in c.execute("SELECT * FROM users LIMIT 0").description]
+
+
+def test_a_migration_that_only_adds_is_built_on_one_in_flight_that_renames_and_retypes_its_table(cluster, db,
+                                                                                                  tmp_path):
+    """p1 renames users.name to full_name and retypes email (lower case, a
+    second column until its complete); p2, built on p1, adds tier and
+    indexes it while p1 is in flight, on p1's shape: its views show
+    full_name and p1's email, and hide what p1 hides. Three releases write
+    the whole time (the one before p1, p1's, p2's), each reading exactly its
+    own shape; p2 reading or naming a column p1 changes, or doing more than
+    add to users, is refused before any DDL, saying why. p1 completes
+    (renaming in the catalog under p2's views and triggers), then p2;
+    every row is checked against a model, the schema against the same DDL
+    run offline."""
+    run_script(db, SHAPE_BASE)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
+    releases = []
+    try:
+        run_script(offline, SHAPE_BASE)
+        run_script(offline, SHAPE_OFFLINE)
+        r = start_file(db, SHAPE_P1, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for rel, first_id in ((None, 100000), ("p1", 200000)):
+            releases.append(ShapeRelease(db, rel, first_id))
+            releases[-1].start()
+        wait_for(lambda: all(x.rounds >= 10 or x.errors for x in releases), 60, "two releases writing")
+
+        # refused before any DDL: naming what p1 changes, doing more than add
+        before = schema_dump(cluster, db)
+        refusals = (
+            ({"add_column": {"table": "users", "up": "upper(full_name)", "column": {"name": "shout", "type": "text"}}},
+             'names column "full_name" of "users", which migration p1, in flight below p3, renames, retypes or drops'),
+            ({"create_index": {"table": "users", "name": "users_email_idx", "columns": ["email"]}},
+             'names column "email" of "users", which migration p1'),
+            ({"add_column": {"table": "users", "up": "row_to_json(users)::text",
+                             "column": {"name": "snap", "type": "text"}}},
+             'reads a whole row of "users"'),
+            ({"rename_column": {"table": "users", "from": "id", "to": "user_id"}},
+             "p3 changes public.users, which migration p1 in flight changes too; a migration is built on another"
+             " in flight on one table only when one of the two adds to it and nothing more"),
+        )
+        for op, said in refusals:
+            r = start_file(db, {"name": "p3", "parent": "p1", "operations": [op]}, tmp_path)
+            assert r.returncode == 2 and said in r.stderr, (op, r.stdout + r.stderr)
+        assert schema_dump(cluster, db) == before and statuses(db) == {"p1": "active"}
+
+        r = start_file(db, SHAPE_P2, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert statuses(db) == {"p1": "active", "p2": "active"}, statuses(db)
+        releases.append(ShapeRelease(db, "p2", 300000))
+        releases[-1].start()
+        for rel, cols in SHAPE_COLUMNS.items():
+            assert shape_columns(db, rel) == cols, (rel, shape_columns(db, rel))
+        wait_for(lambda: releases[2].rounds >= 20 or releases[2].errors, 60, "p2's release writing")
+
+        r = migrate(db, "complete", "p2")
+        assert r.returncode != 0 and "complete p1 first" in r.stderr, r.stdout + r.stderr
+        releases[0].stop.set()
+        releases[0].join(30)
+        # p1's contract renames and drops under p2's views and triggers
+        complete_while_it_writes(db, "p1", releases[2])
+        assert releases[1].rounds and not releases[1].errors, releases[1].errors
+        for rel in ("p1", "p2"):
+            assert shape_columns(db, rel) == SHAPE_COLUMNS[rel], (rel, shape_columns(db, rel))
+        rounds = releases[1].rounds
+        wait_for(lambda: releases[1].rounds >= rounds + 10 or releases[1].errors, 60, "p1's release after p1")
+        releases[1].stop.set()
+        releases[1].join(30)
+        complete_while_it_writes(db, "p2", releases[2])
+        releases[2].stop.set()
+        releases[2].join(30)
+        for x in releases:
+            assert not x.errors, (x.release, x.errors)
+            assert x.rounds >= 10, (x.release, x.rounds)
+
+        # the model: p1's new shape lower-cases what the old release wrote
+        # and keeps what its own and p2's wrote; tier is p2's, else id % 3
+        got = {i: (n, e, t) for i, n, e, t in sql(db, "SELECT id, full_name, email, tier FROM users")}
+        want = {i: ("user %d" % i, "u%d@example.com" % i, i % 3) for i in range(1, 2001)}
+        for x in releases:
+            for i, row in x.rows.items():
+                name = row.get("name", row.get("full_name"))
+                email = row["email"].lower() if x.release is None else row["email"]
+                want[i] = (name, email, row.get("tier", i % 3))
+        assert_as_offline(cluster, db, offline, got, want)
+    finally:
+        for x in releases:
+            x.stop.set()
+        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
 
 
 def test_start_dir_each_starts_a_chain_of_one_table_when_the_earlier_ones_only_add(cluster, db, tmp_path):

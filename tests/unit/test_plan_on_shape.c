@@ -1,0 +1,160 @@
+/* Unit tests of a migration planned on the shape of one in flight below it
+ * (plan_on_shape.c), against a catalog written by hand: users after p1's
+ * expand (name renamed to full_name in p1's views, email retyped into a
+ * second column) with p1's view read back as the shape. The views of a
+ * migration that adds show p1's names and hide what p1 hides; its
+ * triggers read no column p1's contract renames or drops; naming such a
+ * column, reading the whole row, or doing more than add is refused; and
+ * the rule between two migrations in flight on one table
+ * (mig_flight_unbuildable_table) lets one that only adds be built on one
+ * that does more. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migration.h"
+#include "migration_catalog.h"
+#include "migration_dependents.h"
+#include "migration_flight.h"
+#include "migration_plan.h"
+#include "unit.h"
+#include "unit_steps.h"
+
+static char shadow[80];
+static char *pk_cols[] = {"id"};
+static char *pk_types[] = {"bigint"};
+static struct mig_cat_column cols[] = {
+    {.name = "id", .type = "bigint", .notnull = 1, .stattarget = -1},
+    {.name = "name", .type = "text", .notnull = 1, .stattarget = -1},
+    {.name = "email", .type = "text", .stattarget = -1},
+    {.name = shadow, .type = "character varying(320)", .stattarget = -1},
+};
+static struct mig_cat_index keyed[] = {{.name = "users_pkey", .method = "btree", .constraint = "users_pkey",
+                                        .unique = 1, .primary = 1, .simple = 1}};
+static struct mig_cat_shape_col shape[] = {{"id", "id"}, {"name", "full_name"}, {shadow, "email"}};
+
+static int build(const char *ops, struct mig_cat_shape_col *sh, size_t nsh, struct migration *m,
+                 struct mig_plan *p, char *err, size_t errlen)
+{
+    char text[4096];
+    snprintf(text, sizeof text, "{\"name\": \"p2\", \"parent\": \"p1\", \"operations\": [%s]}", ops);
+    if (mig_parse(text, strlen(text), "p2.json", m, err, errlen) != 0) {
+        printf("  parse: %s\n", err);
+        return -2;
+    }
+    struct mig_cat_table t = {.schema = "public", .name = "users", .exists = 1, .relkind = 'r', .cols = cols,
+                              .ncols = 4, .pk = pk_cols, .pk_types = pk_types, .npk = 1, .idx = keyed, .nidx = 1, .trigger_rank = 1,
+                              .shape_of = sh ? "p1" : NULL, .shape = sh, .nshape = nsh};
+    struct mig_catalog cat = {.tables = &t, .n = 1};
+    int rc = mig_plan_build(m, &cat, p, err, errlen);
+    if (rc != 0)
+        mig_free(m);
+    return rc;
+}
+
+static void test_views_and_triggers(void)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "", want[256];
+    const char *ops = "{\"add_column\": {\"table\": \"users\", \"up\": \"(id % 3)::int\","
+                      " \"column\": {\"name\": \"tier\", \"type\": \"int\", \"nullable\": false, \"default\": \"0\"}}},"
+                      "{\"create_index\": {\"table\": \"users\", \"name\": \"users_tier_idx\", \"columns\": [\"tier\"]}}";
+    if (build(ops, shape, 3, &m, &p, err, sizeof err) != 0) {
+        CHECK("on a shape: an add plans", 0);
+        printf("  %s\n", err);
+        return;
+    }
+    snprintf(want, sizeof want, "AS SELECT \"id\", \"name\" AS \"full_name\", \"%s\" AS \"email\" FROM", shadow);
+    CHECK("old shape: p1's new shape, p1's names, without what p1 hides", steps_contain(&p.expand, want));
+    snprintf(want, sizeof want, "AS SELECT \"id\", \"name\" AS \"full_name\", \"%s\" AS \"email\", \"tier\" FROM",
+             shadow);
+    CHECK("new shape: p1's with the column p2 adds", steps_contain(&p.expand, want));
+    CHECK("the trigger reads the columns p1 keeps", steps_contain(&p.expand, "\"id\" bigint := NEW.\"id\""));
+    CHECK("and none p1's contract renames", !steps_contain(&p.expand, "NEW.\"name\""));
+    snprintf(want, sizeof want, "NEW.\"%s\"", shadow);
+    CHECK("or drops and renames (p1's second column, p1's old email)",
+          !steps_contain(&p.expand, want) && !steps_contain(&p.expand, "NEW.\"email\""));
+    CHECK("the index on the table as it is", steps_contain(&p.expand, "ON \"public\".\"users\""));
+    mig_plan_free(&p);
+    mig_free(&m);
+
+    /* the shape of a migration below that only adds is the table: nothing changes */
+    static struct mig_cat_shape_col same[] = {{"id", "id"}, {"name", "name"}, {"email", "email"}, {shadow, shadow}};
+    if (build(ops, same, 4, &m, &p, err, sizeof err) != 0) {
+        CHECK("on the table's own shape: an add plans", 0);
+        printf("  %s\n", err);
+        return;
+    }
+    CHECK("the table's own shape: the trigger reads every column", steps_contain(&p.expand, "NEW.\"name\""));
+    snprintf(want, sizeof want, "AS SELECT \"id\", \"name\", \"email\", \"%s\" FROM", shadow);
+    CHECK("the table's own shape: the old view is the table", steps_contain(&p.expand, want));
+    mig_plan_free(&p);
+    mig_free(&m);
+}
+
+static int refused(const char *op, const char *said)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "";
+    if (build(op, shape, 3, &m, &p, err, sizeof err) == 0) {
+        mig_plan_free(&p);
+        mig_free(&m);
+        printf("  planned: %s\n", op);
+        return 0;
+    }
+    if (!strstr(err, said))
+        printf("  said: %s\n", err);
+    return strstr(err, said) != NULL;
+}
+
+static void test_refusals(void)
+{
+    CHECK("refused: an up reading the name p1 renames to",
+          refused("{\"add_column\": {\"table\": \"users\", \"up\": \"upper(full_name)\", \"column\": {\"name\": \"s\","
+                  " \"type\": \"text\"}}}", "names column \"full_name\" of \"users\", which migration p1, in flight"
+                  " below p2, renames, retypes or drops"));
+    CHECK("refused: an up reading the name p1 renames away",
+          refused("{\"add_column\": {\"table\": \"users\", \"up\": \"name\", \"column\": {\"name\": \"s\","
+                  " \"type\": \"text\"}}}", "names column \"name\""));
+    CHECK("refused: an index of the column p1 retypes",
+          refused("{\"create_index\": {\"table\": \"users\", \"name\": \"e\", \"columns\": [\"email\"]}}",
+                  "names column \"email\""));
+    CHECK("refused: an index whose predicate reads it",
+          refused("{\"create_index\": {\"table\": \"users\", \"name\": \"e\", \"columns\": [\"id\"],"
+                  " \"where\": \"full_name IS NOT NULL\"}}", "names column \"full_name\""));
+    CHECK("refused: a column added under a name p1 shows",
+          refused("{\"add_column\": {\"table\": \"users\", \"column\": {\"name\": \"full_name\", \"type\": \"text\"}}}",
+                  "names column \"full_name\""));
+    CHECK("refused: an up reading the whole row",
+          refused("{\"add_column\": {\"table\": \"users\", \"up\": \"row_to_json(users)::text\", \"column\":"
+                  " {\"name\": \"s\", \"type\": \"text\"}}}", "reads a whole row of \"users\""));
+    CHECK("refused: more than an add on the table",
+          refused("{\"drop_column\": {\"table\": \"users\", \"column\": \"id\"}}",
+                  "a migration built on it may only add to that table (add_column, create_index)"));
+}
+
+static void test_buildable(void)
+{
+    static const char *const users[] = {"public.users"};
+    struct mig_flight p1 = {"p1", NULL, MIG_PH_ACTIVE, users, 1, 0};
+    struct mig_flight adds = {"p2", "p1", MIG_PH_IDLE, users, 1, 1};
+    struct mig_flight more = {"p2", "p1", MIG_PH_IDLE, users, 1, 0};
+    int any;
+    CHECK("buildable: one that adds, on the shape of one that renames",
+          mig_flight_unbuildable_table(&adds, &p1, 1, &any) == NULL);
+    CHECK("not buildable: one that adds, where no shape is read (start DIR --each)",
+          mig_flight_unbuildable_table(&adds, &p1, 0, &any) != NULL);
+    CHECK("not buildable: one that does more, on one that does more",
+          mig_flight_unbuildable_table(&more, &p1, 1, &any) != NULL);
+}
+
+int main(void)
+{
+    mig_shadow_name(shadow, sizeof shadow, "email");
+    test_views_and_triggers();
+    test_refusals();
+    test_buildable();
+    return UNIT_RESULT();
+}
