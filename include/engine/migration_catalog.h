@@ -139,6 +139,13 @@ struct mig_cat_table {
         char *phys, *shown;
     } *shape;
     size_t nshape;
+    /* The columns the migrations in flight below that do more than add
+     * to the table name or read (mig_op_columns; "*": any), which a
+     * migration built on them may not change: their triggers read them by
+     * name, before its own. reads_of names the newest of them. */
+    char **shape_reads;
+    size_t nshape_reads;
+    char *reads_of;
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */

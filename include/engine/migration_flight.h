@@ -39,6 +39,9 @@ struct mig_flight {
     const char *const *tables;  /* the tables it changes ("schema.table"), as the plan names them */
     size_t ntables;
     int adds_only;              /* mig_adds_only: a migration of its tables may be built on it */
+    const char *const *named;   /* the tables its operations name (tables, less those only its plan's
+                                 * statements touch) */
+    size_t nnamed;
 };
 
 /* 1 when every operation of m only adds to the tables it names
@@ -48,13 +51,26 @@ struct mig_flight {
  * `down` to run after a newer one's. */
 int mig_adds_only(const struct migration *m);
 
+/* Calls each(name, changes, arg) for every column op names or reads:
+ * the columns it adds, renames (under both names), retypes, drops or
+ * indexes, and those its expressions read (through Postgres's parser).
+ * changes is 1 for a column whose name or values it changes for the
+ * releases before it (rename_column's from, alter_column's and
+ * drop_column's column). name is "*" when op may read any column of its
+ * table: an expression that reads the whole row (`*`, or the row by the
+ * table's name) or that the parser does not take, or an operation of
+ * another kind. */
+void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int changes, void *arg), void *arg);
+
 /* The table m shares with o that keeps m from being built on o there: o
- * does more to it than add (unless on_shape and m only adds: m is then
- * planned on o's shape of the table, read from the database, and the plan
- * refuses a column o changes: plan_on_shape.c), or the table stands for
- * every one (a step of either names none; *any is then set). NULL when
- * they share none, or m may be built on o (mig_flight_admit then asks
- * that o is below m). */
+ * does more to it than add (unless on_shape and the operations of both
+ * name it: m is then planned on o's shape of the table, read from the
+ * database, and the plan refuses a column o changes or names that m
+ * changes: plan_on_shape.c; a table only a plan's statements touch, such
+ * as a foreign key carried to a retyped column, is not judged by
+ * column), or the table stands for every one (a step of either names
+ * none; *any is then set). NULL when they share none, or m may be built
+ * on o (mig_flight_admit then asks that o is below m). */
 const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int on_shape,
                                          int *any);
 

@@ -25,6 +25,7 @@ static void free_one(struct mig_flight *m)
     free((char *)m->name);
     free((char *)m->parent);
     mig_flight_tables_free((char **)m->tables, m->ntables);
+    mig_flight_tables_free((char **)m->named, m->nnamed);
     memset(m, 0, sizeof *m);
 }
 
@@ -53,6 +54,11 @@ static int read_row(PGresult *r, int i, struct mig_flight *out, char *err, size_
     int rc = mig_flight_tables(&m, have_plan ? &plan : NULL, &tables, &nt);
     if (have_plan)
         mig_plan_free(&plan);
+    char **named = NULL;
+    size_t nn = 0;
+    rc |= mig_flight_tables(&m, NULL, &named, &nn);
+    out->named = (const char *const *)named;
+    out->nnamed = nn;
     out->adds_only = mig_adds_only(&m);
     mig_free(&m);
     out->name = strdup(name);
@@ -154,10 +160,13 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
 {
     struct mig_flight me = {.name = m->name, .parent = m->parent, .phase = MIG_PH_IDLE,
                             .adds_only = mig_adds_only(m)};
-    char **tables = NULL;
-    if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0)
+    char **tables = NULL, **named = NULL;
+    if (mig_flight_tables(m, plan, &tables, &me.ntables) != 0 || mig_flight_tables(m, NULL, &named, &me.nnamed) != 0) {
+        mig_flight_tables_free(tables, me.ntables);
         return snprintf(err, errlen, "out of memory"), -1;
+    }
     me.tables = (const char *const *)tables;
+    me.named = (const char *const *)named;
     const char *t = NULL;
     int any = 0;
     size_t i = 0;
@@ -171,6 +180,7 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
                  any ? "tables no step names (sql, enum labels)" : t, f->m[i].name,
                  any ? " (a step of one of them names no table, so it may touch any)" : "", f->m[i].name);
     mig_flight_tables_free(tables, me.ntables);
+    mig_flight_tables_free(named, me.nnamed);
     return i < f->n;
 }
 

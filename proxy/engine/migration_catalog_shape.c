@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migration_flight.h"
 #include "migration_lifecycle.h"
 #include "migration_names.h"
 #include "migration_state.h"
@@ -24,7 +25,7 @@
     "  UNION ALL" \
     "  SELECT g.name, g.parent, l.depth + 1 FROM pgtandem.migrations g JOIN line l ON g.name = l.parent" \
     "   WHERE g.status IN (%s) AND l.depth < 64)" \
-    "SELECT name FROM line ORDER BY depth"
+    "SELECT l.name, g.migration FROM line l JOIN pgtandem.migrations g ON g.name = l.name ORDER BY l.depth"
 
 static const char *VIEW_SQL =
     "SELECT pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -38,9 +39,15 @@ static void free_shape(struct mig_cat_table *t)
     }
     free(t->shape);
     free(t->shape_of);
+    for (size_t i = 0; t->shape_reads && i < t->nshape_reads; i++)
+        free(t->shape_reads[i]);
+    free(t->shape_reads);
+    free(t->reads_of);
     t->shape = NULL;
     t->shape_of = NULL;
-    t->nshape = 0;
+    t->shape_reads = NULL;
+    t->reads_of = NULL;
+    t->nshape = t->nshape_reads = 0;
 }
 
 void mig_catalog_free_shape(struct mig_cat_table *t)
@@ -115,6 +122,59 @@ static int load_table_shape(PGconn *conn, struct mig_cat_table *t, PGresult *lin
     return 0;
 }
 
+struct reads {
+    struct mig_cat_table *t;
+    int oom;
+};
+
+static void add_read(const char *name, int changes, void *arg)
+{
+    (void)changes;
+    struct reads *r = arg;
+    for (size_t i = 0; i < r->t->nshape_reads; i++)
+        if (!strcmp(r->t->shape_reads[i], name))
+            return;
+    char **grown = realloc(r->t->shape_reads, (r->t->nshape_reads + 1) * sizeof *grown);
+    char *copy = grown ? strdup(name) : NULL;
+    if (grown)
+        r->t->shape_reads = grown;
+    if (!copy) {
+        r->oom = 1;
+        return;
+    }
+    r->t->shape_reads[r->t->nshape_reads++] = copy;
+}
+
+/* What the migrations of `line` that do more than add name of each
+ * table, into its shape_reads. */
+static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t errlen)
+{
+    for (int i = 0; i < PQntuples(line); i++) {
+        const char *of = PQgetvalue(line, i, 0), *json = PQgetvalue(line, i, 1);
+        struct migration below;
+        if (mig_parse(json, strlen(json), of, &below, err, errlen) != 0) {
+            mig_free(&below);
+            return -1;
+        }
+        int oom = 0;
+        for (size_t k = 0; !mig_adds_only(&below) && k < below.nops && !oom; k++) {
+            const struct mig_op *op = &below.ops[k];
+            struct mig_cat_table *t = op->table ? mig_catalog_table(cat, op->schema, op->table) : NULL;
+            if (!t)
+                continue;
+            struct reads r = {.t = t};
+            mig_op_columns(op, add_read, &r);
+            if (!t->reads_of)
+                t->reads_of = strdup(of);
+            oom = r.oom || !t->reads_of;
+        }
+        mig_free(&below);
+        if (oom)
+            return snprintf(err, errlen, "out of memory"), -1;
+    }
+    return 0;
+}
+
 int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_catalog *cat, char *err,
                             size_t errlen)
 {
@@ -135,6 +195,8 @@ int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_
     for (size_t i = 0; rc == 0 && i < cat->n && PQntuples(line); i++)
         if (cat->tables[i].exists)
             rc = load_table_shape(conn, &cat->tables[i], line, err, errlen);
+    if (rc == 0)
+        rc = load_reads(cat, line, err, errlen);
     PQclear(line);
     return rc;
 }

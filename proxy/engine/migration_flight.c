@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql_fragment.h"
 #include "sql_script.h"
 
 static const struct mig_flight *find(const struct mig_flight *flight, size_t n, const char *name)
@@ -314,6 +315,14 @@ int mig_adds_only(const struct migration *m)
     return m->nops > 0;
 }
 
+static int names_table(const char *const *tables, size_t n, const char *t)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(tables[i], t))
+            return 1;
+    return 0;
+}
+
 const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struct mig_flight *o, int on_shape,
                                          int *any)
 {
@@ -322,7 +331,76 @@ const char *mig_flight_unbuildable_table(const struct mig_flight *m, const struc
     for (size_t i = 0; t && i < m->ntables; i++)
         *any |= every_table(m->tables[i]);
     *any |= t && every_table(t);
-    return t && ((!o->adds_only && !(on_shape && m->adds_only)) || *any) ? t : NULL;
+    if (!t || *any)
+        return t;
+    if (o->adds_only)
+        return NULL;
+    /* every table they share, each named by both */
+    for (size_t i = 0; i < m->ntables; i++) {
+        if (!names_table(o->tables, o->ntables, m->tables[i]))
+            continue;
+        if (!on_shape || !names_table(m->named, m->nnamed, m->tables[i]) ||
+            !names_table(o->named, o->nnamed, m->tables[i]))
+            return m->tables[i];
+    }
+    return NULL;
+}
+
+static void expr_columns(const struct mig_op *op, const char *expr,
+                         void (*each)(const char *name, int changes, void *arg), void *arg)
+{
+    if (!expr)
+        return;
+    char **names = NULL;
+    size_t n = 0;
+    int star = 0;
+    if (sql_fragment_columns(expr, &names, &n, &star) != SQL_FRAGMENT_OK || star)
+        each("*", 0, arg);
+    for (size_t i = 0; i < n; i++)
+        each(op->table && !strcmp(names[i], op->table) ? "*" : names[i], 0, arg);
+    sql_fragment_free_names(names, n);
+}
+
+static void names_columns(char *const *names, size_t n, void (*each)(const char *name, int changes, void *arg),
+                          void *arg)
+{
+    for (size_t i = 0; i < n; i++)
+        each(names[i], 0, arg);
+}
+
+void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int changes, void *arg), void *arg)
+{
+    switch (op->kind) {
+    case MIG_ADD_COLUMN:
+        if (op->col.name)
+            each(op->col.name, 0, arg);
+        expr_columns(op, op->up, each, arg);
+        expr_columns(op, op->col.default_expr, each, arg);
+        expr_columns(op, op->col.check, each, arg);
+        return;
+    case MIG_CREATE_INDEX:
+        names_columns(op->columns, op->ncolumns, each, arg);
+        names_columns(op->include, op->ninclude, each, arg);
+        for (size_t i = 0; i < op->nkeys; i++)
+            expr_columns(op, op->keys[i], each, arg);
+        expr_columns(op, op->where, each, arg);
+        return;
+    case MIG_RENAME_COLUMN:
+    case MIG_ALTER_COLUMN:
+    case MIG_DROP_COLUMN: {
+        const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+        if (col)
+            each(col, 1, arg);
+        if (op->kind == MIG_RENAME_COLUMN && op->to)
+            each(op->to, 0, arg);
+        expr_columns(op, op->up, each, arg);
+        expr_columns(op, op->down, each, arg);
+        expr_columns(op, op->check, each, arg);
+        expr_columns(op, op->default_expr, each, arg);
+        return;
+    }
+    default: each("*", 0, arg); return;
+    }
 }
 
 int mig_flight_tables(const struct migration *m, const struct mig_plan *plan, char ***out, size_t *n)

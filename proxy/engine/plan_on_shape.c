@@ -1,20 +1,24 @@
-/* A migration built on one in flight that renames, retypes or drops a
- * column of a table it changes too (migration_catalog.h, shape_of): what
- * it may do there and how its views show that table.
+/* A migration built on one in flight that renames, retypes or drops
+ * columns of a table it changes too (migration_catalog.h, shape_of,
+ * shape_reads): what it may do there and how its views show that table.
  *
- * Its new shape is the one below's with its own additions, and its old
+ * Its new shape is the one below's with its own changes, and its old
  * shape the one below's new shape, so both views read each column through
  * the name the one below shows (`name AS full_name`) and leave out what it
- * hides. It may only add there (add_column, create_index) and may not name
- * a column the one below changes: its triggers and backfill then read only
+ * hides. It may add, rename, retype and drop columns there, but not name a
+ * column the one below changes: its triggers and backfill then read only
  * columns that keep their names when that one completes (its contract
  * renames and drops in the catalog; a function body names columns as
- * text), and its `up` runs after the one below's on an old release's
- * write, with no `down` of its own to order against theirs. */
+ * text). Nor may it change a column the one below names: that one's
+ * triggers fire first (their rank) and would read the old value of a
+ * write of the newer shape before this one's `down` filled it. On columns
+ * apart, the two migrations' triggers fill columns apart, and their order
+ * does not matter. */
 #include "migration_plan.h"
+#include "migration_flight.h"
 #include "plan_ctx.h"
-#include "sql_fragment.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,57 +66,35 @@ int shape_is_table(const struct mig_cat_table *t)
     return 1;
 }
 
-/* The first name the expression reads that the shape changes, or "*"
- * when it reads the whole row (`*`, or the table's name) or cannot be
- * read. */
-static const char *reads_changed(const struct mig_cat_table *t, const char *expr, char *buf, size_t cap)
+static int read_below(const struct mig_cat_table *t, const char *name)
 {
-    if (!expr)
-        return NULL;
-    char **names = NULL;
-    size_t n = 0;
-    int star = 0;
-    if (sql_fragment_columns(expr, &names, &n, &star) != SQL_FRAGMENT_OK || star) {
-        sql_fragment_free_names(names, n);
-        return "*";
-    }
-    const char *hit = NULL;
-    for (size_t i = 0; i < n && !hit; i++)
-        if (!strcmp(names[i], t->name) && !mig_catalog_column(t, names[i]))
-            hit = "*"; /* the row by its table's name (the trigger's ALIAS FOR NEW) */
-        else if (shape_changes(t, names[i])) {
-            snprintf(buf, cap, "%s", names[i]);
-            hit = buf;
-        }
-    sql_fragment_free_names(names, n);
-    return hit;
+    for (size_t i = 0; i < t->nshape_reads; i++)
+        if (!strcmp(t->shape_reads[i], name) || !strcmp(t->shape_reads[i], "*"))
+            return 1;
+    return 0;
 }
 
-static const char *names_changed(const struct mig_cat_table *t, char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (shape_changes(t, names[i]))
-            return names[i];
-    return NULL;
-}
+/* The first column of an operation the shape keeps it from naming or
+ * changing, and why. */
+struct verdict {
+    const struct mig_cat_table *t;
+    char name[80];
+    enum { FINE, NAMES_CHANGED, READS_ROW, CHANGES_READ } why;
+};
 
-/* The column of op its shape's table changes, or NULL. */
-static const char *op_names_changed(const struct mig_cat_table *t, const struct mig_op *op, char *buf, size_t cap)
+static void judge(const char *name, int changes, void *arg)
 {
-    const char *hit = NULL;
-    if (op->kind == MIG_ADD_COLUMN) {
-        hit = op->col.name && shape_changes(t, op->col.name) ? op->col.name : NULL;
-        const char *exprs[] = {op->up, op->col.default_expr, op->col.check};
-        for (size_t i = 0; !hit && i < sizeof exprs / sizeof exprs[0]; i++)
-            hit = reads_changed(t, exprs[i], buf, cap);
-        return hit;
-    }
-    hit = names_changed(t, op->columns, op->ncolumns);
-    if (!hit)
-        hit = names_changed(t, op->include, op->ninclude);
-    for (size_t i = 0; !hit && i < op->nkeys; i++)
-        hit = reads_changed(t, op->keys[i], buf, cap);
-    return hit ? hit : reads_changed(t, op->where, buf, cap);
+    struct verdict *v = arg;
+    if (v->why != FINE)
+        return;
+    if (!strcmp(name, "*"))
+        v->why = shape_is_table(v->t) ? FINE : READS_ROW;
+    else if (shape_changes(v->t, name))
+        v->why = NAMES_CHANGED;
+    else if (changes && read_below(v->t, name))
+        v->why = CHANGES_READ;
+    if (v->why != FINE)
+        snprintf(v->name, sizeof v->name, "%s", name);
 }
 
 int plan_check_shapes(struct plan_ctx *c)
@@ -120,25 +102,32 @@ int plan_check_shapes(struct plan_ctx *c)
     for (size_t i = 0; i < c->m->nops; i++) {
         const struct mig_op *op = &c->m->ops[i];
         const struct mig_cat_table *t = op->table ? mig_catalog_table(c->cat, op->schema, op->table) : NULL;
-        if (!t || shape_is_table(t))
+        if (!t || (shape_is_table(t) && !t->nshape_reads))
             continue;
-        if (op->kind != MIG_ADD_COLUMN && op->kind != MIG_CREATE_INDEX)
-            return op_error(c, op, "migration %s, in flight below %s, renames, retypes or drops a column of \"%s\":"
-                            " a migration built on it may only add to that table (add_column, create_index) until"
-                            " %s completes; complete %s first, or start the two together as one", t->shape_of,
-                            c->m->name, op->table, t->shape_of, t->shape_of);
-        char buf[128];
-        const char *hit = op_names_changed(t, op, buf, sizeof buf);
-        if (hit && !strcmp(hit, "*"))
+        const char *below = t->shape_of ? t->shape_of : t->reads_of;
+        if (op->kind != MIG_ADD_COLUMN && op->kind != MIG_CREATE_INDEX && op->kind != MIG_RENAME_COLUMN &&
+            op->kind != MIG_ALTER_COLUMN && op->kind != MIG_DROP_COLUMN)
+            return op_error(c, op, "migration %s, in flight below %s, changes \"%s\": a migration built on it may only"
+                            " add, rename, retype or drop columns of that table (add_column, create_index,"
+                            " rename_column, alter_column, drop_column) until %s completes; complete %s first, or"
+                            " start the two together as one", below, c->m->name, op->table, below, below);
+        struct verdict v = {.t = t};
+        mig_op_columns(op, judge, &v);
+        if (v.why == READS_ROW)
             return op_error(c, op, "reads a whole row of \"%s\" (or an expression the parser does not take), whose"
                             " shape migration %s, in flight below %s, changes: name the columns it reads, or"
-                            " complete %s first", op->table, t->shape_of, c->m->name, t->shape_of);
-        if (hit)
+                            " complete %s first", op->table, below, c->m->name, below);
+        if (v.why == NAMES_CHANGED)
             return op_error(c, op, "names column \"%s\" of \"%s\", which migration %s, in flight below %s, renames,"
                             " retypes or drops: a migration built on it may not name that column until %s"
                             " completes (its triggers would read a name %s's contract changes); complete %s first,"
-                            " or start the two together as one", hit, op->table, t->shape_of, c->m->name,
-                            t->shape_of, t->shape_of, t->shape_of);
+                            " or start the two together as one", v.name, op->table, below, c->m->name, below, below,
+                            below);
+        if (v.why == CHANGES_READ)
+            return op_error(c, op, "changes column \"%s\" of \"%s\", which migration %s, in flight below %s, names"
+                            " (its triggers read it, and run before %s's): complete %s first, or start the two"
+                            " together as one", v.name, op->table, t->reads_of, c->m->name, c->m->name,
+                            t->reads_of);
     }
     return 0;
 }

@@ -7,9 +7,9 @@ are `active`; three releases write the whole time (the one from before
 `a1`, the one built with `a1`, the one built with `c3`), each on its own
 shape of every table, the way the proxy would route them (here each sets
 its own search_path, as `--db` routes nobody). A fourth migration that
-renames a column of `users` too is refused before any DDL, saying to
-complete `a1` first (one that only adds to it would be built on `a1`'s
-shape: test_a_migration_that_only_adds_is_built_on_one_in_flight_...). The
+renames the column of `users` `a1` renames is refused before any DDL,
+saying to complete `a1` first (one that changes other columns is built on
+`a1`'s shape: test_a_migration_is_built_on_one_in_flight_that_renames_...). The
 three complete out of their order of start; every row every release wrote
 is then read back against a model, and the schema is the one the same
 DDL run offline gives (`pg_dump --schema-only`).
@@ -55,7 +55,7 @@ C3 = {"name": "c3", "parent": "b2", "operations": [
         {"name": "id", "type": "bigserial", "primary_key": True},
         {"name": "what", "type": "text", "nullable": False}]}}]}
 D4 = {"name": "d4", "parent": "c3", "operations": [
-    {"rename_column": {"table": "users", "from": "email", "to": "email_address"}}]}
+    {"rename_column": {"table": "users", "from": "full_name", "to": "display_name"}}]}
 
 OFFLINE = """
 ALTER TABLE users RENAME COLUMN name TO full_name;
@@ -185,8 +185,9 @@ def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape
         before = schema_dump(cluster, db)
         r = start_file(db, D4, tmp_path)
         assert r.returncode == 2, r.stdout + r.stderr
-        assert "d4 changes public.users, which migration a1 in flight changes too" in r.stderr, r.stderr
-        assert "complete a1 (or roll it back) first" in r.stderr, r.stderr
+        assert 'names column "full_name" of "users", which migration a1, in flight below d4, renames' in r.stderr, \
+            r.stderr
+        assert "complete a1 first" in r.stderr, r.stderr
         assert schema_dump(cluster, db) == before
         assert "d4" not in statuses(db)
 
@@ -864,11 +865,12 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
 
 # A chain on one table whose first migration renames and retypes: p1
 # renames users.name and rewrites email (lower case, into a second column
-# until its complete), p2 (parent p1) adds a tier filled from id, and an
-# index of it, on p1's shape of users.
+# until its complete); p2 (parent p1), on p1's shape of users, adds a tier
+# filled from id and an index of it, retypes score and renames note.
 SHAPE_BASE = """
-CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, email text);
-INSERT INTO users (name, email) SELECT 'user ' || g, 'U' || g || '@Example.COM' FROM generate_series(1, 2000) g;
+CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, email text, score int, note text);
+INSERT INTO users (name, email, score, note)
+SELECT 'user ' || g, 'U' || g || '@Example.COM', g, 'n' || g FROM generate_series(1, 2000) g;
 """
 SHAPE_P1 = {"name": "p1", "parent": None, "operations": [
     {"rename_column": {"table": "users", "from": "name", "to": "full_name"}},
@@ -878,21 +880,26 @@ SHAPE_P1 = {"name": "p1", "parent": None, "operations": [
 SHAPE_P2 = {"name": "p2", "parent": "p1", "operations": [
     {"add_column": {"table": "users", "up": "(id % 3)::int",
                     "column": {"name": "tier", "type": "int", "nullable": False, "default": "0"}}},
-    {"create_index": {"table": "users", "name": "users_tier_idx", "columns": ["tier"]}}],
+    {"create_index": {"table": "users", "name": "users_tier_idx", "columns": ["tier"]}},
+    {"alter_column": {"table": "users", "column": "score", "type": "bigint", "up": "score::bigint",
+                      "down": "score::int"}},
+    {"rename_column": {"table": "users", "from": "note", "to": "remark"}}],
     "backfill": {"batch_rows": 500}}
 SHAPE_OFFLINE = """
 ALTER TABLE users RENAME COLUMN name TO full_name;
 ALTER TABLE users ALTER COLUMN email TYPE varchar(320);
 ALTER TABLE users ADD COLUMN tier int NOT NULL DEFAULT 0;
 CREATE INDEX users_tier_idx ON users (tier);
+ALTER TABLE users ALTER COLUMN score TYPE bigint;
+ALTER TABLE users RENAME COLUMN note TO remark;
 """
 SHAPE_PATHS = {
     None: "pgtandem_p1_old,pgtandem_p2_old,public",
     "p1": "pgtandem_p1,pgtandem_p2_old,public",
     "p2": "pgtandem_p2,pgtandem_p1,public",
 }
-SHAPE_COLUMNS = {None: ["id", "name", "email"], "p1": ["id", "full_name", "email"],
-                 "p2": ["id", "full_name", "email", "tier"]}
+SHAPE_COLUMNS = {None: {"id", "name", "email", "score", "note"}, "p1": {"id", "full_name", "email", "score", "note"},
+                 "p2": {"id", "full_name", "email", "score", "remark", "tier"}}
 
 
 class ShapeRelease(threading.Thread):
@@ -915,9 +922,12 @@ class ShapeRelease(threading.Thread):
                 while not self.stop.is_set():
                     i = self.next_id
                     self.next_id += 1
-                    row = {name: "%s %d" % (self.release or "old", i), "email": "R%d@Mixed.Case" % i}
+                    row = {name: "%s %d" % (self.release or "old", i), "email": "R%d@Mixed.Case" % i,
+                           "score": i % 1000}
                     if self.release == "p2":
-                        row["tier"] = i % 7
+                        row.update(tier=i % 7, remark="p2 says %d" % i)
+                    else:
+                        row["note"] = "%s says %d" % (self.release or "old", i)
                     cols = sorted(row)
                     c.execute("INSERT INTO users (id, %s) VALUES (%%s, %s)" % (", ".join(cols), ", ".join(["%s"] * len(cols))),
                               [i] + [row[k] for k in cols])
@@ -935,21 +945,21 @@ def shape_columns(db, release):
     """The columns a release's `SELECT *` of users gets."""
     opts = ("-c pgtandem.version=%s " % release if release else "") + "-c search_path=" + SHAPE_PATHS[release]
     with psycopg.connect(db, autocommit=True, options=opts) as c:
-        return [d.name for d in c.execute("SELECT * FROM users LIMIT 0").description]
+        return {d.name for d in c.execute("SELECT * FROM users LIMIT 0").description}
 
 
-def test_a_migration_that_only_adds_is_built_on_one_in_flight_that_renames_and_retypes_its_table(cluster, db,
+def test_a_migration_is_built_on_one_in_flight_that_renames_and_retypes_other_columns_of_its_table(cluster, db,
                                                                                                   tmp_path):
     """p1 renames users.name to full_name and retypes email (lower case, a
-    second column until its complete); p2, built on p1, adds tier and
-    indexes it while p1 is in flight, on p1's shape: its views show
-    full_name and p1's email, and hide what p1 hides. Three releases write
-    the whole time (the one before p1, p1's, p2's), each reading exactly its
-    own shape; p2 reading or naming a column p1 changes, or doing more than
-    add to users, is refused before any DDL, saying why. p1 completes
-    (renaming in the catalog under p2's views and triggers), then p2;
-    every row is checked against a model, the schema against the same DDL
-    run offline."""
+    second column until its complete); p2, built on p1 while p1 is in
+    flight, adds tier and indexes it, retypes score and renames note, on
+    p1's shape: its views show full_name and p1's email, and hide what p1
+    hides. Three releases write the whole time (the one before p1, p1's,
+    p2's), each reading exactly its own shape; p2 reading or naming a column
+    p1 changes, or doing more than column changes to users, is refused
+    before any DDL, saying why. p1 completes (renaming and dropping in the
+    catalog under p2's views and triggers), then p2; every row is checked
+    against a model, the schema against the same DDL run offline."""
     run_script(db, SHAPE_BASE)
     offline_name = "fl_" + uuid.uuid4().hex[:10]
     cluster.psql("CREATE DATABASE %s" % offline_name)
@@ -975,9 +985,9 @@ def test_a_migration_that_only_adds_is_built_on_one_in_flight_that_renames_and_r
             ({"add_column": {"table": "users", "up": "row_to_json(users)::text",
                              "column": {"name": "snap", "type": "text"}}},
              'reads a whole row of "users"'),
-            ({"rename_column": {"table": "users", "from": "id", "to": "user_id"}},
-             "p3 changes public.users, which migration p1 in flight changes too; a migration is built on another"
-             " in flight on one table only when one of the two adds to it and nothing more"),
+            ({"create_constraint": {"table": "users", "type": "check", "check": "score > 0"}},
+             "migration p1, in flight below p3, changes \"users\": a migration built on it may only add, rename,"
+             " retype or drop columns of that table"),
         )
         for op, said in refusals:
             r = start_file(db, {"name": "p3", "parent": "p1", "operations": [op]}, tmp_path)
@@ -991,6 +1001,9 @@ def test_a_migration_that_only_adds_is_built_on_one_in_flight_that_renames_and_r
         releases[-1].start()
         for rel, cols in SHAPE_COLUMNS.items():
             assert shape_columns(db, rel) == cols, (rel, shape_columns(db, rel))
+        assert sql(db, "SELECT table_schema, data_type FROM information_schema.columns WHERE table_name = 'users'"
+                       " AND column_name = 'score' AND table_schema LIKE 'pgtandem\\_p_' ORDER BY 1") == \
+            [("pgtandem_p1", "integer"), ("pgtandem_p2", "bigint")]
         wait_for(lambda: releases[2].rounds >= 20 or releases[2].errors, 60, "p2's release writing")
 
         r = migrate(db, "complete", "p2")
@@ -1015,13 +1028,13 @@ def test_a_migration_that_only_adds_is_built_on_one_in_flight_that_renames_and_r
 
         # the model: p1's new shape lower-cases what the old release wrote
         # and keeps what its own and p2's wrote; tier is p2's, else id % 3
-        got = {i: (n, e, t) for i, n, e, t in sql(db, "SELECT id, full_name, email, tier FROM users")}
-        want = {i: ("user %d" % i, "u%d@example.com" % i, i % 3) for i in range(1, 2001)}
+        got = {r[0]: r[1:] for r in sql(db, "SELECT id, full_name, email, tier, score, remark FROM users")}
+        want = {i: ("user %d" % i, "u%d@example.com" % i, i % 3, i, "n%d" % i) for i in range(1, 2001)}
         for x in releases:
             for i, row in x.rows.items():
                 name = row.get("name", row.get("full_name"))
                 email = row["email"].lower() if x.release is None else row["email"]
-                want[i] = (name, email, row.get("tier", i % 3))
+                want[i] = (name, email, row.get("tier", i % 3), row["score"], row.get("remark", row.get("note")))
         assert_as_offline(cluster, db, offline, got, want)
     finally:
         for x in releases:

@@ -15,7 +15,7 @@ static const char *const AUDIT[] = {"public.audit"};
 static const char *const ORDERS[] = {"public.orders"};
 static const char *const USERS_ORDERS[] = {"public.orders", "public.users"};
 
-#define F(name, parent, phase, tables) {name, parent, phase, tables, sizeof tables / sizeof *tables, 0}
+#define F(name, parent, phase, tables) {name, parent, phase, tables, sizeof tables / sizeof *tables, 0, tables, sizeof tables / sizeof *tables}
 
 static int admit(const struct mig_flight *fl, size_t n, enum mig_request q, const struct mig_flight *m, int cascade,
                  char *why)

@@ -2,12 +2,13 @@
  * (plan_on_shape.c), against a catalog written by hand: users after p1's
  * expand (name renamed to full_name in p1's views, email retyped into a
  * second column) with p1's view read back as the shape. The views of a
- * migration that adds show p1's names and hide what p1 hides; its
+ * migration built on it show p1's names and hide what p1 hides; its
  * triggers read no column p1's contract renames or drops; naming such a
- * column, reading the whole row, or doing more than add is refused; and
+ * column, reading the whole row, changing a column p1's triggers read, or
+ * changing the table otherwise than by its columns is refused; and
  * the rule between two migrations in flight on one table
- * (mig_flight_unbuildable_table) lets one that only adds be built on one
- * that does more. */
+ * (mig_flight_unbuildable_table) leaves the columns to the plan when a
+ * shape is read. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,24 +131,86 @@ static void test_refusals(void)
     CHECK("refused: an up reading the whole row",
           refused("{\"add_column\": {\"table\": \"users\", \"up\": \"row_to_json(users)::text\", \"column\":"
                   " {\"name\": \"s\", \"type\": \"text\"}}}", "reads a whole row of \"users\""));
-    CHECK("refused: more than an add on the table",
-          refused("{\"drop_column\": {\"table\": \"users\", \"column\": \"id\"}}",
-                  "a migration built on it may only add to that table (add_column, create_index)"));
+    CHECK("refused: a change of the table that is not of its columns",
+          refused("{\"create_constraint\": {\"table\": \"users\", \"type\": \"check\", \"check\": \"id > 0\"}}",
+                  "a migration built on it may only add, rename, retype or drop columns of that table"));
+    CHECK("refused: a rename of a column p1 retypes",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"mail\"}}",
+                  "names column \"email\""));
+    CHECK("refused: a rename to a name p1 shows",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"id\", \"to\": \"full_name\"}}",
+                  "names column \"full_name\""));
+}
+
+/* p1's triggers read `id` (as an up of p1 that reads it would): p2 may
+ * not change it; a column p1 neither changes nor reads, p2 may retype. */
+static void test_changes_what_below_reads(void)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "";
+    char *reads[] = {"name", "full_name", "email", "id"};
+    const char *drop = "{\"drop_column\": {\"table\": \"users\", \"column\": \"id\"}}";
+    char text[512];
+    snprintf(text, sizeof text, "{\"name\": \"p2\", \"parent\": \"p1\", \"operations\": [%s]}", drop);
+    if (mig_parse(text, strlen(text), "p2.json", &m, err, sizeof err) != 0) {
+        CHECK("reads: parses", 0);
+        return;
+    }
+    struct mig_cat_table t = {.schema = "public", .name = "users", .exists = 1, .relkind = 'r', .cols = cols,
+                              .ncols = 4, .pk = pk_cols, .pk_types = pk_types, .npk = 1, .idx = keyed, .nidx = 1,
+                              .shape_of = "p1", .shape = shape, .nshape = 3, .shape_reads = reads,
+                              .nshape_reads = 4, .reads_of = "p1"};
+    struct mig_catalog cat = {.tables = &t, .n = 1};
+    int rc = mig_plan_build(&m, &cat, &p, err, sizeof err);
+    CHECK("refused: a change of a column p1's triggers read",
+          rc != 0 && strstr(err, "changes column \"id\" of \"users\", which migration p1, in flight below p2,"
+                                 " names (its triggers read it, and run before p2's)"));
+    if (rc == 0)
+        mig_plan_free(&p);
+    mig_free(&m);
+    /* a column p1 does not name: retyped on p1's shape */
+    struct migration m2;
+    snprintf(text, sizeof text, "{\"name\": \"p2\", \"parent\": \"p1\", \"operations\": [{\"alter_column\":"
+             " {\"table\": \"users\", \"column\": \"id\", \"type\": \"numeric\", \"up\": \"id::numeric\","
+             " \"down\": \"id::bigint\"}}]}");
+    t.nshape_reads = 3;
+    if (mig_parse(text, strlen(text), "p2.json", &m2, err, sizeof err) != 0) {
+        CHECK("retype: parses", 0);
+        return;
+    }
+    rc = mig_plan_build(&m2, &cat, &p, err, sizeof err);
+    CHECK("a retype of a column p1 keeps and does not read plans on p1's shape", rc == 0);
+    if (rc != 0)
+        printf("  %s\n", err);
+    char want[256];
+    snprintf(want, sizeof want, "\"name\" AS \"full_name\", \"%s\" AS \"email\"", shadow);
+    CHECK("and its views show p1's names", rc == 0 && steps_contain(&p.expand, want));
+    if (rc == 0)
+        mig_plan_free(&p);
+    mig_free(&m2);
 }
 
 static void test_buildable(void)
 {
     static const char *const users[] = {"public.users"};
-    struct mig_flight p1 = {"p1", NULL, MIG_PH_ACTIVE, users, 1, 0};
-    struct mig_flight adds = {"p2", "p1", MIG_PH_IDLE, users, 1, 1};
-    struct mig_flight more = {"p2", "p1", MIG_PH_IDLE, users, 1, 0};
+    static const char *const users_orders[] = {"public.orders", "public.users"};
+    struct mig_flight p1 = {"p1", NULL, MIG_PH_ACTIVE, users, 1, 0, users, 1};
+    struct mig_flight adds = {"p2", "p1", MIG_PH_IDLE, users, 1, 1, users, 1};
+    struct mig_flight more = {"p2", "p1", MIG_PH_IDLE, users, 1, 0, users, 1};
+    /* a retype of orders.user_id moves a key of users: its plan touches users, its operations do not */
+    struct mig_flight carried = {"p2", "p1", MIG_PH_IDLE, users_orders, 2, 0, users_orders, 1};
     int any;
     CHECK("buildable: one that adds, on the shape of one that renames",
           mig_flight_unbuildable_table(&adds, &p1, 1, &any) == NULL);
     CHECK("not buildable: one that adds, where no shape is read (start DIR --each)",
           mig_flight_unbuildable_table(&adds, &p1, 0, &any) != NULL);
-    CHECK("not buildable: one that does more, on one that does more",
-          mig_flight_unbuildable_table(&more, &p1, 1, &any) != NULL);
+    CHECK("buildable: one that does more, on the shape of one that does more (the plan judges its columns)",
+          mig_flight_unbuildable_table(&more, &p1, 1, &any) == NULL);
+    CHECK("not buildable: one that does more, where no shape is read",
+          mig_flight_unbuildable_table(&more, &p1, 0, &any) != NULL);
+    const char *t = mig_flight_unbuildable_table(&carried, &p1, 1, &any);
+    CHECK("not buildable: on a table only its plan's statements touch", t && !strcmp(t, "public.users"));
 }
 
 int main(void)
@@ -155,6 +218,7 @@ int main(void)
     mig_shadow_name(shadow, sizeof shadow, "email");
     test_views_and_triggers();
     test_refusals();
+    test_changes_what_below_reads();
     test_buildable();
     return UNIT_RESULT();
 }
