@@ -1,0 +1,215 @@
+"""The tandem rule over two migrations of one table in flight, the second
+planned on the first one's shape (`--db`), as a property: random writes
+from every live shape, through a random order of starts, completes and
+rollbacks the chain allows, checked against a model after every step.
+
+One table t (id, a, b, c). s1 retypes a to bigint (`up` a * 10, `down`
+a / 10) and renames c to cc (in its views alone until its complete); s2
+(parent s1), built on s1's shape, retypes b to bigint (`up` b + 1000,
+`down` b - 1000) and adds d (`up` b * 3). Three releases: the one from
+before s1 and the ones built with s1 and s2, each on the path the docs
+give (the new shapes of its migration and those below it, newest first,
+then the old shapes of the others, oldest first). A release writes while
+its shape is served.
+
+The model runs the triggers as the tandem rule says, s1's before s2's: on
+an insert of a shape a direction fills, always; on an update, when a
+column its expression reads changed or its target is NULL. s2 changes no
+column s1 changes or reads, so each fills columns of its own. After every
+step every live shape reads exactly the model, names and types: a column
+s1 retyped is bigint in s1's shape and s2's, `cc` is c in both."""
+import os
+import random
+
+import psycopg
+import pytest
+
+from support import migrate, write_migration
+from test_schema_fidelity import leftovers, run_script
+
+ROWS = 40
+ORDER = ["s1", "s2"]
+RELEASES = ["old", "s1", "s2"]
+MIGRATIONS = {
+    "s1": {"name": "s1", "parent": None, "operations": [
+        {"alter_column": {"table": "t", "column": "a", "type": "bigint", "up": "a * 10", "down": "(a / 10)::int"}},
+        {"rename_column": {"table": "t", "from": "c", "to": "cc"}}]},
+    "s2": {"name": "s2", "parent": "s1", "operations": [
+        {"alter_column": {"table": "t", "column": "b", "type": "bigint", "up": "b + 1000",
+                          "down": "(b - 1000)::int"}},
+        {"add_column": {"table": "t", "up": "b * 3", "column": {"name": "d", "type": "int"}}}]},
+}
+
+
+def rank(release):
+    return RELEASES.index(release)
+
+
+def lift(f, v):
+    return None if v is None else f(v)
+
+
+class Shapes:
+    def __init__(self, db, rnd, tmp):
+        self.db, self.rnd, self.tmp = db, rnd, tmp
+        self.state = {m: "pending" for m in ORDER}     # pending, active, completed, rolled_back
+        self.rows = {i: {"a": i, "b": 2 * i, "c": 3 * i} for i in range(1, ROWS + 1)}
+        self.next_id = ROWS + 1
+        self.log = []
+
+    def applied(self, m):
+        return self.state[m] in ("active", "completed")
+
+    def serves(self, release):
+        for i, m in enumerate(ORDER):
+            built_on = rank(release) > i
+            if (built_on and not self.applied(m)) or (not built_on and self.state[m] == "completed"):
+                return False
+        return True
+
+    def sees(self, release):
+        """The release's columns: (name in its shape, the model's column, type)."""
+        if release == "old":
+            return [("a", "a", "integer"), ("b", "b", "integer"), ("c", "c", "integer")]
+        a = ("a", "A1" if self.state["s1"] == "active" else "a", "bigint")
+        if release == "s1":
+            return [a, ("b", "b", "integer"), ("cc", "c", "integer")]
+        return [a, ("b", "B2" if self.state["s2"] == "active" else "b", "bigint"), ("cc", "c", "integer"),
+                ("d", "d", "integer")]
+
+    def path(self, release):
+        live = [m for m in ORDER if self.state[m] == "active"]
+        newer = [("pgtandem_%s" % m) for m in reversed(live) if rank(release) > ORDER.index(m)]
+        older = [("pgtandem_%s_old" % m) for m in live if rank(release) <= ORDER.index(m)]
+        return ",".join(newer + older + ["public"])
+
+    def session(self, release):
+        opts = ("-c pgtandem.version=%s " % release if release != "old" else "") + "-c search_path=" + self.path(release)
+        return psycopg.connect(self.db, autocommit=True, options=opts)
+
+    # ---- the model of the triggers ----
+    def fire(self, release, old, new, insert):
+        def runs(reads, target):
+            return insert or any(new.get(r) != old.get(r) for r in reads) or new.get(target) is None
+        if self.state["s1"] == "active":
+            if rank(release) < 1 and runs(["a"], "A1"):
+                new["A1"] = lift(lambda v: v * 10, new.get("a"))
+            elif rank(release) >= 1 and runs(["A1"], "a"):
+                new["a"] = lift(lambda v: int(v / 10), new.get("A1"))
+        if self.state["s2"] == "active":
+            if rank(release) < 2:
+                if runs(["b"], "B2"):
+                    new["B2"] = lift(lambda v: v + 1000, new.get("b"))
+                if runs(["b"], "d"):
+                    new["d"] = lift(lambda v: v * 3, new.get("b"))
+            elif runs(["B2"], "b"):
+                new["b"] = lift(lambda v: v - 1000, new.get("B2"))
+
+    def write(self, release):
+        cols = self.sees(release)
+        update = self.rnd.random() < 0.6
+        rid = self.rnd.choice(sorted(self.rows)) if update else self.next_id
+        written = {c: (k, self.rnd.randint(1, 10000)) for c, k, _ in cols if self.rnd.random() < 0.5}
+        if not written:
+            c, k, _ = self.rnd.choice(cols)
+            written = {c: (k, self.rnd.randint(1, 10000))}
+        if not update:
+            self.next_id += 1
+        names = sorted(written)
+        with self.session(release) as c:
+            if update:
+                c.execute("UPDATE t SET %s WHERE id = %%s" % ", ".join("%s = %%s" % n for n in names),
+                          [written[n][1] for n in names] + [rid])
+            else:
+                c.execute("INSERT INTO t (id, %s) VALUES (%%s, %s)" % (", ".join(names), ", ".join(["%s"] * len(names))),
+                          [rid] + [written[n][1] for n in names])
+        old = dict(self.rows[rid]) if update else {}
+        new = dict(old, **{k: v for k, v in written.values()})
+        self.fire(release, old, new, not update)
+        self.rows[rid] = new
+        self.log.append("%s %s %d %r" % (release, "update" if update else "insert", rid, written))
+
+    # ---- the lifecycle ----
+    def moves(self):
+        s1, s2 = self.state["s1"], self.state["s2"]
+        out = []
+        if s1 in ("pending", "rolled_back") and not self.applied("s2"):
+            out.append(("start", "s1"))
+        if s2 in ("pending", "rolled_back") and self.applied("s1"):
+            out.append(("start", "s2"))
+        if s1 == "active":
+            out.append(("complete", "s1"))
+            if not self.applied("s2"):
+                out.append(("rollback", "s1"))
+        if s2 == "active":
+            out.append(("rollback", "s2"))
+            if s1 == "completed":
+                out.append(("complete", "s2"))
+        return out
+
+    def move(self, what, m):
+        if what == "start":
+            r = migrate(self.db, "start", write_migration(MIGRATIONS[m], self.tmp), "--quiet")
+        else:
+            r = migrate(self.db, what, m)
+        assert r.returncode == 0, (what, m, r.stdout + r.stderr, self.log[-5:])
+        self.log.append("%s %s" % (what, m))
+        for row in self.rows.values():
+            if (what, m) == ("start", "s1"):      # the backfill, from the shape below
+                row["A1"] = lift(lambda v: v * 10, row.get("a"))
+            elif (what, m) == ("start", "s2"):
+                row["B2"] = lift(lambda v: v + 1000, row.get("b"))
+                row["d"] = lift(lambda v: v * 3, row.get("b"))
+            elif (what, m) == ("complete", "s1"):  # the second column takes the name
+                row["a"] = row.pop("A1", None)
+            elif (what, m) == ("complete", "s2"):
+                row["b"] = row.pop("B2", None)
+            elif (what, m) == ("rollback", "s1"):
+                row.pop("A1", None)
+            elif (what, m) == ("rollback", "s2"):
+                row.pop("B2", None)
+                row.pop("d", None)
+        self.state[m] = {"start": "active", "complete": "completed", "rollback": "rolled_back"}[what]
+
+    # ---- the check ----
+    def check(self):
+        for release in RELEASES:
+            if not self.serves(release):
+                continue
+            seen = self.sees(release)
+            with self.session(release) as c:
+                got = {r[0]: list(r[1:]) for r in c.execute("SELECT id, %s FROM t" % ", ".join(n for n, _, _ in seen))}
+                star = sorted(d.name for d in c.execute("SELECT * FROM t LIMIT 0").description)
+                types = dict(c.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                                       " WHERE a.attrelid = 't'::regclass AND a.attnum > 0 AND NOT a.attisdropped"))
+            assert star == sorted(["id"] + [n for n, _, _ in seen]), (release, star, seen, self.state)
+            assert all(types[n] == ty for n, _, ty in seen), (release, types, seen, self.state)
+            want = {i: [row.get(k) for _, k, _ in seen] for i, row in self.rows.items()}
+            bad = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
+            assert not bad and len(got) == len(want), (release, bad[:5], self.state, self.log[-8:])
+
+
+SEEDS = [int(s) for s in os.environ.get("PGT_SHAPE_SEEDS", "1,2,3,4,5,6").split(",")]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_migration_on_the_shape_of_one_in_flight_tandem_rule_property(db, tmp_path, seed):
+    run_script(db, "CREATE TABLE t (id int PRIMARY KEY, a int, b int, c int);"
+                   " INSERT INTO t SELECT g, g, 2 * g, 3 * g FROM generate_series(1, %d) g;" % ROWS)
+    rnd = random.Random(seed)
+    w = Shapes(db, rnd, str(tmp_path))
+    steps = 0
+    while steps < 12 and not all(st == "completed" for st in w.state.values()):
+        # starts weighted, so that both are often in flight when s1 completes
+        what, m = rnd.choice(w.moves() + [mv for mv in w.moves() if mv[0] == "start"] * 2)
+        w.move(what, m)
+        w.check()
+        for _ in range(rnd.randint(4, 10)):
+            w.write(rnd.choice([r for r in RELEASES if w.serves(r)]))
+        w.check()
+        steps += 1
+    while any(st == "active" for st in w.state.values()):
+        what, m = rnd.choice([mv for mv in w.moves() if mv[0] != "start"])
+        w.move(what, m)
+        w.check()
+    assert leftovers(db) == []
