@@ -62,6 +62,16 @@ int mig_adds_only(const struct migration *m);
  * another kind. */
 void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int changes, void *arg), void *arg);
 
+/* The rule plan_on_shape.c keeps at each start, read from the two files
+ * alone: 0 when m, built on o, may change `table` ("schema.table"), which
+ * o does more than add to: m only adds, renames, retypes and drops
+ * columns there, names no column o renames, retypes or drops, and changes
+ * none o names. 1 with why set otherwise (o doing more there than change
+ * columns counts as a change of every column). For start DIR --each,
+ * whose files are all checked before the first one starts. */
+int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
+                             size_t cap);
+
 /* The table m shares with o that keeps m from being built on o there: o
  * does more to it than add (unless on_shape and the operations of both
  * name it: m is then planned on o's shape of the table, read from the

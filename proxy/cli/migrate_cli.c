@@ -86,8 +86,8 @@ static const struct migrate_flag FLAGS[] = {
     {"retries", "N", 'r', "start complete", "attempts of a step that waits for a lock, 1 to 1000 (default 10)"},
     {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
     {"each", NULL, 'e', "start", "DIR with --db: each pending file its own migration, in order, when they change "
-                                 "separate tables or a table earlier ones only add to (default: the pending ones "
-                                 "as one)"},
+                                 "separate tables, a table earlier ones only add to, or other columns than earlier "
+                                 "ones change or read (default: the pending ones as one)"},
     {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
                                                       "continues"},
     {"backfill-workers", "N", 'W', "start resume", "with --db: batches the backfill runs at once, each on its own "

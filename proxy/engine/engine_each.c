@@ -1,8 +1,9 @@
 /* start DIR --each: each pending file of a chain started as its own
  * migration, in the chain's order, so each release can name the one it
  * was built with. A migration is in flight beside others on separate
- * tables, or on a table an earlier one only adds to (migration_flight.h,
- * engine_flight.c), so every pending file is checked against the ones in
+ * tables, on a table an earlier one only adds to, or on one whose other
+ * columns an earlier one changes (migration_flight.h, engine_flight.c,
+ * plan_on_shape.c), so every pending file is checked against the ones in
  * flight and the ones before it before the first one starts: one that
  * shares a table otherwise refuses the whole directory, and nothing
  * changes. */
@@ -19,7 +20,9 @@ struct each {
     char ***tables;         /* list[i]'s tables, owned */
     size_t *ntables;
     struct mig_flight *seen;/* in flight, then each pending one as it is admitted */
+    int *seen_file;         /* seen[k]'s index in the list, -1 for one in flight */
     size_t nseen;
+    int first;              /* the list's first pending file, -1 before one is found */
 };
 
 static void each_free(struct each *x, size_t n)
@@ -30,6 +33,34 @@ static void each_free(struct each *x, size_t n)
     free(x->tables);
     free(x->ntables);
     free(x->seen);
+    free(x->seen_file);
+}
+
+/* A table list[i] shares with seen[k], which does more than add to it:
+ * 0 when list[i] changes other columns of it. Against a file before it,
+ * the rule plan_on_shape.c keeps is read from the two files; against a
+ * migration in flight, it is kept by the start itself, which is safe
+ * only for the first file: nothing of the directory has started then. */
+static int columns_apart(const struct each *x, const struct migration *list, size_t i, size_t k, char *why,
+                         size_t cap)
+{
+    int file = x->seen_file[k];
+    if (file < 0) {
+        if ((int)i == x->first)
+            return 0;
+        return snprintf(why, cap, "%s changes %s, which %s in flight changes too, and is not the first pending"
+                        " file: start the files before it first", list[i].name, x->seen[k].tables[0],
+                        x->seen[k].name), 1;
+    }
+    for (size_t t = 0; t < x->ntables[i]; t++) {
+        const char *table = x->tables[i][t];
+        int shared = 0;
+        for (size_t u = 0; u < x->seen[k].ntables; u++)
+            shared |= !strcmp(x->seen[k].tables[u], table);
+        if (shared && mig_flight_columns_apart(&list[i], &list[file], table, why, cap))
+            return 1;
+    }
+    return 0;
 }
 
 /* 1 when list[i] is completed or in flight already (unchanged), 0 when
@@ -62,22 +93,31 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
         struct mig_flight me = {.name = list[i].name, .parent = list[i].parent, .phase = MIG_PH_IDLE};
         if (mig_flight_tables(&list[i], NULL, &x->tables[i], &x->ntables[i]) != 0)
             return snprintf(err, errlen, "out of memory"), ENGINE_FAILED;
-        me.tables = (const char *const *)x->tables[i];
-        me.ntables = x->ntables[i];
+        me.tables = me.named = (const char *const *)x->tables[i];
+        me.ntables = me.nnamed = x->ntables[i];
         me.adds_only = mig_adds_only(&list[i]);
+        if (x->first < 0)
+            x->first = (int)i;
         for (size_t k = 0; k < x->nseen; k++) {
             int any;
-            /* not on a shape: the files are checked before the first
-             * starts, and a shape is read from the one below's views */
-            const char *t = mig_flight_unbuildable_table(&me, &x->seen[k], 0, &any);
-            if (!t)
+            char why[600];
+            /* on a shape only when the columns are apart, as the files
+             * say: they are checked before the first starts */
+            const char *t = mig_flight_unbuildable_table(&me, &x->seen[k], 1, &any);
+            if (!t && !mig_flight_unbuildable_table(&me, &x->seen[k], 0, &any))
                 continue;
-            snprintf(err, errlen, "%s: %s changes %s, which %s changes too; --each starts a migration of a table"
-                     " an earlier one changes only when that one adds to it and nothing more (add_column,"
-                     " create_index, create_table): start the directory without --each to run the pending ones as"
-                     " one", list[i].file, list[i].name, any ? "any table" : t, x->seen[k].name);
+            if (!t && !columns_apart(x, list, i, k, why, sizeof why))
+                continue;
+            if (t)
+                snprintf(why, sizeof why, "%s changes %s, which %s changes too", list[i].name, any ? "any table" : t,
+                         x->seen[k].name);
+            snprintf(err, errlen, "%s: %s; --each starts a migration of a table an earlier one changes only when"
+                     " that one adds to it and nothing more, or the later one changes other columns of it than the"
+                     " earlier one names (add_column, create_index, rename_column, alter_column, drop_column): start"
+                     " the directory without --each to run the pending ones as one", list[i].file, why);
             return ENGINE_INVALID;
         }
+        x->seen_file[x->nseen] = (int)i;
         x->seen[x->nseen++] = me;
         x->pending[i] = 1;
     }
@@ -96,11 +136,13 @@ int engine_start_each(struct engine *e, const struct migration *list, size_t n, 
         return ENGINE_FAILED;
     }
     struct each x = {calloc(n, sizeof *x.pending), calloc(n, sizeof *x.tables), calloc(n, sizeof *x.ntables),
-                     calloc(fl.n + n, sizeof *x.seen), 0};
-    if (!x.pending || !x.tables || !x.ntables || !x.seen)
+                     calloc(fl.n + n, sizeof *x.seen), calloc(fl.n + n, sizeof *x.seen_file), 0, -1};
+    if (!x.pending || !x.tables || !x.ntables || !x.seen || !x.seen_file)
         rc = (snprintf(err, errlen, "out of memory"), ENGINE_FAILED);
-    for (size_t i = 0; rc == ENGINE_OK && i < fl.n; i++)
+    for (size_t i = 0; rc == ENGINE_OK && i < fl.n; i++) {
+        x.seen_file[x.nseen] = -1;
         x.seen[x.nseen++] = fl.m[i];
+    }
     if (rc == ENGINE_OK)
         rc = admit_all(&x, list, n, applied, err, errlen);
     json_decref(applied);

@@ -454,3 +454,124 @@ void mig_flight_tables_free(char **tables, size_t n)
         free(tables[i]);
     free(tables);
 }
+
+/* ---- two files of one table, read before either starts ---- */
+
+struct names {
+    char v[64][80];
+    size_t n;
+    int all;    /* "*": any column */
+};
+
+static void names_add(struct names *s, const char *name)
+{
+    if (!strcmp(name, "*")) {
+        s->all = 1;
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], name))
+            return;
+    if (s->n < sizeof s->v / sizeof s->v[0])
+        snprintf(s->v[s->n++], sizeof s->v[0], "%s", name);
+    else
+        s->all = 1; /* more than we keep: taken for every column */
+}
+
+static int names_has(const struct names *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], name))
+            return 1;
+    return s->all;
+}
+
+struct below {
+    struct names changes, reads;
+};
+
+static void note_below(const char *name, int changes, void *arg)
+{
+    struct below *b = arg;
+    names_add(&b->reads, name);
+    if (changes)
+        names_add(&b->changes, name);
+}
+
+static int on_table(const struct mig_op *op, const char *table)
+{
+    char t[200];
+    snprintf(t, sizeof t, "%s.%s", op->schema ? op->schema : "public", op->table ? op->table : "");
+    return op->table && !strcmp(t, table);
+}
+
+static int column_kind(enum mig_op_kind k)
+{
+    return k == MIG_ADD_COLUMN || k == MIG_CREATE_INDEX || k == MIG_RENAME_COLUMN || k == MIG_ALTER_COLUMN ||
+           k == MIG_DROP_COLUMN;
+}
+
+struct above {
+    const struct below *below;
+    char hit[80];
+    int why;    /* 1 names what o changes, 2 changes what o names, 3 reads the row o changes */
+};
+
+static void judge_above(const char *name, int changes, void *arg)
+{
+    struct above *a = arg;
+    if (a->why)
+        return;
+    if (!strcmp(name, "*"))
+        a->why = a->below->changes.n || a->below->changes.all ? 3 : 0;
+    else if (names_has(&a->below->changes, name))
+        a->why = 1;
+    else if (changes && names_has(&a->below->reads, name))
+        a->why = 2;
+    if (a->why)
+        snprintf(a->hit, sizeof a->hit, "%s", name);
+}
+
+int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
+                             size_t cap)
+{
+    struct below *b = calloc(1, sizeof *b);
+    if (!b)
+        return snprintf(why, cap, "out of memory"), 1;
+    for (size_t i = 0; i < o->nops; i++) {
+        const struct mig_op *op = &o->ops[i];
+        if (!on_table(op, table))
+            continue;
+        if (!column_kind(op->kind))
+            b->changes.all = b->reads.all = 1;
+        mig_op_columns(op, note_below, b);
+        if (op->kind == MIG_RENAME_COLUMN && op->to)
+            names_add(&b->changes, op->to); /* the name o's shape shows */
+    }
+    int refused = 0;
+    for (size_t i = 0; i < m->nops && !refused; i++) {
+        const struct mig_op *op = &m->ops[i];
+        if (!on_table(op, table))
+            continue;
+        struct above a = {.below = b};
+        if (column_kind(op->kind))
+            mig_op_columns(op, judge_above, &a);
+        refused = 1;
+        if (!column_kind(op->kind))
+            snprintf(why, cap, "operations[%d].%s of %s changes %s otherwise than by its columns, which %s changes"
+                     " too", op->index, mig_op_name(op->kind), m->name, table, o->name);
+        else if (a.why == 1)
+            snprintf(why, cap, "operations[%d].%s of %s names column \"%s\" of %s, which %s renames, retypes or"
+                     " drops", op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
+        else if (a.why == 2)
+            snprintf(why, cap, "operations[%d].%s of %s changes column \"%s\" of %s, which %s names",
+                     op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
+        else if (a.why == 3)
+            snprintf(why, cap, "operations[%d].%s of %s reads a whole row of %s, whose shape %s changes",
+                     op->index, mig_op_name(op->kind), m->name, table, o->name);
+        else
+            refused = 0;
+    }
+    free(b);
+    return refused;
+}

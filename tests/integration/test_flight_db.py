@@ -376,12 +376,12 @@ def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, 
     r = migrate(db, "start", str(chain), "--each", "--quiet")
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
 
-    # one more file on a table in flight: the directory is refused whole
+    # one more file naming a column a migration in flight renames: refused before any DDL
     write_json(chain / "d4.json", D4)
     before = schema_dump(cluster, db)
     r = migrate(db, "start", str(chain), "--each", "--quiet")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "d4 changes public.users, which a1 changes too" in r.stderr, r.stderr
+    assert 'names column "full_name" of "users", which migration a1, in flight below d4' in r.stderr, r.stderr
     assert schema_dump(cluster, db) == before and "d4" not in statuses(db)
     (chain / "d4.json").unlink()
 
@@ -392,6 +392,37 @@ def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, 
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
     r = migrate(db, "start", write_migration(A1, str(tmp_path)), "--each")
     assert r.returncode == 2 and "--each is for a directory" in r.stderr, r.stdout + r.stderr
+
+
+def test_start_dir_each_starts_a_history_whose_files_change_other_columns_of_one_table(cluster, db, tmp_path):
+    """`start DIR --each` of p1 (a rename and a retype of users) and p2
+    (on p1's shape, other columns): each its own migration; with a file
+    that retypes the column p1 renames, the whole directory is refused
+    before any DDL, read from the files."""
+    run_script(db, SHAPE_BASE)
+    chain = tmp_path / "shapes"
+    chain.mkdir()
+    write_json(chain / "p1.json", SHAPE_P1)
+    write_json(chain / "p2.json", SHAPE_P2)
+    p3 = {"name": "p3", "parent": "p2", "operations": [
+        {"alter_column": {"table": "users", "column": "full_name", "type": "varchar(200)"}}]}
+    write_json(chain / "p3.json", p3)
+    before = schema_dump(cluster, db)
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'operations[0].alter_column of p3 names column "full_name" of public.users, which p1 renames, retypes' \
+        ' or drops' in r.stderr, r.stderr
+    assert schema_dump(cluster, db) == before and statuses(db) == {}
+    (chain / "p3.json").unlink()
+    r = migrate(db, "start", str(chain), "--each", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 migrations started, each its own: p1, p2" in r.stderr, r.stderr
+    assert shape_columns(db, "p2") == SHAPE_COLUMNS["p2"], shape_columns(db, "p2")
+    for n in ("p1", "p2"):
+        r = migrate(db, "complete", n)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT count(*) FROM users WHERE tier IS DISTINCT FROM (id % 3)::int OR email <> lower(email)"
+                   " OR remark IS NULL OR full_name IS NULL") == [(0,)]
 
 
 def test_a_foreign_key_carried_to_a_retyped_column_is_a_table_touched(cluster, db, tmp_path):

@@ -213,6 +213,53 @@ static void test_buildable(void)
     CHECK("not buildable: on a table only its plan's statements touch", t && !strcmp(t, "public.users"));
 }
 
+static int apart(const char *below_ops, const char *ops, char *why)
+{
+    char a[1024], b[1024], err[256];
+    struct migration o, m;
+    snprintf(a, sizeof a, "{\"name\": \"p1\", \"operations\": [%s]}", below_ops);
+    snprintf(b, sizeof b, "{\"name\": \"p2\", \"parent\": \"p1\", \"operations\": [%s]}", ops);
+    if (mig_parse(a, strlen(a), "p1.json", &o, err, sizeof err) != 0 ||
+        mig_parse(b, strlen(b), "p2.json", &m, err, sizeof err) != 0) {
+        printf("  parse: %s\n", err);
+        return -1;
+    }
+    int rc = mig_flight_columns_apart(&m, &o, "public.users", why, 512);
+    mig_free(&o);
+    mig_free(&m);
+    return rc;
+}
+
+/* The same rule read from two files, before either starts (start DIR --each). */
+static void test_columns_apart(void)
+{
+    static const char *const p1 = "{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\"}},"
+                                  "{\"alter_column\": {\"table\": \"users\", \"column\": \"email\", \"type\": \"text\","
+                                  " \"up\": \"lower(email || note)\", \"down\": \"email\"}}";
+    char why[512] = "";
+    CHECK("apart: other columns retyped, renamed, added",
+          apart(p1, "{\"alter_column\": {\"table\": \"users\", \"column\": \"score\", \"type\": \"bigint\"}},"
+                    "{\"rename_column\": {\"table\": \"users\", \"from\": \"id\", \"to\": \"uid\"}},"
+                    "{\"add_column\": {\"table\": \"users\", \"column\": {\"name\": \"t\", \"type\": \"int\"}}}",
+                why) == 0);
+    CHECK("not apart: the name p1 renames to",
+          apart(p1, "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 1 &&
+              strstr(why, "operations[0].drop_column of p2 names column \"full_name\" of public.users, which p1"
+                          " renames, retypes or drops"));
+    CHECK("not apart: the column p1 retypes, read by an up",
+          apart(p1, "{\"add_column\": {\"table\": \"users\", \"up\": \"email\", \"column\": {\"name\": \"t\","
+                    " \"type\": \"text\"}}}", why) == 1 && strstr(why, "names column \"email\""));
+    CHECK("not apart: a column p1's up reads",
+          apart(p1, "{\"rename_column\": {\"table\": \"users\", \"from\": \"note\", \"to\": \"remark\"}}", why) == 1 &&
+              strstr(why, "changes column \"note\" of public.users, which p1 names"));
+    CHECK("not apart: more than column changes",
+          apart(p1, "{\"create_constraint\": {\"table\": \"users\", \"type\": \"check\", \"check\": \"id > 0\"}}",
+                why) == 1 && strstr(why, "otherwise than by its columns"));
+    CHECK("not apart: a whole row, where p1 changes columns",
+          apart(p1, "{\"add_column\": {\"table\": \"users\", \"up\": \"row_to_json(users)::text\", \"column\":"
+                    " {\"name\": \"t\", \"type\": \"text\"}}}", why) == 1 && strstr(why, "reads a whole row"));
+}
+
 int main(void)
 {
     mig_shadow_name(shadow, sizeof shadow, "email");
@@ -220,5 +267,6 @@ int main(void)
     test_refusals();
     test_changes_what_below_reads();
     test_buildable();
+    test_columns_apart();
     return UNIT_RESULT();
 }
