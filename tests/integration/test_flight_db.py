@@ -146,6 +146,34 @@ def complete_while_it_writes(db, name, release):
              "the newest release writing after %s completed" % name)
 
 
+def end_all(cluster, releases, procs, offline_name):
+    """A test's end, passed or not: its releases stopped, its processes
+    killed, its offline twin dropped."""
+    for x in releases:
+        x.stop.set()
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
+
+
+def complete_each_retiring(db, order, releases):
+    """`complete` of each (name, release retired before it) in order while
+    the newest release (the last) writes on; then every release ended
+    without an error, after 20 rounds of writes or more."""
+    for n, retired in order:
+        if retired:
+            retired.stop.set()
+            retired.join(30)
+        complete_while_it_writes(db, n, releases[-1])
+    releases[-1].stop.set()
+    releases[-1].join(30)
+    for x in releases:
+        assert not x.errors, (x.release, x.errors)
+        assert x.rounds >= 20, (x.release, x.rounds)
+
+
 def assert_as_offline(cluster, db, offline, got, want):
     """Every row as the model wants it (id -> values), no other, and the
     schema the same DDL run offline gives, with nothing of ours left."""
@@ -353,6 +381,178 @@ def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp
         == [(0,)]
     r = start_file(db, dict(f6, parent="g7"), tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+class PathRelease(threading.Thread):
+    """A release writing in its shape, routed by its own search_path (the
+    table PATHS, release -> path) as the proxy would route it: what it
+    wrote (rows), the errors it met, its rounds of writes so far."""
+    PATHS = {}
+
+    def __init__(self, db, release, first_id):
+        super().__init__(daemon=True)
+        self.db, self.release, self.next_id = db, release, first_id
+        self.rows, self.errors, self.rounds = {}, [], 0
+        self.stop = threading.Event()
+
+    def options(self):
+        declared = "-c pgtandem.version=%s " % self.release if self.release else ""
+        return declared + "-c search_path=" + self.PATHS[self.release]
+
+
+# The seeds' history as a team ships it: 0003_checks_unify (renames and
+# retypes of checks, a table, an index, an `sql` step), e5 (parent 0003)
+# renaming users.name, g7 (parent e5) adding to checks on 0003's shape.
+SEED_E5 = {"name": "e5", "parent": "0003_checks_unify", "operations": [
+    {"rename_column": {"table": "users", "from": "name", "to": "full_name"}}]}
+SEED_G7 = {"name": "g7", "parent": "e5", "operations": [
+    {"add_column": {"table": "checks", "up": "anon_token IS NOT NULL",
+                    "column": {"name": "is_anonymous", "type": "boolean", "nullable": False, "default": "false"}}},
+    {"create_index": {"table": "checks", "name": "ix_checks_created_at", "columns": ["created_at"]}}]}
+SEED_OFFLINE = """
+ALTER TABLE checks RENAME COLUMN claim_text TO claim;
+ALTER TABLE checks RENAME COLUMN aggregation TO config_json;
+ALTER TABLE checks ALTER COLUMN config_json TYPE jsonb USING config_json::jsonb;
+ALTER TABLE checks RENAME COLUMN diagnostics TO counts_by_template_json;
+ALTER TABLE checks ALTER COLUMN counts_by_template_json TYPE jsonb USING counts_by_template_json::jsonb;
+CREATE TABLE anonymous_usage (token text PRIMARY KEY, checks_allowed integer NOT NULL DEFAULT 3,
+    checks_used integer NOT NULL DEFAULT 0, created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ix_checks_env_anon_token ON checks (env, anon_token);
+ALTER TABLE users RENAME COLUMN name TO full_name;
+ALTER TABLE checks ADD COLUMN is_anonymous boolean NOT NULL DEFAULT false;
+CREATE INDEX ix_checks_created_at ON checks (created_at);
+"""
+SEED_USERS = ("CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL);"
+              " INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 500) g;")
+SEED_PATHS = {
+    None: "pgtandem_0003_checks_unify_old,pgtandem_e5_old,pgtandem_g7_old,public",
+    "e5": "pgtandem_e5,pgtandem_0003_checks_unify,pgtandem_g7_old,public",
+    "g7": "pgtandem_g7,pgtandem_e5,pgtandem_0003_checks_unify,public",
+}
+SEED_OLD = {"claim": "claim_text", "config": "aggregation", "counts": "diagnostics"}
+SEED_NEW = {"claim": "claim", "config": "config_json", "counts": "counts_by_template_json"}
+SEED_SHAPES = {None: {"id", "claim_text", "aggregation", "diagnostics", "env", "anon_token", "created_at"},
+               "e5": {"id", "claim", "config_json", "counts_by_template_json", "env", "anon_token", "created_at"}}
+SEED_SHAPES["g7"] = SEED_SHAPES["e5"] | {"is_anonymous"}
+
+
+class SeedRelease(PathRelease):
+    """A release of the seeds' app: checks in its shape (a claim, its
+    config and counts as JSON, an anon token on one row in three), an
+    update of its own older row, a prepared `SELECT *` whose columns must
+    be its shape's, and a user under its name column."""
+    PATHS = SEED_PATHS
+
+    def run(self):
+        opts = self.options()
+        col = SEED_OLD if self.release is None else SEED_NEW
+        cast = "" if self.release is None else "::jsonb"
+        try:
+            with psycopg.connect(self.db, autocommit=True, options=opts) as c:
+                while not self.stop.is_set():
+                    i = self.next_id
+                    self.next_id += 1
+                    row = {"claim": "%s claim %d" % (self.release or "old", i), "config": {"r": i},
+                           "counts": {"t": i % 13}, "anon_token": "tok%d" % i if i % 3 == 0 else None}
+                    names = [col["claim"], col["config"], col["counts"], "anon_token"]
+                    values = [row["claim"], json.dumps(row["config"]), json.dumps(row["counts"]), row["anon_token"]]
+                    marks = ["%s", "%s" + cast, "%s" + cast, "%s"]
+                    if self.release == "g7":
+                        row["is_anonymous"] = i % 2 == 0
+                        names.append("is_anonymous")
+                        values.append(row["is_anonymous"])
+                        marks.append("%s")
+                    c.execute("INSERT INTO checks (id, %s) VALUES (%%s, %s)" % (", ".join(names), ", ".join(marks)),
+                              [i] + values)
+                    self.rows[i] = row
+                    older = self.rows.get(i - 3)
+                    if older:
+                        older["config"] = {"updated": i}
+                        c.execute("UPDATE checks SET %s = %%s%s WHERE id = %%s" % (col["config"], cast),
+                                  (json.dumps(older["config"]), i - 3))
+                    cur = c.execute("SELECT * FROM checks WHERE id = %s", (i,), prepare=True)
+                    seen = {d.name for d in cur.description}
+                    cur.fetchall()
+                    if seen != SEED_SHAPES[self.release]:
+                        raise AssertionError((self.release, sorted(seen)))
+                    c.execute("INSERT INTO users (id, %s) VALUES (%%s, %%s)" % ("name" if self.release is None
+                                                                               else "full_name"),
+                              (i, "%s user %d" % (self.release or "old", i)))
+                    self.rounds += 1
+        except Exception as e:  # reported by the test
+            self.errors.append(e)
+
+
+def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_runs(cluster, db, tmp_path):
+    """The seeds' migration backfills checks; e5 (users) starts beside it
+    and g7 (checks, on checks_unify's shape: a column filled from
+    anon_token and an index) is started meanwhile, waiting for the
+    backfill below before its index and its own backfill. The release
+    before them, the one built with e5 and the one built with g7 write the
+    whole time, each checking its prepared `SELECT *` is its own shape;
+    each migration completes in turn with the newest writing; 0 client
+    errors, every row against a model, the schema against the three run
+    offline."""
+    load_legacy(db, 3000)
+    run_script(db, SEED_USERS)
+    base = {i: {"claim": cl, "config": cf, "counts": ct, "anon_token": tok} for i, cl, cf, ct, tok in sql(
+        db, "SELECT id, claim_text, aggregation::jsonb, diagnostics::jsonb, anon_token FROM checks")}
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
+    procs, releases = [], []
+    try:
+        load_legacy(offline, 10)
+        run_script(offline, SEED_USERS)
+        run_script(offline, SEED_OFFLINE)
+        slow = unify(backfill={"batch_rows": 100, "min_rows": 100, "max_rows": 100, "max_rows_per_sec": 600})
+        first = subprocess.Popen([BIN, "migrate", "start", write_migration(slow, str(tmp_path)), "--db", db],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(first)
+        releases.append(SeedRelease(db, None, 100000))
+        releases[-1].start()
+        wait_for(lambda: backfill_started(db, first, "0003_checks_unify"), 60, "checks_unify's backfill under way")
+        r = start_file(db, SEED_E5, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        releases.append(SeedRelease(db, "e5", 200000))
+        releases[-1].start()
+        third = subprocess.Popen([BIN, "migrate", "start", write_migration(SEED_G7, str(tmp_path)), "--db", db],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(third)
+        try:
+            out_first = first.communicate(timeout=180)[0]
+            out_third = third.communicate(timeout=180)[0]
+        except subprocess.TimeoutExpired:
+            raise AssertionError(statuses(db))
+        assert first.returncode == 0, out_first
+        assert third.returncode == 0, out_third
+        assert "waiting for" in out_third, out_third  # it did start while the backfill below ran
+        assert statuses(db) == {"0003_checks_unify": "active", "e5": "active", "g7": "active"}, statuses(db)
+        releases.append(SeedRelease(db, "g7", 300000))
+        releases[-1].start()
+        wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing")
+
+        r = migrate(db, "complete", "g7")
+        assert r.returncode != 0 and "complete 0003_checks_unify first" in r.stderr, r.stdout + r.stderr
+        complete_each_retiring(db, (("0003_checks_unify", releases[0]), ("e5", None), ("g7", releases[1])),
+                               releases)
+
+        got = {r[0]: r[1:] for r in sql(db, "SELECT id, claim, config_json, counts_by_template_json, anon_token,"
+                                            " is_anonymous FROM checks")}
+        want = {i: (b["claim"], b["config"], b["counts"], b["anon_token"], b["anon_token"] is not None)
+                for i, b in base.items()}
+        for x in releases:
+            for i, w in x.rows.items():
+                want[i] = (w["claim"], w["config"], w["counts"], w["anon_token"],
+                           w.get("is_anonymous", w["anon_token"] is not None))
+        users = {i: n for i, n in sql(db, "SELECT id, full_name FROM users WHERE id > 500")}
+        assert users == {i: "%s user %d" % (x.release or "old", i) for x in releases for i in x.rows}
+        assert sql(db, "SELECT version_num FROM alembic_version") == [("b73c9aa4f0c3",)]
+        run_script(offline, "UPDATE alembic_version SET version_num = 'b73c9aa4f0c3'")
+        assert_as_offline(cluster, db, offline, got, want)
+    finally:
+        end_all(cluster, releases, procs, offline_name)
 
 
 def start_each(db, tmp_path, migrations):
@@ -751,20 +951,14 @@ def chain_verified(email):
     return email.endswith("@example.com")
 
 
-class ChainRelease(threading.Thread):
+class ChainRelease(PathRelease):
     """A release writing users in its shape of the chain: inserts, and
     renames of its own older rows; the newer ones write the columns their
     shape has. What it wrote is kept for the model."""
-
-    def __init__(self, db, release, first_id):
-        super().__init__(daemon=True)
-        self.db, self.release, self.next_id = db, release, first_id
-        self.rows, self.errors, self.rounds = {}, [], 0  # id -> {column: value written}
-        self.stop = threading.Event()
+    PATHS = CHAIN_PATHS
 
     def run(self):
-        opts = ("-c pgtandem.version=%s " % self.release if self.release else "") + \
-            "-c search_path=" + CHAIN_PATHS[self.release]
+        opts = self.options()
         try:
             with psycopg.connect(self.db, autocommit=True, options=opts) as c:
                 while not self.stop.is_set():
@@ -860,16 +1054,7 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
         r = migrate(db, "rollback", "z1")
         assert r.returncode != 0 and "migrations built on z1 are in flight" in r.stderr, r.stdout + r.stderr
         # the releases go as their migrations complete; the newest writes on
-        for n, retired in (("z1", releases[0]), ("y2", releases[1]), ("x3", None)):
-            if retired:
-                retired.stop.set()
-                retired.join(30)
-            complete_while_it_writes(db, n, releases[2])
-        releases[2].stop.set()
-        releases[2].join(30)
-        for x in releases:
-            assert not x.errors, (x.release, x.errors)
-            assert x.rounds >= 20, (x.release, x.rounds)
+        complete_each_retiring(db, (("z1", releases[0]), ("y2", releases[1]), ("x3", None)), releases)
 
         # the model: what each release wrote, what the triggers and the
         # backfills give the columns its shape does not have
@@ -885,13 +1070,7 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
                 want[i] = (row["name"], row["email"], v, d)
         assert_as_offline(cluster, db, offline, got, want)
     finally:
-        for x in releases:
-            x.stop.set()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % offline_name, check=False)
+        end_all(cluster, releases, procs, offline_name)
 
 
 # A chain on one table whose first migration renames and retypes: p1
@@ -933,20 +1112,14 @@ SHAPE_COLUMNS = {None: {"id", "name", "email", "score", "note"}, "p1": {"id", "f
                  "p2": {"id", "full_name", "email", "score", "remark", "tier"}}
 
 
-class ShapeRelease(threading.Thread):
+class ShapeRelease(PathRelease):
     """A release writing users in its shape of p1 and p2: inserts with an
     email in mixed case, renames of its own older rows; what it wrote is
     kept for the model."""
-
-    def __init__(self, db, release, first_id):
-        super().__init__(daemon=True)
-        self.db, self.release, self.next_id = db, release, first_id
-        self.rows, self.errors, self.rounds = {}, [], 0
-        self.stop = threading.Event()
+    PATHS = SHAPE_PATHS
 
     def run(self):
-        opts = ("-c pgtandem.version=%s " % self.release if self.release else "") + \
-            "-c search_path=" + SHAPE_PATHS[self.release]
+        opts = self.options()
         name = "name" if self.release is None else "full_name"
         try:
             with psycopg.connect(self.db, autocommit=True, options=opts) as c:
