@@ -146,6 +146,11 @@ struct mig_cat_table {
     char **shape_reads;
     size_t nshape_reads;
     char *reads_of;
+    /* A column such a migration may retype in place at its complete
+     * (mig_op_retypes_in_place): Postgres does not retype a column a view
+     * reads, and the views of a migration built on it read every column
+     * its shape shows. NULL when none. */
+    char *retyped_in_place;
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */

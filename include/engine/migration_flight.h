@@ -62,13 +62,20 @@ int mig_adds_only(const struct migration *m);
  * another kind. */
 void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int changes, void *arg), void *arg);
 
+/* 1 when op may retype its column in place at its complete (a type
+ * without up or down: Postgres decides at start whether it takes it in
+ * the catalog alone), an ALTER COLUMN ... TYPE that no view may read the
+ * column across, so no migration is built on its shape of the table. */
+int mig_op_retypes_in_place(const struct mig_op *op);
+
 /* The rule plan_on_shape.c keeps at each start, read from the two files
  * alone: 0 when m, built on o, may change `table` ("schema.table"), which
  * o does more than add to: m only adds, renames, retypes and drops
  * columns there, names no column o renames, retypes or drops, and changes
- * none o names. 1 with why set otherwise (o doing more there than change
- * columns counts as a change of every column). For start DIR --each,
- * whose files are all checked before the first one starts. */
+ * none o names, and o retypes none in place. 1 with why set otherwise (o
+ * doing more there than change columns counts as a change of every
+ * column). For start DIR --each, whose files are all checked before the
+ * first one starts. */
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
                              size_t cap);
 

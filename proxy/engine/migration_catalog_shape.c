@@ -43,6 +43,8 @@ static void free_shape(struct mig_cat_table *t)
         free(t->shape_reads[i]);
     free(t->shape_reads);
     free(t->reads_of);
+    free(t->retyped_in_place);
+    t->retyped_in_place = NULL;
     t->shape = NULL;
     t->shape_of = NULL;
     t->shape_reads = NULL;
@@ -166,7 +168,10 @@ static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t
             mig_op_columns(op, add_read, &r);
             if (!t->reads_of)
                 t->reads_of = strdup(of);
-            oom = r.oom || !t->reads_of;
+            const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+            if (mig_op_retypes_in_place(op) && !t->retyped_in_place && col)
+                oom |= !(t->retyped_in_place = strdup(col));
+            oom |= r.oom || !t->reads_of;
         }
         mig_free(&below);
         if (oom)

@@ -532,9 +532,20 @@ static void judge_above(const char *name, int changes, void *arg)
         snprintf(a->hit, sizeof a->hit, "%s", name);
 }
 
+int mig_op_retypes_in_place(const struct mig_op *op)
+{
+    return (op->kind == MIG_ALTER_COLUMN || op->kind == MIG_RENAME_COLUMN) && op->type && !op->up && !op->down;
+}
+
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
                              size_t cap)
 {
+    for (size_t i = 0; i < o->nops; i++)
+        if (on_table(&o->ops[i], table) && mig_op_retypes_in_place(&o->ops[i]))
+            return snprintf(why, cap, "%s retypes column \"%s\" of %s without up or down, which its complete may do"
+                            " in place, and Postgres retypes no column a view reads: %s may not be built on its"
+                            " shape of %s", o->name, o->ops[i].kind == MIG_RENAME_COLUMN ? o->ops[i].from
+                            : o->ops[i].column, table, m->name, table), 1;
     struct below *b = calloc(1, sizeof *b);
     if (!b)
         return snprintf(why, cap, "out of memory"), 1;

@@ -104,7 +104,13 @@ int plan_check_shapes(struct plan_ctx *c)
         const struct mig_cat_table *t = op->table ? mig_catalog_table(c->cat, op->schema, op->table) : NULL;
         if (!t || (shape_is_table(t) && !t->nshape_reads))
             continue;
-        const char *below = t->shape_of ? t->shape_of : t->reads_of;
+        const char *below = t->reads_of ? t->reads_of : t->shape_of; /* the one that changes it */
+        if (t->retyped_in_place)
+            return op_error(c, op, "migration %s, in flight below %s, retypes column \"%s\" of \"%s\" without up or"
+                            " down, which its complete may do in place, and Postgres retypes no column a view reads"
+                            " (the views of %s read every column of its shape): complete %s first, or start the two"
+                            " together as one", t->reads_of, c->m->name, t->retyped_in_place, op->table, c->m->name,
+                            t->reads_of);
         if (op->kind != MIG_ADD_COLUMN && op->kind != MIG_CREATE_INDEX && op->kind != MIG_RENAME_COLUMN &&
             op->kind != MIG_ALTER_COLUMN && op->kind != MIG_DROP_COLUMN)
             return op_error(c, op, "migration %s, in flight below %s, changes \"%s\": a migration built on it may only"

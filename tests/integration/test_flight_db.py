@@ -594,6 +594,32 @@ def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, 
     assert r.returncode == 2 and "--each is for a directory" in r.stderr, r.stdout + r.stderr
 
 
+def test_no_migration_is_built_on_one_that_may_retype_a_column_of_its_table_in_place(cluster, db, tmp_path):
+    """q1 widens users.label (varchar(40) to varchar(200), no up or down:
+    its complete retypes it in place). Postgres refuses ALTER COLUMN ...
+    TYPE on a column a view reads, and a migration built on q1's shape
+    would have views reading it: q2 on users is refused before any DDL,
+    and q1 completes."""
+    run_script(db, "CREATE TABLE users (id bigserial PRIMARY KEY, label varchar(40), email text);"
+                   " INSERT INTO users (label, email) SELECT 'l' || g, 'e' || g FROM generate_series(1, 100) g;")
+    q1 = {"name": "q1", "parent": None, "operations": [
+        {"alter_column": {"table": "users", "column": "label", "type": "varchar(200)"}}]}
+    r = start_file(db, q1, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = schema_dump(cluster, db)
+    q2 = {"name": "q2", "parent": "q1", "operations": [
+        {"add_column": {"table": "users", "column": {"name": "tier", "type": "int"}}}]}
+    r = start_file(db, q2, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'migration q1, in flight below q2, retypes column "label" of "users" without up or down' in r.stderr, \
+        r.stderr
+    assert schema_dump(cluster, db) == before and statuses(db) == {"q1": "active"}
+    r = migrate(db, "complete", "q1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'users'::regclass"
+                   " AND attname = 'label'") == [("character varying(200)",)]
+
+
 def test_start_dir_each_starts_a_history_whose_files_change_other_columns_of_one_table(cluster, db, tmp_path):
     """`start DIR --each` of p1 (a rename and a retype of users) and p2
     (on p1's shape, other columns): each its own migration; with a file

@@ -181,6 +181,14 @@ static void test_changes_what_below_reads(void)
     }
     rc = mig_plan_build(&m2, &cat, &p, err, sizeof err);
     CHECK("a retype of a column p1 keeps and does not read plans on p1's shape", rc == 0);
+    if (rc == 0)
+        mig_plan_free(&p);
+    t.retyped_in_place = "email";
+    rc = mig_plan_build(&m2, &cat, &p, err, sizeof err);
+    CHECK("refused: on a table p1 may retype in place at its complete",
+          rc != 0 && strstr(err, "retypes column \"email\" of \"users\" without up or down"));
+    t.retyped_in_place = NULL;
+    rc = mig_plan_build(&m2, &cat, &p, err, sizeof err);
     if (rc != 0)
         printf("  %s\n", err);
     char want[256];
@@ -255,6 +263,10 @@ static void test_columns_apart(void)
     CHECK("not apart: more than column changes",
           apart(p1, "{\"create_constraint\": {\"table\": \"users\", \"type\": \"check\", \"check\": \"id > 0\"}}",
                 why) == 1 && strstr(why, "otherwise than by its columns"));
+    CHECK("not apart: p1 retypes a column without up or down (in place, under the views built on it)",
+          apart("{\"alter_column\": {\"table\": \"users\", \"column\": \"email\", \"type\": \"varchar(400)\"}}",
+                "{\"add_column\": {\"table\": \"users\", \"column\": {\"name\": \"t\", \"type\": \"int\"}}}",
+                why) == 1 && strstr(why, "p1 retypes column \"email\" of public.users without up or down"));
     CHECK("not apart: a whole row, where p1 changes columns",
           apart(p1, "{\"add_column\": {\"table\": \"users\", \"up\": \"row_to_json(users)::text\", \"column\":"
                     " {\"name\": \"t\", \"type\": \"text\"}}}", why) == 1 && strstr(why, "reads a whole row"));
