@@ -62,6 +62,22 @@ int mig_adds_only(const struct migration *m);
  * another kind. */
 void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int changes, void *arg), void *arg);
 
+/* The column a rename_column, alter_column or drop_column changes under
+ * its name before it (rename_column's from), else NULL. */
+const char *mig_op_column(const struct mig_op *op);
+
+/* 1 for the operations that change a table by its columns alone
+ * (add_column, create_index, rename_column, alter_column, drop_column):
+ * the ones a migration may run on a table whose shape it is built on. */
+int mig_op_kind_on_columns(enum mig_op_kind kind);
+
+/* How a column an operation names (mig_op_columns' name and changes)
+ * clashes with a migration below it on that table: changed_below, it
+ * renames, retypes or drops that column; read_below, it names it;
+ * below_changes, it changes some column. */
+enum mig_clash { MIG_CLASH_NONE, MIG_CLASH_NAMES_CHANGED, MIG_CLASH_CHANGES_READ, MIG_CLASH_READS_ROW };
+enum mig_clash mig_column_clash(const char *name, int changes, int changed_below, int read_below, int below_changes);
+
 /* 1 when op may retype its column in place at its complete (a type
  * without up or down: Postgres decides at start whether it takes it in
  * the catalog alone), an ALTER COLUMN ... TYPE that no view may read the

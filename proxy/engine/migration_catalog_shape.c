@@ -168,9 +168,8 @@ static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t
             mig_op_columns(op, add_read, &r);
             if (!t->reads_of)
                 t->reads_of = strdup(of);
-            const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
-            if (mig_op_retypes_in_place(op) && !t->retyped_in_place && col)
-                oom |= !(t->retyped_in_place = strdup(col));
+            if (mig_op_retypes_in_place(op) && !t->retyped_in_place && mig_op_column(op))
+                oom |= !(t->retyped_in_place = strdup(mig_op_column(op)));
             oom |= r.oom || !t->reads_of;
         }
         mig_free(&below);

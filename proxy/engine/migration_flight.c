@@ -388,7 +388,7 @@ void mig_op_columns(const struct mig_op *op, void (*each)(const char *name, int 
     case MIG_RENAME_COLUMN:
     case MIG_ALTER_COLUMN:
     case MIG_DROP_COLUMN: {
-        const char *col = op->kind == MIG_RENAME_COLUMN ? op->from : op->column;
+        const char *col = mig_op_column(op);
         if (col)
             each(col, 1, arg);
         if (op->kind == MIG_RENAME_COLUMN && op->to)
@@ -505,30 +505,44 @@ static int on_table(const struct mig_op *op, const char *table)
     return op->table && !strcmp(t, table);
 }
 
-static int column_kind(enum mig_op_kind k)
+const char *mig_op_column(const struct mig_op *op)
+{
+    switch (op->kind) {
+    case MIG_RENAME_COLUMN: return op->from;
+    case MIG_ALTER_COLUMN:
+    case MIG_DROP_COLUMN: return op->column;
+    default: return NULL;
+    }
+}
+
+int mig_op_kind_on_columns(enum mig_op_kind k)
 {
     return k == MIG_ADD_COLUMN || k == MIG_CREATE_INDEX || k == MIG_RENAME_COLUMN || k == MIG_ALTER_COLUMN ||
            k == MIG_DROP_COLUMN;
 }
 
+enum mig_clash mig_column_clash(const char *name, int changes, int changed_below, int read_below, int below_changes)
+{
+    if (!strcmp(name, "*"))
+        return below_changes ? MIG_CLASH_READS_ROW : MIG_CLASH_NONE;
+    if (changed_below)
+        return MIG_CLASH_NAMES_CHANGED;
+    return changes && read_below ? MIG_CLASH_CHANGES_READ : MIG_CLASH_NONE;
+}
+
 struct above {
     const struct below *below;
     char hit[80];
-    int why;    /* 1 names what o changes, 2 changes what o names, 3 reads the row o changes */
+    enum mig_clash why;
 };
 
 static void judge_above(const char *name, int changes, void *arg)
 {
     struct above *a = arg;
-    if (a->why)
-        return;
-    if (!strcmp(name, "*"))
-        a->why = a->below->changes.n || a->below->changes.all ? 3 : 0;
-    else if (names_has(&a->below->changes, name))
-        a->why = 1;
-    else if (changes && names_has(&a->below->reads, name))
-        a->why = 2;
-    if (a->why)
+    const struct below *b = a->below;
+    if (a->why == MIG_CLASH_NONE &&
+        (a->why = mig_column_clash(name, changes, names_has(&b->changes, name), names_has(&b->reads, name),
+                                   b->changes.n || b->changes.all)) != MIG_CLASH_NONE)
         snprintf(a->hit, sizeof a->hit, "%s", name);
 }
 
@@ -544,8 +558,7 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (on_table(&o->ops[i], table) && mig_op_retypes_in_place(&o->ops[i]))
             return snprintf(why, cap, "%s retypes column \"%s\" of %s without up or down, which its complete may do"
                             " in place, and Postgres retypes no column a view reads: %s may not be built on its"
-                            " shape of %s", o->name, o->ops[i].kind == MIG_RENAME_COLUMN ? o->ops[i].from
-                            : o->ops[i].column, table, m->name, table), 1;
+                            " shape of %s", o->name, mig_op_column(&o->ops[i]), table, m->name, table), 1;
     struct below *b = calloc(1, sizeof *b);
     if (!b)
         return snprintf(why, cap, "out of memory"), 1;
@@ -553,7 +566,7 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         const struct mig_op *op = &o->ops[i];
         if (!on_table(op, table))
             continue;
-        if (!column_kind(op->kind))
+        if (!mig_op_kind_on_columns(op->kind))
             b->changes.all = b->reads.all = 1;
         mig_op_columns(op, note_below, b);
         if (op->kind == MIG_RENAME_COLUMN && op->to)
@@ -565,19 +578,19 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (!on_table(op, table))
             continue;
         struct above a = {.below = b};
-        if (column_kind(op->kind))
+        if (mig_op_kind_on_columns(op->kind))
             mig_op_columns(op, judge_above, &a);
         refused = 1;
-        if (!column_kind(op->kind))
+        if (!mig_op_kind_on_columns(op->kind))
             snprintf(why, cap, "operations[%d].%s of %s changes %s otherwise than by its columns, which %s changes"
                      " too", op->index, mig_op_name(op->kind), m->name, table, o->name);
-        else if (a.why == 1)
+        else if (a.why == MIG_CLASH_NAMES_CHANGED)
             snprintf(why, cap, "operations[%d].%s of %s names column \"%s\" of %s, which %s renames, retypes or"
                      " drops", op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
-        else if (a.why == 2)
+        else if (a.why == MIG_CLASH_CHANGES_READ)
             snprintf(why, cap, "operations[%d].%s of %s changes column \"%s\" of %s, which %s names",
                      op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
-        else if (a.why == 3)
+        else if (a.why == MIG_CLASH_READS_ROW)
             snprintf(why, cap, "operations[%d].%s of %s reads a whole row of %s, whose shape %s changes",
                      op->index, mig_op_name(op->kind), m->name, table, o->name);
         else

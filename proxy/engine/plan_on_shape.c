@@ -45,12 +45,10 @@ int shape_changes(const struct mig_cat_table *t, const char *name)
     for (size_t i = 0; i < t->nshape; i++)
         if (!strcmp(t->shape[i].shown, name) && strcmp(t->shape[i].phys, name))
             return 1;
-    for (size_t i = 0; i < t->ncols; i++)
-        if (!strcmp(t->cols[i].name, name)) {
-            const char *shown = shape_shows(t, name);
-            return !shown || strcmp(shown, name);
-        }
-    return 0;
+    if (!mig_catalog_column(t, name))
+        return 0;
+    const char *shown = shape_shows(t, name);
+    return !shown || strcmp(shown, name);
 }
 
 int shape_is_table(const struct mig_cat_table *t)
@@ -79,21 +77,15 @@ static int read_below(const struct mig_cat_table *t, const char *name)
 struct verdict {
     const struct mig_cat_table *t;
     char name[80];
-    enum { FINE, NAMES_CHANGED, READS_ROW, CHANGES_READ } why;
+    enum mig_clash why;
 };
 
 static void judge(const char *name, int changes, void *arg)
 {
     struct verdict *v = arg;
-    if (v->why != FINE)
-        return;
-    if (!strcmp(name, "*"))
-        v->why = shape_is_table(v->t) ? FINE : READS_ROW;
-    else if (shape_changes(v->t, name))
-        v->why = NAMES_CHANGED;
-    else if (changes && read_below(v->t, name))
-        v->why = CHANGES_READ;
-    if (v->why != FINE)
+    if (v->why == MIG_CLASH_NONE &&
+        (v->why = mig_column_clash(name, changes, shape_changes(v->t, name), read_below(v->t, name),
+                                   !shape_is_table(v->t))) != MIG_CLASH_NONE)
         snprintf(v->name, sizeof v->name, "%s", name);
 }
 
@@ -111,25 +103,24 @@ int plan_check_shapes(struct plan_ctx *c)
                             " (the views of %s read every column of its shape): complete %s first, or start the two"
                             " together as one", t->reads_of, c->m->name, t->retyped_in_place, op->table, c->m->name,
                             t->reads_of);
-        if (op->kind != MIG_ADD_COLUMN && op->kind != MIG_CREATE_INDEX && op->kind != MIG_RENAME_COLUMN &&
-            op->kind != MIG_ALTER_COLUMN && op->kind != MIG_DROP_COLUMN)
+        if (!mig_op_kind_on_columns(op->kind))
             return op_error(c, op, "migration %s, in flight below %s, changes \"%s\": a migration built on it may only"
                             " add, rename, retype or drop columns of that table (add_column, create_index,"
                             " rename_column, alter_column, drop_column) until %s completes; complete %s first, or"
                             " start the two together as one", below, c->m->name, op->table, below, below);
         struct verdict v = {.t = t};
         mig_op_columns(op, judge, &v);
-        if (v.why == READS_ROW)
+        if (v.why == MIG_CLASH_READS_ROW)
             return op_error(c, op, "reads a whole row of \"%s\" (or an expression the parser does not take), whose"
                             " shape migration %s, in flight below %s, changes: name the columns it reads, or"
                             " complete %s first", op->table, below, c->m->name, below);
-        if (v.why == NAMES_CHANGED)
+        if (v.why == MIG_CLASH_NAMES_CHANGED)
             return op_error(c, op, "names column \"%s\" of \"%s\", which migration %s, in flight below %s, renames,"
                             " retypes or drops: a migration built on it may not name that column until %s"
                             " completes (its triggers would read a name %s's contract changes); complete %s first,"
                             " or start the two together as one", v.name, op->table, below, c->m->name, below, below,
                             below);
-        if (v.why == CHANGES_READ)
+        if (v.why == MIG_CLASH_CHANGES_READ)
             return op_error(c, op, "changes column \"%s\" of \"%s\", which migration %s, in flight below %s, names"
                             " (its triggers read it, and run before %s's): complete %s first, or start the two"
                             " together as one", v.name, op->table, t->reads_of, c->m->name, c->m->name,

@@ -23,10 +23,10 @@ exactly the model, and so does the table itself."""
 import os
 import random
 
-import psycopg
 import pytest
 
-from support import migrate, sql, write_migration
+from support import sql
+from support.line import Line, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -42,10 +42,6 @@ MIGRATIONS = {
 }
 
 
-def rank(release):
-    return RELEASES.index(release)
-
-
 def plus(a, b):
     return None if a is None else a + b
 
@@ -54,36 +50,24 @@ def times(a, b):
     return None if a is None else a * b
 
 
-class Chain:
+class Chain(Line):
+    ORDER, RELEASES, MIGRATIONS = ORDER, RELEASES, MIGRATIONS
+
     def __init__(self, db, rnd, tmp):
-        self.db, self.rnd, self.tmp = db, rnd, tmp
-        self.state = {m: "pending" for m in ORDER}     # pending, active, completed, rolled_back
+        super().__init__(db, rnd, tmp)
         self.rows = {i: {"x": i} for i in range(1, ROWS + 1)}
         self.next_id = ROWS + 1
-        self.log = []
 
     # ---- what exists ----
-    def applied(self, m):
-        return self.state[m] in ("active", "completed")
 
     def columns(self):
         """The table's columns besides id and x."""
         return [c for c, live in (("y", self.applied("c1") and self.state["c3"] != "completed"),
                                   ("z", self.applied("c2"))) if live]
 
-    def serves(self, release):
-        """Whether the release's shape is served now."""
-        for i, m in enumerate(ORDER):
-            built_on = rank(release) > i
-            if built_on and not self.applied(m):
-                return False
-            if not built_on and self.state[m] == "completed":
-                return False
-        return True
-
     def sees(self, release):
         """The columns of t in the release's shape (besides id and x)."""
-        new = lambda m: rank(release) > ORDER.index(m) or self.state[m] == "completed"  # noqa: E731
+        new = lambda m: self.rank(release) > ORDER.index(m) or self.state[m] == "completed"  # noqa: E731
         cols = []
         if self.applied("c1") and new("c1") and not (self.applied("c3") and new("c3")):
             cols.append("y")
@@ -91,29 +75,19 @@ class Chain:
             cols.append("z")
         return cols
 
-    def path(self, release):
-        live = [m for m in ORDER if self.state[m] == "active"]
-        newer = [("pgtandem_%s" % m) for m in reversed(live) if rank(release) > ORDER.index(m)]
-        older = [("pgtandem_%s_old" % m) for m in live if rank(release) <= ORDER.index(m)]
-        return ",".join(newer + older + ["public"])
-
-    def session(self, release):
-        opts = ("-c pgtandem.version=%s " % release if release != "old" else "") + "-c search_path=" + self.path(release)
-        return psycopg.connect(self.db, autocommit=True, options=opts)
-
     # ---- the model of the triggers ----
     def fire(self, release, old, new, insert):
         """The triggers of the migrations in flight, oldest first, on a
         row `release` wrote (new) over old (None on an insert)."""
         def changed(col):
             return insert or new.get(col) != old.get(col)
-        if self.state["c1"] == "active" and rank(release) <= 0:        # c1's up, for the release before it
+        if self.state["c1"] == "active" and self.rank(release) <= 0:        # c1's up, for the release before it
             if insert or changed("x") or new.get("y") is None:
                 new["y"] = times(new["x"], 2)
-        if self.state["c2"] == "active" and rank(release) <= 1:        # c2's up, for releases before it
+        if self.state["c2"] == "active" and self.rank(release) <= 1:        # c2's up, for releases before it
             if insert or changed("y") or new.get("z") is None:
                 new["z"] = plus(new.get("y"), 1)
-        if self.state["c3"] == "active" and rank(release) >= 3:        # c3's down, for its release
+        if self.state["c3"] == "active" and self.rank(release) >= 3:        # c3's down, for its release
             if insert or changed("z") or new.get("y") is None:
                 new["y"] = plus(new.get("z"), -1)
 
@@ -142,36 +116,14 @@ class Chain:
         self.log.append("%s %s %d %r" % (release, "update" if update else "insert", rid, written))
 
     # ---- the lifecycle ----
-    def moves(self):
-        out = []
-        for i, m in enumerate(ORDER):
-            below, above = ORDER[:i], ORDER[i + 1:]
-            st = self.state[m]
-            if st in ("pending", "rolled_back") and all(self.applied(b) for b in below) and \
-                    not any(self.applied(a) for a in above):
-                out.append(("start", m))
-            if st == "active" and all(self.state[b] == "completed" for b in below):
-                out.append(("complete", m))
-            if st == "active" and not any(self.applied(a) for a in above):
-                out.append(("rollback", m))
-        return out
-
     def move(self, what, m):
+        self.run_move(what, m)
         if what == "start":
-            r = migrate(self.db, "start", write_migration(MIGRATIONS[m], self.tmp), "--quiet")
-        else:
-            r = migrate(self.db, what, m)
-        assert r.returncode == 0, (what, m, r.stdout + r.stderr, self.log[-5:])
-        self.log.append("%s %s" % (what, m))
-        if what == "start":
-            self.state[m] = "active"
             for row in self.rows.values():   # the backfill: every row there was, from the shape below
                 if m == "c1":
                     row["y"] = times(row["x"], 2)
                 elif m == "c2":
                     row["z"] = plus(row.get("y"), 1)
-        else:
-            self.state[m] = "completed" if what == "complete" else "rolled_back"
         for row in self.rows.values():
             for k in [k for k in row if k != "x" and k not in self.columns()]:
                 del row[k]
@@ -205,19 +157,5 @@ def test_chain_of_one_table_tandem_rule_property(db, tmp_path, seed):
     run_script(db, "CREATE TABLE t (id int PRIMARY KEY, x int NOT NULL);"
                    " INSERT INTO t SELECT g, g FROM generate_series(1, %d) g;" % ROWS)
     rnd = random.Random(seed)
-    w = Chain(db, rnd, str(tmp_path))
-    steps = 0
-    while steps < 12 and not all(st == "completed" for st in w.state.values()):
-        what, m = rnd.choice(w.moves())
-        w.move(what, m)
-        w.check()
-        for _ in range(rnd.randint(4, 10)):
-            w.write(rnd.choice([r for r in RELEASES if w.serves(r)]))
-        w.check()
-        steps += 1
-    # to the end: roll the rest back newest first, or complete it oldest first
-    while any(st == "active" for st in w.state.values()):
-        what, m = rnd.choice([mv for mv in w.moves() if mv[0] != "start"])
-        w.move(what, m)
-        w.check()
+    walk_lifecycle(Chain(db, rnd, str(tmp_path)), rnd)
     assert leftovers(db) == []

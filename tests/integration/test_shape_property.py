@@ -21,10 +21,9 @@ s1 retyped is bigint in s1's shape and s2's, `cc` is c in both."""
 import os
 import random
 
-import psycopg
 import pytest
 
-from support import migrate, write_migration
+from support.line import Line, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -41,31 +40,17 @@ MIGRATIONS = {
 }
 
 
-def rank(release):
-    return RELEASES.index(release)
-
-
 def lift(f, v):
     return None if v is None else f(v)
 
 
-class Shapes:
+class Shapes(Line):
+    ORDER, RELEASES, MIGRATIONS = ORDER, RELEASES, MIGRATIONS
+
     def __init__(self, db, rnd, tmp):
-        self.db, self.rnd, self.tmp = db, rnd, tmp
-        self.state = {m: "pending" for m in ORDER}     # pending, active, completed, rolled_back
+        super().__init__(db, rnd, tmp)
         self.rows = {i: {"a": i, "b": 2 * i, "c": 3 * i} for i in range(1, ROWS + 1)}
         self.next_id = ROWS + 1
-        self.log = []
-
-    def applied(self, m):
-        return self.state[m] in ("active", "completed")
-
-    def serves(self, release):
-        for i, m in enumerate(ORDER):
-            built_on = rank(release) > i
-            if (built_on and not self.applied(m)) or (not built_on and self.state[m] == "completed"):
-                return False
-        return True
 
     def sees(self, release):
         """The release's columns: (name in its shape, the model's column, type)."""
@@ -77,27 +62,17 @@ class Shapes:
         return [a, ("b", "B2" if self.state["s2"] == "active" else "b", "bigint"), ("cc", "c", "integer"),
                 ("d", "d", "integer")]
 
-    def path(self, release):
-        live = [m for m in ORDER if self.state[m] == "active"]
-        newer = [("pgtandem_%s" % m) for m in reversed(live) if rank(release) > ORDER.index(m)]
-        older = [("pgtandem_%s_old" % m) for m in live if rank(release) <= ORDER.index(m)]
-        return ",".join(newer + older + ["public"])
-
-    def session(self, release):
-        opts = ("-c pgtandem.version=%s " % release if release != "old" else "") + "-c search_path=" + self.path(release)
-        return psycopg.connect(self.db, autocommit=True, options=opts)
-
     # ---- the model of the triggers ----
     def fire(self, release, old, new, insert):
         def runs(reads, target):
             return insert or any(new.get(r) != old.get(r) for r in reads) or new.get(target) is None
         if self.state["s1"] == "active":
-            if rank(release) < 1 and runs(["a"], "A1"):
+            if self.rank(release) < 1 and runs(["a"], "A1"):
                 new["A1"] = lift(lambda v: v * 10, new.get("a"))
-            elif rank(release) >= 1 and runs(["A1"], "a"):
+            elif self.rank(release) >= 1 and runs(["A1"], "a"):
                 new["a"] = lift(lambda v: int(v / 10), new.get("A1"))
         if self.state["s2"] == "active":
-            if rank(release) < 2:
+            if self.rank(release) < 2:
                 if runs(["b"], "B2"):
                     new["B2"] = lift(lambda v: v + 1000, new.get("b"))
                 if runs(["b"], "d"):
@@ -130,30 +105,8 @@ class Shapes:
         self.log.append("%s %s %d %r" % (release, "update" if update else "insert", rid, written))
 
     # ---- the lifecycle ----
-    def moves(self):
-        s1, s2 = self.state["s1"], self.state["s2"]
-        out = []
-        if s1 in ("pending", "rolled_back") and not self.applied("s2"):
-            out.append(("start", "s1"))
-        if s2 in ("pending", "rolled_back") and self.applied("s1"):
-            out.append(("start", "s2"))
-        if s1 == "active":
-            out.append(("complete", "s1"))
-            if not self.applied("s2"):
-                out.append(("rollback", "s1"))
-        if s2 == "active":
-            out.append(("rollback", "s2"))
-            if s1 == "completed":
-                out.append(("complete", "s2"))
-        return out
-
     def move(self, what, m):
-        if what == "start":
-            r = migrate(self.db, "start", write_migration(MIGRATIONS[m], self.tmp), "--quiet")
-        else:
-            r = migrate(self.db, what, m)
-        assert r.returncode == 0, (what, m, r.stdout + r.stderr, self.log[-5:])
-        self.log.append("%s %s" % (what, m))
+        self.run_move(what, m)
         for row in self.rows.values():
             if (what, m) == ("start", "s1"):      # the backfill, from the shape below
                 row["A1"] = lift(lambda v: v * 10, row.get("a"))
@@ -169,7 +122,6 @@ class Shapes:
             elif (what, m) == ("rollback", "s2"):
                 row.pop("B2", None)
                 row.pop("d", None)
-        self.state[m] = {"start": "active", "complete": "completed", "rollback": "rolled_back"}[what]
 
     # ---- the check ----
     def check(self):
@@ -197,19 +149,6 @@ def test_a_migration_on_the_shape_of_one_in_flight_tandem_rule_property(db, tmp_
     run_script(db, "CREATE TABLE t (id int PRIMARY KEY, a int, b int, c int);"
                    " INSERT INTO t SELECT g, g, 2 * g, 3 * g FROM generate_series(1, %d) g;" % ROWS)
     rnd = random.Random(seed)
-    w = Shapes(db, rnd, str(tmp_path))
-    steps = 0
-    while steps < 12 and not all(st == "completed" for st in w.state.values()):
-        # starts weighted, so that both are often in flight when s1 completes
-        what, m = rnd.choice(w.moves() + [mv for mv in w.moves() if mv[0] == "start"] * 2)
-        w.move(what, m)
-        w.check()
-        for _ in range(rnd.randint(4, 10)):
-            w.write(rnd.choice([r for r in RELEASES if w.serves(r)]))
-        w.check()
-        steps += 1
-    while any(st == "active" for st in w.state.values()):
-        what, m = rnd.choice([mv for mv in w.moves() if mv[0] != "start"])
-        w.move(what, m)
-        w.check()
+    # starts weighted, so that both are often in flight when s1 completes
+    walk_lifecycle(Shapes(db, rnd, str(tmp_path)), rnd, weight_starts=2)
     assert leftovers(db) == []

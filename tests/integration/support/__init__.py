@@ -10,6 +10,7 @@
 - front: the skeleton of a thread-per-connection front (TlsFront, KeyFront);
 - proxy: a running proxy, its upstream and its admin API, /metrics;
 - migrations: the CLI, migration files and the legacy data they apply to;
+- line: a line of migrations of one table in flight, for the property tests;
 - checks: the seeds' migration under both releases' writers, compared row
   by row with what they wrote;
 - fleet: several proxies following one migration;
