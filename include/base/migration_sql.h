@@ -30,7 +30,8 @@ char *mig_quote_ident(const char *ident);
 char *mig_quote_qname(const char *schema, const char *name);
 
 /* " -c search_path=\"schema\",public" for a startup packet's options: the
- * schema quoted as an identifier (its case kept), then `then` (a
+ * schema (or several, comma-separated: the path of a version route) quoted
+ * as identifiers (their case kept), then `then` (a
  * search_path value, the client's own) or public when NULL, escaped as the
  * server's options splitting needs. -1 when it does not fit in n bytes. */
 int mig_search_path_option(char *out, size_t n, const char *schema, const char *then);

@@ -6,7 +6,9 @@
 #include <stddef.h>
 
 /* command: "start" (file required), "status" (json: print the raw state),
- * "complete", "finalize", "revert" or "rollback". proxy_url: "http://HOST:PORT". The bearer token
+ * "complete", "finalize", "revert" or "rollback" (file: the migration's
+ * name, or NULL for the one the proxy's engine runs; the proxy refuses
+ * another). proxy_url: "http://HOST:PORT". The bearer token
  * comes from $PGTANDEM_ADMIN_TOKEN. force: complete despite sessions that
  * bypass the proxies. Returns the process exit status:
  * 0 success, 1 operational failure, 2 bad input. */

@@ -45,7 +45,7 @@ struct engine_options {
      * several are). */
     const char *target;
     /* start: refused while any other migration is in flight (a proxy
-     * routes one migration's two shapes) */
+     * runs one migration of its own) */
     int alone;
 };
 

@@ -31,8 +31,10 @@ const char *engine_flight_list(const struct engine_flight *f, char *out, size_t 
 
 /* start of m beside f (read under the engine lock): on tables none of
  * them touches (a migration built on another's shape of the same table is
- * not run yet), within migration_flight.h's rules; alone (a proxy routes
- * one migration's shapes) when `alone` or when proxies serve the database. */
+ * not run yet), within migration_flight.h's rules; alone (a proxy's
+ * engine runs one migration of its own, and routes the others in flight
+ * from the migrations table) when `alone`; with proxies serving the database it is
+ * admitted as without (they route every migration in flight). */
 int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
                               char *err, size_t errlen);
 /* Once m's plan is built, before any DDL: the tables its statements name

@@ -40,6 +40,10 @@ int mig_status_in_progress(enum mig_status st);
 int mig_word_in_progress(const char *word);
 
 enum mig_status_set { MIG_SET_EVERY, MIG_SET_IN_PROGRESS, MIG_SET_ENDED };
+/* The set's words as a text[] literal ("{expanding,active}"), a parameter
+ * of SQL text that is a constant (the fleet's heartbeat, the followed
+ * migration's query: status = ANY($n::text[])); same returns. */
+int mig_status_array_literal(enum mig_status_set set, char *out, size_t cap);
 /* The set's words as SQL literals for an IN list ("'expanding','active'");
  * returns the length, or -1 when cap is too small (out is then ""). */
 #define MIG_STATUS_SQL_LIST_MAX 128

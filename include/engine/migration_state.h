@@ -96,8 +96,20 @@ extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
  * contract are left to run ('t'/'f'), and how long ago (ms) the row last
  * changed */
 extern const char MIG_STATE_LOAD_SQL[];
-/* -> name, status of the most recent migration (any status), and the names
- * of the 64 most recent as a JSON array */
+/* The migration a proxy's engine follows: the oldest in flight (the next
+ * to complete: completes go oldest first, through the proxies, whose
+ * cutover holds their traffic), else the most recent (any status). The
+ * others in flight beside it are routed from the fleet's looks
+ * (FLEET_HEARTBEAT_SQL). -> name, status. A macro: the heartbeat's text
+ * holds it too; `inflight` is the parameter that binds the statuses in
+ * progress (mig_status_array_literal). */
+#define MIG_STATE_FOLLOWED_SQL(inflight)                                                                         \
+    "SELECT name, status FROM pgtandem.migrations ORDER BY status = ANY(" inflight "::text[]) DESC,"            \
+    " CASE WHEN status = ANY(" inflight "::text[]) THEN started_at END, started_at DESC LIMIT 1"
+/* $1: the statuses in progress (mig_status_array_literal) -> name, status
+ * of the migration followed (MIG_STATE_FOLLOWED_SQL), and the names of the
+ * 64 most recent that are not in flight as a JSON array (those in flight
+ * are known once routed) */
 extern const char MIG_STATE_LATEST_SQL[];
 /* $1 name, $2 throttle settings (JSON) */
 extern const char MIG_STATE_SAVE_THROTTLE_SQL[];

@@ -7,12 +7,15 @@
 
 #include <stdint.h>
 
-/* The most recent migration and its status, whenever they may have changed. */
+/* The migration followed (MIG_STATE_FOLLOWED_SQL) and its status as a look
+ * found them, or one a notification names (any migration whose status
+ * changed), whenever they may have changed. */
 typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *status);
 /* A heartbeat's look at the migrations table answered (after the
  * fleet_migration_fn it caused): look, the relay's number for it
- * (relay_version_look_started), and the most recent migration's name. */
-typedef void (*fleet_looked_fn)(void *ctx, uint64_t look, const char *name);
+ * (relay_version_look_started), the followed migration's name, and every
+ * migration in flight, oldest first ([{name, status}] as JSON text). */
+typedef void (*fleet_looked_fn)(void *ctx, uint64_t look, const char *name, const char *in_flight);
 
 /* ok: every other live proxy has drained and holds its traffic; else why
  * not (the proxies that did not acknowledge, or the connection lost). */

@@ -31,6 +31,9 @@ struct runner_request {
     const char *body;
     size_t body_len;
     struct cutover_options cutover;
+    /* complete, rollback, finalize, revert: the migration it is meant for
+     * ("": the one this proxy's engine runs), refused when another */
+    char name[128];
     runner_answer_fn answer;
     void *ctx;                  /* identifies the request for runner_forget */
 };

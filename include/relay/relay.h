@@ -19,6 +19,7 @@
 #include "migration_names.h"
 #include "relay_peer.h"
 #include "session_state.h"
+#include "version_route.h"
 
 struct relay;
 struct session;
@@ -74,19 +75,6 @@ struct upstream_address {
     char error[160];      /* why resolution failed */
     struct evdns_getaddrinfo_request *pending;
     struct event *refresh_timer;
-};
-
-/* While a migration is in progress, sessions that declare its name get
- * new_schema first on their search_path and every other session gets
- * old_schema (the tables as they were before it started). Pushed in by the
- * engine through relay_control.h; version "" when no migration routes. gen
- * changes with every push: a session whose search_path was set under an
- * older gen is routed again at its next transaction boundary. */
-struct version_route {
-    char version[MIG_NAME_MAX + 1];   /* the migration's whole name */
-    char new_schema[96];  /* "": the new shape is not there yet (old_schema then) */
-    char old_schema[96];
-    uint32_t gen;
 };
 
 /* Sessions that declare a version this proxy has not heard of wait for
@@ -239,8 +227,9 @@ int relay_fence_overdue(struct relay *relay);
  * kernel chose (the listen, admin and peer addresses take port 0). */
 int relay_bound_port(evutil_socket_t fd, int configured);
 
-/* The version schema a session declaring `version` (NULL: none) should see
- * first, or NULL when no migration in progress routes it anywhere. */
+/* The version schemas a session declaring `version` (NULL: none) should
+ * see first on its search_path, comma-separated and unquoted (struct
+ * version_route), or NULL when no migration in flight routes it anywhere. */
 const char *relay_version_schema(const struct relay *relay, const char *version);
 
 #endif

@@ -59,9 +59,25 @@ void relay_latency_read(const struct relay *relay, int route, struct latency_fin
  * Sessions that connect from now on get it in their startup packet;
  * sessions already connected get a SET search_path (and their named
  * statements prepared again) just before their next transaction starts.
- * version NULL clears the route. */
+ * version NULL clears the route. This is the engine's own migration; the
+ * others in flight beside it come from the fleet (relay_route_flight),
+ * and each session's path holds them all (struct version_route). */
 void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema);
+struct flight_route;
+/* The other migrations in flight, oldest first, as a look at the
+ * migrations table found them (version_route.h): routed from now on, and
+ * known to the version gate. */
+void relay_route_flight(struct relay *relay, const struct flight_route *list, int n);
+/* One the fleet heard of between its looks (old_schema NULL: it left
+ * flight). */
+void relay_route_flight_one(struct relay *relay, const struct flight_route *one);
+/* The index of `version` among the routed migrations, oldest first; -1
+ * when it is none of them (none declared, completed, unknown). */
+int relay_route_index(const struct relay *relay, const char *version);
+/* Whether a session declaring `declared` sees the new shape of migration
+ * `version` because it declares one routed above it (built after it). */
+int relay_routes_above(const struct relay *relay, const char *declared, const char *version);
 
 /* The fleet's looks at the migrations table, for sessions that declare a
  * version this proxy has not heard of (version_gate.c): such a session's
@@ -79,8 +95,9 @@ void relay_version_look_applied(struct relay *relay, uint64_t look);
 /* Sessions not at a transaction boundary: [{id, client, application_name,
  * tx_status, in_transaction_ms}], for errors that say who blocked. */
 struct json_t *relay_busy_sessions(const struct relay *relay);
-/* Ready sessions that did not declare `version` (the release a complete
- * retires): [{id, client, application_name, state, backend_pid}]. */
+/* Ready sessions that see the old shape of `version` (the release a
+ * complete retires: neither it nor one routed above it declared):
+ * [{id, client, application_name, state, backend_pid}]. */
 struct json_t *relay_sessions_not_of(const struct relay *relay, const char *version);
 /* Ready sessions per declared version ({"old": n, "<name>": n}). */
 struct json_t *relay_version_counts(const struct relay *relay);

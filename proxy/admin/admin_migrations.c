@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,28 @@ static int cutover_options(struct evhttp_request *req, struct cutover_options *o
                : 0;
 }
 
+/* ?name=NAME: the migration a complete (or rollback ...) is meant for. */
+static int name_param(struct evhttp_request *req, char *out, size_t cap)
+{
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq params;
+    out[0] = '\0';
+    if (!q)
+        return 0;
+    if (evhttp_parse_query_str(q, &params) != 0) {
+        admin_reply_json(req, 400, json_pack("{s:s}", "error", "the query string is not name=value pairs"));
+        return -1;
+    }
+    const char *v = evhttp_find_header(&params, "name");
+    int fits = !v || strlen(v) < cap;
+    if (v && fits)
+        snprintf(out, cap, "%s", v);
+    evhttp_clear_headers(&params);
+    if (!fits)
+        admin_reply_json(req, 400, json_pack("{s:s}", "error", "name is longer than a migration's name may be"));
+    return fits ? 0 : -1;
+}
+
 static int route_op(enum evhttp_cmd_type m, const char *path, enum runner_op *op)
 {
     static const struct {
@@ -91,6 +114,9 @@ int admin_migrations_route(struct relay *relay, struct evhttp_request *req, cons
     /* a start holds traffic too, to route the sessions (drain_timeout_ms) */
     if (q.op != RUNNER_STATUS && q.op != RUNNER_ROLLBACK && q.op != RUNNER_THROTTLE &&
         cutover_options(req, &q.cutover) != 0)
+        return 1;
+    if (q.op != RUNNER_START && q.op != RUNNER_STATUS && q.op != RUNNER_THROTTLE &&
+        name_param(req, q.name, sizeof q.name) != 0)
         return 1;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);

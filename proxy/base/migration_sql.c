@@ -161,12 +161,25 @@ void mig_steps_free(struct mig_steps *l)
     memset(l, 0, sizeof *l);
 }
 
-/* The route's search_path value: "schema", then `then` (public when NULL). */
-static char *search_path_value(const char *schema, const char *then)
+/* The route's search_path value: the schemas of `schemas` (comma-separated,
+ * unquoted: a migration's schema names have no comma), each quoted, then
+ * `then` (public when NULL). */
+static char *search_path_value(const char *schemas, const char *then)
 {
     struct mig_str q = {0};
-    mig_str_ident(&q, schema);
-    mig_str_add(&q, ",");
+    for (const char *p = schemas; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char *one = strndup(p, len);
+        if (!one) {
+            mig_str_free(&q);
+            return NULL;
+        }
+        mig_str_ident(&q, one);
+        mig_str_add(&q, ",");
+        free(one);
+        p += len + (comma ? 1 : 0);
+    }
     mig_str_add(&q, then ? then : "public");
     return mig_str_take(&q);
 }

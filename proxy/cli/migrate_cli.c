@@ -664,9 +664,10 @@ int migrate_main(int argc, char **argv)
         fprintf(stderr, "pgtandem migrate start: a proxy runs one migration at a time; --each is for --db\n");
         return EXIT_INVALID;
     }
-    if (c.proxy && c.opt.target) {
-        fprintf(stderr, "pgtandem migrate %s: a proxy runs one migration at a time, the one its admin API "
-                "answers for; NAME is for --db, where several migrations on separate tables may be in flight\n", cmd);
+    if (c.proxy && c.opt.target && strcmp(cmd, "complete") && strcmp(cmd, "rollback")) {
+        fprintf(stderr, "pgtandem migrate %s: a proxy's engine runs one migration, the one its admin API "
+                "answers for; NAME is for --db (and for complete and rollback, which the proxy refuses for "
+                "another)\n", cmd);
         return EXIT_INVALID;
     }
     if (c.evidence)

@@ -83,7 +83,7 @@ static int complete_through_fleet(const struct cli *c)
             fprintf(stderr, "%zu proxies are registered on this database; completing through the one at %s, "
                     "which holds all of them during the contract\n", n, url);
             json_decref(proxies);
-            return migrate_remote_main("complete", url, NULL, c->json, c->force, c->revert_window_s);
+            return migrate_remote_main("complete", url, c->opt.target, c->json, c->force, c->revert_window_s);
         }
         json_decref(proxies);
         if (n == 0)

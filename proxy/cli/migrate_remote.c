@@ -606,13 +606,17 @@ static int follow_rollback(const struct remote *r, const char *what, json_t *acc
     }
 }
 
-static int cmd_finish(const struct remote *r, const char *what, int json, int force, int revert_window_s)
+static int cmd_finish(const struct remote *r, const char *what, const char *name, int json, int force,
+                      int revert_window_s)
 {
-    char err[1024], path[96];
-    char window[40] = "";
+    char err[1024], path[96 + 160];
+    char window[40] = "", named[160] = "";
     if (revert_window_s > 0)
         snprintf(window, sizeof window, "%srevert_window_s=%d", force ? "&" : "?", revert_window_s);
-    snprintf(path, sizeof path, "/migrations/current/%s%s%s", what, force ? "?force=1" : "", window);
+    /* a migration's name is letters, digits, '_', '-' and '.': no escaping */
+    if (name && strlen(name) < 128)
+        snprintf(named, sizeof named, "%sname=%s", force || revert_window_s > 0 ? "&" : "?", name);
+    snprintf(path, sizeof path, "/migrations/current/%s%s%s%s", what, force ? "?force=1" : "", window, named);
     struct http_resp resp;
     if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
         return fail_msg(what, err);
@@ -675,7 +679,7 @@ int migrate_remote_main(const char *command, const char *proxy_url, const char *
         return cmd_status(&r, json);
     if (!strcmp(command, "complete") || !strcmp(command, "rollback") || !strcmp(command, "finalize") ||
         !strcmp(command, "revert"))
-        return cmd_finish(&r, command, json, force, revert_window_s);
+        return cmd_finish(&r, command, file, json, force, revert_window_s);
     fprintf(stderr, "pgtandem migrate %s: not available with --proxy (start, status, complete, finalize, revert and"
             " rollback are; "
             "run it with --db URI)\n", command);

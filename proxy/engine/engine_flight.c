@@ -193,12 +193,6 @@ int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const
     if (alone)
         return snprintf(err, errlen, "migration \"%s\" is in progress; complete or roll it back before starting "
                         "\"%s\"", newest, m->name), 1;
-    int proxies = live_proxies(conn);
-    if (proxies > 0)
-        return snprintf(err, errlen, "migration %s is in flight and %d prox%s this database, which route%s one "
-                        "migration's shapes at a time: complete %s (or roll it back) through %s before starting %s",
-                        newest, proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "s" : "", newest,
-                        proxies == 1 ? "it" : "them", m->name), 1;
     int rc = admit_tables(f, m, NULL, err, errlen);
     if (rc != 0)
         return rc;
@@ -208,6 +202,14 @@ int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const
         return snprintf(err, errlen, "%s", why), 1;
     log_info("starting %s beside the migration%s in flight: %s", m->name, f->n > 1 ? "s" : "",
              engine_flight_list(f, list, sizeof list));
+    /* the proxies route every migration in flight, each release its own
+     * shape; a release declaring this one waits at its first transaction
+     * for their next look at the table (version_gate.c) */
+    int proxies = live_proxies(conn);
+    if (proxies > 0)
+        log_info("%d prox%s this database: %s route%s %s beside %s from %s next look at the migrations table",
+                 proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "it" : "they",
+                 proxies == 1 ? "s" : "", m->name, newest, proxies == 1 ? "its" : "their");
     return 0;
 }
 

@@ -101,6 +101,27 @@ int mig_status_sql_list(enum mig_status_set set, char *out, size_t cap)
     return (int)used;
 }
 
+int mig_status_array_literal(enum mig_status_set set, char *out, size_t cap)
+{
+    size_t used = 0;
+    if (!out || cap < 3)
+        return -1;
+    out[used++] = '{';
+    for (int st = 0; st < MIG_NSTATUSES; st++) {
+        if (!in_set(set, (enum mig_status)st))
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", out[used - 1] == '{' ? "" : ",", status_words[st]);
+        if (n < 0 || (size_t)n >= cap - used - 1) {
+            out[0] = '\0';
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    out[used++] = '}';
+    out[used] = '\0';
+    return (int)used;
+}
+
 /* ---- phases ---- */
 
 const char *mig_phase_word(enum mig_phase p)

@@ -111,8 +111,9 @@ const char MIG_STATE_LOAD_SQL[] =
     "  FROM pgtandem.migrations m WHERE name = $1";
 
 const char MIG_STATE_LATEST_SQL[] =
-    "SELECT name, status, (SELECT json_agg(n.name) FROM (SELECT name FROM pgtandem.migrations"
-    " ORDER BY started_at DESC LIMIT 64) n) FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1";
+    "SELECT m.name, m.status, (SELECT json_agg(n.name) FROM (SELECT name FROM pgtandem.migrations"
+    " WHERE status <> ALL($1::text[]) ORDER BY started_at DESC LIMIT 64) n)"
+    " FROM (" MIG_STATE_FOLLOWED_SQL("$1") ") m";
 
 const char MIG_STATE_SAVE_THROTTLE_SQL[] =
     "UPDATE pgtandem.migrations SET throttle = $2::jsonb, updated_at = now() WHERE name = $1";

@@ -72,7 +72,7 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
     o.lock_wait_ms = WORKER_LOCK_WAIT_MS;
     o.skip_backfill = w->job == ENGINE_JOB_EXPAND;     /* the loop runs the batches */
     o.validate_only = w->job == ENGINE_JOB_CHECK;      /* the cutover is the loop's */
-    o.alone = 1;                                       /* the relay routes one migration's shapes */
+    o.alone = 1;                                       /* the runner runs one migration of its own */
     struct engine e;
     int rc = engine_open(&e, w->db_uri, &o, w->lock_lent ? ENGINE_LOCK_LENT : ENGINE_LOCK_TAKE, err, errlen);
     if (rc == ENGINE_OK) {

@@ -48,7 +48,7 @@ void fleet_learn_migration(struct fleet *f, const char *name, const char *status
 /* A hold that is open and young enough is joined: a proxy that started or
  * came back during a cutover must hold too. */
 enum { HB_ALIVE, HB_MEMBERS, HB_BYPASSING, HB_NAME, HB_STATUS, HB_EPOCH, HB_COORDINATOR, HB_DRAIN_MS,
-       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_COMMITTED, HB_COORDINATOR_LIVE, HB_NFIELDS };
+       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_COMMITTED, HB_COORDINATOR_LIVE, HB_IN_FLIGHT, HB_NFIELDS };
 
 /* The hold being served, as the table has it now: a release whose notice
  * was lost ends it; so does a coordinator whose lease ran out (it died
@@ -202,7 +202,7 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     snprintf(before, sizeof before, "%s", f->status);
     fleet_learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
     if (f->on_looked)
-        f->on_looked(f->on_migration_ctx, f->look, PQgetvalue(res, 0, HB_NAME));
+        f->on_looked(f->on_migration_ctx, f->look, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_IN_FLIGHT));
     else
         relay_version_look_applied(f->relay, f->look);
     if (fenced && strcmp(before, f->status) != 0 && mig_status_of_word(f->status) == MIG_ST_COMPLETED)
@@ -226,9 +226,11 @@ int fleet_send_heartbeat(struct fleet *f)
     char *pids = fleet_pids_text(f);
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
-    const char *values[4] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease};
+    char in_flight[MIG_STATUS_SQL_LIST_MAX];
+    mig_status_array_literal(MIG_SET_IN_PROGRESS, in_flight, sizeof in_flight);
+    const char *values[5] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease, in_flight};
     f->look = relay_version_look_started(f->relay);
-    int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 4, values, on_heartbeat);
+    int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 5, values, on_heartbeat);
     free(sessions);
     free(pids);
     return rc;

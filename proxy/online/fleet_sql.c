@@ -78,8 +78,10 @@ const char FLEET_LEASE_SQL[] =
  * written again at the next heartbeat; until then the fleet sees the
  * older list, and a session missing from it can only look like one that
  * bypasses the fleet, which stops a cutover rather than lets one through);
- * the fleet, the migration and the newest hold are read (the columns in
- * the order of fleet_heartbeat.c's HB_ names). */
+ * the fleet, the migration followed, the newest hold and the migrations
+ * in flight, oldest first, are read (the columns in the order of
+ * fleet_heartbeat.c's HB_ names; $5 the statuses in progress,
+ * mig_status_array_literal). */
 const char FLEET_HEARTBEAT_SQL[] =
     "WITH mine AS (SELECT id FROM pgtandem.proxies WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED),"
     " hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
@@ -97,9 +99,11 @@ const char FLEET_HEARTBEAT_SQL[] =
     "  m.name, m.status, h.epoch, h.coordinator, h.drain_ms, h.hold_ms,"
     "  (extract(epoch FROM clock_timestamp() - h.created_at) * 1000)::int, h.released_at IS NOT NULL,"
     "  h.committed IS TRUE, EXISTS (SELECT 1 FROM pgtandem.proxies c WHERE c.id = h.coordinator"
-    "    AND " RENEWED_AT("c") " > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0))"
+    "    AND " RENEWED_AT("c") " > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0)),"
+    "  (SELECT coalesce(json_agg(json_build_object('name', f.name, 'status', f.status) ORDER BY f.started_at), '[]')"
+    "     FROM pgtandem.migrations f WHERE f.status = ANY($5::text[]))"
     " FROM (SELECT 1) one"
-    " LEFT JOIN LATERAL (SELECT name, status FROM pgtandem.migrations ORDER BY started_at DESC LIMIT 1) m ON true"
+    " LEFT JOIN LATERAL (" MIG_STATE_FOLLOWED_SQL("$5") ") m ON true"
     " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
 
 /* The coordinator's own row says it holds too, with its sessions' PIDs.

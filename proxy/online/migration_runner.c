@@ -38,6 +38,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "migration_state.h"
+#include "relay_control.h"
 
 static void start_rollback(struct migration_runner *r);
 
@@ -565,6 +566,22 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
     if (!r->engine_db) {
         runner_answer(&w, 503, runner_error_json("no engine database: start the proxy with --engine-db URI "
                                                  "(or PGTANDEM_DB / DATABASE_URL)"));
+        return;
+    }
+    if (q->name[0] && !(r->name && !strcmp(q->name, r->name))) {
+        char msg[700];
+        if (r->name && relay_route_index(r->relay, q->name) > relay_route_index(r->relay, r->name))
+            snprintf(msg, sizeof msg, "migration %s is in flight above %s, the oldest in flight, which this proxy's "
+                     "engine runs: through the proxies migrations complete oldest first; complete %s first, or roll "
+                     "%s back with --db", q->name, r->name, r->name, q->name);
+        else if (r->name && !mig_word_in_progress(r->table_status) && relay_route_index(r->relay, q->name) >= 0)
+            snprintf(msg, sizeof msg, "this proxy's engine ran migration %s, which is %s; it follows %s, the oldest "
+                     "in flight now, from the fleet's next look at the migrations table (within a heartbeat): "
+                     "try again", r->name, r->table_status[0] ? r->table_status : "ended", q->name);
+        else
+            snprintf(msg, sizeof msg, "this proxy's engine runs migration %s, not %s", r->name ? r->name : "(none)",
+                     q->name);
+        runner_answer(&w, 409, runner_error_json(msg));
         return;
     }
     switch (q->op) {

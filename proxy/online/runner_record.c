@@ -7,6 +7,7 @@
  * moves there as the lifecycle allows for a status read back. */
 #include "runner_internal.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "migration_names.h"
 #include "migration_state.h"
 #include "relay_control.h"
+#include "version_route.h"
 
 void runner_set_name(struct migration_runner *r, const char *name)
 {
@@ -242,12 +244,12 @@ void record_own_start(struct migration_runner *r)
     memcpy(r->before_start, r->fleet_latest, sizeof r->before_start);
 }
 
-/* The names the table has, newest first: sessions that declare one of
- * them need not wait for the fleet's next look (version_gate.c). All but
- * the most recent, which may be in progress: its shape is served once its
- * state is loaded and its route pushed (route_for knows it then); known
- * before, a new-release session would pass the gate in between and read
- * the old shape. */
+/* The names the table has that are not in flight, newest first: sessions
+ * that declare one of them need not wait for the fleet's next look
+ * (version_gate.c). Not the one followed, nor one in flight: its shape is
+ * served once its route is pushed (route_for, or the fleet's look:
+ * route_flight); known before, a new-release session would pass the gate
+ * in between and read the old shape. */
 static void know_names(struct migration_runner *r, const char *json_names, const char *latest)
 {
     json_t *names = json_loads(json_names, 0, NULL);
@@ -281,7 +283,10 @@ static void on_latest(void *ctx, PGresult *res, const char *error, const char *s
 
 static void find_latest(struct migration_runner *r)
 {
-    if (pgasync_send(&r->db, MIG_STATE_LATEST_SQL, 0, NULL, on_latest, r) != 0)
+    char in_flight[MIG_STATUS_SQL_LIST_MAX];
+    mig_status_array_literal(MIG_SET_IN_PROGRESS, in_flight, sizeof in_flight);
+    const char *values[1] = {in_flight};
+    if (pgasync_send(&r->db, MIG_STATE_LATEST_SQL, 1, values, on_latest, r) != 0)
         log_warn("migration state: %s", r->db.error);
 }
 
@@ -295,13 +300,44 @@ int record_working_locally(const struct migration_runner *r)
            bf_runner_active(&r->bfr) || (r->phase == MIG_PH_EXPANDING && !r->following);
 }
 
-/* The fleet saw the most recent migration change (a notification or the
- * heartbeat's poll). A follower in the expand or the backfill tries the
- * engine lock each time, so the step goes on when the engine doing it is
- * gone. */
+/* The route of a migration in flight that another engine runs, from its
+ * status alone (such a migration is never switched: a revert window needs
+ * a proxy's engine); old_schema NULL when its status routes nobody. */
+static void flight_route_of(const char *name, const char *status, char version_schema[96], char old_schema[96],
+                            struct flight_route *out)
+{
+    int st = mig_status_of_word(status);
+    enum mig_shape n = MIG_SHAPE_NONE, o = MIG_SHAPE_NONE;
+    if (st >= 0 && mig_status_in_progress((enum mig_status)st))
+        mig_routes(mig_phase_of_status((enum mig_status)st), MIG_PH_IDLE, &n, &o);
+    mig_version_schema(name, version_schema, 96);
+    mig_old_schema(name, old_schema, 96);
+    const char *schema[] = {[MIG_SHAPE_NONE] = NULL, [MIG_SHAPE_OLD] = old_schema, [MIG_SHAPE_NEW] = version_schema};
+    *out = (struct flight_route){.version = name, .old_schema = schema[o],
+                                 .new_schema = o != MIG_SHAPE_NONE && n != o ? schema[n] : NULL};
+}
+
+/* Whether the migration this runner follows is still in flight: news of
+ * another one is then news of one beside it, routed, not followed. */
+static int own_in_flight(const struct migration_runner *r)
+{
+    return r->name && (mig_word_in_progress(r->table_status) || record_working_locally(r));
+}
+
+/* The fleet saw the followed migration change, or heard of one (a
+ * notification or the heartbeat's poll). A follower in the expand or the
+ * backfill tries the engine lock each time, so the step goes on when the
+ * engine doing it is gone. */
 static void on_fleet_migration(void *ctx, const char *name, const char *status)
 {
     struct migration_runner *r = ctx;
+    if (r->name && strcmp(r->name, name) != 0 && own_in_flight(r)) {
+        char vs[96], os[96];
+        struct flight_route one;
+        flight_route_of(name, status, vs, os, &one);
+        relay_route_flight_one(r->relay, &one);
+        return;
+    }
     remember_latest(r->fleet_latest, name, status);
     if (!r->engine_db || record_working_locally(r))
         return;
@@ -330,14 +366,40 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
     load_state(r);
 }
 
-/* A heartbeat's look answered: applied now when this proxy agrees with the
- * table (the most recent migration is the one it follows, or there is
- * none); after the load it caused, when it caused one; otherwise the next
- * look tells (a proxy busy with work of its own lets news wait, and the
- * sessions waiting for it wait a look more, a lease at most). */
-static void on_fleet_looked(void *ctx, uint64_t look, const char *name)
+/* Every migration in flight, as the look found them, routed beside the
+ * one this runner runs or follows (whose route is its own: route_for). */
+static void route_flight(struct migration_runner *r, const char *in_flight)
+{
+    json_t *list = json_loads(in_flight ? in_flight : "[]", 0, NULL);
+    struct flight_route routes[RELAY_ROUTES_MAX];
+    char schemas[RELAY_ROUTES_MAX][2][96];
+    int n = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        const char *status = json_string_value(json_object_get(m, "status"));
+        if (!name || !status || n == RELAY_ROUTES_MAX)
+            continue;
+        flight_route_of(name, status, schemas[n][0], schemas[n][1], &routes[n]);
+        if (routes[n].old_schema)
+            n++;
+    }
+    relay_route_flight(r->relay, routes, n);
+    json_decref(list);
+}
+
+/* A heartbeat's look answered: the migrations in flight beside the
+ * followed one are routed at once; the look is applied now when this
+ * proxy agrees with the table (the migration followed is the one it
+ * follows, or there is none); after the load it caused, when it caused
+ * one; otherwise the next look tells (a proxy busy with work of its own
+ * lets news wait, and the sessions waiting for it wait a look more, a
+ * lease at most). */
+static void on_fleet_looked(void *ctx, uint64_t look, const char *name, const char *in_flight)
 {
     struct migration_runner *r = ctx;
+    route_flight(r, in_flight);
     if (r->state_loading) {
         r->look_after_load = look;
         return;

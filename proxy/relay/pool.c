@@ -288,7 +288,7 @@ static int send_startup(struct pool_server *ps)
 {
     struct pool *p = ps->pool;
     const char *endpoint = p->relay->cfg.neon_endpoint;
-    char options[1024];
+    char options[2048]; /* a chain's path of eight schemas and the client's own path fit */
     snprintf(options, sizeof options, "%s", p->options ? p->options : "");
     size_t used = strlen(options);
     if (endpoint && !strstr(options, "endpoint="))
@@ -775,11 +775,16 @@ int pool_start_janitor(struct relay *relay)
     return relay->pool_janitor && relay->pool_handoff && event_add(relay->pool_janitor, &tv) == 0 ? 0 : -1;
 }
 
+/* Whether a pool's search_path is one some session is routed to now. */
 static int routed_now(const struct relay *relay, const char *schema)
 {
-    if (!relay->route.version[0])
+    const struct version_route *r = &relay->route;
+    if (r->n == 0)
         return schema == NULL;
-    return schema && (strcmp(schema, relay->route.old_schema) == 0 || strcmp(schema, relay->route.new_schema) == 0);
+    for (int d = 0; schema && d <= r->n; d++)
+        if (!strcmp(schema, r->paths[d]))
+            return 1;
+    return 0;
 }
 
 void pool_forget_statements(struct relay *relay)

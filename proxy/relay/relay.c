@@ -116,11 +116,10 @@ void relay_boundary_reached(struct relay *relay)
 const char *relay_version_schema(const struct relay *relay, const char *version)
 {
     const struct version_route *r = &relay->route;
-    if (!r->version[0])
+    if (r->n == 0)
         return NULL;
-    if (version && !strcmp(version, r->version) && r->new_schema[0])
-        return r->new_schema;
-    return r->old_schema[0] ? r->old_schema : NULL;
+    const char *path = r->paths[version_route_index(r, version) + 1];
+    return path[0] ? path : NULL;
 }
 
 int relay_bound_port(evutil_socket_t fd, int configured)

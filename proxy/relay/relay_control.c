@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "relay.h"
 #include "session.h"
+#include "version_route.h"
 
 int relay_hold(struct relay *relay, const char *kind, const char *reason, int timeout_ms, relay_hold_fn done,
                void *ctx)
@@ -60,27 +61,53 @@ void relay_latency_read(const struct relay *relay, int route, struct latency_fin
     *out = relay->metrics.route_latency[route];
 }
 
+/* Every change of the table of routes: sessions are routed again at their
+ * next boundary (the gen), pools of paths nobody is routed to retire. */
+static void routes_changed(struct relay *relay)
+{
+    const struct version_route *r = &relay->route;
+    relay->route.gen++;
+    pool_route_changed(relay);
+    if (r->n == 0) {
+        log_info("version route: none");
+        return;
+    }
+    for (int k = 0; k < r->n; k++)
+        log_info("version route %d of %d: sessions declaring %s see %s, the others %s", k + 1, r->n,
+                 r->e[k].version, r->paths[k + 1], r->paths[0]);
+}
+
 void relay_route_version(struct relay *relay, const char *version, const char *new_schema,
                          const char *old_schema)
 {
-    struct version_route next = {.gen = relay->route.gen};
-    /* A name that does not fit is not routed rather than routed wrongly. */
-    if (version && strlen(version) < sizeof next.version && strlen(new_schema ? new_schema : "") <
-        sizeof next.new_schema && strlen(old_schema ? old_schema : "") < sizeof next.old_schema) {
-        snprintf(next.version, sizeof next.version, "%s", version);
-        snprintf(next.new_schema, sizeof next.new_schema, "%s", new_schema ? new_schema : "");
-        snprintf(next.old_schema, sizeof next.old_schema, "%s", old_schema ? old_schema : "");
-    }
-    if (memcmp(&next, &relay->route, sizeof next) == 0)
-        return;
-    next.gen++;
-    relay->route = next;
-    pool_route_changed(relay);
-    if (next.version[0])
-        log_info("version route: sessions declaring %s see %s, the others %s", next.version,
-                 next.new_schema[0] ? next.new_schema : next.old_schema, next.old_schema[0] ? next.old_schema : "public");
-    else
-        log_info("version route: none");
+    if (version_route_set_runner(&relay->route, version, new_schema, old_schema))
+        routes_changed(relay);
+}
+
+void relay_route_flight(struct relay *relay, const struct flight_route *list, int n)
+{
+    if (version_route_set_flight(&relay->route, list, n))
+        routes_changed(relay);
+    for (int i = 0; i < relay->route.n; i++) /* routed: sessions declaring it wait for nothing */
+        relay_version_known(relay, relay->route.e[i].version);
+}
+
+void relay_route_flight_one(struct relay *relay, const struct flight_route *one)
+{
+    if (version_route_set_one(&relay->route, one))
+        routes_changed(relay);
+    if (relay_route_index(relay, one->version) >= 0)
+        relay_version_known(relay, one->version);
+}
+
+int relay_route_index(const struct relay *relay, const char *version)
+{
+    return version_route_index(&relay->route, version);
+}
+
+int relay_routes_above(const struct relay *relay, const char *declared, const char *version)
+{
+    return version_route_sees_new(&relay->route, declared, version_route_index(&relay->route, version));
 }
 
 /* session_describe's keys that an answer naming sessions needs (NULL-ended). */
@@ -113,9 +140,11 @@ json_t *relay_sessions_not_of(const struct relay *relay, const char *version)
     static const char *const keys[] = {"id", "client", "application_name", "state", "backend_pid", NULL};
     json_t *list = json_array();
     uint64_t now = relay_now_us((struct relay *)relay);
-    for (const struct session *s = relay->sessions; s; s = s->next)
-        if (s->state == SESS_READY && !(session_version(s) && version && !strcmp(session_version(s), version)))
+    for (const struct session *s = relay->sessions; s; s = s->next) {
+        const char *v = session_version(s);
+        if (s->state == SESS_READY && !(v && version && (!strcmp(v, version) || relay_routes_above(relay, v, version))))
             json_array_append_new(list, brief(s, now, keys));
+    }
     return list;
 }
 

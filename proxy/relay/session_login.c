@@ -530,7 +530,7 @@ static PGT_MUSTCHECK int send_startup_upstream(struct session *s)
     if (!params)
         return -1;
     const struct startup_packet *sp = &s->startup->sp;
-    char route[256] = "";
+    char route[2048] = ""; /* a chain's path of eight schemas and the client's own path fit */
     const char *schema = relay_version_schema(s->relay, s->startup->version);
     s->route_gen = s->relay->route.gen;
     if (session_set_routed_schema(s, schema) != 0)

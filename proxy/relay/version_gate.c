@@ -43,7 +43,7 @@ static int passes(const struct session *s)
 {
     const struct version_gate *g = &s->relay->vgate;
     const char *v = s->startup->version;
-    return g->looks_applied >= s->vgate_look || known(g, v) || !strcmp(v, s->relay->route.version);
+    return g->looks_applied >= s->vgate_look || known(g, v) || relay_route_index(s->relay, v) >= 0;
 }
 
 /* The session waits no more: its look came. */

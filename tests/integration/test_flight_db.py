@@ -18,8 +18,8 @@ The lifecycle between them: a command that names no migration is refused
 while several are in flight, naming them; `rollback` of a migration with
 one built on it in flight is refused naming it, and so is one whose child
 completed already; the newest rolls back and leaves the others running.
-With proxies serving the database, a second migration is refused: each
-proxy routes one migration's shapes.
+With proxies serving the database they route every migration in flight
+(test_flight_proxy.py).
 
 Beside a backfill: the backfilling engine lets the engine lock go and
 holds its migration's own lock, so a migration of another table starts
@@ -88,11 +88,19 @@ class Release(threading.Thread):
         self.users, self.orders, self.audit, self.errors = {}, {}, 0, []
         self.stop, self.rounds = threading.Event(), 0
 
+    def connect(self):
+        return psycopg.connect(self.db, autocommit=True, options=options(self.release))
+
+    def before_round(self, c):
+        """A check of each round before its writes (test_flight_proxy's
+        releases check their shape)."""
+
     def run(self):
         name_col = "name" if self.release is None else "full_name"
         try:
-            with psycopg.connect(self.db, autocommit=True, options=options(self.release)) as c:
+            with self.connect() as c:
                 while not self.stop.is_set():
+                    self.before_round(c)
                     uid = self.next_user
                     self.next_user += 1
                     label = "%s user %d" % (self.release or "old", uid)
@@ -185,11 +193,17 @@ def assert_as_offline(cluster, db, offline, got, want):
     assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
 
 
+def offline_twin(cluster):
+    """A database for the same DDL run offline: its name (end_all drops it)
+    and its URI."""
+    name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % name)
+    return name, cluster.uri(db=name)
+
+
 def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
     run_script(db, BASE)
-    offline_name = "fl_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % offline_name)
-    offline = cluster.uri(db=offline_name)
+    offline_name, offline = offline_twin(cluster)
     try:
         run_script(offline, BASE)
         run_script(offline, OFFLINE)
@@ -320,20 +334,6 @@ def test_rollback_and_complete_follow_what_is_built_on_what(cluster, db, tmp_pat
     r = start_file(db, wrong, tmp_path)
     assert r.returncode == 2 and 'the last migration completed here is "c3"' in r.stderr, r.stderr
     assert base != schema_dump(cluster, db)
-
-
-def test_proxies_serving_the_database_run_one_migration_at_a_time(cluster, db, proxy_factory, tmp_path):
-    run_script(db, BASE)
-    r = start_file(db, A1, tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    name = db.rsplit("/", 1)[1].split("?")[0]
-    p = fleet_proxy(proxy_factory, cluster, name)
-    wait_for(lambda: len(live_members(p)) == 1, 30, "the proxy registered in the fleet")
-    before = schema_dump(cluster, db)
-    r = start_file(db, C3, tmp_path)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "1 proxy serves this database" in r.stderr and "complete a1" in r.stderr, r.stderr
-    assert schema_dump(cluster, db) == before
 
 
 def test_the_seeds_migration_and_one_on_another_table_in_flight(cluster, db, tmp_path):
@@ -498,9 +498,7 @@ def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_
     run_script(db, SEED_USERS)
     base = {i: {"claim": cl, "config": cf, "counts": ct, "anon_token": tok} for i, cl, cf, ct, tok in sql(
         db, "SELECT id, claim_text, aggregation::jsonb, diagnostics::jsonb, anon_token FROM checks")}
-    offline_name = "fl_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % offline_name)
-    offline = cluster.uri(db=offline_name)
+    offline_name, offline = offline_twin(cluster)
     procs, releases = [], []
     try:
         load_legacy(offline, 10)
@@ -1027,9 +1025,7 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
     checked against a model, and the schema is the one the same DDL run
     offline gives."""
     run_script(db, BASE)
-    offline_name = "fl_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % offline_name)
-    offline = cluster.uri(db=offline_name)
+    offline_name, offline = offline_twin(cluster)
     procs, releases = [], []
     try:
         run_script(offline, BASE)
@@ -1191,9 +1187,7 @@ def test_a_migration_is_built_on_one_in_flight_that_renames_and_retypes_other_co
     catalog under p2's views and triggers), then p2; every row is checked
     against a model, the schema against the same DDL run offline."""
     run_script(db, SHAPE_BASE)
-    offline_name = "fl_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % offline_name)
-    offline = cluster.uri(db=offline_name)
+    offline_name, offline = offline_twin(cluster)
     releases = []
     try:
         run_script(offline, SHAPE_BASE)

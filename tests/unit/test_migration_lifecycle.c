@@ -78,6 +78,12 @@ static void test_sql_lists(void)
     mig_status_sql_list(MIG_SET_IN_PROGRESS, out, sizeof out);
     CHECK("sql: in progress is expanding, backfilling, active and switched",
           !strcmp(out, "'expanding','backfilling','active','switched'"));
+    char arr[MIG_STATUS_SQL_LIST_MAX];
+    CHECK("sql: in progress as a text[] literal",
+          mig_status_array_literal(MIG_SET_IN_PROGRESS, arr, sizeof arr) > 0 &&
+              !strcmp(arr, "{expanding,backfilling,active,switched}"));
+    CHECK("sql: a text[] literal too long for its buffer", mig_status_array_literal(MIG_SET_EVERY, arr, 12) == -1 &&
+                                                               arr[0] == '\0');
     mig_status_sql_list(MIG_SET_ENDED, out, sizeof out);
     CHECK("sql: ended is completed, rolled back and failed", !strcmp(out, "'completed','rolled_back','failed'"));
     char small[20] = "x";

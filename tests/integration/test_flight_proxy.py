@@ -1,0 +1,152 @@
+"""Several migrations in flight through a proxy: every release its shape.
+
+A proxy of the fleet serves the database while `a1` (a rename of
+`users.name`), `b2` (parent `a1`: a column of `orders` filled from
+`amount`) and `c3` (parent `b2`: a new table `audit`) start one after
+another with `--db`. Three releases connect through the proxy and declare
+only the migration they were built with (`pgtandem.version`), never a
+search_path: the one from before `a1`, `a1`'s and `c3`'s. Each checks,
+every round, that its prepared `SELECT *` of `users` and of `orders` has
+its own shape's columns, and writes in it. The proxy's engine follows the
+oldest in flight and routes the two above it from its looks at the
+migrations table: a session declaring `c3` sees `pgtandem_c3, pgtandem_b2,
+pgtandem_a1, public`.
+
+`complete b2` through the proxy is refused while `a1` is in flight below
+it, naming `a1`; then each completes in its order of start through the
+proxy's cutover, the releases it retires stopped first and the newest
+writing through all three. Every row every release wrote is read back in
+the final shape, and the schema is the one the same DDL run offline
+gives. Run in session mode and with transaction pooling (the pools follow
+the routes, one per path)."""
+import psycopg
+import pytest
+
+from support import migrate, sql, wait_for, write_users_file
+from support.fleet import fleet_proxy, live_members
+from support.pg import dbname
+from support.proxy import proxy_uri
+from test_flight_db import (A1, B2, BASE, C3, OFFLINE, Release, assert_as_offline, end_all, offline_twin,
+                            start_file, statuses)
+from test_schema_fidelity import run_script
+
+# what each release's prepared SELECT * must show, by table
+SHAPES = {
+    None: {"users": ["id", "name", "email"], "orders": ["id", "user_id", "amount"]},
+    "a1": {"users": ["id", "full_name", "email"], "orders": ["id", "user_id", "amount"]},
+    "c3": {"users": ["id", "full_name", "email"], "orders": ["id", "user_id", "amount", "amount_cents"]},
+}
+
+
+class ProxyRelease(Release):
+    """A release through the proxy: it declares its version and nothing
+    else (no search_path), and checks its shape with prepared SELECT *
+    every round before it writes users, orders (and audit rows, c3) in
+    it."""
+
+    def connect(self):
+        opts = "-c pgtandem.version=%s" % self.release if self.release else ""
+        return psycopg.connect(self.db, autocommit=True, options=opts)
+
+    def before_round(self, c):
+        for table, want in SHAPES[self.release].items():
+            cur = c.execute("SELECT * FROM %s WHERE id = %%s" % table, (1,), prepare=True)
+            cur.fetchall()
+            got = [d.name for d in cur.description]
+            if got != want:
+                raise AssertionError("%s sees %s as %s, not %s" % (self.release, table, got, want))
+
+
+def following(proxy):
+    return (proxy.admin("GET", "/migrations/current")[1] or {}).get("name")
+
+
+def complete_through_the_proxy(db, name, newest):
+    """`complete name --db`, which goes through the proxy's cutover, with
+    the newest release writing on after it."""
+    rounds = newest.rounds
+    r = migrate(db, "complete", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "completing through the one at" in r.stderr, r.stderr
+    wait_for(lambda: newest.rounds >= rounds + 10 or newest.errors, 60,
+             "the newest release writing after %s completed" % name)
+
+
+def retire(release):
+    release.stop.set()
+    release.join(30)
+    assert not release.errors, (release.release, release.errors)
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_three_migrations_in_flight_through_a_proxy_each_release_on_its_shape(cluster, db, proxy_factory,
+                                                                               tmp_path, pool_mode):
+    run_script(db, BASE)
+    offline_name, offline = offline_twin(cluster)
+    releases = []
+    try:
+        run_script(offline, BASE)
+        run_script(offline, OFFLINE)
+        extra = []
+        if pool_mode == "transaction":
+            users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
+            extra = ["--auth", "scram", "--users-file", users, "--pool-mode", "transaction", "--pool-size", "6"]
+        proxy = fleet_proxy(proxy_factory, cluster, dbname(db), extra=extra)
+        wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+        uri = proxy_uri(proxy, db)
+
+        r = start_file(db, A1, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        releases.append(ProxyRelease(uri, None, 100000))
+        releases.append(ProxyRelease(uri, "a1", 200000))
+        for x in releases:
+            x.start()
+        # beside a1, with the proxy serving the database: it routes them
+        for m in (B2, C3):
+            r = start_file(db, m, tmp_path)
+            assert r.returncode == 0, r.stdout + r.stderr
+        assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
+        releases.append(ProxyRelease(uri, "c3", 300000))
+        releases[-1].start()
+        wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing",
+                 detail=lambda: proxy.log()[-3000:])
+        for x in releases:
+            assert not x.errors, (x.release, x.errors)
+        assert following(proxy) == "a1"
+        log = proxy.log()
+        assert "sessions declaring c3 see pgtandem_c3,pgtandem_b2,pgtandem_a1" in log, log[-3000:]
+
+        # complete goes oldest first through the proxies
+        before = statuses(db)
+        r = migrate(db, "complete", "b2")
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert "b2 is in flight above a1" in r.stderr and "complete a1 first" in r.stderr, r.stderr
+        assert statuses(db) == before
+
+        retire(releases[0])
+        complete_through_the_proxy(db, "a1", releases[2])
+        wait_for(lambda: following(proxy) == "b2", 30, "the proxy's engine following b2")
+        retire(releases[1])
+        complete_through_the_proxy(db, "b2", releases[2])
+        wait_for(lambda: following(proxy) == "c3", 30, "the proxy's engine following c3")
+        complete_through_the_proxy(db, "c3", releases[2])
+        retire(releases[2])
+        assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
+        for x in releases:
+            assert x.rounds >= 20, (x.release, x.rounds)
+
+        # every row every release wrote, in the final shape
+        users = dict(sql(db, "SELECT id, full_name FROM users"))
+        want = {g: "user %d" % g for g in range(1, 2001)}
+        for x in releases:
+            want.update(x.users)
+        orders = {i: (a, c) for i, a, c in sql(db, "SELECT id, amount, amount_cents FROM orders")}
+        assert len(orders) == 3000 + sum(len(x.orders) for x in releases)
+        assert not [(i, a, c) for i, (a, c) in orders.items() if c != a * 100]
+        for x in releases:
+            for oid, amount in x.orders.items():
+                assert orders[oid][0] == amount
+        assert sql(db, "SELECT count(*) FROM audit")[0][0] == releases[2].audit > 0
+        assert_as_offline(cluster, db, offline, users, want)
+    finally:
+        end_all(cluster, releases, [], offline_name)
