@@ -193,17 +193,11 @@ def assert_as_offline(cluster, db, offline, got, want):
     assert sql(db, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgtandem\\_%'") == []
 
 
-def offline_twin(cluster):
-    """A database for the same DDL run offline: its name (end_all drops it)
-    and its URI."""
-    name = "fl_" + uuid.uuid4().hex[:10]
-    cluster.psql("CREATE DATABASE %s" % name)
-    return name, cluster.uri(db=name)
-
-
 def test_three_migrations_on_separate_tables_in_flight_each_release_on_its_shape(cluster, db, tmp_path):
     run_script(db, BASE)
-    offline_name, offline = offline_twin(cluster)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
     try:
         run_script(offline, BASE)
         run_script(offline, OFFLINE)
@@ -498,7 +492,9 @@ def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_
     run_script(db, SEED_USERS)
     base = {i: {"claim": cl, "config": cf, "counts": ct, "anon_token": tok} for i, cl, cf, ct, tok in sql(
         db, "SELECT id, claim_text, aggregation::jsonb, diagnostics::jsonb, anon_token FROM checks")}
-    offline_name, offline = offline_twin(cluster)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
     procs, releases = [], []
     try:
         load_legacy(offline, 10)
@@ -1025,7 +1021,9 @@ def test_a_chain_of_migrations_on_one_table_in_flight_each_release_on_its_shape(
     checked against a model, and the schema is the one the same DDL run
     offline gives."""
     run_script(db, BASE)
-    offline_name, offline = offline_twin(cluster)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
     procs, releases = [], []
     try:
         run_script(offline, BASE)
@@ -1187,7 +1185,9 @@ def test_a_migration_is_built_on_one_in_flight_that_renames_and_retypes_other_co
     catalog under p2's views and triggers), then p2; every row is checked
     against a model, the schema against the same DDL run offline."""
     run_script(db, SHAPE_BASE)
-    offline_name, offline = offline_twin(cluster)
+    offline_name = "fl_" + uuid.uuid4().hex[:10]
+    cluster.psql("CREATE DATABASE %s" % offline_name)
+    offline = cluster.uri(db=offline_name)
     releases = []
     try:
         run_script(offline, SHAPE_BASE)

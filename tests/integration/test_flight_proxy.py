@@ -24,10 +24,9 @@ import pytest
 
 from support import migrate, sql, wait_for, write_users_file
 from support.fleet import fleet_proxy, live_members
-from support.pg import dbname
+from support.pg import dbname, offline_twin
 from support.proxy import proxy_uri
-from test_flight_db import (A1, B2, BASE, C3, OFFLINE, Release, assert_as_offline, end_all, offline_twin,
-                            start_file, statuses)
+from test_flight_db import A1, B2, BASE, C3, OFFLINE, Release, assert_as_offline, start_file, statuses
 from test_schema_fidelity import run_script
 
 # what each release's prepared SELECT * must show, by table
@@ -82,71 +81,74 @@ def retire(release):
 def test_three_migrations_in_flight_through_a_proxy_each_release_on_its_shape(cluster, db, proxy_factory,
                                                                                tmp_path, pool_mode):
     run_script(db, BASE)
-    offline_name, offline = offline_twin(cluster)
     releases = []
-    try:
-        run_script(offline, BASE)
-        run_script(offline, OFFLINE)
-        extra = []
-        if pool_mode == "transaction":
-            users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
-            extra = ["--auth", "scram", "--users-file", users, "--pool-mode", "transaction", "--pool-size", "6"]
-        proxy = fleet_proxy(proxy_factory, cluster, dbname(db), extra=extra)
-        wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
-        uri = proxy_uri(proxy, db)
+    with offline_twin(cluster, BASE, OFFLINE) as offline:
+        try:
+            run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases)
+        finally:
+            for x in releases:
+                x.stop.set()
 
-        r = start_file(db, A1, tmp_path)
+
+def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases):
+    extra = []
+    if pool_mode == "transaction":
+        users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
+        extra = ["--auth", "scram", "--users-file", users, "--pool-mode", "transaction", "--pool-size", "6"]
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db), extra=extra)
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    uri = proxy_uri(proxy, db)
+
+    r = start_file(db, A1, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    releases.append(ProxyRelease(uri, None, 100000))
+    releases.append(ProxyRelease(uri, "a1", 200000))
+    for x in releases:
+        x.start()
+    # beside a1, with the proxy serving the database: it routes them
+    for m in (B2, C3):
+        r = start_file(db, m, tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
-        releases.append(ProxyRelease(uri, None, 100000))
-        releases.append(ProxyRelease(uri, "a1", 200000))
-        for x in releases:
-            x.start()
-        # beside a1, with the proxy serving the database: it routes them
-        for m in (B2, C3):
-            r = start_file(db, m, tmp_path)
-            assert r.returncode == 0, r.stdout + r.stderr
-        assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
-        releases.append(ProxyRelease(uri, "c3", 300000))
-        releases[-1].start()
-        wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing",
-                 detail=lambda: proxy.log()[-3000:])
-        for x in releases:
-            assert not x.errors, (x.release, x.errors)
-        assert following(proxy) == "a1"
-        log = proxy.log()
-        assert "sessions declaring c3 see pgtandem_c3,pgtandem_b2,pgtandem_a1" in log, log[-3000:]
+    assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
+    releases.append(ProxyRelease(uri, "c3", 300000))
+    releases[-1].start()
+    wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing",
+             detail=lambda: proxy.log()[-3000:])
+    for x in releases:
+        assert not x.errors, (x.release, x.errors)
+    assert following(proxy) == "a1"
+    log = proxy.log()
+    assert "sessions declaring c3 see pgtandem_c3,pgtandem_b2,pgtandem_a1" in log, log[-3000:]
 
-        # complete goes oldest first through the proxies
-        before = statuses(db)
-        r = migrate(db, "complete", "b2")
-        assert r.returncode != 0, r.stdout + r.stderr
-        assert "b2 is in flight above a1" in r.stderr and "complete a1 first" in r.stderr, r.stderr
-        assert statuses(db) == before
+    # complete goes oldest first through the proxies
+    before = statuses(db)
+    r = migrate(db, "complete", "b2")
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "b2 is in flight above a1" in r.stderr and "complete a1 first" in r.stderr, r.stderr
+    assert statuses(db) == before
 
-        retire(releases[0])
-        complete_through_the_proxy(db, "a1", releases[2])
-        wait_for(lambda: following(proxy) == "b2", 30, "the proxy's engine following b2")
-        retire(releases[1])
-        complete_through_the_proxy(db, "b2", releases[2])
-        wait_for(lambda: following(proxy) == "c3", 30, "the proxy's engine following c3")
-        complete_through_the_proxy(db, "c3", releases[2])
-        retire(releases[2])
-        assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
-        for x in releases:
-            assert x.rounds >= 20, (x.release, x.rounds)
+    retire(releases[0])
+    complete_through_the_proxy(db, "a1", releases[2])
+    wait_for(lambda: following(proxy) == "b2", 30, "the proxy's engine following b2")
+    retire(releases[1])
+    complete_through_the_proxy(db, "b2", releases[2])
+    wait_for(lambda: following(proxy) == "c3", 30, "the proxy's engine following c3")
+    complete_through_the_proxy(db, "c3", releases[2])
+    retire(releases[2])
+    assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
+    for x in releases:
+        assert x.rounds >= 20, (x.release, x.rounds)
 
-        # every row every release wrote, in the final shape
-        users = dict(sql(db, "SELECT id, full_name FROM users"))
-        want = {g: "user %d" % g for g in range(1, 2001)}
-        for x in releases:
-            want.update(x.users)
-        orders = {i: (a, c) for i, a, c in sql(db, "SELECT id, amount, amount_cents FROM orders")}
-        assert len(orders) == 3000 + sum(len(x.orders) for x in releases)
-        assert not [(i, a, c) for i, (a, c) in orders.items() if c != a * 100]
-        for x in releases:
-            for oid, amount in x.orders.items():
-                assert orders[oid][0] == amount
-        assert sql(db, "SELECT count(*) FROM audit")[0][0] == releases[2].audit > 0
-        assert_as_offline(cluster, db, offline, users, want)
-    finally:
-        end_all(cluster, releases, [], offline_name)
+    # every row every release wrote, in the final shape
+    users = dict(sql(db, "SELECT id, full_name FROM users"))
+    want = {g: "user %d" % g for g in range(1, 2001)}
+    for x in releases:
+        want.update(x.users)
+    orders = {i: (a, c) for i, a, c in sql(db, "SELECT id, amount, amount_cents FROM orders")}
+    assert len(orders) == 3000 + sum(len(x.orders) for x in releases)
+    assert not [(i, a, c) for i, (a, c) in orders.items() if c != a * 100]
+    for x in releases:
+        for oid, amount in x.orders.items():
+            assert orders[oid][0] == amount
+    assert sql(db, "SELECT count(*) FROM audit")[0][0] == releases[2].audit > 0
+    assert_as_offline(cluster, db, offline, users, want)
