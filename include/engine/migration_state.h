@@ -82,6 +82,10 @@ extern const char MIG_STATE_FLEET_SQL[];
 /* The same where no proxy has made pgtandem.fleet_leases yet (42P01 from
  * the one above): only releases before it are registered. */
 extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
+/* $1 a migration's name -> one row: the ids of the live proxies whose
+ * last heartbeat did not list it among the migrations they route
+ * (", "-separated; "" when every one does). */
+extern const char MIG_STATE_UNROUTED_SQL[];
 
 /* Every change of a migration's status is announced at its commit on
  * channel pgtandem_migrations ("name status"), so every proxy of the fleet

@@ -155,6 +155,8 @@ struct migration_runner {
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
     int state_loading;              /* the state row's load is asked for (load_state) and not answered */
     uint64_t look_after_load;       /* a fleet look applied once that load is (relay_version_look_applied) */
+    struct json_t *in_flight;       /* every migration in flight as the fleet last saw it ([{name, status}]),
+                                       for status; NULL before the first look */
     char before_start[2][128];      /* that news when this proxy began a start of its own: no news after it
                                      * (a start refused before it recorded anything leaves it the latest) */
     /* the backfill */

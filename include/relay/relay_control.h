@@ -75,6 +75,13 @@ void relay_route_flight_one(struct relay *relay, const struct flight_route *one)
 /* The index of `version` among the routed migrations, oldest first; -1
  * when it is none of them (none declared, completed, unknown). */
 int relay_route_index(const struct relay *relay, const char *version);
+/* The names of the migrations routed now, oldest first (a JSON array),
+ * for the fleet's heartbeat: a --db start waits until every live proxy
+ * reports its own. */
+struct json_t *relay_routed_names(const struct relay *relay);
+/* The routes, oldest first: [{name, path (the schemas a session declaring
+ * it sees first), sessions (ready ones here that declare it)}]. */
+struct json_t *relay_routes_json(const struct relay *relay);
 /* Whether a session declaring `declared` sees the new shape of migration
  * `version` because it declares one routed above it (built after it). */
 int relay_routes_above(const struct relay *relay, const char *declared, const char *version);

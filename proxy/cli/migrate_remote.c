@@ -515,6 +515,24 @@ static void print_blocked_by(json_t *list)
     }
 }
 
+/* "in flight: a1 (active, this proxy's engine; 2 sessions: pgtandem_a1,
+ * pgtandem_b2_old), b2 (...)", one line per migration the proxy routes,
+ * when there are several. */
+static void print_in_flight_text(json_t *list)
+{
+    size_t i;
+    json_t *m;
+    if (json_array_size(list) < 2)
+        return;
+    printf("in flight (oldest first, each with the path a release declaring it gets):\n");
+    json_array_foreach(list, i, m) {
+        const char *status = jstr(m, "status");
+        printf("  %s: %s, %s engine, %.0f session(s) here; %s\n", jstr(m, "name") ? jstr(m, "name") : "?",
+               status ? status : "?", jstr(m, "engine") && !strcmp(jstr(m, "engine"), "this proxy") ? "this proxy's"
+               : "another", jnum(m, "sessions"), jstr(m, "path") ? jstr(m, "path") : "");
+    }
+}
+
 static void print_status_text(json_t *st)
 {
     const char *e = jstr(st, "error"), *phase = jstr(st, "phase");
@@ -530,6 +548,7 @@ static void print_status_text(json_t *st)
         print_blockers("the last cutover attempt by", jstr(cut, "blockers"));
     }
     print_blocked_by(json_object_get(st, "blocked_by"));
+    print_in_flight_text(json_object_get(st, "in_flight"));
     print_fleet_text(json_object_get(st, "fleet"));
 }
 
@@ -606,6 +625,8 @@ static int follow_rollback(const struct remote *r, const char *what, json_t *acc
     }
 }
 
+#define FOLLOW_RETRIES 60 /* x retry_after_ms (250): 15 s */
+
 static int cmd_finish(const struct remote *r, const char *what, const char *name, int json, int force,
                       int revert_window_s)
 {
@@ -618,8 +639,19 @@ static int cmd_finish(const struct remote *r, const char *what, const char *name
         snprintf(named, sizeof named, "%sname=%s", force || revert_window_s > 0 ? "&" : "?", name);
     snprintf(path, sizeof path, "/migrations/current/%s%s%s%s", what, force ? "?force=1" : "", window, named);
     struct http_resp resp;
-    if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
-        return fail_msg(what, err);
+    /* a 409 with retry_after_ms: the proxy's engine is about to follow the
+     * migration named (the one before it just ended); asked again, for as
+     * long as a few heartbeats */
+    for (int tries = 0;; tries++) {
+        if (http_request(r, "POST", path, NULL, 0, LONG_TIMEOUT_S, &resp, err, sizeof err) != 0)
+            return fail_msg(what, err);
+        json_int_t after = json_integer_value(json_object_get(resp.json, "retry_after_ms"));
+        if (resp.status != 409 || after <= 0 || after > 5000 || tries >= FOLLOW_RETRIES)
+            break;
+        resp_free(&resp);
+        struct timespec ts = {(time_t)(after / 1000), (long)(after % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     int complete = !strcmp(what, "complete");
     int rolls_back = !strcmp(what, "rollback") || !strcmp(what, "revert");
     if (resp.status == 202 && rolls_back && !json) {

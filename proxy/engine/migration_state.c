@@ -84,6 +84,12 @@ char *mig_state_schema_sql(void)
         "DO $key$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
         "  AND attname = 'peer_key' AND NOT attisdropped) THEN"
         "  ALTER TABLE pgtandem.proxies ADD COLUMN peer_key text; END IF; END $key$;"
+        /* The migrations a proxy routes, as of its last heartbeat: a
+         * --db start waits for every live proxy to route it before its
+         * expand's DDL (mig_state_unrouted_sql). Added once, as above. */
+        "DO $routes$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.proxies'::regclass"
+        "  AND attname = 'routes' AND NOT attisdropped) THEN"
+        "  ALTER TABLE pgtandem.proxies ADD COLUMN routes jsonb; END IF; END $routes$;"
         "CREATE TABLE IF NOT EXISTS pgtandem.fleet_leases (id text PRIMARY KEY, renewed_at timestamptz NOT NULL);"
         "CREATE TABLE IF NOT EXISTS pgtandem.fleet_holds ("
         "  epoch bigserial PRIMARY KEY, migration text NOT NULL, coordinator text NOT NULL,"
@@ -101,6 +107,11 @@ char *mig_state_schema_sql(void)
     "   WHERE r.at > clock_timestamp() - make_interval(secs => p.lease_ms / 1000.0)) END"
 
 const char MIG_STATE_FLEET_SQL[] = FLEET_LIVE_SQL(MIG_PROXY_RENEWED_AT("p"));
+
+const char MIG_STATE_UNROUTED_SQL[] =
+    "SELECT coalesce(string_agg(p.id, ', ' ORDER BY p.id), '') FROM pgtandem.proxies p"
+    " WHERE " MIG_PROXY_RENEWED_AT("p") " > clock_timestamp() - make_interval(secs => p.lease_ms / 1000.0)"
+    "   AND NOT coalesce(p.routes ? $1, false)";
 const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[] = FLEET_LIVE_SQL("p.heartbeat_at");
 
 const char MIG_STATE_LOAD_SQL[] =

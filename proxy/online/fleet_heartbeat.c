@@ -228,9 +228,14 @@ int fleet_send_heartbeat(struct fleet *f)
     snprintf(lease, sizeof lease, "%d", f->lease_ms);
     char in_flight[MIG_STATUS_SQL_LIST_MAX];
     mig_status_array_literal(MIG_SET_IN_PROGRESS, in_flight, sizeof in_flight);
-    const char *values[5] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease, in_flight};
+    json_t *names = relay_routed_names(f->relay);
+    char *routes = json_dumps(names, JSON_COMPACT);
+    json_decref(names);
+    const char *values[6] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease, in_flight,
+                             routes ? routes : "[]"};
     f->look = relay_version_look_started(f->relay);
-    int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 5, values, on_heartbeat);
+    int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 6, values, on_heartbeat);
+    free(routes);
     free(sessions);
     free(pids);
     return rc;

@@ -81,10 +81,11 @@ const char FLEET_LEASE_SQL[] =
  * the fleet, the migration followed, the newest hold and the migrations
  * in flight, oldest first, are read (the columns in the order of
  * fleet_heartbeat.c's HB_ names; $5 the statuses in progress,
- * mig_status_array_literal). */
+ * mig_status_array_literal; $6 the names this proxy routes, which a --db
+ * start waits to see before its DDL). */
 const char FLEET_HEARTBEAT_SQL[] =
     "WITH mine AS (SELECT id FROM pgtandem.proxies WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED),"
-    " hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb,"
+    " hb AS (UPDATE pgtandem.proxies SET heartbeat_at = clock_timestamp(), sessions = $2::jsonb, routes = $6::jsonb,"
     "        backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint)"
     "        WHERE id = (SELECT id FROM mine) RETURNING id)"
     " SELECT (SELECT count(*) FROM pgtandem.proxies WHERE id = $1),"

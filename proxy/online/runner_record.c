@@ -317,11 +317,36 @@ static void flight_route_of(const char *name, const char *status, char version_s
                                  .new_schema = o != MIG_SHAPE_NONE && n != o ? schema[n] : NULL};
 }
 
+/* A status heard between looks, for status (the next look replaces the
+ * whole list). */
+static void remember_flight_status(struct migration_runner *r, const char *name, const char *status)
+{
+    if (!r->in_flight)
+        r->in_flight = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(r->in_flight, i, m) {
+        const char *n = json_string_value(json_object_get(m, "name"));
+        if (n && !strcmp(n, name)) {
+            json_object_set_new(m, "status", json_string(status));
+            return;
+        }
+    }
+    json_array_append_new(r->in_flight, json_pack("{s:s,s:s}", "name", name, "status", status));
+}
+
 /* Whether the migration this runner follows is still in flight: news of
- * another one is then news of one beside it, routed, not followed. */
+ * another one is then news of one beside it, routed, not followed. Its
+ * route in place counts, and so does a load of its state under way: the
+ * status read last may be none yet (found by the seeds' history through a
+ * proxy: the news of e5's start came while 0003's state was loading, the
+ * engine followed e5 instead, 0003's route went with it until the next
+ * look, and the old release's prepared SELECT * met e5's old shape of
+ * checks, "cached plan must not change result type"). */
 static int own_in_flight(const struct migration_runner *r)
 {
-    return r->name && (mig_word_in_progress(r->table_status) || record_working_locally(r));
+    return r->name && (mig_word_in_progress(r->table_status) || record_working_locally(r) || r->state_loading ||
+                       relay_route_index(r->relay, r->name) >= 0);
 }
 
 /* The fleet saw the followed migration change, or heard of one (a
@@ -336,6 +361,7 @@ static void on_fleet_migration(void *ctx, const char *name, const char *status)
         struct flight_route one;
         flight_route_of(name, status, vs, os, &one);
         relay_route_flight_one(r->relay, &one);
+        remember_flight_status(r, name, status);
         return;
     }
     remember_latest(r->fleet_latest, name, status);
@@ -386,7 +412,8 @@ static void route_flight(struct migration_runner *r, const char *in_flight)
             n++;
     }
     relay_route_flight(r->relay, routes, n);
-    json_decref(list);
+    json_decref(r->in_flight);
+    r->in_flight = json_is_array(list) ? list : (json_decref(list), NULL);
 }
 
 /* A heartbeat's look answered: the migrations in flight beside the

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fleet.h"
+#include "relay_control.h"
 
 static json_t *backfill_json(const struct migration_runner *r)
 {
@@ -45,6 +46,30 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     bf_runner_budget(&r->bfr, &out->budget);
 }
 
+/* Every migration this proxy routes, oldest first: its status (this
+ * engine's phase for its own, else as the fleet last saw it), the path a
+ * session declaring it gets, the sessions here that do, and whether this
+ * proxy's engine runs it. */
+static json_t *in_flight_json(const struct migration_runner *r)
+{
+    json_t *routes = relay_routes_json(r->relay);
+    size_t i, j;
+    json_t *route, *seen;
+    json_array_foreach(routes, i, route) {
+        const char *name = json_string_value(json_object_get(route, "name"));
+        int own = r->name && name && !strcmp(name, r->name);
+        const char *status = own ? mig_phase_word(r->phase) : NULL;
+        json_array_foreach(r->in_flight, j, seen) {
+            const char *n = json_string_value(json_object_get(seen, "name"));
+            if (!status && n && name && !strcmp(n, name))
+                status = json_string_value(json_object_get(seen, "status"));
+        }
+        json_object_set_new(route, "status", status ? json_string(status) : json_null());
+        json_object_set_new(route, "engine", json_string(own ? "this proxy" : "elsewhere"));
+    }
+    return routes;
+}
+
 /* f: what the lifecycle's admission rules need besides the phase. */
 void status_answer(struct migration_runner *r, const struct waiter *w, const struct mig_facts *f)
 {
@@ -63,6 +88,7 @@ void status_answer(struct migration_runner *r, const struct waiter *w, const str
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         json_object_set_new(allowed, mig_request_word(acts[i]), json_boolean(mig_admit(r->phase, acts[i], f, NULL, 0) == 0));
     json_object_set_new(body, "allowed", allowed);
+    json_object_set_new(body, "in_flight", in_flight_json(r));
     if (r->fleet)
         json_object_set_new(body, "fleet", fleet_status_json(r->fleet));
     runner_answer(&once, 200, body);

@@ -100,6 +100,29 @@ void relay_route_flight_one(struct relay *relay, const struct flight_route *one)
         relay_version_known(relay, one->version);
 }
 
+json_t *relay_routes_json(const struct relay *relay)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < relay->route.n; i++) {
+        const char *name = relay->route.e[i].version;
+        json_int_t n = 0;
+        for (const struct session *s = relay->sessions; s; s = s->next)
+            if (s->state == SESS_READY && session_version(s) && !strcmp(session_version(s), name))
+                n++;
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I}", "name", name, "path", relay->route.paths[i + 1],
+                                              "sessions", n));
+    }
+    return list;
+}
+
+json_t *relay_routed_names(const struct relay *relay)
+{
+    json_t *names = json_array();
+    for (int i = 0; i < relay->route.n; i++)
+        json_array_append_new(names, json_string(relay->route.e[i].version));
+    return names;
+}
+
 int relay_route_index(const struct relay *relay, const char *version)
 {
     return version_route_index(&relay->route, version);

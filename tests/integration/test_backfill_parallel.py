@@ -256,9 +256,12 @@ def test_kill_9_of_the_cli_mid_range_every_range_resumes_from_its_checkpoint(db)
         proc.wait()
     before = checkpoints(db, "readings")
     assert len(before) >= 4 and sum(c[3] for c in before.values()) < 60000, before
-    # the killed engine's backend lets go of the engine lock once it notices
+    # the killed engine's backend lets go of the engine lock, and of the
+    # migration's own lock its backfill holds, once it notices (waiting for
+    # the first alone, a resume once met the second still held)
     wait_for(lambda: sql(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                             " AND objid = (7020637716434665572 & 4294967295)")[0][0] == 0, 30,
+                             " AND (objid = (7020637716434665572 & 4294967295)"
+                             "      OR (classid = 1885693282 AND objsubid = 2))")[0][0] == 0, 30,
              "the killed engine's backend to end")
     r = migrate(db, "resume")
     assert r.returncode == 0, r.stderr

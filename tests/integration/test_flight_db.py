@@ -32,9 +32,12 @@ import time
 import uuid
 
 import psycopg
+import pytest
 
 from support import BIN, current, LEASE_MS, load_legacy, migrate, schema_dump, sql, unify, wait_for, write_migration
 from support.fleet import fleet_proxy, live_members
+from support.pg import dbname
+from support.proxy import proxy_uri
 from test_schema_fidelity import diff, leftovers, run_script
 
 BASE = """
@@ -478,7 +481,17 @@ class SeedRelease(PathRelease):
             self.errors.append(e)
 
 
-def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_runs(cluster, db, tmp_path):
+class ProxySeedRelease(SeedRelease):
+    """The same release through a proxy: it declares its version and no
+    search_path; the proxy routes it."""
+
+    def options(self):
+        return "-c pgtandem.version=%s" % self.release if self.release else ""
+
+
+@pytest.mark.parametrize("through", ["own_paths", "proxy"])
+def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_runs(cluster, db, tmp_path,
+                                                                                     proxy_factory, through):
     """The seeds' migration backfills checks; e5 (users) starts beside it
     and g7 (checks, on checks_unify's shape: a column filled from
     anon_token and an index) is started meanwhile, waiting for the
@@ -487,7 +500,9 @@ def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_
     whole time, each checking its prepared `SELECT *` is its own shape;
     each migration completes in turn with the newest writing; 0 client
     errors, every row against a model, the schema against the three run
-    offline."""
+    offline. The releases set their own search_path, or (`proxy`) connect
+    through a proxy of the fleet declaring only their version, and the
+    completes go through its cutover."""
     load_legacy(db, 3000)
     run_script(db, SEED_USERS)
     base = {i: {"claim": cl, "config": cf, "counts": ct, "anon_token": tok} for i, cl, cf, ct, tok in sql(
@@ -500,16 +515,21 @@ def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_
         load_legacy(offline, 10)
         run_script(offline, SEED_USERS)
         run_script(offline, SEED_OFFLINE)
+        release, uri = SeedRelease, db
+        if through == "proxy":
+            proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+            wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+            release, uri = ProxySeedRelease, proxy_uri(proxy, db)
         slow = unify(backfill={"batch_rows": 100, "min_rows": 100, "max_rows": 100, "max_rows_per_sec": 600})
         first = subprocess.Popen([BIN, "migrate", "start", write_migration(slow, str(tmp_path)), "--db", db],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(first)
-        releases.append(SeedRelease(db, None, 100000))
+        releases.append(release(uri, None, 100000))
         releases[-1].start()
         wait_for(lambda: backfill_started(db, first, "0003_checks_unify"), 60, "checks_unify's backfill under way")
         r = start_file(db, SEED_E5, tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
-        releases.append(SeedRelease(db, "e5", 200000))
+        releases.append(release(uri, "e5", 200000))
         releases[-1].start()
         third = subprocess.Popen([BIN, "migrate", "start", write_migration(SEED_G7, str(tmp_path)), "--db", db],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -523,7 +543,7 @@ def test_the_seeds_migration_with_a_second_of_checks_started_while_its_backfill_
         assert third.returncode == 0, out_third
         assert "waiting for" in out_third, out_third  # it did start while the backfill below ran
         assert statuses(db) == {"0003_checks_unify": "active", "e5": "active", "g7": "active"}, statuses(db)
-        releases.append(SeedRelease(db, "g7", 300000))
+        releases.append(release(uri, "g7", 300000))
         releases[-1].start()
         wait_for(lambda: all(x.rounds >= 20 or x.errors for x in releases), 60, "every release writing")
 

@@ -10,7 +10,8 @@ every round, that its prepared `SELECT *` of `users` and of `orders` has
 its own shape's columns, and writes in it. The proxy's engine follows the
 oldest in flight and routes the two above it from its looks at the
 migrations table: a session declaring `c3` sees `pgtandem_c3, pgtandem_b2,
-pgtandem_a1, public`.
+pgtandem_a1, public`. Each `--db` start waits before its DDL until the
+proxy says (in its heartbeat) that it routes it.
 
 `complete b2` through the proxy is refused while `a1` is in flight below
 it, naming `a1`; then each completes in its order of start through the
@@ -22,7 +23,7 @@ the routes, one per path)."""
 import psycopg
 import pytest
 
-from support import migrate, sql, wait_for, write_users_file
+from support import migrate, pmigrate, sql, wait_for, write_migration, write_users_file
 from support.fleet import fleet_proxy, live_members
 from support.pg import dbname, offline_twin
 from support.proxy import proxy_uri
@@ -107,8 +108,10 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
         x.start()
     # beside a1, with the proxy serving the database: it routes them
     for m in (B2, C3):
-        r = start_file(db, m, tmp_path)
+        r = migrate(db, "start", write_migration(m, str(tmp_path)))
         assert r.returncode == 0, r.stdout + r.stderr
+        # its DDL waited for the proxy to route it
+        assert "every proxy serving this database routes %s" % m["name"] in r.stderr, r.stderr
     assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
     releases.append(ProxyRelease(uri, "c3", 300000))
     releases[-1].start()
@@ -117,6 +120,14 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
     for x in releases:
         assert not x.errors, (x.release, x.errors)
     assert following(proxy) == "a1"
+    # the proxy says what it routes: each in flight, its status, its path
+    flight = proxy.admin("GET", "/migrations/current")[1]["in_flight"]
+    assert [(m["name"], m["status"], m["engine"]) for m in flight] == [
+        ("a1", "active", "this proxy"), ("b2", "active", "elsewhere"), ("c3", "active", "elsewhere")], flight
+    assert flight[2]["path"] == "pgtandem_c3,pgtandem_b2,pgtandem_a1" and flight[0]["sessions"] == 1, flight
+    st = pmigrate(proxy, "status")
+    assert "c3: active, another engine, 1 session(s) here; pgtandem_c3,pgtandem_b2,pgtandem_a1" in st.stdout, \
+        st.stdout + st.stderr
     log = proxy.log()
     assert "sessions declaring c3 see pgtandem_c3,pgtandem_b2,pgtandem_a1" in log, log[-3000:]
 
@@ -129,10 +140,8 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
 
     retire(releases[0])
     complete_through_the_proxy(db, "a1", releases[2])
-    wait_for(lambda: following(proxy) == "b2", 30, "the proxy's engine following b2")
     retire(releases[1])
     complete_through_the_proxy(db, "b2", releases[2])
-    wait_for(lambda: following(proxy) == "c3", 30, "the proxy's engine following c3")
     complete_through_the_proxy(db, "c3", releases[2])
     retire(releases[2])
     assert statuses(db) == {"a1": "completed", "b2": "completed", "c3": "completed"}
