@@ -140,7 +140,10 @@ def main():
                "`POST /pause` takes `timeout_ms`; `POST /migrations` (a start holds traffic to route the\n"
                "sessions), `POST /migrations/current/complete`, `finalize` and `revert` take the others\n"
                "(`?drain_timeout_ms=2000&lock_timeout_ms=200&attempts=10`). Checked by the same table as\n"
-               "every flag: a value out of range is a `400` naming the parameter.\n\n"
+               "every flag: a value out of range is a `400` naming the parameter. `complete`, `rollback`,\n"
+               "`finalize` and `revert` also take `name`, the migration they are meant for: another than the\n"
+               "one this proxy's engine runs is a `409` naming both (with `retry_after_ms` when the engine is\n"
+               "about to follow it; `pgtandem migrate` asks again).\n\n"
                + settings_table(settings["QUERY"]) + "\n")
     out.append(block("`pgtandem migrate`", "", migrate))
     for c, text in per_cmd:
