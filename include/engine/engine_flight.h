@@ -5,6 +5,7 @@
 #ifndef PGTANDEM_ENGINE_FLIGHT_H
 #define PGTANDEM_ENGINE_FLIGHT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
@@ -33,9 +34,10 @@ const char *engine_flight_list(const struct engine_flight *f, char *out, size_t 
  * them touches (a migration built on another's shape of the same table is
  * not run yet), within migration_flight.h's rules; alone (a proxy's
  * engine runs one migration of its own, and routes the others in flight
- * from the migrations table) when `alone`; with proxies serving the database it is
- * admitted as without (they route every migration in flight). */
-int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
+ * from the migrations table) when `alone`; with proxies serving the
+ * database it is admitted as without (they route every migration in
+ * flight: engine_flight_wait_routed). */
+int engine_flight_admit_start(const struct engine_flight *f, const struct migration *m, int alone,
                               char *err, size_t errlen);
 /* Once m's plan is built, before any DDL: the tables its statements name
  * (another table's foreign key carried to a retyped column) too. */
@@ -45,5 +47,12 @@ int engine_flight_admit_plan(const struct engine_flight *f, const struct migrati
  * (complete oldest first on a table; no rollback under a migration built on
  * it, in flight or completed already). */
 int engine_flight_admit(PGconn *conn, enum mig_request q, const char *name, char *err, size_t errlen);
+
+/* A --db start with proxies serving the database, before its expand's DDL:
+ * waits until every live proxy says in its heartbeat that it routes
+ * `name` (MIG_STATE_UNROUTED_SQL), up to ROUTED_WAIT_MS, then names the
+ * ones that did not and returns; at once without proxies, or once *stop
+ * is set (engine_options.stop). */
+void engine_flight_wait_routed(PGconn *conn, const char *name, const atomic_int *stop);
 
 #endif

@@ -260,6 +260,13 @@ void record_read(struct migration_runner *r, PGresult *res, const char *error, c
 void send_load_state(struct migration_runner *r);
 void load_state(struct migration_runner *r);
 /* At start: the migration the database knows of, followed. */
+/* The schemas a migration's new release and the releases before it see in
+ * phase p (migration_lifecycle.h's mig_routes), for this engine's own
+ * route (route_for) and the fleet's of the others in flight: old_out NULL
+ * when nobody is routed, new_out NULL when the new release sees the old
+ * shape too. */
+void record_route_schemas(enum mig_phase p, enum mig_phase cut_from, const char *version_schema,
+                          const char *old_schema, const char **new_out, const char **old_out);
 void record_find_latest(struct migration_runner *r);
 void record_follow_fleet(struct migration_runner *r);
 /* A start of this proxy's own begins: the fleet's news of the migration

@@ -61,6 +61,9 @@ int version_route_set_flight(struct version_route *r, const struct flight_route 
 int version_route_set_one(struct version_route *r, const struct flight_route *one);
 /* The index of version among the entries, -1 when none. */
 int version_route_index(const struct version_route *r, const char *version);
+/* Whether a pool of search_path `path` (NULL: no route) serves some
+ * session now: one of the paths, or NULL when nothing routes. */
+int version_route_has_path(const struct version_route *r, const char *path);
 /* Whether a session declaring `declared` sees the new shape of entry k
  * (it declares k or one above it). */
 int version_route_sees_new(const struct version_route *r, const char *declared, int k);

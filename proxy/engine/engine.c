@@ -567,50 +567,13 @@ static int finish_start(struct engine *e, const char *name, const struct mig_pla
     return ENGINE_OK;
 }
 
-/* A --db start with proxies serving the database: before its DDL, every
- * live proxy routes the migration (each heard of its status by a
- * notification or a look, and says so in its next heartbeat), so a
- * release's next transaction sees its own shape the moment the DDL
- * commits: routed after it, an old release's prepared SELECT * met the
- * table's new column first ("cached plan must not change result type",
- * test_flight_proxy.py). A proxy that does not say so within the bound
- * (an older build, a partition) is named, and the expand goes on: its
- * sessions are routed at their next boundary once it hears. */
-#define ROUTED_WAIT_MS 10000
-#define ROUTED_POLL_MS 20
-
-static void wait_until_routed(struct engine *e, const char *name)
-{
-    const char *v[1] = {name};
-    char missing[512] = "";
-    for (int waited = 0; waited <= ROUTED_WAIT_MS && !engine_stopped(e); waited += ROUTED_POLL_MS) {
-        PGresult *r = PQexecParams(e->conn, MIG_STATE_UNROUTED_SQL, 1, NULL, v, NULL, NULL, 0);
-        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-        snprintf(missing, sizeof missing, "%s", ok ? PQgetvalue(r, 0, 0) : "");
-        PQclear(r);
-        if (!ok || !missing[0]) {
-            if (waited > 0)
-                log_info("every proxy serving this database routes %s (after %d ms)", name, waited);
-            return;
-        }
-        if (waited == 0)
-            log_info("waiting for the proxies serving this database to route %s before its expand: %s", name,
-                     missing);
-        struct timespec ts = {0, ROUTED_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (missing[0])
-        log_warn("proxies %s have not said they route %s within %d ms; expanding: their sessions are routed at their "
-                 "next transaction once they hear of it", missing, name, ROUTED_WAIT_MS);
-}
-
 static int expand(struct engine *e, const struct migration *m, const struct mig_plan *plan,
                   char *err, size_t errlen)
 {
     if (record_status(e->conn, m->name, MIG_ST_EXPANDING, NULL) != 0)
         return fail(err, errlen, "cannot record the migration state: %s", PQerrorMessage(e->conn));
     if (!e->opt.alone) /* a proxy's own engine routes its start itself, holding its traffic */
-        wait_until_routed(e, m->name);
+        engine_flight_wait_routed(e->conn, m->name, e->opt.stop);
     /* Consecutive transactional steps share one transaction, its tables
      * locked first, children before parents (expand_locks.c); CONCURRENTLY
      * steps run on their own. */
@@ -745,7 +708,7 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     struct engine_flight fl;
     if (engine_flight_load(e->conn, &fl, err, errlen) != 0)
         return ENGINE_FAILED;
-    int rc = of_flight(engine_flight_admit_start(e->conn, &fl, m, e->opt.alone, err, errlen));
+    int rc = of_flight(engine_flight_admit_start(&fl, m, e->opt.alone, err, errlen));
     if (rc == ENGINE_OK && (rc = engine_finish_post(e, err, errlen)) != ENGINE_OK) {
         char msg[1200];
         snprintf(msg, sizeof msg, "the steps after the last migration's contract did not finish, so %s was not "

@@ -5,9 +5,11 @@
  * statements name, not a copy kept beside it that could drift. */
 #include "engine_flight.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -134,21 +136,6 @@ const char *engine_flight_list(const struct engine_flight *f, char *out, size_t 
 
 /* ---- admission ---- */
 
-/* The proxies serving the database (live in pgtandem.proxies); 0 when
- * none or unknown. */
-static int live_proxies(PGconn *conn)
-{
-    PGresult *r = PQexec(conn, MIG_STATE_FLEET_SQL);
-    int n = 0;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        json_t *live = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        n = (int)json_array_size(live);
-        json_decref(live);
-    }
-    PQclear(r);
-    return n;
-}
-
 /* m's tables (with its plan once built) against those in flight: 1 (err
  * set) when one is shared with a migration that does more to it than add
  * (mig_adds_only) while m does more too, -1 when out of memory. One that
@@ -184,7 +171,7 @@ static int admit_tables(const struct engine_flight *f, const struct migration *m
     return i < f->n;
 }
 
-int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const struct migration *m, int alone,
+int engine_flight_admit_start(const struct engine_flight *f, const struct migration *m, int alone,
                               char *err, size_t errlen)
 {
     if (f->n == 0)
@@ -202,14 +189,6 @@ int engine_flight_admit_start(PGconn *conn, const struct engine_flight *f, const
         return snprintf(err, errlen, "%s", why), 1;
     log_info("starting %s beside the migration%s in flight: %s", m->name, f->n > 1 ? "s" : "",
              engine_flight_list(f, list, sizeof list));
-    /* the proxies route every migration in flight, each release its own
-     * shape; a release declaring this one waits at its first transaction
-     * for their next look at the table (version_gate.c) */
-    int proxies = live_proxies(conn);
-    if (proxies > 0)
-        log_info("%d prox%s this database: %s route%s %s beside %s from %s next look at the migrations table",
-                 proxies, proxies == 1 ? "y serves" : "ies serve", proxies == 1 ? "it" : "they",
-                 proxies == 1 ? "s" : "", m->name, newest, proxies == 1 ? "its" : "their");
     return 0;
 }
 
@@ -254,4 +233,43 @@ int engine_flight_admit(PGconn *conn, enum mig_request q, const char *name, char
     if (rc == 0 && q == MIG_REQ_ROLLBACK)
         rc = refuse_under_completed(conn, name, err, errlen);
     return rc;
+}
+
+/* ---- the proxies' routes ---- */
+
+/* A --db start with proxies serving the database: before its DDL, every
+ * live proxy routes the migration (each heard of its status by a
+ * notification or a look, and says so in its next heartbeat), so a
+ * release's next transaction sees its own shape the moment the DDL
+ * commits: routed after it, an old release's prepared SELECT * met the
+ * table's new column first ("cached plan must not change result type",
+ * test_flight_proxy.py). A proxy that does not say so within the bound
+ * (an older build, a partition) is named, and the expand goes on: its
+ * sessions are routed at their next boundary once it hears. */
+#define ROUTED_WAIT_MS 10000
+#define ROUTED_POLL_MS 20
+
+void engine_flight_wait_routed(PGconn *conn, const char *name, const atomic_int *stop)
+{
+    const char *v[1] = {name};
+    char missing[512] = "";
+    for (int waited = 0; waited <= ROUTED_WAIT_MS && !(stop && atomic_load(stop)); waited += ROUTED_POLL_MS) {
+        PGresult *r = PQexecParams(conn, MIG_STATE_UNROUTED_SQL, 1, NULL, v, NULL, NULL, 0);
+        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+        snprintf(missing, sizeof missing, "%s", ok ? PQgetvalue(r, 0, 0) : "");
+        PQclear(r);
+        if (!ok || !missing[0]) {
+            if (waited > 0)
+                log_info("every proxy serving this database routes %s (after %d ms)", name, waited);
+            return;
+        }
+        if (waited == 0)
+            log_info("waiting for the proxies serving this database to route %s before its expand: %s", name,
+                     missing);
+        struct timespec ts = {0, ROUTED_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (missing[0])
+        log_warn("proxies %s have not said they route %s within %d ms; expanding: their sessions are routed at their "
+                 "next transaction once they hear of it", missing, name, ROUTED_WAIT_MS);
 }

@@ -563,6 +563,40 @@ static void handle_status(struct migration_runner *r, const struct runner_reques
  * may be asked again (the next look comes within a heartbeat). */
 #define RETRY_FOLLOW_MS 250
 
+/* A request that names a migration (complete NAME ...) this engine does
+ * not run, or one it switched to a moment ago: answered here, 1; else 0. */
+static int answered_for_another(struct migration_runner *r, const struct runner_request *q, struct waiter *w)
+{
+    int same = r->name && !strcmp(q->name, r->name);
+    if (!q->name[0] || (same && !r->state_loading))
+        return 0;
+    char msg[700];
+    /* a moment's gap, not a refusal: the CLI asks again. Switched to it a
+     * moment ago, its state not loaded yet, the phase is still the last
+     * one's (found by the seeds' history through a proxy: complete g7
+     * answered "g7 is already completed", e5's) */
+    int soon = same || (r->name && !mig_word_in_progress(r->table_status) && relay_route_index(r->relay, q->name) >= 0);
+    if (soon && same)
+        snprintf(msg, sizeof msg, "this proxy's engine is reading the state of migration %s, which it follows from "
+                 "now on: try again", q->name);
+    else if (soon)
+        snprintf(msg, sizeof msg, "this proxy's engine ran migration %s, which is %s; it follows %s, the oldest in "
+                 "flight now, from the fleet's next look at the migrations table (within a heartbeat): try again",
+                 r->name, r->table_status[0] ? r->table_status : "ended", q->name);
+    else if (r->name && relay_route_index(r->relay, q->name) > relay_route_index(r->relay, r->name))
+        snprintf(msg, sizeof msg, "migration %s is in flight above %s, the oldest in flight, which this proxy's "
+                 "engine runs: through the proxies migrations complete oldest first; complete %s first, or roll %s "
+                 "back with --db", q->name, r->name, r->name, q->name);
+    else
+        snprintf(msg, sizeof msg, "this proxy's engine runs migration %s, not %s", r->name ? r->name : "(none)",
+                 q->name);
+    json_t *body = runner_error_json(msg);
+    if (soon)
+        json_object_set_new(body, "retry_after_ms", json_integer(RETRY_FOLLOW_MS));
+    runner_answer(w, 409, body);
+    return 1;
+}
+
 void runner_request(struct migration_runner *r, const struct runner_request *q)
 {
     assert(r && q && q->answer); /* every request is answered: it needs somewhere to go */
@@ -572,37 +606,8 @@ void runner_request(struct migration_runner *r, const struct runner_request *q)
                                                  "(or PGTANDEM_DB / DATABASE_URL)"));
         return;
     }
-    int same = r->name && !strcmp(q->name, r->name);
-    if (q->name[0] && (!same || r->state_loading)) {
-        char msg[700];
-        /* switched to it a moment ago, its state not loaded yet: the phase
-         * is still the last one's (found by the seeds' history through a
-         * proxy: complete g7 answered "g7 is already completed", e5's) */
-        if (same || (r->name && !mig_word_in_progress(r->table_status) &&
-                     relay_route_index(r->relay, q->name) >= 0)) {
-            /* a moment's gap, not a refusal: the CLI asks again */
-            if (same)
-                snprintf(msg, sizeof msg, "this proxy's engine is reading the state of migration %s, which it "
-                         "follows from now on: try again", q->name);
-            else
-                snprintf(msg, sizeof msg, "this proxy's engine ran migration %s, which is %s; it follows %s, the "
-                         "oldest in flight now, from the fleet's next look at the migrations table (within a "
-                         "heartbeat): try again", r->name, r->table_status[0] ? r->table_status : "ended", q->name);
-            json_t *body = runner_error_json(msg);
-            json_object_set_new(body, "retry_after_ms", json_integer(RETRY_FOLLOW_MS));
-            runner_answer(&w, 409, body);
-            return;
-        }
-        if (r->name && relay_route_index(r->relay, q->name) > relay_route_index(r->relay, r->name))
-            snprintf(msg, sizeof msg, "migration %s is in flight above %s, the oldest in flight, which this proxy's "
-                     "engine runs: through the proxies migrations complete oldest first; complete %s first, or roll "
-                     "%s back with --db", q->name, r->name, r->name, q->name);
-        else
-            snprintf(msg, sizeof msg, "this proxy's engine runs migration %s, not %s", r->name ? r->name : "(none)",
-                     q->name);
-        runner_answer(&w, 409, runner_error_json(msg));
+    if (answered_for_another(r, q, &w))
         return;
-    }
     switch (q->op) {
     case RUNNER_START: check_slots_then_start(r, q); return;
     case RUNNER_STATUS: handle_status(r, q); return;

@@ -412,16 +412,12 @@ json_t *cutover_json(const struct migration_runner *r)
  * had. */
 void route_for(struct migration_runner *r, enum mig_phase p)
 {
-    enum mig_shape new_release, old_release;
-    mig_routes(p, r->cut_from, &new_release, &old_release);
-    const char *schema[] = {[MIG_SHAPE_NONE] = NULL, [MIG_SHAPE_OLD] = r->old_schema,
-                            [MIG_SHAPE_NEW] = r->version_schema};
-    int routed = old_release != MIG_SHAPE_NONE && r->name;
+    const char *new_schema, *old_schema;
+    record_route_schemas(p, r->cut_from, r->version_schema, r->old_schema, &new_schema, &old_schema);
+    int routed = old_schema && r->name;
     /* the relay gives sessions of the new release the old release's schema
      * when it has none of their own */
-    relay_route_version(r->relay, routed ? r->name : NULL,
-                        routed && new_release != old_release ? schema[new_release] : NULL,
-                        routed ? schema[old_release] : NULL);
+    relay_route_version(r->relay, routed ? r->name : NULL, routed ? new_schema : NULL, routed ? old_schema : NULL);
     if (r->name) /* its route is in place: sessions declaring it wait for nothing */
         relay_version_known(r->relay, r->name);
 }

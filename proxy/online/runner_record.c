@@ -300,21 +300,27 @@ int record_working_locally(const struct migration_runner *r)
            bf_runner_active(&r->bfr) || (r->phase == MIG_PH_EXPANDING && !r->following);
 }
 
+void record_route_schemas(enum mig_phase p, enum mig_phase cut_from, const char *version_schema,
+                          const char *old_schema, const char **new_out, const char **old_out)
+{
+    enum mig_shape n, o;
+    mig_routes(p, cut_from, &n, &o);
+    const char *schema[] = {[MIG_SHAPE_NONE] = NULL, [MIG_SHAPE_OLD] = old_schema, [MIG_SHAPE_NEW] = version_schema};
+    *old_out = schema[o];
+    *new_out = o != MIG_SHAPE_NONE && n != o ? schema[n] : NULL;
+}
+
 /* The route of a migration in flight that another engine runs, from its
  * status alone (such a migration is never switched: a revert window needs
  * a proxy's engine); old_schema NULL when its status routes nobody. */
 static void flight_route_of(const char *name, const char *status, char version_schema[96], char old_schema[96],
                             struct flight_route *out)
 {
-    int st = mig_status_of_word(status);
-    enum mig_shape n = MIG_SHAPE_NONE, o = MIG_SHAPE_NONE;
-    if (st >= 0 && mig_status_in_progress((enum mig_status)st))
-        mig_routes(mig_phase_of_status((enum mig_status)st), MIG_PH_IDLE, &n, &o);
     mig_version_schema(name, version_schema, 96);
     mig_old_schema(name, old_schema, 96);
-    const char *schema[] = {[MIG_SHAPE_NONE] = NULL, [MIG_SHAPE_OLD] = old_schema, [MIG_SHAPE_NEW] = version_schema};
-    *out = (struct flight_route){.version = name, .old_schema = schema[o],
-                                 .new_schema = o != MIG_SHAPE_NONE && n != o ? schema[n] : NULL};
+    out->version = name;
+    record_route_schemas(mig_phase_of_status((enum mig_status)mig_status_of_word(status)), MIG_PH_IDLE,
+                         version_schema, old_schema, &out->new_schema, &out->old_schema);
 }
 
 /* A status heard between looks, for status (the next look replaces the

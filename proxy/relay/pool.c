@@ -775,18 +775,6 @@ int pool_start_janitor(struct relay *relay)
     return relay->pool_janitor && relay->pool_handoff && event_add(relay->pool_janitor, &tv) == 0 ? 0 : -1;
 }
 
-/* Whether a pool's search_path is one some session is routed to now. */
-static int routed_now(const struct relay *relay, const char *schema)
-{
-    const struct version_route *r = &relay->route;
-    if (r->n == 0)
-        return schema == NULL;
-    for (int d = 0; schema && d <= r->n; d++)
-        if (!strcmp(schema, r->paths[d]))
-            return 1;
-    return 0;
-}
-
 void pool_forget_statements(struct relay *relay)
 {
     for (struct pool *p = relay->pools; p; p = p->next)
@@ -800,7 +788,7 @@ void pool_forget_statements(struct relay *relay)
 void pool_route_changed(struct relay *relay)
 {
     for (struct pool *p = relay->pools; p; p = p->next) {
-        if (routed_now(relay, p->schema))
+        if (version_route_has_path(&relay->route, p->schema))
             continue;
         struct pool_server *next;
         for (struct pool_server *ps = p->servers; ps; ps = next) {

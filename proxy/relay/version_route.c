@@ -42,6 +42,16 @@ int version_route_sees_new(const struct version_route *r, const char *declared, 
     return d >= 0 && d >= k;
 }
 
+int version_route_has_path(const struct version_route *r, const char *path)
+{
+    if (r->n == 0)
+        return path == NULL;
+    for (int d = 0; path && d <= r->n; d++)
+        if (!strcmp(path, r->paths[d]))
+            return 1;
+    return 0;
+}
+
 static void add_schema(char *path, size_t cap, const char *schema)
 {
     size_t used = strlen(path);

@@ -42,6 +42,9 @@ static void test_paths(void)
     const struct flight_route b2_gone = {"b2", NULL, NULL};
     CHECK("one that left flight is removed", version_route_set_one(&r, &b2_gone) == 1 && r.n == 2 &&
                                                  !strcmp(path(&r, "c3"), "pgtandem_c3,pgtandem_a1"));
+    CHECK("a pool's path is served while some session is routed to it",
+          version_route_has_path(&r, "pgtandem_c3,pgtandem_a1") && !version_route_has_path(&r, "pgtandem_a1") &&
+              !version_route_has_path(&r, NULL));
     CHECK("one heard of between looks is the newest", version_route_set_one(&r, &B2) == 1 && r.n == 3 &&
                                                           version_route_index(&r, "b2") == 2);
 }
