@@ -71,12 +71,14 @@ const char *mig_op_column(const struct mig_op *op);
  * the ones a migration may run on a table whose shape it is built on. */
 int mig_op_kind_on_columns(enum mig_op_kind kind);
 
-/* How a column an operation names (mig_op_columns' name and changes)
- * clashes with a migration below it on that table: changed_below, it
- * renames, retypes or drops that column; read_below, it names it;
- * below_changes, it changes some column. */
-enum mig_clash { MIG_CLASH_NONE, MIG_CLASH_NAMES_CHANGED, MIG_CLASH_CHANGES_READ, MIG_CLASH_READS_ROW };
-enum mig_clash mig_column_clash(const char *name, int changes, int changed_below, int read_below, int below_changes);
+/* How a column an operation names (mig_op_columns' name) clashes with a
+ * migration below it on that table: changed_below, it renames, retypes
+ * or drops that column; below_changes, it changes some column. Changing a
+ * column the one below only names (reads in a trigger, indexes) is no
+ * clash: the triggers of the one above then run their `down`s before
+ * the one below's and their `up`s after (plan_trigger.c). */
+enum mig_clash { MIG_CLASH_NONE, MIG_CLASH_NAMES_CHANGED, MIG_CLASH_READS_ROW };
+enum mig_clash mig_column_clash(const char *name, int changed_below, int below_changes);
 
 /* 1 when op may retype its column in place at its complete (a type
  * without up or down: Postgres decides at start whether it takes it in
@@ -87,8 +89,8 @@ int mig_op_retypes_in_place(const struct mig_op *op);
 /* The rule plan_on_shape.c keeps at each start, read from the two files
  * alone: 0 when m, built on o, may change `table` ("schema.table"), which
  * o does more than add to: m only adds, renames, retypes and drops
- * columns there, names no column o renames, retypes or drops, and changes
- * none o names, and o retypes none in place. 1 with why set otherwise (o
+ * columns there, names no column o renames, retypes or drops, and o
+ * retypes none in place. 1 with why set otherwise (o
  * doing more there than change columns counts as a change of every
  * column). For start DIR --each, whose files are all checked before the
  * first one starts. */

@@ -142,8 +142,8 @@ struct dual_write {
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
                      const char *extra, const char *extra_type);
 void declare_shape(struct mig_str *s);
-void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new, const char *bypass_insert,
-                  const char *bypass_update);
+void writer_shape(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                  int new_view_writes_new, const char *bypass_insert, const char *bypass_update);
 char *new_is(const char *col, const char *test);
 void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
                     const char *indent, const char *expr, const char *target, const char *renamed,
@@ -162,6 +162,10 @@ const char *shape_shows(const struct mig_cat_table *t, const char *phys);
 /* 1 when name is a column the shape renames, retypes or drops (under
  * either of its names). */
 int shape_changes(const struct mig_cat_table *t, const char *name);
+/* 1 when a migration in flight below names column `name` of t (its
+ * triggers may read it): a change of it gets a trigger run twice, its
+ * `down` before theirs and its `up` after (plan_trigger.c). */
+int shape_reads_column(const struct mig_cat_table *t, const char *name);
 /* 1 when the shape is the table itself, every column under its name. */
 int shape_is_table(const struct mig_cat_table *t);
 /* -1 (c->err set) when an operation does more than add to a table whose

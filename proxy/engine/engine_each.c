@@ -112,8 +112,9 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
                 snprintf(why, sizeof why, "%s changes %s, which %s changes too", list[i].name, any ? "any table" : t,
                          x->seen[k].name);
             snprintf(err, errlen, "%s: %s; --each starts a migration of a table an earlier one changes only when"
-                     " that one adds to it and nothing more, or the later one changes other columns of it than the"
-                     " earlier one names (add_column, create_index, rename_column, alter_column, drop_column): start"
+                     " that one adds to it and nothing more, or the later one changes its columns by columns the"
+                     " earlier one does not rename, retype or drop (add_column, create_index, rename_column,"
+                     " alter_column, drop_column): start"
                      " the directory without --each to run the pending ones as one", list[i].file, why);
             return ENGINE_INVALID;
         }

@@ -487,13 +487,12 @@ static int names_has(const struct names *s, const char *name)
 }
 
 struct below {
-    struct names changes, reads;
+    struct names changes;
 };
 
 static void note_below(const char *name, int changes, void *arg)
 {
     struct below *b = arg;
-    names_add(&b->reads, name);
     if (changes)
         names_add(&b->changes, name);
 }
@@ -521,13 +520,11 @@ int mig_op_kind_on_columns(enum mig_op_kind k)
            k == MIG_DROP_COLUMN;
 }
 
-enum mig_clash mig_column_clash(const char *name, int changes, int changed_below, int read_below, int below_changes)
+enum mig_clash mig_column_clash(const char *name, int changed_below, int below_changes)
 {
     if (!strcmp(name, "*"))
         return below_changes ? MIG_CLASH_READS_ROW : MIG_CLASH_NONE;
-    if (changed_below)
-        return MIG_CLASH_NAMES_CHANGED;
-    return changes && read_below ? MIG_CLASH_CHANGES_READ : MIG_CLASH_NONE;
+    return changed_below ? MIG_CLASH_NAMES_CHANGED : MIG_CLASH_NONE;
 }
 
 struct above {
@@ -538,11 +535,12 @@ struct above {
 
 static void judge_above(const char *name, int changes, void *arg)
 {
+    (void)changes;
     struct above *a = arg;
     const struct below *b = a->below;
     if (a->why == MIG_CLASH_NONE &&
-        (a->why = mig_column_clash(name, changes, names_has(&b->changes, name), names_has(&b->reads, name),
-                                   b->changes.n || b->changes.all)) != MIG_CLASH_NONE)
+        (a->why = mig_column_clash(name, names_has(&b->changes, name), b->changes.n || b->changes.all)) !=
+            MIG_CLASH_NONE)
         snprintf(a->hit, sizeof a->hit, "%s", name);
 }
 
@@ -567,7 +565,7 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (!on_table(op, table))
             continue;
         if (!mig_op_kind_on_columns(op->kind))
-            b->changes.all = b->reads.all = 1;
+            b->changes.all = 1;
         mig_op_columns(op, note_below, b);
         if (op->kind == MIG_RENAME_COLUMN && op->to)
             names_add(&b->changes, op->to); /* the name o's shape shows */
@@ -587,9 +585,6 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         else if (a.why == MIG_CLASH_NAMES_CHANGED)
             snprintf(why, cap, "operations[%d].%s of %s names column \"%s\" of %s, which %s renames, retypes or"
                      " drops", op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
-        else if (a.why == MIG_CLASH_CHANGES_READ)
-            snprintf(why, cap, "operations[%d].%s of %s changes column \"%s\" of %s, which %s names",
-                     op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);
         else if (a.why == MIG_CLASH_READS_ROW)
             snprintf(why, cap, "operations[%d].%s of %s reads a whole row of %s, whose shape %s changes",
                      op->index, mig_op_name(op->kind), m->name, table, o->name);

@@ -9,11 +9,12 @@
  * column the one below changes: its triggers and backfill then read only
  * columns that keep their names when that one completes (its contract
  * renames and drops in the catalog; a function body names columns as
- * text). Nor may it change a column the one below names: that one's
- * triggers fire first (their rank) and would read the old value of a
- * write of the newer shape before this one's `down` filled it. On columns
- * apart, the two migrations' triggers fill columns apart, and their order
- * does not matter. */
+ * text). It may change a column the one below names (its `down` reads
+ * first and last, the new one retypes first): its trigger for that column
+ * then runs twice, its `down` before the triggers below and its `up`
+ * after them (shape_reads_column, plan_trigger.c), so a write of its own
+ * release reaches the `down`s below filled, and one of an older release
+ * reaches its `up` after the `up`s below. */
 #include "migration_plan.h"
 #include "migration_flight.h"
 #include "plan_ctx.h"
@@ -64,16 +65,16 @@ int shape_is_table(const struct mig_cat_table *t)
     return 1;
 }
 
-static int read_below(const struct mig_cat_table *t, const char *name)
+int shape_reads_column(const struct mig_cat_table *t, const char *name)
 {
-    for (size_t i = 0; i < t->nshape_reads; i++)
+    for (size_t i = 0; t && name && i < t->nshape_reads; i++)
         if (!strcmp(t->shape_reads[i], name) || !strcmp(t->shape_reads[i], "*"))
             return 1;
     return 0;
 }
 
-/* The first column of an operation the shape keeps it from naming or
- * changing, and why. */
+/* The first column of an operation the shape keeps it from naming, and
+ * why. */
 struct verdict {
     const struct mig_cat_table *t;
     char name[80];
@@ -82,10 +83,10 @@ struct verdict {
 
 static void judge(const char *name, int changes, void *arg)
 {
+    (void)changes;
     struct verdict *v = arg;
     if (v->why == MIG_CLASH_NONE &&
-        (v->why = mig_column_clash(name, changes, shape_changes(v->t, name), read_below(v->t, name),
-                                   !shape_is_table(v->t))) != MIG_CLASH_NONE)
+        (v->why = mig_column_clash(name, shape_changes(v->t, name), !shape_is_table(v->t))) != MIG_CLASH_NONE)
         snprintf(v->name, sizeof v->name, "%s", name);
 }
 
@@ -120,11 +121,6 @@ int plan_check_shapes(struct plan_ctx *c)
                             " completes (its triggers would read a name %s's contract changes); complete %s first,"
                             " or start the two together as one", v.name, op->table, below, c->m->name, below, below,
                             below);
-        if (v.why == MIG_CLASH_CHANGES_READ)
-            return op_error(c, op, "changes column \"%s\" of \"%s\", which migration %s, in flight below %s, names"
-                            " (its triggers read it, and run before %s's): complete %s first, or start the two"
-                            " together as one", v.name, op->table, t->reads_of, c->m->name, c->m->name,
-                            t->reads_of);
     }
     return 0;
 }

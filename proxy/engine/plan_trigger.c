@@ -4,6 +4,7 @@
  * the other shape's column from the operation's `up` or `down` when
  * direction_runs says so. The backfill's session is skipped by the WHEN
  * clause. */
+#include "migration_flight.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "sql_fragment.h"
@@ -111,8 +112,23 @@ void declare_shape(struct mig_str *s)
  * conditions, true when the write gave the new shape's columns and not the
  * old one's), and anything else is an old-shape write. Sets the declared
  * pgt_new_shape. */
-void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new, const char *bypass_insert,
-                  const char *bypass_update)
+/* Whether op's trigger on table runs twice, once for each direction: when
+ * it changes a column a migration in flight below names, whose triggers
+ * (fired before, by rank) may read it. A write of this migration's release
+ * must reach their `down`s after this one's `down` filled the column, and
+ * a write of an older release must reach this one's `up` after their
+ * `up`s filled what it reads: the `down`s run newest migration first, the
+ * `up`s oldest first. Each of the two triggers passes its direction
+ * (TG_ARGV[0]) and the function returns at once on a writer of the other.
+ * Otherwise one trigger does both, after those below. */
+static int runs_twice(const struct plan_ctx *c, const struct mig_op *op, const char *table)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
+    return t && t->trigger_rank > 0 && shape_reads_column(t, mig_op_column(op));
+}
+
+void writer_shape(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
+                  int new_view_writes_new, const char *bypass_insert, const char *bypass_update)
 {
     char vname[80], oname[80];
     mig_version_schema(c->m->name, vname, sizeof vname);
@@ -142,6 +158,8 @@ void writer_shape(struct plan_ctx *c, struct mig_str *s, int new_view_writes_new
     mig_str_addf(s, " THEN\n    pgt_new_shape := true;\n  ELSIF TG_OP = 'INSERT' THEN\n"
                  "    pgt_new_shape := coalesce(%s, false);\n  ELSE\n    pgt_new_shape := coalesce(%s, false);\n"
                  "  END IF;\n", bypass_insert, bypass_update);
+    if (runs_twice(c, op, table))
+        mig_str_add(s, "  IF (TG_ARGV[0] = 'down') IS DISTINCT FROM pgt_new_shape THEN\n    RETURN NEW;\n  END IF;\n");
 }
 
 /* "NEW.col IS NOT NULL" and the like, quoted. */
@@ -239,7 +257,7 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
     mig_str_add(&s, "BEGIN\n");
     char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));
     char *upd = both(changed(d->new_col, 1), changed(d->old_col, 0));
-    writer_shape(c, &s, !d->copy_only, ins ? ins : "false", upd ? upd : "false");
+    writer_shape(c, &s, op, d->table, !d->copy_only, ins ? ins : "false", upd ? upd : "false");
     free(ins);
     free(upd);
     mig_str_add(&s, "  IF pgt_new_shape THEN\n");
@@ -274,7 +292,7 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
 }
 
 static char *trigger_sql(const struct mig_op *op, const char *table, const char *tname,
-                         const char *fname)
+                         const char *fname, const char *direction)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "CREATE TRIGGER ");
@@ -284,12 +302,14 @@ static char *trigger_sql(const struct mig_op *op, const char *table, const char 
     mig_str_add(&s, " FOR EACH ROW WHEN (current_setting('" MIG_BACKFILL_GUC
                 "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION ");
     mig_str_qname(&s, "pgtandem", fname);
-    mig_str_add(&s, "()");
+    if (direction)
+        mig_str_addf(&s, "('%s')", direction);
+    else
+        mig_str_add(&s, "()");
     return mig_str_take(&s);
 }
 
-static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, const char *table,
-                               const char *tname, const char *fname)
+static void drop_trigger_step(struct mig_steps *l, const struct mig_op *op, const char *table, const char *tname)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "DROP TRIGGER IF EXISTS ");
@@ -297,6 +317,14 @@ static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, con
     mig_str_add(&s, " ON ");
     mig_str_qname(&s, op->schema, table);
     mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
+static void drop_trigger_steps(struct mig_steps *l, const struct mig_op *op, const char *table,
+                               const char *tname, const char *down_tname, const char *fname)
+{
+    drop_trigger_step(l, op, table, tname);
+    if (down_tname)
+        drop_trigger_step(l, op, table, down_tname);
     struct mig_str f = {0};
     mig_str_add(&f, "DROP FUNCTION IF EXISTS ");
     mig_str_qname(&f, "pgtandem", fname);
@@ -317,18 +345,28 @@ void trigger_names(const struct plan_ctx *c, const struct mig_op *op, char *fnam
 void install_trigger(struct plan_ctx *c, const struct mig_op *op, const char *table,
                             char *function_sql)
 {
-    char fname[80], tname[80];
+    char fname[80], tname[80], down_tname[80];
     trigger_names(c, op, fname, sizeof fname);
     /* A migration built on one in flight that has triggers on this table
      * names its own after theirs ("tga...", "tgb..." follow "tg000..."):
      * an old-shape write then runs the older migration's `up` first, and
-     * this one's reads what it filled. */
+     * this one's reads what it filled. A trigger run twice (runs_twice)
+     * names its `down` before all of theirs, the newest first ("tfz..."
+     * for rank 1, "tfy..." for rank 2, all before "tg..."). */
     const struct mig_cat_table *t = table_of(c, op->schema, table);
-    int rank = t && t->trigger_rank > 0 ? t->trigger_rank : 0;
-    char kind[4] = {'t', 'g', rank > 0 && rank <= 26 ? (char)('a' + rank - 1) : '\0', '\0'};
+    int rank = t && t->trigger_rank > 0 && t->trigger_rank <= 26 ? t->trigger_rank : 0;
+    char kind[4] = {'t', 'g', rank > 0 ? (char)('a' + rank - 1) : '\0', '\0'};
     object_name(tname, sizeof tname, kind, op, -1, c->m->name);
+    int twice = rank > 0 && runs_twice(c, op, table);
+    if (twice) {
+        char down_kind[4] = {'t', 'f', (char)('z' - rank + 1), '\0'};
+        object_name(down_tname, sizeof down_tname, down_kind, op, -1, c->m->name);
+    }
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, function_sql);
-    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, tname, fname));
-    drop_trigger_steps(&c->p->contract, op, table, tname, fname);
-    drop_trigger_steps(&c->p->rollback, op, table, tname, fname);
+    if (twice)
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, trigger_sql(op, table, down_tname, fname, "down"));
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
+                  trigger_sql(op, table, tname, fname, twice ? "up" : NULL));
+    drop_trigger_steps(&c->p->contract, op, table, tname, twice ? down_tname : NULL, fname);
+    drop_trigger_steps(&c->p->rollback, op, table, tname, twice ? down_tname : NULL, fname);
 }

@@ -26,7 +26,7 @@ import random
 import pytest
 
 from support import sql
-from support.line import Line, walk_lifecycle
+from support.line import Line, walk_lifecycle, write_row
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -101,14 +101,8 @@ class Chain(Line):
         if not update:
             self.next_id += 1
             written.setdefault("x", self.rnd.randint(1, 10000))
-        names = sorted(written)
         with self.session(release) as c:
-            if update:
-                c.execute("UPDATE t SET %s WHERE id = %%s" % ", ".join("%s = %%s" % n for n in names),
-                          [written[n] for n in names] + [rid])
-            else:
-                c.execute("INSERT INTO t (id, %s) VALUES (%%s, %s)" % (", ".join(names), ", ".join(["%s"] * len(names))),
-                          [rid] + [written[n] for n in names])
+            write_row(c, update, rid, written)
         old = dict(self.rows[rid]) if update else None
         new = dict(old or {}, **written)
         self.fire(release, old or {}, new, not update)

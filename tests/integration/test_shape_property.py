@@ -23,7 +23,7 @@ import random
 
 import pytest
 
-from support.line import Line, walk_lifecycle
+from support.line import ShapedLine, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -44,7 +44,7 @@ def lift(f, v):
     return None if v is None else f(v)
 
 
-class Shapes(Line):
+class Shapes(ShapedLine):
     ORDER, RELEASES, MIGRATIONS = ORDER, RELEASES, MIGRATIONS
 
     def __init__(self, db, rnd, tmp):
@@ -80,30 +80,6 @@ class Shapes(Line):
             elif runs(["B2"], "b"):
                 new["b"] = lift(lambda v: v - 1000, new.get("B2"))
 
-    def write(self, release):
-        cols = self.sees(release)
-        update = self.rnd.random() < 0.6
-        rid = self.rnd.choice(sorted(self.rows)) if update else self.next_id
-        written = {c: (k, self.rnd.randint(1, 10000)) for c, k, _ in cols if self.rnd.random() < 0.5}
-        if not written:
-            c, k, _ = self.rnd.choice(cols)
-            written = {c: (k, self.rnd.randint(1, 10000))}
-        if not update:
-            self.next_id += 1
-        names = sorted(written)
-        with self.session(release) as c:
-            if update:
-                c.execute("UPDATE t SET %s WHERE id = %%s" % ", ".join("%s = %%s" % n for n in names),
-                          [written[n][1] for n in names] + [rid])
-            else:
-                c.execute("INSERT INTO t (id, %s) VALUES (%%s, %s)" % (", ".join(names), ", ".join(["%s"] * len(names))),
-                          [rid] + [written[n][1] for n in names])
-        old = dict(self.rows[rid]) if update else {}
-        new = dict(old, **{k: v for k, v in written.values()})
-        self.fire(release, old, new, not update)
-        self.rows[rid] = new
-        self.log.append("%s %s %d %r" % (release, "update" if update else "insert", rid, written))
-
     # ---- the lifecycle ----
     def move(self, what, m):
         self.run_move(what, m)
@@ -122,23 +98,6 @@ class Shapes(Line):
             elif (what, m) == ("rollback", "s2"):
                 row.pop("B2", None)
                 row.pop("d", None)
-
-    # ---- the check ----
-    def check(self):
-        for release in RELEASES:
-            if not self.serves(release):
-                continue
-            seen = self.sees(release)
-            with self.session(release) as c:
-                got = {r[0]: list(r[1:]) for r in c.execute("SELECT id, %s FROM t" % ", ".join(n for n, _, _ in seen))}
-                star = sorted(d.name for d in c.execute("SELECT * FROM t LIMIT 0").description)
-                types = dict(c.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-                                       " WHERE a.attrelid = 't'::regclass AND a.attnum > 0 AND NOT a.attisdropped"))
-            assert star == sorted(["id"] + [n for n, _, _ in seen]), (release, star, seen, self.state)
-            assert all(types[n] == ty for n, _, ty in seen), (release, types, seen, self.state)
-            want = {i: [row.get(k) for _, k, _ in seen] for i, row in self.rows.items()}
-            bad = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
-            assert not bad and len(got) == len(want), (release, bad[:5], self.state, self.log[-8:])
 
 
 SEEDS = [int(s) for s in os.environ.get("PGT_SHAPE_SEEDS", "1,2,3,4,5,6").split(",")]

@@ -50,7 +50,7 @@ static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, cons
     /* A bypassing writer is an old-shape writer unless it declared the
      * version: the column's default would make "it gave the column" a
      * guess. */
-    writer_shape(c, &f, 1, "false", "false");
+    writer_shape(c, &f, op, op->table, 1, "false", "false");
     mig_str_add(&f, "  IF NOT pgt_new_shape THEN\n");
     if (only_null) {
         mig_str_add(&f, "    pgt_run := NEW.");

@@ -34,7 +34,7 @@ static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
          * their updates of what `down` reads, give it down(row), so the old
          * release reads what they wrote. A bypassing writer without the
          * version writes the old shape: what it leaves NULL stays NULL. */
-        writer_shape(c, &f, 1, "false", "false");
+        writer_shape(c, &f, op, op->table, 1, "false", "false");
         mig_str_add(&f, "  IF pgt_new_shape THEN\n");
         direction_runs(c, &f, op, op->table, "    ", op->down, op->column, NULL, NULL);
         mig_str_add(&f, "    IF pgt_run THEN\n      NEW.");

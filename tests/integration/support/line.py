@@ -10,7 +10,7 @@ import psycopg
 
 from .migrations import migrate, write_migration
 
-__all__ = ["Line", "walk_lifecycle"]
+__all__ = ["Line", "ShapedLine", "walk_lifecycle", "write_row"]
 
 
 class Line:
@@ -70,6 +70,73 @@ class Line:
         assert r.returncode == 0, (what, m, r.stdout + r.stderr, self.log[-5:])
         self.log.append("%s %s" % (what, m))
         self.state[m] = {"start": "active", "complete": "completed", "rollback": "rolled_back"}[what]
+
+
+def write_row(conn, update, rid, values):
+    """One release's INSERT of row rid, or UPDATE of it, giving values
+    (column -> value) through its shape."""
+    names = sorted(values)
+    if update:
+        conn.execute("UPDATE t SET %s WHERE id = %%s" % ", ".join("%s = %%s" % n for n in names),
+                     [values[n] for n in names] + [rid])
+    else:
+        conn.execute("INSERT INTO t (id, %s) VALUES (%%s, %s)" % (", ".join(names), ", ".join(["%s"] * len(names))),
+                     [rid] + [values[n] for n in names])
+
+
+class ShapedLine(Line):
+    """A line whose model is self.rows (id -> model column -> value) and
+    whose subclass says what each release sees (sees: a list of (name in
+    its shape, the model's column, type)) and what the triggers do to a
+    write (fire)."""
+
+    def sees(self, release):
+        raise NotImplementedError
+
+    def fire(self, release, old, new, insert):
+        raise NotImplementedError
+
+    def value(self, column):
+        """A value a release writes into the model's column."""
+        return self.rnd.randint(1, 10000)
+
+    def write(self, release):
+        """A random INSERT or UPDATE of random columns of the release's
+        shape, and the model's row after the triggers."""
+        cols = self.sees(release)
+        update = self.rnd.random() < 0.6
+        rid = self.rnd.choice(sorted(self.rows)) if update else self.next_id
+        written = {c: (k, self.value(k)) for c, k, _ in cols if self.rnd.random() < 0.5}
+        if not written:
+            c, k, _ = self.rnd.choice(cols)
+            written = {c: (k, self.value(k))}
+        if not update:
+            self.next_id += 1
+        with self.session(release) as c:
+            write_row(c, update, rid, {n: v for n, (_, v) in written.items()})
+        old = dict(self.rows[rid]) if update else {}
+        new = dict(old, **{k: v for k, v in written.values()})
+        self.fire(release, old, new, not update)
+        self.rows[rid] = new
+        self.log.append("%s %s %d %r" % (release, "update" if update else "insert", rid, written))
+
+    def check(self):
+        """Every release served reads the model: its columns by name
+        (SELECT * too), their types, every row."""
+        for release in self.RELEASES:
+            if not self.serves(release):
+                continue
+            seen = self.sees(release)
+            with self.session(release) as c:
+                got = {r[0]: list(r[1:]) for r in c.execute("SELECT id, %s FROM t" % ", ".join(n for n, _, _ in seen))}
+                star = sorted(d.name for d in c.execute("SELECT * FROM t LIMIT 0").description)
+                types = dict(c.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                                       " WHERE a.attrelid = 't'::regclass AND a.attnum > 0 AND NOT a.attisdropped"))
+            assert star == sorted(["id"] + [n for n, _, _ in seen]), (release, star, seen, self.state)
+            assert all(types[n] == ty for n, _, ty in seen), (release, types, seen, self.state)
+            want = {i: [row.get(k) for _, k, _ in seen] for i, row in self.rows.items()}
+            bad = [(i, got.get(i), w) for i, w in want.items() if got.get(i) != w]
+            assert not bad and len(got) == len(want), (release, bad[:5], self.state, self.log[-8:])
 
 
 def walk_lifecycle(w, rnd, weight_starts=0):
