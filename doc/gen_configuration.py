@@ -143,7 +143,11 @@ def main():
                "every flag: a value out of range is a `400` naming the parameter. `complete`, `rollback`,\n"
                "`finalize` and `revert` also take `name`, the migration they are meant for: another than the\n"
                "one this proxy's engine runs is a `409` naming both (with `retry_after_ms` when the engine is\n"
-               "about to follow it; `pgtandem migrate` asks again).\n\n"
+               "about to follow it; `pgtandem migrate` asks again). A `POST /migrations` while a migration is\n"
+               "in flight here starts the new one beside it, on an engine of its own in the proxy: `202` with\n"
+               "`beside` (the one in flight) and, while this proxy's own backfill holds the engine lock,\n"
+               "`waits_for`; `GET /migrations/current` lists each such start under `beside` (`running`,\n"
+               "`started`, `failed` or `refused`, with its `error`).\n\n"
                + settings_table(settings["QUERY"]) + "\n")
     out.append(block("`pgtandem migrate`", "", migrate))
     for c, text in per_cmd:

@@ -83,6 +83,12 @@ int mig_phase_status(enum mig_phase p, enum mig_phase cut_from);
 enum mig_phase mig_phase_of_status(enum mig_status st);
 
 int mig_phase_in_progress(enum mig_phase p);
+/* 1 when a start asked of the runner in phase p (its migration in flight)
+ * runs beside it, on an engine of its own (proxy/online/runner_beside.c),
+ * as `migrate start --db` would: in every phase of the migration in
+ * flight but its cutover (completing) and its rollback, which a start
+ * waits out. */
+int mig_start_beside(enum mig_phase p);
 /* A step of the engine runs on the worker (expand, validations, rollback). */
 int mig_phase_runs_step(enum mig_phase p);
 /* The backfill is behind it: every row is done. */

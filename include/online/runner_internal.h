@@ -7,6 +7,8 @@
  * lifecycle allows, migration_lifecycle.h), and the runner asks the
  * lifecycle what follows. The parts, bottom to top:
  *
+ *   runner_beside.c    starts beside the migration in flight, each on a
+ *                      thread and an engine of its own
  *   runner_conn.c      the engine connection: open, lock, unlock, the
  *                      runner's timer, the reserved slot, the health check
  *   runner_blockers.c  who blocks the worker step, as /status shows it
@@ -189,6 +191,7 @@ struct migration_runner {
     struct runner_conn conn;
     struct runner_blockers blk;
     struct runner_start start;
+    struct beside *beside;          /* starts beside the migration in flight (runner_beside.c), newest first */
 };
 
 /* ---- shared by every part ---- */
@@ -329,6 +332,21 @@ void route_for(struct migration_runner *r, enum mig_phase p);
 void post_left_by_record(struct migration_runner *r, int left);
 void post_run_if_due(struct migration_runner *r);
 json_t *cutover_json(const struct migration_runner *r);
+
+/* ---- runner_beside.c ---- */
+
+/* Starts the migration of a request body beside the one in flight, on a
+ * thread and an engine of its own: 202 with its name, else the HTTP
+ * status to answer with err (400 a body that is no migration, 409 a
+ * directory, or the same migration starting already). */
+int beside_start(struct migration_runner *r, const char *body, size_t len, char *name, size_t namecap,
+                 char *err, size_t errlen);
+/* 1 while a start beside of that name runs here. */
+int beside_running(const struct migration_runner *r, const char *name);
+/* [{name, state: running|started|failed|refused, error}], newest first. */
+json_t *beside_json(struct migration_runner *r);
+/* Stops every start beside between two of its steps and joins it. */
+void beside_stop_all(struct migration_runner *r);
 
 /* ---- runner_status.c ---- */
 

@@ -48,6 +48,7 @@ struct http_resp {
 struct progress {
     struct progress_line line;
     char phase[32];
+    int beside;     /* the proxy starts it beside the migration in flight, on an engine of its own */
 };
 
 /* ---- URL and token ---- */
@@ -309,9 +310,50 @@ static void backfilled(char *buf, size_t n, json_t *bf)
         snprintf(buf, n, "backfilled %.0f rows", rows);
 }
 
+static json_t *named(json_t *list, const char *name)
+{
+    size_t i;
+    json_t *one;
+    json_array_foreach(list, i, one) {
+        const char *n = jstr(one, "name");
+        if (n && !strcmp(n, name))
+            return one;
+    }
+    return NULL;
+}
+
+/* A start beside the migration in flight: its engine's outcome from
+ * `beside`, its status from `in_flight` (the fleet's look at the table). */
+static int on_beside_state(struct progress *p, const char *name, json_t *st)
+{
+    json_t *mine = named(json_object_get(st, "beside"), name);
+    const char *state = jstr(mine, "state");
+    const char *status = jstr(named(json_object_get(st, "in_flight"), name), "status");
+    if (status && strcmp(status, p->phase) != 0) {
+        log_info("migration %s: %s", name, status);
+        snprintf(p->phase, sizeof p->phase, "%s", status);
+    }
+    if (!state)
+        return fail_msg("start", "the proxy no longer knows of the start beside the migration in flight");
+    if (!strcmp(state, "refused") || !strcmp(state, "failed")) {
+        fprintf(stderr, "pgtandem migrate start: error: migration %s %s: %s\n", name, state,
+                jstr(mine, "error") ? jstr(mine, "error") : "");
+        return !strcmp(state, "refused") ? EXIT_INVALID : EXIT_OPERATIONAL;
+    }
+    if (!strcmp(state, "started")) {
+        log_info("migration %s is active beside %s: every shape is served; complete them oldest first "
+                 "(`pgtandem migrate complete NAME --proxy URL`) once their old releases are retired", name,
+                 jstr(st, "name") ? jstr(st, "name") : "the one in flight");
+        return 0;
+    }
+    return -1;
+}
+
 /* Handles one state; returns -1 to keep polling, else the exit status. */
 static int on_state(struct progress *p, const char *name, json_t *st)
 {
+    if (p->beside)
+        return on_beside_state(p, name, st);
     const char *phase = jstr(st, "phase");
     const char *cur = jstr(st, "name");
     if (!phase || !cur)
@@ -348,9 +390,9 @@ static int on_state(struct progress *p, const char *name, json_t *st)
     return -1;
 }
 
-static int poll_until_active(const struct remote *r, const char *name)
+static int poll_until_active(const struct remote *r, const char *name, int beside)
 {
-    struct progress p = {.line.tty = isatty(STDERR_FILENO)};
+    struct progress p = {.line.tty = isatty(STDERR_FILENO), .beside = beside};
     int failures = 0, rc = -1;
     char err[1024] = "";
     while (rc < 0) {
@@ -393,19 +435,23 @@ static int start_body(const struct remote *r, const char *body, size_t len)
     int rc = http_request(r, "POST", "/migrations", body, len, SHORT_TIMEOUT_S, &resp, err, sizeof err);
     if (rc != 0)
         return fail_msg("start", err);
-    char name[256] = "";
+    char name[256] = "", beside[256] = "";
     if (resp.status != 202 && resp.status != 200)
         rc = report_http_error("start", &resp);
     else if (!jstr(resp.json, "name"))
         rc = fail_msg("start", "POST /migrations answered without a migration name");
     else
         snprintf(name, sizeof name, "%s", jstr(resp.json, "name"));
+    if (rc == 0 && jstr(resp.json, "beside"))
+        snprintf(beside, sizeof beside, "%s", jstr(resp.json, "beside"));
+    if (rc == 0 && jstr(resp.json, "waits_for"))
+        log_info("migration %s waits for %s", name, jstr(resp.json, "waits_for"));
     resp_free(&resp);
     if (rc != 0)
         return rc;
-    log_info("migration %s submitted to the proxy at %s; it runs there (interrupting this command does not "
-             "stop it: `pgtandem migrate status --proxy URL`)", name, r->url);
-    return poll_until_active(r, name);
+    log_info("migration %s submitted to the proxy at %s%s%s; it runs there (interrupting this command does not "
+             "stop it: `pgtandem migrate status --proxy URL`)", name, r->url, beside[0] ? ", beside " : "", beside);
+    return poll_until_active(r, name, beside[0] != '\0');
 }
 
 static int cmd_start(const struct remote *r, const char *file)

@@ -181,6 +181,12 @@ int mig_phase_in_progress(enum mig_phase p)
     return st >= 0 && mig_status_in_progress((enum mig_status)st);
 }
 
+int mig_start_beside(enum mig_phase p)
+{
+    return p == MIG_PH_EXPANDING || p == MIG_PH_BACKFILLING || p == MIG_PH_FINISHING || p == MIG_PH_ACTIVE ||
+           p == MIG_PH_SWITCHED;
+}
+
 int mig_phase_runs_step(enum mig_phase p)
 {
     return p == MIG_PH_EXPANDING || p == MIG_PH_FINISHING || p == MIG_PH_ROLLING_BACK;
@@ -344,10 +350,9 @@ int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, c
         if (f->step_running && p == MIG_PH_COMPLETED)
             return mig_refuse(409, why, cap, "the steps after migration %s's contract are running (an index dropped "
                           "CONCURRENTLY waits for the transactions on its table); start again when they end", name);
-        if (mig_phase_in_progress(p))
-            return mig_refuse(409, why, cap, "a migration is already in progress: %s is %s; this proxy runs one "
-                          "migration at a time: complete %s (or roll it back) before starting the next", name,
-                          mig_phase_word(p), name);
+        if (mig_phase_in_progress(p) && !mig_start_beside(p))
+            return mig_refuse(409, why, cap, "migration %s is %s: a migration starts beside it once that ends; start "
+                          "again then", name, mig_phase_word(p));
         return 0;
     case MIG_REQ_STATUS:
         return p == MIG_PH_IDLE ? mig_refuse(404, why, cap, "no migration has been started or found in this database")

@@ -415,11 +415,17 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
 
 /* ---- requests ---- */
 
+static void start_beside(struct migration_runner *r, const struct runner_request *q, struct waiter *w);
+
 static void handle_start(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
     if (!admitted(r, MIG_REQ_START, &w))
         return;
+    if (mig_start_beside(r->phase)) { /* one started while the slots were counted */
+        start_beside(r, q, &w);
+        return;
+    }
     runner_reset_migration(r);
     record_own_start(r);
     char *name = start_parse(r, q, &w);
@@ -441,11 +447,37 @@ static void handle_start(struct migration_runner *r, const struct runner_request
 /* Before anything changes, the connections the migration will need must
  * be there to have: a start that cannot get them is refused with nothing
  * done, instead of failing halfway through the expand. */
+/* A start while a migration is in flight here runs beside it, on an
+ * engine of its own (runner_beside.c); the runner goes on with its own. */
+static void start_beside(struct migration_runner *r, const struct runner_request *q, struct waiter *w)
+{
+    char name[128] = "", err[1024] = "";
+    int status = beside_start(r, q->body, q->body_len, name, sizeof name, err, sizeof err);
+    if (status != 202) {
+        runner_answer(w, status, runner_error_json(err));
+        return;
+    }
+    /* this engine's backfill holds the engine lock until it ends (a --db
+     * engine lets it go for its backfill): the start waits for it */
+    char waits[300] = "";
+    if (r->holds_lock && r->phase == MIG_PH_BACKFILLING)
+        snprintf(waits, sizeof waits, "the backfill of %s, which holds the engine lock on this proxy until it ends",
+                 r->name ? r->name : "the migration in flight");
+    if (waits[0])
+        log_info("migration %s waits for %s", name, waits);
+    runner_answer(w, 202, json_pack("{s:s,s:s,s:s,s:s?}", "name", name, "phase", mig_phase_word(MIG_PH_EXPANDING),
+                                    "beside", r->name ? r->name : "", "waits_for", waits[0] ? waits : NULL));
+}
+
 static void check_slots_then_start(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
     if (!admitted(r, MIG_REQ_START, &w))
         return;
+    if (mig_start_beside(r->phase)) {
+        start_beside(r, q, &w);
+        return;
+    }
     if (r->db.busy) {
         handle_start(r, q); /* goes ahead without the check while the connection is busy */
         return;
@@ -665,6 +697,7 @@ void runner_free(struct migration_runner *r)
         return;
     if (r->fleet)
         fleet_observe(r->fleet, NULL, NULL, NULL);
+    beside_stop_all(r);
     engine_worker_free(&r->worker);
     cutover_abort(&r->cut);
     if (r->cut.retry_timer)

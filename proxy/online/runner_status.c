@@ -65,7 +65,8 @@ static json_t *in_flight_json(const struct migration_runner *r)
                 status = json_string_value(json_object_get(seen, "status"));
         }
         json_object_set_new(route, "status", status ? json_string(status) : json_null());
-        json_object_set_new(route, "engine", json_string(own ? "this proxy" : "elsewhere"));
+        json_object_set_new(route, "engine", json_string(own ? "this proxy" : beside_running(r, name)
+                                                                              ? "this proxy, beside" : "elsewhere"));
     }
     return routes;
 }
@@ -81,6 +82,7 @@ void status_answer(struct migration_runner *r, const struct waiter *w, const str
     json_object_set_new(body, "invalid", json_boolean(r->phase == MIG_PH_FAILED && r->step_status == 2));
     json_object_set_new(body, "blocked_by", r->blk.by ? json_incref(r->blk.by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != MIG_PH_COMPLETED));
+    json_object_set_new(body, "beside", beside_json(r));
     /* what the status page offers: the lifecycle's own answers */
     json_object_set_new(body, "in_progress", json_boolean(mig_phase_in_progress(r->phase)));
     static const enum mig_request acts[] = {MIG_REQ_COMPLETE, MIG_REQ_ROLLBACK, MIG_REQ_FINALIZE, MIG_REQ_REVERT};

@@ -3,14 +3,17 @@
 A proxy of the fleet serves the database while `a1` (a rename of
 `users.name`), `b2` (parent `a1`: a column of `orders` filled from
 `amount`) and `c3` (parent `b2`: a new table `audit`) start one after
-another with `--db`. Three releases connect through the proxy and declare
+another, either all with `--db`, or all through the proxy
+(`migrate start --proxy`, the issue's own steps): `a1` then runs on the
+proxy's engine and `b2` and `c3` beside it, each on an engine of its own
+in the proxy, as a `--db` start would. Three releases connect through the proxy and declare
 only the migration they were built with (`pgtandem.version`), never a
 search_path: the one from before `a1`, `a1`'s and `c3`'s. Each checks,
 every round, that its prepared `SELECT *` of `users` and of `orders` has
 its own shape's columns, and writes in it. The proxy's engine follows the
 oldest in flight and routes the two above it from its looks at the
 migrations table: a session declaring `c3` sees `pgtandem_c3, pgtandem_b2,
-pgtandem_a1, public`. Each `--db` start waits before its DDL until the
+pgtandem_a1, public`. Each start beside waits before its DDL until the
 proxy says (in its heartbeat) that it routes it.
 
 `complete b2` through the proxy is refused while `a1` is in flight below
@@ -20,14 +23,16 @@ writing through all three. Every row every release wrote is read back in
 the final shape, and the schema is the one the same DDL run offline
 gives. Run in session mode and with transaction pooling (the pools follow
 the routes, one per path)."""
+import json
+
 import psycopg
 import pytest
 
-from support import migrate, pmigrate, sql, wait_for, write_migration, write_users_file
+from support import migrate, pmigrate, schema_dump, sql, wait_for, write_migration, write_users_file
 from support.fleet import fleet_proxy, live_members
 from support.pg import dbname, offline_twin
 from support.proxy import proxy_uri
-from test_flight_db import A1, B2, BASE, C3, OFFLINE, Release, assert_as_offline, start_file, statuses
+from test_flight_db import A1, B2, BASE, C3, D4, OFFLINE, Release, assert_as_offline, start_file, statuses
 from test_schema_fidelity import run_script
 
 # what each release's prepared SELECT * must show, by table
@@ -78,20 +83,41 @@ def retire(release):
     assert not release.errors, (release.release, release.errors)
 
 
-@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def start_with_db(db, proxy, m, tmp_path):
+    """`migrate start --db` beside the proxy: its DDL waits for the proxy's route."""
+    r = migrate(db, "start", write_migration(m, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "every proxy serving this database routes %s" % m["name"] in r.stderr, r.stderr
+
+
+def start_through_the_proxy(db, proxy, m, tmp_path):
+    """`migrate start --proxy` while the proxy's engine runs a1: the proxy
+    starts it beside, on an engine of its own, which waits for the route."""
+    r = pmigrate(proxy, "start", write_migration(m, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert "submitted to the proxy at http://127.0.0.1:%d, beside a1" % proxy.admin_port in r.stderr, r.stderr
+    assert "migration %s is active beside a1" % m["name"] in r.stderr, r.stderr
+    log = proxy.log()
+    assert "migration %s: started beside a1, which this proxy's engine runs" % m["name"] in log, log[-3000:]
+    assert "every proxy serving this database routes %s" % m["name"] in log, log[-3000:]
+
+
+@pytest.mark.parametrize("pool_mode,started", [("session", "db"), ("transaction", "db"), ("session", "proxy"),
+                                               ("transaction", "proxy")])
 def test_three_migrations_in_flight_through_a_proxy_each_release_on_its_shape(cluster, db, proxy_factory,
-                                                                               tmp_path, pool_mode):
+                                                                               tmp_path, pool_mode, started):
     run_script(db, BASE)
     releases = []
+    start = start_with_db if started == "db" else start_through_the_proxy
     with offline_twin(cluster, BASE, OFFLINE) as offline:
         try:
-            run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases)
+            run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases, start)
         finally:
             for x in releases:
                 x.stop.set()
 
 
-def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases):
+def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, offline, releases, start):
     extra = []
     if pool_mode == "transaction":
         users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
@@ -100,18 +126,27 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
     wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
     uri = proxy_uri(proxy, db)
 
-    r = start_file(db, A1, tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    if start is start_with_db:
+        r = start_file(db, A1, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:   # the proxy's engine runs a1
+        r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
     releases.append(ProxyRelease(uri, None, 100000))
     releases.append(ProxyRelease(uri, "a1", 200000))
     for x in releases:
         x.start()
     # beside a1, with the proxy serving the database: it routes them
     for m in (B2, C3):
-        r = migrate(db, "start", write_migration(m, str(tmp_path)))
-        assert r.returncode == 0, r.stdout + r.stderr
-        # its DDL waited for the proxy to route it
-        assert "every proxy serving this database routes %s" % m["name"] in r.stderr, r.stderr
+        start(db, proxy, m, tmp_path)
+    if start is start_through_the_proxy:
+        # one that may not be built beside them is refused before any DDL, saying why
+        before = schema_dump(cluster, db)
+        r = pmigrate(proxy, "start", write_migration(D4, str(tmp_path)))
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "migration d4 refused" in r.stderr and 'names column "full_name" of "users", which migration a1' \
+            in r.stderr, r.stderr
+        assert schema_dump(cluster, db) == before
     assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
     releases.append(ProxyRelease(uri, "c3", 300000))
     releases[-1].start()
@@ -161,3 +196,72 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
             assert orders[oid][0] == amount
     assert sql(db, "SELECT count(*) FROM audit")[0][0] == releases[2].audit > 0
     assert_as_offline(cluster, db, offline, users, want)
+
+
+def test_a_start_through_the_proxy_beside_its_own_backfill_waits_for_it_then_runs(cluster, db, proxy_factory,
+                                                                                   tmp_path):
+    """The proxy's engine backfills `a1` (big, capped at 20,000 rows/s)
+    holding the engine lock, which a `--db` engine lets go of for its
+    backfill: `b2` (another table) started through the proxy meanwhile is
+    accepted at once, says it waits for that backfill, and runs once it
+    ends. Both complete through the proxy, oldest first."""
+    run_script(db, "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
+                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 100000) g;"
+                   " CREATE TABLE other (id bigserial PRIMARY KEY, w int);")
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    a1 = {"name": "a1", "operations": [{"add_column": {"table": "big", "up": "v * 2",
+                                                       "column": {"name": "v2", "type": "int"}}}],
+          "backfill": {"batch_rows": 1000, "max_rows_per_sec": 20000}}
+    b2 = {"name": "b2", "parent": "a1", "operations": [{"add_column": {"table": "other",
+                                                                       "column": {"name": "x", "type": "int"}}}]}
+    r = proxy.admin("POST", "/migrations", json.dumps(a1))
+    assert r[0] == 202, r
+    wait_for(lambda: (proxy.admin("GET", "/migrations/current")[1] or {}).get("phase") == "backfilling", 30,
+             "a1 backfilling on the proxy's engine")
+    r = pmigrate(proxy, "start", write_migration(b2, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert "migration b2 waits for the backfill of a1, which holds the engine lock on this proxy until it ends" \
+        in r.stderr, r.stderr
+    assert statuses(db) == {"a1": "active", "b2": "active"}
+    beside = proxy.admin("GET", "/migrations/current")[1]["beside"]
+    assert [(b["name"], b["state"]) for b in beside] == [("b2", "started")], beside
+    for name in ("a1", "b2"):
+        r = pmigrate(proxy, "complete", name)
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert statuses(db) == {"a1": "completed", "b2": "completed"}
+    assert sql(db, "SELECT count(*), count(*) FILTER (WHERE v2 = v * 2) FROM big") == [(100000, 100000)]
+    assert sql(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'other'"
+                   " AND column_name = 'x'") == [(1,)]
+
+
+def test_a_proxy_stopped_while_a_start_beside_backfills_lets_it_go_and_resume_finishes_it(cluster, db,
+                                                                                        proxy_factory, tmp_path):
+    """`b2`, started through the proxy beside `a1` (a rename, active),
+    backfills big on its own engine in the proxy, capped at 20,000 rows/s.
+    The proxy stopped meanwhile (SIGTERM) stops that engine between two
+    batches, exits 0 and leaves no lock: `resume b2 --db` finishes the
+    backfill from its checkpoint, and every row holds its value."""
+    run_script(db, BASE + "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
+                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 200000) g;")
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    b2 = {"name": "b2", "parent": "a1", "operations": [{"add_column": {"table": "big", "up": "v * 2",
+                                                                       "column": {"name": "v2", "type": "int"}}}],
+          "backfill": {"batch_rows": 1000, "max_rows_per_sec": 20000}}
+    r = proxy.admin("POST", "/migrations", json.dumps(b2))
+    assert r[0] == 202 and r[1]["beside"] == "a1", r
+    wait_for(lambda: sql(db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress"
+                             " WHERE migration = 'b2'")[0][0] > 0, 30, "b2 backfilling beside a1",
+             detail=lambda: proxy.log()[-2000:])
+    assert statuses(db) == {"a1": "active", "b2": "backfilling"}
+    proxy.stop()
+    assert proxy.proc.returncode == 0, proxy.log()[-3000:]
+    assert "migration b2, started beside: stopping its engine" in proxy.log(), proxy.log()[-3000:]
+    assert sql(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+    r = migrate(db, "resume", "b2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert statuses(db) == {"a1": "active", "b2": "active"}
+    assert sql(db, "SELECT count(*), count(*) FILTER (WHERE v2 = v * 2) FROM big") == [(200000, 200000)]

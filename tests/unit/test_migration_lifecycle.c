@@ -276,9 +276,12 @@ static int expected_admit(int p, int q, const struct mig_facts *f)
 {
     unsigned in_progress = B(MIG_PH_EXPANDING) | B(MIG_PH_BACKFILLING) | B(MIG_PH_FINISHING) | B(MIG_PH_ACTIVE) |
                            B(MIG_PH_COMPLETING) | B(MIG_PH_ROLLING_BACK) | B(MIG_PH_SWITCHED);
+    unsigned beside = B(MIG_PH_EXPANDING) | B(MIG_PH_BACKFILLING) | B(MIG_PH_FINISHING) | B(MIG_PH_ACTIVE) |
+                      B(MIG_PH_SWITCHED);
     switch (q) {
-    case MIG_REQ_START:
-        return f->start_checking || (in_progress & B(p)) || (p == MIG_PH_COMPLETED && f->step_running) ? 409 : 0;
+    case MIG_REQ_START: /* beside one in flight, but not during its cutover or rollback */
+        return f->start_checking || ((in_progress & ~beside) & B(p)) || (p == MIG_PH_COMPLETED && f->step_running)
+                   ? 409 : 0;
     case MIG_REQ_STATUS: return p == MIG_PH_IDLE ? 404 : 0;
     case MIG_REQ_COMPLETE: return p == MIG_PH_IDLE ? 404 : p == MIG_PH_ACTIVE ? 0 : 409;
     case MIG_REQ_ROLLBACK:
@@ -331,9 +334,15 @@ static void test_admission(void)
           mig_admit(MIG_PH_COMPLETED, MIG_REQ_START, &post_running, why, sizeof why) == 409 &&
               strstr(why, "steps after migration 0007_demo's contract"));
     struct mig_facts a1 = {.name = "a1"};
-    CHECK("admission: a second start says the first must be completed (or rolled back) first",
-          mig_admit(MIG_PH_ACTIVE, MIG_REQ_START, &a1, why, sizeof why) == 409 &&
-              strstr(why, "a1 is active; this proxy runs one migration at a time: complete a1 (or roll it back)"));
+    CHECK("admission: a second start goes beside the first, in each phase but its cutover and rollback",
+          mig_admit(MIG_PH_ACTIVE, MIG_REQ_START, &a1, why, sizeof why) == 0 && mig_start_beside(MIG_PH_ACTIVE) &&
+              mig_start_beside(MIG_PH_BACKFILLING) && mig_start_beside(MIG_PH_EXPANDING) &&
+              mig_start_beside(MIG_PH_SWITCHED) && !mig_start_beside(MIG_PH_COMPLETING) &&
+              !mig_start_beside(MIG_PH_ROLLING_BACK) && !mig_start_beside(MIG_PH_IDLE) &&
+              !mig_start_beside(MIG_PH_FAILED) && !mig_start_beside(MIG_PH_COMPLETED));
+    CHECK("admission: a start during the cutover of the one in flight waits it out",
+          mig_admit(MIG_PH_COMPLETING, MIG_REQ_START, &a1, why, sizeof why) == 409 &&
+              strstr(why, "migration a1 is completing: a migration starts beside it once that ends"));
     CHECK("admission: rollback once switched points at revert",
           mig_admit(MIG_PH_SWITCHED, MIG_REQ_ROLLBACK, NULL, why, sizeof why) == 409 &&
               strstr(why, "pgtandem migrate revert"));
