@@ -49,6 +49,8 @@ struct engine_worker {
     char *range_schema, *range_table;   /* DIAGNOSE: the range whose batch failed */
     int range_no;
     int lock_lent;              /* the job runs under the engine lock its caller holds (engine_worker_lend_lock) */
+    char target[128];           /* the migration the steps act on (engine_worker_set_target) */
+    char job_target[128];       /* its copy for the job that runs */
     atomic_int stop;
     pthread_mutex_t lock;       /* guards cancel */
     PGcancel *cancel;           /* the job's connection, once open */
@@ -66,6 +68,9 @@ PGT_MUSTCHECK int engine_worker_init(struct engine_worker *w, struct event_base 
 PGT_MUSTCHECK int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *db_uri,
                                     const char *body, size_t len, engine_worker_done_fn done, void *ctx);
 int engine_worker_running(const struct engine_worker *w);
+/* The migration the jobs act on, by name ("" for the one in flight):
+ * with several in flight, the runner's own. Taken when a job starts. */
+void engine_worker_set_target(struct engine_worker *w, const char *name);
 /* The range a DIAGNOSE job runs a batch of (copied; kept until the job
  * ends). Returns -1 (why set) when out of memory. */
 PGT_MUSTCHECK int engine_worker_set_range(struct engine_worker *w, const char *schema, const char *table,

@@ -73,6 +73,7 @@ static int run_job(struct engine_worker *w, char *err, size_t errlen)
     o.skip_backfill = w->job == ENGINE_JOB_EXPAND;     /* the loop runs the batches */
     o.validate_only = w->job == ENGINE_JOB_CHECK;      /* the cutover is the loop's */
     o.alone = 1;                                       /* the runner runs one migration of its own */
+    o.target = w->job_target[0] ? w->job_target : NULL; /* that one, with others in flight beside it */
     struct engine e;
     int rc = engine_open(&e, w->db_uri, &o, w->lock_lent ? ENGINE_LOCK_LENT : ENGINE_LOCK_TAKE, err, errlen);
     if (rc == ENGINE_OK) {
@@ -216,6 +217,7 @@ int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *
         w->body_len = len;
     }
     atomic_store(&w->stop, 0);
+    snprintf(w->job_target, sizeof w->job_target, "%s", w->target);
     w->status = ENGINE_FAILED;
     w->why[0] = '\0';
     w->done = done;
@@ -230,6 +232,11 @@ int engine_worker_run(struct engine_worker *w, enum engine_job job, const char *
     w->running = 1;
     log_debug("engine worker: %s", job_names[job]);
     return 0;
+}
+
+void engine_worker_set_target(struct engine_worker *w, const char *name)
+{
+    snprintf(w->target, sizeof w->target, "%s", name ? name : "");
 }
 
 int engine_worker_running(const struct engine_worker *w)

@@ -26,6 +26,7 @@ void runner_set_name(struct migration_runner *r, const char *name)
     free(r->name);
     r->name = strdup(name);
     r->bfr.progress.migration = r->name; /* tags the backfill's lines in the log */
+    engine_worker_set_target(&r->worker, name);
     /* the schemas' names as they are, quoted by the sessions routed to them */
     mig_version_schema(name, r->version_schema, sizeof r->version_schema);
     mig_old_schema(name, r->old_schema, sizeof r->old_schema);

@@ -265,3 +265,32 @@ def test_a_proxy_stopped_while_a_start_beside_backfills_lets_it_go_and_resume_fi
     assert r.returncode == 0, r.stdout + r.stderr
     assert statuses(db) == {"a1": "active", "b2": "active"}
     assert sql(db, "SELECT count(*), count(*) FILTER (WHERE v2 = v * 2) FROM big") == [(200000, 200000)]
+
+
+def test_the_proxys_own_steps_act_on_its_own_migration_with_another_in_flight_beside_it(cluster, db, proxy_factory,
+                                                                                         tmp_path):
+    """`a1`, the proxy's own, retypes `big.v` with a `check` its complete
+    validates on the proxy's worker before the cutover; `b2`, started
+    through the proxy beside it, is in flight when `a1` completes. The
+    worker's engine acts on `a1` by name: with two in flight, an engine
+    step that names none is refused (`name the one`)."""
+    run_script(db, "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
+                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 1000) g;"
+                   " CREATE TABLE other (id bigserial PRIMARY KEY, w int);")
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    a1 = {"name": "a1", "operations": [{"alter_column": {"table": "big", "column": "v", "type": "bigint",
+                                                         "check": "v > 0"}}]}
+    b2 = {"name": "b2", "parent": "a1", "operations": [{"add_column": {"table": "other",
+                                                                       "column": {"name": "x", "type": "int"}}}]}
+    for m in (a1, b2):
+        r = pmigrate(proxy, "start", write_migration(m, str(tmp_path)))
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert statuses(db) == {"a1": "active", "b2": "active"}
+    for name in ("a1", "b2"):
+        r = pmigrate(proxy, "complete", name)
+        assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    assert statuses(db) == {"a1": "completed", "b2": "completed"}
+    assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big'::regclass"
+                   " AND attname = 'v'") == [("bigint",)]
+    assert sql(db, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'big'::regclass AND contype = 'c'") == [(1,)]
