@@ -17,6 +17,7 @@
 #include "runner_internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,10 @@ static int parse_body(const struct beside *b, PGconn *conn, struct migration *m,
 static void *beside_main(void *arg)
 {
     struct beside *b = arg;
+    /* Signals are the loop's (libevent's handlers, SIGPIPE ignored), as on the worker. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     char err[1024] = "";
     struct engine_options o;
     engine_default_options(&o);
