@@ -661,7 +661,8 @@ int migrate_main(int argc, char **argv)
         return EXIT_INVALID;
     }
     if (c.proxy && c.each) {
-        fprintf(stderr, "pgtandem migrate start: a proxy runs one migration at a time; --each is for --db\n");
+        fprintf(stderr, "pgtandem migrate start: --each is for --db; through a proxy, start the files one by one"
+                " (each after the first starts beside the ones in flight)\n");
         return EXIT_INVALID;
     }
     if (c.proxy && c.opt.target && strcmp(cmd, "complete") && strcmp(cmd, "rollback")) {

@@ -34,7 +34,8 @@ import uuid
 import psycopg
 import pytest
 
-from support import BIN, current, LEASE_MS, load_legacy, migrate, schema_dump, sql, unify, wait_for, write_migration
+from support import (BIN, current, LEASE_MS, load_legacy, migrate, run_pgtandem, schema_dump, sql, unify, wait_for,
+                     write_migration)
 from support.fleet import fleet_proxy, live_members
 from support.pg import dbname
 from support.proxy import proxy_uri
@@ -606,6 +607,10 @@ def test_start_dir_each_starts_every_pending_file_as_its_own_migration(cluster, 
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
     r = migrate(db, "start", write_migration(A1, str(tmp_path)), "--each")
     assert r.returncode == 2 and "--each is for a directory" in r.stderr, r.stdout + r.stderr
+    # through a proxy the files start one by one (each after the first beside the ones in flight)
+    r = run_pgtandem(["migrate", "start", str(chain), "--each", "--proxy", "http://127.0.0.1:1"])
+    assert r.returncode == 2 and "--each is for --db; through a proxy, start the files one by one" in r.stderr, \
+        r.stdout + r.stderr
 
 
 def test_no_migration_is_built_on_one_that_may_retype_a_column_of_its_table_in_place(cluster, db, tmp_path):
