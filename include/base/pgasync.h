@@ -19,6 +19,11 @@ typedef void (*pgasync_done_fn)(void *ctx, PGresult *result, const char *error, 
 /* A NOTIFY on a channel the connection LISTENs to. Called from the loop
  * between statements' callbacks; it may send a statement if not busy. */
 typedef void (*pgasync_notify_fn)(void *ctx, const char *channel, const char *payload);
+/* The connection has nothing in flight any more: a statement's callback
+ * returned without sending another, or the connection was closed or
+ * dropped. Called from inside pgasync: it must not send, only note it
+ * (defer the work to the loop's next turn). */
+typedef void (*pgasync_idle_fn)(void *ctx);
 
 struct pgasync {
     struct event_base *base;
@@ -35,6 +40,8 @@ struct pgasync {
     char sqlstate[6];
     pgasync_notify_fn on_notify;  /* NULL: notifications are dropped */
     void *notify_ctx;
+    pgasync_idle_fn on_idle;      /* NULL: nobody waits for the connection */
+    void *idle_ctx;
     /* Bounds (pgasync_configure). A statement, or the connecting, not
      * answered within watchdog_ms means the connection is dead: it is
      * dropped and the statement fails with 08006. */
@@ -61,6 +68,11 @@ PGT_MUSTCHECK int pgasync_send(struct pgasync *a, const char *sql, int nparams, 
                  pgasync_done_fn done, void *ctx);
 int pgasync_ready(const struct pgasync *a);
 void pgasync_close(struct pgasync *a);
+/* Whoever shares the connection between several users hears each time it
+ * becomes free (pgasync_idle_fn), so a user that found it busy waits for
+ * it instead of failing. Such a connection must outlive its statements'
+ * callbacks (none of them frees it). */
+void pgasync_on_idle(struct pgasync *a, pgasync_idle_fn fn, void *ctx);
 /* {connected, in_flight, in_flight_ms, last_error, last_error_age_s,
  * watchdog_drops} for GET /status. */
 struct json_t;

@@ -92,6 +92,8 @@ struct runner_news {
 typedef void (*runner_event_fn)(struct migration_runner *r, enum runner_event ev, const struct runner_news *news);
 
 /* runner_conn.c's state. */
+#define RUNNER_CONN_WAITERS 8 /* more than the distinct steps that share the connection */
+
 struct runner_conn {
     runner_step_fn after_connect, after_unlock;
     int lock_tries, reconnects;
@@ -108,6 +110,11 @@ struct runner_conn {
     /* Closed on purpose: a fleet member with no step to run keeps only the
      * fleet's connection (which hears the news); the next use opens it. */
     int closed_while_idle;
+    /* Steps that found the connection busy, in the order they asked; run
+     * on the loop's next turn after it is free (pgasync_on_idle). */
+    runner_step_fn waiting[RUNNER_CONN_WAITERS];
+    int nwaiting;
+    struct event *idle_ev;
 };
 
 /* runner_blockers.c's state. */
@@ -226,8 +233,12 @@ static inline json_t *runner_error_json(const char *msg)
 int runner_conn_init(struct migration_runner *r);
 void runner_conn_free(struct migration_runner *r);
 void runner_conn_watch_health(struct migration_runner *r);
-/* Runs next once the engine connection is open; else reports CONNECT_FAILED. */
+/* Runs next once the engine connection is open and free; else reports
+ * CONNECT_FAILED. A connection busy with another statement (a state read,
+ * a throttle save, the settings after a reconnect) is waited for. */
 void with_connection(struct migration_runner *r, runner_step_fn next);
+/* Some step waits for the busy connection to be free. */
+int conn_waiting(const struct migration_runner *r);
 /* The worker's engine takes the one-engine advisory lock itself: let go first. */
 void release_lock_then(struct migration_runner *r, runner_step_fn next);
 /* A fleet member with no step to run lets its connection go; the health

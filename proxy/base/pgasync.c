@@ -212,6 +212,12 @@ static void remember_failure(struct pgasync *a, const char *msg)
 static void finish(struct pgasync *a);
 static void set_error(struct pgasync *a, const char *msg, const char *state);
 
+static void became_idle(struct pgasync *a)
+{
+    if (a->on_idle && !a->busy)
+        a->on_idle(a->idle_ctx);
+}
+
 /* No answer within the bound: whatever is on the other end is gone or
  * frozen, and waiting for TCP to notice can take minutes. */
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -294,6 +300,7 @@ static int refuse_unwatchable(struct pgasync *a)
     snprintf(a->error, sizeof a->error, "%s", UNWATCHABLE);
     snprintf(a->sqlstate, sizeof a->sqlstate, "08006");
     remember_failure(a, UNWATCHABLE);
+    became_idle(a);
     return -1;
 }
 
@@ -312,9 +319,14 @@ static void finish(struct pgasync *a)
     char error_copy[sizeof a->error], state_copy[6];
     snprintf(error_copy, sizeof error_copy, "%s", error ? error : "");
     snprintf(state_copy, sizeof state_copy, "%s", state ? state : "");
+    /* a connection nobody waits for may be freed by its callback: it is
+     * not touched after it (one with a waiter lives as long as its owner) */
+    int waited_for = a->on_idle != NULL;
     if (done)
         done(ctx, last, error ? error_copy : NULL, state ? state_copy : NULL);
     PQclear(last);
+    if (waited_for)
+        became_idle(a); /* unless the callback sent the next statement */
 }
 
 static void set_error(struct pgasync *a, const char *msg, const char *state)
@@ -493,9 +505,18 @@ int pgasync_send(struct pgasync *a, const char *sql, int nparams, const char *co
 
 void pgasync_close(struct pgasync *a)
 {
+    int was_busy = a->busy;
     drop_connection(a);
     a->busy = 0;
     a->done = NULL;
+    if (was_busy)
+        became_idle(a);
+}
+
+void pgasync_on_idle(struct pgasync *a, pgasync_idle_fn fn, void *ctx)
+{
+    a->on_idle = fn;
+    a->idle_ctx = ctx;
 }
 
 json_t *pgasync_status_json(const struct pgasync *a)

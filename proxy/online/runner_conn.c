@@ -123,8 +123,55 @@ static void on_connected(void *ctx, PGresult *res, const char *error, const char
     }
 }
 
+/* Each step waits once: a step asked for twice (a load of the state the
+ * health tick and a request both want) runs once. */
+static void wait_until_free(struct migration_runner *r, runner_step_fn next)
+{
+    for (int i = 0; i < r->conn.nwaiting; i++)
+        if (r->conn.waiting[i] == next)
+            return;
+    if (r->conn.nwaiting == RUNNER_CONN_WAITERS) { /* cannot happen: fewer distinct steps */
+        log_error("engine: too many steps wait for the engine connection");
+        next(r);
+        return;
+    }
+    r->conn.waiting[r->conn.nwaiting++] = next;
+}
+
+/* From inside pgasync (a callback's end, a close): the steps run from the
+ * loop, not from under the statement that just ended. */
+static void on_db_idle(void *ctx)
+{
+    struct migration_runner *r = ctx;
+    if (r->conn.nwaiting > 0 && r->conn.idle_ev)
+        event_active(r->conn.idle_ev, EV_TIMEOUT, 0);
+}
+
+/* The first in line goes; it may take the connection, and the others
+ * wait for it in turn. */
+static void run_waiting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct migration_runner *r = arg;
+    while (r->conn.nwaiting > 0 && !r->db.busy) {
+        runner_step_fn next = r->conn.waiting[0];
+        memmove(r->conn.waiting, r->conn.waiting + 1, (size_t)--r->conn.nwaiting * sizeof r->conn.waiting[0]);
+        with_connection(r, next);
+    }
+}
+
+int conn_waiting(const struct migration_runner *r)
+{
+    return r->conn.nwaiting > 0;
+}
+
 void with_connection(struct migration_runner *r, runner_step_fn next)
 {
+    if (r->db.busy) {
+        wait_until_free(r, next);
+        return;
+    }
     if (pgasync_ready(&r->db)) {
         next(r);
         return;
@@ -352,7 +399,9 @@ int runner_conn_init(struct migration_runner *r)
     pgasync_init(&r->conn.reserve, r->base);
     pgasync_configure(&r->conn.reserve, "engine reserve", ENGINE_WATCHDOG_MS, NULL);
     r->conn.timer = evtimer_new(r->base, timer_cb, r);
-    return r->conn.timer ? 0 : -1;
+    r->conn.idle_ev = evtimer_new(r->base, run_waiting, r);
+    pgasync_on_idle(&r->db, on_db_idle, r);
+    return r->conn.timer && r->conn.idle_ev ? 0 : -1;
 }
 
 void runner_conn_watch_health(struct migration_runner *r)
@@ -365,7 +414,10 @@ void runner_conn_watch_health(struct migration_runner *r)
 
 void runner_conn_free(struct migration_runner *r)
 {
+    r->conn.nwaiting = 0;
     pgasync_close(&r->db);
+    if (r->conn.idle_ev)
+        event_free(r->conn.idle_ev);
     pgasync_close(&r->conn.reserve);
     if (r->conn.health_timer)
         event_free(r->conn.health_timer);

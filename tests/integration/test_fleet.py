@@ -19,10 +19,10 @@ import time
 import psycopg
 import pytest
 
-from support import (active_fleet, assert_new_shape, check_data, CLIENTS, complete_in_background,
+from support import (active_fleet, assert_new_shape, check_data, CLIENTS, complete_in_background, current,
                      complete_migration, complete_via, db_uri, fleet_proxy, hold_open_transaction, live_members,
                      make_fleet, NAME, NEW_SCRIPT, node_after, node_client, assert_each_pgbench_clean, pgbench, pgbench_result,
-                     result_columns, run_pgtandem, scalar, start_migration, status, UNIFY, upstream_params,
+                     result_columns, run_pgtandem, scalar, start_migration, status, throttle, UNIFY, upstream_params,
                      version_options, VSCHEMA, wait_fleet, wait_for, wait_new_release_writes, wait_phase)
 
 # ---- following and the fleet-wide cutover ------------------------------------
@@ -73,6 +73,46 @@ def test_started_through_one_completed_through_another_under_load(cluster, proxy
     for p in (proxies[0], proxies[2]):
         assert "contract committed" in p.log(), p.log()[-3000:]
     check_data(cluster, legacy_db, sum(r["processed"] for r in results))
+
+
+def test_a_complete_waits_for_the_engine_connection_another_statement_of_its_proxy_uses(cluster, proxy_factory,
+                                                                                         legacy_db):
+    """The engine connection a proxy's runner shares (a state read, a
+    throttle save, the settings after a reconnect) is busy when a complete
+    arrives: the complete waits for it, not `503 engine connection is busy`
+    (seen once after a Neon compute's restart). Here the follower's save of
+    a throttle waits on a row lock a session holds on the migration's state
+    row; the complete through that follower waits with it, and completes
+    once the lock goes."""
+    proxies = quick_fleet(proxy_factory, cluster, legacy_db, 2)
+    start_migration(proxies[0])
+    for p in proxies:
+        wait_phase(p, "active")
+    locker = psycopg.connect(cluster.uri(db=legacy_db))
+    done = None
+    try:
+        locker.execute("SELECT 1 FROM pgtandem.migrations WHERE name = %s FOR UPDATE", (NAME,))
+        assert throttle(proxies[1], max_rows_per_sec=4321)["backfill_here"] is False
+        wait_for(lambda: scalar(cluster, legacy_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                                " 'pgtandem engine' AND wait_event_type = 'Lock'") == "1", 20.0,
+                 "the follower's throttle save waiting on the row lock")
+        done = complete_in_background(proxies[1])
+        wait_for(lambda: done.poll() is not None or current(proxies[1]).get("phase") == "completing", 20.0,
+                 "the complete under way")
+        assert done.poll() is None, (done.communicate(), proxies[1].log()[-3000:])
+        locker.rollback()
+        out, err = done.communicate(timeout=60)
+        assert done.returncode == 0 and json.loads(out)["status"] == "completed", (out, err, proxies[1].log()[-3000:])
+    finally:
+        locker.close()
+        if done is not None and done.poll() is None:
+            done.kill()
+            done.communicate()
+    for p in proxies:
+        wait_phase(p, "completed")
+    assert scalar(cluster, legacy_db, "SELECT throttle->>'max_rows_per_sec' FROM pgtandem.migrations WHERE name = %s"
+                  % "'%s'" % NAME) == "4321"
+    check_data(cluster, legacy_db, 0)
 
 
 # ---- who runs the migration: the proxy it was started on, while it lives ----
