@@ -45,4 +45,13 @@ int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migrat
 int sql_load_chain_from_body(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n,
                              char *err, size_t errlen);
 
+/* A request body's one migration: a .sql file's converted (conn as above),
+ * else the migration's JSON. 0, or -1 with err. */
+int sql_load_body_migration(const char *body, size_t len, PGconn *conn, struct migration *out, char *err,
+                            size_t errlen);
+/* A request body's chain, as JSON (mig_parse_chain) or as .sql files:
+ * 1 with *out, 0 when it is no chain, -1 with err. */
+int sql_load_body_chain(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n, char *err,
+                        size_t errlen);
+
 #endif

@@ -486,15 +486,11 @@ static int names_has(const struct names *s, const char *name)
     return s->all;
 }
 
-struct below {
-    struct names changes;
-};
-
+/* The columns the migration below changes. */
 static void note_below(const char *name, int changes, void *arg)
 {
-    struct below *b = arg;
     if (changes)
-        names_add(&b->changes, name);
+        names_add(arg, name);
 }
 
 static int on_table(const struct mig_op *op, const char *table)
@@ -528,7 +524,7 @@ enum mig_clash mig_column_clash(const char *name, int changed_below, int below_c
 }
 
 struct above {
-    const struct below *below;
+    const struct names *changed;    /* by the migration below */
     char hit[80];
     enum mig_clash why;
 };
@@ -537,9 +533,9 @@ static void judge_above(const char *name, int changes, void *arg)
 {
     (void)changes;
     struct above *a = arg;
-    const struct below *b = a->below;
+    const struct names *b = a->changed;
     if (a->why == MIG_CLASH_NONE &&
-        (a->why = mig_column_clash(name, names_has(&b->changes, name), b->changes.n || b->changes.all)) !=
+        (a->why = mig_column_clash(name, names_has(b, name), b->n || b->all)) !=
             MIG_CLASH_NONE)
         snprintf(a->hit, sizeof a->hit, "%s", name);
 }
@@ -557,7 +553,7 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
             return snprintf(why, cap, "%s retypes column \"%s\" of %s without up or down, which its complete may do"
                             " in place, and Postgres retypes no column a view reads: %s may not be built on its"
                             " shape of %s", o->name, mig_op_column(&o->ops[i]), table, m->name, table), 1;
-    struct below *b = calloc(1, sizeof *b);
+    struct names *b = calloc(1, sizeof *b);
     if (!b)
         return snprintf(why, cap, "out of memory"), 1;
     for (size_t i = 0; i < o->nops; i++) {
@@ -565,17 +561,17 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (!on_table(op, table))
             continue;
         if (!mig_op_kind_on_columns(op->kind))
-            b->changes.all = 1;
+            b->all = 1;
         mig_op_columns(op, note_below, b);
         if (op->kind == MIG_RENAME_COLUMN && op->to)
-            names_add(&b->changes, op->to); /* the name o's shape shows */
+            names_add(b, op->to); /* the name o's shape shows */
     }
     int refused = 0;
     for (size_t i = 0; i < m->nops && !refused; i++) {
         const struct mig_op *op = &m->ops[i];
         if (!on_table(op, table))
             continue;
-        struct above a = {.below = b};
+        struct above a = {.changed = b};
         if (mig_op_kind_on_columns(op->kind))
             mig_op_columns(op, judge_above, &a);
         refused = 1;

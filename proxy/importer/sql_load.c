@@ -220,6 +220,22 @@ int sql_load_from_body(const char *body, size_t len, PGconn *conn, struct migrat
     return rc;
 }
 
+int sql_load_body_migration(const char *body, size_t len, PGconn *conn, struct migration *out, char *err,
+                            size_t errlen)
+{
+    int sql = sql_load_from_body(body, len, conn, out, err, errlen);
+    if (sql < 0)
+        return -1;
+    return sql ? 0 : mig_parse(body, len, "request body", out, err, errlen);
+}
+
+int sql_load_body_chain(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n, char *err,
+                        size_t errlen)
+{
+    int chain = mig_parse_chain(body, len, out, n, err, errlen);
+    return chain ? chain : sql_load_chain_from_body(body, len, conn, out, n, err, errlen);
+}
+
 int sql_load_chain_from_body(const char *body, size_t len, PGconn *conn, struct migration **out, size_t *n,
                              char *err, size_t errlen)
 {

@@ -45,9 +45,8 @@ static int expand_from_body(struct engine_worker *w, struct engine *e, char *err
 {
     struct migration *list;
     size_t n;
-    int chain = mig_parse_chain(w->body, w->body_len, &list, &n, err, errlen);
-    if (chain == 0) /* .sql files as they were sent: converted here, where the catalog gives old types */
-        chain = sql_load_chain_from_body(w->body, w->body_len, e->conn, &list, &n, err, errlen);
+    /* .sql files as they were sent: converted here, where the catalog gives old types */
+    int chain = sql_load_body_chain(w->body, w->body_len, e->conn, &list, &n, err, errlen);
     if (chain < 0)
         return ENGINE_INVALID;
     if (chain > 0) {
@@ -56,8 +55,7 @@ static int expand_from_body(struct engine_worker *w, struct engine *e, char *err
         return rc;
     }
     struct migration m;
-    int sql = sql_load_from_body(w->body, w->body_len, e->conn, &m, err, errlen);
-    if (sql < 0 || (sql == 0 && mig_parse(w->body, w->body_len, "request body", &m, err, errlen) != 0))
+    if (sql_load_body_migration(w->body, w->body_len, e->conn, &m, err, errlen) != 0)
         return ENGINE_INVALID;
     int rc = engine_start(e, &m, err, errlen);
     mig_free(&m);

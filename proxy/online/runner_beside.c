@@ -69,16 +69,6 @@ static enum beside_state outcome(struct beside *b, char *error, size_t cap)
     return st;
 }
 
-/* The body as the engine reads it: a .sql file converted with the catalog
- * this connection reaches, or a migration's JSON. */
-static int parse_body(const struct beside *b, PGconn *conn, struct migration *m, char *err, size_t errlen)
-{
-    int sql = sql_load_from_body(b->body, b->body_len, conn, m, err, errlen);
-    if (sql < 0)
-        return -1;
-    return sql ? 0 : mig_parse(b->body, b->body_len, "request body", m, err, errlen);
-}
-
 static void *beside_main(void *arg)
 {
     struct beside *b = arg;
@@ -95,7 +85,7 @@ static void *beside_main(void *arg)
     int rc = engine_open(&e, b->db_uri, &o, ENGINE_LOCK_TAKE, err, sizeof err);
     if (rc == ENGINE_OK) {
         struct migration m;
-        if (parse_body(b, e.conn, &m, err, sizeof err) != 0) {
+        if (sql_load_body_migration(b->body, b->body_len, e.conn, &m, err, sizeof err) != 0) {
             rc = ENGINE_INVALID;
         } else {
             rc = engine_start(&e, &m, err, sizeof err);
@@ -157,9 +147,7 @@ int beside_start(struct migration_runner *r, const char *body, size_t len, char 
     struct migration m;
     struct migration *chain = NULL;
     size_t n = 0;
-    int is_chain = mig_parse_chain(body, len, &chain, &n, err, errlen);
-    if (is_chain == 0)
-        is_chain = sql_load_chain_from_body(body, len, NULL, &chain, &n, err, errlen);
+    int is_chain = sql_load_body_chain(body, len, NULL, &chain, &n, err, errlen);
     mig_free_list(chain, n);
     if (is_chain < 0)
         return 400;
@@ -167,8 +155,7 @@ int beside_start(struct migration_runner *r, const char *body, size_t len, char 
         return snprintf(err, errlen, "a directory starts through this proxy when no migration is in flight (its "
                         "pending files as one); beside %s, start its files one by one, each its own migration",
                         r->name ? r->name : "the one in flight"), 409;
-    int sql = sql_load_from_body(body, len, NULL, &m, err, errlen);
-    if (sql < 0 || (sql == 0 && mig_parse(body, len, "request body", &m, err, errlen) != 0))
+    if (sql_load_body_migration(body, len, NULL, &m, err, errlen) != 0)
         return 400;
     snprintf(name, namecap, "%s", m.name);
     mig_free(&m);

@@ -111,10 +111,8 @@ char *start_parse(struct migration_runner *r, const struct runner_request *q, st
     char err[1024];
     struct migration *chain = NULL;
     size_t n = 0;
-    int is_chain = mig_parse_chain(q->body, q->body_len, &chain, &n, err, sizeof err);
     /* .sql files: checked here, converted with the catalog by the worker */
-    if (is_chain == 0)
-        is_chain = sql_load_chain_from_body(q->body, q->body_len, NULL, &chain, &n, err, sizeof err);
+    int is_chain = sql_load_body_chain(q->body, q->body_len, NULL, &chain, &n, err, sizeof err);
     int is_sql = is_chain ? 0 : sql_load_from_body(q->body, q->body_len, NULL, &r->mig, err, sizeof err);
     if (is_chain < 0 || is_sql < 0 ||
         (!is_chain && !is_sql && mig_parse(q->body, q->body_len, "request body", &r->mig, err, sizeof err))) {
