@@ -151,6 +151,19 @@ struct mig_cat_table {
      * reads, and the views of a migration built on it read every column
      * its shape shows. NULL when none. */
     char *retyped_in_place;
+    /* Plain renames below (mig_op_renames_plainly) whose new name the
+     * migration being planned names: its expand renames the column in the
+     * table first ("brought forward"), so its triggers, backfill and
+     * contract read the name that stays, and the contract of the one below
+     * finds the rename done. cols and shape already carry the new name;
+     * `from` is the column's name in the table until that expand. */
+    struct mig_cat_forward {
+        char *from, *to, *by;
+    } *forward;
+    size_t nforward;
+    /* Why such a rename could not be brought forward (for the refusal of
+     * the name), or NULL. */
+    char *not_forward;
     /* A partitioned table: its partitions, parents before their own, and
      * the columns named in its partition key or a partition's (by name;
      * plain or in an expression). */
@@ -160,6 +173,10 @@ struct mig_cat_table {
     size_t npartkey;
     int partkey_exprs;   /* one of those keys has an expression */
 };
+
+/* The name column `name` of t has in the table until the expand that
+ * brings its rename forward, or NULL when that is its name already. */
+const char *mig_catalog_forward_from(const struct mig_cat_table *t, const char *name);
 
 /* An index a drop_index names, looked up by schema and name. */
 struct mig_cat_named_index {

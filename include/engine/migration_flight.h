@@ -86,11 +86,19 @@ enum mig_clash mig_column_clash(const char *name, int changed_below, int below_c
  * column across, so no migration is built on its shape of the table. */
 int mig_op_retypes_in_place(const struct mig_op *op);
 
+/* 1 for a rename_column that keeps the column as it is (no type, up,
+ * down, copy or default): its contract only renames it in the catalog,
+ * so a migration built on it that names the new name may rename the
+ * column in the table at its own expand instead (plan_on_shape.c,
+ * "brought forward"), and this one's contract then finds it done. */
+int mig_op_renames_plainly(const struct mig_op *op);
+
 /* The rule plan_on_shape.c keeps at each start, read from the two files
  * alone: 0 when m, built on o, may change `table` ("schema.table"), which
  * o does more than add to: m only adds, renames, retypes and drops
- * columns there, names no column o renames, retypes or drops, and o
- * retypes none in place. 1 with why set otherwise (o
+ * columns there, names no column o renames, retypes or drops (the new
+ * name of a plain rename aside: brought forward), and o retypes none in
+ * place. 1 with why set otherwise (o
  * doing more there than change columns counts as a change of every
  * column). For start DIR --each, whose files are all checked before the
  * first one starts. */

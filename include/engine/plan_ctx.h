@@ -105,6 +105,14 @@ void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, 
                const char *ident, const char *tail);
 void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
                        const char *to);
+/* A plain rename's contract: a migration built on it may have renamed the
+ * column already (brought forward, plan_on_shape.c), and then it is done. */
+void add_rename_column_unless_done(struct mig_steps *l, const struct mig_op *op, const char *table,
+                                   const char *from, const char *to);
+/* A rename brought forward, undone (to back to from) unless the migration
+ * below that renames it has completed (its contract found it done). */
+char *rename_back_unless_completed(const char *schema, const char *table, const char *from, const char *to,
+                                   const char *below);
 void add_set_default(struct mig_steps *l, const struct mig_op *op, const char *table, const char *col,
                      const char *expr);
 void add_not_null_check(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col);
@@ -165,6 +173,10 @@ int shape_changes(const struct mig_cat_table *t, const char *name);
 /* 1 when a migration in flight below names column `name` of t (its
  * triggers may read it): a change of it gets a trigger run twice, its
  * `down` before theirs and its `up` after (plan_trigger.c). */
+/* The renames brought forward (migration_catalog.h, forward): their
+ * statements into front (the expand's very first), and their undoing
+ * appended to the rollback. */
+void plan_forward_renames(struct plan_ctx *c, struct mig_steps *front);
 int shape_reads_column(const struct mig_cat_table *t, const char *name);
 /* 1 when the shape is the table itself, every column under its name. */
 int shape_is_table(const struct mig_cat_table *t);

@@ -194,9 +194,14 @@ static void shape_after_expand(struct mig_str *s, const struct migration *m, con
         names[n++] = t->cols[i].name;
         if (i)
             mig_str_add(s, ", ");
+        const char *now = mig_catalog_forward_from(t, t->cols[i].name); /* renamed by the expand */
         if (retyped && strcmp(t->cols[i].name, retyped) == 0) {
             mig_str_addf(s, "NULL::%s AS ", new_type);
             mig_str_ident(s, retyped);
+        } else if (now) {
+            mig_str_ident(s, now);
+            mig_str_add(s, " AS ");
+            mig_str_ident(s, t->cols[i].name);
         } else {
             mig_str_ident(s, t->cols[i].name);
         }

@@ -31,6 +31,22 @@ static const char *VIEW_SQL =
     "SELECT pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'v'";
 
+static void forward_free(struct mig_cat_forward *f)
+{
+    free(f->from);
+    free(f->to);
+    free(f->by);
+}
+
+static int forward_copy(struct mig_cat_forward *f, const char *from, const char *to, const char *by)
+{
+    *f = (struct mig_cat_forward){strdup(from), strdup(to), strdup(by)};
+    if (f->from && f->to && f->by)
+        return 0;
+    forward_free(f);
+    return -1;
+}
+
 static void free_shape(struct mig_cat_table *t)
 {
     for (size_t i = 0; t->shape && i < t->nshape; i++) {
@@ -45,6 +61,13 @@ static void free_shape(struct mig_cat_table *t)
     free(t->reads_of);
     free(t->retyped_in_place);
     t->retyped_in_place = NULL;
+    for (size_t i = 0; t->forward && i < t->nforward; i++)
+        forward_free(&t->forward[i]);
+    free(t->forward);
+    free(t->not_forward);
+    t->forward = NULL;
+    t->nforward = 0;
+    t->not_forward = NULL;
     t->shape = NULL;
     t->shape_of = NULL;
     t->shape_reads = NULL;
@@ -147,9 +170,40 @@ static void add_read(const char *name, int changes, void *arg)
     r->t->shape_reads[r->t->nshape_reads++] = copy;
 }
 
+/* The plain renames of `line` (mig_op_renames_plainly): what may be
+ * brought forward. */
+struct renames {
+    struct rename {
+        struct mig_cat_table *t;
+        struct mig_cat_forward r;
+    } *v;
+    size_t n;
+};
+
+static int add_rename(struct renames *rs, struct mig_cat_table *t, const struct mig_op *op, const char *by)
+{
+    struct rename *grown = realloc(rs->v, (rs->n + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    rs->v = grown;
+    rs->v[rs->n].t = t;
+    if (forward_copy(&rs->v[rs->n].r, op->from, op->to, by) != 0)
+        return -1;
+    rs->n++;
+    return 0;
+}
+
+static void free_renames(struct renames *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        forward_free(&rs->v[i].r);
+    free(rs->v);
+}
+
 /* What the migrations of `line` that do more than add name of each
- * table, into its shape_reads. */
-static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t errlen)
+ * table, into its shape_reads; their plain renames into rs (they read
+ * nothing: no trigger, no backfill). */
+static int load_reads(struct mig_catalog *cat, PGresult *line, struct renames *rs, char *err, size_t errlen)
 {
     for (int i = 0; i < PQntuples(line); i++) {
         const char *of = PQgetvalue(line, i, 0), *json = PQgetvalue(line, i, 1);
@@ -165,7 +219,10 @@ static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t
             if (!t)
                 continue;
             struct reads r = {.t = t};
-            mig_op_columns(op, add_read, &r);
+            if (mig_op_renames_plainly(op))
+                r.oom = add_rename(rs, t, op, of) != 0;
+            else
+                mig_op_columns(op, add_read, &r);
             if (!t->reads_of)
                 t->reads_of = strdup(of);
             if (mig_op_retypes_in_place(op) && !t->retyped_in_place && mig_op_column(op))
@@ -177,6 +234,164 @@ static int load_reads(struct mig_catalog *cat, PGresult *line, char *err, size_t
             return snprintf(err, errlen, "out of memory"), -1;
     }
     return 0;
+}
+
+/* ---- plain renames brought forward ---- */
+
+/* What depends on a column besides its own default and sequence and the
+ * views of migrations in flight (which follow a rename by themselves):
+ * indexes, constraints, other views, policies, triggers. */
+static const char DEPENDENTS_SQL[] =
+    "SELECT coalesce(string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), ', ' ORDER BY d.objid), '')"
+    "  FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+    " WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = format('%I.%I', $1::text, $2::text)::regclass"
+    "   AND a.attname = $3 AND d.deptype IN ('n', 'a') AND d.classid <> 'pg_attrdef'::regclass"
+    "   AND NOT (d.classid = 'pg_class'::regclass"
+    "            AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid AND s.relkind = 'S'))"
+    "   AND NOT (d.classid = 'pg_rewrite'::regclass"
+    "            AND EXISTS (SELECT 1 FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class"
+    "                        JOIN pg_namespace n ON n.oid = v.relnamespace"
+    "                        WHERE w.oid = d.objid AND n.nspname LIKE 'pgtandem\\_%'))";
+
+/* The tandem triggers of the migrations in flight on the table: their
+ * functions bind every column of the row by name (plan_trigger.c). */
+static const char TRIGGERS_SQL[] =
+    "SELECT coalesce(string_agg(tgname, ', ' ORDER BY tgname), '') FROM pg_trigger"
+    " WHERE tgrelid = format('%I.%I', $1::text, $2::text)::regclass AND NOT tgisinternal"
+    "   AND tgname LIKE 'pgtandem\\_%'";
+
+/* One text answer of sql on the table (and the column), or NULL with err set. */
+static char *ask(PGconn *conn, const char *sql, const struct mig_cat_table *t, const char *col, char *err,
+                 size_t errlen)
+{
+    const char *params[3] = {t->schema, t->name, col};
+    PGresult *r = PQexecParams(conn, sql, col ? 3 : 2, NULL, params, NULL, NULL, 0);
+    char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    if (!v)
+        snprintf(err, errlen, "reading what reads column \"%s\" of %s.%s: %s", col ? col : "-", t->schema, t->name,
+                 PQresultStatus(r) == PGRES_TUPLES_OK ? "out of memory" : PQerrorMessage(conn));
+    PQclear(r);
+    return v;
+}
+
+static int read_by_below(const struct mig_cat_table *t, const char *col)
+{
+    for (size_t i = 0; i < t->nshape_reads; i++)
+        if (!strcmp(t->shape_reads[i], col) || !strcmp(t->shape_reads[i], "*"))
+            return 1;
+    return 0;
+}
+
+/* *name, when it is `from`, becomes `to`. */
+static int rename_one(char **name, const char *from, const char *to)
+{
+    if (strcmp(*name, from) != 0)
+        return 0;
+    char *copy = strdup(to);
+    if (!copy)
+        return -1;
+    free(*name);
+    *name = copy;
+    return 0;
+}
+
+static int rename_in_catalog(struct mig_cat_table *t, const struct mig_cat_forward *rn)
+{
+    struct mig_cat_forward *grown = realloc(t->forward, (t->nforward + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    t->forward = grown;
+    if (forward_copy(&t->forward[t->nforward], rn->from, rn->to, rn->by) != 0)
+        return -1;
+    t->nforward++;
+    int rc = 0;
+    for (size_t i = 0; i < t->ncols; i++)
+        rc |= rename_one(&t->cols[i].name, rn->from, rn->to);
+    for (size_t i = 0; i < t->nshape; i++)
+        rc |= rename_one(&t->shape[i].phys, rn->from, rn->to);
+    return rc;
+}
+
+struct bringing {
+    PGconn *conn;
+    struct mig_cat_table *t;
+    const struct renames *rs;
+    int failed;
+    char *err;
+    size_t errlen;
+};
+
+static void refuse_forward(struct mig_cat_table *t, const char *fmt, const char *a, const char *b, const char *c)
+{
+    if (t->not_forward)
+        return; /* the first reason */
+    char why[700];
+    snprintf(why, sizeof why, fmt, a, b, c);
+    t->not_forward = strdup(why);
+}
+
+/* A column the migration names: when the shape shows it under a plain
+ * rename's new name, that rename is brought forward if nothing else
+ * reads the column by its name until it. */
+static void bring(const char *name, int changes, void *arg)
+{
+    (void)changes;
+    struct bringing *b = arg;
+    struct mig_cat_table *t = b->t;
+    if (b->failed || !strcmp(name, "*") || mig_catalog_forward_from(t, name))
+        return;
+    const struct mig_cat_forward *rn = NULL;
+    for (size_t i = 0; i < b->rs->n && !rn; i++)
+        if (b->rs->v[i].t == t && !strcmp(b->rs->v[i].r.to, name) && mig_catalog_column(t, b->rs->v[i].r.from))
+            rn = &b->rs->v[i].r;
+    if (!rn)
+        return;
+    if (read_by_below(t, rn->from)) {
+        refuse_forward(t, "a trigger or backfill of a migration in flight below reads \"%s\" by that name until"
+                       " %s completes%s", rn->from, rn->by, "");
+        return;
+    }
+    char *triggers = ask(b->conn, TRIGGERS_SQL, t, NULL, b->err, b->errlen);
+    char *deps = triggers && !triggers[0] ? ask(b->conn, DEPENDENTS_SQL, t, rn->from, b->err, b->errlen) : NULL;
+    if (!triggers || (!triggers[0] && !deps)) {
+        b->failed = 1;
+    } else if (triggers[0]) {
+        refuse_forward(t, "the triggers of the migrations in flight below (%s) read every column of the row by"
+                       " name, \"%s\" among them, until %s completes", triggers, rn->from, rn->by);
+    } else if (deps[0]) {
+        refuse_forward(t, "%s reads column \"%s\" (renamed to \"%s\" only at the complete of the migration"
+                       " below)", deps, rn->from, rn->to);
+    } else if (rename_in_catalog(t, rn) != 0) {
+        snprintf(b->err, b->errlen, "out of memory");
+        b->failed = 1;
+    }
+    free(triggers);
+    free(deps);
+}
+
+static int bring_forward(PGconn *conn, const struct migration *m, struct mig_catalog *cat, const struct renames *rs,
+                         char *err, size_t errlen)
+{
+    for (size_t i = 0; i < m->nops && rs->n; i++) {
+        const struct mig_op *op = &m->ops[i];
+        struct mig_cat_table *t = op->table ? (struct mig_cat_table *)mig_catalog_table(cat, op->schema, op->table)
+                                            : NULL;
+        if (!t || !t->shape_of || !mig_op_kind_on_columns(op->kind))
+            continue;
+        struct bringing b = {conn, t, rs, 0, err, errlen};
+        mig_op_columns(op, bring, &b);
+        if (b.failed)
+            return -1;
+    }
+    return 0;
+}
+
+const char *mig_catalog_forward_from(const struct mig_cat_table *t, const char *name)
+{
+    for (size_t i = 0; t && name && i < t->nforward; i++)
+        if (!strcmp(t->forward[i].to, name))
+            return t->forward[i].from;
+    return NULL;
 }
 
 int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_catalog *cat, char *err,
@@ -199,8 +414,12 @@ int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_
     for (size_t i = 0; rc == 0 && i < cat->n && PQntuples(line); i++)
         if (cat->tables[i].exists)
             rc = load_table_shape(conn, &cat->tables[i], line, err, errlen);
+    struct renames rs = {0};
     if (rc == 0)
-        rc = load_reads(cat, line, err, errlen);
+        rc = load_reads(cat, line, &rs, err, errlen);
+    if (rc == 0)
+        rc = bring_forward(conn, m, cat, &rs, err, errlen);
+    free_renames(&rs);
     PQclear(line);
     return rc;
 }

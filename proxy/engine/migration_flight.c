@@ -493,6 +493,7 @@ static void note_below(const char *name, int changes, void *arg)
         names_add(arg, name);
 }
 
+
 static int on_table(const struct mig_op *op, const char *table)
 {
     char t[200];
@@ -545,6 +546,12 @@ int mig_op_retypes_in_place(const struct mig_op *op)
     return (op->kind == MIG_ALTER_COLUMN || op->kind == MIG_RENAME_COLUMN) && op->type && !op->up && !op->down;
 }
 
+int mig_op_renames_plainly(const struct mig_op *op)
+{
+    return op->kind == MIG_RENAME_COLUMN && op->from && op->to && !op->type && !op->up && !op->down && !op->copy &&
+           !op->has_default;
+}
+
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
                              size_t cap)
 {
@@ -556,6 +563,12 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
     struct names *b = calloc(1, sizeof *b);
     if (!b)
         return snprintf(why, cap, "out of memory"), 1;
+    /* o may have a trigger on the table, whose function binds every
+     * column of the row by name */
+    int trigger = 0;
+    for (size_t i = 0; i < o->nops; i++)
+        trigger |= on_table(&o->ops[i], table) && !mig_op_renames_plainly(&o->ops[i]) &&
+                   o->ops[i].kind != MIG_CREATE_INDEX;
     for (size_t i = 0; i < o->nops; i++) {
         const struct mig_op *op = &o->ops[i];
         if (!on_table(op, table))
@@ -563,8 +576,11 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (!mig_op_kind_on_columns(op->kind))
             b->all = 1;
         mig_op_columns(op, note_below, b);
-        if (op->kind == MIG_RENAME_COLUMN && op->to)
-            names_add(b, op->to); /* the name o's shape shows */
+        /* the name o's shape shows: named above, a plain rename is
+         * brought forward to that one's expand when o has no trigger on
+         * the table; anything else is refused */
+        if (op->kind == MIG_RENAME_COLUMN && op->to && (!mig_op_renames_plainly(op) || trigger))
+            names_add(b, op->to);
     }
     int refused = 0;
     for (size_t i = 0; i < m->nops && !refused; i++) {

@@ -321,6 +321,11 @@ int mig_plan_build(const struct migration *m, const struct mig_catalog *cat, str
         move_last_to_front(&p->contract);
         move_last_to_front(&p->rollback);
         old_shape_schema(c);
+        /* Renames brought forward go before the old shape's views, which
+         * read the new name; the rollback undoes them last. */
+        struct mig_steps front = {0};
+        plan_forward_renames(c, &front);
+        prepend_steps(&p->expand, &front);
         /* An enum value added at expand commits before any statement that
          * may use it runs. */
         prepend_steps(&p->expand, &c->first);

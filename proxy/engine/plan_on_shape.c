@@ -2,6 +2,15 @@
  * columns of a table it changes too (migration_catalog.h, shape_of,
  * shape_reads): what it may do there and how its views show that table.
  *
+ * A column the one below renames plainly (the values as they are: its
+ * contract only renames it in the catalog) may be named under its new
+ * name: the rename is brought forward to this migration's expand, the
+ * views of both shapes below follow it (Postgres binds them to the
+ * column, not its name) and that one's contract finds it done; this
+ * one's rollback renames it back unless that one has completed. Not when
+ * a trigger below reads the column by its old name, nor when an index, a
+ * constraint or another view reads it (migration_catalog_shape.c).
+ *
  * Its new shape is the one below's with its own changes, and its old
  * shape the one below's new shape, so both views read each column through
  * the name the one below shows (`name AS full_name`) and leave out what it
@@ -90,6 +99,26 @@ static void judge(const char *name, int changes, void *arg)
         snprintf(v->name, sizeof v->name, "%s", name);
 }
 
+void plan_forward_renames(struct plan_ctx *c, struct mig_steps *front)
+{
+    for (size_t i = 0; c->cat && i < c->cat->n; i++) {
+        const struct mig_cat_table *t = &c->cat->tables[i];
+        for (size_t k = 0; k < t->nforward; k++) {
+            const struct mig_cat_forward *f = &t->forward[k];
+            struct mig_str s = {0};
+            mig_str_add(&s, "ALTER TABLE ");
+            mig_str_qname(&s, t->schema, t->name);
+            mig_str_add(&s, " RENAME COLUMN ");
+            mig_str_ident(&s, f->from);
+            mig_str_add(&s, " TO ");
+            mig_str_ident(&s, f->to);
+            mig_steps_add(front, -1, MIG_STEP_TXN, mig_str_take(&s));
+            mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN,
+                          rename_back_unless_completed(t->schema, t->name, f->from, f->to, f->by));
+        }
+    }
+}
+
 int plan_check_shapes(struct plan_ctx *c)
 {
     for (size_t i = 0; i < c->m->nops; i++) {
@@ -115,12 +144,17 @@ int plan_check_shapes(struct plan_ctx *c)
             return op_error(c, op, "reads a whole row of \"%s\" (or an expression the parser does not take), whose"
                             " shape migration %s, in flight below %s, changes: name the columns it reads, or"
                             " complete %s first", op->table, below, c->m->name, below);
+        if (v.why == MIG_CLASH_NAMES_CHANGED && t->not_forward)
+            return op_error(c, op, "names column \"%s\" of \"%s\", which migration %s, in flight below %s, renames,"
+                            " and its rename cannot move to this migration's expand: %s; complete %s first, or"
+                            " start the two together as one", v.name, op->table, below, c->m->name, t->not_forward,
+                            below);
         if (v.why == MIG_CLASH_NAMES_CHANGED)
             return op_error(c, op, "names column \"%s\" of \"%s\", which migration %s, in flight below %s, renames,"
                             " retypes or drops: a migration built on it may not name that column until %s"
-                            " completes (its triggers would read a name %s's contract changes); complete %s first,"
-                            " or start the two together as one", v.name, op->table, below, c->m->name, below, below,
-                            below);
+                            " completes (its triggers would read a name %s's contract changes; only the new name of"
+                            " a plain rename may be named); complete %s first, or start the two together as one",
+                            v.name, op->table, below, c->m->name, below, below, below);
     }
     return 0;
 }

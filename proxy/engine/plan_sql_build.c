@@ -1,6 +1,7 @@
 /* Small SQL builders the operations share. Identifiers are always quoted
  * through migration_sql; `default`, `check` and `where` are SQL expressions
  * written by the migration's author and are embedded as code. */
+#include "migration_lifecycle.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
@@ -29,6 +30,65 @@ void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char 
     char *tail = mig_str_take(&r);
     add_alter(l, op, table, "RENAME COLUMN", from, tail ? tail : "");
     free(tail);
+}
+
+/* The rename wrapped in a DO block that runs it only when `unless` is
+ * false: the statement is the same ALTER TABLE, its lock and its errors
+ * (lock_timeout's 55P03 included) the same. */
+static char *rename_unless(const char *schema, const char *table, const char *from, const char *to,
+                           const char *unless)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "DO $pgtandem$ BEGIN IF NOT (%s) THEN ALTER TABLE ", unless);
+    mig_str_qname(&s, schema, table);
+    mig_str_add(&s, " RENAME COLUMN ");
+    mig_str_ident(&s, from);
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, to);
+    mig_str_add(&s, "; END IF; END $pgtandem$");
+    return mig_str_take(&s);
+}
+
+/* "NOT EXISTS (column `col` of the table)", for rename_unless. */
+static void add_column_missing(struct mig_str *u, const char *schema, const char *table, const char *col)
+{
+    struct mig_str q = {0};
+    mig_str_qname(&q, schema, table);
+    char *qname = mig_str_take(&q);
+    mig_str_add(u, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = ");
+    mig_str_literal(u, qname ? qname : "");
+    mig_str_add(u, "::regclass AND attname = ");
+    mig_str_literal(u, col);
+    mig_str_add(u, " AND NOT attisdropped)");
+    u->oom |= !qname;
+    free(qname);
+}
+
+void add_rename_column_unless_done(struct mig_steps *l, const struct mig_op *op, const char *table,
+                                   const char *from, const char *to)
+{
+    struct mig_str u = {0};
+    add_column_missing(&u, op->schema, table, from);
+    char *unless = mig_str_take(&u);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, unless ? rename_unless(op->schema, table, from, to, unless) : NULL);
+    free(unless);
+}
+
+char *rename_back_unless_completed(const char *schema, const char *table, const char *from, const char *to,
+                                   const char *below)
+{
+    /* not renamed at all when the expand stopped before its first commit */
+    struct mig_str u = {0};
+    mig_str_add(&u, "EXISTS (SELECT 1 FROM pgtandem.migrations WHERE name = ");
+    mig_str_literal(&u, below);
+    mig_str_add(&u, " AND status = ");
+    mig_str_literal(&u, mig_status_word(MIG_ST_COMPLETED));
+    mig_str_add(&u, ") OR ");
+    add_column_missing(&u, schema, table, to);
+    char *unless = mig_str_take(&u);
+    char *sql = unless ? rename_unless(schema, table, to, from, unless) : NULL;
+    free(unless);
+    return sql;
 }
 
 /* ALTER TABLE ... ALTER COLUMN col SET DEFAULT expr, or DROP DEFAULT when

@@ -258,10 +258,28 @@ static void test_columns_apart(void)
                     "{\"rename_column\": {\"table\": \"users\", \"from\": \"id\", \"to\": \"uid\"}},"
                     "{\"add_column\": {\"table\": \"users\", \"column\": {\"name\": \"t\", \"type\": \"int\"}}}",
                 why) == 0);
-    CHECK("not apart: the name p1 renames to",
+    CHECK("not apart: the name p1 renames to, p1 having a trigger on the table (its function binds every column)",
           apart(p1, "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 1 &&
-              strstr(why, "operations[0].drop_column of p2 names column \"full_name\" of public.users, which p1"
+              strstr(why, "names column \"full_name\""));
+    CHECK("apart: the name a plain rename renames to, beside an index (the rename moves to p2's expand)",
+          apart("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\"}},"
+                "{\"create_index\": {\"table\": \"users\", \"name\": \"e\", \"columns\": [\"email\"]}}",
+                "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 0);
+    CHECK("not apart: the name p1 renames away",
+          apart(p1, "{\"drop_column\": {\"table\": \"users\", \"column\": \"name\"}}", why) == 1 &&
+              strstr(why, "operations[0].drop_column of p2 names column \"name\" of public.users, which p1"
                           " renames, retypes or drops"));
+    CHECK("not apart: the new name of a rename that changes the values",
+          apart("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\","
+                " \"type\": \"varchar(80)\", \"up\": \"left(name, 80)\", \"down\": \"full_name\"}}",
+                "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 1 &&
+              strstr(why, "names column \"full_name\""));
+    CHECK("not apart: the new name of a plain rename whose old name p1's trigger reads",
+          apart("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\"}},"
+                "{\"add_column\": {\"table\": \"users\", \"up\": \"upper(name)\", \"column\": {\"name\":"
+                " \"shout\", \"type\": \"text\"}}}",
+                "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 1 &&
+              strstr(why, "names column \"full_name\""));
     CHECK("not apart: the column p1 retypes, read by an up",
           apart(p1, "{\"add_column\": {\"table\": \"users\", \"up\": \"email\", \"column\": {\"name\": \"t\","
                     " \"type\": \"text\"}}}", why) == 1 && strstr(why, "names column \"email\""));
@@ -279,6 +297,94 @@ static void test_columns_apart(void)
                     " {\"name\": \"t\", \"type\": \"text\"}}}", why) == 1 && strstr(why, "reads a whole row"));
 }
 
+/* m planned on users as the table is (cols), no migration below. */
+static int build_on_table(const struct migration *m, struct mig_plan *p, char *err)
+{
+    struct mig_cat_table t = {.schema = "public", .name = "users", .exists = 1, .relkind = 'r', .cols = cols,
+                              .ncols = 3, .pk = pk_cols, .pk_types = pk_types, .npk = 1, .idx = keyed, .nidx = 1};
+    struct mig_catalog cat = {.tables = &t, .n = 1};
+    int rc = mig_plan_build(m, &cat, p, err, 1024);
+    if (rc != 0)
+        mig_free((struct migration *)m);
+    return rc;
+}
+
+/* p1 renamed name to full_name plainly; p2 retypes full_name: the catalog
+ * as the loader leaves it, the rename brought forward (the column already
+ * under its new name, `forward` saying it is so from p2's expand on). */
+static void test_forward_rename(void)
+{
+    static struct mig_cat_column fcols[] = {
+        {.name = "id", .type = "bigint", .notnull = 1, .stattarget = -1},
+        {.name = "full_name", .type = "text", .notnull = 1, .stattarget = -1},
+    };
+    static struct mig_cat_shape_col fshape[] = {{"id", "id"}, {"full_name", "full_name"}};
+    static struct mig_cat_forward fwd[] = {{"name", "full_name", "p1"}};
+    const char *text = "{\"name\": \"p2\", \"parent\": \"p1\", \"operations\": [{\"alter_column\": {\"table\":"
+                       " \"users\", \"column\": \"full_name\", \"type\": \"varchar(80)\", \"up\": \"upper(full_name)\","
+                       " \"down\": \"lower(full_name)\"}}]}";
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "";
+    if (mig_parse(text, strlen(text), "p2.json", &m, err, sizeof err) != 0) {
+        CHECK("forward: parses", 0);
+        return;
+    }
+    struct mig_cat_table t = {.schema = "public", .name = "users", .exists = 1, .relkind = 'r', .cols = fcols,
+                              .ncols = 2, .pk = pk_cols, .pk_types = pk_types, .npk = 1, .idx = keyed, .nidx = 1,
+                              .trigger_rank = 1, .shape_of = "p1", .shape = fshape, .nshape = 2, .forward = fwd,
+                              .nforward = 1};
+    struct mig_catalog cat = {.tables = &t, .n = 1};
+    if (mig_plan_build(&m, &cat, &p, err, sizeof err) != 0) {
+        CHECK("forward: a retype of the name p1 renames to plans", 0);
+        printf("  %s\n", err);
+        mig_free(&m);
+        return;
+    }
+    long renamed = step_at(&p.expand, "ALTER TABLE \"public\".\"users\" RENAME COLUMN \"name\" TO \"full_name\"");
+    CHECK("forward: the expand renames the column first", renamed == 0);
+    CHECK("forward: before the old shape's view, which reads the new name",
+          step_at(&p.expand, "AS SELECT \"id\", \"full_name\" FROM") > renamed);
+    CHECK("forward: the trigger reads the new name", steps_contain(&p.expand, "NEW.\"full_name\""));
+    long back = step_at(&p.rollback, "RENAME COLUMN \"full_name\" TO \"name\"");
+    CHECK("forward: the rollback renames it back last, unless p1 completed",
+          back == (long)p.rollback.n - 1 && strstr(p.rollback.v[back].sql, "name = 'p1' AND status = 'completed'") &&
+              strstr(p.rollback.v[back].sql, "attname = 'full_name'"));
+    CHECK("forward: the contract drops the column and gives its name to the second one",
+          steps_contain(&p.contract, "DROP COLUMN \"full_name\"") &&
+              steps_contain(&p.contract, "TO \"full_name\""));
+    mig_plan_free(&p);
+    mig_free(&m);
+
+    /* p1's own plan: its plain rename's contract finds it done */
+    const char *p1 = "{\"name\": \"p1\", \"operations\": [{\"rename_column\": {\"table\": \"users\", \"from\":"
+                     " \"name\", \"to\": \"full_name\"}}]}";
+    if (mig_parse(p1, strlen(p1), "p1.json", &m, err, sizeof err) != 0 || build_on_table(&m, &p, err) != 0) {
+        CHECK("forward: p1 plans", 0);
+        printf("  %s\n", err);
+        return;
+    }
+    long r = step_at(&p.contract, "RENAME COLUMN \"name\" TO \"full_name\"");
+    CHECK("plain rename: the contract renames unless the column is renamed already",
+          r >= 0 && strstr(p.contract.v[r].sql, "DO $pgtandem$ BEGIN IF NOT (NOT EXISTS (SELECT 1 FROM"
+                                                " pg_catalog.pg_attribute WHERE attrelid = '\"public\".\"users\"'"
+                                                "::regclass AND attname = 'name'"));
+    mig_plan_free(&p);
+    mig_free(&m);
+    const char *typed = "{\"name\": \"p1\", \"operations\": [{\"rename_column\": {\"table\": \"users\", \"from\":"
+                        " \"name\", \"to\": \"full_name\", \"type\": \"text\"}}]}";
+    if (mig_parse(typed, strlen(typed), "p1.json", &m, err, sizeof err) != 0 || build_on_table(&m, &p, err) != 0) {
+        CHECK("forward: p1 with a type plans", 0);
+        printf("  %s\n", err);
+        return;
+    }
+    r = step_at(&p.contract, "RENAME COLUMN \"name\" TO \"full_name\"");
+    CHECK("a rename with a type: never brought forward, renamed as it is",
+          r >= 0 && !strstr(p.contract.v[r].sql, "DO $pgtandem$"));
+    mig_plan_free(&p);
+    mig_free(&m);
+}
+
 int main(void)
 {
     mig_shadow_name(shadow, sizeof shadow, "email");
@@ -287,5 +393,6 @@ int main(void)
     test_changes_what_below_reads();
     test_buildable();
     test_columns_apart();
+    test_forward_rename();
     return UNIT_RESULT();
 }

@@ -5,7 +5,9 @@
  * no later operation of the migration building on the new name) moves no
  * data. Expand takes nothing but the shapes' views: the new release reads
  * and writes the column under its new name, the old release under its old
- * one. The contract renames it, which is exactly the offline RENAME COLUMN:
+ * one. The contract renames it, which is exactly the offline RENAME COLUMN
+ * (unless a migration built on this one has renamed it already, at its
+ * own expand: plan_on_shape.c):
  * every index, constraint, foreign key in either direction, view, grant,
  * comment, default and statistics target follows, and the column keeps its
  * position and statistics. With "copy": true a plain copy column under the
@@ -21,6 +23,7 @@
  * old name, so that the rename after makes Postgres write `new AS old` as
  * an offline rename does. The rollback drops the second column. */
 #include "ops/op.h"
+#include "migration_flight.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
 
@@ -60,7 +63,10 @@ static int plan_rename_keeping_original(struct plan_ctx *c, const struct mig_op 
         add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->from, tail ? tail : "");
         free(tail);
     }
-    add_rename_column(&c->p->contract, op, op->table, op->from, op->to);
+    if (mig_op_renames_plainly(op))
+        add_rename_column_unless_done(&c->p->contract, op, op->table, op->from, op->to);
+    else
+        add_rename_column(&c->p->contract, op, op->table, op->from, op->to);
     if (op->has_default)
         add_set_default(&c->p->contract, op, op->table, op->to, op->default_expr);
     char how[256];
