@@ -152,7 +152,7 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
         before = schema_dump(cluster, db)
         r = pmigrate(proxy, "start", write_migration(D4, str(tmp_path)))
         assert r.returncode == 2, r.stdout + r.stderr
-        assert "migration d4 refused" in r.stderr and 'names column "full_name" of "users", which migration a1' \
+        assert "migration d4 refused" in r.stderr and 'names column "name" of "users", which migration a1' \
             in r.stderr, r.stderr
         assert schema_dump(cluster, db) == before
     assert statuses(db) == {"a1": "active", "b2": "active", "c3": "active"}
@@ -302,3 +302,74 @@ def test_the_proxys_own_steps_act_on_its_own_migration_with_another_in_flight_be
     assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'big'::regclass"
                    " AND attname = 'v'") == [("bigint",)]
     assert sql(db, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'big'::regclass AND contype = 'c'") == [(1,)]
+
+
+# r2, built on a1, retypes the name a1 renames to: a1's rename moves to r2's expand
+R2 = {"name": "r2", "parent": "a1", "operations": [
+    {"alter_column": {"table": "users", "column": "full_name", "type": "varchar(120)", "up": "full_name",
+                      "down": "full_name"}}]}
+R2_OFFLINE = """
+ALTER TABLE users RENAME COLUMN name TO full_name;
+ALTER TABLE users ALTER COLUMN full_name TYPE varchar(120);
+"""
+SHAPES["r2"] = {"users": ["id", "email", "full_name"], "orders": ["id", "user_id", "amount"]}
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_a_rename_brought_forward_under_three_releases_through_the_proxy(cluster, db, proxy_factory, tmp_path,
+                                                                         pool_mode):
+    """a1 renames users.name to full_name on the proxy's engine; r2,
+    started through the proxy beside it, retypes full_name: its expand
+    renames the column in the table first, under the release from before
+    a1 and a1's, which go on writing through the proxy with their prepared
+    `SELECT *` of users (Postgres plans them again on the views, which
+    follow the column). a1 completes with r2's release writing (its
+    contract finds the rename done), then r2; every row in the final
+    shape, the schema the same DDL run offline gives."""
+    run_script(db, BASE)
+    releases = []
+    extra = []
+    if pool_mode == "transaction":
+        users = write_users_file(str(tmp_path / "users.json"), {"postgres": {"password": "postgres"}})
+        extra = ["--auth", "scram", "--users-file", users, "--pool-mode", "transaction", "--pool-size", "6"]
+    with offline_twin(cluster, BASE, R2_OFFLINE) as offline:
+        try:
+            proxy = fleet_proxy(proxy_factory, cluster, dbname(db), extra=extra)
+            wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+            uri = proxy_uri(proxy, db)
+            r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
+            assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+            releases += [ProxyRelease(uri, None, 100000), ProxyRelease(uri, "a1", 200000)]
+            for x in releases:
+                x.start()
+            wait_for(lambda: all(x.rounds >= 10 or x.errors for x in releases), 60, "two releases writing")
+            column = "SELECT attname FROM pg_attribute WHERE attrelid = 'users'::regclass AND attnum = 2"
+            assert sql(db, column) == [("name",)]
+            start_through_the_proxy(db, proxy, R2, tmp_path)
+            assert sql(db, column) == [("full_name",)]  # brought forward
+            releases.append(ProxyRelease(uri, "r2", 300000))
+            releases[-1].start()
+            counts = [x.rounds for x in releases]
+            wait_for(lambda: all(x.rounds >= n + 20 or x.errors for x, n in zip(releases, counts + [0])), 60,
+                     "every release writing after r2's start", detail=lambda: proxy.log()[-3000:])
+            for x in releases:
+                assert not x.errors, (x.release, x.errors)
+            with psycopg.connect(uri, autocommit=True, options="-c pgtandem.version=r2") as c:
+                assert c.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid ="
+                                 " 'users'::regclass AND attname = 'full_name'").fetchall() == \
+                    [("character varying(120)",)]
+            retire(releases[0])
+            complete_through_the_proxy(db, "a1", releases[2])
+            retire(releases[1])
+            complete_through_the_proxy(db, "r2", releases[2])
+            retire(releases[2])
+            assert statuses(db) == {"a1": "completed", "r2": "completed"}
+            got = dict(sql(db, "SELECT id, full_name FROM users"))
+            want = {g: "user %d" % g for g in range(1, 2001)}
+            for x in releases:
+                want.update(x.users)
+            assert len(sql(db, "SELECT id FROM orders")) == 3000 + sum(len(x.orders) for x in releases)
+            assert_as_offline(cluster, db, offline, got, want)
+        finally:
+            for x in releases:
+                x.stop.set()
