@@ -147,8 +147,10 @@ struct dual_write {
                              * old one drew (up), so an insert draws one value, not two */
 };
 
+/* The trigger's locals: the columns its expressions (exprs) read, and
+ * extra, the column it fills. */
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
-                     const char *extra, const char *extra_type);
+                     const char *extra, const char *extra_type, const char *const *exprs, size_t nexprs);
 void declare_shape(struct mig_str *s);
 void writer_shape(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,
                   int new_view_writes_new, const char *bypass_insert, const char *bypass_update);

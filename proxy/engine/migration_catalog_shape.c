@@ -253,12 +253,14 @@ static const char DEPENDENTS_SQL[] =
     "                        JOIN pg_namespace n ON n.oid = v.relnamespace"
     "                        WHERE w.oid = d.objid AND n.nspname LIKE 'pgtandem\\_%'))";
 
-/* The tandem triggers of the migrations in flight on the table: their
- * functions bind every column of the row by name (plan_trigger.c). */
+/* The tandem triggers of the migrations in flight on the table whose
+ * functions name the column (quoted, as the plan writes every name it
+ * binds: plan_trigger.c binds the columns its expressions read; an older
+ * function may bind every column). */
 static const char TRIGGERS_SQL[] =
-    "SELECT coalesce(string_agg(tgname, ', ' ORDER BY tgname), '') FROM pg_trigger"
-    " WHERE tgrelid = format('%I.%I', $1::text, $2::text)::regclass AND NOT tgisinternal"
-    "   AND tgname LIKE 'pgtandem\\_%'";
+    "SELECT coalesce(string_agg(DISTINCT t.tgname, ', '), '') FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+    " WHERE t.tgrelid = format('%I.%I', $1::text, $2::text)::regclass AND NOT t.tgisinternal"
+    "   AND t.tgname LIKE 'pgtandem\\_%' AND strpos(p.prosrc, '\"' || replace($3, '\"', '\"\"') || '\"') > 0";
 
 /* One text answer of sql on the table (and the column), or NULL with err set. */
 static char *ask(PGconn *conn, const char *sql, const struct mig_cat_table *t, const char *col, char *err,
@@ -351,13 +353,13 @@ static void bring(const char *name, int changes, void *arg)
                        " %s completes%s", rn->from, rn->by, "");
         return;
     }
-    char *triggers = ask(b->conn, TRIGGERS_SQL, t, NULL, b->err, b->errlen);
+    char *triggers = ask(b->conn, TRIGGERS_SQL, t, rn->from, b->err, b->errlen);
     char *deps = triggers && !triggers[0] ? ask(b->conn, DEPENDENTS_SQL, t, rn->from, b->err, b->errlen) : NULL;
     if (!triggers || (!triggers[0] && !deps)) {
         b->failed = 1;
     } else if (triggers[0]) {
-        refuse_forward(t, "the triggers of the migrations in flight below (%s) read every column of the row by"
-                       " name, \"%s\" among them, until %s completes", triggers, rn->from, rn->by);
+        refuse_forward(t, "a trigger of the migrations in flight below (%s) reads \"%s\" by that name until %s"
+                       " completes", triggers, rn->from, rn->by);
     } else if (deps[0]) {
         refuse_forward(t, "%s reads column \"%s\" (renamed to \"%s\" only at the complete of the migration"
                        " below)", deps, rn->from, rn->to);

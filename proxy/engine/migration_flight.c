@@ -493,6 +493,12 @@ static void note_below(const char *name, int changes, void *arg)
         names_add(arg, name);
 }
 
+static void note_named(const char *name, int changes, void *arg)
+{
+    (void)changes;
+    names_add(arg, name);
+}
+
 
 static int on_table(const struct mig_op *op, const char *table)
 {
@@ -563,12 +569,15 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
     struct names *b = calloc(1, sizeof *b);
     if (!b)
         return snprintf(why, cap, "out of memory"), 1;
-    /* o may have a trigger on the table, whose function binds every
-     * column of the row by name */
-    int trigger = 0;
+    /* what o's other operations name: their triggers bind those */
+    struct names *named = calloc(1, sizeof *named);
+    if (!named) {
+        free(b);
+        return snprintf(why, cap, "out of memory"), 1;
+    }
     for (size_t i = 0; i < o->nops; i++)
-        trigger |= on_table(&o->ops[i], table) && !mig_op_renames_plainly(&o->ops[i]) &&
-                   o->ops[i].kind != MIG_CREATE_INDEX;
+        if (on_table(&o->ops[i], table) && !mig_op_renames_plainly(&o->ops[i]))
+            mig_op_columns(&o->ops[i], note_named, named);
     for (size_t i = 0; i < o->nops; i++) {
         const struct mig_op *op = &o->ops[i];
         if (!on_table(op, table))
@@ -577,9 +586,9 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
             b->all = 1;
         mig_op_columns(op, note_below, b);
         /* the name o's shape shows: named above, a plain rename is
-         * brought forward to that one's expand when o has no trigger on
-         * the table; anything else is refused */
-        if (op->kind == MIG_RENAME_COLUMN && op->to && (!mig_op_renames_plainly(op) || trigger))
+         * brought forward to that one's expand when no other operation of
+         * o names the column; anything else is refused */
+        if (op->kind == MIG_RENAME_COLUMN && op->to && (!mig_op_renames_plainly(op) || names_has(named, op->from)))
             names_add(b, op->to);
     }
     int refused = 0;
@@ -604,5 +613,6 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
             refused = 0;
     }
     free(b);
+    free(named);
     return refused;
 }

@@ -13,15 +13,65 @@
 #include <string.h>
 #include <strings.h>
 
+/* The columns the expressions read: names (1) when each parses and reads
+ * no whole row; 0 when one does not (then every column counts as read). */
+struct reads {
+    char **names;
+    size_t n;
+    int known;
+};
+
+static void reads_of(const char *const *exprs, size_t nexprs, struct reads *r)
+{
+    *r = (struct reads){.known = 1};
+    for (size_t e = 0; e < nexprs && r->known; e++) {
+        char **names = NULL;
+        size_t n = 0;
+        int star = 0;
+        if (!exprs[e])
+            continue;
+        if (sql_fragment_columns(exprs[e], &names, &n, &star) != SQL_FRAGMENT_OK || star) {
+            r->known = 0;
+        } else {
+            char **grown = realloc(r->names, (r->n + n + 1) * sizeof *grown);
+            if (grown) {
+                r->names = grown;
+                for (size_t i = 0; i < n; i++) {
+                    r->names[r->n++] = names[i];
+                    names[i] = NULL;
+                }
+            } else {
+                r->known = 0;
+            }
+        }
+        sql_fragment_free_names(names, n);
+    }
+}
+
+static int reads_name(const struct reads *r, const char *name)
+{
+    for (size_t i = 0; r->known && i < r->n; i++)
+        if (!strcmp(r->names[i], name))
+            return 1;
+    return !r->known;
+}
+
+/* Only the columns the trigger's expressions read are bound as locals:
+ * the function then names no other column, so a column no expression
+ * reads may be renamed under it (a rename brought forward by a migration
+ * built on this one, plan_on_shape.c). */
 void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op,
-                            const char *table, const char *extra, const char *extra_type)
+                            const char *table, const char *extra, const char *extra_type,
+                            const char *const *exprs, size_t nexprs)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, table);
+    struct reads r;
+    reads_of(exprs, nexprs, &r);
     for (size_t i = 0; t && i < t->ncols; i++) {
         /* not one a migration in flight below renames or drops: its
          * contract changes the name this body would read it by, and
          * nothing built on it reads it (plan_on_shape.c) */
-        if (shape_changes(t, t->cols[i].name))
+        if (shape_changes(t, t->cols[i].name) || !reads_name(&r, t->cols[i].name))
             continue;
         mig_str_add(s, "  ");
         mig_str_ident(s, t->cols[i].name);
@@ -31,7 +81,8 @@ void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op 
     }
     for (size_t i = 0; i < c->nadded; i++) {
         const struct vcol *v = &c->added[i];
-        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || (extra && !strcmp(v->name, extra)))
+        if (strcmp(v->schema, op->schema) || strcmp(v->table, table) || (extra && !strcmp(v->name, extra)) ||
+            !reads_name(&r, v->name))
             continue;
         mig_str_add(s, "  ");
         mig_str_ident(s, v->name);
@@ -39,6 +90,7 @@ void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op 
         mig_str_ident(s, v->name);
         mig_str_add(s, ";\n");
     }
+    sql_fragment_free_names(r.names, r.n);
     if (!t && !c->cat && op->from && op->kind == MIG_RENAME_COLUMN) {
         mig_str_add(s, "  ");
         mig_str_ident(s, op->from);
@@ -252,7 +304,8 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
 {
     struct mig_str s = {0};
     mig_str_add(&s, "DECLARE\n");
-    declare_columns(c, &s, op, d->table, d->new_col, d->new_type);
+    const char *exprs[2] = {d->up, d->down};
+    declare_columns(c, &s, op, d->table, d->new_col, d->new_type, exprs, 2);
     declare_shape(&s);
     mig_str_add(&s, "BEGIN\n");
     char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));

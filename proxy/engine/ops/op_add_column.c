@@ -44,7 +44,8 @@ static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, cons
     trigger_names(c, op, fname, sizeof fname);
     struct mig_str f = {0};
     mig_str_add(&f, "DECLARE\n");
-    declare_columns(c, &f, op, op->table, col->name, col->type);
+    const char *exprs[1] = {fill};
+    declare_columns(c, &f, op, op->table, col->name, col->type, exprs, 1);
     declare_shape(&f);
     mig_str_add(&f, "BEGIN\n");
     /* A bypassing writer is an old-shape writer unless it declared the

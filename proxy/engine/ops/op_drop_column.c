@@ -27,7 +27,8 @@ static int plan_drop_column(struct plan_ctx *c, const struct mig_op *op)
         trigger_names(c, op, fname, sizeof fname);
         struct mig_str f = {0};
         mig_str_add(&f, "DECLARE\n");
-        declare_columns(c, &f, op, op->table, NULL, NULL);
+        const char *exprs[1] = {op->down};
+        declare_columns(c, &f, op, op->table, NULL, NULL, exprs, 1);
         declare_shape(&f);
         mig_str_add(&f, "BEGIN\n");
         /* New-shape writers no longer see the column: their inserts, and
