@@ -174,6 +174,11 @@ struct mig_cat_table {
     int partkey_exprs;   /* one of those keys has an expression */
 };
 
+/* 1 when a migration in flight below names column `name` of t (its
+ * triggers may read it; "*": any): a change of it gets a trigger run
+ * twice, its `down` before theirs and its `up` after (plan_trigger.c),
+ * and a rename of it is not brought forward. */
+int mig_catalog_reads_column(const struct mig_cat_table *t, const char *name);
 /* The name column `name` of t has in the table until the expand that
  * brings its rename forward, or NULL when that is its name already. */
 const char *mig_catalog_forward_from(const struct mig_cat_table *t, const char *name);

@@ -103,6 +103,8 @@ void take_name(struct plan_ctx *c, const char *schema, const char *name, int rel
 /* ---- plan_sql_build.c: statements and clauses the operations share ------ */
 void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,
                const char *ident, const char *tail);
+/* ALTER TABLE schema.table RENAME COLUMN from TO to; caller frees. */
+char *rename_column_sql(const char *schema, const char *table, const char *from, const char *to);
 void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
                        const char *to);
 /* A plain rename's contract: a migration built on it may have renamed the
@@ -172,14 +174,10 @@ const char *shape_shows(const struct mig_cat_table *t, const char *phys);
 /* 1 when name is a column the shape renames, retypes or drops (under
  * either of its names). */
 int shape_changes(const struct mig_cat_table *t, const char *name);
-/* 1 when a migration in flight below names column `name` of t (its
- * triggers may read it): a change of it gets a trigger run twice, its
- * `down` before theirs and its `up` after (plan_trigger.c). */
 /* The renames brought forward (migration_catalog.h, forward): their
  * statements into front (the expand's very first), and their undoing
  * appended to the rollback. */
 void plan_forward_renames(struct plan_ctx *c, struct mig_steps *front);
-int shape_reads_column(const struct mig_cat_table *t, const char *name);
 /* 1 when the shape is the table itself, every column under its name. */
 int shape_is_table(const struct mig_cat_table *t);
 /* -1 (c->err set) when an operation does more than add to a table whose

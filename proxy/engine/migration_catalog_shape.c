@@ -7,6 +7,7 @@
  * release built on it reads is what the new migration builds on. */
 #include "migration_catalog.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,24 +263,25 @@ static const char TRIGGERS_SQL[] =
     " WHERE t.tgrelid = format('%I.%I', $1::text, $2::text)::regclass AND NOT t.tgisinternal"
     "   AND t.tgname LIKE 'pgtandem\\_%' AND strpos(p.prosrc, '\"' || replace($3, '\"', '\"\"') || '\"') > 0";
 
-/* One text answer of sql on the table (and the column), or NULL with err set. */
+/* One text answer of sql ($1, $2: the table; $3: the column), or NULL
+ * with err set. */
 static char *ask(PGconn *conn, const char *sql, const struct mig_cat_table *t, const char *col, char *err,
                  size_t errlen)
 {
     const char *params[3] = {t->schema, t->name, col};
-    PGresult *r = PQexecParams(conn, sql, col ? 3 : 2, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
     char *v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
     if (!v)
-        snprintf(err, errlen, "reading what reads column \"%s\" of %s.%s: %s", col ? col : "-", t->schema, t->name,
+        snprintf(err, errlen, "reading what reads column \"%s\" of %s.%s: %s", col, t->schema, t->name,
                  PQresultStatus(r) == PGRES_TUPLES_OK ? "out of memory" : PQerrorMessage(conn));
     PQclear(r);
     return v;
 }
 
-static int read_by_below(const struct mig_cat_table *t, const char *col)
+int mig_catalog_reads_column(const struct mig_cat_table *t, const char *name)
 {
-    for (size_t i = 0; i < t->nshape_reads; i++)
-        if (!strcmp(t->shape_reads[i], col) || !strcmp(t->shape_reads[i], "*"))
+    for (size_t i = 0; t && name && i < t->nshape_reads; i++)
+        if (!strcmp(t->shape_reads[i], name) || !strcmp(t->shape_reads[i], "*"))
             return 1;
     return 0;
 }
@@ -323,12 +325,16 @@ struct bringing {
     size_t errlen;
 };
 
-static void refuse_forward(struct mig_cat_table *t, const char *fmt, const char *a, const char *b, const char *c)
+__attribute__((format(printf, 2, 3)))
+static void refuse_forward(struct mig_cat_table *t, const char *fmt, ...)
 {
     if (t->not_forward)
         return; /* the first reason */
     char why[700];
-    snprintf(why, sizeof why, fmt, a, b, c);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
     t->not_forward = strdup(why);
 }
 
@@ -348,9 +354,9 @@ static void bring(const char *name, int changes, void *arg)
             rn = &b->rs->v[i].r;
     if (!rn)
         return;
-    if (read_by_below(t, rn->from)) {
+    if (mig_catalog_reads_column(t, rn->from)) {
         refuse_forward(t, "a trigger or backfill of a migration in flight below reads \"%s\" by that name until"
-                       " %s completes%s", rn->from, rn->by, "");
+                       " %s completes", rn->from, rn->by);
         return;
     }
     char *triggers = ask(b->conn, TRIGGERS_SQL, t, rn->from, b->err, b->errlen);

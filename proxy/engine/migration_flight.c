@@ -499,7 +499,6 @@ static void note_named(const char *name, int changes, void *arg)
     names_add(arg, name);
 }
 
-
 static int on_table(const struct mig_op *op, const char *table)
 {
     char t[200];

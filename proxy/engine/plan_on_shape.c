@@ -21,7 +21,7 @@
  * text). It may change a column the one below names (its `down` reads
  * first and last, the new one retypes first): its trigger for that column
  * then runs twice, its `down` before the triggers below and its `up`
- * after them (shape_reads_column, plan_trigger.c), so a write of its own
+ * after them (mig_catalog_reads_column, plan_trigger.c), so a write of its own
  * release reaches the `down`s below filled, and one of an older release
  * reaches its `up` after the `up`s below. */
 #include "migration_plan.h"
@@ -74,14 +74,6 @@ int shape_is_table(const struct mig_cat_table *t)
     return 1;
 }
 
-int shape_reads_column(const struct mig_cat_table *t, const char *name)
-{
-    for (size_t i = 0; t && name && i < t->nshape_reads; i++)
-        if (!strcmp(t->shape_reads[i], name) || !strcmp(t->shape_reads[i], "*"))
-            return 1;
-    return 0;
-}
-
 /* The first column of an operation the shape keeps it from naming, and
  * why. */
 struct verdict {
@@ -105,14 +97,7 @@ void plan_forward_renames(struct plan_ctx *c, struct mig_steps *front)
         const struct mig_cat_table *t = &c->cat->tables[i];
         for (size_t k = 0; k < t->nforward; k++) {
             const struct mig_cat_forward *f = &t->forward[k];
-            struct mig_str s = {0};
-            mig_str_add(&s, "ALTER TABLE ");
-            mig_str_qname(&s, t->schema, t->name);
-            mig_str_add(&s, " RENAME COLUMN ");
-            mig_str_ident(&s, f->from);
-            mig_str_add(&s, " TO ");
-            mig_str_ident(&s, f->to);
-            mig_steps_add(front, -1, MIG_STEP_TXN, mig_str_take(&s));
+            mig_steps_add(front, -1, MIG_STEP_TXN, rename_column_sql(t->schema, t->name, f->from, f->to));
             mig_steps_add(&c->p->rollback, -1, MIG_STEP_TXN,
                           rename_back_unless_completed(t->schema, t->name, f->from, f->to, f->by));
         }

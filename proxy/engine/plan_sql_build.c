@@ -20,16 +20,22 @@ void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
     mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
-/* ALTER TABLE ... RENAME COLUMN from TO to. */
+char *rename_column_sql(const char *schema, const char *table, const char *from, const char *to)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, schema, table);
+    mig_str_add(&s, " RENAME COLUMN ");
+    mig_str_ident(&s, from);
+    mig_str_add(&s, " TO ");
+    mig_str_ident(&s, to);
+    return mig_str_take(&s);
+}
+
 void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
                        const char *to)
 {
-    struct mig_str r = {0};
-    mig_str_add(&r, " TO ");
-    mig_str_ident(&r, to);
-    char *tail = mig_str_take(&r);
-    add_alter(l, op, table, "RENAME COLUMN", from, tail ? tail : "");
-    free(tail);
+    mig_steps_add(l, op->index, MIG_STEP_TXN, rename_column_sql(op->schema, table, from, to));
 }
 
 /* The rename wrapped in a DO block that runs it only when `unless` is
@@ -38,14 +44,11 @@ void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char 
 static char *rename_unless(const char *schema, const char *table, const char *from, const char *to,
                            const char *unless)
 {
+    char *rename = rename_column_sql(schema, table, from, to);
     struct mig_str s = {0};
-    mig_str_addf(&s, "DO $pgtandem$ BEGIN IF NOT (%s) THEN ALTER TABLE ", unless);
-    mig_str_qname(&s, schema, table);
-    mig_str_add(&s, " RENAME COLUMN ");
-    mig_str_ident(&s, from);
-    mig_str_add(&s, " TO ");
-    mig_str_ident(&s, to);
-    mig_str_add(&s, "; END IF; END $pgtandem$");
+    mig_str_addf(&s, "DO $pgtandem$ BEGIN IF NOT (%s) THEN %s; END IF; END $pgtandem$", unless, rename ? rename : "");
+    s.oom |= !rename;
+    free(rename);
     return mig_str_take(&s);
 }
 

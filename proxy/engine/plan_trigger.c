@@ -176,7 +176,7 @@ void declare_shape(struct mig_str *s)
 static int runs_twice(const struct plan_ctx *c, const struct mig_op *op, const char *table)
 {
     const struct mig_cat_table *t = table_of(c, op->schema, table);
-    return t && t->trigger_rank > 0 && shape_reads_column(t, mig_op_column(op));
+    return t && t->trigger_rank > 0 && mig_catalog_reads_column(t, mig_op_column(op));
 }
 
 void writer_shape(struct plan_ctx *c, struct mig_str *s, const struct mig_op *op, const char *table,

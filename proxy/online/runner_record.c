@@ -296,8 +296,8 @@ static void find_latest(struct migration_runner *r)
 int record_working_locally(const struct migration_runner *r)
 {
     return engine_worker_running(&r->worker) || r->phase == MIG_PH_COMPLETING || r->phase == MIG_PH_ROLLING_BACK ||
-           r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock || conn_waiting(r) ||
-           timer_armed(r) || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
+           r->holds_lock || r->db.busy || r->db.connecting || r->conn.after_connect || r->conn.after_unlock ||
+           conn_waiting(r) || timer_armed(r) || r->stop_backfill || r->complete_w.fn || r->rollback_w.fn || r->rollback_asked ||
            bf_runner_active(&r->bfr) || (r->phase == MIG_PH_EXPANDING && !r->following);
 }
 

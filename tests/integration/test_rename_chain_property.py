@@ -27,7 +27,7 @@ import random
 import psycopg
 import pytest
 
-from support.line import ShapedLine, walk_lifecycle
+from support.line import ShapedLine, lift, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -43,10 +43,6 @@ MIGRATIONS = {
                           "down": "lower(display)"}}]},
 }
 NAMES = {"old": "name", "q1": "full_name", "q2": "display", "q3": "display"}
-
-
-def lift(f, v):
-    return None if v is None else f(v)
 
 
 class RenameChain(ShapedLine):

@@ -23,7 +23,7 @@ import random
 
 import pytest
 
-from support.line import ShapedLine, walk_lifecycle
+from support.line import ShapedLine, lift, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -38,10 +38,6 @@ MIGRATIONS = {
                           "down": "(b - 1000)::int"}},
         {"add_column": {"table": "t", "up": "b * 3", "column": {"name": "d", "type": "int"}}}]},
 }
-
-
-def lift(f, v):
-    return None if v is None else f(v)
 
 
 class Shapes(ShapedLine):

@@ -25,7 +25,7 @@ import random
 
 import pytest
 
-from support.line import ShapedLine, walk_lifecycle
+from support.line import ShapedLine, lift, walk_lifecycle
 from test_schema_fidelity import leftovers, run_script
 
 ROWS = 40
@@ -52,10 +52,6 @@ def part(v, n):
 
 def join(a, b):
     return None if a is None or b is None else a + " " + b
-
-
-def lift(f, v):
-    return None if v is None else f(v)
 
 
 class Split(ShapedLine):

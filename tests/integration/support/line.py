@@ -10,7 +10,7 @@ import psycopg
 
 from .migrations import migrate, write_migration
 
-__all__ = ["Line", "ShapedLine", "walk_lifecycle", "write_row"]
+__all__ = ["Line", "ShapedLine", "lift", "walk_lifecycle", "write_row"]
 
 
 class Line:
@@ -70,6 +70,11 @@ class Line:
         assert r.returncode == 0, (what, m, r.stdout + r.stderr, self.log[-5:])
         self.log.append("%s %s" % (what, m))
         self.state[m] = {"start": "active", "complete": "completed", "rollback": "rolled_back"}[what]
+
+
+def lift(f, v):
+    """f(v), NULL in, NULL out: a model's `up` or `down`."""
+    return None if v is None else f(v)
 
 
 def write_row(conn, update, rid, values):
