@@ -27,7 +27,8 @@ struct cli {
     int force;              /* complete despite sessions that bypass the proxies */
     int revert_window_s;    /* complete: keep the old shape for a revert this long (proxy only) */
     int estimate;           /* plan: measure the backfill on a sample of each table */
-    int each;               /* start DIR: each pending file its own migration */
+    int each;               /* start DIR: each pending file its own migration, or refused */
+    int merge;              /* start DIR: the pending files as one migration */
     long estimate_rows;     /* --estimate-rows; 0: not given, ESTIMATE_DEFAULT_ROWS */
     const char *name, *parent;  /* FILE.sql: the converted migration's name and parent */
     const char *evidence;       /* start/complete/rollback: the evidence bundle's directory */

@@ -92,11 +92,17 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
  * are started as one (mig_merge), in one expand, backfill and cutover, and
  * all recorded as completed when it completes. */
 int engine_start_chain(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
-/* A chain with --each: each pending file started as its own migration,
- * in order, after every one is checked to be on tables no other pending
- * or in-flight migration touches (refused before any DDL otherwise). A
- * start that fails leaves the ones before it in flight, saying so. */
-int engine_start_each(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen);
+/* A chain, each pending file started as its own migration, in order,
+ * after every one is checked against the ones before it and the ones in
+ * flight by the rules of migration_flight.h. When the files share a table
+ * those rules do not allow: EACH_ONLY (--each) is refused before any DDL;
+ * EACH_OR_MERGED (start DIR's default) starts the pending ones as one
+ * (engine_start_chain), saying why, unless a file of the chain is in
+ * flight already. A start that fails leaves the ones before it in flight,
+ * saying so. */
+enum engine_each_mode { ENGINE_EACH_OR_MERGED, ENGINE_EACH_ONLY };
+int engine_start_each(struct engine *e, const struct migration *list, size_t n, enum engine_each_mode mode,
+                      char *err, size_t errlen);
 /* The chain's first migration not completed yet in *pending (n: none), after
  * the checks engine_start_chain makes: the completed ones come first and
  * are unchanged. Changes nothing. */

@@ -37,7 +37,8 @@ static const struct migrate_command COMMANDS[] = {
     {"start", "FILE|DIR", "validate, expand and backfill; both releases work until complete"},
     {"resume", "[NAME]", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
     {"status", "[NAME]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"},
-    {"complete", "[NAME]", "the cutover: checks while traffic flows, then the contract in one short transaction"},
+    {"complete", "[NAME|DIR]", "the cutover: checks while traffic flows, then the contract in one short "
+                               "transaction (DIR: each of its migrations in flight, oldest first)"},
     {"rollback", "[NAME]", "back to the original shape (any time before complete)"},
     {"finalize", "", "drop the old shape `complete --revert-window-s` kept (with --proxy)"},
     {"revert", "", "every session back to the old shape `complete --revert-window-s` kept, then roll back "
@@ -85,9 +86,12 @@ static const struct migrate_flag FLAGS[] = {
                                                                  "said at once"},
     {"retries", "N", 'r', "start complete", "attempts of a step that waits for a lock, 1 to 1000 (default 10)"},
     {"no-backfill", NULL, 'n', "start", "expand only; `resume` backfills later"},
-    {"each", NULL, 'e', "start", "DIR with --db: each pending file its own migration, in order, when they change "
-                                 "separate tables, a table earlier ones only add to, or other columns than earlier "
-                                 "ones change or read (default: the pending ones as one)"},
+    {"each", NULL, 'e', "start", "DIR with --db: each pending file its own migration, or refused before any DDL "
+                                 "when two share a table otherwise than the chain's rules allow (the default runs "
+                                 "those as one)"},
+    {"merge", NULL, 'M', "start", "DIR: the pending files as one migration, named by the last (the default with "
+                                  "--db: each its own, in order, when they change separate tables, a table earlier "
+                                  "ones only add to, or other columns than earlier ones change or read)"},
     {"stop-after-batches", "N", 's', "start resume", "a rehearsal: N backfill batches, then stop; `resume` "
                                                       "continues"},
     {"backfill-workers", "N", 'W', "start resume", "with --db: batches the backfill runs at once, each on its own "
@@ -259,6 +263,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
             break;
         case 'n': c->opt.skip_backfill = 1; break;
         case 'e': c->each = 1; break;
+        case 'M': c->merge = 1; break;
         case 'v': c->opt.validate_only = 1; break;
         case 'l':
             if (parse_long(optarg, 1, 600000, &v) != 0) return -1;
@@ -660,9 +665,18 @@ int migrate_main(int argc, char **argv)
         fprintf(stderr, "pgtandem migrate %s: --estimate and --estimate-rows belong to `migrate plan`\n", cmd);
         return EXIT_INVALID;
     }
+    if (c.each && c.merge) {
+        fprintf(stderr, "pgtandem migrate start: give either --each or --merge\n");
+        return EXIT_INVALID;
+    }
     if (c.proxy && c.each) {
         fprintf(stderr, "pgtandem migrate start: --each is for --db; through a proxy, start the files one by one"
                 " (each after the first starts beside the ones in flight)\n");
+        return EXIT_INVALID;
+    }
+    if (c.proxy && c.file && !strcmp(cmd, "complete") && migrate_cli_is_directory(c.file)) {
+        fprintf(stderr, "pgtandem migrate complete: DIR is for --db (each of its migrations through the fleet);"
+                " through a proxy, complete them by name, oldest first\n");
         return EXIT_INVALID;
     }
     if (c.proxy && c.opt.target && strcmp(cmd, "complete") && strcmp(cmd, "rollback")) {

@@ -1,7 +1,9 @@
 /* bin/pgtandem migrate complete --db: with proxies registered on the
  * database, through one of them (the contract must run while every proxy
  * holds its traffic, which only a proxy can do); else the engine's
- * complete here. Also the registered proxies, for `migrate status`. */
+ * complete here. `complete DIR` completes each of the directory's
+ * migrations in flight in the chain's order, as `complete NAME` would.
+ * Also the registered proxies, for `migrate status`. */
 #include "migrate_cli_internal.h"
 
 #include <errno.h>
@@ -16,6 +18,7 @@
 
 #include "engine.h"
 #include "migrate_remote.h"
+#include "migration.h"
 #include "migration_state.h"
 
 /* The proxies registered on the database (a JSON array; empty when none
@@ -100,11 +103,64 @@ static int complete_through_fleet(const struct cli *c)
     return 1;
 }
 
-int migrate_cli_complete(const struct cli *c)
+static int complete_one(const struct cli *c);
+
+/* complete DIR: start DIR started its pending files each as its own
+ * migration; once the releases before the last are gone, the whole
+ * directory completes, oldest first, each through its own gate and
+ * contract. The first that fails stops the rest, which stay in flight. */
+static int complete_dir(const struct cli *c)
 {
     char err[2048];
+    struct migration *list = NULL;
+    size_t n = 0;
+    json_t *applied = NULL;
+    if (migrate_cli_load_chain(c, &list, &n, err, sizeof err) != 0) {
+        fprintf(stderr, "pgtandem migrate: error: %s\n", err);
+        mig_free_list(list, n);
+        return EXIT_INVALID;
+    }
+    struct engine e;
+    int rc = migrate_cli_open_engine(c, &e, 0, err, sizeof err);
+    if (rc == ENGINE_OK) {
+        rc = engine_applied(&e, &applied, err, sizeof err);
+        engine_close(&e);
+    }
+    if (rc != ENGINE_OK) {
+        mig_free_list(list, n);
+        return migrate_cli_report(rc, err);
+    }
+    int done = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        json_t *st = json_object_get(json_object_get(applied, list[i].name), "status");
+        int s = mig_status_of_word(json_string_value(st));
+        if (s < 0 || !mig_status_in_progress((enum mig_status)s))
+            continue;
+        struct cli one = *c;
+        one.file = one.opt.target = list[i].name;
+        fprintf(stderr, "completing %s (%zu of the directory's %zu)\n", list[i].name, i + 1, n);
+        rc = complete_one(&one);
+        done += rc == 0;
+    }
+    if (rc == 0 && !done)
+        fprintf(stderr, "no migration of %s is in flight; nothing to complete\n", c->file);
+    json_decref(applied);
+    mig_free_list(list, n);
+    return rc;
+}
+
+int migrate_cli_complete(const struct cli *c)
+{
     if (migrate_cli_need_db(c))
         return EXIT_INVALID;
+    if (c->file && migrate_cli_is_directory(c->file))
+        return complete_dir(c);
+    return complete_one(c);
+}
+
+static int complete_one(const struct cli *c)
+{
+    char err[2048];
     /* The contract must run while every proxy holds its traffic, which only
      * a proxy can do: with proxies registered, one of them runs it. This is
      * the one call from the CLI to a proxy, and a proxy never calls the CLI.

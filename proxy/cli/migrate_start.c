@@ -54,7 +54,8 @@ static void on_progress(const struct backfill *b, int finished, void *arg)
 }
 
 /* What start runs: one migration (FILE), or a chain (DIR) whose pending
- * migrations run as one (engine_start_chain). */
+ * migrations start each its own (engine_start_each) or as one
+ * (engine_start_chain). */
 static int load_start_input(const struct cli *c, int chain, struct migration **list, size_t *n, char *err,
                             size_t errlen)
 {
@@ -75,8 +76,9 @@ int migrate_cli_start(const struct cli *c, int resume)
     struct migration *list = NULL;
     size_t n = 0;
     int chain = !resume && migrate_cli_is_directory(c->file);
-    if (c->each && !chain) {
-        fprintf(stderr, "pgtandem migrate: error: --each is for a directory of migrations (start DIR --each)\n");
+    if ((c->each || c->merge) && !chain) {
+        fprintf(stderr, "pgtandem migrate: error: --%s is for a directory of migrations (start DIR --%s)\n",
+                c->each ? "each" : "merge", c->each ? "each" : "merge");
         return EXIT_INVALID;
     }
     if (!resume && load_start_input(c, chain, &list, &n, err, sizeof err) != 0) {
@@ -97,8 +99,9 @@ int migrate_cli_start(const struct cli *c, int resume)
     int rc = migrate_cli_open_engine(&local, &e, 1, err, sizeof err);
     if (rc == ENGINE_OK) {
         rc = resume ? engine_resume(&e, err, sizeof err)
-             : chain && c->each ? engine_start_each(&e, list, n, err, sizeof err)
-             : chain ? engine_start_chain(&e, list, n, err, sizeof err)
+             : chain && c->merge ? engine_start_chain(&e, list, n, err, sizeof err)
+             : chain ? engine_start_each(&e, list, n, c->each ? ENGINE_EACH_ONLY : ENGINE_EACH_OR_MERGED, err,
+                                         sizeof err)
                      : engine_start(&e, &list[0], err, sizeof err);
         progress_line_end(&prog.line);
         engine_close(&e);

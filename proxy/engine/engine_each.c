@@ -1,12 +1,13 @@
-/* start DIR --each: each pending file of a chain started as its own
- * migration, in the chain's order, so each release can name the one it
- * was built with. A migration is in flight beside others on separate
- * tables, on a table an earlier one only adds to, or on one whose other
- * columns an earlier one changes (migration_flight.h, engine_flight.c,
+/* start DIR: each pending file of a chain started as its own migration,
+ * in the chain's order, so each release can name the one it was built
+ * with. A migration is in flight beside others on separate tables, on a
+ * table an earlier one only adds to, or on one whose other columns an
+ * earlier one changes (migration_flight.h, engine_flight.c,
  * plan_on_shape.c), so every pending file is checked against the ones in
- * flight and the ones before it before the first one starts: one that
- * shares a table otherwise refuses the whole directory, and nothing
- * changes. */
+ * flight and the ones before it before the first one starts. Files that
+ * share a table otherwise run as one migration (start DIR), or refuse the
+ * whole directory (--each); either way nothing has changed when that is
+ * decided. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,8 @@ struct each {
     int *seen_file;         /* seen[k]'s index in the list, -1 for one in flight */
     size_t nseen;
     int first;              /* the list's first pending file, -1 before one is found */
+    int flying;             /* files of the list in flight already */
+    char why[700];          /* set when two files share a table the rules keep apart */
 };
 
 static void each_free(struct each *x, size_t n)
@@ -81,6 +84,8 @@ static int already(const struct migration *m, json_t *applied, char *err, size_t
     return 1;
 }
 
+/* ENGINE_INVALID with x->why set when two files share a table the rules
+ * keep apart; ENGINE_INVALID with err set when a file changed since. */
 static int admit_all(struct each *x, const struct migration *list, size_t n, json_t *applied, char *err,
                      size_t errlen)
 {
@@ -88,8 +93,11 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
         int a = already(&list[i], applied, err, errlen);
         if (a < 0)
             return ENGINE_INVALID;
-        if (a)
+        if (a) {
+            json_t *st = json_object_get(engine_applied_entry(applied, list[i].name), "status");
+            x->flying += mig_status_of_word(json_string_value(st)) != MIG_ST_COMPLETED;
             continue;
+        }
         struct mig_flight me = {.name = list[i].name, .parent = list[i].parent, .phase = MIG_PH_IDLE};
         if (mig_flight_tables(&list[i], NULL, &x->tables[i], &x->ntables[i]) != 0)
             return snprintf(err, errlen, "out of memory"), ENGINE_FAILED;
@@ -111,11 +119,7 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
             if (t)
                 snprintf(why, sizeof why, "%s changes %s, which %s changes too", list[i].name, any ? "any table" : t,
                          x->seen[k].name);
-            snprintf(err, errlen, "%s: %s; --each starts a migration of a table an earlier one changes only when"
-                     " that one adds to it and nothing more, or the later one changes its columns by columns the"
-                     " earlier one does not rename, retype or drop (add_column, create_index, rename_column,"
-                     " alter_column, drop_column): start"
-                     " the directory without --each to run the pending ones as one", list[i].file, why);
+            snprintf(x->why, sizeof x->why, "%s: %s", list[i].file, why);
             return ENGINE_INVALID;
         }
         x->seen_file[x->nseen] = (int)i;
@@ -125,7 +129,28 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
     return ENGINE_OK;
 }
 
-int engine_start_each(struct engine *e, const struct migration *list, size_t n, char *err, size_t errlen)
+/* What each mode does with files that share a table the rules keep apart. */
+static int apart_refused(struct engine *e, const struct each *x, const struct migration *list, size_t n,
+                         enum engine_each_mode mode, char *err, size_t errlen)
+{
+    static const char rule[] = "a migration of a table an earlier one changes is its own only when that one adds"
+                               " to it and nothing more, or the later one changes its columns by columns the"
+                               " earlier one does not rename, retype or drop (add_column, create_index,"
+                               " rename_column, alter_column, drop_column)";
+    if (mode == ENGINE_EACH_ONLY || x->flying) {
+        snprintf(err, errlen, "%s; %s: %s", x->why, rule, x->flying
+                 ? "start the files of the directory not in flight yet once the ones in flight complete"
+                 : "start the directory without --each to run the pending ones as one");
+        return ENGINE_INVALID;
+    }
+    log_warn("%s; %s, so the %zu pending files (%s .. %s) start as one migration, named %s: a release built"
+             " with a file before it has no shape of its own (--each refuses instead)", x->why, rule,
+             n - (size_t)x->first, list[x->first].name, list[n - 1].name, list[n - 1].name);
+    return engine_start_chain(e, list, n, err, errlen);
+}
+
+int engine_start_each(struct engine *e, const struct migration *list, size_t n, enum engine_each_mode mode,
+                      char *err, size_t errlen)
 {
     struct engine_flight fl;
     json_t *applied = NULL;
@@ -137,7 +162,7 @@ int engine_start_each(struct engine *e, const struct migration *list, size_t n, 
         return ENGINE_FAILED;
     }
     struct each x = {calloc(n, sizeof *x.pending), calloc(n, sizeof *x.tables), calloc(n, sizeof *x.ntables),
-                     calloc(fl.n + n, sizeof *x.seen), calloc(fl.n + n, sizeof *x.seen_file), 0, -1};
+                     calloc(fl.n + n, sizeof *x.seen), calloc(fl.n + n, sizeof *x.seen_file), 0, -1, 0, ""};
     if (!x.pending || !x.tables || !x.ntables || !x.seen || !x.seen_file)
         rc = (snprintf(err, errlen, "out of memory"), ENGINE_FAILED);
     for (size_t i = 0; rc == ENGINE_OK && i < fl.n; i++) {
@@ -147,6 +172,12 @@ int engine_start_each(struct engine *e, const struct migration *list, size_t n, 
     if (rc == ENGINE_OK)
         rc = admit_all(&x, list, n, applied, err, errlen);
     json_decref(applied);
+    if (rc == ENGINE_INVALID && x.why[0]) {
+        rc = apart_refused(e, &x, list, n, mode, err, errlen);
+        each_free(&x, n);
+        engine_flight_free(&fl);
+        return rc;
+    }
     char started[512] = "";
     size_t len = 0, count = 0;
     for (size_t i = 0; rc == ENGINE_OK && i < n; i++) {

@@ -93,7 +93,7 @@ SQL_CHAIN = {
 }
 
 
-def test_a_directory_of_sql_files_runs_its_pending_ones_as_one(cluster, legacy_db):
+def test_a_directory_of_sql_files_runs_its_pending_ones_as_one_with_merge(cluster, legacy_db):
     """drizzle-kit's layout: numbered .sql files, each converted, named by
     its file, its parent the file before; with --db (the converter reads
     the old column types there)."""
@@ -102,7 +102,7 @@ def test_a_directory_of_sql_files_runs_its_pending_ones_as_one(cluster, legacy_d
         for name, text in SQL_CHAIN.items():
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
-        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        r = run_pgtandem(["migrate", "start", d, "--merge", "--db", db])
         assert r.returncode == 0, r.stdout + r.stderr
         assert "3 pending migrations (0001_claim .. 0003_config) run as one" in r.stderr, r.stderr
         r = run_pgtandem(["migrate", "complete", "--db", db])
@@ -115,3 +115,79 @@ def test_a_directory_of_sql_files_runs_its_pending_ones_as_one(cluster, legacy_d
                                           " WHERE status = 'completed'") == "0001_claim,0002_usage,0003_config"
         r = run_pgtandem(["migrate", "start", d, "--db", db])
         assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
+
+
+def in_flight(cluster, legacy_db):
+    return scalar(cluster, legacy_db, "SELECT string_agg(name || ':' || status, ',' ORDER BY name) FROM"
+                                      " pgtandem.migrations WHERE status <> 'completed'")
+
+
+def test_a_directory_of_sql_files_starts_each_pending_file_as_its_own_and_completes_as_a_directory(cluster,
+                                                                                                    legacy_db):
+    """The default: each pending file its own migration, in order (a plain
+    rename of checks.claim_text, a new table, a retype of
+    checks.aggregation: other columns of checks), so a release built with
+    0001_claim declares it; `complete DIR` completes them oldest first."""
+    db = cluster.uri(db=legacy_db)
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in SQL_CHAIN.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "3 migrations started, each its own: 0001_claim, 0002_usage, 0003_config" in r.stderr, r.stderr
+        assert in_flight(cluster, legacy_db) == "0001_claim:active,0002_usage:active,0003_config:active"
+        # the release built with 0001_claim: its shape of checks has claim, aggregation still text
+        cols = scalar(cluster, legacy_db, "SELECT string_agg(column_name || ' ' || data_type, ',' ORDER BY"
+                                          " column_name) FROM information_schema.columns WHERE table_schema ="
+                                          " 'pgtandem_0001_claim' AND table_name = 'checks' AND column_name IN"
+                                          " ('claim', 'claim_text', 'aggregation')")
+        assert cols == "aggregation text,claim text", cols
+        # a complete with no name does not guess which
+        r = run_pgtandem(["migrate", "complete", "--db", db])
+        assert r.returncode == 2 and "3 migrations are in flight" in r.stderr, r.stdout + r.stderr
+        r = run_pgtandem(["migrate", "complete", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        order = [l.split()[1] for l in r.stderr.splitlines() if l.startswith("completing ")]
+        assert order == ["0001_claim", "0002_usage", "0003_config"], r.stderr
+        assert in_flight(cluster, legacy_db) in (None, ""), in_flight(cluster, legacy_db)
+        cols = table_columns(cluster, legacy_db)
+        assert "claim" in cols and "claim_text" not in cols, cols
+        assert scalar(cluster, legacy_db, "SELECT data_type FROM information_schema.columns WHERE table_name ="
+                                          " 'checks' AND column_name = 'aggregation'") == "jsonb"
+        r = run_pgtandem(["migrate", "complete", d, "--db", db])
+        assert r.returncode == 0 and "nothing to complete" in r.stderr, r.stdout + r.stderr
+        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
+
+
+SHARED_CHAIN = {
+    "0001_config.sql": 'ALTER TABLE "checks" ALTER COLUMN "aggregation" SET DATA TYPE jsonb USING'
+                       ' "aggregation"::jsonb;\n',
+    "0002_rename.sql": 'ALTER TABLE "checks" RENAME COLUMN "aggregation" TO "config_json";\n',
+}
+
+
+def test_files_that_change_one_column_start_as_one_by_default_and_each_refuses_them(cluster, legacy_db):
+    """0001 retypes checks.aggregation, 0002 renames it: one file may not
+    name a column an earlier one retypes, so the default starts the two as
+    one, saying why; --each refuses the directory before any DDL."""
+    db = cluster.uri(db=legacy_db)
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in SHARED_CHAIN.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+        before = table_columns(cluster, legacy_db)
+        r = run_pgtandem(["migrate", "start", d, "--each", "--db", db])
+        assert r.returncode == 2 and "aggregation" in r.stderr and "without --each" in r.stderr, \
+            r.stdout + r.stderr
+        assert table_columns(cluster, legacy_db) == before
+        assert scalar(cluster, legacy_db, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgtandem_0%'") == "0"
+        r = run_pgtandem(["migrate", "start", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "start as one migration, named 0002_rename" in r.stderr, r.stderr
+        assert in_flight(cluster, legacy_db) == "0002_rename:active", in_flight(cluster, legacy_db)
+        r = run_pgtandem(["migrate", "complete", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert scalar(cluster, legacy_db, "SELECT data_type FROM information_schema.columns WHERE table_name ="
+                                          " 'checks' AND column_name = 'config_json'") == "jsonb"

@@ -39,7 +39,7 @@ def layout_copy(tmp_path, layout, leave_out=()):
 def start_complete(db, path):
     r = migrate(db, "start", str(path))
     assert r.returncode == 0, r.stdout + r.stderr
-    r = migrate(db, "complete")
+    r = migrate(db, "complete", str(path))
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -56,7 +56,7 @@ def test_flat_layouts_run_in_their_tools_order(db, tmp_path, layout):
     golang-migrate's down files left out: the note column is added before
     it is renamed, and the table is there at the end."""
     names = ITEMS_CHAINS[layout]
-    # the table first (a chain's pending migrations run as one, and one that
+    # the table first (`plan DIR` plans the pending ones as one, and one that
     # creates a table cannot also change it), then the rest of the directory
     path = layout_copy(tmp_path, layout)
     first = tmp_path / "first"
