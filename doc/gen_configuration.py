@@ -147,7 +147,9 @@ def main():
                "in flight here starts the new one beside it, on an engine of its own in the proxy: `202` with\n"
                "`beside` (the one in flight) and, while this proxy's own backfill holds the engine lock,\n"
                "`waits_for`; `GET /migrations/current` lists each such start under `beside` (`running`,\n"
-               "`started`, `failed` or `refused`, with its `error`).\n\n"
+               "`started`, `failed` or `refused`, with its `error`), and, while one of them backfills,\n"
+               "`beside_budget`: the latency budget this proxy keeps over their backfills (as `backfill.budget`,\n"
+               "with `drives`, `batches_in_flight`, `rows_done` and what it is `holding` for), or null.\n\n"
                + settings_table(settings["QUERY"]) + "\n")
     out.append(block("`pgtandem migrate`", "", migrate))
     for c, text in per_cmd:

@@ -14,11 +14,30 @@
 #include "backfill.h"
 #include "migration_plan.h"
 
+/* The pace another thread keeps for drives it does not run: a proxy's
+ * latency budget over backfills that run on an engine of their own in a
+ * thread (starts beside the migration in flight). The proxy's loop reads
+ * the batches in flight and the sizing, decides on the app's latency as
+ * for its own backfill, and sets the rest; a drive reads it before each
+ * batch. Zeroed: no hold, no cap. Every field is atomic: the two threads
+ * share nothing else. */
+struct backfill_pace {
+    atomic_llong hold_until_ms;     /* no batch starts before this (clock_now_ms; a baseline measured) */
+    atomic_int workers;             /* at most this many batches at once (0: no cap) */
+    atomic_long batch_cap;          /* rows per batch at most (0: no cap) */
+    atomic_int pause_ms;            /* after each batch */
+    atomic_int running;             /* drives running under it */
+    atomic_int in_flight;           /* their batches in flight */
+    atomic_long batch_rows, min_rows, max_rows; /* the last batch's size and its bounds */
+    atomic_llong rows_done;         /* written by the batches under it since the proxy started */
+};
+
 struct backfill_drive {
     PGconn *conn;                   /* the engine's connection (the first worker's) */
     const char *uri;                /* where the other workers connect */
     const atomic_int *stop;         /* set: give up between batches (NULL: never) */
     long budget;                    /* batches to run at most (-1: every one) */
+    struct backfill_pace *pace;     /* NULL: none (the CLI's: no app traffic to measure) */
     /* After every batch, with the batch's table summed over its ranges;
      * finished once the table is done. */
     void (*on_progress)(const struct backfill *table, int finished, void *arg);

@@ -23,6 +23,8 @@
 enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
 
+struct backfill_pace;
+
 struct engine_options {
     long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */
     int contract_attempts;      /* bounded retries of the contract (default 10) */
@@ -47,6 +49,9 @@ struct engine_options {
     /* start: refused while any other migration is in flight (a proxy
      * runs one migration of its own) */
     int alone;
+    /* The backfill keeps this pace, which another thread sets (a proxy's
+     * latency budget, backfill_drive.h); NULL: its own throttle alone. */
+    struct backfill_pace *pace;
 };
 
 struct engine {

@@ -9,6 +9,7 @@
  *
  *   runner_beside.c    starts beside the migration in flight, each on a
  *                      thread and an engine of its own
+ *   runner_beside_budget.c  one latency budget over their backfills
  *   runner_conn.c      the engine connection: open, lock, unlock, the
  *                      runner's timer, the reserved slot, the health check
  *   runner_blockers.c  who blocks the worker step, as /status shows it
@@ -199,6 +200,7 @@ struct migration_runner {
     struct runner_blockers blk;
     struct runner_start start;
     struct beside *beside;          /* starts beside the migration in flight (runner_beside.c), newest first */
+    struct beside_budget *beside_budget; /* the latency budget over their backfills (runner_beside_budget.c) */
 };
 
 /* ---- shared by every part ---- */
@@ -358,6 +360,17 @@ int beside_running(const struct migration_runner *r, const char *name);
 json_t *beside_json(struct migration_runner *r);
 /* Stops every start beside between two of its steps and joins it. */
 void beside_stop_all(struct migration_runner *r);
+
+/* ---- runner_beside_budget.c ---- */
+
+/* The pace every start beside's backfill keeps (made on first use, for
+ * name's start; NULL when it cannot be: then it keeps its own throttle). */
+struct backfill_pace *beside_budget_pace(struct migration_runner *r, const char *name);
+/* What it keeps while one of them backfills, else null: the status's
+ * beside_budget. */
+json_t *beside_budget_json(const struct migration_runner *r);
+/* After beside_stop_all: no thread reads the pace any more. */
+void beside_budget_free(struct migration_runner *r);
 
 /* ---- runner_status.c ---- */
 

@@ -107,12 +107,41 @@ static int open_lane(struct run *x, size_t l)
     return -1;
 }
 
+/* The workers the pace leaves (0 while it holds every batch back). */
+static int pace_allowed(const struct run *x, int allowed, double now)
+{
+    const struct backfill_pace *p = x->d->pace;
+    if (!p)
+        return allowed;
+    if ((double)atomic_load(&p->hold_until_ms) > now)
+        return 0;
+    int cap = atomic_load(&p->workers);
+    return cap > 0 && cap < allowed ? cap : allowed;
+}
+
+static void pace_batch(struct run *x, struct backfill *b, int started)
+{
+    struct backfill_pace *p = x->d->pace;
+    if (!p)
+        return;
+    if (started) {
+        long cap = atomic_load(&p->batch_cap);
+        if (cap > 0 && b->batch_rows > cap)
+            b->batch_rows = cap < x->cfg->min_rows ? x->cfg->min_rows : cap;
+        atomic_store(&p->batch_rows, b->batch_rows);
+        atomic_store(&p->min_rows, x->cfg->min_rows);
+        atomic_store(&p->max_rows, x->cfg->max_rows);
+    }
+    atomic_fetch_add(&p->in_flight, started ? 1 : -1);
+}
+
 static int send_batch(struct run *x, size_t l, size_t r, double now)
 {
     struct lane *ln = &x->lanes[l];
     struct backfill *b = &x->v[r];
     if (ln->range < x->n && ln->range != r)
         backfill_carry_pace(b, &x->v[ln->range]);
+    pace_batch(x, b, 1);
     char *sql = backfill_batch_sql(b);
     const char *values[BACKFILL_MAX_PARAMS];
     char num[64];
@@ -120,6 +149,7 @@ static int send_batch(struct run *x, size_t l, size_t r, double now)
     int ok = sql && PQsendQueryParams(ln->conn, sql, np, NULL, values, NULL, NULL, 0) == 1;
     free(sql);
     if (!ok) {
+        pace_batch(x, b, 0);
         snprintf(x->pg_error, sizeof x->pg_error, "%s", sql ? PQerrorMessage(ln->conn) : "out of memory");
         trim(x->pg_error);
         x->failed = 1;
@@ -158,8 +188,10 @@ static void batch_ended(struct run *x, size_t l, PGresult *res)
     struct backfill *b = &x->v[ln->range];
     double now = clock_now_ms();
     ln->busy = b->busy = 0;
+    pace_batch(x, b, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         char err[512];
+        long long before = b->rows_done;
         if (backfill_apply_result(b, res, now - ln->t0_ms, err, sizeof err) != 0) {
             snprintf(x->pg_error, sizeof x->pg_error, "%s", err);
             x->failed = 1;
@@ -167,6 +199,10 @@ static void batch_ended(struct run *x, size_t l, PGresult *res)
             return;
         }
         ln->wake_ms = now + (double)backfill_sleep_ms(b);
+        if (x->d->pace) {
+            atomic_fetch_add(&x->d->pace->rows_done, b->rows_done - before);
+            ln->wake_ms += (double)atomic_load(&x->d->pace->pause_ms);
+        }
         progress(x, b->table, b, 1, NULL);
         return;
     }
@@ -274,7 +310,7 @@ static void run_lanes(struct run *x, const char *migration)
             continue;
         }
         int throttled = backfill_settings_throttle(x->cfg) || now - x->lock_wait_ms < BACKFILL_LOCK_HOLD_MS;
-        int allowed = backfill_gate_update(&x->gate, (int)x->cfg->workers, throttled, now);
+        int allowed = pace_allowed(x, backfill_gate_update(&x->gate, (int)x->cfg->workers, throttled, now), now);
         if (!stop)
             start_batches(x, allowed, now);
         if (!any_busy(x)) {
@@ -341,7 +377,11 @@ enum backfill_drive_result backfill_drive_run(struct backfill_drive *d, const ch
         goto out;
     x.lanes[0].ready = 1;
     log_debug("backfill session: session_replication_role %s", x.lanes[0].replica ? "replica" : "unchanged");
+    if (d->pace)
+        atomic_fetch_add(&d->pace->running, 1);
     run_lanes(&x, migration);
+    if (d->pace)
+        atomic_fetch_sub(&d->pace->running, 1);
     if (x.failed) {
         struct lane *ln = &x.lanes[x.failed_lane];
         if (ln->range < x.n && PQstatus(ln->conn) == CONNECTION_OK)

@@ -444,7 +444,7 @@ static int drive_backfill(struct engine *e, const char *name, const struct mig_p
 {
     struct backfill_drive d = {.conn = e->conn, .uri = e->uri, .stop = e->opt.stop,
                                .budget = e->opt.stop_after_batches > 0 ? e->opt.stop_after_batches : -1,
-                               .on_progress = e->opt.on_progress, .progress_arg = e->opt.progress_arg};
+                               .pace = e->opt.pace, .on_progress = e->opt.on_progress, .progress_arg = e->opt.progress_arg};
     struct mig_backfill_settings c = backfill_settings(e, cfg);
     switch (backfill_drive_run(&d, name, plan, &c, err, errlen)) {
     case BACKFILL_DONE: return ENGINE_OK;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backfill_drive.h"
 #include "engine.h"
 #include "log.h"
 #include "sql_load.h"
@@ -45,6 +46,7 @@ struct beside {
     char *body;
     size_t body_len;
     char *db_uri;
+    struct backfill_pace *pace;  /* the runner's, which outlives the thread (beside_stop_all joins it) */
     atomic_int stop;
     pthread_mutex_t lock;       /* guards state and error */
     enum beside_state state;
@@ -81,6 +83,7 @@ static void *beside_main(void *arg)
     engine_default_options(&o);
     o.stop = &b->stop;
     o.lock_wait_ms = BESIDE_LOCK_WAIT_MS;
+    o.pace = b->pace;
     struct engine e;
     int rc = engine_open(&e, b->db_uri, &o, ENGINE_LOCK_TAKE, err, sizeof err);
     if (rc == ENGINE_OK) {
@@ -179,6 +182,7 @@ int beside_start(struct migration_runner *r, const char *body, size_t len, char 
     memcpy(b->body, body, len);
     b->body_len = len;
     snprintf(b->name, sizeof b->name, "%s", name);
+    b->pace = beside_budget_pace(r, name);
     atomic_init(&b->stop, 0);
     pthread_mutex_init(&b->lock, NULL);
     b->state = BESIDE_RUNNING;
@@ -224,4 +228,5 @@ void beside_stop_all(struct migration_runner *r)
             log_info("migration %s, started beside: stopping its engine (the next engine resumes it)", b->name);
         beside_free(b);
     }
+    beside_budget_free(r);
 }

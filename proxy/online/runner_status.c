@@ -83,6 +83,7 @@ void status_answer(struct migration_runner *r, const struct waiter *w, const str
     json_object_set_new(body, "blocked_by", r->blk.by ? json_incref(r->blk.by) : json_null());
     json_object_set_new(body, "following", json_boolean(r->following && r->phase != MIG_PH_COMPLETED));
     json_object_set_new(body, "beside", beside_json(r));
+    json_object_set_new(body, "beside_budget", beside_budget_json(r));
     /* what the status page offers: the lifecycle's own answers */
     json_object_set_new(body, "in_progress", json_boolean(mig_phase_in_progress(r->phase)));
     static const enum mig_request acts[] = {MIG_REQ_COMPLETE, MIG_REQ_ROLLBACK, MIG_REQ_FINALIZE, MIG_REQ_REVERT};

@@ -24,6 +24,7 @@ the final shape, and the schema is the one the same DDL run offline
 gives. Run in session mode and with transaction pooling (the pools follow
 the routes, one per path)."""
 import json
+import threading
 
 import psycopg
 import pytest
@@ -273,6 +274,77 @@ def test_a_proxy_stopped_while_a_start_beside_backfills_lets_it_go_and_resume_fi
     assert r.returncode == 0, r.stdout + r.stderr
     assert statuses(db) == {"a1": "active", "b2": "active"}
     assert sql(db, "SELECT count(*), count(*) FILTER (WHERE v2 = v * 2) FROM big") == [(200000, 200000)]
+
+
+class SlowApp(threading.Thread):
+    """The old release through the proxy: a query of about 4 ms, over and
+    over, so the proxy has the app's p99 to keep."""
+
+    def __init__(self, uri):
+        super().__init__(daemon=True)
+        self.uri, self.stop, self.errors, self.queries = uri, threading.Event(), [], 0
+
+    def run(self):
+        try:
+            with psycopg.connect(self.uri, autocommit=True) as c:
+                while not self.stop.is_set():
+                    c.execute("SELECT pg_sleep(0.004), count(*) FROM users WHERE id < 10").fetchall()
+                    self.queries += 1
+        except Exception as e:  # noqa: BLE001 - kept for the assertion
+            self.errors.append(repr(e))
+
+
+def beside_budget(proxy):
+    return (proxy.admin("GET", "/migrations/current")[1] or {}).get("beside_budget")
+
+
+def test_a_start_beside_backfills_under_the_proxys_latency_budget(cluster, db, proxy_factory, tmp_path):
+    """`b2`, started through the proxy beside `a1` (active), backfills big
+    (300,000 rows, at most 40,000 a second: 7.5 s unthrottled) on an
+    engine of its own in a thread,
+    where the app's latency is not seen: the proxy's loop keeps its
+    latency budget over it. The app's p99 (about 4 ms a query) over an
+    absolute limit of 1 ms engages the budget: one worker, the smallest
+    batches, the pause doubled up to a second, then starved (5 s at
+    those), with half of big still to fill. The limit taken away (the throttle request of the
+    proxy's own migration, the one budget's settings), it finishes, every
+    row filled."""
+    run_script(db, BASE + "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
+                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 300000) g;")
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    app = SlowApp(proxy_uri(proxy, db))
+    app.start()
+    try:
+        r = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"max_app_p99_ms": 1}))
+        assert r[0] == 200, r
+        b2 = {"name": "b2", "parent": "a1", "operations": [{"add_column": {"table": "big", "up": "v * 2",
+                                                                           "column": {"name": "v2", "type": "int"}}}],
+              "backfill": {"batch_rows": 1000, "max_rows_per_sec": 40000}}
+        r = proxy.admin("POST", "/migrations", json.dumps(b2))
+        assert r[0] == 202 and r[1]["beside"] == "a1", r
+        wait_for(lambda: (beside_budget(proxy) or {}).get("starved"), 60, "the budget over b2's backfill starved",
+                 detail=lambda: "%s\n%s" % (beside_budget(proxy), proxy.log()[-2000:]))
+        kept = beside_budget(proxy)
+        assert kept["kind"] == "absolute" and kept["engaged"] and kept["workers"] == 1, kept
+        assert kept["batch_cap"] == 100 and kept["pause_ms"] >= 500, kept
+        assert statuses(db) == {"a1": "active", "b2": "backfilling"}
+        done = sql(db, "SELECT coalesce(sum(rows_done), 0) FROM pgtandem.backfill_progress WHERE migration = 'b2'")
+        assert done[0][0] < 150000, (done, kept)
+        assert "migration b2: latency budget engaged" in proxy.log(), proxy.log()[-3000:]
+        r = proxy.admin("POST", "/migrations/current/throttle", json.dumps({"max_app_p99_ms": 0,
+                                                                            "app_p99_budget": 0}))
+        assert r[0] == 200, r
+        wait_for(lambda: statuses(db).get("b2") == "active", 120, "b2's backfill finished once the limit went",
+                 detail=lambda: "%s\n%s" % (beside_budget(proxy), proxy.log()[-2000:]))
+        assert beside_budget(proxy) is None
+    finally:
+        app.stop.set()
+        app.join(30)
+    assert not app.errors and app.queries > 100, (app.errors, app.queries)
+    assert sql(db, "SELECT count(*), count(*) FILTER (WHERE v2 = v * 2) FROM big") == [(300000, 300000)]
 
 
 def test_the_proxys_own_steps_act_on_its_own_migration_with_another_in_flight_beside_it(cluster, db, proxy_factory,
