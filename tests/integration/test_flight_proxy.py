@@ -244,6 +244,18 @@ def test_a_start_through_the_proxy_beside_its_own_backfill_waits_for_it_then_run
                    " AND column_name = 'x'") == [(1,)]
 
 
+def a1_through_a_proxy_beside_big(cluster, db, proxy_factory, tmp_path, rows):
+    """BASE and a table big of `rows` rows; a proxy of the fleet, with
+    `a1` started through it and active."""
+    run_script(db, BASE + "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
+                   " INSERT INTO big (v) SELECT g FROM generate_series(1, %d) g;" % rows)
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
+    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
+    r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    return proxy
+
+
 def test_a_proxy_stopped_while_a_start_beside_backfills_lets_it_go_and_resume_finishes_it(cluster, db,
                                                                                         proxy_factory, tmp_path):
     """`b2`, started through the proxy beside `a1` (a rename, active),
@@ -251,12 +263,7 @@ def test_a_proxy_stopped_while_a_start_beside_backfills_lets_it_go_and_resume_fi
     The proxy stopped meanwhile (SIGTERM) stops that engine between two
     batches, exits 0 and leaves no lock: `resume b2 --db` finishes the
     backfill from its checkpoint, and every row holds its value."""
-    run_script(db, BASE + "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
-                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 200000) g;")
-    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
-    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
-    r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    proxy = a1_through_a_proxy_beside_big(cluster, db, proxy_factory, tmp_path, 200000)
     b2 = {"name": "b2", "parent": "a1", "operations": [{"add_column": {"table": "big", "up": "v * 2",
                                                                        "column": {"name": "v2", "type": "int"}}}],
           "backfill": {"batch_rows": 1000, "max_rows_per_sec": 20000}}
@@ -306,15 +313,10 @@ def test_a_start_beside_backfills_under_the_proxys_latency_budget(cluster, db, p
     latency budget over it. The app's p99 (about 4 ms a query) over an
     absolute limit of 1 ms engages the budget: one worker, the smallest
     batches, the pause doubled up to a second, then starved (5 s at
-    those), with half of big still to fill. The limit taken away (the throttle request of the
-    proxy's own migration, the one budget's settings), it finishes, every
-    row filled."""
-    run_script(db, BASE + "CREATE TABLE big (id bigserial PRIMARY KEY, v int NOT NULL);"
-                   " INSERT INTO big (v) SELECT g FROM generate_series(1, 300000) g;")
-    proxy = fleet_proxy(proxy_factory, cluster, dbname(db))
-    wait_for(lambda: len(live_members(proxy)) == 1, 30, "the proxy registered in the fleet")
-    r = pmigrate(proxy, "start", write_migration(A1, str(tmp_path)))
-    assert r.returncode == 0, r.stdout + r.stderr + proxy.log()[-3000:]
+    those), with half of big still to fill. The limit taken away (the
+    throttle request of the proxy's own migration, the one budget's
+    settings), it finishes, every row filled."""
+    proxy = a1_through_a_proxy_beside_big(cluster, db, proxy_factory, tmp_path, 300000)
     app = SlowApp(proxy_uri(proxy, db))
     app.start()
     try:
