@@ -58,6 +58,10 @@ struct runner_metrics {
     const struct histogram *batch_seconds; /* batches this process ran */
     const struct cutover_totals *cutover;
     struct bf_budget_report budget;     /* the latency budget the backfill keeps */
+    /* Every migration this proxy routes, as GET /migrations/current's
+     * in_flight ({name, path, sessions, status, engine}); the caller
+     * frees it (json_decref). */
+    struct json_t *in_flight;
 };
 void runner_metrics(const struct migration_runner *r, struct runner_metrics *out);
 

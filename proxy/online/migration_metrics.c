@@ -71,6 +71,11 @@ static void write_headers(struct evbuffer *out)
          "1 while the latency budget holds the backfill back, by kind (ratio, absolute)."},
         {"pgtandem_migration_budget_starved", "gauge",
          "1 while the backfill cannot keep the application within its latency budget even at its smallest batches."},
+        {"pgtandem_migration_in_flight", "gauge",
+         "1 for every migration in flight this proxy routes, by its status and whose engine runs it (this proxy, "
+         "this proxy, beside; elsewhere)."},
+        {"pgtandem_migration_in_flight_sessions", "gauge",
+         "Sessions on this proxy that declare the migration (pgtandem.version), for each one in flight."},
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         metrics_write_header(out, families[i][0], families[i][1], families[i][2]);
@@ -124,6 +129,24 @@ static void write_backfill(struct evbuffer *out, const char *m, const struct run
     write_budget(out, m, &rm->budget);
 }
 
+/* Each migration in flight, the proxy's own and the ones it routes. */
+static void write_in_flight(struct evbuffer *out, const json_t *list)
+{
+    size_t i;
+    const json_t *one;
+    json_array_foreach(list, i, one) {
+        const char *status = json_string_value(json_object_get(one, "status"));
+        char m[256], st[64], engine[64];
+        metrics_escape_label(json_string_value(json_object_get(one, "name")), m, sizeof m);
+        metrics_escape_label(status ? status : "unknown", st, sizeof st);
+        metrics_escape_label(json_string_value(json_object_get(one, "engine")), engine, sizeof engine);
+        evbuffer_add_printf(out, "pgtandem_migration_in_flight{migration=\"%s\",status=\"%s\",engine=\"%s\"} 1\n", m,
+                            st, engine);
+        evbuffer_add_printf(out, "pgtandem_migration_in_flight_sessions{migration=\"%s\"} %" JSON_INTEGER_FORMAT "\n",
+                            m, json_integer_value(json_object_get(one, "sessions")));
+    }
+}
+
 void migration_metrics_write_runner(void *ctx, struct evbuffer *out)
 {
     struct runner_metrics rm;
@@ -136,6 +159,8 @@ void migration_metrics_write_runner(void *ctx, struct evbuffer *out)
     write_headers(out);
     if (rm.name)
         write_backfill(out, m, &rm);
+    write_in_flight(out, rm.in_flight);
+    json_decref(rm.in_flight);
     metrics_write_header(out, "pgtandem_migration_batch_duration_seconds", "histogram",
                          "How long each backfill batch took (its statement, checkpoint included).");
     if (rm.name)

@@ -23,6 +23,8 @@ static const char *throttle_word(const struct migration_runner *r)
 
 /* Past the backfill, whatever this process counted (a follower, or a
  * proxy restarted after it, counted nothing): the rows are all done. */
+static json_t *in_flight_json(const struct migration_runner *r);
+
 void runner_metrics(const struct migration_runner *r, struct runner_metrics *out)
 {
     struct bf_progress p;
@@ -44,6 +46,7 @@ void runner_metrics(const struct migration_runner *r, struct runner_metrics *out
     out->batch_seconds = &r->batch_seconds;
     out->cutover = &r->cut.totals;
     bf_runner_budget(&r->bfr, &out->budget);
+    out->in_flight = in_flight_json(r);
 }
 
 /* Every migration this proxy routes, oldest first: its status (this

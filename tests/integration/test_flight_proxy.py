@@ -32,7 +32,7 @@ import pytest
 from support import migrate, pmigrate, schema_dump, sql, wait_for, write_migration, write_users_file
 from support.fleet import fleet_proxy, live_members
 from support.pg import dbname, offline_twin
-from support.proxy import proxy_uri
+from support.proxy import metrics, promtool_check, proxy_uri
 from test_flight_db import A1, B2, BASE, C3, D4, OFFLINE, Release, assert_as_offline, start_file, statuses
 from test_schema_fidelity import run_script
 
@@ -172,6 +172,13 @@ def run_three_through_a_proxy(cluster, db, proxy_factory, tmp_path, pool_mode, o
     st = pmigrate(proxy, "status")
     assert "c3: active, another engine, 1 session(s) here; pgtandem_c3,pgtandem_b2,pgtandem_a1" in st.stdout, \
         st.stdout + st.stderr
+    # and /metrics: one sample each, by status and engine, and the sessions declaring it
+    scrape = metrics(proxy)
+    assert [scrape.get("pgtandem_migration_in_flight", migration=m["name"], status=m["status"], engine=m["engine"])
+            for m in flight] == [1, 1, 1], scrape.text
+    assert [scrape.get("pgtandem_migration_in_flight_sessions", migration=n) for n in ("a1", "b2", "c3")] == \
+        [m["sessions"] for m in flight], scrape.text
+    promtool_check(scrape.text)
     log = proxy.log()
     assert "sessions declaring c3 see pgtandem_c3,pgtandem_b2,pgtandem_a1" in log, log[-3000:]
 

@@ -278,6 +278,8 @@ def test_status_page_during_a_real_migration(cluster, proxy_factory, legacy_db, 
         versions = c.js("[...document.querySelectorAll('#versions tr')].map(tr => tr.textContent)")
         wait_for(lambda: sorted(c.js("[...document.querySelectorAll('#versions tr')].map(tr => tr.textContent)"))
                  == sorted(["old1", NAME + "1"]), timeout=10, what="one session per version: %r" % versions)
+        flight = c.js("[...document.querySelectorAll('#in-flight tr')].map(tr => [...tr.cells].map(td => td.textContent))")
+        assert len(flight) == 1 and flight[0][:3] == [NAME, current(p)["phase"], "this proxy"], flight
         fleet = c.js("[...document.querySelectorAll('#fleet tr')].map(tr => tr.textContent)")
         assert len(fleet) == 1 and "(this one)" in fleet[0] and "127.0.0.1:%d" % p.port in fleet[0], fleet
         print("page during the backfill: rows done %d then %d of %s, %s, ETA %s, throttle %s"
