@@ -15,6 +15,21 @@ drop a column, create and drop an index). Each is started through a random
 proxy and then completed or rolled back (the schedule's coin), and the same
 DDL is applied offline to a twin database whenever one completes.
 
+Several migrations in flight: by the schedule's coin (half of them), once
+the migration of notes is active, a migration of a second table
+
+    tags(id serial PRIMARY KEY, tag text UNIQUE, n integer, body text)
+
+(a column `extra` added, the next time dropped) is started beside it
+through a random proxy, each the parent of the next, as a team ships them:
+it runs on an engine of its own in that proxy. The notes migration is then
+completed through the proxies first (they complete the oldest in flight;
+the one of tags follows) or, when the coin says roll back, the one of tags
+is rolled back first with `migrate rollback NAME --db` (the proxies roll
+back only the oldest), newest first. tags's writers of the release from
+before write all along, those of the release built with its migration
+(pgtandem.version) while it is in flight.
+
 Writers of every live shape insert and update their own rows through random
 proxies the whole time (the old release without pgtandem.version, the new
 release with it while a migration is in flight); every write whose answer
@@ -28,16 +43,17 @@ holding a lock on the table, the fleet's lease rows locked, and admin
 requests racing the driver's (the same request to another proxy, throttle
 changes, status reads).
 
-The checker, after each migration and at the end: every row of every live
-shape is a row somebody wrote, with what was last acknowledged (or one of
+The checker, after each migration, while both are in flight and at the
+end: every row of every live shape of both tables is a row somebody wrote, with what was last acknowledged (or one of
 the values a lost answer may have written), every acknowledged row is
 there; every migration ended completed or rolled_back within WEDGE_S of its
 driver's first request, or, when faults come too fast for it to get there,
 within HEAL_S of the schedule pausing (Jepsen's heal: a migration that does
 not end once the faults stop is wedged; one that does is counted as slowed);
 every admin request was answered (or its proxy was
-killed under it); the schema (pg_dump --schema-only of the table) is the
-offline twin's; and the longest time a writer could not commit is reported.
+killed under it); the schema (pg_dump --schema-only of both tables) is the
+offline twin's (both tables); and the longest time a writer could not
+commit is reported.
 
     /usr/bin/python3 tests/integration/nemesis.py --seed 7 --migrations 12
 
@@ -58,6 +74,7 @@ import urllib.error
 import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support.migrations import run_pgtandem  # noqa: E402
 from support.pg import PGCLUSTER, RestartableCluster, read_env, start_cluster  # noqa: E402
 from support.proxy import Proxy  # noqa: E402
 from support.wait import poll  # noqa: E402
@@ -72,8 +89,11 @@ FAULT_KINDS = ("kill9", "sigterm", "pg_restart", "blackhole", "freeze", "reset",
 
 LOAD_SQL = """
 CREATE TABLE notes (id serial PRIMARY KEY, tag text NOT NULL UNIQUE, n integer NOT NULL, body text);
-INSERT INTO notes (tag, n, body) SELECT 'l' || g, g, 'b' || g FROM generate_series(1, %d) g;
+INSERT INTO notes (tag, n, body) SELECT 'l' || g, g, 'b' || g FROM generate_series(1, %(rows)d) g;
 ANALYZE notes;
+CREATE TABLE tags (id serial PRIMARY KEY, tag text NOT NULL UNIQUE, n integer NOT NULL, body text);
+INSERT INTO tags (tag, n, body) SELECT 'l' || g, g, 'b' || g FROM generate_series(1, %(rows)d) g;
+ANALYZE tags;
 """
 
 
@@ -115,6 +135,18 @@ def migration_cycle():
     return widen, [rename, retype, flag, index]
 
 
+def side_step(s):
+    """A migration of tags, started beside the one of notes in flight (on
+    separate tables, each on its own schedule): a column added, then
+    dropped. s: {"extra": bool}."""
+    if not s["extra"]:
+        return ([{"add_column": {"table": "tags", "column": {"name": "extra", "type": "boolean", "nullable": False,
+                                                             "default": "false"}}}],
+                "ALTER TABLE tags ADD COLUMN extra boolean NOT NULL DEFAULT false;", dict(s, extra=True))
+    return ([{"drop_column": {"table": "tags", "column": "extra", "down": "false"}}],
+            "ALTER TABLE tags DROP COLUMN extra;", dict(s, extra=False))
+
+
 # ---- the world ----
 
 class World:
@@ -124,7 +156,7 @@ class World:
         for d in (self.dbname, self.twin):
             cluster.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % d)
             cluster.psql("CREATE DATABASE %s" % d)
-            cluster.psql(LOAD_SQL % ROWS, uri=cluster.uri(db=d))
+            cluster.psql(LOAD_SQL % {"rows": ROWS}, uri=cluster.uri(db=d))
         # the test clusters run with synchronous_commit off, which loses the
         # last commits on an immediate stop by design: this world promises
         # every acknowledged commit, so it asks Postgres for the same
@@ -224,9 +256,9 @@ class Writer(threading.Thread):
     written into `maybe` (tag -> set of (n, body)); a row with a lost answer
     is not written again."""
 
-    def __init__(self, world, role, idx, seed):
+    def __init__(self, world, role, idx, seed, table="notes"):
         super().__init__(daemon=True)
-        self.world, self.role, self.idx = world, role, idx
+        self.world, self.role, self.idx, self.table = world, role, idx, table
         self.rnd = random.Random(seed)
         self.acked, self.maybe, self.frozen = {}, {}, set()
         self.seq = 0
@@ -298,13 +330,13 @@ class Writer(threading.Thread):
         if own and self.rnd.random() < 0.4:
             tag = self.rnd.choice(own)
             val = (self.rnd.randint(1, 2 ** 31 - 1), "u%d" % self.rnd.randint(0, 10 ** 6))
-            stmt = "UPDATE notes SET n = %%s, %s = %%s WHERE tag = %%s" % body
+            stmt = "UPDATE %s SET n = %%s, %s = %%s WHERE tag = %%s" % (self.table, body)
             args = (val[0], val[1], tag)
         else:
             self.seq += 1
             tag = "%s%d-%d" % (self.role[0], self.idx, self.seq)
             val = (self.rnd.randint(1, 2 ** 31 - 1), "i%d" % self.rnd.randint(0, 10 ** 6))
-            stmt = "INSERT INTO notes (tag, n, %s) VALUES (%%s, %%s, %%s)" % body
+            stmt = "INSERT INTO %s (tag, n, %s) VALUES (%%s, %%s, %%s)" % (self.table, body)
             args = (tag, val[0], val[1])
         try:
             cur = conn.execute(stmt, args)
@@ -322,11 +354,13 @@ class Writer(threading.Thread):
 
 # ---- the checker ----
 
-def check_rows(world, writers, shapes):
-    """Every row of every live shape against the model; shapes: list of
-    (options, body column)."""
+def check_rows(world, writers, shapes, table="notes"):
+    """Every row of every live shape of table against the model; shapes:
+    list of (options, body column)."""
     acked, maybe = {}, {}
     for w in writers:
+        if w.table != table:
+            continue
         acked.update(w.acked)
         for t, vals in w.maybe.items():
             maybe.setdefault(t, set()).update(vals)
@@ -337,12 +371,12 @@ def check_rows(world, writers, shapes):
             with psycopg.connect(p.uri(user="postgres", password="postgres", db=world.dbname),
                                  autocommit=True, connect_timeout=10,
                                  options=options or "") as c:
-                return {r[0]: (int(r[1]), r[2]) for r in c.execute("SELECT tag, n, %s FROM notes" % body)}
+                return {r[0]: (int(r[1]), r[2]) for r in c.execute("SELECT tag, n, %s FROM %s" % (body, table))}
         try:
             got = retrying(read, "reading the rows")
         except psycopg.Error as e:
             # a release that cannot read its own names: the proxy served it another shape
-            raise Check("reading shape %r (%s): %s" % (options, body, str(e).splitlines()[0]))
+            raise Check("reading %s in shape %r (%s): %s" % (table, options, body, str(e).splitlines()[0]))
         for i in range(1, ROWS + 1):
             want = acked.get("l%d" % i, (i, "b%d" % i))
             if got.get("l%d" % i) != want:
@@ -366,7 +400,7 @@ def check_rows(world, writers, shapes):
 
 def table_schema(cluster, dbname):
     r = subprocess.run([os.path.join(cluster.bindir, "pg_dump"), "--schema-only", "--no-owner", "-t", "notes",
-                        "-t", "notes_id_seq", cluster.uri(db=dbname)], capture_output=True, text=True, timeout=60)
+                        "-t", "notes_id_seq", "-t", "tags", "-t", "tags_id_seq", cluster.uri(db=dbname)], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise Unavailable("pg_dump: %s" % r.stderr.strip().splitlines()[0])
     out, cols = [], None
@@ -469,6 +503,7 @@ class Driver:
         self.req_lock = threading.Lock()
         self.current = None            # (name, the request the driver makes now: "complete"/"rollback")
         self.outcomes = {"completed": 0, "rolled_back": 0}
+        self.side_outcomes = {"completed": 0, "rolled_back": 0}   # the migrations of tags started beside
         self.longest = 0.0
         self.racers = []
         self.failed_starts = 0
@@ -564,11 +599,11 @@ class Driver:
                                     (name,)), "reading the migration's steps after its contract")
         return bool(rows and rows[0][0])
 
-    def run_one(self, name, parent, ops, want_complete, backfill):
-        mig = {"name": name, "parent": parent, "operations": ops, "backfill": backfill}
-        t0 = time.monotonic()
+    def start(self, mig, t0):
+        """Through any proxy until the table knows it (a lost answer may
+        have started it); beside the one in flight when one is."""
+        name = mig["name"]
         self.current = (name, "start", mig)
-        # start: through any proxy until the table knows it (a lost answer may have started it)
         while self.status_of(name) is None:
             ans = self.request(self.world.any_proxy(), "POST", "/migrations", mig)
             self.say("  start %s -> %s" % (name, ans and (ans[0], str(ans[1])[:160])))
@@ -578,6 +613,15 @@ class Driver:
             # refused or lost: its row may come anyway (another proxy's start), else ask again;
             # accepted: its row comes with the expand (unless a fault ends that first)
             poll(lambda: self.status_of(name), 0.5 if ans is None or ans[0] >= 300 else 30, 0.1)
+
+    def run_one(self, name, parent, ops, want_complete, backfill, side=None):
+        """One migration of notes, from its start to its complete or
+        rollback; side: (its migration, whether it completes), a migration
+        of tags started beside it once it is active, and finished after it
+        (rolled back first when it is). Returns the statuses they ended in."""
+        mig = {"name": name, "parent": parent, "operations": ops, "backfill": backfill}
+        t0 = time.monotonic()
+        self.start(mig, t0)
         # wait until it is active everywhere it matters (or it failed)
         def settled():
             st = self.status_of(name)
@@ -595,11 +639,51 @@ class Driver:
         self.say("  %s is %s: %s it" % (name, st, action))
         if st == "active":
             self.world.check_live(name)
-        return self.finish(name, action, t0)
+        if side is None or st != "active":
+            return self.finish(name, action, t0), None
+        beside, side_complete = side
+        self.world.roles["side"] = ("-c pgtandem.version=%s" % beside["name"], "body")
+        self.start(beside, t0)
+        if poll(lambda: self.status_of(beside["name"]) in ("active", "failed"), 30, 0.2):
+            self.say("  %s started beside %s: %s" % (beside["name"], name, self.status_of(beside["name"])))
+        if self.status_of(beside["name"]) == "active":
+            self.world.check_live(name)   # both in flight: every live shape of notes and of tags
+        if action == "rollback":
+            # newest first: the one built on it goes back before it
+            side_st = self.rollback_with_db(beside["name"], t0)
+            return self.finish(name, action, t0), side_st
+        main_st = self.finish(name, action, t0)
+        self.world.after_main(main_st)
+        side_action = "complete" if side_complete and self.status_of(beside["name"]) != "failed" else "rollback"
+        return main_st, self.finish(beside["name"], side_action, t0, named=True)
 
-    def finish(self, name, action, t0):
+    def rollback_with_db(self, name, t0):
+        """`migrate rollback NAME --db`: the proxies roll back only the
+        migration their engine runs, the oldest in flight. Refused while an
+        engine still works on it (its start beside, its backfill): asked
+        again."""
+        self.world.roles["side"] = None
+        self.current = (name, "rollback", None)
+        while True:
+            st = self.status_of(name)
+            if st in ("rolled_back", None):
+                self.side_outcomes["rolled_back"] += st == "rolled_back"
+                return st
+            self.overdue(name, t0, "%s (asked to roll back with --db)" % st)
+            try:
+                r = run_pgtandem(["migrate", "rollback", name, "--db", self.world.uri, "--engine-wait", "5"],
+                                 timeout=ANSWER_S)
+            except subprocess.TimeoutExpired:
+                raise Check("migrate rollback %s --db: no answer within %.0f s" % (name, ANSWER_S))
+            self.say("  rollback %s --db -> %d %s" % (name, r.returncode, (r.stderr.strip().splitlines() or [""])[-1][:200]))
+            if r.returncode != 0:
+                poll(lambda: self.status_of(name) == "rolled_back", 1.0, 0.1)
+
+    def finish(self, name, action, t0, named=False):
+        """named: the request names it (one above the oldest in flight,
+        which the proxies' engines follow once the oldest has ended)."""
         self.current = (name, action, None)
-        self.world.before_finish(action)
+        self.world.before_finish(action, named)
         while True:
             st = self.status_of(name)
             if st == "completed" and self.post_steps_done(name):
@@ -613,7 +697,8 @@ class Driver:
             self.overdue(name, t0, "%s (asked to %s)" % (st, action))
             if action == "complete" and st not in ("active", "expanding", "backfilling"):
                 action = "rollback"
-            path = "/migrations/current/%s%s" % (action, "?force=1" if action == "complete" else "")
+            query = (["force=1"] if action == "complete" else []) + (["name=" + name] if named else [])
+            path = "/migrations/current/%s%s" % (action, "?" + "&".join(query) if query else "")
             p = self.world.any_proxy()
             ans = self.request(p, "POST", path)
             self.say("  %s %s via %d -> %s" % (action, name, p.port, ans and (ans[0], str(ans[1])[:200])))
@@ -624,12 +709,12 @@ class Driver:
         if self.world.healing.is_set():
             self.say("  %s ended %.0f s after the faults paused; faults resume" % (name, time.monotonic() - self.heal_started))
             self.world.healing.clear()
-        self.outcomes[st] += 1
+        (self.side_outcomes if named else self.outcomes)[st] += 1
         self.current = None
         return st
 
 
-def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, writers_per_role=2):
+def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, writers_per_role=2, beside=0.5):
     """The whole run; returns its summary (a dict). Raises Check on a finding."""
     rnd = random.Random(seed)
     own = None
@@ -640,14 +725,27 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
     world = World(cluster, rnd, log)
     first, cycle = migration_cycle()
     shape = {"body": "body", "n": "integer", "flag": False, "index": False}
-    world.roles = {"old": ("", "body"), "new": None}
+    # tags's columns are the same in every shape: its release from before
+    # writes all along, the one built with the migration of tags in flight
+    # while it is
+    world.roles = {"old": ("", "body"), "new": None, "tags": ("", "body"), "side": None}
+    side_shape = {"extra": False}
     world.quiet = threading.Event()
     world.healing = threading.Event()
 
-    def before_finish(action):
+    def before_finish(action, side):
         # the release the migration leaves behind is retired before the cutover
-        world.roles["old" if action == "complete" else "new"] = None
+        if side:
+            world.roles["side"] = None if action == "rollback" else world.roles["side"]
+        else:
+            world.roles["old" if action == "complete" else "new"] = None
     world.before_finish = before_finish
+
+    def after_main(st):
+        # the release of the notes shape that lives on writes again
+        world.roles["old"] = ("", after_main.shape["body"] if st != "completed" else after_main.after["body"])
+        world.roles["new"] = None
+    world.after_main = after_main
     checked = [0]
 
     def quiet_check(shapes):
@@ -656,6 +754,8 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             if not w.idle.wait(60):
                 raise Check("writer %s%d did not go quiet" % (w.role, w.idx))
         checked[0] += check_rows(world, writers, shapes)
+        checked[0] += check_rows(world, writers, [("", "body")] + [world.roles["side"]] * bool(world.roles["side"]),
+                                 table="tags")
         world.quiet.clear()
 
     def check_live(name):
@@ -663,8 +763,9 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
         # release's names without a version, the new one's with it
         quiet_check([world.roles["old"] or ("", shape["body"]), world.roles["new"]])
     world.check_live = check_live
-    writers = [Writer(world, role, i, seed * 100 + j) for j, (role, i) in
-               enumerate([(r, i) for r in ("old", "new") for i in range(writers_per_role)])]
+    writers = [Writer(world, role, i, seed * 100 + j, "tags" if role in ("tags", "side") else "notes")
+               for j, (role, i) in enumerate([(r, i) for r in ("old", "new", "tags", "side")
+                                              for i in range(writers_per_role)])]
     for w in writers:
         w.start()
     driver = Driver(world, rnd, log)
@@ -682,12 +783,26 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
             world.roles["new"] = ("-c pgtandem.version=%s" % name, after["body"])
             complete = rnd.random() < 0.75
             backfill = {"max_rows_per_sec": rnd.choice([1000, 2000, 5000]), "app_p99_budget": 0}
-            st = driver.run_one(name, parent, ops, complete, backfill)
-            log("migration %s (%s): %s" % (name, list(ops[0])[0], st))
+            side, side_step_now = None, None
+            if rnd.random() < beside:
+                side_step_now = side_step(side_shape)
+                side = ({"name": "s%03d" % k, "parent": name, "operations": side_step_now[0],
+                         "backfill": {"max_rows_per_sec": rnd.choice([1000, 5000]), "app_p99_budget": 0}},
+                        rnd.random() < 0.75)
+            after_main.shape, after_main.after = shape, after
+            st, side_st = driver.run_one(name, parent, ops, complete, backfill, side)
+            log("migration %s (%s): %s%s" % (name, list(ops[0])[0], st, "" if side_st is None else
+                                             "; %s beside it (%s): %s" % (side[0]["name"],
+                                                                          list(side_step_now[0][0])[0], side_st)))
             if st == "completed":
                 retrying(lambda: sql(cluster.uri(db=world.twin), offline), "the offline twin's DDL")
                 shape = after
                 parent = name
+            if side_st == "completed":
+                retrying(lambda: sql(cluster.uri(db=world.twin), side_step_now[1]), "the offline twin's DDL")
+                side_shape = side_step_now[2]
+                parent = side[0]["name"]
+            world.roles["side"] = None
             # the release of the shape that lives on writes again, without a version
             world.roles["old"] = ("", shape["body"])
             world.roles["new"] = None
@@ -707,7 +822,8 @@ def run(seed, migrations, gap, log=print, cluster=None, kinds=FAULT_KINDS, write
         for t in driver.racers:
             t.join(ANSWER_S + 10)
         summary = {
-            "seed": seed, "migrations": migrations, "outcomes": driver.outcomes, "failed_starts": driver.failed_starts,
+            "seed": seed, "migrations": migrations, "outcomes": driver.outcomes, "beside": driver.side_outcomes,
+            "failed_starts": driver.failed_starts,
             "ended_after_faults_paused": driver.healed,
             "faults": dict(nem.counts), "faults_total": sum(nem.counts.values()),
             "writes_acknowledged": sum(w.writes for w in writers),
