@@ -97,11 +97,12 @@ int mig_op_renames_plainly(const struct mig_op *op);
  * alone: 0 when m, built on o, may change `table` ("schema.table"), which
  * o does more than add to: m only adds, renames, retypes and drops
  * columns there, names no column o renames, retypes or drops (the new
- * name of a plain rename aside: brought forward), and o retypes none in
- * place. 1 with why set otherwise (o
- * doing more there than change columns counts as a change of every
- * column). For start DIR --each, whose files are all checked before the
- * first one starts. */
+ * name of a plain rename aside: brought forward; and a plain rename of a
+ * column o retypes into a second column, which no other operation of m
+ * names: it acts in m's contract alone), and o retypes none in place. 1
+ * with why set otherwise (o doing more there than change columns counts
+ * as a change of every column). For start DIR, whose files are all
+ * checked before the first one starts. */
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
                              size_t cap);
 

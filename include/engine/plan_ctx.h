@@ -174,6 +174,9 @@ const char *shape_shows(const struct mig_cat_table *t, const char *phys);
 /* 1 when name is a column the shape renames, retypes or drops (under
  * either of its names). */
 int shape_changes(const struct mig_cat_table *t, const char *name);
+/* The name this migration's plain rename gives a column the migration in
+ * flight below shows under `shown`, or NULL (version views). */
+const char *renamed_plainly_to(const struct plan_ctx *c, const char *schema, const char *table, const char *shown);
 /* The renames brought forward (migration_catalog.h, forward): their
  * statements into front (the expand's very first), and their undoing
  * appended to the rollback. */

@@ -557,6 +557,37 @@ int mig_op_renames_plainly(const struct mig_op *op)
            !op->has_default;
 }
 
+/* Whether o retypes col of table into a second column (with up or down),
+ * which its shape shows under the column's name. */
+static int retypes_into_second(const struct migration *o, const char *table, const char *col)
+{
+    for (size_t i = 0; i < o->nops; i++) {
+        const struct mig_op *op = &o->ops[i];
+        if (on_table(op, table) && op->kind == MIG_ALTER_COLUMN && !strcmp(op->column, col) && (op->up || op->down))
+            return 1;
+    }
+    return 0;
+}
+
+/* m's op renames plainly a column o retypes into a second column, and no
+ * other operation of m names it: it acts in m's contract alone, after o's
+ * (plan_on_shape.c, renames_in_contract_only). */
+static int renames_retyped(const struct migration *m, const struct mig_op *op, const struct migration *o,
+                           const char *table, const char *hit)
+{
+    if (!mig_op_renames_plainly(op) || strcmp(op->from, hit) || !retypes_into_second(o, table, hit))
+        return 0;
+    struct names *others = calloc(1, sizeof *others);
+    if (!others)
+        return 0;
+    for (size_t i = 0; i < m->nops; i++)
+        if (&m->ops[i] != op && on_table(&m->ops[i], table))
+            mig_op_columns(&m->ops[i], note_named, others);
+    int alone = !names_has(others, op->from) && !names_has(others, op->to);
+    free(others);
+    return alone;
+}
+
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,
                              size_t cap)
 {
@@ -602,6 +633,8 @@ int mig_flight_columns_apart(const struct migration *m, const struct migration *
         if (!mig_op_kind_on_columns(op->kind))
             snprintf(why, cap, "operations[%d].%s of %s changes %s otherwise than by its columns, which %s changes"
                      " too", op->index, mig_op_name(op->kind), m->name, table, o->name);
+        else if (a.why == MIG_CLASH_NAMES_CHANGED && renames_retyped(m, op, o, table, a.hit))
+            refused = 0;
         else if (a.why == MIG_CLASH_NAMES_CHANGED)
             snprintf(why, cap, "operations[%d].%s of %s names column \"%s\" of %s, which %s renames, retypes or"
                      " drops", op->index, mig_op_name(op->kind), m->name, a.hit, table, o->name);

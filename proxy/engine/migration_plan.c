@@ -126,8 +126,9 @@ static void version_view(struct plan_ctx *c, const struct mig_op *op)
         const char *shown = shape_shows(t, t->cols[i].name);
         char *item = shown ? view_item(c, op->schema, op->table, t->cols[i].name) : NULL;
         if (item && strcmp(shown, t->cols[i].name)) {
+            const char *to = renamed_plainly_to(c, op->schema, op->table, shown);
             free(item);
-            item = aliased(t->cols[i].name, shown);
+            item = aliased(t->cols[i].name, to ? to : shown);
         }
         add_item(&s, &first, item);
     }

@@ -74,6 +74,61 @@ int shape_is_table(const struct mig_cat_table *t)
     return 1;
 }
 
+/* The name this migration's plain rename gives a column the migration in
+ * flight below shows under `shown` (plan_on_shape.c), or NULL. */
+const char *renamed_plainly_to(const struct plan_ctx *c, const char *schema, const char *table,
+                                      const char *shown)
+{
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *op = &c->m->ops[i];
+        if (mig_op_renames_plainly(op) && op->table && !strcmp(op->schema, schema) && !strcmp(op->table, table) &&
+            !strcmp(op->from, shown))
+            return op->to;
+    }
+    return NULL;
+}
+
+/* Whether a migration's op that names the column, but op, is in c. */
+struct named_elsewhere {
+    const char *a, *b;
+    int found;
+};
+
+static void note_named(const char *name, int changes, void *arg)
+{
+    (void)changes;
+    struct named_elsewhere *n = arg;
+    n->found |= !strcmp(name, n->a) || !strcmp(name, n->b);
+}
+
+/* A plain rename (no type, up, down, copy or default) of a column the
+ * shape below retypes into a second column (it shows that one under the
+ * name of the column it hides) and that no other operation of this
+ * migration names: it acts only in this migration's contract, which runs
+ * after the one below has completed, when the second column wears the
+ * column's name. Its views show the second column under the new name
+ * (migration_plan.c, renamed_plainly_to); no trigger or backfill of its
+ * own reads the column. A column the one below renames is not one of
+ * these: its new name is no column of the table until then. */
+static int renames_in_contract_only(const struct plan_ctx *c, const struct mig_op *op,
+                                    const struct mig_cat_table *t, const char *name)
+{
+    if (op->kind != MIG_RENAME_COLUMN || !mig_op_renames_plainly(op) || strcmp(op->from, name))
+        return 0;
+    int shown = 0;
+    for (size_t i = 0; i < t->nshape; i++)
+        shown |= !strcmp(t->shape[i].shown, name) && strcmp(t->shape[i].phys, name);
+    if (!shown || !mig_catalog_column(t, name))
+        return 0;
+    struct named_elsewhere n = {op->from, op->to, 0};
+    for (size_t i = 0; i < c->m->nops && !n.found; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o != op && o->table && !strcmp(o->table, op->table) && !strcmp(o->schema, op->schema))
+            mig_op_columns(o, note_named, &n);
+    }
+    return !n.found;
+}
+
 /* The first column of an operation the shape keeps it from naming, and
  * why. */
 struct verdict {
@@ -125,6 +180,8 @@ int plan_check_shapes(struct plan_ctx *c)
                             " start the two together as one", below, c->m->name, op->table, below, below);
         struct verdict v = {.t = t};
         mig_op_columns(op, judge, &v);
+        if (v.why == MIG_CLASH_NAMES_CHANGED && renames_in_contract_only(c, op, t, v.name))
+            continue;
         if (v.why == MIG_CLASH_READS_ROW)
             return op_error(c, op, "reads a whole row of \"%s\" (or an expression the parser does not take), whose"
                             " shape migration %s, in flight below %s, changes: name the columns it reads, or"

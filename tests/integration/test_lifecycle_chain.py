@@ -161,22 +161,55 @@ def test_a_directory_of_sql_files_starts_each_pending_file_as_its_own_and_comple
         assert r.returncode == 0 and "nothing to do" in r.stderr, r.stdout + r.stderr
 
 
-SHARED_CHAIN = {
+RETYPE_THEN_RENAME = {
     "0001_config.sql": 'ALTER TABLE "checks" ALTER COLUMN "aggregation" SET DATA TYPE jsonb USING'
                        ' "aggregation"::jsonb;\n',
     "0002_rename.sql": 'ALTER TABLE "checks" RENAME COLUMN "aggregation" TO "config_json";\n',
 }
+SHARED_CHAIN = {
+    "0001_config.sql": RETYPE_THEN_RENAME["0001_config.sql"],
+    "0002_drop.sql": 'ALTER TABLE "checks" DROP COLUMN "aggregation";\n',
+}
+
+
+def write_files(d, files):
+    for name, text in files.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+
+def test_a_retype_then_a_rename_of_one_column_start_each_its_own(cluster, legacy_db):
+    """0001 retypes checks.aggregation into a second column, 0002 renames
+    it plainly: the rename acts in 0002's contract alone, after 0001's, so
+    each is its own migration; `complete DIR` completes both in order."""
+    db = cluster.uri(db=legacy_db)
+    with tempfile.TemporaryDirectory() as d:
+        write_files(d, RETYPE_THEN_RENAME)
+        r = run_pgtandem(["migrate", "start", d, "--each", "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "2 migrations started, each its own: 0001_config, 0002_rename" in r.stderr, r.stderr
+        # the release built with 0002 sees 0001's jsonb column as config_json
+        cols = scalar(cluster, legacy_db, "SELECT string_agg(column_name || ' ' || data_type, ',' ORDER BY"
+                                          " column_name) FROM information_schema.columns WHERE table_schema ="
+                                          " 'pgtandem_0002_rename' AND table_name = 'checks' AND column_name IN"
+                                          " ('aggregation', 'config_json')")
+        assert cols == "config_json jsonb", cols
+        r = run_pgtandem(["migrate", "complete", d, "--db", db])
+        assert r.returncode == 0, r.stdout + r.stderr
+        cols = table_columns(cluster, legacy_db)
+        assert "config_json" in cols and "aggregation" not in cols, cols
+        assert scalar(cluster, legacy_db, "SELECT data_type FROM information_schema.columns WHERE table_name ="
+                                          " 'checks' AND column_name = 'config_json'") == "jsonb"
 
 
 def test_files_that_change_one_column_start_as_one_by_default_and_each_refuses_them(cluster, legacy_db):
-    """0001 retypes checks.aggregation, 0002 renames it: one file may not
-    name a column an earlier one retypes, so the default starts the two as
-    one, saying why; --each refuses the directory before any DDL."""
+    """0001 retypes checks.aggregation, 0002 drops it: one file may not
+    name a column an earlier one retypes (but to rename it plainly), so the
+    default starts the two as one, saying why; --each refuses the
+    directory before any DDL."""
     db = cluster.uri(db=legacy_db)
     with tempfile.TemporaryDirectory() as d:
-        for name, text in SHARED_CHAIN.items():
-            with open(os.path.join(d, name), "w") as f:
-                f.write(text)
+        write_files(d, SHARED_CHAIN)
         before = table_columns(cluster, legacy_db)
         r = run_pgtandem(["migrate", "start", d, "--each", "--db", db])
         assert r.returncode == 2 and "aggregation" in r.stderr and "without --each" in r.stderr, \
@@ -185,9 +218,8 @@ def test_files_that_change_one_column_start_as_one_by_default_and_each_refuses_t
         assert scalar(cluster, legacy_db, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgtandem_0%'") == "0"
         r = run_pgtandem(["migrate", "start", d, "--db", db])
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "start as one migration, named 0002_rename" in r.stderr, r.stderr
-        assert in_flight(cluster, legacy_db) == "0002_rename:active", in_flight(cluster, legacy_db)
+        assert "start as one migration, named 0002_drop" in r.stderr, r.stderr
+        assert in_flight(cluster, legacy_db) == "0002_drop:active", in_flight(cluster, legacy_db)
         r = run_pgtandem(["migrate", "complete", d, "--db", db])
         assert r.returncode == 0, r.stdout + r.stderr
-        assert scalar(cluster, legacy_db, "SELECT data_type FROM information_schema.columns WHERE table_name ="
-                                          " 'checks' AND column_name = 'config_json'") == "jsonb"
+        assert "aggregation" not in table_columns(cluster, legacy_db)

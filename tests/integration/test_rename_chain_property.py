@@ -20,7 +20,10 @@ write of q3's release fills N from S through `down`, any other fills S
 from N through `up` (on an insert always; on an update when the column
 read changed or the target is NULL). After every step every live shape
 reads exactly the model, names and types; at the end nothing of any
-migration is left, and the table is what the completed ones say."""
+migration is left, and the table is what the completed ones say.
+
+The second property: a retype, then a plain rename of the same column
+(r1, r2; below)."""
 import os
 import random
 
@@ -47,6 +50,7 @@ NAMES = {"old": "name", "q1": "full_name", "q2": "display", "q3": "display"}
 
 class RenameChain(ShapedLine):
     ORDER, RELEASES, MIGRATIONS = ORDER, RELEASES, MIGRATIONS
+    RETYPER = "q3"      # the migration whose trigger there is: a release from it on writes S
 
     def __init__(self, db, rnd, tmp):
         super().__init__(db, rnd, tmp)
@@ -61,9 +65,9 @@ class RenameChain(ShapedLine):
     def fire(self, release, old, new, insert):
         def runs(reads, target):
             return insert or any(new.get(r) != old.get(r) for r in reads) or new.get(target) is None
-        if self.state["q3"] != "active":
+        if self.state[self.RETYPER] != "active":
             return
-        if self.rank(release) >= 3:
+        if self.rank(release) > self.ORDER.index(self.RETYPER):
             if runs(["S"], "N"):
                 new["N"] = lift(str.lower, new.get("S"))
         elif runs(["N"], "S"):
@@ -74,7 +78,7 @@ class RenameChain(ShapedLine):
 
     def move(self, what, m):
         self.run_move(what, m)
-        if m != "q3":
+        if m != self.RETYPER:
             return
         for row in self.rows.values():
             if what == "start":         # the backfill
@@ -93,16 +97,60 @@ class RenameChain(ShapedLine):
 SEEDS = [int(s) for s in os.environ.get("PGT_RENAME_SEEDS", "1,2,3,4").split(",")]
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_renames_and_a_retype_of_one_column_in_flight_tandem_rule_property(db, tmp_path, seed):
+def walk_and_check(line_class, db, tmp_path, seed):
+    """t of ROWS rows walked through the line's lifecycle by the seed; at
+    the end nothing of any migration left, and the table's column named
+    and typed as the completed ones say."""
     run_script(db, "CREATE TABLE t (id int PRIMARY KEY, name text);"
                    " INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, %d) g;" % ROWS)
     rnd = random.Random(seed)
-    line = RenameChain(db, rnd, str(tmp_path))
+    line = line_class(db, rnd, str(tmp_path))
     walk_lifecycle(line, rnd, weight_starts=2)
     assert leftovers(db) == []
     with psycopg.connect(db, autocommit=True) as c:
         cols = c.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid ="
                          " 't'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()
-    want = "character varying(60)" if line.state["q3"] == "completed" else "text"
+    want = "character varying(60)" if line.state[line.RETYPER] == "completed" else "text"
     assert cols == [("id", "integer"), (line.table_column(), want)], (cols, line.state, line.log[-8:])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_renames_and_a_retype_of_one_column_in_flight_tandem_rule_property(db, tmp_path, seed):
+    walk_and_check(RenameChain, db, tmp_path, seed)
+
+
+# A retype, then a rename of the same column: r1 retypes name to
+# varchar(60) into a second column (`up` upper(name), `down` lower(name)),
+# which its views show as name; r2 (parent r1) renames name to display
+# plainly. r2 acts only in its contract, which runs after r1's has given
+# the second column the name: its views show r1's second column as
+# display. Three releases: the one from before r1 and the ones built with
+# r1 and r2. The model: the column N and r1's second column S, r1's
+# trigger the only one (a write of r1's or r2's release fills N from S
+# through `down`, the old release's fills S from N through `up`).
+RETYPE_THEN_RENAME = {
+    "r1": {"name": "r1", "parent": None, "operations": [
+        {"alter_column": {"table": "t", "column": "name", "type": "varchar(60)", "up": "upper(name)",
+                          "down": "lower(name)"}}]},
+    "r2": {"name": "r2", "parent": "r1", "operations": [
+        {"rename_column": {"table": "t", "from": "name", "to": "display"}}]},
+}
+
+
+class RetypeThenRename(RenameChain):
+    ORDER, RELEASES, MIGRATIONS = ["r1", "r2"], ["old", "r1", "r2"], RETYPE_THEN_RENAME
+    RETYPER = "r1"
+
+    def sees(self, release):
+        if release == "old":
+            return [("name", "N", "text")]
+        col = "S" if self.state["r1"] == "active" else "N"
+        return [("name" if release == "r1" else "display", col, "character varying(60)")]
+
+    def table_column(self):
+        return "display" if self.state["r2"] == "completed" else "name"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_retype_then_a_rename_of_one_column_in_flight_tandem_rule_property(db, tmp_path, seed):
+    walk_and_check(RetypeThenRename, db, tmp_path, seed)

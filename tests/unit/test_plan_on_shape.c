@@ -136,9 +136,6 @@ static void test_refusals(void)
     CHECK("refused: a change of the table that is not of its columns",
           refused("{\"create_constraint\": {\"table\": \"users\", \"type\": \"check\", \"check\": \"id > 0\"}}",
                   "a migration built on it may only add, rename, retype or drop columns of that table"));
-    CHECK("refused: a rename of a column p1 retypes",
-          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"mail\"}}",
-                  "names column \"email\""));
     CHECK("refused: a rename to a name p1 shows",
           refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"id\", \"to\": \"full_name\"}}",
                   "names column \"full_name\""));
@@ -265,6 +262,16 @@ static void test_columns_apart(void)
           apart("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"full_name\"}},"
                 "{\"create_index\": {\"table\": \"users\", \"name\": \"e\", \"columns\": [\"email\"]}}",
                 "{\"drop_column\": {\"table\": \"users\", \"column\": \"full_name\"}}", why) == 0);
+    CHECK("apart: a plain rename of the column p1 retypes into a second column",
+          apart("{\"alter_column\": {\"table\": \"users\", \"column\": \"email\", \"type\": \"varchar(320)\","
+                " \"up\": \"email\", \"down\": \"email\"}}",
+                "{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\"}}", why) == 0);
+    CHECK("not apart: that rename beside an up reading the new name",
+          apart("{\"alter_column\": {\"table\": \"users\", \"column\": \"email\", \"type\": \"varchar(320)\","
+                " \"up\": \"email\", \"down\": \"email\"}}",
+                "{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\"}},"
+                "{\"add_column\": {\"table\": \"users\", \"up\": \"lower(contact)\", \"column\": {\"name\":"
+                " \"e2\", \"type\": \"text\"}}}", why) == 1 && strstr(why, "names column \"email\""));
     CHECK("not apart: the name p1 renames away",
           apart(p1, "{\"drop_column\": {\"table\": \"users\", \"column\": \"name\"}}", why) == 1 &&
               strstr(why, "operations[0].drop_column of p2 names column \"name\" of public.users, which p1"
@@ -387,6 +394,50 @@ static void test_forward_rename(void)
     free(step);
 }
 
+/* A plain rename of the column p1 retypes into a second column: in p2's
+ * contract alone, after p1's has given the second column the name. */
+static void test_rename_in_contract_only(void)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[1024] = "", want[256];
+    if (build("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\"}}", shape, 3, &m,
+              &p, err, sizeof err) != 0) {
+        CHECK("a plain rename of the column p1 retypes plans", 0);
+        printf("  %s\n", err);
+        return;
+    }
+    snprintf(want, sizeof want, "AS SELECT \"id\", \"name\" AS \"full_name\", \"%s\" AS \"contact\" FROM", shadow);
+    CHECK("its new shape: p1's second column under the new name", steps_contain(&p.expand, want));
+    snprintf(want, sizeof want, "AS SELECT \"id\", \"name\" AS \"full_name\", \"%s\" AS \"email\" FROM", shadow);
+    CHECK("its old shape: p1's new shape", steps_contain(&p.expand, want));
+    CHECK("its contract renames the name p1's contract gives the column",
+          steps_contain(&p.contract, "RENAME COLUMN \"email\" TO \"contact\""));
+    snprintf(want, sizeof want, "\"%s\" TO", shadow);
+    CHECK("never p1's second column, which p1's contract renames", !steps_contain(&p.contract, want) &&
+              !steps_contain(&p.expand, "RENAME COLUMN"));
+    CHECK("no trigger of its own", !steps_contain(&p.expand, "CREATE TRIGGER"));
+    mig_plan_free(&p);
+    mig_free(&m);
+    CHECK("refused: the same rename with a type",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\","
+                  " \"type\": \"text\", \"up\": \"email\", \"down\": \"contact\"}}", "names column \"email\""));
+    CHECK("refused: the rename beside an up reading the new name",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\"}},"
+                  "{\"add_column\": {\"table\": \"users\", \"up\": \"lower(contact)\", \"column\": {\"name\":"
+                  " \"e2\", \"type\": \"text\"}}}", "names column \"email\""));
+    CHECK("refused: the rename beside an index of the column",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"email\", \"to\": \"contact\"}},"
+                  "{\"create_index\": {\"table\": \"users\", \"name\": \"e\", \"columns\": [\"email\"]}}",
+                  "names column \"email\""));
+    CHECK("refused: a rename of a column p1 hides",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"name\", \"to\": \"n2\"}}",
+                  "names column \"name\""));
+    CHECK("refused: a plain rename of the name p1 renames to, its rename not brought forward",
+          refused("{\"rename_column\": {\"table\": \"users\", \"from\": \"full_name\", \"to\": \"display\"}}",
+                  "names column \"full_name\""));
+}
+
 int main(void)
 {
     mig_shadow_name(shadow, sizeof shadow, "email");
@@ -396,5 +447,6 @@ int main(void)
     test_buildable();
     test_columns_apart();
     test_forward_rename();
+    test_rename_in_contract_only();
     return UNIT_RESULT();
 }
