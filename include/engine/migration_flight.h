@@ -92,6 +92,9 @@ int mig_op_retypes_in_place(const struct mig_op *op);
  * column in the table at its own expand instead (plan_on_shape.c,
  * "brought forward"), and this one's contract then finds it done. */
 int mig_op_renames_plainly(const struct mig_op *op);
+/* Whether another operation of m on op's table names op's from or to
+ * (a rename that acts in m's contract alone must be the only one). */
+int mig_rename_named_elsewhere(const struct migration *m, const struct mig_op *op);
 
 /* The rule plan_on_shape.c keeps at each start, read from the two files
  * alone: 0 when m, built on o, may change `table` ("schema.table"), which

@@ -66,8 +66,8 @@ static int columns_apart(const struct each *x, const struct migration *list, siz
     return 0;
 }
 
-/* 1 when list[i] is completed or in flight already (unchanged), 0 when
- * pending, -1 (err) when its file changed since. */
+/* 1 when list[i] is completed already, 2 when in flight (unchanged), 0
+ * when pending, -1 (err) when its file changed since. */
 static int already(const struct migration *m, json_t *applied, char *err, size_t errlen)
 {
     json_t *a = engine_applied_entry(applied, m->name);
@@ -81,7 +81,7 @@ static int already(const struct migration *m, json_t *applied, char *err, size_t
                  "file", m->file, m->name, done ? "applied" : "started");
         return -1;
     }
-    return 1;
+    return done ? 1 : 2;
 }
 
 /* ENGINE_INVALID with x->why set when two files share a table the rules
@@ -94,8 +94,7 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
         if (a < 0)
             return ENGINE_INVALID;
         if (a) {
-            json_t *st = json_object_get(engine_applied_entry(applied, list[i].name), "status");
-            x->flying += mig_status_of_word(json_string_value(st)) != MIG_ST_COMPLETED;
+            x->flying += a == 2;
             continue;
         }
         struct mig_flight me = {.name = list[i].name, .parent = list[i].parent, .phase = MIG_PH_IDLE};

@@ -575,17 +575,31 @@ static int retypes_into_second(const struct migration *o, const char *table, con
 static int renames_retyped(const struct migration *m, const struct mig_op *op, const struct migration *o,
                            const char *table, const char *hit)
 {
-    if (!mig_op_renames_plainly(op) || strcmp(op->from, hit) || !retypes_into_second(o, table, hit))
-        return 0;
-    struct names *others = calloc(1, sizeof *others);
-    if (!others)
-        return 0;
-    for (size_t i = 0; i < m->nops; i++)
-        if (&m->ops[i] != op && on_table(&m->ops[i], table))
-            mig_op_columns(&m->ops[i], note_named, others);
-    int alone = !names_has(others, op->from) && !names_has(others, op->to);
-    free(others);
-    return alone;
+    return mig_op_renames_plainly(op) && !strcmp(op->from, hit) && retypes_into_second(o, table, hit) &&
+           !mig_rename_named_elsewhere(m, op);
+}
+
+struct rename_names {
+    const char *from, *to;
+    int found;
+};
+
+static void note_rename_names(const char *name, int changes, void *arg)
+{
+    (void)changes;
+    struct rename_names *n = arg;
+    n->found |= !strcmp(name, n->from) || !strcmp(name, n->to);
+}
+
+int mig_rename_named_elsewhere(const struct migration *m, const struct mig_op *op)
+{
+    struct rename_names n = {op->from, op->to, 0};
+    for (size_t i = 0; i < m->nops && !n.found; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if (o != op && o->table && !strcmp(o->table, op->table) && !strcmp(o->schema, op->schema))
+            mig_op_columns(o, note_rename_names, &n);
+    }
+    return n.found;
 }
 
 int mig_flight_columns_apart(const struct migration *m, const struct migration *o, const char *table, char *why,

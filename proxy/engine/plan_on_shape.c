@@ -88,19 +88,6 @@ const char *renamed_plainly_to(const struct plan_ctx *c, const char *schema, con
     return NULL;
 }
 
-/* Whether a migration's op that names the column, but op, is in c. */
-struct named_elsewhere {
-    const char *a, *b;
-    int found;
-};
-
-static void note_named(const char *name, int changes, void *arg)
-{
-    (void)changes;
-    struct named_elsewhere *n = arg;
-    n->found |= !strcmp(name, n->a) || !strcmp(name, n->b);
-}
-
 /* A plain rename (no type, up, down, copy or default) of a column the
  * shape below retypes into a second column (it shows that one under the
  * name of the column it hides) and that no other operation of this
@@ -113,20 +100,12 @@ static void note_named(const char *name, int changes, void *arg)
 static int renames_in_contract_only(const struct plan_ctx *c, const struct mig_op *op,
                                     const struct mig_cat_table *t, const char *name)
 {
-    if (op->kind != MIG_RENAME_COLUMN || !mig_op_renames_plainly(op) || strcmp(op->from, name))
+    if (!mig_op_renames_plainly(op) || strcmp(op->from, name))
         return 0;
     int shown = 0;
     for (size_t i = 0; i < t->nshape; i++)
         shown |= !strcmp(t->shape[i].shown, name) && strcmp(t->shape[i].phys, name);
-    if (!shown || !mig_catalog_column(t, name))
-        return 0;
-    struct named_elsewhere n = {op->from, op->to, 0};
-    for (size_t i = 0; i < c->m->nops && !n.found; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (o != op && o->table && !strcmp(o->table, op->table) && !strcmp(o->schema, op->schema))
-            mig_op_columns(o, note_named, &n);
-    }
-    return !n.found;
+    return shown && mig_catalog_column(t, name) && !mig_rename_named_elsewhere(c->m, op);
 }
 
 /* The first column of an operation the shape keeps it from naming, and
