@@ -61,6 +61,8 @@ struct engine {
     int locked;
     int lent;                   /* the lock is another session's, held for this engine (ENGINE_LOCK_LENT) */
     int let_go;                 /* let go of for a backfill, the migration's own lock held instead */
+    int rollback_check;         /* after engine_rollback: an enum shape_check (shape_record.h), -1 none */
+    char rollback_diff[1024];   /* SHAPE_OTHERS_MEANWHILE: the migrations that changed the schema since */
 };
 
 struct engine_contract_report {

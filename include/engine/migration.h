@@ -141,6 +141,12 @@ struct migration {
 int mig_parse(const char *text, size_t len, const char *file, struct migration *out,
               char *err, size_t errlen);
 int mig_load_file(const char *path, struct migration *out, char *err, size_t errlen);
+/* Every rename_table that follows an operation naming its table moves in
+ * front of them, which then name the table by its new name: each phase
+ * finds the table under the name it has when the phase runs
+ * (migration_renames_first.c). mig_parse calls it; -1 with a message when
+ * an operation the rename cannot move past stands between them. */
+int mig_table_renames_first(struct migration *m, char *err, size_t errlen);
 /* sha256 hex of text, as a migration's checksum. */
 void mig_checksum(const char *text, size_t len, char out[65]);
 /* One migration out of list[0..n) (a chain, parent-first): the last one's

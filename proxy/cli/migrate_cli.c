@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "shape_record.h"
 #include "evidence.h"
 #include "migrate_remote.h"
 #include "migration.h"
@@ -433,10 +434,15 @@ static int cmd_simple(const struct cli *c, int exclusive, int (*fn)(struct engin
 static int do_rollback(struct engine *e, char *err, size_t errlen)
 {
     int rc = engine_rollback(e, NULL, err, errlen);
-    if (rc == ENGINE_OK && e->opt.target)
-        printf("migration %s rolled back; the shape it found is restored\n", e->opt.target);
-    else if (rc == ENGINE_OK)
-        printf("migration rolled back; the original shape is restored\n");
+    if (rc != ENGINE_OK)
+        return rc;
+    printf("migration %s%srolled back", e->opt.target ? e->opt.target : "", e->opt.target ? " " : "");
+    if (e->rollback_check == SHAPE_RESTORED)
+        printf("; the shape it found is restored (checked against the record its start took)\n");
+    else if (e->rollback_check == SHAPE_OTHERS_MEANWHILE)
+        printf("; not compared with the record its start took: %s changed the schema since\n", e->rollback_diff);
+    else
+        printf(" (no record of its start to check the shape against)\n");
     return rc;
 }
 

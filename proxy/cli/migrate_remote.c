@@ -704,7 +704,7 @@ static int cmd_finish(const struct remote *r, const char *what, const char *name
         int rc = follow_rollback(r, what, resp.json);
         resp_free(&resp);
         if (rc == 0)
-            printf("migration rolled back; the original shape is restored\n");
+            printf("migration rolled back (the proxy's log says whether the shape was checked against its start)\n");
         return rc;
     }
     int ok = resp.status == 200 || (resp.status == 202 && rolls_back), rc = ok ? 0 : EXIT_OPERATIONAL;
@@ -721,7 +721,7 @@ static int cmd_finish(const struct remote *r, const char *what, const char *name
     else if (!json)
         printf(complete ? "migration complete\n"
                : !strcmp(what, "finalize") ? "migration finalized: the old shape is gone\n"
-               : "migration rolled back; the original shape is restored\n");
+               : "migration rolled back (the proxy's log says whether the shape was checked against its start)\n");
     resp_free(&resp);
     return rc;
 }

@@ -5,6 +5,7 @@
  * after a contract are engine_post.c's. This file only sequences and
  * records them. */
 #include "engine.h"
+#include "shape_record.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -205,6 +206,7 @@ int engine_open(struct engine *e, const char *uri, const struct engine_options *
 {
     assert(e && uri && o && err && errlen > 0);
     memset(e, 0, sizeof *e);
+    e->rollback_check = -1;
     e->opt = *o;
     e->uri = uri;
     e->conn = open_waiting_for_a_slot(uri);
@@ -613,7 +615,10 @@ static int insert_migration(struct engine *e, const struct migration *m, const s
     PQclear(r);
     r = engine_exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v, err, errlen);
     PQclear(r);
-    return r ? ENGINE_OK : ENGINE_FAILED;
+    if (!r)
+        return ENGINE_FAILED;
+    /* before the first DDL: what its rollback is checked against */
+    return shape_record_save(e->conn, m, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
 }
 
 /* What pgtandem.migrations says of name. Releases before names were kept
@@ -889,6 +894,38 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
+/* After the rollback's steps: the tables the migration touched compared
+ * with the record its start took. "restored" is said only when they
+ * match; a difference fails the rollback, naming it (its steps ran, and
+ * the migration is rolled back all the same: nothing more would undo it). */
+static int check_restored(struct engine *e, const struct migration *m, char *err, size_t errlen)
+{
+    char diff[1024] = "";
+    int k = shape_record_check(e->conn, m, diff, sizeof diff, err, errlen);
+    e->rollback_check = k;
+    if (k < 0) {
+        log_warn("migration %s rolled back, but the record taken at start could not be read to check it: %s", m->name,
+                 err);
+        e->rollback_check = SHAPE_NOT_RECORDED;
+        return ENGINE_OK;
+    }
+    if (k == SHAPE_RESTORED)
+        log_info("migration %s rolled back: the tables it touched match the record taken at start", m->name);
+    else if (k == SHAPE_NOT_RECORDED)
+        log_info("migration %s rolled back; its start took no record to check it against (an earlier release)",
+                 m->name);
+    else if (k == SHAPE_OTHERS_MEANWHILE) {
+        snprintf(e->rollback_diff, sizeof e->rollback_diff, "%s", diff);
+        log_info("migration %s rolled back; not compared with the record taken at start: %s changed the schema since",
+                 m->name, diff);
+    } else {
+        snprintf(err, errlen, "migration %s rolled back, but what it touched is not as its start found it: %s; "
+                 "put these back by hand (the rollback ran every step it has)", m->name, diff);
+        return ENGINE_FAILED;
+    }
+    return ENGINE_OK;
+}
+
 int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
@@ -918,7 +955,8 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
      * IF EXISTS) removes whatever that left; the status then says so */
     rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
     if (rc == ENGINE_OK) {
-        record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, NULL);
+        rc = check_restored(e, &ip.m, err, errlen);
+        record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, rc == ENGINE_OK ? NULL : err);
         const char *v[1] = {cur->name};
         char e2[256];
         PQclear(engine_exec_params(e->conn, "DELETE FROM pgtandem.backfill_progress WHERE migration = $1", 1, v,

@@ -61,7 +61,7 @@ int mig_revert_blocker(const struct migration *m, char *why, size_t n)
         const struct mig_op *op = &m->ops[i];
         if (op->kind == MIG_DROP_COLUMN && !op->down) {
             snprintf(why, n, "operations[%zu].drop_column: rows the new release writes get no \"%s\" (it has no "
-                     "\"down\"), so a revert could not give them back to the old shape", i, op->column ? op->column : "?");
+                     "\"down\"), so a revert could not give them back to the old shape", (size_t)op->index, op->column ? op->column : "?");
             return (int)i;
         }
     }
@@ -192,6 +192,8 @@ static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
         if (mparse_op(c, json_array_get(ops, i), i, &m->ops[i]) != 0)
             return -1;
     if (parse_merges(c, json_object_get(root, "merges"), m) != 0)
+        return -1;
+    if (mig_table_renames_first(m, c->err, c->errlen) != 0)
         return -1;
     return parse_backfill(c, json_object_get(root, "backfill"), &m->backfill);
 }

@@ -50,7 +50,11 @@ char *mig_state_schema_sql(void)
          * added once, without taking the table's lock when it is there */
         "DO $post$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.migrations'::regclass"
         "  AND attname = 'post_done' AND NOT attisdropped) THEN"
-        "  ALTER TABLE pgtandem.migrations ADD COLUMN post_done int; END IF; END $post$;");
+        "  ALTER TABLE pgtandem.migrations ADD COLUMN post_done int; END IF; END $post$;"
+        /* the record a rollback is checked against (shape_record.c) */
+        "DO $rec$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgtandem.migrations'::regclass"
+        "  AND attname = 'shape_before' AND NOT attisdropped) THEN"
+        "  ALTER TABLE pgtandem.migrations ADD COLUMN shape_before text; END IF; END $rec$;");
     mig_str_add(&s,
         /* A checkpoint table made before key ranges: its rows become range 0 of
          * their table with no bounds, the whole table, as they were. */

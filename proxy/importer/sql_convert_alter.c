@@ -153,6 +153,28 @@ static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t 
     return 0;
 }
 
+/* ALTER INDEX ... RENAME TO: a catalog rename, instant, no data touched,
+ * run at expand as written; its down renames it back (in the index's
+ * schema, where RENAME TO left it), so a rollback gives the index the name
+ * it had. */
+static int rename_index(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    const char *schema = rel ? sqlc_str_or(rel, "schemaname", NULL) : NULL; /* as written: else the path's */
+    char *qs = schema ? sql_ident(schema) : NULL;
+    char *qto = sql_ident(sqlc_str_or(st->body, "newname", ""));
+    char *qfrom = sql_ident(sqlc_str_or(rel, "relname", ""));
+    struct mig_str down = {0};
+    if (qto && qfrom)
+        mig_str_addf(&down, "ALTER INDEX IF EXISTS %s%s%s RENAME TO %s", qs ? qs : "", qs ? "." : "", qto, qfrom);
+    free(qs);
+    free(qto);
+    free(qfrom);
+    char *text = mig_str_take(&down);
+    int rc = text ? sqlc_emit_sql(c, st, NULL, text) : sqlc_oom(c, st);
+    free(text);
+    return rc;
+}
+
 int sqlc_rename(struct conv *c, const struct sql_stmt *st)
 {
     const char *kind = sqlc_str_or(st->body, "renameType", "");
@@ -198,7 +220,7 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         return sqlc_add_op(c, "rename_constraint", body) == 0 ? 0 : sqlc_oom(c, st);
     }
     if (!strcmp(kind, "OBJECT_INDEX"))
-        return sqlc_emit_sql(c, st, NULL, NULL);     /* a catalog rename: instant, no data touched */
+        return rename_index(c, st, rel);
     if (!strcmp(kind, "OBJECT_TYPE"))
         return sqlc_rename_type(c, st);
     return sqlc_fail(c, st, "renaming a %s is not supported by the converter", kind + (strncmp(kind, "OBJECT_", 7) ? 0 : 7));

@@ -313,7 +313,7 @@ int sql_lint_migration(const struct migration *m, struct lint_report *r, char *e
         if (op->kind != MIG_SQL || !op->up)
             continue;
         char label[512];
-        snprintf(label, sizeof label, "%s: operations[%zu].sql", m->file ? m->file : "?", i);
+        snprintf(label, sizeof label, "%s: operations[%d].sql", m->file ? m->file : "?", op->index);
         if (sql_lint_text(label, op->up, strlen(op->up), r, err, errlen) != 0)
             return -1;
     }

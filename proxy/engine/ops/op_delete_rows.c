@@ -27,7 +27,7 @@ static int refuse_other_batches(struct plan_ctx *c, const struct mig_op *op)
     const struct mig_op *o = other_op_on_table(c, op, changes_the_table, &i);
     if (o)
         return op_error(c, op, "operations[%zu].%s also changes \"%s.%s\", whose rows this one deletes in "
-                        "batches: put the delete in a migration of its own, before or after this one", i,
+                        "batches: put the delete in a migration of its own, before or after this one", (size_t)o->index,
                         mig_op_name(o->kind), op->schema, op->table);
     return 0;
 }

@@ -42,11 +42,11 @@ static int refuse_sharing(struct plan_ctx *c, const struct mig_op *op)
     if (o)
         return op_error(c, op, "operations[%zu].%s changes the columns or rows of \"%s.%s\", which this "
                         "update writes in batches: put the update in a migration of its own, before or after "
-                        "this one", i, mig_op_name(o->kind), op->schema, op->table);
-    if (other_op_on_table(c, op, updates_the_same_column, &i))
+                        "this one", (size_t)o->index, mig_op_name(o->kind), op->schema, op->table);
+    if ((o = other_op_on_table(c, op, updates_the_same_column, &i)))
         return op_error(c, op, "operations[%zu].update_rows already sets \"%s\": a column is updated once per "
                         "migration; fold the two into one expression (CASE WHEN ...) or put the second in a "
-                        "migration of its own", i, op->column);
+                        "migration of its own", (size_t)o->index, op->column);
     return 0;
 }
 

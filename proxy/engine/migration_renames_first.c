@@ -1,0 +1,169 @@
+/* A table renamed after other operations of its migration change it, moved
+ * in front of them: the phases address objects, not the names they once
+ * had.
+ *
+ * Offline, `ALTER TABLE t DROP COLUMN c; ALTER TABLE t RENAME TO u` drops
+ * the column first. Online every rename_table happens at expand and leaves
+ * a view under the old name for the old release, while a drop_column (and
+ * the other operations' contract, backfill and validation steps) acts
+ * after the expand: by then the old name is that view, and Postgres
+ * refuses `ALTER TABLE "t" DROP ...` on it (Prisma writes exactly this:
+ * drop a key and a column, rename the table, rename its indexes and keys).
+ * Moving the rename in front of the operations that name the table, and
+ * naming the table by its new name in them, gives every phase the name the
+ * table has when that phase runs, and leaves a migration the planner knows
+ * (a rename_table, then changes under the new name). The result is the
+ * same table, columns, constraints and indexes as the file in its order.
+ *
+ * A rename cannot move past an operation it would change the meaning of:
+ * one that makes the table under its old name (create_table, a rename_table
+ * to it), one that names the new name (a table of that name still there,
+ * dropped or renamed away), and a `sql` operation, whose text names tables
+ * we do not rewrite. When such an operation stands between a change of the
+ * table and its rename, the migration is refused before anything runs,
+ * saying what to write instead. Each operation's index is its position
+ * in the new order (everything downstream reads it so), and messages and
+ * `migrate plan` count in that order. */
+#include "migration.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int same(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* "table(column)" or "table": the table part is name. */
+static int references_table(const char *ref, const char *name)
+{
+    if (!ref)
+        return 0;
+    size_t n = strlen(name);
+    return !strncmp(ref, name, n) && (ref[n] == '\0' || ref[n] == '(');
+}
+
+/* Whether op, in schema, names the table `name` anywhere we rewrite. */
+static int names_table(const struct mig_op *op, const char *schema, const char *name)
+{
+    if (!same(op->schema, schema))
+        return 0;
+    if (same(op->table, name) || same(op->ref_table, name) || references_table(op->col.references, name))
+        return 1;
+    if (op->kind == MIG_RENAME_TABLE && (same(op->from, name) || same(op->to, name)))
+        return 1;
+    for (size_t i = 0; i < op->ncols; i++)
+        if (references_table(op->cols[i].references, name))
+            return 1;
+    for (size_t i = 0; i < op->ncons; i++)
+        if (same(op->cons[i].ref_table, name))
+            return 1;
+    return 0;
+}
+
+/* *field names `from`: it names `to` instead. 0, or -1 out of memory. */
+static int rename_field(char **field, const char *from, const char *to)
+{
+    if (!same(*field, from))
+        return 0;
+    char *n = strdup(to);
+    if (!n)
+        return -1;
+    free(*field);
+    *field = n;
+    return 0;
+}
+
+static int rename_reference(char **ref, const char *from, const char *to)
+{
+    if (!references_table(*ref, from))
+        return 0;
+    const char *rest = *ref + strlen(from);
+    size_t n = strlen(to) + strlen(rest) + 1;
+    char *r = malloc(n);
+    if (!r)
+        return -1;
+    snprintf(r, n, "%s%s", to, rest);
+    free(*ref);
+    *ref = r;
+    return 0;
+}
+
+static int rename_in_op(struct mig_op *op, const char *from, const char *to)
+{
+    int rc = rename_field(&op->table, from, to) | rename_field(&op->ref_table, from, to) |
+             rename_reference(&op->col.references, from, to);
+    for (size_t i = 0; i < op->ncols; i++)
+        rc |= rename_reference(&op->cols[i].references, from, to);
+    for (size_t i = 0; i < op->ncons; i++)
+        rc |= rename_field(&op->cons[i].ref_table, from, to);
+    return rc;
+}
+
+/* An operation a rename of schema.from to `to` cannot move in front of. */
+static int barrier(const struct mig_op *op, const char *schema, const char *from, const char *to)
+{
+    if (op->kind == MIG_SQL)
+        return 1;
+    if (!same(op->schema, schema))
+        return 0;
+    if (op->kind == MIG_CREATE_TABLE && same(op->table, from))
+        return 1;
+    if (op->kind == MIG_RENAME_TABLE && same(op->to, from))
+        return 1;
+    return names_table(op, schema, to);
+}
+
+static int refuse(const struct migration *m, size_t j, size_t k, size_t b, char *err, size_t errlen)
+{
+    const struct mig_op *r = &m->ops[j], *o = &m->ops[k], *w = &m->ops[b];
+    snprintf(err, errlen,
+             "%s: operations[%d].rename_table renames \"%s\" to \"%s\" after operations[%d].%s changes it, and "
+             "operations[%d].%s stands between them; online the rename happens at expand, before the other "
+             "changes take effect, so it must come first: put the rename before operations[%d] (naming the "
+             "table \"%s\" from there on), or move operations[%d] out of the way",
+             m->file ? m->file : m->name, r->index, r->from, r->to, o->index, mig_op_name(o->kind), w->index,
+             mig_op_name(w->kind), o->index, r->to, w->index);
+    return -1;
+}
+
+int mig_table_renames_first(struct migration *m, char *err, size_t errlen)
+{
+    for (size_t j = 0; j < m->nops; j++) {
+        struct mig_op *r = &m->ops[j];
+        if (r->kind != MIG_RENAME_TABLE || !r->from || !r->to)
+            continue;
+        /* the first change of the table by its old name, and the last
+         * operation the rename cannot move past */
+        size_t first = j, stop = 0;
+        int stopped = 0;
+        for (size_t k = 0; k < j; k++) {
+            const struct mig_op *o = &m->ops[k];
+            if (barrier(o, r->schema, r->from, r->to)) {
+                stop = k;
+                stopped = 1;
+            } else if (names_table(o, r->schema, r->from) && first == j) {
+                first = k;
+            }
+        }
+        if (first == j)
+            continue;
+        if (stopped && stop > first)
+            return refuse(m, j, first, stop, err, errlen);
+        for (size_t k = first; k < j; k++)
+            if (rename_in_op(&m->ops[k], r->from, r->to) != 0) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        struct mig_op moved = *r;
+        memmove(&m->ops[first + 1], &m->ops[first], (j - first) * sizeof moved);
+        m->ops[first] = moved;
+        /* the planner and the checks read an operation's index as its
+         * position (names of triggers, what comes before it): from here
+         * on the messages count in this order, which the plan shows */
+        for (size_t k = first; k <= j; k++)
+            m->ops[k].index = (int)k;
+    }
+    return 0;
+}
