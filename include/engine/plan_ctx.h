@@ -76,8 +76,8 @@ int retype_in_place(const struct plan_ctx *c, const struct mig_op *op, const cha
 
 /* The operation of the migration that takes the foreign key f of the live
  * catalog away (a drop_table of its table, a drop_column of one of its
- * columns): among those before op, or among all of them when anywhere is
- * set. NULL when none does. */
+ * columns, a drop_constraint of it by name): among those before op, or
+ * among all of them when anywhere is set. NULL when none does. */
 const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_ref *f,
                                   int anywhere);
 

@@ -253,12 +253,13 @@ const struct mig_op *removes_fkey(const struct plan_ctx *c, const struct mig_op 
     size_t end = anywhere ? c->m->nops : (size_t)op->index;
     for (size_t i = 0; i < end && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
-        if (o == op || (o->kind != MIG_DROP_TABLE && o->kind != MIG_DROP_COLUMN))
+        if (o == op || (o->kind != MIG_DROP_TABLE && o->kind != MIG_DROP_COLUMN && o->kind != MIG_DROP_CONSTRAINT))
             continue;
         const struct mig_cat_table *t = table_of(c, o->schema, o->table);
         if (!t || strcmp(t->schema, f->schema) != 0 || strcmp(t->name, f->table) != 0)
             continue;
-        if (o->kind == MIG_DROP_TABLE || ref_column(f, o->column))
+        if (o->kind == MIG_DROP_TABLE || (o->kind == MIG_DROP_COLUMN && ref_column(f, o->column)) ||
+            (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, f->name)))
             return o;
     }
     return NULL;

@@ -1208,6 +1208,20 @@ CASES_TABLE_RENAMED = {
         new=['INSERT INTO "TokenAccount" (id, "projectId", "accountId", "tokenId") VALUES (2000 + {i}, 2, {i}, {i} + 2)',
              'UPDATE "TokenAccount" SET "accountId" = 700 + {i} WHERE id = {i} + 31'],
         tables=("projects", "tokens", '"TokenAccount"'), before_tables=("projects", "tokens", '"TokenProject"')),
+    # a table dropped once the foreign keys referencing it are dropped by
+    # the statements before it, as Prisma writes it: its contract drops
+    # the keys first, so Postgres has nothing to refuse
+    "drop_table_after_its_keys": case(
+        TOKENS + 'ALTER TABLE "TokenProject" ADD COLUMN "projectRef" int REFERENCES projects (id);',
+        ops='ALTER TABLE "TokenProject" DROP CONSTRAINT "TokenProject_projectId_fkey";'
+            'ALTER TABLE "TokenProject" DROP CONSTRAINT "TokenProject_projectRef_fkey";'
+            'DROP TABLE projects;',
+        offline='ALTER TABLE "TokenProject" DROP CONSTRAINT "TokenProject_projectId_fkey";'
+                'ALTER TABLE "TokenProject" DROP CONSTRAINT "TokenProject_projectRef_fkey";'
+                'DROP TABLE projects;',
+        old=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (1000 + {i}, 1, {i}, {i} + 1)'],
+        new=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (2000 + {i}, 2, {i}, 2)'],
+        tables=("tokens", '"TokenProject"'), before_tables=("projects", "tokens", '"TokenProject"')),
 }
 CASES.update(CASES_TABLE_RENAMED)
 

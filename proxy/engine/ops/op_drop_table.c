@@ -2,8 +2,8 @@
  * contract drops it. A foreign key of another table referencing it would
  * make Postgres refuse that DROP TABLE (2BP01) at the contract, after the
  * new release is out: refused before any DDL instead, unless an earlier
- * operation of the migration takes the key away (drops its table, or one
- * of its columns). */
+ * operation of the migration takes the key away (drops it, its table, or
+ * one of its columns). */
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
