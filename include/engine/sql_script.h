@@ -51,6 +51,13 @@ char *sql_expr_text(const struct sql_script *s, const struct sql_stmt *st, json_
 /* The same for a TypeName node ("numeric(10,2)", "timestamp with time zone"). */
 char *sql_type_text(const struct sql_script *s, const struct sql_stmt *st, json_t *type_name);
 
+/* expr (an expression's text) with the qualifier `from` of its column
+ * references (p.status) written as `to` instead: the row an UPDATE ... AS p
+ * names, under its table's name. NULL when a FROM item inside expr takes
+ * the name `from` itself (p there is another row), when the result does not
+ * parse back to the author's tree with the qualifier renamed, or out of
+ * memory. Caller frees. */
+char *sql_expr_requalify(const char *expr, const char *from, const char *to);
 /* An identifier as it must be written in SQL: bare when Postgres reads it
  * back unchanged, else double-quoted. Caller frees. */
 char *sql_ident(const char *name);

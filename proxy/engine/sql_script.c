@@ -5,6 +5,7 @@
  * shortest span starting at the node that parses back into the same tree
  * (locations aside) is, by construction, an exact rendering of it. */
 #include "sql_script.h"
+#include "migration_sql.h"
 
 #include <ctype.h>
 #include <pg_query.h>
@@ -372,6 +373,137 @@ static char *node_text(const struct sql_script *s, const struct sql_stmt *st, js
 char *sql_expr_text(const struct sql_script *s, const struct sql_stmt *st, json_t *expr)
 {
     return node_text(s, st, expr, 0);
+}
+
+/* The end of the identifier token at text[at], quoted or not. */
+static size_t ident_token_end(const char *text, size_t len, size_t at)
+{
+    if (at < len && text[at] == '"') {
+        for (size_t i = at + 1; i < len; i++) {
+            if (text[i] != '"')
+                continue;
+            if (i + 1 < len && text[i + 1] == '"')
+                i++;
+            else
+                return i + 1;
+        }
+        return len;
+    }
+    size_t i = at;
+    while (i < len && ident_char((unsigned char)text[i]))
+        i++;
+    return i;
+}
+
+#define MAX_REQUALIFY 64
+
+struct requalify {
+    const char *from, *to;
+    long at[MAX_REQUALIFY];     /* locations of the qualifiers to change */
+    size_t n;
+    int refused;                /* `from` names a FROM item inside, or too many places */
+};
+
+/* Collects the column references qualified by r->from (and, with to set,
+ * renames their qualifier in a tree without locations). */
+static void requalify_walk(json_t *node, struct requalify *r, int rename)
+{
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v)
+            requalify_walk(v, r, rename);
+        return;
+    }
+    if (!json_is_object(node))
+        return;
+    json_t *fields = sql_get(node, "ColumnRef.fields");
+    json_t *first = json_array_get(fields, 0);
+    if (json_array_size(fields) >= 2 && sql_node_str(first) && !strcmp(sql_node_str(first), r->from)) {
+        if (rename) {
+            json_object_set_new(json_object_get(first, "String"), "sval", json_string(r->to));
+        } else {
+            json_t *loc = sql_get(node, "ColumnRef.location");
+            if (r->n < MAX_REQUALIFY && json_is_integer(loc))
+                r->at[r->n++] = (long)json_integer_value(loc);
+            else
+                r->refused = 1;
+        }
+    }
+    json_t *rv = json_object_get(node, "RangeVar");
+    if (rv) {
+        const char *alias = json_string_value(sql_get(rv, "alias.aliasname"));
+        const char *rel = json_string_value(json_object_get(rv, "relname"));
+        if ((alias && !strcmp(alias, r->from)) || (!alias && rel && !strcmp(rel, r->from)))
+            r->refused = 1;
+    }
+    json_t *sub_alias = json_object_get(node, "alias");
+    const char *named = json_string_value(sql_get(sub_alias, "Alias.aliasname"));
+    if (!named)
+        named = json_string_value(json_object_get(sub_alias, "aliasname"));
+    if (named && !strcmp(named, r->from))
+        r->refused = 1;
+    const char *key;
+    json_t *v;
+    json_object_foreach(node, key, v)
+        requalify_walk(v, r, rename);
+}
+
+static int by_location(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+char *sql_expr_requalify(const char *expr, const char *from, const char *to)
+{
+    static const char prefix[] = "SELECT ";
+    size_t plen = sizeof prefix - 1, n = strlen(expr);
+    char *q = malloc(plen + n + 2);
+    if (!q)
+        return NULL;
+    memcpy(q, prefix, plen);
+    memcpy(q + plen, expr, n);
+    q[plen + n] = '\n';
+    q[plen + n + 1] = '\0';
+    PgQueryParseResult pr = pg_query_parse(q);
+    free(q);
+    json_t *root = pr.error ? NULL : json_loads(pr.parse_tree, 0, NULL);
+    pg_query_free_parse_result(pr);
+    struct requalify r = {.from = from, .to = to};
+    requalify_walk(root, &r, 0);
+    json_decref(root);
+    qsort(r.at, r.n, sizeof r.at[0], by_location);
+    char *qto = sql_ident(to);
+    struct mig_str out = {0};
+    size_t done = 0;
+    for (size_t i = 0; !r.refused && qto && i < r.n; i++) {
+        size_t at = (size_t)r.at[i] - plen;
+        if ((size_t)r.at[i] < plen || at < done || at >= n) {
+            r.refused = 1;
+            break;
+        }
+        mig_str_addf(&out, "%.*s%s", (int)(at - done), expr + done, qto);
+        done = ident_token_end(expr, n, at);
+    }
+    mig_str_addf(&out, "%s", expr + done);
+    free(qto);
+    char *text = mig_str_take(&out);
+    if (!root || r.refused || !text) {
+        free(text);
+        return NULL;
+    }
+    /* what it means: the author's tree with the qualifier renamed, or nothing */
+    json_t *want = probe(expr, n, 0), *got = probe(text, strlen(text), 0);
+    requalify_walk(want, &r, 1);
+    int same = want && got && json_equal(want, got);
+    json_decref(want);
+    json_decref(got);
+    if (!same) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 char *sql_type_text(const struct sql_script *s, const struct sql_stmt *st, json_t *type_name)

@@ -113,15 +113,24 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     const char *table = sqlc_str_or(rel, "relname", NULL);
     const char *alias = sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL);
     const char *dflt = add ? sqlc_str_or(json_object_get(add, "column"), "default", NULL) : NULL;
-    /* The up names the row by the table's name; an UPDATE under an alias
-     * (atlas: UPDATE "runs_table" AS "runs" ... "runs"."id") would leave the
-     * alias unbound. A column with a default is left to update_rows then,
-     * whose batches keep the alias, as before. */
     if (!add || json_object_get(target, "indirection") || reads_column(val, column, table, alias) ||
-        (cond_node && reads_column(cond_node, column, table, alias)) || (dflt && alias))
+        (cond_node && reads_column(cond_node, column, table, alias)))
         return 0;
     char *expr = sql_expr_text(&c->s, st, val);
     char *cond = cond_node ? sql_expr_text(&c->s, st, cond_node) : NULL;
+    /* The up names the row by the table's name (the backfill's UPDATE and
+     * the trigger's ALIAS FOR NEW): an UPDATE under an alias (rallly:
+     * UPDATE polls p ... p.status; atlas: UPDATE "runs_table" AS "runs")
+     * has its alias written as the table's name, or is left to its own
+     * rules when a subquery inside takes the alias for another table. */
+    if (alias && table) {
+        char *e2 = expr ? sql_expr_requalify(expr, alias, table) : NULL;
+        char *c2 = cond ? sql_expr_requalify(cond, alias, table) : NULL;
+        free(expr);
+        free(cond);
+        expr = e2;
+        cond = c2;
+    }
     if (!expr || (cond_node && !cond)) {
         free(expr);
         free(cond);

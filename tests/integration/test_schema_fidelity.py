@@ -1222,6 +1222,36 @@ CASES_TABLE_RENAMED = {
         old=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (1000 + {i}, 1, {i}, {i} + 1)'],
         new=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (2000 + {i}, 2, {i}, 2)'],
         tables=("tokens", '"TokenProject"'), before_tables=("projects", "tokens", '"TokenProject"')),
+    # a column of an enum the file creates, filled by an UPDATE of string
+    # literals (rallly's add_space_tier): the backfill types them as the
+    # column, as the assignment does offline
+    "add_enum_column_filled_by_update": case(
+        TOKENS,
+        ops='CREATE TYPE "tiers" AS ENUM (\'hobby\', \'pro\');'
+            'ALTER TABLE "tokens" ADD COLUMN "tier" "tiers" NOT NULL DEFAULT \'hobby\';'
+            'UPDATE "tokens" SET "tier" = \'pro\' WHERE EXISTS (SELECT 1 FROM "TokenProject" p'
+            ' WHERE p."tokenId" = "tokens".id AND p.id % 2 = 0);',
+        offline='CREATE TYPE "tiers" AS ENUM (\'hobby\', \'pro\');'
+                'ALTER TABLE "tokens" ADD COLUMN "tier" "tiers" NOT NULL DEFAULT \'hobby\';'
+                'UPDATE "tokens" SET "tier" = \'pro\' WHERE EXISTS (SELECT 1 FROM "TokenProject" p'
+                ' WHERE p."tokenId" = "tokens".id AND p.id % 2 = 0);',
+        old=['INSERT INTO tokens (id, v) VALUES (1000 + {i}, \'old {i}\')'],
+        new=['INSERT INTO tokens (id, v, tier) VALUES (2000 + {i}, \'new {i}\', \'pro\')'],
+        tables=("tokens",), before_tables=("tokens",)),
+    # a column filled by an UPDATE under an alias (rallly: UPDATE polls p
+    # SET ... WHERE p.status = 'closed'): the fill names the row by the
+    # table's name, so the backfill and the trigger find it
+    "add_column_filled_by_aliased_update": case(
+        TOKENS,
+        ops='ALTER TABLE "TokenProject" ADD COLUMN "label" text;'
+            'UPDATE "TokenProject" tp SET "label" = (SELECT t.v FROM tokens t WHERE t.id = tp."tokenId")'
+            ' WHERE tp."accountId" % 3 = 0;',
+        offline='ALTER TABLE "TokenProject" ADD COLUMN "label" text;'
+                'UPDATE "TokenProject" tp SET "label" = (SELECT t.v FROM tokens t WHERE t.id = tp."tokenId")'
+                ' WHERE tp."accountId" % 3 = 0;',
+        old=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (1000 + {i}, 1, {i}, {i} + 1)'],
+        new=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId", label) VALUES (2000 + {i}, 1, {i}, 2, \'n\')'],
+        tables=('"TokenProject"',), before_tables=('"TokenProject"',)),
 }
 CASES.update(CASES_TABLE_RENAMED)
 

@@ -200,12 +200,20 @@ static void test_required_column_fill(void)
         "ALTER TABLE c ADD COLUMN v integer DEFAULT 0;\nUPDATE c SET v = 7 WHERE k > 3;", 1,
         "[{\"add_column\":{\"table\":\"c\",\"column\":{\"name\":\"v\",\"type\":\"integer\","
         "\"default\":\"0\"},\"up\":\"CASE WHEN (k > 3) THEN (7) ELSE 0 END\"}}]"));
-    CHECK("fill: with a default, an UPDATE under an alias is not folded (the up could not name the alias)",
+    CHECK("fill: an UPDATE under an alias is folded with the alias written as the table's name",
           ops_equal("ALTER TABLE r ADD COLUMN p boolean NOT NULL DEFAULT false;\n"
                     "UPDATE r AS x SET p = true WHERE x.id > 3;", 1,
                     "[{\"add_column\":{\"table\":\"r\",\"column\":{\"name\":\"p\",\"type\":\"boolean\","
-                    "\"nullable\":false,\"default\":\"false\"}}},"
-                    "{\"sql\":{\"up\":\"UPDATE r AS x SET p = true WHERE x.id > 3\"}}]"));
+                    "\"nullable\":false,\"default\":\"false\"},"
+                    "\"up\":\"CASE WHEN (r.id > 3) THEN (true) ELSE false END\"}}]"));
+    CHECK("fill: a quoted alias in a subquery, written as the quoted table's name", ops_equal(
+        "ALTER TABLE \"Poll\" ADD COLUMN n integer;\n"
+        "UPDATE \"Poll\" \"P\" SET n = (SELECT count(*) FROM o WHERE o.pid = \"P\".id);", 1,
+        "[{\"add_column\":{\"table\":\"Poll\",\"column\":{\"name\":\"n\",\"type\":\"integer\"},"
+        "\"up\":\"(SELECT count(*) FROM o WHERE o.pid = \\\"Poll\\\".id)\"}}]"));
+    CHECK("fill: an alias a subquery takes for another table is not folded (the row would be the other's)",
+          fails_with("ALTER TABLE r ADD COLUMN p integer;\n"
+                     "UPDATE r AS x SET p = (SELECT max(x.id) FROM s x);", "UPDATE of every row of \"r\""));
     CHECK("fill: beside a DROP NOT NULL of the column it copies, still the add_column's up", ops_equal(
         "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nALTER TABLE a ADD COLUMN r text;\n"
         "UPDATE a SET r = u WHERE r IS NULL;\nALTER TABLE a ALTER COLUMN r SET NOT NULL;", 1,

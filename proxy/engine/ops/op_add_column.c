@@ -19,6 +19,7 @@
 #include "sql_fragment.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Would Postgres rewrite the table to add this column with its default
  * (see probe_default in engine.c)? Without a catalog, the default's
@@ -37,6 +38,23 @@ static int default_rewrites(const struct plan_ctx *c, const struct mig_op *op)
  * computed by `fill` (its "up"; or, for a default Postgres would have to
  * write into every row, that default, on rows that do not have a value
  * yet); new-shape writes set it themselves. */
+/* An "up" as the column's type. Offline, `UPDATE t SET c = 'pro'` assigns
+ * the literal to c, whatever type c has; the backfill puts "up" in
+ * `CASE WHEN c IS NULL THEN (up) ELSE c END`, where Postgres types a
+ * branch of literals as text and refuses to match it with an enum (CASE
+ * types space_tiers and text cannot be matched), after the expand. The
+ * cast gives the branch the column's type, as the assignment does. A type
+ * with a modifier (varchar(60), numeric(10,2)) is left as it is: its cast
+ * would cut what the assignment refuses. NULL: no cast (or out of memory). */
+static char *typed_up(const char *up, const char *type)
+{
+    if (!type || strchr(type, '('))
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "CAST((%s) AS %s)", up, type);
+    return mig_str_take(&s);
+}
+
 static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, const char *fill, int only_null)
 {
     const struct mig_column *col = &op->col;
@@ -145,8 +163,10 @@ static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
     if (col->comment)
         add_comment(c, op, op->table, col->name, col->comment);
     if (fill) {
-        add_column_trigger(c, op, fill, !op->up);
-        add_backfill(c, op, op->table, col->name, col->type, op->up ? NULL : col->name, fill, 0);
+        char *typed = op->up ? typed_up(op->up, col->type) : NULL;
+        add_column_trigger(c, op, typed ? typed : fill, !op->up);
+        add_backfill(c, op, op->table, col->name, col->type, op->up ? NULL : col->name, typed ? typed : fill, 0);
+        free(typed);
     }
     add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", col->name, "");
     return 0;
