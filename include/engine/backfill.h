@@ -80,11 +80,16 @@ int backfill_step(PGconn *conn, struct backfill *b, char *err, size_t errlen);
 /* The SQL a session runs before its first batch: triggers stand aside and a
  * batch never waits long behind the application. */
 char *backfill_session_sql(const struct backfill *b);
-/* The same, run on conn (blocking), then replica mode where permitted
- * (*replica says whether it was). Returns 0, or -1 with err when the
- * settings failed (then nothing more was tried). */
-int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int *replica, char *err,
-                           size_t errlen);
+/* The same, run on conn (blocking), then replica mode where permitted and
+ * asked for (*replica says whether it was). Returns 0, or -1 with err when
+ * the settings failed (then nothing more was tried). */
+int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int want_replica, int *replica,
+                           char *err, size_t errlen);
+/* Whether the backfill of plan may run in replica mode: not when it runs a
+ * data statement of the file (an UPDATE or DELETE in batches), whose rows'
+ * triggers and foreign keys' actions (ON DELETE SET NULL, CASCADE) replica
+ * mode would skip, where offline they run. */
+int backfill_replica_allowed(const struct mig_plan *plan);
 /* Undoes backfill_session_begin (replica as it set it). */
 void backfill_session_end(PGconn *conn, int replica);
 

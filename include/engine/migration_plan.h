@@ -107,6 +107,8 @@ struct mig_bf_table {
     size_t npk;
     char *set_list;        /* "new" = (up), ... ("" when the batches delete) */
     int deletes;           /* delete_rows: each batch deletes the rows `pending` picks */
+    int data;              /* the file's own data statement (update_rows, delete_rows): its batches run
+                            * with the table's triggers and foreign keys' actions, as offline */
     char *pending;         /* predicate: this row still needs the backfill */
     char *mismatch;        /* predicate for verify: shapes disagree (NULL: nothing to verify) */
     struct mig_bf_expr *exprs;  /* the expressions of set_list (none in plans stored by older versions) */

@@ -519,8 +519,16 @@ static int exec_script(PGconn *conn, const char *sql, char *err, size_t errlen)
  * without even evaluating its WHEN clause; elsewhere (e.g. Neon) the
  * pgtandem.backfill setting and the triggers' WHEN clause do the same, so
  * a refused SET only leaves *replica at 0. */
-int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int *replica, char *err,
-                           size_t errlen)
+int backfill_replica_allowed(const struct mig_plan *plan)
+{
+    for (size_t i = 0; plan && i < plan->nbf; i++)
+        if (plan->bf[i].data)
+            return 0;
+    return 1;
+}
+
+int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg, int want_replica, int *replica,
+                           char *err, size_t errlen)
 {
     *replica = 0;
     char *sql = session_sql(cfg);
@@ -530,7 +538,7 @@ int backfill_session_begin(PGconn *conn, const struct mig_backfill_settings *cfg
     }
     int rc = exec_script(conn, sql, err, errlen);
     free(sql);
-    if (rc == 0)
+    if (rc == 0 && want_replica)
         *replica = exec_script(conn, "SET session_replication_role = replica", NULL, 0) == 0;
     return rc;
 }

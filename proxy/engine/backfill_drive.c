@@ -38,6 +38,7 @@ struct run {
     size_t n;
     struct lane lanes[BACKFILL_MAX_WORKERS];
     int usable;             /* lanes that could be opened: the others failed to connect */
+    int replica_allowed;    /* backfill_replica_allowed of the plan */
     struct backfill_gate gate;
     double lock_wait_ms;    /* when a batch last hit lock_timeout */
     int failed;             /* a batch failed: no new ones; described once the others end */
@@ -85,7 +86,7 @@ static int open_lane(struct run *x, size_t l)
     ln->conn = pgconn_open(x->d->uri, NULL, "pgtandem-migrate", 0);
     err[0] = '\0';
     if (PQstatus(ln->conn) == CONNECTION_OK &&
-        backfill_session_begin(ln->conn, x->cfg, &ln->replica, err, sizeof err) == 0) {
+        backfill_session_begin(ln->conn, x->cfg, x->replica_allowed, &ln->replica, err, sizeof err) == 0) {
         /* Postgres < 14 has no connection check: the lock then lasts until
          * the backend finds its client gone some other way */
         PQclear(PQexec(ln->conn, "SET client_connection_check_interval = '1s'"));
@@ -356,6 +357,7 @@ enum backfill_drive_result backfill_drive_run(struct backfill_drive *d, const ch
     /* before the checkpoints are read: a batch of the workers before may
      * still commit */
     x.migration = migration;
+    x.replica_allowed = backfill_replica_allowed(plan);
     char gone_sql[160];
     mig_backfill_workers_sql(migration, 1, gone_sql, sizeof gone_sql);
     PGresult *gone = PQexec(d->conn, gone_sql);
@@ -373,7 +375,7 @@ enum backfill_drive_result backfill_drive_run(struct backfill_drive *d, const ch
             if (backfill_current(x.v, x.n) > i)
                 progress(&x, x.v[i].table, NULL, 1, NULL);
     x.lanes[0].conn = d->conn;
-    if (backfill_session_begin(d->conn, cfg, &x.lanes[0].replica, err, errlen) != 0)
+    if (backfill_session_begin(d->conn, cfg, x.replica_allowed, &x.lanes[0].replica, err, errlen) != 0)
         goto out;
     x.lanes[0].ready = 1;
     log_debug("backfill session: session_replication_role %s", x.lanes[0].replica ? "replica" : "unchanged");
@@ -428,7 +430,7 @@ int backfill_drive_one(PGconn *conn, const char *migration, const struct mig_pla
         rc = -1;
     }
     int replica = 0;
-    if (rc == 0 && !b->done && (rc = backfill_session_begin(conn, cfg, &replica, err, errlen)) == 0) {
+    if (rc == 0 && !b->done && (rc = backfill_session_begin(conn, cfg, !t->data, &replica, err, errlen)) == 0) {
         rc = backfill_step(conn, b, err, errlen);
         backfill_session_end(conn, replica);
     }

@@ -451,11 +451,11 @@ static int estimate_table(PGconn *conn, struct estimate_report *rep, const struc
 
 /* The backfill session's settings (triggers stand aside, lock_timeout,
  * synchronous_commit off), and replica mode where permitted, as the engine. */
-static int backfill_session(PGconn *conn, const struct estimate_report *rep, int *replica, char *err,
-                            size_t errlen)
+static int backfill_session(PGconn *conn, const struct estimate_report *rep, int want_replica, int *replica,
+                            char *err, size_t errlen)
 {
     char why[512];
-    if (backfill_session_begin(conn, &rep->cfg, replica, why, sizeof why) == 0 && !interrupted)
+    if (backfill_session_begin(conn, &rep->cfg, want_replica, replica, why, sizeof why) == 0 && !interrupted)
         return 0;
     if (interrupted)
         snprintf(err, errlen, "estimate interrupted while setting up the backfill session");
@@ -485,7 +485,7 @@ int estimate_run(PGconn *conn, const struct migration *m, const struct mig_plan 
     int replica = 0;
     int rc = create_scratch(conn, out, err, errlen);
     if (rc == 0)
-        rc = backfill_session(conn, out, &replica, err, errlen);
+        rc = backfill_session(conn, out, backfill_replica_allowed(p), &replica, err, errlen);
     for (size_t i = 0; rc == 0 && i < p->nbf; i++) {
         rc = estimate_table(conn, out, m, i, &p->bf[i], &out->tables[i], err, errlen);
         out->ntables = i + 1;

@@ -37,11 +37,11 @@ static json_t *exprs_to_json(const struct mig_bf_table *b)
 
 static json_t *bf_to_json(const struct mig_bf_table *b)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:o, s:f, s:b}", "schema", b->schema,
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:o, s:f, s:b, s:b}", "schema", b->schema,
                      "name", b->name, "qname", b->qname, "pk", strs_to_json(b->pk, b->npk),
                      "pk_types", strs_to_json(b->pk_types, b->npk), "set", b->set_list,
                      "pending", b->pending, "mismatch", b->mismatch, "exprs", exprs_to_json(b),
-                     "est_rows", b->est_rows, "deletes", b->deletes);
+                     "est_rows", b->est_rows, "deletes", b->deletes, "data", b->data);
 }
 
 static json_t *checks_to_json(const struct mig_plan *p)
@@ -131,6 +131,7 @@ static int bf_from_json(json_t *v, struct mig_bf_table *b)
     b->mismatch = dup_key(v, "mismatch");
     b->est_rows = json_number_value(json_object_get(v, "est_rows"));
     b->deletes = json_is_true(json_object_get(v, "deletes")); /* plans stored before it never delete */
+    b->data = json_is_true(json_object_get(v, "data"));
     if (exprs_from_json(json_object_get(v, "exprs"), b) != 0)
         return -1;
     json_t *pk = json_object_get(v, "pk"), *types = json_object_get(v, "pk_types");

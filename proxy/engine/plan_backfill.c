@@ -129,6 +129,7 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
     struct mig_bf_table *b = bf_table(c, op, table);
     if (!b)
         return;
+    b->data = 1;
     struct mig_str set = {0}, pend = {0};
     mig_str_addf(&pend, "(%s)", where ? where : "true");
     char *pending = mig_str_take(&pend);
@@ -156,6 +157,7 @@ void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *ta
     struct mig_str pend = {0};
     mig_str_addf(&pend, "(%s)", where ? where : "true");
     b->deletes = 1;
+    b->data = 1;
     free(b->set_list);
     b->set_list = strdup("");
     free(b->pending);
