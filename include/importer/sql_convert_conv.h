@@ -32,6 +32,7 @@ struct last_op {
     char from[SQLC_NAME_LEN];   /* rename: its name before */
     const struct sql_stmt *type_stmt;  /* where the type changed; down still to write */
     char cast_back[SQLC_TYPE_LEN];     /* the old type: down is a cast of the new value back to it */
+    int via_text;                      /* the up casts through text: so does the down */
 };
 
 struct known_col {

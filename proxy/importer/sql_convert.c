@@ -199,13 +199,14 @@ int sqlc_close_last(struct conv *c)
     struct last_op *l = &c->last;
     if (l->kind != LAST_NONE && l->type_stmt && !json_object_get(l->body, "down")) {
         char *id = sql_ident(l->column);
-        size_t n = id ? strlen(id) + strlen(l->cast_back) + 3 : 0;
+        const char *via = l->via_text ? "text::" : "";
+        size_t n = id ? strlen(id) + strlen(via) + strlen(l->cast_back) + 3 : 0;
         char *down = id ? malloc(n) : NULL;
         if (!down) {
             free(id);
             return sqlc_oom(c, l->type_stmt);
         }
-        snprintf(down, n, "%s::%s", id, l->cast_back);
+        snprintf(down, n, "%s::%s%s", id, via, l->cast_back);
         json_object_set_new(l->body, "down", json_string(down));
         free(id);
         free(down);

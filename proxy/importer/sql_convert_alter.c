@@ -20,6 +20,19 @@ static int is_cast_of(json_t *expr, const char *column)
     return name && !strcmp(name, column);
 }
 
+/* `column::text::T` (Prisma's move of an enum column to a new enum, as it
+ * removes a value): through text each way, so the value cast back through
+ * text gives the old one for every value both types hold. */
+static int is_text_cast_of(json_t *expr, const char *column)
+{
+    json_t *inner = sql_get(expr, "TypeCast.arg");
+    json_t *names = sql_get(inner, "TypeCast.typeName.names");
+    size_t n = json_array_size(names);
+    const char *first = sql_node_str(json_array_get(names, 0)), *last = sql_node_str(json_array_get(names, n - 1));
+    int text = last && !strcmp(last, "text") && (n == 1 || (n == 2 && first && !strcmp(first, "pg_catalog")));
+    return text && !sql_get(inner, "TypeCast.typeName.arrayBounds") && is_cast_of(inner, column);
+}
+
 /* `column AT TIME ZONE 'zone'` (a constant zone): timestamp and
  * timestamptz each way, its own inverse, so the same expression on the
  * new column gives the old value back (Prisma's move to TIMESTAMPTZ). */
@@ -61,7 +74,12 @@ static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *u
     if (!renamed)
         return sql_expr_text(&c->s, st, using);
     char *cast_type = sql_type_text(&c->s, st, sql_get(using, "TypeCast.typeName"));
-    char *up = cast_type ? cast_text(db_name, cast_type) : NULL;
+    struct mig_str through = {0};
+    if (cast_type)
+        mig_str_addf(&through, "%s%s", is_text_cast_of(using, db_name) ? "text::" : "", cast_type);
+    char *chain = mig_str_take(&through);
+    char *up = chain ? cast_text(db_name, chain) : NULL;
+    free(chain);
     free(cast_type);
     return up;
 }
@@ -71,8 +89,10 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     json_t *using = json_object_get(def, "raw_default");
     if (json_object_get(def, "collClause"))
         return sqlc_fail(c, st, "a type change with COLLATE cannot be converted");
-    int plain = !using || is_cast_of(using, column);
     int renamed = sqlc_same_column(&c->last, LAST_RENAME, rel, column) && !json_object_get(c->last.body, "type");
+    /* after a rename the USING reads the new name; the up and down read the old one */
+    int via_text = using && is_text_cast_of(using, column);
+    int plain = !using || is_cast_of(using, column) || via_text;
     if (renamed && !plain)
         return sqlc_fail(c, st, "the type of \"%s\" changes after its rename with a USING expression that reads the "
                     "new name; put ALTER COLUMN ... TYPE before the RENAME (as Alembic does)", column);
@@ -103,6 +123,7 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
                       "the catalog, or write \"-- pgtandem:down EXPR\" above the statement", column);
         } else {
             c->last.type_stmt = st;
+            c->last.via_text = via_text;
         }
     }
     free(type);

@@ -1165,6 +1165,57 @@ CASES_SAME_NAME = {
 CASES.update(CASES_SAME_NAME)
 
 
+# Prisma removes a value from an enum by making the type again: a new type,
+# the column retyped through text, the old type renamed away (or dropped
+# first) and the new one given its name. The column is a second column of
+# the new type until the contract; the type's drop and renames wait for it
+# (the old column holds the old type until then).
+ORDER = ("CREATE TYPE \"OrderState\" AS ENUM ('open', 'paid', 'void');"
+         "CREATE TABLE \"Order\" (id int PRIMARY KEY, state \"OrderState\" NOT NULL DEFAULT 'open');"
+         "INSERT INTO \"Order\" SELECT g, (CASE WHEN g % 2 = 0 THEN 'open' ELSE 'paid' END)::\"OrderState\""
+         " FROM generate_series(1, 80) g;")
+ORDER_RETYPE_SQL = ("CREATE TYPE \"OrderState_new\" AS ENUM ('open', 'paid');\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" DROP DEFAULT;\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" TYPE \"OrderState_new\""
+                    " USING (\"state\"::text::\"OrderState_new\");\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" SET DEFAULT 'open';\n")
+ORDER_RENAME_OLD_SQL = ORDER_RETYPE_SQL + ("ALTER TYPE \"OrderState\" RENAME TO \"OrderState_old\";\n"
+                                           "ALTER TYPE \"OrderState_new\" RENAME TO \"OrderState\";\n"
+                                           "DROP TYPE \"OrderState_old\";\n")
+ORDER_DROP_OLD_SQL = ORDER_RETYPE_SQL + ("DROP TYPE \"OrderState\";\n"
+                                         "ALTER TYPE \"OrderState_new\" RENAME TO \"OrderState\";\n")
+ORDER_OLD = ["INSERT INTO \"Order\" (id) VALUES (1000 + {i})", "INSERT INTO \"Order\" VALUES (2000 + {i}, 'paid')",
+             "UPDATE \"Order\" SET state = 'paid' WHERE id = {i} + 1"]
+ORDER_NEW = ["INSERT INTO \"Order\" (id) VALUES (3000 + {i})", "INSERT INTO \"Order\" VALUES (4000 + {i}, 'paid')",
+             "UPDATE \"Order\" SET state = 'open' WHERE id = {i} + 41"]
+
+# A statement checked against what the statements above it left: a key
+# renamed, its table renamed, the key renamed again under the table's new
+# name (one rename, from the first name to the last).
+ITEM = ("CREATE TABLE \"Owner\" (id int PRIMARY KEY); INSERT INTO \"Owner\" SELECT generate_series(1, 5);"
+        "CREATE TABLE \"Item\" (id int PRIMARY KEY, \"ownerId\" int,"
+        " CONSTRAINT \"Item_owner_fkey\" FOREIGN KEY (\"ownerId\") REFERENCES \"Owner\" (id));"
+        "INSERT INTO \"Item\" SELECT g, g % 5 + 1 FROM generate_series(1, 20) g;")
+ITEM_SQL = ("ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Item_ownerId_fkey\";\n"
+            "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
+            "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n")
+KIND = "CREATE TABLE \"T\" (id int PRIMARY KEY, kind text); INSERT INTO \"T\" SELECT g, 'k' || g FROM generate_series(1, 20) g;"
+CASES_PRISMA = {
+    "prisma_enum_value_removed_renaming_the_old_type": case(
+        ORDER, ops=ORDER_RENAME_OLD_SQL, offline=ORDER_RENAME_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
+        tables=("checks", '"Order"')),
+    "prisma_enum_value_removed_dropping_the_old_type": case(
+        ORDER, ops=ORDER_DROP_OLD_SQL, offline=ORDER_DROP_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
+        tables=("checks", '"Order"')),
+    "sql_key_renamed_around_its_table_rename": case(
+        ITEM, ops=ITEM_SQL, offline=ITEM_SQL,
+        old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)", "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)", "UPDATE \"Thing\" SET \"ownerId\" = 4 WHERE id = {i} % 10 + 11"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+}
+CASES.update(CASES_PRISMA)
+
+
 # Cases not carried yet: expected to fail until they are (strict, so a fix is noticed).
 PENDING = set()
 
