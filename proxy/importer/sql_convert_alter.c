@@ -67,7 +67,7 @@ static char *cast_text(const char *column, const char *type)
  * column by its new name while rename_column's up reads the old one: only a
  * plain cast can be rewritten for it. */
 static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *using, const char *db_name,
-                            const char *type, int renamed)
+                            const char *type, int renamed, int via_text)
 {
     if (!using)
         return cast_text(db_name, type);
@@ -76,7 +76,7 @@ static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *u
     char *cast_type = sql_type_text(&c->s, st, sql_get(using, "TypeCast.typeName"));
     struct mig_str through = {0};
     if (cast_type)
-        mig_str_addf(&through, "%s%s", is_text_cast_of(using, db_name) ? "text::" : "", cast_type);
+        mig_str_addf(&through, "%s%s", via_text ? "text::" : "", cast_type);
     char *chain = mig_str_take(&through);
     char *up = chain ? cast_text(db_name, chain) : NULL;
     free(chain);
@@ -98,7 +98,7 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
                     "new name; put ALTER COLUMN ... TYPE before the RENAME (as Alembic does)", column);
     const char *db_name = renamed ? c->last.from : column;
     char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
-    char *up = type ? type_change_up(c, st, using, db_name, type, renamed) : NULL;
+    char *up = type ? type_change_up(c, st, using, db_name, type, renamed, via_text) : NULL;
     char *down = sqlc_annotated_down(c, st);
     json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
     int rc = 0;

@@ -120,6 +120,17 @@ static void test_down_needs_old_type(void)
     CHECK("down: a USING that is not a cast asks for it",
           fails_with("ALTER TABLE t ALTER COLUMN c TYPE integer USING length(c);",
                      "m.sql:1:1: cannot derive \"down\" (new -> old value) from the USING expression length(c)"));
+    CHECK("down: a cast through text casts back through text", ops_equal(
+        "ALTER TABLE o ALTER COLUMN s TYPE \"S_new\" USING (s::text::\"S_new\");", 1,
+        "[{\"alter_column\":{\"table\":\"o\",\"column\":\"s\",\"type\":\"\\\"S_new\\\"\","
+        "\"up\":\"s::text::\\\"S_new\\\"\",\"down\":\"s::text::text\"}}]"));
+    CHECK("down: a cast through text after a rename reads the old name up, the new one down", ops_equal(
+        "ALTER TABLE o RENAME COLUMN s TO t;\nALTER TABLE o ALTER COLUMN t TYPE \"S_new\" USING t::text::\"S_new\";", 1,
+        "[{\"rename_column\":{\"table\":\"o\",\"from\":\"s\",\"to\":\"t\",\"type\":\"\\\"S_new\\\"\","
+        "\"up\":\"s::text::\\\"S_new\\\"\",\"down\":\"t::text::text\"}}]"));
+    CHECK("down: a cast through text of an unknown old type asks for it",
+          fails_with("ALTER TABLE o ALTER COLUMN s TYPE int USING s::varchar::int;",
+                     "cannot derive \"down\" (new -> old value) from the USING expression"));
     CHECK("a table the file creates is altered as written", ops_equal(
         "CREATE TABLE t (id bigint PRIMARY KEY, n varchar(20));\nALTER TABLE t ALTER COLUMN n TYPE text;", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"bigint\",\"primary_key\":true},"
