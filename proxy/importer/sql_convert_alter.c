@@ -174,6 +174,88 @@ static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t 
     return 0;
 }
 
+/* RENAME TABLE after RENAME CONSTRAINTs of the table: the table takes its
+ * new name at expand (the old release reads a view of the old name), and
+ * the constraint renames run at the contract, where the old name is that
+ * view. Each one moves after the rename_table, on the new name, as if the
+ * file had renamed the table first (a rename of a constraint changes
+ * nothing else, so the order between them is free). */
+static int constraint_renames_follow(struct conv *c, json_t *rel, const char *to)
+{
+    size_t n = json_array_size(c->ops);
+    for (size_t i = 0; n && i < n - 1;) {
+        json_t *op = json_array_get(c->ops, i);
+        json_t *body = json_object_get(op, "rename_constraint");
+        if (!body || strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) != 0 ||
+            strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")) != 0) {
+            i++;
+            continue;
+        }
+        json_incref(op);
+        if (json_object_set_new(body, "table", json_string(to)) != 0 || json_array_remove(c->ops, i) != 0 ||
+            json_array_append_new(c->ops, op) != 0)
+            return -1;
+        n--;    /* the ones moved are at the end now, past n */
+    }
+    return 0;
+}
+
+/* The name the table of operation k has after the operations emitted
+ * since (the rename_table ops among them), written into out. */
+static void table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out)
+{
+    sqlc_copy_name(out, table);
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "rename_table");
+        if (i > k && body && !strcmp(sqlc_str_or(body, "schema", "public"), schema) &&
+            !strcmp(sqlc_str_or(body, "from", ""), out))
+            sqlc_copy_name(out, sqlc_str_or(body, "to", ""));
+    }
+}
+
+/* The rename_constraint of this file that gave a constraint of rel (by
+ * the name the table has now) the name `name`, with its index, or NULL. */
+static json_t *constraint_renamed_to(struct conv *c, json_t *rel, const char *name, size_t *at)
+{
+    size_t i;
+    json_t *op, *found = NULL;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "rename_constraint");
+        const char *schema = sqlc_str_or(body, "schema", "public");
+        char now[SQLC_NAME_LEN];
+        if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0 || strcmp(sqlc_str_or(body, "to", ""), name) != 0)
+            continue;
+        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
+            found = body;
+            *at = i;
+        }
+    }
+    return found;
+}
+
+/* RENAME CONSTRAINT of a name an earlier RENAME CONSTRAINT of the file
+ * gave: both renames run at the contract, and the plan checks each
+ * against the catalog as it is before the file, where the middle name
+ * does not exist. One rename from the first name to the last (none when
+ * the last is the first again) is what the two do offline. Returns 1
+ * when folded, 0 when there is no such rename, -1 on failure. */
+static int chain_constraint_rename(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    size_t at = 0;
+    json_t *body = constraint_renamed_to(c, rel, sqlc_str_or(st->body, "subname", ""), &at);
+    if (!body)
+        return 0;
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    const char *to = sqlc_str_or(st->body, "newname", "");
+    if (!strcmp(sqlc_str_or(body, "from", ""), to))
+        return json_array_remove(c->ops, at) == 0 ? 1 : sqlc_oom(c, st);
+    return json_object_set_new(body, "to", json_string(to)) == 0 ? 1 : sqlc_oom(c, st);
+}
+
 int sqlc_rename(struct conv *c, const struct sql_stmt *st)
 {
     const char *kind = sqlc_str_or(st->body, "renameType", "");
@@ -206,10 +288,16 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         json_t *body = json_object();
         sqlc_set_relation(body, rel, "from");
         json_object_set_new(body, "to", json_string(sqlc_str_or(st->body, "newname", "")));
-        return sqlc_add_op(c, "rename_table", body) == 0 ? 0 : sqlc_oom(c, st);
+        if (sqlc_add_op(c, "rename_table", body) != 0 ||
+            constraint_renames_follow(c, rel, sqlc_str_or(st->body, "newname", "")) != 0)
+            return sqlc_oom(c, st);
+        return 0;
     }
     if (!strcmp(kind, "OBJECT_TABCONSTRAINT")) {
         /* the old release keeps the name it knows until the contract */
+        int chained = chain_constraint_rename(c, st, rel);
+        if (chained != 0)
+            return chained < 0 ? -1 : 0;
         if (sqlc_close_last(c) != 0)
             return -1;
         json_t *body = json_object();

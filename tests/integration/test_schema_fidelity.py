@@ -1212,6 +1212,12 @@ CASES_PRISMA = {
         old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)", "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
         new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)", "UPDATE \"Thing\" SET \"ownerId\" = 4 WHERE id = {i} % 10 + 11"],
         tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # the first two alone: the key's rename runs at the contract, on the table's new name
+    "sql_key_renamed_then_its_table": case(
+        ITEM, ops=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
+        offline=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
+        old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)"], new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
 }
 CASES.update(CASES_PRISMA)
 

@@ -384,6 +384,26 @@ static void test_index_keys_and_fk_actions(void)
     json_decref(m);
 }
 
+/* A statement reads what the statements above it left: a constraint
+ * renamed twice is one rename, after the rename of its table. */
+static void test_earlier_statements(void)
+{
+    CHECK("a constraint renamed, its table renamed, renamed again: one rename after the table's", ops_equal(
+        "ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Item_ownerId_fkey\";\n"
+        "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
+        "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n", 1,
+        "[{\"rename_table\":{\"from\":\"Item\",\"to\":\"Thing\"}},"
+        "{\"rename_constraint\":{\"table\":\"Thing\",\"from\":\"Item_owner_fkey\",\"to\":\"Thing_ownerId_fkey\"}}]"));
+    CHECK("a constraint renamed and back: no rename", ops_equal(
+        "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE t RENAME CONSTRAINT b TO a;\n"
+        "ALTER TABLE t RENAME CONSTRAINT c TO d;\n", 1,
+        "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"c\",\"to\":\"d\"}}]"));
+    CHECK("a constraint of another table of that name is not chained", ops_equal(
+        "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
+        "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"rename_constraint\":{\"table\":\"u\",\"from\":\"b\",\"to\":\"c\"}}]"));
+}
+
 static void test_refusals(void)
 {
     CHECK("refuse: VACUUM FULL", fails_with("BEGIN;\n  VACUUM FULL checks;", "m.sql:2:3: cannot run online: VACUUM FULL"));
@@ -529,6 +549,7 @@ int main(void)
     test_columns_constraints_indexes();
     test_index_keys_and_fk_actions();
     test_refusals();
+    test_earlier_statements();
     test_expression_text();
     test_created_objects();
     return UNIT_RESULT();
