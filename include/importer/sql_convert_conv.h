@@ -135,6 +135,11 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+/* CREATE TABLE of a name an earlier statement of the file frees (RENAME
+ * TO another name, DROP TABLE): the old table keeps it until the contract,
+ * so it is refused before any DDL, saying what to write instead. -1 when
+ * refused, 0 when the name is not one. */
+int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *rel);
 
 /* ---- sql_convert_fill.c ---- */
 

@@ -1218,6 +1218,14 @@ CASES_PRISMA = {
         offline=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
         old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)"], new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)"],
         tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # a column renamed and its old name given to a new column: the old release reads the old column under
+    # that name until the contract, so it is refused before any DDL, saying to add it in a later migration
+    "sql_column_renamed_then_its_name_added_refused": case(
+        KIND, ops="ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
+                  "ALTER TABLE \"T\" ADD COLUMN \"kind\" text;\n", offline=None,
+        tables=("checks", '"T"'),
+        refused=[':2:1: column "kind" of "T" is renamed to "legacyKind" above, and this ADD COLUMN gives a new column '
+                 'its name', "Put this ADD COLUMN in a migration after this one"]),
 }
 CASES.update(CASES_PRISMA)
 

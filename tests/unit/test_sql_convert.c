@@ -398,6 +398,28 @@ static void test_earlier_statements(void)
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE t RENAME CONSTRAINT b TO a;\n"
         "ALTER TABLE t RENAME CONSTRAINT c TO d;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"c\",\"to\":\"d\"}}]"));
+    CHECK("a column renamed then its name added: refused, saying to add it later",
+          fails_with("ALTER TABLE t RENAME COLUMN kind TO old_kind;\nALTER TABLE t ADD COLUMN kind text;",
+                     "m.sql:2:1: column \"kind\" of \"t\" is renamed to \"old_kind\" above, and this ADD COLUMN"));
+    CHECK("a column renamed after its table: the table's new name is checked",
+          fails_with("ALTER TABLE t RENAME COLUMN kind TO k2;\nALTER TABLE t RENAME TO u;\n"
+                     "ALTER TABLE u RENAME COLUMN id TO kind;",
+                     "m.sql:3:1: column \"kind\" of \"u\" is renamed to \"k2\" above, and this RENAME COLUMN"));
+    CHECK("a column dropped then another renamed to its name: refused",
+          fails_with("ALTER TABLE t DROP COLUMN kind;\nALTER TABLE t RENAME COLUMN id TO kind;",
+                     "column \"kind\" of \"t\" is dropped above"));
+    CHECK("a column renamed and back: no rename", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t RENAME COLUMN b TO a;\nALTER TABLE t RENAME COLUMN c TO d;", 1,
+        "[{\"rename_column\":{\"table\":\"t\",\"from\":\"c\",\"to\":\"d\"}}]"));
+    CHECK("a column renamed twice: two renames, as before", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t RENAME COLUMN b TO c;", 1,
+        "[{\"rename_column\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"rename_column\":{\"table\":\"t\",\"from\":\"b\",\"to\":\"c\"}}]"));
+    CHECK("a table renamed then made again under its name: refused",
+          fails_with("ALTER TABLE t RENAME TO u;\nCREATE TABLE t (id int);",
+                     "m.sql:2:1: table \"t\" is renamed to \"u\" above, and this statement makes a new table"));
+    CHECK("a table dropped then made again under its name: refused",
+          fails_with("DROP TABLE t;\nCREATE TABLE t (id int);", "table \"t\" is dropped above"));
     CHECK("a constraint of another table of that name is not chained", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
