@@ -298,8 +298,9 @@ static int chain_constraint_rename(struct conv *c, const struct sql_stmt *st, js
 /* An operation of this file above that takes `column` of rel (by the
  * table's name now) away by the contract: a rename_column from it or a
  * drop_column of it. Its kind, or NULL; *to the rename's new name. */
-static const char *column_freed_above(struct conv *c, json_t *rel, const char *column, const char **to)
+static const char *column_freed_above(struct conv *c, json_t *rel, const char *column, const char **to, int *plain)
 {
+    static const char *const plain_keys[] = {"schema", "table", "from", "to", NULL};
     size_t i;
     json_t *op;
     const char *hit = NULL;
@@ -321,24 +322,26 @@ static const char *column_freed_above(struct conv *c, json_t *rel, const char *c
         if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
             hit = kind;
             *to = renamed ? sqlc_str_or(body, "to", "") : NULL;
+            *plain = renamed && sql_only_keys(body, plain_keys);
         }
     }
     return hit;
 }
 
 /* A column name an earlier statement frees (RENAME COLUMN away, DROP
- * COLUMN) taken again by an ADD COLUMN or a RENAME ... TO (`added`):
+ * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO:
  * offline the name is free by then; online the old release reads the old
- * column under it until the contract, so the two would share the name
- * during the migration. Refused before any DDL (the plan would only find
- * the name taken), saying what to write instead. 0 when the name is not
- * one. */
+ * column under it until the contract. A new column after a plain rename
+ * is added apart until then (the plan: op_add_column.c); the others are
+ * refused before any DDL (the plan would only find the name taken),
+ * saying what to write instead. 0 when allowed or not such a name. */
 static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added)
 {
     const char *to = NULL;
-    const char *kind = column_freed_above(c, rel, column, &to);
-    if (!kind)
-        return 0;
+    int plain = 0;
+    const char *kind = column_freed_above(c, rel, column, &to, &plain);
+    if (!kind || (added && plain))
+        return 0;   /* a new column under a name renamed away: the plan adds it apart until the contract */
     char away[160];
     if (to)
         snprintf(away, sizeof away, "renamed to \"%s\"", to);

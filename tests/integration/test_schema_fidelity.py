@@ -1200,6 +1200,13 @@ ITEM_SQL = ("ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Ite
             "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
             "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n")
 KIND = "CREATE TABLE \"T\" (id int PRIMARY KEY, kind text); INSERT INTO \"T\" SELECT g, 'k' || g FROM generate_series(1, 20) g;"
+KIND_SQL = ("ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
+            "ALTER TABLE \"T\" ADD COLUMN \"kind\" text;\n")
+KIND_OLD = ["INSERT INTO \"T\" (id, kind) VALUES (1000 + {i}, 'old {i}')",
+            "UPDATE \"T\" SET kind = 'ou {i}' WHERE id = {i} % 10 + 1"]
+KIND_NEW = ["INSERT INTO \"T\" (id, \"legacyKind\", kind) VALUES (2000 + {i}, 'legacy {i}', 'new {i}')",
+            "INSERT INTO \"T\" (id) VALUES (3000 + {i})",
+            "UPDATE \"T\" SET kind = 'nu {i}', \"legacyKind\" = 'lu {i}' WHERE id = {i} % 10 + 11"]
 CASES_PRISMA = {
     "prisma_enum_value_removed_renaming_the_old_type": case(
         ORDER, ops=ORDER_RENAME_OLD_SQL, offline=ORDER_RENAME_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
@@ -1218,14 +1225,30 @@ CASES_PRISMA = {
         offline=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
         old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)"], new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)"],
         tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
-    # a column renamed and its old name given to a new column: the old release reads the old column under
-    # that name until the contract, so it is refused before any DDL, saying to add it in a later migration
-    "sql_column_renamed_then_its_name_added_refused": case(
+    # a column renamed and a new column added under its old name: the old release reads the old column under
+    # that name until the contract, the new release the old one as "legacyKind" and the new one as "kind"
+    "sql_column_renamed_then_its_name_added": case(
+        KIND, ops=KIND_SQL, offline=KIND_SQL, old=KIND_OLD, new=KIND_NEW, tables=("checks", '"T"')),
+    "sql_column_renamed_then_its_name_added_not_null_default": case(
+        KIND, ops=KIND_SQL.replace("text;", "text NOT NULL DEFAULT 'plain';"),
+        offline=KIND_SQL.replace("text;", "text NOT NULL DEFAULT 'plain';"), old=KIND_OLD, new=KIND_NEW,
+        tables=("checks", '"T"')),
+    # more than a plain column under the freed name: refused before any DDL, saying what to write instead
+    "sql_column_renamed_then_its_name_added_unique_refused": case(
+        KIND, ops=KIND_SQL.replace("text;", "text UNIQUE;"), offline=None, tables=("checks", '"T"'),
+        refused=['column "kind" takes the name operations[0].rename_column frees', "in a migration after this one"]),
+    "column_added_in_a_freed_name_then_changed_refused": case(
+        KIND, ops=[{"rename_column": {"table": "T", "from": "kind", "to": "legacyKind"}},
+                   {"add_column": {"table": "T", "column": {"name": "kind", "type": "text"}}},
+                   {"alter_column": {"table": "T", "column": "kind", "default": "'x'"}}],
+        offline=None, tables=("checks", '"T"'),
+        refused=['operations[2].alter_column names "kind", the column added here under the name '
+                 'operations[0].rename_column frees', "in a migration after this one"]),
+    "sql_column_renamed_then_another_renamed_to_its_name_refused": case(
         KIND, ops="ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
-                  "ALTER TABLE \"T\" ADD COLUMN \"kind\" text;\n", offline=None,
-        tables=("checks", '"T"'),
-        refused=[':2:1: column "kind" of "T" is renamed to "legacyKind" above, and this ADD COLUMN gives a new column '
-                 'its name', "Put this ADD COLUMN in a migration after this one"]),
+                  "ALTER TABLE \"T\" RENAME COLUMN \"id\" TO \"kind\";\n", offline=None, tables=("checks", '"T"'),
+        refused=[':2:1: column "kind" of "T" is renamed to "legacyKind" above, and this RENAME COLUMN',
+                 "Put this RENAME COLUMN in a migration after this one"]),
 }
 CASES.update(CASES_PRISMA)
 
