@@ -213,29 +213,80 @@ static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t 
     return 0;
 }
 
-/* RENAME TABLE after RENAME CONSTRAINTs of the table: the table takes its
- * new name at expand (the old release reads a view of the old name), and
- * the constraint renames run at the contract, where the old name is that
- * view. Each one moves after the rename_table, on the new name, as if the
- * file had renamed the table first (a rename of a constraint changes
- * nothing else, so the order between them is free). */
-static int constraint_renames_follow(struct conv *c, json_t *rel, const char *to)
+/* Operations that name their table in "table" and may act on it after
+ * the expand (views, triggers, backfill, validation, contract). */
+static int follows_table(const char *kind)
 {
-    size_t n = json_array_size(c->ops);
-    for (size_t i = 0; n && i < n - 1;) {
-        json_t *op = json_array_get(c->ops, i);
-        json_t *body = json_object_get(op, "rename_constraint");
-        if (!body || strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) != 0 ||
-            strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")) != 0) {
-            i++;
-            continue;
+    static const char *const kinds[] = {"add_column", "alter_column", "drop_column", "rename_column",
+        "create_constraint", "drop_constraint", "rename_constraint", "create_index", "set_replica_identity",
+        "update_rows", "delete_rows", NULL};
+    for (const char *const *k = kinds; *k; k++)
+        if (!strcmp(*k, kind))
+            return 1;
+    return 0;
+}
+
+/* A reference of op's body to the table `from` (a foreign key's
+ * "references", a column's "references" written "table(column)"), given
+ * the table's new name. */
+static int rename_references(json_t *body, const char *from, const char *to)
+{
+    json_t *ref = json_object_get(body, "references");
+    if (ref && !strcmp(sqlc_str_or(ref, "table", ""), from))
+        return json_object_set_new(ref, "table", json_string(to));
+    json_t *col = json_object_get(body, "column");
+    const char *text = sqlc_str_or(col, "references", NULL);
+    size_t len = strlen(from);
+    if (!text || strncmp(text, from, len) != 0 || (text[len] && text[len] != '('))
+        return 0;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "%s%s", to, text + len);
+    char *renamed = mig_str_take(&s);
+    int rc = renamed ? json_object_set_new(col, "references", json_string(renamed)) : -1;
+    free(renamed);
+    return rc;
+}
+
+/* RENAME TABLE after other statements on the table: the table takes its
+ * new name at expand (the old release reads a view of the old name), and
+ * what those operations do after the expand (the new shape's view, the
+ * backfill, validation, the contract) would act on that view. The
+ * rename_table moves up before the first of them, which then name the
+ * table by its new name (and so do references to it in between), as if
+ * the file had renamed the table first: a rename of a table commutes with
+ * the changes of its columns, constraints and rows. Not above an `sql`
+ * operation (its text may name the table): those before the last one
+ * stay as they are. */
+static int table_rename_first(struct conv *c, json_t *rel, const char *to)
+{
+    size_t n = json_array_size(c->ops), barrier = 0, first = 0;
+    int found = 0;
+    for (size_t i = 0; n && i < n - 1; i++)
+        if (json_object_get(json_array_get(c->ops, i), "sql"))
+            barrier = i + 1;
+    for (size_t i = barrier; n && i < n - 1 && !found; i++) {
+        const char *kind;
+        json_t *body;
+        if (sqlc_op_on(json_array_get(c->ops, i), rel, &kind, &body) && follows_table(kind)) {
+            found = 1;
+            first = i;
         }
-        json_incref(op);
-        if (json_object_set_new(body, "table", json_string(to)) != 0 || json_array_remove(c->ops, i) != 0 ||
-            json_array_append_new(c->ops, op) != 0)
-            return -1;
-        n--;    /* the ones moved are at the end now, past n */
     }
+    if (!found)
+        return 0;
+    const char *from = sqlc_str_or(rel, "relname", "");
+    for (size_t i = first; i < n - 1; i++) {
+        const char *kind;
+        json_t *body;
+        int on = sqlc_op_on(json_array_get(c->ops, i), rel, &kind, &body) && follows_table(kind);
+        if (on && json_object_set_new(body, "table", json_string(to)) != 0)
+            return -1;
+        if (rename_references(body, from, to) != 0)
+            return -1;
+    }
+    json_t *rename = json_incref(json_array_get(c->ops, n - 1));
+    if (json_array_remove(c->ops, n - 1) != 0 || json_array_insert_new(c->ops, first, rename) != 0)
+        return -1;
     return 0;
 }
 
@@ -412,7 +463,7 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         sqlc_set_relation(body, rel, "from");
         json_object_set_new(body, "to", json_string(sqlc_str_or(st->body, "newname", "")));
         if (sqlc_add_op(c, "rename_table", body) != 0 ||
-            constraint_renames_follow(c, rel, sqlc_str_or(st->body, "newname", "")) != 0)
+            table_rename_first(c, rel, sqlc_str_or(st->body, "newname", "")) != 0)
             return sqlc_oom(c, st);
         return 0;
     }

@@ -1199,6 +1199,10 @@ ITEM = ("CREATE TABLE \"Owner\" (id int PRIMARY KEY); INSERT INTO \"Owner\" SELE
 ITEM_SQL = ("ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Item_ownerId_fkey\";\n"
             "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
             "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n")
+ITEM_COLUMNS_SQL = ("ALTER TABLE \"Item\" RENAME COLUMN \"ownerId\" TO \"oid\";\n"
+                    "ALTER TABLE \"Item\" ADD COLUMN \"note\" text NOT NULL DEFAULT 'none';\n"
+                    "ALTER TABLE \"Item\" ALTER COLUMN \"oid\" SET DEFAULT 1;\n"
+                    "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n")
 KIND = "CREATE TABLE \"T\" (id int PRIMARY KEY, kind text); INSERT INTO \"T\" SELECT g, 'k' || g FROM generate_series(1, 20) g;"
 KIND_SQL = ("ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
             "ALTER TABLE \"T\" ADD COLUMN \"kind\" text;\n")
@@ -1224,6 +1228,16 @@ CASES_PRISMA = {
         ITEM, ops=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
         offline=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
         old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)"], new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # a column renamed, retyped and given a default, then its table renamed: the table takes its new name at
+    # expand (the old release reads a view of the old name), so the column's changes act on the new name
+    "sql_columns_changed_then_their_table_renamed": case(
+        ITEM, ops=ITEM_COLUMNS_SQL, offline=ITEM_COLUMNS_SQL,
+        old=["INSERT INTO \"Item\" (id, \"ownerId\") VALUES (1000 + {i}, 1)",
+             "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"Thing\" (id, oid, note) VALUES (2000 + {i}, 3, 'n {i}')",
+             "INSERT INTO \"Thing\" (id, oid) VALUES (3000 + {i}, 4)",
+             "UPDATE \"Thing\" SET oid = 4 WHERE id = {i} % 10 + 11"],
         tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
     # a column renamed and a new column added under its old name: the old release reads the old column under
     # that name until the contract, the new release the old one as "legacyKind" and the new one as "kind"

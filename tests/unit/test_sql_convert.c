@@ -394,6 +394,21 @@ static void test_earlier_statements(void)
         "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n", 1,
         "[{\"rename_table\":{\"from\":\"Item\",\"to\":\"Thing\"}},"
         "{\"rename_constraint\":{\"table\":\"Thing\",\"from\":\"Item_owner_fkey\",\"to\":\"Thing_ownerId_fkey\"}}]"));
+    CHECK("a table renamed after changes of its columns: the rename first, the changes on the new name", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE u ADD CONSTRAINT u_fk FOREIGN KEY (x) REFERENCES t (id);\n"
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME TO v;", 1,
+        "[{\"rename_table\":{\"from\":\"t\",\"to\":\"v\"}},"
+        "{\"rename_column\":{\"table\":\"v\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"create_constraint\":{\"table\":\"u\",\"name\":\"u_fk\",\"type\":\"foreign_key\",\"columns\":[\"x\"],"
+        "\"references\":{\"table\":\"v\",\"columns\":[\"id\"]}}},"
+        "{\"add_column\":{\"table\":\"v\",\"column\":{\"name\":\"c\",\"type\":\"int\"}}}]"));
+    CHECK("... but not above a statement run as written", ops_equal(
+        "ALTER TABLE t ADD COLUMN c int;\nCOMMENT ON COLUMN t.c IS 'x';\nALTER TABLE t ADD COLUMN d int;\n"
+        "ALTER TABLE t RENAME TO v;", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"c\",\"type\":\"int\"}}},"
+        "{\"sql\":{\"up\":\"COMMENT ON COLUMN t.c IS 'x'\"}},"
+        "{\"rename_table\":{\"from\":\"t\",\"to\":\"v\"}},"
+        "{\"add_column\":{\"table\":\"v\",\"column\":{\"name\":\"d\",\"type\":\"int\"}}}]"));
     CHECK("a constraint renamed and back: no rename", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE t RENAME CONSTRAINT b TO a;\n"
         "ALTER TABLE t RENAME CONSTRAINT c TO d;\n", 1,
