@@ -1211,6 +1211,11 @@ KIND_OLD = ["INSERT INTO \"T\" (id, kind) VALUES (1000 + {i}, 'old {i}')",
 KIND_NEW = ["INSERT INTO \"T\" (id, \"legacyKind\", kind) VALUES (2000 + {i}, 'legacy {i}', 'new {i}')",
             "INSERT INTO \"T\" (id) VALUES (3000 + {i})",
             "UPDATE \"T\" SET kind = 'nu {i}', \"legacyKind\" = 'lu {i}' WHERE id = {i} % 10 + 11"]
+ROLE_SQL = ("CREATE TYPE \"Role_new\" AS ENUM ('user', 'admin');\n"
+            "ALTER TABLE \"User\" ALTER COLUMN \"roles\" TYPE \"Role_new\"[] USING (\"roles\"::text::\"Role_new\"[]);\n"
+            "ALTER TYPE \"Role\" RENAME TO \"Role_old\";\n"
+            "ALTER TYPE \"Role_new\" RENAME TO \"Role\";\n"
+            "DROP TYPE \"Role_old\";\n")
 CASES_PRISMA = {
     "prisma_enum_value_removed_renaming_the_old_type": case(
         ORDER, ops=ORDER_RENAME_OLD_SQL, offline=ORDER_RENAME_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
@@ -1218,6 +1223,17 @@ CASES_PRISMA = {
     "prisma_enum_value_removed_dropping_the_old_type": case(
         ORDER, ops=ORDER_DROP_OLD_SQL, offline=ORDER_DROP_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
         tables=("checks", '"Order"')),
+    # an enum array column, as Prisma writes its retype ("Role_new"[])
+    "prisma_enum_array_value_removed": case(
+        "CREATE TYPE \"Role\" AS ENUM ('user', 'admin', 'guest');"
+        "CREATE TABLE \"User\" (id int PRIMARY KEY, roles \"Role\"[]);"
+        "INSERT INTO \"User\" SELECT g, ARRAY['user', 'admin']::\"Role\"[] FROM generate_series(1, 20) g;",
+        ops=ROLE_SQL, offline=ROLE_SQL,
+        old=["INSERT INTO \"User\" VALUES (1000 + {i}, '{{admin}}')",
+             "UPDATE \"User\" SET roles = '{{user}}' WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"User\" VALUES (2000 + {i}, '{{user,admin}}')",
+             "UPDATE \"User\" SET roles = '{{admin}}' WHERE id = {i} % 10 + 11"],
+        tables=("checks", '"User"')),
     "sql_key_renamed_around_its_table_rename": case(
         ITEM, ops=ITEM_SQL, offline=ITEM_SQL,
         old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)", "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
