@@ -383,7 +383,7 @@ static const char *column_freed_above(struct conv *c, json_t *rel, const char *c
  * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO:
  * offline the name is free by then; online the old release reads the old
  * column under it until the contract. A new column after a plain rename
- * is added apart until then (the plan: op_add_column.c); the others are
+ * is added apart until then (the plan: engine/ops/op_add_column.c); the others are
  * refused before any DDL (the plan would only find the name taken),
  * saying what to write instead. 0 when allowed or not such a name. */
 static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added)
