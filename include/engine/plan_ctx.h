@@ -190,6 +190,10 @@ int plan_check_shapes(struct plan_ctx *c);
 /* A rename that keeps the column's values keeps the original column (the
  * new shape shows it under the new name; the contract renames it). */
 int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op);
+/* engine/ops/op_add_column.c: an add_column of the name an earlier rename of the
+ * migration frees, added under its second column's name until the
+ * contract (mig_shadow_name). */
+int add_column_in_freed_name(const struct plan_ctx *c, const struct mig_op *op);
 /* An alter_column that changes the column in place (no second column: the
  * new shape shows the column as it is). */
 int alter_in_place(const struct plan_ctx *c, const struct mig_op *op);

@@ -32,6 +32,7 @@ struct last_op {
     char from[SQLC_NAME_LEN];   /* rename: its name before */
     const struct sql_stmt *type_stmt;  /* where the type changed; down still to write */
     char cast_back[SQLC_TYPE_LEN];     /* the old type: down is a cast of the new value back to it */
+    int via_text;                      /* the up casts through text: so does the down */
 };
 
 struct known_col {
@@ -134,6 +135,11 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+/* CREATE TABLE of a name an earlier statement of the file frees (RENAME
+ * TO another name, DROP TABLE): the old table keeps it until the contract,
+ * so it is refused before any DDL, saying what to write instead. -1 when
+ * refused, 0 when the name is not one. */
+int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *rel);
 
 /* ---- sql_convert_fill.c ---- */
 

@@ -199,13 +199,14 @@ int sqlc_close_last(struct conv *c)
     struct last_op *l = &c->last;
     if (l->kind != LAST_NONE && l->type_stmt && !json_object_get(l->body, "down")) {
         char *id = sql_ident(l->column);
-        size_t n = id ? strlen(id) + strlen(l->cast_back) + 3 : 0;
+        const char *via = l->via_text ? "text::" : "";
+        size_t n = id ? strlen(id) + strlen(via) + strlen(l->cast_back) + 3 : 0;
         char *down = id ? malloc(n) : NULL;
         if (!down) {
             free(id);
             return sqlc_oom(c, l->type_stmt);
         }
-        snprintf(down, n, "%s::%s", id, l->cast_back);
+        snprintf(down, n, "%s::%s%s", id, via, l->cast_back);
         json_object_set_new(l->body, "down", json_string(down));
         free(id);
         free(down);
@@ -274,8 +275,11 @@ int sqlc_emit_sql_text(struct conv *c, const struct sql_stmt *st, const char *gi
 const char SQLC_ENUM_VALUE_REMOVAL[] =
     "Postgres cannot remove a value from an enum: editing pg_enum corrupts indexes and rows that hold it, and "
     "replacing the type (the column to text, DROP TYPE, CREATE TYPE, the column back) rewrites every table using "
-    "it under an ACCESS EXCLUSIVE lock while the running release still writes the value. Stop writing the value, "
-    "move the rows off it with alter_column (\"up\" mapping it to another), and leave it in the type";
+    "it under an ACCESS EXCLUSIVE lock while the running release still writes the value. Write it as Prisma does, "
+    "which runs online: CREATE TYPE \"T_new\" AS ENUM (the values kept); ALTER TABLE ... ALTER COLUMN c TYPE "
+    "\"T_new\" USING (c::text::\"T_new\"); ALTER TYPE \"T\" RENAME TO \"T_old\"; ALTER TYPE \"T_new\" RENAME "
+    "TO \"T\"; DROP TYPE \"T_old\". Or stop writing the value, move the rows off it with alter_column (\"up\" "
+    "mapping it to another), and leave it in the type";
 
 static int conv_drop(struct conv *c, const struct sql_stmt *st)
 {

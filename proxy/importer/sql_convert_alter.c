@@ -20,6 +20,19 @@ static int is_cast_of(json_t *expr, const char *column)
     return name && !strcmp(name, column);
 }
 
+/* `column::text::T` (Prisma's move of an enum column to a new enum, as it
+ * removes a value): through text each way, so the value cast back through
+ * text gives the old one for every value both types hold. */
+static int is_text_cast_of(json_t *expr, const char *column)
+{
+    json_t *inner = sql_get(expr, "TypeCast.arg");
+    json_t *names = sql_get(inner, "TypeCast.typeName.names");
+    size_t n = json_array_size(names);
+    const char *first = sql_node_str(json_array_get(names, 0)), *last = sql_node_str(json_array_get(names, n - 1));
+    int text = last && !strcmp(last, "text") && (n == 1 || (n == 2 && first && !strcmp(first, "pg_catalog")));
+    return text && !sql_get(inner, "TypeCast.typeName.arrayBounds") && is_cast_of(inner, column);
+}
+
 /* `column AT TIME ZONE 'zone'` (a constant zone): timestamp and
  * timestamptz each way, its own inverse, so the same expression on the
  * new column gives the old value back (Prisma's move to TIMESTAMPTZ). */
@@ -54,14 +67,19 @@ static char *cast_text(const char *column, const char *type)
  * column by its new name while rename_column's up reads the old one: only a
  * plain cast can be rewritten for it. */
 static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *using, const char *db_name,
-                            const char *type, int renamed)
+                            const char *type, int renamed, int via_text)
 {
     if (!using)
         return cast_text(db_name, type);
     if (!renamed)
         return sql_expr_text(&c->s, st, using);
     char *cast_type = sql_type_text(&c->s, st, sql_get(using, "TypeCast.typeName"));
-    char *up = cast_type ? cast_text(db_name, cast_type) : NULL;
+    struct mig_str through = {0};
+    if (cast_type)
+        mig_str_addf(&through, "%s%s", via_text ? "text::" : "", cast_type);
+    char *chain = mig_str_take(&through);
+    char *up = chain ? cast_text(db_name, chain) : NULL;
+    free(chain);
     free(cast_type);
     return up;
 }
@@ -71,14 +89,16 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     json_t *using = json_object_get(def, "raw_default");
     if (json_object_get(def, "collClause"))
         return sqlc_fail(c, st, "a type change with COLLATE cannot be converted");
-    int plain = !using || is_cast_of(using, column);
     int renamed = sqlc_same_column(&c->last, LAST_RENAME, rel, column) && !json_object_get(c->last.body, "type");
+    /* after a rename the USING reads the new name; the up and down read the old one */
+    int via_text = using && is_text_cast_of(using, column);
+    int plain = !using || is_cast_of(using, column) || via_text;
     if (renamed && !plain)
         return sqlc_fail(c, st, "the type of \"%s\" changes after its rename with a USING expression that reads the "
                     "new name; put ALTER COLUMN ... TYPE before the RENAME (as Alembic does)", column);
     const char *db_name = renamed ? c->last.from : column;
     char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
-    char *up = type ? type_change_up(c, st, using, db_name, type, renamed) : NULL;
+    char *up = type ? type_change_up(c, st, using, db_name, type, renamed, via_text) : NULL;
     char *down = sqlc_annotated_down(c, st);
     json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
     int rc = 0;
@@ -103,12 +123,47 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
                       "the catalog, or write \"-- pgtandem:down EXPR\" above the statement", column);
         } else {
             c->last.type_stmt = st;
+            c->last.via_text = via_text;
         }
     }
     free(type);
     free(up);
     free(down);
     return rc;
+}
+
+static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added);
+static void table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out);
+
+/* RENAME COLUMN b TO a after a plain RENAME COLUMN a TO b of the file (a
+ * name tried and taken back): offline nothing changes, so the earlier
+ * rename is removed and this one emits nothing. 1 when so, 0 when not, -1
+ * on failure. */
+static int renamed_back(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *from, const char *to)
+{
+    static const char *const plain[] = {"schema", "table", "from", "to", NULL};
+    size_t i, at = 0;
+    json_t *op, *found = NULL;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "rename_column");
+        const char *schema = sqlc_str_or(body, "schema", "public");
+        char now[SQLC_NAME_LEN];
+        if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0)
+            continue;
+        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        if (strcmp(now, sqlc_str_or(rel, "relname", "")) != 0)
+            continue;
+        /* the last rename of the table's column `from` decides */
+        if (!strcmp(sqlc_str_or(body, "to", ""), from)) {
+            found = !strcmp(sqlc_str_or(body, "from", ""), to) && sql_only_keys(body, plain) ? body : NULL;
+            at = i;
+        }
+    }
+    if (!found)
+        return 0;
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    return json_array_remove(c->ops, at) == 0 ? 1 : sqlc_oom(c, st);
 }
 
 /* ALTER TABLE t ALTER COLUMN c TYPE T followed by RENAME c TO d: one
@@ -123,6 +178,11 @@ static int alter_joins_rename(const struct last_op *l, json_t *rel, const char *
 static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t *rel)
 {
     const char *from = sqlc_str_or(st->body, "subname", ""), *to = sqlc_str_or(st->body, "newname", "");
+    int back = renamed_back(c, st, rel, from, to);
+    if (back != 0)
+        return back < 0 ? -1 : 0;
+    if (refuse_freed_column(c, st, rel, to, 0))
+        return -1;
     struct last_op *l = &c->last;
     json_t *body = json_object();
     if (!body)
@@ -175,6 +235,223 @@ static int rename_index(struct conv *c, const struct sql_stmt *st, json_t *rel)
     return rc;
 }
 
+/* Operations that name their table in "table" and may act on it after
+ * the expand (views, triggers, backfill, validation, contract). */
+static int follows_table(const char *kind)
+{
+    static const char *const kinds[] = {"add_column", "alter_column", "drop_column", "rename_column",
+        "create_constraint", "drop_constraint", "rename_constraint", "create_index", "set_replica_identity",
+        "update_rows", "delete_rows", NULL};
+    for (const char *const *k = kinds; *k; k++)
+        if (!strcmp(*k, kind))
+            return 1;
+    return 0;
+}
+
+/* A reference of op's body to the table `from` (a foreign key's
+ * "references", a column's "references" written "table(column)"), given
+ * the table's new name. */
+static int rename_references(json_t *body, const char *from, const char *to)
+{
+    json_t *ref = json_object_get(body, "references");
+    if (ref && !strcmp(sqlc_str_or(ref, "table", ""), from))
+        return json_object_set_new(ref, "table", json_string(to));
+    json_t *col = json_object_get(body, "column");
+    const char *text = sqlc_str_or(col, "references", NULL);
+    size_t len = strlen(from);
+    if (!text || strncmp(text, from, len) != 0 || (text[len] && text[len] != '('))
+        return 0;
+    struct mig_str s = {0};
+    mig_str_addf(&s, "%s%s", to, text + len);
+    char *renamed = mig_str_take(&s);
+    int rc = renamed ? json_object_set_new(col, "references", json_string(renamed)) : -1;
+    free(renamed);
+    return rc;
+}
+
+/* RENAME TABLE after other statements on the table: the table takes its
+ * new name at expand (the old release reads a view of the old name), and
+ * what those operations do after the expand (the new shape's view, the
+ * backfill, validation, the contract) would act on that view. The
+ * rename_table moves up before the first of them, which then name the
+ * table by its new name (and so do references to it in between), as if
+ * the file had renamed the table first: a rename of a table commutes with
+ * the changes of its columns, constraints and rows. Not above an `sql`
+ * operation (its text may name the table): those before the last one
+ * stay as they are. */
+static int table_rename_first(struct conv *c, json_t *rel, const char *to)
+{
+    size_t n = json_array_size(c->ops), barrier = 0, first = 0;
+    int found = 0;
+    for (size_t i = 0; n && i < n - 1; i++)
+        if (json_object_get(json_array_get(c->ops, i), "sql"))
+            barrier = i + 1;
+    for (size_t i = barrier; n && i < n - 1 && !found; i++) {
+        const char *kind;
+        json_t *body;
+        if (sqlc_op_on(json_array_get(c->ops, i), rel, &kind, &body) && follows_table(kind)) {
+            found = 1;
+            first = i;
+        }
+    }
+    if (!found)
+        return 0;
+    const char *from = sqlc_str_or(rel, "relname", "");
+    for (size_t i = first; i < n - 1; i++) {
+        const char *kind;
+        json_t *body;
+        int on = sqlc_op_on(json_array_get(c->ops, i), rel, &kind, &body) && follows_table(kind);
+        if (on && json_object_set_new(body, "table", json_string(to)) != 0)
+            return -1;
+        if (rename_references(body, from, to) != 0)
+            return -1;
+    }
+    json_t *rename = json_incref(json_array_get(c->ops, n - 1));
+    if (json_array_remove(c->ops, n - 1) != 0 || json_array_insert_new(c->ops, first, rename) != 0)
+        return -1;
+    return 0;
+}
+
+/* The name the table of operation k has after the operations emitted
+ * since (the rename_table ops among them), written into out. */
+static void table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out)
+{
+    sqlc_copy_name(out, table);
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "rename_table");
+        if (i > k && body && !strcmp(sqlc_str_or(body, "schema", "public"), schema) &&
+            !strcmp(sqlc_str_or(body, "from", ""), out))
+            sqlc_copy_name(out, sqlc_str_or(body, "to", ""));
+    }
+}
+
+/* The rename_constraint of this file that gave a constraint of rel (by
+ * the name the table has now) the name `name`, with its index, or NULL. */
+static json_t *constraint_renamed_to(struct conv *c, json_t *rel, const char *name, size_t *at)
+{
+    size_t i;
+    json_t *op, *found = NULL;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, "rename_constraint");
+        const char *schema = sqlc_str_or(body, "schema", "public");
+        char now[SQLC_NAME_LEN];
+        if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0 || strcmp(sqlc_str_or(body, "to", ""), name) != 0)
+            continue;
+        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
+            found = body;
+            *at = i;
+        }
+    }
+    return found;
+}
+
+/* RENAME CONSTRAINT of a name an earlier RENAME CONSTRAINT of the file
+ * gave: both renames run at the contract, and the plan checks each
+ * against the catalog as it is before the file, where the middle name
+ * does not exist. One rename from the first name to the last (none when
+ * the last is the first again) is what the two do offline. Returns 1
+ * when folded, 0 when there is no such rename, -1 on failure. */
+static int chain_constraint_rename(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    size_t at = 0;
+    json_t *body = constraint_renamed_to(c, rel, sqlc_str_or(st->body, "subname", ""), &at);
+    if (!body)
+        return 0;
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    const char *to = sqlc_str_or(st->body, "newname", "");
+    if (!strcmp(sqlc_str_or(body, "from", ""), to))
+        return json_array_remove(c->ops, at) == 0 ? 1 : sqlc_oom(c, st);
+    return json_object_set_new(body, "to", json_string(to)) == 0 ? 1 : sqlc_oom(c, st);
+}
+
+/* An operation of this file above that takes `column` of rel (by the
+ * table's name now) away by the contract: a rename_column from it or a
+ * drop_column of it. Its kind, or NULL; *to the rename's new name. */
+static const char *column_freed_above(struct conv *c, json_t *rel, const char *column, const char **to, int *plain)
+{
+    static const char *const plain_keys[] = {"schema", "table", "from", "to", NULL};
+    size_t i;
+    json_t *op;
+    const char *hit = NULL;
+    json_array_foreach(c->ops, i, op) {
+        const char *kind = NULL;
+        json_t *body = NULL;
+        void *it = json_object_iter(op);
+        if (it) {
+            kind = json_object_iter_key(it);
+            body = json_object_iter_value(it);
+        }
+        int renamed = kind && !strcmp(kind, "rename_column"), dropped = kind && !strcmp(kind, "drop_column");
+        const char *schema = sqlc_str_or(body, "schema", "public");
+        char now[SQLC_NAME_LEN];
+        if ((!renamed && !dropped) || strcmp(schema, sqlc_rel_schema(rel)) != 0 ||
+            strcmp(sqlc_str_or(body, renamed ? "from" : "column", ""), column) != 0)
+            continue;
+        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
+            hit = kind;
+            *to = renamed ? sqlc_str_or(body, "to", "") : NULL;
+            *plain = renamed && sql_only_keys(body, plain_keys);
+        }
+    }
+    return hit;
+}
+
+/* A column name an earlier statement frees (RENAME COLUMN away, DROP
+ * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO:
+ * offline the name is free by then; online the old release reads the old
+ * column under it until the contract. A new column after a plain rename
+ * is added apart until then (the plan: engine/ops/op_add_column.c); the others are
+ * refused before any DDL (the plan would only find the name taken),
+ * saying what to write instead. 0 when allowed or not such a name. */
+static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added)
+{
+    const char *to = NULL;
+    int plain = 0;
+    const char *kind = column_freed_above(c, rel, column, &to, &plain);
+    if (!kind || (added && plain))
+        return 0;   /* a new column under a name renamed away: the plan adds it apart until the contract */
+    char away[160];
+    if (to)
+        snprintf(away, sizeof away, "renamed to \"%s\"", to);
+    else
+        snprintf(away, sizeof away, "dropped");
+    return sqlc_fail(c, st, "column \"%s\" of \"%s\" is %s above, and this %s gives %s its name: the old release "
+                     "reads the old column as \"%s\" until the contract, so both would be \"%s\" during the "
+                     "migration. Put this %s in a migration after this one (of its own: \"%s\" is free once this "
+                     "one completes), or give the %s another name", column, sqlc_str_or(rel, "relname", ""), away,
+                     added ? "ADD COLUMN" : "RENAME COLUMN", added ? "a new column" : "another column", column,
+                     column, added ? "ADD COLUMN" : "RENAME COLUMN", column, added ? "new column" : "column");
+}
+
+int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    size_t i;
+    json_t *op;
+    const char *how = NULL, *to = NULL;
+    json_array_foreach(c->ops, i, op) {
+        json_t *renamed = json_object_get(op, "rename_table"), *dropped = json_object_get(op, "drop_table");
+        json_t *body = renamed ? renamed : dropped;
+        if (body && !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
+            !strcmp(sqlc_str_or(body, renamed ? "from" : "table", ""), sqlc_str_or(rel, "relname", ""))) {
+            how = renamed ? "renamed to" : "dropped";
+            to = renamed ? sqlc_str_or(body, "to", "") : NULL;
+        }
+    }
+    if (!how)
+        return 0;
+    return sqlc_fail(c, st, "table \"%s\" is %s%s%s%s above, and this statement makes a new table under its name: "
+                     "the old release reads the old table as \"%s\" until the contract, so both would be \"%s\" "
+                     "during the migration. Make the new table in a migration after this one (of its own: the name "
+                     "is free once this one completes), or give it another name", sqlc_str_or(rel, "relname", ""),
+                     how, to ? " \"" : "", to ? to : "", to ? "\"" : "", sqlc_str_or(rel, "relname", ""),
+                     sqlc_str_or(rel, "relname", ""));
+}
+
 int sqlc_rename(struct conv *c, const struct sql_stmt *st)
 {
     const char *kind = sqlc_str_or(st->body, "renameType", "");
@@ -207,10 +484,16 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         json_t *body = json_object();
         sqlc_set_relation(body, rel, "from");
         json_object_set_new(body, "to", json_string(sqlc_str_or(st->body, "newname", "")));
-        return sqlc_add_op(c, "rename_table", body) == 0 ? 0 : sqlc_oom(c, st);
+        if (sqlc_add_op(c, "rename_table", body) != 0 ||
+            table_rename_first(c, rel, sqlc_str_or(st->body, "newname", "")) != 0)
+            return sqlc_oom(c, st);
+        return 0;
     }
     if (!strcmp(kind, "OBJECT_TABCONSTRAINT")) {
         /* the old release keeps the name it knows until the contract */
+        int chained = chain_constraint_rename(c, st, rel);
+        if (chained != 0)
+            return chained < 0 ? -1 : 0;
         if (sqlc_close_last(c) != 0)
             return -1;
         json_t *body = json_object();
@@ -535,6 +818,10 @@ static int conv_add_column(struct conv *c, const struct sql_stmt *st, json_t *re
         json_decref(col);
         return sqlc_fail(c, st, "ADD COLUMN \"%s\" as an identity or generated column writes every row under ACCESS "
                     "EXCLUSIVE; add a plain column and fill it with an \"up\"", sqlc_str_or(def, "colname", "?"));
+    }
+    if (refuse_freed_column(c, st, rel, sqlc_str_or(col, "name", ""), 1)) {
+        json_decref(col);
+        return -1;
     }
     char key[sizeof c->recreated[0]];
     recreated_key(rel, sqlc_str_or(col, "name", ""), key, sizeof key);

@@ -312,6 +312,8 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st)
     json_t *rel = json_object_get(st->body, "relation");
     const char *schema = sqlc_rel_schema(rel), *table = sqlc_str_or(rel, "relname", "");
     const char *why = NULL;
+    if (sqlc_refuse_freed_table(c, st, rel))
+        return -1;
     json_t *cols = json_array();
     if (!cols)
         return sqlc_oom(c, st);

@@ -1276,6 +1276,124 @@ CASES_TABLE_RENAMED = {
 CASES.update(CASES_TABLE_RENAMED)
 
 
+# Prisma removes a value from an enum by making the type again: a new type,
+# the column retyped through text, the old type renamed away (or dropped
+# first) and the new one given its name. The column is a second column of
+# the new type until the contract; the type's drop and renames wait for it
+# (the old column holds the old type until then).
+ORDER = ("CREATE TYPE \"OrderState\" AS ENUM ('open', 'paid', 'void');"
+         "CREATE TABLE \"Order\" (id int PRIMARY KEY, state \"OrderState\" NOT NULL DEFAULT 'open');"
+         "INSERT INTO \"Order\" SELECT g, (CASE WHEN g % 2 = 0 THEN 'open' ELSE 'paid' END)::\"OrderState\""
+         " FROM generate_series(1, 80) g;")
+ORDER_RETYPE_SQL = ("CREATE TYPE \"OrderState_new\" AS ENUM ('open', 'paid');\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" DROP DEFAULT;\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" TYPE \"OrderState_new\""
+                    " USING (\"state\"::text::\"OrderState_new\");\n"
+                    "ALTER TABLE \"Order\" ALTER COLUMN \"state\" SET DEFAULT 'open';\n")
+ORDER_RENAME_OLD_SQL = ORDER_RETYPE_SQL + ("ALTER TYPE \"OrderState\" RENAME TO \"OrderState_old\";\n"
+                                           "ALTER TYPE \"OrderState_new\" RENAME TO \"OrderState\";\n"
+                                           "DROP TYPE \"OrderState_old\";\n")
+ORDER_DROP_OLD_SQL = ORDER_RETYPE_SQL + ("DROP TYPE \"OrderState\";\n"
+                                         "ALTER TYPE \"OrderState_new\" RENAME TO \"OrderState\";\n")
+ORDER_OLD = ["INSERT INTO \"Order\" (id) VALUES (1000 + {i})", "INSERT INTO \"Order\" VALUES (2000 + {i}, 'paid')",
+             "UPDATE \"Order\" SET state = 'paid' WHERE id = {i} + 1"]
+ORDER_NEW = ["INSERT INTO \"Order\" (id) VALUES (3000 + {i})", "INSERT INTO \"Order\" VALUES (4000 + {i}, 'paid')",
+             "UPDATE \"Order\" SET state = 'open' WHERE id = {i} + 41"]
+
+# A statement checked against what the statements above it left: a key
+# renamed, its table renamed, the key renamed again under the table's new
+# name (one rename, from the first name to the last).
+ITEM = ("CREATE TABLE \"Owner\" (id int PRIMARY KEY); INSERT INTO \"Owner\" SELECT generate_series(1, 5);"
+        "CREATE TABLE \"Item\" (id int PRIMARY KEY, \"ownerId\" int,"
+        " CONSTRAINT \"Item_owner_fkey\" FOREIGN KEY (\"ownerId\") REFERENCES \"Owner\" (id));"
+        "INSERT INTO \"Item\" SELECT g, g % 5 + 1 FROM generate_series(1, 20) g;")
+ITEM_SQL = ("ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Item_ownerId_fkey\";\n"
+            "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
+            "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n")
+ITEM_COLUMNS_SQL = ("ALTER TABLE \"Item\" RENAME COLUMN \"ownerId\" TO \"oid\";\n"
+                    "ALTER TABLE \"Item\" ADD COLUMN \"note\" text NOT NULL DEFAULT 'none';\n"
+                    "ALTER TABLE \"Item\" ALTER COLUMN \"oid\" SET DEFAULT 1;\n"
+                    "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n")
+KIND = "CREATE TABLE \"T\" (id int PRIMARY KEY, kind text); INSERT INTO \"T\" SELECT g, 'k' || g FROM generate_series(1, 20) g;"
+KIND_SQL = ("ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
+            "ALTER TABLE \"T\" ADD COLUMN \"kind\" text;\n")
+KIND_OLD = ["INSERT INTO \"T\" (id, kind) VALUES (1000 + {i}, 'old {i}')",
+            "UPDATE \"T\" SET kind = 'ou {i}' WHERE id = {i} % 10 + 1"]
+KIND_NEW = ["INSERT INTO \"T\" (id, \"legacyKind\", kind) VALUES (2000 + {i}, 'legacy {i}', 'new {i}')",
+            "INSERT INTO \"T\" (id) VALUES (3000 + {i})",
+            "UPDATE \"T\" SET kind = 'nu {i}', \"legacyKind\" = 'lu {i}' WHERE id = {i} % 10 + 11"]
+ROLE_SQL = ("CREATE TYPE \"Role_new\" AS ENUM ('user', 'admin');\n"
+            "ALTER TABLE \"User\" ALTER COLUMN \"roles\" TYPE \"Role_new\"[] USING (\"roles\"::text::\"Role_new\"[]);\n"
+            "ALTER TYPE \"Role\" RENAME TO \"Role_old\";\n"
+            "ALTER TYPE \"Role_new\" RENAME TO \"Role\";\n"
+            "DROP TYPE \"Role_old\";\n")
+CASES_PRISMA = {
+    "prisma_enum_value_removed_renaming_the_old_type": case(
+        ORDER, ops=ORDER_RENAME_OLD_SQL, offline=ORDER_RENAME_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
+        tables=("checks", '"Order"')),
+    "prisma_enum_value_removed_dropping_the_old_type": case(
+        ORDER, ops=ORDER_DROP_OLD_SQL, offline=ORDER_DROP_OLD_SQL, old=ORDER_OLD, new=ORDER_NEW,
+        tables=("checks", '"Order"')),
+    # an enum array column, as Prisma writes its retype ("Role_new"[])
+    "prisma_enum_array_value_removed": case(
+        "CREATE TYPE \"Role\" AS ENUM ('user', 'admin', 'guest');"
+        "CREATE TABLE \"User\" (id int PRIMARY KEY, roles \"Role\"[]);"
+        "INSERT INTO \"User\" SELECT g, ARRAY['user', 'admin']::\"Role\"[] FROM generate_series(1, 20) g;",
+        ops=ROLE_SQL, offline=ROLE_SQL,
+        old=["INSERT INTO \"User\" VALUES (1000 + {i}, '{{admin}}')",
+             "UPDATE \"User\" SET roles = '{{user}}' WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"User\" VALUES (2000 + {i}, '{{user,admin}}')",
+             "UPDATE \"User\" SET roles = '{{admin}}' WHERE id = {i} % 10 + 11"],
+        tables=("checks", '"User"')),
+    "sql_key_renamed_around_its_table_rename": case(
+        ITEM, ops=ITEM_SQL, offline=ITEM_SQL,
+        old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)", "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)", "UPDATE \"Thing\" SET \"ownerId\" = 4 WHERE id = {i} % 10 + 11"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # the first two alone: the key's rename runs at the contract, on the table's new name
+    "sql_key_renamed_then_its_table": case(
+        ITEM, ops=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
+        offline=ITEM_SQL.split(";\n")[0] + ";\n" + ITEM_SQL.split(";\n")[1] + ";\n",
+        old=["INSERT INTO \"Item\" VALUES (1000 + {i}, 1)"], new=["INSERT INTO \"Thing\" VALUES (2000 + {i}, 3)"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # a column renamed, retyped and given a default, then its table renamed: the table takes its new name at
+    # expand (the old release reads a view of the old name), so the column's changes act on the new name
+    "sql_columns_changed_then_their_table_renamed": case(
+        ITEM, ops=ITEM_COLUMNS_SQL, offline=ITEM_COLUMNS_SQL,
+        old=["INSERT INTO \"Item\" (id, \"ownerId\") VALUES (1000 + {i}, 1)",
+             "UPDATE \"Item\" SET \"ownerId\" = 2 WHERE id = {i} % 10 + 1"],
+        new=["INSERT INTO \"Thing\" (id, oid, note) VALUES (2000 + {i}, 3, 'n {i}')",
+             "INSERT INTO \"Thing\" (id, oid) VALUES (3000 + {i}, 4)",
+             "UPDATE \"Thing\" SET oid = 4 WHERE id = {i} % 10 + 11"],
+        tables=("checks", '"Thing"', '"Owner"'), before_tables=("checks", '"Item"', '"Owner"')),
+    # a column renamed and a new column added under its old name: the old release reads the old column under
+    # that name until the contract, the new release the old one as "legacyKind" and the new one as "kind"
+    "sql_column_renamed_then_its_name_added": case(
+        KIND, ops=KIND_SQL, offline=KIND_SQL, old=KIND_OLD, new=KIND_NEW, tables=("checks", '"T"')),
+    "sql_column_renamed_then_its_name_added_not_null_default": case(
+        KIND, ops=KIND_SQL.replace("text;", "text NOT NULL DEFAULT 'plain';"),
+        offline=KIND_SQL.replace("text;", "text NOT NULL DEFAULT 'plain';"), old=KIND_OLD, new=KIND_NEW,
+        tables=("checks", '"T"')),
+    # more than a plain column under the freed name: refused before any DDL, saying what to write instead
+    "sql_column_renamed_then_its_name_added_unique_refused": case(
+        KIND, ops=KIND_SQL.replace("text;", "text UNIQUE;"), offline=None, tables=("checks", '"T"'),
+        refused=['column "kind" takes the name operations[0].rename_column frees', "in a migration after this one"]),
+    "column_added_in_a_freed_name_then_changed_refused": case(
+        KIND, ops=[{"rename_column": {"table": "T", "from": "kind", "to": "legacyKind"}},
+                   {"add_column": {"table": "T", "column": {"name": "kind", "type": "text"}}},
+                   {"alter_column": {"table": "T", "column": "kind", "default": "'x'"}}],
+        offline=None, tables=("checks", '"T"'),
+        refused=['operations[2].alter_column names "kind", the column added here under the name '
+                 'operations[0].rename_column frees', "in a migration after this one"]),
+    "sql_column_renamed_then_another_renamed_to_its_name_refused": case(
+        KIND, ops="ALTER TABLE \"T\" RENAME COLUMN \"kind\" TO \"legacyKind\";\n"
+                  "ALTER TABLE \"T\" RENAME COLUMN \"id\" TO \"kind\";\n", offline=None, tables=("checks", '"T"'),
+        refused=[':2:1: column "kind" of "T" is renamed to "legacyKind" above, and this RENAME COLUMN',
+                 "Put this RENAME COLUMN in a migration after this one"]),
+}
+CASES.update(CASES_PRISMA)
+
+
 # Cases not carried yet: expected to fail until they are (strict, so a fix is noticed).
 PENDING = set()
 

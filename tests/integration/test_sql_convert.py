@@ -828,3 +828,37 @@ def test_a_data_fix_of_a_column_added_with_a_default_runs_online(db, cluster):
                                                                  "offline", "online", lineterm=""))
         assert rows(db, '"compose"') == rows(twin, '"compose"')
         assert sql(db, 'SELECT count(*) FROM "compose" WHERE "isolatedDeploymentsVolume"') == [(31,)]
+
+
+ORDER_STATE_SQL = """CREATE TYPE "OrderState_new" AS ENUM ('open', 'paid');
+ALTER TABLE "Order" ALTER COLUMN "state" TYPE "OrderState_new" USING ("state"::text::"OrderState_new");
+ALTER TYPE "OrderState" RENAME TO "OrderState_old";
+ALTER TYPE "OrderState_new" RENAME TO "OrderState";
+DROP TYPE "OrderState_old";
+"""
+
+
+def test_an_enum_value_removed_as_prisma_does_runs_online(db):
+    """Prisma removes a value by retyping the column to a new enum through
+    text: the down is the same cast back to the old type. While it runs,
+    the old release writing the removed value gets Postgres's own error
+    (what offline would say), and its other values pass both ways."""
+    sql(db, "CREATE TYPE \"OrderState\" AS ENUM ('open', 'paid', 'void');"
+            "CREATE TABLE \"Order\" (id int PRIMARY KEY, state \"OrderState\" NOT NULL);"
+            "INSERT INTO \"Order\" SELECT g, 'paid' FROM generate_series(1, 10) g")
+    path = write_sql(ORDER_STATE_SQL, "0008_order_state.sql")
+    conv = migrate(db, "convert", path)
+    assert conv.returncode == 0, conv.stderr
+    body = json.loads(conv.stdout)["operations"][1]["alter_column"]
+    assert body["down"] == 'state::text::"OrderState"', body
+    r = migrate(db, "start", path)
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(db, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='invalid input value for enum'):
+            c.execute("INSERT INTO \"Order\" VALUES (100, 'void')")
+        c.execute("INSERT INTO \"Order\" VALUES (101, 'open')")
+    r = migrate(db, "complete")
+    assert r.returncode == 0, r.stderr
+    assert sql(db, "SELECT enum_range(NULL::\"OrderState\")::text") == [("{open,paid}",)]
+    assert sql(db, "SELECT state::text FROM \"Order\" WHERE id IN (1, 100, 101) ORDER BY id") == [("paid",), ("open",)]
+    assert sql(db, "SELECT count(*) FROM pg_type WHERE typname LIKE 'OrderState%'") == [(1,)]

@@ -120,6 +120,17 @@ static void test_down_needs_old_type(void)
     CHECK("down: a USING that is not a cast asks for it",
           fails_with("ALTER TABLE t ALTER COLUMN c TYPE integer USING length(c);",
                      "m.sql:1:1: cannot derive \"down\" (new -> old value) from the USING expression length(c)"));
+    CHECK("down: a cast through text casts back through text", ops_equal(
+        "ALTER TABLE o ALTER COLUMN s TYPE \"S_new\" USING (s::text::\"S_new\");", 1,
+        "[{\"alter_column\":{\"table\":\"o\",\"column\":\"s\",\"type\":\"\\\"S_new\\\"\","
+        "\"up\":\"s::text::\\\"S_new\\\"\",\"down\":\"s::text::text\"}}]"));
+    CHECK("down: a cast through text after a rename reads the old name up, the new one down", ops_equal(
+        "ALTER TABLE o RENAME COLUMN s TO t;\nALTER TABLE o ALTER COLUMN t TYPE \"S_new\" USING t::text::\"S_new\";", 1,
+        "[{\"rename_column\":{\"table\":\"o\",\"from\":\"s\",\"to\":\"t\",\"type\":\"\\\"S_new\\\"\","
+        "\"up\":\"s::text::\\\"S_new\\\"\",\"down\":\"t::text::text\"}}]"));
+    CHECK("down: a cast through text of an unknown old type asks for it",
+          fails_with("ALTER TABLE o ALTER COLUMN s TYPE int USING s::varchar::int;",
+                     "cannot derive \"down\" (new -> old value) from the USING expression"));
     CHECK("a table the file creates is altered as written", ops_equal(
         "CREATE TABLE t (id bigint PRIMARY KEY, n varchar(20));\nALTER TABLE t ALTER COLUMN n TYPE text;", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"bigint\",\"primary_key\":true},"
@@ -381,6 +392,68 @@ static void test_index_keys_and_fk_actions(void)
     json_decref(m);
 }
 
+/* A statement reads what the statements above it left: a constraint
+ * renamed twice is one rename, after the rename of its table. */
+static void test_earlier_statements(void)
+{
+    CHECK("a constraint renamed, its table renamed, renamed again: one rename after the table's", ops_equal(
+        "ALTER TABLE \"Item\" RENAME CONSTRAINT \"Item_owner_fkey\" TO \"Item_ownerId_fkey\";\n"
+        "ALTER TABLE \"Item\" RENAME TO \"Thing\";\n"
+        "ALTER TABLE \"Thing\" RENAME CONSTRAINT \"Item_ownerId_fkey\" TO \"Thing_ownerId_fkey\";\n", 1,
+        "[{\"rename_table\":{\"from\":\"Item\",\"to\":\"Thing\"}},"
+        "{\"rename_constraint\":{\"table\":\"Thing\",\"from\":\"Item_owner_fkey\",\"to\":\"Thing_ownerId_fkey\"}}]"));
+    CHECK("a table renamed after changes of its columns: the rename first, the changes on the new name", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE u ADD CONSTRAINT u_fk FOREIGN KEY (x) REFERENCES t (id);\n"
+        "ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t RENAME TO v;", 1,
+        "[{\"rename_table\":{\"from\":\"t\",\"to\":\"v\"}},"
+        "{\"rename_column\":{\"table\":\"v\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"create_constraint\":{\"table\":\"u\",\"name\":\"u_fk\",\"type\":\"foreign_key\",\"columns\":[\"x\"],"
+        "\"references\":{\"table\":\"v\",\"columns\":[\"id\"]}}},"
+        "{\"add_column\":{\"table\":\"v\",\"column\":{\"name\":\"c\",\"type\":\"int\"}}}]"));
+    CHECK("... but not above a statement run as written", ops_equal(
+        "ALTER TABLE t ADD COLUMN c int;\nCOMMENT ON COLUMN t.c IS 'x';\nALTER TABLE t ADD COLUMN d int;\n"
+        "ALTER TABLE t RENAME TO v;", 1,
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"c\",\"type\":\"int\"}}},"
+        "{\"sql\":{\"up\":\"COMMENT ON COLUMN t.c IS 'x'\"}},"
+        "{\"rename_table\":{\"from\":\"t\",\"to\":\"v\"}},"
+        "{\"add_column\":{\"table\":\"v\",\"column\":{\"name\":\"d\",\"type\":\"int\"}}}]"));
+    CHECK("a constraint renamed and back: no rename", ops_equal(
+        "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE t RENAME CONSTRAINT b TO a;\n"
+        "ALTER TABLE t RENAME CONSTRAINT c TO d;\n", 1,
+        "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"c\",\"to\":\"d\"}}]"));
+    CHECK("a column renamed then its name added: a rename and an add_column (the plan adds it apart)", ops_equal(
+        "ALTER TABLE t RENAME COLUMN kind TO old_kind;\nALTER TABLE t ADD COLUMN kind text;", 1,
+        "[{\"rename_column\":{\"table\":\"t\",\"from\":\"kind\",\"to\":\"old_kind\"}},"
+        "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"kind\",\"type\":\"text\"}}}]"));
+    CHECK("a column retyped and renamed, then its name added: refused, saying to add it later",
+          fails_with("ALTER TABLE t ALTER COLUMN kind TYPE int USING kind::int;\nALTER TABLE t RENAME COLUMN kind TO k;\n"
+                     "ALTER TABLE t ADD COLUMN kind text;",
+                     "m.sql:3:1: column \"kind\" of \"t\" is renamed to \"k\" above, and this ADD COLUMN"));
+    CHECK("a column renamed after its table: the table's new name is checked",
+          fails_with("ALTER TABLE t RENAME COLUMN kind TO k2;\nALTER TABLE t RENAME TO u;\n"
+                     "ALTER TABLE u RENAME COLUMN id TO kind;",
+                     "m.sql:3:1: column \"kind\" of \"u\" is renamed to \"k2\" above, and this RENAME COLUMN"));
+    CHECK("a column dropped then another renamed to its name: refused",
+          fails_with("ALTER TABLE t DROP COLUMN kind;\nALTER TABLE t RENAME COLUMN id TO kind;",
+                     "column \"kind\" of \"t\" is dropped above"));
+    CHECK("a column renamed and back: no rename", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t RENAME COLUMN b TO a;\nALTER TABLE t RENAME COLUMN c TO d;", 1,
+        "[{\"rename_column\":{\"table\":\"t\",\"from\":\"c\",\"to\":\"d\"}}]"));
+    CHECK("a column renamed twice: two renames, as before", ops_equal(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t RENAME COLUMN b TO c;", 1,
+        "[{\"rename_column\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"rename_column\":{\"table\":\"t\",\"from\":\"b\",\"to\":\"c\"}}]"));
+    CHECK("a table renamed then made again under its name: refused",
+          fails_with("ALTER TABLE t RENAME TO u;\nCREATE TABLE t (id int);",
+                     "m.sql:2:1: table \"t\" is renamed to \"u\" above, and this statement makes a new table"));
+    CHECK("a table dropped then made again under its name: refused",
+          fails_with("DROP TABLE t;\nCREATE TABLE t (id int);", "table \"t\" is dropped above"));
+    CHECK("a constraint of another table of that name is not chained", ops_equal(
+        "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
+        "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
+        "{\"rename_constraint\":{\"table\":\"u\",\"from\":\"b\",\"to\":\"c\"}}]"));
+}
+
 static void test_refusals(void)
 {
     CHECK("refuse: VACUUM FULL", fails_with("BEGIN;\n  VACUUM FULL checks;", "m.sql:2:3: cannot run online: VACUUM FULL"));
@@ -526,6 +599,7 @@ int main(void)
     test_columns_constraints_indexes();
     test_index_keys_and_fk_actions();
     test_refusals();
+    test_earlier_statements();
     test_expression_text();
     test_created_objects();
     return UNIT_RESULT();

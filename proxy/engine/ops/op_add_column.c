@@ -16,6 +16,7 @@
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
+#include "migration_dependents.h"
 #include "sql_fragment.h"
 
 #include <stdlib.h>
@@ -84,10 +85,97 @@ static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, cons
     install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
 }
 
+/* The earlier rename of this migration that frees the column's name on
+ * its table (RENAME COLUMN "kind" TO "legacyKind", then ADD COLUMN
+ * "kind"): a rename keeping the original column, which the old release
+ * reads under that name until the contract renames it. NULL when none. */
+static const struct mig_op *name_freed_by(const struct plan_ctx *c, const struct mig_op *op)
+{
+    for (int i = 0; op->kind == MIG_ADD_COLUMN && i < op->index; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_RENAME_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+            !strcmp(o->from, op->col.name) && !o->copy && rename_keeps_original(c, o))
+            return o;
+    }
+    return NULL;
+}
+
+int add_column_in_freed_name(const struct plan_ctx *c, const struct mig_op *op)
+{
+    return name_freed_by(c, op) != NULL;
+}
+
+static int names_column(const struct mig_op *o, const char *name)
+{
+    if ((o->column && !strcmp(o->column, name)) || (o->from && o->kind == MIG_RENAME_COLUMN && !strcmp(o->from, name)))
+        return 1;
+    for (size_t i = 0; i < o->ncolumns; i++)
+        if (!strcmp(o->columns[i], name))
+            return 1;
+    for (size_t i = 0; i < o->ninclude; i++)
+        if (!strcmp(o->include[i], name))
+            return 1;
+    return 0;
+}
+
+/* A column added under the name an earlier rename frees: until the
+ * contract the old release reads the renamed column under that name, so
+ * the new one is added under its second column's name (the new shape's
+ * view shows it under its own), and the contract, after the rename, gives
+ * it its name; the rollback drops it. Each release sees its shape: the old
+ * one the old column as it knew it, the new one both. Only a plain column
+ * (a type, a constant default, NOT NULL with it): a constraint, an "up" or a later
+ * operation on it would act on the name while the old column still has
+ * it, and is refused before any DDL. */
+static int plan_add_in_freed_name(struct plan_ctx *c, const struct mig_op *op, const struct mig_op *rename)
+{
+    const struct mig_column *col = &op->col;
+    char shadow[80];
+    mig_shadow_name(shadow, sizeof shadow, col->name);
+    if (op->up || (col->nullable == 0 && !col->default_expr) || col->check || col->references || col->unique == 1 || col->comment ||
+        col->primary_key == 1 || default_rewrites(c, op))
+        return op_error(c, op, "column \"%s\" takes the name operations[%d].rename_column frees, which the old "
+                        "release reads as the renamed column until the contract; such a column can only be plain "
+                        "(a type, a constant default, NOT NULL only with that default). Add it so here, and its "
+                        "constraints, comment or \"up\" in a migration after this one", col->name, rename->index);
+    for (size_t i = (size_t)op->index + 1; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->table && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) && names_column(o, col->name))
+            return op_error(c, op, "operations[%zu].%s names \"%s\", the column added here under the name "
+                            "operations[%d].rename_column frees; until the contract that name is the old column's. "
+                            "Change the new column in a migration after this one", i, mig_op_name(o->kind),
+                            col->name, rename->index);
+    }
+    if (require_no_column(c, op, op->table, shadow))
+        return -1;
+    struct mig_column physical = *col;
+    physical.name = shadow;
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, op->schema, op->table);
+    mig_str_add(&s, " ADD COLUMN ");
+    column_definition(&s, &physical, 1);
+    mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    remember_column(c, op->schema, op->table, shadow, col->type);
+    if (col->nullable == 0)
+        add_not_null_check(c, op, op->table, shadow);  /* its contract's SET NOT NULL goes before the rename */
+    /* the rename's contract steps come first (an earlier operation) */
+    add_rename_column(&c->p->contract, op, op->table, shadow, col->name);
+    add_alter(&c->p->rollback, op, op->table, "DROP COLUMN IF EXISTS", shadow, "");
+    carried(c, op, "added as \"%s\" until the contract, which gives it the name \"%s\" after the rename that frees "
+            "it; the old release reads the renamed column under that name until then", shadow, col->name);
+    return 0;
+}
+
 static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_column *col = &op->col;
-    if (require_table(c, op, op->table) || require_no_column(c, op, op->table, col->name))
+    const struct mig_op *freed = name_freed_by(c, op);
+    if (require_table(c, op, op->table))
+        return -1;
+    if (freed)
+        return plan_add_in_freed_name(c, op, freed);
+    if (require_no_column(c, op, op->table, col->name))
         return -1;
     /* A default Postgres would write into every row (a volatile one) is
      * not added with the column: that rewrites the table under ACCESS
