@@ -462,9 +462,6 @@ static const char *blocking_reason(const struct sql_stmt *st)
                "transaction: run it apart";
     if (!strcmp(k, "TruncateStmt"))
         return "TRUNCATE takes an ACCESS EXCLUSIVE lock and empties the table under the running application";
-    if (!strcmp(k, "DoStmt"))
-        return "a DO block runs code the converter cannot see into; write its statements out, or put them "
-               "in a {\"sql\": ...} operation yourself";
     if (!strcmp(k, "VariableSetStmt"))
         return "SET changes the session of the migration's phases; pgtandem sets its own timeouts";
     if (!strcmp(k, "RefreshMatViewStmt") && !sqlc_is_true(st->body, "concurrent"))

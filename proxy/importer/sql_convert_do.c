@@ -179,7 +179,9 @@ static void collect_ctes(json_t *tree, json_t *ctes)
     json_t *v;
     const char *k;
     if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v) collect_ctes(v, ctes);
+        json_array_foreach(tree, i, v) {
+            collect_ctes(v, ctes);
+        }
     } else if (json_is_object(tree)) {
         json_object_foreach(tree, k, v) {
             if (!strcmp(k, "CommonTableExpr"))
@@ -210,7 +212,9 @@ static void collect_reads(json_t *tree, struct reads *r)
     json_t *v;
     const char *k;
     if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v) collect_reads(v, r);
+        json_array_foreach(tree, i, v) {
+            collect_reads(v, r);
+        }
         return;
     }
     if (!json_is_object(tree))

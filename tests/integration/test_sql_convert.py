@@ -828,3 +828,58 @@ def test_a_data_fix_of_a_column_added_with_a_default_runs_online(db, cluster):
                                                                  "offline", "online", lineterm=""))
         assert rows(db, '"compose"') == rows(twin, '"compose"')
         assert sql(db, 'SELECT count(*) FROM "compose" WHERE "isolatedDeploymentsVolume"') == [(31,)]
+
+
+GUARDED_INDEX = """-- a team's guard around an index
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'ix_checks_env') THEN
+    CREATE INDEX ix_checks_env ON checks (env);
+  ELSE
+    COMMENT ON INDEX ix_checks_env IS 'there already';
+  END IF;
+END $$;
+"""
+
+
+def test_a_do_block_is_read_on_the_live_catalog(db):
+    """A DO block guarding statements converts into the branch Postgres
+    would take on the database given (--db), read there without changing
+    anything; without a database it says it needs one."""
+    load_legacy(db, 10)
+    path = write_sql(GUARDED_INDEX, "0004_guarded.sql")
+    before = shape(db)
+    r = migrate(db, "convert", path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["operations"] == [
+        {"create_index": {"table": "checks", "name": "ix_checks_env", "columns": ["env"]}}]
+    p = migrate(db, "plan", path)
+    assert p.returncode == 0 and 'CREATE INDEX CONCURRENTLY "ix_checks_env"' in p.stdout, p.stderr
+    assert shape(db) == before
+    sql(db, "CREATE INDEX ix_checks_env ON checks (env)")
+    r = migrate(db, "convert", path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["operations"] == [
+        {"sql": {"up": "COMMENT ON INDEX ix_checks_env IS 'there already'"}}]
+    env = dict(os.environ)
+    env.pop("PGTANDEM_DB", None)
+    env.pop("DATABASE_URL", None)
+    r = run_pgtandem(["migrate", "convert", path], env=env)
+    assert r.returncode == 2
+    assert ("%s:2:1: this DO block runs its statements by what the live catalog holds (its condition, line 4), "
+            "and there is no database to read it: give --db URI (or --proxy URL)" % path) in r.stderr, r.stderr
+
+
+def test_a_do_block_condition_is_read_without_writing(db):
+    """The condition runs in a read-only transaction: one that would write
+    (nextval) is refused with Postgres's reason, and nothing moved."""
+    load_legacy(db, 10)
+    sql(db, "CREATE SEQUENCE guard_seq")
+    path = write_sql("DO $$ BEGIN\n  IF pg_catalog.nextval('guard_seq') > 0 THEN\n"
+                     "    CREATE INDEX ix_checks_env ON checks (env);\n  END IF;\nEND $$;\n", "0005_writes.sql")
+    for cmd in ("convert", "plan", "start"):
+        r = migrate(db, cmd, path)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert "could not be read there: ERROR:  cannot execute nextval() in a read-only transaction" in r.stderr, \
+            r.stderr
+    assert sql(db, "SELECT last_value, is_called FROM guard_seq") == [(1, False)]
