@@ -243,7 +243,39 @@ static void collect_reads(json_t *tree, struct reads *r)
     }
 }
 
-/* The literals of a condition: the names it looks up. */
+/* What a literal of a condition names, by the catalog column it is
+ * compared to: a schema (which a file hardly drops: not looked at), a
+ * table holding what is looked up (what matters is that it is dropped or
+ * renamed above: ALTER TABLE t ADD COLUMN a does not change whether t has
+ * column c), or the object looked up itself (any other, and a literal
+ * compared to nothing known). */
+enum lit_kind { LIT_SCHEMA, LIT_TABLE, LIT_OBJECT };
+
+static enum lit_kind lit_kind_of(json_t *colref)
+{
+    static const char *const schemas[] = {"table_schema", "schemaname", "nspname", "constraint_schema",
+                                          "udt_schema", "index_schema", NULL};
+    static const char *const tables[] = {"table_name", "tablename", NULL};
+    json_t *fields = json_object_get(colref, "fields");
+    const char *col = sql_node_str(json_array_get(fields, json_array_size(fields) - 1));
+    for (const char *const *n = schemas; col && *n; n++)
+        if (!strcmp(*n, col))
+            return LIT_SCHEMA;
+    for (const char *const *n = tables; col && *n; n++)
+        if (!strcmp(*n, col))
+            return LIT_TABLE;
+    return LIT_OBJECT;
+}
+
+/* The string of an A_Const (under a cast or not), or NULL. */
+static const char *const_str(json_t *node)
+{
+    json_t *cast = json_object_get(node, "TypeCast");
+    json_t *c = json_object_get(cast ? json_object_get(cast, "arg") : node, "A_Const");
+    return json_string_value(sql_get(c, "sval.sval"));
+}
+
+/* The literals of a condition, each as [text, lit_kind]. */
 static int collect_literals(json_t *tree, json_t *lits)
 {
     size_t i;
@@ -254,22 +286,36 @@ static int collect_literals(json_t *tree, json_t *lits)
             if (collect_literals(v, lits) != 0)
                 return -1;
         }
-    } else if (json_is_object(tree)) {
-        json_object_foreach(tree, k, v) {
-            const char *lit = !strcmp(k, "A_Const") ? json_string_value(sql_get(v, "sval.sval")) : NULL;
-            if (lit && json_array_append_new(lits, json_string(lit)) != 0)
-                return -1;
-            if (!lit && collect_literals(v, lits) != 0)
-                return -1;
+        return 0;
+    }
+    if (!json_is_object(tree))
+        return 0;
+    json_object_foreach(tree, k, v) {
+        json_t *l = json_object_get(v, "lexpr"), *r = json_object_get(v, "rexpr");
+        json_t *col = !strcmp(k, "A_Expr") ? json_object_get(l, "ColumnRef") : NULL;
+        const char *lit = col ? const_str(r) : NULL;
+        if (!lit && !strcmp(k, "A_Expr")) {
+            col = json_object_get(r, "ColumnRef");
+            lit = col ? const_str(l) : NULL;
         }
+        if (lit) {
+            if (json_array_append_new(lits, json_pack("[si]", lit, (int)lit_kind_of(col))) != 0)
+                return -1;
+            continue;
+        }
+        lit = !strcmp(k, "A_Const") ? json_string_value(sql_get(v, "sval.sval")) : NULL;
+        if (lit && json_array_append_new(lits, json_pack("[si]", lit, (int)LIT_OBJECT)) != 0)
+            return -1;
+        if (!lit && collect_literals(v, lits) != 0)
+            return -1;
     }
     return 0;
 }
 
-/* A condition names an object by several literals (a table and its
- * column, an index and its table): a statement above changes what it
- * looks up when it names them all (ALTER TABLE t ADD COLUMN c), or drops
- * or renames any of them (DROP TABLE t takes its columns and indexes). */
+/* A statement above changes what a condition looks up when it names the
+ * object itself (ALTER TABLE t ADD COLUMN c before a check of column c),
+ * or drops or renames the table holding it (DROP TABLE t takes its
+ * columns, constraints and indexes). */
 static int literals_named_above(struct unroll *u, json_t *node, json_t *tree)
 {
     json_t *lits = json_array();
@@ -277,24 +323,22 @@ static int literals_named_above(struct unroll *u, json_t *node, json_t *tree)
         json_decref(lits);
         return sqlc_oom(u->c, u->st);
     }
-    size_t n = json_array_size(lits), i, j;
+    size_t i, j;
     json_t *e, *l;
     int rc = 0;
     json_array_foreach(u->earlier, i, e) {
         const char *kind = json_string_value(json_array_get(e, 0));
         int moves = !strcmp(kind, "DropStmt") || !strcmp(kind, "RenameStmt");
-        size_t named = 0;
-        const char *first = NULL;
         json_array_foreach(lits, j, l) {
-            if (tree_names(json_array_get(e, 1), json_string_value(l))) {
-                named++;
-                first = first ? first : json_string_value(l);
+            const char *lit = json_string_value(json_array_get(l, 0));
+            json_int_t what = json_integer_value(json_array_get(l, 1));
+            if (what != LIT_SCHEMA && (what == LIT_OBJECT || moves) && tree_names(json_array_get(e, 1), lit)) {
+                rc = above(u, node, lit, e);
+                break;
             }
         }
-        if (named && (named == n || moves)) {
-            rc = above(u, node, first, e);
+        if (rc != 0)
             break;
-        }
     }
     json_decref(lits);
     return rc;

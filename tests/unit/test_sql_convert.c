@@ -624,6 +624,15 @@ static void test_do_blocks(void)
         "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns WHERE "
         "table_name = 't' AND column_name = 'c') THEN\n  CREATE INDEX t_u ON t (u);\nEND IF; END $$;",
         "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"int\"}}}," INDEX_OP "]"));
+    CHECK("do: ... the schema it is in aside", do_ops(
+        "ALTER TABLE public.t ADD COLUMN a int;\nDROP TABLE public.old;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM "
+        "information_schema.columns WHERE table_schema = 'public' AND table_name = 't' AND column_name = 'c') THEN\n"
+        "  CREATE INDEX t_u ON t (u);\nEND IF; END $$;",
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"int\"}}},"
+        "{\"drop_table\":{\"table\":\"old\"}}," INDEX_OP "]"));
+    CHECK("do: a literal compared to nothing known counts as the object", do_fails(
+        "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF pg_catalog.to_regclass('t') IS NULL THEN\n"
+        "  CREATE INDEX t_u ON t (u);\nEND IF; END $$;", 1, "reads \"t\" on the catalog"));
     CHECK("do: ... not when it adds that column", do_fails(
         "ALTER TABLE t ADD COLUMN c int;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns WHERE "
         "table_name = 't' AND column_name = 'c') THEN\n  CREATE INDEX t_u ON t (u);\nEND IF; END $$;", 1,
