@@ -202,6 +202,45 @@ static void lint_alter_cmd(struct lint_ctx *c, const struct sql_stmt *st, const 
     }
 }
 
+/* A DO block, as `start` would read it but without a catalog: what it
+ * refuses whatever the catalog holds (a loop, EXECUTE, a condition on a
+ * table) is an error here, at the block; one it reads on the catalog is a
+ * warning that its statements are known only with --db. */
+static void lint_do(struct lint_ctx *c, const struct sql_stmt *st)
+{
+    size_t n = st->end - st->start, lines = (size_t)st->line - 1, cols = (size_t)st->col - 1;
+    char *text = malloc(lines + cols + n + 1);
+    if (!text)
+        return;
+    /* the block alone, where the file has it, so the converter's message points there */
+    memset(text, '\n', lines);
+    memset(text + lines, ' ', cols);
+    memcpy(text + lines + cols, c->s->text + st->start, n);
+    text[lines + cols + n] = '\0';
+    struct sqlc_options o = {.types_stand_in = 1};
+    json_t *m = NULL;
+    char err[1500];
+    int rc = sqlc_convert(c->s->file, text, lines + cols + n, &o, &m, err, sizeof err);
+    json_decref(m);
+    free(text);
+    const char *why = rc != 0 ? strstr(err, "cannot read this DO block") : NULL;
+    if (why) {
+        const char *tail = strstr(why, "; pgtandem converts");
+        report(c, st, "do-block", "write the statements out in the file: pgtandem converts a DO block only when "
+               "it guards plain statements with IF [NOT] EXISTS over the catalog or EXCEPTION WHEN "
+               "duplicate_object", "%.*s", (int)(tail ? (size_t)(tail - why) : strlen(why)), why);
+        return;
+    }
+    size_t before = c->r->n;
+    report(c, st, "do-block-reads-catalog", "`pgtandem migrate plan FILE --db URI` shows what it runs there; "
+           "start converts those statements online like the file's others",
+           "this DO block runs its statements by what the live catalog holds, so lint does not look into them");
+    if (c->r->n > before) {     /* a note, not something that blocks */
+        c->r->v[before].blocking = 0;
+        c->r->blocking--;
+    }
+}
+
 static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
 {
     const char *k = st->kind;
@@ -241,6 +280,8 @@ static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
         report(c, st, "drop-index-not-concurrently", "DROP INDEX CONCURRENTLY (drop_index)",
                "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes "
                "wait behind any running query");
+    } else if (!strcmp(k, "DoStmt")) {
+        lint_do(c, st);
     } else if (!strcmp(k, "LockStmt")) {
         report(c, st, "lock-table", "leave it out: pgtandem takes only short locks, with a lock_timeout",
                "LOCK TABLE blocks the application until the transaction ends");

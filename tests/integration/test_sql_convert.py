@@ -883,3 +883,19 @@ def test_a_do_block_condition_is_read_without_writing(db):
         assert "could not be read there: ERROR:  cannot execute nextval() in a read-only transaction" in r.stderr, \
             r.stderr
     assert sql(db, "SELECT last_value, is_called FROM guard_seq") == [(1, False)]
+
+
+def test_lint_reads_do_blocks_without_a_database():
+    """lint without --db: what start refuses in a DO block whatever the
+    catalog holds is an error at the block; a guard read on the catalog is
+    a warning that lint does not look into its statements."""
+    path = write_sql(GUARDED_INDEX + "DO $$\nBEGIN\n  FOR i IN 1..3 LOOP\n    EXECUTE 'SELECT 1';\n  END LOOP;\n"
+                                     "END $$;\n", "0006_loop.sql")
+    r = run_pgtandem(["migrate", "lint", path])
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "%s:2:1: warning [do-block-reads-catalog]" % path in r.stdout, r.stdout
+    assert ("%s:10:1: error [do-block] cannot read this DO block before it runs: a FOR loop (line 12)" % path
+            in r.stdout), r.stdout
+    assert "1 statement(s) would block" in r.stderr
+    r = run_pgtandem(["migrate", "lint", write_sql(GUARDED_INDEX, "0007_guard.sql")])
+    assert r.returncode == 0 and "warning [do-block-reads-catalog]" in r.stdout, r.stdout + r.stderr
