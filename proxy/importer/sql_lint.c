@@ -22,6 +22,7 @@ struct lint_ctx {
     struct lint_report *r;
     char **created;         /* tables this script created */
     size_t ncreated;
+    int converted;          /* a .sql file, which start converts (not a JSON sql operation, run as written) */
 };
 
 static const char *str_or(json_t *obj, const char *key, const char *dflt)
@@ -280,7 +281,7 @@ static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
         report(c, st, "drop-index-not-concurrently", "DROP INDEX CONCURRENTLY (drop_index)",
                "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes "
                "wait behind any running query");
-    } else if (!strcmp(k, "DoStmt")) {
+    } else if (!strcmp(k, "DoStmt") && c->converted) {
         lint_do(c, st);
     } else if (!strcmp(k, "LockStmt")) {
         report(c, st, "lock-table", "leave it out: pgtandem takes only short locks, with a lock_timeout",
@@ -319,14 +320,15 @@ static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
     }
 }
 
-int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen)
+static int lint_text(const char *file, const char *text, size_t len, int converted, struct lint_report *r,
+                     char *err, size_t errlen)
 {
     struct sql_script s;
     if (sql_script_parse(&s, file, text, len, err, errlen) != 0) {
         sql_script_free(&s);
         return -1;
     }
-    struct lint_ctx c = {.s = &s, .r = r};
+    struct lint_ctx c = {.s = &s, .r = r, .converted = converted};
     for (size_t i = 0; i < s.nstmts; i++)
         lint_statement(&c, &s.stmts[i]);
     for (size_t i = 0; i < c.ncreated; i++)
@@ -334,6 +336,11 @@ int sql_lint_text(const char *file, const char *text, size_t len, struct lint_re
     free(c.created);
     sql_script_free(&s);
     return 0;
+}
+
+int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen)
+{
+    return lint_text(file, text, len, 1, r, err, errlen);
 }
 
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen)
@@ -355,7 +362,7 @@ int sql_lint_migration(const struct migration *m, struct lint_report *r, char *e
             continue;
         char label[512];
         snprintf(label, sizeof label, "%s: operations[%zu].sql", m->file ? m->file : "?", i);
-        if (sql_lint_text(label, op->up, strlen(op->up), r, err, errlen) != 0)
+        if (lint_text(label, op->up, strlen(op->up), 0, r, err, errlen) != 0)
             return -1;
     }
     return 0;

@@ -899,3 +899,10 @@ def test_lint_reads_do_blocks_without_a_database():
     assert "1 statement(s) would block" in r.stderr
     r = run_pgtandem(["migrate", "lint", write_sql(GUARDED_INDEX, "0007_guard.sql")])
     assert r.returncode == 0 and "warning [do-block-reads-catalog]" in r.stdout, r.stdout + r.stderr
+    # a DO block in a JSON sql operation runs as written, as its author chose: nothing said
+    m = os.path.join(os.path.dirname(path), "m.json")
+    with open(m, "w") as f:
+        json.dump({"name": "0008", "operations": [{"sql": {"up": "DO $$ BEGIN FOR i IN 1..2 LOOP NULL; END LOOP; "
+                                                                "END $$"}}]}, f)
+    r = run_pgtandem(["migrate", "lint", m])
+    assert r.returncode == 0 and "do-block" not in r.stdout, r.stdout + r.stderr
