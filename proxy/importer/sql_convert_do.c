@@ -170,6 +170,7 @@ struct reads {
     const char *user_rel;       /* a relation that is no catalog's, by its name */
     const char *func_schema;    /* a function called in a schema other than pg_catalog */
     json_t *rels;               /* the relations read, as SQL literals' text ("schema.name" or "name") */
+    json_t *funcs;              /* the functions called without a schema */
     json_t *ctes;               /* names of the WITH queries: no relation */
 };
 
@@ -238,6 +239,9 @@ static void collect_reads(json_t *tree, struct reads *r)
             const char *schema = json_array_size(names) > 1 ? sql_node_str(json_array_get(names, 0)) : NULL;
             if (schema && strcmp(schema, "pg_catalog") != 0 && !r->func_schema)
                 r->func_schema = schema;
+            const char *fname = json_array_size(names) == 1 ? sql_node_str(json_array_get(names, 0)) : NULL;
+            if (fname)
+                json_array_append_new(r->funcs, json_string(fname));
         }
         collect_reads(v, r);
     }
@@ -381,7 +385,7 @@ static int condition(struct unroll *u, json_t *node, json_t *expr, int eval, int
     json_t *root = parse_sql(u, node, select, "the condition");
     const char *kind = "";
     json_t *sel = root ? only_stmt(root, &kind) : NULL;
-    struct reads r = {.rels = json_array(), .ctes = json_array()};
+    struct reads r = {.rels = json_array(), .funcs = json_array(), .ctes = json_array()};
     int rc = root ? 0 : -1;
     if (rc == 0 && (!sel || strcmp(kind, "SelectStmt") != 0))
         rc = refuse(u, node, "the condition \"%.80s\" is not one expression", q);
@@ -399,8 +403,11 @@ static int condition(struct unroll *u, json_t *node, json_t *expr, int eval, int
     if (rc == 0 && eval)
         rc = literals_named_above(u, node, sel);
     const struct sqlc_options *o = u->c->opt;
-    if (rc == 0 && eval && json_array_size(r.rels) && o && !o->types_stand_in && o->catalog_bool) {
-        /* unqualified pg_* names: the one Postgres finds must be initdb's */
+    if (rc == 0 && eval && json_array_size(r.rels) + json_array_size(r.funcs) && o && !o->types_stand_in &&
+        o->catalog_bool) {
+        /* unqualified pg_* names: the one Postgres finds must be initdb's; an
+         * unqualified function must have no namesake outside pg_catalog that
+         * the search_path could find first */
         struct mig_str chk = {0};
         size_t i;
         json_t *v;
@@ -410,17 +417,24 @@ static int condition(struct unroll *u, json_t *node, json_t *expr, int eval, int
             mig_str_literal(&chk, json_string_value(v));
             mig_str_add(&chk, ")::oid < " FIRST_NORMAL_OID ", false)");
         }
+        json_array_foreach(r.funcs, i, v) {
+            mig_str_add(&chk, " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = ");
+            mig_str_literal(&chk, json_string_value(v));
+            mig_str_add(&chk, " AND pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)");
+        }
         char *check = mig_str_take(&chk);
         int catalog = 0;
         rc = check ? ask(u, node, check, "what the condition reads", &catalog) : sqlc_oom(u->c, u->st);
         free(check);
         if (rc == 0 && !catalog)
             rc = refuse(u, node, "the condition \"%.80s\" reads a relation that is not Postgres's catalog (a "
-                        "table of the database, or none): its answer depends on the data", q);
+                        "table of the database, or none), or calls a function of the database: its answer depends "
+                        "on the data", q);
     }
     if (rc == 0 && eval)
         rc = ask(u, node, select, "its condition", out);
     json_decref(r.rels);
+    json_decref(r.funcs);
     json_decref(r.ctes);
     free(select);
     return rc;

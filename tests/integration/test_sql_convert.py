@@ -906,3 +906,21 @@ def test_lint_reads_do_blocks_without_a_database():
                                                                 "END $$"}}]}, f)
     r = run_pgtandem(["migrate", "lint", m])
     assert r.returncode == 0 and "do-block" not in r.stdout, r.stdout + r.stderr
+
+
+def test_a_do_block_condition_calling_a_function_of_the_database_is_refused(db):
+    """An unqualified function the search_path finds outside pg_catalog may
+    read any table: refused, naming the block, nothing changed."""
+    load_legacy(db, 10)
+    sql(db, "CREATE FUNCTION has_open_checks() RETURNS boolean LANGUAGE sql AS"
+            " $$ SELECT EXISTS (SELECT 1 FROM checks WHERE env = 'dev') $$")
+    path = write_sql("DO $$ BEGIN\n  IF has_open_checks() THEN\n    CREATE INDEX ix_checks_env ON checks (env);\n"
+                     "  END IF;\nEND $$;\n", "0009_function.sql")
+    before = shape(db)
+    for cmd in ("plan", "start"):
+        r = migrate(db, cmd, path)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert ("%s:1:1: cannot read this DO block before it runs: the condition \"has_open_checks()\" reads a "
+                "relation that is not Postgres's catalog (a table of the database, or none), or calls a function of "
+                "the database" % path) in r.stderr, r.stderr
+    assert shape(db) == before
