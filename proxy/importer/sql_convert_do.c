@@ -578,6 +578,29 @@ static char *type_exists_sql(json_t *names)
     return mig_str_take(&s);
 }
 
+/* ALTER TYPE ... ADD VALUE of a label the enum has raises duplicate_object
+ * (a RENAME VALUE is not read here). */
+static char *enum_value_sql(json_t *stmt, const char **name)
+{
+    json_t *names = json_object_get(stmt, "typeName");
+    size_t n = json_array_size(names);
+    const char *type = n ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+    const char *schema = n > 1 ? sql_node_str(json_array_get(names, n - 2)) : "public";
+    *name = json_string_value(json_object_get(stmt, "newVal"));
+    if (!type || !schema || n > 2 || !*name || json_object_get(stmt, "oldVal"))
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type t ON t.oid = "
+                    "e.enumtypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = ");
+    mig_str_literal(&s, schema);
+    mig_str_add(&s, " AND t.typname = ");
+    mig_str_literal(&s, type);
+    mig_str_add(&s, " AND e.enumlabel = ");
+    mig_str_literal(&s, *name);
+    mig_str_add(&s, ")");
+    return mig_str_take(&s);
+}
+
 /* The object a statement of an EXCEPTION WHEN duplicate_object block
  * would find already there, as a query, with its name (NULL: the
  * statement is not one whose duplicate_object the converter can tell). */
@@ -594,6 +617,8 @@ static char *guarded_object(json_t *stmt, const char *kind, const char **name, j
         *name = sql_node_str(json_array_get(names, json_array_size(names) - 1));
         return type_exists_sql(names);
     }
+    if (!strcmp(kind, "AlterEnumStmt"))
+        return enum_value_sql(stmt, name);
     if (!strcmp(kind, "CompositeTypeStmt")) {
         json_t *rv = json_object_get(stmt, "typevar");
         json_t *list = json_pack("[{s:{s:s}},{s:{s:s}}]", "String", "sval", sqlc_rel_schema(rv), "String", "sval",
@@ -661,9 +686,9 @@ static int duplicate_object_block(struct unroll *u, json_t *node, json_t *block,
         char *exists = guarded_object(stmt, kind, &name, &table);
         int rc = 0;
         if (!exists)
-            rc = refuse(u, f, "%s inside BEGIN ... EXCEPTION WHEN duplicate_object: only CREATE TYPE, CREATE DOMAIN "
-                        "and ALTER TABLE ... ADD CONSTRAINT (a FOREIGN KEY or CHECK) are read there; guard it with "
-                        "IF NOT EXISTS (SELECT 1 FROM pg_catalog...) instead", kind);
+            rc = refuse(u, f, "%s inside BEGIN ... EXCEPTION WHEN duplicate_object: only CREATE TYPE, CREATE DOMAIN, "
+                        "ALTER TYPE ... ADD VALUE and ALTER TABLE ... ADD CONSTRAINT (a FOREIGN KEY or CHECK) are "
+                        "read there; guard it with IF NOT EXISTS (SELECT 1 FROM pg_catalog...) instead", kind);
         static const char *const moves[] = {"RenameStmt", "DropStmt", NULL};
         if (rc == 0 && eval && name)
             rc = named_above(u, f, name, NULL);

@@ -1158,6 +1158,12 @@ DRIZZLE_THERE = ("CREATE TYPE role AS ENUM ('admin', 'member');"
                  "ALTER TABLE notes ADD CONSTRAINT notes_check_id_checks_id_fk FOREIGN KEY (check_id)"
                  " REFERENCES checks (id);")
 DRIZZLE_NEW = ["INSERT INTO memberships (note_id, role) VALUES ({i} % 10 + 1, 'admin')"]
+# a value added to an enum, guarded the same way (Postgres raises duplicate_object for a label it has)
+ROLE = NOTES + "CREATE TYPE \"Role\" AS ENUM ('admin', 'member'); ALTER TABLE notes ADD COLUMN role \"Role\";"
+GUEST = "ALTER TYPE \"Role\" ADD VALUE 'guest'"
+GUEST_DO = ("DO $$ BEGIN\n  " + GUEST + ";\nEXCEPTION\n  WHEN duplicate_object THEN null;\nEND $$;\n"
+            "ALTER TABLE \"notes\" ADD COLUMN \"tag\" text;\n")
+GUEST_NEW = ["INSERT INTO notes (id, body, role, tag) VALUES (200 + {i}, 'new {i}', 'guest', 't{i}')"]
 
 
 def do_case(base, ops, old, new, tables=("checks", "notes"), **kw):
@@ -1182,6 +1188,8 @@ CASES_DO = {
     "do_block_drizzle_duplicate_object_there": do_case(
         NOTES_CHECK + DRIZZLE_THERE, DRIZZLE_DO, NOTES_OLD, DRIZZLE_NEW, tables=("checks", "notes", "memberships"),
         before_tables=("checks", "notes")),
+    "do_block_adds_enum_value": do_case(ROLE, GUEST_DO, SCORE_OLD, GUEST_NEW, rollback_keeps=[GUEST]),
+    "do_block_enum_value_there": do_case(ROLE + GUEST + ";", GUEST_DO, SCORE_OLD, GUEST_NEW),
     # refused before any DDL, naming the block and what to write instead
     "do_block_loop_refused": do_refused(
         "ALTER TABLE \"notes\" ADD COLUMN \"tag\" text;\n"

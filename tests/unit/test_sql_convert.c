@@ -584,6 +584,12 @@ static void test_do_blocks(void)
         "DO $$ BEGIN\n ALTER TABLE t ADD CONSTRAINT x_fkey FOREIGN KEY (u) REFERENCES users (id);\n"
         " CREATE TYPE there AS ENUM ('a');\nEXCEPTION WHEN duplicate_object THEN NULL; END $$;\n"
         "CREATE INDEX t_u ON t (u);", "[" INDEX_OP "]"));
+    CHECK("do: duplicate_object around ADD VALUE, absent: kept", do_ops(
+        "DO $$ BEGIN ALTER TYPE \"Role\" ADD VALUE 'guest'; EXCEPTION WHEN duplicate_object THEN null; END $$;",
+        "[{\"add_enum_value\":{\"type\":\"Role\",\"value\":\"guest\"}}]"));
+    CHECK("do: duplicate_object around ADD VALUE, there: skipped", do_ops(
+        "DO $$ BEGIN ALTER TYPE \"Role\" ADD VALUE 'there'; EXCEPTION WHEN duplicate_object THEN null; END $$;\n"
+        "CREATE INDEX t_u ON t (u);", "[" INDEX_OP "]"));
     CHECK("do: a statement of the block refused at its own line and column", do_fails(
         "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF EXISTS (SELECT FROM pg_class WHERE relname = 'there') THEN\n"
         "    LOCK TABLE t; END IF; END $$;", 1,
