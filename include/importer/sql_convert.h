@@ -21,6 +21,12 @@ typedef int (*sqlc_column_type_fn)(void *arg, const char *schema, const char *ta
  * qualified name, a signature "f(int, text)"). 1 yes, 0 no, -1 unknown. */
 typedef int (*sqlc_exists_fn)(void *arg, const char *kind, const char *name);
 
+/* Evaluates select_sql, a SELECT of one boolean that reads only Postgres's
+ * catalog, on the live database without changing it (a DO block's
+ * condition, whether an object it guards is there). 0 with *out set, or
+ * -1 with why in err. */
+typedef int (*sqlc_catalog_bool_fn)(void *arg, const char *select_sql, int *out, char *err, size_t errlen);
+
 struct sqlc_options {
     const char *name;               /* NULL: the Alembic revision set, else the file name */
     const char *parent;             /* NULL: the Alembic revision replaced, else none */
@@ -29,6 +35,8 @@ struct sqlc_options {
     void *column_type_arg;          /* the argument of both lookups */
     int types_stand_in;             /* column_type answers one stand-in type (no catalog yet): what
                                        hangs on the real old type is left to the conversion that reads it */
+    sqlc_catalog_bool_fn catalog_bool; /* optional: what decides a DO block (else it is refused, saying
+                                       it needs --db); with types_stand_in every answer reads as false */
 };
 
 /* Converts text (from file, used in messages) into a migration object.

@@ -4,8 +4,9 @@
  * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames) and
  * sql_convert_objects.c (types, extensions, functions, sequences: what
  * undoes their creation, their drops, an enum replaced),
- * sql_convert_fill.c (a required column filled by an UPDATE) and
- * sql_convert_data.c (other UPDATEs, in batches). Internal to the
+ * sql_convert_fill.c (a required column filled by an UPDATE),
+ * sql_convert_data.c (other UPDATEs, in batches) and sql_convert_do.c
+ * (DO blocks guarding statements, read on the live catalog). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
 #define PGTANDEM_SQL_CONVERT_CONV_H
@@ -170,6 +171,13 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
  * the new text (caller frees), or NULL when it names none (*refused 0) or
  * is refused (*refused -1, the error set). */
 char *sqlc_renamed_back(struct conv *c, const struct sql_stmt *st, int *refused);
+
+/* ---- sql_convert_do.c ---- */
+
+/* The file's text with each DO block replaced by the statements it would
+ * run on the live catalog (each at its own line), or refused: 0 with *out
+ * (caller frees; NULL when the file has no DO block), -1 with the error. */
+int sqlc_unroll_do(struct conv *c, char **out);
 
 /* ---- sql_convert_objects.c ---- */
 

@@ -466,9 +466,6 @@ static const char *blocking_reason(const struct sql_stmt *st)
                "transaction: run it apart";
     if (!strcmp(k, "TruncateStmt"))
         return "TRUNCATE takes an ACCESS EXCLUSIVE lock and empties the table under the running application";
-    if (!strcmp(k, "DoStmt"))
-        return "a DO block runs code the converter cannot see into; write its statements out, or put them "
-               "in a {\"sql\": ...} operation yourself";
     if (!strcmp(k, "VariableSetStmt"))
         return "SET changes the session of the migration's phases; pgtandem sets its own timeouts";
     if (!strcmp(k, "RefreshMatViewStmt") && !sqlc_is_true(st->body, "concurrent"))
@@ -570,7 +567,18 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
     struct conv c = {.opt = opt, .err = err, .errlen = errlen};
     *out = NULL;
     file = file ? file : "<input>";
-    if (sql_script_parse(&c.s, file, text, len, err, errlen) != 0) {
+    char *unrolled = NULL;
+    int parsed = sql_script_parse(&c.s, file, text, len, err, errlen);
+    if (parsed == 0)
+        parsed = sqlc_unroll_do(&c, &unrolled);
+    /* the DO blocks replaced by what they run, at the same lines */
+    if (parsed == 0 && unrolled) {
+        sql_script_free(&c.s);
+        parsed = sql_script_parse(&c.s, file, unrolled, strlen(unrolled), err, errlen);
+    }
+    int had_do = unrolled != NULL;
+    free(unrolled);
+    if (parsed != 0) {
         sql_script_free(&c.s);
         return -1;
     }
@@ -581,7 +589,12 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
     if (rc == 0)
         rc = sqlc_close_last(&c);
     if (rc == 0 && json_array_size(c.ops) == 0) {
-        snprintf(err, errlen, "%s:1:1: no statement to convert (only comments, BEGIN and COMMIT)", file);
+        if (had_do)
+            snprintf(err, errlen, "%s:1:1: nothing to run on this database: its DO blocks skip every statement of "
+                     "the file here (what they guard is already there), and a migration must change something; "
+                     "leave the file out of what is started here", file);
+        else
+            snprintf(err, errlen, "%s:1:1: no statement to convert (only comments, BEGIN and COMMIT)", file);
         rc = -1;
     }
     if (rc == 0 && !(*out = build_migration(&c, file)))

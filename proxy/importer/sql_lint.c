@@ -22,6 +22,7 @@ struct lint_ctx {
     struct lint_report *r;
     char **created;         /* tables this script created */
     size_t ncreated;
+    int converted;          /* a .sql file, which start converts (not a JSON sql operation, run as written) */
 };
 
 static const char *str_or(json_t *obj, const char *key, const char *dflt)
@@ -202,6 +203,45 @@ static void lint_alter_cmd(struct lint_ctx *c, const struct sql_stmt *st, const 
     }
 }
 
+/* A DO block, as `start` would read it but without a catalog: what it
+ * refuses whatever the catalog holds (a loop, EXECUTE, a condition on a
+ * table) is an error here, at the block; one it reads on the catalog is a
+ * warning that its statements are known only with --db. */
+static void lint_do(struct lint_ctx *c, const struct sql_stmt *st)
+{
+    size_t n = st->end - st->start, lines = (size_t)st->line - 1, cols = (size_t)st->col - 1;
+    char *text = malloc(lines + cols + n + 1);
+    if (!text)
+        return;
+    /* the block alone, where the file has it, so the converter's message points there */
+    memset(text, '\n', lines);
+    memset(text + lines, ' ', cols);
+    memcpy(text + lines + cols, c->s->text + st->start, n);
+    text[lines + cols + n] = '\0';
+    struct sqlc_options o = {.types_stand_in = 1};
+    json_t *m = NULL;
+    char err[1500];
+    int rc = sqlc_convert(c->s->file, text, lines + cols + n, &o, &m, err, sizeof err);
+    json_decref(m);
+    free(text);
+    const char *why = rc != 0 ? strstr(err, "cannot read this DO block") : NULL;
+    if (why) {
+        const char *tail = strstr(why, "; pgtandem converts");
+        report(c, st, "do-block", "write the statements out in the file: pgtandem converts a DO block only when "
+               "it guards plain statements with IF [NOT] EXISTS over the catalog or EXCEPTION WHEN "
+               "duplicate_object", "%.*s", (int)(tail ? (size_t)(tail - why) : strlen(why)), why);
+        return;
+    }
+    size_t before = c->r->n;
+    report(c, st, "do-block-reads-catalog", "`pgtandem migrate plan FILE --db URI` shows what it runs there; "
+           "start converts those statements online like the file's others",
+           "this DO block runs its statements by what the live catalog holds, so lint does not look into them");
+    if (c->r->n > before) {     /* a note, not something that blocks */
+        c->r->v[before].blocking = 0;
+        c->r->blocking--;
+    }
+}
+
 static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
 {
     const char *k = st->kind;
@@ -241,6 +281,8 @@ static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
         report(c, st, "drop-index-not-concurrently", "DROP INDEX CONCURRENTLY (drop_index)",
                "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes "
                "wait behind any running query");
+    } else if (!strcmp(k, "DoStmt") && c->converted) {
+        lint_do(c, st);
     } else if (!strcmp(k, "LockStmt")) {
         report(c, st, "lock-table", "leave it out: pgtandem takes only short locks, with a lock_timeout",
                "LOCK TABLE blocks the application until the transaction ends");
@@ -278,14 +320,15 @@ static void lint_statement(struct lint_ctx *c, const struct sql_stmt *st)
     }
 }
 
-int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen)
+static int lint_text(const char *file, const char *text, size_t len, int converted, struct lint_report *r,
+                     char *err, size_t errlen)
 {
     struct sql_script s;
     if (sql_script_parse(&s, file, text, len, err, errlen) != 0) {
         sql_script_free(&s);
         return -1;
     }
-    struct lint_ctx c = {.s = &s, .r = r};
+    struct lint_ctx c = {.s = &s, .r = r, .converted = converted};
     for (size_t i = 0; i < s.nstmts; i++)
         lint_statement(&c, &s.stmts[i]);
     for (size_t i = 0; i < c.ncreated; i++)
@@ -293,6 +336,11 @@ int sql_lint_text(const char *file, const char *text, size_t len, struct lint_re
     free(c.created);
     sql_script_free(&s);
     return 0;
+}
+
+int sql_lint_text(const char *file, const char *text, size_t len, struct lint_report *r, char *err, size_t errlen)
+{
+    return lint_text(file, text, len, 1, r, err, errlen);
 }
 
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen)
@@ -314,7 +362,7 @@ int sql_lint_migration(const struct migration *m, struct lint_report *r, char *e
             continue;
         char label[512];
         snprintf(label, sizeof label, "%s: operations[%d].sql", m->file ? m->file : "?", op->index);
-        if (sql_lint_text(label, op->up, strlen(op->up), r, err, errlen) != 0)
+        if (lint_text(label, op->up, strlen(op->up), 0, r, err, errlen) != 0)
             return -1;
     }
     return 0;

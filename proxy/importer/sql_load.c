@@ -87,12 +87,44 @@ static int catalog_exists(void *arg, const char *kind, const char *name)
     return -1;
 }
 
+/* A DO block's condition, or whether an object it guards is there
+ * (sqlc_catalog_bool_fn): run in a transaction of its own that cannot
+ * write, with a timeout, and rolled back. The connection must be idle (the
+ * CLI's own, or the engine's before its first step). */
+static int catalog_bool(void *arg, const char *select_sql, int *out, char *err, size_t errlen)
+{
+    struct catalog *cat = arg;
+    PGconn *conn = catalog_conn(cat);
+    if (!conn)
+        return snprintf(err, errlen, "no connection to the database%s%s", cat->conn ? ": " : "",
+                        cat->conn ? PQerrorMessage(cat->conn) : ""), -1;
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+        return snprintf(err, errlen, "the connection is inside a transaction"), -1;
+    PGresult *r = PQexec(conn, "BEGIN READ ONLY; SET LOCAL statement_timeout = '30s'");
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+    PQclear(r);
+    r = rc == 0 ? PQexec(conn, select_sql) : NULL;
+    if (rc == 0 && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
+        !PQgetisnull(r, 0, 0)) {
+        *out = PQgetvalue(r, 0, 0)[0] == 't';
+    } else {
+        const char *why = PQerrorMessage(conn);
+        snprintf(err, errlen, "%.*s", (int)strcspn(why && *why ? why : "not one boolean", "\n"),
+                 why && *why ? why : "not one boolean");
+        rc = -1;
+    }
+    PQclear(r);
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return rc;
+}
+
 /* text: FILE.sql's bytes. */
 static int convert_with(struct catalog *cat, const char *path, const char *text, size_t len,
                         const struct sql_load_options *opt, json_t **out, char *err, size_t errlen)
 {
     struct sqlc_options co = {.name = opt ? opt->name : NULL, .parent = opt ? opt->parent : NULL,
                               .column_type = catalog_column_type, .exists = catalog_exists,
+                              .catalog_bool = cat->db || cat->conn ? catalog_bool : NULL,
                               .column_type_arg = cat, .types_stand_in = cat->stand_in != NULL};
     int rc = sqlc_convert(path, text, len, &co, out, err, errlen);
     if (cat->conn && !cat->borrowed)

@@ -1102,6 +1102,119 @@ CASES_SQL = {
 CASES.update(CASES_SQL)
 
 
+# DO blocks guarding statements (issue 60): each condition is read on the
+# live catalog before anything runs and the branch Postgres would take is
+# converted like the file's other statements; each form with what it checks
+# there in the base and not. The offline twin runs the DO blocks themselves.
+NOTES_CHECK = NOTES + "ALTER TABLE notes ADD COLUMN check_id bigint;"
+NOTES_OLD = ["INSERT INTO notes (id, body, check_id) VALUES (100 + {i}, 'old {i}', {i} + 1)"]
+FK_DO = ("ALTER TABLE \"notes\" ADD COLUMN \"tag\" text;\n"
+         "DO $$ BEGIN\n"
+         "  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'notes_check_id_fkey') THEN\n"
+         "    ALTER TABLE \"notes\" ADD CONSTRAINT \"notes_check_id_fkey\" FOREIGN KEY (\"check_id\")"
+         " REFERENCES \"checks\"(\"id\");\n"
+         "  END IF;\n"
+         "END $$;\n")
+FK_THERE = "ALTER TABLE notes ADD CONSTRAINT notes_check_id_fkey FOREIGN KEY (check_id) REFERENCES checks (id);"
+FK_NEW = ["INSERT INTO notes (id, body, check_id, tag) VALUES (200 + {i}, 'new {i}', {i} + 2, 't{i}')"]
+# IF EXISTS ... ELSE, several statements in a branch, on information_schema
+SCORE_DO = ("DO $$\nBEGIN\n"
+            "  IF EXISTS (SELECT 1 FROM information_schema.columns\n"
+            "             WHERE table_name = 'notes' AND column_name = 'score') THEN\n"
+            "    ALTER TABLE \"notes\" ALTER COLUMN \"score\" SET DEFAULT 0;\n"
+            "  ELSE\n"
+            "    ALTER TABLE \"notes\" ADD COLUMN \"score\" integer DEFAULT 0;\n"
+            "    CREATE INDEX \"notes_score_idx\" ON \"notes\" (\"score\");\n"
+            "  END IF;\n"
+            "END $$;\n")
+SCORE_OLD = ["INSERT INTO notes (id, body) VALUES (100 + {i}, 'old {i}')"]
+SCORE_NEW = ["INSERT INTO notes (id, body, score) VALUES (200 + {i}, 'new {i}', {i})",
+             "INSERT INTO notes (id, body) VALUES (300 + {i}, 'new default {i}')"]
+# a type by pg_type and an index by pg_indexes, two blocks' statements in order
+TYPE_DO = ("DO $$\nBEGIN\n"
+           "  IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'Mood') THEN\n"
+           "    CREATE TYPE \"Mood\" AS ENUM ('calm', 'busy');\n"
+           "  END IF;\n"
+           "  IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'notes_body_idx') THEN\n"
+           "    CREATE INDEX \"notes_body_idx\" ON \"notes\" (\"body\");\n"
+           "  END IF;\n"
+           "END $$;\n"
+           "ALTER TABLE \"notes\" ADD COLUMN \"mood\" \"Mood\";\n")
+TYPE_THERE = "CREATE TYPE \"Mood\" AS ENUM ('calm', 'busy'); CREATE INDEX notes_body_idx ON notes (body);"
+TYPE_NEW = ["INSERT INTO notes (id, body, mood) VALUES (200 + {i}, 'new {i}', 'busy')"]
+# exactly what drizzle-kit writes for an enum and for foreign keys
+DRIZZLE_DO = ("DO $$ BEGIN\n CREATE TYPE \"public\".\"role\" AS ENUM('admin', 'member');\nEXCEPTION\n"
+              " WHEN duplicate_object THEN null;\nEND $$;\n--> statement-breakpoint\n"
+              "CREATE TABLE IF NOT EXISTS \"memberships\" (\n\t\"id\" serial PRIMARY KEY NOT NULL,\n"
+              "\t\"note_id\" integer NOT NULL,\n\t\"role\" \"role\" DEFAULT 'member' NOT NULL\n);\n"
+              "--> statement-breakpoint\n"
+              "DO $$ BEGIN\n ALTER TABLE \"memberships\" ADD CONSTRAINT \"memberships_note_id_notes_id_fk\" FOREIGN KEY"
+              " (\"note_id\") REFERENCES \"public\".\"notes\"(\"id\") ON DELETE cascade ON UPDATE no action;\n"
+              "EXCEPTION\n WHEN duplicate_object THEN null;\nEND $$;\n--> statement-breakpoint\n"
+              "DO $$ BEGIN\n ALTER TABLE \"notes\" ADD CONSTRAINT \"notes_check_id_checks_id_fk\" FOREIGN KEY"
+              " (\"check_id\") REFERENCES \"public\".\"checks\"(\"id\") ON DELETE no action ON UPDATE no action;\n"
+              "EXCEPTION\n WHEN duplicate_object THEN null;\nEND $$;\n")
+DRIZZLE_THERE = ("CREATE TYPE role AS ENUM ('admin', 'member');"
+                 "ALTER TABLE notes ADD CONSTRAINT notes_check_id_checks_id_fk FOREIGN KEY (check_id)"
+                 " REFERENCES checks (id);")
+DRIZZLE_NEW = ["INSERT INTO memberships (note_id, role) VALUES ({i} % 10 + 1, 'admin')"]
+# a value added to an enum, guarded the same way (Postgres raises duplicate_object for a label it has)
+ROLE = NOTES + "CREATE TYPE \"Role\" AS ENUM ('admin', 'member'); ALTER TABLE notes ADD COLUMN role \"Role\";"
+GUEST = "ALTER TYPE \"Role\" ADD VALUE 'guest'"
+GUEST_DO = ("DO $$ BEGIN\n  " + GUEST + ";\nEXCEPTION\n  WHEN duplicate_object THEN null;\nEND $$;\n"
+            "ALTER TABLE \"notes\" ADD COLUMN \"tag\" text;\n")
+GUEST_NEW = ["INSERT INTO notes (id, body, role, tag) VALUES (200 + {i}, 'new {i}', 'guest', 't{i}')"]
+
+
+def do_case(base, ops, old, new, tables=("checks", "notes"), **kw):
+    return case(base, ops=ops, offline=ops, old=old, new=new, tables=tables, **kw)
+
+
+def do_refused(ops, refused):
+    return case(NOTES, ops=ops, offline=None, refused=refused, tables=("checks", "notes"))
+
+
+CASES_DO = {
+    "do_block_if_not_exists_adds_foreign_key": do_case(NOTES_CHECK, FK_DO, NOTES_OLD, FK_NEW),
+    "do_block_if_not_exists_foreign_key_there": do_case(NOTES_CHECK + FK_THERE, FK_DO, NOTES_OLD, FK_NEW),
+    "do_block_else_adds_column_and_index": do_case(NOTES, SCORE_DO, SCORE_OLD, SCORE_NEW),
+    "do_block_if_exists_sets_default": do_case(NOTES + "ALTER TABLE notes ADD COLUMN score integer;", SCORE_DO,
+                                               SCORE_OLD, SCORE_NEW),
+    "do_block_creates_type_and_index": do_case(NOTES, TYPE_DO, SCORE_OLD, TYPE_NEW),
+    "do_block_type_and_index_there": do_case(NOTES + TYPE_THERE, TYPE_DO, SCORE_OLD, TYPE_NEW),
+    "do_block_drizzle_duplicate_object": do_case(
+        NOTES_CHECK, DRIZZLE_DO, NOTES_OLD, DRIZZLE_NEW, tables=("checks", "notes", "memberships"),
+        before_tables=("checks", "notes")),
+    "do_block_drizzle_duplicate_object_there": do_case(
+        NOTES_CHECK + DRIZZLE_THERE, DRIZZLE_DO, NOTES_OLD, DRIZZLE_NEW, tables=("checks", "notes", "memberships"),
+        before_tables=("checks", "notes")),
+    "do_block_adds_enum_value": do_case(ROLE, GUEST_DO, SCORE_OLD, GUEST_NEW, rollback_keeps=[GUEST]),
+    "do_block_enum_value_there": do_case(ROLE + GUEST + ";", GUEST_DO, SCORE_OLD, GUEST_NEW),
+    # refused before any DDL, naming the block and what to write instead
+    "do_block_loop_refused": do_refused(
+        "ALTER TABLE \"notes\" ADD COLUMN \"tag\" text;\n"
+        "DO $$\nBEGIN\n  FOR i IN 1..3 LOOP\n    EXECUTE format('ALTER TABLE notes ADD COLUMN c%s int', i);\n"
+        "  END LOOP;\nEND $$;\n",
+        [":2:1: cannot read this DO block before it runs: a FOR loop (line 4)", "write the statements out"]),
+    "do_block_execute_refused": do_refused(
+        "DO $$ BEGIN\n  EXECUTE 'ALTER TABLE notes ADD COLUMN ' || 'tag text';\nEND $$;\n",
+        [":1:1: cannot read this DO block before it runs: EXECUTE of a built string (line 2)",
+         "write the statements out"]),
+    "do_block_condition_reads_a_table_refused": do_refused(
+        "DO $$ BEGIN\n  IF EXISTS (SELECT 1 FROM notes WHERE id > 5) THEN\n"
+        "    ALTER TABLE notes ADD COLUMN tag text;\n  END IF;\nEND $$;\n",
+        [":1:1: cannot read this DO block before it runs", "reads \"notes\", which is not a catalog relation",
+         "(line 2)"]),
+    "do_block_condition_named_above_refused": do_refused(
+        "ALTER TABLE notes ADD CONSTRAINT notes_body_len CHECK (length(body) < 100);\n"
+        "DO $$ BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'notes_body_len') THEN\n"
+        "    ALTER TABLE notes ADD CONSTRAINT notes_body_len CHECK (length(body) < 100);\n  END IF;\nEND $$;\n",
+        [":2:1: this DO block reads \"notes_body_len\" on the catalog as it is before the file runs (line 3)",
+         "the statement at line 1 above changes it"]),
+}
+CASES.update(CASES_DO)
+
+
 # A constraint or index dropped and made again under the same name, as
 # Prisma and drizzle-kit change a foreign key's ON DELETE, a CHECK, a
 # UNIQUE's or a primary key's columns, an index's keys: the new one is made
@@ -1576,9 +1689,11 @@ def offline_twin_matches(cluster, c, online, offline):
 
 # Representative cases: a rename keeping the original (views), a change of
 # type carrying the column's properties, user triggers, a table rename, an
-# enum value added alone at expand and used by the same migration.
+# enum value added alone at expand and used by the same migration, DO
+# blocks read on the catalog the proxy's engine reaches.
 THROUGH_PROXY = ["view_reads_renamed_column", "retype_carries_column_properties", "triggers_name_renamed_column",
-                 "rename_table_with_every_kind", "add_enum_value_used_by_same_migration"]
+                 "rename_table_with_every_kind", "add_enum_value_used_by_same_migration",
+                 "do_block_drizzle_duplicate_object_there", "do_block_else_adds_column_and_index"]
 
 
 def through_proxy(proxy, *args):
@@ -1597,7 +1712,7 @@ def test_through_the_proxy_ends_where_offline_ends(cluster, twins, proxy_factory
         run_script(uri, c["base"])
     start_dump, start_rows = schema_dump(cluster, online), table_rows(online, c["before_tables"])
     mname = "fidp_" + name[:35]
-    path = write_migration({"name": mname, "parent": None, "operations": c["ops"]})
+    path = migration_path(mname, c["ops"])   # FILE.sql is converted by the proxy's engine
     proxy = proxy_factory(extra_args=["--engine-db", online])
 
     start_migration(proxy, path)

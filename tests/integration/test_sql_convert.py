@@ -862,3 +862,99 @@ def test_an_enum_value_removed_as_prisma_does_runs_online(db):
     assert sql(db, "SELECT enum_range(NULL::\"OrderState\")::text") == [("{open,paid}",)]
     assert sql(db, "SELECT state::text FROM \"Order\" WHERE id IN (1, 100, 101) ORDER BY id") == [("paid",), ("open",)]
     assert sql(db, "SELECT count(*) FROM pg_type WHERE typname LIKE 'OrderState%'") == [(1,)]
+
+
+GUARDED_INDEX = """-- a team's guard around an index
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'ix_checks_env') THEN
+    CREATE INDEX ix_checks_env ON checks (env);
+  ELSE
+    COMMENT ON INDEX ix_checks_env IS 'there already';
+  END IF;
+END $$;
+"""
+
+
+def test_a_do_block_is_read_on_the_live_catalog(db):
+    """A DO block guarding statements converts into the branch Postgres
+    would take on the database given (--db), read there without changing
+    anything; without a database it says it needs one."""
+    load_legacy(db, 10)
+    path = write_sql(GUARDED_INDEX, "0004_guarded.sql")
+    before = shape(db)
+    r = migrate(db, "convert", path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["operations"] == [
+        {"create_index": {"table": "checks", "name": "ix_checks_env", "columns": ["env"]}}]
+    p = migrate(db, "plan", path)
+    assert p.returncode == 0 and 'CREATE INDEX CONCURRENTLY "ix_checks_env"' in p.stdout, p.stderr
+    assert shape(db) == before
+    sql(db, "CREATE INDEX ix_checks_env ON checks (env)")
+    r = migrate(db, "convert", path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["operations"] == [
+        {"sql": {"up": "COMMENT ON INDEX ix_checks_env IS 'there already'"}}]
+    env = dict(os.environ)
+    env.pop("PGTANDEM_DB", None)
+    env.pop("DATABASE_URL", None)
+    r = run_pgtandem(["migrate", "convert", path], env=env)
+    assert r.returncode == 2
+    assert ("%s:2:1: this DO block runs its statements by what the live catalog holds (its condition, line 4), "
+            "and there is no database to read it: give --db URI (or --proxy URL)" % path) in r.stderr, r.stderr
+
+
+def test_a_do_block_condition_is_read_without_writing(db):
+    """The condition runs in a read-only transaction: one that would write
+    (nextval) is refused with Postgres's reason, and nothing moved."""
+    load_legacy(db, 10)
+    sql(db, "CREATE SEQUENCE guard_seq")
+    path = write_sql("DO $$ BEGIN\n  IF pg_catalog.nextval('guard_seq') > 0 THEN\n"
+                     "    CREATE INDEX ix_checks_env ON checks (env);\n  END IF;\nEND $$;\n", "0005_writes.sql")
+    for cmd in ("convert", "plan", "start"):
+        r = migrate(db, cmd, path)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert "could not be read there: ERROR:  cannot execute nextval() in a read-only transaction" in r.stderr, \
+            r.stderr
+    assert sql(db, "SELECT last_value, is_called FROM guard_seq") == [(1, False)]
+
+
+def test_lint_reads_do_blocks_without_a_database():
+    """lint without --db: what start refuses in a DO block whatever the
+    catalog holds is an error at the block; a guard read on the catalog is
+    a warning that lint does not look into its statements."""
+    path = write_sql(GUARDED_INDEX + "DO $$\nBEGIN\n  FOR i IN 1..3 LOOP\n    EXECUTE 'SELECT 1';\n  END LOOP;\n"
+                                     "END $$;\n", "0006_loop.sql")
+    r = run_pgtandem(["migrate", "lint", path])
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "%s:2:1: warning [do-block-reads-catalog]" % path in r.stdout, r.stdout
+    assert ("%s:10:1: error [do-block] cannot read this DO block before it runs: a FOR loop (line 12)" % path
+            in r.stdout), r.stdout
+    assert "1 statement(s) would block" in r.stderr
+    r = run_pgtandem(["migrate", "lint", write_sql(GUARDED_INDEX, "0007_guard.sql")])
+    assert r.returncode == 0 and "warning [do-block-reads-catalog]" in r.stdout, r.stdout + r.stderr
+    # a DO block in a JSON sql operation runs as written, as its author chose: nothing said
+    m = os.path.join(os.path.dirname(path), "m.json")
+    with open(m, "w") as f:
+        json.dump({"name": "0008", "operations": [{"sql": {"up": "DO $$ BEGIN FOR i IN 1..2 LOOP NULL; END LOOP; "
+                                                                "END $$"}}]}, f)
+    r = run_pgtandem(["migrate", "lint", m])
+    assert r.returncode == 0 and "do-block" not in r.stdout, r.stdout + r.stderr
+
+
+def test_a_do_block_condition_calling_a_function_of_the_database_is_refused(db):
+    """An unqualified function the search_path finds outside pg_catalog may
+    read any table: refused, naming the block, nothing changed."""
+    load_legacy(db, 10)
+    sql(db, "CREATE FUNCTION has_open_checks() RETURNS boolean LANGUAGE sql AS"
+            " $$ SELECT EXISTS (SELECT 1 FROM checks WHERE env = 'dev') $$")
+    path = write_sql("DO $$ BEGIN\n  IF has_open_checks() THEN\n    CREATE INDEX ix_checks_env ON checks (env);\n"
+                     "  END IF;\nEND $$;\n", "0009_function.sql")
+    before = shape(db)
+    for cmd in ("plan", "start"):
+        r = migrate(db, cmd, path)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        assert ("%s:1:1: cannot read this DO block before it runs: the condition \"has_open_checks()\" reads a "
+                "relation that is not Postgres's catalog (a table of the database, or none), or calls a function of "
+                "the database" % path) in r.stderr, r.stderr
+    assert shape(db) == before

@@ -471,7 +471,8 @@ static void test_refusals(void)
     CHECK("data: an UPDATE of a table the file changes the columns of keeps its own rules",
           fails_with("ALTER TABLE checks RENAME COLUMN env TO area;\nUPDATE checks SET status = 'x';",
                      "UPDATE of every row of \"checks\""));
-    CHECK("refuse: DO block", fails_with("DO $$ BEGIN PERFORM 1; END $$;", "a DO block"));
+    CHECK("refuse: DO block", fails_with("DO $$ BEGIN PERFORM 1; END $$;",
+                                         "m.sql:1:1: cannot read this DO block before it runs: PERFORM (line 1)"));
     CHECK("refuse: LOCK TABLE", fails_with("\n\nLOCK TABLE t;", "m.sql:3:1: cannot run online: LOCK TABLE"));
     CHECK("refuse: CLUSTER", fails_with("CLUSTER t USING ix;", "CLUSTER rewrites"));
     CHECK("refuse: REINDEX", fails_with("REINDEX INDEX ix;", "REINDEX blocks writes"));
@@ -587,8 +588,155 @@ static void test_created_objects(void)
         "{\"sql\":{\"up\":\"INSERT INTO n (id, b) SELECT id + 100, NULL FROM n\",\"on\":\"complete\"}}]"));
 }
 
+/* A live catalog stand-in for DO blocks: a query naming "there" finds it;
+ * the check that a condition reads catalog relations only passes. */
+static int asked;
+static int catalog_says(void *arg, const char *select_sql, int *out, char *why, size_t n)
+{
+    (void)arg; (void)why; (void)n;
+    asked++;
+    int there = strstr(select_sql, "there") != NULL;
+    *out = strstr(select_sql, "< 16384") || (strstr(select_sql, "NOT EXISTS") ? !there : there);
+    return 0;
+}
+
+static json_t *convert_do(const char *sql, int with_db)
+{
+    struct sqlc_options o = {.column_type = all_text, .catalog_bool = with_db ? catalog_says : NULL};
+    json_t *m = NULL;
+    err[0] = '\0';
+    if (sqlc_convert("m.sql", sql, strlen(sql), &o, &m, err, sizeof err) != 0)
+        return NULL;
+    return m;
+}
+
+static int do_ops(const char *sql, const char *want)
+{
+    json_t *m = convert_do(sql, 1);
+    char *got = m ? json_dumps(json_object_get(m, "operations"), JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int ok = got && !strcmp(got, want);
+    if (!ok)
+        printf("  got:  %s\n  want: %s\n  err:  %s\n", got ? got : "(null)", want, err);
+    free(got);
+    json_decref(m);
+    return ok;
+}
+
+static int do_fails(const char *sql, int with_db, const char *want)
+{
+    json_t *m = convert_do(sql, with_db);
+    int ok = !m && strstr(err, want) != NULL;
+    if (!ok)
+        printf("  err: %s\n  want: %s\n", err, want);
+    json_decref(m);
+    return ok;
+}
+
+#define FK_IF(cond) "DO $$ BEGIN\n  IF " cond " (SELECT 1 FROM pg_constraint WHERE conname = 'x_fkey') THEN\n" \
+                    "    ALTER TABLE t ADD CONSTRAINT x_fkey FOREIGN KEY (u) REFERENCES users (id);\n" \
+                    "  ELSE\n    CREATE INDEX t_u ON t (u);\n  END IF;\nEND $$;"
+#define FK_OP "{\"create_constraint\":{\"table\":\"t\",\"name\":\"x_fkey\",\"type\":\"foreign_key\"," \
+              "\"columns\":[\"u\"],\"references\":{\"table\":\"users\",\"columns\":[\"id\"]}}}"
+#define INDEX_OP "{\"create_index\":{\"table\":\"t\",\"name\":\"t_u\",\"columns\":[\"u\"]}}"
+
+static void test_do_blocks(void)
+{
+    CHECK("do: IF NOT EXISTS, absent: THEN", do_ops(FK_IF("NOT EXISTS"), "[" FK_OP "]"));
+    CHECK("do: IF EXISTS, absent: ELSE", do_ops(FK_IF("EXISTS"), "[" INDEX_OP "]"));
+    CHECK("do: ELSIF picks the first true condition", do_ops(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'nope') THEN CREATE INDEX a ON t (u);\n"
+        "ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'there') THEN CREATE INDEX t_u ON t (u);\n"
+        "ELSE CREATE INDEX c ON t (u); END IF; END $$;", "[" INDEX_OP "]"));
+    CHECK("do: several statements unrolled in order, the file's around them", do_ops(
+        "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN\n  ALTER TABLE t ADD COLUMN b int;\n"
+        "  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 't' AND column_name = 'c')"
+        " THEN\n    ALTER TABLE t ADD COLUMN c int;\n    CREATE INDEX t_u ON t (u);\n  END IF;\nEND $$;\n"
+        "ALTER TABLE t ADD COLUMN d int;",
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"int\"}}},"
+        "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"b\",\"type\":\"int\"}}},"
+        "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"c\",\"type\":\"int\"}}}," INDEX_OP ","
+        "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"d\",\"type\":\"int\"}}}]"));
+    CHECK("do: duplicate_object, absent: kept", do_ops(
+        "DO $$ BEGIN\n CREATE TYPE \"public\".\"role\" AS ENUM('admin', 'user');\nEXCEPTION\n"
+        " WHEN duplicate_object THEN null;\nEND $$;",
+        "[{\"sql\":{\"up\":\"CREATE TYPE \\\"public\\\".\\\"role\\\" AS ENUM('admin', 'user')\","
+        "\"down\":\"DROP TYPE IF EXISTS public.role\"}}]"));
+    CHECK("do: duplicate_object, there: the whole block skipped", do_ops(
+        "DO $$ BEGIN\n ALTER TABLE t ADD CONSTRAINT x_fkey FOREIGN KEY (u) REFERENCES users (id);\n"
+        " CREATE TYPE there AS ENUM ('a');\nEXCEPTION WHEN duplicate_object THEN NULL; END $$;\n"
+        "CREATE INDEX t_u ON t (u);", "[" INDEX_OP "]"));
+    CHECK("do: duplicate_object around ADD VALUE, absent: kept", do_ops(
+        "DO $$ BEGIN ALTER TYPE \"Role\" ADD VALUE 'guest'; EXCEPTION WHEN duplicate_object THEN null; END $$;",
+        "[{\"add_enum_value\":{\"type\":\"Role\",\"value\":\"guest\"}}]"));
+    CHECK("do: duplicate_object around ADD VALUE, there: skipped", do_ops(
+        "DO $$ BEGIN ALTER TYPE \"Role\" ADD VALUE 'there'; EXCEPTION WHEN duplicate_object THEN null; END $$;\n"
+        "CREATE INDEX t_u ON t (u);", "[" INDEX_OP "]"));
+    CHECK("do: a statement of the block refused at its own line and column", do_fails(
+        "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF EXISTS (SELECT FROM pg_class WHERE relname = 'there') THEN\n"
+        "    LOCK TABLE t; END IF; END $$;", 1,
+        "m.sql:3:5: cannot run online: LOCK TABLE"));
+    CHECK("do: without a database, said", do_fails(FK_IF("NOT EXISTS"), 0,
+                                                  "m.sql:1:1: this DO block runs its statements by what the live "
+                                                  "catalog holds (its condition, line 2), and there is no database "
+                                                  "to read it: give --db URI"));
+    asked = 0;
+    CHECK("do: a loop refused, in any branch, before the catalog is asked", do_fails(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_class) THEN NULL;\nELSE\n  LOOP EXIT; END LOOP;\nEND IF; END $$;", 1,
+        "m.sql:1:1: cannot read this DO block before it runs: a LOOP (line 3)") && asked == 0);
+    CHECK("do: EXECUTE refused", do_fails("DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$;", 1,
+                                          "EXECUTE of a built string (line 1)"));
+    CHECK("do: variables refused", do_fails("DO $$ DECLARE n int := 1; BEGIN ALTER TABLE t ADD COLUMN a int; END $$;",
+                                            1, "variable \"n\""));
+    CHECK("do: RAISE refused", do_fails("DO $$ BEGIN RAISE NOTICE 'x'; END $$;", 1, "RAISE (line 1)"));
+    CHECK("do: a handler that does something refused", do_fails(
+        "DO $$ BEGIN CREATE TYPE r AS ENUM ('a'); EXCEPTION WHEN duplicate_object THEN RAISE NOTICE 'x'; END $$;", 1,
+        "an EXCEPTION handler that does something"));
+    CHECK("do: another exception refused", do_fails(
+        "DO $$ BEGIN CREATE TYPE r AS ENUM ('a'); EXCEPTION WHEN others THEN NULL; END $$;", 1,
+        "other than WHEN duplicate_object"));
+    CHECK("do: duplicate_object around a statement it cannot tell refused", do_fails(
+        "DO $$ BEGIN ALTER TABLE t ADD CONSTRAINT k UNIQUE (u); EXCEPTION WHEN duplicate_object THEN NULL; END $$;",
+        1, "AlterTableStmt inside BEGIN ... EXCEPTION WHEN duplicate_object"));
+    CHECK("do: a condition reading a table refused", do_fails(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM users) THEN ALTER TABLE t ADD COLUMN a int; END IF; END $$;", 1,
+        "reads \"users\", which is not a catalog relation"));
+    CHECK("do: a condition calling a function of another schema refused", do_fails(
+        "DO $$ BEGIN IF app.ready() THEN ALTER TABLE t ADD COLUMN a int; END IF; END $$;", 1,
+        "calls a function of schema \"app\""));
+    CHECK("do: a condition on a name a statement above changes refused", do_fails(
+        "ALTER TABLE t ADD CONSTRAINT x_fkey FOREIGN KEY (u) REFERENCES users (id);\n" FK_IF("NOT EXISTS"), 1,
+        "m.sql:2:1: this DO block reads \"x_fkey\" on the catalog as it is before the file runs (line 3), and the "
+        "statement at line 1 above changes it"));
+    CHECK("do: a condition on a column of a table a statement above changes is read", do_ops(
+        "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns WHERE "
+        "table_name = 't' AND column_name = 'c') THEN\n  CREATE INDEX t_u ON t (u);\nEND IF; END $$;",
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"int\"}}}," INDEX_OP "]"));
+    CHECK("do: ... the schema it is in aside", do_ops(
+        "ALTER TABLE public.t ADD COLUMN a int;\nDROP TABLE public.old;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM "
+        "information_schema.columns WHERE table_schema = 'public' AND table_name = 't' AND column_name = 'c') THEN\n"
+        "  CREATE INDEX t_u ON t (u);\nEND IF; END $$;",
+        "[{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"a\",\"type\":\"int\"}}},"
+        "{\"drop_table\":{\"table\":\"old\"}}," INDEX_OP "]"));
+    CHECK("do: a literal compared to nothing known counts as the object", do_fails(
+        "ALTER TABLE t ADD COLUMN a int;\nDO $$ BEGIN IF pg_catalog.to_regclass('t') IS NULL THEN\n"
+        "  CREATE INDEX t_u ON t (u);\nEND IF; END $$;", 1, "reads \"t\" on the catalog"));
+    CHECK("do: ... not when it adds that column", do_fails(
+        "ALTER TABLE t ADD COLUMN c int;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns WHERE "
+        "table_name = 't' AND column_name = 'c') THEN\n  CREATE INDEX t_u ON t (u);\nEND IF; END $$;", 1,
+        "the statement at line 1 above changes it"));
+    CHECK("do: ... nor when it drops the table", do_fails(
+        "DROP TABLE t;\nDO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns WHERE "
+        "table_name = 't' AND column_name = 'c') THEN\n  CREATE INDEX t_u ON t (u);\nEND IF; END $$;", 1,
+        "reads \"t\" on the catalog"));
+    CHECK("do: another language refused", do_fails("DO LANGUAGE plperl $$ 1 $$;", 1, "in language plperl"));
+    CHECK("do: everything skipped said", do_fails(
+        "DO $$ BEGIN CREATE TYPE there AS ENUM ('a'); EXCEPTION WHEN duplicate_object THEN NULL; END $$;", 1,
+        "nothing to run on this database"));
+}
+
 int main(void)
 {
+    test_do_blocks();
     test_constraints_identity_enums();
     test_alembic_seed();
     test_down_needs_old_type();

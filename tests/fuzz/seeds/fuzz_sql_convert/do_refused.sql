@@ -1,0 +1,8 @@
+DO $$
+DECLARE n int := 0;
+BEGIN
+  FOR i IN 1..3 LOOP
+    EXECUTE format('ALTER TABLE notes ADD COLUMN c%s int', i);
+  END LOOP;
+  IF EXISTS (SELECT 1 FROM notes) THEN RAISE NOTICE 'x'; END IF;
+END $$;
