@@ -47,7 +47,7 @@ def main():
                                                            len(case.statements), detail[:140])
         print(line, flush=True)
         if outcome == "identical" and "column order" in detail:
-            # the project's rule leaves column order out (support/pg.py sort_table_columns): counted apart
+            # column order is not part of the rule (tests/integration/support/pg.py): counted apart
             counts["order"] += 1
         if outcome == "refused":
             reasons[detail] += 1

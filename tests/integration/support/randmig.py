@@ -31,7 +31,7 @@ from .migrations import run_pgtandem
 from .pg import DUMP_NOISE, sort_table_columns
 
 __all__ = ["ALL_KINDS", "KINDS_CARRIED_TODAY", "random_case", "Runner", "reason_of", "shrink_failure",
-           "write_reproducer", "RANDMIG_LEFTOVERS"]
+           "write_reproducer", "case_from_file", "RANDMIG_LEFTOVERS"]
 
 # What a finished migration must not leave behind: the query of
 # test_schema_fidelity.py's leftovers().
@@ -1099,7 +1099,9 @@ def random_case(seed, k, kinds=ALL_KINDS):
 
 def reason_of(stderr):
     """A refusal's reason with its names taken out: what refusals are counted by."""
-    line = next((x for x in stderr.splitlines() if x.strip()), "(no message)")
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    # an engine's log lines come before its error: the error is the reason
+    line = next((x for x in lines if " ERROR " in x or "error:" in x), lines[0] if lines else "(no message)")
     line = re.sub(r"^pgtandem migrate: (error: )?", "", line)
     line = re.sub(r"^\S+\.(sql|json)(:\d+)*:\s*", "", line)
     line = re.sub(r'"(?:[^"\\]|\\.)*"', "NAME", line)
@@ -1208,7 +1210,7 @@ class Runner:
                 return "failure", "rollback schema differs: " + first_diff(before_dump, got)
             rows = self.rows(nuri)
             if rows != before_rows and (keeps is None or rows != keeps[1]):
-                return "failure", "rollback rows differ: " + rows_diff(before_rows, rows)
+                return "failure", "rollback rows differ: " + rows_diff(before_rows if keeps is None else keeps[1], rows)
             left = self.leftovers(nuri)
             if left:
                 return "failure", "leftovers after rollback: " + ", ".join(left[:3])
@@ -1298,6 +1300,32 @@ def shrink_failure(runner, case, detail, budget=25):
     return cur, detail
 
 
+def case_from_file(path):
+    """A reproducer written by write_reproducer, read back: its base beside
+    it, its statements, complete or rollback from its header. For replaying
+    one by hand: Runner(cluster, dir).run(case_from_file(path))."""
+    with open(path) as f:
+        text = f.read()
+    head = [x for x in text.splitlines() if x.startswith("-- ")]
+    case = Case.__new__(Case)
+    case.seed, case.k = os.path.basename(path).rsplit(".", 1)[0], 0
+    case.name = "replay_" + re.sub(r"\W", "_", case.seed)[:30]
+    case.rollback = any("migrate rollback" in x for x in head)
+    base = next(x for x in head if x.startswith("-- base schema: ")).split(": ", 1)[1]
+    with open(os.path.join(os.path.dirname(path), base)) as f:
+        case.base_sql = f.read()
+    body = "\n".join(x for x in text.splitlines() if not x.startswith("-- "))
+    case.statements, cur = [], ""
+    for part in body.split(";\n"):
+        cur = cur + ";\n" + part if cur else part
+        if cur.count("$$") % 2 == 0:  # not inside a DO block's body
+            if cur.strip():
+                case.statements.append(cur.strip().rstrip(";"))
+            cur = ""
+    case.kinds = []
+    return case
+
+
 def write_reproducer(directory, case, statements, detail):
     """failures/<seed>-<k>.sql with the base schema beside it and a header
     naming both and the failure. Returns the path."""
@@ -1319,5 +1347,6 @@ def _carried_today():
 
 
 # Kinds that fail today (failures shrunk by the bench; see doc/benchmarks.md).
-KINDS_FAILING_TODAY = {"delete", "prisma_enum_recreate", "seq_table_rename_children"}
+KINDS_FAILING_TODAY = {"delete", "prisma_enum_recreate", "seq_table_rename_children", "rename_table", "rename_index",
+                       "seq_rename_twice", "drop_not_null", "retype_using"}
 KINDS_CARRIED_TODAY = _carried_today()
