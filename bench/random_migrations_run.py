@@ -13,6 +13,12 @@ change of type adds a second column at the end), counted apart.
 
 KINDS: comma-separated statement kinds (default: all of randmig.ALL_KINDS;
 "today": the ones `make test` draws).
+
+    python3 bench/random_migrations_run.py ENVFILE --replay FILE.sql...
+
+runs reproducers again (tests/integration/randmig_failures/, each with its
+base beside it) and prints each one's outcome now: "failure" while the bug
+is there.
 """
 import collections
 import os
@@ -26,7 +32,17 @@ from support.pg import Cluster, read_env  # noqa: E402
 from support import randmig  # noqa: E402
 
 
+def replay(envfile, paths):
+    runner = randmig.Runner(Cluster(read_env(envfile)), tempfile.mkdtemp(prefix="randmig-"))
+    for path in paths:
+        outcome, detail = runner.run(randmig.case_from_file(path))
+        print("%s: %s (%s)" % (os.path.basename(path), outcome, detail[:200]), flush=True)
+    return 0
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[2] == "--replay":
+        return replay(sys.argv[1], sys.argv[3:])
     envfile, seed, count, faildir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     kinds = randmig.ALL_KINDS
     if len(sys.argv) > 5 and sys.argv[5]:

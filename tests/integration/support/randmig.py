@@ -259,7 +259,7 @@ def make_base(rnd):
     for t in m.tables.values():
         n = rnd.randint(20, 50)
         t.nrows = n
-        cols = [c for c in t.cols if c.ident is None and not (c.name == "id" and t.key == "uuid" and False)]
+        cols = [c for c in t.cols if c.ident is None]
         vals = []
         for i in range(1, n + 1):
             row = []
@@ -277,7 +277,8 @@ def make_base(rnd):
             c = rnd.choice(texts)
             n = m.fresh(rnd, "%s_%s_key" % (t.name, c.name))
             cols = [c.name] + (t.pk if t.partitioned else [])
-            out.append("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s);" % (q(t.name), q(n), ", ".join(q(x) for x in cols)))
+            out.append("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s);"
+                       % (q(t.name), q(n), ", ".join(q(x) for x in cols)))
             t.cons[n] = ("unique", cols, None)
             m.connames.add(n)
             m.relnames.add(n)
@@ -509,10 +510,6 @@ def g_retype(rnd, m, using=False):
     if use:
         stmt += " USING " + use.format(c=q(c.name))
     c.typ = to
-    for n, cols in list(t.indexes.items()):
-        if c.name in cols:
-            # lower() of a non-text type: drop the model's note of it, Postgres decides
-            pass
     return stmts + [stmt]
 
 
@@ -1116,7 +1113,7 @@ class Runner:
     """Runs cases on a cluster (support.pg.Cluster): creates the databases,
     runs offline and online, and classes the outcome."""
 
-    def __init__(self, cluster, workdir, bin_env=None):
+    def __init__(self, cluster, workdir):
         self.cluster = cluster
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
