@@ -16,6 +16,9 @@
 # Environment:
 #   KINDS=k1,k2,...   statement kinds drawn (default: all; "today": those
 #                     `make test` draws, the ones carried today)
+#   WRITERS=1         during each migration that completes, writers of the old and
+#                     the new release insert rows (the twin takes them before and
+#                     after the file); not shrunk
 #   FAILDIR=DIR       where shrunk failures go (default bench/results/random-migrations-SEED-failures)
 #   PGT_BIN=bin/pgtandem
 set -eu

@@ -12,7 +12,9 @@ change of type adds a second column at the end), counted apart.
     python3 bench/random_migrations_run.py ENVFILE SEED COUNT FAILDIR [KINDS]
 
 KINDS: comma-separated statement kinds (default: all of randmig.ALL_KINDS;
-"today": the ones `make test` draws).
+"today": the ones `make test` draws). WRITERS=1: during each migration that
+completes, the old release (directly) and the new release (its version's
+options) insert rows, which the twin takes before and after the file.
 
     python3 bench/random_migrations_run.py ENVFILE --replay FILE.sql...
 
@@ -48,7 +50,7 @@ def main():
     if len(sys.argv) > 5 and sys.argv[5]:
         kinds = randmig.KINDS_CARRIED_TODAY if sys.argv[5] == "today" else sys.argv[5].split(",")
     cluster = Cluster(read_env(envfile))
-    runner = randmig.Runner(cluster, tempfile.mkdtemp(prefix="randmig-"))
+    runner = randmig.Runner(cluster, tempfile.mkdtemp(prefix="randmig-"), writers=os.environ.get("WRITERS") == "1")
     counts = collections.Counter()
     reasons = collections.Counter()
     failures = []

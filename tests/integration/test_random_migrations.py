@@ -23,7 +23,7 @@ from support import randmig
 
 SEED = os.environ.get("PGT_RANDMIG_SEED", "20261128")
 RELEASE = os.environ.get("PGT_VARIANT", "rel") == "rel"
-CHUNKS = 5 if RELEASE else 2
+CHUNKS = 4 if RELEASE else 2
 PER_CHUNK = 10 if RELEASE else 8
 
 

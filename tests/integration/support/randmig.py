@@ -6,6 +6,11 @@ and online with `pgtandem migrate start FILE.sql`, then `complete` or
 shrunk statement by statement to the smallest that still fails the same
 way.
 
+With writers (Runner(..., writers=True), the bench's WRITERS=1), during a
+migration that completes the old release inserts rows of the base's shape
+directly and the new release rows of the file's shape with its version's
+options; the twin takes the same rows before and after the file.
+
 Used by tests/integration/test_random_migrations.py (a short seeded run in
 `make test`, only the statement kinds the engine carries today) and by
 bench/random_migrations.sh (all kinds, many files, a summary). Nothing here
@@ -27,7 +32,7 @@ import uuid
 
 import psycopg
 
-from .migrations import run_pgtandem
+from .migrations import new_shape_options, run_pgtandem
 from .pg import DUMP_NOISE, sort_table_columns
 
 __all__ = ["ALL_KINDS", "KINDS_CARRIED_TODAY", "random_case", "Runner", "reason_of", "shrink_failure",
@@ -1070,7 +1075,7 @@ def make_migration(rnd, model, kinds):
             break
         stmts += s
         used += [k] * len(s)
-    return stmts, used
+    return stmts, used, m
 
 
 class Case:
@@ -1080,7 +1085,7 @@ class Case:
         self.seed, self.k = seed, k
         rnd = random.Random("%s-%s" % (seed, k))
         self.base_sql, self.model = make_base(rnd)
-        self.statements, self.kinds = make_migration(rnd, self.model, kinds)
+        self.statements, self.kinds, self.after = make_migration(rnd, self.model, kinds)
         self.rollback = rnd.random() < 0.35
         self.name = "r%s_%d" % (str(seed)[:12], k)
 
@@ -1090,6 +1095,52 @@ class Case:
 
 def random_case(seed, k, kinds=ALL_KINDS):
     return Case(seed, k, kinds)
+
+
+# ---- writers of both releases ------------------------------------------------------
+
+def writer_inserts(model, start, ntables=2, nrows=2):
+    """INSERTs of `nrows` rows into each of the first `ntables` tables of
+    `model` that take them: explicit keys from `start` on (so that no
+    sequence's order matters), a value for every other column, NULL for
+    foreign keys. The old release writes the base's shape, the new release
+    the shape the file leaves (support.migrations.new_shape_options)."""
+    out = []
+    for t in list(model.tables.values()):
+        if len(out) >= ntables * nrows:
+            break
+        stmts = []
+        for i in range(start, start + nrows):
+            cols, vals = [], []
+            for c in t.cols:
+                if c.name in t.pk:
+                    v = base_key(t, c.name, i) if t.key in ("identity", "serial", "uuid", "int", "composite",
+                                                            "partitioned") else value(c.typ, i, t.name, model)
+                elif is_fk_col(t, c.name):
+                    v = "NULL"
+                else:
+                    v = value(c.typ, i, "w%s.%s" % (t.name, c.name), model)
+                if v == "NULL" and c.notnull:
+                    break
+                cols.append(q(c.name))
+                vals.append(v)
+            else:
+                stmts.append("INSERT INTO %s (%s) VALUES (%s)" % (q(t.name), ", ".join(cols), ", ".join(vals)))
+        out += stmts
+    return out
+
+
+def run_each(uri, statements, options=""):
+    """Runs each statement on its own (autocommit); returns [(statement, error or None)]."""
+    res = []
+    with psycopg.connect(uri, autocommit=True, options=options) as c:
+        for st in statements:
+            try:
+                c.execute(st)
+                res.append((st, None))
+            except psycopg.Error as e:
+                res.append((st, str(e).splitlines()[0]))
+    return res
 
 
 # ---- running one file --------------------------------------------------------------
@@ -1113,8 +1164,9 @@ class Runner:
     """Runs cases on a cluster (support.pg.Cluster): creates the databases,
     runs offline and online, and classes the outcome."""
 
-    def __init__(self, cluster, workdir):
+    def __init__(self, cluster, workdir, writers=False):
         self.cluster = cluster
+        self.writers = writers
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
 
@@ -1178,10 +1230,18 @@ class Runner:
                 return "skipped", "base: " + r.stderr.strip()
             self.cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'" % base)
             ouri, nuri = self._db(off, base), self._db(on, base)
+            # writers only for the whole file of a case that completes: what a rollback keeps of
+            # the new release's rows, and the shape a shrunk file leaves, are not modelled
+            writes = self.writers and statements is None and not case.rollback
+            if writes:
+                old_w = [st for st, err in run_each(ouri, writer_inserts(case.model, 1000)) if err is None]
             # CONCURRENTLY cannot run in a transaction block: such a file runs offline statement by statement
             r = self.psql_file(ouri, path, single="CONCURRENTLY" not in text)
             if r.returncode != 0:
                 return "skipped", r.stderr.strip().splitlines()[0] if r.stderr.strip() else "offline"
+            if writes:
+                new_w = [st for st, err in run_each(ouri, writer_inserts(case.after, 2000)) if err is None]
+                return self._online(case, statements, path, base, ouri, nuri, (old_w, new_w))
             return self._online(case, statements, path, base, ouri, nuri)
         finally:
             self._drop(base, off, on)
@@ -1189,7 +1249,7 @@ class Runner:
                 os.unlink(os.path.join(d, f))
             os.rmdir(d)
 
-    def _online(self, case, statements, path, base, ouri, nuri):
+    def _online(self, case, statements, path, base, ouri, nuri, writes=None):
         before_dump, before_rows = self.dump(nuri), self.rows(nuri)
         r = self.migrate(nuri, "start", path)
         if r.returncode != 0:
@@ -1212,6 +1272,11 @@ class Runner:
             if left:
                 return "failure", "leftovers after rollback: " + ", ".join(left[:3])
             return "identical", "rollback"
+        if writes:
+            # the twin took the old release's rows before the file and the new release's after it
+            for st, err in run_each(nuri, writes[0]) + run_each(nuri, writes[1], new_shape_options(case.name)):
+                if err:
+                    return "failure", "writer refused online: %s: %s" % (reason_of(err), st[:120])
         done = self.migrate(nuri, "complete")
         if done.returncode != 0:
             return "failure", "complete exit %d: %s" % (done.returncode, reason_of(done.stderr))
@@ -1226,7 +1291,8 @@ class Runner:
         left = self.leftovers(nuri)
         if left:
             return "failure", "leftovers after complete: " + ", ".join(left[:3])
-        return "identical", "complete" + order
+        wrote = " (rows written by the old and new releases: %d, %d)" % tuple(map(len, writes)) if writes else ""
+        return "identical", "complete" + order + wrote
 
     def _rollback_keeps(self, case, statements, base):
         """What a rollback may keep (test_schema_fidelity's rollback_keeps and
