@@ -1250,7 +1250,8 @@ class Runner:
             if r.returncode != 0:
                 return "skipped", r.stderr.strip().splitlines()[0] if r.stderr.strip() else "offline"
             if writes:
-                new_w = [st for st, err in run_each(ouri, writer_inserts(case.after, 2000, before=case.model)) if err is None]
+                new_w = [st for st, err in run_each(ouri, writer_inserts(case.after, 2000, before=case.model))
+                         if err is None]
                 return self._online(case, statements, path, base, ouri, nuri, (old_w, new_w))
             return self._online(case, statements, path, base, ouri, nuri)
         finally:
