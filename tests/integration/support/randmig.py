@@ -1129,7 +1129,8 @@ def writer_inserts(model, start, ntables=2, nrows=2, before=None):
                     if bc and bc.typ != c.typ:
                         # a column whose type changes: a value of the old type, so the old release can read it too
                         v = value(bc.typ, i, "w%s.%s" % (t.name, c.name), before)
-                        v = "NULL" if v == "NULL" else "(%s)::%s" % (v, c.typ)
+                        # an enum's literal stays untyped: the column's type, whatever its name now
+                        v = v if v == "NULL" or c.typ.startswith('"') else "(%s)::%s" % (v, c.typ)
                 if v == "NULL" and c.notnull:
                     break
                 cols.append(q(c.name))
