@@ -1,0 +1,97 @@
+"""The loop of bench/random_migrations.sh: COUNT random migration files from
+SEED (tests/integration/support/randmig.py), each run offline on a twin
+and online with `pgtandem migrate start FILE.sql`, then complete or
+rollback; a line per file, failures shrunk and written to FAILDIR, and a
+summary: refusals by reason, then the line
+`N files: A online and identical, R refused before DDL, F failures`
+(N leaves out the files Postgres itself refuses offline: skipped). A file
+whose schema equals the twin's but for the order of a table's columns is
+online and identical (the order is not part of the project's rule: a
+change of type adds a second column at the end), counted apart.
+
+    python3 bench/random_migrations_run.py ENVFILE SEED COUNT FAILDIR [KINDS]
+
+KINDS: comma-separated statement kinds (default: all of randmig.ALL_KINDS;
+"today": the ones `make test` draws). WRITERS=1: during each migration that
+completes, the old release (directly) and the new release (its version's
+options) insert rows, which the twin takes before and after the file.
+
+    python3 bench/random_migrations_run.py ENVFILE --replay FILE.sql...
+
+runs reproducers again (tests/integration/randmig_failures/, each with its
+base beside it) and prints each one's outcome now: "failure" while the bug
+is there.
+"""
+import collections
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+
+from support.pg import Cluster, read_env  # noqa: E402
+from support import randmig  # noqa: E402
+
+
+def replay(envfile, paths):
+    runner = randmig.Runner(Cluster(read_env(envfile)), tempfile.mkdtemp(prefix="randmig-"))
+    for path in paths:
+        outcome, detail = runner.run(randmig.case_from_file(path))
+        print("%s: %s (%s)" % (os.path.basename(path), outcome, detail[:200]), flush=True)
+    return 0
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[2] == "--replay":
+        return replay(sys.argv[1], sys.argv[3:])
+    envfile, seed, count, faildir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    kinds = randmig.ALL_KINDS
+    if len(sys.argv) > 5 and sys.argv[5]:
+        kinds = randmig.KINDS_CARRIED_TODAY if sys.argv[5] == "today" else sys.argv[5].split(",")
+    cluster = Cluster(read_env(envfile))
+    runner = randmig.Runner(cluster, tempfile.mkdtemp(prefix="randmig-"), writers=os.environ.get("WRITERS") == "1")
+    counts = collections.Counter()
+    reasons = collections.Counter()
+    failures = []
+    t0 = time.time()
+    for k in range(count):
+        case = randmig.random_case(seed, k, kinds)
+        t1 = time.time()
+        outcome, detail = runner.run(case)
+        counts[outcome] += 1
+        counts["after rollback"] += outcome == "identical" and detail == "rollback"
+        line = "%4d/%d %-9s %5.1fs %2d statements (%s)" % (k + 1, count, outcome, time.time() - t1,
+                                                           len(case.statements), detail[:140])
+        print(line, flush=True)
+        if outcome == "identical" and "column order" in detail:
+            # column order is not part of the rule (tests/integration/support/pg.py): counted apart
+            counts["order"] += 1
+        if outcome == "refused":
+            reasons[detail] += 1
+        elif outcome == "failure":
+            stmts, sdetail = randmig.shrink_failure(runner, case, detail)
+            path = randmig.write_reproducer(faildir, case, stmts, sdetail)
+            failures.append((path, sdetail, len(case.statements), len(stmts)))
+            print("     shrunk %d -> %d statements: %s" % (len(case.statements), len(stmts), path), flush=True)
+    n = counts["identical"] + counts["refused"] + counts["failure"]
+    print()
+    print("seed %s, %d files drawn in %.0f s, %d skipped (Postgres refuses them offline)"
+          % (seed, count, time.time() - t0, counts["skipped"]))
+    if failures:
+        print("failures (shrunk, in %s):" % faildir)
+        for path, d, before, after in failures:
+            print("  %s (%d -> %d statements): %s" % (os.path.basename(path), before, after, d[:200]))
+    print("online and identical after complete: %d, after rollback: %d; of them, column order differs from"
+          " the twin's only: %d" % (counts["identical"] - counts["after rollback"], counts["after rollback"],
+                                     counts["order"]))
+    print("refusals by reason:")
+    for r, c in reasons.most_common():
+        print("  %4d  %s" % (c, r))
+    print("%d files: %d online and identical, %d refused before DDL, %d failures"
+          % (n, counts["identical"], counts["refused"], counts["failure"]))
+    return 1 if counts["failure"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
