@@ -8,6 +8,7 @@
  * sql_load.c / sql_convert.c. */
 #include "cli.h"
 #include "migrate_cli_internal.h"
+#include "migrate_tool.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -504,6 +505,8 @@ static int cmd_status(const struct cli *c)
     char err[2048];
     if (migrate_cli_need_db(c))
         return EXIT_INVALID;
+    if (migrate_cli_is_directory(c->file))   /* status DIR: each file, as its tool and pgtandem see it */
+        return migrate_tool_status(c);
     struct engine e;
     int rc = migrate_cli_open_engine(c, &e, 0, err, sizeof err);
     json_t *st = NULL;
