@@ -48,14 +48,14 @@ def flyway_checksum(raw):
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-def status(db, path):
+def dir_status(db, path):
     r = migrate(db, "status", str(path), "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)
 
 
 def states(db, path):
-    return {f["name"]: f["state"] for f in status(db, path)["files"]}
+    return {f["name"]: f["state"] for f in dir_status(db, path)["files"]}
 
 
 # ---- drizzle-kit, for real ----------------------------------------------
@@ -126,7 +126,7 @@ def test_drizzle_kit_stays_in_charge(db, tmp_path):
 
     r = migrate(db, "complete")
     assert r.returncode == 0, r.stdout + r.stderr
-    st = status(db, out)
+    st = dir_status(db, out)
     assert st["pending"] == 0 and st["in_flight"] == 0
     text = migrate(db, "status", out)
     assert text.returncode == 0 and "up to date" in text.stdout, text.stdout + text.stderr
