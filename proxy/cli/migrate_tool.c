@@ -99,6 +99,7 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
         d->files[kept++] = d->files[i];
     }
     json_decref(applied);
+    enum tool_kind kind = th->kind;
     if (th == &local)
         tool_history_free(&local);
     if (rc != 0) {
@@ -112,8 +113,8 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
     }
     if (skipped)
         fprintf(stderr, "pgtandem migrate: %zu file(s) of %s applied by %s (its %s says so) are left to it; %zu "
-                "file(s) of the directory are pgtandem's\n", skipped, c->file, tool_kind_word(th->kind),
-                tool_kind_table(th->kind), kept);
+                "file(s) of the directory are pgtandem's\n", skipped, c->file, tool_kind_word(kind),
+                tool_kind_table(kind), kept);
     d->n = kept;
     *parents = par;
     return 0;

@@ -26,7 +26,7 @@ import subprocess
 
 import pytest
 
-from support import TOP, columns, migrate, sql
+from support import TOP, columns, migrate, run_pgtandem, sql
 
 NODE_DIR = os.path.join(TOP, "tests", "node")
 DRIZZLE_KIT = os.path.join(NODE_DIR, "node_modules", ".bin", "drizzle-kit")
@@ -334,3 +334,20 @@ def test_node_pg_migrate_rows(db, tmp_path):
                                                                            ("1700000100000_add-email",)]
     assert migrate(db, "rollback").returncode == 0
     assert sql(db, "SELECT name FROM public.pgmigrations ORDER BY id") == [("1700000000000_init",)]
+
+
+def test_lint_dir_leaves_the_files_the_tool_applied(db, tmp_path):
+    d = tmp_path / "migrations"
+    d.mkdir()
+    # a type change that lint finds blocking, applied by golang-migrate long ago
+    (d / "000001_narrow.up.sql").write_text("ALTER TABLE users ALTER COLUMN name TYPE varchar(20);\n")
+    (d / "000002_add_email.up.sql").write_text("ALTER TABLE users ADD COLUMN email text;\n")
+    sql(db, "CREATE TABLE users (id serial PRIMARY KEY, name varchar(20) NOT NULL)")
+    sql(db, "CREATE TABLE schema_migrations (version bigint not null primary key, dirty boolean not null)")
+    sql(db, "INSERT INTO schema_migrations VALUES (1, false)")
+    # without the database every file is linted; with it, the tool's are its history
+    r = run_pgtandem(["migrate", "lint", str(d)])
+    assert r.returncode == 2 and "000001_narrow" in r.stdout, r.stdout + r.stderr
+    r = migrate(db, "lint", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "000001_narrow" not in r.stdout and "applied by golang-migrate" in r.stderr
