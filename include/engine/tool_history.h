@@ -72,6 +72,12 @@ int tool_history_completed(PGconn *conn, const char *migration, char *err, size_
  * those files pending, as before the start. 0, or -1 with err. */
 int tool_history_rolled_back(PGconn *conn, const char *migration, char *err, size_t errlen);
 
+/* What a complete or rollback elsewhere left undone (a proxy's cutover
+ * commits without the tool's table): Prisma's rows of completed
+ * migrations marked finished, and the rows of rolled back ones taken
+ * away. Run by start DIR before it reads the tool's table. 0, or -1. */
+int tool_history_catch_up(PGconn *conn, char *err, size_t errlen);
+
 /* golang-migrate's advisory lock id for database, schema and table
  * (database/util.go, GenerateAdvisoryLockId), as the decimal it passes. */
 void tool_golang_lock_id(const char *database, const char *schema, const char *table, char out[16]);

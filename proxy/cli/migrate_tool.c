@@ -37,7 +37,11 @@ static int read_both(const struct cli *c, const struct sql_dir *d, struct tool_h
     int rc = migrate_cli_open_engine(c, &e, 0, err, errlen) == ENGINE_OK ? 0 : -1;
     if (rc != 0)
         return -1;
-    rc = tool_files_read(c->file, d, kind_of(e.conn, d->layout), th, err, errlen);
+    /* a start first finishes what a proxy's complete left of the rows */
+    if (c->opt.tool)
+        rc = tool_history_catch_up(e.conn, err, errlen);
+    if (rc == 0)
+        rc = tool_files_read(c->file, d, kind_of(e.conn, d->layout), th, err, errlen);
     if (rc == 0)
         rc = tool_history_read(e.conn, th, err, errlen) != 0 ? -1 : 0;
     if (rc == 0)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "engine_checks.h"
+#include "migration_lifecycle.h"
 #include "migration_sql.h"
 
 /* pgtandem's note of each row it wrote: complete and rollback find the
@@ -638,7 +639,7 @@ static int each_row(PGconn *conn, const char *migration, int complete, char *err
             /* record_successful_step, then record_migration_finished: one
              * step per migration.sql */
             snprintf(sql, sizeof sql, "UPDATE %s SET finished_at = now(), applied_steps_count = 1, logs = NULL"
-                     " WHERE id = $1 AND $2::text IS NULL", q);
+                     " WHERE id = $1 AND $2::text IS NULL AND finished_at IS NULL", q);
         else if (!complete && kind == TOOL_DRIZZLE)
             snprintf(sql, sizeof sql, "DELETE FROM %s WHERE hash = $1 AND created_at = $2::bigint", q);
         else if (!complete && kind == TOOL_PRISMA)
@@ -677,6 +678,25 @@ static int each_row(PGconn *conn, const char *migration, int complete, char *err
 int tool_history_completed(PGconn *conn, const char *migration, char *err, size_t errlen)
 {
     return each_row(conn, migration, 1, err, errlen);
+}
+
+int tool_history_catch_up(PGconn *conn, char *err, size_t errlen)
+{
+    int there = table_exists(conn, "pgtandem", "tool_rows", err, errlen);
+    if (there <= 0)
+        return there;
+    const char *v[3] = {mig_status_word(MIG_ST_COMPLETED), mig_status_word(MIG_ST_ROLLED_BACK),
+                        tool_kind_word(TOOL_PRISMA)};
+    PGresult *r = engine_exec_params(conn, "SELECT DISTINCT t.migration, m.status = $1 FROM pgtandem.tool_rows t"
+                                     " JOIN pgtandem.migrations m ON m.name = t.migration"
+                                     " WHERE m.status = $2 OR (m.status = $1 AND t.tool = $3)", 3, v, err, errlen);
+    if (!r)
+        return -1;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < PQntuples(r); k++)
+        rc = each_row(conn, PQgetvalue(r, k, 0), PQgetvalue(r, k, 1)[0] == 't', err, errlen);
+    PQclear(r);
+    return rc;
 }
 
 int tool_history_rolled_back(PGconn *conn, const char *migration, char *err, size_t errlen)

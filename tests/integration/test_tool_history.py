@@ -218,6 +218,14 @@ def test_prisma_rows_as_prisma_writes_them(db, tmp_path):
                    " WHERE migration_name = %s", (add,)) == [(True, 1, None)]
     assert prisma_deploy_plan(db, [init, add]) == ([], [])
 
+    # a complete through a proxy commits without touching Prisma's table;
+    # the next start DIR finishes the row first
+    sql(db, "UPDATE _prisma_migrations SET finished_at = NULL, applied_steps_count = 0 WHERE migration_name = %s",
+        (add,))
+    r = migrate(db, "start", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert prisma_deploy_plan(db, [init, add]) == ([], [])
+
     # a failed migration of Prisma's own is refused, as deploy refuses it
     sql(db, "UPDATE _prisma_migrations SET finished_at = NULL WHERE migration_name = %s", (init,))
     r = migrate(db, "start", str(d))
