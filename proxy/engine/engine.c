@@ -698,8 +698,11 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     if (found < 0)
         return ENGINE_FAILED;
     if (found && mig_status_in_progress(cur.st)) {
-        int same = !strcmp(cur.checksum, m->checksum);
+        int same = !strcmp(cur.checksum, m->checksum), expanded = cur.st != MIG_ST_EXPANDING;
         free_current(&cur);
+        /* a start stopped between its expand and the tool's row writes it now */
+        if (same && expanded && tool_history_started(e->conn, e->opt.tool, m->name, err, errlen) != 0)
+            return ENGINE_FAILED;
         if (same) {
             e->opt.target = m->name;
             return engine_resume(e, err, errlen);

@@ -270,6 +270,13 @@ def test_golang_migrate_version_as_it_sets_it(db, tmp_path):
     # migrate up runs the files above the one version: none now
     assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(2, False)]
     assert states(db, d) == {"000001_init": "applied by the tool", "000002_add_email": "in flight in pgtandem (active)"}
+    # a start stopped between its expand and the tool's row: the next start
+    # of the directory writes it
+    sql(db, "DELETE FROM pgtandem.tool_rows")
+    sql(db, "UPDATE schema_migrations SET version = 1")
+    r = migrate(db, "start", str(d))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(2, False)]
     assert migrate(db, "rollback").returncode == 0
     assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
     assert "email" not in columns(db, "users")
