@@ -81,15 +81,14 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
     if (read_both(c, d, th, &applied, err, errlen) != 0)
         return -1;
     char **par = calloc(d->n + 1, sizeof *par);
-    int rc = par ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+    struct sql_dir_file *gone = calloc(d->n + 1, sizeof *gone);
+    int rc = par && gone ? 0 : (snprintf(err, errlen, "out of memory"), -1);
     size_t kept = 0, skipped = 0;
     const char *last_kept = NULL;
     size_t i = 0;
     for (; rc == 0 && i < d->n; i++) {
         if (th->kind != TOOL_NONE && left_to_tool(&th->f[i], applied)) {
-            free(d->files[i].path);
-            free(d->files[i].name);
-            skipped++;
+            gone[skipped++] = d->files[i];  /* freed after the loop: the next file's parent may be its name */
             continue;
         }
         /* the chain pgtandem records goes on from its own last file; a
@@ -102,6 +101,11 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
         last_kept = d->files[i].name;
         d->files[kept++] = d->files[i];
     }
+    for (size_t k = 0; gone && k < skipped; k++) {
+        free(gone[k].path);
+        free(gone[k].name);
+    }
+    free(gone);
     json_decref(applied);
     enum tool_kind kind = th->kind;
     if (th == &local)
