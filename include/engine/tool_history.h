@@ -78,9 +78,10 @@ int tool_history_rolled_back(PGconn *conn, const char *migration, char *err, siz
  * away. Run by start DIR before it reads the tool's table. 0, or -1. */
 int tool_history_catch_up(PGconn *conn, char *err, size_t errlen);
 
-/* golang-migrate's advisory lock id for database, schema and table
- * (database/util.go, GenerateAdvisoryLockId), as the decimal it passes. */
-void tool_golang_lock_id(const char *database, const char *schema, const char *table, char out[16]);
+/* golang-migrate's advisory lock id of names (its postgres driver passes
+ * database, migrations schema and migrations table), as the decimal it
+ * passes to pg_advisory_lock (database/util.go, GenerateAdvisoryLockId). */
+void tool_golang_lock_id(const char *const *names, size_t n, char out[16]);
 /* CRC-32 (IEEE 802.3, zlib's), continued from crc (0 to start). */
 unsigned long tool_crc32(unsigned long crc, const unsigned char *p, size_t n);
 

@@ -96,13 +96,14 @@ unsigned long tool_crc32(unsigned long crc, const unsigned char *p, size_t n)
  * names joined by NUL bytes, times the salt 1486364155, as a uint32; its
  * postgres driver (database/postgres/postgres.go, Lock) passes database
  * name, migrations schema and migrations table. */
-void tool_golang_lock_id(const char *database, const char *schema, const char *table, char out[16])
+void tool_golang_lock_id(const char *const *names, size_t n, char out[16])
 {
-    unsigned long crc = tool_crc32(0, (const unsigned char *)database, strlen(database));
-    crc = tool_crc32(crc, (const unsigned char *)"", 1);
-    crc = tool_crc32(crc, (const unsigned char *)schema, strlen(schema));
-    crc = tool_crc32(crc, (const unsigned char *)"", 1);
-    crc = tool_crc32(crc, (const unsigned char *)table, strlen(table));
+    unsigned long crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            crc = tool_crc32(crc, (const unsigned char *)"", 1);
+        crc = tool_crc32(crc, (const unsigned char *)names[i], strlen(names[i]));
+    }
     snprintf(out, 16, "%lu", (crc * 1486364155UL) & 0xffffffffUL);
 }
 
@@ -452,7 +453,8 @@ static int take_lock(PGconn *conn, enum tool_kind kind, const char *schema, char
         PGresult *r = engine_exec_params(conn, "SELECT current_database()", 0, NULL, err, errlen);
         if (!r)
             return -1;
-        tool_golang_lock_id(PQgetvalue(r, 0, 0), schema, table_of(kind), id);
+        const char *names[3] = {PQgetvalue(r, 0, 0), schema, table_of(kind)};
+        tool_golang_lock_id(names, 3, id);
         PQclear(r);
     }
     if (!id[0])

@@ -23,10 +23,12 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
+import psycopg
 import pytest
 
-from support import TOP, columns, migrate, run_pgtandem, sql
+from support import BIN, TOP, columns, migrate, run_pgtandem, sql
 
 NODE_DIR = os.path.join(TOP, "tests", "node")
 DRIZZLE_KIT = os.path.join(NODE_DIR, "node_modules", ".bin", "drizzle-kit")
@@ -366,3 +368,30 @@ def test_lint_dir_leaves_the_files_the_tool_applied(db, tmp_path):
     r = migrate(db, "lint", str(d))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "000001_narrow" not in r.stdout and "applied by golang-migrate" in r.stderr
+
+
+def test_golang_migrate_lock_is_waited_for(db, tmp_path):
+    """golang-migrate's advisory lock (database/util.go GenerateAdvisoryLockId
+    of the database, the schema and schema_migrations) held by a running
+    `migrate up`: pgtandem's start waits for it before writing the row."""
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "000001_init.up.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
+    dbname = sql(db, "SELECT current_database()")[0][0]
+    lock_id = (binascii.crc32(("%s\0public\0schema_migrations" % dbname).encode()) * 1486364155) & 0xffffffff
+    with psycopg.connect(db, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+        p = subprocess.Popen([BIN, "migrate", "start", str(d), "--db", db], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        waited = 0
+        for _ in range(100):
+            waited = sql(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                             " AND objid = (%s::bigint & 4294967295)::oid", (lock_id,))[0][0]
+            if waited or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert waited == 1, "the start did not wait for golang-migrate's lock"
+        holder.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+        out, errs = p.communicate(timeout=60)
+    assert p.returncode == 0, out + errs
+    assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
