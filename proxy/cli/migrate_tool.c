@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine.h"
+#include "file_read.h"
 #include "migration_lifecycle.h"
 #include "tool_files.h"
 
@@ -71,6 +73,38 @@ static int left_to_tool(const struct tool_file *f, json_t *applied)
     return f->state == TOOL_APPLIED && !mine;
 }
 
+/* node-pg-migrate keeps a file's down in the same file, after a
+ * "-- Down Migration" line (src/sqlMigration.ts, getActions: the regex
+ * ^\s*--[\s-]*down\s+migration, any case); pgtandem would read it as part
+ * of the migration, so a pending file with one is refused. 0, or -1 with
+ * err. */
+static int node_pg_down_section(const char *path, char *err, size_t errlen)
+{
+    size_t n = 0;
+    char *text = file_read_all(path, "migration", 64u * 1024 * 1024, 0, &n, err, errlen);
+    if (!text)
+        return -1;
+    int found = 0;
+    for (char *line = text; line && *line && !found; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '\r')
+            p++;
+        if (p[0] != '-' || p[1] != '-')
+            continue;
+        p += 2;
+        while (*p == ' ' || *p == '\t' || *p == '-')
+            p++;
+        found = !strncasecmp(p, "down", 4) && (p[4] == ' ' || p[4] == '\t') &&
+                !strncasecmp(p + 4 + strspn(p + 4, " \t"), "migration", 9);
+    }
+    free(text);
+    if (found)
+        snprintf(err, errlen, "%s: a node-pg-migrate file with a \"-- Down Migration\" section; pgtandem would run "
+                 "that section as part of the migration (its rollback is derived): move the down statements out of "
+                 "the file (node-pg-migrate runs a file without one)", path);
+    return found ? -1 : 0;
+}
+
 int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents, char *err, size_t errlen)
 {
     *parents = NULL;
@@ -90,6 +124,13 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
         if (th->kind != TOOL_NONE && left_to_tool(&th->f[i], applied)) {
             gone[skipped++] = d->files[i];  /* freed after the loop: the next file's parent may be its name */
             continue;
+        }
+        if (th->kind == TOOL_NODE_PG_MIGRATE && th->f[i].state == TOOL_PENDING &&
+            node_pg_down_section(d->files[i].path, err, errlen) != 0) {
+            rc = -1;
+            d->files[kept++] = d->files[i];  /* kept whole, to be freed with d */
+            i++;
+            break;
         }
         /* the chain pgtandem records goes on from its own last file; a
          * file the tool ran between (offline, after a rollback) is not in

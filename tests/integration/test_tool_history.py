@@ -332,25 +332,62 @@ def test_flyway_rows_and_checksums(db, tmp_path):
     assert r.returncode == 2 and "changed after it ran" in r.stderr, r.stdout + r.stderr
 
 
-# ---- node-pg-migrate -----------------------------------------------------------
+# ---- node-pg-migrate, for real --------------------------------------------------
 
-def test_node_pg_migrate_rows(db, tmp_path):
+NODE_PG_MIGRATE = os.path.join(NODE_DIR, "node_modules", ".bin", "node-pg-migrate")
+
+
+def node_pg_up(db, path):
+    """`node-pg-migrate up -m DIR` (its SQL migrations), DATABASE_URL the database."""
+    env = dict(os.environ, DATABASE_URL=db.replace("sslmode=require", "sslmode=no-verify"))
+    return subprocess.run([NODE_PG_MIGRATE, "up", "-m", str(path)], capture_output=True, text=True, env=env,
+                          timeout=180)
+
+
+def node_pg_rows(db):
+    return [r[0] for r in sql(db, "SELECT name FROM public.pgmigrations ORDER BY run_on, id")]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (make deps installs it)")
+def test_node_pg_migrate_stays_in_charge(db, tmp_path):
+    assert os.access(NODE_PG_MIGRATE, os.X_OK), "node-pg-migrate is not installed: run make deps"
     d = tmp_path / "migrations"
     d.mkdir()
-    (d / "1700000000000_init.sql").write_text("-- Up Migration\nCREATE TABLE users (id serial PRIMARY KEY);\n")
-    (d / "1700000100000_add-email.sql").write_text("-- Up Migration\nALTER TABLE users ADD COLUMN email text;\n")
-    # node-pg-migrate src/migration.ts / runner.ts: its table, and the first file run
-    sql(db, "CREATE TABLE public.pgmigrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL,"
-            " run_on timestamp NOT NULL)")
-    sql(db, "CREATE TABLE users (id serial PRIMARY KEY)")
-    sql(db, "INSERT INTO public.pgmigrations (name, run_on) VALUES ('1700000000000_init', NOW())")
+    (d / "1700000000000_init.sql").write_text(
+        "-- Up Migration\nCREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);\n")
+    r = node_pg_up(db, d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert node_pg_rows(db) == ["1700000000000_init"]
 
+    (d / "1700000100000_add-email.sql").write_text("-- Up Migration\nALTER TABLE users ADD COLUMN email text;\n")
     r = migrate(db, "start", str(d))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sql(db, "SELECT name FROM public.pgmigrations ORDER BY id") == [("1700000000000_init",),
-                                                                           ("1700000100000_add-email",)]
+    assert "applied by node-pg-migrate" in r.stderr
+    assert node_pg_rows(db) == ["1700000000000_init", "1700000100000_add-email"]
+    # its up while the file is in flight: nothing to run, nothing changed
+    r = node_pg_up(db, d)
+    assert r.returncode == 0 and "No migrations to run" in r.stdout, r.stdout + r.stderr
+    assert columns(db, "users") == ["id", "name", "email"] and len(node_pg_rows(db)) == 2
+    assert migrate(db, "complete").returncode == 0
+    assert dir_status(db, d)["pending"] == 0
+
+    # rolled back: the row goes, and node-pg-migrate runs the file itself
+    (d / "1700000200000_add-nick.sql").write_text("-- Up Migration\nALTER TABLE users ADD COLUMN nick text;\n")
+    assert migrate(db, "start", str(d)).returncode == 0
     assert migrate(db, "rollback").returncode == 0
-    assert sql(db, "SELECT name FROM public.pgmigrations ORDER BY id") == [("1700000000000_init",)]
+    assert node_pg_rows(db) == ["1700000000000_init", "1700000100000_add-email"]
+    assert "nick" not in columns(db, "users")
+    r = node_pg_up(db, d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert columns(db, "users") == ["id", "name", "email", "nick"] and len(node_pg_rows(db)) == 3
+
+    # a pending file with a Down Migration section is refused: its down
+    # statements would run as part of the file
+    (d / "1700000300000_add-age.sql").write_text(
+        "-- Up Migration\nALTER TABLE users ADD COLUMN age int;\n-- Down Migration\nALTER TABLE users DROP COLUMN age;\n")
+    r = migrate(db, "start", str(d))
+    assert r.returncode == 2 and "Down Migration" in r.stderr, r.stdout + r.stderr
+    assert "age" not in columns(db, "users")
 
 
 def test_lint_dir_leaves_the_files_the_tool_applied(db, tmp_path):
