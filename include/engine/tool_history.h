@@ -65,6 +65,10 @@ int tool_history_read(PGconn *conn, struct tool_history *th, char *err, size_t e
  * row (pgtandem.tool_rows) for complete and rollback, which run without
  * the directory. 0, or -1 with err. */
 int tool_history_started(PGconn *conn, struct tool_history *th, const char *migration, char *err, size_t errlen);
+/* The same for the file named migration alone (one pgtandem completed
+ * before it wrote the tool's rows). */
+int tool_history_started_one(PGconn *conn, struct tool_history *th, const char *migration, char *err,
+                             size_t errlen);
 /* After migration's contract: its rows marked finished where the tool has
  * such a mark (Prisma). 0, or -1 with err. */
 int tool_history_completed(PGconn *conn, const char *migration, char *err, size_t errlen);

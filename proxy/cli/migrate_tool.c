@@ -30,6 +30,32 @@ static enum tool_kind kind_of(PGconn *conn, enum sql_dir_layout layout)
     return found ? TOOL_NODE_PG_MIGRATE : TOOL_NONE;
 }
 
+/* pgtandem's status of name: -1 when it has no record. */
+static int pgt_status(json_t *applied, const char *name)
+{
+    json_t *a = engine_applied_entry(applied, name);
+    return a ? mig_status_of_word(json_string_value(json_object_get(a, "status"))) : -1;
+}
+
+/* Files pgtandem completed with no row in the tool's table (completed
+ * before pgtandem wrote the tool's rows, or the row lost): a start writes
+ * the row, finished, so the tool does not run them again. 0, or -1. */
+static int adopt_completed(PGconn *conn, struct tool_history *th, json_t *applied, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < th->n; i++) {
+        struct tool_file *f = &th->f[i];
+        if (f->state != TOOL_PENDING || pgt_status(applied, f->name) != MIG_ST_COMPLETED)
+            continue;
+        if (tool_history_started_one(conn, th, f->name, err, errlen) != 0 ||
+            tool_history_completed(conn, f->name, err, errlen) != 0)
+            return -1;
+        f->state = TOOL_PGTANDEM;
+        fprintf(stderr, "pgtandem migrate: %s was completed through pgtandem; its row in %s is written now, so %s "
+                "does not run it again\n", f->name, tool_kind_table(th->kind), tool_kind_word(th->kind));
+    }
+    return 0;
+}
+
 /* The tool's history and pgtandem's, read on one connection. */
 static int read_both(const struct cli *c, const struct sql_dir *d, struct tool_history *th, json_t **applied,
                      char *err, size_t errlen)
@@ -48,6 +74,8 @@ static int read_both(const struct cli *c, const struct sql_dir *d, struct tool_h
         rc = tool_history_read(e.conn, th, err, errlen) != 0 ? -1 : 0;
     if (rc == 0)
         rc = engine_applied(&e, applied, err, errlen) == ENGINE_OK ? 0 : -1;
+    if (rc == 0 && c->opt.tool)
+        rc = adopt_completed(e.conn, th, *applied, err, errlen);
     engine_close(&e);
     if (rc != 0) {
         json_decref(*applied);
@@ -55,13 +83,6 @@ static int read_both(const struct cli *c, const struct sql_dir *d, struct tool_h
         tool_history_free(th);
     }
     return rc;
-}
-
-/* pgtandem's status of name: -1 when it has no record. */
-static int pgt_status(json_t *applied, const char *name)
-{
-    json_t *a = engine_applied_entry(applied, name);
-    return a ? mig_status_of_word(json_string_value(json_object_get(a, "status"))) : -1;
 }
 
 /* Applied by the tool and not pgtandem's to run: completed or in flight

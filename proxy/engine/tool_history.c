@@ -568,7 +568,23 @@ static int write_file(PGconn *conn, enum tool_kind kind, const char *schema, con
     return rc;
 }
 
+static int write_rows(PGconn *conn, struct tool_history *th, const char *migration, int only, char *err,
+                      size_t errlen);
+
 int tool_history_started(PGconn *conn, struct tool_history *th, const char *migration, char *err, size_t errlen)
+{
+    return write_rows(conn, th, migration, 0, err, errlen);
+}
+
+int tool_history_started_one(PGconn *conn, struct tool_history *th, const char *migration, char *err,
+                             size_t errlen)
+{
+    return write_rows(conn, th, migration, 1, err, errlen);
+}
+
+/* only: the file named migration alone; else every pending one up to it. */
+static int write_rows(PGconn *conn, struct tool_history *th, const char *migration, int only, char *err,
+                      size_t errlen)
 {
     if (!th || th->kind == TOOL_NONE)
         return 0;
@@ -585,7 +601,7 @@ int tool_history_started(PGconn *conn, struct tool_history *th, const char *migr
     if (!q)
         return snprintf(err, errlen, "out of memory"), -1;
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i <= last; i++) {
+    for (size_t i = only ? last : 0; rc == 0 && i <= last; i++) {
         struct tool_file *f = &th->f[i];
         if (f->state != TOOL_PENDING || f->written)
             continue;

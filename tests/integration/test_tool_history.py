@@ -162,6 +162,33 @@ def test_drizzle_kit_stays_in_charge(db, tmp_path):
     assert columns(db, "users") == ["id", "name", "email", "nick", "age"] and len(drizzle_rows(db)) == 4
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (make deps installs it)")
+def test_drizzle_rows_of_files_pgtandem_completed_before(db, tmp_path):
+    """The issue's second report: files pgtandem completed before it wrote
+    drizzle's rows were run again by drizzle-kit migrate. The next start of
+    the directory writes their rows, so drizzle-kit leaves them alone."""
+    project = str(tmp_path)
+    os.symlink(os.path.join(NODE_DIR, "node_modules"), os.path.join(project, "node_modules"))
+    with open(os.path.join(project, "drizzle.config.js"), "w") as f:
+        f.write('module.exports = { dialect: "postgresql", out: "./drizzle", dbCredentials: { url: %s } };\n'
+                % json.dumps(db.replace("sslmode=require", "sslmode=no-verify")))
+    out = drizzle_files(project, [F0])
+    assert migrate(db, "start", out).returncode == 0
+    assert migrate(db, "complete").returncode == 0
+    # as a release without the tool's rows left it
+    sql(db, "DROP SCHEMA drizzle CASCADE")
+    sql(db, "DROP TABLE pgtandem.tool_rows")
+    assert dir_status(db, out)["files"][0]["state"] == "applied (completed through pgtandem)"
+
+    r = migrate(db, "start", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "written now" in r.stderr
+    assert drizzle_rows(db) == [(sha256_hex(F0[2].encode()), F0[1])]
+    r = drizzle_migrate(project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert columns(db, "users") == ["id", "name"] and len(drizzle_rows(db)) == 1
+
+
 # ---- Prisma ----------------------------------------------------------------
 
 # prisma-engines flavour/postgres.rs, create_migrations_table
