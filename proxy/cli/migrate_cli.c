@@ -38,7 +38,8 @@ struct migrate_command {
 static const struct migrate_command COMMANDS[] = {
     {"start", "FILE|DIR", "validate, expand and backfill; both releases work until complete"},
     {"resume", "[NAME]", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
-    {"status", "[NAME]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"},
+    {"status", "[NAME|DIR]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"
+                             " (DIR: each of its files as its tool's history table and pgtandem see it)"},
     {"complete", "[NAME|DIR]", "the cutover: checks while traffic flows, then the contract in one short "
                                "transaction (DIR: each of its migrations in flight, oldest first)"},
     {"rollback", "[NAME]", "back to the original shape (any time before complete)"},
