@@ -126,7 +126,7 @@ def test_drizzle_kit_stays_in_charge(db, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert (columns(db, "users"), drizzle_rows(db)) == before
 
-    r = migrate(db, "complete")
+    r = migrate(db, "complete", out)   # complete DIR: the files in flight, the tool's left alone
     assert r.returncode == 0, r.stdout + r.stderr
     st = dir_status(db, out)
     assert st["pending"] == 0 and st["in_flight"] == 0
