@@ -190,13 +190,25 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
     return 0;
 }
 
-static const char *state_word(const struct tool_file *f, json_t *applied, char *buf, size_t cap)
+/* files: the directory's, f one of them; a file pgtandem ran merged into
+ * a later one's migration (start DIR --merge) has no record of its own:
+ * the first later file with one says its status. */
+static const char *state_word(const struct tool_history *th, const struct tool_file *f, json_t *applied, char *buf,
+                              size_t cap)
 {
     int st = pgt_status(applied, f->name);
+    const char *into = NULL;
+    for (size_t j = th->kind != TOOL_NONE ? (size_t)(f - th->f) + 1 : th->n; st < 0 && f->state == TOOL_PGTANDEM &&
+         j < th->n; j++)
+        if ((st = pgt_status(applied, th->f[j].name)) >= 0)
+            into = th->f[j].name;
+    char merged[200] = "";
+    if (into)
+        snprintf(merged, sizeof merged, ", merged into %s", into);
     if (st >= 0 && mig_status_in_progress((enum mig_status)st))
-        snprintf(buf, cap, "in flight in pgtandem (%s)", mig_status_word((enum mig_status)st));
+        snprintf(buf, cap, "in flight in pgtandem (%s%s)", mig_status_word((enum mig_status)st), merged);
     else if (st == MIG_ST_COMPLETED)
-        snprintf(buf, cap, "applied (completed through pgtandem)");
+        snprintf(buf, cap, "applied (completed through pgtandem%s)", merged);
     else if (f->state != TOOL_PENDING)
         snprintf(buf, cap, "applied by the tool");
     else
@@ -220,10 +232,10 @@ int migrate_tool_status(const struct cli *c)
     json_t *out = json_object(), *files = json_array();
     size_t pending = 0, flying = 0;
     for (size_t i = 0; i < d.n; i++) {
-        char word[96];
+        char word[320];
         struct tool_file none = {.name = d.files[i].name, .state = TOOL_PENDING};
         const struct tool_file *f = th.kind != TOOL_NONE ? &th.f[i] : &none;
-        const char *s = state_word(f, applied, word, sizeof word);
+        const char *s = state_word(&th, f, applied, word, sizeof word);
         pending += !strcmp(s, "pending");
         flying += !strncmp(s, "in flight", 9);
         json_array_append_new(files, json_pack("{s:s, s:s, s:s}", "name", d.files[i].name, "state", s,

@@ -459,3 +459,25 @@ def test_golang_migrate_lock_is_waited_for(db, tmp_path):
         out, errs = p.communicate(timeout=60)
     assert p.returncode == 0, out + errs
     assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
+
+
+def test_golang_migrate_files_started_as_one(db, tmp_path):
+    """start DIR --merge: the pending files run as one migration, named by
+    the last; each file's version is set in turn, as migrate up would, and
+    the rollback puts back the version before the first."""
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "1_init.up.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
+    (d / "2_a.up.sql").write_text("ALTER TABLE users ADD COLUMN a text;\n")
+    (d / "3_b.up.sql").write_text("ALTER TABLE users ADD COLUMN b text;\n")
+    sql(db, "CREATE TABLE users (id serial PRIMARY KEY)")
+    sql(db, "CREATE TABLE schema_migrations (version bigint not null primary key, dirty boolean not null)")
+    sql(db, "INSERT INTO schema_migrations VALUES (1, false)")
+    r = migrate(db, "start", str(d), "--merge")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(3, False)]
+    assert states(db, d) == {"1_init": "applied by the tool", "2_a": "in flight in pgtandem (active, merged into 3_b)",
+                             "3_b": "in flight in pgtandem (active)"}
+    assert migrate(db, "rollback").returncode == 0
+    assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
+    assert states(db, d) == {"1_init": "applied by the tool", "2_a": "pending", "3_b": "pending"}
