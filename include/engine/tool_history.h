@@ -86,6 +86,9 @@ int tool_history_catch_up(PGconn *conn, char *err, size_t errlen);
  * database, migrations schema and migrations table), as the decimal it
  * passes to pg_advisory_lock (database/util.go, GenerateAdvisoryLockId). */
 void tool_golang_lock_id(const char *const *names, size_t n, char out[16]);
+/* Flyway's advisory lock key for its table in schema (PostgreSQL), as a
+ * decimal. */
+void tool_flyway_lock_id(const char *schema, const char *table, char out[24]);
 /* CRC-32 (IEEE 802.3, zlib's), continued from crc (0 to start). */
 unsigned long tool_crc32(unsigned long crc, const unsigned char *p, size_t n);
 

@@ -14,6 +14,7 @@
  * pgtandem, which `status DIR` shows. */
 #include "tool_history.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,29 @@ void tool_golang_lock_id(const char *const *names, size_t n, char out[16])
         crc = tool_crc32(crc, (const unsigned char *)names[i], strlen(names[i]));
     }
     snprintf(out, 16, "%lu", (crc * 1486364155UL) & 0xffffffffUL);
+}
+
+/* Flyway's advisory lock on PostgreSQL (PostgreSQLConnection.lock, with
+ * PostgreSQLAdvisoryLockTemplate): 77431708279161 plus the Java hashCode
+ * (an int) of the table's toString(), which is the schema and table each
+ * quoted ("schema"."table", a quote doubled inside). */
+void tool_flyway_lock_id(const char *schema, const char *table, char out[24])
+{
+    uint32_t h = 0;
+    const char *parts[2] = {schema, table};
+    for (int k = 0; k < 2; k++) {
+        if (k)
+            h = 31u * h + '.';
+        h = 31u * h + '"';
+        for (const unsigned char *c = (const unsigned char *)parts[k]; *c; c++) {
+            h = 31u * h + *c;
+            if (*c == '"')
+                h = 31u * h + '"';
+        }
+        h = 31u * h + '"';
+    }
+    int32_t hash = h <= INT32_MAX ? (int32_t)h : -(int32_t)(UINT32_MAX - h) - 1;
+    snprintf(out, 24, "%lld", 77431708279161LL + (long long)hash);
 }
 
 /* ---- where the table is ---- */
@@ -437,11 +461,11 @@ static int create_table(PGconn *conn, enum tool_kind kind, const char *schema, c
 
 /* The tool's advisory lock, for this transaction: Prisma's 72707369
  * (flavour/postgres.rs acquire_lock), node-pg-migrate's 7241865325823964
- * (src/db.ts / runner.ts, PG_MIGRATE_LOCK_ID), golang-migrate's id from
- * its names (tool_golang_lock_id). A session lock and a transaction lock
- * of one key conflict, so the tool waits for this write and this write
- * for a running tool. drizzle-kit and Flyway's table writes take none
- * of these. */
+ * (src/runner.ts, PG_MIGRATE_LOCK_ID), golang-migrate's id from its names
+ * (tool_golang_lock_id), Flyway's from its table (tool_flyway_lock_id). A
+ * session lock and a transaction lock of one key conflict, so the tool
+ * waits for this write and this write for a running tool. drizzle-kit's
+ * migrate takes none. */
 static int take_lock(PGconn *conn, enum tool_kind kind, const char *schema, char *err, size_t errlen)
 {
     char id[24] = "";
@@ -449,6 +473,8 @@ static int take_lock(PGconn *conn, enum tool_kind kind, const char *schema, char
         snprintf(id, sizeof id, "72707369");
     else if (kind == TOOL_NODE_PG_MIGRATE)
         snprintf(id, sizeof id, "7241865325823964");
+    else if (kind == TOOL_FLYWAY)
+        tool_flyway_lock_id(schema, table_of(kind), id);
     else if (kind == TOOL_GOLANG_MIGRATE) {
         PGresult *r = engine_exec_params(conn, "SELECT current_database()", 0, NULL, err, errlen);
         if (!r)

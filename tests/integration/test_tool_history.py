@@ -434,18 +434,12 @@ def test_lint_dir_leaves_the_files_the_tool_applied(db, tmp_path):
     assert "000001_narrow" not in r.stdout and "applied by golang-migrate" in r.stderr
 
 
-def test_golang_migrate_lock_is_waited_for(db, tmp_path):
-    """golang-migrate's advisory lock (database/util.go GenerateAdvisoryLockId
-    of the database, the schema and schema_migrations) held by a running
-    `migrate up`: pgtandem's start waits for it before writing the row."""
-    d = tmp_path / "migrations"
-    d.mkdir()
-    (d / "000001_init.up.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
-    dbname = sql(db, "SELECT current_database()")[0][0]
-    lock_id = (binascii.crc32(("%s\0public\0schema_migrations" % dbname).encode()) * 1486364155) & 0xffffffff
+def start_waits_for(db, path, lock_id):
+    """start DIR while another session holds lock_id: the start waits for
+    it before writing the tool's row, then goes on once it is let go."""
     with psycopg.connect(db, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
-        p = subprocess.Popen([BIN, "migrate", "start", str(d), "--db", db], stdout=subprocess.PIPE,
+        p = subprocess.Popen([BIN, "migrate", "start", str(path), "--db", db], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         waited = 0
         for _ in range(100):
@@ -454,11 +448,41 @@ def test_golang_migrate_lock_is_waited_for(db, tmp_path):
             if waited or p.poll() is not None:
                 break
             time.sleep(0.05)
-        assert waited == 1, "the start did not wait for golang-migrate's lock"
+        assert waited == 1, "the start did not wait for the tool's lock"
         holder.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         out, errs = p.communicate(timeout=60)
     assert p.returncode == 0, out + errs
+
+
+def test_golang_migrate_lock_is_waited_for(db, tmp_path):
+    """golang-migrate's advisory lock (database/util.go GenerateAdvisoryLockId
+    of the database, the schema and schema_migrations) held by a running
+    `migrate up`."""
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "000001_init.up.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
+    dbname = sql(db, "SELECT current_database()")[0][0]
+    start_waits_for(db, d, (binascii.crc32(("%s\0public\0schema_migrations" % dbname).encode()) * 1486364155)
+                    & 0xffffffff)
     assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
+
+
+def java_hash(text):
+    h = 0
+    for ch in text:
+        h = (31 * h + ord(ch)) & 0xffffffff
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+def test_flyway_lock_is_waited_for(db, tmp_path):
+    """Flyway's advisory lock (PostgreSQLConnection.lock: 77431708279161 plus
+    the hashCode of "schema"."flyway_schema_history") held by a running
+    flyway migrate."""
+    d = tmp_path / "sql"
+    d.mkdir()
+    (d / "V1__init.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
+    start_waits_for(db, d, 77431708279161 + java_hash('"public"."flyway_schema_history"'))
+    assert sql(db, "SELECT version, script, success FROM flyway_schema_history") == [("1", "V1__init.sql", True)]
 
 
 def test_golang_migrate_files_started_as_one(db, tmp_path):

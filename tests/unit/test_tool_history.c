@@ -1,6 +1,6 @@
 /* Unit tests for the keys pgtandem writes in a migration tool's history
  * table: CRC-32, golang-migrate's advisory lock id (the vectors of its
- * database/util_test.go), Flyway's checksum of a file (line endings and a
+ * database/util_test.go), Flyway's lock key and checksum of a file (line endings and a
  * BOM leave it unchanged; values as Flyway's ChecksumCalculator gives). */
 #include <stdlib.h>
 
@@ -29,6 +29,16 @@ static void golang_lock_ids(void)
     CHECK("golang-migrate id, another schema", !strcmp(id, "810103531"));
 }
 
+/* Flyway's key: 77431708279161 + Java's String.hashCode of "schema"."table" */
+static void flyway_lock_ids(void)
+{
+    char id[24];
+    tool_flyway_lock_id("public", "flyway_schema_history", id);
+    CHECK("flyway lock of public.flyway_schema_history", !strcmp(id, "77433833903597"));
+    tool_flyway_lock_id("a\"b", "t", id);
+    CHECK("flyway lock, a quote doubled", !strcmp(id, "77432167190042"));
+}
+
 static void flyway_checksums(void)
 {
     const char lf[] = "CREATE TABLE users (id serial PRIMARY KEY);\nSELECT 1;\n";
@@ -50,5 +60,6 @@ int main(void)
     crc32_check_value();
     golang_lock_ids();
     flyway_checksums();
+    flyway_lock_ids();
     return UNIT_RESULT();
 }
