@@ -505,3 +505,21 @@ def test_golang_migrate_files_started_as_one(db, tmp_path):
     assert migrate(db, "rollback").returncode == 0
     assert sql(db, "SELECT version, dirty FROM schema_migrations") == [(1, False)]
     assert states(db, d) == {"1_init": "applied by the tool", "2_a": "pending", "3_b": "pending"}
+
+
+def test_prisma_and_node_pg_migrate_locks_are_waited_for(db, tmp_path):
+    """Prisma's 72707369 (flavour/postgres.rs acquire_lock) and
+    node-pg-migrate's 7241865325823964 (src/runner.ts PG_MIGRATE_LOCK_ID)."""
+    p = tmp_path / "prisma"
+    (p / "20240101000000_init").mkdir(parents=True)
+    (p / "20240101000000_init" / "migration.sql").write_text("CREATE TABLE users (id serial PRIMARY KEY);\n")
+    start_waits_for(db, p, 72707369)
+    assert sql(db, "SELECT migration_name FROM _prisma_migrations") == [("20240101000000_init",)]
+
+    n = tmp_path / "node"
+    n.mkdir()
+    (n / "1700000000000_posts.sql").write_text("-- Up Migration\nCREATE TABLE posts (id serial PRIMARY KEY);\n")
+    sql(db, "CREATE TABLE public.pgmigrations (id SERIAL PRIMARY KEY, name varchar(255) NOT NULL,"
+            " run_on timestamp NOT NULL)")
+    start_waits_for(db, n, 7241865325823964)
+    assert sql(db, "SELECT name FROM public.pgmigrations") == [("1700000000000_posts",)]
