@@ -54,9 +54,10 @@ fi
 # the source fetched and regress.so built once, into a cache outside the
 # repository; a failure here is the test's to report
 sh tests/regress/prepare.sh >/dev/null || echo "deps: pg_regress not prepared: test_pg_regress will fail"
-# node-postgres and drizzle-kit (with drizzle-orm for its schema files) for the
-# integration tests, pinned by package.json in tests/node.
-if [ ! -d tests/node/node_modules/pg ] || [ ! -x tests/node/node_modules/.bin/drizzle-kit ]; then
+# node-postgres, drizzle-kit (with drizzle-orm for its schema files) and
+# node-pg-migrate for the integration tests, pinned by package.json in tests/node.
+if [ ! -d tests/node/node_modules/pg ] || [ ! -x tests/node/node_modules/.bin/drizzle-kit ] ||
+   [ ! -x tests/node/node_modules/.bin/node-pg-migrate ]; then
   echo "deps: npm install (tests/node)"
   (cd tests/node && npm install --no-audit --no-fund --silent >/dev/null)
 fi

@@ -24,6 +24,7 @@ enum { ENGINE_OK = 0, ENGINE_FAILED = 1, ENGINE_INVALID = 2 };
 
 
 struct backfill_pace;
+struct tool_history;
 
 struct engine_options {
     long lock_timeout_ms;       /* DDL and contract lock_timeout (default 200) */
@@ -52,6 +53,9 @@ struct engine_options {
     /* The backfill keeps this pace, which another thread sets (a proxy's
      * latency budget, backfill_drive.h); NULL: its own throttle alone. */
     struct backfill_pace *pace;
+    /* start DIR: the directory's tool and its files (tool_history.h),
+     * whose rows each start writes after its expand; NULL: none. */
+    struct tool_history *tool;
 };
 
 struct engine {

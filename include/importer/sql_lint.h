@@ -42,6 +42,10 @@ int sql_lint_text(const char *file, const char *text, size_t len, struct lint_re
 int sql_lint_file(const char *path, struct lint_report *r, char *err, size_t errlen);
 int sql_lint_migration(const struct migration *m, struct lint_report *r, char *err, size_t errlen);
 int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *err, size_t errlen);
+/* The same for the files of d as read (lint DIR --db: those its tool did
+ * not apply). */
+struct sql_dir;
+int sql_lint_dir_files(const struct sql_dir *d, struct lint_report *r, size_t *nfiles, char *err, size_t errlen);
 
 /* Appends a blocking finding (strings are copied; fix is kept as given).
  * line 0: no position (a migration converted from SQL, say). */

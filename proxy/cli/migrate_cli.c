@@ -8,6 +8,7 @@
  * sql_load.c / sql_convert.c. */
 #include "cli.h"
 #include "migrate_cli_internal.h"
+#include "migrate_tool.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -37,7 +38,8 @@ struct migrate_command {
 static const struct migrate_command COMMANDS[] = {
     {"start", "FILE|DIR", "validate, expand and backfill; both releases work until complete"},
     {"resume", "[NAME]", "continue a backfill stopped by --no-backfill, --stop-after-batches or a failure"},
-    {"status", "[NAME]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"},
+    {"status", "[NAME|DIR]", "the migration in flight (or NAME), its phase and backfill, and the proxies of the fleet"
+                             " (DIR: each of its files as its tool's history table and pgtandem see it)"},
     {"complete", "[NAME|DIR]", "the cutover: checks while traffic flows, then the contract in one short "
                                "transaction (DIR: each of its migrations in flight, oldest first)"},
     {"rollback", "[NAME]", "back to the original shape (any time before complete)"},
@@ -504,6 +506,8 @@ static int cmd_status(const struct cli *c)
     char err[2048];
     if (migrate_cli_need_db(c))
         return EXIT_INVALID;
+    if (migrate_cli_is_directory(c->file))   /* status DIR: each file, as its tool and pgtandem see it */
+        return migrate_tool_status(c);
     struct engine e;
     int rc = migrate_cli_open_engine(c, &e, 0, err, sizeof err);
     json_t *st = NULL;

@@ -12,6 +12,7 @@
 
 #include "alembic_chain.h"
 #include "migration.h"
+#include "migrate_tool.h"
 #include "sql_dir.h"
 #include "sql_load.h"
 
@@ -53,19 +54,29 @@ static int dir_has_json(const char *dir, int *found, char *err, size_t errlen)
 static int load_sql_chain(const struct cli *c, struct migration **out, size_t *n, char *err, size_t errlen)
 {
     struct sql_dir d;
+    char **parents = NULL;
     if (read_sql_dir(c->file, &d, err, errlen) != 0)
         return -1;
-    struct migration *list = calloc(d.n, sizeof *list);
+    /* the files the directory's tool ran are its own (migrate_tool.c) */
+    if (migrate_tool_filter(c, &d, &parents, err, errlen) != 0) {
+        sql_dir_free(&d);
+        return -1;
+    }
+    struct migration *list = calloc(d.n + 1, sizeof *list);
     int rc = list ? 0 : (snprintf(err, errlen, "out of memory"), -1);
     size_t loaded = 0;
     for (size_t i = 0; rc == 0 && i < d.n; i++) {
         struct sql_load_options o = {.db = c->db, .name = d.files[i].name,
-                                     .parent = i ? d.files[i - 1].name : c->parent};
+                                     .parent = parents ? parents[i] : i ? d.files[i - 1].name : c->parent};
         rc = sql_load_migration(d.files[i].path, &o, &list[i], err, errlen);
         loaded = i + 1;
     }
     size_t count = d.n;
+    for (size_t i = 0; parents && i < d.n; i++)
+        free(parents[i]);
+    free(parents);
     sql_dir_free(&d);
+
     if (rc != 0) {
         mig_free_list(list, loaded);
         return -1;
@@ -143,7 +154,10 @@ int migrate_cli_load_pending(const struct cli *c, struct migration *m, char *err
             engine_close(&e);
         }
     }
-    if (rc == 0 && first == n)
+    if (rc == 0 && n == 0)
+        rc = (snprintf(err, errlen, "%s: every migration is applied (its tool's history says so); nothing to plan",
+                       c->file), -1);
+    else if (rc == 0 && first == n)
         rc = (snprintf(err, errlen, "%s: every migration is applied (head %s); nothing to plan", c->file,
                        list[n - 1].name), -1);
     if (rc == 0 && first + 1 == n) {

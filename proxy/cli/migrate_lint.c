@@ -4,6 +4,8 @@
  * chain rules, and with --db what the live catalog refuses and whether
  * applied migrations were changed since. */
 #include "migrate_cli_internal.h"
+#include "migrate_tool.h"
+#include "sql_dir.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -241,6 +243,25 @@ static int dir_has_json(const char *dir)
     return found;
 }
 
+/* lint DIR --db: the files the directory's tool applied are its own
+ * history (migrate_tool.c); the rest are linted as start would run them. */
+static int lint_dir_left_to_pgtandem(const struct cli *c, struct lint_report *lr, size_t *nsql, char *err,
+                                     size_t errlen)
+{
+    struct sql_dir d;
+    char **parents = NULL;
+    if (sql_dir_read(c->file, &d, err, errlen) != 0)
+        return ENGINE_INVALID;
+    int rc = migrate_tool_filter(c, &d, &parents, err, errlen) == 0 ? ENGINE_OK : ENGINE_INVALID;
+    if (rc == ENGINE_OK && sql_lint_dir_files(&d, lr, nsql, err, errlen) != 0)
+        rc = ENGINE_INVALID;
+    for (size_t i = 0; parents && i < d.n; i++)
+        free(parents[i]);
+    free(parents);
+    sql_dir_free(&d);
+    return rc;
+}
+
 /* lint FILE.sql|FILE.json|DIR: SQL is checked statement by statement for
  * what would block or break the running application; JSON migrations as
  * before; with --db, what the live catalog refuses as well. Anything
@@ -256,7 +277,9 @@ int migrate_cli_lint(const struct cli *c)
     struct lint_report lr = {0};
     size_t nsql = 0;
     int rc = ENGINE_OK;
-    if (is_dir)
+    if (is_dir && c->db)
+        rc = lint_dir_left_to_pgtandem(c, &lr, &nsql, err, sizeof err);
+    else if (is_dir)
         rc = sql_lint_dir(c->file, &lr, &nsql, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;
     else if (is_sql)
         rc = sql_lint_file(c->file, &lr, err, sizeof err) == 0 ? ENGINE_OK : ENGINE_INVALID;

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "log.h"
+#include "tool_history.h"
 #include "evidence.h"
 #include "migrate_remote.h"
 #include "migration.h"
@@ -81,18 +83,31 @@ int migrate_cli_start(const struct cli *c, int resume)
                 c->each ? "each" : "merge", c->each ? "each" : "merge");
         return EXIT_INVALID;
     }
-    if (!resume && load_start_input(c, chain, &list, &n, err, sizeof err) != 0) {
+    /* the directory's tool and its files, kept for each start to write
+     * the tool's row (migrate_tool.c, engine/tool_history.c) */
+    struct tool_history tool = {0};
+    struct cli with_tool = *c;
+    with_tool.opt.tool = &tool;
+    if (!resume && load_start_input(&with_tool, chain, &list, &n, err, sizeof err) != 0) {
         if (c->file)
             fprintf(stderr, "pgtandem migrate: error: %s\n", err);
         mig_free_list(list, n);
+        tool_history_free(&tool);
         return EXIT_INVALID;
     }
     if (migrate_cli_need_db(c)) {
         mig_free_list(list, n);
+        tool_history_free(&tool);
         return EXIT_INVALID;
     }
+    if (chain && n == 0) {
+        log_info("every migration of %s is applied (its tool's history says so); nothing to do", c->file);
+        free(list);
+        tool_history_free(&tool);
+        return 0;
+    }
     struct progress prog = {.line.tty = isatty(STDERR_FILENO) && !c->quiet, .ev = c->ev};
-    struct cli local = *c;
+    struct cli local = with_tool;
     local.opt.on_progress = on_progress;
     local.opt.progress_arg = &prog;
     struct engine e;
@@ -107,6 +122,7 @@ int migrate_cli_start(const struct cli *c, int resume)
         engine_close(&e);
     }
     mig_free_list(list, n);
+    tool_history_free(&tool);
     return migrate_cli_report(rc, err);
 }
 

@@ -27,6 +27,7 @@
 #include "step_run.h"
 #include "expand_locks.h"
 #include "engine_flight.h"
+#include "tool_history.h"
 
 /* The migration in progress (migration_lifecycle.h says which statuses
  * are), or the one of a name whatever its status. */
@@ -697,8 +698,11 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     if (found < 0)
         return ENGINE_FAILED;
     if (found && mig_status_in_progress(cur.st)) {
-        int same = !strcmp(cur.checksum, m->checksum);
+        int same = !strcmp(cur.checksum, m->checksum), expanded = cur.st != MIG_ST_EXPANDING;
         free_current(&cur);
+        /* a start stopped between its expand and the tool's row writes it now */
+        if (same && expanded && tool_history_started(e->conn, e->opt.tool, m->name, err, errlen) != 0)
+            return ENGINE_FAILED;
         if (same) {
             e->opt.target = m->name;
             return engine_resume(e, err, errlen);
@@ -735,6 +739,14 @@ int engine_start(struct engine *e, const struct migration *m, char *err, size_t 
     rc = insert_migration(e, m, &plan, err, errlen);
     if (rc == ENGINE_OK)
         rc = expand(e, m, &plan, err, errlen);
+    /* the tool's own row, before the backfill (tool_history.c says why) */
+    if (rc == ENGINE_OK && tool_history_started(e->conn, e->opt.tool, m->name, err, errlen) != 0) {
+        char msg[1400];
+        snprintf(msg, sizeof msg, "%.1000s; %s is expanded and in flight, but its tool would run it again: roll it "
+                 "back (`pgtandem migrate rollback %s`) and start it again", err, m->name, m->name);
+        snprintf(err, errlen, "%s", msg);
+        rc = ENGINE_FAILED;
+    }
     if (rc == ENGINE_OK)
         rc = finish_start(e, m->name, &plan, &m->backfill, err, errlen);
     mig_plan_free(&plan);
@@ -884,6 +896,9 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
                                   " contract_lock_wait_ms = $3::float8, error = $4 WHERE name = $1",
                                   4, v2, e2, sizeof e2);
         PQclear(r);
+        char why[1024];
+        if (rc == ENGINE_OK && tool_history_completed(e->conn, cur->name, why, sizeof why) != 0)
+            log_error("migration %s is complete, but marking its tool's row finished failed: %s", cur->name, why);
         if (rc == ENGINE_OK && engine_run_post(e, cur->name, &ip.plan.post, 0, err, errlen) != ENGINE_OK) {
             log_error("migration %s is complete; a step after its contract did not finish and is left for the next "
                       "engine (`pgtandem migrate resume`, the next start, or a proxy): %s", cur->name, err);
@@ -954,6 +969,10 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
     /* failed: its expand undid itself, and undoing again (every step is
      * IF EXISTS) removes whatever that left; the status then says so */
     rc = run_rollback_steps(e, &ip.plan.rollback, err, errlen);
+    char why[1024];
+    if (rc == ENGINE_OK && tool_history_rolled_back(e->conn, cur->name, why, sizeof why) != 0)
+        log_error("migration %s rolled back, but taking its tool's row away failed (the tool counts it applied): %s",
+                  cur->name, why);
     if (rc == ENGINE_OK) {
         rc = check_restored(e, &ip.m, err, errlen);
         record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, rc == ENGINE_OK ? NULL : err);

@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "engine_flight.h"
 #include "log.h"
+#include "tool_history.h"
 
 struct each {
     int *pending;           /* list[i] is to start */
@@ -84,10 +85,22 @@ static int already(const struct migration *m, json_t *applied, char *err, size_t
     return done ? 1 : 2;
 }
 
+/* A file in flight whose start stopped between its expand and the
+ * tool's row (tool_history.c): the row is written now, once the expand is
+ * done (an expand interrupted is redone by resume, and its row then). */
+static int tool_row_missed(struct engine *e, const struct migration *m, json_t *applied, char *err, size_t errlen)
+{
+    json_t *a = engine_applied_entry(applied, m->name);
+    int st = mig_status_of_word(json_string_value(json_object_get(a, "status")));
+    if (st == MIG_ST_EXPANDING)
+        return 0;
+    return tool_history_started(e->conn, e->opt.tool, m->name, err, errlen);
+}
+
 /* ENGINE_INVALID with x->why set when two files share a table the rules
  * keep apart; ENGINE_INVALID with err set when a file changed since. */
-static int admit_all(struct each *x, const struct migration *list, size_t n, json_t *applied, char *err,
-                     size_t errlen)
+static int admit_all(struct engine *e, struct each *x, const struct migration *list, size_t n, json_t *applied,
+                     char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         int a = already(&list[i], applied, err, errlen);
@@ -95,6 +108,8 @@ static int admit_all(struct each *x, const struct migration *list, size_t n, jso
             return ENGINE_INVALID;
         if (a) {
             x->flying += a == 2;
+            if (a == 2 && tool_row_missed(e, &list[i], applied, err, errlen) != 0)
+                return ENGINE_FAILED;
             continue;
         }
         struct mig_flight me = {.name = list[i].name, .parent = list[i].parent, .phase = MIG_PH_IDLE};
@@ -169,7 +184,7 @@ int engine_start_each(struct engine *e, const struct migration *list, size_t n, 
         x.seen[x.nseen++] = fl.m[i];
     }
     if (rc == ENGINE_OK)
-        rc = admit_all(&x, list, n, applied, err, errlen);
+        rc = admit_all(e, &x, list, n, applied, err, errlen);
     json_decref(applied);
     if (rc == ENGINE_INVALID && x.why[0]) {
         rc = apart_refused(e, &x, list, n, mode, err, errlen);

@@ -409,14 +409,20 @@ int sql_lint_dir(const char *dir, struct lint_report *r, size_t *nfiles, char *e
     struct sql_dir d;
     if (sql_dir_read(dir, &d, err, errlen) != 0)
         return -1;
+    int rc = sql_lint_dir_files(&d, r, nfiles, err, errlen);
+    sql_dir_free(&d);
+    return rc;
+}
+
+int sql_lint_dir_files(const struct sql_dir *d, struct lint_report *r, size_t *nfiles, char *err, size_t errlen)
+{
     int rc = 0;
     size_t linted = 0;
-    for (size_t i = 0; rc == 0 && i < d.n; i++) {
+    for (size_t i = 0; rc == 0 && i < d->n; i++) {
         int skipped = 0;
-        rc = lint_dir_file(d.files[i].path, r, &skipped, err, errlen);
+        rc = lint_dir_file(d->files[i].path, r, &skipped, err, errlen);
         linted += rc == 0 && !skipped;
     }
-    sql_dir_free(&d);
     *nfiles = linted;
     return rc;
 }
