@@ -222,10 +222,13 @@ int sqlc_same_column(const struct last_op *l, enum last_kind kind, json_t *rel, 
 }
 
 /* The alter_column body for column, joined to the previous statement's when
- * it changed the same column and does not already set key. */
+ * it changed the same column and does not already set key, or when key is
+ * one whose last value is all that stays (nullable, default: DROP NOT NULL
+ * then SET NOT NULL ends NOT NULL, as Postgres applies them in order). */
 json_t *sqlc_alter_body(struct conv *c, json_t *rel, const char *column, const char *key)
 {
-    if (sqlc_same_column(&c->last, LAST_ALTER, rel, column) && !json_object_get(c->last.body, key))
+    int last_wins = !strcmp(key, "nullable") || !strcmp(key, "default");
+    if (sqlc_same_column(&c->last, LAST_ALTER, rel, column) && (last_wins || !json_object_get(c->last.body, key)))
         return c->last.body;
     if (sqlc_close_last(c) != 0)
         return NULL;

@@ -37,6 +37,30 @@
 #include <strings.h>
 
 
+/* The column's name in the new shape's view: a later rename_column of it
+ * followed; NULL when a later drop_column takes it out of that view. A
+ * default set and then a rename (or a drop) in one file is set on the
+ * view's column as the file leaves it. */
+static const char *shape_name(const struct plan_ctx *c, const struct mig_op *op)
+{
+    const char *name = op->column;
+    int after = 0;
+    for (size_t i = 0; i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o == op) {
+            after = 1;
+            continue;
+        }
+        if (!after || !o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
+            continue;
+        if (o->kind == MIG_RENAME_COLUMN && o->from && !strcmp(o->from, name))
+            name = o->to;
+        else if (o->kind == MIG_DROP_COLUMN && o->column && !strcmp(o->column, name))
+            return NULL;
+    }
+    return name;
+}
+
 static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
@@ -59,7 +83,9 @@ static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
     if (op->nullable == 1 && (!oc || oc->notnull))
         add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->column, " DROP NOT NULL");
     if (op->has_default) {
-        add_shape_default(c, op, op->table, op->column, op->default_expr);
+        const char *in_view = shape_name(c, op);
+        if (in_view)
+            add_shape_default(c, op, op->table, in_view, op->default_expr);
         add_set_default(&c->p->contract, op, op->table, op->column, op->default_expr);
     }
     if (op->unique == 1) {
