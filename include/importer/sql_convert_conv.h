@@ -60,6 +60,13 @@ struct conv {
     size_t ndropped;
     char dropped_views[32][2 * SQLC_NAME_LEN + 8]; /* views dropped at complete, as SQL */
     size_t ndropped_views;
+    /* types renamed at complete (Prisma's "X_new" RENAME TO "X"): until
+     * then the type has its old name, which later statements of the file
+     * naming the new one reach it by */
+    struct {
+        char schema[SQLC_NAME_LEN], from[SQLC_NAME_LEN], to[SQLC_NAME_LEN];
+    } type_renamed[16];
+    size_t ntype_renamed;
     /* columns dropped and added again under their name by the script
      * ("schema.table.column"): the ADD becomes one alter_column */
     char recreated[16][3 * SQLC_NAME_LEN + 8];
@@ -191,5 +198,9 @@ int sqlc_drop_deferred(const char *remove_type);
 int sqlc_drop_object(struct conv *c, const struct sql_stmt *st);
 /* ALTER TYPE ... RENAME TO: run at complete. */
 int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
+/* The name a type the file names has at expand: a rename of it above runs
+ * at complete, so until then it has the name before (renames followed
+ * back, newest first). */
+const char *sqlc_type_at_expand(const struct conv *c, const char *schema, const char *name);
 
 #endif

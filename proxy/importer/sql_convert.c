@@ -398,6 +398,46 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     return rc;
 }
 
+/* Whether a statement of the file before st creates the enum schema.name. */
+static int enum_made_above(const struct conv *c, const struct sql_stmt *st, const char *schema, const char *name)
+{
+    for (const struct sql_stmt *e = c->s.stmts; e < st; e++) {
+        if (strcmp(e->kind, "CreateEnumStmt") != 0)
+            continue;
+        json_t *names = json_object_get(e->body, "typeName");
+        size_t n = json_array_size(names);
+        const char *t = n ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+        const char *s = n > 1 ? sql_node_str(json_array_get(names, n - 2)) : "public";
+        if (t && s && !strcmp(t, name) && !strcmp(s, schema ? schema : "public"))
+            return 1;
+    }
+    return 0;
+}
+
+/* ADD VALUE to an enum the file creates: run in order at expand, after its
+ * CREATE TYPE (the add_enum_value of a type already there runs before
+ * everything, where this one does not exist yet), on the name the type
+ * has then; the CREATE TYPE's down takes the value with the type. */
+static int add_value_to_made_enum(struct conv *c, const struct sql_stmt *st, const char *schema, const char *type)
+{
+    struct mig_str s = {0};
+    char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(type);
+    mig_str_addf(&s, "ALTER TYPE %s%s%s ADD VALUE %s", qs ? qs : "", qs ? "." : "", qt ? qt : "",
+                 sqlc_is_true(st->body, "skipIfNewValExists") ? "IF NOT EXISTS " : "");
+    mig_str_literal(&s, sqlc_str_or(st->body, "newVal", ""));
+    const char *next = json_string_value(json_object_get(st->body, "newValNeighbor"));
+    if (next) {
+        mig_str_add(&s, sqlc_is_true(st->body, "newValIsAfter") ? " AFTER " : " BEFORE ");
+        mig_str_literal(&s, next);
+    }
+    free(qs);
+    free(qt);
+    char *text = mig_str_take(&s);
+    int rc = text ? sqlc_emit_sql_text(c, st, text, NULL, NULL) : sqlc_oom(c, st);
+    free(text);
+    return rc;
+}
+
 /* ALTER TYPE ... ADD VALUE: add_enum_value (run at expand before the rest,
  * outside a transaction, so the migration may use the value); RENAME VALUE:
  * rename_enum_value, which the plan refuses with what to do instead. */
@@ -414,8 +454,15 @@ static int conv_alter_enum(struct conv *c, const struct sql_stmt *st)
     json_t *body = json_object();
     if (schema && strcmp(schema, "public") != 0)
         json_object_set_new(body, "schema", json_string(schema));
-    json_object_set_new(body, "type", json_string(type));
+    /* Prisma's recreation renames "X_new" to "X" at complete: a value added
+     * to "X" after it goes to the type that becomes "X" */
+    const char *at_expand = sqlc_type_at_expand(c, schema, type);
     const char *old_val = json_string_value(json_object_get(st->body, "oldVal"));
+    if (!old_val && enum_made_above(c, st, schema, at_expand)) {
+        json_decref(body);
+        return add_value_to_made_enum(c, st, schema, at_expand);
+    }
+    json_object_set_new(body, "type", json_string(at_expand));
     const char *value = sqlc_str_or(st->body, "newVal", "");
     if (old_val) {
         json_object_set_new(body, "from", json_string(old_val));

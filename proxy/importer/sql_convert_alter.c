@@ -107,6 +107,13 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     } else {
         json_object_set_new(body, "type", json_string(type));
         json_object_set_new(body, "up", json_string(up));
+        /* A column this file added NOT NULL keeps it through the change of
+         * type, as offline: the plan reads NOT NULL from the catalog, where
+         * the column is not yet, and gave the second column none. */
+        json_t *added = sqlc_added_column(c, rel, db_name);
+        if (added && json_is_false(json_object_get(json_object_get(added, "column"), "nullable")) &&
+            !json_object_get(body, "nullable"))
+            json_object_set_new(body, "nullable", json_false());
         char old_type[SQLC_TYPE_LEN];
         if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
             sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
@@ -797,8 +804,8 @@ static int recreate_column(struct conv *c, const struct sql_stmt *st, json_t *re
     free(down);
     if (json_object_get(col, "nullable"))
         json_object_set(body, "nullable", json_object_get(col, "nullable"));
-    if (dflt)
-        json_object_set_new(body, "default", json_string(dflt));
+    /* the column added again has its own default or none: not the dropped one's */
+    json_object_set_new(body, "default", dflt ? json_string(dflt) : json_null());
     free(mig_str_take(&up));
     json_decref(col);
     return sqlc_add_op(c, "alter_column", body) == 0 ? 0 : sqlc_oom(c, st);

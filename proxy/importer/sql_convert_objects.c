@@ -331,5 +331,25 @@ int sqlc_drop_object(struct conv *c, const struct sql_stmt *st)
 
 int sqlc_rename_type(struct conv *c, const struct sql_stmt *st)
 {
+    json_t *names = sql_get(st->body, "object.List.items");
+    size_t n = json_array_size(names);
+    const char *from = n ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+    const char *schema = n > 1 ? sql_node_str(json_array_get(names, n - 2)) : "public";
+    const char *to = sqlc_str_or(st->body, "newname", NULL);
+    if (from && to && schema && c->ntype_renamed < sizeof c->type_renamed / sizeof c->type_renamed[0]) {
+        sqlc_copy_name(c->type_renamed[c->ntype_renamed].schema, schema);
+        sqlc_copy_name(c->type_renamed[c->ntype_renamed].from, from);
+        sqlc_copy_name(c->type_renamed[c->ntype_renamed].to, to);
+        c->ntype_renamed++;
+    }
     return sqlc_emit_sql(c, st, "complete", NULL);
+}
+
+const char *sqlc_type_at_expand(const struct conv *c, const char *schema, const char *name)
+{
+    /* newest first: X_old <- X, X <- X_new read back to X_new */
+    for (size_t i = c->ntype_renamed; i-- > 0;)
+        if (!strcmp(c->type_renamed[i].schema, schema ? schema : "public") && !strcmp(c->type_renamed[i].to, name))
+            name = c->type_renamed[i].from;
+    return name;
 }
