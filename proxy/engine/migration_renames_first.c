@@ -18,13 +18,14 @@
  * A rename cannot move past an operation it would change the meaning of:
  * one that makes the table under its old name (create_table, a rename_table
  * to it), one that names the new name (a table of that name still there,
- * dropped or renamed away), and a `sql` operation, whose text names tables
- * we do not rewrite. When such an operation stands between a change of the
+ * dropped or renamed away), and a `sql` operation whose text, read with
+ * Postgres's parser, holds either name anywhere (we do not rewrite it). When such an operation stands between a change of the
  * table and its rename, the migration is refused before anything runs,
  * saying what to write instead. Each operation's index is its position
  * in the new order (everything downstream reads it so), and messages and
  * `migrate plan` count in that order. */
 #include "migration.h"
+#include "sql_script.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,11 +102,53 @@ static int rename_in_op(struct mig_op *op, const char *from, const char *to)
     return rc;
 }
 
+/* The tree holds a name equal to one of the two (a relation, a column
+ * qualifier, a string naming it): it may mean the table. */
+static int tree_names(json_t *node, const char *a, const char *b)
+{
+    if (json_is_string(node))
+        return !strcmp(json_string_value(node), a) || !strcmp(json_string_value(node), b);
+    size_t i;
+    json_t *v;
+    if (json_is_array(node)) {
+        json_array_foreach(node, i, v)
+            if (tree_names(v, a, b))
+                return 1;
+        return 0;
+    }
+    const char *key;
+    json_object_foreach(node, key, v)
+        if (tree_names(v, a, b))
+            return 1;
+    return 0;
+}
+
+/* A statement run as written may name the table: read with Postgres's
+ * parser, it is no barrier when no name in it is either name of the table
+ * (CREATE TYPE, an index of another table); one that does not parse is. */
+static int sql_may_name(const struct mig_op *op, const char *from, const char *to)
+{
+    const char *texts[2] = {op->up, op->down};
+    for (int k = 0; k < 2; k++) {
+        if (!texts[k])
+            continue;
+        struct sql_script s;
+        char err[256];
+        if (sql_script_parse(&s, "sql", texts[k], strlen(texts[k]), err, sizeof err) != 0)
+            return 1;
+        int named = tree_names(s.root, from, to);
+        sql_script_free(&s);
+        if (named)
+            return 1;
+    }
+    return 0;
+}
+
 /* An operation a rename of schema.from to `to` cannot move in front of. */
 static int barrier(const struct mig_op *op, const char *schema, const char *from, const char *to)
 {
     if (op->kind == MIG_SQL)
-        return 1;
+        return sql_may_name(op, from, to);
     if (!same(op->schema, schema))
         return 0;
     if (op->kind == MIG_CREATE_TABLE && same(op->table, from))

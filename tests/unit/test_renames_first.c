@@ -85,11 +85,29 @@ static void test_refused_past_sql(void)
         mig_free(&m);
 }
 
+static void test_moves_past_sql_not_naming_it(void)
+{
+    struct migration m;
+    char err[1024] = "";
+    int rc = parse(OPS(DROP_COL("t") ", {\"sql\": {\"up\": \"CREATE TYPE k AS ENUM ('a')\"}}," RENAME("t", "u")), &m,
+                   err, sizeof err);
+    CHECK("a sql operation whose text names neither name of the table does not stop the rename",
+          rc == 0 && m.ops[0].kind == MIG_RENAME_TABLE && !strcmp(m.ops[1].table, "u") && m.ops[2].kind == MIG_SQL);
+    if (rc == 0)
+        mig_free(&m);
+    rc = parse(OPS(DROP_COL("t") ", {\"sql\": {\"up\": \"UPDATE x SET a = 1\", \"down\": \"SELECT * FROM u\"}},"
+                   RENAME("t", "u")), &m, err, sizeof err);
+    CHECK("one whose down names the new name does", rc != 0);
+    if (rc == 0)
+        mig_free(&m);
+}
+
 int main(void)
 {
     test_moves_in_front();
     test_chain_of_renames();
     test_nothing_to_move();
     test_refused_past_sql();
+    test_moves_past_sql_not_naming_it();
     return UNIT_RESULT();
 }
