@@ -224,14 +224,39 @@ char *new_is(const char *col, const char *test)
     return mig_str_take(&s);
 }
 
+/* A type Postgres has no equality operator for (json, xml, point, polygon,
+ * the snapshots), or an array of one: IS DISTINCT FROM between two of its
+ * values is an error (operator does not exist: json = json), so a change
+ * is told by the values' text instead, which every type has. */
+static int no_equality(const char *type)
+{
+    static const char *const types[] = {"json", "xml", "point", "polygon", "txid_snapshot", "pg_snapshot", NULL};
+    if (!type)
+        return 0;
+    size_t n = strcspn(type, "[");
+    for (const char *const *t = types; *t; t++)
+        if (strlen(*t) == n && !strncasecmp(type, *t, n))
+            return 1;
+    return 0;
+}
+
+/* NEW.col and OLD.col compared ("IS DISTINCT FROM" or its negation in
+ * test), as text where the type has no equality operator. */
+static void add_compare(struct mig_str *s, const char *col, const char *type, const char *test)
+{
+    const char *cast = no_equality(type) ? "::text" : "";
+    mig_str_add(s, "NEW.");
+    mig_str_ident(s, col);
+    mig_str_addf(s, "%s%sOLD.", cast, test);
+    mig_str_ident(s, col);
+    mig_str_add(s, cast);
+}
+
 /* "NEW.col IS DISTINCT FROM OLD.col" (changed) or its negation. */
-static char *changed(const char *col, int yes)
+static char *changed(const char *col, const char *type, int yes)
 {
     struct mig_str s = {0};
-    mig_str_add(&s, "NEW.");
-    mig_str_ident(&s, col);
-    mig_str_add(&s, yes ? " IS DISTINCT FROM OLD." : " IS NOT DISTINCT FROM OLD.");
-    mig_str_ident(&s, col);
+    add_compare(&s, col, type, yes ? " IS DISTINCT FROM " : " IS NOT DISTINCT FROM ");
     return mig_str_take(&s);
 }
 
@@ -282,10 +307,8 @@ void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *
             if (!is_column(c, op, table, col))
                 continue;
             mig_str_add(s, "\n");
-            mig_str_addf(s, "%s    OR NEW.", indent);
-            mig_str_ident(s, col);
-            mig_str_add(s, " IS DISTINCT FROM OLD.");
-            mig_str_ident(s, col);
+            mig_str_addf(s, "%s    OR ", indent);
+            add_compare(s, col, column_type(c, op->schema, table, col), " IS DISTINCT FROM ");
         }
     }
     mig_str_addf(s, ";\n%sEND IF;\n", indent);
@@ -309,7 +332,8 @@ char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const cha
     declare_shape(&s);
     mig_str_add(&s, "BEGIN\n");
     char *ins = both(new_is(d->new_col, " IS NOT NULL"), new_is(d->old_col, " IS NULL"));
-    char *upd = both(changed(d->new_col, 1), changed(d->old_col, 0));
+    char *upd = both(changed(d->new_col, d->new_type, 1),
+                     changed(d->old_col, column_type(c, op->schema, d->table, d->old_col), 0));
     writer_shape(c, &s, op, d->table, !d->copy_only, ins ? ins : "false", upd ? upd : "false");
     free(ins);
     free(upd);

@@ -10,9 +10,9 @@ there until it is fixed, and its shrunk reproducer kept in
 randmig_failures/.
 
 The files are split into chunks so that xdist spreads them; each chunk must
-have no failure and must have files online and identical and files refused
-before DDL, so that it cannot pass by refusing everything or by drawing
-nothing the engine refuses. The ASan build is several times slower: fewer
+have no failure and files online and identical, so that it cannot pass by
+refusing everything; a reproducer whose answer is a refusal (7-29) checks
+that the runner tells a refusal from a failure. The ASan build is several times slower: fewer
 files there."""
 import collections
 import os
@@ -45,7 +45,8 @@ def test_random_migrations_end_where_postgres_ends(cluster, tmp_path, chunk):
             failures.append("%s: %s\n%s" % (path, detail, case.text(stmts)))
     assert not failures, "\n\n".join(failures)
     assert outcomes["identical"] >= 1, outcomes
-    assert outcomes["refused"] >= 1, outcomes
+    # a chunk may draw nothing refused now that most kinds run online; the
+    # refusal itself is checked on a file whose refusal is known (below)
 
 
 REPRODUCERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "randmig_failures")
@@ -62,3 +63,5 @@ def test_each_failure_the_generator_found_now_ends_where_postgres_ends(cluster, 
     runner = randmig.Runner(cluster, str(tmp_path / "work"))
     outcome, detail = runner.run(randmig.case_from_file(os.path.join(REPRODUCERS, name)))
     assert outcome in ("identical", "refused"), (outcome, detail)
+    if name == "7-29.sql":  # a DELETE after a drop of a key referencing its rows: refused before any DDL
+        assert outcome == "refused" and "drops the foreign key" in detail, (outcome, detail)

@@ -32,9 +32,30 @@ static int refuse_other_batches(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* A foreign key referencing the table that an operation before this one
+ * drops: offline it is gone when the DELETE runs; online it stays until
+ * the contract (the old release relies on it), so the batches would meet
+ * its ON DELETE action (SET NULL, CASCADE: rows the offline DELETE leaves
+ * as they are) or its refusal (after the expand). Refused before any DDL. */
+static int refuse_key_dropped_before(struct plan_ctx *c, const struct mig_op *op)
+{
+    const struct mig_cat_table *t = table_of(c, op->schema, op->table);
+    for (size_t i = 0; t && i < t->nrefs; i++) {
+        const struct mig_op *o = removes_fkey(c, op, &t->refs[i], 0);
+        if (o && o->kind == MIG_DROP_CONSTRAINT)
+            return op_error(c, op, "operations[%d].drop_constraint drops the foreign key \"%s\" of \"%s.%s\" "
+                            "referencing this table before this DELETE, as offline; online the key stays until the "
+                            "contract, and the batches would meet its ON DELETE action or refusal where the offline "
+                            "DELETE does not. Put the DELETE in a migration after this one", o->index,
+                            t->refs[i].name, t->refs[i].schema, t->refs[i].table);
+    }
+    return 0;
+}
+
 static int plan_delete_rows(struct plan_ctx *c, const struct mig_op *op)
 {
-    if (require_table(c, op, op->table) || require_key(c, op, op->table) || refuse_other_batches(c, op))
+    if (require_table(c, op, op->table) || require_key(c, op, op->table) || refuse_other_batches(c, op) ||
+        refuse_key_dropped_before(c, op))
         return -1;
     if (made_by(c, op->schema, op->table))
         return op_error(c, op, "table \"%s.%s\" is created by this migration: its rows are this migration's own; "
