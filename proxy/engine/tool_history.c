@@ -6,8 +6,9 @@
  * backfill, not in the expand's transaction: an expand is several
  * transactions (CREATE INDEX CONCURRENTLY runs outside one), so it has no
  * single commit to join. From that moment the tool counts the file as its
- * own (drizzle, golang-migrate, Flyway, node-pg-migrate skip it; Prisma's
- * deploy stops at its unfinished row), which is what a migration in
+ * own (drizzle, golang-migrate, Flyway, node-pg-migrate and Prisma's
+ * deploy skip it: Prisma's row is finished, its steps counted at
+ * complete), which is what a migration in
  * flight needs: the file must not run a second time, offline, while both
  * shapes are live. A crash between the expand and the row leaves the file
  * pending in the tool, as before the start, and the expand in flight in
@@ -514,13 +515,17 @@ static int write_row(PGconn *conn, enum tool_kind kind, const char *q, const str
         break;
     case TOOL_PRISMA:
         /* sql-schema-connector record_migration_started: a uuid v4 id, the
-         * checksum, the name, started_at now(); applied_steps_count stays 0
-         * and finished_at NULL until complete (record_successful_step,
-         * record_migration_finished). logs says whose it is. */
-        snprintf(sql, sizeof sql, "INSERT INTO %s (id, checksum, migration_name, logs, started_at, applied_steps_count)"
-                 " VALUES (gen_random_uuid()::text, $2, $1, $3, now(), 0) RETURNING id", q);
-        v[2] = "pgtandem: in flight online (expanded, both shapes live); finished_at is set by "
-               "`pgtandem migrate complete`, and the row removed by `pgtandem migrate rollback`";
+         * checksum, the name, started_at now(). finished_at is set now too:
+         * a row not finished nor rolled back is a failed migration to
+         * `prisma migrate deploy` (P3009), which would stop every deploy
+         * of the team's pipeline while the file is in flight; finished, the
+         * file is applied to deploy, which neither runs it again nor stops.
+         * applied_steps_count stays 0 and logs says pgtandem has it in
+         * flight until complete (record_successful_step). */
+        snprintf(sql, sizeof sql, "INSERT INTO %s (id, checksum, migration_name, logs, started_at, finished_at,"
+                 " applied_steps_count) VALUES (gen_random_uuid()::text, $2, $1, $3, now(), now(), 0) RETURNING id", q);
+        v[2] = "pgtandem: in flight online (expanded, both shapes live); applied_steps_count becomes 1 at "
+               "`pgtandem migrate complete`, and the row is removed by `pgtandem migrate rollback`";
         n = 3;
         break;
     case TOOL_FLYWAY:
@@ -682,8 +687,9 @@ static int each_row(PGconn *conn, const char *migration, int complete, char *err
         if (complete && kind == TOOL_PRISMA)
             /* record_successful_step, then record_migration_finished: one
              * step per migration.sql */
-            snprintf(sql, sizeof sql, "UPDATE %s SET finished_at = now(), applied_steps_count = 1, logs = NULL"
-                     " WHERE id = $1 AND $2::text IS NULL AND finished_at IS NULL", q);
+            snprintf(sql, sizeof sql, "UPDATE %s SET finished_at = coalesce(finished_at, now()),"
+                     " applied_steps_count = 1, logs = NULL WHERE id = $1 AND $2::text IS NULL"
+                     " AND (finished_at IS NULL OR applied_steps_count = 0)", q);
         else if (!complete && kind == TOOL_DRIZZLE)
             snprintf(sql, sizeof sql, "DELETE FROM %s WHERE hash = $1 AND created_at = $2::bigint", q);
         else if (!complete && kind == TOOL_PRISMA)

@@ -236,10 +236,11 @@ def test_prisma_rows_as_prisma_writes_them(db, tmp_path):
     assert len(row) == 1
     rid, checksum, finished, rolled, steps, logs = row[0]
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid)
-    assert checksum == sha256_hex(files[add]) and finished is None and rolled is None and steps == 0
+    assert checksum == sha256_hex(files[add]) and finished is not None and rolled is None and steps == 0
     assert "pgtandem" in logs
-    # in flight: deploy stops at the unfinished row instead of running the file
-    assert prisma_deploy_plan(db, [init, add]) == ([add], [])
+    # in flight: deploy takes the file as applied, neither runs it again nor
+    # stops at it (an unfinished row would be a failed migration, P3009)
+    assert prisma_deploy_plan(db, [init, add]) == ([], [])
     assert states(db, d) == {init: "applied by the tool", add: "in flight in pgtandem (active)"}
 
     assert migrate(db, "complete").returncode == 0
@@ -249,11 +250,13 @@ def test_prisma_rows_as_prisma_writes_them(db, tmp_path):
 
     # a complete through a proxy commits without touching Prisma's table;
     # the next start DIR finishes the row first
-    sql(db, "UPDATE _prisma_migrations SET finished_at = NULL, applied_steps_count = 0 WHERE migration_name = %s",
-        (add,))
+    sql(db, "UPDATE _prisma_migrations SET applied_steps_count = 0, logs = 'pgtandem: in flight'"
+            " WHERE migration_name = %s", (add,))
     r = migrate(db, "start", str(d))
     assert r.returncode == 0, r.stdout + r.stderr
     assert prisma_deploy_plan(db, [init, add]) == ([], [])
+    assert sql(db, "SELECT applied_steps_count, logs FROM _prisma_migrations WHERE migration_name = %s",
+               (add,)) == [(1, None)]
 
     # a failed migration of Prisma's own is refused, as deploy refuses it
     sql(db, "UPDATE _prisma_migrations SET finished_at = NULL WHERE migration_name = %s", (init,))
@@ -275,7 +278,7 @@ def test_prisma_table_created_and_rollback_removes_the_row(db, tmp_path):
         ("finished_at", "timestamp with time zone", "YES", None), ("migration_name", "character varying", "NO", None),
         ("logs", "text", "YES", None), ("rolled_back_at", "timestamp with time zone", "YES", None),
         ("started_at", "timestamp with time zone", "NO", "now()"), ("applied_steps_count", "integer", "NO", "0")]
-    assert prisma_deploy_plan(db, [name]) == ([name], [])
+    assert prisma_deploy_plan(db, [name]) == ([], [])  # in flight: applied to deploy, which goes on
     assert migrate(db, "rollback").returncode == 0
     assert prisma_deploy_plan(db, [name]) == ([], [name])
 
