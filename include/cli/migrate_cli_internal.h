@@ -23,6 +23,7 @@ struct cli {
     const char *db;
     const char *proxy;      /* drive a running proxy's engine instead of --db */
     int json;
+    int lint_github, lint_sarif;    /* lint --format github | sarif */
     int quiet;
     int force;              /* complete despite sessions that bypass the proxies */
     int revert_window_s;    /* complete: keep the old shape for a revert this long (proxy only) */

@@ -53,6 +53,10 @@ void lint_report_add(struct lint_report *r, const char *rule, const char *file, 
                      const char *why, const char *fix, const char *statement);
 
 void lint_report_print(const struct lint_report *r, FILE *out);
+/* GitHub workflow commands, one a finding (::error file=...::message),
+ * and a SARIF 2.1.0 log (caller frees): sql_lint_formats.c. */
+void lint_report_github(const struct lint_report *r, FILE *out);
+char *lint_report_sarif(const struct lint_report *r);
 /* {"findings": [...], "blocking": N}; caller frees. */
 char *lint_report_json(const struct lint_report *r);
 void lint_report_free(struct lint_report *r);

@@ -79,7 +79,8 @@ static const struct migrate_flag FLAGS[] = {
     {"proxy", "URL", 'p', REMOTE, "run it in the proxy whose admin API is at http://HOST:PORT (its --admin address) "
                                   "instead of with --db; the bearer token is read from $PGTANDEM_ADMIN_TOKEN"},
     {"json", NULL, 'j', "status plan lint complete rollback finalize revert", "print JSON instead of text"},
-    {"format", "text|json", 'F', "lint", "the findings as text (default) or one JSON document"},
+    {"format", "text|json|github|sarif", 'F', "lint", "the findings as text (default), one JSON document, GitHub "
+     "workflow commands (annotations on the pull request's lines) or a SARIF 2.1.0 log (code scanning)"},
     {"lock-timeout", "MS", 'l', "start resume complete rollback", "lock_timeout of each DDL step, 1 to 600000 ms "
                                                                    "(default 200)"},
     {"engine-wait", "S", 'w', "start resume complete rollback", "with --db: wait up to S seconds (0 to 3600, default "
@@ -255,8 +256,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
         case 'N': c->name = optarg; break;
         case 'E': c->evidence = optarg; break;
         case 'F':
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) return -1;
+            if (strcmp(optarg, "json") && strcmp(optarg, "text") && strcmp(optarg, "github") && strcmp(optarg, "sarif"))
+                return -1;
             c->json = !strcmp(optarg, "json");
+            c->lint_github = !strcmp(optarg, "github");
+            c->lint_sarif = !strcmp(optarg, "sarif");
             break;
         case 'P': c->parent = optarg; break;
         case 'X': c->estimate = 1; break;

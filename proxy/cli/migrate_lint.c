@@ -290,10 +290,12 @@ int migrate_cli_lint(const struct cli *c)
         rc = lint_json(c, is_dir, &lr, err, sizeof err);
     if (rc == ENGINE_OK && is_sql && c->db)
         rc = lint_sql_against_db(c, &lr, err, sizeof err);
-    if (c->json) {
-        char *doc = lint_report_json(&lr);
+    if (c->json || c->lint_sarif) {
+        char *doc = c->json ? lint_report_json(&lr) : lint_report_sarif(&lr);
         printf("%s\n", doc ? doc : "{}");
         free(doc);
+    } else if (c->lint_github) {
+        lint_report_github(&lr, stdout);
     } else {
         lint_report_print(&lr, stdout);
     }
@@ -310,7 +312,7 @@ int migrate_cli_lint(const struct cli *c)
             snprintf(err + off, sizeof err - (size_t)off, "%zu operation(s) refused by the live catalog, as start "
                      "would refuse them before its first DDL; nothing was changed", refused);
         rc = ENGINE_INVALID;
-    } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json) {
+    } else if (rc == ENGINE_OK && nsql && !c->quiet && !c->json && !c->lint_github && !c->lint_sarif) {
         printf("lint: %zu SQL file(s), nothing that blocks the running application\n", nsql);
     }
     lint_report_free(&lr);

@@ -338,3 +338,39 @@ def test_alembic_applied_history_is_checked_against_the_database(db):
         assert r.returncode == 2 and "the database is at revision \"zz\" (alembic_version) but no file" in r.stderr
     finally:
         shutil.rmtree(project, ignore_errors=True)
+
+
+def test_lint_findings_as_github_annotations_and_a_sarif_log(tmp_path):
+    """--format github: one workflow command a finding, on its file and
+    line, its message escaped as GitHub's toolkit escapes it; --format
+    sarif: a SARIF 2.1.0 log whose results point at the same lines. Both
+    exit 2 on a blocking finding, as the text form does."""
+    path = tmp_path / "0002_index.sql"
+    path.write_text("-- pgtandem lint, a comment first\nCREATE INDEX ix_env ON checks (env);\n"
+                    "ALTER TABLE checks ADD COLUMN z text NOT NULL;\n")
+    r = run_pgtandem(["migrate", "lint", str(path), "--format", "github"])
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2, r.stdout
+    assert lines[0].startswith("::error file=%s,line=2,col=1,title=create-index-not-concurrently::" % path), lines[0]
+    assert lines[1].startswith("::error file=%s,line=3,col=1,title=add-column-not-null-without-default::" % path)
+    assert "\n" not in lines[0] and "%0AOnline: CREATE INDEX CONCURRENTLY" in lines[0], lines[0]
+
+    r = run_pgtandem(["migrate", "lint", str(path), "--format", "sarif"])
+    assert r.returncode == 2, r.stdout + r.stderr
+    log = json.loads(r.stdout)
+    assert log["version"] == "2.1.0"
+    run = log["runs"][0]
+    assert run["tool"]["driver"]["name"] == "pgtandem"
+    rules = [x["id"] for x in run["tool"]["driver"]["rules"]]
+    got = [(x["ruleId"], rules[x["ruleIndex"]], x["level"],
+            x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            x["locations"][0]["physicalLocation"]["region"]["startLine"]) for x in run["results"]]
+    assert got == [("create-index-not-concurrently", "create-index-not-concurrently", "error", str(path), 2),
+                   ("add-column-not-null-without-default", "add-column-not-null-without-default", "error",
+                    str(path), 3)], got
+
+    clean = tmp_path / "0003_clean.sql"
+    clean.write_text("CREATE INDEX CONCURRENTLY ix_env2 ON checks (env);\n")
+    r = run_pgtandem(["migrate", "lint", str(clean), "--format", "github"])
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
