@@ -126,7 +126,14 @@ void declare_columns(struct plan_ctx *c, struct mig_str *s, const struct mig_op 
 /* CREATE FUNCTION pgtandem.fname() for a trigger, its body dollar-quoted
  * with a tag that occurs nowhere in it: the body holds the author's
  * expressions and every column name of the table, any of which may contain
- * "$pgtandem$". Takes ownership of body. */
+ * "$pgtandem$". Takes ownership of body.
+ *
+ * The body declares each column of the row as a local, so an expression
+ * reads them by their bare names, as it does in the offline UPDATE. In a
+ * subquery of the expression a bare name its own table has too (SELECT
+ * "id" FROM "spaces" WHERE ...) is that table's column in SQL, and
+ * PL/pgSQL's default refuses it as ambiguous at every write
+ * (rallly's migrate_events_to_spaces); use_column reads it as SQL does. */
 char *trigger_function(const char *fname, char *body)
 {
     if (!body)
@@ -140,7 +147,7 @@ char *trigger_function(const char *fname, char *body)
     struct mig_str s = {0};
     mig_str_add(&s, "CREATE OR REPLACE FUNCTION ");
     mig_str_qname(&s, "pgtandem", fname);
-    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\n%s%s", tag, body, tag);
+    mig_str_addf(&s, "() RETURNS trigger LANGUAGE plpgsql AS %s\n#variable_conflict use_column\n%s%s", tag, body, tag);
     free(body);
     return mig_str_take(&s);
 }

@@ -1385,6 +1385,22 @@ CASES_TABLE_RENAMED = {
         tables=("tokens", "token_uses", "token_log", '"TokenProject"'),
         before_tables=("tokens", "token_uses", "token_log", '"TokenProject"'),
         rollback_keeps_rows=['DELETE FROM tokens WHERE id < 1000 AND id % 7 = 3;']),
+    # a fill by a correlated subquery whose bare names are columns of both
+    # tables (rallly's migrate_events_to_spaces: SELECT "id" FROM "spaces"
+    # WHERE "owner_id" = ...): inside the subquery they are its table's, as
+    # offline, not the trigger's locals of the same name (each old-release
+    # write failed: column reference "id" is ambiguous)
+    "add_column_filled_by_subquery_with_shared_names": case(
+        TOKENS,
+        ops='ALTER TABLE "TokenProject" ADD COLUMN "tokenV" text;'
+            'UPDATE "TokenProject" SET "tokenV" = (SELECT v FROM tokens WHERE id = "TokenProject"."tokenId");',
+        offline='ALTER TABLE "TokenProject" ADD COLUMN "tokenV" text;'
+                'UPDATE "TokenProject" SET "tokenV" = (SELECT v FROM tokens WHERE id = "TokenProject"."tokenId");',
+        old=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId") VALUES (1000 + {i}, 1, {i}, {i} + 1)',
+             'UPDATE "TokenProject" SET "tokenId" = {i} + 3 WHERE id = {i} + 1'],
+        new=['INSERT INTO "TokenProject" (id, "projectId", "accountId", "tokenId", "tokenV") VALUES (2000 + {i}, 1, {i},'
+             ' 2, \'n\')'],
+        tables=('"TokenProject"',), before_tables=('"TokenProject"',)),
 }
 CASES.update(CASES_TABLE_RENAMED)
 
