@@ -131,7 +131,7 @@ int migrate_tool_filter(const struct cli *c, struct sql_dir *d, char ***parents,
     *parents = NULL;
     if (!c->db || d->n == 0)
         return 0;
-    struct tool_history local, *th = c->opt.tool ? c->opt.tool : &local;
+    struct tool_history local = {0}, *th = c->opt.tool ? c->opt.tool : &local;
     json_t *applied;
     if (read_both(c, d, th, &applied, err, errlen) != 0)
         return -1;

@@ -111,15 +111,17 @@ static int tree_names(json_t *node, const char *a, const char *b)
     size_t i;
     json_t *v;
     if (json_is_array(node)) {
-        json_array_foreach(node, i, v)
+        json_array_foreach(node, i, v) {
             if (tree_names(v, a, b))
                 return 1;
+        }
         return 0;
     }
     const char *key;
-    json_object_foreach(node, key, v)
+    json_object_foreach(node, key, v) {
         if (tree_names(v, a, b))
             return 1;
+    }
     return 0;
 }
 

@@ -411,8 +411,9 @@ static void requalify_walk(json_t *node, struct requalify *r, int rename)
     if (json_is_array(node)) {
         size_t i;
         json_t *v;
-        json_array_foreach(node, i, v)
+        json_array_foreach(node, i, v) {
             requalify_walk(v, r, rename);
+        }
         return;
     }
     if (!json_is_object(node))
@@ -445,8 +446,9 @@ static void requalify_walk(json_t *node, struct requalify *r, int rename)
         r->refused = 1;
     const char *key;
     json_t *v;
-    json_object_foreach(node, key, v)
+    json_object_foreach(node, key, v) {
         requalify_walk(v, r, rename);
+    }
 }
 
 static int by_location(const void *a, const void *b)

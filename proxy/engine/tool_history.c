@@ -202,7 +202,7 @@ static int mark_pgtandem(PGconn *conn, struct tool_history *th, char *err, size_
         return -1;
     for (int k = 0; k < PQntuples(r); k++)
         for (size_t i = 0; i < th->n; i++)
-            if (!strcmp(th->f[i].name, PQgetvalue(r, k, 0)))
+            if (th->f[i].name && !strcmp(th->f[i].name, PQgetvalue(r, k, 0)))
                 th->f[i].state = TOOL_PGTANDEM;
     PQclear(r);
     return 0;

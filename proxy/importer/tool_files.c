@@ -74,7 +74,7 @@ static int drizzle_when(const char *dir, struct tool_history *th, char *err, siz
         const char *tag = json_string_value(json_object_get(e, "tag"));
         json_t *when = json_object_get(e, "when");
         for (size_t k = 0; tag && json_is_integer(when) && k < th->n; k++)
-            if (!strcmp(th->f[k].name, tag) && !th->f[k].order)
+            if (th->f[k].name && !strcmp(th->f[k].name, tag) && !th->f[k].order)
                 th->f[k].order = printed("%lld", (long long)json_integer_value(when));
     }
     json_decref(root);
