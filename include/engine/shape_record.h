@@ -18,9 +18,12 @@ enum shape_check {
 /* Takes the record into m's row of pgtandem.migrations (which must exist):
  * 0, or -1 with a message. */
 int shape_record_save(PGconn *conn, const struct migration *m, char *err, size_t errlen);
-/* Compares the record with the catalog now: an enum shape_check, or -1
- * with a message when it could not be read. */
-int shape_record_check(PGconn *conn, const struct migration *m, char *diff, size_t difflen, char *err,
-                       size_t errlen);
+/* After a rollback's steps: compares the record with the catalog now,
+ * logs the outcome and sets *check (an enum shape_check; a record that
+ * could not be read counts as none) and, for SHAPE_OTHERS_MEANWHILE,
+ * others (the migrations that changed the schema since). 0, or -1 with
+ * err naming what differs. */
+int shape_record_judge(PGconn *conn, const struct migration *m, int *check, char *others, size_t otherslen,
+                       char *err, size_t errlen);
 
 #endif

@@ -909,38 +909,6 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     return rc;
 }
 
-/* After the rollback's steps: the tables the migration touched compared
- * with the record its start took. "restored" is said only when they
- * match; a difference fails the rollback, naming it (its steps ran, and
- * the migration is rolled back all the same: nothing more would undo it). */
-static int check_restored(struct engine *e, const struct migration *m, char *err, size_t errlen)
-{
-    char diff[1024] = "";
-    int k = shape_record_check(e->conn, m, diff, sizeof diff, err, errlen);
-    e->rollback_check = k;
-    if (k < 0) {
-        log_warn("migration %s rolled back, but the record taken at start could not be read to check it: %s", m->name,
-                 err);
-        e->rollback_check = SHAPE_NOT_RECORDED;
-        return ENGINE_OK;
-    }
-    if (k == SHAPE_RESTORED)
-        log_info("migration %s rolled back: the tables it touched match the record taken at start", m->name);
-    else if (k == SHAPE_NOT_RECORDED)
-        log_info("migration %s rolled back; its start took no record to check it against (an earlier release)",
-                 m->name);
-    else if (k == SHAPE_OTHERS_MEANWHILE) {
-        snprintf(e->rollback_diff, sizeof e->rollback_diff, "%s", diff);
-        log_info("migration %s rolled back; not compared with the record taken at start: %s changed the schema since",
-                 m->name, diff);
-    } else {
-        snprintf(err, errlen, "migration %s rolled back, but what it touched is not as its start found it: %s; "
-                 "put these back by hand (the rollback ran every step it has)", m->name, diff);
-        return ENGINE_FAILED;
-    }
-    return ENGINE_OK;
-}
-
 int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen)
 {
     struct in_progress ip;
@@ -974,7 +942,8 @@ int engine_rollback(struct engine *e, const char *name, char *err, size_t errlen
         log_error("migration %s rolled back, but taking its tool's row away failed (the tool counts it applied): %s",
                   cur->name, why);
     if (rc == ENGINE_OK) {
-        rc = check_restored(e, &ip.m, err, errlen);
+        rc = shape_record_judge(e->conn, &ip.m, &e->rollback_check, e->rollback_diff, sizeof e->rollback_diff, err,
+                                errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
         record_status(e->conn, cur->name, MIG_ST_ROLLED_BACK, rc == ENGINE_OK ? NULL : err);
         const char *v[1] = {cur->name};
         char e2[256];

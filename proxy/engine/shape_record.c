@@ -18,6 +18,7 @@
  * so. */
 #include "shape_record.h"
 #include "engine_checks.h"
+#include "log.h"
 #include "migration_names.h"
 #include "migration_sql.h"
 
@@ -159,8 +160,8 @@ static int lines_missing(const char *a, const char *b, char sign, struct mig_str
     return n;
 }
 
-int shape_record_check(PGconn *conn, const struct migration *m, char *diff, size_t difflen, char *err,
-                       size_t errlen)
+static int shape_record_check(PGconn *conn, const struct migration *m, char *diff, size_t difflen, char *err,
+                              size_t errlen)
 {
     char *rels, *schemas;
     if (record_args(m, &rels, &schemas) != 0)
@@ -193,4 +194,34 @@ int shape_record_check(PGconn *conn, const struct migration *m, char *diff, size
     }
     PQclear(r);
     return rc;
+}
+
+/* The tables the migration touched compared with the record its start
+ * took, after the rollback's steps: "restored" is said only when they
+ * match; a difference fails the rollback, naming it (its steps ran, and
+ * the migration is rolled back all the same: nothing more would undo it). */
+int shape_record_judge(PGconn *conn, const struct migration *m, int *check, char *others, size_t otherslen,
+                       char *err, size_t errlen)
+{
+    char diff[1024] = "";
+    int k = shape_record_check(conn, m, diff, sizeof diff, err, errlen);
+    *check = k < 0 ? SHAPE_NOT_RECORDED : k;
+    if (k < 0)
+        log_warn("migration %s rolled back, but the record taken at start could not be read to check it: %s", m->name,
+                 err);
+    else if (k == SHAPE_RESTORED)
+        log_info("migration %s rolled back: the tables it touched match the record taken at start", m->name);
+    else if (k == SHAPE_NOT_RECORDED)
+        log_info("migration %s rolled back; its start took no record to check it against (an earlier release)",
+                 m->name);
+    else if (k == SHAPE_OTHERS_MEANWHILE) {
+        snprintf(others, otherslen, "%s", diff);
+        log_info("migration %s rolled back; not compared with the record taken at start: %s changed the schema since",
+                 m->name, diff);
+    } else {
+        snprintf(err, errlen, "migration %s rolled back, but what it touched is not as its start found it: %s; "
+                 "put these back by hand (the rollback ran every step it has)", m->name, diff);
+        return -1;
+    }
+    return 0;
 }

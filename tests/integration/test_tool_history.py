@@ -23,12 +23,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import psycopg
 import pytest
 
-from support import BIN, TOP, columns, migrate, run_pgtandem, sql
+from support import BIN, TOP, columns, migrate, poll, run_pgtandem, sql
 
 NODE_DIR = os.path.join(TOP, "tests", "node")
 DRIZZLE_KIT = os.path.join(NODE_DIR, "node_modules", ".bin", "drizzle-kit")
@@ -444,13 +443,9 @@ def start_waits_for(db, path, lock_id):
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         p = subprocess.Popen([BIN, "migrate", "start", str(path), "--db", db], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        waited = 0
-        for _ in range(100):
-            waited = sql(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                             " AND objid = (%s::bigint & 4294967295)::oid", (lock_id,))[0][0]
-            if waited or p.poll() is not None:
-                break
-            time.sleep(0.05)
+        waited = poll(lambda: sql(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                      " AND objid = (%s::bigint & 4294967295)::oid", (lock_id,))[0][0],
+                      5.0, give_up=lambda: p.poll() is not None)
         assert waited == 1, "the start did not wait for the tool's lock"
         holder.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         out, errs = p.communicate(timeout=60)
