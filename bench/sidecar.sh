@@ -6,7 +6,8 @@
 # started through proxy 1 and completed (--force) through proxy 2. Per fleet
 # size: the backends the fleet holds of its own (application_name
 # 'pgtandem ...') with no migration, with the migration active and after
-# the cutover; the traffic held (the coordinator's max_pause_ms, each
+# the cutover, and their peak sampled every 100 ms from the start to the
+# count settled after; the traffic held (the coordinator's max_pause_ms, each
 # participant's "traffic held X ms" log line: p50 and p100 over the fleet);
 # the time `complete` took; the worst client transaction in the 5 s around
 # the cutover; client errors; whether every proxy followed to completed.

@@ -43,6 +43,31 @@ def own_backends(db):
                          " AND application_name LIKE 'pgtandem%%'", (db,)).fetchone()[0]
 
 
+class BackendSampler(threading.Thread):
+    """The fleet's own backends every 100 ms from the migration's start to
+    the count settled after it: the peak, and what it was made of."""
+
+    def __init__(self, db):
+        super().__init__(daemon=True)
+        self.db, self.peak, self.at, self.samples = db, 0, {}, 0
+        self.stop = threading.Event()
+        self.conn = psycopg.connect(super_uri, autocommit=True)
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            rows = dict(self.conn.execute("SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = %s"
+                                          " AND application_name LIKE 'pgtandem%%' GROUP BY 1", (self.db,)).fetchall())
+            self.samples += 1
+            if sum(rows.values()) > self.peak:
+                self.peak, self.at = sum(rows.values()), rows
+
+    def finish(self):
+        self.stop.set()
+        self.join(5)
+        self.conn.close()
+        return self.peak
+
+
 def wait(cond, timeout, what):
     """cond() until true, for at most `timeout` seconds; its value."""
     end = time.monotonic() + timeout
@@ -169,6 +194,8 @@ def one(n, k):
         wait(lambda: all([p.started() for p in proxies]), 60 + n, "%d proxies to start" % n)
         wait(lambda: all(p.live_members() == n for p in proxies), 60 + n, "the fleet of %d" % n)
         res["backends_idle"] = settled_backends(db, n)
+        sampler = BackendSampler(db)
+        sampler.start()
         r = migrate("start", unify, "--proxy", "http://127.0.0.1:%d" % proxies[0].aport)
         if r.returncode != 0:
             raise SystemExit("start: " + r.stderr[-2000:])
@@ -208,6 +235,9 @@ def one(n, k):
         wait(lambda: all(p.phase() == "completed" for p in proxies), 60, "every proxy completed")
         res["all_followed"] = True
         res["backends_after"] = settled_backends(db, n)
+        res["backends_peak"] = sampler.finish()
+        res["backends_peak_made_of"] = sampler.at
+        res["backends_samples"] = sampler.samples
     finally:
         for p in proxies:
             p.stop()
@@ -230,12 +260,13 @@ def main():
              "average at the end %s." % (" ".join(map(str, sizes)), rows, pace_s * 1000, doc["date"], doc["machine"],
                                          doc["postgres"], " ".join(load)),
              "",
-             "| proxies | fleet backends: idle / migration active / after | traffic held p50 / p100 | `complete` took "
-             "| worst client transaction | client errors | every proxy followed |",
+             "| proxies | fleet backends: idle / migration active / after / peak (every 100 ms) | traffic held p50 / p100 "
+             "| `complete` took | worst client transaction | client errors | every proxy followed |",
              "|---:|---|---|---:|---:|---:|---|"]
     for r in results:
-        lines.append("| %d | %s / %s / %s | %s / %s ms | %.2f s | %s ms | %d | %s |" % (
-            r["proxies"], r["backends_idle"], r["backends_active"], r["backends_after"], r["held_p50_ms"],
+        lines.append("| %d | %s / %s / %s / %s | %s / %s ms | %.2f s | %s ms | %d | %s |" % (
+            r["proxies"], r["backends_idle"], r["backends_active"], r["backends_after"], r.get("backends_peak"),
+            r["held_p50_ms"],
             r["held_p100_ms"], r["complete_s"], r["worst_client_ms"], r["client_errors"],
             "yes" if r.get("all_followed") else "no"))
     with open(out + ".md", "w") as f:

@@ -128,6 +128,8 @@ extern const char MIG_STATE_PAUSED_SQL[];
  * migration's own lock is free too (it is not kept); otherwise the engine
  * lock is given back and the answer is f. */
 extern const char MIG_STATE_TRY_LOCK_SQL[];
+/* -> whether some session holds the engine lock (read without taking it). */
+extern const char MIG_STATE_ENGINE_LOCK_HELD_SQL[];
 extern const char MIG_STATE_UNLOCK_SQL[];
 /* Applied to the engine connection once it is open: a statement that
  * outlives its client is ended (see cutover.h). */

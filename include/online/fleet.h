@@ -40,6 +40,7 @@
 #include <stddef.h>
 
 #include "fleet_hooks.h"
+#include "pgasync.h"
 
 struct relay;
 struct event_base;
@@ -62,7 +63,22 @@ void fleet_free(struct fleet *f);
  * lease (or sends it a `complete`). */
 void fleet_leave(struct fleet *f);
 
+/* Runs a read on the fleet's connection, the one every member keeps, so
+ * that the fleet's news is read without opening another (a fleet of N
+ * then holds N backends at every moment, not 2N for a while after each
+ * piece of news). At most FLEET_READ_VALUES (4) parameters; the statement
+ * and values are copied. One read is queued at a time: a newer one with
+ * the same `done` and `ctx` replaces it (asking twice for the same news
+ * gets one answer). `done` is called once, with an error when the
+ * connection is lost first (08006). -1: no connection up now, or another
+ * caller's read is queued: the caller uses its own connection. */
+int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx);
+/* Whether a read of `done` and `ctx` is queued (not yet sent). */
+int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx);
+
 const char *fleet_id(const struct fleet *f);
+/* This proxy's slot in the fleet (1..63; 0: none). */
+int fleet_slot(const struct fleet *f);
 int fleet_lease_ms(const struct fleet *f);
 
 /* Coordinator: asks every other live proxy to hold within drain_ms and to

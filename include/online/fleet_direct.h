@@ -27,11 +27,18 @@ struct fleet_direct;
 struct fleet_direct_handlers {
     /* Participant: a hold request that verified. */
     void (*hold)(void *ctx, long long epoch, int drain_ms, int hold_ms, const char *coordinator);
-    /* Coordinator: `participant` says it holds `epoch`. */
-    void (*held)(void *ctx, long long epoch, const char *participant);
+    /* Coordinator: `participant` says it holds `epoch`; `pids` its
+     * sessions' backend PIDs ("1,2"), NULL: as its row has them. */
+    void (*held)(void *ctx, long long epoch, const char *participant, const char *pids);
     /* Participant: the coordinator says hold `epoch` is over, and whether
      * its contract committed. */
     void (*release)(void *ctx, long long epoch, int committed);
+    /* Coordinator: the channel to `participant` broke (or its answer did
+     * not verify) before it said "held": tell it through the database. */
+    void (*lost)(void *ctx, long long epoch, const char *participant);
+    /* Participant: the channel hold `epoch` came on broke before its
+     * release: the outcome is to be read from the database. */
+    void (*part_lost)(void *ctx, long long epoch);
 };
 
 /* Registers itself as the relay's peer message handler. NULL: out of
@@ -47,15 +54,18 @@ const char *fleet_direct_key(const struct fleet_direct *d);
 int fleet_direct_ask(struct fleet_direct *d, long long epoch, int drain_ms, int hold_ms,
                      const struct json_t *participants);
 /* Coordinator: tells every participant still on a channel that the hold
- * is over and whether the contract committed, and closes the channels. */
-void fleet_direct_release(struct fleet_direct *d, long long epoch, int committed);
+ * is over and whether the contract committed, and closes the channels.
+ * Returns how many of those that said "held" were told. */
+int fleet_direct_release(struct fleet_direct *d, long long epoch, int committed);
 /* Coordinator: closes the channels without a word (what happened is not
  * known here: the database tells them). */
 void fleet_direct_drop(struct fleet_direct *d);
 
 /* Participant: answers "held" for `epoch` on the channel its request came
- * on; 0 when there is none (it was learnt from the database only). */
-int fleet_direct_held(struct fleet_direct *d, long long epoch);
+ * on, with its sessions' backend PIDs ("1,2"; NULL or "": those its row
+ * has); 0 when there is none (it was learnt from the database only) or
+ * the PIDs do not fit in a message. */
+int fleet_direct_held(struct fleet_direct *d, long long epoch, const char *pids);
 /* Participant: whether a hold request for `epoch` came directly. */
 int fleet_direct_asked(const struct fleet_direct *d, long long epoch);
 /* Participant: hold `epoch` is over; its channel is closed (a newer

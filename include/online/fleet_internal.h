@@ -43,7 +43,8 @@ enum fleet_link { FLEET_LINK_DOWN, FLEET_LINK_CONNECTING, FLEET_LINK_SETUP, FLEE
 
 /* What waits for the connection, most urgent first. */
 enum fleet_job { FLEET_JOB_LEAVE, FLEET_JOB_RELEASE, FLEET_JOB_ABANDON, FLEET_JOB_ACK, FLEET_JOB_HOLD,
-                 FLEET_JOB_LEASE, FLEET_JOB_ACK_CHECK, FLEET_JOB_HEARTBEAT, FLEET_NJOBS };
+                 FLEET_JOB_HOLD_NOTIFY, FLEET_JOB_HOLD_LOOK, FLEET_JOB_LEASE, FLEET_JOB_ACK_CHECK,
+                 FLEET_JOB_READ, FLEET_JOB_HEARTBEAT, FLEET_NJOBS };
 
 /* How a proxy learnt of a hold, an acknowledgement or a release first. */
 enum fleet_via { FLEET_VIA_DATABASE, FLEET_VIA_PEER, FLEET_VIA_SELF, FLEET_NVIA };
@@ -65,6 +66,10 @@ struct fleet_coordinator_hold {
     int drain_ms, hold_ms;
     char missing[512];        /* proxies that have not acknowledged */
     json_t *expected;         /* ids live when the hold began, not yet acknowledged */
+    size_t participants;      /* how many were live when it began */
+    json_t *peer_acks;        /* [{id, pids}] said on the peer port: written by the contract */
+    int notified;             /* the hold was told through the database too (a NOTIFY) */
+    int release_notify;       /* the release must be told through the database too */
     int acks[FLEET_NVIA];     /* acknowledgements counted, by how they came */
     uint64_t written_us;      /* when the hold's row was known written */
     fleet_announced_fn announced;
@@ -87,10 +92,13 @@ struct fleet_participant_hold {
     int drain_ms, hold_ms;
     struct event *deadline;
     int abandoning;           /* closing it ourselves (FLEET_JOB_ABANDON sent) */
+    int peer_only;            /* "held" said on the peer port only: our row was not written */
+    struct event *look;       /* reads the hold's row for a release the peer port did not bring */
     enum fleet_via learned;   /* how we first heard of it */
     uint64_t learned_us, drained_us, acked_us; /* its steps, for the log line at its end (0: not reached) */
     char coordinator[96];
     long long acking;         /* the epoch of the acknowledgement in flight (0: none) */
+    long long looking;        /* the epoch whose row is being read (0: none) */
     long long next_epoch;     /* a newer hold that waits for this one to close (0: none) */
     int next_drain_ms, next_hold_ms;
     enum fleet_via next_learned;
@@ -103,6 +111,16 @@ struct fleet_last_hold {
     enum fleet_via learned, released;
     int committed, confirmed;
     double held_ms;
+};
+
+/* A read asked for by a part outside the fleet (fleet_read). */
+#define FLEET_READ_VALUES 4
+struct fleet_read {
+    char *sql;                    /* NULL: none */
+    char *values[FLEET_READ_VALUES];
+    int n;
+    pgasync_done_fn done;
+    void *ctx;
 };
 
 struct fleet;
@@ -127,6 +145,7 @@ struct fleet {
     unsigned long long heartbeat_failures; /* counted when the next one is due (fleet_heartbeat_cb) */
     int heartbeat_answered_ok;       /* the last renewal sent was answered as it should be */
     json_t *members, *bypassing;     /* as of the last heartbeat */
+    char *heartbeat_pids;            /* the backend PIDs the last heartbeat sent (JSON) */
     char migration[128], status[32]; /* the most recent migration */
     pgasync_done_fn handler;         /* of the statement in flight */
     fleet_migration_fn on_migration;
@@ -137,6 +156,7 @@ struct fleet {
     struct fleet_participant_hold part;
     struct fleet_direct *direct;     /* NULL: no peer messages (out of memory at start) */
     struct fleet_last_hold last;
+    struct fleet_read read_waiting, read_sent; /* fleet_read's: one queued, one in flight */
     unsigned long long holds_learned[FLEET_NVIA], holds_released[FLEET_NVIA], acks[FLEET_NVIA];
     unsigned long long holds_unconfirmed;
 };
@@ -157,6 +177,9 @@ void fleet_reconnect_cb(evutil_socket_t fd, short what, void *arg);
 /* Registers (again) in pgtandem.proxies: the slot, the peer address and key. */
 void fleet_register(struct fleet *f);
 void fleet_link_lost(struct fleet *f, const char *why);
+int fleet_send_read(struct fleet *f);
+/* The reads queued or in flight are dropped without an answer (shutdown). */
+void fleet_reads_free(struct fleet *f);
 /* 1 when the statement failed (a lost connection handled as such). */
 int fleet_failed(struct fleet *f, const char *what, const char *error, const char *sqlstate);
 
@@ -165,9 +188,14 @@ int fleet_failed(struct fleet *f, const char *what, const char *error, const cha
 void fleet_coordinator_finish(struct fleet *f, int ok, const char *why);
 void fleet_coordinator_timeout_cb(evutil_socket_t fd, short what, void *arg);
 void fleet_coordinator_recheck_cb(evutil_socket_t fd, short what, void *arg);
-/* An acknowledgement from `who` of the hold being coordinated. */
-void fleet_count_ack(struct fleet *f, const char *who, enum fleet_via via);
+/* An acknowledgement from `who` of the hold being coordinated; `pids`
+ * (peer only): its sessions' backend PIDs ("1,2", "-" none, NULL as its
+ * row has them). */
+void fleet_count_ack(struct fleet *f, const char *who, enum fleet_via via, const char *pids);
+/* The channel to `who` broke before it said "held". */
+void fleet_coordinator_lost(struct fleet *f, long long epoch, const char *who);
 int fleet_send_hold(struct fleet *f);
+int fleet_send_hold_notify(struct fleet *f);
 int fleet_send_ack_check(struct fleet *f);
 int fleet_send_release(struct fleet *f);
 
@@ -178,7 +206,11 @@ void fleet_participant_begin(struct fleet *f, long long epoch, int drain_ms, int
                              const char *coordinator, enum fleet_via via);
 void fleet_participant_finish(struct fleet *f, int committed, enum fleet_via via);
 void fleet_participant_deadline_cb(evutil_socket_t fd, short what, void *arg);
+void fleet_participant_look_cb(evutil_socket_t fd, short what, void *arg);
+/* The peer channel of hold `epoch` broke: read its outcome from the row now. */
+void fleet_participant_channel_lost(struct fleet *f, long long epoch);
 int fleet_send_ack(struct fleet *f);
+int fleet_send_hold_look(struct fleet *f);
 int fleet_send_abandon(struct fleet *f);
 
 /* ---- fleet_heartbeat.c ---- */

@@ -16,6 +16,8 @@ extern const char FLEET_REGISTER_SQL[];
 extern const char FLEET_LEASE_SQL[];
 extern const char FLEET_HEARTBEAT_SQL[];
 extern const char FLEET_HOLD_SQL[];
+extern const char FLEET_HOLD_NOTIFY_SQL[];
+extern const char FLEET_HOLD_LOOK_SQL[];
 extern const char FLEET_LEAVE_SQL[];
 extern const char FLEET_ACK_CHECK_SQL[];
 extern const char FLEET_ACK_SQL[];
@@ -24,6 +26,8 @@ extern const char FLEET_RELEASE_SQL[];
  * transaction: fleet_commit_check_sql, fleet_held_wait_sql. */
 extern const char FLEET_COMMIT_CHECK_SQL[];
 extern const char FLEET_HELD_WAIT_SQL[];
+/* printf format: epoch, then a SQL literal of the peer acknowledgements. */
+extern const char FLEET_PEER_ACKS_SQL[];
 /* Declared in fleet.h for the callers outside the fleet; here too, since
  * fleet_sql.c cannot include fleet.h (fleet.c includes this header). */
 extern const char FLEET_BYPASSING_SQL[];

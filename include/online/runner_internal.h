@@ -97,6 +97,8 @@ typedef void (*runner_event_fn)(struct migration_runner *r, enum runner_event ev
 
 struct runner_conn {
     runner_step_fn after_connect, after_unlock;
+    int lock_look;                  /* the fleet's connection is asked whether the engine lock is held */
+    int lock_free_seen;             /* it was free: this follower's turn to try comes after its stagger */
     int lock_tries, reconnects;
     struct event *timer;        /* the runner's one timer: a retry, a backoff, the next drain */
     runner_step_fn timer_step;
@@ -164,6 +166,7 @@ struct migration_runner {
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
     int state_loading;              /* the state row's load is asked for (load_state) and not answered */
+    int state_by_fleet;             /* reads of it asked of the fleet's connection, unanswered */
     uint64_t look_after_load;       /* a fleet look applied once that load is (relay_version_look_applied) */
     struct json_t *in_flight;       /* every migration in flight as the fleet last saw it ([{name, status}]),
                                        for status; NULL before the first look */
@@ -239,6 +242,9 @@ void runner_conn_watch_health(struct migration_runner *r);
  * CONNECT_FAILED. A connection busy with another statement (a state read,
  * a throttle save, the settings after a reconnect) is waited for. */
 void with_connection(struct migration_runner *r, runner_step_fn next);
+/* A follower whose engine connection is closed reads the news (the state
+ * row, whether the engine lock is held) on the fleet's (fleet_read). */
+int runner_reads_by_fleet(const struct migration_runner *r);
 /* Some step waits for the busy connection to be free. */
 int conn_waiting(const struct migration_runner *r);
 /* The worker's engine takes the one-engine advisory lock itself: let go first. */

@@ -144,6 +144,13 @@ const char MIG_STATE_PAUSED_SQL[] =
 
 /* CASE runs its arms in order: the migration's lock is asked for only
  * once the engine lock is held, and never kept */
+/* A single bigint key shows in pg_locks as classid (high 32 bits), objid
+ * (low 32 bits), objsubid 1. */
+const char MIG_STATE_ENGINE_LOCK_HELD_SQL[] =
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND ((classid::bigint << 32) | objid::bigint) = " ENGINE_LOCK_KEY ")";
+
 const char MIG_STATE_TRY_LOCK_SQL[] =
     "SELECT CASE WHEN NOT pg_try_advisory_lock(" ENGINE_LOCK_KEY ") THEN false"
     "  WHEN $1::int IS NULL THEN true"

@@ -5,10 +5,12 @@
  * it to the part it is for, and reads status and metrics; the parts below
  * it, and what each may call, are listed in fleet_internal.h.
  *
- * The hold is also told directly on the peer port (fleet_direct.h), which
- * saves the NOTIFY round trips where it arrives first; everything a
- * decision rests on is still in the database: a participant's own
- * acknowledgement in its row, the hold's row and its lock. */
+ * The hold and its release are told on the peer port (fleet_direct.h),
+ * one message per proxy and event; the NOTIFY is the fallback for those
+ * it does not reach. Everything a decision rests on is still in the
+ * database: every acknowledgement in its proxy's row (written by the
+ * participant, or by the contract for one said on the peer port), the
+ * hold's row and its lock. */
 #include "fleet.h"
 #include "fleet_internal.h"
 
@@ -29,6 +31,11 @@ const char *fleet_id(const struct fleet *f)
     return f->id;
 }
 
+int fleet_slot(const struct fleet *f)
+{
+    return f->slot;
+}
+
 int fleet_lease_ms(const struct fleet *f)
 {
     return f->lease_ms;
@@ -46,7 +53,7 @@ static void on_fleet_message(struct fleet *f, const char *payload)
             fleet_participant_begin(f, epoch, a, b, 0, who, FLEET_VIA_DATABASE);
     } else if (sscanf(payload, "ack %lld %95s", &epoch, who) == 2) {
         if (f->co.active && epoch == f->co.epoch)
-            fleet_count_ack(f, who, FLEET_VIA_DATABASE);
+            fleet_count_ack(f, who, FLEET_VIA_DATABASE, NULL);
     } else if (sscanf(payload, "release %lld %d", &epoch, &a) == 2) {
         if (f->part.active && epoch == f->part.epoch)
             fleet_participant_finish(f, a == 1, FLEET_VIA_DATABASE);
@@ -80,11 +87,21 @@ static void direct_release(void *ctx, long long epoch, int committed)
         fleet_participant_finish(f, committed, FLEET_VIA_PEER);
 }
 
-static void direct_held(void *ctx, long long epoch, const char *participant)
+static void direct_held(void *ctx, long long epoch, const char *participant, const char *pids)
 {
     struct fleet *f = ctx;
     if (f->co.active && epoch == f->co.epoch)
-        fleet_count_ack(f, participant, FLEET_VIA_PEER);
+        fleet_count_ack(f, participant, FLEET_VIA_PEER, pids);
+}
+
+static void direct_lost(void *ctx, long long epoch, const char *participant)
+{
+    fleet_coordinator_lost(ctx, epoch, participant);
+}
+
+static void direct_part_lost(void *ctx, long long epoch)
+{
+    fleet_participant_channel_lost(ctx, epoch);
 }
 
 /* ---- leaving ---- */
@@ -127,8 +144,11 @@ static const fleet_send_fn senders[FLEET_NJOBS] = {
     [FLEET_JOB_ABANDON] = fleet_send_abandon,
     [FLEET_JOB_ACK] = fleet_send_ack,
     [FLEET_JOB_HOLD] = fleet_send_hold,
+    [FLEET_JOB_HOLD_NOTIFY] = fleet_send_hold_notify,
+    [FLEET_JOB_HOLD_LOOK] = fleet_send_hold_look,
     [FLEET_JOB_LEASE] = fleet_send_lease,
     [FLEET_JOB_ACK_CHECK] = fleet_send_ack_check,
+    [FLEET_JOB_READ] = fleet_send_read,
     [FLEET_JOB_HEARTBEAT] = fleet_send_heartbeat,
 };
 
@@ -244,7 +264,8 @@ struct fleet *fleet_new(struct event_base *base, struct relay *relay, const stru
     f->heartbeat_ms = fleet_heartbeat_interval_ms(opt->lease_ms);
     relay_set_fence_bound(relay, fleet_fence_bound_ms(opt->lease_ms));
     make_id(f, opt->id);
-    static const struct fleet_direct_handlers direct = {direct_hold, direct_held, direct_release};
+    static const struct fleet_direct_handlers direct = {direct_hold, direct_held, direct_release, direct_lost,
+                                                        direct_part_lost};
     f->direct = fleet_direct_new(relay, f->id, &direct, f);
     if (!f->direct)
         log_warn("fleet: no key for peer messages (out of memory or randomness); holds are told through the"
@@ -258,8 +279,9 @@ struct fleet *fleet_new(struct event_base *base, struct relay *relay, const stru
     f->co.timeout = evtimer_new(base, fleet_coordinator_timeout_cb, f);
     f->co.recheck = evtimer_new(base, fleet_coordinator_recheck_cb, f);
     f->part.deadline = evtimer_new(base, fleet_participant_deadline_cb, f);
+    f->part.look = evtimer_new(base, fleet_participant_look_cb, f);
     if (!f->engine_db || !f->heartbeat_timer || !f->reconnect_timer || !f->co.timeout || !f->co.recheck ||
-        !f->part.deadline) {
+        !f->part.deadline || !f->part.look) {
         fleet_free(f);
         return NULL;
     }
@@ -277,13 +299,16 @@ void fleet_free(struct fleet *f)
     fleet_direct_free(f->direct);
     pgasync_close(&f->db);
     struct event *timers[] = {f->heartbeat_timer, f->reconnect_timer, f->co.timeout, f->co.recheck,
-                              f->part.deadline};
+                              f->part.deadline, f->part.look};
     for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++)
         if (timers[i])
             event_free(timers[i]);
     json_decref(f->members);
     json_decref(f->bypassing);
     json_decref(f->co.expected);
+    json_decref(f->co.peer_acks);
+    fleet_reads_free(f);
+    free(f->heartbeat_pids);
     free(f->engine_db);
     free(f);
 }

@@ -80,6 +80,83 @@ int fleet_send_sql(struct fleet *f, const char *sql, int n, const char *const *v
     return pgasync_send(&f->db, sql, n, values, on_answer, f);
 }
 
+/* ---- reads for the parts outside the fleet (fleet.h: fleet_read) ---- */
+
+static void read_clear(struct fleet_read *q)
+{
+    free(q->sql);
+    for (int i = 0; i < q->n; i++)
+        free(q->values[i]);
+    memset(q, 0, sizeof *q);
+}
+
+/* Ends a read with an error, the caller told last (it may ask again). */
+static void read_fail(struct fleet_read *q, const char *why)
+{
+    if (!q->sql)
+        return;
+    pgasync_done_fn done = q->done;
+    void *ctx = q->ctx;
+    read_clear(q);
+    if (done)
+        done(ctx, NULL, why, "08006");
+}
+
+int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx)
+{
+    struct fleet_read *q = &f->read_waiting;
+    if (f->link != FLEET_LINK_UP || n < 0 || n > FLEET_READ_VALUES ||
+        (q->sql && (q->done != done || q->ctx != ctx)))
+        return -1;
+    read_clear(q);
+    q->sql = strdup(sql);
+    int ok = q->sql != NULL;
+    for (int i = 0; i < n; i++) {
+        q->values[i] = strdup(values[i] ? values[i] : "");
+        ok = ok && q->values[i];
+    }
+    q->n = n;
+    if (!ok) {
+        read_clear(q);
+        return -1;
+    }
+    q->done = done;
+    q->ctx = ctx;
+    fleet_want(f, FLEET_JOB_READ);
+    return 0;
+}
+
+int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx)
+{
+    return f->read_waiting.sql && f->read_waiting.done == done && f->read_waiting.ctx == ctx;
+}
+
+static void on_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct fleet *f = ctx;
+    struct fleet_read q = f->read_sent;
+    memset(&f->read_sent, 0, sizeof f->read_sent);
+    if (q.done)
+        q.done(q.ctx, res, error, sqlstate);
+    read_clear(&q);
+}
+
+int fleet_send_read(struct fleet *f)
+{
+    if (!f->read_waiting.sql) /* taken back (a lost connection) */
+        return fleet_send_sql(f, "SELECT 1", 0, NULL, on_read);
+    read_clear(&f->read_sent);
+    f->read_sent = f->read_waiting;
+    memset(&f->read_waiting, 0, sizeof f->read_waiting);
+    return fleet_send_sql(f, f->read_sent.sql, f->read_sent.n, (const char *const *)f->read_sent.values, on_read);
+}
+
+void fleet_reads_free(struct fleet *f)
+{
+    read_clear(&f->read_waiting);
+    read_clear(&f->read_sent);
+}
+
 void fleet_reconnect_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -176,7 +253,9 @@ void fleet_link_lost(struct fleet *f, const char *why)
     pgasync_close(&f->db);
     f->link = FLEET_LINK_DOWN;
     f->jobs &= ~((1u << FLEET_JOB_ACK_CHECK) | (1u << FLEET_JOB_HOLD) | (1u << FLEET_JOB_LEASE) |
-                 (1u << FLEET_JOB_HEARTBEAT));
+                 (1u << FLEET_JOB_HEARTBEAT) | (1u << FLEET_JOB_READ));
+    read_fail(&f->read_sent, "the fleet's connection to the database was lost");
+    read_fail(&f->read_waiting, "the fleet's connection to the database was lost");
     if (f->on_link_lost)
         f->on_link_lost(f);
     /* With a migration in progress the relay stays fenced until the link is

@@ -2,11 +2,16 @@
  * one line of text, their last word the HMAC of the rest:
  *
  *   coordinator -> participant   hold <epoch> <drain_ms> <hold_ms> <coordinator> <participant> <mac>
- *   participant -> coordinator   held <epoch> <participant> <mac>
+ *   participant -> coordinator   held <epoch> <participant> <pids> <mac>
  *   coordinator -> participant   release <epoch> <0|1> <participant> <mac>
  *
  * all under the participant's key, which the participant knows as its own
- * and the coordinator read from pgtandem.proxies with the hold's row. */
+ * and the coordinator read from pgtandem.proxies with the hold's row.
+ * <pids> are the backend PIDs of the participant's sessions, comma
+ * separated, "-" for none, or "=" for those its row has (its last
+ * heartbeat's): the
+ * coordinator writes them with the acknowledgement in the contract's
+ * transaction, so the participant writes nothing itself. */
 #include "fleet_direct.h"
 
 #include <jansson.h>
@@ -21,12 +26,11 @@
 #include "log.h"
 #include "relay_control.h"
 
-#define MAX_ASKED 63 /* the fleet's slots: 1..63 */
 #define KEY_BYTES 32
 #define KEY_HEX (2 * KEY_BYTES)
 #define MAC_HEX 64 /* SHA-256 */
 #define ID_MAX 96
-#define TEXT_MAX 512
+#define TEXT_MAX 940 /* with " <mac>": within the relay's 1024 bytes a peer message */
 
 /* Coordinator: one participant asked directly. */
 struct asked {
@@ -43,8 +47,8 @@ struct fleet_direct {
     struct fleet_direct_handlers h;
     void *ctx;
     long long co_epoch;              /* coordinator: the hold being asked for */
-    struct asked asked[MAX_ASKED];
-    size_t nasked;
+    struct asked *asked;             /* grown to the fleet's size, kept between holds */
+    size_t nasked, cap;
     long long part_epoch;            /* participant: the hold asked for directly (0: none) */
     uint64_t part_channel;           /* the channel it came on (0: gone) */
     struct fleet_direct_counts counts;
@@ -104,23 +108,44 @@ static struct asked *asked_on(struct fleet_direct *d, uint64_t channel)
     return NULL;
 }
 
+/* "1234,5678", "-" (none) or "=" (as the row has them): digits and
+ * commas only, as the SQL casts them. */
+static int pids_valid(const char *pids)
+{
+    if (!strcmp(pids, "=") || !strcmp(pids, "-"))
+        return 1;
+    for (const char *p = pids; *p; p++)
+        if ((*p < '0' || *p > '9') && *p != ',')
+            return 0;
+    return 1;
+}
+
 /* Coordinator: an answer on a channel it opened. */
 static void on_answer(struct fleet_direct *d, struct asked *a, const char *msg)
 {
-    char body[TEXT_MAX], who[ID_MAX];
+    char body[TEXT_MAX], who[ID_MAX], pids[TEXT_MAX] = "=";
     long long epoch = 0;
-    int end = 0;
-    if (!verified(msg, a->key, body, sizeof body) || sscanf(body, "held %lld %95s%n", &epoch, who, &end) != 2 ||
-        body[end] != '\0' || strcmp(who, a->id) != 0) {
+    int end = 0, n = 0;
+    int ok = verified(msg, a->key, body, sizeof body);
+    /* "held <epoch> <id>" (a participant of an earlier build, which
+     * writes its own row) or with its PIDs */
+    if (ok) {
+        n = sscanf(body, "held %lld %95s %939s%n", &epoch, who, pids, &end);
+        if (n == 2)
+            n = sscanf(body, "held %lld %95s%n", &epoch, who, &end) == 2 ? 2 : 0;
+    }
+    if (!ok || n < 2 || body[end] != '\0' || strcmp(who, a->id) != 0 || !pids_valid(pids)) {
         d->counts.refused++;
         log_warn("fleet: a direct answer from %s did not verify; it is left to the database", a->id);
         relay_peer_close(d->relay, a->channel);
         a->channel = 0;
+        if (d->h.lost)
+            d->h.lost(d->ctx, d->co_epoch, a->id);
         return;
     }
     a->answered = 1;
     if (epoch == d->co_epoch && d->h.held)
-        d->h.held(d->ctx, epoch, a->id);
+        d->h.held(d->ctx, epoch, a->id, strcmp(pids, "=") ? pids : NULL);
 }
 
 /* Participant: a request on a channel another proxy opened. Anything that
@@ -161,15 +186,19 @@ static int on_message(void *ctx, uint64_t channel, const char *msg)
     struct fleet_direct *d = ctx;
     struct asked *a = asked_on(d, channel);
     if (!msg) { /* broken: whoever was on it hears from the database */
-        if (a && a->answered) { /* it held and heard of the release first from the database */
+        if (a && a->answered) { /* it held: its release goes through the database */
             a->channel = 0;
         } else if (a) {
             a->channel = 0;
             d->counts.failed++;
             log_info("fleet: direct channel to %s for hold %lld broke; it hears from the database", a->id,
                      d->co_epoch);
+            if (d->h.lost)
+                d->h.lost(d->ctx, d->co_epoch, a->id);
         } else if (channel == d->part_channel) {
             d->part_channel = 0;
+            if (d->h.part_lost)
+                d->h.part_lost(d->ctx, d->part_epoch);
         }
         return 0;
     }
@@ -206,6 +235,7 @@ void fleet_direct_free(struct fleet_direct *d)
     fleet_direct_drop(d);
     fleet_direct_forget(d, d->part_epoch);
     relay_set_peer_messages(d->relay, NULL, NULL);
+    free(d->asked);
     OPENSSL_cleanse(d->key, sizeof d->key);
     free(d);
 }
@@ -213,6 +243,20 @@ void fleet_direct_free(struct fleet_direct *d)
 const char *fleet_direct_key(const struct fleet_direct *d)
 {
     return d->key;
+}
+
+/* Room for one more participant (the fleet has no upper bound here). */
+static struct asked *next_asked(struct fleet_direct *d)
+{
+    if (d->nasked == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 64;
+        struct asked *grown = realloc(d->asked, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        d->asked = grown;
+        d->cap = cap;
+    }
+    return &d->asked[d->nasked];
 }
 
 int fleet_direct_ask(struct fleet_direct *d, long long epoch, int drain_ms, int hold_ms,
@@ -226,13 +270,13 @@ int fleet_direct_ask(struct fleet_direct *d, long long epoch, int drain_ms, int 
         const char *id = json_string_value(json_object_get(p, "id"));
         const char *peer = json_string_value(json_object_get(p, "peer"));
         const char *key = json_string_value(json_object_get(p, "key"));
-        if (d->nasked == MAX_ASKED || !id || !peer || !peer[0] || !key || strlen(key) != KEY_HEX ||
-            strlen(id) >= ID_MAX)
+        struct asked *a = next_asked(d);
+        if (!a || !id || !peer || !peer[0] || !key || strlen(key) != KEY_HEX || strlen(id) >= ID_MAX)
             continue;
         uint64_t ch = relay_peer_open(d->relay, peer);
         if (!ch)
             continue;
-        struct asked *a = &d->asked[d->nasked];
+        memset(a, 0, sizeof *a);
         snprintf(a->id, sizeof a->id, "%s", id);
         snprintf(a->key, sizeof a->key, "%s", key);
         a->channel = ch;
@@ -248,8 +292,9 @@ int fleet_direct_ask(struct fleet_direct *d, long long epoch, int drain_ms, int 
     return (int)d->nasked;
 }
 
-void fleet_direct_release(struct fleet_direct *d, long long epoch, int committed)
+int fleet_direct_release(struct fleet_direct *d, long long epoch, int committed)
 {
+    int told = 0;
     for (size_t i = 0; i < d->nasked; i++) {
         struct asked *a = &d->asked[i];
         if (!a->channel)
@@ -259,8 +304,11 @@ void fleet_direct_release(struct fleet_direct *d, long long epoch, int committed
         if (send_signed(d, a->channel, a->key, text) != 0)
             log_info("fleet: the direct release of hold %lld to %s was not sent; it hears from the database", epoch,
                      a->id);
+        else
+            told += a->answered;
     }
     fleet_direct_drop(d);
+    return told;
 }
 
 void fleet_direct_drop(struct fleet_direct *d)
@@ -268,17 +316,18 @@ void fleet_direct_drop(struct fleet_direct *d)
     for (size_t i = 0; i < d->nasked; i++)
         if (d->asked[i].channel)
             relay_peer_close(d->relay, d->asked[i].channel);
-    memset(d->asked, 0, sizeof d->asked);
     d->nasked = 0;
     d->co_epoch = 0;
 }
 
-int fleet_direct_held(struct fleet_direct *d, long long epoch)
+int fleet_direct_held(struct fleet_direct *d, long long epoch, const char *pids)
 {
     if (!d->part_channel || d->part_epoch != epoch)
         return 0;
     char text[TEXT_MAX];
-    snprintf(text, sizeof text, "held %lld %s", epoch, d->id);
+    int n = snprintf(text, sizeof text, "held %lld %s %s", epoch, d->id, pids && pids[0] ? pids : "=");
+    if (n < 0 || (size_t)n >= sizeof text)
+        return 0;
     return send_signed(d, d->part_channel, d->key, text) == 0;
 }
 

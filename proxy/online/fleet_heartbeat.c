@@ -237,7 +237,11 @@ int fleet_send_heartbeat(struct fleet *f)
     int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 6, values, on_heartbeat);
     free(routes);
     free(sessions);
-    free(pids);
+    /* what our row will say: a "held" whose PIDs are these says "=" */
+    free(f->heartbeat_pids);
+    f->heartbeat_pids = rc == 0 ? pids : NULL;
+    if (rc != 0)
+        free(pids);
     return rc;
 }
 

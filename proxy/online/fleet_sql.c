@@ -109,16 +109,48 @@ const char FLEET_HEARTBEAT_SQL[] =
 
 /* The coordinator's own row says it holds too, with its sessions' PIDs.
  * It reads the others' peer addresses and keys with the hold, so they are
- * told directly too. */
+ * told on the peer port. A NOTIFY goes with the row only when some live
+ * proxy cannot be told so ($7 = 'always': this proxy sends no peer
+ * messages; or one registered no peer address): every listening backend
+ * and then every proxy wakes for it, which on a fleet of 64 cost the hold
+ * some 35 ms of a 2-core machine. Answers (epoch, notified, others). */
 const char FLEET_HOLD_SQL[] =
     "WITH h AS (INSERT INTO pgtandem.fleet_holds (migration, coordinator, drain_ms, hold_ms)"
     "           VALUES ($1, $2, $3::int, $4::int) RETURNING epoch),"
     " u AS (UPDATE pgtandem.proxies SET held_epoch = (SELECT epoch FROM h),"
-    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::bigint) WHERE id = $2)"
-    " SELECT epoch, pg_notify('" FLEET_CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)),"
+    "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($5::jsonb)::bigint) WHERE id = $2),"
+    " unreachable AS (SELECT $7 = 'always' OR EXISTS (SELECT 1 FROM pgtandem.proxies p WHERE p.id <> $2"
+    "       AND " LIVE("p", "$6") " AND (p.peer IS NULL OR p.peer_key IS NULL)) AS yes)"
+    " SELECT epoch, CASE WHEN unreachable.yes THEN"
+    "   pg_notify('" FLEET_CHANNEL_FLEET "', format('hold %s %s %s %s', epoch, $3, $4, $2)) IS NULL END,"
     "  (SELECT coalesce(json_agg(json_build_object('id', p.id, 'peer', p.peer, 'key', p.peer_key)), '[]')"
     "     FROM pgtandem.proxies p WHERE p.id <> $2 AND " LIVE("p", "$6") ")"
-    " FROM h";
+    " FROM h, unreachable";
+
+/* The hold told through the database after all, to the proxies the peer
+ * port did not reach (a channel broke, or no "held" came back in time):
+ * every listener hears it; those that hold already say "held" again in
+ * their rows. $1 epoch, $2 drain_ms, $3 hold_ms, $4 coordinator. */
+const char FLEET_HOLD_NOTIFY_SQL[] =
+    "SELECT pg_notify('" FLEET_CHANNEL_FLEET "', format('hold %s %s %s %s', $1::bigint, $2::int, $3::int, $4))";
+
+/* The coordinator writes, in the contract's transaction, the "held" its
+ * participants said on the peer port (signed under each one's key, with
+ * the backend PIDs of its sessions, or "=" for those of its last
+ * heartbeat): the commit check reads them from the rows as it reads those
+ * the participants wrote themselves. A printf format: the epoch, then the
+ * acknowledgements as a SQL literal of [{"id", "pids"}] ("pids" null: as
+ * the row has them). */
+const char FLEET_PEER_ACKS_SQL[] =
+    "UPDATE pgtandem.proxies p SET held_epoch = %lld, backend_pids = CASE WHEN a.pids IS NULL THEN p.backend_pids"
+    "  ELSE ARRAY(SELECT jsonb_array_elements_text(a.pids)::bigint) END"
+    " FROM jsonb_to_recordset(%s::jsonb) AS a(id text, pids jsonb) WHERE p.id = a.id;\n";
+
+/* A participant waiting for a release that did not come on the peer port
+ * (its channel broke, or the message was lost) reads the outcome here:
+ * -> released, committed (no row: no coordinator asked for this hold). */
+const char FLEET_HOLD_LOOK_SQL[] =
+    "SELECT released_at IS NOT NULL, committed IS TRUE FROM pgtandem.fleet_holds WHERE epoch = $1::bigint";
 
 const char FLEET_LEAVE_SQL[] = "DELETE FROM pgtandem.proxies WHERE id = $1";
 
@@ -133,7 +165,7 @@ const char FLEET_ACK_CHECK_SQL[] =
  * coordinator wrote (a forged NOTIFY, a replayed or forged peer message)
  * must not leave an epoch in our row that a later hold could take for our
  * acknowledgement. Answers (acknowledged, the row exists, it is released,
- * it committed). No NOTIFY: only the coordinator reads an acknowledgement,
+ * it committed, our row locked by another). No NOTIFY: only the coordinator reads an acknowledgement,
  * and every listener of a fleet channel wakes for each one (64 proxies
  * acknowledging woke 64 x 63 times; the hold took twice as long). The
  * coordinator hears it on its peer port and reads the table every
@@ -141,27 +173,37 @@ const char FLEET_ACK_CHECK_SQL[] =
 const char FLEET_ACK_SQL[] =
     "WITH h AS (SELECT released_at IS NOT NULL AS released, committed IS TRUE AS committed"
     "           FROM pgtandem.fleet_holds WHERE epoch = $2::bigint),"
+    /* a contract writing our row holds it (our "held" reached it on the
+     * peer port): waiting here would stall this connection, the lease's
+     * renewal included, until that contract ends */
+    " mine AS (SELECT id FROM pgtandem.proxies WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED),"
     " u AS (UPDATE pgtandem.proxies SET held_epoch = $2::bigint, heartbeat_at = clock_timestamp(),"
     "       backend_pids = ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::bigint)"
-    "       WHERE id = $1 AND EXISTS (SELECT 1 FROM h WHERE NOT released) RETURNING id)"
+    "       WHERE id = (SELECT id FROM mine) AND EXISTS (SELECT 1 FROM h WHERE NOT released) RETURNING id)"
     " SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM h), coalesce((SELECT released FROM h), false),"
-    "  coalesce((SELECT committed FROM h), false)";
+    "  coalesce((SELECT committed FROM h), false),"
+    "  NOT EXISTS (SELECT 1 FROM mine) AND EXISTS (SELECT 1 FROM pgtandem.proxies WHERE id = $1)";
 
 /* Closing a hold waits for a contract in flight (it holds the row) and
- * then reads from the row whether that contract committed. */
+ * then reads from the row whether that contract committed. $2 = 'notify':
+ * the release is told through the database too (a participant closing
+ * the hold itself, or a coordinator some of whose participants the peer
+ * port does not reach); otherwise they heard it on the peer port, and a
+ * NOTIFY would only wake every listener. */
 const char FLEET_RELEASE_SQL[] =
     "WITH u AS (UPDATE pgtandem.fleet_holds SET released_at = clock_timestamp()"
     "           WHERE epoch = $1::bigint AND released_at IS NULL RETURNING committed),"
     " c AS (SELECT coalesce((SELECT committed FROM u),"
     "        (SELECT committed FROM pgtandem.fleet_holds WHERE epoch = $1::bigint), false) AS committed)"
-    " SELECT c.committed, pg_notify('" FLEET_CHANNEL_FLEET "',"
-    "        format('release %s %s', $1, CASE WHEN c.committed THEN 1 ELSE 0 END)) FROM c";
+    " SELECT c.committed, CASE WHEN $2 = 'notify' THEN pg_notify('" FLEET_CHANNEL_FLEET "',"
+    "        format('release %s %s', $1, CASE WHEN c.committed THEN 1 ELSE 0 END)) IS NULL END FROM c";
 
 /* Runs in the contract's transaction just before COMMIT: it commits only
  * while the hold is still open (a participant that gave up on it closed
  * it, and that waits for this row lock) and every proxy whose lease is
- * current has acknowledged it. Its release notice is delivered with the
- * COMMIT, so participants resume without another round trip. */
+ * current has acknowledged it. It notifies nobody: the coordinator tells
+ * the release on the peer port once COMMIT has answered, and the row's
+ * `committed` is what a participant that missed it reads. */
 const char FLEET_COMMIT_CHECK_SQL[] =
     "DO $fleet$ DECLARE h record; missing text; BEGIN"
     " SELECT * INTO h FROM pgtandem.fleet_holds WHERE epoch = %lld FOR UPDATE;"
@@ -175,7 +217,6 @@ const char FLEET_COMMIT_CHECK_SQL[] =
     "  RAISE EXCEPTION 'proxies %% have not held their traffic', missing USING ERRCODE = 'PGT01';"
     " END IF;"
     " UPDATE pgtandem.fleet_holds SET committed = true WHERE epoch = %lld;"
-    " PERFORM pg_notify('" FLEET_CHANNEL_FLEET "', 'release %lld 1');"
     " RAISE NOTICE 'pgtandem: contract steps (ms after BEGIN): commit check done %%',"
     "  round((extract(epoch FROM clock_timestamp() - now()) * 1000)::numeric, 2);"
     " END $fleet$;\n";

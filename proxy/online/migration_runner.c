@@ -404,7 +404,8 @@ static void on_event(struct migration_runner *r, enum runner_event ev, const str
          * is, the sessions waiting for the fleet's look wait (their bound
          * refuses them with 57P03), not served a shape whose route is not
          * in place */
-        if (r->state_loading && pgasync_ready(&r->db) && !r->db.busy)
+        if (r->state_loading && !r->state_by_fleet &&
+            ((pgasync_ready(&r->db) && !r->db.busy) || runner_reads_by_fleet(r)))
             load_state(r);
         if (idle_member(r))
             close_while_idle(r);

@@ -306,13 +306,70 @@ static void on_lock(void *ctx, PGresult *res, const char *error, const char *sql
         runner_report(r, RUNNER_EV_LOCK_TAKEN, NULL, NULL);
 }
 
-void take_engine_lock(struct migration_runner *r)
+static void send_try_lock(struct migration_runner *r)
 {
     char key[16];
     mig_lock_key(r->name, key, sizeof key);
     const char *values[1] = {r->name ? key : NULL};
     if (pgasync_send(&r->db, MIG_STATE_TRY_LOCK_SQL, 1, values, on_lock, r) != 0)
         runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
+}
+
+int runner_reads_by_fleet(const struct migration_runner *r)
+{
+    return r->fleet && r->following && r->name && !pgasync_ready(&r->db) && !r->db.busy;
+}
+
+/* A follower asks the fleet's connection first whether an engine holds
+ * the lock: every follower of a fleet tries it at each piece of news once
+ * a step is two leases old, and opening its engine connection for each try
+ * held 2N backends. When it is free, they try in the order of their slots,
+ * TAKEOVER_STAGGER_MS apart, each looking again first: the first takes it
+ * and the others see it held. */
+#define TAKEOVER_STAGGER_MS 250
+
+static void try_lock_if_free(struct migration_runner *r);
+
+static void on_lock_look(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)sqlstate;
+    struct migration_runner *r = ctx;
+    r->conn.lock_look = 0;
+    if (error || !res || PQntuples(res) != 1)
+        return; /* the next piece of news asks again */
+    if (PQgetvalue(res, 0, 0)[0] == 't') { /* an engine runs it: follow */
+        r->conn.lock_tries = 0;
+        r->conn.lock_free_seen = 0;
+        return;
+    }
+    if (!r->following || !r->name)
+        return;
+    if (!r->conn.lock_free_seen && fleet_slot(r->fleet) > 1) {
+        r->conn.lock_free_seen = 1;
+        if (!timer_armed(r))
+            schedule(r, (long)(fleet_slot(r->fleet) - 1) * TAKEOVER_STAGGER_MS, try_lock_if_free);
+        return;
+    }
+    r->conn.lock_free_seen = 0;
+    with_connection(r, send_try_lock);
+}
+
+static void try_lock_if_free(struct migration_runner *r)
+{
+    if (r->conn.lock_look)
+        return;
+    if (r->following && runner_reads_by_fleet(r) &&
+        fleet_read(r->fleet, MIG_STATE_ENGINE_LOCK_HELD_SQL, 0, NULL, on_lock_look, r) == 0) {
+        r->conn.lock_look = 1;
+        return;
+    }
+    r->conn.lock_free_seen = 0;
+    with_connection(r, send_try_lock);
+}
+
+void take_engine_lock(struct migration_runner *r)
+{
+    try_lock_if_free(r);
 }
 
 /* ---- the reserved connection slot ---- */

@@ -219,11 +219,35 @@ void send_load_state(struct migration_runner *r)
         runner_report(r, RUNNER_EV_CONNECTION_LOST, r->db.error, r->db.sqlstate);
 }
 
+/* The state row read on the fleet's connection: a transient error
+ * leaves the load asked for (the health tick asks again). */
+static void on_state_row_by_fleet(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    struct migration_runner *r = ctx;
+    if (r->state_by_fleet > 0)
+        r->state_by_fleet--;
+    if (error && connection_lost(sqlstate)) {
+        log_debug("migration %s: the fleet's read of its state failed (%s); read again later", r->name, error);
+        return;
+    }
+    on_state_row(ctx, res, error, sqlstate);
+}
+
 void load_state(struct migration_runner *r)
 {
-    /* loading from here, the opening of a connection a fleet member closed
-     * while idle included: a look answered meanwhile waits for the route */
+    /* loading from here: a look answered meanwhile waits for the route */
     r->state_loading = 1;
+    /* A follower whose engine connection closed while idle reads the news
+     * on the fleet's connection: 64 followers reopening theirs at each
+     * piece of news held 2N backends for seconds. */
+    if (runner_reads_by_fleet(r)) {
+        const char *values[1] = {r->name};
+        int queued = r->state_by_fleet > 0 && fleet_reading(r->fleet, on_state_row_by_fleet, r);
+        if (fleet_read(r->fleet, MIG_STATE_LOAD_SQL, 1, values, on_state_row_by_fleet, r) == 0) {
+            r->state_by_fleet += !queued; /* a queued one is replaced: one answer for both */
+            return;
+        }
+    }
     with_connection(r, send_load_state);
 }
 

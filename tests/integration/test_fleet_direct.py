@@ -5,11 +5,12 @@
   through a forwarder that delays every chunk), they learn of the hold and
   of its release from the coordinator's peer messages, and the coordinator
   counts their "held" from there, as their status and metrics say; the
-  contract still waits for their acknowledgement in the database;
+  contract writes those acknowledgements to their rows, where its commit
+  check reads them;
 - with the peer path broken (one participant with --peer-listen off, one
   whose registered peer address swallows everything), the cutover goes
-  through the database exactly as before, with pgbench on every proxy and
-  no client error;
+  through the database (the hold's NOTIFY, their rows, the release's
+  NOTIFY), with pgbench on every proxy and no client error;
 - what a stranger can send to a peer port: unsigned or badly signed holds
   and releases are refused and change nothing (a hold in progress is not
   released by a forged release); a signed hold for an epoch no coordinator
