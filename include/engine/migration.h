@@ -147,6 +147,14 @@ int mig_load_file(const char *path, struct migration *out, char *err, size_t err
  * (migration_renames_first.c). mig_parse calls it; -1 with a message when
  * an operation the rename cannot move past stands between them. */
 int mig_table_renames_first(struct migration *m, char *err, size_t errlen);
+/* Two plain renames of one column (a to b, then b to c) with nothing
+ * between them naming b or c become one rename a to c where the first
+ * stood: one second column filled from the original, which carries its
+ * dependents (migration_renames_joined.c). mig_parse calls it after
+ * mig_table_renames_first. */
+void mig_column_renames_joined(struct migration *m);
+/* Frees what op holds (not op itself). */
+void mig_op_free(struct mig_op *op);
 /* sha256 hex of text, as a migration's checksum. */
 void mig_checksum(const char *text, size_t len, char out[65]);
 /* One migration out of list[0..n) (a chain, parent-first): the last one's

@@ -195,6 +195,7 @@ static int parse_top(struct parse_ctx *c, json_t *root, struct migration *m)
         return -1;
     if (mig_table_renames_first(m, c->err, c->errlen) != 0)
         return -1;
+    mig_column_renames_joined(m);
     return parse_backfill(c, json_object_get(root, "backfill"), &m->backfill);
 }
 
@@ -270,7 +271,7 @@ static void free_strs(char **v, size_t n)
     free(v);
 }
 
-static void free_op(struct mig_op *op)
+void mig_op_free(struct mig_op *op)
 {
     free(op->schema); free(op->table); free(op->from); free(op->to); free(op->column);
     free(op->type); free(op->up); free(op->down); free(op->default_expr); free(op->check);
@@ -299,7 +300,7 @@ void mig_free(struct migration *m)
     if (!m)
         return;
     for (size_t i = 0; i < m->nops; i++)
-        free_op(&m->ops[i]);
+        mig_op_free(&m->ops[i]);
     free(m->ops);
     free(m->file);
     free(m->name);

@@ -179,6 +179,31 @@ static int regclass_is(const char *reg, const char *schema, const char *table)
     return same;
 }
 
+/* The table reg (regclass text, read before the migration ran) by the
+ * name it has once the migration's rename_table operations before `upto`
+ * ran: a renamed table leaves a view under its old name for the old
+ * release, which a foreign key cannot reference nor ALTER TABLE address.
+ * Later operations name the table by its new name (they follow the rename,
+ * migration_renames_first.c), so the comparisons with them want it too.
+ * Returns a new string: the new name quoted and qualified, or reg. */
+static char *renamed_reg(const struct plan_ctx *c, const char *reg, size_t upto)
+{
+    const char *schema = NULL, *name = NULL;
+    for (size_t i = 0; reg && i < upto && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind != MIG_RENAME_TABLE || !o->from || !o->to)
+            continue;
+        /* a chain of renames (t to u, then u to v) follows the last name */
+        if (name ? (!strcmp(o->schema, schema) && !strcmp(o->from, name)) : regclass_is(reg, o->schema, o->from)) {
+            schema = o->schema;
+            name = o->to;
+        }
+    }
+    if (!reg)
+        return NULL;
+    return name ? mig_quote_qname(schema, name) : strdup(reg);
+}
+
 /* The column of the table reg (regclass text) that an alter_column of this
  * migration gives a second column, written into shadow; 0 when none does.
  * Foreign keys between two such columns join the two second columns. */
@@ -257,9 +282,15 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         snprintf(self, sizeof self, "%s.%s", op->schema, table);
         if (dropped_earlier(c, op, self, f->name))
             continue;
-        if (second_column_of(c, f->ref_table, f->ref_column, ref_shadow, sizeof ref_shadow)) {
+        /* the referenced table as the operations name it, and as it is
+         * called when this operation's expand runs */
+        char *ref_final = renamed_reg(c, f->ref_table, c->m->nops);
+        char *ref_now = renamed_reg(c, f->ref_table, (size_t)op->index);
+        if (ref_final && second_column_of(c, ref_final, f->ref_column, ref_shadow, sizeof ref_shadow)) {
             carried(c, op, "foreign key \"%s\": joins \"%s\" to the referenced key's second column, with it",
                     f->name, to);
+            free(ref_final);
+            free(ref_now);
             continue;
         }
         char tmp[80];
@@ -267,17 +298,39 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         carried(c, op, "foreign key \"%s\": added NOT VALID on \"%s\" at expand, validated after the backfill, "
                 "renamed at contract", f->name, to);
         char *owner = mig_quote_qname(op->schema, table);
-        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
-                      foreign_key_sql(owner, tmp, to, f->ref_table, f->ref_column, f));
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, foreign_key_sql(owner, tmp, to, ref_now, f->ref_column, f));
         free(owner);
+        free(ref_final);
+        free(ref_now);
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
         rename_at_contract(c, op, table, 0, tmp, f->name);
     }
 }
 
+/* ALTER TABLE reg <what> name: one step into l (NULL reg: out of memory). */
+static void alter_reg(struct mig_steps *l, const struct mig_op *op, const char *reg, const char *what,
+                      const char *name, const char *to)
+{
+    if (!reg) {
+        mig_steps_add(l, op->index, MIG_STEP_TXN, NULL);
+        return;
+    }
+    struct mig_str s = {0};
+    mig_str_addf(&s, "ALTER TABLE %s %s ", reg, what);
+    mig_str_ident(&s, name);
+    if (to) {
+        mig_str_add(&s, " TO ");
+        mig_str_ident(&s, to);
+    }
+    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+}
+
 /* Foreign keys of other tables that point at `from` are re-pointed at `to`.
  * They are added after the backfill (validate phase): earlier, a new
- * referencing row could point at a row whose new column is still NULL. */
+ * referencing row could point at a row whose new column is still NULL.
+ * The referencing table is named as it is called when each step runs: the
+ * validation and the contract after every rename_table of the migration,
+ * the rollback (undoing later operations first) after those before op. */
 static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const char *table,
                                        const char *from, const char *to, struct mig_steps *contract_before_drop,
                                        struct mig_steps *contract_after_drop)
@@ -285,35 +338,35 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nin_fk; i++) {
         const struct mig_cat_fkey *f = &t->in_fk[i];
-        if (strcmp(f->column, from) != 0 || dropped_earlier(c, op, f->ref_table, f->name))
+        if (strcmp(f->column, from) != 0)
             continue;
+        char *ref_final = renamed_reg(c, f->ref_table, c->m->nops);
+        char *ref_now = renamed_reg(c, f->ref_table, (size_t)op->index);
+        if (!ref_final || !ref_now || dropped_earlier(c, op, ref_now, f->name)) {
+            if (!ref_final || !ref_now)
+                mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, NULL);
+            free(ref_final);
+            free(ref_now);
+            continue;
+        }
         char tmp[80], referencing[80];
         object_name(tmp, sizeof tmp, "rf", op, (int)i, c->m->name);
-        if (!second_column_of(c, f->ref_table, f->ref_column, referencing, sizeof referencing))
+        if (!second_column_of(c, ref_final, f->ref_column, referencing, sizeof referencing))
             snprintf(referencing, sizeof referencing, "%s", f->ref_column);
         carried(c, op, "foreign key \"%s\" pointing at the column: re-pointed at \"%s\" after the backfill "
                 "(NOT VALID, then validated), renamed at contract", f->name, to);
         char *target = mig_quote_qname(op->schema, table);
         mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
-                      foreign_key_sql(f->ref_table, tmp, referencing, target, to, f));
+                      foreign_key_sql(ref_final, tmp, referencing, target, to, f));
         free(target);
-        struct mig_str v = {0}, d = {0}, r = {0}, rb = {0};
-        mig_str_addf(&v, "ALTER TABLE %s VALIDATE CONSTRAINT ", f->ref_table);
-        mig_str_ident(&v, tmp);
-        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, mig_str_take(&v));
+        alter_reg(&c->p->validate, op, ref_final, "VALIDATE CONSTRAINT", tmp, NULL);
         /* IF EXISTS: an earlier operation's contract may have dropped the
          * referencing column, and its key with it. */
-        mig_str_addf(&d, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS ", f->ref_table);
-        mig_str_ident(&d, f->name);
-        mig_steps_add(contract_before_drop, op->index, MIG_STEP_TXN, mig_str_take(&d));
-        mig_str_addf(&r, "ALTER TABLE %s RENAME CONSTRAINT ", f->ref_table);
-        mig_str_ident(&r, tmp);
-        mig_str_add(&r, " TO ");
-        mig_str_ident(&r, f->name);
-        mig_steps_add(contract_after_drop, op->index, MIG_STEP_TXN, mig_str_take(&r));
-        mig_str_addf(&rb, "ALTER TABLE %s DROP CONSTRAINT IF EXISTS ", f->ref_table);
-        mig_str_ident(&rb, tmp);
-        mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN, mig_str_take(&rb));
+        alter_reg(contract_before_drop, op, ref_final, "DROP CONSTRAINT IF EXISTS", f->name, NULL);
+        alter_reg(contract_after_drop, op, ref_final, "RENAME CONSTRAINT", tmp, f->name);
+        alter_reg(&c->p->rollback, op, ref_now, "DROP CONSTRAINT IF EXISTS", tmp, NULL);
+        free(ref_final);
+        free(ref_now);
     }
 }
 

@@ -86,6 +86,20 @@ static void rename_column_twice(struct plan_ctx *c, const struct mig_op *op, con
     add_rename_column(&c->p->contract, op, op->table, meanwhile, name);
 }
 
+/* An earlier rename of this migration that gave `col` of the table its
+ * name with a second column (one a later operation builds on), or NULL. */
+static const struct mig_op *second_column_rename(const struct plan_ctx *c, const struct mig_op *op,
+                                                 const char *col)
+{
+    for (size_t i = (size_t)op->index; i-- > 0;) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_RENAME_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+            !strcmp(o->to, col))
+            return rename_keeps_original(c, o) && !o->copy ? NULL : o;
+    }
+    return NULL;
+}
+
 static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->from) ||
@@ -102,6 +116,18 @@ static int plan_rename_column(struct plan_ctx *c, const struct mig_op *op)
                         op->from, op->table);
     if (rename_keeps_original(c, op))
         return plan_rename_keeping_original(c, op);
+    /* A second column filled from another: one backfill UPDATE reads the
+     * first as it was before the statement (still empty), and the catalog's
+     * dependents of the original are carried to the first only. Two plain
+     * renames with nothing between them join (migration_renames_joined.c);
+     * these do not. */
+    const struct mig_op *before = second_column_rename(c, op, op->from);
+    if (before)
+        return op_error(c, op, "renames \"%s\", which operations[%d] renamed \"%s\" to, and operations "
+                        "build on both names: online each name would be a second column filled from the one "
+                        "before it, which the backfill has not filled yet; rename \"%s\" once, to \"%s\", and "
+                        "name it so in the operations between",
+                        op->from, before->index, before->from, before->from, op->to);
     if (refuse_uncarried_dependents(c, op, op->table, op->from, 0))
         return -1;
     struct shadow_spec sp = {op->table, op->from, op->to, op->type, op->up, op->down, !op->has_default, 1, 1, 1, 0};
