@@ -138,10 +138,13 @@ extern const char MIG_STATE_SESSION_SQL[];
 /* The state update that commits with the contract (no trailing ';'), for
  * the CLI's contract and the proxy's cutover alike. merges: a merged
  * migration's (migration.h), each of whose migrations is then recorded as
- * completed too; NULL when it merged nothing. Caller frees; NULL when out
- * of memory. */
+ * completed too; NULL when it merged nothing. notify: the news goes out
+ * with the commit (MIG_STATE_NOTIFY_FROM); 0 for a fleet's cutover, whose
+ * coordinator tells it once the fleet's hold is released (a NOTIFY in the
+ * commit woke every proxy's fleet backend while everyone waited for it).
+ * Caller frees; NULL when out of memory. */
 char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
-                              double lock_wait_ms, size_t post_steps);
+                              double lock_wait_ms, size_t post_steps, int notify);
 /* The steps after a contract (the plan's post list: DROP INDEX
  * CONCURRENTLY, an index's rename) are counted in the state row as they
  * commit: post_done says how many ran, NULL when none is left. A step lost
@@ -151,6 +154,6 @@ char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges
 char *mig_state_post_done_sql(PGconn *conn, const char *name, size_t done, size_t total);
 /* The same for a status change of the cutover's that contracts nothing:
  * switched (complete kept the old shape) or active again (revert). */
-char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status);
+char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status, int notify);
 
 #endif

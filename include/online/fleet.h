@@ -73,6 +73,10 @@ void fleet_leave(struct fleet *f);
  * connection is lost first (08006). -1: no connection up now, or another
  * caller's read is queued: the caller uses its own connection. */
 int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx);
+/* Tells every proxy that `name` is now `status` (the NOTIFY the state
+ * update of a fleet's cutover leaves out, sent once its hold is released;
+ * a proxy that misses it reads the status with its next heartbeat). */
+void fleet_tell_news(struct fleet *f, const char *name, const char *status);
 /* Whether a read of `done` and `ctx` is queued (not yet sent). */
 int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx);
 

@@ -43,7 +43,7 @@ enum fleet_link { FLEET_LINK_DOWN, FLEET_LINK_CONNECTING, FLEET_LINK_SETUP, FLEE
 
 /* What waits for the connection, most urgent first. */
 enum fleet_job { FLEET_JOB_LEAVE, FLEET_JOB_RELEASE, FLEET_JOB_ABANDON, FLEET_JOB_ACK, FLEET_JOB_HOLD,
-                 FLEET_JOB_HOLD_NOTIFY, FLEET_JOB_HOLD_LOOK, FLEET_JOB_LEASE, FLEET_JOB_ACK_CHECK,
+                 FLEET_JOB_HOLD_NOTIFY, FLEET_JOB_HOLD_LOOK, FLEET_JOB_NEWS, FLEET_JOB_LEASE, FLEET_JOB_ACK_CHECK,
                  FLEET_JOB_READ, FLEET_JOB_HEARTBEAT, FLEET_NJOBS };
 
 /* How a proxy learnt of a hold, an acknowledgement or a release first. */
@@ -147,6 +147,7 @@ struct fleet {
     json_t *members, *bypassing;     /* as of the last heartbeat */
     char *heartbeat_pids;            /* the backend PIDs the last heartbeat sent (JSON) */
     char migration[128], status[32]; /* the most recent migration */
+    char news_name[128], news_status[32]; /* fleet_tell_news's, to be sent */
     pgasync_done_fn handler;         /* of the statement in flight */
     fleet_migration_fn on_migration;
     fleet_looked_fn on_looked;
@@ -178,6 +179,7 @@ void fleet_reconnect_cb(evutil_socket_t fd, short what, void *arg);
 void fleet_register(struct fleet *f);
 void fleet_link_lost(struct fleet *f, const char *why);
 int fleet_send_read(struct fleet *f);
+int fleet_send_news(struct fleet *f);
 /* The reads queued or in flight are dropped without an answer (shutdown). */
 void fleet_reads_free(struct fleet *f);
 /* 1 when the statement failed (a lost connection handled as such). */

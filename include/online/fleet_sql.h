@@ -18,6 +18,7 @@ extern const char FLEET_HEARTBEAT_SQL[];
 extern const char FLEET_HOLD_SQL[];
 extern const char FLEET_HOLD_NOTIFY_SQL[];
 extern const char FLEET_HOLD_LOOK_SQL[];
+extern const char FLEET_NEWS_SQL[];
 extern const char FLEET_LEAVE_SQL[];
 extern const char FLEET_ACK_CHECK_SQL[];
 extern const char FLEET_ACK_SQL[];

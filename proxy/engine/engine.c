@@ -878,7 +878,7 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
     } else {
         /* the same statement the proxy's cutover commits with; the attempts
          * and the lock wait are known only afterwards and recorded below */
-        char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0, ip.plan.post.n);
+        char *completed = mig_state_completed_sql(e->conn, cur->name, ip.m.merges, 0, 0, ip.plan.post.n, 1);
         rc = completed ? engine_run_list(e, &ip.plan.contract, STEPS_SHARED_TXN, completed, rep, err, errlen)
                        : fail(err, errlen, "out of memory");
         free(completed);

@@ -204,19 +204,27 @@ static void add_merged_rows(PGconn *conn, struct mig_str *s, const char *merges_
     json_decref(merges);
 }
 
-char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status)
+/* The statement's end: the news notified with the commit, or only the row
+ * returned (the caller tells the fleet itself, after its hold). */
+static void add_news(struct mig_str *s, int notify)
+{
+    mig_str_add(s, notify ? " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u")
+                          : " RETURNING name, status) SELECT name, status FROM u");
+}
+
+char *mig_state_status_sql(PGconn *conn, const char *name, enum mig_status status, int notify)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = ");
     add_literal(conn, &s, mig_status_word(status));
     mig_str_add(&s, ", updated_at = now(), error = NULL WHERE name = ");
     add_literal(conn, &s, name);
-    mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
+    add_news(&s, notify);
     return mig_str_take(&s);
 }
 
 char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges, int attempts,
-                              double lock_wait_ms, size_t post_steps)
+                              double lock_wait_ms, size_t post_steps, int notify)
 {
     struct mig_str s = {0};
     mig_str_addf(&s, "WITH u AS (UPDATE pgtandem.migrations SET status = '%s', completed_at = now(),"
@@ -224,7 +232,7 @@ char *mig_state_completed_sql(PGconn *conn, const char *name, const char *merges
                  " post_done = %s WHERE name = ", mig_status_word(MIG_ST_COMPLETED), attempts, lock_wait_ms,
                  post_steps > 0 ? "0" : "NULL");
     add_literal(conn, &s, name);
-    mig_str_add(&s, " RETURNING name, status)" MIG_STATE_NOTIFY_FROM("u"));
+    add_news(&s, notify);
     add_merged_rows(conn, &s, merges);
     return mig_str_take(&s);
 }

@@ -171,22 +171,23 @@ static enum fleet_outcome outcome_now(const struct cutover *c, int committed)
     return c->contract == 2 ? FLEET_UNKNOWN : FLEET_NOT_COMMITTED;
 }
 
+/* Our own traffic first, then the fleet's (see on_committed). */
 static void release(struct cutover *c, enum fleet_outcome outcome)
 {
+    c->waiting = 0;
+    if (c->holding) {
+        c->holding = 0;
+        relay_forget(c->relay, c);
+        /* A COMMIT whose answer was lost may have committed: statements are
+         * prepared again, which costs nothing but time if it did not. */
+        if (outcome == FLEET_UNKNOWN)
+            c->rep.reprepared += relay_reprepare(c->relay);
+        struct relay_hold_stats st;
+        relay_release(c->relay, &st);
+        account_hold(c, &st);
+    }
     if (c->fleet)
         fleet_release_all(c->fleet, outcome);
-    c->waiting = 0;
-    if (!c->holding)
-        return;
-    c->holding = 0;
-    relay_forget(c->relay, c);
-    /* A COMMIT whose answer was lost may have committed: statements are
-     * prepared again, which costs nothing but time if it did not. */
-    if (outcome == FLEET_UNKNOWN)
-        c->rep.reprepared += relay_reprepare(c->relay);
-    struct relay_hold_stats st;
-    relay_release(c->relay, &st);
-    account_hold(c, &st);
 }
 
 /* "session 7 (10.0.0.5:5123, app) in a transaction for 5012 ms, ..." */
@@ -421,9 +422,11 @@ static void on_committed(void *ctx, PGresult *res, const char *error, const char
         roll_back(c, error, sqlstate);
         return;
     }
-    /* The other proxies are told first: their re-prepare runs beside ours. */
-    if (c->fleet)
-        fleet_release_all(c->fleet, FLEET_COMMITTED);
+    /* Our own sessions go first, then the others are told: each release
+     * written on the peer port wakes a proxy at once, and on a machine with
+     * fewer cores than proxies every woken one ran before our own traffic
+     * did (64 proxies on 2 cores: 45 ms from the COMMIT's answer to our
+     * traffic flowing, against 1 ms for our own re-prepare). */
     c->rep.reprepared += relay_reprepare(c->relay);
     if (c->committed)
         c->committed(c->ctx);

@@ -146,6 +146,7 @@ static const fleet_send_fn senders[FLEET_NJOBS] = {
     [FLEET_JOB_HOLD] = fleet_send_hold,
     [FLEET_JOB_HOLD_NOTIFY] = fleet_send_hold_notify,
     [FLEET_JOB_HOLD_LOOK] = fleet_send_hold_look,
+    [FLEET_JOB_NEWS] = fleet_send_news,
     [FLEET_JOB_LEASE] = fleet_send_lease,
     [FLEET_JOB_ACK_CHECK] = fleet_send_ack_check,
     [FLEET_JOB_READ] = fleet_send_read,

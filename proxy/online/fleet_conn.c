@@ -126,6 +126,24 @@ int fleet_read(struct fleet *f, const char *sql, int n, const char *const *value
     return 0;
 }
 
+void fleet_tell_news(struct fleet *f, const char *name, const char *status)
+{
+    snprintf(f->news_name, sizeof f->news_name, "%s", name);
+    snprintf(f->news_status, sizeof f->news_status, "%s", status);
+    fleet_want(f, FLEET_JOB_NEWS);
+}
+
+static void on_news(void *ctx, PGresult *res, const char *error, const char *sqlstate)
+{
+    (void)res;
+    fleet_failed(ctx, "telling the fleet the migration's news", error, sqlstate);
+}
+
+int fleet_send_news(struct fleet *f)
+{
+    return fleet_send_sql(f, FLEET_NEWS_SQL, 2, (const char *[]){f->news_name, f->news_status}, on_news);
+}
+
 int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx)
 {
     return f->read_waiting.sql && f->read_waiting.done == done && f->read_waiting.ctx == ctx;

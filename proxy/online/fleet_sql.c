@@ -146,6 +146,10 @@ const char FLEET_PEER_ACKS_SQL[] =
     "  ELSE ARRAY(SELECT jsonb_array_elements_text(a.pids)::bigint) END"
     " FROM jsonb_to_recordset(%s::jsonb) AS a(id text, pids jsonb) WHERE p.id = a.id;\n";
 
+/* The news of a fleet's cutover, told once its hold is released: $1 name,
+ * $2 status (migration_state.h: MIG_STATE_NOTIFY_FROM's payload). */
+const char FLEET_NEWS_SQL[] = "SELECT pg_notify('" FLEET_CHANNEL_MIGRATIONS "', $1 || ' ' || $2)";
+
 /* A participant waiting for a release that did not come on the peer port
  * (its channel broke, or the message was lost) reads the outcome here:
  * -> released, committed (no row: no coordinator asked for this hold). */

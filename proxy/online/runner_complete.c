@@ -242,12 +242,13 @@ static char *contract_sql(void *ctx, const struct cutover_report *rep, int tail)
 {
     struct migration_runner *r = ctx;
     PGconn *conn = r->db.conn;
+    int notify = r->fleet == NULL; /* a fleet hears it after its hold: cutover_done */
     if (tail)
-        return r->cut_kind == MIG_CUT_SWITCH   ? mig_state_status_sql(conn, r->name, MIG_ST_SWITCHED)
-               : r->cut_kind == MIG_CUT_REVERT ? mig_state_status_sql(conn, r->name, MIG_ST_ACTIVE)
+        return r->cut_kind == MIG_CUT_SWITCH   ? mig_state_status_sql(conn, r->name, MIG_ST_SWITCHED, notify)
+               : r->cut_kind == MIG_CUT_REVERT ? mig_state_status_sql(conn, r->name, MIG_ST_ACTIVE, notify)
                                            : mig_state_completed_sql(conn, r->name, r->have_mig ? r->mig.merges : NULL,
                                                                      rep->attempts, rep->lock_wait_ms,
-                                                                     r->have_plan ? r->plan.post.n : 0);
+                                                                     r->have_plan ? r->plan.post.n : 0, notify);
     if (r->cut_kind != MIG_CUT_CONTRACT) /* nothing changes but who sees which shape */
         return strdup("SELECT 1");
     struct mig_str s = {0};
@@ -273,6 +274,11 @@ static void cutover_done(void *ctx, enum cutover_outcome outcome, const struct c
 {
     struct migration_runner *r = ctx;
     r->have_cut_rep = 1; /* the same report stays in r->cut.rep */
+    if (outcome == CUTOVER_COMMITTED && r->fleet) /* released: now the fleet hears the news */
+        fleet_tell_news(r->fleet, r->name,
+                        mig_status_word(r->cut_kind == MIG_CUT_SWITCH   ? MIG_ST_SWITCHED
+                                        : r->cut_kind == MIG_CUT_REVERT ? MIG_ST_ACTIVE
+                                                                        : MIG_ST_COMPLETED));
     if (outcome == CUTOVER_COMMITTED && r->cut_kind == MIG_CUT_SWITCH) {
         r->error[0] = '\0';
         log_info("migration %s: every session sees the new shape; the old one is kept for a revert for %d s"
