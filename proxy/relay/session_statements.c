@@ -252,13 +252,20 @@ enum peek_result session_check_statement(struct session *s, struct evbuffer *in,
     return PEEK_DONE;
 }
 
+static const char dealloc_all[] = "DEALLOCATE ALL", discard_all[] = "DISCARD ALL";
+
+int session_command_tag_matters(const struct msg_header *h)
+{
+    /* the length alone tells every other tag apart, before a byte is copied */
+    uint32_t total = h->length + 1;
+    return total == PROTO_HEADER_LEN + sizeof dealloc_all || total == PROTO_HEADER_LEN + sizeof discard_all;
+}
+
 enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                                size_t avail)
 {
-    static const char dealloc_all[] = "DEALLOCATE ALL", discard_all[] = "DISCARD ALL";
     uint32_t total = h->length + 1;
-    /* the length alone tells every other tag apart, before a byte is copied */
-    if (total != PROTO_HEADER_LEN + sizeof dealloc_all && total != PROTO_HEADER_LEN + sizeof discard_all)
+    if (!session_command_tag_matters(h))
         return PEEK_DONE;
     if (avail < total)
         return PEEK_NEED_MORE;
