@@ -105,6 +105,15 @@ static void describe_tls_failure(struct sbuf *sb, char *buf, size_t len)
     ERR_clear_error();
 }
 
+/* SSL_get_error needs an empty error queue before each SSL call. It
+ * almost always is: a peek is a fraction of ERR_clear_error, which walks
+ * all of the queue's slots, and this runs for every record both ways. */
+static void clear_tls_errors(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
+}
+
 static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
                                size_t out_low)
 {
@@ -390,7 +399,7 @@ static ssize_t read_tls(struct sbuf *sb)
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(sb->in, sb->read_size, &v, 1) < 1)
             return -1;
-        ERR_clear_error();
+        clear_tls_errors();
         int n = SSL_read(sb->ssl, v.iov_base, (int)sb->read_size);
         if (n > 0) {
             v.iov_len = (size_t)n;
@@ -475,7 +484,7 @@ static int write_tls(struct sbuf *sb)
     while (sbuf_pending_out(sb) > 0) {
         size_t len;
         const void *chunk = next_tls_chunk(sb, &len);
-        ERR_clear_error();
+        clear_tls_errors();
         int n = SSL_write(sb->ssl, chunk, (int)len);
         if (n > 0) {
             evbuffer_drain(sb->out, (size_t)n);
