@@ -50,12 +50,21 @@ enum hold_result {
  * have changed since the last one. */
 struct pool *session_current_pool(struct session *s)
 {
-    const char *user = session_param(s, "user");
-    const char *db = session_param(s, "database");
-    if (!s->startup->pool_options)
+    struct startup_set *ss = s->startup;
+    if (!ss->pool_options)
         return NULL;
-    struct pool *p = pool_for(s->relay, db && *db ? db : user, user, s->startup->pool_options,
-                              relay_version_schema(s->relay, s->startup->version));
+    /* Every transaction asks: the set remembers its pool (pools live as
+     * long as the relay), found again only when the route's schema is
+     * another, rather than the user and database looked up in the startup
+     * packet and the pools searched each time. */
+    const char *schema = relay_version_schema(s->relay, ss->version);
+    struct pool *p = ss->pool;
+    if (!p || (p->schema ? !schema || strcmp(p->schema, schema) : schema != NULL)) {
+        const char *user = session_param(s, "user");
+        const char *db = session_param(s, "database");
+        p = pool_for(s->relay, db && *db ? db : user, user, ss->pool_options, schema);
+        ss->pool = p;
+    }
     if (p && pool_wants_credentials(p))
         pool_take_credentials(p, s->creds ? &s->creds->c : NULL);
     return p;
