@@ -95,7 +95,8 @@ def pgbench(target, c, mode="simple", jobs=None):
         res["cpu_system_share"] = round(system / (user + system), 3) if user + system else None
     if not res["ok"]:
         errs = [l for l in out.splitlines() if "error" in l.lower()]
-        res["error"] = errs[0][:200] if errs else out[-200:]
+        # one line: it goes into a Markdown table cell
+        res["error"] = " ".join((errs[0][:200] if errs else out[-200:]).split())
     return res
 
 
