@@ -95,7 +95,8 @@ def pgbench(target, c, mode="simple", jobs=None):
         res["cpu_system_share"] = round(system / (user + system), 3) if user + system else None
     if not res["ok"]:
         errs = [l for l in out.splitlines() if "error" in l.lower()]
-        res["error"] = errs[0][:200] if errs else out[-200:]
+        # one line: it goes into a Markdown table cell
+        res["error"] = " ".join((errs[0][:200] if errs else out[-200:]).split())
     return res
 
 
@@ -181,6 +182,7 @@ def breakdown(target, c, window):
             "context_switches": round((b["ctxt"] - a["ctxt"]) / tx, 2)}
 
 
+load_before = os.getloadavg()
 runs = []
 print("== %d rounds x %d s, -S, clients %s, pool %s" % (rounds, duration, clients, env["POOLSIZE"]), flush=True)
 for rnd in range(rounds):
@@ -189,6 +191,7 @@ for rnd in range(rounds):
         for t in order:
             res = pgbench(t, c)
             res["round"] = rnd + 1
+            res["load_1min"] = round(os.getloadavg()[0], 2)
             runs.append(res)
             print("round %d %5d clients %-9s tps %9.0f p50 %s p99 %s cpu/tx %s failed %s%s" % (
                 rnd + 1, c, t, res["tps"], res["p50_ms"], res["p99_ms"], res.get("cpu_us_per_tx"), res["failed"],
@@ -248,12 +251,19 @@ for c in clients:
                   "cpu_system_share": median([r.get("cpu_system_share") for r in ok]),
                   "failed_runs": len(mine) - len(ok), "failed_tx": sum(r["failed"] or 0 for r in ok),
                   "error": next((r.get("error") for r in mine if not r["ok"]), None)}
+
+    def ratio(key):
+        x, y = row["pgtandem"][key], row["pgbouncer"][key]
+        return round(x / y, 3) if x and y else None
+
+    row["tps pgtandem/pgbouncer"] = ratio("tps")
+    row["cpu pgtandem/pgbouncer"] = ratio("cpu_us_per_tx")
     summary.append(row)
 
 out = env["OUT"]
 meta = {"date": datetime.datetime.utcnow().isoformat() + "Z", "host": platform.node(), "cpus": ncpu,
         "rounds": rounds, "duration_s": duration, "pool_size": int(env["POOLSIZE"]), "max_connections": 50,
-        "load_after": os.getloadavg()}
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()]}
 with open(out + ".json", "w") as f:
     json.dump({"meta": meta, "runs": runs, "summary": summary, "prepared": prepared, "split": split,
                "memory": memory}, f, indent=1)
@@ -278,6 +288,13 @@ for row in summary:
         lines.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
             row["clients"], t, fmt(r["tps"]), fmt(r["p50_ms"], "%.2f"), fmt(r["p99_ms"], "%.2f"),
             fmt(r["cpu_us_per_tx"], "%.1f"), fmt(share * 100 if share is not None else None, "%.0f %%"), failed))
+lines += ["", "pgtandem against PgBouncer, each a ratio of the medians above (CPU below 1: pgtandem spends "
+          "less per transaction). Load average (1, 5, 15 min) before the runs %s, after everything %s; each "
+          "run's 1-minute load is in the JSON." % (meta["load_before"], meta["load_after"]), "",
+          "| clients | TPS pgtandem/PgBouncer | CPU per transaction pgtandem/PgBouncer |", "|---|---|---|"]
+for row in summary:
+    lines.append("| %d | %s | %s |" % (row["clients"], fmt(row["tps pgtandem/pgbouncer"], "%.2f"),
+                                      fmt(row["cpu pgtandem/pgbouncer"], "%.2f")))
 lines += ["", "pgbench -S -M prepared, %d clients (one thread each):" % prepared_clients, "",
           "| target | TPS | p99 ms | failed |", "|---|---|---|---|"]
 for r in prepared:

@@ -4,7 +4,10 @@
 # plus resident memory of both proxies holding idle client connections.
 #
 #   select-only (-S) and TPC-B-like, 1/16/64 clients, ROUNDS rounds of DURATION s
-#   each; the order of the three targets rotates every round.
+#   each; the order of the three targets rotates every round. For each proxy
+#   run also its CPU per transaction: utime+stime of the whole process (every
+#   thread) from /proc/PID/stat before and after, over the transactions
+#   pgbench completed; steadier than TPS on a shared machine.
 #   Both proxies reach Postgres over TLS (UPSTREAM_SSLMODE, default require),
 #   and the direct runs use the same sslmode, so the only difference is the hop.
 #   Client legs to the proxies are plain TCP on loopback.
@@ -142,6 +145,8 @@ for rnd in range(rounds):
         for c in clients:
             for t in order:
                 res = pgbench(t, workload, c)
+                if res:
+                    res["load_1min"] = round(os.getloadavg()[0], 2)
                 print("round %d %-6s %2d clients %-9s %s" % (rnd + 1, workload, c, t, res), flush=True)
                 if res:
                     runs.append(dict(res, round=rnd + 1, workload=workload, clients=c, target=t))
@@ -208,7 +213,13 @@ for workload in workloads:
             y = row.get(b, {}).get("tps_median")
             return round(x / y, 3) if x and y else None
 
+        def cpu_ratio(a, b):
+            x = row.get(a, {}).get("cpu_us_per_tx_median")
+            y = row.get(b, {}).get("cpu_us_per_tx_median")
+            return round(x / y, 3) if x and y else None
+
         row["pgtandem/pgbouncer"] = ratio("pgtandem", "pgbouncer")
+        row["cpu pgtandem/pgbouncer"] = cpu_ratio("pgtandem", "pgbouncer")
         row["pgtandem/direct"] = ratio("pgtandem", "direct")
         row["pgbouncer/direct"] = ratio("pgbouncer", "direct")
         summary.append(row)
@@ -231,17 +242,18 @@ def fmt(x, spec="%.0f"):
 
 lines = ["| workload | clients | pgtandem TPS | PgBouncer TPS | direct TPS | pgtandem/PgBouncer | "
          "pgtandem/direct | PgBouncer/direct | latency ms (pgtandem / PgBouncer / direct) | "
-         "proxy CPU µs per transaction (pgtandem / PgBouncer) |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+         "proxy CPU µs per transaction (pgtandem / PgBouncer) | CPU per transaction pgtandem/PgBouncer |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
 for r in summary:
     g = lambda t, k: r.get(t, {}).get(k)
-    lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s |" % (
+    lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s / %s | %s |" % (
         "select-only" if r["workload"] == "select" else "TPC-B-like", r["clients"],
         fmt(g("pgtandem", "tps_median")), fmt(g("pgbouncer", "tps_median")), fmt(g("direct", "tps_median")),
         fmt(r["pgtandem/pgbouncer"], "%.2f"), fmt(r["pgtandem/direct"], "%.2f"), fmt(r["pgbouncer/direct"], "%.2f"),
         fmt(g("pgtandem", "latency_ms_mean"), "%.3f"), fmt(g("pgbouncer", "latency_ms_mean"), "%.3f"),
         fmt(g("direct", "latency_ms_mean"), "%.3f"),
-        fmt(g("pgtandem", "cpu_us_per_tx_median"), "%.1f"), fmt(g("pgbouncer", "cpu_us_per_tx_median"), "%.1f")))
+        fmt(g("pgtandem", "cpu_us_per_tx_median"), "%.1f"), fmt(g("pgbouncer", "cpu_us_per_tx_median"), "%.1f"),
+        fmt(r["cpu pgtandem/pgbouncer"], "%.2f")))
 mlines = ["| proxy | idle connections | RSS before (kB) | RSS holding (kB) | bytes per connection |",
           "|---|---:|---:|---:|---:|"]
 for m in mem:
@@ -259,7 +271,9 @@ Machine: %(cpus)d CPUs, kernel %(kernel)s; %(postgres)s; %(pgbouncer)s.
 pgbench scale %(scale)d, query mode `%(query_mode)s`, %(rounds)d rounds x %(duration_s)d s per cell; the order
 of pgtandem / PgBouncer / direct rotates every round and the table shows the median TPS of the rounds and
 the mean of pgbench's average latency; the proxy's CPU per transaction is its user + system time
-(/proc/PID/stat) over the run divided by the transactions pgbench completed (median of the rounds).
+(/proc/PID/stat fields 14 and 15, every thread of the process) over the run divided by the transactions
+pgbench completed (median of the rounds), and its ratio is pgtandem's median over PgBouncer's (below 1:
+pgtandem spends less CPU per transaction). Each run's 1-minute load average is in the JSON.
 Both proxies run in session mode and reach Postgres over TLS
 (`sslmode=%(upstream_sslmode)s`); direct runs use the same sslmode, so the extra hop is the only difference.
 Clients reach the proxies over plain TCP on loopback. Everything (Postgres, proxies, pgbench) shares the

@@ -64,5 +64,9 @@ struct reply_step reply_queue_on_server(struct reply_queue *q, uint8_t type);
 uint8_t reply_queue_take_synth(struct reply_queue *q);
 /* Nothing owed: every reply has come (or been given). */
 int reply_queue_empty(const struct reply_queue *q);
+/* 1 when a server message of `type` at this point is the client's and
+ * reaches it as it is, with no reply of the proxy's before it: no SYNTH
+ * entry first, and not an error (which may be swapped for a REPLY_FAIL's). */
+int reply_queue_passes(const struct reply_queue *q, uint8_t type);
 
 #endif

@@ -114,6 +114,8 @@ void session_sets_skipped(struct session *s, uint32_t skipped);
 void session_sets_free(struct session *s);
 /* A server's CommandComplete at its start: DEALLOCATE ALL and DISCARD ALL
  * leave no statements (and no SETs) to remember. */
+/* 1 when its length is one of theirs (only then is its tag read). */
+int session_command_tag_matters(const struct msg_header *h);
 enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                                size_t avail);
 /* A server's EmptyQueryResponse at its start: 1 when it answers a

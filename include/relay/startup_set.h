@@ -36,6 +36,7 @@ struct startup_set {
     char *database_version;       /* a database "appdb@NAME" asked for: NAME (NULL: none) */
     char *version;                /* the release it declares (startup_declared_version); NULL: the old shape */
     char *pool_options;           /* transaction pooling: the pool's key besides database and user */
+    struct pool *pool;            /* the pool its sessions last ran in (session_current_pool); NULL: none yet */
     struct shared_params *params; /* what its last session in a pool started from */
     struct shared_creds *creds;   /* what its last client proved */
     uint8_t packet[];             /* the StartupMessage, without the "@NAME" of its database */

@@ -30,11 +30,27 @@ static int is_ident_char(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
 }
 
-/* The word at p (case-insensitive, whole word). */
+/* The n bytes at p are the lowercase ASCII word w, in any case. Every
+ * client statement in transaction mode is scanned for a few words, so
+ * this is byte arithmetic rather than strncasecmp (locale-aware, a call
+ * per word). */
+static int ascii_case_equal(const char *p, const char *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + ('a' - 'A'));
+        if (c != w[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* The word at p (case-insensitive, whole word); w is lowercase. */
 static int word_is(const char *p, const char *end, const char *w)
 {
     size_t n = strlen(w);
-    return (size_t)(end - p) >= n && strncasecmp(p, w, n) == 0 && (p + n == end || !is_ident_char(p[n]));
+    return (size_t)(end - p) >= n && ascii_case_equal(p, w, n) && (p + n == end || !is_ident_char(p[n]));
 }
 
 static const char *skip_blanks_and_comments(const char *p, const char *end)
@@ -59,28 +75,42 @@ static const char *skip_blanks_and_comments(const char *p, const char *end)
 /* Words that pin wherever they are (a function call), found in one pass. */
 static int calls_session_function(const char *p, const char *end)
 {
-    for (; p < end; p++) {
-        char c = (char)(*p | 0x20);
-        if ((c == 'a' && end - p >= 8 && strncasecmp(p, "advisory", 8) == 0) ||
-            (c == 's' && end - p >= 10 && strncasecmp(p, "set_config", 10) == 0))
-            return 1;
-    }
+    /* each first letter found by memchr, in either case */
+    static const struct { char c; const char *word; size_t n; } starts[] = {
+        {'a', "advisory", 8}, {'A', "advisory", 8}, {'s', "set_config", 10}, {'S', "set_config", 10}};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        for (const char *q = p; (q = memchr(q, starts[i].c, (size_t)(end - q))) != NULL; q++)
+            if ((size_t)(end - q) >= starts[i].n && ascii_case_equal(q, starts[i].word, starts[i].n))
+                return 1;
     return 0;
+}
+
+/* The statement at p starts with one of the words that may pin. */
+static int first_word_may_pin(const char *p, const char *end)
+{
+    size_t n = 0;
+    while (p + n < end && is_ident_char(p[n]))
+        n++;
+    switch (n) { /* the word's length picks the one candidate (or two) */
+    case 3: return ascii_case_equal(p, "set", 3);
+    case 4: return ascii_case_equal(p, "load", 4);
+    case 6: return ascii_case_equal(p, "listen", 6) || ascii_case_equal(p, "create", 6);
+    case 7: return ascii_case_equal(p, "prepare", 7) || ascii_case_equal(p, "declare", 7);
+    default: return 0;
+    }
 }
 
 /* A statement may pin when one starts with these words, or when the text
  * calls a session-level advisory lock or set_config(). */
 static int may_pin(const char *sql, size_t len)
 {
-    static const char *const first_words[] = {"set", "prepare", "listen", "declare", "create", "load", NULL};
     const char *end = sql + len;
     if (calls_session_function(sql, end))
         return 1;
     for (const char *p = sql; p < end;) {
         p = skip_blanks_and_comments(p, end);
-        for (int i = 0; first_words[i]; i++)
-            if (word_is(p, end, first_words[i]))
-                return 1;
+        if (first_word_may_pin(p, end))
+            return 1;
         const char *semi = memchr(p, ';', (size_t)(end - p));
         p = semi ? semi + 1 : end;
     }

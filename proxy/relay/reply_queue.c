@@ -132,3 +132,8 @@ int reply_queue_empty(const struct reply_queue *q)
 {
     return q->count == 0;
 }
+
+int reply_queue_passes(const struct reply_queue *q, uint8_t type)
+{
+    return !q->count || (type != 'E' && at(q, 0)->action == REPLY_PASS);
+}

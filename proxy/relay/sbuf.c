@@ -23,6 +23,8 @@
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
 static void on_write_event(evutil_socket_t fd, short what, void *arg);
+static struct evbuffer *buffer_new(void);
+static void buffer_release(struct evbuffer *buf);
 
 /* The socket's event lives right after the sbuf, in the same allocation:
  * libevent tells its size at run time (event_get_struct_event_size), so
@@ -103,6 +105,15 @@ static void describe_tls_failure(struct sbuf *sb, char *buf, size_t len)
     ERR_clear_error();
 }
 
+/* SSL_get_error needs an empty error queue before each SSL call. It
+ * almost always is: a peek is a fraction of ERR_clear_error, which walks
+ * all of the queue's slots, and this runs for every record both ways. */
+static void clear_tls_errors(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
+}
+
 static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, const struct sbuf_ops *ops, void *ctx,
                                size_t out_low)
 {
@@ -118,8 +129,8 @@ static struct sbuf *sbuf_alloc(struct event_base *base, evutil_socket_t fd, cons
     sb->ctx = ctx;
     sb->out_low = (uint32_t)out_low;
     sb->read_size = READ_MIN;
-    sb->in = evbuffer_new();
-    sb->out = evbuffer_new();
+    sb->in = buffer_new();
+    sb->out = buffer_new();
     if (!sb->in || !sb->out) {
         sb->fd = -1; /* the caller still owns the socket on failure */
         sbuf_free(sb);
@@ -183,9 +194,9 @@ void sbuf_free(struct sbuf *sb)
         close(sb->fd);
     }
     if (sb->in)
-        evbuffer_free(sb->in);
+        buffer_release(sb->in);
     if (sb->out)
-        evbuffer_free(sb->out);
+        buffer_release(sb->out);
     free(sb->error);
     free(sb);
 }
@@ -209,10 +220,35 @@ size_t sbuf_pending_in(const struct sbuf *sb)
     return sb->in ? evbuffer_get_length(sb->in) : 0;
 }
 
+/* Empty buffers released by idle sockets, kept for the next socket that
+ * needs one: a session in session mode releases its four at every
+ * transaction's end and makes them again with the next, and an
+ * evbuffer_new and evbuffer_free each time were a tenth of the relay's
+ * own instructions per transaction. Bounded, so idle sessions still hold
+ * no buffer: a few hundred bytes each, whatever the number of sessions.
+ * One event loop: one cache. */
+#define SPARE_BUFFERS 64
+static struct evbuffer *spare[SPARE_BUFFERS];
+static int nspare;
+
+static struct evbuffer *buffer_new(void)
+{
+    return nspare ? spare[--nspare] : evbuffer_new();
+}
+
+/* Only an empty buffer is kept (no chains: a drained evbuffer frees them). */
+static void buffer_release(struct evbuffer *buf)
+{
+    if (nspare < SPARE_BUFFERS && evbuffer_get_length(buf) == 0)
+        spare[nspare++] = buf;
+    else
+        evbuffer_free(buf);
+}
+
 /* A released buffer made again; NULL (and the sbuf failed) out of memory. */
 static struct evbuffer *ensure(struct sbuf *sb, struct evbuffer **buf)
 {
-    if (!*buf && !(*buf = evbuffer_new()))
+    if (!*buf && !(*buf = buffer_new()))
         fail_later(sb, 0, "out of memory");
     return *buf;
 }
@@ -235,11 +271,11 @@ void sbuf_release_idle(struct sbuf *sb)
     if (sb->phase != SBUF_OPEN || sb->writing || sb->notify_drained)
         return;
     if (sb->in && evbuffer_get_length(sb->in) == 0) {
-        evbuffer_free(sb->in);
+        buffer_release(sb->in);
         sb->in = NULL;
     }
     if (sb->out && evbuffer_get_length(sb->out) == 0) {
-        evbuffer_free(sb->out);
+        buffer_release(sb->out);
         sb->out = NULL;
     }
     if (sb->wev) {
@@ -363,7 +399,7 @@ static ssize_t read_tls(struct sbuf *sb)
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(sb->in, sb->read_size, &v, 1) < 1)
             return -1;
-        ERR_clear_error();
+        clear_tls_errors();
         int n = SSL_read(sb->ssl, v.iov_base, (int)sb->read_size);
         if (n > 0) {
             v.iov_len = (size_t)n;
@@ -448,7 +484,7 @@ static int write_tls(struct sbuf *sb)
     while (sbuf_pending_out(sb) > 0) {
         size_t len;
         const void *chunk = next_tls_chunk(sb, &len);
-        ERR_clear_error();
+        clear_tls_errors();
         int n = SSL_write(sb->ssl, chunk, (int)len);
         if (n > 0) {
             evbuffer_drain(sb->out, (size_t)n);

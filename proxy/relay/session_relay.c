@@ -50,12 +50,21 @@ enum hold_result {
  * have changed since the last one. */
 struct pool *session_current_pool(struct session *s)
 {
-    const char *user = session_param(s, "user");
-    const char *db = session_param(s, "database");
-    if (!s->startup->pool_options)
+    struct startup_set *ss = s->startup;
+    if (!ss->pool_options)
         return NULL;
-    struct pool *p = pool_for(s->relay, db && *db ? db : user, user, s->startup->pool_options,
-                              relay_version_schema(s->relay, s->startup->version));
+    /* Every transaction asks: the set remembers its pool (pools live as
+     * long as the relay), found again only when the route's schema is
+     * another, rather than the user and database looked up in the startup
+     * packet and the pools searched each time. */
+    const char *schema = relay_version_schema(s->relay, ss->version);
+    struct pool *p = ss->pool;
+    if (!p || (p->schema ? !schema || strcmp(p->schema, schema) : schema != NULL)) {
+        const char *user = session_param(s, "user");
+        const char *db = session_param(s, "database");
+        p = pool_for(s->relay, db && *db ? db : user, user, ss->pool_options, schema);
+        ss->pool = p;
+    }
     if (p && pool_wants_credentials(p))
         pool_take_credentials(p, s->creds ? &s->creds->c : NULL);
     return p;
@@ -93,22 +102,68 @@ struct relay_dir {
     uint8_t *discard;     /* drop the current message instead (may be NULL) */
     uint64_t *bytes, *metric;
     uint32_t max_length;
+    /* Batching (server to client): whole messages that only stream stay at
+     * the head of `in` (`held` bytes) and move to `out` together, before
+     * anything reads `in` at its head or writes `out` (pass_held). A reply
+     * that came in one read then moves as the chain it was read into, not
+     * copied message by message into a new one. */
+    int batch;
+    size_t held;
+    struct evbuffer *out;
+    uint8_t head[PROTO_HEADER_LEN + 1]; /* the next message's first bytes, as many as there are */
 };
 
+/* Moves the held messages to `out`, in order, before whatever comes next. */
+static void pass_held(struct relay_dir *d)
+{
+    if (!d->held)
+        return;
+    int moved = evbuffer_remove_buffer(d->from->in, d->out, d->held);
+    if (moved > 0) {
+        *d->bytes += (size_t)moved;
+        *d->metric += (size_t)moved;
+    }
+    d->held = 0;
+}
+
+/* `want` bytes of `in` from `off` (they are there): from the first chain
+ * in place when it holds them, which is the usual case. */
+static void copy_from(struct evbuffer *in, size_t off, uint8_t *dst, size_t want)
+{
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(in, (ev_ssize_t)(off + want), NULL, &v, 1) >= 1 && v.iov_len >= off + want) {
+        memcpy(dst, (const uint8_t *)v.iov_base + off, want);
+        return;
+    }
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(in, &at, off, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(in, &at, dst, want);
+}
+
 /* Passes the rest of the current message, then looks at the next header
- * (*h filled for NEXT_MESSAGE). */
+ * (*h filled for NEXT_MESSAGE; *avail: the bytes there are from its start,
+ * held bytes before it not counted). */
 static enum next_result next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
 {
     struct evbuffer *in = d->from->in, *out = sbuf_out(d->to);
     if (!in || !out) /* nothing read since the buffers were released; or out of memory, and `to` fails */
         return NEXT_WAIT;
+    d->out = out;
     if (*d->remaining && d->discard && *d->discard) {
+        pass_held(d); /* what is dropped comes after what passes */
         size_t n = evbuffer_get_length(in) < *d->remaining ? evbuffer_get_length(in) : *d->remaining;
         evbuffer_drain(in, n);
         *d->remaining -= (uint32_t)n;
         if (*d->remaining)
             return NEXT_WAIT;
         *d->discard = 0;
+    } else if (*d->remaining && d->batch) {
+        size_t left = evbuffer_get_length(in) - d->held;
+        size_t n = left < *d->remaining ? left : *d->remaining;
+        d->held += n;
+        *d->remaining -= (uint32_t)n;
+        if (*d->remaining)
+            return NEXT_WAIT;
     } else if (*d->remaining) {
         size_t n = pass_bytes(in, out, d->remaining);
         *d->bytes += n;
@@ -116,18 +171,18 @@ static enum next_result next_message(struct session *s, struct relay_dir *d, str
         if (*d->remaining)
             return NEXT_WAIT;
     }
-    if (sbuf_pending_out(d->to) >= s->relay->cfg.buffer_bytes) {
+    if (sbuf_pending_out(d->to) + d->held >= s->relay->cfg.buffer_bytes) {
+        pass_held(d);
         *d->blocked = 1;
         sbuf_pause_read(d->from);
         sbuf_notify_when_drained(d->to);
         return NEXT_WAIT;
     }
-    uint8_t head[PROTO_HEADER_LEN];
-    *avail = evbuffer_get_length(in);
+    *avail = evbuffer_get_length(in) - d->held;
     if (*avail < PROTO_HEADER_LEN)
         return NEXT_WAIT;
-    evbuffer_copyout(in, head, PROTO_HEADER_LEN);
-    return proto_read_header(head, *avail, d->max_length, h) == HEADER_OK ? NEXT_MESSAGE : NEXT_BAD_LENGTH;
+    copy_from(in, d->held, d->head, *avail > PROTO_HEADER_LEN ? PROTO_HEADER_LEN + 1 : PROTO_HEADER_LEN);
+    return proto_read_header(d->head, *avail, d->max_length, h) == HEADER_OK ? NEXT_MESSAGE : NEXT_BAD_LENGTH;
 }
 
 static void note_client_message(struct session *s, uint8_t type)
@@ -396,7 +451,7 @@ void session_client_to_server(struct session *s)
         return;
     struct evbuffer *in = s->client->in; /* NULL (nothing read since it was released): next_message says so */
     struct relay_dir d = {s->client, s->backend, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
-                          &s->relay->metrics.bytes_from_client, s->relay->cfg.max_message_bytes};
+                          &s->relay->metrics.bytes_from_client, s->relay->cfg.max_message_bytes, .batch = 0};
     int answered = 0;
     for (;;) {
         struct msg_header h;
@@ -612,19 +667,18 @@ static enum peek_result note_parameter(struct session *s, struct evbuffer *in, c
 
 /* Examines a server message at its start. */
 static enum inspect_result inspect_server_message(struct session *s, struct evbuffer *in, struct evbuffer *out,
-                                                  const struct msg_header *h, size_t avail)
+                                                  const struct msg_header *h, const uint8_t *head, size_t avail)
 {
     uint32_t total = h->length + 1;
     switch (h->type) {
     case 'Z': {
-        if (avail < 6)
+        if (avail < PROTO_HEADER_LEN + 1) /* head holds the status byte once it is there */
             return INSPECT_NEED_MORE;
-        uint8_t z[6];
-        evbuffer_copyout(in, z, 6);
+        uint8_t status = head[PROTO_HEADER_LEN];
         if (s->pending_sets) /* the usual case: none, no call */
-            session_sets_ready(s, z[5]);
+            session_sets_ready(s, status);
         s->unit_failed = 0;
-        on_ready_for_query(s, z[5]);
+        on_ready_for_query(s, status);
         if (s->tracker.pending_rfq == 0)
             s->dealloc_replies = 0; /* one the server skipped (an error before it) is not owed */
         return INSPECT_STREAM;
@@ -670,6 +724,25 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
     }
 }
 
+/* A message the server-to-client loop only streams, touching neither
+ * buffer at its head: it can wait in `held` behind the ones before it.
+ * Everything else first moves those (pass_held). */
+static int streams_untouched(const struct session *s, const struct msg_header *h)
+{
+    if (s->state != SESS_READY || s->swallow_rfq || (s->lent && !reply_queue_passes(&s->lent->replies, h->type)))
+        return 0;
+    switch (h->type) {
+    case 'Z': case 'E':
+        return !s->pending_sets;
+    case 'C': /* read only at the lengths of DEALLOCATE ALL and DISCARD ALL */
+        return !session_command_tag_matters(h);
+    case 'I': case 'G': case 'W': case 'S': case 'R': case 'K':
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 void session_server_to_client(struct session *s)
 {
     if (!s->client || !s->backend || s->state == SESS_CLOSING)
@@ -680,17 +753,20 @@ void session_server_to_client(struct session *s)
         return;
     int saw_boundary = 0;
     struct relay_dir d = {s->backend, s->client, &s->s2c_remaining, &s->s2c_blocked, &s->s2c_discard, &s->bytes_out,
-                          &s->relay->metrics.bytes_from_server, 0xffffffffu};
+                          &s->relay->metrics.bytes_from_server, 0xffffffffu, .batch = 1};
     for (;;) {
         struct msg_header h;
         size_t avail;
         enum next_result r = next_message(s, &d, &h, &avail);
         if (r == NEXT_BAD_LENGTH) {
+            pass_held(&d);
             session_protocol_violation(s, "invalid message length from upstream");
             return;
         }
         if (r == NEXT_WAIT)
             break;
+        if (!streams_untouched(s, &h))
+            pass_held(&d);
         if (s->lent) /* in their turn: the message before them has passed */
             stmt_map_answer_due(&s->lent->replies, out);
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
@@ -713,7 +789,7 @@ void session_server_to_client(struct session *s)
             s->s2c_discard = 1;
             continue;
         }
-        enum inspect_result seen = inspect_server_message(s, in, out, &h, avail);
+        enum inspect_result seen = inspect_server_message(s, in, out, &h, d.head, avail);
         if (seen == INSPECT_GONE)
             return;
         if (seen == INSPECT_NEED_MORE)
@@ -723,6 +799,7 @@ void session_server_to_client(struct session *s)
         if (seen == INSPECT_STREAM)
             s->s2c_remaining = h.length + 1;
     }
+    pass_held(&d);
     if (s->lent && !s->s2c_remaining)
         stmt_map_answer_due(&s->lent->replies, out);
     sbuf_flush(s->client);

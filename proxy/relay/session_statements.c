@@ -157,17 +157,25 @@ void session_sets_free(struct session *s)
     }
 }
 
+/* strnlen by memchr: libpg_query exports a strnlen of its own, a byte
+ * at a time, which the dynamic linker finds before libc's. */
+static size_t text_len(const char *p, size_t max)
+{
+    const char *nul = memchr(p, '\0', max);
+    return nul ? (size_t)(nul - p) : max;
+}
+
 /* The query text of a Parse message at `msg` (whole, `total` bytes). */
 static const char *parse_text(const uint8_t *msg, uint32_t total, size_t *len)
 {
     const char *body = (const char *)msg + PROTO_HEADER_LEN;
     size_t left = total - PROTO_HEADER_LEN;
-    size_t name_len = strnlen(body, left);
+    size_t name_len = text_len(body, left);
     if (name_len + 1 >= left) {
         *len = 0;
         return body + left;
     }
-    *len = strnlen(body + name_len + 1, left - name_len - 1);
+    *len = text_len(body + name_len + 1, left - name_len - 1);
     return body + name_len + 1;
 }
 
@@ -236,7 +244,7 @@ enum peek_result session_check_statement(struct session *s, struct evbuffer *in,
         text = parse_text(msg, total, &len);
     } else {
         text = (const char *)msg + PROTO_HEADER_LEN;
-        len = strnlen(text, total - PROTO_HEADER_LEN);
+        len = text_len(text, total - PROTO_HEADER_LEN);
     }
     struct pin_carry carry;
     if (!s->pinned && pin_carried_set(text, len, &carry)) {
@@ -252,13 +260,20 @@ enum peek_result session_check_statement(struct session *s, struct evbuffer *in,
     return PEEK_DONE;
 }
 
+static const char dealloc_all[] = "DEALLOCATE ALL", discard_all[] = "DISCARD ALL";
+
+int session_command_tag_matters(const struct msg_header *h)
+{
+    /* the length alone tells every other tag apart, before a byte is copied */
+    uint32_t total = h->length + 1;
+    return total == PROTO_HEADER_LEN + sizeof dealloc_all || total == PROTO_HEADER_LEN + sizeof discard_all;
+}
+
 enum peek_result session_note_command_complete(struct session *s, struct evbuffer *in, const struct msg_header *h,
                                                size_t avail)
 {
-    static const char dealloc_all[] = "DEALLOCATE ALL", discard_all[] = "DISCARD ALL";
     uint32_t total = h->length + 1;
-    /* the length alone tells every other tag apart, before a byte is copied */
-    if (total != PROTO_HEADER_LEN + sizeof dealloc_all && total != PROTO_HEADER_LEN + sizeof discard_all)
+    if (!session_command_tag_matters(h))
         return PEEK_DONE;
     if (avail < total)
         return PEEK_NEED_MORE;
