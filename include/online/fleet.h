@@ -67,11 +67,11 @@ void fleet_leave(struct fleet *f);
  * that the fleet's news is read without opening another (a fleet of N
  * then holds N backends at every moment, not 2N for a while after each
  * piece of news). At most FLEET_READ_VALUES (4) parameters; the statement
- * and values are copied. One read is queued at a time: a newer one with
- * the same `done` and `ctx` replaces it (asking twice for the same news
+ * and values are copied. Each caller (its `done` and `ctx`) has one read
+ * queued at most: a newer one replaces it (asking twice for the same news
  * gets one answer). `done` is called once, with an error when the
- * connection is lost first (08006). -1: no connection up now, or another
- * caller's read is queued: the caller uses its own connection. */
+ * connection is lost first (08006). -1: no connection up now, or eight
+ * callers' reads are queued: the caller uses its own connection. */
 int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx);
 /* Tells every proxy that `name` is now `status` (the NOTIFY the state
  * update of a fleet's cutover leaves out, sent once its hold is released;

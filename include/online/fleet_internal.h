@@ -113,8 +113,10 @@ struct fleet_last_hold {
     double held_ms;
 };
 
-/* A read asked for by a part outside the fleet (fleet_read). */
+/* A read asked for by a part outside the fleet (fleet_read); one queued
+ * per reader (its done and ctx), FLEET_READERS readers at most. */
 #define FLEET_READ_VALUES 4
+#define FLEET_READERS 8
 struct fleet_read {
     char *sql;                    /* NULL: none */
     char *values[FLEET_READ_VALUES];
@@ -157,7 +159,8 @@ struct fleet {
     struct fleet_participant_hold part;
     struct fleet_direct *direct;     /* NULL: no peer messages (out of memory at start) */
     struct fleet_last_hold last;
-    struct fleet_read read_waiting, read_sent; /* fleet_read's: one queued, one in flight */
+    struct fleet_read read_waiting[FLEET_READERS], read_sent; /* fleet_read's: queued (oldest first), in flight */
+    int nreads;
     unsigned long long holds_learned[FLEET_NVIA], holds_released[FLEET_NVIA], acks[FLEET_NVIA];
     unsigned long long holds_unconfirmed;
 };

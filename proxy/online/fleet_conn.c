@@ -102,26 +102,36 @@ static void read_fail(struct fleet_read *q, const char *why)
         done(ctx, NULL, why, "08006");
 }
 
+/* The index of the read queued for this caller, -1: none. */
+static int queued_read(const struct fleet *f, pgasync_done_fn done, const void *ctx)
+{
+    for (int i = 0; i < f->nreads; i++)
+        if (f->read_waiting[i].done == done && f->read_waiting[i].ctx == ctx)
+            return i;
+    return -1;
+}
+
 int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx)
 {
-    struct fleet_read *q = &f->read_waiting;
-    if (f->link != FLEET_LINK_UP || n < 0 || n > FLEET_READ_VALUES ||
-        (q->sql && (q->done != done || q->ctx != ctx)))
+    if (f->link != FLEET_LINK_UP || n < 0 || n > FLEET_READ_VALUES)
         return -1;
-    read_clear(q);
-    q->sql = strdup(sql);
-    int ok = q->sql != NULL;
+    int at = queued_read(f, done, ctx);
+    if (at < 0 && f->nreads == FLEET_READERS)
+        return -1;
+    struct fleet_read q = {.sql = strdup(sql), .n = n, .done = done, .ctx = ctx};
+    int ok = q.sql != NULL;
     for (int i = 0; i < n; i++) {
-        q->values[i] = strdup(values[i] ? values[i] : "");
-        ok = ok && q->values[i];
+        q.values[i] = strdup(values[i] ? values[i] : "");
+        ok = ok && q.values[i];
     }
-    q->n = n;
-    if (!ok) {
-        read_clear(q);
+    if (!ok) { /* the queue as it was: the caller uses its own connection */
+        read_clear(&q);
         return -1;
     }
-    q->done = done;
-    q->ctx = ctx;
+    if (at < 0)
+        at = f->nreads++;
+    read_clear(&f->read_waiting[at]);
+    f->read_waiting[at] = q;
     fleet_want(f, FLEET_JOB_READ);
     return 0;
 }
@@ -146,7 +156,7 @@ int fleet_send_news(struct fleet *f)
 
 int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx)
 {
-    return f->read_waiting.sql && f->read_waiting.done == done && f->read_waiting.ctx == ctx;
+    return queued_read(f, done, ctx) >= 0;
 }
 
 static void on_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
@@ -154,25 +164,45 @@ static void on_read(void *ctx, PGresult *res, const char *error, const char *sql
     struct fleet *f = ctx;
     struct fleet_read q = f->read_sent;
     memset(&f->read_sent, 0, sizeof f->read_sent);
+    if (f->nreads > 0)
+        f->jobs |= 1u << FLEET_JOB_READ; /* the next reader's, once the queue goes on */
     if (q.done)
         q.done(q.ctx, res, error, sqlstate);
     read_clear(&q);
 }
 
+/* The oldest queued read goes out. */
 int fleet_send_read(struct fleet *f)
 {
-    if (!f->read_waiting.sql) /* taken back (a lost connection) */
+    if (f->nreads == 0) /* taken back (a lost connection) */
         return fleet_send_sql(f, "SELECT 1", 0, NULL, on_read);
     read_clear(&f->read_sent);
-    f->read_sent = f->read_waiting;
-    memset(&f->read_waiting, 0, sizeof f->read_waiting);
+    f->read_sent = f->read_waiting[0];
+    memmove(&f->read_waiting[0], &f->read_waiting[1], (size_t)(f->nreads - 1) * sizeof f->read_waiting[0]);
+    f->nreads--;
+    memset(&f->read_waiting[f->nreads], 0, sizeof f->read_waiting[f->nreads]);
     return fleet_send_sql(f, f->read_sent.sql, f->read_sent.n, (const char *const *)f->read_sent.values, on_read);
 }
 
 void fleet_reads_free(struct fleet *f)
 {
-    read_clear(&f->read_waiting);
+    for (int i = 0; i < f->nreads; i++)
+        read_clear(&f->read_waiting[i]);
+    f->nreads = 0;
     read_clear(&f->read_sent);
+}
+
+/* Every read queued or in flight ends with an error (the connection is gone). */
+static void reads_fail(struct fleet *f, const char *why)
+{
+    read_fail(&f->read_sent, why);
+    while (f->nreads > 0) {
+        struct fleet_read q = f->read_waiting[0];
+        memmove(&f->read_waiting[0], &f->read_waiting[1], (size_t)(f->nreads - 1) * sizeof f->read_waiting[0]);
+        f->nreads--;
+        memset(&f->read_waiting[f->nreads], 0, sizeof f->read_waiting[f->nreads]);
+        read_fail(&q, why);
+    }
 }
 
 void fleet_reconnect_cb(evutil_socket_t fd, short what, void *arg)
@@ -272,8 +302,7 @@ void fleet_link_lost(struct fleet *f, const char *why)
     f->link = FLEET_LINK_DOWN;
     f->jobs &= ~((1u << FLEET_JOB_ACK_CHECK) | (1u << FLEET_JOB_HOLD) | (1u << FLEET_JOB_LEASE) |
                  (1u << FLEET_JOB_HEARTBEAT) | (1u << FLEET_JOB_READ));
-    read_fail(&f->read_sent, "the fleet's connection to the database was lost");
-    read_fail(&f->read_waiting, "the fleet's connection to the database was lost");
+    reads_fail(f, "the fleet's connection to the database was lost");
     if (f->on_link_lost)
         f->on_link_lost(f);
     /* With a migration in progress the relay stays fenced until the link is

@@ -180,7 +180,12 @@ def test_a_hold_request_lost_on_the_peer_port_is_told_through_the_database(clust
     proxies, tap, rep = cutover_with_a_tap(cluster, proxy_factory, legacy_db, "drop_hold")
     assert ("to", "hold") in tap.seen and ("from", "held") not in tap.seen, tap.seen
     assert rep["steps"]["acks_database"] >= 1 and rep["steps"]["acks_peer"] + rep["steps"]["acks_database"] == 2, rep
-    assert "telling the fleet through the database" in proxies[1].log(), proxies[1].log()[-3000:]
+    # told by the coordinator's NOTIFY 100 ms after the hold was written, or
+    # by proxy 0's own heartbeat when that read the hold's row first (a
+    # loaded machine): the database path either way
+    told = "telling the fleet through the database" in proxies[1].log()
+    assert told or "asked for by %s (on the database)" % fleet_id(proxies[1]) in proxies[0].log(), \
+        proxies[1].log()[-3000:]
     last = last_hold(proxies[0])
     assert last["learned"] == "database" and last["committed"], last
     assert last["held_ms"] < HOLD_BOUND_MS / 2, last
