@@ -57,7 +57,7 @@ struct bf_budget_report {
 };
 /* What the runner knows that the budget decides on. */
 struct bf_budget_facts {
-    long batch_rows, min_rows, max_rows;   /* the table being filled: its next batch and its bounds */
+    long batch_rows, min_rows, max_rows;   /* the table being filled: its next batch, min_rows, backfill_uncapped_rows */
     long long rows_done;                   /* so far, all tables */
     int busy;                              /* a batch is in flight */
 };
