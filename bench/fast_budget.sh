@@ -11,6 +11,7 @@
 #
 # Environment:
 #   ROWS=300000  TICK_MS=5  ROUNDS=2  CASES="default unthrottled"
+#     (also short-N: unthrottled with batches sized for N ms, target_ms = N)
 #   SECONDS_BEFORE=10  SECONDS_AFTER=3
 #   PGT_BIN=bin/pgtandem
 #   OUT=bench/results/fast-budget-<date>  (writes OUT.md and OUT.json)
