@@ -26,6 +26,7 @@ struct bf_budget_probe {
     struct budget ctl;                                 /* the decisions */
     struct latency_fine window[BF_BUDGET_WINDOW + 1][LATENCY_ROUTES]; /* readings, a ring */
     int window_next, window_filled;
+    int settling;                                      /* tightened: no decision until the window is full again */
     double window_ms;                                  /* the last reading */
     double p99_ms[LATENCY_ROUTES];                     /* over the window */
     uint64_t samples[LATENCY_ROUTES];

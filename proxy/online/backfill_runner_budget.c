@@ -175,6 +175,7 @@ static void budget_measured(struct bf_budget_probe *p, double now, long min_rows
     p->measure = 0;
     p->measure_from_ms = 0;
     p->window_filled = 0; /* the window starts again, without the pause in it */
+    p->window_next = 0;
 }
 
 static void budget_log(struct bf_budget_probe *p, enum budget_event ev)
@@ -250,7 +251,22 @@ double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_bud
         in.samples[r] = p->window_filled >= 2 ? p->samples[r] : 0;
     }
     double decided = p->ctl.last_ms;
-    enum budget_event ev = budget_decide(&p->ctl, &in, now);
+    /* After a tightening the window starts afresh and the next decision
+     * waits until it is full again: its older readings are of the batches
+     * before the tightening, and judged again they tightened again for what
+     * was already answered (one second worker's excursion over a fast app's
+     * budget halved its batches four times and took the pause to 160 ms, a
+     * second with almost nothing written). */
+    enum budget_event ev = BUDGET_NOTHING;
+    if (!p->settling || p->window_filled >= BF_BUDGET_WINDOW) {
+        p->settling = 0;
+        ev = budget_decide(&p->ctl, &in, now);
+        if (p->ctl.last_ms != decided && p->ctl.state == BUDGET_OVER && ev != BUDGET_APP_SLOW) {
+            p->settling = 1;
+            p->window_filled = 0;
+            p->window_next = 0;
+        }
+    }
     if (ev == BUDGET_APP_SLOW) {
         for (int r = 0; r < LATENCY_ROUTES; r++)
             if (p->ctl.app_slow_ms[r] > 0)
@@ -341,6 +357,8 @@ void bf_budget_restart(struct bf_budget_probe *p, const char *name)
     p->name = name;
     memset(&p->ctl, 0, sizeof p->ctl);
     p->window_filled = 0;
+    p->window_next = 0;
+    p->settling = 0;
     p->measure = 0;
     p->measure_from_ms = 0;
     memset(p->quiet, 0, sizeof p->quiet);
