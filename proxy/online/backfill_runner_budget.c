@@ -142,7 +142,28 @@ static void budget_window(struct bf_budget_probe *p, double now)
         p->window_filled++;
 }
 
-static void budget_measured(struct bf_budget_probe *p, double now, long min_rows)
+/* The gentle start's first batch: min_rows; but when every route measured
+ * is faster than the floor (its limit is the floor), the batch the sizing
+ * starts with (batch_rows, a few milliseconds of rows): the floor says
+ * such an app does not feel that much, and climbing to it from min_rows
+ * took decisions of a backfill that may last two seconds in all. */
+static long gentle_rows(const struct bf_budget_probe *p, const struct bf_budget_facts *t)
+{
+    const struct throttle_settings *thr = p->thr;
+    int measured = 0;
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        if (p->baseline_ms[r] <= 0)
+            continue;
+        measured = 1;
+        if (thr->app_p99_floor_ms <= 0 ||
+            budget_limit_ms(thr->app_p99_budget, (double)thr->max_app_p99_ms, (double)thr->app_p99_floor_ms,
+                            p->baseline_ms[r]) > (double)thr->app_p99_floor_ms)
+            return t->min_rows;
+    }
+    return measured && t->batch_rows > t->min_rows ? t->batch_rows : t->min_rows;
+}
+
+static void budget_measured(struct bf_budget_probe *p, double now, const struct bf_budget_facts *t)
 {
     struct latency_fine cur[LATENCY_ROUTES];
     budget_read(p, cur);
@@ -161,7 +182,7 @@ static void budget_measured(struct bf_budget_probe *p, double now, long min_rows
             n = (int)sizeof said - 1;
     }
     if (n && p->baseline_at_ms <= 0) {
-        budget_start_gently(&p->ctl, min_rows);
+        budget_start_gently(&p->ctl, gentle_rows(p, t));
         log_info("migration %s: latency budget engaged: the backfill starts gently (one worker, batches of %ld rows) "
                  "and climbs while the app stays within its budget", p->name, p->ctl.batch_cap);
     }
@@ -233,7 +254,7 @@ double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_bud
         if (took < BASELINE_MS && (seen > 0 || took < BASELINE_QUIET_MS) &&
             (seen < BASELINE_ENOUGH || took < BASELINE_QUIET_MS))
             return baseline_wait(took, seen);
-        budget_measured(p, now, t->min_rows);
+        budget_measured(p, now, t);
         reason[0] = '\0';
     }
     budget_window(p, now);
