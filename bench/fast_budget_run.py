@@ -255,7 +255,9 @@ def write(results, uptime_before, uptime_after):
         "", "Rows/s from the first status poll in the `backfilling` phase to the backfill's end (the budget's "
         "baseline measurement included). The proxy's window p99 is its status' `budget.p99_ms` (the old "
         "release's, over the last second), polled every %.1f s; held back: polls in which the budget was "
-        "engaged (over: its state said over the limit)." % POLL_S]
+        "engaged (over: its state said over the limit). Once the budget tightens, its window starts afresh: a poll "
+        "then shows the p99 of the queries since, so the windows over the limit are undercounted; the polls over "
+        "count every decision over the limit until the next." % POLL_S]
     with open(OUT + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))
