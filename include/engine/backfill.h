@@ -65,6 +65,10 @@ int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_
                           size_t errlen);
 /* A batch that failed on lock_timeout: shrink and back off instead of failing. */
 void backfill_lock_timeout(struct backfill *b);
+/* The batch the sizing would run at the pace seen so far with no cap (its
+ * target_ms of rows), within min_rows and max_rows; max_rows before any
+ * batch. A latency budget's cap that climbs there holds nothing back. */
+long backfill_uncapped_rows(const struct backfill *b);
 long backfill_sleep_ms(struct backfill *b);
 
 /* A batch failed with pg_error (not a lock timeout): names the row and the

@@ -6,7 +6,8 @@
  * decides the largest batch, the pause after each batch and how many
  * workers may run: over the budget, one worker, batches halved and
  * pauses doubled at every decision; well under it, the reverse, one step
- * at a time. A backfill that stays over at its smallest batches and
+ * at a time (the batches faster far under a floor that binds, and the
+ * workers a worker short of a count that was over, for a while). A backfill that stays over at its smallest batches and
  * longest pause is starved, and the rate it still gets is said.
  *
  * Two things keep it from holding back a backfill that does no harm. A
@@ -31,6 +32,12 @@
  * more than half of itself from one second to the next on a quiet server. */
 #define BUDGET_SLACK_MS 1.0
 #define BUDGET_ROOM 0.8            /* under this fraction of the limit: room for more */
+/* Under this fraction of a limit that is the floor: the batch cap climbs
+ * by the room left, up to BUDGET_CLIMB_MAX times a decision. */
+#define BUDGET_WIDE_ROOM 0.5
+#define BUDGET_CLIMB_MAX 4.0
+/* Over at N workers: the climb stops at N - 1 this long. */
+#define BUDGET_CROWD_HOLD_MS 10000.0
 #define BUDGET_PAUSE_MIN_MS 20.0
 #define BUDGET_PAUSE_MAX_MS 1000.0
 #define BUDGET_STARVED_MS 5000.0   /* over at the floor this long: starved */
@@ -60,7 +67,9 @@ struct budget_input {
     double quiet_p99_ms[BUDGET_ROUTES];  /* while no batch was in flight, since the caller last reset it */
     uint64_t quiet_samples[BUDGET_ROUTES];
     long batch_rows;                     /* the size the batch sizing would run next */
-    long min_rows, max_rows;
+    long min_rows;
+    long max_rows;                       /* a cap that climbs to it is dropped: the table's max_rows, or
+                                            what the batch sizing would run uncapped, when known */
     int wanted_workers;                  /* backfill_workers */
     long long rows_done;                 /* so far, for the rate while starved */
 };
@@ -75,6 +84,8 @@ struct budget {                          /* zeroed: fresh */
     long batch_cap;                      /* the largest batch (0: none) */
     double pause_ms;                     /* after each batch */
     int workers;                         /* at most */
+    int crowd_workers;                   /* the workers it was last over at, when more than one (0: none) */
+    double crowd_ms;                     /* then */
     int engaged, engagements;
     double idle_since_ms;                /* engaged and idle since (0: not) */
     double floor_since_ms;               /* over at the smallest batch and longest pause since (0: not) */

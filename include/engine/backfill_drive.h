@@ -28,7 +28,7 @@ struct backfill_pace {
     atomic_int pause_ms;            /* after each batch */
     atomic_int running;             /* drives running under it */
     atomic_int in_flight;           /* their batches in flight */
-    atomic_long batch_rows, min_rows, max_rows; /* the last batch's size and its bounds */
+    atomic_long batch_rows, min_rows, max_rows; /* the last batch's size, min_rows, backfill_uncapped_rows */
     atomic_llong rows_done;         /* written by the batches under it since the proxy started */
 };
 

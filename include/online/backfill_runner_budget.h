@@ -26,6 +26,7 @@ struct bf_budget_probe {
     struct budget ctl;                                 /* the decisions */
     struct latency_fine window[BF_BUDGET_WINDOW + 1][LATENCY_ROUTES]; /* readings, a ring */
     int window_next, window_filled;
+    int settling;                                      /* tightened: no decision until the window is full again */
     double window_ms;                                  /* the last reading */
     double p99_ms[LATENCY_ROUTES];                     /* over the window */
     uint64_t samples[LATENCY_ROUTES];
@@ -57,7 +58,7 @@ struct bf_budget_report {
 };
 /* What the runner knows that the budget decides on. */
 struct bf_budget_facts {
-    long batch_rows, min_rows, max_rows;   /* the table being filled: its next batch and its bounds */
+    long batch_rows, min_rows, max_rows;   /* the table being filled: its next batch, min_rows, backfill_uncapped_rows */
     long long rows_done;                   /* so far, all tables */
     int busy;                              /* a batch is in flight */
 };

@@ -413,6 +413,14 @@ static void adapt_batch_size(struct backfill *b, long rows, double ms)
     b->batch_rows = (long)next;
 }
 
+long backfill_uncapped_rows(const struct backfill *b)
+{
+    double pace = b->rate * (double)b->cfg.target_ms;
+    if (b->rate <= 0.0 || pace >= (double)b->cfg.max_rows)
+        return b->cfg.max_rows;
+    return pace > (double)b->cfg.min_rows ? (long)pace : b->cfg.min_rows;
+}
+
 int backfill_apply_result(struct backfill *b, const PGresult *r, double elapsed_ms, char *err,
                           size_t errlen)
 {

@@ -97,6 +97,40 @@ static void say_over(struct budget *b, const struct budget_input *in)
                  b->starved_rate);
 }
 
+/* The limit of the route judged is the floor: an app faster than it. */
+static int floor_binds(const struct budget *b, const struct budget_input *in)
+{
+    return b->kind == BUDGET_RATIO && in->floor_ms > 0 && b->limit_ms[b->route] <= in->floor_ms;
+}
+
+/* The next batch cap under the budget: half as large again; but while the
+ * floor is the limit (an app faster than it) and the app's p99 is under
+ * half of it, by the room left, up to BUDGET_CLIMB_MAX times: a 1.5 ms p99
+ * against a 5 ms floor is noise nobody sees, and climbing from the gentle
+ * start's smallest batch half as large again every decision took seconds,
+ * longer than a whole backfill of a few hundred thousand rows. */
+static long climb(const struct budget *b, const struct budget_input *in)
+{
+    long up = b->batch_cap + b->batch_cap / 2 + 1;
+    if (b->state != BUDGET_UNDER || !floor_binds(b, in) || b->pressure >= BUDGET_WIDE_ROOM)
+        return up;
+    double by = b->pressure > 0 ? BUDGET_ROOM / b->pressure : BUDGET_CLIMB_MAX;
+    by = by > BUDGET_CLIMB_MAX ? BUDGET_CLIMB_MAX : by;
+    long wide = (long)((double)b->batch_cap * by);
+    return wide > up ? wide : up;
+}
+
+/* Over the budget lately with more workers than one (at its smallest
+ * batches, when the floor binds): the climb stops a worker short of that
+ * count for BUDGET_CROWD_HOLD_MS. Climbing straight back to the count that
+ * was over only goes over again, and every time over halves the batches
+ * and doubles the pause. */
+static int crowded(const struct budget *b, double now_ms)
+{
+    return b->crowd_workers > 1 && b->workers + 1 >= b->crowd_workers &&
+           now_ms - b->crowd_ms < BUDGET_CROWD_HOLD_MS;
+}
+
 enum budget_event budget_decide(struct budget *b, const struct budget_input *in, double now_ms)
 {
     if (b->last_ms > 0 && now_ms - b->last_ms < BUDGET_EVAL_MS)
@@ -118,10 +152,23 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
     }
     if (b->state == BUDGET_OVER) {
         long from = b->batch_cap > 0 ? b->batch_cap : in->batch_rows;
+        /* Over a floor that binds, the app's tail is the rows a batch
+         * holds locked and how long: a batch half as large halves both.
+         * One worker and a pause cost the backfill far more than they spare
+         * such an app (a 5 ms-tick client beside two workers of 5 ms
+         * batches kept its p99 at 2-3 ms, at 0.5-0.7x the unthrottled
+         * rate), so they wait until the batches are at their smallest. */
+        int shrink_only = floor_binds(b, in) && from > in->min_rows;
         b->batch_cap = from / 2 > in->min_rows ? from / 2 : in->min_rows;
-        b->pause_ms = b->pause_ms < BUDGET_PAUSE_MIN_MS ? BUDGET_PAUSE_MIN_MS
-                      : b->pause_ms * 2 > BUDGET_PAUSE_MAX_MS ? BUDGET_PAUSE_MAX_MS : b->pause_ms * 2;
-        b->workers = 1;
+        if (!shrink_only) {
+            b->pause_ms = b->pause_ms < BUDGET_PAUSE_MIN_MS ? BUDGET_PAUSE_MIN_MS
+                          : b->pause_ms * 2 > BUDGET_PAUSE_MAX_MS ? BUDGET_PAUSE_MAX_MS : b->pause_ms * 2;
+            if (b->workers > 1) {
+                b->crowd_workers = b->workers;
+                b->crowd_ms = now_ms;
+            }
+            b->workers = 1;
+        }
         if (!b->engaged) {
             b->engaged = 1;
             b->engagements++;
@@ -165,10 +212,13 @@ enum budget_event budget_decide(struct budget *b, const struct budget_input *in,
     }
     b->pause_ms = b->pause_ms / 2 < BUDGET_PAUSE_MIN_MS ? 0 : b->pause_ms / 2;
     if (b->batch_cap > 0) {
-        long up = b->batch_cap + b->batch_cap / 2 + 1;
+        long up = climb(b, in);
         b->batch_cap = up >= in->max_rows ? 0 : up;
     }
-    if (b->batch_cap == 0 && b->pause_ms == 0 && b->workers < wanted)
+    /* under a floor that binds the batches' length is what the app feels
+     * (above): the workers climb beside a cap, not after it */
+    int beside = b->state == BUDGET_UNDER && floor_binds(b, in);
+    if ((b->batch_cap == 0 || beside) && b->pause_ms == 0 && b->workers < wanted && !crowded(b, now_ms))
         b->workers++;
     b->reason[0] = '\0';
     if (b->engaged && b->batch_cap == 0 && b->pause_ms == 0 && b->workers >= wanted) {

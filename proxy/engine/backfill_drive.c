@@ -131,7 +131,7 @@ static void pace_batch(struct run *x, struct backfill *b, int started)
             b->batch_rows = cap < x->cfg->min_rows ? x->cfg->min_rows : cap;
         atomic_store(&p->batch_rows, b->batch_rows);
         atomic_store(&p->min_rows, x->cfg->min_rows);
-        atomic_store(&p->max_rows, x->cfg->max_rows);
+        atomic_store(&p->max_rows, backfill_uncapped_rows(b));
     }
     atomic_fetch_add(&p->in_flight, started ? 1 : -1);
 }

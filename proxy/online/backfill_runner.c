@@ -275,7 +275,9 @@ static double budget_step(struct bf_runner *b, double now)
 {
     const struct backfill *cur = current(b);
     struct bf_budget_facts t = {.batch_rows = cur ? cur->batch_rows : 0, .min_rows = cur ? cur->cfg.min_rows : 1,
-                                .max_rows = cur ? cur->cfg.max_rows : 1, .rows_done = rows_done(b),
+                                /* a cap above what the sizing runs holds nothing back: climbing it on to
+                                 * max_rows (100,000 rows, seconds of decisions) kept one worker for nothing */
+                                .max_rows = cur ? backfill_uncapped_rows(cur) : 1, .rows_done = rows_done(b),
                                 .busy = batches_in_flight(b)};
     return bf_budget_step(&b->budget, now, &t, b->throttle_reason, sizeof b->throttle_reason, &b->throttle_kind);
 }
@@ -287,7 +289,11 @@ void bf_runner_budget(const struct bf_runner *b, struct bf_budget_report *out)
 
 static int throttled(const struct bf_runner *b, double now)
 {
-    return b->throttle_kind || b->thr->max_rows_per_sec > 0 || b->thr->sleep_ratio > 0.0 ||
+    /* the latency budget decides its workers itself (workers_allowed): the
+     * gate's drop to one, climbing back a worker a second, overrode the
+     * budget's choice to keep them and shrink the batches instead */
+    int budget = b->throttle_kind && strcmp(b->throttle_kind, "app_latency") == 0;
+    return (b->throttle_kind && !budget) || b->thr->max_rows_per_sec > 0 || b->thr->sleep_ratio > 0.0 ||
            now - b->lock_wait_ms < BACKFILL_LOCK_HOLD_MS;
 }
 

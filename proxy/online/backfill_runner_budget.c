@@ -16,10 +16,30 @@ static const char *const route_words[LATENCY_ROUTES] = {"old", "new"};
  * batch in flight, or this short when no query came at all. */
 #define BASELINE_MS 1000.0
 #define BASELINE_QUIET_MS 300.0
+/* Or as soon as this many queries ended, BASELINE_QUIET_MS at least: a p99
+ * with two queries above it. A busy app's p99 is known well before a
+ * second, and every millisecond of the measurement is one the backfill
+ * does not run (a third of a 300,000-row backfill's time beside a fast
+ * app). */
+#define BASELINE_ENOUGH 200
 /* Measured again this often while a ratio is kept (the app's own load
  * moves), or, with no baseline yet, once the app has traffic. */
 #define BASELINE_EVERY_MS 60000.0
 #define BASELINE_RETRY_MS 10000.0
+
+/* How long to wait before the baseline's measurement looks again, having
+ * taken `took` ms and seen `seen` queries: until BASELINE_ENOUGH at the
+ * rate seen (10 ms at least), BASELINE_QUIET_MS, or BASELINE_MS. */
+static double baseline_wait(double took, uint64_t seen)
+{
+    if (seen == 0)
+        return BASELINE_QUIET_MS - took;
+    if (took < BASELINE_QUIET_MS)
+        return BASELINE_QUIET_MS - took;
+    double need = (double)(BASELINE_ENOUGH - seen) * took / (double)seen;
+    need = need < 10.0 ? 10.0 : need;
+    return need < BASELINE_MS - took ? need : BASELINE_MS - took;
+}
 
 static int budget_wants_baseline(const struct bf_budget_probe *p, double now)
 {
@@ -122,7 +142,28 @@ static void budget_window(struct bf_budget_probe *p, double now)
         p->window_filled++;
 }
 
-static void budget_measured(struct bf_budget_probe *p, double now, long min_rows)
+/* The gentle start's first batch: min_rows; but when every route measured
+ * is faster than the floor (its limit is the floor), the batch the sizing
+ * starts with (batch_rows, a few milliseconds of rows): the floor says
+ * such an app does not feel that much, and climbing to it from min_rows
+ * took decisions of a backfill that may last two seconds in all. */
+static long gentle_rows(const struct bf_budget_probe *p, const struct bf_budget_facts *t)
+{
+    const struct throttle_settings *thr = p->thr;
+    int measured = 0;
+    for (int r = 0; r < LATENCY_ROUTES; r++) {
+        if (p->baseline_ms[r] <= 0)
+            continue;
+        measured = 1;
+        if (thr->app_p99_floor_ms <= 0 ||
+            budget_limit_ms(thr->app_p99_budget, (double)thr->max_app_p99_ms, (double)thr->app_p99_floor_ms,
+                            p->baseline_ms[r]) > (double)thr->app_p99_floor_ms)
+            return t->min_rows;
+    }
+    return measured && t->batch_rows > t->min_rows ? t->batch_rows : t->min_rows;
+}
+
+static void budget_measured(struct bf_budget_probe *p, double now, const struct bf_budget_facts *t)
 {
     struct latency_fine cur[LATENCY_ROUTES];
     budget_read(p, cur);
@@ -141,7 +182,7 @@ static void budget_measured(struct bf_budget_probe *p, double now, long min_rows
             n = (int)sizeof said - 1;
     }
     if (n && p->baseline_at_ms <= 0) {
-        budget_start_gently(&p->ctl, min_rows);
+        budget_start_gently(&p->ctl, gentle_rows(p, t));
         log_info("migration %s: latency budget engaged: the backfill starts gently (one worker, batches of %ld rows) "
                  "and climbs while the app stays within its budget", p->name, p->ctl.batch_cap);
     }
@@ -155,6 +196,7 @@ static void budget_measured(struct bf_budget_probe *p, double now, long min_rows
     p->measure = 0;
     p->measure_from_ms = 0;
     p->window_filled = 0; /* the window starts again, without the pause in it */
+    p->window_next = 0;
 }
 
 static void budget_log(struct bf_budget_probe *p, enum budget_event ev)
@@ -162,8 +204,8 @@ static void budget_log(struct bf_budget_probe *p, enum budget_event ev)
     const struct budget *c = &p->ctl;
     switch (ev) {
     case BUDGET_ENGAGED:
-        log_info("migration %s: latency budget engaged: %s; one worker, batches of at most %ld rows, %.0f ms apart",
-                 p->name, c->reason, c->batch_cap, c->pause_ms);
+        log_info("migration %s: latency budget engaged: %s; %d worker%s, batches of at most %ld rows, %.0f ms apart",
+                 p->name, c->reason, c->workers, c->workers == 1 ? "" : "s", c->batch_cap, c->pause_ms);
         break;
     case BUDGET_RELEASED:
         log_info("migration %s: latency budget released: the app's p99 is within %.1f ms again; the backfill is "
@@ -209,9 +251,10 @@ double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_bud
             latency_fine_quantile_ms(&cur, &p->measure_base[r], 0.99, &k);
             seen += k;
         }
-        if (took < BASELINE_MS && (seen > 0 || took < BASELINE_QUIET_MS))
-            return (seen > 0 ? BASELINE_MS : BASELINE_QUIET_MS) - took;
-        budget_measured(p, now, t->min_rows);
+        if (took < BASELINE_MS && (seen > 0 || took < BASELINE_QUIET_MS) &&
+            (seen < BASELINE_ENOUGH || took < BASELINE_QUIET_MS))
+            return baseline_wait(took, seen);
+        budget_measured(p, now, t);
         reason[0] = '\0';
     }
     budget_window(p, now);
@@ -229,7 +272,22 @@ double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_bud
         in.samples[r] = p->window_filled >= 2 ? p->samples[r] : 0;
     }
     double decided = p->ctl.last_ms;
-    enum budget_event ev = budget_decide(&p->ctl, &in, now);
+    /* After a tightening the window starts afresh and the next decision
+     * waits until it is full again: its older readings are of the batches
+     * before the tightening, and judged again they tightened again for what
+     * was already answered (one second worker's excursion over a fast app's
+     * budget halved its batches four times and took the pause to 160 ms, a
+     * second with almost nothing written). */
+    enum budget_event ev = BUDGET_NOTHING;
+    if (!p->settling || p->window_filled >= BF_BUDGET_WINDOW) {
+        p->settling = 0;
+        ev = budget_decide(&p->ctl, &in, now);
+        if (p->ctl.last_ms != decided && p->ctl.state == BUDGET_OVER && ev != BUDGET_APP_SLOW) {
+            p->settling = 1;
+            p->window_filled = 0;
+            p->window_next = 0;
+        }
+    }
     if (ev == BUDGET_APP_SLOW) {
         for (int r = 0; r < LATENCY_ROUTES; r++)
             if (p->ctl.app_slow_ms[r] > 0)
@@ -320,6 +378,8 @@ void bf_budget_restart(struct bf_budget_probe *p, const char *name)
     p->name = name;
     memset(&p->ctl, 0, sizeof p->ctl);
     p->window_filled = 0;
+    p->window_next = 0;
+    p->settling = 0;
     p->measure = 0;
     p->measure_from_ms = 0;
     memset(p->quiet, 0, sizeof p->quiet);

@@ -3,7 +3,8 @@
  * worker with halved batches and doubled pauses when over, holding near
  * the limit, climbing back one step at a time under it, the routes kept
  * apart, a route without traffic ignored, the starved report, the
- * floor, and an app slow by itself told apart from one the backfill slows. */
+ * floor, an app slow by itself told apart from one the backfill slows,
+ * and an app faster than the floor: its batches shrunk before its workers. */
 #include "backfill_budget.h"
 #include "unit.h"
 
@@ -224,8 +225,50 @@ static void test_slow_by_itself(void)
                                                                             BUDGET_ENGAGED);
 }
 
+/* An app faster than the floor: the floor is its limit. Over it, the
+ * batches shrink and the workers stay, until the batches are at their
+ * smallest; under half of it, the cap climbs by the room left and the
+ * workers climb beside it. */
+static void test_fast_app_under_a_floor(void)
+{
+    struct budget b = {0};
+    struct budget_input in = app(1.0, 1.0);
+    in.floor_ms = 5;
+    budget_start_gently(&b, 100);
+    in.wanted_workers = 2;
+    budget_decide(&b, &in, 1000);
+    CHECK("floor: 1 ms of a 5 ms limit climbs by the room left, at most 4x", b.state == BUDGET_UNDER &&
+                                                                               b.batch_cap == 400);
+    CHECK("floor: and a worker beside the cap", b.workers == 2 && b.pause_ms == 0);
+    in.p99_ms[0] = 3.5;
+    budget_decide(&b, &in, 1250);
+    CHECK("floor: over half of it, half as large again", b.batch_cap == 601);
+    in.p99_ms[0] = 7.0;
+    CHECK("floor: over it engages nothing new (engaged since the start)",
+          budget_decide(&b, &in, 1500) == BUDGET_NOTHING && b.state == BUDGET_OVER);
+    CHECK("floor: over, the batches halve, the workers stay, no pause", b.batch_cap == 300 && b.workers == 2 &&
+                                                                           b.pause_ms == 0);
+    budget_decide(&b, &in, 1750);
+    budget_decide(&b, &in, 2000);
+    CHECK("floor: at the smallest batch", b.batch_cap == 100 && b.workers == 2 && b.pause_ms == 0);
+    budget_decide(&b, &in, 2250);
+    CHECK("floor: over at the smallest batch: one worker and a pause", b.batch_cap == 100 && b.workers == 1 &&
+                                                                           b.pause_ms == BUDGET_PAUSE_MIN_MS);
+    in.p99_ms[0] = 1.0;
+    budget_decide(&b, &in, 2500);
+    budget_decide(&b, &in, 2750);
+    CHECK("floor: under again, the pause gone, the cap climbing", b.pause_ms == 0 && b.batch_cap > 100);
+    CHECK("floor: two workers were over: one short of them for a while", b.workers == 1);
+    double t = 2750;
+    while (t < 2250 + BUDGET_CROWD_HOLD_MS)
+        budget_decide(&b, &in, t += BUDGET_EVAL_MS);
+    budget_decide(&b, &in, t += BUDGET_EVAL_MS);
+    CHECK("floor: and the worker back after BUDGET_CROWD_HOLD_MS", b.workers == 2);
+}
+
 int main(void)
 {
+    test_fast_app_under_a_floor();
     test_floor();
     test_slow_by_itself();
     test_too_few_to_judge();
