@@ -47,7 +47,7 @@ struct cutover_options {
 /* Where an attempt's time went, in ms (-1: the step was not reached). */
 struct cutover_steps {
     double announce_ms;    /* fleet: writing the hold's row, before anyone holds */
-    double all_held_ms;    /* from our hold until every proxy held */
+    double all_held_ms;    /* from the hold's row (alone: our hold) until every proxy held, us last */
     double local_drain_ms; /* from our hold until our own sessions were at a boundary */
     double body_ms;        /* BEGIN and the DDL (fleet: and the wait for acknowledgements and the bypassing look) */
     double commit_ms;      /* the commit check, the state update and COMMIT */
@@ -116,6 +116,7 @@ struct cutover {
     int contract;               /* 0: not sent; 1: the body is; 2: the COMMIT is (its outcome unknown until answered) */
     int refused;                /* rolling back because sessions bypass the fleet */
     uint64_t t_asked, t_hold, t_drained, t_all_held, t_body, t_commit; /* monotonic us, this attempt */
+    uint64_t t_announced, t_fleet_held; /* fleet: the hold's row written, every other proxy held */
     int hold_failed;
     int attempt_open;           /* the attempt in progress is not yet counted in totals */
     struct cutover_totals totals;

@@ -147,7 +147,8 @@ struct fleet {
     unsigned long long heartbeat_failures; /* counted when the next one is due (fleet_heartbeat_cb) */
     int heartbeat_answered_ok;       /* the last renewal sent was answered as it should be */
     json_t *members, *bypassing;     /* as of the last heartbeat */
-    char *heartbeat_pids;            /* the backend PIDs the last heartbeat sent (JSON) */
+    char *heartbeat_pids;            /* the backend PIDs our row holds, as the last heartbeat wrote them (JSON) */
+    char *heartbeat_pids_sent;       /* those of the heartbeat in flight */
     char migration[128], status[32]; /* the most recent migration */
     char news_name[128], news_status[32]; /* fleet_tell_news's, to be sent */
     pgasync_done_fn handler;         /* of the statement in flight */

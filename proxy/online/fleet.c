@@ -310,6 +310,7 @@ void fleet_free(struct fleet *f)
     json_decref(f->co.peer_acks);
     fleet_reads_free(f);
     free(f->heartbeat_pids);
+    free(f->heartbeat_pids_sent);
     free(f->engine_db);
     free(f);
 }

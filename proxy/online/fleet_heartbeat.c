@@ -48,7 +48,7 @@ void fleet_learn_migration(struct fleet *f, const char *name, const char *status
 /* A hold that is open and young enough is joined: a proxy that started or
  * came back during a cutover must hold too. */
 enum { HB_ALIVE, HB_MEMBERS, HB_BYPASSING, HB_NAME, HB_STATUS, HB_EPOCH, HB_COORDINATOR, HB_DRAIN_MS,
-       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_COMMITTED, HB_COORDINATOR_LIVE, HB_IN_FLIGHT, HB_NFIELDS };
+       HB_HOLD_MS, HB_AGE_MS, HB_RELEASED, HB_COMMITTED, HB_COORDINATOR_LIVE, HB_IN_FLIGHT, HB_WROTE, HB_NFIELDS };
 
 /* The hold being served, as the table has it now: a release whose notice
  * was lost ends it; so does a coordinator whose lease ran out (it died
@@ -190,6 +190,12 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
         fleet_register(f);
         return;
     }
+    /* the PIDs our row holds now: a "held" with these says "=" */
+    free(f->heartbeat_pids);
+    f->heartbeat_pids = !strcmp(PQgetvalue(res, 0, HB_WROTE), "t") ? f->heartbeat_pids_sent : NULL;
+    if (!f->heartbeat_pids)
+        free(f->heartbeat_pids_sent);
+    f->heartbeat_pids_sent = NULL;
     set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
     if (slot_taken_by_another(f)) {
         fleet_register(f);
@@ -237,9 +243,9 @@ int fleet_send_heartbeat(struct fleet *f)
     int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 6, values, on_heartbeat);
     free(routes);
     free(sessions);
-    /* what our row will say: a "held" whose PIDs are these says "=" */
-    free(f->heartbeat_pids);
-    f->heartbeat_pids = rc == 0 ? pids : NULL;
+    /* what our row will say once the answer says it was written */
+    free(f->heartbeat_pids_sent);
+    f->heartbeat_pids_sent = rc == 0 ? pids : NULL;
     if (rc != 0)
         free(pids);
     return rc;

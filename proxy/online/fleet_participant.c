@@ -62,6 +62,10 @@ static int held_on_peer(struct fleet *f)
         return 0;
     char *pids = held_pids(f);
     int sent = pids && fleet_direct_held(f->direct, f->part.epoch, pids);
+    if (sent && strcmp(pids, "=") != 0) { /* our row may say these now: "=" waits for the next heartbeat */
+        free(f->heartbeat_pids);
+        f->heartbeat_pids = NULL;
+    }
     free(pids);
     return sent;
 }
@@ -294,6 +298,8 @@ static void on_abandoned(void *ctx, PGresult *res, const char *error, const char
 
 int fleet_send_ack(struct fleet *f)
 {
+    free(f->heartbeat_pids); /* our row says this ack's PIDs from now on */
+    f->heartbeat_pids = NULL;
     char a[32];
     f->part.acking = f->part.epoch;
     snprintf(a, sizeof a, "%lld", f->part.epoch);

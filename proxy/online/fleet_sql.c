@@ -102,7 +102,8 @@ const char FLEET_HEARTBEAT_SQL[] =
     "  h.committed IS TRUE, EXISTS (SELECT 1 FROM pgtandem.proxies c WHERE c.id = h.coordinator"
     "    AND " RENEWED_AT("c") " > clock_timestamp() - make_interval(secs => c.lease_ms / 1000.0)),"
     "  (SELECT coalesce(json_agg(json_build_object('name', f.name, 'status', f.status) ORDER BY f.started_at), '[]')"
-    "     FROM pgtandem.migrations f WHERE f.status = ANY($5::text[]))"
+    "     FROM pgtandem.migrations f WHERE f.status = ANY($5::text[])),"
+    "  EXISTS (SELECT 1 FROM hb)"
     " FROM (SELECT 1) one"
     " LEFT JOIN LATERAL (" MIG_STATE_FOLLOWED_SQL("$5") ") m ON true"
     " LEFT JOIN LATERAL (SELECT * FROM pgtandem.fleet_holds ORDER BY epoch DESC LIMIT 1) h ON true";
