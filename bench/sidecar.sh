@@ -9,8 +9,8 @@
 # the cutover, and their peak sampled every 100 ms from the start to the
 # count settled after; the traffic held (the coordinator's max_pause_ms, each
 # participant's "traffic held X ms" log line: p50 and p100 over the fleet);
-# the time `complete` took; the worst client transaction in the 5 s around
-# the cutover; client errors; whether every proxy followed to completed.
+# the time `complete` took; the worst client transaction that overlapped
+# the `complete` request, and the worst in the 5 s around it; client errors; whether every proxy followed to completed.
 # See bench/sidecar_run.py for each step.
 #
 #   PROXIES_LIST="3 16 64"  CUT_ROWS=20000  CLIENT_PACE_MS=20 (between a client's transactions)

@@ -33,8 +33,18 @@
 #define ACK_RECHECK_MS 10
 /* A participant asked on the peer port that has not said "held" this long
  * after the hold was written is told through the database too (a NOTIFY:
- * a lost message, a peer port that swallows what it gets). */
+ * a lost message, a peer port that swallows what it gets): 100 ms, or
+ * 3 ms per participant in a larger fleet, whose answers take longer to
+ * come in on a few cores (128 proxies on 2: 120-140 ms), and whom a NOTIFY
+ * would all wake. */
 #define HOLD_NOTIFY_AFTER_MS 100
+#define HOLD_NOTIFY_PER_PARTICIPANT_MS 3
+
+static long hold_notify_after_ms(const struct fleet *f)
+{
+    long per = (long)f->co.participants * HOLD_NOTIFY_PER_PARTICIPANT_MS;
+    return per > HOLD_NOTIFY_AFTER_MS ? per : HOLD_NOTIFY_AFTER_MS;
+}
 
 /* Those the peer port may not reach are told through the database. */
 static void notify_hold(struct fleet *f)
@@ -108,9 +118,9 @@ static void on_ack_check(void *ctx, PGresult *res, const char *error, const char
     }
     snprintf(f->co.missing, sizeof f->co.missing, "proxies %s did not acknowledge the hold",
              res && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
-    if (!f->co.notified && fleet_now_us() - f->co.written_us >= HOLD_NOTIFY_AFTER_MS * 1000ULL) {
-        log_info("fleet: hold %lld: %s %d ms after it was written; telling the fleet through the database",
-                 f->co.epoch, f->co.missing, HOLD_NOTIFY_AFTER_MS);
+    if (!f->co.notified && fleet_now_us() - f->co.written_us >= (uint64_t)hold_notify_after_ms(f) * 1000ULL) {
+        log_info("fleet: hold %lld: %s %ld ms after it was written; telling the fleet through the database",
+                 f->co.epoch, f->co.missing, hold_notify_after_ms(f));
         notify_hold(f);
     }
     fleet_add_timer(f->co.recheck, ACK_RECHECK_MS); /* a lease may run out meanwhile */

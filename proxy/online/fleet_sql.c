@@ -133,7 +133,7 @@ const char FLEET_HOLD_SQL[] =
  * every listener hears it; those that hold already say "held" again in
  * their rows. $1 epoch, $2 drain_ms, $3 hold_ms, $4 coordinator. */
 const char FLEET_HOLD_NOTIFY_SQL[] =
-    "SELECT pg_notify('" FLEET_CHANNEL_FLEET "', format('hold %s %s %s %s', $1::bigint, $2::int, $3::int, $4))";
+    "SELECT pg_notify('" FLEET_CHANNEL_FLEET "', format('hold %s %s %s %s', $1::bigint, $2::int, $3::int, $4::text))";
 
 /* The coordinator writes, in the contract's transaction, the "held" its
  * participants said on the peer port (signed under each one's key, with

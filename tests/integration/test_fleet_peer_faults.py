@@ -184,6 +184,7 @@ def test_a_hold_request_lost_on_the_peer_port_is_told_through_the_database(clust
     # by proxy 0's own heartbeat when that read the hold's row first (a
     # loaded machine): the database path either way
     told = "telling the fleet through the database" in proxies[1].log()
+    assert "telling the hold through the database: ERROR" not in proxies[1].log(), proxies[1].log()[-3000:]
     assert told or "asked for by %s (on the database)" % fleet_id(proxies[1]) in proxies[0].log(), \
         proxies[1].log()[-3000:]
     last = last_hold(proxies[0])
