@@ -140,6 +140,9 @@ struct fleet_peers {
     void *on_message_ctx;
 };
 
+#define RELAY_ENDED_PIDS 64
+#define RELAY_ENDED_KEEP_US 3000000u /* a backend ends well within this of its connection closing */
+
 struct relay {
     struct config cfg;
     struct event_base *base;
@@ -183,6 +186,12 @@ struct relay {
     char fence_why[192];             /* what keeps the lease from being renewed, as last heard */
     char fence_error[320];           /* what a session failed by an overdue fence is told */
     int probe_backend_pids;          /* sessions ask Postgres for their backend PID (session.h) */
+    /* Backends this proxy let go of a moment ago: Postgres ends one a moment
+     * after its connection closes, and until then it is still claimed
+     * (relay_backend_pids), or a cutover's look takes it for a session that
+     * bypasses the fleet. */
+    struct { uint32_t pid; uint64_t at_us; } ended[RELAY_ENDED_PIDS];
+    unsigned ended_next;
     struct version_route route;
     struct version_gate vgate;       /* sessions of a version not heard of wait for the fleet (version_gate.c) */
     struct fleet_peers fleet;
@@ -200,6 +209,8 @@ uint32_t relay_session_count(const struct relay *relay);
 
 /* Time in microseconds from the monotonic clock. */
 uint64_t relay_now_us(struct relay *relay);
+/* A backend this proxy let go of (its PID stays claimed RELAY_ENDED_KEEP_US). */
+void relay_backend_ended(struct relay *relay, uint32_t pid);
 
 /* Called by sessions as they go away, so shutdown can finish, and so the
  * memory a burst of them freed is given back once the burst is over. */

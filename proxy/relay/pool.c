@@ -214,6 +214,9 @@ static void kick_waiters(struct relay *relay);
 /* Everything a server owns; it is out of its pool's list already. */
 static void free_server(struct pool_server *ps)
 {
+    uint32_t pid = ps->backend_pid ? ps->backend_pid : ps->pid;
+    if (pid && ps->pool)
+        relay_backend_ended(ps->pool->relay, pid);
     if (ps->connecting)
         upstream_connect_cancel(ps->connecting);
     sbuf_free(ps->sb);

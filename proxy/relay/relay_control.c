@@ -185,6 +185,13 @@ json_t *relay_version_counts(const struct relay *relay)
     return counts;
 }
 
+void relay_backend_ended(struct relay *relay, uint32_t pid)
+{
+    relay->ended[relay->ended_next % RELAY_ENDED_PIDS].pid = pid;
+    relay->ended[relay->ended_next % RELAY_ENDED_PIDS].at_us = relay_now_us(relay);
+    relay->ended_next++;
+}
+
 json_t *relay_backend_pids(const struct relay *relay)
 {
     json_t *pids = json_array();
@@ -192,6 +199,10 @@ json_t *relay_backend_pids(const struct relay *relay)
         if (session_backend_pid(s) && !s->lent) /* a lent server is listed with its pool */
             json_array_append_new(pids, json_integer((json_int_t)session_backend_pid(s)));
     pool_append_backend_pids(relay, pids);
+    uint64_t now = relay_now_us((struct relay *)relay);
+    for (size_t i = 0; i < RELAY_ENDED_PIDS; i++)
+        if (relay->ended[i].pid && now - relay->ended[i].at_us < RELAY_ENDED_KEEP_US)
+            json_array_append_new(pids, json_integer((json_int_t)relay->ended[i].pid));
     return pids;
 }
 

@@ -306,6 +306,8 @@ void session_free(struct session *s)
     if (s->connecting)
         upstream_connect_cancel(s->connecting);
     sbuf_free(s->client);
+    if (session_backend_pid(s) && !s->lent)
+        relay_backend_ended(relay, session_backend_pid(s));
     drop_server(s);
     if (s->extra && s->extra->free_ev)
         event_free(s->extra->free_ev);
