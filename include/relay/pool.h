@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "auth.h"
 #include "pin.h"
@@ -114,6 +115,13 @@ uint32_t pool_logging_in(const struct pool *p);
  * and made, so the counts still say where every server is. */
 void pool_server_set_state(struct pool_server *ps, enum pool_server_state to);
 
+/* Two of a pool's names (database, user, options, schema) are one: both
+ * absent, or the same text. */
+static inline int pool_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* The pool a session with these startup values belongs to now (schema:
  * the version schema of the current route, NULL for none); created on first
  * use. NULL when out of memory. */
@@ -125,6 +133,8 @@ struct pool *pool_for(struct relay *relay, const char *database, const char *use
 void pool_take_credentials(struct pool *p, const struct auth_credentials *c);
 /* Whether the pool wants a client's credentials (see above). */
 int pool_wants_credentials(const struct pool *p);
+/* Frees a pool whose servers are gone (pool_free_all). */
+void pool_destroy(struct pool *p);
 
 /* Lends an idle server now (returned), or queues `w` and returns NULL:
  * w->lent or w->failed follows (w->failed at once, before pool_acquire

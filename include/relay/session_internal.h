@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "pool.h"
+#include "proto.h"
 #include "sbuf.h"
 
 /* Pointers only: each part includes session.h itself, and this header
@@ -92,6 +93,43 @@ enum peek_result {
 
 struct stmt_bound;
 struct msg_header;
+
+/* ---- session_stream.c: one direction's bytes ---- */
+
+/* One direction of the relay at a message boundary. */
+enum next_result {
+    NEXT_MESSAGE,    /* a message starts here (its header read) and the other side has room */
+    NEXT_WAIT,       /* wait for more bytes, or for the other side to drain */
+    NEXT_BAD_LENGTH, /* the header's length is impossible: a protocol violation */
+};
+
+/* One direction of the relay: where bytes come from and go to, and the
+ * state of the message being passed through. */
+struct relay_dir {
+    struct sbuf *from, *to;
+    uint32_t *remaining;  /* bytes of the current message still to pass */
+    uint8_t *blocked;     /* waiting for `to` to drain */
+    uint8_t *discard;     /* drop the current message instead (may be NULL) */
+    uint64_t *bytes, *metric;
+    uint32_t max_length;
+    /* Batching (server to client): whole messages that only stream stay at
+     * the head of `in` (`held` bytes) and move to `out` together, before
+     * anything reads `in` at its head or writes `out` (session_pass_held). A reply
+     * that came in one read then moves as the chain it was read into, not
+     * copied message by message into a new one. */
+    int batch;
+    size_t held;
+    struct evbuffer *out;
+    uint8_t head[PROTO_HEADER_LEN + 1]; /* the next message's first bytes, as many as there are */
+};
+
+/* Passes the rest of the current message, then looks at the next header
+ * (*h filled for NEXT_MESSAGE; *avail: the bytes there are from its start,
+ * held bytes before it not counted). */
+enum next_result session_next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail);
+/* Moves the held messages to `out`, in order, before whatever comes next. */
+void session_pass_held(struct relay_dir *d);
+
 struct evbuffer;
 /* The client keeps its server for good, for `why` (logged once). */
 void session_pin(struct session *s, const char *why);

@@ -1,6 +1,7 @@
-/* Transaction pools (see pool.h): finding a session's pool, logging server
- * connections in, lending and taking them back, the wait queue, and the
- * janitor that closes idle and old servers and times out waits. */
+/* Transaction pools (see pool.h): logging server connections in, lending
+ * and taking them back, the wait queue, and the janitor that closes idle
+ * and old servers and times out waits (finding a session's pool:
+ * pool_find.c). */
 #include "pool.h"
 
 #include <assert.h>
@@ -29,78 +30,6 @@ static void nothing_ready(struct sbuf *sb, void *arg) { (void)sb; (void)arg; }
 
 static const struct sbuf_ops login_ops = {login_readable, nothing_drained, nothing_ready, server_failed};
 static const struct sbuf_ops idle_ops = {idle_readable, nothing_drained, nothing_ready, server_failed};
-
-/* ---- finding pools ---- */
-
-static int same(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static char *dup_or_null(const char *s, int *oom)
-{
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d)
-        *oom = 1;
-    return d;
-}
-
-static void free_pool(struct pool *p)
-{
-    free(p->database);
-    free(p->user);
-    free(p->options);
-    free(p->schema);
-    if (p->welcome_msgs)
-        evbuffer_free(p->welcome_msgs);
-    if (p->have_creds)
-        auth_credentials_wipe(&p->creds);
-    free(p);
-}
-
-struct pool *pool_for(struct relay *relay, const char *database, const char *user, const char *options,
-                      const char *schema)
-{
-    for (struct pool *p = relay->pools; p; p = p->next)
-        if (same(p->database, database) && same(p->user, user) && same(p->options, options) &&
-            same(p->schema, schema))
-            return p;
-    struct pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    int oom = 0;
-    p->relay = relay;
-    p->database = dup_or_null(database, &oom);
-    p->user = dup_or_null(user, &oom);
-    p->options = dup_or_null(options, &oom);
-    p->schema = dup_or_null(schema, &oom);
-    p->welcome_msgs = evbuffer_new();
-    if (oom || !p->welcome_msgs) {
-        free_pool(p);
-        return NULL;
-    }
-    p->next = relay->pools;
-    relay->pools = p;
-    log_debug("pool for database %s, user %s%s%s created", database, user, schema ? ", schema " : "",
-              schema ? schema : "");
-    return p;
-}
-
-int pool_wants_credentials(const struct pool *p)
-{
-    return !p->have_creds || !p->logins_proven;
-}
-
-void pool_take_credentials(struct pool *p, const struct auth_credentials *c)
-{
-    struct auth_credentials fresh;
-    if (!c || auth_credentials_dup(c, &fresh) != 0)
-        return;
-    if (p->have_creds)
-        auth_credentials_wipe(&p->creds);
-    p->creds = fresh;
-    p->have_creds = 1;
-}
 
 /* ---- the wait queue ---- */
 
@@ -171,7 +100,7 @@ static uint32_t servers_of_database(const struct relay *relay, const char *datab
 {
     uint32_t n = 0;
     for (const struct pool *p = relay->pools; p; p = p->next)
-        if (same(p->database, database))
+        if (pool_same(p->database, database))
             n += servers_of(p);
     return n;
 }
@@ -364,7 +293,7 @@ static int open_server(struct pool *p)
 static int make_room(struct pool *p)
 {
     for (struct pool *o = p->relay->pools; o; o = o->next) {
-        if (o == p || !same(o->database, p->database) || !in_state(o, PSRV_IDLE) || o->nwaiting)
+        if (o == p || !pool_same(o->database, p->database) || !in_state(o, PSRV_IDLE) || o->nwaiting)
             continue;
         for (struct pool_server *ps = o->servers; ps; ps = ps->next)
             if (ps->state == PSRV_IDLE) {
@@ -820,6 +749,6 @@ void pool_free_all(struct relay *relay)
             p->servers = ps->next;
             free_server(ps);
         }
-        free_pool(p);
+        pool_destroy(p);
     }
 }

@@ -25,13 +25,6 @@
 #include "statement_map.h"
 #include "version_gate.h"
 
-/* One direction of the relay at a message boundary. */
-enum next_result {
-    NEXT_MESSAGE,    /* a message starts here (its header read) and the other side has room */
-    NEXT_WAIT,       /* wait for more bytes, or for the other side to drain */
-    NEXT_BAD_LENGTH, /* the header's length is impossible: a protocol violation */
-};
-
 /* What the server-to-client loop does with a message the proxy inspected. */
 enum inspect_result {
     INSPECT_STREAM,    /* pass it on as it comes */
@@ -59,7 +52,7 @@ struct pool *session_current_pool(struct session *s)
      * packet and the pools searched each time. */
     const char *schema = relay_version_schema(s->relay, ss->version);
     struct pool *p = ss->pool;
-    if (!p || (p->schema ? !schema || strcmp(p->schema, schema) : schema != NULL)) {
+    if (!p || !pool_same(p->schema, schema)) {
         const char *user = session_param(s, "user");
         const char *db = session_param(s, "database");
         p = pool_for(s->relay, db && *db ? db : user, user, ss->pool_options, schema);
@@ -77,112 +70,6 @@ static int paused_hold(struct session *s, uint8_t type)
     /* The clock is read only at a boundary, not for every message. */
     return s->state == SESS_READY && type != 'X' && tracker_may_hold_next(&s->tracker) &&
            (s->relay->pause.paused || relay_lease_expired(s->relay) || version_gate_holds(s));
-}
-
-/* Moves up to `want` bytes of the current message; returns bytes moved. */
-static size_t pass_bytes(struct evbuffer *in, struct evbuffer *out, uint32_t *remaining)
-{
-    size_t avail = evbuffer_get_length(in);
-    size_t n = avail < *remaining ? avail : *remaining;
-    if (n == 0)
-        return 0;
-    int moved = evbuffer_remove_buffer(in, out, n);
-    if (moved <= 0)
-        return 0;
-    *remaining -= (uint32_t)moved;
-    return (size_t)moved;
-}
-
-/* One direction of the relay: where bytes come from and go to, and the
- * state of the message being passed through. */
-struct relay_dir {
-    struct sbuf *from, *to;
-    uint32_t *remaining;  /* bytes of the current message still to pass */
-    uint8_t *blocked;     /* waiting for `to` to drain */
-    uint8_t *discard;     /* drop the current message instead (may be NULL) */
-    uint64_t *bytes, *metric;
-    uint32_t max_length;
-    /* Batching (server to client): whole messages that only stream stay at
-     * the head of `in` (`held` bytes) and move to `out` together, before
-     * anything reads `in` at its head or writes `out` (pass_held). A reply
-     * that came in one read then moves as the chain it was read into, not
-     * copied message by message into a new one. */
-    int batch;
-    size_t held;
-    struct evbuffer *out;
-    uint8_t head[PROTO_HEADER_LEN + 1]; /* the next message's first bytes, as many as there are */
-};
-
-/* Moves the held messages to `out`, in order, before whatever comes next. */
-static void pass_held(struct relay_dir *d)
-{
-    if (!d->held)
-        return;
-    int moved = evbuffer_remove_buffer(d->from->in, d->out, d->held);
-    if (moved > 0) {
-        *d->bytes += (size_t)moved;
-        *d->metric += (size_t)moved;
-    }
-    d->held = 0;
-}
-
-/* `want` bytes of `in` from `off` (they are there): from the first chain
- * in place when it holds them, which is the usual case. */
-static void copy_from(struct evbuffer *in, size_t off, uint8_t *dst, size_t want)
-{
-    struct evbuffer_iovec v;
-    if (evbuffer_peek(in, (ev_ssize_t)(off + want), NULL, &v, 1) >= 1 && v.iov_len >= off + want) {
-        memcpy(dst, (const uint8_t *)v.iov_base + off, want);
-        return;
-    }
-    struct evbuffer_ptr at;
-    evbuffer_ptr_set(in, &at, off, EVBUFFER_PTR_SET);
-    evbuffer_copyout_from(in, &at, dst, want);
-}
-
-/* Passes the rest of the current message, then looks at the next header
- * (*h filled for NEXT_MESSAGE; *avail: the bytes there are from its start,
- * held bytes before it not counted). */
-static enum next_result next_message(struct session *s, struct relay_dir *d, struct msg_header *h, size_t *avail)
-{
-    struct evbuffer *in = d->from->in, *out = sbuf_out(d->to);
-    if (!in || !out) /* nothing read since the buffers were released; or out of memory, and `to` fails */
-        return NEXT_WAIT;
-    d->out = out;
-    if (*d->remaining && d->discard && *d->discard) {
-        pass_held(d); /* what is dropped comes after what passes */
-        size_t n = evbuffer_get_length(in) < *d->remaining ? evbuffer_get_length(in) : *d->remaining;
-        evbuffer_drain(in, n);
-        *d->remaining -= (uint32_t)n;
-        if (*d->remaining)
-            return NEXT_WAIT;
-        *d->discard = 0;
-    } else if (*d->remaining && d->batch) {
-        size_t left = evbuffer_get_length(in) - d->held;
-        size_t n = left < *d->remaining ? left : *d->remaining;
-        d->held += n;
-        *d->remaining -= (uint32_t)n;
-        if (*d->remaining)
-            return NEXT_WAIT;
-    } else if (*d->remaining) {
-        size_t n = pass_bytes(in, out, d->remaining);
-        *d->bytes += n;
-        *d->metric += n;
-        if (*d->remaining)
-            return NEXT_WAIT;
-    }
-    if (sbuf_pending_out(d->to) + d->held >= s->relay->cfg.buffer_bytes) {
-        pass_held(d);
-        *d->blocked = 1;
-        sbuf_pause_read(d->from);
-        sbuf_notify_when_drained(d->to);
-        return NEXT_WAIT;
-    }
-    *avail = evbuffer_get_length(in) - d->held;
-    if (*avail < PROTO_HEADER_LEN)
-        return NEXT_WAIT;
-    copy_from(in, d->held, d->head, *avail > PROTO_HEADER_LEN ? PROTO_HEADER_LEN + 1 : PROTO_HEADER_LEN);
-    return proto_read_header(d->head, *avail, d->max_length, h) == HEADER_OK ? NEXT_MESSAGE : NEXT_BAD_LENGTH;
 }
 
 static void note_client_message(struct session *s, uint8_t type)
@@ -449,14 +336,14 @@ void session_client_to_server(struct session *s)
     if (!s->backend || s->state == SESS_CLOSING || s->state == SESS_CONNECTING || s->state == SESS_CLIENT_AUTH ||
         s->state == SESS_UPSTREAM_LOGIN)
         return;
-    struct evbuffer *in = s->client->in; /* NULL (nothing read since it was released): next_message says so */
+    struct evbuffer *in = s->client->in; /* NULL (nothing read since it was released): session_next_message says so */
     struct relay_dir d = {s->client, s->backend, &s->c2s_remaining, &s->c2s_blocked, NULL, &s->bytes_in,
                           &s->relay->metrics.bytes_from_client, s->relay->cfg.max_message_bytes, .batch = 0};
     int answered = 0;
     for (;;) {
         struct msg_header h;
         size_t avail;
-        enum next_result r = next_message(s, &d, &h, &avail);
+        enum next_result r = session_next_message(s, &d, &h, &avail);
         if (r == NEXT_BAD_LENGTH) {
             session_protocol_violation(s, h.length < 4 ? "invalid message length"
                                                : "message exceeds the maximum message size");
@@ -726,7 +613,7 @@ static enum inspect_result inspect_server_message(struct session *s, struct evbu
 
 /* A message the server-to-client loop only streams, touching neither
  * buffer at its head: it can wait in `held` behind the ones before it.
- * Everything else first moves those (pass_held). */
+ * Everything else first moves those (session_pass_held). */
 static int streams_untouched(const struct session *s, const struct msg_header *h)
 {
     if (s->state != SESS_READY || s->swallow_rfq || (s->lent && !reply_queue_passes(&s->lent->replies, h->type)))
@@ -757,16 +644,16 @@ void session_server_to_client(struct session *s)
     for (;;) {
         struct msg_header h;
         size_t avail;
-        enum next_result r = next_message(s, &d, &h, &avail);
+        enum next_result r = session_next_message(s, &d, &h, &avail);
         if (r == NEXT_BAD_LENGTH) {
-            pass_held(&d);
+            session_pass_held(&d);
             session_protocol_violation(s, "invalid message length from upstream");
             return;
         }
         if (r == NEXT_WAIT)
             break;
         if (!streams_untouched(s, &h))
-            pass_held(&d);
+            session_pass_held(&d);
         if (s->lent) /* in their turn: the message before them has passed */
             stmt_map_answer_due(&s->lent->replies, out);
         if (s->swallow_rfq) { /* answers to our re-prepare or PID probe, not the client's */
@@ -799,7 +686,7 @@ void session_server_to_client(struct session *s)
         if (seen == INSPECT_STREAM)
             s->s2c_remaining = h.length + 1;
     }
-    pass_held(&d);
+    session_pass_held(&d);
     if (s->lent && !s->s2c_remaining)
         stmt_map_answer_due(&s->lent->replies, out);
     sbuf_flush(s->client);
