@@ -6,6 +6,7 @@
 #define PGTANDEM_MIGRATION_H
 
 #include <stddef.h>
+#include <string.h>
 
 enum mig_op_kind {
     MIG_RENAME_COLUMN,
@@ -155,6 +156,15 @@ int mig_table_renames_first(struct migration *m, char *err, size_t errlen);
 void mig_column_renames_joined(struct migration *m);
 /* Frees what op holds (not op itself). */
 void mig_op_free(struct mig_op *op);
+/* For the rewrites of the operations' list at parse time (the two above):
+ * two names are one (both given); and ops[from..to] take their positions
+ * as their indexes again, which the planner and the checks read as the
+ * operation's place (names of triggers, what comes before it). */
+static inline int mig_same_name(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+void mig_ops_renumber(struct migration *m, size_t from, size_t to);
 /* sha256 hex of text, as a migration's checksum. */
 void mig_checksum(const char *text, size_t len, char out[65]);
 /* One migration out of list[0..n) (a chain, parent-first): the last one's

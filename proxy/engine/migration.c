@@ -271,6 +271,12 @@ static void free_strs(char **v, size_t n)
     free(v);
 }
 
+void mig_ops_renumber(struct migration *m, size_t from, size_t to)
+{
+    for (size_t k = from; k <= to && k < m->nops; k++)
+        m->ops[k].index = (int)k;
+}
+
 void mig_op_free(struct mig_op *op)
 {
     free(op->schema); free(op->table); free(op->from); free(op->to); free(op->column);

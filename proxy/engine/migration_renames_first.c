@@ -31,11 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 /* "table(column)" or "table": the table part is name. */
 static int references_table(const char *ref, const char *name)
 {
@@ -48,17 +43,18 @@ static int references_table(const char *ref, const char *name)
 /* Whether op, in schema, names the table `name` anywhere we rewrite. */
 static int names_table(const struct mig_op *op, const char *schema, const char *name)
 {
-    if (!same(op->schema, schema))
+    if (!mig_same_name(op->schema, schema))
         return 0;
-    if (same(op->table, name) || same(op->ref_table, name) || references_table(op->col.references, name))
+    if (mig_same_name(op->table, name) || mig_same_name(op->ref_table, name) ||
+        references_table(op->col.references, name))
         return 1;
-    if (op->kind == MIG_RENAME_TABLE && (same(op->from, name) || same(op->to, name)))
+    if (op->kind == MIG_RENAME_TABLE && (mig_same_name(op->from, name) || mig_same_name(op->to, name)))
         return 1;
     for (size_t i = 0; i < op->ncols; i++)
         if (references_table(op->cols[i].references, name))
             return 1;
     for (size_t i = 0; i < op->ncons; i++)
-        if (same(op->cons[i].ref_table, name))
+        if (mig_same_name(op->cons[i].ref_table, name))
             return 1;
     return 0;
 }
@@ -66,7 +62,7 @@ static int names_table(const struct mig_op *op, const char *schema, const char *
 /* *field names `from`: it names `to` instead. 0, or -1 out of memory. */
 static int rename_field(char **field, const char *from, const char *to)
 {
-    if (!same(*field, from))
+    if (!mig_same_name(*field, from))
         return 0;
     char *n = strdup(to);
     if (!n)
@@ -151,11 +147,11 @@ static int barrier(const struct mig_op *op, const char *schema, const char *from
 {
     if (op->kind == MIG_SQL)
         return sql_may_name(op, from, to);
-    if (!same(op->schema, schema))
+    if (!mig_same_name(op->schema, schema))
         return 0;
-    if (op->kind == MIG_CREATE_TABLE && same(op->table, from))
+    if (op->kind == MIG_CREATE_TABLE && mig_same_name(op->table, from))
         return 1;
-    if (op->kind == MIG_RENAME_TABLE && same(op->to, from))
+    if (op->kind == MIG_RENAME_TABLE && mig_same_name(op->to, from))
         return 1;
     return names_table(op, schema, to);
 }
@@ -204,11 +200,8 @@ int mig_table_renames_first(struct migration *m, char *err, size_t errlen)
         struct mig_op moved = *r;
         memmove(&m->ops[first + 1], &m->ops[first], (j - first) * sizeof moved);
         m->ops[first] = moved;
-        /* the planner and the checks read an operation's index as its
-         * position (names of triggers, what comes before it): from here
-         * on the messages count in this order, which the plan shows */
-        for (size_t k = first; k <= j; k++)
-            m->ops[k].index = (int)k;
+        /* from here on the messages count in this order, which the plan shows */
+        mig_ops_renumber(m, first, j);
     }
     return 0;
 }

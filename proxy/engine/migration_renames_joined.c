@@ -26,11 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 static int plain_rename(const struct mig_op *op)
 {
     return op->kind == MIG_RENAME_COLUMN && op->schema && op->table && op->from && op->to && !op->type && !op->up &&
@@ -85,8 +80,9 @@ static size_t joining(const struct migration *m, size_t i)
     const struct mig_op *r = &m->ops[i];
     for (size_t j = i + 1; j < m->nops; j++) {
         const struct mig_op *o = &m->ops[j];
-        if (plain_rename(o) && same(o->schema, r->schema) && same(o->table, r->table) && same(o->from, r->to)) {
-            if (same(o->to, r->from))
+        if (plain_rename(o) && mig_same_name(o->schema, r->schema) && mig_same_name(o->table, r->table) &&
+            mig_same_name(o->from, r->to)) {
+            if (mig_same_name(o->to, r->from))
                 return 0;
             for (size_t k = i + 1; k < j; k++)
                 if (mentions(&m->ops[k], r->to) || mentions(&m->ops[k], o->to))
@@ -113,8 +109,7 @@ void mig_column_renames_joined(struct migration *m)
             mig_op_free(o);
             memmove(&m->ops[j], &m->ops[j + 1], (m->nops - j - 1) * sizeof *o);
             m->nops--;
-            for (size_t k = j; k < m->nops; k++)
-                m->ops[k].index = (int)k;
+            mig_ops_renumber(m, j, m->nops);
         }
     }
 }
