@@ -1,13 +1,18 @@
 """Helpers shared by the Python parts of the benchmark drivers: the bench
 database on the throwaway cluster, a free port, the description of the machine and server
-that every results file starts with, and the bench migration (the three
-`checks` renames of the seeds' production step, two of them to jsonb)."""
+that every results file starts with, the bench migration (the three
+`checks` renames of the seeds' production step, two of them to jsonb), and
+a `pgtandem proxy` with its engine on the bench database."""
 import datetime
+import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import psycopg
 
@@ -95,3 +100,44 @@ def rss_with_idle_clients(pid, uri, n):
     h.stdin.flush()
     h.wait(timeout=300)
     return held
+
+
+class EngineProxy:
+    """`pgtandem proxy` (binary `binpath`) in front of the bench cluster
+    ($PGT_PGPORT, TLS upstream), its engine on `db`, its log in
+    WORK/proxy-TAG.log; `api` calls its admin API with `token`."""
+
+    def __init__(self, tag, work, binpath, db, token):
+        self.token = token
+        self.port, self.aport = free_port(), free_port()
+        self.log_path = os.path.join(work, "proxy-%s.log" % tag)
+        up = "postgresql://127.0.0.1:%s/?sslmode=require" % os.environ["PGT_PGPORT"]
+        self.proc = subprocess.Popen([binpath, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin",
+                                      "127.0.0.1:%d" % self.aport, "--log-level", "info", "--upstream", up,
+                                      "--engine-db", db], stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        wait_port(self.aport)
+        self.uri = "postgresql://postgres:postgres@127.0.0.1:%d/bench?sslmode=disable" % self.port
+
+    def api(self, method, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.aport, path), method=method,
+                                     data=json.dumps(body).encode() if body is not None else
+                                     (b"" if method == "POST" else None),
+                                     headers={"Authorization": "Bearer " + self.token})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

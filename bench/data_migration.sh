@@ -23,12 +23,7 @@ cd "$top"
 start_bench_cluster
 [ -n "${PGT_BIN:-}" ] && bin=$PGT_BIN
 
-shown="sh bench/data_migration.sh"
-for v in ROWS WRITERS PAUSE_MS SECONDS_BEFORE; do
-  eval "val=\${$v:-}"
-  # shellcheck disable=SC2154  # set by the eval above
-  [ -n "$val" ] && shown="$v=\"$val\" $shown"
-done
+shown=$(shown_command data_migration.sh ROWS WRITERS PAUSE_MS SECONDS_BEFORE)
 PGTANDEM_ADMIN_TOKEN=$(openssl rand -hex 16)
 export PGTANDEM_ADMIN_TOKEN
 PGT_PGPORT=$PGT_PGPORT ROWS=${ROWS:-1000000} WRITERS=${WRITERS:-4} PAUSE_MS=${PAUSE_MS:-5} \

@@ -23,12 +23,7 @@ cd "$top"
 start_bench_cluster
 [ -n "${PGT_BIN:-}" ] && bin=$PGT_BIN
 
-shown="sh bench/fast_budget.sh"
-for v in ROWS TICK_MS ROUNDS CASES SECONDS_BEFORE SECONDS_AFTER; do
-  eval "val=\${$v:-}"
-  # shellcheck disable=SC2154  # set by the eval above
-  [ -n "$val" ] && shown="$v=\"$val\" $shown"
-done
+shown=$(shown_command fast_budget.sh ROWS TICK_MS ROUNDS CASES SECONDS_BEFORE SECONDS_AFTER)
 PGTANDEM_ADMIN_TOKEN=$(openssl rand -hex 16)
 export PGTANDEM_ADMIN_TOKEN
 # shellcheck disable=SC2154  # start_bench_cluster sets work and stamp

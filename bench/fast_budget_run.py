@@ -14,17 +14,14 @@ which the budget held the backfill back: engaged, and over its limit."""
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import psycopg
 
-from benchlib import bench_database, free_port, run_header, wait_port
+from benchlib import bench_database, EngineProxy, run_header
 
 ROWS, TICK_MS, ROUNDS = int(os.environ["ROWS"]), float(os.environ["TICK_MS"]), int(os.environ["ROUNDS"])
 CASES = os.environ["CASES"].split()
@@ -61,40 +58,8 @@ def fresh_table():
     run("CHECKPOINT")
 
 
-class Proxy:
-    def __init__(self, tag):
-        self.port, self.aport = free_port(), free_port()
-        self.log_path = os.path.join(WORK, "proxy-%s.log" % tag)
-        up = "postgresql://127.0.0.1:%s/?sslmode=require" % os.environ["PGT_PGPORT"]
-        self.proc = subprocess.Popen([BIN, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin",
-                                      "127.0.0.1:%d" % self.aport, "--log-level", "info", "--upstream", up,
-                                      "--engine-db", DB], stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
-        wait_port(self.port)
-        wait_port(self.aport)
-        self.uri = "postgresql://postgres:postgres@127.0.0.1:%d/bench?sslmode=disable" % self.port
-
-    def api(self, method, path, body=None):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.aport, path), method=method,
-                                     data=json.dumps(body).encode() if body is not None else
-                                     (b"" if method == "POST" else None),
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode(errors="replace")
-
-    def log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def Proxy(tag):  # noqa: N802 - reads as the class it makes
+    return EngineProxy(tag, WORK, BIN, DB, TOKEN)
 
 
 class App(threading.Thread):

@@ -30,12 +30,7 @@ cd "$top"
 start_bench_cluster
 [ -n "${PGT_BIN:-}" ] && bin=$PGT_BIN
 
-shown="sh bench/impact.sh"
-for v in ROWS WORKLOADS CASES SECONDS_BEFORE SECONDS_AFTER CLIENTS SCALE FAST_CLIENTS FAST_RATE SLOW_AFTER SLOW_FRAC; do
-  eval "val=\${$v:-}"
-  # shellcheck disable=SC2154  # set by the eval above
-  [ -n "$val" ] && shown="$v=\"$val\" $shown"
-done
+shown=$(shown_command impact.sh ROWS WORKLOADS CASES SECONDS_BEFORE SECONDS_AFTER CLIENTS SCALE FAST_CLIENTS FAST_RATE SLOW_AFTER SLOW_FRAC)
 PGTANDEM_ADMIN_TOKEN=$(openssl rand -hex 16)
 export PGTANDEM_ADMIN_TOKEN
 # shellcheck disable=SC2154  # start_bench_cluster sets work and stamp

@@ -6,6 +6,19 @@
 # Postgres and PgBouncer refuse to run as root: as root they run as `postgres`.
 if [ "$(id -u)" = 0 ]; then RUN="runuser -u postgres --"; else RUN=""; fi
 
+# The command line that runs this benchmark again: `sh bench/$1` after each
+# of the variables named in the other arguments that is set, as VAR="value".
+shown_command() {
+  cmd="sh bench/$1"
+  shift
+  for v in "$@"; do
+    eval "val=\${$v:-}"
+    # shellcheck disable=SC2154  # set by the eval above
+    [ -n "$val" ] && cmd="$v=\"$val\" $cmd"
+  done
+  printf '%s\n' "$cmd"
+}
+
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
