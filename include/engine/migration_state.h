@@ -87,13 +87,16 @@ extern const char MIG_STATE_FLEET_BEFORE_LEASES_SQL[];
  * (", "-separated; "" when every one does). */
 extern const char MIG_STATE_UNROUTED_SQL[];
 
-/* Every change of a migration's status is announced at its commit on
- * channel pgtandem_migrations ("name status"), so every proxy of the fleet
- * follows it at once: the statement that changes the status is a CTE named
- * `cte` returning name and status, followed by this. (A notification, not a
+/* Every change of a migration's status is announced on channel
+ * pgtandem_migrations ("name status"), so every proxy of the fleet follows
+ * it at once: at its commit, where the statement that changes the status is
+ * a CTE named `cte` returning name and status, followed by
+ * MIG_STATE_NOTIFY_FROM; or, for a fleet's cutover, once its hold is
+ * released (MIG_STATE_NOTIFY_OF, fleet_sql.c). (A notification, not a
  * trigger: schema pgtandem holds tables only.) */
-#define MIG_STATE_NOTIFY_FROM(cte) \
-    " SELECT pg_notify('pgtandem_migrations', name || ' ' || status) FROM " cte
+#define MIG_STATE_CHANNEL "pgtandem_migrations"
+#define MIG_STATE_NOTIFY_OF(name, status) "pg_notify('" MIG_STATE_CHANNEL "', " name " || ' ' || " status ")"
+#define MIG_STATE_NOTIFY_FROM(cte) " SELECT " MIG_STATE_NOTIFY_OF("name", "status") " FROM " cte
 
 /* $1 name -> plan, status, migration, throttle (jsonb, may be NULL), error,
  * the rows its backfill has done (all tables), whether steps after its

@@ -70,7 +70,8 @@ void bf_budget_restart(struct bf_budget_probe *p, const char *name);
 /* The budget's turn in the runner's tick: a baseline to measure (returns
  * how long no batch may start), else a decision on the last window (0).
  * While it holds the backfill back it says why in `reason` and, over its
- * budget, sets *kind to "app_latency". */
+ * budget, sets *kind to BF_BUDGET_KIND. */
+#define BF_BUDGET_KIND "app_latency"
 double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_budget_facts *t, char *reason,
                       size_t reason_cap, const char **kind);
 /* A batch started or ended; busy: one is in flight now. */

@@ -116,7 +116,7 @@ struct cutover {
     int contract;               /* 0: not sent; 1: the body is; 2: the COMMIT is (its outcome unknown until answered) */
     int refused;                /* rolling back because sessions bypass the fleet */
     uint64_t t_asked, t_hold, t_drained, t_all_held, t_body, t_commit; /* monotonic us, this attempt */
-    uint64_t t_announced, t_fleet_held; /* fleet: the hold's row written, every other proxy held */
+    uint64_t t_announced;       /* fleet: the hold's row written */
     int hold_failed;
     int attempt_open;           /* the attempt in progress is not yet counted in totals */
     struct cutover_totals totals;

@@ -69,16 +69,16 @@ void fleet_leave(struct fleet *f);
  * piece of news). At most FLEET_READ_VALUES (4) parameters; the statement
  * and values are copied. Each caller (its `done` and `ctx`) has one read
  * queued at most: a newer one replaces it (asking twice for the same news
- * gets one answer). `done` is called once, with an error when the
- * connection is lost first (08006). -1: no connection up now, or eight
- * callers' reads are queued: the caller uses its own connection. */
+ * gets one answer). `done` is called once per read queued, with an error
+ * when the connection is lost first (08006). Returns 0 (queued), 1 (it
+ * replaced the caller's queued read: one answer for both), -1 (no
+ * connection up now, or eight callers' reads are queued: the caller uses
+ * its own connection). */
 int fleet_read(struct fleet *f, const char *sql, int n, const char *const *values, pgasync_done_fn done, void *ctx);
 /* Tells every proxy that `name` is now `status` (the NOTIFY the state
  * update of a fleet's cutover leaves out, sent once its hold is released;
  * a proxy that misses it reads the status with its next heartbeat). */
 void fleet_tell_news(struct fleet *f, const char *name, const char *status);
-/* Whether a read of `done` and `ctx` is queued (not yet sent). */
-int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx);
 
 const char *fleet_id(const struct fleet *f);
 /* This proxy's slot in the fleet (1..63; 0: none). */

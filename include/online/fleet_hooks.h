@@ -9,8 +9,10 @@
 
 /* The migration followed (MIG_STATE_FOLLOWED_SQL) and its status as a look
  * found them, or one a notification names (any migration whose status
- * changed), whenever they may have changed. */
-typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *status);
+ * changed), whenever they may have changed. asked_ms (clock_now_ms): when
+ * the look was sent, or when the notification came; a look sent before a
+ * caller's own write can answer after it, with what the row said before. */
+typedef void (*fleet_migration_fn)(void *ctx, const char *name, const char *status, double asked_ms);
 /* A heartbeat's look at the migrations table answered (after the
  * fleet_migration_fn it caused): look, the relay's number for it
  * (relay_version_look_started), the followed migration's name, and every

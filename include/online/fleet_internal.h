@@ -149,6 +149,7 @@ struct fleet {
     json_t *members, *bypassing;     /* as of the last heartbeat */
     char *heartbeat_pids;            /* the backend PIDs our row holds, as the last heartbeat wrote them (JSON) */
     char *heartbeat_pids_sent;       /* those of the heartbeat in flight */
+    double heartbeat_sent_ms;        /* when the heartbeat in flight was sent (clock_now_ms) */
     char migration[128], status[32]; /* the most recent migration */
     char news_name[128], news_status[32]; /* fleet_tell_news's, to be sent */
     pgasync_done_fn handler;         /* of the statement in flight */
@@ -221,7 +222,7 @@ int fleet_send_abandon(struct fleet *f);
 
 /* ---- fleet_heartbeat.c ---- */
 
-void fleet_learn_migration(struct fleet *f, const char *name, const char *status);
+void fleet_learn_migration(struct fleet *f, const char *name, const char *status, double asked_ms);
 void fleet_heartbeat_cb(evutil_socket_t fd, short what, void *arg);
 int fleet_send_lease(struct fleet *f);
 int fleet_send_heartbeat(struct fleet *f);

@@ -4,10 +4,12 @@
 #ifndef PGTANDEM_FLEET_SQL_H
 #define PGTANDEM_FLEET_SQL_H
 
+#include "migration_state.h"
+
 /* LISTENed to: "<migration> <status>" on the first, "hold ..." and
  * "release ..." on the second ("ack ..." from proxies of earlier builds is
  * still heard). */
-#define FLEET_CHANNEL_MIGRATIONS "pgtandem_migrations"
+#define FLEET_CHANNEL_MIGRATIONS MIG_STATE_CHANNEL
 #define FLEET_CHANNEL_FLEET "pgtandem_fleet"
 
 /* Appended to the schema's SQL when the connection opens. */

@@ -164,6 +164,7 @@ struct migration_runner {
     int takeover_at_once;           /* a backfill found at start may be taken over without waiting */
     long long record_age_ms;        /* how long ago the state row last changed, when last read */
     char table_status[24];          /* what pgtandem.migrations said when this proxy last agreed with it */
+    double own_move_ms;             /* when this proxy's own work last moved the phase (clock_now_ms) */
     char fleet_latest[2][128];      /* the fleet's last news: the most recent migration's name and status */
     int state_loading;              /* the state row's load is asked for (load_state) and not answered */
     int state_by_fleet;             /* reads of it asked of the fleet's connection, unanswered */

@@ -292,7 +292,7 @@ static int throttled(const struct bf_runner *b, double now)
     /* the latency budget decides its workers itself (workers_allowed): the
      * gate's drop to one, climbing back a worker a second, overrode the
      * budget's choice to keep them and shrink the batches instead */
-    int budget = b->throttle_kind && strcmp(b->throttle_kind, "app_latency") == 0;
+    int budget = b->throttle_kind && strcmp(b->throttle_kind, BF_BUDGET_KIND) == 0;
     return (b->throttle_kind && !budget) || b->thr->max_rows_per_sec > 0 || b->thr->sleep_ratio > 0.0 ||
            now - b->lock_wait_ms < BACKFILL_LOCK_HOLD_MS;
 }

@@ -299,7 +299,7 @@ double bf_budget_step(struct bf_budget_probe *p, double now, const struct bf_bud
     budget_log(p, ev);
     if (p->ctl.state == BUDGET_OVER || (p->ctl.engaged && p->ctl.reason[0])) {
         if (p->ctl.state == BUDGET_OVER)
-            *kind = "app_latency";
+            *kind = BF_BUDGET_KIND;
         snprintf(reason, reason_cap, "%s", p->ctl.reason);
     }
     return 0;

@@ -501,7 +501,6 @@ static void on_fleet_held(void *ctx, int ok, const char *why)
 {
     struct cutover *c = ctx;
     if (ok && c->waiting == 2) {
-        c->t_fleet_held = now_us();
         c->waiting--;
         hold_local(c);
         return;
@@ -551,7 +550,7 @@ static void on_fleet_announced(void *ctx)
 static void hold_traffic(struct cutover *c)
 {
     c->t_asked = now_us();
-    c->t_hold = c->t_drained = c->t_all_held = c->t_body = c->t_commit = c->t_announced = c->t_fleet_held = 0;
+    c->t_hold = c->t_drained = c->t_all_held = c->t_body = c->t_commit = c->t_announced = 0;
     c->contract = 0;
     c->refused = 0;
     c->waiting = c->fleet ? 2 : 1;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fleet_direct.h"
 #include "fleet_lease.h"
 #include "fleet_sql.h"
@@ -69,7 +70,7 @@ static void on_notify(void *ctx, const char *channel, const char *payload)
     }
     char name[128] = "", status[32] = "";
     if (!strcmp(channel, FLEET_CHANNEL_MIGRATIONS) && sscanf(payload, "%127s %31s", name, status) == 2)
-        fleet_learn_migration(f, name, status);
+        fleet_learn_migration(f, name, status, clock_now_ms());
 }
 
 /* Peer messages (fleet_direct.h) that verified. */

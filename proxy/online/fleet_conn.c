@@ -128,12 +128,13 @@ int fleet_read(struct fleet *f, const char *sql, int n, const char *const *value
         read_clear(&q);
         return -1;
     }
-    if (at < 0)
+    int replaced = at >= 0;
+    if (!replaced)
         at = f->nreads++;
     read_clear(&f->read_waiting[at]);
     f->read_waiting[at] = q;
     fleet_want(f, FLEET_JOB_READ);
-    return 0;
+    return replaced;
 }
 
 void fleet_tell_news(struct fleet *f, const char *name, const char *status)
@@ -154,11 +155,6 @@ int fleet_send_news(struct fleet *f)
     return fleet_send_sql(f, FLEET_NEWS_SQL, 2, (const char *[]){f->news_name, f->news_status}, on_news);
 }
 
-int fleet_reading(const struct fleet *f, pgasync_done_fn done, void *ctx)
-{
-    return queued_read(f, done, ctx) >= 0;
-}
-
 static void on_read(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     struct fleet *f = ctx;
@@ -171,16 +167,23 @@ static void on_read(void *ctx, PGresult *res, const char *error, const char *sql
     read_clear(&q);
 }
 
+/* The oldest queued read, taken off the queue (the queue is not empty). */
+static struct fleet_read read_pop(struct fleet *f)
+{
+    struct fleet_read q = f->read_waiting[0];
+    memmove(&f->read_waiting[0], &f->read_waiting[1], (size_t)(f->nreads - 1) * sizeof f->read_waiting[0]);
+    f->nreads--;
+    memset(&f->read_waiting[f->nreads], 0, sizeof f->read_waiting[f->nreads]);
+    return q;
+}
+
 /* The oldest queued read goes out. */
 int fleet_send_read(struct fleet *f)
 {
     if (f->nreads == 0) /* taken back (a lost connection) */
         return fleet_send_sql(f, "SELECT 1", 0, NULL, on_read);
     read_clear(&f->read_sent);
-    f->read_sent = f->read_waiting[0];
-    memmove(&f->read_waiting[0], &f->read_waiting[1], (size_t)(f->nreads - 1) * sizeof f->read_waiting[0]);
-    f->nreads--;
-    memset(&f->read_waiting[f->nreads], 0, sizeof f->read_waiting[f->nreads]);
+    f->read_sent = read_pop(f);
     return fleet_send_sql(f, f->read_sent.sql, f->read_sent.n, (const char *const *)f->read_sent.values, on_read);
 }
 
@@ -197,10 +200,7 @@ static void reads_fail(struct fleet *f, const char *why)
 {
     read_fail(&f->read_sent, why);
     while (f->nreads > 0) {
-        struct fleet_read q = f->read_waiting[0];
-        memmove(&f->read_waiting[0], &f->read_waiting[1], (size_t)(f->nreads - 1) * sizeof f->read_waiting[0]);
-        f->nreads--;
-        memset(&f->read_waiting[f->nreads], 0, sizeof f->read_waiting[f->nreads]);
+        struct fleet_read q = read_pop(f);
         read_fail(&q, why);
     }
 }

@@ -179,25 +179,6 @@ static void on_hold_created(void *ctx, PGresult *res, const char *error, const c
     fleet_add_timer(f->co.recheck, ACK_RECHECK_MS);
 }
 
-/* The PIDs of a peer acknowledgement as JSON: null (as the row has them),
- * [] ("-") or the list. */
-static json_t *pids_json(const char *pids)
-{
-    if (!pids)
-        return json_null();
-    if (!strcmp(pids, "-"))
-        return json_array();
-    size_t n = strlen(pids) + 3;
-    char *text = malloc(n);
-    json_t *list = NULL;
-    if (text) {
-        snprintf(text, n, "[%s]", pids);
-        list = json_loads(text, 0, NULL);
-        free(text);
-    }
-    return json_is_array(list) ? list : (json_decref(list), json_null());
-}
-
 /* An acknowledgement arrived (in the database or on the peer port): the
  * hold is complete once every proxy that was live when it began has sent
  * one. One that came on the peer port only is written to its row by the
@@ -212,7 +193,9 @@ void fleet_count_ack(struct fleet *f, const char *who, enum fleet_via via, const
                      via == FLEET_VIA_PEER ? "on the peer port" : "in the database",
                      (double)(fleet_now_us() - f->co.written_us) / 1000.0);
             if (via == FLEET_VIA_PEER && f->co.peer_acks)
-                json_array_append_new(f->co.peer_acks, json_pack("{s:s,s:o}", "id", who, "pids", pids_json(pids)));
+                json_array_append_new(f->co.peer_acks,
+                                      json_pack("{s:s,s:o}", "id", who, "pids",
+                                                !pids ? json_null() : json_string(strcmp(pids, "-") ? pids : "")));
             json_array_remove(f->co.expected, i);
             f->co.acks[via]++;
             f->acks[via]++;

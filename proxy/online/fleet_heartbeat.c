@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fleet_lease.h"
 #include "fleet_sql.h"
 #include "log.h"
@@ -37,12 +38,12 @@ static void apply_lease(struct fleet *f)
         relay_set_lease(f->relay, fleet_lease_deadline_us(f->renewed_us, f->lease_ms, fence));
 }
 
-void fleet_learn_migration(struct fleet *f, const char *name, const char *status)
+void fleet_learn_migration(struct fleet *f, const char *name, const char *status, double asked_ms)
 {
     snprintf(f->migration, sizeof f->migration, "%s", name);
     snprintf(f->status, sizeof f->status, "%s", status);
     if (f->on_migration && name[0])
-        f->on_migration(f->on_migration_ctx, name, status);
+        f->on_migration(f->on_migration_ctx, name, status, asked_ms);
 }
 
 /* A hold that is open and young enough is joined: a proxy that started or
@@ -190,12 +191,14 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
         fleet_register(f);
         return;
     }
-    /* the PIDs our row holds now: a "held" with these says "=" */
-    free(f->heartbeat_pids);
-    f->heartbeat_pids = !strcmp(PQgetvalue(res, 0, HB_WROTE), "t") ? f->heartbeat_pids_sent : NULL;
-    if (!f->heartbeat_pids)
-        free(f->heartbeat_pids_sent);
+    /* the PIDs our row holds now, when this heartbeat wrote it (a "held"
+     * with these says "="); not known when it was skipped */
+    char *sent = f->heartbeat_pids_sent;
     f->heartbeat_pids_sent = NULL;
+    free(f->heartbeat_pids);
+    f->heartbeat_pids = !strcmp(PQgetvalue(res, 0, HB_WROTE), "t") ? sent : NULL;
+    if (!f->heartbeat_pids)
+        free(sent);
     set_json(&f->members, PQgetvalue(res, 0, HB_MEMBERS));
     if (slot_taken_by_another(f)) {
         fleet_register(f);
@@ -206,7 +209,7 @@ static void on_heartbeat(void *ctx, PGresult *res, const char *error, const char
     int fenced = relay_lease_expired(f->relay);
     char before[sizeof f->status];
     snprintf(before, sizeof before, "%s", f->status);
-    fleet_learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS));
+    fleet_learn_migration(f, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_STATUS), f->heartbeat_sent_ms);
     if (f->on_looked)
         f->on_looked(f->on_migration_ctx, f->look, PQgetvalue(res, 0, HB_NAME), PQgetvalue(res, 0, HB_IN_FLIGHT));
     else
@@ -240,6 +243,7 @@ int fleet_send_heartbeat(struct fleet *f)
     const char *values[6] = {f->id, sessions ? sessions : "{}", pids ? pids : "[]", lease, in_flight,
                              routes ? routes : "[]"};
     f->look = relay_version_look_started(f->relay);
+    f->heartbeat_sent_ms = clock_now_ms();
     int rc = fleet_send_sql(f, FLEET_HEARTBEAT_SQL, 6, values, on_heartbeat);
     free(routes);
     free(sessions);

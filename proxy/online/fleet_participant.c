@@ -23,6 +23,14 @@
  * tens of milliseconds; the bound (hold_ms) is seconds. */
 #define RELEASE_LOOK_MS 200
 
+/* Our row's PIDs are no longer known to be the last heartbeat's (we sent
+ * others, or wrote them ourselves): "=" waits for the next heartbeat. */
+static void forget_heartbeat_pids(struct fleet *f)
+{
+    free(f->heartbeat_pids);
+    f->heartbeat_pids = NULL;
+}
+
 /* The backend PIDs for a "held" on the peer port: "1,2", "-" for none,
  * "=" when they are what the last heartbeat wrote; NULL when they differ
  * and do not fit (our row is written then). Caller frees. */
@@ -62,10 +70,8 @@ static int held_on_peer(struct fleet *f)
         return 0;
     char *pids = held_pids(f);
     int sent = pids && fleet_direct_held(f->direct, f->part.epoch, pids);
-    if (sent && strcmp(pids, "=") != 0) { /* our row may say these now: "=" waits for the next heartbeat */
-        free(f->heartbeat_pids);
-        f->heartbeat_pids = NULL;
-    }
+    if (sent && strcmp(pids, "=") != 0) /* the contract may write these to our row */
+        forget_heartbeat_pids(f);
     free(pids);
     return sent;
 }
@@ -298,8 +304,7 @@ static void on_abandoned(void *ctx, PGresult *res, const char *error, const char
 
 int fleet_send_ack(struct fleet *f)
 {
-    free(f->heartbeat_pids); /* our row says this ack's PIDs from now on */
-    f->heartbeat_pids = NULL;
+    forget_heartbeat_pids(f); /* our row says this ack's PIDs from now on */
     char a[32];
     f->part.acking = f->part.epoch;
     snprintf(a, sizeof a, "%lld", f->part.epoch);

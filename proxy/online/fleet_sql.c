@@ -140,16 +140,17 @@ const char FLEET_HOLD_NOTIFY_SQL[] =
  * the backend PIDs of its sessions, or "=" for those of its last
  * heartbeat): the commit check reads them from the rows as it reads those
  * the participants wrote themselves. A printf format: the epoch, then the
- * acknowledgements as a SQL literal of [{"id", "pids"}] ("pids" null: as
- * the row has them). */
+ * acknowledgements as a SQL literal of [{"id", "pids"}], "pids" as the
+ * message had them ("1,2", checked to be digits and commas; "" none; null:
+ * as the row has them). */
 const char FLEET_PEER_ACKS_SQL[] =
-    "UPDATE pgtandem.proxies p SET held_epoch = %lld, backend_pids = CASE WHEN a.pids IS NULL THEN p.backend_pids"
-    "  ELSE ARRAY(SELECT jsonb_array_elements_text(a.pids)::bigint) END"
-    " FROM jsonb_to_recordset(%s::jsonb) AS a(id text, pids jsonb) WHERE p.id = a.id;\n";
+    "UPDATE pgtandem.proxies p SET held_epoch = %lld,"
+    "  backend_pids = coalesce(string_to_array(a.pids, ',')::bigint[], p.backend_pids)"
+    " FROM jsonb_to_recordset(%s::jsonb) AS a(id text, pids text) WHERE p.id = a.id;\n";
 
 /* The news of a fleet's cutover, told once its hold is released: $1 name,
- * $2 status (migration_state.h: MIG_STATE_NOTIFY_FROM's payload). */
-const char FLEET_NEWS_SQL[] = "SELECT pg_notify('" FLEET_CHANNEL_MIGRATIONS "', $1 || ' ' || $2)";
+ * $2 status. */
+const char FLEET_NEWS_SQL[] = "SELECT " MIG_STATE_NOTIFY_OF("$1", "$2");
 
 /* A participant waiting for a release that did not come on the peer port
  * (its channel broke, or the message was lost) reads the outcome here:

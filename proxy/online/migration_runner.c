@@ -128,6 +128,8 @@ static void move_to(struct migration_runner *r, enum mig_phase phase, enum mig_c
     if (phase != MIG_PH_SWITCHED)
         evtimer_del(r->window_timer); /* the window ended: reverted, finalized, here or elsewhere */
     r->phase = phase;
+    if (cause == MIG_BY_WORK)
+        r->own_move_ms = clock_now_ms();
     watch_blockers(r);
     if (phase != MIG_PH_COMPLETING)
         r->db.watchdog_ms = ENGINE_WATCHDOG_MS;

@@ -328,8 +328,6 @@ int runner_reads_by_fleet(const struct migration_runner *r)
  * and the others see it held. */
 #define TAKEOVER_STAGGER_MS 250
 
-static void try_lock_if_free(struct migration_runner *r);
-
 static void on_lock_look(void *ctx, PGresult *res, const char *error, const char *sqlstate)
 {
     (void)sqlstate;
@@ -347,20 +345,7 @@ static void on_lock_look(void *ctx, PGresult *res, const char *error, const char
     if (!r->conn.lock_free_seen && fleet_slot(r->fleet) > 1) {
         r->conn.lock_free_seen = 1;
         if (!timer_armed(r))
-            schedule(r, (long)(fleet_slot(r->fleet) - 1) * TAKEOVER_STAGGER_MS, try_lock_if_free);
-        return;
-    }
-    r->conn.lock_free_seen = 0;
-    with_connection(r, send_try_lock);
-}
-
-static void try_lock_if_free(struct migration_runner *r)
-{
-    if (r->conn.lock_look)
-        return;
-    if (r->following && runner_reads_by_fleet(r) &&
-        fleet_read(r->fleet, MIG_STATE_ENGINE_LOCK_HELD_SQL, 0, NULL, on_lock_look, r) == 0) {
-        r->conn.lock_look = 1;
+            schedule(r, (long)(fleet_slot(r->fleet) - 1) * TAKEOVER_STAGGER_MS, take_engine_lock);
         return;
     }
     r->conn.lock_free_seen = 0;
@@ -369,7 +354,14 @@ static void try_lock_if_free(struct migration_runner *r)
 
 void take_engine_lock(struct migration_runner *r)
 {
-    try_lock_if_free(r);
+    if (r->conn.lock_look)
+        return;
+    if (runner_reads_by_fleet(r) && fleet_read(r->fleet, MIG_STATE_ENGINE_LOCK_HELD_SQL, 0, NULL, on_lock_look, r) >= 0) {
+        r->conn.lock_look = 1;
+        return;
+    }
+    r->conn.lock_free_seen = 0;
+    with_connection(r, send_try_lock);
 }
 
 /* ---- the reserved connection slot ---- */

@@ -242,9 +242,9 @@ void load_state(struct migration_runner *r)
      * piece of news held 2N backends for seconds. */
     if (runner_reads_by_fleet(r)) {
         const char *values[1] = {r->name};
-        int queued = r->state_by_fleet > 0 && fleet_reading(r->fleet, on_state_row_by_fleet, r);
-        if (fleet_read(r->fleet, MIG_STATE_LOAD_SQL, 1, values, on_state_row_by_fleet, r) == 0) {
-            r->state_by_fleet += !queued; /* a queued one is replaced: one answer for both */
+        int rc = fleet_read(r->fleet, MIG_STATE_LOAD_SQL, 1, values, on_state_row_by_fleet, r);
+        if (rc >= 0) {
+            r->state_by_fleet += rc == 0; /* a queued one replaced: one answer for both */
             return;
         }
     }
@@ -384,9 +384,18 @@ static int own_in_flight(const struct migration_runner *r)
  * notification or the heartbeat's poll). A follower in the expand or the
  * backfill tries the engine lock each time, so the step goes on when the
  * engine doing it is gone. */
-static void on_fleet_migration(void *ctx, const char *name, const char *status)
+static void on_fleet_migration(void *ctx, const char *name, const char *status, double asked_ms)
 {
     struct migration_runner *r = ctx;
+    /* A look sent before this proxy's own work moved the migration on (the
+     * finish's commit of "active") can answer after that move, with what
+     * the row said before it: that is no news, and following it would make
+     * the proxy that did the work a follower of its own migration. Real
+     * news comes again with the next look. */
+    if (r->name && !strcmp(r->name, name) && asked_ms < r->own_move_ms && strcmp(status, r->table_status) != 0) {
+        log_debug("migration %s: a look sent before this proxy's own last step says %s; not news", name, status);
+        return;
+    }
     if (r->name && strcmp(r->name, name) != 0 && own_in_flight(r)) {
         char vs[96], os[96];
         struct flight_route one;
