@@ -20,6 +20,7 @@
 #                     the new release insert rows (the twin takes them before and
 #                     after the file); not shrunk
 #   FAILDIR=DIR       where shrunk failures go (default bench/results/random-migrations-SEED-failures)
+#   JOBS=N            N files at once (default 1)
 #   PGT_BIN=bin/pgtandem
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -15,6 +15,8 @@ KINDS: comma-separated statement kinds (default: all of randmig.ALL_KINDS;
 "today": the ones `make test` draws). WRITERS=1: during each migration that
 completes, the old release (directly) and the new release (its version's
 options) insert rows, which the twin takes before and after the file.
+JOBS=N: N files at once, each in a process of its own (every file has
+databases of its own); the lines still come in the seed's order.
 
     python3 bench/random_migrations_run.py ENVFILE --replay FILE.sql...
 
@@ -23,6 +25,7 @@ base beside it) and prints each one's outcome now: "failure" while the bug
 is there.
 """
 import collections
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -42,6 +45,30 @@ def replay(envfile, paths):
     return 0
 
 
+# one Runner per process of the pool (JOBS): set by start_worker
+WORKER = {}
+
+
+def start_worker(envfile, seed, kinds, faildir, writers):
+    WORKER.update(runner=randmig.Runner(Cluster(read_env(envfile)), tempfile.mkdtemp(prefix="randmig-"),
+                                        writers=writers), seed=seed, kinds=kinds, faildir=faildir)
+
+
+def run_one(k):
+    """File k of the seed: (k, outcome, detail, seconds, statements, shrunk)
+    where shrunk is (path, detail, statements) for a failure."""
+    w = WORKER
+    case = randmig.random_case(w["seed"], k, w["kinds"])
+    t1 = time.time()
+    outcome, detail = w["runner"].run(case)
+    took = time.time() - t1
+    shrunk = None
+    if outcome == "failure":
+        stmts, sdetail = randmig.shrink_failure(w["runner"], case, detail)
+        shrunk = (randmig.write_reproducer(w["faildir"], case, stmts, sdetail), sdetail, len(stmts))
+    return k, outcome, detail, took, len(case.statements), shrunk
+
+
 def main():
     if len(sys.argv) > 2 and sys.argv[2] == "--replay":
         return replay(sys.argv[1], sys.argv[3:])
@@ -49,35 +76,36 @@ def main():
     kinds = randmig.ALL_KINDS
     if len(sys.argv) > 5 and sys.argv[5]:
         kinds = randmig.KINDS_CARRIED_TODAY if sys.argv[5] == "today" else sys.argv[5].split(",")
-    cluster = Cluster(read_env(envfile))
-    runner = randmig.Runner(cluster, tempfile.mkdtemp(prefix="randmig-"), writers=os.environ.get("WRITERS") == "1")
+    init = (envfile, seed, kinds, faildir, os.environ.get("WRITERS") == "1")
+    jobs = max(1, int(os.environ.get("JOBS", "1")))
     counts = collections.Counter()
     reasons = collections.Counter()
     failures = []
     t0 = time.time()
-    for k in range(count):
-        case = randmig.random_case(seed, k, kinds)
-        t1 = time.time()
-        outcome, detail = runner.run(case)
+    if jobs == 1:
+        start_worker(*init)
+        results = map(run_one, range(count))
+    else:
+        pool = multiprocessing.Pool(jobs, initializer=start_worker, initargs=init)
+        results = pool.imap(run_one, range(count))
+    for k, outcome, detail, took, nstmts, shrunk in results:
         counts[outcome] += 1
         counts["after rollback"] += outcome == "identical" and detail == "rollback"
-        line = "%4d/%d %-9s %5.1fs %2d statements (%s)" % (k + 1, count, outcome, time.time() - t1,
-                                                           len(case.statements), detail[:140])
-        print(line, flush=True)
+        print("%4d/%d %-9s %5.1fs %2d statements (%s)" % (k + 1, count, outcome, took, nstmts, detail[:140]),
+              flush=True)
         if outcome == "identical" and "column order" in detail:
             # column order is not part of the rule (tests/integration/support/pg.py): counted apart
             counts["order"] += 1
         if outcome == "refused":
             reasons[detail] += 1
-        elif outcome == "failure":
-            stmts, sdetail = randmig.shrink_failure(runner, case, detail)
-            path = randmig.write_reproducer(faildir, case, stmts, sdetail)
-            failures.append((path, sdetail, len(case.statements), len(stmts)))
-            print("     shrunk %d -> %d statements: %s" % (len(case.statements), len(stmts), path), flush=True)
+        elif shrunk:
+            path, sdetail, after = shrunk
+            failures.append((path, sdetail, nstmts, after))
+            print("     shrunk %d -> %d statements: %s" % (nstmts, after, path), flush=True)
     n = counts["identical"] + counts["refused"] + counts["failure"]
     print()
-    print("seed %s, %d files drawn in %.0f s, %d skipped (Postgres refuses them offline)"
-          % (seed, count, time.time() - t0, counts["skipped"]))
+    print("seed %s, %d files drawn in %.0f s (JOBS=%d), %d skipped (Postgres refuses them offline)"
+          % (seed, count, time.time() - t0, jobs, counts["skipped"]))
     if failures:
         print("failures (shrunk, in %s):" % faildir)
         for path, d, before, after in failures:
