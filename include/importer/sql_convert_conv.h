@@ -5,7 +5,8 @@
  * sql_convert_objects.c (types, extensions, functions, sequences: what
  * undoes their creation, their drops, an enum replaced),
  * sql_convert_fill.c (a required column filled by an UPDATE),
- * sql_convert_data.c (other UPDATEs, in batches) and sql_convert_do.c
+ * sql_convert_data.c (other UPDATEs, in batches), sql_convert_made.c
+ * (what undoes a statement on a table the file made) and sql_convert_do.c
  * (DO blocks guarding statements, read on the live catalog). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
@@ -138,6 +139,14 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_create_index(struct conv *c, const struct sql_stmt *st);
 /* The table this script created under that name (a RangeVar), or NULL. */
 struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
+
+/* ---- sql_convert_made.c ---- */
+
+/* The `down` of st, an ALTER TABLE or CREATE INDEX run as written on the
+ * table made, which the file made: its inverse, or the table's drop, so
+ * the rollback's reverse order drops nothing the table still uses. NULL
+ * when it needs none, or with *failed -1 (the error set). Caller frees. */
+char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct made_table *made, int *failed);
 
 /* ---- sql_convert_alter.c ---- */
 
