@@ -72,6 +72,12 @@ struct conv {
      * ("schema.table.column"): the ADD becomes one alter_column */
     char recreated[16][3 * SQLC_NAME_LEN + 8];
     size_t nrecreated;
+    /* tables whose data statements run at complete from here on: one wrote
+     * a column whose NOT NULL the file drops (sql_convert.c) */
+    struct {
+        char schema[SQLC_NAME_LEN], table[SQLC_NAME_LEN];
+    } deferred_data[16];
+    size_t ndeferred_data;
     char alembic_from[64], alembic_to[64];
     /* the last UPDATE of a column this script adds that could not become
      * its "up" (it reads other rows): what a NOT NULL after it is told */

@@ -618,6 +618,27 @@ static void test_created_objects(void)
         "ALTER TABLE n ALTER COLUMN b DROP NOT NULL;\nINSERT INTO n (id, b) SELECT id + 100, NULL FROM n;", 0,
         "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"nullable\":true}},"
         "{\"sql\":{\"up\":\"INSERT INTO n (id, b) SELECT id + 100, NULL FROM n\",\"on\":\"complete\"}}]"));
+    CHECK("a fill of another column beside a DROP NOT NULL keeps its place, before the SET NOT NULL it fills for",
+          ops_equal("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET m = 'x' WHERE m IS NULL;\n"
+                    "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", 0,
+                    "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+                    "{\"sql\":{\"up\":\"UPDATE a SET m = 'x' WHERE m IS NULL\"}},"
+                    "{\"alter_column\":{\"table\":\"a\",\"column\":\"m\",\"nullable\":false}}]"));
+    CHECK("a DELETE or an UPDATE reading the column beside a DROP NOT NULL runs where it is written", ops_equal(
+        "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET m = u WHERE id = 1;\nDELETE FROM a WHERE u = 'z';", 0,
+        "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET m = u WHERE id = 1\"}},{\"sql\":{\"up\":\"DELETE FROM a WHERE u = 'z'\"}}]"));
+    CHECK("the data statements of a table after one put off to the contract follow it there, in order", ops_equal(
+        "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET u = NULL WHERE id = 1;\n"
+        "UPDATE a SET m = 'x' WHERE u IS NULL;", 0,
+        "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET u = NULL WHERE id = 1\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET m = 'x' WHERE u IS NULL\",\"on\":\"complete\"}}]"));
+    CHECK("a write put off to the contract for a DROP NOT NULL, then a SET NOT NULL on its rows: refused before DDL",
+          fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET u = NULL, m = 'x' WHERE m IS NULL;\n"
+                     "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", "stays NOT NULL until complete") &&
+          fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nINSERT INTO a (id) VALUES (7);\n"
+                     "ALTER TABLE a ADD CONSTRAINT a_m_key UNIQUE (m);", "the statement at line 3, which builds on"));
 }
 
 /* A live catalog stand-in for DO blocks: a query naming "there" finds it;
