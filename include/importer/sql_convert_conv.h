@@ -5,7 +5,8 @@
  * sql_convert_objects.c (types, extensions, functions, sequences: what
  * undoes their creation, their drops, an enum replaced),
  * sql_convert_fill.c (a required column filled by an UPDATE),
- * sql_convert_data.c (other UPDATEs, in batches) and sql_convert_do.c
+ * sql_convert_data.c (other UPDATEs, in batches), sql_convert_made.c
+ * (what undoes a statement on a table the file made) and sql_convert_do.c
  * (DO blocks guarding statements, read on the live catalog). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
@@ -71,6 +72,12 @@ struct conv {
      * ("schema.table.column"): the ADD becomes one alter_column */
     char recreated[16][3 * SQLC_NAME_LEN + 8];
     size_t nrecreated;
+    /* tables whose data statements run at complete from here on: one wrote
+     * a column whose NOT NULL the file drops (sql_convert.c) */
+    struct {
+        char schema[SQLC_NAME_LEN], table[SQLC_NAME_LEN];
+    } deferred_data[16];
+    size_t ndeferred_data;
     char alembic_from[64], alembic_to[64];
     /* the last UPDATE of a column this script adds that could not become
      * its "up" (it reads other rows): what a NOT NULL after it is told */
@@ -138,6 +145,14 @@ int sqlc_create_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_create_index(struct conv *c, const struct sql_stmt *st);
 /* The table this script created under that name (a RangeVar), or NULL. */
 struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
+
+/* ---- sql_convert_made.c ---- */
+
+/* The `down` of st, an ALTER TABLE or CREATE INDEX run as written on the
+ * table made, which the file made: its inverse, or the table's drop, so
+ * the rollback's reverse order drops nothing the table still uses. NULL
+ * when it needs none, or with *failed -1 (the error set). Caller frees. */
+char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct made_table *made, int *failed);
 
 /* ---- sql_convert_alter.c ---- */
 

@@ -470,7 +470,9 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         struct mig_str down = {0};
         char *to = sql_ident(sqlc_str_or(st->body, "newname", "")), *from = sql_ident(made->name);
         char *schema = sql_ident(made->schema);
-        mig_str_addf(&down, "ALTER TABLE %s.%s RENAME TO %s", schema ? schema : "", to ? to : "", from ? from : "");
+        /* IF EXISTS: a later statement's undo may have dropped the table already (sql_convert_made.c) */
+        mig_str_addf(&down, "ALTER TABLE IF EXISTS %s.%s RENAME TO %s", schema ? schema : "", to ? to : "",
+                     from ? from : "");
         free(to); free(from); free(schema);
         sqlc_copy_name(made->name, sqlc_str_or(st->body, "newname", ""));
         made->planned = 0;
@@ -481,7 +483,7 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
     }
     if (made) {
         made->planned = 0;
-        return sqlc_emit_sql(c, st, NULL, NULL);
+        return sqlc_emit_sql(c, st, NULL, NULL);   /* a new name uses nothing: the table's drop takes it */
     }
     if (!strcmp(kind, "OBJECT_COLUMN") && !strcmp(sqlc_str_or(st->body, "relationType", ""), "OBJECT_TABLE"))
         return conv_rename_column(c, st, rel);
@@ -981,6 +983,20 @@ static json_t *online_constraints(json_t *cmds)
     return cons;
 }
 
+/* A statement on a table the file made, run as written with its own undo
+ * (sql_convert_made.c): the rollback then drops nothing the table still
+ * uses before the table. */
+static int emit_on_made(struct conv *c, const struct sql_stmt *st, const struct made_table *made)
+{
+    int failed;
+    char *down = sqlc_made_undo(c, st, made, &failed);
+    if (failed)
+        return -1;
+    int rc = sqlc_emit_sql(c, st, NULL, down);
+    free(down);
+    return rc;
+}
+
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
 {
     if (strcmp(sqlc_str_or(st->body, "objtype", ""), "OBJECT_TABLE") != 0)
@@ -990,7 +1006,7 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
     struct made_table *made = sqlc_made_table(c, rel);
     if (made) {
         made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
-        return sqlc_emit_sql(c, st, NULL, NULL);    /* dropped with the table on rollback */
+        return emit_on_made(c, st, made);
     }
     json_t *cons = online_constraints(cmds);
     if (cons) {

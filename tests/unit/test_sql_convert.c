@@ -131,11 +131,12 @@ static void test_down_needs_old_type(void)
     CHECK("down: a cast through text of an unknown old type asks for it",
           fails_with("ALTER TABLE o ALTER COLUMN s TYPE int USING s::varchar::int;",
                      "cannot derive \"down\" (new -> old value) from the USING expression"));
-    CHECK("a table the file creates is altered as written", ops_equal(
+    CHECK("a table the file creates is altered as written; a change of type goes back to the type it was made with", ops_equal(
         "CREATE TABLE t (id bigint PRIMARY KEY, n varchar(20));\nALTER TABLE t ALTER COLUMN n TYPE text;", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"bigint\",\"primary_key\":true},"
         "{\"name\":\"n\",\"type\":\"varchar(20)\"}]}},"
-        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN n TYPE text\"}}]"));
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN n TYPE text\","
+        "\"down\":\"ALTER TABLE IF EXISTS public.t ALTER COLUMN n TYPE varchar(20) USING n::text::varchar(20)\"}}]"));
 }
 
 static void test_drizzle(void)
@@ -578,9 +579,37 @@ static void test_created_objects(void)
         "ALTER TABLE t RENAME TO u;\nCREATE INDEX u_e ON u (e);\nUPDATE u SET e = 1;", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true},"
         "{\"name\":\"c\",\"type\":\"text\"}]}},"
-        "{\"sql\":{\"up\":\"ALTER TABLE t ADD COLUMN e int NOT NULL\"}},"
-        "{\"sql\":{\"up\":\"ALTER TABLE t RENAME TO u\",\"down\":\"ALTER TABLE public.u RENAME TO t\"}},"
-        "{\"sql\":{\"up\":\"CREATE INDEX u_e ON u (e)\"}},{\"sql\":{\"up\":\"UPDATE u SET e = 1\"}}]"));
+        "{\"sql\":{\"up\":\"ALTER TABLE t ADD COLUMN e int NOT NULL\","
+        "\"down\":\"ALTER TABLE IF EXISTS public.t DROP COLUMN IF EXISTS e\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t RENAME TO u\",\"down\":\"ALTER TABLE IF EXISTS public.u RENAME TO t\"}},"
+        "{\"sql\":{\"up\":\"CREATE INDEX u_e ON u (e)\",\"down\":\"DROP INDEX IF EXISTS public.u_e\"}},"
+        "{\"sql\":{\"up\":\"UPDATE u SET e = 1\"}}]"));
+    /* the rollback undoes last-first: what the table was made to use after it was made (a type, a function,
+     * another table) is dropped before the table; each such statement undoes itself first */
+    CHECK("on a table the file creates: each statement that makes it use something undoes itself", ops_equal(
+        "CREATE TABLE t (id int PRIMARY KEY, c text, d int);\n"
+        "ALTER TABLE t ADD COLUMN p \"Plan\"[], ADD CONSTRAINT t_d_fkey FOREIGN KEY (d) REFERENCES r (id);\n"
+        "ALTER TABLE t ALTER COLUMN d SET DEFAULT nextval('q'), ALTER COLUMN c SET DEFAULT 'x', "
+        "ALTER COLUMN c SET NOT NULL;\nALTER TABLE t ALTER COLUMN c DROP DEFAULT;", 0,
+        "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true},"
+        "{\"name\":\"c\",\"type\":\"text\"},{\"name\":\"d\",\"type\":\"int\"}]}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ADD COLUMN p \\\"Plan\\\"[], ADD CONSTRAINT t_d_fkey FOREIGN KEY (d) REFERENCES r (id)\","
+        "\"down\":\"ALTER TABLE IF EXISTS public.t DROP CONSTRAINT IF EXISTS t_d_fkey, DROP COLUMN IF EXISTS p\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN d SET DEFAULT nextval('q'), ALTER COLUMN c SET DEFAULT 'x', "
+        "ALTER COLUMN c SET NOT NULL\",\"down\":\"ALTER TABLE IF EXISTS public.t ALTER COLUMN d DROP DEFAULT\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN c DROP DEFAULT\"}}]"));
+    CHECK("... and the table's drop stands in where the statement cannot say its inverse", ops_equal(
+        "CREATE TABLE t (id int PRIMARY KEY, d int);\nALTER TABLE t ADD FOREIGN KEY (d) REFERENCES r (id);\n"
+        "ALTER TABLE t ALTER COLUMN d SET DEFAULT f();\nALTER TABLE t ALTER COLUMN d TYPE bigint;\n"
+        "ALTER TABLE t DROP COLUMN d;\nCREATE INDEX ON t (id);\nALTER TABLE t ADD UNIQUE (id);", 0,
+        "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true},"
+        "{\"name\":\"d\",\"type\":\"int\"}]}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ADD FOREIGN KEY (d) REFERENCES r (id)\",\"down\":\"DROP TABLE IF EXISTS public.t\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN d SET DEFAULT f()\",\"down\":\"DROP TABLE IF EXISTS public.t\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ALTER COLUMN d TYPE bigint\",\"down\":\"DROP TABLE IF EXISTS public.t\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t DROP COLUMN d\"}},"
+        "{\"sql\":{\"up\":\"CREATE INDEX ON t (id)\",\"down\":\"DROP TABLE IF EXISTS public.t\"}},"
+        "{\"sql\":{\"up\":\"ALTER TABLE t ADD UNIQUE (id)\"}}]"));
     CHECK("an index on a table the file creates, unchanged: create_index", ops_equal(
         "CREATE TABLE t (id int PRIMARY KEY);\nCREATE INDEX t_id ON t (id);", 0,
         "[{\"create_table\":{\"table\":\"t\",\"columns\":[{\"name\":\"id\",\"type\":\"int\",\"primary_key\":true}]}},"
@@ -589,6 +618,27 @@ static void test_created_objects(void)
         "ALTER TABLE n ALTER COLUMN b DROP NOT NULL;\nINSERT INTO n (id, b) SELECT id + 100, NULL FROM n;", 0,
         "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"nullable\":true}},"
         "{\"sql\":{\"up\":\"INSERT INTO n (id, b) SELECT id + 100, NULL FROM n\",\"on\":\"complete\"}}]"));
+    CHECK("a fill of another column beside a DROP NOT NULL keeps its place, before the SET NOT NULL it fills for",
+          ops_equal("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET m = 'x' WHERE m IS NULL;\n"
+                    "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", 0,
+                    "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+                    "{\"sql\":{\"up\":\"UPDATE a SET m = 'x' WHERE m IS NULL\"}},"
+                    "{\"alter_column\":{\"table\":\"a\",\"column\":\"m\",\"nullable\":false}}]"));
+    CHECK("a DELETE or an UPDATE reading the column beside a DROP NOT NULL runs where it is written", ops_equal(
+        "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET m = u WHERE id = 1;\nDELETE FROM a WHERE u = 'z';", 0,
+        "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET m = u WHERE id = 1\"}},{\"sql\":{\"up\":\"DELETE FROM a WHERE u = 'z'\"}}]"));
+    CHECK("the data statements of a table after one put off to the contract follow it there, in order", ops_equal(
+        "ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET u = NULL WHERE id = 1;\n"
+        "UPDATE a SET m = 'x' WHERE u IS NULL;", 0,
+        "[{\"alter_column\":{\"table\":\"a\",\"column\":\"u\",\"nullable\":true}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET u = NULL WHERE id = 1\",\"on\":\"complete\"}},"
+        "{\"sql\":{\"up\":\"UPDATE a SET m = 'x' WHERE u IS NULL\",\"on\":\"complete\"}}]"));
+    CHECK("a write put off to the contract for a DROP NOT NULL, then a SET NOT NULL on its rows: refused before DDL",
+          fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET u = NULL, m = 'x' WHERE m IS NULL;\n"
+                     "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", "stays NOT NULL until complete") &&
+          fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nINSERT INTO a (id) VALUES (7);\n"
+                     "ALTER TABLE a ADD CONSTRAINT a_m_key UNIQUE (m);", "the statement at line 3, which builds on"));
 }
 
 /* A live catalog stand-in for DO blocks: a query naming "there" finds it;
