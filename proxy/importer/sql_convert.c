@@ -338,65 +338,6 @@ static void note_alembic(struct conv *c, const struct sql_stmt *st)
         sqlc_copy_name(c->alembic_to, to);
 }
 
-/* An alter_column of this script drops NOT NULL from a column of rel: the
- * drop waits for the contract (the old release may rely on it until then),
- * so a statement writing rows that may rely on it runs in the contract
- * too, after it. Run there, it also sees every row the old release wrote
- * in between, as offline it would. */
-static int drops_not_null_before(struct conv *c, json_t *rel)
-{
-    size_t i;
-    json_t *op, *body;
-    const char *kind;
-    json_array_foreach(c->ops, i, op) {
-        if (sqlc_op_on(op, rel, &kind, &body) && !strcmp(kind, "alter_column") &&
-            json_is_true(json_object_get(body, "nullable")))
-            return 1;
-    }
-    return 0;
-}
-
-/* The column of rel an operation above gives a new type ("type" of an
- * alter_column or rename_column), by the name the file gives it; NULL when
- * none does. */
-static const char *retyped_before(struct conv *c, json_t *rel)
-{
-    size_t i;
-    json_t *op, *body;
-    const char *kind;
-    json_array_foreach(c->ops, i, op) {
-        if (sqlc_op_on(op, rel, &kind, &body) && json_object_get(body, "type") &&
-            (!strcmp(kind, "alter_column") || !strcmp(kind, "rename_column")))
-            return sqlc_str_or(body, !strcmp(kind, "alter_column") ? "column" : "to", "?");
-    }
-    return NULL;
-}
-
-/* A data statement after a change of a column's type of its table: until
- * the contract the column keeps its old type, which the old release reads
- * and writes (the new values go to a second column), so the statement,
- * written for the new type, may not run there ('text' into a bigint:
- * "invalid input syntax", after DDL had run). It runs in the contract,
- * after the second column took the column's name, as offline after the
- * ALTER; there it also sees every row the old release wrote in between.
- * A later statement of the file that builds on the table (an index, a
- * constraint, NOT NULL) would then meet the rows before the statement
- * wrote them: refused, before anything runs. */
-static int dml_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
-{
-    for (const struct sql_stmt *o = st + 1; o < c->s.stmts + c->s.nstmts; o++) {
-        json_t *orel = json_object_get(o->body, "relation");
-        if (!orel || !sqlc_same_relation(orel, rel) || !strcmp(o->kind, "UpdateStmt") ||
-            !strcmp(o->kind, "DeleteStmt") || !strcmp(o->kind, "InsertStmt"))
-            continue;
-        return sqlc_fail(c, st, "the type of \"%s\" of \"%s\" changes above, so this statement runs at complete "
-                         "(the column keeps its old type for the old release until then), after what a later "
-                         "statement of the file builds on the table; put the statement after those, or in a "
-                         "migration of its own after this one", column, sqlc_str_or(rel, "relname", "?"));
-    }
-    return sqlc_emit_sql(c, st, "complete", NULL);
-}
-
 static int conv_dml(struct conv *c, const struct sql_stmt *st)
 {
     json_t *rel = json_object_get(st->body, "relation");
@@ -414,11 +355,10 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     int folded = sqlc_fold_fill(c, st);
     if (folded != 0)
         return folded < 0 ? -1 : 0;
-    if (drops_not_null_before(c, rel))
-        return sqlc_emit_sql(c, st, "complete", NULL);
-    const char *retyped = retyped_before(c, rel);
-    if (retyped)
-        return dml_after_retype(c, st, rel, retyped);
+    /* a change above that the table takes only at the contract */
+    int waits = sqlc_dml_waits(c, st, rel);
+    if (waits != 0)
+        return waits < 0 ? -1 : 0;
     folded = sqlc_update_rows(c, st);
     if (folded == 0)
         folded = sqlc_delete_rows(c, st);
