@@ -589,6 +589,30 @@ static void test_created_objects(void)
         "ALTER TABLE n ALTER COLUMN b DROP NOT NULL;\nINSERT INTO n (id, b) SELECT id + 100, NULL FROM n;", 0,
         "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"nullable\":true}},"
         "{\"sql\":{\"up\":\"INSERT INTO n (id, b) SELECT id + 100, NULL FROM n\",\"on\":\"complete\"}}]"));
+    CHECK("a column dropped and added again: one alter_column marked recreate, carrying nothing", ops_equal(
+        "ALTER TABLE t DROP COLUMN c;\nALTER TABLE t ADD COLUMN c int DEFAULT 3;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"int\",\"up\":\"(3)::int\","
+        "\"down\":\"NULL\",\"default\":\"3\",\"recreate\":true}}]"));
+    /* a default the table keeps for the old release until the contract */
+    CHECK("rows written after a DROP DEFAULT, leaving the column out: in the contract, after it", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) SELECT id + 100 FROM n WHERE id < 3;", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":null}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id) SELECT id + 100 FROM n WHERE id < 3\",\"on\":\"complete\"}}]"));
+    CHECK("SET c = DEFAULT after a SET DEFAULT: in the contract", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b SET DEFAULT 'x';\nUPDATE n SET b = DEFAULT WHERE id < 3;", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":\"'x'\"}},"
+        "{\"sql\":{\"up\":\"UPDATE n SET b = DEFAULT WHERE id < 3\",\"on\":\"complete\"}}]"));
+    CHECK("an INSERT that gives the column its value does not wait for the new default", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b SET DEFAULT 'x';\nINSERT INTO n (id, b) VALUES (100, 'y');", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":\"'x'\"}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id, b) VALUES (100, 'y')\"}}]"));
+    CHECK("an INSERT after a DROP COLUMN: in the contract, after it (the column's NOT NULL holds until then)",
+          ops_equal("ALTER TABLE n DROP COLUMN b;\nINSERT INTO n (id) VALUES (100);", 0,
+                    "[{\"drop_column\":{\"table\":\"n\",\"column\":\"b\"}},"
+                    "{\"sql\":{\"up\":\"INSERT INTO n (id) VALUES (100)\",\"on\":\"complete\"}}]"));
+    CHECK("refuse: a waiting INSERT before an index of its table", fails_with(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\nCREATE INDEX n_b ON n (b);",
+        "m.sql:2:1: on \"n\", the default of \"b\" changes above"));
 }
 
 /* A live catalog stand-in for DO blocks: a query naming "there" finds it;
