@@ -176,7 +176,8 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
 /* A data statement of rel after a change above that the table takes only
  * at the contract (a type, a default, NOT NULL dropped, a column dropped)
  * and that its outcome depends on: emitted to run at complete (1), or
- * refused when a later statement builds on the table (-1, the error set);
+ * refused when a later statement checks the table's rows before then (-1,
+ * the error set);
  * 0 when it depends on none. */
 int sqlc_dml_waits(struct conv *c, const struct sql_stmt *st, json_t *rel);
 

@@ -14,10 +14,10 @@
  * contract after the changes above it were made to the table, where it
  * sees the file's state as Postgres would (and every row the old release
  * wrote in between, as offline it would see them before). A later
- * statement of the file that builds on the table (an index, a constraint,
- * NOT NULL) would then meet the rows before the statement wrote them: the
- * file is refused before anything runs, naming the statement, the change
- * it waits for and what to write instead. */
+ * statement of the file that checks the table's rows before the contract
+ * (a constraint, NOT NULL, a unique index) would then meet them before the
+ * statement wrote them: the file is refused before anything runs, naming
+ * the statement, the change it waits for and what to write instead. */
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
@@ -108,6 +108,18 @@ static int change_before(struct conv *c, const struct sql_stmt *st, json_t *rel,
     return 0;
 }
 
+/* A later statement of the file on the table that checks the rows there
+ * before the contract (a constraint validated, NOT NULL, a unique index, a
+ * type's backfill): it would meet them before this statement, run at
+ * complete, wrote them. A plain index is kept up by the writes whenever
+ * they come; another data statement waits the same way. */
+static int builds_on_rows(const struct sql_stmt *o)
+{
+    if (!strcmp(o->kind, "UpdateStmt") || !strcmp(o->kind, "DeleteStmt") || !strcmp(o->kind, "InsertStmt"))
+        return 0;
+    return strcmp(o->kind, "IndexStmt") || sqlc_is_true(o->body, "unique");
+}
+
 int sqlc_dml_waits(struct conv *c, const struct sql_stmt *st, json_t *rel)
 {
     char what[400];
@@ -115,8 +127,7 @@ int sqlc_dml_waits(struct conv *c, const struct sql_stmt *st, json_t *rel)
         return 0;
     for (const struct sql_stmt *o = st + 1; o < c->s.stmts + c->s.nstmts; o++) {
         json_t *orel = json_object_get(o->body, "relation");
-        if (!orel || !sqlc_same_relation(orel, rel) || !strcmp(o->kind, "UpdateStmt") ||
-            !strcmp(o->kind, "DeleteStmt") || !strcmp(o->kind, "InsertStmt"))
+        if (!orel || !sqlc_same_relation(orel, rel) || !builds_on_rows(o))
             continue;
         return sqlc_fail(c, st, "on \"%s\", %s: this statement runs at complete, in the contract, where it "
                          "sees the change as offline, which is after what a later statement of the file (line %d) "

@@ -610,9 +610,14 @@ static void test_created_objects(void)
           ops_equal("ALTER TABLE n DROP COLUMN b;\nINSERT INTO n (id) VALUES (100);", 0,
                     "[{\"drop_column\":{\"table\":\"n\",\"column\":\"b\"}},"
                     "{\"sql\":{\"up\":\"INSERT INTO n (id) VALUES (100)\",\"on\":\"complete\"}}]"));
-    CHECK("refuse: a waiting INSERT before an index of its table", fails_with(
-        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\nCREATE INDEX n_b ON n (b);",
-        "m.sql:2:1: on \"n\", the default of \"b\" changes above"));
+    CHECK("refuse: a waiting INSERT before a unique index of its table", fails_with(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\n"
+        "CREATE UNIQUE INDEX n_b ON n (b);", "m.sql:2:1: on \"n\", the default of \"b\" changes above"));
+    CHECK("a waiting INSERT before a plain index of its table: the index is kept up by it", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\nCREATE INDEX n_b ON n (b);", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":null}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id) VALUES (100)\",\"on\":\"complete\"}},"
+        "{\"create_index\":{\"table\":\"n\",\"name\":\"n_b\",\"columns\":[\"b\"]}}]"));
 }
 
 /* A live catalog stand-in for DO blocks: a query naming "there" finds it;
