@@ -77,6 +77,9 @@ struct mig_op {
     int copy;               /* rename_column: keep a copy column under the new name on the table
                              * itself, for writers that bypass both shapes' views */
     int if_exists;          /* drop_index, drop_constraint: a missing object is no error */
+    int recreate;           /* alter_column: the column is dropped and added again under its name
+                             * (DROP COLUMN c, ADD COLUMN c): what depends on the old column goes
+                             * with it, as offline; nothing is carried to the new one */
     char *name;             /* create_index, drop_index, create_constraint (NULL: the name Postgres
                              * would choose offline) */
     char **columns;         /* create_index, create_constraint */

@@ -72,8 +72,8 @@ struct conv {
      * ("schema.table.column"): the ADD becomes one alter_column */
     char recreated[16][3 * SQLC_NAME_LEN + 8];
     size_t nrecreated;
-    /* tables whose data statements run at complete from here on: one wrote
-     * a column whose NOT NULL the file drops (sql_convert.c) */
+    /* tables whose data statements run at complete from here on: one
+     * waited for a change the table takes at the contract (sql_convert_waits.c) */
     struct {
         char schema[SQLC_NAME_LEN], table[SQLC_NAME_LEN];
     } deferred_data[16];
@@ -185,6 +185,16 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
 int sqlc_update_rows(struct conv *c, const struct sql_stmt *st);
 /* ... and a DELETE as one delete_rows. */
 int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
+
+/* ---- sql_convert_waits.c ---- */
+
+/* A data statement of rel after a change above that the table takes only
+ * at the contract (a type, a default, NOT NULL dropped, a column dropped)
+ * and that its outcome depends on: emitted to run at complete (1), or
+ * refused when a later statement checks the table's rows before then (-1,
+ * the error set);
+ * 0 when it depends on none. */
+int sqlc_dml_waits(struct conv *c, const struct sql_stmt *st, json_t *rel);
 
 /* ---- sql_convert_renamed.c ---- */
 

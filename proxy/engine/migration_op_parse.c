@@ -29,7 +29,7 @@ static const struct key_spec add_column_keys[] = {
 static const struct key_spec alter_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"type", K_STR, 0},
     {"nullable", K_BOOL, 0}, {"default", K_STR_OR_NULL, 0}, {"check", K_STR, 0},
-    {"unique", K_BOOL, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {NULL, 0, 0}};
+    {"unique", K_BOOL, 0}, {"up", K_STR, 0}, {"down", K_STR, 0}, {"recreate", K_BOOL, 0}, {NULL, 0, 0}};
 static const struct key_spec drop_column_keys[] = {
     {"schema", K_STR, 0}, {"table", K_STR, 1}, {"column", K_STR, 1}, {"down", K_STR, 0}, {NULL, 0, 0}};
 static const struct key_spec create_table_keys[] = {
@@ -360,6 +360,7 @@ static int parse_op_fields(struct parse_ctx *c, json_t *body, struct mig_op *op)
     op->unique = get_tristate(body, "unique");
     op->copy = get_tristate(body, "copy") == 1;
     op->if_exists = get_tristate(body, "if_exists") == 1;
+    op->recreate = get_tristate(body, "recreate") == 1;
     json_t *def = json_object_get(body, "default");
     op->has_default = def != NULL;
     op->default_expr = json_is_string(def) ? strdup(json_string_value(def)) : NULL;
@@ -531,6 +532,9 @@ static int check_op_semantics(struct parse_ctx *c, json_t *body, struct mig_op *
          * alone (a longer varchar ...), or refused by the plan saying so. */
         if ((op->up || op->down) && !(op->up && op->down))
             return mparse_fail_at(c, op->up ? "up" : "down", "\"up\" and \"down\" must be given together");
+        if (op->recreate && !(op->type && op->up))
+            return mparse_fail_at(c, "recreate", "a column dropped and added again needs its new \"type\", "
+                                  "\"up\" (its value for the rows there, as ADD COLUMN gives them) and \"down\"");
         return mparse_check_type(c, "type", op->type);
     case MIG_RENAME_TABLE:
         if (strcmp(op->from, op->to) == 0)

@@ -46,16 +46,46 @@ static int same_table(const struct mig_op *o, const struct mig_op *op, const cha
     return o->table && !strcmp(o->schema, op->schema) && !strcmp(o->table, table);
 }
 
+/* Whether the catalog's constraint (index 0) or index (1) `name` of t
+ * depends on column col, and so goes with it when the column is dropped:
+ * a constraint reading it, an index on it (keys, expressions, predicate),
+ * or the index of a UNIQUE or primary key constraint on it. */
+static int goes_with_column(const struct mig_cat_table *t, const char *name, const char *col, int index)
+{
+    for (size_t i = 0; t && i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        if (d->foreign || strcmp(d->column, col) != 0)
+            continue;
+        if (d->kind == (index ? MIG_DEP_INDEX : MIG_DEP_CONSTRAINT) && !strcmp(d->name, name))
+            return 1;
+        for (size_t k = 0; index && d->kind == MIG_DEP_CONSTRAINT && k < t->nidx; k++)
+            if (t->idx[k].constraint && !strcmp(t->idx[k].constraint, d->name) && !strcmp(t->idx[k].name, name))
+                return 1;
+    }
+    return 0;
+}
+
+/* o drops a column of the table at the contract (drop_column, or an
+ * alter_column that drops it and adds it again under its name), taking
+ * along the catalog's constraint or index `name` of t, as the offline
+ * DROP COLUMN does: the name is free from then on. */
+static int column_drop_takes(const struct mig_cat_table *t, const struct mig_op *o, const char *name, int index)
+{
+    return (o->kind == MIG_DROP_COLUMN || (o->kind == MIG_ALTER_COLUMN && o->recreate)) && o->column &&
+           goes_with_column(t, name, o->column, index);
+}
+
 void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const char *table, const char *name,
                     struct constraint_now *out)
 {
     memset(out, 0, sizeof *out);
+    const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (int i = op->index - 1; i >= 0; i--) {
         const struct mig_op *o = &c->m->ops[i];
         if (!same_table(o, op, table))
             continue;
         if (o->kind == MIG_DROP_TABLE || (o->kind == MIG_DROP_CONSTRAINT && !strcmp(o->name, name)) ||
-            (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->from, name))) {
+            (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->from, name)) || column_drop_takes(t, o, name, 0)) {
             out->gone_by = o;
             return;
         }
@@ -69,7 +99,6 @@ void constraint_now(const struct plan_ctx *c, const struct mig_op *op, const cha
             return;
         }
     }
-    const struct mig_cat_table *t = table_of(c, op->schema, table);
     out->cat = t ? mig_catalog_constraint(c->cat, op->schema, t->name, name) : NULL;
     out->exists = out->cat && out->cat->exists;
     out->contype = out->exists ? out->cat->contype : 0;
@@ -119,12 +148,17 @@ int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const
 }
 
 /* An earlier drop_index of the migration that drops index name (after the
- * contract), or NULL. */
+ * contract), or an earlier drop of a column the index depends on (in the
+ * contract, which takes the index along); NULL when none does. */
 static const struct mig_op *earlier_drop_index(const struct plan_ctx *c, const struct mig_op *op, const char *name)
 {
     for (int i = op->index - 1; i >= 0; i--) {
         const struct mig_op *o = &c->m->ops[i];
         if (o->kind == MIG_DROP_INDEX && !strcmp(o->schema, op->schema) && !strcmp(o->name, name))
+            return o;
+        /* an index name is the schema's: the one on o's table is that one */
+        if (o->table && !strcmp(o->schema, op->schema) &&
+            column_drop_takes(table_of(c, o->schema, o->table), o, name, 1))
             return o;
     }
     return NULL;

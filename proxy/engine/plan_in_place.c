@@ -56,7 +56,7 @@ int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op)
 
 int alter_in_place(const struct plan_ctx *c, const struct mig_op *op)
 {
-    if (op->up || op->down || op->check)
+    if (op->up || op->down || op->check || op->recreate)
         return 0;
     const char *now = column_type(c, op->schema, op->table, op->column);
     if (!op->type || (now && !strcmp(now, op->type)))

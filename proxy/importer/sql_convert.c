@@ -338,146 +338,6 @@ static void note_alembic(struct conv *c, const struct sql_stmt *st)
         sqlc_copy_name(c->alembic_to, to);
 }
 
-/* Whether the UPDATE st sets column (in its SET list, alone or in a
- * (a, b) = (...) assignment). */
-static int sets_column(const struct sql_stmt *st, const char *column)
-{
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(st->body, "targetList"), i, t) {
-        if (!strcmp(sqlc_str_or(json_object_get(t, "ResTarget"), "name", ""), column))
-            return 1;
-    }
-    return 0;
-}
-
-/* The column of rel whose NOT NULL an alter_column above drops and that
- * the data statement st may write a NULL into, or NULL. The drop waits for
- * the contract (the old release may rely on it until then), so a statement
- * writing NULL there would fail at expand; it runs in the contract too,
- * after the drop, and sees there every row the old release wrote in
- * between, as offline it would. Only a statement that writes the column
- * is concerned: an UPDATE setting it, an INSERT (which may name it or
- * leave it to its default). One that writes other columns, or reads this
- * one, or deletes rows, sees the same rows at expand as after the drop
- * offline (no NULL can be there before the contract), so it keeps its
- * place in the file: at complete it would run after what the statements
- * after it build on its rows (a SET NOT NULL's check met the rows its
- * UPDATE had not filled yet, after DDL had run). */
-static const char *drops_not_null_written(struct conv *c, const struct sql_stmt *st, json_t *rel)
-{
-    size_t i;
-    json_t *op, *body;
-    const char *kind;
-    int insert = !strcmp(st->kind, "InsertStmt"), update = !strcmp(st->kind, "UpdateStmt");
-    json_array_foreach(c->ops, i, op) {
-        if (!sqlc_op_on(op, rel, &kind, &body) || strcmp(kind, "alter_column") != 0 ||
-            !json_is_true(json_object_get(body, "nullable")))
-            continue;
-        const char *column = sqlc_str_or(body, "column", "?");
-        if (insert || (update && sets_column(st, column)))
-            return column;
-    }
-    return NULL;
-}
-
-/* Whether a data statement of rel above runs at complete for a dropped
- * NOT NULL: the ones after it run there too, in the file's order. */
-static int data_deferred_on(const struct conv *c, json_t *rel)
-{
-    for (size_t i = 0; i < c->ndeferred_data; i++)
-        if (!strcmp(c->deferred_data[i].schema, sqlc_rel_schema(rel)) &&
-            !strcmp(c->deferred_data[i].table, sqlc_str_or(rel, "relname", "")))
-            return 1;
-    return 0;
-}
-
-static int remember_deferred_data(struct conv *c, const struct sql_stmt *st, json_t *rel)
-{
-    if (data_deferred_on(c, rel))
-        return 0;
-    if (c->ndeferred_data == sizeof c->deferred_data / sizeof c->deferred_data[0])
-        return sqlc_fail(c, st, "data statements of too many tables run at complete in one file; split the file");
-    sqlc_copy_name(c->deferred_data[c->ndeferred_data].schema, sqlc_rel_schema(rel));
-    sqlc_copy_name(c->deferred_data[c->ndeferred_data].table, sqlc_str_or(rel, "relname", ""));
-    c->ndeferred_data++;
-    return 0;
-}
-
-/* The column of rel an operation above gives a new type ("type" of an
- * alter_column or rename_column), by the name the file gives it; NULL when
- * none does. */
-static const char *retyped_before(struct conv *c, json_t *rel)
-{
-    size_t i;
-    json_t *op, *body;
-    const char *kind;
-    json_array_foreach(c->ops, i, op) {
-        if (sqlc_op_on(op, rel, &kind, &body) && json_object_get(body, "type") &&
-            (!strcmp(kind, "alter_column") || !strcmp(kind, "rename_column")))
-            return sqlc_str_or(body, !strcmp(kind, "alter_column") ? "column" : "to", "?");
-    }
-    return NULL;
-}
-
-/* A data statement that runs at complete (why says why: a change of a
- * column's type of its table above, a dropped NOT NULL it may write NULL
- * under). For a change of type: until the contract the column keeps its
- * old type, which the old release reads and writes (the new values go to a
- * second column), so the statement, written for the new type, may not run
- * there ('text' into a bigint: "invalid input syntax", after DDL had run).
- * It runs in the contract, after the second column took the column's
- * name, as offline after the ALTER; there it also sees every row the old
- * release wrote in between. A later statement of the file that builds on
- * the table (an index, a constraint, NOT NULL) would then meet the rows
- * before the statement wrote them: refused, before anything runs. */
-static int dml_at_complete(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *why,
-                           const char *fix)
-{
-    for (const struct sql_stmt *o = st + 1; o < c->s.stmts + c->s.nstmts; o++) {
-        json_t *orel = json_object_get(o->body, "relation");
-        if (!orel || !sqlc_same_relation(orel, rel) || !strcmp(o->kind, "UpdateStmt") ||
-            !strcmp(o->kind, "DeleteStmt") || !strcmp(o->kind, "InsertStmt"))
-            continue;
-        return sqlc_fail(c, st, "%s, so this statement runs at complete: the statement at line %d, which builds on "
-                         "the table, would meet its rows before it wrote them; %s", why, o->line, fix);
-    }
-    return sqlc_emit_sql(c, st, "complete", NULL);
-}
-
-/* A data statement after a change of a column's type of its table. */
-static int dml_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
-{
-    char why[256];
-    snprintf(why, sizeof why, "the type of \"%s\" of \"%s\" changes above (the column keeps its old type for the "
-             "old release until complete)", column, sqlc_str_or(rel, "relname", "?"));
-    return dml_at_complete(c, st, rel, why, "put this statement after that one, or in a migration of its own after "
-                           "this one");
-}
-
-/* A data statement after a dropped NOT NULL it may write NULL under, or
- * after one such statement of its table (column NULL). */
-static int dml_after_drop_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
-{
-    char why[320];
-    if (column)
-        snprintf(why, sizeof why, "\"%s\" of \"%s\" stays NOT NULL until complete (the old release may rely on "
-                 "it until then), and this statement may write NULL into it", column, sqlc_str_or(rel, "relname", "?"));
-    else
-        snprintf(why, sizeof why, "a statement above writing into \"%s\" runs at complete (after the NOT NULL it drops), "
-                 "and this one keeps its place after it", sqlc_str_or(rel, "relname", "?"));
-    char fix[400];
-    if (column)
-        snprintf(fix, sizeof fix, "write the NULLs of \"%s\" in a migration of its own after this one (when the "
-                 "statement also fills what the later one needs, split it: the fill stays here)", column);
-    else
-        snprintf(fix, sizeof fix, "put it, with the statement above that runs at complete, in a migration of its "
-                 "own after this one");
-    if (remember_deferred_data(c, st, rel) != 0)
-        return -1;
-    return dml_at_complete(c, st, rel, why, fix);
-}
-
 static int conv_dml(struct conv *c, const struct sql_stmt *st)
 {
     json_t *rel = json_object_get(st->body, "relation");
@@ -495,12 +355,10 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
     int folded = sqlc_fold_fill(c, st);
     if (folded != 0)
         return folded < 0 ? -1 : 0;
-    const char *unnulled = drops_not_null_written(c, st, rel);
-    if (unnulled || data_deferred_on(c, rel))
-        return dml_after_drop_not_null(c, st, rel, unnulled);
-    const char *retyped = retyped_before(c, rel);
-    if (retyped)
-        return dml_after_retype(c, st, rel, retyped);
+    /* a change above that the table takes only at the contract */
+    int waits = sqlc_dml_waits(c, st, rel);
+    if (waits != 0)
+        return waits < 0 ? -1 : 0;
     folded = sqlc_update_rows(c, st);
     if (folded == 0)
         folded = sqlc_delete_rows(c, st);

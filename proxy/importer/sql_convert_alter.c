@@ -779,8 +779,8 @@ static int added_again(const struct conv *c, const struct sql_stmt *st, json_t *
  * new type whose `up` is the new column's default (or NULL), as offline
  * every row gets it, and whose `down` is NULL, the old value offline
  * lost (or the "-- pgtandem:down EXPR" above the statement: the plan
- * refuses NULL for a NOT NULL column); the old release keeps its column
- * until the contract. */
+ * refuses NULL for a NOT NULL column), marked "recreate"; the old release
+ * keeps its column, and what depends on it, until the contract. */
 static int recreate_column(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *col)
 {
     const char *name = sqlc_str_or(col, "name", ""), *type = sqlc_str_or(col, "type", "");
@@ -808,6 +808,9 @@ static int recreate_column(struct conv *c, const struct sql_stmt *st, json_t *re
         json_object_set(body, "nullable", json_object_get(col, "nullable"));
     /* the column added again has its own default or none: not the dropped one's */
     json_object_set_new(body, "default", dflt ? json_string(dflt) : json_null());
+    /* nor its indexes, constraints, comment or grants: they go with the old
+     * column at the contract, as the DROP COLUMN takes them offline */
+    json_object_set_new(body, "recreate", json_true());
     free(mig_str_take(&up));
     json_decref(col);
     return sqlc_add_op(c, "alter_column", body) == 0 ? 0 : sqlc_oom(c, st);

@@ -636,9 +636,38 @@ static void test_created_objects(void)
         "{\"sql\":{\"up\":\"UPDATE a SET m = 'x' WHERE u IS NULL\",\"on\":\"complete\"}}]"));
     CHECK("a write put off to the contract for a DROP NOT NULL, then a SET NOT NULL on its rows: refused before DDL",
           fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nUPDATE a SET u = NULL, m = 'x' WHERE m IS NULL;\n"
-                     "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", "stays NOT NULL until complete") &&
+                     "ALTER TABLE a ALTER COLUMN m SET NOT NULL;", "NOT NULL of \"u\" is dropped above") &&
           fails_with("ALTER TABLE a ALTER COLUMN u DROP NOT NULL;\nINSERT INTO a (id) VALUES (7);\n"
-                     "ALTER TABLE a ADD CONSTRAINT a_m_key UNIQUE (m);", "the statement at line 3, which builds on"));
+                     "ALTER TABLE a ADD CONSTRAINT a_m_key UNIQUE (m);", "a later statement of the file (line 3)"));
+    CHECK("a column dropped and added again: one alter_column marked recreate, carrying nothing", ops_equal(
+        "ALTER TABLE t DROP COLUMN c;\nALTER TABLE t ADD COLUMN c int DEFAULT 3;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"int\",\"up\":\"(3)::int\","
+        "\"down\":\"NULL\",\"default\":\"3\",\"recreate\":true}}]"));
+    /* a default the table keeps for the old release until the contract */
+    CHECK("rows written after a DROP DEFAULT, leaving the column out: in the contract, after it", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) SELECT id + 100 FROM n WHERE id < 3;", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":null}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id) SELECT id + 100 FROM n WHERE id < 3\",\"on\":\"complete\"}}]"));
+    CHECK("SET c = DEFAULT after a SET DEFAULT: in the contract", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b SET DEFAULT 'x';\nUPDATE n SET b = DEFAULT WHERE id < 3;", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":\"'x'\"}},"
+        "{\"sql\":{\"up\":\"UPDATE n SET b = DEFAULT WHERE id < 3\",\"on\":\"complete\"}}]"));
+    CHECK("an INSERT that gives the column its value does not wait for the new default", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b SET DEFAULT 'x';\nINSERT INTO n (id, b) VALUES (100, 'y');", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":\"'x'\"}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id, b) VALUES (100, 'y')\"}}]"));
+    CHECK("an INSERT after a DROP COLUMN: in the contract, after it (the column's NOT NULL holds until then)",
+          ops_equal("ALTER TABLE n DROP COLUMN b;\nINSERT INTO n (id) VALUES (100);", 0,
+                    "[{\"drop_column\":{\"table\":\"n\",\"column\":\"b\"}},"
+                    "{\"sql\":{\"up\":\"INSERT INTO n (id) VALUES (100)\",\"on\":\"complete\"}}]"));
+    CHECK("refuse: a waiting INSERT before a unique index of its table", fails_with(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\n"
+        "CREATE UNIQUE INDEX n_b ON n (b);", "m.sql:2:1: on \"n\", the default of \"b\" changes above"));
+    CHECK("a waiting INSERT before a plain index of its table: the index is kept up by it", ops_equal(
+        "ALTER TABLE n ALTER COLUMN b DROP DEFAULT;\nINSERT INTO n (id) VALUES (100);\nCREATE INDEX n_b ON n (b);", 0,
+        "[{\"alter_column\":{\"table\":\"n\",\"column\":\"b\",\"default\":null}},"
+        "{\"sql\":{\"up\":\"INSERT INTO n (id) VALUES (100)\",\"on\":\"complete\"}},"
+        "{\"create_index\":{\"table\":\"n\",\"name\":\"n_b\",\"columns\":[\"b\"]}}]"));
 }
 
 /* A live catalog stand-in for DO blocks: a query naming "there" finds it;

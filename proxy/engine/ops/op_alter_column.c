@@ -26,7 +26,14 @@
  * complete before its cutover, with traffic flowing (plan_checks.c). The
  * contract drops the original (and the views reading it), gives the second
  * column the column's name and creates the views again; the rollback drops
- * the second column. Key columns are refused. */
+ * the second column. Key columns are refused.
+ *
+ * "recreate" (a column dropped and added again under its name, DROP COLUMN
+ * c, ADD COLUMN c): the second column is a new column, so nothing of the
+ * original is carried to it (no index, constraint, comment, privilege,
+ * statistics target or default); they stay on the original for the old
+ * release and go with it at the contract's DROP COLUMN, as offline. What
+ * that DROP COLUMN would refuse is refused before any DDL. */
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -128,16 +135,27 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
     mig_shadow_name(shadow, sizeof shadow, op->column);
     if (require_no_column(c, op, op->table, shadow))
         return -1;
-    if (refuse_uncarried_dependents(c, op, op->table, op->column, 0))
+    if (op->recreate && key_uses(c, op, op->table, op->column))
+        return op_error(c, op, "\"%s\" is part of the key of \"%s\", which the backfill walks by: it cannot be "
+                        "dropped and added again online; add a column under a new name instead", op->column,
+                        op->table);
+    /* A column dropped and added again: the old one's dependents stay with
+     * it for the old release and go with it at the contract's DROP COLUMN,
+     * as offline; what that DROP COLUMN would refuse is refused now. */
+    if (refuse_uncarried_dependents(c, op, op->table, op->column, op->recreate))
         return -1;
     struct shadow_spec sp = {op->table, op->column, shadow, op->type, op->up, op->down,
-                             !op->has_default, op->nullable != 1, 1, 1, 0};
+                             !op->has_default && !op->recreate, op->nullable != 1 && !op->recreate,
+                             !op->recreate, !op->recreate, 0};
     struct mig_steps deferred = {0};
     if (expand_second_column(c, op, &sp, &deferred) != 0)
         return -1;
+    if (op->recreate)
+        carried(c, op, "indexes, constraints and properties of \"%s\": left on the old column for the old "
+                "release, dropped with it at contract, as an offline DROP COLUMN drops them%s", op->column, "");
     set_new_default(c, op, shadow);
     struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
-    if (op->nullable == 0 && !(oc && oc->notnull))
+    if (op->nullable == 0 && (op->recreate || !(oc && oc->notnull)))
         add_not_null_check(c, op, op->table, shadow);
     char uq[80] = "", key[80] = "";
     if (op->unique == 1) {
