@@ -22,16 +22,13 @@ column is NOT NULL."""
 import json
 import os
 import random
-import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import psycopg
 
-from benchlib import bench_database, free_port, run_header, wait_port
+from benchlib import EngineProxy, bench_database, run_header
 
 ROWS = int(os.environ["ROWS"])
 WRITERS = int(os.environ["WRITERS"])  # per release
@@ -58,38 +55,10 @@ def one(sql, options=""):
         return c.execute(sql).fetchone()
 
 
-class Proxy:
-    def __init__(self):
-        self.port, self.aport = free_port(), free_port()
-        self.log_path = os.path.join(WORK, "proxy.log")
-        up = "postgresql://127.0.0.1:%s/?sslmode=require" % os.environ["PGT_PGPORT"]
-        self.proc = subprocess.Popen([BIN, "proxy", "--listen", "127.0.0.1:%d" % self.port, "--admin",
-                                      "127.0.0.1:%d" % self.aport, "--log-level", "info", "--upstream", up,
-                                      "--engine-db", DB], stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
-        wait_port(self.port)
-        wait_port(self.aport)
-        self.admin = "http://127.0.0.1:%d" % self.aport
-
-    def uri(self, version=None):
-        opt = "&options=-c%%20pgtandem.version%%3D%s" % version if version else ""
-        return "postgresql://postgres:postgres@127.0.0.1:%d/bench?sslmode=disable%s" % (self.port, opt)
-
-    def current(self):
-        req = urllib.request.Request(self.admin + "/migrations/current",
-                                     headers={"Authorization": "Bearer " + TOKEN})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return {"error": e.code}
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def release_uri(proxy, version=None):
+    """The proxy's URI for a session of the old release, or of `version`."""
+    opt = "&options=-c%%20pgtandem.version%%3D%s" % version if version else ""
+    return proxy.uri + opt
 
 
 class Writer(threading.Thread):
@@ -158,23 +127,25 @@ def main():
     path = os.path.join(WORK, NAME + ".sql")
     with open(path, "w") as f:
         f.write(MIGRATION)
-    proxy = Proxy()
+    proxy = EngineProxy("data", WORK, BIN, DB, TOKEN)
+    admin = "http://127.0.0.1:%d" % proxy.aport
     res = dict(run_header(DB), rows=ROWS, writers_per_release=WRITERS, pause_ms=PAUSE_S * 1000,
                command=os.environ["COMMAND"], migration=MIGRATION, load_before=os.getloadavg()[0])
     nslots = 2 * WRITERS
-    old = [Writer(proxy.uri(), "old", k, nslots) for k in range(WRITERS)]
-    new = [Writer(proxy.uri(NAME), "new", WRITERS + k, nslots) for k in range(WRITERS)]
+    old = [Writer(release_uri(proxy), "old", k, nslots) for k in range(WRITERS)]
+    new = [Writer(release_uri(proxy, NAME), "new", WRITERS + k, nslots) for k in range(WRITERS)]
     for w in old:
         w.start()
     time.sleep(BEFORE)
     t_start = time.time()
     print("== migrate start %s through the proxy, the old release writing" % NAME, flush=True)
-    start = subprocess.Popen([BIN, "migrate", "start", path, "--quiet", "--proxy", proxy.admin],
+    start = subprocess.Popen([BIN, "migrate", "start", path, "--quiet", "--proxy", admin],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=dict(os.environ, PGTANDEM_ADMIN_TOKEN=TOKEN))
     polls, t_batches, t_done, new_started = [], None, None, False
     while True:
-        cur = proxy.current()
+        code, cur = proxy.api("GET", "/migrations/current")
+        cur = cur if code == 200 else {"error": code}
         bf = cur.get("backfill") or {}
         if cur.get("phase") == "backfilling" and t_batches is None:
             t_batches = time.time()
@@ -232,7 +203,7 @@ def main():
         got = dict(c.execute("SELECT id, email FROM accounts WHERE id = ANY(%s)", (list(changed),)).fetchall())
         checks["changes_acknowledged"] = len(changed)
         checks["changes_lost"] = sum(1 for i, e in changed.items() if got.get(i) != e)
-    r = subprocess.run([BIN, "migrate", "complete", "--quiet", "--proxy", proxy.admin], capture_output=True,
+    r = subprocess.run([BIN, "migrate", "complete", "--quiet", "--proxy", admin], capture_output=True,
                        text=True, timeout=300, env=dict(os.environ, PGTANDEM_ADMIN_TOKEN=TOKEN))
     checks["complete_exit"] = r.returncode
     checks["not_null_after_complete"] = one(
