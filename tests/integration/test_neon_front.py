@@ -377,11 +377,12 @@ def cancel_conns_open(front):
 def cancels_done(front):
     """The front closed every cancel connection (test_pgtandem_stops_cleanly_
     with_a_cancel_in_flight is about stopping before that)."""
-    # bounded by the front's own limits on a cancel connection (its TLS
-    # handshake, the connect to Postgres and Postgres closing it, 10 s
-    # each, then the close, 2 s), not by a guess: 15 s ran out once under
-    # ASan beside a CPU hog
-    front.wait("cancel connections to close", lambda: not cancel_conns_open(front), timeout=35)
+    # bounded by the front's own limits on a cancel connection (neonfront.py:
+    # its TLS handshake and the packet after it, 30 s each; the connect to
+    # Postgres and Postgres closing it, 10 s each; then the close, 2 s), not
+    # by a guess: 15 s ran out once under ASan beside a CPU hog, 35 s once
+    # with two suites and two builds on the machine's 2 cores
+    front.wait("cancel connections to close", lambda: not cancel_conns_open(front), timeout=85)
 
 
 def test_pgtandem_stops_cleanly_with_a_cancel_in_flight(neon_front, cluster):
