@@ -6,7 +6,8 @@
  * undoes their creation, their drops, an enum replaced),
  * sql_convert_fill.c (a required column filled by an UPDATE),
  * sql_convert_data.c (other UPDATEs, in batches), sql_convert_made.c
- * (what undoes a statement on a table the file made) and sql_convert_do.c
+ * (what undoes a statement on a table the file made), sql_convert_recreate.c
+ * (a column dropped and added again) and sql_convert_do.c
  * (DO blocks guarding statements, read on the live catalog). Internal to the
  * converter: nothing else includes it. */
 #ifndef PGTANDEM_SQL_CONVERT_CONV_H
@@ -148,11 +149,22 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 
 /* ---- sql_convert_made.c ---- */
 
-/* The `down` of st, an ALTER TABLE or CREATE INDEX run as written on the
- * table made, which the file made: its inverse, or the table's drop, so
- * the rollback's reverse order drops nothing the table still uses. NULL
- * when it needs none, or with *failed -1 (the error set). Caller frees. */
-char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct made_table *made, int *failed);
+/* st, an ALTER TABLE or CREATE INDEX on the table made, which the file
+ * made, emitted as written with its own `down`: its inverse, or the
+ * table's drop, so the rollback's reverse order drops nothing the table
+ * still uses. 0, or -1 with the error set. */
+int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const struct made_table *made);
+
+/* ---- sql_convert_recreate.c ---- */
+
+/* A DROP COLUMN of column on rel that an ADD COLUMN of the same name
+ * follows in the file: remembered for that ADD (1), nothing emitted; 0
+ * when it is a plain drop. */
+int sqlc_drop_recreated(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column);
+/* The ADD COLUMN of col (taken: freed here) of a column the file dropped
+ * above: one alter_column marked "recreate" (0, or -1 with the error set);
+ * 1 when the column was not dropped above (col left to the caller). */
+int sqlc_add_recreated(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *col);
 
 /* ---- sql_convert_alter.c ---- */
 

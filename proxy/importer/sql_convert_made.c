@@ -22,10 +22,10 @@
 #include "migration_sql.h"
 #include "sql_convert_conv.h"
 
-/* The table's qualified name as SQL (caller frees), or NULL. */
-static char *made_qname(const struct made_table *made)
+/* schema.name as SQL (caller frees), or NULL. */
+static char *qualified(const char *schema, const char *name)
 {
-    char *s = sql_ident(made->schema), *t = sql_ident(made->name);
+    char *s = sql_ident(schema), *t = sql_ident(name);
     struct mig_str out = {0};
     if (s && t)
         mig_str_addf(&out, "%s.%s", s, t);
@@ -149,10 +149,12 @@ static int cmd_inverse(struct conv *c, const struct sql_stmt *st, const struct m
     return 1;
 }
 
-char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct made_table *made, int *failed)
+/* The `down` of st: its inverse, or the table's drop; NULL when it needs
+ * none, or with *failed -1 (the error set). Caller frees. */
+static char *made_undo(struct conv *c, const struct sql_stmt *st, const struct made_table *made, int *failed)
 {
     *failed = 0;
-    char *table = made_qname(made);
+    char *table = qualified(made->schema, made->name);
     if (!table) {
         *failed = sqlc_oom(c, st);
         return NULL;
@@ -167,12 +169,11 @@ char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct mad
         if (!whole && inv.len)
             mig_str_addf(&out, "ALTER TABLE IF EXISTS %s %s", table, inv.buf);
     } else if (!strcmp(st->kind, "IndexStmt") && json_string_value(json_object_get(st->body, "idxname"))) {
-        char *s = sql_ident(made->schema), *ix = sql_ident(json_string_value(json_object_get(st->body, "idxname")));
-        if (s && ix)
-            mig_str_addf(&out, "DROP INDEX IF EXISTS %s.%s", s, ix);
+        char *ix = qualified(made->schema, json_string_value(json_object_get(st->body, "idxname")));
+        if (ix)
+            mig_str_addf(&out, "DROP INDEX IF EXISTS %s", ix);
         else
             out.oom = 1;
-        free(s);
         free(ix);
     } else {
         whole = 1;
@@ -192,4 +193,15 @@ char *sqlc_made_undo(struct conv *c, const struct sql_stmt *st, const struct mad
         return NULL;    /* it makes the table use nothing new */
     }
     return mig_str_take(&out);
+}
+
+int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const struct made_table *made)
+{
+    int failed;
+    char *down = made_undo(c, st, made, &failed);
+    if (failed)
+        return -1;
+    int rc = sqlc_emit_sql(c, st, NULL, down);
+    free(down);
+    return rc;
 }

@@ -465,13 +465,7 @@ int sqlc_create_index(struct conv *c, const struct sql_stmt *st)
         if (sqlc_is_true(st->body, "concurrent"))
             return sqlc_fail(c, st, "the table is created by this migration and no release uses it yet: write "
                              "CREATE INDEX without CONCURRENTLY (it runs inside the expand's transaction)");
-        int failed;
-        char *down = sqlc_made_undo(c, st, made, &failed);  /* the index may use what the file made after the table */
-        if (failed)
-            return -1;
-        int rc = sqlc_emit_sql(c, st, NULL, down);
-        free(down);
-        return rc;
+        return sqlc_emit_on_made(c, st, made);  /* the index may use what the file made after the table */
     }
     if (!sql_only_keys(st->body, known_keys))
         return sqlc_fail(c, st, "an index with TABLESPACE or NULLS NOT DISTINCT cannot be converted to create_index");

@@ -52,26 +52,15 @@ static int has_set_to_default(json_t *node)
     return 0;
 }
 
-/* Whether the UPDATE st sets column (in its SET list, alone or in a
- * (a, b) = (...) assignment). */
-static int sets_column(const struct sql_stmt *st, const char *column)
+/* Whether a list of ResTargets names column: an UPDATE's SET list
+ * ("targetList", a (a, b) = (...) assignment too) or an INSERT's column
+ * list ("cols"). */
+static int names_column(const struct sql_stmt *st, const char *list, const char *column)
 {
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(st->body, "targetList"), i, t) {
+    json_array_foreach(json_object_get(st->body, list), i, t) {
         if (!strcmp(sqlc_str_or(json_object_get(t, "ResTarget"), "name", ""), column))
-            return 1;
-    }
-    return 0;
-}
-
-/* An INSERT that gives column its value in its column list. */
-static int insert_names(const struct sql_stmt *st, const char *column)
-{
-    size_t i;
-    json_t *col;
-    json_array_foreach(json_object_get(st->body, "cols"), i, col) {
-        if (!strcmp(sqlc_str_or(json_object_get(col, "ResTarget"), "name", ""), column))
             return 1;
     }
     return 0;
@@ -84,7 +73,7 @@ static int writes_default(const struct sql_stmt *st, const char *column)
 {
     if (has_set_to_default(st->body))
         return 1;
-    return !strcmp(st->kind, "InsertStmt") && !insert_names(st, column);
+    return !strcmp(st->kind, "InsertStmt") && !names_column(st, "cols", column);
 }
 
 /* The first change an operation above makes to rel that the table takes
@@ -114,7 +103,7 @@ static int change_before(struct conv *c, const struct sql_stmt *st, json_t *rel,
             return 1;
         }
         if (json_is_true(json_object_get(body, "nullable")) &&
-            (insert || (!strcmp(st->kind, "UpdateStmt") && sets_column(st, col)))) {
+            (insert || (!strcmp(st->kind, "UpdateStmt") && names_column(st, "targetList", col)))) {
             snprintf(what, n, "NOT NULL of \"%s\" is dropped above (the old release may rely on it until "
                      "then) and this statement may write NULL into it", col);
             return 1;
