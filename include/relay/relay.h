@@ -208,7 +208,7 @@ struct relay {
 uint32_t relay_session_count(const struct relay *relay);
 
 /* Time in microseconds from the monotonic clock. */
-uint64_t relay_now_us(struct relay *relay);
+uint64_t relay_now_us(const struct relay *relay);
 /* A backend this proxy let go of (its PID stays claimed RELAY_ENDED_KEEP_US). */
 void relay_backend_ended(struct relay *relay, uint32_t pid);
 

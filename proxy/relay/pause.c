@@ -184,7 +184,7 @@ void pause_hold_info(const struct relay *relay, struct pause_hold_info *out)
 {
     assert(relay && out);
     const struct pause_state *p = &relay->pause;
-    uint64_t now = relay_now_us((struct relay *)relay);
+    uint64_t now = relay_now_us(relay);
     out->held = count_held(relay);
     out->paused = p->paused;
     out->fenced = relay_lease_expired(relay);

@@ -37,7 +37,7 @@ uint32_t relay_session_count(const struct relay *relay)
 
 /* The loop's cached clock is only as fine as CLOCK_MONOTONIC_COARSE
  * (jiffies), too coarse for sub-millisecond query latencies. */
-uint64_t relay_now_us(struct relay *relay)
+uint64_t relay_now_us(const struct relay *relay)
 {
     (void)relay;
     struct timespec ts;
@@ -47,7 +47,7 @@ uint64_t relay_now_us(struct relay *relay)
 
 int relay_lease_expired(const struct relay *relay)
 {
-    return relay->lease_deadline_us && relay_now_us((struct relay *)relay) > relay->lease_deadline_us;
+    return relay->lease_deadline_us && relay_now_us(relay) > relay->lease_deadline_us;
 }
 
 int relay_fence_overdue(struct relay *relay)

@@ -151,7 +151,7 @@ json_t *relay_busy_sessions(const struct relay *relay)
 {
     static const char *const keys[] = {"id", "client", "application_name", "tx_status", "in_transaction_ms", NULL};
     json_t *list = json_array();
-    uint64_t now = relay_now_us((struct relay *)relay);
+    uint64_t now = relay_now_us(relay);
     for (const struct session *s = relay->sessions; s; s = s->next)
         if (!session_at_boundary(s))
             json_array_append_new(list, brief(s, now, keys));
@@ -162,7 +162,7 @@ json_t *relay_sessions_not_of(const struct relay *relay, const char *version)
 {
     static const char *const keys[] = {"id", "client", "application_name", "state", "backend_pid", NULL};
     json_t *list = json_array();
-    uint64_t now = relay_now_us((struct relay *)relay);
+    uint64_t now = relay_now_us(relay);
     for (const struct session *s = relay->sessions; s; s = s->next) {
         const char *v = session_version(s);
         if (s->state == SESS_READY && !(v && version && (!strcmp(v, version) || relay_routes_above(relay, v, version))))
@@ -199,7 +199,7 @@ json_t *relay_backend_pids(const struct relay *relay)
         if (session_backend_pid(s) && !s->lent) /* a lent server is listed with its pool */
             json_array_append_new(pids, json_integer((json_int_t)session_backend_pid(s)));
     pool_append_backend_pids(relay, pids);
-    uint64_t now = relay_now_us((struct relay *)relay);
+    uint64_t now = relay_now_us(relay);
     for (size_t i = 0; i < RELAY_ENDED_PIDS; i++)
         if (relay->ended[i].pid && now - relay->ended[i].at_us < RELAY_ENDED_KEEP_US)
             json_array_append_new(pids, json_integer((json_int_t)relay->ended[i].pid));
