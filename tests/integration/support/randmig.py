@@ -1312,18 +1312,32 @@ class Runner:
         remove one) and what its data statements did to the tables there
         before. The base with those statements run, each on its own where
         it can (a statement on something the file makes cannot run here):
-        (dump, rows), or None when the file has none."""
-        keep = [s for s in (case.statements if statements is None else statements)
-                if re.match(r"\s*(ALTER TYPE \S+ ADD VALUE|UPDATE|INSERT|DELETE)", s)]
+        (dump, rows), or None when the file has none. A data statement may
+        name a column the file adds (an INSERT filling it too): the rows it
+        wrote stay, the column goes with the rollback; so the file's ADD
+        COLUMNs run before it here, and their columns are dropped after."""
+        stmts = case.statements if statements is None else statements
+        keep = [s for s in stmts if re.match(r"\s*(ALTER TYPE \S+ ADD VALUE|UPDATE|INSERT|DELETE)", s)]
         if not keep:
             return None
+        added = []  # only the columns added here: one the base has (dropped and added again) stays
         name = "rmk_" + uuid.uuid4().hex[:8]
         uri = self._db(name, base)
         try:
             with psycopg.connect(uri, autocommit=True) as c:
-                for s in keep:
+                for s in stmts:
+                    adds = re.match(r'\s*ALTER TABLE (\S+) ADD COLUMN (\S+)', s)
+                    if s not in keep and not adds:
+                        continue
                     try:
                         c.execute(s)
+                        if adds:
+                            added.append(adds)
+                    except psycopg.Error:
+                        pass
+                for m in added:
+                    try:
+                        c.execute("ALTER TABLE %s DROP COLUMN IF EXISTS %s" % (m.group(1), m.group(2)))
                     except psycopg.Error:
                         pass
             return self.dump(uri), self.rows(uri)
