@@ -88,21 +88,25 @@ def test_a_complete_waits_for_the_engine_connection_another_statement_of_its_pro
     start_migration(proxies[0])
     for p in proxies:
         wait_phase(p, "active")
+    # the follower: the second proxy, unless a machine stalled the first for
+    # two leases (300 ms) mid-backfill and the second took the work over
+    follower = next((p for p in proxies[::-1] if current(p).get("following")), None)
+    assert follower is not None, [p.log()[-2000:] for p in proxies]
     locker = psycopg.connect(cluster.uri(db=legacy_db))
     done = None
     try:
         locker.execute("SELECT 1 FROM pgtandem.migrations WHERE name = %s FOR UPDATE", (NAME,))
-        assert throttle(proxies[1], max_rows_per_sec=4321)["backfill_here"] is False
+        assert throttle(follower, max_rows_per_sec=4321)["backfill_here"] is False, follower.log()[-3000:]
         wait_for(lambda: scalar(cluster, legacy_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
                                 " 'pgtandem engine' AND wait_event_type = 'Lock'") == "1", 20.0,
                  "the follower's throttle save waiting on the row lock")
-        done = complete_in_background(proxies[1])
-        wait_for(lambda: done.poll() is not None or current(proxies[1]).get("phase") == "completing", 20.0,
+        done = complete_in_background(follower)
+        wait_for(lambda: done.poll() is not None or current(follower).get("phase") == "completing", 20.0,
                  "the complete under way")
-        assert done.poll() is None, (done.communicate(), proxies[1].log()[-3000:])
+        assert done.poll() is None, (done.communicate(), follower.log()[-3000:])
         locker.rollback()
         out, err = done.communicate(timeout=60)
-        assert done.returncode == 0 and json.loads(out)["status"] == "completed", (out, err, proxies[1].log()[-3000:])
+        assert done.returncode == 0 and json.loads(out)["status"] == "completed", (out, err, follower.log()[-3000:])
     finally:
         locker.close()
         if done is not None and done.poll() is None:

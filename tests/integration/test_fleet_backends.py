@@ -107,8 +107,11 @@ def test_sixteen_proxies_hold_one_backend_each_and_cut_over_together(cluster, pr
     # the hold and its release went on the peer port: every participant's
     # "held" came there, and the release too (a participant still held
     # RELEASE_LOOK_MS after its "held", on a machine running both suites,
-    # may read it from the hold's row first: a few at most)
-    assert rep["steps"]["acks_peer"] == N - 1 and rep["steps"]["acks_database"] == 0, rep
+    # may read it from the hold's row first: a few at most). So may a
+    # participant that did not answer the hold within its bound (100 ms) on
+    # such a machine: the hold's NOTIFY tells it, and it answers in its row.
+    steps = rep["steps"]
+    assert steps["acks_peer"] + steps["acks_database"] == N - 1 and steps["acks_peer"] >= N - 3, rep
     released = [status(p)["fleet"]["last_hold"] for p in proxies if p is not proxies[3]]
     assert all(h and h["committed"] for h in released), released
     assert sum(h["released"] == "peer" for h in released) >= N - 4, released
