@@ -235,6 +235,11 @@ int sqlc_drop_deferred(const char *remove_type);
 int sqlc_drop_object(struct conv *c, const struct sql_stmt *st);
 /* ALTER TYPE ... RENAME TO: run at complete. */
 int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
+/* A rename of the index (index 1; rel names it) or the constraint (rel
+ * names its table) `from` that an earlier create of the file made: that
+ * create makes it as `to` instead. 1 when folded, 0 when not, -1 on
+ * failure (sql_convert_rename_new.c). */
+int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to);
 /* The name a type the file names has at expand: a rename of it above runs
  * at complete, so until then it has the name before (renames followed
  * back, newest first). */

@@ -109,6 +109,41 @@ static int refuse_identity_or_generated(struct plan_ctx *c, const struct mig_op 
     return 0;
 }
 
+/* `text` (an index key or a CHECK written as SQL) names `col`: any
+ * occurrence counts, so a key that only looks like it is refused too. */
+static int text_names(const char *text, const char *col)
+{
+    return text && col[0] && strstr(text, col) != NULL;
+}
+
+/* An index or constraint an operation of this migration before `op`
+ * creates on `col`: the catalog read at start does not have it, so the
+ * second column would not carry it, and the contract's DROP COLUMN would
+ * take it away, where offline ALTER COLUMN ... TYPE rebuilds it. The
+ * operation that creates it, or NULL. */
+static const struct mig_op *created_earlier_on(const struct plan_ctx *c, const struct mig_op *op,
+                                               const char *table, const char *col)
+{
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if ((o->kind != MIG_CREATE_INDEX && o->kind != MIG_CREATE_CONSTRAINT) || !o->table ||
+            strcmp(o->schema, op->schema) || strcmp(o->table, table))
+            continue;
+        for (size_t k = 0; k < o->ncolumns; k++)
+            if (o->columns[k] && !strcmp(o->columns[k], col))
+                return o;
+        for (size_t k = 0; k < o->nkeys; k++)
+            if (text_names(o->keys[k], col))
+                return o;
+        for (size_t k = 0; k < o->ninclude; k++)
+            if (o->include[k] && !strcmp(o->include[k], col))
+                return o;
+        if (text_names(o->check, col) || text_names(o->where, col))
+            return o;
+    }
+    return NULL;
+}
+
 /* Validation before any DDL: every object depending on `col` must either
  * follow the second column (or the drop) the way an offline ALTER TABLE
  * takes it along, or the operation is refused, naming it. */
@@ -117,6 +152,14 @@ int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, con
 {
     if (!dropping && refuse_identity_or_generated(c, op, table, col))
         return -1;
+    const struct mig_op *made = dropping ? NULL : created_earlier_on(c, op, table, col);
+    if (made)
+        return op_error(c, op, "operations[%d].%s creates %s \"%s\" on column \"%s\" of \"%s.%s\" earlier in "
+                        "this migration, and the column's second column does not carry what the migration itself "
+                        "created: write that statement after the change of the column's type (it is then built on "
+                        "the new column), or in a later migration", made->index, mig_op_name(made->kind),
+                        made->kind == MIG_CREATE_INDEX ? "index" : "constraint", made->name ? made->name : "",
+                        col, op->schema, table);
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];

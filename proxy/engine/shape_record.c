@@ -7,10 +7,12 @@
  * start records, in the migration's row, every table its operations name
  * (under the names it has then; one that does not exist yet as absent)
  * with its columns in order, their types, defaults and NOT NULL, its
- * indexes, constraints, triggers and view text, and the two shape schemas
- * of the migration (absent). The rollback takes the same record again and
- * compares, line by line. Enum types are left out: Postgres cannot take a
- * value back, and a rollback keeps one added (doc/migrations.md).
+ * indexes, constraints, triggers and view text, the two shape schemas
+ * of the migration (absent), and each enum type an add_enum_value names
+ * with its values in order less the ones the migration adds: Postgres
+ * cannot take a value back and a rollback keeps one added
+ * (doc/migrations.md), but nothing else of the type may change. The
+ * rollback takes the same record again and compares, line by line.
  *
  * What another migration does meanwhile to the same tables is not this
  * one's rollback's doing: when another started, completed or was rolled
@@ -57,7 +59,18 @@
     " FROM jsonb_array_elements_text($2::jsonb) AS s(n)"                                                           \
     " WHERE NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s.n)"
 
-#define RECORD_NOW "(SELECT concat_ws(E'\\n', (" RECORD_SQL "), (" SCHEMAS_SQL ")))"
+/* $3: the enum types the migration adds values to, each with those values
+ * ({"qualified name": [values]}); the values are left out of the line, so
+ * a value kept by a rollback (or by an earlier one) matches. NULL when
+ * there is none, so the record of a migration without one is as an
+ * earlier release took it. */
+#define ENUMS_SQL                                                                                                  \
+    "SELECT nullif(coalesce(string_agg(e.n || ': ' || CASE WHEN to_regtype(e.n) IS NULL THEN 'absent'"             \
+    "  ELSE 'enum ' || coalesce((SELECT string_agg(quote_literal(l.enumlabel), ', ' ORDER BY l.enumsortorder)"     \
+    "  FROM pg_enum l WHERE l.enumtypid = to_regtype(e.n) AND NOT e.added ? l.enumlabel), '') END, E'\\n'"         \
+    "  ORDER BY e.n COLLATE \"C\"), ''), '') FROM jsonb_each($3::jsonb) AS e(n, added)"
+
+#define RECORD_NOW "(SELECT concat_ws(E'\\n', (" RECORD_SQL "), (" SCHEMAS_SQL "), (" ENUMS_SQL ")))"
 
 static void add_name(json_t *names, const char *schema, const char *table)
 {
@@ -89,12 +102,31 @@ static void add_reference(json_t *names, const char *schema, const char *ref)
     add_name(names, schema, table);
 }
 
-/* $1 and $2 of the record's query, as JSON text; caller frees both. */
-static int record_args(const struct migration *m, char **rels, char **schemas)
+/* The value an add_enum_value adds, under its type's quoted name. */
+static void add_enum_value(json_t *enums, const struct mig_op *op)
 {
-    json_t *names = json_array(), *nsp = json_array();
-    for (size_t i = 0; names && i < m->nops; i++) {
+    char *q = mig_quote_qname(op->schema ? op->schema : "public", op->name);
+    if (!q || !op->value) {
+        free(q);
+        return;
+    }
+    json_t *vals = json_object_get(enums, q);
+    if (!vals) {
+        vals = json_array();
+        json_object_set_new(enums, q, vals);
+    }
+    json_array_append_new(vals, json_string(op->value));
+    free(q);
+}
+
+/* $1, $2 and $3 of the record's query, as JSON text; caller frees them. */
+static int record_args(const struct migration *m, char **rels, char **schemas, char **enum_types)
+{
+    json_t *names = json_array(), *nsp = json_array(), *enums = json_object();
+    for (size_t i = 0; names && enums && i < m->nops; i++) {
         const struct mig_op *op = &m->ops[i];
+        if (op->kind == MIG_ADD_ENUM_VALUE)
+            add_enum_value(enums, op);
         add_name(names, op->schema, op->table);
         if (op->kind == MIG_RENAME_TABLE) {
             add_name(names, op->schema, op->from);
@@ -114,26 +146,30 @@ static int record_args(const struct migration *m, char **rels, char **schemas)
     json_array_append_new(nsp, json_string(schema));
     *rels = names ? json_dumps(names, JSON_COMPACT) : NULL;
     *schemas = nsp ? json_dumps(nsp, JSON_COMPACT) : NULL;
+    *enum_types = enums ? json_dumps(enums, JSON_COMPACT) : NULL;
     json_decref(names);
     json_decref(nsp);
-    if (*rels && *schemas)
+    json_decref(enums);
+    if (*rels && *schemas && *enum_types)
         return 0;
     free(*rels);
     free(*schemas);
-    *rels = *schemas = NULL;
+    free(*enum_types);
+    *rels = *schemas = *enum_types = NULL;
     return -1;
 }
 
 int shape_record_save(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
-    char *rels, *schemas;
-    if (record_args(m, &rels, &schemas) != 0)
+    char *rels, *schemas, *enums;
+    if (record_args(m, &rels, &schemas, &enums) != 0)
         return snprintf(err, errlen, "out of memory"), -1;
-    const char *v[3] = {rels, schemas, m->name};
+    const char *v[4] = {rels, schemas, enums, m->name};
     PGresult *r = engine_exec_params(conn, "UPDATE pgtandem.migrations SET shape_before = " RECORD_NOW
-                                           " WHERE name = $3", 3, v, err, errlen);
+                                           " WHERE name = $4", 4, v, err, errlen);
     free(rels);
     free(schemas);
+    free(enums);
     PQclear(r);
     return r ? 0 : -1;
 }
@@ -163,17 +199,18 @@ static int lines_missing(const char *a, const char *b, char sign, struct mig_str
 static int shape_record_check(PGconn *conn, const struct migration *m, char *diff, size_t difflen, char *err,
                               size_t errlen)
 {
-    char *rels, *schemas;
-    if (record_args(m, &rels, &schemas) != 0)
+    char *rels, *schemas, *enums;
+    if (record_args(m, &rels, &schemas, &enums) != 0)
         return snprintf(err, errlen, "out of memory"), -1;
-    const char *v[3] = {rels, schemas, m->name};
+    const char *v[4] = {rels, schemas, enums, m->name};
     PGresult *r = engine_exec_params(conn,
         "SELECT m.shape_before, " RECORD_NOW ","
         " (SELECT string_agg(o.name, ', ' ORDER BY o.name) FROM pgtandem.migrations o WHERE o.name <> m.name"
         "   AND (o.started_at > m.started_at OR o.completed_at > m.started_at OR o.rolled_back_at > m.started_at))"
-        " FROM pgtandem.migrations m WHERE m.name = $3", 3, v, err, errlen);
+        " FROM pgtandem.migrations m WHERE m.name = $4", 4, v, err, errlen);
     free(rels);
     free(schemas);
+    free(enums);
     if (!r)
         return -1;
     int rc = SHAPE_RESTORED;

@@ -1,8 +1,10 @@
 """A rollback says the shape is restored only after checking it: the start
 records every table its operations name (columns, indexes, constraints,
-triggers) and the rollback compares. A statement run as written with no
-way back (a `sql` operation without `down`) leaves something behind: the
-rollback then fails, naming what differs, instead of saying "restored".
+triggers) and each enum type an add_enum_value names (its values, less the
+ones the migration adds, which a rollback keeps), and the rollback
+compares. A statement run as written with no way back (a `sql` operation
+without `down`) leaves something behind: the rollback then fails, naming
+what differs, instead of saying "restored".
 And the table renamed after other changes to it, then its indexes renamed
 (Prisma's way), rolls back to exactly the start's dump."""
 import json
@@ -87,3 +89,27 @@ def test_a_rollback_is_not_compared_when_another_migration_changed_the_schema_si
     rb = migrate(db, "rollback", "rbc_a")
     assert rb.returncode == 0, rb.stderr
     assert "not compared with the record its start took: rbc_b changed the schema since" in rb.stdout, rb.stdout
+
+
+def test_an_enum_type_the_migration_adds_to_is_in_the_record_less_the_values_it_adds(cluster, db):
+    """The value add_enum_value adds stays after a rollback (Postgres cannot
+    remove one) and the rollback says restored all the same; any other
+    change to the type (a label renamed with no way back) is a difference
+    it names."""
+    sql(db, BASE + "CREATE TYPE rbc_mood AS ENUM ('open', 'closed');")
+    kept = write("rbc_kept.json", json.dumps({"name": "rbc_kept", "operations": [
+        {"add_enum_value": {"type": "rbc_mood", "value": "held", "before": "closed"}}]}))
+    assert migrate(db, "start", kept).returncode == 0
+    rb = migrate(db, "rollback")
+    assert rb.returncode == 0, (rb.stdout, rb.stderr)
+    assert "restored" in rb.stdout, rb.stdout
+    assert sql(db, "SELECT enum_range(NULL::rbc_mood)::text") == [("{open,held,closed}",)]
+    path = write("rbc_enum.json", json.dumps({"name": "rbc_enum", "operations": [
+        {"add_enum_value": {"type": "rbc_mood", "value": "done"}},
+        {"sql": {"up": "ALTER TYPE rbc_mood RENAME VALUE 'closed' TO 'shut'"}}]}))
+    assert migrate(db, "start", path).returncode == 0
+    rb = migrate(db, "rollback")
+    assert rb.returncode == 1, (rb.stdout, rb.stderr)
+    assert "restored" not in rb.stdout
+    assert "- \"public\".\"rbc_mood\": enum 'open', 'held', 'closed'" in rb.stderr, rb.stderr
+    assert "+ \"public\".\"rbc_mood\": enum 'open', 'held', 'shut'" in rb.stderr, rb.stderr

@@ -1316,7 +1316,7 @@ class Runner:
         name a column the file adds (an INSERT filling it too): the rows it
         wrote stay, the column goes with the rollback; so the file's ADD
         COLUMNs run before it here, and their columns are dropped after."""
-        stmts = case.statements if statements is None else statements
+        stmts = enum_values_at_base(case.statements if statements is None else statements)
         keep = [s for s in stmts if re.match(r"\s*(ALTER TYPE \S+ ADD VALUE|UPDATE|INSERT|DELETE)", s)]
         if not keep:
             return None
@@ -1343,6 +1343,34 @@ class Runner:
             return self.dump(uri), self.rows(uri)
         finally:
             self._drop(name)
+
+
+def enum_values_at_base(statements):
+    """The statements with each ADD VALUE addressed to its type under the
+    name the type has in the base: a rename of the type runs at complete, so
+    a value added after `ALTER TYPE a RENAME TO b` goes to "a" at expand and
+    a rollback keeps it there. A value added to a type the file makes (or
+    makes again under a freed name) names nothing in the base: the rollback
+    drops that type, so the statement is left out."""
+    base_of, out = {}, []
+    for s in statements:
+        m = re.match(r"\s*ALTER TYPE (\S+) RENAME TO (\S+)\s*;?\s*$", s)
+        if m:
+            base_of[m.group(2)] = base_of.pop(m.group(1), m.group(1))
+            out.append(s)
+            continue
+        m = re.match(r"\s*(?:CREATE TYPE|DROP TYPE(?: IF EXISTS)?) (\S+)", s)
+        if m:
+            base_of[m.group(1)] = None
+            out.append(s)
+            continue
+        m = re.match(r"(\s*ALTER TYPE )(\S+)( ADD VALUE.*)$", s, re.S)
+        if m and m.group(2) in base_of:
+            if base_of[m.group(2)] is None:
+                continue
+            s = m.group(1) + base_of[m.group(2)] + m.group(3)
+        out.append(s)
+    return out
 
 
 def first_diff(a, b):

@@ -1,0 +1,52 @@
+/* A RENAME of an index or constraint the file created earlier under that
+ * name (ALTER INDEX x RENAME TO y, ALTER TABLE t RENAME CONSTRAINT x TO y
+ * after CREATE INDEX x / ADD CONSTRAINT x): Postgres renames the new
+ * object, as the file made the name refer to it. Online the new object is
+ * built at expand (under a temporary name when the file dropped an old one
+ * of the name first, renamed after the old one's drop at the contract),
+ * while the rename would run against the old one still there. The rename
+ * folds into the create, which makes the object under its final name:
+ * what the two statements do offline. Only when no statement between
+ * them can depend on either name (sql, drops, creates, renames); else the
+ * rename stays as written. */
+#include <string.h>
+
+#include "migration_sql.h"
+#include "sql_convert_conv.h"
+
+/* Kinds of operation between the create and the rename that may name the
+ * object by either name, or make another under one of them. */
+static int may_use_names(const char *kind)
+{
+    static const char *const kinds[] = {"sql", "drop_index", "drop_constraint", "create_index",
+        "create_constraint", "rename_constraint", "rename_table", "drop_table", "create_table", NULL};
+    for (const char *const *k = kinds; *k; k++)
+        if (!strcmp(*k, kind))
+            return 1;
+    return 0;
+}
+
+int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to)
+{
+    const char *want = index ? "create_index" : "create_constraint";
+    size_t i;
+    json_t *op, *found = NULL;
+    json_array_foreach(c->ops, i, op) {
+        void *it = json_object_iter(op);
+        const char *kind = it ? json_object_iter_key(it) : "";
+        json_t *body = it ? json_object_iter_value(it) : NULL;
+        if (found && may_use_names(kind))
+            found = NULL;   /* something between: only a create after it may fold */
+        if (strcmp(kind, want) != 0 || strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) != 0 ||
+            strcmp(sqlc_str_or(body, "name", ""), from) != 0)
+            continue;
+        if (!index && strcmp(sqlc_str_or(body, "table", ""), sqlc_str_or(rel, "relname", "")) != 0)
+            continue;
+        found = body;
+    }
+    if (!found)
+        return 0;
+    if (sqlc_close_last(c) != 0)
+        return -1;
+    return json_object_set_new(found, "name", json_string(to)) == 0 ? 1 : -1;
+}
