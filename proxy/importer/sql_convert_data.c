@@ -15,7 +15,14 @@
  * subscript of a column or a column another sets too, when the file both
  * updates and deletes, or alters or renames the table (the batches would
  * write under the tandem triggers of a shape they were not written for;
- * the plan refuses that anyway). */
+ * the plan refuses that anyway).
+ *
+ * Batches move a statement past every later one that runs at expand, so
+ * they are allowed only where that move changes nothing: no later
+ * statement writes a table it reads (its own included: an INSERT ...
+ * SELECT after a batched DELETE would otherwise meet the DELETE after it
+ * wrote), none reads the rows it writes, and it does not read its own
+ * table in a subquery (each batch would see the ones before it). */
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
@@ -70,6 +77,106 @@ static int plain_targets(json_t *targets, json_t *seen)
     return 1;
 }
 
+/* How many RangeVars in tree name rel (a CTE of that name counts too:
+ * taking it for the table only costs the batches). */
+static int rangevars_naming(json_t *tree, json_t *rel)
+{
+    int n = 0;
+    if (json_is_object(tree)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(tree, key, v) {
+            if (!strcmp(key, "RangeVar") && sqlc_same_relation(v, rel))
+                n++;
+            n += rangevars_naming(v, rel);
+        }
+    } else if (json_is_array(tree)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(tree, i, v)
+            n += rangevars_naming(v, rel);
+    }
+    return n;
+}
+
+/* Whether a statement names rel: as its target ("relation", a RangeVar's
+ * fields) or anywhere in its tree. */
+static int names_table(json_t *body, json_t *rel)
+{
+    json_t *target = json_object_get(body, "relation");
+    return (target && sqlc_same_relation(target, rel)) || rangevars_naming(body, rel) > 0;
+}
+
+/* Whether reads (o's statement, its own table included) names a table that t writes: its
+ * target (INSERT, UPDATE, DELETE, ALTER, a rename, TRUNCATE's list) or a
+ * table it drops. */
+static int writes_what_it_reads(const struct sql_stmt *t, json_t *reads)
+{
+    static const char *const writing[] = {"InsertStmt", "UpdateStmt", "DeleteStmt", "AlterTableStmt",
+                                          "RenameStmt", NULL};
+    json_t *target = json_object_get(t->body, "relation");
+    for (int k = 0; writing[k] && target; k++)
+        if (!strcmp(t->kind, writing[k]) && names_table(reads, target))
+            return 1;
+    size_t i;
+    json_t *v;
+    if (!strcmp(t->kind, "TruncateStmt")) {
+        json_array_foreach(json_object_get(t->body, "relations"), i, v)
+            if (names_table(reads, json_object_get(v, "RangeVar")))
+                return 1;
+    }
+    if (!strcmp(t->kind, "DropStmt") && !strcmp(sqlc_str_or(t->body, "removeType", ""), "OBJECT_TABLE")) {
+        json_array_foreach(json_object_get(t->body, "objects"), i, v) {
+            json_t *items = sql_get(v, "List.items");
+            size_t n = json_array_size(items);
+            json_t *rel = json_object();
+            const char *name = json_string_value(sql_get(json_array_get(items, n - 1), "String.sval"));
+            if (!rel)
+                return 1;
+            json_object_set_new(rel, "relname", json_string(name ? name : ""));
+            if (n > 1)
+                json_object_set_new(rel, "schemaname",
+                                    json_string(sqlc_str_or(json_object_get(json_array_get(items, n - 2), "String"),
+                                                            "sval", "")));
+            int hit = names_table(reads, rel);
+            json_decref(rel);
+            if (hit)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* What names a table without seeing its rows: a view, a trigger, a
+ * comment, a grant, a plain index. */
+static int rowless(const struct sql_stmt *t)
+{
+    static const char *const kinds[] = {"ViewStmt", "CreateTrigStmt", "CommentStmt", "GrantStmt",
+                                        "CreatePolicyStmt", NULL};
+    for (int k = 0; kinds[k]; k++)
+        if (!strcmp(t->kind, kinds[k]))
+            return 1;
+    return !strcmp(t->kind, "IndexStmt") && !sqlc_is_true(t->body, "unique");
+}
+
+/* Whether the UPDATE or DELETE o of rel keeps its outcome when batches
+ * move it after every later statement that runs at expand (the rule at
+ * the top). Later UPDATEs and DELETEs of rel batch with it, in order. */
+static int moves_unchanged(const struct conv *c, const struct sql_stmt *o, json_t *rel)
+{
+    if (rangevars_naming(o->body, rel) > 0)   /* a subquery over its own table */
+        return 0;
+    for (const struct sql_stmt *t = o + 1; t < c->s.stmts + c->s.nstmts; t++) {
+        json_t *trel = json_object_get(t->body, "relation");
+        if ((!strcmp(t->kind, "UpdateStmt") || !strcmp(t->kind, "DeleteStmt")) && trel &&
+            sqlc_same_relation(trel, rel))
+            continue;
+        if (writes_what_it_reads(t, o->body) || (!rowless(t) && names_table(t->body, rel)))
+            return 0;
+    }
+    return 1;
+}
+
 /* Every statement of the file on rel lets its UPDATEs and DELETEs run in
  * batches (the rule at the top). */
 static int file_allows_batches(struct conv *c, json_t *rel)
@@ -93,7 +200,8 @@ static int file_allows_batches(struct conv *c, json_t *rel)
         ok = !json_object_get(orel, "alias") && !json_is_false(json_object_get(orel, "inh")) &&
              !json_object_get(o->body, "fromClause") && !json_object_get(o->body, "usingClause") &&
              !json_object_get(o->body, "returningList") && !json_object_get(o->body, "withClause") &&
-             !(updates && deletes) && deletes <= 1 && plain_targets(json_object_get(o->body, "targetList"), seen);
+             !(updates && deletes) && deletes <= 1 && plain_targets(json_object_get(o->body, "targetList"), seen) &&
+             moves_unchanged(c, o, rel);
     }
     json_decref(seen);
     return ok;

@@ -472,6 +472,28 @@ static void test_refusals(void)
         "UPDATE checks SET claim = claim_text, env = 'x' WHERE id > 3;", 1,
         "[{\"update_rows\":{\"table\":\"checks\",\"column\":\"claim\",\"up\":\"claim_text\",\"where\":\"id > 3\"}},"
         "{\"update_rows\":{\"table\":\"checks\",\"column\":\"env\",\"up\":\"'x'\",\"where\":\"id > 3\"}}]"));
+    CHECK("data: an UPDATE reading its own table in a subquery runs as written (each batch would see the last)",
+          ops_equal("UPDATE t SET n = (SELECT max(n) FROM t) + 1 WHERE id > 3;", 1,
+                    "[{\"sql\":{\"up\":\"UPDATE t SET n = (SELECT max(n) FROM t) + 1 WHERE id > 3\"}}]"));
+    CHECK("data: a DELETE before an INSERT ... SELECT of its table runs as written, in the file's order",
+          ops_equal("DELETE FROM t WHERE id % 7 = 3;\nINSERT INTO t (n) SELECT n FROM t WHERE id < 3;", 1,
+                    "[{\"sql\":{\"up\":\"DELETE FROM t WHERE id % 7 = 3\"}},"
+                    "{\"sql\":{\"up\":\"INSERT INTO t (n) SELECT n FROM t WHERE id < 3\"}}]"));
+    CHECK("data: an UPDATE before rows added to a table it reads runs as written",
+          ops_equal("UPDATE t SET n = 0 WHERE n > (SELECT count(*) FROM u);\nINSERT INTO u (id) VALUES (1);", 1,
+                    "[{\"sql\":{\"up\":\"UPDATE t SET n = 0 WHERE n > (SELECT count(*) FROM u)\"}},"
+                    "{\"sql\":{\"up\":\"INSERT INTO u (id) VALUES (1)\"}}]"));
+    CHECK("data: a DELETE before a view and a plain index of its table still runs in batches", ops_equal(
+        "DELETE FROM t WHERE id % 7 = 3;\nCREATE VIEW v AS SELECT * FROM t;\nCREATE INDEX CONCURRENTLY ix ON t (n);", 1,
+        "[{\"delete_rows\":{\"table\":\"t\",\"where\":\"id % 7 = 3\"}},"
+        "{\"sql\":{\"up\":\"CREATE VIEW v AS SELECT * FROM t\",\"down\":\"DROP VIEW IF EXISTS v\"}},"
+        "{\"create_index\":{\"table\":\"t\",\"name\":\"ix\",\"columns\":[\"n\"]}}]"));
+    CHECK("data: a DELETE before rows added to its table runs as written (the batches would meet them)",
+          ops_equal("DELETE FROM t WHERE n > 3;\nINSERT INTO t (n) VALUES (5);", 1,
+                    "[{\"sql\":{\"up\":\"DELETE FROM t WHERE n > 3\"}},"
+                    "{\"sql\":{\"up\":\"INSERT INTO t (n) VALUES (5)\"}}]"));
+    CHECK("data: a whole-table DELETE before a fill from its table: refused",
+          fails_with("DELETE FROM t;\nINSERT INTO u (n) SELECT n FROM t;", "DELETE of every row of \"t\""));
     CHECK("data: an UPDATE of a table the file changes the columns of keeps its own rules",
           fails_with("ALTER TABLE checks RENAME COLUMN env TO area;\nUPDATE checks SET status = 'x';",
                      "UPDATE of every row of \"checks\""));
