@@ -240,6 +240,12 @@ int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
  * create makes it as `to` instead. 1 when folded, 0 when not, -1 on
  * failure (sql_convert_rename_new.c). */
 int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to);
+
+/* ALTER INDEX rel RENAME after a retype of a column the index is on (read
+ * on the live catalog): emitted to run at complete, after the contract
+ * gave the new column's copy of the index its name. 1 emitted, 0 not such
+ * an index (or no catalog), -1 refused (sql_convert_rename_carried.c). */
+int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel);
 /* The name a type the file names has at expand: a rename of it above runs
  * at complete, so until then it has the name before (renames followed
  * back, newest first). */

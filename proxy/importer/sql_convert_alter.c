@@ -84,6 +84,31 @@ static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *u
     return up;
 }
 
+/* What earlier alter_column operations of the file left on column (its
+ * NOT NULL, its default; the last of each wins, a recreate starts over)
+ * into body, a type change that does not set them itself. The plan gives
+ * a retyped column's second column what the catalog says, where those
+ * changes are not yet: offline the rebuilt column keeps them. */
+static void keep_earlier_changes(struct conv *c, json_t *rel, const char *column, json_t *body)
+{
+    json_t *nullable = NULL, *def = NULL, *op, *b;
+    const char *kind;
+    size_t i;
+    json_array_foreach(c->ops, i, op) {
+        if (!sqlc_op_on(op, rel, &kind, &b) || b == body || strcmp(kind, "alter_column") ||
+            strcmp(sqlc_str_or(b, "column", ""), column))
+            continue;
+        if (json_is_true(json_object_get(b, "recreate")))
+            nullable = def = NULL;
+        nullable = json_object_get(b, "nullable") ? json_object_get(b, "nullable") : nullable;
+        def = json_object_get(b, "default") ? json_object_get(b, "default") : def;
+    }
+    if (nullable && !json_object_get(body, "nullable"))
+        json_object_set(body, "nullable", nullable);
+    if (def && !json_object_get(body, "default"))
+        json_object_set(body, "default", def);
+}
+
 static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
 {
     json_t *using = json_object_get(def, "raw_default");
@@ -114,6 +139,7 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
         if (added && json_is_false(json_object_get(json_object_get(added, "column"), "nullable")) &&
             !json_object_get(body, "nullable"))
             json_object_set_new(body, "nullable", json_false());
+        keep_earlier_changes(c, rel, db_name, body);
         char old_type[SQLC_TYPE_LEN];
         if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
             sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
@@ -230,6 +256,9 @@ static int rename_index(struct conv *c, const struct sql_stmt *st, json_t *rel)
                                               sqlc_str_or(st->body, "newname", ""));
     if (folded != 0)
         return folded < 0 ? sqlc_oom(c, st) : 0;
+    int waits = sqlc_rename_index_after_retype(c, st, rel);
+    if (waits != 0)
+        return waits < 0 ? -1 : 0;
     const char *schema = rel ? sqlc_str_or(rel, "schemaname", NULL) : NULL; /* as written: else the path's */
     char *qs = schema ? sql_ident(schema) : NULL;
     char *qto = sql_ident(sqlc_str_or(st->body, "newname", ""));

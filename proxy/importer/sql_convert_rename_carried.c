@@ -1,0 +1,117 @@
+/* ALTER INDEX x RENAME TO y where x is an index on a column the file
+ * retyped above (ALTER COLUMN ... TYPE). Offline the retype rebuilds x in
+ * place, and the rename names the rebuilt index. Online the retype writes
+ * a second column with its own copy of x, which takes the name x at the
+ * contract when the old column goes with its index; run at expand, the
+ * rename would reach the old column's index, dropped at the contract, and
+ * the copy would keep the name x. So the rename runs at complete, after
+ * the contract gave the copy its name: where Postgres leaves it. Whether
+ * x is on such a column is read on the live catalog (its key columns, or
+ * the columns its expressions and predicate depend on); without a catalog
+ * the rename stays as written. A later statement of the file that names
+ * either name would meet it before the rename ran: the file is refused
+ * before anything runs, saying what to write instead. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "migration_sql.h"
+#include "sql_convert.h"
+#include "sql_convert_conv.h"
+
+/* Whether any string value in tree is name (a RangeVar's relname, a
+ * DROP's name list, a RENAME's newname...). */
+static int tree_names(json_t *tree, const char *name)
+{
+    if (json_is_string(tree))
+        return !strcmp(json_string_value(tree), name);
+    const char *key;
+    size_t i;
+    json_t *v;
+    if (json_is_object(tree)) {
+        json_object_foreach(tree, key, v)
+            if (tree_names(v, name))
+                return 1;
+    } else if (json_is_array(tree)) {
+        json_array_foreach(tree, i, v)
+            if (tree_names(v, name))
+                return 1;
+    }
+    return 0;
+}
+
+/* One (table, column) pair of a retype above as SQL: "(tn.nspname = ...
+ * AND t.relname = ... AND a.attname = ...)"; 0 when op is no retype. */
+static int add_retyped(struct mig_str *s, json_t *op, int first)
+{
+    json_t *body = json_object_get(op, "alter_column");
+    const char *column = sqlc_str_or(body, "column", NULL);
+    if (!body) {
+        body = json_object_get(op, "rename_column");
+        column = sqlc_str_or(body, "from", NULL);
+    }
+    if (!body || !column || !json_object_get(body, "type") || json_is_true(json_object_get(body, "recreate")))
+        return 0;
+    mig_str_add(s, first ? "(" : " OR (");
+    mig_str_add(s, "tn.nspname = ");
+    mig_str_literal(s, sqlc_str_or(body, "schema", "public"));
+    mig_str_add(s, " AND t.relname = ");
+    mig_str_literal(s, sqlc_str_or(body, "table", ""));
+    mig_str_add(s, " AND a.attname = ");
+    mig_str_literal(s, column);
+    mig_str_add(s, ")");
+    return 1;
+}
+
+/* The SELECT that says whether index schema.name is on a column retyped
+ * above; NULL when nothing above retypes a column. */
+static char *on_retyped_sql(const struct conv *c, const char *schema, const char *name)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = "
+                    "i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace JOIN pg_catalog.pg_class "
+                    "t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace JOIN "
+                    "pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 WHERE n.nspname = ");
+    mig_str_literal(&s, schema);
+    mig_str_add(&s, " AND ic.relname = ");
+    mig_str_literal(&s, name);
+    mig_str_add(&s, " AND (a.attnum = ANY (i.indkey::int2[]) OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+                    "WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = ic.oid AND d.refobjid = t.oid "
+                    "AND d.refobjsubid = a.attnum)) AND (");
+    int any = 0;
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op)
+        any |= add_retyped(&s, op, !any);
+    mig_str_add(&s, "))");
+    char *sql = mig_str_take(&s);
+    if (!any) {
+        free(sql);
+        return NULL;
+    }
+    return sql;
+}
+
+int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    const struct sqlc_options *o = c->opt;
+    const char *from = sqlc_str_or(rel, "relname", ""), *to = sqlc_str_or(st->body, "newname", "");
+    if (!o || !o->catalog_bool || o->types_stand_in)
+        return 0;
+    char *sql = on_retyped_sql(c, sqlc_rel_schema(rel), from);
+    if (!sql)
+        return 0;
+    int on = 0;
+    char why[256] = "";
+    int rc = o->catalog_bool(o->column_type_arg, sql, &on, why, sizeof why);
+    free(sql);
+    if (rc != 0 || !on)
+        return 0;   /* unknown or not such an index: as written, as before */
+    for (const struct sql_stmt *later = st + 1; later < c->s.stmts + c->s.nstmts; later++) {
+        if (tree_names(later->body, from) || tree_names(later->body, to))
+            return sqlc_fail(c, st, "index \"%s\" is on a column whose type changes above: online its copy on the "
+                             "new column takes the name \"%s\" at the contract, so this rename runs at complete, "
+                             "after the statement at line %d, which names the index; put the rename and that "
+                             "statement in a migration after this one", from, from, later->line);
+    }
+    return sqlc_emit_sql(c, st, "complete", NULL) == 0 ? 1 : -1;
+}
