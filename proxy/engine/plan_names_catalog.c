@@ -71,6 +71,34 @@ static const struct mig_op *created_table(const struct plan_ctx *c, const char *
     return NULL;
 }
 
+/* Where the table called name now comes from: the create_table that made
+ * it (*made), or the name it has in the catalog, following the
+ * migration's renames back (a table renamed twice, or renamed back and
+ * forth, each rename from the name the one before it gave). */
+static const char *origin(const struct plan_ctx *c, const char *schema, const char *name,
+                          const struct mig_op **made)
+{
+    size_t before = c->ncreated;
+    *made = NULL;
+    for (;;) {
+        const struct mig_op *op = NULL;
+        while (before-- > 0) {
+            const struct mig_op *o = c->created[before];
+            if (!strcmp(o->schema, schema) && !strcmp(o->kind == MIG_RENAME_TABLE ? o->to : o->table, name)) {
+                op = o;
+                break;
+            }
+        }
+        if (!op)
+            return name;
+        if (op->kind != MIG_RENAME_TABLE) {
+            *made = op;
+            return NULL;
+        }
+        name = op->from;
+    }
+}
+
 const struct mig_op *made_by(const struct plan_ctx *c, const char *schema, const char *name)
 {
     const struct mig_op *op = created_table(c, schema, name);
@@ -80,12 +108,9 @@ const struct mig_op *made_by(const struct plan_ctx *c, const char *schema, const
 const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schema,
                                             const char *name)
 {
-    const struct mig_op *op = created_table(c, schema, name);
-    if (op && op->kind == MIG_RENAME_TABLE)
-        return mig_catalog_table(c->cat, schema, op->from);
-    if (op)
-        return NULL;
-    return mig_catalog_table(c->cat, schema, name);
+    const struct mig_op *made;
+    const char *was = origin(c, schema, name, &made);
+    return was ? mig_catalog_table(c->cat, schema, was) : NULL;
 }
 
 int table_exists(const struct plan_ctx *c, const char *schema, const char *name)
@@ -112,8 +137,9 @@ const char *column_type(const struct plan_ctx *c, const char *schema, const char
     const char *t = added_type(c, schema, table, col);
     if (t)
         return t;
-    /* a column of a table this migration creates */
-    const struct mig_op *made = created_table(c, schema, table);
+    /* a column of a table this migration creates (and may rename) */
+    const struct mig_op *made;
+    origin(c, schema, table, &made);
     for (size_t i = 0; made && made->kind == MIG_CREATE_TABLE && i < made->ncols; i++)
         if (strcmp(made->cols[i].name, col) == 0)
             return made->cols[i].type;

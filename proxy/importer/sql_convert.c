@@ -104,6 +104,25 @@ const char *sqlc_rel_schema(json_t *rel)
     return sqlc_str_or(rel, "schemaname", "public");
 }
 
+int sqlc_tree_names(json_t *tree, const char *name)
+{
+    if (json_is_string(tree))
+        return !strcmp(json_string_value(tree), name);
+    const char *key;
+    size_t i;
+    json_t *v;
+    if (json_is_object(tree)) {
+        json_object_foreach(tree, key, v)
+            if (sqlc_tree_names(v, name))
+                return 1;
+    } else if (json_is_array(tree)) {
+        json_array_foreach(tree, i, v)
+            if (sqlc_tree_names(v, name))
+                return 1;
+    }
+    return 0;
+}
+
 int sqlc_same_relation(json_t *a, json_t *b)
 {
     return !strcmp(sqlc_str_or(a, "relname", ""), sqlc_str_or(b, "relname", "")) &&
@@ -142,8 +161,27 @@ int sqlc_remember_column(struct conv *c, const char *schema, const char *table, 
     return 0;
 }
 
+/* The names a table and its column had before the file, from the names
+ * they have now: the file's RENAME TABLE and RENAME COLUMN operations
+ * undone, last first. */
+static void names_before_file(const struct conv *c, const char *schema, char *table, char *column)
+{
+    for (size_t i = json_array_size(c->ops); i-- > 0;) {
+        json_t *op = json_array_get(c->ops, i);
+        json_t *t = json_object_get(op, "rename_table"), *col = json_object_get(op, "rename_column");
+        json_t *body = t ? t : col;
+        if (!body || strcmp(sqlc_str_or(body, "schema", "public"), schema) != 0)
+            continue;
+        if (t && !strcmp(sqlc_str_or(t, "to", ""), table))
+            sqlc_copy_name(table, sqlc_str_or(t, "from", ""));
+        else if (col && !strcmp(sqlc_str_or(col, "table", ""), table) && !strcmp(sqlc_str_or(col, "to", ""), column))
+            sqlc_copy_name(column, sqlc_str_or(col, "from", ""));
+    }
+}
+
 /* The column's type before this statement: one this script gave it, else
- * the live catalog's when a lookup was provided. */
+ * the live catalog's when a lookup was provided, under the names the
+ * table and column had before the file's renames. */
 int sqlc_old_type(struct conv *c, const char *schema, const char *table, const char *column, char *out)
 {
     for (size_t i = c->nknown; i-- > 0;) {
@@ -153,9 +191,17 @@ int sqlc_old_type(struct conv *c, const char *schema, const char *table, const c
             return 0;
         }
     }
-    if (c->opt && c->opt->column_type)
-        return c->opt->column_type(c->opt->column_type_arg, schema, table, column, out, SQLC_TYPE_LEN);
-    return -1;
+    if (!c->opt || !c->opt->column_type)
+        return -1;
+    if (c->opt->column_type(c->opt->column_type_arg, schema, table, column, out, SQLC_TYPE_LEN) == 0)
+        return 0;
+    char was_table[SQLC_NAME_LEN], was_column[SQLC_NAME_LEN];
+    sqlc_copy_name(was_table, table);
+    sqlc_copy_name(was_column, column);
+    names_before_file(c, schema, was_table, was_column);
+    if (!strcmp(was_table, table) && !strcmp(was_column, column))
+        return -1;
+    return c->opt->column_type(c->opt->column_type_arg, schema, was_table, was_column, out, SQLC_TYPE_LEN);
 }
 
 /* An explicit `down` written above the statement as "-- pgtandem:down EXPR". */
@@ -307,10 +353,14 @@ static int conv_drop(struct conv *c, const struct sql_stmt *st)
         const char *schema = n > 1 ? sql_node_str(json_array_get(items, n - 2)) : NULL;
         if (!name || n > 2)
             return sqlc_fail(c, st, "cannot read the name of object %zu", i + 1);
+        char was[SQLC_NAME_LEN];
+        sqlc_copy_name(was, name);
+        if (index && sqlc_drop_renamed_index(c, st, schema ? schema : "public", was) != 0)
+            return sqlc_oom(c, st);
         json_t *body = json_object();
         if (schema && strcmp(schema, "public") != 0)
             json_object_set_new(body, "schema", json_string(schema));
-        json_object_set_new(body, table ? "table" : "name", json_string(name));
+        json_object_set_new(body, table ? "table" : "name", json_string(was));
         if (index && json_is_true(json_object_get(st->body, "missing_ok")))
             json_object_set_new(body, "if_exists", json_true());
         if (sqlc_add_op(c, table ? "drop_table" : "drop_index", body) != 0)

@@ -168,8 +168,38 @@ static void test_primary_key(void)
           strstr(err, "operations[1].create_constraint: operations[0] already gives"));
 }
 
+/* A table renamed twice is the catalog's table under
+ * the name the first rename took it from: a later operation finds its
+ * columns under its last name. */
+static void test_renamed_twice(void)
+{
+    struct migration m;
+    struct mig_plan p;
+    char err[512] = "";
+    const char *twice =
+        "{\"rename_table\": {\"from\": \"items\", \"to\": \"goods\"}},"
+        "{\"rename_table\": {\"from\": \"goods\", \"to\": \"wares\"}},"
+        "{\"rename_column\": {\"table\": \"wares\", \"from\": \"a\", \"to\": \"qty\"}}";
+    int rc = build(twice, 1, 'r', &m, &p, err, sizeof err);
+    CHECK("renamed twice: its columns found under the last name", rc == 0);
+    if (rc == 0) {
+        mig_plan_free(&p);
+        mig_free(&m);
+    } else {
+        printf("  err: %s\n", err);
+    }
+    const char *missing =
+        "{\"rename_table\": {\"from\": \"items\", \"to\": \"goods\"}},"
+        "{\"rename_table\": {\"from\": \"goods\", \"to\": \"wares\"}},"
+        "{\"rename_column\": {\"table\": \"wares\", \"from\": \"z\", \"to\": \"qty\"}}";
+    CHECK("renamed twice: a column it does not have is still refused",
+          build(missing, 1, 'r', &m, &p, err, sizeof err) == -1 &&
+          strstr(err, "column \"z\" does not exist in table \"public.wares\""));
+}
+
 int main(void)
 {
+    test_renamed_twice();
     test_names_as_offline();
     test_long_names();
     test_primary_key();
