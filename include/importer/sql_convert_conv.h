@@ -79,6 +79,15 @@ struct conv {
         char schema[SQLC_NAME_LEN], table[SQLC_NAME_LEN];
     } deferred_data[16];
     size_t ndeferred_data;
+    /* ALTER INDEX ... RENAME of an index of the catalog, run at expand:
+     * a later DROP INDEX of the new name drops it under its old one
+     * (sql_convert_rename_dropped.c) */
+    struct {
+        char schema[SQLC_NAME_LEN], from[SQLC_NAME_LEN], to[SQLC_NAME_LEN];
+        json_t *op;                 /* borrowed from the operations array */
+        const struct sql_stmt *st;
+    } index_renamed[16];
+    size_t nindex_renamed;
     char alembic_from[64], alembic_to[64];
     /* the last UPDATE of a column this script adds that could not become
      * its "up" (it reads other rows): what a NOT NULL after it is told */
@@ -240,6 +249,20 @@ int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
  * create makes it as `to` instead. 1 when folded, 0 when not, -1 on
  * failure (sql_convert_rename_new.c). */
 int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to);
+
+/* Whether any string value in tree (a statement's parse tree) is name. */
+int sqlc_tree_names(json_t *tree, const char *name);
+
+/* Records the ALTER INDEX ... RENAME st just emitted as the last
+ * operation (when the record is full, a later drop stays as written). */
+void sqlc_remember_index_rename(struct conv *c, const struct sql_stmt *st, json_t *rel);
+
+/* DROP INDEX schema.*name of a name an ALTER INDEX ... RENAME above gave
+ * (with nothing between naming either name): the rename's operation is
+ * removed and *name becomes the index's name before it, which the drop
+ * then drops at the contract, as offline the index ends dropped. name
+ * has SQLC_NAME_LEN bytes (sql_convert_rename_dropped.c). */
+int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const char *schema, char *name);
 
 /* ALTER INDEX rel RENAME after a retype of a column the index is on (read
  * on the live catalog): emitted to run at complete, after the contract

@@ -272,6 +272,8 @@ static int rename_index(struct conv *c, const struct sql_stmt *st, json_t *rel)
     char *text = mig_str_take(&down);
     int rc = text ? sqlc_emit_sql(c, st, NULL, text) : sqlc_oom(c, st);
     free(text);
+    if (rc == 0)
+        sqlc_remember_index_rename(c, st, rel);
     return rc;
 }
 

@@ -18,27 +18,6 @@
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
-/* Whether any string value in tree is name (a RangeVar's relname, a
- * DROP's name list, a RENAME's newname...). */
-static int tree_names(json_t *tree, const char *name)
-{
-    if (json_is_string(tree))
-        return !strcmp(json_string_value(tree), name);
-    const char *key;
-    size_t i;
-    json_t *v;
-    if (json_is_object(tree)) {
-        json_object_foreach(tree, key, v)
-            if (tree_names(v, name))
-                return 1;
-    } else if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v)
-            if (tree_names(v, name))
-                return 1;
-    }
-    return 0;
-}
-
 /* One (table, column) pair of a retype above as SQL: "(tn.nspname = ...
  * AND t.relname = ... AND a.attname = ...)"; 0 when op is no retype. */
 static int add_retyped(struct mig_str *s, json_t *op, int first)
@@ -107,7 +86,7 @@ int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, js
     if (rc != 0 || !on)
         return 0;   /* unknown or not such an index: as written, as before */
     for (const struct sql_stmt *later = st + 1; later < c->s.stmts + c->s.nstmts; later++) {
-        if (tree_names(later->body, from) || tree_names(later->body, to))
+        if (sqlc_tree_names(later->body, from) || sqlc_tree_names(later->body, to))
             return sqlc_fail(c, st, "index \"%s\" is on a column whose type changes above: online its copy on the "
                              "new column takes the name \"%s\" at the contract, so this rename runs at complete, "
                              "after the statement at line %d, which names the index; put the rename and that "

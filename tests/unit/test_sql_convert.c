@@ -492,6 +492,13 @@ static void test_refusals(void)
           ops_equal("DELETE FROM t WHERE n > 3;\nINSERT INTO t (n) VALUES (5);", 1,
                     "[{\"sql\":{\"up\":\"DELETE FROM t WHERE n > 3\"}},"
                     "{\"sql\":{\"up\":\"INSERT INTO t (n) VALUES (5)\"}}]"));
+    CHECK("an index renamed (twice) and then dropped: the drop takes it under its first name", ops_equal(
+        "ALTER INDEX a RENAME TO b;\nALTER INDEX b RENAME TO c;\nDROP INDEX CONCURRENTLY c;", 1,
+        "[{\"drop_index\":{\"name\":\"a\"}}]"));
+    CHECK("an index renamed, named, then dropped: all as written", ops_equal(
+        "ALTER INDEX a RENAME TO b;\nCOMMENT ON INDEX b IS 'x';\nDROP INDEX b;", 1,
+        "[{\"sql\":{\"up\":\"ALTER INDEX a RENAME TO b\",\"down\":\"ALTER INDEX IF EXISTS b RENAME TO a\"}},"
+        "{\"sql\":{\"up\":\"COMMENT ON INDEX b IS 'x'\"}},{\"drop_index\":{\"name\":\"b\"}}]"));
     CHECK("data: a whole-table DELETE before a fill from its table: refused",
           fails_with("DELETE FROM t;\nINSERT INTO u (n) SELECT n FROM t;", "DELETE of every row of \"t\""));
     CHECK("data: an UPDATE of a table the file changes the columns of keeps its own rules",

@@ -1,0 +1,61 @@
+/* DROP INDEX y after ALTER INDEX x RENAME TO y in the same file. Offline
+ * the index is renamed, then dropped: it ends gone. Online the rename runs
+ * at expand (with its way back for a rollback), while the drop waits for
+ * the contract, where the old release no longer uses the index; the plan
+ * checks the drop against the catalog as it was before the file, which
+ * has x and no y, and refused the file. The rename does nothing the end
+ * state keeps, so it folds away: the drop names x, the index the old
+ * release keeps until the contract. Only when no statement between names
+ * x or y (a COMMENT ON INDEX y, a CREATE INDEX x): then both stay as
+ * written. A chain of renames folds back to its first name. */
+#include <string.h>
+
+#include "sql_convert_conv.h"
+
+void sqlc_remember_index_rename(struct conv *c, const struct sql_stmt *st, json_t *rel)
+{
+    size_t n = json_array_size(c->ops);
+    if (!n || c->nindex_renamed == sizeof c->index_renamed / sizeof c->index_renamed[0])
+        return;     /* untracked: a later drop of the new name is checked as written */
+    sqlc_copy_name(c->index_renamed[c->nindex_renamed].schema, sqlc_rel_schema(rel));
+    sqlc_copy_name(c->index_renamed[c->nindex_renamed].from, sqlc_str_or(rel, "relname", ""));
+    sqlc_copy_name(c->index_renamed[c->nindex_renamed].to, sqlc_str_or(st->body, "newname", ""));
+    c->index_renamed[c->nindex_renamed].op = json_array_get(c->ops, n - 1);
+    c->index_renamed[c->nindex_renamed].st = st;
+    c->nindex_renamed++;
+}
+
+/* Whether a statement strictly between from and to names a or b. */
+static int named_between(const struct sql_stmt *from, const struct sql_stmt *to, const char *a, const char *b)
+{
+    for (const struct sql_stmt *o = from + 1; o < to; o++)
+        if (sqlc_tree_names(o->body, a) || sqlc_tree_names(o->body, b))
+            return 1;
+    return 0;
+}
+
+int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const char *schema, char *name)
+{
+    for (size_t k = c->nindex_renamed; k-- > 0;) {
+        if (strcmp(c->index_renamed[k].schema, schema) || strcmp(c->index_renamed[k].to, name))
+            continue;
+        if (named_between(c->index_renamed[k].st, st, c->index_renamed[k].from, name))
+            return 0;
+        size_t i;
+        json_t *op;
+        json_array_foreach(c->ops, i, op) {
+            if (op != c->index_renamed[k].op)
+                continue;
+            if (json_array_remove(c->ops, i) != 0)
+                return -1;
+            sqlc_copy_name(name, c->index_renamed[k].from);
+            st = c->index_renamed[k].st;    /* what is between the earlier rename and this one */
+            break;
+        }
+        if (strcmp(name, c->index_renamed[k].from))
+            return 0;   /* its operation is gone already (renamed back): as written */
+        memmove(&c->index_renamed[k], &c->index_renamed[k + 1], (c->nindex_renamed - k - 1) * sizeof c->index_renamed[0]);
+        c->nindex_renamed--;
+    }
+    return 0;
+}
