@@ -23,6 +23,11 @@ databases of its own); the lines still come in the seed's order.
 runs reproducers again (tests/integration/randmig_failures/, each with its
 base beside it) and prints each one's outcome now: "failure" while the bug
 is there.
+
+    python3 bench/random_migrations_run.py ENVFILE --files SEED K...
+
+runs files K (1-based, as the run's lines number them) of SEED again, and
+prints each one's statements and outcome: a refusal looked at on its own.
 """
 import collections
 import multiprocessing
@@ -42,6 +47,16 @@ def replay(envfile, paths):
     for path in paths:
         outcome, detail = runner.run(randmig.case_from_file(path))
         print("%s: %s (%s)" % (os.path.basename(path), outcome, detail[:200]), flush=True)
+    return 0
+
+
+def files(envfile, seed, numbers):
+    runner = randmig.Runner(Cluster(read_env(envfile)), tempfile.mkdtemp(prefix="randmig-"))
+    for k in numbers:
+        case = randmig.random_case(seed, int(k) - 1, randmig.ALL_KINDS)
+        outcome, detail = runner.run(case)
+        print("%s/%s (%s):\n  %s\n  -> %s (%s)" % (seed, k, "rollback" if case.rollback else "complete",
+                                                 ";\n  ".join(case.statements), outcome, detail), flush=True)
     return 0
 
 
@@ -72,6 +87,8 @@ def run_one(k):
 def main():
     if len(sys.argv) > 2 and sys.argv[2] == "--replay":
         return replay(sys.argv[1], sys.argv[3:])
+    if len(sys.argv) > 3 and sys.argv[2] == "--files":
+        return files(sys.argv[1], sys.argv[3], sys.argv[4:])
     envfile, seed, count, faildir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     kinds = randmig.ALL_KINDS
     if len(sys.argv) > 5 and sys.argv[5]:

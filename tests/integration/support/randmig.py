@@ -24,6 +24,7 @@ a file Postgres refuses offline is counted as skipped, never as a failure.
 import copy
 import difflib
 import hashlib
+import json
 import os
 import random
 import re
@@ -1274,7 +1275,7 @@ class Runner:
             if rb.returncode != 0:
                 return "failure", "rollback exit %d: %s" % (rb.returncode, reason_of(rb.stderr))
             got = self.dump(nuri)
-            keeps = self._rollback_keeps(case, statements, base)
+            keeps = self._rollback_keeps(case, statements, base, path)
             if got != before_dump and (keeps is None or got != keeps[0]):
                 return "failure", "rollback schema differs: " + first_diff(before_dump, got)
             rows = self.rows(nuri)
@@ -1306,7 +1307,17 @@ class Runner:
         wrote = " (rows written by the old and new releases: %d, %d)" % tuple(map(len, writes)) if writes else ""
         return "identical", "complete" + order + wrote
 
-    def _rollback_keeps(self, case, statements, base):
+    def _waits_for_complete(self, uri, path):
+        """The data statements of the file that run at complete (the
+        converter's `sql` operations `on: complete`, as `migrate convert`
+        says on the base): a rollback before then never ran them."""
+        r = self.migrate(uri, "convert", path)
+        if r.returncode != 0:
+            return set()
+        ops = json.loads(r.stdout).get("operations", [])
+        return {squash(op["sql"]["up"]) for op in ops if "sql" in op and op["sql"].get("on") == "complete"}
+
+    def _rollback_keeps(self, case, statements, base, path):
         """What a rollback may keep (test_schema_fidelity's rollback_keeps and
         rollback_keeps_rows): the enum values the file adds (Postgres cannot
         remove one) and what its data statements did to the tables there
@@ -1315,7 +1326,9 @@ class Runner:
         (dump, rows), or None when the file has none. A data statement may
         name a column the file adds (an INSERT filling it too): the rows it
         wrote stay, the column goes with the rollback; so the file's ADD
-        COLUMNs run before it here, and their columns are dropped after."""
+        COLUMNs run before it here, and their columns are dropped after; the
+        same for a table or column it renames. A statement that waits for complete
+        (after a change of its table's type, say) never ran."""
         stmts = enum_values_at_base(case.statements if statements is None else statements)
         keep = [s for s in stmts if re.match(r"\s*(ALTER TYPE \S+ ADD VALUE|UPDATE|INSERT|DELETE)", s)]
         if not keep:
@@ -1324,15 +1337,35 @@ class Runner:
         name = "rmk_" + uuid.uuid4().hex[:8]
         uri = self._db(name, base)
         try:
+            waits = self._waits_for_complete(uri, path)
+            keep = [s for s in keep if squash(s) not in waits]
             with psycopg.connect(uri, autocommit=True) as c:
+                undo = []  # a table or column renamed above a data statement: the statement names it so
                 for s in stmts:
                     adds = re.match(r'\s*ALTER TABLE (\S+) ADD COLUMN (\S+)', s)
-                    if s not in keep and not adds:
+                    rename = re.match(r'\s*ALTER TABLE (\S+) RENAME TO (\S+)\s*$', s)
+                    column = re.match(r'\s*ALTER TABLE (\S+) RENAME COLUMN (\S+) TO (\S+)\s*$', s)
+                    if s not in keep and not adds and not rename and not column:
                         continue
                     try:
                         c.execute(s)
                         if adds:
                             added.append(adds)
+                        if rename:
+                            undo.append("ALTER TABLE %s RENAME TO %s" % (rename.group(2), rename.group(1)))
+                        if column:
+                            undo.append("ALTER TABLE %s RENAME COLUMN %s TO %s"
+                                        % (column.group(1), column.group(3), column.group(2)))
+                    except psycopg.Error:
+                        pass
+                for m in added:  # those added under a name the table has now
+                    try:
+                        c.execute("ALTER TABLE %s DROP COLUMN IF EXISTS %s" % (m.group(1), m.group(2)))
+                    except psycopg.Error:
+                        pass
+                for u in reversed(undo):
+                    try:
+                        c.execute(u)
                     except psycopg.Error:
                         pass
                 for m in added:
@@ -1343,6 +1376,12 @@ class Runner:
             return self.dump(uri), self.rows(uri)
         finally:
             self._drop(name)
+
+
+def squash(sql):
+    """A statement's text with its spacing and final semicolon taken out:
+    how the converter's `up` and the file's statement are compared."""
+    return re.sub(r"\s+", " ", sql).strip().rstrip(";").strip()
 
 
 def enum_values_at_base(statements):
