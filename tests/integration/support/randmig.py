@@ -1358,11 +1358,13 @@ class Runner:
                                         % (column.group(1), column.group(3), column.group(2)))
                     except psycopg.Error:
                         pass
-                for m in added:  # those added under a name the table has now
-                    try:
-                        c.execute("ALTER TABLE %s DROP COLUMN IF EXISTS %s" % (m.group(1), m.group(2)))
+                left = []
+                for m in added:  # those added under a name the table has now; once each: a rename
+                    try:     # undone below may give the name back to a column of the base
+                        c.execute("ALTER TABLE %s DROP COLUMN %s" % (m.group(1), m.group(2)))
                     except psycopg.Error:
-                        pass
+                        left.append(m)
+                added = left
                 for u in reversed(undo):
                     try:
                         c.execute(u)
