@@ -250,6 +250,11 @@ int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
  * failure (sql_convert_rename_new.c). */
 int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to);
 
+/* The names a table and its column had before the file (each
+ * SQLC_NAME_LEN bytes), from the names they have now: the file's RENAME
+ * TABLE and RENAME COLUMN operations so far undone, last first. */
+void sqlc_names_before_file(const struct conv *c, const char *schema, char *table, char *column);
+
 /* Whether any string value in tree (a statement's parse tree) is name. */
 int sqlc_tree_names(json_t *tree, const char *name);
 

@@ -161,10 +161,7 @@ int sqlc_remember_column(struct conv *c, const char *schema, const char *table, 
     return 0;
 }
 
-/* The names a table and its column had before the file, from the names
- * they have now: the file's RENAME TABLE and RENAME COLUMN operations
- * undone, last first. */
-static void names_before_file(const struct conv *c, const char *schema, char *table, char *column)
+void sqlc_names_before_file(const struct conv *c, const char *schema, char *table, char *column)
 {
     for (size_t i = json_array_size(c->ops); i-- > 0;) {
         json_t *op = json_array_get(c->ops, i);
@@ -198,7 +195,7 @@ int sqlc_old_type(struct conv *c, const char *schema, const char *table, const c
     char was_table[SQLC_NAME_LEN], was_column[SQLC_NAME_LEN];
     sqlc_copy_name(was_table, table);
     sqlc_copy_name(was_column, column);
-    names_before_file(c, schema, was_table, was_column);
+    sqlc_names_before_file(c, schema, was_table, was_column);
     if (!strcmp(was_table, table) && !strcmp(was_column, column))
         return -1;
     return c->opt->column_type(c->opt->column_type_arg, schema, was_table, was_column, out, SQLC_TYPE_LEN);

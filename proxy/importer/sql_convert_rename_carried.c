@@ -20,7 +20,7 @@
 
 /* One (table, column) pair of a retype above as SQL: "(tn.nspname = ...
  * AND t.relname = ... AND a.attname = ...)"; 0 when op is no retype. */
-static int add_retyped(struct mig_str *s, json_t *op, int first)
+static int add_retyped(const struct conv *c, struct mig_str *s, json_t *op, int first)
 {
     json_t *body = json_object_get(op, "alter_column");
     const char *column = sqlc_str_or(body, "column", NULL);
@@ -30,13 +30,19 @@ static int add_retyped(struct mig_str *s, json_t *op, int first)
     }
     if (!body || !column || !json_object_get(body, "type") || json_is_true(json_object_get(body, "recreate")))
         return 0;
+    /* the catalog knows them by their names before the file (a rename of
+     * the table moves in front of the change, which then names it so) */
+    char table[SQLC_NAME_LEN], col[SQLC_NAME_LEN];
+    sqlc_copy_name(table, sqlc_str_or(body, "table", ""));
+    sqlc_copy_name(col, column);
+    sqlc_names_before_file(c, sqlc_str_or(body, "schema", "public"), table, col);
     mig_str_add(s, first ? "(" : " OR (");
     mig_str_add(s, "tn.nspname = ");
     mig_str_literal(s, sqlc_str_or(body, "schema", "public"));
     mig_str_add(s, " AND t.relname = ");
-    mig_str_literal(s, sqlc_str_or(body, "table", ""));
+    mig_str_literal(s, table);
     mig_str_add(s, " AND a.attname = ");
-    mig_str_literal(s, column);
+    mig_str_literal(s, col);
     mig_str_add(s, ")");
     return 1;
 }
@@ -60,7 +66,7 @@ static char *on_retyped_sql(const struct conv *c, const char *schema, const char
     size_t i;
     json_t *op;
     json_array_foreach(c->ops, i, op)
-        any |= add_retyped(&s, op, !any);
+        any |= add_retyped(c, &s, op, !any);
     mig_str_add(&s, "))");
     char *sql = mig_str_take(&s);
     if (!any) {
