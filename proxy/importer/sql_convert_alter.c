@@ -121,6 +121,18 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     if (renamed && !plain)
         return sqlc_fail(c, st, "the type of \"%s\" changes after its rename with a USING expression that reads the "
                     "new name; put ALTER COLUMN ... TYPE before the RENAME (as Alembic does)", column);
+    if (!renamed) {
+        /* renamed further above: the up would read the column by a name it
+         * has only after the contract */
+        char was_table[SQLC_NAME_LEN], was[SQLC_NAME_LEN];
+        sqlc_copy_name(was_table, sqlc_str_or(rel, "relname", ""));
+        sqlc_copy_name(was, column);
+        sqlc_names_before_file(c, sqlc_rel_schema(rel), was_table, was);
+        if (strcmp(was, column) != 0)
+            return sqlc_fail(c, st, "the type of \"%s\" changes after a RENAME COLUMN above gave it that name (it was "
+                             "\"%s\"), with other statements between; write the ALTER COLUMN ... TYPE right after "
+                             "the rename, or before it, or in a migration after this one", column, was);
+    }
     const char *db_name = renamed ? c->last.from : column;
     char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
     char *up = type ? type_change_up(c, st, using, db_name, type, renamed, via_text) : NULL;

@@ -499,6 +499,9 @@ static void test_refusals(void)
         "ALTER INDEX a RENAME TO b;\nCOMMENT ON INDEX b IS 'x';\nDROP INDEX b;", 1,
         "[{\"sql\":{\"up\":\"ALTER INDEX a RENAME TO b\",\"down\":\"ALTER INDEX IF EXISTS b RENAME TO a\"}},"
         "{\"sql\":{\"up\":\"COMMENT ON INDEX b IS 'x'\"}},{\"drop_index\":{\"name\":\"b\"}}]"));
+    CHECK("a retype of a column renamed above with another statement between: refused", fails_with(
+        "ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE u ADD COLUMN z int;\nALTER TABLE t ALTER COLUMN b TYPE bigint;",
+        "m.sql:3:1: the type of \"b\" changes after a RENAME COLUMN above gave it that name (it was \"a\")"));
     CHECK("data: a whole-table DELETE before a fill from its table: refused",
           fails_with("DELETE FROM t;\nINSERT INTO u (n) SELECT n FROM t;", "DELETE of every row of \"t\""));
     CHECK("data: an UPDATE of a table the file changes the columns of keeps its own rules",
