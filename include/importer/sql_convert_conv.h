@@ -247,8 +247,10 @@ int sqlc_rename_type(struct conv *c, const struct sql_stmt *st);
 /* A rename of the index (index 1; rel names it) or the constraint (rel
  * names its table) `from` that an earlier create of the file made: that
  * create makes it as `to` instead. 1 when folded, 0 when not, -1 on
- * failure (sql_convert_rename_new.c). */
-int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to);
+ * failure or when refused: made again after a drop of the old one, with a
+ * statement between naming it (sql_convert_rename_new.c). */
+int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json_t *rel, int index, const char *from,
+                                 const char *to);
 
 /* The names a table and its column had before the file (each
  * SQLC_NAME_LEN bytes), from the names they have now: the file's RENAME

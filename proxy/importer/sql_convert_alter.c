@@ -264,10 +264,10 @@ static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t 
  * it had. */
 static int rename_index(struct conv *c, const struct sql_stmt *st, json_t *rel)
 {
-    int folded = sqlc_fold_rename_into_create(c, rel, 1, sqlc_str_or(rel, "relname", ""),
+    int folded = sqlc_fold_rename_into_create(c, st, rel, 1, sqlc_str_or(rel, "relname", ""),
                                               sqlc_str_or(st->body, "newname", ""));
     if (folded != 0)
-        return folded < 0 ? sqlc_oom(c, st) : 0;
+        return folded < 0 ? -1 : 0;
     int waits = sqlc_rename_index_after_retype(c, st, rel);
     if (waits != 0)
         return waits < 0 ? -1 : 0;
@@ -550,10 +550,10 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st)
         int chained = chain_constraint_rename(c, st, rel);
         if (chained != 0)
             return chained < 0 ? -1 : 0;
-        int folded = sqlc_fold_rename_into_create(c, rel, 0, sqlc_str_or(st->body, "subname", ""),
+        int folded = sqlc_fold_rename_into_create(c, st, rel, 0, sqlc_str_or(st->body, "subname", ""),
                                                   sqlc_str_or(st->body, "newname", ""));
         if (folded != 0)
-            return folded < 0 ? sqlc_oom(c, st) : 0;
+            return folded < 0 ? -1 : 0;
         if (sqlc_close_last(c) != 0)
             return -1;
         json_t *body = json_object();

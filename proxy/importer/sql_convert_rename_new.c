@@ -26,17 +26,38 @@ static int may_use_names(const char *kind)
     return 0;
 }
 
-int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const char *from, const char *to)
+/* Whether an operation of the file drops the index or constraint `name`
+ * (rel: the index, or the constraint's table). */
+static int dropped_above(struct conv *c, json_t *rel, int index, const char *name)
+{
+    size_t i;
+    json_t *op;
+    json_array_foreach(c->ops, i, op) {
+        json_t *body = json_object_get(op, index ? "drop_index" : "drop_constraint");
+        if (body && !strcmp(sqlc_str_or(body, "name", ""), name) &&
+            !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)))
+            return 1;
+    }
+    return 0;
+}
+
+int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json_t *rel, int index, const char *from,
+                                 const char *to)
 {
     const char *want = index ? "create_index" : "create_constraint";
     size_t i;
-    json_t *op, *found = NULL;
+    json_t *op, *found = NULL, *blocked = NULL;
     json_array_foreach(c->ops, i, op) {
         void *it = json_object_iter(op);
         const char *kind = it ? json_object_iter_key(it) : "";
         json_t *body = it ? json_object_iter_value(it) : NULL;
-        if (found && may_use_names(kind))
-            found = NULL;   /* something between: only a create after it may fold */
+        /* something between that names either name (a sql operation may,
+         * in its text): only a create after it may fold */
+        if (found && may_use_names(kind) &&
+            (!strcmp(kind, "sql") || sqlc_tree_names(body, from) || sqlc_tree_names(body, to))) {
+            blocked = found;
+            found = NULL;
+        }
         if (strcmp(kind, want) != 0 || strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) != 0 ||
             strcmp(sqlc_str_or(body, "name", ""), from) != 0)
             continue;
@@ -44,9 +65,15 @@ int sqlc_fold_rename_into_create(struct conv *c, json_t *rel, int index, const c
             continue;
         found = body;
     }
+    if (!found && blocked && dropped_above(c, rel, index, from))
+        /* as written, the rename would reach the old object of the name, still there until the contract */
+        return sqlc_fail(c, st, "\"%s\" is made again above after its old %s's drop, and a statement between names "
+                         "it: online the old one lives until the contract, so this rename would reach it; give the "
+                         "new %s the name \"%s\" where it is made, or rename it in a migration after this one", from,
+                         index ? "index" : "constraint", index ? "index" : "constraint", to);
     if (!found)
         return 0;
     if (sqlc_close_last(c) != 0)
         return -1;
-    return json_object_set_new(found, "name", json_string(to)) == 0 ? 1 : -1;
+    return json_object_set_new(found, "name", json_string(to)) == 0 ? 1 : sqlc_oom(c, st);
 }
