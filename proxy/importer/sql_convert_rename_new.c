@@ -7,8 +7,10 @@
  * while the rename would run against the old one still there. The rename
  * folds into the create, which makes the object under its final name:
  * what the two statements do offline. Only when no statement between
- * them can depend on either name (sql, drops, creates, renames); else the
- * rename stays as written. */
+ * them names either name (a drop, create or rename of it, a sql
+ * operation whose text holds it); else a constraint's rename stays as
+ * written (the plan's rename_constraint finds the new one), and an
+ * index's, which would reach the old index, is refused before DDL. */
 #include <string.h>
 
 #include "migration_sql.h"
@@ -23,6 +25,18 @@ static int may_use_names(const char *kind)
     for (const char *const *k = kinds; *k; k++)
         if (!strcmp(*k, kind))
             return 1;
+    return 0;
+}
+
+/* Whether a sql operation's text (its up and down) holds either name. */
+static int sql_text_names(json_t *body, const char *a, const char *b)
+{
+    static const char *const keys[] = {"up", "down", NULL};
+    for (int k = 0; keys[k]; k++) {
+        const char *text = sqlc_str_or(body, keys[k], "");
+        if (strstr(text, a) || strstr(text, b))
+            return 1;
+    }
     return 0;
 }
 
@@ -51,10 +65,10 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
         void *it = json_object_iter(op);
         const char *kind = it ? json_object_iter_key(it) : "";
         json_t *body = it ? json_object_iter_value(it) : NULL;
-        /* something between that names either name (a sql operation may,
-         * in its text): only a create after it may fold */
-        if (found && may_use_names(kind) &&
-            (!strcmp(kind, "sql") || sqlc_tree_names(body, from) || sqlc_tree_names(body, to))) {
+        /* something between that names either name (a sql operation by
+         * its text): only a create after it may fold */
+        if (found && may_use_names(kind) && (sqlc_tree_names(body, from) || sqlc_tree_names(body, to) ||
+                                             (!strcmp(kind, "sql") && sql_text_names(body, from, to)))) {
             blocked = found;
             found = NULL;
         }
@@ -65,12 +79,12 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
             continue;
         found = body;
     }
-    if (!found && blocked && dropped_above(c, rel, index, from))
+    if (!found && blocked && index && dropped_above(c, rel, index, from))
         /* as written, the rename would reach the old object of the name, still there until the contract */
-        return sqlc_fail(c, st, "\"%s\" is made again above after its old %s's drop, and a statement between names "
+        return sqlc_fail(c, st, "\"%s\" is made again above after its old index's drop, and a statement between names "
                          "it: online the old one lives until the contract, so this rename would reach it; give the "
-                         "new %s the name \"%s\" where it is made, or rename it in a migration after this one", from,
-                         index ? "index" : "constraint", index ? "index" : "constraint", to);
+                         "new index the name \"%s\" where it is made, or rename it in a migration after this one", from,
+                         to);
     if (!found)
         return 0;
     if (sqlc_close_last(c) != 0)

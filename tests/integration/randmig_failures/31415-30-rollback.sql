@@ -1,6 +1,6 @@
 -- base schema: 31415-30.base.sql
 -- then: migrate start; migrate rollback
--- seed 31415's file 30 (refused before): a table renamed twice after a column rename, updated under both new names, then its enum recreated Prisma's way; rolled back, the UPDATE's rows stay
+-- seed 31415's file 30: a column renamed, its table renamed twice, then the column retyped (Prisma's enum recreation) with statements between: refused before DDL (its up would read the name the column has only after the contract; run to complete it differed)
 ALTER TABLE "user" RENAME COLUMN "notes" TO "note2";
 ALTER TABLE "note" ADD CONSTRAINT "note_tag_id_key" UNIQUE ("tag_id");
 ALTER TABLE "user" RENAME TO "items";

@@ -1333,14 +1333,16 @@ class Runner:
         keep = [s for s in stmts if re.match(r"\s*(ALTER TYPE \S+ ADD VALUE|UPDATE|INSERT|DELETE)", s)]
         if not keep:
             return None
-        added = []  # only the columns added here: one the base has (dropped and added again) stays
         name = "rmk_" + uuid.uuid4().hex[:8]
         uri = self._db(name, base)
         try:
             waits = self._waits_for_complete(uri, path)
             keep = [s for s in keep if squash(s) not in waits]
             with psycopg.connect(uri, autocommit=True) as c:
-                undo = []  # a table or column renamed above a data statement: the statement names it so
+                # what the file's renames and adds did, undone last first after its data statements
+                # (an added column dropped under the name its table had then, before a rename that
+                # gave a base column its name back)
+                undo = []
                 for s in stmts:
                     adds = re.match(r'\s*ALTER TABLE (\S+) ADD COLUMN (\S+)', s)
                     rename = re.match(r'\s*ALTER TABLE (\S+) RENAME TO (\S+)\s*$', s)
@@ -1349,30 +1351,18 @@ class Runner:
                         continue
                     try:
                         c.execute(s)
-                        if adds:
-                            added.append(adds)
-                        if rename:
-                            undo.append("ALTER TABLE %s RENAME TO %s" % (rename.group(2), rename.group(1)))
-                        if column:
-                            undo.append("ALTER TABLE %s RENAME COLUMN %s TO %s"
-                                        % (column.group(1), column.group(3), column.group(2)))
                     except psycopg.Error:
-                        pass
-                left = []
-                for m in added:  # those added under a name the table has now; once each: a rename
-                    try:     # undone below may give the name back to a column of the base
-                        c.execute("ALTER TABLE %s DROP COLUMN %s" % (m.group(1), m.group(2)))
-                    except psycopg.Error:
-                        left.append(m)
-                added = left
+                        continue
+                    if adds:
+                        undo.append("ALTER TABLE %s DROP COLUMN %s" % (adds.group(1), adds.group(2)))
+                    if rename:
+                        undo.append("ALTER TABLE %s RENAME TO %s" % (rename.group(2), rename.group(1)))
+                    if column:
+                        undo.append("ALTER TABLE %s RENAME COLUMN %s TO %s"
+                                    % (column.group(1), column.group(3), column.group(2)))
                 for u in reversed(undo):
                     try:
                         c.execute(u)
-                    except psycopg.Error:
-                        pass
-                for m in added:
-                    try:
-                        c.execute("ALTER TABLE %s DROP COLUMN IF EXISTS %s" % (m.group(1), m.group(2)))
                     except psycopg.Error:
                         pass
             return self.dump(uri), self.rows(uri)
