@@ -84,10 +84,13 @@ struct conv {
      * (sql_convert_rename_dropped.c) */
     struct {
         char schema[SQLC_NAME_LEN], from[SQLC_NAME_LEN], to[SQLC_NAME_LEN];
-        json_t *op;                 /* borrowed from the operations array */
+        json_t *op;                 /* its sql operation, held (a reference of its own) */
         const struct sql_stmt *st;
     } index_renamed[16];
     size_t nindex_renamed;
+    /* per statement, the RangeVars of its parse tree, collected when first
+     * asked (sql_convert_data.c) */
+    json_t *rangevars;
     char alembic_from[64], alembic_to[64];
     /* the last UPDATE of a column this script adds that could not become
      * its "up" (it reads other rows): what a NOT NULL after it is told */
@@ -257,12 +260,21 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
  * TABLE and RENAME COLUMN operations so far undone, last first. */
 void sqlc_names_before_file(const struct conv *c, const char *schema, char *table, char *column);
 
-/* Whether any string value in tree (a statement's parse tree) is name. */
-int sqlc_tree_names(json_t *tree, const char *name);
+/* Whether any string value in tree (a parse tree, an operation) is name;
+ * any_case: whatever its case (a literal of a DO block's condition may be
+ * written either way). */
+int sqlc_tree_names(json_t *tree, const char *name, int any_case);
+
+/* The first statement in [from, end) that names a or b anywhere in its
+ * parse tree, or NULL. */
+const struct sql_stmt *sqlc_stmt_naming(const struct sql_stmt *from, const struct sql_stmt *end, const char *a,
+                                        const char *b);
 
 /* Records the ALTER INDEX ... RENAME st just emitted as the last
- * operation (when the record is full, a later drop stays as written). */
+ * operation (when the record is full, a later drop stays as written);
+ * sqlc_forget_index_renames lets the records' operations go. */
 void sqlc_remember_index_rename(struct conv *c, const struct sql_stmt *st, json_t *rel);
+void sqlc_forget_index_renames(struct conv *c);
 
 /* DROP INDEX schema.*name of a name an ALTER INDEX ... RENAME above gave
  * (with nothing between naming either name): the rename's operation is

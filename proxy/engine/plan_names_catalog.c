@@ -59,49 +59,46 @@ void object_name(char *out, size_t n, const char *kind, const struct mig_op *op,
         snprintf(out, n, "pgtandem_%s%03d_%s", kind, op->index, tag);
 }
 
-static const struct mig_op *created_table(const struct plan_ctx *c, const char *schema,
-                                          const char *name)
+/* The last operation among the first `before` remembered that makes a
+ * table called name (a create_table, or a rename_table to it), with its
+ * place in *at; NULL when none does. */
+static const struct mig_op *created_table(const struct plan_ctx *c, const char *schema, const char *name,
+                                          size_t before, size_t *at)
 {
-    for (size_t i = 0; i < c->ncreated; i++) {
-        const struct mig_op *op = c->created[i];
-        const char *n = op->kind == MIG_RENAME_TABLE ? op->to : op->table;
-        if (strcmp(op->schema, schema) == 0 && strcmp(n, name) == 0)
+    while (before-- > 0) {
+        const struct mig_op *op = c->created[before];
+        if (!strcmp(op->schema, schema) && !strcmp(op->kind == MIG_RENAME_TABLE ? op->to : op->table, name)) {
+            *at = before;
             return op;
+        }
     }
     return NULL;
 }
 
 /* Where the table called name now comes from: the create_table that made
  * it (*made), or the name it has in the catalog, following the
- * migration's renames back (a table renamed twice, or renamed back and
- * forth, each rename from the name the one before it gave). */
+ * migration's renames back (a table renamed twice, each rename from the
+ * name the one before it gave). */
 static const char *origin(const struct plan_ctx *c, const char *schema, const char *name,
                           const struct mig_op **made)
 {
     size_t before = c->ncreated;
+    const struct mig_op *op;
     *made = NULL;
-    for (;;) {
-        const struct mig_op *op = NULL;
-        while (before-- > 0) {
-            const struct mig_op *o = c->created[before];
-            if (!strcmp(o->schema, schema) && !strcmp(o->kind == MIG_RENAME_TABLE ? o->to : o->table, name)) {
-                op = o;
-                break;
-            }
-        }
-        if (!op)
-            return name;
+    while ((op = created_table(c, schema, name, before, &before)) != NULL) {
         if (op->kind != MIG_RENAME_TABLE) {
             *made = op;
             return NULL;
         }
         name = op->from;
     }
+    return name;
 }
 
 const struct mig_op *made_by(const struct plan_ctx *c, const char *schema, const char *name)
 {
-    const struct mig_op *op = created_table(c, schema, name);
+    size_t at;
+    const struct mig_op *op = created_table(c, schema, name, c->ncreated, &at);
     return op && op->kind == MIG_CREATE_TABLE ? op : NULL;
 }
 
@@ -115,7 +112,8 @@ const struct mig_cat_table *table_of(const struct plan_ctx *c, const char *schem
 
 int table_exists(const struct plan_ctx *c, const char *schema, const char *name)
 {
-    if (created_table(c, schema, name))
+    size_t at;
+    if (created_table(c, schema, name, c->ncreated, &at))
         return 1;
     const struct mig_cat_table *t = mig_catalog_table(c->cat, schema, name);
     return t && t->exists;

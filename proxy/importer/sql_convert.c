@@ -104,23 +104,32 @@ const char *sqlc_rel_schema(json_t *rel)
     return sqlc_str_or(rel, "schemaname", "public");
 }
 
-int sqlc_tree_names(json_t *tree, const char *name)
+int sqlc_tree_names(json_t *tree, const char *name, int any_case)
 {
     if (json_is_string(tree))
-        return !strcmp(json_string_value(tree), name);
+        return !(any_case ? strcasecmp : strcmp)(json_string_value(tree), name);
     const char *key;
     size_t i;
     json_t *v;
     if (json_is_object(tree)) {
         json_object_foreach(tree, key, v)
-            if (sqlc_tree_names(v, name))
+            if (sqlc_tree_names(v, name, any_case))
                 return 1;
     } else if (json_is_array(tree)) {
         json_array_foreach(tree, i, v)
-            if (sqlc_tree_names(v, name))
+            if (sqlc_tree_names(v, name, any_case))
                 return 1;
     }
     return 0;
+}
+
+const struct sql_stmt *sqlc_stmt_naming(const struct sql_stmt *from, const struct sql_stmt *end, const char *a,
+                                        const char *b)
+{
+    for (const struct sql_stmt *o = from; o < end; o++)
+        if (sqlc_tree_names(o->body, a, 0) || sqlc_tree_names(o->body, b, 0))
+            return o;
+    return NULL;
 }
 
 int sqlc_same_relation(json_t *a, json_t *b)
@@ -680,6 +689,8 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
     }
     if (rc == 0 && !(*out = build_migration(&c, file)))
         rc = -1;
+    sqlc_forget_index_renames(&c);
+    json_decref(c.rangevars);
     json_decref(c.ops);
     for (size_t i = 0; i < c.nknown; i++) {
         free(c.known[i].schema); free(c.known[i].table); free(c.known[i].column); free(c.known[i].type);

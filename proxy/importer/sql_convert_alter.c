@@ -84,19 +84,25 @@ static char *type_change_up(struct conv *c, const struct sql_stmt *st, json_t *u
     return up;
 }
 
-/* What earlier alter_column operations of the file left on column (its
- * NOT NULL, its default; the last of each wins, a recreate starts over)
- * into body, a type change that does not set them itself. The plan gives
- * a retyped column's second column what the catalog says, where those
- * changes are not yet: offline the rebuilt column keeps them. */
+/* What earlier operations of the file left on column into body, a type
+ * change that does not set it itself: an ADD COLUMN's NOT NULL, an ALTER
+ * COLUMN's NOT NULL or default (the last of each wins, a recreate starts
+ * over). The plan gives a retyped column's second column what the catalog
+ * says, where the column or those changes are not yet: offline the
+ * rebuilt column keeps them. */
 static void keep_earlier_changes(struct conv *c, json_t *rel, const char *column, json_t *body)
 {
     json_t *nullable = NULL, *def = NULL, *op, *b;
     const char *kind;
     size_t i;
     json_array_foreach(c->ops, i, op) {
-        if (!sqlc_op_on(op, rel, &kind, &b) || b == body || strcmp(kind, "alter_column") ||
-            strcmp(sqlc_str_or(b, "column", ""), column))
+        if (!sqlc_op_on(op, rel, &kind, &b) || b == body)
+            continue;
+        json_t *added = !strcmp(kind, "add_column") ? json_object_get(b, "column") : NULL;
+        if (added && !strcmp(sqlc_str_or(added, "name", ""), column) &&
+            json_is_false(json_object_get(added, "nullable")))
+            nullable = json_object_get(added, "nullable");
+        if (strcmp(kind, "alter_column") || strcmp(sqlc_str_or(b, "column", ""), column))
             continue;
         if (json_is_true(json_object_get(b, "recreate")))
             nullable = def = NULL;
@@ -144,13 +150,6 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
     } else {
         json_object_set_new(body, "type", json_string(type));
         json_object_set_new(body, "up", json_string(up));
-        /* A column this file added NOT NULL keeps it through the change of
-         * type, as offline: the plan reads NOT NULL from the catalog, where
-         * the column is not yet, and gave the second column none. */
-        json_t *added = sqlc_added_column(c, rel, db_name);
-        if (added && json_is_false(json_object_get(json_object_get(added, "column"), "nullable")) &&
-            !json_object_get(body, "nullable"))
-            json_object_set_new(body, "nullable", json_false());
         keep_earlier_changes(c, rel, db_name, body);
         char old_type[SQLC_TYPE_LEN];
         if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&

@@ -77,70 +77,98 @@ static int plain_targets(json_t *targets, json_t *seen)
     return 1;
 }
 
-/* How many RangeVars in tree name rel (a CTE of that name counts too:
- * taking it for the table only costs the batches). */
-static int rangevars_naming(json_t *tree, json_t *rel)
+/* The RangeVars of tree into out (borrowed from the tree). */
+static void collect_rangevars(json_t *tree, json_t *out)
 {
-    int n = 0;
+    const char *key;
+    size_t i;
+    json_t *v;
     if (json_is_object(tree)) {
-        const char *key;
-        json_t *v;
         json_object_foreach(tree, key, v) {
-            if (!strcmp(key, "RangeVar") && sqlc_same_relation(v, rel))
-                n++;
-            n += rangevars_naming(v, rel);
+            if (!strcmp(key, "RangeVar"))
+                json_array_append(out, v);
+            collect_rangevars(v, out);
         }
     } else if (json_is_array(tree)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(tree, i, v)
-            n += rangevars_naming(v, rel);
+        json_array_foreach(tree, i, v) {
+            collect_rangevars(v, out);
+        }
     }
-    return n;
 }
 
-/* Whether a statement names rel: as its target ("relation", a RangeVar's
- * fields) or anywhere in its tree. */
-static int names_table(json_t *body, json_t *rel)
+/* The tables st's parse tree names in RangeVars (its target, a RangeVar's
+ * fields under "relation", is not one of them), collected once per file:
+ * each UPDATE and DELETE is checked against every later statement. NULL
+ * when out of memory. */
+static json_t *rangevars_of(struct conv *c, const struct sql_stmt *st)
 {
-    json_t *target = json_object_get(body, "relation");
-    return (target && sqlc_same_relation(target, rel)) || rangevars_naming(body, rel) > 0;
+    size_t at = (size_t)(st - c->s.stmts);
+    if (!c->rangevars) {
+        c->rangevars = json_array();
+        for (size_t i = 0; c->rangevars && i < c->s.nstmts; i++)
+            json_array_append_new(c->rangevars, json_null());
+    }
+    json_t *got = json_array_get(c->rangevars, at);
+    if (json_is_null(got)) {
+        got = json_array();
+        if (!got || json_array_set_new(c->rangevars, at, got) != 0)
+            return NULL;
+        collect_rangevars(st->body, got);
+    }
+    return got;
 }
 
-/* Whether reads (o's statement, its own table included) names a table that t writes: its
+/* Whether a list of RangeVars holds schema.name (a CTE of that name counts
+ * too: taking it for the table only costs the batches). */
+static int holds(json_t *rangevars, const char *schema, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(rangevars, i, v) {
+        if (!strcmp(sqlc_str_or(v, "relname", ""), name) && !strcmp(sqlc_rel_schema(v), schema))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether st names schema.name: as its target or anywhere in its tree
+ * (true when its tables are unknown: out of memory). */
+static int names_table(struct conv *c, const struct sql_stmt *st, const char *schema, const char *name)
+{
+    json_t *target = json_object_get(st->body, "relation");
+    json_t *rvs = rangevars_of(c, st);
+    return (target && !strcmp(sqlc_str_or(target, "relname", ""), name) &&
+            !strcmp(sqlc_rel_schema(target), schema)) || !rvs || holds(rvs, schema, name);
+}
+
+/* Whether o (its own table included) names a table that t writes: its
  * target (INSERT, UPDATE, DELETE, ALTER, a rename, TRUNCATE's list) or a
  * table it drops. */
-static int writes_what_it_reads(const struct sql_stmt *t, json_t *reads)
+static int writes_what_it_reads(struct conv *c, const struct sql_stmt *t, const struct sql_stmt *o)
 {
     static const char *const writing[] = {"InsertStmt", "UpdateStmt", "DeleteStmt", "AlterTableStmt",
                                           "RenameStmt", NULL};
     json_t *target = json_object_get(t->body, "relation");
     for (int k = 0; writing[k] && target; k++)
-        if (!strcmp(t->kind, writing[k]) && names_table(reads, target))
+        if (!strcmp(t->kind, writing[k]) &&
+            names_table(c, o, sqlc_rel_schema(target), sqlc_str_or(target, "relname", "")))
             return 1;
     size_t i;
     json_t *v;
     if (!strcmp(t->kind, "TruncateStmt")) {
-        json_array_foreach(json_object_get(t->body, "relations"), i, v)
-            if (names_table(reads, json_object_get(v, "RangeVar")))
+        json_array_foreach(json_object_get(t->body, "relations"), i, v) {
+            json_t *rv = json_object_get(v, "RangeVar");
+            if (names_table(c, o, sqlc_rel_schema(rv), sqlc_str_or(rv, "relname", "")))
                 return 1;
+        }
     }
     if (!strcmp(t->kind, "DropStmt") && !strcmp(sqlc_str_or(t->body, "removeType", ""), "OBJECT_TABLE")) {
         json_array_foreach(json_object_get(t->body, "objects"), i, v) {
             json_t *items = sql_get(v, "List.items");
             size_t n = json_array_size(items);
-            json_t *rel = json_object();
-            const char *name = json_string_value(sql_get(json_array_get(items, n - 1), "String.sval"));
-            if (!rel)
-                return 1;
-            json_object_set_new(rel, "relname", json_string(name ? name : ""));
-            if (n > 1)
-                json_object_set_new(rel, "schemaname",
-                                    json_string(sqlc_str_or(json_object_get(json_array_get(items, n - 2), "String"),
-                                                            "sval", "")));
-            int hit = names_table(reads, rel);
-            json_decref(rel);
-            if (hit)
+            const char *name = n ? sql_node_str(json_array_get(items, n - 1)) : NULL;
+            const char *schema = n > 1 ? sql_node_str(json_array_get(items, n - 2)) : "public";
+            if (names_table(c, o, schema ? schema : "", name ? name : ""))
                 return 1;
         }
     }
@@ -162,16 +190,18 @@ static int rowless(const struct sql_stmt *t)
 /* Whether the UPDATE or DELETE o of rel keeps its outcome when batches
  * move it after every later statement that runs at expand (the rule at
  * the top). Later UPDATEs and DELETEs of rel batch with it, in order. */
-static int moves_unchanged(const struct conv *c, const struct sql_stmt *o, json_t *rel)
+static int moves_unchanged(struct conv *c, const struct sql_stmt *o, json_t *rel)
 {
-    if (rangevars_naming(o->body, rel) > 0)   /* a subquery over its own table */
+    const char *schema = sqlc_rel_schema(rel), *name = sqlc_str_or(rel, "relname", "");
+    json_t *own = rangevars_of(c, o);
+    if (!own || holds(own, schema, name))   /* a subquery over its own table */
         return 0;
     for (const struct sql_stmt *t = o + 1; t < c->s.stmts + c->s.nstmts; t++) {
         json_t *trel = json_object_get(t->body, "relation");
         if ((!strcmp(t->kind, "UpdateStmt") || !strcmp(t->kind, "DeleteStmt")) && trel &&
             sqlc_same_relation(trel, rel))
             continue;
-        if (writes_what_it_reads(t, o->body) || (!rowless(t) && names_table(t->body, rel)))
+        if (writes_what_it_reads(c, t, o) || (!rowless(t) && names_table(c, t, schema, name)))
             return 0;
     }
     return 1;

@@ -74,29 +74,6 @@ static int refuse(struct unroll *u, json_t *node, const char *fmt, ...)
 
 /* ---- names the file changes before the block ---- */
 
-/* 1 when a string anywhere in tree equals name (case aside: an unquoted
- * name is folded, a condition's literal may be written either way). */
-static int tree_names(json_t *tree, const char *name)
-{
-    if (json_is_string(tree))
-        return !strcasecmp(json_string_value(tree), name);
-    size_t i;
-    json_t *v;
-    const char *k;
-    if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v) {
-            if (tree_names(v, name))
-                return 1;
-        }
-    } else if (json_is_object(tree)) {
-        json_object_foreach(tree, k, v) {
-            if (tree_names(v, name))
-                return 1;
-        }
-    }
-    return 0;
-}
-
 static int above(struct unroll *u, json_t *node, const char *name, json_t *earlier)
 {
     return sqlc_fail(u->c, u->st, "this DO block reads \"%s\" on the catalog as it is before the file runs (line %d), "
@@ -117,7 +94,7 @@ static int named_above(struct unroll *u, json_t *node, const char *name, const c
         int counts = !kinds;
         for (const char *const *k = kinds; k && *k; k++)
             counts |= !strcmp(*k, kind);
-        if (counts && tree_names(json_array_get(e, 1), name))
+        if (counts && sqlc_tree_names(json_array_get(e, 1), name, 1))
             return above(u, node, name, e);
     }
     return 0;
@@ -336,7 +313,7 @@ static int literals_named_above(struct unroll *u, json_t *node, json_t *tree)
         json_array_foreach(lits, j, l) {
             const char *lit = json_string_value(json_array_get(l, 0));
             json_int_t what = json_integer_value(json_array_get(l, 1));
-            if (what != LIT_SCHEMA && (what == LIT_OBJECT || moves) && tree_names(json_array_get(e, 1), lit)) {
+            if (what != LIT_SCHEMA && (what == LIT_OBJECT || moves) && sqlc_tree_names(json_array_get(e, 1), lit, 1)) {
                 rc = above(u, node, lit, e);
                 break;
             }

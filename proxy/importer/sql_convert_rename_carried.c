@@ -91,12 +91,11 @@ int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, js
     free(sql);
     if (rc != 0 || !on)
         return 0;   /* unknown or not such an index: as written, as before */
-    for (const struct sql_stmt *later = st + 1; later < c->s.stmts + c->s.nstmts; later++) {
-        if (sqlc_tree_names(later->body, from) || sqlc_tree_names(later->body, to))
-            return sqlc_fail(c, st, "index \"%s\" is on a column whose type changes above: online its copy on the "
-                             "new column takes the name \"%s\" at the contract, so this rename runs at complete, "
-                             "after the statement at line %d, which names the index; put the rename and that "
-                             "statement in a migration after this one", from, from, later->line);
-    }
+    const struct sql_stmt *later = sqlc_stmt_naming(st + 1, c->s.stmts + c->s.nstmts, from, to);
+    if (later)
+        return sqlc_fail(c, st, "index \"%s\" is on a column whose type changes above: online its copy on the new "
+                         "column takes the name \"%s\" at the contract, so this rename runs at complete, after the "
+                         "statement at line %d, which names the index; put the rename and that statement in a "
+                         "migration after this one", from, from, later->line);
     return sqlc_emit_sql(c, st, "complete", NULL) == 0 ? 1 : -1;
 }

@@ -20,18 +20,29 @@ void sqlc_remember_index_rename(struct conv *c, const struct sql_stmt *st, json_
     sqlc_copy_name(c->index_renamed[c->nindex_renamed].schema, sqlc_rel_schema(rel));
     sqlc_copy_name(c->index_renamed[c->nindex_renamed].from, sqlc_str_or(rel, "relname", ""));
     sqlc_copy_name(c->index_renamed[c->nindex_renamed].to, sqlc_str_or(st->body, "newname", ""));
-    c->index_renamed[c->nindex_renamed].op = json_array_get(c->ops, n - 1);
+    /* held: an operation removed from the array meanwhile is not taken for another made at its address */
+    c->index_renamed[c->nindex_renamed].op = json_incref(json_array_get(c->ops, n - 1));
     c->index_renamed[c->nindex_renamed].st = st;
     c->nindex_renamed++;
 }
 
-/* Whether a statement strictly between from and to names a or b. */
-static int named_between(const struct sql_stmt *from, const struct sql_stmt *to, const char *a, const char *b)
+void sqlc_forget_index_renames(struct conv *c)
 {
-    for (const struct sql_stmt *o = from + 1; o < to; o++)
-        if (sqlc_tree_names(o->body, a) || sqlc_tree_names(o->body, b))
-            return 1;
-    return 0;
+    for (size_t k = 0; k < c->nindex_renamed; k++)
+        json_decref(c->index_renamed[k].op);
+    c->nindex_renamed = 0;
+}
+
+/* Where op is in the operations array, or -1 (removed since). */
+static long op_at(const struct conv *c, const json_t *op)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(c->ops, i, o) {
+        if (o == op)
+            return (long)i;
+    }
+    return -1;
 }
 
 int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const char *schema, char *name)
@@ -39,22 +50,16 @@ int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const cha
     for (size_t k = c->nindex_renamed; k-- > 0;) {
         if (strcmp(c->index_renamed[k].schema, schema) || strcmp(c->index_renamed[k].to, name))
             continue;
-        if (named_between(c->index_renamed[k].st, st, c->index_renamed[k].from, name))
-            return 0;
-        size_t i;
-        json_t *op;
-        json_array_foreach(c->ops, i, op) {
-            if (op != c->index_renamed[k].op)
-                continue;
-            if (json_array_remove(c->ops, i) != 0)
-                return -1;
-            sqlc_copy_name(name, c->index_renamed[k].from);
-            st = c->index_renamed[k].st;    /* what is between the earlier rename and this one */
-            break;
-        }
-        if (strcmp(name, c->index_renamed[k].from))
-            return 0;   /* its operation is gone already (renamed back): as written */
-        memmove(&c->index_renamed[k], &c->index_renamed[k + 1], (c->nindex_renamed - k - 1) * sizeof c->index_renamed[0]);
+        long at = op_at(c, c->index_renamed[k].op);
+        if (at < 0 || sqlc_stmt_naming(c->index_renamed[k].st + 1, st, c->index_renamed[k].from, name))
+            return 0;   /* renamed back since, or named between: as written */
+        if (json_array_remove(c->ops, (size_t)at) != 0)
+            return -1;
+        sqlc_copy_name(name, c->index_renamed[k].from);
+        st = c->index_renamed[k].st;    /* an earlier rename to this name: what is between it and this one */
+        json_decref(c->index_renamed[k].op);
+        memmove(&c->index_renamed[k], &c->index_renamed[k + 1],
+                (c->nindex_renamed - k - 1) * sizeof c->index_renamed[0]);
         c->nindex_renamed--;
     }
     return 0;

@@ -28,9 +28,12 @@ static int may_use_names(const char *kind)
     return 0;
 }
 
-/* Whether a sql operation's text (its up and down) holds either name. */
-static int sql_text_names(json_t *body, const char *a, const char *b)
+/* Whether op, between the create and the rename, names either name: in
+ * its fields, or a sql operation anywhere in its text. */
+static int names_either(const char *kind, json_t *body, const char *a, const char *b)
 {
+    if (strcmp(kind, "sql") != 0)
+        return sqlc_tree_names(body, a, 0) || sqlc_tree_names(body, b, 0);
     static const char *const keys[] = {"up", "down", NULL};
     for (int k = 0; keys[k]; k++) {
         const char *text = sqlc_str_or(body, keys[k], "");
@@ -40,14 +43,13 @@ static int sql_text_names(json_t *body, const char *a, const char *b)
     return 0;
 }
 
-/* Whether an operation of the file drops the index or constraint `name`
- * (rel: the index, or the constraint's table). */
-static int dropped_above(struct conv *c, json_t *rel, int index, const char *name)
+/* Whether an operation of the file drops the index `name` (rel names it). */
+static int index_dropped_above(struct conv *c, json_t *rel, const char *name)
 {
     size_t i;
     json_t *op;
     json_array_foreach(c->ops, i, op) {
-        json_t *body = json_object_get(op, index ? "drop_index" : "drop_constraint");
+        json_t *body = json_object_get(op, "drop_index");
         if (body && !strcmp(sqlc_str_or(body, "name", ""), name) &&
             !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)))
             return 1;
@@ -67,8 +69,7 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
         json_t *body = it ? json_object_iter_value(it) : NULL;
         /* something between that names either name (a sql operation by
          * its text): only a create after it may fold */
-        if (found && may_use_names(kind) && (sqlc_tree_names(body, from) || sqlc_tree_names(body, to) ||
-                                             (!strcmp(kind, "sql") && sql_text_names(body, from, to)))) {
+        if (found && may_use_names(kind) && names_either(kind, body, from, to)) {
             blocked = found;
             found = NULL;
         }
@@ -79,7 +80,7 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
             continue;
         found = body;
     }
-    if (!found && blocked && index && dropped_above(c, rel, index, from))
+    if (!found && blocked && index && index_dropped_above(c, rel, from))
         /* as written, the rename would reach the old object of the name, still there until the contract */
         return sqlc_fail(c, st, "\"%s\" is made again above after its old index's drop, and a statement between names "
                          "it: online the old one lives until the contract, so this rename would reach it; give the "
