@@ -2,8 +2,9 @@
  * BEFORE INSERT OR UPDATE, FOR EACH ROW, assigning only NEW, so they never
  * recurse. Each asks which shape wrote the row (writer_shape) and fills
  * the other shape's column from the operation's `up` or `down` when
- * direction_runs says so. The backfill's session is skipped by the WHEN
- * clause. */
+ * direction_runs says so. The backfill's own statements are skipped by the
+ * WHEN clause; the writes they cause through a foreign key's action or a
+ * trigger are not. */
 #include "migration_flight.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
@@ -327,7 +328,8 @@ void direction_runs(struct plan_ctx *c, struct mig_str *s, const struct mig_op *
  * old column to down(row) (when direction_runs says); a direction never runs on its own
  * target's write, so nothing loops and nothing undoes the other release's
  * write. A NULL source is no exception (a fill value fills). The backfill
- * session sets pgtandem.backfill=on and the trigger's WHEN clause skips it;
+ * session sets pgtandem.backfill=on and the trigger's WHEN clause skips its
+ * statements, not the rows their foreign keys' actions write (trigger_sql);
  * triggers only assign NEW, so they never recurse. */
 char *dual_write_function(struct plan_ctx *c, const struct mig_op *op, const char *fname,
                                  const struct dual_write *d)
@@ -383,8 +385,11 @@ static char *trigger_sql(const struct mig_op *op, const char *table, const char 
     mig_str_ident(&s, tname);
     mig_str_add(&s, " BEFORE INSERT OR UPDATE ON ");
     mig_str_qname(&s, op->schema, table);
+    /* the backfill's own statements (depth 0) are skipped; what they set
+     * off further down (a foreign key's ON DELETE SET NULL, a user's
+     * trigger) writes rows like any write and gets the tandem rule */
     mig_str_add(&s, " FOR EACH ROW WHEN (current_setting('" MIG_BACKFILL_GUC
-                "', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION ");
+                "', true) IS DISTINCT FROM 'on' OR pg_trigger_depth() > 0) EXECUTE FUNCTION ");
     mig_str_qname(&s, "pgtandem", fname);
     if (direction)
         mig_str_addf(&s, "('%s')", direction);
