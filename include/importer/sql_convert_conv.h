@@ -209,6 +209,11 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
 int sqlc_update_rows(struct conv *c, const struct sql_stmt *st);
 /* ... and a DELETE as one delete_rows. */
 int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
+/* Whether rel (a table the file did not make) holds at most the rows of
+ * one backfill batch, counted on the live catalog (0 without one): an
+ * UPDATE or DELETE of every row that cannot run in batches then runs as
+ * written, taking the locks one batch would. */
+int sqlc_fits_one_batch(struct conv *c, json_t *rel);
 
 /* ---- sql_convert_waits.c ---- */
 

@@ -368,14 +368,32 @@ static int check_index_probe(PGconn *conn, const struct migration *m, const stru
  * them offline too, and online it would only find them when the
  * constraint is validated after the backfill, with the expand done. Read
  * before the first DDL, on tables small enough to scan twice (a bigger one
- * is left to that validation, which then fails and rolls back). A row
+ * is left to that validation, which then fails and rolls back), unless an
+ * operation above may change those rows first. A row
  * violates a CHECK when the expression is false, not when it is null. */
 #define CHECK_SCAN_MAX_ROWS 1000000.0
+
+/* An operation before op that may write the rows of op's table before the
+ * check meets them: a batched update or delete of it, or a statement run
+ * as written at expand (the converter's data statements, whose tables
+ * this file does not read). */
+static int earlier_op_writes_rows(const struct migration *m, const struct mig_op *op)
+{
+    for (size_t i = 0; i < m->nops && (int)i < op->index; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if ((o->kind == MIG_SQL && o->on != MIG_ON_COMPLETE) ||
+            ((o->kind == MIG_UPDATE_ROWS || o->kind == MIG_DELETE_ROWS) && o->table && !strcmp(o->schema, op->schema) &&
+             !strcmp(o->table, op->table)))
+            return 1;
+    }
+    return 0;
+}
 
 static int check_rows_fit(PGconn *conn, const struct migration *m, const struct mig_op *op, const char *table,
                           const struct mig_cat_table *t, char *err, size_t errlen)
 {
-    if (!op->check || !table || !t || t->est_rows > CHECK_SCAN_MAX_ROWS || earlier_op_reshapes(m, op))
+    if (!op->check || !table || !t || t->est_rows > CHECK_SCAN_MAX_ROWS || earlier_op_reshapes(m, op) ||
+        earlier_op_writes_rows(m, op))
         return 0;
     struct mig_str s = {0};
     mig_str_add(&s, "SELECT count(*), (array_agg(");

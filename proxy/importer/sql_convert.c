@@ -422,10 +422,10 @@ static int conv_dml(struct conv *c, const struct sql_stmt *st)
         return folded < 0 ? -1 : 0;
 
     int whole = !strcmp(st->kind, "InsertStmt") ? 0 : !json_object_get(st->body, "whereClause");
-    if (whole)
-        return sqlc_fail(c, st, "%s of every row of \"%s\" runs as one long transaction that locks each row and races "
-                    "with the running application; %s", !strcmp(st->kind, "UpdateStmt") ? "UPDATE" : "DELETE",
-                    sqlc_str_or(rel, "relname", "?"),
+    if (whole && !sqlc_fits_one_batch(c, rel))
+        return sqlc_fail(c, st, "%s of every row of \"%s\" (more rows than one batch, or not counted) runs as one "
+                    "long transaction that locks each row and races with the running application; %s",
+                    !strcmp(st->kind, "UpdateStmt") ? "UPDATE" : "DELETE", sqlc_str_or(rel, "relname", "?"),
                     !strcmp(st->kind, "UpdateStmt")
                         ? "express it as the \"up\" of add_column / alter_column so the backfill writes it in batches"
                         : "put it in a migration of its own, where it runs in batches (delete_rows)");

@@ -23,9 +23,11 @@
  * SELECT after a batched DELETE would otherwise meet the DELETE after it
  * wrote), none reads the rows it writes, and it does not read its own
  * table in a subquery (each batch would see the ones before it). */
+#include "migration_sql.h"
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -302,4 +304,28 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st)
         json_object_set_new(body, "where", json_string(cond));
     free(cond);
     return sqlc_add_op(c, "delete_rows", body) == 0 ? 1 : sqlc_oom(c, st);
+}
+
+/* The rows of the backfill's first batch (engine/migration.c). */
+#define ONE_BATCH_ROWS 1000
+
+int sqlc_fits_one_batch(struct conv *c, json_t *rel)
+{
+    const struct sqlc_options *o = c->opt;
+    if (!o || !o->catalog_bool || o->types_stand_in)
+        return 0;
+    char table[SQLC_NAME_LEN], none[SQLC_NAME_LEN] = "";
+    sqlc_copy_name(table, sqlc_str_or(rel, "relname", ""));
+    sqlc_names_before_file(c, sqlc_rel_schema(rel), table, none);
+    struct mig_str s = {0};
+    mig_str_addf(&s, "SELECT count(*) <= %d FROM (SELECT 1 FROM ", ONE_BATCH_ROWS);
+    mig_str_qname(&s, sqlc_rel_schema(rel), table);
+    mig_str_addf(&s, " LIMIT %d) AS r", ONE_BATCH_ROWS + 1);
+    char *sql = mig_str_take(&s);
+    int fits = 0;
+    char why[256];
+    if (!sql || o->catalog_bool(o->column_type_arg, sql, &fits, why, sizeof why) != 0)
+        fits = 0;
+    free(sql);
+    return fits;
 }

@@ -159,7 +159,8 @@ BAD = [
                                                    "enum_value_delete", "enum_type_replaced", "enum_value_rename",
                                                    "drop_missing_constraint"])
 def test_bad_sql_exits_2_and_changes_nothing(db, text, message):
-    load_legacy(db, 10)
+    # a DELETE of every row runs as written on a table of one batch or less
+    load_legacy(db, 1001 if "of every row" in message else 10)
     before = shape(db)
     path = write_sql(text, "bad.sql")
     live = message.startswith("operations[")    # refused by the live catalog: convert cannot tell
@@ -602,6 +603,32 @@ def test_timestamp_to_timestamptz_through_the_proxy(db, proxy_factory):
     assert r.returncode == 2 and "cannot derive" in r.stderr, r.stderr
     assert sql(db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '\"Other\"'::regclass"
                    " AND attname = 'at'") == [("text",)]
+
+
+def test_a_whole_table_update_that_cannot_batch_runs_as_written_only_on_a_table_of_one_batch(db, cluster):
+    """An UPDATE without WHERE of a table the file then alters cannot run
+    in batches (a later statement reads its rows), and was refused as one
+    long transaction whatever the table held. On a table of at most one
+    backfill batch (1,000 rows, counted on the live catalog) it takes the
+    locks one batch takes: it runs as written at expand, and the file ends
+    as offline. One row more and it is refused before any DDL, as before."""
+    text = "UPDATE {t} SET v = 'b';\nALTER TABLE {t} ADD CONSTRAINT {t}_v_check CHECK (v <> 'a');\n"
+    sql(db, "CREATE TABLE small (id int PRIMARY KEY, v text)")
+    sql(db, "INSERT INTO small SELECT g, 'a' FROM generate_series(1, 1000) g")
+    r = migrate(db, "start", write_sql(text.format(t="small"), "0001_small.sql"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert sql(db, "SELECT v, count(*) FROM small GROUP BY v") == [("b", 1000)]
+    assert sql(db, "SELECT conname FROM pg_constraint WHERE conname = 'small_v_check'") == [("small_v_check",)]
+
+    sql(db, "CREATE TABLE large (id int PRIMARY KEY, v text)")
+    sql(db, "INSERT INTO large SELECT g, 'a' FROM generate_series(1, 1001) g")
+    before = schema_dump(cluster, db)
+    r = migrate(db, "start", write_sql(text.format(t="large"), "0002_large.sql"))
+    assert r.returncode == 2 and ':1:1: UPDATE of every row of "large"' in r.stderr, r.stdout + r.stderr
+    assert schema_dump(cluster, db) == before
+    assert sql(db, "SELECT count(*) FROM large WHERE v = 'a'") == [(1001,)]
 
 
 VISIT_ID = """ALTER TABLE "website_event" ADD COLUMN "visit_id" UUID NULL;
