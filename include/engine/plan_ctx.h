@@ -217,6 +217,12 @@ void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *ta
  * after the offline ALTER COLUMN ... TYPE. */
 int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, const char *schema, const char *table,
                           const char *col, char *out, size_t n);
+/* Whether the SQL expression expr (a CHECK, an index predicate) of op's
+ * table reads a column an earlier alter_column retypes: until the
+ * contract its values for the new shape live in the second column, which
+ * the expression does not name (its name into col; one that cannot be
+ * read counts). */
+int expr_reads_retyped(const struct plan_ctx *c, const struct mig_op *op, const char *expr, char *col, size_t n);
 struct shadow_spec {
     const char *table, *from, *to, *type, *up, *down;
     int copy_default, copy_not_null, copy_comment;

@@ -293,6 +293,10 @@ int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const cha
  * gave the new column's copy of the index its name. 1 emitted, 0 not such
  * an index (or no catalog), -1 refused (sql_convert_rename_carried.c). */
 int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel);
+/* Moves each create_index or create_constraint of a column a later
+ * operation retypes to just after that retype, where moving it changes
+ * nothing (sql_convert_built_after_retype.c). 0, or -1 out of memory. */
+int sqlc_build_after_retypes(struct conv *c);
 /* The name a type the file names has at expand: a rename of it above runs
  * at complete, so until then it has the name before (renames followed
  * back, newest first). */

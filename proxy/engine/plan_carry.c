@@ -8,7 +8,9 @@
 #include "plan_ctx.h"
 #include "migration_dependents.h"
 #include "ops/op.h"
+#include "sql_fragment.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,6 +249,22 @@ int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, con
     }
     snprintf(out, n, "%s", col);
     return 0;
+}
+
+int expr_reads_retyped(const struct plan_ctx *c, const struct mig_op *op, const char *expr, char *col, size_t n)
+{
+    char **names = NULL, shadow[80];
+    size_t k = 0;
+    int star = 0, hit = 0;
+    if (sql_fragment_columns(expr, &names, &k, &star) != SQL_FRAGMENT_OK) {
+        snprintf(col, n, "?");
+        return 1;
+    }
+    for (size_t i = 0; i < k && !hit; i++)
+        if ((hit = column_until_contract(c, op, op->schema, op->table, names[i], shadow, sizeof shadow)))
+            snprintf(col, n, "%s", names[i]);
+    sql_fragment_free_names(names, k);
+    return hit;
 }
 
 /* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES

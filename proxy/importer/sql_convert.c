@@ -678,6 +678,10 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
         rc = conv_statement(&c, &c.s.stmts[i]);
     if (rc == 0)
         rc = sqlc_close_last(&c);
+    if (rc == 0 && sqlc_build_after_retypes(&c) != 0) {
+        snprintf(err, errlen, "%s:1:1: out of memory", file);
+        rc = -1;
+    }
     if (rc == 0 && json_array_size(c.ops) == 0) {
         if (had_do)
             snprintf(err, errlen, "%s:1:1: nothing to run on this database: its DO blocks skip every statement of "

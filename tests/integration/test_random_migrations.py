@@ -61,11 +61,16 @@ EXPECTED = [
     ("7-29.sql", "identical", None),  # a DELETE after a drop of a key referencing its rows: waits for the drop
     ("13667-258", "identical", None),  # a data statement waits for a dropped constraint or unique index it meets
     ("13667-271", "identical", None),  # rows a batch's foreign-key action writes get the tandem rule
+    ("13667-242-named-between.sql", "refused", "creates index"),  # renamed between: keeps its place
+    ("13667-242-check.sql", "refused", "creates constraint"),  # a CHECK's expression cannot follow the retype
+    ("13667-242-check-after.sql", "refused", "reads column"),  # was lost with the old column at the contract
+    ("13667-242-partial-after.sql", "refused", "reads column"),  # was lost with the old column at the contract
+    ("13667-242", "identical", None),  # an index made before its column's retype is made after it, on the new type
     ("87727-205-written.sql", "refused", "may write NULL into it"),  # NULL under a dropped NOT NULL, then SET NOT NULL
     ("87727-205", "identical", None),  # fills keep their place: online
     ("87727-234", "identical", None),
     ("87727-202", "identical", "=rollback"),  # each rollback undoes what the file made, in reverse dependency order
-    ("31415-9.sql", "refused", "create_index creates index"),  # an index the file made on a column it then retypes
+    ("31415-9.sql", "identical", None),  # an index the file made on a column it then retypes: made after the retype
     ("31415-54-named-between.sql", "refused", "is made again above after its old index"),  # named before the rename
     ("31415-54", "identical", None),  # a rename of what the file made under a dropped one's name: folded into it
     ("31415-30-", "refused", "changes after a RENAME COLUMN above"),  # a retype after its column's rename, apart

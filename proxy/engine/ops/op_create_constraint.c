@@ -203,8 +203,13 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     if (!strcmp(op->constraint_type, "unique") || !strcmp(op->constraint_type, "primary_key"))
         return plan_index_backed(c, op);
-    char name[80], now[80];
+    char name[80], now[80], col[80];
     int check = strcmp(op->constraint_type, "check") == 0;
+    if (check && op->check && expr_reads_retyped(c, op, op->check, col, sizeof col))
+        return op_error(c, op, "CHECK (%s) reads column \"%s\" of \"%s\", whose type an earlier operation of this "
+                        "migration changes: until the contract the column's new values live in a second column the "
+                        "expression does not name, and the contract's drop of the old column would take the "
+                        "constraint with it. Add the constraint in the next migration", op->check, col, op->table);
     if (op->name) {
         snprintf(name, sizeof name, "%s", op->name);
         take_name(c, op->schema, name, 0);

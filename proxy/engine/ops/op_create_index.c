@@ -134,6 +134,17 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     if (keys_meet_retyped_column(c, op))
         return op_error(c, op, "index \"%s\" has keys written as SQL on table \"%s\", whose columns an earlier "
                         "operation changes; create it in the next migration", op->name, op->table);
+    char col[80], held[80];
+    int read = op->where && expr_reads_retyped(c, op, op->where, col, sizeof col);
+    for (size_t i = 0; !read && i < op->ninclude; i++)
+        if ((read = column_until_contract(c, op, op->schema, op->table, op->include[i], held, sizeof held)))
+            snprintf(col, sizeof col, "%s", op->include[i]);
+    if (read)
+        return op_error(c, op, "index \"%s\" reads column \"%s\" of \"%s\" in its %s, and an earlier operation "
+                        "of this migration changes that column's type: until the contract its new values live in a "
+                        "second column, and the contract's drop of the old column would take the index with it. "
+                        "Create it in the next migration", op->name, col, op->table,
+                        op->where ? "predicate or INCLUDE" : "INCLUDE");
     char **cols = calloc(op->ncolumns ? op->ncolumns : 1, sizeof *cols);
     if (!cols)
         return op_error(c, op, "out of memory");

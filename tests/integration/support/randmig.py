@@ -364,7 +364,7 @@ ALL_KINDS = [
     "create_table", "drop_table", "rename_table", "create_enum", "rename_enum", "add_enum_value",
     "prisma_enum_recreate", "update", "insert_select", "delete", "do_if_not_exists", "do_exception",
     "seq_rename_then_reuse", "seq_rename_twice", "seq_drop_readd", "seq_table_rename_children",
-    "seq_type_created_then_used",
+    "seq_type_created_then_used", "seq_retype_and_build",
 ]
 
 # The kinds `make test` draws: those the engine carries today with no
@@ -1038,6 +1038,36 @@ def g_seq_type_created_then_used(rnd, m):
     return s + c if c else None
 
 
+def g_seq_retype_and_build(rnd, m):
+    """A column retyped, and an index, unique index, partial index or check
+    made on it in the same file, before the retype (which offline rebuilds
+    it on the new type) or after (made on the new type)."""
+    before = rnd.random() < 0.5
+    s = g_retype(rnd, m, rnd.random() < 0.3)
+    if not s:
+        return None
+    tname, cname = s[-1].split('"')[1], s[-1].split('"')[3]
+    t, c = m.tables[tname], m.tables[tname].col(cname)
+    what = rnd.choice(["index", "unique", "partial", "check"])
+    if what == "unique" and t.partitioned:
+        what = "index"
+    n = m.fresh(rnd, "%s_%s_%s" % (t.name, c.name, "check" if what == "check" else
+                                   "key" if what == "unique" else "idx"))
+    if what == "check":
+        t.cons[n] = ("check", [c.name], None)
+        m.connames.add(n)
+        made = "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL OR true)" % (q(t.name), q(n), q(c.name))
+    else:
+        t.indexes[n] = [c.name]
+        m.relnames.add(n)
+        key, where = q(c.name), ""
+        if what == "partial":
+            key, where = q(t.pk[0]) if t.pk else key, " WHERE %s IS NOT NULL" % q(c.name)
+        made = "CREATE %sINDEX %s ON %s(%s)%s" % ("UNIQUE " if what == "unique" else "", q(n), q(t.name), key,
+                                                  where)
+    return [made] + s if before else s + [made]
+
+
 GENERATORS = {
     "add_column": g_add_column, "drop_column": g_drop_column, "rename_column": g_rename_column,
     "retype": lambda r, m: g_retype(r, m, False), "retype_using": lambda r, m: g_retype(r, m, True),
@@ -1054,6 +1084,7 @@ GENERATORS = {
     "seq_rename_twice": g_seq_rename_twice, "seq_drop_readd": g_seq_drop_readd,
     "seq_table_rename_children": g_seq_table_rename_children,
     "seq_type_created_then_used": g_seq_type_created_then_used,
+    "seq_retype_and_build": g_seq_retype_and_build,
 }
 assert set(GENERATORS) == set(ALL_KINDS)
 
