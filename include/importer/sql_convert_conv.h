@@ -88,6 +88,10 @@ struct conv {
         const struct sql_stmt *st;
     } index_renamed[16];
     size_t nindex_renamed;
+    /* operations that run last, after every other one's contract (an
+     * index's rename on a column the file retypes): moved to the end once
+     * the file is read (sqlc_renames_last); references of its own */
+    json_t *last_ops;
     /* per statement, the RangeVars of its parse tree, collected when first
      * asked (sql_convert_data.c) */
     json_t *rangevars;
@@ -289,10 +293,14 @@ void sqlc_forget_index_renames(struct conv *c);
 int sqlc_drop_renamed_index(struct conv *c, const struct sql_stmt *st, const char *schema, char *name);
 
 /* ALTER INDEX rel RENAME after a retype of a column the index is on (read
- * on the live catalog): emitted to run at complete, after the contract
- * gave the new column's copy of the index its name. 1 emitted, 0 not such
+ * on the live catalog), above or below it: emitted to run at complete,
+ * after the contract gave the new column's copy of the index its name. 1 emitted, 0 not such
  * an index (or no catalog), -1 refused (sql_convert_rename_carried.c). */
 int sqlc_rename_index_after_retype(struct conv *c, const struct sql_stmt *st, json_t *rel);
+/* Moves the operations sqlc_rename_index_after_retype kept to the end
+ * (they run at complete, after the contract of the retypes above and
+ * below them). 0, or -1 out of memory. */
+int sqlc_renames_last(struct conv *c);
 /* Moves each create_index or create_constraint of a column a later
  * operation retypes to just after that retype, where moving it changes
  * nothing (sql_convert_built_after_retype.c). 0, or -1 out of memory. */

@@ -678,7 +678,7 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
         rc = conv_statement(&c, &c.s.stmts[i]);
     if (rc == 0)
         rc = sqlc_close_last(&c);
-    if (rc == 0 && sqlc_build_after_retypes(&c) != 0) {
+    if (rc == 0 && (sqlc_build_after_retypes(&c) != 0 || sqlc_renames_last(&c) != 0)) {
         snprintf(err, errlen, "%s:1:1: out of memory", file);
         rc = -1;
     }
@@ -694,6 +694,7 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
     if (rc == 0 && !(*out = build_migration(&c, file)))
         rc = -1;
     sqlc_forget_index_renames(&c);
+    json_decref(c.last_ops);
     json_decref(c.rangevars);
     json_decref(c.ops);
     for (size_t i = 0; i < c.nknown; i++) {

@@ -61,6 +61,8 @@ EXPECTED = [
     ("7-29.sql", "identical", None),  # a DELETE after a drop of a key referencing its rows: waits for the drop
     ("13667-258", "identical", None),  # a data statement waits for a dropped constraint or unique index it meets
     ("13667-271", "identical", None),  # rows a batch's foreign-key action writes get the tandem rule
+    ("90001-50-named-later.sql", "refused", "so this rename runs at complete"),  # renamed, named, then retyped
+    ("90001-50", "identical", None),  # an index renamed before its column's retype: the rename runs last
     ("13667-242-named-between.sql", "refused", "creates index"),  # renamed between: keeps its place
     ("13667-242-check.sql", "refused", "creates constraint"),  # a CHECK's expression cannot follow the retype
     ("13667-242-check-after.sql", "refused", "reads column"),  # was lost with the old column at the contract
