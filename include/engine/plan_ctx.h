@@ -223,6 +223,12 @@ int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, con
  * the expression does not name (its name into col; one that cannot be
  * read counts). */
 int expr_reads_retyped(const struct plan_ctx *c, const struct mig_op *op, const char *expr, char *col, size_t n);
+/* expr (a CHECK, an index predicate of op's table) reading each column an
+ * earlier alter_column retypes by its second column, where the new
+ * shape's values are until the contract (which gives it the column's
+ * name, and the constraint or index follows); NULL when it cannot be
+ * rewritten (a whole-row or qualified reference) or out of memory. */
+char *expr_on_second_columns(const struct plan_ctx *c, const struct mig_op *op, const char *expr);
 struct shadow_spec {
     const char *table, *from, *to, *type, *up, *down;
     int copy_default, copy_not_null, copy_comment;

@@ -41,6 +41,13 @@ enum sql_fragment_result sql_fragment_columns(const char *text, char ***names, s
 enum sql_fragment_result sql_tree_columns(json_t *tree, char ***names, size_t *n, int *star);
 void sql_fragment_free_names(char **names, size_t n);
 
+/* The expression text with each column reference named from[k] (one
+ * field, unqualified) written as to[k] (quoted as needed), for k < n;
+ * NULL (caller frees otherwise) when text is no one expression, a
+ * qualified reference names one of from[], or the new text would not
+ * parse to the same tree with the new names. */
+char *sql_fragment_rename_columns(const char *text, const char *const *from, const char *const *to, size_t n);
+
 /* One index key as SQL ("note DESC", "lower(note)"): *column is the name
  * Postgres gives its column when it names an index after its columns
  * (caller frees): the column's, or for an expression the function's

@@ -267,6 +267,34 @@ int expr_reads_retyped(const struct plan_ctx *c, const struct mig_op *op, const 
     return hit;
 }
 
+char *expr_on_second_columns(const struct plan_ctx *c, const struct mig_op *op, const char *expr)
+{
+    char **names = NULL;
+    size_t k = 0, n = 0;
+    int star = 0;
+    if (sql_fragment_columns(expr, &names, &k, &star) != SQL_FRAGMENT_OK || star) {
+        sql_fragment_free_names(names, k);
+        return NULL;
+    }
+    const char **from = calloc(k ? k : 1, sizeof *from);
+    char **to = calloc(k ? k : 1, sizeof *to);
+    int ok = from && to;
+    for (size_t i = 0; ok && i < k; i++) {
+        char held[80];
+        if (!column_until_contract(c, op, op->schema, op->table, names[i], held, sizeof held))
+            continue;
+        from[n] = names[i];
+        ok = (to[n++] = strdup(held)) != NULL;
+    }
+    char *out = !ok ? NULL : n ? sql_fragment_rename_columns(expr, from, (const char *const *)to, n) : strdup(expr);
+    for (size_t i = 0; to && i < n; i++)
+        free(to[i]);
+    free(to);
+    free(from);
+    sql_fragment_free_names(names, k);
+    return out;
+}
+
 /* ALTER TABLE owner ADD CONSTRAINT name FOREIGN KEY (col) REFERENCES
  * target (target_col), with f's actions, NOT VALID. owner and target come
  * quoted: one is the table, the other regclass output (Postgres quoted

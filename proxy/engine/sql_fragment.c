@@ -2,6 +2,7 @@
  * A fragment is embedded as code in generated DDL and trigger bodies, so
  * "it parses somewhere" is not enough: it has to be exactly one expression
  * (or type), judged on the parse tree, never on the characters. */
+#include "migration_sql.h"
 #include "sql_fragment.h"
 #include "sql_script.h"
 
@@ -311,4 +312,121 @@ enum sql_fragment_result sql_fragment_index_key_column(const char *key, char **c
         rc = SQL_FRAGMENT_OOM;
     json_decref(root);
     return rc;
+}
+
+/* ---- column references renamed ------------------------------------------ */
+
+struct ref_at {
+    size_t at;          /* byte offset in the text */
+    const char *to;
+};
+
+/* Each one-field ColumnRef of tree whose name is one of from[]: its offset
+ * (location less the wrapping's prefix) and the new name, into refs; the
+ * tree's String gets the new name too (the tree the new text must parse
+ * to). -1 for a reference the splice cannot take (a qualified one naming
+ * a renamed column, a location outside the text), or out of memory. */
+static int collect_refs(json_t *tree, size_t prefix, size_t len, const char *const *from, const char *const *to,
+                        size_t n, struct ref_at **refs, size_t *nrefs)
+{
+    if (json_is_array(tree)) {
+        for (size_t i = 0; i < json_array_size(tree); i++)
+            if (collect_refs(json_array_get(tree, i), prefix, len, from, to, n, refs, nrefs) != 0)
+                return -1;
+        return 0;
+    }
+    if (!json_is_object(tree))
+        return 0;
+    json_t *ref = json_object_get(tree, "ColumnRef");
+    if (ref) {
+        json_t *fields = json_object_get(ref, "fields");
+        json_t *str = json_object_get(json_array_get(fields, json_array_size(fields) - 1), "String");
+        const char *name = json_string_value(json_object_get(str, "sval"));
+        for (size_t k = 0; name && k < n; k++) {
+            if (strcmp(name, from[k]) != 0)
+                continue;
+            json_int_t loc = json_integer_value(json_object_get(ref, "location"));
+            if (json_array_size(fields) != 1 || loc < (json_int_t)prefix || (size_t)loc - prefix >= len)
+                return -1;
+            struct ref_at *grown = realloc(*refs, (*nrefs + 1) * sizeof *grown);
+            if (!grown)
+                return -1;
+            *refs = grown;
+            grown[(*nrefs)++] = (struct ref_at){(size_t)loc - prefix, to[k]};
+            json_object_set_new(str, "sval", json_string(to[k]));
+            break;
+        }
+        return 0;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(tree, key, v) {
+        if (collect_refs(v, prefix, len, from, to, n, refs, nrefs) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The end of the identifier at text + at: a quoted one ("" inside) or a
+ * plain one. The parse of the result checks what this took. */
+static size_t identifier_end(const char *text, size_t at)
+{
+    size_t i = at;
+    if (text[i] == '"') {
+        for (i++; text[i]; i++) {
+            if (text[i] == '"' && text[i + 1] == '"')
+                i++;
+            else if (text[i] == '"')
+                return i + 1;
+        }
+        return i;
+    }
+    while (text[i] && (text[i] == '_' || text[i] == '$' || (text[i] >= '0' && text[i] <= '9') ||
+                       ((text[i] | 0x20) >= 'a' && (text[i] | 0x20) <= 'z') || (unsigned char)text[i] >= 0x80))
+        i++;
+    return i;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const struct ref_at *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+char *sql_fragment_rename_columns(const char *text, const char *const *from, const char *const *to, size_t n)
+{
+    static const char prefix[] = "SELECT (";
+    if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
+        return NULL;
+    int oom = 0;
+    json_t *root = parse_wrapped(prefix, text, ")", &oom);
+    json_t *want = sole_target(root);
+    struct ref_at *refs = NULL;
+    size_t nrefs = 0, len = strlen(text);
+    char *out = NULL;
+    if (want && collect_refs(want, sizeof prefix - 1, len, from, to, n, &refs, &nrefs) == 0) {
+        if (nrefs)
+            qsort(refs, nrefs, sizeof *refs, by_offset);
+        struct mig_str s = {0};
+        size_t done = 0;
+        for (size_t i = 0; i < nrefs; i++) {
+            if (refs[i].at < done)
+                break;
+            mig_str_addf(&s, "%.*s", (int)(refs[i].at - done), text + done);
+            mig_str_ident(&s, refs[i].to);
+            done = identifier_end(text, refs[i].at);
+        }
+        mig_str_add(&s, text + done);
+        out = mig_str_take(&s);
+        /* the new text must parse to the old tree with the new names */
+        json_t *again = out ? parse_wrapped(prefix, out, ")", &oom) : NULL;
+        if (!again || !same_tree(sole_target(again), want)) {
+            free(out);
+            out = NULL;
+        }
+        json_decref(again);
+    }
+    free(refs);
+    json_decref(root);
+    return out;
 }

@@ -47,6 +47,72 @@ static int is_at_time_zone_of(json_t *expr, const char *column)
            sql_get(json_array_get(args, 0), "A_Const.sval") && col && !strcmp(col, column);
 }
 
+/* The column reference expr is: exactly `column`. */
+static int is_column(json_t *expr, const char *column)
+{
+    json_t *fields = sql_get(expr, "ColumnRef.fields");
+    const char *name = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
+    return name && !strcmp(name, column);
+}
+
+/* A function call `name(column[, constant])` with nargs arguments. */
+static json_t *call_of(json_t *expr, const char *name, size_t nargs, const char *column)
+{
+    json_t *fn = json_object_get(expr, "FuncCall");
+    json_t *names = json_object_get(fn, "funcname"), *args = json_object_get(fn, "args");
+    const char *last = sql_node_str(json_array_get(names, json_array_size(names) - 1));
+    if (!last || strcmp(last, name) || json_array_size(args) != nargs || !is_column(json_array_get(args, 0), column))
+        return NULL;
+    return nargs < 2 || sql_get(json_array_get(args, 1), "A_Const") ? args : NULL;
+}
+
+/* The `down` of USING expressions whose inverse is known, reading the
+ * column by its name, cast to the old type; NULL for any other. On the
+ * values `up` gives each is the way back: array_to_string(c, s) and
+ * string_to_array(c, s) (elements holding s, and NULL elements, which
+ * array_to_string leaves out, are the exception), to_jsonb(c) and
+ * c #>> '{}' (a scalar old type), CASE WHEN c THEN a ELSE b END and c = a
+ * (a boolean, two different constants). */
+static char *derived_down(struct conv *c, const struct sql_stmt *st, json_t *using, const char *column,
+                          const char *old_type)
+{
+    /* a stand-in old type (no catalog yet) matches every pattern: the
+     * conversion that reads the real type decides */
+    int any = c->opt && c->opt->types_stand_in;
+    char *id = sql_ident(column);
+    struct mig_str s = {0};
+    json_t *args = call_of(using, "array_to_string", 2, column);
+    json_t *kase = json_object_get(using, "CaseExpr");
+    json_t *when = sql_get(json_array_get(json_object_get(kase, "args"), 0), "CaseWhen");
+    if (!id) {
+        /* out of memory: no down */
+    } else if (args && (any || strstr(old_type, "[]"))) {
+        char *sep = sql_expr_text(&c->s, st, json_array_get(args, 1));
+        if (sep)
+            mig_str_addf(&s, "string_to_array(%s, %s)::%s", id, sep, old_type);
+        free(sep);
+    } else if ((call_of(using, "to_jsonb", 1, column) || call_of(using, "to_json", 1, column)) &&
+               (any || !strstr(old_type, "[]"))) {
+        mig_str_addf(&s, "(%s #>> '{}')::%s", id, old_type);
+    } else if (kase && !json_object_get(kase, "arg") && json_array_size(json_object_get(kase, "args")) == 1 &&
+               (any || !strcasecmp(old_type, "boolean")) && is_column(json_object_get(when, "expr"), column) &&
+               sql_get(json_object_get(when, "result"), "A_Const") && sql_get(kase, "defresult.A_Const")) {
+        char *a = sql_expr_text(&c->s, st, json_object_get(when, "result"));
+        char *b = sql_expr_text(&c->s, st, json_object_get(kase, "defresult"));
+        if (a && b && strcmp(a, b) != 0)
+            mig_str_addf(&s, "(%s = %s)", id, a);
+        free(a);
+        free(b);
+    }
+    free(id);
+    char *down = mig_str_take(&s);
+    if (down && !*down) {
+        free(down);
+        down = NULL;
+    }
+    return down;
+}
+
 static int is_timestamp(const char *type)
 {
     return type && !strncasecmp(type, "timestamp", 9);
@@ -156,6 +222,9 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
             sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
             (is_timestamp(old_type) || (c->opt && c->opt->types_stand_in)))
             down = strdup(up);  /* the old value back: the same zone the other way */
+        if (!down && !plain && !renamed &&
+            sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0)
+            down = derived_down(c, st, using, column, old_type);
         if (down) {
             json_object_set_new(body, "down", json_string(down));
         } else if (!plain) {

@@ -6,11 +6,11 @@
  * made after the retype instead, it is built on the new column, and the
  * file ends where offline it ends.
  *
- * Only an index or a unique, primary or foreign key on plain columns
- * moves: the plan builds those on the second column, where an expression
- * (a CHECK, an index's keys or predicate) would name the old one (the plan
- * refuses those after a retype). The create moves to just after the
- * retype only where that changes
+ * An index (but one with keys written as expressions), a CHECK, or a
+ * unique, primary or foreign key moves: after the retype the plan builds
+ * it over the second column (its columns, and the column references of a
+ * CHECK or a predicate). The create moves to just after the retype only
+ * where that changes
  * nothing Postgres would see: it is the one statement of the file that
  * names the object (nothing renames, validates, attaches or drops it), no
  * rename of the table or a column comes between, a unique one is no
@@ -73,10 +73,10 @@ static int movable(const struct conv *c, json_t *o, const char *schema, const ch
     const char *kind = kind_of(o, &body);
     int index = !strcmp(kind, "create_index");
     const char *type = sqlc_str_or(body, "type", "");
-    /* plain columns only: the plan builds those on the second column; an
-     * expression (a CHECK, keys, a predicate) names the old one */
-    if ((!index && strcmp(kind, "create_constraint")) || !on_table(body, schema, table) || !strcmp(type, "check") ||
-        json_object_get(body, "keys") || json_object_get(body, "where") || json_object_get(body, "include"))
+    /* keys written as expressions are refused beside a retype of their
+     * table: they stay where they are */
+    if ((!index && strcmp(kind, "create_constraint")) || !on_table(body, schema, table) ||
+        json_object_get(body, "keys"))
         return 0;
     const char *name = sqlc_str_or(body, "name", "");
     const struct sql_stmt *end = c->s.stmts + c->s.nstmts;

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 import test_migrate_seed as seed
-from support import (load_legacy, migrate, offline_twin, pmigrate, proxy_start, rows, run_pgtandem, schema_dump, shape,
-                     sql)
+from support import (load_legacy, migrate, new_shape_options, offline_twin, pmigrate, proxy_start, rows, run_pgtandem,
+                     schema_dump, shape, sql)
 
 SEED_SQL = """BEGIN;
 
@@ -629,6 +629,31 @@ def test_a_whole_table_update_that_cannot_batch_runs_as_written_only_on_a_table_
     assert r.returncode == 2 and ':1:1: UPDATE of every row of "large"' in r.stderr, r.stdout + r.stderr
     assert schema_dump(cluster, db) == before
     assert sql(db, "SELECT count(*) FROM large WHERE v = 'a'") == [(1001,)]
+
+
+def test_known_using_expressions_get_their_way_back_as_down(db):
+    """A type change whose USING is array_to_string, to_jsonb or CASE WHEN
+    b THEN 1 ELSE 0 END was refused for want of a `down`; each has a known
+    way back on the values it gives (string_to_array, #>> '{}', = 1), which
+    the old release now reads for what the new release writes during the
+    migration. Another expression still asks for one."""
+    sql(db, "CREATE TABLE dd (id int PRIMARY KEY, tags text[], b boolean, s text)")
+    sql(db, "INSERT INTO dd VALUES (1, '{a,b}', true, 'x')")
+    text = ("ALTER TABLE dd ALTER COLUMN tags SET DATA TYPE text USING array_to_string(tags, ',');\n"
+            "ALTER TABLE dd ALTER COLUMN b SET DATA TYPE integer USING CASE WHEN b THEN 1 ELSE 0 END;\n"
+            "ALTER TABLE dd ALTER COLUMN s SET DATA TYPE jsonb USING to_jsonb(s);\n")
+    r = migrate(db, "start", write_sql(text, "0001_dd.sql"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    sql(db, "INSERT INTO dd (id, tags, b, s) VALUES (2, 'c,d', 0, '\"y\"')", options=new_shape_options("0001_dd"))
+    # the old release reads the new release's row in its own types
+    assert sql(db, "SELECT tags, b, s FROM dd WHERE id = 2") == [(["c", "d"], False, "y")]
+    c = migrate(db, "complete")
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert sql(db, "SELECT tags, b, s::text FROM dd ORDER BY id") == [("a,b", 1, '"x"'), ("c,d", 0, '"y"')]
+    sql(db, "CREATE TABLE de (id int PRIMARY KEY, s text)")
+    r = migrate(db, "start", write_sql("ALTER TABLE de ALTER COLUMN s SET DATA TYPE integer USING length(s);\n",
+                                       "0002_de.sql"))
+    assert r.returncode == 2 and 'cannot derive "down"' in r.stderr, r.stdout + r.stderr
 
 
 VISIT_ID = """ALTER TABLE "website_event" ADD COLUMN "visit_id" UUID NULL;

@@ -120,6 +120,13 @@ static void test_down_needs_old_type(void)
     CHECK("down: a USING that is not a cast asks for it",
           fails_with("ALTER TABLE t ALTER COLUMN c TYPE integer USING length(c);",
                      "m.sql:1:1: cannot derive \"down\" (new -> old value) from the USING expression length(c)"));
+    CHECK("down: to_jsonb's way back is #>> '{}', cast to the old type", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE jsonb USING to_jsonb(c);", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"jsonb\","
+        "\"up\":\"to_jsonb(c)\",\"down\":\"(c #>> '{}')::text\"}}]"));
+    CHECK("down: array_to_string of a column that was no array asks for it",
+          fails_with("ALTER TABLE t ALTER COLUMN c TYPE text USING array_to_string(c, ',');",
+                     "cannot derive \"down\" (new -> old value) from the USING expression"));
     CHECK("down: a cast through text casts back through text", ops_equal(
         "ALTER TABLE o ALTER COLUMN s TYPE \"S_new\" USING (s::text::\"S_new\");", 1,
         "[{\"alter_column\":{\"table\":\"o\",\"column\":\"s\",\"type\":\"\\\"S_new\\\"\","

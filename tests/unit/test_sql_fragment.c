@@ -186,8 +186,33 @@ static void test_index_key_column(void)
     CHECK("two keys refused", sql_fragment_index_key_column("a, b", &col) == SQL_FRAGMENT_BAD && !col);
 }
 
+static void test_rename_columns(void)
+{
+    static const char *const from[] = {"payload", "Amount"};
+    static const char *const to[] = {"_pgtandem_payload", "_pgtandem_Amount"};
+    static const struct { const char *expr, *want; } cases[] = {
+        {"length(payload) < 100", "length(\"_pgtandem_payload\") < 100"},
+        {"\"payload\" IS NOT NULL OR true", "\"_pgtandem_payload\" IS NOT NULL OR true"},
+        {"PAYLOAD <> 'payload' AND \"Amount\" >= 0",
+         "\"_pgtandem_payload\" <> 'payload' AND \"_pgtandem_Amount\" >= 0"},
+        {"amount >= 0", "amount >= 0"},     /* another column: "Amount" is not amount */
+        {"coalesce(payload, payload || 'x') = ''", "coalesce(\"_pgtandem_payload\", \"_pgtandem_payload\" || 'x') = ''"},
+        {"t.payload IS NULL", NULL},         /* qualified: not rewritten */
+        {"payload) OR (true", NULL},         /* no one expression */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = sql_fragment_rename_columns(cases[i].expr, from, to, 2);
+        int ok = cases[i].want ? got && !strcmp(got, cases[i].want) : got == NULL;
+        if (!ok)
+            printf("  %s: got %s\n", cases[i].expr, got ? got : "(none)");
+        CHECK("column references renamed, and only those", ok);
+        free(got);
+    }
+}
+
 int main(void)
 {
+    test_rename_columns();
     test_index_key_column();
     test_expressions();
     test_types();

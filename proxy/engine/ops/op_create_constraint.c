@@ -205,11 +205,14 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         return plan_index_backed(c, op);
     char name[80], now[80], col[80];
     int check = strcmp(op->constraint_type, "check") == 0;
-    if (check && op->check && expr_reads_retyped(c, op, op->check, col, sizeof col))
+    /* a column retyped earlier: the check reads its second column, which
+     * takes the column's name at the contract */
+    char *held_check = check && op->check ? expr_on_second_columns(c, op, op->check) : NULL;
+    if (check && op->check && !held_check && expr_reads_retyped(c, op, op->check, col, sizeof col))
         return op_error(c, op, "CHECK (%s) reads column \"%s\" of \"%s\", whose type an earlier operation of this "
-                        "migration changes: until the contract the column's new values live in a second column the "
-                        "expression does not name, and the contract's drop of the old column would take the "
-                        "constraint with it. Add the constraint in the next migration", op->check, col, op->table);
+                        "migration changes, in a way that cannot be read over its second column (where its new "
+                        "values are until the contract): add the constraint in the next migration", op->check, col,
+                        op->table);
     if (op->name) {
         snprintf(name, sizeof name, "%s", op->name);
         take_name(c, op->schema, name, 0);
@@ -219,8 +222,10 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
         choose_fkey_name(c, op->schema, op->table, op->columns, op->ncolumns, name, sizeof name);
     }
     int later = constraint_name_at_expand(c, op, name, 0);
-    if (later < 0)
+    if (later < 0) {
+        free(held_check);
         return -1;
+    }
     if (later)
         object_name(now, sizeof now, check ? "ck" : "fk", op, -1, c->m->name);
     else
@@ -228,7 +233,8 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
     struct mig_str s = {0};
     struct held_columns from = {0}, to = {0};
     if (check) {
-        mig_str_addf(&s, " CHECK (%s) NOT VALID", op->check);
+        mig_str_addf(&s, " CHECK (%s) NOT VALID", held_check ? held_check : op->check);
+        free(held_check);
     } else {
         if (hold_columns(c, op, op->schema, op->table, op->columns, op->ncolumns, &from) != 0 ||
             hold_columns(c, op, op->schema, op->ref_table, op->ref_columns, op->nref_columns, &to) != 0) {

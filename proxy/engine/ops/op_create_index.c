@@ -91,12 +91,14 @@ static int keys_meet_retyped_column(const struct plan_ctx *c, const struct mig_o
 }
 
 /* A partitioned table's index: ON ONLY the table, each partition's built
- * CONCURRENTLY and attached (plan_partitions.c). */
-static int build_on_partitioned(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
-                                char *const *cols)
+ * CONCURRENTLY and attached (plan_partitions.c); its definition from held
+ * (op read over second columns), op itself for the plan's bookkeeping
+ * (held is a copy, not one of the migration's operations). */
+static int build_on_partitioned(struct plan_ctx *c, const struct mig_op *op, const struct mig_op *held,
+                                const struct mig_cat_table *t, char *const *cols)
 {
     struct mig_str s = {0};
-    index_definition(&s, op, cols);
+    index_definition(&s, held, cols);
     char *definition = mig_str_take(&s);
     if (!definition)
         return op_error(c, op, "out of memory");
@@ -124,6 +126,8 @@ static void rename_after_contract(struct plan_ctx *c, const struct mig_op *op, c
     mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
+static int plan_index_held(struct plan_ctx *c, const struct mig_op *held, const struct mig_op *op);
+
 static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
@@ -134,17 +138,35 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
     if (keys_meet_retyped_column(c, op))
         return op_error(c, op, "index \"%s\" has keys written as SQL on table \"%s\", whose columns an earlier "
                         "operation changes; create it in the next migration", op->name, op->table);
-    char col[80], held[80];
-    int read = op->where && expr_reads_retyped(c, op, op->where, col, sizeof col);
-    for (size_t i = 0; !read && i < op->ninclude; i++)
-        if ((read = column_until_contract(c, op, op->schema, op->table, op->include[i], held, sizeof held)))
-            snprintf(col, sizeof col, "%s", op->include[i]);
-    if (read)
-        return op_error(c, op, "index \"%s\" reads column \"%s\" of \"%s\" in its %s, and an earlier operation "
-                        "of this migration changes that column's type: until the contract its new values live in a "
-                        "second column, and the contract's drop of the old column would take the index with it. "
-                        "Create it in the next migration", op->name, col, op->table,
-                        op->where ? "predicate or INCLUDE" : "INCLUDE");
+    /* a column retyped earlier: the predicate and INCLUDE read its second
+     * column, which takes the column's name at the contract */
+    struct mig_op held = *op;
+    char col[80] = "?";
+    held.where = op->where ? expr_on_second_columns(c, op, op->where) : NULL;
+    if (op->where && !held.where && !expr_reads_retyped(c, op, op->where, col, sizeof col))
+        held.where = strdup(op->where);     /* reads no retyped column: as written */
+    if (op->where && !held.where)
+        return op_error(c, op, "index \"%s\" reads column \"%s\" of \"%s\" in its predicate, and an earlier operation "
+                        "of this migration changes that column's type, in a way that cannot be read over its second "
+                        "column (where its new values are until the contract): create it in the next migration",
+                        op->name, col, op->table);
+    held.include = op->ninclude ? calloc(op->ninclude, sizeof *held.include) : NULL;
+    for (size_t i = 0; held.include && i < op->ninclude; i++)
+        if (!(held.include[i] = column_after_contract(c, op, op->include[i])))
+            c->p->expand.oom = 1;
+    if (op->ninclude && !held.include)
+        c->p->expand.oom = 1;
+    int rc = plan_index_held(c, &held, op);
+    for (size_t i = 0; held.include && i < op->ninclude; i++)
+        free(held.include[i]);
+    free(held.include);
+    free(held.where);
+    return rc;
+}
+
+/* op (held: its predicate and INCLUDE read over second columns) planned. */
+static int plan_index_held(struct plan_ctx *c, const struct mig_op *held, const struct mig_op *op)
+{
     char **cols = calloc(op->ncolumns ? op->ncolumns : 1, sizeof *cols);
     if (!cols)
         return op_error(c, op, "out of memory");
@@ -160,14 +182,14 @@ static int plan_create_index(struct plan_ctx *c, const struct mig_op *op)
                       "renamed online: give it another name, or create it in the next migration", op->name,
                       op->table);
     if (rc == 0 && parted && !c->p->expand.oom) {
-        rc = build_on_partitioned(c, op, parted, cols);
+        rc = build_on_partitioned(c, op, held, parted, cols);
     } else if (rc == 0 && !c->p->expand.oom) {
         char ix[80];
         if (later)
             object_name(ix, sizeof ix, "ix", op, -1, c->m->name);
         else
             snprintf(ix, sizeof ix, "%s", op->name);
-        add_index_build(&c->p->expand, op, op->schema, ix, index_sql_named(op, ix, cols));
+        add_index_build(&c->p->expand, op, op->schema, ix, index_sql_named(held, ix, cols));
         mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
         if (later)
             rename_after_contract(c, op, ix);
