@@ -183,15 +183,22 @@ static int unique_index_checks(const struct conv *c, const struct written *w, co
 
 /* Whether a foreign key of table schema.from (the one named name, or the
  * one on column, or any) references the statement's table, on a key column
- * it writes (an UPDATE; a DELETE reaches every key). Unknown: no. */
+ * it writes (an UPDATE; a DELETE reaches every key, and every table its
+ * cascades delete from). Unknown: no. */
 static int key_references(const struct conv *c, const struct written *w, int del, const char *schema,
                           const char *from, const char *name, const char *column)
 {
     struct mig_str s = {0};
-    mig_str_add(&s, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = "
-                    "k.conrelid JOIN pg_catalog.pg_class r ON r.oid = k.confrelid WHERE k.contype = 'f'");
+    /* a DELETE reaches every table its ON DELETE CASCADE keys delete from,
+     * at any depth, and meets their keys too */
+    mig_str_add(&s, "WITH RECURSIVE reach(oid) AS (SELECT c.oid FROM pg_catalog.pg_class c WHERE true");
+    add_relation(&s, "c", w->schema, w->table);
+    mig_str_addf(&s, "%s) SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON "
+                 "t.oid = k.conrelid JOIN pg_catalog.pg_class r ON r.oid = k.confrelid WHERE k.contype = 'f' AND "
+                 "r.oid IN (SELECT oid FROM reach)",
+                 del ? " UNION SELECT k.conrelid FROM pg_catalog.pg_constraint k JOIN reach ON k.confrelid = reach.oid "
+                       "WHERE k.contype = 'f' AND k.confdeltype = 'c'" : "");
     add_relation(&s, "t", schema, from);
-    add_relation(&s, "r", w->schema, w->table);
     if (name) {
         mig_str_add(&s, " AND k.conname = ");
         mig_str_literal(&s, name);
@@ -230,8 +237,9 @@ static int drop_checks(const struct conv *c, const struct sql_stmt *st, const st
         sqlc_names_before_file(c, schema, from, none);
         if (!strcmp(st->kind, "InsertStmt") || !key_references(c, w, del, schema, from, name, NULL))
             return 0;
-        snprintf(what, n, "foreign key \"%s\" of \"%s\" referencing it is dropped above (its ON DELETE or ON "
-                 "UPDATE action or its check holds until then) and this statement %s", name,
+        snprintf(what, n, "foreign key \"%s\" of \"%s\" referencing it (or a table its cascades delete from) is "
+                 "dropped above (its ON DELETE or ON UPDATE action or its check holds until then) and this statement %s",
+                 name,
                  sqlc_str_or(body, "table", ""), del ? "deletes rows it references" : "changes keys it references");
         return 1;
     }
