@@ -68,6 +68,21 @@ static const char *shape_name(const struct plan_ctx *c, const struct mig_op *op)
     return name;
 }
 
+/* Whether the column is NOT NULL when op runs: as the catalog has it,
+ * then as each earlier alter_column of this migration left it (a SET NOT
+ * NULL, then a DROP NOT NULL of it further down, in one file). */
+static int not_null_before(const struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_column *oc)
+{
+    int not_null = oc && oc->notnull;
+    for (int i = 0; i < op->index && (size_t)i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_ALTER_COLUMN && o->nullable != -1 && !strcmp(o->schema, op->schema) &&
+            !strcmp(o->table, op->table) && !strcmp(o->column, op->column))
+            not_null = o->nullable == 0;
+    }
+    return not_null;
+}
+
 static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_cat_column *oc = mig_catalog_column(table_of(c, op->schema, op->table), op->column);
@@ -81,13 +96,14 @@ static int plan_in_place(struct plan_ctx *c, const struct mig_op *op)
         carried(c, op, "type of \"%s\": changed in the catalog at contract (Postgres rewrites nothing), to %s",
                 op->column, op->type);
     }
-    if (op->nullable == 0 && !(oc && oc->notnull)) {
+    int not_null = not_null_before(c, op, oc);
+    if (op->nullable == 0 && !not_null) {
         add_not_null_check(c, op, op->table, op->column);
         char cname[80];
         object_name(cname, sizeof cname, "nn", op, -1, c->m->name);
         add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
     }
-    if (op->nullable == 1 && (!oc || oc->notnull))
+    if (op->nullable == 1 && (!oc || not_null))
         add_alter(&c->p->contract, op, op->table, "ALTER COLUMN", op->column, " DROP NOT NULL");
     if (op->has_default) {
         const char *in_view = shape_name(c, op);
