@@ -61,6 +61,7 @@ EXPECTED = [
     ("7-29.sql", "identical", None),  # a DELETE after a drop of a key referencing its rows: waits for the drop
     ("13667-258", "identical", None),  # a data statement waits for a dropped constraint or unique index it meets
     ("13667-271", "identical", None),  # rows a batch's foreign-key action writes get the tandem rule
+    ("90003-139", "identical", None),  # an index the file made on a partitioned table, then dropped: dropped
     ("90003-13", "identical", None),  # a DELETE waits for a dropped key its cascades meet
     ("90002-314", "identical", None),  # NOT NULL set then dropped (or the reverse), apart: as the file leaves it
     ("90002-919", "identical", None),

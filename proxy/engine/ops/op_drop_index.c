@@ -124,13 +124,19 @@ static int plan_drop_index(struct plan_ctx *c, const struct mig_op *op)
     if (c->cat && refuse_drop(c, op))
         return -1;
     const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, op->name);
-    int partitioned = ix && ix->exists && ix->relkind == 'I';
+    /* made by this migration (a create_index above) on a partitioned
+     * table: the catalog does not have it, its table says what it is */
+    const struct mig_op *made = earlier_with_index(c, op);
+    const struct mig_cat_table *parted = made && made->kind == MIG_CREATE_INDEX && made->table
+                                             ? partitioned_table(c, made->schema, made->table) : NULL;
+    int partitioned = (ix && ix->exists && ix->relkind == 'I') || parted;
     mig_steps_add(&c->p->post, op->index, partitioned ? MIG_STEP_TXN : MIG_STEP_ALONE,
                   drop_index_sql(op->schema, op->name, !partitioned));
     if (partitioned)
         carried(c, op, "index \"%s\" of partitioned table %s: dropped after the contract by a plain DROP INDEX "
                 "(never CONCURRENTLY on a partitioned table), a catalog change under ACCESS EXCLUSIVE on the "
-                "table and each partition, with lock_timeout and retries", op->name, ix->table);
+                "table and each partition, with lock_timeout and retries", op->name,
+                parted ? made->table : ix->table);
     return 0;
 }
 
