@@ -211,10 +211,12 @@ static int rehearse_on_copy(struct rehearsal *h)
         run_ok(h->conn, "SAVEPOINT pgtandem_dep", ignore, sizeof ignore, NULL);
         char *carry = carry_on_copy(h, d, dwhy, sizeof dwhy);
         run_ok(h->conn, "ROLLBACK TO SAVEPOINT pgtandem_dep", ignore, sizeof ignore, NULL);
-        if (carry)
+        if (carry) {
+            free(d->carry);     /* rehearsed again for a later operation on the column */
             d->carry = carry;
-        else
+        } else {
             refuse(d, h, dwhy, advice_for(d));
+        }
     }
     run_ok(h->conn, "ROLLBACK", ignore, sizeof ignore, NULL);
     return 0;
