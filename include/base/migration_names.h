@@ -25,5 +25,9 @@ void mig_name_tag(const char *name, char out[MIG_NAME_TAG_MAX + 1]);
  * (pgtandem_<tag>) and the old shape's (pgtandem_<tag>_old). */
 void mig_version_schema(const char *name, char *out, size_t n);
 void mig_old_schema(const char *name, char *out, size_t n);
+/* The name of a column's second column until the contract: a retype's
+ * copy (alter_column), a column added under a name a rename frees
+ * (add_column), which the converter writes data statements with. */
+void mig_shadow_name(char *out, size_t n, const char *column);
 
 #endif

@@ -46,7 +46,4 @@
 int mig_dependents_rehearse(PGconn *conn, const struct migration *m, struct mig_catalog *cat,
                             char *err, size_t errlen);
 
-/* Name of alter_column's second column for `column`. */
-void mig_shadow_name(char *out, size_t n, const char *column);
-
 #endif

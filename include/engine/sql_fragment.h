@@ -23,6 +23,10 @@ enum sql_fragment_result {
  * trailing "--" comment, "1) OR (2", "x; DROP ..." are all BAD). */
 enum sql_fragment_result sql_fragment_expr(const char *text);
 
+/* OK when text is one string constant and nothing else ('...', E'...',
+ * $$...$$): no cast, no operator. */
+enum sql_fragment_result sql_fragment_string_literal(const char *text);
+
 /* OK when text is one type name as a column definition takes it
  * ("numeric(10,2)", "timestamp with time zone", "public.\"T\"[]"): it
  * parses inside CAST(NULL AS ...) as exactly that cast, with constant type

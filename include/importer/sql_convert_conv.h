@@ -100,6 +100,7 @@ struct conv {
      * its "up" (it reads other rows): what a NOT NULL after it is told */
     int unfolded_line;
     char unfolded_column[SQLC_NAME_LEN];
+    json_t *unfolded_add;       /* its add_column body (borrowed): later UPDATEs of it are not folded either */
     char *err;
     size_t errlen;
 };
@@ -218,6 +219,12 @@ int sqlc_delete_rows(struct conv *c, const struct sql_stmt *st);
  * UPDATE or DELETE of every row that cannot run in batches then runs as
  * written, taking the locks one batch would. */
 int sqlc_fits_one_batch(struct conv *c, json_t *rel);
+/* Whether t writes, alters, renames or drops a table of the RangeVars
+ * tables (its target, TRUNCATE's list, a DROP TABLE's names). */
+int sqlc_writes_one_of(const struct sql_stmt *t, json_t *tables);
+/* The RangeVars of tree appended to out (borrowed from the tree; a
+ * statement's target, its "relation", is not one). */
+void sqlc_collect_rangevars(json_t *tree, json_t *out);
 
 /* ---- sql_convert_waits.c ---- */
 
@@ -309,5 +316,14 @@ int sqlc_build_after_retypes(struct conv *c);
  * at complete, so until then it has the name before (renames followed
  * back, newest first). */
 const char *sqlc_type_at_expand(const struct conv *c, const char *schema, const char *name);
+/* A column's type (a ColumnDef's or ALTER COLUMN ... TYPE's TypeName) as
+ * SQL: as written, or by the name it has at expand when a rename above
+ * gives the name it is written with only at complete (90003-519: a column
+ * of the type Prisma's recreation renames got the old type, and the
+ * contract's DROP TYPE failed). Caller frees; NULL when unreadable. */
+char *sqlc_column_type_text(struct conv *c, const struct sql_stmt *st, json_t *type_name);
+/* st naming such a type anywhere else (a cast, a default) is refused
+ * before any DDL (-1, the error set); 0 when it names none. */
+int sqlc_refuse_type_renamed_at_complete(struct conv *c, const struct sql_stmt *st);
 
 #endif

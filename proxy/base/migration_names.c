@@ -62,3 +62,8 @@ void mig_old_schema(const char *name, char *out, size_t n)
     mig_name_tag(name, tag);
     snprintf(out, n, "pgtandem_%s_old", tag);
 }
+
+void mig_shadow_name(char *out, size_t n, const char *column)
+{
+    snprintf(out, n, "_pgtandem_%.53s", column);
+}

@@ -4,6 +4,7 @@
  * type and prints them back over the new column. Names reach SQL as
  * parameters or through quoting; definitions come from Postgres itself. */
 #include "migration_dependents.h"
+#include "migration_names.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,11 +29,6 @@ struct rehearsal {
     char *err;
     size_t errlen;
 };
-
-void mig_shadow_name(char *out, size_t n, const char *column)
-{
-    snprintf(out, n, "_pgtandem_%.53s", column);
-}
 
 /* Is this dependent one the rehearsal decides on (a CHECK of the table, an
  * index that is not simple and backs no constraint, a view)? Only these get

@@ -7,7 +7,7 @@
  * each with a view per table whose columns change. */
 #include "migration_plan.h"
 #include "plan_ctx.h"
-#include "migration_dependents.h"
+#include "migration_names.h"
 #include "ops/op.h"
 
 #include <stdlib.h>

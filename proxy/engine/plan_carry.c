@@ -7,6 +7,7 @@
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "migration_dependents.h"
+#include "migration_names.h"
 #include "ops/op.h"
 #include "sql_fragment.h"
 

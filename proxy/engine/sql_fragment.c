@@ -100,6 +100,17 @@ enum sql_fragment_result sql_fragment_expr(const char *text)
     return oom ? SQL_FRAGMENT_OOM : ok ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
 }
 
+enum sql_fragment_result sql_fragment_string_literal(const char *text)
+{
+    if (!text || !*text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
+        return SQL_FRAGMENT_BAD;
+    int oom = 0;
+    json_t *root = parse_wrapped("SELECT ", text, "", &oom);
+    int is = json_is_string(sql_get(sole_target(root), "A_Const.sval.sval"));
+    json_decref(root);
+    return oom ? SQL_FRAGMENT_OOM : is ? SQL_FRAGMENT_OK : SQL_FRAGMENT_BAD;
+}
+
 /* Type modifiers must be constants (Postgres says so too, later). */
 static int constant_typmods(json_t *type_name)
 {

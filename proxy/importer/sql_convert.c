@@ -574,6 +574,8 @@ static int conv_statement(struct conv *c, const struct sql_stmt *st)
             !strcmp(kind, "TRANS_STMT_COMMIT"))
             return 0;   /* pgtandem brings its own transactions */
     }
+    if (sqlc_refuse_type_renamed_at_complete(c, st) != 0)
+        return -1;
     if (!strcmp(k, "AlterTableStmt"))
         return sqlc_alter_table(c, st);
     if (!strcmp(k, "RenameStmt"))

@@ -181,6 +181,39 @@ static void keep_earlier_changes(struct conv *c, json_t *rel, const char *column
         json_object_set(body, "default", def);
 }
 
+/* A string literal the file set as column's default before this retype
+ * keeps the type it was set on (90002-383): offline Postgres typed it so at
+ * SET DEFAULT and the retype converts that value, where the second column,
+ * made of the new type, would read the literal anew as the new type
+ * ('{"b": 1, "a": 2}' as jsonb is reordered, as json it is not). 0, or -1
+ * out of memory. */
+static int default_as_set(struct conv *c, json_t *rel, const char *column, json_t *body)
+{
+    const char *dflt = json_string_value(json_object_get(body, "default"));
+    char old_type[SQLC_TYPE_LEN];
+    if (!dflt || sql_fragment_string_literal(dflt) != SQL_FRAGMENT_OK ||
+        sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), column, old_type) != 0)
+        return 0;
+    /* Without its modifiers: a cast to numeric(10,2) would show as one in
+     * the column's default, where Postgres's own coercion to them is
+     * implicit and shows nothing (the value is not rounded to them: a
+     * literal with more digits than its column allows keeps them) */
+    struct mig_str s = {0};
+    mig_str_addf(&s, "%s::", dflt);
+    int quoted = 0, depth = 0;
+    for (const char *p = old_type; *p; p++) {
+        quoted ^= *p == '"';
+        depth += !quoted && *p == '(';
+        if (!depth)
+            mig_str_addf(&s, "%c", *p);
+        depth -= !quoted && *p == ')' && depth > 0;
+    }
+    char *cast = mig_str_take(&s);
+    int rc = cast && json_object_set_new(body, "default", json_string(cast)) == 0 ? 0 : -1;
+    free(cast);
+    return rc;
+}
+
 static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
 {
     json_t *using = json_object_get(def, "raw_default");
@@ -206,7 +239,7 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
                              "the rename, or before it, or in a migration after this one", column, was);
     }
     const char *db_name = renamed ? c->last.from : column;
-    char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
+    char *type = sqlc_column_type_text(c, st, json_object_get(def, "typeName"));
     char *up = type ? type_change_up(c, st, using, db_name, type, renamed, via_text) : NULL;
     char *down = sqlc_annotated_down(c, st);
     json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
@@ -217,6 +250,8 @@ static int conv_alter_type(struct conv *c, const struct sql_stmt *st, json_t *re
         json_object_set_new(body, "type", json_string(type));
         json_object_set_new(body, "up", json_string(up));
         keep_earlier_changes(c, rel, db_name, body);
+        if (default_as_set(c, rel, db_name, body) != 0)
+            rc = sqlc_oom(c, st);
         char old_type[SQLC_TYPE_LEN];
         if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
             sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&

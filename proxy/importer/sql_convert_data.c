@@ -79,8 +79,7 @@ static int plain_targets(json_t *targets, json_t *seen)
     return 1;
 }
 
-/* The RangeVars of tree into out (borrowed from the tree). */
-static void collect_rangevars(json_t *tree, json_t *out)
+void sqlc_collect_rangevars(json_t *tree, json_t *out)
 {
     const char *key;
     size_t i;
@@ -89,11 +88,11 @@ static void collect_rangevars(json_t *tree, json_t *out)
         json_object_foreach(tree, key, v) {
             if (!strcmp(key, "RangeVar"))
                 json_array_append(out, v);
-            collect_rangevars(v, out);
+            sqlc_collect_rangevars(v, out);
         }
     } else if (json_is_array(tree)) {
         json_array_foreach(tree, i, v) {
-            collect_rangevars(v, out);
+            sqlc_collect_rangevars(v, out);
         }
     }
 }
@@ -115,7 +114,7 @@ static json_t *rangevars_of(struct conv *c, const struct sql_stmt *st)
         got = json_array();
         if (!got || json_array_set_new(c->rangevars, at, got) != 0)
             return NULL;
-        collect_rangevars(st->body, got);
+        sqlc_collect_rangevars(st->body, got);
     }
     return got;
 }
@@ -143,24 +142,24 @@ static int names_table(struct conv *c, const struct sql_stmt *st, const char *sc
             !strcmp(sqlc_rel_schema(target), schema)) || !rvs || holds(rvs, schema, name);
 }
 
-/* Whether o (its own table included) names a table that t writes: its
- * target (INSERT, UPDATE, DELETE, ALTER, a rename, TRUNCATE's list) or a
- * table it drops. */
-static int writes_what_it_reads(struct conv *c, const struct sql_stmt *t, const struct sql_stmt *o)
+/* Whether t writes, alters, renames or drops a table that picks says
+ * yes to: its target (INSERT, UPDATE, DELETE, ALTER, a rename), a table
+ * of TRUNCATE's list or of a DROP TABLE. */
+static int writes_table(const struct sql_stmt *t, int (*picks)(const void *arg, const char *schema, const char *name),
+                        const void *arg)
 {
     static const char *const writing[] = {"InsertStmt", "UpdateStmt", "DeleteStmt", "AlterTableStmt",
                                           "RenameStmt", NULL};
     json_t *target = json_object_get(t->body, "relation");
     for (int k = 0; writing[k] && target; k++)
-        if (!strcmp(t->kind, writing[k]) &&
-            names_table(c, o, sqlc_rel_schema(target), sqlc_str_or(target, "relname", "")))
+        if (!strcmp(t->kind, writing[k]) && picks(arg, sqlc_rel_schema(target), sqlc_str_or(target, "relname", "")))
             return 1;
     size_t i;
     json_t *v;
     if (!strcmp(t->kind, "TruncateStmt")) {
         json_array_foreach(json_object_get(t->body, "relations"), i, v) {
             json_t *rv = json_object_get(v, "RangeVar");
-            if (names_table(c, o, sqlc_rel_schema(rv), sqlc_str_or(rv, "relname", "")))
+            if (picks(arg, sqlc_rel_schema(rv), sqlc_str_or(rv, "relname", "")))
                 return 1;
         }
     }
@@ -170,11 +169,39 @@ static int writes_what_it_reads(struct conv *c, const struct sql_stmt *t, const 
             size_t n = json_array_size(items);
             const char *name = n ? sql_node_str(json_array_get(items, n - 1)) : NULL;
             const char *schema = n > 1 ? sql_node_str(json_array_get(items, n - 2)) : "public";
-            if (names_table(c, o, schema ? schema : "", name ? name : ""))
+            if (picks(arg, schema ? schema : "", name ? name : ""))
                 return 1;
         }
     }
     return 0;
+}
+
+struct stmt_of {
+    struct conv *c;
+    const struct sql_stmt *st;
+};
+
+static int named_by(const void *arg, const char *schema, const char *name)
+{
+    const struct stmt_of *o = arg;
+    return names_table(o->c, o->st, schema, name);
+}
+
+/* Whether o (its own table included) names a table that t writes. */
+static int writes_what_it_reads(struct conv *c, const struct sql_stmt *t, const struct sql_stmt *o)
+{
+    struct stmt_of arg = {c, o};
+    return writes_table(t, named_by, &arg);
+}
+
+static int held_in(const void *arg, const char *schema, const char *name)
+{
+    return holds((json_t *)arg, schema, name);
+}
+
+int sqlc_writes_one_of(const struct sql_stmt *t, json_t *tables)
+{
+    return writes_table(t, held_in, tables);
 }
 
 /* What names a table without seeing its rows: a view, a trigger, a

@@ -85,12 +85,79 @@ static int is_null_test_of(json_t *where, const char *column)
 }
 
 /* An UPDATE of a column this script adds that is not folded: remembered,
- * so a NOT NULL after it says why that UPDATE is no "up". */
-static int not_folded(struct conv *c, const struct sql_stmt *st, const char *column)
+ * so a NOT NULL after it says why that UPDATE is no "up", and a later
+ * UPDATE of the column is not folded either (the backfill, after the
+ * whole expand, would write over what this one wrote in its place). */
+static int not_folded(struct conv *c, const struct sql_stmt *st, const char *column, json_t *add)
 {
-    c->unfolded_line = st->line;
-    snprintf(c->unfolded_column, sizeof c->unfolded_column, "%s", column);
+    if (c->unfolded_add != add) {
+        c->unfolded_line = st->line;
+        snprintf(c->unfolded_column, sizeof c->unfolded_column, "%s", column);
+        c->unfolded_add = add;
+    }
     return 0;
+}
+
+/* Whether a later statement changes what the fill reads. Folded, the fill
+ * runs in the backfill after the whole expand, past every later statement
+ * of the file, where offline it ran before them: a later write, rename or
+ * drop of a table its value or WHERE reads in a subquery (90003-499: a
+ * table the file makes, then renames), an INSERT into its own table (the
+ * backfill would fill the new rows too), or an UPDATE of a column it reads
+ * (the backfill would read the new values) changes what it writes. A
+ * subquery over its own table counts any later write of it, but not an
+ * ALTER (a key added on it). */
+static int later_changes_read(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *val, json_t *where,
+                              const char *column)
+{
+    json_t *read = json_array(), *others = json_array();
+    if (!read || !others) {
+        json_decref(read);
+        json_decref(others);
+        return 1;
+    }
+    sqlc_collect_rangevars(val, read);
+    sqlc_collect_rangevars(where, read);
+    int own_sub = 0;
+    size_t i;
+    json_t *rv;
+    json_array_foreach(read, i, rv) {
+        if (sqlc_same_relation(rv, rel))
+            own_sub = 1;
+        else
+            json_array_append(others, rv);
+    }
+    const char *table = sqlc_str_or(rel, "relname", NULL);
+    const char *alias = sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL);
+    int changes = 0;
+    for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++) {
+        if (sqlc_writes_one_of(t, others)) {
+            changes = 1;
+            break;
+        }
+        json_t *trel = json_object_get(t->body, "relation");
+        if (!trel || !sqlc_same_relation(trel, rel))
+            continue;
+        if (!strcmp(t->kind, "InsertStmt"))
+            changes = 1;
+        else if (own_sub && (!strcmp(t->kind, "DeleteStmt") || !strcmp(t->kind, "UpdateStmt")))
+            changes = 1;
+        else if (!strcmp(t->kind, "UpdateStmt")) {
+            json_t *tt;
+            json_array_foreach(json_object_get(t->body, "targetList"), i, tt) {
+                const char *set = sqlc_str_or(json_object_get(tt, "ResTarget"), "name", "");
+                if (strcmp(set, column) != 0 &&
+                    (reads_column(val, set, table, alias) || reads_column(where, set, table, alias)))
+                    changes = 1;
+            }
+        }
+    }
+    if (!changes && own_sub) /* a TRUNCATE of its own table, read in a subquery */
+        for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++)
+            changes = !strcmp(t->kind, "TruncateStmt") && sqlc_writes_one_of(t, read);
+    json_decref(read);
+    json_decref(others);
+    return changes;
 }
 
 int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
@@ -103,11 +170,12 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     json_t *target = json_object_get(json_array_get(targets, 0), "ResTarget");
     const char *column = sqlc_str_or(target, "name", "");
     json_t *add = sqlc_added_column(c, rel, column);
-    if (add && (json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
-                json_object_get(b, "withClause")))
-        return not_folded(c, st, column);
     json_t *val = json_object_get(target, "val");
     json_t *where = json_object_get(b, "whereClause");
+    if (add && (json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
+                json_object_get(b, "withClause") || add == c->unfolded_add ||
+                later_changes_read(c, st, rel, val, where, column)))
+        return not_folded(c, st, column, add);
     /* WHERE c IS NULL picks the rows the UPDATEs before it left NULL: no condition of its own */
     json_t *cond_node = where && !is_null_test_of(where, column) ? where : NULL;
     const char *table = sqlc_str_or(rel, "relname", NULL);
@@ -171,7 +239,7 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
         return json_object_set_new(col, "nullable", json_false()) == 0 ? 1 : sqlc_oom(c, st);
     if (c->unfolded_line > 0 && !strcmp(c->unfolded_column, column))
         return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above: the UPDATE at line %d reads other rows (FROM, "
-                         "WITH or RETURNING), so no per-row \"up\" gives its value to the inserts of the release "
+                         "WITH or RETURNING) or what a later statement changes, so no per-row \"up\" gives its value to the inserts of the release "
                          "that does not know the column, and they would break on the NOT NULL; keep the column "
                          "nullable here and SET NOT NULL in a later migration, once the old release is retired (or "
                          "give it a DEFAULT)", column, c->unfolded_line);

@@ -353,3 +353,80 @@ const char *sqlc_type_at_expand(const struct conv *c, const char *schema, const 
             name = c->type_renamed[i].from;
     return name;
 }
+
+/* The name a TypeName node gives, and its name at expand (the same
+ * pointer when no rename above moves it to complete). */
+static const char *type_name_at_expand(const struct conv *c, json_t *type_name, const char **name,
+                                       const char **schema)
+{
+    json_t *names = json_object_get(type_name, "names");
+    size_t n = json_array_size(names);
+    *name = n && n <= 2 ? sql_node_str(json_array_get(names, n - 1)) : NULL;
+    *schema = n > 1 ? sql_node_str(json_array_get(names, n - 2)) : NULL;
+    return *name ? sqlc_type_at_expand(c, *schema, *name) : NULL;
+}
+
+char *sqlc_column_type_text(struct conv *c, const struct sql_stmt *st, json_t *type_name)
+{
+    const char *name, *schema;
+    const char *at_expand = type_name_at_expand(c, type_name, &name, &schema);
+    if (!name || at_expand == name || json_object_get(type_name, "typmods"))
+        return sql_type_text(&c->s, st, type_name);
+    char *qs = schema ? sql_ident(schema) : NULL, *qt = sql_ident(at_expand);
+    struct mig_str s = {0};
+    if (qt && (!schema || qs))
+        mig_str_addf(&s, "%s%s%s", qs ? qs : "", qs ? "." : "", qt);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(type_name, "arrayBounds"), i, v) {
+        mig_str_add(&s, "[]");
+    }
+    free(qs);
+    free(qt);
+    return mig_str_take(&s);
+}
+
+/* The first TypeName in tree, but a column's own type, naming a type
+ * renamed at complete, or NULL. */
+static const char *renamed_type_named(const struct conv *c, json_t *tree, int column_def)
+{
+    const char *key, *name, *schema, *got = NULL;
+    size_t i;
+    json_t *v;
+    if (json_is_array(tree)) {
+        json_array_foreach(tree, i, v) {
+            if ((got = renamed_type_named(c, v, 0)) != NULL)
+                return got;
+        }
+        return NULL;
+    }
+    json_object_foreach(tree, key, v) {
+        if (!strcmp(key, "typeName") && column_def)
+            continue;
+        if ((!strcmp(key, "TypeName") || !strcmp(key, "typeName")) && json_is_object(v) &&
+            type_name_at_expand(c, v, &name, &schema) != name)
+            return name;
+        if ((json_is_object(v) || json_is_array(v)) && (got = renamed_type_named(c, v, !strcmp(key, "ColumnDef"))))
+            return got;
+    }
+    return NULL;
+}
+
+int sqlc_refuse_type_renamed_at_complete(struct conv *c, const struct sql_stmt *st)
+{
+    static const char *const naming_types[] = {"RenameStmt", "DropStmt", "AlterEnumStmt", "CommentStmt",
+                                               "CreateEnumStmt", NULL};
+    if (!c->ntype_renamed)
+        return 0;
+    for (int k = 0; naming_types[k]; k++)
+        if (!strcmp(st->kind, naming_types[k]))
+            return 0;
+    const char *name = renamed_type_named(c, st->body, 0);
+    if (!name)
+        return 0;
+    return sqlc_fail(c, st, "names the type \"%s\" (a cast, a default, an argument) after the ALTER TYPE ... RENAME "
+                     "that gives it that name, which runs at complete: until then \"%s\" is the type before the "
+                     "rename, which this statement would reach. Put the rename after this statement, name the type "
+                     "by its name before the rename, or put this statement in a migration after this one",
+                     name, name);
+}

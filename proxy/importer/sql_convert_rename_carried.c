@@ -1,5 +1,6 @@
 /* ALTER INDEX x RENAME TO y where x is an index on a column the file
- * retypes (ALTER COLUMN ... TYPE), above or below it. Offline the retype rebuilds x in
+ * retypes (ALTER COLUMN ... TYPE) or renames (which the plan may carry to
+ * a second column too), above or below it. Offline the retype rebuilds x in
  * place, and the rename names the rebuilt index. Online the retype writes
  * a second column with its own copy of x, which takes the name x at the
  * contract when the old column goes with its index; run at expand, the
@@ -29,7 +30,12 @@ static int add_retyped(const struct conv *c, struct mig_str *s, json_t *op, int 
         body = json_object_get(op, "rename_column");
         column = sqlc_str_or(body, "from", NULL);
     }
-    if (!body || !column || !json_object_get(body, "type") || json_is_true(json_object_get(body, "recreate")))
+    /* a rename of a column counts with or without a type: the plan may
+     * carry it to a second column for a dependent only it sees (a CHECK
+     * made on its new name, 90003-413); at complete, after an in-place
+     * rename, the index's rename ends the same */
+    if (!body || !column || (!json_object_get(body, "type") && !json_object_get(op, "rename_column")) ||
+        json_is_true(json_object_get(body, "recreate")))
         return 0;
     /* the catalog knows them by their names before the file (a rename of
      * the table moves in front of the change, which then names it so) */
@@ -48,8 +54,20 @@ static int add_retyped(const struct conv *c, struct mig_str *s, json_t *op, int 
     return 1;
 }
 
-/* The (table, column) pairs of the ALTER COLUMN ... TYPE of statements
- * after st, as SQL like add_retyped's: below the rename, the retype's copy
+/* "tn.nspname = ... AND t.relname = ... AND a.attname = ...)" of rel's column. */
+static void add_pair(struct mig_str *s, json_t *rel, const char *column)
+{
+    mig_str_add(s, "tn.nspname = ");
+    mig_str_literal(s, sqlc_rel_schema(rel));
+    mig_str_add(s, " AND t.relname = ");
+    mig_str_literal(s, sqlc_str_or(rel, "relname", ""));
+    mig_str_add(s, " AND a.attname = ");
+    mig_str_literal(s, column);
+    mig_str_add(s, ")");
+}
+
+/* The (table, column) pairs of the ALTER COLUMN ... TYPE and RENAME
+ * COLUMN of statements after st, as SQL like add_retyped's: below the rename, the retype's copy
  * of the index is made from the catalog under the index's name before the
  * file, which it takes at the contract, so the rename must come after
  * that too. Names as the statements write them (a table renamed between
@@ -58,6 +76,12 @@ static int add_retyped_below(const struct conv *c, const struct sql_stmt *st, st
 {
     for (const struct sql_stmt *o = st + 1; o < c->s.stmts + c->s.nstmts; o++) {
         json_t *rel = json_object_get(o->body, "relation");
+        if (rel && !strcmp(o->kind, "RenameStmt") && !strcmp(sqlc_str_or(o->body, "renameType", ""), "OBJECT_COLUMN")) {
+            mig_str_add(s, any ? " OR (" : "(");
+            add_pair(s, rel, sqlc_str_or(o->body, "subname", ""));
+            any = 1;
+            continue;
+        }
         if (strcmp(o->kind, "AlterTableStmt") != 0 || !rel)
             continue;
         size_t i;
@@ -67,13 +91,7 @@ static int add_retyped_below(const struct conv *c, const struct sql_stmt *st, st
             if (strcmp(sqlc_str_or(at, "subtype", ""), "AT_AlterColumnType") != 0)
                 continue;
             mig_str_add(s, any ? " OR (" : "(");
-            mig_str_add(s, "tn.nspname = ");
-            mig_str_literal(s, sqlc_rel_schema(rel));
-            mig_str_add(s, " AND t.relname = ");
-            mig_str_literal(s, sqlc_str_or(rel, "relname", ""));
-            mig_str_add(s, " AND a.attname = ");
-            mig_str_literal(s, sqlc_str_or(at, "name", ""));
-            mig_str_add(s, ")");
+            add_pair(s, rel, sqlc_str_or(at, "name", ""));
             any = 1;
         }
     }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migration_names.h"
 #include "migration_sql.h"
 
 #define MAX_RENAMED 64
@@ -26,6 +27,7 @@
 struct renamed {
     const char *to, *from; /* the name the file gives, the name the column has at expand */
     int keeps_values;
+    char shadow[80];       /* from, for a column added under a name a rename frees */
 };
 
 struct place {
@@ -52,8 +54,26 @@ static size_t renames_of(struct conv *c, json_t *rel, struct renamed *out)
             out[k].to = to;
             out[k].keeps_values &= keeps;
         } else if (n < MAX_RENAMED) {
-            out[n++] = (struct renamed){to, from, keeps};
+            out[n++] = (struct renamed){.to = to, .from = from, .keeps_values = keeps};
         }
+    }
+    /* A column added under the name a rename above frees is its second
+     * column until the contract gives it the name, which until then is the
+     * renamed column's (engine/ops/op_add_column.c): a statement naming it
+     * runs on the second column (90003-351, which updated the renamed one). */
+    json_array_foreach(c->ops, i, op) {
+        if (!sqlc_op_on(op, rel, &kind, &body) || strcmp(kind, "add_column") != 0 || n >= MAX_RENAMED)
+            continue;
+        const char *name = sqlc_str_or(json_object_get(body, "column"), "name", "");
+        size_t k;
+        for (k = 0; k < n && strcmp(out[k].from, name) != 0; k++) {
+        }
+        if (k == n)
+            continue;
+        out[n] = (struct renamed){.to = name, .keeps_values = 1};
+        mig_shadow_name(out[n].shadow, sizeof out[n].shadow, name);
+        out[n].from = out[n].shadow;
+        n++;
     }
     return n;
 }

@@ -94,7 +94,7 @@ int sqlc_column_json(struct conv *c, const struct sql_stmt *st, json_t *def, con
             return 1;
         }
     }
-    char *type = sql_type_text(&c->s, st, json_object_get(def, "typeName"));
+    char *type = sqlc_column_type_text(c, st, json_object_get(def, "typeName"));
     if (!type)
         return sqlc_fail(c, st, "cannot read the type of column \"%s\"", sqlc_str_or(def, "colname", "?"));
     json_t *col = json_object();

@@ -63,8 +63,14 @@ EXPECTED = [
     ("13667-271", "identical", None),  # rows a batch's foreign-key action writes get the tandem rule
     ("90003-139", "identical", None),  # an index the file made on a partitioned table, then dropped: dropped
     ("90003-13", "identical", None),  # a DELETE waits for a dropped key its cascades meet
+    ("90003-351", "identical", None),  # a column added under a name a rename frees: statements reach it, not the old one
+    ("90003-519-cast.sql", "refused", "after the ALTER TYPE ... RENAME"),  # a cast to a type renamed at complete
+    ("90003-519", "identical", None),  # a column of a type renamed at complete: made of the type that gets the name
+    ("90003-413", "identical", None),  # an index renamed beside its column's rename: the rename runs last
+    ("90003-499", "identical", None),  # a fill is folded only when no later statement changes what it reads
     ("90002-314", "identical", None),  # NOT NULL set then dropped (or the reverse), apart: as the file leaves it
     ("90002-919", "identical", None),
+    ("90002-383", "identical", None),  # a literal default set before a retype keeps the type it was set on
     ("90001-50-named-later.sql", "refused", "so this rename runs at complete"),  # renamed, named, then retyped
     ("90001-50", "identical", None),  # an index renamed before its column's retype: the rename runs last
     ("13667-242-named-between.sql", "refused", "creates index"),  # renamed between: keeps its place

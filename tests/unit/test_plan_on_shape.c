@@ -18,6 +18,7 @@
 #include "migration_catalog.h"
 #include "migration_dependents.h"
 #include "migration_flight.h"
+#include "migration_names.h"
 #include "migration_plan.h"
 #include "unit.h"
 #include "unit_steps.h"

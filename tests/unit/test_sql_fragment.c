@@ -41,6 +41,27 @@ static void test_expressions(void)
     CHECK("NULL refused", sql_fragment_expr(NULL) == SQL_FRAGMENT_BAD);
 }
 
+/* A default the converter casts to the type it was set on (a literal only). */
+static void test_string_literals(void)
+{
+    static const char *const literals[] = {"'x'", "'{\"k\": 2}'", "E'a\\nb'", "$$it's$$", "''", "( 'x' )"};
+    static const char *const others[] = {"1", "'x'::text", "'a' || 'b'", "now()", "NULL", "'x'; SELECT 1", "x",
+                                         "ARRAY['a']", ""};
+    for (size_t i = 0; i < sizeof literals / sizeof literals[0]; i++) {
+        int ok = sql_fragment_string_literal(literals[i]) == SQL_FRAGMENT_OK;
+        CHECK("string literal recognised", ok);
+        if (!ok)
+            printf("  not one: %s\n", literals[i]);
+    }
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        int no = sql_fragment_string_literal(others[i]) == SQL_FRAGMENT_BAD;
+        CHECK("other expression is no string literal", no);
+        if (!no)
+            printf("  taken for one: %s\n", others[i]);
+    }
+    CHECK("NULL is none", sql_fragment_string_literal(NULL) == SQL_FRAGMENT_BAD);
+}
+
 static void test_types(void)
 {
     static const char *const good[] = {
@@ -215,6 +236,7 @@ int main(void)
     test_rename_columns();
     test_index_key_column();
     test_expressions();
+    test_string_literals();
     test_types();
     test_file_fields();
     test_dollar_tag();

@@ -16,7 +16,7 @@
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
-#include "migration_dependents.h"
+#include "migration_names.h"
 #include "sql_fragment.h"
 
 #include <stdlib.h>

@@ -37,7 +37,7 @@
 #include "ops/op.h"
 #include "migration_plan.h"
 #include "plan_ctx.h"
-#include "migration_dependents.h"
+#include "migration_names.h"
 
 #include <stdlib.h>
 #include <string.h>
