@@ -73,6 +73,7 @@ struct engine_contract_report {
     int attempts;
     double lock_wait_ms;        /* time lost to attempts that hit lock_timeout */
     double total_ms;
+    int post_gave_up;           /* committed, but a step after it failed for good (engine_complete: ENGINE_FAILED) */
 };
 
 void engine_default_options(struct engine_options *o);
@@ -136,9 +137,12 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
  * what a new migration plans on is the schema after every earlier step. */
 int engine_finish_post(struct engine *e, char *err, size_t errlen);
 /* Steps from..post->n of migration name's post list, each recorded as it
- * commits (engine_finish_post's run of one migration; complete's first). */
-int engine_run_post(struct engine *e, const char *name, const struct mig_steps *post, size_t from, char *err,
-                    size_t errlen);
+ * commits (engine_finish_post's run of one migration; complete's first).
+ * gave_up (may be NULL) is set when a step failed for good, was recorded
+ * and is not run again; err then says which, and the return is ENGINE_OK
+ * (the steps after it ran). */
+int engine_run_post(struct engine *e, const char *name, const struct mig_steps *post, size_t from, int *gave_up,
+                    char *err, size_t errlen);
 /* Runs the next batch of one range of the migration in progress again (a
  * batch that failed on the event loop): ENGINE_OK when it goes through,
  * else the failure with the row and expression that cause it. */

@@ -184,7 +184,8 @@ static int complete_one(const struct cli *c)
     }
     if (rep.attempts > 0)
         fprintf(stderr, "contract: %s after %d attempt(s), lock wait %.0fms, total %.0fms\n",
-                rc == ENGINE_OK ? "committed" : "abandoned", rep.attempts, rep.lock_wait_ms, rep.total_ms);
+                rc == ENGINE_OK || rep.post_gave_up ? "committed" : "abandoned", rep.attempts, rep.lock_wait_ms,
+                rep.total_ms);
     if (rc == ENGINE_OK && c->opt.validate_only)
         printf("every row passes the migration's checks; it is ready for the cutover\n");
     else if (rc == ENGINE_OK)

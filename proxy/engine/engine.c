@@ -899,10 +899,13 @@ int engine_complete(struct engine *e, struct engine_contract_report *rep, char *
         char why[1024];
         if (rc == ENGINE_OK && tool_history_completed(e->conn, cur->name, why, sizeof why) != 0)
             log_error("migration %s is complete, but marking its tool's row finished failed: %s", cur->name, why);
-        if (rc == ENGINE_OK && engine_run_post(e, cur->name, &ip.plan.post, 0, err, errlen) != ENGINE_OK) {
+        if (rc == ENGINE_OK && engine_run_post(e, cur->name, &ip.plan.post, 0, &rep->post_gave_up, err, errlen) !=
+                                   ENGINE_OK) {
             log_error("migration %s is complete; a step after its contract did not finish and is left for the next "
                       "engine (`pgtandem migrate resume`, the next start, or a proxy): %s", cur->name, err);
             rc = ENGINE_FAILED;
+        } else if (rc == ENGINE_OK && rep->post_gave_up) {
+            rc = ENGINE_FAILED; /* err says which step; the schema is not the file's */
         }
     }
     free_in_progress(&ip);

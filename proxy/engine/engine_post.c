@@ -37,8 +37,8 @@ static int post_failure_passes(const struct engine *e, const char *sqlstate)
  * step; a CONCURRENTLY step runs alone, then is recorded (run again after
  * a loss in between, it finds nothing: every such step is IF EXISTS, and
  * the step after it has not run). */
-static int run_post_step(struct engine *e, const char *name, const struct mig_steps *post, size_t i, char *err,
-                         size_t errlen)
+static int run_post_step(struct engine *e, const char *name, const struct mig_steps *post, size_t i, int *gave_up,
+                         char *err, size_t errlen)
 {
     char *done = mig_state_post_done_sql(e->conn, name, i + 1, post->n);
     if (!done)
@@ -58,16 +58,20 @@ static int run_post_step(struct engine *e, const char *name, const struct mig_st
         log_error("%s", msg);
         engine_record_error(e->conn, name, msg);
         rc = engine_exec_simple(e->conn, done, NULL, err, errlen) == 0 ? ENGINE_OK : ENGINE_FAILED;
+        if (rc == ENGINE_OK && gave_up) {
+            *gave_up = 1;
+            snprintf(err, errlen, "%s", msg);
+        }
     }
     free(done);
     return rc;
 }
 
-int engine_run_post(struct engine *e, const char *name, const struct mig_steps *post, size_t from, char *err,
-                    size_t errlen)
+int engine_run_post(struct engine *e, const char *name, const struct mig_steps *post, size_t from, int *gave_up,
+                    char *err, size_t errlen)
 {
     for (size_t i = from; i < post->n; i++) {
-        int rc = run_post_step(e, name, post, i, err, errlen);
+        int rc = run_post_step(e, name, post, i, gave_up, err, errlen);
         if (rc != ENGINE_OK)
             return rc;
     }
@@ -96,7 +100,7 @@ int engine_finish_post(struct engine *e, char *err, size_t errlen)
         size_t from = (size_t)atoi(PQgetvalue(r, row, 2));
         log_info("migration %s: running its %zu step(s) after the contract that did not finish", name,
                  plan.post.n > from ? plan.post.n - from : 0);
-        rc = engine_run_post(e, name, &plan.post, from, err, errlen);
+        rc = engine_run_post(e, name, &plan.post, from, NULL, err, errlen);
         if (rc == ENGINE_OK)
             log_info("migration %s: the steps after its contract are done", name);
         mig_plan_free(&plan);

@@ -17,6 +17,7 @@ import threading
 import psycopg
 
 from support import KeepAlive, post_in_background, start_until_active, wait_for, wait_log, wait_phase
+from support.migrations import migrate, write_migration
 
 MIGRATION = "0001_drop_items_note_ix"
 DROP_NOTE_INDEX = {"name": MIGRATION, "parent": None, "operations": [{"drop_index": {"name": "items_note_ix"}}]}
@@ -164,3 +165,27 @@ def start_until_active_or_retry(p, mig):
              detail=lambda: "last refusal: %r\n%s" % (last.get("answer"), p.log_tail()))
     cur = wait_phase(p, ("active", "failed"), 60, what="the next start")
     assert cur["phase"] == "active", cur
+
+
+def test_a_step_after_the_contract_that_fails_for_good_makes_complete_exit_non_zero(env, tmp_path):
+    """A step after the contract that fails for a reason no later try
+    removes (its index now backs a foreign key made meanwhile) is recorded
+    and not run again, as before; `complete --db` says so and exits 1
+    (it exited 0 with a log line, and the index stayed), while the
+    contract stays committed and the migration completed."""
+    e = env
+    e.sql("CREATE UNIQUE INDEX items_val_ix ON items (val)")
+    name = "0001_drop_items_val_ix"
+    path = write_migration({"name": name, "parent": None, "operations": [{"drop_index": {"name": "items_val_ix"}}]},
+                           str(tmp_path))
+    r = migrate(e.uri, "start", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    e.sql("CREATE TABLE val_refs (val text REFERENCES items (val))")
+    r = migrate(e.uri, "complete")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "is complete but its step after the contract" in r.stderr and "not run again" in r.stderr, r.stderr
+    assert "contract: committed" in r.stderr, r.stderr
+    assert e.scalar("SELECT status FROM pgtandem.migrations WHERE name = %s", (name,)) == "completed"
+    assert e.scalar("SELECT to_regclass('items_val_ix') IS NOT NULL")
+    # nothing is left to run again: the state row holds no step left
+    assert e.scalar("SELECT post_done IS NULL FROM pgtandem.migrations WHERE name = %s", (name,))
