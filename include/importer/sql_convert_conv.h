@@ -281,6 +281,11 @@ void sqlc_names_before_file(const struct conv *c, const char *schema, char *tabl
  * written either way). */
 int sqlc_tree_names(json_t *tree, const char *name, int any_case);
 
+/* The same, exactly, leaving out the places that name columns (a
+ * ColumnDef, a column's rename, a column reference, an index or key's
+ * column list): a name a type, table or constraint could have. */
+int sqlc_tree_names_but_columns(json_t *tree, const char *name);
+
 /* The first statement in [from, end) that names a or b anywhere in its
  * parse tree, or NULL. */
 const struct sql_stmt *sqlc_stmt_naming(const struct sql_stmt *from, const struct sql_stmt *end, const char *a,

@@ -123,6 +123,46 @@ int sqlc_tree_names(json_t *tree, const char *name, int any_case)
     return 0;
 }
 
+/* Keys whose strings are column names: a column is no type, table or
+ * constraint. */
+static int column_key(json_t *parent, const char *key)
+{
+    static const char *const keys[] = {"colname", "ColumnRef", "IndexElem", "keys", "fk_attrs", "pk_attrs",
+                                       "including", "ResTarget", NULL};
+    static const char *const column_cmds[] = {"AT_AlterColumnType", "AT_ColumnDefault", "AT_SetNotNull",
+                                              "AT_DropNotNull", "AT_DropColumn", NULL};
+    for (const char *const *k = keys; *k; k++)
+        if (!strcmp(*k, key))
+            return 1;
+    if ((!strcmp(key, "subname") || !strcmp(key, "newname")) &&
+        !strcmp(sqlc_str_or(parent, "renameType", ""), "OBJECT_COLUMN"))
+        return 1;
+    if (!strcmp(key, "name"))
+        for (const char *const *k = column_cmds; *k; k++)
+            if (!strcmp(*k, sqlc_str_or(parent, "subtype", "")))
+                return 1;
+    return 0;
+}
+
+int sqlc_tree_names_but_columns(json_t *tree, const char *name)
+{
+    if (json_is_string(tree))
+        return !strcmp(json_string_value(tree), name);
+    const char *key;
+    size_t i;
+    json_t *v;
+    if (json_is_object(tree)) {
+        json_object_foreach(tree, key, v)
+            if (!column_key(tree, key) && sqlc_tree_names_but_columns(v, name))
+                return 1;
+    } else if (json_is_array(tree)) {
+        json_array_foreach(tree, i, v)
+            if (sqlc_tree_names_but_columns(v, name))
+                return 1;
+    }
+    return 0;
+}
+
 const struct sql_stmt *sqlc_stmt_naming(const struct sql_stmt *from, const struct sql_stmt *end, const char *a,
                                         const char *b)
 {

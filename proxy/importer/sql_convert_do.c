@@ -82,20 +82,46 @@ static int above(struct unroll *u, json_t *node, const char *name, json_t *earli
                      (int)json_integer_value(json_array_get(earlier, 2)));
 }
 
-/* The condition is read on the catalog as it is before the file runs: a
- * name that a statement above creates, drops or renames would be read
- * wrong. kinds: only statements of these kinds count (NULL: every one). */
-static int named_above(struct unroll *u, json_t *node, const char *name, const char *const *kinds)
+/* The object an EXCEPTION WHEN duplicate_object block guards (a type, a
+ * constraint) is looked up on the catalog as it is before the file runs:
+ * a statement above naming it (creating, dropping or renaming it) would
+ * make the answer wrong. Its name exactly, as Postgres compares it, and
+ * never a column's (90003-113: a column "level" above a type "level";
+ * 90003-582: a column renamed to "status" above a type "Status"). */
+static int object_named_above(struct unroll *u, json_t *node, const char *name)
 {
     size_t i;
     json_t *e;
     json_array_foreach(u->earlier, i, e) {
-        const char *kind = json_string_value(json_array_get(e, 0));
-        int counts = !kinds;
-        for (const char *const *k = kinds; k && *k; k++)
-            counts |= !strcmp(*k, kind);
-        if (counts && sqlc_tree_names(json_array_get(e, 1), name, 1))
+        if (sqlc_tree_names_but_columns(json_array_get(e, 1), name))
             return above(u, node, name, e);
+    }
+    return 0;
+}
+
+/* The name the table rel had before the file, into before (SQLC_NAME_LEN
+ * bytes): the renames of tables above followed back, newest first (a
+ * column's or a constraint's rename leaves its table where it is). 0, or
+ * -1 refused when a statement above drops, makes, moves or renames away a
+ * table of the name. */
+static int table_before_file(struct unroll *u, json_t *node, json_t *rel, char *before)
+{
+    sqlc_copy_name(before, sqlc_str_or(rel, "relname", ""));
+    const char *schema = sqlc_rel_schema(rel);
+    for (size_t i = json_array_size(u->earlier); i-- > 0;) {
+        json_t *e = json_array_get(u->earlier, i);
+        const char *kind = json_string_value(json_array_get(e, 0));
+        json_t *body = json_array_get(e, 1);
+        json_t *r = json_object_get(body, "relation");
+        if (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE") && r &&
+            !strcmp(sqlc_rel_schema(r), schema) && !strcmp(sqlc_str_or(body, "newname", ""), before)) {
+            sqlc_copy_name(before, sqlc_str_or(r, "relname", ""));
+        } else if ((!strcmp(kind, "DropStmt") || !strcmp(kind, "CreateStmt") ||
+                    (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE")) ||
+                    !strcmp(kind, "AlterObjectSchemaStmt")) &&
+                   sqlc_tree_names_but_columns(body, before)) {
+            return above(u, node, before, e);
+        }
     }
     return 0;
 }
@@ -578,6 +604,8 @@ static char *enum_value_sql(json_t *stmt, const char **name)
     return mig_str_take(&s);
 }
 
+static char *constraint_exists_sql(const char *schema, const char *table, const char *name);
+
 /* The object a statement of an EXCEPTION WHEN duplicate_object block
  * would find already there, as a query, with its name (NULL: the
  * statement is not one whose duplicate_object the converter can tell). */
@@ -620,13 +648,19 @@ static char *guarded_object(json_t *stmt, const char *kind, const char **name, j
     *name = json_string_value(json_object_get(con, "conname"));
     if (!*name)
         return strdup("SELECT false");     /* Postgres chooses a free name: nothing to collide with */
-    char *qname = mig_quote_qname(sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""));
+    return constraint_exists_sql(sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), *name);
+}
+
+/* A constraint by name on schema.table. */
+static char *constraint_exists_sql(const char *schema, const char *table, const char *name)
+{
+    char *qname = mig_quote_qname(schema, table);
     struct mig_str s = {0};
     mig_str_add(&s, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = "
                     "pg_catalog.to_regclass(");
     mig_str_literal(&s, qname ? qname : "");
     mig_str_add(&s, ") AND conname = ");
-    mig_str_literal(&s, *name);
+    mig_str_literal(&s, name);
     mig_str_add(&s, ")");
     free(qname);
     return mig_str_take(&s);
@@ -666,11 +700,16 @@ static int duplicate_object_block(struct unroll *u, json_t *node, json_t *block,
             rc = refuse(u, f, "%s inside BEGIN ... EXCEPTION WHEN duplicate_object: only CREATE TYPE, CREATE DOMAIN, "
                         "ALTER TYPE ... ADD VALUE and ALTER TABLE ... ADD CONSTRAINT (a FOREIGN KEY or CHECK) are "
                         "read there; guard it with IF NOT EXISTS (SELECT 1 FROM pg_catalog...) instead", kind);
-        static const char *const moves[] = {"RenameStmt", "DropStmt", NULL};
         if (rc == 0 && eval && name)
-            rc = named_above(u, f, name, NULL);
-        if (rc == 0 && eval && table)
-            rc = named_above(u, f, sqlc_str_or(table, "relname", ""), moves);
+            rc = object_named_above(u, f, name);
+        /* a key added to a table renamed above is looked up under the
+         * name the table has in the catalog, before the file (90003-108) */
+        char before[SQLC_NAME_LEN];
+        if (rc == 0 && eval && table && name && (rc = table_before_file(u, f, table, before)) == 0 &&
+            strcmp(before, sqlc_str_or(table, "relname", "")) != 0) {
+            free(exists);
+            exists = constraint_exists_sql(sqlc_rel_schema(table), before, name);
+        }
         int there = 0;
         if (rc == 0 && eval && !any_there)
             rc = ask(u, f, exists, "whether its object is there", &there);

@@ -67,7 +67,11 @@ EXPECTED = [
     ("90003-519-cast.sql", "refused", "after the ALTER TYPE ... RENAME"),  # a cast to a type renamed at complete
     ("90003-519", "identical", None),  # a column of a type renamed at complete: made of the type that gets the name
     ("90003-413", "identical", None),  # an index renamed beside its column's rename: the rename runs last
-    ("90003-499", "identical", None),  # a fill is folded only when no later statement changes what it reads
+    ("90003-499", "identical", None),
+    ("90003-108-named.sql", "refused", "this DO block reads"),  # the key made above under its name: stays refused
+    ("90003-108", "identical", None),  # were refused: a DO block's key on a table renamed above, its table's name before
+    ("90003-113", "identical", None),  # were refused: a DO block's type named like a column
+    ("90003-582", "identical", None),  # a fill is folded only when no later statement changes what it reads
     ("90002-314", "identical", None),  # NOT NULL set then dropped (or the reverse), apart: as the file leaves it
     ("90002-919", "identical", None),
     ("90002-383", "identical", None),  # a literal default set before a retype keeps the type it was set on
