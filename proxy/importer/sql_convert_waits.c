@@ -23,7 +23,8 @@
  * columns, a DELETE) sees the same rows at expand as offline, and keeps
  * its place before what the file builds on those rows; so does an UPDATE
  * of columns a dropped constraint does not check (asked of the live
- * catalog; without one, it waits). Once one data
+ * catalog; without one, it waits), and an UPDATE or DELETE that neither
+ * reads nor writes a column retyped above. Once one data
  * statement of a table waits, the ones after it on that table wait too,
  * so they still run in the file's order. A later
  * statement of the file that checks the table's rows before the contract
@@ -69,6 +70,37 @@ static int names_column(const struct sql_stmt *st, const char *list, const char 
     json_t *t;
     json_array_foreach(json_object_get(st->body, list), i, t) {
         if (!strcmp(sqlc_str_or(json_object_get(t, "ResTarget"), "name", ""), column))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether tree may read or write column: names it anywhere (a string of
+ * that text counts too), or reads whole rows (a star, a row by the name or
+ * alias of a table of the statement: to_jsonb(t), t IS NULL). */
+static int may_touch(json_t *tree, const char *column, const struct sql_stmt *st)
+{
+    if (json_is_string(tree))
+        return !strcmp(json_string_value(tree), column);
+    const char *key;
+    size_t i;
+    json_t *v;
+    if (json_is_array(tree)) {
+        json_array_foreach(tree, i, v)
+            if (may_touch(v, column, st))
+                return 1;
+        return 0;
+    }
+    json_object_foreach(tree, key, v) {
+        if (!strcmp(key, "A_Star"))
+            return 1;
+        json_t *fields = !strcmp(key, "ColumnRef") ? json_object_get(v, "fields") : NULL;
+        const char *one = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
+        json_t *rel = json_object_get(st->body, "relation");
+        if (one && (!strcmp(one, sqlc_str_or(rel, "relname", "")) ||
+                    !strcmp(one, sqlc_str_or(json_object_get(rel, "alias"), "aliasname", ""))))
+            return 1;
+        if (may_touch(v, column, st))
             return 1;
     }
     return 0;
@@ -279,7 +311,11 @@ static int own_change(const struct sql_stmt *st, const char *kind, json_t *body,
     int insert = !strcmp(st->kind, "InsertStmt");
     int alter = !strcmp(kind, "alter_column");
     const char *col = sqlc_str_or(body, alter || !strcmp(kind, "drop_column") ? "column" : "to", "?");
-    if ((alter || !strcmp(kind, "rename_column")) && json_object_get(body, "type")) {
+    /* an UPDATE or DELETE that neither reads nor writes the retyped column
+     * meets the same rows at expand as offline (90011-8); an INSERT writes
+     * the column anyway, its default if nothing else */
+    if ((alter || !strcmp(kind, "rename_column")) && json_object_get(body, "type") &&
+        (insert || may_touch(st->body, col, st))) {
         snprintf(what, n, "the type of \"%s\" changes above (the column keeps its old type for the old "
                  "release until then)", col);
         return 1;
