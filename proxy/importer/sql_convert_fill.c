@@ -15,9 +15,11 @@
  * An UPDATE with a WHERE of its own fills only those rows: CASE WHEN cond
  * THEN expr END (the column is new, so NULL elsewhere, or its default),
  * and a later UPDATE of the same column wraps the earlier ones. An UPDATE that reads c
- * itself (but for WHERE c IS NULL), reads other tables with FROM, or
- * returns rows is not folded: it is left to the statement's own rules, and
- * a NOT NULL after it is refused saying so. */
+ * itself (but for WHERE c IS NULL), reads other tables with FROM, returns
+ * rows, or reads what a later statement of the file changes (the backfill
+ * runs after the whole expand: later_changes_read) is not folded, nor is
+ * any UPDATE of c after one that was not: it is left to the statement's
+ * own rules, and a NOT NULL after it is refused saying so. */
 #include "sql_convert.h"
 #include "sql_convert_conv.h"
 
@@ -133,7 +135,7 @@ static int later_changes_read(struct conv *c, const struct sql_stmt *st, json_t 
     for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++) {
         if (sqlc_writes_one_of(t, others)) {
             changes = 1;
-            break;
+            continue;
         }
         json_t *trel = json_object_get(t->body, "relation");
         if (!trel || !sqlc_same_relation(trel, rel))
