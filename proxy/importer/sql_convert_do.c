@@ -102,8 +102,9 @@ static int object_named_above(struct unroll *u, json_t *node, const char *name)
 /* The name the table rel had before the file, into before (SQLC_NAME_LEN
  * bytes): the renames of tables above followed back, newest first (a
  * column's or a constraint's rename leaves its table where it is). 0, or
- * -1 refused when a statement above drops, makes, moves or renames away a
- * table of the name. */
+ * -1 refused when a statement above drops, moves or renames away a table
+ * of the name (one the file makes has no constraint before it: the
+ * catalog says so, as drizzle-kit's CREATE TABLE and its keys' blocks). */
 static int table_before_file(struct unroll *u, json_t *node, json_t *rel, char *before)
 {
     sqlc_copy_name(before, sqlc_str_or(rel, "relname", ""));
@@ -116,7 +117,7 @@ static int table_before_file(struct unroll *u, json_t *node, json_t *rel, char *
         if (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE") && r &&
             !strcmp(sqlc_rel_schema(r), schema) && !strcmp(sqlc_str_or(body, "newname", ""), before)) {
             sqlc_copy_name(before, sqlc_str_or(r, "relname", ""));
-        } else if ((!strcmp(kind, "DropStmt") || !strcmp(kind, "CreateStmt") ||
+        } else if ((!strcmp(kind, "DropStmt") ||
                     (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE")) ||
                     !strcmp(kind, "AlterObjectSchemaStmt")) &&
                    sqlc_tree_names_but_columns(body, before)) {
