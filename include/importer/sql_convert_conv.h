@@ -276,6 +276,13 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
  * TABLE and RENAME COLUMN operations so far undone, last first. */
 void sqlc_names_before_file(const struct conv *c, const char *schema, char *table, char *column);
 
+/* A walk of a parse tree: visit is called on each node (the tree, each
+ * member of an object under its key, each element of an array, key NULL)
+ * and answers 1 (found: the walk ends, true), -1 (not into this node) or 0
+ * (on, into it). */
+typedef int (*sqlc_visit_fn)(json_t *parent, const char *key, json_t *node, const void *arg);
+int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, const void *arg);
+
 /* Whether any string value in tree (a parse tree, an operation) is name;
  * any_case: whatever its case (a literal of a DO block's condition may be
  * written either way). */

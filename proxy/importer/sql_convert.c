@@ -104,24 +104,30 @@ const char *sqlc_rel_schema(json_t *rel)
     return sqlc_str_or(rel, "schemaname", "public");
 }
 
-int sqlc_tree_names(json_t *tree, const char *name, int any_case)
+int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, const void *arg)
 {
-    if (json_is_string(tree))
-        return !(any_case ? strcasecmp : strcmp)(json_string_value(tree), name);
-    const char *key;
+    int seen = visit(parent, key, tree, arg);
+    if (seen != 0)
+        return seen > 0;
+    const char *k;
     size_t i;
     json_t *v;
     if (json_is_object(tree)) {
-        json_object_foreach(tree, key, v)
-            if (sqlc_tree_names(v, name, any_case))
+        json_object_foreach(tree, k, v)
+            if (sqlc_tree_any(v, tree, k, visit, arg))
                 return 1;
     } else if (json_is_array(tree)) {
         json_array_foreach(tree, i, v)
-            if (sqlc_tree_names(v, name, any_case))
+            if (sqlc_tree_any(v, tree, NULL, visit, arg))
                 return 1;
     }
     return 0;
 }
+
+struct name_sought {
+    const char *name;
+    int any_case, but_columns;
+};
 
 /* Keys whose strings are column names: a column is no type, table or
  * constraint. */
@@ -131,6 +137,8 @@ static int column_key(json_t *parent, const char *key)
                                        "including", "ResTarget", NULL};
     static const char *const column_cmds[] = {"AT_AlterColumnType", "AT_ColumnDefault", "AT_SetNotNull",
                                               "AT_DropNotNull", "AT_DropColumn", NULL};
+    if (!key)
+        return 0;
     for (const char *const *k = keys; *k; k++)
         if (!strcmp(*k, key))
             return 1;
@@ -144,23 +152,24 @@ static int column_key(json_t *parent, const char *key)
     return 0;
 }
 
+static int is_name(json_t *parent, const char *key, json_t *node, const void *arg)
+{
+    const struct name_sought *n = arg;
+    if (n->but_columns && column_key(parent, key))
+        return -1;
+    return json_is_string(node) && !(n->any_case ? strcasecmp : strcmp)(json_string_value(node), n->name);
+}
+
+int sqlc_tree_names(json_t *tree, const char *name, int any_case)
+{
+    struct name_sought n = {name, any_case, 0};
+    return sqlc_tree_any(tree, NULL, NULL, is_name, &n);
+}
+
 int sqlc_tree_names_but_columns(json_t *tree, const char *name)
 {
-    if (json_is_string(tree))
-        return !strcmp(json_string_value(tree), name);
-    const char *key;
-    size_t i;
-    json_t *v;
-    if (json_is_object(tree)) {
-        json_object_foreach(tree, key, v)
-            if (!column_key(tree, key) && sqlc_tree_names_but_columns(v, name))
-                return 1;
-    } else if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v)
-            if (sqlc_tree_names_but_columns(v, name))
-                return 1;
-    }
-    return 0;
+    struct name_sought n = {name, 0, 1};
+    return sqlc_tree_any(tree, NULL, NULL, is_name, &n);
 }
 
 const struct sql_stmt *sqlc_stmt_naming(const struct sql_stmt *from, const struct sql_stmt *end, const char *a,

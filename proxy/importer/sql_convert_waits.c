@@ -75,35 +75,32 @@ static int names_column(const struct sql_stmt *st, const char *list, const char 
     return 0;
 }
 
-/* Whether tree may read or write column: names it anywhere (a string of
- * that text counts too), or reads whole rows (a star, a row by the name or
- * alias of a table of the statement: to_jsonb(t), t IS NULL). */
-static int may_touch(json_t *tree, const char *column, const struct sql_stmt *st)
+struct touch {
+    const char *column;
+    json_t *rel;    /* the statement's table */
+};
+
+static int touches(json_t *parent, const char *key, json_t *node, const void *arg)
 {
-    if (json_is_string(tree))
-        return !strcmp(json_string_value(tree), column);
-    const char *key;
-    size_t i;
-    json_t *v;
-    if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v)
-            if (may_touch(v, column, st))
-                return 1;
-        return 0;
-    }
-    json_object_foreach(tree, key, v) {
-        if (!strcmp(key, "A_Star"))
-            return 1;
-        json_t *fields = !strcmp(key, "ColumnRef") ? json_object_get(v, "fields") : NULL;
-        const char *one = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
-        json_t *rel = json_object_get(st->body, "relation");
-        if (one && (!strcmp(one, sqlc_str_or(rel, "relname", "")) ||
-                    !strcmp(one, sqlc_str_or(json_object_get(rel, "alias"), "aliasname", ""))))
-            return 1;
-        if (may_touch(v, column, st))
-            return 1;
-    }
-    return 0;
+    const struct touch *t = arg;
+    (void)parent;
+    if (json_is_string(node))
+        return !strcmp(json_string_value(node), t->column);
+    if (key && !strcmp(key, "A_Star"))
+        return 1;
+    json_t *fields = key && !strcmp(key, "ColumnRef") ? json_object_get(node, "fields") : NULL;
+    const char *one = json_array_size(fields) == 1 ? sql_node_str(json_array_get(fields, 0)) : NULL;
+    return one && (!strcmp(one, sqlc_str_or(t->rel, "relname", "")) ||
+                   !strcmp(one, sqlc_str_or(json_object_get(t->rel, "alias"), "aliasname", "")));
+}
+
+/* Whether st may read or write column: names it anywhere (a string of
+ * that text counts too), or reads whole rows (a star, a row by the name or
+ * alias of its table: to_jsonb(t), t IS NULL). */
+static int may_touch(const struct sql_stmt *st, const char *column)
+{
+    struct touch t = {column, json_object_get(st->body, "relation")};
+    return sqlc_tree_any(st->body, NULL, NULL, touches, &t);
 }
 
 /* Whether the rows the statement writes depend on column's default: an
@@ -315,7 +312,7 @@ static int own_change(const struct sql_stmt *st, const char *kind, json_t *body,
      * meets the same rows at expand as offline (90011-8); an INSERT writes
      * the column anyway, its default if nothing else */
     if ((alter || !strcmp(kind, "rename_column")) && json_object_get(body, "type") &&
-        (insert || may_touch(st->body, col, st))) {
+        (insert || may_touch(st, col))) {
         snprintf(what, n, "the type of \"%s\" changes above (the column keeps its old type for the old "
                  "release until then)", col);
         return 1;
