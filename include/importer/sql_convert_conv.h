@@ -1,7 +1,8 @@
 /* The SQL converter's state while it walks a script, and what its files
  * share: sql_convert.c (the walk, messages, the open operation, statements
  * passed through or refused), sql_convert_table.c (CREATE TABLE, columns,
- * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames) and
+ * CREATE INDEX), sql_convert_alter.c (ALTER TABLE, renames),
+ * sql_convert_retype.c (ALTER COLUMN ... TYPE) and
  * sql_convert_objects.c (types, extensions, functions, sequences: what
  * undoes their creation, their drops, an enum replaced),
  * sql_convert_fill.c (a required column filled by an UPDATE),
@@ -192,6 +193,12 @@ int sqlc_rename(struct conv *c, const struct sql_stmt *st);
  * so it is refused before any DDL, saying what to write instead. -1 when
  * refused, 0 when the name is not one. */
 int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *rel);
+
+/* ---- sql_convert_retype.c ---- */
+
+/* ALTER COLUMN column TYPE (def: its ColumnDef) of rel as an alter_column,
+ * or joined to the rename above it. 0, or -1 with the error set. */
+int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def);
 
 /* ---- sql_convert_fill.c ---- */
 
