@@ -97,11 +97,9 @@ struct conv {
      * asked (sql_convert_data.c) */
     json_t *rangevars;
     char alembic_from[64], alembic_to[64];
-    /* the last UPDATE of a column this script adds that could not become
-     * its "up" (it reads other rows): what a NOT NULL after it is told */
-    int unfolded_line;
-    char unfolded_column[SQLC_NAME_LEN];
-    json_t *unfolded_add;       /* its add_column body (borrowed): later UPDATEs of it are not folded either */
+    /* the first UPDATE of each column this script adds that could not
+     * become its "up" (it reads other rows): what a NOT NULL after it is told */
+    json_t *unfolded;           /* [add_column body, line], one per column: no later UPDATE of it is folded either */
     char *err;
     size_t errlen;
 };
@@ -287,8 +285,8 @@ void sqlc_names_before_file(const struct conv *c, const char *schema, char *tabl
  * member of an object under its key, each element of an array, key NULL)
  * and answers 1 (found: the walk ends, true), -1 (not into this node) or 0
  * (on, into it). */
-typedef int (*sqlc_visit_fn)(json_t *parent, const char *key, json_t *node, const void *arg);
-int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, const void *arg);
+typedef int (*sqlc_visit_fn)(json_t *parent, const char *key, json_t *node, void *arg);
+int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, void *arg);
 
 /* Whether any string value in tree (a parse tree, an operation) is name;
  * any_case: whatever its case (a literal of a DO block's condition may be

@@ -104,7 +104,7 @@ const char *sqlc_rel_schema(json_t *rel)
     return sqlc_str_or(rel, "schemaname", "public");
 }
 
-int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, const void *arg)
+int sqlc_tree_any(json_t *tree, json_t *parent, const char *key, sqlc_visit_fn visit, void *arg)
 {
     int seen = visit(parent, key, tree, arg);
     if (seen != 0)
@@ -152,7 +152,7 @@ static int column_key(json_t *parent, const char *key)
     return 0;
 }
 
-static int is_name(json_t *parent, const char *key, json_t *node, const void *arg)
+static int is_name(json_t *parent, const char *key, json_t *node, void *arg)
 {
     const struct name_sought *n = arg;
     if (n->but_columns && column_key(parent, key))
@@ -747,6 +747,7 @@ int sqlc_convert(const char *file, const char *text, size_t len, const struct sq
     sqlc_forget_index_renames(&c);
     json_decref(c.last_ops);
     json_decref(c.rangevars);
+    json_decref(c.unfolded);
     json_decref(c.ops);
     for (size_t i = 0; i < c.nknown; i++) {
         free(c.known[i].schema); free(c.known[i].table); free(c.known[i].column); free(c.known[i].type);

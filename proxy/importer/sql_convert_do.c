@@ -114,15 +114,13 @@ static int table_before_file(struct unroll *u, json_t *node, json_t *rel, char *
         const char *kind = json_string_value(json_array_get(e, 0));
         json_t *body = json_array_get(e, 1);
         json_t *r = json_object_get(body, "relation");
-        if (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE") && r &&
-            !strcmp(sqlc_rel_schema(r), schema) && !strcmp(sqlc_str_or(body, "newname", ""), before)) {
+        int table_rename = !strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE");
+        if (table_rename && r && !strcmp(sqlc_rel_schema(r), schema) &&
+            !strcmp(sqlc_str_or(body, "newname", ""), before))
             sqlc_copy_name(before, sqlc_str_or(r, "relname", ""));
-        } else if ((!strcmp(kind, "DropStmt") ||
-                    (!strcmp(kind, "RenameStmt") && !strcmp(sqlc_str_or(body, "renameType", ""), "OBJECT_TABLE")) ||
-                    !strcmp(kind, "AlterObjectSchemaStmt")) &&
-                   sqlc_tree_names_but_columns(body, before)) {
+        else if ((table_rename || !strcmp(kind, "DropStmt") || !strcmp(kind, "AlterObjectSchemaStmt")) &&
+                 sqlc_tree_names_but_columns(body, before))
             return above(u, node, before, e);
-        }
     }
     return 0;
 }

@@ -86,79 +86,101 @@ static int is_null_test_of(json_t *where, const char *column)
     return t && !strcmp(sqlc_str_or(t, "nulltesttype", ""), "IS_NULL") && last && !strcmp(last, column);
 }
 
-/* An UPDATE of a column this script adds that is not folded: remembered,
- * so a NOT NULL after it says why that UPDATE is no "up", and a later
- * UPDATE of the column is not folded either (the backfill, after the
- * whole expand, would write over what this one wrote in its place). */
-static int not_folded(struct conv *c, const struct sql_stmt *st, const char *column, json_t *add)
+/* The line of the first UPDATE of the column add adds that was not
+ * folded, or 0. */
+static int unfolded_line(const struct conv *c, json_t *add)
 {
-    if (c->unfolded_add != add) {
-        c->unfolded_line = st->line;
-        snprintf(c->unfolded_column, sizeof c->unfolded_column, "%s", column);
-        c->unfolded_add = add;
+    size_t i;
+    json_t *e;
+    json_array_foreach(c->unfolded, i, e) {
+        if (json_array_get(e, 0) == add)
+            return (int)json_integer_value(json_array_get(e, 1));
+    }
+    return 0;
+}
+
+/* An UPDATE of a column this script adds that is not folded: remembered,
+ * so a NOT NULL after it says why that UPDATE is no "up", and no later
+ * UPDATE of the column is folded either (the backfill, after the whole
+ * expand, would write over what this one wrote in its place). 0, or -1
+ * out of memory. */
+static int not_folded(struct conv *c, const struct sql_stmt *st, json_t *add)
+{
+    if (unfolded_line(c, add))
+        return 0;
+    if (!c->unfolded)
+        c->unfolded = json_array();
+    if (!c->unfolded || json_array_append_new(c->unfolded, json_pack("[Oi]", add, st->line)) != 0)
+        return sqlc_oom(c, st);
+    return 0;
+}
+
+/* What a fill reads, for later_changes_read. */
+struct fill_reads {
+    json_t *rel, *val, *where;
+    const char *column, *table, *alias;
+    json_t *read;       /* the RangeVars of its value and WHERE */
+    json_t *others;     /* those of other tables */
+    int own_sub;        /* a subquery reads its own table */
+};
+
+/* Whether t changes what the fill reads: writes, renames or drops a table
+ * its subqueries read; inserts into its table; updates a column it reads;
+ * or, when a subquery reads its own table, writes that table (but not an
+ * ALTER of it: a key added on it). */
+static int changes_read(const struct sql_stmt *t, const struct fill_reads *r)
+{
+    if (sqlc_writes_one_of(t, r->others))
+        return 1;
+    if (r->own_sub && !strcmp(t->kind, "TruncateStmt"))
+        return sqlc_writes_one_of(t, r->read);
+    json_t *trel = json_object_get(t->body, "relation");
+    if (!trel || !sqlc_same_relation(trel, r->rel))
+        return 0;
+    if (!strcmp(t->kind, "InsertStmt") || (r->own_sub && !strcmp(t->kind, "DeleteStmt")))
+        return 1;
+    if (strcmp(t->kind, "UpdateStmt") != 0)
+        return 0;
+    if (r->own_sub)
+        return 1;
+    size_t i;
+    json_t *tt;
+    json_array_foreach(json_object_get(t->body, "targetList"), i, tt) {
+        const char *set = sqlc_str_or(json_object_get(tt, "ResTarget"), "name", "");
+        if (strcmp(set, r->column) != 0 &&
+            (reads_column(r->val, set, r->table, r->alias) || reads_column(r->where, set, r->table, r->alias)))
+            return 1;
     }
     return 0;
 }
 
 /* Whether a later statement changes what the fill reads. Folded, the fill
  * runs in the backfill after the whole expand, past every later statement
- * of the file, where offline it ran before them: a later write, rename or
- * drop of a table its value or WHERE reads in a subquery (90003-499: a
- * table the file makes, then renames), an INSERT into its own table (the
- * backfill would fill the new rows too), or an UPDATE of a column it reads
- * (the backfill would read the new values) changes what it writes. A
- * subquery over its own table counts any later write of it, but not an
- * ALTER (a key added on it). */
+ * of the file, where offline it ran before them (90003-499: a table its
+ * subquery reads, which the file makes, renamed later; an INSERT into its
+ * table, whose new row the backfill would fill too). */
 static int later_changes_read(struct conv *c, const struct sql_stmt *st, json_t *rel, json_t *val, json_t *where,
                               const char *column)
 {
-    json_t *read = json_array(), *others = json_array();
-    if (!read || !others) {
-        json_decref(read);
-        json_decref(others);
-        return 1;
-    }
-    sqlc_collect_rangevars(val, read);
-    sqlc_collect_rangevars(where, read);
-    int own_sub = 0;
-    size_t i;
-    json_t *rv;
-    json_array_foreach(read, i, rv) {
-        if (sqlc_same_relation(rv, rel))
-            own_sub = 1;
-        else
-            json_array_append(others, rv);
-    }
-    const char *table = sqlc_str_or(rel, "relname", NULL);
-    const char *alias = sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL);
-    int changes = 0;
-    for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++) {
-        if (sqlc_writes_one_of(t, others)) {
-            changes = 1;
-            continue;
-        }
-        json_t *trel = json_object_get(t->body, "relation");
-        if (!trel || !sqlc_same_relation(trel, rel))
-            continue;
-        if (!strcmp(t->kind, "InsertStmt"))
-            changes = 1;
-        else if (own_sub && (!strcmp(t->kind, "DeleteStmt") || !strcmp(t->kind, "UpdateStmt")))
-            changes = 1;
-        else if (!strcmp(t->kind, "UpdateStmt")) {
-            json_t *tt;
-            json_array_foreach(json_object_get(t->body, "targetList"), i, tt) {
-                const char *set = sqlc_str_or(json_object_get(tt, "ResTarget"), "name", "");
-                if (strcmp(set, column) != 0 &&
-                    (reads_column(val, set, table, alias) || reads_column(where, set, table, alias)))
-                    changes = 1;
-            }
+    struct fill_reads r = {rel, val, where, column, sqlc_str_or(rel, "relname", NULL),
+                           sqlc_str_or(json_object_get(rel, "alias"), "aliasname", NULL), json_array(), json_array(), 0};
+    int changes = !r.read || !r.others;
+    if (!changes) {
+        sqlc_collect_rangevars(val, r.read);
+        sqlc_collect_rangevars(where, r.read);
+        size_t i;
+        json_t *rv;
+        json_array_foreach(r.read, i, rv) {
+            if (sqlc_same_relation(rv, rel))
+                r.own_sub = 1;
+            else
+                json_array_append(r.others, rv);
         }
     }
-    if (!changes && own_sub) /* a TRUNCATE of its own table, read in a subquery */
-        for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++)
-            changes = !strcmp(t->kind, "TruncateStmt") && sqlc_writes_one_of(t, read);
-    json_decref(read);
-    json_decref(others);
+    for (const struct sql_stmt *t = st + 1; !changes && t < c->s.stmts + c->s.nstmts; t++)
+        changes = changes_read(t, &r);
+    json_decref(r.read);
+    json_decref(r.others);
     return changes;
 }
 
@@ -175,9 +197,9 @@ int sqlc_fold_fill(struct conv *c, const struct sql_stmt *st)
     json_t *val = json_object_get(target, "val");
     json_t *where = json_object_get(b, "whereClause");
     if (add && (json_object_get(b, "fromClause") || json_object_get(b, "returningList") ||
-                json_object_get(b, "withClause") || add == c->unfolded_add ||
+                json_object_get(b, "withClause") || unfolded_line(c, add) ||
                 later_changes_read(c, st, rel, val, where, column)))
-        return not_folded(c, st, column, add);
+        return not_folded(c, st, add);
     /* WHERE c IS NULL picks the rows the UPDATEs before it left NULL: no condition of its own */
     json_t *cond_node = where && !is_null_test_of(where, column) ? where : NULL;
     const char *table = sqlc_str_or(rel, "relname", NULL);
@@ -239,12 +261,13 @@ int sqlc_fold_not_null(struct conv *c, const struct sql_stmt *st, json_t *rel, c
     json_t *col = json_object_get(add, "column");
     if (json_object_get(add, "up") || json_object_get(col, "default"))
         return json_object_set_new(col, "nullable", json_false()) == 0 ? 1 : sqlc_oom(c, st);
-    if (c->unfolded_line > 0 && !strcmp(c->unfolded_column, column))
+    int unfolded_at = unfolded_line(c, add);
+    if (unfolded_at)
         return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above: the UPDATE at line %d reads other rows (FROM, "
                          "WITH or RETURNING) or what a later statement changes, so no per-row \"up\" gives its value to the inserts of the release "
                          "that does not know the column, and they would break on the NOT NULL; keep the column "
                          "nullable here and SET NOT NULL in a later migration, once the old release is retired (or "
-                         "give it a DEFAULT)", column, c->unfolded_line);
+                         "give it a DEFAULT)", column, unfolded_at);
     return sqlc_fail(c, st, "SET NOT NULL on \"%s\", added above without a value for the rows already there "
                      "or for the inserts of the release that does not know it: fill it first (UPDATE \"%s\" "
                      "SET \"%s\" = <expression> between the two statements, which becomes the column's \"up\"), "

@@ -386,30 +386,32 @@ char *sqlc_column_type_text(struct conv *c, const struct sql_stmt *st, json_t *t
     return mig_str_take(&s);
 }
 
-/* The first TypeName in tree, but a column's own type, naming a type
- * renamed at complete, or NULL. */
-static const char *renamed_type_named(const struct conv *c, json_t *tree, int column_def)
+struct renamed_type_sought {
+    const struct conv *c;
+    const char *name;   /* found: the name as written */
+};
+
+/* A TypeName, but a column's own type (a ColumnDef's, which
+ * sqlc_column_type_text writes), naming a type renamed at complete. */
+static int names_renamed_type(json_t *parent, const char *key, json_t *node, void *arg)
 {
-    const char *key, *name, *schema, *got = NULL;
-    size_t i;
-    json_t *v;
-    if (json_is_array(tree)) {
-        json_array_foreach(tree, i, v) {
-            if ((got = renamed_type_named(c, v, 0)) != NULL)
-                return got;
-        }
-        return NULL;
+    struct renamed_type_sought *r = arg;
+    const char *name, *schema;
+    (void)parent;
+    if (!key || !json_is_object(node))
+        return 0;
+    if (!strcmp(key, "ColumnDef")) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(node, k, v)
+            if (strcmp(k, "typeName") != 0 && sqlc_tree_any(v, node, k, names_renamed_type, arg))
+                return 1;
+        return -1;
     }
-    json_object_foreach(tree, key, v) {
-        if (!strcmp(key, "typeName") && column_def)
-            continue;
-        if ((!strcmp(key, "TypeName") || !strcmp(key, "typeName")) && json_is_object(v) &&
-            type_name_at_expand(c, v, &name, &schema) != name)
-            return name;
-        if ((json_is_object(v) || json_is_array(v)) && (got = renamed_type_named(c, v, !strcmp(key, "ColumnDef"))))
-            return got;
-    }
-    return NULL;
+    if ((strcmp(key, "TypeName") && strcmp(key, "typeName")) || type_name_at_expand(r->c, node, &name, &schema) == name)
+        return 0;
+    r->name = name;
+    return 1;
 }
 
 int sqlc_refuse_type_renamed_at_complete(struct conv *c, const struct sql_stmt *st)
@@ -421,9 +423,10 @@ int sqlc_refuse_type_renamed_at_complete(struct conv *c, const struct sql_stmt *
     for (int k = 0; naming_types[k]; k++)
         if (!strcmp(st->kind, naming_types[k]))
             return 0;
-    const char *name = renamed_type_named(c, st->body, 0);
-    if (!name)
+    struct renamed_type_sought r = {c, NULL};
+    if (!sqlc_tree_any(st->body, NULL, NULL, names_renamed_type, &r))
         return 0;
+    const char *name = r.name;
     return sqlc_fail(c, st, "names the type \"%s\" (a cast, a default, an argument) after the ALTER TYPE ... RENAME "
                      "that gives it that name, which runs at complete: until then \"%s\" is the type before the "
                      "rename, which this statement would reach. Put the rename after this statement, name the type "

@@ -80,7 +80,7 @@ struct touch {
     json_t *rel;    /* the statement's table */
 };
 
-static int touches(json_t *parent, const char *key, json_t *node, const void *arg)
+static int touches(json_t *parent, const char *key, json_t *node, void *arg)
 {
     const struct touch *t = arg;
     (void)parent;
