@@ -211,7 +211,8 @@ void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *ta
 /* ---- plan_carry.c: the second column and the dependents carried to it --- */
 /* The column that holds col of schema.table for the new shape while the
  * migration runs, written into out: the second column an earlier
- * alter_column of this migration gives it (it takes col's name at the
+ * alter_column of this migration gives it, or the one a column added
+ * under the name an earlier rename frees has (it takes col's name at the
  * contract; returns 1), or col itself (0). An index or key this migration
  * adds on col is built on it, so that it survives the contract as it would
  * after the offline ALTER COLUMN ... TYPE. */

@@ -43,6 +43,8 @@ static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, cons
 }
 
 static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name);
+static void constraint_name_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
+                                 char *out, size_t n);
 
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
@@ -69,11 +71,13 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
         carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand, given back its name at contract",
                 ix->name, to);
         if (ix->constraint) {
+            char then[80];
+            constraint_name_then(c, op, self, ix->constraint, then, sizeof then);
             struct mig_str s = {0};
             mig_str_add(&s, "ALTER TABLE ");
             mig_str_qname(&s, op->schema, table);
             mig_str_add(&s, " ADD CONSTRAINT ");
-            mig_str_ident(&s, ix->constraint);
+            mig_str_ident(&s, then);
             mig_str_add(&s, ix->primary ? " PRIMARY KEY USING INDEX " : " UNIQUE USING INDEX ");
             mig_str_ident(&s, tmp);
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
@@ -93,6 +97,10 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
     for (size_t i = 0; t && i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
         if (strcmp(d->column, from) != 0 || d->kind == MIG_DEP_VIEW || !d->carry)
+            continue;
+        char self[400], then[80];
+        snprintf(self, sizeof self, "%s.%s", op->schema, table);
+        if (d->kind != MIG_DEP_INDEX && dropped_earlier(c, op, self, d->name))
             continue;
         char tmp[80];
         const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
@@ -119,7 +127,11 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
             carried(c, op, "CHECK constraint \"%s\": added NOT VALID on \"%s\" at expand, validated after the "
                     "backfill, renamed at contract", d->name, to);
         }
-        rename_at_contract(c, op, table, ix != NULL, tmp, d->name);
+        if (ix)
+            snprintf(then, sizeof then, "%s", d->name);
+        else
+            constraint_name_then(c, op, self, d->name, then, sizeof then);
+        rename_at_contract(c, op, table, ix != NULL, tmp, then);
     }
 }
 
@@ -223,16 +235,40 @@ static int second_column_of(const struct plan_ctx *c, const char *reg, const cha
     return 0;
 }
 
-/* A drop_constraint of this migration, before op, takes the constraint
- * `name` of the table reg (regclass text) away: the new shape has no such
- * key, so it is not carried to the second column. (How Prisma changes a
- * key's type: drop the foreign keys, retype both ends, add them again.) */
-static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name)
+/* The name the constraint `name` of the table reg (regclass text) has when
+ * op's contract steps run: a rename_constraint before op renamed it by
+ * then (its contract step comes first, 90012-66), and the copy on the
+ * second column takes that name, as offline the renamed key follows its
+ * column's change. Into out. */
+static void constraint_name_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
+                                 char *out, size_t n)
 {
+    snprintf(out, n, "%s", name);
     for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, name) && regclass_is(reg, o->schema, o->table))
+        if (o->kind == MIG_RENAME_CONSTRAINT && o->from && o->to && o->table && !strcmp(o->from, out) &&
+            regclass_is(reg, o->schema, o->table))
+            snprintf(out, n, "%s", o->to);
+    }
+}
+
+/* A drop_constraint of this migration, before op, takes the constraint
+ * `name` of the table reg (regclass text) away, under that name or one a
+ * rename_constraint between gave it: the new shape has no such key, so it
+ * is not carried to the second column. (How Prisma changes a key's type:
+ * drop the foreign keys, retype both ends, add them again.) */
+static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name)
+{
+    char now[80];
+    snprintf(now, sizeof now, "%s", name);
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (!o->table || !regclass_is(reg, o->schema, o->table))
+            continue;
+        if (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, now))
             return 1;
+        if (o->kind == MIG_RENAME_CONSTRAINT && o->from && o->to && !strcmp(o->from, now))
+            snprintf(now, sizeof now, "%s", o->to);
     }
     return 0;
 }
@@ -244,6 +280,13 @@ int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, con
         const struct mig_op *o = &c->m->ops[i];
         if (o->kind == MIG_ALTER_COLUMN && !alter_in_place(c, o) && !strcmp(o->schema, schema) &&
             !strcmp(o->table, table) && !strcmp(o->column, col)) {
+            mig_shadow_name(out, n, col);
+            return 1;
+        }
+        /* a column added under the name an earlier rename frees is its
+         * second column until the contract names it (op_add_column.c) */
+        if (o->kind == MIG_ADD_COLUMN && !strcmp(o->schema, schema) && !strcmp(o->table, table) &&
+            !strcmp(o->col.name, col) && add_column_in_freed_name(c, o)) {
             mig_shadow_name(out, n, col);
             return 1;
         }
@@ -350,7 +393,9 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         free(ref_final);
         free(ref_now);
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
-        rename_at_contract(c, op, table, 0, tmp, f->name);
+        char then[80];
+        constraint_name_then(c, op, self, f->name, then, sizeof then);
+        rename_at_contract(c, op, table, 0, tmp, then);
     }
 }
 
@@ -409,8 +454,10 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
         alter_reg(&c->p->validate, op, ref_final, "VALIDATE CONSTRAINT", tmp, NULL);
         /* IF EXISTS: an earlier operation's contract may have dropped the
          * referencing column, and its key with it. */
-        alter_reg(contract_before_drop, op, ref_final, "DROP CONSTRAINT IF EXISTS", f->name, NULL);
-        alter_reg(contract_after_drop, op, ref_final, "RENAME CONSTRAINT", tmp, f->name);
+        char then[80];
+        constraint_name_then(c, op, f->ref_table, f->name, then, sizeof then);
+        alter_reg(contract_before_drop, op, ref_final, "DROP CONSTRAINT IF EXISTS", then, NULL);
+        alter_reg(contract_after_drop, op, ref_final, "RENAME CONSTRAINT", tmp, then);
         alter_reg(&c->p->rollback, op, ref_now, "DROP CONSTRAINT IF EXISTS", tmp, NULL);
         free(ref_final);
         free(ref_now);

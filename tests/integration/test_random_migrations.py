@@ -64,6 +64,9 @@ EXPECTED = [
     ("13667-271", "identical", None),  # rows a batch's foreign-key action writes get the tandem rule
     ("90003-139", "identical", None),  # an index the file made on a partitioned table, then dropped: dropped
     ("90003-13", "identical", None),  # a DELETE waits for a dropped key its cascades meet
+    ("58841-295-key.sql", "refused", "the column added here under the name"),  # an index key as SQL on it
+    ("58841-295-other.sql", "refused", "the column added here under the name"),  # another column's CHECK reads it
+    ("58841-295", "identical", None),  # a key, an index or a CHECK on a column added under a name a rename frees
     ("90003-351", "identical", None),  # a column added under a name a rename frees: statements reach it, not the old one
     ("90003-519-cast.sql", "refused", "after the ALTER TYPE ... RENAME"),  # a cast to a type renamed at complete
     ("90003-519", "identical", None),  # a column of a type renamed at complete: made of the type that gets the name

@@ -105,8 +105,35 @@ int add_column_in_freed_name(const struct plan_ctx *c, const struct mig_op *op)
     return name_freed_by(c, op) != NULL;
 }
 
+/* Whether the SQL expression expr reads the column name (a whole-row
+ * reference, or an expression that does not parse, counts). */
+static int expr_names(const char *expr, const char *name)
+{
+    if (!expr)
+        return 0;
+    char **names = NULL;
+    size_t n = 0;
+    int star = 0, hit = sql_fragment_columns(expr, &names, &n, &star) != SQL_FRAGMENT_OK || star;
+    for (size_t i = 0; i < n && !hit; i++)
+        hit = !strcmp(names[i], name);
+    sql_fragment_free_names(names, n);
+    return hit;
+}
+
+/* Whether a later operation o of the table names the column added under
+ * a freed name in a way that would act on the renamed column, which has
+ * the name until the contract. A key's or an index's columns, INCLUDE,
+ * predicate and CHECK are read over the added column's second column
+ * (column_until_contract, plan_carry.c) and do not count; an index key
+ * written as SQL, and every expression of other operations, do. */
 static int names_column(const struct mig_op *o, const char *name)
 {
+    if (o->kind == MIG_CREATE_INDEX || o->kind == MIG_CREATE_CONSTRAINT) {
+        for (size_t i = 0; i < o->nkeys; i++)
+            if (expr_names(o->keys[i], name))
+                return 1;
+        return 0;
+    }
     if ((o->column && !strcmp(o->column, name)) || (o->from && o->kind == MIG_RENAME_COLUMN && !strcmp(o->from, name)))
         return 1;
     for (size_t i = 0; i < o->ncolumns; i++)
@@ -115,7 +142,9 @@ static int names_column(const struct mig_op *o, const char *name)
     for (size_t i = 0; i < o->ninclude; i++)
         if (!strcmp(o->include[i], name))
             return 1;
-    return 0;
+    return expr_names(o->up, name) || expr_names(o->down, name) || expr_names(o->check, name) ||
+           expr_names(o->where, name) || expr_names(o->default_expr, name) ||
+           (o->kind == MIG_ADD_COLUMN && (expr_names(o->col.check, name) || expr_names(o->col.default_expr, name)));
 }
 
 /* A column added under the name an earlier rename frees: until the
