@@ -58,6 +58,10 @@ char *sql_type_text(const struct sql_script *s, const struct sql_stmt *st, json_
  * parse back to the author's tree with the qualifier renamed, or out of
  * memory. Caller frees. */
 char *sql_expr_requalify(const char *expr, const char *from, const char *to);
+/* stmt (one CREATE INDEX CONCURRENTLY's text) without CONCURRENTLY: the
+ * one word whose removal parses to the same tree but for "concurrent".
+ * NULL when none does (or out of memory). Caller frees. */
+char *sql_index_not_concurrently(const char *stmt);
 /* An identifier as it must be written in SQL: bare when Postgres reads it
  * back unchanged, else double-quoted. Caller frees. */
 char *sql_ident(const char *name);

@@ -166,10 +166,10 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 /* ---- sql_convert_made.c ---- */
 
 /* st, an ALTER TABLE or CREATE INDEX on the table made, which the file
- * made, emitted as written with its own `down`: its inverse, or the
+ * made, emitted as written (or as text, when not NULL) with its own `down`: its inverse, or the
  * table's drop, so the rollback's reverse order drops nothing the table
  * still uses. 0, or -1 with the error set. */
-int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const struct made_table *made);
+int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const char *text, const struct made_table *made);
 
 /* ---- sql_convert_recreate.c ---- */
 

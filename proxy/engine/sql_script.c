@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_PROBES 4000     /* re-parses allowed per node before giving up */
 #define MAX_PARENS 4        /* '(' before a node tried as part of it */
@@ -511,6 +512,55 @@ char *sql_expr_requalify(const char *expr, const char *from, const char *to)
 char *sql_type_text(const struct sql_script *s, const struct sql_stmt *st, json_t *type_name)
 {
     return node_text(s, st, type_name, 1);
+}
+
+/* The one statement text parses to, locations and "concurrent" left out;
+ * NULL when it is not one statement. */
+static json_t *index_tree(const char *text, int *concurrent)
+{
+    PgQueryParseResult r = pg_query_parse(text);
+    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
+    pg_query_free_parse_result(r);
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *ix = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.IndexStmt") : NULL;
+    json_t *out = ix ? json_deep_copy(ix) : NULL;
+    json_decref(root);
+    if (out) {
+        *concurrent = json_is_true(json_object_get(out, "concurrent"));
+        json_object_del(out, "concurrent");
+        strip_locations(out);
+    }
+    return out;
+}
+
+char *sql_index_not_concurrently(const char *stmt)
+{
+    static const char word[] = "concurrently";
+    const size_t wn = sizeof word - 1, n = strlen(stmt);
+    int concurrent = 0;
+    json_t *want = index_tree(stmt, &concurrent);
+    char *out = NULL;
+    /* each place the word stands as a whole token is tried; the parser
+     * says which one is the keyword (not a name or a string) */
+    for (size_t at = 0; want && !out && at + wn <= n; at++) {
+        if (strncasecmp(stmt + at, word, wn) != 0 || (at && ident_char((unsigned char)stmt[at - 1])) ||
+            ident_char((unsigned char)stmt[at + wn]))
+            continue;
+        char *q = malloc(n + 1);
+        if (!q)
+            break;
+        size_t cut = wn + (at && isspace((unsigned char)stmt[at - 1]) && isspace((unsigned char)stmt[at + wn]));
+        memcpy(q, stmt, at);
+        memcpy(q + at, stmt + at + cut, n - at - cut + 1);
+        json_t *got = index_tree(q, &concurrent);
+        if (got && !concurrent && json_equal(got, want))
+            out = q;
+        else
+            free(q);
+        json_decref(got);
+    }
+    json_decref(want);
+    return out;
 }
 
 static int plain_word(const char *name)

@@ -801,7 +801,7 @@ int sqlc_alter_table(struct conv *c, const struct sql_stmt *st)
     struct made_table *made = sqlc_made_table(c, rel);
     if (made) {
         made->planned = 0;  /* the plan's view of its columns is create_table's, no longer true */
-        return sqlc_emit_on_made(c, st, made);
+        return sqlc_emit_on_made(c, st, NULL, made);
     }
     json_t *cons = online_constraints(cmds);
     if (cons) {

@@ -195,13 +195,13 @@ static char *made_undo(struct conv *c, const struct sql_stmt *st, const struct m
     return mig_str_take(&out);
 }
 
-int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const struct made_table *made)
+int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const char *text, const struct made_table *made)
 {
     int failed;
     char *down = made_undo(c, st, made, &failed);
     if (failed)
         return -1;
-    int rc = sqlc_emit_sql(c, st, NULL, down);
+    int rc = sqlc_emit_sql_text(c, st, text, NULL, down);
     free(down);
     return rc;
 }

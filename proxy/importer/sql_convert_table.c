@@ -461,11 +461,18 @@ int sqlc_create_index(struct conv *c, const struct sql_stmt *st)
     struct made_table *made = sqlc_made_table(c, json_object_get(st->body, "relation"));
     if (made && !made->planned) {
         /* the plan does not know this table by this name: the index is built as written, on a table no
-         * release uses yet */
-        if (sqlc_is_true(st->body, "concurrent"))
+         * release uses yet, inside the expand's transaction, where CONCURRENTLY cannot run and would
+         * spare no one a lock (58841-178) */
+        if (!sqlc_is_true(st->body, "concurrent"))
+            return sqlc_emit_on_made(c, st, NULL, made);  /* the index may use what the file made after the table */
+        char *text = sql_stmt_text(&c->s, st), *plain = text ? sql_index_not_concurrently(text) : NULL;
+        free(text);
+        if (!plain)
             return sqlc_fail(c, st, "the table is created by this migration and no release uses it yet: write "
                              "CREATE INDEX without CONCURRENTLY (it runs inside the expand's transaction)");
-        return sqlc_emit_on_made(c, st, made);  /* the index may use what the file made after the table */
+        int rc = sqlc_emit_on_made(c, st, plain, made);
+        free(plain);
+        return rc;
     }
     if (!sql_only_keys(st->body, known_keys))
         return sqlc_fail(c, st, "an index with TABLESPACE or NULLS NOT DISTINCT cannot be converted to create_index");

@@ -8,6 +8,7 @@
 #include "migration_plan.h"
 #include "migration_sql.h"
 #include "sql_fragment.h"
+#include "sql_script.h"
 #include "unit.h"
 #include "unit_steps.h"
 
@@ -60,6 +61,28 @@ static void test_string_literals(void)
             printf("  taken for one: %s\n", others[i]);
     }
     CHECK("NULL is none", sql_fragment_string_literal(NULL) == SQL_FRAGMENT_BAD);
+}
+
+/* CONCURRENTLY taken out of a CREATE INDEX by the parser's word, never a
+ * name or a string that spells it */
+static void test_index_not_concurrently(void)
+{
+    static const char *const cases[][2] = {
+        {"CREATE INDEX CONCURRENTLY ix ON t (a)", "CREATE INDEX ix ON t (a)"},
+        {"create unique index concurrently if not exists \"concurrently\" on t (a) where b = 'concurrently'",
+         "create unique index if not exists \"concurrently\" on t (a) where b = 'concurrently'"},
+        {"CREATE INDEX\nCONCURRENTLY\n\"x\" ON \"T\"(\"a\")", "CREATE INDEX\n\"x\" ON \"T\"(\"a\")"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = sql_index_not_concurrently(cases[i][0]);
+        int ok = got && !strcmp(got, cases[i][1]);
+        CHECK("CONCURRENTLY left out", ok);
+        if (!ok)
+            printf("  %s -> %s\n", cases[i][0], got ? got : "(null)");
+        free(got);
+    }
+    CHECK("no CONCURRENTLY: none to leave out", sql_index_not_concurrently("CREATE INDEX ix ON t (a)") == NULL);
+    CHECK("not an index", sql_index_not_concurrently("REINDEX INDEX CONCURRENTLY ix") == NULL);
 }
 
 static void test_types(void)
@@ -238,6 +261,7 @@ int main(void)
     test_expressions();
     test_string_literals();
     test_types();
+    test_index_not_concurrently();
     test_file_fields();
     test_dollar_tag();
     test_search_path_option();
