@@ -96,6 +96,7 @@ struct mig_bf_expr {
     char *type;            /* that column's SQL type (NULL in plans read back from JSON) */
     char *up;              /* the expression, as its author wrote it */
     char *pending;         /* predicate: this row still needs it */
+    char *value;           /* what the batch's SET gives the column (while planning; NULL read back) */
 };
 
 /* One table the backfill must walk, with the pieces of its batch statement.

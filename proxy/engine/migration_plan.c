@@ -369,7 +369,7 @@ static void free_bf(struct mig_bf_table *b)
     free(b->schema); free(b->name); free(b->qname); free(b->set_list); free(b->pending);
     free(b->mismatch);
     for (size_t i = 0; i < b->nexprs; i++) {
-        free(b->exprs[i].what); free(b->exprs[i].column); free(b->exprs[i].up); free(b->exprs[i].pending);
+        free(b->exprs[i].what); free(b->exprs[i].column); free(b->exprs[i].up); free(b->exprs[i].pending); free(b->exprs[i].value);
         free(b->exprs[i].type);
     }
     free(b->exprs);

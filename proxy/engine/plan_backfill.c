@@ -3,6 +3,7 @@
  * disagree. */
 #include "migration_plan.h"
 #include "plan_ctx.h"
+#include "sql_fragment.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,48 @@ static void append_joined(char **dst, const char *sep, const char *piece)
     *dst = mig_str_take(&s);
 }
 
+/* up as the batch must run it. Every SET of one UPDATE reads the row as
+ * it was before the statement, where offline an earlier operation had
+ * already written it: a column an earlier piece of this batch sets is
+ * read as the value that piece gives it (61207-0-between: an added
+ * column's fill, then its retype, whose copy read NULL and lost the
+ * value). up as written when it reads none, or when the places cannot be
+ * read (a qualified reference); NULL out of memory. */
+static char *after_earlier_pieces(const struct mig_bf_table *b, const char *up)
+{
+    const char **from = calloc(b->nexprs + 1, sizeof *from), **values = calloc(b->nexprs + 1, sizeof *values);
+    char **read = NULL;
+    size_t n = 0, nread = 0;
+    int star = 0, reads = 0;
+    if (from && values && sql_fragment_columns(up, &read, &nread, &star) == SQL_FRAGMENT_OK) {
+        for (size_t i = 0; i < b->nexprs; i++) {
+            if (!b->exprs[i].value)
+                continue;
+            from[n] = b->exprs[i].column;
+            values[n++] = b->exprs[i].value;
+            for (size_t k = 0; k < nread; k++)
+                reads |= !strcmp(read[k], b->exprs[i].column);
+        }
+    }
+    sql_fragment_free_names(read, nread);
+    char *out = reads ? sql_fragment_substitute_columns(up, from, values, n) : NULL;
+    free(from);
+    free(values);
+    return out ? out : strdup(up);
+}
+
+/* The value of a SET item `"col" = value` (set NULL: out of memory). */
+static const char *value_of(const char *set, const char *col)
+{
+    char *ident = mig_quote_ident(col);
+    size_t skip = ident ? strlen(ident) + 3 : 0;
+    free(ident);
+    return set && skip && strlen(set) >= skip ? set + skip : "";
+}
+
 static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
-                                const char *column, const char *type, const char *up, const char *pending)
+                                const char *column, const char *type, const char *up, const char *pending,
+                                const char *value)
 {
     struct mig_bf_expr *grown = realloc(b->exprs, (b->nexprs + 1) * sizeof *grown);
     if (!grown) {
@@ -62,7 +103,8 @@ static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, cons
     x->type = type ? strdup(type) : NULL;
     x->up = strdup(up);
     x->pending = pending ? strdup(pending) : NULL;
-    if (!x->what || !x->column || !x->up || !x->pending)
+    x->value = strdup(value);
+    if (!x->what || !x->column || !x->up || !x->pending || !x->value)
         c->p->expand.oom = 1;
 }
 
@@ -76,8 +118,14 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
                          const char *new_col, const char *type, const char *old_col, const char *up, int verify)
 {
     struct mig_bf_table *b = bf_table(c, op, table);
-    if (!b)
+    char *read_up = b ? after_earlier_pieces(b, up) : NULL;
+    if (!read_up) {
+        c->p->expand.oom = 1;
         return;
+    }
+    if (strcmp(read_up, up) != 0)
+        old_col = NULL;     /* not the plain copy of a column as the row has it */
+    up = read_up;
     struct mig_str set = {0}, pend = {0}, mis = {0};
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " = CASE WHEN ");
@@ -93,7 +141,6 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
         mig_str_addf(&pend, " AND (%s) IS NOT NULL", up);
     }
     char *pending = mig_str_take(&pend);
-    remember_expression(c, b, op, new_col, type, up, pending);
     /* the SET tests only that the new column is still NULL: where `up` gives
      * NULL it writes NULL over NULL, and `up` (a JSON parse, say) runs once a
      * row instead of twice */
@@ -102,6 +149,7 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
     char *setv = mig_str_take(&set);
+    remember_expression(c, b, op, new_col, type, up, pending, value_of(setv, new_col));
     char *wrapped = NULL;
     append_joined(&wrapped, "", "(");
     append_joined(&wrapped, "", pending);
@@ -118,6 +166,7 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
     free(setv);
     free(wrapped);
     free(pending);
+    free(read_up);
 }
 
 /* Each batch visits each row of its key window once, so a row the
@@ -130,10 +179,18 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
     if (!b)
         return;
     b->data = 1;
+    char *read_up = after_earlier_pieces(b, up), *read_where = where ? after_earlier_pieces(b, where) : NULL;
+    if (!read_up || (where && !read_where)) {
+        free(read_up);
+        free(read_where);
+        c->p->expand.oom = 1;
+        return;
+    }
+    up = read_up;
+    where = read_where;
     struct mig_str set = {0}, pend = {0};
     mig_str_addf(&pend, "(%s)", where ? where : "true");
     char *pending = mig_str_take(&pend);
-    remember_expression(c, b, op, col, type, up, pending);
     mig_str_ident(&set, col);
     if (where) {
         mig_str_addf(&set, " = CASE WHEN (%s) THEN (%s) ELSE ", where, up);
@@ -143,10 +200,13 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
         mig_str_addf(&set, " = (%s)", up);
     }
     char *setv = mig_str_take(&set);
+    remember_expression(c, b, op, col, type, up, pending, value_of(setv, col));
     append_joined(&b->set_list, ", ", setv);
     append_joined(&b->pending, " OR ", pending);
     free(setv);
     free(pending);
+    free(read_up);
+    free(read_where);
 }
 
 void add_data_delete(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *where)

@@ -404,6 +404,76 @@ static int by_offset(const void *a, const void *b)
     return x->at < y->at ? -1 : x->at > y->at;
 }
 
+/* The references refs (sorted) of text spliced: each as the identifier
+ * to (exprs NULL) or as "(exprs[k])" for the k its name is from[k]. */
+static char *splice(const char *text, const struct ref_at *refs, size_t nrefs, const char *const *to,
+                    const char *const *exprs, size_t n)
+{
+    struct mig_str s = {0};
+    size_t done = 0;
+    for (size_t i = 0; i < nrefs; i++) {
+        if (refs[i].at < done) {
+            free(mig_str_take(&s));
+            return NULL;
+        }
+        mig_str_addf(&s, "%.*s", (int)(refs[i].at - done), text + done);
+        size_t k = 0;
+        while (exprs && k < n && strcmp(to[k], refs[i].to) != 0)
+            k++;
+        if (exprs && k < n)
+            mig_str_addf(&s, "(%s)", exprs[k]);
+        else
+            mig_str_ident(&s, refs[i].to);
+        done = identifier_end(text, refs[i].at);
+    }
+    mig_str_add(&s, text + done);
+    return mig_str_take(&s);
+}
+
+char *sql_fragment_substitute_columns(const char *text, const char *const *from, const char *const *exprs, size_t n)
+{
+    static const char prefix[] = "SELECT (";
+    if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
+        return NULL;
+    /* the places are those a rename to names no expression has would take,
+     * checked as a rename's are; each is then spliced as its expression */
+    char **marks = calloc(n ? n : 1, sizeof *marks);
+    for (size_t k = 0; marks && k < n; k++) {
+        char m[48];
+        snprintf(m, sizeof m, "pgtandem substituted %zu", k);
+        if (!(marks[k] = strdup(m)))
+            n = k;
+    }
+    int oom = !marks;
+    json_t *root = oom ? NULL : parse_wrapped(prefix, text, ")", &oom);
+    json_t *want = sole_target(root);
+    struct ref_at *refs = NULL;
+    size_t nrefs = 0;
+    char *out = NULL;
+    if (want && collect_refs(want, sizeof prefix - 1, strlen(text), from, (const char *const *)marks, n, &refs,
+                             &nrefs) == 0) {
+        if (nrefs)
+            qsort(refs, nrefs, sizeof *refs, by_offset);
+        char *renamed = splice(text, refs, nrefs, (const char *const *)marks, NULL, n);
+        json_t *again = renamed ? parse_wrapped(prefix, renamed, ")", &oom) : NULL;
+        if (again && same_tree(sole_target(again), want)) {
+            out = splice(text, refs, nrefs, (const char *const *)marks, exprs, n);
+            if (out && sql_fragment_expr(out) != SQL_FRAGMENT_OK) {
+                free(out);
+                out = NULL;
+            }
+        }
+        json_decref(again);
+        free(renamed);
+    }
+    free(refs);
+    json_decref(root);
+    for (size_t k = 0; marks && k < n; k++)
+        free(marks[k]);
+    free(marks);
+    return out;
+}
+
 char *sql_fragment_rename_columns(const char *text, const char *const *from, const char *const *to, size_t n)
 {
     static const char prefix[] = "SELECT (";

@@ -85,6 +85,30 @@ static void test_index_not_concurrently(void)
     CHECK("not an index", sql_index_not_concurrently("REINDEX INDEX CONCURRENTLY ix") == NULL);
 }
 
+/* a column read as the value an earlier SET of the batch gives it */
+static void test_substitute_columns(void)
+{
+    static const char *const from[] = {"a", "Note"};
+    static const char *const exprs[] = {"CASE WHEN a IS NULL THEN 'x' ELSE a END", "1 + 2"};
+    static const char *const cases[][2] = {
+        {"a::integer", "(CASE WHEN a IS NULL THEN 'x' ELSE a END)::integer"},
+        {"\"Note\" * 2 + b", "(1 + 2) * 2 + b"},
+        {"'a' || a || 'a'", "'a' || (CASE WHEN a IS NULL THEN 'x' ELSE a END) || 'a'"},
+        {"b", "b"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = sql_fragment_substitute_columns(cases[i][0], from, exprs, 2);
+        int ok = got && !strcmp(got, cases[i][1]);
+        CHECK("column read as the earlier value", ok);
+        if (!ok)
+            printf("  %s -> %s\n", cases[i][0], got ? got : "(null)");
+        free(got);
+    }
+    char *q = sql_fragment_substitute_columns("t.a + 1", from, exprs, 2);
+    CHECK("a qualified reference is not taken", q == NULL);
+    free(q);
+}
+
 static void test_types(void)
 {
     static const char *const good[] = {
@@ -262,6 +286,7 @@ int main(void)
     test_string_literals();
     test_types();
     test_index_not_concurrently();
+    test_substitute_columns();
     test_file_fields();
     test_dollar_tag();
     test_search_path_option();
