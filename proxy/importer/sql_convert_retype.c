@@ -217,11 +217,107 @@ static int default_as_set(struct conv *c, json_t *rel, const char *column, json_
     return rc;
 }
 
+/* The statement above st that adds column to rel (ALTER TABLE ... ADD
+ * COLUMN), when no statement between names the table or the column and no
+ * other command of it names the column; NULL otherwise. */
+static const struct sql_stmt *added_plainly_above(struct conv *c, const struct sql_stmt *st, json_t *rel,
+                                                  const char *column)
+{
+    const char *table = sqlc_str_or(rel, "relname", "");
+    for (const struct sql_stmt *o = st; o-- > c->s.stmts;) {
+        json_t *orel = json_object_get(o->body, "relation");
+        int adds = 0, other = 0;
+        size_t i;
+        json_t *cmd;
+        if (!strcmp(o->kind, "AlterTableStmt") && orel && sqlc_same_relation(orel, rel)) {
+            json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
+                json_t *at = json_object_get(cmd, "AlterTableCmd");
+                int add = !strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddColumn") &&
+                          !strcmp(sqlc_str_or(sql_get(at, "def.ColumnDef"), "colname", ""), column);
+                adds |= add;
+                other |= !add && sqlc_tree_names(cmd, column, 0);
+            }
+        }
+        if (adds)
+            return other ? NULL : o;
+        if (sqlc_tree_names(o->body, table, 0) || sqlc_tree_names(o->body, column, 0))
+            return NULL;
+    }
+    return NULL;
+}
+
+/* The operation that makes rel's column in this file: its add_column,
+ * or the alter_column "recreate" of a DROP and an ADD of it
+ * (sql_convert_recreate.c); NULL when none or when a later operation names
+ * the column. *recreate says which. */
+static json_t *made_by_file(struct conv *c, json_t *rel, const char *column, int *recreate)
+{
+    json_t *made = NULL, *op, *body;
+    const char *kind;
+    size_t i;
+    json_array_foreach(c->ops, i, op) {
+        int on = sqlc_op_on(op, rel, &kind, &body);
+        if (on && !strcmp(kind, "add_column") && !strcmp(sqlc_str_or(json_object_get(body, "column"), "name", ""), column)) {
+            made = body;
+            *recreate = 0;
+        } else if (on && !strcmp(kind, "alter_column") && json_is_true(json_object_get(body, "recreate")) &&
+                   !strcmp(sqlc_str_or(body, "column", ""), column)) {
+            made = body;
+            *recreate = 1;
+        } else if (made && sqlc_tree_names(op, column, 0)) {
+            made = NULL;    /* the column is changed or dropped after */
+        }
+    }
+    return made;
+}
+
+/* ALTER COLUMN ... TYPE of a column the file adds above (or drops and adds
+ * again), with nothing between naming its table or the column (61207-1,
+ * 90003-21: ADD COLUMN c text, other tables' changes, then c to
+ * varchar(200)): until something writes it the column is NULL in every
+ * row, and a cast of NULL is NULL, so the column is made with the new
+ * type, where Postgres leaves it. Online a retype of it would need a second
+ * column of a column the old release never had (refused). Only a plain
+ * column (a type, NOT NULL; no default) and a USING that casts the column,
+ * or none. 1 folded, 0 not, -1 error. */
+static int fold_into_added(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
+{
+    static const char *const add_keys[] = {"schema", "table", "column", NULL};
+    static const char *const col_keys[] = {"name", "type", "nullable", NULL};
+    static const char *const recreate_keys[] = {"schema", "table", "column", "type", "up", "down", "nullable",
+                                                "default", "recreate", NULL};
+    json_t *using = json_object_get(def, "raw_default");
+    int recreate = 0;
+    json_t *made = made_by_file(c, rel, column, &recreate);
+    int plain = made && (recreate ? sql_only_keys(made, recreate_keys) && json_is_null(json_object_get(made, "default"))
+                                  : sql_only_keys(made, add_keys) &&
+                                        sql_only_keys(json_object_get(made, "column"), col_keys));
+    if (!plain || (using && !is_cast_of(using, column) && !is_text_cast_of(using, column)) ||
+        !added_plainly_above(c, st, rel, column))
+        return 0;
+    char *type = sqlc_column_type_text(c, st, json_object_get(def, "typeName"));
+    if (!type)
+        return 0;
+    struct mig_str up = {0};
+    mig_str_addf(&up, "(NULL)::%s", type);
+    char *null_up = mig_str_take(&up);
+    int ok = null_up && json_object_set_new(recreate ? made : json_object_get(made, "column"), "type",
+                                            json_string(type)) == 0 &&
+             (!recreate || json_object_set_new(made, "up", json_string(null_up)) == 0) &&
+             sqlc_remember_column(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), column, type) == 0;
+    free(null_up);
+    free(type);
+    return ok ? 1 : sqlc_oom(c, st);
+}
+
 int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
 {
     json_t *using = json_object_get(def, "raw_default");
     if (json_object_get(def, "collClause"))
         return sqlc_fail(c, st, "a type change with COLLATE cannot be converted");
+    int folded = fold_into_added(c, st, rel, column, def);
+    if (folded)
+        return folded < 0 ? -1 : 0;
     int renamed = sqlc_same_column(&c->last, LAST_RENAME, rel, column) && !json_object_get(c->last.body, "type");
     /* after a rename the USING reads the new name; the up and down read the old one */
     int via_text = using && is_text_cast_of(using, column);
