@@ -51,12 +51,14 @@ void sql_fragment_free_names(char **names, size_t n);
  * qualified reference names one of from[], or the new text would not
  * parse to the same tree with the new names. */
 char *sql_fragment_rename_columns(const char *text, const char *const *from, const char *const *to, size_t n);
-/* The expression text with each column reference named from[k] (one
- * field, unqualified) written as "(exprs[k])" instead, for k < n: the
- * places found as sql_fragment_rename_columns finds them; NULL (caller
- * frees otherwise) when it finds none it can take, or the result is no
- * one expression. */
-char *sql_fragment_substitute_columns(const char *text, const char *const *from, const char *const *exprs, size_t n);
+/* The expression text with each column reference named from[k],
+ * unqualified or qualified by table, written as "(exprs[k])" instead, for
+ * k < n: the places found as sql_fragment_rename_columns finds them (a
+ * reference qualified otherwise is another table's, left as written);
+ * NULL (caller frees otherwise) when a place cannot be taken, or the
+ * result is no one expression. */
+char *sql_fragment_substitute_columns(const char *text, const char *table, const char *const *from,
+                                      const char *const *exprs, size_t n);
 
 /* One index key as SQL ("note DESC", "lower(note)"): *column is the name
  * Postgres gives its column when it names an index after its columns

@@ -51,8 +51,9 @@ static void append_joined(char **dst, const char *sep, const char *piece)
  * already written it: a column an earlier piece of this batch sets is
  * read as the value that piece gives it (61207-0-between: an added
  * column's fill, then its retype, whose copy read NULL and lost the
- * value). up as written when it reads none, or when the places cannot be
- * read (a qualified reference); NULL out of memory. */
+ * value; a reference qualified by the table's name too). up as written
+ * when it reads none, or when the places cannot be read; NULL out of
+ * memory. */
 static char *after_earlier_pieces(const struct mig_bf_table *b, const char *up)
 {
     const char **from = calloc(b->nexprs + 1, sizeof *from), **values = calloc(b->nexprs + 1, sizeof *values);
@@ -70,7 +71,7 @@ static char *after_earlier_pieces(const struct mig_bf_table *b, const char *up)
         }
     }
     sql_fragment_free_names(read, nread);
-    char *out = reads ? sql_fragment_substitute_columns(up, from, values, n) : NULL;
+    char *out = reads ? sql_fragment_substitute_columns(up, b->name, from, values, n) : NULL;
     free(from);
     free(values);
     return out ? out : strdup(up);

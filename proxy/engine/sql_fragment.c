@@ -330,6 +330,7 @@ enum sql_fragment_result sql_fragment_index_key_column(const char *key, char **c
 struct ref_at {
     size_t at;          /* byte offset in the text */
     const char *to;
+    size_t nfields;     /* its names (t.c: 2), all replaced */
 };
 
 /* Each one-field ColumnRef of tree whose name is one of from[]: its offset
@@ -338,11 +339,11 @@ struct ref_at {
  * to). -1 for a reference the splice cannot take (a qualified one naming
  * a renamed column, a location outside the text), or out of memory. */
 static int collect_refs(json_t *tree, size_t prefix, size_t len, const char *const *from, const char *const *to,
-                        size_t n, struct ref_at **refs, size_t *nrefs)
+                        size_t n, struct ref_at **refs, size_t *nrefs, const char *qualifier)
 {
     if (json_is_array(tree)) {
         for (size_t i = 0; i < json_array_size(tree); i++)
-            if (collect_refs(json_array_get(tree, i), prefix, len, from, to, n, refs, nrefs) != 0)
+            if (collect_refs(json_array_get(tree, i), prefix, len, from, to, n, refs, nrefs, qualifier) != 0)
                 return -1;
         return 0;
     }
@@ -357,14 +358,22 @@ static int collect_refs(json_t *tree, size_t prefix, size_t len, const char *con
             if (strcmp(name, from[k]) != 0)
                 continue;
             json_int_t loc = json_integer_value(json_object_get(ref, "location"));
-            if (json_array_size(fields) != 1 || loc < (json_int_t)prefix || (size_t)loc - prefix >= len)
+            size_t nfields = json_array_size(fields);
+            const char *first = json_string_value(sql_get(json_array_get(fields, 0), "String.sval"));
+            if (qualifier && nfields > 1 && (nfields != 2 || !first || strcmp(first, qualifier) != 0))
+                break;      /* another table's column */
+            if ((nfields != 1 && !qualifier) || loc < (json_int_t)prefix || (size_t)loc - prefix >= len)
                 return -1;
             struct ref_at *grown = realloc(*refs, (*nrefs + 1) * sizeof *grown);
             if (!grown)
                 return -1;
             *refs = grown;
-            grown[(*nrefs)++] = (struct ref_at){(size_t)loc - prefix, to[k]};
+            grown[(*nrefs)++] = (struct ref_at){(size_t)loc - prefix, to[k], nfields};
             json_object_set_new(str, "sval", json_string(to[k]));
+            /* the whole reference becomes the one name (a qualified one's
+             * qualifier goes with it) */
+            while (json_array_size(fields) > 1)
+                json_array_remove(fields, 0);
             break;
         }
         return 0;
@@ -372,7 +381,7 @@ static int collect_refs(json_t *tree, size_t prefix, size_t len, const char *con
     const char *key;
     json_t *v;
     json_object_foreach(tree, key, v) {
-        if (collect_refs(v, prefix, len, from, to, n, refs, nrefs) != 0)
+        if (collect_refs(v, prefix, len, from, to, n, refs, nrefs, qualifier) != 0)
             return -1;
     }
     return 0;
@@ -425,12 +434,24 @@ static char *splice(const char *text, const struct ref_at *refs, size_t nrefs, c
         else
             mig_str_ident(&s, refs[i].to);
         done = identifier_end(text, refs[i].at);
+        for (size_t f = 1; f < refs[i].nfields; f++) {    /* ". name" after a qualifier */
+            size_t dot = done;
+            while (text[dot] == ' ' || text[dot] == '\t' || text[dot] == '\n')
+                dot++;
+            if (text[dot] != '.')
+                break;
+            dot++;
+            while (text[dot] == ' ' || text[dot] == '\t' || text[dot] == '\n')
+                dot++;
+            done = identifier_end(text, dot);
+        }
     }
     mig_str_add(&s, text + done);
     return mig_str_take(&s);
 }
 
-char *sql_fragment_substitute_columns(const char *text, const char *const *from, const char *const *exprs, size_t n)
+char *sql_fragment_substitute_columns(const char *text, const char *table, const char *const *from,
+                                      const char *const *exprs, size_t n)
 {
     static const char prefix[] = "SELECT (";
     if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
@@ -451,7 +472,7 @@ char *sql_fragment_substitute_columns(const char *text, const char *const *from,
     size_t nrefs = 0;
     char *out = NULL;
     if (want && collect_refs(want, sizeof prefix - 1, strlen(text), from, (const char *const *)marks, n, &refs,
-                             &nrefs) == 0) {
+                             &nrefs, table) == 0) {
         if (nrefs)
             qsort(refs, nrefs, sizeof *refs, by_offset);
         char *renamed = splice(text, refs, nrefs, (const char *const *)marks, NULL, n);
@@ -485,7 +506,7 @@ char *sql_fragment_rename_columns(const char *text, const char *const *from, con
     struct ref_at *refs = NULL;
     size_t nrefs = 0, len = strlen(text);
     char *out = NULL;
-    if (want && collect_refs(want, sizeof prefix - 1, len, from, to, n, &refs, &nrefs) == 0) {
+    if (want && collect_refs(want, sizeof prefix - 1, len, from, to, n, &refs, &nrefs, NULL) == 0) {
         if (nrefs)
             qsort(refs, nrefs, sizeof *refs, by_offset);
         struct mig_str s = {0};

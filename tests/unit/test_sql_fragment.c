@@ -95,17 +95,18 @@ static void test_substitute_columns(void)
         {"\"Note\" * 2 + b", "(1 + 2) * 2 + b"},
         {"'a' || a || 'a'", "'a' || (CASE WHEN a IS NULL THEN 'x' ELSE a END) || 'a'"},
         {"b", "b"},
+        {"t.a || x.a || t . \"Note\"", "(CASE WHEN a IS NULL THEN 'x' ELSE a END) || x.a || (1 + 2)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *got = sql_fragment_substitute_columns(cases[i][0], from, exprs, 2);
+        char *got = sql_fragment_substitute_columns(cases[i][0], "t", from, exprs, 2);
         int ok = got && !strcmp(got, cases[i][1]);
         CHECK("column read as the earlier value", ok);
         if (!ok)
             printf("  %s -> %s\n", cases[i][0], got ? got : "(null)");
         free(got);
     }
-    char *q = sql_fragment_substitute_columns("t.a + 1", from, exprs, 2);
-    CHECK("a qualified reference is not taken", q == NULL);
+    char *q = sql_fragment_substitute_columns("public.t.a + 1", "t", from, exprs, 2);
+    CHECK("a reference qualified by a schema is another's", q && !strcmp(q, "public.t.a + 1"));
     free(q);
 }
 
