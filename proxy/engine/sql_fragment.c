@@ -330,7 +330,7 @@ enum sql_fragment_result sql_fragment_index_key_column(const char *key, char **c
 struct ref_at {
     size_t at;          /* byte offset in the text */
     const char *to;
-    size_t nfields;     /* its names (t.c: 2), all replaced */
+    size_t nfields;     /* its names (2 when qualified), all replaced */
 };
 
 /* Each one-field ColumnRef of tree whose name is one of from[]: its offset
