@@ -128,6 +128,12 @@ static int expr_names(const char *expr, const char *name)
  * written as SQL, and every expression of other operations, do. */
 static int names_column(const struct mig_op *o, const char *name)
 {
+    /* a default set or dropped alone changes the new shape's view at
+     * expand and the table at the contract, after the add's rename gave
+     * the column its name (61207-270: SET DEFAULT right after the ADD) */
+    if (o->kind == MIG_ALTER_COLUMN && o->has_default && !o->type && o->nullable == -1 && o->unique != 1 &&
+        !o->up && !o->down && !o->check && !o->recreate)
+        return 0;
     if (o->kind == MIG_CREATE_INDEX || o->kind == MIG_CREATE_CONSTRAINT) {
         for (size_t i = 0; i < o->nkeys; i++)
             if (expr_names(o->keys[i], name))
