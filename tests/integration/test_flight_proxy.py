@@ -24,12 +24,14 @@ the final shape, and the schema is the one the same DDL run offline
 gives. Run in session mode and with transaction pooling (the pools follow
 the routes, one per path)."""
 import json
+import signal
+import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from support import migrate, pmigrate, schema_dump, sql, wait_for, write_migration, write_users_file
+from support import BIN, migrate, pmigrate, schema_dump, sql, wait_for, write_migration, write_users_file
 from support.fleet import fleet_proxy, live_members
 from support.pg import dbname, offline_twin
 from support.proxy import metrics, promtool_check, proxy_uri
@@ -454,3 +456,55 @@ def test_a_rename_brought_forward_under_three_releases_through_the_proxy(cluster
         finally:
             for x in releases:
                 x.stop.set()
+
+
+
+def admin_connections(proxy):
+    """Connections established to the proxy's admin port (from /proc)."""
+    port = "%04X" % proxy.admin_port
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, remote, state = line.split()[1:4]
+                n += remote.endswith(":" + port) and state == "01"
+    return n
+
+
+def test_complete_with_db_right_after_the_backfill_waits_for_the_following_proxys_next_look(cluster, db,
+                                                                                            proxy_factory, tmp_path):
+    """A proxy serving the database follows a migration `--db` runs from its
+    row, a look behind. `complete --db` right after the backfill ended goes
+    through that proxy, which still says backfilling: it answered 409 "let
+    the backfill finish" (found under the sanitizers by
+    test_prisma_directories_and_a_long_name_declared_whole, a few hundred
+    ms after `start --db`). Made certain here: the proxy is stopped
+    (SIGSTOP) while `resume --db` backfills, and asked to complete the
+    moment it runs again. Now it says to ask again, and the CLI does until
+    its next look sees the migration active."""
+    sql(db, "CREATE TABLE jobs (id int PRIMARY KEY, kind text)")
+    sql(db, "INSERT INTO jobs SELECT g, 'k' || g FROM generate_series(1, 200) g")
+    proxy = fleet_proxy(proxy_factory, cluster, dbname(db), lease_ms=20000)
+    wait_for(lambda: live_members(proxy), what="the proxy in the fleet")
+    m = write_migration({"name": "tag_jobs", "operations": [
+        {"add_column": {"table": "jobs", "column": {"name": "tag", "type": "text"}, "up": "upper(kind)"}}]},
+        str(tmp_path))
+    r = migrate(db, "start", m, "--no-backfill")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: proxy.admin("GET", "/migrations/current")[1].get("phase") not in (None, "expanding"),
+             what="the proxy following the migration past its expand")
+    proxy.proc.send_signal(signal.SIGSTOP)
+    try:
+        r = migrate(db, "resume")
+        assert r.returncode == 0, r.stdout + r.stderr
+        # the request reaches the stopped proxy's admin port before it can look again
+        complete = subprocess.Popen([BIN, "migrate", "complete", "--db", db], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: admin_connections(proxy) > 0, what="complete --db connected to the stopped proxy")
+    finally:
+        proxy.proc.send_signal(signal.SIGCONT)
+    out, err = complete.communicate(timeout=120)
+    assert complete.returncode == 0, out + err + proxy.log()[-2000:]
+    assert sql(db, "SELECT count(*) FROM jobs WHERE tag = upper(kind)") == [(200,)]
+    with psycopg.connect(proxy_uri(proxy, db), autocommit=True) as c:
+        assert c.execute("SELECT count(tag) FROM jobs").fetchone() == (200,)
