@@ -1507,10 +1507,15 @@ CASES_PRISMA = {
     "sql_column_renamed_then_its_name_added_unique_refused": case(
         KIND, ops=KIND_SQL.replace("text;", "text UNIQUE;"), offline=None, tables=("checks", '"T"'),
         refused=['column "kind" takes the name operations[0].rename_column frees', "in a migration after this one"]),
+    # a default set alone on it: the new shape's view at expand, the table at the contract after its rename
+    "sql_column_renamed_then_its_name_added_then_its_default_set": case(
+        KIND, ops=KIND_SQL + "ALTER TABLE \"T\" ALTER COLUMN \"kind\" SET DEFAULT 'x';\n",
+        offline=KIND_SQL + "ALTER TABLE \"T\" ALTER COLUMN \"kind\" SET DEFAULT 'x';\n", old=KIND_OLD, new=KIND_NEW,
+        tables=("checks", '"T"')),
     "column_added_in_a_freed_name_then_changed_refused": case(
         KIND, ops=[{"rename_column": {"table": "T", "from": "kind", "to": "legacyKind"}},
                    {"add_column": {"table": "T", "column": {"name": "kind", "type": "text"}}},
-                   {"alter_column": {"table": "T", "column": "kind", "default": "'x'"}}],
+                   {"alter_column": {"table": "T", "column": "kind", "nullable": False}}],
         offline=None, tables=("checks", '"T"'),
         refused=['operations[2].alter_column names "kind", the column added here under the name '
                  'operations[0].rename_column frees', "in a migration after this one"]),
