@@ -42,9 +42,8 @@ static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, cons
     mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
-static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name);
-static void constraint_name_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
-                                 char *out, size_t n);
+static int constraint_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
+                           char *out, size_t n);
 
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
@@ -59,9 +58,9 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
         /* Other indexes on the column were refused before (refuse_uncarried_dependents). */
         if (!ix->simple || !index_uses(ix, from))
             continue;
-        char self[400];
+        char self[400], then[80];
         snprintf(self, sizeof self, "%s.%s", op->schema, table);
-        if (ix->constraint && dropped_earlier(c, op, self, ix->constraint))
+        if (ix->constraint && constraint_then(c, op, self, ix->constraint, then, sizeof then))
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
@@ -71,8 +70,6 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
         carried(c, op, "index \"%s\": built CONCURRENTLY on \"%s\" at expand, given back its name at contract",
                 ix->name, to);
         if (ix->constraint) {
-            char then[80];
-            constraint_name_then(c, op, self, ix->constraint, then, sizeof then);
             struct mig_str s = {0};
             mig_str_add(&s, "ALTER TABLE ");
             mig_str_qname(&s, op->schema, table);
@@ -100,7 +97,8 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
             continue;
         char self[400], then[80];
         snprintf(self, sizeof self, "%s.%s", op->schema, table);
-        if (d->kind != MIG_DEP_INDEX && dropped_earlier(c, op, self, d->name))
+        snprintf(then, sizeof then, "%s", d->name);     /* an index keeps its name */
+        if (d->kind != MIG_DEP_INDEX && constraint_then(c, op, self, d->name, then, sizeof then))
             continue;
         char tmp[80];
         const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
@@ -127,10 +125,6 @@ static void copy_rehearsed(struct plan_ctx *c, const struct mig_op *op, const ch
             carried(c, op, "CHECK constraint \"%s\": added NOT VALID on \"%s\" at expand, validated after the "
                     "backfill, renamed at contract", d->name, to);
         }
-        if (ix)
-            snprintf(then, sizeof then, "%s", d->name);
-        else
-            constraint_name_then(c, op, self, d->name, then, sizeof then);
         rename_at_contract(c, op, table, ix != NULL, tmp, then);
     }
 }
@@ -235,40 +229,27 @@ static int second_column_of(const struct plan_ctx *c, const char *reg, const cha
     return 0;
 }
 
-/* The name the constraint `name` of the table reg (regclass text) has when
- * op's contract steps run: a rename_constraint before op renamed it by
- * then (its contract step comes first, 90012-66), and the copy on the
- * second column takes that name, as offline the renamed key follows its
- * column's change. Into out. */
-static void constraint_name_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
-                                 char *out, size_t n)
+/* The constraint `name` of the table reg (regclass text) when op's
+ * contract steps run: 1 when a drop_constraint before op takes it away,
+ * under that name or one a rename_constraint between gave it (the new
+ * shape has no such key, so it is not carried to the second column: how
+ * Prisma changes a key's type, drop the foreign keys, retype both ends,
+ * add them again); else 0, with the name the renames before op gave it in
+ * out (their contract steps come first, and the copy on the second column
+ * takes that name, as offline the renamed key follows its column's change:
+ * 90012-66). */
+static int constraint_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
+                           char *out, size_t n)
 {
     snprintf(out, n, "%s", name);
     for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_RENAME_CONSTRAINT && o->from && o->to && o->table && !strcmp(o->from, out) &&
-            regclass_is(reg, o->schema, o->table))
-            snprintf(out, n, "%s", o->to);
-    }
-}
-
-/* A drop_constraint of this migration, before op, takes the constraint
- * `name` of the table reg (regclass text) away, under that name or one a
- * rename_constraint between gave it: the new shape has no such key, so it
- * is not carried to the second column. (How Prisma changes a key's type:
- * drop the foreign keys, retype both ends, add them again.) */
-static int dropped_earlier(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name)
-{
-    char now[80];
-    snprintf(now, sizeof now, "%s", name);
-    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
-        const struct mig_op *o = &c->m->ops[i];
         if (!o->table || !regclass_is(reg, o->schema, o->table))
             continue;
-        if (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, now))
+        if (o->kind == MIG_DROP_CONSTRAINT && o->name && !strcmp(o->name, out))
             return 1;
-        if (o->kind == MIG_RENAME_CONSTRAINT && o->from && o->to && !strcmp(o->from, now))
-            snprintf(now, sizeof now, "%s", o->to);
+        if (o->kind == MIG_RENAME_CONSTRAINT && o->from && o->to && !strcmp(o->from, out))
+            snprintf(out, n, "%s", o->to);
     }
     return 0;
 }
@@ -366,11 +347,11 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
     const struct mig_cat_table *t = table_of(c, op->schema, table);
     for (size_t i = 0; t && i < t->nfk; i++) {
         const struct mig_cat_fkey *f = &t->fk[i];
-        char ref_shadow[80], self[400];
+        char ref_shadow[80], self[400], then[80];
         if (strcmp(f->column, from) != 0)
             continue;
         snprintf(self, sizeof self, "%s.%s", op->schema, table);
-        if (dropped_earlier(c, op, self, f->name))
+        if (constraint_then(c, op, self, f->name, then, sizeof then))
             continue;
         /* the referenced table as the operations name it, and as it is
          * called when this operation's expand runs */
@@ -393,8 +374,6 @@ static void copy_foreign_keys(struct plan_ctx *c, const struct mig_op *op, const
         free(ref_final);
         free(ref_now);
         add_alter(&c->p->validate, op, table, "VALIDATE CONSTRAINT", tmp, "");
-        char then[80];
-        constraint_name_then(c, op, self, f->name, then, sizeof then);
         rename_at_contract(c, op, table, 0, tmp, then);
     }
 }
@@ -434,7 +413,8 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
             continue;
         char *ref_final = renamed_reg(c, f->ref_table, c->m->nops);
         char *ref_now = renamed_reg(c, f->ref_table, (size_t)op->index);
-        if (!ref_final || !ref_now || dropped_earlier(c, op, ref_now, f->name)) {
+        char then[80];
+        if (!ref_final || !ref_now || constraint_then(c, op, ref_now, f->name, then, sizeof then)) {
             if (!ref_final || !ref_now)
                 mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, NULL);
             free(ref_final);
@@ -454,8 +434,7 @@ static void copy_incoming_foreign_keys(struct plan_ctx *c, const struct mig_op *
         alter_reg(&c->p->validate, op, ref_final, "VALIDATE CONSTRAINT", tmp, NULL);
         /* IF EXISTS: an earlier operation's contract may have dropped the
          * referencing column, and its key with it. */
-        char then[80];
-        constraint_name_then(c, op, f->ref_table, f->name, then, sizeof then);
+        constraint_then(c, op, f->ref_table, f->name, then, sizeof then);  /* named as the catalog has it */
         alter_reg(contract_before_drop, op, ref_final, "DROP CONSTRAINT IF EXISTS", then, NULL);
         alter_reg(contract_after_drop, op, ref_final, "RENAME CONSTRAINT", tmp, then);
         alter_reg(&c->p->rollback, op, ref_now, "DROP CONSTRAINT IF EXISTS", tmp, NULL);
