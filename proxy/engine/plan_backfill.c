@@ -49,41 +49,36 @@ static void append_joined(char **dst, const char *sep, const char *piece)
 /* up as the batch must run it. Every SET of one UPDATE reads the row as
  * it was before the statement, where offline an earlier operation had
  * already written it: a column an earlier piece of this batch sets is
- * read as the value that piece gives it (61207-0-between: an added
- * column's fill, then its retype, whose copy read NULL and lost the
+ * read as the value that piece gives it (61207-0-fill-retyped: an
+ * added column's fill, then its retype, whose copy read NULL and lost the
  * value; a reference qualified by the table's name too). up as written
  * when it reads none, or when the places cannot be read; NULL out of
  * memory. */
 static char *after_earlier_pieces(const struct mig_bf_table *b, const char *up)
 {
     const char **from = calloc(b->nexprs + 1, sizeof *from), **values = calloc(b->nexprs + 1, sizeof *values);
-    char **read = NULL;
-    size_t n = 0, nread = 0;
-    int star = 0, reads = 0;
-    if (from && values && sql_fragment_columns(up, &read, &nread, &star) == SQL_FRAGMENT_OK) {
-        for (size_t i = 0; i < b->nexprs; i++) {
-            if (!b->exprs[i].value)
-                continue;
-            from[n] = b->exprs[i].column;
-            values[n++] = b->exprs[i].value;
-            for (size_t k = 0; k < nread; k++)
-                reads |= !strcmp(read[k], b->exprs[i].column);
-        }
+    size_t n = 0;
+    for (size_t i = 0; from && values && i < b->nexprs; i++) {
+        if (!b->exprs[i].value)
+            continue;
+        from[n] = b->exprs[i].column;
+        values[n++] = b->exprs[i].value;
     }
-    sql_fragment_free_names(read, nread);
-    char *out = reads ? sql_fragment_substitute_columns(up, b->name, from, values, n) : NULL;
+    char *out = n ? sql_fragment_substitute_columns(up, b->name, from, values, n) : NULL;
     free(from);
     free(values);
     return out ? out : strdup(up);
 }
 
-/* The value of a SET item `"col" = value` (set NULL: out of memory). */
-static const char *value_of(const char *set, const char *col)
+/* The SET item `"col" = value` (NULL out of memory). */
+static char *set_item(const char *col, const char *value)
 {
-    char *ident = mig_quote_ident(col);
-    size_t skip = ident ? strlen(ident) + 3 : 0;
-    free(ident);
-    return set && skip && strlen(set) >= skip ? set + skip : "";
+    if (!value)
+        return NULL;
+    struct mig_str s = {0};
+    mig_str_ident(&s, col);
+    mig_str_addf(&s, " = %s", value);
+    return mig_str_take(&s);
 }
 
 static void remember_expression(struct plan_ctx *c, struct mig_bf_table *b, const struct mig_op *op,
@@ -128,8 +123,7 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
         old_col = NULL;     /* not the plain copy of a column as the row has it */
     up = read_up;
     struct mig_str set = {0}, pend = {0}, mis = {0};
-    mig_str_ident(&set, new_col);
-    mig_str_add(&set, " = CASE WHEN ");
+    mig_str_add(&set, "CASE WHEN ");
     mig_str_ident(&pend, new_col);
     mig_str_add(&pend, " IS NULL");
     if (old_col == new_col) {
@@ -149,8 +143,9 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
     mig_str_addf(&set, " IS NULL THEN (%s) ELSE ", up);
     mig_str_ident(&set, new_col);
     mig_str_add(&set, " END");
-    char *setv = mig_str_take(&set);
-    remember_expression(c, b, op, new_col, type, up, pending, value_of(setv, new_col));
+    char *value = mig_str_take(&set);
+    remember_expression(c, b, op, new_col, type, up, pending, value ? value : "");
+    char *setv = set_item(new_col, value);
     char *wrapped = NULL;
     append_joined(&wrapped, "", "(");
     append_joined(&wrapped, "", pending);
@@ -165,6 +160,7 @@ void add_backfill(struct plan_ctx *c, const struct mig_op *op, const char *table
         free(m);
     }
     free(setv);
+    free(value);
     free(wrapped);
     free(pending);
     free(read_up);
@@ -192,19 +188,20 @@ void add_data_update(struct plan_ctx *c, const struct mig_op *op, const char *ta
     struct mig_str set = {0}, pend = {0};
     mig_str_addf(&pend, "(%s)", where ? where : "true");
     char *pending = mig_str_take(&pend);
-    mig_str_ident(&set, col);
     if (where) {
-        mig_str_addf(&set, " = CASE WHEN (%s) THEN (%s) ELSE ", where, up);
+        mig_str_addf(&set, "CASE WHEN (%s) THEN (%s) ELSE ", where, up);
         mig_str_ident(&set, col);
         mig_str_add(&set, " END");
     } else {
-        mig_str_addf(&set, " = (%s)", up);
+        mig_str_addf(&set, "(%s)", up);
     }
-    char *setv = mig_str_take(&set);
-    remember_expression(c, b, op, col, type, up, pending, value_of(setv, col));
+    char *value = mig_str_take(&set);
+    remember_expression(c, b, op, col, type, up, pending, value ? value : "");
+    char *setv = set_item(col, value);
     append_joined(&b->set_list, ", ", setv);
     append_joined(&b->pending, " OR ", pending);
     free(setv);
+    free(value);
     free(pending);
     free(read_up);
     free(read_where);

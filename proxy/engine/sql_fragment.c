@@ -450,14 +450,49 @@ static char *splice(const char *text, const struct ref_at *refs, size_t nrefs, c
     return mig_str_take(&s);
 }
 
+/* The places of text's references to from[] (qualified by qualifier too,
+ * when given), sorted into *refs, and text with each written as the
+ * identifier to[k] into *renamed, which the parser must read as the
+ * author's tree with the new names: the check that the places are the
+ * references, whole. -1 when they cannot be taken (or out of memory). */
+static int checked_places(const char *text, const char *const *from, const char *const *to, size_t n,
+                          const char *qualifier, struct ref_at **refs, size_t *nrefs, char **renamed)
+{
+    static const char prefix[] = "SELECT (";
+    *refs = NULL;
+    *nrefs = 0;
+    *renamed = NULL;
+    if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
+        return -1;
+    int oom = 0;
+    json_t *root = parse_wrapped(prefix, text, ")", &oom);
+    json_t *want = sole_target(root);
+    int rc = -1;
+    if (want && collect_refs(want, sizeof prefix - 1, strlen(text), from, to, n, refs, nrefs, qualifier) == 0) {
+        if (*nrefs)
+            qsort(*refs, *nrefs, sizeof **refs, by_offset);
+        *renamed = splice(text, *refs, *nrefs, to, NULL, n);
+        json_t *again = *renamed && *nrefs ? parse_wrapped(prefix, *renamed, ")", &oom) : NULL;
+        if (*renamed && (!*nrefs || (again && same_tree(sole_target(again), want))))
+            rc = 0;
+        json_decref(again);
+    }
+    json_decref(root);
+    if (rc != 0) {
+        free(*refs);
+        free(*renamed);
+        *refs = NULL;
+        *renamed = NULL;
+    }
+    return rc;
+}
+
 char *sql_fragment_substitute_columns(const char *text, const char *table, const char *const *from,
                                       const char *const *exprs, size_t n)
 {
-    static const char prefix[] = "SELECT (";
-    if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
-        return NULL;
-    /* the places are those a rename to names no expression has would take,
-     * checked as a rename's are; each is then spliced as its expression */
+    /* the places are those a rename to names no expression has would
+     * take, checked as a rename's are; each is then spliced as its
+     * expression */
     char **marks = calloc(n ? n : 1, sizeof *marks);
     for (size_t k = 0; marks && k < n; k++) {
         char m[48];
@@ -465,30 +500,18 @@ char *sql_fragment_substitute_columns(const char *text, const char *table, const
         if (!(marks[k] = strdup(m)))
             n = k;
     }
-    int oom = !marks;
-    json_t *root = oom ? NULL : parse_wrapped(prefix, text, ")", &oom);
-    json_t *want = sole_target(root);
     struct ref_at *refs = NULL;
     size_t nrefs = 0;
-    char *out = NULL;
-    if (want && collect_refs(want, sizeof prefix - 1, strlen(text), from, (const char *const *)marks, n, &refs,
-                             &nrefs, table) == 0) {
-        if (nrefs)
-            qsort(refs, nrefs, sizeof *refs, by_offset);
-        char *renamed = splice(text, refs, nrefs, (const char *const *)marks, NULL, n);
-        json_t *again = renamed ? parse_wrapped(prefix, renamed, ")", &oom) : NULL;
-        if (again && same_tree(sole_target(again), want)) {
-            out = splice(text, refs, nrefs, (const char *const *)marks, exprs, n);
-            if (out && sql_fragment_expr(out) != SQL_FRAGMENT_OK) {
-                free(out);
-                out = NULL;
-            }
+    char *renamed = NULL, *out = NULL;
+    if (marks && checked_places(text, from, (const char *const *)marks, n, table, &refs, &nrefs, &renamed) == 0) {
+        out = nrefs ? splice(text, refs, nrefs, (const char *const *)marks, exprs, n) : strdup(text);
+        if (out && nrefs && sql_fragment_expr(out) != SQL_FRAGMENT_OK) {
+            free(out);
+            out = NULL;
         }
-        json_decref(again);
-        free(renamed);
     }
     free(refs);
-    json_decref(root);
+    free(renamed);
     for (size_t k = 0; marks && k < n; k++)
         free(marks[k]);
     free(marks);
@@ -497,38 +520,10 @@ char *sql_fragment_substitute_columns(const char *text, const char *table, const
 
 char *sql_fragment_rename_columns(const char *text, const char *const *from, const char *const *to, size_t n)
 {
-    static const char prefix[] = "SELECT (";
-    if (!text || sql_fragment_expr(text) != SQL_FRAGMENT_OK)
-        return NULL;
-    int oom = 0;
-    json_t *root = parse_wrapped(prefix, text, ")", &oom);
-    json_t *want = sole_target(root);
     struct ref_at *refs = NULL;
-    size_t nrefs = 0, len = strlen(text);
-    char *out = NULL;
-    if (want && collect_refs(want, sizeof prefix - 1, len, from, to, n, &refs, &nrefs, NULL) == 0) {
-        if (nrefs)
-            qsort(refs, nrefs, sizeof *refs, by_offset);
-        struct mig_str s = {0};
-        size_t done = 0;
-        for (size_t i = 0; i < nrefs; i++) {
-            if (refs[i].at < done)
-                break;
-            mig_str_addf(&s, "%.*s", (int)(refs[i].at - done), text + done);
-            mig_str_ident(&s, refs[i].to);
-            done = identifier_end(text, refs[i].at);
-        }
-        mig_str_add(&s, text + done);
-        out = mig_str_take(&s);
-        /* the new text must parse to the old tree with the new names */
-        json_t *again = out ? parse_wrapped(prefix, out, ")", &oom) : NULL;
-        if (!again || !same_tree(sole_target(again), want)) {
-            free(out);
-            out = NULL;
-        }
-        json_decref(again);
-    }
+    size_t nrefs = 0;
+    char *renamed = NULL;
+    checked_places(text, from, to, n, NULL, &refs, &nrefs, &renamed);
     free(refs);
-    json_decref(root);
-    return out;
+    return renamed;
 }
