@@ -17,25 +17,30 @@ static void recreated_key(json_t *rel, const char *column, char *out, size_t n)
     snprintf(out, n, "%s.%s.%s", sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), column);
 }
 
+json_t *sqlc_adds_column(const struct sql_stmt *o, json_t *rel, const char *column)
+{
+    json_t *orel = json_object_get(o->body, "relation");
+    if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel || !sqlc_same_relation(orel, rel))
+        return NULL;
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
+        json_t *at = json_object_get(cmd, "AlterTableCmd");
+        if (!strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddColumn") &&
+            !strcmp(sqlc_str_or(sql_get(at, "def.ColumnDef"), "colname", ""), column))
+            return cmd;
+    }
+    return NULL;
+}
+
 /* An ADD COLUMN of `column` on rel in the script, in statement st or after
  * it: the column is dropped and made again under its name (how Prisma
  * changes a column to a type it cannot cast to, "dropped and recreated"). */
 static int added_again(const struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
 {
-    for (const struct sql_stmt *o = st; o < c->s.stmts + c->s.nstmts; o++) {
-        json_t *orel = json_object_get(o->body, "relation");
-        if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel || !sqlc_same_relation(orel, rel))
-            continue;
-        size_t i;
-        json_t *cmd;
-        json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
-            json_t *at = json_object_get(cmd, "AlterTableCmd");
-            json_t *def = sql_get(at, "def.ColumnDef");
-            if (!strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddColumn") &&
-                !strcmp(sqlc_str_or(def, "colname", ""), column))
-                return 1;
-        }
-    }
+    for (const struct sql_stmt *o = st; o < c->s.stmts + c->s.nstmts; o++)
+        if (sqlc_adds_column(o, rel, column))
+            return 1;
     return 0;
 }
 

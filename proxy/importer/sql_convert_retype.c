@@ -223,25 +223,15 @@ static int default_as_set(struct conv *c, json_t *rel, const char *column, json_
 static const struct sql_stmt *added_plainly_above(struct conv *c, const struct sql_stmt *st, json_t *rel,
                                                   const char *column)
 {
-    const char *table = sqlc_str_or(rel, "relname", "");
     for (const struct sql_stmt *o = st; o-- > c->s.stmts;) {
-        json_t *orel = json_object_get(o->body, "relation");
-        int adds = 0, other = 0;
+        json_t *add = sqlc_adds_column(o, rel, column), *cmd;
+        if (!add)
+            continue;
         size_t i;
-        json_t *cmd;
-        if (!strcmp(o->kind, "AlterTableStmt") && orel && sqlc_same_relation(orel, rel)) {
-            json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
-                json_t *at = json_object_get(cmd, "AlterTableCmd");
-                int add = !strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddColumn") &&
-                          !strcmp(sqlc_str_or(sql_get(at, "def.ColumnDef"), "colname", ""), column);
-                adds |= add;
-                other |= !add && sqlc_tree_names(cmd, column, 0);
-            }
-        }
-        if (adds)
-            return other ? NULL : o;
-        if (sqlc_tree_names(o->body, table, 0) || sqlc_tree_names(o->body, column, 0))
-            return NULL;
+        json_array_foreach(json_object_get(o->body, "cmds"), i, cmd)
+            if (cmd != add && sqlc_tree_names(cmd, column, 0))
+                return NULL;
+        return sqlc_stmt_naming(o + 1, st, sqlc_str_or(rel, "relname", ""), column) ? NULL : o;
     }
     return NULL;
 }
@@ -298,14 +288,15 @@ static int fold_into_added(struct conv *c, const struct sql_stmt *st, json_t *re
     char *type = sqlc_column_type_text(c, st, json_object_get(def, "typeName"));
     if (!type)
         return 0;
-    struct mig_str up = {0};
-    mig_str_addf(&up, "(NULL)::%s", type);
-    char *null_up = mig_str_take(&up);
-    int ok = null_up && json_object_set_new(recreate ? made : json_object_get(made, "column"), "type",
-                                            json_string(type)) == 0 &&
-             (!recreate || json_object_set_new(made, "up", json_string(null_up)) == 0) &&
+    int ok = json_object_set_new(recreate ? made : json_object_get(made, "column"), "type", json_string(type)) == 0 &&
              sqlc_remember_column(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), column, type) == 0;
-    free(null_up);
+    if (ok && recreate) {   /* the recreation's up: every row NULL, of the new type */
+        struct mig_str up = {0};
+        mig_str_addf(&up, "(NULL)::%s", type);
+        char *null_up = mig_str_take(&up);
+        ok = null_up && json_object_set_new(made, "up", json_string(null_up)) == 0;
+        free(null_up);
+    }
     free(type);
     return ok ? 1 : sqlc_oom(c, st);
 }
