@@ -148,6 +148,15 @@ const char *mig_request_word(enum mig_request q);
  * an admitted request goes ahead (stopping a step first, waiting for a
  * batch in flight) is the runner's. */
 int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, char *why, size_t cap);
+/* How soon a request refused for a moment may be asked again: the proxy
+ * follows a migration another engine runs from its row, a look behind
+ * (the next look comes within a heartbeat). */
+#define MIG_RETRY_FOLLOW_MS 250
+/* MIG_RETRY_FOLLOW_MS when mig_admit refuses q in phase p only because
+ * the phase is this proxy's last look at another engine's migration (a
+ * complete while it follows an expand or a backfill, which may have ended
+ * since: `complete --db` right after `start --db`), else 0. */
+int mig_admit_retry_ms(enum mig_phase p, enum mig_request q, const struct mig_facts *f);
 /* A refusal: returns status, with why (when given) formatted. */
 int mig_refuse(int status, char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -291,6 +291,12 @@ static const char *complete_hint(enum mig_phase p)
     }
 }
 
+int mig_admit_retry_ms(enum mig_phase p, enum mig_request q, const struct mig_facts *f)
+{
+    int behind = f && f->following && (p == MIG_PH_EXPANDING || p == MIG_PH_BACKFILLING);
+    return q == MIG_REQ_COMPLETE && behind ? MIG_RETRY_FOLLOW_MS : 0;
+}
+
 int mig_refuse(int status, char *why, size_t cap, const char *fmt, ...)
 {
     va_list ap;
@@ -362,6 +368,10 @@ int mig_admit(enum mig_phase p, enum mig_request q, const struct mig_facts *f, c
             return mig_refuse(404, why, cap, "no migration to complete");
         if (p == MIG_PH_COMPLETED)
             return mig_refuse(409, why, cap, "migration %s is already completed", name);
+        if (mig_admit_retry_ms(p, q, f))
+            return mig_refuse(409, why, cap, "migration %s is %s as this proxy last read it from the database, "
+                          "where another engine runs it; its next look comes within a heartbeat: try again (a "
+                          "backfill must finish first)", name, mig_phase_word(p));
         if (p != MIG_PH_ACTIVE)
             return mig_refuse(409, why, cap, "migration %s is %s, not active: %s", name, mig_phase_word(p),
                           complete_hint(p));

@@ -67,9 +67,12 @@ static int admitted(struct migration_runner *r, enum mig_request q, const struct
     if (status == 0)
         return 1;
     struct waiter once = *w;
-    runner_answer(&once, status, json_pack("{s:s,s:s?,s:s}", "error", why, "name",
-                                           r->phase != MIG_PH_IDLE ? r->name : NULL, "phase",
-                                           mig_phase_word(r->phase)));
+    json_t *body = json_pack("{s:s,s:s?,s:s}", "error", why, "name", r->phase != MIG_PH_IDLE ? r->name : NULL,
+                             "phase", mig_phase_word(r->phase));
+    int retry_ms = mig_admit_retry_ms(r->phase, q, &f);
+    if (body && retry_ms)   /* a moment's gap, which the CLI asks again */
+        json_object_set_new(body, "retry_after_ms", json_integer(retry_ms));
+    runner_answer(&once, status, body);
     return 0;
 }
 
@@ -488,27 +491,9 @@ static void check_slots_then_start(struct migration_runner *r, const struct runn
     start_check_slots(r, q, &w);
 }
 
-/* How soon a request for the migration this proxy's engine follows next
- * may be asked again (the next look comes within a heartbeat). */
-#define RETRY_FOLLOW_MS 250
-
 static void handle_complete(struct migration_runner *r, const struct runner_request *q)
 {
     struct waiter w = {q->answer, q->ctx};
-    /* Another engine runs it and this proxy follows its row: the phase
-     * here may be a look behind (`start --db` returned after its backfill,
-     * and `complete --db` came before this proxy's next look): a moment's
-     * gap, which the CLI asks again, not a refusal */
-    if (r->following && (r->phase == MIG_PH_BACKFILLING || r->phase == MIG_PH_EXPANDING)) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "migration %s is %s as this proxy last read it from the database, where another "
-                 "engine runs it; its next look comes within a heartbeat: try again (a backfill must finish first)",
-                 r->name ? r->name : "(none)", mig_phase_word(r->phase));
-        json_t *body = runner_error_json(msg);
-        json_object_set_new(body, "retry_after_ms", json_integer(RETRY_FOLLOW_MS));
-        runner_answer(&w, 409, body);
-        return;
-    }
     if (!admitted(r, MIG_REQ_COMPLETE, &w))
         return;
     char why[512];
@@ -641,7 +626,7 @@ static int answered_for_another(struct migration_runner *r, const struct runner_
                  q->name);
     json_t *body = runner_error_json(msg);
     if (soon)
-        json_object_set_new(body, "retry_after_ms", json_integer(RETRY_FOLLOW_MS));
+        json_object_set_new(body, "retry_after_ms", json_integer(MIG_RETRY_FOLLOW_MS));
     runner_answer(w, 409, body);
     return 1;
 }

@@ -326,6 +326,12 @@ static void test_admission(void)
     CHECK("admission: every phase x request, as written out here", bad == 0);
 
     char why[300];
+    struct mig_facts follows = {.name = "0007_demo", .following = 1};
+    CHECK("admission: complete of a backfill another engine runs is a moment's gap, asked again",
+          mig_admit(MIG_PH_BACKFILLING, MIG_REQ_COMPLETE, &follows, why, sizeof why) == 409 &&
+              strstr(why, "try again") && mig_admit_retry_ms(MIG_PH_BACKFILLING, MIG_REQ_COMPLETE, &follows) > 0 &&
+              mig_admit_retry_ms(MIG_PH_BACKFILLING, MIG_REQ_COMPLETE, NULL) == 0 &&
+              mig_admit_retry_ms(MIG_PH_FINISHING, MIG_REQ_COMPLETE, &follows) == 0);
     CHECK("admission: complete while backfilling says to let it finish",
           mig_admit(MIG_PH_BACKFILLING, MIG_REQ_COMPLETE, NULL, why, sizeof why) == 409 &&
               strstr(why, "let the backfill finish"));
