@@ -115,11 +115,15 @@ static char *index_sql_named(const struct mig_op *op, const char *ix, char *cons
     return mig_index_sql_keys(&named, op->schema, op->table, cols, 1);
 }
 
-/* ALTER INDEX ix RENAME TO name, after the earlier drop_index's step. */
+/* ALTER INDEX ix RENAME TO name, after the earlier drop_index's step. IF
+ * EXISTS, as the steps after the contract drop: the contract may have
+ * taken the index away with its table or column (73143-117: DROP INDEX x,
+ * CREATE INDEX x, then DROP TABLE), and a step run again after a crash
+ * finds it renamed already. */
 static void rename_after_contract(struct plan_ctx *c, const struct mig_op *op, const char *ix)
 {
     struct mig_str s = {0};
-    mig_str_add(&s, "ALTER INDEX ");
+    mig_str_add(&s, "ALTER INDEX IF EXISTS ");
     mig_str_qname(&s, op->schema, ix);
     mig_str_add(&s, " RENAME TO ");
     mig_str_ident(&s, op->name);
