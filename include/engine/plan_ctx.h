@@ -295,8 +295,11 @@ const char *constraint_kind_name(char contype);
  * other than the dropped constraint's index has it (42P07). */
 int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name, int index_backed);
 /* The same for the index name create_index op builds: 1 when an earlier
- * drop_index drops an index of that name (after the contract); -1 when
- * an index of the schema has it and nothing drops it. */
+ * drop_index drops an index of that name (after the contract) or an
+ * earlier rename_constraint renames the constraint whose index has it (at
+ * the contract); 0 when free at expand, an earlier ALTER INDEX ... RENAME
+ * of the expand's SQL included; -1 when an index of the schema has it and
+ * nothing frees it. */
 int index_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name);
 
 #endif

@@ -76,6 +76,10 @@ json_t *sql_get(json_t *obj, const char *path);
  * node has no fields but the allowed ones; -1 otherwise. Lets a migration's
  * index keys and storage parameters be checked as what they claim to be. */
 int sql_index_stmt_params(const char *sql, const char *const *allowed);
+/* 1 when sql is exactly one ALTER INDEX ... RENAME TO of index name in
+ * schema (written unqualified: the one in public, where the search_path
+ * finds it first). */
+int sql_renames_index(const char *sql, const char *schema, const char *name);
 /* True when obj is an object with no keys but the allowed ones. */
 int sql_only_keys(json_t *obj, const char *const *allowed);
 /* 1 when the tree calls a function whose value differs per row (random,

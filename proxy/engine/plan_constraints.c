@@ -10,12 +10,15 @@
  * (how Prisma and drizzle-kit change a foreign key's ON DELETE, a CHECK's
  * expression, a UNIQUE's columns) is made under a temporary name and takes
  * its own at the contract; an index dropped and created again, likewise
- * after the contract's drop_index. A name that would still be taken then
+ * after the contract's drop_index, and one made under the name of a
+ * constraint's index that an earlier rename_constraint renames, after the
+ * contract's rename. A name that would still be taken then
  * is refused before any DDL, as Postgres would refuse it offline: expand
  * would fail on it, and its rollback, which drops what expand made by
  * name, would drop the object that was there. */
 #include "migration_plan.h"
 #include "plan_ctx.h"
+#include "sql_script.h"
 
 #include <string.h>
 
@@ -119,6 +122,25 @@ static int has_index(char contype)
     return contype == 'p' || contype == 'u' || contype == 'x';
 }
 
+/* What an earlier rename of the migration does to the index name: 1 when
+ * a rename_constraint takes it from its unique, primary key or exclusion
+ * constraint's index (at the contract: taken until then), 2 when an
+ * ALTER INDEX ... RENAME in the expand's SQL frees it, 0 when none does. */
+static int earlier_rename_frees(const struct plan_ctx *c, const struct mig_op *op, const char *name)
+{
+    for (int i = op->index - 1; i >= 0; i--) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->schema, op->schema) && !strcmp(o->from, name)) {
+            const struct mig_cat_constraint *k = catalog_constraint(c, o, name);
+            if (k && has_index(k->contype))
+                return 1;
+        }
+        if (o->kind == MIG_SQL && o->on == MIG_ON_START && o->up && sql_renames_index(o->up, op->schema, name))
+            return 2;
+    }
+    return 0;
+}
+
 int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name, int index_backed)
 {
     if (!c->cat)
@@ -129,6 +151,9 @@ int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const
         return op_error(c, op, "constraint \"%s\" for relation \"%s\" already exists: operations[%d].%s makes "
                         "it, and Postgres would refuse the ADD CONSTRAINT (42710); give this one another name",
                         name, op->table, k.made_by->index, mig_op_name(k.made_by->kind));
+    /* ALTER INDEX ... RENAME renames the constraint the index is behind */
+    if (k.exists && has_index(k.contype) && earlier_rename_frees(c, op, name) == 2)
+        return 0;
     if (k.exists)
         return op_error(c, op, "constraint \"%s\" for relation \"%s\" already exists, and Postgres would refuse "
                         "the ADD CONSTRAINT (42710). To change it, drop it first in this migration (a "
@@ -170,6 +195,9 @@ int index_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char
         return 0;
     if (earlier_drop_index(c, op, name))
         return 1;
+    int freed = earlier_rename_frees(c, op, name);
+    if (freed)
+        return freed == 1;
     const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, name);
     if (ix && ix->exists)
         return op_error(c, op, "relation \"%s\" already exists in schema \"%s\" (an index on %s), and Postgres "

@@ -613,6 +613,23 @@ int sql_index_stmt_params(const char *sql, const char *const *allowed)
     return n;
 }
 
+int sql_renames_index(const char *sql, const char *schema, const char *name)
+{
+    PgQueryParseResult r = pg_query_parse(sql);
+    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
+    pg_query_free_parse_result(r);
+    json_t *stmts = json_object_get(root, "stmts");
+    json_t *rn = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.RenameStmt") : NULL;
+    json_t *rel = json_object_get(rn, "relation");
+    const char *in = json_string_value(json_object_get(rel, "schemaname"));
+    const char *kind = json_string_value(json_object_get(rn, "renameType"));
+    const char *relname = json_string_value(json_object_get(rel, "relname"));
+    int yes = kind && relname && !strcmp(kind, "OBJECT_INDEX") && !strcmp(relname, name) &&
+              (in ? !strcmp(in, schema) : !strcmp(schema, "public"));
+    json_decref(root);
+    return yes;
+}
+
 /* Functions whose value differs per row: a default calling one makes ADD
  * COLUMN fill every existing row, i.e. rewrite the table. */
 int sql_calls_volatile(json_t *j)
