@@ -262,7 +262,9 @@ static int chain_constraint_rename(struct conv *c, const struct sql_stmt *st, js
  * drop_column of it. Its kind, or NULL; *to the rename's new name. */
 static const char *column_freed_above(struct conv *c, json_t *rel, const char *column, const char **to, int *plain)
 {
-    static const char *const plain_keys[] = {"schema", "table", "from", "to", NULL};
+    /* a rename with new values too: the plan renames a second column at
+     * the contract, after dropping the old one, as it renames a plain one */
+    static const char *const plain_keys[] = {"schema", "table", "from", "to", "type", "up", "down", NULL};
     size_t i;
     json_t *op;
     const char *hit = NULL;
@@ -293,8 +295,8 @@ static const char *column_freed_above(struct conv *c, json_t *rel, const char *c
 /* A column name an earlier statement frees (RENAME COLUMN away, DROP
  * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO:
  * offline the name is free by then; online the old release reads the old
- * column under it until the contract. A new column after a plain rename
- * is added apart until then (the plan: engine/ops/op_add_column.c); the others are
+ * column under it until the contract. A new column after a rename (not
+ * one with "copy") is added apart until then (the plan: engine/ops/op_add_column.c); the others are
  * refused before any DDL (the plan would only find the name taken),
  * saying what to write instead. 0 when allowed or not such a name. */
 static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added)

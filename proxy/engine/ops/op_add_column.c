@@ -87,14 +87,16 @@ static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, cons
 
 /* The earlier rename of this migration that frees the column's name on
  * its table (RENAME COLUMN "kind" TO "legacyKind", then ADD COLUMN
- * "kind"): a rename keeping the original column, which the old release
- * reads under that name until the contract renames it. NULL when none. */
+ * "kind"): the old release reads the original column under that name
+ * until the contract renames it, or, when the rename moves the values to
+ * a second column (a new type, a later operation building on the new
+ * name), drops it. NULL when none, or when the rename keeps a copy column. */
 static const struct mig_op *name_freed_by(const struct plan_ctx *c, const struct mig_op *op)
 {
     for (int i = 0; op->kind == MIG_ADD_COLUMN && i < op->index; i++) {
         const struct mig_op *o = &c->m->ops[i];
         if (o->kind == MIG_RENAME_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
-            !strcmp(o->from, op->col.name) && !o->copy && rename_keeps_original(c, o))
+            !strcmp(o->from, op->col.name) && !o->copy)
             return o;
     }
     return NULL;
