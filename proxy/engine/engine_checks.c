@@ -239,10 +239,11 @@ static int waits_for_enum_value(const struct migration *m, const char *sqlstate,
     return 0;
 }
 
-/* Likewise an expression that reads a table the migration creates before
- * op (42P01, relation "t" does not exist: a fill from a table the file
- * makes, as drizzle-kit writes one): that table is there when expand and
- * the backfill run it, not before. */
+/* Likewise an expression that reads a table the migration creates or
+ * renames to its name before op (42P01, relation "t" does not exist: a
+ * fill from a table the file makes, as drizzle-kit writes one, or renames,
+ * which takes its new name at expand): that table is there when expand
+ * and the backfill run it, not before. */
 static int waits_for_new_table(const struct migration *m, const struct mig_op *op, const char *sqlstate,
                                const char *message)
 {
@@ -251,10 +252,11 @@ static int waits_for_new_table(const struct migration *m, const struct mig_op *o
     for (size_t i = 0; i < m->nops && (int)i < op->index; i++) {
         const struct mig_op *o = &m->ops[i];
         char bare[160], qualified[224];
-        if (o->kind != MIG_CREATE_TABLE || !o->table ||
-            (size_t)snprintf(bare, sizeof bare, "relation \"%s\" does not exist", o->table) >= sizeof bare ||
+        const char *made = o->kind == MIG_CREATE_TABLE ? o->table : o->kind == MIG_RENAME_TABLE ? o->to : NULL;
+        if (!made ||
+            (size_t)snprintf(bare, sizeof bare, "relation \"%s\" does not exist", made) >= sizeof bare ||
             (size_t)snprintf(qualified, sizeof qualified, "relation \"%s.%s\" does not exist", o->schema,
-                             o->table) >= sizeof qualified)
+                             made) >= sizeof qualified)
             continue;
         if (strstr(message, bare) || strstr(message, qualified))
             return 1;
