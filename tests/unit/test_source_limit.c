@@ -97,8 +97,12 @@ int main(void)
     }
     CHECK("limit: a source pushed out of the table starts afresh", source_limit_allows(&relay, "192.0.2.1:1003"));
 
+    /* a line a second at most: one, unless the loop outlasts a second
+     * (under the sanitizer on a loaded machine) */
+    t0 = relay_now_us(&relay);
     int lines = lines_logged(flood, &relay);
-    CHECK("limit: 10000 forged cancels from one address log one line", lines == 1);
+    int seconds = (int)((relay_now_us(&relay) - t0) / 1000000u);
+    CHECK("limit: 10000 forged cancels from one address log one line a second", lines >= 1 && lines <= 1 + seconds);
     lines = lines_logged(summary_now, &relay);
     CHECK("limit: and the rest in a summary line per source", lines >= 1 && lines <= 9);
     CHECK("limit: the table is gone", relay.limits == NULL);
