@@ -280,6 +280,19 @@ int sql_only_keys(json_t *obj, const char *const *allowed)
     return json_is_object(obj);
 }
 
+/* The node of sql when it parses to exactly one statement of that kind
+ * ("SelectStmt", "IndexStmt", "RenameStmt" ...), borrowed from *root,
+ * which the caller frees (set even when the node is NULL). */
+static json_t *sole_statement(const char *sql, const char *kind, json_t **root)
+{
+    PgQueryParseResult r = pg_query_parse(sql);
+    *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
+    pg_query_free_parse_result(r);
+    json_t *stmts = json_object_get(*root, "stmts");
+    json_t *stmt = json_object_get(json_array_get(stmts, 0), "stmt");
+    return json_array_size(stmts) == 1 ? json_object_get(stmt, kind) : NULL;
+}
+
 /* Parses "SELECT <prefix><text>" and returns the single target's
  * expression (or, for types, the TypeName of "NULL::<text>"), stripped of
  * locations; NULL when the text is anything else. */
@@ -297,12 +310,9 @@ static json_t *probe(const char *text, size_t n, int want_type)
     memcpy(q + plen, text, n);
     q[plen + n] = '\n';     /* ends a trailing line comment inside the span */
     q[plen + n + 1] = '\0';
-    PgQueryParseResult r = pg_query_parse(q);
+    json_t *root;
+    json_t *sel = sole_statement(q, "SelectStmt", &root);
     free(q);
-    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
-    pg_query_free_parse_result(r);
-    json_t *stmts = json_object_get(root, "stmts");
-    json_t *sel = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.SelectStmt") : NULL;
     json_t *targets = sql_only_keys(sel, select_keys) ? json_object_get(sel, "targetList") : NULL;
     json_t *res = json_array_size(targets) == 1 ? json_object_get(json_array_get(targets, 0), "ResTarget") : NULL;
     json_t *val = sql_only_keys(res, target_keys) ? json_object_get(res, "val") : NULL;
@@ -518,11 +528,8 @@ char *sql_type_text(const struct sql_script *s, const struct sql_stmt *st, json_
  * NULL when it is not one statement. */
 static json_t *index_tree(const char *text, int *concurrent)
 {
-    PgQueryParseResult r = pg_query_parse(text);
-    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
-    pg_query_free_parse_result(r);
-    json_t *stmts = json_object_get(root, "stmts");
-    json_t *ix = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.IndexStmt") : NULL;
+    json_t *root;
+    json_t *ix = sole_statement(text, "IndexStmt", &root);
     json_t *out = ix ? json_deep_copy(ix) : NULL;
     json_decref(root);
     if (out) {
@@ -603,11 +610,8 @@ char *sql_ident(const char *name)
 
 int sql_index_stmt_params(const char *sql, const char *const *allowed)
 {
-    PgQueryParseResult r = pg_query_parse(sql);
-    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
-    pg_query_free_parse_result(r);
-    json_t *stmts = json_object_get(root, "stmts");
-    json_t *ix = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.IndexStmt") : NULL;
+    json_t *root;
+    json_t *ix = sole_statement(sql, "IndexStmt", &root);
     int n = ix && sql_only_keys(ix, allowed) ? (int)json_array_size(json_object_get(ix, "indexParams")) : -1;
     json_decref(root);
     return n;
@@ -615,11 +619,8 @@ int sql_index_stmt_params(const char *sql, const char *const *allowed)
 
 int sql_renames_index(const char *sql, const char *schema, const char *name)
 {
-    PgQueryParseResult r = pg_query_parse(sql);
-    json_t *root = r.error ? NULL : json_loads(r.parse_tree, 0, NULL);
-    pg_query_free_parse_result(r);
-    json_t *stmts = json_object_get(root, "stmts");
-    json_t *rn = json_array_size(stmts) == 1 ? sql_get(json_array_get(stmts, 0), "stmt.RenameStmt") : NULL;
+    json_t *root;
+    json_t *rn = sole_statement(sql, "RenameStmt", &root);
     json_t *rel = json_object_get(rn, "relation");
     const char *in = json_string_value(json_object_get(rel, "schemaname"));
     const char *kind = json_string_value(json_object_get(rn, "renameType"));
