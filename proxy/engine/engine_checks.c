@@ -244,7 +244,7 @@ static int waits_for_enum_value(const struct migration *m, const char *sqlstate,
  * fill from a table the file makes, as drizzle-kit writes one, or renames,
  * which takes its new name at expand): that table is there when expand
  * and the backfill run it, not before. */
-static int waits_for_new_table(const struct migration *m, const struct mig_op *op, const char *sqlstate,
+static int waits_for_table_of_expand(const struct migration *m, const struct mig_op *op, const char *sqlstate,
                                const char *message)
 {
     if (!sqlstate || strcmp(sqlstate, "42P01") != 0 || !message)
@@ -288,7 +288,7 @@ static int check_expression(PGconn *conn, const struct migration *m, const struc
     PGresult *r = PQexecParams(conn, sql ? sql : "", 0, NULL, NULL, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK ||
              waits_for_enum_value(m, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r)) ||
-             waits_for_new_table(m, op, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
+             waits_for_table_of_expand(m, op, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
     if (!ok) {
         snprintf(err, errlen, "%s: operations[%d].%s: \"%s\" expression \"%s\" does not work on table "
                  "\"%s\": %s", m->file, op->index, mig_op_name(op->kind), key, expr, table,

@@ -122,23 +122,27 @@ static int has_index(char contype)
     return contype == 'p' || contype == 'u' || contype == 'x';
 }
 
-/* What an earlier rename of the migration does to the index name: 1 when
- * a rename_constraint takes it from its unique, primary key or exclusion
- * constraint's index (at the contract: taken until then), 2 when an
- * ALTER INDEX ... RENAME in the expand's SQL frees it, 0 when none does. */
-static int earlier_rename_frees(const struct plan_ctx *c, const struct mig_op *op, const char *name)
+/* When an earlier rename of the migration takes an index name away. */
+enum name_freed {
+    NAME_NOT_FREED,
+    NAME_FREED_AT_CONTRACT,  /* rename_constraint of the unique, primary key or exclusion key whose index has it */
+    NAME_FREED_AT_EXPAND,    /* ALTER INDEX ... RENAME, run as SQL in the expand */
+};
+
+/* The nearest earlier rename of the index name, and when it frees it. */
+static enum name_freed earlier_rename_frees(const struct plan_ctx *c, const struct mig_op *op, const char *name)
 {
     for (int i = op->index - 1; i >= 0; i--) {
         const struct mig_op *o = &c->m->ops[i];
         if (o->kind == MIG_RENAME_CONSTRAINT && !strcmp(o->schema, op->schema) && !strcmp(o->from, name)) {
             const struct mig_cat_constraint *k = catalog_constraint(c, o, name);
             if (k && has_index(k->contype))
-                return 1;
+                return NAME_FREED_AT_CONTRACT;
         }
         if (o->kind == MIG_SQL && o->on == MIG_ON_START && o->up && sql_renames_index(o->up, op->schema, name))
-            return 2;
+            return NAME_FREED_AT_EXPAND;
     }
-    return 0;
+    return NAME_NOT_FREED;
 }
 
 int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char *name, int index_backed)
@@ -152,7 +156,7 @@ int constraint_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const
                         "it, and Postgres would refuse the ADD CONSTRAINT (42710); give this one another name",
                         name, op->table, k.made_by->index, mig_op_name(k.made_by->kind));
     /* ALTER INDEX ... RENAME renames the constraint the index is behind */
-    if (k.exists && has_index(k.contype) && earlier_rename_frees(c, op, name) == 2)
+    if (k.exists && has_index(k.contype) && earlier_rename_frees(c, op, name) == NAME_FREED_AT_EXPAND)
         return 0;
     if (k.exists)
         return op_error(c, op, "constraint \"%s\" for relation \"%s\" already exists, and Postgres would refuse "
@@ -195,9 +199,9 @@ int index_name_at_expand(struct plan_ctx *c, const struct mig_op *op, const char
         return 0;
     if (earlier_drop_index(c, op, name))
         return 1;
-    int freed = earlier_rename_frees(c, op, name);
-    if (freed)
-        return freed == 1;
+    enum name_freed freed = earlier_rename_frees(c, op, name);
+    if (freed != NAME_NOT_FREED)
+        return freed == NAME_FREED_AT_CONTRACT;     /* built under a temporary name, renamed after it */
     const struct mig_cat_named_index *ix = mig_catalog_named_index(c->cat, op->schema, name);
     if (ix && ix->exists)
         return op_error(c, op, "relation \"%s\" already exists in schema \"%s\" (an index on %s), and Postgres "
