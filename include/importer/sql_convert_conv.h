@@ -110,6 +110,9 @@ struct mig_str;
 /* A dotted name list (["s", "t"], an operator class, a collation) as SQL,
  * each part quoted as needed. */
 void sqlc_add_dotted(struct mig_str *s, json_t *names);
+/* The kind of the emitted operation op ("add_column" ...; "" when it has
+ * none), with its body. */
+const char *sqlc_op_kind(json_t *op, json_t **body);
 /* 1 when the emitted operation `op` is on rel (its table, or the table a
  * rename_table renames), with its kind and body. */
 int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body);
@@ -189,6 +192,19 @@ int sqlc_add_recreated(struct conv *c, const struct sql_stmt *st, json_t *rel, j
 
 int sqlc_alter_table(struct conv *c, const struct sql_stmt *st);
 int sqlc_rename(struct conv *c, const struct sql_stmt *st);
+/* The name the table of operation k has after the operations emitted
+ * since (the rename_table ops among them), written into out. */
+void sqlc_table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out);
+
+/* ---- sql_convert_freed.c ---- */
+
+/* A column name an earlier statement frees (RENAME COLUMN away, DROP
+ * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO. A new
+ * column after a rename is added apart until the contract (the plan:
+ * engine/ops/op_add_column.c); the others are refused before any DDL (the
+ * plan would only find the name taken), saying what to write instead. -1
+ * when refused, 0 when allowed or not such a name. */
+int sqlc_refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added);
 /* CREATE TABLE of a name an earlier statement of the file frees (RENAME
  * TO another name, DROP TABLE): the old table keeps it until the contract,
  * so it is refused before any DDL, saying what to write instead. -1 when

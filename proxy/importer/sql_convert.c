@@ -37,11 +37,16 @@ void sqlc_add_dotted(struct mig_str *s, json_t *names)
     }
 }
 
-int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body)
+const char *sqlc_op_kind(json_t *op, json_t **body)
 {
     void *it = json_object_iter(op);
-    *kind = it ? json_object_iter_key(it) : "";
     *body = it ? json_object_iter_value(it) : NULL;
+    return it ? json_object_iter_key(it) : "";
+}
+
+int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body)
+{
+    *kind = sqlc_op_kind(op, body);
     const char *table = sqlc_str_or(*body, strcmp(*kind, "rename_table") ? "table" : "from", "");
     return *body && !strcmp(sqlc_str_or(*body, "schema", "public"), sqlc_rel_schema(rel)) &&
            !strcmp(table, sqlc_str_or(rel, "relname", ""));

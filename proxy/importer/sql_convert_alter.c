@@ -12,8 +12,6 @@
 #include "migration_sql.h"
 #include "sql_fragment.h"
 
-static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added);
-static void table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out);
 
 /* RENAME COLUMN b TO a after a plain RENAME COLUMN a TO b of the file (a
  * name tried and taken back): offline nothing changes, so the earlier
@@ -30,7 +28,7 @@ static int renamed_back(struct conv *c, const struct sql_stmt *st, json_t *rel, 
         char now[SQLC_NAME_LEN];
         if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0)
             continue;
-        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        sqlc_table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
         if (strcmp(now, sqlc_str_or(rel, "relname", "")) != 0)
             continue;
         /* the last rename of the table's column `from` decides */
@@ -61,7 +59,7 @@ static int conv_rename_column(struct conv *c, const struct sql_stmt *st, json_t 
     int back = renamed_back(c, st, rel, from, to);
     if (back != 0)
         return back < 0 ? -1 : 0;
-    if (refuse_freed_column(c, st, rel, to, 0))
+    if (sqlc_refuse_freed_column(c, st, rel, to, 0))
         return -1;
     struct last_op *l = &c->last;
     json_t *body = json_object();
@@ -201,9 +199,7 @@ static int table_rename_first(struct conv *c, json_t *rel, const char *to)
     return 0;
 }
 
-/* The name the table of operation k has after the operations emitted
- * since (the rename_table ops among them), written into out. */
-static void table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out)
+void sqlc_table_name_now(struct conv *c, size_t k, const char *schema, const char *table, char *out)
 {
     sqlc_copy_name(out, table);
     size_t i;
@@ -228,7 +224,7 @@ static json_t *constraint_renamed_to(struct conv *c, json_t *rel, const char *na
         char now[SQLC_NAME_LEN];
         if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0 || strcmp(sqlc_str_or(body, "to", ""), name) != 0)
             continue;
-        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
+        sqlc_table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
         if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
             found = body;
             *at = i;
@@ -255,92 +251,6 @@ static int chain_constraint_rename(struct conv *c, const struct sql_stmt *st, js
     if (!strcmp(sqlc_str_or(body, "from", ""), to))
         return json_array_remove(c->ops, at) == 0 ? 1 : sqlc_oom(c, st);
     return json_object_set_new(body, "to", json_string(to)) == 0 ? 1 : sqlc_oom(c, st);
-}
-
-/* An operation of this file above that takes `column` of rel (by the
- * table's name now) away by the contract: a rename_column from it or a
- * drop_column of it. Its kind, or NULL; *to the rename's new name. */
-static const char *column_freed_above(struct conv *c, json_t *rel, const char *column, const char **to, int *plain)
-{
-    /* a rename with new values too: the plan renames a second column at
-     * the contract, after dropping the old one, as it renames a plain one */
-    static const char *const plain_keys[] = {"schema", "table", "from", "to", "type", "up", "down", NULL};
-    size_t i;
-    json_t *op;
-    const char *hit = NULL;
-    json_array_foreach(c->ops, i, op) {
-        const char *kind = NULL;
-        json_t *body = NULL;
-        void *it = json_object_iter(op);
-        if (it) {
-            kind = json_object_iter_key(it);
-            body = json_object_iter_value(it);
-        }
-        int renamed = kind && !strcmp(kind, "rename_column"), dropped = kind && !strcmp(kind, "drop_column");
-        const char *schema = sqlc_str_or(body, "schema", "public");
-        char now[SQLC_NAME_LEN];
-        if ((!renamed && !dropped) || strcmp(schema, sqlc_rel_schema(rel)) != 0 ||
-            strcmp(sqlc_str_or(body, renamed ? "from" : "column", ""), column) != 0)
-            continue;
-        table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
-        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
-            hit = kind;
-            *to = renamed ? sqlc_str_or(body, "to", "") : NULL;
-            *plain = renamed && sql_only_keys(body, plain_keys);
-        }
-    }
-    return hit;
-}
-
-/* A column name an earlier statement frees (RENAME COLUMN away, DROP
- * COLUMN) taken again by an ADD COLUMN (`added`) or a RENAME ... TO:
- * offline the name is free by then; online the old release reads the old
- * column under it until the contract. A new column after a rename (not
- * one with "copy") is added apart until then (the plan: engine/ops/op_add_column.c); the others are
- * refused before any DDL (the plan would only find the name taken),
- * saying what to write instead. 0 when allowed or not such a name. */
-static int refuse_freed_column(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, int added)
-{
-    const char *to = NULL;
-    int plain = 0;
-    const char *kind = column_freed_above(c, rel, column, &to, &plain);
-    if (!kind || (added && plain))
-        return 0;   /* a new column under a name renamed away: the plan adds it apart until the contract */
-    char away[160];
-    if (to)
-        snprintf(away, sizeof away, "renamed to \"%s\"", to);
-    else
-        snprintf(away, sizeof away, "dropped");
-    return sqlc_fail(c, st, "column \"%s\" of \"%s\" is %s above, and this %s gives %s its name: the old release "
-                     "reads the old column as \"%s\" until the contract, so both would be \"%s\" during the "
-                     "migration. Put this %s in a migration after this one (of its own: \"%s\" is free once this "
-                     "one completes), or give the %s another name", column, sqlc_str_or(rel, "relname", ""), away,
-                     added ? "ADD COLUMN" : "RENAME COLUMN", added ? "a new column" : "another column", column,
-                     column, added ? "ADD COLUMN" : "RENAME COLUMN", column, added ? "new column" : "column");
-}
-
-int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *rel)
-{
-    size_t i;
-    json_t *op;
-    const char *how = NULL, *to = NULL;
-    json_array_foreach(c->ops, i, op) {
-        json_t *renamed = json_object_get(op, "rename_table"), *dropped = json_object_get(op, "drop_table");
-        json_t *body = renamed ? renamed : dropped;
-        if (body && !strcmp(sqlc_str_or(body, "schema", "public"), sqlc_rel_schema(rel)) &&
-            !strcmp(sqlc_str_or(body, renamed ? "from" : "table", ""), sqlc_str_or(rel, "relname", ""))) {
-            how = renamed ? "renamed to" : "dropped";
-            to = renamed ? sqlc_str_or(body, "to", "") : NULL;
-        }
-    }
-    if (!how)
-        return 0;
-    return sqlc_fail(c, st, "table \"%s\" is %s%s%s%s above, and this statement makes a new table under its name: "
-                     "the old release reads the old table as \"%s\" until the contract, so both would be \"%s\" "
-                     "during the migration. Make the new table in a migration after this one (of its own: the name "
-                     "is free once this one completes), or give it another name", sqlc_str_or(rel, "relname", ""),
-                     how, to ? " \"" : "", to ? to : "", to ? "\"" : "", sqlc_str_or(rel, "relname", ""),
-                     sqlc_str_or(rel, "relname", ""));
 }
 
 int sqlc_rename(struct conv *c, const struct sql_stmt *st)
@@ -650,7 +560,7 @@ static int conv_add_column(struct conv *c, const struct sql_stmt *st, json_t *re
         return sqlc_fail(c, st, "ADD COLUMN \"%s\" as an identity or generated column writes every row under ACCESS "
                     "EXCLUSIVE; add a plain column and fill it with an \"up\"", sqlc_str_or(def, "colname", "?"));
     }
-    if (refuse_freed_column(c, st, rel, sqlc_str_or(col, "name", ""), 1)) {
+    if (sqlc_refuse_freed_column(c, st, rel, sqlc_str_or(col, "name", ""), 1)) {
         json_decref(col);
         return -1;
     }

@@ -22,14 +22,6 @@
 
 #include <string.h>
 
-/* The one operation kind and body of op. */
-static const char *kind_of(json_t *op, json_t **body)
-{
-    void *it = json_object_iter(op);
-    *body = it ? json_object_iter_value(it) : NULL;
-    return it ? json_object_iter_key(it) : "";
-}
-
 static int on_table(json_t *body, const char *schema, const char *table)
 {
     return !strcmp(sqlc_str_or(body, "schema", "public"), schema) && !strcmp(sqlc_str_or(body, "table", ""), table);
@@ -39,7 +31,7 @@ static int on_table(json_t *body, const char *schema, const char *table)
 static int renames(json_t *op, const char *schema, const char *table)
 {
     json_t *body;
-    const char *kind = kind_of(op, &body);
+    const char *kind = sqlc_op_kind(op, &body);
     if (!strcmp(kind, "rename_table"))
         return !strcmp(sqlc_str_or(body, "schema", "public"), schema) &&
                (!strcmp(sqlc_str_or(body, "from", ""), table) || !strcmp(sqlc_str_or(body, "to", ""), table));
@@ -70,7 +62,7 @@ static int file_has(const struct conv *c, const char *schema, const char *table)
 static int movable(const struct conv *c, json_t *o, const char *schema, const char *table, const char *column)
 {
     json_t *body;
-    const char *kind = kind_of(o, &body);
+    const char *kind = sqlc_op_kind(o, &body);
     int index = !strcmp(kind, "create_index");
     const char *type = sqlc_str_or(body, "type", "");
     /* keys written as expressions are refused beside a retype of their
@@ -93,7 +85,7 @@ static int movable(const struct conv *c, json_t *o, const char *schema, const ch
  * operation makes), or NULL. */
 static const char *retyped_column(json_t *op, json_t **body)
 {
-    const char *kind = kind_of(op, body);
+    const char *kind = sqlc_op_kind(op, body);
     int alter = !strcmp(kind, "alter_column");
     if ((!alter && strcmp(kind, "rename_column")) || !json_object_get(*body, "type") ||
         json_is_true(json_object_get(*body, "recreate")))

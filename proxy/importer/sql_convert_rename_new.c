@@ -64,9 +64,8 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
     size_t i;
     json_t *op, *found = NULL, *blocked = NULL;
     json_array_foreach(c->ops, i, op) {
-        void *it = json_object_iter(op);
-        const char *kind = it ? json_object_iter_key(it) : "";
-        json_t *body = it ? json_object_iter_value(it) : NULL;
+        json_t *body;
+        const char *kind = sqlc_op_kind(op, &body);
         /* something between that names either name (a sql operation by
          * its text): only a create after it may fold */
         if (found && may_use_names(kind) && names_either(kind, body, from, to)) {
