@@ -202,7 +202,9 @@ def test_an_upstream_that_never_answers_is_not_ready_within_a_bound(proxy_factor
 def test_readyz_503_while_fenced(cluster, proxy_factory, legacy_db):  # noqa: F811
     p = fleet_proxy(proxy_factory, cluster, legacy_db, LEASE_MS)
     start_migration(p)
-    assert readyz(p)[0] == 200
+    # ready before the fence: its upstream probe may not have answered yet
+    # on a machine running both suites (503 upstream_unreachable)
+    wait_for(lambda: readyz(p)[0] == 200, 10, "readyz 200 before the fence", detail=lambda: readyz(p))
     # the lease's renewal waits behind this lock: the lease runs out
     locker = psycopg.connect(cluster.uri(db=legacy_db))
     locker.execute("LOCK TABLE pgtandem.fleet_leases IN ACCESS EXCLUSIVE MODE")

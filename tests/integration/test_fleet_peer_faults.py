@@ -168,10 +168,13 @@ def test_a_lost_release_is_read_from_the_hold_row_well_inside_the_bound(cluster,
     assert rep["steps"]["acks_peer"] >= 1 and rep["steps"]["acks_peer"] + rep["steps"]["acks_database"] == 2, rep
     # the coordinator closes the channel right after the release it sent:
     # the participant reads the hold's row when its look is due (200 ms
-    # after its "held") or at once when it sees the close, whichever first
+    # after its "held") or at once when it sees the close, whichever first,
+    # unless the contract's NOTIFY, the fallback every participant listens
+    # to, came before both; either way its log says the database released it
     log = proxies[0].log()
     assert ("no release came on the peer port; the hold's row says the contract committed" in log
-            or "the coordinator's peer channel closed before its release; reading the hold's row" in log), log[-3000:]
+            or "the coordinator's peer channel closed before its release; reading the hold's row" in log
+            or "released by the database)" in log), log[-3000:]
     last = last_hold(proxies[0])
     assert last["released"] == "database" and last["committed"], last
     assert last["held_ms"] < HOLD_BOUND_MS / 2, last
