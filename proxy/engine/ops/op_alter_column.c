@@ -133,6 +133,19 @@ static int down_is_null(const char *down)
     return down && !strncasecmp(down, "NULL", 4) && strspn(down + 4, " )\t\n") == strlen(down + 4);
 }
 
+/* The earlier alter_column of the migration on the same column, whose
+ * second column has the name this one needs; NULL when none. */
+static const struct mig_op *earlier_second_column(const struct plan_ctx *c, const struct mig_op *op)
+{
+    for (int i = 0; i < op->index; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_ALTER_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
+            !strcmp(o->column, op->column))
+            return o;
+    }
+    return NULL;
+}
+
 static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table) || require_column(c, op, op->table, op->column))
@@ -149,6 +162,13 @@ static int plan_alter_column(struct plan_ctx *c, const struct mig_op *op)
         return -1;
     char shadow[80];
     mig_shadow_name(shadow, sizeof shadow, op->column);
+    const struct mig_op *first = column_type(c, op->schema, op->table, shadow) ? earlier_second_column(c, op) : NULL;
+    if (first)
+        return op_error(c, op, "column \"%s\" of \"%s\" is changed by operations[%d].alter_column above too, which "
+                        "carries it to a second column until the contract: two changes of its type or values in "
+                        "one migration cannot both be carried. Write them as one change (one ALTER COLUMN ... TYPE "
+                        "with one USING), or put this one in a migration after this one", op->column, op->table,
+                        first->index);
     if (require_no_column(c, op, op->table, shadow))
         return -1;
     if (op->recreate && key_uses(c, op, op->table, op->column))
