@@ -216,6 +216,20 @@ int sqlc_refuse_freed_table(struct conv *c, const struct sql_stmt *st, json_t *r
 /* ALTER COLUMN column TYPE (def: its ColumnDef) of rel as an alter_column,
  * or joined to the rename above it. 0, or -1 with the error set. */
 int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def);
+/* The `down` of st's change of column to type (its `up` up, its USING
+ * using or NULL) from old_type, a type the file gave the column above: the
+ * annotated one, the inverse of a known USING, or a cast back; NULL when
+ * none can be derived (caller frees). */
+char *sqlc_retype_down(struct conv *c, const struct sql_stmt *st, json_t *using, const char *column, const char *type,
+                       const char *up, const char *old_type);
+
+/* ---- sql_convert_retype_twice.c ---- */
+/* st's change of column to type (up, its USING using or NULL) composed
+ * with the file's change of its type above into one alter_column, where
+ * nothing between can see the type that change gave: 1 composed, 0 not
+ * (left to the caller), -1 with the error set. */
+int sqlc_compose_retype(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *using,
+                        const char *type, const char *up);
 
 /* ---- sql_convert_fill.c ---- */
 

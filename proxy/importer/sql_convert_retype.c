@@ -301,6 +301,25 @@ static int fold_into_added(struct conv *c, const struct sql_stmt *st, json_t *re
     return ok ? 1 : sqlc_oom(c, st);
 }
 
+char *sqlc_retype_down(struct conv *c, const struct sql_stmt *st, json_t *using, const char *column, const char *type,
+                       const char *up, const char *old_type)
+{
+    char *down = sqlc_annotated_down(c, st);
+    int via_text = using && is_text_cast_of(using, column);
+    if (!down && using && is_at_time_zone_of(using, column) && is_timestamp(type) && is_timestamp(old_type))
+        down = strdup(up);
+    else if (!down && using && !is_cast_of(using, column) && !via_text)
+        down = derived_down(c, st, using, column, old_type);
+    if (!down && (!using || is_cast_of(using, column) || via_text)) {
+        struct mig_str back = {0};  /* a cast back, through text when the up goes through it */
+        mig_str_addf(&back, "%s%s", via_text ? "text::" : "", old_type);
+        char *chain = mig_str_take(&back);
+        down = chain ? cast_text(column, chain) : NULL;
+        free(chain);
+    }
+    return down;
+}
+
 int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column, json_t *def)
 {
     json_t *using = json_object_get(def, "raw_default");
@@ -331,6 +350,12 @@ int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, cons
     const char *db_name = renamed ? c->last.from : column;
     char *type = sqlc_column_type_text(c, st, json_object_get(def, "typeName"));
     char *up = type ? type_change_up(c, st, using, db_name, type, renamed, via_text) : NULL;
+    int composed = up && !renamed ? sqlc_compose_retype(c, st, rel, column, using, type, up) : 0;
+    if (composed) {
+        free(type);
+        free(up);
+        return composed < 0 ? -1 : 0;
+    }
     char *down = sqlc_annotated_down(c, st);
     json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
     int rc = 0;

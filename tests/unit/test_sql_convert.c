@@ -460,6 +460,28 @@ static void test_earlier_statements(void)
                      "m.sql:2:1: table \"t\" is renamed to \"u\" above, and this statement makes a new table"));
     CHECK("a table dropped then made again under its name: refused",
           fails_with("DROP TABLE t;\nCREATE TABLE t (id int);", "table \"t\" is dropped above"));
+    CHECK("a column retyped twice with nothing between seeing it: one change, the ups and downs composed "
+          "(86348-12)", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE int USING c::int;\nALTER TABLE u ADD COLUMN x int;\n"
+        "ALTER TABLE t ALTER COLUMN d TYPE int USING d::int;\nALTER TABLE t ALTER COLUMN c TYPE bigint;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"bigint\",\"up\":\"(c::int)::bigint\","
+        "\"down\":\"(c::int)::text\"}},{\"add_column\":{\"table\":\"u\",\"column\":{\"name\":\"x\",\"type\":\"int\"}}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"d\",\"type\":\"int\",\"up\":\"d::int\",\"down\":\"d::text\"}}]"));
+    CHECK("... a known inverse composed too, the second's down inside the first's", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE jsonb USING to_jsonb(c);\nALTER TABLE t ALTER COLUMN c TYPE text;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"text\",\"up\":\"(to_jsonb(c))::text\","
+        "\"down\":\"((c::jsonb) #>> '{}')::text\"}}]"));
+    CHECK("... but not with a data statement of the table between, which reads the first type", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE int USING c::int;\nDELETE FROM t WHERE id = 1;\n"
+        "ALTER TABLE t ALTER COLUMN c TYPE bigint;", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"int\",\"up\":\"c::int\",\"down\":\"c::text\"}},"
+        "{\"sql\":{\"up\":\"DELETE FROM t WHERE id = 1\"}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"bigint\",\"up\":\"c::bigint\",\"down\":\"c::text\"}}]"));
+    CHECK("... nor with a USING that reads another column", ops_equal(
+        "ALTER TABLE t ALTER COLUMN c TYPE int USING c::int;\n-- pgtandem:down c::int\n"
+        "ALTER TABLE t ALTER COLUMN c TYPE bigint USING c + d;\n", 1,
+        "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"int\",\"up\":\"c::int\",\"down\":\"c::text\"}},"
+        "{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"bigint\",\"up\":\"c + d\",\"down\":\"c::int\"}}]"));
     CHECK("a constraint of another table of that name is not chained", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
