@@ -99,6 +99,9 @@ struct mig_cat_partition {
     char **taken;        /* relation names in its schema sharing its name's first 20 characters
                           * (what a name Postgres chooses for its index must avoid) */
     size_t ntaken;
+    char **attached;     /* its indexes attached to an index of its parent ... */
+    char **attached_to;  /* ... that one's name, for each */
+    size_t nattached;
 };
 
 struct mig_cat_table {

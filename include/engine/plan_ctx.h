@@ -253,10 +253,21 @@ int refuse_uncarried_dependents(struct plan_ctx *c, const struct mig_op *op, con
  * NULL (and always NULL without a catalog). */
 const struct mig_cat_table *partitioned_table(const struct plan_ctx *c, const char *schema, const char *table);
 /* Adds to expand the online build of op's index of partitioned table t
- * (op->name ON ONLY t, each partition's CONCURRENTLY and attached) and to
- * the rollback its drops; definition is the index's from USING on. */
+ * (built_as ON ONLY t, each partition's CONCURRENTLY and attached) and to
+ * the rollback its drops; definition is the index's from USING on. Under
+ * a name an earlier drop_index frees (built_as not op->name; a partition's
+ * index the drop takes with it), built under a temporary one and renamed
+ * after the contract (post), once that drop has run. */
 int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
-                            int unique, const char *definition);
+                            int unique, const char *definition, const char *built_as);
+/* Adds op's foreign key name of partitioned table t: NOT VALID on each
+ * leaf partition at expand, validated there, then the table's own ADD,
+ * which attaches them; the rollback drops them. When name is a temporary
+ * one, each partition's key is renamed to final_name at the contract (the
+ * table's own is the caller's). definition is the key's from FOREIGN KEY
+ * on, without NOT VALID. */
+int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                                  const char *name, const char *final_name, const char *definition);
 /* What Postgres refuses on a partitioned table, or what cannot be done
  * there online, refused (op_error) before any DDL; 0 when op may go on. */
 int refuse_on_partitioned(struct plan_ctx *c, const struct mig_op *op);

@@ -182,7 +182,12 @@ static const char *PARTITIONS_SQL =
     "         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid > 0"
     "           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = 0"
     "           AND d.deptype = 'i')::text,"
-    "       EXISTS (SELECT 1 FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid AND pt.partexprs IS NOT NULL)"
+    "       EXISTS (SELECT 1 FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid AND pt.partexprs IS NOT NULL),"
+    "       (SELECT json_agg(ic.relname ORDER BY ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
+    "          JOIN pg_inherits ih ON ih.inhrelid = x.indexrelid WHERE x.indrelid = c.oid)::text,"
+    "       (SELECT json_agg(pc.relname ORDER BY ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
+    "          JOIN pg_inherits ih ON ih.inhrelid = x.indexrelid JOIN pg_class pc ON pc.oid = ih.inhparent"
+    "         WHERE x.indrelid = c.oid)::text"
     "  FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
     " ORDER BY t.path";
 
@@ -474,6 +479,21 @@ static void add_partkey(struct mig_cat_table *t, const char *names_json)
     free(names);
 }
 
+static void free_names(char **v, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(v[k]);
+    free(v);
+}
+
+static void free_partition_indexes(struct mig_cat_partition *p, size_t nparents)
+{
+    free_names(p->attached, p->nattached);
+    free_names(p->attached_to, nparents);
+    p->attached = p->attached_to = NULL;
+    p->nattached = 0;
+}
+
 static int load_partitions(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
     if (t->relkind != 'p')
@@ -495,6 +515,11 @@ static int load_partitions(PGconn *conn, struct mig_cat_table *t, char *err, siz
         parse_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &p->taken, &p->ntaken);
         add_partkey(t, PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6));
         t->partkey_exprs |= PQgetvalue(r, i, 7)[0] == 't';
+        size_t nparents = 0;
+        parse_json_names(PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8), &p->attached, &p->nattached);
+        parse_json_names(PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9), &p->attached_to, &nparents);
+        if (nparents != p->nattached)   /* out of memory in one of them: neither */
+            free_partition_indexes(p, nparents);
     }
     PQclear(r);
     return 0;
@@ -751,9 +776,8 @@ static void free_table(struct mig_cat_table *t)
     free_refs(t->refs, t->nrefs);
     for (size_t i = 0; i < t->nparts; i++) {
         free(t->parts[i].schema); free(t->parts[i].name);
-        for (size_t k = 0; k < t->parts[i].ntaken; k++)
-            free(t->parts[i].taken[k]);
-        free(t->parts[i].taken);
+        free_names(t->parts[i].taken, t->parts[i].ntaken);
+        free_partition_indexes(&t->parts[i], t->parts[i].nattached);
     }
     free(t->parts);
     mig_catalog_free_shape(t);

@@ -9,13 +9,27 @@
  * partitions' attached to it before it is attached to its parent's. Each
  * partition's index gets the name Postgres would give it (an offline
  * CREATE INDEX on the parent names it after the partition and the index's
- * columns), so that the schema ends as it would offline.
+ * columns), so that the schema ends as it would offline. A name an earlier
+ * drop_index frees (DROP INDEX x; CREATE INDEX x, or another index over
+ * the same columns: the dropped one's partitions' names are free offline)
+ * is still taken at expand, since the drop runs after the contract: the
+ * index is built under a temporary name and renamed after that drop.
+ *
+ * A foreign key, which Postgres will not add NOT VALID to a partitioned
+ * table, is added NOT VALID to each leaf partition under its name and
+ * validated there (SHARE UPDATE EXCLUSIVE: writes go on); the table's own
+ * ADD FOREIGN KEY then finds each partition's validated key and attaches
+ * it (tryAttachPartitionForeignKey), a catalog change without a scan, as
+ * offline each partition's key would have the same name. Under a
+ * temporary name (the old key of that name is dropped at the contract),
+ * the partitions' keys are renamed with the table's there.
  *
  * What Postgres refuses on a partitioned table, or what cannot be done
  * there online, is refused here before any DDL: a change of the type of a
  * partition key column (or its drop), a unique index without the
- * partition key, a NOT VALID foreign key, a UNIQUE constraint over an
- * existing index, an index carried to a second column. */
+ * partition key, a UNIQUE constraint over an existing index, an index or
+ * foreign key carried to a second column, a foreign key between second
+ * columns. */
 #include "migration_plan.h"
 #include "plan_ctx.h"
 #include "sql_fragment.h"
@@ -125,16 +139,17 @@ static void name_addition(char *out, size_t n, char *const *cols, size_t ncols)
 }
 
 /* ChooseRelationName with the label "idx": idx, idx1, idx2 ... until the
- * name is free in the partition's schema. */
+ * name is free in the partition's schema, where freed names (a partition
+ * index an earlier drop_index drops) are free, as offline. */
 static void choose_index_name(char *out, size_t n, const struct mig_cat_partition *p, const char *addition,
-                              const struct names *taken)
+                              const struct names *taken, const struct names *freed)
 {
     char label[16] = "idx";
     for (int pass = 1;; pass++) {
         object_name_pg(out, n, p->name, addition, label);
         int clash = names_has(taken, out);
         for (size_t i = 0; i < p->ntaken && !clash; i++)
-            clash = strcmp(p->taken[i], out) == 0;
+            clash = strcmp(p->taken[i], out) == 0 && !names_has(freed, out);
         if (!clash)
             return;
         snprintf(label, sizeof label, "idx%d", pass);
@@ -175,18 +190,47 @@ static int index_column_names(const struct mig_op *op, struct names *cols, char 
     return cols->oom ? -1 : 0;
 }
 
+/* The partitions' indexes the drop_index operations before op drop (after
+ * the contract): each one attached, at any depth, to an index they drop.
+ * Offline their names are free by op; online they are there until then. */
+static void freed_partition_indexes(const struct plan_ctx *c, const struct mig_op *op,
+                                    const struct mig_cat_table *t, struct names *freed)
+{
+    struct names dropped = {0};
+    for (size_t i = 0; i < (size_t)op->index && i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        if (o->kind == MIG_DROP_INDEX && o->name && !strcmp(o->schema, op->schema))
+            names_add(&dropped, o->name);
+    }
+    /* a partition's parent comes before it in t->parts */
+    for (size_t k = 1; k < t->nparts; k++) {
+        const struct mig_cat_partition *p = &t->parts[k];
+        for (size_t j = 0; j < p->nattached; j++) {
+            if (!names_has(&dropped, p->attached_to[j]))
+                continue;
+            names_add(&dropped, p->attached[j]);
+            names_add(freed, p->attached[j]);
+        }
+    }
+    freed->oom |= dropped.oom;
+    names_free(&dropped);
+}
+
 /* The names of op's partitions' indexes, by position in t->parts (the
  * table's own, at 0, is op->name), after those of the create_index
  * operations before it on the same table, in the order Postgres would
- * choose them: each partition's before its own partitions'. */
+ * choose them: each partition's before its own partitions'. In *freed,
+ * the names an earlier drop_index frees for op. */
 static int partition_index_names(const struct plan_ctx *c, const struct mig_op *op,
-                                 const struct mig_cat_table *t, struct names *out)
+                                 const struct mig_cat_table *t, struct names *out, struct names *freed)
 {
     struct names taken = {0};
     for (size_t i = 0; i <= (size_t)op->index && i < c->m->nops; i++) {
         const struct mig_op *o = &c->m->ops[i];
         if (o->kind != MIG_CREATE_INDEX || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
             continue;
+        names_free(freed);
+        freed_partition_indexes(c, o, t, freed);
         struct names cols = {0};
         char **v = NULL, addition[2 * NAME_BYTES];
         if (index_column_names(o, &cols, &v) != 0)
@@ -201,13 +245,13 @@ static int partition_index_names(const struct plan_ctx *c, const struct mig_op *
         }
         for (size_t k = 1; k < t->nparts; k++) {
             char name[NAME_BYTES];
-            choose_index_name(name, sizeof name, &t->parts[k], addition, &taken);
+            choose_index_name(name, sizeof name, &t->parts[k], addition, &taken, freed);
             names_add(&taken, name);
             if (o == op)
                 names_add(out, name);
         }
     }
-    int oom = taken.oom || out->oom || out->n != t->nparts;
+    int oom = taken.oom || out->oom || freed->oom || out->n != t->nparts;
     names_free(&taken);
     return oom ? -1 : 0;
 }
@@ -243,8 +287,19 @@ static char *drop_sql(const struct mig_cat_partition *p, const char *ix, int con
     return mig_str_take(&s);
 }
 
+static char *rename_sql(const struct mig_cat_partition *p, const char *from, const char *to)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER INDEX IF EXISTS ");
+    mig_str_qname(&s, p->schema, from);
+    mig_str_add(&s, " RENAME TO ");
+    mig_str_ident(&s, to);
+    return mig_str_take(&s);
+}
+
 /* Partition k's index, then (a partitioned partition) its partitions',
- * attached to it, then its own attached to its parent's. */
+ * attached to it, then its own attached to its parent's; each under its
+ * name in ix (the one it is built under). */
 static void build_partition(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
                             const struct names *ix, size_t k, int unique, const char *definition)
 {
@@ -268,14 +323,34 @@ static void build_partition(struct plan_ctx *c, const struct mig_op *op, const s
 }
 
 int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
-                            int unique, const char *definition)
+                            int unique, const char *definition, const char *built_as)
 {
-    struct names ix = {0};
-    if (partition_index_names(c, op, t, &ix) != 0) {
+    struct names final = {0}, freed = {0}, ix = {0};
+    if (partition_index_names(c, op, t, &final, &freed) != 0) {
+        names_free(&final);
+        names_free(&freed);
+        return op_error(c, op, "out of memory");
+    }
+    /* a name an index an earlier drop_index drops still has at expand:
+     * built under a temporary one, renamed after that drop (post) */
+    for (size_t k = 0; k < t->nparts; k++) {
+        char tmp[NAME_BYTES];
+        if (k == 0)
+            snprintf(tmp, sizeof tmp, "%s", built_as);
+        else if (names_has(&freed, final.v[k]))
+            object_name(tmp, sizeof tmp, "ix", op, (int)k, c->m->name);
+        names_add(&ix, k == 0 || names_has(&freed, final.v[k]) ? tmp : final.v[k]);
+    }
+    names_free(&freed);
+    if (ix.oom || ix.n != t->nparts) {
+        names_free(&final);
         names_free(&ix);
         return op_error(c, op, "out of memory");
     }
     build_partition(c, op, t, &ix, 0, unique, definition);
+    for (size_t k = 0; k < t->nparts; k++)
+        if (strcmp(ix.v[k], final.v[k]) != 0)
+            mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, rename_sql(&t->parts[k], ix.v[k], final.v[k]));
     /* The parent's drops every index attached to it, at any depth (a
      * catalog change, under ACCESS EXCLUSIVE on the table and each
      * partition); then what a partial expand left unattached. */
@@ -284,8 +359,64 @@ int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
                       drop_sql(&t->parts[k], ix.v[k], t->parts[k].relkind != 'p'));
     for (size_t k = 1; k < t->nparts; k++)
         carried(c, op, "index \"%s\" of partition \"%s\": built CONCURRENTLY, then attached to the "
-                "partitioned table's index", ix.v[k], t->parts[k].name);
+                "partitioned table's index", final.v[k], t->parts[k].name);
+    names_free(&final);
     names_free(&ix);
+    return 0;
+}
+
+static char *alter_partition_sql(const struct mig_cat_partition *p, const char *action, const char *name,
+                                  const char *tail)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER TABLE ");
+    mig_str_qname(&s, p->schema, p->name);
+    mig_str_addf(&s, " %s ", action);
+    mig_str_ident(&s, name);
+    mig_str_add(&s, tail);
+    return mig_str_take(&s);
+}
+
+int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                                  const char *name, const char *final_name, const char *definition)
+{
+    struct mig_str s = {0};
+    mig_str_addf(&s, "%s NOT VALID", definition);
+    char *not_valid = mig_str_take(&s);
+    if (!not_valid)
+        return op_error(c, op, "out of memory");
+    for (size_t k = 1; k < t->nparts; k++) {
+        if (t->parts[k].relkind != 'r')
+            continue;   /* a partitioned partition's key is made by the table's ADD, its leaves' attached */
+        mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
+                      alter_partition_sql(&t->parts[k], "ADD CONSTRAINT", name, not_valid));
+        mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
+                      alter_partition_sql(&t->parts[k], "VALIDATE CONSTRAINT", name, ""));
+        carried(c, op, "foreign key \"%s\" of partition \"%s\": added NOT VALID and validated, then attached to "
+                "the partitioned table's", name, t->parts[k].name);
+    }
+    free(not_valid);
+    mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, alter_partition_sql(&t->parts[0], "ADD CONSTRAINT",
+                                                                                name, definition));
+    /* the table's RENAME CONSTRAINT leaves its partitions' keys (made or
+     * attached under the temporary name) as they are: each renamed too */
+    if (strcmp(name, final_name) != 0) {
+        struct mig_str to = {0};
+        mig_str_add(&to, " TO ");
+        mig_str_ident(&to, final_name);
+        char *tail = mig_str_take(&to);
+        for (size_t k = 1; k < t->nparts; k++)
+            if (t->parts[k].relkind == 'r' || t->parts[k].relkind == 'p')
+                mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN,
+                              alter_partition_sql(&t->parts[k], "RENAME CONSTRAINT", name, tail ? tail : ""));
+        free(tail);
+    }
+    /* the table's drops every key attached to it; then what a partial
+     * expand left on a leaf */
+    for (size_t k = 0; k < t->nparts; k++)
+        if (k == 0 || t->parts[k].relkind == 'r')
+            mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN,
+                          alter_partition_sql(&t->parts[k], "DROP CONSTRAINT IF EXISTS", name, ""));
     return 0;
 }
 
@@ -371,8 +502,9 @@ static int refuse_add_column(struct plan_ctx *c, const struct mig_op *op)
         return op_error(c, op, "column \"%s\" of partitioned table \"%s.%s\" references %s, and Postgres cannot "
                         "add a foreign key NOT VALID on a partitioned table (cannot add NOT VALID foreign key on "
                         "partitioned table), which add_column needs to add it without a scan under lock; add the "
-                        "column without \"references\" and its foreign key in an \"sql\" operation (a scan of "
-                        "every partition under SHARE ROW EXCLUSIVE)", op->col.name, op->schema, op->table,
+                        "column without \"references\" and its foreign key with a create_constraint after it "
+                        "(each partition's added NOT VALID and validated, then attached to the table's)",
+                        op->col.name, op->schema, op->table,
                         op->col.references);
     if (op->col.unique == 1 || op->col.primary_key == 1)
         return op_error(c, op, "column \"%s\" of partitioned table \"%s.%s\" is %s, and on a partitioned table a "
@@ -386,20 +518,17 @@ static int refuse_add_column(struct plan_ctx *c, const struct mig_op *op)
 
 static int refuse_constraint(struct plan_ctx *c, const struct mig_op *op)
 {
-    /* a primary key is refused by its own operation, which says how to add one */
-    if (!op->constraint_type || strcmp(op->constraint_type, "check") == 0 ||
-        strcmp(op->constraint_type, "primary_key") == 0)
+    /* a primary key is refused by its own operation, which says how to add
+     * one; a foreign key is each partition's, attached
+     * (build_partitioned_foreign_key) */
+    if (!op->constraint_type || strcmp(op->constraint_type, "unique") != 0)
         return 0;
-    int fk = strcmp(op->constraint_type, "foreign_key") == 0;
-    return op_error(c, op, "%s%s%son partitioned table \"%s.%s\": Postgres cannot add %s on a "
-                    "partitioned table (%s), which create_constraint needs to add it online; create it in an "
-                    "\"sql\" operation%s", op->name ? "constraint \"" : "the constraint ", op->name ? op->name : "",
-                    op->name ? "\" " : "", op->schema, op->table,
-                    fk ? "a foreign key NOT VALID" : "a unique constraint over an index built beforehand",
-                    fk ? "cannot add NOT VALID foreign key on partitioned table" :
-                    "ALTER TABLE ... ADD CONSTRAINT ... USING INDEX is not supported on partitioned tables",
-                    fk ? " (a scan of every partition under SHARE ROW EXCLUSIVE)" :
-                    ", or a create_index with \"unique\" over the partition key and the columns");
+    return op_error(c, op, "%s%s%son partitioned table \"%s.%s\": Postgres cannot add a unique constraint over an "
+                    "index built beforehand on a partitioned table (ALTER TABLE ... ADD CONSTRAINT ... USING INDEX "
+                    "is not supported on partitioned tables), which create_constraint needs to add it online; "
+                    "create it in an \"sql\" operation, or a create_index with \"unique\" over the partition key "
+                    "and the columns", op->name ? "constraint \"" : "the constraint ", op->name ? op->name : "",
+                    op->name ? "\" " : "", op->schema, op->table);
 }
 
 static int refuse_alter_column(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t)

@@ -646,6 +646,10 @@ PARTED_NEW = ["INSERT INTO events (id, at, note) VALUES (20000 + {i}, date '2024
               "UPDATE events SET note = 'new upd {i}' WHERE id = {i} + 100"]
 
 
+# the base's accounts (ids 1 to 50), one per event
+PARTED_ACCOUNTS = "ALTER TABLE events ADD COLUMN account_id bigint; UPDATE events SET account_id = id % 50 + 1;"
+
+
 def parted(ops, offline, old=PARTED_OLD, new=PARTED_NEW, extra=""):
     return case(PARTED + extra, ops=ops, offline=offline, old=old, new=new, tables=("events",))
 
@@ -705,6 +709,39 @@ CASES_PARTITIONED = {
     "parted_drop_index": parted(
         [{"drop_index": {"name": "events_note"}}], "DROP INDEX events_note",
         extra="CREATE INDEX events_note ON events (note);"),
+    # made again under its name, or under another over the same columns:
+    # the partitions' indexes take the names the drop frees, as offline
+    # (built under temporary names, renamed once the drop has run)
+    "parted_index_made_again": parted(
+        [{"drop_index": {"name": "events_note"}},
+         {"create_index": {"table": "events", "name": "events_note", "columns": ["note"],
+                           "where": "note IS NOT NULL"}}],
+        "DROP INDEX events_note; CREATE INDEX events_note ON events (note) WHERE note IS NOT NULL",
+        extra="CREATE INDEX events_note ON events (note);"),
+    "parted_index_other_name_same_columns": parted(
+        [{"drop_index": {"name": "events_note"}},
+         {"create_index": {"table": "events", "name": "events_note_v2", "columns": ["note"]}}],
+        "DROP INDEX events_note; CREATE INDEX events_note_v2 ON events (note)",
+        extra="CREATE INDEX events_note ON events (note);"),
+    # Postgres takes no NOT VALID foreign key on a partitioned table: each
+    # leaf partition's NOT VALID and validated, attached by the table's
+    "parted_create_foreign_key": parted(
+        [{"create_constraint": {"table": "events", "name": "events_account_fkey", "type": "foreign_key",
+                                "columns": ["account_id"], "references": {"table": "accounts", "columns": ["id"]}}}],
+        "ALTER TABLE events ADD CONSTRAINT events_account_fkey FOREIGN KEY (account_id) REFERENCES accounts (id)",
+        extra=PARTED_ACCOUNTS),
+    # changed under its name (Prisma's drop and add): made under a
+    # temporary name, the table's and each partition's renamed at contract
+    "parted_change_foreign_key": parted(
+        [{"drop_constraint": {"table": "events", "name": "events_account_fkey"}},
+         {"create_constraint": {"table": "events", "name": "events_account_fkey", "type": "foreign_key",
+                                "columns": ["account_id"],
+                                "references": {"table": "accounts", "columns": ["id"], "on_delete": "CASCADE"}}}],
+        "ALTER TABLE events DROP CONSTRAINT events_account_fkey;"
+        "ALTER TABLE events ADD CONSTRAINT events_account_fkey FOREIGN KEY (account_id) REFERENCES accounts (id)"
+        " ON DELETE CASCADE",
+        extra=PARTED_ACCOUNTS + "ALTER TABLE events ADD CONSTRAINT events_account_fkey FOREIGN KEY (account_id)"
+        " REFERENCES accounts (id);"),
     # refused before any DDL
     "parted_unique_index_without_key_refused": parted_refused(
         [{"create_index": {"table": "events", "name": "events_note_key", "unique": True, "columns": ["note", "at"]}}],

@@ -193,6 +193,28 @@ static int plan_index_backed(struct plan_ctx *c, const struct mig_op *op)
     return 0;
 }
 
+/* A foreign key of a partitioned table: each leaf partition's NOT VALID,
+ * validated, then attached by the table's own (plan_partitions.c); under
+ * a temporary name, the table's and each partition's renamed at the
+ * contract. Not between second columns, which the backfill fills after
+ * the leaves' keys would check them. */
+static int partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                                   struct mig_str *definition, const char *now, const char *name,
+                                   int after_backfill)
+{
+    char *def = mig_str_take(definition);
+    int rc = !def ? op_error(c, op, "out of memory")
+             : after_backfill ? op_error(c, op, "foreign key \"%s\" of partitioned table \"%s.%s\" is between "
+                                         "columns this migration carries to second columns, where a partitioned "
+                                         "table's key is attached from its partitions' before the backfill fills "
+                                         "them; write it in a migration after this one", name, op->schema, op->table)
+             : build_partitioned_foreign_key(c, op, t, now, name, def);
+    free(def);
+    if (rc == 0 && strcmp(now, name) != 0)
+        rename_at_contract(c, op, now, name);
+    return rc;
+}
+
 static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
 {
     if (require_table(c, op, op->table))
@@ -253,13 +275,17 @@ static int plan_create_constraint(struct plan_ctx *c, const struct mig_op *op)
             mig_str_addf(&s, " ON DELETE %s", op->on_delete);
         if (op->on_update)
             mig_str_addf(&s, " ON UPDATE %s", op->on_update);
-        mig_str_add(&s, " NOT VALID");
     }
-    char *tail = mig_str_take(&s);
     /* between second columns, only once the backfill has filled them: a
      * row either release writes before would point at a row whose second
      * column is still NULL (as the carried keys, plan_carry.c) */
     int after_backfill = from.any_second || to.any_second;
+    const struct mig_cat_table *parted = check ? NULL : partitioned_table(c, op->schema, op->table);
+    if (parted)
+        return partitioned_foreign_key(c, op, parted, &s, now, name, after_backfill);
+    if (!check)
+        mig_str_add(&s, " NOT VALID");
+    char *tail = mig_str_take(&s);
     add_alter(after_backfill ? &c->p->validate : &c->p->expand, op, op->table, "ADD CONSTRAINT", now,
               tail ? tail : "");
     free(tail);

@@ -7,7 +7,9 @@
  * CONCURRENTLY. On a partitioned table, which Postgres cannot index
  * CONCURRENTLY, the table's index is made ON ONLY the table and each
  * partition's is built CONCURRENTLY and attached to it
- * (plan_partitions.c); a unique one must include the partition key.
+ * (plan_partitions.c); a unique one must include the partition key. The
+ * partitions' indexes take the names Postgres gives them offline, those an
+ * earlier drop_index frees included (under temporary names until then).
  *
  * An index of the same name that an earlier drop_index drops (how ORMs
  * change an index: DROP INDEX x; CREATE INDEX x ...) is there until after
@@ -95,14 +97,14 @@ static int keys_meet_retyped_column(const struct plan_ctx *c, const struct mig_o
  * (op read over second columns), op itself for the plan's bookkeeping
  * (held is a copy, not one of the migration's operations). */
 static int build_on_partitioned(struct plan_ctx *c, const struct mig_op *op, const struct mig_op *held,
-                                const struct mig_cat_table *t, char *const *cols)
+                                const struct mig_cat_table *t, char *const *cols, const char *built_as)
 {
     struct mig_str s = {0};
     index_definition(&s, held, cols);
     char *definition = mig_str_take(&s);
     if (!definition)
         return op_error(c, op, "out of memory");
-    int rc = build_partitioned_index(c, op, t, op->unique == 1, definition);
+    int rc = build_partitioned_index(c, op, t, op->unique == 1, definition, built_as);
     free(definition);
     return rc;
 }
@@ -180,19 +182,14 @@ static int plan_index_held(struct plan_ctx *c, const struct mig_op *held, const 
     const struct mig_cat_table *parted = partitioned_table(c, op->schema, op->table);
     int later = index_name_at_expand(c, op, op->name);
     int rc = later < 0 ? -1 : 0;
-    if (later > 0 && parted)
-        rc = op_error(c, op, "index \"%s\" of partitioned table \"%s\" is dropped by an earlier drop_index and "
-                      "made again here; a partitioned table's index cannot be built under another name and "
-                      "renamed online: give it another name, or create it in the next migration", op->name,
-                      op->table);
+    char ix[80];
+    if (later > 0)
+        object_name(ix, sizeof ix, "ix", op, -1, c->m->name);
+    else
+        snprintf(ix, sizeof ix, "%s", op->name);
     if (rc == 0 && parted && !c->p->expand.oom) {
-        rc = build_on_partitioned(c, op, held, parted, cols);
+        rc = build_on_partitioned(c, op, held, parted, cols, ix);
     } else if (rc == 0 && !c->p->expand.oom) {
-        char ix[80];
-        if (later)
-            object_name(ix, sizeof ix, "ix", op, -1, c->m->name);
-        else
-            snprintf(ix, sizeof ix, "%s", op->name);
         add_index_build(&c->p->expand, op, op->schema, ix, index_sql_named(held, ix, cols));
         mig_steps_add(&c->p->rollback, op->index, MIG_STEP_ALONE, drop_index_sql(op->schema, ix, 1));
         if (later)

@@ -228,7 +228,17 @@ def schema_dump(cluster, uri):
                         "--exclude-schema=pgtandem", "-d", uri], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stdout.splitlines() if line.strip() and not DUMP_NOISE.match(line)]
-    return "\n".join(sort_table_columns(lines)) + "\n"
+    return "\n".join(sort_table_columns(lines) + partition_foreign_keys(uri)) + "\n"
+
+
+def partition_foreign_keys(uri):
+    """Each partition's foreign key, which pg_dump leaves out (the table's
+    key makes it), as a comment line: its name and definition as Postgres
+    made them, and whether it is validated."""
+    with psycopg.connect(uri, autocommit=True) as c:
+        return ["-- key of partition %s: %s %s%s" % (r[0], r[1], r[2], "" if r[3] else " (not validated)")
+                for r in c.execute("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated"
+                                   " FROM pg_constraint WHERE contype = 'f' AND conparentid <> 0 ORDER BY 1, 2")]
 
 
 @contextlib.contextmanager

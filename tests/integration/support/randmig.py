@@ -34,7 +34,7 @@ import uuid
 import psycopg
 
 from .migrations import new_shape_options, run_pgtandem
-from .pg import DUMP_NOISE, sort_table_columns
+from .pg import DUMP_NOISE, partition_foreign_keys, sort_table_columns
 
 __all__ = ["ALL_KINDS", "KINDS_CARRIED_TODAY", "random_case", "Runner", "reason_of", "shrink_failure",
            "write_reproducer", "case_from_file", "RANDMIG_LEFTOVERS"]
@@ -1238,7 +1238,9 @@ class Runner:
                             "--exclude-schema=pgtandem", "-d", uri], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(r.stderr)
-        return [line for line in r.stdout.splitlines() if line.strip() and not DUMP_NOISE.match(line)]
+        lines = [line for line in r.stdout.splitlines() if line.strip() and not DUMP_NOISE.match(line)]
+        lines += partition_foreign_keys(uri)
+        return lines
 
     def rows(self, uri):
         out = {}
