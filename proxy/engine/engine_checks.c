@@ -176,11 +176,32 @@ static void null_column(struct mig_str *s, char **names, size_t *n, const char *
     mig_str_ident(s, name);
 }
 
+/* Whether an operation before op renames column name of op's table away
+ * and a later one before op adds a column under it (RENAME COLUMN status
+ * TO slug; ADD COLUMN status text): from there on the name is the added
+ * column's, of its type, as offline. */
+static int name_taken_again(const struct migration *m, const struct mig_op *op, const char *name)
+{
+    int freed = 0;
+    for (int i = 0; i < op->index && (size_t)i < m->nops; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
+            continue;
+        if (o->kind == MIG_RENAME_COLUMN && o->from && !strcmp(o->from, name))
+            freed = 1;
+        else if (freed && o->kind == MIG_ADD_COLUMN && o->col.name && !strcmp(o->col.name, name))
+            return 1;
+    }
+    return 0;
+}
+
 /* The select list of the table as the migration's expressions see it once
  * expand has run: today's columns, every column an operation of the
  * migration adds to it (so that the `up` of a merge and the `down` of a
- * split may read each other's columns), and, for alter_column's `down` and
- * `check` (written for the new shape), `retyped` with its new type. */
+ * split may read each other's columns; one added under a name a rename
+ * before op frees in place of the renamed one), and, for alter_column's
+ * `down` and `check` (written for the new shape), `retyped` with its new
+ * type. */
 static void shape_after_expand(struct mig_str *s, const struct migration *m, const struct mig_op *op,
                                const struct mig_cat_table *t, const char *retyped, const char *new_type)
 {
@@ -190,10 +211,14 @@ static void shape_after_expand(struct mig_str *s, const struct migration *m, con
     }
     char *names[256];
     size_t n = 0;
+    int first = 1;
     for (size_t i = 0; i < t->ncols && n < 256; i++) {
+        if (name_taken_again(m, op, t->cols[i].name))
+            continue;   /* the added column's, below */
         names[n++] = t->cols[i].name;
-        if (i)
+        if (!first)
             mig_str_add(s, ", ");
+        first = 0;
         const char *now = mig_catalog_forward_from(t, t->cols[i].name); /* renamed by the expand */
         if (retyped && strcmp(t->cols[i].name, retyped) == 0) {
             mig_str_addf(s, "NULL::%s AS ", new_type);
@@ -206,6 +231,8 @@ static void shape_after_expand(struct mig_str *s, const struct migration *m, con
             mig_str_ident(s, t->cols[i].name);
         }
     }
+    if (first)
+        mig_str_add(s, "NULL AS pgtandem_no_column");  /* the columns below each start with a comma */
     for (size_t i = 0; i < m->nops; i++) {
         const struct mig_op *o = &m->ops[i];
         if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
