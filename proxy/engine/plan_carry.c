@@ -64,6 +64,11 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             continue;
         char tmp[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
+        const struct mig_cat_table *parted = partitioned_table(c, op->schema, table);
+        if (parted) {   /* one plain index without a constraint (refuse_on_partitioned) */
+            carry_partitioned_index(c, op, parted, ix, from, to, tmp, (int)i);
+            continue;
+        }
         add_index_build(&c->p->expand, op, op->schema, tmp,
                         index_sql(op->schema, table, tmp, ix->unique, ix->method, ix->cols, ix->ncols,
                                   from, to, NULL));

@@ -420,6 +420,73 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
     return 0;
 }
 
+/* The partitions' indexes attached, at any depth, to the table's index
+ * name: what a rebuild of it drops. */
+static void attached_to_index(const struct mig_cat_table *t, const char *name, struct names *out)
+{
+    struct names under = {0};
+    names_add(&under, name);
+    for (size_t k = 1; k < t->nparts; k++)
+        for (size_t j = 0; j < t->parts[k].nattached; j++)
+            if (names_has(&under, t->parts[k].attached_to[j])) {
+                names_add(&under, t->parts[k].attached[j]);
+                names_add(out, t->parts[k].attached[j]);
+            }
+    out->oom |= under.oom;
+    names_free(&under);
+}
+
+int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
+                            const struct mig_cat_index *ix, const char *from, const char *to, const char *tmp,
+                            int slot)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "USING ");
+    mig_str_ident(&s, ix->method ? ix->method : "btree");
+    mig_str_add(&s, " (");
+    for (size_t i = 0; i < ix->ncols; i++) {
+        if (i)
+            mig_str_add(&s, ", ");
+        mig_str_ident(&s, strcmp(ix->cols[i], from) ? ix->cols[i] : to);
+    }
+    mig_str_add(&s, ")");
+    char *definition = mig_str_take(&s);
+    /* offline ALTER COLUMN ... TYPE rebuilds the table's index under its
+     * name and each partition's under the name Postgres chooses anew, the
+     * old ones' names free by then (the column has its name again) */
+    char addition[2 * NAME_BYTES];
+    struct names freed = {0}, taken = {0}, final = {0}, built = {0};
+    name_addition(addition, sizeof addition, ix->cols, ix->ncols);
+    attached_to_index(t, ix->name, &freed);
+    names_add(&final, ix->name);
+    names_add(&built, tmp);
+    for (size_t k = 1; k < t->nparts; k++) {
+        char name[NAME_BYTES], temp[NAME_BYTES];
+        choose_index_name(name, sizeof name, &t->parts[k], addition, &taken, &freed);
+        names_add(&taken, name);
+        names_add(&final, name);
+        object_name(temp, sizeof temp, "ip", op, slot * 1000 + (int)k, c->m->name);
+        names_add(&built, temp);
+    }
+    int oom = !definition || freed.oom || taken.oom || final.oom || built.oom || final.n != t->nparts ||
+              built.n != t->nparts;
+    if (!oom) {
+        build_partition(c, op, t, &built, 0, ix->unique, definition);
+        /* at contract, after the original column and its indexes are gone */
+        for (size_t k = 0; k < t->nparts; k++)
+            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, rename_sql(&t->parts[k], built.v[k], final.v[k]));
+        for (size_t k = 1; k < t->nparts; k++)
+            carried(c, op, "index \"%s\" of partition \"%s\": built CONCURRENTLY on the second column, attached, "
+                    "renamed at contract as Postgres names it rebuilt", final.v[k], t->parts[k].name);
+    }
+    free(definition);
+    names_free(&freed);
+    names_free(&taken);
+    names_free(&final);
+    names_free(&built);
+    return oom ? op_error(c, op, "out of memory") : 0;
+}
+
 static int in_partition_key(const struct mig_cat_table *t, const char *col)
 {
     for (size_t i = 0; t && i < t->npartkey; i++)
@@ -475,22 +542,33 @@ static int refuse_key_column(struct plan_ctx *c, const struct mig_op *op, const 
                     pg_says, col, op->table);
 }
 
-/* The column's indexes and foreign keys are carried to a second column by
- * CREATE INDEX CONCURRENTLY and ADD FOREIGN KEY ... NOT VALID, neither of
- * which Postgres takes on a partitioned table. */
+/* The column's foreign keys are carried to a second column by ADD FOREIGN
+ * KEY ... NOT VALID, which Postgres does not take on a partitioned table;
+ * its indexes by CREATE INDEX CONCURRENTLY, which it does not take either:
+ * one plain index (columns only, backing no constraint) is built as a new
+ * partitioned index is (carry_partitioned_index), others are refused. */
 static int refuse_carried(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
                           const char *col)
 {
+    size_t indexes = 0;
+    for (size_t i = 0; i < t->ndeps; i++) {
+        const struct mig_cat_dep *d = &t->deps[i];
+        indexes += !strcmp(d->column, col) && !d->foreign && d->kind == MIG_DEP_INDEX;
+    }
     for (size_t i = 0; i < t->ndeps; i++) {
         const struct mig_cat_dep *d = &t->deps[i];
         if (strcmp(d->column, col) || d->foreign || (d->kind != MIG_DEP_INDEX && !(d->kind == MIG_DEP_CONSTRAINT &&
                                                      d->contype == 'f')))
             continue;
+        const struct mig_cat_index *ix = d->kind == MIG_DEP_INDEX ? mig_catalog_index(t, d->name) : NULL;
+        if (ix && ix->simple && !ix->constraint && indexes == 1)
+            continue;
         return op_error(c, op, "column \"%s\" of partitioned table \"%s.%s\" has %s, which a change of its type "
                         "or values carries to a second column (%s), and Postgres does not take that on a "
                         "partitioned table; drop it in an earlier migration and create it again after this one",
                         col, op->schema, op->table, d->describe, d->kind == MIG_DEP_INDEX ?
-                        "an index built CONCURRENTLY: cannot create index on partitioned table concurrently" :
+                        "an index built CONCURRENTLY: cannot create index on partitioned table concurrently; "
+                        "one plain index of the column alone is carried" :
                         "a foreign key added NOT VALID: cannot add NOT VALID foreign key on partitioned table");
     }
     return 0;
