@@ -116,6 +116,11 @@ const char *sqlc_op_kind(json_t *op, json_t **body);
 /* 1 when the emitted operation `op` is on rel (its table, or the table a
  * rename_table renames), with its kind and body. */
 int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body);
+/* The same for the operation at position i, by the name its table has
+ * now, after the rename_table operations emitted since (a statement of
+ * the file naming the table by its new name, 40427-212: RENAME COLUMN,
+ * ADD COLUMN, an `sql` between, the table's RENAME, an UPDATE). */
+int sqlc_op_on_now(struct conv *c, size_t i, json_t *op, json_t *rel, const char **kind, json_t **body);
 
 /* Why the converter does not remove a value from an enum, and what to do. */
 extern const char SQLC_ENUM_VALUE_REMOVAL[];

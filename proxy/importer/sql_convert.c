@@ -52,6 +52,17 @@ int sqlc_op_on(json_t *op, json_t *rel, const char **kind, json_t **body)
            !strcmp(table, sqlc_str_or(rel, "relname", ""));
 }
 
+int sqlc_op_on_now(struct conv *c, size_t i, json_t *op, json_t *rel, const char **kind, json_t **body)
+{
+    *kind = sqlc_op_kind(op, body);
+    const char *schema = sqlc_str_or(*body, "schema", "public");
+    char now[SQLC_NAME_LEN];
+    /* a rename_table is on the table by the name it takes away, as in
+     * sqlc_op_on: a statement naming the table by its new name is after it */
+    sqlc_table_name_now(c, i, schema, sqlc_str_or(*body, strcmp(*kind, "rename_table") ? "table" : "from", ""), now);
+    return *body && !strcmp(schema, sqlc_rel_schema(rel)) && !strcmp(now, sqlc_str_or(rel, "relname", ""));
+}
+
 /* ---- messages ---- */
 
 __attribute__((format(printf, 3, 4)))

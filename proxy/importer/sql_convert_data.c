@@ -31,7 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The file changes rel's columns with an operation before this statement. */
+/* The file changes rel's columns with an operation before this statement
+ * (on the table by any name it had: rel is its name now). */
 static int columns_changed(struct conv *c, json_t *rel)
 {
     static const char *const changing[] = {"rename_column", "alter_column", "drop_column", "add_column",
@@ -40,7 +41,7 @@ static int columns_changed(struct conv *c, json_t *rel)
     json_t *op, *body;
     const char *kind;
     json_array_foreach(c->ops, i, op) {
-        if (!sqlc_op_on(op, rel, &kind, &body))
+        if (!sqlc_op_on_now(c, i, op, rel, &kind, &body))
             continue;
         for (int k = 0; changing[k]; k++)
             if (!strcmp(kind, changing[k]))
@@ -57,7 +58,7 @@ static int table_touched(struct conv *c, json_t *rel)
     json_t *op, *body;
     const char *kind;
     json_array_foreach(c->ops, i, op) {
-        if (sqlc_op_on(op, rel, &kind, &body) && strcmp(kind, "sql"))
+        if (sqlc_op_on_now(c, i, op, rel, &kind, &body) && strcmp(kind, "sql"))
             return 1;
     }
     return 0;

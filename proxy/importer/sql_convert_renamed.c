@@ -43,7 +43,7 @@ static size_t renames_of(struct conv *c, json_t *rel, struct renamed *out)
     json_t *op, *body;
     const char *kind;
     json_array_foreach(c->ops, i, op) {
-        if (!sqlc_op_on(op, rel, &kind, &body) || strcmp(kind, "rename_column") != 0)
+        if (!sqlc_op_on_now(c, i, op, rel, &kind, &body) || strcmp(kind, "rename_column") != 0)
             continue;
         const char *from = sqlc_str_or(body, "from", ""), *to = sqlc_str_or(body, "to", "");
         int keeps = !json_object_get(body, "type") && !json_object_get(body, "up");
@@ -62,7 +62,7 @@ static size_t renames_of(struct conv *c, json_t *rel, struct renamed *out)
      * renamed column's (engine/ops/op_add_column.c): a statement naming it
      * runs on the second column (90003-351, which updated the renamed one). */
     json_array_foreach(c->ops, i, op) {
-        if (!sqlc_op_on(op, rel, &kind, &body) || strcmp(kind, "add_column") != 0 || n >= MAX_RENAMED)
+        if (!sqlc_op_on_now(c, i, op, rel, &kind, &body) || strcmp(kind, "add_column") != 0 || n >= MAX_RENAMED)
             continue;
         const char *name = sqlc_str_or(json_object_get(body, "column"), "name", "");
         size_t k;

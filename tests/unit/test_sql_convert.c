@@ -482,6 +482,13 @@ static void test_earlier_statements(void)
         "ALTER TABLE t ALTER COLUMN c TYPE bigint USING c + d;\n", 1,
         "[{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"int\",\"up\":\"c::int\",\"down\":\"c::text\"}},"
         "{\"alter_column\":{\"table\":\"t\",\"column\":\"c\",\"type\":\"bigint\",\"up\":\"c + d\",\"down\":\"c::int\"}}]"));
+    CHECK("an UPDATE of a column added under a freed name, by the table's name after its rename (40427-212)",
+          ops_equal("ALTER TABLE t RENAME COLUMN k TO k2;\nALTER TABLE t ADD COLUMN k text;\nCOMMENT ON TABLE t IS 'x';\n"
+                    "ALTER TABLE t RENAME TO u;\nUPDATE u SET k = 'v' WHERE id = 1;", 1,
+                    "[{\"rename_column\":{\"table\":\"t\",\"from\":\"k\",\"to\":\"k2\"}},"
+                    "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"k\",\"type\":\"text\"}}},"
+                    "{\"sql\":{\"up\":\"COMMENT ON TABLE t IS 'x'\"}},{\"rename_table\":{\"from\":\"t\",\"to\":\"u\"}},"
+                    "{\"sql\":{\"up\":\"UPDATE u SET _pgtandem_k = 'v' WHERE id = 1\"}}]"));
     CHECK("a constraint of another table of that name is not chained", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
