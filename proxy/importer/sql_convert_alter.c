@@ -625,6 +625,12 @@ static int conv_alter_cmd(struct conv *c, const struct sql_stmt *st, json_t *rel
         json_t *body = json_object();
         sqlc_set_relation(body, rel, "table");
         json_object_set_new(body, "column", json_string(column));
+        /* the old release's value on the new release's writes, until the
+         * contract drops it (a NOT NULL column without a default needs one) */
+        char *down = sqlc_annotated_down(c, st);
+        if (down)
+            json_object_set_new(body, "down", json_string(down));
+        free(down);
         return sqlc_add_op(c, "drop_column", body) == 0 ? 0 : sqlc_oom(c, st);
     }
     if (!strcmp(sub, "AT_AlterColumnType"))

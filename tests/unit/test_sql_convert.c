@@ -489,6 +489,10 @@ static void test_earlier_statements(void)
                     "{\"add_column\":{\"table\":\"t\",\"column\":{\"name\":\"k\",\"type\":\"text\"}}},"
                     "{\"sql\":{\"up\":\"COMMENT ON TABLE t IS 'x'\"}},{\"rename_table\":{\"from\":\"t\",\"to\":\"u\"}},"
                     "{\"sql\":{\"up\":\"UPDATE u SET _pgtandem_k = 'v' WHERE id = 1\"}}]"));
+    CHECK("a DROP COLUMN takes its down from the annotation above it", ops_equal(
+        "-- pgtandem:down 0\nALTER TABLE t DROP COLUMN a;\nALTER TABLE t DROP COLUMN b;", 1,
+        "[{\"drop_column\":{\"table\":\"t\",\"column\":\"a\",\"down\":\"0\"}},"
+        "{\"drop_column\":{\"table\":\"t\",\"column\":\"b\"}}]"));
     CHECK("a constraint of another table of that name is not chained", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
