@@ -190,9 +190,30 @@ static int index_column_names(const struct mig_op *op, struct names *cols, char 
     return cols->oom ? -1 : 0;
 }
 
+/* The partitions' indexes attached, at any depth, to one of the table's
+ * indexes named in roots, into out: what dropping those drops. */
+static void attached_under(const struct mig_cat_table *t, const struct names *roots, struct names *out)
+{
+    struct names under = {0};
+    for (size_t i = 0; i < roots->n; i++)
+        names_add(&under, roots->v[i]);
+    /* a partition's parent comes before it in t->parts */
+    for (size_t k = 1; k < t->nparts; k++) {
+        const struct mig_cat_partition *p = &t->parts[k];
+        for (size_t j = 0; j < p->nattached; j++) {
+            if (!names_has(&under, p->attached_to[j]))
+                continue;
+            names_add(&under, p->attached[j]);
+            names_add(out, p->attached[j]);
+        }
+    }
+    out->oom |= under.oom || roots->oom;
+    names_free(&under);
+}
+
 /* The partitions' indexes the drop_index operations before op drop (after
- * the contract): each one attached, at any depth, to an index they drop.
- * Offline their names are free by op; online they are there until then. */
+ * the contract). Offline their names are free by op; online they are
+ * there until then. */
 static void freed_partition_indexes(const struct plan_ctx *c, const struct mig_op *op,
                                     const struct mig_cat_table *t, struct names *freed)
 {
@@ -202,17 +223,7 @@ static void freed_partition_indexes(const struct plan_ctx *c, const struct mig_o
         if (o->kind == MIG_DROP_INDEX && o->name && !strcmp(o->schema, op->schema))
             names_add(&dropped, o->name);
     }
-    /* a partition's parent comes before it in t->parts */
-    for (size_t k = 1; k < t->nparts; k++) {
-        const struct mig_cat_partition *p = &t->parts[k];
-        for (size_t j = 0; j < p->nattached; j++) {
-            if (!names_has(&dropped, p->attached_to[j]))
-                continue;
-            names_add(&dropped, p->attached[j]);
-            names_add(freed, p->attached[j]);
-        }
-    }
-    freed->oom |= dropped.oom;
+    attached_under(t, &dropped, freed);
     names_free(&dropped);
 }
 
@@ -420,22 +431,6 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
     return 0;
 }
 
-/* The partitions' indexes attached, at any depth, to the table's index
- * name: what a rebuild of it drops. */
-static void attached_to_index(const struct mig_cat_table *t, const char *name, struct names *out)
-{
-    struct names under = {0};
-    names_add(&under, name);
-    for (size_t k = 1; k < t->nparts; k++)
-        for (size_t j = 0; j < t->parts[k].nattached; j++)
-            if (names_has(&under, t->parts[k].attached_to[j])) {
-                names_add(&under, t->parts[k].attached[j]);
-                names_add(out, t->parts[k].attached[j]);
-            }
-    out->oom |= under.oom;
-    names_free(&under);
-}
-
 int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
                             const struct mig_cat_index *ix, const char *from, const char *to, const char *tmp,
                             int slot)
@@ -456,8 +451,11 @@ int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
      * old ones' names free by then (the column has its name again) */
     char addition[2 * NAME_BYTES];
     struct names freed = {0}, taken = {0}, final = {0}, built = {0};
+    struct names rebuilt = {0};
+    names_add(&rebuilt, ix->name);
     name_addition(addition, sizeof addition, ix->cols, ix->ncols);
-    attached_to_index(t, ix->name, &freed);
+    attached_under(t, &rebuilt, &freed);
+    names_free(&rebuilt);
     names_add(&final, ix->name);
     names_add(&built, tmp);
     for (size_t k = 1; k < t->nparts; k++) {
