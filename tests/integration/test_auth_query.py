@@ -17,6 +17,7 @@ Neon's console, by the app's migrations) logs in without a users file.
   login at once with the reason, while the file's users still log in.
 """
 import concurrent.futures
+import os
 import socket
 import time
 
@@ -116,8 +117,13 @@ def test_a_wrong_password_and_a_missing_role_read_and_take_the_same(cluster, aq_
     mw, mm = min(wrong), min(missing)
     print("fastest refusal: wrong password %.1f ms, missing role %.1f ms" % (mw * 1000, mm * 1000))
     # the same steps (a lookup, then a full SCRAM exchange, real or mock):
-    # what is left is noise, well under a round trip's difference
-    assert abs(mw - mm) < max(0.02, 0.5 * min(mw, mm)), (wrong, missing)
+    # what is left is noise, well under a round trip's difference. Under the
+    # sanitizer beside the release half on two cores, one run's fastest were
+    # 41 and 96 ms (both paths ran 7.6-13 ms alone): the release build
+    # measures the side channel, the sanitizer's bound only catches a path
+    # that does far more
+    sanitized = os.environ.get("PGT_VARIANT") == "asan"
+    assert abs(mw - mm) < max(0.1 if sanitized else 0.02, 0.5 * min(mw, mm)), (wrong, missing)
     assert stats(proxy)["lookups"] == 12
     with connect(proxy, "aq_known", "knownpw") as c:
         assert c.execute("SELECT 1").fetchone()[0] == 1
