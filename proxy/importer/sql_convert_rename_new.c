@@ -10,7 +10,8 @@
  * them names either name (a drop, create or rename of it, a sql
  * operation whose text holds it); else a constraint's rename stays as
  * written (the plan's rename_constraint finds the new one), and an
- * index's, which would reach the old index, is refused before DDL. */
+ * index's, which would reach the old index, is refused before DDL. A
+ * foreign key's rename always stays as written (see below). */
 #include <string.h>
 
 #include "migration_sql.h"
@@ -85,7 +86,11 @@ int sqlc_fold_rename_into_create(struct conv *c, const struct sql_stmt *st, json
                          "it: online the old one lives until the contract, so this rename would reach it; give the "
                          "new index the name \"%s\" where it is made, or rename it in a migration after this one", from,
                          to);
-    if (!found)
+    /* a foreign key stays as written too: on a partitioned table the
+     * table's RENAME CONSTRAINT leaves its partitions' keys under the name
+     * they were made with, which a key made under the final name would not
+     * (52911-104) */
+    if (!found || !strcmp(sqlc_str_or(found, "type", ""), "foreign_key"))
         return 0;
     if (sqlc_close_last(c) != 0)
         return -1;

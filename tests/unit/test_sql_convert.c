@@ -493,6 +493,12 @@ static void test_earlier_statements(void)
         "-- pgtandem:down 0\nALTER TABLE t DROP COLUMN a;\nALTER TABLE t DROP COLUMN b;", 1,
         "[{\"drop_column\":{\"table\":\"t\",\"column\":\"a\",\"down\":\"0\"}},"
         "{\"drop_column\":{\"table\":\"t\",\"column\":\"b\"}}]"));
+    CHECK("a foreign key made then renamed: the rename stays as written (a partitioned table's keys keep the first "
+          "name, 52911-104)", ops_equal(
+        "ALTER TABLE t ADD CONSTRAINT k FOREIGN KEY (a) REFERENCES u (id);\nALTER TABLE t RENAME CONSTRAINT k TO k2;", 1,
+        "[{\"create_constraint\":{\"table\":\"t\",\"name\":\"k\",\"type\":\"foreign_key\",\"columns\":[\"a\"],"
+        "\"references\":{\"table\":\"u\",\"columns\":[\"id\"]}}},"
+        "{\"rename_constraint\":{\"table\":\"t\",\"from\":\"k\",\"to\":\"k2\"}}]"));
     CHECK("a constraint of another table of that name is not chained", ops_equal(
         "ALTER TABLE t RENAME CONSTRAINT a TO b;\nALTER TABLE u RENAME CONSTRAINT b TO c;\n", 1,
         "[{\"rename_constraint\":{\"table\":\"t\",\"from\":\"a\",\"to\":\"b\"}},"
