@@ -272,11 +272,12 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
  * column to: built as tmp ON ONLY t over to at expand, each partition's
  * CONCURRENTLY and attached (under temporary names numbered by slot, the
  * index's place in the catalog); at contract (the caller's steps after
- * the original's drop) renamed to ix's name and each partition's to the
- * name an offline rebuild gives it. */
+ * the original's drop) renamed to name_now (ix's name after the renames
+ * of the migration before op) and each partition's to the name an offline
+ * rebuild gives it. */
 int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
-                            const struct mig_cat_index *ix, const char *from, const char *to, const char *tmp,
-                            int slot);
+                            const struct mig_cat_index *ix, const char *name_now, const char *from, const char *to,
+                            const char *tmp, int slot);
 /* What Postgres refuses on a partitioned table, or what cannot be done
  * there online, refused (op_error) before any DDL; 0 when op may go on. */
 int refuse_on_partitioned(struct plan_ctx *c, const struct mig_op *op);

@@ -80,6 +80,8 @@ int sql_index_stmt_params(const char *sql, const char *const *allowed);
  * schema (written unqualified: the one in public, where the search_path
  * finds it first). */
 int sql_renames_index(const char *sql, const char *schema, const char *name);
+/* The same, with the new name written into to (n bytes) when it does. */
+int sql_index_renamed_to(const char *sql, const char *schema, const char *name, char *to, size_t n);
 /* True when obj is an object with no keys but the allowed ones. */
 int sql_only_keys(json_t *obj, const char *const *allowed);
 /* 1 when the tree calls a function whose value differs per row (random,

@@ -10,6 +10,7 @@
 #include "migration_names.h"
 #include "ops/op.h"
 #include "sql_fragment.h"
+#include "sql_script.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,22 @@ static void rename_at_contract(struct plan_ctx *c, const struct mig_op *op, cons
 static int constraint_then(const struct plan_ctx *c, const struct mig_op *op, const char *reg, const char *name,
                            char *out, size_t n);
 
+/* The name index `name` has when op's contract runs: an ALTER INDEX ...
+ * RENAME of an earlier `sql` operation, which runs at expand, renamed it
+ * (52911-234: the table renamed, then its index, then the column
+ * retyped). */
+static void index_name_now(const struct plan_ctx *c, const struct mig_op *op, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s", name);
+    for (int i = 0; i < op->index && (size_t)i < c->m->nops; i++) {
+        const struct mig_op *o = &c->m->ops[i];
+        char to[80];
+        if (o->kind == MIG_SQL && o->on == MIG_ON_START && o->up &&
+            sql_index_renamed_to(o->up, op->schema, out, to, sizeof to))
+            snprintf(out, n, "%s", to);
+    }
+}
+
 /* Rebuilds every index on `from` over `to` (CONCURRENTLY, during expand) and
  * at contract gives it back the original name, or re-attaches the UNIQUE
  * constraint it backed (unless the migration drops that constraint: the
@@ -62,11 +79,12 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
         snprintf(self, sizeof self, "%s.%s", op->schema, table);
         if (ix->constraint && constraint_then(c, op, self, ix->constraint, then, sizeof then))
             continue;
-        char tmp[80];
+        char tmp[80], now[80];
         object_name(tmp, sizeof tmp, "ix", op, (int)i, c->m->name);
+        index_name_now(c, op, ix->name, now, sizeof now);
         const struct mig_cat_table *parted = partitioned_table(c, op->schema, table);
         if (parted) {   /* one plain index without a constraint (refuse_on_partitioned) */
-            carry_partitioned_index(c, op, parted, ix, from, to, tmp, (int)i);
+            carry_partitioned_index(c, op, parted, ix, now, from, to, tmp, (int)i);
             continue;
         }
         add_index_build(&c->p->expand, op, op->schema, tmp,
@@ -84,7 +102,7 @@ static void copy_indexes(struct plan_ctx *c, const struct mig_op *op, const char
             mig_str_ident(&s, tmp);
             mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, mig_str_take(&s));
         } else {
-            rename_at_contract(c, op, table, 1, tmp, ix->name);
+            rename_at_contract(c, op, table, 1, tmp, now);
         }
     }
 }

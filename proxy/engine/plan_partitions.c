@@ -432,8 +432,8 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
 }
 
 int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
-                            const struct mig_cat_index *ix, const char *from, const char *to, const char *tmp,
-                            int slot)
+                            const struct mig_cat_index *ix, const char *name_now, const char *from, const char *to,
+                            const char *tmp, int slot)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "USING ");
@@ -456,7 +456,7 @@ int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
     name_addition(addition, sizeof addition, ix->cols, ix->ncols);
     attached_under(t, &rebuilt, &freed);
     names_free(&rebuilt);
-    names_add(&final, ix->name);
+    names_add(&final, name_now);
     names_add(&built, tmp);
     for (size_t k = 1; k < t->nparts; k++) {
         char name[NAME_BYTES], temp[NAME_BYTES];

@@ -619,14 +619,22 @@ int sql_index_stmt_params(const char *sql, const char *const *allowed)
 
 int sql_renames_index(const char *sql, const char *schema, const char *name)
 {
+    return sql_index_renamed_to(sql, schema, name, NULL, 0);
+}
+
+int sql_index_renamed_to(const char *sql, const char *schema, const char *name, char *to, size_t n)
+{
     json_t *root;
     json_t *rn = sole_statement(sql, "RenameStmt", &root);
     json_t *rel = json_object_get(rn, "relation");
     const char *in = json_string_value(json_object_get(rel, "schemaname"));
     const char *kind = json_string_value(json_object_get(rn, "renameType"));
     const char *relname = json_string_value(json_object_get(rel, "relname"));
-    int yes = kind && relname && !strcmp(kind, "OBJECT_INDEX") && !strcmp(relname, name) &&
+    const char *newname = json_string_value(json_object_get(rn, "newname"));
+    int yes = kind && relname && newname && !strcmp(kind, "OBJECT_INDEX") && !strcmp(relname, name) &&
               (in ? !strcmp(in, schema) : !strcmp(schema, "public"));
+    if (yes && to)
+        snprintf(to, n, "%s", newname);
     json_decref(root);
     return yes;
 }
