@@ -305,4 +305,16 @@ int mig_catalog_load_shapes(PGconn *conn, const struct migration *m, struct mig_
                             size_t errlen);
 void mig_catalog_free_shape(struct mig_cat_table *t);
 
+/* Internal to the catalog (migration_catalog_partitions.c): a
+ * partitioned table's partitions (none for another table), loaded with
+ * the table and freed with it. */
+int mig_catalog_load_partitions(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen);
+void mig_catalog_free_partitions(struct mig_cat_table *t);
+/* Internal to the catalog, shared by its readers: one of the table's queries (schema and
+ * name as $1, $2), and a JSON array of names as text into *out (empty on
+ * NULL text or out of memory). */
+PGresult *mig_catalog_query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
+                                  char *err, size_t errlen);
+void mig_catalog_json_names(const char *text, char ***out, size_t *n);
+
 #endif

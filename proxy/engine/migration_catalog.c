@@ -161,36 +161,6 @@ static const char *CLASS_SQL =
     "  )::int FROM pg_class c"
     "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2";
 
-/* A partitioned table's partitions at every depth, depth first (the table
- * itself first, each partitioned partition before its own), with the
- * names an index Postgres names for each must avoid, and the columns each
- * partitioned one's key names: its partitioning columns are internally
- * dependent on it (pg_depend), plain or in an expression. */
-static const char *PARTITIONS_SQL =
-    "WITH RECURSIVE tree AS ("
-    "  SELECT c.oid, ARRAY[]::name[] AS path, 0::oid AS parent"
-    "    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    "   WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'p'"
-    "  UNION ALL"
-    "  SELECT i.inhrelid, t.path || pc.relname, t.oid"
-    "    FROM tree t JOIN pg_inherits i ON i.inhparent = t.oid JOIN pg_class pc ON pc.oid = i.inhrelid)"
-    "SELECT n.nspname, c.relname, c.relkind::text, t.parent::text, c.oid::text,"
-    "       (SELECT json_agg(o.relname ORDER BY o.relname) FROM pg_class o"
-    "         WHERE o.relnamespace = c.relnamespace AND starts_with(o.relname, left(c.relname, 20)))::text,"
-    "       (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_depend d"
-    "          JOIN pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid"
-    "         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.objsubid > 0"
-    "           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = 0"
-    "           AND d.deptype = 'i')::text,"
-    "       EXISTS (SELECT 1 FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid AND pt.partexprs IS NOT NULL),"
-    "       (SELECT json_agg(ic.relname ORDER BY ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-    "          JOIN pg_inherits ih ON ih.inhrelid = x.indexrelid WHERE x.indrelid = c.oid)::text,"
-    "       (SELECT json_agg(pc.relname ORDER BY ic.relname) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-    "          JOIN pg_inherits ih ON ih.inhrelid = x.indexrelid JOIN pg_class pc ON pc.oid = ih.inhparent"
-    "         WHERE x.indrelid = c.oid)::text"
-    "  FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " ORDER BY t.path";
-
 /* An index by schema and name: its kind, its table, the constraint it backs
  * (the constraint's own table: a foreign key of another table names the
  * index it looks rows up through too), the partitioned table's index it is
@@ -232,13 +202,13 @@ static PGresult *query_named(PGconn *conn, const char *sql, const char *schema, 
     return r;
 }
 
-static PGresult *query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
-                             char *err, size_t errlen)
+PGresult *mig_catalog_query_table(PGconn *conn, const char *sql, const struct mig_cat_table *t,
+                                  char *err, size_t errlen)
 {
     return query_named(conn, sql, t->schema, t->name, err, errlen);
 }
 
-static void parse_json_names(const char *text, char ***out, size_t *n)
+void mig_catalog_json_names(const char *text, char ***out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -255,7 +225,7 @@ static void parse_json_names(const char *text, char ***out, size_t *n)
 
 static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, COLUMNS_SQL, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, COLUMNS_SQL, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -269,7 +239,7 @@ static int load_columns(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         c->default_expr = dup_or_null(r, i, 3);
         c->comment = dup_or_null(r, i, 4);
         c->stattarget = atoi(PQgetvalue(r, i, 5));
-        parse_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
+        mig_catalog_json_names(PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6), &c->grants, &c->ngrants);
         c->identity = PQgetvalue(r, i, 7)[0];
         c->generated = PQgetvalue(r, i, 8)[0];
         c->sequence = dup_or_null(r, i, 9);
@@ -293,7 +263,7 @@ static enum mig_dep_kind dep_kind(char k)
 
 static int load_dependents(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, DEPENDENTS_SQL, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, DEPENDENTS_SQL, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -340,7 +310,7 @@ static void choose_key(struct mig_cat_table *t, const PGresult *r)
 
 static int load_indexes(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, INDEXES_SQL, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, INDEXES_SQL, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -354,7 +324,7 @@ static int load_indexes(PGconn *conn, struct mig_cat_table *t, char *err, size_t
         ix->simple = PQgetvalue(r, i, 4)[0] == 't';
         ix->constraint = dup_or_null(r, i, 6);
         if (ix->simple)
-            parse_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &ix->cols, &ix->ncols);
+            mig_catalog_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &ix->cols, &ix->ncols);
         if (ix->simple && ix->ncols == 0)
             ix->simple = 0;
     }
@@ -366,7 +336,7 @@ static int load_indexes(PGconn *conn, struct mig_cat_table *t, char *err, size_t
 static int load_fkeys(PGconn *conn, struct mig_cat_table *t, const char *sql, struct mig_cat_fkey **out,
                       size_t *count, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, sql, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, sql, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -386,7 +356,7 @@ static int load_fkeys(PGconn *conn, struct mig_cat_table *t, const char *sql, st
 
 static int load_class(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, CLASS_SQL, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, CLASS_SQL, t, err, errlen);
     if (!r)
         return -1;
     t->est_rows = PQntuples(r) ? atof(PQgetvalue(r, 0, 0)) : 0;
@@ -420,12 +390,12 @@ static void set_ref(struct mig_cat_ref *f, const char *name, const char *schema,
     f->name = strdup(name);
     f->schema = strdup(schema);
     f->table = strdup(table);
-    parse_json_names(cols_json, &f->cols, &f->ncols);
+    mig_catalog_json_names(cols_json, &f->cols, &f->ncols);
 }
 
 static int load_referenced_by(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
-    PGresult *r = query_table(conn, REFERENCED_BY_SQL, t, err, errlen);
+    PGresult *r = mig_catalog_query_table(conn, REFERENCED_BY_SQL, t, err, errlen);
     if (!r)
         return -1;
     int n = PQntuples(r);
@@ -458,73 +428,6 @@ static void parse_refs(const char *text, struct mig_cat_ref **out, size_t *n)
     json_decref(arr);
 }
 
-/* Adds the names of names_json not in t->partkey yet. */
-static void add_partkey(struct mig_cat_table *t, const char *names_json)
-{
-    char **names;
-    size_t n;
-    parse_json_names(names_json, &names, &n);
-    for (size_t i = 0; i < n; i++) {
-        int seen = 0;
-        for (size_t k = 0; k < t->npartkey && !seen; k++)
-            seen = strcmp(t->partkey[k], names[i]) == 0;
-        char **grown = seen ? NULL : realloc(t->partkey, (t->npartkey + 1) * sizeof *grown);
-        if (grown) {
-            t->partkey = grown;
-            t->partkey[t->npartkey++] = names[i];
-        } else {
-            free(names[i]);
-        }
-    }
-    free(names);
-}
-
-static void free_names(char **v, size_t n)
-{
-    for (size_t k = 0; k < n; k++)
-        free(v[k]);
-    free(v);
-}
-
-static void free_partition_indexes(struct mig_cat_partition *p, size_t nparents)
-{
-    free_names(p->attached, p->nattached);
-    free_names(p->attached_to, nparents);
-    p->attached = p->attached_to = NULL;
-    p->nattached = 0;
-}
-
-static int load_partitions(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
-{
-    if (t->relkind != 'p')
-        return 0;
-    PGresult *r = query_table(conn, PARTITIONS_SQL, t, err, errlen);
-    if (!r)
-        return -1;
-    int n = PQntuples(r);
-    t->parts = calloc((size_t)n + 1, sizeof *t->parts);
-    for (int i = 0; t->parts && i < n; i++) {
-        struct mig_cat_partition *p = &t->parts[t->nparts++];
-        p->schema = strdup(PQgetvalue(r, i, 0));
-        p->name = strdup(PQgetvalue(r, i, 1));
-        p->relkind = PQgetvalue(r, i, 2)[0];
-        p->parent = -1;
-        for (int k = 0; k < i; k++)
-            if (strcmp(PQgetvalue(r, k, 4), PQgetvalue(r, i, 3)) == 0)
-                p->parent = k;
-        parse_json_names(PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), &p->taken, &p->ntaken);
-        add_partkey(t, PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6));
-        t->partkey_exprs |= PQgetvalue(r, i, 7)[0] == 't';
-        size_t nparents = 0;
-        parse_json_names(PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8), &p->attached, &p->nattached);
-        parse_json_names(PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9), &p->attached_to, &nparents);
-        if (nparents != p->nattached)   /* out of memory in one of them: neither */
-            free_partition_indexes(p, nparents);
-    }
-    PQclear(r);
-    return 0;
-}
-
 static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t errlen)
 {
     if (load_columns(conn, t, err, errlen) != 0)
@@ -537,7 +440,7 @@ static int load_table(PGconn *conn, struct mig_cat_table *t, char *err, size_t e
         load_dependents(conn, t, err, errlen) ||
         load_referenced_by(conn, t, err, errlen) ||
         load_class(conn, t, err, errlen) ||
-        load_partitions(conn, t, err, errlen))
+        mig_catalog_load_partitions(conn, t, err, errlen))
         return -1;
     return 0;
 }
@@ -774,16 +677,8 @@ static void free_table(struct mig_cat_table *t)
     free_fkeys(t->fk, t->nfk);
     free_fkeys(t->in_fk, t->nin_fk);
     free_refs(t->refs, t->nrefs);
-    for (size_t i = 0; i < t->nparts; i++) {
-        free(t->parts[i].schema); free(t->parts[i].name);
-        free_names(t->parts[i].taken, t->parts[i].ntaken);
-        free_partition_indexes(&t->parts[i], t->parts[i].nattached);
-    }
-    free(t->parts);
+    mig_catalog_free_partitions(t);
     mig_catalog_free_shape(t);
-    for (size_t i = 0; i < t->npartkey; i++)
-        free(t->partkey[i]);
-    free(t->partkey);
     free(t->schema);
     free(t->name);
 }
