@@ -101,8 +101,15 @@ void choose_check_name(struct plan_ctx *c, const char *schema, const char *table
 void take_name(struct plan_ctx *c, const char *schema, const char *name, int relation);
 
 /* ---- plan_sql_build.c: statements and clauses the operations share ------ */
+/* ALTER TABLE schema.table <action> <ident><tail>; caller frees. */
+char *alter_table_sql(const char *schema, const char *table, const char *action, const char *ident,
+                      const char *tail);
 void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table, const char *action,
                const char *ident, const char *tail);
+/* ALTER INDEX IF EXISTS schema.from RENAME TO to (run again after a crash,
+ * or after the contract took the index with its table, it does nothing);
+ * caller frees. */
+char *rename_index_sql(const char *schema, const char *from, const char *to);
 /* ALTER TABLE schema.table RENAME COLUMN from TO to; caller frees. */
 char *rename_column_sql(const char *schema, const char *table, const char *from, const char *to);
 void add_rename_column(struct mig_steps *l, const struct mig_op *op, const char *table, const char *from,
@@ -124,6 +131,10 @@ void add_not_null_check_k(struct plan_ctx *c, const struct mig_op *op, const cha
                           char *cname);
 void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table, const char *col,
                  const char *comment);
+/* An index's definition from USING on: its columns (swap_from written as
+ * swap_to) and predicate. */
+void index_definition_sql(struct mig_str *s, const char *method, char *const *cols, size_t ncols,
+                          const char *swap_from, const char *swap_to, const char *where);
 char *index_sql(const char *schema, const char *table, const char *name, int unique, const char *method,
                 char *const *cols, size_t ncols, const char *swap_from, const char *swap_to, const char *where);
 char *drop_index_sql(const char *schema, const char *name, int concurrently);
@@ -190,10 +201,6 @@ int plan_check_shapes(struct plan_ctx *c);
 /* A rename that keeps the column's values keeps the original column (the
  * new shape shows it under the new name; the contract renames it). */
 int rename_keeps_original(const struct plan_ctx *c, const struct mig_op *op);
-/* engine/ops/op_add_column.c: an add_column of the name an earlier rename of the
- * migration frees, added under its second column's name until the
- * contract (mig_shadow_name). */
-int add_column_in_freed_name(const struct plan_ctx *c, const struct mig_op *op);
 /* An alter_column that changes the column in place (no second column: the
  * new shape shows the column as it is). */
 int alter_in_place(const struct plan_ctx *c, const struct mig_op *op);

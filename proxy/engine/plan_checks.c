@@ -105,16 +105,6 @@ static char *check_violations_sql(const struct plan_ctx *c, const struct mig_op 
     return sql;
 }
 
-static char *alter_table_sql(const struct mig_op *op, const char *action, const char *ident)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, "ALTER TABLE ");
-    mig_str_qname(&s, op->schema, op->table);
-    mig_str_addf(&s, " %s ", action);
-    mig_str_ident(&s, ident);
-    return mig_str_take(&s);
-}
-
 /* One constraint complete validates before its cutover, named cname on
  * op's table: its description, how it is added and how its violations are
  * counted (all three taken, NULL when out of memory); validating and
@@ -133,8 +123,8 @@ static void add_cutover_check(struct plan_ctx *c, const struct mig_op *op, const
     c->p->checks = grown;
     struct mig_check *k = &c->p->checks[c->p->nchecks++];
     *k = (struct mig_check){.op_index = op->index, .describe = describe, .add = add, .violations = violations};
-    k->validate = alter_table_sql(op, "VALIDATE CONSTRAINT", cname);
-    k->drop = alter_table_sql(op, "DROP CONSTRAINT IF EXISTS", cname);
+    k->validate = alter_table_sql(op->schema, op->table, "VALIDATE CONSTRAINT", cname, "");
+    k->drop = alter_table_sql(op->schema, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");
     if (!k->describe || !k->add || !k->validate || !k->violations || !k->drop)
         c->p->contract.oom = 1;
     add_alter(&c->p->rollback, op, op->table, "DROP CONSTRAINT IF EXISTS", cname, "");

@@ -298,16 +298,6 @@ static char *drop_sql(const struct mig_cat_partition *p, const char *ix, int con
     return mig_str_take(&s);
 }
 
-static char *rename_sql(const struct mig_cat_partition *p, const char *from, const char *to)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, "ALTER INDEX IF EXISTS ");
-    mig_str_qname(&s, p->schema, from);
-    mig_str_add(&s, " RENAME TO ");
-    mig_str_ident(&s, to);
-    return mig_str_take(&s);
-}
-
 /* Partition k's index, then (a partitioned partition) its partitions',
  * attached to it, then its own attached to its parent's; each under its
  * name in ix (the one it is built under). */
@@ -361,7 +351,7 @@ int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
     build_partition(c, op, t, &ix, 0, unique, definition);
     for (size_t k = 0; k < t->nparts; k++)
         if (strcmp(ix.v[k], final.v[k]) != 0)
-            mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, rename_sql(&t->parts[k], ix.v[k], final.v[k]));
+            mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, rename_index_sql(t->parts[k].schema, ix.v[k], final.v[k]));
     /* The parent's drops every index attached to it, at any depth (a
      * catalog change, under ACCESS EXCLUSIVE on the table and each
      * partition); then what a partial expand left unattached. */
@@ -376,18 +366,6 @@ int build_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
     return 0;
 }
 
-static char *alter_partition_sql(const struct mig_cat_partition *p, const char *action, const char *name,
-                                  const char *tail)
-{
-    struct mig_str s = {0};
-    mig_str_add(&s, "ALTER TABLE ");
-    mig_str_qname(&s, p->schema, p->name);
-    mig_str_addf(&s, " %s ", action);
-    mig_str_ident(&s, name);
-    mig_str_add(&s, tail);
-    return mig_str_take(&s);
-}
-
 int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, const struct mig_cat_table *t,
                                   const char *name, const char *final_name, const char *definition)
 {
@@ -400,14 +378,14 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
         if (t->parts[k].relkind != 'r')
             continue;   /* a partitioned partition's key is made by the table's ADD, its leaves' attached */
         mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN,
-                      alter_partition_sql(&t->parts[k], "ADD CONSTRAINT", name, not_valid));
+                      alter_table_sql(t->parts[k].schema, t->parts[k].name, "ADD CONSTRAINT", name, not_valid));
         mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN,
-                      alter_partition_sql(&t->parts[k], "VALIDATE CONSTRAINT", name, ""));
+                      alter_table_sql(t->parts[k].schema, t->parts[k].name, "VALIDATE CONSTRAINT", name, ""));
         carried(c, op, "foreign key \"%s\" of partition \"%s\": added NOT VALID and validated, then attached to "
                 "the partitioned table's", name, t->parts[k].name);
     }
     free(not_valid);
-    mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, alter_partition_sql(&t->parts[0], "ADD CONSTRAINT",
+    mig_steps_add(&c->p->validate, op->index, MIG_STEP_TXN, alter_table_sql(t->parts[0].schema, t->parts[0].name, "ADD CONSTRAINT",
                                                                                 name, definition));
     /* the table's RENAME CONSTRAINT leaves its partitions' keys (made or
      * attached under the temporary name) as they are: each renamed too */
@@ -419,7 +397,7 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
         for (size_t k = 1; k < t->nparts; k++)
             if (t->parts[k].relkind == 'r' || t->parts[k].relkind == 'p')
                 mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN,
-                              alter_partition_sql(&t->parts[k], "RENAME CONSTRAINT", name, tail ? tail : ""));
+                              alter_table_sql(t->parts[k].schema, t->parts[k].name, "RENAME CONSTRAINT", name, tail ? tail : ""));
         free(tail);
     }
     /* the table's drops every key attached to it; then what a partial
@@ -427,7 +405,7 @@ int build_partitioned_foreign_key(struct plan_ctx *c, const struct mig_op *op, c
     for (size_t k = 0; k < t->nparts; k++)
         if (k == 0 || t->parts[k].relkind == 'r')
             mig_steps_add(&c->p->rollback, op->index, MIG_STEP_TXN,
-                          alter_partition_sql(&t->parts[k], "DROP CONSTRAINT IF EXISTS", name, ""));
+                          alter_table_sql(t->parts[k].schema, t->parts[k].name, "DROP CONSTRAINT IF EXISTS", name, ""));
     return 0;
 }
 
@@ -436,15 +414,7 @@ int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
                             const char *tmp, int slot)
 {
     struct mig_str s = {0};
-    mig_str_add(&s, "USING ");
-    mig_str_ident(&s, ix->method ? ix->method : "btree");
-    mig_str_add(&s, " (");
-    for (size_t i = 0; i < ix->ncols; i++) {
-        if (i)
-            mig_str_add(&s, ", ");
-        mig_str_ident(&s, strcmp(ix->cols[i], from) ? ix->cols[i] : to);
-    }
-    mig_str_add(&s, ")");
+    index_definition_sql(&s, ix->method, ix->cols, ix->ncols, from, to, NULL);
     char *definition = mig_str_take(&s);
     /* offline ALTER COLUMN ... TYPE rebuilds the table's index under its
      * name and each partition's under the name Postgres chooses anew, the
@@ -472,7 +442,7 @@ int carry_partitioned_index(struct plan_ctx *c, const struct mig_op *op, const s
         build_partition(c, op, t, &built, 0, ix->unique, definition);
         /* at contract, after the original column and its indexes are gone */
         for (size_t k = 0; k < t->nparts; k++)
-            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, rename_sql(&t->parts[k], built.v[k], final.v[k]));
+            mig_steps_add(&c->p->contract, op->index, MIG_STEP_TXN, rename_index_sql(t->parts[k].schema, built.v[k], final.v[k]));
         for (size_t k = 1; k < t->nparts; k++)
             carried(c, op, "index \"%s\" of partition \"%s\": built CONCURRENTLY on the second column, attached, "
                     "renamed at contract as Postgres names it rebuilt", final.v[k], t->parts[k].name);

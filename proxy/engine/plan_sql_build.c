@@ -8,16 +8,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
-                      const char *action, const char *ident, const char *tail)
+char *alter_table_sql(const char *schema, const char *table, const char *action, const char *ident,
+                      const char *tail)
 {
     struct mig_str s = {0};
     mig_str_add(&s, "ALTER TABLE ");
-    mig_str_qname(&s, op->schema, table);
+    mig_str_qname(&s, schema, table);
     mig_str_addf(&s, " %s ", action);
     mig_str_ident(&s, ident);
     mig_str_add(&s, tail);
-    mig_steps_add(l, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    return mig_str_take(&s);
+}
+
+void add_alter(struct mig_steps *l, const struct mig_op *op, const char *table,
+                      const char *action, const char *ident, const char *tail)
+{
+    mig_steps_add(l, op->index, MIG_STEP_TXN, alter_table_sql(op->schema, table, action, ident, tail));
+}
+
+char *rename_index_sql(const char *schema, const char *from, const char *to)
+{
+    struct mig_str s = {0};
+    mig_str_add(&s, "ALTER INDEX IF EXISTS ");
+    mig_str_qname(&s, schema, from);
+    mig_str_add(&s, " RENAME TO ");
+    mig_str_ident(&s, to);
+    return mig_str_take(&s);
 }
 
 char *rename_column_sql(const char *schema, const char *table, const char *from, const char *to)
@@ -148,6 +164,23 @@ void add_comment(struct plan_ctx *c, const struct mig_op *op, const char *table,
     mig_steps_add(&c->p->expand, op->index, MIG_STEP_TXN, mig_str_take(&s));
 }
 
+void index_definition_sql(struct mig_str *s, const char *method, char *const *cols, size_t ncols,
+                          const char *swap_from, const char *swap_to, const char *where)
+{
+    mig_str_add(s, "USING ");
+    mig_str_ident(s, method ? method : "btree");
+    mig_str_add(s, " (");
+    for (size_t i = 0; i < ncols; i++) {
+        if (i)
+            mig_str_add(s, ", ");
+        int swap = swap_from && strcmp(cols[i], swap_from) == 0;
+        mig_str_ident(s, swap ? swap_to : cols[i]);
+    }
+    mig_str_add(s, ")");
+    if (where)
+        mig_str_addf(s, " WHERE (%s)", where);
+}
+
 char *index_sql(const char *schema, const char *table, const char *name, int unique,
                        const char *method, char *const *cols, size_t ncols, const char *swap_from,
                        const char *swap_to, const char *where)
@@ -157,18 +190,8 @@ char *index_sql(const char *schema, const char *table, const char *name, int uni
     mig_str_ident(&s, name);
     mig_str_add(&s, " ON ");
     mig_str_qname(&s, schema, table);
-    mig_str_add(&s, " USING ");
-    mig_str_ident(&s, method ? method : "btree");
-    mig_str_add(&s, " (");
-    for (size_t i = 0; i < ncols; i++) {
-        if (i)
-            mig_str_add(&s, ", ");
-        int swap = swap_from && strcmp(cols[i], swap_from) == 0;
-        mig_str_ident(&s, swap ? swap_to : cols[i]);
-    }
-    mig_str_add(&s, ")");
-    if (where)
-        mig_str_addf(&s, " WHERE (%s)", where);
+    mig_str_add(&s, " ");
+    index_definition_sql(&s, method, cols, ncols, swap_from, swap_to, where);
     return mig_str_take(&s);
 }
 

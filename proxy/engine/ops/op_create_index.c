@@ -124,12 +124,7 @@ static char *index_sql_named(const struct mig_op *op, const char *ix, char *cons
  * finds it renamed already. */
 static void rename_after_contract(struct plan_ctx *c, const struct mig_op *op, const char *ix)
 {
-    struct mig_str s = {0};
-    mig_str_add(&s, "ALTER INDEX IF EXISTS ");
-    mig_str_qname(&s, op->schema, ix);
-    mig_str_add(&s, " RENAME TO ");
-    mig_str_ident(&s, op->name);
-    mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, mig_str_take(&s));
+    mig_steps_add(&c->p->post, op->index, MIG_STEP_TXN, rename_index_sql(op->schema, ix, op->name));
 }
 
 static int plan_index_held(struct plan_ctx *c, const struct mig_op *held, const struct mig_op *op);
