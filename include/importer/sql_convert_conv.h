@@ -180,9 +180,10 @@ struct made_table *sqlc_made_table(struct conv *c, json_t *rel);
 int sqlc_emit_on_made(struct conv *c, const struct sql_stmt *st, const char *text, const struct made_table *made);
 
 /* ---- sql_convert_recreate.c ---- */
-/* The command of statement o that adds column to rel (an ALTER TABLE of
- * rel with ADD COLUMN), or NULL. */
-json_t *sqlc_adds_column(const struct sql_stmt *o, json_t *rel, const char *column);
+/* The command of statement o, an ALTER TABLE of rel, of kind subtype
+ * ("AT_AddColumn", "AT_AlterColumnType", "AT_DropColumn" ...) on column,
+ * or NULL. */
+json_t *sqlc_column_cmd(const struct sql_stmt *o, json_t *rel, const char *subtype, const char *column);
 
 /* A DROP COLUMN of column on rel that an ADD COLUMN of the same name
  * follows in the file: remembered for that ADD (1), nothing emitted; 0

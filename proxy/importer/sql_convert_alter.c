@@ -23,13 +23,9 @@ static int renamed_back(struct conv *c, const struct sql_stmt *st, json_t *rel, 
     size_t i, at = 0;
     json_t *op, *found = NULL;
     json_array_foreach(c->ops, i, op) {
-        json_t *body = json_object_get(op, "rename_column");
-        const char *schema = sqlc_str_or(body, "schema", "public");
-        char now[SQLC_NAME_LEN];
-        if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0)
-            continue;
-        sqlc_table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
-        if (strcmp(now, sqlc_str_or(rel, "relname", "")) != 0)
+        json_t *body;
+        const char *kind;
+        if (!sqlc_op_on_now(c, i, op, rel, &kind, &body) || strcmp(kind, "rename_column") != 0)
             continue;
         /* the last rename of the table's column `from` decides */
         if (!strcmp(sqlc_str_or(body, "to", ""), from)) {
@@ -219,13 +215,10 @@ static json_t *constraint_renamed_to(struct conv *c, json_t *rel, const char *na
     size_t i;
     json_t *op, *found = NULL;
     json_array_foreach(c->ops, i, op) {
-        json_t *body = json_object_get(op, "rename_constraint");
-        const char *schema = sqlc_str_or(body, "schema", "public");
-        char now[SQLC_NAME_LEN];
-        if (!body || strcmp(schema, sqlc_rel_schema(rel)) != 0 || strcmp(sqlc_str_or(body, "to", ""), name) != 0)
-            continue;
-        sqlc_table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
-        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
+        json_t *body;
+        const char *kind;
+        if (sqlc_op_on_now(c, i, op, rel, &kind, &body) && !strcmp(kind, "rename_constraint") &&
+            !strcmp(sqlc_str_or(body, "to", ""), name)) {
             found = body;
             *at = i;
         }

@@ -24,15 +24,11 @@ static const char *column_freed_above(struct conv *c, json_t *rel, const char *c
     const char *hit = NULL;
     json_array_foreach(c->ops, i, op) {
         json_t *body;
-        const char *kind = sqlc_op_kind(op, &body);
-        int renamed = !strcmp(kind, "rename_column"), dropped = !strcmp(kind, "drop_column");
-        const char *schema = sqlc_str_or(body, "schema", "public");
-        char now[SQLC_NAME_LEN];
-        if ((!renamed && !dropped) || strcmp(schema, sqlc_rel_schema(rel)) != 0 ||
-            strcmp(sqlc_str_or(body, renamed ? "from" : "column", ""), column) != 0)
+        const char *kind;
+        if (!sqlc_op_on_now(c, i, op, rel, &kind, &body))
             continue;
-        sqlc_table_name_now(c, i, schema, sqlc_str_or(body, "table", ""), now);
-        if (!strcmp(now, sqlc_str_or(rel, "relname", ""))) {
+        int renamed = !strcmp(kind, "rename_column"), dropped = !strcmp(kind, "drop_column");
+        if ((renamed || dropped) && !strcmp(sqlc_str_or(body, renamed ? "from" : "column", ""), column)) {
             hit = kind;
             *to = renamed ? sqlc_str_or(body, "to", "") : NULL;
             *apart = renamed && sql_only_keys(body, apart_keys);

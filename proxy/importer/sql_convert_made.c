@@ -66,14 +66,8 @@ static int column_goes_later(const struct conv *c, const struct sql_stmt *st, co
         if (!strcmp(o->kind, "RenameStmt") && !strcmp(sqlc_str_or(o->body, "renameType", ""), "OBJECT_COLUMN") &&
             !strcmp(sqlc_str_or(o->body, "subname", ""), column))
             return 1;
-        size_t i;
-        json_t *cmd;
-        json_array_foreach(!strcmp(o->kind, "AlterTableStmt") ? json_object_get(o->body, "cmds") : NULL, i, cmd) {
-            json_t *at = json_object_get(cmd, "AlterTableCmd");
-            if (!strcmp(sqlc_str_or(at, "subtype", ""), "AT_DropColumn") &&
-                !strcmp(sqlc_str_or(at, "name", ""), column))
-                return 1;
-        }
+        if (sqlc_column_cmd(o, rel, "AT_DropColumn", column))
+            return 1;
     }
     return 0;
 }

@@ -17,17 +17,18 @@ static void recreated_key(json_t *rel, const char *column, char *out, size_t n)
     snprintf(out, n, "%s.%s.%s", sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), column);
 }
 
-json_t *sqlc_adds_column(const struct sql_stmt *o, json_t *rel, const char *column)
+json_t *sqlc_column_cmd(const struct sql_stmt *o, json_t *rel, const char *subtype, const char *column)
 {
     json_t *orel = json_object_get(o->body, "relation");
     if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel || !sqlc_same_relation(orel, rel))
         return NULL;
+    int adds = !strcmp(subtype, "AT_AddColumn");
     size_t i;
     json_t *cmd;
     json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
         json_t *at = json_object_get(cmd, "AlterTableCmd");
-        if (!strcmp(sqlc_str_or(at, "subtype", ""), "AT_AddColumn") &&
-            !strcmp(sqlc_str_or(sql_get(at, "def.ColumnDef"), "colname", ""), column))
+        const char *name = adds ? sqlc_str_or(sql_get(at, "def.ColumnDef"), "colname", "") : sqlc_str_or(at, "name", "");
+        if (!strcmp(sqlc_str_or(at, "subtype", ""), subtype) && !strcmp(name, column))
             return cmd;
     }
     return NULL;
@@ -39,7 +40,7 @@ json_t *sqlc_adds_column(const struct sql_stmt *o, json_t *rel, const char *colu
 static int added_again(const struct conv *c, const struct sql_stmt *st, json_t *rel, const char *column)
 {
     for (const struct sql_stmt *o = st; o < c->s.stmts + c->s.nstmts; o++)
-        if (sqlc_adds_column(o, rel, column))
+        if (sqlc_column_cmd(o, rel, "AT_AddColumn", column))
             return 1;
     return 0;
 }

@@ -224,7 +224,7 @@ static const struct sql_stmt *added_plainly_above(struct conv *c, const struct s
                                                   const char *column)
 {
     for (const struct sql_stmt *o = st; o-- > c->s.stmts;) {
-        json_t *add = sqlc_adds_column(o, rel, column), *cmd;
+        json_t *add = sqlc_column_cmd(o, rel, "AT_AddColumn", column), *cmd;
         if (!add)
             continue;
         size_t i;
@@ -301,15 +301,27 @@ static int fold_into_added(struct conv *c, const struct sql_stmt *st, json_t *re
     return ok ? 1 : sqlc_oom(c, st);
 }
 
+/* The `down` of st's change of column from old_type, its USING using (or
+ * NULL) giving up, other than a cast back: the annotated one, the same
+ * zone the other way for AT TIME ZONE between timestamps, or the inverse
+ * of a known USING; NULL when none (caller frees). */
+static char *known_down(struct conv *c, const struct sql_stmt *st, json_t *using, const char *column,
+                        const char *type, const char *up, const char *old_type)
+{
+    char *down = sqlc_annotated_down(c, st);
+    int any = c->opt && c->opt->types_stand_in;
+    if (!down && using && is_at_time_zone_of(using, column) && is_timestamp(type) && (is_timestamp(old_type) || any))
+        down = strdup(up);
+    else if (!down && using && !is_cast_of(using, column) && !is_text_cast_of(using, column))
+        down = derived_down(c, st, using, column, old_type);
+    return down;
+}
+
 char *sqlc_retype_down(struct conv *c, const struct sql_stmt *st, json_t *using, const char *column, const char *type,
                        const char *up, const char *old_type)
 {
-    char *down = sqlc_annotated_down(c, st);
+    char *down = known_down(c, st, using, column, type, up, old_type);
     int via_text = using && is_text_cast_of(using, column);
-    if (!down && using && is_at_time_zone_of(using, column) && is_timestamp(type) && is_timestamp(old_type))
-        down = strdup(up);
-    else if (!down && using && !is_cast_of(using, column) && !via_text)
-        down = derived_down(c, st, using, column, old_type);
     if (!down && (!using || is_cast_of(using, column) || via_text)) {
         struct mig_str back = {0};  /* a cast back, through text when the up goes through it */
         mig_str_addf(&back, "%s%s", via_text ? "text::" : "", old_type);
@@ -356,7 +368,12 @@ int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, cons
         free(up);
         return composed < 0 ? -1 : 0;
     }
-    char *down = sqlc_annotated_down(c, st);
+    /* the old type known (not after a rename, whose up and down read the
+     * old name): a down derived from it, else only an annotated one */
+    char old_type[SQLC_TYPE_LEN];
+    int old_known = !renamed && sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name,
+                                              old_type) == 0;
+    char *down = old_known && up ? known_down(c, st, using, column, type, up, old_type) : sqlc_annotated_down(c, st);
     json_t *body = up ? (renamed ? c->last.body : sqlc_alter_body(c, rel, column, "type")) : NULL;
     int rc = 0;
     if (!body) {
@@ -367,14 +384,6 @@ int sqlc_alter_type(struct conv *c, const struct sql_stmt *st, json_t *rel, cons
         keep_earlier_changes(c, rel, db_name, body);
         if (default_as_set(c, rel, db_name, body) != 0)
             rc = sqlc_oom(c, st);
-        char old_type[SQLC_TYPE_LEN];
-        if (!down && !renamed && using && is_at_time_zone_of(using, column) && is_timestamp(type) &&
-            sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0 &&
-            (is_timestamp(old_type) || (c->opt && c->opt->types_stand_in)))
-            down = strdup(up);  /* the old value back: the same zone the other way */
-        if (!down && !plain && !renamed &&
-            sqlc_old_type(c, sqlc_rel_schema(rel), sqlc_str_or(rel, "relname", ""), db_name, old_type) == 0)
-            down = derived_down(c, st, using, column, old_type);
         if (down) {
             json_object_set_new(body, "down", json_string(down));
         } else if (!plain) {

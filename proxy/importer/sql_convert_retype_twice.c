@@ -17,23 +17,6 @@
 
 #include "sql_fragment.h"
 
-/* The command of statement o that changes the type of column on rel, or
- * NULL. */
-static json_t *retypes_column(const struct sql_stmt *o, json_t *rel, const char *column)
-{
-    json_t *orel = json_object_get(o->body, "relation");
-    if (strcmp(o->kind, "AlterTableStmt") != 0 || !orel || !sqlc_same_relation(orel, rel))
-        return NULL;
-    size_t i;
-    json_t *cmd;
-    json_array_foreach(json_object_get(o->body, "cmds"), i, cmd) {
-        json_t *at = json_object_get(cmd, "AlterTableCmd");
-        if (!strcmp(sqlc_str_or(at, "subtype", ""), "AT_AlterColumnType") && !strcmp(sqlc_str_or(at, "name", ""), column))
-            return cmd;
-    }
-    return NULL;
-}
-
 /* The statement above st that changed column's type last, when nothing
  * between (nor another command of it) can see the type it gave; NULL
  * otherwise. */
@@ -42,7 +25,7 @@ static const struct sql_stmt *retyped_unseen_above(struct conv *c, const struct 
 {
     const char *table = sqlc_str_or(rel, "relname", "");
     for (const struct sql_stmt *o = st; o-- > c->s.stmts;) {
-        json_t *retype = retypes_column(o, rel, column), *cmd;
+        json_t *retype = sqlc_column_cmd(o, rel, "AT_AlterColumnType", column), *cmd;
         if (retype) {
             size_t i;
             json_array_foreach(json_object_get(o->body, "cmds"), i, cmd)
