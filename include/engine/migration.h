@@ -182,6 +182,13 @@ char *mig_read_file(const char *path, size_t *len, char *err, size_t errlen);
 void mig_free(struct migration *m);
 
 const char *mig_op_name(enum mig_op_kind kind);
+/* The earlier rename_column of m that frees the name add (an add_column)
+ * takes on its table (RENAME COLUMN "kind" TO "legacyKind", then ADD
+ * COLUMN "kind"): the plan adds the column under its second column's name
+ * (mig_shadow_name) until the contract, where the old release reads the
+ * original under the name until then; NULL when none, or when the rename
+ * keeps a copy column. */
+const struct mig_op *mig_add_column_freed_by(const struct migration *m, const struct mig_op *add);
 /* The first operation whose change a revert after complete could not undo
  * without losing what the new release wrote (a dropped column gets no
  * values from it); -1 when every one can be reverted. why says which. */

@@ -176,20 +176,15 @@ static void null_column(struct mig_str *s, char **names, size_t *n, const char *
     mig_str_ident(s, name);
 }
 
-/* Whether an operation before op renames column name of op's table away
- * and a later one before op adds a column under it (RENAME COLUMN status
- * TO slug; ADD COLUMN status text): from there on the name is the added
- * column's, of its type, as offline. */
+/* Whether an add_column before op takes name on op's table after a rename
+ * frees it (RENAME COLUMN status TO slug; ADD COLUMN status text): from
+ * there on the name is the added column's, of its type, as offline. */
 static int name_taken_again(const struct migration *m, const struct mig_op *op, const char *name)
 {
-    int freed = 0;
     for (int i = 0; i < op->index && (size_t)i < m->nops; i++) {
         const struct mig_op *o = &m->ops[i];
-        if (!o->table || strcmp(o->schema, op->schema) || strcmp(o->table, op->table))
-            continue;
-        if (o->kind == MIG_RENAME_COLUMN && o->from && !strcmp(o->from, name))
-            freed = 1;
-        else if (freed && o->kind == MIG_ADD_COLUMN && o->col.name && !strcmp(o->col.name, name))
+        if (o->kind == MIG_ADD_COLUMN && o->col.name && !strcmp(o->col.name, name) &&
+            !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) && mig_add_column_freed_by(m, o))
             return 1;
     }
     return 0;

@@ -55,6 +55,17 @@ int mig_merge(const struct migration *list, size_t n, struct migration *out, cha
     return rc;
 }
 
+const struct mig_op *mig_add_column_freed_by(const struct migration *m, const struct mig_op *add)
+{
+    for (int i = 0; add->kind == MIG_ADD_COLUMN && i < add->index && (size_t)i < m->nops; i++) {
+        const struct mig_op *o = &m->ops[i];
+        if (o->kind == MIG_RENAME_COLUMN && !strcmp(o->schema, add->schema) && !strcmp(o->table, add->table) &&
+            !strcmp(o->from, add->col.name) && !o->copy)
+            return o;
+    }
+    return NULL;
+}
+
 int mig_revert_blocker(const struct migration *m, char *why, size_t n)
 {
     for (size_t i = 0; i < m->nops; i++) {

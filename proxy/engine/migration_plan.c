@@ -96,7 +96,7 @@ static char *view_item(const struct plan_ctx *c, const char *schema, const char 
             if (!strcmp(shadow, col))
                 return aliased(shadow, op->column);
         }
-        if (op->kind == MIG_ADD_COLUMN && add_column_in_freed_name(c, op)) {
+        if (op->kind == MIG_ADD_COLUMN && mig_add_column_freed_by(c->m, op)) {
             mig_shadow_name(shadow, sizeof shadow, op->col.name);
             if (!strcmp(shadow, col))
                 return aliased(shadow, op->col.name);

@@ -290,7 +290,7 @@ int column_until_contract(const struct plan_ctx *c, const struct mig_op *op, con
         /* a column added under the name an earlier rename frees is its
          * second column until the contract names it (op_add_column.c) */
         if (o->kind == MIG_ADD_COLUMN && !strcmp(o->schema, schema) && !strcmp(o->table, table) &&
-            !strcmp(o->col.name, col) && add_column_in_freed_name(c, o)) {
+            !strcmp(o->col.name, col) && mig_add_column_freed_by(c->m, o)) {
             mig_shadow_name(out, n, col);
             return 1;
         }

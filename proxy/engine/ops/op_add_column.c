@@ -85,27 +85,6 @@ static void add_column_trigger(struct plan_ctx *c, const struct mig_op *op, cons
     install_trigger(c, op, op->table, trigger_function(fname, mig_str_take(&f)));
 }
 
-/* The earlier rename of this migration that frees the column's name on
- * its table (RENAME COLUMN "kind" TO "legacyKind", then ADD COLUMN
- * "kind"): the old release reads the original column under that name
- * until the contract renames it, or, when the rename moves the values to
- * a second column (a new type, a later operation building on the new
- * name), drops it. NULL when none, or when the rename keeps a copy column. */
-static const struct mig_op *name_freed_by(const struct plan_ctx *c, const struct mig_op *op)
-{
-    for (int i = 0; op->kind == MIG_ADD_COLUMN && i < op->index; i++) {
-        const struct mig_op *o = &c->m->ops[i];
-        if (o->kind == MIG_RENAME_COLUMN && !strcmp(o->schema, op->schema) && !strcmp(o->table, op->table) &&
-            !strcmp(o->from, op->col.name) && !o->copy)
-            return o;
-    }
-    return NULL;
-}
-
-int add_column_in_freed_name(const struct plan_ctx *c, const struct mig_op *op)
-{
-    return name_freed_by(c, op) != NULL;
-}
 
 /* Whether the SQL expression expr reads the column name (a whole-row
  * reference, or an expression that does not parse, counts). */
@@ -207,7 +186,7 @@ static int plan_add_in_freed_name(struct plan_ctx *c, const struct mig_op *op, c
 static int plan_add_column(struct plan_ctx *c, const struct mig_op *op)
 {
     const struct mig_column *col = &op->col;
-    const struct mig_op *freed = name_freed_by(c, op);
+    const struct mig_op *freed = mig_add_column_freed_by(c->m, op);
     if (require_table(c, op, op->table))
         return -1;
     if (freed)
